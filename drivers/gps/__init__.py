@@ -1,0 +1,1 @@
+"""GPS receivers: they emit `edged.events.Fix`."""

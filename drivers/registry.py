@@ -1,0 +1,39 @@
+"""Driver names to classes, imported lazily: a node loads only the hardware libraries it uses."""
+
+import importlib
+from typing import Any
+
+from drivers.base import DriverOptions
+from edged.errors import EdgedError
+
+REGISTRY: dict[str, str] = {
+    "gps.sim": "drivers.gps.sim:SimGps",
+}
+"""Registry name -> "module:Class". A new backend is one line here."""
+
+
+class UnknownDriverError(EdgedError):
+    pass
+
+
+def driver_class(name: str) -> Any:
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise UnknownDriverError(f"unknown driver {name!r}; known drivers: {known}") from None
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnknownDriverError(
+            f"driver {name!r} needs a library that is not installed ({exc.name}): "
+            "install edged with the extra for this device"
+        ) from exc
+    return getattr(module, class_name)
+
+
+def options_model(name: str) -> type[DriverOptions]:
+    cls = driver_class(name)
+    options: type[DriverOptions] = cls.Options
+    return options

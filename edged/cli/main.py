@@ -1,0 +1,106 @@
+"""`edged`: run the daemon, check a config, print payload schemas, run the demo."""
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from edged import __version__
+from edged.cli.logs import setup_logging
+from edged.errors import ConfigError, EdgedError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edged", description=__doc__)
+    p.add_argument("--version", action="version", version=f"edged {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", required=True, type=Path, help="TOML config file")
+
+    check = sub.add_parser("check-config", help="validate config files; exit 2 when one is bad")
+    check.add_argument("files", nargs="+", type=Path)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of each payload")
+    schema.add_argument("topic", nargs="?", help="one topic, e.g. position")
+
+    demo = sub.add_parser("demo", help="a simulated shuttle with an embedded broker")
+    demo.add_argument("--broker", help="mqtt://host:port of a broker to use instead")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--speed", type=float, default=20.0, help="simulation speed factor")
+    demo.add_argument("--config", type=Path, help="shuttle config (default: config/shuttle.toml)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return check_config(args.files)
+    if args.command == "schema":
+        return print_schema(args.topic)
+    setup_logging(args.verbose)
+    try:
+        if args.command == "run":
+            return asyncio.run(run(args.config))
+        if args.command == "demo":
+            from edged.demo.runner import run_demo
+
+            return asyncio.run(run_demo(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except EdgedError as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def check_config(files: list[Path]) -> int:
+    from edged.config import load_config
+
+    bad = 0
+    for file in files:
+        try:
+            load_config(file)
+        except ConfigError as exc:
+            bad += 1
+            print(exc, file=sys.stderr)
+        else:
+            print(f"{file}: ok")
+    return 2 if bad else 0
+
+
+def print_schema(topic: str | None) -> int:
+    from edged.schema import schemas
+
+    all_schemas = schemas()
+    if topic is not None:
+        if topic not in all_schemas:
+            print(f"edged: no topic {topic!r}; topics: {', '.join(all_schemas)}", file=sys.stderr)
+            return 2
+        all_schemas = {topic: all_schemas[topic]}
+    print(json.dumps(all_schemas, indent=2, ensure_ascii=False))
+    return 0
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run(config_file: Path) -> int:
+    from edged.config import load_config
+    from edged.node import Node
+
+    config = load_config(config_file)
+    node = Node(config, base_dir=config_file.resolve().parent)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await node.run(stop)
+    return 0

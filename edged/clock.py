@@ -1,0 +1,73 @@
+"""Which clock stamps a payload: NTP-synced system time, GPS time, or an unsynced guess.
+
+A Raspberry Pi has no battery-backed clock: after a cold boot without network its clock
+can be days or years off. When the kernel says the clock is not synchronised, GPS time
+(from the last valid fix, carried forward on the monotonic clock) is used instead.
+"""
+
+import ctypes
+import ctypes.util
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+
+_TIME_ERROR = 5  # adjtimex(2): clock not synchronised
+_EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+
+
+class ClockSource(StrEnum):
+    NTP = "ntp"
+    GPS = "gps"
+    UNSYNCED = "unsynced"
+
+
+def kernel_clock_synced() -> bool | None:
+    """True/False from adjtimex(2); None where it cannot be asked."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+        state = libc.adjtimex(buf)
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return bool(state != _TIME_ERROR)
+
+
+class Clock:
+    """Millisecond UTC timestamps with the name of the clock that produced them."""
+
+    def __init__(self, *, recheck_s: float = 60.0) -> None:
+        self._gps_offset: float | None = None  # gps_time - monotonic
+        self._synced: bool = False
+        self._checked_at = float("-inf")
+        self._recheck_s = recheck_s
+        self._refresh()
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < self._recheck_s:
+            return
+        self._checked_at = now
+        synced = kernel_clock_synced()
+        self._synced = bool(synced) and time.time() > _EARLIEST_PLAUSIBLE
+
+    def discipline(self, gps_time: datetime) -> None:
+        """Feed the time of a valid fix; used while the system clock is not synced."""
+        self._gps_offset = gps_time.timestamp() - time.monotonic()
+
+    @property
+    def source(self) -> ClockSource:
+        self._refresh()
+        if self._synced:
+            return ClockSource.NTP
+        if self._gps_offset is not None:
+            return ClockSource.GPS
+        return ClockSource.UNSYNCED
+
+    def now(self) -> tuple[int, ClockSource]:
+        """(UTC milliseconds, source) from the best clock available now."""
+        source = self.source
+        if source is ClockSource.GPS and self._gps_offset is not None:
+            return int((time.monotonic() + self._gps_offset) * 1000), source
+        return int(time.time() * 1000), source

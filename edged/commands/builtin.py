@@ -1,0 +1,33 @@
+"""Commands every node answers: `ping` and `republish`."""
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from edged import __version__
+from edged.errors import CommandError
+
+if TYPE_CHECKING:
+    from edged.node import Node
+
+
+def register_builtin(node: "Node") -> None:
+    async def ping(args: dict[str, Any]) -> dict[str, Any]:
+        if args:
+            raise CommandError("bad_args", f"ping takes no arguments, got {sorted(args)}")
+        return {
+            "pong": True,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - node.started, 1),
+            "outbox_depth": node.outbox.depth,
+        }
+
+    async def republish(args: dict[str, Any]) -> dict[str, Any]:
+        """Birth, retained topics and a fresh health report, e.g. after a broker lost them."""
+        if args:
+            raise CommandError("bad_args", f"republish takes no arguments, got {sorted(args)}")
+        done = await node.uplink.republish()
+        await node.publish_health()
+        return {**done, "health": True}
+
+    node.router.register("ping", ping)
+    node.router.register("republish", republish)

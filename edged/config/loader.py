@@ -1,0 +1,169 @@
+"""Load and validate a config file, reporting every problem with its key path and line."""
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from edged.config.models import EdgedConfig
+from edged.errors import ConfigError, EdgedError
+
+
+def load_config(path: str | Path) -> EdgedConfig:
+    """Read, parse and fully validate a config file (driver options included)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(file), [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(file), [f"the file is not UTF-8 text: {exc}"]) from exc
+    return parse_config(text, source=str(file), base_dir=file.resolve().parent)
+
+
+def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None) -> EdgedConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from exc
+    context = {"base_dir": base_dir}
+    problems: list[str] = []
+    config: EdgedConfig | None = None
+    try:
+        config = EdgedConfig.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems.extend(format_errors(exc, text))
+    problems.extend(_check_driver_options(data.get("drivers"), text, context))
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _check_driver_options(drivers: Any, text: str, context: dict[str, Any]) -> list[str]:
+    """Each driver validates its own options; a bad driver name lists the known ones.
+
+    Runs on the raw data, so driver problems show up alongside every other problem."""
+    from drivers.registry import options_model  # lazy: keeps `edged` importable alone
+
+    if not isinstance(drivers, list):
+        return []
+    problems: list[str] = []
+    for i, d in enumerate(drivers):
+        if not isinstance(d, dict) or not isinstance(d.get("driver"), str):
+            continue  # the main model already reports it
+        prefix: tuple[str | int, ...] = ("drivers", i)
+        try:
+            model = options_model(d["driver"])
+        except EdgedError as exc:
+            problems.append(_with_line(f"drivers[{i}].driver: {exc}", text, (*prefix, "driver")))
+            continue
+        options = d.get("options", {})
+        if not isinstance(options, dict):
+            continue
+        try:
+            model.model_validate(options, context=context)
+        except ValidationError as exc:
+            problems.extend(format_errors(exc, text, prefix=(*prefix, "options")))
+    return problems
+
+
+def validate_options(model: type[BaseModel], options: dict[str, Any], base_dir: Path | None) -> Any:
+    return model.model_validate(options, context={"base_dir": base_dir})
+
+
+def format_errors(
+    exc: ValidationError, text: str = "", prefix: Sequence[str | int] = ()
+) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        path = _dotted(loc)
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling; unknown keys are not ignored)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"]
+            if "input" in err and not isinstance(err["input"], dict | list):
+                msg += f" (got {err['input']!r})"
+        out.append(_with_line(f"{path or '(top level)'}: {msg}", text, loc))
+    return out
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    s = ""
+    for part in loc:
+        s += f"[{part}]" if isinstance(part, int) else (f".{part}" if s else str(part))
+    return s
+
+
+def _with_line(message: str, text: str, loc: Sequence[str | int]) -> str:
+    line = locate(text, loc)
+    return f"{message} (line {line})" if line else message
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+
+def locate(text: str, loc: Sequence[str | int]) -> int | None:
+    """Best-effort line of a key path in TOML text: the key's line, else its table's line.
+
+    tomllib keeps no positions, so this walks table headers (counting arrays of tables) and
+    keys. Inline tables and dotted keys fall back to the nearest enclosing table.
+    """
+    if not text:
+        return None
+    array_counts: dict[str, int] = {}
+    current: tuple[str | int, ...] = ()
+    best: tuple[int, int] | None = None  # (matched depth, line)
+    target = tuple(loc)
+
+    def consider(path: tuple[str | int, ...], line: int) -> None:
+        nonlocal best
+        if target[: len(path)] == path and (best is None or len(path) >= best[0]):
+            best = (len(path), line)
+
+    for number, raw in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(raw)
+        if header:
+            name = tuple(p.strip().strip('"') for p in header.group(2).split("."))
+            if header.group(1) == "[[":
+                key = ".".join(name)
+                index = array_counts.get(key, -1) + 1
+                array_counts[key] = index
+                # nested tables of this element are reset when a new element starts
+                for k in [k for k in array_counts if k.startswith(key + ".")]:
+                    del array_counts[k]
+                current = (*_resolve_arrays(name[:-1], array_counts), name[-1], index)
+            else:
+                current = _resolve_arrays(name, array_counts)
+            consider(current, number)
+            continue
+        key_match = _KEY.match(raw)
+        if key_match:
+            consider((*current, key_match.group(1)), number)
+    return best[1] if best else None
+
+
+def _resolve_arrays(
+    name: tuple[str, ...], array_counts: dict[str, int]
+) -> tuple[str | int, ...]:
+    out: list[str | int] = []
+    for i, part in enumerate(name):
+        out.append(part)
+        key = ".".join(name[: i + 1])
+        if key in array_counts:
+            out.append(array_counts[key])
+    return tuple(out)
+
+
+def config_hash(config: EdgedConfig) -> str:
+    """Short stable hash of the effective config, shown in the birth message."""
+    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

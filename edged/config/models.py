@@ -1,0 +1,134 @@
+"""The shape of an edged config file. Unknown keys are errors: a typo must not pass silently."""
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edged.config.paths import ConfigPath
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""Fleet, node and driver names become MQTT topic levels: no wildcards, no slashes, no spaces."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Profile(StrEnum):
+    SHUTTLE = "shuttle"
+    TRUCK = "truck"
+    VENUE = "venue"
+
+
+class NodeConfig(Strict):
+    fleet: str = Field(pattern=NAME_PATTERN, description="fleet id, a topic level")
+    id: str = Field(pattern=NAME_PATTERN, description="node id, unique in its fleet")
+    profile: Profile
+    name: str = Field(default="", max_length=120, description="human name shown to dispatch")
+
+
+class TlsConfig(Strict):
+    ca_file: ConfigPath
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> "TlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: give both or neither")
+        return self
+
+
+class BrokerConfig(Strict):
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    prefix: str = Field(default="rnst/v1", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    client_id: str | None = Field(default=None, max_length=64)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    username: str | None = None
+    password_file: ConfigPath | None = None
+    tls: TlsConfig | None = None
+    window: int = Field(
+        default=32, ge=1, le=1000, description="QoS 1 publishes awaiting PUBACK at once"
+    )
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
+    publish_timeout_s: float = Field(default=15.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> "BrokerConfig":
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
+
+
+class OutboxConfig(Strict):
+    path: ConfigPath = Path("/var/lib/edged/outbox.sqlite")
+    max_rows: int = Field(default=200_000, ge=10, description="soft cap: samples thinned above")
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=10_000)
+    hard_max_rows: int = Field(default=400_000, ge=10, description="events refused above")
+    hard_max_bytes: int = Field(default=128 * 1024 * 1024, ge=10_000)
+    alarm_reserve_rows: int = Field(default=1000, ge=1, description="room kept for alarms only")
+    flush_interval_ms: int = Field(
+        default=20, ge=0, le=5000, description="how long writes gather before one commit"
+    )
+
+    @model_validator(mode="after")
+    def _caps_order(self) -> "OutboxConfig":
+        if self.hard_max_rows < self.max_rows:
+            raise ValueError("hard_max_rows must be at least max_rows")
+        if self.hard_max_bytes < self.max_bytes:
+            raise ValueError("hard_max_bytes must be at least max_bytes")
+        return self
+
+
+class HealthConfig(Strict):
+    interval_s: float = Field(default=30.0, ge=1, le=3600)
+
+
+class SupervisorConfig(Strict):
+    backoff_initial_s: float = Field(default=1.0, gt=0, le=60)
+    backoff_max_s: float = Field(default=60.0, gt=0, le=3600)
+    stable_after_s: float = Field(
+        default=30.0, gt=0, description="a driver running this long has its backoff reset"
+    )
+
+
+class DriverConfig(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="instance name, shown in health")
+    driver: str = Field(description='registry name such as "gps.sim"')
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PositionServiceConfig(Strict):
+    qos: Literal[0, 1] = 0
+    min_period_s: float = Field(default=1.0, ge=0, le=3600)
+    max_period_s: float = Field(default=30.0, gt=0, le=86400, description="heartbeat")
+    min_distance_m: float = Field(default=10.0, ge=0, le=100_000)
+
+
+class ServicesConfig(Strict):
+    position: PositionServiceConfig = PositionServiceConfig()
+
+
+class EdgedConfig(Strict):
+    node: NodeConfig
+    broker: BrokerConfig = BrokerConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    health: HealthConfig = HealthConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    drivers: list[DriverConfig] = Field(default_factory=list)
+    services: ServicesConfig = ServicesConfig()
+
+    @model_validator(mode="after")
+    def _unique_driver_names(self) -> "EdgedConfig":
+        seen: set[str] = set()
+        for d in self.drivers:
+            if d.name in seen:
+                raise ValueError(f"two drivers are named {d.name!r}: names must be unique")
+            seen.add(d.name)
+        return self

@@ -1,0 +1,227 @@
+"""The node: one root TaskGroup holding the outbox writer, the uplink, health, the
+supervised drivers and the services, and a shutdown that says `offline` within seconds."""
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from drivers.base import Driver
+from drivers.registry import driver_class
+from edged import __version__
+from edged.clock import Clock
+from edged.commands.builtin import register_builtin
+from edged.commands.router import CommandRouter, IncomingCommand
+from edged.config.loader import config_hash, validate_options
+from edged.config.models import DriverConfig, EdgedConfig
+from edged.counters import Counters
+from edged.errors import OutboxFullError
+from edged.health import CpuMeter, LoopLag, build_health, every
+from edged.outbox import Outbox, Publication, PutResult
+from edged.payloads import Alarm, Health, OutboxHealth, State
+from edged.services.position import PositionService
+from edged.supervisor import Supervisor
+from edged.topics import ALARM, HEALTH, REPLY, Topics, TopicSpec
+from edged.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_BUDGET_S = 4.0
+"""SIGTERM to exit must fit in systemd's patience and the 5 s the contract promises."""
+
+
+class Node:
+    def __init__(self, config: EdgedConfig, *, base_dir: Path | None = None) -> None:
+        self.config = config
+        self.base_dir = base_dir
+        self.clock = Clock()
+        self.counters = Counters()
+        self.started = time.monotonic()
+        self.topics = Topics(config.broker.prefix, config.node.fleet, config.node.id)
+        self.config_hash = config_hash(config)
+        self.outbox = Outbox(config.outbox, self.clock, on_pressure=self._outbox_pressure)
+        self.router = CommandRouter(self.counters)
+        self.uplink = Uplink(
+            config.broker,
+            self.topics,
+            self.outbox,
+            client_id=config.broker.client_id or f"edged-{config.node.fleet}-{config.node.id}",
+            birth=self._birth,
+            on_command=self.handle_command,
+            counters=self.counters,
+        )
+        self.supervisor = Supervisor(config.supervisor, self.emit, counters=self.counters.inc)
+        self._handlers: defaultdict[type, list[Callable[[Any], None]]] = defaultdict(list)
+        self.lag = LoopLag()
+        self.cpu = CpuMeter()
+        self.ready = asyncio.Event()
+        self.services: list[object] = []
+        register_builtin(self)
+
+    # -- what services and drivers see -----------------------------------------------
+
+    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> None:
+        self._handlers[event_type].append(handler)
+
+    def emit(self, event: Any) -> None:
+        """Deliver a driver event to the services; a failing handler is counted, not fatal."""
+        for handler in self._handlers.get(type(event), ()):
+            try:
+                handler(event)
+            except Exception:
+                self.counters.inc(f"service.{type(event).__name__.lower()}.error")
+                log.exception("a service failed on %s", type(event).__name__)
+
+    def publish(
+        self,
+        spec: TopicSpec,
+        body: BaseModel,
+        *,
+        name: str | None = None,
+        qos: int | None = None,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> "asyncio.Future[PutResult]":
+        pub = Publication.make(
+            self.topics, spec, body, name=name, qos=qos,
+            response_topic=response_topic, correlation=correlation,
+        )
+        future = self.outbox.put_nowait(pub)
+        future.add_done_callback(self._check_stored)
+        return future
+
+    def _check_stored(self, future: "asyncio.Future[PutResult]") -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if isinstance(exc, OutboxFullError):
+            log.error("%s", exc)
+        elif exc is not None:
+            self.counters.inc("outbox.error")
+            log.error("could not store a message: %s", exc)
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        return self.outbox.get_state(key, default)
+
+    def set_state(self, key: str, value: Any) -> None:
+        self.outbox.set_state(key, value)
+
+    # -- commands, birth, health, alarms ---------------------------------------------
+
+    async def handle_command(self, cmd: IncomingCommand) -> None:
+        outcome = await self.router.handle(cmd)
+        self.publish(
+            REPLY,
+            outcome.reply,
+            name=outcome.name,
+            response_topic=outcome.response_topic,
+            correlation=outcome.correlation,
+        )
+
+    def _birth(self, since: int) -> State:
+        return State(
+            state="online",
+            version=__version__,
+            profile=self.config.node.profile.value,
+            name=self.config.node.name or None,
+            config_hash=self.config_hash,
+            drivers=[f"{d.name}:{d.driver}" for d in self.config.drivers if d.enabled],
+            since=since,
+        )
+
+    async def health(self) -> Health:
+        stats = await self.outbox.stats()
+        return build_health(
+            started=self.started,
+            lag=self.lag,
+            cpu=self.cpu,
+            clock=self.clock.source.value,
+            connected=self.uplink.connected,
+            reconnects=self.uplink.reconnects,
+            outbox=OutboxHealth(
+                depth=stats.depth,
+                bytes=stats.bytes,
+                oldest_age_s=None if stats.oldest_age_s is None else round(stats.oldest_age_s, 1),
+                in_flight=stats.in_flight,
+                by_class=stats.by_class,
+                thin_level=stats.thin_level,
+                refused=stats.refused,
+                thinned=stats.thinned + stats.dropped,
+            ),
+            drivers=self.supervisor.statuses(),
+            errors=self.counters.snapshot(),
+        )
+
+    async def publish_health(self) -> None:
+        self.publish(HEALTH, await self.health())
+
+    def _outbox_pressure(self, active: bool, reason: str) -> None:
+        self.counters.inc("outbox.full" if active else "outbox.recovered")
+        self.publish(ALARM, Alarm(kind="outbox_full", active=active, reason=reason))
+
+    # -- running ----------------------------------------------------------------------
+
+    def _driver_factory(self, d: DriverConfig) -> Callable[[], Driver]:
+        cls = driver_class(d.driver)
+        options = validate_options(cls.Options, d.options, self.base_dir)
+
+        def make() -> Driver:
+            driver: Driver = cls(options)
+            return driver
+
+        return make
+
+    def _start_services(self) -> None:
+        self.services.append(PositionService(self, self.config.services.position))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""
+        await self.outbox.open()
+        try:
+            self._start_services()
+            factories = [(d, self._driver_factory(d)) for d in self.config.drivers if d.enabled]
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self.outbox.run_writer(), name="outbox.writer")
+                uplink = tg.create_task(self.uplink.run(), name="uplink")
+                others = [
+                    tg.create_task(self.lag.run(), name="loop-lag"),
+                    tg.create_task(
+                        every(self.config.health.interval_s, self.publish_health), name="health"
+                    ),
+                ]
+                others += [
+                    tg.create_task(
+                        self.supervisor.supervise(d.name, d.driver, make), name=f"driver.{d.name}"
+                    )
+                    for d, make in factories
+                ]
+                self.ready.set()
+                log.info("edged %s running as %s (%s)", __version__, self.topics.base,
+                         self.config.node.profile.value)
+                await stop.wait()
+                log.info("stopping")
+                for task in others:
+                    task.cancel()
+                await self._drain_and_say_offline()
+                uplink.cancel()
+                writer.cancel()
+        finally:
+            await self.outbox.close()
+            log.info("stopped")
+
+    async def _drain_and_say_offline(self) -> None:
+        deadline = time.monotonic() + SHUTDOWN_BUDGET_S
+        try:
+            async with asyncio.timeout(SHUTDOWN_BUDGET_S - 0.5):
+                await self.outbox.flush()
+                await self.uplink.wait_idle(max(0.0, deadline - time.monotonic() - 1.5))
+                await self.uplink.say_offline()
+                await self.outbox.flush()
+        except TimeoutError:
+            log.warning("shutdown: the broker did not answer in time; queued messages stay "
+                        "in the outbox for the next start")

@@ -1,0 +1,115 @@
+"""Payload bodies, one model per topic. `edged schema` prints their JSON Schemas.
+
+Every outgoing payload is one of these plus the envelope (`v`, `seq`, `ts`, `clock`) that the
+outbox adds when it stores the message, so the envelope is the same for every topic.
+"""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Envelope(BaseModel):
+    """Fields every outgoing payload carries; a replay keeps its original `seq` and `ts`."""
+
+    v: int = Field(description="schema version of this topic's payload")
+    seq: int = Field(description="per-stream counter that survives restarts; de-duplicate on it")
+    ts: int = Field(description="UTC milliseconds when the node produced the message")
+    clock: Literal["ntp", "gps", "unsynced"] = Field(description="which clock stamped `ts`")
+
+
+class DriverStatus(Body):
+    name: str
+    driver: str
+    state: Literal["starting", "running", "backoff", "failed", "stopped"]
+    restarts: int = 0
+    last_error: str | None = None
+
+
+class State(Body):
+    state: Literal["online", "offline"]
+    version: str | None = None
+    profile: str | None = None
+    name: str | None = None
+    config_hash: str | None = None
+    drivers: list[str] | None = None
+    since: int | None = Field(default=None, description="UTC ms when this MQTT session began")
+
+
+class Position(Body):
+    fix_time: datetime = Field(description="the receiver's own fix time, UTC")
+    lat: float
+    lon: float
+    alt: float | None = None
+    speed: float | None = Field(default=None, description="m/s")
+    course: float | None = Field(default=None, description="degrees from true north")
+    mode: Literal["2D", "3D"]
+    quality: int
+    satellites: int | None = None
+    hdop: float | None = None
+    odometer_m: float = Field(description="distance from fixes since the odometer was installed")
+
+
+class Alarm(Body):
+    kind: str = Field(description="panic, lone_worker, outbox_full...")
+    active: bool
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutboxHealth(Body):
+    depth: int
+    bytes: int
+    oldest_age_s: float | None
+    in_flight: int
+    by_class: dict[str, int]
+    thin_level: int
+    refused: int
+    thinned: int
+
+
+class Health(Body):
+    uptime_s: float
+    rss_mb: float
+    cpu_pct: float
+    loop_lag_ms: float = Field(description="worst event-loop lag seen since the last report")
+    clock: Literal["ntp", "gps", "unsynced"]
+    connected: bool
+    reconnects: int
+    outbox: OutboxHealth
+    drivers: list[DriverStatus]
+    errors: dict[str, int] = Field(description="counters per edge, e.g. cmd.bad_json")
+
+
+class ReplyError(Body):
+    code: str
+    message: str
+
+
+class Reply(Body):
+    id: str | None = Field(description="the command's id; null when the command had none")
+    ok: bool
+    result: Any | None = None
+    error: ReplyError | None = None
+
+
+class Command(BaseModel):
+    """An incoming command on `cmd/{name}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    ts: int | None = Field(default=None, description="UTC ms when dispatch sent it")
+    args: dict[str, Any] = Field(default_factory=dict)
+    sig: str | None = Field(default=None, max_length=256)
+
+
+class DoorEvent(Body):
+    door: str = Field(description="door name from config, e.g. front")
+    open: bool
+    source: str = Field(default="sensor", description="sensor, can or command")

@@ -1,0 +1,1 @@
+"""Services turn driver events into local decisions and publications."""

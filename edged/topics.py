@@ -1,0 +1,80 @@
+"""Every MQTT topic edged uses, in one table, and the one place that builds topic strings.
+
+A publication can only be made from a `TopicSpec` in `TOPICS`, so this table is the
+complete list of what a node can publish; a test checks it against `docs/topics.md`.
+"""
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+
+from pydantic import BaseModel
+
+from edged import payloads as p
+
+
+class Priority(IntEnum):
+    """Outbox classes, highest first: what leaves first when the link comes back."""
+
+    ALARM = 0
+    EVENT = 1
+    STATE = 2
+    TRIP = 3
+    SAMPLE = 4
+    HEALTH = 5
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # topic under the node base; "{name}" marks a per-command level
+    body: type[BaseModel]
+    priority: Priority | None  # None: published by the uplink itself, not via the outbox
+    qos: int
+    retain: bool
+    latest_only: bool = False  # the outbox keeps only the newest unsent message of a topic
+    version: int = 1
+    direction: str = "out"
+
+    def suffix(self, name: str | None = None) -> str:
+        if "{name}" in self.name:
+            if name is None or not COMMAND_NAME.fullmatch(name):
+                raise ValueError(f"{self.name} needs a valid command name, got {name!r}")
+            return self.name.replace("{name}", name)
+        return self.name
+
+
+COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){0,3}")
+INVALID_COMMAND = "_invalid"
+"""Replies to commands whose name is not a valid command name go to `reply/_invalid`."""
+
+STATE = TopicSpec("state", p.State, None, qos=1, retain=True)
+POSITION = TopicSpec("position", p.Position, Priority.SAMPLE, qos=0, retain=False)
+ALARM = TopicSpec("alarm", p.Alarm, Priority.ALARM, qos=1, retain=True)  # every transition counts
+DOOR = TopicSpec("events/door", p.DoorEvent, Priority.EVENT, qos=1, retain=False)
+HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
+REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
+COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
+
+TOPICS: dict[str, TopicSpec] = {
+    s.name: s for s in (STATE, POSITION, ALARM, DOOR, HEALTH, REPLY, COMMAND)
+}
+
+
+class Topics:
+    """Topic strings of one node: `{prefix}/{fleet}/{node}/...`."""
+
+    def __init__(self, prefix: str, fleet: str, node: str) -> None:
+        self.base = f"{prefix}/{fleet}/{node}"
+
+    def of(self, spec: TopicSpec, name: str | None = None) -> str:
+        return f"{self.base}/{spec.suffix(name)}"
+
+    @property
+    def commands(self) -> str:
+        """Subscription filter for every command to this node."""
+        return f"{self.base}/cmd/#"
+
+    def command_name(self, topic: str) -> str | None:
+        """The `{name}` of a command topic, or None when the topic is not one of ours."""
+        head = f"{self.base}/cmd/"
+        return topic[len(head) :] if topic.startswith(head) else None
