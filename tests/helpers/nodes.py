@@ -1,0 +1,78 @@
+"""Configs and processes for nodes under test."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTE = ROOT / "config" / "routes" / "creuse-shuttle.json"
+
+
+def write_config(
+    tmp: Path,
+    port: int,
+    *,
+    node: str = "shuttle-07",
+    fleet: str = "test",
+    protocol: str = "5",
+    gps: bool = True,
+    speed_factor: float = 30.0,
+    health_s: float = 30.0,
+    outbox: str = "",
+    broker: str = "",
+) -> Path:
+    """A complete node config talking to the test broker; extra TOML lines can be added."""
+    drivers = (
+        f"""
+[[drivers]]
+name = "gps"
+driver = "gps.sim"
+[drivers.options]
+route = "{ROUTE}"
+speed_factor = {speed_factor}
+seed = 7
+"""
+        if gps
+        else ""
+    )
+    text = f"""
+[node]
+fleet = "{fleet}"
+id = "{node}"
+profile = "shuttle"
+
+[broker]
+host = "127.0.0.1"
+port = {port}
+protocol = "{protocol}"
+reconnect_min_s = 0.2
+reconnect_max_s = 1.0
+{broker}
+
+[outbox]
+path = "{tmp / (node + '-outbox.sqlite')}"
+{outbox}
+
+[health]
+interval_s = {health_s}
+
+[services.position]
+qos = 1
+{drivers}
+"""
+    path = tmp / f"{node}.toml"
+    path.write_text(text)
+    return path
+
+
+def start_daemon(config: Path, log: Path) -> "subprocess.Popen[bytes]":
+    """`edged run` as a separate process, as systemd would start it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "edged", "run", "-c", str(config)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
