@@ -420,8 +420,8 @@ class Outbox:
         while (
             counts.rows >= cfg.max_rows or counts.bytes >= cfg.max_bytes
         ) and self.thin_level < _MAX_THIN_LEVEL:
-            if counts.by_prio[Priority.SAMPLE] == 0 and self.thin_level > 0:
-                break
+            if counts.by_prio[Priority.SAMPLE] == 0:
+                break  # nothing to thin: events and state are never thinned
             self.thin_level += 1
             n = self._delete_where(
                 db, "prio = ? AND seq % ? != 0", [int(Priority.SAMPLE), 1 << self.thin_level]

@@ -1,0 +1,274 @@
+"""Shared bench pieces: a private Mosquitto, a counting subscriber, /proc readings, stats."""
+
+import asyncio
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def say(quiet: bool, msg: str) -> None:
+    """Progress on stderr (stdout is kept for the JSON)."""
+    if not quiet:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mosquitto:
+    """A private broker on a free loopback port with a generated config.
+
+    Same facts as tests/helpers/broker.py (kept separate so the bench does not depend on
+    test helpers that change under it): loopback listener, no persistence, a queue deep
+    enough that a slow subscriber never loses QoS 1 messages, `user root` so it runs as
+    root in a container, and terminate-wait-kill on stop."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = workdir / f"mosquitto-{self.port}.conf"
+        self.log = workdir / f"mosquitto-{self.port}.log"
+
+    def start(self) -> "Mosquitto":
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 10000000\n"
+            "max_inflight_messages 0\n"
+            "user root\n"
+        )
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [exe, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    tail = self.log.read_text()[-2000:]
+                    raise RuntimeError(f"mosquitto exited: {tail}") from None
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("mosquitto did not start listening within 5 s")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def stop(self) -> None:
+        """Terminate, wait, then kill: a SIGTERM right after start is sometimes ignored."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=3)
+        self.proc = None
+
+
+# -- /proc ------------------------------------------------------------------------------
+
+
+def proc_status_mb(pid: int, key: str = "VmHWM") -> float | None:
+    """A memory line of /proc/<pid>/status in MB (VmHWM: peak RSS; VmRSS: RSS now)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds used so far by a process (its threads included)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+# -- numbers ----------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def rnd(x: float | None, digits: int = 1) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+# -- counting subscriber ----------------------------------------------------------------
+
+
+def field_int(payload: bytes, name: bytes) -> int:
+    """An integer field of a compact JSON envelope, without parsing the whole payload."""
+    key = b'"' + name + b'":'
+    i = payload.index(key) + len(key)
+    j = i
+    while j < len(payload) and payload[j : j + 1].isdigit():
+        j += 1
+    return int(payload[i:j])
+
+
+@dataclass
+class Arrivals:
+    """What a subscriber saw: backlog messages by `seq`, live ones with their latency."""
+
+    target: int
+    live_marker: bytes
+    seqs: set[int] = field(default_factory=set)
+    received: int = 0
+    duplicates: int = 0
+    first: float | None = None  # time.time() of the first backlog arrival
+    last: float | None = None  # ... and of the one that completed the set
+    live: list[tuple[int, float]] = field(default_factory=list)  # (ts ms, arrival s)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_message(self, payload: bytes, now: float) -> None:
+        self.received += 1
+        if self.live_marker and self.live_marker in payload:
+            self.live.append((field_int(payload, b"ts"), now))
+            return
+        seq = field_int(payload, b"seq")
+        if seq in self.seqs:
+            self.duplicates += 1
+            return
+        self.seqs.add(seq)
+        if self.first is None:
+            self.first = now
+        if len(self.seqs) >= self.target and not self.done.is_set():
+            self.last = now
+            self.done.set()
+
+    def rate(self) -> float | None:
+        """Backlog messages per second between the first and the last arrival."""
+        if self.first is None or self.last is None or self.last <= self.first:
+            return None
+        return (len(self.seqs) - 1) / (self.last - self.first)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(s: str) -> bytes:
+    raw = s.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes([first]) + _varint(len(body)) + body
+
+
+async def subscribe_and_count(
+    port: int, topic: str, arrivals: Arrivals, ready: asyncio.Event, client_id: str
+) -> None:
+    """A lean QoS 1, MQTT 5 subscriber feeding `arrivals` until cancelled.
+
+    Raw MQTT on an asyncio stream, not aiomqtt: aiomqtt (over paho) handles one packet
+    per socket wake-up and sends one PUBACK per write, which tops out near the rate the
+    publishers reach, so it would measure itself. This one parses every complete PUBLISH
+    in each read and answers them with one write of PUBACKs."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        # CONNECT: "MQTT", level 5, clean start, keepalive 0 (off), no properties
+        connect = _utf8("MQTT") + bytes([5, 0x02, 0, 0, 0]) + _utf8(client_id)
+        writer.write(_packet(0x10, connect))
+        # SUBSCRIBE: packet id 1, no properties, one filter at QoS 1
+        writer.write(_packet(0x82, b"\x00\x01\x00" + _utf8(topic) + b"\x01"))
+        await writer.drain()
+        buf = b""
+        while True:
+            chunk = await reader.read(1 << 18)
+            if not chunk:
+                raise ConnectionError("the broker closed the subscriber's connection")
+            now = time.time()
+            buf += chunk
+            acks = bytearray()
+            pos, size = 0, len(buf)
+            while True:
+                if size - pos < 2:
+                    break
+                first = buf[pos]
+                # remaining length: a varint of up to 4 bytes
+                length, shift, i = 0, 0, pos + 1
+                while True:
+                    if i >= size:
+                        length = -1
+                        break
+                    byte = buf[i]
+                    length |= (byte & 0x7F) << shift
+                    i += 1
+                    if not byte & 0x80:
+                        break
+                    shift += 7
+                if length < 0 or i + length > size:
+                    break
+                end = i + length
+                kind = first >> 4
+                if kind == 3:  # PUBLISH
+                    qos = (first >> 1) & 3
+                    tlen = int.from_bytes(buf[i : i + 2], "big")
+                    j = i + 2 + tlen
+                    if qos:
+                        acks += b"\x40\x02" + buf[j : j + 2]
+                        j += 2
+                    plen, shift = 0, 0  # property length, a varint
+                    while True:
+                        byte = buf[j]
+                        j += 1
+                        plen |= (byte & 0x7F) << shift
+                        if not byte & 0x80:
+                            break
+                        shift += 7
+                    arrivals.on_message(buf[j + plen : end], now)
+                elif kind == 2:  # CONNACK
+                    if buf[i + 1] != 0:
+                        raise ConnectionError(f"CONNACK reason code {buf[i + 1]}")
+                elif kind == 9:  # SUBACK: packet id, properties, reason codes
+                    if buf[end - 1] > 1:
+                        raise ConnectionError(f"SUBACK reason code {buf[end - 1]}")
+                    ready.set()
+                pos = end
+            buf = buf[pos:]
+            if acks:
+                writer.write(acks)
+                await writer.drain()
+    finally:
+        writer.close()

@@ -1,0 +1,504 @@
+"""Outbox and uplink throughput, against a bare aiomqtt loop measured in the same run.
+
+    python -m bench.outbox --json          # the full run: 100,000-message backlog
+    python -m bench.outbox --quick --json  # a smoke test with small sizes
+    python -m bench.outbox --n 20000       # another backlog size, progress on stderr
+
+Phases, all against one private Mosquitto started here:
+
+1. enqueue  - in this process: a real `Outbox` on a file in a temp dir (default
+              `OutboxConfig`, so `flush_interval_ms` = 20) with its writer task running;
+              N `events/door` publications are made with `Publication.make` and
+              `put_nowait`, then every future is awaited (= durable). The file this leaves
+              behind is the pre-filled backlog of phase 3.
+2. baseline - a child process: a bare aiomqtt QoS 1 publish loop, MQTT 5, no
+              persistence, `window` publishes outstanding at once (the uplink's
+              `BrokerConfig.window`), the same topic and the same payload bytes.
+3. drain    - a child process: a real `edged.node.Node` (no drivers) on that pre-filled
+              outbox; while it drains, the child also publishes a live `events/door`
+              event every `--live-ms` through `Node.publish`.
+
+In phases 2 and 3 a subscriber in this process (QoS 1, MQTT 5) counts distinct `seq`s;
+rates are (count - 1) / (last arrival - first arrival), so both sides are measured the
+same way. Peak RSS is the child's VmHWM, so it is the daemon's memory, not the harness's.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    Arrivals,
+    Mosquitto,
+    field_int,
+    percentile,
+    proc_cpu_s,
+    proc_status_mb,
+    rnd,
+    say,
+    subscribe_and_count,
+)
+
+PREFIX, FLEET, NODE = "rnst/v1", "bench", "node-1"
+LIVE_DOOR = "live"
+LIVE_MARKER = b'"door":"live"'
+BACKLOG_DOOR = "front"
+QUICK_N = 3000
+
+
+def door_topic() -> str:
+    from edged.topics import DOOR, Topics
+
+    return Topics(PREFIX, FLEET, NODE).of(DOOR)
+
+
+# -- phase 1: enqueue (in this process) ------------------------------------------------
+
+
+async def measure_enqueue(path: Path, n: int) -> dict[str, Any]:
+    """Durable enqueue rate; leaves `n` door events in the outbox at `path`."""
+    from edged.clock import Clock
+    from edged.config.models import OutboxConfig
+    from edged.outbox import Outbox, Publication, PutResult
+    from edged.payloads import DoorEvent
+    from edged.topics import DOOR, Topics
+
+    config = OutboxConfig(path=path)  # defaults otherwise: flush_interval_ms, caps
+    outbox = Outbox(config, Clock())
+    await outbox.open()
+    writer = asyncio.create_task(outbox.run_writer(), name="outbox.writer")
+    topics = Topics(PREFIX, FLEET, NODE)
+    try:
+        t0 = time.perf_counter()
+        futures = [
+            outbox.put_nowait(
+                Publication.make(topics, DOOR, DoorEvent(door=BACKLOG_DOOR, open=i % 2 == 0))
+            )
+            for i in range(n)
+        ]
+        t_put = time.perf_counter()
+        results = await asyncio.gather(*futures)
+        t1 = time.perf_counter()
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await outbox.close()
+    stored = sum(r is PutResult.STORED for r in results)
+    if stored != n:
+        raise RuntimeError(f"enqueue: only {stored} of {n} messages were stored")
+    return {
+        "enqueue_per_s": rnd(n / (t1 - t0)),
+        "enqueue_s": rnd(t1 - t0, 3),
+        "enqueue_put_loop_us": rnd((t_put - t0) / n * 1e6, 2),
+        "enqueue_flush_interval_ms": config.flush_interval_ms,
+    }
+
+
+# -- phases 2 and 3: a child publishes, this process counts -----------------------------
+
+
+def _child_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bench.outbox", "--child", *args]
+
+
+async def _run_child(
+    port: int,
+    cmd: list[str],
+    target: int,
+    log: Path,
+    limit_s: float,
+    label: str,
+    tail_s: float = 0.0,
+    terminate: bool = True,
+) -> tuple[Arrivals, dict[str, Any]]:
+    """Start the subscriber, then the child; wait for `target` distinct seqs; then SIGTERM
+    the child (`terminate`) or let it finish on its own.
+
+    Returns the arrivals and what was read from /proc while the child was alive."""
+    arrivals = Arrivals(target=target, live_marker=LIVE_MARKER)
+    ready = asyncio.Event()
+    sub = asyncio.create_task(
+        subscribe_and_count(port, door_topic(), arrivals, ready, f"bench-sub-{label}")
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    own0 = resource.getrusage(resource.RUSAGE_SELF)
+    with log.open("ab") as out:
+        t_spawn = time.time()
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=_root()
+        )
+    info: dict[str, Any] = {"t_spawn": t_spawn}
+    try:
+        deadline = time.monotonic() + limit_s
+        while not arrivals.done.is_set():
+            if proc.returncode is not None:
+                await asyncio.sleep(1.0)  # the last messages may still be on their way
+                if arrivals.done.is_set():
+                    break
+                raise RuntimeError(
+                    f"{label}: child exited ({proc.returncode}) after {len(arrivals.seqs)} of "
+                    f"{target} messages; see {log}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{label}: only {len(arrivals.seqs)} of {target} after {limit_s:.0f} s"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrivals.done.wait(), 0.25)
+        info["t_done"] = time.time()
+        if tail_s:
+            await asyncio.sleep(tail_s)  # live messages put before t_done still arriving
+        if proc.returncode is None:
+            info["peak_rss_mb"] = proc_status_mb(proc.pid, "VmHWM")
+            info["cpu_s"] = proc_cpu_s(proc.pid)
+            info["t_cpu"] = time.time()
+            if terminate:
+                proc.send_signal(signal.SIGTERM)
+        own1 = resource.getrusage(resource.RUSAGE_SELF)
+        info["harness_cpu_s"] = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 5)
+        info["returncode"] = proc.returncode
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        sub.cancel()
+        await asyncio.gather(sub, return_exceptions=True)
+    return arrivals, info
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def _read_stats(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+async def measure_baseline(
+    port: int, n: int, window: int, tmp: Path, limit_s: float
+) -> dict[str, Any]:
+    stats = tmp / "baseline-stats.json"
+    cmd = _child_cmd(
+        "baseline", "--port", str(port), "--n", str(n), "--window", str(window),
+        "--stats", str(stats),
+    )
+    arrivals, info = await _run_child(
+        port, cmd, n, tmp / "baseline.log", limit_s, "baseline", terminate=False
+    )
+    child = _read_stats(stats)
+    wall = (arrivals.last or 0) - (arrivals.first or 0)
+    return {
+        "baseline_per_s": rnd(arrivals.rate()),
+        "baseline_s": rnd(wall, 3),
+        "baseline_acked_per_s": child.get("acked_per_s"),
+        "baseline_rss_mb": child.get("self_peak_rss_mb"),
+        "baseline_cpu_pct": child.get("cpu_pct"),
+        "baseline_harness_cpu_s": rnd(info.get("harness_cpu_s"), 2),
+        "baseline_duplicates": arrivals.duplicates,
+    }
+
+
+def write_node_config(tmp: Path, port: int, outbox: Path) -> Path:
+    path = tmp / "node.toml"
+    path.write_text(
+        f"""
+[node]
+fleet = "{FLEET}"
+id = "{NODE}"
+profile = "shuttle"
+
+[broker]
+host = "127.0.0.1"
+port = {port}
+prefix = "{PREFIX}"
+
+[outbox]
+path = "{outbox}"
+"""
+    )
+    return path
+
+
+async def measure_drain(
+    port: int, n: int, outbox: Path, live_ms: float, tmp: Path, limit_s: float
+) -> dict[str, Any]:
+    stats = tmp / "node-stats.json"
+    config = write_node_config(tmp, port, outbox)
+    cmd = _child_cmd(
+        "node", "--config", str(config), "--n", str(n), "--live-ms", str(live_ms),
+        "--stats", str(stats),
+    )
+    arrivals, info = await _run_child(
+        port, cmd, n, tmp / "node.log", limit_s, "drain", tail_s=1.0
+    )
+    child = _read_stats(stats)
+    t_done_ms = info["t_done"] * 1000
+    live = [(now * 1000 - ts) for ts, now in arrivals.live if ts <= t_done_ms]
+    wall = (arrivals.last or 0) - (arrivals.first or 0)
+    return {
+        "drain_per_s": rnd(arrivals.rate()),
+        "drain_s": rnd(wall, 3),
+        "backlog_s": rnd((arrivals.last or 0) - info["t_spawn"], 3),
+        "drain_startup_s": rnd((arrivals.first or 0) - info["t_spawn"], 3),
+        "drain_acked_per_s": child.get("acked_per_s"),
+        "live_p50_ms": rnd(percentile(live, 50)),
+        "live_p99_ms": rnd(percentile(live, 99)),
+        "live_max_ms": rnd(max(live) if live else None),
+        "live_n": len(live),
+        "live_puback_p50_ms": child.get("live_puback_p50_ms"),
+        "live_puback_p99_ms": child.get("live_puback_p99_ms"),
+        "rss_mb": rnd(info.get("peak_rss_mb")),
+        "drain_cpu_pct": child.get("cpu_pct"),
+        "drain_harness_cpu_s": rnd(info.get("harness_cpu_s"), 2),
+        "drain_duplicates": arrivals.duplicates,
+        "drain_node_exit": info.get("returncode"),
+        "outbox_rows_after": _rows_left(outbox),
+    }
+
+
+def _rows_left(path: Path) -> int | None:
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(db.execute("SELECT count(*) FROM msg").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+
+
+# -- the children -----------------------------------------------------------------------
+
+
+def _door_payloads(n: int) -> list[bytes]:
+    """The bytes the outbox would store for n door events (seq 1..n), built up front."""
+    from edged.clock import Clock
+    from edged.outbox.store import encode
+    from edged.payloads import DoorEvent
+    from edged.topics import DOOR
+
+    ts, source = Clock().now()
+    bodies = [
+        DoorEvent(door=BACKLOG_DOOR, open=b).model_dump(mode="json", exclude_none=True)
+        for b in (True, False)
+    ]
+    return [
+        encode(bodies[i % 2], v=DOOR.version, seq=i + 1, ts=ts, clock=source.value)
+        for i in range(n)
+    ]
+
+
+async def baseline_child(port: int, n: int, window: int) -> dict[str, Any]:
+    """A bare aiomqtt QoS 1 publish loop: `window` publishes outstanding, no persistence."""
+    import aiomqtt
+
+    t_start = time.time()
+    payloads = _door_payloads(n)
+    topic = door_topic()
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier="bench-baseline",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        max_inflight_messages=window,
+        timeout=15,
+    ) as client:
+        client.pending_calls_threshold = window + 16
+        it = iter(payloads)
+
+        async def worker() -> None:
+            for payload in it:  # shared iterator: each payload is taken by one worker
+                await client.publish(topic, payload, qos=1)
+
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(window):
+                tg.create_task(worker())
+        t1, cpu1 = time.perf_counter(), time.process_time()
+    return {
+        "acked_per_s": rnd(n / (t1 - t0)),
+        "cpu_pct": rnd(100 * (cpu1 - cpu0) / (t1 - t0)),
+        "t_start": t_start,
+        "self_peak_rss_mb": rnd(proc_status_mb(os.getpid(), "VmHWM")),
+    }
+
+
+async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any]:
+    """A real Node on the pre-filled outbox, plus a live door event every `live_ms`."""
+    from edged.cli.logs import setup_logging
+    from edged.config import load_config
+    from edged.node import Node
+    from edged.outbox import Stored
+    from edged.payloads import DoorEvent
+    from edged.topics import DOOR
+
+    t_start = time.time()
+    setup_logging(False)
+    config = load_config(config_file)
+    node = Node(config, base_dir=config_file.parent)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    acked = 0
+    t_first_ack: float | None = None
+    t_all_acked: float | None = None
+    cpu_first = cpu_all = 0.0
+    puback_ms: list[float] = []
+    real_ack = node.outbox.ack
+
+    def ack(msg: Stored) -> None:  # observe PUBACKs; the real ack does the work
+        nonlocal acked, t_first_ack, t_all_acked, cpu_first, cpu_all
+        if msg.topic.endswith("/events/door"):
+            if LIVE_MARKER in msg.payload:
+                puback_ms.append(time.time() * 1000 - field_int(msg.payload, b"ts"))
+            else:
+                acked += 1
+                if t_first_ack is None:
+                    t_first_ack, cpu_first = time.perf_counter(), time.process_time()
+                if acked == n:
+                    t_all_acked, cpu_all = time.perf_counter(), time.process_time()
+        real_ack(msg)
+
+    node.outbox.ack = ack  # type: ignore[method-assign]
+
+    async def live() -> None:
+        while not node.uplink.connected:
+            if stop.is_set():
+                return
+            await asyncio.sleep(0.005)
+        period = live_ms / 1000
+        next_at = loop.time()
+        while not stop.is_set():
+            node.publish(DOOR, DoorEvent(door=LIVE_DOOR, open=True, source="bench"))
+            next_at += period
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(node.run(stop), name="node")
+        tg.create_task(live(), name="live")
+
+    out: dict[str, Any] = {"t_start": t_start, "backlog_acked": acked}
+    if t_first_ack is not None and t_all_acked is not None and t_all_acked > t_first_ack:
+        out["acked_per_s"] = rnd((n - 1) / (t_all_acked - t_first_ack))
+        out["cpu_pct"] = rnd(100 * (cpu_all - cpu_first) / (t_all_acked - t_first_ack))
+    out["live_puback_p50_ms"] = rnd(percentile(puback_ms, 50))
+    out["live_puback_p99_ms"] = rnd(percentile(puback_ms, 99))
+    out["self_peak_rss_mb"] = rnd(proc_status_mb(os.getpid(), "VmHWM"))
+    return out
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+async def run_all(n: int, live_ms: float, quiet: bool) -> dict[str, Any]:
+    from edged.config.models import BrokerConfig
+
+    window = BrokerConfig().window
+    limit_s = max(120.0, n / 500)
+    result: dict[str, Any] = {"n": n, "window": window, "message": "events/door (QoS 1)"}
+    with tempfile.TemporaryDirectory(prefix="edged-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        broker = Mosquitto(tmp).start()
+        try:
+            assert broker.pid is not None
+            outbox = tmp / "outbox.sqlite"
+            say(quiet, f"enqueue: {n} door events into {outbox}")
+            result.update(await measure_enqueue(outbox, n))
+            result["outbox_file_mb"] = rnd(outbox.stat().st_size / 1e6, 2)
+            say(quiet, f"  {result['enqueue_per_s']} msg/s durable")
+
+            say(quiet, f"baseline: bare aiomqtt QoS 1, window {window}, {n} messages")
+            m0 = proc_cpu_s(broker.pid)
+            base = await measure_baseline(broker.port, n, window, tmp, limit_s)
+            base["baseline_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
+            result.update(base)
+            say(quiet, f"  {result['baseline_per_s']} msg/s")
+
+            say(quiet, f"drain: edged Node, {n} backlog + a live event every {live_ms:g} ms")
+            m0 = proc_cpu_s(broker.pid)
+            drain = await measure_drain(broker.port, n, outbox, live_ms, tmp, limit_s)
+            drain["drain_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
+            result.update(drain)
+            say(quiet, f"  {result['drain_per_s']} msg/s, {result['backlog_s']} s")
+        finally:
+            broker.stop()
+    base_rate, drain_rate = result.get("baseline_per_s"), result.get("drain_per_s")
+    result["ratio"] = rnd(drain_rate / base_rate, 3) if base_rate and drain_rate else None
+    key = "backlog_100k_s" if n == 100_000 else f"backlog_{n}_s"
+    result[key] = result.pop("backlog_s")
+    if key != "backlog_100k_s":
+        result["backlog_100k_s"] = None  # only measured with --n 100000 (the default)
+    result["backlog_kind"] = "events"
+    result["live_period_ms"] = live_ms
+    result["cores"] = os.cpu_count()
+    result["python"] = sys.version.split()[0]
+    first = ("enqueue_per_s", "baseline_per_s", "drain_per_s", "ratio", "backlog_100k_s",
+             "live_p50_ms", "live_p99_ms", "rss_mb")
+    return {**{k: result[k] for k in first}, **{k: v for k, v in result.items()
+                                                 if k not in first}}
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else b - a
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.outbox", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print only the JSON object")
+    p.add_argument("--n", type=int, default=None, help="backlog size (default 100000)")
+    p.add_argument("--quick", action="store_true", help=f"smoke test: n={QUICK_N}")
+    p.add_argument("--live-ms", type=float, default=20.0, help="live event period (ms)")
+    # the children (internal)
+    p.add_argument("--child", choices=["baseline", "node"], help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--window", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--config", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--stats", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.child == "baseline":
+        stats = asyncio.run(baseline_child(args.port, args.n, args.window))
+        args.stats.write_text(json.dumps(stats))
+        return 0
+    if args.child == "node":
+        config = args.config.resolve()
+        stats = asyncio.run(node_child(config, args.n, args.live_ms))
+        args.stats.write_text(json.dumps(stats))
+        return 0
+    n = args.n if args.n is not None else (QUICK_N if args.quick else 100_000)
+    if n < 2:
+        print("--n must be at least 2", file=sys.stderr)
+        return 2
+    result = asyncio.run(run_all(n, args.live_ms, args.json))
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""What dispatch knows about the fleet, built only from the MQTT messages it receives.
+
+`FleetView.ingest(topic, payload)` takes every message under `{prefix}/#` and keeps the
+latest state, position, health, occupancy and alarms of each node. Anyone can publish on a
+broker, so every payload is treated as hostile: a message that is not the JSON the contract
+promises is counted and dropped, and nothing in it can raise, grow memory without bound or
+put terminal escape codes on the operator's screen.
+"""
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from edged.config.models import NAME_PATTERN
+from edged.topics import COMMAND_NAME
+
+NAME = re.compile(NAME_PATTERN)
+
+CONTRACT_TOPICS = frozenset({
+    "state", "position", "occupancy", "vehicle", "vehicle/faults", "trip",
+    "events/tap", "events/door", "events/geofence", "alarm", "kiosk/requests", "health",
+})
+"""Outgoing topics of the MQTT contract (DESIGN.md); `reply/{name}` is matched separately."""
+
+MAX_PAYLOAD = 256 * 1024
+MAX_TEXT = 120
+MAX_TOPICS_PER_NODE = 64
+MAX_ALARMS_PER_NODE = 32
+MAX_DRIVERS = 32
+MAX_ERRORS = 64
+OTHER = "(other)"
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+# -- small, strict readers: wrong types become None, never an exception ---------------------
+
+
+def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
+    """A string safe to print: no control or escape characters, bounded length."""
+    if not isinstance(value, str):
+        return None
+    return _UNPRINTABLE.sub("?", value[:limit])
+
+
+def _num(value: Any, lo: float = -math.inf, hi: float = math.inf) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        return None
+    return number
+
+
+def _int(value: Any, lo: int = 0, hi: int = 2**63) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        return None
+    return value
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _obj(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _time_ms(value: Any) -> int | None:
+    """An ISO 8601 time (as pydantic writes datetimes) to UTC milliseconds."""
+    text = _text(value, 64)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None  # a naive time could be anything; better no age than a wrong one
+    try:
+        return int(moment.timestamp() * 1000)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+# -- what the view keeps per node ------------------------------------------------------------
+
+
+@dataclass
+class Position:
+    lat: float
+    lon: float
+    speed_ms: float | None
+    course: float | None
+    odometer_m: float | None
+    satellites: int | None
+    hdop: float | None
+    fix_ms: int | None
+    """The receiver's fix time, else the envelope `ts`: what the fix age is measured from."""
+    ts: int | None
+
+    @property
+    def speed_kmh(self) -> float | None:
+        return None if self.speed_ms is None else self.speed_ms * 3.6
+
+
+@dataclass
+class DriverState:
+    name: str
+    state: str
+    restarts: int
+    last_error: str | None
+
+
+@dataclass
+class HealthInfo:
+    uptime_s: float | None
+    rss_mb: float | None
+    cpu_pct: float | None
+    loop_lag_ms: float | None
+    clock: str | None
+    connected: bool | None
+    reconnects: int | None
+    outbox_depth: int | None
+    outbox_oldest_age_s: float | None
+    drivers: list[DriverState]
+    errors: dict[str, int]
+
+
+@dataclass
+class Occupancy:
+    count: int
+    capacity: int | None
+    percent: float | None
+    status: str | None
+
+
+@dataclass
+class AlarmInfo:
+    kind: str
+    active: bool
+    reason: str
+    ts: int | None
+
+
+@dataclass
+class NodeView:
+    fleet: str
+    node: str
+    state: str | None = None
+    """`online`, `offline`, or None before any `state` message was seen."""
+    version: str | None = None
+    profile: str | None = None
+    name: str | None = None
+    config_hash: str | None = None
+    drivers: list[str] = field(default_factory=list)
+    since: int | None = None
+    state_changed_at: float | None = None
+    position: Position | None = None
+    positions: int = 0
+    health: HealthInfo | None = None
+    occupancy: Occupancy | None = None
+    alarms: dict[str, AlarmInfo] = field(default_factory=dict)
+    messages: Counter[str] = field(default_factory=Counter)
+    last_received: float | None = None
+    last_ts: int | None = None
+    """Newest envelope `ts` seen: for retained messages it says how old the news is."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.fleet}/{self.node}"
+
+    @property
+    def active_alarms(self) -> list[AlarmInfo]:
+        return [a for a in self.alarms.values() if a.active]
+
+    @property
+    def outbox_depth(self) -> int | None:
+        return None if self.health is None else self.health.outbox_depth
+
+    def fix_age_s(self, now: float) -> float | None:
+        if self.position is None or self.position.fix_ms is None:
+            return None
+        return max(0.0, now - self.position.fix_ms / 1000)
+
+    def last_seen_age_s(self, now: float) -> float | None:
+        """Age of the newest news from the node: its own `ts` when known, else receipt time."""
+        if self.last_ts is not None:
+            return max(0.0, now - self.last_ts / 1000)
+        if self.last_received is not None:
+            return max(0.0, now - self.last_received)
+        return None
+
+
+# -- the view --------------------------------------------------------------------------------
+
+
+class FleetView:
+    """Per-node state from `(topic, payload)` messages under one prefix; hostile input ignored."""
+
+    def __init__(
+        self, prefix: str, *, clock: Callable[[], float] = time.time, max_nodes: int = 10_000
+    ) -> None:
+        self.prefix = prefix.strip("/")
+        self.clock = clock
+        self.max_nodes = max_nodes
+        self.nodes: dict[str, NodeView] = {}
+        self.received = 0
+        """Every message handed to `ingest`."""
+        self.accepted = 0
+        self.ignored = 0
+        """Messages on topics that are not a node's output (commands, other prefixes, junk)."""
+        self.rejected = 0
+        """Messages on a contract topic whose payload is not what the contract says."""
+
+    def node(self, fleet: str, node: str) -> NodeView | None:
+        return self.nodes.get(f"{fleet}/{node}")
+
+    def sorted_nodes(self) -> list[NodeView]:
+        return [self.nodes[k] for k in sorted(self.nodes)]
+
+    def ingest(self, topic: str, payload: bytes | bytearray | str | None) -> bool:
+        """Take one received message; True when it changed or counted towards a node."""
+        self.received += 1
+        try:
+            parsed = self._split(topic)
+            if parsed is None:
+                self.ignored += 1
+                return False
+            fleet, node, suffix = parsed
+            body = self._decode(payload)
+            if body is None:
+                self.rejected += 1
+                return False
+            key = f"{fleet}/{node}"
+            view = self.nodes.get(key)
+            if view is None:
+                if len(self.nodes) >= self.max_nodes:
+                    self.ignored += 1
+                    return False
+                view = NodeView(fleet, node)
+            if not self._apply(view, suffix, body):
+                self.rejected += 1
+                return False
+        except Exception:  # the contract is hostile-input-proof: a bug here must not kill a tool
+            self.rejected += 1
+            return False
+        self.nodes[key] = view
+        self.accepted += 1
+        view.last_received = self.clock()
+        ts = _int(body.get("ts"), 1)
+        if ts is not None and (view.last_ts is None or ts > view.last_ts):
+            view.last_ts = ts
+        counter = suffix if suffix in view.messages or len(view.messages) < MAX_TOPICS_PER_NODE \
+            else OTHER
+        view.messages[counter] += 1
+        return True
+
+    def _split(self, topic: Any) -> tuple[str, str, str] | None:
+        if not isinstance(topic, str) or not topic.startswith(self.prefix + "/"):
+            return None
+        parts = topic[len(self.prefix) + 1 :].split("/", 2)
+        if len(parts) != 3:
+            return None
+        fleet, node, suffix = parts
+        if not NAME.fullmatch(fleet) or not NAME.fullmatch(node):
+            return None
+        if suffix in CONTRACT_TOPICS:
+            return fleet, node, suffix
+        if suffix.startswith("reply/") and COMMAND_NAME.fullmatch(suffix[len("reply/") :]):
+            return fleet, node, suffix
+        return None  # cmd/* is input to the node, anything else is not in the contract
+
+    @staticmethod
+    def _decode(payload: Any) -> Mapping[str, Any] | None:
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8", "replace")
+        if not isinstance(payload, bytes | bytearray) or not payload:
+            return None  # empty: a retained message being cleared, nothing to show
+        if len(payload) > MAX_PAYLOAD:
+            return None
+        try:
+            body = json.loads(payload)
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
+            return None
+        return _obj(body)
+
+    def _apply(self, view: NodeView, suffix: str, body: Mapping[str, Any]) -> bool:
+        handler = _HANDLERS.get(suffix)
+        return True if handler is None else handler(self, view, body)
+
+    # -- per topic: return False when the payload is unusable -------------------------------
+
+    def _state(self, view: NodeView, body: Mapping[str, Any]) -> bool:
+        state = body.get("state")
+        if state not in ("online", "offline"):
+            return False
+        if state != view.state:
+            view.state_changed_at = self.clock()
+        view.state = state
+        view.since = _int(body.get("since"), 1) or view.since
+        if state == "online":  # the will says only "offline": keep what the birth told
+            view.version = _text(body.get("version"), 40)
+            view.profile = _text(body.get("profile"), 40)
+            view.name = _text(body.get("name"))
+            view.config_hash = _text(body.get("config_hash"), 64)
+            drivers = body.get("drivers")
+            view.drivers = [
+                t for d in drivers[:MAX_DRIVERS] if (t := _text(d, 80)) is not None
+            ] if isinstance(drivers, list) else []
+        return True
+
+    def _position(self, view: NodeView, body: Mapping[str, Any]) -> bool:
+        lat = _num(body.get("lat"), -90, 90)
+        lon = _num(body.get("lon"), -180, 180)
+        if lat is None or lon is None:
+            return False
+        ts = _int(body.get("ts"), 1)
+        fix_ms = _time_ms(body.get("fix_time")) or ts
+        view.positions += 1
+        current = view.position
+        if current is not None and current.ts is not None and ts is not None and ts < current.ts:
+            return True  # a replayed, older fix: counted, but not the latest position
+        satellites = _int(body.get("satellites"), 0, 1000)
+        view.position = Position(
+            lat=lat,
+            lon=lon,
+            speed_ms=_num(body.get("speed"), 0, 1000),
+            course=_num(body.get("course"), 0, 360),
+            odometer_m=_num(body.get("odometer_m"), 0),
+            satellites=satellites,
+            hdop=_num(body.get("hdop"), 0),
+            fix_ms=fix_ms,
+            ts=ts,
+        )
+        return True
+
+    def _health(self, view: NodeView, body: Mapping[str, Any]) -> bool:
+        outbox = _obj(body.get("outbox")) or {}
+        drivers_raw = body.get("drivers")
+        drivers: list[DriverState] = []
+        if isinstance(drivers_raw, list):
+            for d in drivers_raw[:MAX_DRIVERS]:
+                d = _obj(d)
+                name = _text(d.get("name"), 64) if d else None
+                state = _text(d.get("state"), 32) if d else None
+                if d is None or name is None or state is None:
+                    continue
+                drivers.append(DriverState(name, state, _int(d.get("restarts")) or 0,
+                                           _text(d.get("last_error"))))
+        errors_raw = _obj(body.get("errors")) or {}
+        errors: dict[str, int] = {}
+        for k, v in list(errors_raw.items())[:MAX_ERRORS]:
+            n, name = _int(v), _text(k, 64)
+            if n is not None and name is not None:
+                errors[name] = n
+        view.health = HealthInfo(
+            uptime_s=_num(body.get("uptime_s"), 0),
+            rss_mb=_num(body.get("rss_mb"), 0),
+            cpu_pct=_num(body.get("cpu_pct"), 0),
+            loop_lag_ms=_num(body.get("loop_lag_ms"), 0),
+            clock=_text(body.get("clock"), 16),
+            connected=_bool(body.get("connected")),
+            reconnects=_int(body.get("reconnects")),
+            outbox_depth=_int(outbox.get("depth")),
+            outbox_oldest_age_s=_num(outbox.get("oldest_age_s"), 0),
+            drivers=drivers,
+            errors=errors,
+        )
+        return True
+
+    def _occupancy(self, view: NodeView, body: Mapping[str, Any]) -> bool:
+        count = _int(body.get("count"), 0, 1_000_000)
+        if count is None:
+            return False
+        status = body.get("status", body.get("occupancy_status"))
+        view.occupancy = Occupancy(
+            count=count,
+            capacity=_int(body.get("capacity"), 1, 1_000_000),
+            percent=_num(body.get("percent"), 0, 1000),
+            status=_text(status, 40),
+        )
+        return True
+
+    def _alarm(self, view: NodeView, body: Mapping[str, Any]) -> bool:
+        kind = _text(body.get("kind"), 64)
+        active = _bool(body.get("active"))
+        if not kind or active is None:
+            return False
+        if kind not in view.alarms and len(view.alarms) >= MAX_ALARMS_PER_NODE:
+            return False
+        view.alarms[kind] = AlarmInfo(kind, active, _text(body.get("reason")) or "",
+                                      _int(body.get("ts"), 1))
+        return True
+
+
+_Handler = Callable[[FleetView, NodeView, Mapping[str, Any]], bool]
+_HANDLERS: dict[str, _Handler] = {
+    "state": FleetView._state,
+    "position": FleetView._position,
+    "health": FleetView._health,
+    "occupancy": FleetView._occupancy,
+    "alarm": FleetView._alarm,
+}

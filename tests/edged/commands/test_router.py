@@ -1,0 +1,133 @@
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edged.commands.router import MAX_COMMAND_BYTES, CommandRouter, IncomingCommand
+from edged.counters import Counters
+from edged.errors import CommandError
+
+
+def router() -> CommandRouter:
+    r = CommandRouter(Counters())
+    calls: list[dict[str, Any]] = []
+
+    async def echo(args: dict[str, Any]) -> dict[str, Any]:
+        calls.append(args)
+        return {"echo": args, "calls": len(calls)}
+
+    async def refuse(args: dict[str, Any]) -> None:
+        raise CommandError("bad_args", "needs x")
+
+    async def crash(args: dict[str, Any]) -> None:
+        raise RuntimeError("boom")
+
+    r.register("echo", echo)
+    r.register("refuse", refuse)
+    r.register("crash", crash)
+    return r
+
+
+def cmd(name: str, payload: Any, **kw: Any) -> IncomingCommand:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return IncomingCommand(name=name, payload=raw, **kw)
+
+
+async def test_valid_command_gets_an_ok_reply_with_its_id() -> None:
+    out = await router().handle(cmd("echo", {"id": "a1", "args": {"x": 1}}))
+    assert out.reply.ok and out.reply.id == "a1"
+    assert out.reply.result == {"echo": {"x": 1}, "calls": 1}
+
+
+async def test_duplicate_id_returns_the_cached_reply_without_running_twice() -> None:
+    r = router()
+    first = await r.handle(cmd("echo", {"id": "a1"}))
+    again = await r.handle(cmd("echo", {"id": "a1"}))
+    assert again.reply == first.reply
+    assert r.counters["cmd.duplicate"] == 1
+
+
+async def test_not_json_is_refused_with_bad_json() -> None:
+    out = await router().handle(cmd("echo", b"{nope"))
+    assert not out.reply.ok and out.reply.error and out.reply.error.code == "bad_json"
+
+
+async def test_oversized_payload_is_refused_before_parsing() -> None:
+    out = await router().handle(cmd("echo", b"[" * (MAX_COMMAND_BYTES + 1)))
+    assert out.reply.error and out.reply.error.code == "too_large"
+
+
+async def test_missing_id_is_refused_with_missing_id() -> None:
+    out = await router().handle(cmd("echo", {"args": {}}))
+    assert out.reply.error and out.reply.error.code == "missing_id"
+    assert out.reply.id is None
+
+
+async def test_wrong_types_are_refused_with_the_field_named() -> None:
+    out = await router().handle(cmd("echo", {"id": "a", "args": [1, 2]}))
+    assert out.reply.error and out.reply.error.code == "bad_request"
+    assert "args" in out.reply.error.message
+    assert out.reply.id == "a"
+
+
+async def test_json_that_is_not_an_object_is_refused() -> None:
+    out = await router().handle(cmd("echo", [1, 2]))
+    assert out.reply.error and out.reply.error.code == "bad_request"
+
+
+async def test_unknown_command_lists_the_known_ones() -> None:
+    out = await router().handle(cmd("fly", {"id": "a"}))
+    assert out.reply.error and out.reply.error.code == "unknown_command"
+    assert "echo" in out.reply.error.message
+
+
+async def test_invalid_command_name_replies_on_the_invalid_topic() -> None:
+    out = await router().handle(cmd("../#x", {"id": "a"}))
+    assert out.name == "_invalid"
+    assert out.reply.error and out.reply.error.code == "unknown_command"
+
+
+async def test_handler_error_becomes_its_code() -> None:
+    out = await router().handle(cmd("refuse", {"id": "a"}))
+    assert out.reply.error and (out.reply.error.code, out.reply.error.message) == (
+        "bad_args", "needs x")
+
+
+async def test_handler_crash_is_an_internal_error_reply() -> None:
+    out = await router().handle(cmd("crash", {"id": "a"}))
+    assert out.reply.error and out.reply.error.code == "internal"
+
+
+async def test_wildcard_response_topic_is_ignored() -> None:
+    out = await router().handle(cmd("echo", {"id": "a"}, response_topic="x/#"))
+    assert out.response_topic is None
+
+
+async def test_response_topic_and_correlation_are_passed_through() -> None:
+    out = await router().handle(
+        cmd("echo", {"id": "a"}, response_topic="ops/replies/7", correlation=b"\x01\x02"))
+    assert (out.response_topic, out.correlation) == ("ops/replies/7", b"\x01\x02")
+
+
+async def test_deeply_nested_json_is_refused_not_a_crash() -> None:
+    out = await router().handle(cmd("echo", b"[" * 60000 + b"]" * 60000))
+    assert not out.reply.ok
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=80), payload=st.binary(max_size=2000))
+async def test_any_input_gets_exactly_one_reply(name: str, payload: bytes) -> None:
+    out = await router().handle(IncomingCommand(name=name, payload=payload))
+    assert out.reply.ok or out.reply.error is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20))
+async def test_any_json_document_gets_exactly_one_reply(doc: Any) -> None:
+    out = await router().handle(cmd("echo", doc))
+    assert out.reply.ok or out.reply.error is not None

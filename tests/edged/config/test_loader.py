@@ -1,0 +1,158 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edged.config import load_config, parse_config
+from edged.config.loader import locate
+from edged.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = sorted((ROOT / "config").glob("*.toml"))
+
+MINIMAL = """
+[node]
+fleet = "creuse"
+id = "bus-1"
+profile = "shuttle"
+"""
+
+
+def problems(text: str, base_dir: Path | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="t.toml", base_dir=base_dir)
+    return info.value.problems
+
+
+def test_examples_exist_for_every_profile() -> None:
+    assert {p.stem for p in EXAMPLES} >= {"shuttle", "truck", "venue"}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_config_passes(path: Path) -> None:
+    config = load_config(path)
+    assert config.node.profile.value == path.stem
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_check_config_command_accepts_every_example(path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "edged", "check-config", str(path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout
+
+
+def test_check_config_exits_2_and_names_the_key_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + "\n[broker]\nport = 70000\n")
+    done = subprocess.run([sys.executable, "-m", "edged", "check-config", str(bad)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2
+    assert "broker.port" in done.stderr and "(line 8)" in done.stderr
+
+
+def test_minimal_config_gets_defaults() -> None:
+    config = parse_config(MINIMAL)
+    assert config.broker.protocol == "5"
+    assert config.broker.prefix == "rnst/v1"
+    assert config.health.interval_s == 30
+
+
+def test_unknown_key_is_an_error_not_ignored() -> None:
+    (msg,) = problems(MINIMAL + 'colour = "red"\n')
+    assert msg.startswith("node.colour: unknown key")
+
+
+def test_missing_node_section_is_named() -> None:
+    assert problems("")[0].startswith("node: required key is missing")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = """
+[node]
+fleet = "Has Space"
+id = "ok"
+profile = "bus"
+[broker]
+port = 0
+keepalive_s = 1
+"""
+    found = problems(text)
+    assert [p.split(":")[0] for p in found] == [
+        "node.fleet", "node.profile", "broker.port", "broker.keepalive_s",
+    ]
+
+
+def test_bad_toml_says_where() -> None:
+    (msg,) = problems("[node\nfleet=1")
+    assert "not valid TOML" in msg and "line 1" in msg
+
+
+def test_unknown_driver_lists_the_known_ones() -> None:
+    text = MINIMAL + '\n[[drivers]]\nname = "gps"\ndriver = "gps.warp"\n'
+    (msg,) = problems(text)
+    assert "drivers[0].driver" in msg and "gps.sim" in msg and "(line 9)" in msg
+
+
+def test_driver_options_are_validated_by_the_driver(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[[drivers]]\nname = "gps"\ndriver = "gps.sim"\n'
+        '[drivers.options]\nroute = "nowhere.json"\nwarp = 9\n'
+    )
+    found = problems(text, base_dir=tmp_path)
+    assert any(p.startswith("drivers[0].options.route") and "no such file" in p for p in found)
+    assert any(p.startswith("drivers[0].options.warp: unknown key") for p in found)
+
+
+def test_driver_problems_are_reported_with_the_other_problems() -> None:
+    text = MINIMAL.replace('"shuttle"', '"bus"') + (
+        '\n[[drivers]]\nname = "gps"\ndriver = "gps.warp"\n'
+    )
+    assert len(problems(text)) == 2
+
+
+def test_duplicate_driver_names_are_refused() -> None:
+    route = ROOT / "config" / "routes" / "creuse-shuttle.json"
+    block = f'\n[[drivers]]\nname = "gps"\ndriver = "gps.sim"\n[drivers.options]\nroute = "{route}"\n'
+    assert any("unique" in p for p in problems(MINIMAL + block + block))
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    file = tmp_path / "node.toml"
+    file.write_text(MINIMAL + '\n[outbox]\npath = "data/outbox.sqlite"\n')
+    assert load_config(file).outbox.path == tmp_path / "data" / "outbox.sqlite"
+
+
+def test_caps_must_be_ordered() -> None:
+    found = problems(MINIMAL + "\n[outbox]\nmax_rows = 1000\nhard_max_rows = 10\n")
+    assert any("hard_max_rows must be at least max_rows" in p for p in found)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_binary_file_is_a_config_error(tmp_path: Path) -> None:
+    file = tmp_path / "junk.toml"
+    file.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError):
+        load_config(file)
+
+
+def test_locate_finds_keys_in_arrays_of_tables() -> None:
+    text = '[[drivers]]\nname = "a"\n[[drivers]]\nname = "b"\n[drivers.options]\nx = 1\n'
+    assert locate(text, ("drivers", 1, "options", "x")) == 6
+    assert locate(text, ("drivers", 0, "name")) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_arbitrary_text_never_crashes_the_loader(text: str) -> None:
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        assert exc.problems

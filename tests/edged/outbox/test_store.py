@@ -1,0 +1,279 @@
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edged.clock import Clock
+from edged.config.models import OutboxConfig
+from edged.errors import OutboxFullError
+from edged.outbox import Outbox, Publication, PutResult, Stored
+from edged.payloads import Alarm, DoorEvent, Health, OutboxHealth, Position
+from edged.topics import ALARM, DOOR, HEALTH, POSITION, Priority, Topics
+
+TOPICS = Topics("rnst/v1", "test", "n1")
+
+
+def door(i: int) -> Publication:
+    return Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=i % 2 == 0))
+
+
+def position(i: int) -> Publication:
+    body = Position(
+        fix_time="2026-11-25T10:00:00Z", lat=45.0 + i * 1e-5, lon=2.0, mode="3D", quality=1,
+        odometer_m=float(i),
+    )
+    return Publication.make(TOPICS, POSITION, body)
+
+
+def health(depth: int) -> Publication:
+    ob = OutboxHealth(depth=depth, bytes=0, oldest_age_s=None, in_flight=0, by_class={},
+                      thin_level=0, refused=0, thinned=0)
+    body = Health(uptime_s=1, rss_mb=1, cpu_pct=0, loop_lag_ms=0, clock="ntp", connected=False,
+                  reconnects=0, outbox=ob, drivers=[], errors={})
+    return Publication.make(TOPICS, HEALTH, body)
+
+
+def alarm() -> Publication:
+    return Publication.make(TOPICS, ALARM, Alarm(kind="panic", active=True))
+
+
+def config(tmp_path: Path, **caps: int) -> OutboxConfig:
+    return OutboxConfig(path=tmp_path / "outbox.sqlite", flush_interval_ms=0, **caps)
+
+
+async def opened(cfg: OutboxConfig) -> Outbox:
+    box = Outbox(cfg, Clock())
+    await box.open()
+    return box
+
+
+async def drain(box: Outbox, limit: int = 10_000) -> list[Stored]:
+    """Everything the uplink would send now, in order, acknowledged."""
+    out: list[Stored] = []
+    while box.depth - len(out) > 0:
+        batch = await asyncio.wait_for(box.next_batch(limit), 2)
+        out.extend(batch)
+    for m in out:
+        box.ack(m)
+    await box.flush()
+    return out
+
+
+def seqs(msgs: list[Stored]) -> list[int]:
+    return [json.loads(m.payload)["seq"] for m in msgs]
+
+
+async def test_put_returns_only_once_the_row_is_on_disk(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    result = await box.put(door(1))
+    rows = sqlite3.connect(tmp_path / "outbox.sqlite").execute("SELECT count(*) FROM msg")
+    assert result is PutResult.STORED
+    assert rows.fetchone()[0] == 1
+    writer.cancel()
+    await box.close()
+
+
+async def test_every_payload_carries_the_envelope(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path))
+    box.put_nowait(door(1))
+    await box.flush()
+    (msg,) = await drain(box)
+    payload = json.loads(msg.payload)
+    assert set(payload) >= {"v", "seq", "ts", "clock", "door", "open"}
+    assert payload["clock"] in {"ntp", "gps", "unsynced"}
+    assert payload["v"] == 1 and payload["seq"] == 1
+    await box.close()
+
+
+async def test_seq_continues_after_reopening(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    box = await opened(cfg)
+    for i in range(3):
+        box.put_nowait(door(i))
+    await box.close()
+    box = await opened(cfg)
+    box.put_nowait(door(9))
+    await box.flush()
+    assert sorted(seqs(await drain(box))) == [1, 2, 3, 4]
+    await box.close()
+
+
+async def test_higher_priority_class_is_sent_first(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path))
+    box.put_nowait(position(1))
+    box.put_nowait(health(0))
+    box.put_nowait(door(1))
+    box.put_nowait(alarm())
+    await box.flush()
+    sent = await drain(box)
+    assert [m.priority for m in sent] == [Priority.ALARM, Priority.EVENT, Priority.SAMPLE,
+                                          Priority.HEALTH]
+    await box.close()
+
+
+async def test_live_messages_go_before_the_backlog_of_their_class(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path))
+    for i in range(5):
+        box.put_nowait(door(i))
+    await box.flush()
+    box.begin_session()  # a new connection: the five are backlog now
+    box.put_nowait(door(99))
+    await box.flush()
+    assert seqs(await drain(box)) == [6, 1, 2, 3, 4, 5]
+    await box.close()
+
+
+async def test_unacknowledged_messages_are_sent_again_in_the_next_session(
+    tmp_path: Path,
+) -> None:
+    box = await opened(config(tmp_path))
+    for i in range(3):
+        box.put_nowait(door(i))
+    await box.flush()
+    first = await box.next_batch(10)
+    box.ack(first[0])
+    await box.flush()
+    box.begin_session()  # connection lost before the other two PUBACKs
+    again = await drain(box)
+    assert seqs(again) == [2, 3]
+    await box.close()
+
+
+async def test_retained_state_keeps_only_its_latest_unsent_value(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path))
+    for depth in range(5):
+        box.put_nowait(health(depth))
+    await box.flush()
+    sent = await drain(box)
+    assert len(sent) == 1
+    assert json.loads(sent[0].payload)["outbox"]["depth"] == 4
+    await box.close()
+
+
+async def test_acknowledged_retained_message_is_kept_for_republishing(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path))
+    box.put_nowait(health(3))
+    await box.flush()
+    await drain(box)
+    (topic, payload, qos), = await box.retained()
+    assert topic == TOPICS.base + "/health"
+    assert json.loads(payload)["outbox"]["depth"] == 3
+    await box.close()
+
+
+async def test_samples_are_thinned_to_an_even_spread_over_the_soft_cap(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, max_rows=100, hard_max_rows=1000))
+    for i in range(400):
+        box.put_nowait(position(i))
+    await box.flush()
+    kept = seqs(await drain(box))
+    assert len(kept) <= 100
+    gaps = {b - a for a, b in zip(kept, kept[1:], strict=False)}
+    assert len(gaps) == 1, f"uneven spread: gaps {sorted(gaps)}"
+    assert kept[-1] >= 390, "the newest samples must survive"
+    assert box.thinned == 400 - len(kept)
+    await box.close()
+
+
+async def test_events_are_never_thinned(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, max_rows=100, hard_max_rows=1000))
+    for i in range(300):
+        box.put_nowait(position(i))
+        box.put_nowait(door(i))
+    await box.flush()
+    sent = await drain(box)
+    doors = [m for m in sent if m.priority == Priority.EVENT]
+    assert seqs(doors) == list(range(1, 301))
+    await box.close()
+
+
+async def test_events_past_the_hard_cap_are_refused_and_counted(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, max_rows=10, hard_max_rows=20))
+    futures = [box.put_nowait(door(i)) for i in range(25)]
+    await box.flush()
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, OutboxFullError)]
+    assert len(refused) == 5
+    assert box.refused == 5
+    assert "refused" in str(refused[0])
+    assert box.depth == 20
+    await box.close()
+
+
+async def test_refusal_raises_the_pressure_alarm_once_and_clears_it(tmp_path: Path) -> None:
+    calls: list[tuple[bool, str]] = []
+    box = Outbox(config(tmp_path, max_rows=10, hard_max_rows=20), Clock(),
+                 on_pressure=lambda active, why: calls.append((active, why)))
+    await box.open()
+    for i in range(30):
+        box.put_nowait(door(i)).add_done_callback(lambda f: f.exception())
+    await box.flush()
+    assert [c[0] for c in calls] == [True]
+    await drain(box)
+    assert [c[0] for c in calls] == [True, False]
+    await box.close()
+
+
+async def test_alarms_use_the_reserve_past_the_hard_cap(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, max_rows=10, hard_max_rows=20, alarm_reserve_rows=5))
+    for i in range(20):
+        box.put_nowait(door(i))
+    await box.flush()
+    stored = box.put_nowait(alarm())
+    await box.flush()
+    assert await stored is PutResult.STORED
+    await box.close()
+
+
+async def test_samples_past_the_hard_cap_are_dropped_not_errors(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, max_rows=10, hard_max_rows=20))
+    for i in range(20):
+        box.put_nowait(door(i))
+    await box.flush()
+    sample = box.put_nowait(position(1))
+    await box.flush()
+    assert await sample in {PutResult.DROPPED, PutResult.THINNED}
+    await box.close()
+
+
+async def test_byte_cap_triggers_thinning_like_the_row_cap(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, max_bytes=20_000, hard_max_bytes=200_000))
+    for i in range(200):
+        box.put_nowait(position(i))
+    await box.flush()
+    stats = await box.stats()
+    assert stats.bytes <= 20_000
+    assert stats.thin_level >= 1
+    await box.close()
+
+
+async def test_thinning_stops_once_the_backlog_has_drained(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, max_rows=100, hard_max_rows=1000))
+    for i in range(300):
+        box.put_nowait(position(i))
+    await box.flush()
+    assert box.thin_level > 0
+    await drain(box)
+    assert box.thin_level == 0
+    await box.close()
+
+
+async def test_state_survives_reopening(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    box = await opened(cfg)
+    box.set_state("position.odometer_m", 1234.5)
+    await box.close()
+    box = await opened(cfg)
+    assert box.get_state("position.odometer_m") == 1234.5
+    await box.close()
+
+
+async def test_unwritable_path_gives_an_actionable_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    box = Outbox(OutboxConfig(path=blocker / "sub" / "outbox.sqlite"), Clock())
+    with pytest.raises(Exception, match="writable"):
+        await box.open()
