@@ -5,13 +5,22 @@ outbox adds when it stores the message, so the envelope is the same for every to
 """
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    keep_null: ClassVar[frozenset[str]] = frozenset()
+    """Fields sent as null when unknown; other unknown (None) fields are left out."""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude_none=True)
+        for name in self.keep_null:
+            data.setdefault(name, None)
+        return data
 
 
 class Envelope(BaseModel):
@@ -92,6 +101,8 @@ class ReplyError(Body):
 
 
 class Reply(Body):
+    keep_null: ClassVar[frozenset[str]] = frozenset({"id"})
+
     id: str | None = Field(description="the command's id; null when the command had none")
     ok: bool
     result: Any | None = None

@@ -10,14 +10,14 @@ import logging
 import socket
 import warnings
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from edged.errors import EdgedError
 from edged.ops.urls import BrokerAddress
 
 log = logging.getLogger(__name__)
 
-PROTOCOL = "3.1.1"
+PROTOCOL: Literal["3.1.1"] = "3.1.1"
 """The only MQTT version amqtt speaks."""
 
 _START_ATTEMPTS = 3

@@ -33,6 +33,7 @@ from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import EdgedError, OutboxFullError
 from edged.outbox.publication import Publication, Stored
+from edged.payloads import Body
 from edged.topics import Priority
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,11 @@ class Outbox:
         self._seqs[stream] = seq
         self._streams_dirty.add(stream)
         ts, source = self.clock.now()
-        data = body.model_dump(mode="json", exclude_none=True)
+        data = (
+            body.to_json_dict()
+            if isinstance(body, Body)
+            else body.model_dump(mode="json", exclude_none=True)
+        )
         return encode(data, v=version, seq=seq, ts=ts, clock=source.value), seq, ts
 
     async def put(self, pub: Publication) -> PutResult:

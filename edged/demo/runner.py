@@ -1,0 +1,264 @@
+"""`edged demo`: a simulated shuttle, a broker, and what dispatch sees, in one command.
+
+The node is the real `Node` (outbox, uplink, supervisor, gps.sim) in this process's loop;
+the screen is fed by a separate MQTT subscriber on `{prefix}/#`, so it shows what really
+crossed the broker. Nothing needs root, a network or hardware: the broker is embedded
+(amqtt on loopback) unless `--broker` names one, and the outbox lives in a temporary
+directory that is removed at the end.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+from rich.console import Console, RenderableType
+from rich.live import Live
+
+import edged
+from drivers.registry import options_model
+from edged.config import load_config
+from edged.config.loader import format_errors, validate_options
+from edged.config.models import DriverConfig, EdgedConfig
+from edged.demo.broker import PROTOCOL as EMBEDDED_PROTOCOL
+from edged.demo.broker import EmbeddedBroker, quiet_amqtt
+from edged.demo.view import DemoInfo, screen, summary
+from edged.errors import ConfigError, EdgedError
+from edged.node import Node
+from edged.ops.feed import FleetFeed, Protocol
+from edged.ops.fleet import FleetView
+from edged.ops.loop import run_until, stop_on_signals
+from edged.ops.urls import BrokerAddress, parse_broker_url
+
+log = logging.getLogger(__name__)
+
+DEMO_HEALTH_S = 2.0
+"""Health every 2 s instead of 30: a demo should show a live health panel at once."""
+SUBSCRIBE_BUDGET_S = 10.0
+NODE_STOP_BUDGET_S = 8.0
+"""The node's own shutdown budget (4 s) plus margin: it says `offline` within it."""
+OFFLINE_WAIT_S = 2.0
+
+
+class DemoError(EdgedError):
+    """The demo could not run; the message says what went wrong."""
+
+
+def default_config_path() -> Path:
+    """config/shuttle.toml next to the package, so `edged demo` works from a checkout."""
+    return Path(edged.__file__).resolve().parents[1] / "config" / "shuttle.toml"
+
+
+def demo_config(
+    config: EdgedConfig,
+    *,
+    address: BrokerAddress,
+    protocol: Protocol,
+    outbox_dir: Path,
+    speed: float,
+    base_dir: Path,
+    health_s: float = DEMO_HEALTH_S,
+) -> EdgedConfig:
+    """The config with the demo's broker, a throw-away outbox, a faster simulated GPS."""
+    drivers: list[DriverConfig] = []
+    for i, d in enumerate(config.drivers):
+        if d.driver == "gps.sim":
+            options = {**d.options, "speed_factor": speed}
+            try:
+                validate_options(options_model(d.driver), options, base_dir)
+            except ValidationError as exc:
+                raise ConfigError(
+                    f"--speed {speed:g}",
+                    format_errors(exc, prefix=("drivers", i, "options")),
+                ) from None
+            d = d.model_copy(update={"options": options})
+        drivers.append(d)
+    broker = config.broker.model_copy(update={
+        "host": address.host,
+        "port": address.port,
+        "protocol": protocol,
+        # a plain mqtt:// URL: no TLS, no credentials from a field config
+        "tls": None,
+        "username": None,
+        "password_file": None,
+        "reconnect_min_s": 0.5,
+        "reconnect_max_s": 5.0,
+    })
+    return config.model_copy(update={
+        "broker": broker,
+        "outbox": config.outbox.model_copy(update={"path": outbox_dir / "outbox.sqlite"}),
+        "health": config.health.model_copy(update={"interval_s": health_s}),
+        "drivers": drivers,
+    })
+
+
+class LogTail(logging.Handler):
+    """The last log lines, shown in a panel: a log line written to the terminal under a
+    live screen would tear it."""
+
+    def __init__(self, size: int = 50) -> None:
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=size)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                            "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def logs_to(handler: logging.Handler) -> Iterator[None]:
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    for h in saved:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for h in saved:
+            root.addHandler(h)
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo until --duration, Ctrl-C or SIGTERM; 0 when the node came online."""
+    quiet_amqtt()
+    speed = float(args.speed)
+    duration: float | None = args.duration
+    if duration is not None and not duration > 0:
+        print(f"edged demo: --duration must be a positive number of seconds, got {duration:g}",
+              file=sys.stderr)
+        return 2
+    external: BrokerAddress | None = None
+    if args.broker:
+        try:
+            external = parse_broker_url(args.broker)
+        except ValueError as exc:
+            print(f"edged demo: --broker: {exc}", file=sys.stderr)
+            return 2
+    config_path = Path(args.config) if args.config else default_config_path()
+    config = load_config(config_path)
+    base_dir = config_path.resolve().parent
+    with tempfile.TemporaryDirectory(prefix="edged-demo-") as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            protocol: Protocol
+            if external is None:
+                broker = await stack.enter_async_context(EmbeddedBroker())
+                address, protocol, label = broker.address, EMBEDDED_PROTOCOL, "embedded amqtt"
+            else:
+                address, protocol, label = external, config.broker.protocol, "external"
+            demo = demo_config(config, address=address, protocol=protocol,
+                               outbox_dir=Path(tmp), speed=speed, base_dir=base_dir)
+            info = DemoInfo(fleet=demo.node.fleet, node=demo.node.id, broker=label,
+                            url=address.url, protocol=protocol, prefix=demo.broker.prefix,
+                            speed=speed)
+            return await Demo(demo, base_dir, info, address).run(duration)
+    raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with always returns)
+
+
+class Demo:
+    def __init__(
+        self, config: EdgedConfig, base_dir: Path, info: DemoInfo, address: BrokerAddress
+    ) -> None:
+        self.info = info
+        self.view = FleetView(config.broker.prefix)
+        self.feed = FleetFeed(address, self.view, protocol=config.broker.protocol,
+                              client_id=f"edged-demo-dispatch-{uuid.uuid4().hex[:8]}")
+        self.node = Node(config, base_dir=base_dir)
+        self.tty = sys.stdout.isatty()
+        self.tail = LogTail()
+        self.started = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    async def run(self, duration: float | None) -> int:
+        stop, node_stop = asyncio.Event(), asyncio.Event()
+        feed_task = asyncio.create_task(self.feed.run(), name="subscriber")
+        node_task: asyncio.Task[None] | None = None
+        seen, elapsed = self.view, 0.0
+        try:
+            with stop_on_signals(stop):
+                # subscribed before the node starts: dispatch sees its very first message
+                if await run_until(self.feed.subscribed, SUBSCRIBE_BUDGET_S, feed_task) \
+                        == "duration":
+                    raise DemoError(f"could not subscribe at {self.info.url} within "
+                                    f"{SUBSCRIBE_BUDGET_S:.0f} s")
+                self.started = time.monotonic()
+                node_task = asyncio.create_task(self.node.run(node_stop), name="node")
+                if self.tty:
+                    await self._live(stop, duration, node_task, feed_task)
+                else:
+                    await run_until(stop, duration, node_task, feed_task)
+                seen = copy.deepcopy(self.view)  # as dispatch saw it while the node ran
+                elapsed = self.elapsed
+        finally:
+            node_stop.set()
+            if node_task is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(NODE_STOP_BUDGET_S):
+                        await asyncio.gather(node_task, return_exceptions=True)
+                await self._wait_offline()
+            feed_task.cancel()
+            await asyncio.gather(feed_task, return_exceptions=True)
+        return self._report(seen, elapsed)
+
+    async def _live(self, stop: asyncio.Event, duration: float | None,
+                    *tasks: "asyncio.Task[None]") -> None:
+        console = Console()
+        with logs_to(self.tail), Live(self._screen(), console=console, auto_refresh=False,
+                                      redirect_stderr=False, screen=False) as live:
+            async def refresh() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    live.update(self._screen(), refresh=True)
+
+            refresher = asyncio.create_task(refresh(), name="screen")
+            try:
+                await run_until(stop, duration, *tasks)
+            finally:
+                refresher.cancel()
+                live.update(self._screen(), refresh=True)
+
+    def _screen(self) -> RenderableType:
+        return screen(self.view, self.info, elapsed=self.elapsed, status=self.feed.status,
+                      log_lines=list(self.tail.lines))
+
+    async def _wait_offline(self) -> None:
+        """Give the node's `offline` a moment to cross the broker, so the report can say so."""
+        deadline = time.monotonic() + OFFLINE_WAIT_S
+        while time.monotonic() < deadline:
+            node = self.view.node(self.info.fleet, self.info.node)
+            if node is None or node.state == "offline":
+                return
+            await asyncio.sleep(0.05)
+
+    def _report(self, seen: FleetView, elapsed: float) -> int:
+        node = seen.node(self.info.fleet, self.info.node)
+        after = self.view.node(self.info.fleet, self.info.node)
+        said_offline = after is not None and after.state == "offline"
+        shutdown = ("shutdown  node said offline" if said_offline
+                    else "shutdown  no offline state received from the node")
+        if self.tty:
+            print(f"{shutdown.split(maxsplit=1)[1]}; {self.view.received} messages received")
+        else:
+            print("\n".join([*summary(seen, self.info, elapsed=elapsed), shutdown]), flush=True)
+        if node is None or node.state != "online":
+            print(f"edged demo: the node {self.info.key} never came online at {self.info.url}; "
+                  "see the log lines above", file=sys.stderr)
+            return 1
+        return 0

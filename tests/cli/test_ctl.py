@@ -1,0 +1,113 @@
+"""`edgectl` against a real Mosquitto and a real `edged run` process."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from edged.cli.ctl import main
+from tests.helpers.broker import Mosquitto
+from tests.helpers.nodes import ROOT, start_daemon, write_config
+
+NODE = "test/shuttle-07"
+
+
+async def _wait_online(port: int, topic: str, timeout: float) -> None:
+    async with (
+        asyncio.timeout(timeout),
+        aiomqtt.Client("127.0.0.1", port, identifier="test-wait-online") as client,
+    ):
+        await client.subscribe(topic, qos=1)
+        async for message in client.messages:
+            payload = message.payload
+            if isinstance(payload, bytes) and json.loads(payload).get("state") == "online":
+                return
+
+
+@pytest.fixture
+def node(broker: Mosquitto, tmp_path: Path) -> Iterator[Mosquitto]:
+    """`edged run` connected to the broker, its birth seen: commands now reach it."""
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(write_config(tmp_path, broker.port, health_s=1), log)
+    try:
+        try:
+            asyncio.run(_wait_online(broker.port, f"rnst/v1/{NODE}/state", 15))
+        except TimeoutError:
+            pytest.fail(f"the daemon never came online:\n{log.read_text()[-3000:]}")
+        yield broker
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_ping_exits_0_and_prints_the_ok_reply(node: Mosquitto) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "edged.cli.ctl", "cmd", NODE, "ping", "--broker", node.url],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    reply = json.loads(proc.stdout)
+    assert reply["ok"] is True
+    assert reply["result"]["pong"] is True
+
+
+def test_an_unknown_command_exits_1_with_its_error_code(
+    node: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["cmd", NODE, "no-such-command", "--broker", node.url])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert json.loads(out)["error"]["code"] == "unknown_command"
+    assert "unknown_command" in err
+
+
+def test_json_args_that_are_not_json_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["cmd", NODE, "ping", "{not json", "--broker", "mqtt://127.0.0.1:1"])
+    assert code == 2
+    assert "JSON_ARGS is not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["shuttle-07", "test/shuttle-07/x", "Test/shuttle-07", "a/+"])
+def test_a_target_that_is_not_fleet_slash_node_exits_2(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["cmd", target, "ping", "--broker", "mqtt://127.0.0.1:1"]) == 2
+    assert "FLEET/NODE" in capsys.readouterr().err
+
+
+def test_a_node_that_does_not_answer_times_out_with_exit_3(
+    broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    code = main(["cmd", "test/nobody-here", "ping", "--broker", broker.url, "--timeout", "1"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert time.monotonic() - started < 5
+    assert "may be offline" in err and "edgectl watch" in err
+
+
+def test_an_unreachable_broker_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["cmd", NODE, "ping", "--broker", "mqtt://127.0.0.1:1", "--timeout", "1"])
+    assert code == 4
+    assert "cannot reach the MQTT broker at 127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_watch_lists_the_running_node_as_online(
+    node: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["watch", "--broker", node.url, "--duration", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line for line in out.splitlines() if NODE in line]
+    assert len(rows) == 1, out
+    assert "online" in rows[0]

@@ -1,0 +1,52 @@
+"""A real node (as `edged run`) plus a source of door events, for outage and crash tests.
+
+Prints `ready` once the node runs, then `durable I` for each event I once the outbox has
+it on disk — what the test may then demand from the broker, whatever happens next.
+"""
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from edged.config import load_config
+from edged.node import Node
+from edged.outbox import PutResult
+from edged.payloads import DoorEvent
+from edged.topics import DOOR
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("config", type=Path)
+    ap.add_argument("--count", type=int, default=0)
+    ap.add_argument("--interval", type=float, default=0.0)
+    ap.add_argument("--chunk", type=int, default=50)
+    args = ap.parse_args()
+    node = Node(load_config(args.config), base_dir=args.config.parent)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    runner = asyncio.create_task(node.run(stop))
+    await node.ready.wait()
+    print("ready", flush=True)
+
+    def report(i: int) -> "callable[[asyncio.Future[PutResult]], None]":  # type: ignore[valid-type]
+        def done(f: "asyncio.Future[PutResult]") -> None:
+            if not f.exception() and f.result() is PutResult.STORED:
+                sys.stdout.write(f"durable {i}\n")
+                sys.stdout.flush()
+        return done
+
+    for i in range(args.count):
+        node.publish(DOOR, DoorEvent(door=f"e{i}", open=True)).add_done_callback(report(i))
+        if args.interval:
+            await asyncio.sleep(args.interval)
+        elif i % args.chunk == 0:
+            await asyncio.sleep(0)
+    print("sent", flush=True)
+    await runner
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,70 @@
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.helpers.broker import Mosquitto
+from tests.helpers.mqtt import Collector
+from tests.helpers.nodes import write_config
+
+STATE = "rnst/v1/test/shuttle-07/state"
+
+
+def last_state(c: Collector) -> dict[str, Any] | None:
+    states = [m.payload for m in c.messages if m.topic == STATE]
+    return states[-1] if states else None
+
+
+async def test_birth_says_online_with_version_profile_hash_and_drivers(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    async with Collector(broker.port) as c:
+        await spawn(write_config(tmp_path, broker.port))
+        await c.wait_for(lambda: last_state(c) is not None, 10, "birth")
+        birth = last_state(c)
+        assert birth is not None
+        assert birth["state"] == "online"
+        assert birth["profile"] == "shuttle"
+        assert birth["drivers"] == ["gps:gps.sim"]
+        assert len(birth["config_hash"]) == 16 and birth["version"]
+        assert {"v", "seq", "ts", "clock"} <= set(birth)
+
+
+async def test_kill_9_makes_the_state_go_offline_through_the_will(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    async with Collector(broker.port) as c:
+        proc = await spawn(write_config(tmp_path, broker.port))
+        await c.wait_for(lambda: (last_state(c) or {}).get("state") == "online", 10, "birth")
+        proc.kill9()
+        await c.wait_for(lambda: (last_state(c) or {}).get("state") == "offline", 5, "the will")
+    async with Collector(broker.port, client_id="late-reader") as late:
+        await late.wait_for(lambda: last_state(late) is not None, 3, "retained state")
+        assert late.messages[0].retain and last_state(late)["state"] == "offline"  # type: ignore[index]
+
+
+async def test_sigterm_says_offline_and_exits_within_5_seconds(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    async with Collector(broker.port) as c:
+        proc = await spawn(write_config(tmp_path, broker.port))
+        await c.wait_for(lambda: (last_state(c) or {}).get("state") == "online", 10, "birth")
+        online_seq = last_state(c)["seq"]  # type: ignore[index]
+        started = time.monotonic()
+        code = await proc.stop(timeout=10)
+        elapsed = time.monotonic() - started
+        assert code == 0
+        assert elapsed < 5, f"shutdown took {elapsed:.1f} s"
+        await c.wait_for(lambda: (last_state(c) or {}).get("state") == "offline", 2, "offline")
+        assert last_state(c)["seq"] > online_seq  # type: ignore[index]
+
+
+async def test_sigterm_with_the_broker_down_still_exits_within_5_seconds(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    proc = await spawn(write_config(tmp_path, broker.port))
+    async with Collector(broker.port) as c:
+        await c.wait_for(lambda: last_state(c) is not None, 10, "birth")
+    broker.stop()
+    started = time.monotonic()
+    assert await proc.stop(timeout=10) == 0
+    assert time.monotonic() - started < 5

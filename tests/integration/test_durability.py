@@ -1,0 +1,104 @@
+"""Nothing acknowledged is lost: broker outages, kill -9, and a backlog that must drain."""
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edged.clock import Clock
+from edged.config import load_config
+from edged.outbox import Outbox, Publication
+from edged.payloads import Position
+from edged.topics import POSITION, Topics
+from tests.helpers.broker import Mosquitto
+from tests.helpers.mqtt import Collector, is_merge_of_two_increasing, unique_by_seq
+from tests.helpers.nodes import write_config
+
+pytestmark = pytest.mark.slow
+
+
+def door_indices(c: Collector) -> list[int]:
+    return [int(m.payload["door"][1:]) for m in unique_by_seq(c.on("events/door"))]
+
+
+async def test_events_survive_a_30_s_broker_outage_exactly_once_and_in_order(
+    tmp_path: Path, spawn: Any
+) -> None:
+    store = tmp_path / "broker-store"
+    store.mkdir()
+    broker = Mosquitto(tmp_path, extra=f"persistence true\npersistence_location {store}/\n")
+    broker.start()
+    try:
+        async with Collector(broker.port, topic="rnst/v1/test/+/events/#") as c:
+            config = write_config(tmp_path, broker.port, gps=False)
+            node = await spawn(config, "--count", "800", "--interval", "0.05", burst=True)
+            await node.wait_line("ready")
+            await asyncio.sleep(3)
+            broker.stop()
+            during = len(node.durable())
+            await asyncio.sleep(30)
+            assert len(node.durable()) > during + 400, "events kept flowing during the outage"
+            broker.start()
+            await node.wait_line("sent", timeout=30)
+            durable = node.durable()
+            await c.wait_for(lambda: set(door_indices(c)) >= durable, 20, "every durable event")
+        doors = unique_by_seq(c.on("events/door"))
+        seqs = [m.payload["seq"] for m in doors]
+        assert len(seqs) == len(set(seqs)) == len(durable)
+        assert sorted(seqs) == list(range(1, len(seqs) + 1)), "a gap: an event was lost"
+        assert is_merge_of_two_increasing(seqs), "out of order within the backlog or live lane"
+    finally:
+        broker.stop()
+
+
+async def test_kill_9_mid_burst_loses_no_event_that_was_reported_durable(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    config = write_config(tmp_path, broker.port, gps=False)
+    async with Collector(broker.port, topic="rnst/v1/test/+/events/#") as c:
+        node = await spawn(config, "--count", "5000", burst=True)
+        await node.wait_line("ready")
+        async with asyncio.timeout(20):
+            while len(node.durable()) < 1500:
+                await asyncio.sleep(0.001)
+        node.kill9()
+        await node.stop()
+        durable = node.durable()
+        assert 1500 <= len(durable) < 5000, "the kill must land mid-burst"
+        await spawn(config)  # plain `edged run` on the same outbox
+        await c.wait_for(lambda: set(door_indices(c)) >= durable, 30, "every durable event")
+    assert len(unique_by_seq(c.on("events/door"))) >= len(durable)
+
+
+async def test_live_messages_arrive_within_a_second_while_a_50k_backlog_drains(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    config_path = write_config(tmp_path, broker.port, gps=False)
+    config = load_config(config_path)
+    box = Outbox(config.outbox, Clock())
+    await box.open()
+    topics = Topics("rnst/v1", "test", "shuttle-07")
+    for i in range(50_000):
+        body = Position(fix_time="2026-11-25T10:00:00Z", lat=46.0, lon=2.0 + i * 1e-6,
+                        mode="3D", quality=1, odometer_m=float(i))
+        box.put_nowait(Publication.make(topics, POSITION, body, qos=1))
+    await box.close()
+
+    async with Collector(broker.port) as c:
+        started = time.monotonic()
+        node = await spawn(config_path, "--count", "150", "--interval", "0.05", burst=True)
+        await c.wait_for(lambda: len(c.on("position")) >= 50_000, 60, "the backlog")
+        drained_s = time.monotonic() - started
+        await node.wait_line("sent", timeout=20)
+        await c.wait_for(lambda: len(door_indices(c)) >= 150, 10, "the live events")
+    doors = unique_by_seq(c.on("events/door"))
+    last_backlog = max(m.at for m in c.on("position"))
+    during = [m for m in doors if m.at <= last_backlog]
+    assert len(during) >= 10, f"the drain ({drained_s:.1f} s) was too short to test anything"
+    latencies = sorted(m.at - m.payload["ts"] / 1000 for m in during)
+    assert len(unique_by_seq(c.on("position"))) == 50_000
+    print(f"drained 50k in {drained_s:.1f} s; live latency p50 "
+          f"{latencies[len(latencies) // 2]:.3f} s, worst {latencies[-1]:.3f} s")
+    assert latencies[-1] < 1.0, f"worst live latency {latencies[-1]:.3f} s during the drain"
