@@ -116,4 +116,8 @@ class Supervisor:
                 self.count(f"driver.{name}.crash")
                 delay = backoff_delay(sup.failures, self.config, self.rng)
                 log.warning("driver %s failed (%s); restarting in %.1f s", name, reason, delay)
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:
+                    sup.state = "stopped"
+                    raise

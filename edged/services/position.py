@@ -15,6 +15,7 @@ from edged.services.base import NodeApi
 from edged.topics import POSITION
 
 ODOMETER_KEY = "position.odometer_m"
+STATIONARY_SPEED = 0.5  # m/s; below it a fix's movement is taken as jitter
 
 
 class PositionService:
@@ -27,8 +28,15 @@ class PositionService:
         self.void_fixes = 0
         node.subscribe(Fix, self.on_fix)
 
-    def _jitter_allowance(self, fix: Fix) -> float:
-        return max(5.0, 4.0 * (fix.hdop or 1.0))
+    @staticmethod
+    def _jitter_allowance(fix: Fix) -> float:
+        """Distance a parked receiver's fixes wander: 10 m, more with a poor HDOP."""
+        return max(10.0, 5.0 * (fix.hdop or 1.0))
+
+    @staticmethod
+    def _stationary(fix: Fix) -> bool:
+        """Receivers report near-zero speed when parked; trust it when given."""
+        return fix.speed is not None and fix.speed < STATIONARY_SPEED
 
     def on_fix(self, fix: Fix) -> None:
         if not fix.valid:
@@ -37,7 +45,7 @@ class PositionService:
         self.node.clock.discipline(fix.fix_time)
         if self._anchor is None:
             self._anchor = (fix.lat, fix.lon)
-        else:
+        elif not self._stationary(fix):
             step = haversine_m(*self._anchor, fix.lat, fix.lon)
             if step >= self._jitter_allowance(fix):
                 self.odometer_m += step

@@ -1,0 +1,107 @@
+import asyncio
+import random
+from typing import Any
+
+from drivers.base import DriverContext, DriverOptions
+from edged.config.models import SupervisorConfig
+from edged.errors import ConfigError
+from edged.supervisor import Supervisor, backoff_delay
+
+FAST = SupervisorConfig(backoff_initial_s=0.01, backoff_max_s=0.05, stable_after_s=10)
+
+
+class Ticker:
+    """Emits a tick every 10 ms, forever."""
+
+    Options = DriverOptions
+
+    async def run(self, ctx: DriverContext) -> None:
+        ctx.ready()
+        while True:
+            ctx.emit(("tick", ctx.name))
+            await asyncio.sleep(0.01)
+
+
+class Flaky:
+    """Runs a little, then fails like an unplugged serial port."""
+
+    Options = DriverOptions
+    starts = 0
+
+    async def run(self, ctx: DriverContext) -> None:
+        Flaky.starts += 1
+        ctx.ready()
+        await asyncio.sleep(0.02)
+        raise OSError(5, "Input/output error")
+
+
+class Misconfigured:
+    Options = DriverOptions
+
+    async def run(self, ctx: DriverContext) -> None:
+        raise ConfigError("route.json", ["route: no such file"])
+
+
+async def run_for(sup: Supervisor, seconds: float, **drivers: Any) -> None:
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(sup.supervise(name, "test", cls)) for name, cls in drivers.items()]
+        await asyncio.sleep(seconds)
+        for t in tasks:
+            t.cancel()
+
+
+async def test_a_crashing_driver_is_restarted_with_its_error_recorded() -> None:
+    Flaky.starts = 0
+    sup = Supervisor(FAST, lambda e: None)
+    await run_for(sup, 0.5, flaky=Flaky)
+    status = sup.drivers["flaky"]
+    assert Flaky.starts >= 3
+    assert status.restarts >= 2
+    assert status.last_error == "OSError: [Errno 5] Input/output error"
+
+
+async def test_other_drivers_keep_running_while_one_crashes() -> None:
+    events: list[Any] = []
+    sup = Supervisor(FAST, events.append)
+    await run_for(sup, 0.3, gps=Ticker, flaky=Flaky)
+    assert sum(1 for e in events if e == ("tick", "gps")) >= 15
+    assert sup.drivers["gps"].restarts == 0
+
+
+async def test_state_shows_backoff_between_restarts() -> None:
+    slow = SupervisorConfig(backoff_initial_s=5, backoff_max_s=5)
+    sup = Supervisor(slow, lambda e: None)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(sup.supervise("flaky", "test", Flaky))
+        await asyncio.sleep(0.1)
+        assert sup.drivers["flaky"].state == "backoff"
+        task.cancel()
+    assert sup.drivers["flaky"].state == "stopped"
+
+
+async def test_a_running_driver_reports_running() -> None:
+    sup = Supervisor(FAST, lambda e: None)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(sup.supervise("gps", "gps.sim", Ticker))
+        await asyncio.sleep(0.05)
+        assert sup.statuses()[0].state == "running"
+        task.cancel()
+
+
+async def test_a_config_error_marks_the_driver_failed_without_restarting() -> None:
+    counted: list[str] = []
+    sup = Supervisor(FAST, lambda e: None, counters=counted.append)
+    await run_for(sup, 0.2, bad=Misconfigured)
+    status = sup.drivers["bad"]
+    assert status.state == "failed" and status.restarts == 0
+    assert "no such file" in (status.last_error or "")
+    assert counted == ["driver.bad.failed"]
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
+    cfg = SupervisorConfig(backoff_initial_s=1, backoff_max_s=30)
+    rng = random.Random(1)
+    for failures, ceiling in [(1, 1), (2, 2), (3, 4), (5, 16), (6, 30), (40, 30)]:
+        delays = [backoff_delay(failures, cfg, rng) for _ in range(200)]
+        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
+        assert max(delays) - min(delays) > ceiling / 10, "no jitter"
