@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class DriverOptions(BaseModel):
-    """Base of every driver's options model: unknown keys are errors, as in the rest of the config."""
+    """Base of every driver's options: unknown keys are errors, as in the rest of the config."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -75,7 +75,7 @@ def build_health(
         rss_mb=round(rss_mb(), 1),
         cpu_pct=cpu.take(),
         loop_lag_ms=round(lag.take() * 1000, 1),
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         connected=connected,
         reconnects=reconnects,
         outbox=outbox,

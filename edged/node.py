@@ -88,8 +88,13 @@ class Node:
         correlation: bytes | None = None,
     ) -> "asyncio.Future[PutResult]":
         pub = Publication.make(
-            self.topics, spec, body, name=name, qos=qos,
-            response_topic=response_topic, correlation=correlation,
+            self.topics,
+            spec,
+            body,
+            name=name,
+            qos=qos,
+            response_topic=response_topic,
+            correlation=correlation,
         )
         future = self.outbox.put_nowait(pub)
         future.add_done_callback(self._check_stored)
@@ -201,8 +206,12 @@ class Node:
                     for d, make in factories
                 ]
                 self.ready.set()
-                log.info("edged %s running as %s (%s)", __version__, self.topics.base,
-                         self.config.node.profile.value)
+                log.info(
+                    "edged %s running as %s (%s)",
+                    __version__,
+                    self.topics.base,
+                    self.config.node.profile.value,
+                )
                 await stop.wait()
                 log.info("stopping")
                 for task in others:
@@ -223,5 +232,7 @@ class Node:
                 await self.uplink.say_offline()
                 await self.outbox.flush()
         except TimeoutError:
-            log.warning("shutdown: the broker did not answer in time; queued messages stay "
-                        "in the outbox for the next start")
+            log.warning(
+                "shutdown: the broker did not answer in time; queued messages stay "
+                "in the outbox for the next start"
+            )

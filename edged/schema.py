@@ -12,7 +12,9 @@ def payload_model(spec: TopicSpec) -> type[BaseModel]:
     """The full payload of a topic: its body plus, for outgoing topics, the envelope."""
     if spec.direction == "in":
         return spec.body
-    return type(f"{spec.body.__name__}Payload", (spec.body, Envelope), {"__doc__": spec.body.__doc__})
+    return type(
+        f"{spec.body.__name__}Payload", (spec.body, Envelope), {"__doc__": spec.body.__doc__}
+    )
 
 
 def schemas() -> dict[str, Any]:

@@ -34,7 +34,7 @@ class Supervised:
         return DriverStatus(
             name=self.name,
             driver=self.driver,
-            state=self.state,  # type: ignore[arg-type]
+            state=self.state,
             restarts=self.restarts,
             last_error=self.last_error,
         )

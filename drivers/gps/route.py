@@ -1,5 +1,6 @@
 """A route for the GPS simulator: waypoints, some of them stops, read from a JSON file."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -47,5 +48,5 @@ class Route(BaseModel):
         pts = [*self.waypoints, self.waypoints[0]]
         return [
             (a, b, haversine_m(a.lat, a.lon, b.lat, b.lon), bearing_deg(a.lat, a.lon, b.lat, b.lon))
-            for a, b in zip(pts, pts[1:], strict=False)
+            for a, b in itertools.pairwise(pts)
         ]

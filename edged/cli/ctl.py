@@ -67,38 +67,63 @@ def _seconds(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     env_broker = os.environ.get("EDGECTL_BROKER") or None
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--broker", default=env_broker, required=env_broker is None,
-                        metavar="URL", help="the broker, e.g. mqtt://localhost:1883")
+    common.add_argument(
+        "--broker",
+        default=env_broker,
+        required=env_broker is None,
+        metavar="URL",
+        help="the broker, e.g. mqtt://localhost:1883",
+    )
     common.add_argument("--prefix", default="rnst/v1", help="topic prefix (default: rnst/v1)")
-    common.add_argument("--protocol", choices=["5", "3.1.1"], default="5",
-                        help="MQTT protocol version (default: 5)")
+    common.add_argument(
+        "--protocol", choices=["5", "3.1.1"], default="5", help="MQTT protocol version (default: 5)"
+    )
 
     p = argparse.ArgumentParser(
-        prog="edgectl", description=__doc__, epilog=EPILOG,
+        prog="edgectl",
+        description=__doc__,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"edgectl {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     watch = sub.add_parser(
-        "watch", parents=[common], epilog=EPILOG,
+        "watch",
+        parents=[common],
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="live table of every node under the prefix (printed once when not a terminal)",
     )
-    watch.add_argument("--duration", type=_seconds, metavar="S",
-                       help="stop after S seconds (default: until Ctrl-C)")
+    watch.add_argument(
+        "--duration",
+        type=_seconds,
+        metavar="S",
+        help="stop after S seconds (default: until Ctrl-C)",
+    )
 
     cmd = sub.add_parser(
-        "cmd", parents=[common], epilog=EPILOG,
+        "cmd",
+        parents=[common],
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="send a command to one node and print its reply",
     )
     cmd.add_argument("target", metavar="FLEET/NODE", help="e.g. creuse/shuttle-07")
     cmd.add_argument("name", metavar="NAME", help="command name, e.g. ping")
-    cmd.add_argument("args", metavar="JSON_ARGS", nargs="?",
-                     help="""arguments as a JSON object, e.g. '{"door": "front"}'""")
-    cmd.add_argument("--timeout", type=_seconds, default=10.0, metavar="S",
-                     help="how long to wait for the reply (default: 10)")
+    cmd.add_argument(
+        "args",
+        metavar="JSON_ARGS",
+        nargs="?",
+        help="""arguments as a JSON object, e.g. '{"door": "front"}'""",
+    )
+    cmd.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="how long to wait for the reply (default: 10)",
+    )
     return p
 
 
@@ -116,8 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         name = _command_name(args.name)
         cmd_args = _json_args(args.args)
         return asyncio.run(
-            send_command(address, prefix, fleet, node, name, cmd_args,
-                         wait_s=args.timeout, protocol=args.protocol)
+            send_command(
+                address,
+                prefix,
+                fleet,
+                node,
+                name,
+                cmd_args,
+                wait_s=args.timeout,
+                protocol=args.protocol,
+            )
         )
     except UsageError as exc:
         print(f"edgectl: {exc}", file=sys.stderr)
@@ -142,23 +175,29 @@ def _broker(url: str) -> BrokerAddress:
 def _prefix(prefix: str) -> str:
     prefix = prefix.strip("/")
     if not PREFIX.fullmatch(prefix):
-        raise UsageError(f"--prefix {prefix!r}: use topic levels of letters, digits, _ . - "
-                         "separated by /, without wildcards (e.g. rnst/v1)")
+        raise UsageError(
+            f"--prefix {prefix!r}: use topic levels of letters, digits, _ . - "
+            "separated by /, without wildcards (e.g. rnst/v1)"
+        )
     return prefix
 
 
 def _target(target: str) -> tuple[str, str]:
     parts = target.split("/")
     if len(parts) != 2 or not all(NAME.fullmatch(p) for p in parts):
-        raise UsageError(f"{target!r} is not FLEET/NODE: expected two names of lowercase "
-                         "letters, digits, _ and - separated by one /, e.g. creuse/shuttle-07")
+        raise UsageError(
+            f"{target!r} is not FLEET/NODE: expected two names of lowercase "
+            "letters, digits, _ and - separated by one /, e.g. creuse/shuttle-07"
+        )
     return parts[0], parts[1]
 
 
 def _command_name(name: str) -> str:
     if not COMMAND_NAME.fullmatch(name):
-        raise UsageError(f"{name!r} is not a command name: lowercase letters, digits, _ and -, "
-                         "starting with a letter, e.g. ping or door.unlock")
+        raise UsageError(
+            f"{name!r} is not a command name: lowercase letters, digits, _ and -, "
+            "starting with a letter, e.g. ping or door.unlock"
+        )
     return name
 
 
@@ -168,11 +207,15 @@ def _json_args(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise UsageError(f"JSON_ARGS is not valid JSON ({exc}); quote it for the shell, "
-                         """e.g. '{"door": "front"}'""") from None
+        raise UsageError(
+            f"JSON_ARGS is not valid JSON ({exc}); quote it for the shell, "
+            """e.g. '{"door": "front"}'"""
+        ) from None
     if not isinstance(value, dict):
-        raise UsageError(f"JSON_ARGS must be a JSON object such as '{{\"door\": \"front\"}}', "
-                         f"not {type(value).__name__}")
+        raise UsageError(
+            f'JSON_ARGS must be a JSON object such as \'{{"door": "front"}}\', '
+            f"not {type(value).__name__}"
+        )
     return value
 
 
@@ -201,12 +244,14 @@ async def send_command(
     reply_topic = f"{base}/reply/{name}"
     client_id = f"edgectl-{cmd_id[:12]}"
     try:
-        async with mqtt_client(address, protocol=protocol, client_id=client_id,
-                               timeout=min(wait_s, 10.0) + 5.0) as client:
+        async with mqtt_client(
+            address, protocol=protocol, client_id=client_id, timeout=min(wait_s, 10.0) + 5.0
+        ) as client:
             if refused(await client.subscribe(reply_topic, qos=1)):
                 raise BrokerUnreachableError(
                     f"the broker at {address} refused a subscription to {reply_topic}: "
-                    "check its ACL for this client")
+                    "check its ACL for this client"
+                )
             await client.publish(f"{base}/cmd/{name}", payload, qos=1)
             try:
                 async with asyncio.timeout(wait_s):
@@ -270,16 +315,19 @@ async def watch(
 
     def table() -> RenderableType:
         elapsed = time.monotonic() - started
-        caption = (f"{address.url} · {prefix}/# · {feed.status} · {view.received} messages · "
-                   f"{elapsed:.0f} s" + (" · Ctrl-C to stop" if tty else ""))
+        caption = (
+            f"{address.url} · {prefix}/# · {feed.status} · {view.received} messages · "
+            f"{elapsed:.0f} s" + (" · Ctrl-C to stop" if tty else "")
+        )
         return fleet_table(view, time.time(), title="edgectl watch", caption=caption)
 
     feed_task = asyncio.create_task(feed.run(), name="feed")
     try:
         with stop_on_signals(stop):
             if tty:
-                with Live(table(), console=console, auto_refresh=False,
-                          redirect_stderr=False) as live:
+                with Live(
+                    table(), console=console, auto_refresh=False, redirect_stderr=False
+                ) as live:
                     refresher = asyncio.create_task(_refresh(live, table), name="refresh")
                     try:
                         await run_until(stop, duration, feed_task)

@@ -6,10 +6,14 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edged import __version__
 from edged.cli.logs import setup_logging
 from edged.errors import ConfigError, EdgedError
+
+if TYPE_CHECKING:
+    from edged.node import Node
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         if args.command == "run":
-            return asyncio.run(run(args.config))
+            return run(args.config)
         if args.command == "demo":
             from edged.demo.runner import run_demo
 
@@ -94,12 +98,17 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run(config_file: Path) -> int:
+def run(config_file: Path) -> int:
+    """Load the config (before the loop starts: a bad config never half-starts a node), run."""
     from edged.config import load_config
     from edged.node import Node
 
     config = load_config(config_file)
-    node = Node(config, base_dir=config_file.resolve().parent)
+    node = Node(config, base_dir=config_file.absolute().parent)
+    return asyncio.run(serve(node))
+
+
+async def serve(node: "Node") -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
     await node.run(stop)

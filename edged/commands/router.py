@@ -70,15 +70,18 @@ class CommandRouter:
         name = cmd.name if COMMAND_NAME.fullmatch(cmd.name) else INVALID_COMMAND
         reply = await self._reply(name, cmd)
         if not reply.ok and reply.error is not None:
-            log.warning("command %s refused: %s %s", cmd.name[:80], reply.error.code,
-                        reply.error.message)
+            log.warning(
+                "command %s refused: %s %s", cmd.name[:80], reply.error.code, reply.error.message
+            )
         return Outcome(name, reply, response_topic, cmd.correlation)
 
     async def _reply(self, name: str, cmd: IncomingCommand) -> Reply:
         if len(cmd.payload) > MAX_COMMAND_BYTES:
-            return self._error(None, "too_large",
-                               f"command is {len(cmd.payload)} bytes; the limit is "
-                               f"{MAX_COMMAND_BYTES}")
+            return self._error(
+                None,
+                "too_large",
+                f"command is {len(cmd.payload)} bytes; the limit is {MAX_COMMAND_BYTES}",
+            )
         try:
             raw = json.loads(cmd.payload)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -96,16 +99,20 @@ class CommandRouter:
             code = "missing_id" if cmd_id is None and "id" not in raw else "bad_request"
             return self._error(cmd_id, code, problems[:500])
         if name == INVALID_COMMAND:
-            return self._error(command.id, "unknown_command",
-                               f"{cmd.name[:64]!r} is not a valid command name")
+            return self._error(
+                command.id, "unknown_command", f"{cmd.name[:64]!r} is not a valid command name"
+            )
         cached = self._replies.get(command.id)
         if cached is not None:
             self.counters.inc("cmd.duplicate")
             return cached
         handler = self._handlers.get(name)
         if handler is None:
-            reply = self._error(command.id, "unknown_command",
-                                f"unknown command {name!r}; known: {', '.join(self.names)}")
+            reply = self._error(
+                command.id,
+                "unknown_command",
+                f"unknown command {name!r}; known: {', '.join(self.names)}",
+            )
         else:
             try:
                 result = await handler(command.args)

@@ -26,7 +26,9 @@ def load_config(path: str | Path) -> EdgedConfig:
     return parse_config(text, source=str(file), base_dir=file.resolve().parent)
 
 
-def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None) -> EdgedConfig:
+def parse_config(
+    text: str, *, source: str = "<config>", base_dir: Path | None = None
+) -> EdgedConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -151,9 +153,7 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
     return best[1] if best else None
 
 
-def _resolve_arrays(
-    name: tuple[str, ...], array_counts: dict[str, int]
-) -> tuple[str | int, ...]:
+def _resolve_arrays(name: tuple[str, ...], array_counts: dict[str, int]) -> tuple[str | int, ...]:
     out: list[str | int] = []
     for i, part in enumerate(name):
         out.append(part)

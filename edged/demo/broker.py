@@ -34,8 +34,12 @@ def quiet_amqtt() -> None:
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"amqtt(\.|$)")
-    for text in ("Loading plugins from EntryPoints", "`BrokerSysPlugin`", "sys_interval",
-                 "'auth' and 'topic-check'"):
+    for text in (
+        "Loading plugins from EntryPoints",
+        "`BrokerSysPlugin`",
+        "sys_interval",
+        "'auth' and 'topic-check'",
+    ):
         warnings.filterwarnings("ignore", message=text, category=DeprecationWarning)
 
 

@@ -82,23 +82,27 @@ def demo_config(
                 ) from None
             d = d.model_copy(update={"options": options})
         drivers.append(d)
-    broker = config.broker.model_copy(update={
-        "host": address.host,
-        "port": address.port,
-        "protocol": protocol,
-        # a plain mqtt:// URL: no TLS, no credentials from a field config
-        "tls": None,
-        "username": None,
-        "password_file": None,
-        "reconnect_min_s": 0.5,
-        "reconnect_max_s": 5.0,
-    })
-    return config.model_copy(update={
-        "broker": broker,
-        "outbox": config.outbox.model_copy(update={"path": outbox_dir / "outbox.sqlite"}),
-        "health": config.health.model_copy(update={"interval_s": health_s}),
-        "drivers": drivers,
-    })
+    broker = config.broker.model_copy(
+        update={
+            "host": address.host,
+            "port": address.port,
+            "protocol": protocol,
+            # a plain mqtt:// URL: no TLS, no credentials from a field config
+            "tls": None,
+            "username": None,
+            "password_file": None,
+            "reconnect_min_s": 0.5,
+            "reconnect_max_s": 5.0,
+        }
+    )
+    return config.model_copy(
+        update={
+            "broker": broker,
+            "outbox": config.outbox.model_copy(update={"path": outbox_dir / "outbox.sqlite"}),
+            "health": config.health.model_copy(update={"interval_s": health_s}),
+            "drivers": drivers,
+        }
+    )
 
 
 class LogTail(logging.Handler):
@@ -108,8 +112,9 @@ class LogTail(logging.Handler):
     def __init__(self, size: int = 50) -> None:
         super().__init__()
         self.lines: deque[str] = deque(maxlen=size)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                            "%H:%M:%S"))
+        self.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -139,8 +144,10 @@ async def run_demo(args: argparse.Namespace) -> int:
     speed = float(args.speed)
     duration: float | None = args.duration
     if duration is not None and not duration > 0:
-        print(f"edged demo: --duration must be a positive number of seconds, got {duration:g}",
-              file=sys.stderr)
+        print(
+            f"edged demo: --duration must be a positive number of seconds, got {duration:g}",
+            file=sys.stderr,
+        )
         return 2
     external: BrokerAddress | None = None
     if args.broker:
@@ -160,11 +167,23 @@ async def run_demo(args: argparse.Namespace) -> int:
                 address, protocol, label = broker.address, EMBEDDED_PROTOCOL, "embedded amqtt"
             else:
                 address, protocol, label = external, config.broker.protocol, "external"
-            demo = demo_config(config, address=address, protocol=protocol,
-                               outbox_dir=Path(tmp), speed=speed, base_dir=base_dir)
-            info = DemoInfo(fleet=demo.node.fleet, node=demo.node.id, broker=label,
-                            url=address.url, protocol=protocol, prefix=demo.broker.prefix,
-                            speed=speed)
+            demo = demo_config(
+                config,
+                address=address,
+                protocol=protocol,
+                outbox_dir=Path(tmp),
+                speed=speed,
+                base_dir=base_dir,
+            )
+            info = DemoInfo(
+                fleet=demo.node.fleet,
+                node=demo.node.id,
+                broker=label,
+                url=address.url,
+                protocol=protocol,
+                prefix=demo.broker.prefix,
+                speed=speed,
+            )
             return await Demo(demo, base_dir, info, address).run(duration)
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with always returns)
 
@@ -175,8 +194,12 @@ class Demo:
     ) -> None:
         self.info = info
         self.view = FleetView(config.broker.prefix)
-        self.feed = FleetFeed(address, self.view, protocol=config.broker.protocol,
-                              client_id=f"edged-demo-dispatch-{uuid.uuid4().hex[:8]}")
+        self.feed = FleetFeed(
+            address,
+            self.view,
+            protocol=config.broker.protocol,
+            client_id=f"edged-demo-dispatch-{uuid.uuid4().hex[:8]}",
+        )
         self.node = Node(config, base_dir=base_dir)
         self.tty = sys.stdout.isatty()
         self.tail = LogTail()
@@ -194,10 +217,13 @@ class Demo:
         try:
             with stop_on_signals(stop):
                 # subscribed before the node starts: dispatch sees its very first message
-                if await run_until(self.feed.subscribed, SUBSCRIBE_BUDGET_S, feed_task) \
-                        == "duration":
-                    raise DemoError(f"could not subscribe at {self.info.url} within "
-                                    f"{SUBSCRIBE_BUDGET_S:.0f} s")
+                if (
+                    await run_until(self.feed.subscribed, SUBSCRIBE_BUDGET_S, feed_task)
+                    == "duration"
+                ):
+                    raise DemoError(
+                        f"could not subscribe at {self.info.url} within {SUBSCRIBE_BUDGET_S:.0f} s"
+                    )
                 self.started = time.monotonic()
                 node_task = asyncio.create_task(self.node.run(node_stop), name="node")
                 if self.tty:
@@ -217,11 +243,21 @@ class Demo:
             await asyncio.gather(feed_task, return_exceptions=True)
         return self._report(seen, elapsed)
 
-    async def _live(self, stop: asyncio.Event, duration: float | None,
-                    *tasks: "asyncio.Task[None]") -> None:
+    async def _live(
+        self, stop: asyncio.Event, duration: float | None, *tasks: "asyncio.Task[None]"
+    ) -> None:
         console = Console()
-        with logs_to(self.tail), Live(self._screen(), console=console, auto_refresh=False,
-                                      redirect_stderr=False, screen=False) as live:
+        with (
+            logs_to(self.tail),
+            Live(
+                self._screen(),
+                console=console,
+                auto_refresh=False,
+                redirect_stderr=False,
+                screen=False,
+            ) as live,
+        ):
+
             async def refresh() -> None:
                 while True:
                     await asyncio.sleep(0.5)
@@ -235,8 +271,13 @@ class Demo:
                 live.update(self._screen(), refresh=True)
 
     def _screen(self) -> RenderableType:
-        return screen(self.view, self.info, elapsed=self.elapsed, status=self.feed.status,
-                      log_lines=list(self.tail.lines))
+        return screen(
+            self.view,
+            self.info,
+            elapsed=self.elapsed,
+            status=self.feed.status,
+            log_lines=list(self.tail.lines),
+        )
 
     async def _wait_offline(self) -> None:
         """Give the node's `offline` a moment to cross the broker, so the report can say so."""
@@ -251,14 +292,20 @@ class Demo:
         node = seen.node(self.info.fleet, self.info.node)
         after = self.view.node(self.info.fleet, self.info.node)
         said_offline = after is not None and after.state == "offline"
-        shutdown = ("shutdown  node said offline" if said_offline
-                    else "shutdown  no offline state received from the node")
+        shutdown = (
+            "shutdown  node said offline"
+            if said_offline
+            else "shutdown  no offline state received from the node"
+        )
         if self.tty:
             print(f"{shutdown.split(maxsplit=1)[1]}; {self.view.received} messages received")
         else:
             print("\n".join([*summary(seen, self.info, elapsed=elapsed), shutdown]), flush=True)
         if node is None or node.state != "online":
-            print(f"edged demo: the node {self.info.key} never came online at {self.info.url}; "
-                  "see the log lines above", file=sys.stderr)
+            print(
+                f"edged demo: the node {self.info.key} never came online at {self.info.url}; "
+                "see the log lines above",
+                file=sys.stderr,
+            )
             return 1
         return 0

@@ -64,8 +64,7 @@ def _position_panel(node: NodeView | None, now: float) -> Panel:
     grid.add_row("lat, lon", f"{pos.lat:.5f}, {pos.lon:.5f}")
     grid.add_row("speed", num(pos.speed_kmh, ".1f", "km/h"))
     grid.add_row("course", num(pos.course, ".0f", "°"))
-    grid.add_row("odometer",
-                 DASH if pos.odometer_m is None else f"{pos.odometer_m / 1000:.2f} km")
+    grid.add_row("odometer", DASH if pos.odometer_m is None else f"{pos.odometer_m / 1000:.2f} km")
     grid.add_row("fix age", age(node.fix_age_s(now)))
     grid.add_row("satellites", num(pos.satellites, "d"))
     grid.add_row("received", str(node.positions))
@@ -135,12 +134,16 @@ def screen(
     top.add_column(ratio=1)
     top.add_row(_node_panel(node), _position_panel(node, now))
     top.add_row(_health_panel(node), _messages_panel(node, view))
-    note = Text(f"Everything above is what a subscriber to {info.prefix}/# received.",
-                style="dim")
+    note = Text(f"Everything above is what a subscriber to {info.prefix}/# received.", style="dim")
     parts: list[RenderableType] = [header, top, note]
     if log_lines:
-        parts.append(Panel(Text("\n".join(log_lines[-6:]), no_wrap=True, overflow="ellipsis"),
-                           title="node log", border_style="dim"))
+        parts.append(
+            Panel(
+                Text("\n".join(log_lines[-6:]), no_wrap=True, overflow="ellipsis"),
+                title="node log",
+                border_style="dim",
+            )
+        )
     return Group(*parts)
 
 
@@ -189,9 +192,10 @@ def summary(
             f"outbox depth {num(health.outbox_depth, 'd')}"
         )
         for d in health.drivers:
-            lines.append(f"driver    {d.name} {d.state}, {d.restarts} restarts"
-                         + (f", last error: {d.last_error}" if d.last_error else ""))
+            lines.append(
+                f"driver    {d.name} {d.state}, {d.restarts} restarts"
+                + (f", last error: {d.last_error}" if d.last_error else "")
+            )
     counts = ", ".join(f"{t} {n}" for t, n in sorted(node.messages.items()))
-    lines.append(f"messages  {counts or DASH} ({view.received} in all, "
-                 f"{view.rejected} rejected)")
+    lines.append(f"messages  {counts or DASH} ({view.received} in all, {view.rejected} rejected)")
     return lines

@@ -22,10 +22,22 @@ from edged.topics import COMMAND_NAME
 
 NAME = re.compile(NAME_PATTERN)
 
-CONTRACT_TOPICS = frozenset({
-    "state", "position", "occupancy", "vehicle", "vehicle/faults", "trip",
-    "events/tap", "events/door", "events/geofence", "alarm", "kiosk/requests", "health",
-})
+CONTRACT_TOPICS = frozenset(
+    {
+        "state",
+        "position",
+        "occupancy",
+        "vehicle",
+        "vehicle/faults",
+        "trip",
+        "events/tap",
+        "events/door",
+        "events/geofence",
+        "alarm",
+        "kiosk/requests",
+        "health",
+    }
+)
 """Outgoing topics of the MQTT contract (DESIGN.md); `reply/{name}` is matched separately."""
 
 MAX_PAYLOAD = 256 * 1024
@@ -259,8 +271,9 @@ class FleetView:
         ts = _int(body.get("ts"), 1)
         if ts is not None and (view.last_ts is None or ts > view.last_ts):
             view.last_ts = ts
-        counter = suffix if suffix in view.messages or len(view.messages) < MAX_TOPICS_PER_NODE \
-            else OTHER
+        counter = (
+            suffix if suffix in view.messages or len(view.messages) < MAX_TOPICS_PER_NODE else OTHER
+        )
         view.messages[counter] += 1
         return True
 
@@ -313,9 +326,11 @@ class FleetView:
             view.name = _text(body.get("name"))
             view.config_hash = _text(body.get("config_hash"), 64)
             drivers = body.get("drivers")
-            view.drivers = [
-                t for d in drivers[:MAX_DRIVERS] if (t := _text(d, 80)) is not None
-            ] if isinstance(drivers, list) else []
+            view.drivers = (
+                [t for d in drivers[:MAX_DRIVERS] if (t := _text(d, 80)) is not None]
+                if isinstance(drivers, list)
+                else []
+            )
         return True
 
     def _position(self, view: NodeView, body: Mapping[str, Any]) -> bool:
@@ -354,8 +369,11 @@ class FleetView:
                 state = _text(d.get("state"), 32) if d else None
                 if d is None or name is None or state is None:
                     continue
-                drivers.append(DriverState(name, state, _int(d.get("restarts")) or 0,
-                                           _text(d.get("last_error"))))
+                drivers.append(
+                    DriverState(
+                        name, state, _int(d.get("restarts")) or 0, _text(d.get("last_error"))
+                    )
+                )
         errors_raw = _obj(body.get("errors")) or {}
         errors: dict[str, int] = {}
         for k, v in list(errors_raw.items())[:MAX_ERRORS]:
@@ -397,8 +415,9 @@ class FleetView:
             return False
         if kind not in view.alarms and len(view.alarms) >= MAX_ALARMS_PER_NODE:
             return False
-        view.alarms[kind] = AlarmInfo(kind, active, _text(body.get("reason")) or "",
-                                      _int(body.get("ts"), 1))
+        view.alarms[kind] = AlarmInfo(
+            kind, active, _text(body.get("reason")) or "", _int(body.get("ts"), 1)
+        )
         return True
 
 

@@ -59,8 +59,9 @@ def alarms_text(node: NodeView) -> Text:
     return Text(", ".join(a.kind for a in active), style="bold red")
 
 
-def fleet_table(view: FleetView, now: float, *, title: str | None = None,
-                caption: str | None = None) -> Table:
+def fleet_table(
+    view: FleetView, now: float, *, title: str | None = None, caption: str | None = None
+) -> Table:
     """Every node seen under the prefix: state, last position and its age, load, alarms."""
     table = Table(title=title, caption=caption, expand=False)
     table.add_column("fleet/node", no_wrap=True)

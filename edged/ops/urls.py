@@ -35,17 +35,22 @@ def parse_broker_url(text: str) -> BrokerAddress:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"cannot read the broker URL {text!r}: {exc}; "
-                         "expected mqtt://host:port") from None
+        raise ValueError(
+            f"cannot read the broker URL {text!r}: {exc}; expected mqtt://host:port"
+        ) from None
     scheme = parts.scheme.lower()
     if scheme in ("mqtts", "ssl", "tls", "ws", "wss"):
-        raise ValueError(f"{scheme}:// brokers are not supported by this tool yet; "
-                         "use a plain mqtt://host:port listener")
+        raise ValueError(
+            f"{scheme}:// brokers are not supported by this tool yet; "
+            "use a plain mqtt://host:port listener"
+        )
     if scheme not in _PLAIN_SCHEMES:
         raise ValueError(f"unknown scheme {parts.scheme!r} in {text!r}; expected mqtt://host:port")
     if parts.username is not None or parts.password is not None:
-        raise ValueError("credentials in the broker URL are not supported; "
-                         "use an anonymous listener on a trusted network")
+        raise ValueError(
+            "credentials in the broker URL are not supported; "
+            "use an anonymous listener on a trusted network"
+        )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"unexpected path or query in {text!r}; expected mqtt://host:port")
     if not parts.hostname:

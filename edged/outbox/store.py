@@ -60,7 +60,9 @@ CREATE TABLE IF NOT EXISTS msg (
 );
 CREATE INDEX IF NOT EXISTS msg_prio_id ON msg (prio, id);
 CREATE TABLE IF NOT EXISTS streams (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL, qos INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS retained (
+    topic TEXT PRIMARY KEY, payload BLOB NOT NULL, qos INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -340,7 +342,7 @@ class Outbox:
     def _insert(self, db: sqlite3.Connection, item: _Pending) -> PutResult | BaseException:
         pub, cfg, counts = item.pub, self.config, self._counts
         prio = pub.priority
-        rows = [(pub.topic, None)]
+        rows: list[tuple[str, bytes | None]] = [(pub.topic, None)]
         if pub.response_topic:
             rows.append((pub.response_topic, pub.correlation))
         size = sum(len(t) + len(item.payload) + _ROW_OVERHEAD for t, _ in rows)
@@ -355,8 +357,7 @@ class Outbox:
                 self.thinned += 1
                 return PutResult.THINNED
         over_hard = (
-            counts.rows + len(rows) > cfg.hard_max_rows
-            or counts.bytes + size > cfg.hard_max_bytes
+            counts.rows + len(rows) > cfg.hard_max_rows or counts.bytes + size > cfg.hard_max_bytes
         )
         if over_hard:
             in_reserve = counts.rows + len(rows) <= cfg.hard_max_rows + cfg.alarm_reserve_rows
@@ -377,10 +378,17 @@ class Outbox:
             " latest_only, corr) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 (
-                    int(prio), topic, item.payload, pub.qos, int(pub.spec.retain and corr is None),
-                    pub.stream, item.seq, item.created,
+                    int(prio),
+                    topic,
+                    item.payload,
+                    pub.qos,
+                    int(pub.spec.retain and corr is None),
+                    pub.stream,
+                    item.seq,
+                    item.created,
                     len(topic) + len(item.payload) + _ROW_OVERHEAD,
-                    int(pub.spec.latest_only), corr,
+                    int(pub.spec.latest_only),
+                    corr,
                 )
                 for topic, corr in rows
             ),
@@ -434,7 +442,8 @@ class Outbox:
             self.thinned += n
             log.warning(
                 "outbox over its soft cap: samples thinned to 1 in %d (%d removed)",
-                1 << self.thin_level, n,
+                1 << self.thin_level,
+                n,
             )
             if counts.by_prio[Priority.SAMPLE] == 0:
                 break
@@ -504,6 +513,7 @@ class Outbox:
 
     async def retained(self) -> list[tuple[str, bytes, int]]:
         """The last delivered message of each retained topic, to restore a broker's memory."""
+
         def read() -> list[tuple[str, bytes, int]]:
             assert self._db is not None
             return self._db.execute("SELECT topic, payload, qos FROM retained").fetchall()

@@ -148,8 +148,7 @@ class Uplink:
                 await client.publish(topic, payload, qos=qos, retain=True)
             self.connected = True
             self.sessions += 1
-            log.info("connected to %s:%s as %s", self.config.host, self.config.port,
-                     self.client_id)
+            log.info("connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive(client), name="uplink.receive")
                 tg.create_task(self._drain(client, tg), name="uplink.drain")
@@ -201,23 +200,24 @@ class Uplink:
             self.outbox.ack(msg)
             self.sent += 1
 
-    async def wait_idle(self, timeout: float) -> bool:
+    async def wait_idle(self, within_s: float) -> bool:
         """Wait (bounded) until everything stored has been acknowledged; for shutdown."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         while self.connected and time.monotonic() < deadline:
             if self.outbox.depth == 0:
                 return True
             await asyncio.sleep(0.05)
         return self.outbox.depth == 0
 
-    async def publish_direct(self, topic: str, payload: bytes, *, qos: int, retain: bool,
-                             timeout: float = 2.0) -> bool:
+    async def publish_direct(
+        self, topic: str, payload: bytes, *, qos: int, retain: bool, within_s: float = 2.0
+    ) -> bool:
         """Publish outside the outbox (state offline on shutdown); False when not connected."""
         client = self._client
         if client is None or not self.connected:
             return False
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=within_s)
         except aiomqtt.MqttError as exc:
             log.warning("could not publish %s: %s", topic, exc)
             return False

@@ -20,15 +20,20 @@ from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import ROOT
 
 NODE_LINE = re.compile(r"^node\s+creuse/shuttle-07 (\S+)", re.MULTILINE)
-POSITION_LINE = re.compile(r"^position\s+(-?\d+\.\d+), (-?\d+\.\d+) .*\((\d+) received\)$",
-                           re.MULTILINE)
+POSITION_LINE = re.compile(
+    r"^position\s+(-?\d+\.\d+), (-?\d+\.\d+) .*\((\d+) received\)$", re.MULTILINE
+)
 
 
 def _demo(*args: str) -> "subprocess.Popen[str]":
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "edged", "demo", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
     )
 
 
@@ -48,20 +53,23 @@ def test_demo_with_its_embedded_broker_shows_the_node_online_with_a_position() -
     assert code == 0, err
     assert time.monotonic() - started < 20
     node = NODE_LINE.search(out)
-    assert node is not None and node.group(1) == "online", out
+    assert node is not None, out
+    assert node.group(1) == "online", out
     position = POSITION_LINE.search(out)
     assert position is not None, out
     assert int(position.group(3)) >= 1
     assert 45 < float(position.group(1)) < 47  # Creuse, where the route runs
     assert "(embedded amqtt, MQTT 3.1.1)" in out
-    assert "Traceback" not in err and "DeprecationWarning" not in err
+    assert "Traceback" not in err
+    assert "DeprecationWarning" not in err
 
 
 def test_demo_against_an_external_broker_shows_the_node_online(broker: Mosquitto) -> None:
     code, out, err = _finish(_demo("--broker", broker.url, "--duration", "3"), timeout=30)
     assert code == 0, err
     node = NODE_LINE.search(out)
-    assert node is not None and node.group(1) == "online", out
+    assert node is not None, out
+    assert node.group(1) == "online", out
     assert f"{broker.url} (external, MQTT 5)" in out
 
 
@@ -96,8 +104,9 @@ def test_demo_stops_cleanly_on_sigterm_and_the_node_says_offline() -> None:
 
 
 def test_demo_with_a_bad_broker_url_exits_2_and_says_what_to_type() -> None:
-    code, _, err = _finish(_demo("--broker", "http://localhost:1883", "--duration", "1"),
-                           timeout=30)
+    code, _, err = _finish(
+        _demo("--broker", "http://localhost:1883", "--duration", "1"), timeout=30
+    )
     assert code == 2
     assert "mqtt://host:port" in err
 
@@ -106,25 +115,36 @@ def test_demo_config_points_the_node_at_the_demo_broker_and_a_temporary_outbox(
     tmp_path: Path,
 ) -> None:
     path = default_config_path()
-    config = demo_config(load_config(path), address=BrokerAddress("127.0.0.1", 4242),
-                         protocol="3.1.1", outbox_dir=tmp_path, speed=50,
-                         base_dir=path.parent)
+    config = demo_config(
+        load_config(path),
+        address=BrokerAddress("127.0.0.1", 4242),
+        protocol="3.1.1",
+        outbox_dir=tmp_path,
+        speed=50,
+        base_dir=path.parent,
+    )
     assert (config.broker.host, config.broker.port, config.broker.protocol) == (
-        "127.0.0.1", 4242, "3.1.1")
+        "127.0.0.1",
+        4242,
+        "3.1.1",
+    )
     assert config.outbox.path == tmp_path / "outbox.sqlite"
     assert config.health.interval_s <= 5
     gps = [d for d in config.drivers if d.driver == "gps.sim"]
-    assert gps and all(d.options["speed_factor"] == 50 for d in gps)
+    assert gps
+    assert all(d.options["speed_factor"] == 50 for d in gps)
 
 
 async def test_embedded_broker_delivers_retained_messages_over_mqtt_3_1_1() -> None:
     async with EmbeddedBroker() as broker:
         address = broker.address
-        async with aiomqtt.Client(address.host, address.port, identifier="pub",
-                                  protocol=aiomqtt.ProtocolVersion.V311) as client:
+        async with aiomqtt.Client(
+            address.host, address.port, identifier="pub", protocol=aiomqtt.ProtocolVersion.V311
+        ) as client:
             await client.publish("t/state", b'{"state": "online"}', qos=1, retain=True)
-        async with aiomqtt.Client(address.host, address.port, identifier="sub",
-                                  protocol=aiomqtt.ProtocolVersion.V311) as client:
+        async with aiomqtt.Client(
+            address.host, address.port, identifier="sub", protocol=aiomqtt.ProtocolVersion.V311
+        ) as client:
             await client.subscribe("t/#", qos=1)
             async with asyncio.timeout(5):
                 message = await anext(aiter(client.messages))

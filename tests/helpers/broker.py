@@ -47,7 +47,9 @@ class Mosquitto:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"mosquitto exited: {self.log.read_text()[-2000:]}"
+                    ) from None
                 time.sleep(0.02)
         raise RuntimeError("mosquitto did not start listening within 5 s")
 

@@ -36,6 +36,7 @@ async def main() -> None:
             if not f.exception() and f.result() is PutResult.STORED:
                 sys.stdout.write(f"durable {i}\n")
                 sys.stdout.flush()
+
         return done
 
     for i in range(args.count):

@@ -1,6 +1,7 @@
 """A dispatch-side subscriber for tests: collects what the broker really delivers."""
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -39,17 +40,19 @@ class Collector:
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
 
     async def _run(self) -> None:
         while True:
             try:
                 async with aiomqtt.Client(
-                    "127.0.0.1", self.port, identifier=self.client_id, clean_session=False,
-                    protocol=aiomqtt.ProtocolVersion.V311, max_queued_incoming_messages=0,
+                    "127.0.0.1",
+                    self.port,
+                    identifier=self.client_id,
+                    clean_session=False,
+                    protocol=aiomqtt.ProtocolVersion.V311,
+                    max_queued_incoming_messages=0,
                 ) as client:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
@@ -77,8 +80,9 @@ class Collector:
             await asyncio.sleep(0.05)
 
 
-async def publish(port: int, topic: str, payload: bytes, *, v5: bool = True,
-                  properties: Any = None) -> None:
+async def publish(
+    port: int, topic: str, payload: bytes, *, v5: bool = True, properties: Any = None
+) -> None:
     protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
     async with aiomqtt.Client("127.0.0.1", port, protocol=protocol) as client:
         await client.publish(topic, payload, qos=1, properties=properties)

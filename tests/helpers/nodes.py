@@ -51,7 +51,7 @@ reconnect_max_s = 1.0
 {broker}
 
 [outbox]
-path = "{tmp / (node + '-outbox.sqlite')}"
+path = "{tmp / (node + "-outbox.sqlite")}"
 {outbox}
 
 [health]

@@ -66,7 +66,10 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
         argv = [sys.executable, "-m", module]
         argv += [str(config), *extra] if burst else ["run", "-c", str(config), *extra]
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            *argv,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         p = Proc(proc, tmp_path / f"proc-{len(procs)}.log")
         procs.append(p)

@@ -17,8 +17,9 @@ BASE = "rnst/v1/test/shuttle-07"
 
 async def started(c: Collector, broker: Mosquitto, tmp_path: Path, spawn: Any) -> Any:
     proc = await spawn(write_config(tmp_path, broker.port, health_s=1))
-    await c.wait_for(lambda: any(m.payload.get("state") == "online" for m in c.on("state")), 10,
-                     "birth")
+    await c.wait_for(
+        lambda: any(m.payload.get("state") == "online" for m in c.on("state")), 10, "birth"
+    )
     return proc
 
 
@@ -45,8 +46,9 @@ async def test_reply_goes_to_the_mqtt5_response_topic_with_correlation_data(
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = "ops/console-1/replies"
         props.CorrelationData = b"corr-42"
-        async with aiomqtt.Client("127.0.0.1", broker.port,
-                                  protocol=aiomqtt.ProtocolVersion.V5) as ops:
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as ops:
             await ops.subscribe("ops/console-1/replies", qos=1)
             await ops.publish(f"{BASE}/cmd/ping", b'{"id":"p2"}', qos=1, properties=props)
             async for m in ops.messages:
@@ -86,11 +88,20 @@ async def test_hostile_commands_get_error_replies_and_the_node_stays_healthy(
         for name, payload, _ in hostile:
             await publish(broker.port, f"{BASE}/cmd/{name}", payload)
         await publish(broker.port, f"{BASE}/cmd/ping", b'{"id":"after"}')
-        await c.wait_for(lambda: any(r["id"] == "after" for r in replies(c, "ping")), 10,
-                         "the ping after the garbage")
-        got = [r["error"]["code"] for r in replies(c, "ping") + replies(c, "self-destruct")
-               if not r["ok"]]
+        await c.wait_for(
+            lambda: any(r["id"] == "after" for r in replies(c, "ping")),
+            10,
+            "the ping after the garbage",
+        )
+        got = [
+            r["error"]["code"]
+            for r in replies(c, "ping") + replies(c, "self-destruct")
+            if not r["ok"]
+        ]
         assert sorted(got) == sorted(code for _, _, code in hostile)
-        await c.wait_for(lambda: any(m.payload["errors"].get("cmd.bad_json") == 2
-                                     for m in c.on("health")), 5, "counters in health")
+        await c.wait_for(
+            lambda: any(m.payload["errors"].get("cmd.bad_json") == 2 for m in c.on("health")),
+            5,
+            "counters in health",
+        )
         assert proc.proc.returncode is None

@@ -81,8 +81,14 @@ async def test_live_messages_arrive_within_a_second_while_a_50k_backlog_drains(
     await box.open()
     topics = Topics("rnst/v1", "test", "shuttle-07")
     for i in range(50_000):
-        body = Position(fix_time="2026-11-25T10:00:00Z", lat=46.0, lon=2.0 + i * 1e-6,
-                        mode="3D", quality=1, odometer_m=float(i))
+        body = Position(
+            fix_time="2026-11-25T10:00:00Z",
+            lat=46.0,
+            lon=2.0 + i * 1e-6,
+            mode="3D",
+            quality=1,
+            odometer_m=float(i),
+        )
         box.put_nowait(Publication.make(topics, POSITION, body, qos=1))
     await box.close()
 
@@ -99,6 +105,8 @@ async def test_live_messages_arrive_within_a_second_while_a_50k_backlog_drains(
     assert len(during) >= 10, f"the drain ({drained_s:.1f} s) was too short to test anything"
     latencies = sorted(m.at - m.payload["ts"] / 1000 for m in during)
     assert len(unique_by_seq(c.on("position"))) == 50_000
-    print(f"drained 50k in {drained_s:.1f} s; live latency p50 "
-          f"{latencies[len(latencies) // 2]:.3f} s, worst {latencies[-1]:.3f} s")
+    print(
+        f"drained 50k in {drained_s:.1f} s; live latency p50 "
+        f"{latencies[len(latencies) // 2]:.3f} s, worst {latencies[-1]:.3f} s"
+    )
     assert latencies[-1] < 1.0, f"worst live latency {latencies[-1]:.3f} s during the drain"

@@ -28,16 +28,48 @@ def msg(**body: Any) -> bytes:
     return json.dumps({"v": 1, "seq": 1, "ts": NOW_MS, "clock": "ntp", **body}).encode()
 
 
-BIRTH = msg(state="online", version="0.1.0", profile="shuttle", name="Navette",
-            config_hash="abc123", drivers=["gps:gps.sim"], since=NOW_MS)
-POSITION = msg(fix_time="2027-01-15T08:00:00Z", lat=45.9, lon=2.17, speed=10.0, course=90.0,
-               mode="3D", quality=1, satellites=9, hdop=0.9, odometer_m=1234.5)
-HEALTH = msg(uptime_s=12.0, rss_mb=45.0, cpu_pct=2.5, loop_lag_ms=1.5, clock="gps",
-             connected=True, reconnects=1,
-             outbox={"depth": 3, "bytes": 900, "oldest_age_s": 1.5, "in_flight": 0,
-                     "by_class": {}, "thin_level": 0, "refused": 0, "thinned": 0},
-             drivers=[{"name": "gps", "driver": "gps.sim", "state": "running", "restarts": 2}],
-             errors={"cmd.bad_json": 4})
+BIRTH = msg(
+    state="online",
+    version="0.1.0",
+    profile="shuttle",
+    name="Navette",
+    config_hash="abc123",
+    drivers=["gps:gps.sim"],
+    since=NOW_MS,
+)
+POSITION = msg(
+    fix_time="2027-01-15T08:00:00Z",
+    lat=45.9,
+    lon=2.17,
+    speed=10.0,
+    course=90.0,
+    mode="3D",
+    quality=1,
+    satellites=9,
+    hdop=0.9,
+    odometer_m=1234.5,
+)
+HEALTH = msg(
+    uptime_s=12.0,
+    rss_mb=45.0,
+    cpu_pct=2.5,
+    loop_lag_ms=1.5,
+    clock="gps",
+    connected=True,
+    reconnects=1,
+    outbox={
+        "depth": 3,
+        "bytes": 900,
+        "oldest_age_s": 1.5,
+        "in_flight": 0,
+        "by_class": {},
+        "thin_level": 0,
+        "refused": 0,
+        "thinned": 0,
+    },
+    drivers=[{"name": "gps", "driver": "gps.sim", "state": "running", "restarts": 2}],
+    errors={"cmd.bad_json": 4},
+)
 
 
 # -- what the contract's topics become ------------------------------------------------------
@@ -49,7 +81,11 @@ def test_birth_makes_the_node_online_with_its_identity() -> None:
     node = v.node("creuse", "shuttle-07")
     assert node is not None
     assert (node.state, node.version, node.profile, node.config_hash) == (
-        "online", "0.1.0", "shuttle", "abc123")
+        "online",
+        "0.1.0",
+        "shuttle",
+        "abc123",
+    )
     assert node.drivers == ["gps:gps.sim"]
 
 
@@ -67,7 +103,8 @@ def test_position_keeps_coordinates_speed_in_kmh_and_fix_age() -> None:
     v = view()
     v.ingest(f"{BASE}/position", POSITION)
     node = v.node("creuse", "shuttle-07")
-    assert node is not None and node.position is not None
+    assert node is not None
+    assert node.position is not None
     assert (node.position.lat, node.position.lon) == (45.9, 2.17)
     assert node.position.speed_kmh == pytest.approx(36.0)
     five_s_after_the_fix = datetime.fromisoformat("2027-01-15T08:00:05Z").timestamp()
@@ -79,7 +116,8 @@ def test_a_replayed_older_position_is_counted_but_not_shown_as_latest() -> None:
     v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, ts=NOW_MS))
     v.ingest(f"{BASE}/position", msg(lat=44.0, lon=1.0, ts=NOW_MS - 60_000))
     node = v.node("creuse", "shuttle-07")
-    assert node is not None and node.position is not None
+    assert node is not None
+    assert node.position is not None
     assert node.position.lat == 45.0
     assert node.positions == 2
 
@@ -88,7 +126,8 @@ def test_health_gives_outbox_depth_drivers_and_counters() -> None:
     v = view()
     v.ingest(f"{BASE}/health", HEALTH)
     node = v.node("creuse", "shuttle-07")
-    assert node is not None and node.health is not None
+    assert node is not None
+    assert node.health is not None
     assert node.outbox_depth == 3
     assert [(d.name, d.state, d.restarts) for d in node.health.drivers] == [("gps", "running", 2)]
     assert node.health.errors == {"cmd.bad_json": 4}
@@ -97,10 +136,12 @@ def test_health_gives_outbox_depth_drivers_and_counters() -> None:
 
 def test_occupancy_keeps_count_and_capacity() -> None:
     v = view()
-    v.ingest(f"{BASE}/occupancy", msg(count=12, capacity=30, percent=40.0,
-                                      status="MANY_SEATS_AVAILABLE"))
+    v.ingest(
+        f"{BASE}/occupancy", msg(count=12, capacity=30, percent=40.0, status="MANY_SEATS_AVAILABLE")
+    )
     node = v.node("creuse", "shuttle-07")
-    assert node is not None and node.occupancy is not None
+    assert node is not None
+    assert node.occupancy is not None
     assert (node.occupancy.count, node.occupancy.capacity) == (12, 30)
 
 
@@ -141,16 +182,19 @@ def test_commands_to_a_node_do_not_make_it_appear() -> None:
     assert v.ignored == 1
 
 
-@pytest.mark.parametrize("topic", [
-    "other/v1/creuse/shuttle-07/state",  # another prefix
-    f"{PREFIX}/creuse/shuttle-07",  # no topic under the node
-    f"{PREFIX}/creuse/shuttle-07/telemetry",  # not in the contract
-    f"{PREFIX}/Creuse/shuttle-07/state",  # not a valid fleet name
-    f"{PREFIX}/creuse/+/state",  # a wildcard as a name
-    f"{PREFIX}/creuse/shuttle-07/reply/NOT VALID",
-    f"{PREFIX}/creuse/shuttle-07/state/extra",
-    "",
-])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "other/v1/creuse/shuttle-07/state",  # another prefix
+        f"{PREFIX}/creuse/shuttle-07",  # no topic under the node
+        f"{PREFIX}/creuse/shuttle-07/telemetry",  # not in the contract
+        f"{PREFIX}/Creuse/shuttle-07/state",  # not a valid fleet name
+        f"{PREFIX}/creuse/+/state",  # a wildcard as a name
+        f"{PREFIX}/creuse/shuttle-07/reply/NOT VALID",
+        f"{PREFIX}/creuse/shuttle-07/state/extra",
+        "",
+    ],
+)
 def test_topics_outside_the_contract_are_ignored(topic: str) -> None:
     v = view()
     assert not v.ingest(topic, BIRTH)
@@ -158,10 +202,22 @@ def test_topics_outside_the_contract_are_ignored(topic: str) -> None:
     assert v.ignored == 1
 
 
-@pytest.mark.parametrize("payload", [
-    b"not json", b"\xff\xfe\x00", b"", b"[1, 2]", b"42", b"null", b'"online"',
-    b'{"state": "maybe"}', b'{"state": ["online"]}', b"{" * 100_000, None,
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"\xff\xfe\x00",
+        b"",
+        b"[1, 2]",
+        b"42",
+        b"null",
+        b'"online"',
+        b'{"state": "maybe"}',
+        b'{"state": ["online"]}',
+        b"{" * 100_000,
+        None,
+    ],
+)
 def test_state_payloads_that_are_not_the_contract_are_rejected(payload: bytes | None) -> None:
     v = view()
     assert not v.ingest(f"{BASE}/state", payload)
@@ -169,14 +225,17 @@ def test_state_payloads_that_are_not_the_contract_are_rejected(payload: bytes | 
     assert v.rejected == 1
 
 
-@pytest.mark.parametrize("body", [
-    {"lat": "45.9", "lon": 2.17},
-    {"lat": 45.9},
-    {"lat": True, "lon": 2.17},
-    {"lat": 91.0, "lon": 2.17},
-    {"lat": float("nan"), "lon": 2.17},
-    {"lat": 10**400, "lon": 2.17},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"lat": "45.9", "lon": 2.17},
+        {"lat": 45.9},
+        {"lat": True, "lon": 2.17},
+        {"lat": 91.0, "lon": 2.17},
+        {"lat": float("nan"), "lon": 2.17},
+        {"lat": 10**400, "lon": 2.17},
+    ],
+)
 def test_positions_without_usable_coordinates_are_rejected(body: dict[str, Any]) -> None:
     v = view()
     assert not v.ingest(f"{BASE}/position", json.dumps(body).encode())
@@ -185,14 +244,23 @@ def test_positions_without_usable_coordinates_are_rejected(body: dict[str, Any])
 
 def test_wrong_types_in_health_become_unknowns_not_errors() -> None:
     v = view()
-    junk = msg(uptime_s="long", rss_mb=-1, cpu_pct=None, reconnects=True, outbox=[1],
-               drivers=["gps", {"name": 3}, {"name": "gps", "state": "running"}],
-               errors={"a": "b", "c": 1})
+    junk = msg(
+        uptime_s="long",
+        rss_mb=-1,
+        cpu_pct=None,
+        reconnects=True,
+        outbox=[1],
+        drivers=["gps", {"name": 3}, {"name": "gps", "state": "running"}],
+        errors={"a": "b", "c": 1},
+    )
     assert v.ingest(f"{BASE}/health", junk)
     node = v.node("creuse", "shuttle-07")
-    assert node is not None and node.health is not None
-    assert node.health.uptime_s is None and node.health.rss_mb is None
-    assert node.health.reconnects is None and node.outbox_depth is None
+    assert node is not None
+    assert node.health is not None
+    assert node.health.uptime_s is None
+    assert node.health.rss_mb is None
+    assert node.health.reconnects is None
+    assert node.outbox_depth is None
     assert [d.name for d in node.health.drivers] == ["gps"]
     assert node.health.errors == {"c": 1}
 
@@ -202,7 +270,8 @@ def test_control_characters_in_names_never_reach_the_screen() -> None:
     v.ingest(f"{BASE}/state", msg(state="online", version="1\x1b[2J\x07", name="a\nb"))
     node = v.node("creuse", "shuttle-07")
     assert node is not None
-    assert node.version == "1?[2J?" and node.name == "a?b"
+    assert node.version == "1?[2J?"
+    assert node.name == "a?b"
 
 
 def test_topic_counters_per_node_are_bounded() -> None:
@@ -236,16 +305,35 @@ def test_markup_in_a_node_name_prints_as_itself_in_the_table() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
-contract_keys = st.sampled_from([
-    "state", "version", "drivers", "since", "lat", "lon", "speed", "fix_time", "ts",
-    "odometer_m", "outbox", "depth", "count", "capacity", "kind", "active", "errors",
-])
-suffixes = st.sampled_from(["state", "position", "health", "occupancy", "alarm",
-                            "reply/ping", "cmd/ping", "trip", "junk"])
+contract_keys = st.sampled_from(
+    [
+        "state",
+        "version",
+        "drivers",
+        "since",
+        "lat",
+        "lon",
+        "speed",
+        "fix_time",
+        "ts",
+        "odometer_m",
+        "outbox",
+        "depth",
+        "count",
+        "capacity",
+        "kind",
+        "active",
+        "errors",
+    ]
+)
+suffixes = st.sampled_from(
+    ["state", "position", "health", "occupancy", "alarm", "reply/ping", "cmd/ping", "trip", "junk"]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -276,29 +364,35 @@ def test_arbitrary_json_on_contract_topics_never_raises(suffix: str, body: dict[
 # -- broker URLs --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("mqtt://localhost:1883", BrokerAddress("localhost", 1883)),
-    ("mqtt://127.0.0.1:41234", BrokerAddress("127.0.0.1", 41234)),
-    ("mqtt://broker.example", BrokerAddress("broker.example", 1883)),
-    ("tcp://h:1", BrokerAddress("h", 1)),
-    ("h:2000", BrokerAddress("h", 2000)),
-    ("mqtt://[::1]:1883", BrokerAddress("::1", 1883)),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://localhost:1883", BrokerAddress("localhost", 1883)),
+        ("mqtt://127.0.0.1:41234", BrokerAddress("127.0.0.1", 41234)),
+        ("mqtt://broker.example", BrokerAddress("broker.example", 1883)),
+        ("tcp://h:1", BrokerAddress("h", 1)),
+        ("h:2000", BrokerAddress("h", 2000)),
+        ("mqtt://[::1]:1883", BrokerAddress("::1", 1883)),
+    ],
+)
 def test_broker_urls_give_host_and_port(url: str, expected: BrokerAddress) -> None:
     assert parse_broker_url(url) == expected
 
 
-@pytest.mark.parametrize(("url", "says"), [
-    ("", "empty"),
-    ("http://h:1883", "unknown scheme"),
-    ("mqtts://h:8883", "not supported"),
-    ("mqtt://u:p@h:1883", "credentials"),
-    ("mqtt://h:99999", "mqtt://host:port"),
-    ("mqtt://h:port", "mqtt://host:port"),
-    ("mqtt://h:0", "port 0"),
-    ("mqtt://h:1883/topic", "path"),
-    ("mqtt://:1883", "no host"),
-])
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("", "empty"),
+        ("http://h:1883", "unknown scheme"),
+        ("mqtts://h:8883", "not supported"),
+        ("mqtt://u:p@h:1883", "credentials"),
+        ("mqtt://h:99999", "mqtt://host:port"),
+        ("mqtt://h:port", "mqtt://host:port"),
+        ("mqtt://h:0", "port 0"),
+        ("mqtt://h:1883/topic", "path"),
+        ("mqtt://:1883", "no host"),
+    ],
+)
 def test_bad_broker_urls_say_what_is_wrong(url: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         parse_broker_url(url)

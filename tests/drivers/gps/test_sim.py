@@ -21,6 +21,7 @@ class Ctx:
         self.events: list[Any] = []
         self.is_ready = False
         import logging
+
         self.log = logging.getLogger("test")
 
     def emit(self, event: Any) -> None:
@@ -62,9 +63,16 @@ def test_track_dwells_at_the_first_stop() -> None:
     assert points[-1][2] > 0
 
 
-@pytest.mark.parametrize("content", ["", "{", "[]", json.dumps({"name": "x", "waypoints": []}),
-                                     json.dumps({"name": "x", "waypoints": [{"lat": 91, "lon": 0},
-                                                                            {"lat": 0, "lon": 0}]})])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "{",
+        "[]",
+        json.dumps({"name": "x", "waypoints": []}),
+        json.dumps({"name": "x", "waypoints": [{"lat": 91, "lon": 0}, {"lat": 0, "lon": 0}]}),
+    ],
+)
 def test_broken_route_is_a_config_error(tmp_path: Path, content: str) -> None:
     bad = tmp_path / "route.json"
     bad.write_text(content)

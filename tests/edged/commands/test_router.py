@@ -91,7 +91,9 @@ async def test_invalid_command_name_replies_on_the_invalid_topic() -> None:
 async def test_handler_error_becomes_its_code() -> None:
     out = await router().handle(cmd("refuse", {"id": "a"}))
     assert out.reply.error and (out.reply.error.code, out.reply.error.message) == (
-        "bad_args", "needs x")
+        "bad_args",
+        "needs x",
+    )
 
 
 async def test_handler_crash_is_an_internal_error_reply() -> None:
@@ -106,7 +108,8 @@ async def test_wildcard_response_topic_is_ignored() -> None:
 
 async def test_response_topic_and_correlation_are_passed_through() -> None:
     out = await router().handle(
-        cmd("echo", {"id": "a"}, response_topic="ops/replies/7", correlation=b"\x01\x02"))
+        cmd("echo", {"id": "a"}, response_topic="ops/replies/7", correlation=b"\x01\x02")
+    )
     assert (out.response_topic, out.correlation) == ("ops/replies/7", b"\x01\x02")
 
 
@@ -123,11 +126,19 @@ async def test_any_input_gets_exactly_one_reply(name: str, payload: bytes) -> No
 
 
 @settings(max_examples=200, deadline=None)
-@given(doc=st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
-    max_leaves=20))
+@given(
+    doc=st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
 async def test_any_json_document_gets_exactly_one_reply(doc: Any) -> None:
     out = await router().handle(cmd("echo", doc))
     assert out.reply.ok or out.reply.error is not None

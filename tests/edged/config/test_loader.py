@@ -39,8 +39,12 @@ def test_every_example_config_passes(path: Path) -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_check_config_command_accepts_every_example(path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "edged", "check-config", str(path)],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert "ok" in done.stdout
 
@@ -48,8 +52,12 @@ def test_check_config_command_accepts_every_example(path: Path) -> None:
 def test_check_config_exits_2_and_names_the_key_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL + "\n[broker]\nport = 70000\n")
-    done = subprocess.run([sys.executable, "-m", "edged", "check-config", str(bad)],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 2
     assert "broker.port" in done.stderr and "(line 8)" in done.stderr
 
@@ -82,7 +90,10 @@ keepalive_s = 1
 """
     found = problems(text)
     assert [p.split(":")[0] for p in found] == [
-        "node.fleet", "node.profile", "broker.port", "broker.keepalive_s",
+        "node.fleet",
+        "node.profile",
+        "broker.port",
+        "broker.keepalive_s",
     ]
 
 
@@ -116,7 +127,9 @@ def test_driver_problems_are_reported_with_the_other_problems() -> None:
 
 def test_duplicate_driver_names_are_refused() -> None:
     route = ROOT / "config" / "routes" / "creuse-shuttle.json"
-    block = f'\n[[drivers]]\nname = "gps"\ndriver = "gps.sim"\n[drivers.options]\nroute = "{route}"\n'
+    block = (
+        f'\n[[drivers]]\nname = "gps"\ndriver = "gps.sim"\n[drivers.options]\nroute = "{route}"\n'
+    )
     assert any("unique" in p for p in problems(MINIMAL + block + block))
 
 

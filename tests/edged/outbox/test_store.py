@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 import json
 import sqlite3
 from pathlib import Path
@@ -21,17 +22,39 @@ def door(i: int) -> Publication:
 
 def position(i: int) -> Publication:
     body = Position(
-        fix_time="2026-11-25T10:00:00Z", lat=45.0 + i * 1e-5, lon=2.0, mode="3D", quality=1,
+        fix_time="2026-11-25T10:00:00Z",
+        lat=45.0 + i * 1e-5,
+        lon=2.0,
+        mode="3D",
+        quality=1,
         odometer_m=float(i),
     )
     return Publication.make(TOPICS, POSITION, body)
 
 
 def health(depth: int) -> Publication:
-    ob = OutboxHealth(depth=depth, bytes=0, oldest_age_s=None, in_flight=0, by_class={},
-                      thin_level=0, refused=0, thinned=0)
-    body = Health(uptime_s=1, rss_mb=1, cpu_pct=0, loop_lag_ms=0, clock="ntp", connected=False,
-                  reconnects=0, outbox=ob, drivers=[], errors={})
+    ob = OutboxHealth(
+        depth=depth,
+        bytes=0,
+        oldest_age_s=None,
+        in_flight=0,
+        by_class={},
+        thin_level=0,
+        refused=0,
+        thinned=0,
+    )
+    body = Health(
+        uptime_s=1,
+        rss_mb=1,
+        cpu_pct=0,
+        loop_lag_ms=0,
+        clock="ntp",
+        connected=False,
+        reconnects=0,
+        outbox=ob,
+        drivers=[],
+        errors={},
+    )
     return Publication.make(TOPICS, HEALTH, body)
 
 
@@ -109,8 +132,12 @@ async def test_higher_priority_class_is_sent_first(tmp_path: Path) -> None:
     box.put_nowait(alarm())
     await box.flush()
     sent = await drain(box)
-    assert [m.priority for m in sent] == [Priority.ALARM, Priority.EVENT, Priority.SAMPLE,
-                                          Priority.HEALTH]
+    assert [m.priority for m in sent] == [
+        Priority.ALARM,
+        Priority.EVENT,
+        Priority.SAMPLE,
+        Priority.HEALTH,
+    ]
     await box.close()
 
 
@@ -158,7 +185,7 @@ async def test_acknowledged_retained_message_is_kept_for_republishing(tmp_path: 
     box.put_nowait(health(3))
     await box.flush()
     await drain(box)
-    (topic, payload, qos), = await box.retained()
+    ((topic, payload, _qos),) = await box.retained()
     assert topic == TOPICS.base + "/health"
     assert json.loads(payload)["outbox"]["depth"] == 3
     await box.close()
@@ -171,7 +198,7 @@ async def test_samples_are_thinned_to_an_even_spread_over_the_soft_cap(tmp_path:
     await box.flush()
     kept = seqs(await drain(box))
     assert len(kept) <= 100
-    gaps = {b - a for a, b in zip(kept, kept[1:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(kept)}
     assert len(gaps) == 1, f"uneven spread: gaps {sorted(gaps)}"
     assert kept[-1] >= 390, "the newest samples must survive"
     assert box.thinned == 400 - len(kept)
@@ -205,8 +232,11 @@ async def test_events_past_the_hard_cap_are_refused_and_counted(tmp_path: Path) 
 
 async def test_refusal_raises_the_pressure_alarm_once_and_clears_it(tmp_path: Path) -> None:
     calls: list[tuple[bool, str]] = []
-    box = Outbox(config(tmp_path, max_rows=10, hard_max_rows=20), Clock(),
-                 on_pressure=lambda active, why: calls.append((active, why)))
+    box = Outbox(
+        config(tmp_path, max_rows=10, hard_max_rows=20),
+        Clock(),
+        on_pressure=lambda active, why: calls.append((active, why)),
+    )
     await box.open()
     for i in range(30):
         box.put_nowait(door(i)).add_done_callback(lambda f: f.exception())

@@ -23,8 +23,9 @@ class FakeNode:
         self.state = state or {}
         self.handlers: list[Any] = []
 
-    def publish(self, spec: TopicSpec, body: BaseModel, *, name: str | None = None,
-                qos: int | None = None) -> "asyncio.Future[Any]":
+    def publish(
+        self, spec: TopicSpec, body: BaseModel, *, name: str | None = None, qos: int | None = None
+    ) -> "asyncio.Future[Any]":
         self.published.append((spec.name, body, qos))
         return asyncio.Future()
 
@@ -49,7 +50,7 @@ def service(node: FakeNode, **cfg: Any) -> PositionService:
 async def test_first_valid_fix_is_published_at_once() -> None:
     node = FakeNode()
     service(node).on_fix(fix(46.0, 2.0))
-    (name, body, qos), = node.published
+    ((name, body, qos),) = node.published
     assert name == "position" and qos == 0
     assert body.lat == 46.0  # type: ignore[attr-defined]
 
