@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from edged.topics import Priority, Topics, TopicSpec
+from edged.topics import TOPICS, Priority, Topics, TopicSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,9 @@ class Publication:
         response_topic: str | None = None,
         correlation: bytes | None = None,
     ) -> "Publication":
+        if TOPICS.get(spec.name) is not spec:
+            raise ValueError(f"{spec.name} is not in edged.topics.TOPICS: add it there and to "
+                             "docs/topics.md")
         if spec.priority is None:
             raise ValueError(f"{spec.name} is not published through the outbox")
         if not isinstance(body, spec.body):
