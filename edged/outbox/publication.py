@@ -32,8 +32,9 @@ class Publication:
         correlation: bytes | None = None,
     ) -> "Publication":
         if TOPICS.get(spec.name) is not spec:
-            raise ValueError(f"{spec.name} is not in edged.topics.TOPICS: add it there and to "
-                             "docs/topics.md")
+            raise ValueError(
+                f"{spec.name} is not in edged.topics.TOPICS: add it there and to docs/topics.md"
+            )
         if spec.priority is None:
             raise ValueError(f"{spec.name} is not published through the outbox")
         if not isinstance(body, spec.body):

@@ -135,6 +135,7 @@ class Outbox:
         self.refused = 0
         self.thinned = 0
         self.dropped = 0
+        self.write_errors = 0
         self._full = False
         self._pressure_reported = False
         self._kv_dirty = False
@@ -154,7 +155,7 @@ class Outbox:
         path = Path(self.config.path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=2.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
@@ -246,7 +247,12 @@ class Outbox:
                 await self._wake_writer.wait()
                 if self.config.flush_interval_ms:
                     await asyncio.sleep(self.config.flush_interval_ms / 1000)
-                await self.flush()
+                try:
+                    await self.flush()
+                except (sqlite3.Error, OSError, EdgedError):
+                    # the batch's callers got the error; keep writing what comes next
+                    self.write_errors += 1
+                    await asyncio.sleep(1.0)
         finally:
             self.writer_alive = False
 
@@ -263,6 +269,10 @@ class Outbox:
             try:
                 results = await self._call(self._commit, batch, acks, kv, streams)
             except Exception as exc:
+                # nothing of this commit happened: acks, state and seqs are tried again
+                self._acks[:0] = acks
+                self._streams_dirty.update(streams)
+                self._kv_dirty = self._kv_dirty or kv is not None
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(
@@ -294,6 +304,14 @@ class Outbox:
         important = any(item.pub.priority <= Priority.TRIP for item in batch)
         db.execute(f"PRAGMA synchronous={'FULL' if important else 'NORMAL'}")
         results: list[PutResult | BaseException] = []
+        saved = (
+            _Counts(self._counts.rows, self._counts.bytes, dict(self._counts.by_prio)),
+            self.thin_level,
+            self._last_id,
+            self.thinned,
+            self.dropped,
+            self.refused,
+        )
         db.execute("BEGIN IMMEDIATE")
         try:
             if acks:
@@ -315,6 +333,14 @@ class Outbox:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            (
+                self._counts,
+                self.thin_level,
+                self._last_id,
+                self.thinned,
+                self.dropped,
+                self.refused,
+            ) = saved
             raise
         return results
 

@@ -48,13 +48,18 @@ def test_documented_qos_and_retain_match_the_code(name: str) -> None:
 
 def test_a_topic_outside_the_table_cannot_be_published() -> None:
     rogue = TopicSpec("events/secret", DoorEvent, DOOR.priority, qos=1, retain=False)
-    with pytest.raises(ValueError, match="not in edged.topics.TOPICS"):
+    with pytest.raises(ValueError, match=r"not in edged\.topics\.TOPICS"):
         Publication.make(Topics("p", "f", "n"), rogue, DoorEvent(door="x", open=True))
 
 
 def test_schema_command_prints_a_schema_per_topic_with_the_envelope() -> None:
-    out = subprocess.run([sys.executable, "-m", "edged", "schema"], capture_output=True,
-                         text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "edged", "schema"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     printed = json.loads(out.stdout)
     assert set(printed) == set(TOPICS)
     assert {"v", "seq", "ts", "clock"} <= set(printed["position"]["properties"])
@@ -63,6 +68,7 @@ def test_schema_command_prints_a_schema_per_topic_with_the_envelope() -> None:
 
 
 def test_schema_of_an_unknown_topic_exits_2() -> None:
-    out = subprocess.run([sys.executable, "-m", "edged", "schema", "nope"], capture_output=True,
-                         text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "edged", "schema", "nope"], capture_output=True, text=True, cwd=ROOT
+    )
     assert out.returncode == 2 and "topics:" in out.stderr

@@ -307,3 +307,23 @@ async def test_unwritable_path_gives_an_actionable_error(tmp_path: Path) -> None
     box = Outbox(OutboxConfig(path=blocker / "sub" / "outbox.sqlite"), Clock())
     with pytest.raises(Exception, match="writable"):
         await box.open()
+
+
+async def test_a_failed_commit_fails_its_callers_and_the_writer_keeps_going(
+    tmp_path: Path,
+) -> None:
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    await box.put(door(1))
+    blocker = sqlite3.connect(tmp_path / "outbox.sqlite", timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database: commits fail
+    with pytest.raises(Exception, match="could not store"):
+        await asyncio.wait_for(box.put(door(2)), 10)
+    blocker.rollback()
+    blocker.close()
+    await asyncio.sleep(1.2)  # the writer backs off after an error, then carries on
+    assert await asyncio.wait_for(box.put(door(3)), 5) is PutResult.STORED
+    assert box.write_errors == 1
+    assert box.depth == 2
+    writer.cancel()
+    await box.close()
