@@ -189,6 +189,9 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 
 class Demo:
+    """The node and a dispatch-side subscriber in one loop; the screen reads only the latter,
+    and the report compares what it saw while the node ran with what came after the stop."""
+
     def __init__(
         self, config: EdgedConfig, base_dir: Path, info: DemoInfo, address: BrokerAddress
     ) -> None:
@@ -217,13 +220,20 @@ class Demo:
         try:
             with stop_on_signals(stop):
                 # subscribed before the node starts: dispatch sees its very first message
-                if (
-                    await run_until(self.feed.subscribed, SUBSCRIBE_BUDGET_S, feed_task)
-                    == "duration"
-                ):
+                stopped = asyncio.create_task(stop.wait(), name="stopped")
+                try:
+                    why = await run_until(
+                        self.feed.subscribed, SUBSCRIBE_BUDGET_S, feed_task, stopped
+                    )
+                finally:
+                    stopped.cancel()
+                if why == "duration":
                     raise DemoError(
                         f"could not subscribe at {self.info.url} within {SUBSCRIBE_BUDGET_S:.0f} s"
                     )
+                if why == "stopped":
+                    print("edged demo: stopped before the node started", file=sys.stderr)
+                    return 130
                 self.started = time.monotonic()
                 node_task = asyncio.create_task(self.node.run(node_stop), name="node")
                 if self.tty:

@@ -117,7 +117,7 @@ class FleetFeed:
                 if not self.subscribed.is_set():
                     raise unreachable(self.address, exc) from None
                 self.status = f"lost the broker ({exc}); reconnecting"
-                log.warning("lost the broker at %s: %s", self.address, exc)
+                log.info("lost the broker at %s: %s", self.address, exc)  # `status` shows it
             finally:
                 self.connected = False
             failures += 1

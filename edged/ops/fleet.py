@@ -8,6 +8,7 @@ put terminal escape codes on the operator's screen.
 """
 
 import json
+import logging
 import math
 import re
 import time
@@ -19,6 +20,8 @@ from typing import Any
 
 from edged.config.models import NAME_PATTERN
 from edged.topics import COMMAND_NAME
+
+log = logging.getLogger(__name__)
 
 NAME = re.compile(NAME_PATTERN)
 
@@ -103,6 +106,14 @@ def _time_ms(value: Any) -> int | None:
         return None
 
 
+def trusted_ts(body: Mapping[str, Any]) -> int | None:
+    """The envelope `ts` when a synced clock stamped it: a Pi without a real-time clock that
+    has neither GPS nor NTP yet stamps `unsynced` times that can be days or years off."""
+    if body.get("clock") not in ("ntp", "gps"):
+        return None
+    return _int(body.get("ts"), 1)
+
+
 # -- what the view keeps per node ------------------------------------------------------------
 
 
@@ -116,8 +127,9 @@ class Position:
     satellites: int | None
     hdop: float | None
     fix_ms: int | None
-    """The receiver's fix time, else the envelope `ts`: what the fix age is measured from."""
+    """The receiver's fix time, else a trusted `ts`: what the fix age is measured from."""
     ts: int | None
+    seq: int | None
 
     @property
     def speed_kmh(self) -> float | None:
@@ -184,7 +196,7 @@ class NodeView:
     messages: Counter[str] = field(default_factory=Counter)
     last_received: float | None = None
     last_ts: int | None = None
-    """Newest envelope `ts` seen: for retained messages it says how old the news is."""
+    """Newest trusted `ts` seen: for retained messages it says how old the news is."""
 
     @property
     def key(self) -> str:
@@ -232,6 +244,7 @@ class FleetView:
         """Messages on topics that are not a node's output (commands, other prefixes, junk)."""
         self.rejected = 0
         """Messages on a contract topic whose payload is not what the contract says."""
+        self.internal_errors = 0
 
     def node(self, fleet: str, node: str) -> NodeView | None:
         return self.nodes.get(f"{fleet}/{node}")
@@ -262,13 +275,15 @@ class FleetView:
             if not self._apply(view, suffix, body):
                 self.rejected += 1
                 return False
-        except Exception:  # the contract is hostile-input-proof: a bug here must not kill a tool
+        except Exception:  # a bug of ours must not end a watch; the tests assert it never happens
+            log.exception("could not read a message on %r", topic[:200])
             self.rejected += 1
+            self.internal_errors += 1
             return False
         self.nodes[key] = view
         self.accepted += 1
         view.last_received = self.clock()
-        ts = _int(body.get("ts"), 1)
+        ts = trusted_ts(body)
         if ts is not None and (view.last_ts is None or ts > view.last_ts):
             view.last_ts = ts
         counter = (
@@ -338,12 +353,11 @@ class FleetView:
         lon = _num(body.get("lon"), -180, 180)
         if lat is None or lon is None:
             return False
-        ts = _int(body.get("ts"), 1)
-        fix_ms = _time_ms(body.get("fix_time")) or ts
+        ts, seq = _int(body.get("ts"), 1), _int(body.get("seq"))
+        fix_ms = _time_ms(body.get("fix_time")) or trusted_ts(body)
         view.positions += 1
-        current = view.position
-        if current is not None and current.ts is not None and ts is not None and ts < current.ts:
-            return True  # a replayed, older fix: counted, but not the latest position
+        if _older(ts, seq, view.position):
+            return True  # a replayed fix from the outbox: counted, but not the latest position
         satellites = _int(body.get("satellites"), 0, 1000)
         view.position = Position(
             lat=lat,
@@ -355,6 +369,7 @@ class FleetView:
             hdop=_num(body.get("hdop"), 0),
             fix_ms=fix_ms,
             ts=ts,
+            seq=seq,
         )
         return True
 
@@ -419,6 +434,16 @@ class FleetView:
             kind, active, _text(body.get("reason")) or "", _int(body.get("ts"), 1)
         )
         return True
+
+
+def _older(ts: int | None, seq: int | None, current: "Position | None") -> bool:
+    """A replay keeps its original `seq` and `ts`; both must be behind to call it older (a
+    node whose outbox was wiped starts `seq` again, but its `ts` moves on)."""
+    if current is None or current.ts is None or current.seq is None:
+        return False
+    if ts is None or seq is None:
+        return False
+    return seq < current.seq and ts < current.ts
 
 
 _Handler = Callable[[FleetView, NodeView, Mapping[str, Any]], bool]

@@ -37,9 +37,10 @@ class Mosquitto:
             "user root\n"
             f"{self.extra}\n"
         )
-        self.proc = subprocess.Popen(
-            [exe, "-c", str(self.conf)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT
-        )
+        with self.log.open("ab") as out:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [exe, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:

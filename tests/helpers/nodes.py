@@ -69,10 +69,11 @@ qos = 1
 def start_daemon(config: Path, log: Path) -> "subprocess.Popen[bytes]":
     """`edged run` as a separate process, as systemd would start it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "edged", "run", "-c", str(config)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=ROOT,
-    )
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "edged", "run", "-c", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )

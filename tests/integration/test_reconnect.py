@@ -26,12 +26,14 @@ async def test_retained_topics_are_restored_after_the_broker_lost_them(
         await w.wait_for(lambda: bool(w.on("state")), 10, "the node back online")
     async with Collector(broker.port, topic=f"{BASE}/+", client_id="after-restart") as late:
         await late.wait_for(
-            lambda: any(m.retain for m in late.on("health"))
-            and any(m.retain and m.payload["state"] == "online" for m in late.on("state")),
+            lambda: (
+                any(m.retain for m in late.on("health"))
+                and any(m.retain and m.payload["state"] == "online" for m in late.on("state"))
+            ),
             10,
             "retained health and state again",
         )
-        health = [m for m in late.on("health") if m.retain][0].payload
+        health = next(m for m in late.on("health") if m.retain).payload
         assert health["reconnects"] >= 0 and "outbox" in health
 
 
@@ -45,8 +47,9 @@ async def test_reconnect_is_counted_in_health(
     broker.start()
     async with Collector(broker.port, topic=f"{BASE}/health", client_id="second") as c:
         await c.wait_for(
-            lambda: any(m.payload["reconnects"] >= 1 and m.payload["connected"]
-                        for m in c.on("health")),
+            lambda: any(
+                m.payload["reconnects"] >= 1 and m.payload["connected"] for m in c.on("health")
+            ),
             10,
             "health after the reconnect",
         )
@@ -65,5 +68,8 @@ async def test_republish_command_resends_birth_and_health(
         await c.wait_for(lambda: bool(c.on("reply/republish")), 5, "the reply")
         reply = c.on("reply/republish")[0].payload
         assert reply["ok"] and reply["result"]["birth"] is True
-        await c.wait_for(lambda: len(c.on("state")) > births and bool(c.on("health")), 5,
-                         "a new birth and a health report")
+        await c.wait_for(
+            lambda: len(c.on("state")) > births and bool(c.on("health")),
+            5,
+            "a new birth and a health report",
+        )

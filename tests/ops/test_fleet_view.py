@@ -113,13 +113,33 @@ def test_position_keeps_coordinates_speed_in_kmh_and_fix_age() -> None:
 
 def test_a_replayed_older_position_is_counted_but_not_shown_as_latest() -> None:
     v = view()
-    v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, ts=NOW_MS))
-    v.ingest(f"{BASE}/position", msg(lat=44.0, lon=1.0, ts=NOW_MS - 60_000))
+    v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, seq=10, ts=NOW_MS))
+    v.ingest(f"{BASE}/position", msg(lat=44.0, lon=1.0, seq=9, ts=NOW_MS - 60_000))
     node = v.node("creuse", "shuttle-07")
     assert node is not None
     assert node.position is not None
     assert node.position.lat == 45.0
     assert node.positions == 2
+
+
+def test_a_node_with_a_wiped_outbox_restarting_its_seq_still_moves() -> None:
+    v = view()
+    v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, seq=5000, ts=NOW_MS))
+    v.ingest(f"{BASE}/position", msg(lat=44.0, lon=1.0, seq=1, ts=NOW_MS + 1000))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None
+    assert node.position is not None
+    assert node.position.lat == 44.0
+
+
+def test_times_stamped_by_an_unsynced_clock_are_not_trusted_for_ages() -> None:
+    v = view()
+    v.ingest(f"{BASE}/state", msg(state="online", clock="unsynced", ts=1000))
+    v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, clock="unsynced", ts=1000))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None
+    assert node.last_seen_age_s(NOW) == 0  # from the arrival, not from 1970
+    assert node.fix_age_s(NOW) is None
 
 
 def test_health_gives_outbox_depth_drivers_and_counters() -> None:
@@ -348,6 +368,7 @@ def test_arbitrary_topics_and_bytes_never_raise(topic: str, payload: bytes) -> N
     v.ingest(topic, payload)
     v.ingest(f"{BASE}/state", payload)
     assert v.received == v.accepted + v.ignored + v.rejected == 2
+    assert v.internal_errors == 0
 
 
 @settings(max_examples=400, deadline=None)
@@ -360,6 +381,7 @@ def test_arbitrary_json_on_contract_topics_never_raises(suffix: str, body: dict[
         return
     v.ingest(f"{BASE}/{suffix}", payload)
     assert v.received == v.accepted + v.ignored + v.rejected == 1
+    assert v.internal_errors == 0
     for node in v.nodes.values():  # whatever was kept renders
         Console(file=io.StringIO(), width=200).print(fleet_table(v, NOW))
         node.fix_age_s(NOW)
