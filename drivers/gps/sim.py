@@ -23,6 +23,7 @@ class SimGpsOptions(DriverOptions):
     speed_factor: float = Field(default=1.0, gt=0, le=1000, description="simulated s per real s")
     rate_hz: float = Field(default=1.0, gt=0, le=20, description="fixes per real second")
     jitter_m: float = Field(default=2.0, ge=0, le=100, description="position noise (1 sigma)")
+    start_s: float = Field(default=0, ge=0, le=7 * 86400, description="simulated s to skip")
     seed: int | None = None
 
 
@@ -49,7 +50,10 @@ class SimGps:
 
     async def run(self, ctx: DriverContext) -> None:
         period = 1 / self.options.rate_hz
-        track = self.track(period * self.options.speed_factor)
+        step = period * self.options.speed_factor
+        track = self.track(step)
+        for _ in range(int(self.options.start_s / step)):
+            next(track)
         jitter = self.options.jitter_m
         ctx.ready()
         loop = asyncio.get_running_loop()

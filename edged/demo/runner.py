@@ -72,7 +72,8 @@ def demo_config(
     drivers: list[DriverConfig] = []
     for i, d in enumerate(config.drivers):
         if d.driver == "gps.sim":
-            options = {**d.options, "speed_factor": speed}
+            # start 10 s (simulated) before the end of the first stop: the demo moves at once
+            options = {**d.options, "speed_factor": speed, "start_s": 110}
             try:
                 validate_options(options_model(d.driver), options, base_dir)
             except ValidationError as exc:

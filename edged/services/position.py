@@ -15,6 +15,7 @@ from edged.services.base import NodeApi
 from edged.topics import POSITION
 
 ODOMETER_KEY = "position.odometer_m"
+PERIOD_SLACK_S = 0.05
 STATIONARY_SPEED = 0.5  # m/s; below it a fix's movement is taken as jitter
 
 
@@ -59,7 +60,8 @@ class PositionService:
         if self._last_sent is None:
             return True
         lat, lon, at = self._last_sent
-        elapsed = time.monotonic() - at
+        # fixes come once per epoch: without slack a 1 s period would skip every other fix
+        elapsed = time.monotonic() - at + PERIOD_SLACK_S
         if elapsed >= self.config.max_period_s:
             return True
         if elapsed < self.config.min_period_s:

@@ -78,3 +78,12 @@ def test_broken_route_is_a_config_error(tmp_path: Path, content: str) -> None:
     bad.write_text(content)
     with pytest.raises(ConfigError):
         Route.load(bad)
+
+
+async def test_start_s_skips_into_the_route() -> None:
+    gps = SimGps(SimGpsOptions(route=ROUTE, speed_factor=10, rate_hz=20, start_s=120, seed=1))
+    ctx = Ctx()
+    task = asyncio.create_task(gps.run(ctx))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    assert ctx.events[0].speed > 5, "should have left the first stop already"
