@@ -23,7 +23,7 @@ from edged.counters import Counters
 from edged.errors import OutboxFullError
 from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.outbox import Outbox, Publication, PutResult
-from edged.payloads import Alarm, Health, OutboxHealth, State
+from edged.payloads import Alarm, Health, State
 from edged.services.position import PositionService
 from edged.supervisor import Supervisor
 from edged.topics import ALARM, HEALTH, REPLY, Topics, TopicSpec
@@ -140,7 +140,6 @@ class Node:
         )
 
     async def health(self) -> Health:
-        stats = await self.outbox.stats()
         return build_health(
             started=self.started,
             lag=self.lag,
@@ -148,16 +147,7 @@ class Node:
             clock=self.clock.source.value,
             connected=self.uplink.connected,
             reconnects=self.uplink.reconnects,
-            outbox=OutboxHealth(
-                depth=stats.depth,
-                bytes=stats.bytes,
-                oldest_age_s=None if stats.oldest_age_s is None else round(stats.oldest_age_s, 1),
-                in_flight=stats.in_flight,
-                by_class=stats.by_class,
-                thin_level=stats.thin_level,
-                refused=stats.refused,
-                thinned=stats.thinned + stats.dropped,
-            ),
+            outbox=await self.outbox.stats(),
             drivers=self.supervisor.statuses(),
             errors=self.counters.snapshot(),
         )

@@ -78,8 +78,12 @@ class OutboxHealth(Body):
     in_flight: int
     by_class: dict[str, int]
     thin_level: int
-    refused: int
-    thinned: int
+    refused: int = Field(description="events refused at the hard cap since start")
+    thinned: int = Field(description="samples removed by the thinning rule since start")
+    dropped: int = Field(
+        default=0, description="samples and health reports dropped at the hard cap"
+    )
+    write_errors: int = Field(default=0, description="failed commits since start")
 
 
 class Health(Body):

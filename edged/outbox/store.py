@@ -33,7 +33,7 @@ from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import EdgedError, OutboxFullError
 from edged.outbox.publication import Publication, Stored
-from edged.payloads import Body
+from edged.payloads import Body, OutboxHealth
 from edged.topics import Priority
 
 log = logging.getLogger(__name__)
@@ -80,19 +80,6 @@ class _Pending:
     seq: int
     created: int
     future: "asyncio.Future[PutResult]"
-
-
-@dataclass
-class OutboxStats:
-    depth: int
-    bytes: int
-    oldest_age_s: float | None
-    in_flight: int
-    by_class: dict[str, int]
-    thin_level: int
-    refused: int
-    thinned: int
-    dropped: int
 
 
 @dataclass
@@ -548,7 +535,7 @@ class Outbox:
 
     # -- health -----------------------------------------------------------------------
 
-    async def stats(self) -> OutboxStats:
+    async def stats(self) -> OutboxHealth:
         def oldest() -> int | None:
             assert self._db is not None
             row = self._db.execute("SELECT created FROM msg ORDER BY id LIMIT 1").fetchone()
@@ -556,16 +543,17 @@ class Outbox:
 
         created = await self._call(oldest)
         now_ms, _ = self.clock.now()
-        return OutboxStats(
+        return OutboxHealth(
             depth=self._counts.rows,
             bytes=self._counts.bytes,
-            oldest_age_s=None if created is None else max(0.0, (now_ms - created) / 1000),
+            oldest_age_s=None if created is None else round(max(0.0, (now_ms - created) / 1000), 1),
             in_flight=len(self._inflight),
             by_class={Priority(p).name.lower(): n for p, n in self._counts.by_prio.items()},
             thin_level=self.thin_level,
             refused=self.refused,
             thinned=self.thinned,
             dropped=self.dropped,
+            write_errors=self.write_errors,
         )
 
     @property
