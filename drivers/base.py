@@ -28,6 +28,9 @@ class DriverContext(Protocol):
     def ready(self) -> None:
         """The device answers: the supervisor shows the driver as `running`."""
 
+    def count(self, key: str, n: int = 1) -> None:
+        """Bump the health counter `driver.{name}.{key}` (bad checksum, bus error…)."""
+
 
 @runtime_checkable
 class Driver(Protocol):

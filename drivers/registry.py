@@ -8,6 +8,10 @@ from edged.errors import EdgedError
 
 REGISTRY: dict[str, str] = {
     "gps.sim": "drivers.gps.sim:SimGps",
+    "gps.nmea-serial": "drivers.gps.serial:NmeaSerialGps",
+    "gps.gpsd": "drivers.gps.gpsd:GpsdGps",
+    "can.bus": "drivers.can.bus:CanBusDriver",
+    "can.replay": "drivers.can.replay:CanReplayDriver",
 }
 """Registry name -> "module:Class". A new backend is one line here."""
 

@@ -43,8 +43,11 @@ class Supervised:
 class _Context:
     """The `DriverContext` handed to one running driver."""
 
-    def __init__(self, sup: Supervised, emit: Callable[[Any], None]) -> None:
+    def __init__(
+        self, sup: Supervised, emit: Callable[[Any], None], count: Callable[[str, int], None]
+    ) -> None:
         self.name = sup.name
+        self._count = count
         self.log = logging.getLogger(f"edged.driver.{sup.name}")
         self._sup = sup
         self._emit = emit
@@ -56,11 +59,18 @@ class _Context:
     def emit_threadsafe(self, event: Any) -> None:
         self._loop.call_soon_threadsafe(self._emit, event)
 
+    def count(self, key: str, n: int = 1) -> None:
+        self._count(f"driver.{self.name}.{key}", n)
+
     def ready(self) -> None:
         if self._sup.state != "running":
             self._sup.state = "running"
             self._sup.since = time.monotonic()
             log.info("driver %s running", self._sup.name)
+
+
+def _ignore(key: str, n: int) -> None:
+    """No counters wired (unit tests)."""
 
 
 def backoff_delay(failures: int, config: SupervisorConfig, rng: random.Random) -> float:
@@ -75,12 +85,12 @@ class Supervisor:
         config: SupervisorConfig,
         emit: Callable[[Any], None],
         *,
-        counters: "Callable[[str], None] | None" = None,
+        counters: "Callable[[str, int], None] | None" = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.emit = emit
-        self.count = counters or (lambda _key: None)
+        self.count: Callable[[str, int], None] = counters or _ignore
         self.rng = rng or random.Random()
         self.drivers: dict[str, Supervised] = {}
 
@@ -95,14 +105,14 @@ class Supervisor:
             started = time.monotonic()
             try:
                 driver = factory()
-                await driver.run(_Context(sup, self.emit))
+                await driver.run(_Context(sup, self.emit, self.count))
                 raise RuntimeError("driver returned; a driver runs until it is cancelled")
             except asyncio.CancelledError:
                 sup.state = "stopped"
                 raise
             except ConfigError as exc:
                 sup.state, sup.last_error = "failed", str(exc)
-                self.count(f"driver.{name}.failed")
+                self.count(f"driver.{name}.failed", 1)
                 log.error("driver %s cannot run with its config, not restarting: %s", name, exc)
                 return
             except Exception as exc:  # a driver's failure must never reach the other drivers
@@ -113,7 +123,7 @@ class Supervisor:
                 sup.restarts += 1
                 sup.last_error = reason
                 sup.state = "backoff"
-                self.count(f"driver.{name}.crash")
+                self.count(f"driver.{name}.crash", 1)
                 delay = backoff_delay(sup.failures, self.config, self.rng)
                 log.warning("driver %s failed (%s); restarting in %.1f s", name, reason, delay)
                 try:

@@ -90,7 +90,7 @@ async def test_a_running_driver_reports_running() -> None:
 
 async def test_a_config_error_marks_the_driver_failed_without_restarting() -> None:
     counted: list[str] = []
-    sup = Supervisor(FAST, lambda e: None, counters=counted.append)
+    sup = Supervisor(FAST, lambda e: None, counters=lambda key, n=1: counted.append(key))
     await run_for(sup, 0.2, bad=Misconfigured)
     status = sup.drivers["bad"]
     assert status.state == "failed" and status.restarts == 0
