@@ -24,6 +24,7 @@ from edged.errors import OutboxFullError
 from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Alarm, Health, State
+from edged.services.geofences import GeofenceService
 from edged.services.position import PositionService
 from edged.supervisor import Supervisor
 from edged.topics import ALARM, HEALTH, REPLY, Topics, TopicSpec
@@ -60,7 +61,7 @@ class Node:
         self.lag = LoopLag()
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
-        self.services: list[object] = []
+        self.services: list[Any] = []
         register_builtin(self)
 
     # -- what services and drivers see -----------------------------------------------
@@ -172,7 +173,11 @@ class Node:
         return make
 
     def _start_services(self) -> None:
-        self.services.append(PositionService(self, self.config.services.position))
+        services = self.config.services
+        self.position = PositionService(self, services.position)
+        self.geofences = GeofenceService(self, services.geofences)
+        self.router.register("geofences.set", self.geofences.command_set)
+        self.services += [self.position, self.geofences]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""
@@ -194,6 +199,11 @@ class Node:
                         self.supervisor.supervise(d.name, d.driver, make), name=f"driver.{d.name}"
                     )
                     for d, make in factories
+                ]
+                others += [
+                    tg.create_task(svc.run(), name=f"service.{type(svc).__name__}")
+                    for svc in self.services
+                    if hasattr(svc, "run")
                 ]
                 self.ready.set()
                 log.info(

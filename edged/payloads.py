@@ -128,3 +128,24 @@ class DoorEvent(Body):
     door: str = Field(description="door name from config, e.g. front")
     open: bool
     source: str = Field(default="sensor", description="sensor, can or command")
+
+
+class GeofenceEvent(Body):
+    geofence: str = Field(description="geofence id")
+    name: str = ""
+    kind: str = Field(description="stop, market, depot, venue or zone")
+    event: Literal["arrive", "depart"]
+    dwell_s: float | None = Field(
+        default=None, description="time spent inside, on depart (receiver time)"
+    )
+    lat: float
+    lon: float
+    fix_time: datetime
+
+
+class FixEvent(Body):
+    event: Literal["lost", "regained"]
+    after_s: float = Field(description="lost: time since the last valid fix; regained: outage")
+    last_fix_time: datetime | None = Field(default=None, description="the last valid fix")
+    lat: float | None = None
+    lon: float | None = None

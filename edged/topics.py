@@ -51,12 +51,14 @@ STATE = TopicSpec("state", p.State, None, qos=1, retain=True)
 POSITION = TopicSpec("position", p.Position, Priority.SAMPLE, qos=0, retain=False)
 ALARM = TopicSpec("alarm", p.Alarm, Priority.ALARM, qos=1, retain=True)  # every transition counts
 DOOR = TopicSpec("events/door", p.DoorEvent, Priority.EVENT, qos=1, retain=False)
+GEOFENCE = TopicSpec("events/geofence", p.GeofenceEvent, Priority.EVENT, qos=1, retain=False)
+FIX = TopicSpec("events/fix", p.FixEvent, Priority.EVENT, qos=1, retain=False)
 HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
 
 TOPICS: dict[str, TopicSpec] = {
-    s.name: s for s in (STATE, POSITION, ALARM, DOOR, HEALTH, REPLY, COMMAND)
+    s.name: s for s in (STATE, POSITION, ALARM, DOOR, GEOFENCE, FIX, HEALTH, REPLY, COMMAND)
 }
 
 

@@ -1,5 +1,8 @@
 """`gps.sim`: a shuttle driving a route file, with GPS-like jitter, at real or faster pace.
 
+`speed_factor` compresses the route, not time: fix times are the wall clock at emission, so
+the node's GPS-disciplined clock stays right in a sped-up demo.
+
 The demo, the tests and the benchmarks run on it, so it behaves as a receiver does: one
 fix per epoch, noise on the position, speed and course from the motion, a dwell at stops.
 """

@@ -1,22 +1,35 @@
-"""Position reporting: fixes in, `position` out, adaptively (period, distance, heartbeat).
+"""Position reporting: fixes in, `position` out, adaptively, as vehicle trackers do.
 
-A parked shuttle with GPS jitter must neither flood the uplink nor grow its odometer, so
-the odometer only advances when a fix is farther than the jitter allowance from the last
-counted point, and a report is due on distance only once the vehicle really moved.
+A report is due after `max_period_s` (heartbeat), or — once `min_period_s` has passed — when
+the vehicle moved `min_distance_m` or turned more than `heading_change_deg` above
+`heading_min_speed_mps`. Moving and stopped vehicles have separate settings, so a bus parked
+at a market for the day reports every few minutes and a bus on the road every few seconds.
+
+A parked receiver's fixes wander by metres: the odometer only advances when the receiver
+reports a real speed and the fix is farther than the jitter allowance from the last counted
+point. Fixes that stop coming (unplugged antenna, tunnel) raise `events/fix` lost after
+`fix_lost_after_s`, and regained when a valid fix returns.
 """
 
+import asyncio
 import time
 
-from edged.config.models import PositionServiceConfig
+from edged.config.models import PositionServiceConfig, ReportingConfig
 from edged.events import Fix, FixMode
 from edged.geo import haversine_m
-from edged.payloads import Position
+from edged.payloads import FixEvent, Position
 from edged.services.base import NodeApi
-from edged.topics import POSITION
+from edged.topics import FIX, POSITION
 
 ODOMETER_KEY = "position.odometer_m"
 PERIOD_SLACK_S = 0.05
 STATIONARY_SPEED = 0.5  # m/s; below it a fix's movement is taken as jitter
+
+
+def heading_delta(a: float, b: float) -> float:
+    """Smallest angle between two courses, 0..180."""
+    d = abs(a - b) % 360
+    return 360 - d if d > 180 else d
 
 
 class PositionService:
@@ -25,48 +38,70 @@ class PositionService:
         self.config = config
         self.odometer_m: float = float(node.get_state(ODOMETER_KEY, 0.0))
         self._anchor: tuple[float, float] | None = None  # last point counted in the odometer
-        self._last_sent: tuple[float, float, float] | None = None  # lat, lon, monotonic
+        self._last_sent: tuple[Fix, float] | None = None  # fix, monotonic time
+        self.last_valid: tuple[Fix, float] | None = None
+        self.fix_lost = False
+        self._lost_at: float | None = None
         self.void_fixes = 0
+        self._started = time.monotonic()
         node.subscribe(Fix, self.on_fix)
 
-    @staticmethod
-    def _jitter_allowance(fix: Fix) -> float:
-        """Distance a parked receiver's fixes wander: 10 m, more with a poor HDOP."""
-        return max(10.0, 5.0 * (fix.hdop or 1.0))
-
-    @staticmethod
-    def _stationary(fix: Fix) -> bool:
-        """Receivers report near-zero speed when parked; trust it when given."""
-        return fix.speed is not None and fix.speed < STATIONARY_SPEED
+    # -- fixes ------------------------------------------------------------------------
 
     def on_fix(self, fix: Fix) -> None:
         if not fix.valid:
             self.void_fixes += 1
             return
+        now = time.monotonic()
+        if self.fix_lost:
+            self._regained(fix, now)
+        self.last_valid = (fix, now)
         self.node.clock.discipline(fix.fix_time)
-        if self._anchor is None:
-            self._anchor = (fix.lat, fix.lon)
-        elif not self._stationary(fix):
-            step = haversine_m(*self._anchor, fix.lat, fix.lon)
-            if step >= self._jitter_allowance(fix):
-                self.odometer_m += step
-                self._anchor = (fix.lat, fix.lon)
-        if self._due(fix):
-            self._last_sent = (fix.lat, fix.lon, time.monotonic())
+        self._count_distance(fix)
+        if self._due(fix, now):
+            self._last_sent = (fix, now)
             self.node.set_state(ODOMETER_KEY, round(self.odometer_m, 1))
             self.node.publish(POSITION, self.payload(fix), qos=self.config.qos)
 
-    def _due(self, fix: Fix) -> bool:
+    def _count_distance(self, fix: Fix) -> None:
+        if self._anchor is None:
+            self._anchor = (fix.lat, fix.lon)
+            return
+        if fix.speed is not None and fix.speed < STATIONARY_SPEED:
+            return
+        step = haversine_m(*self._anchor, fix.lat, fix.lon)
+        if step >= max(10.0, 5.0 * (fix.hdop or 1.0)):
+            self.odometer_m += step
+            self._anchor = (fix.lat, fix.lon)
+
+    def moving(self, fix: Fix) -> bool:
+        return fix.speed is not None and fix.speed >= self.config.stopped_below_mps
+
+    def _rule(self, fix: Fix) -> ReportingConfig:
+        return self.config.moving if self.moving(fix) else self.config.stopped
+
+    def _due(self, fix: Fix, now: float) -> bool:
         if self._last_sent is None:
             return True
-        lat, lon, at = self._last_sent
+        last, at = self._last_sent
+        if self.moving(fix) != self.moving(last):
+            return True  # departure and arrival are worth a report
+        rule = self._rule(fix)
         # fixes come once per epoch: without slack a 1 s period would skip every other fix
-        elapsed = time.monotonic() - at + PERIOD_SLACK_S
-        if elapsed >= self.config.max_period_s:
+        elapsed = now - at + PERIOD_SLACK_S
+        if elapsed >= rule.max_period_s:
             return True
-        if elapsed < self.config.min_period_s:
+        if elapsed < rule.min_period_s:
             return False
-        return haversine_m(lat, lon, fix.lat, fix.lon) >= self.config.min_distance_m
+        if haversine_m(last.lat, last.lon, fix.lat, fix.lon) >= rule.min_distance_m:
+            return True
+        return (
+            fix.course is not None
+            and last.course is not None
+            and fix.speed is not None
+            and fix.speed >= self.config.heading_min_speed_mps
+            and heading_delta(fix.course, last.course) >= rule.heading_change_deg
+        )
 
     def payload(self, fix: Fix) -> Position:
         return Position(
@@ -82,3 +117,43 @@ class PositionService:
             hdop=fix.hdop,
             odometer_m=round(self.odometer_m, 1),
         )
+
+    # -- fix lost / regained ----------------------------------------------------------
+
+    def check_fix(self, now: float | None = None) -> None:
+        """Raise `lost` once no valid fix came for `fix_lost_after_s` (since start, too)."""
+        now = time.monotonic() if now is None else now
+        since = self.last_valid[1] if self.last_valid else self._started
+        if not self.fix_lost and now - since >= self.config.fix_lost_after_s:
+            self.fix_lost = True
+            self._lost_at = since
+            last = self.last_valid[0] if self.last_valid else None
+            self.node.publish(
+                FIX,
+                FixEvent(
+                    event="lost",
+                    after_s=round(now - since, 1),
+                    last_fix_time=last.fix_time if last else None,
+                    lat=last.lat if last else None,
+                    lon=last.lon if last else None,
+                ),
+            )
+
+    def _regained(self, fix: Fix, now: float) -> None:
+        self.fix_lost = False
+        outage = now - (self._lost_at if self._lost_at is not None else now)
+        self.node.publish(
+            FIX,
+            FixEvent(
+                event="regained",
+                after_s=round(outage, 1),
+                last_fix_time=fix.fix_time,
+                lat=fix.lat,
+                lon=fix.lon,
+            ),
+        )
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.config.fix_lost_after_s / 4))
+            self.check_fix()

@@ -21,6 +21,7 @@ def write_config(
     health_s: float = 30.0,
     outbox: str = "",
     broker: str = "",
+    extra: str = "",
 ) -> Path:
     """A complete node config talking to the test broker; extra TOML lines can be added."""
     drivers = (
@@ -31,6 +32,7 @@ driver = "gps.sim"
 [drivers.options]
 route = "{ROUTE}"
 speed_factor = {speed_factor}
+rate_hz = 10
 seed = 7
 """
         if gps
@@ -59,6 +61,7 @@ interval_s = {health_s}
 
 [services.position]
 qos = 1
+{extra}
 {drivers}
 """
     path = tmp / f"{node}.toml"

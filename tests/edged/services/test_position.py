@@ -7,10 +7,10 @@ import pytest
 from pydantic import BaseModel
 
 from edged.clock import Clock, ClockSource
-from edged.config.models import PositionServiceConfig
+from edged.config.models import PositionServiceConfig, ReportingConfig
 from edged.events import Fix, FixMode
 from edged.geo import offset
-from edged.services.position import ODOMETER_KEY, PositionService
+from edged.services.position import ODOMETER_KEY, PositionService, heading_delta
 from edged.topics import TopicSpec
 
 
@@ -43,8 +43,11 @@ def fix(lat: float, lon: float, **kw: Any) -> Fix:
     return Fix(fix_time=datetime.now(UTC), lat=lat, lon=lon, hdop=1.0, **kw)
 
 
-def service(node: FakeNode, **cfg: Any) -> PositionService:
-    return PositionService(node, PositionServiceConfig(**{"min_period_s": 0, **cfg}))  # type: ignore[arg-type]
+def service(node: FakeNode, **rule: Any) -> PositionService:
+    """Same reporting rule moving and stopped, unless a test says otherwise."""
+    qos = rule.pop("qos", 0)
+    r = ReportingConfig(**{"min_period_s": 0, **rule})
+    return PositionService(node, PositionServiceConfig(qos=qos, moving=r, stopped=r))
 
 
 async def test_first_valid_fix_is_published_at_once() -> None:
@@ -102,3 +105,73 @@ async def test_configured_qos_is_used() -> None:
     node = FakeNode()
     service(node, qos=1).on_fix(fix(46.0, 2.0))
     assert node.published[0][2] == 1
+
+
+async def test_turn_above_the_minimum_speed_triggers_a_report() -> None:
+    node = FakeNode()
+    svc = service(node, min_distance_m=10_000, heading_change_deg=30)
+    svc.on_fix(fix(46.0, 2.0, speed=10.0, course=0.0))
+    svc.on_fix(fix(46.0001, 2.0, speed=10.0, course=20.0))
+    svc.on_fix(fix(46.0002, 2.0, speed=10.0, course=45.0))
+    assert [b.course for _, b, _ in node.published] == [0.0, 45.0]  # type: ignore[attr-defined]
+
+
+async def test_turn_while_crawling_is_not_a_report() -> None:
+    node = FakeNode()
+    svc = service(node, min_distance_m=10_000, heading_change_deg=30)
+    svc.on_fix(fix(46.0, 2.0, speed=1.5, course=0.0))
+    svc.on_fix(fix(46.0, 2.0, speed=1.5, course=90.0))
+    assert len(node.published) == 1
+
+
+def test_heading_delta_wraps_around_north() -> None:
+    assert heading_delta(350, 10) == 20
+    assert heading_delta(10, 350) == 20
+    assert heading_delta(0, 180) == 180
+
+
+async def test_stopping_and_starting_are_reported_and_use_their_own_rules() -> None:
+    node = FakeNode()
+    moving = ReportingConfig(min_period_s=0, min_distance_m=10)
+    stopped = ReportingConfig(min_period_s=0, min_distance_m=10_000, max_period_s=3600)
+    svc = PositionService(node, PositionServiceConfig(moving=moving, stopped=stopped))
+    svc.on_fix(fix(46.0, 2.0, speed=10.0))
+    svc.on_fix(fix(*offset(46.0, 2.0, 20, 0), speed=0.0))  # stops: reported
+    for i in range(10):  # parked: jitter of 20 m is under the stopped rule's distance
+        svc.on_fix(fix(*offset(46.0, 2.0, 20 + (i % 2) * 20, 0), speed=0.0))
+    svc.on_fix(fix(*offset(46.0, 2.0, 60, 0), speed=8.0))  # leaves: reported
+    assert [b.speed for _, b, _ in node.published] == [10.0, 0.0, 8.0]  # type: ignore[attr-defined]
+
+
+async def test_no_valid_fix_for_the_configured_time_raises_fix_lost_once() -> None:
+    node = FakeNode()
+    svc = PositionService(node, PositionServiceConfig(fix_lost_after_s=10))
+    svc.on_fix(fix(46.0, 2.0))
+    now = svc.last_valid[1]  # type: ignore[index]
+    svc.check_fix(now + 5)
+    svc.check_fix(now + 11)
+    svc.check_fix(now + 20)
+    lost = [b for name, b, _ in node.published if name == "events/fix"]
+    assert len(lost) == 1
+    assert lost[0].event == "lost" and lost[0].after_s == 11  # type: ignore[attr-defined]
+    assert lost[0].lat == 46.0  # type: ignore[attr-defined]
+
+
+async def test_a_receiver_that_never_gets_a_fix_raises_fix_lost() -> None:
+    node = FakeNode()
+    svc = PositionService(node, PositionServiceConfig(fix_lost_after_s=10))
+    svc.on_fix(fix(46.0, 2.0, mode=FixMode.NONE))
+    svc.check_fix(svc._started + 10.5)
+    (event,) = [b for name, b, _ in node.published if name == "events/fix"]
+    assert event.event == "lost" and event.last_fix_time is None  # type: ignore[attr-defined]
+
+
+async def test_a_valid_fix_after_a_loss_is_regained() -> None:
+    node = FakeNode()
+    svc = PositionService(node, PositionServiceConfig(fix_lost_after_s=10))
+    svc.on_fix(fix(46.0, 2.0))
+    svc.check_fix(svc.last_valid[1] + 11)  # type: ignore[index]
+    svc.on_fix(fix(46.001, 2.0))
+    events = [b.event for name, b, _ in node.published if name == "events/fix"]  # type: ignore[attr-defined]
+    assert events == ["lost", "regained"]
+    assert not svc.fix_lost

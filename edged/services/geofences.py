@@ -1,0 +1,143 @@
+"""Geofences: stops and service markets, `events/geofence` arrive and depart.
+
+A bus idling on a fence's border must not chatter: it arrives only after being inside for
+`dwell_s`, and departs only after being more than `hysteresis_m` outside for `dwell_s`.
+Times are the receiver's fix times, so replayed or delayed fixes give the same events.
+
+Fences come from the config (fixed) and from dispatch's `geofences.set` (the dynamic set,
+replaced as a whole, kept across restarts).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from edged.config.geofences import Geofence, GeofenceSet
+from edged.config.models import GeofenceServiceConfig
+from edged.errors import CommandError
+from edged.events import Fix
+from edged.geo import circle_signed_distance, polygon_signed_distance
+from edged.payloads import GeofenceEvent
+from edged.services.base import NodeApi
+from edged.topics import GEOFENCE
+
+DYNAMIC_KEY = "geofences.dynamic"
+
+
+class Where(Enum):
+    OUTSIDE = "outside"
+    ENTERING = "entering"
+    INSIDE = "inside"
+    LEAVING = "leaving"
+
+
+@dataclass
+class _Track:
+    where: Where = Where.OUTSIDE
+    since: datetime | None = None  # when the current state (or its candidate) began
+    arrived: datetime | None = None
+
+
+def signed_distance(fence: Geofence, lat: float, lon: float) -> float:
+    """Metres from the fence's edge: negative inside."""
+    if fence.points is not None:
+        return polygon_signed_distance(lat, lon, list(fence.points))
+    assert fence.center is not None and fence.radius_m is not None
+    return circle_signed_distance(lat, lon, fence.center, fence.radius_m)
+
+
+class GeofenceService:
+    def __init__(self, node: NodeApi, config: GeofenceServiceConfig) -> None:
+        self.node = node
+        self.config = config
+        self.static = list(config.fences)
+        stored = node.get_state(DYNAMIC_KEY, [])
+        self.dynamic = GeofenceSet.model_validate({"geofences": stored}).geofences
+        self._tracks: dict[str, _Track] = {}
+        node.subscribe(Fix, self.on_fix)
+
+    @property
+    def fences(self) -> list[Geofence]:
+        by_id = {g.id: g for g in self.static}
+        by_id.update({g.id: g for g in self.dynamic})  # dispatch overrides the config
+        return list(by_id.values())
+
+    def inside(self) -> list[Geofence]:
+        """Fences the vehicle is in now (the kiosk shows the current stop)."""
+        return [
+            g
+            for g in self.fences
+            if self._tracks.get(g.id, _Track()).where in (Where.INSIDE, Where.LEAVING)
+        ]
+
+    def on_fix(self, fix: Fix) -> None:
+        if not fix.valid:
+            return
+        for fence in self.fences:
+            self._step(fence, fix)
+
+    def _step(self, fence: Geofence, fix: Fix) -> None:
+        track = self._tracks.setdefault(fence.id, _Track())
+        d = signed_distance(fence, fix.lat, fix.lon)
+        hysteresis = self.config.hysteresis_m if fence.hysteresis_m is None else fence.hysteresis_m
+        dwell = self.config.dwell_s if fence.dwell_s is None else fence.dwell_s
+        t = fix.fix_time
+
+        def held() -> bool:
+            return track.since is not None and (t - track.since).total_seconds() >= dwell
+
+        if track.where is Where.OUTSIDE and d <= 0:
+            track.where, track.since = Where.ENTERING, t
+        elif track.where is Where.ENTERING and d > hysteresis:
+            track.where, track.since = Where.OUTSIDE, t
+        elif track.where is Where.INSIDE and d > hysteresis:
+            track.where, track.since = Where.LEAVING, t
+        elif track.where is Where.LEAVING and d <= 0:
+            track.where, track.since = Where.INSIDE, t
+
+        if track.where is Where.ENTERING and held():
+            track.where, track.arrived = Where.INSIDE, track.since
+            self._publish(fence, fix, "arrive", None)
+        elif track.where is Where.LEAVING and held():
+            stayed = None
+            if track.arrived is not None and track.since is not None:
+                stayed = round((track.since - track.arrived).total_seconds(), 1)
+            track.where, track.arrived = Where.OUTSIDE, None
+            self._publish(fence, fix, "depart", stayed)
+
+    def _publish(
+        self, fence: Geofence, fix: Fix, event: Literal["arrive", "depart"], dwell_s: float | None
+    ) -> None:
+        self.node.publish(
+            GEOFENCE,
+            GeofenceEvent(
+                geofence=fence.id,
+                name=fence.name,
+                kind=fence.kind,
+                event=event,
+                dwell_s=dwell_s,
+                lat=fix.lat,
+                lon=fix.lon,
+                fix_time=fix.fix_time,
+            ),
+        )
+
+    async def command_set(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`geofences.set`: replace the dynamic set; refused as a whole when one is bad."""
+        try:
+            new = GeofenceSet.model_validate(args).geofences
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()
+            )
+            raise CommandError("bad_args", problems[:500]) from None
+        kept = {g.id for g in new}
+        for gone in [i for i in self._tracks if i not in kept]:
+            if gone not in {g.id for g in self.static}:
+                del self._tracks[gone]
+        self.dynamic = new
+        self.node.set_state(DYNAMIC_KEY, [g.model_dump(mode="json") for g in new])
+        return {"dynamic": len(new), "static": len(self.static)}

@@ -1,0 +1,139 @@
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edged.config.geofences import Geofence
+from edged.config.models import GeofenceServiceConfig
+from edged.errors import CommandError
+from edged.events import Fix
+from edged.geo import offset
+from edged.services.geofences import DYNAMIC_KEY, GeofenceService, signed_distance
+from tests.edged.services.test_position import FakeNode
+
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+MARKET = Geofence(
+    id="gueret-market",
+    name="Guéret – marché",
+    kind="market",
+    center=(46.1714, 1.8717),
+    radius_m=100,
+)
+SQUARE = Geofence(id="square", points=[(46.0, 2.0), (46.0, 2.01), (46.01, 2.01), (46.01, 2.0)])
+
+
+def at(seconds: float, north_m: float, lat: float = 46.1714, lon: float = 1.8717) -> Fix:
+    """A fix `north_m` north of the market centre, `seconds` after T0."""
+    la, lo = offset(lat, lon, north_m, 0)
+    return Fix(fix_time=T0 + timedelta(seconds=seconds), lat=la, lon=lo, speed=5.0)
+
+
+def service(node: FakeNode, *fences: Geofence, **cfg: Any) -> GeofenceService:
+    return GeofenceService(node, GeofenceServiceConfig(fences=list(fences) or [MARKET], **cfg))
+
+
+def events(node: FakeNode) -> list[Any]:
+    return [b for name, b, _ in node.published if name == "events/geofence"]
+
+
+def test_circle_distance_is_negative_inside_and_positive_outside() -> None:
+    inside, outside = at(0, 50), at(0, 150)
+    assert signed_distance(MARKET, inside.lat, inside.lon) == pytest.approx(-50, abs=0.5)
+    assert signed_distance(MARKET, outside.lat, outside.lon) == pytest.approx(50, abs=0.5)
+
+
+def test_polygon_distance_is_negative_inside_and_positive_outside() -> None:
+    # the centre is nearest the east and west edges: 0.005° of longitude at 46° N
+    # = 0.005 × π/180 × 6,371,009 m × cos 46° ≈ 386.2 m
+    assert signed_distance(SQUARE, 46.005, 2.005) == pytest.approx(-386.2, abs=0.5)
+    la, lo = offset(46.0, 2.005, -30, 0)  # 30 m south of the southern edge
+    assert signed_distance(SQUARE, la, lo) == pytest.approx(30, abs=0.5)
+
+
+async def test_arrival_is_reported_after_the_dwell_time_inside() -> None:
+    node = FakeNode()
+    svc = service(node, dwell_s=10)
+    for s in range(0, 30):
+        svc.on_fix(at(s, 300 - s * 20))  # drives in at 20 m/s, then sits at the centre
+    (arrive,) = events(node)
+    assert arrive.event == "arrive" and arrive.geofence == "gueret-market"
+    assert arrive.kind == "market"
+    assert (arrive.fix_time - T0).total_seconds() == 20  # entered at 10 s, +10 s dwell
+
+
+async def test_departure_carries_the_time_spent_inside() -> None:
+    node = FakeNode()
+    svc = service(node, dwell_s=5, hysteresis_m=20)
+    for s in range(0, 60):
+        svc.on_fix(at(s, 0))
+    for s in range(60, 80):
+        svc.on_fix(at(s, 200))
+    arrive, depart = events(node)
+    assert (arrive.event, depart.event) == ("arrive", "depart")
+    assert depart.dwell_s == 60  # arrived at 0 s (entered), left at 60 s
+
+
+async def test_idling_on_the_border_does_not_chatter() -> None:
+    node = FakeNode()
+    svc = service(node, dwell_s=5, hysteresis_m=20)
+    for s in range(0, 20):
+        svc.on_fix(at(s, 0))
+    for s in range(20, 600):  # jitter across the edge: 95 m to 115 m from the centre
+        svc.on_fix(at(s, 95 + (s % 3) * 10))
+    assert [e.event for e in events(node)] == ["arrive"]
+
+
+async def test_a_pass_shorter_than_the_dwell_is_not_an_arrival() -> None:
+    node = FakeNode()
+    svc = service(node, dwell_s=30)
+    for s in range(0, 20):
+        svc.on_fix(at(s, -200 + s * 20))  # crosses the 200 m wide circle in 10 s
+    assert events(node) == []
+
+
+async def test_geofences_set_replaces_the_dynamic_set_and_persists_it() -> None:
+    node = FakeNode()
+    svc = service(node)
+    result = await svc.command_set(
+        {"geofences": [{"id": "stop-ahun", "center": [46.0861, 2.0419], "radius_m": 60}]}
+    )
+    assert result == {"dynamic": 1, "static": 1}
+    assert {g.id for g in svc.fences} == {"gueret-market", "stop-ahun"}
+    again = GeofenceService(node, GeofenceServiceConfig(fences=[MARKET]))
+    assert {g.id for g in again.fences} == {"gueret-market", "stop-ahun"}
+    assert node.state[DYNAMIC_KEY][0]["id"] == "stop-ahun"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {},
+        {"geofences": "all"},
+        {"geofences": [{"id": "x"}]},
+        {"geofences": [{"id": "x", "center": [46, 2]}]},
+        {"geofences": [{"id": "x", "center": [95, 2], "radius_m": 5}]},
+        {"geofences": [{"id": "x", "points": [[46, 2], [46, 3]]}]},
+        {"geofences": [{"id": "x", "center": [46, 2], "radius_m": 5, "points": [[1, 1]] * 3}]},
+        {"geofences": [{"id": "a b", "center": [46, 2], "radius_m": 5}]},
+        {"geofences": [{"id": "x", "center": [46, 2], "radius_m": 5}] * 2},
+        {"geofences": [{"id": "x", "center": [46, 2], "radius_m": 5}], "extra": 1},
+    ],
+)
+async def test_a_bad_geofence_set_is_refused_and_changes_nothing(args: dict[str, Any]) -> None:
+    node = FakeNode()
+    svc = service(node)
+    await svc.command_set({"geofences": [{"id": "keep", "center": [46, 2], "radius_m": 50}]})
+    with pytest.raises(CommandError) as info:
+        await svc.command_set(args)
+    assert info.value.code == "bad_args"
+    assert [g.id for g in svc.dynamic] == ["keep"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(lat=st.floats(-89.9, 89.9), lon=st.floats(-179.9, 179.9))
+def test_any_position_gets_a_finite_distance(lat: float, lon: float) -> None:
+    for fence in (MARKET, SQUARE):
+        d = signed_distance(fence, lat, lon)
+        assert d == d and abs(d) < 2.1e7
