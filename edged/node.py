@@ -26,6 +26,7 @@ from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Alarm, Health, State
 from edged.services.geofences import GeofenceService
 from edged.services.position import PositionService
+from edged.services.vehicle import VehicleService
 from edged.supervisor import Supervisor
 from edged.topics import ALARM, HEALTH, REPLY, Topics, TopicSpec
 from edged.uplink import Uplink
@@ -177,7 +178,15 @@ class Node:
         self.position = PositionService(self, services.position)
         self.geofences = GeofenceService(self, services.geofences)
         self.router.register("geofences.set", self.geofences.command_set)
-        self.services += [self.position, self.geofences]
+        self.vehicle = VehicleService(
+            self,
+            services.vehicle,
+            services.trips,
+            gps_odometer_m=lambda: self.position.odometer_m,
+        )
+        self.router.register("trip.start", self.vehicle.command_trip_start)
+        self.router.register("trip.stop", self.vehicle.command_trip_stop)
+        self.services += [self.position, self.geofences, self.vehicle]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""

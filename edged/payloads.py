@@ -149,3 +149,57 @@ class FixEvent(Body):
     last_fix_time: datetime | None = Field(default=None, description="the last valid fix")
     lat: float | None = None
     lon: float | None = None
+
+
+class Vehicle(Body):
+    """What the CAN bus says about the vehicle; a value the ECU does not give is absent."""
+
+    speed_kmh: float | None = None
+    total_distance_km: float | None = None
+    fuel_level_pct: float | None = None
+    fuel_used_l: float | None = Field(default=None, description="engine total, not per trip")
+    engine_rpm: float | None = None
+    engine_hours: float | None = None
+    ignition: bool | None = Field(default=None, description="inferred from engine speed")
+    doors: dict[str, Literal["open", "closed"]] = Field(default_factory=dict)
+    extra: dict[str, float | int | None] = Field(
+        default_factory=dict, description="signals added in the config's [services.vehicle.extra]"
+    )
+    trip_id: str | None = Field(default=None, description="the open trip, if any")
+
+
+class FaultCode(Body):
+    source: int = Field(description="J1939 source address of the ECU")
+    spn: int
+    fmi: int
+    occurrence: int
+
+
+class EcuLamps(Body):
+    source: int
+    malfunction: int
+    red_stop: int
+    amber_warning: int
+    protect: int
+
+
+class Faults(Body):
+    active: list[FaultCode] = Field(description="every active DM1 code, all ECUs")
+    lamps: list[EcuLamps] = Field(description="lamp states of each ECU that sent a DM1")
+
+
+class Trip(Body):
+    trip_id: str
+    started: datetime
+    ended: datetime
+    trigger: Literal["ignition", "command", "restart"] = Field(description="what opened the trip")
+    distance_km: float
+    distance_source: Literal["can", "gps"]
+    fuel_l: float
+    fuel_source: Literal["can", "estimate"]
+    fuel: str = Field(description="fuel kind, e.g. diesel")
+    co2e_kg: float = Field(description="fuel_l × the fuel's well-to-wheel factor")
+    co2e_factor_kg_per_l: float
+    passengers: int | None = Field(default=None, description="boarded during the trip")
+    passenger_km: float | None = None
+    co2e_g_per_passenger_km: float | None = None

@@ -53,12 +53,29 @@ ALARM = TopicSpec("alarm", p.Alarm, Priority.ALARM, qos=1, retain=True)  # every
 DOOR = TopicSpec("events/door", p.DoorEvent, Priority.EVENT, qos=1, retain=False)
 GEOFENCE = TopicSpec("events/geofence", p.GeofenceEvent, Priority.EVENT, qos=1, retain=False)
 FIX = TopicSpec("events/fix", p.FixEvent, Priority.EVENT, qos=1, retain=False)
+VEHICLE = TopicSpec("vehicle", p.Vehicle, Priority.SAMPLE, qos=0, retain=False)
+FAULTS = TopicSpec("vehicle/faults", p.Faults, Priority.STATE, qos=1, retain=True, latest_only=True)
+TRIP = TopicSpec("trip", p.Trip, Priority.TRIP, qos=1, retain=False)
 HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
 
 TOPICS: dict[str, TopicSpec] = {
-    s.name: s for s in (STATE, POSITION, ALARM, DOOR, GEOFENCE, FIX, HEALTH, REPLY, COMMAND)
+    s.name: s
+    for s in (
+        STATE,
+        POSITION,
+        ALARM,
+        DOOR,
+        GEOFENCE,
+        FIX,
+        VEHICLE,
+        FAULTS,
+        TRIP,
+        HEALTH,
+        REPLY,
+        COMMAND,
+    )
 }
 
 

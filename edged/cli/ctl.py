@@ -22,7 +22,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 from edged import __version__
-from edged.config.models import NAME_PATTERN
+from edged.config.base import NAME_PATTERN
 from edged.ops.feed import BrokerUnreachableError, FleetFeed, Protocol, mqtt_client, refused
 from edged.ops.fleet import FleetView
 from edged.ops.loop import run_until, stop_on_signals

@@ -4,17 +4,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from edged.config.geofences import Geofence, GeofenceSet
+from edged.config.base import NAME_PATTERN, Strict
 from edged.config.paths import ConfigPath
-
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-"""Fleet, node and driver names become MQTT topic levels: no wildcards, no slashes, no spaces."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from edged.config.services import ServicesConfig
 
 
 class Profile(StrEnum):
@@ -103,48 +97,6 @@ class DriverConfig(Strict):
     driver: str = Field(description='registry name such as "gps.sim"')
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
-
-
-class ReportingConfig(Strict):
-    """When a position is due, as vehicle trackers decide it."""
-
-    min_period_s: float = Field(default=1.0, ge=0, le=3600, description="never more often")
-    max_period_s: float = Field(default=30.0, gt=0, le=86400, description="heartbeat")
-    min_distance_m: float = Field(default=25.0, ge=0, le=100_000)
-    heading_change_deg: float = Field(default=30.0, gt=0, le=180)
-
-
-class PositionServiceConfig(Strict):
-    qos: Literal[0, 1] = 0
-    stopped_below_mps: float = Field(
-        default=1.0, ge=0, le=10, description="slower than this, the vehicle counts as stopped"
-    )
-    heading_min_speed_mps: float = Field(
-        default=2.0, ge=0, le=50, description="heading changes count only above this speed"
-    )
-    moving: ReportingConfig = ReportingConfig()
-    stopped: ReportingConfig = ReportingConfig(
-        min_period_s=10.0, max_period_s=300.0, min_distance_m=50.0
-    )
-    fix_lost_after_s: float = Field(
-        default=10.0, gt=0, le=3600, description="no valid fix this long: `events/fix` lost"
-    )
-
-
-class GeofenceServiceConfig(Strict):
-    hysteresis_m: float = Field(default=20.0, ge=0, le=1000)
-    dwell_s: float = Field(default=10.0, ge=0, le=3600)
-    fences: list[Geofence] = Field(default_factory=list, max_length=500)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> "GeofenceServiceConfig":
-        GeofenceSet(geofences=self.fences)
-        return self
-
-
-class ServicesConfig(Strict):
-    position: PositionServiceConfig = PositionServiceConfig()
-    geofences: GeofenceServiceConfig = GeofenceServiceConfig()
 
 
 class EdgedConfig(Strict):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from edged.config.models import NAME_PATTERN
+from edged.config.base import NAME_PATTERN
 from edged.topics import COMMAND_NAME
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from edged.config.geofences import Geofence, GeofenceSet
-from edged.config.models import GeofenceServiceConfig
+from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
 from edged.events import Fix
 from edged.geo import circle_signed_distance, polygon_signed_distance

@@ -14,7 +14,7 @@ point. Fixes that stop coming (unplugged antenna, tunnel) raise `events/fix` los
 import asyncio
 import time
 
-from edged.config.models import PositionServiceConfig, ReportingConfig
+from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.events import Fix, FixMode
 from edged.geo import haversine_m
 from edged.payloads import FixEvent, Position

@@ -6,12 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edged.config.geofences import Geofence
-from edged.config.models import GeofenceServiceConfig
+from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
 from edged.events import Fix
 from edged.geo import offset
 from edged.services.geofences import DYNAMIC_KEY, GeofenceService, signed_distance
-from tests.edged.services.test_position import FakeNode
+from tests.edged.services.fakes import FakeNode
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 MARKET = Geofence(

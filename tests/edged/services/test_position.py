@@ -1,42 +1,15 @@
-import asyncio
 import random
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
-from edged.clock import Clock, ClockSource
-from edged.config.models import PositionServiceConfig, ReportingConfig
+from edged.clock import ClockSource
+from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.events import Fix, FixMode
 from edged.geo import offset
 from edged.services.position import ODOMETER_KEY, PositionService, heading_delta
-from edged.topics import TopicSpec
-
-
-class FakeNode:
-    """Records publications; the service under test is real."""
-
-    def __init__(self, state: dict[str, Any] | None = None) -> None:
-        self.clock = Clock()
-        self.published: list[tuple[str, BaseModel, int | None]] = []
-        self.state = state or {}
-        self.handlers: list[Any] = []
-
-    def publish(
-        self, spec: TopicSpec, body: BaseModel, *, name: str | None = None, qos: int | None = None
-    ) -> "asyncio.Future[Any]":
-        self.published.append((spec.name, body, qos))
-        return asyncio.Future()
-
-    def subscribe(self, event_type: type, handler: Any) -> None:
-        self.handlers.append(handler)
-
-    def get_state(self, key: str, default: Any = None) -> Any:
-        return self.state.get(key, default)
-
-    def set_state(self, key: str, value: Any) -> None:
-        self.state[key] = value
+from tests.edged.services.fakes import FakeNode
 
 
 def fix(lat: float, lon: float, **kw: Any) -> Fix:

@@ -1,0 +1,162 @@
+"""Trips: what a journey cost in distance, fuel and CO2e, from the vehicle's own totals.
+
+Distances and fuel come from the ECU's lifetime totals (VDHR, LFC), summed as increments so
+that a counter wrap or a reset of the ECU's totals (a replaced ECU, a flashed dashboard)
+neither loses nor invents kilometres. Without CAN data the GPS odometer and a per-vehicle
+consumption stand in; the trip says which source it used. An open trip is kept on disk, so
+a restart (or a power cut) mid-trip continues it.
+"""
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from edged.config.services import TripServiceConfig
+from edged.payloads import Trip
+from edged.services.base import NodeApi
+from edged.topics import TRIP
+
+OPEN_TRIP_KEY = "trips.open"
+PERSIST_EVERY_S = 10.0
+_J1939_MAX_RAW_4 = 0xFAFFFFFF  # largest valid 4-byte parameter value
+DISTANCE_WRAP_M = (_J1939_MAX_RAW_4 + 1) * 5.0
+FUEL_WRAP_L = (_J1939_MAX_RAW_4 + 1) * 0.5
+
+
+@dataclass
+class Totalizer:
+    """The sum of a lifetime counter's increments since the trip began."""
+
+    wrap: float
+    last: float | None = None
+    total: float = 0.0
+    resets: int = 0
+    samples: int = 0
+
+    def feed(self, value: float) -> None:
+        self.samples += 1
+        if self.last is not None:
+            delta = value - self.last
+            if delta < 0:
+                if self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
+                    delta += self.wrap  # the counter wrapped past its maximum
+                else:
+                    delta = 0.0  # the ECU's totals were reset: count on from the new value
+                    self.resets += 1
+            self.total += delta
+        self.last = value
+
+
+@dataclass
+class OpenTrip:
+    trip_id: str
+    started: str  # ISO 8601 UTC
+    trigger: Literal["ignition", "command", "restart"]
+    gps_start_m: float
+    distance: Totalizer = field(default_factory=lambda: Totalizer(DISTANCE_WRAP_M))
+    fuel: Totalizer = field(default_factory=lambda: Totalizer(FUEL_WRAP_L))
+
+    @classmethod
+    def restore(cls, raw: dict[str, Any]) -> "OpenTrip":
+        return cls(
+            trip_id=raw["trip_id"],
+            started=raw["started"],
+            trigger=raw["trigger"],
+            gps_start_m=float(raw["gps_start_m"]),
+            distance=Totalizer(**raw["distance"]),
+            fuel=Totalizer(**raw["fuel"]),
+        )
+
+
+class TripRecorder:
+    def __init__(
+        self,
+        node: NodeApi,
+        config: TripServiceConfig,
+        gps_odometer_m: Callable[[], float],
+    ) -> None:
+        self.node = node
+        self.config = config
+        self.gps_odometer_m = gps_odometer_m
+        self._persisted_at = 0.0
+        raw = node.get_state(OPEN_TRIP_KEY)
+        self.trip: OpenTrip | None = None
+        if isinstance(raw, dict):
+            try:
+                self.trip = OpenTrip.restore(raw)
+            except (KeyError, TypeError, ValueError):
+                self.trip = None  # an unreadable trip record is not worth a crash loop
+
+    def start(
+        self,
+        trigger: Literal["ignition", "command", "restart"],
+        *,
+        distance_m: float | None = None,
+        fuel_l: float | None = None,
+    ) -> OpenTrip:
+        """Open a trip; the ECU totals known now are its baseline."""
+        now = datetime.now(UTC)
+        self.trip = OpenTrip(
+            trip_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
+            started=now.isoformat(),
+            trigger=trigger,
+            gps_start_m=self.gps_odometer_m(),
+        )
+        self.feed(distance_m=distance_m, fuel_l=fuel_l)
+        self.persist(force=True)
+        return self.trip
+
+    def feed(self, *, distance_m: float | None = None, fuel_l: float | None = None) -> None:
+        if self.trip is None:
+            return
+        if distance_m is not None:
+            self.trip.distance.feed(distance_m)
+        if fuel_l is not None:
+            self.trip.fuel.feed(fuel_l)
+        self.persist()
+
+    def persist(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._persisted_at >= PERSIST_EVERY_S:
+            self._persisted_at = now
+            self.node.set_state(OPEN_TRIP_KEY, asdict(self.trip) if self.trip else None)
+
+    def summary(self, trip: OpenTrip) -> Trip:
+        if trip.distance.samples >= 2:
+            distance_km, distance_source = trip.distance.total / 1000, "can"
+        else:
+            distance_km = max(0.0, self.gps_odometer_m() - trip.gps_start_m) / 1000
+            distance_source = "gps"
+        if trip.fuel.samples >= 2:
+            fuel_l, fuel_source = trip.fuel.total, "can"
+        else:
+            fuel_l = distance_km * self.config.consumption_l_per_100km / 100
+            fuel_source = "estimate"
+        factor = self.config.co2e_kg_per_l[self.config.fuel]
+        return Trip(
+            trip_id=trip.trip_id,
+            started=datetime.fromisoformat(trip.started),
+            ended=datetime.now(UTC),
+            trigger=trip.trigger,
+            distance_km=round(distance_km, 3),
+            distance_source=distance_source,
+            fuel_l=round(fuel_l, 2),
+            fuel_source=fuel_source,
+            fuel=self.config.fuel,
+            co2e_kg=round(fuel_l * factor, 2),
+            co2e_factor_kg_per_l=factor,
+        )
+
+    def stop(self) -> Trip | None:
+        """Close the open trip; published unless shorter than `min_distance_km`."""
+        if self.trip is None:
+            return None
+        summary = self.summary(self.trip)
+        self.trip = None
+        self.persist(force=True)
+        if summary.distance_km >= self.config.min_distance_km:
+            self.node.publish(TRIP, summary)
+        return summary

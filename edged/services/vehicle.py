@@ -1,0 +1,227 @@
+"""The vehicle as its CAN bus tells it: `vehicle`, `vehicle/faults`, doors, ignition, trips.
+
+Which DBC signal feeds which field is config (`[services.vehicle]`), so a bus with other
+signals needs a DBC edit and a config line, not code. `vehicle` goes out every `period_s`
+and at once when a door or the ignition changes; `vehicle/faults` only when the set of
+active DM1 codes or lamps changes.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from edged.config.services import TripServiceConfig, VehicleServiceConfig
+from edged.errors import CommandError
+from edged.events import ActiveFaults, J1939Signals
+from edged.payloads import DoorEvent, EcuLamps, FaultCode, Faults, Vehicle
+from edged.services.base import NodeApi
+from edged.services.trips import OpenTrip, TripRecorder
+from edged.topics import DOOR, FAULTS, VEHICLE
+
+_FIELDS = ("speed", "total_distance", "fuel_used", "fuel_level", "engine_speed", "engine_hours")
+DOOR_STATES = {0: "closed", 1: "open"}  # J1939 2-bit status: 2 error, 3 not available
+
+
+def _split(ref: str) -> tuple[str, str]:
+    message, _, signal = ref.partition(".")
+    return message, signal
+
+
+class VehicleService:
+    def __init__(
+        self,
+        node: NodeApi,
+        config: VehicleServiceConfig,
+        trips: TripServiceConfig,
+        *,
+        gps_odometer_m: Callable[[], float],
+    ) -> None:
+        self.node = node
+        self.config = config
+        self.trips_config = trips
+        self.trips = TripRecorder(node, trips, gps_odometer_m)
+        self.values: dict[str, float | int | None] = {}
+        self.doors: dict[str, str] = {}
+        self.extra: dict[str, float | int | None] = {}
+        self.ignition: bool | None = None
+        self._engine_running_at: float | None = None
+        self._last_can = 0.0
+        self._ecus: dict[int, ActiveFaults] = {}
+        self._published_faults: Faults | None = None
+        self._wanted: dict[str, list[tuple[str, str, str]]] = {}  # message -> (kind, key, sig)
+        for name in _FIELDS:
+            ref = getattr(config, name)
+            if ref:
+                self._want(ref, "field", name)
+        for door, ref in config.doors.items():
+            self._want(ref, "door", door)
+        for key, ref in config.extra.items():
+            self._want(ref, "extra", key)
+        self._distance_message = _split(config.total_distance or ".")[0]
+        self._fuel_message = _split(config.fuel_used or ".")[0]
+        if self.trips.trip is not None and self.trips.trip.trigger == "ignition":
+            # restarted mid-trip: assume the engine still runs until the bus says otherwise
+            self.ignition = True
+            self._engine_running_at = time.monotonic()
+        node.subscribe(J1939Signals, self.on_signals)
+        node.subscribe(ActiveFaults, self.on_faults)
+
+    def _want(self, ref: str, kind: str, key: str) -> None:
+        message, signal = _split(ref)
+        self._wanted.setdefault(message, []).append((kind, key, signal))
+
+    # -- signals ----------------------------------------------------------------------
+
+    def on_signals(self, event: J1939Signals) -> None:
+        self._last_can = time.monotonic()
+        changed = False
+        for kind, key, signal in self._wanted.get(event.name, ()):
+            if signal not in event.signals:
+                continue
+            value = event.signals[signal]
+            if kind == "field":
+                self.values[key] = value
+            elif kind == "extra":
+                self.extra[key] = value
+            else:
+                changed |= self._door(key, value)
+        if event.name == self._distance_message:
+            self.trips.feed(distance_m=self._number("total_distance"))
+        if event.name == self._fuel_message:
+            self.trips.feed(fuel_l=self._number("fuel_used"))
+        changed |= self._ignition_from_engine()
+        if changed:
+            self.publish()
+
+    def _number(self, name: str) -> float | None:
+        value = self.values.get(name)
+        return float(value) if isinstance(value, int | float) else None
+
+    def _door(self, door: str, value: float | int | None) -> bool:
+        state = DOOR_STATES.get(int(value)) if isinstance(value, int | float) else None
+        if state is None or self.doors.get(door) == state:
+            return False
+        first = door not in self.doors
+        self.doors[door] = state
+        if not first:
+            self.node.publish(DOOR, DoorEvent(door=door, open=state == "open", source="can"))
+        return True
+
+    def _ignition_from_engine(self) -> bool:
+        rpm = self._number("engine_speed")
+        if rpm is not None and rpm >= self.config.ignition_rpm:
+            self._engine_running_at = time.monotonic()
+            if self.ignition is not True:
+                return self._set_ignition(True)
+        return False
+
+    def check_ignition(self, now: float | None = None) -> None:
+        """Off once the engine has been stopped, or the bus silent, for the configured time."""
+        now = time.monotonic() if now is None else now
+        if self.ignition is not True:
+            return
+        running = self._engine_running_at or 0.0
+        if now - max(running, 0.0) >= self.config.ignition_off_after_s:
+            self._set_ignition(False)
+            self.publish()
+
+    def _set_ignition(self, on: bool) -> bool:
+        self.ignition = on
+        if not self.trips_config.auto:
+            return True
+        if on and self.trips.trip is None:
+            self._start_trip("ignition")
+        elif not on and self.trips.trip is not None and self.trips.trip.trigger != "command":
+            self.trips.stop()
+        return True
+
+    def _start_trip(self, trigger: Literal["ignition", "command"]) -> OpenTrip:
+        return self.trips.start(
+            trigger,
+            distance_m=self._number("total_distance"),
+            fuel_l=self._number("fuel_used"),
+        )
+
+    # -- faults -----------------------------------------------------------------------
+
+    def on_faults(self, event: ActiveFaults) -> None:
+        self._ecus[event.source] = event
+        faults = Faults(
+            active=[
+                FaultCode(source=src, spn=c.spn, fmi=c.fmi, occurrence=c.occurrence)
+                for src, dm1 in sorted(self._ecus.items())
+                for c in dm1.codes
+            ],
+            lamps=[
+                EcuLamps(
+                    source=src,
+                    malfunction=dm1.lamps.get("malfunction", 0),
+                    red_stop=dm1.lamps.get("red_stop", 0),
+                    amber_warning=dm1.lamps.get("amber_warning", 0),
+                    protect=dm1.lamps.get("protect", 0),
+                )
+                for src, dm1 in sorted(self._ecus.items())
+            ],
+        )
+        if faults != self._published_faults:
+            self._published_faults = faults
+            self.node.publish(FAULTS, faults)
+
+    # -- publishing -------------------------------------------------------------------
+
+    def snapshot(self) -> Vehicle:
+        v = self.values
+
+        def num(name: str, scale: float = 1.0, digits: int = 1) -> float | None:
+            x = v.get(name)
+            return round(float(x) * scale, digits) if isinstance(x, int | float) else None
+
+        return Vehicle(
+            speed_kmh=num("speed"),
+            total_distance_km=num("total_distance", 0.001, 3),
+            fuel_level_pct=num("fuel_level"),
+            fuel_used_l=num("fuel_used", 1.0, 1),
+            engine_rpm=num("engine_speed", 1.0, 0),
+            engine_hours=num("engine_hours", 1.0, 2),
+            ignition=self.ignition,
+            doors=dict(self.doors),
+            extra=dict(self.extra),
+            trip_id=self.trips.trip.trip_id if self.trips.trip else None,
+        )
+
+    def publish(self) -> None:
+        self.node.publish(VEHICLE, self.snapshot(), qos=self.config.qos)
+
+    async def run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            self.check_ignition()
+            now = time.monotonic()
+            if now - last >= self.config.period_s:
+                last = now
+                if self._last_can and now - self._last_can < self.config.period_s * 2:
+                    self.publish()
+
+    # -- commands ---------------------------------------------------------------------
+
+    async def command_trip_start(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args:
+            raise CommandError("bad_args", f"trip.start takes no arguments, got {sorted(args)}")
+        if self.trips.trip is not None:
+            raise CommandError(
+                "trip_open",
+                f"trip {self.trips.trip.trip_id} is open; stop it first with trip.stop",
+            )
+        trip = self._start_trip("command")
+        return {"trip_id": trip.trip_id, "started": trip.started}
+
+    async def command_trip_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args:
+            raise CommandError("bad_args", f"trip.stop takes no arguments, got {sorted(args)}")
+        summary = self.trips.stop()
+        if summary is None:
+            raise CommandError("no_trip", "no trip is open")
+        published = summary.distance_km >= self.trips_config.min_distance_km
+        return {**summary.to_json_dict(), "published": published}

@@ -1,0 +1,213 @@
+from typing import Any
+
+import pytest
+
+from edged.config.services import TripServiceConfig, VehicleServiceConfig
+from edged.errors import CommandError
+from edged.events import ActiveFaults, J1939Signals, TroubleCode
+from edged.services.trips import DISTANCE_WRAP_M, OPEN_TRIP_KEY, Totalizer
+from edged.services.vehicle import VehicleService
+from tests.edged.services.fakes import FakeNode
+
+
+class Bus:
+    """Feeds decoded parameter groups as the CAN driver would."""
+
+    def __init__(self, svc: VehicleService) -> None:
+        self.svc = svc
+
+    def send(self, name: str, **signals: Any) -> None:
+        self.svc.on_signals(J1939Signals(pgn=0, name=name, source=0, signals=signals, ts=0.0))
+
+    def engine(self, rpm: float) -> None:
+        self.send("EEC1", EngineSpeed=rpm)
+
+    def totals(self, distance_m: float, fuel_l: float) -> None:
+        self.send("VDHR", TotalVehicleDistanceHighRes=distance_m)
+        self.send("LFC", EngineTotalFuelUsed=fuel_l)
+
+
+def make(
+    node: FakeNode | None = None, gps: list[float] | None = None, **trips: Any
+) -> tuple[FakeNode, VehicleService, Bus]:
+    node = node or FakeNode()
+    odo = gps if gps is not None else [0.0]
+    svc = VehicleService(
+        node,
+        VehicleServiceConfig(extra={"adblue_pct": "AT1T1I.Level"}),
+        TripServiceConfig(**trips),
+        gps_odometer_m=lambda: odo[0],
+    )
+    return node, svc, Bus(svc)
+
+
+def test_signals_become_the_vehicle_payload_in_its_units() -> None:
+    _, svc, bus = make()
+    bus.send("CCVS1", WheelBasedVehicleSpeed=48.5)
+    bus.send("VDHR", TotalVehicleDistanceHighRes=123_456_785.0)
+    bus.send("DD", FuelLevel1=62.4)
+    bus.send("HOURS", EngineTotalHoursOfOperation=4321.05)
+    v = svc.snapshot()
+    assert (v.speed_kmh, v.total_distance_km, v.fuel_level_pct, v.engine_hours) == (
+        48.5,
+        123_456.785,
+        62.4,
+        4321.05,
+    )
+
+
+def test_not_available_values_are_left_out_not_zero() -> None:
+    _, svc, bus = make()
+    bus.send("CCVS1", WheelBasedVehicleSpeed=None)
+    assert svc.snapshot().to_json_dict().get("speed_kmh") is None
+    assert "speed_kmh" not in svc.snapshot().to_json_dict()
+
+
+def test_a_signal_added_in_the_config_is_published_under_extra() -> None:
+    _, svc, bus = make()
+    bus.send("AT1T1I", Level=80.0)
+    assert svc.snapshot().extra == {"adblue_pct": 80.0}
+
+
+def test_a_door_opening_publishes_a_door_event_and_the_vehicle_at_once() -> None:
+    node, _, bus = make()
+    bus.send("DC2", Door1OpenStatus=0, Door2OpenStatus=0)
+    bus.send("DC2", Door1OpenStatus=1, Door2OpenStatus=0)
+    (door,) = node.bodies("events/door")
+    assert (door.door, door.open, door.source) == ("front", True, "can")
+    assert node.bodies("vehicle")[-1].doors == {"front": "open", "rear": "closed"}
+
+
+def test_door_status_error_or_not_available_is_ignored() -> None:
+    node, svc, bus = make()
+    bus.send("DC2", Door1OpenStatus=0)
+    bus.send("DC2", Door1OpenStatus=3)
+    bus.send("DC2", Door1OpenStatus=2)
+    assert node.bodies("events/door") == [] and svc.doors == {"front": "closed"}
+
+
+def test_ignition_on_opens_a_trip_and_off_closes_it_with_can_totals_and_co2() -> None:
+    node, svc, bus = make()
+    bus.totals(1_000_000.0, 5000.0)
+    bus.engine(800)
+    assert svc.ignition is True and svc.trips.trip is not None
+    bus.totals(1_012_500.0, 5003.75)  # 12.5 km, 3.75 L
+    svc.check_ignition(now=svc._engine_running_at + 31)  # type: ignore[operator]
+    (trip,) = node.bodies("trip")
+    assert (trip.distance_km, trip.distance_source) == (12.5, "can")
+    assert (trip.fuel_l, trip.fuel_source) == (3.75, "can")
+    assert trip.co2e_kg == round(3.75 * 3.17, 2)  # 11.89 kg with the diesel factor
+    assert trip.trigger == "ignition" and svc.ignition is False
+
+
+def test_an_ecu_total_reset_mid_trip_neither_loses_nor_invents_distance() -> None:
+    _, svc, bus = make()
+    bus.engine(800)
+    bus.totals(500_000.0, 100.0)
+    bus.totals(505_000.0, 101.0)  # +5 km
+    bus.totals(0.0, 0.0)  # ECU totals reset
+    bus.totals(2_000.0, 0.5)  # +2 km
+    assert svc.trips.trip is not None
+    assert svc.trips.trip.distance.total == 7_000.0
+    assert svc.trips.trip.distance.resets == 1
+
+
+def test_a_counter_wrap_counts_the_distance_across_the_maximum() -> None:
+    t = Totalizer(DISTANCE_WRAP_M)
+    t.feed(DISTANCE_WRAP_M - 1_000)
+    t.feed(500.0)
+    assert t.total == 1_500.0 and t.resets == 0
+
+
+def test_without_can_totals_the_trip_uses_the_gps_odometer_and_an_estimate() -> None:
+    odo = [10_000.0]
+    node, svc, _ = make(gps=odo, consumption_l_per_100km=30.0)
+    svc.trips.start("command")
+    odo[0] = 30_000.0  # 20 km by GPS
+    svc.trips.stop()
+    (trip,) = node.bodies("trip")
+    assert (trip.distance_km, trip.distance_source) == (20.0, "gps")
+    assert (trip.fuel_l, trip.fuel_source) == (6.0, "estimate")  # 20 km at 30 L/100 km
+
+
+def test_an_open_trip_survives_a_restart() -> None:
+    node, svc, bus = make()
+    bus.totals(1_000_000.0, 5000.0)
+    bus.engine(800)
+    bus.totals(1_004_000.0, 5001.0)
+    svc.trips.persist(force=True)
+    trip_id = svc.trips.trip.trip_id  # type: ignore[union-attr]
+    _, again, bus2 = make(node=node)  # the daemon restarted with the same state
+    assert again.trips.trip is not None and again.trips.trip.trip_id == trip_id
+    bus2.totals(1_010_000.0, 5002.5)
+    again.check_ignition(now=again._engine_running_at + 31)  # type: ignore[operator]
+    (trip,) = node.bodies("trip")
+    assert (trip.trip_id, trip.distance_km, trip.fuel_l) == (trip_id, 10.0, 2.5)
+
+
+def test_a_corrupt_trip_record_is_dropped_not_a_crash() -> None:
+    node = FakeNode({OPEN_TRIP_KEY: {"trip_id": 5}})
+    _, svc, _ = make(node=node)
+    assert svc.trips.trip is None
+
+
+def test_a_trip_shorter_than_the_minimum_is_not_published() -> None:
+    node, svc, bus = make(min_distance_km=1.0)
+    bus.totals(0.0, 0.0)
+    bus.engine(800)
+    bus.totals(300.0, 0.1)
+    svc.check_ignition(now=svc._engine_running_at + 31)  # type: ignore[operator]
+    assert node.bodies("trip") == []
+
+
+async def test_trip_commands_open_and_close_a_trip() -> None:
+    node, svc, _ = make(min_distance_km=0)
+    started = await svc.command_trip_start({})
+    with pytest.raises(CommandError) as open_twice:
+        await svc.command_trip_start({})
+    stopped = await svc.command_trip_stop({})
+    with pytest.raises(CommandError) as none_open:
+        await svc.command_trip_stop({})
+    assert stopped["trip_id"] == started["trip_id"] and stopped["published"]
+    assert (open_twice.value.code, none_open.value.code) == ("trip_open", "no_trip")
+    assert len(node.bodies("trip")) == 1
+
+
+async def test_a_command_trip_is_not_closed_by_the_ignition() -> None:
+    _, svc, bus = make()
+    await svc.command_trip_start({})
+    bus.engine(800)
+    svc.check_ignition(now=svc._engine_running_at + 31)  # type: ignore[operator]
+    assert svc.trips.trip is not None and svc.trips.trip.trigger == "command"
+
+
+async def test_trip_commands_refuse_arguments() -> None:
+    _, svc, _ = make()
+    with pytest.raises(CommandError) as info:
+        await svc.command_trip_start({"x": 1})
+    assert info.value.code == "bad_args"
+
+
+def dm1(source: int, *codes: tuple[int, int, int], amber: int = 0) -> ActiveFaults:
+    lamps = {"malfunction": 0, "red_stop": 0, "amber_warning": amber, "protect": 0}
+    return ActiveFaults(
+        source=source, lamps=lamps, codes=tuple(TroubleCode(*c) for c in codes), ts=0.0
+    )
+
+
+def test_faults_are_published_on_change_only() -> None:
+    node, svc, _ = make()
+    svc.on_faults(dm1(0, (100, 1, 3), amber=1))
+    svc.on_faults(dm1(0, (100, 1, 3), amber=1))  # DM1 repeats every second
+    svc.on_faults(dm1(3, (5246, 0, 1)))
+    published = node.bodies("vehicle/faults")
+    assert len(published) == 2
+    assert [(c.source, c.spn, c.fmi) for c in published[-1].active] == [(0, 100, 1), (3, 5246, 0)]
+
+
+def test_a_cleared_code_disappears() -> None:
+    node, svc, _ = make()
+    svc.on_faults(dm1(0, (100, 1, 3), amber=1))
+    svc.on_faults(dm1(0))
+    last = node.bodies("vehicle/faults")[-1]
+    assert last.active == [] and last.lamps[0].amber_warning == 0
