@@ -24,6 +24,7 @@ from edged.errors import OutboxFullError
 from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Alarm, Health, State
+from edged.security.authorize import Authorizer
 from edged.services.geofences import GeofenceService
 from edged.services.position import PositionService
 from edged.services.vehicle import VehicleService
@@ -41,13 +42,18 @@ class Node:
     def __init__(self, config: EdgedConfig, *, base_dir: Path | None = None) -> None:
         self.config = config
         self.base_dir = base_dir
-        self.clock = Clock()
+        self.clock = Clock(trust_system_clock=config.clock.trust_system_clock)
         self.counters = Counters()
         self.started = time.monotonic()
         self.topics = Topics(config.broker.prefix, config.node.fleet, config.node.id)
         self.config_hash = config_hash(config)
         self.outbox = Outbox(config.outbox, self.clock, on_pressure=self._outbox_pressure)
-        self.router = CommandRouter(self.counters)
+        self.router = CommandRouter(
+            self.counters,
+            authorizer=Authorizer(
+                config.security, self.clock, get_state=self.get_state, set_state=self.set_state
+            ),
+        )
         self.uplink = Uplink(
             config.broker,
             self.topics,
@@ -184,8 +190,8 @@ class Node:
             services.trips,
             gps_odometer_m=lambda: self.position.odometer_m,
         )
-        self.router.register("trip.start", self.vehicle.command_trip_start)
-        self.router.register("trip.stop", self.vehicle.command_trip_stop)
+        self.router.register("trip.start", self.vehicle.command_trip_start, scope="operate")
+        self.router.register("trip.stop", self.vehicle.command_trip_stop, scope="operate")
         self.services += [self.position, self.geofences, self.vehicle]
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -121,7 +121,10 @@ class Command(BaseModel):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     ts: int | None = Field(default=None, description="UTC ms when dispatch sent it")
     args: dict[str, Any] = Field(default_factory=dict)
-    sig: str | None = Field(default=None, max_length=256)
+    sig: str | None = Field(default=None, max_length=256, description="base64 Ed25519 signature")
+    kid: str | None = Field(
+        default=None, max_length=64, description="id of the signing key in [security.keys]"
+    )
 
 
 class DoorEvent(Body):

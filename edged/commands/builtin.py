@@ -29,5 +29,5 @@ def register_builtin(node: "Node") -> None:
         await node.publish_health()
         return {**done, "health": True}
 
-    node.router.register("ping", ping)
-    node.router.register("republish", republish)
+    node.router.register("ping", ping, scope="read")
+    node.router.register("republish", republish, scope="operate")

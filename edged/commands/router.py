@@ -5,6 +5,7 @@ Each gets an error reply (where a reply topic can be named), a counter, and a lo
 nothing a sender puts in a command can stop the daemon.
 """
 
+import hashlib
 import json
 import logging
 import re
@@ -15,9 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edged.config.security import Scope
 from edged.counters import Counters
 from edged.errors import CommandError
 from edged.payloads import Command, Reply, ReplyError
+from edged.security.authorize import Authorizer
 from edged.topics import COMMAND_NAME, INVALID_COMMAND
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ class IncomingCommand:
     payload: bytes
     response_topic: str | None = None
     correlation: bytes | None = None
+    topic: str = ""  # the full topic: signatures cover it
 
 
 @dataclass(frozen=True)
@@ -46,21 +50,39 @@ class Outcome:
     correlation: bytes | None
 
 
+@dataclass(frozen=True)
+class _Route:
+    handler: Handler
+    scope: Scope
+
+
 class CommandRouter:
-    def __init__(self, counters: Counters, *, remember: int = 256) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        *,
+        authorizer: Authorizer | None = None,
+        remember: int = 256,
+    ) -> None:
         self.counters = counters
-        self._handlers: dict[str, Handler] = {}
-        self._replies: OrderedDict[str, Reply] = OrderedDict()
+        self.authorizer = authorizer
+        self._routes: dict[str, _Route] = {}
+        self._replies: OrderedDict[str, tuple[bytes, Reply]] = OrderedDict()
         self._remember = remember
 
-    def register(self, name: str, handler: Handler) -> None:
+    def register(self, name: str, handler: Handler, *, scope: Scope = "operate") -> None:
+        """Add a command; `scope` is what a signing key must hold to run it."""
         if not COMMAND_NAME.fullmatch(name):
             raise ValueError(f"invalid command name {name!r}")
-        self._handlers[name] = handler
+        self._routes[name] = _Route(handler, scope)
 
     @property
     def names(self) -> list[str]:
-        return sorted(self._handlers)
+        return sorted(self._routes)
+
+    def scope_of(self, name: str) -> Scope | None:
+        route = self._routes.get(name)
+        return route.scope if route else None
 
     async def handle(self, cmd: IncomingCommand) -> Outcome:
         response_topic = cmd.response_topic
@@ -102,33 +124,42 @@ class CommandRouter:
             return self._error(
                 command.id, "unknown_command", f"{cmd.name[:64]!r} is not a valid command name"
             )
+        digest = hashlib.sha256(cmd.topic.encode() + b"\0" + cmd.payload).digest()
         cached = self._replies.get(command.id)
         if cached is not None:
+            if cached[0] != digest:
+                return self._error(
+                    command.id, "reused_id", "this id was used for another command; use a new id"
+                )
             self.counters.inc("cmd.duplicate")
-            return cached
-        handler = self._handlers.get(name)
-        if handler is None:
-            reply = self._error(
+            return cached[1]
+        route = self._routes.get(name)
+        if route is None:
+            return self._error(
                 command.id,
                 "unknown_command",
                 f"unknown command {name!r}; known: {', '.join(self.names)}",
             )
-        else:
-            try:
-                result = await handler(command.args)
-                reply = Reply(id=command.id, ok=True, result=result)
-                self.counters.inc("cmd.ok")
-            except CommandError as exc:
-                reply = self._error(command.id, exc.code, exc.message)
-            except Exception as exc:
-                log.exception("command %s failed", name)
-                reply = self._error(command.id, "internal", f"{type(exc).__name__}: {exc}")
-        self._remember_reply(command.id, reply)
+        try:
+            if self.authorizer is not None:
+                self.authorizer.check(cmd.topic, name, route.scope, command)
+        except CommandError as exc:
+            return self._error(command.id, exc.code, exc.message)  # refusals are not cached
+        try:
+            result = await route.handler(command.args)
+            reply = Reply(id=command.id, ok=True, result=result)
+            self.counters.inc("cmd.ok")
+        except CommandError as exc:
+            reply = self._error(command.id, exc.code, exc.message)
+        except Exception as exc:
+            log.exception("command %s failed", name)
+            reply = self._error(command.id, "internal", f"{type(exc).__name__}: {exc}")
+        self._remember_reply(command.id, digest, reply)
         return reply
 
-    def _remember_reply(self, cmd_id: str, reply: Reply) -> None:
-        """A redelivered command (same id) gets the same reply and does nothing twice."""
-        self._replies[cmd_id] = reply
+    def _remember_reply(self, cmd_id: str, digest: bytes, reply: Reply) -> None:
+        """A redelivered command (same id, same bytes) gets the same reply, runs once."""
+        self._replies[cmd_id] = (digest, reply)
         while len(self._replies) > self._remember:
             self._replies.popitem(last=False)
 

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from edged.config.base import NAME_PATTERN, Strict
-from edged.config.paths import ConfigPath
+from edged.config.paths import ConfigPath, PrivateConfigPath
+from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
 
 
@@ -27,7 +28,7 @@ class NodeConfig(Strict):
 class TlsConfig(Strict):
     ca_file: ConfigPath
     cert_file: ConfigPath | None = None
-    key_file: ConfigPath | None = None
+    key_file: PrivateConfigPath | None = None
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> "TlsConfig":
@@ -44,7 +45,7 @@ class BrokerConfig(Strict):
     client_id: str | None = Field(default=None, max_length=64)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     username: str | None = None
-    password_file: ConfigPath | None = None
+    password_file: PrivateConfigPath | None = None
     tls: TlsConfig | None = None
     window: int = Field(
         default=32, ge=1, le=1000, description="QoS 1 publishes awaiting PUBACK at once"
@@ -107,6 +108,8 @@ class EdgedConfig(Strict):
     supervisor: SupervisorConfig = SupervisorConfig()
     drivers: list[DriverConfig] = Field(default_factory=list)
     services: ServicesConfig = ServicesConfig()
+    security: SecurityConfig = SecurityConfig()
+    clock: ClockConfig = ClockConfig()
 
     @model_validator(mode="after")
     def _unique_driver_names(self) -> "EdgedConfig":

@@ -26,3 +26,22 @@ def _must_exist(value: Path) -> Path:
 
 ExistingConfigPath = Annotated[Path, AfterValidator(_resolve), AfterValidator(_must_exist)]
 """A `ConfigPath` that must name an existing file when the config is checked."""
+
+
+def _private(value: Path) -> Path:
+    import stat
+
+    try:
+        mode = value.stat().st_mode
+    except OSError as exc:
+        raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(
+            f"{value} is readable by other users (mode {stat.S_IMODE(mode):o}): run "
+            f"`chmod 600 {value}` (and chown it to the edged user)"
+        )
+    return value
+
+
+PrivateConfigPath = Annotated[Path, AfterValidator(_resolve), AfterValidator(_private)]
+"""A secret (password, private key): must exist and be private to its owner."""

@@ -172,6 +172,7 @@ class Uplink:
                     payload=bytes(payload),
                     response_topic=response_topic if isinstance(response_topic, str) else None,
                     correlation=bytes(correlation) if correlation is not None else None,
+                    topic=str(message.topic),
                 )
             )
 

@@ -169,3 +169,19 @@ def test_arbitrary_text_never_crashes_the_loader(text: str) -> None:
         parse_config(text)
     except ConfigError as exc:
         assert exc.problems
+
+
+def test_a_password_file_readable_by_others_is_refused_with_the_fix(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    (msg,) = problems(MINIMAL + f'\n[broker]\npassword_file = "{secret}"\n')
+    assert msg.startswith("broker.password_file") and f"chmod 600 {secret}" in msg
+
+
+def test_a_private_password_file_is_accepted(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    config = parse_config(MINIMAL + f'\n[broker]\npassword_file = "{secret}"\n')
+    assert config.broker.password_file == secret

@@ -1,0 +1,43 @@
+"""`[security]` and `[clock]` in the config."""
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from edged.config.base import Strict
+from edged.security.signing import public_key_from_text
+
+Scope = Literal["read", "operate", "door", "access", "config"]
+"""read: ping, config.get, diag.dump. operate: republish, trips, geofences, kiosk, mode,
+occupancy, alarm.ack. door: door.unlock. access: access.update. config: config.set, restart."""
+
+
+class KeyConfig(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="named in a command's `kid`")
+    public_key: str = Field(description="base64 of the 32-byte Ed25519 public key")
+    scopes: list[Scope] = Field(min_length=1)
+
+    @field_validator("public_key")
+    @classmethod
+    def _is_key(cls, value: str) -> str:
+        public_key_from_text(value)
+        return value
+
+
+class SecurityConfig(Strict):
+    signed_commands: list[str] = Field(
+        default_factory=lambda: ["door.unlock", "access.update", "config.set", "restart"],
+        description="refused unless signed by a key holding the command's scope",
+    )
+    max_skew_s: float = Field(
+        default=300, gt=0, le=86400, description="a signed command's ts must be this close"
+    )
+    keys: list[KeyConfig] = Field(default_factory=list)
+
+
+class ClockConfig(Strict):
+    trust_system_clock: bool = Field(
+        default=False,
+        description="treat the system clock as synced even when the kernel says it is not "
+        "(a machine whose NTP daemon does not discipline the kernel clock)",
+    )

@@ -1,0 +1,96 @@
+"""Decide whether a command may run: signature, scope, freshness, no replay.
+
+Unsigned commands that are not in `signed_commands` rely on the broker's ACL (only dispatch
+and ops may write `cmd/#`). A signed command is always checked, whatever its name. Every
+refusal names its reason, so ops can tell a skewed clock from an attack.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edged.clock import Clock, ClockSource
+from edged.config.security import Scope, SecurityConfig
+from edged.errors import CommandError
+from edged.payloads import Command
+from edged.security.signing import public_key_from_text, signed_message, verify
+
+SEEN_KEY = "security.seen_ids"
+
+
+class Authorizer:
+    def __init__(
+        self,
+        config: SecurityConfig,
+        clock: Clock,
+        *,
+        get_state: Callable[[str, Any], Any],
+        set_state: Callable[[str, Any], None],
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._set_state = set_state
+        self.keys: dict[str, tuple[Ed25519PublicKey, frozenset[str]]] = {
+            k.id: (public_key_from_text(k.public_key), frozenset(k.scopes)) for k in config.keys
+        }
+        self._get_state = get_state
+        self._seen_ids: dict[str, int] | None = None  # read lazily: the store opens later
+
+    @property
+    def _seen(self) -> dict[str, int]:
+        if self._seen_ids is None:
+            seen = self._get_state(SEEN_KEY, {})
+            self._seen_ids = seen if isinstance(seen, dict) else {}
+        return self._seen_ids
+
+    @_seen.setter
+    def _seen(self, value: dict[str, int]) -> None:
+        self._seen_ids = value
+
+    def check(self, topic: str, name: str, scope: Scope, command: Command) -> None:
+        """Raise CommandError with the reason when the command must not run."""
+        if command.sig is None:
+            if name in self.config.signed_commands:
+                raise CommandError(
+                    "unsigned",
+                    f"{name} must be signed by a key with scope {scope!r} (edgectl cmd --key)",
+                )
+            return
+        if command.ts is None:
+            raise CommandError("missing_ts", "a signed command needs `ts` (UTC milliseconds)")
+        now, source = self.clock.now()
+        if source is ClockSource.UNSYNCED:
+            raise CommandError(
+                "clock_unsynced",
+                "the node's clock is not synced (no NTP, no GPS fix): it cannot tell a fresh "
+                "signed command from a replayed one; retry once it is synced",
+            )
+        skew = abs(now - command.ts) / 1000
+        if skew > self.config.max_skew_s:
+            raise CommandError(
+                "stale",
+                f"ts is {skew:.0f} s from the node's clock (limit {self.config.max_skew_s:.0f} s)",
+            )
+        message = signed_message(topic, command.id, command.ts, command.args)
+        candidates = [command.kid] if command.kid is not None else list(self.keys)
+        verified = [
+            kid
+            for kid in candidates
+            if kid in self.keys and verify(self.keys[kid][0], command.sig, message)
+        ]
+        if not verified:
+            raise CommandError("bad_signature", "the signature does not verify with any known key")
+        if not any(scope in self.keys[kid][1] for kid in verified):
+            raise CommandError(
+                "forbidden", f"key {verified[0]!r} lacks the scope {scope!r} needed for {name}"
+            )
+        self._remember(command.id, command.ts, now)
+
+    def _remember(self, cmd_id: str, ts: int, now: int) -> None:
+        if cmd_id in self._seen:
+            raise CommandError("replayed", f"command id {cmd_id!r} was already used")
+        horizon = now - 2 * self.config.max_skew_s * 1000
+        self._seen = {i: t for i, t in self._seen.items() if t >= horizon}
+        self._seen[cmd_id] = ts
+        self._set_state(SEEN_KEY, self._seen)

@@ -1,0 +1,201 @@
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.clock import Clock
+from edged.commands.router import CommandRouter, IncomingCommand
+from edged.config.security import KeyConfig, SecurityConfig
+from edged.counters import Counters
+from edged.security.authorize import SEEN_KEY, Authorizer
+from edged.security.signing import public_key_text, sign
+
+TOPIC = "rnst/v1/creuse/venue-ahun/cmd/door.unlock"
+DISPATCH = Ed25519PrivateKey.generate()
+OPS = Ed25519PrivateKey.generate()
+STRANGER = Ed25519PrivateKey.generate()
+
+
+class World:
+    def __init__(self, synced: bool = True) -> None:
+        self.state: dict[str, Any] = {}
+        config = SecurityConfig(
+            keys=[
+                KeyConfig(
+                    id="dispatch",
+                    public_key=public_key_text(DISPATCH.public_key()),
+                    scopes=["door", "access", "operate", "read"],
+                ),
+                KeyConfig(id="ops", public_key=public_key_text(OPS.public_key()), scopes=["read"]),
+            ]
+        )
+        self.auth = Authorizer(
+            config,
+            Clock(trust_system_clock=synced),
+            get_state=self.state.get,
+            set_state=self.state.__setitem__,
+        )
+        self.router = CommandRouter(Counters(), authorizer=self.auth)
+        self.opened: list[dict[str, Any]] = []
+
+        async def unlock(args: dict[str, Any]) -> dict[str, Any]:
+            self.opened.append(args)
+            return {"unlocked": args.get("door", "main")}
+
+        async def ping(args: dict[str, Any]) -> dict[str, Any]:
+            return {"pong": True}
+
+        self.router.register("door.unlock", unlock, scope="door")
+        self.router.register("ping", ping, scope="read")
+
+    async def send(self, doc: dict[str, Any], topic: str = TOPIC) -> tuple[bool, str | None]:
+        name = topic.rsplit("/cmd/", 1)[1]
+        out = await self.router.handle(
+            IncomingCommand(name=name, payload=json.dumps(doc).encode(), topic=topic)
+        )
+        return out.reply.ok, out.reply.error.code if out.reply.error else None
+
+
+def signed(
+    key: Ed25519PrivateKey,
+    cmd_id: str = "c1",
+    args: dict[str, Any] | None = None,
+    ts: int | None = None,
+    topic: str = TOPIC,
+    kid: str | None = None,
+) -> dict[str, Any]:
+    ts = int(time.time() * 1000) if ts is None else ts
+    args = args or {"door": "main"}
+    doc = {"id": cmd_id, "ts": ts, "args": args, "sig": sign(key, topic, cmd_id, ts, args)}
+    if kid:
+        doc["kid"] = kid
+    return doc
+
+
+async def test_a_correctly_signed_command_runs() -> None:
+    w = World()
+    assert await w.send(signed(DISPATCH)) == (True, None)
+    assert w.opened == [{"door": "main"}]
+
+
+async def test_an_unsigned_door_unlock_is_refused_and_changes_nothing() -> None:
+    w = World()
+    assert await w.send({"id": "c1", "args": {}}) == (False, "unsigned")
+    assert w.opened == []
+
+
+async def test_a_signature_by_an_unknown_key_is_refused() -> None:
+    w = World()
+    assert await w.send(signed(STRANGER)) == (False, "bad_signature")
+    assert w.opened == []
+
+
+async def test_tampered_arguments_break_the_signature() -> None:
+    w = World()
+    doc = signed(DISPATCH, args={"door": "main"})
+    doc["args"] = {"door": "back"}
+    assert await w.send(doc) == (False, "bad_signature")
+
+
+async def test_a_signature_for_another_node_does_not_verify_here() -> None:
+    w = World()
+    other = "rnst/v1/creuse/venue-gueret/cmd/door.unlock"
+    assert await w.send(signed(DISPATCH, topic=other)) == (False, "bad_signature")
+
+
+async def test_a_key_without_the_scope_is_forbidden() -> None:
+    w = World()
+    assert await w.send(signed(OPS)) == (False, "forbidden")
+    assert w.opened == []
+
+
+async def test_a_stale_timestamp_is_refused() -> None:
+    w = World()
+    old = int(time.time() * 1000) - 3_600_000
+    assert await w.send(signed(DISPATCH, ts=old)) == (False, "stale")
+
+
+async def test_a_command_from_the_future_is_refused() -> None:
+    w = World()
+    ahead = int(time.time() * 1000) + 3_600_000
+    assert await w.send(signed(DISPATCH, ts=ahead)) == (False, "stale")
+
+
+async def test_a_signed_command_without_ts_is_refused() -> None:
+    w = World()
+    doc = signed(DISPATCH)
+    del doc["ts"]
+    assert await w.send(doc) == (False, "missing_ts")
+
+
+async def test_an_unsynced_clock_refuses_signed_commands_with_the_reason() -> None:
+    w = World(synced=False)
+    ok, code = await w.send(signed(DISPATCH))
+    if w.auth.clock.source.value == "ntp":
+        pytest.skip("this machine's kernel clock is synced")
+    assert (ok, code) == (False, "clock_unsynced")
+
+
+async def test_the_same_command_delivered_twice_runs_once_and_gets_the_same_reply() -> None:
+    w = World()
+    doc = signed(DISPATCH)
+    assert await w.send(doc) == (True, None)
+    assert await w.send(doc) == (True, None)
+    assert len(w.opened) == 1
+
+
+async def test_a_used_id_with_other_content_is_refused() -> None:
+    w = World()
+    await w.send(signed(DISPATCH, "c1", {"door": "main"}))
+    assert await w.send(signed(DISPATCH, "c1", {"door": "back"})) == (False, "reused_id")
+    assert len(w.opened) == 1
+
+
+async def test_a_replay_after_a_restart_is_refused() -> None:
+    w = World()
+    doc = signed(DISPATCH)
+    await w.send(doc)
+    restarted = World()
+    restarted.state = w.state  # the seen ids are on disk
+    restarted.auth._get_state = w.state.get
+    restarted.auth._seen_ids = None
+    assert await restarted.send(doc) == (False, "replayed")
+    assert restarted.opened == []
+    assert "c1" in w.state[SEEN_KEY]
+
+
+async def test_kid_selects_the_key() -> None:
+    w = World()
+    assert await w.send(signed(DISPATCH, kid="dispatch")) == (True, None)
+    assert await w.send(signed(DISPATCH, "c2", kid="ops")) == (False, "bad_signature")
+
+
+async def test_a_signature_that_is_not_base64_is_refused() -> None:
+    w = World()
+    doc = signed(DISPATCH)
+    doc["sig"] = "not base64!!"
+    assert await w.send(doc) == (False, "bad_signature")
+    doc["sig"] = base64.b64encode(b"x" * 64).decode()
+    assert await w.send(doc) == (False, "bad_signature")
+
+
+async def test_unsigned_read_commands_still_work() -> None:
+    w = World()
+    topic = TOPIC.replace("door.unlock", "ping")
+    assert await w.send({"id": "p1"}, topic=topic) == (True, None)
+
+
+async def test_refusals_are_counted() -> None:
+    w = World()
+    await w.send({"id": "c1"})
+    await w.send(signed(STRANGER, "c2"))
+    assert w.router.counters["cmd.unsigned"] == 1
+    assert w.router.counters["cmd.bad_signature"] == 1
+
+
+def test_a_bad_public_key_in_the_config_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="edgectl keys generate"):
+        KeyConfig(id="x", public_key="abc", scopes=["read"])
