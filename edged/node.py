@@ -15,11 +15,14 @@ from drivers.base import Driver
 from drivers.registry import driver_class
 from edged import __version__
 from edged.clock import Clock
+from edged.commands.admin import probation_watch, register_admin
 from edged.commands.builtin import register_builtin
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.loader import config_hash, validate_options
 from edged.config.models import DriverConfig, EdgedConfig
+from edged.config.probation import Probation
 from edged.counters import Counters
+from edged.diag import RecentLog
 from edged.errors import OutboxFullError
 from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.outbox import Outbox, Publication, PutResult
@@ -39,9 +42,20 @@ SHUTDOWN_BUDGET_S = 4.0
 
 
 class Node:
-    def __init__(self, config: EdgedConfig, *, base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: EdgedConfig,
+        *,
+        base_dir: Path | None = None,
+        config_path: Path | None = None,
+    ) -> None:
         self.config = config
-        self.base_dir = base_dir
+        self.config_path = config_path
+        self.base_dir = base_dir or (config_path.absolute().parent if config_path else None)
+        self.restart_requested = False
+        self._restart_after_reply = False
+        self._stop: asyncio.Event | None = None
+        self.recent_log = RecentLog()
         self.clock = Clock(trust_system_clock=config.clock.trust_system_clock)
         self.counters = Counters()
         self.started = time.monotonic()
@@ -70,6 +84,7 @@ class Node:
         self.ready = asyncio.Event()
         self.services: list[Any] = []
         register_builtin(self)
+        register_admin(self)
 
     # -- what services and drivers see -----------------------------------------------
 
@@ -128,13 +143,30 @@ class Node:
 
     async def handle_command(self, cmd: IncomingCommand) -> None:
         outcome = await self.router.handle(cmd)
-        self.publish(
+        stored = self.publish(
             REPLY,
             outcome.reply,
             name=outcome.name,
             response_topic=outcome.response_topic,
             correlation=outcome.correlation,
         )
+        if self._restart_after_reply:
+            self._restart_after_reply = False
+            await stored
+            await self.uplink.wait_idle(2.0)  # let the reply leave before we go
+            self._stop_now()
+
+    def request_restart(self, *, after_reply: bool) -> None:
+        """Stop and start again from the config file (`restart`, `config.set`, rollback)."""
+        self.restart_requested = True
+        if after_reply:
+            self._restart_after_reply = True
+        else:
+            self._stop_now()
+
+    def _stop_now(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
 
     def _birth(self, since: int) -> State:
         return State(
@@ -196,6 +228,8 @@ class Node:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""
+        self._stop = stop
+        logging.getLogger().addHandler(self.recent_log)
         await self.outbox.open()
         try:
             self._start_services()
@@ -215,6 +249,8 @@ class Node:
                     )
                     for d, make in factories
                 ]
+                if self.config_path is not None and Probation(self.config_path).active:
+                    others.append(tg.create_task(probation_watch(self), name="probation"))
                 others += [
                     tg.create_task(svc.run(), name=f"service.{type(svc).__name__}")
                     for svc in self.services
@@ -236,6 +272,7 @@ class Node:
                 writer.cancel()
         finally:
             await self.outbox.close()
+            logging.getLogger().removeHandler(self.recent_log)
             log.info("stopped")
 
     async def _drain_and_say_offline(self) -> None:

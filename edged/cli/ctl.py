@@ -15,19 +15,23 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console, RenderableType
 from rich.live import Live
 
 from edged import __version__
 from edged.config.base import NAME_PATTERN
+from edged.errors import EdgedError
 from edged.ops.feed import BrokerUnreachableError, FleetFeed, Protocol, mqtt_client, refused
 from edged.ops.fleet import FleetView
 from edged.ops.loop import run_until, stop_on_signals
 from edged.ops.table import fleet_table
 from edged.ops.urls import BrokerAddress, parse_broker_url
+from edged.security.signing import generate_key_file, load_private_key, sign
 from edged.topics import COMMAND_NAME
 
 EXIT_OK = 0
@@ -124,7 +128,40 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="how long to wait for the reply (default: 10)",
     )
+    cmd.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="sign with this Ed25519 private key (door.unlock, access.update, config.set…)",
+    )
+    cmd.add_argument("--kid", metavar="ID", help="the key's id in the node's [[security.keys]]")
+
+    keys = sub.add_parser("keys", help="signing keys for commands")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    gen = keys_sub.add_parser(
+        "generate", help="write NAME.key (private, mode 600) and print the public key"
+    )
+    gen.add_argument("name", metavar="NAME", help="e.g. dispatch")
+    gen.add_argument("--dir", type=Path, default=Path("."), help="where to write NAME.key")
     return p
+
+
+def generate_key(name: str, directory: Path) -> int:
+    """Write a new key and print the `[[security.keys]]` block a node config needs."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise UsageError(f"key name {name!r}: use letters, digits, '.', '_' or '-'")
+    path = directory / f"{name}.key"
+    try:
+        public = generate_key_file(path)
+    except FileExistsError:
+        raise UsageError(f"{path} exists; a key is never overwritten (pick another name)") from None
+    print(f"# private key written to {path} (keep it at dispatch, mode 600)")
+    print("# add this to each node's config:")
+    print("[[security.keys]]")
+    print(f'id = "{name}"')
+    print(f'public_key = "{public}"')
+    print('scopes = ["read", "operate"]   # add "door", "access", "config" as this key needs')
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed why; keep its code (2, or 0 for --help)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "keys":
+        try:
+            return generate_key(args.name, args.dir)
+        except UsageError as exc:
+            print(f"edgectl: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         address = _broker(args.broker)
         prefix = _prefix(args.prefix)
@@ -140,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         fleet, node = _target(args.target)
         name = _command_name(args.name)
         cmd_args = _json_args(args.args)
+        key = _signing_key(args.key)
         return asyncio.run(
             send_command(
                 address,
@@ -150,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd_args,
                 wait_s=args.timeout,
                 protocol=args.protocol,
+                key=key,
+                kid=args.kid,
             )
         )
     except UsageError as exc:
@@ -163,6 +209,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- argument checks: each says what a right value looks like --------------------------------
+
+
+def _signing_key(path: Path | None) -> Ed25519PrivateKey | None:
+    if path is None:
+        return None
+    try:
+        return load_private_key(path)
+    except EdgedError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _broker(url: str) -> BrokerAddress:
@@ -232,6 +287,8 @@ async def send_command(
     *,
     wait_s: float,
     protocol: Protocol,
+    key: Ed25519PrivateKey | None = None,
+    kid: str | None = None,
 ) -> int:
     """Publish `cmd/{name}` at QoS 1 and wait for the `reply/{name}` that carries our id.
 
@@ -240,7 +297,13 @@ async def send_command(
     """
     base = f"{prefix}/{fleet}/{node}"
     cmd_id = uuid.uuid4().hex
-    payload = json.dumps({"id": cmd_id, "ts": int(time.time() * 1000), "args": args})
+    ts = int(time.time() * 1000)
+    doc: dict[str, Any] = {"id": cmd_id, "ts": ts, "args": args}
+    if key is not None:
+        doc["sig"] = sign(key, f"{base}/cmd/{name}", cmd_id, ts, args)
+        if kid:
+            doc["kid"] = kid
+    payload = json.dumps(doc)
     reply_topic = f"{base}/reply/{name}"
     client_id = f"edgectl-{cmd_id[:12]}"
     try:

@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -99,13 +100,27 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 
 def run(config_file: Path) -> int:
-    """Load the config (before the loop starts: a bad config never half-starts a node), run."""
+    """Load the config (before the loop starts: a bad config never half-starts a node), run;
+    start again from the file after `restart`, `config.set` or a rollback."""
     from edged.config import load_config
+    from edged.config.probation import Probation
     from edged.node import Node
 
-    config = load_config(config_file)
-    node = Node(config, base_dir=config_file.absolute().parent)
-    return asyncio.run(serve(node))
+    while True:
+        try:
+            config = load_config(config_file)
+        except ConfigError:
+            probation = Probation(config_file)
+            if not probation.active:
+                raise
+            logging.getLogger("edged").error("the config on probation does not load: rolled back")
+            probation.rollback()
+            continue
+        node = Node(config, config_path=config_file)
+        asyncio.run(serve(node))
+        if not node.restart_requested:
+            return 0
+        logging.getLogger("edged").info("restarting from %s", config_file)
 
 
 async def serve(node: "Node") -> int:

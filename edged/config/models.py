@@ -100,6 +100,15 @@ class DriverConfig(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class RemoteConfig(Strict):
+    rollback_after_s: float = Field(
+        default=120,
+        ge=5,
+        le=3600,
+        description="a config from config.set that cannot reach the broker this long is undone",
+    )
+
+
 class EdgedConfig(Strict):
     node: NodeConfig
     broker: BrokerConfig = BrokerConfig()
@@ -110,6 +119,7 @@ class EdgedConfig(Strict):
     services: ServicesConfig = ServicesConfig()
     security: SecurityConfig = SecurityConfig()
     clock: ClockConfig = ClockConfig()
+    remote: RemoteConfig = RemoteConfig()
 
     @model_validator(mode="after")
     def _unique_driver_names(self) -> "EdgedConfig":

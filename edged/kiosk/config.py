@@ -1,0 +1,98 @@
+"""`[services.kiosk]`: where the kiosk page listens and how much riders may press."""
+
+import ipaddress
+import re
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from edged.config.base import Strict
+
+Button = Literal["pickup", "mediator", "service"]
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _host_ok(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return bool(_HOSTNAME.fullmatch(value))
+    return True
+
+
+class KioskConfig(Strict):
+    """The kiosk page is for the screen next to the Pi: it listens on loopback by default."""
+
+    enabled: bool = True
+    host: str = Field(
+        default="127.0.0.1",
+        description="address to listen on; 0.0.0.0 only for a screen on another device",
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="0: any free port (tests)")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Host header names accepted besides localhost, 127.0.0.1, ::1 and `host`",
+    )
+    buttons: list[Button] | None = Field(
+        default=None,
+        description="rider buttons; unset: mediator and service on a shuttle, "
+        "pickup too on a truck or venue screen",
+    )
+    timezone: str = Field(default="Europe/Paris", description="IANA zone the times are shown in")
+    max_body_bytes: int = Field(default=4096, ge=512, le=65536)
+    rate_burst: int = Field(default=3, ge=1, le=100, description="presses at once, per screen")
+    rate_per_min: float = Field(default=6.0, gt=0, le=600, description="then per screen")
+    global_burst: int = Field(default=10, ge=1, le=1000, description="presses at once, all screens")
+    global_per_min: float = Field(default=30.0, gt=0, le=6000)
+    repeat_after_s: float = Field(
+        default=120.0,
+        ge=0,
+        le=3600,
+        description="the same button pressed again sooner shows the request already made",
+    )
+    request_display_s: float = Field(
+        default=900.0, ge=10, le=86400, description="how long a request's status stays shown"
+    )
+    message_ttl_s: int = Field(
+        default=86400, ge=10, le=7 * 86400, description="expiry of a message that gives none"
+    )
+    max_messages: int = Field(default=20, ge=1, le=200)
+    max_clients: int = Field(default=8, ge=1, le=100, description="pages connected at once")
+    idle_reset_s: float = Field(
+        default=120.0, ge=10, le=3600, description="untouched this long: back to French"
+    )
+    heartbeat_s: float = Field(default=15.0, ge=1, le=120, description="clock sync to the page")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not _host_ok(value):
+            raise ValueError(f"{value!r} is not an IP address or host name (no scheme, no port)")
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not _host_ok(v)]
+        if bad:
+            raise ValueError(f"not host names (no scheme, no port): {bad}")
+        return [v.lower() for v in values]
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Paris") from None
+        return value
+
+    @field_validator("buttons")
+    @classmethod
+    def _buttons(cls, values: list[Button] | None) -> list[Button] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError("each button once")
+        return values

@@ -1,0 +1,195 @@
+"""What dispatch sends to the kiosk (command args), what it keeps on disk, what riders post.
+
+Every text that reaches the screen is plain text: it is shown with `textContent`, never as
+HTML, and control characters are refused here so a message cannot hide or reorder text.
+"""
+
+import re
+import unicodedata
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from edged.errors import CommandError
+
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+Lang = Literal["fr", "en"]
+Kind = Literal["pickup", "mediator", "service"]
+MessagePriority = Literal["info", "important", "urgent"]
+Status = Literal["saving", "sent", "failed", "received"]
+
+_ALLOWED_CONTROLS = {"\n"}
+_JOINERS = {"\u200c", "\u200d"}  # needed by some scripts and by emoji sequences
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def _plain(text: str) -> str:
+    """Refuse control and bidi-override characters: what dispatch typed is what riders read."""
+    if _BIDI.search(text):
+        raise ValueError("text has a bidi override or isolate; send plain text")
+    for ch in text:
+        if ch in _ALLOWED_CONTROLS or ch in _JOINERS:
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+            raise ValueError(f"text has a control character U+{ord(ch):04X}; send plain text")
+    return text
+
+
+def _strip(n: int) -> StringConstraints:
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=n)
+
+
+Text80 = Annotated[str, _strip(80), AfterValidator(_plain)]
+Text120 = Annotated[str, _strip(120), AfterValidator(_plain)]
+Text160 = Annotated[str, _strip(160), AfterValidator(_plain)]
+Text200 = Annotated[str, _strip(200), AfterValidator(_plain)]
+Text500 = Annotated[str, _strip(500), AfterValidator(_plain)]
+LocalText80 = Text80 | Annotated[dict[Lang, Text80], Field(min_length=1)]
+"""A name dispatch may give in one language (shown as is) or per language."""
+LocalText160 = Text160 | Annotated[dict[Lang, Text160], Field(min_length=1)]
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_args(model: type[M], args: dict[str, Any]) -> M:
+    """Validate command args; a refusal names every bad key, as `geofences.set` does."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()
+        )
+        raise CommandError("bad_args", problems[:500]) from None
+
+
+# -- kiosk.schedule ---------------------------------------------------------------------
+
+
+class ServiceSlot(Args):
+    """One provider at the market or venue today: a truck, a desk, a room."""
+
+    id: Id
+    provider: Text80 = Field(description="who: France Services, CPAM, a repair workshop…")
+    what: LocalText160 | None = Field(default=None, description="what they help with")
+    where: LocalText80 | None = Field(default=None, description="truck 2, room B…")
+    start: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> "ServiceSlot":
+        if self.start and self.until and self.until <= self.start:
+            raise ValueError("until must be after start")
+        return self
+
+
+class NextStop(Args):
+    name: Text120
+    eta: AwareDatetime
+
+
+class ScheduleArgs(Args):
+    """Each key given replaces that part of the schedule; a key left out keeps it."""
+
+    place: LocalText80 | None = Field(
+        default=None, description="the service market or venue those services are at"
+    )
+    services: list[ServiceSlot] | None = Field(default=None, max_length=40)
+    stops: list[NextStop] | None = Field(default=None, max_length=20)
+
+    @model_validator(mode="after")
+    def _something(self) -> "ScheduleArgs":
+        if not self.model_fields_set:
+            raise ValueError("give at least one of place, services, stops")
+        ids = [s.id for s in self.services or []]
+        if len(ids) != len(set(ids)):
+            raise ValueError("service ids must be unique")
+        return self
+
+
+class Schedule(BaseModel):
+    """As kept on disk: the last value of each part dispatch sent."""
+
+    place: LocalText80 | None = None
+    services: list[ServiceSlot] = Field(default_factory=list)
+    stops: list[NextStop] = Field(default_factory=list)
+
+
+# -- kiosk.message ----------------------------------------------------------------------
+
+
+class MessageArgs(Args):
+    """An announcement; the same `id` in another `lang` is its translation."""
+
+    id: Id | None = None
+    text: Text500
+    priority: MessagePriority = "info"
+    lang: Lang = "fr"
+    expires_at: AwareDatetime | None = None
+    ttl_s: int | None = Field(default=None, ge=10, le=7 * 86400)
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> "MessageArgs":
+        if self.expires_at is not None and self.ttl_s is not None:
+            raise ValueError("give expires_at or ttl_s, not both")
+        return self
+
+
+class ClearArgs(Args):
+    id: Id
+    clear: Literal[True]
+
+
+class Message(BaseModel):
+    id: str
+    lang: Lang
+    text: str
+    priority: MessagePriority
+    expires_ms: int
+    received_ms: int
+
+
+# -- kiosk.ack and rider requests -------------------------------------------------------
+
+
+class AckArgs(Args):
+    request_id: Id
+    note: Text200 | None = Field(default=None, description="shown to the rider, as text")
+
+
+class RequestRecord(BaseModel):
+    """A rider request as the kiosk remembers it, with what the screen says about it."""
+
+    request_id: str
+    kind: Kind
+    service_id: str | None = None
+    service: str | None = None
+    lang: Lang
+    made_ms: int
+    status: Status
+    acked_ms: int | None = None
+    note: str | None = None
+
+
+class RiderPost(BaseModel):
+    """The body of `POST /api/requests`: nothing else is accepted."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    kind: Kind
+    lang: Lang = "fr"
+    service_id: Id | None = None

@@ -1,0 +1,152 @@
+"""config.set over a real broker: signed, applied with a restart, rolled back when it loses
+the broker; and the other ops commands."""
+
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.security.signing import public_key_text, sign
+from tests.helpers.broker import Mosquitto, free_port
+from tests.helpers.mqtt import Collector, publish
+from tests.helpers.nodes import write_config
+
+BASE = "rnst/v1/test/shuttle-07"
+KEY = Ed25519PrivateKey.generate()
+
+
+def secured(tmp_path: Path, port: int) -> Path:
+    extra = f"""
+[clock]
+trust_system_clock = true
+[remote]
+rollback_after_s = 5
+[security]
+[[security.keys]]
+id = "ops"
+public_key = "{public_key_text(KEY.public_key())}"
+scopes = ["read", "operate", "config"]
+"""
+    return write_config(tmp_path, port, gps=False, extra=extra)
+
+
+async def command(
+    port: int, name: str, args: dict[str, Any], cmd_id: str, signed: bool = True
+) -> None:
+    ts = int(time.time() * 1000)
+    doc: dict[str, Any] = {"id": cmd_id, "ts": ts, "args": args}
+    if signed:
+        doc["sig"] = sign(KEY, f"{BASE}/cmd/{name}", cmd_id, ts, args)
+    await publish(port, f"{BASE}/cmd/{name}", json.dumps(doc).encode())
+
+
+def births(c: Collector) -> list[dict[str, Any]]:
+    return [m.payload for m in c.on("state") if m.payload["state"] == "online"]
+
+
+def reply(c: Collector, name: str, cmd_id: str) -> dict[str, Any] | None:
+    return next((m.payload for m in c.on(f"reply/{name}") if m.payload["id"] == cmd_id), None)
+
+
+async def test_an_unsigned_config_set_is_refused_and_changes_nothing(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    path = secured(tmp_path, broker.port)
+    before = path.read_text()
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        await command(broker.port, "config.set", {"config": {}}, "u1", signed=False)
+        await c.wait_for(lambda: reply(c, "config.set", "u1") is not None, 5, "the refusal")
+        assert reply(c, "config.set", "u1")["error"]["code"] == "unsigned"  # type: ignore[index]
+    assert path.read_text() == before
+
+
+async def test_config_set_applies_the_new_config_with_a_restart(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    path = secured(tmp_path, broker.port)
+    new = tomllib.loads(path.read_text())
+    new["node"]["name"] = "Navette renommée"
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        old_hash = births(c)[0]["config_hash"]
+        await command(broker.port, "config.set", {"config": new}, "s1")
+        await c.wait_for(lambda: len(births(c)) >= 2, 15, "a birth with the new config")
+        r = reply(c, "config.set", "s1")
+        assert r is not None and r["ok"], r
+        assert births(c)[-1]["name"] == "Navette renommée"
+        assert births(c)[-1]["config_hash"] == r["result"]["hash"] != old_hash
+        await c.wait_for(
+            lambda: not path.with_name(path.name + ".pending").exists(), 5, "probation to end"
+        )
+    assert tomllib.loads(path.read_text())["node"]["name"] == "Navette renommée"
+
+
+async def test_a_config_that_loses_the_broker_rolls_back_by_itself(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    path = secured(tmp_path, broker.port)
+    before = path.read_text()
+    bad = tomllib.loads(before)
+    bad["broker"]["port"] = free_port()  # nothing listens there
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        first_hash = births(c)[0]["config_hash"]
+        await command(broker.port, "config.set", {"config": bad}, "b1")
+        await c.wait_for(lambda: reply(c, "config.set", "b1") is not None, 5, "the reply")
+        await c.wait_for(lambda: len(births(c)) >= 2, 25, "the node back after the rollback")
+        assert births(c)[-1]["config_hash"] == first_hash
+    assert path.read_text() == before
+    assert not path.with_name(path.name + ".pending").exists()
+
+
+async def test_a_config_set_that_does_not_validate_is_refused_with_the_problems(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    path = secured(tmp_path, broker.port)
+    bad = tomllib.loads(path.read_text())
+    bad["broker"]["port"] = 99999
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        await command(broker.port, "config.set", {"config": bad}, "v1")
+        await c.wait_for(lambda: reply(c, "config.set", "v1") is not None, 5, "the refusal")
+        error = reply(c, "config.set", "v1")["error"]  # type: ignore[index]
+        assert error["code"] == "bad_config" and "broker.port" in error["message"]
+
+
+async def test_config_get_diag_dump_and_mode_set_answer(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    path = secured(tmp_path, broker.port)
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        await command(broker.port, "config.get", {}, "g1", signed=False)
+        await command(broker.port, "diag.dump", {}, "d1", signed=False)
+        await command(broker.port, "mode.set", {"mode": "school"}, "m1", signed=False)
+        await command(broker.port, "mode.set", {"mode": "party"}, "m2", signed=False)
+        await c.wait_for(
+            lambda: all(
+                reply(c, n, i)
+                for n, i in [
+                    ("config.get", "g1"),
+                    ("diag.dump", "d1"),
+                    ("mode.set", "m1"),
+                    ("mode.set", "m2"),
+                ]
+            ),
+            5,
+            "four replies",
+        )
+        assert reply(c, "config.get", "g1")["result"]["config"]["node"]["id"] == "shuttle-07"  # type: ignore[index]
+        dump = reply(c, "diag.dump", "d1")["result"]  # type: ignore[index]
+        assert dump["versions"]["python"] and "outbox" in dump["health"]
+        assert reply(c, "mode.set", "m1")["result"] == {"mode": "school", "previous": "on-demand"}  # type: ignore[index]
+        assert reply(c, "mode.set", "m2")["error"]["code"] == "bad_args"  # type: ignore[index]
