@@ -204,3 +204,44 @@ async def test_the_daemon_connects_with_its_certificate_and_publishes_its_birth(
                 await asyncio.sleep(0.05)
     finally:
         d.close()
+
+
+@pytest.fixture
+def password_broker(tmp_path: Path, pki: Path) -> Iterator[Mosquitto]:
+    """Username and password from a password file, with the same ACL."""
+    passwd = tmp_path / "passwd"
+    exe = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.run([exe, "-c", "-b", str(passwd), "test.a", "correct horse"], check=True)
+    extra = f"allow_anonymous false\npassword_file {passwd}\nacl_file {pki / 'acl'}\n"
+    m = Mosquitto(tmp_path, extra=extra)
+    m.start()
+    yield m
+    m.stop()
+
+
+def node_with_password(tmp_path: Path, port: int, password: str) -> Path:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    login = f'username = "test.a"\npassword_file = "{secret}"\n'
+    return write_config(tmp_path, port, fleet="test", node="a", gps=False, broker=login)
+
+
+async def test_the_daemon_logs_in_with_its_password_file(
+    password_broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    proc = await spawn(node_with_password(tmp_path, password_broker.port, "correct horse"))
+    async with asyncio.timeout(10):
+        while not any("connected to" in line for line in proc.lines):
+            await asyncio.sleep(0.05)
+
+
+async def test_a_wrong_password_is_refused_and_retried_not_fatal(
+    password_broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    proc = await spawn(node_with_password(tmp_path, password_broker.port, "wrong"))
+    async with asyncio.timeout(10):
+        while sum("cannot reach the broker" in line for line in proc.lines) < 2:
+            await asyncio.sleep(0.05)
+    assert proc.proc.returncode is None
+    assert not any("connected to" in line for line in proc.lines)
