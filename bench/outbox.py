@@ -3,6 +3,7 @@
     python -m bench.outbox --json          # the full run: 100,000-message backlog
     python -m bench.outbox --quick --json  # a smoke test with small sizes
     python -m bench.outbox --n 20000       # another backlog size, progress on stderr
+    python -m bench.outbox --rounds 3      # medians of 3 rounds, for a busy machine
 
 Phases, all against one private Mosquitto started here:
 
@@ -197,8 +198,15 @@ async def measure_baseline(
 ) -> dict[str, Any]:
     stats = tmp / "baseline-stats.json"
     cmd = _child_cmd(
-        "baseline", "--port", str(port), "--n", str(n), "--window", str(window),
-        "--stats", str(stats),
+        "baseline",
+        "--port",
+        str(port),
+        "--n",
+        str(n),
+        "--window",
+        str(window),
+        "--stats",
+        str(stats),
     )
     arrivals, info = await _run_child(
         port, cmd, n, tmp / "baseline.log", limit_s, "baseline", terminate=False
@@ -211,6 +219,7 @@ async def measure_baseline(
         "baseline_acked_per_s": child.get("acked_per_s"),
         "baseline_rss_mb": child.get("self_peak_rss_mb"),
         "baseline_cpu_pct": child.get("cpu_pct"),
+        "baseline_cpu_us_per_msg": child.get("cpu_us_per_msg"),
         "baseline_harness_cpu_s": rnd(info.get("harness_cpu_s"), 2),
         "baseline_duplicates": arrivals.duplicates,
     }
@@ -243,12 +252,17 @@ async def measure_drain(
     stats = tmp / "node-stats.json"
     config = write_node_config(tmp, port, outbox)
     cmd = _child_cmd(
-        "node", "--config", str(config), "--n", str(n), "--live-ms", str(live_ms),
-        "--stats", str(stats),
+        "node",
+        "--config",
+        str(config),
+        "--n",
+        str(n),
+        "--live-ms",
+        str(live_ms),
+        "--stats",
+        str(stats),
     )
-    arrivals, info = await _run_child(
-        port, cmd, n, tmp / "node.log", limit_s, "drain", tail_s=1.0
-    )
+    arrivals, info = await _run_child(port, cmd, n, tmp / "node.log", limit_s, "drain", tail_s=1.0)
     child = _read_stats(stats)
     t_done_ms = info["t_done"] * 1000
     live = [(now * 1000 - ts) for ts, now in arrivals.live if ts <= t_done_ms]
@@ -267,6 +281,7 @@ async def measure_drain(
         "live_puback_p99_ms": child.get("live_puback_p99_ms"),
         "rss_mb": rnd(info.get("peak_rss_mb")),
         "drain_cpu_pct": child.get("cpu_pct"),
+        "drain_cpu_us_per_msg": child.get("cpu_us_per_msg"),
         "drain_harness_cpu_s": rnd(info.get("harness_cpu_s"), 2),
         "drain_duplicates": arrivals.duplicates,
         "drain_node_exit": info.get("returncode"),
@@ -338,6 +353,7 @@ async def baseline_child(port: int, n: int, window: int) -> dict[str, Any]:
     return {
         "acked_per_s": rnd(n / (t1 - t0)),
         "cpu_pct": rnd(100 * (cpu1 - cpu0) / (t1 - t0)),
+        "cpu_us_per_msg": rnd((cpu1 - cpu0) / n * 1e6),
         "t_start": t_start,
         "self_peak_rss_mb": rnd(proc_status_mb(os.getpid(), "VmHWM")),
     }
@@ -403,6 +419,7 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
     if t_first_ack is not None and t_all_acked is not None and t_all_acked > t_first_ack:
         out["acked_per_s"] = rnd((n - 1) / (t_all_acked - t_first_ack))
         out["cpu_pct"] = rnd(100 * (cpu_all - cpu_first) / (t_all_acked - t_first_ack))
+        out["cpu_us_per_msg"] = rnd((cpu_all - cpu_first) / (n - 1) * 1e6)
     out["live_puback_p50_ms"] = rnd(percentile(puback_ms, 50))
     out["live_puback_p99_ms"] = rnd(percentile(puback_ms, 99))
     out["self_peak_rss_mb"] = rnd(proc_status_mb(os.getpid(), "VmHWM"))
@@ -412,52 +429,97 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
 # -- main -------------------------------------------------------------------------------
 
 
-async def run_all(n: int, live_ms: float, quiet: bool) -> dict[str, Any]:
+async def one_round(
+    n: int, live_ms: float, window: int, tmp: Path, broker: Mosquitto, quiet: bool
+) -> dict[str, Any]:
+    """Enqueue (which pre-fills a fresh outbox), baseline, then drain: one set of figures."""
+    assert broker.pid is not None
+    limit_s = max(120.0, n / 500)
+    result: dict[str, Any] = {}
+    outbox = tmp / "outbox.sqlite"
+    for leftover in tmp.glob("outbox.sqlite*"):
+        leftover.unlink()
+    say(quiet, f"enqueue: {n} door events into {outbox}")
+    result.update(await measure_enqueue(outbox, n))
+    result["outbox_file_mb"] = rnd(outbox.stat().st_size / 1e6, 2)
+    say(quiet, f"  {result['enqueue_per_s']} msg/s durable")
+
+    say(quiet, f"baseline: bare aiomqtt QoS 1, window {window}, {n} messages")
+    m0 = proc_cpu_s(broker.pid)
+    result.update(await measure_baseline(broker.port, n, window, tmp, limit_s))
+    result["baseline_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
+    say(quiet, f"  {result['baseline_per_s']} msg/s")
+
+    say(quiet, f"drain: edged Node, {n} backlog + a live event every {live_ms:g} ms")
+    m0 = proc_cpu_s(broker.pid)
+    result.update(await measure_drain(broker.port, n, outbox, live_ms, tmp, limit_s))
+    result["drain_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
+    say(quiet, f"  {result['drain_per_s']} msg/s, backlog drained in {result['backlog_s']} s")
+    base_rate, drain_rate = result["baseline_per_s"], result["drain_per_s"]
+    result["ratio"] = rnd(drain_rate / base_rate, 3) if base_rate and drain_rate else None
+    return result
+
+
+def _median(values: list[Any]) -> Any:
+    """Median of the numbers (the lower middle one: a value that was measured); else the
+    first value, for what is not a number."""
+    numbers = sorted(v for v in values if isinstance(v, int | float) and not isinstance(v, bool))
+    if len(numbers) != len(values) or not numbers:
+        return values[0]
+    return numbers[(len(numbers) - 1) // 2]
+
+
+FIRST = (
+    "enqueue_per_s",
+    "baseline_per_s",
+    "drain_per_s",
+    "ratio",
+    "backlog_100k_s",
+    "live_p50_ms",
+    "live_p99_ms",
+    "rss_mb",
+)
+PER_ROUND = ("baseline_per_s", "drain_per_s", "ratio", "backlog_s", "live_p99_ms", "rss_mb")
+
+
+async def run_all(n: int, live_ms: float, rounds: int, quiet: bool) -> dict[str, Any]:
     from edged.config.models import BrokerConfig
 
     window = BrokerConfig().window
-    limit_s = max(120.0, n / 500)
-    result: dict[str, Any] = {"n": n, "window": window, "message": "events/door (QoS 1)"}
+    load_before = os.getloadavg()[0]
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edged-bench-") as tmpdir:
         tmp = Path(tmpdir)
         broker = Mosquitto(tmp).start()
         try:
-            assert broker.pid is not None
-            outbox = tmp / "outbox.sqlite"
-            say(quiet, f"enqueue: {n} door events into {outbox}")
-            result.update(await measure_enqueue(outbox, n))
-            result["outbox_file_mb"] = rnd(outbox.stat().st_size / 1e6, 2)
-            say(quiet, f"  {result['enqueue_per_s']} msg/s durable")
-
-            say(quiet, f"baseline: bare aiomqtt QoS 1, window {window}, {n} messages")
-            m0 = proc_cpu_s(broker.pid)
-            base = await measure_baseline(broker.port, n, window, tmp, limit_s)
-            base["baseline_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
-            result.update(base)
-            say(quiet, f"  {result['baseline_per_s']} msg/s")
-
-            say(quiet, f"drain: edged Node, {n} backlog + a live event every {live_ms:g} ms")
-            m0 = proc_cpu_s(broker.pid)
-            drain = await measure_drain(broker.port, n, outbox, live_ms, tmp, limit_s)
-            drain["drain_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
-            result.update(drain)
-            say(quiet, f"  {result['drain_per_s']} msg/s, {result['backlog_s']} s")
+            for r in range(rounds):
+                if rounds > 1:
+                    say(quiet, f"round {r + 1} of {rounds}")
+                results.append(await one_round(n, live_ms, window, tmp, broker, quiet))
         finally:
             broker.stop()
-    base_rate, drain_rate = result.get("baseline_per_s"), result.get("drain_per_s")
-    result["ratio"] = rnd(drain_rate / base_rate, 3) if base_rate and drain_rate else None
+    # each figure is the median over the rounds; the ratio is the median of each round's
+    # own ratio (its baseline and drain ran back to back)
+    result = {k: _median([res[k] for res in results]) for k in results[0]}
     key = "backlog_100k_s" if n == 100_000 else f"backlog_{n}_s"
     result[key] = result.pop("backlog_s")
     if key != "backlog_100k_s":
         result["backlog_100k_s"] = None  # only measured with --n 100000 (the default)
-    result["backlog_kind"] = "events"
-    result["live_period_ms"] = live_ms
-    result["cores"] = os.cpu_count()
-    result["python"] = sys.version.split()[0]
-    first = ("enqueue_per_s", "baseline_per_s", "drain_per_s", "ratio", "backlog_100k_s",
-             "live_p50_ms", "live_p99_ms", "rss_mb")
-    return {**{k: result[k] for k in first}, **{k: v for k, v in result.items()
-                                                 if k not in first}}
+    result.update(
+        n=n,
+        backlog_kind="events",
+        message="rnst/v1/bench/node-1/events/door, QoS 1, MQTT 5",
+        window=window,
+        live_period_ms=live_ms,
+        rounds=rounds,
+        cores=os.cpu_count(),
+        loadavg_1m_before=round(load_before, 2),
+        loadavg_1m_after=round(os.getloadavg()[0], 2),
+        python=sys.version.split()[0],
+    )
+    if rounds > 1:
+        result["per_round"] = [{k: res[k] for k in PER_ROUND} for res in results]
+    return {**{k: result[k] for k in FIRST}, **{k: v for k, v in result.items() if k not in FIRST}}
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
@@ -465,12 +527,21 @@ def _delta(a: float | None, b: float | None) -> float | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.outbox", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.outbox",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     p.add_argument("--n", type=int, default=None, help="backlog size (default 100000)")
     p.add_argument("--quick", action="store_true", help=f"smoke test: n={QUICK_N}")
     p.add_argument("--live-ms", type=float, default=20.0, help="live event period (ms)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat enqueue+baseline+drain and report medians (for a busy machine)",
+    )
     # the children (internal)
     p.add_argument("--child", choices=["baseline", "node"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -495,7 +566,10 @@ def main(argv: list[str] | None = None) -> int:
     if n < 2:
         print("--n must be at least 2", file=sys.stderr)
         return 2
-    result = asyncio.run(run_all(n, args.live_ms, args.json))
+    if args.rounds < 1:
+        print("--rounds must be at least 1", file=sys.stderr)
+        return 2
+    result = asyncio.run(run_all(n, args.live_ms, args.rounds, args.json))
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 

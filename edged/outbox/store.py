@@ -235,7 +235,12 @@ class Outbox:
                 if self.config.flush_interval_ms:
                     await asyncio.sleep(self.config.flush_interval_ms / 1000)
                 try:
-                    await self.flush()
+                    # one commit per interval: acks that come in during it wait for the
+                    # next one (SD wear, and the reader is not stuck behind commits);
+                    # puts past _BATCH_MAX are not made to wait an interval more
+                    await self._commit_gathered()
+                    while self._pending:
+                        await self._commit_gathered()
                 except (sqlite3.Error, OSError, EdgedError):
                     # the batch's callers got the error; keep writing what comes next
                     self.write_errors += 1
@@ -246,6 +251,11 @@ class Outbox:
     async def flush(self) -> None:
         """Commit everything gathered so far."""
         while self._pending or self._acks or self._kv_dirty or self._streams_dirty:
+            await self._commit_gathered()
+
+    async def _commit_gathered(self) -> None:
+        """One commit of what is gathered now (puts: at most _BATCH_MAX of them)."""
+        if self._pending or self._acks or self._kv_dirty or self._streams_dirty:
             self._wake_writer.clear()
             batch, self._pending = self._pending[:_BATCH_MAX], self._pending[_BATCH_MAX:]
             acks, self._acks = self._acks, []
@@ -332,7 +342,10 @@ class Outbox:
         return results
 
     def _delete_acked(self, db: sqlite3.Connection, acks: list[Stored]) -> None:
-        db.executemany("DELETE FROM msg WHERE id = ?", ((m.id,) for m in acks))
+        ids = [m.id for m in acks]
+        for i in range(0, len(ids), 500):  # one statement per 500 ids, not one per row
+            chunk = ids[i : i + 500]
+            db.execute(f"DELETE FROM msg WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         for m in acks:
             self._counts.rows -= 1
             self._counts.bytes -= m.size

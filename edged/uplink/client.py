@@ -12,6 +12,7 @@ import logging
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -177,20 +178,40 @@ class Uplink:
             )
 
     async def _drain(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
-        """Feed a bounded window of workers in outbox order; each acks on PUBACK."""
-        window = self.config.window
-        queue: asyncio.Queue[Stored] = asyncio.Queue(maxsize=window)
-        for i in range(window):
-            tg.create_task(self._worker(client, queue), name=f"uplink.publish.{i}")
-        while True:
-            batch = await self.outbox.next_batch(window)
-            for msg in batch:
-                await queue.put(msg)
+        """Keep `window` publishes awaiting PUBACK, in outbox order; each acks on PUBACK.
 
-    async def _worker(self, client: aiomqtt.Client, queue: "asyncio.Queue[Stored]") -> None:
-        v5 = self.config.protocol == "5"
+        The workers take from a read-ahead of at most two windows; one fetch refills it
+        when it falls below a window, so there is no task switch per message and the
+        trip to the outbox thread overlaps with the publishes still ahead."""
+        window = self.config.window
+        ahead: deque[Stored] = deque()
+        low, filled = asyncio.Event(), asyncio.Event()
+        for i in range(window):
+            tg.create_task(self._worker(client, ahead, low, filled), name=f"uplink.publish.{i}")
         while True:
-            msg = await queue.get()
+            ahead.extend(await self.outbox.next_batch(2 * window - len(ahead)))
+            filled.set()
+            if len(ahead) >= window:
+                low.clear()
+                await low.wait()
+
+    async def _worker(
+        self,
+        client: aiomqtt.Client,
+        ahead: "deque[Stored]",
+        low: asyncio.Event,
+        filled: asyncio.Event,
+    ) -> None:
+        v5 = self.config.protocol == "5"
+        window = self.config.window
+        while True:
+            while not ahead:
+                filled.clear()
+                low.set()
+                await filled.wait()
+            msg = ahead.popleft()
+            if len(ahead) < window:
+                low.set()
             properties = None
             if msg.correlation is not None and v5:
                 properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
