@@ -25,6 +25,7 @@ from edged.counters import Counters
 from edged.diag import RecentLog
 from edged.errors import OutboxFullError
 from edged.health import CpuMeter, LoopLag, build_health, every
+from edged.kiosk.server import KioskServer, start_kiosk
 from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Alarm, Health, State
 from edged.security.authorize import Authorizer
@@ -83,6 +84,7 @@ class Node:
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
         self.services: list[Any] = []
+        self.kiosk: KioskServer | None = None
         register_builtin(self)
         register_admin(self)
 
@@ -225,6 +227,9 @@ class Node:
         self.router.register("trip.start", self.vehicle.command_trip_start, scope="operate")
         self.router.register("trip.stop", self.vehicle.command_trip_stop, scope="operate")
         self.services += [self.position, self.geofences, self.vehicle]
+        if services.kiosk.enabled:  # after the services it reads; registers kiosk.* commands
+            self.kiosk = start_kiosk(self, services.kiosk)
+            self.services.append(self.kiosk)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""

@@ -11,6 +11,7 @@ from enum import IntEnum
 from pydantic import BaseModel
 
 from edged import payloads as p
+from edged.kiosk.payloads import KioskRequest
 
 
 class Priority(IntEnum):
@@ -57,6 +58,7 @@ VEHICLE = TopicSpec("vehicle", p.Vehicle, Priority.SAMPLE, qos=0, retain=False)
 FAULTS = TopicSpec("vehicle/faults", p.Faults, Priority.STATE, qos=1, retain=True, latest_only=True)
 TRIP = TopicSpec("trip", p.Trip, Priority.TRIP, qos=1, retain=False)
 HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
+KIOSK_REQUESTS = TopicSpec("kiosk/requests", KioskRequest, Priority.EVENT, qos=1, retain=False)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
 
@@ -73,6 +75,7 @@ TOPICS: dict[str, TopicSpec] = {
         FAULTS,
         TRIP,
         HEALTH,
+        KIOSK_REQUESTS,
         REPLY,
         COMMAND,
     )

@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from edged.config.base import NAME_PATTERN, Strict
 from edged.config.geofences import Geofence, GeofenceSet
+from edged.kiosk.config import KioskConfig
 
 SIGNAL_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
 
@@ -121,3 +122,4 @@ class ServicesConfig(Strict):
     geofences: GeofenceServiceConfig = GeofenceServiceConfig()
     vehicle: VehicleServiceConfig = VehicleServiceConfig()
     trips: TripServiceConfig = TripServiceConfig()
+    kiosk: KioskConfig = KioskConfig()

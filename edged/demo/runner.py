@@ -184,6 +184,11 @@ async def run_demo(args: argparse.Namespace) -> int:
                 protocol=protocol,
                 prefix=demo.broker.prefix,
                 speed=speed,
+                kiosk=(
+                    f"http://{demo.services.kiosk.host}:{demo.services.kiosk.port}/"
+                    if demo.services.kiosk.enabled
+                    else None
+                ),
             )
             return await Demo(demo, base_dir, info, address).run(duration)
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with always returns)

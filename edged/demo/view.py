@@ -28,6 +28,7 @@ class DemoInfo:
     protocol: str
     prefix: str
     speed: float
+    kiosk: str | None = None  # the kiosk page's URL, when the kiosk is on
 
     @property
     def key(self) -> str:
@@ -128,6 +129,7 @@ def screen(
         f"({info.broker}, MQTT {info.protocol}) · {elapsed:.0f} s · ",
         (status, "green" if status == "connected" else "yellow"),
         " · Ctrl-C to stop",
+        f"\nkiosk screen: open {info.kiosk} in a browser" if info.kiosk else "",
     )
     top = Table.grid(expand=True, padding=(0, 1))
     top.add_column(ratio=1)
@@ -161,6 +163,8 @@ def summary(
         f"edged demo: {elapsed:.1f} s, broker {info.url} ({info.broker}, MQTT {info.protocol}), "
         f"what a subscriber to {info.prefix}/# received:",
     ]
+    if info.kiosk:
+        lines.append(f"kiosk     {info.kiosk}")
     if node is None:
         lines.append(f"node      {info.key} nothing received")
         lines.append(f"messages  {view.received} in all, {view.rejected} rejected")

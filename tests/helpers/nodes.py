@@ -22,6 +22,7 @@ def write_config(
     outbox: str = "",
     broker: str = "",
     extra: str = "",
+    kiosk: bool = False,
 ) -> Path:
     """A complete node config talking to the test broker; extra TOML lines can be added."""
     drivers = (
@@ -61,6 +62,9 @@ interval_s = {health_s}
 
 [services.position]
 qos = 1
+
+[services.kiosk]
+enabled = {"true" if kiosk else "false"}  # tests that want the page turn it on
 {extra}
 {drivers}
 """

@@ -1,0 +1,507 @@
+"""The kiosk's state: what the rider screen shows, and the rider requests it sends.
+
+Dispatch feeds it with commands (`kiosk.schedule`, `kiosk.message`, `kiosk.ack`); the other
+services feed it by being read (position, geofences, occupancy, uplink, mode). Every change
+becomes a new *view* (a JSON-ready dict) handed to listeners — the HTTP server pushes it to
+the pages. Schedule, messages and requests are kept with `set_state`, so a restart shows the
+same screen; a rider request is written in the same outbox commit as its message, so a
+request the kiosk remembers is a request dispatch will get.
+
+What it reads, each optional so the kiosk runs on any profile: `node.position` (`last_valid`,
+`fix_lost`), `node.geofences` (`inside()`, `fences`), `node.get_state("mode")` (set by
+`mode.set`), `node.uplink.connected`, and `node.occupancy` — any object with int `count`
+and `capacity` attributes (the occupancy service, when it comes); without one, or with a
+capacity that is not a positive int, the page hides its gauge.
+"""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeGuard, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from edged.clock import Clock
+from edged.config.models import EdgedConfig
+from edged.counters import Counters
+from edged.errors import CommandError, EdgedError
+from edged.kiosk.config import Button, KioskConfig
+from edged.kiosk.models import (
+    AckArgs,
+    ClearArgs,
+    Message,
+    MessageArgs,
+    RequestRecord,
+    RiderPost,
+    Schedule,
+    ScheduleArgs,
+    ServiceSlot,
+    parse_args,
+)
+from edged.kiosk.payloads import KioskRequest
+from edged.outbox import PutResult
+from edged.services.geofences import signed_distance
+from edged.topics import TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+REQUESTS_TOPIC = "kiosk/requests"
+SCHEDULE_KEY = "kiosk.schedule"
+MESSAGES_KEY = "kiosk.messages"
+REQUESTS_KEY = "kiosk.requests"
+MODE_KEY = "mode"
+DEFAULT_MODE = "on-demand"
+
+KEEP_REQUESTS = 50
+"""Requests remembered for `kiosk.ack`; older ones are forgotten (dispatch has them)."""
+STOP_KINDS = ("stop", "market", "venue")
+NEAR_M = 5000.0
+"""Farther than this from every stop, the screen says "on the way", not "near X"."""
+PASSED_GRACE_MS = 120_000
+"""A stop stays listed this long after its ETA: buses are late more often than early."""
+TICK_S = 0.5
+STORE_WAIT_S = 2.0
+
+
+class _Link(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+
+class KioskNode(Protocol):
+    """What the kiosk uses of the node; position, geofences and occupancy are optional."""
+
+    @property
+    def config(self) -> EdgedConfig: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def counters(self) -> Counters: ...
+
+    @property
+    def uplink(self) -> _Link: ...
+
+    def publish(
+        self, spec: TopicSpec, body: BaseModel, *, name: str | None = None, qos: int | None = None
+    ) -> "asyncio.Future[PutResult]": ...
+
+    def get_state(self, key: str, default: Any = None) -> Any: ...
+
+    def set_state(self, key: str, value: Any) -> None: ...
+
+
+class RequestRefused(EdgedError):
+    """A rider request that cannot be made as asked; `code` is for the page."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass(frozen=True)
+class Asked:
+    record: RequestRecord
+    repeat: bool  # the same button again, soon: the earlier request, nothing new sent
+
+
+def default_buttons(profile: str) -> list[Button]:
+    """On board a shuttle nobody needs a pickup; at a truck or venue door they may."""
+    if profile == "shuttle":
+        return ["mediator", "service"]
+    return ["pickup", "mediator", "service"]
+
+
+class KioskService:
+    def __init__(
+        self,
+        node: KioskNode,
+        config: KioskConfig,
+        *,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        spec = TOPICS.get(REQUESTS_TOPIC)
+        if spec is None:
+            raise EdgedError(
+                f"{REQUESTS_TOPIC} is not in edged.topics.TOPICS: add the KIOSK_REQUESTS "
+                "TopicSpec (body edged.kiosk.payloads.KioskRequest) before starting the kiosk"
+            )
+        self.spec = spec
+        self.node = node
+        self.config = config
+        self._now_ms = now_ms or (lambda: node.clock.now()[0])
+        self.buttons: list[Button] = (
+            list(config.buttons)
+            if config.buttons is not None
+            else default_buttons(node.config.node.profile.value)
+        )
+        self.schedule = self._load(SCHEDULE_KEY, Schedule, Schedule())
+        self.messages: list[Message] = self._load_list(MESSAGES_KEY, Message)
+        self.requests: list[RequestRecord] = self._load_list(REQUESTS_KEY, RequestRecord)
+        for r in self.requests:
+            if r.status == "saving":
+                r.status = "sent"  # stored with its message in one commit: it is durable
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._near: tuple[object, dict[str, Any] | None] = (None, None)
+        self._view: dict[str, Any] = self.view()
+
+    # -- persistence ------------------------------------------------------------------
+
+    def _load(self, key: str, model: type[M], default: M) -> M:
+        raw = self.node.get_state(key)
+        if raw is None:
+            return default
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            self.node.counters.inc("kiosk.bad_state")
+            log.warning("kiosk: stored %s is unreadable, starting without it: %s", key, exc)
+            return default
+
+    def _load_list(self, key: str, model: type[M]) -> list[M]:
+        raw = self.node.get_state(key)
+        if not isinstance(raw, list):
+            return []
+        out: list[M] = []
+        for item in raw:
+            try:
+                out.append(model.model_validate(item))
+            except ValidationError:
+                self.node.counters.inc("kiosk.bad_state")
+                log.warning("kiosk: dropped an unreadable entry of %s", key)
+        return out
+
+    def _save_schedule(self) -> None:
+        self.node.set_state(SCHEDULE_KEY, self.schedule.model_dump(mode="json"))
+
+    def _save_messages(self) -> None:
+        self.node.set_state(MESSAGES_KEY, [m.model_dump(mode="json") for m in self.messages])
+
+    def _save_requests(self) -> None:
+        self.node.set_state(REQUESTS_KEY, [r.model_dump(mode="json") for r in self.requests])
+
+    # -- the view ---------------------------------------------------------------------
+
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """`listener(view)` is called with each new view (never twice with the same one)."""
+        self._listeners.append(listener)
+
+    @property
+    def current(self) -> dict[str, Any]:
+        return self._view
+
+    def refresh(self) -> None:
+        """Recompute the view; tell the listeners when it changed."""
+        view = self.view()
+        if view == self._view:
+            return
+        self._view = view
+        for listener in self._listeners:
+            try:
+                listener(view)
+            except Exception:
+                self.node.counters.inc("kiosk.error")
+                log.exception("kiosk: a view listener failed")
+
+    def view(self) -> dict[str, Any]:
+        """Everything the page shows, as JSON-ready data; no clock (the page ticks its own)."""
+        now = self._now_ms()
+        node = self.node.config.node
+        return {
+            "node": {"id": node.id, "name": node.name or node.id, "profile": node.profile.value},
+            "mode": self._mode(),
+            "connected": bool(self.node.uplink.connected),
+            "timezone": self.config.timezone,
+            "idle_reset_s": self.config.idle_reset_s,
+            "buttons": list(self.buttons),
+            "where": self._where(),
+            "place": self.schedule.place,
+            "stops": [
+                {"name": s.name, "eta_ms": _ms(s.eta)}
+                for s in sorted(self.schedule.stops, key=lambda s: s.eta)
+                if _ms(s.eta) >= now - PASSED_GRACE_MS
+            ],
+            "services": [
+                self._slot_view(s)
+                for s in self.schedule.services
+                if s.until is None or _ms(s.until) > now
+            ],
+            "messages": [
+                m.model_dump(mode="json", exclude={"received_ms"})
+                for m in sorted(
+                    self.messages,
+                    key=lambda m: (_PRIORITY_ORDER[m.priority], -m.received_ms),
+                )
+                if m.expires_ms > now
+            ],
+            "occupancy": self._occupancy(),
+            "requests": self._requests_view(now),
+        }
+
+    def _mode(self) -> str:
+        mode = self.node.get_state(MODE_KEY, DEFAULT_MODE)
+        return mode if isinstance(mode, str) and 0 < len(mode) <= 40 else DEFAULT_MODE
+
+    def _slot_view(self, s: ServiceSlot) -> dict[str, Any]:
+        return {
+            "id": s.id,
+            "provider": s.provider,
+            "what": s.what,
+            "where": s.where,
+            "start_ms": _ms(s.start) if s.start else None,
+            "until_ms": _ms(s.until) if s.until else None,
+        }
+
+    def _where(self) -> dict[str, Any]:
+        position = getattr(self.node, "position", None)
+        geofences = getattr(self.node, "geofences", None)
+        last = getattr(position, "last_valid", None)
+        fix = "none" if last is None else "lost" if getattr(position, "fix_lost", False) else "ok"
+        stop = None
+        near = None
+        if geofences is not None:
+            here = [g for g in geofences.inside() if g.kind in STOP_KINDS]
+            if here:
+                g = here[0]
+                stop = {"id": g.id, "name": g.name or g.id, "kind": g.kind}
+            elif fix == "ok" and last is not None:
+                if self._near[0] is not last[0]:  # once per fix, not on every refresh
+                    self._near = (last[0], self._nearest(geofences.fences, last[0]))
+                near = self._near[1]
+        return {"fix": fix, "stop": stop, "near": near}
+
+    @staticmethod
+    def _nearest(fences: list[Any], fix: Any) -> dict[str, Any] | None:
+        candidates = [
+            (signed_distance(g, fix.lat, fix.lon), g) for g in fences if g.kind in STOP_KINDS
+        ]
+        if not candidates:
+            return None
+        d, g = min(candidates, key=lambda c: c[0])
+        return {"name": g.name or g.id, "km": round(max(d, 0) / 1000, 1)} if d <= NEAR_M else None
+
+    def _occupancy(self) -> dict[str, Any] | None:
+        """From `node.occupancy` (`count`, `capacity`) when an occupancy service exists."""
+        source = getattr(self.node, "occupancy", None)
+        count = getattr(source, "count", None)
+        capacity = getattr(source, "capacity", None)
+        if not (_is_int(count) and _is_int(capacity)) or capacity <= 0 or count < 0:
+            return None
+        free = max(0, capacity - count)
+        level = "full" if free == 0 else "few" if free <= max(2, capacity // 10) else "available"
+        return {"count": count, "capacity": capacity, "free": free, "level": level}
+
+    def _requests_view(self, now: int) -> list[dict[str, Any]]:
+        """The latest request per button, while it is recent enough to matter."""
+        latest: dict[str, RequestRecord] = {}
+        for r in self.requests:
+            if now - r.made_ms <= self.config.request_display_s * 1000:
+                latest[r.kind] = r
+        return [
+            latest[k].model_dump(mode="json", exclude={"lang"}) for k in self.buttons if k in latest
+        ]
+
+    # -- keeping time -----------------------------------------------------------------
+
+    def expire(self) -> None:
+        now = self._now_ms()
+        kept = [m for m in self.messages if m.expires_ms > now]
+        if len(kept) != len(self.messages):
+            self.messages = kept
+            self._save_messages()
+
+    async def run(self) -> None:
+        """Expire messages and notice what changes without telling (link, position, time)."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.expire()
+                self.refresh()
+            except Exception:
+                self.node.counters.inc("kiosk.error")
+                log.exception("kiosk: refreshing the view failed")
+
+    # -- commands from dispatch -------------------------------------------------------
+
+    async def command_schedule(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`kiosk.schedule`: each of place, services, stops given replaces that part."""
+        new = parse_args(ScheduleArgs, args)
+        update = {k: getattr(new, k) for k in new.model_fields_set}
+        for part in ("services", "stops"):
+            if part in update and update[part] is None:
+                update[part] = []  # null clears the list, as [] does
+        self.schedule = self.schedule.model_copy(update=update)
+        self._save_schedule()
+        self.refresh()
+        return {
+            "place": self.schedule.place is not None,
+            "services": len(self.schedule.services),
+            "stops": len(self.schedule.stops),
+        }
+
+    async def command_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`kiosk.message`: show or replace an announcement; `{"id", "clear": true}` removes it."""
+        now = self._now_ms()
+        self.expire()
+        if "clear" in args:
+            clear = parse_args(ClearArgs, args)
+            before = len(self.messages)
+            self.messages = [m for m in self.messages if m.id != clear.id]
+            self._save_messages()
+            self.refresh()
+            return {"id": clear.id, "cleared": before - len(self.messages)}
+        msg = parse_args(MessageArgs, args)
+        if msg.expires_at is not None:
+            expires = _ms(msg.expires_at)
+            if expires <= now:
+                raise CommandError(
+                    "bad_args",
+                    f"expires_at {msg.expires_at.isoformat()} is already past on the node "
+                    f"(node time {_iso(now)}); send a later time or ttl_s",
+                )
+            expires = min(expires, now + 7 * 86400 * 1000)
+        else:
+            expires = now + (msg.ttl_s or self.config.message_ttl_s) * 1000
+        msg_id = msg.id or f"m-{secrets.token_hex(4)}"
+        others = [m for m in self.messages if (m.id, m.lang) != (msg_id, msg.lang)]
+        if len(others) >= self.config.max_messages:
+            raise CommandError(
+                "too_many",
+                f"the kiosk keeps at most {self.config.max_messages} messages; "
+                'clear one with {"id": …, "clear": true} or wait for one to expire',
+            )
+        self.messages = [
+            *others,
+            Message(
+                id=msg_id,
+                lang=msg.lang,
+                text=msg.text,
+                priority=msg.priority,
+                expires_ms=expires,
+                received_ms=now,
+            ),
+        ]
+        self._save_messages()
+        self.refresh()
+        return {"id": msg_id, "lang": msg.lang, "expires_at": _iso(expires)}
+
+    async def command_ack(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`kiosk.ack`: dispatch has a rider request; the screen says "received by dispatch"."""
+        ack = parse_args(AckArgs, args)
+        record = next((r for r in self.requests if r.request_id == ack.request_id), None)
+        if record is None:
+            raise CommandError(
+                "unknown_request",
+                f"no kiosk request {ack.request_id!r} on this node; it keeps the last "
+                f"{KEEP_REQUESTS} requests",
+            )
+        already = record.status == "received"
+        if not already:
+            record.status = "received"
+            record.acked_ms = self._now_ms()
+            record.note = ack.note
+            self._save_requests()
+            self.refresh()
+        return {"request_id": record.request_id, "kind": record.kind, "already": already}
+
+    # -- rider requests ---------------------------------------------------------------
+
+    async def ask(self, post: RiderPost, *, wait_s: float = STORE_WAIT_S) -> Asked:
+        """Make a rider request: publish it (QoS 1, via the outbox) and wait until it is
+        durable, briefly: the page then shows "sent" (or "saved, no network")."""
+        if post.kind not in self.buttons:
+            raise RequestRefused("not_offered", f"this screen has no {post.kind} button")
+        slot: ServiceSlot | None = None
+        if post.service_id is not None:
+            if post.kind != "service":
+                raise RequestRefused("bad_request", "service_id goes with kind service only")
+            slot = next((s for s in self.schedule.services if s.id == post.service_id), None)
+            if slot is None:
+                raise RequestRefused(
+                    "unknown_service", "that service is not in today's schedule any more"
+                )
+        now = self._now_ms()
+        for r in reversed(self.requests):
+            if (
+                r.kind == post.kind
+                and r.service_id == post.service_id
+                and r.status != "failed"
+                and now - r.made_ms < self.config.repeat_after_s * 1000
+            ):
+                return Asked(r, repeat=True)
+        record = RequestRecord(
+            request_id=f"k{secrets.token_hex(8)}",
+            kind=post.kind,
+            service_id=post.service_id,
+            service=slot.provider if slot else None,
+            lang=post.lang,
+            made_ms=now,
+            status="saving",
+        )
+        future = self.node.publish(self.spec, self._payload(record))  # may raise: nothing kept
+        self.requests = [*self.requests, record][-KEEP_REQUESTS:]
+        self._save_requests()  # same commit as the message
+        future.add_done_callback(lambda f: self._stored(record, f))
+        self.refresh()
+        with contextlib.suppress(Exception):  # timed out or refused: `_stored` says which
+            await asyncio.wait_for(asyncio.shield(future), wait_s)
+        if future.done():
+            self._stored(record, future)  # whichever of us runs first settles the status
+        return Asked(record, repeat=False)
+
+    def _payload(self, record: RequestRecord) -> KioskRequest:
+        where = self._where()
+        position = getattr(self.node, "position", None)
+        last = getattr(position, "last_valid", None)
+        fix = last[0] if last is not None else None
+        stop = where["stop"]
+        return KioskRequest(
+            request_id=record.request_id,
+            kind=record.kind,
+            service_id=record.service_id,
+            service=record.service,
+            lang=record.lang,
+            mode=self._mode(),
+            stop=stop["id"] if stop else None,
+            stop_name=stop["name"] if stop else None,
+            lat=round(fix.lat, 5) if fix else None,
+            lon=round(fix.lon, 5) if fix else None,
+            fix_time=fix.fix_time if fix else None,
+            fix_lost=where["fix"] != "ok",
+        )
+
+    def _stored(self, record: RequestRecord, future: "asyncio.Future[PutResult]") -> None:
+        if record.status != "saving" or future.cancelled():
+            return
+        if future.exception() is not None:
+            record.status = "failed"
+            self.node.counters.inc("kiosk.request_failed")
+            log.error(
+                "kiosk: a %s request could not be stored: %s", record.kind, future.exception()
+            )
+        else:
+            record.status = "sent"
+        self._save_requests()
+        self.refresh()
+
+
+_PRIORITY_ORDER = {"urgent": 0, "important": 1, "info": 2}
+
+
+def _ms(t: Any) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def _is_int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)

@@ -1,0 +1,176 @@
+"""The kiosk page in a real headless Chromium, against a node running in the test's loop.
+
+The node is the real `Node` with the simulated GPS parked at Felletin (a stop geofence),
+talking to a real Mosquitto; the kiosk server is what `start_kiosk` gives the daemon.
+Screenshots of the main states go to test-artifacts/kiosk/.
+"""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from edged.config import load_config
+from edged.kiosk.config import KioskConfig
+from edged.kiosk.server import KioskServer, start_kiosk
+from edged.node import Node
+from tests.edged.kiosk.wiring import add_kiosk_topic
+from tests.helpers.broker import Mosquitto, free_port
+from tests.helpers.mqtt import publish
+from tests.helpers.nodes import ROOT, write_config
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = ROOT / "test-artifacts" / "kiosk"
+VIEWPORT = {"width": 1280, "height": 800}
+FELLETIN = """
+[services.geofences]
+dwell_s = 0
+[[services.geofences.fences]]
+id = "felletin"
+name = "Felletin – place Courtaud"
+kind = "stop"
+center = [45.8833, 2.1744]
+radius_m = 80
+"""
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        "browser tests need Debian's chromium at /usr/bin/chromium: apt-get install -y chromium",
+        allow_module_level=True,
+    )
+
+
+@dataclass
+class Kiosk:
+    node: Node
+    server: KioskServer
+    broker: Mosquitto
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def base(self) -> str:
+        return self.node.topics.base
+
+    async def command(self, name: str, args: dict[str, Any], cmd_id: str) -> None:
+        """What dispatch does: a command on `cmd/{name}` through the broker."""
+        payload = json.dumps({"id": cmd_id, "args": args}).encode()
+        await publish(self.broker.port, f"{self.base}/cmd/{name}", payload)
+
+    async def restart_server(self) -> None:
+        """The daemon's kiosk goes away and comes back on the same port."""
+        port = self.server.port
+        self.tasks[-1].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.tasks[-1]
+        config = self.server.config.model_copy(update={"port": port})
+        self.server = KioskServer(self.server.service, config, self.node.counters)
+        self.tasks.append(asyncio.create_task(self.server.run()))
+        await asyncio.wait_for(self.server.listening.wait(), 5)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """With persistence: a dispatch subscriber's session survives a broker restart, so what
+    the node sends when the broker is back reaches it whatever the reconnect order."""
+    store = tmp_path / "mosquitto-store"
+    store.mkdir()
+    m = Mosquitto(tmp_path, extra=f"persistence true\npersistence_location {store}/\n").start()
+    yield m
+    m.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def kiosk(
+    broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Kiosk]:
+    add_kiosk_topic(monkeypatch)
+    path = write_config(tmp_path, broker.port, gps=True, speed_factor=1.0, extra=FELLETIN)
+    node = Node(load_config(path), base_dir=tmp_path)
+    stop = asyncio.Event()
+    run = asyncio.create_task(node.run(stop))
+    await asyncio.wait_for(node.ready.wait(), 5)
+    config = KioskConfig(port=free_port(), buttons=["pickup", "mediator", "service"])
+    server = start_kiosk(node, config)
+    k = Kiosk(node, server, broker, [asyncio.create_task(server.run())])
+    await asyncio.wait_for(server.listening.wait(), 5)
+    for _ in range(100):  # connected, and parked at the stop
+        if node.uplink.connected and node.geofences.inside():
+            break
+        await asyncio.sleep(0.05)
+    try:
+        yield k
+    finally:
+        for task in k.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        stop.set()
+        await asyncio.wait_for(run, 10)
+
+
+@dataclass
+class Browser:
+    page: Any
+    errors: list[str]
+
+    async def shot(self, name: str) -> Path:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{name}.png"
+        await self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Any]:
+    """One Chromium per module (each test gets a fresh context: its own profile in memory,
+    no cookies or storage shared); Playwright gives it a fresh temporary user-data-dir."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.fail(
+            "playwright is not installed: pip install -e '.[test]' (never `playwright install`: "
+            "the tests use /usr/bin/chromium)"
+        )
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(chromium: Any) -> AsyncIterator[Browser]:
+    context = await chromium.new_context(
+        viewport=VIEWPORT, locale="fr-FR", timezone_id="Europe/Paris"
+    )
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield Browser(page, errors)
+    finally:
+        await context.close()

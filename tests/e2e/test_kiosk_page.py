@@ -1,0 +1,355 @@
+"""The kiosk page in headless Chromium: what riders see, and what their presses do.
+
+Dispatch is played through the real broker (commands on `cmd/kiosk.*`, a subscriber for
+`kiosk/requests`); the rider is played through the page, by touch (clicks) and keyboard.
+"""
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from tests.e2e.conftest import Browser, Kiosk
+from tests.helpers.mqtt import Collector
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")  # one Chromium for the module
+
+HERE = "Felletin – place Courtaud"
+SECOND_MS = 1000
+
+
+def schedule() -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "place": {"fr": "Guéret – marché de services", "en": "Guéret service market"},
+        "services": [
+            {
+                "id": "cpam",
+                "provider": "CPAM",
+                "what": {"fr": "Assurance maladie", "en": "Health insurance"},
+                "where": {"fr": "Camion 1", "en": "Truck 1"},
+                "until": (now + timedelta(hours=3)).isoformat(),
+            },
+            {
+                "id": "france-travail",
+                "provider": "France Travail",
+                "what": {"fr": "Emploi et formation", "en": "Jobs and training"},
+                "where": {"fr": "Camion 2", "en": "Truck 2"},
+                "start": (now - timedelta(hours=1)).isoformat(),
+                "until": (now + timedelta(hours=2)).isoformat(),
+            },
+        ],
+        "stops": [
+            {"name": "Aubusson – gare routière", "eta": (now + timedelta(minutes=12)).isoformat()},
+            {
+                "name": "Guéret – marché de services",
+                "eta": (now + timedelta(minutes=55)).isoformat(),
+            },
+        ],
+    }
+
+
+async def opened(kiosk: Kiosk, browser: Browser) -> Any:
+    page = browser.page
+    await page.goto(kiosk.url)
+    await expect(page.locator("#where")).to_have_text(HERE)
+    await expect(page.locator("#link")).to_have_attribute("data-state", "online")
+    return page
+
+
+async def test_page_renders_in_french_with_the_node_the_stop_and_the_clock(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    await expect(page.locator("html")).to_have_attribute("lang", "fr")
+    await expect(page.locator("#node-name")).to_have_text("shuttle-07")
+    await expect(page.locator("#link-text")).to_have_text("En ligne")
+    await expect(page.locator("#clock")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+    await expect(page.get_by_role("button", name="Demander un transport")).to_be_visible()
+    await browser.shot("01-home")
+    assert browser.errors == []  # no CSP violation, no script error
+
+
+async def test_schedule_and_message_from_dispatch_show_within_a_second(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    started = time.monotonic()
+    await kiosk.command("kiosk.schedule", schedule(), "s1")
+    await expect(page.locator("#services li")).to_have_count(2, timeout=SECOND_MS)
+    assert time.monotonic() - started < 1.0
+    started = time.monotonic()
+    await kiosk.command(
+        "kiosk.message",
+        {
+            "id": "welcome",
+            "text": "Bienvenue à bord. Prochain départ à 14 h.",
+            "priority": "important",
+        },
+        "m1",
+    )
+    await expect(page.locator("#messages li")).to_have_count(1, timeout=SECOND_MS)
+    assert time.monotonic() - started < 1.0
+    await expect(page.locator("#stops li")).to_have_count(2)
+    await expect(page.locator("#stops li").first).to_contain_text("Aubusson – gare routière")
+    await expect(page.locator("#place")).to_have_text("Guéret – marché de services")
+    await expect(page.locator("#messages li")).to_have_text(
+        "Important : Bienvenue à bord. Prochain départ à 14 h."
+    )
+    await browser.shot("02-schedule-and-message")
+
+
+async def test_pickup_reaches_the_broker_and_the_screen_shows_sent_then_received(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    status = page.locator("#status-pickup")
+    async with Collector(kiosk.broker.port, f"{kiosk.base}/kiosk/requests") as dispatch:
+        await page.get_by_role("button", name="Demander un transport").click()
+        await expect(status).to_have_attribute("data-status", "sent")
+        await expect(status).to_have_text("Envoyé. En attente de la régulation.")
+        await dispatch.wait_for(lambda: bool(dispatch.on("kiosk/requests")), 5, "the request")
+        await browser.shot("03-request-sent")
+        (request,) = [m.payload for m in dispatch.on("kiosk/requests")]
+    assert request["kind"] == "pickup" and request["lang"] == "fr"
+    assert request["stop"] == "felletin" and request["stop_name"] == HERE
+    assert abs(request["lat"] - 45.8833) < 0.001 and request["fix_lost"] is False
+    await kiosk.command(
+        "kiosk.ack",
+        {"request_id": request["request_id"], "note": "Un véhicule passe vers 14 h 30."},
+        "a1",
+    )
+    await expect(status).to_have_attribute("data-status", "received", timeout=SECOND_MS)
+    await expect(status).to_have_text("Reçu par la régulation.\nUn véhicule passe vers 14 h 30.")
+    await browser.shot("04-request-received")
+
+
+async def test_with_the_broker_down_the_screen_says_offline_and_the_request_is_sent_later(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    async with Collector(kiosk.broker.port, f"{kiosk.base}/kiosk/requests") as dispatch:
+        kiosk.broker.stop()
+        await expect(page.locator("#link")).to_have_attribute("data-state", "offline")
+        await expect(page.locator("#offline")).to_be_visible()
+        await page.get_by_role("button", name="Appeler le médiateur").click()
+        status = page.locator("#status-mediator")
+        await expect(status).to_have_attribute("data-status", "offline")
+        await expect(status).to_have_text(
+            "Pas de réseau : votre demande est enregistrée et sera envoyée."
+        )
+        await expect(page.locator("#where")).to_have_text(HERE)  # the rest still works
+        await browser.shot("05-offline")
+        kiosk.broker.start()
+        await dispatch.wait_for(lambda: bool(dispatch.on("kiosk/requests")), 15, "the request")
+    assert dispatch.on("kiosk/requests")[0].payload["kind"] == "mediator"
+    await expect(page.locator("#link")).to_have_attribute("data-state", "online")
+    await expect(status).to_have_attribute("data-status", "sent")
+
+
+async def test_script_in_an_announcement_is_shown_as_text_and_never_runs(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    evil = (
+        '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+        "<b>Alerte</b> javascript:alert(1)"
+    )
+    await kiosk.command("kiosk.message", {"id": "evil", "text": evil, "priority": "urgent"}, "e1")
+    text = page.locator('#messages li[data-id="evil"] .text')
+    await expect(text).to_have_text(evil, timeout=SECOND_MS)
+    assert await page.locator("#messages img, #messages script, #messages b").count() == 0
+    await asyncio.sleep(0.3)  # an onerror handler, had it been created, would have run by now
+    assert await page.evaluate("window.__pwned") is None
+    await browser.shot("06-injection-shown-as-text")
+
+
+async def test_html_in_the_schedule_is_shown_as_text(kiosk: Kiosk, browser: Browser) -> None:
+    page = await opened(kiosk, browser)
+    plan = schedule()
+    plan["services"][0]["provider"] = "<i>CPAM</i>"
+    await kiosk.command("kiosk.schedule", plan, "s-evil")
+    await expect(page.locator('#services li[data-id="cpam"] .provider')).to_have_text(
+        "<i>CPAM</i>", timeout=SECOND_MS
+    )
+    assert await page.locator("#services i").count() == 0
+
+
+async def test_a_flood_of_presses_is_refused_on_screen_and_sends_one_request(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    status = page.locator("#status-pickup")
+    button = page.get_by_role("button", name="Demander un transport")
+    async with Collector(kiosk.broker.port, f"{kiosk.base}/kiosk/requests") as dispatch:
+        for _ in range(40):
+            await button.click()
+            if await status.get_attribute("data-status") == "limited":
+                break
+            await asyncio.sleep(0.02)
+        await expect(status).to_have_text("Trop d'appuis : patientez quelques secondes.")
+        await browser.shot("07-rate-limited")
+        codes = await page.evaluate(
+            """async () => {
+                const out = [];
+                for (let i = 0; i < 30; i++) {
+                    const r = await fetch("/api/requests", {
+                        method: "POST",
+                        headers: {"Content-Type": "application/json"},
+                        body: JSON.stringify({kind: "mediator"}),
+                    });
+                    out.push(r.status);
+                }
+                return out;
+            }"""
+        )
+        await asyncio.sleep(1.0)  # anything that slipped through would be at the broker now
+        assert codes == [429] * 30
+        assert len(dispatch.on("kiosk/requests")) == 1
+
+
+async def test_english_by_keyboard_switches_texts_lang_and_translations(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    await kiosk.command("kiosk.schedule", schedule(), "s2")
+    for lang, text in (
+        ("fr", "Le bus part dans 5 minutes."),
+        ("en", "The bus leaves in 5 minutes."),
+    ):
+        await kiosk.command("kiosk.message", {"id": "go", "lang": lang, "text": text}, f"go-{lang}")
+    await expect(page.locator("#messages li")).to_have_text("Le bus part dans 5 minutes.")
+    await page.keyboard.press("Tab")  # the skip link
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "lang"
+    await page.keyboard.press("Enter")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await expect(page.locator("#messages li")).to_have_text("The bus leaves in 5 minutes.")
+    await expect(page.get_by_role("button", name="Ask for a pickup")).to_be_visible()
+    await expect(page.locator("#lang")).to_have_text("Français")
+    await expect(page.locator("#services li").first).to_contain_text("Health insurance")
+    await browser.shot("08-english")
+
+
+async def test_keyboard_focus_is_clearly_visible(kiosk: Kiosk, browser: Browser) -> None:
+    page = await opened(kiosk, browser)
+    for _ in range(3):
+        await page.keyboard.press("Tab")
+    ring = await page.evaluate(
+        """() => {
+            const s = getComputedStyle(document.activeElement);
+            return [document.activeElement.tagName, s.outlineStyle, parseFloat(s.outlineWidth)];
+        }"""
+    )
+    assert ring[0] == "BUTTON" and ring[1] == "solid" and ring[2] >= 3
+    await browser.shot("09-keyboard-focus")
+
+
+CONTRAST = """() => {
+    const lum = (rgb) => {
+        const [r, g, b] = rgb.map((v) => {
+            v /= 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const parse = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+    const background = (el) => {
+        for (let e = el; e; e = e.parentElement) {
+            const c = parse(getComputedStyle(e).backgroundColor);
+            if (c.length === 3 || (c.length === 4 && c[3] > 0.99)) return c.slice(0, 3);
+        }
+        return [255, 255, 255];
+    };
+    const bad = [];
+    for (const el of document.querySelectorAll("body *")) {
+        const hasText = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+        if (!hasText || !el.checkVisibility() || el.closest(".sr-only")) continue;
+        const fg = parse(getComputedStyle(el).color).slice(0, 3);
+        const [a, b] = [lum(fg), lum(background(el))].sort((x, y) => y - x);
+        const ratio = (a + 0.05) / (b + 0.05);
+        if (ratio < 4.5) bad.push(`${el.tagName}#${el.id}.${el.className}: ${ratio.toFixed(2)}`);
+    }
+    return bad;
+}"""
+
+TARGETS = """() => [...document.querySelectorAll("button, a")]
+    .filter((e) => e.checkVisibility())
+    .map((e) => { const r = e.getBoundingClientRect(); return [e.textContent.trim(), r.width, r.height]; })
+    .filter(([, w, h]) => w < 44 || h < 44)"""
+
+
+async def test_every_state_meets_contrast_and_touch_target_sizes(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    kiosk.node.occupancy = SimpleNamespace(count=27, capacity=30)  # type: ignore[attr-defined]
+    await kiosk.command("kiosk.schedule", schedule(), "s3")
+    for prio in ("info", "important", "urgent"):
+        await kiosk.command(
+            "kiosk.message", {"id": prio, "text": f"Annonce {prio}", "priority": prio}, prio
+        )
+    await page.get_by_role("button", name="Appeler le médiateur").click()
+    await expect(page.locator("#messages li")).to_have_count(3)
+    await expect(page.locator("#occupancy")).to_be_visible()
+    await expect(page.locator("#status-mediator")).to_have_attribute("data-status", "sent")
+    await page.evaluate(
+        "for (const id of ['offline', 'lost']) document.getElementById(id).hidden = false"
+    )
+    assert await page.evaluate(CONTRAST) == []
+    assert await page.evaluate(TARGETS) == []
+    for lang in ("fr", "en"):
+        assert await page.locator(f'[lang="{lang}"]').count() >= 1
+
+
+async def test_occupancy_shows_a_gauge_and_words_and_hides_without_a_counter(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    await expect(page.locator("#occupancy")).to_be_hidden()
+    kiosk.node.occupancy = SimpleNamespace(count=12, capacity=30)  # type: ignore[attr-defined]
+    await expect(page.locator("#occ-words")).to_have_text("18 places disponibles")
+    gauge = page.get_by_role("meter")
+    await expect(gauge).to_have_attribute("aria-valuenow", "12")
+    await expect(gauge).to_have_attribute("aria-valuemax", "30")
+    await browser.shot("10-occupancy")
+    kiosk.node.occupancy = SimpleNamespace(count=30, capacity=30)  # type: ignore[attr-defined]
+    await expect(page.locator("#occ-words")).to_have_text("Complet")
+    await browser.shot("11-occupancy-full")
+
+
+async def test_the_page_reconnects_by_itself_when_the_kiosk_server_restarts(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    port = kiosk.server.port
+    kiosk.tasks[-1].cancel()
+    await expect(page.locator("#lost")).to_be_visible(timeout=5 * SECOND_MS)
+    await expect(page.locator("#link")).to_have_attribute("data-state", "unknown")
+    await expect(page.locator("#where")).to_have_text(HERE)  # the last state stays shown
+    await browser.shot("12-kiosk-restarting")
+    await kiosk.restart_server()
+    assert kiosk.server.port == port
+    await kiosk.command("kiosk.message", {"id": "back", "text": "De retour."}, "b1")
+    await expect(page.locator("#messages li")).to_have_text("De retour.", timeout=5 * SECOND_MS)
+    await expect(page.locator("#lost")).to_be_hidden()
+    await expect(page.locator("#link")).to_have_attribute("data-state", "online")
+
+
+async def test_the_screen_goes_back_to_french_for_the_next_rider(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = browser.page
+    await page.clock.install()
+    page = await opened(kiosk, browser)
+    await page.locator("#lang").click()
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await page.clock.fast_forward(60_000)
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await page.clock.fast_forward(70_000)  # idle_reset_s is 120 s
+    await expect(page.locator("html")).to_have_attribute("lang", "fr")

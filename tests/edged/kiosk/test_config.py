@@ -1,0 +1,38 @@
+"""`[services.kiosk]`: safe defaults, and mistakes named with their key."""
+
+import pytest
+from pydantic import ValidationError
+
+from edged.kiosk.config import KioskConfig
+
+
+def test_by_default_the_page_listens_on_loopback_only() -> None:
+    c = KioskConfig()
+    assert (c.host, c.port, c.enabled) == ("127.0.0.1", 8080, True)
+    assert c.max_body_bytes == 4096
+
+
+@pytest.mark.parametrize("host", ["http://0.0.0.0", "kiosk:8080", "a b", ""])
+def test_a_host_that_is_not_an_address_or_name_is_refused(host: str) -> None:
+    with pytest.raises(ValidationError, match="no scheme, no port"):
+        KioskConfig(host=host)
+
+
+def test_allowed_hosts_must_be_bare_names() -> None:
+    with pytest.raises(ValidationError, match=r"kiosk\.local:80"):
+        KioskConfig(allowed_hosts=["kiosk.local:80"])
+
+
+def test_an_unknown_time_zone_is_refused_with_an_example() -> None:
+    with pytest.raises(ValidationError, match="Europe/Paris"):
+        KioskConfig(timezone="Mars/Olympus")
+
+
+def test_a_button_listed_twice_is_refused() -> None:
+    with pytest.raises(ValidationError, match="each button once"):
+        KioskConfig(buttons=["pickup", "pickup"])
+
+
+def test_unknown_keys_are_refused() -> None:
+    with pytest.raises(ValidationError, match="admin"):
+        KioskConfig.model_validate({"admin": True})

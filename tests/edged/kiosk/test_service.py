@@ -1,0 +1,490 @@
+"""KioskService on a real node (outbox on disk, no broker): state, commands, requests."""
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from edged.commands.router import IncomingCommand
+from edged.errors import CommandError, EdgedError
+from edged.kiosk.config import KioskConfig
+from edged.kiosk.models import RiderPost
+from edged.kiosk.server import start_kiosk
+from edged.kiosk.service import (
+    KEEP_REQUESTS,
+    MESSAGES_KEY,
+    REQUESTS_KEY,
+    KioskService,
+    RequestRefused,
+    default_buttons,
+)
+from edged.node import Node
+from edged.topics import TOPICS
+from tests.edged.kiosk.conftest import AUBUSSON, FELLETIN, T0, FakeTime, Nodes, at, stored
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def slot(sid: str = "cpam", **kw: Any) -> dict[str, Any]:
+    return {"id": sid, "provider": "CPAM", **kw}
+
+
+# -- wiring -------------------------------------------------------------------------------
+
+
+async def test_without_the_kiosk_topic_in_the_table_it_says_what_to_add(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(TOPICS, "kiosk/requests")
+    with pytest.raises(EdgedError, match=r"kiosk/requests is not in edged\.topics\.TOPICS"):
+        KioskService(node, KioskConfig())
+
+
+async def test_start_kiosk_registers_its_three_commands(node: Node) -> None:
+    start_kiosk(node, KioskConfig(port=0))
+    assert {"kiosk.schedule", "kiosk.message", "kiosk.ack"} <= set(node.router.names)
+
+
+async def test_a_command_through_the_router_gets_an_ok_reply(node: Node) -> None:
+    start_kiosk(node, KioskConfig(port=0))
+    payload = json.dumps({"id": "c1", "args": {"text": "Bonjour"}}).encode()
+    outcome = await node.router.handle(IncomingCommand("kiosk.message", payload))
+    assert outcome.reply.ok and outcome.reply.result["lang"] == "fr"
+
+
+async def test_bad_args_through_the_router_get_a_bad_args_reply(node: Node) -> None:
+    start_kiosk(node, KioskConfig(port=0))
+    payload = json.dumps({"id": "c2", "args": {"text": "x", "colour": "red"}}).encode()
+    outcome = await node.router.handle(IncomingCommand("kiosk.message", payload))
+    assert outcome.reply.error is not None and outcome.reply.error.code == "bad_args"
+    assert "colour" in outcome.reply.error.message
+
+
+def test_buttons_default_by_profile() -> None:
+    assert default_buttons("shuttle") == ["mediator", "service"]
+    assert default_buttons("venue") == ["pickup", "mediator", "service"]
+    assert default_buttons("truck") == ["pickup", "mediator", "service"]
+
+
+async def test_configured_buttons_replace_the_profile_default(node: Node) -> None:
+    k = KioskService(node, KioskConfig(buttons=["mediator"]))
+    assert k.view()["buttons"] == ["mediator"]
+
+
+# -- where we are -------------------------------------------------------------------------
+
+
+async def test_inside_a_stop_geofence_the_view_names_the_stop(
+    node: Node, kiosk: KioskService
+) -> None:
+    at(node, *FELLETIN)
+    where = kiosk.view()["where"]
+    assert where == {
+        "fix": "ok",
+        "stop": {"id": "felletin", "name": "Felletin – place Courtaud", "kind": "stop"},
+        "near": None,
+    }
+
+
+async def test_between_stops_the_view_says_how_far_the_nearest_is(
+    node: Node, kiosk: KioskService
+) -> None:
+    at(node, AUBUSSON[0] - 0.02, AUBUSSON[1])  # about 2.2 km south of Aubusson
+    near = kiosk.view()["where"]["near"]
+    assert near["name"] == "Aubusson – gare routière" and 2.0 <= near["km"] <= 2.3
+
+
+async def test_without_any_fix_the_view_says_none(kiosk: KioskService) -> None:
+    assert kiosk.view()["where"] == {"fix": "none", "stop": None, "near": None}
+
+
+async def test_when_the_fix_is_lost_the_view_says_lost(node: Node, kiosk: KioskService) -> None:
+    at(node, *FELLETIN)
+    node.position.fix_lost = True
+    assert kiosk.view()["where"]["fix"] == "lost"
+
+
+async def test_mode_comes_from_the_node_state_and_junk_falls_back(
+    node: Node, kiosk: KioskService
+) -> None:
+    assert kiosk.view()["mode"] == "on-demand"
+    node.set_state("mode", "out-of-service")
+    assert kiosk.view()["mode"] == "out-of-service"
+    node.set_state("mode", {"not": "a mode"})
+    assert kiosk.view()["mode"] == "on-demand"
+
+
+async def test_connection_state_comes_from_the_uplink(node: Node, kiosk: KioskService) -> None:
+    assert kiosk.view()["connected"] is False
+    node.uplink.connected = True
+    assert kiosk.view()["connected"] is True
+
+
+# -- occupancy ----------------------------------------------------------------------------
+
+
+async def test_without_an_occupancy_service_the_gauge_is_hidden(kiosk: KioskService) -> None:
+    assert kiosk.view()["occupancy"] is None
+
+
+@pytest.mark.parametrize(
+    ("count", "level", "free"),
+    [(10, "available", 20), (27, "few", 3), (30, "full", 0), (33, "full", 0)],
+)
+async def test_occupancy_gives_free_seats_and_a_level(
+    node: Node, kiosk: KioskService, count: int, level: str, free: int
+) -> None:
+    node.occupancy = SimpleNamespace(count=count, capacity=30)  # type: ignore[attr-defined]
+    occ = kiosk.view()["occupancy"]
+    assert occ == {"count": count, "capacity": 30, "free": free, "level": level}
+
+
+@pytest.mark.parametrize("capacity", [0, None, True, "30"])
+async def test_occupancy_without_a_usable_capacity_is_hidden(
+    node: Node, kiosk: KioskService, capacity: Any
+) -> None:
+    node.occupancy = SimpleNamespace(count=3, capacity=capacity)  # type: ignore[attr-defined]
+    assert kiosk.view()["occupancy"] is None
+
+
+# -- kiosk.schedule -----------------------------------------------------------------------
+
+
+async def test_schedule_replaces_only_the_parts_given(kiosk: KioskService, clock: FakeTime) -> None:
+    eta = iso(clock.ms + 600_000)
+    await kiosk.command_schedule({"services": [slot()], "stops": [{"name": "Ahun", "eta": eta}]})
+    await kiosk.command_schedule({"stops": [{"name": "Guéret", "eta": eta}]})
+    view = kiosk.view()
+    assert [s["id"] for s in view["services"]] == ["cpam"]
+    assert [s["name"] for s in view["stops"]] == ["Guéret"]
+
+
+async def test_schedule_empty_list_or_null_clears_that_part(kiosk: KioskService) -> None:
+    await kiosk.command_schedule({"services": [slot()], "place": "Guéret"})
+    await kiosk.command_schedule({"services": None})
+    assert kiosk.view()["services"] == [] and kiosk.view()["place"] == "Guéret"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {},
+        {"services": [slot(), slot()]},
+        {"services": [slot(until="2026-11-25T10:00:00")]},  # no time zone
+        {"services": [slot(start="2026-11-25T12:00:00Z", until="2026-11-25T10:00:00Z")]},
+        {"services": [{"id": "x y", "provider": "A"}]},
+        {"services": [slot(provider="")]},
+        {"services": [slot(provider="x" * 81)]},
+        {"stops": [{"name": "Ahun"}]},
+        {"stops": [{"name": "Ahun", "eta": "2026-11-25T10:00:00Z", "extra": 1}]},
+        {"place": {"de": "Markt"}},
+        {"services": [slot(sid=f"s{i}") for i in range(41)]},
+        {"unknown": 1},
+    ],
+)
+async def test_a_bad_schedule_is_refused_whole_and_changes_nothing(
+    kiosk: KioskService, args: dict[str, Any]
+) -> None:
+    await kiosk.command_schedule({"services": [slot("keep")]})
+    before = kiosk.view()
+    with pytest.raises(CommandError) as err:
+        await kiosk.command_schedule(args)
+    assert err.value.code == "bad_args"
+    assert kiosk.view() == before
+
+
+async def test_stops_come_in_eta_order_and_drop_two_minutes_after_their_eta(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    await kiosk.command_schedule(
+        {
+            "stops": [
+                {"name": "later", "eta": iso(clock.ms + 600_000)},
+                {"name": "soon", "eta": iso(clock.ms + 60_000)},
+            ]
+        }
+    )
+    assert [s["name"] for s in kiosk.view()["stops"]] == ["soon", "later"]
+    clock.advance(60 + 121)
+    assert [s["name"] for s in kiosk.view()["stops"]] == ["later"]
+
+
+async def test_services_drop_out_once_closed(kiosk: KioskService, clock: FakeTime) -> None:
+    await kiosk.command_schedule({"services": [slot("a", until=iso(clock.ms + 60_000)), slot("b")]})
+    clock.advance(61)
+    assert [s["id"] for s in kiosk.view()["services"]] == ["b"]
+
+
+# -- kiosk.message ------------------------------------------------------------------------
+
+
+async def test_a_message_shows_until_its_ttl_then_expires(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    await kiosk.command_message({"id": "m", "text": "Retard de 10 min", "ttl_s": 60})
+    assert [m["text"] for m in kiosk.view()["messages"]] == ["Retard de 10 min"]
+    clock.advance(61)
+    kiosk.expire()
+    assert kiosk.view()["messages"] == [] and kiosk.node.get_state(MESSAGES_KEY) == []
+
+
+async def test_a_message_without_expiry_gets_the_configured_ttl(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    result = await kiosk.command_message({"text": "Bonjour"})
+    assert result["expires_at"] == iso(clock.ms + 86_400_000).replace("+00:00", "Z")
+    assert result["id"].startswith("m-")
+
+
+async def test_a_message_expiring_in_the_past_is_refused_with_the_node_time(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    with pytest.raises(CommandError, match="already past on the node"):
+        await kiosk.command_message({"text": "x", "expires_at": iso(clock.ms - 1000)})
+
+
+async def test_expires_at_and_ttl_together_are_refused(kiosk: KioskService) -> None:
+    with pytest.raises(CommandError, match="not both"):
+        await kiosk.command_message(
+            {"text": "x", "ttl_s": 60, "expires_at": "2030-01-01T00:00:00Z"}
+        )
+
+
+async def test_same_id_other_language_is_a_translation_same_language_replaces(
+    kiosk: KioskService,
+) -> None:
+    await kiosk.command_message({"id": "go", "text": "Départ", "lang": "fr"})
+    await kiosk.command_message({"id": "go", "text": "Leaving", "lang": "en"})
+    await kiosk.command_message({"id": "go", "text": "Départ dans 5 min", "lang": "fr"})
+    texts = {(m["lang"], m["text"]) for m in kiosk.view()["messages"]}
+    assert texts == {("fr", "Départ dans 5 min"), ("en", "Leaving")}
+
+
+async def test_clear_removes_every_language_of_a_message(kiosk: KioskService) -> None:
+    for lang in ("fr", "en"):
+        await kiosk.command_message({"id": "go", "text": "x", "lang": lang})
+    assert await kiosk.command_message({"id": "go", "clear": True}) == {"id": "go", "cleared": 2}
+    assert kiosk.view()["messages"] == []
+
+
+async def test_urgent_messages_come_first_then_newest(kiosk: KioskService, clock: FakeTime) -> None:
+    for i, prio in enumerate(["info", "urgent", "important", "info"]):
+        clock.advance(1)
+        await kiosk.command_message({"id": f"m{i}", "text": prio, "priority": prio})
+    assert [m["id"] for m in kiosk.view()["messages"]] == ["m1", "m2", "m3", "m0"]
+
+
+async def test_more_messages_than_the_limit_are_refused_saying_how_to_clear(
+    node: Node, clock: FakeTime
+) -> None:
+    k = KioskService(node, KioskConfig(max_messages=2), now_ms=clock)
+    await k.command_message({"id": "a", "text": "a"})
+    await k.command_message({"id": "b", "text": "b"})
+    with pytest.raises(CommandError, match='"clear": true') as err:
+        await k.command_message({"id": "c", "text": "c"})
+    assert err.value.code == "too_many"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "x" * 501, "bell\x07", "nul\x00", "\u202eevil", "zero\u200bwidth", "tab\there"],
+)
+async def test_message_text_that_is_not_plain_text_is_refused(
+    kiosk: KioskService, text: str
+) -> None:
+    with pytest.raises(CommandError) as err:
+        await kiosk.command_message({"text": text})
+    assert err.value.code == "bad_args"
+    assert kiosk.view()["messages"] == []
+
+
+async def test_html_in_a_message_is_kept_verbatim_as_text(kiosk: KioskService) -> None:
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>\nligne 2'
+    await kiosk.command_message({"id": "e", "text": evil})
+    assert kiosk.view()["messages"][0]["text"] == evil
+
+
+# -- rider requests -----------------------------------------------------------------------
+
+
+async def test_a_request_is_published_durably_with_where_we_are(
+    node: Node, kiosk: KioskService
+) -> None:
+    at(node, *FELLETIN)
+    asked = await kiosk.ask(RiderPost(kind="pickup", lang="en"))
+    assert asked.record.status == "sent" and not asked.repeat
+    (payload,) = await stored(node, "kiosk/requests")
+    assert payload["request_id"] == asked.record.request_id
+    assert (
+        payload["kind"] == "pickup" and payload["lang"] == "en" and payload["mode"] == "on-demand"
+    )
+    assert payload["stop"] == "felletin" and payload["stop_name"] == "Felletin – place Courtaud"
+    assert payload["lat"] == round(FELLETIN[0], 5) and payload["fix_lost"] is False
+    assert {"v", "seq", "ts", "clock"} <= set(payload)
+
+
+async def test_a_request_without_a_fix_says_the_position_is_unknown(
+    node: Node, kiosk: KioskService
+) -> None:
+    await kiosk.ask(RiderPost(kind="mediator"))
+    (payload,) = await stored(node, "kiosk/requests")
+    assert payload["fix_lost"] is True and "lat" not in payload and "stop" not in payload
+
+
+async def test_a_question_about_a_service_names_it(node: Node, kiosk: KioskService) -> None:
+    await kiosk.command_schedule({"services": [slot("cpam", provider="CPAM")]})
+    await kiosk.ask(RiderPost(kind="service", service_id="cpam"))
+    (payload,) = await stored(node, "kiosk/requests")
+    assert payload["service_id"] == "cpam" and payload["service"] == "CPAM"
+
+
+async def test_the_same_button_again_soon_shows_the_same_request_and_sends_nothing(
+    node: Node, kiosk: KioskService, clock: FakeTime
+) -> None:
+    first = await kiosk.ask(RiderPost(kind="pickup"))
+    clock.advance(30)
+    again = await kiosk.ask(RiderPost(kind="pickup"))
+    assert again.repeat and again.record.request_id == first.record.request_id
+    assert len(await stored(node, "kiosk/requests")) == 1
+
+
+async def test_the_same_button_after_the_repeat_delay_makes_a_new_request(
+    node: Node, kiosk: KioskService, clock: FakeTime
+) -> None:
+    await kiosk.ask(RiderPost(kind="pickup"))
+    clock.advance(121)
+    again = await kiosk.ask(RiderPost(kind="pickup"))
+    assert not again.repeat and len(await stored(node, "kiosk/requests")) == 2
+
+
+async def test_a_button_this_screen_does_not_have_is_refused(node: Node) -> None:
+    k = KioskService(node, KioskConfig(buttons=["mediator"]))
+    with pytest.raises(RequestRefused) as err:
+        await k.ask(RiderPost(kind="pickup"))
+    assert err.value.code == "not_offered"
+    assert await stored(node, "kiosk/requests") == []
+
+
+async def test_a_question_about_a_service_not_in_the_schedule_is_refused(
+    node: Node, kiosk: KioskService
+) -> None:
+    with pytest.raises(RequestRefused) as err:
+        await kiosk.ask(RiderPost(kind="service", service_id="ghost"))
+    assert err.value.code == "unknown_service"
+    assert await stored(node, "kiosk/requests") == []
+
+
+async def test_a_service_id_on_another_kind_is_refused(kiosk: KioskService) -> None:
+    await kiosk.command_schedule({"services": [slot("cpam")]})
+    with pytest.raises(RequestRefused, match="kind service only"):
+        await kiosk.ask(RiderPost(kind="pickup", service_id="cpam"))
+
+
+async def test_a_request_the_outbox_refuses_shows_failed(
+    node: Node, kiosk: KioskService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: Any, **kw: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(EdgedError("outbox full"))
+        return future
+
+    monkeypatch.setattr(node, "publish", full)
+    asked = await kiosk.ask(RiderPost(kind="mediator"))
+    assert asked.record.status == "failed"
+    assert node.counters["kiosk.request_failed"] == 1
+
+
+async def test_only_the_last_requests_are_kept(
+    node: Node, kiosk: KioskService, clock: FakeTime
+) -> None:
+    for _ in range(KEEP_REQUESTS + 5):
+        clock.advance(200)
+        await kiosk.ask(RiderPost(kind="mediator"))
+    assert len(node.get_state(REQUESTS_KEY)) == KEEP_REQUESTS
+
+
+async def test_the_view_shows_the_latest_request_per_button_while_recent(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    await kiosk.ask(RiderPost(kind="pickup"))
+    clock.advance(200)
+    newer = await kiosk.ask(RiderPost(kind="pickup"))
+    assert [r["request_id"] for r in kiosk.view()["requests"]] == [newer.record.request_id]
+    clock.advance(901)
+    assert kiosk.view()["requests"] == []
+
+
+# -- kiosk.ack ----------------------------------------------------------------------------
+
+
+async def test_ack_marks_the_request_received_with_its_note(kiosk: KioskService) -> None:
+    asked = await kiosk.ask(RiderPost(kind="pickup"))
+    result = await kiosk.command_ack({"request_id": asked.record.request_id, "note": "14 h 30"})
+    assert result == {"request_id": asked.record.request_id, "kind": "pickup", "already": False}
+    (shown,) = kiosk.view()["requests"]
+    assert shown["status"] == "received" and shown["note"] == "14 h 30"
+
+
+async def test_a_second_ack_says_already_and_keeps_the_first(kiosk: KioskService) -> None:
+    asked = await kiosk.ask(RiderPost(kind="pickup"))
+    await kiosk.command_ack({"request_id": asked.record.request_id, "note": "first"})
+    again = await kiosk.command_ack({"request_id": asked.record.request_id, "note": "second"})
+    assert again["already"] is True and kiosk.view()["requests"][0]["note"] == "first"
+
+
+async def test_ack_of_an_unknown_request_is_refused(kiosk: KioskService) -> None:
+    with pytest.raises(CommandError) as err:
+        await kiosk.command_ack({"request_id": "k0000"})
+    assert err.value.code == "unknown_request"
+
+
+# -- the view, and keeping it across restarts ---------------------------------------------
+
+
+async def test_listeners_hear_each_change_once(kiosk: KioskService) -> None:
+    heard: list[dict[str, Any]] = []
+    kiosk.listen(heard.append)
+    await kiosk.command_message({"id": "a", "text": "a"})
+    kiosk.refresh()
+    kiosk.refresh()
+    assert len(heard) == 1 and heard[0]["messages"][0]["id"] == "a"
+
+
+async def test_schedule_messages_and_requests_survive_a_restart(nodes: Nodes) -> None:
+    clock = FakeTime()
+    node = await nodes.start()
+    first = KioskService(node, KioskConfig(buttons=["pickup"]), now_ms=clock)
+    await first.command_schedule({"place": "Guéret", "services": [slot()]})
+    await first.command_message({"id": "m", "text": "Bonjour", "ttl_s": 3600})
+    asked = await first.ask(RiderPost(kind="pickup"))
+    await nodes.stop(node)
+
+    node = await nodes.start()
+    second = KioskService(node, KioskConfig(buttons=["pickup"]), now_ms=clock)
+    view = second.view()
+    assert view["place"] == "Guéret" and [s["id"] for s in view["services"]] == ["cpam"]
+    assert [m["text"] for m in view["messages"]] == ["Bonjour"]
+    assert [r["request_id"] for r in view["requests"]] == [asked.record.request_id]
+    assert (await second.command_ack({"request_id": asked.record.request_id}))["already"] is False
+
+
+async def test_a_request_still_saving_at_a_restart_is_shown_as_sent(node: Node) -> None:
+    node.set_state(
+        REQUESTS_KEY,
+        [{"request_id": "k1", "kind": "pickup", "lang": "fr", "made_ms": T0, "status": "saving"}],
+    )
+    k = KioskService(node, KioskConfig(buttons=["pickup"]), now_ms=FakeTime())
+    assert k.view()["requests"][0]["status"] == "sent"
+
+
+async def test_unreadable_kept_state_is_dropped_and_counted(node: Node) -> None:
+    node.set_state(MESSAGES_KEY, [{"id": "x"}, "junk"])
+    node.set_state("kiosk.schedule", {"services": "nope"})
+    k = KioskService(node, KioskConfig(), now_ms=FakeTime())
+    assert k.view()["messages"] == [] and k.view()["services"] == []
+    assert node.counters["kiosk.bad_state"] == 3
