@@ -1,0 +1,181 @@
+"""`gps.nmea-serial`: an NMEA receiver on a serial port (UART, USB CDC-ACM, USB-serial).
+
+Reading: pyserial opens and configures the port (raw mode, baud rate, an exclusive lock so
+gpsd or a second daemon cannot share it silently), then the event loop watches its file
+descriptor (`loop.add_reader`) — no thread, no executor, no polling timer while the receiver
+is quiet. After the first bytes of a burst it waits `batch_s` and reads everything at once:
+a UART delivers a 1 Hz epoch in dozens of small chunks, and one wake-up per burst instead
+of one per chunk is what keeps a Pi Zero idle. Parsing (drivers.gps.nmea) costs a few µs a
+sentence, so it runs on the loop.
+
+Unplug: a vanished device makes the descriptor readable with end-of-file or EIO; the driver
+then raises `DriverError`, and the supervisor reopens it with backoff until the port is back
+(opening a missing port raises with what to check). A port that stays open but says nothing
+valid for `silence_s` (receiver off, wrong baud rate) raises too, so health shows it.
+
+Ready: on the first sentence with a good checksum, not at open — an open port at the wrong
+baud rate is not a working receiver.
+"""
+
+import asyncio
+import contextlib
+import errno
+import os
+from typing import ClassVar, Literal
+
+import serial
+from pydantic import Field
+
+from drivers.base import DriverContext, DriverOptions
+from drivers.gps.nmea import (
+    DEFAULT_COMPLETE_ON,
+    DEFAULT_MAX_LINE,
+    NMEA_MAX_LINE,
+    NmeaDecoder,
+    SentenceType,
+)
+from edged.errors import DriverError
+
+READ_SIZE = 65536
+PLUG = "unplugged? it is reopened when it is back: check the cable and connector"
+
+
+class NmeaSerialOptions(DriverOptions):
+    port: str = Field(
+        min_length=1, description="serial device; prefer a udev symlink such as /dev/gps0"
+    )
+    baud: Literal[4800, 9600, 19200, 38400, 57600, 115200] = Field(
+        default=9600, description="the receiver's output rate"
+    )
+    max_line: int = Field(
+        default=DEFAULT_MAX_LINE,
+        ge=NMEA_MAX_LINE,
+        le=4096,
+        description="longer lines are dropped and counted as too_long (NMEA says 82)",
+    )
+    complete_on: tuple[SentenceType, ...] = Field(
+        default=DEFAULT_COMPLETE_ON,
+        description="emit an epoch once it has all these sentence types; empty: on the next "
+        "epoch's time only",
+    )
+    silence_s: float = Field(
+        default=10.0, gt=0, le=3600, description="no valid sentence this long: reopen the port"
+    )
+    batch_s: float = Field(
+        default=0.02, ge=0, le=0.5, description="delay from data to read, to read bursts whole"
+    )
+
+
+def _open_error(port: str, exc: serial.SerialException) -> DriverError:
+    """Say what to check, not just the errno."""
+    code = exc.errno
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        advice = (
+            "it does not exist: check the GPS cable and the udev rule that names it "
+            "(ls -l /dev/serial/by-id/)"
+        )
+    elif code == errno.EACCES:
+        advice = "permission denied: add the user running edged to the 'dialout' group"
+    elif code in (errno.EAGAIN, errno.EBUSY):
+        advice = (
+            "it is in use by another program (gpsd? ModemManager?): stop it, "
+            "or use the gps.gpsd driver to share the receiver"
+        )
+    else:
+        advice = str(exc)
+    return DriverError(f"cannot open GPS serial port {port}: {advice}")
+
+
+class NmeaSerialGps:
+    Options: ClassVar[type[DriverOptions]] = NmeaSerialOptions
+
+    def __init__(self, options: NmeaSerialOptions) -> None:
+        self.options = options
+
+    def _open(self) -> serial.Serial:
+        o = self.options
+        try:
+            return serial.Serial(o.port, o.baud, timeout=0, exclusive=True)
+        except serial.SerialException as exc:
+            raise _open_error(o.port, exc) from exc
+        except (OSError, ValueError) as exc:
+            raise DriverError(f"cannot open GPS serial port {o.port}: {exc}") from exc
+
+    async def run(self, ctx: DriverContext) -> None:
+        port = self._open()
+        try:
+            await self._follow(port.fileno(), ctx)
+        finally:
+            with contextlib.suppress(OSError, serial.SerialException):
+                port.close()  # may fail on a vanished device; the first error is the one
+
+    async def _follow(self, fd: int, ctx: DriverContext) -> None:
+        o = self.options
+        loop = asyncio.get_running_loop()
+        decoder = NmeaDecoder(max_line=o.max_line, complete_on=o.complete_on, count=ctx.count)
+        failed: asyncio.Future[None] = loop.create_future()
+        last_good = loop.time()
+        talking = False  # a good sentence came: ready was called
+        timer: asyncio.TimerHandle | None = None
+
+        def fail(exc: BaseException) -> None:
+            loop.remove_reader(fd)
+            if not failed.done():
+                failed.set_exception(exc)
+
+        def read() -> None:
+            nonlocal last_good, talking, timer
+            timer = None
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                fail(DriverError(f"GPS serial port {o.port} lost ({exc.strerror or exc}); {PLUG}"))
+                return
+            if data == b"":
+                fail(DriverError(f"GPS serial port {o.port} lost (end of file); {PLUG}"))
+                return
+            if data:
+                seen = decoder.sentences
+                try:
+                    for fix in decoder.feed(data):
+                        ctx.emit(fix)
+                except Exception as exc:  # from a service behind emit: fail visibly
+                    fail(exc)
+                    return
+                if decoder.sentences != seen:
+                    last_good = loop.time()
+                    if not talking:
+                        talking = True
+                        ctx.ready()
+            if o.batch_s:
+                loop.add_reader(fd, readable)
+
+        def readable() -> None:
+            nonlocal timer
+            if o.batch_s:
+                loop.remove_reader(fd)
+                timer = loop.call_later(o.batch_s, read)
+            else:
+                read()
+
+        loop.add_reader(fd, readable)
+        try:
+            while True:
+                wait = last_good + o.silence_s - loop.time()
+                if wait <= 0:
+                    raise DriverError(
+                        f"no valid NMEA sentence from {o.port} at {o.baud} baud for "
+                        f"{o.silence_s:g} s: check the baud rate (receivers use 4800, 9600, "
+                        "38400 or 115200) and that the receiver is powered"
+                    )
+                await asyncio.wait([failed], timeout=wait)
+                if failed.done():
+                    failed.result()
+        finally:
+            loop.remove_reader(fd)
+            if timer is not None:
+                timer.cancel()
+            if failed.done():
+                failed.exception()  # retrieved: no "never retrieved" warning on cancel

@@ -1,0 +1,259 @@
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from drivers.gps.gpsd import GpsdGps, GpsdOptions, GpsdReports, Malformed
+from edged.config.models import SupervisorConfig
+from edged.errors import DriverError
+from edged.events import Fix, FixMode
+from edged.supervisor import Supervisor
+from tests.drivers.gps.fakes import RecordingContext, wait_until
+
+TPV = {
+    "class": "TPV",
+    "device": "/dev/ttyACM0",
+    "mode": 3,
+    "time": "2025-06-12T08:15:30.000Z",
+    "lat": 45.885701,
+    "lon": 2.175175,
+    "altHAE": 500.3,
+    "altMSL": 451.1,
+    "speed": 13.889,
+    "track": 12.67,
+}
+SKY = {
+    "class": "SKY",
+    "device": "/dev/ttyACM0",
+    "hdop": 0.87,
+    "satellites": [{"PRN": p, "used": p < 20} for p in (2, 5, 12, 13, 25, 29)],
+}
+
+
+def tpv(**changes: Any) -> dict[str, Any]:
+    return {**TPV, **changes}
+
+
+# -- reports ------------------------------------------------------------------------------
+
+
+def test_tpv_with_a_3d_fix_becomes_a_fix_in_utc() -> None:
+    fix = GpsdReports().handle(TPV)
+    assert fix == Fix(
+        fix_time=datetime(2025, 6, 12, 8, 15, 30, tzinfo=UTC),
+        lat=45.885701,
+        lon=2.175175,
+        alt=451.1,
+        speed=13.889,
+        course=12.67,
+        mode=FixMode.THREE_D,
+        quality=1,
+    )
+
+
+def test_satellites_used_and_hdop_come_from_the_last_sky() -> None:
+    reports = GpsdReports()
+    reports.handle(SKY)
+    fix = reports.handle(TPV)
+    assert fix is not None and (fix.satellites, fix.hdop) == (4, 0.87)
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_tpv_without_a_fix_is_a_void_fix(mode: int) -> None:
+    fix = GpsdReports().handle(tpv(mode=mode))
+    assert fix is not None and not fix.valid and (fix.lat, fix.lon) == (0.0, 0.0)
+
+
+def test_tpv_without_time_is_a_void_fix_on_the_system_clock() -> None:
+    fix = GpsdReports().handle({k: v for k, v in TPV.items() if k != "time"})
+    assert fix is not None and not fix.valid and fix.fix_time.tzinfo is not None
+
+
+def test_dgps_status_gives_quality_2() -> None:
+    fix = GpsdReports().handle(tpv(status=2))
+    assert fix is not None and fix.quality == 2
+
+
+def test_reports_of_another_device_are_ignored() -> None:
+    assert GpsdReports(device="/dev/ttyUSB1").handle(TPV) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mode": "3"},
+        {"mode": True},
+        {"mode": 7},
+        {"lat": "45.8"},
+        {"lat": 91.0},
+        {"lon": -180.5},
+        {"lat": None},
+        {"time": "yesterday"},
+        {"time": 1718179200},
+    ],
+)
+def test_tpv_with_a_bad_field_is_malformed(bad: dict[str, Any]) -> None:
+    with pytest.raises(Malformed):
+        GpsdReports().handle(tpv(**bad))
+
+
+@pytest.mark.parametrize(
+    "bad", [{"speed": -1.0}, {"speed": True}, {"track": 400}, {"altMSL": "high"}]
+)
+def test_optional_field_out_of_range_is_dropped_not_passed_on(bad: dict[str, Any]) -> None:
+    fix = GpsdReports().handle(tpv(**bad))
+    assert fix is not None and fix.valid
+    assert fix.speed is None or fix.speed >= 0
+    assert fix.course is None or 0 <= fix.course < 360
+
+
+# -- the driver against a fake gpsd --------------------------------------------------------
+
+
+class FakeGpsd:
+    """A TCP server that records what the client sends and plays lines to it."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.clients: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+        self.drivers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> "FakeGpsd":
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients.append(writer)
+        self.received += await reader.readline()
+
+    async def send(self, *lines: bytes | dict[str, Any]) -> None:
+        for line in lines:
+            data = line if isinstance(line, bytes) else json.dumps(line).encode() + b"\r\n"
+            for w in self.clients:
+                w.write(data)
+                await w.drain()
+
+    def hang_up(self) -> None:
+        """Close the clients' connections, as a gpsd restart does; keep listening."""
+        for w in self.clients:
+            w.close()
+        self.clients = []
+        self.received = b""
+
+    async def close(self) -> None:
+        for w in self.clients:
+            w.close()
+        self.clients = []
+        assert self.server is not None
+        self.server.close()
+
+
+@pytest.fixture
+async def gpsd() -> AsyncIterator[FakeGpsd]:
+    server = await FakeGpsd().start()
+    yield server
+    for task in server.drivers:
+        task.cancel()
+    await asyncio.gather(*server.drivers, return_exceptions=True)
+    await server.close()
+
+
+async def connected(gpsd: FakeGpsd, ctx: RecordingContext, **options: Any) -> "asyncio.Task[None]":
+    """A driver connected to the fake gpsd (cancelled when the test ends)."""
+    task = asyncio.create_task(GpsdGps(GpsdOptions(port=gpsd.port, **options)).run(ctx))
+    gpsd.drivers.append(task)
+    await wait_until(lambda: gpsd.received.endswith(b"\n"), 2, "the WATCH command")
+    return task
+
+
+async def test_driver_asks_gpsd_for_json_reports(gpsd: FakeGpsd) -> None:
+    await connected(gpsd, RecordingContext())
+    assert json.loads(gpsd.received.removeprefix(b"?WATCH=")) == {"enable": True, "json": True}
+
+
+async def test_driver_is_ready_on_the_first_tpv_and_emits_it(gpsd: FakeGpsd) -> None:
+    ctx = RecordingContext()
+    await connected(gpsd, ctx)
+    await gpsd.send({"class": "VERSION", "release": "3.22"})
+    await asyncio.sleep(0.05)
+    assert ctx.readies == 0
+    await gpsd.send(TPV)
+    await wait_until(lambda: len(ctx.fixes) == 1, 2, "a fix")
+    assert ctx.readies == 1
+
+
+async def test_hostile_lines_are_counted_and_skipped(gpsd: FakeGpsd) -> None:
+    ctx = RecordingContext()
+    await connected(gpsd, ctx, max_line=4096)
+    await gpsd.send(
+        b"not json\n",
+        b"[1, 2, 3]\n",
+        b"[" * 3000 + b"\n",
+        b'{"class": "TPV", "lat": ' + b"9" * 5000 + b"}\n",
+        b'{"class": "TPV", "mode": 3, "lat": 1e999, "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
+        b'{"class": "ERROR", "message": "unrecognized request"}\n',
+        b'{"class": "TPV", "mode": 3, "lat": 95, "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
+        TPV,
+    )
+    await wait_until(lambda: len(ctx.fixes) == 1, 2, "the good TPV after the bad lines")
+    assert ctx.counts == {"bad_json": 3, "too_long": 1, "malformed": 2, "gpsd_error": 1}
+
+
+async def test_over_long_line_in_pieces_is_counted_once(gpsd: FakeGpsd) -> None:
+    ctx = RecordingContext()
+    await connected(gpsd, ctx, max_line=1024)
+    for _ in range(10):
+        await gpsd.send(b"x" * 500)
+        await asyncio.sleep(0.01)
+    await gpsd.send(b"\n", TPV)
+    await wait_until(lambda: len(ctx.fixes) == 1, 2, "the TPV after the long line")
+    assert ctx.counts == {"too_long": 1}
+
+
+async def test_closed_connection_raises_for_a_reconnect(gpsd: FakeGpsd) -> None:
+    ctx = RecordingContext()
+    task = await connected(gpsd, ctx)
+    await gpsd.close()
+    with pytest.raises(DriverError, match="closed the connection"):
+        await asyncio.wait_for(task, 2)
+
+
+async def test_supervisor_reconnects_after_gpsd_hangs_up(gpsd: FakeGpsd) -> None:
+    events: list[Any] = []
+    config = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1)
+    sup = Supervisor(config, events.append)
+    task = asyncio.create_task(
+        sup.supervise("gps", "gps.gpsd", lambda: GpsdGps(GpsdOptions(port=gpsd.port)))
+    )
+    gpsd.drivers.append(task)
+    await wait_until(lambda: gpsd.received.endswith(b"\n"), 2, "the first WATCH")
+    await gpsd.send(TPV)
+    await wait_until(lambda: len(events) == 1, 2, "a fix")
+    gpsd.hang_up()
+    await wait_until(lambda: gpsd.received.endswith(b"\n"), 2, "the WATCH after reconnecting")
+    await gpsd.send(TPV)
+    await wait_until(lambda: len(events) == 2, 2, "a fix after reconnecting")
+    status = sup.drivers["gps"]
+    assert status.restarts == 1 and "closed the connection" in (status.last_error or "")
+
+
+async def test_silent_gpsd_raises_after_silence_s(gpsd: FakeGpsd) -> None:
+    task = await connected(gpsd, RecordingContext(), silence_s=0.1)
+    with pytest.raises(DriverError, match=r"sent nothing for 0\.1 s"):
+        await asyncio.wait_for(task, 2)
+
+
+async def test_unreachable_gpsd_says_to_check_that_it_runs(gpsd: FakeGpsd) -> None:
+    port = gpsd.port
+    await gpsd.close()
+    with pytest.raises(DriverError, match="is gpsd running"):
+        await GpsdGps(GpsdOptions(port=port)).run(RecordingContext())

@@ -1,0 +1,145 @@
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import serial
+
+from drivers.gps.nmea import NmeaDecoder
+from hil.gps.emulator import Faults, NmeaEmulator, epochs
+from tests.drivers.gps.fakes import nmea
+
+ROOT = Path(__file__).resolve().parents[3]
+LOGS = ROOT / "hil" / "gps" / "logs"
+
+
+def read_for(port: serial.Serial, seconds: float) -> bytes:
+    """Everything the emulator sends within `seconds`."""
+    data = b""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([port.fileno()], [], [], left)[0]:
+            data += os.read(port.fileno(), 65536)
+    return data
+
+
+@pytest.fixture
+def port(tmp_path: Path) -> Iterator[tuple[NmeaEmulator, serial.Serial]]:
+    emu = NmeaEmulator(LOGS / "ublox-m8-gn.nmea", tmp_path / "gps0", speed=50).start()
+    link = serial.Serial(str(emu.link), 9600, timeout=0)
+    yield emu, link
+    link.close()
+    emu.close()
+
+
+def test_a_log_is_grouped_into_its_epochs_with_their_intervals() -> None:
+    one_hz = epochs((LOGS / "ublox-m8-gn.nmea").read_bytes().splitlines())
+    ten_hz = epochs((LOGS / "ublox-m8-10hz.nmea").read_bytes().splitlines())
+    assert len(one_hz) == 90 and {len(lines) for _, lines in one_hz} == {11}
+    assert {round(gap, 6) for gap, _ in one_hz} == {1.0}
+    assert len(ten_hz) == 300 and {round(gap, 6) for gap, _ in ten_hz} == {0.1}
+
+
+def test_epochs_without_time_are_told_apart_by_repeated_types() -> None:
+    cold = epochs((LOGS / "mtk-coldstart.nmea").read_bytes().splitlines())
+    assert [len(lines) for _, lines in cold[:3]] == [5, 5, 5]
+
+
+def test_replay_reaches_the_link_in_log_order(port: tuple[NmeaEmulator, serial.Serial]) -> None:
+    _, link = port
+    got = read_for(link, 0.15).split(b"\r\n")
+    log = (LOGS / "ublox-m8-gn.nmea").read_bytes().split(b"\r\n")
+    start = next(i for i, line in enumerate(got) if line.startswith(b"$GNRMC"))  # an epoch
+    at = log.index(got[start])
+    assert got[start : start + 22] == log[at : at + 22]
+
+
+def test_replay_keeps_the_log_pace_divided_by_speed(
+    port: tuple[NmeaEmulator, serial.Serial],
+) -> None:
+    _, link = port
+    data = read_for(link, 0.5)  # 1 Hz log at speed 50: 25 epochs
+    assert 15 <= data.count(b"RMC") <= 30  # 25 expected; a loaded machine may lag
+
+
+def read_until_closed(port: serial.Serial) -> serial.SerialException:
+    """Drain what was sent before an unplug; returns the error that follows."""
+    for _ in range(100):
+        try:
+            port.read(65536)
+        except serial.SerialException as exc:
+            return exc
+    raise AssertionError("the port never reported the unplug")
+
+
+def test_unplug_removes_the_link_and_ends_reads(port: tuple[NmeaEmulator, serial.Serial]) -> None:
+    emu, link = port
+    emu.unplug()
+    assert not emu.link.exists()
+    assert "returned no data" in str(read_until_closed(link))
+
+
+def test_replug_points_the_link_at_a_fresh_pty(port: tuple[NmeaEmulator, serial.Serial]) -> None:
+    emu, old = port
+    emu.unplug()
+    emu.replug()
+    again = serial.Serial(str(emu.link), 9600, timeout=0)
+    try:
+        assert b"RMC" in read_for(again, 0.2)
+    finally:
+        again.close()
+    assert "returned no data" in str(read_until_closed(old))
+
+
+def test_injected_bytes_come_before_the_next_sentence(
+    port: tuple[NmeaEmulator, serial.Serial],
+) -> None:
+    emu, link = port
+    read_for(link, 0.05)
+    emu.inject(b"\x00\xffINJECTED\r\n")
+    assert b"\x00\xffINJECTED\r\n$" in read_for(link, 0.1)
+
+
+def test_faults_reach_the_decoder_as_counted_errors(tmp_path: Path) -> None:
+    counts: dict[str, int] = {}
+
+    def count(key: str, n: int) -> None:
+        counts[key] = counts.get(key, 0) + n
+
+    faults = Faults(garbage=0.2, bad_checksum=0.2, drop=0.2, cut=0.2, seed=1)
+    with NmeaEmulator(
+        LOGS / "ublox-m8-gn.nmea", tmp_path / "gps0", speed=100, faults=faults
+    ) as emu:
+        link = serial.Serial(str(emu.link), 9600, timeout=0)
+        fixes = NmeaDecoder(count=count).feed(read_for(link, 0.3))
+        link.close()
+    assert fixes and counts["bad_checksum"] > 0 and counts["noise"] > 0
+
+
+def test_baud_pacing_sends_no_faster_than_the_line_rate(tmp_path: Path) -> None:
+    lines = [nmea("GPTXT,01,01,02," + "X" * 60).strip()] * 10  # 830 bytes: 0.86 s at 9600 baud
+    with NmeaEmulator(lines, tmp_path / "gps0", baud=9600, loop=False) as emu:
+        link = serial.Serial(str(emu.link), 9600, timeout=0)
+        early = read_for(link, 0.3)
+        link.close()
+    assert 0 < len(early) <= 400  # about 290 bytes in 0.3 s
+
+
+def test_command_line_serves_the_link_until_terminated(tmp_path: Path) -> None:
+    link = tmp_path / "gps0"
+    cmd = [sys.executable, "-m", "hil.gps.emulator", str(LOGS / "sirf-gp.nmea")]
+    args = [*cmd, "--speed", "50", "--link", str(link)]
+    with subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().startswith(f"ready {link}")
+            port = serial.Serial(str(link), 4800, timeout=0)
+            assert b"$GPGGA" in read_for(port, 0.2)
+            port.close()
+        finally:
+            proc.terminate()
+        assert proc.wait(timeout=5) == 0
+    assert not link.exists()
