@@ -238,9 +238,7 @@ class Outbox:
                     # one commit per interval: acks that come in during it wait for the
                     # next one (SD wear, and the reader is not stuck behind commits);
                     # puts past _BATCH_MAX are not made to wait an interval more
-                    await self._commit_gathered()
-                    while self._pending:
-                        await self._commit_gathered()
+                    await self.flush()
                 except (sqlite3.Error, OSError, EdgedError):
                     # the batch's callers got the error; keep writing what comes next
                     self.write_errors += 1
