@@ -8,15 +8,20 @@ Prints one JSON object:
   virtual bus, so the sender's cost is not in it;
 - baseline_fps: a bare `bus.recv()` loop over the same queued frames, in the same run;
 - ratio: pipeline_fps / baseline_fps (aim >= 0.7);
-- cpu_s_per_mframe: CPU seconds per million frames through the pipeline;
+- cpu_s_per_mframe: CPU seconds per million frames through the pipeline (and
+  baseline_cpu_s_per_mframe for the bare loop; cpu_ratio, their ratio, is the same
+  comparison as `ratio` but hardly moved by other processes on the machine);
 - saturated_500k_lost: frames lost following a saturated 500 kbit/s bus (3,450 frames/s,
   half of them PGNs not decoded) for 60 s (10 s with --quick), with a 256-frame receive
-  queue (about what a SocketCAN socket buffers by default);
+  queue (about what a SocketCAN socket buffers by default); saturated_500k_lost_1mib_rcvbuf
+  the same with 1,400 frames, what the 1 MiB buffer the driver asks for holds;
 - cpu_pct_3450fps: CPU % of one core spent receiving and decoding while following it (the
   sender thread's own CPU is measured and left out) (aim < 25);
-- notifier_fps and per_event_handoff_fps: the alternatives the driver did not choose
-  (python-can's Notifier calling a listener per frame with one `call_soon_threadsafe` per
-  event; the driver's receiver waking the loop for every event) on the same frames;
+- notifier_fps: the alternative the driver did not choose, python-can's Notifier calling a
+  listener per frame and `call_soon_threadsafe` per event, on the same frames;
+- unthrottled_fps: the pipeline with min_interval_s = 0 (every message decoded, an event
+  each), and unthrottled_per_event_handoff_fps the same waking the loop for every event
+  instead of once per 10 ms batch: what the throttle and the batching buy;
 - slcan_fps, slcan_cpu_pct_1700fps: the whole path reading an slcan adapter emulated on a
   pty by another process at 1,700 frames/s (a saturated 250 kbit/s bus), and
   slcan_stock_reader_cpu_pct_1700fps the same with python-can's byte-by-byte reader.
@@ -52,7 +57,10 @@ from hil.can.fms import flood
 
 SATURATED_FPS = 3450
 INTERVAL_S = CanBusOptions().min_interval_s  # the driver's default throttle
-RX_QUEUE_SATURATED = 256
+RX_QUEUE_DEFAULT = 256
+"""Frames a SocketCAN socket queues with the default 208 KiB buffer (~750 bytes a frame)."""
+RX_QUEUE_1MIB = 1400
+"""... and with the 1 MiB buffer the driver asks for (`receive_buffer_bytes`)."""
 SLCAN_FPS = 1700
 LAST_SOURCE = 0xFD
 
@@ -103,27 +111,32 @@ def preload(msgs: list[can.Message], rx_queue: int = 0) -> tuple[can.BusABC, can
     return rx, tx
 
 
-def baseline(msgs: list[can.Message]) -> float:
+def baseline(msgs: list[can.Message]) -> tuple[float, float]:
+    """(frames/s, CPU s) of a bare receive loop over the queued frames."""
     rx, tx = preload(msgs)
     n = len(msgs)
-    t = time.perf_counter()
+    c, t = time.process_time(), time.perf_counter()
     got = 0
     while got < n:
         if rx.recv(1.0) is not None:
             got += 1
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     rx.shutdown()
     tx.shutdown()
-    return n / dt
+    return n / dt, cpu
 
 
 async def pipeline_run(
-    decoders: Decoders, msgs: list[can.Message], *, batch_s: float = 0.01
+    decoders: Decoders,
+    msgs: list[can.Message],
+    *,
+    batch_s: float = 0.01,
+    interval_s: float = INTERVAL_S,
 ) -> tuple[float, float, int]:
     """(frames/s, CPU s, events) through the driver's receiver, frames already queued."""
     rx, tx = preload(msgs)
     ctx = Consumer()
-    pipeline = Pipeline(decoders, min_interval_s=INTERVAL_S)
+    pipeline = Pipeline(decoders, min_interval_s=interval_s)
     receiver = Receiver(pipeline, batch_s=batch_s)
     c0, t0 = time.process_time(), time.perf_counter()
     task = asyncio.create_task(receiver.run(rx, ctx))
@@ -191,11 +204,11 @@ class PacedSender(threading.Thread):
 
 
 async def saturated(
-    decoders: Decoders, msgs: list[can.Message], seconds: float
+    decoders: Decoders, msgs: list[can.Message], seconds: float, queue: int
 ) -> tuple[int, float]:
     """(frames lost, CPU % of one core) following a saturated 500 kbit/s bus."""
     channel = f"bench-{uuid.uuid4().hex}"
-    rx = can.Bus(interface="virtual", channel=channel, rx_queue_size=RX_QUEUE_SATURATED)
+    rx = can.Bus(interface="virtual", channel=channel, rx_queue_size=queue)
     tx = can.Bus(interface="virtual", channel=channel)
     ctx = Consumer()
     pipeline = Pipeline(decoders, min_interval_s=INTERVAL_S)
@@ -208,9 +221,9 @@ async def saturated(
     await asyncio.to_thread(sender.join)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     await asyncio.sleep(0.5)  # let the receiver finish what is queued
-    received = pipeline.frames
     receiver.stop()
     await task
+    received = pipeline.frames  # exact once the receive loop has ended
     rx.shutdown()
     tx.shutdown()
     lost = sender.lost + (sender.sent - received)
@@ -269,22 +282,28 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     msgs = messages(n)
     repeats = args.repeats or (3 if args.quick else 5)
     say(args.quiet, f"{n} frames, half of them of PGNs in the DBC; best of {repeats} runs")
-    bases, runs, notifiers, per_events = [], [], [], []
+    bases, runs, notifiers, unthrottled, per_events = [], [], [], [], []
     for _ in range(repeats):  # interleaved, so a noisy neighbour hits both sides alike
         bases.append(baseline(msgs))
         runs.append(await pipeline_run(decoders, msgs))
         notifiers.append(await notifier_run(decoders, msgs))
-        per_events.append((await pipeline_run(decoders, msgs, batch_s=0.0))[0])
+        unthrottled.append((await pipeline_run(decoders, msgs, interval_s=0))[0])
+        per_events.append((await pipeline_run(decoders, msgs, batch_s=0, interval_s=0))[0])
         say(
             args.quiet,
-            f"baseline {bases[-1]:,.0f}, pipeline {runs[-1][0]:,.0f}, notifier "
-            f"{notifiers[-1]:,.0f}, per-event handoff {per_events[-1]:,.0f} frames/s",
+            f"baseline {bases[-1][0]:,.0f}, pipeline {runs[-1][0]:,.0f}, notifier "
+            f"{notifiers[-1]:,.0f}, unthrottled {unthrottled[-1]:,.0f}, unthrottled with a "
+            f"per-event handoff {per_events[-1]:,.0f} frames/s",
         )
-    base = max(bases)
+    base = max(b[0] for b in bases)
+    base_cpu = min(b[1] for b in bases)
+    pipe_cpu = min(r[1] for r in runs)
     fps, _, events = max(runs)
     say(args.quiet, f"following {SATURATED_FPS} frames/s for {seconds:g} s")
-    lost, cpu_pct = await saturated(decoders, msgs, seconds)
-    say(args.quiet, f"lost {lost}, {cpu_pct:.1f} % CPU")
+    lost, cpu_pct = await saturated(decoders, msgs, seconds, RX_QUEUE_DEFAULT)
+    say(args.quiet, f"lost {lost}, {cpu_pct:.1f} % CPU; again with a 1 MiB socket buffer")
+    lost_1mib, _ = await saturated(decoders, msgs, seconds, RX_QUEUE_1MIB)
+    say(args.quiet, f"lost {lost_1mib}")
     slcan_s = 5.0 if args.quick else 15.0
     slcan_fps, slcan_cpu = await slcan_run(decoders, slcan_s, stock=False)
     stock_fps, stock_cpu = await slcan_run(decoders, slcan_s, stock=True)
@@ -297,11 +316,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline_fps": round(fps),
         "baseline_fps": round(base),
         "ratio": round(fps / base, 3),
-        "cpu_s_per_mframe": round(min(r[1] for r in runs) / n * 1e6, 2),
+        "cpu_s_per_mframe": round(pipe_cpu / n * 1e6, 2),
+        "baseline_cpu_s_per_mframe": round(base_cpu / n * 1e6, 2),
+        "cpu_ratio": round(base_cpu / pipe_cpu, 3),
         "saturated_500k_lost": lost,
         "cpu_pct_3450fps": round(cpu_pct, 1),
+        "saturated_500k_lost_1mib_rcvbuf": lost_1mib,
         "notifier_fps": round(max(notifiers)),
-        "per_event_handoff_fps": round(max(per_events)),
+        "unthrottled_fps": round(max(unthrottled)),
+        "unthrottled_per_event_handoff_fps": round(max(per_events)),
         "slcan_fps": round(slcan_fps),
         "slcan_cpu_pct_1700fps": round(slcan_cpu, 1),
         "slcan_stock_reader_cpu_pct_1700fps": round(stock_cpu, 1),

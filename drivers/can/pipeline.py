@@ -1,0 +1,248 @@
+"""One frame in, at most one event out: J1939 identifier, throttle, transport protocol, DBC/DM1.
+
+This runs in the receive thread, frame by frame, so it is written for the hot path: a frame
+of a PGN nobody decodes costs two flag checks, a shift, a mask and a dict lookup; a frame
+held back by the throttle costs two more dict operations and no decoding. It never raises
+on frame content (any id, any length, any bytes): what it cannot use is counted, and the
+receiver hands the counters to `ctx.count` from the event loop.
+
+Throttle (`min_interval_s`, default 0.1 s): a vehicle bus repeats most parameter groups
+every 10-100 ms, and nothing downstream needs them faster than a few times a second, so
+per PGN and source address a J1939Signals is made at most about once per interval. A frame
+is let through once 3/4 of the interval has passed since the last one, so a sender's jitter
+around a period equal to the interval does not halve the rate. The latest frame held back
+is not lost: it is decoded and emitted when its interval is over (by `tick`), so the last
+value before a sender goes quiet (a door closing, the engine stopping) always arrives, at
+most an interval plus a tick late. A DM1 is skipped only when it repeats the previous
+one of its source, byte for byte, within the interval: a change in the active faults goes
+through at once (and at the usual 1 s period of DM1 nothing is ever skipped).
+"""
+
+import enum
+import logging
+import time
+from typing import Final
+
+import can
+
+from drivers.can.decoder import Decoders, MessageDecoder
+from drivers.can.dm1 import parse_dm1
+from drivers.can.j1939 import GLOBAL, PGN_DM1, PGN_TP_CM, PGN_TP_DT, pgn_of
+from drivers.can.transport import BamReassembler
+from edged.events import ActiveFaults, J1939Signals
+
+log = logging.getLogger(__name__)
+
+Event = J1939Signals | ActiveFaults
+Data = bytes | bytearray
+
+# SocketCAN error frame classes (linux/can/error.h), in the identifier of an error frame
+CAN_ERR_CRTL = 0x004
+CAN_ERR_BUSOFF = 0x040
+CAN_ERR_RESTARTED = 0x100
+CAN_ERR_CRTL_RX_OVERFLOW = 0x01
+
+
+class _Route(enum.Enum):
+    TRANSPORT_OR_DM1 = 1
+
+
+_TRANSPORT_OR_DM1: Final = _Route.TRANSPORT_OR_DM1
+
+_monotonic = time.monotonic
+
+LET_THROUGH = 0.75
+"""Fraction of min_interval_s after which the next frame of a PGN and source is decoded."""
+
+
+class Pipeline:
+    """Frames to events. Counter keys (health `driver.{name}.{key}`):
+
+    frames (every frame read; the receive loop counts them), decoded (J1939Signals made),
+    faults (ActiveFaults made), throttled (frames not decoded thanks to min_interval_s),
+    short_frame (shorter than its DBC message: the missing signals are None), decode_error
+    (the DBC could not decode it), dm1_malformed, not_j1939 (11-bit, remote or CAN FD
+    frame), error_frame, bus_off, bus_restarted, rx_overflow (the controller lost frames),
+    and the bam_* keys of BamReassembler.
+    """
+
+    def __init__(
+        self,
+        decoders: Decoders,
+        *,
+        min_interval_s: float = 0.0,
+    ) -> None:
+        self.decoders = decoders
+        self.by_pgn: dict[int, MessageDecoder] = dict(decoders.by_pgn)
+        self.dm1 = decoders.dm1
+        self.interval = min_interval_s
+        self._let_through = min_interval_s * LET_THROUGH
+        self.counts: dict[str, int] = {}
+        self.frames = 0
+        self.decoded = 0
+        self.throttled = 0
+        self.bus_off_at: float | None = None  # cleared by the next frame of a PGN in use
+        self._last: dict[int, float] = {}  # identifier less priority -> when last decoded
+        self._held: dict[int, can.Message] = {}  # the latest frame held back, per key
+        self._last_dm1: dict[int, tuple[float, bytes]] = {}  # source -> (when, payload)
+        wanted = decoders.pgns()
+        self.bam = BamReassembler(self.counts, wanted=wanted.__contains__)
+        special = {PGN_TP_CM, PGN_TP_DT} if wanted else set()
+        if self.dm1:
+            special.add(PGN_DM1)
+        # one lookup per frame tells "not ours" (None), "decode" and "transport or DM1"
+        routes: dict[int, MessageDecoder | _Route] = {
+            **self.by_pgn,
+            **dict.fromkeys(special, _TRANSPORT_OR_DM1),
+        }
+        self.route = routes.get
+        """PGN -> what to do with it: None (not ours), a decoder, or transport/DM1."""
+
+    def pgns_in_use(self) -> set[int]:
+        """The PGNs worth receiving at all: the decoded ones and the transport protocol."""
+        return self.decoders.pgns() | {PGN_TP_CM, PGN_TP_DT}
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def snapshot(self) -> dict[str, int]:
+        """Counters so far (cumulative); safe to call from another thread."""
+        out = self.counts.copy()
+        out["frames"] = self.frames
+        out["decoded"] = self.decoded
+        out["throttled"] = self.throttled
+        return out
+
+    def process(self, msg: can.Message, now: float | None = None) -> Event | None:
+        """A python-can message: the event it completes, if any. `now` (monotonic seconds)
+        is read from the clock only for frames that need it, unless given (tests). The
+        caller counts frames (`frames`): the receive loop does it in a local variable."""
+        pgn = (msg.arbitration_id >> 8) & 0x3FFFF
+        if (pgn & 0xFF00) < 0xF000:  # PDU1: the low byte is the destination, not the PGN
+            pgn &= 0x3FF00
+        return self.routed(msg, pgn, self.route(pgn), now)
+
+    def routed(
+        self,
+        msg: can.Message,
+        pgn: int,
+        route: "MessageDecoder | _Route | None",
+        now: float | None = None,
+    ) -> Event | None:
+        """`process` once the PGN is looked up in `route`: the receive loop does that
+        inline and calls this only for PGNs in use, error frames and 11-bit frames."""
+        if msg.is_error_frame or not msg.is_extended_id:
+            self._unusual(msg, _monotonic() if now is None else now)
+            return None
+        if route is None:
+            return None
+        if now is None:
+            now = _monotonic()
+        if self.bus_off_at is not None:
+            self.bus_off_at = None  # frames flow again: the controller recovered
+        if route is _TRANSPORT_OR_DM1:
+            return self._special_frame(msg, pgn, now)
+        if self.interval:
+            key = msg.arbitration_id & 0x3FFFFFF  # PGN (with a PDU1 destination), source
+            last = self._last.get(key)
+            if last is not None and now - last < self._let_through:
+                msg.timestamp = now  # our own copy of the frame: it carries its time
+                self._held[key] = msg
+                self.throttled += 1
+                return None
+            self._last[key] = now
+            self._held.pop(key, None)
+        return self._decode(route, msg, now)
+
+    def _decode(self, decoder: MessageDecoder, msg: can.Message, now: float) -> J1939Signals | None:
+        if msg.is_remote_frame or msg.is_fd:
+            self._count("not_j1939")
+            return None
+        return self._signals(decoder, msg.arbitration_id & 0xFF, msg.data, now)
+
+    def _special_frame(self, msg: can.Message, pgn: int, now: float) -> Event | None:
+        if msg.is_remote_frame or msg.is_fd:
+            self._count("not_j1939")
+            return None
+        can_id = msg.arbitration_id
+        source = can_id & 0xFF
+        if pgn == PGN_DM1:
+            return self._faults(source, msg.data, now)
+        if (can_id >> 8) & 0xFF != GLOBAL:
+            return None  # an RTS/CTS session between two other nodes
+        if pgn == PGN_TP_CM:
+            self.bam.on_cm(source, msg.data, now)
+            return None
+        done = self.bam.on_dt(source, msg.data, now)
+        if done is None:
+            return None
+        inner, payload = done
+        decoder = self.by_pgn.get(inner)
+        if decoder is not None:
+            return self._signals(decoder, source, payload, now)
+        if inner == PGN_DM1 and self.dm1:
+            return self._faults(source, payload, now)
+        return None
+
+    def _signals(
+        self, decoder: MessageDecoder, source: int, data: Data, now: float
+    ) -> J1939Signals | None:
+        if len(data) < decoder.length:
+            self._count("short_frame")
+        try:
+            signals = decoder.decode(data)
+        except Exception as exc:  # cantools: a multiplexer value the DBC does not list…
+            self._count("decode_error")
+            log.debug("cannot decode %s from %#x: %s", decoder.name, source, exc)
+            return None
+        self.decoded += 1
+        return J1939Signals(
+            pgn=decoder.pgn, name=decoder.name, source=source, signals=signals, ts=now
+        )
+
+    def _faults(self, source: int, data: Data, now: float) -> ActiveFaults | None:
+        payload = bytes(data)
+        if self.interval:
+            last = self._last_dm1.get(source)
+            if last is not None and last[1] == payload and now - last[0] < self._let_through:
+                self.throttled += 1
+                return None
+            self._last_dm1[source] = (now, payload)
+        faults = parse_dm1(source, payload, now)
+        if faults is None:
+            self._count("dm1_malformed")
+            return None
+        self._count("faults")
+        return faults
+
+    def _unusual(self, msg: can.Message, now: float) -> None:
+        if not msg.is_error_frame:
+            self._count("not_j1939")
+            return
+        self._count("error_frame")
+        cls = msg.arbitration_id
+        if cls & CAN_ERR_BUSOFF:
+            self._count("bus_off")
+            if self.bus_off_at is None:
+                self.bus_off_at = now
+        if cls & CAN_ERR_RESTARTED:
+            self._count("bus_restarted")
+            self.bus_off_at = None
+        if cls & CAN_ERR_CRTL and len(msg.data) > 1 and msg.data[1] & CAN_ERR_CRTL_RX_OVERFLOW:
+            self._count("rx_overflow")
+
+    def tick(self, now: float) -> list[Event]:
+        """Housekeeping a few times a second: time out silent transport sessions, and emit
+        the frames the throttle held back whose interval is over."""
+        if self.bam.sessions:
+            self.bam.expire(now)
+        out: list[Event] = []
+        if self._held:
+            due = [k for k, held in self._held.items() if now - self._last[k] >= self.interval]
+            for key in due:
+                msg = self._held.pop(key)
+                self._last[key] = now
+                event = self._decode(self.by_pgn[pgn_of(key)], msg, msg.timestamp)
+                if event is not None:
+                    out.append(event)
+        return out

@@ -1,0 +1,68 @@
+"""What every CAN backend does, and the options they share.
+
+A backend reads frames (a real adapter through python-can, or a candump log replayed
+through python-can's virtual bus) and emits, through the same receive and decode path,
+`edged.events.J1939Signals` for every DBC message and `edged.events.ActiveFaults` for DM1.
+"""
+
+from typing import ClassVar, Protocol
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from drivers.base import DriverContext, DriverOptions
+from drivers.can.decoder import SHIPPED_DBC, Decoders
+from edged.config.paths import ExistingConfigPath
+from edged.errors import ConfigError
+
+
+class CanDecodeOptions(DriverOptions):
+    """How frames become events; shared by `can.bus` and `can.replay`."""
+
+    dbc: ExistingConfigPath | None = Field(
+        default=None,
+        description="DBC file, relative to the config file; default: the shipped config/fms.dbc",
+    )
+    pgns: list[int] | None = Field(
+        default=None,
+        description="decode only these PGNs (DBC messages, 65226 for DM1); default: all",
+    )
+    min_interval_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=60,
+        description="about one J1939Signals per PGN and source in this time, the latest "
+        "value always delivered; 0: every message",
+    )
+
+    _decoders: Decoders | None = PrivateAttr(default=None)
+
+    @field_validator("pgns")
+    @classmethod
+    def _pgns_in_range(cls, pgns: list[int] | None) -> list[int] | None:
+        for pgn in pgns or ():
+            if not 0 <= pgn <= 0x3FFFF:
+                raise ValueError(f"{pgn} is not a PGN (0..262143)")
+        return pgns
+
+    @model_validator(mode="after")
+    def _dbc_usable(self) -> "CanDecodeOptions":
+        """Read the DBC now, so `edged check-config` reports a broken one or a bad PGN."""
+        try:
+            self._decoders = Decoders(self.dbc or SHIPPED_DBC, self.pgns)
+        except ConfigError as exc:
+            raise ValueError("; ".join(exc.problems)) from None
+        return self
+
+    def decoders(self) -> Decoders:
+        """The DBC indexed by PGN, read once per configuration (restarts reuse it)."""
+        if self._decoders is None:
+            self._decoders = Decoders(self.dbc or SHIPPED_DBC, self.pgns)
+        return self._decoders
+
+
+class CanBackend(Protocol):
+    """Emits J1939Signals and ActiveFaults through `ctx.emit`, counting what it drops."""
+
+    Options: ClassVar[type[DriverOptions]]
+
+    async def run(self, ctx: DriverContext) -> None: ...

@@ -1,0 +1,151 @@
+"""`can.replay`: a candump log played onto python-can's virtual bus, read back like a real bus.
+
+A sender thread paces the log (`speed` log seconds per real second) onto a private virtual
+channel; the receiving side is the very same Receiver and Pipeline as `can.bus`, so the
+demo and the tests exercise the real receive and decode path. Malformed lines are counted
+(`malformed_lines`) and skipped; the first few of each pass are logged with their line
+number.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import can
+from pydantic import Field
+
+from drivers.base import DriverContext
+from drivers.can.candump import EXAMPLE, LogFrame, LogLineError, read_log
+from drivers.can.pipeline import Pipeline
+from drivers.can.protocol import CanDecodeOptions
+from drivers.can.receiver import Receiver
+from edged.config.paths import ExistingConfigPath
+from edged.errors import DriverError
+
+RX_QUEUE = 10_000
+"""Frames the receiving side buffers; a faster sender waits (no frame of a log is lost)."""
+LOGGED_BAD_LINES = 5
+
+
+class CanReplayOptions(CanDecodeOptions):
+    log: ExistingConfigPath = Field(description="candump -L log, relative to the config file")
+    speed: float = Field(default=1.0, gt=0, le=1_000_000, description="log seconds per real s")
+    loop: bool = Field(default=False, description="start again at the end of the log")
+
+
+class _Sender:
+    """Plays the log onto the sender bus, in its own thread."""
+
+    def __init__(self, options: CanReplayOptions, log: logging.Logger) -> None:
+        self.options = options
+        self.log = log
+        self.on_failure: Callable[[], None] = lambda: None
+        self.stop = threading.Event()
+        self.counts: dict[str, int] = {"replayed": 0, "malformed_lines": 0}
+        self.failure: BaseException | None = None
+
+    def _bad_line(self, lineno: int, exc: LogLineError, shown: int) -> None:
+        self.counts["malformed_lines"] += 1
+        if shown < LOGGED_BAD_LINES:
+            self.log.warning(
+                "%s:%d: skipped, not a candump -L line (%s); expected e.g. %r",
+                self.options.log,
+                lineno,
+                exc,
+                EXAMPLE,
+            )
+        elif shown == LOGGED_BAD_LINES:
+            self.log.warning("%s: more malformed lines are counted, not logged", self.options.log)
+
+    def _send(self, bus: can.BusABC, frame: LogFrame) -> None:
+        msg = can.Message(
+            arbitration_id=frame.can_id,
+            is_extended_id=frame.extended,
+            is_remote_frame=frame.remote,
+            is_error_frame=frame.error,
+            data=frame.data,
+            check=False,
+        )
+        while not self.stop.is_set():
+            try:
+                bus.send(msg, timeout=0.5)
+                self.counts["replayed"] += 1
+                return
+            except can.CanOperationError:
+                continue  # the receiver is behind: wait for it, a log has no frames to lose
+
+    def play(self, bus: can.BusABC) -> None:
+        speed = self.options.speed
+        clock = time.monotonic
+        try:
+            while not self.stop.is_set():
+                sent_before = self.counts["replayed"]
+                first: float | None = None
+                start = clock()
+                shown = 0
+                for lineno, item in read_log(self.options.log):
+                    if self.stop.is_set():
+                        return
+                    if isinstance(item, LogLineError):
+                        self._bad_line(lineno, item, shown)
+                        shown += 1
+                        continue
+                    if first is None:
+                        first = item.ts
+                    delay = start + (item.ts - first) / speed - clock()
+                    if delay > 0.001 and self.stop.wait(delay):
+                        return
+                    self._send(bus, item)
+                if self.counts["replayed"] == sent_before:
+                    self.log.error("%s has no frame to replay", self.options.log)
+                    return
+                if not self.options.loop:
+                    self.log.info("replay of %s finished", self.options.log)
+                    return
+        except OSError as exc:  # the log went away or became unreadable
+            self.failure = exc
+            self.on_failure()
+
+
+class CanReplayDriver:
+    """Replays a log until cancelled (and keeps the bus open, silent, once it ends)."""
+
+    Options = CanReplayOptions
+
+    def __init__(self, options: CanReplayOptions) -> None:
+        self.options = options
+        self.decoders = options.decoders()
+
+    async def run(self, ctx: DriverContext) -> None:
+        for note in self.decoders.notes:
+            ctx.log.warning("%s", note)
+        channel = f"edged-replay-{uuid.uuid4().hex}"
+        rx = can.Bus(interface="virtual", channel=channel, rx_queue_size=RX_QUEUE)
+        tx = can.Bus(interface="virtual", channel=channel)
+        pipeline = Pipeline(self.decoders, min_interval_s=self.options.min_interval_s)
+        sender = _Sender(self.options, ctx.log)
+        receiver = Receiver(pipeline, extra_counts=[sender.counts.copy])
+        sender.on_failure = receiver.stop
+        thread = threading.Thread(
+            target=sender.play, args=(tx,), name=f"can-replay-{ctx.name}", daemon=True
+        )
+        ctx.log.info(
+            "replaying %s at %gx%s",
+            self.options.log,
+            self.options.speed,
+            ", looping" if self.options.loop else "",
+        )
+        ctx.ready()
+        thread.start()
+        try:
+            await receiver.run(rx, ctx)  # returns only when the sender failed
+            raise DriverError(f"cannot read {self.options.log}: {sender.failure}")
+        finally:
+            sender.stop.set()
+            receiver.stop()
+            await asyncio.shield(asyncio.to_thread(thread.join, 2.0))
+            tx.shutdown()
+            rx.shutdown()

@@ -1,0 +1,379 @@
+"""`can.bus` back to back: the same tests on python-can's virtual bus, on an slcan adapter
+emulated on a pty, and on SocketCAN when EDGED_TEST_SOCKETCAN names an interface."""
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import can
+import pytest
+from can.interfaces.virtual import VirtualBus
+from pydantic import ValidationError
+
+from drivers.can.bus import CanBusDriver, CanBusOptions, _open_hint
+from drivers.can.decoder import SHIPPED_DBC
+from drivers.can.j1939 import make_id
+from edged.config.loader import validate_options
+from edged.errors import DriverError
+from edged.events import TroubleCode
+from hil.can.fms import bam_frames
+from hil.can.slcan import SlcanEmulator
+from tests.drivers.can.support import Ctx
+
+SOCKETCAN = os.environ.get("EDGED_TEST_SOCKETCAN")
+CCVS1_37_5 = bytes([0xF4, 0x80, 0x25, 0x10, 0xFF, 0x50, 0xFF, 0xFF])
+DM1_A = bytes([0x04, 0xFF, 0x6E, 0x00, 0x10, 0x01, 0xE1, 0x06, 0x12, 0x02])  # 110/16 + 1761/18
+DM1_B = bytes([0x10, 0xFF, 0x64, 0x00, 0x01, 0x01, 0xBE, 0x00, 0x02, 0x03])  # 100/1 + 190/2
+
+Frames = list[tuple[int, bytes]]
+
+
+@dataclass
+class Rig:
+    """A bus the driver reads, and a way to put frames on it."""
+
+    kind: str
+    options: CanBusOptions
+    send: Callable[[Frames], None]
+    transmitted: Callable[[], int]  # frames the driver put on the bus
+    emulator: SlcanEmulator | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def python_can_rig(kind: str, interface: str, channel: str) -> Iterator[Rig]:
+    sender = can.Bus(interface=interface, channel=channel)
+    observer = can.Bus(interface=interface, channel=channel)
+    sent = [0]
+
+    def send(frames: Frames) -> None:
+        for can_id, data in frames:
+            sender.send(can.Message(arbitration_id=can_id, data=data, is_extended_id=True))
+            sent[0] += 1
+
+    def transmitted() -> int:
+        seen = 0
+        while observer.recv(0.05) is not None:
+            seen += 1
+        return seen - sent[0]
+
+    options = CanBusOptions(interface=interface, channel=channel, min_interval_s=0)
+    try:
+        yield Rig(kind, options, send, transmitted)
+    finally:
+        sender.shutdown()
+        observer.shutdown()
+
+
+@contextlib.contextmanager
+def slcan_rig(tmp_path: Path) -> Iterator[Rig]:
+    emulator = SlcanEmulator(link=tmp_path / "ttyACM-can").start()
+
+    def send(frames: Frames) -> None:
+        assert emulator.wait_open(), "the driver never opened the slcan channel"
+        emulator.inject(frames)
+
+    options = CanBusOptions(
+        interface="slcan",
+        channel=emulator.path,
+        bitrate=250_000,
+        min_interval_s=0,
+        bus_options={"sleep_after_open": 0},
+    )
+    try:
+        yield Rig("slcan", options, send, lambda: len(emulator.transmitted), emulator)
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(params=["virtual", "slcan", "socketcan"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
+    if request.param == "virtual":
+        with python_can_rig("virtual", "virtual", f"test-{uuid.uuid4().hex}") as r:
+            yield r
+    elif request.param == "slcan":
+        with slcan_rig(tmp_path) as r:
+            yield r
+    else:
+        if not SOCKETCAN:
+            pytest.skip(
+                "SocketCAN tests need a real interface: set EDGED_TEST_SOCKETCAN=can0 (or vcan0) "
+                "where frames sent by one socket are seen by another; this kernel has no vcan"
+            )
+        with python_can_rig("socketcan", "socketcan", SOCKETCAN) as r:
+            yield r
+
+
+@contextlib.asynccontextmanager
+async def running(options: CanBusOptions, ctx: Ctx) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(CanBusDriver(options).run(ctx))
+    try:
+        await ctx.wait_for(lambda: ctx.is_ready or task.done(), "the driver to open the bus")
+        if task.done():
+            task.result()
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_decodes_a_pgn_from_any_source(rig: Rig) -> None:
+    ctx = Ctx()
+    async with running(rig.options, ctx):
+        rig.send([(make_id(65265, 0x17), CCVS1_37_5)])
+        await ctx.wait_for(lambda: bool(ctx.signals("CCVS1")), "CCVS1")
+    (event,) = ctx.signals("CCVS1")
+    assert event.source == 0x17 and event.signals["WheelBasedVehicleSpeed"] == 37.5
+
+
+async def test_interleaved_dm1_from_two_ecus_over_bam(rig: Rig) -> None:
+    ctx = Ctx()
+    a, b = bam_frames(65226, 0x00, DM1_A), bam_frames(65226, 0x3D, DM1_B)
+    interleaved = [f for pair in zip(a, b, strict=True) for f in pair]
+    async with running(rig.options, ctx):
+        rig.send(interleaved)
+        await ctx.wait_for(lambda: len(ctx.faults()) == 2, "two DM1")
+    by_source = {f.source: f.codes for f in ctx.faults()}
+    assert by_source == {
+        0x00: (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2)),
+        0x3D: (TroubleCode(100, 1, 1), TroubleCode(190, 2, 3)),
+    }
+
+
+async def test_frames_of_other_pgns_make_no_event(rig: Rig) -> None:
+    ctx = Ctx()
+    async with running(rig.options, ctx):
+        rig.send(
+            [(make_id(61442, 0x03), bytes(8))] * 50
+            + [(make_id(65276, 0x17), bytes([0, 0x9C] + [0xFF] * 6))]
+        )
+        await ctx.wait_for(lambda: bool(ctx.signals("DD")), "DD")
+    assert [e.name for e in ctx.events] == ["DD"]
+    assert ctx.counts.get("frames", 0) <= 51  # fewer where the kernel filters
+
+
+async def test_random_frames_do_not_stop_the_driver(rig: Rig) -> None:
+    rng = random.Random(3)
+    junk = [(rng.randrange(1 << 29), rng.randbytes(rng.randrange(9))) for _ in range(300)]
+    ctx = Ctx()
+    async with running(rig.options, ctx) as task:
+        rig.send(junk)
+        rig.send([(make_id(65265, 0x00), CCVS1_37_5)])
+        await ctx.wait_for(
+            lambda: any(
+                e.source == 0 and e.signals["WheelBasedVehicleSpeed"] == 37.5
+                for e in ctx.signals("CCVS1")
+            ),
+            "the CCVS1 after the junk",
+        )
+        assert not task.done()
+
+
+async def test_the_driver_never_transmits(rig: Rig) -> None:
+    ctx = Ctx()
+    async with running(rig.options, ctx):
+        rig.send([(make_id(65265, 0x00), CCVS1_37_5)])
+        await ctx.wait_for(lambda: bool(ctx.events), "an event")
+    assert rig.transmitted() == 0
+    if rig.emulator is not None:
+        assert rig.emulator.commands[:4] == ["C", "S5", "", "L"]  # listen-only at 250 kbit/s
+        assert rig.emulator.bitrate == 250_000
+
+
+# -- slcan adapter: what only a serial adapter does ---------------------------------------
+
+
+async def test_slcan_garbled_line_is_counted_and_skipped(tmp_path: Path) -> None:
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Ctx()
+        async with running(r.options, ctx):
+            assert r.emulator.wait_open()
+            r.emulator.inject_raw(b"TZZZZZZZZ8FFFF\r")  # not hex
+            r.emulator.inject_raw(b"T18FEF1\xff\xfe00\r")  # line noise, not even ASCII
+            r.send([(make_id(65265, 0x00), CCVS1_37_5)])
+            await ctx.wait_for(
+                lambda: bool(ctx.events) and ctx.counts.get("garbled", 0) == 2, "garbled count"
+            )
+
+
+async def test_slcan_unplugged_fails_the_run_and_replugged_reads_again(tmp_path: Path) -> None:
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Ctx()
+        task = asyncio.create_task(CanBusDriver(r.options).run(ctx))
+        await ctx.wait_for(lambda: ctx.is_ready, "ready")
+        assert r.emulator.wait_open()
+        r.emulator.unplug()
+        with pytest.raises(DriverError, match="is it plugged in"):
+            await asyncio.wait_for(task, 5)
+        assert ctx.counts["bus_error"] == 1
+        # the supervisor runs the driver again, with backoff; the adapter is back by then
+        r.emulator.plug()
+        again = Ctx()
+        async with running(r.options, again):
+            r.send([(make_id(65265, 0x00), CCVS1_37_5)])
+            await again.wait_for(lambda: bool(again.events), "an event after re-plugging")
+
+
+async def test_slcan_adapter_missing_says_what_to_check(tmp_path: Path) -> None:
+    options = CanBusOptions(
+        interface="slcan", channel=str(tmp_path / "ttyACM9"), bus_options={"sleep_after_open": 0}
+    )
+    ctx = Ctx()
+    with pytest.raises(
+        DriverError, match=r"ttyACM9.*is it plugged in\? See `ls -l /dev/serial/by-id/`"
+    ):
+        await CanBusDriver(options).run(ctx)
+    assert ctx.counts == {"open_failed": 1}
+
+
+# -- options and messages -----------------------------------------------------------------
+
+
+def test_slcan_bitrate_must_be_one_an_adapter_has() -> None:
+    with pytest.raises(ValidationError, match="an slcan adapter runs at"):
+        CanBusOptions(interface="slcan", channel="/dev/ttyACM0", bitrate=300_000)
+
+
+def test_unknown_interface_lists_the_known_ones() -> None:
+    with pytest.raises(
+        ValidationError, match=r"unknown python-can interface 'socketcann'; known: .*socketcan"
+    ):
+        CanBusOptions(interface="socketcann")
+
+
+def test_pgn_out_of_range_is_refused() -> None:
+    with pytest.raises(ValidationError, match="262144 is not a PGN"):
+        CanBusOptions(pgns=[65265, 262144])
+
+
+def test_missing_socketcan_interface_says_how_to_bring_it_up() -> None:
+    hint = _open_hint(CanBusOptions(channel="can0"), OSError(errno.ENODEV, "No such device"))
+    assert "no CAN interface can0" in hint
+    assert "MCP2515 overlay" in hint and "`ip link set can0 up type can bitrate 250000`" in hint
+
+
+def test_socketcan_interface_down_says_how_to_bring_it_up() -> None:
+    hint = _open_hint(CanBusOptions(channel="can1"), can.CanOperationError("down", errno.ENETDOWN))
+    assert hint == "can1 is down: `ip link set can1 up type can bitrate 250000 restart-ms 100`"
+
+
+@pytest.mark.skipif(bool(SOCKETCAN), reason="a SocketCAN interface is configured here")
+async def test_socketcan_unavailable_is_a_driver_error_with_a_hint() -> None:
+    ctx = Ctx()
+    with pytest.raises(DriverError, match=r"can0|SocketCAN"):
+        await CanBusDriver(CanBusOptions(interface="socketcan", channel="can0")).run(ctx)
+    assert ctx.counts == {"open_failed": 1}
+
+
+class FilteringBus(VirtualBus):
+    """A virtual bus that says it filters below Python, as SocketCAN does."""
+
+    applied: ClassVar[list[Any]] = []
+
+    def _apply_filters(self, filters: Any) -> None:
+        FilteringBus.applied.append(filters)
+
+
+async def test_acceptance_filters_are_set_where_the_interface_applies_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    FilteringBus.applied = []
+    channel = f"test-{uuid.uuid4().hex}"
+    monkeypatch.setattr(can, "Bus", lambda **kw: FilteringBus(channel=channel))
+    ctx = Ctx()
+    async with running(
+        CanBusOptions(interface="virtual", channel=channel, pgns=[65265, 65226]), ctx
+    ):
+        pass
+    filters = [f for f in FilteringBus.applied if f]
+    assert filters == [
+        [
+            {"can_id": 0xEBFF << 8, "can_mask": 0x3FFFF00, "extended": True},  # TP.DT to all
+            {"can_id": 0xECFF << 8, "can_mask": 0x3FFFF00, "extended": True},  # TP.CM to all
+            {"can_id": 0xFECA << 8, "can_mask": 0x3FFFF00, "extended": True},  # DM1
+            {"can_id": 0xFEF1 << 8, "can_mask": 0x3FFFF00, "extended": True},  # CCVS1
+        ]
+    ]
+
+
+def test_broken_dbc_is_refused_when_the_config_is_checked(tmp_path: Path) -> None:
+    bad = tmp_path / "fms.dbc"
+    bad.write_text("BO_ nonsense\n")
+    with pytest.raises(ValidationError, match="cannot read this DBC"):
+        CanBusOptions(dbc=bad)
+
+
+def test_dbc_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "vehicle.dbc").write_text(SHIPPED_DBC.read_text())
+    options = validate_options(CanBusOptions, {"dbc": "vehicle.dbc"}, tmp_path)
+    assert options.dbc == tmp_path / "vehicle.dbc"
+    assert options.decoders().path == tmp_path / "vehicle.dbc"
+
+
+def test_socketcan_receive_buffer_is_enlarged() -> None:
+    class SocketBus:  # what python-can's SocketcanBus exposes: its raw socket
+        def __init__(self) -> None:
+            self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    bus = SocketBus()
+    driver = CanBusDriver(CanBusOptions(receive_buffer_bytes=3 << 20))
+    with bus.socket:
+        before = bus.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        driver.enlarge_receive_buffer(bus, logging.getLogger("test"))  # type: ignore[arg-type]
+        after = bus.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    assert before < 3 << 20 <= after // 2
+
+
+async def test_bus_off_that_lasts_fails_the_run_so_the_bus_is_reopened() -> None:
+    channel = f"test-{uuid.uuid4().hex}"
+    sender = can.Bus(interface="virtual", channel=channel)
+    ctx = Ctx()
+    options = CanBusOptions(interface="virtual", channel=channel, busoff_reopen_s=0.3)
+    task = asyncio.create_task(CanBusDriver(options).run(ctx))
+    try:
+        await ctx.wait_for(lambda: ctx.is_ready, "ready")
+        sender.send(
+            can.Message(
+                arbitration_id=0x040, is_error_frame=True, is_extended_id=False, data=bytes(8)
+            )
+        )
+        with pytest.raises(DriverError, match=r"bus-off and no frame for 0\.3 s.*restart-ms 100"):
+            await asyncio.wait_for(task, 5)
+    finally:
+        sender.shutdown()
+    assert ctx.counts["bus_off"] == 1 and ctx.counts["error_frame"] == 1
+
+
+async def test_bus_off_followed_by_frames_is_only_counted() -> None:
+    channel = f"test-{uuid.uuid4().hex}"
+    sender = can.Bus(interface="virtual", channel=channel)
+    ctx = Ctx()
+    options = CanBusOptions(
+        interface="virtual", channel=channel, busoff_reopen_s=0.5, min_interval_s=0
+    )
+    try:
+        async with running(options, ctx) as task:
+            sender.send(
+                can.Message(
+                    arbitration_id=0x040, is_error_frame=True, is_extended_id=False, data=bytes(8)
+                )
+            )
+            for _ in range(8):  # the kernel restarted the controller: frames flow again
+                sender.send(can.Message(arbitration_id=make_id(65265, 0x00), data=CCVS1_37_5))
+                await asyncio.sleep(0.1)
+            assert not task.done()
+            await ctx.wait_for(lambda: ctx.counts.get("bus_off") == 1, "bus_off count")
+    finally:
+        sender.shutdown()

@@ -1,0 +1,208 @@
+from pathlib import Path
+
+import can
+import pytest
+
+from drivers.can.decoder import SHIPPED_DBC, Decoders
+from drivers.can.pipeline import Pipeline
+from edged.events import ActiveFaults, J1939Signals, TroubleCode
+from hil.can.fms import bam_frames
+from tests.drivers.can.support import frame
+
+CCVS1_37_5 = bytes([0xF4, 0x80, 0x25, 0x10, 0xFF, 0x50, 0xFF, 0xFF])  # 37.5 km/h
+DM1_TWO_CODES = bytes(
+    [0x04, 0xFF, 0x6E, 0x00, 0x10, 0x01, 0xE1, 0x06, 0x12, 0x02]
+)  # 110/16, 1761/18
+
+
+@pytest.fixture(scope="module")
+def decoders() -> Decoders:
+    return Decoders(SHIPPED_DBC)
+
+
+def bam_messages(pgn: int, source: int, payload: bytes) -> list[can.Message]:
+    return [
+        can.Message(arbitration_id=i, data=d, is_extended_id=True)
+        for i, d in bam_frames(pgn, source, payload)
+    ]
+
+
+def test_a_pgn_from_any_source_address_decodes(decoders: Decoders) -> None:
+    event = Pipeline(decoders).process(frame(65265, CCVS1_37_5, source=0x17), 12.5)
+    assert isinstance(event, J1939Signals)
+    assert (event.pgn, event.name, event.source, event.ts) == (65265, "CCVS1", 0x17, 12.5)
+    assert event.signals["WheelBasedVehicleSpeed"] == 37.5
+
+
+def test_a_pgn_outside_the_dbc_makes_no_event_and_no_error(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders)
+    assert pipeline.process(frame(61442, bytes(8), source=0x03), 0.0) is None  # ETC1
+    assert pipeline.counts == {} and pipeline.decoded == 0
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        can.Message(arbitration_id=0x123, data=bytes(8), is_extended_id=False),
+        frame(65265, b"", is_remote_frame=True),
+        frame(65265, bytes(12), is_fd=True),
+    ],
+    ids=["11-bit", "remote", "fd"],
+)
+def test_frames_that_are_not_j1939_are_counted(decoders: Decoders, msg: can.Message) -> None:
+    pipeline = Pipeline(decoders)
+    assert pipeline.process(msg, 0.0) is None
+    assert pipeline.counts == {"not_j1939": 1}
+
+
+def test_short_frame_is_decoded_and_counted(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders)
+    event = pipeline.process(frame(65265, CCVS1_37_5[:3]), 0.0)
+    assert isinstance(event, J1939Signals) and event.signals["CruiseControlSetSpeed"] is None
+    assert pipeline.counts == {"short_frame": 1}
+
+
+def test_dm1_in_one_frame_is_active_faults(decoders: Decoders) -> None:
+    event = Pipeline(decoders).process(
+        frame(65226, bytes([0x04, 0xFF, 0x6E, 0x00, 0x10, 0x01, 0xFF, 0xFF])), 3.0
+    )
+    assert event == ActiveFaults(
+        source=0x00,
+        lamps={"malfunction": 0, "red_stop": 0, "amber_warning": 1, "protect": 0},
+        codes=(TroubleCode(110, 16, 1),),
+        ts=3.0,
+    )
+
+
+def test_dm1_over_bam_is_active_faults_with_every_code(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders)
+    events = [
+        pipeline.process(m, i * 0.05)
+        for i, m in enumerate(bam_messages(65226, 0x00, DM1_TWO_CODES))
+    ]
+    assert events[:-1] == [None, None]
+    last = events[-1]
+    assert isinstance(last, ActiveFaults)
+    assert last.codes == (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2))
+
+
+def test_dm1_is_left_out_by_an_allow_list_without_it() -> None:
+    pipeline = Pipeline(Decoders(SHIPPED_DBC, pgns=[65265]))
+    assert pipeline.process(frame(65226, bytes(8)), 0.0) is None
+
+
+def test_transport_data_addressed_to_one_node_is_not_reassembled(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders)
+    rts = frame(60416, bytes([16, 10, 0, 2, 0xFF, 0xCA, 0xFE, 0x00]), destination=0x21)
+    data = frame(60160, bytes([1, 0, 0, 0, 0, 0, 0, 0]), destination=0x21)
+    assert pipeline.process(rts, 0.0) is None and pipeline.process(data, 0.01) is None
+    assert pipeline.counts == {}
+
+
+def test_throttle_decodes_one_frame_per_interval_per_pgn_and_source(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    emitted = [
+        pipeline.process(frame(65265, CCVS1_37_5), t) is not None for t in (0.0, 0.02, 0.05, 0.074)
+    ]
+    assert emitted == [True, False, False, False]
+    assert pipeline.process(frame(65265, CCVS1_37_5, source=0x17), 0.074) is not None  # another ECU
+    assert pipeline.process(frame(65265, CCVS1_37_5), 0.076) is not None  # 3/4 of the interval
+    assert pipeline.throttled == 3
+
+
+def test_throttle_delivers_the_last_held_value_when_the_sender_goes_quiet(
+    decoders: Decoders,
+) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    stopped = bytes([0xF4, 0x00, 0x00, 0x10, 0xFF, 0x50, 0xFF, 0xFF])  # 0 km/h
+    pipeline.process(frame(65265, CCVS1_37_5), 0.0)
+    assert pipeline.process(frame(65265, stopped), 0.03) is None
+    assert pipeline.tick(0.05) == []  # its interval is not over yet
+    (event,) = pipeline.tick(0.1)
+    assert isinstance(event, J1939Signals)
+    assert event.signals["WheelBasedVehicleSpeed"] == 0.0 and event.ts == 0.03
+    assert pipeline.tick(0.5) == []
+
+
+def test_without_throttle_every_frame_is_decoded(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0.0)
+    assert all(pipeline.process(frame(65265, CCVS1_37_5), t / 1000) for t in range(10))
+
+
+def test_a_changed_dm1_is_never_held_back(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=10.0)
+    no_fault = bytes([0x00, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF])
+    fault = bytes([0x04, 0xFF, 0x6E, 0x00, 0x10, 0x01, 0xFF, 0xFF])
+    events = [
+        pipeline.process(frame(65226, data), t / 1000)
+        for t, data in enumerate([no_fault, fault, no_fault])
+    ]
+    assert [len(e.codes) for e in events if isinstance(e, ActiveFaults)] == [0, 1, 0]
+
+
+def test_a_repeated_dm1_is_skipped_within_the_interval_only(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    dm1 = frame(65226, bytes([0x04, 0xFF, 0x6E, 0x00, 0x10, 0x01, 0xFF, 0xFF]))
+    emitted = [pipeline.process(dm1, t) is not None for t in (0.0, 0.01, 0.05, 0.08, 1.0)]
+    assert emitted == [True, False, False, True, True]
+    assert pipeline.process(frame(65226, dm1.data, source=0x3D), 1.0) is not None  # another ECU
+
+
+def test_bus_off_error_frame_is_counted_and_cleared_when_frames_flow(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders)
+    bus_off = can.Message(
+        arbitration_id=0x040, is_error_frame=True, is_extended_id=False, data=bytes(8)
+    )
+    pipeline.process(bus_off, 1.0)
+    assert pipeline.counts == {"error_frame": 1, "bus_off": 1}
+    assert pipeline.bus_off_at == 1.0
+    pipeline.tick(1.5)
+    assert pipeline.bus_off_at == 1.0  # nothing received since
+    pipeline.process(frame(65265, CCVS1_37_5), 1.6)
+    assert pipeline.bus_off_at is None
+
+
+def test_controller_overflow_is_counted(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders)
+    overflow = can.Message(
+        arbitration_id=0x004, is_error_frame=True, data=bytes([0, 0x01, 0, 0, 0, 0, 0, 0])
+    )
+    pipeline.process(overflow, 0.0)
+    assert pipeline.counts == {"error_frame": 1, "rx_overflow": 1}
+
+
+def _dbc_with(tmp_path: Path, message: str) -> Path:
+    path = tmp_path / "custom.dbc"
+    path.write_text(
+        SHIPPED_DBC.read_text().replace("BO_ 2364540158 EEC1", message + "\nBO_ 2364540158 EEC1", 1)
+    )
+    return path
+
+
+def test_a_message_added_to_the_dbc_is_decoded_without_code(tmp_path: Path) -> None:
+    # ET1, PGN 65262 (0x18FEEE00 | 0x80000000): coolant temperature, byte 1, 1 degC/bit, -40
+    dbc = _dbc_with(
+        tmp_path,
+        'BO_ 2566843904 ET1: 8 Vector__XXX\n SG_ EngineCoolantTemperature : 0|8@1+ (1,-40) [-40|210] "degC" Vector__XXX\n',
+    )
+    event = Pipeline(Decoders(dbc)).process(
+        frame(65262, bytes([0x82] + [0xFF] * 7), source=0x00), 0.0
+    )
+    assert isinstance(event, J1939Signals)
+    assert (event.name, dict(event.signals)) == ("ET1", {"EngineCoolantTemperature": 90})
+
+
+def test_a_dbc_message_longer_than_a_frame_is_decoded_from_bam(tmp_path: Path) -> None:
+    # PGN 65280 (proprietary B, 0x18FF0000 | 0x80000000), 12 bytes, a counter in bytes 9-12
+    dbc = _dbc_with(
+        tmp_path,
+        'BO_ 2566848512 LONG: 12 Vector__XXX\n SG_ Counter : 64|32@1+ (1,0) [0|4000000000] "" Vector__XXX\n',
+    )
+    pipeline = Pipeline(Decoders(dbc))
+    payload = bytes(8) + (123456).to_bytes(4, "little")
+    events = [
+        pipeline.process(m, i * 0.05) for i, m in enumerate(bam_messages(65280, 0x42, payload))
+    ]
+    last = events[-1]
+    assert isinstance(last, J1939Signals)
+    assert (last.name, last.source, last.signals["Counter"]) == ("LONG", 0x42, 123456)

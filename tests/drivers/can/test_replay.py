@@ -1,0 +1,187 @@
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from drivers.can.candump import format_line
+from drivers.can.j1939 import make_id
+from drivers.can.replay import CanReplayDriver, CanReplayOptions
+from edged.errors import DriverError
+from edged.events import ActiveFaults, J1939Signals
+from hil.can.make_log import DEFAULT_OUT as SHIPPED_LOG
+from tests.drivers.can.support import Ctx
+
+SHIPPED_FRAMES = 32_200
+CCVS1 = bytes([0xF4, 0x80, 0x25, 0x10, 0xFF, 0x50, 0xFF, 0xFF])
+
+
+@contextlib.asynccontextmanager
+async def replaying(ctx: Ctx, **options: Any) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(CanReplayDriver(CanReplayOptions(**options)).run(ctx))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Ctx:
+    """Every event of the shipped log, replayed as fast as it goes, unthrottled."""
+
+    async def run() -> Ctx:
+        ctx = Ctx("replay")
+        async with replaying(ctx, log=SHIPPED_LOG, speed=100_000, min_interval_s=0):
+            await ctx.wait_for(
+                lambda: ctx.counts.get("frames", 0) >= SHIPPED_FRAMES, "the whole log", 30
+            )
+        return ctx
+
+    return asyncio.run(run())
+
+
+def values(ctx: Ctx, name: str, signal: str) -> list[Any]:
+    return [e.signals[signal] for e in ctx.signals(name)]
+
+
+def test_every_line_of_the_shipped_log_is_replayed_and_read(shipped: Ctx) -> None:
+    assert shipped.counts["replayed"] == shipped.counts["frames"] == SHIPPED_FRAMES
+    assert shipped.counts.get("malformed_lines", 0) == 0
+    assert not {k for k in shipped.counts if k.startswith("bam_") and k != "bam_complete"}
+
+
+def test_shipped_log_drives_with_stops(shipped: Ctx) -> None:
+    speeds = values(shipped, "CCVS1", "WheelBasedVehicleSpeed")
+    assert 69 < max(speeds) < 71
+    stopped = [s == 0 for s in speeds]
+    starts_of_stops = sum(1 for a, b in itertools.pairwise(stopped) if b and not a)
+    assert starts_of_stops == 3
+
+
+def test_shipped_log_odometer_follows_the_speed(shipped: Ctx) -> None:
+    odometer = values(shipped, "VDHR", "TotalVehicleDistanceHighRes")
+    assert odometer == sorted(odometer)
+    travelled = sum(
+        v / 3.6 * 0.1 for v in values(shipped, "CCVS1", "WheelBasedVehicleSpeed")
+    )  # 10 Hz
+    assert abs((odometer[-1] - odometer[0]) - travelled) < 15  # 5 m/bit at both ends, 1 s lag
+
+
+def test_shipped_log_fuel_is_30_l_per_100_km(shipped: Ctx) -> None:
+    fuel = values(shipped, "LFC", "EngineTotalFuelUsed")
+    odometer = values(shipped, "VDHR", "TotalVehicleDistanceHighRes")
+    assert fuel == sorted(fuel)
+    expected_l = 0.30 * (odometer[-1] - odometer[0]) / 1000
+    assert abs((fuel[-1] - fuel[0]) - expected_l) <= 0.5  # one LFC step of 0.5 L
+
+
+def test_shipped_log_opens_doors_only_when_stopped(shipped: Ctx) -> None:
+    speed: float | None = None
+    opened = 0
+    for event in shipped.events:
+        if isinstance(event, J1939Signals) and event.name == "CCVS1":
+            speed = event.signals["WheelBasedVehicleSpeed"]
+        elif (
+            isinstance(event, J1939Signals)
+            and event.name == "DC2"
+            and event.signals["Door1OpenStatus"]
+        ):
+            opened += 1
+            assert speed == 0
+    assert opened > 100
+
+
+def test_shipped_log_has_a_fault_that_comes_and_goes(shipped: Ctx) -> None:
+    sequence: list[tuple[int, ...]] = []
+    for event in shipped.events:
+        if isinstance(event, ActiveFaults):
+            spns = tuple(c.spn for c in event.codes)
+            if not sequence or sequence[-1] != spns:
+                sequence.append(spns)
+    assert sequence == [(), (110,), (110, 1761), (110,), ()]
+
+
+def _log(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "bus.log"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ccvs1(ts: float) -> str:
+    return format_line(ts, "can0", make_id(65265, 0x00), CCVS1)
+
+
+async def test_malformed_lines_are_counted_skipped_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = _log(
+        tmp_path, [_ccvs1(1.0), "garbage", "(2.0) can0 18FEF100#ABC", _ccvs1(2.0), "(x) can0 1#2"]
+    )
+    ctx = Ctx()
+    with caplog.at_level(logging.WARNING):
+        async with replaying(ctx, log=log, speed=1000, min_interval_s=0):
+            await ctx.wait_for(
+                lambda: ctx.counts.get("malformed_lines") == 3 and len(ctx.events) == 2, "replay"
+            )
+    assert f"{log}:2: skipped, not a candump -L line (expected 3 fields, got 1)" in caplog.text
+    assert f"{log}:3:" in caplog.text and f"{log}:5:" in caplog.text
+
+
+async def test_loop_starts_the_log_again(tmp_path: Path) -> None:
+    ctx = Ctx()
+    async with replaying(
+        ctx, log=_log(tmp_path, [_ccvs1(1.0), _ccvs1(1.1)]), speed=10, loop=True, min_interval_s=0
+    ):
+        await ctx.wait_for(lambda: len(ctx.events) >= 5, "a second pass")
+
+
+async def test_without_loop_the_driver_stays_up_after_the_end(tmp_path: Path) -> None:
+    ctx = Ctx()
+    async with replaying(ctx, log=_log(tmp_path, [_ccvs1(1.0)]), speed=1000) as task:
+        await ctx.wait_for(lambda: len(ctx.events) == 1, "the frame")
+        await asyncio.sleep(0.3)
+        assert not task.done()
+    assert len(ctx.events) == 1
+
+
+async def test_replay_keeps_the_pace_of_the_log(tmp_path: Path) -> None:
+    ctx = Ctx()
+    async with replaying(
+        ctx,
+        log=_log(tmp_path, [_ccvs1(10.0), _ccvs1(10.2), _ccvs1(10.4)]),
+        speed=1.0,
+        min_interval_s=0,
+    ):
+        await ctx.wait_for(lambda: len(ctx.events) == 3, "three frames")
+    first, *_, last = ctx.signals("CCVS1")
+    assert 0.35 < last.ts - first.ts < 0.6
+
+
+async def test_replay_at_double_speed_takes_half_the_time(tmp_path: Path) -> None:
+    ctx = Ctx()
+    async with replaying(
+        ctx, log=_log(tmp_path, [_ccvs1(10.0), _ccvs1(10.4)]), speed=2.0, min_interval_s=0
+    ):
+        await ctx.wait_for(lambda: len(ctx.events) == 2, "two frames")
+    first, last = ctx.signals("CCVS1")
+    assert 0.15 < last.ts - first.ts < 0.3
+
+
+async def test_a_log_that_disappears_fails_the_run(tmp_path: Path) -> None:
+    log = _log(tmp_path, [_ccvs1(1.0)])
+    driver = CanReplayDriver(CanReplayOptions(log=log))
+    log.unlink()
+    with pytest.raises(DriverError, match=r"cannot read .*bus\.log"):
+        await asyncio.wait_for(driver.run(Ctx()), 5)
+
+
+def test_missing_log_is_refused_when_the_config_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="no such file"):
+        CanReplayOptions(log=tmp_path / "nope.log")
