@@ -3,14 +3,14 @@
 import asyncio
 import math
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from hil.broker import Mosquitto, free_port
+
+__all__ = ["Mosquitto", "free_port"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -19,71 +19,6 @@ def say(quiet: bool, msg: str) -> None:
     """Progress on stderr (stdout is kept for the JSON)."""
     if not quiet:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Mosquitto:
-    """A private broker on a free loopback port with a generated config.
-
-    Same facts as tests/helpers/broker.py (kept separate so the bench does not depend on
-    test helpers that change under it): loopback listener, no persistence, a queue deep
-    enough that a slow subscriber never loses QoS 1 messages, `user root` so it runs as
-    root in a container, and terminate-wait-kill on stop."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.conf = workdir / f"mosquitto-{self.port}.conf"
-        self.log = workdir / f"mosquitto-{self.port}.log"
-
-    def start(self) -> "Mosquitto":
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 10000000\n"
-            "max_inflight_messages 0\n"
-            "user root\n"
-        )
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [exe, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    tail = self.log.read_text()[-2000:]
-                    raise RuntimeError(f"mosquitto exited: {tail}") from None
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("mosquitto did not start listening within 5 s")
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
-
-    def stop(self) -> None:
-        """Terminate, wait, then kill: a SIGTERM right after start is sometimes ignored."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=3)
-        self.proc = None
 
 
 # -- /proc ------------------------------------------------------------------------------

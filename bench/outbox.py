@@ -490,7 +490,7 @@ async def run_all(n: int, live_ms: float, rounds: int, quiet: bool) -> dict[str,
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edged-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        broker = Mosquitto(tmp).start()
+        broker = Mosquitto(tmp, max_queued=10_000_000).start()
         try:
             for r in range(rounds):
                 if rounds > 1:
