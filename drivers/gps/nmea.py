@@ -279,11 +279,16 @@ def _course(s: str) -> float | None:
 
 def _gga(f: list[str]) -> Sentence:
     _need(f, 15)
+    return _fix_fields("GGA", f, _int(f[6], 0, 9))
+
+
+def _fix_fields(kind: str, f: list[str], quality: int | None) -> Sentence:
+    """GGA and GNS share their layout (time, position, satellites, HDOP, altitude) and
+    differ only in how field 6 gives the fix quality."""
     time_us = _time_us(f[1])
     lat, lon = _position(f, 2)
-    quality = _int(f[6], 0, 9)
     return Sentence(
-        "GGA",
+        kind,
         time_us,
         void=not quality,
         lat=lat,
@@ -345,23 +350,10 @@ def _gsa(f: list[str]) -> Sentence:
 
 def _gns(f: list[str]) -> Sentence:
     _need(f, 13)
-    time_us = _time_us(f[1])
-    lat, lon = _position(f, 2)
     modes = f[6]
     if not modes.isalpha():
         raise BadSentence("malformed", f"bad GNS mode {modes!r}")
-    quality = max(_MODE_QUALITY.get(c, 1) for c in modes)
-    return Sentence(
-        "GNS",
-        time_us,
-        void=not quality,
-        lat=lat,
-        lon=lon,
-        quality=quality,
-        satellites=_int(f[7], 0, 99),
-        hdop=_float(f[8], 0.0, 100.0),
-        alt=_float(f[9], -10_000.0, 1_000_000.0),
-    )
+    return _fix_fields("GNS", f, max(_MODE_QUALITY.get(c, 1) for c in modes))
 
 
 def _gll(f: list[str]) -> Sentence:
