@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import Driver
+from edged.backoff import jittered_backoff
 from edged.config.models import SupervisorConfig
 from edged.errors import ConfigError
 from edged.payloads import DriverStatus
@@ -75,8 +76,7 @@ def _ignore(key: str, n: int) -> None:
 
 def backoff_delay(failures: int, config: SupervisorConfig, rng: random.Random) -> float:
     """Exponential backoff, capped, with jitter so a fleet does not retry in lockstep."""
-    ceiling = min(config.backoff_max_s, config.backoff_initial_s * 2 ** max(0, failures - 1))
-    return rng.uniform(ceiling / 2, ceiling)
+    return jittered_backoff(failures, config.backoff_initial_s, config.backoff_max_s, rng)
 
 
 class Supervisor:

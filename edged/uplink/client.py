@@ -20,6 +20,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edged.backoff import jittered_backoff
 from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
 from edged.counters import Counters
@@ -93,10 +94,9 @@ class Uplink:
             if time.monotonic() - started > 60:
                 failures = 0
             failures += 1
-            ceiling = min(
-                self.config.reconnect_max_s, self.config.reconnect_min_s * 2 ** (failures - 1)
+            delay = jittered_backoff(
+                failures, self.config.reconnect_min_s, self.config.reconnect_max_s, self.rng
             )
-            delay = self.rng.uniform(ceiling / 2, ceiling)
             log.info("reconnecting to the broker in %.1f s", delay)
             await asyncio.sleep(delay)
 
