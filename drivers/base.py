@@ -1,6 +1,7 @@
 """The contract between a driver and the core that supervises it."""
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -30,6 +31,13 @@ class DriverContext(Protocol):
 
     def count(self, key: str, n: int = 1) -> None:
         """Bump the health counter `driver.{name}.{key}` (bad checksum, bus error…)."""
+
+    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> None:
+        """Receive events from the services (e.g. `Unlock`, `Feedback` for outputs).
+
+        Handlers run on the event loop thread. They are removed when `run` ends, so a
+        restarted driver does not leave its old handlers behind.
+        """
 
 
 @runtime_checkable

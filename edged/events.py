@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
+from typing import Literal
 
 
 class FixMode(IntEnum):
@@ -62,4 +63,76 @@ class ActiveFaults:
     source: int
     lamps: Mapping[str, int]  # malfunction, red_stop, amber_warning, protect: 0 off, 1 on...
     codes: tuple[TroubleCode, ...]
+    ts: float
+
+
+# -- access, counting and alarms: from the NFC and GPIO drivers ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tap:
+    """A card presented to a reader: one per presentation, however long it is held.
+
+    `uid` is the raw ISO 14443A UID (4, 7 or 10 bytes). It never leaves the node: the access
+    service turns it into a keyed `card_ref` before anything is stored or published.
+    """
+
+    uid: bytes
+    reader: str  # the driver instance name, e.g. "front-reader"
+    ts: float  # time.monotonic() when the card was read
+
+
+@dataclass(frozen=True, slots=True)
+class DoorInput:
+    """A door contact changed (GPIO)."""
+
+    door: str
+    open: bool
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """One person went through a door's pair of counting beams, in the direction given."""
+
+    door: str
+    direction: Literal["in", "out"]
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class PanicInput:
+    """The panic button was pressed (True) or released (False)."""
+
+    pressed: bool
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class IgnitionInput:
+    """The ignition sense line changed (GPIO); more direct than engine speed from CAN."""
+
+    on: bool
+    ts: float
+
+
+# -- from services to outputs: the GPIO driver subscribes to these --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Unlock:
+    """Energise the lock relay for `pulse_s` seconds (a granted tap, `door.unlock`)."""
+
+    pulse_s: float
+    ts: float  # time.monotonic() of the decision, to measure tap -> relay latency
+
+
+FeedbackPattern = Literal["granted", "denied", "alarm", "alarm_acked", "alarm_off"]
+"""granted: green + one beep. denied: red + three beeps. alarm: red blinking and a buzzer
+pattern until alarm_acked (help is coming: slow blink, buzzer silent) or alarm_off."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    pattern: FeedbackPattern
     ts: float

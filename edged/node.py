@@ -78,7 +78,9 @@ class Node:
             on_command=self.handle_command,
             counters=self.counters,
         )
-        self.supervisor = Supervisor(config.supervisor, self.emit, counters=self.counters.inc)
+        self.supervisor = Supervisor(
+            config.supervisor, self.emit, counters=self.counters.inc, subscribe=self.subscribe
+        )
         self._handlers: defaultdict[type, list[Callable[[Any], None]]] = defaultdict(list)
         self.lag = LoopLag()
         self.cpu = CpuMeter()
@@ -90,12 +92,20 @@ class Node:
 
     # -- what services and drivers see -----------------------------------------------
 
-    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> None:
-        self._handlers[event_type].append(handler)
+    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> Callable[[], None]:
+        """Call `handler` with every event of `event_type`; returns the way to stop."""
+        handlers = self._handlers[event_type]
+        handlers.append(handler)
+
+        def unsubscribe() -> None:
+            if handler in handlers:
+                handlers.remove(handler)
+
+        return unsubscribe
 
     def emit(self, event: Any) -> None:
         """Deliver a driver event to the services; a failing handler is counted, not fatal."""
-        for handler in self._handlers.get(type(event), ()):
+        for handler in tuple(self._handlers.get(type(event), ())):
             try:
                 handler(event)
             except Exception:

@@ -20,6 +20,9 @@ from edged.payloads import DriverStatus
 
 log = logging.getLogger(__name__)
 
+Subscribe = Callable[[type, Callable[[Any], None]], Callable[[], None]]
+"""The node's `subscribe`: register a handler for an event type, get its unsubscribe."""
+
 
 @dataclass
 class Supervised:
@@ -45,9 +48,15 @@ class _Context:
     """The `DriverContext` handed to one running driver."""
 
     def __init__(
-        self, sup: Supervised, emit: Callable[[Any], None], count: Callable[[str, int], None]
+        self,
+        sup: Supervised,
+        emit: Callable[[Any], None],
+        count: Callable[[str, int], None],
+        subscribe: Subscribe,
     ) -> None:
         self.name = sup.name
+        self._subscribe = subscribe
+        self._unsubscribes: list[Callable[[], None]] = []
         self._count = count
         self.log = logging.getLogger(f"edged.driver.{sup.name}")
         self._sup = sup
@@ -63,6 +72,15 @@ class _Context:
     def count(self, key: str, n: int = 1) -> None:
         self._count(f"driver.{self.name}.{key}", n)
 
+    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> None:
+        self._unsubscribes.append(self._subscribe(event_type, handler))
+
+    def close(self) -> None:
+        """The driver stopped: its handlers must not be called any more."""
+        for unsubscribe in self._unsubscribes:
+            unsubscribe()
+        self._unsubscribes.clear()
+
     def ready(self) -> None:
         if self._sup.state != "running":
             self._sup.state = "running"
@@ -72,6 +90,11 @@ class _Context:
 
 def _ignore(key: str, n: int) -> None:
     """No counters wired (unit tests)."""
+
+
+def _no_subscribers(event_type: type, handler: Callable[[Any], None]) -> Callable[[], None]:
+    """No event bus wired (unit tests): nothing will ever be delivered."""
+    return lambda: None
 
 
 def backoff_delay(failures: int, config: SupervisorConfig, rng: random.Random) -> float:
@@ -86,8 +109,10 @@ class Supervisor:
         emit: Callable[[Any], None],
         *,
         counters: "Callable[[str, int], None] | None" = None,
+        subscribe: "Subscribe | None" = None,
         rng: random.Random | None = None,
     ) -> None:
+        self.subscribe: Subscribe = subscribe or _no_subscribers
         self.config = config
         self.emit = emit
         self.count: Callable[[str, int], None] = counters or _ignore
@@ -105,7 +130,11 @@ class Supervisor:
             started = time.monotonic()
             try:
                 driver = factory()
-                await driver.run(_Context(sup, self.emit, self.count))
+                ctx = _Context(sup, self.emit, self.count, self.subscribe)
+                try:
+                    await driver.run(ctx)
+                finally:
+                    ctx.close()
                 raise RuntimeError("driver returned; a driver runs until it is cancelled")
             except asyncio.CancelledError:
                 sup.state = "stopped"
