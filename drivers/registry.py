@@ -12,6 +12,9 @@ REGISTRY: dict[str, str] = {
     "gps.gpsd": "drivers.gps.gpsd:GpsdGps",
     "can.bus": "drivers.can.bus:CanBusDriver",
     "can.replay": "drivers.can.replay:CanReplayDriver",
+    "nfc.libnfc": "drivers.nfc.libnfc:LibnfcReader",
+    "nfc.sim": "drivers.nfc.sim:SimReader",
+    "gpio.gpiozero": "drivers.gpio.board:GpioBoard",
 }
 """Registry name -> "module:Class". A new backend is one line here."""
 
