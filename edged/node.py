@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from drivers.base import Driver
 from drivers.registry import driver_class
 from edged import __version__
+from edged.access.lists import LIST_BYTES
+from edged.access.service import AccessService
 from edged.clock import Clock
 from edged.commands.admin import probation_watch, register_admin
 from edged.commands.builtin import register_builtin
@@ -24,12 +26,16 @@ from edged.config.probation import Probation
 from edged.counters import Counters
 from edged.diag import RecentLog
 from edged.errors import OutboxFullError
+from edged.events import Unlock
 from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.kiosk.server import KioskServer, start_kiosk
 from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Alarm, Health, State
 from edged.security.authorize import Authorizer
+from edged.services.doors import DoorService
 from edged.services.geofences import GeofenceService
+from edged.services.occupancy import OccupancyService
+from edged.services.panic import PanicService
 from edged.services.position import PositionService
 from edged.services.vehicle import VehicleService
 from edged.supervisor import Supervisor
@@ -209,7 +215,9 @@ class Node:
 
     def _outbox_pressure(self, active: bool, reason: str) -> None:
         self.counters.inc("outbox.full" if active else "outbox.recovered")
-        self.publish(ALARM, Alarm(kind="outbox_full", active=active, reason=reason))
+        self.publish(
+            ALARM, Alarm(kind="outbox_full", active=active, reason=reason), name="outbox_full"
+        )
 
     # -- running ----------------------------------------------------------------------
 
@@ -237,9 +245,58 @@ class Node:
         self.router.register("trip.start", self.vehicle.command_trip_start, scope="operate")
         self.router.register("trip.stop", self.vehicle.command_trip_stop, scope="operate")
         self.services += [self.position, self.geofences, self.vehicle]
+        self._start_people_services()
         if services.kiosk.enabled:  # after the services it reads; registers kiosk.* commands
             self.kiosk = start_kiosk(self, services.kiosk)
             self.services.append(self.kiosk)
+
+    def _start_people_services(self) -> None:
+        """Doors, occupancy, access and the panic alarm: what the GPIO and NFC drivers feed."""
+        services, node = self.config.services, self.config.node
+        self.doors = DoorService(
+            self,
+            emit=self.emit,
+            lock_present=lambda: self.has_subscribers(Unlock),
+            default_pulse_s=services.access.pulse_s,
+        )
+        self.router.register("door.unlock", self.doors.command_unlock, scope="door")
+        self.occupancy: OccupancyService | None = None
+        if services.occupancy.enabled:
+            self.occupancy = OccupancyService(
+                self, services.occupancy, timezone=node.timezone, count=self.counters.inc
+            )
+            self.occupancy.on_change.append(self.vehicle.trips.set_load)
+            self.vehicle.trips.on_stop.append(self.occupancy.on_trip_end)
+            self.vehicle.trips.set_load(self.occupancy.count)
+            self.router.register("occupancy.reset", self.occupancy.command_reset)
+            self.services.append(self.occupancy)
+        self.access: AccessService | None = None
+        if services.access.enabled:
+            self.access = AccessService(
+                self,
+                services.access,
+                profile=node.profile.value,
+                fleet=node.fleet,
+                timezone=node.timezone,
+                emit=self.emit,
+                occupancy=self.occupancy,
+            )
+            self.router.register(
+                "access.update", self.access.command_update, scope="access", max_bytes=LIST_BYTES
+            )
+            self.router.register("access.status", self.access.command_status, scope="read")
+        self.panic = PanicService(
+            self,
+            services.panic,
+            emit=self.emit,
+            last_fix=lambda: self.position.last_valid[0] if self.position.last_valid else None,
+            connected=lambda: self.uplink.connected,
+        )
+        self.router.register("alarm.ack", self.panic.command_ack)
+        self.services.append(self.panic)
+
+    def has_subscribers(self, event_type: type) -> bool:
+        return bool(self._handlers.get(event_type))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""

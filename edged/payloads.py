@@ -206,3 +206,31 @@ class Trip(Body):
     passengers: int | None = Field(default=None, description="boarded during the trip")
     passenger_km: float | None = None
     co2e_g_per_passenger_km: float | None = None
+
+
+class TapEvent(Body):
+    keep_null: ClassVar[frozenset[str]] = frozenset({"profile", "fare_cents"})
+
+    card_ref: str = Field(description="HMAC-SHA256(fleet secret, UID), truncated, hex")
+    reader: str = Field(description="the reader's driver name")
+    decision: Literal["granted", "denied"]
+    reason: str = Field(
+        description="ok, booking, staff, provider, exit, unknown_allowed, repeat; denied: "
+        "blocked, unknown, expired, not_yet_valid, no_booking, full, clock_unsynced"
+    )
+    action: Literal["board", "enter", "exit", "checkin", "login", "logout"] | None = None
+    profile: str | None = Field(description="the card's profile; null for an unknown card")
+    fare_cents: int | None = Field(description="fare charged, euro cents; null: none")
+    lists_version: int = Field(description="version of the access lists that decided")
+
+
+class Occupancy(Body):
+    keep_null: ClassVar[frozenset[str]] = frozenset({"capacity", "percent"})
+
+    count: int = Field(ge=0, description="people on board or inside now")
+    capacity: int | None = Field(description="from config; null: unknown")
+    percent: int | None = Field(description="count/capacity, rounded to percent_step")
+    status: str = Field(description="GTFS-Realtime OccupancyStatus name")
+    entries: int = Field(description="people in since the last reset")
+    exits: int = Field(description="people out since the last reset")
+    reset_at: int = Field(description="UTC ms of the last reset")

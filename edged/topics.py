@@ -50,7 +50,11 @@ INVALID_COMMAND = "_invalid"
 
 STATE = TopicSpec("state", p.State, None, qos=1, retain=True)
 POSITION = TopicSpec("position", p.Position, Priority.SAMPLE, qos=0, retain=False)
-ALARM = TopicSpec("alarm", p.Alarm, Priority.ALARM, qos=1, retain=True)  # every transition counts
+ALARM = TopicSpec("alarm/{name}", p.Alarm, Priority.ALARM, qos=1, retain=True)  # {name}: kind
+OCCUPANCY = TopicSpec(
+    "occupancy", p.Occupancy, Priority.STATE, qos=1, retain=True, latest_only=True
+)
+TAP = TopicSpec("events/tap", p.TapEvent, Priority.EVENT, qos=1, retain=False)
 DOOR = TopicSpec("events/door", p.DoorEvent, Priority.EVENT, qos=1, retain=False)
 GEOFENCE = TopicSpec("events/geofence", p.GeofenceEvent, Priority.EVENT, qos=1, retain=False)
 FIX = TopicSpec("events/fix", p.FixEvent, Priority.EVENT, qos=1, retain=False)
@@ -68,6 +72,8 @@ TOPICS: dict[str, TopicSpec] = {
         STATE,
         POSITION,
         ALARM,
+        OCCUPANCY,
+        TAP,
         DOOR,
         GEOFENCE,
         FIX,

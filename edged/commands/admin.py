@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from edged.commands.args import only
 from edged.config.loader import config_hash, parse_config
 from edged.config.probation import Probation
 from edged.diag import versions
@@ -19,7 +20,7 @@ MODE_KEY = "mode"
 
 def register_admin(node: "Node") -> None:
     async def config_get(args: dict[str, Any]) -> dict[str, Any]:
-        _no_args("config.get", args)
+        only("config.get", args)
         return {"config": node.config.model_dump(mode="json"), "hash": node.config_hash}
 
     async def config_set(args: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def register_admin(node: "Node") -> None:
         }
 
     async def diag_dump(args: dict[str, Any]) -> dict[str, Any]:
-        _no_args("diag.dump", args)
+        only("diag.dump", args)
         health = await node.health()
         return {
             "versions": versions(),
@@ -57,7 +58,7 @@ def register_admin(node: "Node") -> None:
         }
 
     async def restart(args: dict[str, Any]) -> dict[str, Any]:
-        _no_args("restart", args)
+        only("restart", args)
         node.request_restart(after_reply=True)
         return {"restarting": True}
 
@@ -74,11 +75,6 @@ def register_admin(node: "Node") -> None:
     node.router.register("diag.dump", diag_dump, scope="read")
     node.router.register("restart", restart, scope="config")
     node.router.register("mode.set", mode_set, scope="operate")
-
-
-def _no_args(name: str, args: dict[str, Any]) -> None:
-    if args:
-        raise CommandError("bad_args", f"{name} takes no arguments, got {sorted(args)}")
 
 
 async def probation_watch(node: "Node") -> None:

@@ -4,7 +4,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from edged import __version__
-from edged.errors import CommandError
+from edged.commands.args import only
 
 if TYPE_CHECKING:
     from edged.node import Node
@@ -12,8 +12,7 @@ if TYPE_CHECKING:
 
 def register_builtin(node: "Node") -> None:
     async def ping(args: dict[str, Any]) -> dict[str, Any]:
-        if args:
-            raise CommandError("bad_args", f"ping takes no arguments, got {sorted(args)}")
+        only("ping", args)
         return {
             "pong": True,
             "version": __version__,
@@ -23,8 +22,7 @@ def register_builtin(node: "Node") -> None:
 
     async def republish(args: dict[str, Any]) -> dict[str, Any]:
         """Birth, retained topics and a fresh health report, e.g. after a broker lost them."""
-        if args:
-            raise CommandError("bad_args", f"republish takes no arguments, got {sorted(args)}")
+        only("republish", args)
         done = await node.uplink.republish()
         await node.publish_health()
         return {**done, "health": True}

@@ -54,6 +54,7 @@ class Outcome:
 class _Route:
     handler: Handler
     scope: Scope
+    max_bytes: int = MAX_COMMAND_BYTES
 
 
 class CommandRouter:
@@ -70,11 +71,22 @@ class CommandRouter:
         self._replies: OrderedDict[str, tuple[bytes, Reply]] = OrderedDict()
         self._remember = remember
 
-    def register(self, name: str, handler: Handler, *, scope: Scope = "operate") -> None:
-        """Add a command; `scope` is what a signing key must hold to run it."""
+    def register(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        scope: Scope = "operate",
+        max_bytes: int = MAX_COMMAND_BYTES,
+    ) -> None:
+        """Add a command; `scope` is what a signing key must hold to run it.
+
+        `max_bytes` raises the size limit for the few commands that carry data (a full
+        access list), without raising it for every other command.
+        """
         if not COMMAND_NAME.fullmatch(name):
             raise ValueError(f"invalid command name {name!r}")
-        self._routes[name] = _Route(handler, scope)
+        self._routes[name] = _Route(handler, scope, max_bytes)
 
     @property
     def names(self) -> list[str]:
@@ -98,11 +110,13 @@ class CommandRouter:
         return Outcome(name, reply, response_topic, cmd.correlation)
 
     async def _reply(self, name: str, cmd: IncomingCommand) -> Reply:
-        if len(cmd.payload) > MAX_COMMAND_BYTES:
+        route = self._routes.get(name)
+        limit = route.max_bytes if route is not None else MAX_COMMAND_BYTES
+        if len(cmd.payload) > limit:
             return self._error(
                 None,
                 "too_large",
-                f"command is {len(cmd.payload)} bytes; the limit is {MAX_COMMAND_BYTES}",
+                f"command is {len(cmd.payload)} bytes; the limit for {name} is {limit}",
             )
         try:
             raw = json.loads(cmd.payload)

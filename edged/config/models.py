@@ -4,8 +4,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from edged.config.access import valid_zone
 from edged.config.base import NAME_PATTERN, Strict
 from edged.config.paths import ConfigPath, PrivateConfigPath
 from edged.config.security import ClockConfig, SecurityConfig
@@ -23,6 +24,12 @@ class NodeConfig(Strict):
     id: str = Field(pattern=NAME_PATTERN, description="node id, unique in its fleet")
     profile: Profile
     name: str = Field(default="", max_length=120, description="human name shown to dispatch")
+    timezone: str = Field(
+        default="Europe/Paris",
+        description="IANA zone for local times: validity days, bookings, the daily reset",
+    )
+
+    _zone_ok = field_validator("timezone")(valid_zone)
 
 
 class TlsConfig(Strict):

@@ -5,6 +5,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from edged.config.access import (
+    AccessServiceConfig,
+    OccupancyServiceConfig,
+    PanicServiceConfig,
+)
 from edged.config.base import NAME_PATTERN, Strict
 from edged.config.geofences import Geofence, GeofenceSet
 from edged.kiosk.config import KioskConfig
@@ -123,3 +128,6 @@ class ServicesConfig(Strict):
     vehicle: VehicleServiceConfig = VehicleServiceConfig()
     trips: TripServiceConfig = TripServiceConfig()
     kiosk: KioskConfig = KioskConfig()
+    access: AccessServiceConfig = AccessServiceConfig()
+    occupancy: OccupancyServiceConfig = OccupancyServiceConfig()
+    panic: PanicServiceConfig = PanicServiceConfig()

@@ -303,6 +303,8 @@ class FleetView:
             return None
         if suffix in CONTRACT_TOPICS:
             return fleet, node, suffix
+        if suffix.startswith("alarm/") and COMMAND_NAME.fullmatch(suffix[len("alarm/") :]):
+            return fleet, node, "alarm"  # one retained topic per kind, one handler
         if suffix.startswith("reply/") and COMMAND_NAME.fullmatch(suffix[len("reply/") :]):
             return fleet, node, suffix
         return None  # cmd/* is input to the node, anything else is not in the contract

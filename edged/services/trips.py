@@ -58,6 +58,10 @@ class OpenTrip:
     gps_start_m: float
     distance: Totalizer = field(default_factory=lambda: Totalizer(DISTANCE_WRAP_M))
     fuel: Totalizer = field(default_factory=lambda: Totalizer(FUEL_WRAP_L))
+    passengers: int = 0  # on board at the start + boarded since
+    passenger_m: float = 0.0  # people x metres, summed at each change of the load
+    load: int = 0  # people on board now
+    load_mark_m: float = 0.0  # trip distance when the load last changed
 
     @classmethod
     def restore(cls, raw: dict[str, Any]) -> "OpenTrip":
@@ -68,6 +72,10 @@ class OpenTrip:
             gps_start_m=float(raw["gps_start_m"]),
             distance=Totalizer(**raw["distance"]),
             fuel=Totalizer(**raw["fuel"]),
+            passengers=int(raw.get("passengers", 0)),
+            passenger_m=float(raw.get("passenger_m", 0.0)),
+            load=int(raw.get("load", 0)),
+            load_mark_m=float(raw.get("load_mark_m", 0.0)),
         )
 
 
@@ -82,6 +90,8 @@ class TripRecorder:
         self.config = config
         self.gps_odometer_m = gps_odometer_m
         self._persisted_at = 0.0
+        self.load: int | None = None  # people on board; None: nothing counts them
+        self.on_stop: list[Callable[[Trip | None], None]] = []
         raw = node.get_state(OPEN_TRIP_KEY)
         self.trip: OpenTrip | None = None
         if isinstance(raw, dict):
@@ -104,6 +114,8 @@ class TripRecorder:
             started=now.isoformat(),
             trigger=trigger,
             gps_start_m=self.gps_odometer_m(),
+            passengers=self.load or 0,
+            load=self.load or 0,
         )
         self.feed(distance_m=distance_m, fuel_l=fuel_l)
         self.persist(force=True)
@@ -118,6 +130,24 @@ class TripRecorder:
             self.trip.fuel.feed(fuel_l)
         self.persist()
 
+    def set_load(self, count: int, boarded: int = 0) -> None:
+        """The occupancy changed: close the passenger-km of the previous load."""
+        self.load = count
+        trip = self.trip
+        if trip is None:
+            return
+        distance = self._distance_m(trip)[0]
+        trip.passenger_m += trip.load * max(0.0, distance - trip.load_mark_m)
+        trip.load_mark_m = distance
+        trip.load = count
+        trip.passengers += max(0, boarded)
+        self.persist()
+
+    def _distance_m(self, trip: OpenTrip) -> tuple[float, Literal["can", "gps"]]:
+        if trip.distance.samples >= 2:
+            return trip.distance.total, "can"
+        return max(0.0, self.gps_odometer_m() - trip.gps_start_m), "gps"
+
     def persist(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._persisted_at >= PERSIST_EVERY_S:
@@ -125,17 +155,22 @@ class TripRecorder:
             self.node.set_state(OPEN_TRIP_KEY, asdict(self.trip) if self.trip else None)
 
     def summary(self, trip: OpenTrip) -> Trip:
-        if trip.distance.samples >= 2:
-            distance_km, distance_source = trip.distance.total / 1000, "can"
-        else:
-            distance_km = max(0.0, self.gps_odometer_m() - trip.gps_start_m) / 1000
-            distance_source = "gps"
+        distance_m, distance_source = self._distance_m(trip)
+        distance_km = distance_m / 1000
         if trip.fuel.samples >= 2:
             fuel_l, fuel_source = trip.fuel.total, "can"
         else:
             fuel_l = distance_km * self.config.consumption_l_per_100km / 100
             fuel_source = "estimate"
         factor = self.config.co2e_kg_per_l[self.config.fuel]
+        co2e_kg = fuel_l * factor
+        passengers = passenger_km = per_pkm = None
+        if self.load is not None:
+            passengers = trip.passengers
+            passenger_m = trip.passenger_m + trip.load * max(0.0, distance_m - trip.load_mark_m)
+            passenger_km = round(passenger_m / 1000, 3)
+            if passenger_km > 0:
+                per_pkm = round(co2e_kg * 1000 / passenger_km, 1)
         return Trip(
             trip_id=trip.trip_id,
             started=datetime.fromisoformat(trip.started),
@@ -146,8 +181,11 @@ class TripRecorder:
             fuel_l=round(fuel_l, 2),
             fuel_source=fuel_source,
             fuel=self.config.fuel,
-            co2e_kg=round(fuel_l * factor, 2),
+            co2e_kg=round(co2e_kg, 2),
             co2e_factor_kg_per_l=factor,
+            passengers=passengers,
+            passenger_km=passenger_km,
+            co2e_g_per_passenger_km=per_pkm,
         )
 
     def stop(self) -> Trip | None:
@@ -159,4 +197,6 @@ class TripRecorder:
         self.persist(force=True)
         if summary.distance_km >= self.config.min_distance_km:
             self.node.publish(TRIP, summary)
+        for callback in self.on_stop:
+            callback(summary)
         return summary

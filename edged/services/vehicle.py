@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from edged.commands.args import only
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
-from edged.events import ActiveFaults, J1939Signals
+from edged.events import ActiveFaults, IgnitionInput, J1939Signals
 from edged.payloads import DoorEvent, EcuLamps, FaultCode, Faults, Vehicle
 from edged.services.base import NodeApi
 from edged.services.trips import OpenTrip, TripRecorder
@@ -64,8 +65,10 @@ class VehicleService:
             # restarted mid-trip: assume the engine still runs until the bus says otherwise
             self.ignition = True
             self._engine_running_at = time.monotonic()
+        self._ignition_wired = False  # an ignition sense line on GPIO outranks engine speed
         node.subscribe(J1939Signals, self.on_signals)
         node.subscribe(ActiveFaults, self.on_faults)
+        node.subscribe(IgnitionInput, self.on_ignition_input)
 
     def _want(self, ref: str, kind: str, key: str) -> None:
         message, signal = _split(ref)
@@ -108,7 +111,15 @@ class VehicleService:
             self.node.publish(DOOR, DoorEvent(door=door, open=state == "open", source="can"))
         return True
 
+    def on_ignition_input(self, event: IgnitionInput) -> None:
+        self._ignition_wired = True
+        if event.on != self.ignition:
+            self._set_ignition(event.on)
+            self.publish()
+
     def _ignition_from_engine(self) -> bool:
+        if self._ignition_wired:
+            return False
         rpm = self._number("engine_speed")
         if rpm is not None and rpm >= self.config.ignition_rpm:
             self._engine_running_at = time.monotonic()
@@ -119,7 +130,7 @@ class VehicleService:
     def check_ignition(self, now: float | None = None) -> None:
         """Off once the engine has been stopped, or the bus silent, for the configured time."""
         now = time.monotonic() if now is None else now
-        if self.ignition is not True:
+        if self.ignition is not True or self._ignition_wired:
             return
         running = self._engine_running_at or 0.0
         if now - max(running, 0.0) >= self.config.ignition_off_after_s:
@@ -207,8 +218,7 @@ class VehicleService:
     # -- commands ---------------------------------------------------------------------
 
     async def command_trip_start(self, args: dict[str, Any]) -> dict[str, Any]:
-        if args:
-            raise CommandError("bad_args", f"trip.start takes no arguments, got {sorted(args)}")
+        only("trip.start", args)
         if self.trips.trip is not None:
             raise CommandError(
                 "trip_open",
@@ -218,8 +228,7 @@ class VehicleService:
         return {"trip_id": trip.trip_id, "started": trip.started}
 
     async def command_trip_stop(self, args: dict[str, Any]) -> dict[str, Any]:
-        if args:
-            raise CommandError("bad_args", f"trip.stop takes no arguments, got {sorted(args)}")
+        only("trip.stop", args)
         summary = self.trips.stop()
         if summary is None:
             raise CommandError("no_trip", "no trip is open")

@@ -167,11 +167,11 @@ def test_occupancy_keeps_count_and_capacity() -> None:
 
 def test_an_alarm_is_active_until_its_clearing_message() -> None:
     v = view()
-    v.ingest(f"{BASE}/alarm", msg(kind="panic", active=True, reason="button"))
+    v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=True, reason="button"))
     node = v.node("creuse", "shuttle-07")
     assert node is not None
     assert [a.kind for a in node.active_alarms] == ["panic"]
-    v.ingest(f"{BASE}/alarm", msg(kind="panic", active=False))
+    v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=False))
     assert node.active_alarms == []
 
 
@@ -315,7 +315,7 @@ def test_the_number_of_nodes_is_bounded() -> None:
 def test_markup_in_a_node_name_prints_as_itself_in_the_table() -> None:
     v = view()
     v.ingest(f"{BASE}/state", msg(state="online"))
-    v.ingest(f"{BASE}/alarm", msg(kind="[red]x[/red]", active=True))
+    v.ingest(f"{BASE}/alarm/panic", msg(kind="[red]x[/red]", active=True))
     out = io.StringIO()
     Console(file=out, width=200, no_color=True).print(fleet_table(v, NOW))
     assert "[red]x[/red]" in out.getvalue()

@@ -59,7 +59,7 @@ def health(depth: int) -> Publication:
 
 
 def alarm() -> Publication:
-    return Publication.make(TOPICS, ALARM, Alarm(kind="panic", active=True))
+    return Publication.make(TOPICS, ALARM, Alarm(kind="panic", active=True), name="panic")
 
 
 def config(tmp_path: Path, **caps: int) -> OutboxConfig:

@@ -1,0 +1,200 @@
+"""The local access lists, and how a signed update from dispatch replaces or patches them.
+
+Dispatch signs each list document itself (not only the command that carries it), with its
+own key: a list is authority data, valid whoever relays it, and the signature covers the
+fleet and the version so a list cannot be moved to another fleet or played back older.
+
+Updates are all or nothing: a full list replaces everything, a delta applies to exactly
+the version it was made from; anything else (bad signature, wrong fleet, older version,
+a gap, a malformed entry) is refused with a reason and the lists in force do not change.
+"""
+
+import base64
+import hashlib
+import json
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edged.commands.args import only
+from edged.errors import CommandError
+from edged.security.signing import verify
+
+MAX_CARDS = 50_000
+MAX_BOOKINGS_PER_CARD = 64
+LIST_BYTES = 4 * 1024 * 1024
+"""Largest `access.update` command accepted (a full list of ~30,000 cards)."""
+
+SIGNING_DOMAIN = b"edged-access-lists/v1\n"
+"""Prefix of what is signed, so a list signature can never pass for a command's."""
+
+CardRef = Annotated[str, Field(pattern=r"^[0-9a-f]{16,64}$")]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("give a time zone (e.g. 2026-11-25T09:00:00+01:00 or ...Z)")
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Card(_Model):
+    profile: Name = Field(description="resident, senior, jobseeker, provider, staff...")
+    valid_from: date | None = None
+    valid_until: date | None = Field(default=None, description="last valid day, inclusive")
+
+
+class Denied(_Model):
+    reason: str = Field(default="lost", max_length=64)
+
+
+class Booking(_Model):
+    room: Name
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Booking":
+        if self.end <= self.start:
+            raise ValueError("a booking ends after it starts")
+        return self
+
+
+Bookings = Annotated[list[Booking], Field(max_length=MAX_BOOKINGS_PER_CARD)]
+Fare = Annotated[int, Field(ge=0, le=100_000, description="euro cents")]
+
+
+class AccessLists(_Model):
+    """Everything a node decides from; `version` grows with every change at dispatch."""
+
+    kind: Literal["full"] = "full"
+    fleet: str
+    version: int = Field(ge=0)
+    cards: dict[CardRef, Card] = Field(default_factory=dict, max_length=MAX_CARDS)
+    deny: dict[CardRef, Denied] = Field(default_factory=dict, max_length=MAX_CARDS)
+    bookings: dict[CardRef, Bookings] = Field(default_factory=dict, max_length=MAX_CARDS)
+    fares: dict[Name, Fare] = Field(default_factory=dict, max_length=64)
+
+
+class AccessDelta(_Model):
+    """Changes from `base_version` to `version`; null removes an entry."""
+
+    kind: Literal["delta"]
+    fleet: str
+    version: int = Field(ge=1)
+    base_version: int = Field(ge=0)
+    cards: dict[CardRef, Card | None] = Field(default_factory=dict, max_length=MAX_CARDS)
+    deny: dict[CardRef, Denied | None] = Field(default_factory=dict, max_length=MAX_CARDS)
+    bookings: dict[CardRef, Bookings | None] = Field(default_factory=dict, max_length=MAX_CARDS)
+    fares: dict[Name, Fare | None] = Field(default_factory=dict, max_length=64)
+
+    @model_validator(mode="after")
+    def _forward(self) -> "AccessDelta":
+        if self.version <= self.base_version:
+            raise ValueError("a delta's version must be above its base_version")
+        return self
+
+
+EMPTY = AccessLists(fleet="", version=0)
+
+
+def signed_bytes(document: dict[str, Any]) -> bytes:
+    """Canonical JSON (sorted keys, no spaces, UTF-8) after the signing domain."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return SIGNING_DOMAIN + text.encode()
+
+
+def sign_lists(key: Ed25519PrivateKey, document: dict[str, Any]) -> str:
+    """What dispatch does (and the tests, the demo and `edgectl`): base64 signature."""
+    return base64.b64encode(key.sign(signed_bytes(document))).decode()
+
+
+def digest(lists: AccessLists) -> str:
+    return hashlib.sha256(signed_bytes(lists.model_dump(mode="json"))).hexdigest()[:16]
+
+
+def _problems(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'lists'}: {e['msg']}" for e in exc.errors()[:5]]
+    more = exc.error_count() - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_update(
+    args: dict[str, Any],
+    *,
+    key: Ed25519PublicKey | None,
+    fleet: str,
+    card_ref_chars: int,
+) -> AccessLists | AccessDelta:
+    """Check an `access.update`'s arguments: `{"lists": {...}, "sig": "base64"}`."""
+    if key is None:
+        raise CommandError(
+            "no_key",
+            "this node has no [services.access] lists_public_key: it cannot trust any list",
+        )
+    only("access.update", args, "lists", "sig")
+    document, sig = args.get("lists"), args.get("sig")
+    if not isinstance(document, dict) or not isinstance(sig, str):
+        raise CommandError("bad_args", "give lists (an object) and sig (base64 text)")
+    if len(sig) > 256 or not verify(key, sig, signed_bytes(document)):
+        raise CommandError("bad_signature", "the lists' signature does not verify")
+    kind = document.get("kind", "full")
+    model: type[AccessLists] | type[AccessDelta] = AccessDelta if kind == "delta" else AccessLists
+    try:
+        parsed = model.model_validate(document)
+    except ValidationError as exc:
+        raise CommandError("bad_lists", _problems(exc)[:800]) from None
+    if parsed.fleet != fleet:
+        raise CommandError("wrong_fleet", f"lists for fleet {parsed.fleet!r}, this is {fleet!r}")
+    refs = [*parsed.cards, *parsed.deny, *parsed.bookings]
+    wrong = next((r for r in refs if len(r) != card_ref_chars), None)
+    if wrong is not None:
+        raise CommandError(
+            "bad_card_ref",
+            f"card_ref {wrong[:16]}… has {len(wrong)} hex digits; this node makes "
+            f"{card_ref_chars} ([services.access] card_ref_bytes)",
+        )
+    return parsed
+
+
+def apply(current: AccessLists, update: AccessLists | AccessDelta) -> AccessLists:
+    """The lists after `update`, or CommandError; `current` is never modified."""
+    if isinstance(update, AccessLists):
+        if update.version < current.version or (
+            update.version == current.version and digest(update) != digest(current)
+        ):
+            raise CommandError(
+                "stale_version",
+                f"version {update.version} is older than the lists in force ({current.version})",
+            )
+        return update
+    if update.base_version != current.version:
+        raise CommandError(
+            "version_gap",
+            f"delta from version {update.base_version}, but version {current.version} is in "
+            "force: send a full list",
+        )
+    maps: dict[str, dict[str, Any]] = {
+        "cards": dict(current.cards),
+        "deny": dict(current.deny),
+        "bookings": dict(current.bookings),
+        "fares": dict(current.fares),
+    }
+    for name, target in maps.items():
+        for k, v in getattr(update, name).items():
+            if v is None:
+                target.pop(k, None)
+            else:
+                target[k] = v
+    if any(len(m) > MAX_CARDS for m in maps.values()):
+        raise CommandError("too_many", f"the lists would hold more than {MAX_CARDS} entries")
+    return AccessLists(fleet=current.fleet or update.fleet, version=update.version, **maps)

@@ -1,0 +1,195 @@
+"""From a tap to an open door in a millisecond, from local lists, then the record of it.
+
+Order matters on a tap: decide, actuate (relay, light, buzzer), then count and publish.
+Nothing on that path waits for the network or the disk — the event goes into the outbox,
+which is durable before it is sent, but the door does not wait for either.
+
+The raw UID is used once, here, to compute the card_ref, and then dropped: it is not kept
+in memory, logged, stored or published.
+"""
+
+import logging
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from edged.access.cardref import CardRefs
+from edged.access.decide import Decision, NodeProfile, Situation, decide
+from edged.access.lists import (
+    EMPTY,
+    AccessLists,
+    apply,
+    digest,
+    parse_update,
+)
+from edged.clock import ClockSource
+from edged.commands.args import only
+from edged.config.access import AccessServiceConfig
+from edged.errors import ConfigError
+from edged.events import Feedback, Tap, Unlock
+from edged.payloads import TapEvent
+from edged.security.signing import public_key_from_text
+from edged.services.base import NodeApi
+from edged.services.occupancy import OccupancyService
+from edged.topics import TAP
+
+log = logging.getLogger(__name__)
+
+LISTS_KEY = "access.lists"
+INSIDE_KEY = "access.inside"
+PROVIDER_KEY = "access.provider"
+MAX_INSIDE = 10_000
+MAX_RECENT = 1_000
+
+
+class AccessService:
+    def __init__(
+        self,
+        node: NodeApi,
+        config: AccessServiceConfig,
+        *,
+        profile: NodeProfile,
+        fleet: str,
+        timezone: str,
+        emit: Any,
+        occupancy: OccupancyService | None = None,
+    ) -> None:
+        if config.secret_file is None:
+            raise ConfigError("[services.access]", ["secret_file is required"])
+        self.node = node
+        self.config = config
+        self.profile = profile
+        self.fleet = fleet
+        self.zone = ZoneInfo(timezone)
+        self.emit = emit
+        self.occupancy = occupancy
+        self.card_ref = CardRefs.from_file(config.secret_file, config.card_ref_bytes)
+        self.key = (
+            public_key_from_text(config.lists_public_key) if config.lists_public_key else None
+        )
+        self.lists = self._restore_lists()
+        inside = node.get_state(INSIDE_KEY, [])
+        self.inside: set[str] = set(inside) if isinstance(inside, list) else set()
+        provider = node.get_state(PROVIDER_KEY)
+        self.provider: str | None = provider if isinstance(provider, str) else None
+        self._recent: OrderedDict[str, tuple[float, Decision]] = OrderedDict()
+        self.taps = 0
+        self.last_decision_s = 0.0  # tap read -> relay and lights commanded (bench.tap)
+        node.subscribe(Tap, self.on_tap)
+        if occupancy is not None:
+            occupancy.on_reset.append(self._everyone_left)
+
+    def _restore_lists(self) -> AccessLists:
+        raw = self.node.get_state(LISTS_KEY)
+        if raw is None:
+            return EMPTY
+        try:
+            lists = AccessLists.model_validate(raw)
+        except ValueError:
+            log.error("the stored access lists are unreadable: deciding on empty lists")
+            return EMPTY
+        return lists
+
+    # -- taps -------------------------------------------------------------------------
+
+    def _now(self) -> datetime | None:
+        ms, source = self.node.clock.now()
+        if source is ClockSource.UNSYNCED:
+            return None
+        return datetime.fromtimestamp(ms / 1000, self.zone)
+
+    def on_tap(self, tap: Tap) -> None:
+        ref = self.card_ref(tap.uid)
+        self.taps += 1
+        role = self.config.readers.get(tap.reader, "both")
+        recent = self._recent.get(ref)
+        if recent is not None and tap.ts - recent[0] < self.config.repeat_window_s:
+            before = recent[1]
+            decision = Decision(True, "repeat", before.action, before.profile, None, 0)
+        else:
+            inside = ref in self.inside if self.profile == "venue" else ref == self.provider
+            situation = Situation(
+                profile=self.profile,
+                now=self._now(),
+                role=role,
+                inside=inside,
+                full=self.occupancy.full if self.occupancy is not None else False,
+            )
+            decision = decide(self.lists, self.config, ref, situation)
+        # local first: the door and the lights before anything is counted or recorded
+        now = time.monotonic()
+        if decision.granted:
+            self.emit(Unlock(self.config.pulse_s, now))
+        self.emit(Feedback("granted" if decision.granted else "denied", now))
+        self.last_decision_s = now - tap.ts
+        if decision.granted and decision.reason != "repeat":
+            self._recent[ref] = (tap.ts, decision)
+            self._recent.move_to_end(ref)
+            while len(self._recent) > MAX_RECENT:
+                self._recent.popitem(last=False)
+            self._remember(ref, decision)
+        self.node.publish(
+            TAP,
+            TapEvent(
+                card_ref=ref,
+                reader=tap.reader,
+                decision="granted" if decision.granted else "denied",
+                reason=decision.reason,
+                action=decision.action,
+                profile=decision.profile,
+                fare_cents=decision.fare_cents,
+                lists_version=self.lists.version,
+            ),
+        )
+
+    def _remember(self, ref: str, decision: Decision) -> None:
+        if self.occupancy is not None and self.occupancy.counts_taps and decision.delta:
+            self.occupancy.add(decision.delta, "tap")
+        if self.profile == "venue" and decision.action in ("enter", "exit"):
+            if decision.action == "enter" and len(self.inside) < MAX_INSIDE:
+                self.inside.add(ref)
+            else:
+                self.inside.discard(ref)
+            self.node.set_state(INSIDE_KEY, sorted(self.inside))
+        elif decision.action in ("login", "logout"):
+            self.provider = ref if decision.action == "login" else None
+            self.node.set_state(PROVIDER_KEY, self.provider)
+
+    def _everyone_left(self) -> None:
+        """Occupancy was reset (end of day, by ops): nobody is counted as inside."""
+        if self.inside:
+            self.inside.clear()
+            self.node.set_state(INSIDE_KEY, [])
+
+    # -- commands -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        lists = self.lists
+        return {
+            "version": lists.version,
+            "digest": digest(lists),
+            "cards": len(lists.cards),
+            "deny": len(lists.deny),
+            "bookings": len(lists.bookings),
+            "fares": len(lists.fares),
+            "taps": self.taps,
+        }
+
+    async def command_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`access.update {"lists": {...}, "sig": "..."}`: all of it, or nothing."""
+        update = parse_update(
+            args, key=self.key, fleet=self.fleet, card_ref_chars=2 * self.config.card_ref_bytes
+        )
+        new = apply(self.lists, update)
+        self.node.set_state(LISTS_KEY, new.model_dump(mode="json"))
+        self.lists = new
+        self._recent.clear()  # a card blocked a second ago must not pass as a repeat
+        kind: Literal["full", "delta"] = update.kind
+        log.info("access lists version %d in force (%s)", new.version, kind)
+        return {"applied": kind, **self.status()}
+
+    async def command_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        only("access.status", args)
+        return self.status()

@@ -1,0 +1,168 @@
+"""`[services.access]`, `[services.occupancy]`, `[services.panic]` in the config."""
+
+import re
+from datetime import time
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from edged.config.base import Strict
+from edged.config.paths import PrivateConfigPath
+from edged.security.signing import public_key_from_text
+
+ReaderRole = Literal["entry", "exit", "both"]
+OccupancyStatus = Literal[
+    "EMPTY",
+    "MANY_SEATS_AVAILABLE",
+    "FEW_SEATS_AVAILABLE",
+    "STANDING_ROOM_ONLY",
+    "CRUSHED_STANDING_ROOM_ONLY",
+    "FULL",
+    "NOT_ACCEPTING_PASSENGERS",
+]
+"""GTFS-Realtime `VehiclePosition.OccupancyStatus` names."""
+
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def valid_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as Europe/Paris"
+        ) from None
+    return value
+
+
+class AccessServiceConfig(Strict):
+    """Tap decisions from local lists; the lists come signed from dispatch (`access.update`)."""
+
+    enabled: bool = False
+    secret_file: PrivateConfigPath | None = Field(
+        default=None,
+        description="fleet secret for card_ref = HMAC-SHA256(secret, UID); mode 600",
+    )
+    card_ref_bytes: int = Field(
+        default=16, ge=8, le=32, description="card_ref length (hex text is twice as long)"
+    )
+    lists_public_key: str | None = Field(
+        default=None,
+        description="base64 Ed25519 key that signs the access lists; unset: updates refused",
+    )
+    unknown_card: Literal["deny", "allow"] | None = Field(
+        default=None,
+        description="a card not on the lists; unset: deny on a shuttle and at a venue, "
+        "allow (client check-in) in a truck",
+    )
+    unknown_fare_cents: int = Field(default=0, ge=0, le=100_000)
+    deny_when_full: bool | None = Field(
+        default=None, description="refuse entry at capacity; unset: yes at a venue only"
+    )
+    repeat_window_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="the same card again this soon is answered as before, charged and counted once",
+    )
+    pulse_s: float = Field(default=3.0, gt=0, le=30, description="lock relay pulse on a grant")
+    rooms: list[str] = Field(
+        default_factory=list, max_length=64, description="venue: the rooms this door opens"
+    )
+    booking_early_s: float = Field(
+        default=600, ge=0, le=86400, description="venue: a booking opens this early"
+    )
+    readers: dict[str, ReaderRole] = Field(
+        default_factory=dict,
+        description="reader driver name -> entry, exit or both (default: both; at a venue "
+        "a card already inside leaves)",
+    )
+    staff_profiles: list[str] = Field(default_factory=lambda: ["staff"])
+    provider_profiles: list[str] = Field(default_factory=lambda: ["provider"])
+
+    @field_validator("lists_public_key")
+    @classmethod
+    def _is_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            public_key_from_text(value)
+        return value
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> "AccessServiceConfig":
+        if self.enabled and self.secret_file is None:
+            raise ValueError(
+                "secret_file is required when access is enabled: card UIDs are only ever "
+                "handled as HMAC card_refs (make one: head -c 32 /dev/urandom > secret; "
+                "chmod 600 secret)"
+            )
+        return self
+
+
+class Threshold(Strict):
+    below_pct: float = Field(gt=0, le=1000, description="this status while percent < below_pct")
+    status: OccupancyStatus
+
+
+DEFAULT_THRESHOLDS = [
+    Threshold(below_pct=50, status="MANY_SEATS_AVAILABLE"),
+    Threshold(below_pct=80, status="FEW_SEATS_AVAILABLE"),
+    Threshold(below_pct=95, status="STANDING_ROOM_ONLY"),
+    Threshold(below_pct=100, status="CRUSHED_STANDING_ROOM_ONLY"),
+]
+"""Above the last threshold: FULL. A count of zero: EMPTY."""
+
+
+class OccupancyServiceConfig(Strict):
+    enabled: bool = True
+    capacity: int | None = Field(
+        default=None, ge=1, le=100_000, description="people allowed on board or inside"
+    )
+    count_from: list[Literal["taps", "beams"]] = Field(
+        default=["taps"],
+        description="what counts people: granted taps, counting beams, or both (at "
+        "different doors; the same person must not be counted by both)",
+    )
+    door_cycles: dict[str, Literal["in", "out"]] = Field(
+        default_factory=dict,
+        description="door -> direction: each opening of that door counts one person",
+    )
+    percent_step: int = Field(
+        default=10, ge=1, le=50, description="percent is rounded to this, so no one is tracked"
+    )
+    thresholds: list[Threshold] = Field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
+    reset_at: str | None = Field(
+        default="03:00", description="HH:MM in [node] timezone; unset: never"
+    )
+    reset_on_trip_end: bool = True
+
+    @field_validator("reset_at")
+    @classmethod
+    def _hhmm(cls, value: str | None) -> str | None:
+        if value is not None and not _HHMM.fullmatch(value):
+            raise ValueError(f"reset_at must be HH:MM (24 h), got {value!r}")
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _increasing(cls, value: list[Threshold]) -> list[Threshold]:
+        limits = [t.below_pct for t in value]
+        if limits != sorted(set(limits)):
+            raise ValueError("thresholds must have strictly increasing below_pct")
+        return value
+
+    @property
+    def reset_time(self) -> time | None:
+        if self.reset_at is None:
+            return None
+        hours, minutes = self.reset_at.split(":")
+        return time(int(hours), int(minutes))
+
+
+class PanicServiceConfig(Strict):
+    repeat_s: float = Field(
+        default=30, ge=5, le=3600, description="re-send an unacknowledged alarm this often"
+    )
+    acked_indicator_s: float = Field(
+        default=120, ge=0, le=3600, description="'help is coming' shown this long after ack"
+    )

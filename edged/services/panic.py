@@ -1,0 +1,139 @@
+"""The panic button: an `alarm/panic` that reaches dispatch however long the link is down.
+
+A press raises the alarm at once: the local pattern (red light, buzzer) starts, and the
+alarm — with the last known position — goes into the outbox in the highest class, durable
+before anything else is sent. The raised alarm is kept in the node's state, so a power cut
+or a restart brings it back (indicator and all) until dispatch acknowledges it with
+`alarm.ack`. While connected and unacknowledged it is sent again every `repeat_s`, so a
+dispatcher who missed it is reminded; while offline the first copy waits in the outbox
+rather than piling up repeats. `alarm.ack` clears it (retained `active: false`), and the
+indicator says "help is coming" for `acked_indicator_s`.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from edged.commands.args import only
+from edged.config.access import PanicServiceConfig
+from edged.errors import CommandError
+from edged.events import Feedback, FeedbackPattern, Fix, PanicInput
+from edged.payloads import Alarm
+from edged.services.base import NodeApi
+from edged.topics import ALARM
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "panic.active"
+KIND = "panic"
+
+
+class PanicService:
+    def __init__(
+        self,
+        node: NodeApi,
+        config: PanicServiceConfig,
+        *,
+        emit: Callable[[Any], None],
+        last_fix: Callable[[], Fix | None],
+        connected: Callable[[], bool],
+    ) -> None:
+        self.node = node
+        self.config = config
+        self.emit = emit
+        self.last_fix = last_fix
+        self.connected = connected
+        saved = node.get_state(STATE_KEY)
+        self.active: dict[str, Any] | None = saved if isinstance(saved, dict) else None
+        self._sent_at = 0.0
+        self._off_timer: asyncio.TimerHandle | None = None
+        node.subscribe(PanicInput, self.on_panic)
+
+    def _indicate(self, pattern: FeedbackPattern) -> None:
+        self.emit(Feedback(pattern, time.monotonic()))
+
+    def on_panic(self, event: PanicInput) -> None:
+        if not event.pressed:
+            return
+        if self.active is None:
+            self._raise()
+        else:  # pressed again: still in danger, tell dispatch now
+            self.active["presses"] = int(self.active.get("presses", 1)) + 1
+            self.node.set_state(STATE_KEY, self.active)
+            self._send("pressed again")
+
+    def _raise(self) -> None:
+        ms = self.node.clock.now()[0]
+        details: dict[str, Any] = {
+            "alarm_id": f"{ms}-{uuid.uuid4().hex[:6]}",
+            "raised_at": ms,
+            "presses": 1,
+        }
+        fix = self.last_fix()
+        if fix is not None:
+            details |= {
+                "lat": fix.lat,
+                "lon": fix.lon,
+                "fix_time": fix.fix_time.isoformat(),
+                "speed": fix.speed,
+            }
+        self.active = details
+        if self._off_timer is not None:
+            self._off_timer.cancel()
+        self._indicate("alarm")
+        self.node.set_state(STATE_KEY, details)
+        self._send("panic button pressed")
+        log.warning("PANIC alarm %s raised", details["alarm_id"])
+
+    def _send(self, reason: str) -> None:
+        if self.active is None:
+            return
+        self._sent_at = time.monotonic()
+        self.node.publish(
+            ALARM, Alarm(kind=KIND, active=True, reason=reason, details=self.active), name=KIND
+        )
+
+    async def run(self) -> None:
+        if self.active is not None:  # restarted with an alarm open: it still stands
+            self._indicate("alarm")
+            self._send("still active after a restart")
+        while True:
+            await asyncio.sleep(min(5.0, self.config.repeat_s))
+            if (
+                self.active is not None
+                and self.connected()
+                and time.monotonic() - self._sent_at >= self.config.repeat_s
+            ):
+                self._send("not acknowledged yet")
+
+    async def command_ack(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`alarm.ack {"alarm_id"?, "by"?}`: dispatch has seen it and help is on its way."""
+        only("alarm.ack", args, "alarm_id", "by")
+        alarm_id, by = args.get("alarm_id"), args.get("by", "")
+        if alarm_id is not None and not isinstance(alarm_id, str):
+            raise CommandError("bad_args", "alarm_id must be text")
+        if not isinstance(by, str) or len(by) > 64:
+            raise CommandError("bad_args", "by must be text of at most 64 characters")
+        if self.active is None:
+            raise CommandError("no_alarm", "no panic alarm is active")
+        if alarm_id is not None and alarm_id != self.active["alarm_id"]:
+            raise CommandError(
+                "wrong_alarm",
+                f"the active alarm is {self.active['alarm_id']}, not {alarm_id[:40]}",
+            )
+        details = {**self.active, "acked_at": self.node.clock.now()[0], "acked_by": by}
+        self.active = None
+        self.node.set_state(STATE_KEY, None)
+        self.node.publish(
+            ALARM, Alarm(kind=KIND, active=False, reason="acknowledged", details=details), name=KIND
+        )
+        self._indicate("alarm_acked")
+        loop = asyncio.get_running_loop()
+        self._off_timer = loop.call_later(
+            self.config.acked_indicator_s, self._indicate, "alarm_off"
+        )
+        log.warning("panic alarm %s acknowledged by %s", details["alarm_id"], by or "dispatch")
+        return {"alarm_id": details["alarm_id"], "acked": True}
