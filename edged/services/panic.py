@@ -48,6 +48,7 @@ class PanicService:
         self.connected = connected
         saved = node.get_state(STATE_KEY)
         self.active: dict[str, Any] | None = saved if isinstance(saved, dict) else None
+        self._restored = self.active is not None
         self._sent_at = 0.0
         self._off_timer: asyncio.TimerHandle | None = None
         node.subscribe(PanicInput, self.on_panic)
@@ -97,7 +98,7 @@ class PanicService:
         )
 
     async def run(self) -> None:
-        if self.active is not None:  # restarted with an alarm open: it still stands
+        if self._restored and self.active is not None:  # restarted with an alarm open
             self._indicate("alarm")
             self._send("still active after a restart")
         while True:

@@ -211,3 +211,74 @@ def test_a_cleared_code_disappears() -> None:
     svc.on_faults(dm1(0))
     last = node.bodies("vehicle/faults")[-1]
     assert last.active == [] and last.lamps[0].amber_warning == 0
+
+
+# -- passengers, from the occupancy service ---------------------------------------------
+
+
+def test_passenger_km_integrates_each_load_over_the_distance_it_travelled() -> None:
+    node, svc, bus = make()
+    svc.trips.set_load(2)  # two on board before the engine starts
+    bus.totals(1_000_000.0, 5000.0)
+    bus.engine(800)
+    bus.totals(1_010_000.0, 5003.0)  # 10 km with 2 on board
+    svc.trips.set_load(5, boarded=3)
+    bus.totals(1_014_000.0, 5004.0)  # 4 km with 5
+    svc.trips.set_load(1)  # four get off
+    bus.totals(1_020_000.0, 5006.0)  # 6 km with 1
+    svc.trips.stop()
+    (trip,) = node.bodies("trip")
+    assert trip.passengers == 5  # 2 at the start + 3 boarded
+    assert trip.passenger_km == 2 * 10 + 5 * 4 + 1 * 6
+    assert trip.co2e_g_per_passenger_km == round(trip.co2e_kg * 1000 / 46, 1)
+
+
+def test_without_an_occupancy_service_a_trip_has_no_passenger_figures() -> None:
+    odo = [0.0]
+    node, svc, _ = make(gps=odo)
+    svc.trips.start("command")
+    odo[0] = 5_000.0
+    svc.trips.stop()
+    (trip,) = node.bodies("trip")
+    assert trip.passengers is None and trip.passenger_km is None
+
+
+def test_an_empty_trip_has_no_co2_per_passenger_km() -> None:
+    odo = [0.0]
+    node, svc, _ = make(gps=odo)
+    svc.trips.set_load(0)
+    svc.trips.start("command")
+    odo[0] = 5_000.0
+    svc.trips.stop()
+    (trip,) = node.bodies("trip")
+    assert (trip.passengers, trip.passenger_km, trip.co2e_g_per_passenger_km) == (0, 0.0, None)
+
+
+def test_passengers_of_an_open_trip_survive_a_restart() -> None:
+    odo = [0.0]
+    node, svc, _ = make(gps=odo)
+    svc.trips.set_load(3, boarded=3)
+    svc.trips.start("command")
+    odo[0] = 2_000.0
+    svc.trips.set_load(4, boarded=1)  # 2 km with 3 on board
+    svc.trips.persist(force=True)
+    restarted = FakeNode(state=node.state)
+    _, again, _ = make(restarted, gps=odo)
+    again.trips.set_load(4)  # the occupancy service restores its count
+    odo[0] = 3_000.0  # 1 km with 4
+    again.trips.stop()
+    (trip,) = restarted.bodies("trip")
+    assert (trip.passengers, trip.passenger_km) == (4, 3 * 2 + 4 * 1)
+
+
+def test_an_ignition_sense_line_outranks_engine_speed() -> None:
+    from edged.events import IgnitionInput
+
+    _, svc, bus = make()
+    svc.on_ignition_input(IgnitionInput(True, 0.0))
+    assert svc.ignition is True and svc.trips.trip is not None
+    bus.engine(0)
+    svc.check_ignition(now=10**9)  # engine stopped for ages: the wire still says on
+    assert svc.ignition is True
+    svc.on_ignition_input(IgnitionInput(False, 0.0))
+    assert svc.ignition is False and svc.trips.trip is None

@@ -1,0 +1,69 @@
+"""Signed lists, secrets and configs for the access tests."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.access.cardref import CardRefs
+from edged.access.lists import sign_lists
+from edged.config.access import AccessServiceConfig
+from edged.security.signing import public_key_text
+
+SECRET = b"fleet-secret-for-tests-0123456789"
+FLEET = "creuse"
+KEY = Ed25519PrivateKey.generate()
+PUBLIC = public_key_text(KEY.public_key())
+REFS = CardRefs(SECRET, 16)
+
+UID_RESIDENT = bytes.fromhex("04a1b2c3")
+UID_SENIOR = bytes.fromhex("04112233445566")
+UID_STAFF = bytes.fromhex("0811223344556677889a")
+UID_PROVIDER = bytes.fromhex("04998877")
+UID_LOST = bytes.fromhex("04deadbe")
+UID_UNKNOWN = bytes.fromhex("04000001")
+UID_BOOKED = bytes.fromhex("04b00c3d")
+
+
+def secret_file(tmp: Path) -> Path:
+    path = tmp / "fleet.secret"
+    path.write_bytes(SECRET)
+    os.chmod(path, 0o600)
+    return path
+
+
+def config(tmp: Path, **extra: Any) -> AccessServiceConfig:
+    return AccessServiceConfig.model_validate(
+        {
+            "enabled": True,
+            "secret_file": str(secret_file(tmp)),
+            "lists_public_key": PUBLIC,
+            **extra,
+        }
+    )
+
+
+def full_lists(version: int = 1, **changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "kind": "full",
+        "fleet": FLEET,
+        "version": version,
+        "cards": {
+            REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2099-12-31"},
+            REFS(UID_SENIOR): {"profile": "senior"},
+            REFS(UID_STAFF): {"profile": "staff"},
+            REFS(UID_PROVIDER): {"profile": "provider"},
+            REFS(UID_LOST): {"profile": "resident"},
+            REFS(UID_BOOKED): {"profile": "jobseeker"},
+        },
+        "deny": {REFS(UID_LOST): {"reason": "lost"}},
+        "bookings": {},
+        "fares": {"resident": 150, "senior": 0, "jobseeker": 50},
+    }
+    doc.update(changes)
+    return doc
+
+
+def signed(doc: dict[str, Any], key: Ed25519PrivateKey = KEY) -> dict[str, Any]:
+    return {"lists": doc, "sig": sign_lists(key, doc)}

@@ -1,0 +1,46 @@
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edged.access.cardref import CardRefs
+from edged.errors import ConfigError
+
+SECRET = b"0123456789abcdef0123"
+
+
+def test_card_ref_is_keyed_hex_of_the_configured_length() -> None:
+    ref = CardRefs(SECRET, 16)(bytes.fromhex("04a1b2c3"))
+    assert len(ref) == 32 and int(ref, 16) >= 0
+
+
+def test_another_fleet_secret_gives_another_card_ref() -> None:
+    uid = bytes.fromhex("04a1b2c3")
+    assert CardRefs(SECRET)(uid) != CardRefs(SECRET + b"x")(uid)
+
+
+@given(uid=st.binary(min_size=4, max_size=10))
+def test_card_ref_never_contains_the_uid(uid: bytes) -> None:
+    ref = CardRefs(SECRET, 16)(uid)
+    assert uid.hex() not in ref
+
+
+def test_a_short_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        CardRefs(b"short")
+
+
+def test_secret_file_too_short_says_how_to_make_one(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    path.write_bytes(b"abc\n")
+    os.chmod(path, 0o600)
+    with pytest.raises(ConfigError, match="urandom"):
+        CardRefs.from_file(path)
+
+
+def test_secret_file_surrounding_whitespace_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    path.write_bytes(SECRET + b"\n")
+    assert CardRefs.from_file(path)(b"\x04\x01\x02\x03") == CardRefs(SECRET)(b"\x04\x01\x02\x03")

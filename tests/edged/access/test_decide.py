@@ -1,0 +1,202 @@
+"""Every decision path, on a shuttle, at a venue and in a truck."""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from edged.access.decide import Situation, decide
+from edged.access.lists import AccessLists
+from edged.config.access import AccessServiceConfig
+
+from .support import (
+    REFS,
+    UID_BOOKED,
+    UID_LOST,
+    UID_PROVIDER,
+    UID_RESIDENT,
+    UID_SENIOR,
+    UID_STAFF,
+    UID_UNKNOWN,
+    config,
+    full_lists,
+)
+
+PARIS = ZoneInfo("Europe/Paris")
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=PARIS)
+
+
+def lists(**changes: object) -> AccessLists:
+    return AccessLists.model_validate(full_lists(**changes))
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> AccessServiceConfig:
+    return config(tmp_path, rooms=["salle-1"])
+
+
+def at(profile: str, **kw: object) -> Situation:
+    return Situation(profile=profile, now=kw.pop("now", NOW), **kw)  # type: ignore[arg-type]
+
+
+def test_shuttle_boards_a_listed_card_with_its_profile_fare(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_RESIDENT), at("shuttle"))
+    assert (d.granted, d.reason, d.action, d.profile, d.fare_cents, d.delta) == (
+        True,
+        "ok",
+        "board",
+        "resident",
+        150,
+        1,
+    )
+
+
+def test_shuttle_free_profile_boards_with_a_zero_fare(cfg: AccessServiceConfig) -> None:
+    assert decide(lists(), cfg, REFS(UID_SENIOR), at("shuttle")).fare_cents == 0
+
+
+def test_a_profile_missing_from_the_fare_table_boards_without_a_fare(
+    cfg: AccessServiceConfig,
+) -> None:
+    d = decide(lists(fares={}), cfg, REFS(UID_RESIDENT), at("shuttle"))
+    assert d.granted and d.fare_cents is None
+
+
+def test_a_card_on_the_deny_list_is_refused_as_blocked(cfg: AccessServiceConfig) -> None:
+    for profile in ("shuttle", "venue", "truck"):
+        d = decide(lists(), cfg, REFS(UID_LOST), at(profile))
+        assert (d.granted, d.reason) == (False, "blocked")
+
+
+def test_a_blocked_card_cannot_even_leave_by_tapping(cfg: AccessServiceConfig) -> None:
+    # the door handle still opens from inside; the card does not act for a thief
+    d = decide(lists(), cfg, REFS(UID_LOST), at("venue", inside=True))
+    assert not d.granted
+
+
+def test_unknown_card_is_denied_on_a_shuttle_by_default(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_UNKNOWN), at("shuttle"))
+    assert (d.granted, d.reason, d.profile) == (False, "unknown", None)
+
+
+def test_unknown_card_policy_allow_boards_with_the_unknown_fare(tmp_path: Path) -> None:
+    cfg = config(tmp_path, unknown_card="allow", unknown_fare_cents=200)
+    d = decide(lists(), cfg, REFS(UID_UNKNOWN), at("shuttle"))
+    assert (d.granted, d.reason, d.fare_cents, d.delta) == (True, "unknown_allowed", 200, 1)
+
+
+def test_expired_card_is_refused(cfg: AccessServiceConfig) -> None:
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2026-11-24"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle"))
+    assert (d.granted, d.reason) == (False, "expired")
+
+
+def test_card_valid_until_today_still_boards(cfg: AccessServiceConfig) -> None:
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2026-11-25"}}
+    assert decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle")).granted
+
+
+def test_card_not_yet_valid_is_refused(cfg: AccessServiceConfig) -> None:
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_from": "2026-12-01"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle"))
+    assert (d.granted, d.reason) == (False, "not_yet_valid")
+
+
+def test_without_a_trusted_clock_a_shuttle_does_not_strand_riders(
+    cfg: AccessServiceConfig,
+) -> None:
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2020-01-01"}}
+    assert decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None)).granted
+
+
+def test_a_full_shuttle_still_boards_unless_configured(tmp_path: Path) -> None:
+    assert decide(lists(), config(tmp_path), REFS(UID_RESIDENT), at("shuttle", full=True)).granted
+    strict = config(tmp_path, deny_when_full=True)
+    d = decide(lists(), strict, REFS(UID_RESIDENT), at("shuttle", full=True))
+    assert (d.granted, d.reason) == (False, "full")
+
+
+def booking(start: timedelta, end: timedelta, room: str = "salle-1") -> dict[str, object]:
+    return {
+        REFS(UID_BOOKED): [
+            {"room": room, "start": (NOW + start).isoformat(), "end": (NOW + end).isoformat()}
+        ]
+    }
+
+
+def test_venue_opens_for_a_current_booking(cfg: AccessServiceConfig) -> None:
+    listed = lists(bookings=booking(timedelta(hours=-1), timedelta(hours=1)))
+    d = decide(listed, cfg, REFS(UID_BOOKED), at("venue"))
+    assert (d.granted, d.reason, d.action, d.delta) == (True, "booking", "enter", 1)
+
+
+def test_venue_opens_a_little_before_the_booking_starts(cfg: AccessServiceConfig) -> None:
+    listed = lists(bookings=booking(timedelta(minutes=5), timedelta(hours=1)))
+    assert decide(listed, cfg, REFS(UID_BOOKED), at("venue")).granted
+
+
+def test_venue_refuses_a_booking_that_starts_later(cfg: AccessServiceConfig) -> None:
+    listed = lists(bookings=booking(timedelta(hours=2), timedelta(hours=3)))
+    d = decide(listed, cfg, REFS(UID_BOOKED), at("venue"))
+    assert (d.granted, d.reason) == (False, "no_booking")
+
+
+def test_venue_refuses_a_booking_that_has_ended(cfg: AccessServiceConfig) -> None:
+    listed = lists(bookings=booking(timedelta(hours=-3), timedelta(seconds=0)))
+    assert decide(listed, cfg, REFS(UID_BOOKED), at("venue")).reason == "no_booking"
+
+
+def test_venue_refuses_a_booking_of_another_room(cfg: AccessServiceConfig) -> None:
+    listed = lists(bookings=booking(timedelta(hours=-1), timedelta(hours=1), room="salle-9"))
+    assert decide(listed, cfg, REFS(UID_BOOKED), at("venue")).reason == "no_booking"
+
+
+def test_venue_refuses_entry_at_capacity_with_reason_full(cfg: AccessServiceConfig) -> None:
+    listed = lists(bookings=booking(timedelta(hours=-1), timedelta(hours=1)))
+    d = decide(listed, cfg, REFS(UID_BOOKED), at("venue", full=True))
+    assert (d.granted, d.reason) == (False, "full")
+
+
+def test_venue_lets_staff_in_at_any_time_even_when_full(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_STAFF), at("venue", full=True, now=None))
+    assert (d.granted, d.reason, d.action) == (True, "staff", "enter")
+
+
+def test_venue_without_a_trusted_clock_cannot_check_bookings(cfg: AccessServiceConfig) -> None:
+    listed = lists(bookings=booking(timedelta(hours=-1), timedelta(hours=1)))
+    d = decide(listed, cfg, REFS(UID_BOOKED), at("venue", now=None))
+    assert (d.granted, d.reason) == (False, "clock_unsynced")
+
+
+def test_a_card_inside_the_venue_leaves_and_is_counted_out(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_BOOKED), at("venue", inside=True, full=True))
+    assert (d.granted, d.action, d.delta) == (True, "exit", -1)
+
+
+def test_an_exit_reader_always_lets_out(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    d = decide(lists(), cfg, REFS(UID_UNKNOWN), at("venue", role="exit"))
+    assert (d.granted, d.action, d.delta) == (True, "exit", -1)
+
+
+def test_truck_logs_the_provider_in_then_out(cfg: AccessServiceConfig) -> None:
+    first = decide(lists(), cfg, REFS(UID_PROVIDER), at("truck"))
+    second = decide(lists(), cfg, REFS(UID_PROVIDER), at("truck", inside=True))
+    assert (first.action, second.action) == ("login", "logout")
+    assert first.delta == second.delta == 0
+
+
+def test_truck_checks_a_client_in(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_SENIOR), at("truck"))
+    assert (d.granted, d.action, d.delta, d.fare_cents) == (True, "checkin", 1, None)
+
+
+def test_truck_checks_in_an_unknown_card_by_default(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_UNKNOWN), at("truck"))
+    assert (d.granted, d.reason, d.action) == (True, "unknown_allowed", "checkin")
+
+
+def test_truck_can_be_configured_to_refuse_unknown_cards(tmp_path: Path) -> None:
+    d = decide(lists(), config(tmp_path, unknown_card="deny"), REFS(UID_UNKNOWN), at("truck"))
+    assert (d.granted, d.reason) == (False, "unknown")

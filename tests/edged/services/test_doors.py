@@ -1,0 +1,61 @@
+"""GPIO doors: contact changes become events/door; door.unlock pulses the relay."""
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from edged.errors import CommandError
+from edged.events import DoorInput, Unlock
+from edged.services.doors import DoorService
+
+from .fakes import FakeNode
+
+
+def make(lock: bool = True) -> tuple[FakeNode, DoorService]:
+    node = FakeNode()
+    service = DoorService(node, emit=node.emit, lock_present=lambda: lock, default_pulse_s=3.0)
+    return node, service
+
+
+def test_a_door_contact_change_becomes_a_door_event_from_the_sensor() -> None:
+    node, _ = make()
+    node.emit(DoorInput("side", False, 0.0))  # the state at start: not an event
+    node.emit(DoorInput("side", True, 0.0))
+    node.emit(DoorInput("side", True, 0.0))  # no change: no event
+    node.emit(DoorInput("side", False, 0.0))
+    events = node.bodies("events/door")
+    assert [(e.door, e.open, e.source) for e in events] == [
+        ("side", True, "sensor"),
+        ("side", False, "sensor"),
+    ]
+
+
+def test_unlock_command_pulses_the_relay_for_the_default_time() -> None:
+    node, service = make()
+    result = asyncio.run(service.command_unlock({}))
+    assert result == {"unlocked": True, "pulse_s": 3.0}
+    assert [u.pulse_s for u in node.of_type(Unlock)] == [3.0]
+
+
+def test_unlock_command_takes_a_pulse_length() -> None:
+    node, service = make()
+    asyncio.run(service.command_unlock({"pulse_s": 8}))
+    assert node.of_type(Unlock)[0].pulse_s == 8.0
+
+
+@pytest.mark.parametrize(
+    "args", [{"pulse_s": 0}, {"pulse_s": 31}, {"pulse_s": "5"}, {"pulse_s": True}, {"door": "x"}]
+)
+def test_unlock_command_refuses_bad_arguments(args: dict[str, Any]) -> None:
+    node, service = make()
+    with pytest.raises(CommandError) as info:
+        asyncio.run(service.command_unlock(args))
+    assert info.value.code == "bad_args" and node.of_type(Unlock) == []
+
+
+def test_unlock_command_says_when_there_is_no_lock_relay() -> None:
+    _, service = make(lock=False)
+    with pytest.raises(CommandError) as info:
+        asyncio.run(service.command_unlock({}))
+    assert info.value.code == "no_lock"
