@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate config files; exit 2 when one is bad")
     check.add_argument("files", nargs="+", type=Path)
 
+    doctor = sub.add_parser("doctor", help="check this machine: config, devices, broker, clock")
+    doctor.add_argument("-c", "--config", type=Path, default=Path("/etc/edged/edged.toml"))
+    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
+    doctor.add_argument("--json", action="store_true", help="a JSON list of the checks")
+
     schema = sub.add_parser("schema", help="print the JSON Schema of each payload")
     schema.add_argument("topic", nargs="?", help="one topic, e.g. position")
 
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.files)
     if args.command == "schema":
         return print_schema(args.topic)
+    if args.command == "doctor":
+        from edged.doctor import doctor
+
+        return doctor(args.config, timeout=args.timeout, json=args.json, verbose=args.verbose)
     setup_logging(args.verbose)
     try:
         if args.command == "run":

@@ -1,0 +1,105 @@
+"""Room for the outbox: its directory is writable, and the disk can hold its caps.
+
+The outbox is where messages wait through a day without network. If its directory is not
+writable the daemon cannot start; if the disk fills before the soft cap, SQLite fails
+with "database or disk full" exactly when the node has been offline longest.
+"""
+
+import os
+import pwd
+import stat
+from pathlib import Path
+
+from edged.config.models import OutboxConfig
+from edged.doctor.check import Check, fail, ok, size, warn
+
+SECTION = "storage"
+
+
+def check_outbox(config: OutboxConfig) -> list[Check]:
+    """The directory (or the one the daemon will create it in) and the free space."""
+    path = Path(config.path)
+    directory = path.parent
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    me = _user(os.geteuid())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        owner = _owner(existing)
+        missing = "" if existing == directory else f" ({directory} does not exist yet)"
+        return [
+            fail(
+                SECTION,
+                "outbox directory",
+                f"{me} cannot write in {existing}{missing} ({owner})",
+                f"`sudo install -d -o {me} -m 750 {directory}` (the user running edged owns "
+                "the outbox directory)",
+            )
+        ]
+    for file in _files(path):
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            return [
+                fail(
+                    SECTION,
+                    "outbox directory",
+                    f"{me} cannot read and write {file} ({_owner(file)})",
+                    f"`sudo chown {me} {file}`: the outbox belongs to the user running edged",
+                )
+            ]
+    if existing == directory:
+        where = ok(SECTION, "outbox directory", f"{directory} is writable by {me}")
+    else:
+        where = ok(
+            SECTION,
+            "outbox directory",
+            f"{directory} does not exist yet; edged creates it ({existing} is writable by {me})",
+        )
+    return [where, _space(config, existing, path)]
+
+
+def _files(path: Path) -> list[Path]:
+    """The database and SQLite's WAL-mode companions."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def _space(config: OutboxConfig, existing: Path, path: Path) -> Check:
+    fs = os.statvfs(existing)
+    free = fs.f_bavail * fs.f_frsize
+    used = sum(f.stat().st_size for f in _files(path) if f.is_file())
+    room = free + used  # what the outbox can grow to
+    detail = (
+        f"{size(free)} free on {existing}, outbox {size(used)}; caps {size(config.max_bytes)} "
+        f"(max_bytes), {size(config.hard_max_bytes)} (hard_max_bytes)"
+    )
+    if room < config.max_bytes:
+        return fail(
+            SECTION,
+            "outbox space",
+            detail,
+            "the disk fills before the outbox reaches max_bytes: free space (`du -xh -d1 /` "
+            "shows what uses it) or lower [outbox] max_bytes and hard_max_bytes",
+        )
+    if room < config.hard_max_bytes:
+        return warn(
+            SECTION,
+            "outbox space",
+            detail,
+            "the disk fills before hard_max_bytes: events would fail with disk full instead "
+            "of the outbox-full alarm; free space or lower [outbox] hard_max_bytes",
+        )
+    return ok(SECTION, "outbox space", detail)
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _owner(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return str(exc.strerror)
+    return f"{stat.filemode(st.st_mode)} {_user(st.st_uid)}"
