@@ -24,6 +24,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 from edged import __version__
+from edged.cli import access as access_cli
 from edged.config.base import NAME_PATTERN
 from edged.errors import EdgedError
 from edged.ops.feed import BrokerUnreachableError, FleetFeed, Protocol, mqtt_client, refused
@@ -119,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "args",
         metavar="JSON_ARGS",
         nargs="?",
-        help="""arguments as a JSON object, e.g. '{"door": "front"}'""",
+        help="""arguments as a JSON object, e.g. '{"door": "front"}', or @FILE""",
     )
     cmd.add_argument(
         "--timeout",
@@ -143,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("name", metavar="NAME", help="e.g. dispatch")
     gen.add_argument("--dir", type=Path, default=Path("."), help="where to write NAME.key")
+    access_cli.add_parsers(sub)
     return p
 
 
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed why; keep its code (2, or 0 for --help)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command in ("lists", "card-ref"):
+        return access_cli.run(args)
     if args.command == "keys":
         try:
             return generate_key(args.name, args.dir)
@@ -259,6 +263,11 @@ def _command_name(name: str) -> str:
 def _json_args(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
+    if text.startswith("@"):  # @FILE: arguments too long for a command line (a full list)
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {text[1:]}: {exc.strerror}") from None
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:

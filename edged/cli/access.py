@@ -1,0 +1,79 @@
+"""`edgectl lists sign` and `edgectl card-ref`: what dispatch needs to feed nodes' access lists.
+
+Dispatch keeps the fleet secret and the list-signing key; these two commands are the
+reference implementation of card_ref and of the list signature, for a dispatch written in
+any language to check itself against.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from edged.access.cardref import CardRefs
+from edged.access.lists import AccessDelta, AccessLists, sign_lists
+from edged.errors import EdgedError
+from edged.security.signing import load_private_key
+
+
+class AccessToolError(EdgedError):
+    pass
+
+
+def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    lists = sub.add_parser("lists", help="access lists for access.update")
+    lists_sub = lists.add_subparsers(dest="lists_command", required=True)
+    sign = lists_sub.add_parser(
+        "sign",
+        help="check a lists JSON file and print the access.update arguments, signed",
+    )
+    sign.add_argument("file", type=Path, metavar="LISTS.json", help="a full list or a delta")
+    sign.add_argument("--key", type=Path, required=True, metavar="FILE", help="list-signing key")
+    ref = sub.add_parser("card-ref", help="the card_ref a node computes for a card UID")
+    ref.add_argument("uid", metavar="UID_HEX", help="the card's UID in hex, e.g. 04a1b2c3d4e5f6")
+    ref.add_argument("--secret-file", type=Path, required=True, metavar="FILE")
+    ref.add_argument("--bytes", type=int, default=16, help="card_ref_bytes of the nodes (16)")
+
+
+def sign_file(path: Path, key_path: Path) -> str:
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise AccessToolError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise AccessToolError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise AccessToolError(f"{path} must hold a JSON object (a full list or a delta)")
+    model = AccessDelta if document.get("kind") == "delta" else AccessLists
+    try:
+        model.model_validate(document)
+    except ValidationError as exc:
+        raise AccessToolError(f"{path} is not a valid list:\n{exc}") from None
+    key = load_private_key(key_path)
+    return json.dumps({"lists": document, "sig": sign_lists(key, document)}, ensure_ascii=False)
+
+
+def card_ref(uid_hex: str, secret_file: Path, nbytes: int) -> str:
+    try:
+        uid = bytes.fromhex(uid_hex)
+    except ValueError:
+        raise AccessToolError(f"{uid_hex!r} is not hex") from None
+    if len(uid) not in (4, 7, 10):
+        raise AccessToolError(f"an ISO 14443A UID has 4, 7 or 10 bytes, not {len(uid)}")
+    if not 8 <= nbytes <= 32:
+        raise AccessToolError("--bytes must be from 8 to 32, as the nodes' card_ref_bytes")
+    return CardRefs.from_file(secret_file, nbytes)(uid)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "lists":
+            print(sign_file(args.file, args.key))
+        else:
+            print(card_ref(args.uid, args.secret_file, args.bytes))
+    except EdgedError as exc:
+        print(f"edgectl: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,60 @@
+"""`edgectl lists sign` and `edgectl card-ref`: the reference for dispatch."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from edged.access.cardref import CardRefs
+from edged.access.lists import parse_update
+from edged.cli.ctl import main
+from edged.security.signing import generate_key_file, public_key_from_text
+
+
+def lists_file(tmp_path: Path, doc: object) -> Path:
+    path = tmp_path / "lists.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_signed_lists_verify_on_a_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    public = generate_key_file(tmp_path / "lists.key")
+    doc = {"kind": "full", "fleet": "creuse", "version": 4, "fares": {"resident": 150}}
+    assert (
+        main(
+            ["lists", "sign", str(lists_file(tmp_path, doc)), "--key", str(tmp_path / "lists.key")]
+        )
+        == 0
+    )
+    args = json.loads(capsys.readouterr().out)
+    parsed = parse_update(args, key=public_key_from_text(public), fleet="creuse", card_ref_chars=32)
+    assert parsed.version == 4
+
+
+def test_an_invalid_list_is_not_signed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    generate_key_file(tmp_path / "lists.key")
+    doc = {"kind": "full", "fleet": "creuse", "version": "four"}
+    code = main(
+        ["lists", "sign", str(lists_file(tmp_path, doc)), "--key", str(tmp_path / "lists.key")]
+    )
+    assert code == 2 and "not a valid list" in capsys.readouterr().err
+
+
+def test_card_ref_matches_the_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"0123456789abcdef0123456789")
+    os.chmod(secret, 0o600)
+    assert main(["card-ref", "04a1b2c3d4e5f6", "--secret-file", str(secret)]) == 0
+    expected = CardRefs(b"0123456789abcdef0123456789")(bytes.fromhex("04a1b2c3d4e5f6"))
+    assert capsys.readouterr().out.strip() == expected
+
+
+@pytest.mark.parametrize("uid", ["zz", "0102", "0102030405"])
+def test_card_ref_refuses_what_is_not_a_uid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uid: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"0123456789abcdef0123456789")
+    assert main(["card-ref", uid, "--secret-file", str(secret)]) == 2
+    assert capsys.readouterr().err.startswith("edgectl:")
