@@ -216,7 +216,8 @@ class TapEvent(Body):
     decision: Literal["granted", "denied"]
     reason: str = Field(
         description="ok, booking, staff, provider, exit, unknown_allowed, repeat; denied: "
-        "blocked, unknown, expired, not_yet_valid, no_booking, full, clock_unsynced"
+        "blocked, unknown, expired, not_yet_valid, no_booking, full, clock_unsynced, "
+        "out_of_service"
     )
     action: Literal["board", "enter", "exit", "checkin", "login", "logout"] | None = None
     profile: str | None = Field(description="the card's profile; null for an unknown card")

@@ -11,6 +11,7 @@ microseconds. The rules per node profile:
   is ever locked in by a list.
 - truck: a provider's card logs the provider in and out; any other card checks a client
   in (a card not on the lists too, unless `unknown_card = "deny"`).
+- a shuttle in mode `out-of-service` (`mode.set`) boards nobody but staff.
 
 A card on the deny list (lost, stolen) is refused everywhere, before anything else.
 """
@@ -36,6 +37,7 @@ class Situation:
     role: ReaderRole = "both"
     inside: bool = False  # venue: this card entered and has not left; truck: provider in
     full: bool = False  # occupancy at capacity
+    out_of_service: bool = False  # `mode.set out-of-service`: a shuttle takes no riders
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,8 @@ def decide(
         return Decision(True, "exit", "exit", profile, delta=-1)
     if s.role == "exit":  # an exit reader on a shuttle or truck: let out, count out
         return Decision(True, "exit", "exit", profile, delta=-1)
+    if s.out_of_service and s.profile == "shuttle" and profile not in config.staff_profiles:
+        return Decision(False, "out_of_service", profile=profile)
     if card is None:
         policy = config.unknown_card or ("allow" if s.profile == "truck" else "deny")
         if policy == "deny":

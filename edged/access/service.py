@@ -25,6 +25,7 @@ from edged.access.lists import (
     parse_update,
 )
 from edged.clock import ClockSource
+from edged.commands.admin import MODE_KEY
 from edged.commands.args import only
 from edged.config.access import AccessServiceConfig
 from edged.errors import ConfigError
@@ -116,6 +117,7 @@ class AccessService:
                 role=role,
                 inside=inside,
                 full=self.occupancy.full if self.occupancy is not None else False,
+                out_of_service=self.node.get_state(MODE_KEY) == "out-of-service",
             )
             decision = decide(self.lists, self.config, ref, situation)
         # local first: the door and the lights before anything is counted or recorded

@@ -200,3 +200,9 @@ def test_truck_checks_in_an_unknown_card_by_default(cfg: AccessServiceConfig) ->
 def test_truck_can_be_configured_to_refuse_unknown_cards(tmp_path: Path) -> None:
     d = decide(lists(), config(tmp_path, unknown_card="deny"), REFS(UID_UNKNOWN), at("truck"))
     assert (d.granted, d.reason) == (False, "unknown")
+
+
+def test_an_out_of_service_shuttle_boards_nobody_but_staff(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_RESIDENT), at("shuttle", out_of_service=True))
+    assert (d.granted, d.reason) == (False, "out_of_service")
+    assert decide(lists(), cfg, REFS(UID_STAFF), at("shuttle", out_of_service=True)).granted
