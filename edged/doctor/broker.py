@@ -1,15 +1,21 @@
 """Can this node reach its broker and be let in? Step by step, so the failing step is named.
 
-DNS, then TCP, then (with [broker.tls]) a TLS handshake with the same settings paho uses
-for the uplink (PROTOCOL_TLS_CLIENT: the broker's certificate verified against `ca_file`
-and its name checked against `host`), then a real MQTT CONNECT through aiomqtt with the
-config's username, password file and client certificate. Each failure says what to change.
+DNS, then TCP, then (with [broker.tls]) a TLS handshake with the context paho builds for
+the uplink (PROTOCOL_TLS_CLIENT: the broker's certificate verified against `ca_file`, its
+name against `host`, this node's certificate offered), then an MQTT CONNECT on that same
+connection with the config's username and password file, and its CONNACK read.
 
-The doctor connects under its own client id (the node's, plus `-doctor`) with a clean
+The CONNECT is written here (a few bytes; see `connect_packet`) rather than through
+aiomqtt: aiomqtt turns TLS errors into strings, waits for its whole timeout when the
+broker hangs up before CONNACK, and connects in an executor thread that can outlive the
+doctor's deadline. Here every failure arrives typed and at once, and nothing outlives it.
+
+The doctor connects under its own client id (the node's plus `-doctor`) with a clean
 session: reusing the node's id would throw a running daemon off the broker.
 """
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -18,9 +24,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
 from cryptography import x509
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.config.models import BrokerConfig
@@ -49,12 +54,39 @@ async def check_broker(cfg: BrokerConfig, client_id: str, wait_s: float) -> list
     try:
         checks.append(await _resolve(cfg, deadline, wait_s))
         checks.append(await _tcp(cfg, deadline, wait_s))
+        password = _password(cfg)
         if cfg.tls is not None:
-            checks.extend(await _tls(cfg, deadline, wait_s))
-        checks.append(await _mqtt(cfg, client_id, deadline, wait_s))
+            tls_checks, reader, writer = await _tls(cfg, deadline, wait_s)
+            checks.extend(tls_checks)
+        else:
+            async with asyncio.timeout_at(deadline):
+                reader, writer = await asyncio.open_connection(cfg.host, cfg.port)
+        try:
+            checks.append(await _mqtt(cfg, client_id, password, reader, writer, deadline, wait_s))
+        finally:
+            writer.close()
+            await _closed(writer)
     except Failed as exc:
         checks.append(exc.check)
+    except (TimeoutError, OSError) as exc:  # the broker went away between two steps
+        checks.append(
+            fail(SECTION, "broker: mqtt", f"lost {_where(cfg)}: {exc!r}", "run doctor again")
+        )
     return checks
+
+
+def _password(cfg: BrokerConfig) -> str | None:
+    try:
+        return read_password(cfg)
+    except ConfigError as exc:
+        raise Failed(
+            fail(
+                SECTION,
+                "broker: mqtt",
+                "; ".join(exc.problems),
+                "the user running edged must be able to read password_file (chown it)",
+            )
+        ) from exc
 
 
 def _where(cfg: BrokerConfig) -> str:
@@ -153,7 +185,9 @@ def tls_context(cfg: BrokerConfig) -> ssl.SSLContext:
     return context
 
 
-async def _tls(cfg: BrokerConfig, deadline: float, wait_s: float) -> list[Check]:
+async def _tls(
+    cfg: BrokerConfig, deadline: float, wait_s: float
+) -> tuple[list[Check], asyncio.StreamReader, asyncio.StreamWriter]:
     name = "broker: tls"
     assert cfg.tls is not None
     try:
@@ -171,7 +205,7 @@ async def _tls(cfg: BrokerConfig, deadline: float, wait_s: float) -> list[Check]
     checks = [c for c in [_client_cert(cfg)] if c is not None]
     try:
         async with asyncio.timeout_at(deadline):
-            _, writer = await asyncio.open_connection(
+            reader, writer = await asyncio.open_connection(
                 cfg.host, cfg.port, ssl=context, server_hostname=cfg.host
             )
     except ssl.SSLCertVerificationError as exc:
@@ -187,31 +221,31 @@ async def _tls(cfg: BrokerConfig, deadline: float, wait_s: float) -> list[Check]
                 f"is port {cfg.port} the broker's TLS listener (usually 8883)?",
             )
         ) from exc
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError) as exc:  # a plain MQTT listener resets on a ClientHello
         raise Failed(
             fail(
                 SECTION,
                 name,
-                f"the connection broke during the TLS handshake ({exc})",
-                f"is port {cfg.port} the broker's TLS listener (usually 8883)? "
-                "Its log says why it hung up",
+                f"{_where(cfg)} hung up on the TLS handshake: it does not speak TLS? ({exc})",
+                f"port {cfg.port} looks like a plain listener: use the broker's TLS one "
+                "(usually 8883), or remove [broker.tls] if this broker has no TLS",
             )
         ) from exc
     version = writer.get_extra_info("ssl_object").version()
     peer = writer.get_extra_info("peercert") or {}
-    writer.close()
-    await _closed(writer)
     subject = _cn(peer.get("subject", ()))
     until = peer.get("notAfter")
+    detail = f"{version}, broker certificate {subject!r} verified"
     if until is None:
-        return [*checks, ok(SECTION, name, f"{version}, broker certificate {subject} verified")]
+        checks.append(ok(SECTION, name, detail))
+        return checks, reader, writer
     days = (ssl.cert_time_to_seconds(until) - time.time()) / 86400
-    detail = f"{version}, broker certificate {subject!r} verified, valid {days:.0f} more days"
+    detail += f", valid {days:.0f} more days"
     if days < EXPIRY_WARN_DAYS:
         checks.append(warn(SECTION, name, detail, "the broker's certificate needs renewing soon"))
     else:
         checks.append(ok(SECTION, name, detail))
-    return checks
+    return checks, reader, writer
 
 
 def _cn(name: tuple[tuple[tuple[str, str], ...], ...]) -> str:
@@ -317,66 +351,107 @@ def _alert_advice(text: str) -> str:
     return ""
 
 
-def _client(cfg: BrokerConfig, client_id: str, wait_s: float) -> aiomqtt.Client:
-    """As Uplink._client_for builds it, minus the will; a clean session under a doctor id."""
-    tls = None
-    if cfg.tls is not None:
-        tls = aiomqtt.TLSParameters(
-            ca_certs=str(cfg.tls.ca_file),
-            certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-            keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+def connect_packet(cfg: BrokerConfig, client_id: str, password: str | None) -> bytes:
+    """MQTT CONNECT (3.1.1 or 5) with a clean session, the username and password, no will."""
     v5 = cfg.protocol == "5"
-    return aiomqtt.Client(
-        hostname=cfg.host,
-        port=cfg.port,
-        identifier=f"{client_id}-doctor"[:64],
-        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        username=cfg.username,
-        password=read_password(cfg),
-        keepalive=cfg.keepalive_s,
-        tls_params=tls,
-        clean_session=None if v5 else True,
-        timeout=wait_s,
-    )
+    flags = 0x02  # clean session / clean start
+    payload = _string(f"{client_id}-doctor"[:64].encode())
+    if cfg.username is not None:
+        flags |= 0x80
+        payload += _string(cfg.username.encode())
+    if password is not None:
+        flags |= 0x40
+        payload += _string(password.encode())
+    header = _string(b"MQTT") + bytes([5 if v5 else 4, flags]) + cfg.keepalive_s.to_bytes(2)
+    if v5:
+        header += b"\x00"  # no properties
+    body = header + payload
+    return b"\x10" + _varint(len(body)) + body
 
 
-async def _mqtt(cfg: BrokerConfig, client_id: str, deadline: float, wait_s: float) -> Check:
+def _string(data: bytes) -> bytes:
+    return len(data).to_bytes(2) + data
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+async def _read_varint(reader: asyncio.StreamReader) -> int:
+    value = 0
+    for shift in range(0, 28, 7):
+        byte = (await reader.readexactly(1))[0]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value
+    raise ValueError("malformed remaining length")
+
+
+async def _mqtt(
+    cfg: BrokerConfig,
+    client_id: str,
+    password: str | None,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    deadline: float,
+    wait_s: float,
+) -> Check:
+    """CONNECT, read the CONNACK, DISCONNECT: the broker's verdict on this node's login."""
     name = "broker: mqtt"
-    left = max(0.1, deadline - asyncio.get_running_loop().time())
+    who = f" as {cfg.username!r}" if cfg.username else ""
+    started = time.monotonic()
     try:
-        client = _client(cfg, client_id, left)
-    except ConfigError as exc:
+        async with asyncio.timeout_at(deadline):
+            writer.write(connect_packet(cfg, client_id, password))
+            await writer.drain()
+            kind = (await reader.readexactly(1))[0]
+            length = await _read_varint(reader)
+            body = await reader.readexactly(length)
+    except ssl.SSLError as exc:  # TLS 1.3: the broker judges our certificate after the handshake
+        raise Failed(_broke(cfg, f"TLS alert: {exc.reason or exc}")) from exc
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        raise Failed(_broke(cfg, "the broker closed the connection before its CONNACK")) from exc
+    except TimeoutError as exc:
         raise Failed(
             fail(
                 SECTION,
                 name,
-                "; ".join(exc.problems),
-                "the user running edged must be able to read password_file (chown it)",
+                f"no CONNACK from {_where(cfg)} within {wait_s:g} s",
+                "is this the broker's MQTT port? A TLS listener needs [broker.tls]",
             )
         ) from exc
-    who = f" as {cfg.username!r}" if cfg.username else ""
-    started = time.monotonic()
-    try:
-        async with asyncio.timeout_at(deadline), client:
-            pass
-    except MqttConnectError as exc:
-        raise Failed(_refused(cfg, exc.rc)) from exc
-    except aiomqtt.MqttError as exc:
-        raise Failed(_broke(cfg, str(exc), wait_s)) from exc
-    except TimeoutError as exc:
-        raise Failed(_broke(cfg, "timed out", wait_s)) from exc
+    except ValueError as exc:
+        raise Failed(_not_mqtt(cfg, str(exc))) from exc
+    if kind >> 4 != 2 or len(body) < 2:
+        raise Failed(_not_mqtt(cfg, f"it answered packet type {kind >> 4}, not CONNACK"))
+    if body[1] != 0:
+        raise Failed(_refused(cfg, body[1]))
+    writer.write(b"\xe0\x00")  # DISCONNECT, normal
     ms = (time.monotonic() - started) * 1000
     return ok(SECTION, name, f"MQTT {cfg.protocol} CONNECT accepted{who} ({ms:.0f} ms)")
 
 
-def _refused(cfg: BrokerConfig, rc: int | ReasonCode | None) -> Check:
+def _not_mqtt(cfg: BrokerConfig, why: str) -> Check:
+    return fail(
+        SECTION,
+        "broker: mqtt",
+        f"{_where(cfg)} does not answer as an MQTT broker ({why})",
+        "check [broker] host and port: they must name the broker's MQTT listener",
+    )
+
+
+def _refused(cfg: BrokerConfig, raw: int) -> Check:
+    """A CONNACK with a failure code, judged in MQTT 5 numbering (3.1.1 codes mapped)."""
     name = "broker: mqtt"
-    if isinstance(rc, ReasonCode):
-        code, text = rc.value, str(rc)
+    if cfg.protocol == "5":
+        code, text = raw, f"MQTT 5 reason {raw}"
     else:
-        code, text = V311_TO_V5.get(rc or 0, rc or 0), f"return code {rc}"
+        code, text = V311_TO_V5.get(raw, raw), f"MQTT 3.1.1 return code {raw}"
     login = (
         f"username {cfg.username!r} and the password in {cfg.password_file}"
         if cfg.password_file
@@ -405,32 +480,38 @@ def _refused(cfg: BrokerConfig, rc: int | ReasonCode | None) -> Check:
             f"the broker refused the client id ({text})",
             "check [broker] client_id against the broker's client id rules",
         )
+    with contextlib.suppress(KeyError):  # a code paho has no name for
+        text = f"{ReasonCode(PacketTypes.CONNACK, identifier=code)}, {text}"
     return fail(
         SECTION,
         name,
-        f"the broker refused the CONNECT: {text}",
+        f"the broker refused the CONNECT ({text})",
         "the broker is up but refuses connections now (banned, busy or shutting down): see its log",
     )
 
 
-def _broke(cfg: BrokerConfig, message: str, wait_s: float) -> Check:
+def _broke(cfg: BrokerConfig, message: str) -> Check:
+    """The broker hung up (or alerted) instead of answering the CONNECT."""
     name = "broker: mqtt"
     alert = _alert_advice(message)
     if alert:
-        return fail(SECTION, name, f"TLS: the broker refused this node ({message})", alert)
-    if "timed out" in message.lower():
-        return fail(
-            SECTION,
-            name,
-            f"no CONNACK from {_where(cfg)} within {wait_s:g} s",
-            "is this an MQTT port? A TLS listener needs [broker.tls]",
-        )
-    advice = "the broker's log says why it hung up"
+        return fail(SECTION, name, f"the broker refused this node's TLS login ({message})", alert)
     if cfg.tls is None:
         advice = (
-            f"if port {cfg.port} is a TLS listener, configure [broker.tls]; otherwise " + advice
+            f"if port {cfg.port} is a TLS listener (8883 usually is), configure [broker.tls]; "
+            "otherwise the broker's log says why it hung up"
         )
-    return fail(SECTION, name, f"the connection broke before CONNACK: {message}", advice)
+    elif cfg.tls.cert_file is None:
+        advice = (
+            "the broker may require a client certificate: set [broker.tls] cert_file and "
+            "key_file (`fleet-certs.sh DIR node FLEET NODE` issues one); its log says why"
+        )
+    else:  # TLS 1.3: a refused certificate shows as a hang-up (or an alert) after the handshake
+        advice = (
+            "the broker most likely refused this node's certificate: cert_file must be issued "
+            "by the CA the broker trusts (its `cafile`); its log says why"
+        )
+    return fail(SECTION, name, message, advice)
 
 
 async def _closed(writer: asyncio.StreamWriter) -> None:

@@ -56,7 +56,8 @@ def load(path: Path) -> Loaded:
             SECTION,
             "config",
             f"{path}: {len(exc.problems)} problem(s)",
-            "fix each problem below (`edged check-config` lists the same), then run again",
+            "fix the problems listed above (`edged check-config` words them the same), "
+            "then run again",
             items=tuple(exc.problems),
         )
         return _salvage(path, problem)
