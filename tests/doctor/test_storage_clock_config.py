@@ -1,0 +1,120 @@
+"""Outbox space and permissions, the clock, and what an invalid config still lets run."""
+
+import os
+from pathlib import Path
+
+from edged.config.models import OutboxConfig
+from edged.config.security import ClockConfig
+from edged.doctor import Status, run_checks
+from edged.doctor.clock import check_clock
+from edged.doctor.config import load, secrets_check
+from edged.doctor.storage import check_outbox
+from tests.doctor.conftest import as_nobody, config
+from tests.helpers.broker import free_port
+
+MiB = 1 << 20
+
+
+def free_bytes(path: Path) -> int:
+    fs = os.statvfs(path)
+    return fs.f_bavail * fs.f_frsize
+
+
+def test_an_outbox_with_room_is_ok(tmp_path: Path) -> None:
+    where, space = check_outbox(OutboxConfig(path=tmp_path / "outbox.sqlite"))
+    assert (where.status, space.status) == (Status.OK, Status.OK)
+    assert f"{tmp_path} is writable by" in where.detail
+    assert "free on" in space.detail and "64 MiB (max_bytes)" in space.detail
+
+
+def test_an_outbox_directory_edged_will_create_is_ok(tmp_path: Path) -> None:
+    where, _ = check_outbox(OutboxConfig(path=tmp_path / "lib" / "edged" / "outbox.sqlite"))
+    assert where.status is Status.OK
+    assert "does not exist yet; edged creates it" in where.detail
+
+
+def test_a_disk_smaller_than_max_bytes_fails(tmp_path: Path) -> None:
+    beyond = free_bytes(tmp_path) + 1024 * MiB
+    _, space = check_outbox(
+        OutboxConfig(path=tmp_path / "o.sqlite", max_bytes=beyond, hard_max_bytes=beyond)
+    )
+    assert space.status is Status.FAIL
+    assert "lower [outbox] max_bytes" in space.advice
+
+
+def test_a_disk_smaller_than_hard_max_bytes_warns(tmp_path: Path) -> None:
+    beyond = free_bytes(tmp_path) + 1024 * MiB
+    _, space = check_outbox(OutboxConfig(path=tmp_path / "o.sqlite", hard_max_bytes=beyond))
+    assert space.status is Status.WARN
+    assert "hard_max_bytes" in space.advice
+
+
+def test_the_outbox_already_on_disk_counts_as_room(tmp_path: Path) -> None:
+    (tmp_path / "o.sqlite").write_bytes(b"\0" * MiB)
+    _, space = check_outbox(OutboxConfig(path=tmp_path / "o.sqlite"))
+    assert "outbox 1 MiB" in space.detail
+
+
+def test_an_outbox_directory_this_user_cannot_write_fails(public_dir: Path) -> None:
+    (public_dir / "lib").mkdir(mode=0o755)
+    outbox = OutboxConfig(path=public_dir / "lib" / "outbox.sqlite")
+    checks = as_nobody(lambda: check_outbox(outbox))
+    if os.geteuid() != 0:  # as a user, the same check without dropping privileges
+        (public_dir / "lib").chmod(0o555)
+        checks = check_outbox(outbox)
+    (where,) = checks
+    assert where.status is Status.FAIL
+    assert "cannot write in" in where.detail
+    assert "sudo install -d" in where.advice
+
+
+def test_clock_lines() -> None:
+    synced = check_clock(ClockConfig(), has_gps=True, synced=lambda: True)
+    assert synced.status is Status.OK and "synchronised" in synced.detail
+    unsynced = check_clock(ClockConfig(), has_gps=True, synced=lambda: False)
+    assert unsynced.status is Status.WARN
+    assert "timedatectl set-ntp true" in unsynced.advice and "GPS time" in unsynced.advice
+    no_gps = check_clock(ClockConfig(), has_gps=False, synced=lambda: False)
+    assert "`unsynced`" in no_gps.advice
+    unknown = check_clock(ClockConfig(), has_gps=True, synced=lambda: None)
+    assert unknown.status is Status.WARN and "trust_system_clock" in unknown.advice
+    trusted = check_clock(ClockConfig(trust_system_clock=True), has_gps=True, synced=lambda: False)
+    assert trusted.status is Status.OK
+
+
+def test_secret_files_are_found_by_their_type(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("x")
+    secret.chmod(0o600)
+    cfg = config(tmp_path, 1883, broker=f'username = "a"\npassword_file = "{secret}"')
+    loaded = load(cfg)
+    assert loaded.private == [("broker.password_file", secret)]
+    line = next(c for c in loaded.checks if c.name == "secrets")
+    assert line.status is Status.OK and "broker.password_file (600" in line.detail
+
+
+def test_a_secret_this_user_cannot_read_fails(public_dir: Path) -> None:
+    secret = public_dir / "pw"
+    secret.write_text("x")
+    secret.chmod(0o600)
+    if os.geteuid() != 0:
+        secret.chmod(0)
+    (line,) = as_nobody(lambda: secrets_check([("broker.password_file", secret)]))
+    assert line.status is Status.FAIL
+    assert "cannot read it" in line.detail and "chown" in line.advice
+
+
+async def test_an_invalid_section_is_skipped_and_the_valid_ones_still_run(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path, free_port(), outbox="max_rows = 1", health_s=0.1)
+    report = await run_checks(cfg, 1)
+    assert report.exit_code == 2
+    config_line = report.checks[0]
+    assert config_line.status is Status.FAIL
+    assert any("outbox.max_rows" in p for p in config_line.items)
+    assert any("health.interval_s" in p for p in config_line.items)
+    by_name = {c.name: c for c in report.checks}
+    assert by_name["outbox"].status is Status.SKIP
+    assert by_name["gps: answers"].status is Status.OK  # the driver table is fine
+    assert by_name["broker: tcp"].status is Status.FAIL  # and so is [broker]
