@@ -1,0 +1,1 @@
+"""NFC readers: they emit `edged.events.Tap`, one per card presentation."""
