@@ -58,6 +58,7 @@ SERIAL_GLOBS = (
     "/dev/ttyAMA*",
     "/dev/serial[0-9]",
     "/dev/gps*",
+    "/dev/edged-*",  # the links systemd/udev/99-edged.rules makes
 )
 PI_UART = ("/dev/ttyAMA", "/dev/ttyS", "/dev/serial0", "/dev/serial1")
 SILENCE_ADVICE: dict[str, str] = {
