@@ -31,7 +31,8 @@ the next polls, or a probability per poll in `Faults` (seeded):
 - `garbage_payload`: a good frame whose target data is random (kept within what libnfc can
   decode without crashing: its decoder trusts the ATS length byte, and 0 there makes it copy
   SIZE_MAX bytes — a real PN532 never sends that, so neither does the emulator);
-- `bad_uid_length`: a well-formed target whose UID is 0–3, 5, 6, 8, 9, 11 or 12 bytes long;
+- `bad_uid_length`: a well-formed target whose UID is 0–3, 5, 6, 8 or 9 bytes long (not 11
+  or 12: libnfc 1.8 strips those as if they held cascade tags and reports 10 bytes);
 - `truncated`: the first half of the answer, then nothing (the host waits until it aborts);
 - `no_answer`: ACK, then nothing; `no_ack`: nothing at all;
 - `slow`: the right answer after `slow_s`.
@@ -79,7 +80,8 @@ Fault = Literal[
     "slow",
 ]
 FAULTS: tuple[Fault, ...] = get_args(Fault)
-BAD_UID_LENGTHS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12)
+# not 11 or 12: libnfc 1.8 takes those as cascade-tagged and cuts them to 10 good-looking bytes
+BAD_UID_LENGTHS = (0, 1, 2, 3, 5, 6, 8, 9)
 
 FIRMWARE = bytes([0x32, 0x01, 0x06, 0x07])  # PN532, v1.6, ISO 14443A + B + 18092
 AUTO_RATS = 0x10  # SetParameters fAutomaticRATS
