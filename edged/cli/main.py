@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", type=Path)
 
     doctor = sub.add_parser("doctor", help="check this machine: config, devices, broker, clock")
-    doctor.add_argument("-c", "--config", type=Path, default=Path("/etc/edged/edged.toml"))
+    doctor.add_argument(
+        "-c", "--config", type=Path, default=Path("/etc/edged/edged.toml"), help="%(default)s"
+    )
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
     doctor.add_argument("--json", action="store_true", help="a JSON list of the checks")
 

@@ -7,6 +7,7 @@ cannot be used (as `edged check-config`).
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
 from edged.doctor.check import Check, Status
@@ -36,14 +37,14 @@ def doctor(
 ) -> int:
     """Run the checks, print the report, return the exit code."""
     if not timeout > 0:
-        print("edged doctor: --timeout must be more than 0 seconds")
+        print("edged doctor: --timeout must be more than 0 seconds", file=sys.stderr)
         return 2
     if verbose:
         from edged.cli.logs import setup_logging
 
         setup_logging(True)
-    else:  # drivers and libraries log what the report already says
-        logging.basicConfig(level=logging.CRITICAL)
+    else:  # drivers log what the report says; their warnings still reach the probe
+        logging.getLogger().addHandler(logging.NullHandler())
     report = asyncio.run(run_checks(config, timeout))
     if json:
         print(as_json(report.checks))

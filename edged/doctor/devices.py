@@ -334,13 +334,17 @@ class ProbeContext:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.log = logging.Logger(f"edged.doctor.{name}")  # not in the tree: no output
+        self.log = logging.getLogger(f"edged.driver.{name}")  # shown with `edged -v doctor`
         self.warnings: list[str] = []
-        self.log.addHandler(_Collect(self.warnings))
+        self._collect = _Collect(self.warnings)
+        self.log.addHandler(self._collect)
         self.answered = asyncio.Event()
         self.events = 0
         self.counters: Counter[str] = Counter()
         self._loop = asyncio.get_running_loop()
+
+    def close(self) -> None:
+        self.log.removeHandler(self._collect)
 
     def emit(self, event: Any) -> None:
         self.events += 1
@@ -397,6 +401,7 @@ async def probe(d: DriverConfig, base_dir: Path | None, wait_s: float, note: str
     finally:
         ready.cancel()
         await _stop(task)
+        ctx.close()
 
 
 def _verdict(

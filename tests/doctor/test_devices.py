@@ -1,5 +1,6 @@
 """Driver lines: a device that is there, missing, forbidden, silent, busy — with real ptys."""
 
+import asyncio
 import grp
 import os
 import subprocess
@@ -214,3 +215,24 @@ def test_a_running_edged_with_this_config_is_found_through_proc(tmp_path: Path) 
     assert procs[0].pid in found
     assert procs[2].pid not in found
     assert procs[1].pid not in found  # a relative path, from another cwd
+
+
+async def test_what_a_silent_driver_counted_is_the_clue(tmp_path: Path) -> None:
+    """Bytes at the wrong baud rate: the port talks, but nothing is NMEA."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+
+    async def babble() -> None:  # after the driver opened the port (opening flushes it)
+        while True:
+            os.write(master, b"\xf0\x0f\xaa\x55 garbage\r\n$GPGGA,bad*00\r\n")
+            await asyncio.sleep(0.05)
+
+    noise = asyncio.create_task(babble())
+    try:
+        checks = await lines(driver("gps.nmea-serial", port=path), wait_s=0.5)
+    finally:
+        noise.cancel()
+        os.close(master)
+    assert checks[-1].status is Status.FAIL
+    assert "counted" in checks[-1].detail, checks[-1]

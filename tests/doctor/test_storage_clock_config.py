@@ -1,11 +1,13 @@
 """Outbox space and permissions, the clock, and what an invalid config still lets run."""
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 from edged.config.models import OutboxConfig
 from edged.config.security import ClockConfig
-from edged.doctor import Status, run_checks
+from edged.doctor import Check, Status, run_checks
 from edged.doctor.clock import check_clock
 from edged.doctor.config import load, secrets_check
 from edged.doctor.storage import check_outbox
@@ -118,3 +120,17 @@ async def test_an_invalid_section_is_skipped_and_the_valid_ones_still_run(
     assert by_name["outbox"].status is Status.SKIP
     assert by_name["gps: answers"].status is Status.OK  # the driver table is fine
     assert by_name["broker: tcp"].status is Status.FAIL  # and so is [broker]
+
+
+async def test_a_check_that_hangs_is_cut_off_and_reported() -> None:
+    from edged.doctor.runner import _bounded
+
+    async def hangs() -> list[Check]:
+        await asyncio.sleep(3600)
+        return []
+
+    started = time.monotonic()
+    (line,) = await _bounded([("drivers", "stuck", hangs())], 0.2)
+    assert time.monotonic() - started < 1.5
+    assert (line.name, line.status) == ("stuck", Status.FAIL)
+    assert "did not finish within 0.2 s" in line.detail
