@@ -106,7 +106,9 @@ class _Seccomp:
         self.lib.seccomp_load.argtypes = [ctypes.c_void_p]
         self.lib.seccomp_release.argtypes = [ctypes.c_void_p]
 
-    def load(self, default: int, rules: list[tuple[int, str, list[tuple[int, int, int, int]]]]):
+    def load(
+        self, default: int, rules: list[tuple[int, str, list[tuple[int, int, int, int]]]]
+    ) -> None:
         """One filter: (action, syscall name, [(arg, op, a, b)...]) rules over `default`.
         Names this architecture lacks (clock_adjtime64 on x86-64) are skipped, as systemd
         does."""
