@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Install edged as a systemd service on Raspberry Pi OS or Debian 12 (bookworm).
+#
+#   sudo systemd/install.sh                      # from a checkout: apt, user, venv, unit, start
+#   sudo systemd/install.sh --wheel edged-0.1.0-py3-none-any.whl
+#
+# Safe to run again (to update): it never overwrites /etc/edged/edged.toml nor touches
+# /var/lib/edged (the outbox); it refreshes the venv, the unit and the rules, and restarts.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: sudo systemd/install.sh [OPTIONS]
+
+Installs edged as the systemd service edged.service:
+  - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi)
+  - groups gpio, i2c, spi when missing; the system user edged in dialout gpio i2c spi plugdev
+  - /opt/edged/venv: a virtualenv with edged (this checkout, or --wheel) and its NFC extra
+  - /etc/edged (root:edged 0770) with edged.toml copied from an example only when missing,
+    and /etc/edged/secrets (edged, 0700) for passwords and keys
+  - /var/lib/edged (edged, 0700): the outbox
+  - the unit, udev rules, NFC module blacklist and sysctl; then daemon-reload, enable, start
+    (start only when `edged check-config` passes: otherwise it says what to fix)
+
+Options:
+  --wheel FILE     install this wheel instead of the checkout around this script
+  --config FILE    example config copied to /etc/edged/edged.toml when that is missing
+                   (default: config/shuttle.toml of the checkout)
+  --python PATH    the Python that builds the venv (default: /usr/bin/python3)
+  --root DIR       install under DIR instead of /, for tests and staging trees: implies
+                   --no-apt and --no-systemctl; DIR/etc/passwd and DIR/etc/group must exist
+                   (the user is created there); the venv's scripts point into DIR
+  --no-apt         do not install Debian packages
+  --no-systemctl   touch no running service: no systemctl, udevadm, sysctl or modprobe
+  --no-start       enable the service but do not (re)start it
+  -h, --help       this help
+
+Environment: pip's own variables apply to the venv install (PIP_INDEX_URL, PIP_NO_INDEX...).
+EOF
+}
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=/
+WHEEL=""
+EXAMPLE="$SRC/config/shuttle.toml"
+PYTHON=/usr/bin/python3
+APT=1
+LIVE=1
+START=1
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --wheel) WHEEL=${2:?--wheel needs a file}; shift 2 ;;
+        --config) EXAMPLE=${2:?--config needs a file}; shift 2 ;;
+        --python) PYTHON=${2:?--python needs a path}; shift 2 ;;
+        --root) ROOT=${2:?--root needs a directory}; shift 2 ;;
+        --no-apt) APT=0; shift ;;
+        --no-systemctl) LIVE=0; shift ;;
+        --no-start) START=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $1" ;;
+    esac
+done
+
+[ "$(id -u)" -eq 0 ] || die "run as root (sudo): it creates a system user and writes to /etc"
+if [ "$ROOT" != / ]; then
+    [ -d "$ROOT" ] || die "--root $ROOT: no such directory"
+    ROOT=$(cd "$ROOT" && pwd)
+    if [ ! -f "$ROOT/etc/passwd" ] || [ ! -f "$ROOT/etc/group" ]; then
+        die "--root $ROOT: needs etc/passwd and etc/group (a system image to install into)"
+    fi
+    APT=0
+    LIVE=0
+fi
+R=${ROOT%/}  # "" for /, so "$R/etc" is /etc
+[ -z "$WHEEL" ] || [ -f "$WHEEL" ] || die "--wheel $WHEEL: no such file"
+[ -f "$EXAMPLE" ] || die "--config $EXAMPLE: no such file"
+
+USER_NAME=edged
+DEVICE_GROUPS=(dialout gpio i2c spi plugdev)
+VENV=/opt/edged/venv
+
+# -- Debian packages ---------------------------------------------------------------------
+
+if [ "$APT" -eq 1 ]; then
+    packages=(python3 python3-venv libnfc6 libnfc-bin libfreefare-dev can-utils)
+    # gpiozero's preferred pin driver on a Pi; Raspberry Pi OS has it, plain Debian may not
+    if apt-cache show python3-lgpio >/dev/null 2>&1; then
+        packages+=(python3-lgpio)
+    fi
+    say "apt: ${packages[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "${packages[@]}"; }
+fi
+
+# -- user and groups (in $ROOT's own passwd and group files) ---------------------------
+
+prefix=()
+[ -z "$R" ] || prefix=(--prefix "$R")
+
+has_group() { grep -q "^$1:" "$R/etc/group"; }
+has_user() { grep -q "^$1:" "$R/etc/passwd"; }
+id_of() { awk -F: -v n="$2" '$1 == n { print $3 }' "$R/etc/$1"; }  # numeric id in $ROOT
+
+for g in "${DEVICE_GROUPS[@]}"; do
+    # dialout and plugdev come with Debian; gpio, i2c and spi with Raspberry Pi OS only
+    if ! has_group "$g"; then
+        say "group $g"
+        groupadd "${prefix[@]}" --system "$g"
+    fi
+done
+if ! has_group "$USER_NAME"; then
+    groupadd "${prefix[@]}" --system "$USER_NAME"
+fi
+supplementary=$(IFS=,; echo "${DEVICE_GROUPS[*]}")
+if has_user "$USER_NAME"; then
+    usermod "${prefix[@]}" --append --groups "$supplementary" "$USER_NAME"
+else
+    say "user $USER_NAME"
+    useradd "${prefix[@]}" --system --gid "$USER_NAME" --groups "$supplementary" \
+        --home-dir /var/lib/edged --no-create-home --shell /usr/sbin/nologin \
+        --comment "edged gateway daemon" "$USER_NAME"
+fi
+uid=$(id_of passwd "$USER_NAME")
+gid=$(id_of group "$USER_NAME")
+if [ -z "$uid" ] || [ -z "$gid" ]; then
+    die "user $USER_NAME was not created in $R/etc/passwd"
+fi
+
+# -- directories --------------------------------------------------------------------------
+
+# dir PATH MODE UID GID: create or fix; never touches what is inside
+dir() {
+    install -d -m "$2" "$1"
+    chown "$3:$4" "$1"
+    chmod "$2" "$1"
+}
+dir "$R/etc/edged" 0770 0 "$gid"                   # config.set renames files in here
+dir "$R/etc/edged/secrets" 0700 "$uid" "$gid"      # passwords, keys: edged only
+dir "$R/var/lib/edged" 0700 "$uid" "$gid"          # the outbox
+dir "$R/opt/edged" 0755 0 0
+dir "$R/opt/edged/doc" 0755 0 0
+
+if [ -e "$R/etc/edged/edged.toml" ]; then
+    say "keeping /etc/edged/edged.toml"
+else
+    say "config: /etc/edged/edged.toml from $(basename "$EXAMPLE") (edit it)"
+    install -m 0640 -o 0 -g "$gid" "$EXAMPLE" "$R/etc/edged/edged.toml"
+fi
+
+# -- the venv -------------------------------------------------------------------------------
+
+if [ ! -x "$R$VENV/bin/python" ] || ! "$R$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    say "venv $VENV"
+    rm -rf "$R$VENV"
+    # system site packages: the GPIO pin drivers (lgpio) come from apt on a Pi
+    "$PYTHON" -m venv --system-site-packages "$R$VENV"
+fi
+target=${WHEEL:-$SRC}
+say "pip install ${target}[nfc]"
+"$R$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "${target}[nfc]"
+
+# -- system files -----------------------------------------------------------------------------
+
+install -D -m 0644 "$SRC/systemd/edged.service" "$R/etc/systemd/system/edged.service"
+install -D -m 0644 "$SRC/systemd/udev/99-edged.rules" "$R/etc/udev/rules.d/99-edged.rules"
+install -D -m 0644 "$SRC/systemd/modprobe.d/edged-blacklist-nfc.conf" \
+    "$R/etc/modprobe.d/edged-blacklist-nfc.conf"
+install -D -m 0644 "$SRC/systemd/sysctl.d/60-edged.conf" "$R/etc/sysctl.d/60-edged.conf"
+install -m 0644 "$SRC/systemd/README.md" "$R/opt/edged/doc/systemd.md"
+install -m 0644 "$SRC/README.md" "$R/opt/edged/doc/README.md"
+
+if [ "$LIVE" -eq 0 ]; then
+    say "installed under $ROOT; no service touched (--no-systemctl or --root)"
+    exit 0
+fi
+
+# -- the running system ------------------------------------------------------------------------
+
+# best effort: each takes effect at the next boot anyway
+say "udev rules, sysctl, NFC modules"
+if udevadm control --reload; then
+    udevadm trigger --action=change --subsystem-match=tty --subsystem-match=usb \
+        --subsystem-match=gpio --subsystem-match=i2c-dev --subsystem-match=spidev || true
+else
+    say "udev did not reload its rules: /dev/edged-* appear after a replug or a reboot"
+fi
+sysctl --quiet --load=/etc/sysctl.d/60-edged.conf || say "sysctl: applied at the next boot"
+modprobe -r pn533_usb pn533_i2c pn532_uart pn533 nfc 2>/dev/null || true  # loaded before now
+
+systemctl daemon-reload
+systemctl enable --quiet edged.service
+if [ "$START" -eq 0 ]; then
+    say "edged is enabled; start it with: systemctl start edged"
+elif ! runuser -u "$USER_NAME" -- "$VENV/bin/edged" check-config /etc/edged/edged.toml; then
+    say "edged is enabled but not started: fix /etc/edged/edged.toml (above), then"
+    say "  systemctl start edged"
+else
+    systemctl restart edged.service
+    say "edged is running: systemctl status edged; journalctl -u edged -f"
+fi

@@ -1,0 +1,325 @@
+"""systemd/install.sh and uninstall.sh, run for real into a throw-away system root.
+
+The root holds a copy of this machine's passwd, group and shadow files, like an OS image:
+the scripts create the edged user and groups there (useradd --prefix) and chown by the ids
+found there. The venv is built for real; what goes into it is a stub wheel installed with
+pip offline, so the test needs no network (the real `pip install` of the checkout is the one
+step not run here). Both scripts create users and chown, so the tests need root (CI is).
+"""
+
+import base64
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[2]
+INSTALL = REPO / "systemd" / "install.sh"
+UNINSTALL = REPO / "systemd" / "uninstall.sh"
+PYTHON = Path("/usr/bin/python3")
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="install.sh creates users and chowns files: run as root (CI does)"
+)
+
+
+def stub_wheel(directory: Path) -> Path:
+    """A wheel named edged whose `edged` command only echoes: pip installs it offline."""
+    files = {
+        "edged_stub/__init__.py": (
+            "import sys\n\ndef main():\n    print('stub edged', *sys.argv[1:])\n    return 0\n"
+        ),
+        "edged-0.0.1.dist-info/METADATA": (
+            "Metadata-Version: 2.1\nName: edged\nVersion: 0.0.1\nProvides-Extra: nfc\n"
+        ),
+        "edged-0.0.1.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+        "edged-0.0.1.dist-info/entry_points.txt": "[console_scripts]\nedged = edged_stub:main\n",
+    }
+    record = []
+    path = directory / "edged-0.0.1-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as whl:
+        for name, text in files.items():
+            whl.writestr(name, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest())
+            record.append(f"{name},sha256={digest.rstrip(b'=').decode()},{len(text)}")
+        record.append("edged-0.0.1.dist-info/RECORD,,")
+        whl.writestr("edged-0.0.1.dist-info/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+def new_image(root: Path) -> Path:
+    (root / "etc").mkdir(parents=True)
+    for name in ["passwd", "group", "shadow", "gshadow", "login.defs"]:
+        if (Path("/etc") / name).exists():
+            shutil.copy2(Path("/etc") / name, root / "etc" / name)
+    return root
+
+
+def run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_NO_DEPS": "1"}
+    return subprocess.run(
+        ["bash", str(script), *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def install(root: Path, wheel: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    r = run(INSTALL, "--root", str(root), "--wheel", str(wheel), "--python", str(PYTHON), *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def copy_root(src: Path, dst: Path) -> Path:
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)  # keeps owners
+    return dst
+
+
+def ids(root: Path, file: str, name: str) -> int:
+    for line in (root / "etc" / file).read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2])
+    raise AssertionError(f"{name} not in {file}")
+
+
+def members(root: Path, group: str) -> set[str]:
+    for line in (root / "etc" / "group").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == group:
+            return set(filter(None, fields[3].split(",")))
+    raise AssertionError(f"no group {group}")
+
+
+def owner_mode(path: Path) -> tuple[int, int, str]:
+    st = path.lstat()
+    return st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Every path outside the venv: owner, group, mode and content hash."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[:3] == ("opt", "edged", "venv"):
+            continue
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        out[str(rel)] = (st.st_uid, st.st_gid, st.st_mode, digest)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stub_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """One install, shared by the tests that only look at it."""
+    if os.geteuid() != 0:
+        pytest.skip("install.sh creates users and chowns files: run as root (CI does)")
+    if subprocess.run([str(PYTHON), "-c", "import ensurepip, venv"], check=False).returncode:
+        pytest.fail(f"{PYTHON} cannot make a venv: `apt-get install python3-venv`")
+    root = new_image(tmp_path_factory.mktemp("image") / "root")
+    install(root, wheel)
+    return root
+
+
+@pytest.fixture
+def fresh(installed: Path, tmp_path: Path) -> Path:
+    """A private copy of the installed root, for tests that change it."""
+    return copy_root(installed, tmp_path / "root")
+
+
+# -- install --------------------------------------------------------------------------------
+
+
+@needs_root
+def test_install_creates_the_edged_user_in_the_device_groups(installed: Path) -> None:
+    passwd = next(
+        line
+        for line in (installed / "etc/passwd").read_text().splitlines()
+        if line.startswith("edged:")
+    )
+    assert passwd.endswith(":/var/lib/edged:/usr/sbin/nologin")
+    for group in ["dialout", "gpio", "i2c", "spi", "plugdev"]:
+        assert "edged" in members(installed, group), group
+
+
+@needs_root
+def test_install_lays_out_config_state_and_secrets_with_their_modes(installed: Path) -> None:
+    uid, gid = ids(installed, "passwd", "edged"), ids(installed, "group", "edged")
+    assert owner_mode(installed / "etc/edged") == (0, gid, "0o770")
+    assert owner_mode(installed / "etc/edged/edged.toml") == (0, gid, "0o640")
+    assert owner_mode(installed / "etc/edged/secrets") == (uid, gid, "0o700")
+    assert owner_mode(installed / "var/lib/edged") == (uid, gid, "0o700")
+
+
+@needs_root
+def test_install_copies_the_example_config_when_there_is_none(installed: Path) -> None:
+    example = (REPO / "config/shuttle.toml").read_bytes()
+    assert (installed / "etc/edged/edged.toml").read_bytes() == example
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("systemd/edged.service", "etc/systemd/system/edged.service"),
+        ("systemd/udev/99-edged.rules", "etc/udev/rules.d/99-edged.rules"),
+        ("systemd/modprobe.d/edged-blacklist-nfc.conf", "etc/modprobe.d/edged-blacklist-nfc.conf"),
+        ("systemd/sysctl.d/60-edged.conf", "etc/sysctl.d/60-edged.conf"),
+        ("systemd/README.md", "opt/edged/doc/systemd.md"),
+    ],
+)
+def test_install_puts_each_system_file_in_place(installed: Path, source: str, target: str) -> None:
+    assert (installed / target).read_bytes() == (REPO / source).read_bytes()
+    assert owner_mode(installed / target) == (0, 0, "0o644")
+
+
+@needs_root
+def test_install_builds_a_venv_whose_edged_command_runs(installed: Path) -> None:
+    edged = installed / "opt/edged/venv/bin/edged"
+    r = subprocess.run([str(edged), "check-config", "x"], capture_output=True, text=True)
+    assert r.stdout.strip() == "stub edged check-config x"
+
+
+@needs_root
+def test_install_into_a_root_touches_no_running_service(installed: Path, wheel: Path) -> None:
+    r = install(copy_root(installed, installed.parent / "again"), wheel)
+    assert "no service touched" in r.stderr
+
+
+@needs_root
+def test_running_install_twice_changes_nothing(fresh: Path, wheel: Path) -> None:
+    (fresh / "var/lib/edged/outbox.sqlite").write_bytes(b"messages not sent yet")
+    before = snapshot(fresh)
+    install(fresh, wheel)
+    assert snapshot(fresh) == before
+
+
+@needs_root
+def test_install_never_overwrites_an_edited_config(fresh: Path, wheel: Path) -> None:
+    config = fresh / "etc/edged/edged.toml"
+    config.write_text("# this node's own config\n")
+    os.chown(config, ids(fresh, "passwd", "edged"), ids(fresh, "group", "edged"))
+    config.chmod(0o600)  # as config.set leaves it
+    before = owner_mode(config)
+    install(fresh, wheel)
+    assert config.read_text() == "# this node's own config\n"
+    assert owner_mode(config) == before
+
+
+@needs_root
+def test_install_refuses_a_root_that_is_not_a_system_image(tmp_path: Path, wheel: Path) -> None:
+    r = run(INSTALL, "--root", str(tmp_path), "--wheel", str(wheel))
+    assert r.returncode != 0
+    assert "needs etc/passwd and etc/group" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- uninstall ------------------------------------------------------------------------------
+
+REMOVED = [
+    "etc/systemd/system/edged.service",
+    "etc/udev/rules.d/99-edged.rules",
+    "etc/modprobe.d/edged-blacklist-nfc.conf",
+    "etc/sysctl.d/60-edged.conf",
+    "opt/edged",
+]
+
+
+@needs_root
+def test_uninstall_removes_the_service_and_keeps_config_data_and_user(fresh: Path) -> None:
+    (fresh / "var/lib/edged/outbox.sqlite").write_bytes(b"messages not sent yet")
+    (fresh / "etc/edged/secrets/mqtt-password").write_text("s3cret")
+    r = run(UNINSTALL, "--root", str(fresh))
+    assert r.returncode == 0, r.stderr
+    assert [p for p in REMOVED if (fresh / p).exists()] == []
+    assert (fresh / "var/lib/edged/outbox.sqlite").read_bytes() == b"messages not sent yet"
+    assert (fresh / "etc/edged/secrets/mqtt-password").read_text() == "s3cret"
+    assert (fresh / "etc/edged/edged.toml").exists()
+    assert ids(fresh, "passwd", "edged")
+    assert "kept: /etc/edged" in r.stderr
+    assert "--purge" in r.stderr
+
+
+@needs_root
+def test_uninstall_removes_drop_ins_made_with_systemctl_edit(fresh: Path) -> None:
+    drop_in = fresh / "etc/systemd/system/edged.service.d/override.conf"
+    drop_in.parent.mkdir()
+    drop_in.write_text("[Service]\nWatchdogSec=60s\n")
+    assert run(UNINSTALL, "--root", str(fresh)).returncode == 0
+    assert not drop_in.parent.exists()
+
+
+@needs_root
+def test_uninstall_purge_also_removes_config_data_and_user(fresh: Path) -> None:
+    r = run(UNINSTALL, "--root", str(fresh), "--purge")
+    assert r.returncode == 0, r.stderr
+    assert not (fresh / "etc/edged").exists()
+    assert not (fresh / "var/lib/edged").exists()
+    assert "edged:" not in (fresh / "etc/passwd").read_text()
+    assert not any(
+        line.startswith("edged:") for line in (fresh / "etc/group").read_text().splitlines()
+    )
+    assert "edged" not in members(fresh, "dialout")
+    assert members(fresh, "gpio") == set(), "the device groups stay, empty"
+
+
+@needs_root
+def test_uninstall_twice_is_harmless(fresh: Path) -> None:
+    assert run(UNINSTALL, "--root", str(fresh)).returncode == 0
+    r = run(UNINSTALL, "--root", str(fresh), "--purge")
+    assert r.returncode == 0, r.stderr
+    r = run(UNINSTALL, "--root", str(fresh), "--purge")
+    assert r.returncode == 0, r.stderr
+
+
+@needs_root
+def test_install_after_uninstall_keeps_the_old_config_and_outbox(fresh: Path, wheel: Path) -> None:
+    config = fresh / "etc/edged/edged.toml"
+    config.write_text("# kept across a reinstall\n")
+    (fresh / "var/lib/edged/outbox.sqlite").write_bytes(b"queued")
+    assert run(UNINSTALL, "--root", str(fresh)).returncode == 0
+    install(fresh, wheel)
+    assert config.read_text() == "# kept across a reinstall\n"
+    assert (fresh / "var/lib/edged/outbox.sqlite").read_bytes() == b"queued"
+
+
+# -- both scripts ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", [INSTALL, UNINSTALL], ids=["install", "uninstall"])
+def test_help_says_what_it_does_and_exits_zero(script: Path) -> None:
+    r = run(script, "--help")
+    assert r.returncode == 0
+    assert "--root DIR" in r.stdout
+    assert "--no-systemctl" in r.stdout
+
+
+@pytest.mark.parametrize("script", [INSTALL, UNINSTALL], ids=["install", "uninstall"])
+def test_an_unknown_option_is_refused(script: Path) -> None:
+    r = run(script, "--frobnicate")
+    assert r.returncode != 0
+    assert "unknown option: --frobnicate" in r.stderr
+
+
+@pytest.mark.parametrize("script", [INSTALL, UNINSTALL], ids=["install", "uninstall"])
+def test_the_scripts_are_executable_and_strict(script: Path) -> None:
+    assert os.access(script, os.X_OK)
+    assert "set -euo pipefail" in script.read_text()
+
+
+@pytest.mark.parametrize("script", [INSTALL, UNINSTALL], ids=["install", "uninstall"])
+def test_shellcheck_finds_nothing(script: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (`apt-get install shellcheck`)")
+    r = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
