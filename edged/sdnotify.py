@@ -26,7 +26,8 @@ HealthCheck = Callable[[], str | None]
 """Returns None when all is well, else the reason (shown in STATUS= and the log)."""
 
 StatusSource = Callable[[], str | Awaitable[str]]
-"""The STATUS= text, e.g. "online, outbox 0, 4/4 drivers running"; sync or async."""
+"""The STATUS= text, e.g. "online, outbox 0, 4/4 drivers running"; sync or async. Prefer
+sync, from counters in memory: it runs every few seconds for months."""
 
 _SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included
 _warned: set[str] = set()
@@ -201,10 +202,12 @@ async def watchdog_loop(
 
     Healthy means: this task woke up at most `max_lag_s` late (a loop blocked by a stuck
     call does not wake it at all, so systemd's timer runs out), every check returns None
-    (a check that raises counts as failed), and `status` answered within
-    `status_timeout_s` (the node's status reads the outbox, so a commit stuck on a dying SD
-    card shows here). One late tick only skips that tick's ping: the next tick, `tick_s`
+    (a check that raises counts as failed), and `status`, when it is async, answered within
+    `status_timeout_s`. One late tick only skips that tick's ping: the next tick, `tick_s`
     later, may ping again, so a single hiccup well under WatchdogSec= is not fatal.
+
+    Checks are for what a restart cures (a task that ended, a starved loop), not for the
+    world outside: no broker in a dead zone or a GPS in backoff must never restart a node.
     """
     if not notifier.enabled:
         return

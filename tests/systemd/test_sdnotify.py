@@ -328,7 +328,7 @@ async def test_status_is_only_sent_when_it_changes(systemd: FakeSystemd) -> None
 
 async def test_a_status_that_hangs_withholds_the_ping(systemd: FakeSystemd) -> None:
     async def stuck() -> str:
-        await asyncio.sleep(3600)  # the outbox executor stuck on a dying SD card
+        await asyncio.sleep(3600)  # e.g. waiting on an executor that is stuck
         return "never"
 
     n = SystemdNotifier(systemd.env(WATCHDOG_USEC="200000"))
