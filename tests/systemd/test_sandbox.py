@@ -106,6 +106,27 @@ def test_command_signatures_verify_in_the_sandbox() -> None:
     assert r.stdout.strip() == "ok", r.stderr
 
 
+def test_libnfc_loads_and_looks_for_readers_in_the_sandbox() -> None:
+    """pynfc loads libfreefare, libnfc and libusb with ctypes (a library that wanted an
+    executable stack would fail here under W^X), then libnfc scans USB and serial ports."""
+    probe = python("import pynfc.nfc")
+    if probe.returncode != 0 and "No module named 'pynfc'" in probe.stderr:
+        pytest.skip("pynfc is not installed (the test extra installs it)")
+    r = python(
+        """
+        import ctypes
+        import pynfc.nfc as nfc
+        context = ctypes.POINTER(nfc.nfc_context)()
+        nfc.nfc_init(ctypes.byref(context))
+        found = (nfc.nfc_connstring * 4)()
+        n = nfc.nfc_list_devices(context, (nfc.nfc_connstring * 0).from_buffer(found), 4)
+        nfc.nfc_exit(context)
+        print("scanned", bool(context), n >= 0)
+        """
+    )
+    assert r.stdout.strip() == "scanned True True", r.stdout + r.stderr
+
+
 def test_the_clock_check_can_still_ask_the_kernel() -> None:
     """adjtimex() is the clock_adjtime system call in glibc; ProtectClock= or a filter
     without it would leave every payload stamped as unsynced."""
