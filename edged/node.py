@@ -31,6 +31,7 @@ from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.kiosk.server import KioskServer, start_kiosk
 from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Alarm, Health, State
+from edged.sdnotify import SystemdNotifier, beat_recent, task_alive, watchdog_loop
 from edged.security.authorize import Authorizer
 from edged.services.doors import DoorService
 from edged.services.geofences import GeofenceService
@@ -91,6 +92,7 @@ class Node:
         self.lag = LoopLag()
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
+        self.notifier = SystemdNotifier()
         self.services: list[Any] = []
         self.kiosk: KioskServer | None = None
         register_builtin(self)
@@ -295,6 +297,13 @@ class Node:
         self.router.register("alarm.ack", self.panic.command_ack)
         self.services.append(self.panic)
 
+    def status_line(self) -> str:
+        """systemd's STATUS= line: from memory only, it runs every few seconds."""
+        drivers = self.supervisor.statuses()
+        running = sum(d.state == "running" for d in drivers)
+        link = "online" if self.uplink.connected else "offline (no broker)"
+        return f"{link}, outbox {self.outbox.depth}, {running}/{len(drivers)} drivers running"
+
     def has_subscribers(self, event_type: type) -> bool:
         return bool(self._handlers.get(event_type))
 
@@ -328,7 +337,21 @@ class Node:
                     for svc in self.services
                     if hasattr(svc, "run")
                 ]
+                # WATCHDOG=1 only while the loop turns and the writer and uplink live; not for
+                # what a restart cannot fix (a dead zone, an unplugged device)
+                health_checks = [
+                    task_alive(writer),
+                    task_alive(uplink),
+                    beat_recent(lambda: self.lag.last_beat, 5.0, "loop-lag probe"),
+                ]
+                others.append(
+                    tg.create_task(
+                        watchdog_loop(self.notifier, health_checks, status=self.status_line),
+                        name="watchdog",
+                    )
+                )
                 self.ready.set()
+                self.notifier.ready()
                 log.info(
                     "edged %s running as %s (%s)",
                     __version__,
@@ -337,6 +360,10 @@ class Node:
                 )
                 await stop.wait()
                 log.info("stopping")
+                if self.restart_requested:  # STOPPING=1 is final; the next READY=1 ends this
+                    self.notifier.reloading("restarting from the config file")
+                else:
+                    self.notifier.stopping("stopping")
                 for task in others:
                     task.cancel()
                 await self._drain_and_say_offline()
