@@ -1,0 +1,421 @@
+"""nfc.libnfc against the PN532 emulator: pynfc → libnfc's pn532_uart → a pty → the emulator."""
+
+import asyncio
+import fcntl
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
+from drivers.registry import driver_class
+from edged.config.models import SupervisorConfig
+from edged.errors import DriverError
+from edged.events import Tap
+from edged.supervisor import Supervisor
+from hil.nfc.cards import CardKind
+from hil.nfc.emulator import Fault, Pn532Emulator
+from tests.drivers.nfc.fakes import RecordingContext, wait_until
+
+A = bytes.fromhex("04a1b2c3")
+B = bytes.fromhex("04112233445566")
+FAST = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
+QUICK = {"poll_interval_s": 0.01, "release_s": 0.05}
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[Pn532Emulator]:
+    with Pn532Emulator(tmp_path / "nfc0") as e:
+        yield e
+
+
+def reader(emu: Pn532Emulator | str, **options: Any) -> LibnfcReader:
+    cs = emu if isinstance(emu, str) else emu.connstring
+    return LibnfcReader(LibnfcOptions(connstring=cs, **{**QUICK, **options}))
+
+
+class Running:
+    """Driver tasks a test started, cancelled at its end."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, emu: Pn532Emulator, **options: Any) -> RecordingContext:
+        ctx = RecordingContext()
+        self.tasks.append(asyncio.create_task(reader(emu, **options).run(ctx)))
+        await wait_until(lambda: ctx.readies == 1 or self.tasks[-1].done(), 5, "ready")
+        if self.tasks[-1].done():
+            self.tasks[-1].result()
+        return ctx
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Running]:
+    r = Running()
+    yield r
+    for task in r.tasks:
+        task.cancel()
+    await asyncio.gather(*r.tasks, return_exceptions=True)
+
+
+def nfc_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("nfc-")]
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+def test_the_registry_names_this_driver_nfc_libnfc() -> None:
+    assert driver_class("nfc.libnfc") is LibnfcReader
+
+
+def test_an_unknown_libnfc_driver_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValidationError, match=r"unknown libnfc driver 'pn532-uart': use one of"):
+        LibnfcOptions(connstring="pn532-uart:/dev/ttyS0")
+
+
+def test_a_pn532_on_a_uart_needs_its_port() -> None:
+    with pytest.raises(
+        ValidationError, match=r"pn532_uart needs the device: e.g. 'pn532_uart:/dev"
+    ):
+        LibnfcOptions(connstring="pn532_uart")
+
+
+def test_a_serial_speed_termios_cannot_set_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"serial speed '11520' is not one of"):
+        LibnfcOptions(connstring="pn532_uart:/dev/ttyS0:11520")
+
+
+def test_a_release_shorter_than_two_polls_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"release_s \(0.05\) must be at least twice"):
+        LibnfcOptions(connstring="acr122_usb", poll_interval_s=0.05, release_s=0.05)
+
+
+def test_unknown_option_keys_are_refused() -> None:
+    with pytest.raises(ValidationError, match="debounce"):
+        LibnfcOptions.model_validate({"connstring": "acr122_usb", "debounce": 1})
+
+
+def test_the_defaults_poll_often_enough_for_a_150_ms_tap_budget() -> None:
+    o = LibnfcOptions(connstring="pn532_uart:/dev/ttyS0")
+    assert o.poll_interval_s * o.confirm_reads <= 0.1
+
+
+# -- opening ------------------------------------------------------------------------------
+
+
+async def test_a_missing_port_says_which_and_what_to_check(tmp_path: Path) -> None:
+    with pytest.raises(DriverError, match=r"nfc0 does not exist: check the reader's cable"):
+        await reader(f"pn532_uart:{tmp_path / 'nfc0'}").run(RecordingContext())
+
+
+async def test_a_port_where_nothing_answers_says_to_check_the_wiring(emu: Pn532Emulator) -> None:
+    emu.silent = True
+    with pytest.raises(DriverError, match=r"nothing answered as a PN532: check TX/RX"):
+        await asyncio.wait_for(reader(emu).run(RecordingContext()), 5)
+
+
+async def test_a_port_another_program_locked_says_it_is_in_use(emu: Pn532Emulator) -> None:
+    with open(emu.port, "rb") as port:
+        fcntl.flock(port, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as gps.nmea-serial's pyserial does
+        with pytest.raises(DriverError, match=r"in use by another program that locked it"):
+            await asyncio.wait_for(reader(emu).run(RecordingContext()), 5)
+
+
+async def test_ready_once_the_reader_answered_its_opening(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu)
+    assert ctx.readies == 1
+    assert ctx.counts["opened"] == 1
+    assert emu.commands["GetFirmwareVersion"] >= 1
+
+
+# -- taps ---------------------------------------------------------------------------------
+
+
+async def test_a_card_held_for_seconds_is_one_tap(emu: Pn532Emulator, running: Running) -> None:
+    ctx = await running.start(emu)
+    emu.put(A)
+    polls = emu.polls
+    await asyncio.sleep(2.0)
+    assert emu.polls - polls > 100  # it kept polling the held card
+    assert ctx.uids == [A]
+    assert ctx.taps[0].reader == "front-reader"
+
+
+async def test_a_card_taken_off_and_put_back_is_a_second_tap(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu)
+    emu.put(A)
+    await wait_until(lambda: len(ctx.taps) == 1, 2, "the first tap")
+    emu.remove()
+    await asyncio.sleep(0.2)  # longer than release_s
+    emu.put(A)
+    await wait_until(lambda: len(ctx.taps) == 2, 2, "the second tap")
+    assert ctx.uids == [A, A]
+
+
+async def test_a_different_card_taps_at_once_without_the_first_taken_off(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu)
+    emu.put(A)
+    await wait_until(lambda: len(ctx.taps) == 1, 2, "the first tap")
+    put_at = emu.put(B)
+    await wait_until(lambda: len(ctx.taps) == 2, 2, "the second card's tap")
+    assert ctx.uids == [A, B]
+    assert ctx.arrived[1] - put_at < 0.1
+
+
+@pytest.mark.parametrize(
+    ("uid", "kind"),
+    [
+        ("04a1b2c3", CardKind.CLASSIC_1K),
+        ("04112233445566", CardKind.ULTRALIGHT),
+        ("04112233445566", CardKind.DESFIRE),
+        ("0811223344556677889a", CardKind.TRIPLE),
+    ],
+)
+async def test_uids_of_4_7_and_10_bytes_are_read_exactly(
+    emu: Pn532Emulator, running: Running, uid: str, kind: CardKind
+) -> None:
+    ctx = await running.start(emu)
+    emu.put(bytes.fromhex(uid), kind)
+    await wait_until(lambda: len(ctx.taps) == 1, 2, "the tap")
+    assert ctx.uids == [bytes.fromhex(uid)]
+
+
+async def test_a_card_missed_by_one_poll_is_not_a_second_tap(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu)
+    emu.put(A)
+    await wait_until(lambda: len(ctx.taps) == 1, 2, "the tap")
+    emu.glitch(1)
+    await asyncio.to_thread(emu.wait_polls, 10)
+    assert ctx.uids == [A]
+
+
+async def test_a_card_missed_by_polls_shorter_than_release_s_is_not_a_second_tap(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu, poll_interval_s=0.01, release_s=0.3)
+    emu.put(A)
+    await wait_until(lambda: len(ctx.taps) == 1, 2, "the tap")
+    emu.glitch(15)  # about 150 ms at the edge of the field
+    await asyncio.to_thread(emu.wait_polls, 30)
+    assert ctx.uids == [A]
+
+
+async def test_a_held_card_taps_again_every_repeat_held_s(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu, repeat_held_s=0.3)
+    emu.put(A)
+    await asyncio.sleep(1.0)
+    assert len(ctx.taps) in (3, 4)  # at 0, 0.3, 0.6, 0.9 s
+
+
+async def test_a_flood_of_cards_gives_exactly_one_tap_each_in_order(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu, poll_interval_s=0.005, release_s=0.02)
+    uids = [(0x04000000 + i).to_bytes(4, "big") for i in range(150)]
+    started = time.monotonic()
+    for uid in uids:
+        emu.put(uid)
+        await wait_until(lambda: len(ctx.taps) == uids.index(uid) + 1, 1, uid.hex())  # noqa: B023
+        emu.remove()
+    assert ctx.uids == uids
+    assert time.monotonic() - started < 10
+    assert ctx.counts["taps"] == 150
+
+
+async def test_the_same_card_presented_again_and_again_taps_each_time(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu, poll_interval_s=0.005, release_s=0.02)
+    for n in range(1, 31):
+        emu.put(A)
+        await wait_until(lambda: len(ctx.taps) == n, 1, f"tap {n}")  # noqa: B023
+        emu.remove()
+        await asyncio.sleep(0.05)  # off the reader for longer than release_s
+    await asyncio.sleep(0.1)
+    assert ctx.uids == [A] * 30
+
+
+# -- bad answers --------------------------------------------------------------------------
+
+BAD_ANSWERS: list[Fault] = [
+    "garbage",
+    "bad_checksum",
+    "bad_length_checksum",
+    "wrong_code",
+    "error_frame",
+    "truncated",
+    "no_answer",
+    "no_ack",
+    "slow",
+]
+
+
+@pytest.mark.parametrize("fault", BAD_ANSWERS)
+async def test_a_bad_answer_is_counted_without_a_crash_or_a_phantom_tap(
+    emu: Pn532Emulator, running: Running, fault: Fault
+) -> None:
+    ctx = await running.start(emu)
+    emu.inject(fault, 2)  # two in a row: below max_errors
+    await wait_until(lambda: ctx.counts["poll_error"] == 2, 3, f"two {fault} answers counted")
+    await asyncio.to_thread(emu.wait_polls, 3)
+    assert ctx.counts["poll_error"] == 2
+    assert ctx.taps == []
+    emu.put(A)
+    await wait_until(lambda: len(ctx.taps) == 1, 2, "a tap after the bad answers")
+    assert not running.tasks[0].done()
+
+
+async def test_garbage_target_data_never_becomes_a_tap(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu)
+    emu.inject("garbage_payload", 200)
+    await wait_until(lambda: emu.served["garbage_payload"] == 200, 10, "200 garbage answers")
+    await asyncio.to_thread(emu.wait_polls, 3)
+    assert ctx.taps == []
+    assert ctx.counts["unconfirmed"] + ctx.counts["bad_uid"] > 0
+    assert not running.tasks[0].done()
+
+
+async def test_garbage_target_data_while_a_card_is_held_is_no_second_tap(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    """Garbage may decode as "no card": shorter than release_s, that is a read glitch."""
+    ctx = await running.start(emu, poll_interval_s=0.01, release_s=0.3)
+    emu.put(A)
+    await wait_until(lambda: len(ctx.taps) == 1, 2, "the tap")
+    emu.inject("garbage_payload", 10)
+    await wait_until(lambda: emu.served["garbage_payload"] == 10, 2, "10 garbage answers")
+    await asyncio.to_thread(emu.wait_polls, 10)
+    assert ctx.uids == [A]
+
+
+async def test_wrong_uid_lengths_are_counted_and_dropped(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu)
+    emu.inject("bad_uid_length", 20)
+    await wait_until(lambda: ctx.counts["bad_uid"] == 20, 3, "20 bad UIDs counted")
+    await asyncio.to_thread(emu.wait_polls, 2)
+    assert ctx.counts["bad_uid"] == 20
+    assert ctx.taps == []
+
+
+async def test_a_card_with_a_5_byte_uid_is_counted_never_tapped(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    ctx = await running.start(emu)
+    emu.put(bytes.fromhex("04a1b2c3d4"))
+    await wait_until(lambda: ctx.counts["bad_uid"] >= 20, 2, "20 bad UIDs counted")
+    assert ctx.taps == []
+
+
+async def test_bad_answers_in_a_row_raise_saying_the_reader_stopped_answering(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    await running.start(emu, max_errors=3)
+    emu.inject("garbage", 3)
+    with pytest.raises(DriverError, match=r"stopped answering \(3 polls failed in a row"):
+        await asyncio.wait_for(running.tasks[0], 3)
+
+
+# -- losing the reader --------------------------------------------------------------------
+
+
+async def test_an_unplugged_reader_raises_and_a_fresh_run_after_replug_reads_again(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    await running.start(emu)
+    emu.unplug()
+    with pytest.raises(DriverError, match=r"stopped answering .*check its cable and power"):
+        await asyncio.wait_for(running.tasks[0], 2)
+    emu.replug()
+    ctx = await running.start(emu)
+    emu.put(A)
+    await wait_until(lambda: ctx.uids == [A], 2, "a tap after the replug")
+
+
+async def test_a_reader_that_stops_answering_raises_within_a_second_or_so(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    await running.start(emu)
+    emu.silent = True
+    started = time.monotonic()
+    with pytest.raises(DriverError, match=r"stopped answering .*last: .*[Tt]imeout"):
+        await asyncio.wait_for(running.tasks[0], 5)
+    assert time.monotonic() - started < 2.0  # 3 polls of libnfc's 300 ms
+
+
+async def test_under_the_supervisor_a_replugged_reader_taps_again(emu: Pn532Emulator) -> None:
+    events: list[Any] = []
+    sup = Supervisor(FAST, events.append)
+    task = asyncio.create_task(sup.supervise("front-reader", "nfc.libnfc", lambda: reader(emu)))
+    try:
+        await wait_until(lambda: "front-reader" in sup.drivers, 1, "supervision")
+        status = sup.drivers["front-reader"]
+        await wait_until(lambda: status.state == "running", 5, "running")
+        emu.unplug()
+        await wait_until(lambda: status.restarts >= 2, 5, "restarts while unplugged")
+        assert "does not exist" in (status.last_error or "")
+        emu.replug()
+        await wait_until(lambda: status.state == "running", 5, "running after the replug")
+        emu.put(A)
+        await wait_until(lambda: any(isinstance(e, Tap) for e in events), 2, "a tap")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# -- stopping -----------------------------------------------------------------------------
+
+
+async def test_cancel_stops_the_polling_thread_promptly(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    await running.start(emu)
+    task = running.tasks[0]
+    started = time.monotonic()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert time.monotonic() - started < 0.5
+    await wait_until(lambda: not nfc_threads(), 1, "the thread to end")
+    assert emu.commands["PowerDown"] == 1  # libnfc closed the reader: field off, asleep
+
+
+async def test_cancel_during_a_poll_waiting_for_its_answer_is_prompt(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    await running.start(emu)
+    emu.inject("no_answer", 100)
+    await wait_until(lambda: emu.served["no_answer"] >= 1, 1, "a poll left unanswered")
+    task = running.tasks[0]
+    started = time.monotonic()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert time.monotonic() - started < 0.5
+    await wait_until(lambda: not nfc_threads(), 1, "the thread to end")
+
+
+async def test_after_cancel_the_port_is_free_for_the_next_run(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    for _ in range(3):
+        ctx = await running.start(emu)
+        running.tasks[-1].cancel()
+        await asyncio.gather(running.tasks[-1], return_exceptions=True)
+        assert ctx.readies == 1
