@@ -32,6 +32,7 @@ from edged.config.models import BrokerConfig
 from edged.doctor.check import Check, fail, ok, warn
 from edged.errors import ConfigError
 from edged.uplink.client import read_password
+from edged.uplink.tls import tls_context
 
 SECTION = "broker"
 EXPIRY_WARN_DAYS = 30
@@ -170,19 +171,6 @@ async def _tcp(cfg: BrokerConfig, deadline: float, wait_s: float) -> Check:
     await _closed(writer)
     ms = (time.monotonic() - started) * 1000
     return ok(SECTION, name, f"{_where(cfg)} accepts connections ({ms:.0f} ms)")
-
-
-def tls_context(cfg: BrokerConfig) -> ssl.SSLContext:
-    """The context paho builds from the uplink's TLSParameters (see paho's tls_set)."""
-    assert cfg.tls is not None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the cert and the host name
-    context.verify_mode = ssl.CERT_REQUIRED
-    if cfg.tls.cert_file is not None:
-        context.load_cert_chain(
-            str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None
-        )
-    context.load_verify_locations(str(cfg.tls.ca_file))
-    return context
 
 
 async def _tls(

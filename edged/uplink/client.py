@@ -10,7 +10,6 @@ a message leaves the outbox only when the broker acknowledged it.
 import asyncio
 import logging
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from edged.errors import ConfigError
 from edged.outbox import Outbox, Stored
 from edged.payloads import State
 from edged.topics import STATE, Topics
+from edged.uplink.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,6 @@ class Uplink:
 
     def _client_for(self, will_payload: bytes) -> aiomqtt.Client:
         cfg = self.config
-        tls = None
-        if cfg.tls is not None:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=str(cfg.tls.ca_file),
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
         v5 = cfg.protocol == "5"
         return aiomqtt.Client(
             hostname=cfg.host,
@@ -127,7 +119,7 @@ class Uplink:
             username=cfg.username,
             password=read_password(cfg),
             keepalive=cfg.keepalive_s,
-            tls_params=tls,
+            tls_context=tls_context(cfg) if cfg.tls is not None else None,
             will=aiomqtt.Will(self.topics.of(STATE), will_payload, qos=1, retain=True),
             clean_session=None if v5 else False,
             timeout=cfg.publish_timeout_s,
