@@ -1,0 +1,246 @@
+"""Which way people went through a doorway, from a pair of light beams across it.
+
+Pure: edges in, passages out, the caller brings the clock. No gpiozero, no asyncio, so it is
+tested alone and runs the same on every pin factory (the board feeds it on the event loop).
+
+The beams are mounted parallel across the doorway, closer together than a person is deep
+(5–15 cm apart: a body, even a child's, blocks both at once in the middle). Going in, a
+person blocks the outer beam, then the inner, then clears the outer, then the inner; going
+out is the reverse. Each edge changes one beam, so the pair walks a Gray cycle
+(00 → 10 → 11 → 01 → 00 going in), like a quadrature encoder: a person who hesitates or
+steps back walks it backwards for a step, and only a walk all the way round counts.
+
+Noise first: a level change counts only once it has lasted `min_block_s` (a fly, a swinging
+strap, a reflection; a short drop-out of a blocked beam alike). A change is reported with
+the time it happened, not the time it was confirmed, so passages keep true timestamps.
+
+What the machine decides, and its limits (no two-beam counter can do better: both beams
+together only ever show "someone is on this beam"):
+
+- Back-out: blocks the outer beam (maybe the inner too) and leaves by the outer: no count.
+- Hesitation, leaning, shuffling while on the beams: no count until the walk completes.
+- Two people with any gap between them (both beams clear, however briefly — the filter is
+  per beam, so a few ms is enough): two passages, exactly.
+- A follower: the first person is past the outer beam (on the inner only) and someone
+  blocks the outer beam again. Levels alone cannot tell a follower from the first person
+  stepping back; people in a doorway keep walking far more often than they turn round
+  once past the first beam, so it is a follower, and the first person counts once the
+  inner beam clears. If the doorway then empties by the outer beam (the "follower" backed
+  out), that is taken as the first person having turned back: the one unconfirmed passage
+  is dropped. At most one passage is ever held back like this; a queue of followers counts
+  as it goes. So a person who goes fully past the outer beam and back out counts nothing,
+  and a packed queue counts everyone.
+- One person in while another is out at the same time: the beams show one shape for both.
+  If one of them waits until the other is through, both count. If they overlap, the
+  shape follows the beam blocked first: it counts at most one passage in that direction
+  (when the other beam clears last) or none, and the other person is missed; it never
+  counts a passage in a direction the shape did not show. Two-way doorways wide enough to
+  pass in need one beam pair per lane.
+- A beam blocked with no change for `max_transit_s` (dirty lens, knocked reflector, a
+  person standing in the door): the pass in progress is dropped and reported as `Stuck`
+  once; nothing counts until both beams have been clear again.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+Beam = Literal["outer", "inner"]
+Direction = Literal["in", "out"]
+
+OUTER, INNER = 0, 1
+_BEAMS: tuple[Beam, Beam] = ("outer", "inner")
+_INDEX: dict[str, int] = {"outer": OUTER, "inner": INNER}
+
+IDLE = 0
+"""Both beams clear. Phases 1–3 walk the cycle for one person (1: on the entry beam only,
+2: on both, 3: on the exit beam only); 4: both blocked by a leader on the exit beam and a
+follower on the entry beam."""
+SETTLING = -1
+"""After a stuck beam or a start with a beam blocked: wait until both are clear."""
+EPSILON = 1e-6
+"""Times this close are the same instant: a block of exactly `min_block_s` counts, whatever
+the rounding of `since + min_block_s` in binary floating point."""
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """One person went through; `ts` is when they cleared the inner (or outer) beam."""
+
+    direction: Direction
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stuck:
+    """A beam stayed blocked `max_transit_s` with nothing changing: a fault, not a person."""
+
+    ts: float
+    blocked: tuple[Beam, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Glitch:
+    """A change shorter than `min_block_s`, ignored; counted so dirty lenses show in health."""
+
+    beam: Beam
+    ts: float
+    width_s: float
+
+
+Output = Passage | Stuck | Glitch
+
+
+class BeamCounter:
+    """The direction state machine for one doorway. Feed edges in time order.
+
+    `feed` takes an edge as the pins reported it; `advance` lets time pass with no edge
+    (confirming a pending change, or declaring a beam stuck); `next_deadline` says when
+    `advance` next has something to do, so the caller sets one timer, not a polling loop.
+    Times going backwards are clamped: a pure machine must not be crashable by its clock.
+    """
+
+    def __init__(
+        self,
+        min_block_s: float,
+        max_transit_s: float,
+        *,
+        outer_blocked: bool = False,
+        inner_blocked: bool = False,
+        now: float = 0.0,
+    ) -> None:
+        if min_block_s < 0 or max_transit_s <= min_block_s:
+            raise ValueError("need 0 <= min_block_s < max_transit_s")
+        self.min_block_s = min_block_s
+        self.max_transit_s = max_transit_s
+        self._raw = [outer_blocked, inner_blocked]
+        self._level = [outer_blocked, inner_blocked]  # confirmed
+        self._since: list[float | None] = [None, None]  # a pending change began then
+        self._phase = SETTLING if (outer_blocked or inner_blocked) else IDLE
+        self._entry = OUTER  # the beam this pass came in by: OUTER going in
+        self._held: float | None = None  # a leader's passage not yet certain (follower rule)
+        self._last = now  # the last confirmed change
+        self._stuck_reported = False
+        self._now = now
+
+    # -- queries ------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nobody in the doorway, nothing pending or held: a reset state."""
+        return self._phase == IDLE and self._held is None and self._since == [None, None]
+
+    def blocked(self, beam: Beam) -> bool:
+        """The confirmed level of a beam."""
+        return self._level[_INDEX[beam]]
+
+    def next_deadline(self) -> float | None:
+        """When `advance` next has something to do; None when only an edge can change things."""
+        event = self._next_event()
+        return None if event is None else event[1]
+
+    # -- input --------------------------------------------------------------------------
+
+    def feed(self, beam: Beam, blocked: bool, t: float) -> list[Output]:
+        """An edge on one beam at time t (a repeated level is ignored)."""
+        i = _INDEX[beam]
+        out = self.advance(t)
+        t = self._now
+        if blocked == self._raw[i]:
+            return out
+        self._raw[i] = blocked
+        since = self._since[i]
+        if blocked == self._level[i]:  # back before it was confirmed: noise
+            if since is not None:
+                out.append(Glitch(beam, since, t - since))
+            self._since[i] = None
+        else:
+            self._since[i] = t
+        out.extend(self.advance(t))  # min_block_s == 0 confirms at once
+        return out
+
+    def advance(self, t: float) -> list[Output]:
+        """Let time pass to t: confirm changes that have lasted, report a stuck beam."""
+        self._now = max(self._now, t)
+        out: list[Output] = []
+        while (event := self._next_event()) is not None and event[1] <= self._now + EPSILON:
+            kind, _, i = event
+            if kind == "stuck":
+                out.append(self._report_stuck())
+            else:
+                since = self._since[i]
+                assert since is not None
+                self._since[i] = None
+                self._confirm(i, self._raw[i], since, out)
+        return out
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _next_event(self) -> tuple[str, float, int] | None:
+        """The earliest thing that happens with no edge, by when it happened.
+
+        A pending change is decided `min_block_s` after it began but happened when it
+        began, and a stuck beam is only stuck if nothing happened before its deadline, so
+        events are ordered by when they happened, and the first is due at its decision time.
+        """
+        events: list[tuple[float, float, str, int]] = []  # (happened, due, kind, beam)
+        for i, since in enumerate(self._since):
+            if since is not None:
+                events.append((since, since + self.min_block_s, "confirm", i))
+        if self._phase != IDLE and not self._stuck_reported:
+            deadline = self._last + self.max_transit_s
+            events.append((deadline, deadline, "stuck", -1))
+        if not events:
+            return None
+        _, due, kind, i = min(events)
+        return kind, due, i
+
+    def _report_stuck(self) -> Stuck:
+        deadline = self._last + self.max_transit_s
+        self._stuck_reported = True
+        self._held = None  # the pass in progress is not trusted
+        self._phase = SETTLING
+        return Stuck(deadline, tuple(b for b, lv in zip(_BEAMS, self._level, strict=True) if lv))
+
+    def _confirm(self, i: int, blocked: bool, t: float, out: list[Output]) -> None:
+        self._level[i] = blocked
+        self._last = t
+        phase = self._phase
+        if phase == SETTLING:
+            if not any(self._level):
+                self._idle()
+            return
+        if phase == IDLE:
+            if blocked:  # from idle only a block can come
+                self._entry = i
+                self._phase = 1
+            return
+        entering = i == self._entry  # an edge on the beam this pass came in by
+        direction: Direction = "in" if self._entry == OUTER else "out"
+        if phase == 1 and not entering and blocked:
+            self._phase = 2
+        elif phase == 1 and entering and not blocked:  # backed out
+            self._idle()
+        elif phase == 2:
+            self._phase = 3 if entering else 1  # past the entry beam, or stepping back
+        elif phase == 3 and not entering and not blocked:  # through
+            if self._held is not None:
+                out.append(Passage(direction, self._held))
+            out.append(Passage(direction, t))
+            self._idle()
+        elif phase == 3 and entering and blocked:  # a follower on the entry beam
+            self._phase = 4
+        elif phase == 4 and not entering and not blocked:  # the leader went through
+            if self._held is not None:  # a second one: the first is certain now
+                out.append(Passage(direction, self._held))
+            self._held = t
+            self._phase = 1
+        elif phase == 4 and entering and not blocked:  # the follower stepped back
+            self._phase = 3
+        else:  # cannot happen while the phase matches the levels; never trust a guess
+            self._held = None
+            self._phase = SETTLING if any(self._level) else IDLE
+
+    def _idle(self) -> None:
+        self._phase = IDLE
+        self._held = None
+        self._stuck_reported = False
