@@ -1,0 +1,53 @@
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from drivers.gpio.board import GpioBoard
+from drivers.gpio.options import GpioOptions
+from tests.drivers.gpio.fakes import RecordingContext, Running, wait_until
+
+Start = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    """gpiozero's mock pins, fresh for each test (a reused pin raises GPIOPinInUse)."""
+    previous = Device.pin_factory
+    mock = MockFactory()
+    Device.pin_factory = mock
+    yield mock
+    mock.reset()
+    Device.pin_factory = previous
+
+
+@pytest.fixture
+async def start(factory: MockFactory) -> AsyncIterator[Start]:
+    """Start a GpioBoard on the mock pins, wait for ready; stopped at the test's end."""
+    running: list[Running] = []
+
+    async def _start(**options: Any) -> Running:
+        ctx = RecordingContext()
+        driver = GpioBoard(GpioOptions(pin_factory="mock", **options))
+
+        async def run() -> None:
+            try:
+                await driver.run(ctx)
+            finally:
+                ctx.close()  # as the supervisor's context does
+
+        task = asyncio.create_task(run())
+        await wait_until(lambda: ctx.readies > 0 or task.done(), 2, "the driver to be ready")
+        if task.done():
+            task.result()
+        r = Running(driver, ctx, task)
+        running.append(r)
+        return r
+
+    yield _start
+    for r in running:
+        r.task.cancel()
+    await asyncio.gather(*(r.task for r in running), return_exceptions=True)
