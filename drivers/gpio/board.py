@@ -504,7 +504,8 @@ class GpioBoard:
         board.open()
         self.board = board
         try:
-            ctx.subscribe(Unlock, board.on_unlock)
+            if self.options.lock is not None:  # door.unlock says no_lock when nobody listens
+                ctx.subscribe(Unlock, board.on_unlock)
             ctx.subscribe(Feedback, board.on_feedback)
             board.start()
             if self.options.mock_control is not None:
