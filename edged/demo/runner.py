@@ -19,6 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console, RenderableType
@@ -29,6 +30,7 @@ from drivers.registry import options_model
 from edged.config import load_config
 from edged.config.loader import format_errors, validate_options
 from edged.config.models import DriverConfig, EdgedConfig
+from edged.demo.access import demo_access
 from edged.demo.broker import PROTOCOL as EMBEDDED_PROTOCOL
 from edged.demo.broker import EmbeddedBroker, quiet_amqtt
 from edged.demo.view import DemoInfo, screen, summary
@@ -176,6 +178,9 @@ async def run_demo(args: argparse.Namespace) -> int:
                 speed=speed,
                 base_dir=base_dir,
             )
+            lists: dict[str, Any] | None = None
+            if not demo.services.access.enabled:  # a field config brings its own secret
+                demo, lists = demo_access(demo, Path(tmp))
             info = DemoInfo(
                 fleet=demo.node.fleet,
                 node=demo.node.id,
@@ -190,7 +195,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                     else None
                 ),
             )
-            return await Demo(demo, base_dir, info, address).run(duration)
+            return await Demo(demo, base_dir, info, address, lists=lists).run(duration)
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with always returns)
 
 
@@ -199,9 +204,16 @@ class Demo:
     and the report compares what it saw while the node ran with what came after the stop."""
 
     def __init__(
-        self, config: EdgedConfig, base_dir: Path, info: DemoInfo, address: BrokerAddress
+        self,
+        config: EdgedConfig,
+        base_dir: Path,
+        info: DemoInfo,
+        address: BrokerAddress,
+        *,
+        lists: dict[str, Any] | None = None,
     ) -> None:
         self.info = info
+        self.lists = lists
         self.view = FleetView(config.broker.prefix)
         self.feed = FleetFeed(
             address,
@@ -242,6 +254,8 @@ class Demo:
                     return 130
                 self.started = time.monotonic()
                 node_task = asyncio.create_task(self.node.run(node_stop), name="node")
+                if self.lists is not None:
+                    self._loader = asyncio.create_task(self._load_lists(), name="lists")
                 if self.tty:
                     await self._live(stop, duration, node_task, feed_task)
                 else:
@@ -294,6 +308,15 @@ class Demo:
             status=self.feed.status,
             log_lines=list(self.tail.lines),
         )
+
+    async def _load_lists(self) -> None:
+        """The access lists, signed as dispatch signs them, once the node runs."""
+        await self.node.ready.wait()
+        if self.node.access is not None and self.lists is not None:
+            try:
+                await self.node.access.command_update(self.lists)
+            except EdgedError as exc:
+                logging.getLogger(__name__).error("the demo's access lists: %s", exc)
 
     async def _wait_offline(self) -> None:
         """Give the node's `offline` a moment to cross the broker, so the report can say so."""
