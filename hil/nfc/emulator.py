@@ -190,6 +190,7 @@ class Pn532Emulator:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
+        self._turns = 0  # loops of the serving thread, to know it has let go of a closed pty
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
@@ -285,7 +286,13 @@ class Pn532Emulator:
                         os.close(fd)
             self._master = self._slave = None
             self._pending = None
+            turns = self._turns
         self._wake()
+        # the serving thread's select() holds the closed master until it returns: the slave
+        # only reads EIO once it has, so wait for its next turn (it is quick: it was woken)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            with self._changed:
+                self._changed.wait_for(lambda: self._turns > turns or self._stop.is_set(), 1.0)
 
     def replug(self) -> None:
         """A fresh pty (behind the same link, if any) and a chip just powered on."""
@@ -323,6 +330,8 @@ class Pn532Emulator:
             with self._lock:
                 master = self._master
                 pending = self._pending
+                self._turns += 1
+                self._changed.notify_all()
             timeout = 0.5
             if pending is not None and pending.due is not None:
                 timeout = max(0.0, min(timeout, pending.due - time.monotonic()))
