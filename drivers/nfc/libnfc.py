@@ -286,8 +286,9 @@ class _Session:
             if since is not None and time.monotonic() - since >= stall:
                 self.ctx.count("stall")
                 raise DriverError(
-                    f"NFC reader {self.o.connstring} has not answered a poll for {stall:g} s "
-                    "(reader hung or stuck bus): check its power and wiring; it is reopened"
+                    f"NFC reader {self.o.connstring}: a libnfc call has not returned for "
+                    f"{stall:g} s (reader hung or bus stuck): check its power and wiring; "
+                    "it is reopened"
                 )
 
     async def stop(self) -> None:
@@ -316,7 +317,11 @@ class _Session:
     def _finish(self, error: BaseException | None) -> None:
         if self.done.done():
             return
-        if error is None:
+        if error is None or self._stop.is_set():
+            # once stopping, nobody may be waiting any more: an error set now would only be
+            # logged as "never retrieved" whenever the future is collected
+            if error is not None:
+                self.ctx.log.debug("NFC reader %s closed after: %s", self.o.connstring, error)
             self.done.set_result(None)
         else:
             self.done.set_exception(error)

@@ -42,7 +42,7 @@ the next polls, or a probability per poll in `Faults` (seeded):
 
 Counters: `polls` (polls answered), `card_polls` (of them, with a card), `commands` (by
 name), `unknown` (by code), `bad_frames`, `aborts` (host ACKs that cancelled an answer),
-`faults` (by name).
+`served` (faults served, by name). `wait_polls(n)` blocks until n more polls are answered.
 """
 
 import contextlib

@@ -2,6 +2,9 @@
 
 import asyncio
 import fcntl
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +24,7 @@ from hil.nfc.cards import CardKind
 from hil.nfc.emulator import Fault, Pn532Emulator
 from tests.drivers.nfc.fakes import RecordingContext, wait_until
 
+ROOT = Path(__file__).resolve().parents[3]
 A = bytes.fromhex("04a1b2c3")
 B = bytes.fromhex("04112233445566")
 FAST = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
@@ -419,3 +423,44 @@ async def test_after_cancel_the_port_is_free_for_the_next_run(
         running.tasks[-1].cancel()
         await asyncio.gather(running.tasks[-1], return_exceptions=True)
         assert ctx.readies == 1
+
+
+async def test_a_libnfc_call_stuck_past_stall_s_raises_and_the_thread_still_cleans_up(
+    emu: Pn532Emulator,
+) -> None:
+    """Opening a deaf PN532 keeps libnfc busy about 1.4 s: longer than this stall_s."""
+    emu.silent = True
+    ctx = RecordingContext()
+    started = time.monotonic()
+    with pytest.raises(DriverError, match=r"a libnfc call has not returned for 0.5 s"):
+        await asyncio.wait_for(reader(emu, stall_s=0.5).run(ctx), 5)
+    assert time.monotonic() - started < 1.2  # stall_s, then at most 0.5 s waiting to stop
+    assert ctx.counts["stall"] == 1
+    await wait_until(lambda: not nfc_threads(), 3, "the thread to finish and close libnfc")
+
+
+def test_without_libnfc_and_libfreefare_the_driver_fails_as_a_config_error(
+    tmp_path: Path,
+) -> None:
+    """A node without the libraries: not retried, and the message says what to install."""
+    fake = tmp_path / "pynfc"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "nfc.py").write_text(
+        "raise OSError('libfreefare.so: cannot open shared object file')\n"
+    )
+    code = (
+        "import asyncio\n"
+        "from drivers.nfc.libnfc import LibnfcReader, LibnfcOptions\n"
+        "from tests.drivers.nfc.fakes import RecordingContext\n"
+        "async def main():\n"
+        "    opts = LibnfcOptions(connstring='pn532_uart:/dev/null')\n"
+        "    await LibnfcReader(opts).run(RecordingContext())\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert "ConfigError" in run.stderr
+    assert "install the Debian packages libnfc6 and libfreefare-dev" in run.stderr
