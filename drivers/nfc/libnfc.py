@@ -188,8 +188,8 @@ def _lock_port(port: str) -> int | None:
         os.close(fd)
         raise DriverError(
             f"cannot open NFC reader on {port}: it is in use by another program that locked "
-            "it (a second edged driver given the same port? gpsd?): give each device its own "
-            "port"
+            "it (a second edged driver given the same port? gpsd? this reader still closing?): "
+            "give each device its own port"
         ) from None
     return fd
 

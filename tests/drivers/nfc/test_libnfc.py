@@ -232,9 +232,9 @@ async def test_a_flood_of_cards_gives_exactly_one_tap_each_in_order(
     ctx = await running.start(emu, poll_interval_s=0.005, release_s=0.02)
     uids = [(0x04000000 + i).to_bytes(4, "big") for i in range(150)]
     started = time.monotonic()
-    for uid in uids:
+    for n, uid in enumerate(uids, 1):
         emu.put(uid)
-        await wait_until(lambda: len(ctx.taps) == uids.index(uid) + 1, 1, uid.hex())  # noqa: B023
+        await wait_until(lambda n=n: len(ctx.taps) == n, 1, uid.hex())
         emu.remove()
     assert ctx.uids == uids
     assert time.monotonic() - started < 10
@@ -247,7 +247,7 @@ async def test_the_same_card_presented_again_and_again_taps_each_time(
     ctx = await running.start(emu, poll_interval_s=0.005, release_s=0.02)
     for n in range(1, 16):
         emu.put(A)
-        await wait_until(lambda: len(ctx.taps) == n, 1, f"tap {n}")  # noqa: B023
+        await wait_until(lambda n=n: len(ctx.taps) == n, 1, f"tap {n}")
         emu.remove()
         await asyncio.sleep(0.05)  # off the reader for longer than release_s
     await asyncio.sleep(0.1)
