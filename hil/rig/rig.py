@@ -1,0 +1,502 @@
+"""The rig: a broker, emulated devices on ptys, mock pins, and the daemon with real drivers.
+
+Everything the daemon touches is real code on real interfaces: `gps.nmea-serial` reads a pty
+fed with NMEA, `can.bus` reads an slcan adapter on a pty, `nfc.libnfc` talks to a PN532
+through libnfc's pn532_uart driver on a pty, `gpio.gpiozero` runs on gpiozero's MockFactory
+driven over its mock-control socket, and the daemon is `edged run` in its own process, so
+it can be killed like a power cut. Dispatch's side is an MQTT subscriber to the node's
+topics; scenarios act on the devices and the broker and check what dispatch receives.
+
+With `hardware` set (`python -m hil run --hw FILE`), the same scenarios drive a bench of
+real devices instead: see `hil.rig.hardware`.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.access.cardref import CardRefs
+from edged.access.lists import sign_lists
+from edged.security.signing import public_key_text, sign
+from hil.broker import Mosquitto
+from hil.can.fms import FmsBus
+from hil.can.slcan import SlcanEmulator
+from hil.dispatch import Collector, Received
+from hil.gps.emulator import NmeaEmulator
+from hil.nfc.emulator import Pn532Emulator
+from hil.rig.daemon import ROOT, Daemon
+from hil.rig.feeds import route_nmea
+
+Profile = Literal["shuttle", "truck", "venue"]
+FLEET = "rig"
+ROUTE = ROOT / "config" / "routes" / "creuse-shuttle.json"
+DBC = ROOT / "config" / "fms.dbc"
+
+# the pin map, as hil/README.md documents it for the bench
+PIN_DOOR, PIN_OUTER, PIN_INNER, PIN_PANIC = 17, 5, 6, 27
+PIN_LOCK, PIN_GREEN, PIN_RED, PIN_BUZZER = 22, 23, 24, 25
+
+
+class Cards:
+    """The bench's cards: UIDs of 4, 7 and 10 bytes, as real co-pass cards have."""
+
+    RESIDENT = bytes.fromhex("04a1b2c3")
+    SENIOR = bytes.fromhex("04112233445566")
+    STAFF = bytes.fromhex("0811223344556677889a")
+    PROVIDER = bytes.fromhex("04998877")
+    JOBSEEKER = bytes.fromhex("04b00c3d")
+    LOST = bytes.fromhex("04deadbe")
+    UNKNOWN = bytes.fromhex("04000001")
+
+
+@dataclass
+class RigSetup:
+    profile: Profile = "shuttle"
+    speed_factor: float = 20.0  # route seconds per real second (the GPS compresses distance)
+    seconds: float = 900.0  # how much GPS and CAN the emulators have to play
+    capacity: int = 30
+    count_from: tuple[str, ...] = ("taps",)
+    health_s: float = 5.0
+    outbox: str = ""  # extra [outbox] lines (caps for the disk-full fault)
+    extra: str = ""  # extra TOML appended to the config
+    market_dwell_s: float = 5.0
+    can_speed: float = 5.0  # the FMS bus plays faster: fuel counts in 0.5 L steps
+
+
+@dataclass
+class Counts:
+    taps: int = 0
+    crossings: int = 0
+    kills: int = 0
+    broker_outages: int = 0
+    unplugs: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class RigError(Exception):
+    pass
+
+
+class Rig:
+    def __init__(self, workdir: Path, setup: RigSetup | None = None) -> None:
+        self.workdir = workdir
+        self.setup = setup or RigSetup()
+        self.secret = secrets.token_bytes(32).hex().encode()
+        self.refs = CardRefs(self.secret, 16)
+        self.list_key = Ed25519PrivateKey.generate()
+        self.cmd_key = Ed25519PrivateKey.generate()
+        # persistence, as a fleet broker has: dispatch's session (and what is queued for it)
+        # survives a broker restart
+        (workdir / "mosquitto").mkdir(exist_ok=True)
+        self.broker = Mosquitto(
+            workdir, extra=f"persistence true\npersistence_location {workdir / 'mosquitto'}/\n"
+        )
+        self.gps: NmeaEmulator | None = None
+        self.can: SlcanEmulator | None = None
+        self.nfc = Pn532Emulator(workdir / "nfc0")
+        self.config = workdir / "edged.toml"
+        self.daemon = Daemon(self.config, workdir / "edged.log")
+        self.dispatch: Collector | None = None
+        self.counts = Counts()
+        self.base = f"rnst/v1/{FLEET}/{self.setup.profile}-1"
+        self.gpio_socket = workdir / "gpio.sock"
+        self.lists_version = 0
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> "Rig":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self.broker.start()
+        s = self.setup
+        if s.profile != "venue":
+            lines = route_nmea(ROUTE, seconds=s.seconds, speed_factor=s.speed_factor)
+            self.gps = NmeaEmulator(lines, self.workdir / "gps0", loop=False).start()
+            frames = ((t, i, d, True) for t, i, d in FmsBus(start=0.0).frames(s.seconds))
+            self.can = SlcanEmulator(frames, link=self.workdir / "can0", speed=s.can_speed).start()
+        self.nfc.start()
+        (self.workdir / "fleet.secret").write_bytes(self.secret)
+        os.chmod(self.workdir / "fleet.secret", 0o600)
+        self.config.write_text(self.render_config())
+        self.dispatch = Collector(self.broker.port, f"{self.base}/#", client_id="rig-dispatch")
+        await self.dispatch.__aenter__()
+        await self.start_daemon()
+        await self.set_pin(PIN_DOOR, 0)  # closed (a contact to ground)
+        await self.set_pin(PIN_OUTER, 0)  # beams clear (light on)
+        await self.set_pin(PIN_INNER, 0)
+        await self.set_pin(PIN_PANIC, 1)  # not pressed (pull-up)
+        await self.load_lists()
+
+    async def close(self) -> None:
+        self.daemon.stop()
+        if self.dispatch is not None:
+            await self.dispatch.__aexit__(None, None, None)
+            with (self.workdir / "dispatch.jsonl").open("w") as out:  # what dispatch got
+                for m in self.dispatch.messages:
+                    out.write(json.dumps({"topic": m.topic, "at": m.at, **m.payload}) + "\n")
+        for device in (self.gps, self.nfc):
+            if device is not None:
+                device.close()
+        if self.can is not None:
+            self.can.stop()
+        self.broker.stop()
+
+    async def start_daemon(self, timeout: float = 20.0) -> None:
+        """Start `edged run` and wait until its drivers answer and dispatch saw it online."""
+        before = len(self.on("state"))
+        self.daemon.start()
+        await self.expect(
+            "state",
+            lambda m: m.payload.get("state") == "online",
+            timeout,
+            "the node online",
+            after=before,
+        )
+        await self.wait_gpio(timeout)
+
+    async def wait_gpio(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if (await self._wire("ping")) == "ok":
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RigError(f"the GPIO mock-control socket never answered:\n{self.log()}")
+            await asyncio.sleep(0.1)
+
+    def log(self) -> str:
+        return self.daemon.log_tail()
+
+    # -- the config the daemon runs with ----------------------------------------------------
+
+    def render_config(self) -> str:
+        s = self.setup
+        w = self.workdir
+        parts = [
+            f"""
+[node]
+fleet = "{FLEET}"
+id = "{s.profile}-1"
+profile = "{s.profile}"
+name = "hil rig"
+
+[broker]
+host = "127.0.0.1"
+port = {self.broker.port}
+reconnect_min_s = 0.2
+reconnect_max_s = 1.0
+
+[outbox]
+path = "{w / "outbox.sqlite"}"
+{s.outbox}
+
+[health]
+interval_s = {s.health_s}
+
+[clock]
+trust_system_clock = true
+
+[supervisor]
+backoff_initial_s = 0.2
+backoff_max_s = 1.0
+
+[[security.keys]]
+id = "rig-dispatch"
+public_key = "{public_key_text(self.cmd_key.public_key())}"
+scopes = ["read", "operate", "door", "access", "config"]
+
+[services.kiosk]
+enabled = false
+
+[services.access]
+enabled = true
+secret_file = "{w / "fleet.secret"}"
+lists_public_key = "{public_key_text(self.list_key.public_key())}"
+rooms = ["salle-1"]
+provider_profiles = ["provider"]
+
+[services.occupancy]
+capacity = {s.capacity}
+count_from = {json.dumps(list(s.count_from))}
+
+[services.panic]
+repeat_s = 5
+
+[[drivers]]
+name = "reader"
+driver = "nfc.libnfc"
+[drivers.options]
+connstring = "{self.nfc.connstring}"
+
+[[drivers]]
+name = "gpio"
+driver = "gpio.gpiozero"
+[drivers.options]
+pin_factory = "mock"
+mock_control = "{self.gpio_socket}"
+lock = {{ pin = {PIN_LOCK} }}
+green = {{ pin = {PIN_GREEN} }}
+red = {{ pin = {PIN_RED} }}
+buzzer = {{ pin = {PIN_BUZZER} }}
+panic = {{ pin = {PIN_PANIC}, hold_s = 0.5 }}
+doors = [{{ name = "door", pin = {PIN_DOOR} }}]
+beams = [{{ door = "door", outer = {PIN_OUTER}, inner = {PIN_INNER} }}]
+"""
+        ]
+        if self.gps is not None:
+            parts.append(
+                f"""
+[[drivers]]
+name = "gps"
+driver = "gps.nmea-serial"
+[drivers.options]
+port = "{self.gps.link}"
+baud = 9600
+
+[[services.geofences.fences]]
+id = "gueret-marche"
+name = "Guéret – marché de services"
+kind = "market"
+points = [[46.1721, 1.8702], [46.1722, 1.8731], [46.1707, 1.8733], [46.1706, 1.8703]]
+dwell_s = {s.market_dwell_s}
+"""
+            )
+        if self.can is not None:
+            parts.append(
+                f"""
+[[drivers]]
+name = "can"
+driver = "can.bus"
+[drivers.options]
+interface = "slcan"
+channel = "{self.can.path}"
+bitrate = 250000
+dbc = "{DBC}"
+
+[services.vehicle]
+period_s = 5
+ignition_off_after_s = 5
+"""
+            )
+        parts.append(s.extra)
+        return "\n".join(parts)
+
+    # -- dispatch's view --------------------------------------------------------------------
+
+    def on(self, suffix: str) -> list[Received]:
+        assert self.dispatch is not None
+        return self.dispatch.on(suffix)
+
+    async def expect(
+        self,
+        suffix: str,
+        predicate: Callable[[Received], bool] = lambda m: True,
+        timeout: float = 10.0,
+        what: str = "",
+        *,
+        after: int | None = None,
+    ) -> Received:
+        """The first message on `suffix` that fits, from index `after` (default: the first)."""
+        start = after or 0
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.on(suffix)[start:]:
+                if predicate(m):
+                    return m
+            if time.monotonic() > deadline:
+                raise RigError(f"no {what or suffix} on {suffix} within {timeout:g} s")
+            await asyncio.sleep(0.05)
+
+    async def command(
+        self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """A signed command, as dispatch sends it; the reply's payload."""
+        assert self.dispatch is not None
+        args = args or {}
+        cmd_id = uuid.uuid4().hex[:12]
+        topic = f"{self.base}/cmd/{name}"
+        ts = int(time.time() * 1000)
+        body = {
+            "id": cmd_id,
+            "ts": ts,
+            "args": args,
+            "kid": "rig-dispatch",
+            "sig": sign(self.cmd_key, topic, cmd_id, ts, args),
+        }
+        before = len(self.on(f"reply/{name}"))
+        from hil.dispatch import publish
+
+        await publish(self.broker.port, topic, json.dumps(body).encode())
+        reply = await self.expect(
+            f"reply/{name}", lambda m: m.payload.get("id") == cmd_id, timeout, after=before
+        )
+        return reply.payload
+
+    async def load_lists(self, **changes: Any) -> dict[str, Any]:
+        """A full signed list for the bench's cards, sent by `access.update`."""
+        self.lists_version += 1
+        r = self.refs
+        now = time.time()
+        slot = {
+            "room": "salle-1",
+            "start": _iso(now - 3600),
+            "end": _iso(now + 3 * 3600),
+        }
+        document: dict[str, Any] = {
+            "kind": "full",
+            "fleet": FLEET,
+            "version": self.lists_version,
+            "cards": {
+                r(Cards.RESIDENT): {"profile": "resident"},
+                r(Cards.SENIOR): {"profile": "senior"},
+                r(Cards.STAFF): {"profile": "staff"},
+                r(Cards.PROVIDER): {"profile": "provider"},
+                r(Cards.JOBSEEKER): {"profile": "jobseeker"},
+                r(Cards.LOST): {"profile": "resident"},
+            },
+            "deny": {r(Cards.LOST): {"reason": "lost"}},
+            "bookings": {r(Cards.JOBSEEKER): [slot]},
+            "fares": {"resident": 150, "senior": 0, "jobseeker": 50},
+        }
+        document.update(changes)
+        reply = await self.command(
+            "access.update", {"lists": document, "sig": sign_lists(self.list_key, document)}
+        )
+        if not reply.get("ok"):
+            raise RigError(f"access.update refused: {reply}")
+        return reply
+
+    # -- acting on the devices -----------------------------------------------------------
+
+    async def tap(self, uid: bytes, *, hold_s: float = 0.4, timeout: float = 5.0) -> Received:
+        """Put a card on the reader, hold it, take it off; the events/tap dispatch got."""
+        before = len(self.on("events/tap"))
+        self.nfc.put(uid)
+        await asyncio.sleep(hold_s)
+        self.nfc.remove()
+        self.counts.taps += 1
+        ref = self.refs(uid)
+        return await self.expect(
+            "events/tap",
+            lambda m: m.payload.get("card_ref") == ref,
+            timeout,
+            "the tap",
+            after=before,
+        )
+
+    async def _wire(self, line: str) -> str:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(str(self.gpio_socket)), 2
+        )
+        try:
+            writer.write(line.encode() + b"\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readline(), 2)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return answer.decode().strip()
+
+    async def set_pin(self, pin: int, level: int) -> None:
+        answer = await self._wire(f"set {pin} {level}")
+        if answer != "ok":
+            raise RigError(f"set {pin} {level}: {answer}")
+
+    async def get_pin(self, pin: int) -> int:
+        answer = await self._wire(f"get {pin}")
+        if not answer.startswith("ok "):
+            raise RigError(f"get {pin}: {answer}")
+        return int(answer.split()[1])
+
+    async def cross(self, direction: Literal["in", "out"], *, step_s: float = 0.1) -> None:
+        """A person through the beams: outer then inner going in, the reverse going out."""
+        first, second = (PIN_OUTER, PIN_INNER) if direction == "in" else (PIN_INNER, PIN_OUTER)
+        for pin, level in ((first, 1), (second, 1), (first, 0), (second, 0)):
+            await self.set_pin(pin, level)
+            await asyncio.sleep(step_s)
+        self.counts.crossings += 1
+
+    async def glitch(self, pin: int = PIN_OUTER, width_s: float = 0.005) -> None:
+        """An insect through a beam: shorter than the driver's min_block_s."""
+        await self.set_pin(pin, 1)
+        await asyncio.sleep(width_s)
+        await self.set_pin(pin, 0)
+
+    async def door(self, open_: bool) -> None:
+        await self.set_pin(PIN_DOOR, 1 if open_ else 0)
+
+    async def press_panic(self, hold_s: float = 0.8) -> None:
+        await self.set_pin(PIN_PANIC, 0)
+        await asyncio.sleep(hold_s)
+        await self.set_pin(PIN_PANIC, 1)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def broker_down(self) -> None:
+        self.broker.stop()
+        self.counts.broker_outages += 1
+
+    def broker_up(self) -> None:
+        self.broker.start()
+
+    async def power_cut(self, off_s: float = 0.5) -> None:
+        """kill -9, then start again: what a Pi sees when the ignition cuts its supply."""
+        self.daemon.kill9()
+        self.counts.kills += 1
+        await asyncio.sleep(off_s)
+        await self.start_daemon()
+
+    def unplug(self, device: Literal["gps", "can", "nfc"]) -> None:
+        self.counts.unplugs += 1
+        if device == "gps" and self.gps is not None:
+            self.gps.unplug()
+        elif device == "can" and self.can is not None:
+            self.can.unplug()
+        elif device == "nfc":
+            self.nfc.unplug()
+
+    def replug(self, device: Literal["gps", "can", "nfc"]) -> None:
+        if device == "gps" and self.gps is not None:
+            self.gps.replug()
+        elif device == "can" and self.can is not None:
+            self.can.plug()
+        elif device == "nfc":
+            self.nfc.replug()
+
+    async def health(self, timeout: float = 15.0) -> dict[str, Any]:
+        """The next health report after now."""
+        after = len(self.on("health"))
+        report = await self.expect("health", timeout=timeout, what="a health report", after=after)
+        return report.payload
+
+    async def driver_state(self, name: str, state: str, timeout: float = 20.0) -> None:
+        def fits(m: Received) -> bool:
+            drivers = {d.get("name"): d.get("state") for d in m.payload.get("drivers", [])}
+            return drivers.get(name) == state
+
+        after = len(self.on("health"))
+        await self.expect("health", fits, timeout, f"driver {name} {state}", after=after)
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat()

@@ -1,0 +1,30 @@
+"""Checks every scenario ends with: nothing lost, nothing private, the daemon still sane."""
+
+from hil.rig.report import Report
+from hil.rig.rig import Cards, Rig
+
+ALL_UIDS = [v for k, v in vars(Cards).items() if k.isupper()]
+
+
+def no_uid_reached_the_broker(rig: Rig, report: Report) -> None:
+    """Grep every byte dispatch received for every card UID, in hex of both cases."""
+    assert rig.dispatch is not None
+    text = "\n".join(str(m.payload) for m in rig.dispatch.messages)
+    leaked = [uid.hex() for uid in ALL_UIDS if uid.hex() in text.lower()]
+    report.check(
+        f"no raw UID in {len(rig.dispatch.messages)} messages at the broker",
+        not leaked,
+        f"leaked: {leaked}" if leaked else "",
+    )
+
+
+def event_streams_have_no_gaps(rig: Rig, report: Report, *suffixes: str) -> None:
+    """After de-duplication on seq, each event stream counts up by one: nothing lost."""
+    for suffix in suffixes:
+        seqs = sorted({m.payload["seq"] for m in rig.on(suffix) if "seq" in m.payload})
+        gaps = [b for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
+        report.check(
+            f"{suffix}: {len(seqs)} messages, no seq gap",
+            bool(seqs) and not gaps,
+            f"gaps before {gaps[:5]}" if gaps else ("none received" if not seqs else ""),
+        )
