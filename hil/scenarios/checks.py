@@ -1,5 +1,7 @@
 """Checks every scenario ends with: nothing lost, nothing private, the daemon still sane."""
 
+import itertools
+
 from hil.rig.report import Report
 from hil.rig.rig import Cards, Rig
 
@@ -22,7 +24,7 @@ def event_streams_have_no_gaps(rig: Rig, report: Report, *suffixes: str) -> None
     """After de-duplication on seq, each event stream counts up by one: nothing lost."""
     for suffix in suffixes:
         seqs = sorted({m.payload["seq"] for m in rig.on(suffix) if "seq" in m.payload})
-        gaps = [b for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
+        gaps = [b for a, b in itertools.pairwise(seqs) if b != a + 1]
         report.check(
             f"{suffix}: {len(seqs)} messages, no seq gap",
             bool(seqs) and not gaps,
