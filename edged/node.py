@@ -246,7 +246,9 @@ class Node:
         )
         self.router.register("trip.start", self.vehicle.command_trip_start, scope="operate")
         self.router.register("trip.stop", self.vehicle.command_trip_stop, scope="operate")
-        self.services += [self.position, self.geofences, self.vehicle]
+        self.services += [self.geofences, self.vehicle]
+        if any(d.enabled and d.driver.startswith("gps.") for d in self.config.drivers):
+            self.services.append(self.position)  # a venue has no GPS: no "fix lost" for it
         self._start_people_services()
         if services.kiosk.enabled:  # after the services it reads; registers kiosk.* commands
             self.kiosk = start_kiosk(self, services.kiosk)

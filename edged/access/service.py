@@ -125,7 +125,7 @@ class AccessService:
         if decision.granted:
             self.emit(Unlock(self.config.pulse_s, now))
         self.emit(Feedback("granted" if decision.granted else "denied", now))
-        self.last_decision_s = now - tap.ts
+        self.last_decision_s = time.monotonic() - tap.ts
         if decision.granted and decision.reason != "repeat":
             self._recent[ref] = (tap.ts, decision)
             self._recent.move_to_end(ref)

@@ -71,6 +71,8 @@ class RigSetup:
     extra: str = ""  # extra TOML appended to the config
     market_dwell_s: float = 5.0
     can_speed: float = 5.0  # the FMS bus plays faster: fuel counts in 0.5 L steps
+    gps_jump: tuple[float, float] | None = None  # (at s, by s): the receiver's time jumps
+    trust_system_clock: bool = True  # False: the node stamps with GPS time (kernel unsynced)
 
 
 @dataclass
@@ -122,10 +124,14 @@ class Rig:
         await self.close()
 
     async def start(self) -> None:
+        for old in self.workdir.glob("outbox.sqlite*"):  # a kept workdir: a new node
+            old.unlink()
         self.broker.start()
         s = self.setup
         if s.profile != "venue":
-            lines = route_nmea(ROUTE, seconds=s.seconds, speed_factor=s.speed_factor)
+            lines = route_nmea(
+                ROUTE, seconds=s.seconds, speed_factor=s.speed_factor, jump=s.gps_jump
+            )
             self.gps = NmeaEmulator(lines, self.workdir / "gps0", loop=False).start()
             frames = ((t, i, d, True) for t, i, d in FmsBus(start=0.0).frames(s.seconds))
             self.can = SlcanEmulator(frames, link=self.workdir / "can0", speed=s.can_speed).start()
@@ -136,10 +142,6 @@ class Rig:
         self.dispatch = Collector(self.broker.port, f"{self.base}/#", client_id="rig-dispatch")
         await self.dispatch.__aenter__()
         await self.start_daemon()
-        await self.set_pin(PIN_DOOR, 0)  # closed (a contact to ground)
-        await self.set_pin(PIN_OUTER, 0)  # beams clear (light on)
-        await self.set_pin(PIN_INNER, 0)
-        await self.set_pin(PIN_PANIC, 1)  # not pressed (pull-up)
         await self.load_lists()
 
     async def close(self) -> None:
@@ -168,6 +170,11 @@ class Rig:
             after=before,
         )
         await self.wait_gpio(timeout)
+        # a fresh process's mock pins start at their pull-up level: set what the bench has
+        await self.set_pin(PIN_DOOR, 0)  # closed (a contact to ground)
+        await self.set_pin(PIN_OUTER, 0)  # beams clear (light on)
+        await self.set_pin(PIN_INNER, 0)
+        await self.set_pin(PIN_PANIC, 1)  # not pressed (pull-up)
 
     async def wait_gpio(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -211,7 +218,7 @@ path = "{w / "outbox.sqlite"}"
 interval_s = {s.health_s}
 
 [clock]
-trust_system_clock = true
+trust_system_clock = {"true" if s.trust_system_clock else "false"}
 
 [supervisor]
 backoff_initial_s = 0.2

@@ -16,7 +16,8 @@ class Scenario:
 
 
 def scenarios() -> dict[str, Scenario]:
-    from hil.scenarios import shuttle_day
+    from hil.scenarios import faults, shuttle_day, soak, truck_day, venue
 
-    found = [shuttle_day.SCENARIO]
+    found = [shuttle_day.SCENARIO, truck_day.SCENARIO, venue.SCENARIO, faults.SCENARIO]
+    found.append(soak.SCENARIO)
     return {s.name: s for s in found}
