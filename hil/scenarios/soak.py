@@ -1,5 +1,5 @@
-"""Soak: a 24-hour shuttle day, accelerated (the route at 144x: a day in 10 minutes; two
-minutes with --quick), with a tap every 10 s, beam crossings, door cycles and a broker
+"""Soak: a 24-hour shuttle day, accelerated (the route at 144x: a day in 10 minutes; one
+minute with --quick), with a tap every 10 s, beam crossings, door cycles and a broker
 outage in the middle. RSS may grow by at most 5 MB after warm-up, file descriptors not at
 all, and the outbox must be empty again at the end.
 """
@@ -17,7 +17,7 @@ MAX_RSS_GROWTH_MB = 5.0
 
 
 def duration(quick: bool) -> float:
-    return 120.0 if quick else 600.0
+    return 60.0 if quick else 600.0
 
 
 def setup(quick: bool) -> RigSetup:
