@@ -2,49 +2,21 @@
 
 import asyncio
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hil.broker import Mosquitto, free_port
+from hil.proc import proc_cpu_s, proc_status_mb
 
-__all__ = ["Mosquitto", "free_port"]
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+__all__ = ["Mosquitto", "free_port", "proc_cpu_s", "proc_status_mb"]
 
 
 def say(quiet: bool, msg: str) -> None:
     """Progress on stderr (stdout is kept for the JSON)."""
     if not quiet:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-# -- /proc ------------------------------------------------------------------------------
-
-
-def proc_status_mb(pid: int, key: str = "VmHWM") -> float | None:
-    """A memory line of /proc/<pid>/status in MB (VmHWM: peak RSS; VmRSS: RSS now)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds used so far by a process (its threads included)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 # -- numbers ----------------------------------------------------------------------------

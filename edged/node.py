@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -28,7 +28,6 @@ from edged.diag import RecentLog
 from edged.errors import OutboxFullError
 from edged.events import Unlock
 from edged.health import CpuMeter, LoopLag, build_health, every
-from edged.kiosk.server import KioskServer, start_kiosk
 from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Alarm, Health, State
 from edged.sdnotify import SystemdNotifier, beat_recent, task_alive, watchdog_loop
@@ -42,6 +41,9 @@ from edged.services.vehicle import VehicleService
 from edged.supervisor import Supervisor
 from edged.topics import ALARM, HEALTH, REPLY, Topics, TopicSpec
 from edged.uplink import Uplink
+
+if TYPE_CHECKING:
+    from edged.kiosk.server import KioskServer
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ class Node:
         self.ready = asyncio.Event()
         self.notifier = SystemdNotifier()
         self.services: list[Any] = []
-        self.kiosk: KioskServer | None = None
+        self.kiosk: KioskServer | None = None  # aiohttp is imported only for a kiosk
         register_builtin(self)
         register_admin(self)
 
@@ -251,6 +253,8 @@ class Node:
             self.services.append(self.position)  # a venue has no GPS: no "fix lost" for it
         self._start_people_services()
         if services.kiosk.enabled:  # after the services it reads; registers kiosk.* commands
+            from edged.kiosk.server import start_kiosk  # aiohttp: ~10 MB, only with a screen
+
             self.kiosk = start_kiosk(self, services.kiosk)
             self.services.append(self.kiosk)
 

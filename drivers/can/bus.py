@@ -22,6 +22,7 @@ supervisor reopens with backoff; a bus-off with no frame within `busoff_reopen_s
 the same. Error frames, bus-off and controller overflows are counted.
 """
 
+import asyncio
 import errno
 import logging
 import socket
@@ -185,7 +186,9 @@ class CanBusDriver:
             ctx.log.warning("%s", note)
         pipeline = Pipeline(self.decoders, min_interval_s=self.options.min_interval_s)
         try:
-            bus = self.open(pipeline)
+            # off the loop: python-can's slcan sleeps 2 s after opening the port (adapters
+            # that reset on open), which would hold every tap and door for that long
+            bus = await asyncio.to_thread(self.open, pipeline)
         except DriverError:
             ctx.count("open_failed")
             raise

@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hil.proc import proc_cpu_s, proc_fds, proc_status_mb
+
 ROOT = Path(__file__).resolve().parents[2]
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 class Daemon:
@@ -64,19 +65,17 @@ class Daemon:
     # -- what it costs, from /proc -------------------------------------------------------
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc status")
+        rss = proc_status_mb(self.pid, "VmRSS")
+        if rss is None:
+            raise RuntimeError(f"the daemon (pid {self.pid}) is gone")
+        return rss
 
     def cpu_s(self) -> float:
         """User + system CPU seconds used so far."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
+        return proc_cpu_s(self.pid) or 0.0
 
     def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+        return proc_fds(self.pid) or 0
 
     def log_tail(self, lines: int = 40) -> str:
         try:

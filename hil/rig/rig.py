@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -73,6 +74,7 @@ class RigSetup:
     can_speed: float = 5.0  # the FMS bus plays faster: fuel counts in 0.5 L steps
     gps_jump: tuple[float, float] | None = None  # (at s, by s): the receiver's time jumps
     trust_system_clock: bool = True  # False: the node stamps with GPS time (kernel unsynced)
+    can_fps: float | None = None  # a saturated bus at this rate instead of the FMS day
 
 
 @dataclass
@@ -105,6 +107,7 @@ class Rig:
         )
         self.gps: NmeaEmulator | None = None
         self.can: SlcanEmulator | None = None
+        self.can_proc: subprocess.Popen[bytes] | None = None  # the flood, in its own process
         self.nfc = Pn532Emulator(workdir / "nfc0")
         self.config = workdir / "edged.toml"
         self.daemon = Daemon(self.config, workdir / "edged.log")
@@ -113,6 +116,7 @@ class Rig:
         self.base = f"rnst/v1/{FLEET}/{self.setup.profile}-1"
         self.gpio_socket = workdir / "gpio.sock"
         self.lists_version = 0
+        self.startup_s = 0.0  # the last start_daemon: `edged run` to state online at dispatch
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -156,11 +160,15 @@ class Rig:
                 device.close()
         if self.can is not None:
             self.can.stop()
+        if self.can_proc is not None:
+            self.can_proc.terminate()
+            self.can_proc.wait(5)
         self.broker.stop()
 
     async def start_daemon(self, timeout: float = 20.0) -> None:
         """Start `edged run` and wait until its drivers answer and dispatch saw it online."""
         before = len(self.on("state"))
+        t0 = time.monotonic()
         self.daemon.start()
         await self.expect(
             "state",
@@ -169,6 +177,7 @@ class Rig:
             "the node online",
             after=before,
         )
+        self.startup_s = time.monotonic() - t0
         await self.wait_gpio(timeout)
         # a fresh process's mock pins start at their pull-up level: set what the bench has
         await self.set_pin(PIN_DOOR, 0)  # closed (a contact to ground)
@@ -285,7 +294,7 @@ points = [[46.1721, 1.8702], [46.1722, 1.8731], [46.1707, 1.8733], [46.1706, 1.8
 dwell_s = {s.market_dwell_s}
 """
             )
-        if self.can is not None:
+        if self.can is not None or self.can_proc is not None:
             parts.append(
                 f"""
 [[drivers]]
@@ -293,7 +302,7 @@ name = "can"
 driver = "can.bus"
 [drivers.options]
 interface = "slcan"
-channel = "{self.can.path}"
+channel = "{self.workdir / "can0"}"
 bitrate = 250000
 dbc = "{DBC}"
 

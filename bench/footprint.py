@@ -1,0 +1,125 @@
+"""What the daemon costs with every driver running on the emulators at field rates.
+
+    python -m bench.footprint --json [--quick]
+
+The daemon is `edged run` in its own process (as systemd starts it) with its real drivers:
+`gps.nmea-serial` on a pty at 1 Hz, `can.bus` on an emulated slcan adapter carrying a
+saturated 250 kbit/s bus (1,700 frames/s), `nfc.libnfc` polling a PN532 emulated on a pty
+with a card every 10 s, `gpio.gpiozero` on mock pins, all services on, a real Mosquitto.
+The emulators run in this process, so their CPU is not the daemon's.
+
+Prints one JSON object:
+- startup_s: from `edged run` to dispatch receiving `state: online` (median of 3 starts);
+- rss_mb: the daemon's resident memory once steady (the largest sample);
+- cpu_pct: the daemon's CPU, % of one core, over the measuring window;
+- baseline_python_startup_s, baseline_python_rss_mb: a bare `python -c` in the same run,
+  and baseline_imports_rss_mb: a process that only imports what the daemon imports — the
+  floor that code changes alone cannot go under;
+- the aims (startup ≤ 2 s, RSS ≤ 60 MB, CPU ≤ 10 %) and an `_ok` flag for each.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import say
+from hil.proc import proc_status_mb
+from hil.rig.rig import Cards, Rig, RigSetup
+
+AIMS = {"startup_s": 2.0, "rss_mb": 60.0, "cpu_pct": 10.0}
+CAN_FPS = 1700
+TAP_EVERY_S = 10.0
+IMPORTS = (
+    "import edged.node, edged.cli.main, drivers.gps.serial, drivers.can.bus, "
+    "drivers.nfc.libnfc, drivers.gpio.board, pynfc, gpiozero"
+)
+
+
+def _python_baseline(code: str) -> tuple[float, float]:
+    """(seconds to run `code` then exit, peak RSS MB) of a fresh interpreter."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code + "; import time; time.sleep(0.3)"],
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, proc_status_mb(proc.pid, "VmRSS") or 0.0)
+        time.sleep(0.02)
+    return time.monotonic() - t0 - 0.3, peak
+
+
+async def measure(quick: bool, quiet: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    starts, rss_base = zip(*(_python_baseline("pass") for _ in range(3)), strict=True)
+    out["baseline_python_startup_s"] = round(statistics.median(starts), 3)
+    out["baseline_python_rss_mb"] = round(max(rss_base), 1)
+    out["baseline_imports_rss_mb"] = round(_python_baseline(IMPORTS)[1], 1)
+    window = 20.0 if quick else 60.0
+    with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
+        setup = RigSetup(
+            profile="shuttle", speed_factor=1.0, seconds=window + 120, health_s=30, can_fps=CAN_FPS
+        )
+        rig = Rig(Path(tmp), setup)
+        say(quiet, "starting the rig")
+        await rig.start()
+        try:
+            startups = [rig.startup_s]
+            for _ in range(2):
+                rig.daemon.stop()
+                t0 = time.monotonic()
+                await rig.start_daemon()
+                startups.append(time.monotonic() - t0)
+            out["startup_s"] = round(statistics.median(startups), 2)
+            out["startups_s"] = [round(s, 2) for s in startups]
+            say(quiet, f"warming up, then measuring {window:g} s")
+            await asyncio.sleep(10)
+            cpu0, t0 = rig.daemon.cpu_s(), time.monotonic()
+            rss: list[float] = []
+            taps = 0
+            while time.monotonic() - t0 < window:
+                rig.nfc.put([Cards.RESIDENT, Cards.SENIOR, Cards.STAFF][taps % 3])
+                await asyncio.sleep(0.5)
+                rig.nfc.remove()
+                taps += 1
+                for _ in range(int(TAP_EVERY_S - 0.5)):
+                    rss.append(rig.daemon.rss_mb())
+                    await asyncio.sleep(1.0)
+            wall = time.monotonic() - t0
+            out["cpu_pct"] = round(100 * (rig.daemon.cpu_s() - cpu0) / wall, 1)
+            out["rss_mb"] = round(max(rss), 1)
+            out["rss_first_mb"] = round(rss[0], 1)
+            out["taps"] = taps
+            out["taps_at_dispatch"] = len(rig.on("events/tap"))
+            out["can_fps"] = CAN_FPS
+            out["window_s"] = round(wall, 1)
+        finally:
+            await rig.close()
+    out["aims"] = AIMS
+    for key, aim in AIMS.items():
+        out[f"{key}_ok"] = out[key] <= aim
+    out["cores"] = os.cpu_count()
+    out["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__)
+    p.add_argument("--json", action="store_true", help="print only the JSON object")
+    p.add_argument("--quick", action="store_true", help="a 20 s window instead of 60 s")
+    args = p.parse_args(argv)
+    result = asyncio.run(measure(args.quick, quiet=args.json))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
