@@ -15,6 +15,7 @@ class Check:
     ok: bool
     detail: str = ""
     seconds: float = 0.0
+    skipped: bool = False  # not applicable on this bench (said why in detail)
 
 
 @dataclass
@@ -32,6 +33,9 @@ class Report:
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
+
+    def skip(self, name: str, why: str) -> None:
+        self._add(Check(name, True, why, skipped=True))
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
         self._add(Check(name, bool(ok), detail))
@@ -57,7 +61,7 @@ class Report:
     def _add(self, check: Check) -> None:
         self.checks.append(check)
         if self.verbose:
-            mark = "ok  " if check.ok else "FAIL"
+            mark = "skip" if check.skipped else "ok  " if check.ok else "FAIL"
             took = f" ({check.seconds:.1f} s)" if check.seconds >= 0.1 else ""
             print(f"  {mark} {check.name}{took}" + (f": {check.detail}" if check.detail else ""))
 

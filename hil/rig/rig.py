@@ -46,6 +46,16 @@ DBC = ROOT / "config" / "fms.dbc"
 # the pin map, as hil/README.md documents it for the bench
 PIN_DOOR, PIN_OUTER, PIN_INNER, PIN_PANIC = 17, 5, 6, 27
 PIN_LOCK, PIN_GREEN, PIN_RED, PIN_BUZZER = 22, 23, 24, 25
+PINS = {
+    "door": PIN_DOOR,
+    "outer": PIN_OUTER,
+    "inner": PIN_INNER,
+    "panic": PIN_PANIC,
+    "lock": PIN_LOCK,
+    "green": PIN_GREEN,
+    "red": PIN_RED,
+    "buzzer": PIN_BUZZER,
+}
 
 
 class Cards:
@@ -116,6 +126,7 @@ class Rig:
         self.base = f"rnst/v1/{FLEET}/{self.setup.profile}-1"
         self.gpio_socket = workdir / "gpio.sock"
         self.lists_version = 0
+        self.pins = dict(PINS)  # the daemon's pins by role (a bench file may move them)
         self.startup_s = 0.0  # the last start_daemon: `edged run` to state online at dispatch
 
     # -- life cycle -----------------------------------------------------------------------
@@ -202,9 +213,18 @@ class Rig:
 
     # -- the config the daemon runs with ----------------------------------------------------
 
+    @property
+    def nfc_connstring(self) -> str:
+        return self.nfc.connstring
+
+    @property
+    def gpio_factory_lines(self) -> str:
+        return f'pin_factory = "mock"\nmock_control = "{self.gpio_socket}"'
+
     def render_config(self) -> str:
         s = self.setup
         w = self.workdir
+        p = self.pins
         parts = [
             f"""
 [node]
@@ -259,21 +279,20 @@ repeat_s = 5
 name = "reader"
 driver = "nfc.libnfc"
 [drivers.options]
-connstring = "{self.nfc.connstring}"
+connstring = "{self.nfc_connstring}"
 
 [[drivers]]
 name = "gpio"
 driver = "gpio.gpiozero"
 [drivers.options]
-pin_factory = "mock"
-mock_control = "{self.gpio_socket}"
-lock = {{ pin = {PIN_LOCK} }}
-green = {{ pin = {PIN_GREEN} }}
-red = {{ pin = {PIN_RED} }}
-buzzer = {{ pin = {PIN_BUZZER} }}
-panic = {{ pin = {PIN_PANIC}, hold_s = 0.5 }}
-doors = [{{ name = "door", pin = {PIN_DOOR} }}]
-beams = [{{ door = "door", outer = {PIN_OUTER}, inner = {PIN_INNER} }}]
+{self.gpio_factory_lines}
+lock = {{ pin = {p["lock"]} }}
+green = {{ pin = {p["green"]} }}
+red = {{ pin = {p["red"]} }}
+buzzer = {{ pin = {p["buzzer"]} }}
+panic = {{ pin = {p["panic"]}, hold_s = 0.5 }}
+doors = [{{ name = "door", pin = {p["door"]} }}]
+beams = [{{ door = "door", outer = {p["outer"]}, inner = {p["inner"]} }}]
 """
         ]
         if self.gps is not None:
@@ -368,7 +387,7 @@ ignition_off_after_s = 5
     async def load_lists(self, **changes: Any) -> dict[str, Any]:
         """A full signed list for the bench's cards, sent by `access.update`."""
         self.lists_version += 1
-        r = self.refs
+        r = self.ref
         now = time.time()
         slot = {
             "room": "salle-1",
@@ -399,16 +418,31 @@ ignition_off_after_s = 5
             raise RigError(f"access.update refused: {reply}")
         return reply
 
+    # -- cards: the scenarios name them by the emulated UIDs in `Cards` ----------------
+
+    def uid(self, card: bytes) -> bytes:
+        """The UID the reader will read for `card` (the same here; a bench maps it)."""
+        return card
+
+    def ref(self, card: bytes) -> str:
+        return self.refs(self.uid(card))
+
+    def uids(self) -> list[bytes]:
+        return [self.uid(v) for k, v in vars(Cards).items() if k.isupper()]
+
+    @property
+    def scripted_gps(self) -> bool:
+        """The GPS drives the route (emulated); a real receiver goes where it is."""
+        return self.gps is not None
+
     # -- acting on the devices -----------------------------------------------------------
 
     async def tap(self, uid: bytes, *, hold_s: float = 0.4, timeout: float = 5.0) -> Received:
         """Put a card on the reader, hold it, take it off; the events/tap dispatch got."""
         before = len(self.on("events/tap"))
-        self.nfc.put(uid)
-        await asyncio.sleep(hold_s)
-        self.nfc.remove()
+        await self.present(uid, hold_s)
         self.counts.taps += 1
-        ref = self.refs(uid)
+        ref = self.ref(uid)
         return await self.expect(
             "events/tap",
             lambda m: m.payload.get("card_ref") == ref,
@@ -416,6 +450,12 @@ ignition_off_after_s = 5
             "the tap",
             after=before,
         )
+
+    async def present(self, card: bytes, hold_s: float) -> None:
+        """The card on the antenna for `hold_s`, then off."""
+        self.nfc.put(self.uid(card))
+        await asyncio.sleep(hold_s)
+        self.nfc.remove()
 
     async def _wire(self, line: str) -> str:
         reader, writer = await asyncio.wait_for(

@@ -51,9 +51,7 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
                 await asyncio.sleep(outage_s)
                 rig.broker_up()
                 outage_done = True
-            rig.nfc.put(cards[taps % len(cards)])
-            await asyncio.sleep(0.4)
-            rig.nfc.remove()
+            await rig.present(cards[taps % len(cards)], 0.4)
             taps += 1
             for direction in ("in", "out"):
                 await rig.cross(direction)  # type: ignore[arg-type]

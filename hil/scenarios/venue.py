@@ -52,7 +52,7 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
             "version": rig.lists_version + 1,
             "base_version": rig.lists_version,
             "bookings": {
-                rig.refs(Cards.RESIDENT): [
+                rig.ref(Cards.RESIDENT): [
                     {
                         "room": "salle-1",
                         "start": "2020-01-01T00:00:00Z",
@@ -85,7 +85,7 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
             "fleet": "rig",
             "version": rig.lists_version + 1,
             "base_version": rig.lists_version,
-            "deny": {rig.refs(Cards.STAFF): {"reason": "lost"}},
+            "deny": {rig.ref(Cards.STAFF): {"reason": "lost"}},
         }
         from edged.access.lists import sign_lists
 
