@@ -157,6 +157,9 @@ class Rig:
         self.dispatch = Collector(self.broker.port, f"{self.base}/#", client_id="rig-dispatch")
         await self.dispatch.__aenter__()
         await self.start_daemon()
+        if not self.setup.trust_system_clock and self.gps is not None:
+            # the node's clock is GPS time: signed commands wait for a first fix
+            await self.expect("position", timeout=30, what="a first fix (the node's clock)")
         await self.load_lists()
 
     async def close(self) -> None:
