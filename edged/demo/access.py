@@ -12,6 +12,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from drivers.nfc.uid import parse_uid
 from edged.access.cardref import CardRefs
 from edged.access.lists import sign_lists
 from edged.config.models import EdgedConfig
@@ -25,8 +26,8 @@ def sim_cards(config: EdgedConfig) -> list[bytes]:
     cards: list[bytes] = []
     for d in config.drivers:
         if d.driver == "nfc.sim" and d.enabled:
-            cards += [bytes.fromhex(c) for c in d.options.get("cards", ())]
-            cards += [bytes.fromhex(t["uid"]) for t in d.options.get("taps", ())]
+            cards += [parse_uid(c) for c in d.options.get("cards", ())]
+            cards += [parse_uid(t["uid"]) for t in d.options.get("taps", ())]
     return list(dict.fromkeys(cards))
 
 
