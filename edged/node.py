@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+UNWRITABLE_ALARM_EVERY_S = 60.0
 SHUTDOWN_BUDGET_S = 4.0
 """SIGTERM to exit must fit in systemd's patience and the 5 s the contract promises."""
 
@@ -95,6 +96,10 @@ class Node:
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
         self.notifier = SystemdNotifier()
+        self._unwritable: Alarm | None = None  # the disk refused a write: alarm to send
+        self._unwritable_sent_at = float("-inf")
+        self._unwritable_session = -1
+        self._direct: set[asyncio.Task[bool]] = set()
         self.services: list[Any] = []
         self.kiosk: KioskServer | None = None  # aiohttp is imported only for a kiosk
         register_builtin(self)
@@ -149,11 +154,63 @@ class Node:
         if future.cancelled():
             return
         exc = future.exception()
-        if isinstance(exc, OutboxFullError):
+        if exc is None and self._unwritable is not None:
+            self._writable_again()
+        elif isinstance(exc, OutboxFullError):
             log.error("%s", exc)
         elif exc is not None:
             self.counters.inc("outbox.error")
             log.error("could not store a message: %s", exc)
+            self._unwritable_alarm(str(exc))
+
+    def _unwritable_alarm(self, reason: str) -> None:
+        """The disk refuses writes (full, failing SD card): the alarm cannot go through the
+        outbox it is about, so it goes straight to the broker, now or at the next connect.
+        Door decisions go on; what could not be stored is counted in `outbox.error`."""
+        if self._unwritable is None:
+            log.error("the outbox cannot be written (%s): raising alarm/outbox_full", reason)
+        self._unwritable = Alarm(
+            kind="outbox_full",
+            active=True,
+            reason=f"cannot write the outbox: {reason}"[:200],
+            details={"write_errors": self.counters.snapshot().get("outbox.error", 0)},
+        )
+        self._send_unwritable()
+
+    async def _watch_unwritable(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            self._send_unwritable()
+
+    def _send_unwritable(self) -> None:
+        """Straight to the broker: once per MQTT session, and again every minute."""
+        if self._unwritable is None or not self.uplink.connected:
+            return
+        now = time.monotonic()
+        fresh = self._unwritable_session != self.uplink.sessions
+        if not fresh and now - self._unwritable_sent_at < UNWRITABLE_ALARM_EVERY_S:
+            return
+        self._unwritable_sent_at, self._unwritable_session = now, self.uplink.sessions
+        name = "outbox_full"
+        payload, _, _ = self.outbox.stamp(ALARM.suffix(name), self._unwritable)
+        task = asyncio.create_task(
+            self.uplink.publish_direct(self.topics.of(ALARM, name), payload, qos=1, retain=True),
+            name="alarm.unwritable",
+        )
+        self._direct.add(task)
+        task.add_done_callback(self._direct.discard)
+
+    def _writable_again(self) -> None:
+        """A write succeeded after failures: clear the alarm, through the outbox this time."""
+        if self._unwritable is not None:
+            self._unwritable = None
+            self._unwritable_sent_at = float("-inf")
+            log.warning("the outbox can be written again")
+            self.publish(
+                ALARM,
+                Alarm(kind="outbox_full", active=False, reason="the outbox can be written again"),
+                name="outbox_full",
+            )
 
     def get_state(self, key: str, default: Any = None) -> Any:
         return self.outbox.get_state(key, default)
@@ -326,6 +383,7 @@ class Node:
                 uplink = tg.create_task(self.uplink.run(), name="uplink")
                 others = [
                     tg.create_task(self.lag.run(), name="loop-lag"),
+                    tg.create_task(self._watch_unwritable(), name="outbox.unwritable"),
                     tg.create_task(
                         every(self.config.health.interval_s, self.publish_health), name="health"
                     ),

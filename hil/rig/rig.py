@@ -85,6 +85,7 @@ class RigSetup:
     gps_jump: tuple[float, float] | None = None  # (at s, by s): the receiver's time jumps
     trust_system_clock: bool = True  # False: the node stamps with GPS time (kernel unsynced)
     can_fps: float | None = None  # a saturated bus at this rate instead of the FMS day
+    outbox_dir: Path | None = None  # where the outbox lives (a small filesystem: disk full)
 
 
 @dataclass
@@ -243,7 +244,7 @@ reconnect_min_s = 0.2
 reconnect_max_s = 1.0
 
 [outbox]
-path = "{w / "outbox.sqlite"}"
+path = "{(s.outbox_dir or w) / "outbox.sqlite"}"
 {s.outbox}
 
 [health]
