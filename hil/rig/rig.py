@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -149,8 +150,20 @@ class Rig:
                 ROUTE, seconds=s.seconds, speed_factor=s.speed_factor, jump=s.gps_jump
             )
             self.gps = NmeaEmulator(lines, self.workdir / "gps0", loop=False).start()
-            frames = ((t, i, d, True) for t, i, d in FmsBus(start=0.0).frames(s.seconds))
-            self.can = SlcanEmulator(frames, link=self.workdir / "can0", speed=s.can_speed).start()
+            if s.can_fps:
+                # its own process: a thread of this one could not keep 1,700 frames/s
+                # beside the other emulators (the GIL), and would not be measured apart
+                self.can_proc = self._flood_process(s.can_fps)
+                deadline = time.monotonic() + 10
+                while not (self.workdir / "can0").exists():
+                    if time.monotonic() > deadline:
+                        raise RigError("the slcan emulator did not start: see slcan.log")
+                    await asyncio.sleep(0.05)
+            else:
+                frames = ((t, i, d, True) for t, i, d in FmsBus(start=0.0).frames(s.seconds))
+                self.can = SlcanEmulator(
+                    frames, link=self.workdir / "can0", speed=s.can_speed
+                ).start()
         self.nfc.start()
         (self.workdir / "fleet.secret").write_bytes(self.secret)
         os.chmod(self.workdir / "fleet.secret", 0o600)
@@ -162,6 +175,13 @@ class Rig:
             # the node's clock is GPS time: signed commands wait for a first fix
             await self.expect("position", timeout=30, what="a first fix (the node's clock)")
         await self.load_lists()
+
+    def _flood_process(self, fps: float) -> "subprocess.Popen[bytes]":
+        argv = [sys.executable, "-m", "hil.can.slcan", "--link", str(self.workdir / "can0")]
+        with (self.workdir / "slcan.log").open("wb") as out:
+            return subprocess.Popen(
+                [*argv, "--flood", str(fps)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            )
 
     async def close(self) -> None:
         self.daemon.stop()
