@@ -22,11 +22,11 @@ import select
 import signal
 import threading
 import time
-import tty
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from drivers.can.candump import LogFrame, read_log
+from hil.pty import open_raw_pty, staged_link
 
 Frame = tuple[float, int, bytes, bool]
 """(seconds from the start of the stream, identifier, data, extended)."""
@@ -121,18 +121,11 @@ class SlcanEmulator:
 
     def plug(self) -> None:
         """A new pty, as a USB adapter enumerates; the symlink follows it."""
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self._tty = os.ttyname(self._slave)
+        self._master, self._slave, self._tty = open_raw_pty()
         self.mode = None
         self._out.clear()
         if self.link:
-            tmp = self.link.with_name(self.link.name + ".new")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            tmp.symlink_to(self._tty)
-            tmp.replace(self.link)
+            os.replace(staged_link(self.link, self._tty), self.link)
 
     def unplug(self) -> None:
         """The cable is pulled: the host's next read fails."""

@@ -28,13 +28,13 @@ import signal
 import sys
 import threading
 import time
-import tty
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
 from drivers.gps.nmea import BadSentence, parse_sentence
+from hil.pty import open_raw_pty, staged_link
 
 _TIMED = frozenset({"GGA", "RMC", "GNS", "GLL"})
 _DAY_S = 86_400.0
@@ -162,15 +162,9 @@ class NmeaEmulator:
 
     def replug(self) -> None:
         """A fresh pty behind the link, as a USB receiver plugged in again."""
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo or line editing before the driver sets its own mode
-        os.set_blocking(master, False)
-        name = os.ttyname(slave)
+        master, slave, name = open_raw_pty()
         os.close(slave)
-        tmp = self.link.with_name(f".{self.link.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(name, tmp)
+        tmp = staged_link(self.link, name)
         with self._lock:
             if self._master is not None:
                 os.close(self._master)

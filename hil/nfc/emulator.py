@@ -52,7 +52,6 @@ import random
 import select
 import threading
 import time
-import tty
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ from typing import Literal, get_args
 from hil.nfc import frames
 from hil.nfc.cards import Card, CardKind
 from hil.nfc.frames import Ack, BadFrame, Frame, FrameReader, Nack
+from hil.pty import open_raw_pty, staged_link
 
 log = logging.getLogger("hil.nfc")
 
@@ -296,15 +296,8 @@ class Pn532Emulator:
 
     def replug(self) -> None:
         """A fresh pty (behind the same link, if any) and a chip just powered on."""
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo or line editing before the driver sets its own mode
-        os.set_blocking(master, False)
-        name = os.ttyname(slave)
-        if self.link is not None:
-            tmp = self.link.with_name(f".{self.link.name}.{os.getpid()}.tmp")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            os.symlink(name, tmp)
+        master, slave, name = open_raw_pty()
+        tmp = staged_link(self.link, name) if self.link is not None else None
         with self._lock:
             for fd in (self._master, self._slave):
                 if fd is not None:
@@ -315,7 +308,7 @@ class Pn532Emulator:
             self._master, self._slave, self._pts = master, slave, name
             self._reader = FrameReader()
             self._reset_chip()
-            if self.link is not None:
+            if self.link is not None and tmp is not None:
                 os.replace(tmp, self.link)
         self._wake()
 
