@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hil.can.fms import FmsBus
+from hil.dispatch import Collector
 from hil.rig.rig import (
     PINS,
     Cards,
@@ -159,8 +160,6 @@ class HardwareRig(Rig):
         (self.workdir / "fleet.secret").write_bytes(self.secret)
         (self.workdir / "fleet.secret").chmod(0o600)
         self.config.write_text(self.render_config())
-        from hil.dispatch import Collector
-
         self.dispatch = Collector(self.broker.port, f"{self.base}/#", client_id="rig-dispatch")
         await self.dispatch.__aenter__()
         if self.bench.can is not None and self.bench.can.source:

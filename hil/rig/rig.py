@@ -21,7 +21,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ from edged.security.signing import public_key_text, sign
 from hil.broker import Mosquitto
 from hil.can.fms import FmsBus
 from hil.can.slcan import SlcanEmulator
-from hil.dispatch import Collector, Received
+from hil.dispatch import Collector, Received, publish
 from hil.gps.emulator import NmeaEmulator
 from hil.nfc.emulator import Pn532Emulator
 from hil.rig.daemon import ROOT, Daemon
@@ -96,7 +97,6 @@ class Counts:
     kills: int = 0
     broker_outages: int = 0
     unplugs: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class RigError(Exception):
@@ -400,8 +400,6 @@ ignition_off_after_s = 5
             "sig": sign(self.cmd_key, topic, cmd_id, ts, args),
         }
         before = len(self.on(f"reply/{name}"))
-        from hil.dispatch import publish
-
         await publish(self.broker.port, topic, json.dumps(body).encode())
         reply = await self.expect(
             f"reply/{name}", lambda m: m.payload.get("id") == cmd_id, timeout, after=before
@@ -577,6 +575,4 @@ ignition_off_after_s = 5
 
 
 def _iso(epoch: float) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(epoch, UTC).isoformat()

@@ -28,3 +28,20 @@ def event_streams_have_no_gaps(rig: Rig, report: Report, *suffixes: str) -> None
             bool(seqs) and not gaps,
             f"gaps before {gaps[:5]}" if gaps else ("none received" if not seqs else ""),
         )
+
+
+async def arrives_at_market(rig: Rig, report: Report, vehicle: str) -> None:
+    """The route's Guéret market geofence: reached on the emulated bench, skipped on a
+    real receiver, which goes where it is."""
+    if not rig.scripted_gps:
+        report.skip("arrival at the market", "a real receiver does not drive the route")
+        return
+    await report.step(
+        f"the {vehicle} arrives at the Guéret service market",
+        rig.expect(
+            "events/geofence",
+            lambda m: m.payload.get("kind") == "market" and m.payload.get("event") == "arrive",
+            240,
+            "arrival at the market",
+        ),
+    )

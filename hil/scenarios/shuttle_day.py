@@ -14,7 +14,11 @@ import time
 from hil.rig.report import Report
 from hil.rig.rig import PIN_LOCK, Cards, Rig, RigSetup
 from hil.scenarios import Scenario
-from hil.scenarios.checks import event_streams_have_no_gaps, no_uid_reached_the_broker
+from hil.scenarios.checks import (
+    arrives_at_market,
+    event_streams_have_no_gaps,
+    no_uid_reached_the_broker,
+)
 
 
 def setup(quick: bool) -> RigSetup:
@@ -112,18 +116,7 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
 
     await report.step("the coolant fault (DM1 SPN 110) reaches dispatch", fault())
 
-    async def market() -> None:
-        await rig.expect(
-            "events/geofence",
-            lambda m: m.payload.get("kind") == "market" and m.payload.get("event") == "arrive",
-            240,
-            "arrival at the market",
-        )
-
-    if rig.scripted_gps:
-        await report.step("the bus arrives at the Guéret service market", market())
-    else:
-        report.skip("arrival at the market", "a real receiver does not drive the route")
+    await arrives_at_market(rig, report, "bus")
 
     occupancy = rig.on("occupancy")
     report.check(

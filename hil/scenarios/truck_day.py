@@ -6,7 +6,11 @@ cut before dispatch answers, and the alarm is still there after the restart unti
 from hil.rig.report import Report
 from hil.rig.rig import Cards, Rig, RigSetup
 from hil.scenarios import Scenario
-from hil.scenarios.checks import event_streams_have_no_gaps, no_uid_reached_the_broker
+from hil.scenarios.checks import (
+    arrives_at_market,
+    event_streams_have_no_gaps,
+    no_uid_reached_the_broker,
+)
 
 
 def setup(quick: bool) -> RigSetup:
@@ -20,18 +24,7 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
 
     await report.step("the provider logs in with a card", login())
 
-    async def market() -> None:
-        await rig.expect(
-            "events/geofence",
-            lambda m: m.payload.get("kind") == "market" and m.payload.get("event") == "arrive",
-            240,
-            "arrival at the market",
-        )
-
-    if rig.scripted_gps:
-        await report.step("the truck arrives at the Guéret service market", market())
-    else:
-        report.skip("arrival at the market", "a real receiver does not drive the route")
+    await arrives_at_market(rig, report, "truck")
 
     async def door() -> None:
         await rig.door(True)

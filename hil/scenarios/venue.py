@@ -4,6 +4,7 @@ card reported during the day is refused at once, ops unlock the door remotely.
 
 import asyncio
 
+from edged.access.lists import sign_lists
 from hil.rig.report import Report
 from hil.rig.rig import PIN_LOCK, Cards, Rig, RigSetup
 from hil.scenarios import Scenario
@@ -61,8 +62,6 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
                 ]
             },
         }
-        from edged.access.lists import sign_lists
-
         reply = await rig.command(
             "access.update", {"lists": delta, "sig": sign_lists(rig.list_key, delta)}
         )
@@ -87,8 +86,6 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
             "base_version": rig.lists_version,
             "deny": {rig.ref(Cards.STAFF): {"reason": "lost"}},
         }
-        from edged.access.lists import sign_lists
-
         bad = {"lists": delta, "sig": sign_lists(rig.cmd_key, delta)}  # the wrong key
         reply = await rig.command("access.update", bad)
         assert not reply["ok"] and reply["error"]["code"] == "bad_signature", reply
