@@ -431,9 +431,7 @@ class _Board:
     def on_unlock(self, event: Unlock) -> None:
         if self.closed:
             return
-        if self.lock is None:
-            self.ctx.count("unlock_without_relay")
-            return
+        assert self.lock is not None, "Unlock is subscribed only with a lock relay"
         try:
             accepted = self.lock.unlock(event.pulse_s)
         except Exception as exc:  # the write failed: the supervisor reopens the pins

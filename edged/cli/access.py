@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from drivers.nfc.uid import parse_uid
 from edged.access.cardref import CardRefs
 from edged.access.lists import AccessDelta, AccessLists, sign_lists
 from edged.errors import EdgedError
@@ -57,11 +58,9 @@ def sign_file(path: Path, key_path: Path) -> str:
 
 def card_ref(uid_hex: str, secret_file: Path, nbytes: int) -> str:
     try:
-        uid = bytes.fromhex(uid_hex)
-    except ValueError:
-        raise AccessToolError(f"{uid_hex!r} is not hex") from None
-    if len(uid) not in (4, 7, 10):
-        raise AccessToolError(f"an ISO 14443A UID has 4, 7 or 10 bytes, not {len(uid)}")
+        uid = parse_uid(uid_hex)  # the reader drivers' rule: hex, 4, 7 or 10 bytes
+    except ValueError as exc:
+        raise AccessToolError(str(exc)) from None
     if not 8 <= nbytes <= 32:
         raise AccessToolError("--bytes must be from 8 to 32, as the nodes' card_ref_bytes")
     return CardRefs.from_file(secret_file, nbytes)(uid)
