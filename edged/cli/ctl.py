@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 say=say,
             )
         )
-    except UsageError as exc:
+    except (UsageError, LoginError) as exc:
         print(f"edgectl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokerUnreachableError as exc:

@@ -26,8 +26,8 @@ PROTOCOL_CHOICES: tuple[ProtocolChoice, ...] = ("auto", "5", "3.1.1")
 OPTION_NAMES = {
     "tls.ca_file": "--cafile",
     "tls.cert_file": "--cert",
-    "tls.key_file": "--key",
-    "tls": "--cafile/--cert/--key",
+    "tls.key_file": "--cert-key",
+    "tls": "--cafile/--cert/--cert-key",
     "password_file": "--password-file",
     "username": "--username",
     "host": "the URL's host",
@@ -55,12 +55,20 @@ class Login:
     def __post_init__(self) -> None:
         if not self.address.tls and (self.cafile or self.cert or self.key):
             raise LoginError(
-                f"--cafile/--cert/--key need a TLS broker URL: use mqtts://{self.address} "
+                f"--cafile/--cert/--cert-key need a TLS broker URL: use mqtts://{self.address} "
                 "(port 8883 by default)"
             )
         if self.password_file is not None and self.username is None:
             raise LoginError("--password-file needs --username (the broker's user name)")
+        for option, path in (
+            ("--cafile", self.cafile),
+            ("--cert", self.cert),
+            ("--cert-key", self.key),
+        ):
+            if path is not None and not path.is_file():
+                raise LoginError(f"{option} {path}: no such file")
         self.broker_config("5")  # refuse bad files now, not at the first connection
+        self.tls_context()
 
     @property
     def versions(self) -> tuple[Protocol, ...]:
@@ -99,8 +107,8 @@ class Login:
             return tls_context(self.broker_config("5"))
         except (OSError, ssl.SSLError) as exc:
             raise LoginError(
-                f"cannot load the TLS files: {exc}. --cafile, --cert and --key must be PEM "
-                "files, and --cert must match --key (fleet-certs.sh issues them together)"
+                f"cannot load the TLS files: {exc}. --cafile, --cert and --cert-key must be PEM "
+                "files, and --cert must match --cert-key (fleet-certs.sh issues them together)"
             ) from None
 
     def password(self) -> str | None:

@@ -148,6 +148,10 @@ async def protocols(run: Run) -> Finding:
             f"the broker at {run.login.address} accepted neither MQTT 5 nor 3.1.1 ({measured})"
         )
     run.version = "5" if v5 else "3.1.1"
+    if run.login.protocol != "auto" and spoken[run.login.protocol] == "accepted":
+        run.version = run.login.protocol  # probe as nodes configured with this version would
+    if run.version != "5":
+        run.connack = None  # its limits belong to MQTT 5 sessions
     if v5 and v311:
         return Finding(
             "protocols",
