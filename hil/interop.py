@@ -139,8 +139,12 @@ def _rabbitmq(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
         "RABBITMQ_DIST_PORT": str(dist),
     }
+    if os.geteuid() == 0:  # Debian's rabbitmq-server drops to its own user
+        with contextlib.suppress(LookupError):
+            for path in (base, conf, base / "enabled_plugins"):
+                shutil.chown(path, "rabbitmq", "rabbitmq")
     with (base / "server.log").open("ab") as out:
-        proc = subprocess.Popen([server], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([server], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=base)
     return port, proc
 
 
