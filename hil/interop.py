@@ -86,11 +86,19 @@ async def broker(name: str, workdir: Path) -> AsyncIterator[tuple[int, str]]:
         finally:
             _stop(proc)
     elif name == "rabbitmq":
-        port, proc = _rabbitmq(workdir)
+        port, proc, env = _rabbitmq(workdir)
         try:
             _wait_port(port, 90, proc)
             yield port, "rabbitmq-server (Debian) + rabbitmq_mqtt"
-        finally:
+        finally:  # the wrapper script execs as the rabbitmq user: stop the Erlang node itself
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                await asyncio.to_thread(
+                    subprocess.run,
+                    ["rabbitmqctl", "-n", env["RABBITMQ_NODENAME"], "stop"],
+                    env=env,
+                    capture_output=True,
+                    timeout=60,
+                )
             _stop(proc)
     else:
         raise InteropError(f"unknown broker {name!r}; known: {', '.join(BROKERS)}")
@@ -116,7 +124,7 @@ def _aedes_dir() -> Path:
     return d
 
 
-def _rabbitmq(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
+def _rabbitmq(workdir: Path) -> tuple[int, subprocess.Popen[bytes], dict[str, str]]:
     server = shutil.which("rabbitmq-server") or "/usr/sbin/rabbitmq-server"
     if not Path(server).exists():
         raise InteropError("rabbitmq needs the Debian package: apt-get install rabbitmq-server")
@@ -145,7 +153,7 @@ def _rabbitmq(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
                 shutil.chown(path, "rabbitmq", "rabbitmq")
     with (base / "server.log").open("ab") as out:
         proc = subprocess.Popen([server], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=base)
-    return port, proc
+    return port, proc, env
 
 
 async def interop(name: str, workdir: Path) -> dict[str, Any]:
