@@ -29,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="BENCH.toml",
         help="real devices on a Pi instead of the emulators (see hil/README.md)",
     )
+    interop = sub.add_parser(
+        "interop", help="broker-check, a node and edgectl against a packaged broker"
+    )
+    interop.add_argument("broker", metavar="BROKER", help="mosquitto, amqtt, aedes or rabbitmq")
+    interop.add_argument("--json", action="store_true", help="print the report as JSON")
+    interop.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it")
     return p
 
 
@@ -53,6 +59,13 @@ async def play(name: str, workdir: Path, *, quick: bool, verbose: bool, hw: Path
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "interop":
+        from hil import interop
+
+        with tempfile.TemporaryDirectory(prefix="hil-interop-") as tmp:
+            workdir = args.keep or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            return interop.main(args.broker, workdir, args.json)
     found = scenarios()
     if args.command == "list":
         for s in found.values():

@@ -2,8 +2,11 @@
 
   edgectl watch --broker mqtt://host:1883            live table of every node under the prefix
   edgectl cmd creuse/shuttle-07 ping --broker ...    send a command, print the node's reply
+  edgectl broker-check mqtts://host:8883 --cafile ca.crt --cert dispatch.crt
+                                                     what this broker does that edged relies on
 
 It needs nothing but the broker: the same topics and payloads dispatch uses (docs/topics.md).
+MQTT 5 is tried first, then 3.1.1 (-v says which was used).
 """
 
 import argparse
@@ -20,6 +23,8 @@ from typing import Any
 
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from rich.console import Console, RenderableType
 from rich.live import Live
 
@@ -27,12 +32,16 @@ from edged import __version__
 from edged.cli import access as access_cli
 from edged.config.base import NAME_PATTERN
 from edged.errors import EdgedError
-from edged.ops.feed import BrokerUnreachableError, FleetFeed, Protocol, mqtt_client, refused
+from edged.ops.brokercheck import CHECK_EPILOG, broker_check
+from edged.ops.client import BrokerUnreachableError, Say, connect, refused
+from edged.ops.commands import Request, default_response_topic, make_request, reply_of
+from edged.ops.feed import FleetFeed
 from edged.ops.fleet import FleetView
+from edged.ops.login import PROTOCOL_CHOICES, Login, LoginError
 from edged.ops.loop import run_until, stop_on_signals
 from edged.ops.table import fleet_table
-from edged.ops.urls import BrokerAddress, parse_broker_url
-from edged.security.signing import generate_key_file, load_private_key, sign
+from edged.ops.urls import parse_broker_url
+from edged.security.signing import generate_key_file, load_private_key
 from edged.topics import COMMAND_NAME
 
 EXIT_OK = 0
@@ -48,7 +57,9 @@ EPILOG = """exit codes:
   3  no reply within --timeout: the node may be offline (check with edgectl watch)
   4  the broker could not be reached or refused the connection
 
---broker defaults to $EDGECTL_BROKER when it is set."""
+Each broker option has an environment default: $EDGECTL_BROKER, $EDGECTL_PROTOCOL,
+$EDGECTL_USERNAME, $EDGECTL_PASSWORD_FILE, $EDGECTL_CAFILE, $EDGECTL_CERT, $EDGECTL_CERT_KEY,
+$EDGECTL_PREFIX, $EDGECTL_RESPONSE_PREFIX."""
 
 NAME = re.compile(NAME_PATTERN)
 PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
@@ -69,21 +80,70 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    env_broker = os.environ.get("EDGECTL_BROKER") or None
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--broker",
-        default=env_broker,
-        required=env_broker is None,
-        metavar="URL",
-        help="the broker, e.g. mqtt://localhost:1883",
-    )
-    common.add_argument("--prefix", default="rnst/v1", help="topic prefix (default: rnst/v1)")
-    common.add_argument(
-        "--protocol", choices=["5", "3.1.1"], default="5", help="MQTT protocol version (default: 5)"
-    )
+def _env(name: str) -> str | None:
+    return os.environ.get(f"EDGECTL_{name}") or None
 
+
+def _login_options() -> argparse.ArgumentParser:
+    """The broker options every subcommand that talks to the broker shares."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("broker")
+    group.add_argument(
+        "--broker",
+        default=_env("BROKER"),
+        metavar="URL",
+        help="the broker: mqtt://host:1883, or mqtts://host:8883 for TLS ($EDGECTL_BROKER)",
+    )
+    group.add_argument(
+        "--protocol",
+        choices=PROTOCOL_CHOICES,
+        default=_env("PROTOCOL") or "auto",
+        help="MQTT version: auto tries 5, then 3.1.1 (default: auto; $EDGECTL_PROTOCOL)",
+    )
+    group.add_argument(
+        "--username", default=_env("USERNAME"), help="the broker's user name ($EDGECTL_USERNAME)"
+    )
+    group.add_argument(
+        "--password-file",
+        type=Path,
+        default=_env("PASSWORD_FILE"),
+        metavar="FILE",
+        help="file holding the password, mode 600 ($EDGECTL_PASSWORD_FILE)",
+    )
+    group.add_argument(
+        "--cafile",
+        type=Path,
+        default=_env("CAFILE"),
+        metavar="FILE",
+        help="CA that signed the broker's certificate (default: the system's; $EDGECTL_CAFILE)",
+    )
+    group.add_argument(
+        "--cert",
+        type=Path,
+        default=_env("CERT"),
+        metavar="FILE",
+        help="client certificate, e.g. dispatch.crt from fleet-certs.sh ($EDGECTL_CERT)",
+    )
+    group.add_argument(
+        "--cert-key",
+        type=Path,
+        default=_env("CERT_KEY"),
+        metavar="FILE",
+        help="its private key, mode 600 (default: the --cert file with .key; $EDGECTL_CERT_KEY)",
+    )
+    group.add_argument(
+        "--prefix",
+        default=_env("PREFIX") or "rnst/v1",
+        help="topic prefix (default: rnst/v1; $EDGECTL_PREFIX)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="say how it connected (protocol, fallback)"
+    )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _login_options()
     p = argparse.ArgumentParser(
         prog="edgectl",
         description=__doc__,
@@ -105,6 +165,15 @@ def _parser() -> argparse.ArgumentParser:
         type=_seconds,
         metavar="S",
         help="stop after S seconds (default: until Ctrl-C)",
+    )
+    watch.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="FLEET/NODE",
+        help="show this node even if it is silent: its retained topics are subscribed by name "
+        "(for brokers such as RabbitMQ 3.10 that give retained messages only to exact "
+        "subscriptions); repeat for more",
     )
 
     cmd = sub.add_parser(
@@ -136,6 +205,44 @@ def _parser() -> argparse.ArgumentParser:
         help="sign with this Ed25519 private key (door.unlock, access.update, config.set…)",
     )
     cmd.add_argument("--kid", metavar="ID", help="the key's id in the node's [[security.keys]]")
+    cmd.add_argument(
+        "--response-prefix",
+        default=_env("RESPONSE_PREFIX"),
+        metavar="TOPIC",
+        help="MQTT 5 response topics go under this (the nodes' [broker] "
+        "response_topic_prefix; default: PREFIX/FLEET/_replies; $EDGECTL_RESPONSE_PREFIX)",
+    )
+    cmd.add_argument(
+        "--no-response-topic",
+        action="store_true",
+        help="send no MQTT 5 response topic: wait on reply/NAME only",
+    )
+
+    check = sub.add_parser(
+        "broker-check",
+        parents=[common],
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="probe a broker before deploying: what edged relies on, what it lacks",
+    )
+    check.add_argument(
+        "url", nargs="?", metavar="URL", help="the broker (default: --broker, $EDGECTL_BROKER)"
+    )
+    check.add_argument("--json", action="store_true", help="print the results as JSON")
+    check.add_argument(
+        "--window",
+        type=int,
+        default=32,
+        metavar="N",
+        help="the nodes' [broker] window, compared with the broker's receive maximum (32)",
+    )
+    check.add_argument(
+        "--wait",
+        type=_seconds,
+        default=3.0,
+        metavar="S",
+        help="how long each probe waits for a message that should come (default: 3)",
+    )
 
     keys = sub.add_parser("keys", help="signing keys for commands")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -179,30 +286,48 @@ def main(argv: list[str] | None = None) -> int:
         except UsageError as exc:
             print(f"edgectl: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    say = _say if args.verbose else None
     try:
-        address = _broker(args.broker)
+        if args.command == "broker-check":
+            login = _login(args, args.url or args.broker)
+            return asyncio.run(
+                broker_check(
+                    login,
+                    _prefix(args.prefix),
+                    window=args.window,
+                    wait_s=args.wait,
+                    as_json_output=args.json,
+                    say=say,
+                )
+            )
+        login = _login(args, args.broker)
         prefix = _prefix(args.prefix)
         if args.command == "watch":
-            return asyncio.run(watch(address, prefix, args.protocol, args.duration))
+            nodes = [_target(n) for n in args.node]
+            return asyncio.run(
+                watch(login, prefix, args.duration, nodes=[f"{f}/{n}" for f, n in nodes], say=say)
+            )
         fleet, node = _target(args.target)
         name = _command_name(args.name)
         cmd_args = _json_args(args.args)
         key = _signing_key(args.key)
         return asyncio.run(
             send_command(
-                address,
+                login,
                 prefix,
                 fleet,
                 node,
                 name,
                 cmd_args,
                 wait_s=args.timeout,
-                protocol=args.protocol,
                 key=key,
                 kid=args.kid,
+                response_prefix=None if args.no_response_topic else args.response_prefix,
+                response_topic=not args.no_response_topic,
+                say=say,
             )
         )
-    except UsageError as exc:
+    except (UsageError, LoginError) as exc:
         print(f"edgectl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokerUnreachableError as exc:
@@ -210,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKER
     except KeyboardInterrupt:
         return 130
+
+
+def _say(message: str) -> None:
+    print(f"edgectl: {message}", file=sys.stderr)
 
 
 # -- argument checks: each says what a right value looks like --------------------------------
@@ -224,11 +353,30 @@ def _signing_key(path: Path | None) -> Ed25519PrivateKey | None:
         raise UsageError(str(exc)) from None
 
 
-def _broker(url: str) -> BrokerAddress:
+def _login(args: argparse.Namespace, url: str | None) -> Login:
+    if not url:
+        raise UsageError("no broker: give --broker URL (or set $EDGECTL_BROKER)")
     try:
-        return parse_broker_url(url)
+        address = parse_broker_url(url)
     except ValueError as exc:
         raise UsageError(f"--broker: {exc}") from None
+    cert_key = args.cert_key
+    if args.cert is not None and cert_key is None:
+        cert_key = args.cert.with_suffix(".key")  # fleet-certs.sh writes NAME.crt and NAME.key
+        if not cert_key.is_file():
+            raise UsageError(f"--cert {args.cert}: give its private key with --cert-key FILE")
+    try:
+        return Login(
+            address,
+            protocol=args.protocol,
+            username=args.username,
+            password_file=args.password_file,
+            cafile=args.cafile,
+            cert=args.cert,
+            key=cert_key,
+        )
+    except LoginError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _prefix(prefix: str) -> str:
@@ -287,7 +435,7 @@ def _json_args(text: str | None) -> dict[str, Any]:
 
 
 async def send_command(
-    address: BrokerAddress,
+    login: Login,
     prefix: str,
     fleet: str,
     node: str,
@@ -295,52 +443,64 @@ async def send_command(
     args: dict[str, Any],
     *,
     wait_s: float,
-    protocol: Protocol,
     key: Ed25519PrivateKey | None = None,
     kid: str | None = None,
+    response_prefix: str | None = None,
+    response_topic: bool = True,
+    say: Say | None = None,
 ) -> int:
-    """Publish `cmd/{name}` at QoS 1 and wait for the `reply/{name}` that carries our id.
+    """Publish the command at QoS 1 and wait for the reply that carries our id.
 
-    The reply subscription is in place before the command leaves, so a fast node cannot
-    answer into the void; replies to other requesters on the same topic are skipped.
+    The reply subscriptions are in place before the command leaves, so a fast node cannot
+    answer into the void; replies to other requesters on the same topics are skipped.
     """
     base = f"{prefix}/{fleet}/{node}"
-    cmd_id = uuid.uuid4().hex
-    ts = int(time.time() * 1000)
-    doc: dict[str, Any] = {"id": cmd_id, "ts": ts, "args": args}
-    if key is not None:
-        doc["sig"] = sign(key, f"{base}/cmd/{name}", cmd_id, ts, args)
-        if kid:
-            doc["kid"] = kid
-    payload = json.dumps(doc)
-    reply_topic = f"{base}/reply/{name}"
-    client_id = f"edgectl-{cmd_id[:12]}"
+    client_id = f"edgectl-{uuid.uuid4().hex[:12]}"
     try:
-        async with mqtt_client(
-            address, protocol=protocol, client_id=client_id, timeout=min(wait_s, 10.0) + 5.0
-        ) as client:
-            if refused(await client.subscribe(reply_topic, qos=1)):
-                raise BrokerUnreachableError(
-                    f"the broker at {address} refused a subscription to {reply_topic}: "
-                    "check its ACL for this client"
+        async with connect(login, client_id, say=say, timeout=min(wait_s, 10.0) + 5.0) as client:
+            topic: str | None = None
+            if response_topic and client.version == "5":
+                topic = (
+                    f"{response_prefix.rstrip('/')}/{client_id}"
+                    if response_prefix
+                    else default_response_topic(prefix, fleet, client_id)
                 )
-            await client.publish(f"{base}/cmd/{name}", payload, qos=1)
+            request = make_request(base, name, args, key=key, kid=kid, response_topic=topic)
+            filters = [(request.reply_filter, 1)]
+            if topic is not None:
+                filters.append((topic, 1))
+            granted = await client.subscribe(filters)
+            if refused(granted[:1]):
+                raise BrokerUnreachableError(
+                    f"the broker at {login.address} refused a subscription to "
+                    f"{request.reply_filter}: check its ACL for this client"
+                )
+            if topic is not None and refused(granted[1:]):
+                topic = None  # the ACL keeps us off it: wait on reply/# only
+                request = make_request(base, name, args, key=key, kid=kid)
+            await client.publish(
+                request.topic, request.payload, qos=1, properties=_publish_properties(request)
+            )
+            if say is not None:
+                via = f", response topic {topic}" if topic else ""
+                say(f"sent {request.topic} (id {request.id}{via})")
             try:
                 async with asyncio.timeout(wait_s):
-                    reply = await _reply(client, reply_topic, cmd_id)
+                    reply, how = await _reply(client, request)
             except TimeoutError:
                 print(
                     f"edgectl: no reply from {fleet}/{node} to {name!r} within {wait_s:g} s. "
                     "The node may be offline, or not on this broker or prefix; check with:\n"
-                    f"  edgectl watch --broker {address.url} --prefix {prefix}",
+                    f"  edgectl watch --broker {login.address.url} --prefix {prefix}",
                     file=sys.stderr,
                 )
                 return EXIT_TIMEOUT
     except aiomqtt.MqttError as exc:
         raise BrokerUnreachableError(
-            f"cannot reach the MQTT broker at {address}: {exc}. Check that it is running "
-            "and that the host and port are right (the URL looks like mqtt://host:1883)."
+            f"lost the MQTT broker at {login.address}: {exc}. Check that it is running."
         ) from None
+    if say is not None:
+        say(f"reply on {how}")
     print(json.dumps(reply, indent=2, ensure_ascii=False))
     if reply.get("ok") is True:
         return EXIT_OK
@@ -349,19 +509,30 @@ async def send_command(
     code = _printable(error.get("code"), "error")
     message = _printable(error.get("message"), "no message")
     print(f"edgectl: {fleet}/{node} refused {name!r}: {code}: {message}", file=sys.stderr)
+    if code == "bad_response_topic":
+        print(
+            "edgectl: the node takes response topics only under its [broker] "
+            "response_topic_prefix: pass it as --response-prefix, or use --no-response-topic",
+            file=sys.stderr,
+        )
     return EXIT_REFUSED
 
 
-async def _reply(client: aiomqtt.Client, topic: str, cmd_id: str) -> dict[str, Any]:
+def _publish_properties(request: Request) -> Properties | None:
+    if request.response_topic is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.ResponseTopic = request.response_topic
+    props.CorrelationData = request.correlation
+    return props
+
+
+async def _reply(client: aiomqtt.Client, request: Request) -> tuple[dict[str, Any], str]:
     async for message in client.messages:
-        if str(message.topic) != topic or not isinstance(message.payload, bytes | bytearray):
-            continue
-        try:
-            reply = json.loads(message.payload)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(reply, dict) and reply.get("id") == cmd_id:
-            return reply
+        correlation = getattr(message.properties, "CorrelationData", None)
+        found = reply_of(request, str(message.topic), message.payload, correlation)
+        if found is not None:
+            return found
     raise aiomqtt.MqttError("the connection closed before a reply came")
 
 
@@ -375,11 +546,16 @@ def _printable(value: Any, default: str) -> str:
 
 
 async def watch(
-    address: BrokerAddress, prefix: str, protocol: Protocol, duration: float | None
+    login: Login,
+    prefix: str,
+    duration: float | None,
+    *,
+    nodes: list[str] | None = None,
+    say: Say | None = None,
 ) -> int:
     """Subscribe to `{prefix}/#` and show the fleet until Ctrl-C or `duration`."""
     view = FleetView(prefix)
-    feed = FleetFeed(address, view, protocol=protocol)
+    feed = FleetFeed(login, view, nodes=nodes or (), say=say)
     stop = asyncio.Event()
     tty = sys.stdout.isatty()
     console = Console() if tty else Console(width=160, no_color=True, highlight=False)
@@ -388,7 +564,7 @@ async def watch(
     def table() -> RenderableType:
         elapsed = time.monotonic() - started
         caption = (
-            f"{address.url} · {prefix}/# · {feed.status} · {view.received} messages · "
+            f"{login.address.url} · {prefix}/# · {feed.status} · {view.received} messages · "
             f"{elapsed:.0f} s" + (" · Ctrl-C to stop" if tty else "")
         )
         return fleet_table(view, time.time(), title="edgectl watch", caption=caption)

@@ -36,8 +36,9 @@ from edged.demo.broker import EmbeddedBroker, quiet_amqtt
 from edged.demo.view import DemoInfo, screen, summary
 from edged.errors import ConfigError, EdgedError
 from edged.node import Node
-from edged.ops.feed import FleetFeed, Protocol
+from edged.ops.feed import FleetFeed
 from edged.ops.fleet import FleetView
+from edged.ops.login import Login, Protocol
 from edged.ops.loop import run_until, stop_on_signals
 from edged.ops.urls import BrokerAddress, parse_broker_url
 
@@ -159,6 +160,13 @@ async def run_demo(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"edged demo: --broker: {exc}", file=sys.stderr)
             return 2
+        if external.tls:
+            print(
+                "edged demo: --broker: the demo connects without TLS; give a plain "
+                "mqtt://host:port listener (edgectl speaks mqtts:// to a secured fleet)",
+                file=sys.stderr,
+            )
+            return 2
     config_path = Path(args.config) if args.config else default_config_path()
     config = load_config(config_path)
     base_dir = config_path.resolve().parent
@@ -216,9 +224,8 @@ class Demo:
         self.lists = lists
         self.view = FleetView(config.broker.prefix)
         self.feed = FleetFeed(
-            address,
+            Login(address, protocol=config.broker.protocol),
             self.view,
-            protocol=config.broker.protocol,
             client_id=f"edged-demo-dispatch-{uuid.uuid4().hex[:8]}",
         )
         self.node = Node(config, base_dir=base_dir)

@@ -1,7 +1,9 @@
 """The dispatch and operations side: read the fleet from MQTT, as `edgectl` and the demo do."""
 
-from edged.ops.feed import BrokerUnreachableError, FleetFeed, mqtt_client
+from edged.ops.client import BrokerUnreachableError, connect
+from edged.ops.feed import FleetFeed
 from edged.ops.fleet import FleetView, NodeView
+from edged.ops.login import Login, LoginError
 from edged.ops.urls import BrokerAddress, parse_broker_url
 
 __all__ = [
@@ -9,7 +11,9 @@ __all__ = [
     "BrokerUnreachableError",
     "FleetFeed",
     "FleetView",
+    "Login",
+    "LoginError",
     "NodeView",
-    "mqtt_client",
+    "connect",
     "parse_broker_url",
 ]

@@ -2,67 +2,34 @@
 
 The demo screen and `edgectl watch` both use it, so what they show is exactly what the
 broker delivers to a subscriber, never what a node believes it sent.
+
+Some brokers (RabbitMQ 3.10) hand retained messages only to a subscription naming the
+exact topic, never to `{prefix}/#`: a node that is online but quiet would show "no state".
+So each node seen (or named in `nodes`) also gets exact subscriptions to its retained
+topics; on a broker that already sent them, the retained value simply arrives again.
 """
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Iterable
 
 import aiomqtt
 
-from edged.errors import EdgedError
+from edged.ops.client import BrokerUnreachableError, Say, ToolClient, connect, refused
 from edged.ops.fleet import FleetView
-from edged.ops.urls import BrokerAddress
+from edged.ops.login import Login
+from edged.topics import ALARM, TOPICS
 
 log = logging.getLogger(__name__)
 
-Protocol = Literal["5", "3.1.1"]
-
-
-class BrokerUnreachableError(EdgedError):
-    """The broker could not be reached or refused us; the message says what to check."""
-
-
-def mqtt_client(
-    address: BrokerAddress,
-    *,
-    protocol: Protocol,
-    client_id: str,
-    timeout: float = 10.0,
-) -> aiomqtt.Client:
-    """An anonymous, clean-session client: a tool leaves no session behind on the broker."""
-    v5 = protocol == "5"
-    return aiomqtt.Client(
-        hostname=address.host,
-        port=address.port,
-        identifier=client_id,
-        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        clean_session=None if v5 else True,
-        timeout=timeout,
-        keepalive=30,
-        max_queued_incoming_messages=50_000,
-    )
-
-
-def refused(granted: Sequence[Any]) -> bool:
-    """Whether a SUBACK refused the subscription (3.1.1: 0x80; MQTT 5: a failure reason)."""
-    for code in granted:
-        if isinstance(code, int):
-            if code >= 0x80:
-                return True
-        elif getattr(code, "is_failure", False):
-            return True
-    return False
-
-
-def unreachable(address: BrokerAddress, exc: BaseException) -> BrokerUnreachableError:
-    return BrokerUnreachableError(
-        f"cannot reach the MQTT broker at {address}: {exc or type(exc).__name__}. "
-        "Check that it is running and that the host and port are right "
-        "(the URL looks like mqtt://host:1883)."
-    )
+ALARM_KINDS = ("panic", "outbox_full")
+RETAINED = tuple(
+    s.name for s in TOPICS.values() if s.retain and s.direction == "out" and "{" not in s.name
+) + tuple(ALARM.suffix(kind) for kind in ALARM_KINDS)
+"""A node's retained topics, each subscribed exactly (see the module's docstring)."""
+MAX_EXACT_NODES = 2_000
+"""Past this many nodes, no more exact subscriptions (each costs the broker one)."""
 
 
 class FleetFeed:
@@ -74,20 +41,24 @@ class FleetFeed:
 
     def __init__(
         self,
-        address: BrokerAddress,
+        login: Login,
         view: FleetView,
         *,
-        protocol: Protocol = "5",
         client_id: str | None = None,
+        nodes: Iterable[str] = (),
+        say: Say | None = None,
     ) -> None:
-        self.address = address
+        self.login = login
         self.view = view
-        self.protocol = protocol
         self.client_id = client_id or f"edgectl-{uuid.uuid4().hex[:12]}"
+        self.named = tuple(nodes)
+        self.say = say
         self.subscribed = asyncio.Event()
         self.connected = False
         self.status = "connecting"
         self.sessions = 0
+        self.version: str | None = None
+        self._exact: set[str] = set()
 
     @property
     def topic_filter(self) -> str:
@@ -97,28 +68,49 @@ class FleetFeed:
         failures = 0
         while True:
             try:
-                async with mqtt_client(
-                    self.address, protocol=self.protocol, client_id=self.client_id
-                ) as client:
+                async with connect(self.login, self.client_id, say=self.say) as client:
                     granted = await client.subscribe(self.topic_filter, qos=1)
                     if refused(granted):
                         raise BrokerUnreachableError(
-                            f"the broker at {self.address} refused a subscription to "
+                            f"the broker at {self.login.address} refused a subscription to "
                             f"{self.topic_filter}: check its ACL for this client"
                         )
+                    self._exact = set()
                     self.connected = True
                     self.sessions += 1
+                    self.version = client.version
                     failures = 0
                     self.status = "connected"
+                    for named in self.named:
+                        await self._subscribe_exact(client, named)
                     self.subscribed.set()
                     async for message in client.messages:
-                        self.view.ingest(str(message.topic), message.payload)
+                        topic = str(message.topic)
+                        self.view.ingest(topic, message.payload)
+                        key = self.view.node_key(topic)
+                        if key is not None and key not in self._exact:
+                            await self._subscribe_exact(client, key)
+            except BrokerUnreachableError:
+                if not self.subscribed.is_set():
+                    raise
+                self.status = "the broker refuses us now; retrying"
             except aiomqtt.MqttError as exc:
                 if not self.subscribed.is_set():
-                    raise unreachable(self.address, exc) from None
+                    raise BrokerUnreachableError(
+                        f"lost the broker at {self.login.address} while subscribing: {exc}"
+                    ) from None
                 self.status = f"lost the broker ({exc}); reconnecting"
-                log.info("lost the broker at %s: %s", self.address, exc)  # `status` shows it
+                log.info("lost the broker at %s: %s", self.login.address, exc)  # `status` shows it
             finally:
                 self.connected = False
             failures += 1
             await asyncio.sleep(min(5.0, 0.25 * 2**failures))
+
+    async def _subscribe_exact(self, client: ToolClient, key: str) -> None:
+        self._exact.add(key)
+        if len(self._exact) > MAX_EXACT_NODES:
+            return
+        base = f"{self.view.prefix}/{key}"
+        granted = await client.subscribe([(f"{base}/{name}", 1) for name in RETAINED])
+        if refused(granted):
+            log.info("the broker refused exact subscriptions under %s", base)

@@ -292,6 +292,11 @@ class FleetView:
         view.messages[counter] += 1
         return True
 
+    def node_key(self, topic: str) -> str | None:
+        """`fleet/node` of a topic in this view's contract, else None."""
+        parsed = self._split(topic)
+        return None if parsed is None else f"{parsed[0]}/{parsed[1]}"
+
     def _split(self, topic: Any) -> tuple[str, str, str] | None:
         if not isinstance(topic, str) or not topic.startswith(self.prefix + "/"):
             return None
@@ -305,8 +310,10 @@ class FleetView:
             return fleet, node, suffix
         if suffix.startswith("alarm/") and COMMAND_NAME.fullmatch(suffix[len("alarm/") :]):
             return fleet, node, "alarm"  # one retained topic per kind, one handler
-        if suffix.startswith("reply/") and COMMAND_NAME.fullmatch(suffix[len("reply/") :]):
-            return fleet, node, suffix
+        if suffix.startswith("reply/"):  # a broker may have turned `reply/a.b` into `reply/a/b`
+            name = suffix[len("reply/") :].replace("/", ".")
+            if COMMAND_NAME.fullmatch(name):
+                return fleet, node, f"reply/{name}"
         return None  # cmd/* is input to the node, anything else is not in the contract
 
     @staticmethod

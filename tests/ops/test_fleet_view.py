@@ -400,6 +400,9 @@ def test_arbitrary_json_on_contract_topics_never_raises(suffix: str, body: dict[
         ("tcp://h:1", BrokerAddress("h", 1)),
         ("h:2000", BrokerAddress("h", 2000)),
         ("mqtt://[::1]:1883", BrokerAddress("::1", 1883)),
+        ("mqtts://broker.example", BrokerAddress("broker.example", 8883, tls=True)),
+        ("mqtts://h:9883", BrokerAddress("h", 9883, tls=True)),
+        ("ssl://h", BrokerAddress("h", 8883, tls=True)),
     ],
 )
 def test_broker_urls_give_host_and_port(url: str, expected: BrokerAddress) -> None:
@@ -411,7 +414,7 @@ def test_broker_urls_give_host_and_port(url: str, expected: BrokerAddress) -> No
     [
         ("", "empty"),
         ("http://h:1883", "unknown scheme"),
-        ("mqtts://h:8883", "not supported"),
+        ("wss://h:8884", "WebSocket"),
         ("mqtt://u:p@h:1883", "credentials"),
         ("mqtt://h:99999", "mqtt://host:port"),
         ("mqtt://h:port", "mqtt://host:port"),
@@ -427,3 +430,12 @@ def test_bad_broker_urls_say_what_is_wrong(url: str, says: str) -> None:
 
 def test_an_ipv6_address_prints_in_brackets() -> None:
     assert BrokerAddress("::1", 1883).url == "mqtt://[::1]:1883"
+
+
+def test_a_tls_address_prints_as_mqtts() -> None:
+    assert BrokerAddress("h", 8883, tls=True).url == "mqtts://h:8883"
+
+
+def test_credentials_in_a_url_point_to_the_options() -> None:
+    with pytest.raises(ValueError, match="--username and --password-file"):
+        parse_broker_url("mqtts://dispatch:secret@h")

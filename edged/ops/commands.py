@@ -1,0 +1,107 @@
+"""A command as dispatch sends it, and its reply as dispatch recognises it (docs/topics.md).
+
+Spelling: the command goes on `cmd/` with `/` for each `.` of its name (`cmd/config/get`), the
+one spelling no broker rewrites (RabbitMQ turns `.` into `/`); the signature covers the dotted
+topic (`cmd/config.get`), as the contract says. The reply is taken from `reply/#` whatever its
+spelling (`reply/config/get`, an older node's `reply/config.get`, `reply/_invalid`), matched by
+`id`; with MQTT 5 it may come first on our response topic, matched by correlation data.
+"""
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.security.signing import sign
+
+REPLIES_LEVEL = "_replies"
+"""`{prefix}/{fleet}/_replies/...`: outside every node's base (a node id never starts with
+`_`), so a node accepts it as a response topic when no `response_topic_prefix` is set."""
+
+
+def command_topic(base: str, name: str) -> str:
+    """Where the command is published: `/` for `.` survives every broker."""
+    return f"{base}/cmd/{name.replace('.', '/')}"
+
+
+def signed_topic(base: str, name: str) -> str:
+    """The topic the signature covers: always the dotted spelling."""
+    return f"{base}/cmd/{name}"
+
+
+def default_response_topic(prefix: str, fleet: str, client_id: str) -> str:
+    return f"{prefix}/{fleet}/{REPLIES_LEVEL}/{client_id}"
+
+
+@dataclass(frozen=True)
+class Request:
+    base: str
+    name: str
+    id: str
+    payload: bytes
+    response_topic: str | None
+    correlation: bytes
+
+    @property
+    def topic(self) -> str:
+        return command_topic(self.base, self.name)
+
+    @property
+    def reply_filter(self) -> str:
+        return f"{self.base}/reply/#"
+
+
+def make_request(
+    base: str,
+    name: str,
+    args: dict[str, Any],
+    *,
+    key: Ed25519PrivateKey | None = None,
+    kid: str | None = None,
+    response_topic: str | None = None,
+    now_ms: int | None = None,
+) -> Request:
+    cmd_id = uuid.uuid4().hex
+    ts = int(time.time() * 1000) if now_ms is None else now_ms
+    doc: dict[str, Any] = {"id": cmd_id, "ts": ts, "args": args}
+    if key is not None:
+        doc["sig"] = sign(key, signed_topic(base, name), cmd_id, ts, args)
+        if kid:
+            doc["kid"] = kid
+    return Request(
+        base=base,
+        name=name,
+        id=cmd_id,
+        payload=json.dumps(doc).encode(),
+        response_topic=response_topic,
+        correlation=cmd_id.encode(),
+    )
+
+
+def reply_of(
+    request: Request, topic: str, payload: Any, correlation: Any
+) -> tuple[dict[str, Any], str] | None:
+    """`(reply, how it came)` when this message is the node's reply to `request`, else None.
+
+    Anyone allowed to publish may write on these topics: the reply must carry our `id` (and,
+    on the response topic, our correlation data), or it is not ours."""
+    if not isinstance(payload, bytes | bytearray):
+        return None
+    if topic == request.response_topic:
+        if correlation is None or bytes(correlation) != request.correlation:
+            return None
+        how = f"the MQTT 5 response topic {topic}"
+    elif topic.startswith(f"{request.base}/reply/"):
+        how = topic
+    else:
+        return None
+    try:
+        reply = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(reply, dict) or reply.get("id") != request.id:
+        return None
+    return reply, how

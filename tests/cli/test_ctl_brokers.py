@@ -1,0 +1,371 @@
+"""`edgectl` as a real MQTT client: logins, MQTT 5 with a fall back to 3.1.1, response
+topics, and each broker quirk met in the field (tests/helpers/quirks.py), against a real
+Mosquitto, the embedded amqtt broker and real `edged run` nodes."""
+
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edged.cli.ctl import main
+from tests.helpers.amqtt import ThreadedAmqtt
+from tests.helpers.broker import Mosquitto
+from tests.helpers.nodes import start_daemon, write_config
+from tests.helpers.quirks import QuirkProxy, Quirks
+
+NODE = "test/shuttle-07"
+
+
+async def _online(port: int, within_s: float) -> None:
+    async with (
+        asyncio.timeout(within_s),
+        aiomqtt.Client("127.0.0.1", port, identifier="test-wait-online") as client,
+    ):
+        await client.subscribe(f"rnst/v1/{NODE}/state", qos=1)
+        async for message in client.messages:
+            if isinstance(message.payload, bytes) and b'"online"' in message.payload:
+                return
+
+
+@contextlib.contextmanager
+def running_node(
+    port: int, tmp_path: Path, *, protocol: str = "5", broker: str = ""
+) -> Iterator[None]:
+    """`edged run` on the broker at `port`, its birth seen."""
+    log = tmp_path / "daemon.log"
+    config = write_config(tmp_path, port, protocol=protocol, health_s=1, broker=broker)
+    proc = start_daemon(config, log)
+    try:
+        try:
+            asyncio.run(_online(port, 15))
+        except TimeoutError:
+            pytest.fail(f"the node never came online:\n{log.read_text()[-3000:]}")
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def node(broker: Mosquitto, tmp_path: Path) -> Iterator[Mosquitto]:
+    with running_node(broker.port, tmp_path):
+        yield broker
+
+
+@pytest.fixture
+def proxy(broker: Mosquitto, request: pytest.FixtureRequest) -> Iterator[QuirkProxy]:
+    p = QuirkProxy(broker.port, request.param).start()
+    yield p
+    p.stop()
+
+
+# -- MQTT 5 response topic ----------------------------------------------------------------------
+
+
+async def test_mqtt5_commands_carry_a_response_topic_and_the_reply_comes_there_with_our_id(
+    node: Mosquitto,
+) -> None:
+    copies: list[tuple[str, bytes, bytes | None]] = []
+    async with aiomqtt.Client(
+        "127.0.0.1", node.port, protocol=aiomqtt.ProtocolVersion.V5, identifier="test-spy"
+    ) as spy:
+        await spy.subscribe("rnst/v1/test/_replies/#", qos=1)
+        code = await asyncio.to_thread(main, ["cmd", NODE, "ping", "--broker", node.url])
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                async for message in spy.messages:
+                    corr = getattr(message.properties, "CorrelationData", None)
+                    assert isinstance(message.payload, bytes)
+                    copies.append((str(message.topic), message.payload, corr))
+                    break
+    assert code == 0
+    assert len(copies) == 1
+    topic, payload, corr = copies[0]
+    assert topic.startswith("rnst/v1/test/_replies/edgectl-")
+    assert corr is not None and bytes(corr) == json.loads(payload)["id"].encode()
+
+
+def test_no_response_topic_still_gets_the_reply_on_reply_name(
+    node: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["cmd", NODE, "ping", "--broker", node.url, "--no-response-topic", "-v"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f"reply on rnst/v1/{NODE}/reply/ping" in err
+
+
+# -- brokers that refuse MQTT 5 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "proxy", [Quirks(refuse_v5="connack"), Quirks(refuse_v5="close")], indirect=True
+)
+def test_a_broker_refusing_mqtt5_gets_311_and_verbose_says_so(
+    node: Mosquitto, proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    code = main(["cmd", NODE, "ping", "--broker", proxy.url, "-v"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "the broker refused MQTT 5" in err
+    assert "trying MQTT 3.1.1" in err
+    assert "with MQTT 3.1.1" in err
+    assert proxy.connects == [5, 4]
+    assert time.monotonic() - started < 8  # a hang-up is seen at once, not after a time-out
+
+
+@pytest.mark.parametrize("proxy", [Quirks(refuse_v5="connack")], indirect=True)
+def test_protocol_5_forced_on_a_311_broker_exits_4_and_says_use_auto(
+    proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["cmd", NODE, "ping", "--broker", proxy.url, "--protocol", "5"])
+    assert code == 4
+    assert "--protocol auto" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("proxy", [Quirks(connack_refusal=135)], indirect=True)
+def test_a_connack_refusal_exits_4_with_what_to_check_and_is_not_retried(
+    proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["cmd", NODE, "ping", "--broker", proxy.url, "--timeout", "2"])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert "refused the login: not authorised" in err
+    assert "--username" in err
+    assert proxy.connects == [5]
+
+
+def test_the_embedded_amqtt_broker_is_reached_with_311(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    amqtt = ThreadedAmqtt().start()
+    try:
+        with running_node(amqtt.port, tmp_path, protocol="3.1.1"):
+            code = main(["cmd", NODE, "ping", "--broker", amqtt.url, "-v"])
+    finally:
+        amqtt.stop()
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "unsupported protocol version" in err
+    assert "with MQTT 3.1.1" in err
+
+
+# -- topic spelling -----------------------------------------------------------------------------
+
+
+class Responder:
+    """A peer on the node's command topics that answers as a node would, with `reply_name`
+    as its reply topic's last levels: what edgectl must accept however a node spells it."""
+
+    def __init__(self, port: int, reply_name: str) -> None:
+        self.topics: list[str] = []
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-responder")
+        self.ready = threading.Event()
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(f"rnst/v1/{NODE}/cmd/#", qos=1)
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.ready.set()
+        self.c.on_message = self._on_message
+        self.reply_name = reply_name
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        assert self.ready.wait(5)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.topics.append(msg.topic)
+        cmd = json.loads(msg.payload)
+        reply = {"id": cmd["id"], "ok": True, "result": {"seen": msg.topic}}
+        client.publish(f"rnst/v1/{NODE}/reply/{self.reply_name}", json.dumps(reply), qos=1)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.mark.parametrize("proxy", [Quirks(dots_to_slashes=True)], indirect=True)
+@pytest.mark.parametrize("reply_name", ["config/get", "config.get"])
+def test_through_a_dot_rewriting_broker_the_command_arrives_as_sent_and_any_reply_spelling_counts(
+    broker: Mosquitto,
+    proxy: QuirkProxy,
+    reply_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    responder = Responder(broker.port, reply_name)
+    try:
+        code = main(["cmd", NODE, "config.get", "--broker", proxy.url, "--timeout", "5"])
+    finally:
+        responder.close()
+    assert code == 0, capsys.readouterr().err
+    assert responder.topics == [f"rnst/v1/{NODE}/cmd/config/get"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the node side of #22 (branch i13u): slash-spelled commands; remove on merge",
+)
+@pytest.mark.parametrize("proxy", [Quirks(dots_to_slashes=True)], indirect=True)
+def test_a_dotted_command_reaches_a_real_node_through_a_dot_rewriting_broker(
+    node: Mosquitto, proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["cmd", NODE, "config.get", "--broker", proxy.url, "--timeout", "4"])
+    assert code == 0, capsys.readouterr().err
+
+
+# -- retained messages only to exact subscribers -------------------------------------------------
+
+
+async def _wildcard_sees_state(url_port: int) -> bool:
+    async with aiomqtt.Client("127.0.0.1", url_port, identifier="test-wildcard") as c:
+        await c.subscribe("rnst/v1/#", qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.5):
+                async for message in c.messages:
+                    if str(message.topic).endswith("/state"):
+                        return True
+    return False
+
+
+@pytest.mark.parametrize("proxy", [Quirks(retained_exact_only=True)], indirect=True)
+def test_watch_shows_an_online_node_when_retained_goes_only_to_exact_subscribers(
+    node: Mosquitto, proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert not asyncio.run(_wildcard_sees_state(proxy.port)), "the quirk is not reproduced"
+    code = main(["watch", "--broker", proxy.url, "--duration", "3"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if NODE in line]
+    assert code == 0
+    assert len(rows) == 1 and "online" in rows[0], out
+
+
+@pytest.mark.parametrize("proxy", [Quirks(retained_exact_only=True)], indirect=True)
+def test_watch_node_shows_a_silent_node_from_its_retained_state(
+    broker: Mosquitto, proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-ghost")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    state = {"v": 1, "seq": 1, "ts": int(time.time() * 1000), "clock": "ntp", "state": "offline"}
+    c.publish("rnst/v1/test/ghost/state", json.dumps(state), qos=1, retain=True).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+    assert main(["watch", "--broker", proxy.url, "--duration", "1.5"]) == 0
+    assert "test/ghost" not in capsys.readouterr().out
+    code = main(["watch", "--broker", proxy.url, "--duration", "1.5", "--node", "test/ghost"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if "test/ghost" in line]
+    assert code == 0
+    assert len(rows) == 1 and "offline" in rows[0]
+
+
+# -- logins ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def password_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    passwd = tmp_path / "passwd"
+    exe = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.run([exe, "-c", "-b", str(passwd), "test.shuttle-07", "node pw"], check=True)
+    subprocess.run([exe, "-b", str(passwd), "dispatch", "dispatch pw"], check=True)
+    m = Mosquitto(tmp_path, extra=f"allow_anonymous false\npassword_file {passwd}\n").start()
+    yield m
+    m.stop()
+
+
+def _secret(path: Path, text: str) -> Path:
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def password_node(password_broker: Mosquitto, tmp_path: Path) -> Iterator[Mosquitto]:
+    secret = _secret(tmp_path / "node-pw", "node pw")
+    login = f'username = "test.shuttle-07"\npassword_file = "{secret}"\n'
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(write_config(tmp_path, password_broker.port, health_s=1, broker=login), log)
+    try:
+        deadline = time.monotonic() + 15
+        while "connected to" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield password_broker
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_username_and_password_file_log_in(
+    password_node: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = _secret(tmp_path / "dispatch-pw", "dispatch pw")
+    argv = ["cmd", NODE, "ping", "--broker", password_node.url]
+    code = main([*argv, "--username", "dispatch", "--password-file", str(secret)])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_the_login_comes_from_the_environment(
+    password_node: Mosquitto,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("EDGECTL_BROKER", password_node.url)
+    monkeypatch.setenv("EDGECTL_USERNAME", "dispatch")
+    monkeypatch.setenv("EDGECTL_PASSWORD_FILE", str(_secret(tmp_path / "pw", "dispatch pw")))
+    monkeypatch.setenv("EDGECTL_PROTOCOL", "3.1.1")
+    code = main(["cmd", NODE, "ping", "-v"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "with MQTT 3.1.1" in err
+
+
+def test_a_wrong_password_exits_4_and_names_the_options(
+    password_broker: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = _secret(tmp_path / "pw", "wrong")
+    argv = ["cmd", NODE, "ping", "--broker", password_broker.url]
+    code = main([*argv, "--username", "dispatch", "--password-file", str(secret)])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert "refused the login" in err and "--password-file" in err
+
+
+def test_a_password_file_readable_by_others_exits_2_with_the_chmod(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("x\n")
+    secret.chmod(0o644)
+    argv = ["cmd", NODE, "ping", "--broker", "mqtt://127.0.0.1:1"]
+    code = main([*argv, "--username", "dispatch", "--password-file", str(secret)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--password-file" in err and "chmod 600" in err
+
+
+def test_tls_files_with_a_plain_url_exit_2_and_say_mqtts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("x")
+    code = main(["cmd", NODE, "ping", "--broker", "mqtt://h:1883", "--cafile", str(ca)])
+    assert code == 2
+    assert "mqtts://h:1883" in capsys.readouterr().err
+
+
+def test_a_missing_ca_file_exits_2_naming_cafile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["cmd", NODE, "ping", "--broker", "mqtts://h", "--cafile", str(tmp_path / "none.crt")]
+    assert main(argv) == 2
+    assert "--cafile" in capsys.readouterr().err
