@@ -141,7 +141,7 @@ async def test_with_the_broker_down_the_screen_says_offline_and_the_request_is_s
         status = page.locator("#status-mediator")
         await expect(status).to_have_attribute("data-status", "offline")
         await expect(status).to_have_text(
-            "Pas de réseau : votre demande est enregistrée et sera envoyée."
+            "Pas de réseau : envoi plus tard."
         )
         await expect(page.locator("#where")).to_have_text(HERE)  # the rest still works
         await browser.shot("05-offline")
@@ -192,7 +192,7 @@ async def test_a_flood_of_presses_is_refused_on_screen_and_sends_one_request(
             if await status.get_attribute("data-status") == "limited":
                 break
             await asyncio.sleep(0.02)
-        await expect(status).to_have_text("Trop d'appuis : patientez quelques secondes.")
+        await expect(status).to_have_text("Trop d'appuis : patientez un peu.")
         await browser.shot("07-rate-limited")
         codes = await page.evaluate(
             """async () => {
