@@ -5,8 +5,9 @@ announcements with emoji, a right-to-left one. Handed straight to the kiosk serv
 command methods (the code the router calls), so a test sets a whole screen in a few ms.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.e2e.conftest import Kiosk
 
@@ -58,9 +59,18 @@ INFO = "Bienvenue à bord ! Le médiateur est à l'avant du bus, n'hésitez pas 
 ARABIC = "مرحبا بكم على متن الحافلة. الوسيط في مقدمة الحافلة."
 
 
+PARIS = ZoneInfo("Europe/Paris")  # the kiosk's default time zone
+
+
+def paris(days: int, hour: int, minute: int) -> datetime:
+    """That time of the day `days` from today, on the kiosk's clock."""
+    day = datetime.now(PARIS).date() + timedelta(days=days)
+    return datetime.combine(day, time(hour, minute), PARIS)
+
+
 def schedule(services: int, stops: int = 3) -> dict[str, Any]:
-    """`services` of the providers above; the first opened yesterday evening and is open
-    until tomorrow (a two-day market), the others today."""
+    """`services` of the providers above; the first opened yesterday at 18:49 and is open
+    until tomorrow noon (a two-day market), the others today."""
     now = datetime.now(UTC)
     slots: list[dict[str, Any]] = []
     for i, (sid, provider, what, what_en) in enumerate(PROVIDERS[:services]):
@@ -71,7 +81,8 @@ def schedule(services: int, stops: int = 3) -> dict[str, Any]:
             "where": {"fr": f"Camion {i + 1}", "en": f"Truck {i + 1}"},
         }
         if i == 0:
-            slot["start"] = (now - timedelta(hours=20)).isoformat()
+            slot["start"] = paris(-1, 18, 49).isoformat()
+            slot["until"] = paris(1, 12, 0).isoformat()
         else:
             slot["start"] = (now - timedelta(minutes=30)).isoformat()
             slot["until"] = (now + timedelta(hours=3)).isoformat()

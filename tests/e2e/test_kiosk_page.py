@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.e2e.conftest import Browser, Kiosk
+from tests.e2e.geometry import CONTRAST
 from tests.helpers.mqtt import Collector
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one Chromium for the module
@@ -249,34 +250,6 @@ async def test_keyboard_focus_is_clearly_visible(kiosk: Kiosk, browser: Browser)
     assert ring[0] == "BUTTON" and ring[1] == "solid" and ring[2] >= 3
     await browser.shot("09-keyboard-focus")
 
-
-CONTRAST = """() => {
-    const lum = (rgb) => {
-        const [r, g, b] = rgb.map((v) => {
-            v /= 255;
-            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
-        });
-        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-    };
-    const parse = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
-    const background = (el) => {
-        for (let e = el; e; e = e.parentElement) {
-            const c = parse(getComputedStyle(e).backgroundColor);
-            if (c.length === 3 || (c.length === 4 && c[3] > 0.99)) return c.slice(0, 3);
-        }
-        return [255, 255, 255];
-    };
-    const bad = [];
-    for (const el of document.querySelectorAll("body *")) {
-        const hasText = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
-        if (!hasText || !el.checkVisibility() || el.closest(".sr-only")) continue;
-        const fg = parse(getComputedStyle(el).color).slice(0, 3);
-        const [a, b] = [lum(fg), lum(background(el))].sort((x, y) => y - x);
-        const ratio = (a + 0.05) / (b + 0.05);
-        if (ratio < 4.5) bad.push(`${el.tagName}#${el.id}.${el.className}: ${ratio.toFixed(2)}`);
-    }
-    return bad;
-}"""
 
 TARGETS = """() => [...document.querySelectorAll("button, a")]
     .filter((e) => e.checkVisibility())
