@@ -728,9 +728,10 @@
   }
 
   function showBeside(button) {
-    // the words appear next to the pressed button; bring them into its region's view
+    // the words appear next to the pressed button: bring them into its region's view
     const box = button.closest("li") || button.closest(".action");
-    if (box) box.scrollIntoView({ block: "nearest" });
+    const status = box && box.querySelector(".req-status");
+    if (status) status.scrollIntoView({ block: "nearest" });
   }
 
   async function press(kind, serviceId, source) {
