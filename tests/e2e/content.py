@@ -53,7 +53,8 @@ URGENT = (
 )
 IMPORTANT = (
     "Pour les rendez-vous CPAM et CAF, pensez à votre carte Vitale, une pièce d'identité et "
-    "un justificatif de domicile de moins de trois mois."
+    "un justificatif de domicile de moins de trois mois : "
+    "https://www.creuse-mobilite.fr/navette-felletin-gueret/pieces-a-fournir-rendez-vous-cpam"
 )
 INFO = "Bienvenue à bord ! Le médiateur est à l'avant du bus, n'hésitez pas à lui parler."
 ARABIC = "مرحبا بكم على متن الحافلة. الوسيط في مقدمة الحافلة."

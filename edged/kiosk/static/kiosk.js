@@ -58,7 +58,7 @@
         const [de, rest] = deFr(name);
         return [`En route, près ${de}`, { text: rest, fr: true }];
       },
-      km: (km) => ` (${km.toLocaleString("fr-FR")} km)`,
+      km: (km) => ` (${km.toLocaleString("fr-FR")}\u00a0km)`,
       fix_lost: "Position inconnue pour le moment (pas de signal GPS)",
       fix_none: "Position en attente du GPS",
       eta_now: "à l'approche",
@@ -129,7 +129,7 @@
       kind_venue: "Venue",
       on_the_way: "On the way",
       near: (name) => ["On the way, near ", { text: name, fr: true }],
-      km: (km) => ` (${km.toLocaleString("en-GB")} km)`,
+      km: (km) => ` (${km.toLocaleString("en-GB")}\u00a0km)`,
       fix_lost: "Position unknown for now (no GPS signal)",
       fix_none: "Waiting for the GPS position",
       eta_now: "arriving",
