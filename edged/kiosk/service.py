@@ -299,13 +299,18 @@ class KioskService:
         return {"count": count, "capacity": capacity, "free": free, "level": level}
 
     def _requests_view(self, now: int) -> list[dict[str, Any]]:
-        """The latest request per button, while it is recent enough to matter."""
-        latest: dict[str, RequestRecord] = {}
+        """The latest request per button, while it is recent enough to matter. Each service's
+        own "ask" button is a button of its own: its status shows beside it, and a question
+        about one service does not hide the status of another or of the general question."""
+        latest: dict[tuple[str, str | None], RequestRecord] = {}
         for r in self.requests:
             if now - r.made_ms <= self.config.request_display_s * 1000:
-                latest[r.kind] = r
+                latest[(r.kind, r.service_id)] = r
         return [
-            latest[k].model_dump(mode="json", exclude={"lang"}) for k in self.buttons if k in latest
+            r.model_dump(mode="json", exclude={"lang"})
+            for k in self.buttons
+            for (kind, _), r in latest.items()
+            if kind == k
         ]
 
     # -- keeping time -----------------------------------------------------------------

@@ -88,28 +88,32 @@ class Kiosk:
         await asyncio.wait_for(self.server.listening.wait(), 5)
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+def start_broker(tmp: Path) -> Mosquitto:
     """With persistence: a dispatch subscriber's session survives a broker restart, so what
     the node sends when the broker is back reaches it whatever the reconnect order."""
-    store = tmp_path / "mosquitto-store"
+    store = tmp / "mosquitto-store"
     store.mkdir()
-    m = Mosquitto(tmp_path, extra=f"persistence true\npersistence_location {store}/\n").start()
+    return Mosquitto(tmp, extra=f"persistence true\npersistence_location {store}/\n").start()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    m = start_broker(tmp_path)
     yield m
     m.stop()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def kiosk(
-    broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Kiosk]:
-    add_kiosk_topic(monkeypatch)
-    path = write_config(tmp_path, broker.port, gps=True, speed_factor=1.0, extra=FELLETIN)
-    node = Node(load_config(path), base_dir=tmp_path)
+@contextlib.asynccontextmanager
+async def running_kiosk(broker: Mosquitto, tmp: Path, **kiosk: Any) -> AsyncIterator[Kiosk]:
+    """The real node parked at Felletin with its kiosk server; `kiosk` sets KioskConfig."""
+    path = write_config(tmp, broker.port, gps=True, speed_factor=1.0, extra=FELLETIN)
+    node = Node(load_config(path), base_dir=tmp)
     stop = asyncio.Event()
     run = asyncio.create_task(node.run(stop))
     await asyncio.wait_for(node.ready.wait(), 5)
-    config = KioskConfig(port=free_port(), buttons=["pickup", "mediator", "service"])
+    config = KioskConfig(
+        port=free_port(), buttons=["pickup", "mediator", "service"], **kiosk
+    )
     server = start_kiosk(node, config)
     k = Kiosk(node, server, broker, [asyncio.create_task(server.run())])
     await asyncio.wait_for(server.listening.wait(), 5)
@@ -128,14 +132,44 @@ async def kiosk(
         await asyncio.wait_for(run, 10)
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def kiosk(
+    broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Kiosk]:
+    add_kiosk_topic(monkeypatch)
+    async with running_kiosk(broker, tmp_path) as k:
+        yield k
+
+
+@pytest.fixture(scope="module")
+def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    m = start_broker(tmp_path_factory.mktemp("broker"))
+    yield m
+    m.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_kiosk(
+    module_broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Kiosk]:
+    """One node and kiosk for a whole module (layout and accessibility checks do not need a
+    fresh node each); riders may press often (many buttons are pressed in turn)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        add_kiosk_topic(monkeypatch)
+        async with running_kiosk(
+            module_broker, tmp_path_factory.mktemp("node"), rate_burst=100, global_burst=200
+        ) as k:
+            yield k
+
+
 @dataclass
 class Browser:
     page: Any
     errors: list[str]
 
     async def shot(self, name: str) -> Path:
-        SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         await self.page.screenshot(path=str(path), full_page=True)
         return path
 
@@ -161,16 +195,25 @@ async def chromium() -> AsyncIterator[Any]:
             await browser.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def browser(chromium: Any) -> AsyncIterator[Browser]:
-    context = await chromium.new_context(
-        viewport=VIEWPORT, locale="fr-FR", timezone_id="Europe/Paris"
+@contextlib.asynccontextmanager
+async def open_browser(
+    chromium: Any, viewport: dict[str, int] | None = None, **context: Any
+) -> AsyncIterator[Browser]:
+    """A fresh context (own profile in memory) and page in the module's Chromium."""
+    ctx = await chromium.new_context(
+        viewport=viewport or VIEWPORT, locale="fr-FR", timezone_id="Europe/Paris", **context
     )
-    page = await context.new_page()
+    page = await ctx.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         yield Browser(page, errors)
     finally:
-        await context.close()
+        await ctx.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(chromium: Any) -> AsyncIterator[Browser]:
+    async with open_browser(chromium) as b:
+        yield b

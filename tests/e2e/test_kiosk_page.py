@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.e2e.conftest import Browser, Kiosk
+from tests.e2e.geometry import CONTRAST
 from tests.helpers.mqtt import Collector
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one Chromium for the module
@@ -141,7 +142,7 @@ async def test_with_the_broker_down_the_screen_says_offline_and_the_request_is_s
         status = page.locator("#status-mediator")
         await expect(status).to_have_attribute("data-status", "offline")
         await expect(status).to_have_text(
-            "Pas de réseau : votre demande est enregistrée et sera envoyée."
+            "Pas de réseau : envoi plus tard."
         )
         await expect(page.locator("#where")).to_have_text(HERE)  # the rest still works
         await browser.shot("05-offline")
@@ -192,7 +193,7 @@ async def test_a_flood_of_presses_is_refused_on_screen_and_sends_one_request(
             if await status.get_attribute("data-status") == "limited":
                 break
             await asyncio.sleep(0.02)
-        await expect(status).to_have_text("Trop d'appuis : patientez quelques secondes.")
+        await expect(status).to_have_text("Trop d'appuis : patientez un peu.")
         await browser.shot("07-rate-limited")
         codes = await page.evaluate(
             """async () => {
@@ -249,34 +250,6 @@ async def test_keyboard_focus_is_clearly_visible(kiosk: Kiosk, browser: Browser)
     assert ring[0] == "BUTTON" and ring[1] == "solid" and ring[2] >= 3
     await browser.shot("09-keyboard-focus")
 
-
-CONTRAST = """() => {
-    const lum = (rgb) => {
-        const [r, g, b] = rgb.map((v) => {
-            v /= 255;
-            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
-        });
-        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-    };
-    const parse = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
-    const background = (el) => {
-        for (let e = el; e; e = e.parentElement) {
-            const c = parse(getComputedStyle(e).backgroundColor);
-            if (c.length === 3 || (c.length === 4 && c[3] > 0.99)) return c.slice(0, 3);
-        }
-        return [255, 255, 255];
-    };
-    const bad = [];
-    for (const el of document.querySelectorAll("body *")) {
-        const hasText = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
-        if (!hasText || !el.checkVisibility() || el.closest(".sr-only")) continue;
-        const fg = parse(getComputedStyle(el).color).slice(0, 3);
-        const [a, b] = [lum(fg), lum(background(el))].sort((x, y) => y - x);
-        const ratio = (a + 0.05) / (b + 0.05);
-        if (ratio < 4.5) bad.push(`${el.tagName}#${el.id}.${el.className}: ${ratio.toFixed(2)}`);
-    }
-    return bad;
-}"""
 
 TARGETS = """() => [...document.querySelectorAll("button, a")]
     .filter((e) => e.checkVisibility())

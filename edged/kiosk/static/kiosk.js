@@ -1,10 +1,26 @@
 // Info kiosk page: live state from the daemon (Server-Sent Events), rider buttons.
 // Text only: every string from the daemon goes through textContent, never HTML (the
 // Content-Security-Policy forbids HTML sinks anyway). No build step, no external files.
+//
+// Each state push updates only what changed: list items are kept by key and their texts
+// are rewritten only when they differ, so a focused button stays focused and a screen
+// reader is not read the whole screen again. What a screen reader is told of its own accord
+// goes through #announce (#alert for urgent announcements), once per change, in words
+// written for it: the stop reached, the next stop, a new announcement, a change of seat level.
 "use strict";
 
 (() => {
   const plural = (n, one, many) => (n === 1 ? one : many);
+
+  // "de" before a French place name: "près d'Ahun", "près du Grand-Bourg", "près des Mars",
+  // "près de La Souterraine". An h is not elided: an aspirated h cannot be told from a mute
+  // one by its spelling (Honfleur, Hendaye), and "de H…" is the smaller mistake.
+  function deFr(name) {
+    const article = /^(Le|Les)\s+(\S.*)$/u.exec(name);
+    if (article) return [article[1] === "Le" ? "du " : "des ", article[2]];
+    if (/^[aeiouyàâäéèêëîïôöùûüÿœæ]/iu.test(name)) return ["d'", name];
+    return ["de ", name];
+  }
 
   const TEXT = {
     fr: {
@@ -18,7 +34,7 @@
       online: "En ligne",
       offline: "Hors ligne",
       offline_banner:
-        "Pas de réseau : vos demandes sont enregistrées et seront envoyées dès le retour du réseau.",
+        "Pas de réseau : vos demandes partiront dès son retour.",
       lost_banner: "Connexion à la borne perdue, reconnexion…",
       where_title: "Où sommes-nous ?",
       stops_title: "Prochains arrêts",
@@ -38,31 +54,41 @@
       kind_market: "Marché de services",
       kind_venue: "Lieu",
       on_the_way: "En route",
-      near: (name, km) => `En route, près de ${name} (${km.toLocaleString("fr-FR")} km)`,
+      near: (name) => {
+        const [de, rest] = deFr(name);
+        return [`En route, près ${de}`, { text: rest, fr: true }];
+      },
+      km: (km) => ` (${km.toLocaleString("fr-FR")}\u00a0km)`,
       fix_lost: "Position inconnue pour le moment (pas de signal GPS)",
       fix_none: "Position en attente du GPS",
       eta_now: "à l'approche",
       eta_in: (m) => `dans ${m} min`,
       eta_past: "passé",
+      yesterday: (t) => `hier ${t}`,
+      tomorrow: (t) => `demain ${t}`,
       until: (t) => `jusqu'à ${t}`,
       from_to: (a, b) => `de ${a} à ${b}`,
+      since_until: (a, b) => `depuis ${a}, jusqu'à ${b}`,
       from: (t) => `à partir de ${t}`,
+      since: (t) => `depuis ${t}`,
       seats: (n) => `${n} ${plural(n, "place disponible", "places disponibles")}`,
       few: (w) => `Peu de places : ${w}`,
       full: "Complet",
       occ_value: (c, cap) => `${c} personnes à bord sur ${cap} places`,
       urgent: "Urgent : ",
       important: "Important : ",
-      saving: "Enregistrement de votre demande…",
+      said_arrived: (kind) => `${kind} : `,
+      said_next: "Prochain arrêt : ",
+      said_at: (t) => `, vers ${t}.`,
+      said_message: "Nouvelle annonce : ",
+      saving: "Enregistrement…",
       sent: "Envoyé. En attente de la régulation.",
-      sent_offline:
-        "Pas de réseau : votre demande est enregistrée et sera envoyée.",
+      sent_offline: "Pas de réseau : envoi plus tard.",
       received: "Reçu par la régulation.",
-      failed:
-        "Votre demande n'a pas pu être enregistrée. Adressez-vous au chauffeur ou à l'accueil.",
-      limited: "Trop d'appuis : patientez quelques secondes.",
-      refused: "Cette demande n'est pas possible ici.",
-      unreachable: "La borne ne répond pas. Réessayez dans un instant.",
+      failed: "Échec : adressez-vous au chauffeur ou à l'accueil.",
+      limited: "Trop d'appuis : patientez un peu.",
+      refused: "Pas possible ici.",
+      unreachable: "La borne ne répond pas. Réessayez.",
       about: (p) => `Question sur ${p} : `,
       modes: {
         "on-demand": "Transport à la demande",
@@ -82,7 +108,7 @@
       online: "Online",
       offline: "Offline",
       offline_banner:
-        "No network: your requests are saved and will be sent when the network is back.",
+        "No network: your requests will be sent when it is back.",
       lost_banner: "Lost contact with the kiosk, reconnecting…",
       where_title: "Where are we?",
       stops_title: "Next stops",
@@ -102,29 +128,38 @@
       kind_market: "Service market",
       kind_venue: "Venue",
       on_the_way: "On the way",
-      near: (name, km) => `On the way, near ${name} (${km.toLocaleString("en-GB")} km)`,
+      near: (name) => ["On the way, near ", { text: name, fr: true }],
+      km: (km) => ` (${km.toLocaleString("en-GB")}\u00a0km)`,
       fix_lost: "Position unknown for now (no GPS signal)",
       fix_none: "Waiting for the GPS position",
       eta_now: "arriving",
       eta_in: (m) => `in ${m} min`,
       eta_past: "passed",
+      yesterday: (t) => `yesterday ${t}`,
+      tomorrow: (t) => `tomorrow ${t}`,
       until: (t) => `until ${t}`,
       from_to: (a, b) => `${a} to ${b}`,
+      since_until: (a, b) => `since ${a}, until ${b}`,
       from: (t) => `from ${t}`,
+      since: (t) => `since ${t}`,
       seats: (n) => `${n} ${plural(n, "seat available", "seats available")}`,
       few: (w) => `Few seats left: ${w}`,
       full: "Full",
       occ_value: (c, cap) => `${c} people on board, ${cap} seats`,
       urgent: "Urgent: ",
       important: "Important: ",
-      saving: "Saving your request…",
+      said_arrived: (kind) => `${kind}: `,
+      said_next: "Next stop: ",
+      said_at: (t) => `, at about ${t}.`,
+      said_message: "New announcement: ",
+      saving: "Saving…",
       sent: "Sent. Waiting for dispatch.",
-      sent_offline: "No network: your request is saved and will be sent.",
+      sent_offline: "No network: sent later.",
       received: "Received by dispatch.",
-      failed: "Your request could not be saved. Please ask the driver or the staff.",
-      limited: "Too many presses: please wait a few seconds.",
-      refused: "This request is not possible here.",
-      unreachable: "The kiosk is not answering. Try again in a moment.",
+      failed: "Failed: please ask the driver or the staff.",
+      limited: "Too many presses: please wait.",
+      refused: "Not possible here.",
+      unreachable: "The kiosk is not answering. Try again.",
       about: (p) => `Question about ${p}: `,
       modes: {
         "on-demand": "On-demand service",
@@ -141,119 +176,212 @@
   let offsetMs = 0; // daemon clock (GPS or NTP) minus this browser's clock
   let clockSource = "unsynced";
   let lastTouch = Date.now();
+  let idled = false; // the screen was reset for the next rider since the last touch
   let lostTimer = null;
-  const mine = {}; // kind -> the last request this page made (from the POST answer)
-  const notes = {}; // kind -> {key, until}: a passing note (rate limited, unreachable…)
-  const busy = {}; // kind -> a press is on its way
+  let heard = null; // what screen readers were last told about (see `tell`)
+  const mine = {}; // "kind|service" -> the last request this page made (from the POST answer)
+  const notes = {}; // "kind|service" -> {key, until}: a passing note (saving, rate limited…)
+  const busy = {}; // "kind|service" -> a press is on its way
+  const hiddenRequests = new Set(); // request ids of riders before the last idle reset
 
   const $ = (id) => document.getElementById(id);
   const tr = (key, ...args) => {
     const v = TEXT[lang][key];
     return typeof v === "function" ? v(...args) : v;
   };
-  const local = (text) => {
-    if (text === null || text === undefined) return "";
-    if (typeof text === "string") return text;
-    return text[lang] || text.fr || text.en || "";
-  };
-  const make = (tag, cls, text) => {
+  const now = () => Date.now() + offsetMs;
+  const slot = (kind, serviceId) => `${kind}|${serviceId || ""}`;
+
+  // -- writing only what changed -------------------------------------------------------
+
+  function setText(el, text) {
+    const value = text === null || text === undefined ? "" : String(text);
+    if (el.textContent === value && el.children.length === 0) return;
+    if (el.childNodes.length === 1 && el.firstChild.nodeType === Node.TEXT_NODE) {
+      el.firstChild.data = value; // a text change, not a new node
+    } else {
+      el.textContent = value;
+    }
+  }
+
+  function setAttr(el, name, value) {
+    if (value === null || value === undefined || value === false) {
+      if (el.hasAttribute(name)) el.removeAttribute(name);
+    } else if (el.getAttribute(name) !== String(value)) {
+      el.setAttribute(name, String(value));
+    }
+  }
+
+  function setHidden(el, hidden) {
+    if (el.hidden !== hidden) el.hidden = hidden;
+  }
+
+  // parts: strings, or {text, fr: true} for French names (lang="fr" on an English page)
+  function setParts(el, parts) {
+    const list = parts.map((p) => (typeof p === "string" ? { text: p } : p));
+    const sig = JSON.stringify([lang, list]);
+    if (el.dataset.sig === sig) return;
+    el.dataset.sig = sig;
+    const nodes = list.map((p) => {
+      if (!p.fr || lang === "fr") return document.createTextNode(p.text);
+      const span = document.createElement("span");
+      span.lang = "fr";
+      span.textContent = p.text;
+      return span;
+    });
+    el.replaceChildren(...nodes);
+  }
+
+  function make(tag, cls) {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = text;
     return e;
-  };
-  const now = () => Date.now() + offsetMs;
+  }
+
+  // Keep list items by key: reuse, update, insert the new, remove the gone. A focused
+  // element that had to move gets its focus back.
+  function syncList(list, items, keyOf, create, update) {
+    const focused = document.activeElement;
+    const old = new Map();
+    for (const el of list.children) old.set(el.dataset.key, el);
+    let before = list.firstElementChild;
+    for (const item of items) {
+      const key = keyOf(item);
+      let el = old.get(key);
+      if (el) {
+        old.delete(key);
+      } else {
+        el = create(item);
+        el.dataset.key = key;
+      }
+      update(el, item);
+      if (el !== before) list.insertBefore(el, before);
+      else before = before.nextElementSibling;
+    }
+    for (const el of old.values()) {
+      if (el.contains(focused)) moveFocusOut(list);
+      el.remove();
+    }
+    if (focused && focused !== document.activeElement && focused.isConnected) {
+      focused.focus({ preventScroll: true });
+    }
+  }
+
+  function moveFocusOut(list) {
+    const section = list.closest("section");
+    const heading = section && section.querySelector("h2");
+    if (!heading) return;
+    heading.tabIndex = -1;
+    heading.focus({ preventScroll: true });
+  }
+
+  // -- text from dispatch ----------------------------------------------------------------
+
+  // A per-language text in the rider's language, else French, else English. A plain string
+  // is a name as dispatch wrote it, taken as French (stops, places, providers).
+  function local(text) {
+    if (text === null || text === undefined) return null;
+    if (typeof text === "string") return { text: clean(text), fr: true };
+    if (text[lang]) return { text: clean(text[lang]), fr: lang === "fr" };
+    if (text.fr) return { text: clean(text.fr), fr: true };
+    return text.en ? { text: clean(text.en), fr: false } : null;
+  }
+
+  function setLangOf(el, isFrench) {
+    setAttr(el, "lang", isFrench && lang !== "fr" ? "fr" : null);
+  }
+
+  // Emoji: drawn by the screen's emoji font (fonts-noto-color-emoji); one the screen cannot
+  // draw is dropped, never shown as an empty box.
+  const EMOJI =
+    /\p{RI}\p{RI}|[#*0-9]\uFE0F?\u20E3|\p{Extended_Pictographic}(?:\p{EMod}|\uFE0F|\u200D\p{Extended_Pictographic}\uFE0F?)*/gu;
+  const drawable = new Map();
+  let canvas = null;
+
+  function pixels(text) {
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    ctx.fillText(text, 4, 4);
+    return ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  }
+
+  function canDraw(emoji) {
+    if (!drawable.has(emoji)) {
+      if (!canvas) {
+        canvas = document.createElement("canvas");
+        canvas.width = 48;
+        canvas.height = 48;
+        const ctx = canvas.getContext("2d", { willReadFrequently: true });
+        ctx.font = `32px ${getComputedStyle(document.body).fontFamily}`;
+        ctx.textBaseline = "top";
+      }
+      const missing = pixels("\u{10FFFD}"); // no font has it: the "missing glyph" box
+      const drawn = pixels(emoji);
+      let same = true;
+      for (let i = 0; i < drawn.length && same; i++) same = drawn[i] === missing[i];
+      drawable.set(emoji, !same);
+    }
+    return drawable.get(emoji);
+  }
+
+  function clean(text) {
+    if (!/[\p{Extended_Pictographic}\p{RI}\u20E3]/u.test(text)) return text;
+    let dropped = false;
+    const out = text.replace(EMOJI, (e) => {
+      if (canDraw(e)) return e;
+      dropped = true;
+      return "";
+    });
+    if (!dropped) return text;
+    return out.replace(/[ \t]{2,}/g, " ").replace(/^[ \t]+|[ \t]+$/gm, "");
+  }
+
+  // -- times -----------------------------------------------------------------------------
+
+  function zoned(opts) {
+    try {
+      return new Intl.DateTimeFormat(tr("locale"), { ...opts, timeZone: state.timezone });
+    } catch (err) {
+      return new Intl.DateTimeFormat(tr("locale"), opts);
+    }
+  }
 
   function fmtTime(ms) {
-    const opts = { hour: "2-digit", minute: "2-digit" };
-    try {
-      return new Intl.DateTimeFormat(tr("locale"), { ...opts, timeZone: state.timezone }).format(
-        new Date(ms),
-      );
-    } catch (err) {
-      return new Intl.DateTimeFormat(tr("locale"), opts).format(new Date(ms));
+    return zoned({ hour: "2-digit", minute: "2-digit" }).format(new Date(ms));
+  }
+
+  function dayNumber(ms) {
+    const parts = {};
+    for (const p of zoned({ year: "numeric", month: "numeric", day: "numeric" }).formatToParts(
+      new Date(ms),
+    )) {
+      parts[p.type] = Number(p.value);
     }
+    return Date.UTC(parts.year, parts.month - 1, parts.day) / 86400000;
   }
 
-  // -- static texts and language -------------------------------------------------------
+  // "18:49" today; "hier 18:49", "demain 09:00"; else "lun. 3 mars 18:49"
+  function when(ms) {
+    const time = fmtTime(ms);
+    const days = dayNumber(ms) - dayNumber(now());
+    if (days === 0) return time;
+    if (days === -1) return tr("yesterday", time);
+    if (days === 1) return tr("tomorrow", time);
+    const date = zoned({ weekday: "short", day: "numeric", month: "short" }).format(new Date(ms));
+    return `${date} ${time}`;
+  }
 
-  function applyLanguage() {
-    document.documentElement.lang = lang;
-    document.title = state ? `${state.node.name} – ${tr("title")}` : tr("title");
-    for (const e of document.querySelectorAll("[data-i18n]")) {
-      e.textContent = tr(e.dataset.i18n);
+  function hours(s) {
+    const started = s.start_ms && s.start_ms <= now();
+    const today = s.start_ms && dayNumber(s.start_ms) === dayNumber(now());
+    if (s.start_ms && s.until_ms) {
+      return today ? tr("from_to", when(s.start_ms), when(s.until_ms))
+        : started ? tr("since_until", when(s.start_ms), when(s.until_ms))
+        : tr("from_to", when(s.start_ms), when(s.until_ms));
     }
-    const other = lang === "fr" ? "en" : "fr";
-    const button = $("lang");
-    button.lang = other;
-    button.textContent = TEXT[other].switch_text;
-    button.setAttribute("aria-label", TEXT[other].switch_label);
-  }
-
-  function setLanguage(next) {
-    if (next === lang) return;
-    lang = next;
-    applyLanguage();
-    render();
-  }
-
-  // -- rendering -----------------------------------------------------------------------
-
-  function render() {
-    applyLanguage();
-    renderClock();
-    if (!state) return;
-    $("node-name").textContent = state.node.name;
-    $("mode").textContent = TEXT[lang].modes[state.mode] || state.mode;
-    renderLink();
-    renderWhere();
-    renderStops();
-    renderOccupancy();
-    renderMessages();
-    renderServices();
-    renderActions();
-  }
-
-  function renderLink() {
-    const link = $("link");
-    const online = Boolean(state && state.connected);
-    link.dataset.state = online ? "online" : "offline";
-    $("link-text").textContent = tr(online ? "online" : "offline");
-    $("offline").hidden = online;
-  }
-
-  function renderClock() {
-    const clock = $("clock");
-    if (!state || clockSource === "unsynced") {
-      clock.textContent = "--:--";
-      clock.removeAttribute("datetime");
-      return;
-    }
-    const t = now();
-    clock.textContent = fmtTime(t);
-    clock.setAttribute("datetime", new Date(t).toISOString());
-  }
-
-  function renderWhere() {
-    const where = state.where;
-    const kind = $("where-kind");
-    const line = $("where");
-    if (where.stop) {
-      kind.textContent = tr(`kind_${where.stop.kind}`);
-      line.textContent = where.stop.name;
-    } else if (where.fix === "lost") {
-      kind.textContent = "";
-      line.textContent = tr("fix_lost");
-    } else if (where.fix === "none") {
-      kind.textContent = "";
-      line.textContent = state.node.profile === "shuttle" ? tr("fix_none") : "";
-    } else if (where.near) {
-      kind.textContent = "";
-      line.textContent = tr("near", where.near.name, where.near.km);
-    } else {
-      kind.textContent = "";
-      line.textContent = tr("on_the_way");
-    }
+    if (s.until_ms) return tr("until", when(s.until_ms));
+    if (s.start_ms) return started ? tr("since", when(s.start_ms)) : tr("from", when(s.start_ms));
+    return "";
   }
 
   function etaWords(etaMs) {
@@ -263,137 +391,359 @@
     return tr("eta_in", minutes);
   }
 
-  function renderStops() {
-    const items = state.stops.map((s) => {
-      const li = make("li");
-      li.append(make("span", "stop-name", s.name));
-      li.append(make("span", "eta", `${fmtTime(s.eta_ms)} · ${etaWords(s.eta_ms)}`));
-      return li;
+  // -- static texts and language -------------------------------------------------------
+
+  function applyLanguage() {
+    setAttr(document.documentElement, "lang", lang);
+    const title = state ? `${state.node.name} – ${tr("title")}` : tr("title");
+    if (document.title !== title) document.title = title;
+    for (const e of document.querySelectorAll("[data-i18n]")) setText(e, tr(e.dataset.i18n));
+    const other = lang === "fr" ? "en" : "fr";
+    const button = $("lang");
+    setAttr(button, "lang", other);
+    setText(button, TEXT[other].switch_text);
+    setAttr(button, "aria-label", TEXT[other].switch_label);
+  }
+
+  function setLanguage(next) {
+    if (next === lang) return;
+    lang = next;
+    render();
+    heard = hearing(); // the same news in the other language is not news
+  }
+
+  // -- rendering -----------------------------------------------------------------------
+
+  function render() {
+    applyLanguage();
+    renderClock();
+    if (!state) return;
+    setText($("node-name"), state.node.name);
+    setText($("mode"), TEXT[lang].modes[state.mode] || state.mode);
+    renderLink();
+    renderWhere();
+    renderStops();
+    renderOccupancy();
+    renderMessages();
+    renderServices();
+    renderActions();
+    fitRegions();
+  }
+
+  function renderLink() {
+    const link = $("link");
+    const online = Boolean(state && state.connected);
+    link.dataset.state = online ? "online" : "offline";
+    setText($("link-text"), tr(online ? "online" : "offline"));
+    setHidden($("offline"), online);
+  }
+
+  function renderClock() {
+    const clock = $("clock");
+    if (!state || clockSource === "unsynced") {
+      setText(clock, "--:--");
+      setAttr(clock, "datetime", null);
+      return;
+    }
+    const t = now();
+    setText(clock, fmtTime(t));
+    setAttr(clock, "datetime", new Date(Math.floor(t / 60000) * 60000).toISOString());
+  }
+
+  function renderWhere() {
+    const where = state.where;
+    const kind = $("where-kind");
+    const line = $("where");
+    if (where.stop) {
+      setText(kind, tr(`kind_${where.stop.kind}`));
+      setParts(line, [{ text: clean(where.stop.name), fr: true }]);
+    } else if (where.fix === "lost") {
+      setText(kind, "");
+      setParts(line, [tr("fix_lost")]);
+    } else if (where.fix === "none") {
+      setText(kind, "");
+      setParts(line, [state.node.profile === "shuttle" ? tr("fix_none") : ""]);
+    } else if (where.near) {
+      setText(kind, "");
+      setParts(line, [...tr("near", clean(where.near.name)), tr("km", where.near.km)]);
+    } else {
+      setText(kind, "");
+      setParts(line, [tr("on_the_way")]);
+    }
+  }
+
+  function stopKeys(stops) {
+    const seen = new Map();
+    return stops.map((s) => {
+      const n = seen.get(s.name) || 0;
+      seen.set(s.name, n + 1);
+      return `${s.name}#${n}`; // a loop may pass the same stop twice
     });
-    $("stops").replaceChildren(...items);
-    $("stops-empty").hidden = items.length > 0;
+  }
+
+  function renderStops() {
+    const keys = stopKeys(state.stops);
+    const items = state.stops.map((s, i) => ({ ...s, key: keys[i] }));
+    syncList(
+      $("stops"),
+      items,
+      (s) => s.key,
+      () => {
+        const li = make("li");
+        const name = make("span", "stop-name");
+        name.dir = "auto";
+        const eta = make("span", "eta");
+        eta.append(make("span", "at"), document.createTextNode(" · "), make("span", "in"));
+        li.append(name, eta);
+        return li;
+      },
+      (li, s) => {
+        const name = li.querySelector(".stop-name");
+        setText(name, clean(s.name));
+        setLangOf(name, true);
+        setText(li.querySelector(".at"), when(s.eta_ms));
+        setText(li.querySelector(".in"), etaWords(s.eta_ms));
+      },
+    );
+    setHidden($("stops-empty"), items.length > 0);
+  }
+
+  function occupancyWords(occ) {
+    let words = occ.level === "full" ? tr("full") : tr("seats", occ.free);
+    if (occ.level === "few") words = tr("few", words);
+    return words;
   }
 
   function renderOccupancy() {
     const section = $("occupancy");
     const occ = state.occupancy;
-    section.hidden = !occ;
+    setHidden(section, !occ);
     if (!occ) return;
     section.dataset.level = occ.level;
-    let words = occ.level === "full" ? tr("full") : tr("seats", occ.free);
-    if (occ.level === "few") words = tr("few", words);
-    $("occ-words").textContent = words;
+    const words = occupancyWords(occ);
+    setText($("occ-words"), words);
     const gauge = $("gauge");
-    gauge.setAttribute("aria-valuemax", String(occ.capacity));
-    gauge.setAttribute("aria-valuenow", String(Math.min(occ.count, occ.capacity)));
-    gauge.setAttribute("aria-valuetext", `${words}. ${tr("occ_value", occ.count, occ.capacity)}`);
-    $("gauge-fill").style.width = `${Math.min(100, (100 * occ.count) / occ.capacity)}%`;
+    setAttr(gauge, "aria-valuemax", occ.capacity);
+    setAttr(gauge, "aria-valuenow", Math.min(occ.count, occ.capacity));
+    setAttr(gauge, "aria-valuetext", `${words}. ${tr("occ_value", occ.count, occ.capacity)}`);
+    const width = `${Math.min(100, (100 * occ.count) / occ.capacity)}%`;
+    if ($("gauge-fill").style.width !== width) $("gauge-fill").style.width = width;
   }
 
   function pickMessages() {
     // one per id: the rider's language, else French, else whatever dispatch sent
     const byId = new Map();
+    const rank = (x) => (x.lang === lang ? 0 : x.lang === "fr" ? 1 : 2);
     for (const m of state.messages) {
       if (m.expires_ms <= now()) continue;
       const seen = byId.get(m.id);
-      const rank = (x) => (x.lang === lang ? 0 : x.lang === "fr" ? 1 : 2);
       if (!seen || rank(m) < rank(seen)) byId.set(m.id, m);
     }
     return [...byId.values()];
   }
 
   function renderMessages() {
-    const items = pickMessages().map((m) => {
-      const li = make("li", "message");
-      li.dataset.priority = m.priority;
-      li.dataset.id = m.id;
-      li.lang = m.lang;
-      if (m.priority !== "info") li.append(make("span", "prio", tr(m.priority)));
-      li.append(make("span", "text", m.text));
-      return li;
-    });
-    $("messages").replaceChildren(...items);
-    $("messages-empty").hidden = items.length > 0;
-  }
-
-  function hours(s) {
-    if (s.start_ms && s.until_ms) return tr("from_to", fmtTime(s.start_ms), fmtTime(s.until_ms));
-    if (s.until_ms) return tr("until", fmtTime(s.until_ms));
-    if (s.start_ms) return tr("from", fmtTime(s.start_ms));
-    return "";
+    const items = pickMessages();
+    syncList(
+      $("messages"),
+      items,
+      (m) => m.id,
+      () => {
+        const li = make("li", "message");
+        li.dir = "auto"; // Arabic, Hebrew… laid out right to left, from the text's own letters
+        const prio = make("span", "prio");
+        prio.dir = "ltr"; // the page's words: skipped when the direction is found
+        li.append(prio, make("span", "text"));
+        return li;
+      },
+      (li, m) => {
+        setAttr(li, "data-priority", m.priority);
+        setAttr(li, "data-id", m.id);
+        const prio = li.querySelector(".prio");
+        setHidden(prio, m.priority === "info");
+        setText(prio, m.priority === "info" ? "" : tr(m.priority));
+        const text = li.querySelector(".text");
+        setAttr(text, "lang", m.lang);
+        setText(text, clean(m.text));
+      },
+    );
+    setHidden($("messages-empty"), items.length > 0);
   }
 
   function renderServices() {
-    $("place").textContent = local(state.place);
-    $("place").hidden = !state.place;
+    const place = local(state.place);
+    setText($("place"), place ? place.text : "");
+    setLangOf($("place"), place && place.fr);
+    setHidden($("place"), !place);
     const canAsk = state.buttons.includes("service");
-    const items = state.services.map((s) => {
-      const li = make("li", "service");
-      li.dataset.id = s.id;
-      li.append(make("span", "provider", s.provider));
-      const detail = [local(s.what), local(s.where), hours(s)].filter(Boolean).join(" · ");
-      if (detail) li.append(make("span", "detail", detail));
-      if (canAsk) {
-        const ask = make("button", "ask", tr("ask"));
+    syncList(
+      $("services"),
+      state.services,
+      (s) => s.id,
+      (s) => {
+        const li = make("li", "service");
+        const provider = make("p", "provider");
+        provider.dir = "auto";
+        const detail = make("p", "detail");
+        const ask = make("button", "ask");
         ask.type = "button";
-        ask.setAttribute("aria-label", tr("ask_label", s.provider));
-        ask.addEventListener("click", () => press("service", s.id));
-        li.append(ask);
-      }
-      return li;
-    });
-    $("services").replaceChildren(...items);
-    $("services-empty").hidden = items.length > 0;
+        const status = make("p", "req-status");
+        status.setAttribute("role", "status");
+        status.id = `status-service-${s.id}`;
+        ask.setAttribute("aria-describedby", status.id);
+        ask.addEventListener("click", () => press("service", li.dataset.key, ask));
+        li.append(provider, detail, ask, status);
+        return li;
+      },
+      (li, s) => {
+        const provider = li.querySelector(".provider");
+        setText(provider, clean(s.provider));
+        setLangOf(provider, true);
+        const parts = [];
+        for (const part of [local(s.what), local(s.where), { text: hours(s), fr: false }]) {
+          if (!part || !part.text) continue;
+          if (parts.length) parts.push(" · ");
+          parts.push(part);
+        }
+        const detail = li.querySelector(".detail");
+        setParts(detail, parts);
+        setHidden(detail, parts.length === 0);
+        const ask = li.querySelector(".ask");
+        setHidden(ask, !canAsk);
+        setText(ask, tr("ask"));
+        setAttr(ask, "aria-label", tr("ask_label", s.provider));
+        li.dataset.id = s.id;
+        renderStatus(li.querySelector(".req-status"), "service", s.id);
+      },
+    );
+    setHidden($("services-empty"), state.services.length > 0);
   }
 
-  function latest(kind) {
+  function latest(kind, serviceId) {
     // the daemon's record wins (it has the newest status); else what this page was told
-    const fromState = state ? state.requests.find((r) => r.kind === kind) : undefined;
-    const own = mine[kind];
-    if (own && (!fromState || fromState.made_ms < own.made_ms)) return own;
-    return fromState;
+    const sid = serviceId || null;
+    const fromState = state
+      ? state.requests.find((r) => r.kind === kind && (r.service_id || null) === sid)
+      : undefined;
+    const own = mine[slot(kind, serviceId)];
+    const pick = own && (!fromState || fromState.made_ms < own.made_ms) ? own : fromState;
+    return pick && !hiddenRequests.has(pick.request_id) ? pick : undefined;
   }
 
-  function statusOf(kind) {
-    const note = notes[kind];
+  function statusOf(kind, serviceId) {
+    const note = notes[slot(kind, serviceId)];
     if (note && note.until > Date.now()) return { key: note.key, words: tr(note.key) };
-    const r = latest(kind);
+    const r = latest(kind, serviceId);
     if (!r) return { key: "", words: "" };
     let key = r.status;
     if (r.status === "sent" && !(state && state.connected)) key = "offline";
     const words = tr(key === "offline" ? "sent_offline" : r.status);
-    const about = r.service ? tr("about", r.service) : "";
+    const about = r.service && !serviceId ? tr("about", r.service) : "";
     const note2 = r.status === "received" && r.note ? `\n${r.note}` : "";
     return { key, words: `${about}${words}${note2}` };
+  }
+
+  function renderStatus(el, kind, serviceId) {
+    const { key, words } = statusOf(kind, serviceId);
+    setAttr(el, "data-status", key);
+    setText(el, words);
   }
 
   function renderActions() {
     for (const kind of KINDS) {
       const box = document.querySelector(`.action[data-kind="${kind}"]`);
-      box.hidden = !state.buttons.includes(kind);
-      const status = $(`status-${kind}`);
-      const { key, words } = statusOf(kind);
-      if (status.dataset.status !== key || status.textContent !== words) {
-        status.dataset.status = key;
-        status.textContent = words;
-      }
+      setHidden(box, !state.buttons.includes(kind));
+      renderStatus($(`status-${kind}`), kind, null);
     }
+    for (const li of $("services").children) {
+      renderStatus(li.querySelector(".req-status"), "service", li.dataset.key);
+    }
+  }
+
+  // A region that overflows scrolls by keyboard too: it becomes a tab stop (WCAG 2.1.1).
+  function fitRegions() {
+    for (const el of document.querySelectorAll("[data-scroll]")) {
+      const scrolls = el.scrollHeight > el.clientHeight + 1 && getComputedStyle(el).overflowY !== "visible";
+      if (scrolls) setAttr(el, "tabindex", "0");
+      else if (document.activeElement !== el) setAttr(el, "tabindex", null);
+    }
+  }
+
+  // -- telling screen readers ------------------------------------------------------------
+
+  function hearing() {
+    const here = state.where.stop;
+    const next = state.stops.find((s) => s.eta_ms >= now() - 60000 && (!here || s.name !== here.name));
+    return {
+      stop: here ? here.id : null,
+      next: next ? stopKeys(state.stops)[state.stops.indexOf(next)] : null,
+      nextStop: next,
+      level: state.occupancy ? state.occupancy.level : null,
+      messages: new Set(pickMessages().map((m) => `${m.id}|${m.lang}|${m.text}`)),
+    };
+  }
+
+  function say(el, text) {
+    if (!text) return;
+    if (el.textContent === text) {
+      el.textContent = ""; // the same words again: let the reader notice a change
+      requestAnimationFrame(() => setText(el, text));
+    } else {
+      setText(el, text);
+    }
+  }
+
+  function tell() {
+    const was = heard;
+    heard = hearing();
+    if (!was) return; // the first state is the page itself, read as the rider wishes
+    const polite = [];
+    const urgent = [];
+    const here = state.where.stop;
+    if (heard.stop !== was.stop && here) {
+      polite.push(`${tr("said_arrived", tr(`kind_${here.kind}`))}${clean(here.name)}.`);
+    }
+    if (heard.next !== was.next && heard.next) {
+      const next = heard.nextStop;
+      polite.push(`${tr("said_next")}${clean(next.name)}${tr("said_at", when(next.eta_ms))}`);
+    }
+    if (heard.level !== was.level && heard.level && was.level) {
+      polite.push(`${occupancyWords(state.occupancy)}.`);
+    }
+    for (const m of pickMessages()) {
+      if (was.messages.has(`${m.id}|${m.lang}|${m.text}`)) continue;
+      const prio = m.priority === "info" ? "" : tr(m.priority);
+      (m.priority === "urgent" ? urgent : polite).push(`${tr("said_message")}${prio}${clean(m.text)}`);
+    }
+    say($("announce"), polite.join(" "));
+    say($("alert"), urgent.join(" "));
   }
 
   // -- rider presses -------------------------------------------------------------------
 
-  function note(kind, key, seconds) {
-    notes[kind] = { key, until: Date.now() + seconds * 1000 };
+  function note(kind, serviceId, key, seconds) {
+    notes[slot(kind, serviceId)] = { key, until: Date.now() + seconds * 1000 };
     if (state) renderActions();
     setTimeout(() => state && renderActions(), seconds * 1000 + 50);
   }
 
-  async function press(kind, serviceId) {
+  function showBeside(button) {
+    // the words appear next to the pressed button: bring them into its region's view
+    const box = button.closest("li") || button.closest(".action");
+    const status = box && box.querySelector(".req-status");
+    if (status) status.scrollIntoView({ block: "nearest" });
+  }
+
+  async function press(kind, serviceId, source) {
     lastTouch = Date.now();
-    if (busy[kind]) return;
-    busy[kind] = true;
-    const button = document.querySelector(`.press[data-kind="${kind}"]`);
+    idled = false;
+    const id = slot(kind, serviceId);
+    if (busy[id]) return;
+    busy[id] = true;
+    const button = source || document.querySelector(`.press[data-kind="${kind}"]`);
     button.setAttribute("aria-busy", "true");
+    note(kind, serviceId, "saving", 30);
+    showBeside(button);
     try {
       const body = { kind, lang };
       if (serviceId) body.service_id = serviceId;
@@ -405,13 +755,14 @@
       });
       if (answer.status === 429) {
         const wait = Number(answer.headers.get("Retry-After")) || 5;
-        note(kind, "limited", Math.min(wait, 30));
+        note(kind, serviceId, "limited", Math.min(wait, 30));
       } else if (!answer.ok) {
-        note(kind, answer.status >= 500 ? "unreachable" : "refused", 8);
+        note(kind, serviceId, answer.status >= 500 ? "unreachable" : "refused", 8);
       } else {
         const data = await answer.json();
-        mine[kind] = data.request;
-        delete notes[kind];
+        mine[id] = data.request;
+        hiddenRequests.delete(data.request.request_id); // pressed again: show it again
+        delete notes[id];
         if (state) {
           state.connected = data.connected;
           renderLink();
@@ -419,11 +770,29 @@
         }
       }
     } catch (err) {
-      note(kind, "unreachable", 8);
+      note(kind, serviceId, "unreachable", 8);
     } finally {
-      busy[kind] = false;
+      busy[id] = false;
       button.removeAttribute("aria-busy");
+      showBeside(button);
     }
+  }
+
+  // The next rider finds the screen as new: French, no earlier request's status, every
+  // region scrolled back to the top, no focus left on a button.
+  function resetForNextRider() {
+    if (state) {
+      for (const r of state.requests) hiddenRequests.add(r.request_id);
+    }
+    for (const r of Object.values(mine)) hiddenRequests.add(r.request_id);
+    for (const key of Object.keys(notes)) delete notes[key];
+    if (lang !== "fr") setLanguage("fr");
+    for (const el of document.querySelectorAll("[data-scroll]")) el.scrollTop = 0;
+    window.scrollTo(0, 0);
+    if (document.activeElement && document.activeElement !== document.body) {
+      document.activeElement.blur();
+    }
+    if (state) renderActions();
   }
 
   // -- live state ----------------------------------------------------------------------
@@ -437,7 +806,7 @@
     if (!isLost) {
       clearTimeout(lostTimer);
       lostTimer = null;
-      $("lost").hidden = true;
+      setHidden($("lost"), true);
       if (state) renderLink();
       return;
     }
@@ -445,9 +814,11 @@
     // a restart of the daemon takes a moment: do not flash the banner for a blip
     lostTimer = setTimeout(() => {
       lostTimer = null;
-      $("lost").hidden = false;
-      $("link").dataset.state = "unknown"; // the page cannot know the network state now
-      $("link-text").textContent = tr("connecting");
+      setHidden($("lost"), false);
+      setHidden($("offline"), true); // the page cannot know the network state now
+      $("link").dataset.state = "unknown";
+      setText($("link-text"), tr("connecting"));
+      fitRegions();
     }, 1500);
   }
 
@@ -459,6 +830,7 @@
       state = data;
       lost(false);
       render();
+      tell();
     });
     source.addEventListener("tick", (e) => {
       sync(JSON.parse(e.data));
@@ -477,28 +849,38 @@
   function everySecond() {
     renderClock();
     if (!state) return;
-    if (lang !== "fr" && Date.now() - lastTouch > state.idle_reset_s * 1000) {
-      setLanguage("fr"); // the next rider starts in French
+    if (!idled && Date.now() - lastTouch > state.idle_reset_s * 1000) {
+      idled = true;
+      resetForNextRider();
     }
     if (new Date().getSeconds() % 15 === 0) {
       renderStops(); // "in 5 min" moves on
       renderMessages();
+      renderServices();
+      fitRegions();
     }
   }
 
   function start() {
     $("lang").addEventListener("click", () => {
       lastTouch = Date.now();
+      idled = false;
       setLanguage(lang === "fr" ? "en" : "fr");
     });
     for (const button of document.querySelectorAll(".press")) {
-      button.addEventListener("click", () => press(button.dataset.kind, null));
+      button.addEventListener("click", () => press(button.dataset.kind, null, button));
     }
-    for (const type of ["pointerdown", "keydown"]) {
-      document.addEventListener(type, () => {
-        lastTouch = Date.now();
-      });
+    for (const type of ["pointerdown", "keydown", "wheel"]) {
+      document.addEventListener(
+        type,
+        () => {
+          lastTouch = Date.now();
+          idled = false;
+        },
+        { passive: true, capture: true },
+      );
     }
+    window.addEventListener("resize", fitRegions);
     applyLanguage();
     connect();
     setInterval(everySecond, 1000);

@@ -419,6 +419,23 @@ async def test_the_view_shows_the_latest_request_per_button_while_recent(
     assert kiosk.view()["requests"] == []
 
 
+async def test_each_service_asked_about_keeps_its_own_status_beside_the_general_question(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    await kiosk.command_schedule({"services": [slot("cpam"), slot("caf")]})
+    about_cpam = await kiosk.ask(RiderPost(kind="service", service_id="cpam"))
+    clock.advance(200)
+    about_caf = await kiosk.ask(RiderPost(kind="service", service_id="caf"))
+    clock.advance(200)
+    general = await kiosk.ask(RiderPost(kind="service"))
+    shown = {(r["service_id"], r["request_id"]) for r in kiosk.view()["requests"]}
+    assert shown == {
+        ("cpam", about_cpam.record.request_id),
+        ("caf", about_caf.record.request_id),
+        (None, general.record.request_id),
+    }
+
+
 # -- kiosk.ack ----------------------------------------------------------------------------
 
 
