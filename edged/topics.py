@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from edged import payloads as p
 from edged.kiosk.payloads import KioskRequest
+from edged.update.payloads import UpdateStatus
 
 
 class Priority(IntEnum):
@@ -63,6 +64,7 @@ FAULTS = TopicSpec("vehicle/faults", p.Faults, Priority.STATE, qos=1, retain=Tru
 TRIP = TopicSpec("trip", p.Trip, Priority.TRIP, qos=1, retain=False)
 HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
 KIOSK_REQUESTS = TopicSpec("kiosk/requests", KioskRequest, Priority.EVENT, qos=1, retain=False)
+UPDATE = TopicSpec("update", UpdateStatus, Priority.STATE, qos=1, retain=True, latest_only=True)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
 
@@ -82,6 +84,7 @@ TOPICS: dict[str, TopicSpec] = {
         TRIP,
         HEALTH,
         KIOSK_REQUESTS,
+        UPDATE,
         REPLY,
         COMMAND,
     )

@@ -30,6 +30,7 @@ from rich.live import Live
 
 from edged import __version__
 from edged.cli import access as access_cli
+from edged.cli import release as release_cli
 from edged.config.base import NAME_PATTERN
 from edged.errors import EdgedError
 from edged.ops.brokercheck import CHECK_EPILOG, broker_check
@@ -252,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("name", metavar="NAME", help="e.g. dispatch")
     gen.add_argument("--dir", type=Path, default=Path("."), help="where to write NAME.key")
     access_cli.add_parsers(sub)
+    release_cli.add_parsers(sub)
     return p
 
 
@@ -280,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command in ("lists", "card-ref"):
         return access_cli.run(args)
+    if args.command == "release":
+        return release_cli.run(args)
     if args.command == "keys":
         try:
             return generate_key(args.name, args.dir)

@@ -11,6 +11,7 @@ from edged.config.base import NAME_PATTERN, Strict
 from edged.config.paths import ConfigPath, PrivateConfigPath
 from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
+from edged.update.config import UpdateConfig
 
 
 class Profile(StrEnum):
@@ -127,6 +128,7 @@ class EdgedConfig(Strict):
     security: SecurityConfig = SecurityConfig()
     clock: ClockConfig = ClockConfig()
     remote: RemoteConfig = RemoteConfig()
+    update: UpdateConfig = UpdateConfig()
 
     @model_validator(mode="after")
     def _unique_driver_names(self) -> "EdgedConfig":

@@ -34,6 +34,7 @@ from edged.config.models import OutboxConfig
 from edged.errors import EdgedError, OutboxFullError
 from edged.outbox.publication import Publication, Stored
 from edged.payloads import Body, OutboxHealth
+from edged.release.schemas import open_stores
 from edged.topics import Priority
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class Outbox:
         self._kv_dirty = False
         self._streams_dirty: set[str] = set()
         self._last_id = 0
+        self.schema_stamps: dict[str, tuple[int, int]] = {}  # edged.release.schemas
         self._closed = False
         self.writer_alive = False
         self.last_commit = time.monotonic()
@@ -146,6 +148,7 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            self.schema_stamps = open_stores(db, ("outbox", "state"), str(path))
         except (OSError, sqlite3.Error) as exc:
             raise EdgedError(
                 f"cannot open the outbox at {path}: {exc}; check that the directory exists, "
