@@ -21,17 +21,17 @@ survives exec) kills it if it neither confirms nor gives up by itself. ExecStopP
 file with `--stopped`: it records how the attempt ended (systemd's $SERVICE_RESULT,
 $EXIT_CODE, $EXIT_STATUS) and rolls back at once when that was a failure. A start that finds
 the attempts used up, or a failure recorded, rolls back too. Rolling back writes the outcome
-first, then puts back the data copies and the config kept at the switch, then points `current`
-at the previous release, then removes trial.json: each step is an atomic rename followed by an
-fsync of its directory, and a start that finds an outcome for the trial on disk finishes the
-steps. So a power cut between any two steps leaves a tree this launcher resolves to a release
-that worked:
+first, then puts back the config kept at the switch (when the trial changed it), then points
+`current` at the previous release, then removes trial.json: each step is an atomic rename
+followed by an fsync of its directory, and a start that finds an outcome for the trial on
+disk finishes the steps. So a power cut between any two steps leaves a tree this launcher
+resolves to a release that worked:
 
 - switch (by the running release): `previous` -> old, trial.json, `current` -> new. Cut before
   the last step: trial.json names a release `current` does not: stale, removed, the old runs.
 - confirm (by the trial release): outcome confirmed, trial.json removed. Cut between: the
   outcome names the trial: trial.json removed, the new release runs.
-- roll back: outcome, data and config back, `current` -> previous, trial.json removed. Cut
+- roll back: outcome, config back, `current` -> previous, trial.json removed. Cut
   anywhere: the outcome names the trial, the remaining steps are done again (each is idempotent).
 """
 
@@ -139,8 +139,6 @@ class Trial:
     exits: list[dict[str, Any]] = field(default_factory=list)
     failure: str | None = None
     failure_code: str | None = None
-    restore: list[list[str]] = field(default_factory=list)
-    """[copy, original] pairs: data files copied at the switch, put back by a rollback."""
     config: dict[str, str] | None = None
     """{"path", "copy", "sha256"}: the config at the switch, put back by a rollback when it
     changed during the trial."""
@@ -162,7 +160,6 @@ class Trial:
             and isinstance(trial.max_attempts, int)
             and isinstance(trial.reached, dict)
             and isinstance(trial.exits, list)
-            and isinstance(trial.restore, list)
         ):
             raise CorruptRecordError(f"{TRIAL}: fields of the wrong type")
         return trial
@@ -295,8 +292,6 @@ class ReleaseTree:
         self._finish_roll_back(trial)
 
     def _finish_roll_back(self, trial: Trial) -> None:
-        for copy, original in trial.restore:
-            restore_copy(Path(copy), Path(original))
         if trial.config:
             restore_config(trial.config)
         self.point(CURRENT, trial.previous)
@@ -435,17 +430,6 @@ def outcome(trial: Trial, result: str, code: str | None, reason: str) -> dict[st
         "attempts": trial.attempts,
         "at": now_ms(),
     }
-
-
-def restore_copy(copy: Path, original: Path) -> None:
-    """Put a data file copied at the switch back (its -wal and -shm are stale: removed)."""
-    if not copy.exists():
-        return  # already put back by an interrupted rollback
-    for suffix in ("-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            original.with_name(original.name + suffix).unlink()
-    os.replace(copy, original)
-    fsync_dir(original.parent)
 
 
 def restore_config(config: Mapping[str, str]) -> None:

@@ -17,10 +17,13 @@ stamps and is format 0, the same tables as version 1. The config is not stamped:
 version is the release's, and every new release is checked against the running config
 (`edged check-config` with the new release) before it is staged.
 
-Before a switch the running release compares the bundle's manifest with this table: a store
-the new release cannot read refuses the update (`incompatible_data`); a store whose new
-`compat` is above this release's `version` is copied at the switch, and a rollback puts the
-copy back (what the trial wrote to it is then lost: such migrations are to be rare).
+Before it installs a bundle the running release compares the manifest with this table and
+refuses (`incompatible_data`) a release that cannot read the data on disk, or that would
+write data this release could not read after a rollback (its `compat` above this release's
+`version`). A change that is not additive therefore takes two releases ("expand, then
+contract"): one that reads the new format and still writes the old, then one that writes
+it. A copy restored at a rollback was the other way, not taken: the outbox's `seq`
+counters would go back in time, and a `seq` must never be reused for other content.
 """
 
 import sqlite3

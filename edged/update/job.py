@@ -7,7 +7,6 @@ right), the config as it was at the switch and the data copies a rollback may ne
 
 import contextlib
 import json
-import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -82,10 +81,6 @@ class WorkDir:
     def config_copy(self) -> Path:
         return self.path / "config-at-switch.toml"
 
-    @property
-    def snapshots(self) -> Path:
-        return self.path / "snapshots"
-
     def drop_files(self, keep: Job | None = None) -> None:
         """Remove downloads and leftovers, except those of `keep`."""
         if not self.path.is_dir():
@@ -99,7 +94,6 @@ class WorkDir:
                     entry.unlink()
 
     def drop_trial_files(self) -> None:
-        """The config copy and data copies of a trial that is over."""
+        """The config copy of a trial that is over."""
         with contextlib.suppress(FileNotFoundError):
             self.config_copy.unlink()
-        shutil.rmtree(self.snapshots, ignore_errors=True)

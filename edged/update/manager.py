@@ -15,12 +15,10 @@ it was, minus the download.
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import time
 import uuid
@@ -404,19 +402,28 @@ class UpdateManager:
             )
 
     def _check_data(self, bundle: VerifiedBundle) -> None:
-        """The new release must read the data as it is on disk now."""
+        """Both ways (edged.release.schemas): the new release reads the data as it is on
+        disk now, and this release will read what the new one writes, after a rollback."""
         on_disk = self.host.data_stamps()
         theirs = bundle.manifest.schemas
+        new = bundle.manifest.version
         for store, ours in SCHEMAS.items():
-            version = on_disk.get(store, (ours.version, ours.compat))[0]
-            if store == "config":
-                version = ours.version
-            if store in theirs and version < theirs[store].reads_from:
+            if store not in theirs:
+                continue
+            version = ours.version if store == "config" else on_disk.get(store, (0, 0))[0]
+            if version < theirs[store].reads_from:
                 raise CommandError(
                     "incompatible_data",
-                    f"release {bundle.manifest.version} reads {store} data from format "
-                    f"{theirs[store].reads_from}; this node's is {version}: update through an "
-                    "intermediate release",
+                    f"release {new} reads {store} data from format {theirs[store].reads_from}; "
+                    f"this node's is {version}: update through an intermediate release",
+                )
+            if theirs[store].compat > ours.version:
+                raise CommandError(
+                    "incompatible_data",
+                    f"release {new} writes {store} data that this release ({self.running}, "
+                    f"format {ours.version}) could not read after a rollback (it needs a "
+                    f"reader of format {theirs[store].compat}): update through a release "
+                    "that reads it first",
                 )
 
     async def _wait_for_moment(self, job: Job) -> None:
@@ -443,15 +450,6 @@ class UpdateManager:
         assert job is not None and self.tree is not None and self.work is not None
         work = self.work
         work.drop_trial_files()
-        restore: list[list[str]] = []
-        record = self.tree.path(job.version) / "release.json"
-        new_schemas = _schemas_of(record)
-        stores = [s for s in ("outbox", "state") if s in new_schemas]
-        if any(new_schemas[s]["compat"] > SCHEMAS[s].version for s in stores):
-            work.snapshots.mkdir(parents=True, exist_ok=True)
-            copy = work.snapshots / self.host.data_file.name
-            _copy_sqlite(self.host.data_file, copy)
-            restore.append([str(copy), str(self.host.data_file)])
         config = None
         if self.host.config_path is not None and self.host.config_path.exists():
             shutil.copy2(self.host.config_path, work.config_copy)
@@ -469,7 +467,6 @@ class UpdateManager:
             kill_after_s=trial_s + max(15.0, trial_s / 4),
             max_attempts=self.config.max_attempts,
             update_id=job.id,
-            restore=restore,
             config=config,
         )
         self.tree.begin_trial(trial)
@@ -546,33 +543,6 @@ class UpdateManager:
             **fields,
         )
         self.host.publish(self.status)
-
-
-def _schemas_of(record: Path) -> dict[str, dict[str, int]]:
-    try:
-        data = json.loads(record.read_bytes()).get("schemas", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _copy_sqlite(src: Path, dst: Path) -> None:
-    """A consistent copy of a closed SQLite file, as one file (its WAL folded in)."""
-    dst.unlink(missing_ok=True)
-    source = sqlite3.connect(src)
-    try:
-        target = sqlite3.connect(dst)
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-    finally:
-        source.close()
-    fd = os.open(dst, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _crash_point(name: str) -> None:

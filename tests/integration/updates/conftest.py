@@ -1,0 +1,257 @@
+"""A node in a temporary root under the unit's launcher, a real bundle, a file server.
+
+The bundle is built once per test session, by `edgectl release build` from a copy of this
+checkout whose version is 0.1.1 (the node starts on 0.1.0, a copy of the same code): real
+wheels from the index, signed by an update key, installed by the node for real.
+"""
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.release.build import BuildResult, build
+from edged.release.platforms import this_machine
+from edged.security.signing import public_key_text, sign
+from tests.helpers.broker import Mosquitto
+from tests.helpers.fileserver import FileServer
+from tests.helpers.mqtt import Collector, Received, publish
+from tests.helpers.nodes import ROOT
+from tests.helpers.releases import NodeRoot, first_release, make_root
+from tests.helpers.service import Service
+
+FLEET, NODE = "test", "shuttle-07"
+BASE = f"rnst/v1/{FLEET}/{NODE}"
+NEW = "0.1.1"
+UPDATE_KEY = Ed25519PrivateKey.generate()
+CONFIG_KEY = Ed25519PrivateKey.generate()  # a key without the update scope
+SCRIPT = ROOT / "config" / "mosquitto" / "fleet-certs.sh"
+
+
+@pytest.fixture(scope="session")
+def fleet_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fleet CA and a server certificate for localhost (the broker's, and here the
+    file server's: dispatch serves bundles with a certificate of the fleet CA)."""
+    d = tmp_path_factory.mktemp("fleet-pki")
+    subprocess.run(["bash", str(SCRIPT), str(d), "ca"], check=True, capture_output=True)
+    return d
+
+
+def key_file(directory: Path, name: str, key: Ed25519PrivateKey) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    path = directory / f"{name}.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+def bumped_source(dest: Path, version: str) -> Path:
+    """This checkout's package, as release `version`."""
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("edged", "drivers"):
+        shutil.copytree(ROOT / package, dest / package, ignore=ignore)
+    pyproject = dest / "pyproject.toml"
+    text = pyproject.read_text()
+    assert 'version = "0.1.0"' in text
+    pyproject.write_text(text.replace('version = "0.1.0"', f'version = "{version}"', 1))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """Release 0.1.1 for this machine, built and signed once per session."""
+    work = tmp_path_factory.mktemp("bundle")
+    (work / "src").mkdir()
+    source = bumped_source(work / "src", NEW)
+    started = time.monotonic()
+    result = build(
+        this_machine(), work / f"edged-{NEW}.bundle", UPDATE_KEY, "release", source=source,
+        native=True,
+    )  # fmt: skip
+    print(f"bundle built in {time.monotonic() - started:.1f} s: {result.size} bytes")
+    return result
+
+
+@pytest.fixture
+def files(fleet_pki: Path) -> Iterator[FileServer]:
+    server = FileServer(fleet_pki / "broker.crt", fleet_pki / "broker.key").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def node_root(tmp_path: Path) -> NodeRoot:
+    root = make_root(tmp_path / "root")
+    first_release(root, "0.1.0")
+    return root
+
+
+def write_node_config(
+    root: NodeRoot,
+    port: int,
+    pki: Path,
+    *,
+    update: str = "",
+    drivers: str = "",
+    extra: str = "",
+) -> Path:
+    """The node's /etc/edged/edged.toml: the broker, an update key, a simulated GPS whose
+    every fix is a QoS 1 position (the burst the switch must not lose)."""
+    route = ROOT / "config/routes/creuse-shuttle.json"
+    text = f"""
+[node]
+fleet = "{FLEET}"
+id = "{NODE}"
+profile = "shuttle"
+
+[broker]
+host = "127.0.0.1"
+port = {port}
+reconnect_min_s = 0.2
+reconnect_max_s = 1.0
+
+[outbox]
+path = "{root.outbox}"
+
+[clock]
+trust_system_clock = true
+
+[services.kiosk]
+enabled = false
+
+[services.position]
+qos = 1
+[services.position.moving]
+min_period_s = 0
+min_distance_m = 0
+max_period_s = 0.2
+[services.position.stopped]
+min_period_s = 0
+min_distance_m = 0
+max_period_s = 0.2
+
+[update]
+switch = "now"
+trial_s = 40
+stable_s = 1
+ca_file = "{pki / 'ca.crt'}"
+min_free_mb = 50
+{update}
+
+[security]
+[[security.keys]]
+id = "release"
+public_key = "{public_key_text(UPDATE_KEY.public_key())}"
+scopes = ["read", "operate", "config", "update"]
+[[security.keys]]
+id = "ops"
+public_key = "{public_key_text(CONFIG_KEY.public_key())}"
+scopes = ["read", "operate", "config"]
+
+{extra}
+
+[[drivers]]
+name = "gps"
+driver = "gps.sim"
+[drivers.options]
+route = "{route}"
+speed_factor = 5.0
+rate_hz = 10
+seed = 7
+{drivers}
+"""
+    root.config.write_text(text)
+    return root.config
+
+
+@pytest.fixture
+async def service(node_root: NodeRoot, tmp_path: Path) -> AsyncIterator[Service]:
+    svc = Service(node_root.path, tmp_path / "service.log")
+    yield svc
+    await svc.stop()
+
+
+async def send_command(
+    port: int, name: str, args: dict[str, Any], *, key: Ed25519PrivateKey = UPDATE_KEY,
+    kid: str | None = None,
+) -> str:  # fmt: skip
+    """Publish a signed command to the node; returns its id."""
+    cmd_id = f"t{time.monotonic_ns()}"
+    ts = int(time.time() * 1000)
+    doc: dict[str, Any] = {"id": cmd_id, "ts": ts, "args": args}
+    doc["sig"] = sign(key, f"{BASE}/cmd/{name}", cmd_id, ts, args)
+    if kid:
+        doc["kid"] = kid
+    await publish(port, f"{BASE}/cmd/{name}", json.dumps(doc).encode())
+    return cmd_id
+
+
+def apply_args(result: BuildResult, url: str, **over: Any) -> dict[str, Any]:
+    return {
+        "version": result.manifest.version,
+        "url": url,
+        "size": result.size,
+        "sha256": result.sha256,
+    } | over
+
+
+def reply(c: Collector, name: str, cmd_id: str) -> dict[str, Any] | None:
+    return next((m.payload for m in c.on(f"reply/{name}") if m.payload.get("id") == cmd_id), None)
+
+
+def births(c: Collector) -> list[dict[str, Any]]:
+    return [m.payload for m in c.on("state") if m.payload.get("state") == "online"]
+
+
+def updates(c: Collector) -> list[dict[str, Any]]:
+    return [m.payload for m in c.on("update")]
+
+
+def states(c: Collector) -> list[str]:
+    """The `update` states in the order they came, repeats folded."""
+    out: list[str] = []
+    for u in updates(c):
+        if not out or out[-1] != u["state"]:
+            out.append(u["state"])
+    return out
+
+
+def last_update(c: Collector) -> dict[str, Any] | None:
+    found = updates(c)
+    return found[-1] if found else None
+
+
+async def wait_state(c: Collector, state: str, timeout: float) -> dict[str, Any]:
+    await c.wait_for(
+        lambda: any(u["state"] == state for u in updates(c)), timeout, f"update state {state}"
+    )
+    return next(u for u in reversed(updates(c)) if u["state"] == state)
+
+
+async def start_node(
+    service: Service, broker: Mosquitto, timeout: float = 20
+) -> Collector:
+    """The collector (subscribed first), then the service; returns once the birth came."""
+    c = Collector(broker.port, topic=f"{BASE}/#", client_id=f"dispatch-{time.monotonic_ns()}")
+    await c.__aenter__()
+    service.start()
+    await c.wait_for(lambda: bool(births(c)), timeout, "the node's birth")
+    return c
+
+
+__all__ = ["Received"]
