@@ -1,6 +1,7 @@
 """Signed lists, secrets and configs for the access tests."""
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.cardref import CardRefs
 from edged.access.lists import sign_lists
+from edged.clock import Clock, ClockSource
 from edged.config.access import AccessServiceConfig
 from edged.security.signing import public_key_text
 
@@ -67,3 +69,22 @@ def full_lists(version: int = 1, **changes: Any) -> dict[str, Any]:
 
 def signed(doc: dict[str, Any], key: Ed25519PrivateKey = KEY) -> dict[str, Any]:
     return {"lists": doc, "sig": sign_lists(key, doc)}
+
+
+class SetClock(Clock):
+    """A node clock the test sets: UTC ms and whether it is trusted (NTP) or not."""
+
+    def __init__(self, ms: int, trusted: bool = True) -> None:
+        super().__init__(trust_system_clock=True)
+        self.ms = ms
+        self.trusted = trusted
+
+    def now(self) -> tuple[int, ClockSource]:
+        return self.ms, ClockSource.NTP if self.trusted else ClockSource.UNSYNCED
+
+    @property
+    def source(self) -> ClockSource:
+        return self.now()[1]
+
+    def at(self, when: datetime) -> None:
+        self.ms = int(when.timestamp() * 1000)
