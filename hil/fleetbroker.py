@@ -1,0 +1,164 @@
+"""The shipped secure broker, as the README sets it up: `fleet-certs.sh`, then Mosquitto on
+`config/mosquitto/mosquitto.conf` — the tests and the `attacks` scenario play against it.
+
+The config file is used as shipped; only what must differ on a shared test machine is
+rewritten: the material's directory (`/etc/mosquitto/fleet`), the persistence directory and
+the two listener ports. Started as root, Mosquitto drops to its `mosquitto` user as it does
+on a broker, so a file it cannot read then fails here as it would there. The directory is
+made traversable for that user (a pytest tmp_path is not).
+"""
+
+import os
+import pwd
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from hil.broker import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "config" / "mosquitto" / "mosquitto.conf"
+SCRIPT = ROOT / "config" / "mosquitto" / "fleet-certs.sh"
+SHIPPED_DIR = "/etc/mosquitto/fleet"
+SHIPPED_PERSISTENCE = "/var/lib/mosquitto/"
+NODE_PORT, OPS_PORT = 8883, 8884
+BROKER_USER = "mosquitto"
+
+
+class FleetBrokerError(Exception):
+    pass
+
+
+def fleet_certs(directory: Path, *args: str) -> str:
+    """Run the shipped `fleet-certs.sh DIRECTORY ARGS...`; its stderr (warnings)."""
+    r = subprocess.run(["bash", str(SCRIPT), str(directory), *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise FleetBrokerError(f"fleet-certs.sh {' '.join(args)} failed: {r.stderr.strip()}")
+    return r.stderr
+
+
+def drops_root() -> bool:
+    """Mosquitto started by this process drops to its own user (as on a broker)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        pwd.getpwnam(BROKER_USER)
+    except KeyError:
+        return False
+    return True
+
+
+class FleetBroker:
+    """`fleet-certs.sh` material for `nodes` and `clients`, and Mosquitto on the shipped config."""
+
+    def __init__(
+        self,
+        nodes: list[tuple[str, str]],
+        clients: list[str],
+        *,
+        workdir: Path | None = None,
+    ) -> None:
+        base = Path(tempfile.mkdtemp(prefix="edged-fleet-", dir=workdir))
+        base.chmod(0o755)  # Mosquitto, once it is user mosquitto, must reach the files
+        self.base = base
+        self.dir = base / "fleet"
+        self.persistence = base / "persistence"
+        self.node_port = free_port()
+        self.ops_port = free_port()
+        self.conf = base / "mosquitto.conf"
+        self.log = base / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.warnings = fleet_certs(self.dir, "ca")
+        for fleet, node in nodes:
+            self.warnings += fleet_certs(self.dir, "node", fleet, node)
+        for name in clients:
+            self.warnings += fleet_certs(self.dir, "client", name)
+
+    # -- the material ----------------------------------------------------------------------
+
+    @property
+    def ca(self) -> Path:
+        return self.dir / "ca.crt"
+
+    def cert(self, name: str) -> tuple[Path, Path]:
+        """(certificate, key) of a node ("fleet.node") or a client."""
+        return self.dir / f"{name}.crt", self.dir / f"{name}.key"
+
+    def tls_context(self, name: str) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        crt, key = self.cert(name)
+        ctx.load_cert_chain(str(crt), str(key))
+        return ctx
+
+    def node_tls_toml(self, fleet: str, node: str) -> str:
+        crt, key = self.cert(f"{fleet}.{node}")
+        return f'[broker.tls]\nca_file = "{self.ca}"\ncert_file = "{crt}"\nkey_file = "{key}"\n'
+
+    # -- the broker ------------------------------------------------------------------------
+
+    def render(self) -> str:
+        """The shipped config with only the directories and the ports changed."""
+        text = CONF.read_text()
+        for old, new in (
+            (SHIPPED_DIR, str(self.dir)),
+            (SHIPPED_PERSISTENCE, f"{self.persistence}/"),
+            (f"listener {NODE_PORT}\n", f"listener {self.node_port}\n"),
+            (f"listener {OPS_PORT}\n", f"listener {self.ops_port}\n"),
+        ):
+            if old not in text:
+                raise FleetBrokerError(f"{CONF} no longer has {old.strip()!r}: update {__file__}")
+            text = text.replace(old, new)
+        return text
+
+    def start(self, timeout: float = 5.0) -> "FleetBroker":
+        self.persistence.mkdir(exist_ok=True)
+        if drops_root():
+            shutil.chown(self.persistence, BROKER_USER)
+        self.conf.write_text(self.render())
+        self.conf.chmod(0o644)
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [exe, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise FleetBrokerError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+            try:
+                for port in (self.node_port, self.ops_port):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise FleetBrokerError(f"mosquitto did not listen within {timeout:g} s: {self.log}")
+
+    @property
+    def user(self) -> str | None:
+        """The user the running broker is, from /proc (after its privilege drop)."""
+        if self.proc is None:
+            return None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return pwd.getpwuid(int(line.split()[2])).pw_name  # the effective uid
+        return None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=3)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
