@@ -44,6 +44,7 @@ class FloodReport:
     idle: Kind = field(default_factory=Kind)
     page_ok: int = 0  # GET /api/state answered 200 during the flood (a screen's request)
     page_failed: int = 0
+    screen_stream: str = ""  # the status line the screen's live page got, 1 s into the flood
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
@@ -53,6 +54,7 @@ class FloodReport:
             "idle": self.idle.summary(),
             "page_ok": self.page_ok,
             "page_failed": self.page_failed,
+            "screen_stream": self.screen_stream,
             "seconds": round(self.seconds, 1),
         }
 
@@ -109,6 +111,26 @@ async def _held(
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+
+
+async def _screen_stream(host: str, port: int, report: FloodReport, until: float) -> None:
+    """The screen opens its live page once the flood is on, and keeps it."""
+    await asyncio.sleep(1.0)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    except (OSError, TimeoutError):
+        report.screen_stream = "no connection"
+        return
+    try:
+        writer.write(f"GET /api/events HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        line = await asyncio.wait_for(reader.readline(), 5)
+        report.screen_stream = line.decode(errors="replace").strip() or "closed"
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            await asyncio.wait_for(reader.read(1 << 20), max(0.0, until - time.monotonic()))
+    except (TimeoutError, ConnectionError, OSError) as exc:
+        report.screen_stream = f"failed: {type(exc).__name__}"
+    finally:
+        writer.close()
 
 
 async def _page(url: str, report: FloodReport, until: float) -> None:
@@ -183,6 +205,7 @@ async def flood(
     ]
     if page:
         jobs.append(_page(url, report, t0 + hold_s))
+        jobs.append(_screen_stream(host, port, report, t0 + hold_s))
     await asyncio.gather(*jobs)
     report.seconds = time.monotonic() - t0
     return report
