@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import resource
 import sys
 import time
@@ -24,20 +23,12 @@ from typing import Any
 
 from hil.broker import Mosquitto, free_port
 from hil.dispatch import Collector
-from hil.kioskflood import flood
+from hil.kioskflood import flood, unit_nofile
 from hil.proc import proc_fds
 
 ROOT = Path(__file__).resolve().parents[1]
-UNIT = ROOT / "systemd" / "edged.service"
 BASE = "rnst/v1/bench/kiosk-1"
 VISITORS = [f"127.0.0.{i}" for i in range(2, 18)]
-
-
-def unit_nofile() -> int:
-    match = re.search(r"^LimitNOFILE=(\d+)$", UNIT.read_text(), re.M)
-    if match is None:
-        raise SystemExit("systemd/edged.service sets no LimitNOFILE: give --nofile")
-    return int(match.group(1))
 
 
 def node_config(workdir: Path, broker_port: int, kiosk_port: int, kiosk_extra: str) -> Path:

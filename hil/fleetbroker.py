@@ -15,8 +15,16 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from hil.broker import free_port
 
@@ -162,3 +170,104 @@ class FleetBroker:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+class FleetClient:
+    """A paho client with a certificate on one of the broker's TLS listeners, recording the
+    MQTT 5 reason codes the broker answers: an attacker's (or dispatch's) hands. Blocking:
+    from async code, call it through `asyncio.to_thread`."""
+
+    def __init__(
+        self,
+        port: int,
+        fleet: FleetBroker,
+        name: str,
+        *,
+        client_id: str | None = None,
+        cert_dir: Path | None = None,
+    ) -> None:
+        cert_dir = cert_dir or fleet.dir
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"t-{name}-{time.monotonic_ns()}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.c.tls_set(
+            ca_certs=str(fleet.ca),
+            certfile=str(cert_dir / f"{name}.crt"),
+            keyfile=str(cert_dir / f"{name}.key"),
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        self.messages: list[tuple[str, bytes, bool]] = []  # topic, payload, retained
+        self.c.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
+        self.connected = threading.Event()
+        self.disconnects = 0
+        self.acked: dict[int, int] = {}
+        self.subacks: list[int] = []
+        self.event = threading.Event()
+        self.c.on_connect = lambda c, u, f, rc, p: rc == 0 and self.connected.set()
+        self.c.on_disconnect = self._on_disconnect
+        self.c.on_publish = self._on_publish
+        self.c.on_subscribe = self._on_subscribe
+        try:
+            self.c.connect("127.0.0.1", port)
+        except OSError as exc:
+            raise FleetBrokerError(f"{name} could not connect: {exc}") from exc
+        self.c.loop_start()
+        if not wait_until(lambda: self.connected.is_set() or self.disconnects > 0, 3):
+            self.c.loop_stop()
+            raise FleetBrokerError(f"{name} could not connect (no answer)")
+        if not self.connected.is_set():
+            self.c.loop_stop()
+            raise FleetBrokerError(f"{name} could not connect (refused)")
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.disconnects += 1
+        self.connected.clear()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        self.acked[mid] = rc.value
+        self.event.set()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
+        self.subacks = [r.value for r in rcs]
+        self.event.set()
+
+    def publish(
+        self,
+        topic: str,
+        *,
+        retain: bool = False,
+        payload: bytes = b"{}",
+        response_topic: str | None = None,
+    ) -> int:
+        """QoS 1; the PUBACK's reason code (135: not authorized)."""
+        props = Properties(PacketTypes.PUBLISH)
+        if response_topic is not None:
+            props.ResponseTopic = response_topic
+            props.CorrelationData = b"attack"
+        self.event.clear()
+        info = self.c.publish(topic, payload, qos=1, retain=retain, properties=props)
+        if not self.event.wait(5):
+            raise FleetBrokerError(f"no PUBACK for {topic}")
+        return self.acked[info.mid]
+
+    def subscribe(self, topic: str) -> int:
+        self.event.clear()
+        self.c.subscribe(topic, qos=1)
+        if not self.event.wait(5):
+            raise FleetBrokerError(f"no SUBACK for {topic}")
+        return self.subacks[0]
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()

@@ -11,12 +11,23 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import resource
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 HALF_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "  # never ends its head
+UNIT = Path(__file__).resolve().parents[1] / "systemd" / "edged.service"
+
+
+def unit_nofile() -> int:
+    """LimitNOFILE of systemd/edged.service: the descriptors the daemon has on a Pi."""
+    match = re.search(r"^LimitNOFILE=(\d+)$", UNIT.read_text(), re.M)
+    if match is None:
+        raise ValueError(f"{UNIT} sets no LimitNOFILE")
+    return int(match.group(1))
 
 
 @dataclass

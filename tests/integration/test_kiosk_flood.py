@@ -7,8 +7,9 @@ page, and the log must stay small. `bench.kiosk_flood` does the measuring; it pr
 import json
 from pathlib import Path
 
-from bench.kiosk_flood import measure, unit_nofile
+from bench.kiosk_flood import measure
 from edged.config.services import KioskConfig
+from hil.kioskflood import unit_nofile
 
 HEADER_TIMEOUT_S = 3
 
