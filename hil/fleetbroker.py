@@ -11,7 +11,6 @@ made traversable for that user (a pytest tmp_path is not).
 import os
 import pwd
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -26,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hil.broker import free_port
+from hil.broker import free_port, stop_process, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "config" / "mosquitto" / "mosquitto.conf"
@@ -133,18 +132,12 @@ class FleetBroker:
             self.proc = subprocess.Popen(
                 [exe, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise FleetBrokerError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
-            try:
-                for port in (self.node_port, self.ops_port):
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise FleetBrokerError(f"mosquitto did not listen within {timeout:g} s: {self.log}")
+        try:
+            wait_listening(self.proc, [self.node_port, self.ops_port], self.log, timeout)
+        except RuntimeError as exc:
+            self.stop()
+            raise FleetBrokerError(str(exc)) from None
+        return self
 
     @property
     def user(self) -> str | None:
@@ -157,14 +150,8 @@ class FleetBroker:
         return None
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=3)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def cleanup(self) -> None:

@@ -184,35 +184,15 @@ async def flood(
     t0 = time.monotonic()
     addrs = sources or [None]  # type: ignore[list-item]
     stream_req = f"GET /api/events HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    kinds = [
+        (report.streams, stream_req, streams, True),
+        (report.half, HALF_REQUEST, half, False),
+        (report.idle, b"", idle, False),
+    ]
     jobs = [
-        _held(
-            report.streams,
-            host,
-            port,
-            stream_req,
-            hold_s,
-            expect_frame=True,
-            source=addrs[i % len(addrs)],
-        )
-        for i in range(streams)
-    ]
-    jobs += [
-        _held(
-            report.half,
-            host,
-            port,
-            HALF_REQUEST,
-            hold_s,
-            expect_frame=False,
-            source=addrs[i % len(addrs)],
-        )
-        for i in range(half)
-    ]
-    jobs += [
-        _held(
-            report.idle, host, port, b"", hold_s, expect_frame=False, source=addrs[i % len(addrs)]
-        )
-        for i in range(idle)
+        _held(kind, host, port, first, hold_s, expect_frame=frame, source=addrs[i % len(addrs)])
+        for kind, first, n, frame in kinds
+        for i in range(n)
     ]
     if page:
         jobs.append(_page(url, report, t0 + hold_s))

@@ -1,6 +1,8 @@
 """Signed lists, secrets and configs for the access tests."""
 
 import os
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -8,7 +10,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.cardref import CardRefs
+from edged.access.lasttrusted import LastTrustedTime
 from edged.access.lists import sign_lists
+from edged.access.service import AccessService
 from edged.clock import Clock, ClockSource
 from edged.config.access import AccessServiceConfig
 from edged.security.signing import public_key_text
@@ -88,3 +92,29 @@ class SetClock(Clock):
 
     def at(self, when: datetime) -> None:
         self.ms = int(when.timestamp() * 1000)
+
+
+def service_on(
+    node: Any,
+    tmp: Path,
+    profile: str = "shuttle",
+    *,
+    boot: str = "boot-1",
+    monotonic: Callable[[], float] = time.monotonic,
+    **kw: Any,
+) -> AccessService:
+    """The access service on `node`, its last trusted time on `node`'s state and clock;
+    `kw` goes to the service (occupancy, count) or, otherwise, to its config."""
+    service_kw = {k: kw.pop(k) for k in ("occupancy", "count") if k in kw}
+    return AccessService(
+        node,
+        config(tmp, **kw),
+        profile=profile,  # type: ignore[arg-type]
+        fleet=FLEET,
+        timezone="Europe/Paris",
+        emit=node.emit,
+        last_trusted=LastTrustedTime(
+            node.clock, node.get_state, node.set_state, boot=boot, monotonic=monotonic
+        ),
+        **service_kw,
+    )

@@ -16,15 +16,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edged.access.decide import Situation, decide
-from edged.access.lasttrusted import LastTrustedTime
-from edged.access.service import AccessService
 from edged.config.access import OccupancyServiceConfig
 from edged.events import Tap, Unlock
 from edged.services.occupancy import OccupancyService
 from tests.edged.services.fakes import FakeNode
 
 from .support import (
-    FLEET,
     REFS,
     UID_BOOKED,
     UID_LOST,
@@ -35,6 +32,7 @@ from .support import (
     SetClock,
     config,
     full_lists,
+    service_on,
     signed,
 )
 
@@ -92,17 +90,15 @@ def play(tmp_path: Path, profile: str, program: list[Step], **extra: Any) -> Non
     mono = [1000.0]
     cfg = config(tmp_path, readers=READERS, rooms=["salle-1"], **extra)
     occupancy = OccupancyService(node, OccupancyServiceConfig(capacity=2))
-    service = AccessService(
+    service = service_on(
         node,
-        cfg,
-        profile=profile,  # type: ignore[arg-type]
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=node.emit,
+        tmp_path,
+        profile,
+        monotonic=lambda: mono[0],
         occupancy=occupancy,
-        last_trusted=LastTrustedTime(
-            clock, node.get_state, node.set_state, boot="b", monotonic=lambda: mono[0]
-        ),
+        readers=READERS,
+        rooms=["salle-1"],
+        **extra,
     )
     withdrawn: set[bytes] = set()
     version = 1

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edged.access.lasttrusted import STATE_KEY, LastTrustedTime
+from edged.access.lasttrusted import STATE_KEY
 from edged.access.service import LISTS_KEY, AccessService
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
@@ -30,6 +30,7 @@ from .support import (
     SetClock,
     config,
     full_lists,
+    service_on,
     signed,
 )
 
@@ -344,15 +345,7 @@ def power_cycle(node: FakeNode, tmp_path: Path, profile: str = "shuttle", **kw: 
     """A new boot on the same disk (the node's state), with the clock not synced."""
     again = OrderedNode(state=node.state)
     again.clock = SetClock(0, trusted=False)  # a Pi without RTC: a guess from 1970 or so
-    service = AccessService(
-        again,
-        config(tmp_path, **kw),
-        profile=profile,  # type: ignore[arg-type]
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=again.emit,
-        last_trusted=LastTrustedTime(again.clock, again.get_state, again.set_state, boot="b2"),
-    )
+    service = service_on(again, tmp_path, profile, boot="boot-2", **kw)
     assert service.lists.version >= 1
     return again
 
@@ -362,15 +355,7 @@ def synced_node(tmp_path: Path, when: datetime, until: str, profile: str = "shut
     clock.at(when)
     node = OrderedNode()
     node.clock = clock
-    service = AccessService(
-        node,
-        config(tmp_path, rooms=[]),
-        profile=profile,  # type: ignore[arg-type]
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=node.emit,
-        last_trusted=LastTrustedTime(clock, node.get_state, node.set_state, boot="b1"),
-    )
+    service = service_on(node, tmp_path, profile, rooms=[])
     asyncio.run(service.command_update(signed(expiring(1, until))))
     tap(node, UID_SENIOR, ts=1.0)  # any tap reads (and keeps) the trusted time
     return node
@@ -403,16 +388,7 @@ def test_a_pass_the_bound_cannot_decide_is_refused_and_counted_staff_admitted(
     again = OrderedNode(state=node.state)
     again.clock = SetClock(0, trusted=False)
     counted: list[str] = []
-    service = AccessService(
-        again,
-        config(tmp_path),
-        profile="shuttle",
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=again.emit,
-        count=counted.append,
-        last_trusted=LastTrustedTime(again.clock, again.get_state, again.set_state, boot="b2"),
-    )
+    service = service_on(again, tmp_path, boot="boot-2", count=counted.append)
     tap(again, UID_RESIDENT, ts=5.0)
     tap(again, UID_STAFF, ts=6.0)
     rider, staff = taps(again)[-2:]
@@ -431,15 +407,7 @@ def test_the_last_trusted_time_is_kept_in_the_node_state(tmp_path: Path) -> None
 def test_a_node_that_never_had_a_trusted_clock_refuses_dated_passes(tmp_path: Path) -> None:
     node = OrderedNode()
     node.clock = SetClock(0, trusted=False)
-    service = AccessService(
-        node,
-        config(tmp_path),
-        profile="shuttle",
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=node.emit,
-        last_trusted=LastTrustedTime(node.clock, node.get_state, node.set_state, boot="b"),
-    )
+    service = service_on(node, tmp_path)
     asyncio.run(service.command_update(signed(expiring(1, "2020-01-01"))))
     tap(node, UID_RESIDENT, ts=1.0)
     tap(node, UID_SENIOR, ts=2.0)  # no dates on this card: boards

@@ -5,34 +5,11 @@ screen)."""
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-
-import pytest
 
 from edged.kiosk.config import KioskConfig
-from edged.kiosk.server import KioskServer, start_kiosk
+from edged.kiosk.server import KioskServer
 from edged.node import Node
-
-Serve = Callable[..., Awaitable[KioskServer]]
-
-
-@pytest.fixture
-async def serve(node: Node) -> AsyncIterator[Serve]:
-    tasks: list[asyncio.Task[None]] = []
-
-    async def start(**config: Any) -> KioskServer:
-        config.setdefault("port", 0)
-        server = start_kiosk(node, KioskConfig(**config))
-        tasks.append(asyncio.create_task(server.run()))
-        await asyncio.wait_for(server.listening.wait(), 5)
-        return server
-
-    yield start
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+from tests.edged.kiosk.conftest import Serve
 
 
 class Conn:
