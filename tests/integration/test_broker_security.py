@@ -9,6 +9,7 @@ import shutil
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -368,3 +369,42 @@ async def test_a_wrong_password_is_refused_and_retried_not_fatal(
             await asyncio.sleep(0.05)
     assert proc.proc.returncode is None
     assert not any("connected to" in line for line in proc.lines)
+
+
+# -- the README's secure fleet, end to end: edgectl over TLS ------------------------------
+
+
+def edgectl_speaks_tls() -> bool:
+    """edgectl's TLS options (`--cafile`, `--cert`) are branch i22's; until they are merged
+    this test is expected to fail, and once they are it must pass."""
+    r = subprocess.run(
+        [sys.executable, "-m", "edged.cli.ctl", "cmd", "--help"], capture_output=True, text=True
+    )
+    return "--cafile" in r.stdout
+
+
+@pytest.mark.xfail(
+    not edgectl_speaks_tls(), reason="edgectl has no TLS options on this branch", strict=True
+)
+async def test_edgectl_cmd_reaches_the_node_over_tls_as_the_readme_says(
+    fleet: FleetBroker, tmp_path: Path, spawn: Any
+) -> None:
+    config = write_config(
+        tmp_path, fleet.node_port, fleet="test", node="a", gps=False,
+        broker=fleet.node_tls_toml("test", "a"),
+    )  # fmt: skip
+    proc = await spawn(config)
+    async with asyncio.timeout(10):
+        while not any("connected to" in line for line in proc.lines):
+            await asyncio.sleep(0.05)
+    crt, _ = fleet.cert("dispatch")
+    argv = ["cmd", "test/a", "ping", "--broker", f"mqtts://127.0.0.1:{fleet.ops_port}"]
+    argv += ["--cafile", str(fleet.ca), "--cert", str(crt)]
+    r = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "edged.cli.ctl", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
