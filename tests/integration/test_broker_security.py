@@ -374,18 +374,6 @@ async def test_a_wrong_password_is_refused_and_retried_not_fatal(
 # -- the README's secure fleet, end to end: edgectl over TLS ------------------------------
 
 
-def edgectl_speaks_tls() -> bool:
-    """edgectl's TLS options (`--cafile`, `--cert`) are branch i22's; until they are merged
-    this test is expected to fail, and once they are it must pass."""
-    r = subprocess.run(
-        [sys.executable, "-m", "edged.cli.ctl", "cmd", "--help"], capture_output=True, text=True
-    )
-    return "--cafile" in r.stdout
-
-
-@pytest.mark.xfail(
-    not edgectl_speaks_tls(), reason="edgectl has no TLS options on this branch", strict=True
-)
 async def test_edgectl_cmd_reaches_the_node_over_tls_as_the_readme_says(
     fleet: FleetBroker, tmp_path: Path, spawn: Any
 ) -> None:
