@@ -356,7 +356,9 @@ class Node:
                 timezone=node.timezone,
                 emit=self.emit,
                 occupancy=self.occupancy,
+                count=self.counters.inc,
             )
+            self.services.append(self.access)  # keeps the last trusted time on disk
             self.router.register(
                 "access.update", self.access.command_update, scope="access", max_bytes=LIST_BYTES
             )

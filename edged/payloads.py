@@ -223,6 +223,16 @@ class TapEvent(Body):
     profile: str | None = Field(description="the card's profile; null for an unknown card")
     fare_cents: int | None = Field(description="fare charged, euro cents; null: none")
     lists_version: int = Field(description="version of the access lists that decided")
+    unlocked: bool = Field(
+        default=False,
+        description="the lock was pulsed (a granted exit or repeat may be recorded without)",
+    )
+    validity: Literal["clock", "last_trusted", "undecided"] | None = Field(
+        default=None,
+        description="how the card's validity dates were read: a trusted clock, the last "
+        "trusted time (no synced clock), or not decidable (unsynced_validity decided); "
+        "absent: no dates to read",
+    )
 
 
 class Occupancy(Body):

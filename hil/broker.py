@@ -53,19 +53,12 @@ class Mosquitto:
             self.proc = subprocess.Popen(
                 [exe, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"mosquitto exited: {self.log.read_text()[-2000:]}"
-                    ) from None
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("mosquitto did not start listening within 5 s")
+        try:
+            wait_listening(self.proc, [self.port], self.log)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     @property
     def pid(self) -> int | None:
@@ -73,12 +66,34 @@ class Mosquitto:
 
     def stop(self) -> None:
         """Terminate, wait, then kill: a SIGTERM right after start is sometimes ignored."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=3)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
+
+
+def wait_listening(
+    proc: "subprocess.Popen[bytes]", ports: list[int], log: Path, timeout: float = 5.0
+) -> None:
+    """Until `proc` accepts connections on every port of `ports` (RuntimeError if it exits
+    or does not within `timeout`; the end of its log says why)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {log.read_text()[-2000:]}") from None
+            time.sleep(0.02)
+    raise RuntimeError(f"mosquitto did not listen within {timeout:g} s: see {log}")
+
+
+def stop_process(proc: "subprocess.Popen[bytes]") -> None:
+    """Terminate, wait, then kill."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=3)

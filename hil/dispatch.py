@@ -6,6 +6,7 @@ so latency and order are measured on what dispatch would see."""
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +27,18 @@ class Collector:
     """Subscribes with a persistent session, so a broker with persistence keeps queueing for
     it across a broker restart, and reconnects by itself."""
 
-    def __init__(self, port: int, topic: str = "#", client_id: str = "test-dispatch") -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str = "#",
+        client_id: str = "test-dispatch",
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.port = port
         self.topic = topic
         self.client_id = client_id
+        self.tls = tls
         self.messages: list[Received] = []
         self._by_suffix: dict[str, list[Received]] = {}
         self.subscribed = asyncio.Event()
@@ -56,6 +65,7 @@ class Collector:
                     clean_session=False,
                     protocol=aiomqtt.ProtocolVersion.V311,
                     max_queued_incoming_messages=0,
+                    tls_context=self.tls,
                 ) as client:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
@@ -84,11 +94,18 @@ class Collector:
 
 
 async def publish(
-    port: int, topic: str, payload: bytes, *, v5: bool = True, properties: Any = None
+    port: int,
+    topic: str,
+    payload: bytes,
+    *,
+    v5: bool = True,
+    properties: Any = None,
+    tls: ssl.SSLContext | None = None,
+    retain: bool = False,
 ) -> None:
     protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
-    async with aiomqtt.Client("127.0.0.1", port, protocol=protocol) as client:
-        await client.publish(topic, payload, qos=1, properties=properties)
+    async with aiomqtt.Client("127.0.0.1", port, protocol=protocol, tls_context=tls) as client:
+        await client.publish(topic, payload, qos=1, properties=properties, retain=retain)
 
 
 def _suffix(topic: str) -> str:

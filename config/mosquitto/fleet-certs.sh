@@ -1,72 +1,117 @@
 #!/usr/bin/env bash
-# Issue a fleet's TLS material for Mosquitto and the nodes, and the matching ACL lines.
+# Issue a fleet's TLS material for Mosquitto, the nodes and the tools, and the matching ACLs.
 #
-#   fleet-certs.sh DIR ca                    a new CA (DIR/ca.crt, DIR/ca.key) and the broker's
-#                                            certificate (DIR/broker.crt, .key) for HOST
-#                                            (default localhost; set BROKER_HOST=...)
+#   fleet-certs.sh DIR ca                    the fleet CA (DIR/ca.crt, .key) that signs the
+#                                            nodes and the broker's certificate (DIR/broker.crt,
+#                                            .key) for HOST (default localhost; BROKER_HOST=...),
+#                                            the ops CA (DIR/ops-ca.crt, .key) that signs the
+#                                            tools, and the ACL files DIR/acl and DIR/ops.acl
 #   fleet-certs.sh DIR node FLEET NODE       a node certificate, CN "FLEET.NODE" (the broker's
-#                                            username for it), and its ACL block in DIR/acl
-#   fleet-certs.sh DIR client NAME           a dispatch/ops client certificate, CN NAME
+#                                            username and client id for it), and its ACL block
+#   fleet-certs.sh DIR client NAME           a dispatch/ops tool certificate of the ops CA,
+#                                            CN NAME, and its ACL block (read all, send commands)
 #
-# Keys are EC P-256, mode 600. Copy DIR/ca.crt, DIR/FLEET.NODE.crt and .key to the node
-# (/etc/edged/tls/), and point [broker.tls] at them.
+# Run it as root on the broker: the broker's key and the ACLs are then root:mosquitto 0640 in
+# a root:mosquitto 0750 DIR, so Mosquitto still reads them after it drops root (set
+# BROKER_GROUP if its group has another name). Every other key stays root 0600. Copy
+# DIR/ca.crt, DIR/FLEET.NODE.crt and .key to the node (/etc/edged/tls/) and point
+# [broker.tls] at them. After `node` or `client`, `systemctl reload mosquitto`.
 set -euo pipefail
 
-dir=${1:?usage: fleet-certs.sh DIR ca|node FLEET NODE|client NAME}
-what=${2:?usage: fleet-certs.sh DIR ca|node FLEET NODE|client NAME}
+usage="usage: fleet-certs.sh DIR ca|node FLEET NODE|client NAME"
+dir=${1:?$usage}
+what=${2:?$usage}
 days=${DAYS:-825}
 prefix=${PREFIX:-rnst/v1}
+group=${BROKER_GROUP:-mosquitto}
 mkdir -p "$dir"
 umask 077
 
-issue() {  # $1 name (file stem), $2 CN, $3 extra openssl x509 extension text
+issue() {  # $1 name (file stem), $2 CN, $3 extra openssl x509 extension text, $4 CA stem
+    local ca=${4:-ca}
+    [ -e "$dir/$1.key" ] && {
+        echo "fleet-certs: $dir/$1.key exists; not overwriting (remove it to issue anew)" >&2; exit 1; }
     openssl ecparam -name prime256v1 -genkey -noout -out "$dir/$1.key"
     openssl req -new -key "$dir/$1.key" -subj "/CN=$2" -out "$dir/$1.csr"
     printf '%s\n' "$3" > "$dir/$1.ext"
-    openssl x509 -req -in "$dir/$1.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+    openssl x509 -req -in "$dir/$1.csr" -CA "$dir/$ca.crt" -CAkey "$dir/$ca.key" \
         -CAcreateserial -days "$days" -sha256 -extfile "$dir/$1.ext" -out "$dir/$1.crt" 2>/dev/null
     rm -f "$dir/$1.csr" "$dir/$1.ext"
     chmod 600 "$dir/$1.key"
     chmod 644 "$dir/$1.crt"
 }
 
+new_ca() {  # $1 stem, $2 CN
+    [ -e "$dir/$1.key" ] && { echo "fleet-certs: $dir/$1.key exists; not overwriting" >&2; exit 1; }
+    openssl ecparam -name prime256v1 -genkey -noout -out "$dir/$1.key"
+    openssl req -new -x509 -key "$dir/$1.key" -subj "/CN=$2" -days 3650 -sha256 -out "$dir/$1.crt"
+    chmod 600 "$dir/$1.key"; chmod 644 "$dir/$1.crt"
+}
+
+broker_reads() {  # what Mosquitto opens after dropping root: group-readable, nothing more
+    chmod 644 "$dir"/*.crt
+    if getent group "$group" >/dev/null && chgrp "$group" "$dir" "$dir/broker.key" "$dir/acl" \
+        "$dir/ops.acl" 2>/dev/null; then
+        chmod 750 "$dir"
+        chmod 640 "$dir/broker.key" "$dir/acl" "$dir/ops.acl"
+    else
+        chmod 755 "$dir"
+        echo "fleet-certs: warning: could not give group '$group' read access to" \
+            "$dir/broker.key, acl and ops.acl; Mosquitto cannot read them once it drops root." \
+            "Run this as root on the broker, or set BROKER_GROUP to Mosquitto's group." >&2
+    fi
+}
+
 case "$what" in
     ca)
-        [ -e "$dir/ca.key" ] && { echo "fleet-certs: $dir/ca.key exists; not overwriting" >&2; exit 1; }
-        openssl ecparam -name prime256v1 -genkey -noout -out "$dir/ca.key"
-        openssl req -new -x509 -key "$dir/ca.key" -subj "/CN=edged fleet CA" -days 3650 \
-            -sha256 -out "$dir/ca.crt"
-        chmod 600 "$dir/ca.key"; chmod 644 "$dir/ca.crt"
+        new_ca ca "edged fleet CA"
+        new_ca ops-ca "edged fleet ops CA"
         host=${BROKER_HOST:-localhost}
         issue broker "$host" "subjectAltName=DNS:$host,DNS:localhost,IP:127.0.0.1
 extendedKeyUsage=serverAuth"
         cat > "$dir/acl" <<ACL
-# Written by fleet-certs.sh. The username is the certificate's CN.
-# Dispatch and ops read every node and write only commands.
-user dispatch
-topic read $prefix/#
-topic write $prefix/+/+/cmd/#
+# Written by fleet-certs.sh: the nodes' listener (8883). The username is the certificate's CN.
+# A node writes only its outbound topics and replies under its fleet's _replies/, and reads
+# only its own commands: it can never write a cmd/ topic, its own included.
 ACL
-        echo "CA and broker certificate in $dir"
+        cat > "$dir/ops.acl" <<ACL
+# Written by fleet-certs.sh: the tools' listener (8884). The username is the certificate's CN.
+# Dispatch and ops tools read every node and write only commands.
+ACL
+        broker_reads
+        echo "fleet CA, ops CA and broker certificate in $dir"
         ;;
     node)
         fleet=${3:?node needs FLEET}; node=${4:?node needs NODE}
         [[ "$fleet" =~ ^[a-z0-9][a-z0-9_-]*$ && "$node" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || {
             echo "fleet-certs: fleet and node are [a-z0-9_-] (they are topic levels)" >&2; exit 2; }
+        [ -e "$dir/acl" ] || { echo "fleet-certs: run 'fleet-certs.sh $dir ca' first" >&2; exit 2; }
         issue "$fleet.$node" "$fleet.$node" "extendedKeyUsage=clientAuth"
-        cat >> "$dir/acl" <<ACL
-
-# node $fleet/$node: writes only under its own base, reads only its own commands
-user $fleet.$node
-topic write $prefix/$fleet/$node/#
-topic read $prefix/$fleet/$node/cmd/#
-ACL
+        base=$prefix/$fleet/$node
+        {
+            printf '\n# node %s/%s\nuser %s.%s\n' "$fleet" "$node" "$fleet" "$node"
+            # the outbound topics of edged/topics.py (tests/integration/test_broker_config.py
+            # holds this list to that table)
+            for topic in state position occupancy vehicle vehicle/faults trip 'events/#' \
+                'alarm/#' kiosk/requests health 'reply/#'; do
+                printf 'topic write %s/%s\n' "$base" "$topic"
+            done
+            printf 'topic write %s/%s/_replies/#\n' "$prefix" "$fleet"
+            printf 'topic read %s/cmd/#\n' "$base"
+        } >> "$dir/acl"
+        broker_reads
         echo "node certificate $dir/$fleet.$node.crt (CN $fleet.$node)"
         ;;
     client)
         name=${3:?client needs NAME}
-        issue "$name" "$name" "extendedKeyUsage=clientAuth"
-        echo "client certificate $dir/$name.crt (CN $name)"
+        [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || {
+            echo "fleet-certs: a client NAME is letters, digits, _ . -" >&2; exit 2; }
+        [ -e "$dir/ops.acl" ] || { echo "fleet-certs: run 'fleet-certs.sh $dir ca' first" >&2; exit 2; }
+        issue "$name" "$name" "extendedKeyUsage=clientAuth" ops-ca
+        printf '\nuser %s\ntopic read %s/#\ntopic write %s/+/+/cmd/#\n' "$name" "$prefix" \
+            "$prefix" >> "$dir/ops.acl"
+        broker_reads
+        echo "client certificate $dir/$name.crt (CN $name, ops CA)"
         ;;
     *)
         echo "fleet-certs: unknown action $what (ca, node or client)" >&2; exit 2

@@ -7,16 +7,25 @@ microseconds. The rules per node profile:
   not on the lists follows `unknown_card` (deny by default).
 - venue: a card opens for a booking of one of the venue's rooms that is current (from
   `booking_early_s` before the start to the end), or for staff at any time; at capacity,
-  entry is refused with reason `full` (staff excepted). Leaving is never refused, so nobody
-  is ever locked in by a list.
+  entry is refused with reason `full` (staff excepted).
 - truck: a provider's card logs the provider in and out; any other card checks a client
   in (a card not on the lists too, unless `unknown_card = "deny"`).
 - a shuttle in mode `out-of-service` (`mode.set`) boards nobody but staff.
 
 A card on the deny list (lost, stolen) is refused everywhere, before anything else.
+
+Leaving: an `exit` reader (inside) lets out any card not on the deny list. A `both` reader
+cannot tell whether a card "inside" is leaving or back outside after leaving without a tap,
+so its exit is always recorded but unlocks only when that card may enter now: a guest whose
+booking ended, or whose card was withdrawn, is not let back in by tapping "out" (with
+`free_exit`, the door opens from inside without the lock, and an exit never unlocks).
+
+Validity dates need a trusted clock. Without one, they are read against the last trusted
+time (a lower bound on now): it proves a card expired or started, never that it is still
+valid. What it cannot decide follows `unsynced_validity` (refuse, staff still admitted).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 
@@ -25,6 +34,7 @@ from edged.config.access import AccessServiceConfig, ReaderRole
 
 Action = Literal["board", "enter", "exit", "checkin", "login", "logout"]
 NodeProfile = Literal["shuttle", "truck", "venue"]
+Validity = Literal["clock", "last_trusted", "undecided"]
 ENTRY: dict[NodeProfile, Action] = {"shuttle": "board", "venue": "enter", "truck": "checkin"}
 
 
@@ -38,6 +48,7 @@ class Situation:
     inside: bool = False  # venue: this card entered and has not left; truck: provider in
     full: bool = False  # occupancy at capacity
     out_of_service: bool = False  # `mode.set out-of-service`: a shuttle takes no riders
+    bound: datetime | None = None  # without `now`: the last trusted time, a lower bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +59,37 @@ class Decision:
     profile: str | None = None
     fare_cents: int | None = None
     delta: int = 0  # what the tap does to occupancy: +1 in, -1 out
+    unlock: bool = False  # pulse the lock: a grant that lets someone through the door
+    validity: Validity | None = None  # how the card's dates were read; None: none to read
 
 
-def _dates(card: Card, today: date | None) -> str | None:
-    if today is None:
-        return None
+def _grant(
+    reason: str,
+    action: Action,
+    profile: str | None,
+    fare: int | None = None,
+    delta: int = 0,
+    validity: Validity | None = None,
+) -> Decision:
+    return Decision(True, reason, action, profile, fare, delta, True, validity)
+
+
+def _dates(card: Card, s: Situation) -> tuple[str | None, Validity | None]:
+    """(refusal reason or None, how the dates were read); "undecided" when they could not be."""
+    if card.valid_from is None and card.valid_until is None:
+        return None, None
+    if s.now is not None:
+        return _against(card, s.now.date()), "clock"
+    floor: date | None = s.bound.date() if s.bound is not None else None
+    if floor is not None and card.valid_until is not None and floor > card.valid_until:
+        return "expired", "last_trusted"  # it had expired by the last trusted time
+    started = card.valid_from is None or (floor is not None and floor >= card.valid_from)
+    if started and card.valid_until is None:
+        return None, "last_trusted"  # started by then, and never ends
+    return None, "undecided"  # may have expired since, or may have started since
+
+
+def _against(card: Card, today: date) -> str | None:
     if card.valid_from is not None and today < card.valid_from:
         return "not_yet_valid"
     if card.valid_until is not None and today > card.valid_until:
@@ -74,14 +111,25 @@ def decide(
     s = situation
     card = lists.cards.get(ref)
     profile = card.profile if card else None
-    denied = lists.deny.get(ref)
-    if denied is not None:
+    if ref in lists.deny:
         return Decision(False, "blocked", profile=profile)
-    if s.profile == "venue" and (s.role == "exit" or (s.role == "both" and s.inside)):
-        return Decision(True, "exit", "exit", profile, delta=-1)
-    if s.role == "exit":  # an exit reader on a shuttle or truck: let out, count out
-        return Decision(True, "exit", "exit", profile, delta=-1)
-    if s.out_of_service and s.profile == "shuttle" and profile not in config.staff_profiles:
+    if s.role == "exit":  # a reader inside: let out, count out
+        return _grant("exit", "exit", profile, delta=-1)
+    if s.profile == "venue" and s.role == "both" and s.inside:
+        # leaving, or back outside after leaving without a tap: the exit is recorded, and
+        # the door opens only for a card that could open it to come in
+        entry = _enter(lists, config, ref, replace(s, inside=False))
+        unlock = entry.granted and not config.free_exit
+        return Decision(True, "exit", "exit", profile, None, -1, unlock, entry.validity)
+    return _enter(lists, config, ref, s)
+
+
+def _enter(lists: AccessLists, config: AccessServiceConfig, ref: str, s: Situation) -> Decision:
+    """The decision for a card coming in (boarding, entering, checking in, logging in)."""
+    card = lists.cards.get(ref)
+    profile = card.profile if card else None
+    staff = profile in config.staff_profiles
+    if s.out_of_service and s.profile == "shuttle" and not staff:
         return Decision(False, "out_of_service", profile=profile)
     if card is None:
         policy = config.unknown_card or ("allow" if s.profile == "truck" else "deny")
@@ -92,26 +140,28 @@ def decide(
         if s.profile == "shuttle" and s.full and config.deny_when_full:
             return Decision(False, "full")
         fare = config.unknown_fare_cents if s.profile == "shuttle" else None
-        return Decision(True, "unknown_allowed", ENTRY[s.profile], None, fare, delta=1)
-    today = s.now.date() if s.now is not None else None
-    problem = _dates(card, today)
+        return _grant("unknown_allowed", ENTRY[s.profile], None, fare, delta=1)
+    problem, validity = _dates(card, s)
     if problem is not None:
-        return Decision(False, problem, profile=profile)
+        return Decision(False, problem, profile=profile, validity=validity)
+    if validity == "undecided" and not staff and config.unsynced_validity == "refuse":
+        return Decision(False, "clock_unsynced", profile=profile, validity=validity)
     if s.profile == "shuttle":
         if s.full and config.deny_when_full:
-            return Decision(False, "full", profile=profile)
-        return Decision(True, "ok", "board", profile, lists.fares.get(card.profile), delta=1)
+            return Decision(False, "full", profile=profile, validity=validity)
+        fare = lists.fares.get(card.profile)
+        return _grant("ok", "board", profile, fare, delta=1, validity=validity)
     if s.profile == "truck":
         if profile in config.provider_profiles:
-            return Decision(True, "provider", "logout" if s.inside else "login", profile)
-        return Decision(True, "ok", "checkin", profile, delta=1)
+            return _grant("provider", "logout" if s.inside else "login", profile, None, 0, validity)
+        return _grant("ok", "checkin", profile, delta=1, validity=validity)
     # venue
-    if profile in config.staff_profiles:
-        return Decision(True, "staff", "enter", profile, delta=1)
-    if s.now is None:
-        return Decision(False, "clock_unsynced", profile=profile)
+    if staff:
+        return _grant("staff", "enter", profile, delta=1, validity=validity)
+    if s.now is None:  # a booking is a time of day: only a trusted clock can say it is now
+        return Decision(False, "clock_unsynced", profile=profile, validity=validity)
     if not _booked(lists, ref, config, s.now):
-        return Decision(False, "no_booking", profile=profile)
+        return Decision(False, "no_booking", profile=profile, validity=validity)
     if s.full and config.deny_when_full is not False:
-        return Decision(False, "full", profile=profile)
-    return Decision(True, "booking", "enter", profile, delta=1)
+        return Decision(False, "full", profile=profile, validity=validity)
+    return _grant("booking", "enter", profile, delta=1, validity=validity)

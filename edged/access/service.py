@@ -6,17 +6,24 @@ which is durable before it is sent, but the door does not wait for either.
 
 The raw UID is used once, here, to compute the card_ref, and then dropped: it is not kept
 in memory, logged, stored or published.
+
+A repeat (the same card within `repeat_window_s`) shows its feedback again and is neither
+charged nor counted; it does not pulse the lock unless `repeat_unlocks` (a slow venue
+door): otherwise a card handed back through the door would let a second rider board.
 """
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from edged.access.cardref import CardRefs
 from edged.access.decide import Decision, NodeProfile, Situation, decide
+from edged.access.lasttrusted import SAVE_EVERY_S, LastTrustedTime
 from edged.access.lists import (
     EMPTY,
     AccessLists,
@@ -24,7 +31,6 @@ from edged.access.lists import (
     digest,
     parse_update,
 )
-from edged.clock import ClockSource
 from edged.commands.admin import MODE_KEY
 from edged.commands.args import only
 from edged.config.access import AccessServiceConfig
@@ -56,6 +62,8 @@ class AccessService:
         timezone: str,
         emit: Any,
         occupancy: OccupancyService | None = None,
+        count: Callable[[str], None] | None = None,
+        last_trusted: LastTrustedTime | None = None,
     ) -> None:
         if config.secret_file is None:
             raise ConfigError("[services.access]", ["secret_file is required"])
@@ -66,6 +74,8 @@ class AccessService:
         self.zone = ZoneInfo(timezone)
         self.emit = emit
         self.occupancy = occupancy
+        self.count = count or (lambda key: None)
+        self.time = last_trusted or LastTrustedTime(node.clock, node.get_state, node.set_state)
         self.card_ref = CardRefs.from_file(config.secret_file, config.card_ref_bytes)
         self.key = (
             public_key_from_text(config.lists_public_key) if config.lists_public_key else None
@@ -77,6 +87,7 @@ class AccessService:
         self.provider: str | None = provider if isinstance(provider, str) else None
         self._recent: OrderedDict[str, tuple[float, Decision]] = OrderedDict()
         self.taps = 0
+        self.undecided = 0  # taps whose card validity no clock could decide
         self.last_decision_s = 0.0  # tap read -> relay and lights commanded (bench.tap)
         node.subscribe(Tap, self.on_tap)
         if occupancy is not None:
@@ -95,11 +106,19 @@ class AccessService:
 
     # -- taps -------------------------------------------------------------------------
 
-    def _now(self) -> datetime | None:
-        ms, source = self.node.clock.now()
-        if source is ClockSource.UNSYNCED:
-            return None
-        return datetime.fromtimestamp(ms / 1000, self.zone)
+    def _now(self) -> tuple[datetime | None, datetime | None]:
+        """(trusted local time, or None; else the last trusted time as a lower bound)."""
+        reading = self.time.read()
+        if reading.ms is None:
+            return None, None
+        moment = datetime.fromtimestamp(reading.ms / 1000, self.zone)
+        return (moment, None) if reading.trusted else (None, moment)
+
+    async def run(self) -> None:
+        """Keep the last trusted time on disk while the node runs, tap or no tap."""
+        while True:
+            await asyncio.sleep(SAVE_EVERY_S)
+            self.time.read()
 
     def on_tap(self, tap: Tap) -> None:
         ref = self.card_ref(tap.uid)
@@ -108,23 +127,26 @@ class AccessService:
         recent = self._recent.get(ref)
         if recent is not None and tap.ts - recent[0] < self.config.repeat_window_s:
             before = recent[1]
-            decision = Decision(True, "repeat", before.action, before.profile, None, 0)
+            unlock = before.unlock and self.config.repeat_unlocks
+            decision = Decision(True, "repeat", before.action, before.profile, None, 0, unlock)
         else:
             inside = ref in self.inside if self.profile == "venue" else ref == self.provider
+            now, bound = self._now()
             situation = Situation(
                 profile=self.profile,
-                now=self._now(),
+                now=now,
                 role=role,
                 inside=inside,
                 full=self.occupancy.full if self.occupancy is not None else False,
                 out_of_service=self.node.get_state(MODE_KEY) == "out-of-service",
+                bound=bound,
             )
             decision = decide(self.lists, self.config, ref, situation)
         # local first: the door and the lights before anything is counted or recorded
-        now = time.monotonic()
-        if decision.granted:
-            self.emit(Unlock(self.config.pulse_s, now))
-        self.emit(Feedback("granted" if decision.granted else "denied", now))
+        now_s = time.monotonic()
+        if decision.unlock:
+            self.emit(Unlock(self.config.pulse_s, now_s))
+        self.emit(Feedback("granted" if decision.granted else "denied", now_s))
         self.last_decision_s = time.monotonic() - tap.ts
         if decision.granted and decision.reason != "repeat":
             self._recent[ref] = (tap.ts, decision)
@@ -132,6 +154,10 @@ class AccessService:
             while len(self._recent) > MAX_RECENT:
                 self._recent.popitem(last=False)
             self._remember(ref, decision)
+        if decision.validity is not None:
+            self.count(f"access.validity.{decision.validity}")
+            if decision.validity == "undecided":
+                self.undecided += 1
         self.node.publish(
             TAP,
             TapEvent(
@@ -143,6 +169,8 @@ class AccessService:
                 profile=decision.profile,
                 fare_cents=decision.fare_cents,
                 lists_version=self.lists.version,
+                unlocked=decision.unlock,
+                validity=decision.validity,
             ),
         )
 
@@ -177,6 +205,7 @@ class AccessService:
             "bookings": len(lists.bookings),
             "fares": len(lists.fares),
             "taps": self.taps,
+            "undecided": self.undecided,
         }
 
     async def command_update(self, args: dict[str, Any]) -> dict[str, Any]:

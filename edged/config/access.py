@@ -66,6 +66,22 @@ class AccessServiceConfig(Strict):
         le=3600,
         description="the same card again this soon is answered as before, charged and counted once",
     )
+    repeat_unlocks: bool = Field(
+        default=False,
+        description="a repeat within repeat_window_s pulses the lock again (a venue door that "
+        "is slow to open); off: the feedback only, so one fare never lets two riders board",
+    )
+    free_exit: bool = Field(
+        default=False,
+        description="the door opens from inside without the lock (handle, push bar): an exit "
+        "tap on a `both` reader is recorded and never unlocks; off: it unlocks only for a card "
+        "that may enter now",
+    )
+    unsynced_validity: Literal["refuse", "allow"] = Field(
+        default="refuse",
+        description="a card whose valid_from/valid_until neither a trusted clock nor the last "
+        "trusted time can decide: refuse (staff_profiles still admitted) or allow",
+    )
     pulse_s: float = Field(default=3.0, gt=0, le=30, description="lock relay pulse on a grant")
     rooms: list[str] = Field(
         default_factory=list, max_length=64, description="venue: the rooms this door opens"
@@ -76,7 +92,7 @@ class AccessServiceConfig(Strict):
     readers: dict[str, ReaderRole] = Field(
         default_factory=dict,
         description="reader driver name -> entry, exit or both (default: both; at a venue "
-        "a card already inside leaves)",
+        "a card already inside leaves, see free_exit)",
     )
     staff_profiles: list[str] = Field(default_factory=lambda: ["staff"])
     provider_profiles: list[str] = Field(default_factory=lambda: ["provider"])

@@ -5,7 +5,7 @@ import re
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edged.config.base import Strict
 
@@ -66,6 +66,35 @@ class KioskConfig(Strict):
         default=120.0, ge=10, le=3600, description="untouched this long: back to French"
     )
     heartbeat_s: float = Field(default=15.0, ge=1, le=120, description="clock sync to the page")
+    # -- what one visitor can hold (edged/kiosk/limits.py) --
+    max_connections: int = Field(
+        default=64, ge=4, le=4096, description="HTTP connections at once, all peers together"
+    )
+    max_connections_per_peer: int = Field(
+        default=8, ge=1, le=1024, description="connections at once from one address"
+    )
+    max_streams_per_peer: int = Field(
+        default=2, ge=1, le=100, description="live pages (/api/events) at once from one address"
+    )
+    screen_addresses: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        max_length=16,
+        description="the screens' addresses: one peer's share of connections and live pages "
+        "is kept for them, whatever other visitors hold",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=120,
+        description="a request's head (and body) must arrive this soon after the connection "
+        "opens or the last answer; an idle connection is closed after it",
+    )
+    stream_max_s: float = Field(
+        default=600.0,
+        ge=30,
+        le=86400,
+        description="a live page's stream is ended after this; the page reconnects at once",
+    )
 
     @field_validator("host")
     @classmethod
@@ -92,6 +121,27 @@ class KioskConfig(Strict):
                 f"unknown time zone {value!r}; use an IANA name like Europe/Paris"
             ) from None
         return value
+
+    @field_validator("screen_addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            try:
+                ip = ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address") from None
+            out.append(str(ip))
+        return out
+
+    @model_validator(mode="after")
+    def _shares(self) -> "KioskConfig":
+        if self.max_connections_per_peer >= self.max_connections:
+            raise ValueError(
+                "max_connections_per_peer must be below max_connections (one peer's share is "
+                "kept for the screens)"
+            )
+        return self
 
     @field_validator("buttons")
     @classmethod

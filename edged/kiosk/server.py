@@ -7,7 +7,8 @@ Content-Security-Policy (own files only, no inline script, no eval, no HTML sink
 message from dispatch is shown as text whatever it contains.
 
 It listens on loopback by default. A failure to listen (port taken) is logged, counted and
-retried: a kiosk problem never stops the daemon.
+retried: a kiosk problem never stops the daemon. What a visitor can hold (connections,
+live streams, time to send a request, descriptors) is bounded in `edged/kiosk/limits.py`.
 """
 
 import asyncio
@@ -26,6 +27,14 @@ from edged.commands.router import Handler
 from edged.counters import Counters
 from edged.errors import EdgedError
 from edged.kiosk.config import KioskConfig
+from edged.kiosk.limits import (
+    FD_RESERVE,
+    AcceptErrorFilter,
+    ConnectionLimits,
+    GatedSite,
+    peer_of,
+    raise_fd_limit,
+)
 from edged.kiosk.models import RiderPost
 from edged.kiosk.ratelimit import RateLimiter
 from edged.kiosk.service import KioskNode, KioskService, RequestRefused
@@ -148,6 +157,16 @@ class KioskServer:
         self._clients: set[asyncio.Event] = set()
         self._closing = False
         self._logged: dict[str, float] = {}
+        self.limits = ConnectionLimits(
+            max_connections=config.max_connections,
+            per_peer=config.max_connections_per_peer,
+            max_streams=config.max_clients,
+            streams_per_peer=min(config.max_streams_per_peer, config.max_clients),
+            screens=frozenset(config.screen_addresses),
+            counters=counters,
+            fd_limit=1 << 20,  # set from the process's limit when serving starts
+            clock=clock,
+        )
         service.listen(self._on_view)
 
     @property
@@ -165,13 +184,40 @@ class KioskServer:
             tg.create_task(self.service.run(), name="kiosk.view")
             tg.create_task(self._serve(), name="kiosk.http")
 
+    def _descriptor_budget(self) -> None:
+        """Raise the soft descriptor limit if it is low; if it stays too low for the kiosk's
+        connections beside the node's reserve, shrink the kiosk's share, and say so."""
+        wanted = self.config.max_connections + 2 * FD_RESERVE
+        limit = raise_fd_limit(wanted)
+        self.limits.fd_limit = limit
+        room = limit - 2 * FD_RESERVE
+        if room < self.limits.max_connections:
+            self.limits.max_connections = max(self.config.max_connections_per_peer + 1, room)
+            log.warning(
+                "kiosk: only %d file descriptors (LimitNOFILE): at most %d kiosk connections, "
+                "%d descriptors kept for the node",
+                limit,
+                self.limits.max_connections,
+                FD_RESERVE,
+            )
+
     async def _serve(self) -> None:
-        runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None)
+        self._descriptor_budget()
+        accept_errors = AcceptErrorFilter(self.counters)
+        logging.getLogger("asyncio").addFilter(accept_errors)
+        runner = web.AppRunner(
+            self.app,
+            shutdown_timeout=1.0,
+            access_log=None,
+            # aiohttp's keep-alive timer also runs from the connection's start: a request
+            # head that has not arrived in time (a half-sent request) is closed with it
+            keepalive_timeout=self.config.header_timeout_s,
+        )
         await runner.setup()
         delay = BIND_RETRY_S[0]
         try:
             while True:
-                site = web.TCPSite(runner, self.config.host, self.config.port)
+                site = GatedSite(runner, self.config.host, self.config.port, self.limits)
                 try:
                     await site.start()
                     break
@@ -196,6 +242,7 @@ class KioskServer:
         finally:
             self.listening.clear()
             await runner.cleanup()
+            logging.getLogger("asyncio").removeFilter(accept_errors)
 
     def _make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._guard])
@@ -311,13 +358,19 @@ class KioskServer:
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: the whole state at once and on each change, a clock tick
-        every `heartbeat_s` (it also finds pages that went away)."""
-        if len(self._clients) >= self.config.max_clients:
+        every `heartbeat_s` (it also finds pages that went away). A stream ends after
+        `stream_max_s` (the page reconnects at once), so none is held for ever."""
+        peer = peer_of(request.transport) if request.transport is not None else "unknown"
+        why = self.limits.refuse_stream(peer)
+        if why is not None:
+            self.limits.refused("stream", peer, why)
+            each = self.limits.streams_per_peer
             raise ApiError(
                 503,
                 "too_many_pages",
-                f"{self.config.max_clients} pages are already connected; "
-                "raise [services.kiosk] max_clients for more screens",
+                f"{self.config.max_clients} pages in all, {each} per address, are already "
+                "connected; raise [services.kiosk] max_clients or max_streams_per_peer for "
+                "more screens",
                 {"Retry-After": "5"},
             )
         response = web.StreamResponse(headers={"X-Accel-Buffering": "no"})
@@ -325,24 +378,34 @@ class KioskServer:
         response.charset = "utf-8"
         wake = asyncio.Event()
         self._clients.add(wake)
+        self.limits.streams[peer] += 1
+        ends = self.clock() + self.config.stream_max_s
         try:
             await response.prepare(request)
-            await response.write(f"retry: {SSE_RETRY_MS}\n\n".encode() + self._frame("state"))
-            while not self._closing:
+            await self._send(response, f"retry: {SSE_RETRY_MS}\n\n".encode() + self._frame("state"))
+            while not self._closing and (left := ends - self.clock()) > 0:
                 try:
-                    async with asyncio.timeout(self.config.heartbeat_s):
+                    async with asyncio.timeout(min(self.config.heartbeat_s, left)):
                         await wake.wait()
                 except TimeoutError:
-                    await response.write(self._frame("tick"))
+                    await self._send(response, self._frame("tick"))
                     continue
                 wake.clear()
                 if not self._closing:
-                    await response.write(self._frame("state"))
-        except (ConnectionError, RuntimeError):
-            pass  # the page went away (or the server is closing): nothing to tell it
+                    await self._send(response, self._frame("state"))
+        except (ConnectionError, RuntimeError, TimeoutError):
+            pass  # the page went away, stopped reading, or the server is closing
         finally:
             self._clients.discard(wake)
+            self.limits.streams[peer] -= 1
+            if self.limits.streams[peer] <= 0:
+                del self.limits.streams[peer]
         return response
+
+    async def _send(self, response: web.StreamResponse, frame: bytes) -> None:
+        """A page that stops reading fills the socket: it is dropped, not waited for."""
+        async with asyncio.timeout(self.config.header_timeout_s):
+            await response.write(frame)
 
     def _frame(self, event: str) -> bytes:
         if event == "state":
@@ -361,7 +424,11 @@ class KioskServer:
         length = request.content_length
         if length is not None and length > self.config.max_body_bytes:
             raise ApiError(413, "too_large", f"the body is over {self.config.max_body_bytes} bytes")
-        raw = await request.read()
+        try:
+            async with asyncio.timeout(self.config.header_timeout_s):
+                raw = await request.read()
+        except TimeoutError:
+            raise ApiError(408, "too_slow", "the body did not arrive in time") from None
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):

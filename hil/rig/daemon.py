@@ -1,6 +1,7 @@
 """The daemon under test as its own process, as systemd starts it — and kills it."""
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -14,12 +15,30 @@ ROOT = Path(__file__).resolve().parents[2]
 class Daemon:
     """`edged run -c CONFIG`; its output goes to `log`; `/proc` says what it costs."""
 
-    def __init__(self, config: Path, log: Path, *, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        *,
+        python: str = sys.executable,
+        nofile: int | None = None,
+    ) -> None:
         self.config = config
         self.log = log
         self.python = python
+        self.nofile = nofile  # LimitNOFILE, as the unit sets it
+        self.unsynced = False  # the kernel cannot say the clock is synced (hil.unsynced)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+
+    def _as_started(self) -> None:
+        """In the child, before edged runs: what systemd (or a cold Pi) would give it."""
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+        if self.unsynced:
+            from hil.unsynced import refuse_adjtimex
+
+            refuse_adjtimex()
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -30,6 +49,7 @@ class Daemon:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._as_started,
             )
         self.starts += 1
 

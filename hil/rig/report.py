@@ -16,6 +16,9 @@ class Check:
     detail: str = ""
     seconds: float = 0.0
     skipped: bool = False  # not applicable on this bench (said why in detail)
+    open_in: str = (
+        ""  # failed, and known to be fixed elsewhere (a branch, an issue): shown, not fatal
+    )
 
 
 @dataclass
@@ -28,11 +31,15 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        return bool(self.checks) and all(c.ok or c.open_in for c in self.checks)
 
     @property
     def failed(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
+        return [c for c in self.checks if not c.ok and not c.open_in]
+
+    @property
+    def open(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok and c.open_in]
 
     def skip(self, name: str, why: str) -> None:
         self._add(Check(name, True, why, skipped=True))
@@ -40,6 +47,16 @@ class Report:
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
         self._add(Check(name, bool(ok), detail))
         return bool(ok)
+
+    def held(self, attack: str, held: bool, detail: str = "", *, open_in: str = "") -> bool:
+        """An attack's outcome, said as such: held, or NOT HELD (with what happened). A
+        finding fixed on another branch (`open_in`) is shown as open and does not fail the
+        run; on the branch that has the fix, the same check holds."""
+        verdict = "held" if held else "NOT HELD"
+        self._add(
+            Check(f"{attack}: {verdict}", bool(held), detail, open_in="" if held else open_in)
+        )
+        return bool(held)
 
     async def step(self, name: str, action: Awaitable[T]) -> T | None:
         """Run one step; a failure is recorded with its reason and the scenario goes on."""
@@ -61,9 +78,12 @@ class Report:
     def _add(self, check: Check) -> None:
         self.checks.append(check)
         if self.verbose:
-            mark = "skip" if check.skipped else "ok  " if check.ok else "FAIL"
+            marks = {True: "ok  ", False: "OPEN" if check.open_in else "FAIL"}
+            mark = "skip" if check.skipped else marks[check.ok]
+            opened = f" [open: {check.open_in}]" if check.open_in else ""
             took = f" ({check.seconds:.1f} s)" if check.seconds >= 0.1 else ""
-            print(f"  {mark} {check.name}{took}" + (f": {check.detail}" if check.detail else ""))
+            detail = f": {check.detail}" if check.detail else ""
+            print(f"  {mark} {check.name}{took}{detail}{opened}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,4 +98,8 @@ class Report:
         n = len(self.checks)
         took = time.monotonic() - self.started
         verdict = "passed" if self.ok else f"FAILED ({len(self.failed)} of {n} checks)"
+        if self.open:
+            verdict += (
+                f", {len(self.open)} open ({', '.join(sorted({c.open_in for c in self.open}))})"
+            )
         return f"{self.scenario}: {verdict}, {n} checks in {took:.0f} s"

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -31,10 +32,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.access.cardref import CardRefs
 from edged.access.lists import sign_lists
 from edged.security.signing import public_key_text, sign
-from hil.broker import Mosquitto
+from hil.broker import Mosquitto, free_port
 from hil.can.fms import FmsBus
 from hil.can.slcan import SlcanEmulator
 from hil.dispatch import Collector, Received, publish
+from hil.fleetbroker import FleetBroker
 from hil.gps.emulator import NmeaEmulator
 from hil.nfc.emulator import Pn532Emulator
 from hil.rig.daemon import ROOT, Daemon
@@ -88,6 +90,10 @@ class RigSetup:
     trust_system_clock: bool = True  # False: the node stamps with GPS time (kernel unsynced)
     can_fps: float | None = None  # a saturated bus at this rate instead of the FMS day
     outbox_dir: Path | None = None  # where the outbox lives (a small filesystem: disk full)
+    secure: bool = False  # the shipped TLS broker (hil.fleetbroker), as the README sets it up
+    kiosk: bool = False  # the kiosk page on a free port (`Rig.kiosk_url`)
+    nofile: int | None = None  # the daemon's descriptor limit (the unit's LimitNOFILE)
+    access: str = ""  # extra lines for [services.access]
 
 
 @dataclass
@@ -114,18 +120,27 @@ class Rig:
         # persistence, as a fleet broker has: dispatch's session (and what is queued for it)
         # survives a broker restart
         (workdir / "mosquitto").mkdir(exist_ok=True)
-        self.broker = Mosquitto(
-            workdir, extra=f"persistence true\npersistence_location {workdir / 'mosquitto'}/\n"
-        )
+        self.base = f"rnst/v1/{FLEET}/{self.setup.profile}-1"
+        self.fleet: FleetBroker | None = None
+        self.broker: Mosquitto | FleetBroker
+        if self.setup.secure:  # the node's certificate, another node's, dispatch's
+            node = f"{self.setup.profile}-1"
+            self.fleet = FleetBroker([(FLEET, node), (FLEET, "other-1")], ["dispatch"])
+            self.broker = self.fleet
+        else:
+            self.broker = Mosquitto(
+                workdir,
+                extra=f"persistence true\npersistence_location {workdir / 'mosquitto'}/\n",
+            )
+        self.kiosk_port = free_port() if self.setup.kiosk else None
         self.gps: NmeaEmulator | None = None
         self.can: SlcanEmulator | None = None
         self.can_proc: subprocess.Popen[bytes] | None = None  # the flood, in its own process
         self.nfc = Pn532Emulator(workdir / "nfc0")
         self.config = workdir / "edged.toml"
-        self.daemon = Daemon(self.config, workdir / "edged.log")
+        self.daemon = Daemon(self.config, workdir / "edged.log", nofile=self.setup.nofile)
         self.dispatch: Collector | None = None
         self.counts = Counts()
-        self.base = f"rnst/v1/{FLEET}/{self.setup.profile}-1"
         self.gpio_socket = workdir / "gpio.sock"
         self.lists_version = 0
         self.pins = dict(PINS)  # the daemon's pins by role (a bench file may move them)
@@ -168,7 +183,9 @@ class Rig:
         (self.workdir / "fleet.secret").write_bytes(self.secret)
         os.chmod(self.workdir / "fleet.secret", 0o600)
         self.config.write_text(self.render_config())
-        self.dispatch = Collector(self.broker.port, f"{self.base}/#", client_id="rig-dispatch")
+        self.dispatch = Collector(
+            self.dispatch_port, f"{self.base}/#", client_id="rig-dispatch", tls=self.dispatch_tls
+        )
         await self.dispatch.__aenter__()
         await self.start_daemon()
         if not self.setup.trust_system_clock and self.gps is not None:
@@ -199,6 +216,8 @@ class Rig:
             self.can_proc.terminate()
             self.can_proc.wait(5)
         self.broker.stop()
+        if self.fleet is not None:
+            self.fleet.cleanup()
 
     async def start_daemon(self, timeout: float = 20.0) -> None:
         """Start `edged run` and wait until its drivers answer and dispatch saw it online."""
@@ -235,6 +254,27 @@ class Rig:
     def log(self) -> str:
         return self.daemon.log_tail()
 
+    # -- where the node and dispatch reach the broker ---------------------------------------
+
+    @property
+    def node_port(self) -> int:
+        return self.fleet.node_port if self.fleet is not None else self.broker.port  # type: ignore[union-attr]
+
+    @property
+    def dispatch_port(self) -> int:
+        """Dispatch's listener: the tools' one (8884 as shipped) on the secure broker."""
+        return self.fleet.ops_port if self.fleet is not None else self.broker.port  # type: ignore[union-attr]
+
+    @property
+    def dispatch_tls(self) -> ssl.SSLContext | None:
+        return self.fleet.tls_context("dispatch") if self.fleet is not None else None
+
+    @property
+    def kiosk_url(self) -> str:
+        if self.kiosk_port is None:
+            raise RigError("this rig has no kiosk (RigSetup.kiosk)")
+        return f"http://127.0.0.1:{self.kiosk_port}/"
+
     # -- the config the daemon runs with ----------------------------------------------------
 
     @property
@@ -259,9 +299,10 @@ name = "hil rig"
 
 [broker]
 host = "127.0.0.1"
-port = {self.broker.port}
+port = {self.node_port}
 reconnect_min_s = 0.2
 reconnect_max_s = 1.0
+{self.fleet.node_tls_toml(FLEET, f"{s.profile}-1") if self.fleet is not None else ""}
 
 [outbox]
 path = "{(s.outbox_dir or w) / "outbox.sqlite"}"
@@ -283,7 +324,8 @@ public_key = "{public_key_text(self.cmd_key.public_key())}"
 scopes = ["read", "operate", "door", "access", "config"]
 
 [services.kiosk]
-enabled = false
+enabled = {"true" if self.kiosk_port is not None else "false"}
+port = {self.kiosk_port or 0}
 
 [services.access]
 enabled = true
@@ -291,6 +333,7 @@ secret_file = "{w / "fleet.secret"}"
 lists_public_key = "{public_key_text(self.list_key.public_key())}"
 rooms = ["salle-1"]
 provider_profiles = ["provider"]
+{s.access}
 
 [services.occupancy]
 capacity = {s.capacity}
@@ -400,7 +443,7 @@ ignition_off_after_s = 5
             "sig": sign(self.cmd_key, topic, cmd_id, ts, args),
         }
         before = len(self.on(f"reply/{name}"))
-        await publish(self.broker.port, topic, json.dumps(body).encode())
+        await publish(self.dispatch_port, topic, json.dumps(body).encode(), tls=self.dispatch_tls)
         reply = await self.expect(
             f"reply/{name}", lambda m: m.payload.get("id") == cmd_id, timeout, after=before
         )

@@ -16,8 +16,8 @@ class Scenario:
 
 
 def scenarios() -> dict[str, Scenario]:
-    from hil.scenarios import faults, shuttle_day, soak, truck_day, venue
+    from hil.scenarios import attacks, faults, shuttle_day, soak, truck_day, venue
 
     found = [shuttle_day.SCENARIO, truck_day.SCENARIO, venue.SCENARIO, faults.SCENARIO]
-    found.append(soak.SCENARIO)
+    found += [soak.SCENARIO, attacks.SCENARIO]
     return {s.name: s for s in found}

@@ -1,10 +1,15 @@
-"""The example broker config: TLS with client certificates, per-node ACLs (MQTT 5 reason
-codes checked), and the daemon connecting through it with its own certificate."""
+"""The shipped broker config against a real Mosquitto, set up as the README says: TLS with
+client certificates, per-node ACLs (MQTT 5 reason codes checked), the client id tied to the
+certificate, the tools on their own listener, and the daemon connecting with its own
+certificate. Mosquitto starts as root and drops to its own user, as on a broker."""
 
 import asyncio
+import os
 import shutil
 import ssl
+import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,14 +19,21 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 
+from edged.topics import TOPICS
+from hil.fleetbroker import (
+    SCRIPT,
+    FleetBroker,
+    FleetBrokerError,
+    FleetClient,
+    drops_root,
+    fleet_certs,
+    wait_until,
+)
 from tests.helpers.broker import Mosquitto
-from tests.helpers.nodes import ROOT, write_config
+from tests.helpers.nodes import write_config
 
-SCRIPT = ROOT / "config" / "mosquitto" / "fleet-certs.sh"
 NOT_AUTHORIZED = 135
-NO_SUBSCRIBERS = 16  # success: accepted, nobody listening
 
 
 def accepted(reason: int) -> bool:
@@ -29,190 +41,302 @@ def accepted(reason: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fleet() -> Iterator[FleetBroker]:
     if shutil.which("openssl") is None:
         pytest.fail("openssl is needed to issue the test certificates")
-    d = tmp_path_factory.mktemp("pki")
-    for args in (["ca"], ["client", "dispatch"], ["node", "test", "a"], ["node", "test", "b"]):
-        subprocess.run(["bash", str(SCRIPT), str(d), *args], check=True, capture_output=True)
-    other = d / "rogue"
-    subprocess.run(["bash", str(SCRIPT), str(other), "ca"], check=True, capture_output=True)
-    subprocess.run(
-        ["bash", str(SCRIPT), str(other), "node", "test", "a"], check=True, capture_output=True
-    )
+    broker = FleetBroker([("test", "a"), ("test", "b"), ("other", "c")], ["dispatch"])
+    broker.start()
+    yield broker
+    broker.cleanup()
+
+
+@pytest.fixture(scope="module")
+def rogue_ca(fleet: FleetBroker) -> Path:
+    """Another fleet's material: a CA the broker does not know, with a node `test.a`."""
+    d = fleet.base / "rogue"
+    fleet_certs(d, "ca")
+    fleet_certs(d, "node", "test", "a")
     return d
 
 
-@pytest.fixture
-def tls_broker(tmp_path: Path, pki: Path) -> Iterator[Mosquitto]:
-    """Mosquitto with the shipped example's security settings on a free port."""
-    extra = (
-        "allow_anonymous false\n"
-        f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'broker.crt'}\nkeyfile {pki / 'broker.key'}\n"
-        "require_certificate true\nuse_identity_as_username true\n"
-        f"acl_file {pki / 'acl'}\n"
+def node(fleet: FleetBroker, name: str = "test.a", **kw: Any) -> FleetClient:
+    return FleetClient(fleet.node_port, fleet, name, **kw)
+
+
+def tool(fleet: FleetBroker, name: str = "dispatch", **kw: Any) -> FleetClient:
+    return FleetClient(fleet.ops_port, fleet, name, **kw)
+
+
+# -- issue #12.8: the README's broker starts -------------------------------------------------
+
+
+def test_the_documented_broker_starts_and_drops_to_its_own_user(fleet: FleetBroker) -> None:
+    assert fleet.proc is not None and fleet.proc.poll() is None
+    if not drops_root():
+        pytest.skip("only root with a mosquitto user sees the privilege drop")
+    assert fleet.user == "mosquitto"
+    assert fleet.warnings == ""
+
+
+def test_mosquitto_reads_only_its_key_and_the_acls(fleet: FleetBroker) -> None:
+    if not drops_root():
+        pytest.skip("the group handover needs root and a mosquitto group")
+    readable = {"broker.key", "acl", "ops.acl"}
+    for path in fleet.dir.iterdir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.name in readable:
+            assert (mode, path.group(), path.owner()) == (0o640, "mosquitto", "root"), path
+        elif path.suffix in (".key", ".srl"):
+            assert (mode, path.owner()) == (0o600, "root"), path  # CA and node keys
+    assert stat.S_IMODE(fleet.dir.stat().st_mode) == 0o750
+
+
+def test_fleet_certs_warns_when_it_cannot_hand_the_files_to_mosquitto(tmp_path: Path) -> None:
+    env = {**os.environ, "BROKER_GROUP": "no-such-group-here"}
+    r = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path / "f"), "ca"], capture_output=True, text=True, env=env
     )
-    m = Mosquitto(tmp_path, extra=extra)
-    m.conf.parent.mkdir(exist_ok=True)
-    m.start()
-    yield m
-    m.stop()
+    assert r.returncode == 0
+    assert "Mosquitto cannot read them once it drops root" in r.stderr
 
 
-class Client:
-    """A paho client on the broker's TLS listener that records MQTT 5 reason codes."""
-
-    def __init__(self, port: int, pki: Path, name: str, cert_dir: Path | None = None) -> None:
-        cert_dir = cert_dir or pki
-        self.c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"t-{name}", protocol=mqtt.MQTTv5
+def test_fleet_certs_never_overwrites_a_key(fleet: FleetBroker) -> None:
+    before = (fleet.dir / "ca.key").read_bytes()
+    for args in (["client", "ca"], ["client", "broker"], ["ca"], ["node", "test", "a"]):
+        r = subprocess.run(
+            ["bash", str(SCRIPT), str(fleet.dir), *args], capture_output=True, text=True
         )
-        self.c.tls_set(
-            ca_certs=str(pki / "ca.crt"),
-            certfile=str(cert_dir / f"{name}.crt"),
-            keyfile=str(cert_dir / f"{name}.key"),
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        self.messages: list[str] = []
-        self.c.on_message = lambda c, u, m: self.messages.append(m.topic)
-        self.connected = threading.Event()
-        self.acked: dict[int, int] = {}
-        self.subacks: list[int] = []
-        self.event = threading.Event()
-        self.c.on_connect = lambda c, u, f, rc, p: rc == 0 and self.connected.set()
-        self.c.on_publish = self._on_publish
-        self.c.on_subscribe = self._on_subscribe
-        try:
-            self.c.connect("127.0.0.1", port)
-        except OSError as exc:
-            raise AssertionError(f"{name} could not connect: {exc}") from exc
-        self.c.loop_start()
-        if not self.connected.wait(3):
-            self.c.loop_stop()
-            raise AssertionError(f"{name} could not connect")
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
-        self.acked[mid] = rc.value
-        self.event.set()
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
-        self.subacks = [r.value for r in rcs]
-        self.event.set()
-
-    def publish(self, topic: str) -> int:
-        self.event.clear()
-        info = self.c.publish(topic, b"{}", qos=1, properties=Properties(3))
-        assert self.event.wait(5)
-        return self.acked[info.mid]
-
-    def subscribe(self, topic: str) -> int:
-        self.event.clear()
-        self.c.subscribe(topic, qos=1)
-        assert self.event.wait(5)
-        return self.subacks[0]
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
+        assert r.returncode == 1 and "not overwriting" in r.stderr, args
+    assert (fleet.dir / "ca.key").read_bytes() == before
 
 
-def test_a_node_may_publish_under_its_own_base(tls_broker: Mosquitto, pki: Path) -> None:
-    a = Client(tls_broker.port, pki, "test.a")
+def test_fleet_certs_passes_shellcheck() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (`apt-get install shellcheck`)")
+    r = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+# -- issue #12.5: a node writes only its outbound topics ----------------------------------------
+
+OUTBOUND = sorted(
+    spec.name.replace("{name}", "x.y") for spec in TOPICS.values() if spec.direction == "out"
+)
+
+
+@pytest.mark.parametrize("suffix", OUTBOUND)
+def test_a_node_may_publish_each_of_its_outbound_topics(fleet: FleetBroker, suffix: str) -> None:
+    a = node(fleet)
     try:
-        assert accepted(a.publish("rnst/v1/test/a/events/door"))
+        assert accepted(a.publish(f"rnst/v1/test/a/{suffix}"))
     finally:
         a.close()
 
 
-def test_a_node_cannot_publish_under_another_nodes_base(tls_broker: Mosquitto, pki: Path) -> None:
-    a = Client(tls_broker.port, pki, "test.a")
+@pytest.mark.parametrize("retain", [False, True])
+@pytest.mark.parametrize(
+    "name", ["ping", "mode.set", "alarm.ack", "kiosk.message", "occupancy.reset", "mode/set"]
+)
+def test_a_node_cannot_plant_a_command_for_itself(
+    fleet: FleetBroker, name: str, retain: bool
+) -> None:
+    a = node(fleet)
+    d = tool(fleet)
+    try:
+        d.subscribe("rnst/v1/test/a/cmd/#")
+        assert a.publish(f"rnst/v1/test/a/cmd/{name}", retain=retain) == NOT_AUTHORIZED
+        time.sleep(0.2)
+        assert d.messages == []  # nothing reached a subscriber, nothing was retained
+    finally:
+        a.close()
+        d.close()
+
+
+@pytest.mark.parametrize("suffix", ["cmd", "foo", "state/x", "health/x", "occupancy/x", "_x"])
+def test_a_node_cannot_publish_anything_else_under_its_base(
+    fleet: FleetBroker, suffix: str
+) -> None:
+    a = node(fleet)
+    try:
+        assert a.publish(f"rnst/v1/test/a/{suffix}") == NOT_AUTHORIZED
+    finally:
+        a.close()
+
+
+def test_a_node_cannot_publish_under_another_nodes_base(fleet: FleetBroker) -> None:
+    a = node(fleet)
     try:
         assert a.publish("rnst/v1/test/b/state") == NOT_AUTHORIZED
         assert a.publish("rnst/v1/test/b/cmd/door.unlock") == NOT_AUTHORIZED
+        assert a.publish("rnst/v1/other/c/events/tap") == NOT_AUTHORIZED
     finally:
         a.close()
 
 
-def test_a_node_cannot_read_another_nodes_commands(tls_broker: Mosquitto, pki: Path) -> None:
-    a = Client(tls_broker.port, pki, "test.a")
-    b = Client(tls_broker.port, pki, "test.b")
-    d = Client(tls_broker.port, pki, "dispatch")
+def test_a_node_replies_under_its_own_fleets_replies_only(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    try:
+        assert accepted(a.publish("rnst/v1/test/_replies/edgectl-1/x"))
+        assert a.publish("rnst/v1/other/_replies/edgectl-1/x") == NOT_AUTHORIZED
+        assert a.publish("ops/replies/x") == NOT_AUTHORIZED
+    finally:
+        a.close()
+
+
+def test_a_node_cannot_read_another_nodes_commands(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    b = node(fleet, "test.b")
+    d = tool(fleet)
     try:
         a.subscribe("rnst/v1/test/b/cmd/#")  # Mosquitto 2.0 grants it but delivers nothing
         b.subscribe("rnst/v1/test/b/cmd/#")
         d.publish("rnst/v1/test/b/cmd/ping")
-        deadline = time.monotonic() + 2
-        while not b.messages and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: bool(b.messages))
         time.sleep(0.2)
-        assert b.messages == ["rnst/v1/test/b/cmd/ping"]
+        assert [t for t, _, _ in b.messages] == ["rnst/v1/test/b/cmd/ping"]
         assert a.messages == []
     finally:
         for c in (a, b, d):
             c.close()
 
 
-def test_dispatch_reads_everything_and_writes_only_commands(
-    tls_broker: Mosquitto, pki: Path
-) -> None:
-    d = Client(tls_broker.port, pki, "dispatch")
+def test_dispatch_reads_everything_and_writes_only_commands(fleet: FleetBroker) -> None:
+    d = tool(fleet)
     try:
         assert d.subscribe("rnst/v1/#") == 1
         assert accepted(d.publish("rnst/v1/test/a/cmd/ping"))
         assert d.publish("rnst/v1/test/a/state") == NOT_AUTHORIZED
+        assert d.publish("rnst/v1/test/_replies/x") == NOT_AUTHORIZED
     finally:
         d.close()
 
 
-def test_a_client_without_a_certificate_is_refused(tls_broker: Mosquitto, pki: Path) -> None:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    c.tls_set(ca_certs=str(pki / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
-    connected = threading.Event()
-    c.on_connect = lambda cl, u, f, rc, p: rc == 0 and connected.set()
+# -- issue #12.4: the client id is the certificate's ---------------------------------------
+
+
+def test_another_certificate_cannot_take_over_a_nodes_client_id(fleet: FleetBroker) -> None:
+    """The attack: b's predictable id from a's certificate, ten times; b stays online and
+    every command sent meanwhile reaches it."""
+    b = node(fleet, "test.b", client_id="edged-test-b")
+    d = tool(fleet)
+    rogues: list[FleetClient] = []
     try:
-        c.connect("127.0.0.1", tls_broker.port)
+        b.subscribe("rnst/v1/test/b/cmd/#")
+        for i in range(10):
+            rogues.append(node(fleet, "test.a", client_id="edged-test-b"))
+            assert accepted(
+                d.publish("rnst/v1/test/b/cmd/ping", payload=f'{{"id":"{i}"}}'.encode())
+            )
+        assert wait_until(lambda: len(b.messages) == 10)
+        time.sleep(0.3)
+        assert (b.disconnects, b.connected.is_set(), len(b.messages)) == (0, True, 10)
+    finally:
+        for c in (b, d, *rogues):
+            c.close()
+
+
+def test_the_same_node_certificate_connecting_again_replaces_its_own_session(
+    fleet: FleetBroker,
+) -> None:
+    # what a node restarted before the broker noticed does: its own id, its own session
+    first = node(fleet, "test.b", client_id="whatever-1")
+    second = node(fleet, "test.b", client_id="whatever-2")
+    try:
+        assert wait_until(lambda: first.disconnects >= 1)
+        assert second.connected.is_set()
+    finally:
+        first.c.loop_stop()  # paho would reconnect it and push the second one off
+        second.close()
+
+
+def test_two_tools_with_one_certificate_stay_connected_together(fleet: FleetBroker) -> None:
+    watch = tool(fleet, client_id="edgectl-watch")
+    feed = tool(fleet, client_id="edged-feed")
+    cmd = tool(fleet, client_id="edgectl-cmd")
+    try:
+        time.sleep(0.5)
+        assert [c.disconnects for c in (watch, feed, cmd)] == [0, 0, 0]
+    finally:
+        for c in (watch, feed, cmd):
+            c.close()
+
+
+def test_a_node_certificate_is_refused_on_the_tools_listener(fleet: FleetBroker) -> None:
+    with pytest.raises(FleetBrokerError, match="could not connect"):
+        tool(fleet, "test.a", client_id="edged-feed")
+
+
+def test_a_tool_certificate_is_refused_on_the_nodes_listener(fleet: FleetBroker) -> None:
+    with pytest.raises(FleetBrokerError, match="could not connect"):
+        node(fleet, "dispatch")
+
+
+def connects_without_a_certificate(fleet: FleetBroker, port: int) -> bool:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=str(fleet.ca), cert_reqs=ssl.CERT_REQUIRED)
+    connected, ended = threading.Event(), threading.Event()
+    c.on_connect = lambda cl, u, f, rc, p: rc == 0 and connected.set()
+    c.on_disconnect = lambda cl, u, f, rc, p: ended.set()
+    try:
+        c.connect("127.0.0.1", port)
         c.loop_start()
     except OSError:
-        return  # refused during the handshake
+        return False  # refused during the handshake
     try:
-        assert not connected.wait(2), "connected without a client certificate"
+        return wait_until(lambda: connected.is_set() or ended.is_set(), 2) and connected.is_set()
     finally:
         c.loop_stop()
 
 
-def test_a_certificate_from_another_ca_is_refused(tls_broker: Mosquitto, pki: Path) -> None:
-    with pytest.raises(AssertionError, match="could not connect"):
-        Client(tls_broker.port, pki, "test.a", cert_dir=pki / "rogue")
+def test_a_client_without_a_certificate_is_refused(fleet: FleetBroker) -> None:
+    assert not connects_without_a_certificate(fleet, fleet.node_port)
+    assert not connects_without_a_certificate(fleet, fleet.ops_port)
 
 
-async def test_the_daemon_connects_with_its_certificate_and_publishes_its_birth(
-    tls_broker: Mosquitto, pki: Path, tmp_path: Path, spawn: Any
+def test_a_certificate_from_another_ca_is_refused(fleet: FleetBroker, rogue_ca: Path) -> None:
+    with pytest.raises(FleetBrokerError, match="could not connect"):
+        node(fleet, "test.a", cert_dir=rogue_ca)
+
+
+# -- the daemon through it -----------------------------------------------------------------
+
+
+async def test_the_daemon_connects_with_its_certificate_and_answers_a_command(
+    fleet: FleetBroker, tmp_path: Path, spawn: Any
 ) -> None:
-    tls = (
-        f'[broker.tls]\nca_file = "{pki / "ca.crt"}"\n'
-        f'cert_file = "{pki / "test.a.crt"}"\nkey_file = "{pki / "test.a.key"}"\n'
+    config = write_config(
+        tmp_path,
+        fleet.node_port,
+        fleet="test",
+        node="a",
+        gps=False,
+        broker=fleet.node_tls_toml("test", "a"),
     )
-    config = write_config(tmp_path, tls_broker.port, fleet="test", node="a", gps=False, broker=tls)
-    d = Client(tls_broker.port, pki, "dispatch")
-    births: list[bytes] = []
-    d.c.on_message = lambda c, u, m: births.append(m.payload)
-    d.subscribe("rnst/v1/test/a/state")
+    d = tool(fleet)
+    d.subscribe("rnst/v1/test/a/#")
     try:
         await spawn(config)
         async with asyncio.timeout(10):
-            while not any(b'"online"' in p for p in births):
+            while not any(t.endswith("/state") and b'"online"' in p for t, p, _ in d.messages):
+                await asyncio.sleep(0.05)
+        assert accepted(d.publish("rnst/v1/test/a/cmd/ping", payload=b'{"id": "tls-1"}'))
+        async with asyncio.timeout(10):
+            while not any(t.endswith("/reply/ping") and b"tls-1" in p for t, p, _ in d.messages):
                 await asyncio.sleep(0.05)
     finally:
         d.close()
 
 
+# -- username and password instead of certificates -----------------------------------------
+
+
 @pytest.fixture
-def password_broker(tmp_path: Path, pki: Path) -> Iterator[Mosquitto]:
-    """Username and password from a password file, with the same ACL."""
+def password_broker(tmp_path: Path, fleet: FleetBroker) -> Iterator[Mosquitto]:
+    """Username and password from a password file, with the shipped nodes' ACL."""
     passwd = tmp_path / "passwd"
     exe = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     subprocess.run([exe, "-c", "-b", str(passwd), "test.a", "correct horse"], check=True)
-    extra = f"allow_anonymous false\npassword_file {passwd}\nacl_file {pki / 'acl'}\n"
+    extra = f"allow_anonymous false\npassword_file {passwd}\nacl_file {fleet.dir / 'acl'}\n"
     m = Mosquitto(tmp_path, extra=extra)
     m.start()
     yield m
@@ -245,3 +369,30 @@ async def test_a_wrong_password_is_refused_and_retried_not_fatal(
             await asyncio.sleep(0.05)
     assert proc.proc.returncode is None
     assert not any("connected to" in line for line in proc.lines)
+
+
+# -- the README's secure fleet, end to end: edgectl over TLS ------------------------------
+
+
+async def test_edgectl_cmd_reaches_the_node_over_tls_as_the_readme_says(
+    fleet: FleetBroker, tmp_path: Path, spawn: Any
+) -> None:
+    config = write_config(
+        tmp_path, fleet.node_port, fleet="test", node="a", gps=False,
+        broker=fleet.node_tls_toml("test", "a"),
+    )  # fmt: skip
+    proc = await spawn(config)
+    async with asyncio.timeout(10):
+        while not any("connected to" in line for line in proc.lines):
+            await asyncio.sleep(0.05)
+    crt, _ = fleet.cert("dispatch")
+    argv = ["cmd", "test/a", "ping", "--broker", f"mqtts://127.0.0.1:{fleet.ops_port}"]
+    argv += ["--cafile", str(fleet.ca), "--cert", str(crt)]
+    r = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "edged.cli.ctl", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr

@@ -1,13 +1,19 @@
 """Signed lists, secrets and configs for the access tests."""
 
 import os
+import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.cardref import CardRefs
+from edged.access.lasttrusted import LastTrustedTime
 from edged.access.lists import sign_lists
+from edged.access.service import AccessService
+from edged.clock import Clock, ClockSource
 from edged.config.access import AccessServiceConfig
 from edged.security.signing import public_key_text
 
@@ -67,3 +73,48 @@ def full_lists(version: int = 1, **changes: Any) -> dict[str, Any]:
 
 def signed(doc: dict[str, Any], key: Ed25519PrivateKey = KEY) -> dict[str, Any]:
     return {"lists": doc, "sig": sign_lists(key, doc)}
+
+
+class SetClock(Clock):
+    """A node clock the test sets: UTC ms and whether it is trusted (NTP) or not."""
+
+    def __init__(self, ms: int, trusted: bool = True) -> None:
+        super().__init__(trust_system_clock=True)
+        self.ms = ms
+        self.trusted = trusted
+
+    def now(self) -> tuple[int, ClockSource]:
+        return self.ms, ClockSource.NTP if self.trusted else ClockSource.UNSYNCED
+
+    @property
+    def source(self) -> ClockSource:
+        return self.now()[1]
+
+    def at(self, when: datetime) -> None:
+        self.ms = int(when.timestamp() * 1000)
+
+
+def service_on(
+    node: Any,
+    tmp: Path,
+    profile: str = "shuttle",
+    *,
+    boot: str = "boot-1",
+    monotonic: Callable[[], float] = time.monotonic,
+    **kw: Any,
+) -> AccessService:
+    """The access service on `node`, its last trusted time on `node`'s state and clock;
+    `kw` goes to the service (occupancy, count) or, otherwise, to its config."""
+    service_kw = {k: kw.pop(k) for k in ("occupancy", "count") if k in kw}
+    return AccessService(
+        node,
+        config(tmp, **kw),
+        profile=profile,  # type: ignore[arg-type]
+        fleet=FLEET,
+        timezone="Europe/Paris",
+        emit=node.emit,
+        last_trusted=LastTrustedTime(
+            node.clock, node.get_state, node.set_state, boot=boot, monotonic=monotonic
+        ),
+        **service_kw,
+    )

@@ -103,11 +103,93 @@ def test_card_not_yet_valid_is_refused(cfg: AccessServiceConfig) -> None:
     assert (d.granted, d.reason) == (False, "not_yet_valid")
 
 
-def test_without_a_trusted_clock_a_shuttle_does_not_strand_riders(
+def test_without_a_trusted_clock_an_expired_pass_does_not_board(
     cfg: AccessServiceConfig,
 ) -> None:
+    # issue #12.2: the dates used to be skipped when the clock was unsynced
     cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2020-01-01"}}
-    assert decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None)).granted
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None))
+    assert (d.granted, d.reason, d.validity, d.unlock) == (
+        False,
+        "clock_unsynced",
+        "undecided",
+        False,
+    )
+
+
+def test_the_last_trusted_time_proves_a_pass_expired(cfg: AccessServiceConfig) -> None:
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2026-11-24"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None, bound=NOW))
+    assert (d.granted, d.reason, d.validity) == (False, "expired", "last_trusted")
+
+
+def test_an_expired_staff_card_is_refused_against_the_last_trusted_time(
+    cfg: AccessServiceConfig,
+) -> None:
+    cards = {REFS(UID_STAFF): {"profile": "staff", "valid_until": "2026-11-01"}}
+    for profile in ("venue", "shuttle"):
+        situation = at(profile, now=None, bound=NOW)
+        d = decide(lists(cards=cards), cfg, REFS(UID_STAFF), situation)
+        assert (d.granted, d.reason, d.unlock) == (False, "expired", False)
+
+
+def test_a_pass_still_valid_at_the_last_trusted_time_is_undecided_and_refused(
+    cfg: AccessServiceConfig,
+) -> None:
+    # it was valid then; it may have expired since: the bound cannot say it is valid now
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2026-11-30"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None, bound=NOW))
+    assert (d.granted, d.reason, d.validity) == (False, "clock_unsynced", "undecided")
+
+
+def test_a_pass_not_yet_started_at_the_last_trusted_time_is_undecided(
+    cfg: AccessServiceConfig,
+) -> None:
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_from": "2026-12-01"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None, bound=NOW))
+    assert (d.granted, d.reason, d.validity) == (False, "clock_unsynced", "undecided")
+
+
+def test_a_pass_started_by_the_last_trusted_time_and_open_ended_boards(
+    cfg: AccessServiceConfig,
+) -> None:
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_from": "2026-11-01"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None, bound=NOW))
+    assert (d.granted, d.fare_cents, d.validity, d.unlock) == (True, 150, "last_trusted", True)
+
+
+def test_a_card_without_dates_boards_without_a_clock(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_SENIOR), at("shuttle", now=None))
+    assert (d.granted, d.validity) == (True, None)
+
+
+def test_staff_with_undecidable_dates_are_still_admitted(cfg: AccessServiceConfig) -> None:
+    cards = {REFS(UID_STAFF): {"profile": "staff", "valid_until": "2026-12-31"}}
+    for profile in ("venue", "shuttle"):
+        d = decide(lists(cards=cards), cfg, REFS(UID_STAFF), at(profile, now=None))
+        assert (d.granted, d.validity, d.unlock) == (True, "undecided", True)
+
+
+def test_unsynced_validity_allow_admits_what_cannot_be_decided(tmp_path: Path) -> None:
+    cfg = config(tmp_path, unsynced_validity="allow")
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2026-11-30"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None, bound=NOW))
+    assert (d.granted, d.reason, d.validity) == (True, "ok", "undecided")
+
+
+def test_unsynced_validity_allow_still_refuses_what_the_bound_proves_expired(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path, unsynced_validity="allow")
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2026-11-24"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle", now=None, bound=NOW))
+    assert (d.granted, d.reason) == (False, "expired")
+
+
+def test_a_trusted_clock_reads_the_dates_itself(cfg: AccessServiceConfig) -> None:
+    cards = {REFS(UID_RESIDENT): {"profile": "resident", "valid_until": "2026-11-30"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_RESIDENT), at("shuttle"))
+    assert (d.granted, d.validity) == (True, "clock")
 
 
 def test_a_full_shuttle_still_boards_unless_configured(tmp_path: Path) -> None:
@@ -174,10 +256,80 @@ def test_a_card_inside_the_venue_leaves_and_is_counted_out(cfg: AccessServiceCon
     assert (d.granted, d.action, d.delta) == (True, "exit", -1)
 
 
+def test_an_exit_without_a_current_booking_is_recorded_but_does_not_unlock(
+    cfg: AccessServiceConfig,
+) -> None:
+    # issue #12.1: a guest who left without tapping is back outside at 23:30
+    ended = lists(bookings=booking(timedelta(hours=-14), timedelta(hours=-13)))
+    d = decide(ended, cfg, REFS(UID_BOOKED), at("venue", inside=True))
+    assert (d.granted, d.action, d.delta, d.unlock) == (True, "exit", -1, False)
+
+
+def test_an_exit_of_a_card_removed_from_the_lists_does_not_unlock(
+    cfg: AccessServiceConfig,
+) -> None:
+    d = decide(lists(cards={}), cfg, REFS(UID_BOOKED), at("venue", inside=True))
+    assert (d.action, d.unlock) == ("exit", False)
+
+
+def test_an_exit_of_a_card_that_may_enter_now_unlocks(cfg: AccessServiceConfig) -> None:
+    current = lists(bookings=booking(timedelta(hours=-1), timedelta(hours=1)))
+    d = decide(current, cfg, REFS(UID_BOOKED), at("venue", inside=True))
+    assert (d.action, d.unlock) == ("exit", True)
+    assert decide(lists(), cfg, REFS(UID_STAFF), at("venue", inside=True, now=None)).unlock
+
+
+def test_an_exit_at_a_full_venue_unlocks_only_for_staff(cfg: AccessServiceConfig) -> None:
+    current = lists(bookings=booking(timedelta(hours=-1), timedelta(hours=1)))
+    guest = decide(current, cfg, REFS(UID_BOOKED), at("venue", inside=True, full=True))
+    staff = decide(current, cfg, REFS(UID_STAFF), at("venue", inside=True, full=True))
+    assert (guest.action, guest.unlock, staff.action, staff.unlock) == ("exit", False, "exit", True)
+
+
+def test_an_exit_with_an_expired_card_does_not_unlock(cfg: AccessServiceConfig) -> None:
+    cards = {REFS(UID_STAFF): {"profile": "staff", "valid_until": "2026-11-01"}}
+    d = decide(lists(cards=cards), cfg, REFS(UID_STAFF), at("venue", inside=True))
+    assert (d.action, d.unlock) == ("exit", False)
+
+
+def test_a_free_exit_door_never_unlocks_for_an_exit(tmp_path: Path) -> None:
+    cfg = config(tmp_path, free_exit=True)
+    d = decide(lists(), cfg, REFS(UID_STAFF), at("venue", inside=True))
+    assert (d.granted, d.action, d.unlock) == (True, "exit", False)
+    assert decide(lists(), cfg, REFS(UID_STAFF), at("venue")).unlock  # coming in: it opens
+
+
 def test_an_exit_reader_always_lets_out(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     d = decide(lists(), cfg, REFS(UID_UNKNOWN), at("venue", role="exit"))
-    assert (d.granted, d.action, d.delta) == (True, "exit", -1)
+    assert (d.granted, d.action, d.delta, d.unlock) == (True, "exit", -1, True)
+
+
+def test_an_exit_reader_does_not_let_a_blocked_card_act(cfg: AccessServiceConfig) -> None:
+    for profile in ("venue", "shuttle"):
+        d = decide(lists(), cfg, REFS(UID_LOST), at(profile, role="exit"))
+        assert (d.granted, d.reason, d.unlock) == (False, "blocked", False)
+
+
+def test_an_entry_reader_at_a_venue_never_decides_an_exit(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_BOOKED), at("venue", role="entry", inside=True))
+    assert (d.granted, d.reason, d.unlock) == (False, "no_booking", False)
+
+
+def test_every_refusal_leaves_the_door_locked(cfg: AccessServiceConfig) -> None:
+    situations = [
+        at(p, role=r, inside=i, full=f, now=n, out_of_service=o)
+        for p in ("shuttle", "venue", "truck")
+        for r in ("entry", "exit", "both")
+        for i in (False, True)
+        for f in (False, True)
+        for n in (NOW, None)
+        for o in (False, True)
+    ]
+    for uid in (UID_RESIDENT, UID_SENIOR, UID_STAFF, UID_PROVIDER, UID_LOST, UID_UNKNOWN):
+        for s in situations:
+            d = decide(lists(), cfg, REFS(uid), s)
+            assert d.granted or not d.unlock, (uid, s, d)
 
 
 def test_truck_logs_the_provider_in_then_out(cfg: AccessServiceConfig) -> None:

@@ -5,9 +5,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from edged.access.lasttrusted import STATE_KEY
 from edged.access.service import LISTS_KEY, AccessService
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
@@ -25,8 +27,10 @@ from .support import (
     UID_SENIOR,
     UID_STAFF,
     UID_UNKNOWN,
+    SetClock,
     config,
     full_lists,
+    service_on,
     signed,
 )
 
@@ -122,16 +126,37 @@ def test_boarding_taps_count_people_on_board(tmp_path: Path) -> None:
     assert occupancy.count == 2 and node.bodies("occupancy")[-1].count == 2
 
 
-def test_the_same_card_again_soon_opens_but_is_not_charged_or_counted_twice(
+def test_the_same_card_again_soon_shows_green_but_is_not_charged_counted_or_let_in_twice(
     tmp_path: Path,
 ) -> None:
+    # issue #12.3: the repeat pulsed the lock again, so two riders boarded on one fare
     node, _, occupancy = make(tmp_path)
     tap(node, UID_RESIDENT, ts=10.0)
     tap(node, UID_RESIDENT, ts=15.0)
     first, second = taps(node)[-2:]
     assert (second.reason, second.fare_cents, second.decision) == ("repeat", None, "granted")
-    assert first.fare_cents == 150
-    assert occupancy.count == 1 and len(node.of_type(Unlock)) == 2
+    assert (first.fare_cents, first.unlocked, second.unlocked) == (150, True, False)
+    assert occupancy.count == 1 and len(node.of_type(Unlock)) == 1
+    assert [f.pattern for f in node.of_type(Feedback)] == ["granted", "granted"]
+
+
+def test_repeat_unlocks_pulses_the_lock_again_for_a_slow_door(tmp_path: Path) -> None:
+    node, _, occupancy = make(tmp_path, "venue", rooms=[], repeat_unlocks=True)
+    tap(node, UID_STAFF, ts=10.0)
+    tap(node, UID_STAFF, ts=12.0)
+    assert [t.unlocked for t in taps(node)] == [True, True]
+    assert len(node.of_type(Unlock)) == 2 and occupancy.count == 1
+
+
+def test_repeat_unlocks_never_opens_for_a_repeat_of_an_exit_that_did_not(
+    tmp_path: Path,
+) -> None:
+    node, service, _ = make(tmp_path, "venue", rooms=[], repeat_unlocks=True)
+    service.inside.add(REFS(UID_BOOKED))  # inside, no current booking
+    tap(node, UID_BOOKED, ts=10.0)
+    tap(node, UID_BOOKED, ts=12.0)
+    assert [(t.reason, t.unlocked) for t in taps(node)] == [("exit", False), ("repeat", False)]
+    assert node.of_type(Unlock) == []
 
 
 def test_the_same_card_after_the_window_is_a_new_boarding(tmp_path: Path) -> None:
@@ -246,3 +271,144 @@ def test_a_flood_of_taps_is_each_decided_and_recorded_once(tmp_path: Path) -> No
         tap(node, i.to_bytes(4, "big"), ts=float(i))
     assert len(taps(node)) == 2000 and occupancy.count == 2000
     assert len(node.of_type(Unlock)) == 2000 and service.taps == 2000
+
+
+# -- issue #12.1: a `both` reader's exit opens only for a card that may enter now ----------
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def venue_with_booking(tmp_path: Path, **extra: Any) -> tuple[FakeNode, AccessService, SetClock]:
+    """The issue's guest: booked 09:00-10:00, the shipped venue's single `both` reader."""
+    clock = SetClock(0)
+    clock.at(datetime(2026, 11, 25, 9, 5, tzinfo=PARIS))
+    node = OrderedNode(synced=True)
+    node.clock = clock
+    node, service, _ = make(tmp_path, "venue", node=node, rooms=["salle-1"], **extra)
+    slot = {
+        "room": "salle-1",
+        "start": "2026-11-25T09:00:00+01:00",
+        "end": "2026-11-25T10:00:00+01:00",
+    }
+    asyncio.run(service.command_update(signed(full_lists(2, bookings={REFS(UID_BOOKED): [slot]}))))
+    return node, service, clock
+
+
+def test_a_guest_back_at_night_is_recorded_leaving_but_the_door_stays_locked(
+    tmp_path: Path,
+) -> None:
+    node, service, clock = venue_with_booking(tmp_path)
+    tap(node, UID_BOOKED, ts=100.0)
+    assert (taps(node)[-1].reason, taps(node)[-1].unlocked) == ("booking", True)
+    clock.at(datetime(2026, 11, 25, 23, 30, tzinfo=PARIS))  # left without tapping; back
+    tap(node, UID_BOOKED, ts=60_000.0)
+    event = taps(node)[-1]
+    assert (event.decision, event.action, event.unlocked) == ("granted", "exit", False)
+    assert len(node.of_type(Unlock)) == 1 and REFS(UID_BOOKED) not in service.inside
+    tap(node, UID_BOOKED, ts=60_100.0)  # now "outside": an entry, refused
+    assert (taps(node)[-1].reason, len(node.of_type(Unlock))) == ("no_booking", 1)
+
+
+def test_a_guest_removed_from_the_lists_while_inside_cannot_open_by_tapping_out(
+    tmp_path: Path,
+) -> None:
+    node, service, _ = venue_with_booking(tmp_path)
+    tap(node, UID_BOOKED, ts=100.0)
+    removed = {"kind": "delta", "fleet": FLEET, "version": 3, "base_version": 2}
+    removed["cards"] = {REFS(UID_BOOKED): None}
+    asyncio.run(service.command_update(signed(removed)))
+    tap(node, UID_BOOKED, ts=200.0)
+    assert (taps(node)[-1].action, taps(node)[-1].unlocked) == ("exit", False)
+    assert len(node.of_type(Unlock)) == 1
+
+
+def test_a_guest_leaving_during_the_booking_opens_the_door(tmp_path: Path) -> None:
+    node, _, clock = venue_with_booking(tmp_path)
+    tap(node, UID_BOOKED, ts=100.0)
+    clock.at(datetime(2026, 11, 25, 9, 50, tzinfo=PARIS))
+    tap(node, UID_BOOKED, ts=2800.0)
+    assert (taps(node)[-1].action, taps(node)[-1].unlocked) == ("exit", True)
+    assert len(node.of_type(Unlock)) == 2
+
+
+# -- issue #12.2: no trusted clock -----------------------------------------------------------
+
+
+def expiring(version: int, until: str) -> dict[str, Any]:
+    cards = full_lists()["cards"]
+    cards[REFS(UID_RESIDENT)] = {"profile": "resident", "valid_until": until}
+    cards[REFS(UID_STAFF)] = {"profile": "staff", "valid_until": until}
+    return full_lists(version, cards=cards)
+
+
+def power_cycle(node: FakeNode, tmp_path: Path, profile: str = "shuttle", **kw: Any) -> FakeNode:
+    """A new boot on the same disk (the node's state), with the clock not synced."""
+    again = OrderedNode(state=node.state)
+    again.clock = SetClock(0, trusted=False)  # a Pi without RTC: a guess from 1970 or so
+    service = service_on(again, tmp_path, profile, boot="boot-2", **kw)
+    assert service.lists.version >= 1
+    return again
+
+
+def synced_node(tmp_path: Path, when: datetime, until: str, profile: str = "shuttle") -> FakeNode:
+    clock = SetClock(0)
+    clock.at(when)
+    node = OrderedNode()
+    node.clock = clock
+    service = service_on(node, tmp_path, profile, rooms=[])
+    asyncio.run(service.command_update(signed(expiring(1, until))))
+    tap(node, UID_SENIOR, ts=1.0)  # any tap reads (and keeps) the trusted time
+    return node
+
+
+def test_an_expired_pass_does_not_board_after_a_power_cycle_without_a_clock(
+    tmp_path: Path,
+) -> None:
+    node = synced_node(tmp_path, datetime(2026, 11, 25, 18, 0, tzinfo=PARIS), "2026-11-24")
+    again = power_cycle(node, tmp_path)
+    tap(again, UID_RESIDENT, ts=5.0)
+    event = taps(again)[-1]
+    assert (event.decision, event.reason, event.validity) == ("denied", "expired", "last_trusted")
+    assert again.of_type(Unlock) == []
+
+
+def test_an_expired_staff_card_does_not_open_a_venue_after_a_power_cycle(
+    tmp_path: Path,
+) -> None:
+    node = synced_node(tmp_path, datetime(2026, 11, 25, 18, 0, tzinfo=PARIS), "2026-11-24", "venue")
+    again = power_cycle(node, tmp_path, "venue", rooms=[])
+    tap(again, UID_STAFF, ts=5.0)
+    assert (taps(again)[-1].reason, again.of_type(Unlock)) == ("expired", [])
+
+
+def test_a_pass_the_bound_cannot_decide_is_refused_and_counted_staff_admitted(
+    tmp_path: Path,
+) -> None:
+    node = synced_node(tmp_path, datetime(2026, 11, 25, 18, 0, tzinfo=PARIS), "2026-12-31")
+    again = OrderedNode(state=node.state)
+    again.clock = SetClock(0, trusted=False)
+    counted: list[str] = []
+    service = service_on(again, tmp_path, boot="boot-2", count=counted.append)
+    tap(again, UID_RESIDENT, ts=5.0)
+    tap(again, UID_STAFF, ts=6.0)
+    rider, staff = taps(again)[-2:]
+    assert (rider.reason, rider.validity, rider.unlocked) == ("clock_unsynced", "undecided", False)
+    assert (staff.decision, staff.validity, staff.unlocked) == ("granted", "undecided", True)
+    assert counted.count("access.validity.undecided") == 2
+    assert asyncio.run(service.command_status({}))["undecided"] == 2
+
+
+def test_the_last_trusted_time_is_kept_in_the_node_state(tmp_path: Path) -> None:
+    when = datetime(2026, 11, 25, 18, 0, tzinfo=PARIS)
+    node = synced_node(tmp_path, when, "2026-12-31")
+    assert node.state[STATE_KEY]["ms"] == int(when.timestamp() * 1000)
+
+
+def test_a_node_that_never_had_a_trusted_clock_refuses_dated_passes(tmp_path: Path) -> None:
+    node = OrderedNode()
+    node.clock = SetClock(0, trusted=False)
+    service = service_on(node, tmp_path)
+    asyncio.run(service.command_update(signed(expiring(1, "2020-01-01"))))
+    tap(node, UID_RESIDENT, ts=1.0)
+    tap(node, UID_SENIOR, ts=2.0)  # no dates on this card: boards
+    assert [(t.reason, t.unlocked) for t in taps(node)] == [("clock_unsynced", False), ("ok", True)]

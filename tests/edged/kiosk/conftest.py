@@ -2,9 +2,10 @@
 the kiosk runs against it as it will inside the daemon, offline."""
 
 import asyncio
+import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from edged.config import load_config
 from edged.events import Fix
 from edged.kiosk.config import KioskConfig
+from edged.kiosk.server import KioskServer, start_kiosk
 from edged.kiosk.service import KioskService
 from edged.node import Node
 from tests.edged.kiosk.wiring import add_kiosk_topic
@@ -126,3 +128,25 @@ async def stored(node: Node, suffix: str) -> list[dict[str, Any]]:
     finally:
         db.close()
     return [json.loads(r[0]) for r in rows]
+
+
+Serve = Callable[..., Awaitable[KioskServer]]
+
+
+@pytest.fixture
+async def serve(node: Node) -> AsyncIterator[Serve]:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(**config: Any) -> KioskServer:
+        config.setdefault("port", 0)
+        config.setdefault("buttons", ["pickup", "mediator", "service"])
+        server = start_kiosk(node, KioskConfig(**config))
+        tasks.append(asyncio.create_task(server.run()))
+        await asyncio.wait_for(server.listening.wait(), 5)
+        return server
+
+    yield start
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -5,7 +5,7 @@ import contextlib
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,29 +15,9 @@ from edged.kiosk import server as kiosk_server
 from edged.kiosk.config import KioskConfig
 from edged.kiosk.server import STATIC, KioskServer, load_static, start_kiosk
 from edged.node import Node
-from tests.edged.kiosk.conftest import stored
+from tests.edged.kiosk.conftest import Serve, stored
 
-Serve = Callable[..., Awaitable[KioskServer]]
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-async def serve(node: Node) -> AsyncIterator[Serve]:
-    tasks: list[asyncio.Task[None]] = []
-
-    async def start(**config: Any) -> KioskServer:
-        config.setdefault("port", 0)
-        config.setdefault("buttons", ["pickup", "mediator", "service"])
-        server = start_kiosk(node, KioskConfig(**config))
-        tasks.append(asyncio.create_task(server.run()))
-        await asyncio.wait_for(server.listening.wait(), 5)
-        return server
-
-    yield start
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.fixture

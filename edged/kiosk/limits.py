@@ -1,0 +1,283 @@
+"""How much of the node a kiosk visitor can hold: connections per peer and in total, the
+screen's reserved share, and descriptors kept for the node's own work.
+
+The kiosk's port is open to whoever is on the screen's network (on board, the riders'
+hotspot). Without limits, held `/api/events` streams locked the screen out, half-sent
+requests never ended, and a thousand idle connections took every file descriptor, so the
+node could not reconnect to its broker. Here every connection passes a gate before aiohttp
+sees it: over a limit it is closed at once (counted, logged once per interval), and
+aiohttp's keep-alive timer (set short) closes a connection whose request head does not
+arrive in time.
+
+The screen's own addresses (`screen_addresses`, loopback by default) have a reserve no
+visitor can take: visitors together get at most `max_connections - max_connections_per_peer`
+connections and `max_clients - max_streams_per_peer` live streams.
+"""
+
+import asyncio
+import ipaddress
+import logging
+import math
+import os
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, cast
+
+from aiohttp import web
+
+from edged.counters import Counters
+
+log = logging.getLogger(__name__)
+
+FD_RESERVE = 256
+"""Descriptors the kiosk never takes: the broker, the outbox, serial ports, CAN, GPIO."""
+FD_CHECK_EVERY_S = 1.0
+LOG_EVERY_S = 10.0
+
+
+def peer_of(transport: asyncio.BaseTransport) -> str:
+    """The peer's address as one text per host (an IPv4-mapped IPv6 address as IPv4)."""
+    name = transport.get_extra_info("peername")
+    host = name[0] if isinstance(name, tuple) and name else "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return str(host)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft descriptor limit towards `wanted` (never above the hard
+    limit, no privilege needed); the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+class Throttled:
+    """One log line per kind of trouble per interval, with how many were not logged."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._quiet: Counter[str] = Counter()
+
+    def warning(self, kind: str, message: str, *args: Any) -> None:
+        now = self.clock()
+        if now - self._last.get(kind, -math.inf) < LOG_EVERY_S:
+            self._quiet[kind] += 1
+            return
+        self._last[kind] = now
+        quiet = self._quiet.pop(kind, 0)
+        suffix = f" ({quiet} more like it not logged)" if quiet else ""
+        log.warning(message + suffix, *args)
+
+
+class ConnectionLimits:
+    """Counts the kiosk's connections and live streams per peer, and says who may have one."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        per_peer: int,
+        max_streams: int,
+        streams_per_peer: int,
+        screens: frozenset[str],
+        counters: Counters,
+        fd_limit: int,
+        fd_reserve: int = FD_RESERVE,
+        fds: Callable[[], int] = open_fds,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_connections = max_connections
+        self.per_peer = per_peer
+        self.max_streams = max_streams
+        self.streams_per_peer = streams_per_peer
+        self.screens = screens
+        self.counters = counters
+        self.fd_limit = fd_limit
+        self.fd_reserve = fd_reserve
+        self._fds = fds
+        self.clock = clock
+        self.connections: Counter[str] = Counter()
+        self.streams: Counter[str] = Counter()
+        self.log = Throttled(clock)
+        self._fd_checked = -math.inf
+        self._fd_open = 0
+
+    def _visitors(self, counts: Counter[str]) -> int:
+        return sum(n for peer, n in counts.items() if peer not in self.screens)
+
+    def _fds_short(self) -> bool:
+        now = self.clock()
+        if now - self._fd_checked >= FD_CHECK_EVERY_S:
+            self._fd_checked = now
+            self._fd_open = self._fds()
+        return self._fd_open + 1 > self.fd_limit - self.fd_reserve
+
+    def refuse_connection(self, peer: str) -> str | None:
+        """Why `peer` may not open another connection now, or None."""
+        if self.connections[peer] >= self.per_peer:
+            return "per_peer"
+        total = sum(self.connections.values())
+        if total >= self.max_connections:
+            return "total"
+        if peer not in self.screens and self._visitors(self.connections) >= (
+            self.max_connections - self.per_peer
+        ):
+            return "total"  # the rest is the screen's
+        if self._fds_short():
+            return "descriptors"
+        return None
+
+    def refuse_stream(self, peer: str) -> str | None:
+        if self.streams[peer] >= self.streams_per_peer:
+            return "per_peer"
+        if sum(self.streams.values()) >= self.max_streams:
+            return "total"
+        if peer not in self.screens and self._visitors(self.streams) >= (
+            self.max_streams - self.streams_per_peer
+        ):
+            return "total"
+        return None
+
+    def refused(self, what: str, peer: str, why: str) -> None:
+        self.counters.inc(f"kiosk.refused_{what}.{why}")
+        if why == "descriptors":
+            self.log.warning(
+                why,
+                "kiosk: refusing connections: %d of %d descriptors in use, %d kept for the "
+                "node (raise LimitNOFILE in the unit)",
+                self._fd_open,
+                self.fd_limit,
+                self.fd_reserve,
+            )
+        else:
+            self.log.warning(
+                f"{what}.{why}",
+                "kiosk: %s from %s refused (%s limit: %d per peer, %d in all); "
+                "see [services.kiosk] max_connections",
+                what,
+                peer,
+                why.replace("_", " "),
+                self.per_peer if what == "connection" else self.streams_per_peer,
+                self.max_connections if what == "connection" else self.max_streams,
+            )
+
+
+class Gate(asyncio.Protocol):
+    """Stands in front of aiohttp's request handler for one connection: admits it (and
+    hands every transport event through) or closes it at once."""
+
+    def __init__(self, limits: ConnectionLimits, make: Callable[[], asyncio.Protocol]) -> None:
+        self.limits = limits
+        self.make = make
+        self.inner: asyncio.Protocol | None = None
+        self.peer = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.peer = peer_of(transport)
+        why = self.limits.refuse_connection(self.peer)
+        if why is not None:
+            self.limits.refused("connection", self.peer, why)
+            # no response: a response would cost what we are saving
+            cast(asyncio.Transport, transport).abort()
+            return
+        self.limits.connections[self.peer] += 1
+        self.inner = self.make()
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.inner is None:
+            return
+        self.limits.connections[self.peer] -= 1
+        if self.limits.connections[self.peer] <= 0:
+            del self.limits.connections[self.peer]
+        self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+
+class GatedSite(web.BaseSite):
+    """aiohttp's TCPSite, with each connection passing the gate first."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        limits: ConnectionLimits,
+        *,
+        backlog: int = 128,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._limits = limits
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        limits = self._limits
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Gate(limits, server),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
+
+
+class AcceptErrorFilter(logging.Filter):
+    """asyncio logs a traceback for every failed accept(); under a descriptor flood that is
+    thousands a second. Keep one line per interval (with the count) and count them all."""
+
+    def __init__(self, counters: Counters, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.counters = counters
+        self.throttle = Throttled(clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "accept" not in message:
+            return True
+        self.counters.inc("kiosk.accept_error")
+        exc = record.exc_info[1] if record.exc_info else None
+        self.throttle.warning("accept", "kiosk: %s: %s", message.splitlines()[0], exc)
+        return False

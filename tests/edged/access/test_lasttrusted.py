@@ -1,0 +1,131 @@
+"""The last trusted time: a lower bound on now that only ever holds true time."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edged.access.lasttrusted import STATE_KEY, LastTrustedTime, boot_id
+
+from .support import SetClock
+
+T = 1_795_000_000_000  # UTC ms, late 2026
+
+
+class Disk:
+    """The node's small state, as the outbox keeps it."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+        self.writes = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.state.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.writes += 1
+        self.state[key] = value
+
+
+class Mono:
+    def __init__(self, t: float = 500.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(
+    disk: Disk, clock: SetClock, mono: Mono, boot: str = "boot-1", **kw: Any
+) -> LastTrustedTime:
+    return LastTrustedTime(clock, disk.get, disk.set, boot=boot, monotonic=mono, **kw)
+
+
+def test_a_trusted_reading_is_the_time_now_and_is_kept() -> None:
+    disk, mono = Disk(), Mono()
+    reading = make(disk, SetClock(T), mono).read()
+    assert (reading.ms, reading.trusted) == (T, True)
+    assert disk.state[STATE_KEY]["ms"] == T
+
+
+def test_without_a_trusted_clock_the_bound_advances_with_the_monotonic_clock() -> None:
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    last = make(disk, clock, mono)
+    last.read()
+    clock.trusted, clock.ms = False, 0  # NTP lost, the system clock says 1970
+    mono.t += 3600
+    reading = last.read()
+    assert (reading.ms, reading.trusted) == (T + 3_600_000, False)
+
+
+def test_after_a_reboot_the_bound_is_the_stored_time() -> None:
+    disk, clock = Disk(), SetClock(T)
+    make(disk, clock, Mono(10_000.0)).read()
+    clock.trusted = False
+    after = make(disk, clock, Mono(12.0), boot="boot-2")  # the monotonic clock restarted
+    assert after.read().ms == T
+
+
+def test_a_restart_within_the_same_boot_keeps_counting_the_monotonic_time() -> None:
+    disk, clock = Disk(), SetClock(T)
+    make(disk, clock, Mono(1000.0)).read()
+    clock.trusted = False
+    after = make(disk, clock, Mono(1600.0))  # same boot, ten minutes later
+    assert after.read().ms == T + 600_000
+
+
+def test_a_monotonic_clock_behind_the_stored_one_is_taken_for_another_boot() -> None:
+    disk, clock = Disk(), SetClock(T)
+    make(disk, clock, Mono(1000.0)).read()
+    clock.trusted = False
+    assert make(disk, clock, Mono(10.0)).read().ms == T  # no boot id to compare: be safe
+
+
+def test_a_node_that_never_had_a_trusted_clock_has_no_bound() -> None:
+    reading = make(Disk(), SetClock(0, trusted=False), Mono()).read()
+    assert (reading.ms, reading.trusted) == (None, False)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [None, "x", 5, {}, {"ms": "late"}, {"ms": True}, {"ms": -4}, {"ms": 1.5e12}, [T]],
+)
+def test_an_unreadable_stored_bound_is_no_bound(stored: Any) -> None:
+    disk = Disk()
+    disk.state[STATE_KEY] = stored
+    assert make(disk, SetClock(0, trusted=False), Mono()).read().ms is None
+
+
+def test_a_stored_bound_with_a_bad_monotonic_value_falls_back_to_the_stored_time() -> None:
+    disk = Disk()
+    disk.state[STATE_KEY] = {"ms": T, "mono": "soon", "boot": "boot-1"}
+    assert make(disk, SetClock(0, trusted=False), Mono()).read().ms == T
+
+
+def test_the_bound_is_written_at_most_every_save_interval() -> None:
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    last = make(disk, clock, mono, save_every_s=600)
+    for _ in range(100):  # 100 taps in 99 seconds
+        last.read()
+        mono.t += 1
+        clock.ms += 1000
+    assert disk.writes == 1
+    mono.t += 600
+    clock.ms += 600_000
+    last.read()
+    assert disk.writes == 2
+
+
+def test_a_trusted_clock_below_the_bound_replaces_it() -> None:
+    # a clock once wrong in the future must not refuse every pass once it is corrected
+    disk, mono, clock = Disk(), Mono(), SetClock(T + 10**10)
+    last = make(disk, clock, mono)
+    last.read()
+    clock.ms = T
+    assert last.read().ms == T and disk.state[STATE_KEY]["ms"] == T
+
+
+def test_boot_id_reads_the_kernels_and_tolerates_its_absence(tmp_path: Path) -> None:
+    assert boot_id(tmp_path / "missing") is None
+    (tmp_path / "id").write_text("abc-123\n")
+    assert boot_id(tmp_path / "id") == "abc-123"
