@@ -73,8 +73,10 @@ class Availability:
     missing: list[Requirement] = field(default_factory=list)
 
     def report(self, target: Target) -> list[str]:
-        lines = [f"{r.pin}: no wheel for the target; its sdist builds here as pure Python"
-                 for r in self.built_here]
+        lines = [
+            f"{r.pin}: no wheel for the target; its sdist builds here as pure Python"
+            for r in self.built_here
+        ]
         lines += [gap_advice(r, target) for r in self.missing]
         return lines
 
@@ -104,9 +106,7 @@ def pip(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 
 def _fail(what: str, proc: subprocess.CompletedProcess[str]) -> BuildError:
-    tail = "\n".join(
-        line for line in proc.stderr.splitlines() if "is ignored" not in line
-    )[-2000:]
+    tail = "\n".join(line for line in proc.stderr.splitlines() if "is ignored" not in line)[-2000:]
     return BuildError(f"{what} failed (pip exit {proc.returncode}):\n{tail}")
 
 
@@ -121,9 +121,9 @@ def edged_wheel(source: Path, work: Path) -> Path:
     return found[0]
 
 
-def resolve(wheel: Path, extras: Sequence[str], find_links: Sequence[Path], work: Path) -> list[
-    Requirement
-]:
+def resolve(
+    wheel: Path, extras: Sequence[str], find_links: Sequence[Path], work: Path
+) -> list[Requirement]:
     """Every package edged needs (names and versions), resolved with this Python."""
     spec = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
     report = work / "resolved.json"

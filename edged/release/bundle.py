@@ -77,9 +77,7 @@ def read_head(path: Path) -> tuple[bytes, bytes]:
         raise CommandError("bad_bundle", f"not a bundle (a tar file): {exc}") from None
 
 
-def verify_bundle(
-    path: Path, keys: Keys, *, version: str | None, target: Target
-) -> VerifiedBundle:
+def verify_bundle(path: Path, keys: Keys, *, version: str | None, target: Target) -> VerifiedBundle:
     """Everything about the bundle checked, nothing written (see the module docstring).
 
     Refusals, as CommandError codes: bad_bundle, bad_signature, forbidden, wrong_version,

@@ -114,9 +114,7 @@ def glibc_of(wheels: list[str], machine: str) -> str:
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
-    return (
-        json.dumps(manifest.model_dump(mode="json"), indent=1, sort_keys=True).encode() + b"\n"
-    )
+    return json.dumps(manifest.model_dump(mode="json"), indent=1, sort_keys=True).encode() + b"\n"
 
 
 def sign_manifest(raw: bytes, key: Ed25519PrivateKey, kid: str) -> bytes:

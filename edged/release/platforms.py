@@ -99,9 +99,7 @@ def target_named(name: str) -> Target:
     try:
         return TARGETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown target {name!r}: one of native, {', '.join(TARGETS)}"
-        ) from None
+        raise ValueError(f"unknown target {name!r}: one of native, {', '.join(TARGETS)}") from None
 
 
 def manylinux_glibc(tag: str, arch: str) -> tuple[int, int] | None:

@@ -77,6 +77,29 @@ def remove_release(tree: ReleaseTree, version: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+async def check_release(python: Path, version: str, config: Path | None) -> None:
+    """The release starts here (`edged --version` says its version) and takes the running
+    config (`edged check-config`): run at install, and again just before the switch, since
+    the config may have changed in between (`config.set`)."""
+    env = clean_env()
+    code, out = await run(
+        str(python), "-P", "-m", "edged", "--version", env=env, limit_s=CHECK_TIMEOUT_S
+    )
+    if code != 0 or out.strip() != f"edged {version}":
+        raise CommandError(
+            "install_failed", f"release {version} does not start (`edged --version`): {out}"
+        )
+    if config is not None:
+        code, out = await run(
+            str(python), "-P", "-m", "edged", "check-config", str(config),
+            env=env, limit_s=CHECK_TIMEOUT_S,
+        )  # fmt: skip
+        if code != 0:
+            raise CommandError(
+                "config_rejected", f"release {version} rejects the running config: {out}"
+            )
+
+
 async def install(
     tree: ReleaseTree, bundle: VerifiedBundle, python: Path, config: Path | None
 ) -> Path:
@@ -111,22 +134,7 @@ async def install(
     )  # fmt: skip
     if code != 0:
         raise CommandError("install_failed", f"pip could not install the wheels: {out}")
-    code, out = await run(
-        str(new_python), "-P", "-m", "edged", "--version", env=env, limit_s=CHECK_TIMEOUT_S
-    )
-    if code != 0 or out.strip() != f"edged {version}":
-        raise CommandError(
-            "install_failed", f"the new release does not start (`edged --version`): {out}"
-        )
-    if config is not None:
-        code, out = await run(
-            str(new_python), "-P", "-m", "edged", "check-config", str(config),
-            env=env, limit_s=CHECK_TIMEOUT_S,
-        )  # fmt: skip
-        if code != 0:
-            raise CommandError(
-                "config_rejected", f"release {version} rejects the running config: {out}"
-            )
+    await check_release(new_python, version, config)
     shutil.rmtree(wheels, ignore_errors=True)
     record = {
         "version": version,

@@ -41,7 +41,7 @@ from edged.release.platforms import this_machine
 from edged.release.schemas import SCHEMAS
 from edged.update.config import UpdateConfig
 from edged.update.download import Cancelled, Dropped, Transfer, check_url, fetch
-from edged.update.install import install, remove_release
+from edged.update.install import check_release, install, remove_release
 from edged.update.job import Job, WorkDir
 from edged.update.payloads import UpdateState, UpdateStatus
 from edged.update.trial import EX_TEMPFAIL, Checks, TrialWatch
@@ -299,23 +299,12 @@ class UpdateManager:
     async def _carry_out(self, job: Job) -> None:
         assert self.tree is not None and self.work is not None
         try:
-            bundle_file = await self._download(job)
-            self._set(job, "verifying")
-            bundle = await asyncio.to_thread(
-                verify_bundle, bundle_file, self.host.keys(), version=job.version,
-                target=this_machine(),
-            )  # fmt: skip
-            job.kid = bundle.kid
-            self._check_data(bundle)
-            self._check_space(int(bundle.manifest.unpacked_bytes * INSTALL_FACTOR) + sum(
-                f.size for f in bundle.manifest.files
-            ))  # fmt: skip
-            if job.state != "staged" or not self.tree.complete(job.version):
-                self._set(job, "installing")
-                await install(self.tree, bundle, self.python, self.host.config_path)
-            self.work.drop_files()
-            self._set(job, "staged")
+            if job.state == "staged" and self.tree.complete(job.version):
+                self._set(job, "staged")  # installed before a restart
+            else:
+                await self._install(job)
             await self._wait_for_moment(job)
+            await check_release(self.tree.python(job.version), job.version, self.host.config_path)
             self._set(job, "switching")
             self.switch_pending = job
             log.info("switching to release %s: edged stops, systemd starts it", job.version)
@@ -330,6 +319,26 @@ class UpdateManager:
         except Exception as exc:
             log.exception("update to %s failed", job.version)
             self._fail(job, "internal", f"{type(exc).__name__}: {exc}")
+
+    async def _install(self, job: Job) -> None:
+        """Download, verify, install: `staged` at the end, or a refusal on the way."""
+        assert self.tree is not None and self.work is not None
+        bundle_file = await self._download(job)
+        self._set(job, "verifying")
+        bundle = await asyncio.to_thread(
+            verify_bundle, bundle_file, self.host.keys(), version=job.version,
+            target=this_machine(),
+        )  # fmt: skip
+        job.kid = bundle.kid
+        self._check_data(bundle)
+        self._check_space(
+            int(bundle.manifest.unpacked_bytes * INSTALL_FACTOR)
+            + sum(f.size for f in bundle.manifest.files)
+        )
+        self._set(job, "installing")
+        await install(self.tree, bundle, self.python, self.host.config_path)
+        self.work.drop_files()
+        self._set(job, "staged")
 
     async def _download(self, job: Job) -> Path:
         assert self.work is not None
@@ -369,8 +378,7 @@ class UpdateManager:
                     continue
                 raise CommandError(
                     "hash_mismatch",
-                    f"the downloaded bundle's SHA-256 is {digest}, update.apply said "
-                    f"{job.sha256}",
+                    f"the downloaded bundle's SHA-256 is {digest}, update.apply said {job.sha256}",
                 )
         finally:
             reporter.cancel()
@@ -550,4 +558,3 @@ def _crash_point(name: str) -> None:
     instants between two file operations cannot be hit from outside."""
     if os.environ.get("EDGED_TEST_CRASH_AT") == name:
         os.kill(os.getpid(), 9)
-

@@ -105,9 +105,8 @@ class TrialWatch:
             else:
                 ok_since = None
             if now >= end:
-                reason = (
-                    f"did not come online within {self.trial.trial_s:g} s: "
-                    + "; ".join(lacking or ["not online long enough"])
+                reason = f"did not come online within {self.trial.trial_s:g} s: " + "; ".join(
+                    lacking or ["not online long enough"]
                 )
                 log.error("trial of %s failed: %s", self.trial.version, reason)
                 record_failure(self.tree, self.trial.id, "not_online", reason)

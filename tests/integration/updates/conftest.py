@@ -23,7 +23,7 @@ from tests.helpers.broker import Mosquitto
 from tests.helpers.fileserver import FileServer
 from tests.helpers.mqtt import Collector, Received, publish
 from tests.helpers.nodes import ROOT
-from tests.helpers.releases import NodeRoot, first_release, make_root
+from tests.helpers.releases import NodeRoot, fake_release, first_release, make_root
 from tests.helpers.service import Service
 
 FLEET, NODE = "test", "shuttle-07"
@@ -106,13 +106,18 @@ def write_node_config(
     port: int,
     pki: Path,
     *,
-    update: str = "",
+    update: dict[str, Any] | None = None,
     drivers: str = "",
     extra: str = "",
 ) -> Path:
     """The node's /etc/edged/edged.toml: the broker, an update key, a simulated GPS whose
     every fix is a QoS 1 position (the burst the switch must not lose)."""
     route = ROOT / "config/routes/creuse-shuttle.json"
+    settings = {
+        "switch": "now", "trial_s": 40, "stable_s": 1, "ca_file": str(pki / "ca.crt"),
+        "min_free_mb": 50,
+    } | (update or {})  # fmt: skip
+    update_toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
     text = f"""
 [node]
 fleet = "{FLEET}"
@@ -146,12 +151,7 @@ min_distance_m = 0
 max_period_s = 0.2
 
 [update]
-switch = "now"
-trial_s = 40
-stable_s = 1
-ca_file = "{pki / 'ca.crt'}"
-min_free_mb = 50
-{update}
+{update_toml}
 
 [security]
 [[security.keys]]
@@ -243,9 +243,7 @@ async def wait_state(c: Collector, state: str, timeout: float) -> dict[str, Any]
     return next(u for u in reversed(updates(c)) if u["state"] == state)
 
 
-async def start_node(
-    service: Service, broker: Mosquitto, timeout: float = 20
-) -> Collector:
+async def start_node(service: Service, broker: Mosquitto, timeout: float = 20) -> Collector:
     """The collector (subscribed first), then the service; returns once the birth came."""
     c = Collector(broker.port, topic=f"{BASE}/#", client_id=f"dispatch-{time.monotonic_ns()}")
     await c.__aenter__()
@@ -255,3 +253,64 @@ async def start_node(
 
 
 __all__ = ["Received"]
+
+
+def variant(
+    bundle: BuildResult,
+    out: Path,
+    *,
+    key: Ed25519PrivateKey = UPDATE_KEY,
+    kid: str = "release",
+    machine: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """The session's bundle signed by another key, or claiming another machine; returns
+    the file and the update.apply arguments for it (without the url)."""
+    import hashlib
+    import tarfile
+
+    from edged.release.bundle import read_head, write_bundle
+    from edged.release.manifest import manifest_bytes, parse_manifest, sign_manifest
+
+    raw, _ = read_head(bundle.bundle)
+    if machine is not None:
+        manifest = parse_manifest(raw)
+        target = manifest.target.model_copy(update={"machine": machine, "name": machine})
+        raw = manifest_bytes(manifest.model_copy(update={"target": target}))
+    wheels = out.parent / f"{out.stem}-wheels"
+    wheels.mkdir()
+    paths = []
+    with tarfile.open(bundle.bundle) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("wheels/"):
+                f = tar.extractfile(member)
+                assert f is not None
+                path = wheels / member.name.split("/", 1)[1]
+                path.write_bytes(f.read())
+                paths.append(path)
+    write_bundle(out, raw, sign_manifest(raw, key, kid), paths)
+    data = out.read_bytes()
+    args = {
+        "version": bundle.manifest.version,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    return out, args
+
+
+def stage(root: NodeRoot, version: str, patches: dict[str, Any] | None = None) -> str:
+    """A release installed and staged as `update.apply` would leave it (made from this
+    checkout, with `patches` to make it misbehave): the node switches to it when it starts.
+    Returns the update's id."""
+    import dataclasses
+    import uuid
+
+    from edged.update.job import Job, WorkDir
+
+    fake_release(root.tree, version, patches)
+    job = Job(
+        id=uuid.uuid4().hex, version=version, url="https://127.0.0.1/unused", size=1,
+        sha256="0" * 64, switch="now", state="staged",
+    )  # fmt: skip
+    WorkDir(root.releases).save(job)
+    assert dataclasses.asdict(job)["state"] == "staged"
+    return job.id
