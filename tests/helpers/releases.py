@@ -89,9 +89,7 @@ def fake_release(
     info = src / f"edged-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: edged\nVersion: {version}\n")
-    subprocess.run(
-        [BASE_PYTHON, "-m", "venv", "--without-pip", str(dest / "venv")], check=True
-    )
+    subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(dest / "venv")], check=True)
     site = next((dest / "venv/lib").glob("python3*/site-packages"))
     (site / "release.pth").write_text(f"{src}\n{DEV_SITE}\n")
     record = {

@@ -60,6 +60,7 @@ class Run:
     code: str = ""
     status: str = ""
     ready: bool = False
+    wall: tuple[float, float] = (0.0, 0.0)  # time.time() at start and end
 
 
 @dataclass
@@ -192,7 +193,7 @@ class Service:
                 cwd=str(self.root),
             )
         proc = self._proc
-        run = Run(proc.pid, time.monotonic())
+        run = Run(proc.pid, time.monotonic(), wall=(time.time(), 0.0))
         self.runs.append(run)
         last_ping = time.monotonic()
         watchdog = False
@@ -230,6 +231,7 @@ class Service:
         assert rc is not None
         self._kill_group(signal.SIGKILL)  # KillMode=control-group: the children too
         run.ended = time.monotonic()
+        run.wall = (run.wall[0], time.time())
         if rc >= 0:
             run.code, run.status = "exited", str(rc)
             run.result = "success" if rc == 0 else "exit-code"
