@@ -31,6 +31,7 @@ from rich.live import Live
 from edged import __version__
 from edged.cli import access as access_cli
 from edged.cli import release as release_cli
+from edged.cli import update as update_cli
 from edged.config.base import NAME_PATTERN
 from edged.errors import EdgedError
 from edged.ops.brokercheck import CHECK_EPILOG, broker_check
@@ -245,6 +246,8 @@ def _parser() -> argparse.ArgumentParser:
         help="how long each probe waits for a message that should come (default: 3)",
     )
 
+    update_cli.add_parser(sub, common, EPILOG)
+
     keys = sub.add_parser("keys", help="signing keys for commands")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     gen = keys_sub.add_parser(
@@ -306,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         login = _login(args, args.broker)
         prefix = _prefix(args.prefix)
+        if args.command == "update":
+            return update_cli.dispatch(
+                args, login, prefix, key=_signing_key(args.key), check_name=_fleet
+            )
         if args.command == "watch":
             nodes = [_target(n) for n in args.node]
             return asyncio.run(
@@ -391,6 +398,14 @@ def _prefix(prefix: str) -> str:
             "separated by /, without wildcards (e.g. rnst/v1)"
         )
     return prefix
+
+
+def _fleet(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise UsageError(
+            f"{name!r} is not a fleet name: lowercase letters, digits, _ and -, e.g. creuse"
+        )
+    return name
 
 
 def _target(target: str) -> tuple[str, str]:

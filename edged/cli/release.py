@@ -112,10 +112,19 @@ def build_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_bundle_facts(path: Path) -> tuple[str, int, str]:
+    """(version, size, sha256) of a bundle file: what `update.apply` carries."""
+    raw, _ = read_head(path)
+    return parse_manifest(raw).version, path.stat().st_size, sha256_of(path)
+
+
 def show(path: Path, url: str | None) -> int:
     raw, sig = read_head(path)
     manifest = parse_manifest(raw)
-    kid = json.loads(sig).get("kid")
+    try:
+        kid = json.loads(sig).get("kid")
+    except (ValueError, AttributeError):
+        kid = None
     out = {
         "version": manifest.version,
         "target": manifest.target.model_dump(),
