@@ -63,7 +63,9 @@ class Collector:
                         raw = m.payload if isinstance(m.payload, bytes) else b""
                         try:
                             payload = json.loads(raw)
-                        except ValueError:
+                        except (ValueError, RecursionError):  # hostile commands too
+                            payload = {"_raw": raw.decode(errors="replace")}
+                        if not isinstance(payload, dict):
                             payload = {"_raw": raw.decode(errors="replace")}
                         r = Received(str(m.topic), payload, time.time(), bool(m.retain))
                         self.messages.append(r)

@@ -33,7 +33,7 @@ from edged.ops.loop import run_until, stop_on_signals
 from edged.ops.table import fleet_table
 from edged.ops.urls import BrokerAddress, parse_broker_url
 from edged.security.signing import generate_key_file, load_private_key, sign
-from edged.topics import COMMAND_NAME
+from edged.topics import COMMAND_NAME, levels
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -313,7 +313,7 @@ async def send_command(
         if kid:
             doc["kid"] = kid
     payload = json.dumps(doc)
-    reply_topic = f"{base}/reply/{name}"
+    reply_topic = f"{base}/reply/{levels(name)}"  # no dots: docs/topics.md
     client_id = f"edgectl-{cmd_id[:12]}"
     try:
         async with mqtt_client(

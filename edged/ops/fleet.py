@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from edged.config.base import NAME_PATTERN
-from edged.topics import COMMAND_NAME
+from edged.topics import COMMAND_NAME, name_of
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class FleetView:
             return fleet, node, suffix
         if suffix.startswith("alarm/") and COMMAND_NAME.fullmatch(suffix[len("alarm/") :]):
             return fleet, node, "alarm"  # one retained topic per kind, one handler
-        if suffix.startswith("reply/") and COMMAND_NAME.fullmatch(suffix[len("reply/") :]):
+        if suffix.startswith("reply/") and name_of(suffix[len("reply/") :]):
             return fleet, node, suffix
         return None  # cmd/* is input to the node, anything else is not in the contract
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.access.cardref import CardRefs
 from edged.access.lists import sign_lists
 from edged.security.signing import public_key_text, sign
+from edged.topics import levels
 from hil.broker import Mosquitto
 from hil.can.fms import FmsBus
 from hil.can.slcan import SlcanEmulator
@@ -399,10 +400,11 @@ ignition_off_after_s = 5
             "kid": "rig-dispatch",
             "sig": sign(self.cmd_key, topic, cmd_id, ts, args),
         }
-        before = len(self.on(f"reply/{name}"))
+        reply_topic = f"reply/{levels(name)}"
+        before = len(self.on(reply_topic))
         await publish(self.broker.port, topic, json.dumps(body).encode())
         reply = await self.expect(
-            f"reply/{name}", lambda m: m.payload.get("id") == cmd_id, timeout, after=before
+            reply_topic, lambda m: m.payload.get("id") == cmd_id, timeout, after=before
         )
         return reply.payload
 

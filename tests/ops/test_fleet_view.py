@@ -427,3 +427,9 @@ def test_bad_broker_urls_say_what_is_wrong(url: str, says: str) -> None:
 
 def test_an_ipv6_address_prints_in_brackets() -> None:
     assert BrokerAddress("::1", 1883).url == "mqtt://[::1]:1883"
+
+
+def test_a_reply_to_a_dotted_command_is_counted_under_its_slash_topic() -> None:
+    v = view()
+    assert v.ingest(f"{BASE}/reply/config/get", msg(id="1", ok=True))
+    assert v.ingest(f"{BASE}/reply/config.get", msg(id="2", ok=True))  # a node before the change
