@@ -198,7 +198,7 @@ class MqttProxy:
         self._open.update((writer, up_writer))
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             level = await self._connect(reader, writer, up_writer)
             if level is not None:
@@ -212,7 +212,7 @@ class MqttProxy:
                 self._open.discard(w)
                 self._levels.pop(w, None)
                 _abort(w)
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
 
     async def _connect(
         self,

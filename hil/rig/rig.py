@@ -38,6 +38,7 @@ from hil.can.slcan import SlcanEmulator
 from hil.dispatch import Collector, Received, publish
 from hil.gps.emulator import NmeaEmulator
 from hil.nfc.emulator import Pn532Emulator
+from hil.proxy import MqttProxy
 from hil.rig.daemon import ROOT, Daemon
 from hil.rig.feeds import route_nmea
 
@@ -45,6 +46,8 @@ Profile = Literal["shuttle", "truck", "venue"]
 FLEET = "rig"
 ROUTE = ROOT / "config" / "routes" / "creuse-shuttle.json"
 DBC = ROOT / "config" / "fms.dbc"
+
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 1.0
 
 # the pin map, as hil/README.md documents it for the bench
 PIN_DOOR, PIN_OUTER, PIN_INNER, PIN_PANIC = 17, 5, 6, 27
@@ -89,6 +92,7 @@ class RigSetup:
     trust_system_clock: bool = True  # False: the node stamps with GPS time (kernel unsynced)
     can_fps: float | None = None  # a saturated bus at this rate instead of the FMS day
     outbox_dir: Path | None = None  # where the outbox lives (a small filesystem: disk full)
+    link_proxy: bool = False  # the daemon reaches the broker through a proxy that can cut it
 
 
 @dataclass
@@ -125,6 +129,7 @@ class Rig:
         self.config = workdir / "edged.toml"
         self.daemon = Daemon(self.config, workdir / "edged.log")
         self.dispatch: Collector | None = None
+        self.proxy: MqttProxy | None = None  # the daemon's link, with RigSetup.link_proxy
         self.counts = Counts()
         self.base = f"rnst/v1/{FLEET}/{self.setup.profile}-1"
         self.gpio_socket = workdir / "gpio.sock"
@@ -146,6 +151,8 @@ class Rig:
             old.unlink()
         self.broker.start()
         s = self.setup
+        if s.link_proxy:
+            self.proxy = await MqttProxy(self.broker.port).start()
         if s.profile != "venue":
             lines = route_nmea(
                 ROUTE, seconds=s.seconds, speed_factor=s.speed_factor, jump=s.gps_jump
@@ -199,6 +206,8 @@ class Rig:
         if self.can_proc is not None:
             self.can_proc.terminate()
             self.can_proc.wait(5)
+        if self.proxy is not None:
+            await self.proxy.close()
         self.broker.stop()
 
     async def start_daemon(self, timeout: float = 20.0) -> None:
@@ -260,9 +269,9 @@ name = "hil rig"
 
 [broker]
 host = "127.0.0.1"
-port = {self.broker.port}
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
+port = {self.proxy.port if self.proxy is not None else self.broker.port}
+reconnect_min_s = {RECONNECT_MIN_S}
+reconnect_max_s = {RECONNECT_MAX_S}
 
 [outbox]
 path = "{(s.outbox_dir or w) / "outbox.sqlite"}"

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hil.scenarios.link import HOSTILE_COMMANDS
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import births, offlines, online, replies, reply_to, send
 from tests.helpers.mqtt import Collector
@@ -47,18 +48,7 @@ async def test_a_flood_of_hostile_commands_is_all_answered_in_one_session(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
     """What kept a node offline 83 % of the time: one such message every few seconds."""
-    hostile = [
-        ("cmd/PING", b'{"id": "a"}'),
-        ("cmd/ping", b'{"id": "b", "args": {"n": ' + b"1" * 4301 + b"}}"),
-        ("cmd/Config.Get", b'{"id": "c"}'),
-        ("cmd/ping/", b'{"id": "d"}'),
-        ("cmd/a/b/c/d/e/f", b'{"id": "e"}'),
-        ("cmd/ping", b"[" * 5000),
-        ("cmd/ping", b'{"id": "f", "args": {"x": 1e999}}'),
-        ("cmd/ping", b"\xc3\x28"),
-        ("cmd/_invalid", b'{"id": "g"}'),
-        ("cmd/config.get", b'{"id": 12}'),
-    ]
+    hostile = HOSTILE_COMMANDS
     async with Collector(broker.port) as c:
         await online(c, write_config(tmp_path, broker.port, gps=False, health_s=1), spawn)
         for _ in range(3):
