@@ -153,6 +153,8 @@ class Uplink:
             self.counters.inc("uplink.internal_error")
         finally:
             self.connected = False
+            if self._client is not None and self._client.unreadable:
+                self.counters.inc("cmd.unreadable", self._client.unreadable)
             self._client = None
         worked = self._worked_at is not None
         lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
