@@ -48,6 +48,10 @@ BirthFactory = Callable[[int], State]
 CommandSink = Callable[[IncomingCommand], Awaitable[None]]
 Protocol = Literal["5", "3.1.1"]
 E = TypeVar("E", bound=BaseException)
+MAX_INCOMING_BYTES = 8 * 1024 * 1024
+"""MQTT 5 maximum packet size the node takes: twice the largest command (`access.update`,
+4 MiB). A broker drops bigger messages for us: a 200 MB command would not reach a Pi Zero's
+512 MB of memory."""
 NO_CONNACK_BEFORE_PROBE = 2
 """MQTT 5 CONNECTs closed without a CONNACK in a row before 3.1.1 is tried: one may be a
 link lost at the wrong instant, and a wrong fallback would last until edged restarts."""
@@ -279,9 +283,11 @@ class Uplink:
         v5 = self.protocol == "5"
         persistent = cfg.session_expiry_s > 0
         properties = None
-        if v5 and persistent:
+        if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = cfg.session_expiry_s
+            properties.MaximumPacketSize = MAX_INCOMING_BYTES
+            if persistent:
+                properties.SessionExpiryInterval = cfg.session_expiry_s
         return MqttClient(
             hostname=cfg.host,
             port=cfg.port,

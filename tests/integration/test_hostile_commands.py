@@ -7,7 +7,7 @@ from typing import Any
 
 from hil.scenarios.link import HOSTILE_COMMANDS
 from tests.helpers.broker import Mosquitto
-from tests.helpers.commands import births, offlines, online, replies, reply_to, send
+from tests.helpers.commands import BASE, births, offlines, online, replies, reply_to, send
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
@@ -60,3 +60,29 @@ async def test_a_flood_of_hostile_commands_is_all_answered_in_one_session(
         assert len(births(c)) == 1 and not offlines(c), "the session was dropped"
         await c.wait_for(lambda: bool(c.on("health")), 5, "a health report")
         assert c.on("health")[-1].payload["reconnects"] == 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc")
+
+
+async def test_a_command_bigger_than_the_node_takes_never_reaches_its_memory(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """MQTT 5 maximum packet size: the broker drops it for the node (no reply: it never
+    arrives), where reading it would have cost the node its size several times over."""
+    config = write_config(tmp_path, broker.port, gps=False)
+    async with (
+        Collector(broker.port, topic=f"{BASE}/state", client_id="state") as state,
+        Collector(broker.port, topic=f"{BASE}/reply/#") as c,  # not cmd/: not 40 MB here
+    ):
+        node = await online(state, config, spawn)
+        await ping_answered(c, broker.port, "before")
+        peak = peak_rss_mb(node.proc.pid)
+        await send(broker.port, "cmd/ping", b'{"id": "huge", "x": "' + b"x" * 40_000_000 + b'"}')
+        await ping_answered(c, broker.port, "after")
+        assert reply_to(c, "huge") is None
+        assert peak_rss_mb(node.proc.pid) - peak < 10, "the node read the 40 MB command"
