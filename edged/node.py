@@ -19,6 +19,7 @@ from edged.access.service import AccessService
 from edged.clock import Clock
 from edged.commands.admin import probation_watch, register_admin
 from edged.commands.builtin import register_builtin
+from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.loader import config_hash, validate_options
 from edged.config.models import DriverConfig, EdgedConfig
@@ -80,6 +81,9 @@ class Node:
             self.counters,
             authorizer=Authorizer(
                 config.security, self.clock, get_state=self.get_state, set_state=self.set_state
+            ),
+            response_topics=ResponseTopics(
+                config.broker.prefix, config.broker.response_topic_prefix
             ),
         )
         self.uplink = Uplink(
@@ -226,13 +230,18 @@ class Node:
 
     async def handle_command(self, cmd: IncomingCommand) -> None:
         outcome = await self.router.handle(cmd)
-        stored = self.publish(
-            REPLY,
-            outcome.reply,
-            name=outcome.name,
-            response_topic=outcome.response_topic,
-            correlation=outcome.correlation,
-        )
+        try:
+            stored = self.publish(
+                REPLY,
+                outcome.reply,
+                name=outcome.name,
+                response_topic=outcome.response_topic,
+                correlation=outcome.correlation,
+            )
+        except Exception:  # the outbox is closing, or a bug: the next command still comes
+            self.counters.inc("cmd.reply_not_stored")
+            log.exception("the reply to command %s could not be stored", outcome.reply.id)
+            return
         if self._restart_after_reply:
             self._restart_after_reply = False
             await stored
@@ -278,6 +287,7 @@ class Node:
             outbox=await self.outbox.stats(),
             drivers=self.supervisor.statuses(),
             errors=self.counters.snapshot(),
+            mqtt=self.uplink.link_health(),
         )
 
     async def publish_health(self) -> None:

@@ -86,6 +86,20 @@ class OutboxHealth(Body):
     write_errors: int = Field(default=0, description="failed commits since start")
 
 
+class MqttHealth(Body):
+    protocol: Literal["5", "3.1.1"] = Field(description="MQTT version of the current session")
+    fallback: bool = Field(description="3.1.1 because the broker refused MQTT 5")
+    session_expiry_s: int | None = Field(
+        default=None, description="how long the broker keeps our session (MQTT 5, as granted)"
+    )
+    session_present: bool | None = Field(
+        default=None, description="the broker still had our session at the last connection"
+    )
+    last_error: str | None = Field(
+        default=None, description="why the last connection was refused or lost, with the remedy"
+    )
+
+
 class Health(Body):
     uptime_s: float
     rss_mb: float
@@ -97,6 +111,7 @@ class Health(Body):
     outbox: OutboxHealth
     drivers: list[DriverStatus]
     errors: dict[str, int] = Field(description="counters per edge, e.g. cmd.bad_json")
+    mqtt: MqttHealth | None = None
 
 
 class ReplyError(Body):

@@ -11,6 +11,7 @@ from edged.config.base import NAME_PATTERN, Strict
 from edged.config.paths import ConfigPath, PrivateConfigPath
 from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
+from edged.config.topic_names import reaches_a_node_base, topic_name_problem
 from edged.update.config import UpdateConfig
 
 
@@ -49,6 +50,21 @@ class BrokerConfig(Strict):
     host: str = "localhost"
     port: int = Field(default=1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
+    protocol_fallback: bool = Field(
+        default=True, description="when the broker refuses MQTT 5, use 3.1.1 (said in health)"
+    )
+    session_expiry_s: int = Field(
+        default=86400,
+        ge=0,
+        le=2**32 - 1,
+        description="how long the broker keeps the node's session (and the commands sent "
+        "meanwhile) while it is away; 0: no persistent session",
+    )
+    response_topic_prefix: str | None = Field(
+        default=None,
+        description="MQTT 5 response topics accepted only under this topic; unset: any topic "
+        "outside every node's base",
+    )
     prefix: str = Field(default="rnst/v1", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
     client_id: str | None = Field(default=None, max_length=64)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
@@ -66,6 +82,22 @@ class BrokerConfig(Strict):
     def _reconnect_order(self) -> "BrokerConfig":
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
+
+    @model_validator(mode="after")
+    def _response_prefix_outside_nodes(self) -> "BrokerConfig":
+        allowed = self.response_topic_prefix
+        if allowed is None:
+            return self
+        problem = topic_name_problem(allowed)
+        if problem is not None:
+            raise ValueError(f"response_topic_prefix: {problem}")
+        if reaches_a_node_base(allowed, self.prefix):
+            raise ValueError(
+                f"response_topic_prefix {allowed!r} is on the nodes' topics "
+                f"({self.prefix}/{{fleet}}/{{node}}/...): replies there could write on a node's "
+                "own topics; use a topic outside them (e.g. ops/replies)"
+            )
         return self
 
 

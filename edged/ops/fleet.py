@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from edged.config.base import NAME_PATTERN
-from edged.topics import COMMAND_NAME
+from edged.topics import COMMAND_NAME, levels, name_of
 
 log = logging.getLogger(__name__)
 
@@ -310,10 +310,10 @@ class FleetView:
             return fleet, node, suffix
         if suffix.startswith("alarm/") and COMMAND_NAME.fullmatch(suffix[len("alarm/") :]):
             return fleet, node, "alarm"  # one retained topic per kind, one handler
-        if suffix.startswith("reply/"):  # a broker may have turned `reply/a.b` into `reply/a/b`
-            name = suffix[len("reply/") :].replace("/", ".")
-            if COMMAND_NAME.fullmatch(name):
-                return fleet, node, f"reply/{name}"
+        if suffix.startswith("reply/"):  # `reply/a/b`, or an older node's `reply/a.b`
+            name = name_of(suffix[len("reply/") :])
+            if name is not None:
+                return fleet, node, f"reply/{levels(name)}"
         return None  # cmd/* is input to the node, anything else is not in the contract
 
     @staticmethod

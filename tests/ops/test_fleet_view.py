@@ -439,3 +439,9 @@ def test_a_tls_address_prints_as_mqtts() -> None:
 def test_credentials_in_a_url_point_to_the_options() -> None:
     with pytest.raises(ValueError, match="--username and --password-file"):
         parse_broker_url("mqtts://dispatch:secret@h")
+
+
+def test_a_reply_to_a_dotted_command_is_counted_under_its_slash_topic() -> None:
+    v = view()
+    assert v.ingest(f"{BASE}/reply/config/get", msg(id="1", ok=True))
+    assert v.ingest(f"{BASE}/reply/config.get", msg(id="2", ok=True))  # a node before the change
