@@ -20,6 +20,7 @@ from edged.release.build import BuildResult, build
 from edged.release.platforms import this_machine
 from edged.security.signing import public_key_text, sign
 from tests.helpers.broker import Mosquitto
+from tests.helpers.commands import births, reply_to
 from tests.helpers.fileserver import FileServer
 from tests.helpers.mqtt import Collector, Received, publish
 from tests.helpers.nodes import ROOT
@@ -211,11 +212,9 @@ def apply_args(result: BuildResult, url: str, **over: Any) -> dict[str, Any]:
 
 
 def reply(c: Collector, name: str, cmd_id: str) -> dict[str, Any] | None:
-    return next((m.payload for m in c.on(f"reply/{name}") if m.payload.get("id") == cmd_id), None)
-
-
-def births(c: Collector) -> list[dict[str, Any]]:
-    return [m.payload for m in c.on("state") if m.payload.get("state") == "online"]
+    """The reply to the command `cmd_id` (on `reply/` + the name, with `/` for `.`)."""
+    del name  # the id says which command it answers, whatever the topic's spelling
+    return reply_to(c, cmd_id)
 
 
 def updates(c: Collector) -> list[dict[str, Any]]:
@@ -252,7 +251,7 @@ async def start_node(service: Service, broker: Mosquitto, timeout: float = 20) -
     return c
 
 
-__all__ = ["Received"]
+__all__ = ["Received", "births"]
 
 
 def variant(
