@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edged.errors import CommandError
 from edged.release.bundle import Keys, VerifiedBundle, verify_bundle
@@ -47,6 +47,7 @@ from edged.update.payloads import UpdateState, UpdateStatus
 from edged.update.trial import EX_TEMPFAIL, Checks, TrialWatch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROGRESS_EVERY_S = 2.0
 INSTALL_FACTOR = 1.3
@@ -115,13 +116,26 @@ class UpdateManager:
     # -- the node's service life ----------------------------------------------------------
 
     async def run(self) -> None:
-        """Report how things stand, then carry on with whatever job is on disk."""
+        """Report how things stand, then carry on with whatever job is on disk. When the
+        node stops, the pipeline stops with it (a download ends at its next chunk)."""
         if self.tree is None or self.work is None:
             return
+        try:
+            await self._run()
+        finally:
+            self._cancel.set()
+            if self._pipeline is not None:
+                self._pipeline.cancel()
+
+    async def _run(self) -> None:
+        assert self.tree is not None and self.work is not None
         self._sweep()
         if self.trial_id is not None:
-            await self._run_trial()
-            return
+            trial = self.tree.trial()
+            if trial is not None and trial.id == self.trial_id and trial.version == self.running:
+                await self._run_trial(trial)
+                return
+            self.trial_id = None  # confirmed before an in-process restart: a release like any
         await self._report_outcome()
         job = self.work.job()
         if job is not None:
@@ -358,7 +372,7 @@ class UpdateManager:
             while True:
                 self._bytes = part.stat().st_size if part.exists() else 0
                 try:
-                    await asyncio.to_thread(fetch, transfer, self._progress, self._cancel)
+                    await in_daemon_thread(fetch, transfer, self._progress, self._cancel)
                 except Dropped as exc:
                     resumed = True
                     log.warning("update download: %s; again in %.0f s", exc, pause)
@@ -480,13 +494,8 @@ class UpdateManager:
         self.tree.begin_trial(trial)
         _crash_point("after_switch")
 
-    async def _run_trial(self) -> None:
-        assert self.tree is not None and self.work is not None and self.trial_id is not None
-        trial = self.tree.trial()
-        if trial is None or trial.id != self.trial_id or trial.version != self.running:
-            log.info("trial %s is over already", self.trial_id)
-            await asyncio.Event().wait()
-        assert trial is not None
+    async def _run_trial(self, trial: Trial) -> None:
+        assert self.tree is not None and self.work is not None
         job = self.work.job()
         if job is not None and job.id == trial.update_id:
             self.job = job
@@ -511,6 +520,7 @@ class UpdateManager:
             job.state = "confirmed"
             self.work.save(job)
         self.trial_id = None
+        os.environ.pop("EDGED_TRIAL", None)  # a restart in this process is not on trial
         self.status = UpdateStatus(
             state="confirmed", running=self.running, id=trial.update_id, version=trial.version,
             previous=trial.previous,
@@ -551,6 +561,32 @@ class UpdateManager:
             **fields,
         )
         self.host.publish(self.status)
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a daemon thread: a download that a stalled server holds up must not
+    keep edged from exiting when systemd stops it (the default executor would)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, whatever it is
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="update.download", daemon=True).start()
+    return await future
 
 
 def _crash_point(name: str) -> None:
