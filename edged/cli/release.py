@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from edged.errors import CommandError, EdgedError
-from edged.release.build import BuildError, build, check_target, sha256_of
+from edged.release.build import BuildError, build, check_target
 from edged.release.bundle import read_head
+from edged.release.launcher import sha256_file as sha256_of
 from edged.release.manifest import parse_manifest
 from edged.release.platforms import TARGETS, this_machine
 from edged.security.signing import load_private_key

@@ -19,7 +19,6 @@ whose scope holds `update`.
 """
 
 import datetime as dt
-import hashlib
 import json
 import re
 import subprocess
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.errors import EdgedError
 from edged.release.bundle import write_bundle
+from edged.release.launcher import sha256_file as sha256_of
 from edged.release.manifest import (
     FileEntry,
     Manifest,
@@ -213,14 +213,6 @@ class BuildResult:
     availability: Availability
     sha256: str
     size: int
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def unpacked(wheel: Path) -> int:

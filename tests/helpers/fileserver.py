@@ -6,11 +6,22 @@ Every request is logged, so a test can see that a download resumed rather than r
 
 import re
 import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+
+def fleet_ca(directory: Path) -> Path:
+    """A fleet CA and a server certificate for localhost and 127.0.0.1 in `directory`
+    (config/mosquitto/fleet-certs.sh: dispatch serves bundles with one of the fleet CA)."""
+    from tests.helpers.nodes import ROOT
+
+    script = ROOT / "config" / "mosquitto" / "fleet-certs.sh"
+    subprocess.run(["bash", str(script), str(directory), "ca"], check=True, capture_output=True)
+    return directory
 
 
 @dataclass

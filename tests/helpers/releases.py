@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sysconfig
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,8 @@ class NodeRoot:
 
     @property
     def outbox(self) -> Path:
-        return self.data / "outbox.sqlite"
+        """The outbox the config names."""
+        return Path(tomllib.loads(self.config.read_text())["outbox"]["path"])
 
     def status(self) -> dict[str, object]:
         return self.tree.status()

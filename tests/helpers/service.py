@@ -28,27 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.helpers.nodes import ROOT
+from tests.systemd.test_unit import parse_unit
 
 UNIT = ROOT / "systemd" / "edged.service"
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
-
-
-def unit_values(text: str) -> dict[str, list[str]]:
-    """[Service] key -> values (keys may repeat); `\\` continuations joined."""
-    out: dict[str, list[str]] = {}
-    section = ""
-    for raw in text.replace("\\\n", " ").splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        if section != "Service":
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(key.strip(), []).append(value.strip())
-    return out
 
 
 @dataclass
@@ -75,7 +58,7 @@ class Service:
     stopped_for_good: str | None = None
 
     def __post_init__(self) -> None:
-        values = unit_values(UNIT.read_text())
+        values = parse_unit(UNIT.read_text())["Service"]
         self.exec_start = self._argv(values["ExecStart"][-1])
         self.exec_stop_post = [self._argv(v) for v in values.get("ExecStopPost", [])]
         self.prevent = set(" ".join(values.get("RestartPreventExitStatus", [])).split())

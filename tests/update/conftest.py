@@ -1,20 +1,15 @@
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.fileserver import FileServer
-from tests.helpers.nodes import ROOT
+from tests.helpers.fileserver import FileServer, fleet_ca
 
 
 @pytest.fixture(scope="session")
 def server_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    script = ROOT / "config" / "mosquitto" / "fleet-certs.sh"
-    subprocess.run(["bash", str(script), str(d), "ca"], check=True, capture_output=True)
-    return d
+    return fleet_ca(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

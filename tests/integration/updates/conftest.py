@@ -7,7 +7,6 @@ wheels from the index, signed by an update key, installed by the node for real.
 
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,9 +20,9 @@ from edged.release.platforms import this_machine
 from edged.security.signing import public_key_text, sign
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import births, reply_to
-from tests.helpers.fileserver import FileServer
+from tests.helpers.fileserver import FileServer, fleet_ca
 from tests.helpers.mqtt import Collector, Received, publish
-from tests.helpers.nodes import ROOT
+from tests.helpers.nodes import ROOT, write_config
 from tests.helpers.releases import NodeRoot, fake_release, first_release, make_root
 from tests.helpers.service import Service
 
@@ -32,16 +31,13 @@ BASE = f"rnst/v1/{FLEET}/{NODE}"
 NEW = "0.1.1"
 UPDATE_KEY = Ed25519PrivateKey.generate()
 CONFIG_KEY = Ed25519PrivateKey.generate()  # a key without the update scope
-SCRIPT = ROOT / "config" / "mosquitto" / "fleet-certs.sh"
 
 
 @pytest.fixture(scope="session")
 def fleet_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fleet CA and a server certificate for localhost (the broker's, and here the
     file server's: dispatch serves bundles with a certificate of the fleet CA)."""
-    d = tmp_path_factory.mktemp("fleet-pki")
-    subprocess.run(["bash", str(SCRIPT), str(d), "ca"], check=True, capture_output=True)
-    return d
+    return fleet_ca(tmp_path_factory.mktemp("fleet-pki"))
 
 
 def key_file(directory: Path, name: str, key: Ed25519PrivateKey) -> Path:
@@ -108,48 +104,25 @@ def write_node_config(
     pki: Path,
     *,
     update: dict[str, Any] | None = None,
-    drivers: str = "",
     extra: str = "",
 ) -> Path:
-    """The node's /etc/edged/edged.toml: the broker, an update key, a simulated GPS whose
-    every fix is a QoS 1 position (the burst the switch must not lose)."""
-    route = ROOT / "config/routes/creuse-shuttle.json"
+    """The node's /etc/edged/edged.toml: the tests' node config (a simulated GPS) whose every
+    fix is a QoS 1 position (the burst a switch must not lose), an update key and a key
+    without the update scope, [update] for the tests."""
     settings = {
         "switch": "now", "trial_s": 40, "stable_s": 1, "ca_file": str(pki / "ca.crt"),
         "min_free_mb": 50,
     } | (update or {})  # fmt: skip
     update_toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
-    text = f"""
-[node]
-fleet = "{FLEET}"
-id = "{NODE}"
-profile = "shuttle"
-
-[broker]
-host = "127.0.0.1"
-port = {port}
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-
-[outbox]
-path = "{root.outbox}"
-
+    every_fix = "min_period_s = 0\nmin_distance_m = 0\nmax_period_s = 0.2"
+    lines = f"""
 [clock]
 trust_system_clock = true
 
-[services.kiosk]
-enabled = false
-
-[services.position]
-qos = 1
 [services.position.moving]
-min_period_s = 0
-min_distance_m = 0
-max_period_s = 0.2
+{every_fix}
 [services.position.stopped]
-min_period_s = 0
-min_distance_m = 0
-max_period_s = 0.2
+{every_fix}
 
 [update]
 {update_toml}
@@ -165,19 +138,9 @@ public_key = "{public_key_text(CONFIG_KEY.public_key())}"
 scopes = ["read", "operate", "config"]
 
 {extra}
-
-[[drivers]]
-name = "gps"
-driver = "gps.sim"
-[drivers.options]
-route = "{route}"
-speed_factor = 5.0
-rate_hz = 10
-seed = 7
-{drivers}
 """
-    root.config.write_text(text)
-    return root.config
+    path = write_config(root.data, port, node=NODE, fleet=FLEET, speed_factor=5.0, extra=lines)
+    return path.replace(root.config)
 
 
 @pytest.fixture

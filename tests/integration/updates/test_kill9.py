@@ -3,7 +3,6 @@ the restart, during the trial. The node always ends on a release that worked, wi
 data (every position, in order, by seq)."""
 
 import asyncio
-import time
 from pathlib import Path
 
 from edged.release.build import BuildResult
@@ -29,14 +28,6 @@ def no_gap(c: Collector) -> int:
     seqs = sorted(m.payload["seq"] for m in unique_by_seq(c.on("position")))
     assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a position was lost"
     return len(seqs)
-
-
-async def until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_an_update_killed_at_every_step_still_ends_confirmed_with_its_data(
@@ -78,7 +69,7 @@ async def test_an_update_killed_at_every_step_still_ends_confirmed_with_its_data
         assert node_root.tree.link("current") == NEW
 
         # 4. during the trial, a power cut: no ExecStopPost; the launcher's second attempt
-        await until(lambda: (t := node_root.tree.trial()) is not None and "broker" in t.reached, 60,
+        await c.wait_for(lambda: (t := node_root.tree.trial()) is not None and "broker" in t.reached, 60,
                     "the trial release connected")  # fmt: skip
         service.power_cut()
         confirmed = await wait_state(c, "confirmed", 90)
