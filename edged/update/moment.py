@@ -22,7 +22,7 @@ class Parked:
         self.ignition = ignition
         self.open_trip = open_trip
         self.open_doors = open_doors
-        self.last_activity = float("-inf")
+        self.last_activity = time.monotonic()  # after a start, what came before is unknown
         for event in (DoorInput, Tap, Unlock, Crossing):
             subscribe(event, self._activity)
 
