@@ -212,6 +212,7 @@
     renderMessages();
     renderServices();
     renderActions();
+    if (window.edgedJourney) window.edgedJourney(state.journey, lang); // journey.js
   }
 
   function renderLink() {
