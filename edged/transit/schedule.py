@@ -5,7 +5,7 @@ GTFS-Realtime feed invalid (a consumer cannot match it), so such a run is left o
 trip descriptors and listed on `/health` and in the log, saying what is wrong: the rules
 are the MobilityData validator's E003/E004 (ids exist), E016 (an ADDED trip_id is not in
 the timetable), E024 (direction_id matches trips.txt), E035 (the trip belongs to the route)
-and E023 (start_time of a timetabled trip is its first departure).
+and E023 (start_time of a timetabled trip is its first arrival).
 """
 
 import csv
@@ -32,7 +32,7 @@ class TripRow:
     route_id: str
     direction_id: int | None
     frequency_based: bool
-    first_departure: str | None
+    first_arrival: str | None
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Schedule:
                     except ValueError:
                         continue
                     trip = r.get("trip_id") or ""
-                    when = (r.get("departure_time") or r.get("arrival_time") or "").strip()
+                    when = (r.get("arrival_time") or r.get("departure_time") or "").strip()
                     if when and (trip not in first or seq < first[trip][0]):
                         first[trip] = (seq, when.zfill(8))
                 trips = {
@@ -97,12 +97,12 @@ class Schedule:
         if (
             run.start_time is not None
             and not row.frequency_based
-            and row.first_departure is not None
-            and run.start_time != row.first_departure
+            and row.first_arrival is not None
+            and run.start_time != row.first_arrival
         ):
             out.append(
-                f"start_time {run.start_time} is not trip {run.trip_id!r}'s first departure "
-                f"{row.first_departure}"
+                f"start_time {run.start_time} is not trip {run.trip_id!r}'s first arrival "
+                f"{row.first_arrival}"
             )
         return out
 
