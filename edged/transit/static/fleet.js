@@ -64,13 +64,18 @@
     service: "En service",
   };
 
+  const ACKED_SHOWN_MS = 15 * 60 * 1000; // an acknowledged panic stays near the top a while
+
   function level(v) {
     if (activePanic(v)) return "panic";
     if (v.alarms.some((a) => a.active)) return "alarm";
+    if (v.alarms.some((a) => a.kind === "panic" && a.ts && now() - a.ts < ACKED_SHOWN_MS)) {
+      return "acked";
+    }
     if (v.faults && v.faults.red) return "fault";
     return "";
   }
-  const RANK = { panic: 0, alarm: 1, fault: 2, "": 3 };
+  const RANK = { panic: 0, alarm: 1, acked: 2, fault: 3, "": 4 };
 
   function ordered() {
     return [...vehicles.values()].sort(
@@ -260,7 +265,7 @@
       g.appendChild(title);
       if (level(v) === "panic") g.appendChild(svg("circle", { class: "ring", r: 18 }));
       g.appendChild(svg("circle", { class: "dotmark", r: level(v) === "panic" ? 10 : 6 }));
-      if (placed.length <= 60 || level(v) === "panic") {
+      if (placed.length <= 20 || level(v) === "panic") {
         const label = svg("text", { x: 10, y: 4 });
         label.textContent = v.name;
         g.appendChild(label);
