@@ -136,7 +136,7 @@ class FeedService:
         def build(now: int) -> tuple[bytes, str]:
             newest = max((int(v.fix_s) for v in chosen.vehicles), default=0)
             self.encoder.forget(v.key for v in chosen.vehicles)
-            return self.encoder.feed(chosen.vehicles, max(now, newest)), "application/x-protobuf"
+            return self.encoder.feed(frames, max(now, newest)), "application/x-protobuf"
 
         return self._doc("gtfs-rt", tag, build)
 
@@ -172,7 +172,9 @@ class FeedService:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """For a load balancer: 200 while the broker is connected, 503 otherwise."""
         now = self.clock()
-        chosen = self.selection()
+        # a load balancer polls often: a selection up to a second old will do here
+        recent = self._selection
+        chosen = recent[1] if recent is not None and now - recent[1].at < 1.0 else self.selection()
         connected = self.status.connected()
         last = self.status.last_message
         body: dict[str, Any] = {

@@ -45,10 +45,7 @@ class Served:
     node: NodeView
     fix_s: float
     trip: JourneyInfo | None
-
-    @property
-    def key(self) -> str:
-        return self.node.key
+    key: str
 
     @property
     def label(self) -> str:
@@ -101,5 +98,5 @@ def select(
         assert node.position is not None and node.position.fix_ms is not None
         journey = node.journey
         trip = journey if journey is not None and journey.assigned and trip_ok(journey) else None
-        served.append(Served(node, node.position.fix_ms / 1000, trip))
+        served.append(Served(node, node.position.fix_ms / 1000, trip, key))
     return served, left
