@@ -9,20 +9,12 @@ older than `max_age_s` (90 s by default, the usual consumer rule) and not in the
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import get_args
 
+from edged.config.access import OccupancyStatus
 from edged.ops.fleet import FleetView, JourneyInfo, NodeView
 
-OCCUPANCY_STATUSES = frozenset(
-    {
-        "EMPTY",
-        "MANY_SEATS_AVAILABLE",
-        "FEW_SEATS_AVAILABLE",
-        "STANDING_ROOM_ONLY",
-        "CRUSHED_STANDING_ROOM_ONLY",
-        "FULL",
-        "NOT_ACCEPTING_PASSENGERS",
-    }
-)
+OCCUPANCY_STATUSES = frozenset(get_args(OccupancyStatus))
 """GTFS-Realtime `OccupancyStatus` names a node may send; anything else is left out."""
 FUTURE_TOLERANCE_S = 60.0
 OUT_OF_SERVICE = "out-of-service"
