@@ -51,6 +51,7 @@ MAX_ALARMS_PER_NODE = 32
 MAX_DRIVERS = 32
 MAX_ERRORS = 64
 MAX_FAULTS = 16
+MAX_SPLITS = 100_000
 OTHER = "(other)"
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -289,6 +290,7 @@ class FleetView:
         self.internal_errors = 0
         self.version = 0
         """Counts accepted messages; each node keeps the value of its last change."""
+        self._splits: dict[str, tuple[str, str, str] | None] = {}
 
     def node(self, fleet: str, node: str) -> NodeView | None:
         return self.nodes.get(f"{fleet}/{node}")
@@ -344,7 +346,20 @@ class FleetView:
         return None if parsed is None else f"{parsed[0]}/{parsed[1]}"
 
     def _split(self, topic: Any) -> tuple[str, str, str] | None:
-        if not isinstance(topic, str) or not topic.startswith(self.prefix + "/"):
+        """`(fleet, node, suffix)` of a contract topic; remembered per topic (a fleet uses
+        a few per node), in a cache emptied when full so no flood of names can grow it."""
+        if not isinstance(topic, str):
+            return None
+        cache = self._splits
+        if topic in cache:
+            return cache[topic]
+        if len(cache) >= MAX_SPLITS:
+            cache.clear()
+        found = cache[topic] = self._split_uncached(topic)
+        return found
+
+    def _split_uncached(self, topic: str) -> tuple[str, str, str] | None:
+        if not topic.startswith(self.prefix + "/"):
             return None
         parts = topic[len(self.prefix) + 1 :].split("/", 2)
         if len(parts) != 3:

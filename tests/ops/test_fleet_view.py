@@ -500,3 +500,13 @@ def test_a_tls_address_prints_as_mqtts() -> None:
 def test_credentials_in_a_url_point_to_the_options() -> None:
     with pytest.raises(ValueError, match="--username and --password-file"):
         parse_broker_url("mqtts://dispatch:secret@h")
+
+
+def test_the_remembered_topic_names_are_bounded_under_a_flood_of_names() -> None:
+    from edged.ops import fleet
+
+    v = view()
+    for i in range(fleet.MAX_SPLITS + 10):
+        v.ingest(f"{PREFIX}/creuse/n{i}/junk", b"{}")
+    assert len(v._splits) <= fleet.MAX_SPLITS
+    assert v.ingest(f"{BASE}/state", BIRTH)  # and a real topic still reads right
