@@ -20,6 +20,7 @@ from edged.clock import Clock
 from edged.commands.admin import probation_watch, register_admin
 from edged.commands.builtin import register_builtin
 from edged.commands.response import ResponseTopics
+from edged.commands.declared import register_declared
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.loader import config_hash, validate_options
 from edged.config.models import DriverConfig, EdgedConfig
@@ -35,6 +36,7 @@ from edged.sdnotify import SystemdNotifier, beat_recent, task_alive, watchdog_lo
 from edged.security.authorize import Authorizer
 from edged.services.doors import DoorService
 from edged.services.geofences import GeofenceService
+from edged.services.journey import JourneyService
 from edged.services.occupancy import OccupancyService
 from edged.services.panic import PanicService
 from edged.services.position import PositionService
@@ -316,6 +318,9 @@ class Node:
         self.router.register("trip.start", self.vehicle.command_trip_start, scope="operate")
         self.router.register("trip.stop", self.vehicle.command_trip_stop, scope="operate")
         self.services += [self.geofences, self.vehicle]
+        self.journey = JourneyService(self)
+        register_declared(self.router, self.journey.commands())
+        self.services.append(self.journey)
         if any(d.enabled and d.driver.startswith("gps.") for d in self.config.drivers):
             self.services.append(self.position)  # a venue has no GPS: no "fix lost" for it
         self._start_people_services()

@@ -260,3 +260,20 @@ class Occupancy(Body):
     entries: int = Field(description="people in since the last reset")
     exits: int = Field(description="people out since the last reset")
     reset_at: int = Field(description="UTC ms of the last reset")
+
+
+class Journey(Body):
+    """What the vehicle does for riders: its operating mode and the run dispatch assigned
+    (`journey.assign`), as GTFS identifiers so the fleet's feed can name the trip."""
+
+    mode: str = Field(description="operating mode (`mode.set`): on-demand, school, out-of-service")
+    assigned: bool = Field(description="a run is assigned; false after `journey.clear`")
+    route_id: str | None = Field(default=None, description="GTFS route_id")
+    trip_id: str | None = Field(default=None, description="GTFS trip_id (absent: an ADDED run)")
+    start_date: str | None = Field(default=None, description="YYYYMMDD, the service day")
+    start_time: str | None = Field(default=None, description="HH:MM:SS, may pass 24:00:00")
+    direction_id: int | None = Field(default=None, description="GTFS direction_id, 0 or 1")
+    schedule_relationship: Literal["SCHEDULED", "ADDED"] | None = None
+    line: str | None = Field(default=None, description="line name as riders know it")
+    headsign: str | None = Field(default=None, description="destination shown to riders")
+    assigned_at: int | None = Field(default=None, description="UTC ms of the assignment")

@@ -75,6 +75,9 @@ VEHICLE = TopicSpec("vehicle", p.Vehicle, Priority.SAMPLE, qos=0, retain=False)
 FAULTS = TopicSpec("vehicle/faults", p.Faults, Priority.STATE, qos=1, retain=True, latest_only=True)
 TRIP = TopicSpec("trip", p.Trip, Priority.TRIP, qos=1, retain=False)
 HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
+JOURNEY = TopicSpec(
+    "journey", p.Journey, Priority.STATE, qos=1, retain=True, latest_only=True
+)
 KIOSK_REQUESTS = TopicSpec("kiosk/requests", KioskRequest, Priority.EVENT, qos=1, retain=False)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
@@ -94,6 +97,7 @@ TOPICS: dict[str, TopicSpec] = {
         FAULTS,
         TRIP,
         HEALTH,
+        JOURNEY,
         KIOSK_REQUESTS,
         REPLY,
         COMMAND,
