@@ -19,8 +19,8 @@ from edged.access.service import AccessService
 from edged.clock import Clock
 from edged.commands.admin import probation_watch, register_admin
 from edged.commands.builtin import register_builtin
-from edged.commands.response import ResponseTopics
 from edged.commands.declared import register_declared
+from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.loader import config_hash, validate_options
 from edged.config.models import DriverConfig, EdgedConfig
