@@ -128,9 +128,12 @@ class Uplink:
 
     async def _session(self) -> None:
         since, _ = self.outbox.clock.now()
-        will, _, _ = self.outbox.stamp(STATE.name, State(state="offline", since=since))
+        # the birth is stamped before the will, so the will's seq is above the birth's:
+        # dispatch ordering by seq keeps "offline" after a crash. No flush before connecting:
+        # a disk that refuses writes must not keep the node off the broker, and the epoch
+        # keeps (epoch, seq) unique whether or not these seqs reach the disk
         birth, _, _ = self.outbox.stamp(STATE.name, self.birth(since))
-        await self.outbox.flush()  # the seqs just used must never be reused after a crash
+        will, _, _ = self.outbox.stamp(STATE.name, State(state="offline", since=since))
         async with self._client_for(will) as client:
             client.pending_calls_threshold = self.config.window + 16
             self._client = client
@@ -248,7 +251,6 @@ class Uplink:
             return {"birth": False, "retained": 0}
         since, _ = self.outbox.clock.now()
         birth, _, _ = self.outbox.stamp(STATE.name, self.birth(since))
-        await self.outbox.flush()
         ok = await self.publish_direct(self.topics.of(STATE), birth, qos=1, retain=True)
         n = 0
         for topic, payload, qos in await self.outbox.retained():
