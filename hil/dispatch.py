@@ -96,13 +96,18 @@ def _suffix(topic: str) -> str:
     return "/".join(topic.split("/")[4:])
 
 
+def key(m: Received) -> tuple[str, str | None, int]:
+    """What docs/topics.md tells dispatch to de-duplicate on: (topic, epoch, seq)."""
+    return (m.topic, m.payload.get("epoch"), m.payload["seq"])
+
+
 def unique_by_seq(messages: list[Received]) -> list[Received]:
-    """De-duplicate as dispatch does, on (topic, seq); keeps arrival order."""
-    seen: set[tuple[str, int]] = set()
+    """De-duplicate as dispatch does, on (topic, epoch, seq); keeps arrival order."""
+    seen: set[tuple[str, str | None, int]] = set()
     out = []
     for m in messages:
-        key = (m.topic, m.payload["seq"])
-        if key not in seen:
-            seen.add(key)
+        k = key(m)
+        if k not in seen:
+            seen.add(k)
             out.append(m)
     return out

@@ -1,7 +1,8 @@
 """The one MQTT connection: birth and will, commands in, the outbox drained out.
 
 Each session: connect with the will (`state` offline, retained), subscribe to `cmd/#`,
-publish the birth, restore retained topics, then drain the outbox through a bounded window
+publish the birth, restore retained topics (when the broker kept no session for the node,
+so it may have lost them), then drain the outbox through a bounded window
 of publishes awaiting PUBACK, while commands are handled as they arrive. Any MQTT error
 ends the session; the next one starts after a jittered backoff. Nothing is lost on the way:
 a message leaves the outbox only when the broker acknowledged it.
@@ -33,6 +34,23 @@ log = logging.getLogger(__name__)
 
 BirthFactory = Callable[[int], State]
 CommandSink = Callable[[IncomingCommand], Awaitable[None]]
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, keeping CONNACK's session-present flag (aiomqtt drops it)."""
+
+    session_present = False
+
+    def _on_connect(
+        self,
+        client: Any,
+        userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        properties: Any = None,
+    ) -> None:
+        self.session_present = bool(getattr(flags, "session_present", False))
+        super()._on_connect(client, userdata, flags, reason_code, properties)
 
 
 def read_password(config: BrokerConfig) -> str | None:
@@ -108,10 +126,10 @@ class Uplink:
         else:
             log.warning("cannot reach the broker at %s: %s", where, exc)
 
-    def _client_for(self, will_payload: bytes) -> aiomqtt.Client:
+    def _client_for(self, will_payload: bytes) -> _Client:
         cfg = self.config
         v5 = cfg.protocol == "5"
-        return aiomqtt.Client(
+        return _Client(
             hostname=cfg.host,
             port=cfg.port,
             identifier=self.client_id,
@@ -140,8 +158,12 @@ class Uplink:
             await client.subscribe(self.topics.commands, qos=1)
             await client.publish(self.topics.of(STATE), birth, qos=1, retain=True)
             self.outbox.begin_session()
-            for topic, payload, qos in await self.outbox.retained():
-                await client.publish(topic, payload, qos=qos, retain=True)
+            if not client.session_present:
+                # the broker kept no session for us: it may have lost its retained store
+                # too (a restart without persistence). Restored messages are the ones
+                # delivered before, byte for byte: the same (topic, epoch, seq)
+                for topic, payload, qos in await self.outbox.retained():
+                    await client.publish(topic, payload, qos=qos, retain=True)
             self.connected = True
             self.sessions += 1
             log.info("connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
