@@ -6,7 +6,12 @@ the live lane of their class. They are lost if the process stops before the brok
 them; their callers were told so (`NotDurableError`), and `alarm/outbox_full` says the disk
 refuses writes. Bounded: past `max_rows` the oldest of the lowest class goes first; a
 latest-only topic (retained state, health) keeps only its newest message.
+
+The event loop adds and acknowledges, the outbox's thread hands out: each method holds the
+lane's lock.
 """
+
+import threading
 
 from edged.outbox.publication import Stored
 
@@ -21,12 +26,18 @@ class MemoryLane:
         self._handed: set[int] = set()
         self._next_id = -1  # negative: never an outbox row id
         self.dropped = 0
+        self._lock = threading.Lock()
+        self.session = 0
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def add(self, msg: Stored, *, latest_only: bool) -> None:
         """Keep `msg` (its id is replaced by a negative one)."""
+        with self._lock:
+            self._add(msg, latest_only)
+
+    def _add(self, msg: Stored, latest_only: bool) -> None:
         if latest_only:
             for old_id in [i for i in self._latest_only if self._rows[i].topic == msg.topic]:
                 if old_id not in self._handed:
@@ -49,27 +60,30 @@ class MemoryLane:
             self._forget(victim.id)
             self.dropped += 1
 
-    def take(self, prio: int, limit: int) -> list[Stored]:
-        """Up to `limit` messages of class `prio` not handed out in this session, oldest
-        first."""
+    def take(self, prio: int, limit: int, session: int) -> list[Stored]:
+        """Up to `limit` messages of class `prio` not handed out in `session` (the current
+        one, else nothing), oldest first."""
         out: list[Stored] = []
-        for mid, msg in self._rows.items():
-            if len(out) >= limit:
-                break
-            if msg.priority == prio and mid not in self._handed:
-                self._handed.add(mid)
-                out.append(msg)
+        with self._lock:
+            if session != self.session:
+                return out
+            for mid, msg in self._rows.items():
+                if len(out) >= limit:
+                    break
+                if msg.priority == prio and mid not in self._handed:
+                    self._handed.add(mid)
+                    out.append(msg)
         return out
 
-    def has(self, prio: int) -> bool:
-        return any(m.priority == prio for m in self._rows.values())
-
     def ack(self, mid: int) -> None:
-        self._forget(mid)
+        with self._lock:
+            self._forget(mid)
 
     def reset(self) -> None:
         """A new session: what was handed out and not acknowledged goes again."""
-        self._handed.clear()
+        with self._lock:
+            self._handed.clear()
+            self.session += 1
 
     def _forget(self, mid: int) -> None:
         self._rows.pop(mid, None)

@@ -52,6 +52,7 @@ from edged.errors import EdgedError, NotDurableError, OutboxFullError
 from edged.outbox import sqlitefile
 from edged.outbox.journal import Journal, Record
 from edged.outbox.lanes import Lanes
+from edged.outbox.marks import Marks
 from edged.outbox.memory import MemoryLane
 from edged.outbox.publication import Publication, Stored
 from edged.outbox.state import Loss, StateStore
@@ -137,6 +138,7 @@ class Outbox:
         path = Path(config.path)
         self.state = StateStore(config.state_file, wal_bytes=config.wal_bytes)
         self.journal = Journal(path.with_name(path.name + "-taps"), sync=config.journal_sync)
+        self.marks = Marks(path.with_name(path.name + "-marks"))
         self.lanes = Lanes(config.live_window_s)
         self.memory = MemoryLane()
         self.losses: list[Loss] = []
@@ -189,7 +191,7 @@ class Outbox:
         self._seqs = dict(streams)
         if self.durable:
             self._compare_marks(streams, existed=existed and not moved)
-        for stream, seq in self.state.seqs.items():
+        for stream, seq in [*self.state.seqs.items(), *self.marks.open().items()]:
             self._seqs[stream] = max(self._seqs.get(stream, 0), seq)
         counts = _Counts()
         for prio, n, size in db.execute("SELECT prio, count(*), sum(size) FROM msg GROUP BY prio"):
@@ -358,6 +360,8 @@ class Outbox:
 
         if _write(db, fold, "folding the tap journal"):
             log.warning("%d tap(s) recovered from the tap journal", len(records))
+            with contextlib.suppress(sqlite3.Error):  # a fresh outbox starts from this mark
+                self.state.commit(None, {}, sync=False, meta={JOURNAL_MARK: str(records[-1].rn)})
             return
         self._counts, self._last_id = saved
         for r in records:  # the disk refuses them: they go out from memory (and stay
@@ -399,6 +403,7 @@ class Outbox:
             self._db = None
         self.state.close()
         self.journal.close()
+        self.marks.close()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -514,8 +519,9 @@ class Outbox:
         self._kv_dirty = False
         streams = {name: self._seqs[name] for name in self._streams_dirty}
         self._streams_dirty.clear()
+        marks = dict(self._seqs) if streams else None
         try:
-            results = await self._call(self._commit, batch, acks, kv, streams)
+            results = await self._call(self._commit, batch, acks, kv, streams, marks)
         except Exception as exc:
             # nothing of this commit happened: acks, state and seqs are tried again; the
             # batch stays in memory and goes out live (the callers are told it is not
@@ -580,9 +586,12 @@ class Outbox:
         acks: list[Stored],
         kv: dict[str, str] | None,
         streams: dict[str, int],
+        marks: dict[str, int] | None = None,
     ) -> list[PutResult | BaseException]:
         db = self._db
         assert db is not None, "outbox not open"
+        if marks:  # first: this file takes writes when the disk refuses SQLite's
+            self.marks.write(marks)
         important = any(item.pub.priority <= Priority.TRIP for item in batch)
         rns = [item.rn for item in batch if item.rn is not None]
         # the state store first: its seq marks are never below what the outbox holds, so
@@ -856,14 +865,17 @@ class Outbox:
         out: list[Stored] = []
         readable = time.monotonic() - self._read_failed_at >= READ_RETRY_S
         boundary = self.lanes.boundary()
+        # a begin_session while this runs: the batch is dropped by the ended session's
+        # drain, so nothing of it may count as handed out in the new one
+        session, mem_session = self.lanes.session, self.memory.session
         for prio in map(int, Priority):
             if len(out) >= limit:
                 break
-            out.extend(self.memory.take(prio, limit - len(out)))
+            out.extend(self.memory.take(prio, limit - len(out), mem_session))
             if not readable or self._counts.by_prio[prio] <= 0:
                 continue
             try:
-                self._fetch_class(prio, boundary, limit, out)
+                self._fetch_class(prio, boundary, limit, out, session)
             except sqlite3.Error as exc:
                 self.read_errors += 1
                 self._read_failed_at = time.monotonic()
@@ -871,13 +883,15 @@ class Outbox:
                 log.error("outbox read failed (%s): trying again in %.0f s", exc, READ_RETRY_S)
         return out
 
-    def _fetch_class(self, prio: int, boundary: int, limit: int, out: list[Stored]) -> None:
+    def _fetch_class(
+        self, prio: int, boundary: int, limit: int, out: list[Stored], session: int
+    ) -> None:
         """Live lane (ids above `boundary`), then backlog, each in id order."""
         db = self._db
         assert db is not None, "outbox not open"
         cols = "id, topic, payload, qos, retain, corr, size, prio"
         for lo, hi in ((boundary, None), (0, boundary)):
-            for after, upto in list(self.lanes.gaps(prio, lo, hi)):
+            for after, upto in self.lanes.gaps(prio, lo, hi):
                 room = limit - len(out)
                 if room <= 0:
                     return
@@ -892,7 +906,7 @@ class Outbox:
                     out.append(msg)
                 exhausted = len(rows) < room
                 end = (upto if upto is not None else self._last_id) if exhausted else rows[-1][0]
-                self.lanes.take(prio, after, end)
+                self.lanes.take(prio, after, end, session)
 
     async def retained(self) -> list[tuple[str, bytes, int]]:
         """The last delivered message of each retained topic, to restore a broker's memory."""

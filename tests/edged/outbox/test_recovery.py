@@ -379,3 +379,66 @@ async def test_a_new_outbox_on_a_full_disk_runs_in_memory(tmp_path: Path) -> Non
             await future
         assert seqs(await box.next_batch(10)) == [1]
         await box.close()
+
+
+async def test_seq_does_not_go_back_after_a_restart_on_a_full_disk(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        await with_history(config)  # doors 1..5
+        fill(disk)
+        box = await started(config)
+        for i in range(3):  # 6, 7, 8: the disk refuses them, they go out from memory
+            box.put_nowait(door(i))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        await box.close()
+        box = await started(config)  # restarted, the disk still full
+        box.put_nowait(door(9))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        sent = seqs(await box.next_batch(10))
+        await box.close()
+    assert sorted(sent) == [4, 5, 9], "the queued two, then 9: not 6 again"
+
+
+async def test_a_torn_write_of_the_counters_falls_back_to_the_other_slot(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    box = await started(config)
+    for i in range(3):
+        box.put_nowait(door(i))
+        await box.flush()  # one marks write per batch: generations 1, 2, 3
+    await box.close()
+    marks = tmp_path / "outbox.sqlite-marks"
+    generation = box.marks.generation
+    with marks.open("r+b") as f:  # the newest slot half written
+        f.seek((generation % 2) * 16 * 1024 + 20)
+        f.write(b"\xff" * 8)
+    for f in tmp_path.glob("outbox.sqlite"):
+        f.unlink()  # only the marks file can tell where seq was
+    for f in tmp_path.glob("state.sqlite*"):
+        f.unlink()
+    box = await started(config)
+    box.put_nowait(door(9))
+    await box.flush()
+    (msg,) = await drain(box)
+    await box.close()
+    assert json.loads(msg.payload)["seq"] == 3, "the older slot said 2"
+
+
+async def test_an_idle_outbox_does_not_fill_a_small_disk_with_its_wal(tmp_path: Path) -> None:
+    """Seen: on a 2 MiB state dir, with nothing queued, the WAL grew to its default 4 MB
+    and filled the disk in 2.7 s. Bounded and counted in the caps, it cannot."""
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        config = cfg(disk, max_bytes=1 << 20, hard_max_bytes=3 << 19)
+        box = await started(config)
+        for i in range(3000):  # sent and acknowledged at once: nothing stays queued
+            box.put_nowait(door(i))
+            box.set_state("position.odometer_m", i)
+            await box.flush()
+            for m in await box.next_batch(10):
+                box.ack(m)
+        await box.flush()
+        on_disk = sum(f.stat().st_size for f in disk.iterdir())
+        await box.close()
+    assert box.write_errors == 0
+    assert on_disk < 2 << 20

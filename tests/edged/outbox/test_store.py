@@ -385,3 +385,19 @@ async def test_a_failed_commit_fails_its_callers_and_the_writer_keeps_going(
         assert box.depth == 3, "the refused message is kept in memory, to be sent"
         writer.cancel()
         await box.close()
+
+
+async def test_a_fetch_overtaken_by_a_new_session_does_not_hide_its_rows(tmp_path: Path) -> None:
+    """The uplink's old session was reading when the link dropped and a new session began:
+    what that read handed out belongs to no session, and goes out in the new one."""
+    box = await opened(config(tmp_path))
+    for i in range(3):
+        box.put_nowait(door(i))
+    await box.flush()
+    session = box.lanes.session
+    box.begin_session()  # the link dropped and came back while the read below ran
+    lost: list[Stored] = []
+    box._fetch_class(int(Priority.EVENT), box.lanes.boundary(), 10, lost, session)
+    assert seqs(lost) == [1, 2, 3]
+    assert seqs(await box.next_batch(10)) == [1, 2, 3]
+    await box.close()
