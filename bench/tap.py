@@ -45,9 +45,9 @@ Baselines, measured in the same run before the node starts:
   second emulator, the way the driver opens and polls it, with no card and with a card
   (the driver needs two reads with a card, `confirm_reads` = 2);
 - baseline_journal_write / _sync: one tap-sized record written to a tap journal on the
-  outbox's filesystem (`edged.outbox.journal`), without and with `fdatasync`: what the
-  decision pays to have the tap recorded before the relay moves (`--journal-sync` runs the
-  node with the sync).
+  outbox's filesystem (`edged.outbox.journal`), without and with a sync to the disk
+  (`msync`): what the decision pays to have the tap recorded before the relay moves
+  (`--journal-sync` runs the node with the sync).
 
 Nothing fails on a missed aim: each aim has an `*_ok` flag, and the exit code is 0 unless
 the benchmark itself broke.
@@ -143,7 +143,7 @@ def match_edges(starts: list[float], edges: list[float]) -> tuple[list[float], i
 
 def baseline_journal(tmp: Path, n: int, payload: bytes, *, sync: bool) -> list[float]:
     """ms of one tap-sized record written to a tap journal (`edged.outbox.journal`) on the
-    outbox's filesystem: the cost the decision now carries, with and without fdatasync."""
+    outbox's filesystem: the cost the decision now carries, with and without msync."""
     from edged.outbox.journal import Journal, Record
 
     journal = Journal(tmp / f"baseline-{'sync' if sync else 'write'}-taps", sync=sync)
@@ -653,7 +653,7 @@ def table(r: dict[str, Any]) -> str:
         f"{cell(r['stored_p99_ms']):>9}",
         "",
         f"{'baseline':34} {'p50 ms':>9} {'p99 ms':>9}",
-        f"{'tap journal write / with fdatasync':34} {cell(r['baseline_journal_write_p50_ms']):>9} "
+        f"{'tap journal write / with msync':34} {cell(r['baseline_journal_write_p50_ms']):>9} "
         f"{cell(r['baseline_journal_write_p99_ms']):>9}   "
         f"{cell(r['baseline_journal_sync_p50_ms'])} / {cell(r['baseline_journal_sync_p99_ms'])}",
         f"{'gpiozero MockPin on()':34} {cell(r['baseline_pin_write_p50_ms']):>9} "
@@ -702,7 +702,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--journal-sync",
         action="store_true",
-        help="[outbox] journal_sync = true: fdatasync each tap's record before the relay",
+        help="[outbox] journal_sync = true: msync each tap's record before the relay",
     )
     ap.add_argument("--seed", type=int, default=1)
     return ap

@@ -94,7 +94,7 @@ class OutboxConfig(Strict):
     )
     journal_sync: bool = Field(
         default=False,
-        description="fdatasync each tap's journal record before the door opens (survives "
+        description="sync each tap's journal record to the disk before the door opens (survives "
         "a power cut, costs the sync in the decision)",
     )
 

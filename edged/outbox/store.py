@@ -188,11 +188,6 @@ class Outbox:
         streams = {str(k): int(v) for k, v in db.execute("SELECT name, seq FROM streams")}
         for stream, seq in salvaged.get("streams", {}).items():
             streams[stream] = max(streams.get(stream, 0), seq)
-        self._seqs = dict(streams)
-        if self.durable:
-            self._compare_marks(streams, existed=existed and not moved)
-        for stream, seq in [*self.state.seqs.items(), *self.marks.open().items()]:
-            self._seqs[stream] = max(self._seqs.get(stream, 0), seq)
         counts = _Counts()
         for prio, n, size in db.execute("SELECT prio, count(*), sum(size) FROM msg GROUP BY prio"):
             counts.by_prio[prio] = n
@@ -200,7 +195,14 @@ class Outbox:
             counts.bytes += size or 0
         self._counts = counts
         self._last_id = int(db.execute("SELECT coalesce(max(id), 0) FROM msg").fetchone()[0])
-        self._recover_journal(db, fresh=not existed or moved)
+        # taps the journal gives back first: a seq they fill is not a gap
+        for stream, seq in self._recover_journal(db, fresh=not existed or moved).items():
+            streams[stream] = max(streams.get(stream, 0), seq)
+        self._seqs = dict(streams)
+        if self.durable:
+            self._compare_marks(streams, existed=existed and not moved)
+        for stream, seq in [*self.state.seqs.items(), *self.marks.open().items()]:
+            self._seqs[stream] = max(self._seqs.get(stream, 0), seq)
         self.lanes.start(self._last_id)
 
     def _open_database(self, path: Path) -> dict[str, Any]:
@@ -325,17 +327,19 @@ class Outbox:
                 )
             )
 
-    def _recover_journal(self, db: sqlite3.Connection, *, fresh: bool) -> None:
-        """Taps written to the journal and not yet in the outbox go in now."""
+    def _recover_journal(self, db: sqlite3.Connection, *, fresh: bool) -> dict[str, int]:
+        """Taps written to the journal and not yet in the outbox go in now; returns the
+        highest seq recovered per stream."""
         mark_text = self._meta(db, JOURNAL_MARK)
         if mark_text is None or fresh:
             mark_text = self.state.meta(JOURNAL_MARK) if self.state.db is not None else None
         folded = int(mark_text or 0)
         records = self.journal.open(folded)
-        if not records:
-            return
+        top: dict[str, int] = {}
         for r in records:
-            self._seqs[r.stream] = max(self._seqs.get(r.stream, 0), r.seq)
+            top[r.stream] = max(top.get(r.stream, 0), r.seq)
+        if not records:
+            return top
         saved = (
             _Counts(self._counts.rows, self._counts.bytes, dict(self._counts.by_prio)),
             self._last_id,
@@ -356,13 +360,21 @@ class Outbox:
                     r.latest_only,
                     None,
                 )
+            db.executemany(
+                "INSERT INTO streams(name, seq) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
+                top.items(),
+            )
             self._set_meta(db, JOURNAL_MARK, str(records[-1].rn))
 
         if _write(db, fold, "folding the tap journal"):
             log.warning("%d tap(s) recovered from the tap journal", len(records))
-            with contextlib.suppress(sqlite3.Error):  # a fresh outbox starts from this mark
-                self.state.commit(None, {}, sync=False, meta={JOURNAL_MARK: str(records[-1].rn)})
-            return
+            if self.durable:  # a fresh outbox starts from this mark
+                with contextlib.suppress(sqlite3.Error):
+                    self.state.commit(
+                        None, {}, sync=False, meta={JOURNAL_MARK: str(records[-1].rn)}
+                    )
+            return top
         self._counts, self._last_id = saved
         for r in records:  # the disk refuses them: they go out from memory (and stay
             # in the journal for the next start)
@@ -371,6 +383,7 @@ class Outbox:
                 Stored(0, r.topic, r.payload, r.qos, r.retain, None, size, r.prio),
                 latest_only=r.latest_only,
             )
+        return top
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str) -> str | None:

@@ -9,13 +9,11 @@ seq) ever carries two different messages.
 """
 
 import asyncio
-import contextlib
 import json
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
+from hil.disk import fill, small_disk
 from hil.dispatch import Received, key, publish
 from hil.rig.report import Report
 from hil.rig.rig import Cards, Rig, node_files
@@ -27,33 +25,6 @@ EXPECTED_CAUSE = {
     "emptied": "missing",
     "WAL lost": "rolled_back",
 }
-
-
-@contextlib.contextmanager
-def small_disk(where: Path, size: str = "4m") -> Iterator[Path | None]:
-    """A tmpfs to fill up; None where it cannot be mounted (not root)."""
-    where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
-    )
-    if done.returncode != 0:
-        yield None
-        return
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with contextlib.suppress(OSError), filler.open("ab", buffering=0) as f:
-        while True:
-            f.write(b"\0" * 4096)
-    with contextlib.suppress(OSError), filler.open("ab", buffering=0) as f:
-        while True:
-            f.write(b"\0" * 64)
-    return filler
 
 
 def active(m: Received) -> bool:

@@ -14,10 +14,10 @@ import pytest
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import EdgedError, NotDurableError
-from edged.outbox import Outbox, Publication
-from edged.payloads import TapEvent
+from edged.outbox import Outbox, Publication, Stored
 from edged.topics import TAP
 from tests.edged.outbox.test_store import TOPICS, door, drain, seqs
+from tests.helpers.burst_node import tap_event
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
 
 
@@ -46,17 +46,7 @@ async def with_history(config: OutboxConfig, doors: int = 5) -> list[dict[str, o
 
 
 def tap(i: int) -> Publication:
-    body = TapEvent(
-        card_ref=f"{i:032x}",
-        reader="front",
-        decision="granted",
-        reason="ok",
-        action="board",
-        profile="resident",
-        fare_cents=150,
-        lists_version=1,
-    )
-    return Publication.make(TOPICS, TAP, body)
+    return Publication.make(TOPICS, TAP, tap_event(i))
 
 
 def causes(box: Outbox) -> list[str]:
@@ -442,3 +432,29 @@ async def test_an_idle_outbox_does_not_fill_a_small_disk_with_its_wal(tmp_path: 
         await box.close()
     assert box.write_errors == 0
     assert on_disk < 2 << 20
+
+
+async def test_a_page_going_bad_while_running_does_not_stop_sending(tmp_path: Path) -> None:
+    """The outbox passed its check at start; then a page of the file goes bad. Reads of the
+    database fail (counted), what is in memory still goes, and next_batch does not raise."""
+    config = cfg(tmp_path)
+    box = await started(config)
+    for i in range(600):
+        box.put_nowait(door(i))
+    await box.close()
+    box = await started(config)
+    assert box._db is not None
+    box._db.execute("PRAGMA cache_size=1")  # read pages from the file, not from memory
+    with (tmp_path / "outbox.sqlite").open("r+b") as f:
+        for page in range(2, 12):
+            f.seek(page * 4096)
+            f.write(os.urandom(64))
+    box.memory.add(
+        Stored(0, TOPICS.base + "/alarm/panic", b'{"seq":1}', 1, True, None, 80, 0),
+        latest_only=False,
+    )
+    batch = await asyncio.wait_for(box.next_batch(50), 5)
+    assert [m.topic for m in batch] == [TOPICS.base + "/alarm/panic"]
+    assert box.read_errors >= 1
+    assert (await box.stats()).read_errors >= 1
+    await box.close()
