@@ -33,6 +33,7 @@ class TopicSpec:
     qos: int
     retain: bool
     latest_only: bool = False  # the outbox keeps only the newest unsent message of a topic
+    journal: bool = False  # in the tap journal before the caller acts (edged.outbox.journal)
     version: int = 1
     direction: str = "out"
 
@@ -67,7 +68,7 @@ ALARM = TopicSpec("alarm/{name}", p.Alarm, Priority.ALARM, qos=1, retain=True)  
 OCCUPANCY = TopicSpec(
     "occupancy", p.Occupancy, Priority.STATE, qos=1, retain=True, latest_only=True
 )
-TAP = TopicSpec("events/tap", p.TapEvent, Priority.EVENT, qos=1, retain=False)
+TAP = TopicSpec("events/tap", p.TapEvent, Priority.EVENT, qos=1, retain=False, journal=True)
 DOOR = TopicSpec("events/door", p.DoorEvent, Priority.EVENT, qos=1, retain=False)
 GEOFENCE = TopicSpec("events/geofence", p.GeofenceEvent, Priority.EVENT, qos=1, retain=False)
 FIX = TopicSpec("events/fix", p.FixEvent, Priority.EVENT, qos=1, retain=False)

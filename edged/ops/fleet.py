@@ -133,6 +133,7 @@ class Position:
     """The receiver's fix time, else a trusted `ts`: what the fix age is measured from."""
     ts: int | None
     seq: int | None
+    epoch: str | None = None
 
     @property
     def speed_kmh(self) -> float | None:
@@ -424,9 +425,10 @@ class FleetView:
         if lat is None or lon is None:
             return False
         ts, seq = _int(body.get("ts"), 1), _int(body.get("seq"))
+        epoch = _text(body.get("epoch"))
         fix_ms = _time_ms(body.get("fix_time")) or trusted_ts(body)
         view.positions += 1
-        if _older(ts, seq, view.position):
+        if _older(ts, seq, epoch, view.position):
             return True  # a replayed fix from the outbox: counted, but not the latest position
         satellites = _int(body.get("satellites"), 0, 1000)
         view.position = Position(
@@ -440,6 +442,7 @@ class FleetView:
             fix_ms=fix_ms,
             ts=ts,
             seq=seq,
+            epoch=epoch,
         )
         return True
 
@@ -555,13 +558,18 @@ class FleetView:
         return True
 
 
-def _older(ts: int | None, seq: int | None, current: "Position | None") -> bool:
-    """A replay keeps its original `seq` and `ts`; both must be behind to call it older (a
-    node whose outbox was wiped starts `seq` again, but its `ts` moves on)."""
+def _older(
+    ts: int | None, seq: int | None, epoch: str | None, current: "Position | None"
+) -> bool:
+    """A replay keeps its original `epoch`, `seq` and `ts`. Within one epoch `seq` orders
+    (a clock step moves `ts`, not `seq`); across epochs both must be behind to call it
+    older (a node whose counters were lost may count `seq` again from lower)."""
     if current is None or current.ts is None or current.seq is None:
         return False
     if ts is None or seq is None:
         return False
+    if epoch is not None and epoch == current.epoch:
+        return seq < current.seq
     return seq < current.seq and ts < current.ts
 
 

@@ -133,6 +133,17 @@ def test_a_node_with_a_wiped_outbox_restarting_its_seq_still_moves() -> None:
     assert node.position.lat == 44.0
 
 
+def test_within_one_epoch_seq_orders_positions_even_when_the_clock_stepped_back() -> None:
+    v = view()
+    v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, seq=10, ts=NOW_MS, epoch="a" * 16))
+    # the GPS clock stepped back an hour: ts goes back, seq does not
+    v.ingest(f"{BASE}/position", msg(lat=44.0, lon=1.0, seq=11, ts=NOW_MS - 3_600_000, epoch="a" * 16))
+    v.ingest(f"{BASE}/position", msg(lat=43.0, lon=1.0, seq=9, ts=NOW_MS + 5, epoch="a" * 16))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert node.position.lat == 44.0
+
+
 def test_times_stamped_by_an_unsynced_clock_are_not_trusted_for_ages() -> None:
     v = view()
     v.ingest(f"{BASE}/state", msg(state="online", clock="unsynced", ts=1000))
