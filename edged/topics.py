@@ -34,6 +34,7 @@ class TopicSpec:
     qos: int
     retain: bool
     latest_only: bool = False  # the outbox keeps only the newest unsent message of a topic
+    journal: bool = False  # in the tap journal before the caller acts (edged.outbox.journal)
     version: int = 1
     direction: str = "out"
 
@@ -68,7 +69,7 @@ ALARM = TopicSpec("alarm/{name}", p.Alarm, Priority.ALARM, qos=1, retain=True)  
 OCCUPANCY = TopicSpec(
     "occupancy", p.Occupancy, Priority.STATE, qos=1, retain=True, latest_only=True
 )
-TAP = TopicSpec("events/tap", p.TapEvent, Priority.EVENT, qos=1, retain=False)
+TAP = TopicSpec("events/tap", p.TapEvent, Priority.EVENT, qos=1, retain=False, journal=True)
 DOOR = TopicSpec("events/door", p.DoorEvent, Priority.EVENT, qos=1, retain=False)
 GEOFENCE = TopicSpec("events/geofence", p.GeofenceEvent, Priority.EVENT, qos=1, retain=False)
 FIX = TopicSpec("events/fix", p.FixEvent, Priority.EVENT, qos=1, retain=False)
@@ -76,6 +77,9 @@ VEHICLE = TopicSpec("vehicle", p.Vehicle, Priority.SAMPLE, qos=0, retain=False)
 FAULTS = TopicSpec("vehicle/faults", p.Faults, Priority.STATE, qos=1, retain=True, latest_only=True)
 TRIP = TopicSpec("trip", p.Trip, Priority.TRIP, qos=1, retain=False)
 HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
+JOURNEY = TopicSpec(
+    "journey", p.Journey, Priority.STATE, qos=1, retain=True, latest_only=True
+)
 KIOSK_REQUESTS = TopicSpec("kiosk/requests", KioskRequest, Priority.EVENT, qos=1, retain=False)
 UPDATE = TopicSpec("update", UpdateStatus, Priority.STATE, qos=1, retain=True, latest_only=True)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
@@ -96,6 +100,7 @@ TOPICS: dict[str, TopicSpec] = {
         FAULTS,
         TRIP,
         HEALTH,
+        JOURNEY,
         KIOSK_REQUESTS,
         UPDATE,
         REPLY,

@@ -111,6 +111,25 @@ class OutboxConfig(Strict):
     flush_interval_ms: int = Field(
         default=20, ge=0, le=5000, description="how long writes gather before one commit"
     )
+    state_path: ConfigPath | None = Field(
+        default=None,
+        description="the state store (access lists, counters' marks…); default: beside "
+        "the outbox, named like it with `state` for `outbox` (state.sqlite)",
+    )
+    live_window_s: float = Field(
+        default=30.0, ge=0, le=3600, description="messages younger than this go before older"
+    )
+    wal_max_bytes: int | None = Field(
+        default=None,
+        ge=8192,
+        description="WAL checkpointed and truncated at this size, counted in the byte caps; "
+        "default: a quarter of max_bytes, at most 4 MiB",
+    )
+    journal_sync: bool = Field(
+        default=False,
+        description="sync each tap's journal record to the disk before the door opens (survives "
+        "a power cut, costs the sync in the decision)",
+    )
 
     @model_validator(mode="after")
     def _caps_order(self) -> "OutboxConfig":
@@ -118,7 +137,28 @@ class OutboxConfig(Strict):
             raise ValueError("hard_max_rows must be at least max_rows")
         if self.hard_max_bytes < self.max_bytes:
             raise ValueError("hard_max_bytes must be at least max_bytes")
+        if self.wal_bytes * 2 > self.max_bytes:
+            raise ValueError(
+                f"wal_max_bytes ({self.wal_bytes}) must be at most half of max_bytes: the WAL "
+                "is counted in the caps"
+            )
         return self
+
+    @property
+    def wal_bytes(self) -> int:
+        """The WAL bound in force (each of the two files has its own)."""
+        if self.wal_max_bytes is not None:
+            return self.wal_max_bytes
+        return min(max(8192, min(4 * 1024 * 1024, self.max_bytes // 4)), self.max_bytes // 2)
+
+    @property
+    def state_file(self) -> Path:
+        if self.state_path is not None:
+            return self.state_path
+        path = Path(self.path)
+        if "outbox" in path.name:
+            return path.with_name(path.name.replace("outbox", "state", 1))
+        return path.with_name(f"{path.stem}.state{path.suffix or '.sqlite'}")
 
 
 class HealthConfig(Strict):

@@ -1,7 +1,8 @@
 """The one MQTT connection: birth and will, commands in, the outbox drained out.
 
 Each session: connect with the will (`state` offline, retained), subscribe to `cmd/#`,
-publish the birth, restore retained topics, then drain the outbox through a bounded window
+publish the birth, restore retained topics (when the broker kept no session for the node,
+so it may have lost them), then drain the outbox through a bounded window
 of publishes awaiting PUBACK, while commands are handled as they arrive. Any MQTT error
 ends the session; the next one starts after a jittered backoff (reset by a session that
 worked). Nothing is lost on the way: a message leaves the outbox only when the broker
@@ -307,9 +308,12 @@ class Uplink:
 
     async def _session(self) -> None:
         since, _ = self.outbox.clock.now()
-        will, _, _ = self.outbox.stamp(STATE.name, State(state="offline", since=since))
+        # the birth is stamped before the will, so the will's seq is above the birth's:
+        # dispatch ordering by seq keeps "offline" after a crash. No flush before connecting:
+        # a disk that refuses writes must not keep the node off the broker, and the epoch
+        # keeps (epoch, seq) unique whether or not these seqs reach the disk
         birth, _, _ = self.outbox.stamp(STATE.name, self.birth(since))
-        await self.outbox.flush()  # the seqs just used must never be reused after a crash
+        will, _, _ = self.outbox.stamp(STATE.name, State(state="offline", since=since))
         client = self._client_for(will)
         self._client = client
         async with client:
@@ -330,8 +334,12 @@ class Uplink:
         await client.publish(self.topics.of(STATE), birth, qos=1, retain=True)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
-        for topic, payload, qos in await self.outbox.retained():
-            await client.publish(topic, payload, qos=qos, retain=True)
+        if not client.session_present:
+            # the broker kept no session for us: it may have lost its retained store too
+            # (a restart without persistence). Restored messages are the ones delivered
+            # before, byte for byte: the same (topic, epoch, seq)
+            for topic, payload, qos in await self.outbox.retained():
+                await client.publish(topic, payload, qos=qos, retain=True)
         self.connected = True
         self.sessions += 1
         self._connected_as(client)
@@ -487,7 +495,6 @@ class Uplink:
             return {"birth": False, "retained": 0}
         since, _ = self.outbox.clock.now()
         birth, _, _ = self.outbox.stamp(STATE.name, self.birth(since))
-        await self.outbox.flush()
         ok = await self.publish_direct(self.topics.of(STATE), birth, qos=1, retain=True)
         n = 0
         for topic, payload, qos in await self.outbox.retained():

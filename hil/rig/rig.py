@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import ssl
 import subprocess
 import sys
@@ -162,7 +163,7 @@ class Rig:
         await self.close()
 
     async def start(self) -> None:
-        for old in self.workdir.glob("outbox.sqlite*"):  # a kept workdir: a new node
+        for old in node_files(self.workdir):  # a kept workdir: a new node
             old.unlink()
         self.broker.start()
         s = self.setup
@@ -589,6 +590,21 @@ ignition_off_after_s = 5
     def broker_up(self) -> None:
         self.broker.start()
 
+    @property
+    def outbox_path(self) -> Path:
+        return (self.setup.outbox_dir or self.workdir) / "outbox.sqlite"
+
+    async def move_outbox(self, directory: Path | None) -> None:
+        """Stop the daemon, move its outbox and state to `directory` (None: the workdir),
+        and start it again there."""
+        self.daemon.stop()
+        target = directory or self.workdir
+        for f in node_files(self.outbox_path.parent):
+            shutil.move(f, target / f.name)
+        self.setup.outbox_dir = directory
+        self.config.write_text(self.render_config())
+        await self.start_daemon()
+
     async def power_cut(self, off_s: float = 0.5) -> None:
         """kill -9, then start again: what a Pi sees when the ignition cuts its supply."""
         self.daemon.kill9()
@@ -626,6 +642,11 @@ ignition_off_after_s = 5
 
         after = len(self.on("health"))
         await self.expect("health", fits, timeout, f"driver {name} {state}", after=after)
+
+
+def node_files(directory: Path) -> list[Path]:
+    """The node's files in `directory`: outbox, state store, tap journal and companions."""
+    return [*directory.glob("outbox.sqlite*"), *directory.glob("state.sqlite*")]
 
 
 def _iso(epoch: float) -> str:
