@@ -62,6 +62,10 @@ class Position(Body):
     satellites: int | None = None
     hdop: float | None = None
     odometer_m: float = Field(description="distance from fixes since the odometer was installed")
+    date_unknown: Literal[True] | None = Field(
+        default=None,
+        description="present when the receiver gave no date yet: fix_time's day is a guess",
+    )
 
 
 class Alarm(Body):
