@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from drivers.gps.nmea import NmeaDecoder
+from drivers.gps.decoder import NmeaDecoder
 from hil.gps.emulator import Faults, NmeaEmulator, epochs
 from tests.drivers.gps.fakes import nmea
 
