@@ -58,6 +58,7 @@ class TroubleCode:
     spn: int  # suspect parameter number, 19 bits
     fmi: int  # failure mode identifier, 5 bits
     occurrence: int  # 7 bits
+    cm: int = 0  # SPN conversion method: 0 J1939-73 version 4 layout, 1 an older one
 
 
 @dataclass(frozen=True, slots=True)

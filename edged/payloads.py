@@ -180,6 +180,11 @@ class FaultCode(Body):
     spn: int
     fmi: int
     occurrence: int
+    cm: int = Field(
+        default=0,
+        description="SPN conversion method: 0 the J1939-73 version 4 layout the spn is read "
+        "with; 1 the ECU uses an older layout (versions 1-3), the spn may be in another order",
+    )
 
 
 class EcuLamps(Body):
