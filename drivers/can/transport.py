@@ -66,7 +66,27 @@ class _Session:
     data: bytearray = field(default_factory=bytearray)
 
 
-class BamReassembler:
+class _Reassembler:
+    """What both reassemblers share: counters, the PGNs worth keeping, the limits."""
+
+    def __init__(
+        self,
+        counts: MutableMapping[str, int],
+        *,
+        wanted: Callable[[int], bool],
+        timeout_s: float,
+        max_size: int,
+    ) -> None:
+        self.counts = counts
+        self.wanted = wanted
+        self.timeout_s = timeout_s
+        self.max_size = min(max_size, MAX_SIZE)
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+class BamReassembler(_Reassembler):
     """Turns TP.CM BAM / TP.DT frames to the global address into (PGN, payload) messages.
 
     `counts` receives the bam_* keys of the module docstring, and bam_complete.
@@ -80,14 +100,8 @@ class BamReassembler:
         timeout_s: float = T1_S,
         max_size: int = MAX_SIZE,
     ) -> None:
-        self.counts = counts
-        self.wanted = wanted
-        self.timeout_s = timeout_s
-        self.max_size = min(max_size, MAX_SIZE)
+        super().__init__(counts, wanted=wanted, timeout_s=timeout_s, max_size=max_size)
         self.sessions: dict[int, _Session] = {}
-
-    def _count(self, key: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
 
     def on_cm(self, source: int, data: bytes | bytearray, now: float) -> None:
         """A TP.CM to the global address: only BAM announcements matter to a listener."""
@@ -147,19 +161,14 @@ class BamReassembler:
 
 
 @dataclass(slots=True)
-class _Connection:
-    pgn: int
-    size: int
-    packets: int
-    last: float
-    wanted: bool
-    next_seq: int = 1  # the packet the originator sends next (the last CTS says)
+class _Connection(_Session):
+    """`next_seq`: the packet the originator sends next, as the last CTS says."""
+
     granted: int = 0  # the last packet the last CTS allows
     received: int = 0  # packets stored, in order
-    data: bytearray = field(default_factory=bytearray)
 
 
-class ConnectionReassembler:
+class ConnectionReassembler(_Reassembler):
     """Turns RTS/CTS sessions between two other nodes into (PGN, payload) messages, by
     watching both sides (the module docstring says how). `counts` receives the rts_* keys
     and rts_complete."""
@@ -173,15 +182,9 @@ class ConnectionReassembler:
         max_size: int = MAX_SIZE,
         max_sessions: int = MAX_CONNECTIONS,
     ) -> None:
-        self.counts = counts
-        self.wanted = wanted
-        self.timeout_s = timeout_s
-        self.max_size = min(max_size, MAX_SIZE)
+        super().__init__(counts, wanted=wanted, timeout_s=timeout_s, max_size=max_size)
         self.max_sessions = max_sessions
         self.sessions: dict[tuple[int, int], _Connection] = {}  # (originator, responder)
-
-    def _count(self, key: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
 
     def _drop(self, key: tuple[int, int], reason: str) -> None:
         del self.sessions[key]

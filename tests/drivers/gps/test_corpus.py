@@ -45,7 +45,9 @@ NOW = datetime(2026, 2, 1, tzinfo=UTC)  # the node's clock for epochs without a 
 
 
 @dataclass(frozen=True)
-class Expected:
+class Point:
+    """A position as expected from the log's .toml, or as the parser or service gave it."""
+
     time: datetime
     lat: float
     lon: float
@@ -55,12 +57,45 @@ class Expected:
     mode: str
     quality: int
 
+    @staticmethod
+    def expected(f: dict[str, Any]) -> "Point":
+        return Point(
+            time=datetime.fromisoformat(f["time"]),
+            lat=degrees(f["lat"]),
+            lon=degrees(f["lon"]),
+            date_unknown=f.get("date_unknown", False),
+            alt=f.get("alt"),
+            satellites=f.get("satellites"),
+            mode=f["mode"],
+            quality=f["quality"],
+        )
+
+    @staticmethod
+    def of_fix(fix: Fix) -> "Point":
+        mode = "3D" if fix.mode is FixMode.THREE_D else "2D"
+        return Point(
+            fix.fix_time,
+            fix.lat,
+            fix.lon,
+            not fix.date_known,
+            fix.alt,
+            fix.satellites,
+            mode,
+            fix.quality,
+        )
+
+    @staticmethod
+    def of_position(p: Position) -> "Point":
+        return Point(
+            p.fix_time, p.lat, p.lon, bool(p.date_unknown), p.alt, p.satellites, p.mode, p.quality
+        )
+
 
 @dataclass
 class Log:
     name: str
     bursts: list[bytes]  # each burst's lines with their CRLF
-    fixes: list[Expected]
+    fixes: list[Point]
     voids: int
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -77,19 +112,7 @@ def load(name: str) -> Log:
     spec = tomllib.loads((CORPUS / f"{name}.toml").read_text())
     raw = (CORPUS / f"{name}.nmea").read_bytes()
     bursts = [b.strip(b"\r\n") + b"\r\n" for b in raw.split(b"\r\n\r\n") if b.strip()]
-    fixes = [
-        Expected(
-            time=datetime.fromisoformat(f["time"]),
-            lat=degrees(f["lat"]),
-            lon=degrees(f["lon"]),
-            date_unknown=f.get("date_unknown", False),
-            alt=f.get("alt"),
-            satellites=f.get("satellites"),
-            mode=f["mode"],
-            quality=f["quality"],
-        )
-        for f in spec["fix"]
-    ]
+    fixes = [Point.expected(f) for f in spec["fix"]]
     return Log(name, bursts, fixes, spec.get("voids", 0), spec.get("counts", {}))
 
 
@@ -99,51 +122,10 @@ def key(when: datetime, date_unknown: bool) -> tuple[date | None, timedelta]:
     return (None if date_unknown else when.date()), when - midnight
 
 
-@dataclass
-class Got:
-    """One position as the parser or the position service gave it."""
-
-    time: datetime
-    lat: float
-    lon: float
-    date_unknown: bool
-    alt: float | None
-    satellites: int | None
-    mode: str
-    quality: int
-
-    @staticmethod
-    def of_fix(fix: Fix) -> "Got":
-        mode = "3D" if fix.mode is FixMode.THREE_D else "2D"
-        return Got(
-            fix.fix_time,
-            fix.lat,
-            fix.lon,
-            not fix.date_known,
-            fix.alt,
-            fix.satellites,
-            mode,
-            fix.quality,
-        )
-
-    @staticmethod
-    def of_position(p: Position) -> "Got":
-        return Got(
-            p.fix_time,
-            p.lat,
-            p.lon,
-            bool(p.date_unknown),
-            p.alt,
-            p.satellites,
-            p.mode,
-            p.quality,
-        )
-
-
-def mismatches(log: Log, got: list[Got], *, fields: bool = True) -> list[str]:
+def mismatches(log: Log, got: list[Point], *, fields: bool = True) -> list[str]:
     """Every way `got` differs from the log's expected positions (empty: all right)."""
     problems: list[str] = []
-    by_key: dict[tuple[date | None, timedelta], list[Got]] = {}
+    by_key: dict[tuple[date | None, timedelta], list[Point]] = {}
     for g in got:
         by_key.setdefault(key(g.time, False), []).append(g)
     claimed: set[int] = set()
@@ -204,7 +186,7 @@ def decode_timed(log: Log) -> tuple[list[Fix], Counter[str]]:
 def test_every_fix_epoch_is_one_right_position_fed_burst_by_burst(name: str) -> None:
     log = load(name)
     fixes, counts = decode_timed(log)
-    valid = [Got.of_fix(f) for f in fixes if f.valid]
+    valid = [Point.of_fix(f) for f in fixes if f.valid]
     assert mismatches(log, valid) == []
     assert len(fixes) - len(valid) == log.voids
     assert dict(counts) == log.counts
@@ -217,7 +199,7 @@ def test_every_fix_epoch_is_one_position_at_its_time_fed_in_one_read(name: str) 
     fixes = d.feed(b"".join(log.bursts), 100.0)
     if (last := d.flush()) is not None:
         fixes.append(last)
-    valid = [Got.of_fix(f) for f in fixes if f.valid]
+    valid = [Point.of_fix(f) for f in fixes if f.valid]
     assert mismatches(log, valid, fields=False) == []
     assert "parser_error" not in counts
 
@@ -257,7 +239,7 @@ def every_fix() -> PositionServiceConfig:
     return PositionServiceConfig(moving=rule, stopped=rule)
 
 
-async def replay(name: str, link: Path) -> tuple[list[Got], Counter[str]]:
+async def replay(name: str, link: Path) -> tuple[list[Point], Counter[str]]:
     """The log replayed on a pty at BURST_S per shortest interval; its `position` payloads."""
     log = load(name)
     raw = (CORPUS / f"{name}.nmea").read_bytes().splitlines()
@@ -279,7 +261,7 @@ async def replay(name: str, link: Path) -> tuple[list[Got], Counter[str]]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         emulator.close()
-    return [Got.of_position(b) for b in node.bodies("position")], ctx.counts
+    return [Point.of_position(b) for b in node.bodies("position")], ctx.counts
 
 
 async def test_every_fix_epoch_of_every_log_is_one_right_position_through_the_driver(
