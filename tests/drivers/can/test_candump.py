@@ -1,6 +1,9 @@
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.can.candump import LogFrame, LogLineError, format_line, parse_line, read_log
 
@@ -65,3 +68,12 @@ def test_read_log_skips_comments_and_blank_lines_and_reports_bad_ones(tmp_path: 
     items = list(read_log(log))
     assert [n for n, _ in items] == [3, 4, 5]
     assert isinstance(items[1][1], LogLineError)
+
+
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=12)))
+def test_any_timestamp_text_gives_a_finite_time_or_a_clear_error(stamp: str) -> None:
+    try:
+        frame = parse_line(f"({stamp}) can0 18FEF100#00")
+    except LogLineError:
+        return
+    assert math.isfinite(frame.ts)
