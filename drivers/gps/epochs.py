@@ -167,10 +167,6 @@ class EpochMerger:
 
     # -- arrival ------------------------------------------------------------------------
 
-    def heard(self, at: float, out: list[Fix]) -> None:
-        """A good sentence of a type not merged (GSV, TXT, proprietary): still talking."""
-        self._arrive(at, out)
-
     def add(self, s: Sentence, at: float, out: list[Fix]) -> None:
         """Merge one sentence that arrived at `at` (monotonic s); closed epochs go to `out`."""
         self._arrive(at, out)
@@ -191,6 +187,8 @@ class EpochMerger:
 
     def _arrive(self, at: float, out: list[Fix]) -> None:
         last = self._last_at
+        if last == at:
+            return  # the same read: no time passed
         self._last_at = at
         if last is not None and at - last >= self.quiet:
             self._gap = at - last
@@ -255,6 +253,9 @@ class EpochMerger:
         return tail[cut:]
 
     # -- closing ------------------------------------------------------------------------
+
+    heard = _arrive
+    """A good sentence of a type not merged (GSV, TXT, proprietary): still talking."""
 
     def deadline(self) -> float | None:
         """When the open epoch is over if nothing else arrives (monotonic s), or None."""
