@@ -48,6 +48,7 @@ class Dating:
         self.now = now
         self.count = count
         self._ref: tuple[datetime, float] | None = None  # a dated fix time, its arrival
+        self._midnight: tuple[date | None, datetime] = (None, datetime.min)
 
     def unroll(self, day: date, *, count: bool = True) -> date:
         """`day` moved past the week-number rollover of a receiver that has the bug;
@@ -69,8 +70,9 @@ class Dating:
         `day` if the epoch gave one; `reference`: this date may date later epochs."""
         if day is not None:
             day = self.unroll(day, count=reference)
-            when = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            when += timedelta(microseconds=time_us)
+            if self._midnight[0] != day:  # one datetime per day, not per epoch
+                self._midnight = (day, datetime(day.year, day.month, day.day, tzinfo=UTC))
+            when = self._midnight[1] + timedelta(microseconds=time_us)
             if reference:
                 self._ref = (when, at)
             return when, True

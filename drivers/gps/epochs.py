@@ -34,9 +34,9 @@ same type from several talkers the GN one, else a valid one, else the first):
   position.
 - quality: GGA's fix quality (GNS, RMC, GLL mode letters mapped to it).
 - satellites used: the largest of the GGA/GNS counts (a GN one is the receiver's total;
-  u-blox NMEA 4.0 caps GGA at 12) and the number of distinct satellites the epoch's GSAs
-  list (one GSA per constellation; the system from the NMEA 4.10 system id, the number
-  range or the talker; a GSA repeating another's list under another talker counts once).
+  u-blox NMEA 4.0 caps GGA at 12) and the number of satellites the epoch's GSAs list (one
+  GSA per constellation, so their lists add up — Galileo 12 and GPS 12 are two satellites;
+  a list repeated under another talker, as SiRFstarV sends GPGSA and GLGSA, counts once).
   When GGA comes from several talkers ($GPGGA, $GLGGA) and even the largest of their
   counts is below what the GSAs list, each is its own constellation's count (SiRFstarV)
   and their sum is the total. GSV (satellites in view, not used) is not read.
@@ -99,24 +99,12 @@ def _rounds_to(fine: Sentence, coarse: Sentence) -> bool:
 class Epoch:
     """The sentences of one epoch, kept by type until it is emitted."""
 
-    __slots__ = (
-        "first_at",
-        "fixes",
-        "glls",
-        "gsas",
-        "kinds",
-        "rmcs",
-        "time_us",
-        "timed",
-        "vtgs",
-        "zdas",
-    )
+    __slots__ = ("first_at", "fixes", "glls", "gsas", "rmcs", "time_us", "timed", "vtgs", "zdas")
 
     def __init__(self, at: float) -> None:
         self.first_at = at  # arrival of its first sentence
         self.time_us: int | None = None
         self.timed = False  # has a timed sentence (with or without a time)
-        self.kinds: set[str] = set()
         self.rmcs: list[Sentence] = []
         self.fixes: list[Sentence] = []  # GGA and GNS
         self.glls: list[Sentence] = []
@@ -124,9 +112,14 @@ class Epoch:
         self.vtgs: list[Sentence] = []
         self.zdas: list[Sentence] = []
 
+    def has(self, kind: str) -> bool:
+        """Whether a sentence of this type is in the epoch already."""
+        if kind == "GGA" or kind == "GNS":
+            return any(s.kind == kind for s in self.fixes)
+        return bool({"RMC": self.rmcs, "GLL": self.glls, "ZDA": self.zdas}.get(kind))
+
     def add(self, s: Sentence) -> None:
         kind = s.kind
-        self.kinds.add(kind)
         if kind == "GSA":
             self.gsas.append(s)
         elif kind == "RMC":
@@ -169,7 +162,8 @@ class EpochMerger:
 
     def add(self, s: Sentence, at: float, out: list[Fix]) -> None:
         """Merge one sentence that arrived at `at` (monotonic s); closed epochs go to `out`."""
-        self._arrive(at, out)
+        if at != self._last_at:
+            self._arrive(at, out)
         if self._after_gap:
             self._after_gap = False
             self._lead_before, self._lead = self._lead, s.kind
@@ -221,7 +215,7 @@ class EpochMerger:
         if e is None:
             e = self._open = Epoch(at)
         elif e.timed:
-            if t == e.time_us and (t is not None or s.kind not in e.kinds):
+            if t == e.time_us and (t is not None or not e.has(s.kind)):
                 for untimed in self._tail:  # sandwiched: they belong here
                     e.add(untimed)
                 self._tail.clear()
@@ -310,24 +304,32 @@ class EpochMerger:
     # -- what the epoch says ------------------------------------------------------------
 
     def _fix(self, e: Epoch) -> Fix | None:
-        rmc, fix, gll = _best(e.rmcs), _best(e.fixes), _best(e.glls)
+        rmcs, fixes, glls = e.rmcs, e.fixes, e.glls
+        rmc = _best(rmcs)
+        fix = _best(fixes)
+        gll = _best(glls)
         if rmc is None and fix is None and gll is None:
             if e.time_us is not None and e.zdas:  # a ZDA of its own: it still dates
                 zda = e.zdas[0]
                 if zda.day is not None:
                     self.dating.note(e.time_us, zda.day, e.first_at)
             return None
-        gsa_mode = max((g.mode for g in e.gsas if g.mode is not None), default=None)
+        gsa_mode = None
+        for g in e.gsas:
+            if g.mode is not None and (gsa_mode is None or g.mode > gsa_mode):
+                gsa_mode = g.mode
         void = gsa_mode == 1
         valid = False
-        for b in (rmc, fix, gll):
+        quality = 0
+        for b in (fix, rmc, gll):  # GGA's quality first: it says the most
             if b is not None and b.quality is not None:
                 if b.quality == 0:
                     void = True
                 else:
                     valid = True
+                    quality = quality or b.quality
         satellites = self._satellites(e)
-        hdop = _first_hdop(fix, e.fixes)
+        hdop = _first_hdop(fix, fixes)
         if hdop is None and e.gsas:
             hdop = _first_hdop(_best(e.gsas), e.gsas)
         position = self._position(rmc, fix, e)
@@ -344,18 +346,27 @@ class EpochMerger:
                 date_known=known,
                 received=e.first_at,
             )
-        quality = next((b.quality for b in (fix, rmc, gll) if b is not None and b.quality), 1)
-        alt = next((s.alt for s in (fix, *e.fixes) if s is not None and s.alt is not None), None)
+        alt = fix.alt if fix is not None else None
+        if alt is None:
+            for s in fixes:
+                if s.alt is not None:
+                    alt = s.alt
+                    break
         if gsa_mode is not None:
             three_d = gsa_mode == 3
             if gsa_mode == 2:
                 alt = None  # the receiver held it: a 2D fix has no altitude of its own
         else:
             three_d = satellites is None or satellites >= 4
-        speed_from = [rmc] if rmc is not None and rmc.quality else []
-        speed_from += [*e.vtgs, *e.rmcs]
-        speed = next((s.speed for s in speed_from if s.speed is not None), None)
-        course = next((s.course for s in speed_from if s.course is not None), None)
+        speed = course = None
+        if rmc is not None and rmc.quality:
+            speed, course = rmc.speed, rmc.course
+        if speed is None or course is None:
+            for s in (*e.vtgs, *rmcs):
+                if speed is None:
+                    speed = s.speed
+                if course is None:
+                    course = s.course
         return Fix(
             fix_time=when,
             lat=position[0],
@@ -387,38 +398,44 @@ class EpochMerger:
 
     @staticmethod
     def _satellites(e: Epoch) -> int | None:
-        counts: list[int] = []
-        by_talker: dict[str, int] = {}  # per-constellation talkers' counts (GP, GL…)
+        best: int | None = None
         for s in e.fixes:
-            if s.satellites is not None:
-                counts.append(s.satellites)
-                if s.talker != "GN":
-                    by_talker.setdefault(s.talker, s.satellites)
-        if not e.gsas:
-            return max(counts) if counts else None
-        lists: set[tuple[int, ...]] = set()
-        used: set[tuple[int, int]] = set()
-        for g in e.gsas:
-            prns = tuple(prn for _, prn in g.used)
-            if prns in lists:
-                continue  # the same list again under another talker (SiRF V)
-            lists.add(prns)
-            used.update(g.used)
-        listed = len(used)
-        best = max([*counts, listed])
-        if len(by_talker) > 1 and max(by_talker.values()) < listed:
-            # no talker's count can be the total (the GSAs list more): each is its own
-            # constellation's, and they add up
-            best = max(best, sum(by_talker.values()))
-        return best
+            n = s.satellites
+            if n is not None and (best is None or n > best):
+                best = n
+        gsas = e.gsas
+        if not gsas:
+            return best
+        if len(gsas) == 1:
+            listed = len(gsas[0].prns)
+        else:  # one list per constellation: they add up, a repeated list counts once
+            kept: list[tuple[str, ...]] = []
+            for g in gsas:
+                if g.prns not in kept:
+                    kept.append(g.prns)
+            listed = sum(map(len, kept))
+        if best is not None and best >= listed:
+            return best
+        # no count reaches what the GSAs list: per-constellation counts ($GPGGA, $GLGGA)
+        # of several talkers add up to the total
+        by_talker: dict[str, int] = {}
+        for s in e.fixes:
+            if s.satellites is not None and s.talker != "GN":
+                by_talker.setdefault(s.talker, s.satellites)
+        if len(by_talker) > 1:
+            return max(listed, sum(by_talker.values()))
+        return listed
 
     def _when(self, e: Epoch, rmc: Sentence | None, valid: bool) -> tuple[datetime, bool]:
         if e.time_us is None:
             return self.dating.now(), False
-        zda = next((z for z in e.zdas if z.day is not None), None)
-        if zda is not None:
-            return self.dating.stamp(e.time_us, zda.day, e.first_at, reference=True)
-        day_from = [rmc] if rmc is not None and rmc.day is not None else []
-        day_from += [r for r in e.rmcs if r.day is not None]
-        day = day_from[0].day if day_from else None
+        for z in e.zdas:
+            if z.day is not None:
+                return self.dating.stamp(e.time_us, z.day, e.first_at, reference=True)
+        day = rmc.day if rmc is not None else None
+        if day is None:
+            for r in e.rmcs:
+                if r.day is not None:
+                    day = r.day
+                    break
         return self.dating.stamp(e.time_us, day, e.first_at, reference=valid)

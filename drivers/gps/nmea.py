@@ -25,7 +25,7 @@ neither voids nor vouches for its epoch.
 Receivers' dialects read here: sentences shorter than the standard (a GGA without the
 station field, 14 fields; a GSA without DOPs; an RMC before NMEA 2.3 without mode), the
 NMEA 4.10/4.11 additions (RMC and GNS navigational status, GSA system id, one GNS mode
-letter per constellation), GSA lists from several systems in one epoch, ZDA with a 4-digit
+letter per constellation), one GSA list per constellation in an epoch, ZDA with a 4-digit
 year and empty zone fields, 99.99 as "no DOP". The epoch rules are in drivers.gps.epochs.
 """
 
@@ -49,11 +49,6 @@ _HEX = {f"{i:02X}".encode(): i for i in range(256)} | {f"{i:02x}".encode(): i fo
 
 TIMED = frozenset({"GGA", "RMC", "GNS", "GLL", "ZDA"})
 """Sentence types that carry the UTC time of their epoch."""
-
-# NMEA 4.10 system ids; talkers that name one system
-GPS, GLONASS, GALILEO, BEIDOU, QZSS, NAVIC, SBAS = 1, 2, 3, 4, 5, 6, 0
-_TALKER_SYSTEM = {"GP": GPS, "GL": GLONASS, "GA": GALILEO, "GB": BEIDOU, "BD": BEIDOU}
-_TALKER_SYSTEM |= {"GQ": QZSS, "QZ": QZSS, "GI": NAVIC}
 
 Count = Callable[[str, int], None]
 
@@ -150,7 +145,7 @@ class Sentence:
     course: float | None = None
     day: date | None = None  # RMC, ZDA
     mode: int | None = None  # GSA fix type 1..3
-    used: tuple[tuple[int, int], ...] = ()  # GSA: (system, PRN) of the satellites used
+    prns: tuple[str, ...] = ()  # GSA: the satellites used, as the sentence numbers them
     bad: int = 0  # fields refused, the rest kept
 
 
@@ -323,15 +318,16 @@ def _fix_fields(s: Sentence, f: list[str]) -> Sentence:
     return s
 
 
-def _need(f: list[str], n: int, kind: str) -> list[str]:
-    """At least `n` fields (header included), padded with empty ones to the full layout."""
-    if len(f) < n:
-        raise BadSentence("malformed", f"{kind} with {len(f)} fields, at least {n} needed")
-    return f + _PAD if len(f) < 20 else f
+def _need(f: list[str], n: int, kind: str, full: int) -> list[str]:
+    """At least `n` fields (header included), padded with empty ones to the `full` layout."""
+    have = len(f)
+    if have < n:
+        raise BadSentence("malformed", f"{kind} with {have} fields, at least {n} needed")
+    return f if have >= full else f + _PAD[: full - have]
 
 
 def _gga(f: list[str]) -> Sentence:
-    f = _need(f, 7, "GGA")  # up to the quality: older receivers stop after the age (14)
+    f = _need(f, 7, "GGA", 15)  # up to the quality: older receivers stop after the age (14)
     s = Sentence("GGA", f[0][:2], _time_us(f[1]))
     try:
         s.quality = _int(f[6], 0, 9)
@@ -341,7 +337,7 @@ def _gga(f: list[str]) -> Sentence:
 
 
 def _gns(f: list[str]) -> Sentence:
-    f = _need(f, 7, "GNS")
+    f = _need(f, 7, "GNS", 14)
     s = Sentence("GNS", f[0][:2], _time_us(f[1]))
     modes = f[6]
     if modes and not modes.isalpha():
@@ -352,7 +348,7 @@ def _gns(f: list[str]) -> Sentence:
 
 
 def _rmc(f: list[str]) -> Sentence:
-    f = _need(f, 3, "RMC")
+    f = _need(f, 3, "RMC", 13)
     s = Sentence("RMC", f[0][:2], _time_us(f[1]))
     status = f[2]
     if status == "V":
@@ -379,7 +375,7 @@ def _rmc(f: list[str]) -> Sentence:
 
 
 def _gll(f: list[str]) -> Sentence:
-    f = _need(f, 6, "GLL")  # up to the time: NMEA 1.x GLL without it cannot be placed
+    f = _need(f, 6, "GLL", 8)  # up to the time: NMEA 1.x GLL without it cannot be placed
     s = Sentence("GLL", f[0][:2], _time_us(f[5]))
     status = f[6]
     if status == "V":
@@ -394,7 +390,7 @@ def _gll(f: list[str]) -> Sentence:
 
 def _zda(f: list[str]) -> Sentence:
     """`$--ZDA,hhmmss.ss,dd,mm,yyyy,zh,zm`: the date of the epoch of that time."""
-    f = _need(f, 5, "ZDA")
+    f = _need(f, 5, "ZDA", 5)
     s = Sentence("ZDA", f[0][:2], _time_us(f[1]))
     day, month, year = f[2], f[3], f[4]
     if day or month or year:
@@ -432,55 +428,29 @@ def _vtg(f: list[str]) -> Sentence:
     return s
 
 
-def system_of(talker: str, prn: int, system_id: int | None) -> int:
-    """The constellation of a satellite number: the NMEA 4.10 system id when the sentence
-    has one, else the number range of NMEA 2.x-4.0 (65-96 GLONASS, 193-202 QZSS, 301-336
-    Galileo, 401-437 BeiDou, 33-64 and 120-158 SBAS), else the talker for 1-32."""
-    if system_id is not None:
-        return system_id
-    if 65 <= prn <= 96:
-        return GLONASS
-    if 33 <= prn <= 64 or 120 <= prn <= 158:
-        return SBAS
-    if 193 <= prn <= 202:
-        return QZSS
-    if 301 <= prn <= 336:
-        return GALILEO
-    if 401 <= prn <= 437 or 201 <= prn <= 264:
-        return BEIDOU
-    return _TALKER_SYSTEM.get(talker, GPS)
-
-
 def _gsa(f: list[str]) -> Sentence:
     """`$--GSA,mode,fix,12 PRN slots,PDOP,HDOP,VDOP[,system id]`. Some receivers list only
     the satellites used ($GPGSA,A,3,16,18,22,24,3.6,2.1,2.2; $GPGSA,A,1,,,,): with fewer
-    than 18 fields, the last three are the DOPs and the ones between are the PRNs."""
+    than 18 fields, the last three are the DOPs and the ones between are the PRNs. A GSA
+    lists the satellites of one constellation (NMEA 4.10 says which in its last field): the
+    numbers are kept as sent (text), the epoch adds the lists up."""
     n = len(f)
-    f = _need(f, 3, "GSA")
+    f = _need(f, 3, "GSA", 18)
     s = Sentence("GSA", f[0][:2])
     try:
         s.mode = _int(f[2], 1, 3)
     except BadSentence:
         s.bad += 1  # E (Antaris dead reckoning) and the like: fix type unknown
-    system_id: int | None = None
     if n >= 18:
         slots, hdop = f[3:15], f[16]
-        if f[18]:
-            try:
-                system_id = _int(f[18], 0, 15)
-            except BadSentence:
-                s.bad += 1
     else:
         slots, hdop = f[3 : max(3, n - 3)], f[n - 2] if n >= 6 else ""
-    used: list[tuple[int, int]] = []
-    for prn in slots:
-        if not prn:
-            continue
-        if prn.isdigit() and 0 < (n := int(prn)) < 1000:
-            used.append((system_of(s.talker, n, system_id), n))
-        else:
-            s.bad += 1
-    s.used = tuple(used)
+    prns = tuple(filter(None, slots))
+    if prns and not "".join(prns).isdigit():
+        kept = tuple(p for p in prns if p.isdigit())
+        s.bad += len(prns) - len(kept)
+        prns = kept
+    s.prns = prns
     try:
         s.hdop = _dop(hdop)
     except BadSentence:

@@ -192,7 +192,7 @@ def decode(data: bytes, sizes: list[int]) -> tuple[list[Fix], Counter[str]]:
     i = 0
     while i < len(data):
         for size in sizes:
-            fixes += d.feed(data[i : i + size])
+            fixes += d.feed(data[i : i + size], 0.0)  # reads, not timing
             i += size
     if (last := d.flush()) is not None:
         fixes.append(last)

@@ -138,7 +138,7 @@ def test_faults_reach_the_decoder_as_counted_errors(tmp_path: Path) -> None:
         LOGS / "ublox-m8-gn.nmea", tmp_path / "gps0", speed=100, faults=faults
     ) as emu:
         link = serial.Serial(str(emu.link), 9600, timeout=0)
-        fixes = NmeaDecoder(count=count).feed(read_for(link, 0.3))
+        fixes = NmeaDecoder(count=count).feed(read_for(link, 0.3), 0.0)
         link.close()
     assert fixes and counts["bad_checksum"] > 0 and counts["noise"] > 0
 
