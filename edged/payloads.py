@@ -75,6 +75,10 @@ class Position(Body):
     satellites: int | None = None
     hdop: float | None = None
     odometer_m: float = Field(description="distance from fixes since the odometer was installed")
+    date_unknown: Literal[True] | None = Field(
+        default=None,
+        description="present when the receiver gave no date yet: fix_time's day is a guess",
+    )
 
 
 class Alarm(Body):
@@ -208,6 +212,11 @@ class FaultCode(Body):
     spn: int
     fmi: int
     occurrence: int
+    cm: int = Field(
+        default=0,
+        description="SPN conversion method: 0 the J1939-73 version 4 layout the spn is read "
+        "with; 1 the ECU uses an older layout (versions 1-3), the spn may be in another order",
+    )
 
 
 class EcuLamps(Body):

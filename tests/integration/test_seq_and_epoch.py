@@ -14,7 +14,7 @@ from edged.config import load_config
 from edged.outbox import Outbox, Publication
 from edged.payloads import DoorEvent
 from edged.topics import DOOR, Topics
-from hil.dispatch import key
+from hil.dispatch import dedup_key
 from tests.helpers.broker import Mosquitto
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
@@ -66,7 +66,7 @@ async def test_a_broker_blip_does_not_replay_retained_messages_to_live_subscribe
         # what the node published, delivered live (a subscriber's own re-subscription gets
         # retained copies, flagged retained; the will is the broker's to publish)
         mine = [m for m in c.messages if not m.retain and m.payload.get("state") != "offline"]
-        keys = [key(m) for m in mine]
+        keys = [dedup_key(m) for m in mine]
         assert len(keys) == len(set(keys)), "a message the subscriber had came again as new"
     finally:
         broker.stop()
