@@ -72,8 +72,10 @@ def stamped(db: sqlite3.Connection, store: str) -> tuple[int, int]:
         row = db.execute(
             "SELECT version, compat FROM edged_schema WHERE store = ?", (store,)
         ).fetchone()
-    except sqlite3.OperationalError:  # no such table: written before stamps existed
-        return (0, 0)
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise  # locked, unreadable: not "from before the stamps"
+        return (0, 0)  # written before stamps existed
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 

@@ -126,3 +126,14 @@ async def test_the_outbox_round_trips_between_a_release_and_the_one_before(
         batch = await again.next_batch(100)
         assert [json.loads(x.payload)["seq"] for x in batch] == [1, 2, 3, 4, 5]
         await again.close()
+
+
+def test_a_file_held_by_a_running_node_is_not_taken_for_one_without_stamps(tmp_path: Path) -> None:
+    path = tmp_path / "f.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("PRAGMA journal_mode=WAL")
+    open_stores(holder, ["outbox"], "f")
+    assert read_stamps(str(path), ["outbox"]) == {}
+    holder.close()
+    assert read_stamps(str(path), ["outbox"]) == {"outbox": (1, 1)}

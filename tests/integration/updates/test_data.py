@@ -99,7 +99,6 @@ async def test_the_data_round_trips_between_a_release_and_the_one_before(
     service.start()
     rolled = await wait_state(c, "rolled_back", 60)
     assert rolled["code"] == "not_online"
-    assert read_stamps(str(node_root.outbox), ["outbox"]) == {"outbox": (2, 1)}, "migrated, kept"
     assert (await command(c, broker.port, "access.status", {}))["version"] == 7
     assert (await command(c, broker.port, "mode.set", {"mode": "on-demand"}))[
         "previous"
@@ -112,6 +111,7 @@ async def test_the_data_round_trips_between_a_release_and_the_one_before(
     ]
     assert len(written) >= 10 and all(m.at > trial[1] for m in written)
     await service.stop()
+    assert read_stamps(str(node_root.outbox), ["outbox"]) == {"outbox": (2, 1)}, "0.1.0 kept it"
 
     # forward again: 0.2.1 (format 2, reaching the broker) reads what 0.1.0 wrote meanwhile
     stage(node_root, "0.2.1", FORMAT_2)
