@@ -309,6 +309,9 @@ class UpdateManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._pipeline
         self._fail(job, "cancelled", why)
+        if self.tree is not None:  # installed, or half installed: not to be switched to now
+            with contextlib.suppress(ValueError, LauncherError):
+                remove_release(self.tree, job.version)
 
     async def _carry_out(self, job: Job) -> None:
         assert self.tree is not None and self.work is not None

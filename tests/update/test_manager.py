@@ -188,3 +188,21 @@ async def test_update_commands_are_refused_unsigned_whatever_signed_commands_say
         )
     )
     assert out.reply.error is not None and out.reply.error.code == "unsigned" and ran == []
+
+
+async def test_update_cancel_removes_the_staged_release(tmp_path: Path) -> None:
+    from edged.update.job import Job, WorkDir
+
+    m = manager(tmp_path)
+    root = tmp_path / "releases"
+    staged = root / "0.2.0"
+    (staged / "venv/bin").mkdir(parents=True)
+    (staged / "release.json").write_text("{}")
+    m.job = Job(id="j", version="0.2.0", url=GOOD["url"], size=1, sha256="a" * 64, switch="parked",
+                state="staged")  # fmt: skip
+    WorkDir(root).save(m.job)
+    assert (await m.command_cancel({})) == {"cancelled": "0.2.0"}
+    assert not staged.exists() and m.status.state == "failed" and m.status.code == "cancelled"
+    with pytest.raises(CommandError) as info:
+        await m.command_cancel({})
+    assert info.value.code == "no_update"
