@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -165,6 +166,53 @@ def test_install_lays_out_config_state_and_secrets_with_their_modes(installed: P
 def test_install_copies_the_example_config_when_there_is_none(installed: Path) -> None:
     example = (REPO / "config/shuttle.toml").read_bytes()
     assert (installed / "etc/edged/edged.toml").read_bytes() == example
+
+
+def check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    """The real `edged check-config` (the venv in the image holds a stub)."""
+    return subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+@needs_root
+def test_the_installed_config_passes_check_config(installed: Path) -> None:
+    """The copied example names a route and a CAN log relative to itself: they come along,
+    or the service could never start (it looped on `no such file` every 5 s)."""
+    r = check_config(installed / "etc/edged/edged.toml")
+    assert r.returncode == 0, r.stderr
+    gid = ids(installed, "group", "edged")
+    for name in ["routes/creuse-shuttle.json", "can/shuttle-day.log"]:
+        assert (installed / "etc/edged" / name).read_bytes() == (
+            REPO / "config" / name
+        ).read_bytes()
+        assert owner_mode(installed / "etc/edged" / name) == (0, gid, "0o640")
+        assert owner_mode((installed / "etc/edged" / name).parent) == (0, gid, "0o750")
+
+
+@needs_root
+@pytest.mark.parametrize("example", ["truck.toml", "venue.toml"])
+def test_each_example_installs_as_a_config_that_passes_check_config(
+    fresh: Path, wheel: Path, example: str
+) -> None:
+    shutil.rmtree(fresh / "etc/edged")
+    install(fresh, wheel, "--config", str(REPO / "config" / example))
+    assert (fresh / "etc/edged/edged.toml").read_bytes() == (REPO / "config" / example).read_bytes()
+    r = check_config(fresh / "etc/edged/edged.toml")
+    assert r.returncode == 0, r.stderr
+
+
+@needs_root
+def test_a_named_file_already_there_is_kept(fresh: Path, wheel: Path) -> None:
+    (fresh / "etc/edged/edged.toml").unlink()
+    route = fresh / "etc/edged/routes/creuse-shuttle.json"
+    route.write_text('{"edited": true}')
+    install(fresh, wheel)
+    assert route.read_text() == '{"edited": true}'
 
 
 @needs_root
