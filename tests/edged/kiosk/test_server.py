@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -408,6 +409,36 @@ async def test_a_port_in_use_is_logged_counted_and_retried_without_stopping_anyt
         taken.close()
         await asyncio.wait_for(server.listening.wait(), 5)
         assert server.port == port
+    finally:
+        taken.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_port_in_use_is_said_once_at_error_level_however_often_it_is_retried(
+    node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(kiosk_server, "BIND_RETRY_S", (0.02, 0.02))
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    server = start_kiosk(node, KioskConfig(port=port))
+    task = asyncio.create_task(server.run())
+    try:
+        for _ in range(200):
+            if node.counters["kiosk.listen_error"] >= 5:
+                break
+            await asyncio.sleep(0.02)
+        assert node.counters["kiosk.listen_error"] >= 5
+        said = [r for r in caplog.records if "cannot listen" in r.getMessage()]
+        assert [r.levelname for r in said if r.levelno >= logging.INFO] == ["ERROR"]
+        assert f"127.0.0.1:{port}" in said[0].getMessage()
+        assert "the kiosk page is not served" in said[0].getMessage()
+        taken.close()
+        await asyncio.wait_for(server.listening.wait(), 5)
+        assert any("the port is free at last" in r.getMessage() for r in caplog.records)
     finally:
         taken.close()
         task.cancel()
