@@ -10,6 +10,7 @@ step not run here). Both scripts create users and chown, so the tests need root 
 import base64
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -371,3 +372,23 @@ def test_shellcheck_finds_nothing(script: Path) -> None:
         pytest.skip("shellcheck is not installed (`apt-get install shellcheck`)")
     r = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+def test_the_readme_runs_a_node_with_the_installed_commands_as_the_service_user() -> None:
+    """README "Running a node" is for an installed node: the venv install.sh makes (the
+    unit's ExecStart), run as `edged`; it showed the checkout's .venv/bin/edged."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    part = readme[readme.index("## Running a node") :]
+    part = part[: part.index("\n## ", 1)]
+    unit = (REPO / "systemd/edged.service").read_text(encoding="utf-8")
+    program = re.search(r"^ExecStart=(\S+)", unit, re.MULTILINE)
+    assert program and program[1] == "/opt/edged/venv/bin/edged"
+    lines = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", part, re.DOTALL)
+        for line in block.splitlines()
+        if re.search(r"\bbin/edged\b", line)
+    ]
+    assert lines
+    for line in lines:
+        assert line.startswith(f"sudo -u edged {program[1]} "), line
