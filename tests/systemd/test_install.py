@@ -1,8 +1,10 @@
 """systemd/install.sh and uninstall.sh, run for real into a throw-away system root.
 
-The root holds a copy of this machine's passwd, group and shadow files, like an OS image:
-the scripts create the edged user and groups there (useradd --prefix) and chown by the ids
-found there. The venv is built for real; what goes into it is a stub wheel installed with
+The root holds the passwd, group and shadow files of a fresh OS image, written here (not
+copied from this machine, whose users and groups vary: an earlier install's edged user, a
+Pi's `gpio` group with its members): plain Debian 12, or Raspberry Pi OS with its device
+groups. The scripts create the edged user and groups there (useradd --prefix) and chown by
+the ids found there. The venv is built for real; what goes into it is a stub wheel installed with
 pip offline, so the test needs no network (the real `pip install` of the checkout is the one
 step not run here). Both scripts create users and chown, so the tests need root (CI is).
 """
@@ -56,11 +58,34 @@ def stub_wheel(directory: Path) -> Path:
     return path
 
 
-def new_image(root: Path) -> Path:
-    (root / "etc").mkdir(parents=True)
-    for name in ["passwd", "group", "shadow", "gshadow", "login.defs"]:
-        if (Path("/etc") / name).exists():
-            shutil.copy2(Path("/etc") / name, root / "etc" / name)
+DEBIAN_USERS = [
+    ("root", 0, 0, "/root", "/bin/bash"),
+    ("nobody", 65534, 65534, "/nonexistent", "/usr/sbin/nologin"),
+]
+DEBIAN_GROUPS = [("root", 0, ""), ("dialout", 20, ""), ("plugdev", 46, ""), ("nogroup", 65534, "")]
+PI_OS_USERS = [("pi", 1000, 1000, "/home/pi", "/bin/bash")]
+PI_OS_GROUPS = [("pi", 1000, ""), ("gpio", 997, "pi"), ("i2c", 998, "pi"), ("spi", 999, "pi")]
+"""Raspberry Pi OS gives its first user the device groups edged joins."""
+
+
+def new_image(root: Path, *, pi_os: bool = False) -> Path:
+    """A fresh image's user database (and this machine's login.defs, for useradd's ranges)."""
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    users = DEBIAN_USERS + (PI_OS_USERS if pi_os else [])
+    groups = DEBIAN_GROUPS + (PI_OS_GROUPS if pi_os else [])
+    files = {
+        "passwd": [f"{n}:x:{u}:{g}:{n}:{home}:{sh}" for n, u, g, home, sh in users],
+        "shadow": [f"{n}:*:19000:0:99999:7:::" for n, *_ in users],
+        "group": [f"{n}:x:{g}:{m}" for n, g, m in groups],
+        "gshadow": [f"{n}:*::{m}" for n, _, m in groups],
+    }
+    for name, lines in files.items():
+        (etc / name).write_text("\n".join(lines) + "\n")
+    (etc / "shadow").chmod(0o640)
+    (etc / "gshadow").chmod(0o640)
+    if Path("/etc/login.defs").exists():
+        shutil.copy2("/etc/login.defs", etc / "login.defs")
     return root
 
 
@@ -320,6 +345,22 @@ def test_uninstall_purge_also_removes_config_data_and_user(fresh: Path) -> None:
     )
     assert "edged" not in members(fresh, "dialout")
     assert members(fresh, "gpio") == set(), "the device groups stay, empty"
+
+
+@needs_root
+def test_on_raspberry_pi_os_edged_joins_the_device_groups_beside_their_members(
+    tmp_path: Path, wheel: Path
+) -> None:
+    root = new_image(tmp_path / "root", pi_os=True)
+    install(root, wheel)
+    for group in ["gpio", "i2c", "spi"]:
+        assert members(root, group) == {"pi", "edged"}, group
+    assert (
+        sum(line.startswith("gpio:") for line in (root / "etc/group").read_text().splitlines()) == 1
+    )
+    assert run(UNINSTALL, "--root", str(root), "--purge").returncode == 0
+    for group in ["gpio", "i2c", "spi"]:
+        assert members(root, group) == {"pi"}, "the Pi's own user stays in its groups"
 
 
 @needs_root
