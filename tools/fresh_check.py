@@ -61,6 +61,13 @@ NOT_VERIFIED_HERE = (
 )
 
 
+TERMINAL_NOISE = re.compile(
+    r"^WARNING: Location 'file://.*' is ignored|^Attempted to remove disk file system under"
+)
+"""Lines kept in the log but not shown: pip's, for each project a local index of this
+machine's pip configuration lacks; nspawn's, about its own propagation directory."""
+
+
 class CheckError(Exception):
     """fresh-check cannot go on; the message says what to do."""
 
@@ -313,7 +320,7 @@ class Log:
                         log.write(line)
                         if copy is not None:
                             copy.write(line)
-                        if not self.quiet:
+                        if not self.quiet and not TERMINAL_NOISE.match(line):
                             sys.stdout.write(line)
                             sys.stdout.flush()
                     code = proc.wait()
@@ -440,6 +447,9 @@ def boot_and_install(target: Target, root: Path, wheels: Path, out: Path, log: L
     unit = f"""[Unit]
 Description=edged fresh-check: the documented install under a real systemd
 After=multi-user.target
+# the container's systemd exits with the check's status: nspawn returns
+SuccessAction=exit
+FailureAction=exit
 
 [Service]
 Type=oneshot
@@ -448,8 +458,6 @@ StandardOutput=append:{IN_ROOT / "out/install.log"}
 StandardError=inherit
 Environment=PIP_NO_INDEX=1 PIP_FIND_LINKS={IN_ROOT / "wheels"} PIP_DISABLE_PIP_VERSION_CHECK=1
 TimeoutStartSec=20min
-SuccessAction=exit
-FailureAction=exit
 
 [Install]
 WantedBy=multi-user.target
