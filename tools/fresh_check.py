@@ -369,10 +369,16 @@ class Steps:
 
 
 def pytest_summary(output: str) -> str:
-    """The last `N passed, M failed in Ts` line of pytest, and its FAILED lines."""
+    """The last `N passed, M failed in Ts` line of pytest, and its FAILED lines; without
+    one, the `./dev test` stage it stopped at (ruff, mypy...) and that stage's last line."""
     summary = re.findall(r"^=+ (.*\bin [\d.]+s.*?) =+$", output, re.MULTILINE)
     failed = re.findall(r"^FAILED (\S+)", output, re.MULTILINE)
     text = summary[-1] if summary else "no pytest summary (see the log)"
+    stages = re.findall(r"^(?:\x1b\[1m)?==> (\w[\w-]*)", output, re.MULTILINE)
+    if not summary and stages:
+        tail = output[output.rindex(f"==> {stages[-1]}") :].splitlines()[1:]
+        lines = [line.strip() for line in tail if line.strip() and not TERMINAL_NOISE.match(line)]
+        text = f"stopped at {stages[-1]}: {lines[-1] if lines else 'no output'}"
     return "\n".join([text, *(f"  FAILED {f}" for f in failed)])
 
 

@@ -146,6 +146,11 @@ def test_the_test_summary_is_pytests_last_line_with_its_failures() -> None:
     assert fc.pytest_summary("mypy: error") == "no pytest summary (see the log)"
 
 
+def test_a_test_run_stopped_before_pytest_names_the_stage_and_its_last_line() -> None:
+    output = "\x1b[1m==> ruff\x1b[0m\nE501 Line too long\nFound 1 error.\nAttempted to remove disk file system under x\n"  # fmt: skip
+    assert fc.pytest_summary(output) == "stopped at ruff: Found 1 error."
+
+
 def test_the_install_summary_fails_on_any_failed_step_and_on_no_step() -> None:
     good = "== install: ok (47.2 s) exit 0\n     detail\n== limits: info (0.0 s) none\n"
     assert fc.install_summary(good) == (True, "  install: ok (47.2 s) exit 0\n  limits: info (0.0 s) none")  # fmt: skip
