@@ -263,6 +263,8 @@ class Target:
 
 
 def host_arch() -> str:
+    if shutil.which("dpkg") is None:
+        raise CheckError("this is no Debian machine (no dpkg): fresh-check needs apt and dpkg")
     return subprocess.run(
         ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
     ).stdout.strip()
