@@ -5,6 +5,8 @@ machine, a clean clone of the current commit is copied in, and inside it (system
 
   demo     ./dev demo --duration 20        (as a new user types it: installs, then runs)
   test     ./dev test -p no:cacheprovider  (installs the rest, ruff, mypy, pytest)
+  used     (--used) the tests again there, the documented install done, a demo, a broker
+           and a gpsd running beside them, in another timezone and locale
   install  systemd booted in a second, pristine copy of the root: systemd/install.sh as
            systemd/README.md shows it, then start, READY, `edged doctor` as edged, a
            watchdog freeze, a config error, kill -9, stop, uninstall
@@ -41,6 +43,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_CHECK = Path(__file__).with_name("fresh_check_install.sh")
+USED = Path(__file__).with_name("fresh_check_used.sh")
 IN_ROOT = Path("/fresh-check")
 """Where the check's own files are bound inside a root (never part of what is checked)."""
 CLONE = Path("/root/edged")
@@ -429,6 +432,17 @@ def pip_binds(access: PipAccess) -> list[str]:
     return binds
 
 
+def used_machine(target: Target, root: Path, binds: list[str], out: Path, log: Log) -> int:
+    """The tests again on the root made a used machine: the documented install done (with
+    network, for apt and pip), then tools/fresh_check_used.sh without network: a demo, a
+    broker and a gpsd running beside, another timezone and locale."""
+    install = [*target.nspawn(root), *binds, "systemd/install.sh", "--no-systemctl"]
+    log.run(install, into=out / "used-install.log")
+    argv = [*target.nspawn(root, network=False), f"--bind-ro={USED}:{IN_ROOT / 'used.sh'}"]
+    argv += ["bash", str(IN_ROOT / "used.sh"), str(CLONE), "--", "-p", "no:cacheprovider"]
+    return log.run(argv, into=out / "used.log", check=False)
+
+
 def fetch_for_install(
     target: Target, roots: tuple[Path, Path], wheels: Path, binds: list[str], log: Log
 ) -> None:
@@ -567,6 +581,13 @@ def run_check(args: argparse.Namespace) -> int:
                 text = (out / "test.log").read_text(encoding="utf-8", errors="replace")
                 s.ok = test_code == 0
                 s.found = f"exit {test_code}: " + pytest_summary(text)
+            if args.used:
+                with steps.step("used") as s:
+                    used_code = used_machine(target, tested, binds, out, log)
+                    text = (out / "used.log").read_text(encoding="utf-8", errors="replace")
+                    s.ok = used_code == 0
+                    s.found = f"exit {used_code}: " + pytest_summary(text)
+                    test_code = test_code or used_code
         else:
             test_code = 0
         if not args.skip_install:
@@ -604,6 +625,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="step lines only; output to the log")
     p.add_argument("--skip-tests", action="store_true", help="no demo, no test: install only")
     p.add_argument("--skip-install", action="store_true", help="demo and test only")
+    p.add_argument(
+        "--used",
+        action="store_true",
+        help="then the tests again on the root made a used machine (the install done, a demo,"
+        " a broker and a gpsd running, another timezone and locale): 6 to 10 minutes more",
+    )
     args = p.parse_args(argv)
     try:
         return run_check(args)

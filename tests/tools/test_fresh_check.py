@@ -66,7 +66,10 @@ def test_the_mirror_is_the_one_apt_installs_bookworm_main_from(etc_apt: Path) ->
 
 def test_a_one_line_source_with_options_is_read(tmp_path: Path) -> None:
     etc = tmp_path / "apt"
-    write(etc / "sources.list", "deb [signed-by=/x.gpg] http://ftp.fr.debian.org/debian/ bookworm main contrib\n")  # fmt: skip
+    write(
+        etc / "sources.list",
+        "deb [signed-by=/x.gpg] http://ftp.fr.debian.org/debian/ bookworm main contrib\n",
+    )
     assert fc.debian_mirror(fc.apt_sources(etc)) == "http://ftp.fr.debian.org/debian"
 
 
@@ -84,7 +87,10 @@ def test_the_roots_sources_are_the_suites_a_fresh_install_has(etc_apt: Path) -> 
 
 def test_apt_settings_for_reaching_the_source_are_carried_over(tmp_path: Path) -> None:
     write(tmp_path / "99snapshot", 'Acquire::Check-Valid-Until "false";\n')
-    write(tmp_path / "99farm-no-dep11", 'Acquire::IndexTargets::deb::DEP-11 { DefaultEnabled "false"; };\n')  # fmt: skip
+    write(
+        tmp_path / "99farm-no-dep11",
+        'Acquire::IndexTargets::deb::DEP-11 { DefaultEnabled "false"; };\n',
+    )
     write(tmp_path / "70debconf", 'DPkg::Pre-Install-Pkgs {"/usr/sbin/dpkg-preconfigure";};\n')
     assert fc.apt_acquire_settings(tmp_path) == {
         "99snapshot": 'Acquire::Check-Valid-Until "false";\n'
@@ -121,7 +127,11 @@ def test_pip_access_binds_its_files_the_local_places_they_name_and_its_ca(tmp_pa
     wheels.mkdir()
     constraints = write(tmp_path / "constraints.txt", "torch<=2\n")
     names = {"wheels": wheels, "index": index, "constraints": constraints}
-    environ = {"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt", "PIP_FIND_LINKS": str(wheels), "HOME": "/root"}  # fmt: skip
+    environ = {
+        "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+        "PIP_FIND_LINKS": str(wheels),
+        "HOME": "/root",
+    }
     access = fc.parse_pip_config(DEBUG.format(**names), LIST.format(**names), environ)
     assert access.files == [Path("/etc/xdg/pip/pip.conf"), Path("/root/.config/pip/pip.conf")]
     # the index's files sit beside its simple/ directory; the https index needs no bind
@@ -139,7 +149,7 @@ def test_without_pip_configuration_nothing_is_bound() -> None:
 
 
 def test_the_test_summary_is_pytests_last_line_with_its_failures() -> None:
-    output = "..F\nFAILED tests/a.py::test_x - AssertionError\n=== 1 failed, 1385 passed, 6 skipped in 402.11s (0:06:42) ===\n"  # fmt: skip
+    output = "..F\nFAILED tests/a.py::test_x - AssertionError\n=== 1 failed, 1385 passed, 6 skipped in 402.11s (0:06:42) ===\n"
     assert fc.pytest_summary(output) == (
         "1 failed, 1385 passed, 6 skipped in 402.11s (0:06:42)\n  FAILED tests/a.py::test_x"
     )
@@ -147,13 +157,16 @@ def test_the_test_summary_is_pytests_last_line_with_its_failures() -> None:
 
 
 def test_a_test_run_stopped_before_pytest_names_the_stage_and_its_last_line() -> None:
-    output = "\x1b[1m==> ruff\x1b[0m\nE501 Line too long\nFound 1 error.\nAttempted to remove disk file system under x\n"  # fmt: skip
+    output = "\x1b[1m==> ruff\x1b[0m\nE501 Line too long\nFound 1 error.\nAttempted to remove disk file system under x\n"
     assert fc.pytest_summary(output) == "stopped at ruff: Found 1 error."
 
 
 def test_the_install_summary_fails_on_any_failed_step_and_on_no_step() -> None:
     good = "== install: ok (47.2 s) exit 0\n     detail\n== limits: info (0.0 s) none\n"
-    assert fc.install_summary(good) == (True, "  install: ok (47.2 s) exit 0\n  limits: info (0.0 s) none")  # fmt: skip
+    assert fc.install_summary(good) == (
+        True,
+        "  install: ok (47.2 s) exit 0\n  limits: info (0.0 s) none",
+    )
     assert fc.install_summary(good + "== stop: FAIL (9.9 s) still active\n")[0] is False
     assert fc.install_summary("")[0] is False
 
@@ -190,19 +203,29 @@ try:
 except fc.CheckError as exc:
     print("refused:", exc)
 """
-    r = subprocess.run(["unshare", "--mount", sys.executable, "-c", code], capture_output=True, text=True, timeout=30)  # fmt: skip
+    r = subprocess.run(
+        ["unshare", "--mount", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "refused:" in r.stdout and "still has mounts inside" in r.stdout, r.stdout + r.stderr
     assert (tmp_path / "keep").read_text() == "host data"
 
 
 def test_the_help_says_what_it_checks() -> None:
-    r = subprocess.run([sys.executable, str(REPO / "tools/fresh_check.py"), "--help"], capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tools/fresh_check.py"), "--help"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0
-    assert "--arch" in r.stdout and "--keep" in r.stdout
+    assert "--arch" in r.stdout and "--keep" in r.stdout and "--used" in r.stdout
 
 
-def test_shellcheck_finds_nothing_in_the_install_check() -> None:
+@pytest.mark.parametrize("script", ["fresh_check_install.sh", "fresh_check_used.sh"])
+def test_shellcheck_finds_nothing_in_the_scripts_run_in_the_root(script: str) -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (`apt-get install shellcheck`)")
-    r = subprocess.run(["shellcheck", str(REPO / "tools/fresh_check_install.sh")], capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(["shellcheck", str(REPO / "tools" / script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
