@@ -6,6 +6,10 @@
                                                      what this broker does that edged relies on
   edgectl feed --broker mqtts://host:8883 --listen 0.0.0.0:8080 --gtfs gtfs.zip
                                                      GTFS-Realtime, SIRI Lite and a fleet page
+  edgectl release build --target aarch64 --key release.key --kid release
+                                                     a signed release bundle (docs/updates.md)
+  edgectl update creuse --bundle FILE --url https://... --key release.key --canary 10%
+                                                     roll it out in waves; `update status`
 
 It needs nothing but the broker: the same topics and payloads dispatch uses (docs/topics.md).
 MQTT 5 is tried first, then 3.1.1 (-v says which was used).
