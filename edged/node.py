@@ -44,6 +44,7 @@ from edged.uplink import Uplink
 
 if TYPE_CHECKING:
     from edged.kiosk.server import KioskServer
+    from edged.wifi.service import WifiService
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class Node:
         self._direct: set[asyncio.Task[bool]] = set()
         self.services: list[Any] = []
         self.kiosk: KioskServer | None = None  # aiohttp is imported only for a kiosk
+        self.wifi: WifiService | None = None  # the riders' hotspot: its portal is the kiosk
         register_builtin(self)
         register_admin(self)
 
@@ -269,6 +271,7 @@ class Node:
             outbox=await self.outbox.stats(),
             drivers=self.supervisor.statuses(),
             errors=self.counters.snapshot(),
+            wifi=await self.wifi.health() if self.wifi is not None else None,
         )
 
     async def publish_health(self) -> None:
@@ -314,6 +317,13 @@ class Node:
 
             self.kiosk = start_kiosk(self, services.kiosk)
             self.services.append(self.kiosk)
+        if self.config.wifi.enabled and self.kiosk is not None:
+            from edged.wifi.service import WifiService
+
+            self.wifi = WifiService(
+                self, self.config.wifi, self.kiosk, timezone=self.config.node.timezone
+            )
+            self.services.append(self.wifi)
 
     def _start_people_services(self) -> None:
         """Doors, occupancy, access and the panic alarm: what the GPIO and NFC drivers feed."""

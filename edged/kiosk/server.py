@@ -18,10 +18,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edged.commands.router import Handler
 from edged.counters import Counters
@@ -40,6 +40,7 @@ from edged.kiosk.ratelimit import RateLimiter
 from edged.kiosk.service import KioskNode, KioskService, RequestRefused
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 CSP = "; ".join(
     [
@@ -128,6 +129,11 @@ class ApiError(Exception):
 
 
 class KioskServer:
+    name = "kiosk"
+    """Prefix of its counters and log lines."""
+    pages_advice = "raise [services.kiosk] max_clients or max_streams_per_peer for more screens"
+    port_key = "[services.kiosk] port"
+
     def __init__(
         self,
         service: KioskService,
@@ -148,6 +154,7 @@ class KioskServer:
             clock=clock,
         )
         self.files = load_static()
+        self.types = dict(STATIC)
         self.hosts = LOOPBACK_NAMES | set(config.allowed_hosts)
         if config.host not in WILDCARD_HOSTS:
             self.hosts |= {config.host.lower()}
@@ -164,6 +171,7 @@ class KioskServer:
             streams_per_peer=min(config.max_streams_per_peer, config.max_clients),
             screens=frozenset(config.screen_addresses),
             counters=counters,
+            name=self.name,
             fd_limit=1 << 20,  # set from the process's limit when serving starts
             clock=clock,
         )
@@ -182,7 +190,7 @@ class KioskServer:
         """Serve until cancelled, keeping the kiosk's view fresh alongside."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.service.run(), name="kiosk.view")
-            tg.create_task(self._serve(), name="kiosk.http")
+            tg.create_task(self.serve(), name="kiosk.http")
 
     def _descriptor_budget(self) -> None:
         """Raise the soft descriptor limit if it is low; if it stays too low for the kiosk's
@@ -194,14 +202,16 @@ class KioskServer:
         if room < self.limits.max_connections:
             self.limits.max_connections = max(self.config.max_connections_per_peer + 1, room)
             log.warning(
-                "kiosk: only %d file descriptors (LimitNOFILE): at most %d kiosk connections, "
+                "%s: only %d file descriptors (LimitNOFILE): at most %d connections, "
                 "%d descriptors kept for the node",
+                self.name,
                 limit,
                 self.limits.max_connections,
                 FD_RESERVE,
             )
 
-    async def _serve(self) -> None:
+    async def serve(self) -> None:
+        """Listen (retrying while the address or port is not available) until cancelled."""
         self._descriptor_budget()
         accept_errors = AcceptErrorFilter(self.counters)
         logging.getLogger("asyncio").addFilter(accept_errors)
@@ -222,14 +232,16 @@ class KioskServer:
                     await site.start()
                     break
                 except OSError as exc:
-                    self.counters.inc("kiosk.listen_error")
+                    self.counters.inc(f"{self.name}.listen_error")
                     log.error(
-                        "kiosk: cannot listen on %s:%s (%s); retrying in %.0f s. Free the port "
-                        "or set another in [services.kiosk] port",
+                        "%s: cannot listen on %s:%s (%s); retrying in %.0f s. Free the port "
+                        "or set another in %s",
+                        self.name,
                         self.config.host,
                         self.config.port,
                         exc.strerror or exc,
                         delay,
+                        self.port_key,
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BIND_RETRY_S[1])
@@ -237,7 +249,7 @@ class KioskServer:
             sockets = getattr(server, "sockets", None) or []
             self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.port
             self.listening.set()
-            log.info("kiosk page at %s", self.url)
+            log.info("%s page at %s", self.name, self.url)
             await asyncio.Event().wait()  # until cancelled
         finally:
             self.listening.clear()
@@ -248,12 +260,18 @@ class KioskServer:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._guard])
         app.on_response_prepare.append(self._headers)
         app.on_shutdown.append(self._close_streams)
+        self.add_rider_routes(app)
+        return app
+
+    def add_rider_routes(self, app: web.Application) -> None:
+        """What a rider's page uses, and nothing else: the captive portal (edged/wifi/portal.py)
+        serves exactly these besides its own. A path only the screen may use (an admin or
+        screen-only page) goes in `_make_app`, never here."""
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/events", self._events)
         app.router.add_post("/api/requests", self._post_request)
-        return app
 
     # -- every response ---------------------------------------------------------------
 
@@ -291,8 +309,8 @@ class KioskServer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.counters.inc("kiosk.error")
-            log.exception("kiosk: %s %s failed", request.method, request.path[:100])
+            self.counters.inc(f"{self.name}.error")
+            log.exception("%s: %s %s failed", self.name, request.method, request.path[:100])
             return self._refuse(request, ApiError(500, "internal", "the kiosk failed; see logs"))
 
     def _check_host(self, request: web.Request) -> None:
@@ -307,12 +325,13 @@ class KioskServer:
             )
 
     def _refuse(self, request: web.Request, exc: ApiError) -> web.Response:
-        self.counters.inc(f"kiosk.http_{exc.status}")
+        self.counters.inc(f"{self.name}.http_{exc.status}")
         now = self.clock()
         if now - self._logged.get(exc.code, -math.inf) >= LOG_EVERY_S:  # a flood: one line
             self._logged[exc.code] = now
             log.warning(
-                "kiosk: %s %s refused (%s %s): %s",
+                "%s: %s %s refused (%s %s): %s",
+                self.name,
                 request.method,
                 request.path[:100],
                 exc.status,
@@ -336,7 +355,7 @@ class KioskServer:
         return self._file(name)
 
     def _file(self, name: str) -> web.Response:
-        return web.Response(body=self.files[name], content_type=STATIC[name], charset="utf-8")
+        return web.Response(body=self.files[name], content_type=self.types[name], charset="utf-8")
 
     # -- state, live ------------------------------------------------------------------
 
@@ -369,8 +388,7 @@ class KioskServer:
                 503,
                 "too_many_pages",
                 f"{self.config.max_clients} pages in all, {each} per address, are already "
-                "connected; raise [services.kiosk] max_clients or max_streams_per_peer for "
-                "more screens",
+                f"connected; {self.pages_advice}",
                 {"Retry-After": "5"},
             )
         response = web.StreamResponse(headers={"X-Accel-Buffering": "no"})
@@ -417,7 +435,8 @@ class KioskServer:
 
     # -- rider presses ----------------------------------------------------------------
 
-    async def _post_request(self, request: web.Request) -> web.Response:
+    async def read_json(self, request: web.Request, model: type[M]) -> M:
+        """A press's body: from the page itself, JSON, small, in time, and as `model` says."""
         self._same_origin(request)
         if request.content_type != "application/json":
             raise ApiError(415, "bad_type", "send the request as application/json")
@@ -434,12 +453,15 @@ class KioskServer:
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise ApiError(400, "bad_json", "the body is not UTF-8 JSON") from None
         try:
-            post = RiderPost.model_validate(data)
+            return model.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
             )
             raise ApiError(422, "bad_request", problems[:300]) from None
+
+    async def _post_request(self, request: web.Request) -> web.Response:
+        post = await self.read_json(request, RiderPost)
         wait = self.limiter.check(request.remote or "unknown")
         if wait > 0:
             raise ApiError(

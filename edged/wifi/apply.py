@@ -171,8 +171,10 @@ def apply_plan(
             _write(todo, where)
             out.changed = len(todo)
         for step in ordered:
-            out.say(f"{'would run' if dry_run else 'not run'} ({why}): "
-                    f"{' '.join(step.argv(plan.values))}")
+            out.say(
+                f"{'would run' if dry_run else 'not run'} ({why}): "
+                f"{' '.join(step.argv(plan.values))}"
+            )
         return out
 
     for step in (s for s in ordered if s.before_files):

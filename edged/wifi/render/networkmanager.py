@@ -38,7 +38,7 @@ def render_keyfile(
     assert wifi.ssid is not None
     if wifi.security == "wpa2-wpa3":
         raise NotSupported(
-            'NetworkManager cannot offer WPA2 and WPA3 together on an access point; set '
+            "NetworkManager cannot offer WPA2 and WPA3 together on an access point; set "
             'wifi.security = "wpa2" or "wpa3", or wifi.backend = "hostapd"'
         )
     ssid = "".join(f"{b};" for b in wifi.ssid.encode("utf-8"))

@@ -114,10 +114,10 @@ table inet {TABLE} {{
         iifname {hs} update @up_rate {{ ip saddr {one} }} drop
         iifname {hs} {all_} drop
         iifname {hs} accept
-        oifname {hs} ct state != established,related counter drop
         oifname {hs} update @down_rate {{ ip daddr {one} }} drop
         oifname {hs} {all_} drop
-        oifname {hs} accept
+        oifname {hs} ct state established,related accept
+        oifname {hs} counter drop comment "nothing from outside starts a connection to a phone"
     }}
 
     chain prerouting {{

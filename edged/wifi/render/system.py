@@ -109,4 +109,3 @@ def render_modprobe(wifi: WifiConfig, *, source: str) -> str:
         "# The regulatory domain from boot, before anything uses the radio.\n"
         f"options cfg80211 ieee80211_regdom={wifi.country}\n"
     )
-
