@@ -23,6 +23,7 @@ from edged.config.paths import PrivateConfigPath
 from edged.config.security import ClockConfig
 from edged.doctor.check import Check, fail, ok
 from edged.errors import ConfigError
+from edged.wifi.config import WifiConfig
 
 SECTION = "config"
 
@@ -45,6 +46,7 @@ class Loaded:
     drivers: list[DriverConfig] = field(default_factory=list)
     private: list[tuple[str, Path]] = field(default_factory=list)
     """Secret files (passwords, private keys): (key path, file)."""
+    wifi: WifiConfig | None = None
 
 
 def load(path: Path) -> Loaded:
@@ -74,6 +76,7 @@ def load(path: Path) -> Loaded:
         clock=config.clock,
         drivers=list(config.drivers),
         private=list(private_files(config)),
+        wifi=config.wifi,
     )
     enabled = sum(d.enabled for d in config.drivers)
     n = config.node
@@ -128,6 +131,7 @@ def _salvage(path: Path, problem: Check) -> Loaded:
         clock=section(ClockConfig, "clock") or ClockConfig(),
         drivers=drivers,
         private=private,
+        wifi=section(WifiConfig, "wifi"),
     )
 
 

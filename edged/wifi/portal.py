@@ -145,8 +145,8 @@ class PortalServer(KioskServer):
         self.accepts = RateLimiter(
             burst=ACCEPT_BURST,
             per_min=ACCEPT_PER_MIN,
-            global_burst=max(ACCEPT_BURST, wifi.max_clients),
-            global_per_min=max(ACCEPT_PER_MIN, 2.0 * wifi.max_clients),
+            global_burst=max(10, 2 * wifi.max_clients),  # each is one `nft` run: bounded
+            global_per_min=max(60.0, 4.0 * wifi.max_clients),
             clock=clock,
         )
         super().__init__(
@@ -262,7 +262,7 @@ class PortalServer(KioskServer):
                 "too many tries; wait a moment",
                 {"Retry-After": str(max(1, math.ceil(wait)))},
             )
-        if mac is None or ip not in self.wifi.address.network:
+        if mac is None:  # not a phone on the hotspot's radio (or it left meanwhile)
             self.counters.inc("portal.unknown_phone")
             raise ApiError(
                 409,

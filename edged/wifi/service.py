@@ -8,7 +8,6 @@ firewall that cannot be read is counted and logged once in a while.
 
 import asyncio
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ from edged.wifi.dns import CaptiveDns
 from edged.wifi.neighbours import ARP, count_neighbours
 from edged.wifi.portal import PortalServer
 from edged.wifi.sessions import Firewall, FirewallError, NftFirewall, Sessions
+from edged.wifi.tool import find, run_tool
 from edged.wifi.uplink import ROUTES, Internet
 
 log = logging.getLogger(__name__)
@@ -151,26 +151,16 @@ class WifiService:
 
     async def _stations(self) -> int | None:
         """Phones associated with the radio, from `iw` (None without a radio or `iw`)."""
-        iw = shutil.which("iw") or shutil.which("iw", path="/usr/sbin:/sbin")
+        iw = find("iw")
         if iw is None or not (self.sys_net / self.wifi.interface / "wireless").exists():
             return None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                iw,
-                "dev",
-                self.wifi.interface,
-                "station",
-                "dump",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            async with asyncio.timeout(5):
-                out, _ = await proc.communicate()
-        except (OSError, TimeoutError):
+            ran = await run_tool(iw, "dev", self.wifi.interface, "station", "dump", timeout_s=5)
+        except TimeoutError:
             return None
-        if proc.returncode != 0:
+        if ran is None or ran.code != 0:
             return None
-        return sum(line.startswith(b"Station ") for line in out.splitlines())
+        return sum(line.startswith(b"Station ") for line in ran.out.splitlines())
 
     async def health(self) -> WifiHealth:
         stations = await self._stations()

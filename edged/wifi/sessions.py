@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from edged.counters import Counters
 from edged.errors import EdgedError
 from edged.wifi.layout import ALLOWED_SET, TABLE
+from edged.wifi.tool import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -68,31 +69,20 @@ class NftFirewall:
 
     async def _nft(self, *args: str, stdin: bytes | None = None) -> bytes:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                *args,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise FirewallError(f"cannot run nft: {exc}; install nftables") from exc
-        try:
-            async with asyncio.timeout(NFT_TIMEOUT_S):
-                out, err = await proc.communicate(stdin)
+            ran = await run_tool(*self.argv, *args, stdin=stdin, timeout_s=NFT_TIMEOUT_S)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise FirewallError(f"nft did not answer in {NFT_TIMEOUT_S:g} s") from None
-        if proc.returncode != 0:
-            text = err.decode(errors="replace").strip().splitlines()
+        if ran is None:
+            raise FirewallError(f"cannot run {self.argv[-1]}; install nftables")
+        if ran.code != 0:
+            text = ran.err.decode(errors="replace").strip().splitlines()
             hint = (
                 "; the daemon needs CAP_NET_ADMIN: run `sudo edged wifi apply` (it adds it)"
                 if "Operation not permitted" in "\n".join(text)
                 else "; is the firewall loaded? `sudo edged wifi apply`"
             )
-            raise FirewallError(f"nft failed: {text[-1] if text else proc.returncode}{hint}")
-        return out
+            raise FirewallError(f"nft failed: {text[-1] if text else ran.code}{hint}")
+        return ran.out
 
     async def allow(self, mac: str, ip: ipaddress.IPv4Address, timeout_s: int) -> None:
         """Add the pair, or start its timeout again: add, delete, add, in one transaction

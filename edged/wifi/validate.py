@@ -13,13 +13,13 @@ the apply before anything is written.
 """
 
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from edged.wifi.layout import CONNECTION
+from edged.wifi.tool import find
 
 TIMEOUT_S = 10.0
 CHECK_IFACE = "edgedchk0"
@@ -56,7 +56,7 @@ def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProce
 
 
 def _tool(name: str, path: str | None = None) -> str | None:
-    return path or shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    return path or find(name)
 
 
 def check_nft(text: str, *, nft: str | None = None, netns: str | None = None) -> Verdict:
@@ -132,8 +132,25 @@ def check_keyfile(text: str, *, nmcli: str | None = None) -> Verdict:
     return Verdict("nmcli", True, normalised=done.stdout)
 
 
+ESCAPES = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def keyfile_unescape(value: str) -> str:
+    """GKeyFile's string escapes undone (\\s, \\n, \\t, \\r, \\\\)."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value) and value[i + 1] in ESCAPES:
+            out.append(ESCAPES[value[i + 1]])
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
 def parse_keyfile(text: str) -> dict[str, dict[str, str]]:
-    """A keyfile as {group: {key: value}} (for comparing what NetworkManager read)."""
+    """A keyfile as {group: {key: value}}, values unescaped (for comparing what
+    NetworkManager read with what was meant)."""
     out: dict[str, dict[str, str]] = {}
     group: dict[str, str] | None = None
     for line in text.splitlines():
@@ -141,5 +158,5 @@ def parse_keyfile(text: str) -> dict[str, dict[str, str]]:
             group = out.setdefault(line[1:-1], {})
         elif "=" in line and group is not None and not line.startswith("#"):
             key, _, value = line.partition("=")
-            group[key] = value
+            group[key] = keyfile_unescape(value)
     return out
