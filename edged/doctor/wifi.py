@@ -102,30 +102,39 @@ async def radio(wifi: WifiConfig, m: Machine) -> list[Check]:
                 "set [wifi] interface to the wifi interface (`iw dev` lists them)",
             )
         ]
-    phy = _read(iface / "phy80211" / "name")
-    info = await tool("iw", "phy", phy, "info") if phy else None
+    phy = _read(iface / "phy80211" / "name") or "phy?"
+    info = await tool("iw", "phy", phy, "info")
+    return [radio_verdict(wifi, phy, info)]
+
+
+def radio_verdict(wifi: WifiConfig, phy: str, info: tuple[int, str] | None) -> Check:
+    """What `iw phy PHY info` (exit code, output) says of the radio as an access point."""
     if info is None:
-        return [
-            warn(
-                SECTION,
-                "wifi: radio",
-                f"{wifi.interface} is a wifi radio; whether it can be an access point is "
-                "unknown (no `iw`)",
-                "apt-get install iw, then run edged doctor again",
-            )
-        ]
-    if info[0] != 0 or not ap_mode(info[1]):
-        return [
-            fail(
-                SECTION,
-                "wifi: radio",
-                f"{wifi.interface} ({phy}) cannot be an access point (no AP mode in `iw phy "
-                f"{phy} info`)",
-                "use a radio that supports AP mode (the Pi's own does; so do most USB "
-                "adapters with an mt76 or rtl8xxxu driver)",
-            )
-        ]
-    return [ok(SECTION, "wifi: radio", f"{wifi.interface} ({phy}) can be an access point")]
+        return warn(
+            SECTION,
+            "wifi: radio",
+            f"{wifi.interface} is a wifi radio; whether it can be an access point is "
+            "unknown (no `iw`)",
+            "apt-get install iw, then run edged doctor again",
+        )
+    if info[0] != 0:
+        return warn(
+            SECTION,
+            "wifi: radio",
+            f"{wifi.interface} is a wifi radio, but `iw` could not read it: "
+            f"{info[1].strip().splitlines()[-1] if info[1].strip() else info[0]}",
+            "check the radio's driver (`dmesg | grep -i brcmf`, or the adapter's)",
+        )
+    if not ap_mode(info[1]):
+        return fail(
+            SECTION,
+            "wifi: radio",
+            f"{wifi.interface} ({phy}) cannot be an access point (no AP mode in `iw phy "
+            f"{phy} info`)",
+            "use a radio that supports AP mode (the Pi's own does; so do most USB "
+            "adapters with an mt76 or rtl8xxxu driver)",
+        )
+    return ok(SECTION, "wifi: radio", f"{wifi.interface} ({phy}) can be an access point")
 
 
 def rfkill(wifi: WifiConfig, m: Machine) -> list[Check]:
@@ -157,15 +166,19 @@ def rfkill(wifi: WifiConfig, m: Machine) -> list[Check]:
 
 async def country(wifi: WifiConfig) -> Check:
     got = await tool("iw", "reg", "get")
-    if got is None:
+    return country_verdict(wifi, got)
+
+
+def country_verdict(wifi: WifiConfig, reg: tuple[int, str] | None) -> Check:
+    """What `iw reg get` (exit code, output) says of the regulatory country."""
+    if reg is None:
         return warn(
             SECTION,
             "wifi: country",
             "the regulatory country cannot be read (no `iw`)",
             "apt-get install iw, then run edged doctor again",
         )
-    countries = reg_countries(got[1])
-    current = countries.get("global")
+    current = reg_countries(reg[1]).get("global")
     fix = (
         f"sudo iw reg set {wifi.country}; `sudo edged wifi apply` makes it last (cfg80211 "
         "option, and edged-hotspot.service at boot)"
