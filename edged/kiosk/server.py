@@ -75,6 +75,8 @@ STATIC = {
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 SSE_RETRY_MS = 1000
+FRAME_REUSE_S = 0.25
+"""A state frame is shared by the pages woken by the same change (its clock is this fresh)."""
 """EventSource reconnects this soon after the daemon went away."""
 BIND_RETRY_S = (2.0, 60.0)
 LOG_EVERY_S = 10.0
@@ -163,6 +165,7 @@ class KioskServer:
         self.listening = asyncio.Event()
         self._clients: set[asyncio.Event] = set()
         self._closing = False
+        self._state_frame: tuple[object, float, bytes] | None = None
         self._logged: dict[str, float] = {}
         self.limits = ConnectionLimits(
             max_connections=config.max_connections,
@@ -427,10 +430,21 @@ class KioskServer:
 
     def _frame(self, event: str) -> bytes:
         if event == "state":
-            data = self.snapshot()
-        else:
-            now, source = self.service.node.clock.now()
-            data = {"now_ms": now, "clock": source.value}
+            # one change wakes every page: the frame is built once and sent to all (a
+            # hundred phones on the portal would otherwise each cost a JSON encoding, in
+            # one burst on the loop that also decides taps)
+            view, now = self.service.current, self.clock()
+            cached = self._state_frame
+            if cached is not None and cached[0] is view and now - cached[1] < FRAME_REUSE_S:
+                return cached[2]
+            frame = self._encode("state", self.snapshot())
+            self._state_frame = (view, now, frame)
+            return frame
+        now_ms, source = self.service.node.clock.now()
+        return self._encode("tick", {"now_ms": now_ms, "clock": source.value})
+
+    @staticmethod
+    def _encode(event: str, data: dict[str, Any]) -> bytes:
         return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
     # -- rider presses ----------------------------------------------------------------

@@ -35,19 +35,11 @@ from tests.helpers.netns import Netns, need_netns
 from tests.helpers.nodes import ROOT, write_config
 
 # `iw phy phy0 info` of a Raspberry Pi 4 (brcmfmac), the part that matters
-PI4_PHY = """Wiphy phy0
-	wiphy index: 0
-	max # scan SSIDs: 10
-	Supported interface modes:
-		 * IBSS
-		 * managed
-		 * AP
-		 * P2P-client
-		 * P2P-GO
-		 * P2P-device
-	Band 1:
-		Capabilities: 0x1062
-"""
+PI4_PHY = (
+    "Wiphy phy0\n\twiphy index: 0\n\tmax # scan SSIDs: 10\n\tSupported interface modes:\n"
+    + "".join(f"\t\t * {mode}\n" for mode in ("IBSS", "managed", "AP", "P2P-client", "P2P-GO"))
+    + "\tBand 1:\n\t\tCapabilities: 0x1062\n"
+)
 NO_AP_PHY = PI4_PHY.replace("\t\t * AP\n", "")
 REG_FR = """global
 country FR: DFS-ETSI
