@@ -113,10 +113,28 @@ def download(ip: str, port: int, path: str, timeout: float = 30.0) -> dict[str, 
         while chunk := r.read(16384):
             got += len(chunk)
             marks.append((time.monotonic() - t0, got))
+        absolute = [(t0 + t, n) for t, n in marks]
         status = r.status
     finally:
         conn.close()
     half = next(m for m in marks if m[1] >= got / 2)
     end = marks[-1]
     steady = (end[1] - half[1]) * 8 / max(1e-6, end[0] - half[0]) / 1e6
-    return {"status": status, "bytes": got, "seconds": end[0], "steady_mbit": steady}
+    return {
+        "status": status,
+        "bytes": got,
+        "seconds": end[0],
+        "steady_mbit": steady,
+        "marks": absolute,  # (time.monotonic(), bytes so far)
+        "started": t0,
+    }
+
+
+def bytes_at(marks: list[tuple[float, int]], t: float) -> int:
+    """Bytes a download had received by instant `t` (from its marks)."""
+    got = 0
+    for when, n in marks:
+        if when > t:
+            break
+        got = n
+    return got

@@ -34,7 +34,7 @@ from edged.config import parse_config
 from edged.wifi.layout import Layout
 from edged.wifi.probes import PROBES
 from edged.wifi.render.dnsmasq import render_dnsmasq
-from edged.wifi.render.nft import render_nft
+from edged.wifi.render.nft import kbytes, render_nft
 from edged.wifi.render.system import render_sysctl
 from hil.broker import Mosquitto
 from hil.dispatch import Collector, publish
@@ -233,6 +233,8 @@ def hotspot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotspot]:
                         "--bind-interfaces",
                         f"--address=/#/{INET_IP}",
                         f"--pid-file={tmp / 'inet-dns.pid'}",
+                        "--log-queries",  # what reached "the internet"'s resolver
+                        f"--log-facility={tmp / 'inet-dns.log'}",
                     ],
                 )
             )
@@ -335,6 +337,19 @@ def test_the_captive_api_says_captive_in_rfc_8908_form(hotspot: Hotspot) -> None
     assert got.status == 200
     assert got.headers["content-type"].startswith("application/captive+json")
     assert json.loads(got.body) == {"captive": True, "user-portal-url": f"http://{NODE_IP}/"}
+
+
+def test_before_accepting_no_name_leaves_the_node_so_no_dns_tunnel(hotspot: Hotspot) -> None:
+    secret = f"exfil-{os.getpid()}.tunnel.example"
+    for qtype in (1, 16, 28):  # A, TXT, AAAA
+        for server in (NODE_IP, INET_IP):
+            hotspot.on("ph2", phone.resolve, server, secret, qtype)
+    hotspot.accepted("ph1")
+    allowed = f"allowed-{os.getpid()}.example"
+    assert hotspot.on("ph1", phone.resolve, NODE_IP, allowed).addresses == [INET_IP]
+    upstream = hotspot.tmp / "inet-dns.log"
+    _wait(lambda: allowed in upstream.read_text(), 5, "an accepted phone's name upstream")
+    assert secret not in upstream.read_text()
 
 
 # -- what a phone cannot reach ------------------------------------------------------------------
@@ -455,9 +470,15 @@ def test_the_total_cap_holds_all_phones_together(hotspot: Hotspot) -> None:
 
     got = both()
     assert all(g["bytes"] == n for g in got), got
-    together = sum(g["steady_mbit"] for g in got)
-    assert together <= TOTAL_MBIT * 1.2, got
-    assert all(g["steady_mbit"] <= CLIENT_MBIT * 1.2 for g in got), got
+    # The cap is a token bucket of rate + burst (2 s of the total rate here): a transfer
+    # may start with that much at once, then goes at the rate. Over the whole transfer of
+    # both phones, what came beyond the bucket came at most at the total rate.
+    began = min(g["started"] for g in got)
+    ended = max(g["marks"][-1][0] for g in got)
+    bucket = 2 * kbytes(TOTAL_MBIT) * 1024
+    beyond = (2 * n - bucket) * 8 / (ended - began) / 1e6
+    assert beyond <= TOTAL_MBIT * 1.15, (beyond, got)
+    assert beyond >= TOTAL_MBIT * 0.3, (beyond, got)
 
 
 # -- a rider's phone, in a real browser --------------------------------------------------------
@@ -605,3 +626,15 @@ def test_a_phone_using_an_accepted_phones_address_is_not_let_through(hotspot: Ho
         ph3.ip("addr", "add", own, "dev", "wlan0")
         ph3.ip("route", "replace", "default", "via", NODE_IP)
         hotspot.ns["node"].run("ip", "neigh", "del", hotspot.ip("ph1"), "dev", "hs0", check=False)
+
+
+def test_a_phone_using_an_accepted_phones_mac_is_not_let_through(hotspot: Hotspot) -> None:
+    hotspot.accepted("ph1")
+    ph2 = hotspot.ns["ph2"]  # never accepted
+    own_mac = hotspot.macs["ph2"]
+    ph2.ip("link", "set", "wlan0", "address", hotspot.macs["ph1"])
+    try:
+        assert hotspot.on("ph2", phone.tcp, INET_IP, 8080, 1.5) != "open"
+    finally:
+        ph2.ip("link", "set", "wlan0", "address", own_mac)
+        hotspot.ns["node"].run("ip", "neigh", "del", hotspot.ip("ph2"), "dev", "hs0", check=False)

@@ -106,6 +106,18 @@
     setText(status, words);
     button.hidden = !info || Boolean(info.accepted);
     if (info) setText($("portal-terms-text"), tr("terms", info.session_min, info.client_mbit));
+    refit();
+  }
+
+  // The portal's part takes height from the board above the rider buttons: when it grows
+  // or shrinks, kiosk.js re-checks which regions now scroll (and makes them tab stops).
+  let height = 0;
+  function refit() {
+    const now = $("portal").offsetHeight;
+    if (now !== height) {
+      height = now;
+      window.dispatchEvent(new Event("resize"));
+    }
   }
 
   function take(data) {
@@ -170,6 +182,7 @@
 
   function start() {
     $("portal-accept").addEventListener("click", accept);
+    $("portal-terms").addEventListener("toggle", refit);
     new MutationObserver(render).observe(document.documentElement, {
       attributes: true,
       attributeFilter: ["lang"],

@@ -106,7 +106,9 @@ async def portal(
     node = await nodes.start()
     await until(lambda: node.uplink.connected, "the node online")
     kiosk = start_kiosk(node, KioskConfig(port=0, buttons=["mediator", "service"]))
-    extra = f"\n[wifi.portal]\nport = {free_port()}\ndns_port = {free_port()}\n"
+    extra = (
+        f"\n[wifi.portal]\nport = {free_port()}\ndns_port = {free_port()}\nheader_timeout_s = 1\n"
+    )
     wifi = make(interface="hs0", max_clients=3, uplinks=["wwan0"], extra=extra).wifi
     p = Portal(node, kiosk, None, tmp_path / "arp", tmp_path / "route", netns)  # type: ignore[arg-type]
     p.sees()
@@ -457,3 +459,20 @@ async def test_health_counts_phones_and_sessions_without_naming_any(portal: Port
     assert "02:00:00:00:00:05" not in json.dumps(health) and "127.0.0.5" not in json.dumps(health)
     assert health["internet"] is False
     assert "rx_bytes" not in health  # no radio named hs0 on this machine: no byte counts
+
+
+async def test_a_half_sent_request_is_closed_after_the_portals_header_timeout(
+    portal: Portal,
+) -> None:
+    """A phone that opens a connection and never finishes its request does not keep it:
+    the kiosk's gate and timers hold for the portal's listener too."""
+    limit = portal.server.config.header_timeout_s
+    reader, writer = await asyncio.open_connection("127.0.0.1", portal.server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 10.42.0.1\r\nX-Slow: ")
+    await writer.drain()
+    t0 = asyncio.get_running_loop().time()
+    closed = await asyncio.wait_for(reader.read(), limit + 5)
+    took = asyncio.get_running_loop().time() - t0
+    writer.close()
+    assert closed in (b"",) or closed.startswith(b"HTTP/1.")
+    assert took <= limit + 2

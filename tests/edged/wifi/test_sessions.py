@@ -160,3 +160,24 @@ async def test_the_count_of_the_day_starts_again_at_local_midnight(firewall: Nft
 
 def test_macs_are_kept_in_one_form() -> None:
     assert normal_mac(" 02:AB:cd:00:00:0A ") == "02:ab:cd:00:00:0a"
+
+
+async def test_nft_lets_a_phone_through_under_the_units_seccomp_filters(netns: Netns) -> None:
+    """The daemon runs nft as edged.service runs it (its system-call filter and socket
+    families, tests/systemd/sandbox.py); the capability comes from the drop-in `edged wifi
+    apply` writes."""
+    import shutil
+    import sys
+
+    from tests.helpers.nodes import ROOT
+
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    sandbox = [
+        sys.executable,
+        str(ROOT / "tests/systemd/sandbox.py"),
+        str(ROOT / "systemd/edged.service"),
+        "--",
+    ]
+    firewall = NftFirewall(nft=nft, prefix=[*netns.prefix, *sandbox])
+    await firewall.allow(A, IP_A, 60)
+    assert [(m, ip) for m, ip, _ in await firewall.sessions()] == [(A, IP_A)]
