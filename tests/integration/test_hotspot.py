@@ -43,6 +43,7 @@ from tests.helpers.netns import Netns, NsThread, namespaces, need_netns, sh, vet
 from tests.helpers.nodes import ROOT
 
 NODE_IP, INET_IP, UPLINK_IP = "10.42.0.1", "198.18.0.1", "198.18.0.2"
+ROUTER_IP = "192.168.8.1"  # a cellular router's LAN, beside the uplink
 PORTAL, DNS_PORT, KIOSK = 8081, 8053, 8080
 PHONES = ("ph1", "ph2", "ph3", "ph4")
 BASE = "rnst/v1/test/shuttle-07"
@@ -154,6 +155,7 @@ async def _serve_internet() -> web.AppRunner:
     await runner.setup()
     for port in (80, 443, 8080):
         await web.TCPSite(runner, INET_IP, port).start()
+    await web.TCPSite(runner, ROUTER_IP, 8080).start()
     return runner
 
 
@@ -206,6 +208,8 @@ def hotspot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotspot]:
             veth(node, "up0", inet, "isp0")
             node.ip("addr", "add", f"{UPLINK_IP}/24", "dev", "up0")
             inet.ip("addr", "add", f"{INET_IP}/24", "dev", "isp0")
+            inet.ip("addr", "add", f"{ROUTER_IP}/24", "dev", "isp0")  # the modem's admin page
+            node.ip("addr", "add", "192.168.8.2/24", "dev", "up0")
             node.ip("route", "add", "default", "via", INET_IP)
             # -- the node's generated files ---------------------------------------------
             (tmp / "hotspot.nft").write_text(render_nft(wifi, source="test"))
@@ -430,6 +434,15 @@ def test_accepting_lets_the_phone_through_for_the_session_length(hotspot: Hotspo
     assert timeout == 300 and 0 < mine["expires"] <= 300  # the kernel ends it on time
     api = json.loads(hotspot.on("ph1", phone.fetch, NODE_IP, "/api/captive").body)
     assert api["captive"] is False and 0 < api["seconds-remaining"] <= 300
+
+
+def test_an_accepted_phone_still_cannot_reach_the_networks_beside_the_uplink(
+    hotspot: Hotspot,
+) -> None:
+    hotspot.accepted("ph1")
+    assert hotspot.on("node", phone.tcp, ROUTER_IP, 8080) == "open"  # the node can
+    assert hotspot.on("ph1", phone.tcp, ROUTER_IP, 8080, 1.5) == "timeout"
+    assert hotspot.on("ph1", phone.tcp, INET_IP, 8080) == "open"
 
 
 def test_an_accepted_phone_gets_real_answers_to_its_checks_and_names(hotspot: Hotspot) -> None:
