@@ -5,7 +5,6 @@ Read from the kernel (/sys, /proc) and from `iw`, `nmcli` and `nft` when they ar
 nothing is changed. Each line says what to do when it is not ok.
 """
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from edged.doctor.check import Check, fail, ok, skip, warn
 from edged.wifi.config import WifiConfig
 from edged.wifi.layout import CONNECTION, TABLE
 from edged.wifi.tool import find, run_tool
-from edged.wifi.uplink import ROUTES, Internet, default_route_interfaces
+from edged.wifi.uplink import ROUTES, Internet, default_route_interfaces, route_table
 
 SECTION = "wifi"
 SYS_NET = Path("/sys/class/net")
@@ -262,16 +261,13 @@ def conflicts(wifi: WifiConfig, m: Machine) -> list[Check]:
             )
         )
     net = wifi.address.network
-    for iface, dest, mask in _routes(m.routes):
-        if iface == wifi.interface:
-            continue
-        other = ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)
-        if other.prefixlen > 0 and other.overlaps(net):
+    for r in route_table(m.routes):
+        if r.iface != wifi.interface and r.network.prefixlen > 0 and r.network.overlaps(net):
             out.append(
                 fail(
                     SECTION,
                     "wifi: conflicts",
-                    f"{iface} already uses {other}, which overlaps the hotspot's {net}",
+                    f"{r.iface} already uses {r.network}, which overlaps the hotspot's {net}",
                     "choose another [wifi] address, e.g. 10.42.0.1/24 or 172.31.0.1/24",
                 )
             )
@@ -289,21 +285,6 @@ def conflicts(wifi: WifiConfig, m: Machine) -> list[Check]:
         )
     if not out:
         out.append(ok(SECTION, "wifi: conflicts", "none found (routes, address, DNS/DHCP ports)"))
-    return out
-
-
-def _routes(path: Path) -> list[tuple[str, str, str]]:
-    try:
-        lines = path.read_text().splitlines()[1:]
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        p = line.split()
-        if len(p) >= 8:
-            dest = str(ipaddress.IPv4Address(int(p[1], 16).to_bytes(4, "little")))
-            mask = str(ipaddress.IPv4Address(int(p[7], 16).to_bytes(4, "little")))
-            out.append((p[0], dest, mask))
     return out
 
 

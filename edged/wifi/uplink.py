@@ -7,27 +7,46 @@ in a dead zone). A venue whose broker is down but whose internet works is shown 
 internet": the page may undersell, it never promises what is not there.
 """
 
+import ipaddress
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROUTES = Path("/proc/net/route")
 
 
-def default_route_interfaces(table: Path = ROUTES) -> list[str]:
-    """Interfaces that carry an IPv4 default route, from the kernel's table."""
+@dataclass(frozen=True)
+class Route:
+    iface: str
+    network: ipaddress.IPv4Network
+    up: bool
+
+
+def route_table(table: Path = ROUTES) -> list[Route]:
+    """The kernel's IPv4 routes (/proc/net/route: addresses as little-endian hex)."""
     try:
         lines = table.read_text().splitlines()[1:]
     except OSError:
         return []
     out = []
     for line in lines:
-        parts = line.split()
+        p = line.split()
         # Iface Destination Gateway Flags RefCnt Use Metric Mask ...
-        if len(parts) >= 8 and parts[1] == "00000000" and parts[7] == "00000000":
-            flags = int(parts[3], 16)
-            if flags & 0x1:  # RTF_UP
-                out.append(parts[0])
+        if len(p) < 8:
+            continue
+        try:
+            dest = ipaddress.IPv4Address(int(p[1], 16).to_bytes(4, "little"))
+            mask = ipaddress.IPv4Address(int(p[7], 16).to_bytes(4, "little"))
+            net = ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)
+            out.append(Route(p[0], net, bool(int(p[3], 16) & 0x1)))  # RTF_UP
+        except ValueError:
+            continue
     return out
+
+
+def default_route_interfaces(table: Path = ROUTES) -> list[str]:
+    """Interfaces that carry an IPv4 default route."""
+    return [r.iface for r in route_table(table) if r.up and r.network.prefixlen == 0]
 
 
 class Internet:

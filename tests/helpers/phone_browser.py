@@ -45,6 +45,15 @@ async def page_facts(page: Any) -> dict[str, Any]:
     )
 
 
+async def phone_page(browser: Any, viewport: dict[str, int], locale: str) -> tuple[Any, Any]:
+    """A fresh phone (context) and its page."""
+    ctx = await browser.new_context(
+        viewport=viewport, is_mobile=True, has_touch=True, device_scale_factor=2,
+        locale=locale, timezone_id="Europe/Paris", user_agent=ANDROID_UA,
+    )  # fmt: skip
+    return ctx, await ctx.new_page()
+
+
 async def main(out: Path) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
@@ -55,11 +64,7 @@ async def main(out: Path) -> dict[str, Any]:
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
         )
         try:
-            ctx = await browser.new_context(
-                viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2,
-                locale="fr-FR", timezone_id="Europe/Paris", user_agent=ANDROID_UA,
-            )  # fmt: skip
-            page = await ctx.new_page()
+            ctx, page = await phone_page(browser, PHONE, "fr-FR")
             page.on("pageerror", lambda e: seen["errors"].append(str(e)))
             page.on(
                 "console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None
@@ -101,11 +106,7 @@ async def main(out: Path) -> dict[str, Any]:
             await page.screenshot(path=str(out / "portal-accepted-en.png"))
             await ctx.close()
 
-            ctx = await browser.new_context(
-                viewport=SMALL, is_mobile=True, has_touch=True, device_scale_factor=2,
-                locale="en-GB", timezone_id="Europe/Paris", user_agent=ANDROID_UA,
-            )  # fmt: skip
-            page = await ctx.new_page()
+            ctx, page = await phone_page(browser, SMALL, "en-GB")
             await page.goto("http://10.42.0.1/")  # accepted now: its checks go out
             await page.wait_for_function(
                 "() => document.getElementById('node-name').textContent === 'Navette 07' &&"
