@@ -114,7 +114,7 @@ def chunks(data: bytes) -> Iterator[bytes]:
 
 def rate_decoder(data: bytes, sentences: int) -> tuple[float, int, int]:
     """Sentences/s through decoder + PositionService.on_fix; (rate, fixes, publications)."""
-    from drivers.gps.nmea import NmeaDecoder
+    from drivers.gps.decoder import NmeaDecoder
 
     service, node = position_service()
     decoder = NmeaDecoder()

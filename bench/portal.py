@@ -202,10 +202,15 @@ max_clients = 128
 
 
 def run_once(args: argparse.Namespace, phones: int) -> dict[str, Any]:
+    """One bench.tap run (its own options, defaults but the counts) with the portal on."""
+    tap_args = tap._parser().parse_args(
+        ["--taps", str(args.taps), "--presentations", str(args.presentations), "--baseline-n", "5"]
+    )
+
     def around(node: Any) -> contextlib.AbstractAsyncContextManager[Any]:
         return portal_on(node, phones, args.poll_s, args.json)
 
-    return asyncio.run(tap.run_node(args, args.json, extra=PORTAL_KIOSK, around=around))
+    return asyncio.run(tap.run_node(tap_args, args.json, extra=PORTAL_KIOSK, around=around))
 
 
 def summary(args: argparse.Namespace, runs: list[dict[str, Any]], load: float) -> dict[str, Any]:
@@ -264,9 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.phones <= 250:
         print("--phones: 1 to 250 (one address each, 127.0.1.1 on)", file=sys.stderr)
         return 2
-    # what bench.tap's run_node reads
-    args.baseline_n, args.gap_ms, args.pulse_ms = 5, (20.0, 60.0), 5.0
-    args.poll_interval_ms, args.seed = None, 1
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -43,7 +43,11 @@ Baselines, measured in the same run before the node starts:
   payload to the same broker, from the call until it returns (PUBACK);
 - baseline_poll: one `nfc_initiator_select_passive_target` round trip through libnfc to a
   second emulator, the way the driver opens and polls it, with no card and with a card
-  (the driver needs two reads with a card, `confirm_reads` = 2).
+  (the driver needs two reads with a card, `confirm_reads` = 2);
+- baseline_journal_write / _sync: one tap-sized record written to a tap journal on the
+  outbox's filesystem (`edged.outbox.journal`), without and with a sync to the disk
+  (`msync`): what the decision pays to have the tap recorded before the relay moves
+  (`--journal-sync` runs the node with the sync).
 
 Nothing fails on a missed aim: each aim has an `*_ok` flag, and the exit code is 0 unless
 the benchmark itself broke.
@@ -135,6 +139,28 @@ def match_edges(starts: list[float], edges: list[float]) -> tuple[list[float], i
 
 
 # -- baselines ---------------------------------------------------------------------------
+
+
+def baseline_journal(tmp: Path, n: int, payload: bytes, *, sync: bool) -> list[float]:
+    """ms of one tap-sized record written to a tap journal (`edged.outbox.journal`) on the
+    outbox's filesystem: the cost the decision now carries, with and without msync."""
+    from edged.outbox.journal import Journal, Record
+
+    journal = Journal(tmp / f"baseline-{'sync' if sync else 'write'}-taps", sync=sync)
+    journal.open(0)
+    topic = f"rnst/v1/{FLEET}/{NODE_ID}/events/tap"
+    out = []
+    try:
+        for i in range(n):
+            rn = journal.take_rn()
+            record = Record(rn, topic, "events/tap", i + 1, 1, 1, False, False, 0, payload)
+            t = time.perf_counter()
+            journal.write(record)
+            out.append(ms(time.perf_counter() - t))
+            journal.folded([rn])  # as the writer does after each commit
+    finally:
+        journal.close()
+    return out
 
 
 def baseline_pin_write(n: int) -> list[float]:
@@ -238,6 +264,7 @@ def node_config_text(
     public_key: str,
     pulse_s: float,
     poll_interval_s: float | None,
+    journal_sync: bool = False,
     extra: str = "",
 ) -> str:
     """`extra` replaces `[services.kiosk] enabled = false` (bench.portal turns it on)."""
@@ -255,6 +282,7 @@ protocol = "5"
 
 [outbox]
 path = "{tmp / "outbox.sqlite"}"
+journal_sync = {"true" if journal_sync else "false"}
 
 [services.access]
 enabled = true
@@ -393,6 +421,8 @@ async def run_node(
             ).encode()
             say(quiet, f"baseline: {args.baseline_n} bare pin writes, QoS 1 publishes, polls")
             out["pin"] = baseline_pin_write(args.baseline_n)
+            out["journal_write"] = baseline_journal(tmp, args.baseline_n, payload, sync=False)
+            out["journal_sync"] = baseline_journal(tmp, args.baseline_n, payload, sync=True)
             out["baseline_puback"] = await baseline_puback(
                 broker.port, args.baseline_n, payload, topic
             )
@@ -410,6 +440,7 @@ async def run_node(
                 public_key=public_key_text(key.public_key()),
                 pulse_s=pulse_s,
                 poll_interval_s=args.poll_interval_ms / 1000 if args.poll_interval_ms else None,
+                journal_sync=args.journal_sync,
                 extra=extra,
             )
             config = parse_config(text, source="bench.tap", base_dir=tmp)
@@ -576,6 +607,11 @@ def report(args: argparse.Namespace, raw: dict[str, Any], load_before: float) ->
         "pn532_puback_p99_ms": stats_ms(raw["pn532_puback"], 2)["p99"],
         "stored_p50_ms": stats_ms(raw["stored"], 2)["p50"],
         "stored_p99_ms": stats_ms(raw["stored"], 2)["p99"],
+        "journal_sync": args.journal_sync,
+        "baseline_journal_write_p50_ms": stats_ms(raw["journal_write"], 4)["p50"],
+        "baseline_journal_write_p99_ms": stats_ms(raw["journal_write"], 4)["p99"],
+        "baseline_journal_sync_p50_ms": stats_ms(raw["journal_sync"], 3)["p50"],
+        "baseline_journal_sync_p99_ms": stats_ms(raw["journal_sync"], 3)["p99"],
         "baseline_pin_write_p50_ms": stats_ms(raw["pin"], 4)["p50"],
         "baseline_pin_write_p99_ms": stats_ms(raw["pin"], 4)["p99"],
         "baseline_puback_p50_ms": stats_ms(raw["baseline_puback"], 2)["p50"],
@@ -633,6 +669,9 @@ def table(r: dict[str, Any]) -> str:
         f"{cell(r['stored_p99_ms']):>9}",
         "",
         f"{'baseline':34} {'p50 ms':>9} {'p99 ms':>9}",
+        f"{'tap journal write / with msync':34} {cell(r['baseline_journal_write_p50_ms']):>9} "
+        f"{cell(r['baseline_journal_write_p99_ms']):>9}   "
+        f"{cell(r['baseline_journal_sync_p50_ms'])} / {cell(r['baseline_journal_sync_p99_ms'])}",
         f"{'gpiozero MockPin on()':34} {cell(r['baseline_pin_write_p50_ms']):>9} "
         f"{cell(r['baseline_pin_write_p99_ms']):>9}",
         f"{'aiomqtt QoS 1 publish -> PUBACK':34} {cell(r['baseline_puback_p50_ms']):>9} "
@@ -675,6 +714,11 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="nfc.libnfc poll_interval_s in ms (default: the driver's default)",
+    )
+    ap.add_argument(
+        "--journal-sync",
+        action="store_true",
+        help="[outbox] journal_sync = true: msync each tap's record before the relay",
     )
     ap.add_argument("--seed", type=int, default=1)
     return ap

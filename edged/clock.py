@@ -53,9 +53,11 @@ class Clock:
         synced = self._trust or kernel_clock_synced()
         self._synced = bool(synced) and time.time() > _EARLIEST_PLAUSIBLE
 
-    def discipline(self, gps_time: datetime) -> None:
-        """Feed the time of a valid fix; used while the system clock is not synced."""
-        self._gps_offset = gps_time.timestamp() - time.monotonic()
+    def discipline(self, gps_time: datetime, at: float | None = None) -> None:
+        """Feed the time of a valid fix; used while the system clock is not synced. `at`:
+        the monotonic time the receiver sent it (default now), as a fix is emitted once
+        its epoch is over, a fraction of a second after its first sentence."""
+        self._gps_offset = gps_time.timestamp() - (time.monotonic() if at is None else at)
 
     @property
     def source(self) -> ClockSource:

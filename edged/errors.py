@@ -30,3 +30,8 @@ class CommandError(EdgedError):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
+
+
+class NotDurableError(EdgedError):
+    """The disk refused the write: the message is kept in memory, sent while the link holds,
+    and lost if the process stops first (`alarm/outbox_full` says the disk refuses writes)."""

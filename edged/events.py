@@ -1,7 +1,7 @@
 """Typed events that drivers hand to services. They carry no MQTT, topic or JSON knowledge."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 from typing import Literal
@@ -27,6 +27,10 @@ class Fix:
     quality: int = 1  # GGA fix quality: 1 GPS, 2 DGPS, 4 RTK fixed...
     satellites: int | None = None
     hdop: float | None = None
+    date_known: bool = True  # False: the receiver gave no date yet, fix_time's day is a guess
+    received: float | None = field(default=None, compare=False)
+    """time.monotonic() when the epoch's first sentence arrived (None: not known), so the
+    clock can be set from a fix published later than the receiver sent it."""
 
     @property
     def valid(self) -> bool:
@@ -54,6 +58,7 @@ class TroubleCode:
     spn: int  # suspect parameter number, 19 bits
     fmi: int  # failure mode identifier, 5 bits
     occurrence: int  # 7 bits
+    cm: int = 0  # SPN conversion method: 0 J1939-73 version 4 layout, 1 an older one
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import resource
 import time
 from collections.abc import Callable
 
-from edged.payloads import DriverStatus, Health, OutboxHealth, WifiHealth
+from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth, WifiHealth
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -69,6 +69,7 @@ def build_health(
     outbox: OutboxHealth,
     drivers: list[DriverStatus],
     errors: dict[str, int],
+    mqtt: MqttHealth | None = None,
     wifi: WifiHealth | None = None,
 ) -> Health:
     return Health(
@@ -82,6 +83,7 @@ def build_health(
         outbox=outbox,
         drivers=drivers,
         errors=errors,
+        mqtt=mqtt,
         wifi=wifi,
     )
 

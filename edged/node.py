@@ -2,7 +2,9 @@
 supervised drivers and the services, and a shutdown that says `offline` within seconds."""
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,27 +21,31 @@ from edged.access.service import AccessService
 from edged.clock import Clock
 from edged.commands.admin import probation_watch, register_admin
 from edged.commands.builtin import register_builtin
+from edged.commands.declared import register_declared
+from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.loader import config_hash, validate_options
 from edged.config.models import DriverConfig, EdgedConfig
 from edged.config.probation import Probation
 from edged.counters import Counters
 from edged.diag import RecentLog
-from edged.errors import OutboxFullError
+from edged.errors import EdgedError
 from edged.events import Unlock
 from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.outbox import Outbox, Publication, PutResult
-from edged.payloads import Alarm, Health, State
+from edged.payloads import Health, State
 from edged.sdnotify import SystemdNotifier, beat_recent, task_alive, watchdog_loop
 from edged.security.authorize import Authorizer
 from edged.services.doors import DoorService
 from edged.services.geofences import GeofenceService
+from edged.services.journey import JourneyService
 from edged.services.occupancy import OccupancyService
 from edged.services.panic import PanicService
 from edged.services.position import PositionService
+from edged.services.storage_alarms import StorageAlarms, alarm_ack
 from edged.services.vehicle import VehicleService
 from edged.supervisor import Supervisor
-from edged.topics import ALARM, HEALTH, REPLY, Topics, TopicSpec
+from edged.topics import HEALTH, REPLY, Topics, TopicSpec
 from edged.uplink import Uplink
 
 if TYPE_CHECKING:
@@ -48,7 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UNWRITABLE_ALARM_EVERY_S = 60.0
 SHUTDOWN_BUDGET_S = 4.0
 """SIGTERM to exit must fit in systemd's patience and the 5 s the contract promises."""
 
@@ -73,11 +78,15 @@ class Node:
         self.started = time.monotonic()
         self.topics = Topics(config.broker.prefix, config.node.fleet, config.node.id)
         self.config_hash = config_hash(config)
-        self.outbox = Outbox(config.outbox, self.clock, on_pressure=self._outbox_pressure)
+        self.storage_alarms = StorageAlarms(self)
+        self.outbox = Outbox(config.outbox, self.clock, on_pressure=self.storage_alarms.pressure)
         self.router = CommandRouter(
             self.counters,
             authorizer=Authorizer(
                 config.security, self.clock, get_state=self.get_state, set_state=self.set_state
+            ),
+            response_topics=ResponseTopics(
+                config.broker.prefix, config.broker.response_topic_prefix
             ),
         )
         self.uplink = Uplink(
@@ -97,10 +106,6 @@ class Node:
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
         self.notifier = SystemdNotifier()
-        self._unwritable: Alarm | None = None  # the disk refused a write: alarm to send
-        self._unwritable_sent_at = float("-inf")
-        self._unwritable_session = -1
-        self._direct: set[asyncio.Task[bool]] = set()
         self.services: list[Any] = []
         self.kiosk: KioskServer | None = None  # aiohttp is imported only for a kiosk
         self.wifi: WifiService | None = None  # the riders' hotspot: its portal is the kiosk
@@ -149,70 +154,8 @@ class Node:
             correlation=correlation,
         )
         future = self.outbox.put_nowait(pub)
-        future.add_done_callback(self._check_stored)
+        future.add_done_callback(self.storage_alarms.check_stored)
         return future
-
-    def _check_stored(self, future: "asyncio.Future[PutResult]") -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is None and self._unwritable is not None:
-            self._writable_again()
-        elif isinstance(exc, OutboxFullError):
-            log.error("%s", exc)
-        elif exc is not None:
-            self.counters.inc("outbox.error")
-            log.error("could not store a message: %s", exc)
-            self._unwritable_alarm(str(exc))
-
-    def _unwritable_alarm(self, reason: str) -> None:
-        """The disk refuses writes (full, failing SD card): the alarm cannot go through the
-        outbox it is about, so it goes straight to the broker, now or at the next connect.
-        Door decisions go on; what could not be stored is counted in `outbox.error`."""
-        if self._unwritable is None:
-            log.error("the outbox cannot be written (%s): raising alarm/outbox_full", reason)
-        self._unwritable = Alarm(
-            kind="outbox_full",
-            active=True,
-            reason=f"cannot write the outbox: {reason}"[:200],
-            details={"write_errors": self.counters.snapshot().get("outbox.error", 0)},
-        )
-        self._send_unwritable()
-
-    async def _watch_unwritable(self) -> None:
-        while True:
-            await asyncio.sleep(2.0)
-            self._send_unwritable()
-
-    def _send_unwritable(self) -> None:
-        """Straight to the broker: once per MQTT session, and again every minute."""
-        if self._unwritable is None or not self.uplink.connected:
-            return
-        now = time.monotonic()
-        fresh = self._unwritable_session != self.uplink.sessions
-        if not fresh and now - self._unwritable_sent_at < UNWRITABLE_ALARM_EVERY_S:
-            return
-        self._unwritable_sent_at, self._unwritable_session = now, self.uplink.sessions
-        name = "outbox_full"
-        payload, _, _ = self.outbox.stamp(ALARM.suffix(name), self._unwritable)
-        task = asyncio.create_task(
-            self.uplink.publish_direct(self.topics.of(ALARM, name), payload, qos=1, retain=True),
-            name="alarm.unwritable",
-        )
-        self._direct.add(task)
-        task.add_done_callback(self._direct.discard)
-
-    def _writable_again(self) -> None:
-        """A write succeeded after failures: clear the alarm, through the outbox this time."""
-        if self._unwritable is not None:
-            self._unwritable = None
-            self._unwritable_sent_at = float("-inf")
-            log.warning("the outbox can be written again")
-            self.publish(
-                ALARM,
-                Alarm(kind="outbox_full", active=False, reason="the outbox can be written again"),
-                name="outbox_full",
-            )
 
     def get_state(self, key: str, default: Any = None) -> Any:
         return self.outbox.get_state(key, default)
@@ -224,16 +167,22 @@ class Node:
 
     async def handle_command(self, cmd: IncomingCommand) -> None:
         outcome = await self.router.handle(cmd)
-        stored = self.publish(
-            REPLY,
-            outcome.reply,
-            name=outcome.name,
-            response_topic=outcome.response_topic,
-            correlation=outcome.correlation,
-        )
+        try:
+            stored = self.publish(
+                REPLY,
+                outcome.reply,
+                name=outcome.name,
+                response_topic=outcome.response_topic,
+                correlation=outcome.correlation,
+            )
+        except Exception:  # the outbox is closing, or a bug: the next command still comes
+            self.counters.inc("cmd.reply_not_stored")
+            log.exception("the reply to command %s could not be stored", outcome.reply.id)
+            return
         if self._restart_after_reply:
             self._restart_after_reply = False
-            await stored
+            with contextlib.suppress(EdgedError):  # not durable: sent from memory, if at all
+                await stored
             await self.uplink.wait_idle(2.0)  # let the reply leave before we go
             self._stop_now()
 
@@ -271,17 +220,12 @@ class Node:
             outbox=await self.outbox.stats(),
             drivers=self.supervisor.statuses(),
             errors=self.counters.snapshot(),
+            mqtt=self.uplink.link_health(),
             wifi=await self.wifi.health() if self.wifi is not None else None,
         )
 
     async def publish_health(self) -> None:
         self.publish(HEALTH, await self.health())
-
-    def _outbox_pressure(self, active: bool, reason: str) -> None:
-        self.counters.inc("outbox.full" if active else "outbox.recovered")
-        self.publish(
-            ALARM, Alarm(kind="outbox_full", active=active, reason=reason), name="outbox_full"
-        )
 
     # -- running ----------------------------------------------------------------------
 
@@ -309,6 +253,9 @@ class Node:
         self.router.register("trip.start", self.vehicle.command_trip_start, scope="operate")
         self.router.register("trip.stop", self.vehicle.command_trip_stop, scope="operate")
         self.services += [self.geofences, self.vehicle]
+        self.journey = JourneyService(self)
+        register_declared(self.router, self.journey.commands())
+        self.services.append(self.journey)
         if any(d.enabled and d.driver.startswith("gps.") for d in self.config.drivers):
             self.services.append(self.position)  # a venue has no GPS: no "fix lost" for it
         self._start_people_services()
@@ -369,7 +316,7 @@ class Node:
             last_fix=lambda: self.position.last_valid[0] if self.position.last_valid else None,
             connected=lambda: self.uplink.connected,
         )
-        self.router.register("alarm.ack", self.panic.command_ack)
+        self.router.register("alarm.ack", alarm_ack(self.panic.command_ack, self.storage_alarms))
         self.services.append(self.panic)
 
     def status_line(self) -> str:
@@ -388,6 +335,7 @@ class Node:
         logging.getLogger().addHandler(self.recent_log)
         await self.outbox.open()
         try:
+            self.storage_alarms.report_losses()
             self._start_services()
             factories = [(d, self._driver_factory(d)) for d in self.config.drivers if d.enabled]
             async with asyncio.TaskGroup() as tg:
@@ -395,7 +343,7 @@ class Node:
                 uplink = tg.create_task(self.uplink.run(), name="uplink")
                 others = [
                     tg.create_task(self.lag.run(), name="loop-lag"),
-                    tg.create_task(self._watch_unwritable(), name="outbox.unwritable"),
+                    tg.create_task(self.storage_alarms.watch(), name="outbox.unwritable"),
                     tg.create_task(
                         every(self.config.health.interval_s, self.publish_health), name="health"
                     ),
@@ -451,15 +399,23 @@ class Node:
             log.info("stopped")
 
     async def _drain_and_say_offline(self) -> None:
+        """Commit, send what fits in the budget, say offline; a disk that refuses the
+        commits (full, failing) must not keep the node from saying offline."""
         deadline = time.monotonic() + SHUTDOWN_BUDGET_S
         try:
             async with asyncio.timeout(SHUTDOWN_BUDGET_S - 0.5):
-                await self.outbox.flush()
+                await self._flush_for_shutdown()
                 await self.uplink.wait_idle(max(0.0, deadline - time.monotonic() - 1.5))
                 await self.uplink.say_offline()
-                await self.outbox.flush()
+                await self._flush_for_shutdown()
         except TimeoutError:
             log.warning(
                 "shutdown: the broker did not answer in time; queued messages stay "
                 "in the outbox for the next start"
             )
+
+    async def _flush_for_shutdown(self) -> None:
+        try:
+            await self.outbox.flush()
+        except (sqlite3.Error, OSError, EdgedError) as exc:
+            log.error("shutdown: the outbox could not be committed (%s)", exc)

@@ -1,9 +1,11 @@
 """Payload bodies, one model per topic. `edged schema` prints their JSON Schemas.
 
-Every outgoing payload is one of these plus the envelope (`v`, `seq`, `ts`, `clock`) that the
-outbox adds when it stores the message, so the envelope is the same for every topic.
+Every outgoing payload is one of these plus the envelope (`v`, `epoch`, `seq`, `ts`,
+`clock`) that the outbox adds when it stores the message, so the envelope is the same for
+every topic.
 """
 
+import json
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -24,12 +26,23 @@ class Body(BaseModel):
 
 
 class Envelope(BaseModel):
-    """Fields every outgoing payload carries; a replay keeps its original `seq` and `ts`."""
+    """Fields every outgoing payload carries; a replay keeps its original `epoch`, `seq`
+    and `ts`, so dispatch de-duplicates on (topic, epoch, seq)."""
 
     v: int = Field(description="schema version of this topic's payload")
-    seq: int = Field(description="per-stream counter that survives restarts; de-duplicate on it")
+    epoch: str = Field(
+        description="16 hex digits, new at every start of the daemon: (epoch, seq) is never "
+        "reused, even when the seq counters could not be kept"
+    )
+    seq: int = Field(description="per-stream counter that survives restarts")
     ts: int = Field(description="UTC milliseconds when the node produced the message")
     clock: Literal["ntp", "gps", "unsynced"] = Field(description="which clock stamped `ts`")
+
+
+def encode(body: dict[str, Any], *, v: int, epoch: str, seq: int, ts: int, clock: str) -> bytes:
+    """The payload bytes: the envelope, then the body's fields."""
+    envelope = {"v": v, "epoch": epoch, "seq": seq, "ts": ts, "clock": clock}
+    return json.dumps({**envelope, **body}, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class DriverStatus(Body):
@@ -62,6 +75,10 @@ class Position(Body):
     satellites: int | None = None
     hdop: float | None = None
     odometer_m: float = Field(description="distance from fixes since the odometer was installed")
+    date_unknown: Literal[True] | None = Field(
+        default=None,
+        description="present when the receiver gave no date yet: fix_time's day is a guess",
+    )
 
 
 class Alarm(Body):
@@ -84,6 +101,24 @@ class OutboxHealth(Body):
         default=0, description="samples and health reports dropped at the hard cap"
     )
     write_errors: int = Field(default=0, description="failed commits since start")
+    in_memory: int = Field(
+        default=0, description="messages the disk refused, kept in memory until sent"
+    )
+    read_errors: int = Field(default=0, description="failed reads of the outbox since start")
+
+
+class MqttHealth(Body):
+    protocol: Literal["5", "3.1.1"] = Field(description="MQTT version of the current session")
+    fallback: bool = Field(description="3.1.1 because the broker refused MQTT 5")
+    session_expiry_s: int | None = Field(
+        default=None, description="how long the broker keeps our session (MQTT 5, as granted)"
+    )
+    session_present: bool | None = Field(
+        default=None, description="the broker still had our session at the last connection"
+    )
+    last_error: str | None = Field(
+        default=None, description="why the last connection was refused or lost, with the remedy"
+    )
 
 
 class WifiHealth(Body):
@@ -109,6 +144,7 @@ class Health(Body):
     outbox: OutboxHealth
     drivers: list[DriverStatus]
     errors: dict[str, int] = Field(description="counters per edge, e.g. cmd.bad_json")
+    mqtt: MqttHealth | None = None
     wifi: WifiHealth | None = Field(default=None, description="with [wifi] enabled only")
 
 
@@ -189,6 +225,11 @@ class FaultCode(Body):
     spn: int
     fmi: int
     occurrence: int
+    cm: int = Field(
+        default=0,
+        description="SPN conversion method: 0 the J1939-73 version 4 layout the spn is read "
+        "with; 1 the ECU uses an older layout (versions 1-3), the spn may be in another order",
+    )
 
 
 class EcuLamps(Body):
@@ -258,3 +299,20 @@ class Occupancy(Body):
     entries: int = Field(description="people in since the last reset")
     exits: int = Field(description="people out since the last reset")
     reset_at: int = Field(description="UTC ms of the last reset")
+
+
+class Journey(Body):
+    """What the vehicle does for riders: its operating mode and the run dispatch assigned
+    (`journey.assign`), as GTFS identifiers so the fleet's feed can name the trip."""
+
+    mode: str = Field(description="operating mode (`mode.set`): on-demand, school, out-of-service")
+    assigned: bool = Field(description="a run is assigned; false after `journey.clear`")
+    route_id: str | None = Field(default=None, description="GTFS route_id")
+    trip_id: str | None = Field(default=None, description="GTFS trip_id (absent: an ADDED run)")
+    start_date: str | None = Field(default=None, description="YYYYMMDD, the service day")
+    start_time: str | None = Field(default=None, description="HH:MM:SS, may pass 24:00:00")
+    direction_id: int | None = Field(default=None, description="GTFS direction_id, 0 or 1")
+    schedule_relationship: Literal["SCHEDULED", "ADDED"] | None = None
+    line: str | None = Field(default=None, description="line name as riders know it")
+    headsign: str | None = Field(default=None, description="destination shown to riders")
+    assigned_at: int | None = Field(default=None, description="UTC ms of the assignment")

@@ -33,14 +33,17 @@ class TopicSpec:
     qos: int
     retain: bool
     latest_only: bool = False  # the outbox keeps only the newest unsent message of a topic
+    journal: bool = False  # in the tap journal before the caller acts (edged.outbox.journal)
     version: int = 1
     direction: str = "out"
 
     def suffix(self, name: str | None = None) -> str:
+        """The topic under the node base; on an outgoing topic a dotted `{name}` is written
+        with `/` (`reply/config/get`): some brokers rewrite dots, none rewrites slashes."""
         if "{name}" in self.name:
-            if name is None or not COMMAND_NAME.fullmatch(name):
+            if name is None or not (COMMAND_NAME.fullmatch(name) or name == INVALID_COMMAND):
                 raise ValueError(f"{self.name} needs a valid command name, got {name!r}")
-            return self.name.replace("{name}", name)
+            return self.name.replace("{name}", name if self.direction == "in" else levels(name))
         return self.name
 
 
@@ -48,13 +51,24 @@ COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){0,3}"
 INVALID_COMMAND = "_invalid"
 """Replies to commands whose name is not a valid command name go to `reply/_invalid`."""
 
+
+def levels(name: str) -> str:
+    """A dotted name as topic levels: `config.get` -> `config/get`."""
+    return name.replace(".", "/")
+
+
+def name_of(levels_or_dots: str) -> str | None:
+    """The command name a topic tail spells, `config/get` or `config.get`; None if invalid."""
+    name = levels_or_dots.replace("/", ".")
+    return name if COMMAND_NAME.fullmatch(name) else None
+
 STATE = TopicSpec("state", p.State, None, qos=1, retain=True)
 POSITION = TopicSpec("position", p.Position, Priority.SAMPLE, qos=0, retain=False)
 ALARM = TopicSpec("alarm/{name}", p.Alarm, Priority.ALARM, qos=1, retain=True)  # {name}: kind
 OCCUPANCY = TopicSpec(
     "occupancy", p.Occupancy, Priority.STATE, qos=1, retain=True, latest_only=True
 )
-TAP = TopicSpec("events/tap", p.TapEvent, Priority.EVENT, qos=1, retain=False)
+TAP = TopicSpec("events/tap", p.TapEvent, Priority.EVENT, qos=1, retain=False, journal=True)
 DOOR = TopicSpec("events/door", p.DoorEvent, Priority.EVENT, qos=1, retain=False)
 GEOFENCE = TopicSpec("events/geofence", p.GeofenceEvent, Priority.EVENT, qos=1, retain=False)
 FIX = TopicSpec("events/fix", p.FixEvent, Priority.EVENT, qos=1, retain=False)
@@ -62,6 +76,9 @@ VEHICLE = TopicSpec("vehicle", p.Vehicle, Priority.SAMPLE, qos=0, retain=False)
 FAULTS = TopicSpec("vehicle/faults", p.Faults, Priority.STATE, qos=1, retain=True, latest_only=True)
 TRIP = TopicSpec("trip", p.Trip, Priority.TRIP, qos=1, retain=False)
 HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
+JOURNEY = TopicSpec(
+    "journey", p.Journey, Priority.STATE, qos=1, retain=True, latest_only=True
+)
 KIOSK_REQUESTS = TopicSpec("kiosk/requests", KioskRequest, Priority.EVENT, qos=1, retain=False)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
@@ -81,6 +98,7 @@ TOPICS: dict[str, TopicSpec] = {
         FAULTS,
         TRIP,
         HEALTH,
+        JOURNEY,
         KIOSK_REQUESTS,
         REPLY,
         COMMAND,
@@ -93,6 +111,8 @@ class Topics:
 
     def __init__(self, prefix: str, fleet: str, node: str) -> None:
         self.base = f"{prefix}/{fleet}/{node}"
+        # the base as a broker that rewrites `.` to `/` delivers it (a dotted prefix)
+        self._heads = tuple(dict.fromkeys((f"{self.base}/cmd/", f"{levels(self.base)}/cmd/")))
 
     def of(self, spec: TopicSpec, name: str | None = None) -> str:
         return f"{self.base}/{spec.suffix(name)}"
@@ -103,6 +123,14 @@ class Topics:
         return f"{self.base}/cmd/#"
 
     def command_name(self, topic: str) -> str | None:
-        """The `{name}` of a command topic, or None when the topic is not one of ours."""
-        head = f"{self.base}/cmd/"
-        return topic[len(head) :] if topic.startswith(head) else None
+        """What a command topic names, as sent (`config.get` or `config/get`, maybe not a
+        valid name at all); None when the topic is not one of our command topics."""
+        for head in self._heads:
+            if topic.startswith(head):
+                return topic[len(head) :]
+        return None
+
+    def command_topic(self, name: str) -> str:
+        """The canonical (dotted) topic of a command: what signatures cover, however the
+        command was spelled on the way."""
+        return self.of(COMMAND, name)

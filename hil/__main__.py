@@ -35,6 +35,19 @@ def _parser() -> argparse.ArgumentParser:
     interop.add_argument("broker", metavar="BROKER", help="mosquitto, amqtt, aedes or rabbitmq")
     interop.add_argument("--json", action="store_true", help="print the report as JSON")
     interop.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it")
+    fleet = sub.add_parser(
+        "fleet", help="a simulated fleet publishing the contract on real routes (for the feed)"
+    )
+    fleet.add_argument("--nodes", type=int, default=50, metavar="N", help="vehicles (50)")
+    fleet.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
+    fleet.add_argument("--prefix", default="rnst/v1")
+    fleet.add_argument("--fleet", default="sim", help="fleet id of the vehicles (sim)")
+    fleet.add_argument("--period", type=float, default=5.0, metavar="S",
+                       help="seconds between a vehicle's positions (5)")
+    fleet.add_argument("--offline-share", type=float, default=0.02, metavar="F",
+                       help="share of the fleet going offline every 30 s, back 10-60 s later")
+    fleet.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    fleet.add_argument("--seed", type=int, default=16)
     return p
 
 
@@ -59,6 +72,24 @@ async def play(name: str, workdir: Path, *, quick: bool, verbose: bool, hw: Path
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "fleet":
+        from edged.ops.urls import parse_broker_url
+        from hil.fleet.sim import FleetSim
+
+        address = parse_broker_url(args.broker)
+        if address.tls or not 1 <= args.nodes <= 100_000 or not 0 <= args.offline_share <= 1:
+            print("hil fleet: a plain mqtt:// broker, 1-100000 nodes, a share in 0..1",
+                  file=sys.stderr)
+            return 2
+        sim = FleetSim(address.host, address.port, args.nodes, prefix=args.prefix,
+                       fleet=args.fleet, period_s=args.period, offline_share=args.offline_share,
+                       seed=args.seed)
+        print(f"hil fleet: {args.nodes} vehicles on {address.url}", file=sys.stderr)
+        try:
+            print(json.dumps(asyncio.run(sim.run(args.duration)), indent=2))
+        except KeyboardInterrupt:
+            print(json.dumps(sim.summary(), indent=2))
+        return 0
     if args.command == "interop":
         from hil import interop
 

@@ -73,7 +73,9 @@ class Collector:
                         raw = m.payload if isinstance(m.payload, bytes) else b""
                         try:
                             payload = json.loads(raw)
-                        except ValueError:
+                        except (ValueError, RecursionError):  # hostile commands too
+                            payload = {"_raw": raw.decode(errors="replace")}
+                        if not isinstance(payload, dict):
                             payload = {"_raw": raw.decode(errors="replace")}
                         r = Received(str(m.topic), payload, time.time(), bool(m.retain))
                         self.messages.append(r)
@@ -113,12 +115,18 @@ def _suffix(topic: str) -> str:
     return "/".join(topic.split("/")[4:])
 
 
+def dedup_key(m: Received) -> tuple[str, Any, Any]:
+    """What dispatch de-duplicates on (docs/topics.md): the topic, the outbox epoch when the
+    envelope has one, and the seq."""
+    return (m.topic, m.payload.get("epoch"), m.payload.get("seq"))
+
+
 def unique_by_seq(messages: list[Received]) -> list[Received]:
-    """De-duplicate as dispatch does, on (topic, seq); keeps arrival order."""
-    seen: set[tuple[str, int]] = set()
+    """De-duplicate as dispatch does (`dedup_key`); keeps arrival order."""
+    seen: set[tuple[str, Any, Any]] = set()
     out = []
     for m in messages:
-        key = (m.topic, m.payload["seq"])
+        key = dedup_key(m)
         if key not in seen:
             seen.add(key)
             out.append(m)

@@ -92,7 +92,7 @@ ACL
             printf '\n# node %s/%s\nuser %s.%s\n' "$fleet" "$node" "$fleet" "$node"
             # the outbound topics of edged/topics.py (tests/integration/test_broker_config.py
             # holds this list to that table)
-            for topic in state position occupancy vehicle vehicle/faults trip 'events/#' \
+            for topic in state position occupancy vehicle vehicle/faults trip journey 'events/#' \
                 'alarm/#' kiosk/requests health 'reply/#'; do
                 printf 'topic write %s/%s\n' "$base" "$topic"
             done

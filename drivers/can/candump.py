@@ -3,9 +3,11 @@
 One frame per line: timestamp in seconds, interface, identifier (3 hex digits: 11-bit;
 8: 29-bit, with 0x20000000 marking an error frame), `#`, data in hex (`R` for a remote
 frame). Lines starting with `#` are comments, which candump never writes but which let a
-committed sample say where it came from.
+committed sample say where it came from. A timestamp that is not a finite number (`inf`,
+`nan`: a corrupted capture) makes the line malformed: nothing can be paced by it.
 """
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,8 @@ def parse_line(line: str) -> LogFrame:
         ts = float(stamp[1:-1])
     except ValueError:
         raise LogLineError(f"bad timestamp {stamp}") from None
+    if not math.isfinite(ts):
+        raise LogLineError(f"timestamp {stamp} is not a finite number of seconds")
     ident, sep, payload = frame.partition("#")
     if not sep:
         raise LogLineError("no '#' between identifier and data")

@@ -63,15 +63,12 @@ def make_id(pgn: int, source: int, *, priority: int = 6, destination: int = GLOB
 def acceptance_filters(pgns: "set[int] | frozenset[int]") -> list[CanFilter]:
     """python-can `can_filters` that pass these PGNs from any source, at any priority.
 
-    A PDU1 PGN passes for every destination, except the transport protocol groups, which
-    pass only to the global address: a passive listener reassembles BAM, never RTS/CTS
-    sessions addressed to other nodes.
+    A PDU1 PGN passes for every destination: the transport protocol groups too, as a
+    passive listener reassembles BAM to everyone and RTS/CTS sessions between other nodes.
     """
     filters: list[CanFilter] = []
     for pgn in sorted(pgns):
-        if pgn in (PGN_TP_CM, PGN_TP_DT):
-            can_id, mask = (pgn | GLOBAL) << 8, _FILTER_PDU2
-        elif is_pdu1(pgn):
+        if is_pdu1(pgn):
             can_id, mask = pgn << 8, _FILTER_PDU1
         else:
             can_id, mask = pgn << 8, _FILTER_PDU2

@@ -28,7 +28,7 @@ import can
 from drivers.can.decoder import Decoders, MessageDecoder
 from drivers.can.dm1 import parse_dm1
 from drivers.can.j1939 import GLOBAL, PGN_DM1, PGN_TP_CM, PGN_TP_DT, pgn_of
-from drivers.can.transport import BamReassembler
+from drivers.can.transport import BamReassembler, ConnectionReassembler
 from edged.events import ActiveFaults, J1939Signals
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Pipeline:
     short_frame (shorter than its DBC message: the missing signals are None), decode_error
     (the DBC could not decode it), dm1_malformed, not_j1939 (11-bit, remote or CAN FD
     frame), error_frame, bus_off, bus_restarted, rx_overflow (the controller lost frames),
-    and the bam_* keys of BamReassembler.
+    and the bam_* and rts_* keys of drivers.can.transport.
     """
 
     def __init__(
@@ -87,6 +87,7 @@ class Pipeline:
         self._last_dm1: dict[int, tuple[float, bytes]] = {}  # source -> (when, payload)
         wanted = decoders.pgns()
         self.bam = BamReassembler(self.counts, wanted=wanted.__contains__)
+        self.rts = ConnectionReassembler(self.counts, wanted=wanted.__contains__)
         special = {PGN_TP_CM, PGN_TP_DT} if wanted else set()
         if self.dm1:
             special.add(PGN_DM1)
@@ -168,12 +169,17 @@ class Pipeline:
         source = can_id & 0xFF
         if pgn == PGN_DM1:
             return self._faults(source, msg.data, now)
-        if (can_id >> 8) & 0xFF != GLOBAL:
-            return None  # an RTS/CTS session between two other nodes
-        if pgn == PGN_TP_CM:
-            self.bam.on_cm(source, msg.data, now)
-            return None
-        done = self.bam.on_dt(source, msg.data, now)
+        destination = (can_id >> 8) & 0xFF
+        if destination == GLOBAL:
+            if pgn == PGN_TP_CM:
+                self.bam.on_cm(source, msg.data, now)
+                return None
+            done = self.bam.on_dt(source, msg.data, now)
+        else:  # an RTS/CTS session between two other nodes: read by watching both sides
+            if pgn == PGN_TP_CM:
+                self.rts.on_cm(source, destination, msg.data, now)
+                return None
+            done = self.rts.on_dt(source, destination, msg.data, now)
         if done is None:
             return None
         inner, payload = done
@@ -207,11 +213,12 @@ class Pipeline:
             if last is not None and last[1] == payload and now - last[0] < self._let_through:
                 self.throttled += 1
                 return None
-            self._last_dm1[source] = (now, payload)
         faults = parse_dm1(source, payload, now)
-        if faults is None:
+        if faults is None:  # refused whole: the ECU's last good list stands
             self._count("dm1_malformed")
             return None
+        if self.interval:
+            self._last_dm1[source] = (now, payload)
         self._count("faults")
         return faults
 
@@ -236,6 +243,8 @@ class Pipeline:
         the frames the throttle held back whose interval is over."""
         if self.bam.sessions:
             self.bam.expire(now)
+        if self.rts.sessions:
+            self.rts.expire(now)
         out: list[Event] = []
         if self._held:
             due = [k for k, held in self._held.items() if now - self._last[k] >= self.interval]

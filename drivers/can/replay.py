@@ -5,6 +5,13 @@ channel; the receiving side is the very same Receiver and Pipeline as `can.bus`,
 demo and the tests exercise the real receive and decode path. Malformed lines are counted
 (`malformed_lines`) and skipped; the first few of each pass are logged with their line
 number.
+
+Pacing follows the time between consecutive frames, never more than `max_gap_s` (log
+seconds): a capture whose clock was set mid-way (10.0 -> 1.7e9) or that paused for a
+night would otherwise wait for decades or hours. A longer gap, or a step back in time, is
+replayed as `max_gap_s` or as none, counted (`time_jumps`) and logged. The sender thread
+never dies quietly: whatever stops it other than the end of the log fails the driver,
+which the supervisor then restarts.
 """
 
 import asyncio
@@ -34,6 +41,13 @@ class CanReplayOptions(CanDecodeOptions):
     log: ExistingConfigPath = Field(description="candump -L log, relative to the config file")
     speed: float = Field(default=1.0, gt=0, le=1_000_000, description="log seconds per real s")
     loop: bool = Field(default=False, description="start again at the end of the log")
+    max_gap_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="longest pause between two frames, in log seconds; longer gaps and steps "
+        "back in time (a capture's clock set mid-way) are cut short, counted as time_jumps",
+    )
 
 
 class _Sender:
@@ -44,7 +58,7 @@ class _Sender:
         self.log = log
         self.on_failure: Callable[[], None] = lambda: None
         self.stop = threading.Event()
-        self.counts: dict[str, int] = {"replayed": 0, "malformed_lines": 0}
+        self.counts: dict[str, int] = {"replayed": 0, "malformed_lines": 0, "time_jumps": 0}
         self.failure: BaseException | None = None
 
     def _bad_line(self, lineno: int, exc: LogLineError, shown: int) -> None:
@@ -77,37 +91,58 @@ class _Sender:
             except can.CanOperationError:
                 continue  # the receiver is behind: wait for it, a log has no frames to lose
 
+    def _jump(self, lineno: int, step: float) -> None:
+        self.counts["time_jumps"] += 1
+        if self.counts["time_jumps"] <= LOGGED_BAD_LINES:
+            self.log.warning(
+                "%s:%d: the timestamps jump by %.6g s; replayed as %g s (max_gap_s)",
+                self.options.log,
+                lineno,
+                step,
+                min(max(step, 0.0), self.options.max_gap_s),
+            )
+
     def play(self, bus: can.BusABC) -> None:
-        speed = self.options.speed
-        clock = time.monotonic
+        """The thread's body: whatever ends it but the log's end or a stop fails the driver."""
         try:
-            while not self.stop.is_set():
-                sent_before = self.counts["replayed"]
-                first: float | None = None
-                start = clock()
-                shown = 0
-                for lineno, item in read_log(self.options.log):
-                    if self.stop.is_set():
-                        return
-                    if isinstance(item, LogLineError):
-                        self._bad_line(lineno, item, shown)
-                        shown += 1
-                        continue
-                    if first is None:
-                        first = item.ts
-                    delay = start + (item.ts - first) / speed - clock()
-                    if delay > 0.001 and self.stop.wait(delay):
-                        return
-                    self._send(bus, item)
-                if self.counts["replayed"] == sent_before:
-                    self.log.error("%s has no frame to replay", self.options.log)
-                    return
-                if not self.options.loop:
-                    self.log.info("replay of %s finished", self.options.log)
-                    return
-        except OSError as exc:  # the log went away or became unreadable
+            self._play(bus)
+        except Exception as exc:  # an OSError on the log, or a bug: never a silent death
             self.failure = exc
             self.on_failure()
+
+    def _play(self, bus: can.BusABC) -> None:
+        speed = self.options.speed
+        max_gap = self.options.max_gap_s
+        clock = time.monotonic
+        while not self.stop.is_set():
+            sent_before = self.counts["replayed"]
+            last_ts: float | None = None
+            due = clock()
+            shown = 0
+            for lineno, item in read_log(self.options.log):
+                if self.stop.is_set():
+                    return
+                if isinstance(item, LogLineError):
+                    self._bad_line(lineno, item, shown)
+                    shown += 1
+                    continue
+                if last_ts is not None:
+                    step = item.ts - last_ts
+                    if not 0.0 <= step <= max_gap:
+                        self._jump(lineno, step)
+                        step = max_gap if step > max_gap else 0.0
+                    due += step / speed
+                last_ts = item.ts
+                delay = due - clock()
+                if delay > 0.001 and self.stop.wait(delay):
+                    return
+                self._send(bus, item)
+            if self.counts["replayed"] == sent_before:
+                self.log.error("%s has no frame to replay", self.options.log)
+                return
+            if not self.options.loop:
+                self.log.info("replay of %s finished", self.options.log)
+                return
 
 
 class CanReplayDriver:
@@ -142,7 +177,13 @@ class CanReplayDriver:
         thread.start()
         try:
             await receiver.run(rx, ctx)  # returns only when the sender failed
-            raise DriverError(f"cannot read {self.options.log}: {sender.failure}")
+            failure = sender.failure
+            if isinstance(failure, OSError):
+                raise DriverError(f"cannot read {self.options.log}: {failure}")
+            raise DriverError(
+                f"the replay of {self.options.log} stopped ({type(failure).__name__}: "
+                f"{failure}); it is started again"
+            )
         finally:
             sender.stop.set()
             receiver.stop()

@@ -1,23 +1,58 @@
-"""J1939-21 transport protocol, broadcast (BAM) reassembly, as a passive listener does it.
+"""J1939-21 transport protocol reassembly, as a passive listener does it: BAM and RTS/CTS.
 
 A message longer than 8 bytes (DM1 with more than one code, for instance) is announced by
-a TP.CM BAM (PGN 60416, control byte 32: total size, packet count, PGN) and follows as
-TP.DT packets (PGN 60160: sequence number 1..n, then 7 data bytes). Senders interleave,
-so sessions are keyed by source address; a source has at most one BAM open, so a new
-announcement from it aborts the old one. Anything inconsistent drops the session and is
-counted: a bus with a flaky ECU must cost a counter, never a wrong value or a crash.
+a TP.CM (PGN 60416: total size, packet count, PGN) and follows as TP.DT packets (PGN 60160:
+sequence number 1..n, then 7 data bytes).
+
+- Broadcast (BAM, control byte 32, to the global address): the sender announces and sends
+  the packets to everyone. Senders interleave, so sessions are keyed by source address; a
+  source has at most one BAM open, so a new announcement from it aborts the old one.
+- Connection mode (RTS/CTS, to one node): the originator asks (RTS, 16), the responder
+  grants packets (CTS, 17: how many and from which one; 0 means wait), the originator sends
+  them to the responder, the responder acknowledges the whole (EndOfMsgAck, 19) or either
+  side aborts (255). A listener that never transmits can still read such a message by
+  watching both sides: sessions are keyed by (originator, responder), each CTS says which
+  packet comes next (a retransmission included), and the message is complete when every
+  packet arrived.
+
+Both refuse the same things and count them: an impossible announcement (`*_refused`), a new
+announcement over an open session or an abort (`*_aborted`), a packet out of order,
+repeated or missing (`*_sequence`), silence beyond the protocol's timeout (`*_timeout`), a
+packet or grant without announcement (`*_orphan`), a frame too short to be a TP frame
+(`*_malformed`), with `bam_` or `rts_` in front. A bus with a flaky ECU, or a peer that
+floods announcements, must cost a counter, never a wrong value, a crash or unbounded
+memory: RTS/CTS sessions are capped (`rts_busy` beyond).
 """
 
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
+TP_RTS = 16
+TP_CTS = 17
+TP_END_OF_MSG_ACK = 19
 TP_BAM = 32
+TP_ABORT = 255
 T1_S = 0.75
 """J1939-21 T1: the longest a receiver waits between two packets of a BAM."""
+T2_S = 1.25
+"""J1939-21 T2/T3: the longest anyone waits for the other side of an RTS/CTS session."""
 MAX_SIZE = 1785
 """255 packets of 7 bytes: the most the transport protocol can carry."""
 MIN_SIZE = 9
 """A message of 8 bytes or fewer fits in one frame and is never sent over TP."""
+MAX_CONNECTIONS = 64
+"""RTS/CTS sessions followed at once (a vehicle has a handful; 64 x 1785 bytes at most)."""
+
+
+def announcement(data: bytes | bytearray, max_size: int) -> tuple[int, int, int] | None:
+    """(size, packets, PGN) of a BAM or RTS, or None when impossible: size outside 9..max,
+    a packet count that does not fit the size, a PGN beyond 18 bits."""
+    size = data[1] | data[2] << 8
+    packets = data[3]
+    pgn = data[5] | data[6] << 8 | data[7] << 16
+    if not MIN_SIZE <= size <= max_size or packets != -(-size // 7) or pgn > 0x3FFFF:
+        return None
+    return size, packets, pgn
 
 
 @dataclass(slots=True)
@@ -31,14 +66,30 @@ class _Session:
     data: bytearray = field(default_factory=bytearray)
 
 
-class BamReassembler:
-    """Turns TP.CM/TP.DT frames into complete (PGN, payload) messages.
+class _Reassembler:
+    """What both reassemblers share: counters, the PGNs worth keeping, the limits."""
 
-    `counts` receives the reasons things went wrong, by key: bam_refused (an impossible
-    announcement), bam_aborted (a new BAM from the same source replaced an open one),
-    bam_sequence (packet out of order, repeated or missing), bam_timeout (more than T1
-    between packets), bam_orphan (a packet with no announcement), bam_malformed (a frame
-    too short to be a TP frame), bam_complete.
+    def __init__(
+        self,
+        counts: MutableMapping[str, int],
+        *,
+        wanted: Callable[[int], bool],
+        timeout_s: float,
+        max_size: int,
+    ) -> None:
+        self.counts = counts
+        self.wanted = wanted
+        self.timeout_s = timeout_s
+        self.max_size = min(max_size, MAX_SIZE)
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+class BamReassembler(_Reassembler):
+    """Turns TP.CM BAM / TP.DT frames to the global address into (PGN, payload) messages.
+
+    `counts` receives the bam_* keys of the module docstring, and bam_complete.
     """
 
     def __init__(
@@ -49,14 +100,8 @@ class BamReassembler:
         timeout_s: float = T1_S,
         max_size: int = MAX_SIZE,
     ) -> None:
-        self.counts = counts
-        self.wanted = wanted
-        self.timeout_s = timeout_s
-        self.max_size = min(max_size, MAX_SIZE)
+        super().__init__(counts, wanted=wanted, timeout_s=timeout_s, max_size=max_size)
         self.sessions: dict[int, _Session] = {}
-
-    def _count(self, key: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
 
     def on_cm(self, source: int, data: bytes | bytearray, now: float) -> None:
         """A TP.CM to the global address: only BAM announcements matter to a listener."""
@@ -64,16 +109,15 @@ class BamReassembler:
             self._count("bam_malformed")
             return
         if data[0] != TP_BAM:
-            return  # RTS/CTS or abort: a session addressed to someone else
+            return  # connection management is never sent to the global address
         if source in self.sessions:
             del self.sessions[source]
             self._count("bam_aborted")
-        size = data[1] | data[2] << 8
-        packets = data[3]
-        pgn = data[5] | data[6] << 8 | data[7] << 16
-        if not MIN_SIZE <= size <= self.max_size or packets != -(-size // 7) or pgn > 0x3FFFF:
+        announced = announcement(data, self.max_size)
+        if announced is None:
             self._count("bam_refused")
             return
+        size, packets, pgn = announced
         wanted = self.wanted(pgn)
         self.sessions[source] = _Session(pgn, size, packets, now, wanted)
 
@@ -114,3 +158,134 @@ class BamReassembler:
         for source in stale:
             del self.sessions[source]
             self._count("bam_timeout")
+
+
+@dataclass(slots=True)
+class _Connection(_Session):
+    """`next_seq`: the packet the originator sends next, as the last CTS says."""
+
+    granted: int = 0  # the last packet the last CTS allows
+    received: int = 0  # packets stored, in order
+
+
+class ConnectionReassembler(_Reassembler):
+    """Turns RTS/CTS sessions between two other nodes into (PGN, payload) messages, by
+    watching both sides (the module docstring says how). `counts` receives the rts_* keys
+    and rts_complete."""
+
+    def __init__(
+        self,
+        counts: MutableMapping[str, int],
+        *,
+        wanted: Callable[[int], bool] = lambda pgn: True,
+        timeout_s: float = T2_S,
+        max_size: int = MAX_SIZE,
+        max_sessions: int = MAX_CONNECTIONS,
+    ) -> None:
+        super().__init__(counts, wanted=wanted, timeout_s=timeout_s, max_size=max_size)
+        self.max_sessions = max_sessions
+        self.sessions: dict[tuple[int, int], _Connection] = {}  # (originator, responder)
+
+    def _drop(self, key: tuple[int, int], reason: str) -> None:
+        del self.sessions[key]
+        self._count(reason)
+
+    def on_cm(self, source: int, destination: int, data: bytes | bytearray, now: float) -> None:
+        """A TP.CM from `source` to `destination` (not the global address)."""
+        if len(data) < 8:
+            self._count("rts_malformed")
+            return
+        control = data[0]
+        if control == TP_RTS:
+            self._rts((source, destination), data, now)
+            return
+        key = (destination, source)  # CTS, EndOfMsgAck: from the responder
+        if control == TP_ABORT:
+            for k in ((source, destination), key):
+                if k in self.sessions:
+                    self._drop(k, "rts_aborted")
+            return
+        session = self.sessions.get(key)
+        if control not in (TP_CTS, TP_END_OF_MSG_ACK):
+            return  # reserved control bytes, or a BAM sent to one node: not ours to judge
+        if session is None:
+            if control == TP_CTS:
+                self._count("rts_orphan")
+            return  # an EndOfMsgAck of a message already complete (or never seen)
+        pgn = data[5] | data[6] << 8 | data[7] << 16
+        if pgn != session.pgn:
+            self._drop(key, "rts_sequence")
+            return
+        if now - session.last > self.timeout_s:
+            self._drop(key, "rts_timeout")
+            return
+        session.last = now
+        if control == TP_END_OF_MSG_ACK:
+            self._drop(key, "rts_sequence")  # acknowledged, but packets never reached us
+            return
+        count, first = data[1], data[2]
+        if count == 0:
+            return  # hold: the responder will grant more later
+        if not 1 <= first <= session.received + 1 or first + count - 1 > session.packets:
+            self._drop(key, "rts_sequence")  # beyond what we hold, or past the end
+            return
+        session.next_seq = first
+        session.granted = first + count - 1
+
+    def _rts(self, key: tuple[int, int], data: bytes | bytearray, now: float) -> None:
+        if key in self.sessions:
+            self._drop(key, "rts_aborted")
+        announced = announcement(data, self.max_size)
+        if announced is None:
+            self._count("rts_refused")
+            return
+        if len(self.sessions) >= self.max_sessions:
+            self.expire(now)
+            if len(self.sessions) >= self.max_sessions:
+                self._count("rts_busy")
+                return
+        size, packets, pgn = announced
+        self.sessions[key] = _Connection(pgn, size, packets, now, self.wanted(pgn))
+
+    def on_dt(
+        self, source: int, destination: int, data: bytes | bytearray, now: float
+    ) -> tuple[int, bytes] | None:
+        """A TP.DT from `source` to `destination`; returns (PGN, payload) when complete."""
+        key = (source, destination)
+        session = self.sessions.get(key)
+        if session is None:
+            self._count("rts_orphan")
+            return None
+        if now - session.last > self.timeout_s:
+            self._drop(key, "rts_timeout")
+            return None
+        if not data:
+            self._drop(key, "rts_malformed")
+            return None
+        seq = data[0]
+        if seq != session.next_seq or (session.granted and seq > session.granted):
+            self._drop(key, "rts_sequence")  # out of order, or more than the CTS granted
+            return None
+        remaining = session.size - (seq - 1) * 7
+        if len(data) < 1 + min(7, remaining):
+            self._drop(key, "rts_malformed")
+            return None
+        if session.wanted:
+            del session.data[(seq - 1) * 7 :]  # a retransmission replaces what followed
+            session.data += data[1:8]
+        session.received = seq
+        session.next_seq = seq + 1
+        session.last = now
+        if seq < session.packets:
+            return None
+        del self.sessions[key]
+        self._count("rts_complete")
+        if not session.wanted:
+            return None
+        return session.pgn, bytes(session.data[: session.size])
+
+    def expire(self, now: float) -> None:
+        """Drop sessions whose two sides went quiet for longer than T2/T3."""
+        stale = [k for k, s in self.sessions.items() if now - s.last > self.timeout_s]
+        for key in stale:
+            self._drop(key, "rts_timeout")

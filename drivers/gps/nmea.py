@@ -1,4 +1,4 @@
-"""NMEA 0183 to `Fix`: line splitting, checksums, six sentence types, epoch merging.
+"""NMEA 0183 text to `Sentence`: line splitting, checksums, the sentence types a fix needs.
 
 Hand-written rather than pynmea2, for three reasons checked against pynmea2 1.19:
 
@@ -10,61 +10,45 @@ Hand-written rather than pynmea2, for three reasons checked against pynmea2 1.19
   properties on access; `python -m bench.gps` measures pynmea2 parsing plus reading the
   fields a Fix needs at about 0.6 times the rate of this whole chain (merging and the
   position service included);
-- scope: six sentence types (GGA, RMC, VTG, GSA, GNS, GLL) from any talker take a few hundred lines
-  that are fully property-tested here, with no dependency to pin on a Pi.
+- scope: seven sentence types (GGA, RMC, GNS, GLL, ZDA, VTG, GSA) from any talker take a
+  few hundred lines that are fully property-tested here, with no dependency to pin on a Pi.
 
-No input makes this module raise: bad lines are dropped and counted under a key
-(`noise`, `too_long`, `no_checksum`, `bad_checksum`, `malformed`), and a number that is not
-a plain decimal (`nan`, `1e9`, `1_0`) or a value out of range makes its sentence malformed.
+No input makes this module raise anything but `BadSentence`. A line is dropped and counted
+under a key (`noise`, `too_long`, `no_checksum`, `bad_checksum`, `malformed`) only when it
+cannot be used at all: no valid checksum, fewer fields than its type needs, or a time that
+is not a time (the time is what places a sentence in its epoch). Any other field that is
+not a plain decimal (`nan`, `1e9`, `1_0`), is out of range or garbled is left out and the
+rest of the sentence is kept: `Sentence.bad` says how many fields were refused (counted as
+`bad_field`). A garbled status or quality makes the sentence's fix status unknown: it
+neither voids nor vouches for its epoch.
 
-Epoch rule (a receiver sends one burst of sentences per measurement epoch):
-
-1. GGA, RMC, GNS and GLL carry the UTC time of the epoch; a sentence whose time differs from
-   the open epoch's, or whose type the open epoch already has, closes it (it is emitted) and
-   opens the next one.
-2. VTG and GSA carry no time: they join the open epoch, or are dropped when none is open.
-3. The open epoch is emitted as soon as it holds every type in `complete_on` (default
-   RMC, GGA and GSA, which u-blox, MediaTek and SiRF all send), saving one epoch of latency;
-   the timed sentences of that epoch that come after it (a GLL) are dropped as late.
-   A receiver that lacks one of those types is emitted on rule 1, one epoch later.
-
-Merging: the position comes from GGA or GNS, else RMC, else GLL; speed and course from RMC,
-else VTG; altitude, satellites used and HDOP from GGA or GNS, else from GSA (the PRNs of
-every GSA of the epoch, one per constellation on multi-GNSS receivers); the 2D/3D mode from
-GSA (the highest of the epoch), else 3D when the epoch has an altitude, 2D otherwise.
-An epoch is void when any of its sentences says so (RMC or GLL status V or mode N, GGA
-quality 0, GNS mode all N, GSA mode 1) or when it has no position: it is emitted as a
-`Fix` with mode NONE, quality 0 and lat = lon = 0, so the services see that the fix is lost.
-
-fix_time is the receiver's time of day on the RMC date of the epoch; without an RMC in the
-epoch, on the date of the last dated epoch (moved by a day when the time of day wrapped past
-midnight), or, before any date, on the system's UTC date, picking the day that puts the fix
-closest to the system clock. A receiver without time yet (cold start: empty time field)
-gives void epochs stamped with the system clock.
+Receivers' dialects read here: sentences shorter than the standard (a GGA without the
+station field, 14 fields; a GSA without DOPs; an RMC before NMEA 2.3 without mode), the
+NMEA 4.10/4.11 additions (RMC and GNS navigational status, GSA system id, one GNS mode
+letter per constellation), one GSA list per constellation in an epoch, ZDA with a 4-digit
+year and empty zone fields, 99.99 as "no DOP". The epoch rules are in drivers.gps.epochs.
 """
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Literal
-
-from edged.events import Fix, FixMode
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
 
 NMEA_MAX_LINE = 82
 """The standard's bound, `$` to line end; receivers exceed it (u-blox GSV with signal ids)."""
 
 DEFAULT_MAX_LINE = 120
-SentenceType = Literal["GGA", "RMC", "VTG", "GSA", "GNS", "GLL"]
-DEFAULT_COMPLETE_ON: tuple[SentenceType, ...] = ("RMC", "GGA", "GSA")
 
 KNOT_MS = 1852 / 3600  # 0.514444… m/s, exact by the definition of the knot
 KMH_MS = 1 / 3.6
-_DAY_US = 86_400_000_000
-_HALF_DAY = timedelta(hours=12)
+NO_DOP = 99.0
+"""A DOP at or above this is the receiver saying it has none (99.99, BT-451 and others)."""
 
-# GGA quality values for RMC/GLL/GNS mode indicators (NMEA 2.3+); N means no fix.
-_MODE_QUALITY = {"A": 1, "D": 2, "P": 3, "R": 4, "F": 5, "E": 6, "M": 7, "S": 8, "N": 0}
+# GGA quality values for RMC/GLL/GNS/VTG mode indicators (NMEA 2.3+); N means no fix.
+MODE_QUALITY = {"A": 1, "D": 2, "P": 3, "R": 4, "F": 5, "E": 6, "M": 7, "S": 8, "N": 0}
 _HEX = {f"{i:02X}".encode(): i for i in range(256)} | {f"{i:02x}".encode(): i for i in range(256)}
+
+TIMED = frozenset({"GGA", "RMC", "GNS", "GLL", "ZDA"})
+"""Sentence types that carry the UTC time of their epoch."""
 
 Count = Callable[[str, int], None]
 
@@ -145,21 +129,27 @@ class LineSplitter:
 
 @dataclass(slots=True)
 class Sentence:
-    """What one sentence says, in SI units; None where it says nothing."""
+    """What one sentence says, in SI units; None where it says nothing (or nothing usable)."""
 
-    kind: str  # GGA, RMC, VTG, GSA, GNS, GLL (the talker is dropped)
+    kind: str  # GGA, RMC, GNS, GLL, ZDA, VTG, GSA (the talker is apart)
+    talker: str  # GP, GN, GL, GA, GB, BD, GQ, QZ, GI…
     time_us: int | None = None  # UTC time of day in µs, the epoch key; None for VTG/GSA
-    void: bool = False  # this sentence says there is no fix
+    quality: int | None = None  # 0: says no fix; None: says nothing about the fix
     lat: float | None = None
     lon: float | None = None
-    quality: int | None = None
+    digits: int = 0  # decimals of the minutes of lat/lon (the fewer of the two)
     satellites: int | None = None
     hdop: float | None = None
     alt: float | None = None
     speed: float | None = None  # m/s
     course: float | None = None
-    day: date | None = None
+    day: date | None = None  # RMC, ZDA
     mode: int | None = None  # GSA fix type 1..3
+    prns: tuple[str, ...] = ()  # GSA: the satellites used, as the sentence numbers them
+    bad: int = 0  # fields refused, the rest kept
+
+
+_PAD = [""] * 20
 
 
 def verify(line: bytes) -> list[str]:
@@ -188,7 +178,7 @@ def _float(s: str, low: float, high: float) -> float | None:
     """An optional plain decimal within [low, high]: no exponent, nan, inf or underscores."""
     if not s:
         return None
-    if not (s[1:] if s[0] == "-" else s).replace(".", "", 1).isdigit():
+    if not (s[1:] if s[0] in "-+" else s).replace(".", "", 1).isdigit():
         raise BadSentence("malformed", f"not a number: {s!r}")
     value = float(s)
     if not low <= value <= high:
@@ -202,6 +192,11 @@ def _int(s: str, low: int, high: int) -> int | None:
     if not s.isdigit() or not low <= (value := int(s)) <= high:
         raise BadSentence("malformed", f"not an integer in {low}..{high}: {s!r}")
     return value
+
+
+def _dop(s: str) -> float | None:
+    value = _float(s, 0.0, 100.0)
+    return None if value is None or value >= NO_DOP else value
 
 
 def _time_us(s: str) -> int | None:
@@ -223,17 +218,23 @@ def _time_us(s: str) -> int | None:
     return ((h * 60 + m) * 60 + sec) * 1_000_000 + micros
 
 
-def _date(s: str) -> date | None:
+def _ddmmyy(s: str) -> date | None:
     """`ddmmyy`; two-digit years 80..99 are 19yy (GPS began in 1980), the others 20yy."""
     if not s:
         return None
     if len(s) != 6 or not s.isdigit():
         raise BadSentence("malformed", f"bad date {s!r}")
+    yy = int(s[4:6])
+    return _day(yy + (1900 if yy >= 80 else 2000), s[2:4], s[0:2])
+
+
+def _day(year: int, month: str, day: str) -> date:
+    if not (month.isdigit() and day.isdigit()):
+        raise BadSentence("malformed", f"bad date {day}/{month}/{year}")
     try:
-        yy = int(s[4:6])
-        return date(yy + (1900 if yy >= 80 else 2000), int(s[2:4]), int(s[0:2]))
+        return date(year, int(month), int(day))
     except ValueError:
-        raise BadSentence("malformed", f"bad date {s!r}") from None
+        raise BadSentence("malformed", f"bad date {day}/{month}/{year}") from None
 
 
 def _angle(value: str, hemi: str, positive: str, negative: str, limit: float) -> float | None:
@@ -259,17 +260,25 @@ def _angle(value: str, hemi: str, positive: str, negative: str, limit: float) ->
     raise BadSentence("malformed", f"bad hemisphere {hemi!r}")
 
 
-def _position(f: list[str], i: int) -> tuple[float | None, float | None]:
-    lat = _angle(f[i], f[i + 1], "N", "S", 90.0)
-    lon = _angle(f[i + 2], f[i + 3], "E", "W", 180.0)
+def _decimals(value: str) -> int:
+    dot = value.find(".")
+    return 0 if dot < 0 else len(value) - dot - 1
+
+
+def _position(s: Sentence, f: list[str], i: int) -> None:
+    """Latitude and longitude from fields i..i+3 into `s`; both or neither (one bad field)."""
+    try:
+        lat = _angle(f[i], f[i + 1], "N", "S", 90.0)
+        lon = _angle(f[i + 2], f[i + 3], "E", "W", 180.0)
+    except BadSentence:
+        s.bad += 1
+        return
     if (lat is None) != (lon is None):
-        raise BadSentence("malformed", "latitude without longitude")
-    return lat, lon
-
-
-def _need(f: list[str], n: int) -> None:
-    if len(f) < n:
-        raise BadSentence("malformed", f"{len(f)} fields, expected at least {n}")
+        s.bad += 1
+        return
+    s.lat, s.lon = lat, lon
+    if lat is not None:
+        s.digits = min(_decimals(f[i]), _decimals(f[i + 2]))
 
 
 def _course(s: str) -> float | None:
@@ -277,95 +286,176 @@ def _course(s: str) -> float | None:
     return None if course is None else course % 360.0
 
 
+def _mode_quality(letters: str, default: int | None) -> int | None:
+    """The best quality among mode letters (one per constellation in GNS); 0 if all are N;
+    `default` when the letters say nothing (empty, or a receiver's own letters)."""
+    best: int | None = None
+    for c in letters:
+        q = MODE_QUALITY.get(c)
+        if q is not None and (best is None or q > best):
+            best = q
+    return default if best is None else best
+
+
+def _fix_fields(s: Sentence, f: list[str]) -> Sentence:
+    """Position, satellites, HDOP and altitude: GGA and GNS share their layout from field 2
+    and differ only in how field 6 gives the fix quality. (Each field has its own `try`
+    here and in the parsers below rather than a helper: a call per field costs about 5 %
+    of the parse, and a failed `try` costs nothing when no exception is raised.)"""
+    _position(s, f, 2)
+    try:
+        s.satellites = _int(f[7], 0, 99)
+    except BadSentence:
+        s.bad += 1
+    try:
+        s.hdop = _dop(f[8])
+    except BadSentence:
+        s.bad += 1
+    try:
+        s.alt = _float(f[9], -10_000.0, 1_000_000.0)
+    except BadSentence:
+        s.bad += 1
+    return s
+
+
+def _need(f: list[str], n: int, kind: str, full: int) -> list[str]:
+    """At least `n` fields (header included), padded with empty ones to the `full` layout."""
+    have = len(f)
+    if have < n:
+        raise BadSentence("malformed", f"{kind} with {have} fields, at least {n} needed")
+    return f if have >= full else f + _PAD[: full - have]
+
+
 def _gga(f: list[str]) -> Sentence:
-    _need(f, 15)
-    return _fix_fields("GGA", f, _int(f[6], 0, 9))
+    f = _need(f, 7, "GGA", 15)  # up to the quality: older receivers stop after the age (14)
+    s = Sentence("GGA", f[0][:2], _time_us(f[1]))
+    try:
+        s.quality = _int(f[6], 0, 9)
+    except BadSentence:
+        s.bad += 1
+    return _fix_fields(s, f)
 
 
-def _fix_fields(kind: str, f: list[str], quality: int | None) -> Sentence:
-    """GGA and GNS share their layout (time, position, satellites, HDOP, altitude) and
-    differ only in how field 6 gives the fix quality."""
-    time_us = _time_us(f[1])
-    lat, lon = _position(f, 2)
-    return Sentence(
-        kind,
-        time_us,
-        void=not quality,
-        lat=lat,
-        lon=lon,
-        quality=quality,
-        satellites=_int(f[7], 0, 99),
-        hdop=_float(f[8], 0.0, 100.0),
-        alt=_float(f[9], -10_000.0, 1_000_000.0),
-    )
+def _gns(f: list[str]) -> Sentence:
+    f = _need(f, 7, "GNS", 14)
+    s = Sentence("GNS", f[0][:2], _time_us(f[1]))
+    modes = f[6]
+    if modes and not modes.isalpha():
+        s.bad += 1
+    else:
+        s.quality = _mode_quality(modes, None if not modes else 1)
+    return _fix_fields(s, f)
 
 
 def _rmc(f: list[str]) -> Sentence:
-    _need(f, 12)
-    time_us = _time_us(f[1])
+    f = _need(f, 3, "RMC", 13)
+    s = Sentence("RMC", f[0][:2], _time_us(f[1]))
     status = f[2]
-    if status not in ("A", "V"):
-        raise BadSentence("malformed", f"bad RMC status {status!r}")
-    lat, lon = _position(f, 3)
-    mode = f[12] if len(f) > 12 else ""
-    quality = 0 if status == "V" else _MODE_QUALITY.get(mode, 1)
-    return Sentence(
-        "RMC",
-        time_us,
-        void=not quality,
-        lat=lat,
-        lon=lon,
-        quality=quality,
-        speed=None if (kn := _float(f[7], 0.0, 10_000.0)) is None else kn * KNOT_MS,
-        course=_course(f[8]),
-        day=_date(f[9]),
-    )
+    if status == "V":
+        s.quality = 0
+    elif status in ("A", "D"):
+        s.quality = _mode_quality(f[12], 2 if status == "D" else 1)
+    elif status:
+        s.bad += 1  # fix status unknown: the epoch's other sentences decide
+    _position(s, f, 3)
+    try:
+        kn = _float(f[7], 0.0, 10_000.0)
+        s.speed = None if kn is None else kn * KNOT_MS
+    except BadSentence:
+        s.bad += 1
+    try:
+        s.course = _course(f[8])
+    except BadSentence:
+        s.bad += 1
+    try:
+        s.day = _ddmmyy(f[9])
+    except BadSentence:
+        s.bad += 1
+    return s
+
+
+def _gll(f: list[str]) -> Sentence:
+    f = _need(f, 6, "GLL", 8)  # up to the time: NMEA 1.x GLL without it cannot be placed
+    s = Sentence("GLL", f[0][:2], _time_us(f[5]))
+    status = f[6]
+    if status == "V":
+        s.quality = 0
+    elif status == "A":
+        s.quality = _mode_quality(f[7], 1)
+    elif status:
+        s.bad += 1
+    _position(s, f, 1)
+    return s
+
+
+def _zda(f: list[str]) -> Sentence:
+    """`$--ZDA,hhmmss.ss,dd,mm,yyyy,zh,zm`: the date of the epoch of that time."""
+    f = _need(f, 5, "ZDA", 5)
+    s = Sentence("ZDA", f[0][:2], _time_us(f[1]))
+    day, month, year = f[2], f[3], f[4]
+    if day or month or year:
+        if len(year) == 4 and year.isdigit() and 1980 <= int(year) <= 2200:
+            try:
+                s.day = _day(int(year), month, day)
+            except BadSentence:
+                s.bad += 1
+        else:
+            s.bad += 1
+    return s
 
 
 def _vtg(f: list[str]) -> Sentence:
     if len(f) >= 9 and f[2] == "T":  # $--VTG,course,T,course,M,knots,N,kmh,K[,mode]
-        course, knots, kmh = f[1], f[5], f[7]
+        course, knots, kmh, mode = f[1], f[5], f[7], f[9] if len(f) > 9 else ""
     elif len(f) >= 5:  # NMEA 1.x: $--VTG,course,course_magnetic,knots,kmh
-        course, knots, kmh = f[1], f[3], f[4]
+        course, knots, kmh, mode = f[1], f[3], f[4], ""
     else:
         raise BadSentence("malformed", "short VTG")
-    if (kn := _float(knots, 0.0, 10_000.0)) is not None:
-        speed: float | None = kn * KNOT_MS
-    elif (km := _float(kmh, 0.0, 20_000.0)) is not None:
-        speed = km * KMH_MS
-    else:
-        speed = None
-    return Sentence("VTG", speed=speed, course=_course(course))
+    s = Sentence("VTG", f[0][:2])
+    if mode == "N":
+        return s  # the receiver says this speed and course are not valid
+    try:
+        if (kn := _float(knots, 0.0, 10_000.0)) is not None:
+            s.speed = kn * KNOT_MS
+        elif (km := _float(kmh, 0.0, 20_000.0)) is not None:
+            s.speed = km * KMH_MS
+    except BadSentence:
+        s.bad += 1
+    try:
+        s.course = _course(course)
+    except BadSentence:
+        s.bad += 1
+    return s
 
 
 def _gsa(f: list[str]) -> Sentence:
-    _need(f, 18)
-    mode = _int(f[2], 1, 3)
-    prns = f[3:15]
-    if not "".join(prns).isdigit() and any(prns):
-        raise BadSentence("malformed", "bad satellite number in GSA")
-    used = 12 - prns.count("")
-    return Sentence("GSA", mode=mode, satellites=used, hdop=_float(f[16], 0.0, 100.0))
-
-
-def _gns(f: list[str]) -> Sentence:
-    _need(f, 13)
-    modes = f[6]
-    if not modes.isalpha():
-        raise BadSentence("malformed", f"bad GNS mode {modes!r}")
-    return _fix_fields("GNS", f, max(_MODE_QUALITY.get(c, 1) for c in modes))
-
-
-def _gll(f: list[str]) -> Sentence:
-    _need(f, 7)
-    lat, lon = _position(f, 1)
-    time_us = _time_us(f[5])
-    status = f[6]
-    if status not in ("A", "V"):
-        raise BadSentence("malformed", f"bad GLL status {status!r}")
-    mode = f[7] if len(f) > 7 else ""
-    quality = 0 if status == "V" else _MODE_QUALITY.get(mode, 1)
-    return Sentence("GLL", time_us, void=not quality, lat=lat, lon=lon, quality=quality)
+    """`$--GSA,mode,fix,12 PRN slots,PDOP,HDOP,VDOP[,system id]`. Some receivers list only
+    the satellites used ($GPGSA,A,3,16,18,22,24,3.6,2.1,2.2; $GPGSA,A,1,,,,): with fewer
+    than 18 fields, the last three are the DOPs and the ones between are the PRNs. A GSA
+    lists the satellites of one constellation (NMEA 4.10 says which in its last field): the
+    numbers are kept as sent (text), the epoch adds the lists up."""
+    n = len(f)
+    f = _need(f, 3, "GSA", 18)
+    s = Sentence("GSA", f[0][:2])
+    try:
+        s.mode = _int(f[2], 1, 3)
+    except BadSentence:
+        s.bad += 1  # E (Antaris dead reckoning) and the like: fix type unknown
+    if n >= 18:
+        slots, hdop = f[3:15], f[16]
+    else:
+        slots, hdop = f[3 : max(3, n - 3)], f[n - 2] if n >= 6 else ""
+    prns = tuple(filter(None, slots))
+    if prns and not "".join(prns).isdigit():
+        kept = tuple(p for p in prns if p.isdigit())
+        s.bad += len(prns) - len(kept)
+        prns = kept
+    s.prns = prns
+    try:
+        s.hdop = _dop(hdop)
+    except BadSentence:
+        s.bad += 1
+    return s
 
 
 _PARSERS: dict[str, Callable[[list[str]], Sentence]] = {
@@ -375,7 +465,9 @@ _PARSERS: dict[str, Callable[[list[str]], Sentence]] = {
     "GSA": _gsa,
     "GNS": _gns,
     "GLL": _gll,
+    "ZDA": _zda,
 }
+SENTENCE_TYPES = frozenset(_PARSERS)
 
 
 def parse_sentence(line: bytes) -> Sentence | None:
@@ -392,194 +484,3 @@ def parse_sentence(line: bytes) -> Sentence | None:
         return parser(fields)
     except (ValueError, IndexError) as exc:  # a gap in the checks above: still just malformed
         raise BadSentence("malformed", str(exc)) from exc
-
-
-# -- epochs -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Epoch:
-    """The sentences of one epoch, merged field by field (see the module docstring)."""
-
-    time_us: int | None
-    kinds: set[str] = field(default_factory=set)
-    void: bool = False
-    lat: float | None = None
-    lon: float | None = None
-    primary: bool = False  # position from GGA/GNS: RMC/GLL do not override it
-    quality: int | None = None
-    satellites: int | None = None
-    gsa_used: int | None = None
-    hdop: float | None = None
-    gsa_hdop: float | None = None
-    alt: float | None = None
-    speed: float | None = None
-    course: float | None = None
-    day: date | None = None
-    mode: int | None = None
-
-    def add(self, s: Sentence) -> None:
-        self.kinds.add(s.kind)
-        self.void = self.void or s.void
-        primary = s.kind == "GGA" or s.kind == "GNS"
-        if s.lat is not None and (self.lat is None or (primary and not self.primary)):
-            self.lat, self.lon = s.lat, s.lon
-            self.primary = primary
-        if s.quality is not None and (self.quality is None or primary):
-            self.quality = s.quality
-        if s.kind == "GSA":
-            if s.mode is not None:
-                self.mode = s.mode if self.mode is None else max(self.mode, s.mode)
-            self.gsa_used = (self.gsa_used or 0) + (s.satellites or 0)
-            self.gsa_hdop = self.gsa_hdop if s.hdop is None else s.hdop
-            return
-        if s.satellites is not None:
-            self.satellites = s.satellites
-        if s.hdop is not None:
-            self.hdop = s.hdop
-        if s.alt is not None:
-            self.alt = s.alt
-        if s.speed is not None and (self.speed is None or s.kind == "RMC"):
-            self.speed = s.speed
-        if s.course is not None and (self.course is None or s.kind == "RMC"):
-            self.course = s.course
-        if s.day is not None:
-            self.day = s.day
-
-
-class EpochMerger:
-    """Sentences in, one `Fix` per epoch out (the rule is in the module docstring)."""
-
-    def __init__(
-        self,
-        complete_on: Iterable[str] = DEFAULT_COMPLETE_ON,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.complete_on = frozenset(complete_on)
-        self.now = now
-        self._open: Epoch | None = None
-        self._closed_time: int | None = None
-        self._closed_kinds: set[str] = set()
-        self._last: datetime | None = None  # fix_time of the last epoch with a time
-
-    def add(self, s: Sentence) -> Fix | None:
-        """Merge one sentence; returns the Fix of an epoch this sentence completed or closed."""
-        out: Fix | None = None
-        epoch = self._open
-        if s.kind == "VTG" or s.kind == "GSA":
-            if epoch is None:
-                return None
-        elif epoch is None:
-            if (
-                s.time_us is not None
-                and s.time_us == self._closed_time
-                and s.kind not in self._closed_kinds
-            ):
-                return None  # late sentence of an epoch already emitted
-            epoch = self._open = Epoch(s.time_us)
-        elif s.time_us != epoch.time_us or s.kind in epoch.kinds:
-            out = self._close(epoch)
-            epoch = self._open = Epoch(s.time_us)
-        epoch.add(s)
-        if self.complete_on and self.complete_on <= epoch.kinds:
-            return self._close(epoch)  # at most one Fix: the closed one above had other kinds
-        return out
-
-    def flush(self) -> Fix | None:
-        """Emit the open epoch now (end of a log)."""
-        return None if self._open is None else self._close(self._open)
-
-    def _close(self, epoch: Epoch) -> Fix:
-        self._open = None
-        self._closed_time = epoch.time_us
-        self._closed_kinds = epoch.kinds
-        return self._fix(epoch)
-
-    def _fix_time(self, epoch: Epoch) -> datetime:
-        if epoch.time_us is None:
-            return self.now()
-        offset = timedelta(microseconds=epoch.time_us)
-        if epoch.day is not None:
-            when = datetime(epoch.day.year, epoch.day.month, epoch.day.day, tzinfo=UTC) + offset
-        else:
-            ref = self._last or self.now()
-            when = datetime(ref.year, ref.month, ref.day, tzinfo=UTC) + offset
-            if when < ref - _HALF_DAY:
-                when += timedelta(days=1)
-            elif when > ref + _HALF_DAY:
-                when -= timedelta(days=1)
-        self._last = when
-        return when
-
-    def _fix(self, e: Epoch) -> Fix:
-        when = self._fix_time(e)
-        satellites = e.satellites if e.satellites is not None else e.gsa_used
-        hdop = e.hdop if e.hdop is not None else e.gsa_hdop
-        if e.void or e.lat is None or e.lon is None or e.mode == 1 or not e.quality:
-            return Fix(
-                fix_time=when,
-                lat=0.0,
-                lon=0.0,
-                mode=FixMode.NONE,
-                quality=0,
-                satellites=satellites,
-                hdop=hdop,
-            )
-        if e.mode is not None:
-            mode = FixMode.THREE_D if e.mode == 3 else FixMode.TWO_D
-        else:
-            mode = FixMode.TWO_D if e.alt is None else FixMode.THREE_D
-        return Fix(
-            fix_time=when,
-            lat=e.lat,
-            lon=e.lon,
-            alt=e.alt,
-            speed=e.speed,
-            course=e.course,
-            mode=mode,
-            quality=e.quality,
-            satellites=satellites,
-            hdop=hdop,
-        )
-
-
-# -- the whole chain ----------------------------------------------------------------------
-
-
-class NmeaDecoder:
-    """Bytes from a receiver to Fixes: what the serial driver runs on each read.
-
-    Never raises: every bad line is counted through `count(key, n)` and dropped. An error
-    in this module itself would be counted as `parser_error` (the property tests demand
-    none) rather than stop the driver.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_line: int = DEFAULT_MAX_LINE,
-        complete_on: Iterable[str] = DEFAULT_COMPLETE_ON,
-        count: Count = _no_count,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.count = count
-        self.splitter = LineSplitter(max_line, count)
-        self.merger = EpochMerger(complete_on, now)
-        self.sentences = 0  # lines with a good checksum: the receiver is talking to us
-
-    def feed(self, data: bytes) -> list[Fix]:
-        fixes: list[Fix] = []
-        for line in self.splitter.feed(data):
-            try:
-                sentence = parse_sentence(line)
-                self.sentences += 1
-                if sentence is not None and (fix := self.merger.add(sentence)) is not None:
-                    fixes.append(fix)
-            except BadSentence as exc:
-                self.count(exc.key, 1)
-            except Exception:  # a parser bug must cost one line, not the driver
-                self.count("parser_error", 1)
-        return fixes
-
-    def flush(self) -> Fix | None:
-        return self.merger.flush()

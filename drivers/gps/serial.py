@@ -15,6 +15,10 @@ valid for `silence_s` (receiver off, wrong baud rate) raises too, so health show
 
 Ready: on the first sentence with a good checksum, not at open — an open port at the wrong
 baud rate is not a working receiver.
+
+Epochs close on time (drivers.gps.epochs): every read is stamped with the loop's monotonic
+clock, and a timer fires when the open epoch's quiet deadline passes, so the last fix
+before the receiver goes quiet is emitted a fraction of its period after it arrived.
 """
 
 import asyncio
@@ -27,14 +31,10 @@ import serial
 from pydantic import Field
 
 from drivers.base import DriverContext, DriverOptions
-from drivers.gps.nmea import (
-    DEFAULT_COMPLETE_ON,
-    DEFAULT_MAX_LINE,
-    NMEA_MAX_LINE,
-    NmeaDecoder,
-    SentenceType,
-)
+from drivers.gps.decoder import NmeaDecoder
+from drivers.gps.nmea import DEFAULT_MAX_LINE, NMEA_MAX_LINE
 from edged.errors import DriverError
+from edged.events import Fix
 
 READ_SIZE = 65536
 PLUG = "unplugged? it is reopened when it is back: check the cable and connector"
@@ -53,10 +53,10 @@ class NmeaSerialOptions(DriverOptions):
         le=4096,
         description="longer lines are dropped and counted as too_long (NMEA says 82)",
     )
-    complete_on: tuple[SentenceType, ...] = Field(
-        default=DEFAULT_COMPLETE_ON,
-        description="emit an epoch once it has all these sentence types; empty: on the next "
-        "epoch's time only",
+    complete_on: tuple[Literal["GGA", "RMC", "VTG", "GSA", "GNS", "GLL"], ...] | None = Field(
+        default=None,
+        description="no longer used (kept so older configs still load): epochs close on "
+        "the next epoch's time or a quiet spell, whatever sentences the receiver sends",
     )
     silence_s: float = Field(
         default=10.0, gt=0, le=3600, description="no valid sentence this long: reopen the port"
@@ -102,6 +102,11 @@ class NmeaSerialGps:
             raise DriverError(f"cannot open GPS serial port {o.port}: {exc}") from exc
 
     async def run(self, ctx: DriverContext) -> None:
+        if self.options.complete_on is not None:
+            ctx.log.warning(
+                "complete_on is no longer used and can be removed: an epoch is emitted on "
+                "the next epoch's time or when the receiver goes quiet"
+            )
         port = self._open()
         try:
             await self._follow(port.fileno(), ctx)
@@ -112,16 +117,43 @@ class NmeaSerialGps:
     async def _follow(self, fd: int, ctx: DriverContext) -> None:
         o = self.options
         loop = asyncio.get_running_loop()
-        decoder = NmeaDecoder(max_line=o.max_line, complete_on=o.complete_on, count=ctx.count)
+        decoder = NmeaDecoder(max_line=o.max_line, count=ctx.count)
         failed: asyncio.Future[None] = loop.create_future()
         last_good = loop.time()
         talking = False  # a good sentence came: ready was called
         timer: asyncio.TimerHandle | None = None
+        quiet: asyncio.TimerHandle | None = None  # closes the open epoch on its deadline
 
         def fail(exc: BaseException) -> None:
             loop.remove_reader(fd)
             if not failed.done():
                 failed.set_exception(exc)
+
+        def emit(fixes: list[Fix]) -> bool:
+            try:
+                for fix in fixes:
+                    ctx.emit(fix)
+            except Exception as exc:  # from a service behind emit: fail visibly
+                fail(exc)
+                return False
+            return True
+
+        def watch_quiet() -> None:
+            nonlocal quiet
+            deadline = decoder.deadline()
+            if quiet is not None:
+                if deadline is not None and quiet.when() == deadline:
+                    return
+                quiet.cancel()
+                quiet = None
+            if deadline is not None:
+                quiet = loop.call_at(deadline, on_quiet)
+
+        def on_quiet() -> None:
+            nonlocal quiet
+            quiet = None
+            if emit(decoder.poll(loop.time())):
+                watch_quiet()
 
         def read() -> None:
             nonlocal last_good, talking, timer
@@ -138,12 +170,9 @@ class NmeaSerialGps:
                 return
             if data:
                 seen = decoder.sentences
-                try:
-                    for fix in decoder.feed(data):
-                        ctx.emit(fix)
-                except Exception as exc:  # from a service behind emit: fail visibly
-                    fail(exc)
+                if not emit(decoder.feed(data, loop.time())):
                     return
+                watch_quiet()
                 if decoder.sentences != seen:
                     last_good = loop.time()
                     if not talking:
@@ -177,5 +206,7 @@ class NmeaSerialGps:
             loop.remove_reader(fd)
             if timer is not None:
                 timer.cancel()
+            if quiet is not None:
+                quiet.cancel()
             if failed.done():
                 failed.exception()  # retrieved: no "never retrieved" warning on cancel

@@ -1,8 +1,9 @@
 """From a tap to an open door in a millisecond, from local lists, then the record of it.
 
-Order matters on a tap: decide, actuate (relay, light, buzzer), then count and publish.
-Nothing on that path waits for the network or the disk — the event goes into the outbox,
-which is durable before it is sent, but the door does not wait for either.
+Order matters on a tap: decide, record (the tap journal: one write to a file allocated in
+advance, so a door that opened always has its record), actuate (relay, light, buzzer), then
+count. Nothing on that path waits for the network or for a commit: the outbox makes the
+event durable before it is sent, but the door does not wait for it.
 
 The raw UID is used once, here, to compute the card_ref, and then dropped: it is not kept
 in memory, logged, stored or published.
@@ -34,7 +35,7 @@ from edged.access.lists import (
 from edged.commands.admin import MODE_KEY
 from edged.commands.args import only
 from edged.config.access import AccessServiceConfig
-from edged.errors import ConfigError
+from edged.errors import ConfigError, EdgedError
 from edged.events import Feedback, Tap, Unlock
 from edged.payloads import TapEvent
 from edged.security.signing import public_key_from_text
@@ -142,7 +143,24 @@ class AccessService:
                 bound=bound,
             )
             decision = decide(self.lists, self.config, ref, situation)
-        # local first: the door and the lights before anything is counted or recorded
+        # the record first (the tap journal: one write, microseconds), so a door that opened
+        # is never without its record; then the door and the lights; then the counting
+        event = TapEvent(
+            card_ref=ref,
+            reader=tap.reader,
+            decision="granted" if decision.granted else "denied",
+            reason=decision.reason,
+            action=decision.action,
+            profile=decision.profile,
+            fare_cents=decision.fare_cents,
+            lists_version=self.lists.version,
+            unlocked=decision.unlock,
+            validity=decision.validity,
+        )
+        try:
+            self.node.publish(TAP, event)
+        except EdgedError as exc:  # shutting down: the door still answers the card
+            log.error("a tap could not be recorded: %s", exc)
         now_s = time.monotonic()
         if decision.unlock:
             self.emit(Unlock(self.config.pulse_s, now_s))
@@ -158,21 +176,6 @@ class AccessService:
             self.count(f"access.validity.{decision.validity}")
             if decision.validity == "undecided":
                 self.undecided += 1
-        self.node.publish(
-            TAP,
-            TapEvent(
-                card_ref=ref,
-                reader=tap.reader,
-                decision="granted" if decision.granted else "denied",
-                reason=decision.reason,
-                action=decision.action,
-                profile=decision.profile,
-                fare_cents=decision.fare_cents,
-                lists_version=self.lists.version,
-                unlocked=decision.unlock,
-                validity=decision.validity,
-            ),
-        )
 
     def _remember(self, ref: str, decision: Decision) -> None:
         if self.occupancy is not None and self.occupancy.counts_taps and decision.delta:

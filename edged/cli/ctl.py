@@ -4,6 +4,8 @@
   edgectl cmd creuse/shuttle-07 ping --broker ...    send a command, print the node's reply
   edgectl broker-check mqtts://host:8883 --cafile ca.crt --cert dispatch.crt
                                                      what this broker does that edged relies on
+  edgectl feed --broker mqtts://host:8883 --listen 0.0.0.0:8080 --gtfs gtfs.zip
+                                                     GTFS-Realtime, SIRI Lite and a fleet page
 
 It needs nothing but the broker: the same topics and payloads dispatch uses (docs/topics.md).
 MQTT 5 is tried first, then 3.1.1 (-v says which was used).
@@ -12,6 +14,7 @@ MQTT 5 is tried first, then 3.1.1 (-v says which was used).
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import sys
@@ -43,6 +46,7 @@ from edged.ops.table import fleet_table
 from edged.ops.urls import parse_broker_url
 from edged.security.signing import generate_key_file, load_private_key
 from edged.topics import COMMAND_NAME
+from edged.transit import cli as feed_cli
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -244,6 +248,8 @@ def _parser() -> argparse.ArgumentParser:
         help="how long each probe waits for a message that should come (default: 3)",
     )
 
+    feed_cli.add_parser(sub, common)
+
     keys = sub.add_parser("keys", help="signing keys for commands")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     gen = keys_sub.add_parser(
@@ -302,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         login = _login(args, args.broker)
         prefix = _prefix(args.prefix)
+        if args.command == "feed":
+            return _feed(args, login, prefix, say)
         if args.command == "watch":
             nodes = [_target(n) for n in args.node]
             return asyncio.run(
@@ -335,6 +343,30 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKER
     except KeyboardInterrupt:
         return 130
+
+
+def _feed(args: argparse.Namespace, login: Login, prefix: str, say: Say | None) -> int:
+    from edged.transit.run import run_feed  # protobuf and the page only for this command
+    from edged.transit.schedule import ScheduleError
+    from edged.transit.server import TileError
+
+    logging.basicConfig(level=logging.INFO, format="edgectl feed: %(message)s")
+    fleets = [f for f in args.fleet if NAME.fullmatch(f)]
+    if len(fleets) != len(args.fleet):
+        raise UsageError("--fleet: a fleet id is lowercase letters, digits, _ and -")
+    try:
+        options = feed_cli.options(args, prefix, fleets)
+        asyncio.run(run_feed(login, options, duration=args.duration, say=say))
+    except (ValueError, ScheduleError, TileError) as exc:
+        raise UsageError(str(exc)) from None
+    except BrokerUnreachableError:
+        raise
+    except EdgedError as exc:  # a broken install (the page's files)
+        print(f"edgectl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the port is taken, or not ours to listen on
+        raise UsageError(f"--listen {args.listen}: {exc.strerror or exc}") from None
+    return EXIT_OK
 
 
 def _say(message: str) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 from edged.commands.args import only
-from edged.config.loader import config_hash, parse_config
+from edged.config.loader import check_depth, config_hash, parse_config
 from edged.config.probation import Probation
 from edged.diag import versions
 from edged.errors import CommandError, ConfigError
@@ -31,6 +31,7 @@ def register_admin(node: "Node") -> None:
         if set(args) != {"config"} or not isinstance(new, dict):
             raise CommandError("bad_args", 'config.set takes {"config": {...the whole config...}}')
         try:
+            check_depth(new, "config.set")  # before tomli_w, which recurses
             text = tomli_w.dumps(new)
             config = parse_config(
                 text, source="config.set", base_dir=node.config_path.absolute().parent

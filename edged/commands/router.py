@@ -1,14 +1,14 @@
 """Turn a `cmd/{name}` message into exactly one reply, whatever the message holds.
 
-Hostile or broken input is expected: not JSON, huge, wrong types, unknown names, no id.
-Each gets an error reply (where a reply topic can be named), a counter, and a log line;
-nothing a sender puts in a command can stop the daemon.
+Hostile or broken input is expected: not JSON, huge, wrong types, unknown names, no id,
+a response topic on the node's own topics. Each gets an error reply, a counter, and a log
+line; nothing a sender puts in a command can stop the daemon or end its MQTT session:
+`handle` never raises, and the reply it returns can always be encoded and published.
 """
 
 import hashlib
 import json
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,28 +16,28 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edged.commands.response import ResponseTopics
 from edged.config.security import Scope
 from edged.counters import Counters
 from edged.errors import CommandError
 from edged.payloads import Command, Reply, ReplyError
 from edged.security.authorize import Authorizer
-from edged.topics import COMMAND_NAME, INVALID_COMMAND
+from edged.topics import COMMAND_NAME, INVALID_COMMAND, name_of
 
 log = logging.getLogger(__name__)
 
 MAX_COMMAND_BYTES = 64 * 1024
-_RESPONSE_TOPIC = re.compile(r"[^#+\x00]{1,256}")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
 class IncomingCommand:
-    name: str
+    name: str  # as the topic spelled it: `config.get` or `config/get` (or anything at all)
     payload: bytes
     response_topic: str | None = None
     correlation: bytes | None = None
-    topic: str = ""  # the full topic: signatures cover it
+    topic: str = ""  # the full topic, name dotted: signatures and de-duplication cover it
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,12 @@ class CommandRouter:
         counters: Counters,
         *,
         authorizer: Authorizer | None = None,
+        response_topics: ResponseTopics | None = None,
         remember: int = 256,
     ) -> None:
         self.counters = counters
         self.authorizer = authorizer
+        self.response_topics = response_topics or ResponseTopics()
         self._routes: dict[str, _Route] = {}
         self._replies: OrderedDict[str, tuple[bytes, Reply]] = OrderedDict()
         self._remember = remember
@@ -97,19 +99,27 @@ class CommandRouter:
         return route.scope if route else None
 
     async def handle(self, cmd: IncomingCommand) -> Outcome:
-        response_topic = cmd.response_topic
-        if response_topic is not None and not _RESPONSE_TOPIC.fullmatch(response_topic):
-            self.counters.inc("cmd.bad_response_topic")
-            response_topic = None
-        name = cmd.name if COMMAND_NAME.fullmatch(cmd.name) else INVALID_COMMAND
-        reply = await self._reply(name, cmd)
+        """Exactly one reply for `cmd`; never raises (a bug becomes an `internal` reply)."""
+        name = name_of(cmd.name) or INVALID_COMMAND
+        refusal = None
+        if cmd.response_topic is not None:
+            refusal = self.response_topics.refusal(cmd.response_topic)
+        try:
+            reply = self._encodable(await self._reply(name, cmd, refusal))
+        except Exception as exc:
+            log.exception("command %r failed", cmd.name[:80])
+            reply = self._error(None, "internal", f"{type(exc).__name__}: {exc}"[:300])
         if not reply.ok and reply.error is not None:
             log.warning(
-                "command %s refused: %s %s", cmd.name[:80], reply.error.code, reply.error.message
+                "command %r refused: %s %s",
+                cmd.name[:80],
+                reply.error.code,
+                reply.error.message[:300],
             )
-        return Outcome(name, reply, response_topic, cmd.correlation)
+        response_topic = cmd.response_topic if refusal is None else None
+        return Outcome(name, reply, response_topic, cmd.correlation if response_topic else None)
 
-    async def _reply(self, name: str, cmd: IncomingCommand) -> Reply:
+    async def _reply(self, name: str, cmd: IncomingCommand, refusal: str | None) -> Reply:
         route = self._routes.get(name)
         limit = route.max_bytes if route is not None else MAX_COMMAND_BYTES
         if len(cmd.payload) > limit:
@@ -120,7 +130,8 @@ class CommandRouter:
             )
         try:
             raw = json.loads(cmd.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, an
+            # integer of more than 4,300 digits (Python's limit on int from text)
             return self._error(None, "bad_json", f"payload is not JSON: {exc}"[:200])
         if not isinstance(raw, dict):
             return self._error(None, "bad_request", "payload must be a JSON object")
@@ -136,8 +147,13 @@ class CommandRouter:
             return self._error(cmd_id, code, problems[:500])
         if name == INVALID_COMMAND:
             return self._error(
-                command.id, "unknown_command", f"{cmd.name[:64]!r} is not a valid command name"
+                command.id,
+                "unknown_command",
+                f"{cmd.name[:64]!r} is not a valid command name: lower-case words separated "
+                "by dots, such as config.get",
             )
+        if refusal is not None:
+            return self._error(command.id, "bad_response_topic", refusal)
         digest = hashlib.sha256(cmd.topic.encode() + b"\0" + cmd.payload).digest()
         cached = self._replies.get(command.id)
         if cached is not None:
@@ -180,3 +196,14 @@ class CommandRouter:
     def _error(self, cmd_id: str | None, code: str, message: str) -> Reply:
         self.counters.inc(f"cmd.{code}")
         return Reply(id=cmd_id, ok=False, error=ReplyError(code=code, message=message))
+
+    def _encodable(self, reply: Reply) -> Reply:
+        """The reply as the outbox will encode it, or an `internal` error saying why it
+        cannot be (NaN, an integer too long for text, a cycle...): such a reply must not
+        reach the outbox, where it would fail after its `seq` was taken."""
+        try:
+            json.dumps(reply.to_json_dict(), allow_nan=False, ensure_ascii=False).encode()
+        except (ValueError, TypeError, RecursionError, UnicodeError) as exc:
+            log.error("the reply to command %s cannot be encoded: %s", reply.id, exc)
+            return self._error(reply.id, "internal", f"the result is not JSON: {exc}"[:300])
+        return reply

@@ -26,6 +26,10 @@ def load_config(path: str | Path) -> EdgedConfig:
     return parse_config(text, source=str(file), base_dir=file.resolve().parent)
 
 
+MAX_DEPTH = 32
+"""No edged config nests deeper than a handful of tables; far below Python's recursion limit."""
+
+
 def parse_config(
     text: str, *, source: str = "<config>", base_dir: Path | None = None
 ) -> EdgedConfig:
@@ -33,6 +37,9 @@ def parse_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from exc
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigError(source, [too_deep()]) from None
+    check_depth(data, source)
     context = {"base_dir": base_dir}
     problems: list[str] = []
     config: EdgedConfig | None = None
@@ -44,6 +51,27 @@ def parse_config(
     if problems or config is None:
         raise ConfigError(source, problems)
     return config
+
+
+def too_deep() -> str:
+    return (
+        f"the config nests tables or arrays more than {MAX_DEPTH} levels deep: no edged "
+        "setting does; look for runaway brackets"
+    )
+
+
+def check_depth(data: Any, source: str) -> None:
+    """ConfigError when `data` nests deeper than MAX_DEPTH; iterative, so it cannot recurse
+    out of stack itself on the input it guards against."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(source, [too_deep()])
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def _check_driver_options(drivers: Any, text: str, context: dict[str, Any]) -> list[str]:

@@ -11,6 +11,7 @@ from edged.config.base import NAME_PATTERN, Strict
 from edged.config.paths import ConfigPath, PrivateConfigPath
 from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
+from edged.config.topic_names import reaches_a_node_base, topic_name_problem
 from edged.wifi.config import WifiConfig
 
 
@@ -49,6 +50,21 @@ class BrokerConfig(Strict):
     host: str = "localhost"
     port: int = Field(default=1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
+    protocol_fallback: bool = Field(
+        default=True, description="when the broker refuses MQTT 5, use 3.1.1 (said in health)"
+    )
+    session_expiry_s: int = Field(
+        default=86400,
+        ge=0,
+        le=2**32 - 1,
+        description="how long the broker keeps the node's session (and the commands sent "
+        "meanwhile) while it is away; 0: no persistent session",
+    )
+    response_topic_prefix: str | None = Field(
+        default=None,
+        description="MQTT 5 response topics accepted only under this topic; unset: any topic "
+        "outside every node's base",
+    )
     prefix: str = Field(default="rnst/v1", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
     client_id: str | None = Field(default=None, max_length=64)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
@@ -68,6 +84,22 @@ class BrokerConfig(Strict):
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
         return self
 
+    @model_validator(mode="after")
+    def _response_prefix_outside_nodes(self) -> "BrokerConfig":
+        allowed = self.response_topic_prefix
+        if allowed is None:
+            return self
+        problem = topic_name_problem(allowed)
+        if problem is not None:
+            raise ValueError(f"response_topic_prefix: {problem}")
+        if reaches_a_node_base(allowed, self.prefix):
+            raise ValueError(
+                f"response_topic_prefix {allowed!r} is on the nodes' topics "
+                f"({self.prefix}/{{fleet}}/{{node}}/...): replies there could write on a node's "
+                "own topics; use a topic outside them (e.g. ops/replies)"
+            )
+        return self
+
 
 class OutboxConfig(Strict):
     path: ConfigPath = Path("/var/lib/edged/outbox.sqlite")
@@ -79,6 +111,25 @@ class OutboxConfig(Strict):
     flush_interval_ms: int = Field(
         default=20, ge=0, le=5000, description="how long writes gather before one commit"
     )
+    state_path: ConfigPath | None = Field(
+        default=None,
+        description="the state store (access lists, counters' marks…); default: beside "
+        "the outbox, named like it with `state` for `outbox` (state.sqlite)",
+    )
+    live_window_s: float = Field(
+        default=30.0, ge=0, le=3600, description="messages younger than this go before older"
+    )
+    wal_max_bytes: int | None = Field(
+        default=None,
+        ge=8192,
+        description="WAL checkpointed and truncated at this size, counted in the byte caps; "
+        "default: a quarter of max_bytes, at most 4 MiB",
+    )
+    journal_sync: bool = Field(
+        default=False,
+        description="sync each tap's journal record to the disk before the door opens (survives "
+        "a power cut, costs the sync in the decision)",
+    )
 
     @model_validator(mode="after")
     def _caps_order(self) -> "OutboxConfig":
@@ -86,7 +137,28 @@ class OutboxConfig(Strict):
             raise ValueError("hard_max_rows must be at least max_rows")
         if self.hard_max_bytes < self.max_bytes:
             raise ValueError("hard_max_bytes must be at least max_bytes")
+        if self.wal_bytes * 2 > self.max_bytes:
+            raise ValueError(
+                f"wal_max_bytes ({self.wal_bytes}) must be at most half of max_bytes: the WAL "
+                "is counted in the caps"
+            )
         return self
+
+    @property
+    def wal_bytes(self) -> int:
+        """The WAL bound in force (each of the two files has its own)."""
+        if self.wal_max_bytes is not None:
+            return self.wal_max_bytes
+        return min(max(8192, min(4 * 1024 * 1024, self.max_bytes // 4)), self.max_bytes // 2)
+
+    @property
+    def state_file(self) -> Path:
+        if self.state_path is not None:
+            return self.state_path
+        path = Path(self.path)
+        if "outbox" in path.name:
+            return path.with_name(path.name.replace("outbox", "state", 1))
+        return path.with_name(f"{path.stem}.state{path.suffix or '.sqlite'}")
 
 
 class HealthConfig(Strict):

@@ -2,7 +2,9 @@
 
 The outbox is where messages wait through a day without network. If its directory is not
 writable the daemon cannot start; if the disk fills before the soft cap, SQLite fails
-with "database or disk full" exactly when the node has been offline longest.
+with "database or disk full" exactly when the node has been offline longest. The caps
+count the outbox's WAL; the state store, the tap journal and the counters' file need room
+beside it.
 """
 
 import os
@@ -12,8 +14,12 @@ from pathlib import Path
 
 from edged.config.models import OutboxConfig
 from edged.doctor.check import Check, fail, ok, size, warn
+from edged.outbox.journal import SIZE as JOURNAL_SIZE
+from edged.outbox.marks import SLOT
 
 SECTION = "storage"
+MARKS_SIZE = 2 * SLOT
+STATE_MIN = 256 * 1024  # a state store with small lists; a provisioned one counts as it is
 
 
 def check_outbox(config: OutboxConfig) -> list[Check]:
@@ -58,20 +64,30 @@ def check_outbox(config: OutboxConfig) -> list[Check]:
 
 
 def _files(path: Path) -> list[Path]:
-    """The database and SQLite's WAL-mode companions."""
-    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    """The database, SQLite's WAL-mode companions, the tap journal and the counters."""
+    return [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-taps", "-marks"))]
 
 
 def _space(config: OutboxConfig, existing: Path, path: Path) -> Check:
+    """The caps count the outbox's WAL; beside it the disk must hold the tap journal, the
+    counters' file and the state store (its size now, at least STATE_MIN, plus its WAL)."""
     fs = os.statvfs(existing)
     free = fs.f_bavail * fs.f_frsize
     used = sum(f.stat().st_size for f in _files(path) if f.is_file())
-    room = free + used  # what the outbox can grow to
+    state = config.state_file
+    state_used = sum(f.stat().st_size for f in _files(state)[:3] if f.is_file())
+    same_disk = _device(state) == _device(existing)
+    extra = JOURNAL_SIZE + MARKS_SIZE
+    if same_disk:
+        used += state_used
+        extra += max(state_used, STATE_MIN) + config.wal_bytes
+    room = free + used  # what edged's files can grow to
     detail = (
         f"{size(free)} free on {existing}, outbox {size(used)}; caps {size(config.max_bytes)} "
-        f"(max_bytes), {size(config.hard_max_bytes)} (hard_max_bytes)"
+        f"(max_bytes), {size(config.hard_max_bytes)} (hard_max_bytes), WAL included; "
+        f"{size(extra)} more for the state store, tap journal and counters"
     )
-    if room < config.max_bytes:
+    if room < config.max_bytes + extra:
         return fail(
             SECTION,
             "outbox space",
@@ -79,7 +95,7 @@ def _space(config: OutboxConfig, existing: Path, path: Path) -> Check:
             "the disk fills before the outbox reaches max_bytes: free space (`du -xh -d1 /` "
             "shows what uses it) or lower [outbox] max_bytes and hard_max_bytes",
         )
-    if room < config.hard_max_bytes:
+    if room < config.hard_max_bytes + extra:
         return warn(
             SECTION,
             "outbox space",
@@ -88,6 +104,15 @@ def _space(config: OutboxConfig, existing: Path, path: Path) -> Check:
             "of the outbox-full alarm; free space or lower [outbox] hard_max_bytes",
         )
     return ok(SECTION, "outbox space", detail)
+
+
+def _device(path: Path) -> int | None:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return path.stat().st_dev
+    except OSError:
+        return None
 
 
 def _user(uid: int) -> str:

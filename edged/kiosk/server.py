@@ -70,6 +70,7 @@ STATIC = {
     "index.html": "text/html",
     "kiosk.css": "text/css",
     "kiosk.js": "text/javascript",
+    "journey.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})

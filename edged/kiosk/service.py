@@ -9,7 +9,8 @@ request the kiosk remembers is a request dispatch will get.
 
 What it reads, each optional so the kiosk runs on any profile: `node.position` (`last_valid`,
 `fix_lost`), `node.geofences` (`inside()`, `fences`), `node.get_state("mode")` (set by
-`mode.set`), `node.uplink.connected`, and `node.occupancy` — any object with int `count`
+`mode.set`), `node.uplink.connected`, `node.journey.current` (the run from
+`journey.assign`: the page shows its line), and `node.occupancy` — any object with int `count`
 and `capacity` attributes (the occupancy service, when it comes); without one, or with a
 capacity that is not a positive int, the page hides its gauge.
 """
@@ -243,6 +244,7 @@ class KioskService:
             ],
             "occupancy": self._occupancy(),
             "requests": self._requests_view(now),
+            "journey": self._journey(),
         }
 
     def _mode(self) -> str:
@@ -297,6 +299,17 @@ class KioskService:
         free = max(0, capacity - count)
         level = "full" if free == 0 else "few" if free <= max(2, capacity // 10) else "available"
         return {"count": count, "capacity": capacity, "free": free, "level": level}
+
+    def _journey(self) -> dict[str, Any] | None:
+        """The assigned run's line and headsign (from `node.journey`, when it exists)."""
+        run = getattr(getattr(self.node, "journey", None), "current", None)
+        if not isinstance(run, dict):
+            return None
+        line = run.get("line") or run.get("route_id")
+        if not isinstance(line, str):
+            return None
+        headsign = run.get("headsign")
+        return {"line": line, "headsign": headsign if isinstance(headsign, str) else None}
 
     def _requests_view(self, now: int) -> list[dict[str, Any]]:
         """The latest request per button, while it is recent enough to matter. Each service's

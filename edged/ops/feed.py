@@ -12,7 +12,7 @@ topics; on a broker that already sent them, the retained value simply arrives ag
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import aiomqtt
 
@@ -46,13 +46,17 @@ class FleetFeed:
         *,
         client_id: str | None = None,
         nodes: Iterable[str] = (),
+        fleets: Iterable[str] = (),
         say: Say | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.login = login
         self.view = view
         self.client_id = client_id or f"edgectl-{uuid.uuid4().hex[:12]}"
         self.named = tuple(nodes)
+        self.fleets = tuple(fleets)
         self.say = say
+        self.on_change = on_change
         self.subscribed = asyncio.Event()
         self.connected = False
         self.status = "connecting"
@@ -61,19 +65,21 @@ class FleetFeed:
         self._exact: set[str] = set()
 
     @property
-    def topic_filter(self) -> str:
-        return f"{self.view.prefix}/#"
+    def topic_filters(self) -> list[str]:
+        """`{prefix}/#`, or one `{prefix}/{fleet}/#` per fleet named."""
+        prefix = self.view.prefix
+        return [f"{prefix}/{f}/#" for f in self.fleets] if self.fleets else [f"{prefix}/#"]
 
     async def run(self) -> None:
         failures = 0
         while True:
             try:
                 async with connect(self.login, self.client_id, say=self.say) as client:
-                    granted = await client.subscribe(self.topic_filter, qos=1)
+                    granted = await client.subscribe([(f, 1) for f in self.topic_filters])
                     if refused(granted):
                         raise BrokerUnreachableError(
                             f"the broker at {self.login.address} refused a subscription to "
-                            f"{self.topic_filter}: check its ACL for this client"
+                            f"{' '.join(self.topic_filters)}: check its ACL for this client"
                         )
                     self._exact = set()
                     self.connected = True
@@ -86,7 +92,8 @@ class FleetFeed:
                     self.subscribed.set()
                     async for message in client.messages:
                         topic = str(message.topic)
-                        self.view.ingest(topic, message.payload)
+                        if self.view.ingest(topic, message.payload) and self.on_change:
+                            self.on_change()
                         key = self.view.node_key(topic)
                         if key is not None and key not in self._exact:
                             await self._subscribe_exact(client, key)

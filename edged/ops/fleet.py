@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from edged.config.base import NAME_PATTERN
-from edged.topics import COMMAND_NAME
+from edged.topics import COMMAND_NAME, levels, name_of
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ CONTRACT_TOPICS = frozenset(
         "vehicle",
         "vehicle/faults",
         "trip",
+        "journey",
         "events/tap",
         "events/door",
         "events/geofence",
@@ -49,6 +50,8 @@ MAX_TOPICS_PER_NODE = 64
 MAX_ALARMS_PER_NODE = 32
 MAX_DRIVERS = 32
 MAX_ERRORS = 64
+MAX_FAULTS = 16
+MAX_SPLITS = 100_000
 OTHER = "(other)"
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -130,6 +133,7 @@ class Position:
     """The receiver's fix time, else a trusted `ts`: what the fix age is measured from."""
     ts: int | None
     seq: int | None
+    epoch: str | None = None
 
     @property
     def speed_kmh(self) -> float | None:
@@ -173,6 +177,42 @@ class AlarmInfo:
     active: bool
     reason: str
     ts: int | None
+    alarm_id: str | None = None
+    raised_at: int | None = None
+    acked_by: str | None = None
+
+
+@dataclass
+class FaultInfo:
+    source: int
+    spn: int
+    fmi: int
+
+
+@dataclass
+class Faults:
+    """Active J1939 trouble codes (the first MAX_FAULTS) and whether a red or amber lamp is on."""
+
+    codes: list[FaultInfo]
+    count: int
+    red: bool
+    amber: bool
+
+
+@dataclass
+class JourneyInfo:
+    """The node's `journey` topic: its mode and the run it is on (GTFS ids), all bounded text."""
+
+    mode: str | None
+    assigned: bool
+    route_id: str | None = None
+    trip_id: str | None = None
+    start_date: str | None = None
+    start_time: str | None = None
+    direction_id: int | None = None
+    schedule_relationship: str | None = None
+    line: str | None = None
+    headsign: str | None = None
 
 
 @dataclass
@@ -193,6 +233,10 @@ class NodeView:
     health: HealthInfo | None = None
     occupancy: Occupancy | None = None
     alarms: dict[str, AlarmInfo] = field(default_factory=dict)
+    faults: Faults | None = None
+    journey: JourneyInfo | None = None
+    changed: int = 0
+    """`FleetView.version` when this node last changed: what changed since a given moment."""
     messages: Counter[str] = field(default_factory=Counter)
     last_received: float | None = None
     last_ts: int | None = None
@@ -245,6 +289,9 @@ class FleetView:
         self.rejected = 0
         """Messages on a contract topic whose payload is not what the contract says."""
         self.internal_errors = 0
+        self.version = 0
+        """Counts accepted messages; each node keeps the value of its last change."""
+        self._splits: dict[str, tuple[str, str, str] | None] = {}
 
     def node(self, fleet: str, node: str) -> NodeView | None:
         return self.nodes.get(f"{fleet}/{node}")
@@ -282,6 +329,8 @@ class FleetView:
             return False
         self.nodes[key] = view
         self.accepted += 1
+        self.version += 1
+        view.changed = self.version
         view.last_received = self.clock()
         ts = trusted_ts(body)
         if ts is not None and (view.last_ts is None or ts > view.last_ts):
@@ -298,7 +347,20 @@ class FleetView:
         return None if parsed is None else f"{parsed[0]}/{parsed[1]}"
 
     def _split(self, topic: Any) -> tuple[str, str, str] | None:
-        if not isinstance(topic, str) or not topic.startswith(self.prefix + "/"):
+        """`(fleet, node, suffix)` of a contract topic; remembered per topic (a fleet uses
+        a few per node), in a cache emptied when full so no flood of names can grow it."""
+        if not isinstance(topic, str):
+            return None
+        cache = self._splits
+        if topic in cache:
+            return cache[topic]
+        if len(cache) >= MAX_SPLITS:
+            cache.clear()
+        found = cache[topic] = self._split_uncached(topic)
+        return found
+
+    def _split_uncached(self, topic: str) -> tuple[str, str, str] | None:
+        if not topic.startswith(self.prefix + "/"):
             return None
         parts = topic[len(self.prefix) + 1 :].split("/", 2)
         if len(parts) != 3:
@@ -310,10 +372,10 @@ class FleetView:
             return fleet, node, suffix
         if suffix.startswith("alarm/") and COMMAND_NAME.fullmatch(suffix[len("alarm/") :]):
             return fleet, node, "alarm"  # one retained topic per kind, one handler
-        if suffix.startswith("reply/"):  # a broker may have turned `reply/a.b` into `reply/a/b`
-            name = suffix[len("reply/") :].replace("/", ".")
-            if COMMAND_NAME.fullmatch(name):
-                return fleet, node, f"reply/{name}"
+        if suffix.startswith("reply/"):  # `reply/a/b`, or an older node's `reply/a.b`
+            name = name_of(suffix[len("reply/") :])
+            if name is not None:
+                return fleet, node, f"reply/{levels(name)}"
         return None  # cmd/* is input to the node, anything else is not in the contract
 
     @staticmethod
@@ -363,9 +425,13 @@ class FleetView:
         if lat is None or lon is None:
             return False
         ts, seq = _int(body.get("ts"), 1), _int(body.get("seq"))
-        fix_ms = _time_ms(body.get("fix_time")) or trusted_ts(body)
+        epoch = _text(body.get("epoch"))
+        # a fix whose day the receiver never gave (no RMC or ZDA yet) has a guessed date:
+        # only the envelope's trusted time says when it was
+        guessed = body.get("date_unknown") is True
+        fix_ms = (None if guessed else _time_ms(body.get("fix_time"))) or trusted_ts(body)
         view.positions += 1
-        if _older(ts, seq, view.position):
+        if _older(ts, seq, epoch, view.position):
             return True  # a replayed fix from the outbox: counted, but not the latest position
         satellites = _int(body.get("satellites"), 0, 1000)
         view.position = Position(
@@ -379,6 +445,7 @@ class FleetView:
             fix_ms=fix_ms,
             ts=ts,
             seq=seq,
+            epoch=epoch,
         )
         return True
 
@@ -439,19 +506,73 @@ class FleetView:
             return False
         if kind not in view.alarms and len(view.alarms) >= MAX_ALARMS_PER_NODE:
             return False
+        details = _obj(body.get("details")) or {}
         view.alarms[kind] = AlarmInfo(
-            kind, active, _text(body.get("reason")) or "", _int(body.get("ts"), 1)
+            kind,
+            active,
+            _text(body.get("reason")) or "",
+            _int(body.get("ts"), 1),
+            alarm_id=_text(details.get("alarm_id"), 64),
+            raised_at=_int(details.get("raised_at"), 1),
+            acked_by=_text(details.get("acked_by"), 64),
+        )
+        return True
+
+    def _faults(self, view: NodeView, body: Mapping[str, Any]) -> bool:
+        active, lamps = body.get("active"), body.get("lamps")
+        if not isinstance(active, list) or not isinstance(lamps, list):
+            return False
+        codes = [
+            FaultInfo(source, spn, fmi)
+            for raw in active[:MAX_FAULTS]
+            if (c := _obj(raw)) is not None
+            and (source := _int(c.get("source"), 0, 255)) is not None
+            and (spn := _int(c.get("spn"), 0, 2**19)) is not None
+            and (fmi := _int(c.get("fmi"), 0, 31)) is not None
+        ]
+        lit = [lamp for lamp in lamps[:MAX_FAULTS] if isinstance(lamp, dict)]
+        view.faults = Faults(
+            codes=codes,
+            count=len(active),
+            red=any(_int(lamp.get("red_stop")) == 1 for lamp in lit),
+            amber=any(_int(lamp.get("amber_warning")) == 1 for lamp in lit),
+        )
+        return True
+
+    def _journey(self, view: NodeView, body: Mapping[str, Any]) -> bool:
+        assigned = _bool(body.get("assigned"))
+        if assigned is None:
+            return False
+        relationship = body.get("schedule_relationship")
+        view.journey = JourneyInfo(
+            mode=_text(body.get("mode"), 40),
+            assigned=assigned,
+            route_id=_text(body.get("route_id"), 128) if assigned else None,
+            trip_id=_text(body.get("trip_id"), 128) if assigned else None,
+            start_date=_text(body.get("start_date"), 8) if assigned else None,
+            start_time=_text(body.get("start_time"), 8) if assigned else None,
+            direction_id=_int(body.get("direction_id"), 0, 1) if assigned else None,
+            schedule_relationship=(
+                relationship if assigned and relationship in ("SCHEDULED", "ADDED") else None
+            ),
+            line=_text(body.get("line"), 40) if assigned else None,
+            headsign=_text(body.get("headsign"), 80) if assigned else None,
         )
         return True
 
 
-def _older(ts: int | None, seq: int | None, current: "Position | None") -> bool:
-    """A replay keeps its original `seq` and `ts`; both must be behind to call it older (a
-    node whose outbox was wiped starts `seq` again, but its `ts` moves on)."""
+def _older(
+    ts: int | None, seq: int | None, epoch: str | None, current: "Position | None"
+) -> bool:
+    """A replay keeps its original `epoch`, `seq` and `ts`. Within one epoch `seq` orders
+    (a clock step moves `ts`, not `seq`); across epochs both must be behind to call it
+    older (a node whose counters were lost may count `seq` again from lower)."""
     if current is None or current.ts is None or current.seq is None:
         return False
     if ts is None or seq is None:
         return False
+    if epoch is not None and epoch == current.epoch:
+        return seq < current.seq
     return seq < current.seq and ts < current.ts
 
 
@@ -462,4 +583,6 @@ _HANDLERS: dict[str, _Handler] = {
     "health": FleetView._health,
     "occupancy": FleetView._occupancy,
     "alarm": FleetView._alarm,
+    "vehicle/faults": FleetView._faults,
+    "journey": FleetView._journey,
 }

@@ -2,22 +2,39 @@
 
 One connection, used from one worker thread, so the event loop never waits on the SD card.
 Writes gather for `flush_interval_ms` and commit together (SD cards wear); a caller of
-`put` is told its message is durable only after that commit.
+`put` is told its message is durable only after that commit. A tap is also written to the
+tap journal before the door moves (`edged.outbox.journal`).
 
 Sending order: priority class first (alarm > events > state > trips > samples > health);
-within a class, messages written during the current MQTT session (the live lane) go before
-those left over from earlier (the backlog lane), each lane in write order. So a live tap
-is not stuck behind a day of queued positions; dispatch orders by `seq`.
+within a class, messages younger than `live_window_s` (the live lane) go before older ones
+(the backlog), each lane in write order (`edged.outbox.lanes`). So a live tap is not stuck
+behind a day of queued positions, on a steady link or a flapping one; dispatch orders by
+`seq`.
 
 When the outbox passes its soft cap, samples are thinned by a rule that keeps an even
 spread: at thinning level L only samples whose `seq` is a multiple of 2**L are kept, both
 those stored and those arriving. Past the hard cap, events are refused with
 `OutboxFullError` (counted, and `on_pressure` raises an alarm); alarms still have a reserve.
+The caps count the WAL's bound too, so `hard_max_bytes` bounds the files on disk.
+
+A disk that refuses writes does not stop anything: the batch's messages stay in memory
+(`edged.outbox.memory`) and still go out while the link holds; a database that cannot be
+opened at all (a full disk at first start) is replaced by one in memory. A corrupt file is
+moved aside at open and a new one started (`edged.outbox.sqlitefile`); the services' state
+and the seq marks live in the state store beside it (`edged.outbox.state`), which notices
+an outbox that went back in time.
+
+Every message carries the envelope's `epoch`, new at every start: a `seq` may be stamped
+that never reached the disk (a commit that failed, the last batch before a crash, the
+direct `alarm/outbox_full`), and the next start may count from below it, but never within
+the same epoch.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable
@@ -31,17 +48,28 @@ from pydantic import BaseModel
 
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
-from edged.errors import EdgedError, OutboxFullError
+from edged.errors import EdgedError, NotDurableError, OutboxFullError
+from edged.outbox import sqlitefile
+from edged.outbox.journal import Journal, Record
+from edged.outbox.lanes import Lanes
+from edged.outbox.marks import Marks
+from edged.outbox.memory import MemoryLane
 from edged.outbox.publication import Publication, Stored
-from edged.payloads import Body, OutboxHealth
+from edged.outbox.state import Loss, StateStore
+from edged.payloads import Body, OutboxHealth, encode
 from edged.topics import Priority
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_ROW_OVERHEAD = 64  # bytes counted per row on top of topic and payload
+__all__ = ["Outbox", "PutResult", "encode"]
+
+_ROW_OVERHEAD = 64  # bytes counted per row on top of topic and payload (≈ file size)
 _MAX_THIN_LEVEL = 16
 _BATCH_MAX = 2000
+READ_RETRY_S = 5.0  # after a failed read, the database is tried again this much later
+JOURNAL_MARK = "journal_rn"
+STATE_STORE_MARK = "state_store"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS msg (
@@ -64,6 +92,7 @@ CREATE TABLE IF NOT EXISTS retained (
     topic TEXT PRIMARY KEY, payload BLOB NOT NULL, qos INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -80,6 +109,7 @@ class _Pending:
     seq: int
     created: int
     future: "asyncio.Future[PutResult]"
+    rn: int | None = None  # its tap journal record
 
 
 @dataclass
@@ -89,9 +119,8 @@ class _Counts:
     by_prio: dict[int, int] = field(default_factory=lambda: {int(p): 0 for p in Priority})
 
 
-def encode(body: dict[str, Any], *, v: int, seq: int, ts: int, clock: str) -> bytes:
-    envelope = {"v": v, "seq": seq, "ts": ts, "clock": clock}
-    return json.dumps({**envelope, **body}, separators=(",", ":"), ensure_ascii=False).encode()
+class _Corrupt(sqlite3.DatabaseError):
+    """`quick_check` found problems."""
 
 
 class Outbox:
@@ -100,30 +129,38 @@ class Outbox:
         config: OutboxConfig,
         clock: Clock,
         *,
-        on_pressure: Callable[[bool, str], None] | None = None,
+        on_pressure: Callable[[bool, str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.on_pressure = on_pressure
+        self.epoch = secrets.token_hex(8)
+        path = Path(config.path)
+        self.state = StateStore(config.state_file, wal_bytes=config.wal_bytes)
+        self.journal = Journal(path.with_name(path.name + "-taps"), sync=config.journal_sync)
+        self.marks = Marks(path.with_name(path.name + "-marks"))
+        self.lanes = Lanes(config.live_window_s)
+        self.memory = MemoryLane()
+        self.losses: list[Loss] = []
+        self.durable = True  # False: the disk refused the file; the outbox is in memory
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._seqs: dict[str, int] = {}
         self._pending: list[_Pending] = []
         self._acks: list[Stored] = []
-        self._kv: dict[str, str] = {}
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
         self._counts = _Counts()
         self._inflight: dict[int, int] = {}  # id -> size
-        self._mark = 0
-        self._live_cursor: dict[int, int] = {}
-        self._back_cursor: dict[int, int] = {}
         self.thin_level = 0
         self.refused = 0
         self.thinned = 0
         self.dropped = 0
         self.write_errors = 0
+        self.read_errors = 0
+        self._read_failed_at = float("-inf")
         self._full = False
+        self._refused_before_full = 0  # `refused` when the current full episode began
         self._pressure_reported = False
         self._kv_dirty = False
         self._streams_dirty: set[str] = set()
@@ -139,21 +176,18 @@ class Outbox:
         self.begin_session()
 
     def _open(self) -> None:
+        self.state.open()
+        self.losses.extend(self.state.losses)
         path = Path(self.config.path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=2.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise EdgedError(
-                f"cannot open the outbox at {path}: {exc}; check that the directory exists, "
-                "is writable by edged and the disk is not full"
-            ) from exc
-        self._db = db
-        self._seqs = dict(db.execute("SELECT name, seq FROM streams").fetchall())
-        self._kv = dict(db.execute("SELECT key, value FROM kv").fetchall())
+        existed = path.exists() and path.stat().st_size > 0
+        salvaged = self._open_database(path)
+        db = self._db
+        assert db is not None
+        moved = any(loss.cause == "corrupt" for loss in self.losses)
+        self._migrate_state(db, salvaged)
+        streams = {str(k): int(v) for k, v in db.execute("SELECT name, seq FROM streams")}
+        for stream, seq in salvaged.get("streams", {}).items():
+            streams[stream] = max(streams.get(stream, 0), seq)
         counts = _Counts()
         for prio, n, size in db.execute("SELECT prio, count(*), sum(size) FROM msg GROUP BY prio"):
             counts.by_prio[prio] = n
@@ -161,13 +195,218 @@ class Outbox:
             counts.bytes += size or 0
         self._counts = counts
         self._last_id = int(db.execute("SELECT coalesce(max(id), 0) FROM msg").fetchone()[0])
+        # taps the journal gives back first: a seq they fill is not a gap
+        for stream, seq in self._recover_journal(db, fresh=not existed or moved).items():
+            streams[stream] = max(streams.get(stream, 0), seq)
+        self._seqs = dict(streams)
+        if self.durable:
+            self._compare_marks(streams, existed=existed and not moved)
+        for stream, seq in [*self.state.seqs.items(), *self.marks.open().items()]:
+            self._seqs[stream] = max(self._seqs.get(stream, 0), seq)
+        self.lanes.start(self._last_id)
+
+    def _open_database(self, path: Path) -> dict[str, Any]:
+        """Open the outbox file; a corrupt one is moved aside (what it still gives back is
+        returned) and a new one started; a disk that refuses it leaves one in memory."""
+        try:
+            self._db = self._connect(path)
+            return {}
+        except (sqlite3.Error, OSError) as exc:
+            if not (sqlitefile.is_corrupt(exc) or isinstance(exc, _Corrupt)):
+                if sqlitefile.is_disk_error(exc):
+                    self._in_memory(path, exc)
+                    return {}
+                raise sqlitefile.open_error("outbox", path, exc) from exc
+            problem = exc
+        salvaged = _salvage(path)
+        moved = sqlitefile.move_aside(path)
+        queued = salvaged.get("queued", {})
+        log.error(
+            "the outbox %s is corrupt (%s): moved aside to %s and a new one started; "
+            "%d queued message(s) in it are not sent",
+            path,
+            problem,
+            moved,
+            sum(n for _, _, n in queued.values()),
+        )
+        loss = Loss(
+            "corrupt",
+            f"the outbox was corrupt ({str(problem)[:80]}): moved aside to {moved}; "
+            "messages queued in it were not sent",
+            moved_to=str(moved),
+        )
+        loss.gaps = {s: [lo, hi] for s, (lo, hi, _) in queued.items()}
+        self.losses.append(loss)
+        try:
+            self._db = self._connect(path)
+        except (sqlite3.Error, OSError) as again:
+            self._in_memory(path, again)
+        return salvaged
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        sqlitefile.make_private(path)
+        db = sqlitefile.connect(path, wal_bytes=self.config.wal_bytes)
+        try:
+            found = sqlitefile.problems(db)
+            if found is not None:
+                raise _Corrupt(found)
+            db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _in_memory(self, path: Path, exc: BaseException) -> None:
+        log.error(
+            "cannot write the outbox at %s (%s): running with an outbox in memory (nothing "
+            "survives a restart) until the disk takes writes and edged restarts",
+            path,
+            exc,
+        )
+        self.durable = False
+        db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        db.executescript(SCHEMA)
+        self._db = db
+
+    def _migrate_state(self, db: sqlite3.Connection, salvaged: dict[str, Any]) -> None:
+        """The first start with a state store copies the state out of the outbox's `kv`;
+        a state store that vanished afterwards is reported."""
+        state = self.state
+        old_kv = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM kv")}
+        old_kv.update(salvaged.get("kv", {}))
+        had_store = self._meta(db, STATE_STORE_MARK) is not None
+        if state.created and old_kv:
+            kept = {k: v for k, v in old_kv.items() if k not in state.kv}
+            streams = {str(k): int(v) for k, v in db.execute("SELECT name, seq FROM streams")}
+            if state.durable:
+                state.commit(kept, streams, sync=True)
+                log.info("state moved from the outbox to %s (%d value(s))", state.path, len(kept))
+            state.kv.update(kept)
+        elif state.created and had_store and not state.losses:
+            self.losses.append(
+                Loss(
+                    "state_missing",
+                    f"the state store {state.path} was missing: access lists and the "
+                    "services' state start empty",
+                )
+            )
+        if state.durable and self.durable and (old_kv or not had_store):
+
+            def forget_old_state() -> None:
+                db.execute("DELETE FROM kv")
+                self._set_meta(db, STATE_STORE_MARK, "1")
+
+            _write(db, forget_old_state, "marking the state as moved")
+
+    def _compare_marks(self, streams: dict[str, int], *, existed: bool) -> None:
+        """The state store's seq marks above the outbox's counters: the outbox went back."""
+        gaps = {
+            s: [streams.get(s, 0) + 1, mark]
+            for s, mark in sorted(self.state.seqs.items())
+            if mark > streams.get(s, 0)
+        }
+        if not gaps:
+            return
+        if existed:
+            listed = ", ".join(f"{s} {lo}-{hi}" for s, (lo, hi) in list(gaps.items())[:5])
+            log.error("the outbox went back in time (its WAL lost?): seq gaps %s", listed)
+            self.losses.append(
+                Loss(
+                    "rolled_back",
+                    "the outbox lost its last writes (its WAL?): messages in the gaps may "
+                    f"not have been sent: {listed}"[:200],
+                    gaps=gaps,
+                )
+            )
+        elif not any(loss.cause == "corrupt" for loss in self.losses):
+            log.error("the outbox file was missing or empty: started a new one")
+            self.losses.append(
+                Loss(
+                    "missing",
+                    "the outbox file was missing or empty: messages it held were not sent",
+                )
+            )
+
+    def _recover_journal(self, db: sqlite3.Connection, *, fresh: bool) -> dict[str, int]:
+        """Taps written to the journal and not yet in the outbox go in now; returns the
+        highest seq recovered per stream."""
+        mark_text = self._meta(db, JOURNAL_MARK)
+        if mark_text is None or fresh:
+            mark_text = self.state.meta(JOURNAL_MARK) if self.state.db is not None else None
+        folded = int(mark_text or 0)
+        records = self.journal.open(folded)
+        top: dict[str, int] = {}
+        for r in records:
+            top[r.stream] = max(top.get(r.stream, 0), r.seq)
+        if not records:
+            return top
+        saved = (
+            _Counts(self._counts.rows, self._counts.bytes, dict(self._counts.by_prio)),
+            self._last_id,
+        )
+
+        def fold() -> None:
+            for r in records:
+                self._insert_row(
+                    db,
+                    r.prio,
+                    r.topic,
+                    r.payload,
+                    r.qos,
+                    r.retain,
+                    r.stream,
+                    r.seq,
+                    r.created,
+                    r.latest_only,
+                    None,
+                )
+            db.executemany(
+                "INSERT INTO streams(name, seq) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
+                top.items(),
+            )
+            self._set_meta(db, JOURNAL_MARK, str(records[-1].rn))
+
+        if _write(db, fold, "folding the tap journal"):
+            log.warning("%d tap(s) recovered from the tap journal", len(records))
+            if self.durable:  # a fresh outbox starts from this mark
+                with contextlib.suppress(sqlite3.Error):
+                    self.state.commit(
+                        None, {}, sync=False, meta={JOURNAL_MARK: str(records[-1].rn)}
+                    )
+            return top
+        self._counts, self._last_id = saved
+        for r in records:  # the disk refuses them: they go out from memory (and stay
+            # in the journal for the next start)
+            size = len(r.topic) + len(r.payload) + _ROW_OVERHEAD
+            self.memory.add(
+                Stored(0, r.topic, r.payload, r.qos, r.retain, None, size, r.prio),
+                latest_only=r.latest_only,
+            )
+        return top
+
+    @staticmethod
+    def _meta(db: sqlite3.Connection, key: str) -> str | None:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     async def close(self) -> None:
-        """Commit what is pending and close; safe to call twice."""
+        """Commit what is pending and close; safe to call twice, and on a failing disk."""
         if self._closed:
             return
         self._closed = True
-        await self.flush()
+        try:
+            await self.flush()
+        except (sqlite3.Error, OSError, EdgedError) as exc:
+            log.error("outbox: the last commit failed (%s); unsent messages are lost", exc)
         await self._call(self._close)
         self._executor.shutdown(wait=True)
 
@@ -175,6 +414,9 @@ class Outbox:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self.state.close()
+        self.journal.close()
+        self.marks.close()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -182,18 +424,41 @@ class Outbox:
     # -- writing ----------------------------------------------------------------------
 
     def put_nowait(self, pub: Publication) -> "asyncio.Future[PutResult]":
-        """Stamp the envelope now and queue the write; the future resolves once durable."""
+        """Stamp the envelope now and queue the write; the future resolves once durable.
+
+        A topic that journals (a tap) is in the tap journal when this returns."""
         if self._closed:
             raise EdgedError("the outbox is closed: edged is shutting down")
         payload, seq, ts = self.stamp(pub.stream, pub.body, pub.spec.version)
         future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(pub, payload, seq, ts, future))
+        item = _Pending(pub, payload, seq, ts, future)
+        if pub.spec.journal and pub.response_topic is None:
+            item.rn = self._journal(item)
+        self._pending.append(item)
         self._wake_writer.set()
         return future
 
+    def _journal(self, item: _Pending) -> int | None:
+        pub = item.pub
+        rn = self.journal.take_rn()
+        record = Record(
+            rn,
+            pub.topic,
+            pub.stream,
+            item.seq,
+            int(pub.priority),
+            pub.qos,
+            pub.spec.retain,
+            pub.spec.latest_only,
+            item.created,
+            item.payload,
+        )
+        return rn if self.journal.write(record) else None
+
     def stamp(self, stream: str, body: BaseModel, version: int = 1) -> tuple[bytes, int, int]:
-        """Payload bytes with the envelope; the stream's new `seq` is persisted with the next
-        commit. Returns (payload, seq, ts)."""
+        """Payload bytes with the envelope; the stream's new `seq` is written with the next
+        commit (if the disk takes it: the epoch keeps (epoch, seq) unique regardless).
+        Returns (payload, seq, ts)."""
         seq = self._seqs.get(stream, 0) + 1
         self._seqs[stream] = seq
         self._streams_dirty.add(stream)
@@ -203,7 +468,8 @@ class Outbox:
             if isinstance(body, Body)
             else body.model_dump(mode="json", exclude_none=True)
         )
-        return encode(data, v=version, seq=seq, ts=ts, clock=source.value), seq, ts
+        payload = encode(data, v=version, epoch=self.epoch, seq=seq, ts=ts, clock=source.value)
+        return payload, seq, ts
 
     async def put(self, pub: Publication) -> PutResult:
         """Store a publication; returns once it is on disk (or says why it was not kept)."""
@@ -211,19 +477,23 @@ class Outbox:
 
     def ack(self, msg: Stored) -> None:
         """The broker has the message (PUBACK, or written for QoS 0): delete it soon."""
+        if msg.id < 0:
+            self.memory.ack(msg.id)
+            return
         if self._inflight.pop(msg.id, None) is None:
             return  # acknowledged twice, or from a session that was reset
         self._acks.append(msg)
         self._wake_writer.set()
 
     def set_state(self, key: str, value: Any) -> None:
-        """Small persistent state for services (odometer, trip...), written with the next batch."""
-        self._kv[key] = json.dumps(value)
+        """Small persistent state for services (odometer, trip...), written with the next
+        batch to the state store."""
+        self.state.kv[key] = json.dumps(value)
         self._kv_dirty = True
         self._wake_writer.set()
 
     def get_state(self, key: str, default: Any = None) -> Any:
-        raw = self._kv.get(key)
+        raw = self.state.kv.get(key)
         return default if raw is None else json.loads(raw)
 
     async def run_writer(self) -> None:
@@ -253,39 +523,75 @@ class Outbox:
 
     async def _commit_gathered(self) -> None:
         """One commit of what is gathered now (puts: at most _BATCH_MAX of them)."""
-        if self._pending or self._acks or self._kv_dirty or self._streams_dirty:
-            self._wake_writer.clear()
-            batch, self._pending = self._pending[:_BATCH_MAX], self._pending[_BATCH_MAX:]
-            acks, self._acks = self._acks, []
-            kv = dict(self._kv) if self._kv_dirty else None
-            self._kv_dirty = False
-            streams = {name: self._seqs[name] for name in self._streams_dirty}
-            self._streams_dirty.clear()
-            try:
-                results = await self._call(self._commit, batch, acks, kv, streams)
-            except Exception as exc:
-                # nothing of this commit happened: acks, state and seqs are tried again
-                self._acks[:0] = acks
-                self._streams_dirty.update(streams)
-                self._kv_dirty = self._kv_dirty or kv is not None
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(
-                            EdgedError(f"the outbox could not store the message: {exc}")
-                        )
-                log.error("outbox commit failed: %s", exc)
-                raise
-            self.last_commit = time.monotonic()
-            for item, result in zip(batch, results, strict=True):
-                if item.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
-            if any(r is PutResult.STORED for r in results):
-                self._new_data.set()
-            self._check_pressure()
+        if not (self._pending or self._acks or self._kv_dirty or self._streams_dirty):
+            return
+        self._wake_writer.clear()
+        batch, self._pending = self._pending[:_BATCH_MAX], self._pending[_BATCH_MAX:]
+        acks, self._acks = self._acks, []
+        kv = dict(self.state.kv) if self._kv_dirty else None
+        self._kv_dirty = False
+        streams = {name: self._seqs[name] for name in self._streams_dirty}
+        self._streams_dirty.clear()
+        marks = dict(self._seqs) if streams else None
+        try:
+            results = await self._call(self._commit, batch, acks, kv, streams, marks)
+        except Exception as exc:
+            # nothing of this commit happened: acks, state and seqs are tried again; the
+            # batch stays in memory and goes out live (the callers are told it is not
+            # durable)
+            self._acks[:0] = acks
+            self._streams_dirty.update(streams)
+            self._kv_dirty = self._kv_dirty or kv is not None
+            self._keep_in_memory(batch, exc)
+            log.error("outbox commit failed: %s", exc)
+            raise
+        self.last_commit = time.monotonic()
+        self.journal.folded([item.rn for item in batch if item.rn is not None])
+        for item, result in zip(batch, results, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            elif not self.durable and result is PutResult.STORED:
+                item.future.set_exception(
+                    NotDurableError("the outbox is in memory: the disk refused its file")
+                )
+            else:
+                item.future.set_result(result)
+        if any(r is PutResult.STORED for r in results):
+            self.lanes.committed(self._last_id)
+            self._new_data.set()
+        self._check_pressure()
+
+    def _keep_in_memory(self, batch: list[_Pending], exc: BaseException) -> None:
+        for item in batch:
+            pub = item.pub
+            rows: list[tuple[str, bytes | None]] = [(pub.topic, None)]
+            if pub.response_topic:
+                rows.append((pub.response_topic, pub.correlation))
+            for topic, corr in rows:
+                self.memory.add(
+                    Stored(
+                        0,
+                        topic,
+                        item.payload,
+                        pub.qos,
+                        pub.spec.retain and corr is None,
+                        corr,
+                        len(topic) + len(item.payload) + _ROW_OVERHEAD,
+                        int(pub.priority),
+                    ),
+                    latest_only=pub.spec.latest_only or pub.priority >= Priority.SAMPLE,
+                )
+            if not item.future.done():
+                item.future.set_exception(
+                    NotDurableError(
+                        f"the outbox could not store the message ({exc}): kept in memory, "
+                        "sent if the link holds, lost on a restart"
+                    )
+                )
+        if batch:
+            self._new_data.set()
 
     def _commit(
         self,
@@ -293,10 +599,19 @@ class Outbox:
         acks: list[Stored],
         kv: dict[str, str] | None,
         streams: dict[str, int],
+        marks: dict[str, int] | None = None,
     ) -> list[PutResult | BaseException]:
         db = self._db
         assert db is not None, "outbox not open"
+        if marks:  # first: this file takes writes when the disk refuses SQLite's
+            self.marks.write(marks)
         important = any(item.pub.priority <= Priority.TRIP for item in batch)
+        rns = [item.rn for item in batch if item.rn is not None]
+        # the state store first: its seq marks are never below what the outbox holds, so
+        # an outbox that loses writes shows as a gap (and its services' state stays whole)
+        if kv is not None or streams:
+            meta = {JOURNAL_MARK: str(self.journal.mark)} if rns else None
+            self.state.commit(kv, streams, sync=kv is not None and important, meta=meta)
         db.execute(f"PRAGMA synchronous={'FULL' if important else 'NORMAL'}")
         results: list[PutResult | BaseException] = []
         saved = (
@@ -306,6 +621,8 @@ class Outbox:
             self.thinned,
             self.dropped,
             self.refused,
+            self._full,
+            self._refused_before_full,
         )
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -319,12 +636,8 @@ class Outbox:
                     "ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
                     streams.items(),
                 )
-            if kv is not None:
-                db.executemany(
-                    "INSERT INTO kv(key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    kv.items(),
-                )
+            if rns:
+                self._set_meta(db, JOURNAL_MARK, str(max(rns)))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite has already rolled back after SQLITE_FULL
@@ -336,6 +649,8 @@ class Outbox:
                 self.thinned,
                 self.dropped,
                 self.refused,
+                self._full,
+                self._refused_before_full,
             ) = saved
             raise
         return results
@@ -359,10 +674,14 @@ class Outbox:
         if (
             self.thin_level
             and self._counts.rows < self.config.max_rows // 2
-            and self._counts.bytes < self.config.max_bytes // 2
+            and self._data_bytes() < self.config.max_bytes // 2
         ):
             log.info("outbox below half its soft cap: samples no longer thinned")
             self.thin_level = 0
+
+    def _data_bytes(self) -> int:
+        """What the caps compare: the rows, plus the room the WAL may take."""
+        return self._counts.bytes + self.config.wal_bytes
 
     def _insert(self, db: sqlite3.Connection, item: _Pending) -> PutResult | BaseException:
         pub, cfg, counts = item.pub, self.config, self._counts
@@ -376,13 +695,14 @@ class Outbox:
             return PutResult.THINNED
         if pub.spec.latest_only:
             self._delete_superseded(db, pub.topic, prio)
-        if counts.rows + len(rows) > cfg.max_rows or counts.bytes + size > cfg.max_bytes:
+        if counts.rows + len(rows) > cfg.max_rows or self._data_bytes() + size > cfg.max_bytes:
             self._thin(db)
             if prio is Priority.SAMPLE and not self._keeps_sample(item.seq):
                 self.thinned += 1
                 return PutResult.THINNED
         over_hard = (
-            counts.rows + len(rows) > cfg.hard_max_rows or counts.bytes + size > cfg.hard_max_bytes
+            counts.rows + len(rows) > cfg.hard_max_rows
+            or self._data_bytes() + size > cfg.hard_max_bytes
         )
         if over_hard:
             in_reserve = counts.rows + len(rows) <= cfg.hard_max_rows + cfg.alarm_reserve_rows
@@ -392,37 +712,67 @@ class Outbox:
                 self.dropped += 1
                 return PutResult.DROPPED
             else:
+                if not self._full:
+                    self._refused_before_full = self.refused
                 self.refused += 1
                 self._full = True
                 return OutboxFullError(
                     f"outbox full ({counts.rows} rows, {counts.bytes} bytes): {pub.topic} "
                     "refused; the uplink has been down too long or the caps are too small"
                 )
-        db.executemany(
+        for topic, corr in rows:
+            self._insert_row(
+                db,
+                int(prio),
+                topic,
+                item.payload,
+                pub.qos,
+                bool(pub.spec.retain and corr is None),
+                pub.stream,
+                item.seq,
+                item.created,
+                pub.spec.latest_only,
+                corr,
+            )
+        return PutResult.STORED
+
+    def _insert_row(
+        self,
+        db: sqlite3.Connection,
+        prio: int,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        stream: str,
+        seq: int,
+        created: int,
+        latest_only: bool,
+        corr: bytes | None,
+    ) -> None:
+        size = len(topic) + len(payload) + _ROW_OVERHEAD
+        cur = db.execute(
             "INSERT INTO msg(prio, topic, payload, qos, retain, stream, seq, created, size,"
             " latest_only, corr) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
-                (
-                    int(prio),
-                    topic,
-                    item.payload,
-                    pub.qos,
-                    int(pub.spec.retain and corr is None),
-                    pub.stream,
-                    item.seq,
-                    item.created,
-                    len(topic) + len(item.payload) + _ROW_OVERHEAD,
-                    int(pub.spec.latest_only),
-                    corr,
-                )
-                for topic, corr in rows
+                prio,
+                topic,
+                payload,
+                qos,
+                int(retain),
+                stream,
+                seq,
+                created,
+                size,
+                int(latest_only),
+                corr,
             ),
         )
-        self._last_id = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-        counts.rows += len(rows)
-        counts.bytes += size
-        counts.by_prio[prio] += len(rows)
-        return PutResult.STORED
+        assert cur.lastrowid is not None
+        self._last_id = int(cur.lastrowid)
+        self._counts.rows += 1
+        self._counts.bytes += size
+        self._counts.by_prio[prio] += 1
 
     def _keeps_sample(self, seq: int) -> bool:
         return seq % (1 << self.thin_level) == 0
@@ -456,7 +806,7 @@ class Outbox:
     def _thin(self, db: sqlite3.Connection) -> None:
         cfg, counts = self.config, self._counts
         while (
-            counts.rows >= cfg.max_rows or counts.bytes >= cfg.max_bytes
+            counts.rows >= cfg.max_rows or self._data_bytes() >= cfg.max_bytes
         ) and self.thin_level < _MAX_THIN_LEVEL:
             if counts.by_prio[Priority.SAMPLE] == 0:
                 break  # nothing to thin: events and state are never thinned
@@ -474,74 +824,114 @@ class Outbox:
                 break
 
     def _check_pressure(self) -> None:
-        """Tell the node once when events start being refused, and once when that ends."""
+        """Tell the node once when events start being refused, and once when that ends,
+        with the number refused in between."""
         if not self.on_pressure:
             return
+        refused = self.refused - self._refused_before_full
         if self._full and not self._pressure_reported:
             self._pressure_reported = True
-            self.on_pressure(True, f"outbox full: {self.refused} message(s) refused")
+            self.on_pressure(
+                True,
+                f"outbox at its hard cap: events refused ({refused} so far, "
+                "health.outbox.refused keeps counting)",
+                {"refused": refused},
+            )
         elif (
             self._pressure_reported
             and self._counts.rows < self.config.max_rows
-            and self._counts.bytes < self.config.max_bytes
+            and self._data_bytes() < self.config.max_bytes
         ):
             self._full = self._pressure_reported = False
-            self.on_pressure(False, "outbox back under its soft cap")
+            self.on_pressure(
+                False,
+                f"outbox back under its soft cap: {refused} event(s) refused while it was full",
+                {"refused": refused},
+            )
 
     # -- reading (the uplink) ---------------------------------------------------------
 
     def begin_session(self) -> None:
-        """A new MQTT session: what is stored now is backlog; unacked sends are retried."""
+        """A new MQTT session: unacknowledged sends are retried."""
         self._inflight.clear()
-        self._mark = self._last_id
-        self._live_cursor = {int(p): self._mark for p in Priority}
-        self._back_cursor = {int(p): 0 for p in Priority}
+        self.lanes.reset()
+        self.memory.reset()
         self._new_data.set()
 
     async def next_batch(self, limit: int) -> list[Stored]:
-        """The next messages to send, in sending order; waits while there are none."""
+        """The next messages to send, in sending order; waits while there are none.
+
+        A database that cannot be read (a bad page) does not end the session: what is
+        in memory still goes, and the database is tried again every READ_RETRY_S."""
         while True:
             self._new_data.clear()
             batch = await self._call(self._fetch, limit)
             if batch:
                 return batch
-            await self._new_data.wait()
+            if time.monotonic() - self._read_failed_at < READ_RETRY_S:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new_data.wait(), READ_RETRY_S)
+            else:
+                await self._new_data.wait()
 
     def _fetch(self, limit: int) -> list[Stored]:
-        db = self._db
-        assert db is not None, "outbox not open"
         out: list[Stored] = []
-        cols = "id, topic, payload, qos, retain, corr, size, prio"
+        readable = time.monotonic() - self._read_failed_at >= READ_RETRY_S
+        boundary = self.lanes.boundary()
+        # a begin_session while this runs: the batch is dropped by the ended session's
+        # drain, so nothing of it may count as handed out in the new one
+        session, mem_session = self.lanes.session, self.memory.session
         for prio in map(int, Priority):
             if len(out) >= limit:
                 break
-            if self._counts.by_prio[prio] <= 0:
+            out.extend(self.memory.take(prio, limit - len(out), mem_session))
+            if not readable or self._counts.by_prio[prio] <= 0:
                 continue
-            for lane_sql, cursor, args in (
-                ("id > ?", self._live_cursor, []),
-                ("id > ? AND id <= ?", self._back_cursor, [self._mark]),
-            ):
+            try:
+                self._fetch_class(prio, boundary, limit, out, session)
+            except sqlite3.Error as exc:
+                self.read_errors += 1
+                self._read_failed_at = time.monotonic()
+                readable = False
+                log.error("outbox read failed (%s): trying again in %.0f s", exc, READ_RETRY_S)
+        return out
+
+    def _fetch_class(
+        self, prio: int, boundary: int, limit: int, out: list[Stored], session: int
+    ) -> None:
+        """Live lane (ids above `boundary`), then backlog, each in id order."""
+        db = self._db
+        assert db is not None, "outbox not open"
+        cols = "id, topic, payload, qos, retain, corr, size, prio"
+        for lo, hi in ((boundary, None), (0, boundary)):
+            for after, upto in self.lanes.gaps(prio, lo, hi):
                 room = limit - len(out)
                 if room <= 0:
-                    break
+                    return
+                bound, args = ("", []) if upto is None else (" AND id <= ?", [upto])
                 rows = db.execute(
-                    f"SELECT {cols} FROM msg WHERE prio = ? AND {lane_sql} ORDER BY id LIMIT ?",
-                    [prio, cursor[prio], *args, room],
+                    f"SELECT {cols} FROM msg WHERE prio = ? AND id > ?{bound} ORDER BY id LIMIT ?",
+                    [prio, after, *args, room],
                 ).fetchall()
                 for r in rows:
                     msg = Stored(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7])
                     self._inflight[msg.id] = msg.size
                     out.append(msg)
-                if rows:
-                    cursor[prio] = rows[-1][0]
-        return out
+                exhausted = len(rows) < room
+                end = (upto if upto is not None else self._last_id) if exhausted else rows[-1][0]
+                self.lanes.take(prio, after, end, session)
 
     async def retained(self) -> list[tuple[str, bytes, int]]:
         """The last delivered message of each retained topic, to restore a broker's memory."""
 
         def read() -> list[tuple[str, bytes, int]]:
             assert self._db is not None
-            return self._db.execute("SELECT topic, payload, qos FROM retained").fetchall()
+            try:
+                return self._db.execute("SELECT topic, payload, qos FROM retained").fetchall()
+            except sqlite3.Error as exc:
+                self.read_errors += 1
+                log.error("cannot read the retained topics from the outbox: %s", exc)
+                return []
 
         return await self._call(read)
 
@@ -550,7 +940,10 @@ class Outbox:
     async def stats(self) -> OutboxHealth:
         def oldest() -> int | None:
             assert self._db is not None
-            row = self._db.execute("SELECT created FROM msg ORDER BY id LIMIT 1").fetchone()
+            try:
+                row = self._db.execute("SELECT created FROM msg ORDER BY id LIMIT 1").fetchone()
+            except sqlite3.Error:
+                return None
             return None if row is None else int(row[0])
 
         created = await self._call(oldest)
@@ -564,10 +957,59 @@ class Outbox:
             thin_level=self.thin_level,
             refused=self.refused,
             thinned=self.thinned,
-            dropped=self.dropped,
+            dropped=self.dropped + self.memory.dropped,
             write_errors=self.write_errors,
+            in_memory=len(self.memory),
+            read_errors=self.read_errors,
         )
 
     @property
     def depth(self) -> int:
-        return self._counts.rows
+        """Messages waiting: in the database and, when the disk refused them, in memory."""
+        return self._counts.rows + len(self.memory)
+
+
+def _write(db: sqlite3.Connection, change: Callable[[], None], what: str) -> bool:
+    """One transaction at open; a disk that refuses it is logged, not fatal."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        change()
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if not sqlitefile.is_disk_error(exc):
+            raise
+        log.error("outbox: %s failed: %s", what, exc)
+        return False
+    return True
+
+
+def _salvage(path: Path) -> dict[str, Any]:
+    """What a corrupt outbox still gives back, read-only and best effort: the services'
+    state (before the state store existed), the stream counters, and what was queued."""
+    out: dict[str, Any] = {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return out
+    queries = {
+        "kv": "SELECT key, value FROM kv",
+        "streams": "SELECT name, seq FROM streams",
+        "queued": "SELECT stream, min(seq), max(seq), count(*) FROM msg GROUP BY stream",
+    }
+    try:
+        for name, sql in queries.items():
+            try:
+                rows = db.execute(sql).fetchall()
+            except sqlite3.Error:
+                continue
+            if name == "kv":
+                out[name] = {str(k): str(v) for k, v in rows}
+            elif name == "streams":
+                out[name] = {str(k): int(v) for k, v in rows}
+            else:
+                out[name] = {str(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+    finally:
+        db.close()
+    return out

@@ -56,7 +56,8 @@ class PositionService:
         if self.fix_lost:
             self._regained(fix, now)
         self.last_valid = (fix, now)
-        self.node.clock.discipline(fix.fix_time)
+        if fix.date_known:  # a guessed day must not become the node's clock
+            self.node.clock.discipline(fix.fix_time, fix.received)
         self._count_distance(fix)
         if self._due(fix, now):
             self._last_sent = (fix, now)
@@ -116,6 +117,7 @@ class PositionService:
             satellites=fix.satellites,
             hdop=fix.hdop,
             odometer_m=round(self.odometer_m, 1),
+            date_unknown=None if fix.date_known else True,
         )
 
     # -- fix lost / regained ----------------------------------------------------------

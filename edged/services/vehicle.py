@@ -160,7 +160,7 @@ class VehicleService:
         self._ecus[event.source] = event
         faults = Faults(
             active=[
-                FaultCode(source=src, spn=c.spn, fmi=c.fmi, occurrence=c.occurrence)
+                FaultCode(source=src, spn=c.spn, fmi=c.fmi, occurrence=c.occurrence, cm=c.cm)
                 for src, dm1 in sorted(self._ecus.items())
                 for c in dm1.codes
             ],

@@ -1,10 +1,18 @@
 """The one MQTT connection: birth and will, commands in, the outbox drained out.
 
 Each session: connect with the will (`state` offline, retained), subscribe to `cmd/#`,
-publish the birth, restore retained topics, then drain the outbox through a bounded window
+publish the birth, restore retained topics (when the broker kept no session for the node,
+so it may have lost them), then drain the outbox through a bounded window
 of publishes awaiting PUBACK, while commands are handled as they arrive. Any MQTT error
-ends the session; the next one starts after a jittered backoff. Nothing is lost on the way:
-a message leaves the outbox only when the broker acknowledged it.
+ends the session; the next one starts after a jittered backoff (reset by a session that
+worked). Nothing is lost on the way: a message leaves the outbox only when the broker
+acknowledged it. Nothing a command carries ends a session: each incoming message is handled
+on its own, and what goes wrong with one is logged and counted.
+
+The session is persistent (MQTT 5 clean start off with a session expiry, 3.1.1 clean session
+off), so the broker keeps the commands sent while the node is away. When the broker refuses
+MQTT 5 the node falls back to 3.1.1 by itself (`[broker] protocol_fallback`); a refusal is
+logged with its reason and what to do, and shows in `health.mqtt`.
 """
 
 import asyncio
@@ -13,26 +21,41 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edged.backoff import jittered_backoff
 from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
 from edged.counters import Counters
 from edged.errors import ConfigError
 from edged.outbox import Outbox, Stored
-from edged.payloads import State
+from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
+from edged.uplink.incoming import Dropped, incoming
+from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient
+from edged.uplink.reasons import SESSION_TAKEN_OVER, UNSUPPORTED_PROTOCOL, reason_for
+from edged.uplink.reconnect import Reconnect, SessionEnd
 from edged.uplink.tls import tls_context
 
 log = logging.getLogger(__name__)
 
 BirthFactory = Callable[[int], State]
 CommandSink = Callable[[IncomingCommand], Awaitable[None]]
+Protocol = Literal["5", "3.1.1"]
+E = TypeVar("E", bound=BaseException)
+MAX_INCOMING_BYTES = 8 * 1024 * 1024
+"""MQTT 5 maximum packet size the node takes: twice the largest command (`access.update`,
+4 MiB). A broker drops bigger messages for us: a 200 MB command would not reach a Pi Zero's
+512 MB of memory."""
+NO_CONNACK_BEFORE_PROBE = 2
+"""MQTT 5 CONNECTs closed without a CONNACK in a row before 3.1.1 is tried: one may be a
+link lost at the wrong instant, and a wrong fallback would last until edged restarts."""
 
 
 def read_password(config: BrokerConfig) -> str | None:
@@ -44,6 +67,14 @@ def read_password(config: BrokerConfig) -> str | None:
         raise ConfigError(
             "broker.password_file", [f"cannot read {config.password_file}: {exc.strerror}"]
         ) from exc
+
+
+def _first(group: BaseExceptionGroup[E]) -> E:
+    """The first exception of a (possibly nested) group: what ended the session."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc  # type: ignore[return-value]
 
 
 class Uplink:
@@ -70,48 +101,195 @@ class Uplink:
         self.connected = False
         self.sessions = 0
         self.sent = 0
-        self._client: aiomqtt.Client | None = None
+        self._client: MqttClient | None = None
+        self.protocol: Protocol = config.protocol
+        self.fell_back = False  # on 3.1.1 because the broker refused MQTT 5
+        self._probing_311 = False  # MQTT 5 CONNECTs got no CONNACK: is it the version?
+        self._no_connack_v5 = 0
+        self.session_expiry_s: int | None = None
+        self.session_present: bool | None = None
+        self.last_error: str | None = None
+        self._worked_at: float | None = None  # when this session's birth was acknowledged
+        self._warned_expiry: int | None = None
+        self.reconnect = Reconnect(config.reconnect_min_s, config.reconnect_max_s, self.rng)
 
     @property
     def reconnects(self) -> int:
         return max(0, self.sessions - 1)
 
+    def link_health(self) -> MqttHealth:
+        return MqttHealth(
+            protocol=self.protocol,
+            fallback=self.fell_back,
+            session_expiry_s=self.session_expiry_s,
+            session_present=self.session_present,
+            last_error=self.last_error,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
     async def run(self) -> None:
         """Keep a session up for as long as the node runs."""
-        failures = 0
         while True:
-            started = time.monotonic()
-            try:
-                await self._session()
-            except* (aiomqtt.MqttError, OSError) as group:
-                self._lost(group.exceptions[0])
-            except* Exception as group:  # a bug here must not end the node: log, retry
-                log.error("uplink session failed", exc_info=group.exceptions[0])
-                self.counters.inc("uplink.internal_error")
-            finally:
-                self.connected = False
-                self._client = None
-            if time.monotonic() - started > 60:
-                failures = 0
-            failures += 1
-            delay = jittered_backoff(
-                failures, self.config.reconnect_min_s, self.config.reconnect_max_s, self.rng
-            )
+            end = await self._attempt()
+            takeover = end.taken_over or self.reconnect.probable_takeover(end)
+            if takeover:
+                self._taken_over(end)
+            delay = self.reconnect.delay(end, takeover=takeover)
             log.info("reconnecting to the broker in %.1f s", delay)
             await asyncio.sleep(delay)
 
-    def _lost(self, exc: BaseException) -> None:
-        self.counters.inc("uplink.disconnect")
-        where = f"{self.config.host}:{self.config.port}"
-        if self.connected:
-            log.warning("lost the broker at %s: %s", where, exc)
-        else:
-            log.warning("cannot reach the broker at %s: %s", where, exc)
+    async def _attempt(self) -> SessionEnd:
+        """One connection and session, to its end; says how it ended, never raises."""
+        self._worked_at = None
+        taken_over = closed_under_us = False
+        try:
+            await self._session()
+        except* ClosedBeforeConnack as group:
+            self._closed_before_connack(_first(group))
+        except* MqttConnectError as group:
+            self._refused(_first(group))
+        except* (aiomqtt.MqttError, OSError) as group:
+            taken_over, closed_under_us = self._lost(_first(group))
+        except* Exception as group:  # a bug here must not end the node: log, retry
+            log.error("uplink session failed", exc_info=_first(group))
+            self.counters.inc("uplink.internal_error")
+        finally:
+            self.connected = False
+            if self._client is not None and self._client.unreadable:
+                self.counters.inc("cmd.unreadable", self._client.unreadable)
+            self._client = None
+        worked = self._worked_at is not None
+        lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
+        return SessionEnd(worked, lasted, taken_over, closed_under_us)
 
-    def _client_for(self, will_payload: bytes) -> aiomqtt.Client:
+    def _refused(self, exc: BaseException) -> None:
+        """A CONNACK refusal: its reason and the remedy, not a time-out."""
+        rc = getattr(exc, "rc", None)
+        code = int(getattr(rc, "value", rc)) if rc is not None else 0x80
+        if self._probing_311:  # refused, but answered: the broker speaks 3.1.1, not 5
+            self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
+        if code == UNSUPPORTED_PROTOCOL and self.protocol == "5" and self._fall_back(str(rc)):
+            return
+        reason = reason_for(code)
+        self.counters.inc(f"uplink.refused.{reason.key}")
+        self.last_error = f"connection refused: {rc} (code 0x{code:02X}): {reason.todo}"
+        log.error(
+            "the broker at %s refused the connection of client id %s: %s (MQTT reason 0x%02X): %s",
+            self.where,
+            self.client_id,
+            rc,
+            code,
+            reason.todo,
+        )
+
+    def _closed_before_connack(self, exc: ClosedBeforeConnack) -> None:
+        """No CONNACK at all: a broker without MQTT 5 (RabbitMQ 3.10) does this to an MQTT 5
+        client; so does TLS on a plain port, or a link lost at the wrong instant. Twice in
+        a row over MQTT 5, the next attempt tries 3.1.1; if that one is answered, 3.1.1 it
+        is (see `_session`)."""
+        self.counters.inc("uplink.no_connack")
+        if self._probing_311:  # 3.1.1 fared no better: the version was not the problem
+            self._probing_311 = False
+            self.protocol = "5"
+        elif self.protocol == "5" and self.config.protocol_fallback:
+            self._no_connack_v5 += 1
+            if self._no_connack_v5 >= NO_CONNACK_BEFORE_PROBE:
+                self._no_connack_v5 = 0
+                self._probing_311 = True
+                self.protocol = "3.1.1"
+                log.warning(
+                    "the broker at %s closed the connection without answering our MQTT 5 "
+                    "CONNECT (%s), %d times in a row: trying MQTT 3.1.1",
+                    self.where,
+                    exc.reason,
+                    NO_CONNACK_BEFORE_PROBE,
+                )
+                return
+        self.last_error = (
+            f"the broker closed the connection without a CONNACK ({exc.reason}): is "
+            "[broker] port an MQTT port, with TLS where [broker.tls] says so? A broker "
+            'without MQTT 5 does this too: [broker] protocol = "3.1.1". See its log'
+        )
+        log.error("%s at %s", self.last_error, self.where)
+
+    def _fall_back(self, why: str) -> bool:
+        """Use 3.1.1 from now on, if allowed; says so in the log and in health."""
+        if not self.config.protocol_fallback:
+            return False
+        self._probing_311 = False
+        self.protocol = "3.1.1"
+        self.fell_back = True
+        self.counters.inc("uplink.protocol_fallback")
+        self.last_error = f"the broker refused MQTT 5 ({why}): using MQTT 3.1.1"
+        log.warning(
+            "the broker at %s refuses MQTT 5 (%s): using MQTT 3.1.1 from now on, until edged "
+            "restarts ([broker] protocol_fallback); without MQTT 5 there are no response "
+            "topics, and the broker's own setting decides how long it keeps the node's session",
+            self.where,
+            why,
+        )
+        return True
+
+    def _lost(self, exc: BaseException) -> tuple[bool, bool]:
+        """A session or a connection attempt ended; (taken over, closed under us)."""
+        self.counters.inc("uplink.disconnect")
+        client = self._client
+        ended = client.ended if client is not None else None
+        if ended is not None and ended.by_broker:
+            reason = reason_for(ended.code)
+            self.last_error = f"disconnected by the broker: {ended.reason}: {reason.todo}"
+            if ended.code == SESSION_TAKEN_OVER:
+                return True, False
+            self.counters.inc(f"uplink.disconnected.{reason.key}")
+            log.warning(
+                "the broker at %s ended the session: %s (MQTT reason 0x%02X%s): %s",
+                self.where,
+                ended.reason,
+                ended.code,
+                f", {ended.text!r}" if ended.text else "",
+                reason.todo,
+            )
+            return False, False
+        if self.connected:
+            self.last_error = f"lost the broker: {exc}"
+            log.warning("lost the broker at %s: %s", self.where, exc)
+            return False, True
+        self.last_error = f"cannot reach the broker: {exc}"
+        log.warning("cannot reach the broker at %s: %s", self.where, exc)
+        return False, False
+
+    def _taken_over(self, end: SessionEnd) -> None:
+        self.counters.inc("uplink.takeover")
+        certain = end.taken_over
+        self.last_error = (
+            "another client uses our client id: " + reason_for(SESSION_TAKEN_OVER).todo
+        )
+        log.error(
+            "another client %s our client id %r: the broker %s (%s); %s",
+            "uses" if certain else "probably uses",
+            self.client_id,
+            "gave it our session (MQTT 5 reason 0x8E, session taken over)"
+            if certain
+            else f"closed {self.reconnect.short_in_a_row} sessions in a row within a second of "
+            "their start, without a reason",
+            self.where,
+            reason_for(SESSION_TAKEN_OVER).todo,
+        )
+
+    def _client_for(self, will_payload: bytes) -> MqttClient:
         cfg = self.config
-        v5 = cfg.protocol == "5"
-        return aiomqtt.Client(
+        v5 = self.protocol == "5"
+        persistent = cfg.session_expiry_s > 0
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.MaximumPacketSize = MAX_INCOMING_BYTES
+            if persistent:
+                properties.SessionExpiryInterval = cfg.session_expiry_s
+        return MqttClient(
             hostname=cfg.host,
             port=cfg.port,
             identifier=self.client_id,
@@ -121,53 +299,122 @@ class Uplink:
             keepalive=cfg.keepalive_s,
             tls_context=tls_context(cfg) if cfg.tls is not None else None,
             will=aiomqtt.Will(self.topics.of(STATE), will_payload, qos=1, retain=True),
-            clean_session=None if v5 else False,
+            clean_session=None if v5 else not persistent,
+            clean_start=not persistent if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # 5 only
+            properties=properties,
             timeout=cfg.publish_timeout_s,
             max_inflight_messages=cfg.window,
         )
 
     async def _session(self) -> None:
         since, _ = self.outbox.clock.now()
-        will, _, _ = self.outbox.stamp(STATE.name, State(state="offline", since=since))
+        # the birth is stamped before the will, so the will's seq is above the birth's:
+        # dispatch ordering by seq keeps "offline" after a crash. No flush before connecting:
+        # a disk that refuses writes must not keep the node off the broker, and the epoch
+        # keeps (epoch, seq) unique whether or not these seqs reach the disk
         birth, _, _ = self.outbox.stamp(STATE.name, self.birth(since))
-        await self.outbox.flush()  # the seqs just used must never be reused after a crash
-        async with self._client_for(will) as client:
+        will, _, _ = self.outbox.stamp(STATE.name, State(state="offline", since=since))
+        client = self._client_for(will)
+        self._client = client
+        async with client:
             client.pending_calls_threshold = self.config.window + 16
-            self._client = client
-            await client.subscribe(self.topics.commands, qos=1)
-            await client.publish(self.topics.of(STATE), birth, qos=1, retain=True)
-            self.outbox.begin_session()
-            for topic, payload, qos in await self.outbox.retained():
-                await client.publish(topic, payload, qos=qos, retain=True)
-            self.connected = True
-            self.sessions += 1
-            log.info("connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
+            self._no_connack_v5 = 0
+            if self._probing_311:
+                self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
+            # reading first: a connection lost while we subscribe or publish the birth ends
+            # the session now (aiomqtt would wait out its time-out on the SUBACK or PUBACK),
+            # and the commands a resumed session holds for us come in at once
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive(client), name="uplink.receive")
-                tg.create_task(self._drain(client, tg), name="uplink.drain")
+                tg.create_task(self._start(client, birth, tg), name="uplink.start")
+
+    async def _start(self, client: MqttClient, birth: bytes, tg: asyncio.TaskGroup) -> None:
+        """Subscribe, birth, retained topics again, then drain the outbox for good."""
+        await self._subscribe(client)
+        await client.publish(self.topics.of(STATE), birth, qos=1, retain=True)
+        self._worked_at = time.monotonic()
+        self.outbox.begin_session()
+        if not client.session_present:
+            # the broker kept no session for us: it may have lost its retained store too
+            # (a restart without persistence). Restored messages are the ones delivered
+            # before, byte for byte: the same (topic, epoch, seq)
+            for topic, payload, qos in await self.outbox.retained():
+                await client.publish(topic, payload, qos=qos, retain=True)
+        self.connected = True
+        self.sessions += 1
+        self._connected_as(client)
+        await self._drain(client, tg)
+
+    async def _subscribe(self, client: MqttClient) -> None:
+        """Commands, QoS 1; over MQTT 5 with "retain as published", so a retained command
+        is seen as such even when it arrives live (it is never run)."""
+        if self.protocol == "5":
+            options = SubscribeOptions(qos=1, retainAsPublished=True)
+            granted = await client.subscribe(self.topics.commands, options=options)
+        else:
+            granted = await client.subscribe(self.topics.commands, qos=1)
+        refused = [rc for rc in granted if getattr(rc, "is_failure", False)]
+        if refused:
+            self.counters.inc("uplink.subscribe_refused")
+            log.error(
+                "the broker refused our subscription to %s (%s): commands will not reach this "
+                "node; check the broker's ACL for client id %s",
+                self.topics.commands,
+                refused[0],
+                self.client_id,
+            )
+
+    def _connected_as(self, client: MqttClient) -> None:
+        """Log the session, and what the broker keeps of it while we are away."""
+        cfg = self.config
+        first = self.sessions == 1
+        self.session_present = client.session_present
+        asked = cfg.session_expiry_s
+        granted = client.granted_expiry_s if client.granted_expiry_s is not None else asked
+        self.session_expiry_s = granted if self.protocol == "5" else None
+        log.info(
+            "connected to %s as %s (MQTT %s%s, session %s)",
+            self.where,
+            self.client_id,
+            self.protocol,
+            ", fallback" if self.fell_back else "",
+            "resumed" if client.session_present else "new",
+        )
+        shorter = self.protocol == "5" and asked > 0 and granted < asked
+        if shorter and granted != self._warned_expiry:
+            self._warned_expiry = granted
+            self.counters.inc("uplink.short_session_expiry")
+            log.warning(
+                "the broker at %s keeps our session %d s after we leave (we asked %d s): "
+                "commands sent while the node is offline %s are lost",
+                self.where,
+                granted,
+                asked,
+                "at all" if granted == 0 else f"longer than {granted} s",
+            )
+        if asked > 0 and not first and not client.session_present:
+            log.warning(
+                "the broker at %s had no session for us (it restarted without persistence, "
+                "or the session expired): commands sent while we were away are lost",
+                self.where,
+            )
 
     async def _receive(self, client: aiomqtt.Client) -> None:
+        """Each incoming message on its own: whatever one does, the next is read."""
         async for message in client.messages:
-            name = self.topics.command_name(str(message.topic))
-            if name is None:
-                continue
-            payload = message.payload
-            if isinstance(payload, str):
-                payload = payload.encode()
-            elif not isinstance(payload, bytes | bytearray):
-                payload = b"" if payload is None else str(payload).encode()
-            props = message.properties
-            response_topic = getattr(props, "ResponseTopic", None)
-            correlation = getattr(props, "CorrelationData", None)
-            await self.on_command(
-                IncomingCommand(
-                    name=name,
-                    payload=bytes(payload),
-                    response_topic=response_topic if isinstance(response_topic, str) else None,
-                    correlation=bytes(correlation) if correlation is not None else None,
-                    topic=str(message.topic),
-                )
-            )
+            try:
+                await self._take(message)
+            except Exception:
+                self.counters.inc("cmd.unhandled")
+                log.exception("an incoming message on %s could not be handled", message.topic)
+
+    async def _take(self, message: aiomqtt.Message) -> None:
+        item = incoming(message, self.topics)
+        if isinstance(item, Dropped):
+            self.counters.inc(f"cmd.{item.counter}")
+            log.warning("ignored: %s", item.why)
+            return
+        await self.on_command(item)
 
     async def _drain(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         """Keep `window` publishes awaiting PUBACK, in outbox order; each acks on PUBACK.
@@ -194,7 +441,7 @@ class Uplink:
         low: asyncio.Event,
         filled: asyncio.Event,
     ) -> None:
-        v5 = self.config.protocol == "5"
+        v5 = self.protocol == "5"
         window = self.config.window
         while True:
             while not ahead:
@@ -248,7 +495,6 @@ class Uplink:
             return {"birth": False, "retained": 0}
         since, _ = self.outbox.clock.now()
         birth, _, _ = self.outbox.stamp(STATE.name, self.birth(since))
-        await self.outbox.flush()
         ok = await self.publish_direct(self.topics.of(STATE), birth, qos=1, retain=True)
         n = 0
         for topic, payload, qos in await self.outbox.retained():

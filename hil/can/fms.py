@@ -286,6 +286,29 @@ def bam_frames(
     return out
 
 
+def rts_cts_frames(
+    pgn: int, originator: int, responder: int, payload: bytes, *, per_cts: int = 2
+) -> list[tuple[int, bytes]]:
+    """(identifier, data) of both sides of an RTS/CTS transfer of `payload` (9..1785 bytes)
+    from `originator` to `responder`: RTS, then `per_cts` packets per CTS, then the
+    acknowledgement, as J1939-21 connection mode exchanges them."""
+    size = len(payload)
+    packets = -(-size // 7)
+    tail = bytes([pgn & 0xFF, (pgn >> 8) & 0xFF, pgn >> 16])
+    to_responder = make_id(PGN_TP_CM, originator, priority=7, destination=responder)
+    to_originator = make_id(PGN_TP_CM, responder, priority=7, destination=originator)
+    dt_id = make_id(PGN_TP_DT, originator, priority=7, destination=responder)
+    out = [(to_responder, bytes([16, size & 0xFF, size >> 8, packets, per_cts]) + tail)]
+    for first in range(1, packets + 1, per_cts):
+        count = min(per_cts, packets - first + 1)
+        out.append((to_originator, bytes([17, count, first, 0xFF, 0xFF]) + tail))
+        for seq in range(first, first + count):
+            chunk = payload[(seq - 1) * 7 : seq * 7]
+            out.append((dt_id, bytes([seq]) + chunk + b"\xff" * (7 - len(chunk))))
+    out.append((to_originator, bytes([19, size & 0xFF, size >> 8, packets, 0xFF]) + tail))
+    return out
+
+
 def flood(count: int, *, seed: int = 1) -> list[tuple[int, bytes]]:
     """`count` frames of a saturated bus, every other one a PGN edged does not decode."""
     bus = FmsBus(seed=seed)

@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from drivers.gps.nmea import BadSentence, parse_sentence
+from drivers.gps.nmea import TIMED, BadSentence, parse_sentence
 from hil.pty import open_raw_pty, staged_link
 
-_TIMED = frozenset({"GGA", "RMC", "GNS", "GLL"})
 _DAY_S = 86_400.0
 
 
@@ -52,25 +51,40 @@ class Faults:
 
 
 def epochs(lines: Iterable[bytes], default_s: float = 1.0) -> list[tuple[float, list[bytes]]]:
-    """Group log lines into (seconds to the next epoch, lines), as the receiver sent them.
+    """Group log lines into (seconds to the next burst, lines), as the receiver sent them.
 
-    An epoch starts at a timed sentence (GGA, RMC, GNS, GLL) with a new time or a type the
-    epoch already has; the interval is the difference of epoch times, `default_s` where the
-    log has no time (cold start) or the gap is implausible.
+    A log with blank lines is cut at them: each block is one burst (a log written from a
+    receiver's manual says so where the order alone cannot: a receiver that sends GSA
+    first). Otherwise a burst starts at a timed sentence (GGA, RMC, GNS, GLL, ZDA) with a
+    new time, or, without time (cold start), with a type the burst already has. The
+    interval is the difference of burst times, `default_s` where the log has no time or
+    the gap is implausible.
     """
+    raw = [line.rstrip(b"\r\n") for line in lines]
+    by_blank = any(not line.strip() for line in raw) and any(line.strip() for line in raw)
     groups: list[tuple[float | None, list[bytes]]] = []
     kinds: set[str] = set()
-    for raw in lines:
-        line = raw.rstrip(b"\r\n")
-        if not line:
+    cut = True
+    for line in raw:
+        if not line.strip():
+            cut = True
             continue
         try:
             s = parse_sentence(line)
         except BadSentence:
             s = None
-        if s is not None and s.kind in _TIMED:
-            seconds = None if s.time_us is None else s.time_us / 1e6
-            if not groups or groups[-1][0] != seconds or s.kind in kinds:
+        timed = s is not None and s.kind in TIMED
+        seconds = None if s is None or s.time_us is None else s.time_us / 1e6
+        if by_blank:
+            if cut or not groups:
+                groups.append((seconds if timed else None, []))
+                cut = False
+            elif timed and groups[-1][0] is None:
+                groups[-1] = (seconds, groups[-1][1])
+        elif s is not None and timed:
+            at = groups[-1][0] if groups else None
+            new_time = seconds is not None and seconds != at
+            if not groups or new_time or (seconds is None and s.kind in kinds):
                 groups.append((seconds, []))
                 kinds = set()
             kinds.add(s.kind)
@@ -127,9 +141,14 @@ class NmeaEmulator:
 
     # -- control ------------------------------------------------------------------------
 
-    def start(self) -> "NmeaEmulator":
+    def start(self, after_s: float = 0.0) -> "NmeaEmulator":
+        """Plug in and replay; `after_s`: wait that long first, so a reader opened right
+        after this call sees the log from its first burst (a pty keeps nothing written
+        while no one has it open)."""
         self.replug()
-        self._thread = threading.Thread(target=self._run, name="nmea-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(after_s,), name="nmea-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -178,12 +197,17 @@ class NmeaEmulator:
 
     # -- the replay -----------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, after_s: float = 0.0) -> None:
+        if after_s and self._stop.wait(after_s):
+            return
         next_at = time.monotonic()
         while not self._stop.is_set():
             for gap, lines in self.epochs:
-                for line in lines:
-                    self._sentence(line)
+                if self.baud and not self.chunk:  # a sentence at a time, at the line rate
+                    for line in lines:
+                        self._write(self._sentence(line))
+                else:  # one write per burst, as a UART streams it: no pause inside
+                    self._write(b"".join([self._sentence(line) for line in lines]))
                 next_at += gap / self.speed
                 delay = next_at - time.monotonic()
                 if delay < -1.0:
@@ -195,24 +219,23 @@ class NmeaEmulator:
                 self._stop.wait()
                 return
 
-    def _sentence(self, line: bytes) -> None:
+    def _sentence(self, line: bytes) -> bytes:
+        """The bytes this sentence puts on the wire, faults and injected data included."""
         with self._lock:
             pending, self._pending = self._pending, []
-        for data in pending:
-            self._write(data)
+        out = b"".join(pending)
         f, rng = self.faults, self.rng
         if f.drop and rng.random() < f.drop:
-            return
+            return out
         if f.garbage and rng.random() < f.garbage:
-            self._write(rng.randbytes(rng.randint(1, 48)))
+            out += rng.randbytes(rng.randint(1, 48))
         if f.bad_checksum and rng.random() < f.bad_checksum and len(line) > 6:
             i = rng.randrange(1, len(line) - 3)
             line = line[:i] + bytes([line[i] ^ rng.choice(b"\x01\x02\x04\x08\x10")]) + line[i + 1 :]
         if f.cut and rng.random() < f.cut:
-            self._write(line[: len(line) // 2])
-            return
-        self._write(line + b"\r\n")
+            return out + line[: len(line) // 2]
         self.sent += 1
+        return out + line + b"\r\n"
 
     def _write(self, data: bytes) -> None:
         if not self.baud:

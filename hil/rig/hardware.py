@@ -36,6 +36,7 @@ from hil.rig.rig import (
     Rig,
     RigError,
     RigSetup,
+    node_files,
 )
 
 CARD_NAMES = [k for k, v in vars(Cards).items() if k.isupper()]
@@ -154,7 +155,7 @@ class HardwareRig(Rig):
             self._pins[role] = DigitalOutputDevice(bench_pin)
         for role, (_, bench_pin) in self.bench.gpio.outputs.items():
             self._pins[role] = DigitalInputDevice(bench_pin, pull_up=False)
-        for old in self.workdir.glob("outbox.sqlite*"):
+        for old in node_files(self.workdir):
             old.unlink()
         self.broker.start()
         (self.workdir / "fleet.secret").write_bytes(self.secret)

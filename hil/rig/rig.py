@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import ssl
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.access.cardref import CardRefs
 from edged.access.lists import sign_lists
 from edged.security.signing import public_key_text, sign
+from edged.topics import levels
 from hil.broker import Mosquitto, free_port
 from hil.can.fms import FmsBus
 from hil.can.slcan import SlcanEmulator
@@ -39,6 +41,7 @@ from hil.dispatch import Collector, Received, publish
 from hil.fleetbroker import FleetBroker
 from hil.gps.emulator import NmeaEmulator
 from hil.nfc.emulator import Pn532Emulator
+from hil.proxy import MqttProxy
 from hil.rig.daemon import ROOT, Daemon
 from hil.rig.feeds import route_nmea
 
@@ -46,6 +49,8 @@ Profile = Literal["shuttle", "truck", "venue"]
 FLEET = "rig"
 ROUTE = ROOT / "config" / "routes" / "creuse-shuttle.json"
 DBC = ROOT / "config" / "fms.dbc"
+
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 1.0
 
 # the pin map, as hil/README.md documents it for the bench
 PIN_DOOR, PIN_OUTER, PIN_INNER, PIN_PANIC = 17, 5, 6, 27
@@ -94,6 +99,7 @@ class RigSetup:
     kiosk: bool = False  # the kiosk page on a free port (`Rig.kiosk_url`)
     nofile: int | None = None  # the daemon's descriptor limit (the unit's LimitNOFILE)
     access: str = ""  # extra lines for [services.access]
+    link_proxy: bool = False  # the daemon reaches the broker through a proxy that can cut it
 
 
 @dataclass
@@ -140,6 +146,7 @@ class Rig:
         self.config = workdir / "edged.toml"
         self.daemon = Daemon(self.config, workdir / "edged.log", nofile=self.setup.nofile)
         self.dispatch: Collector | None = None
+        self.proxy: MqttProxy | None = None  # the daemon's link, with RigSetup.link_proxy
         self.counts = Counts()
         self.gpio_socket = workdir / "gpio.sock"
         self.lists_version = 0
@@ -156,10 +163,12 @@ class Rig:
         await self.close()
 
     async def start(self) -> None:
-        for old in self.workdir.glob("outbox.sqlite*"):  # a kept workdir: a new node
+        for old in node_files(self.workdir):  # a kept workdir: a new node
             old.unlink()
         self.broker.start()
         s = self.setup
+        if s.link_proxy:
+            self.proxy = await MqttProxy(self.node_port).start()
         if s.profile != "venue":
             lines = route_nmea(
                 ROUTE, seconds=s.seconds, speed_factor=s.speed_factor, jump=s.gps_jump
@@ -215,6 +224,8 @@ class Rig:
         if self.can_proc is not None:
             self.can_proc.terminate()
             self.can_proc.wait(5)
+        if self.proxy is not None:
+            await self.proxy.close()
         self.broker.stop()
         if self.fleet is not None:
             self.fleet.cleanup()
@@ -299,9 +310,9 @@ name = "hil rig"
 
 [broker]
 host = "127.0.0.1"
-port = {self.node_port}
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
+port = {self.proxy.port if self.proxy is not None else self.node_port}
+reconnect_min_s = {RECONNECT_MIN_S}
+reconnect_max_s = {RECONNECT_MAX_S}
 {self.fleet.node_tls_toml(FLEET, f"{s.profile}-1") if self.fleet is not None else ""}
 
 [outbox]
@@ -442,10 +453,11 @@ ignition_off_after_s = 5
             "kid": "rig-dispatch",
             "sig": sign(self.cmd_key, topic, cmd_id, ts, args),
         }
-        before = len(self.on(f"reply/{name}"))
+        reply_topic = f"reply/{levels(name)}"
+        before = len(self.on(reply_topic))
         await publish(self.dispatch_port, topic, json.dumps(body).encode(), tls=self.dispatch_tls)
         reply = await self.expect(
-            f"reply/{name}", lambda m: m.payload.get("id") == cmd_id, timeout, after=before
+            reply_topic, lambda m: m.payload.get("id") == cmd_id, timeout, after=before
         )
         return reply.payload
 
@@ -578,6 +590,21 @@ ignition_off_after_s = 5
     def broker_up(self) -> None:
         self.broker.start()
 
+    @property
+    def outbox_path(self) -> Path:
+        return (self.setup.outbox_dir or self.workdir) / "outbox.sqlite"
+
+    async def move_outbox(self, directory: Path | None) -> None:
+        """Stop the daemon, move its outbox and state to `directory` (None: the workdir),
+        and start it again there."""
+        self.daemon.stop()
+        target = directory or self.workdir
+        for f in node_files(self.outbox_path.parent):
+            shutil.move(f, target / f.name)
+        self.setup.outbox_dir = directory
+        self.config.write_text(self.render_config())
+        await self.start_daemon()
+
     async def power_cut(self, off_s: float = 0.5) -> None:
         """kill -9, then start again: what a Pi sees when the ignition cuts its supply."""
         self.daemon.kill9()
@@ -615,6 +642,11 @@ ignition_off_after_s = 5
 
         after = len(self.on("health"))
         await self.expect("health", fits, timeout, f"driver {name} {state}", after=after)
+
+
+def node_files(directory: Path) -> list[Path]:
+    """The node's files in `directory`: outbox, state store, tap journal and companions."""
+    return [*directory.glob("outbox.sqlite*"), *directory.glob("state.sqlite*")]
 
 
 def _iso(epoch: float) -> str:

@@ -1,11 +1,15 @@
 """Faults: each device unplugged and plugged back, power cuts at random instants, the outbox
-at its cap with the broker away, and the receiver's clock jumping an hour.
+at its cap with the broker away, the receiver's clock jumping an hour, a flood of hostile
+commands, a link that flaps (see `hil.scenarios.link`), the disk filling up (through a
+broker blip and a restart), and the outbox damaged four ways.
 
 What must hold: a driver that loses its device is restarted by itself and works again
 when the device is back; a power cut loses nothing that was stored (events keep counting
 up with no gap or duplicate); a full outbox raises `alarm/outbox_full` and counts what it
 refuses, so every event is either delivered or counted; a clock jump changes timestamps,
-not the daemon's life.
+not the daemon's life; a full disk or a damaged outbox never keeps the node off the broker
+or the doors shut, and is reported (`hil.scenarios.storage`). Dispatch's view is
+de-duplicated on (topic, epoch, seq), as docs/topics.md says.
 """
 
 import asyncio
@@ -14,8 +18,9 @@ import time
 
 from hil.rig.report import Report
 from hil.rig.rig import PIN_DOOR, Cards, Rig, RigSetup
-from hil.scenarios import Scenario
+from hil.scenarios import Scenario, storage
 from hil.scenarios.checks import event_streams_have_no_gaps, no_uid_reached_the_broker
+from hil.scenarios.link import flapping_link, hostile_flood
 
 JUMP_AT_S = 75.0  # real seconds after the GPS starts (the steps before take ~60 s)
 JUMP_BY_S = 3600.0
@@ -30,6 +35,7 @@ def setup(quick: bool) -> RigSetup:
         outbox="max_rows = 40\nhard_max_rows = 80\nalarm_reserve_rows = 20\n",
         gps_jump=(JUMP_AT_S, JUMP_BY_S),
         trust_system_clock=False,
+        link_proxy=True,  # the flapping link
     )
 
 
@@ -162,6 +168,20 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
         )
     else:
         report.skip("a GPS clock jump", "a real receiver's clock cannot be made to jump")
+    await report.step(
+        "a flood of hostile commands: each answered, the session never dropped",
+        hostile_flood(rig, report, quick),
+    )
+    await report.step(
+        "the link cut every 2 s: shortest reconnect delays, every door event once, no gap",
+        flapping_link(rig, report, quick),
+    )
+
+    door = storage.DoorToggler(rig, PIN_DOOR)
+    await storage.full_disk(rig, report, door)
+    for damage in storage.DAMAGES:
+        await storage.damaged_outbox(rig, report, damage, door)
+    storage.no_seq_reused(rig, report, "events/door", "events/tap", "alarm/outbox_full", "state")
     event_streams_have_no_gaps(rig, report, "events/tap")
     no_uid_reached_the_broker(rig, report)
 

@@ -211,10 +211,6 @@ def test_through_a_dot_rewriting_broker_the_command_arrives_as_sent_and_any_repl
     assert responder.topics == [f"rnst/v1/{NODE}/cmd/config/get"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the node side of #22 (branch i13u): slash-spelled commands; remove on merge",
-)
 @pytest.mark.parametrize("proxy", [Quirks(dots_to_slashes=True)], indirect=True)
 def test_a_dotted_command_reaches_a_real_node_through_a_dot_rewriting_broker(
     node: Mosquitto, proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]

@@ -13,6 +13,7 @@ from edged.doctor.config import load, secrets_check
 from edged.doctor.storage import check_outbox
 from tests.doctor.conftest import as_nobody, config
 from tests.helpers.broker import free_port
+from tests.helpers.disk import mounted_tmpfs
 
 MiB = 1 << 20
 
@@ -134,3 +135,15 @@ async def test_a_check_that_hangs_is_cut_off_and_reported() -> None:
     assert time.monotonic() - started < 1.5
     assert (line.name, line.status) == ("stuck", Status.FAIL)
     assert "did not finish within 0.2 s" in line.detail
+
+
+def test_a_disk_that_holds_the_caps_but_not_the_files_beside_them_warns(tmp_path: Path) -> None:
+    """A 2 MiB state dir with caps of 1 and 1.5 MiB: the outbox fits, its WAL is counted in
+    the caps, but the state store, the tap journal and the counters need room too."""
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        outbox = OutboxConfig(
+            path=disk / "outbox.sqlite", max_bytes=MiB, hard_max_bytes=3 * MiB // 2
+        )
+        _, space = check_outbox(outbox)
+    assert space.status is Status.WARN, space.detail
+    assert "state store, tap journal and counters" in space.detail

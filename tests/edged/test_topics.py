@@ -11,7 +11,7 @@ import pytest
 from edged.outbox import Publication
 from edged.payloads import DoorEvent
 from edged.schema import schemas
-from edged.topics import DOOR, TOPICS, Topics, TopicSpec
+from edged.topics import DOOR, REPLY, TOPICS, Topics, TopicSpec, name_of
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "topics.md").read_text()
@@ -72,3 +72,42 @@ def test_schema_of_an_unknown_topic_exits_2() -> None:
         [sys.executable, "-m", "edged", "schema", "nope"], capture_output=True, text=True, cwd=ROOT
     )
     assert out.returncode == 2 and "topics:" in out.stderr
+
+
+def test_a_reply_topic_has_no_dot_whatever_the_command_name() -> None:
+    topics = Topics("rnst/v1", "f", "n")
+    assert topics.of(REPLY, "config.get") == "rnst/v1/f/n/reply/config/get"
+    assert topics.of(REPLY, "_invalid") == "rnst/v1/f/n/reply/_invalid"
+
+
+def test_the_command_topic_signatures_cover_is_dotted() -> None:
+    assert Topics("rnst/v1", "f", "n").command_topic("config.get") == "rnst/v1/f/n/cmd/config.get"
+
+
+@pytest.mark.parametrize(
+    ("topic", "spelled"),
+    [
+        ("rnst/v1/f/n/cmd/config.get", "config.get"),
+        ("rnst/v1/f/n/cmd/config/get", "config/get"),
+        ("rnst/v1/f/n/reply/ping", None),
+        ("rnst/v1/f/other/cmd/ping", None),
+    ],
+)
+def test_command_topics_are_recognised_in_either_spelling(topic: str, spelled: str | None) -> None:
+    assert Topics("rnst/v1", "f", "n").command_name(topic) == spelled
+
+
+def test_a_dotted_prefix_rewritten_by_the_broker_is_still_ours() -> None:
+    topics = Topics("fleet.example", "f", "n")
+    assert topics.command_name("fleet/example/f/n/cmd/ping") == "ping"
+    assert topics.command_name("fleet.example/f/n/cmd/ping") == "ping"
+
+
+@pytest.mark.parametrize("tail", ["config/get", "config.get"])
+def test_both_spellings_name_the_same_command(tail: str) -> None:
+    assert name_of(tail) == "config.get"
+
+
+@pytest.mark.parametrize("tail", ["PING", "", "ping/", "/ping", "a/b/c/d/e", "ping..x"])
+def test_a_tail_that_spells_no_command_name_is_none(tail: str) -> None:
+    assert name_of(tail) is None

@@ -2,6 +2,8 @@
 
 Prints `ready` once the node runs, then `durable I` for each event I once the outbox has
 it on disk — what the test may then demand from the broker, whatever happens next.
+With `--taps`, the events are taps (`events/tap`, card_ref ending in I) and `acted I` is
+printed as soon as `publish` returns: the instant the access service moves the relay.
 """
 
 import argparse
@@ -13,8 +15,21 @@ from pathlib import Path
 from edged.config import load_config
 from edged.node import Node
 from edged.outbox import PutResult
-from edged.payloads import DoorEvent
-from edged.topics import DOOR
+from edged.payloads import DoorEvent, TapEvent
+from edged.topics import DOOR, TAP
+
+
+def tap_event(i: int) -> TapEvent:
+    return TapEvent(
+        card_ref=f"{i:032x}",
+        reader="front",
+        decision="granted",
+        reason="ok",
+        action="board",
+        profile="resident",
+        fare_cents=150,
+        lists_version=1,
+    )
 
 
 async def main() -> None:
@@ -23,6 +38,7 @@ async def main() -> None:
     ap.add_argument("--count", type=int, default=0)
     ap.add_argument("--interval", type=float, default=0.0)
     ap.add_argument("--chunk", type=int, default=50)
+    ap.add_argument("--taps", action="store_true")
     args = ap.parse_args()
     node = Node(load_config(args.config), base_dir=args.config.parent)
     stop = asyncio.Event()
@@ -40,7 +56,12 @@ async def main() -> None:
         return done
 
     for i in range(args.count):
-        node.publish(DOOR, DoorEvent(door=f"e{i}", open=True)).add_done_callback(report(i))
+        if args.taps:
+            node.publish(TAP, tap_event(i)).add_done_callback(report(i))
+            sys.stdout.write(f"acted {i}\n")
+            sys.stdout.flush()
+        else:
+            node.publish(DOOR, DoorEvent(door=f"e{i}", open=True)).add_done_callback(report(i))
         if args.interval:
             await asyncio.sleep(args.interval)
         elif i % args.chunk == 0:

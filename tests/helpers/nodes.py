@@ -23,6 +23,8 @@ def write_config(
     broker: str = "",
     extra: str = "",
     kiosk: bool = False,
+    reconnect_min_s: float = 0.2,
+    reconnect_max_s: float = 1.0,
 ) -> Path:
     """A complete node config talking to the test broker; extra TOML lines can be added."""
     drivers = (
@@ -49,8 +51,8 @@ profile = "shuttle"
 host = "127.0.0.1"
 port = {port}
 protocol = "{protocol}"
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
+reconnect_min_s = {reconnect_min_s}
+reconnect_max_s = {reconnect_max_s}
 {broker}
 
 [outbox]

@@ -1,41 +1,23 @@
-"""A node whose disk fills up: doors still open, the alarm still reaches dispatch.
+"""A node whose disk fills up: doors still open, alarms still reach dispatch.
 
 The outbox's caps are the first protection (`hard_max_bytes` below the free space, which
 `edged doctor` checks); this is what happens when something else fills the disk. The
 outbox sits on a small tmpfs that a filler file then fills to the last block."""
 
 import asyncio
-import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hil.rig.rig import PIN_DOOR, PIN_LOCK, Cards, Rig, RigSetup
+from tests.helpers.disk import fill, mounted_tmpfs
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with contextlib.suppress(OSError), filler.open("wb", buffering=0) as f:
-        while True:
-            f.write(b"\0" * 4096)
-    return filler
 
 
 @pytest.mark.slow
@@ -66,6 +48,10 @@ async def test_a_full_disk_keeps_doors_working_and_raises_the_alarm_directly(
             "alarm/outbox_full", lambda m: m.payload.get("active") is False, 15, "the clear"
         )
         assert rig.daemon.alive
+        fill(small_disk)
+        await rig.press_panic()  # the disk refuses it: it goes out from memory
+        panic = await rig.expect("alarm/panic", lambda m: m.payload.get("active") is True, 15)
+        assert panic.payload["details"]["presses"] == 1
     except Exception:
         print(rig.log())
         raise

@@ -37,6 +37,10 @@ class Proc:
     def durable(self) -> set[int]:
         return {int(line.split()[1]) for line in self.lines if line.startswith("durable ")}
 
+    def acted(self) -> set[int]:
+        """Taps whose relay the node would have moved (burst node `--taps`)."""
+        return {int(line.split()[1]) for line in self.lines if line.startswith("acted ")}
+
     def kill9(self) -> None:
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGKILL)

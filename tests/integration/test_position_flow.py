@@ -58,8 +58,8 @@ async def test_geofences_set_adds_a_fence_that_the_shuttle_then_reaches(
             f"{BASE}/cmd/geofences.set",
             json.dumps({"id": "g1", "args": args}).encode(),
         )
-        await c.wait_for(lambda: bool(c.on("reply/geofences.set")), 5, "the reply")
-        assert c.on("reply/geofences.set")[0].payload["result"] == {"dynamic": 1, "static": 1}
+        await c.wait_for(lambda: bool(c.on("reply/geofences/set")), 5, "the reply")
+        assert c.on("reply/geofences/set")[0].payload["result"] == {"dynamic": 1, "static": 1}
         await c.wait_for(
             lambda: any(m.payload["geofence"] == "near-felletin" for m in c.on("events/geofence")),
             20,

@@ -10,6 +10,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.security.signing import public_key_text, sign
+from edged.topics import levels
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.mqtt import Collector, publish
 from tests.helpers.nodes import write_config
@@ -48,7 +49,7 @@ def births(c: Collector) -> list[dict[str, Any]]:
 
 
 def reply(c: Collector, name: str, cmd_id: str) -> dict[str, Any] | None:
-    return next((m.payload for m in c.on(f"reply/{name}") if m.payload["id"] == cmd_id), None)
+    return next((m.payload for m in c.on(f"reply/{levels(name)}") if m.payload["id"] == cmd_id), None)
 
 
 async def test_an_unsigned_config_set_is_refused_and_changes_nothing(

@@ -16,6 +16,7 @@ from edged.ops.urls import BrokerAddress, parse_broker_url
 
 PREFIX = "rnst/v1"
 BASE = f"{PREFIX}/creuse/shuttle-07"
+KEY = "creuse/shuttle-07"
 NOW = 1_800_000_000.0  # seconds
 NOW_MS = int(NOW * 1000)
 
@@ -132,6 +133,17 @@ def test_a_node_with_a_wiped_outbox_restarting_its_seq_still_moves() -> None:
     assert node.position.lat == 44.0
 
 
+def test_within_one_epoch_seq_orders_positions_even_when_the_clock_stepped_back() -> None:
+    v = view()
+    v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, seq=10, ts=NOW_MS, epoch="a" * 16))
+    # the GPS clock stepped back an hour: ts goes back, seq does not
+    v.ingest(f"{BASE}/position", msg(lat=44.0, lon=1.0, seq=11, ts=NOW_MS - 3_600_000, epoch="a" * 16))
+    v.ingest(f"{BASE}/position", msg(lat=43.0, lon=1.0, seq=9, ts=NOW_MS + 5, epoch="a" * 16))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert node.position.lat == 44.0
+
+
 def test_times_stamped_by_an_unsynced_clock_are_not_trusted_for_ages() -> None:
     v = view()
     v.ingest(f"{BASE}/state", msg(state="online", clock="unsynced", ts=1000))
@@ -173,6 +185,45 @@ def test_an_alarm_is_active_until_its_clearing_message() -> None:
     assert [a.kind for a in node.active_alarms] == ["panic"]
     v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=False))
     assert node.active_alarms == []
+
+
+def test_journey_keeps_the_mode_and_the_run_as_bounded_text() -> None:
+    v = view()
+    run = {"route_id": "L1", "trip_id": "t" * 500, "direction_id": 1, "line": "1\x1b[2J"}
+    assert v.ingest(f"{BASE}/journey", msg(mode="school", assigned=True, **run))
+    j = v.nodes[KEY].journey
+    assert j is not None and j.mode == "school" and j.route_id == "L1" and j.direction_id == 1
+    assert j.trip_id == "t" * 128 and j.line == "1?[2J"
+    assert v.ingest(f"{BASE}/journey", msg(mode="on-demand", assigned=False, route_id="L1"))
+    j = v.nodes[KEY].journey
+    assert j is not None and not j.assigned and j.route_id is None
+    assert not v.ingest(f"{BASE}/journey", msg(mode="school"))  # no `assigned`: not the contract
+
+
+def test_faults_keep_the_first_codes_their_count_and_the_lamps() -> None:
+    v = view()
+    codes = [{"source": 0, "spn": 100 + i, "fmi": 1, "occurrence": 1} for i in range(40)]
+    lamps = [{"source": 0, "malfunction": 0, "red_stop": 1, "amber_warning": 0, "protect": 0}]
+    assert v.ingest(f"{BASE}/vehicle/faults", msg(active=codes, lamps=lamps))
+    f = v.nodes[KEY].faults
+    assert f is not None and f.count == 40 and len(f.codes) == 16 and f.red and not f.amber
+
+
+def test_an_alarm_keeps_its_id_and_who_acknowledged_it() -> None:
+    v = view()
+    details = {"alarm_id": "1-abc", "raised_at": NOW_MS, "acked_by": "régulation"}
+    v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=False, reason="acknowledged", details=details))
+    a = v.nodes[KEY].alarms["panic"]
+    assert (a.alarm_id, a.raised_at, a.acked_by) == ("1-abc", NOW_MS, "régulation")
+
+
+def test_each_accepted_message_moves_the_view_version_and_marks_its_node() -> None:
+    v = view()
+    v.ingest(f"{BASE}/state", BIRTH)
+    v.ingest(f"{PREFIX}/creuse/other/state", BIRTH)
+    v.ingest(f"{BASE}/state", b"junk")
+    assert v.version == 2
+    assert v.nodes[KEY].changed == 1 and v.nodes["creuse/other"].changed == 2
 
 
 def test_messages_are_counted_per_topic_including_replies() -> None:
@@ -354,10 +405,31 @@ contract_keys = st.sampled_from(
         "kind",
         "active",
         "errors",
+        "assigned",
+        "route_id",
+        "trip_id",
+        "direction_id",
+        "schedule_relationship",
+        "mode",
+        "lamps",
+        "details",
     ]
 )
 suffixes = st.sampled_from(
-    ["state", "position", "health", "occupancy", "alarm", "reply/ping", "cmd/ping", "trip", "junk"]
+    [
+        "state",
+        "position",
+        "health",
+        "occupancy",
+        "alarm",
+        "alarm/panic",
+        "journey",
+        "vehicle/faults",
+        "reply/ping",
+        "cmd/ping",
+        "trip",
+        "junk",
+    ]
 )
 
 
@@ -439,3 +511,37 @@ def test_a_tls_address_prints_as_mqtts() -> None:
 def test_credentials_in_a_url_point_to_the_options() -> None:
     with pytest.raises(ValueError, match="--username and --password-file"):
         parse_broker_url("mqtts://dispatch:secret@h")
+
+
+def test_a_reply_to_a_dotted_command_is_counted_under_its_slash_topic() -> None:
+    v = view()
+    assert v.ingest(f"{BASE}/reply/config/get", msg(id="1", ok=True))
+    assert v.ingest(f"{BASE}/reply/config.get", msg(id="2", ok=True))  # a node before the change
+
+
+def test_the_remembered_topic_names_are_bounded_under_a_flood_of_names() -> None:
+    from edged.ops import fleet
+
+    v = view()
+    for i in range(fleet.MAX_SPLITS + 10):
+        v.ingest(f"{PREFIX}/creuse/n{i}/junk", b"{}")
+    assert len(v._splits) <= fleet.MAX_SPLITS
+    assert v.ingest(f"{BASE}/state", BIRTH)  # and a real topic still reads right
+
+
+def test_a_fix_with_a_guessed_date_is_timed_by_the_trusted_envelope() -> None:
+    v = view()
+    guessed = "2020-01-01T12:00:00Z"  # the node's own (wrong) date, not the receiver's
+    v.ingest(f"{BASE}/position", msg(lat=46.0, lon=2.0, fix_time=guessed, date_unknown=True))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert node.position.fix_ms == NOW_MS
+
+
+def test_a_fix_with_a_known_date_keeps_the_receivers_time() -> None:
+    v = view()
+    minute_ago = "2027-01-15T07:59:00Z"  # NOW is 2027-01-15T08:00:00Z
+    v.ingest(f"{BASE}/position", msg(lat=46.0, lon=2.0, fix_time=minute_ago))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert node.position.fix_ms == NOW_MS - 60_000

@@ -427,6 +427,7 @@
     renderMessages();
     renderServices();
     renderActions();
+    if (window.edgedJourney) window.edgedJourney(state.journey, lang); // journey.js
     fitRegions();
   }
 

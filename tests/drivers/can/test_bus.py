@@ -25,7 +25,7 @@ from drivers.can.j1939 import make_id
 from edged.config.loader import validate_options
 from edged.errors import DriverError
 from edged.events import TroubleCode
-from hil.can.fms import bam_frames
+from hil.can.fms import bam_frames, rts_cts_frames
 from hil.can.slcan import SlcanEmulator
 from tests.drivers.can.support import Ctx
 
@@ -148,6 +148,16 @@ async def test_interleaved_dm1_from_two_ecus_over_bam(rig: Rig) -> None:
         0x00: (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2)),
         0x3D: (TroubleCode(100, 1, 1), TroubleCode(190, 2, 3)),
     }
+
+
+async def test_dm1_between_two_other_nodes_over_rts_cts_is_read(rig: Rig) -> None:
+    ctx = Ctx()
+    async with running(rig.options, ctx):
+        rig.send(rts_cts_frames(65226, 0x00, 0xF9, DM1_A))  # an engine answering a tool
+        await ctx.wait_for(lambda: len(ctx.faults()) == 1, "the DM1")
+    (faults,) = ctx.faults()
+    assert faults.source == 0x00
+    assert faults.codes == (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2))
 
 
 async def test_frames_of_other_pgns_make_no_event(rig: Rig) -> None:
@@ -300,8 +310,8 @@ async def test_acceptance_filters_are_set_where_the_interface_applies_them(
     filters = [f for f in FilteringBus.applied if f]
     assert filters == [
         [
-            {"can_id": 0xEBFF << 8, "can_mask": 0x3FFFF00, "extended": True},  # TP.DT to all
-            {"can_id": 0xECFF << 8, "can_mask": 0x3FFFF00, "extended": True},  # TP.CM to all
+            {"can_id": 0xEB00 << 8, "can_mask": 0x3FF0000, "extended": True},  # TP.DT, any dest.
+            {"can_id": 0xEC00 << 8, "can_mask": 0x3FF0000, "extended": True},  # TP.CM, any dest.
             {"can_id": 0xFECA << 8, "can_mask": 0x3FFFF00, "extended": True},  # DM1
             {"can_id": 0xFEF1 << 8, "can_mask": 0x3FFFF00, "extended": True},  # CCVS1
         ]

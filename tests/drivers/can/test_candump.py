@@ -1,6 +1,9 @@
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.can.candump import LogFrame, LogLineError, format_line, parse_line, read_log
 
@@ -35,6 +38,10 @@ def test_empty_data_is_a_frame() -> None:
         ("(1.0) can0", "expected 3 fields, got 2"),
         ("1.0 can0 18FEF100#00", "timestamp must be in parentheses"),
         ("(abc) can0 18FEF100#00", "bad timestamp"),
+        ("(inf) can0 18FEF100#00", "not a finite number"),
+        ("(-inf) can0 18FEF100#00", "not a finite number"),
+        ("(nan) can0 18FEF100#00", "not a finite number"),
+        ("(1e400) can0 18FEF100#00", "not a finite number"),
         ("(1.0) can0 18FEF10000", "no '#'"),
         ("(1.0) can0 18FEF1#00", "3 or 8 hex digits"),
         ("(1.0) can0 18FEF1G0#00", "not hex"),
@@ -61,3 +68,12 @@ def test_read_log_skips_comments_and_blank_lines_and_reports_bad_ones(tmp_path: 
     items = list(read_log(log))
     assert [n for n, _ in items] == [3, 4, 5]
     assert isinstance(items[1][1], LogLineError)
+
+
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=12)))
+def test_any_timestamp_text_gives_a_finite_time_or_a_clear_error(stamp: str) -> None:
+    try:
+        frame = parse_line(f"({stamp}) can0 18FEF100#00")
+    except LogLineError:
+        return
+    assert math.isfinite(frame.ts)

@@ -62,12 +62,14 @@ def test_filters_pass_a_pgn_from_any_source_at_any_priority() -> None:
     assert not _passes(filters, 0x18FEF000)
 
 
-def test_filters_pass_transport_protocol_to_global_only() -> None:
+def test_filters_pass_transport_protocol_to_every_destination() -> None:
     filters = acceptance_filters({60416, 60160})
     assert _passes(filters, 0x1CECFF00)  # TP.CM BAM
     assert _passes(filters, 0x1CEBFF3D)  # TP.DT to everyone
-    assert not _passes(filters, 0x1CEC2100)  # RTS/CTS to node 0x21: not for a listener
-    assert not _passes(filters, 0x1CEB2100)
+    assert _passes(filters, 0x1CEC2100)  # RTS/CTS between 0x00 and 0x21: read by watching
+    assert _passes(filters, 0x1CEB2100)
+    assert _passes(filters, 0x1CEC0021)  # the responder's CTS
+    assert not _passes(filters, 0x1CED2100)
 
 
 def test_filters_pass_a_pdu1_pgn_to_any_destination() -> None:

@@ -6,7 +6,7 @@ import pytest
 from drivers.can.decoder import SHIPPED_DBC, Decoders
 from drivers.can.pipeline import Pipeline
 from edged.events import ActiveFaults, J1939Signals, TroubleCode
-from hil.can.fms import bam_frames
+from hil.can.fms import bam_frames, rts_cts_frames
 from tests.drivers.can.support import frame
 
 CCVS1_37_5 = bytes([0xF4, 0x80, 0x25, 0x10, 0xFF, 0x50, 0xFF, 0xFF])  # 37.5 km/h
@@ -91,12 +91,48 @@ def test_dm1_is_left_out_by_an_allow_list_without_it() -> None:
     assert pipeline.process(frame(65226, bytes(8)), 0.0) is None
 
 
-def test_transport_data_addressed_to_one_node_is_not_reassembled(decoders: Decoders) -> None:
+def rts_cts_messages(
+    pgn: int, originator: int, responder: int, payload: bytes
+) -> list[can.Message]:
+    return [
+        can.Message(arbitration_id=i, data=d, is_extended_id=True)
+        for i, d in rts_cts_frames(pgn, originator, responder, payload)
+    ]
+
+
+def test_dm1_sent_to_one_node_over_rts_cts_is_read_by_watching_both_sides(
+    decoders: Decoders,
+) -> None:
     pipeline = Pipeline(decoders)
-    rts = frame(60416, bytes([16, 10, 0, 2, 0xFF, 0xCA, 0xFE, 0x00]), destination=0x21)
-    data = frame(60160, bytes([1, 0, 0, 0, 0, 0, 0, 0]), destination=0x21)
-    assert pipeline.process(rts, 0.0) is None and pipeline.process(data, 0.01) is None
-    assert pipeline.counts == {}
+    events = [
+        pipeline.process(m, 0.01 * i)
+        for i, m in enumerate(rts_cts_messages(65226, 0x00, 0xF9, DM1_TWO_CODES))
+    ]
+    (faults,) = [e for e in events if e is not None]
+    assert isinstance(faults, ActiveFaults) and faults.source == 0x00
+    assert faults.codes == (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2))
+    assert pipeline.counts == {"rts_complete": 1, "faults": 1}
+
+
+def test_a_dbc_message_sent_over_rts_cts_is_decoded(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders)
+    long_ccvs1 = CCVS1_37_5 + bytes([0xFF] * 4)  # 12 bytes: a sender padding it over TP
+    events = [
+        pipeline.process(m, 0.01 * i)
+        for i, m in enumerate(rts_cts_messages(65265, 0x17, 0x21, long_ccvs1))
+    ]
+    (signals,) = [e for e in events if e is not None]
+    assert isinstance(signals, J1939Signals) and signals.source == 0x17
+    assert signals.signals["WheelBasedVehicleSpeed"] == 37.5
+
+
+def test_a_single_frame_dm1_too_short_is_refused_and_clears_nothing(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    good = frame(65226, bytes([0x04, 0xFF, 0x6E, 0x00, 0x10, 0x01, 0xFF, 0xFF]))
+    assert isinstance(pipeline.process(good, 0.0), ActiveFaults)
+    short = frame(65226, bytes([0x00, 0xFF, 0x00, 0x00, 0x00]))  # DLC 5
+    assert pipeline.process(short, 1.0) is None
+    assert pipeline.counts == {"faults": 1, "dm1_malformed": 1}
 
 
 def test_throttle_decodes_one_frame_per_interval_per_pgn_and_source(decoders: Decoders) -> None:

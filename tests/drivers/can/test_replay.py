@@ -11,13 +11,16 @@ from pydantic import ValidationError
 
 from drivers.can.candump import format_line
 from drivers.can.j1939 import make_id
-from drivers.can.replay import CanReplayDriver, CanReplayOptions
+from drivers.can.replay import CanReplayDriver, CanReplayOptions, _Sender
+from edged.config.models import SupervisorConfig
 from edged.errors import DriverError
 from edged.events import ActiveFaults, J1939Signals
+from edged.supervisor import Supervisor
 from hil.can.make_log import DEFAULT_OUT as SHIPPED_LOG
 from tests.drivers.can.support import Ctx
 
 SHIPPED_FRAMES = 32_200
+FAST = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
 CCVS1 = bytes([0xF4, 0x80, 0x25, 0x10, 0xFF, 0x50, 0xFF, 0xFF])
 
 
@@ -185,3 +188,83 @@ async def test_a_log_that_disappears_fails_the_run(tmp_path: Path) -> None:
 def test_missing_log_is_refused_when_the_config_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no such file"):
         CanReplayOptions(log=tmp_path / "nope.log")
+
+
+async def test_non_finite_timestamps_are_malformed_lines_and_the_replay_goes_on(
+    tmp_path: Path,
+) -> None:
+    log = _log(
+        tmp_path,
+        [
+            _ccvs1(1.0),
+            "(inf) can0 18FEF100#F48025FF50FFFFFF",
+            "(nan) can0 18FEF100#00",
+            _ccvs1(1.1),
+        ],
+    )
+    ctx = Ctx()
+    async with replaying(ctx, log=log, speed=10, min_interval_s=0):
+        await ctx.wait_for(lambda: len(ctx.events) == 2, "both good frames", 5)
+        await ctx.wait_for(lambda: ctx.counts.get("malformed_lines") == 2, "the counts", 2)
+
+
+async def test_a_clock_set_forward_mid_capture_is_replayed_as_a_short_gap_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = _log(tmp_path, [_ccvs1(10.0), _ccvs1(1.7e9), _ccvs1(1.7e9 + 0.1)])
+    ctx = Ctx()
+    with caplog.at_level(logging.WARNING):
+        async with replaying(ctx, log=log, speed=1.0, min_interval_s=0, max_gap_s=0.2):
+            await ctx.wait_for(lambda: len(ctx.events) == 3, "the frames after the jump", 5)
+            await ctx.wait_for(lambda: ctx.counts.get("time_jumps") == 1, "the count", 2)
+    first, second, third = ctx.signals("CCVS1")
+    assert 0.1 < second.ts - first.ts < 0.5  # max_gap_s, not 54 years
+    assert 0.05 < third.ts - second.ts < 0.3  # and the pace resumes from there
+    assert "jump by 1.7e+09 s; replayed as 0.2 s" in caplog.text
+
+
+async def test_a_clock_set_back_mid_capture_is_replayed_without_a_pause_and_counted(
+    tmp_path: Path,
+) -> None:
+    log = _log(tmp_path, [_ccvs1(1.7e9), _ccvs1(10.0), _ccvs1(10.2)])
+    ctx = Ctx()
+    async with replaying(ctx, log=log, speed=1.0, min_interval_s=0):
+        await ctx.wait_for(lambda: len(ctx.events) == 3, "three frames", 5)
+        await ctx.wait_for(lambda: ctx.counts.get("time_jumps") == 1, "the count", 2)
+    first, second, third = ctx.signals("CCVS1")
+    assert second.ts - first.ts < 0.1 and 0.1 < third.ts - second.ts < 0.4
+
+
+async def test_a_sender_thread_that_dies_fails_the_driver_and_the_supervisor_restarts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a fault no log line can cause any more (the thread used to die on OverflowError
+    # for "(inf)"): the first send of each run raises
+    real_send = _Sender._send
+    runs: list[int] = []
+
+    def send_once_then_fail(self: _Sender, bus: Any, frame: Any) -> None:
+        if self.counts["replayed"] == 0 and len(runs) < 2:
+            runs.append(1)
+            raise OverflowError("timeout value is too large")
+        real_send(self, bus, frame)
+
+    monkeypatch.setattr(_Sender, "_send", send_once_then_fail)
+    log = _log(tmp_path, [_ccvs1(1.0), _ccvs1(1.1)])
+    events: list[Any] = []
+    sup = Supervisor(FAST, events.append)
+    options = CanReplayOptions(log=log, speed=10, min_interval_s=0, loop=True)
+    task = asyncio.create_task(sup.supervise("can", "can.replay", lambda: CanReplayDriver(options)))
+    try:
+        await asyncio.wait_for(_until(lambda: len(events) >= 2), 10)
+        status = sup.drivers["can"]
+        assert status.restarts == 2 and "OverflowError" in (status.last_error or "")
+        assert "started again" in (status.last_error or "")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _until(predicate: Any) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)

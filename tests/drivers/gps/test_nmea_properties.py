@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.gps.nmea import BadSentence, NmeaDecoder, parse_sentence
+from drivers.gps.decoder import NmeaDecoder
+from drivers.gps.nmea import BadSentence, parse_sentence
 from edged.events import Fix, FixMode
 from tests.drivers.gps.fakes import nmea
 
@@ -113,6 +114,59 @@ typed_body = st.one_of(
         EMPTY,
     ),
     body("GLL", position, hms, status, mode),
+    # NMEA 4.10/4.11 and receivers' dialects: ZDA, GSA with a system id or only the PRNs
+    # used, GNS with one mode letter per constellation and a navigational status
+    body(
+        "ZDA",
+        hms,
+        st.integers(0, 40).map(str),
+        st.integers(0, 14).map(str),
+        st.integers(1970, 2300).map(str),
+        EMPTY,
+        EMPTY,
+    ),
+    body(
+        "GSA",
+        st.sampled_from("AM"),
+        mostly(st.sampled_from("123"), st.sampled_from("0E")),
+        prns.map(",".join),
+        number,
+        number,
+        number,
+        st.integers(0, 16).map(str),
+    ),
+    st.builds(
+        lambda talker, used, dops: ",".join([f"{talker}GSA", "A", "3", *used, *dops]),
+        st.sampled_from(TALKERS[:-1]),
+        st.lists(st.integers(1, 440).map(str), max_size=14),
+        st.lists(number, min_size=0, max_size=3),
+    ),
+    body(
+        "RMC",
+        hms,
+        status,
+        position,
+        number,
+        course,
+        ddmmyy,
+        EMPTY,
+        EMPTY,
+        mode,
+        st.sampled_from("SCUV"),
+    ),
+    body(
+        "GNS",
+        hms,
+        position,
+        st.text("ADNREFPMS", min_size=1, max_size=6),
+        small,
+        number,
+        number,
+        number,
+        EMPTY,
+        EMPTY,
+        st.sampled_from("SCUV"),
+    ),
 )
 
 
@@ -138,7 +192,7 @@ def decode(data: bytes, sizes: list[int]) -> tuple[list[Fix], Counter[str]]:
     i = 0
     while i < len(data):
         for size in sizes:
-            fixes += d.feed(data[i : i + size])
+            fixes += d.feed(data[i : i + size], 0.0)  # reads, not timing
             i += size
     if (last := d.flush()) is not None:
         fixes.append(last)
@@ -162,13 +216,13 @@ def assert_sane(fixes: list[Fix], counts: Counter[str]) -> None:
         assert fix.mode in (FixMode.TWO_D, FixMode.THREE_D) and fix.quality > 0
 
 
-@settings(max_examples=300)
+@settings(deadline=None, max_examples=300)
 @given(st.binary(max_size=3000), chunk_sizes)
 def test_arbitrary_bytes_never_raise_nor_give_an_insane_fix(data: bytes, sizes: list[int]) -> None:
     assert_sane(*decode(data, sizes))
 
 
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(st.lists(sentence_body, max_size=25), chunk_sizes)
 def test_checksummed_sentences_with_arbitrary_fields_never_give_an_insane_fix(
     bodies: list[str], sizes: list[int]
@@ -176,7 +230,7 @@ def test_checksummed_sentences_with_arbitrary_fields_never_give_an_insane_fix(
     assert_sane(*decode(b"".join(nmea(b) for b in bodies), sizes))
 
 
-@settings(max_examples=600)
+@settings(deadline=None, max_examples=600)
 @given(typed_body)
 def test_one_sentence_of_the_six_types_with_values_out_of_range_never_gives_an_insane_fix(
     body: str,
@@ -184,7 +238,7 @@ def test_one_sentence_of_the_six_types_with_values_out_of_range_never_gives_an_i
     assert_sane(*decode(nmea(body), [4096]))
 
 
-@settings(max_examples=250)
+@settings(deadline=None, max_examples=250)
 @given(
     st.lists(
         st.one_of(typed_body, st.builds(mangle, typed_body, st.integers(0, 30), field_text)),
@@ -198,7 +252,7 @@ def test_sentences_of_the_six_types_with_fuzzed_fields_never_give_an_insane_fix(
     assert_sane(*decode(b"".join(nmea(b) for b in bodies), [4096]))
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.lists(st.tuples(st.integers(0, len(SAMPLE) - 1), st.binary(max_size=30)), max_size=12))
 def test_real_log_with_bytes_spliced_in_never_gives_an_insane_fix(
     splices: list[tuple[int, bytes]],
@@ -209,13 +263,13 @@ def test_real_log_with_bytes_spliced_in_never_gives_an_insane_fix(
     assert_sane(*decode(data, [4096]))
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(chunk_sizes)
 def test_how_reads_split_the_stream_does_not_change_the_fixes(sizes: list[int]) -> None:
     assert decode(SAMPLE, sizes) == decode(SAMPLE, [len(SAMPLE)])
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.binary(max_size=200).map(lambda b: b + b"\n"))
 def test_noise_ending_a_line_does_not_lose_the_sentences_after_it(junk: bytes) -> None:
     clean, _ = decode(SAMPLE, [len(SAMPLE)])
@@ -223,7 +277,7 @@ def test_noise_ending_a_line_does_not_lose_the_sentences_after_it(junk: bytes) -
     assert noisy == clean
 
 
-@settings(max_examples=300)
+@settings(deadline=None, max_examples=300)
 @given(st.binary(max_size=120))
 def test_parse_sentence_raises_only_bad_sentence(line: bytes) -> None:
     with contextlib.suppress(BadSentence):

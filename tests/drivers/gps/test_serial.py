@@ -1,5 +1,7 @@
 import asyncio
+import logging
 import os
+import time
 import tty
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -72,6 +74,15 @@ def test_unknown_sentence_type_in_complete_on_is_refused() -> None:
         NmeaSerialOptions(port="/dev/ttyACM0", complete_on=("GGA", "GSV"))
 
 
+async def test_complete_on_of_older_configs_is_accepted_and_said_to_be_unused(
+    pty: tuple[int, str], running: list[asyncio.Task[None]], caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = RecordingContext()
+    with caplog.at_level(logging.WARNING):
+        running.append(asyncio.create_task(driver(pty[1], complete_on=("RMC", "GGA")).run(ctx)))
+        await wait_until(lambda: "complete_on is no longer used" in caplog.text, 2, "the warning")
+
+
 # -- opening ------------------------------------------------------------------------------
 
 
@@ -122,6 +133,22 @@ async def test_fixes_from_the_emulator_carry_the_log_values(
     assert first.lon == pytest.approx(2 + 10.464 / 60, abs=1e-9)
     assert all(f.valid for f in ctx.fixes)
     assert set(ctx.counts) <= {"noise"}  # at most a line cut by the open
+
+
+async def test_the_last_epoch_is_emitted_when_the_receiver_goes_quiet(
+    pty: tuple[int, str], running: list[asyncio.Task[None]]
+) -> None:
+    master, path = pty
+    ctx = RecordingContext()
+    running.append(asyncio.create_task(driver(path).run(ctx)))
+    await asyncio.sleep(0.1)
+    os.write(master, nmea("GNRMC,213712.00,A,4111.5988,N,11156.5667,W,0.0,,120226,,,A"))
+    os.write(master, nmea("GNGGA,213712.00,4111.5988,N,11156.5667,W,1,09,0.9,1443.9,M,-16.5,M,,"))
+    sent = time.monotonic()
+    # nothing follows (a tunnel, an unplugged antenna): no next epoch will close this one
+    await wait_until(lambda: len(ctx.fixes) == 1, 2, "the last fix")
+    assert time.monotonic() - sent < 1.0
+    assert ctx.fixes[0].fix_time == datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC)
 
 
 async def test_noise_and_bad_checksums_are_counted_while_fixes_keep_coming(

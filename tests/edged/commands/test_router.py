@@ -4,9 +4,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edged.commands.response import ResponseTopics
 from edged.commands.router import MAX_COMMAND_BYTES, CommandRouter, IncomingCommand
 from edged.counters import Counters
 from edged.errors import CommandError
+from edged.outbox import Publication
+from edged.topics import REPLY, Topics
 
 
 def router() -> CommandRouter:
@@ -101,9 +104,81 @@ async def test_handler_crash_is_an_internal_error_reply() -> None:
     assert out.reply.error and out.reply.error.code == "internal"
 
 
-async def test_wildcard_response_topic_is_ignored() -> None:
-    out = await router().handle(cmd("echo", {"id": "a"}, response_topic="x/#"))
+async def test_a_wildcard_response_topic_refuses_the_command_unrun() -> None:
+    r = router()
+    out = await r.handle(cmd("echo", {"id": "a"}, response_topic="x/#"))
+    assert out.response_topic is None and out.correlation is None
+    assert out.reply.error and out.reply.error.code == "bad_response_topic"
+    ran = await r.handle(cmd("echo", {"id": "b"}))
+    assert ran.reply.result == {"echo": {}, "calls": 1}
+
+
+async def test_a_response_topic_on_a_node_base_refuses_the_command() -> None:
+    r = CommandRouter(Counters(), response_topics=ResponseTopics("rnst/v1"))
+    calls: list[int] = []
+
+    async def run(args: dict[str, Any]) -> int:
+        calls.append(1)
+        return 1
+
+    r.register("mode.set", run)
+    out = await r.handle(
+        cmd("mode.set", {"id": "a"}, response_topic="rnst/v1/test/shuttle-07/alarm/panic")
+    )
+    assert out.reply.error and out.reply.error.code == "bad_response_topic"
+    assert "node" in out.reply.error.message and not calls
     assert out.response_topic is None
+
+
+async def test_a_command_spelled_with_slashes_is_the_dotted_command() -> None:
+    r = router()
+    r.register("echo.more", r._routes["echo"].handler)
+    out = await r.handle(cmd("echo/more", {"id": "s1"}))
+    assert out.name == "echo.more" and out.reply.ok
+
+
+async def test_the_same_command_in_both_spellings_is_one_command() -> None:
+    r = router()
+    r.register("echo.more", r._routes["echo"].handler)
+    topic = "base/cmd/echo.more"  # the uplink passes the dotted topic for either spelling
+    first = await r.handle(cmd("echo.more", {"id": "s1"}, topic=topic))
+    again = await r.handle(cmd("echo/more", {"id": "s1"}, topic=topic))
+    assert again.reply == first.reply and r.counters["cmd.duplicate"] == 1
+
+
+async def test_an_integer_too_long_for_python_is_bad_json_not_a_crash() -> None:
+    out = await router().handle(cmd("echo", b'{"id": "a", "args": {"n": ' + b"9" * 5000 + b"}}"))
+    assert out.reply.error and out.reply.error.code == "bad_json"
+
+
+async def test_a_result_that_cannot_be_json_becomes_an_internal_error() -> None:
+    r = router()
+
+    async def cyclic(args: dict[str, Any]) -> Any:
+        loop: list[Any] = []
+        loop.append(loop)
+        return loop
+
+    r.register("cyclic", cyclic)
+    out = await r.handle(cmd("cyclic", {"id": "c"}))
+    assert out.reply.error and out.reply.error.code == "internal" and out.reply.id == "c"
+
+
+async def test_a_failure_outside_the_handler_is_still_one_reply() -> None:
+    class Broken(Counters):
+        def inc(self, key: str, n: int = 1) -> None:
+            if key == "cmd.ok":
+                raise RuntimeError("counter broken")
+            super().inc(key, n)
+
+    r = CommandRouter(Broken())
+
+    async def fine(args: dict[str, Any]) -> int:
+        return 1
+
+    r.register("fine", fine)
+    out = await r.handle(cmd("fine", {"id": "x"}))
+    assert out.reply.error and out.reply.error.code == "internal"
 
 
 async def test_response_topic_and_correlation_are_passed_through() -> None:
@@ -119,10 +194,20 @@ async def test_deeply_nested_json_is_refused_not_a_crash() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(name=st.text(max_size=80), payload=st.binary(max_size=2000))
-async def test_any_input_gets_exactly_one_reply(name: str, payload: bytes) -> None:
-    out = await router().handle(IncomingCommand(name=name, payload=payload))
+@given(
+    name=st.text(max_size=80),
+    payload=st.binary(max_size=2000),
+    response_topic=st.none() | st.text(max_size=300),
+)
+async def test_any_input_gets_exactly_one_reply_that_can_be_sent(
+    name: str, payload: bytes, response_topic: str | None
+) -> None:
+    out = await router().handle(
+        IncomingCommand(name=name, payload=payload, response_topic=response_topic)
+    )
     assert out.reply.ok or out.reply.error is not None
+    json.dumps(out.reply.to_json_dict(), allow_nan=False)
+    Publication.make(Topics("p", "f", "n"), REPLY, out.reply, name=out.name)
 
 
 @settings(max_examples=200, deadline=None)

@@ -185,3 +185,52 @@ def test_a_private_password_file_is_accepted(tmp_path: Path) -> None:
     secret.chmod(0o600)
     config = parse_config(MINIMAL + f'\n[broker]\npassword_file = "{secret}"\n')
     assert config.broker.password_file == secret
+
+
+def deep(form: str, depth: int) -> str:
+    """MINIMAL plus one key nested `depth` levels deep, written four ways."""
+    if form == "arrays":
+        return MINIMAL + "[services.kiosk]\nx = " + "[" * depth + "]" * depth + "\n"
+    if form == "inline tables":
+        return MINIMAL + "[services.kiosk]\nx = " + "{a = " * depth + "1" + "}" * depth + "\n"
+    if form == "dotted keys":
+        return MINIMAL + "[services.kiosk]\n" + ".".join(["a"] * depth) + " = 1\n"
+    return MINIMAL + "[" + ".".join(["a"] * depth) + "]\nx = 1\n"  # a table header
+
+
+FORMS = ["arrays", "inline tables", "dotted keys", "table header"]
+
+
+@pytest.mark.parametrize("depth", [500, 5000])
+@pytest.mark.parametrize("form", FORMS)
+def test_deeply_nested_toml_is_a_config_problem_not_a_crash(form: str, depth: int) -> None:
+    (problem,) = problems(deep(form, depth))
+    assert "levels deep" in problem
+
+
+@pytest.mark.parametrize(("command", "form"), [("check-config", "arrays"), ("run", "table header")])
+def test_deeply_nested_toml_exits_2_with_a_message(tmp_path: Path, command: str, form: str) -> None:
+    bad = tmp_path / "deep.toml"
+    bad.write_text(deep(form, 500))
+    argv = [str(bad)] if command == "check-config" else ["-c", str(bad)]
+    done = subprocess.run(
+        [sys.executable, "-m", "edged", command, *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "levels deep" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_config_nested_as_deep_as_the_limit_is_judged_on_its_keys() -> None:
+    """The limit is on nesting, not a refusal of nested values a model may take."""
+    text = (
+        MINIMAL
+        + '[[drivers]]\nname = "g"\ndriver = "gps.sim"\n[drivers.options]\nx = '
+        + "[" * 20
+        + "]" * 20
+        + "\n"
+    )
+    assert not any("levels deep" in p for p in problems(text))

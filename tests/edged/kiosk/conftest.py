@@ -4,7 +4,6 @@ the kiosk runs against it as it will inside the daemon, offline."""
 import asyncio
 import contextlib
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from edged.kiosk.service import KioskService
 from edged.node import Node
 from tests.edged.kiosk.wiring import add_kiosk_topic
 from tests.helpers.broker import free_port
+from tests.helpers.disk import rows_on_disk
 from tests.helpers.nodes import write_config
 
 FELLETIN = (45.8833, 2.1744)
@@ -119,14 +119,11 @@ def at(node: Node, lat: float, lon: float) -> None:
 async def stored(node: Node, suffix: str) -> list[dict[str, Any]]:
     """Payloads durable in the node's outbox on `{base}/{suffix}`, in write order."""
     await node.outbox.flush()
-    db = sqlite3.connect(f"file:{node.config.outbox.path}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT payload FROM msg WHERE topic = ? ORDER BY id",
-            (f"{node.topics.base}/{suffix}",),
-        ).fetchall()
-    finally:
-        db.close()
+    rows = rows_on_disk(
+        node.config.outbox.path,
+        "SELECT payload FROM msg WHERE topic = ? ORDER BY id",
+        (f"{node.topics.base}/{suffix}",),
+    )
     return [json.loads(r[0]) for r in rows]
 
 

@@ -1,17 +1,17 @@
 import asyncio
 import itertools
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
-from edged.errors import OutboxFullError
+from edged.errors import NotDurableError, OutboxFullError
 from edged.outbox import Outbox, Publication, PutResult, Stored
 from edged.payloads import Alarm, DoorEvent, Health, OutboxHealth, Position
 from edged.topics import ALARM, DOOR, HEALTH, POSITION, Priority, Topics
+from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
 
 TOPICS = Topics("rnst/v1", "test", "n1")
 
@@ -92,9 +92,9 @@ async def test_put_returns_only_once_the_row_is_on_disk(tmp_path: Path) -> None:
     box = await opened(config(tmp_path))
     writer = asyncio.create_task(box.run_writer())
     result = await box.put(door(1))
-    rows = sqlite3.connect(tmp_path / "outbox.sqlite").execute("SELECT count(*) FROM msg")
+    rows = rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg")
     assert result is PutResult.STORED
-    assert rows.fetchone()[0] == 1
+    assert rows == [(1,)]
     writer.cancel()
     await box.close()
 
@@ -141,15 +141,48 @@ async def test_higher_priority_class_is_sent_first(tmp_path: Path) -> None:
     await box.close()
 
 
-async def test_live_messages_go_before_the_backlog_of_their_class(tmp_path: Path) -> None:
-    box = await opened(config(tmp_path))
+async def test_recent_messages_go_before_older_ones_of_their_class(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, live_window_s=0.3))
     for i in range(5):
         box.put_nowait(door(i))
     await box.flush()
-    box.begin_session()  # a new connection: the five are backlog now
+    await asyncio.sleep(0.4)  # the five are older than the live window now
     box.put_nowait(door(99))
     await box.flush()
     assert seqs(await drain(box)) == [6, 1, 2, 3, 4, 5]
+    await box.close()
+
+
+async def test_a_new_message_stays_live_across_a_reconnect(tmp_path: Path) -> None:
+    """A flapping link: the session that saw the message written is gone before it was
+    sent; the message is still recent, so it still goes before the backlog."""
+    box = await opened(config(tmp_path, live_window_s=0.3))
+    for i in range(5):
+        box.put_nowait(door(i))
+    await box.flush()
+    await asyncio.sleep(0.4)  # the five are a backlog now
+    box.begin_session()
+    first = await box.next_batch(2)  # the link drops after two of the backlog
+    assert seqs(first) == [1, 2]
+    box.put_nowait(door(99))
+    await box.flush()
+    box.begin_session()  # reconnected
+    assert seqs(await drain(box))[0] == 6
+    await box.close()
+
+
+async def test_a_message_ageing_out_of_the_live_lane_is_not_sent_twice(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, live_window_s=0.2))
+    for i in range(6):
+        box.put_nowait(door(i))
+    await box.flush()
+    first = await box.next_batch(2)  # taken from the live lane
+    await asyncio.sleep(0.3)  # now all six are backlog
+    for m in first:
+        box.ack(m)
+    await box.flush()
+    rest = await drain(box)
+    assert seqs(first) + seqs(rest) == [1, 2, 3, 4, 5, 6]
     await box.close()
 
 
@@ -235,7 +268,7 @@ async def test_refusal_raises_the_pressure_alarm_once_and_clears_it(tmp_path: Pa
     box = Outbox(
         config(tmp_path, max_rows=10, hard_max_rows=20),
         Clock(),
-        on_pressure=lambda active, why: calls.append((active, why)),
+        on_pressure=lambda active, why, details: calls.append((active, why)),
     )
     await box.open()
     for i in range(30):
@@ -244,6 +277,32 @@ async def test_refusal_raises_the_pressure_alarm_once_and_clears_it(tmp_path: Pa
     assert [c[0] for c in calls] == [True]
     await drain(box)
     assert [c[0] for c in calls] == [True, False]
+    await box.close()
+
+
+async def test_the_cleared_cap_alarm_counts_every_refusal_of_the_episode(tmp_path: Path) -> None:
+    calls: list[tuple[bool, str, dict[str, object]]] = []
+    box = Outbox(
+        config(tmp_path, max_rows=10, hard_max_rows=20),
+        Clock(),
+        on_pressure=lambda active, why, details: calls.append((active, why, details)),
+    )
+    await box.open()
+    box.put_nowait(door(0)).add_done_callback(lambda f: f.exception())
+    for i in range(21):  # one refused in the first commit...
+        box.put_nowait(door(i)).add_done_callback(lambda f: f.exception())
+    await box.flush()
+    for i in range(250):  # ...and 250 more in later ones
+        box.put_nowait(door(i)).add_done_callback(lambda f: f.exception())
+        if i % 50 == 0:
+            await box.flush()
+    await box.flush()
+    await drain(box)
+    (raised, _, first), (cleared, why, last) = calls
+    assert raised and not cleared
+    assert first["refused"] == 2
+    assert last["refused"] == box.refused == 252
+    assert "252 event(s) refused" in why
     await box.close()
 
 
@@ -312,18 +371,33 @@ async def test_unwritable_path_gives_an_actionable_error(tmp_path: Path) -> None
 async def test_a_failed_commit_fails_its_callers_and_the_writer_keeps_going(
     tmp_path: Path,
 ) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await opened(config(disk))
+        writer = asyncio.create_task(box.run_writer())
+        await box.put(door(1))
+        filler = fill(disk)  # the disk refuses the next commit
+        with pytest.raises(NotDurableError, match="could not store"):
+            await asyncio.wait_for(box.put(door(2)), 10)
+        filler.unlink()
+        await asyncio.sleep(1.2)  # the writer backs off after an error, then carries on
+        assert await asyncio.wait_for(box.put(door(3)), 5) is PutResult.STORED
+        assert box.write_errors >= 1
+        assert box.depth == 3, "the refused message is kept in memory, to be sent"
+        writer.cancel()
+        await box.close()
+
+
+async def test_a_fetch_overtaken_by_a_new_session_does_not_hide_its_rows(tmp_path: Path) -> None:
+    """The uplink's old session was reading when the link dropped and a new session began:
+    what that read handed out belongs to no session, and goes out in the new one."""
     box = await opened(config(tmp_path))
-    writer = asyncio.create_task(box.run_writer())
-    await box.put(door(1))
-    blocker = sqlite3.connect(tmp_path / "outbox.sqlite", timeout=0)
-    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database: commits fail
-    with pytest.raises(Exception, match="could not store"):
-        await asyncio.wait_for(box.put(door(2)), 10)
-    blocker.rollback()
-    blocker.close()
-    await asyncio.sleep(1.2)  # the writer backs off after an error, then carries on
-    assert await asyncio.wait_for(box.put(door(3)), 5) is PutResult.STORED
-    assert box.write_errors == 1
-    assert box.depth == 2
-    writer.cancel()
+    for i in range(3):
+        box.put_nowait(door(i))
+    await box.flush()
+    session = box.lanes.session
+    box.begin_session()  # the link dropped and came back while the read below ran
+    lost: list[Stored] = []
+    box._fetch_class(int(Priority.EVENT), box.lanes.boundary(), 10, lost, session)
+    assert seqs(lost) == [1, 2, 3]
+    assert seqs(await box.next_batch(10)) == [1, 2, 3]
     await box.close()

@@ -1,4 +1,5 @@
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,6 +73,32 @@ async def test_valid_fix_disciplines_the_clock() -> None:
     node = FakeNode()
     service(node).on_fix(fix(46.0, 2.0))
     assert node.clock.source in {ClockSource.GPS, ClockSource.NTP}
+
+
+async def test_fix_whose_date_the_receiver_did_not_give_never_sets_the_clock() -> None:
+    node = FakeNode()  # a Pi whose clock is not synchronised
+    service(node).on_fix(fix(46.0, 2.0, date_known=False))
+    assert node.clock.source is ClockSource.UNSYNCED
+
+
+async def test_fix_whose_date_the_receiver_did_not_give_is_published_marked_so() -> None:
+    node = FakeNode()
+    svc = service(node)
+    svc.on_fix(fix(46.0, 2.0, date_known=False))
+    (body,) = node.bodies("position")
+    assert body.to_json_dict()["date_unknown"] is True
+    svc.on_fix(fix(46.1, 2.0))
+    assert "date_unknown" not in node.bodies("position")[1].to_json_dict()
+
+
+async def test_clock_is_set_from_the_fix_as_of_when_the_receiver_sent_it() -> None:
+    node = FakeNode()
+    sent = time.monotonic() - 0.6  # the epoch closed 0.6 s after its first sentence
+    gps_time = datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC)
+    service(node).on_fix(Fix(fix_time=gps_time, lat=46.0, lon=2.0, received=sent))
+    ms, source = node.clock.now()
+    assert source is ClockSource.GPS
+    assert abs(ms / 1000 - (gps_time.timestamp() + 0.6)) < 0.1
 
 
 async def test_configured_qos_is_used() -> None:

@@ -205,6 +205,20 @@ def test_faults_are_published_on_change_only() -> None:
     assert [(c.source, c.spn, c.fmi) for c in published[-1].active] == [(0, 100, 1), (3, 5246, 0)]
 
 
+def test_the_conversion_method_of_each_code_is_published() -> None:
+    node, svc, _ = make()
+    svc.on_faults(
+        ActiveFaults(
+            source=0,
+            lamps={"malfunction": 0, "red_stop": 0, "amber_warning": 1, "protect": 0},
+            codes=(TroubleCode(100, 1, 3), TroubleCode(110, 16, 1, cm=1)),
+            ts=0.0,
+        )
+    )
+    (body,) = node.bodies("vehicle/faults")
+    assert [c["cm"] for c in body.to_json_dict()["active"]] == [0, 1]
+
+
 def test_a_cleared_code_disappears() -> None:
     node, svc, _ = make()
     svc.on_faults(dm1(0, (100, 1, 3), amber=1))

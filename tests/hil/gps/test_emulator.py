@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from drivers.gps.nmea import NmeaDecoder
+from drivers.gps.decoder import NmeaDecoder
 from hil.gps.emulator import Faults, NmeaEmulator, epochs
 from tests.drivers.gps.fakes import nmea
 
@@ -42,6 +42,29 @@ def test_a_log_is_grouped_into_its_epochs_with_their_intervals() -> None:
     assert len(one_hz) == 90 and {len(lines) for _, lines in one_hz} == {11}
     assert {round(gap, 6) for gap, _ in one_hz} == {1.0}
     assert len(ten_hz) == 300 and {round(gap, 6) for gap, _ in ten_hz} == {0.1}
+
+
+def test_a_log_with_blank_lines_is_cut_into_bursts_there() -> None:
+    gsa, gga, rmc = (
+        nmea("GPGSA,A,3,02,05,12,,,,,,,,,,1.9,1.2,1.5").strip(),
+        nmea("GPGGA,141501.00,5106.9792,N,11402.3003,W,1,03,1.0,1048.5,M,-16.3,M,,").strip(),
+        nmea("GPRMC,141501.00,A,5106.9792,N,11402.3003,W,0.3,276.2,120226,,,A").strip(),
+    )
+    later = [line.replace(b"141501.00", b"141502.00") for line in (gga, rmc)]
+    got = epochs([gsa, gga, rmc, b"", gsa, *later])
+    assert [lines for _, lines in got] == [[gsa, gga, rmc], [gsa, *later]]
+    assert [gap for gap, _ in got] == [1.0, 1.0]
+
+
+def test_sentences_of_several_talkers_with_one_time_are_one_burst() -> None:
+    got = epochs(
+        [
+            nmea("GPGGA,091500.00,4545.1234,N,00450.5432,E,1,14,0.8,171.2,M,49.5,M,,").strip(),
+            nmea("GLGGA,091500.00,4545.1234,N,00450.5432,E,1,02,2.9,,M,,M,,").strip(),
+            nmea("GPGGA,091501.00,4545.1234,N,00450.5432,E,1,14,0.8,171.2,M,49.5,M,,").strip(),
+        ]
+    )
+    assert [len(lines) for _, lines in got] == [2, 1]
 
 
 def test_epochs_without_time_are_told_apart_by_repeated_types() -> None:
@@ -115,7 +138,7 @@ def test_faults_reach_the_decoder_as_counted_errors(tmp_path: Path) -> None:
         LOGS / "ublox-m8-gn.nmea", tmp_path / "gps0", speed=100, faults=faults
     ) as emu:
         link = serial.Serial(str(emu.link), 9600, timeout=0)
-        fixes = NmeaDecoder(count=count).feed(read_for(link, 0.3))
+        fixes = NmeaDecoder(count=count).feed(read_for(link, 0.3), 0.0)
         link.close()
     assert fixes and counts["bad_checksum"] > 0 and counts["noise"] > 0
 

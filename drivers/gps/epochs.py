@@ -1,0 +1,441 @@
+"""NMEA sentences to one `Fix` per receiver epoch, whatever the talkers and constellations.
+
+A receiver sends one burst of sentences per measurement epoch, then is quiet until the next.
+
+Which sentences form an epoch:
+
+1. The UTC time is the key. GGA, RMC, GNS, GLL and ZDA carry it: every sentence with the
+   same time joins the same epoch, from any talker ($GPGGA + $GLGGA, $GNRMC + $GARMC, a
+   ZDA before a GNS…), and a sentence with another time starts the next epoch. A sentence
+   with the time of an epoch already emitted is late: it is dropped and counted `late`
+   (its date is still noted). Receivers without time yet (cold start, empty time fields)
+   start a new epoch when a sentence type repeats.
+2. GSA and VTG carry no time. Before any timed sentence of a burst they open it (a receiver
+   that sends GSA first); after one they wait: the next sentence with the epoch's time
+   takes them into the epoch; a quiet spell after them proves they ended it; the next
+   epoch's time takes them when the receiver's bursts have been seen to start with their
+   type (learned from the quiet spells), else they end the epoch they follow.
+3. An epoch is emitted as soon as it is known to be over: on the next epoch's time, or when
+   the receiver has said nothing for `quiet` seconds: a quarter of its period as measured
+   between bursts (clamped to 0.05-0.5 s; 0.15 s until two bursts were seen), so the last
+   fix before a tunnel or an unplugged antenna is emitted 0.05-0.5 s after it arrived.
+
+What the epoch says (each field from the best sentence that has it; among sentences of the
+same type from several talkers the GN one, else a valid one, else the first):
+
+- position: the RMC's, when the RMC says the fix is valid: the sentence that carries the
+  date and the fix status together, as gpsd and pynmea2 users read it. A GGA/GNS of the same
+  epoch that gives the same point to more decimals (its minutes round to the RMC's)
+  refines it; a GGA/GNS that differs more is outvoted. Without a valid RMC: GGA/GNS, else
+  GLL. Full precision: degrees are computed from the minutes as sent, never rounded.
+- void: the epoch is a void fix (mode NONE, lat = lon = 0) when a sentence type that
+  carries a fix status says there is none (RMC or GLL status V or mode N, GGA quality 0,
+  GNS all N, the highest GSA fix type 1), or none says there is one, or there is no
+  position.
+- quality: GGA's fix quality (GNS, RMC, GLL mode letters mapped to it).
+- satellites used: the largest of the GGA/GNS counts (a GN one is the receiver's total;
+  u-blox NMEA 4.0 caps GGA at 12) and the number of satellites the epoch's GSAs list (one
+  GSA per constellation, so their lists add up — Galileo 12 and GPS 12 are two satellites;
+  a list repeated under another talker, as SiRFstarV sends GPGSA and GLGSA, counts once).
+  When GGA comes from several talkers ($GPGGA, $GLGGA) and even the largest of their
+  counts is below what the GSAs list, each is its own constellation's count (SiRFstarV)
+  and their sum is the total. GSV (satellites in view, not used) is not read.
+- altitude and HDOP from GGA/GNS (HDOP from GSA without them); speed and course from the
+  valid RMC, else VTG.
+- 2D/3D: a 3D fix has an altitude. The highest GSA fix type decides when the epoch has
+  GSAs: 3 with an altitude is 3D; 2 is 2D and the altitude the receiver held is dropped.
+  Without GSA: 3D when the epoch has an altitude and at least 4 satellites (if counted).
+- date: see drivers.gps.dating.
+"""
+
+import statistics
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from drivers.gps.dating import Dating
+from drivers.gps.nmea import TIMED, Count, Sentence, _no_count
+from edged.events import Fix, FixMode
+
+QUIET_FRACTION = 0.25
+QUIET_MIN_S = 0.05
+QUIET_MAX_S = 0.5
+QUIET_DEFAULT_S = 0.15
+MIN_INTERVAL_S = 0.01
+"""Bursts closer than this arrived in the same read: they say nothing of the period."""
+RECENT = 4
+"""Times of emitted epochs remembered, to know a late sentence."""
+
+
+def _rank(s: Sentence) -> tuple[bool, int, bool]:
+    """Which of several sentences of one type speaks for the epoch: GN, valid, positioned."""
+    q = s.quality
+    return s.talker == "GN", 2 if q else (0 if q == 0 else 1), s.lat is not None
+
+
+def _best(sentences: list[Sentence]) -> Sentence | None:
+    if not sentences:
+        return None
+    if len(sentences) == 1:
+        return sentences[0]
+    return max(sentences, key=_rank)  # the first of equals
+
+
+def _first_hdop(best: Sentence | None, others: list[Sentence]) -> float | None:
+    for s in (best, *others):
+        if s is not None and s.hdop is not None:
+            return s.hdop
+    return None
+
+
+def _rounds_to(fine: Sentence, coarse: Sentence) -> bool:
+    """`fine`'s position, in minutes rounded to `coarse`'s decimals, is `coarse`'s."""
+    if fine.lat is None or fine.lon is None or coarse.lat is None or coarse.lon is None:
+        return False
+    half = 0.5 * 10.0**-coarse.digits + 1e-9
+    return abs(fine.lat - coarse.lat) * 60 <= half and abs(fine.lon - coarse.lon) * 60 <= half
+
+
+class Epoch:
+    """The sentences of one epoch, kept by type until it is emitted."""
+
+    __slots__ = ("first_at", "fixes", "glls", "gsas", "rmcs", "time_us", "timed", "vtgs", "zdas")
+
+    def __init__(self, at: float) -> None:
+        self.first_at = at  # arrival of its first sentence
+        self.time_us: int | None = None
+        self.timed = False  # has a timed sentence (with or without a time)
+        self.rmcs: list[Sentence] = []
+        self.fixes: list[Sentence] = []  # GGA and GNS
+        self.glls: list[Sentence] = []
+        self.gsas: list[Sentence] = []
+        self.vtgs: list[Sentence] = []
+        self.zdas: list[Sentence] = []
+
+    def has(self, kind: str) -> bool:
+        """Whether a sentence of this type is in the epoch already."""
+        if kind == "GGA" or kind == "GNS":
+            return any(s.kind == kind for s in self.fixes)
+        return bool({"RMC": self.rmcs, "GLL": self.glls, "ZDA": self.zdas}.get(kind))
+
+    def add(self, s: Sentence) -> None:
+        kind = s.kind
+        if kind == "GSA":
+            self.gsas.append(s)
+        elif kind == "RMC":
+            self.rmcs.append(s)
+        elif kind == "GGA" or kind == "GNS":
+            self.fixes.append(s)
+        elif kind == "VTG":
+            self.vtgs.append(s)
+        elif kind == "GLL":
+            self.glls.append(s)
+        else:
+            self.zdas.append(s)
+
+
+class EpochMerger:
+    """Sentences in (with their arrival time), one `Fix` per epoch out; see the module doc."""
+
+    def __init__(
+        self,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        count: Count = _no_count,
+    ) -> None:
+        self.count = count
+        self.dating = Dating(now, count)
+        self._open: Epoch | None = None
+        self._tail: list[Sentence] = []  # untimed, after the open epoch's timed sentences
+        self._closed: deque[int] = deque(maxlen=RECENT)
+        self._last_at: float | None = None  # arrival of the last sentence of any type
+        self._gap = 0.0  # the last quiet spell seen, in s
+        self._after_gap = False  # the next parsed sentence opens a burst
+        self._lead: str | None = None  # the type that opens the receiver's bursts
+        self._lead_before: str | None = None  # before the last quiet spell taught `_lead`
+        self._quiet_closed: int | None = None  # time of the last epoch closed by a quiet
+        self._last_start: float | None = None
+        self._intervals: deque[float] = deque(maxlen=9)
+        self._floor = 0.0  # raised by quiet spells that proved to be inside a burst
+        self.quiet = QUIET_DEFAULT_S
+
+    # -- arrival ------------------------------------------------------------------------
+
+    def add(self, s: Sentence, at: float, out: list[Fix]) -> None:
+        """Merge one sentence that arrived at `at` (monotonic s); closed epochs go to `out`."""
+        if at != self._last_at:
+            self._arrive(at, out)
+        if self._after_gap:
+            self._after_gap = False
+            self._lead_before, self._lead = self._lead, s.kind
+        if s.kind in TIMED:
+            self._timed(s, at, out)
+            return
+        e = self._open
+        if e is None:
+            e = self._open = Epoch(at)  # the head of the next epoch (GSA first)
+            e.add(s)
+        elif not e.timed:
+            e.add(s)
+        else:
+            self._tail.append(s)
+
+    def _arrive(self, at: float, out: list[Fix]) -> None:
+        last = self._last_at
+        if last == at:
+            return  # the same read: no time passed
+        self._last_at = at
+        if last is not None and at - last >= self.quiet:
+            self._gap = at - last
+            self._after_gap = True
+            if self._open is not None and self._open.timed:
+                self._close(out, quiet=True)
+
+    def _inside_burst(self) -> None:
+        """A sentence of the epoch a quiet spell closed came after it: the spell was a
+        pause inside a burst (a stalled reader, a receiver that pauses). Wait longer from
+        now on, forget what it taught, and drop the untimed sentences that followed it:
+        they were the emitted epoch's, not the next one's."""
+        self._floor = min(QUIET_MAX_S, max(self._floor, 2 * self._gap))
+        self.quiet = max(self.quiet, self._floor)
+        self._lead = self._lead_before
+        if self._open is not None and not self._open.timed:
+            self._open = None
+        self._quiet_closed = None
+
+    def _timed(self, s: Sentence, at: float, out: list[Fix]) -> None:
+        t = s.time_us
+        if t is not None and t in self._closed:
+            self.count("late", 1)
+            if t == self._quiet_closed:
+                self._inside_burst()
+            if s.day is not None and (s.kind == "ZDA" or s.quality):
+                self.dating.note(t, s.day, at)
+            return
+        e = self._open
+        if e is None:
+            e = self._open = Epoch(at)
+        elif e.timed:
+            if t == e.time_us and (t is not None or not e.has(s.kind)):
+                for untimed in self._tail:  # sandwiched: they belong here
+                    e.add(untimed)
+                self._tail.clear()
+            else:
+                head = self._split_tail()
+                self._close(out)
+                e = self._open = Epoch(at)
+                for untimed in head:
+                    e.add(untimed)
+        e.timed = True
+        e.time_us = t
+        e.add(s)
+
+    def _split_tail(self) -> list[Sentence]:
+        """The untimed sentences between two epochs that open the next one (by the learned
+        type that opens bursts); the others join the open epoch."""
+        tail = self._tail
+        self._tail = []
+        lead = self._lead
+        cut = len(tail)
+        if lead is not None and lead not in TIMED:
+            for i, s in enumerate(tail):
+                if s.kind == lead:
+                    cut = i
+                    break
+        assert self._open is not None
+        for s in tail[:cut]:
+            self._open.add(s)
+        return tail[cut:]
+
+    # -- closing ------------------------------------------------------------------------
+
+    heard = _arrive
+    """A good sentence of a type not merged (GSV, TXT, proprietary): still talking."""
+
+    def deadline(self) -> float | None:
+        """When the open epoch is over if nothing else arrives (monotonic s), or None."""
+        if self._open is None or not self._open.timed or self._last_at is None:
+            return None
+        return self._last_at + self.quiet
+
+    def poll(self, now: float, out: list[Fix]) -> None:
+        """Emit the open epoch into `out` if the receiver has been quiet long enough."""
+        deadline = self.deadline()
+        if deadline is not None and now >= deadline:
+            self._close(out, quiet=True)
+
+    def flush(self) -> Fix | None:
+        """Emit the open epoch now (end of a log)."""
+        out: list[Fix] = []
+        if self._open is not None and self._open.timed:
+            self._close(out)
+        self._open = None
+        self._tail = []
+        return out[0] if out else None
+
+    def _close(self, out: list[Fix], *, quiet: bool = False) -> None:
+        e = self._open
+        assert e is not None
+        self._open = None
+        for untimed in self._tail:
+            e.add(untimed)
+        self._tail = []
+        self._measure(e.first_at)
+        fix = self._fix(e)
+        self._quiet_closed = None
+        if fix is None:
+            return  # nothing emitted (a ZDA alone): its time may still come with a fix
+        out.append(fix)
+        if e.time_us is not None:
+            self._closed.append(e.time_us)
+            if quiet:
+                self._quiet_closed = e.time_us
+
+    def _measure(self, start: float) -> None:
+        """Learn the receiver's period from the arrival of its bursts."""
+        last = self._last_start
+        self._last_start = start
+        if last is None or start - last < MIN_INTERVAL_S:
+            return
+        self._intervals.append(start - last)
+        period = statistics.median(self._intervals)
+        quiet = min(QUIET_MAX_S, max(QUIET_MIN_S, QUIET_FRACTION * period))
+        self.quiet = max(quiet, self._floor)
+
+    # -- what the epoch says ------------------------------------------------------------
+
+    def _fix(self, e: Epoch) -> Fix | None:
+        rmcs, fixes, glls = e.rmcs, e.fixes, e.glls
+        rmc = _best(rmcs)
+        fix = _best(fixes)
+        gll = _best(glls)
+        if rmc is None and fix is None and gll is None:
+            if e.time_us is not None and e.zdas:  # a ZDA of its own: it still dates
+                zda = e.zdas[0]
+                if zda.day is not None:
+                    self.dating.note(e.time_us, zda.day, e.first_at)
+            return None
+        gsa_mode = None
+        for g in e.gsas:
+            if g.mode is not None and (gsa_mode is None or g.mode > gsa_mode):
+                gsa_mode = g.mode
+        void = gsa_mode == 1
+        valid = False
+        quality = 0
+        for b in (fix, rmc, gll):  # GGA's quality first: it says the most
+            if b is not None and b.quality is not None:
+                if b.quality == 0:
+                    void = True
+                else:
+                    valid = True
+                    quality = quality or b.quality
+        satellites = self._satellites(e)
+        hdop = _first_hdop(fix, fixes)
+        if hdop is None and e.gsas:
+            hdop = _first_hdop(_best(e.gsas), e.gsas)
+        position = self._position(rmc, fix, e)
+        when, known = self._when(e, rmc, valid and not void)
+        if void or not valid or position is None:
+            return Fix(
+                fix_time=when,
+                lat=0.0,
+                lon=0.0,
+                mode=FixMode.NONE,
+                quality=0,
+                satellites=satellites,
+                hdop=hdop,
+                date_known=known,
+                received=e.first_at,
+            )
+        alt = fix.alt if fix is not None else None
+        if alt is None:
+            for s in fixes:
+                if s.alt is not None:
+                    alt = s.alt
+                    break
+        if gsa_mode is not None:
+            three_d = gsa_mode == 3
+            if gsa_mode == 2:
+                alt = None  # the receiver held it: a 2D fix has no altitude of its own
+        else:
+            three_d = satellites is None or satellites >= 4
+        speed = course = None
+        if rmc is not None and rmc.quality:
+            speed, course = rmc.speed, rmc.course
+        if speed is None or course is None:
+            for s in (*e.vtgs, *rmcs):
+                if speed is None:
+                    speed = s.speed
+                if course is None:
+                    course = s.course
+        return Fix(
+            fix_time=when,
+            lat=position[0],
+            lon=position[1],
+            alt=alt,
+            speed=speed,
+            course=course,
+            mode=FixMode.THREE_D if three_d and alt is not None else FixMode.TWO_D,
+            quality=quality,
+            satellites=satellites,
+            hdop=hdop,
+            date_known=known,
+            received=e.first_at,
+        )
+
+    @staticmethod
+    def _position(
+        rmc: Sentence | None, fix: Sentence | None, e: Epoch
+    ) -> tuple[float, float] | None:
+        if rmc is not None and rmc.quality and rmc.lat is not None and rmc.lon is not None:
+            if fix is not None and fix.digits > rmc.digits and _rounds_to(fix, rmc):
+                rmc = fix
+            assert rmc.lat is not None and rmc.lon is not None
+            return rmc.lat, rmc.lon
+        for s in (fix, *e.fixes, *e.glls, *e.rmcs):
+            if s is not None and s.lat is not None and s.lon is not None:
+                return s.lat, s.lon
+        return None
+
+    @staticmethod
+    def _satellites(e: Epoch) -> int | None:
+        best: int | None = None
+        for s in e.fixes:
+            n = s.satellites
+            if n is not None and (best is None or n > best):
+                best = n
+        gsas = e.gsas
+        if not gsas:
+            return best
+        if len(gsas) == 1:
+            listed = len(gsas[0].prns)
+        else:  # one list per constellation: they add up, a repeated list counts once
+            kept: list[tuple[str, ...]] = []
+            for g in gsas:
+                if g.prns not in kept:
+                    kept.append(g.prns)
+            listed = sum(map(len, kept))
+        if best is not None and best >= listed:
+            return best
+        # no count reaches what the GSAs list: per-constellation counts ($GPGGA, $GLGGA)
+        # of several talkers add up to the total
+        by_talker: dict[str, int] = {}
+        for s in e.fixes:
+            if s.satellites is not None and s.talker != "GN":
+                by_talker.setdefault(s.talker, s.satellites)
+        if len(by_talker) > 1:
+            return max(listed, sum(by_talker.values()))
+        return listed
+
+    def _when(self, e: Epoch, rmc: Sentence | None, valid: bool) -> tuple[datetime, bool]:
+        if e.time_us is None:
+            return self.dating.now(), False
+        for z in e.zdas:
+            if z.day is not None:
+                return self.dating.stamp(e.time_us, z.day, e.first_at, reference=True)
+        day = rmc.day if rmc is not None else None
+        if day is None:
+            for r in e.rmcs:
+                if r.day is not None:
+                    day = r.day
+                    break
+        return self.dating.stamp(e.time_us, day, e.first_at, reference=valid)

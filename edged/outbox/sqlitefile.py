@@ -1,0 +1,108 @@
+"""Opening the node's SQLite files so that a bad disk degrades the node and never stops it.
+
+Both files (the outbox and the state store) are opened the same way:
+
+- created mode 0600 before SQLite touches them (SQLite creates `-wal` with the database
+  file's mode), and set back to 0600 when found wider: they hold card refs and lists;
+- `locking_mode=EXCLUSIVE` before WAL mode, so SQLite keeps the WAL index in memory and
+  never needs a `-shm` file: an existing database opens on a disk that is full (a `-shm`
+  cannot be created there: SQLITE_IOERR_SHMSIZE), and a second process cannot open the
+  same outbox by mistake;
+- the WAL bounded: checkpointed once it passes `wal_bytes` and truncated back to it;
+- checked with `PRAGMA quick_check`; a corrupt file is renamed aside (kept for forensics,
+  with its `-wal`), never deleted.
+"""
+
+import contextlib
+import errno
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from edged.errors import EdgedError
+
+log = logging.getLogger(__name__)
+
+PAGE = 4096
+COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def companions(path: Path) -> list[Path]:
+    """The database and the files SQLite keeps beside it."""
+    return [path, *(path.with_name(path.name + s) for s in COMPANIONS)]
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """SQLite says the file is not a database or a page is malformed."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB"
+
+
+def is_disk_error(exc: BaseException) -> bool:
+    """The disk refused: full, read-only, failing, or the file cannot be created."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EIO)
+
+
+def make_private(path: Path) -> None:
+    """Create `path` mode 0600 if missing; narrow an existing file and its companions."""
+    if path.parent != path and not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for file in companions(path):
+        try:
+            if file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)
+        except FileNotFoundError:
+            pass
+
+
+def connect(path: Path | str, *, wal_bytes: int) -> sqlite3.Connection:
+    """One exclusive WAL connection (see the module docstring); raises sqlite3.Error."""
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=2.0)
+    try:
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA journal_size_limit={int(wal_bytes)}")
+        db.execute(f"PRAGMA wal_autocheckpoint={max(1, int(wal_bytes) // PAGE)}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def problems(db: sqlite3.Connection) -> str | None:
+    """What `quick_check` found wrong, or None when the file is sound."""
+    rows = [str(r[0]) for r in db.execute("PRAGMA quick_check(5)").fetchall()]
+    return None if rows == ["ok"] else "; ".join(rows)[:300]
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a corrupt database and its companions to `NAME.corrupt-UTC`; returns the new
+    name of the database (kept for forensics: never deleted by edged)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for file, suffix in zip(companions(path), ("", *COMPANIONS), strict=True):
+        if file.exists():
+            os.replace(file, target.with_name(target.name + suffix))
+    return target
+
+
+def open_error(what: str, path: Path, exc: BaseException) -> EdgedError:
+    """Neither corrupt nor a refusing disk: the node cannot start, say what to do."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        hint = "another process holds it: is edged already running with this config?"
+    else:
+        hint = "check that the directory exists and is writable by edged"
+    return EdgedError(f"cannot open the {what} at {path}: {exc}; {hint}")

@@ -1,0 +1,75 @@
+"""`edgectl feed`'s options: which fleets, where to listen, what to check and show."""
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # aiohttp and protobuf load only when the feed runs, not for every edgectl
+    from edged.transit.run import FeedOptions
+
+EPILOG = """endpoints:
+  /gtfs-rt/vehicle-positions        GTFS-Realtime VehiclePositions (protobuf; .json: JSON)
+  /siri-lite/vehicle-monitoring.json  SIRI Lite VehicleMonitoring
+  /health                           200 while the broker is connected, else 503
+  /                                 the live fleet page for dispatch (--no-page: none)
+
+See docs/feed.md for a production layout (broker cluster, replicas, TLS, read-only ACL)."""
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+               common: argparse.ArgumentParser) -> None:
+    feed = sub.add_parser(
+        "feed",
+        parents=[common],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="serve the fleet as GTFS-Realtime, SIRI Lite and a live page for dispatch",
+    )
+    feed.add_argument(
+        "--fleet", action="append", default=[], metavar="FLEET",
+        help="serve this fleet (repeat for more; default: every fleet under the prefix)",
+    )
+    feed.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                      help="where to serve HTTP (default: 127.0.0.1:8080)")
+    feed.add_argument("--max-age", type=float, default=90.0, metavar="S",
+                      help="leave out vehicles whose last fix is older (default: 90)")
+    feed.add_argument("--gtfs", type=Path, metavar="ZIP",
+                      help="static GTFS (zip or folder) to check assigned route and trip ids")
+    feed.add_argument("--producer", default="edged", metavar="REF",
+                      help="SIRI ProducerRef (default: edged)")
+    feed.add_argument("--max-vehicles", type=int, default=10_000, metavar="N",
+                      help="vehicles kept in memory at most (default: 10000)")
+    feed.add_argument("--no-page", action="store_true",
+                      help="serve the feeds only, no fleet page (a public replica)")
+    feed.add_argument("--tile-url", metavar="URL",
+                      help="map tiles for the page, e.g. https://tile.example/{z}/{x}/{y}.png")
+    feed.add_argument("--tile-attribution", metavar="TEXT", help="credit shown under the map")
+    feed.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+
+
+def options(args: argparse.Namespace, prefix: str, fleets: list[str]) -> "FeedOptions":
+    from edged.transit.run import FeedOptions
+    from edged.transit.service import FeedSettings
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"--listen {args.listen!r}: expected HOST:PORT, e.g. 0.0.0.0:8080")
+    if not 0 < args.max_age <= 86400:
+        raise ValueError("--max-age: a number of seconds between 0 and 86400")
+    if not 1 <= args.max_vehicles <= 1_000_000:
+        raise ValueError("--max-vehicles: between 1 and 1000000")
+    if not args.producer.isprintable() or not 0 < len(args.producer) <= 64:
+        raise ValueError("--producer: printable text of at most 64 characters")
+    return FeedOptions(
+        prefix=prefix,
+        fleets=tuple(fleets),
+        host=host.strip("[]"),
+        port=int(port),
+        settings=FeedSettings(
+            max_age_s=args.max_age, producer=args.producer, max_vehicles=args.max_vehicles
+        ),
+        gtfs=args.gtfs,
+        page=not args.no_page,
+        tile_url=args.tile_url,
+        tile_attribution=args.tile_attribution,
+    )

@@ -1,0 +1,106 @@
+"""`edgectl feed`: the broker subscription and the HTTP server, until Ctrl-C or SIGTERM."""
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from edged.ops.client import Say
+from edged.ops.feed import FleetFeed
+from edged.ops.fleet import FleetView
+from edged.ops.login import Login
+from edged.ops.loop import run_until, stop_on_signals
+from edged.transit.schedule import Schedule
+from edged.transit.server import FeedServer
+from edged.transit.service import FeedService, FeedSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeedOptions:
+    prefix: str
+    fleets: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    settings: FeedSettings = field(default_factory=FeedSettings)
+    gtfs: Path | None = None
+    page: bool = True
+    tile_url: str | None = None
+    tile_attribution: str | None = None
+    client_id: str | None = None
+
+
+class RunningFeed:
+    """The parts of a running feed, for tests and the benchmark to look into."""
+
+    def __init__(self, login: Login, options: FeedOptions, *, say: Say | None = None) -> None:
+        schedule = Schedule.load(options.gtfs) if options.gtfs is not None else None
+        if schedule is not None:
+            log.info(
+                "static GTFS %s: %d routes, %d trips", options.gtfs, len(schedule.routes),
+                len(schedule.trips),
+            )
+        self.view = FleetView(options.prefix, max_nodes=options.settings.max_vehicles)
+        self.service = FeedService(self.view, options.settings, schedule=schedule)
+        self.feed = FleetFeed(
+            login,
+            self.view,
+            client_id=options.client_id or f"edged-feed-{uuid.uuid4().hex[:12]}",
+            fleets=options.fleets,
+            say=say,
+            on_change=self._changed,
+        )
+        self.service.status.connected = lambda: self.feed.connected
+        self.service.status.broker = lambda: self.feed.status
+        self.server = FeedServer(
+            self.service,
+            page=options.page,
+            tile_url=options.tile_url,
+            tile_attribution=options.tile_attribution,
+        )
+        self.options = options
+        self.port: int | None = None
+        self.listening = asyncio.Event()
+
+    def _changed(self) -> None:
+        self.service.status.last_message = time.time()
+
+    async def serve(self) -> None:
+        runner = web.AppRunner(self.server.app, shutdown_timeout=1.0, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.options.host, self.options.port)
+            await site.start()
+            server = getattr(site, "_server", None)
+            sockets = getattr(server, "sockets", None) or []
+            self.port = int(sockets[0].getsockname()[1]) if sockets else self.options.port
+            self.listening.set()
+            log.info("feed serving on http://%s:%s/", self.options.host, self.port)
+            await asyncio.Event().wait()
+        finally:
+            self.server.closing.set()
+            await runner.cleanup()
+
+    async def run(self, stop: asyncio.Event, duration: float | None = None) -> str:
+        feed = asyncio.create_task(self.feed.run(), name="feed.mqtt")
+        http = asyncio.create_task(self.serve(), name="feed.http")
+        try:
+            return await run_until(stop, duration, feed, http)
+        finally:
+            for task in (feed, http):
+                task.cancel()
+            await asyncio.gather(feed, http, return_exceptions=True)
+
+
+async def run_feed(
+    login: Login, options: FeedOptions, *, duration: float | None = None, say: Say | None = None
+) -> None:
+    running = RunningFeed(login, options, say=say)
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        await running.run(stop, duration)

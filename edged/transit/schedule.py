@@ -1,0 +1,146 @@
+"""A static GTFS feed (zip or folder), read once, to check the runs dispatch assigns.
+
+An assigned `route_id` or `trip_id` the timetable does not know would make the
+GTFS-Realtime feed invalid (a consumer cannot match it), so such a run is left out of the
+trip descriptors and listed on `/health` and in the log, saying what is wrong: the rules
+are the MobilityData validator's E003/E004 (ids exist), E016 (an ADDED trip_id is not in
+the timetable), E024 (direction_id matches trips.txt), E035 (the trip belongs to the route)
+and E023 (start_time of a timetabled trip is its first arrival).
+"""
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from edged.errors import EdgedError
+from edged.ops.fleet import JourneyInfo
+
+MAX_FILE_BYTES = 2 * 1024**3
+
+
+class ScheduleError(EdgedError):
+    """The static GTFS cannot be read; the message says which file and what to do."""
+
+
+@dataclass(frozen=True)
+class TripRow:
+    route_id: str
+    direction_id: int | None
+    frequency_based: bool
+    first_arrival: str | None
+
+
+@dataclass
+class Schedule:
+    source: str
+    routes: frozenset[str]
+    trips: dict[str, TripRow]
+
+    @classmethod
+    def load(cls, path: Path) -> "Schedule":
+        try:
+            with _opener(path) as open_table:
+                routes = frozenset(r.get("route_id", "") for r in _rows(open_table, "routes.txt"))
+                frequencies = {
+                    r.get("trip_id", "") for r in _rows(open_table, "frequencies.txt", True)
+                }
+                first: dict[str, tuple[int, str]] = {}
+                for r in _rows(open_table, "stop_times.txt", True):
+                    try:
+                        seq = int(r.get("stop_sequence") or 0)
+                    except ValueError:
+                        continue
+                    trip = r.get("trip_id") or ""
+                    when = (r.get("arrival_time") or r.get("departure_time") or "").strip()
+                    if when and (trip not in first or seq < first[trip][0]):
+                        first[trip] = (seq, when.zfill(8))
+                trips = {
+                    trip: TripRow(
+                        r.get("route_id", ""),
+                        int(d) if (d := r.get("direction_id", "")) in ("0", "1") else None,
+                        trip in frequencies,
+                        first[trip][1] if trip in first else None,
+                    )
+                    for r in _rows(open_table, "trips.txt")
+                    if (trip := r.get("trip_id", ""))
+                }
+        except (OSError, zipfile.BadZipFile, csv.Error, UnicodeDecodeError) as exc:
+            raise ScheduleError(f"cannot read the static GTFS {path}: {exc}") from None
+        return cls(str(path), routes, trips)
+
+    def problems(self, run: JourneyInfo) -> list[str]:
+        """What is wrong with an assigned run against this timetable (empty: it is fine)."""
+        out: list[str] = []
+        if run.route_id is not None and run.route_id not in self.routes:
+            out.append(f"route_id {run.route_id!r} is not in routes.txt")
+        if run.trip_id is None:
+            return out
+        row = self.trips.get(run.trip_id)
+        if run.schedule_relationship == "ADDED":
+            if row is not None:
+                out.append(f"ADDED trip_id {run.trip_id!r} is in trips.txt: use a new id")
+            return out
+        if row is None:
+            out.append(f"trip_id {run.trip_id!r} is not in trips.txt")
+            return out
+        if run.route_id is not None and row.route_id != run.route_id:
+            out.append(
+                f"trip_id {run.trip_id!r} belongs to route {row.route_id!r}, not {run.route_id!r}"
+            )
+        if run.direction_id is not None and row.direction_id not in (None, run.direction_id):
+            out.append(f"trip_id {run.trip_id!r} has direction_id {row.direction_id}")
+        if (
+            run.start_time is not None
+            and not row.frequency_based
+            and row.first_arrival is not None
+            and run.start_time != row.first_arrival
+        ):
+            out.append(
+                f"start_time {run.start_time} is not trip {run.trip_id!r}'s first arrival "
+                f"{row.first_arrival}"
+            )
+        return out
+
+
+
+@contextmanager
+def _opener(path: Path) -> Iterator["_Tables"]:
+    if path.is_dir():
+        yield _Tables(None, path)
+        return
+    with zipfile.ZipFile(path) as archive:
+        yield _Tables(archive, path)
+
+
+class _Tables:
+    def __init__(self, archive: zipfile.ZipFile | None, path: Path) -> None:
+        self.archive = archive
+        self.path = path
+
+    def open(self, name: str) -> IO[bytes] | None:
+        if self.archive is None:
+            file = self.path / name
+            return file.open("rb") if file.is_file() else None
+        names = {Path(n).name: n for n in self.archive.namelist()}
+        if name not in names:
+            return None
+        info = self.archive.getinfo(names[name])
+        if info.file_size > MAX_FILE_BYTES:
+            raise ScheduleError(f"{name} in {self.path} is over {MAX_FILE_BYTES} bytes")
+        return self.archive.open(info)
+
+
+def _rows(tables: _Tables, name: str, optional: bool = False) -> Iterator[dict[str, str]]:
+    raw = tables.open(name)
+    if raw is None:
+        if optional:
+            return
+        raise ScheduleError(f"the static GTFS {tables.path} has no {name}")
+    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+        for row in csv.DictReader(text):
+            yield {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}

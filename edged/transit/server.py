@@ -1,0 +1,219 @@
+"""The feed's HTTP side (aiohttp, as the kiosk): the transit feeds, `/health`, and the live
+fleet page with its Server-Sent Events.
+
+    /gtfs-rt/vehicle-positions        GTFS-Realtime VehiclePositions, protobuf
+    /gtfs-rt/vehicle-positions.json   the same, JSON
+    /siri-lite/vehicle-monitoring.json  SIRI Lite VehicleMonitoring
+    /health                           for a load balancer (503 while the broker is lost)
+    /                                 the fleet page (off with --no-page), /api/events its SSE
+
+The page follows the kiosk's rules: own files only, no inline script, Trusted Types with no
+policy (no HTML sinks), so a name from the broker is shown as text whatever it holds.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from edged.errors import EdgedError
+from edged.kiosk.server import CSP, SECURITY_HEADERS
+from edged.transit.representation import Representation
+from edged.transit.service import FeedService
+
+log = logging.getLogger(__name__)
+
+STATIC = {
+    "index.html": "text/html",
+    "fleet.css": "text/css",
+    "fleet.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
+PUSH_EVERY_S = 0.5
+TICK_EVERY_S = 5.0
+SSE_RETRY_MS = 2000
+
+
+class TileError(EdgedError):
+    """The map tile URL cannot be used; the message says what a good one looks like."""
+
+
+def tile_origin(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise TileError(f"--tile-url {url!r}: use an http(s) URL with {{z}}, {{x}} and {{y}}")
+    if not all(f"{{{k}}}" in url for k in "zxy") or any(c in url for c in "'\" <>\\"):
+        raise TileError(
+            f"--tile-url {url!r}: needs {{z}}, {{x}} and {{y}} and no quotes or spaces, "
+            "e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+        )
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def load_static() -> dict[str, bytes]:
+    root = resources.files("edged.transit") / "static"
+    try:
+        return {name: (root / name).read_bytes() for name in STATIC}
+    except OSError as exc:
+        raise EdgedError(
+            f"fleet page file missing ({exc}); reinstall edged: edged/transit/static/* "
+            "must be in the package data"
+        ) from exc
+
+
+class FeedServer:
+    def __init__(
+        self,
+        service: FeedService,
+        *,
+        page: bool = True,
+        tile_url: str | None = None,
+        tile_attribution: str | None = None,
+        max_pages: int = 64,
+    ) -> None:
+        self.service = service
+        self.page = page
+        self.tile_url = tile_url
+        self.tile_attribution = tile_attribution
+        self.max_pages = max_pages
+        csp = CSP
+        if tile_url is not None:
+            csp = csp.replace("img-src 'self'", f"img-src 'self' {tile_origin(tile_url)}")
+        self.headers = {**SECURITY_HEADERS, "Content-Security-Policy": csp}
+        self.files = load_static() if page else {}
+        self.pages = 0
+        self.closing = asyncio.Event()
+        self.app = self._make_app()
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(client_max_size=4096, middlewares=[self._guard])
+        app.on_response_prepare.append(self._on_prepare)
+        app.on_shutdown.append(self._on_shutdown)
+        r = app.router
+        r.add_get("/gtfs-rt/vehicle-positions", self._doc(self.service.vehicle_positions))
+        r.add_get("/gtfs-rt/vehicle-positions.pb", self._doc(self.service.vehicle_positions))
+        r.add_get(
+            "/gtfs-rt/vehicle-positions.json", self._doc(self.service.vehicle_positions_json)
+        )
+        r.add_get("/siri-lite/vehicle-monitoring.json", self._doc(self.service.vehicle_monitoring))
+        r.add_get("/health", self._health)
+        if self.page:
+            r.add_get("/", self._index)
+            r.add_get("/static/{name}", self._static)
+            r.add_get("/api/events", self._events)
+        return app
+
+    async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(self.headers)
+        response.headers.setdefault("Cache-Control", "no-cache")
+        if request.path.startswith(("/gtfs-rt/", "/siri-lite/", "/health")):
+            response.headers["Access-Control-Allow-Origin"] = "*"  # open data: any site may read
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self.closing.set()
+
+    @web.middleware
+    async def _guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return web.json_response(
+                {"error": exc.reason, "status": exc.status}, status=exc.status,
+                headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("feed: %s %s failed", request.method, request.path[:100])
+            return web.json_response({"error": "internal", "status": 500}, status=500)
+
+    def _doc(
+        self, make: Callable[[], Representation]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return make().respond(request)
+
+        return handler
+
+    async def _health(self, request: web.Request) -> web.Response:
+        ok, body = self.service.health()
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return self._file("index.html")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name == "index.html" or name not in self.files:
+            raise web.HTTPNotFound()
+        return self._file(name)
+
+    def _file(self, name: str) -> web.Response:
+        return web.Response(body=self.files[name], content_type=STATIC[name], charset="utf-8")
+
+    # -- the live page --------------------------------------------------------------
+
+    def _frame(self, event: str, data: dict[str, Any]) -> bytes:
+        return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+    def _fleet(self, since: int) -> dict[str, Any]:
+        view = self.service.view
+        return {
+            "now_ms": int(self.service.clock() * 1000),
+            "version": view.version,
+            "full": since == 0,
+            "connected": self.service.status.connected(),
+            "max_age_s": self.service.settings.max_age_s,
+            "tile_url": self.tile_url,
+            "tile_attribution": self.tile_attribution,
+            "vehicles": self.service.page.changed_since(since),
+        }
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if self.pages >= self.max_pages:
+            return web.json_response(
+                {"error": f"{self.max_pages} pages are connected already", "status": 503},
+                status=503,
+                headers={"Retry-After": "10"},
+            )
+        response = web.StreamResponse(headers={"X-Accel-Buffering": "no"})
+        response.content_type = "text/event-stream"
+        response.charset = "utf-8"
+        self.pages += 1
+        try:
+            await response.prepare(request)
+            sent = self.service.view.version
+            first = self._frame("fleet", self._fleet(0))
+            await response.write(f"retry: {SSE_RETRY_MS}\n\n".encode() + first)
+            ticked = time.monotonic()
+            while not self.closing.is_set():
+                await asyncio.sleep(PUSH_EVERY_S)
+                version = self.service.view.version
+                if version != sent:
+                    data = self._fleet(sent)
+                    sent = version
+                    await response.write(self._frame("fleet", data))
+                    ticked = time.monotonic()
+                elif time.monotonic() - ticked >= TICK_EVERY_S:
+                    tick = {
+                        "now_ms": int(self.service.clock() * 1000),
+                        "connected": self.service.status.connected(),
+                    }
+                    await response.write(self._frame("tick", tick))
+                    ticked = time.monotonic()
+        except (ConnectionError, RuntimeError):
+            pass  # the page went away
+        finally:
+            self.pages -= 1
+        return response

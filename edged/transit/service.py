@@ -1,0 +1,207 @@
+"""The feed service's state: the fleet view it is fed, and the documents built from it.
+
+Nothing here is kept that the broker cannot give again: the view is rebuilt from retained
+messages and live traffic after a restart, so replicas agree. Documents are built on
+request, at most once per second per change of the view, and kept with their validators.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edged.ops.fleet import FleetView, JourneyInfo
+from edged.transit import gtfsrt, siri
+from edged.transit.page import PageState
+from edged.transit.representation import Representation, fingerprint
+from edged.transit.schedule import Schedule
+from edged.transit.vehicles import Left, Served, select
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_PROBLEMS = 50
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    max_age_s: float = 90.0
+    producer: str = "edged"
+    max_vehicles: int = 10_000
+
+
+@dataclass
+class Selection:
+    vehicles: list[Served]
+    left: dict[Left, int]
+    at: float
+
+
+@dataclass
+class _Doc:
+    tag: str = ""
+    rep: Representation | None = None
+
+
+@dataclass
+class Status:
+    """What the MQTT side reports: filled by the running service, read by `/health`."""
+
+    connected: Callable[[], bool] = lambda: False
+    broker: Callable[[], str] = lambda: "not started"
+    last_message: float | None = None
+    started: float = field(default_factory=time.time)
+
+
+class FeedService:
+    def __init__(
+        self,
+        view: FleetView,
+        settings: FeedSettings | None = None,
+        *,
+        schedule: Schedule | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.view = view
+        self.settings = settings or FeedSettings()
+        self.schedule = schedule
+        self.clock = clock
+        self.status = Status()
+        self.encoder = gtfsrt.Encoder()
+        self.page = PageState(view, self.settings.max_age_s)
+        self._selection: tuple[tuple[int, int], Selection] | None = None
+        self._docs: dict[str, _Doc] = {}
+        self._siri_cache: dict[str, tuple[tuple[int, bool], dict[str, Any]]] = {}
+        self.trip_problems: dict[str, list[str]] = {}
+        """Per vehicle key: why its assigned run is left out of the trip descriptors."""
+        self._checked: dict[str, JourneyInfo] = {}
+
+    # -- which vehicles, now ------------------------------------------------------------
+
+    def selection(self) -> Selection:
+        now = self.clock()
+        key = (self.view.version, int(now))
+        if self._selection is not None and self._selection[0] == key:
+            return self._selection[1]
+        self.check_journeys()
+        vehicles, left = select(self.view, now, self.settings.max_age_s, self._trip_ok)
+        chosen = Selection(vehicles, left, now)
+        self._selection = (key, chosen)
+        return chosen
+
+    def _trip_ok(self, run: JourneyInfo) -> bool:
+        if self.schedule is None:
+            return True
+        return not self.schedule.problems(run)
+
+    def check_journeys(self) -> None:
+        """Check each assigned run against the timetable once per change; log what is wrong."""
+        if self.schedule is None:
+            return
+        for key, node in self.view.nodes.items():
+            run = node.journey
+            if run is None or not run.assigned:
+                self.trip_problems.pop(key, None)
+                self._checked.pop(key, None)
+                continue
+            if self._checked.get(key) == run:
+                continue
+            self._checked[key] = run
+            problems = self.schedule.problems(run)
+            if problems:
+                self.trip_problems[key] = problems
+                log.warning(
+                    "%s: assigned run left out of the feeds: %s", key, "; ".join(problems)
+                )
+            else:
+                self.trip_problems.pop(key, None)
+
+    # -- documents ----------------------------------------------------------------------
+
+    def _doc(
+        self, name: str, tag: str, build: Callable[[int], tuple[bytes, str]]
+    ) -> Representation:
+        doc = self._docs.setdefault(name, _Doc())
+        if doc.rep is None or doc.tag != tag:
+            now = self.clock()
+            body, content_type = build(int(now))
+            doc.tag, doc.rep = tag, Representation(body, content_type, int(now), tag)
+        return doc.rep
+
+    def vehicle_positions(self) -> Representation:
+        chosen = self.selection()
+        frames = [self.encoder.framed(v) for v in chosen.vehicles]
+        tag = fingerprint(*frames)
+
+        def build(now: int) -> tuple[bytes, str]:
+            newest = max((int(v.fix_s) for v in chosen.vehicles), default=0)
+            self.encoder.forget(v.key for v in chosen.vehicles)
+            return self.encoder.feed(frames, max(now, newest)), "application/x-protobuf"
+
+        return self._doc("gtfs-rt", tag, build)
+
+    def vehicle_positions_json(self) -> Representation:
+        pb = self.vehicle_positions()
+        return self._doc(
+            "gtfs-rt.json", pb.tag, lambda now: (gtfsrt.as_json(pb.body), "application/json")
+        )
+
+    def vehicle_monitoring(self) -> Representation:
+        chosen = self.selection()
+        valid_s = self.settings.max_age_s
+        activities = []
+        for v in chosen.vehicles:
+            stamp = (v.node.changed, v.trip is not None)
+            hit = self._siri_cache.get(v.key)
+            if hit is None or hit[0] != stamp:
+                hit = (stamp, siri.activity(v, valid_s))
+                self._siri_cache[v.key] = hit
+            activities.append(hit[1])
+        if len(self._siri_cache) > 2 * max(len(chosen.vehicles), 1000):
+            self._siri_cache.clear()
+        tag = fingerprint(repr(activities).encode())
+
+        def build(now: int) -> tuple[bytes, str]:
+            body = siri.delivery_of(activities, now, self.settings.producer)
+            return body, "application/json"
+
+        return self._doc("siri", tag, build)
+
+    # -- health -------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """For a load balancer: 200 while the broker is connected, 503 otherwise."""
+        now = self.clock()
+        # a load balancer polls often: a selection up to a second old will do here
+        recent = self._selection
+        chosen = recent[1] if recent is not None and now - recent[1].at < 1.0 else self.selection()
+        connected = self.status.connected()
+        last = self.status.last_message
+        body: dict[str, Any] = {
+            "ok": connected,
+            "broker": {"connected": connected, "status": self.status.broker()},
+            "vehicles": {
+                "known": len(self.view.nodes),
+                "served": len(chosen.vehicles),
+                "left_out": {k.value: n for k, n in chosen.left.items()},
+            },
+            "newest_message_age_s": None if last is None else round(max(0.0, now - last), 3),
+            "messages": {
+                "received": self.view.received,
+                "accepted": self.view.accepted,
+                "rejected": self.view.rejected,
+                "ignored": self.view.ignored,
+            },
+            "max_age_s": self.settings.max_age_s,
+            "uptime_s": round(now - self.status.started, 1),
+        }
+        if self.schedule is not None:
+            problems = sorted(self.trip_problems.items())[:MAX_REPORTED_PROBLEMS]
+            body["gtfs"] = {
+                "source": self.schedule.source,
+                "routes": len(self.schedule.routes),
+                "trips": len(self.schedule.trips),
+                "unknown_ids": [{"vehicle": k, "problems": p} for k, p in problems],
+                "unknown_count": len(self.trip_problems),
+            }
+        return connected, body

@@ -1,0 +1,95 @@
+"""SIRI Lite VehicleMonitoring (JSON, in the French profile's shape).
+
+The shape the French SIRI Lite producers serve: `Siri.ServiceDelivery` with one
+`VehicleMonitoringDelivery` (`Version` "2.0", `Status` "true") holding a `VehicleActivity`
+per served vehicle; references as `{"value": …}`, names as `[{"value": …}]`, times in
+ISO 8601 UTC. Occupancy uses the SIRI 2.0 values (`seatsAvailable`, `standingAvailable`,
+`full`) mapped from GTFS-Realtime's; a vehicle without occupancy data has none.
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from edged.transit.vehicles import Served
+
+OCCUPANCY = {
+    "EMPTY": "seatsAvailable",
+    "MANY_SEATS_AVAILABLE": "seatsAvailable",
+    "FEW_SEATS_AVAILABLE": "seatsAvailable",
+    "STANDING_ROOM_ONLY": "standingAvailable",
+    "CRUSHED_STANDING_ROOM_ONLY": "standingAvailable",
+    "FULL": "full",
+    "NOT_ACCEPTING_PASSENGERS": "full",
+}
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _ref(value: str) -> dict[str, str]:
+    return {"value": value}
+
+
+def activity(served: Served, valid_s: float) -> dict[str, Any]:
+    node, position = served.node, served.node.position
+    assert position is not None
+    journey: dict[str, Any] = {}
+    run = served.trip
+    if run is not None:
+        if run.route_id is not None:
+            journey["LineRef"] = _ref(run.route_id)
+        if run.direction_id is not None:
+            journey["DirectionRef"] = _ref(str(run.direction_id))
+        dated = run.trip_id or f"{node.key}:{run.start_date}:{run.start_time}"
+        d = run.start_date or datetime.fromtimestamp(served.fix_s, UTC).strftime("%Y%m%d")
+        journey["FramedVehicleJourneyRef"] = {
+            "DataFrameRef": _ref(f"{d[:4]}-{d[4:6]}-{d[6:]}"),
+            "DatedVehicleJourneyRef": dated,
+        }
+        if run.line is not None:
+            journey["PublishedLineName"] = [_ref(run.line)]
+        if run.headsign is not None:
+            journey["DestinationName"] = [_ref(run.headsign)]
+    journey["VehicleLocation"] = {"Longitude": position.lon, "Latitude": position.lat}
+    if position.course is not None:
+        journey["Bearing"] = round(position.course % 360, 1)
+    occupancy = OCCUPANCY.get(served.occupancy_status or "")
+    if occupancy is not None:
+        journey["Occupancy"] = occupancy
+    journey["VehicleRef"] = _ref(node.key)
+    journey["Monitored"] = True
+    return {
+        "RecordedAtTime": iso(served.fix_s),
+        "ValidUntilTime": iso(served.fix_s + valid_s),
+        "VehicleMonitoringRef": _ref(node.key),
+        "MonitoredVehicleJourney": journey,
+    }
+
+
+def delivery(vehicles: list[Served], now: float, producer: str, valid_s: float) -> bytes:
+    return delivery_of([activity(v, valid_s) for v in vehicles], now, producer)
+
+
+def delivery_of(activities: list[dict[str, Any]], now: float, producer: str) -> bytes:
+    stamp = iso(now)
+    body = {
+        "Siri": {
+            "ServiceDelivery": {
+                "ResponseTimestamp": stamp,
+                "ProducerRef": producer,
+                "ResponseMessageIdentifier": f"{producer}:ResponseMessage::{uuid.uuid4()}:LOC",
+                "VehicleMonitoringDelivery": [
+                    {
+                        "ResponseTimestamp": stamp,
+                        "Version": "2.0",
+                        "Status": "true",
+                        "VehicleActivity": activities,
+                    }
+                ],
+            }
+        }
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,94 @@
+"""Which vehicles a transit feed shows, and what it says about each, from the `FleetView`.
+
+A consumer must never be told a vehicle is somewhere it left long ago: a vehicle is served
+only while its node is online, in service (not `out-of-service`), and its last fix is no
+older than `max_age_s` (90 s by default, the usual consumer rule) and not in the future
+(a node clock far ahead would push the feed's own timestamp forward).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import get_args
+
+from edged.config.access import OccupancyStatus
+from edged.ops.fleet import FleetView, JourneyInfo, NodeView
+
+OCCUPANCY_STATUSES = frozenset(get_args(OccupancyStatus))
+"""GTFS-Realtime `OccupancyStatus` names a node may send; anything else is left out."""
+FUTURE_TOLERANCE_S = 60.0
+OUT_OF_SERVICE = "out-of-service"
+
+
+class Left(StrEnum):
+    """Why a known vehicle is not in the feed (counted on /health)."""
+
+    OFFLINE = "offline"
+    OUT_OF_SERVICE = "out_of_service"
+    NO_FIX = "no_fix"
+    STALE = "stale"
+    FUTURE = "future"
+
+
+@dataclass(frozen=True)
+class Served:
+    """One vehicle in the feed: the node view and the trip it may name."""
+
+    node: NodeView
+    fix_s: float
+    trip: JourneyInfo | None
+    key: str
+
+    @property
+    def label(self) -> str:
+        return self.node.name or self.node.node
+
+    @property
+    def occupancy_status(self) -> str | None:
+        occ = self.node.occupancy
+        return occ.status if occ is not None and occ.status in OCCUPANCY_STATUSES else None
+
+    @property
+    def occupancy_percentage(self) -> int | None:
+        occ = self.node.occupancy
+        if occ is None or occ.percent is None:
+            return None
+        return round(occ.percent)
+
+
+def why_left(node: NodeView, now: float, max_age_s: float) -> Left | None:
+    if node.state != "online":
+        return Left.OFFLINE
+    if node.journey is not None and node.journey.mode == OUT_OF_SERVICE:
+        return Left.OUT_OF_SERVICE
+    position = node.position
+    if position is None or position.fix_ms is None:
+        return Left.NO_FIX
+    age = now - position.fix_ms / 1000
+    if age > max_age_s:
+        return Left.STALE
+    if age < -FUTURE_TOLERANCE_S:
+        return Left.FUTURE
+    return None
+
+
+def select(
+    view: FleetView,
+    now: float,
+    max_age_s: float,
+    trip_ok: Callable[[JourneyInfo], bool],
+) -> tuple[list[Served], dict[Left, int]]:
+    """The vehicles to serve, sorted by key, and how many were left out and why."""
+    served: list[Served] = []
+    left = dict.fromkeys(Left, 0)
+    for key in sorted(view.nodes):
+        node = view.nodes[key]
+        why = why_left(node, now, max_age_s)
+        if why is not None:
+            left[why] += 1
+            continue
+        assert node.position is not None and node.position.fix_ms is not None
+        journey = node.journey
+        trip = journey if journey is not None and journey.assigned and trip_ok(journey) else None
+        served.append(Served(node, node.position.fix_ms / 1000, trip, key))
+    return served, left

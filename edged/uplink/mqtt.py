@@ -1,0 +1,104 @@
+"""aiomqtt's client, told what the broker said.
+
+aiomqtt keeps the CONNACK (session present, the session expiry the broker granted) and the
+reason a broker gave for ending a session to itself, and when a broker closes the connection
+before any CONNACK (RabbitMQ 3.10 does to an MQTT 5 client, a 3.1.1 client refused with
+"unacceptable protocol version" sees the same) it waits for its timeout and says only
+"Operation timed out". This subclass keeps both and turns an early close into an error at
+once. It overrides two of aiomqtt's callbacks, hence the pin `aiomqtt>=2.5,<3`.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+class ClosedBeforeConnack(aiomqtt.MqttError):
+    """The broker closed the connection without answering CONNECT."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the broker closed the connection without a CONNACK ({reason})")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a session ended: a DISCONNECT from the broker (MQTT 5, with its reason code), or
+    the connection closed under us."""
+
+    by_broker: bool
+    code: int
+    reason: str  # the reason code's name
+    text: str | None  # MQTT 5 reason string, when the broker sent one
+
+
+class MqttClient(aiomqtt.Client):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session_present: bool | None = None
+        self.granted_expiry_s: int | None = None  # CONNACK's session expiry (MQTT 5)
+        self.ended: Ended | None = None
+        self.unreadable = 0
+
+    def _on_connect(
+        self,
+        client: Any,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Any = None,
+    ) -> None:
+        self.session_present = bool(getattr(flags, "session_present", False))
+        expiry = getattr(properties, "SessionExpiryInterval", None)
+        self.granted_expiry_s = expiry if isinstance(expiry, int) else None
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        """aiomqtt raises here on a topic it finds invalid, which would end the session;
+        a broker that forwards such a topic loses us one message, not the link."""
+        try:
+            super()._on_message(client, userdata, message)
+        except Exception as exc:
+            self.unreadable += 1
+            log.warning("dropped a message the MQTT client cannot read: %s", exc)
+
+    def _on_disconnect(
+        self,
+        client: Any,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Any = None,
+    ) -> None:
+        by_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
+        text = getattr(properties, "ReasonString", None)
+        self.ended = Ended(
+            by_broker,
+            int(reason_code.value) if isinstance(reason_code, ReasonCode) else int(reason_code),
+            str(reason_code),
+            text if isinstance(text, str) else None,
+        )
+        if not self._connected.done():
+            self._fail_connect(ClosedBeforeConnack(str(reason_code)))
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
+    def _fail_connect(self, exc: BaseException) -> None:
+        def fail() -> None:
+            if not self._connected.done():
+                self._connected.set_exception(exc)
+                self._connected.exception()  # no "never retrieved" if nobody waits any more
+
+        try:
+            here = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            here = False
+        if here:
+            fail()
+        else:
+            self._loop.call_soon_threadsafe(fail)

@@ -1,0 +1,279 @@
+"""A TCP proxy in front of a real broker that plays other brokers' quirks and a bad link.
+
+What it can do, each on demand:
+- `cut()` every open connection, or be `down` for a while (a link that flaps);
+- refuse MQTT 5 as aedes does (a 3.1.1 CONNACK "unacceptable protocol version") or as
+  RabbitMQ 3.10 does (close without a CONNACK);
+- rewrite `.` to `/` in every PUBLISH topic, both ways, as RabbitMQ's MQTT plugin does;
+- answer an MQTT 5 CONNACK with a session expiry of its choosing (ejabberd answers 0);
+- tell an MQTT 5 client thrown off by another with its client id why (DISCONNECT 0x8E,
+  "session taken over", as EMQX, HiveMQ and newer Mosquitto do; Mosquitto 2.0.11 just
+  closes the connection).
+
+Everything else passes byte for byte to the real broker behind it. The packets are parsed
+only as far as a quirk needs: the fixed header, a CONNECT's protocol level, a PUBLISH's
+topic, a CONNACK's properties.
+"""
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass
+from typing import Literal
+
+CONNECT, CONNACK, PUBLISH = 1, 2, 3
+SESSION_EXPIRY_INTERVAL = 0x11
+
+
+@dataclass
+class Quirks:
+    refuse_v5: Literal["connack", "close"] | None = None
+    rewrite_dots: bool = False
+    session_expiry_s: int | None = None  # put in every MQTT 5 CONNACK
+    announce_takeover: bool = False
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def read_varint(data: bytes, at: int) -> tuple[int, int]:
+    """(value, offset after it)"""
+    value, shift = 0, 0
+    while True:
+        byte = data[at]
+        value += (byte & 0x7F) << shift
+        at += 1
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+async def read_packet(reader: asyncio.StreamReader) -> bytes:
+    """One whole MQTT packet (fixed header included); IncompleteReadError at the end."""
+    head = await reader.readexactly(1)
+    length_bytes = b""
+    length, shift = 0, 0
+    while True:
+        b = await reader.readexactly(1)
+        length_bytes += b
+        length += (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            break
+        shift += 7
+    return head + length_bytes + await reader.readexactly(length)
+
+
+def body_offset(packet: bytes) -> int:
+    _, at = read_varint(packet, 1)
+    return at
+
+
+def publish_with_slashes(packet: bytes) -> bytes:
+    """The same PUBLISH with `.` turned into `/` in its topic (same length)."""
+    at = body_offset(packet)
+    n = int.from_bytes(packet[at : at + 2], "big")
+    topic = packet[at + 2 : at + 2 + n].replace(b".", b"/")
+    return packet[: at + 2] + topic + packet[at + 2 + n :]
+
+
+def connect_level(packet: bytes) -> int:
+    """The protocol level of a CONNECT (4: 3.1.1, 5: MQTT 5)."""
+    at = body_offset(packet)
+    n = int.from_bytes(packet[at : at + 2], "big")
+    return packet[at + 2 + n]
+
+
+def connect_client_id(packet: bytes) -> bytes:
+    at = body_offset(packet)
+    n = int.from_bytes(packet[at : at + 2], "big")
+    level = packet[at + 2 + n]
+    at += 2 + n + 1 + 1 + 2  # name, level, flags, keepalive
+    if level == 5:
+        plen, at = read_varint(packet, at)
+        at += plen
+    size = int.from_bytes(packet[at : at + 2], "big")
+    return packet[at + 2 : at + 2 + size]
+
+
+def connack_with_expiry(packet: bytes, expiry_s: int) -> bytes:
+    """An MQTT 5 CONNACK with its session expiry property set to `expiry_s`."""
+    at = body_offset(packet)
+    flags, code = packet[at], packet[at + 1]
+    plen, props_at = read_varint(packet, at + 2)
+    props = packet[props_at : props_at + plen]
+    kept, i = bytearray(), 0
+    while i < len(props):  # drop a session expiry already there: other properties kept
+        ident = props[i]
+        size = _property_size(props, i + 1, ident)
+        if ident != SESSION_EXPIRY_INTERVAL:
+            kept += props[i : i + 1 + size]
+        i += 1 + size
+    kept += bytes([SESSION_EXPIRY_INTERVAL]) + expiry_s.to_bytes(4, "big")
+    body = bytes([flags, code]) + varint(len(kept)) + kept
+    return bytes([CONNACK << 4]) + varint(len(body)) + body
+
+
+def _property_size(props: bytes, at: int, ident: int) -> int:
+    """Bytes of a CONNACK property's value (MQTT 5, 2.2.2.2)."""
+    if ident in (0x24, 0x25, 0x28, 0x29, 0x2A, 0x01, 0x17, 0x19):  # bytes
+        return 1
+    if ident in (0x13, 0x21, 0x22, 0x23):  # two-byte integers
+        return 2
+    if ident in (0x11, 0x27, 0x02, 0x18):  # four-byte integers
+        return 4
+    if ident == 0x0B:
+        _, end = read_varint(props, at)
+        return end - at
+    if ident == 0x26:  # user property: two strings
+        n1 = int.from_bytes(props[at : at + 2], "big")
+        n2 = int.from_bytes(props[at + 2 + n1 : at + 4 + n1], "big")
+        return 4 + n1 + n2
+    return 2 + int.from_bytes(props[at : at + 2], "big")  # a string or binary data
+
+
+class MqttProxy:
+    def __init__(self, upstream_port: int, quirks: Quirks | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.quirks = quirks or Quirks()
+        self.down = False  # refuse connections (close them at once) while set
+        self.accepted = 0
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._by_id: dict[bytes, asyncio.StreamWriter] = {}
+        self._levels: dict[asyncio.StreamWriter, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> "MqttProxy":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def cut(self) -> int:
+        """Close every connection now, as a lost link would; returns how many."""
+        n = len(self._open)
+        for writer in list(self._open):
+            _abort(writer)
+        self._open.clear()
+        self.cuts += 1 if n else 0
+        return n
+
+    async def flap(self, up_s: float, down_s: float = 0.0) -> None:
+        """Cut every `up_s` seconds, then stay down `down_s`, until cancelled."""
+        while True:
+            await asyncio.sleep(up_s)
+            self.cut()
+            if down_s:
+                self.down = True
+                await asyncio.sleep(down_s)
+                self.down = False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            _abort(writer)
+            return
+        self.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            _abort(writer)
+            return
+        self._open.update((writer, up_writer))
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            level = await self._connect(reader, writer, up_writer)
+            if level is not None:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._pump(reader, up_writer, level, to_broker=True))
+                    tg.create_task(self._pump(up_reader, writer, level, to_broker=False))
+        except* (OSError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            for w in (writer, up_writer):
+                self._open.discard(w)
+                self._levels.pop(w, None)
+                _abort(w)
+            self._tasks.discard(task)
+
+    async def _connect(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_writer: asyncio.StreamWriter,
+    ) -> int | None:
+        """The client's CONNECT: refused here (a broker without MQTT 5) or passed on; the
+        protocol level when passed on."""
+        packet = await read_packet(reader)
+        level = connect_level(packet) if packet[0] >> 4 == CONNECT else 0
+        if level == 5 and self.quirks.refuse_v5 == "connack":
+            writer.write(bytes([CONNACK << 4, 2, 0, 1]))  # 3.1.1: unacceptable version
+            await writer.drain()
+            return None
+        if level == 5 and self.quirks.refuse_v5 == "close":
+            return None
+        if self.quirks.announce_takeover and level in (4, 5):
+            client_id = connect_client_id(packet)
+            old = self._by_id.get(client_id)
+            if old is not None and old in self._open and self._levels.get(old) == 5:
+                old.write(bytes([0xE0, 2, 0x8E, 0]))  # DISCONNECT: session taken over
+                with contextlib.suppress(OSError, ConnectionError):
+                    await old.drain()
+                _abort(old)
+            self._by_id[client_id] = writer
+        self._levels[writer] = level
+        up_writer.write(packet)
+        await up_writer.drain()
+        return level
+
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        level: int,
+        *,
+        to_broker: bool,
+    ) -> None:
+        q = self.quirks
+        if not (q.rewrite_dots or (q.session_expiry_s is not None and not to_broker)):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            raise ConnectionError("closed")
+        while True:
+            packet = await read_packet(reader)
+            kind = packet[0] >> 4
+            if kind == PUBLISH and q.rewrite_dots:
+                packet = publish_with_slashes(packet)
+            elif kind == CONNACK and q.session_expiry_s is not None and level == 5:
+                packet = connack_with_expiry(packet, q.session_expiry_s)
+            writer.write(packet)
+            await writer.drain()
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Close at once; a FIN the peer sees now, not after a keepalive period."""
+    with contextlib.suppress(OSError, RuntimeError):
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        writer.close()

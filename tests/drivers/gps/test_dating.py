@@ -1,0 +1,175 @@
+"""Which day an epoch is on: RMC or ZDA dates, carried forward, week rollover, or unknown."""
+
+from collections import Counter
+from datetime import UTC, date, datetime
+
+import pytest
+
+from drivers.gps.dating import Dating, nearest_day
+from drivers.gps.decoder import NmeaDecoder
+from edged.events import Fix
+from tests.drivers.gps.fakes import nmea
+
+GGA = "GPGGA,{t},4553.0,N,00210.4,E,1,05,1.5,450,M,49.2,M,,"
+RMC = "GPRMC,{t},A,4553.0,N,00210.4,E,1.0,12.5,{d},,,A"
+
+
+def decoder(now: datetime) -> tuple[NmeaDecoder, Counter[str]]:
+    counts: Counter[str] = Counter()
+
+    def count(key: str, n: int) -> None:
+        counts[key] += n
+
+    return NmeaDecoder(count=count, now=lambda: now), counts
+
+
+def run(now: datetime, *bursts: tuple[float, list[str]]) -> tuple[list[Fix], Counter[str]]:
+    """Bursts of sentences with their arrival times (monotonic s), then quiet."""
+    d, counts = decoder(now)
+    fixes: list[Fix] = []
+    for at, bodies in bursts:
+        fixes += d.poll(at)
+        fixes += d.feed(b"".join(nmea(b) for b in bodies), at)
+    fixes += d.poll(1e9)
+    return fixes, counts
+
+
+def test_zda_dates_its_epoch_whatever_the_system_clock() -> None:
+    (fix,), _ = run(
+        datetime(1970, 1, 1, tzinfo=UTC),  # a Pi without a clock after a cold boot
+        (
+            0.0,
+            [
+                "GNZDA,213712.000,12,02,2026,,",
+                "GNGNS,213712.000,4111.59880,N,11156.56667,W,AANN,21,0.53,1443.9,-16.5,,",
+            ],
+        ),
+    )
+    assert fix.fix_time == datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC) and fix.date_known
+
+
+def test_zda_after_the_position_of_its_second_also_dates_it() -> None:
+    (fix,), _ = run(
+        datetime(2030, 1, 1, tzinfo=UTC),
+        (0.0, [GGA.format(t="213712.00"), "GPZDA,213712.00,12,02,2026,00,00"]),
+    )
+    assert fix.fix_time == datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC)
+
+
+def test_fix_time_is_the_rmc_date_and_time_in_utc_with_fractions() -> None:
+    (fix,), _ = run(
+        datetime(2030, 1, 1, tzinfo=UTC), (0.0, [RMC.format(t="081512.30", d="120226")])
+    )
+    assert fix.fix_time == datetime(2026, 2, 12, 8, 15, 12, 300_000, tzinfo=UTC)
+    assert fix.fix_time.utcoffset() is not None
+
+
+def test_two_digit_years_before_80_are_this_century() -> None:
+    (fix,), _ = run(datetime(2030, 1, 1, tzinfo=UTC), (0.0, [RMC.format(t="081500", d="010179")]))
+    assert fix.fix_time.year == 2079
+
+
+def test_without_rmc_or_zda_the_date_is_unknown_and_guessed_nearest_the_system_clock() -> None:
+    (fix,), _ = run(datetime(2026, 6, 13, 0, 0, 5, tzinfo=UTC), (0.0, [GGA.format(t="235959")]))
+    assert fix.fix_time == datetime(2026, 6, 12, 23, 59, 59, tzinfo=UTC)
+    assert not fix.date_known
+
+
+def test_epochs_after_a_dated_one_take_its_date_and_are_dated() -> None:
+    fixes, _ = run(
+        datetime(1970, 1, 1, tzinfo=UTC),
+        (0.0, [RMC.format(t="081500", d="010324")]),
+        (1.0, [GGA.format(t="081501")]),
+    )
+    assert fixes[1].fix_time == datetime(2024, 3, 1, 8, 15, 1, tzinfo=UTC) and fixes[1].date_known
+
+
+def test_a_dated_epoch_dates_the_next_ones_across_midnight() -> None:
+    fixes, _ = run(
+        datetime(1970, 1, 1, tzinfo=UTC),
+        (0.0, [GGA.format(t="235959"), "GPZDA,235959,31,12,2025,00,00"]),
+        (1.0, [GGA.format(t="000000")]),
+    )
+    assert fixes[1].fix_time == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_the_date_carries_across_an_outage_of_hours_by_the_monotonic_clock() -> None:
+    fixes, _ = run(
+        datetime(1970, 1, 1, tzinfo=UTC),
+        (0.0, [RMC.format(t="100000", d="120226")]),
+        (20 * 3600.0, [GGA.format(t="060000")]),  # 20 h later: 06:00 on the next day
+    )
+    assert fixes[1].fix_time == datetime(2026, 2, 13, 6, 0, tzinfo=UTC)
+
+
+def test_a_garbled_date_is_taken_from_the_epochs_before() -> None:
+    fixes, counts = run(
+        datetime(2026, 12, 1, tzinfo=UTC),
+        (0.0, [RMC.format(t="000230.000", d="220899")]),
+        (1.0, [RMC.format(t="000231.000", d="2208-1")]),
+    )
+    assert [f.fix_time for f in fixes] == [
+        datetime(2019, 4, 7, 0, 2, 30, tzinfo=UTC),
+        datetime(2019, 4, 7, 0, 2, 31, tzinfo=UTC),
+    ]
+    assert counts == {"week_rollover": 1, "bad_field": 1}
+
+
+def test_a_date_1024_weeks_early_is_a_week_rollover_moved_forward_and_counted() -> None:
+    (fix,), counts = run(
+        datetime(2026, 12, 1, tzinfo=UTC), (0.0, [RMC.format(t="000229", d="220899")])
+    )
+    assert fix.fix_time == datetime(2019, 4, 7, 0, 2, 29, tzinfo=UTC)
+    assert counts == {"week_rollover": 1}
+
+
+@pytest.mark.parametrize(
+    ("reported", "today", "meant"),
+    [
+        (date(2001, 6, 6), date(2026, 12, 4), date(2021, 1, 20)),  # once, as gpsd makes it
+        (date(1994, 3, 23), date(2026, 12, 4), date(2013, 11, 6)),  # never into the future
+        (date(1980, 1, 6), date(2026, 12, 4), date(2019, 4, 7)),  # two rollovers behind
+        (date(1999, 8, 22), date(1970, 1, 1), date(2019, 4, 7)),  # a clock at 1970: once
+        (date(2017, 1, 1), date(2026, 12, 4), date(2017, 1, 1)),  # from 2017 on: as is
+    ],
+)
+def test_rollover_correction_stays_at_or_before_the_clock_and_after_2017(
+    reported: date, today: date, meant: date
+) -> None:
+    now = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    assert Dating(lambda: now).unroll(reported) == meant
+
+
+def test_the_default_date_of_a_void_epoch_neither_counts_nor_dates_later_epochs() -> None:
+    fixes, counts = run(
+        datetime(2026, 2, 12, 7, tzinfo=UTC),
+        (0.0, ["GPRMC,235947.000,V,,,,,0.00,0.00,060180,,,N"]),  # MediaTek before a fix
+        (1.0, [GGA.format(t="064951.000")]),
+    )
+    assert not fixes[0].valid and counts == {}
+    assert not fixes[1].date_known and fixes[1].fix_time.date() == date(2026, 2, 12)
+
+
+def test_a_late_rmc_still_dates_the_epochs_after_it() -> None:
+    fixes, counts = run(
+        datetime(1970, 1, 1, tzinfo=UTC),
+        (0.0, [GGA.format(t="081500")]),
+        (1.0, [RMC.format(t="081500", d="120226")]),  # after the quiet: late, but dated
+        (2.0, [GGA.format(t="081502")]),
+    )
+    assert [f.date_known for f in fixes] == [False, True]
+    assert fixes[1].fix_time == datetime(2026, 2, 12, 8, 15, 2, tzinfo=UTC)
+    assert counts == {"late": 1}
+
+
+def test_epoch_without_time_is_void_and_stamped_with_the_system_clock() -> None:
+    now = datetime(2026, 2, 12, 12, tzinfo=UTC)
+    (fix,), _ = run(now, (0.0, ["GPRMC,,V,,,,,,,,,,N"]))
+    assert not fix.valid and fix.fix_time == now and not fix.date_known
+
+
+def test_nearest_day_moves_across_midnight_both_ways() -> None:
+    ref = datetime(2026, 2, 12, 23, 59, 50, tzinfo=UTC)
+    assert nearest_day(10 * 1_000_000, ref) == datetime(2026, 2, 13, 0, 0, 10, tzinfo=UTC)
+    ref = datetime(2026, 2, 13, 0, 0, 10, tzinfo=UTC)
+    assert nearest_day(86_390 * 1_000_000, ref) == datetime(2026, 2, 12, 23, 59, 50, tzinfo=UTC)

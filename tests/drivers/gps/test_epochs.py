@@ -1,0 +1,397 @@
+"""Sentences to one Fix per receiver epoch: grouping by time and by quiet, merging fields."""
+
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from drivers.gps.decoder import NmeaDecoder
+from drivers.gps.epochs import QUIET_DEFAULT_S, QUIET_MAX_S, QUIET_MIN_S, EpochMerger
+from edged.events import Fix, FixMode
+from tests.drivers.gps.fakes import nmea
+
+NOW = datetime(2026, 2, 12, 12, 0, tzinfo=UTC)
+KN = 1852 / 3600
+
+
+def decoder() -> tuple[NmeaDecoder, Counter[str]]:
+    counts: Counter[str] = Counter()
+
+    def count(key: str, n: int) -> None:
+        counts[key] += n
+
+    return NmeaDecoder(count=count, now=lambda: NOW), counts
+
+
+def decode(*bodies: str) -> list[Fix]:
+    """All sentences in one read (no timing), then the end of the log."""
+    d, _ = decoder()
+    fixes = d.feed(b"".join(nmea(b) for b in bodies), 0.0)
+    if (last := d.flush()) is not None:
+        fixes.append(last)
+    return fixes
+
+
+def one(*bodies: str) -> Fix:
+    (fix,) = decode(*bodies)
+    return fix
+
+
+def bursts(*groups: list[str], every: float = 1.0) -> tuple[list[Fix], Counter[str]]:
+    """Each group a burst arriving `every` seconds after the one before, then quiet."""
+    d, counts = decoder()
+    fixes: list[Fix] = []
+    at = 100.0
+    for group in groups:
+        fixes += d.poll(at)
+        fixes += d.feed(b"".join(nmea(b) for b in group), at)
+        at += every
+    fixes += d.poll(at + every)
+    return fixes, counts
+
+
+def ublox(t: str, *, rmc: str = "A", q: int = 1, gsa: int = 3) -> list[str]:
+    """RMC, VTG, GGA, GSA of one epoch at time `t`, as a u-blox sends them."""
+    return [
+        f"GNRMC,{t},{rmc},4553.00000,N,00210.46400,E,10.000,12.50,120226,,,A",
+        "GNVTG,12.50,T,,M,10.000,N,18.520,K,A",
+        f"GNGGA,{t},4553.00000,N,00210.46400,E,{q},09,1.10,452.0,M,49.2,M,,",
+        f"GNGSA,A,{gsa},02,05,12,13,15,18,20,24,25,,,,1.9,1.1,1.5",
+    ]
+
+
+# -- one epoch, one Fix -------------------------------------------------------------------
+
+
+def test_sentences_of_one_epoch_merge_into_one_fix() -> None:
+    assert decode(*ublox("081500.00")) == [
+        Fix(
+            fix_time=datetime(2026, 2, 12, 8, 15, tzinfo=UTC),
+            lat=45 + 53.0 / 60,
+            lon=2 + 10.464 / 60,
+            alt=452.0,
+            speed=10.0 * KN,
+            course=12.5,
+            mode=FixMode.THREE_D,
+            quality=1,
+            satellites=9,
+            hdop=1.1,
+        )
+    ]
+
+
+def test_gga_of_two_talkers_with_one_time_is_one_fix_with_the_totals_of_the_first() -> None:
+    fixes = decode(
+        "GPGGA,091500.00,4545.12345,N,00450.54321,E,1,14,0.8,171.2,M,49.5,M,,",
+        "GLGGA,091500.00,4545.12345,N,00450.54321,E,1,02,2.9,,M,,M,,",
+        "GPRMC,091500.00,A,4545.12345,N,00450.54321,E,12.1,087.3,120226,,,A",
+        "GARMC,091500.00,A,4545.12345,N,00450.54321,E,12.1,087.3,120226,,,A",
+    )
+    assert len(fixes) == 1
+    assert (fixes[0].satellites, fixes[0].alt, fixes[0].hdop) == (14, 171.2, 0.8)
+
+
+def test_a_sentence_type_repeated_with_the_same_time_does_not_close_the_epoch() -> None:
+    line = "GPRMC,091500.00,A,4545.12345,N,00450.54321,E,12.1,087.3,120226,,,A"
+    assert len(decode(line, line, line)) == 1
+
+
+def test_a_void_sentence_of_one_constellation_does_not_void_the_gn_fix() -> None:
+    fix = one(
+        "GNRMC,091500.00,A,4545.12345,N,00450.54321,E,12.1,087.3,120226,,,A",
+        "GARMC,091500.00,V,,,,,,,120226,,,N",
+    )
+    assert fix.valid
+
+
+def test_without_a_gn_sentence_one_valid_constellation_is_a_fix() -> None:
+    fix = one(
+        "GARMC,091500.00,V,,,,,,,120226,,,N",
+        "GPRMC,091500.00,A,4545.12345,N,00450.54321,E,12.1,087.3,120226,,,A",
+    )
+    assert fix.valid and fix.lat == pytest.approx(45 + 45.12345 / 60, abs=1e-12)
+
+
+def test_per_constellation_gns_without_position_leave_the_gn_one_in_charge() -> None:
+    fix = one(
+        "GNGNS,122310.2,3722.425671,N,12258.856215,W,DAAA,14,0.9,1005.543,6.5,,,V",
+        "GPGNS,122310.2,,,,,,07,,,,5.2,23,V",
+        "GLGNS,122310.2,,,,,,04,,,,5.2,23,V",
+    )
+    assert (fix.valid, fix.quality, fix.satellites, fix.alt) == (True, 2, 14, 1005.543)
+
+
+# -- where an epoch ends --------------------------------------------------------------------
+
+
+def test_the_next_epoch_time_ends_the_open_epoch() -> None:
+    d, _ = decoder()
+    assert d.feed(b"".join(nmea(b) for b in ublox("081500.00")), 0.0) == []
+    (fix,) = d.feed(b"".join(nmea(b) for b in ublox("081501.00")), 0.0)
+    assert fix.fix_time.second == 0
+
+
+def test_a_quiet_receiver_has_its_last_epoch_emitted_after_the_quiet_time() -> None:
+    d, _ = decoder()
+    d.feed(b"".join(nmea(b) for b in ublox("081500.00")), 10.0)
+    assert d.deadline() == pytest.approx(10.0 + QUIET_DEFAULT_S)
+    assert d.poll(10.0 + QUIET_DEFAULT_S / 2) == []
+    (fix,) = d.poll(10.0 + QUIET_DEFAULT_S)
+    assert fix.fix_time.second == 0 and d.deadline() is None and d.flush() is None
+
+
+def test_quiet_time_is_a_quarter_of_the_receivers_period_within_bounds() -> None:
+    one_hz, _ = bursts(*(ublox(f"08150{i}.00") for i in range(5)), every=1.0)
+    ten_hz = NmeaDecoder()
+    slow = NmeaDecoder()
+    for i in range(6):
+        ten_hz.feed(b"".join(nmea(b) for b in ublox(f"081500.{i}0")), i * 0.1)
+        slow.feed(b"".join(nmea(b) for b in ublox(f"08150{i}.00")), i * 5.0)
+    assert len(one_hz) == 5
+    assert ten_hz.merger.quiet == pytest.approx(max(QUIET_MIN_S, 0.025))
+    assert slow.merger.quiet == QUIET_MAX_S
+
+
+def test_epochs_read_together_are_told_apart_by_time_alone() -> None:
+    fixes = decode(*ublox("081500.00"), *ublox("081501.00"), *ublox("081502.00"))
+    assert [f.fix_time.second for f in fixes] == [0, 1, 2]
+
+
+def test_gsa_sandwiched_between_sentences_of_one_time_belongs_to_that_epoch() -> None:
+    fixes = decode(
+        "GNRMC,081500.00,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
+        "GNGSA,A,2,02,05,12,,,,,,,,,,1.9,1.2,1.5",
+        "GNGLL,4553.0,N,00210.4,E,081500.00,A,A",
+        "GNRMC,081501.00,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
+        "GNGSA,A,3,02,05,12,13,,,,,,,,,1.9,1.2,1.5",
+        "GNGLL,4553.0,N,00210.4,E,081501.00,A,A",
+    )
+    assert [(f.satellites, f.mode) for f in fixes] == [(3, FixMode.TWO_D), (4, FixMode.TWO_D)]
+
+
+def test_gsa_after_the_timed_sentences_ends_their_epoch_by_default() -> None:
+    fixes = decode(
+        "GPGGA,081500,4553.0,N,00210.4,E,1,05,1.5,450,M,49.2,M,,",
+        "GPGSA,A,2,02,05,12,,,,,,,,,,1.9,1.2,1.5",
+        "GPGGA,081501,4553.0,N,00210.4,E,1,05,1.5,450,M,49.2,M,,",
+        "GPGSA,A,3,02,05,12,13,15,,,,,,,,1.9,1.2,1.5",
+    )
+    assert [f.mode for f in fixes] == [FixMode.TWO_D, FixMode.THREE_D]
+
+
+GSA_FIRST = [
+    ["GPGSA,M,3,17,02,30,04,05,10,09,06,31,,,,1.9,1.0,1.6", "GPGGA,141501.00,5106.97920,N,11402.30030,W,1,09,1.0,1048.47,M,-16.27,M,,"],
+    ["GPGSA,M,2,17,02,30,,,,,,,,,,1.9,4.8,1.6", "GPGGA,141502.00,5106.97931,N,11402.30017,W,1,03,4.8,1048.52,M,-16.27,M,,"],
+    ["GPGSA,M,3,17,02,30,04,05,10,09,06,,,,,1.9,1.1,1.6", "GPGSA,M,3,65,66,,,,,,,,,,,1.9,1.1,1.6", "GPGGA,141503.00,5106.97938,N,11402.30009,W,1,10,1.1,1048.60,M,-16.27,M,,"],
+]  # fmt: skip
+
+
+def test_gsa_that_opens_a_burst_belongs_to_the_epoch_after_it() -> None:
+    fixes, _ = bursts(*GSA_FIRST)
+    assert [(f.mode, f.satellites) for f in fixes] == [
+        (FixMode.THREE_D, 9),
+        (FixMode.TWO_D, 3),
+        (FixMode.THREE_D, 10),
+    ]
+
+
+def test_once_bursts_are_seen_to_open_with_gsa_they_are_split_there_even_read_together() -> None:
+    d, _ = decoder()
+    fixes = d.feed(b"".join(nmea(b) for b in GSA_FIRST[0]), 0.0)
+    fixes += d.poll(1.0)  # one quiet spell: the receiver's bursts open with GSA
+    fixes += d.feed(b"".join(nmea(b) for group in GSA_FIRST[1:] for b in group), 2.0)
+    fixes += [f for f in [d.flush()] if f is not None]
+    assert [(f.mode, f.satellites) for f in fixes] == [
+        (FixMode.THREE_D, 9),
+        (FixMode.TWO_D, 3),
+        (FixMode.THREE_D, 10),
+    ]
+
+
+def test_a_sentence_of_an_emitted_epoch_is_late_dropped_and_counted() -> None:
+    fixes, counts = bursts(
+        [*ublox("081500.00"), "GNGLL,4553.00000,N,00210.46400,E,081500.00,A,A"],
+        ["GNGLL,4553.00000,N,00210.46400,E,081500.00,A,A"],  # after the quiet: late
+    )
+    assert len(fixes) == 1 and counts == {"late": 1}
+
+
+def test_a_pause_inside_a_burst_makes_no_second_fix_nor_lends_its_gsa_to_the_next() -> None:
+    d, counts = decoder()
+    fixes = d.feed(b"".join(nmea(b) for b in ublox("081500.00")[:3]), 0.0)  # RMC VTG GGA
+    fixes += d.poll(1.0)  # the reader stalls: the epoch is emitted without its GSA
+    fixes += d.feed(
+        nmea("GNGSA,A,3,01,03,04,06,07,08,10,11,14,16,17,19,1.9,1.1,1.5")  # its own GSA…
+        + nmea("GNGLL,4553.00000,N,00210.46400,E,081500.00,A,A"),  # …and GLL: late
+        1.0,
+    )
+    fixes += d.feed(b"".join(nmea(b) for b in ublox("081501.00")), 2.0)
+    fixes += d.poll(10.0)
+    assert [f.fix_time.second for f in fixes] == [0, 1]
+    assert fixes[1].mode is FixMode.THREE_D and fixes[1].satellites == 9
+    assert counts["late"] == 1
+    assert d.merger.quiet == QUIET_MAX_S  # it waits longer: a 1 s pause was inside a burst
+
+
+def test_cold_start_epochs_without_time_are_told_apart_by_repeated_types() -> None:
+    no_time = ["GPRMC,,V,,,,,,,,,,N", "GPGGA,,,,,,0,00,99.99,,,,,,"]
+    fixes = decode(*no_time, *no_time, *no_time)
+    assert len(fixes) == 3 and not any(f.valid for f in fixes)
+
+
+def test_untimed_sentences_alone_never_make_a_fix() -> None:
+    d, _ = decoder()
+    assert d.feed(nmea("GPGSA,A,3,02,05,12,,,,,,,,,,1.9,1.2,1.5"), 0.0) == []
+    assert d.poll(100.0) == [] and d.deadline() is None and d.flush() is None
+
+
+def test_an_epoch_with_only_a_zda_makes_no_fix() -> None:
+    assert decode("GPZDA,201530.00,04,07,2026,00,00") == []
+
+
+def test_a_fix_carries_the_arrival_of_its_first_sentence() -> None:
+    d, _ = decoder()
+    d.feed(nmea(ublox("081500.00")[0]), 5.0)
+    d.feed(b"".join(nmea(b) for b in ublox("081500.00")[1:]), 5.1)
+    (fix,) = d.poll(50.0)
+    assert fix.received == 5.0
+
+
+def test_merger_emits_nothing_before_a_sentence() -> None:
+    assert EpochMerger().flush() is None
+
+
+# -- what the epoch says --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "void",
+    [{"rmc": "V"}, {"q": 0}, {"gsa": 1}],
+    ids=["rmc-status-V", "gga-quality-0", "gsa-mode-1"],
+)
+def test_a_void_sentence_makes_the_epoch_a_void_fix_without_position(
+    void: dict[str, object],
+) -> None:
+    fix = one(*ublox("081500.00", **void))  # type: ignore[arg-type]
+    assert not fix.valid
+    assert (fix.mode, fix.quality, fix.lat, fix.lon, fix.speed) == (FixMode.NONE, 0, 0.0, 0.0, None)
+
+
+def test_rmc_mode_n_makes_a_void_fix() -> None:
+    assert not one("GPRMC,081500,A,4553.0,N,00210.4,E,0.0,,120226,,,N").valid
+
+
+def test_an_epoch_whose_statuses_are_all_unknown_is_void() -> None:
+    fix = one("GPRMC,081500,Q,4553.0,N,00210.4,E,0.0,,120226,,")
+    assert not fix.valid
+
+
+def test_a_garbled_rmc_status_leaves_the_fix_to_the_gga() -> None:
+    fix = one(
+        "GPRMC,081500,Q,4553.0,N,00210.4,E,2.0,45.0,120226,,",
+        "GPGGA,081500,4553.0,N,00210.4,E,1,05,1.5,450,M,49.2,M,,",
+    )
+    assert fix.valid and fix.alt == 450
+
+
+def test_position_comes_from_the_valid_rmc_when_gga_differs() -> None:
+    fix = one(
+        "GNRMC,010557.000,A,2232.4690,N,11404.6751,E,0.00,125.29,120426,,,D,V",
+        "GNGGA,010557.00,2232.46829,N,11404.67483,E,2,18,0.7,42.4,M,-2.4,M,2.0,0000",
+    )
+    assert fix.lat == 22 + 32.4690 / 60 and fix.lon == 114 + 4.6751 / 60
+    assert fix.alt == 42.4  # the other fields still come from GGA
+
+
+def test_gga_digits_refine_the_rmc_position_they_round_to() -> None:
+    fix = one(
+        "GNRMC,010555.000,A,2232.4682,N,11404.6748,E,0.00,125.29,120426,,,D,V",
+        "GNGGA,010555.00,2232.46823,N,11404.67478,E,2,18,0.7,42.3,M,-2.4,M,1.0,0000",
+    )
+    assert fix.lat == 22 + 32.46823 / 60 and fix.lon == 114 + 4.67478 / 60
+
+
+def test_without_a_valid_rmc_the_position_comes_from_gga_then_gll() -> None:
+    gga = one(
+        "GPGGA,081500,4553.123,N,00210.456,E,1,05,1.5,450,M,49.2,M,,",
+        "GPGLL,4553.999,N,00210.999,E,081500,A,A",
+    )
+    gll = one("GPGLL,4553.999,N,00210.999,E,081500,A,A")
+    assert gga.lat == 45 + 53.123 / 60 and gll.lat == 45 + 53.999 / 60
+
+
+def test_satellites_of_a_capped_gga_give_way_to_the_gsa_lists() -> None:
+    fix = one(
+        "GNGGA,083559.00,4717.11437,N,00833.91522,E,1,12,1.01,499.6,M,48.0,M,,",
+        "GNGSA,A,3,23,29,07,08,09,18,26,28,10,16,,,1.94,1.01,1.54",
+        "GNGSA,A,3,65,71,72,88,,,,,,,,,1.94,1.01,1.54",
+    )
+    assert fix.satellites == 14
+
+
+def test_per_constellation_gga_counts_add_up_when_the_gsas_list_more() -> None:
+    fix = one(
+        "GPGGA,184051.000,3722.5431,N,12200.6718,W,1,09,0.9,12.3,M,-28.9,M,,",
+        "GLGGA,184051.000,3722.5431,N,12200.6718,W,1,05,0.9,12.3,M,-28.9,M,,",
+        "GPGSA,A,3,02,05,12,15,18,21,24,25,29,67,68,76,1.6,0.9,1.3",
+        "GLGSA,A,3,02,05,12,15,18,21,24,25,29,67,68,76,1.6,0.9,1.3",
+    )
+    assert fix.satellites == 14
+
+
+def test_a_gga_total_above_the_gsa_lists_stands() -> None:
+    fix = one(
+        "GNGGA,104530.00,5114.50897,N,00012.28663,W,4,24,0.56,111.1,M,45.6,M,1.0,0000",
+        "GNGSA,A,3,13,16,21,15,10,29,27,20,,,,,1.05,0.56,0.83,1",
+        "GNGSA,A,3,13,12,22,19,08,21,,,,,,,1.05,0.56,0.83,4",
+    )
+    assert fix.satellites == 24
+
+
+def test_without_gga_the_satellites_and_hdop_come_from_the_gsas() -> None:
+    fix = one(
+        "GNRMC,081500,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
+        "GNGSA,A,3,02,05,12,,,,,,,,,,1.9,1.2,1.5",
+        "GNGSA,A,3,65,66,,,,,,,,,,,1.9,1.2,1.5",
+    )
+    assert (fix.satellites, fix.hdop) == (5, 1.2)
+
+
+def test_gsa_mode_2_makes_a_2d_fix_without_the_held_altitude() -> None:
+    fix = one(*ublox("081500.00", gsa=2))
+    assert fix.valid and fix.mode is FixMode.TWO_D and fix.alt is None
+
+
+def test_gsa_mode_3_without_an_altitude_is_2d() -> None:
+    fix = one(
+        "GNRMC,081500,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
+        "GNGSA,A,3,02,05,12,13,,,,,,,,,1.9,1.2,1.5",
+    )
+    assert fix.mode is FixMode.TWO_D
+
+
+@pytest.mark.parametrize(
+    ("alt", "sats", "mode"),
+    [("452.0", "05", FixMode.THREE_D), ("", "05", FixMode.TWO_D), ("452.0", "03", FixMode.TWO_D)],
+    ids=["altitude", "none", "three-satellites"],
+)
+def test_without_gsa_the_mode_follows_the_altitude_and_satellites(
+    alt: str, sats: str, mode: FixMode
+) -> None:
+    fix = one(f"GPGGA,081500,4553.0,N,00210.4,E,1,{sats},1.5,{alt},M,49.2,M,,")
+    assert fix.mode is mode
+
+
+def test_speed_and_course_come_from_the_valid_rmc_before_vtg() -> None:
+    fix = one(
+        "GPVTG,90.0,T,,M,50.0,N,92.6,K,A",
+        "GPRMC,081500,A,4553.0,N,00210.4,E,10.0,12.5,120226,,,A",
+    )
+    assert (fix.speed, fix.course) == (pytest.approx(10.0 * KN), 12.5)
+
+
+def test_vtg_gives_speed_and_course_without_rmc() -> None:
+    fix = one(
+        "GPGGA,081500,4553.0,N,00210.4,E,1,05,1.5,450,M,49.2,M,,", "GPVTG,90.0,T,,M,50.0,N,92.6,K,A"
+    )
+    assert (fix.speed, fix.course) == (pytest.approx(50.0 * KN), 90.0)

@@ -1,0 +1,460 @@
+"""An outbox that is lost, corrupt, rolled back or emptied never stops the node, never
+reuses an (epoch, seq), and says what was lost; the state store keeps the services' state."""
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from edged.clock import Clock
+from edged.config.models import OutboxConfig
+from edged.errors import EdgedError, NotDurableError
+from edged.outbox import Outbox, Publication, Stored
+from edged.topics import TAP
+from tests.edged.outbox.test_store import TOPICS, door, drain, seqs
+from tests.helpers.burst_node import tap_event
+from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
+
+
+def cfg(tmp_path: Path, **extra: object) -> OutboxConfig:
+    return OutboxConfig(path=tmp_path / "outbox.sqlite", flush_interval_ms=0, **extra)
+
+
+async def started(config: OutboxConfig) -> Outbox:
+    box = Outbox(config, Clock())
+    await box.open()
+    return box
+
+
+async def with_history(config: OutboxConfig, doors: int = 5) -> list[dict[str, object]]:
+    """A node that ran: some doors sent, two queued, state kept; closed cleanly."""
+    box = await started(config)
+    for i in range(doors):
+        box.put_nowait(door(i))
+    box.set_state("access.lists", {"version": 7})
+    await box.flush()
+    sent = await box.next_batch(doors - 2)
+    for m in sent:
+        box.ack(m)
+    await box.close()
+    return [json.loads(m.payload) for m in sent]
+
+
+def tap(i: int) -> Publication:
+    return Publication.make(TOPICS, TAP, tap_event(i))
+
+
+def causes(box: Outbox) -> list[str]:
+    return [loss.cause for loss in box.losses]
+
+
+# -- the epoch ------------------------------------------------------------------------
+
+
+async def test_every_payload_carries_an_epoch_new_at_every_start(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    first = await with_history(config)
+    box = await started(config)
+    box.put_nowait(door(9))
+    await box.flush()
+    later = [json.loads(m.payload) for m in await drain(box)]
+    await box.close()
+    assert len({m["epoch"] for m in first}) == 1
+    assert len(first[0]["epoch"]) == 16
+    newest = max(later, key=lambda m: m["seq"])
+    assert newest["epoch"] != first[0]["epoch"]
+    assert newest["seq"] == 6, "seq keeps counting across a restart"
+
+
+# -- the state store ------------------------------------------------------------------
+
+
+async def test_state_lives_apart_from_the_outbox(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    await with_history(config)
+    for f in tmp_path.glob("outbox.sqlite*"):
+        f.unlink()
+    box = await started(config)
+    assert box.get_state("access.lists") == {"version": 7}
+    assert config.state_file == tmp_path / "state.sqlite"
+    await box.close()
+
+
+async def test_state_kept_in_an_old_outbox_moves_to_the_state_store(tmp_path: Path) -> None:
+    """Before the state store, state and seq counters lived in the outbox's tables."""
+    old = sqlite3.connect(tmp_path / "outbox.sqlite")
+    old.executescript(
+        "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE streams (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
+        "INSERT INTO kv VALUES ('access.lists', '{\"version\": 3}');"
+        "INSERT INTO streams VALUES ('events/door', 41);"
+    )
+    old.commit()
+    old.close()
+    box = await started(cfg(tmp_path))
+    assert box.get_state("access.lists") == {"version": 3}
+    box.put_nowait(door(1))
+    await box.flush()
+    assert seqs(await drain(box)) == [42]
+    await box.close()
+    assert rows_on_disk(tmp_path / "state.sqlite", "SELECT value FROM kv") == [('{"version": 3}',)]
+    assert rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM kv") == [(0,)]
+    box = await started(cfg(tmp_path))
+    assert box.losses == [], "the move is not a loss"
+    await box.close()
+
+
+async def test_a_lost_state_store_is_reported(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    await with_history(config)
+    (tmp_path / "state.sqlite").unlink()
+    box = await started(config)
+    assert causes(box) == ["state_missing"]
+    assert box.get_state("access.lists") is None
+    await box.close()
+
+
+async def test_a_corrupt_state_store_is_moved_aside_and_the_node_starts(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    await with_history(config)
+    (tmp_path / "state.sqlite").write_bytes(b"not a database at all" * 100)
+    box = await started(config)
+    assert causes(box) == ["state_corrupt"]
+    aside = box.losses[0].moved_to
+    assert aside is not None and Path(aside).exists()
+    box.put_nowait(door(1))
+    await box.flush()
+    assert max(seqs(await drain(box))) == 6, "the outbox's counters still count on"
+    await box.close()
+
+
+# -- a corrupt outbox -------------------------------------------------------------------
+
+
+def garble(path: Path, page: int) -> None:
+    """Overwrite the b-tree header of one page with noise."""
+    with path.open("r+b") as f:
+        f.seek(page * 4096)
+        f.write(b"\xa5" * 64)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage", "truncated", "garbled page"],
+)
+async def test_a_corrupt_outbox_is_moved_aside_and_a_new_one_started(
+    tmp_path: Path, damage: str
+) -> None:
+    config = cfg(tmp_path)
+    box = await started(config)
+    for i in range(400):  # several pages of messages
+        box.put_nowait(door(i))
+    box.set_state("access.lists", {"version": 7})
+    await box.close()
+    db = tmp_path / "outbox.sqlite"
+    size = db.stat().st_size
+    if damage == "garbage":
+        db.write_bytes(os.urandom(size))
+    elif damage == "truncated":
+        os.truncate(db, size // 2 - 1000)
+    else:
+        garble(db, 3)
+    box = await started(config)
+    assert causes(box) == ["corrupt"]
+    aside = Path(box.losses[0].moved_to or "")
+    assert aside.exists() and aside.name.startswith("outbox.sqlite.corrupt-")
+    assert box.get_state("access.lists") == {"version": 7}, "the lists survive"
+    box.put_nowait(door(1))
+    await box.flush()
+    assert seqs(await drain(box)) == [401], "seq goes on above everything written before"
+    await box.close()
+    box = await started(config)
+    assert box.losses == [], "the new outbox is sound"
+    await box.close()
+
+
+async def test_an_emptied_outbox_is_reported_and_its_seqs_are_not_reused(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    first = await with_history(config)
+    os.truncate(tmp_path / "outbox.sqlite", 0)
+    box = await started(config)
+    assert causes(box) == ["missing"]
+    box.put_nowait(door(1))
+    await box.flush()
+    (again,) = [json.loads(m.payload) for m in await drain(box)]
+    await box.close()
+    assert again["seq"] == 6 and all(m["seq"] < 6 for m in first)
+
+
+async def test_a_lost_wal_is_a_reported_gap_not_a_reused_seq(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    box = await started(config)
+    for i in range(3):
+        box.put_nowait(door(i))
+    await box.close()  # checkpointed into the database file
+    box = await started(config)
+    for i in range(3, 8):
+        box.put_nowait(door(i))
+    await box.flush()
+    # the process dies: its WAL holds doors 4..8, then the WAL file is lost
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    shutil.copyfile(tmp_path / "outbox.sqlite", snapshot / "outbox.sqlite")
+    shutil.copyfile(tmp_path / "state.sqlite", snapshot / "state.sqlite")
+    shutil.copyfile(tmp_path / "state.sqlite-wal", snapshot / "state.sqlite-wal")
+    await box.close()
+    box = await started(cfg(snapshot))
+    assert causes(box) == ["rolled_back"]
+    assert box.losses[0].gaps == {"events/door": [4, 8]}
+    box.put_nowait(door(9))
+    await box.flush()
+    assert sorted(seqs(await drain(box))) == [1, 2, 3, 9]
+    await box.close()
+
+
+# -- files ---------------------------------------------------------------------------
+
+
+async def test_the_files_are_private_to_their_owner(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # as a shell outside systemd has it
+    try:
+        box = await started(cfg(tmp_path / "lib"))
+        box.put_nowait(tap(1))
+        await box.flush()
+        files = sorted((tmp_path / "lib").iterdir())
+        modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+        await box.close()
+    finally:
+        os.umask(old)
+    assert {"outbox.sqlite", "outbox.sqlite-wal", "state.sqlite", "outbox.sqlite-taps"} <= set(
+        modes
+    )
+    assert set(modes.values()) == {0o600}, modes
+    assert stat.S_IMODE((tmp_path / "lib").stat().st_mode) == 0o700
+
+
+async def test_an_existing_outbox_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    await with_history(config)
+    os.chmod(tmp_path / "outbox.sqlite", 0o644)
+    box = await started(config)
+    await box.close()
+    assert stat.S_IMODE((tmp_path / "outbox.sqlite").stat().st_mode) == 0o600
+
+
+async def test_a_second_process_cannot_open_the_same_outbox(tmp_path: Path) -> None:
+    box = await started(cfg(tmp_path))
+    with pytest.raises(EdgedError, match="already running"):
+        await started(cfg(tmp_path))
+    await box.close()
+
+
+# -- the tap journal ---------------------------------------------------------------------
+
+
+async def test_a_tap_not_yet_committed_when_the_process_dies_is_recovered(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    box = await started(config)
+    box.put_nowait(tap(1))
+    await box.flush()
+    pending = box.put_nowait(tap(2))  # the door opened; the batch is not committed yet
+    # the process dies here: nothing more reaches SQLite (its files are closed unflushed)
+    assert box._db is not None
+    box._db.close()
+    box.state.close()
+    box.journal.close()
+    pending.cancel()
+    box = await started(config)
+    stored = [json.loads(m.payload) for m in await drain(box)]
+    await box.close()
+    assert [m["card_ref"][-1] for m in stored] == ["1", "2"]
+    assert stored[1]["seq"] == 2
+
+
+async def test_journal_records_already_in_the_outbox_are_not_added_twice(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    box = await started(config)
+    for i in range(5):
+        box.put_nowait(tap(i))
+    await box.close()
+    box = await started(config)
+    assert box.depth == 5
+    await box.close()
+
+
+async def test_a_garbled_journal_record_is_skipped(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    box = await started(config)
+    box.put_nowait(tap(1))
+    box.put_nowait(tap(2))
+    assert box._db is not None
+    box._db.close()
+    box.state.close()
+    box.journal.close()
+    journal = tmp_path / "outbox.sqlite-taps"
+    data = bytearray(journal.read_bytes())
+    data[40] ^= 0xFF  # inside the first record's body: its checksum no longer matches
+    journal.write_bytes(bytes(data))
+    box = await started(config)
+    stored = [json.loads(m.payload)["card_ref"][-1] for m in await drain(box)]
+    await box.close()
+    assert stored == ["2"]
+
+
+async def test_wal_stays_near_its_bound(tmp_path: Path) -> None:
+    config = cfg(tmp_path, max_bytes=400_000, hard_max_bytes=800_000)
+    box = await started(config)
+    wal = tmp_path / "outbox.sqlite-wal"
+    biggest = 0
+    for i in range(600):
+        box.put_nowait(door(i))
+        await box.flush()
+        if i % 3 == 0:
+            for m in await box.next_batch(10):
+                box.ack(m)
+        biggest = max(biggest, wal.stat().st_size)
+    await box.close()
+    assert config.wal_bytes == 100_000
+    assert biggest <= config.wal_bytes + 3 * 4096 + 4096, biggest
+
+
+async def test_the_caps_count_the_wal(tmp_path: Path) -> None:
+    config = cfg(tmp_path, max_rows=100_000, max_bytes=100_000, hard_max_bytes=200_000)
+    box = await started(config)
+    futures = [box.put_nowait(door(i)) for i in range(2000)]
+    await box.flush()
+    await asyncio.gather(*futures, return_exceptions=True)
+    stats = await box.stats()
+    await box.close()
+    assert stats.refused > 0
+    assert stats.bytes + config.wal_bytes <= config.hard_max_bytes
+
+
+# -- a full disk -------------------------------------------------------------------------
+
+
+async def test_an_existing_outbox_opens_on_a_full_disk_and_sends_from_memory(
+    tmp_path: Path,
+) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        await with_history(config)
+        fill(disk)
+        box = await started(config)
+        assert box.durable and box.depth == 2 and box.get_state("access.lists") == {"version": 7}
+        refused = box.put_nowait(door(9))
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            await box.flush()
+        with pytest.raises(NotDurableError, match="could not store"):
+            await refused
+        sent = seqs(await box.next_batch(10))
+        await box.close()
+    assert sorted(sent) == [4, 5, 6], "the refused message goes out from memory"
+
+
+async def test_a_new_outbox_on_a_full_disk_runs_in_memory(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        fill(disk)
+        box = await started(cfg(disk))
+        assert not box.durable and not box.state.durable
+        box.set_state("x", 1)
+        future = box.put_nowait(door(1))
+        await box.flush()
+        with pytest.raises(NotDurableError, match="in memory"):
+            await future
+        assert seqs(await box.next_batch(10)) == [1]
+        await box.close()
+
+
+async def test_seq_does_not_go_back_after_a_restart_on_a_full_disk(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        await with_history(config)  # doors 1..5
+        fill(disk)
+        box = await started(config)
+        for i in range(3):  # 6, 7, 8: the disk refuses them, they go out from memory
+            box.put_nowait(door(i))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        await box.close()
+        box = await started(config)  # restarted, the disk still full
+        box.put_nowait(door(9))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        sent = seqs(await box.next_batch(10))
+        await box.close()
+    assert sorted(sent) == [4, 5, 9], "the queued two, then 9: not 6 again"
+
+
+async def test_a_torn_write_of_the_counters_falls_back_to_the_other_slot(tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    box = await started(config)
+    for i in range(3):
+        box.put_nowait(door(i))
+        await box.flush()  # one marks write per batch: generations 1, 2, 3
+    await box.close()
+    marks = tmp_path / "outbox.sqlite-marks"
+    generation = box.marks.generation
+    with marks.open("r+b") as f:  # the newest slot half written
+        f.seek((generation % 2) * 16 * 1024 + 20)
+        f.write(b"\xff" * 8)
+    for f in tmp_path.glob("outbox.sqlite"):
+        f.unlink()  # only the marks file can tell where seq was
+    for f in tmp_path.glob("state.sqlite*"):
+        f.unlink()
+    box = await started(config)
+    box.put_nowait(door(9))
+    await box.flush()
+    (msg,) = await drain(box)
+    await box.close()
+    assert json.loads(msg.payload)["seq"] == 3, "the older slot said 2"
+
+
+async def test_an_idle_outbox_does_not_fill_a_small_disk_with_its_wal(tmp_path: Path) -> None:
+    """Seen: on a 2 MiB state dir, with nothing queued, the WAL grew to its default 4 MB
+    and filled the disk in 2.7 s. Bounded and counted in the caps, it cannot."""
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        config = cfg(disk, max_bytes=1 << 20, hard_max_bytes=3 << 19)
+        box = await started(config)
+        for i in range(3000):  # sent and acknowledged at once: nothing stays queued
+            box.put_nowait(door(i))
+            box.set_state("position.odometer_m", i)
+            await box.flush()
+            for m in await box.next_batch(10):
+                box.ack(m)
+        await box.flush()
+        on_disk = sum(f.stat().st_size for f in disk.iterdir())
+        await box.close()
+    assert box.write_errors == 0
+    assert on_disk < 2 << 20
+
+
+async def test_a_page_going_bad_while_running_does_not_stop_sending(tmp_path: Path) -> None:
+    """The outbox passed its check at start; then a page of the file goes bad. Reads of the
+    database fail (counted), what is in memory still goes, and next_batch does not raise."""
+    config = cfg(tmp_path)
+    box = await started(config)
+    for i in range(600):
+        box.put_nowait(door(i))
+    await box.close()
+    box = await started(config)
+    assert box._db is not None
+    box._db.execute("PRAGMA cache_size=1")  # read pages from the file, not from memory
+    with (tmp_path / "outbox.sqlite").open("r+b") as f:
+        for page in range(2, 12):
+            f.seek(page * 4096)
+            f.write(os.urandom(64))
+    box.memory.add(
+        Stored(0, TOPICS.base + "/alarm/panic", b'{"seq":1}', 1, True, None, 80, 0),
+        latest_only=False,
+    )
+    batch = await asyncio.wait_for(box.next_batch(50), 5)
+    assert [m.topic for m in batch] == [TOPICS.base + "/alarm/panic"]
+    assert box.read_errors >= 1
+    assert (await box.stats()).read_errors >= 1
+    await box.close()

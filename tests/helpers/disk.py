@@ -1,0 +1,43 @@
+"""A real small filesystem to fill up (`hil.disk`), and a copy of the node's files to read
+behind it: the outbox holds its database exclusively, so tests read what it has on disk
+from a copy."""
+
+import contextlib
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edged.outbox.sqlitefile import companions
+from hil.disk import fill, small_disk
+
+__all__ = ["fill", "mounted_tmpfs", "rows_on_disk"]
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(where: Path, size: str = "2m") -> Iterator[Path]:
+    """A tmpfs for the test; the test is skipped where it cannot be mounted (not root)."""
+    with small_disk(where, size) as disk:
+        if disk is None:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        yield disk
+
+
+def rows_on_disk(
+    database: Path, sql: str, params: tuple[object, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Run `sql` on a copy of `database` and its WAL, as a recovery after a crash would."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / database.name
+        for src, dst in zip(companions(database), companions(copy), strict=True):
+            if src.exists() and not src.name.endswith("-shm"):
+                shutil.copyfile(src, dst)
+        db = sqlite3.connect(copy)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()

@@ -1,0 +1,126 @@
+"""What other brokers do to a node, played by a proxy or a Mosquitto config: a broker that
+refuses MQTT 5 (aedes, RabbitMQ 3.10), one that refuses the node's credentials, one that
+keeps no session (issue #22). The node says what it met, in its log and in `health`."""
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.proxy import MqttProxy, Quirks
+from tests.helpers.broker import Mosquitto
+from tests.helpers.commands import online
+from tests.helpers.mqtt import Collector
+from tests.helpers.nodes import write_config
+
+FAST = "publish_timeout_s = 30"  # a refusal must be told long before any time-out
+
+
+@pytest.fixture
+async def proxy(broker: Mosquitto, request: pytest.FixtureRequest) -> AsyncIterator[MqttProxy]:
+    p = await MqttProxy(broker.port, request.param).start()
+    yield p
+    await p.close()
+
+
+async def health_with(c: Collector, what: str, fits: Any) -> dict[str, Any]:
+    await c.wait_for(lambda: any(fits(m.payload) for m in c.on("health")), 10, what)
+    return next(m.payload for m in c.on("health") if fits(m.payload))
+
+
+async def log_line(proc: Any, text: str, within_s: float) -> str:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        for line in proc.lines:
+            if text in line:
+                return str(line)
+        await asyncio.sleep(0.05)
+    raise AssertionError(
+        f"no log line with {text!r} within {within_s} s:\n" + "\n".join(proc.lines)
+    )
+
+
+@pytest.mark.parametrize(
+    ("proxy", "says"),
+    [
+        (Quirks(refuse_v5="connack"), "refuses MQTT 5"),  # aedes
+        (Quirks(refuse_v5="close"), "trying MQTT 3.1.1"),  # RabbitMQ 3.10
+    ],
+    indirect=["proxy"],
+)
+async def test_a_broker_that_refuses_mqtt5_gets_3_1_1_and_health_says_so(
+    broker: Mosquitto, proxy: MqttProxy, tmp_path: Path, spawn: Any, says: str
+) -> None:
+    config = write_config(tmp_path, proxy.port, gps=False, health_s=1, broker=FAST)
+    async with Collector(broker.port) as c:
+        node = await online(c, config, spawn)
+        health = await health_with(c, "health from the node", lambda h: "mqtt" in h)
+    assert health["mqtt"]["protocol"] == "3.1.1" and health["mqtt"]["fallback"] is True
+    await log_line(node, says, 1)
+    assert not any("timed out" in line for line in node.lines)
+
+
+@pytest.mark.parametrize("proxy", [Quirks(refuse_v5="connack")], indirect=True)
+async def test_without_fallback_a_broker_refusing_mqtt5_is_named_with_the_remedy(
+    proxy: MqttProxy, tmp_path: Path, spawn: Any
+) -> None:
+    config = write_config(
+        tmp_path, proxy.port, gps=False, broker=f"protocol_fallback = false\n{FAST}"
+    )
+    node = await spawn(config)
+    line = await log_line(node, "Unsupported protocol version", 5)
+    assert 'protocol = "3.1.1"' in line
+
+
+@pytest.fixture
+def secured_broker(tmp_path: Path) -> Any:
+    passwords = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "shuttle-07", "right"], check=True
+    )
+    m = Mosquitto(tmp_path, extra=f"allow_anonymous false\npassword_file {passwords}\n").start()
+    yield m
+    m.stop()
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    ["", 'username = "shuttle-07"\npassword_file = "{pw}"'],
+    ids=["anonymous", "wrong-password"],
+)
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_connack_refusal_is_logged_with_its_reason_and_remedy_not_a_time_out(
+    secured_broker: Mosquitto,
+    tmp_path: Path,
+    spawn: Any,
+    credentials: str,
+    protocol: str,
+) -> None:
+    """Mosquitto answers "not authorised" to both (not "bad user name or password")."""
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("wrong\n")
+    wrong.chmod(0o600)
+    extra = credentials.format(pw=wrong)
+    config = write_config(
+        tmp_path, secured_broker.port, gps=False, protocol=protocol, broker=f"{extra}\n{FAST}"
+    )
+    node = await spawn(config)
+    line = await log_line(node, "refused the connection", 5)
+    assert "Not authorized" in line and "password_file" in line, line
+
+
+@pytest.mark.parametrize("proxy", [Quirks(session_expiry_s=0)], indirect=True)
+async def test_a_broker_that_keeps_no_session_is_told_in_the_log_and_health(
+    broker: Mosquitto, proxy: MqttProxy, tmp_path: Path, spawn: Any
+) -> None:
+    config = write_config(tmp_path, proxy.port, gps=False, health_s=1)
+    async with Collector(broker.port) as c:
+        node = await online(c, config, spawn)
+        health = await health_with(c, "health from the node", lambda h: "mqtt" in h)
+    assert health["mqtt"]["session_expiry_s"] == 0
+    line = await log_line(node, "keeps our session 0 s", 1)
+    assert "lost" in line

@@ -1,0 +1,88 @@
+"""Hostile commands against a node on a real broker: each gets its error reply and none ends
+the node's MQTT session (issue #13.1)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hil.scenarios.link import HOSTILE_COMMANDS
+from tests.helpers.broker import Mosquitto
+from tests.helpers.commands import BASE, births, offlines, online, replies, reply_to, send
+from tests.helpers.mqtt import Collector
+from tests.helpers.nodes import write_config
+
+
+async def ping_answered(c: Collector, port: int, cmd_id: str) -> None:
+    await send(port, "cmd/ping", json.dumps({"id": cmd_id}).encode())
+    await c.wait_for(lambda: reply_to(c, cmd_id) is not None, 10, f"the reply to {cmd_id}")
+
+
+async def test_an_invalid_command_name_is_answered_on_reply_invalid_and_the_session_stays(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    async with Collector(broker.port) as c:
+        await online(c, write_config(tmp_path, broker.port, gps=False), spawn)
+        await send(broker.port, "cmd/PING", b'{"id": "upper"}')
+        await c.wait_for(lambda: bool(replies(c, "_invalid")), 10, "the reply on _invalid")
+        (answer,) = replies(c, "_invalid")
+        assert answer["id"] == "upper" and answer["error"]["code"] == "unknown_command"
+        await ping_answered(c, broker.port, "after")
+        assert len(births(c)) == 1 and not offlines(c), "the session was dropped"
+
+
+async def test_a_json_integer_longer_than_python_reads_is_answered_bad_json(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    huge = b'{"id": "huge", "args": {"n": ' + b"7" * 5000 + b"}}"
+    async with Collector(broker.port) as c:
+        await online(c, write_config(tmp_path, broker.port, gps=False), spawn)
+        await send(broker.port, "cmd/ping", huge)
+        await c.wait_for(lambda: bool(replies(c, "ping")), 10, "the reply")
+        (answer,) = replies(c, "ping")
+        assert answer["ok"] is False and answer["error"]["code"] == "bad_json"
+        await ping_answered(c, broker.port, "after")
+        assert len(births(c)) == 1 and not offlines(c), "the session was dropped"
+
+
+async def test_a_flood_of_hostile_commands_is_all_answered_in_one_session(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """What kept a node offline 83 % of the time: one such message every few seconds."""
+    hostile = HOSTILE_COMMANDS
+    async with Collector(broker.port) as c:
+        await online(c, write_config(tmp_path, broker.port, gps=False, health_s=1), spawn)
+        for _ in range(3):
+            for suffix, payload in hostile:
+                await send(broker.port, suffix, payload)
+        await ping_answered(c, broker.port, "after")
+        await c.wait_for(lambda: len(replies(c)) == 3 * len(hostile) + 1, 10, "a reply to each")
+        assert all(r["ok"] is False for r in replies(c) if r["id"] != "after")
+        assert len(births(c)) == 1 and not offlines(c), "the session was dropped"
+        await c.wait_for(lambda: bool(c.on("health")), 5, "a health report")
+        assert c.on("health")[-1].payload["reconnects"] == 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc")
+
+
+async def test_a_command_bigger_than_the_node_takes_never_reaches_its_memory(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """MQTT 5 maximum packet size: the broker drops it for the node (no reply: it never
+    arrives), where reading it would have cost the node its size several times over."""
+    config = write_config(tmp_path, broker.port, gps=False)
+    async with (
+        Collector(broker.port, topic=f"{BASE}/state", client_id="state") as state,
+        Collector(broker.port, topic=f"{BASE}/reply/#") as c,  # not cmd/: not 40 MB here
+    ):
+        node = await online(state, config, spawn)
+        await ping_answered(c, broker.port, "before")
+        peak = peak_rss_mb(node.proc.pid)
+        await send(broker.port, "cmd/ping", b'{"id": "huge", "x": "' + b"x" * 40_000_000 + b'"}')
+        await ping_answered(c, broker.port, "after")
+        assert reply_to(c, "huge") is None
+        assert peak_rss_mb(node.proc.pid) - peak < 10, "the node read the 40 MB command"

@@ -1,0 +1,56 @@
+"""MQTT 5 response topics on a real broker: a copy of the reply goes only where the node may
+write (issue #12.6)."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.helpers.broker import Mosquitto
+from tests.helpers.commands import BASE, online, replies, send, v5_properties
+from tests.helpers.mqtt import Collector
+from tests.helpers.nodes import write_config
+
+
+async def test_a_response_topic_on_the_nodes_own_alarm_is_refused_and_nothing_runs(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    async with Collector(broker.port, topic="#") as c:
+        await online(c, write_config(tmp_path, broker.port, gps=False), spawn)
+        hostile = v5_properties(f"{BASE}/alarm/panic", b"x")
+        payload = b'{"id": "r1", "args": {"mode": "school"}}'
+        await send(broker.port, "cmd/mode.set", payload, properties=hostile)
+        await c.wait_for(lambda: bool(replies(c, "mode/set")), 10, "the reply")
+        (refused,) = replies(c, "mode/set")
+        assert refused["error"]["code"] == "bad_response_topic"
+        await send(broker.port, "cmd/mode.set", b'{"id": "r2", "args": {"mode": "school"}}')
+        await c.wait_for(lambda: len(replies(c, "mode/set")) == 2, 10, "the second reply")
+        assert replies(c, "mode/set")[1]["result"]["previous"] == "on-demand", "r1 ran"
+        await asyncio.sleep(0.3)
+        assert not c.on("alarm/panic")
+
+
+async def test_with_a_reply_prefix_only_topics_under_it_get_the_copy(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    config = write_config(
+        tmp_path, broker.port, gps=False, broker='response_topic_prefix = "ops/replies"'
+    )
+    async with Collector(broker.port, topic="#") as c:
+        await online(c, config, spawn)
+        await send(
+            broker.port,
+            "cmd/ping",
+            b'{"id": "in"}',
+            properties=v5_properties("ops/replies/c1", b"1"),
+        )
+        await send(
+            broker.port, "cmd/ping", b'{"id": "out"}', properties=v5_properties("ops/other", b"2")
+        )
+        await c.wait_for(lambda: len(replies(c, "ping")) == 2, 10, "two replies")
+        await c.wait_for(
+            lambda: bool([m for m in c.messages if m.topic == "ops/replies/c1"]), 5, "the copy"
+        )
+        by_id = {r["id"]: r for r in replies(c, "ping")}
+        assert by_id["in"]["ok"] and by_id["out"]["error"]["code"] == "bad_response_topic"
+        await asyncio.sleep(0.3)
+        assert not [m for m in c.messages if m.topic == "ops/other"]

@@ -1,0 +1,130 @@
+"""The feed over HTTP: conditional requests, gzip, SIRI Lite's shape, /health, the page's
+headers — through aiohttp's test server, the service being the real one."""
+
+import gzip
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from edged.transit.server import FeedServer, TileError, tile_origin
+from edged.transit.service import FeedService
+from tests.transit.support import ADDED, NOW, SCHEDULED, Clock, feed, position, put, vehicle
+
+VP = "/gtfs-rt/vehicle-positions"
+
+
+@pytest.fixture
+def service() -> FeedService:
+    s = feed(Clock(NOW))
+    s.status.connected = lambda: True
+    for i in range(20):  # enough for gzip to matter
+        vehicle(s, f"shuttle-{i:02d}", run=SCHEDULED if i % 2 else ADDED)
+    return s
+
+
+@pytest.fixture
+async def client(service: FeedService) -> AsyncIterator[TestClient]:
+    server = FeedServer(service, tile_url="https://tiles.example.org/{z}/{x}/{y}.png")
+    async with TestClient(TestServer(server.app)) as c:
+        yield c
+
+
+async def test_an_unchanged_feed_answers_304_to_its_etag(client: TestClient) -> None:
+    first = await client.get(VP)
+    assert first.status == 200 and first.headers["Content-Type"] == "application/x-protobuf"
+    etag = first.headers["ETag"]
+    again = await client.get(VP, headers={"If-None-Match": etag})
+    assert again.status == 304 and await again.read() == b""
+
+
+async def test_if_modified_since_answers_304_until_the_feed_changes(
+    client: TestClient, service: FeedService
+) -> None:
+    first = await client.get(VP)
+    since = first.headers["Last-Modified"]
+    assert (await client.get(VP, headers={"If-Modified-Since": since})).status == 304
+    service.clock.t += 2  # type: ignore[attr-defined]
+    put(service, "shuttle-00", "position", position(lat=45.96, seq=2, at=NOW + 2))
+    changed = await client.get(VP, headers={"If-Modified-Since": since, "If-None-Match": first.headers["ETag"]})
+    assert changed.status == 200 and changed.headers["ETag"] != first.headers["ETag"]
+
+
+async def test_a_client_that_accepts_gzip_gets_the_same_feed_compressed(client: TestClient) -> None:
+    plain = await (await client.get(VP, headers={"Accept-Encoding": "identity"})).read()
+    zipped = await client.get(VP, headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip" and zipped.headers["Vary"] == "Accept-Encoding"
+    raw = await zipped.read()
+    assert gzip.decompress(raw) == plain and len(raw) < len(plain)
+    refused = await client.get(VP, headers={"Accept-Encoding": "gzip;q=0"}, auto_decompress=False)
+    assert "Content-Encoding" not in refused.headers
+
+
+async def test_siri_lite_has_the_french_profile_shape(client: TestClient) -> None:
+    body = await (await client.get("/siri-lite/vehicle-monitoring.json")).json()
+    delivery = body["Siri"]["ServiceDelivery"]
+    assert delivery["ProducerRef"] == "edged" and delivery["ResponseTimestamp"].endswith("Z")
+    (vm,) = delivery["VehicleMonitoringDelivery"]
+    assert vm["Version"] == "2.0" and vm["Status"] == "true" and len(vm["VehicleActivity"]) == 20
+    by_ref = {a["VehicleMonitoringRef"]["value"]: a for a in vm["VehicleActivity"]}
+    timetabled = by_ref["creuse/shuttle-01"]
+    mvj = timetabled["MonitoredVehicleJourney"]
+    assert mvj["LineRef"] == {"value": "creuse-shuttle"}
+    assert mvj["FramedVehicleJourneyRef"]["DatedVehicleJourneyRef"] == "creuse-shuttle-0800"
+    assert mvj["PublishedLineName"] == [{"value": "1"}]
+    assert mvj["VehicleLocation"] == {"Longitude": 2.1683, "Latitude": 45.9558}
+    assert mvj["Bearing"] == 271.5 and mvj["Occupancy"] == "seatsAvailable"
+    assert mvj["VehicleRef"] == {"value": "creuse/shuttle-01"}
+    assert timetabled["RecordedAtTime"].endswith("Z")
+    added = by_ref["creuse/shuttle-00"]["MonitoredVehicleJourney"]
+    assert added["FramedVehicleJourneyRef"]["DataFrameRef"] == {"value": "2027-01-15"}
+    assert added["DirectionRef"] == {"value": "0"}
+
+
+async def test_the_json_form_is_the_same_feed(client: TestClient) -> None:
+    body = await (await client.get(VP + ".json")).json()
+    assert body["header"]["gtfs_realtime_version"] == "2.0" and len(body["entity"]) == 20
+
+
+async def test_health_is_503_while_the_broker_is_lost(client: TestClient, service: FeedService) -> None:
+    ok = await client.get("/health")
+    assert ok.status == 200 and (await ok.json())["vehicles"]["served"] == 20
+    service.status.connected = lambda: False
+    lost = await client.get("/health")
+    assert lost.status == 503 and (await lost.json())["broker"]["connected"] is False
+
+
+async def test_the_page_and_its_files_carry_the_kiosk_csp_with_the_tile_origin(client: TestClient) -> None:
+    page = await client.get("/")
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "trusted-types 'none'" in csp
+    assert "img-src 'self' https://tiles.example.org" in csp
+    assert 'src="/static/fleet.js"' in await page.text()
+    for name in ("fleet.js", "fleet.css", "favicon.svg"):
+        assert (await client.get(f"/static/{name}")).status == 200
+    missing = await client.get("/static/../../etc/passwd")
+    assert missing.status == 404
+
+
+async def test_the_page_stream_starts_with_the_whole_fleet(client: TestClient) -> None:
+    events = await client.get("/api/events")
+    head = b""
+    while b"\n\n" not in head.split(b"\n\n", 1)[-1] and len(head) < 200_000:
+        head += await events.content.readany()
+        if head.count(b"\n\n") >= 2:
+            break
+    frame = head.split(b"\n\n")[1]
+    assert frame.startswith(b"event: fleet\ndata: ")
+    data = json.loads(frame.split(b"data: ", 1)[1])
+    assert data["full"] and len(data["vehicles"]) == 20 and data["connected"]
+    events.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://x/{z}/{x}/{y}", "https://x/tiles.png", "https://x/{z}/{x}/{y}.png\" onload=x", "javascript:1"],
+)
+def test_a_tile_url_that_cannot_be_used_is_refused(url: str) -> None:
+    with pytest.raises(TileError):
+        tile_origin(url)
