@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -388,14 +389,22 @@ def test_accepting_the_terms_opens_none_of_the_nodes_other_ports(hotspot: Hotspo
 
 
 def test_ipv6_reaches_nothing_on_the_hotspot(hotspot: Hotspot) -> None:
-    node_v6 = json.loads(
-        sh("ip", "-n", hotspot.ns["node"].name, "-j", "-6", "addr", "show", "dev", "hs0").stdout
-    )
-    addrs = [a["local"] for i in node_v6 for a in i.get("addr_info", [])]
-    assert addrs == []  # the sysctl took IPv6 off the hotspot; the firewall drops it as well
-    # a phone's own link-local neighbour discovery toward the node gets no answer
-    done = hotspot.ns["ph2"].run("ip", "-6", "neigh", "show", "dev", "wlan0", check=False)
-    assert "REACHABLE" not in done.stdout
+    node = hotspot.ns["node"].name
+    links = ["hs0", *(f"p{i}" for i in range(1, len(PHONES) + 1))]
+    addrs = [
+        a["local"]
+        for link in links
+        for i in json.loads(sh("ip", "-n", node, "-j", "-6", "addr", "show", "dev", link).stdout)
+        for a in i.get("addr_info", [])
+    ]
+    assert not any(a for a in addrs if not a.startswith("fe80:")), addrs
+    # whatever link-local address the node's side still has, a phone gets nothing from it
+    for addr in addrs:
+        for port in (22, KIOSK, PORTAL):
+            got = hotspot.on("ph2", phone.tcp, f"{addr}%wlan0", port, 1.0, socket.AF_INET6)
+            assert got != "open", (addr, port, got)
+    hs0 = json.loads(sh("ip", "-n", node, "-j", "-6", "addr", "show", "dev", "hs0").stdout)
+    assert [a for i in hs0 for a in i.get("addr_info", [])] == []  # the sysctl took it off
 
 
 def test_a_phone_cannot_reach_another_phone_directly_or_through_the_node(hotspot: Hotspot) -> None:
