@@ -17,6 +17,7 @@ Installs edged as the systemd service edged.service:
   - groups gpio, i2c, spi when missing; the system user edged in dialout gpio i2c spi plugdev
   - /opt/edged/venv: a virtualenv with edged (this checkout, or --wheel) and its NFC extra
   - /etc/edged (root:edged 0770) with edged.toml copied from an example only when missing,
+    with the files the example names beside it (the simulated route, the CAN log it replays),
     and /etc/edged/secrets (edged, 0700) for passwords and keys
   - /var/lib/edged (edged, 0700): the outbox
   - the unit, udev rules, NFC module blacklist and sysctl; then daemon-reload, enable, start
@@ -145,11 +146,41 @@ dir "$R/var/lib/edged" 0700 "$uid" "$gid"          # the outbox
 dir "$R/opt/edged" 0755 0 0
 dir "$R/opt/edged/doc" 0755 0 0
 
+# named_files EXAMPLE: the files the example config names by a path relative to itself (the
+# simulated GPS route, the CAN log it replays...), one per line: the copy needs them beside it.
+named_files() {
+    "$PYTHON" - "$1" <<'PY'
+import sys, tomllib
+from pathlib import Path
+
+example = Path(sys.argv[1])
+def strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (dict, list)):
+        for v in value.values() if isinstance(value, dict) else value:
+            yield from strings(v)
+with example.open("rb") as f:
+    for s in sorted(set(strings(tomllib.load(f)))):
+        rel = Path(s)
+        if s and not rel.is_absolute() and ".." not in rel.parts and (example.parent / rel).is_file():
+            print(rel)
+PY
+}
+
 if [ -e "$R/etc/edged/edged.toml" ]; then
     say "keeping /etc/edged/edged.toml"
 else
     say "config: /etc/edged/edged.toml from $(basename "$EXAMPLE") (edit it)"
+    named=$(named_files "$EXAMPLE") || die "--config $EXAMPLE: not a TOML file Python can read"
     install -m 0640 -o 0 -g "$gid" "$EXAMPLE" "$R/etc/edged/edged.toml"
+    while IFS= read -r rel; do
+        [ -n "$rel" ] || continue
+        say "  with /etc/edged/$rel"
+        sub=$(dirname "$rel")
+        [ "$sub" = . ] || install -d -m 0750 -o 0 -g "$gid" "$R/etc/edged/$sub"
+        [ -e "$R/etc/edged/$rel" ] || install -m 0640 -o 0 -g "$gid" "$(dirname "$EXAMPLE")/$rel" "$R/etc/edged/$rel"
+    done <<< "$named"
 fi
 
 # -- the venv -------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import pytest
 
 from tests.helpers.broker import Mosquitto
 
+pytest_plugins = ["tests.helpers.ctty"]  # no test may give pytest a controlling terminal
+
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:

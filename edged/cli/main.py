@@ -16,6 +16,11 @@ from edged.errors import ConfigError, EdgedError
 if TYPE_CHECKING:
     from edged.node import Node
 
+EXIT_CONFIG = 78
+"""`edged run` with a config it cannot use: EX_CONFIG of sysexits.h, `status=78/CONFIG` in
+`systemctl status`. The unit's RestartPreventExitStatus= names it: restarting cannot fix a
+config, so systemd waits for a person instead of restarting every 5 s for ever."""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edged", description=__doc__)
@@ -86,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        if args.command == "run":
+            print(not_started(args.config), file=sys.stderr)
+            return EXIT_CONFIG
         return 2
     except EdgedError as exc:
         print(f"edged: {exc}", file=sys.stderr)
@@ -93,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def not_started(config_file: Path) -> str:
+    return (
+        f"edged: not started: fix {config_file} (`edged check-config {config_file}` lists "
+        f"what is wrong). Exit status {EXIT_CONFIG}: systemd does not restart edged until "
+        "then; `systemctl restart edged` once it is fixed."
+    )
 
 
 def check_config(files: list[Path]) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edged.doctor import broker, clock, config, devices, running, storage, wifi
+from edged.doctor import broker, clock, config, devices, kiosk, running, storage, wifi
 from edged.doctor.check import Check, Status, fail, ok, skip
 
 GRACE_S = devices.CLEANUP_S + 1.0
@@ -54,6 +54,7 @@ async def run_checks(config_path: Path, wait_s: float) -> Report:
         checks.extend(storage.check_outbox(loaded.outbox))
     elif loaded.usable:
         checks.append(skip("storage", "outbox", "not checked: [outbox] is invalid (see config)"))
+    checks.extend(kiosk.check_kiosk(loaded.kiosk, held_by))
 
     jobs: list[Job] = [
         ("drivers", d.name, devices.check_driver(d, loaded.base_dir, wait_s, held_by))

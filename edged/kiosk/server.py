@@ -229,6 +229,7 @@ class KioskServer:
         )
         await runner.setup()
         delay = BIND_RETRY_S[0]
+        failures = 0
         try:
             while True:
                 site = GatedSite(runner, self.config.host, self.config.port, self.limits)
@@ -236,16 +237,22 @@ class KioskServer:
                     await site.start()
                     break
                 except OSError as exc:
+                    # said once, clearly; the retries only count (a taken port stays taken
+                    # for hours: a line every minute would bury the journal)
                     self.counters.inc(f"{self.name}.listen_error")
-                    log.error(
-                        "%s: cannot listen on %s:%s (%s); retrying in %.0f s. Free the port "
-                        "or set another in %s",
+                    failures += 1
+                    log.log(
+                        logging.ERROR if failures == 1 else logging.DEBUG,
+                        "%s: cannot listen on %s:%s (%s): the %s page is not served; "
+                        "everything else runs. Free the port (`edged doctor` names who holds "
+                        "it) or set another in %s; retrying every %.0f s at most, quietly",
                         self.name,
                         self.config.host,
                         self.config.port,
                         exc.strerror or exc,
-                        delay,
+                        self.name,
                         self.port_key,
+                        BIND_RETRY_S[1],
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BIND_RETRY_S[1])
@@ -253,6 +260,8 @@ class KioskServer:
             sockets = getattr(server, "sockets", None) or []
             self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.port
             self.listening.set()
+            if failures:
+                log.warning("%s: the port is free at last (%d tries)", self.name, failures + 1)
             log.info("%s page at %s", self.name, self.url)
             await asyncio.Event().wait()  # until cancelled
         finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.cli.main import _parser
+from edged.cli.main import EXIT_CONFIG, _parser
 from edged.node import SHUTDOWN_BUDGET_S
 
 UNIT = Path(__file__).parents[2] / "systemd" / "edged.service"
@@ -173,6 +173,11 @@ def test_it_restarts_forever(unit: dict[str, dict[str, list[str]]]) -> None:
     assert unit["Service"]["Restart"] == ["always"]
     assert 1 <= seconds(unit["Service"]["RestartSec"][-1]) <= 30
     assert unit["Unit"]["StartLimitIntervalSec"] == ["0"], "a start limit would give up for good"
+
+
+def test_a_config_error_stops_the_restart_loop(unit: dict[str, dict[str, list[str]]]) -> None:
+    """Restarting cannot fix a config: `edged run` exits EXIT_CONFIG, and systemd waits."""
+    assert unit["Service"]["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
 
 
 def test_the_stop_timeout_leaves_room_for_the_nodes_shutdown(
