@@ -41,6 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
     doctor.add_argument("--json", action="store_true", help="a JSON list of the checks")
 
+    wifi = sub.add_parser("wifi", help="the riders' hotspot (docs/wifi.md)")
+    wifi_sub = wifi.add_subparsers(dest="wifi_command", required=True)
+    apply = wifi_sub.add_parser(
+        "apply", help="write the access point, DHCP, DNS and firewall from [wifi]; idempotent"
+    )
+    apply.add_argument(
+        "-c", "--config", type=Path, default=Path("/etc/edged/edged.toml"), help="%(default)s"
+    )
+    apply.add_argument(
+        "--dry-run", action="store_true", help="say what would change; write and run nothing"
+    )
+    apply.add_argument(
+        "--root", type=Path, help="write under this directory (an image); run nothing"
+    )
+
     schema = sub.add_parser("schema", help="print the JSON Schema of each payload")
     schema.add_argument("topic", nargs="?", help="one topic, e.g. position")
 
@@ -58,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.files)
     if args.command == "schema":
         return print_schema(args.topic)
+    if args.command == "wifi":
+        from edged.cli.wifi import wifi_apply
+
+        return wifi_apply(args.config, dry_run=args.dry_run, root=args.root)
     if args.command == "doctor":
         from edged.doctor import doctor
 
