@@ -47,7 +47,9 @@ def layouts(size_t: int, text: str | None = None) -> dict[str, Aggregate]:
     for name in re.findall(r"typedef\s+enum\s*\{[^}]*\}\s*(\w+)\s*;", region):
         sizes[name] = 4
     out: dict[str, Aggregate] = {}
-    for kind, body, name in re.findall(r"typedef\s+(struct|union)\s*\{([^}]*)\}\s*(\w+)\s*;", region):
+    for kind, body, name in re.findall(
+        r"typedef\s+(struct|union)\s*\{([^}]*)\}\s*(\w+)\s*;", region
+    ):
         fields: dict[str, Field] = {}
         offset = size = 0
         for decl in filter(None, (d.strip() for d in body.split(";"))):

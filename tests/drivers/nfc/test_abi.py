@@ -24,7 +24,10 @@ OTHER = abi.layout(WIDTHS[12 - NATIVE_WIDTH])
 
 
 def offsets(struct: type[ctypes.Structure] | type[ctypes.Union]) -> dict[str, tuple[int, int]]:
-    return {name: (getattr(struct, name).offset, getattr(struct, name).size) for name, _ in struct._fields_}
+    return {
+        name: (getattr(struct, name).offset, getattr(struct, name).size)
+        for name, _ in struct._fields_
+    }
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,9 @@ def test_the_target_info_union_has_the_headers_size_its_largest_member_nai(
 def test_nfc_target_and_its_modulation_are_laid_out_as_the_header(text: str, width: int) -> None:
     c = header.layouts(width, text)
     lay = abi.layout(WIDTHS[width])
-    assert offsets(lay.Target) == {f.name: (f.offset, f.size) for f in c["nfc_target"].fields.values()}
+    assert offsets(lay.Target) == {
+        f.name: (f.offset, f.size) for f in c["nfc_target"].fields.values()
+    }
     assert ctypes.sizeof(lay.Target) == c["nfc_target"].size
     assert offsets(lay.Modulation) == {
         f.name: (f.offset, f.size) for f in c["nfc_modulation"].fields.values()
@@ -87,7 +92,7 @@ def test_a_c_compiler_lays_the_target_out_as_the_native_layout(tmp_path: Path) -
     program = tmp_path / "layout.c"
     program.write_text(
         "#include <stdio.h>\n#include <stddef.h>\n#include <nfc/nfc-types.h>\n"
-        "int main(void) { printf(\"%zu %zu %zu %zu %zu %zu %zu\\n\", sizeof(size_t),\n"
+        'int main(void) { printf("%zu %zu %zu %zu %zu %zu %zu\\n", sizeof(size_t),\n'
         "  offsetof(nfc_iso14443a_info, szUidLen), offsetof(nfc_iso14443a_info, abtUid),\n"
         "  offsetof(nfc_iso14443a_info, szAtsLen), offsetof(nfc_iso14443a_info, abtAts),\n"
         "  offsetof(nfc_target, nm), sizeof(nfc_target)); return 0; }\n"
