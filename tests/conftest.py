@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ftz
 from tests.helpers.broker import Mosquitto
+
+FLUSH_TO_ZERO, FTZ_CULPRIT = ftz.measure()
+if FLUSH_TO_ZERO:  # before any test module builds its strategies
+    ftz.exclude_subnormals()
+
+
+def pytest_report_header() -> list[str]:
+    return ftz.header(FLUSH_TO_ZERO, FTZ_CULPRIT)
 
 
 def not_installed(program: str) -> str:
