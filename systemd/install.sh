@@ -161,8 +161,15 @@ if [ ! -x "$R$VENV/bin/python" ] || ! "$R$VENV/bin/python" -c 'import sys' 2>/de
     "$PYTHON" -m venv --system-site-packages "$R$VENV"
 fi
 target=${WHEEL:-$SRC}
+# shellcheck source=tools/pip_install.sh disable=SC1091  # checked on its own by its tests
+. "$SRC/tools/pip_install.sh"
+build_debs() {  # called only when a dependency has no wheel for this machine
+    [ "$APT" -eq 1 ] || die "building from source needs the Debian packages $*: install them" \
+        "(or run without --no-apt/--root), then run this again"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
 say "pip install ${target}[nfc]"
-"$R$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "${target}[nfc]"
+pip_install "$R$VENV/bin/python" build_debs --disable-pip-version-check --upgrade "${target}[nfc]"
 
 # -- system files -----------------------------------------------------------------------------
 
