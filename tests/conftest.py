@@ -1,3 +1,5 @@
+import importlib.util
+import platform
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +13,21 @@ FLUSH_TO_ZERO, FTZ_CULPRIT = ftz.measure()
 if FLUSH_TO_ZERO:  # before any test module builds its strategies
     ftz.exclude_subnormals()
 
+NO_PLAYWRIGHT = ("armv7l", "armv6l")
+"""Machines Playwright has no build for (pyproject leaves it out): no browser tests there."""
+collect_ignore_glob: list[str] = []
+if platform.machine() in NO_PLAYWRIGHT and importlib.util.find_spec("playwright") is None:
+    collect_ignore_glob.append("e2e/*")
+
 
 def pytest_report_header() -> list[str]:
-    return ftz.header(FLUSH_TO_ZERO, FTZ_CULPRIT)
+    lines = ftz.header(FLUSH_TO_ZERO, FTZ_CULPRIT)
+    if collect_ignore_glob:
+        lines.append(
+            f"tests/e2e: not collected: Playwright has no build for {platform.machine()}, "
+            "so the kiosk page's browser tests cannot run on this machine"
+        )
+    return lines
 
 
 def not_installed(program: str) -> str:
