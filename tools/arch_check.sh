@@ -208,7 +208,7 @@ inside() {  # LOG COMMAND: run COMMAND with bash in the root's /root/edged, outp
 
 said() {  # what ./dev said about building from source, from a step's log
     grep -E '==> (no wheel|pip install, building|installing build)' "$1" | sed 's/\x1b\[[0-9;]*m//g' \
-        | sed 's/^/          /' || true
+        | sed 's/^/           /' || true
 }
 
 # -- the steps --------------------------------------------------------------------------------
@@ -290,6 +290,6 @@ grep -E '^FAILED ' "$LOGS/tests.log" | sed 's/^/          /' >"$LOGS/failed.txt"
 echo
 echo "arch check $ARCH (commit $COMMIT, on $HOST_ARCH), $(( $(date +%s) - START )) s in all:"
 for line in "${RESULTS[@]}"; do
-    [ -z "$line" ] || printf '  %s\n' "$line"
+    [ -z "$line" ] || printf '%s\n' "$line" | sed 's/^/  /'
 done
 exit "$STATUS"
