@@ -25,6 +25,7 @@
 #   --keep            keep the root afterwards (to look inside: systemd-nspawn -D DIR)
 #   --mirror URL      the Debian mirror (default: the one apt uses here)
 #   --quiet           print only the steps and the summary (the logs keep everything)
+#   --dry-run         print the mirror and what the root would see of this machine; no change
 #
 # Exit status: 0 everything passed, 1 the demo or the tests failed, 2 usage or a step that
 # could not run, 3 this machine cannot run ARCH binaries (it says exactly what failed).
@@ -39,6 +40,8 @@ ROOT=""
 KEEP=0
 MIRROR=""
 QUIET=0
+DRY=0
+APT_ETC=${APT_ETC:-/etc/apt}  # where the mirror is looked up (tests point it elsewhere)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'arch_check: %s\n' "$*" >&2; exit "${2:-2}"; }
@@ -59,11 +62,13 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --mirror) MIRROR=${2:?--mirror needs a URL}; shift 2 ;;
         --quiet) QUIET=1; shift ;;
+        --dry-run) DRY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
 done
-[ "$(id -u)" -eq 0 ] || die "run as root (sudo): debootstrap and systemd-nspawn need it"
+[ "$DRY" -eq 1 ] || [ "$(id -u)" -eq 0 ] || die "run as root (sudo): debootstrap and \
+systemd-nspawn need it"
 
 HOST_ARCH=$(dpkg --print-architecture)
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -146,14 +151,14 @@ is disabled ($dir/status): echo 1 > $dir/status" 3
 debian_mirror() {
     # The first Debian mirror apt uses here for $SUITE (one-line .list or deb822 .sources).
     local f
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    for f in "$APT_ETC/sources.list" "$APT_ETC"/sources.list.d/*.list; do
         [ -f "$f" ] || continue
         awk -v s="$SUITE" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) break;
             if ($(i + 1) == s && $i ~ /debian\/?$/) { print $i; exit } }' "$f"
     done
-    for f in /etc/apt/sources.list.d/*.sources; do
+    for f in "$APT_ETC"/sources.list.d/*.sources; do
         [ -f "$f" ] || continue
-        awk -v s="$SUITE" 'BEGIN { RS = ""; FS = "\n" } /(^|\n)Types:[^\n]*deb([ \t]|$)/ {
+        awk -v s="$SUITE" 'BEGIN { RS = ""; FS = "\n" } /(^|\n)Types:[^\n]*deb([ \t\n]|$)/ {
             uri = ""; ok = 0
             for (i = 1; i <= NF; i++) {
                 if ($i ~ /^URIs:/) { split($i, u, /[ \t]+/); uri = u[2] }
@@ -212,6 +217,16 @@ said() {  # what ./dev said about building from source, from a step's log
 }
 
 # -- the steps --------------------------------------------------------------------------------
+
+if [ "$DRY" -eq 1 ]; then
+    [ -n "$MIRROR" ] || MIRROR=$(debian_mirror | head -n 1)
+    nspawn_args
+    printf 'arch %s on %s\nmirror %s\nroot %s\nnspawn' "$ARCH" "$HOST_ARCH" "${MIRROR:-none}" "$ROOT"
+    printf ' %q' "${NSPAWN[@]}"
+    printf '\n'
+    rmdir "$LOGS" 2>/dev/null || true
+    exit 0
+fi
 
 trap cleanup EXIT
 START=$(date +%s)
