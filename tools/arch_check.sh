@@ -172,20 +172,26 @@ debian_mirror() {
 
 NSPAWN=()
 
+ROOT_CA=/etc/arch-check/pip-ca.pem
+# Where the CA bundle pip uses here is seen inside the root, with PIP_CERT pointing at it: not
+# at its own path, where the root's ca-certificates package must be able to write its own.
+
 nspawn_args() {
     # pip's configuration and what it names, read-only; PIP_* from this environment
-    local python listing token seen=" " path
+    local python listing token seen=" " path cert=${PIP_CERT:-}
     NSPAWN=(-q -D "$ROOT" --register=no --keep-unit --pipe --resolv-conf=copy-host
         --bind-ro=/etc/hosts --setenv=HOME=/root --setenv=LANG=C.UTF-8 --chdir=/root/edged)
     python=$(command -v python3 || true)
     if [ -n "$python" ] && "$python" -m pip --version >/dev/null 2>&1; then
         listing=$("$python" -m pip config debug 2>/dev/null; "$python" -m pip config list 2>/dev/null)
+        [ -n "$cert" ] || cert=$(printf '%s\n' "$listing" \
+            | sed -n "s/^[^#]*\.cert[=:] *'\{0,1\}\(\/[^' ]*\).*/\1/p" | head -n 1)
         for token in $(printf '%s\n' "$listing" | sed -e 's/, exists: True$//' -e 's/^[^=]*=//' \
             -e "s/'//g" -e 's|file://||g' | tr ' ' '\n' | grep '^/' || true); do
             path=${token%/}
             # a local index (file:///x/simple) links its files relative to it: bind its parent
             [ "${path##*/}" != simple ] || path=${path%/simple}
-            case "$path" in /|/usr|/usr/*|/proc*|/sys*|/dev*) continue ;; esac
+            case "$path" in /|/usr|/usr/*|/proc*|/sys*|/dev*|"$cert") continue ;; esac
             [ -e "$path" ] || continue
             [[ "$seen" == *" $path "* ]] && continue
             seen+="$path "
@@ -193,8 +199,11 @@ nspawn_args() {
         done
     fi
     while IFS='=' read -r name _; do
-        NSPAWN+=(--setenv="$name=${!name}")
+        [ "$name" = PIP_CERT ] || NSPAWN+=(--setenv="$name=${!name}")
     done < <(env | grep -E '^PIP_[A-Z_]+=' || true)
+    if [ -n "$cert" ] && [ -f "$cert" ]; then
+        NSPAWN+=(--bind-ro="$cert:$ROOT_CA" --setenv="PIP_CERT=$ROOT_CA")
+    fi
 }
 
 inside() {  # LOG COMMAND: run COMMAND with bash in the root's /root/edged, output to LOG

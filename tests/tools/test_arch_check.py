@@ -17,17 +17,24 @@ from tests.helpers.nodes import ROOT
 SCRIPT = ROOT / "tools" / "arch_check.sh"
 
 
-def run(*args: str, apt: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, apt: Path | None = None, **changes: str | None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ}
     if apt is not None:
         env["APT_ETC"] = str(apt)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return subprocess.run(
         ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env
     )
 
 
-def dry(apt: Path, arch: str = "armhf") -> dict[str, str]:
-    r = run(arch, "--dry-run", "--root", str(apt.parent / "root"), apt=apt)
+def dry(apt: Path, arch: str = "armhf", **env: str | None) -> dict[str, str]:
+    r = run(arch, "--dry-run", "--root", str(apt.parent / "root"), apt=apt, **env)
     assert r.returncode == 0, r.stderr
     return dict(line.split(" ", 1) for line in r.stdout.splitlines())
 
@@ -74,15 +81,31 @@ def test_the_root_sees_pip_configuration_read_only_and_no_system_folder(apt: Pat
     binds = [a.removeprefix("--bind-ro=") for a in nspawn if a.startswith("--bind-ro=")]
     assert "/etc/hosts" in binds
     assert not [a for a in nspawn if a.startswith("--bind=")]  # nothing writable
-    for path in binds:
-        assert Path(path).exists()
-        assert path not in ("/", "/usr") and not path.startswith(("/proc", "/sys", "/dev"))
+    for bind in binds:
+        source, _, inside = bind.partition(":")
+        assert Path(source).exists()
+        for path in (source, inside or source):
+            assert path not in ("/", "/usr") and not path.startswith(("/proc", "/sys", "/dev"))
+        assert not (inside or source).startswith("/etc/ssl/")  # the root's own, writable
     pip_vars = {k for k in os.environ if k.startswith("PIP_")}
-    assert pip_vars == {
+    assert pip_vars - {"PIP_CERT"} <= {
         a.removeprefix("--setenv=").split("=", 1)[0]
         for a in nspawn
         if a.startswith("--setenv=PIP_")
     }
+
+
+def test_pips_ca_bundle_is_seen_beside_the_roots_own_which_its_package_rewrites(
+    apt: Path, tmp_path: Path
+) -> None:
+    """Bound over /etc/ssl/certs/ca-certificates.crt, it broke the root's ca-certificates
+    package (its postinst replaces that file), and python3-venv with it."""
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    nspawn = dry(apt, PIP_CERT=str(bundle))["nspawn"].split()
+    assert f"--bind-ro={bundle}:/etc/arch-check/pip-ca.pem" in nspawn
+    assert "--setenv=PIP_CERT=/etc/arch-check/pip-ca.pem" in nspawn
+    assert f"--setenv=PIP_CERT={bundle}" not in nspawn
 
 
 @pytest.mark.parametrize("arch", ["armel", "x86"])
