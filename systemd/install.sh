@@ -13,7 +13,9 @@ usage() {
 Usage: sudo systemd/install.sh [OPTIONS]
 
 Installs edged as the systemd service edged.service:
-  - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi)
+  - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi;
+    + build-essential python3-dev libffi-dev cmake libatomic1 only where a dependency has no
+    wheel for this machine, as on 32-bit Raspberry Pi OS without piwheels)
   - groups gpio, i2c, spi when missing; the system user edged in dialout gpio i2c spi plugdev
   - /opt/edged/venv: a virtualenv with edged (this checkout, or --wheel) and its NFC extra
   - /etc/edged (root:edged 0770) with edged.toml copied from an example only when missing,
