@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import ftz
 from tests.helpers.broker import Mosquitto
@@ -12,6 +13,10 @@ from tests.helpers.broker import Mosquitto
 FLUSH_TO_ZERO, FTZ_CULPRIT = ftz.measure()
 if FLUSH_TO_ZERO:  # before any test module builds its strategies
     ftz.exclude_subnormals()
+
+# `--hypothesis-profile=emulated` (tools/arch_check.sh under QEMU): no deadline per example,
+# which measures the emulator, not the code (a 7 ms example took 627 ms under qemu-arm)
+settings.register_profile("emulated", deadline=None)
 
 NO_PLAYWRIGHT = ("armv7l", "armv6l")
 """Machines Playwright has no build for (pyproject leaves it out): no browser tests there."""

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import find
+from hypothesis import find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
@@ -94,3 +94,10 @@ def test_a_library_linked_with_ofast_turns_on_flush_to_zero_and_the_guard_copes(
     if run.stdout.strip() == "no-ftz":
         pytest.skip(f"{cc} no longer links crtfastmath.o into a -Ofast shared library")
     assert run.stdout.split("\n")[:2] == ["unguarded-refused: True", "guarded-ok"], run.stdout
+
+
+def test_the_emulated_profile_drops_only_the_deadline_which_measures_the_emulator() -> None:
+    emulated, default = settings.get_profile("emulated"), settings.get_profile("default")
+    assert emulated.deadline is None
+    assert default.deadline is not None  # a normal run keeps Hypothesis' deadline
+    assert emulated.max_examples == default.max_examples

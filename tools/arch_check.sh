@@ -9,7 +9,8 @@
 #   install   ./dev demo --help          what `./dev demo` installs first (apt, venv, pip)
 #   demo      ./dev demo --duration 20   passes when the node came online
 #   tests     ./dev test TESTS           apt, pip test extras, ruff, mypy, then pytest on
-#                                        TESTS (default: the NFC, GPS and CAN driver tests)
+#                                        TESTS (default: the NFC, GPS and CAN driver tests;
+#                                        emulated: with no Hypothesis deadline per example)
 #
 # and the root is deleted. Each step's time and result are printed at the end, with what
 # ./dev said about building from source. The root reaches the package sources this machine
@@ -295,8 +296,10 @@ fi
 t=$(date +%s)
 # -v names each test in the log; faulthandler_timeout dumps every thread of a test still
 # running after 5 min from a watchdog thread (under emulation a hang may block signals, and
-# pytest-timeout's alarm with them); TESTS_BUDGET_S kills a step that hangs even so.
+# pytest-timeout's alarm with them); TESTS_BUDGET_S kills a step that hangs even so. Under
+# emulation Hypothesis' deadline per example measures QEMU: the "emulated" profile drops it.
 tests="./dev test $TESTS -p no:cacheprovider -v -o faulthandler_timeout=300"
+[ "$ARCH" = "$HOST_ARCH" ] || tests+=" --hypothesis-profile=emulated"
 say "tests: $tests"
 if inside "$LOGS/tests.log" "timeout --signal=KILL $TESTS_BUDGET_S $tests"; then
     result=ok
