@@ -206,6 +206,7 @@ def baseline_polls(n: int) -> tuple[list[float], list[float]]:
     emulator, opened the way `nfc.libnfc` opens it: with no card, then with one held."""
     import pynfc.nfc as nfc  # loads libfreefare and libnfc
 
+    from drivers.nfc import abi
     from hil.nfc.emulator import Pn532Emulator
 
     with Pn532Emulator() as emu:
@@ -224,16 +225,15 @@ def baseline_polls(n: int) -> tuple[list[float], list[float]]:
             for prop in (nfc.NP_INFINITE_SELECT, nfc.NP_AUTO_ISO14443_4):
                 nfc.nfc_device_set_property_bool(device, prop, False)
             buffer = ctypes.create_string_buffer(1024)
-            target = nfc.nfc_target.from_buffer(buffer)
-            modulation = nfc.nfc_modulation(nfc.NMT_ISO14443A, nfc.NBR_106)
+            target = abi.NATIVE.Target.from_buffer(buffer)  # pynfc's fits x86-64 only
+            modulation = abi.NATIVE.Modulation(abi.NMT_ISO14443A, abi.NBR_106)
+            select = abi.select_passive_target(nfc)
 
             def polls(expect_card: bool) -> list[float]:
                 out = []
                 for _ in range(n):
                     t = time.perf_counter()
-                    res = nfc.nfc_initiator_select_passive_target(
-                        device, modulation, None, 0, ctypes.byref(target)
-                    )
+                    res = select(device, modulation, None, 0, ctypes.byref(target))
                     out.append(ms(time.perf_counter() - t))
                     if (res > 0) != expect_card:
                         raise RuntimeError(f"a baseline poll returned {res}")

@@ -64,7 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--speed", type=float, default=20.0, help="simulation speed factor")
     demo.add_argument("--config", type=Path, help="shuttle config (default: config/shuttle.toml)")
+    demo.add_argument(
+        "--kiosk-port",
+        type=_port,
+        metavar="PORT",
+        help="the kiosk page's port (default: the config's, 8080); 0 picks a free one",
+    )
     return p
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: 0-65535 (0: a free one)")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
