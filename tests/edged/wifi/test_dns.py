@@ -60,6 +60,7 @@ def test_a_response_is_never_answered() -> None:
         (dns_query("x.example")[:12] + b"\xc0\x0c\x00\x01\x00\x01", "compressed"),
         (dns_query("x.example")[:12] + (b"\x3f" + b"a" * 63) * 5 + b"\0\0\1\0\1", "255 bytes"),
     ],
+    ids=lambda v: v if isinstance(v, str) else "packet",  # the packets hold random query ids
 )
 def test_what_is_not_a_query_gets_no_reply(packet: bytes, why: str) -> None:
     with pytest.raises(Malformed, match=why):
