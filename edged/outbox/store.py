@@ -505,10 +505,14 @@ class Outbox:
                 if self.config.flush_interval_ms:
                     await asyncio.sleep(self.config.flush_interval_ms / 1000)
                 try:
-                    # back to back while acks stream in: measured here, making acks wait
-                    # an interval doubled live latency during a drain; ack-only commits
-                    # run with synchronous=NORMAL, so in WAL mode they do not fsync
-                    await self.flush()
+                    # one commit of all that gathered, then back to back only while puts
+                    # wait (their callers wait for durability); acks that come in
+                    # meanwhile wait for the next interval: during a drain they arrive
+                    # all the time, and committing them back to back made 150-200
+                    # commits a second, each one holding up the next fetch
+                    await self._commit_gathered()
+                    while self._pending:
+                        await self._commit_gathered()
                 except (sqlite3.Error, OSError, EdgedError):
                     # the batch's callers got the error; keep writing what comes next
                     self.write_errors += 1
