@@ -908,6 +908,7 @@ class Outbox:
         assert db is not None, "outbox not open"
         cols = "id, topic, payload, qos, retain, corr, size, prio"
         for lo, hi in ((boundary, None), (0, boundary)):
+            live = hi is None
             for after, upto in self.lanes.gaps(prio, lo, hi):
                 room = limit - len(out)
                 if room <= 0:
@@ -918,7 +919,7 @@ class Outbox:
                     [prio, after, *args, room],
                 ).fetchall()
                 for r in rows:
-                    msg = Stored(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7])
+                    msg = Stored(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], live)
                     self._inflight[msg.id] = msg.size
                     out.append(msg)
                 exhausted = len(rows) < room

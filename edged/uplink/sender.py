@@ -9,9 +9,14 @@ through paho's own client, the one aiomqtt runs on the same event loop, and paho
 
 - PUBACKs read in one socket wake-up are acknowledged there, and the slots they free are
   filled once, in the next turn of the loop, by publishing that many messages in one go;
-- a read-ahead of at most two windows is refilled from the outbox in one fetch when it
-  falls below a window, so the trip to the outbox thread overlaps with the publishes still
-  in flight;
+- a read-ahead of up to READ_AHEAD windows is topped up from the outbox as soon as a
+  window's worth has gone, so the trip to the outbox thread overlaps with the publishes
+  ahead of it: that trip waits behind the outbox's commit in progress (one thread, one
+  connection), and a commit that syncs the disk took tens of milliseconds here under load;
+  with two windows read ahead the drain stalled on it and ran at half its rate;
+- what a fetch brings that ranks before what is already read ahead (a higher priority
+  class, or the live lane before the backlog: `Stored.rank`) goes before it, so a live tap
+  does not wait behind the read-ahead's backlog;
 - a message left unacknowledged for `timeout_s` ends the session, as aiomqtt's publish
   time-out did: the outbox sends it again in the next one.
 
@@ -29,6 +34,9 @@ from paho.mqtt.properties import Properties
 
 from edged.outbox import Outbox, Stored
 from edged.uplink.mqtt import MqttClient
+
+READ_AHEAD = 8
+"""Windows of messages read ahead of the window in flight."""
 
 
 class PubackTimeout(aiomqtt.MqttError):
@@ -72,13 +80,23 @@ class Sender:
             self.client.on_delivered = None
 
     async def _fill(self) -> None:
-        ahead, window = self._ahead, self.window
+        ahead, most = self._ahead, READ_AHEAD * self.window
         while True:
-            ahead.extend(await self.outbox.next_batch(2 * window - len(ahead)))
+            self._take(await self.outbox.next_batch(most - len(ahead)))
             self._pump()
-            if len(ahead) >= window:
+            if len(ahead) > most - self.window:
                 self._low.clear()
                 await self._low.wait()
+
+    def _take(self, batch: list[Stored]) -> None:
+        """Into the read-ahead, in sending order (a batch is in it already)."""
+        ahead = self._ahead
+        if ahead and batch and batch[0].rank < ahead[-1].rank:
+            merged = sorted([*ahead, *batch], key=_rank)  # stable: fetch order within a rank
+            ahead.clear()
+            ahead.extend(merged)
+        else:
+            ahead.extend(batch)
 
     async def _watch(self) -> None:
         """End the session when the oldest message in flight waited `timeout_s`."""
@@ -130,5 +148,9 @@ class Sender:
             if not self._failed.done():
                 self._failed.set_exception(exc)
             return
-        if len(ahead) < self.window:
+        if len(ahead) <= (READ_AHEAD - 1) * self.window:
             self._low.set()
+
+
+def _rank(msg: Stored) -> tuple[int, bool]:
+    return msg.rank

@@ -12,9 +12,9 @@ import pytest
 
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
-from edged.outbox import Outbox, Publication
+from edged.outbox import Outbox, Publication, Stored
 from edged.payloads import DoorEvent, Position
-from edged.topics import DOOR, POSITION, Topics
+from edged.topics import DOOR, POSITION, Priority, Topics
 from edged.uplink.mqtt import MqttClient
 from edged.uplink.sender import PubackTimeout, Sender
 from hil.proxy import MqttProxy, Quirks
@@ -182,3 +182,23 @@ async def test_qos_0_samples_leave_the_outbox_once_written(
         await run_until(sender, drained, 20)
         await c.wait_for(lambda: len(c.on("position")) >= 300, 10, "the samples")
     assert rows(outbox) == 0
+
+
+def stored(i: int, priority: Priority, *, live: bool) -> Stored:
+    return Stored(i, f"t/{i}", b"{}", 1, False, None, 80, int(priority), live)
+
+
+async def test_a_live_message_goes_before_the_backlog_already_read_ahead(outbox: Outbox) -> None:
+    sender = await sending(1, outbox, window=4)
+    sender._take([stored(i, Priority.EVENT, live=False) for i in (1, 2, 3)])
+    sender._take([stored(9, Priority.EVENT, live=True), stored(4, Priority.EVENT, live=False)])
+    assert [m.id for m in sender._ahead] == [9, 1, 2, 3, 4]
+
+
+async def test_a_higher_class_goes_before_what_was_read_ahead_of_a_lower_one(
+    outbox: Outbox,
+) -> None:
+    sender = await sending(1, outbox, window=4)
+    sender._take([stored(1, Priority.SAMPLE, live=True), stored(2, Priority.SAMPLE, live=True)])
+    sender._take([stored(5, Priority.ALARM, live=False), stored(6, Priority.SAMPLE, live=True)])
+    assert [m.id for m in sender._ahead] == [5, 1, 2, 6]
