@@ -179,13 +179,13 @@ async def run_one(
         await rig.start()
         try:
             startups = [rig.startup_s]
-            startup_cpu = [rig.daemon.cpu_s()]
+            startup_cpu = [rig.startup_cpu_s]
             for _ in range(2):
                 rig.daemon.stop()
                 t0 = time.monotonic()
                 await rig.start_daemon(timeout=60)
                 startups.append(time.monotonic() - t0)
-                startup_cpu.append(rig.daemon.cpu_s())
+                startup_cpu.append(rig.startup_cpu_s)
             out["startup_s"] = round(statistics.median(startups), 2)
             out["startups_s"] = [round(s, 2) for s in startups]
             out["startup_cpu_s"] = round(statistics.median(startup_cpu), 2)

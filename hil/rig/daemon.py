@@ -42,6 +42,7 @@ class Daemon:
         self.nofile = nofile  # LimitNOFILE, as the unit sets it
         self.unsynced = False  # the kernel cannot say the clock is synced (hil.unsynced)
         self.cgroup: Cgroup | None = None  # a smaller machine (hil.cgroup): bench.pizero
+        self.env: dict[str, str] = {}  # on top of this process's environment
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -57,7 +58,7 @@ class Daemon:
             refuse_adjtimex()
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self.log.open("ab") as out:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [self.python, "-m", "edged", "run", "-c", str(self.config)],
