@@ -46,10 +46,13 @@ from edged.services.storage_alarms import StorageAlarms, alarm_ack
 from edged.services.vehicle import VehicleService
 from edged.supervisor import Supervisor
 from edged.topics import HEALTH, REPLY, Topics, TopicSpec
+from edged.update.wiring import start_updates
 from edged.uplink import Uplink
 
 if TYPE_CHECKING:
     from edged.kiosk.server import KioskServer
+    from edged.update.manager import UpdateManager
+    from edged.wifi.service import WifiService
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class Node:
         self.config_path = config_path
         self.base_dir = base_dir or (config_path.absolute().parent if config_path else None)
         self.restart_requested = False
+        self.exit_code = 0
         self._restart_after_reply = False
         self._stop: asyncio.Event | None = None
         self.recent_log = RecentLog()
@@ -107,6 +111,8 @@ class Node:
         self.notifier = SystemdNotifier()
         self.services: list[Any] = []
         self.kiosk: KioskServer | None = None  # aiohttp is imported only for a kiosk
+        self.updates: UpdateManager | None = None
+        self.wifi: WifiService | None = None  # the riders' hotspot: its portal is the kiosk
         register_builtin(self)
         register_admin(self)
 
@@ -192,6 +198,11 @@ class Node:
         else:
             self._stop_now()
 
+    def request_exit(self, code: int) -> None:
+        """Stop, and let `edged run` exit with `code` (a switch of release, a failed trial)."""
+        self.exit_code = code
+        self._stop_now()
+
     def _stop_now(self) -> None:
         if self._stop is not None:
             self._stop.set()
@@ -219,6 +230,7 @@ class Node:
             drivers=self.supervisor.statuses(),
             errors=self.counters.snapshot(),
             mqtt=self.uplink.link_health(),
+            wifi=await self.wifi.health() if self.wifi is not None else None,
         )
 
     async def publish_health(self) -> None:
@@ -261,6 +273,15 @@ class Node:
 
             self.kiosk = start_kiosk(self, services.kiosk)
             self.services.append(self.kiosk)
+        self.updates = start_updates(self)
+        self.services.append(self.updates)
+        if self.config.wifi.enabled and self.kiosk is not None:
+            from edged.wifi.service import WifiService
+
+            self.wifi = WifiService(
+                self, self.config.wifi, self.kiosk, timezone=self.config.node.timezone
+            )
+            self.services.append(self.wifi)
 
     def _start_people_services(self) -> None:
         """Doors, occupancy, access and the panic alarm: what the GPIO and NFC drivers feed."""

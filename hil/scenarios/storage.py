@@ -159,10 +159,10 @@ def damage_outbox(db: Path, damage: str) -> None:
 async def ack_unsigned(rig: Rig) -> None:
     """`alarm.ack` is not a signed command by default: sent unsigned, it is judged by the
     broker's ACL alone, and a node whose clock jumped (GPS time) still takes it."""
-    before = len(rig.on("reply/alarm.ack"))
+    before = len(rig.on("reply/alarm/ack"))
     body = {"id": f"ack-{before}", "args": {"kind": "outbox_lost", "by": "rig"}}
     await publish(rig.broker.port, f"{rig.base}/cmd/alarm.ack", json.dumps(body).encode())
-    reply = await rig.expect("reply/alarm.ack", timeout=10, after=before)
+    reply = await rig.expect("reply/alarm/ack", timeout=10, after=before)
     assert reply.payload["ok"], reply.payload
 
 
