@@ -21,7 +21,8 @@ Prints one JSON object:
   and what it costs imported alone in a fresh interpreter (CPU ms, MB over bare Python);
   imports_edged_ms, imports_total_ms, imports_modules: edged's own modules' import time,
   everything's, and how many modules that start loaded;
-- the aims (startup ≤ 2 s, RSS ≤ 60 MB, CPU ≤ 10 %) and an `_ok` flag for each.
+- the aims of issue #19 (startup ≤ 2 s, RSS ≤ 48 MB, CPU ≤ 5 %) and an `_ok` flag for each;
+- kiosk: whether the kiosk page ran too (`--kiosk`; the aim is for every driver and it).
 
 The checkout's bytecode is compiled first, as `systemd/install.sh` has pip do for a node.
 """
@@ -44,7 +45,7 @@ from hil.proc import proc_status_mb
 from hil.rig.daemon import compile_bytecode
 from hil.rig.rig import Cards, Rig, RigSetup
 
-AIMS = {"startup_s": 2.0, "rss_mb": 60.0, "cpu_pct": 10.0}
+AIMS = {"startup_s": 2.0, "rss_mb": 48.0, "cpu_pct": 5.0}
 CAN_FPS = 1700
 TAP_EVERY_S = 10.0
 IMPORTS = (
@@ -139,8 +140,8 @@ async def _imports_of_the_daemon(rig: Rig) -> dict[str, tuple[float, float]]:
         return _import_times(f.read())
 
 
-async def measure(quick: bool, quiet: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+async def measure(quick: bool, quiet: bool, kiosk: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"kiosk": kiosk}
     out["bytecode_compiled"] = compile_bytecode()
     starts, rss_base = zip(*(_python_baseline("pass") for _ in range(3)), strict=True)
     out["baseline_python_startup_s"] = round(statistics.median(starts), 3)
@@ -149,7 +150,12 @@ async def measure(quick: bool, quiet: bool) -> dict[str, Any]:
     window = 20.0 if quick else 60.0
     with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
         setup = RigSetup(
-            profile="shuttle", speed_factor=1.0, seconds=window + 120, health_s=30, can_fps=CAN_FPS
+            profile="shuttle",
+            speed_factor=1.0,
+            seconds=window + 120,
+            health_s=30,
+            can_fps=CAN_FPS,
+            kiosk=kiosk,
         )
         rig = Rig(Path(tmp), setup)
         say(quiet, "starting the rig")
@@ -216,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__)
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     p.add_argument("--quick", action="store_true", help="a 20 s window instead of 60 s")
+    p.add_argument("--kiosk", action="store_true", help="the kiosk page runs too")
     args = p.parse_args(argv)
-    result = asyncio.run(measure(args.quick, quiet=args.json))
+    result = asyncio.run(measure(args.quick, quiet=args.json, kiosk=args.kiosk))
     print(json.dumps(result))
     return 0
 
