@@ -42,6 +42,11 @@ class TlsConfig(Strict):
         default=True,
         description="resume the last TLS session at a reconnect (no certificates resent)",
     )
+    max_version: Literal["1.2", "1.3"] = Field(
+        default="1.3",
+        description="highest TLS version offered; 1.2 resumes in fewer bytes on Mosquitto "
+        "(docs/budget.md) but sends the node's certificate in clear at a full handshake",
+    )
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> "TlsConfig":

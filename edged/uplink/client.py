@@ -117,6 +117,10 @@ class Uplink:
         self.tls = TlsSessions(config) if config.tls is not None else None
         self.tls_resumed: bool | None = None
         self.aliases = TopicAliases(0)  # this connection's; set up at each CONNACK
+        self._subscribed: str | None = None
+        """The command filter this process subscribed to in a session the broker may keep:
+        when it says it kept the session, the subscription is in it (not sent again). Not
+        trusted across a restart: the session may hold another config's subscription."""
 
     @property
     def reconnects(self) -> int:
@@ -136,6 +140,15 @@ class Uplink:
     def wire(self, payload: bytes) -> bytes:
         """A stored (JSON) payload as the fleet's encoding puts it on the wire."""
         return to_wire(payload, self.config.encoding)
+
+    def outgoing(
+        self, topic: str, payload: bytes, properties: Properties | None
+    ) -> tuple[str, bytes, Properties | None]:
+        """What one publish of this connection sends for a stored message: the payload in
+        the fleet's encoding, the topic by alias once it has one. Call it right before
+        handing the publish to paho (the publish carrying a topic's name must go first)."""
+        name, properties = self.aliases.apply(topic, properties)
+        return name, self.wire(payload), properties
 
     @property
     def where(self) -> str:
@@ -346,7 +359,11 @@ class Uplink:
         if self.tls is not None:
             self.tls_resumed = self.tls.connected()
             self.counters.inc(f"uplink.tls.{'resumed' if self.tls_resumed else 'full'}")
-        await self._subscribe(client)
+        if client.session_present and self._subscribed == self.topics.commands:
+            self.counters.inc("uplink.subscription_kept")  # the broker kept it with the session
+        else:
+            await self._subscribe(client)
+        self._subscribed = self.topics.commands if self.config.session_expiry_s > 0 else None
         await client.publish(self.topics.of(STATE), self.wire(birth), qos=1, retain=True)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
@@ -471,8 +488,7 @@ class Uplink:
             if msg.correlation is not None and v5:
                 properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
                 properties.CorrelationData = msg.correlation
-            topic, properties = self.aliases.apply(msg.topic, properties)
-            payload = self.wire(msg.payload)
+            topic, payload, properties = self.outgoing(msg.topic, msg.payload, properties)
             await client.publish(
                 topic, payload, qos=msg.qos, retain=msg.retain, properties=properties
             )
@@ -496,10 +512,10 @@ class Uplink:
         if client is None or not self.connected:
             return False
         try:
-            name, properties = self.aliases.apply(topic, None)
+            name, wire, properties = self.outgoing(topic, payload, None)
             await client.publish(
                 name,
-                self.wire(payload),
+                wire,
                 qos=qos,
                 retain=retain,
                 properties=properties,

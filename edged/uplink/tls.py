@@ -33,6 +33,9 @@ C = TypeVar("C", bound=ssl.SSLContext)
 def _load(context: C, cfg: BrokerConfig) -> C:
     assert cfg.tls is not None
     context.verify_mode = ssl.CERT_REQUIRED  # PROTOCOL_TLS_CLIENT checks the host name too
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cfg.tls.max_version == "1.2":
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     if cfg.tls.cert_file is not None:
         context.load_cert_chain(
             str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None

@@ -18,7 +18,7 @@ from edged.uplink.tls import TlsSessions
 from hil.fleetbroker import FleetBroker
 from hil.proxy import MqttProxy
 from tests.helpers.broker import Mosquitto
-from tests.helpers.mqtt import Collector
+from tests.helpers.mqtt import Collector, publish
 from tests.helpers.nodes import write_config
 
 NODE = ("test", "shuttle-07")
@@ -112,6 +112,7 @@ async def test_a_node_over_tls_resumes_after_a_dead_zone_in_its_fleet_encoding(
         tls_proxy.port,
         fleet="test",
         health_s=1,
+        health_beat_s=300,  # the full report after the dead zone is the "on connect" one
         broker='encoding = "deflate"',
         extra=tls,
     )
@@ -204,3 +205,42 @@ async def test_a_plain_node_in_a_compact_encoding_is_read_by_dispatch(
     assert any(
         decode(p).get("state") == "online" and decode(p)["encoding"] == encoding for p in raw
     )
+
+
+async def test_between_full_reports_the_node_sends_short_beats(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    await spawn(write_config(tmp_path, broker.port, health_s=1, health_beat_s=2, gps=False))
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await c.wait_for(lambda: len(c.on("health/beat")) >= 3, 15, "three beats")
+        beat = c.on("health/beat")[-1]
+        assert not beat.retain
+        assert set(beat.payload) >= {"uptime_s", "rss_mb", "cpu_pct", "depth", "reconnects"}
+        full = c.on("health")
+        assert 1 <= len(full) < len(c.on("health/beat")), (len(full), len(c.on("health/beat")))
+    async with Collector(broker.port, topic=f"{BASE}/health", client_id="late") as late:
+        await late.wait_for(lambda: bool(late.on("health")), 5, "the retained report")
+        assert late.on("health")[0].retain and "drivers" in late.on("health")[0].payload
+
+
+async def test_a_resumed_session_keeps_its_subscription_and_commands_still_arrive(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    proxy = await MqttProxy(broker.port).start()
+    try:
+        await spawn(write_config(tmp_path, proxy.port, health_s=1, gps=False))
+        async with Collector(broker.port, topic=f"{BASE}/#") as c:
+            await c.wait_for(lambda: bool(c.on("state")), 10, "the birth")
+            proxy.cut()
+            await c.wait_for(
+                lambda: any(
+                    m.payload["errors"].get("uplink.subscription_kept") for m in c.on("health")
+                ),
+                15,
+                "a session resumed without subscribing again",
+            )
+            await publish(broker.port, f"{BASE}/cmd/ping", b'{"id":"after-cut"}')
+            await c.wait_for(lambda: bool(c.on("reply/ping")), 10, "the reply")
+            assert c.on("reply/ping")[0].payload["id"] == "after-cut"
+    finally:
+        await proxy.close()
