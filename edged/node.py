@@ -47,10 +47,12 @@ from edged.services.storage_alarms import StorageAlarms, alarm_ack
 from edged.services.vehicle import VehicleService
 from edged.supervisor import Supervisor
 from edged.topics import REPLY, Topics, TopicSpec
+from edged.update.wiring import start_updates
 from edged.uplink import Uplink
 
 if TYPE_CHECKING:
     from edged.kiosk.server import KioskServer
+    from edged.update.manager import UpdateManager
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Node:
         self.config_path = config_path
         self.base_dir = base_dir or (config_path.absolute().parent if config_path else None)
         self.restart_requested = False
+        self.exit_code = 0
         self._restart_after_reply = False
         self._stop: asyncio.Event | None = None
         self.recent_log = RecentLog()
@@ -109,6 +112,7 @@ class Node:
         self.notifier = SystemdNotifier()
         self.services: list[Any] = []
         self.kiosk: KioskServer | None = None  # aiohttp is imported only for a kiosk
+        self.updates: UpdateManager | None = None
         register_builtin(self)
         register_admin(self)
 
@@ -194,6 +198,11 @@ class Node:
         else:
             self._stop_now()
 
+    def request_exit(self, code: int) -> None:
+        """Stop, and let `edged run` exit with `code` (a switch of release, a failed trial)."""
+        self.exit_code = code
+        self._stop_now()
+
     def _stop_now(self) -> None:
         if self._stop is not None:
             self._stop.set()
@@ -267,6 +276,8 @@ class Node:
 
             self.kiosk = start_kiosk(self, services.kiosk)
             self.services.append(self.kiosk)
+        self.updates = start_updates(self)
+        self.services.append(self.updates)
 
     def _start_people_services(self) -> None:
         """Doors, occupancy, access and the panic alarm: what the GPIO and NFC drivers feed."""

@@ -128,25 +128,37 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 def run(config_file: Path) -> int:
     """Load the config (before the loop starts: a bad config never half-starts a node), run;
-    start again from the file after `restart`, `config.set` or a rollback."""
+    start again from the file after `restart`, `config.set` or a rollback. Exits to switch
+    to another release (the launcher starts it) or when the release on trial gives up."""
     from edged.config import load_config
     from edged.config.probation import Probation
     from edged.node import Node
+    from edged.update.trial import EX_TEMPFAIL, on_trial_failure
 
     while True:
         try:
             config = load_config(config_file)
-        except ConfigError:
+        except ConfigError as exc:
             probation = Probation(config_file)
             if not probation.active:
+                if on_trial_failure("config_rejected", f"rejected the running config: {exc}"):
+                    print(exc, file=sys.stderr)  # not 78: systemd must restart, to roll back
+                    return EX_TEMPFAIL
                 raise
             logging.getLogger("edged").error("the config on probation does not load: rolled back")
             probation.rollback()
             continue
         node = Node(config, config_path=config_file)
-        asyncio.run(serve(node))
-        if not node.restart_requested:
+        try:
+            asyncio.run(serve(node))
+        except EdgedError as exc:
+            on_trial_failure("crashed", f"stopped at start: {exc}")
+            raise
+        if node.updates is not None and node.updates.switch_pending is not None:
+            node.updates.finish_switch()
             return 0
+        if node.exit_code or not node.restart_requested:
+            return node.exit_code
         logging.getLogger("edged").info("restarting from %s", config_file)
 
 

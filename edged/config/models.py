@@ -13,6 +13,7 @@ from edged.config.paths import ConfigPath, PrivateConfigPath
 from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
 from edged.config.topic_names import reaches_a_node_base, topic_name_problem
+from edged.update.config import UpdateConfig
 
 
 class Profile(StrEnum):
@@ -241,6 +242,7 @@ class EdgedConfig(Strict):
     security: SecurityConfig = SecurityConfig()
     clock: ClockConfig = ClockConfig()
     remote: RemoteConfig = RemoteConfig()
+    update: UpdateConfig = UpdateConfig()
 
     @model_validator(mode="after")
     def _unique_driver_names(self) -> "EdgedConfig":

@@ -7,9 +7,13 @@ from pydantic import Field, field_validator
 from edged.config.base import Strict
 from edged.security.signing import public_key_from_text
 
-Scope = Literal["read", "operate", "door", "access", "config"]
-"""read: ping, config.get, diag.dump. operate: republish, trips, geofences, kiosk, mode,
-occupancy, alarm.ack. door: door.unlock. access: access.update. config: config.set, restart."""
+Scope = Literal["read", "operate", "door", "access", "config", "update"]
+"""read: ping, config.get, diag.dump, update.status. operate: republish, trips, geofences,
+kiosk, mode, occupancy, alarm.ack. door: door.unlock. access: access.update. config:
+config.set, restart. update: update.apply, update.cancel, and signing release bundles."""
+
+ALWAYS_SIGNED: frozenset[str] = frozenset({"update"})
+"""Scopes whose commands are refused unsigned whatever `signed_commands` says: new code."""
 
 
 class KeyConfig(Strict):

@@ -422,8 +422,11 @@ def test_the_readme_runs_a_node_with_the_installed_commands_as_the_service_user(
     part = readme[readme.index("## Running a node") :]
     part = part[: part.index("\n## ", 1)]
     unit = (REPO / "systemd/edged.service").read_text(encoding="utf-8")
-    program = re.search(r"^ExecStart=(\S+)", unit, re.MULTILINE)
-    assert program and program[1] == "/opt/edged/venv/bin/edged"
+    # the unit starts the launcher, which runs releases/current: the venv /opt/edged/venv
+    # links to (install.sh; docs/updates.md)
+    assert re.search(r"^ExecStart=/usr/bin/python3 -I /opt/edged/launcher\.py ", unit, re.M)
+    assert 'ln -sfn releases/current/venv "$R$VENV"' in INSTALL.read_text()
+    program = "/opt/edged/venv/bin/edged"
     lines = [
         line
         for block in re.findall(r"```sh\n(.*?)```", part, re.DOTALL)
@@ -432,4 +435,4 @@ def test_the_readme_runs_a_node_with_the_installed_commands_as_the_service_user(
     ]
     assert lines
     for line in lines:
-        assert line.startswith(f"sudo -u edged {program[1]} "), line
+        assert line.startswith(f"sudo -u edged {program} "), line
