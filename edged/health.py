@@ -6,7 +6,7 @@ import resource
 import time
 from collections.abc import Callable
 
-from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth
+from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth, WifiHealth
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -70,6 +70,7 @@ def build_health(
     drivers: list[DriverStatus],
     errors: dict[str, int],
     mqtt: MqttHealth | None = None,
+    wifi: WifiHealth | None = None,
 ) -> Health:
     return Health(
         uptime_s=round(time.monotonic() - started, 1),
@@ -83,6 +84,7 @@ def build_health(
         drivers=drivers,
         errors=errors,
         mqtt=mqtt,
+        wifi=wifi,
     )
 
 

@@ -53,6 +53,7 @@ from edged.uplink import Uplink
 if TYPE_CHECKING:
     from edged.kiosk.server import KioskServer
     from edged.update.manager import UpdateManager
+    from edged.wifi.service import WifiService
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Node:
         self.services: list[Any] = []
         self.kiosk: KioskServer | None = None  # aiohttp is imported only for a kiosk
         self.updates: UpdateManager | None = None
+        self.wifi: WifiService | None = None  # the riders' hotspot: its portal is the kiosk
         register_builtin(self)
         register_admin(self)
 
@@ -231,6 +233,7 @@ class Node:
             drivers=self.supervisor.statuses(),
             errors=self.counters.snapshot(),
             mqtt=self.uplink.link_health(),
+            wifi=await self.wifi.health() if self.wifi is not None else None,
         )
 
     async def publish_health(self, *, full: bool = False) -> None:
@@ -278,6 +281,13 @@ class Node:
             self.services.append(self.kiosk)
         self.updates = start_updates(self)
         self.services.append(self.updates)
+        if self.config.wifi.enabled and self.kiosk is not None:
+            from edged.wifi.service import WifiService
+
+            self.wifi = WifiService(
+                self, self.config.wifi, self.kiosk, timezone=self.config.node.timezone
+            )
+            self.services.append(self.wifi)
 
     def _start_people_services(self) -> None:
         """Doors, occupancy, access and the panic alarm: what the GPIO and NFC drivers feed."""

@@ -130,6 +130,18 @@ class MqttHealth(Body):
     )
 
 
+class WifiHealth(Body):
+    """The riders' hotspot, in counts only: no address, no name, nothing per phone."""
+
+    clients: int = Field(description="phones on the hotspot now (associated, or seen lately)")
+    sessions: int = Field(description="phones that accepted the terms and are online now")
+    sessions_today: int = Field(description="acceptances since local midnight")
+    rx_bytes: int | None = Field(description="bytes received from phones since the radio came up")
+    tx_bytes: int | None = Field(description="bytes sent to phones since the radio came up")
+    internet: bool = Field(description="riders can reach the internet through the node now")
+    pages: int = Field(description="portal pages open with live updates")
+
+
 class Health(Body):
     uptime_s: float
     rss_mb: float
@@ -142,6 +154,7 @@ class Health(Body):
     drivers: list[DriverStatus]
     errors: dict[str, int] = Field(description="counters per edge, e.g. cmd.bad_json")
     mqtt: MqttHealth | None = None
+    wifi: WifiHealth | None = Field(default=None, description="with [wifi] enabled only")
 
 
 class HealthBeat(Body):

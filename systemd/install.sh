@@ -13,7 +13,9 @@ usage() {
 Usage: sudo systemd/install.sh [OPTIONS]
 
 Installs edged as the systemd service edged.service:
-  - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi)
+  - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi;
+    + build-essential python3-dev libffi-dev cmake libatomic1 only where a dependency has no
+    wheel for this machine, as on 32-bit Raspberry Pi OS without piwheels)
   - groups gpio, i2c, spi when missing; the system user edged in dialout gpio i2c spi plugdev
   - /opt/edged/releases/VERSION/venv: a virtualenv with edged (this checkout, or --wheel) and
     its NFC extra, made `current`; /opt/edged/launcher.py, which the unit starts; /opt/edged/venv
@@ -206,8 +208,15 @@ if [ ! -x "$R$RELEASE/venv/bin/python" ] || ! "$R$RELEASE/venv/bin/python" -c 'i
     "$PYTHON" -m venv --system-site-packages "$R$RELEASE/venv"
 fi
 target=${WHEEL:-$SRC}
+# shellcheck source=tools/pip_install.sh disable=SC1091  # checked on its own by its tests
+. "$SRC/tools/pip_install.sh"
+build_debs() {  # called only when a dependency has no wheel for this machine
+    [ "$APT" -eq 1 ] || die "building from source needs the Debian packages $*: install them" \
+        "(or run without --no-apt/--root), then run this again"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
 say "pip install ${target}[nfc]"
-"$R$RELEASE/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "${target}[nfc]"
+pip_install "$R$RELEASE/venv/bin/python" build_debs --disable-pip-version-check --upgrade "${target}[nfc]"
 printf '{"version": "%s", "installed_by": "install.sh"}\n' "$version" > "$R$RELEASE/release.json"
 chown -R "$uid:$gid" "$R$RELEASE"                 # an update may delete it, once two newer ones run
 before=$(readlink "$R$RELEASES/current" 2>/dev/null || true)

@@ -231,14 +231,10 @@ def pip_access(python: str = sys.executable) -> PipAccess:
 
 @dataclasses.dataclass
 class Target:
-    """A Debian root for one architecture. Only this machine's today.
-
-    HOOK for `--arch arm64|armhf` (a Raspberry Pi's): `bootstrap` runs
-    `debootstrap --arch=ARCH --foreign`, copies qemu-user-static's /usr/bin/qemu-*-static
-    in and runs `/debootstrap/debootstrap --second-stage` in a chroot; `nspawn` needs
-    nothing more when binfmt_misc has the qemu interpreters with the F (fix binary) flag
-    (qemu-user-static registers them so). Everything else (clone, demo, tests, the booted
-    install) runs unchanged, only slower under emulation: give `run` longer timeouts."""
+    """A Debian root for this machine's architecture. A Raspberry Pi's (`--arch arm64`,
+    `armhf`) is checked under QEMU by tools/arch_check.sh, which `./dev fresh-check --arch`
+    runs instead of this file: the demo and the driver tests, not the whole suite nor the
+    booted install (both would take hours under emulation)."""
 
     arch: str
     mirror: str
@@ -246,8 +242,9 @@ class Target:
     def bootstrap(self, root: Path, log: "Log") -> None:
         if self.arch != host_arch():
             raise CheckError(
-                f"--arch {self.arch}: only this machine's architecture ({host_arch()}) is "
-                "done; see Target in tools/fresh_check.py for where a foreign one goes"
+                f"--arch {self.arch}: this file checks this machine's architecture "
+                f"({host_arch()}); `./dev fresh-check --arch {self.arch}` runs "
+                "tools/arch_check.sh for another"
             )
         log.run(["debootstrap", f"--arch={self.arch}", SUITE, str(root), self.mirror])
 

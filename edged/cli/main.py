@@ -41,6 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
     doctor.add_argument("--json", action="store_true", help="a JSON list of the checks")
 
+    wifi = sub.add_parser("wifi", help="the riders' hotspot (docs/wifi.md)")
+    wifi_sub = wifi.add_subparsers(dest="wifi_command", required=True)
+    apply = wifi_sub.add_parser(
+        "apply", help="write the access point, DHCP, DNS and firewall from [wifi]; idempotent"
+    )
+    apply.add_argument(
+        "-c", "--config", type=Path, default=Path("/etc/edged/edged.toml"), help="%(default)s"
+    )
+    apply.add_argument(
+        "--dry-run", action="store_true", help="say what would change; write and run nothing"
+    )
+    apply.add_argument(
+        "--root", type=Path, help="write under this directory (an image); run nothing"
+    )
+
     schema = sub.add_parser("schema", help="print the JSON Schema of each payload")
     schema.add_argument("topic", nargs="?", help="one topic, e.g. position")
 
@@ -49,7 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--speed", type=float, default=20.0, help="simulation speed factor")
     demo.add_argument("--config", type=Path, help="shuttle config (default: config/shuttle.toml)")
+    demo.add_argument(
+        "--kiosk-port",
+        type=_port,
+        metavar="PORT",
+        help="the kiosk page's port (default: the config's, 8080); 0 picks a free one",
+    )
     return p
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: 0-65535 (0: a free one)")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.files)
     if args.command == "schema":
         return print_schema(args.topic)
+    if args.command == "wifi":
+        from edged.cli.wifi import wifi_apply
+
+        return wifi_apply(args.config, dry_run=args.dry_run, root=args.root)
     if args.command == "doctor":
         from edged.doctor import doctor
 

@@ -25,6 +25,7 @@ from edged.config.security import ClockConfig
 from edged.doctor.check import Check, fail, ok
 from edged.errors import ConfigError
 from edged.kiosk.config import KioskConfig
+from edged.wifi.config import WifiConfig
 
 SECTION = "config"
 
@@ -48,6 +49,7 @@ class Loaded:
     kiosk: KioskConfig | None = None
     private: list[tuple[str, Path]] = field(default_factory=list)
     """Secret files (passwords, private keys): (key path, file)."""
+    wifi: WifiConfig | None = None
 
 
 def load(path: Path) -> Loaded:
@@ -78,6 +80,7 @@ def load(path: Path) -> Loaded:
         drivers=list(config.drivers),
         kiosk=config.services.kiosk,
         private=list(private_files(config)),
+        wifi=config.wifi,
     )
     enabled = sum(d.enabled for d in config.drivers)
     n = config.node
@@ -138,6 +141,7 @@ def _salvage(path: Path, problem: Check) -> Loaded:
         drivers=drivers,
         kiosk=kiosk,
         private=private,
+        wifi=section(WifiConfig, "wifi"),
     )
 
 

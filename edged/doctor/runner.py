@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edged.doctor import broker, clock, config, devices, kiosk, running, storage
+from edged.doctor import broker, clock, config, devices, kiosk, running, storage, wifi
 from edged.doctor.check import Check, Status, fail, ok, skip
 
 GRACE_S = devices.CLEANUP_S + 1.0
@@ -66,6 +66,8 @@ async def run_checks(config_path: Path, wait_s: float) -> Report:
         )
     elif loaded.usable:
         checks.append(skip("broker", "broker", "not checked: [broker] is invalid (see config)"))
+    if loaded.wifi is not None and loaded.wifi.enabled:
+        jobs.append(("wifi", "wifi", wifi.check_wifi(loaded.wifi)))
     checks.extend(await _bounded(jobs, wait_s + GRACE_S))
     return Report(checks, loaded.valid, time.monotonic() - started)
 
