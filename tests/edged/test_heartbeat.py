@@ -4,7 +4,7 @@ from typing import Any
 
 from edged.config.models import HealthConfig
 from edged.heartbeat import HealthReporter
-from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth
+from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth, WifiHealth
 
 
 def health(**change: Any) -> Health:
@@ -117,3 +117,25 @@ def test_republish_forces_a_full_report() -> None:
     r, clock = reporter()
     clock.now += 1
     assert kind(r.report(health(), 1, full=True)) == "health"
+
+
+def hotspot(*, internet: bool, clients: int) -> WifiHealth:
+    return WifiHealth(
+        clients=clients,
+        sessions=clients,
+        sessions_today=clients,
+        rx_bytes=clients * 1000,
+        tx_bytes=clients * 5000,
+        internet=internet,
+        pages=0,
+    )
+
+
+def test_the_hotspot_losing_the_internet_makes_a_full_report_and_its_counts_do_not() -> None:
+    r, clock = reporter()
+    clock.now += 30
+    assert kind(r.report(health(wifi=hotspot(internet=True, clients=2)), 1)) == "health"
+    clock.now += 30
+    assert kind(r.report(health(wifi=hotspot(internet=True, clients=9)), 1)) is None
+    clock.now += 30
+    assert kind(r.report(health(wifi=hotspot(internet=False, clients=9)), 1)) == "health"
