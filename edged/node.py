@@ -32,6 +32,7 @@ from edged.diag import RecentLog
 from edged.errors import EdgedError
 from edged.events import Unlock
 from edged.health import CpuMeter, LoopLag, build_health, every
+from edged.heartbeat import HealthReporter
 from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Health, State
 from edged.sdnotify import SystemdNotifier, beat_recent, task_alive, watchdog_loop
@@ -45,7 +46,7 @@ from edged.services.position import PositionService
 from edged.services.storage_alarms import StorageAlarms, alarm_ack
 from edged.services.vehicle import VehicleService
 from edged.supervisor import Supervisor
-from edged.topics import HEALTH, REPLY, Topics, TopicSpec
+from edged.topics import REPLY, Topics, TopicSpec
 from edged.update.wiring import start_updates
 from edged.uplink import Uplink
 
@@ -106,6 +107,7 @@ class Node:
         )
         self._handlers: defaultdict[type, list[Callable[[Any], None]]] = defaultdict(list)
         self.lag = LoopLag()
+        self.health_reporter = HealthReporter(config.health)
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
         self.notifier = SystemdNotifier()
@@ -215,6 +217,7 @@ class Node:
             name=self.config.node.name or None,
             config_hash=self.config_hash,
             drivers=[f"{d.name}:{d.driver}" for d in self.config.drivers if d.enabled],
+            encoding=self.config.broker.encoding,
             since=since,
         )
 
@@ -233,8 +236,11 @@ class Node:
             wifi=await self.wifi.health() if self.wifi is not None else None,
         )
 
-    async def publish_health(self) -> None:
-        self.publish(HEALTH, await self.health())
+    async def publish_health(self, *, full: bool = False) -> None:
+        if report := self.health_reporter.report(
+            await self.health(), self.uplink.sessions, full=full
+        ):
+            self.publish(*report)
 
     # -- running ----------------------------------------------------------------------
 

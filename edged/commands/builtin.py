@@ -24,7 +24,7 @@ def register_builtin(node: "Node") -> None:
         """Birth, retained topics and a fresh health report, e.g. after a broker lost them."""
         only("republish", args)
         done = await node.uplink.republish()
-        await node.publish_health()
+        await node.publish_health(full=True)
         return {**done, "health": True}
 
     node.router.register("ping", ping, scope="read")
