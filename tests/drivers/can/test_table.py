@@ -171,6 +171,13 @@ def test_a_multiplexer_value_the_dbc_does_not_list_is_refused(tricky: Path) -> N
         decoder.decode(bytes([0xE0, 0, 0, 0, 0, 0, 0, 0]))
 
 
+def users_dbc(folder: Path) -> Path:
+    """A DBC that is not the shipped one (CCVS1 renamed), so it has no shipped table."""
+    dbc = folder / "vehicle.dbc"
+    dbc.write_text(SHIPPED_DBC.read_text().replace("CCVS1", "SPEED"))
+    return dbc
+
+
 def run_node_side(dbc: Path, env: dict[str, str]) -> dict[str, Any]:
     """Decoders built and a frame decoded in a fresh interpreter, as the node does."""
     code = (
@@ -194,8 +201,7 @@ def test_the_node_decodes_the_shipped_dbc_without_loading_cantools(tmp_path: Pat
 
 
 def test_a_users_dbc_is_compiled_once_then_read_from_the_cache(tmp_path: Path) -> None:
-    dbc = tmp_path / "vehicle.dbc"
-    dbc.write_text(SHIPPED_DBC.read_text().replace("CCVS1", "SPEED"))
+    dbc = users_dbc(tmp_path)
     env = {**os.environ, "STATE_DIRECTORY": str(tmp_path / "state")}
     first, second = run_node_side(dbc, env), run_node_side(dbc, env)
     assert (first["cantools"], second["cantools"]) == (True, False)
@@ -206,8 +212,7 @@ def test_a_users_dbc_is_compiled_once_then_read_from_the_cache(tmp_path: Path) -
 def test_a_corrupt_or_foreign_cached_table_is_compiled_again(
     tmp_path: Path, cache_dir: Path
 ) -> None:
-    dbc = tmp_path / "vehicle.dbc"
-    dbc.write_text(SHIPPED_DBC.read_text().replace("CCVS1", "SPEED"))
+    dbc = users_dbc(tmp_path)
     good = load_table(dbc)
     (cached,) = cache_dir.glob("*.json")
     for bad in (b"{not json", json.dumps({**good, "format": 0}).encode(), b"[]"):
@@ -220,8 +225,7 @@ def test_a_corrupt_or_foreign_cached_table_is_compiled_again(
 def test_a_table_of_another_dbc_under_this_dbcs_hash_is_not_used(
     tmp_path: Path, cache_dir: Path
 ) -> None:
-    dbc = tmp_path / "vehicle.dbc"
-    dbc.write_text(SHIPPED_DBC.read_text().replace("CCVS1", "SPEED"))
+    dbc = users_dbc(tmp_path)
     good = load_table(dbc)
     (cached,) = cache_dir.glob("*.json")
     cached.write_text(json.dumps({**good, "sha256": "0" * 64, "messages": []}))
@@ -230,8 +234,7 @@ def test_a_table_of_another_dbc_under_this_dbcs_hash_is_not_used(
 
 
 def test_an_unwritable_cache_only_costs_the_compilation(tmp_path: Path) -> None:
-    dbc = tmp_path / "vehicle.dbc"
-    dbc.write_text(SHIPPED_DBC.read_text().replace("CCVS1", "SPEED"))
+    dbc = users_dbc(tmp_path)
     (tmp_path / "state").write_text("a file where the cache directory would go")
     env = {**os.environ, "STATE_DIRECTORY": str(tmp_path / "state")}
     assert "WheelBasedVehicleSpeed" in run_node_side(dbc, env)["v"]
