@@ -112,9 +112,69 @@ def _usable(path: Path, sha256: str) -> Table | None:
         and table.get("format") == FORMAT
         and table.get("sha256") == sha256
         and isinstance(table.get("messages"), list)
+        and all(_message_ok(m) for m in table["messages"])
     ):
         return table
     return None
+
+
+_SIGNAL = {
+    "name": str,
+    "start": int,
+    "length": int,
+    "big_endian": bool,
+    "signed": bool,
+    "float": bool,
+    "scale": (int, float),
+    "offset": (int, float),
+}
+_MESSAGE = {"name": str, "frame_id": int, "extended": bool, "length": int}
+
+
+def _fields_ok(item: object, fields: dict[str, Any]) -> bool:
+    return isinstance(item, dict) and all(isinstance(item.get(k), t) for k, t in fields.items())
+
+
+def _signal_ok(s: object) -> bool:
+    return (
+        _fields_ok(s, _SIGNAL)
+        and isinstance(s, dict)
+        and 0 <= s["start"] < 512
+        and 1 <= s["length"] <= 64
+        and (not s["float"] or s["length"] in (16, 32, 64))
+    )
+
+
+def _node_ok(node: object) -> bool:
+    """A tree as compile_dbc writes it (a corrupt cache file is compiled again)."""
+    if not isinstance(node, dict) or not isinstance(node.get("signals"), list):
+        return False
+    muxes = node.get("multiplexers")
+    return (
+        all(_signal_ok(s) for s in node["signals"])
+        and isinstance(muxes, list)
+        and all(
+            isinstance(m, list)
+            and len(m) == 2
+            and isinstance(m[0], str)
+            and isinstance(m[1], list)
+            and all(
+                isinstance(c, list) and len(c) == 2 and isinstance(c[0], int) and _node_ok(c[1])
+                for c in m[1]
+            )
+            for m in muxes
+        )
+    )
+
+
+def _message_ok(m: object) -> bool:
+    return (
+        _fields_ok(m, _MESSAGE)
+        and isinstance(m, dict)
+        and isinstance(m.get("signals"), list)
+        and all(_signal_ok(s) for s in m["signals"])
+        and _node_ok(m.get("node"))
+    )
 
 
 def _store(path: Path, table: Table) -> None:

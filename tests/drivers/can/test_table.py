@@ -215,7 +215,14 @@ def test_a_corrupt_or_foreign_cached_table_is_compiled_again(
     dbc = users_dbc(tmp_path)
     good = load_table(dbc)
     (cached,) = cache_dir.glob("*.json")
-    for bad in (b"{not json", json.dumps({**good, "format": 0}).encode(), b"[]"):
+    broken_node = {**good["messages"][0], "node": {"signals": [{"name": "x"}]}}
+    for bad in (
+        b"{not json",
+        json.dumps({**good, "format": 0}).encode(),
+        b"[]",
+        json.dumps({**good, "messages": [{"name": "CCVS1"}]}).encode(),
+        json.dumps({**good, "messages": [broken_node]}).encode(),
+    ):
         cached.write_bytes(bad)
         os.utime(dbc, ns=(1, len(bad)))  # another mtime: read again, not from memory
         assert load_table(dbc) == good
