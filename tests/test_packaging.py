@@ -79,10 +79,13 @@ def test_the_installed_package_is_not_the_source_tree(installed: Path) -> None:
 def test_the_shipped_dbc_is_found_in_the_installed_package(installed: Path) -> None:
     out = python(
         installed,
-        "from drivers.can.decoder import SHIPPED_DBC as d, Decoders\nDecoders(d)\nprint(d)",
+        "import sys\nfrom drivers.can.decoder import SHIPPED_DBC as d, Decoders\nDecoders(d)\n"
+        "print('cantools' in sys.modules)\nprint(d)",
     )
-    dbc = Path(out)
+    cantools_loaded, where = out.splitlines()
+    dbc = Path(where)
     assert dbc.is_relative_to(installed) and dbc.is_file(), out
+    assert cantools_loaded == "False", "the DBC's compiled table (fms.dbc.json) is not installed"
     assert dbc.read_bytes() == (ROOT / "config" / "fms.dbc").read_bytes()
 
 
