@@ -24,6 +24,8 @@ Installs edged as the systemd service edged.service:
     with the files the example names beside it (the simulated route, the CAN log it replays),
     and /etc/edged/secrets (edged, 0700) for passwords and keys
   - /var/lib/edged (edged, 0700): the outbox
+  - /opt/edged/doc: the README, systemd/README.md as systemd.md and docs/*.md (the units'
+    Documentation= lines point there)
   - the unit, udev rules, NFC module blacklist and sysctl; then daemon-reload, enable, start
     (start only when `edged check-config` passes: otherwise it says what to fix)
 
@@ -243,6 +245,9 @@ install -D -m 0644 "$SRC/systemd/modprobe.d/edged-blacklist-nfc.conf" \
 install -D -m 0644 "$SRC/systemd/sysctl.d/60-edged.conf" "$R/etc/sysctl.d/60-edged.conf"
 install -m 0644 "$SRC/systemd/README.md" "$R/opt/edged/doc/systemd.md"
 install -m 0644 "$SRC/README.md" "$R/opt/edged/doc/README.md"
+# the units' Documentation= lines name these (wifi.md for the hotspot's), and they link to
+# one another: all of docs/, beside the units' own systemd.md
+install -m 0644 "$SRC"/docs/*.md "$R/opt/edged/doc/"
 
 if [ "$LIVE" -eq 0 ]; then
     say "installed under $ROOT; no service touched (--no-systemctl or --root)"
