@@ -289,6 +289,22 @@ def test_install_puts_each_doc_in_place(installed: Path, doc: str) -> None:
 
 
 @needs_root
+@pytest.mark.parametrize(
+    ("kiosk", "font"),
+    [("[services.kiosk]\nenabled = true\n", True), ("[services.kiosk]\nenabled = false\n", False),
+     ("[services]\n", False)],
+)  # fmt: skip
+def test_install_adds_the_emoji_font_when_the_config_enables_the_kiosk(
+    fresh: Path, wheel: Path, kiosk: str, font: bool
+) -> None:
+    (fresh / "etc/edged/edged.toml").write_text(kiosk)  # the config kept decides
+    r = install(fresh, wheel)
+    (needs,) = [line for line in r.stderr.splitlines() if "the node needs" in line]
+    assert "libnfc6" in needs
+    assert ("fonts-noto-color-emoji" in needs) is font, needs
+
+
+@needs_root
 def test_install_builds_a_venv_whose_edged_command_runs(installed: Path) -> None:
     edged = installed / "opt/edged/venv/bin/edged"
     r = subprocess.run([str(edged), "check-config", "x"], capture_output=True, text=True)
