@@ -248,8 +248,12 @@ class Target:
             )
         log.run(["debootstrap", f"--arch={self.arch}", SUITE, str(root), self.mirror])
 
-    def nspawn(self, root: Path, *, boot: bool = False, network: bool = True) -> list[str]:
+    def nspawn(
+        self, root: Path, *, boot: bool = False, network: bool = True, net_admin: bool = False
+    ) -> list[str]:
         argv = ["systemd-nspawn", "--quiet", f"--directory={root}", "--register=no"]
+        if net_admin:  # the hotspot's tests build their own network namespaces and veths
+            argv.append("--capability=CAP_NET_ADMIN")
         argv += ["--keep-unit", f"--system-call-filter={NSPAWN_SYSCALLS}", "--console=pipe"]
         if boot:
             argv.append("--boot")
@@ -260,6 +264,9 @@ class Target:
         else:
             argv.append("--private-network")
         return argv
+
+
+TEST_COMMAND = ["./dev", "test", "-p", "no:cacheprovider"]
 
 
 def host_arch() -> str:
@@ -571,7 +578,7 @@ def run_check(args: argparse.Namespace) -> int:
                 others_ok &= s.ok
             with steps.step("test") as s:
                 test_code = log.run(
-                    [*target.nspawn(tested), *binds, "./dev", "test", "-p", "no:cacheprovider"],
+                    [*target.nspawn(tested, net_admin=True), *binds, *TEST_COMMAND],
                     into=out / "test.log",
                     check=False,
                 )

@@ -7,6 +7,7 @@ rule outside them. `ip netns exec` gives a process the namespace's /etc/netns/NA
 """
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -24,6 +25,22 @@ def need_netns() -> None:
         pytest.skip("network namespaces need root (CI runs as root)")
     if shutil.which("ip") is None:
         pytest.skip("iproute2 is not installed")
+    if not _can_configure_a_netns():
+        pytest.skip(
+            "a new network namespace cannot be configured here (no CAP_NET_ADMIN: a container "
+            "such as systemd-nspawn without --private-network or --capability=CAP_NET_ADMIN)"
+        )
+
+
+@functools.cache
+def _can_configure_a_netns() -> bool:
+    name = f"edged-probe-{os.getpid()}"
+    if sh("ip", "netns", "add", name, check=False).returncode != 0:
+        return False
+    try:
+        return sh("ip", "-n", name, "link", "set", "lo", "up", check=False).returncode == 0
+    finally:
+        sh("ip", "netns", "del", name, check=False)
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -37,7 +54,11 @@ class Netns:
     def __init__(self, name: str) -> None:
         self.name = name
         sh("ip", "netns", "add", name)
-        self.ip("link", "set", "lo", "up")
+        try:
+            self.ip("link", "set", "lo", "up")
+        except BaseException:
+            sh("ip", "netns", "del", name, check=False)  # the next test may use the name
+            raise
 
     @property
     def prefix(self) -> list[str]:
