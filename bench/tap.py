@@ -368,12 +368,12 @@ async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> No
 async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from core.events import Tap, Unlock
     from drivers.gpio.board import mock_factory
     from drivers.nfc.libnfc import LibnfcOptions
     from drivers.nfc.sim import present
     from edged.access.lists import sign_lists
     from edged.config.loader import parse_config
-    from edged.events import Tap, Unlock
     from edged.node import Node
     from edged.payloads import TapEvent
     from edged.security.signing import public_key_text

@@ -6,14 +6,17 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from drivers.base import Driver
+from core.bus import Bus
+from core.counters import Counters
+from core.driver import Driver
+from core.errors import EdgedError
+from core.events import Unlock
 from drivers.registry import driver_class
 from edged import __version__
 from edged.access.lists import LIST_BYTES
@@ -27,10 +30,7 @@ from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.loader import config_hash, validate_options
 from edged.config.models import DriverConfig, EdgedConfig
 from edged.config.probation import Probation
-from edged.counters import Counters
 from edged.diag import RecentLog
-from edged.errors import EdgedError
-from edged.events import Unlock
 from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.outbox import Outbox, Publication, PutResult
 from edged.payloads import Health, State
@@ -97,10 +97,8 @@ class Node:
             on_command=self.handle_command,
             counters=self.counters,
         )
-        self.supervisor = Supervisor(
-            config.supervisor, self.emit, counters=self.counters.inc, subscribe=self.subscribe
-        )
-        self._handlers: defaultdict[type, list[Callable[[Any], None]]] = defaultdict(list)
+        self.bus = Bus(self.counters)
+        self.supervisor = Supervisor(config.supervisor, self.bus, self.counters)
         self.lag = LoopLag()
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
@@ -113,24 +111,10 @@ class Node:
     # -- what services and drivers see -----------------------------------------------
 
     def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> Callable[[], None]:
-        """Call `handler` with every event of `event_type`; returns the way to stop."""
-        handlers = self._handlers[event_type]
-        handlers.append(handler)
-
-        def unsubscribe() -> None:
-            if handler in handlers:
-                handlers.remove(handler)
-
-        return unsubscribe
+        return self.bus.subscribe(event_type, handler)
 
     def emit(self, event: Any) -> None:
-        """Deliver a driver event to the services; a failing handler is counted, not fatal."""
-        for handler in tuple(self._handlers.get(type(event), ())):
-            try:
-                handler(event)
-            except Exception:
-                self.counters.inc(f"service.{type(event).__name__.lower()}.error")
-                log.exception("a service failed on %s", type(event).__name__)
+        self.bus.emit(event)
 
     def publish(
         self,
@@ -317,11 +301,12 @@ class Node:
         return f"{link}, outbox {self.outbox.depth}, {running}/{len(drivers)} drivers running"
 
     def has_subscribers(self, event_type: type) -> bool:
-        return bool(self._handlers.get(event_type))
+        return self.bus.has_subscribers(event_type)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""
         self._stop = stop
+        self.bus.bind()
         logging.getLogger().addHandler(self.recent_log)
         await self.outbox.open()
         try:

@@ -31,13 +31,13 @@ from typing import Any
 import can
 from pydantic import Field, field_validator, model_validator
 
-from drivers.base import DriverContext
+from core.driver import DriverContext
+from core.errors import ConfigError, DriverError
 from drivers.can.j1939 import acceptance_filters
 from drivers.can.pipeline import Pipeline
 from drivers.can.protocol import CanDecodeOptions
 from drivers.can.receiver import BusLost, BusOff, Receiver
 from drivers.can.slcan import BufferedSlcanBus
-from edged.errors import ConfigError, DriverError
 
 LISTEN_ONLY_KWARGS: dict[str, dict[str, Any]] = {
     "slcan": {"listen_only": True},

@@ -12,8 +12,8 @@ from pathlib import Path
 import cantools.database
 from cantools.database.can import Message
 
+from core.errors import ConfigError
 from drivers.can.j1939 import PGN_DM1, parse_id
-from edged.errors import ConfigError
 
 SHIPPED_DBC = Path(__file__).resolve().parents[2] / "config" / "fms.dbc"
 """The FMS database shipped in the repository, used when a config names none."""

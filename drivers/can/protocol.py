@@ -2,17 +2,17 @@
 
 A backend reads frames (a real adapter through python-can, or a candump log replayed
 through python-can's virtual bus) and emits, through the same receive and decode path,
-`edged.events.J1939Signals` for every DBC message and `edged.events.ActiveFaults` for DM1.
+`core.events.J1939Signals` for every DBC message and `core.events.ActiveFaults` for DM1.
 """
 
 from typing import ClassVar, Protocol
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions
+from core.errors import ConfigError
+from core.paths import ExistingConfigPath
 from drivers.can.decoder import SHIPPED_DBC, Decoders
-from edged.config.paths import ExistingConfigPath
-from edged.errors import ConfigError
 
 
 class CanDecodeOptions(DriverOptions):

@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from drivers.base import DriverContext, DriverOptions
-from edged.errors import DriverError
-from edged.events import Fix, FixMode
+from core.driver import DriverContext, DriverOptions
+from core.errors import DriverError
+from core.events import Fix, FixMode
 
 WATCH = b'?WATCH={"enable":true,"json":true}\n'
 READ_SIZE = 65536

@@ -2,11 +2,11 @@
 
 from typing import ClassVar, Protocol
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions
 
 
 class GpsReceiver(Protocol):
-    """Emits `edged.events.Fix` through `ctx.emit`, including void fixes (mode NONE)."""
+    """Emits `core.events.Fix` through `ctx.emit`, including void fixes (mode NONE)."""
 
     Options: ClassVar[type[DriverOptions]]
 

@@ -30,11 +30,11 @@ from typing import ClassVar, Literal
 import serial
 from pydantic import Field
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions
+from core.errors import DriverError
+from core.events import Fix
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.nmea import DEFAULT_MAX_LINE, NMEA_MAX_LINE
-from edged.errors import DriverError
-from edged.events import Fix
 
 READ_SIZE = 65536
 PLUG = "unplugged? it is reopened when it is back: check the cable and connector"

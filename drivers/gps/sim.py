@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 from pydantic import Field
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions
+from core.events import Fix, FixMode
+from core.geo import offset
+from core.paths import ExistingConfigPath
 from drivers.gps.route import Route
-from edged.config.paths import ExistingConfigPath
-from edged.events import Fix, FixMode
-from edged.geo import offset
 
 
 class SimGpsOptions(DriverOptions):

@@ -51,11 +51,11 @@ from typing import Any, ClassVar, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions
+from core.errors import ConfigError, DriverError
+from core.events import Tap
 from drivers.nfc.presence import Presence
 from drivers.nfc.uid import UID_LENGTHS
-from edged.errors import ConfigError, DriverError
-from edged.events import Tap
 
 STOP_WAIT_S = 0.5
 TARGET_BUFFER = 1024  # bytes behind each nfc_target: room should libnfc's struct ever grow

@@ -28,9 +28,9 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions
+from core.events import Tap
 from drivers.nfc.uid import HexUid, valid_uid
-from edged.events import Tap
 
 
 class ScriptedTap(BaseModel):

@@ -22,6 +22,8 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from core.errors import ConfigError, EdgedError
+from core.events import Feedback, Tap, Unlock
 from edged.access.cardref import CardRefs
 from edged.access.decide import Decision, NodeProfile, Situation, decide
 from edged.access.lasttrusted import SAVE_EVERY_S, LastTrustedTime
@@ -35,8 +37,6 @@ from edged.access.lists import (
 from edged.commands.admin import MODE_KEY
 from edged.commands.args import only
 from edged.config.access import AccessServiceConfig
-from edged.errors import ConfigError, EdgedError
-from edged.events import Feedback, Tap, Unlock
 from edged.payloads import TapEvent
 from edged.security.signing import public_key_from_text
 from edged.services.base import NodeApi

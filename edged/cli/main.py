@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.errors import ConfigError, EdgedError
 from edged import __version__
 from edged.cli.logs import setup_logging
-from edged.errors import ConfigError, EdgedError
 
 if TYPE_CHECKING:
     from edged.node import Node

@@ -5,11 +5,12 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from core.errors import ConfigError
 from edged.commands.args import only
 from edged.config.loader import check_depth, config_hash, parse_config
 from edged.config.probation import Probation
 from edged.diag import versions
-from edged.errors import CommandError, ConfigError
+from edged.errors import CommandError
 
 if TYPE_CHECKING:
     from edged.node import Node

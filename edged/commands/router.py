@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.counters import Counters
 from edged.commands.response import ResponseTopics
 from edged.config.security import Scope
-from edged.counters import Counters
 from edged.errors import CommandError
 from edged.payloads import Command, Reply, ReplyError
 from edged.security.authorize import Authorizer

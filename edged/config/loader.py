@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from core.errors import ConfigError, EdgedError
 from edged.config.models import EdgedConfig
-from edged.errors import ConfigError, EdgedError
 
 
 def load_config(path: str | Path) -> EdgedConfig:

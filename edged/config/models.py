@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from core.paths import ConfigPath, PrivateConfigPath
 from edged.config.access import valid_zone
 from edged.config.base import NAME_PATTERN, Strict
-from edged.config.paths import ConfigPath, PrivateConfigPath
 from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
 from edged.config.topic_names import reaches_a_node_base, topic_name_problem

@@ -26,6 +26,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 import edged
+from core.errors import ConfigError, EdgedError
 from drivers.registry import options_model
 from edged.config import load_config
 from edged.config.loader import format_errors, validate_options
@@ -34,7 +35,6 @@ from edged.demo.access import demo_access
 from edged.demo.broker import PROTOCOL as EMBEDDED_PROTOCOL
 from edged.demo.broker import EmbeddedBroker, quiet_amqtt
 from edged.demo.view import DemoInfo, screen, summary
-from edged.errors import ConfigError, EdgedError
 from edged.node import Node
 from edged.ops.feed import FleetFeed
 from edged.ops.fleet import FleetView

@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from core.errors import ConfigError, DriverError, EdgedError
 from drivers.registry import driver_class
 from edged.config.loader import format_errors, validate_options
 from edged.config.models import DriverConfig
 from edged.doctor.check import Check, Status, fail, ok, skip, warn
-from edged.errors import ConfigError, DriverError, EdgedError
 
 SECTION = "drivers"
 CLEANUP_S = 2.0

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 from aiohttp import web
 from pydantic import ValidationError
 
+from core.counters import Counters
+from core.errors import EdgedError
 from edged.commands.router import Handler
-from edged.counters import Counters
-from edged.errors import EdgedError
 from edged.kiosk.config import KioskConfig
 from edged.kiosk.limits import (
     FD_RESERVE,

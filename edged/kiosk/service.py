@@ -26,10 +26,11 @@ from typing import Any, Protocol, TypeGuard, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from core.counters import Counters
+from core.errors import EdgedError
 from edged.clock import Clock
 from edged.config.models import EdgedConfig
-from edged.counters import Counters
-from edged.errors import CommandError, EdgedError
+from edged.errors import CommandError
 from edged.kiosk.config import Button, KioskConfig
 from edged.kiosk.models import (
     AckArgs,

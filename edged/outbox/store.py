@@ -46,9 +46,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from core.errors import EdgedError
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
-from edged.errors import EdgedError, NotDurableError, OutboxFullError
+from edged.errors import NotDurableError, OutboxFullError
 from edged.outbox import sqlitefile
 from edged.outbox.journal import Journal, Record
 from edged.outbox.lanes import Lanes

@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 
 
 def signed_message(topic: str, cmd_id: str, ts: int, args: dict[str, Any]) -> bytes:

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from core.events import DoorInput, Unlock
 from edged.commands.args import only
 from edged.errors import CommandError
-from edged.events import DoorInput, Unlock
 from edged.payloads import DoorEvent
 from edged.services.base import NodeApi
 from edged.topics import DOOR

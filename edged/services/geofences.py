@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from core.events import Fix
+from core.geo import circle_signed_distance, polygon_signed_distance
 from edged.config.geofences import Geofence, GeofenceSet
 from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
-from edged.events import Fix
-from edged.geo import circle_signed_distance, polygon_signed_distance
 from edged.payloads import GeofenceEvent
 from edged.services.base import NodeApi
 from edged.topics import GEOFENCE

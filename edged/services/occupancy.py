@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from core.events import Crossing, DoorInput
 from edged.commands.args import only
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
-from edged.events import Crossing, DoorInput
 from edged.payloads import Occupancy
 from edged.services.base import NodeApi
 from edged.topics import OCCUPANCY

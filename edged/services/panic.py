@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from core.events import Feedback, FeedbackPattern, Fix, PanicInput
 from edged.commands.args import only
 from edged.config.access import PanicServiceConfig
 from edged.errors import CommandError
-from edged.events import Feedback, FeedbackPattern, Fix, PanicInput
 from edged.payloads import Alarm
 from edged.services.base import NodeApi
 from edged.topics import ALARM

@@ -14,9 +14,9 @@ point. Fixes that stop coming (unplugged antenna, tunnel) raise `events/fix` los
 import asyncio
 import time
 
+from core.events import Fix, FixMode
+from core.geo import haversine_m
 from edged.config.services import PositionServiceConfig, ReportingConfig
-from edged.events import Fix, FixMode
-from edged.geo import haversine_m
 from edged.payloads import FixEvent, Position
 from edged.services.base import NodeApi
 from edged.topics import FIX, POSITION

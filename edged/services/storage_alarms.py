@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from core.counters import Counters
 from edged.clock import Clock
 from edged.commands.args import only
-from edged.counters import Counters
 from edged.errors import CommandError, OutboxFullError
 from edged.outbox import Outbox, PutResult
 from edged.payloads import Alarm

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from core.events import ActiveFaults, IgnitionInput, J1939Signals
 from edged.commands.args import only
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
-from edged.events import ActiveFaults, IgnitionInput, J1939Signals
 from edged.payloads import DoorEvent, EcuLamps, FaultCode, Faults, Vehicle
 from edged.services.base import NodeApi
 from edged.services.trips import OpenTrip, TripRecorder

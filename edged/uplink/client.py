@@ -30,10 +30,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.counters import Counters
+from core.errors import ConfigError
 from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
-from edged.counters import Counters
-from edged.errors import ConfigError
 from edged.outbox import Outbox, Stored
 from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics

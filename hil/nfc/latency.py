@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from core.events import Tap
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
-from edged.events import Tap
 from hil.nfc.emulator import Pn532Emulator
 
 T = TypeVar("T")

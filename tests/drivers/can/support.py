@@ -8,8 +8,8 @@ from typing import Any
 
 import can
 
+from core.events import ActiveFaults, J1939Signals
 from drivers.can.j1939 import GLOBAL, make_id
-from edged.events import ActiveFaults, J1939Signals
 
 
 class Ctx:

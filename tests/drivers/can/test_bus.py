@@ -19,12 +19,12 @@ import pytest
 from can.interfaces.virtual import VirtualBus
 from pydantic import ValidationError
 
+from core.errors import DriverError
+from core.events import TroubleCode
 from drivers.can.bus import CanBusDriver, CanBusOptions, _open_hint
 from drivers.can.decoder import SHIPPED_DBC
 from drivers.can.j1939 import make_id
 from edged.config.loader import validate_options
-from edged.errors import DriverError
-from edged.events import TroubleCode
 from hil.can.fms import bam_frames, rts_cts_frames
 from hil.can.slcan import SlcanEmulator
 from tests.drivers.can.support import Ctx

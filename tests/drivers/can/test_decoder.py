@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from drivers.can.decoder import SHIPPED_DBC, Decoders, valid_limit
-from edged.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import can
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.events import ActiveFaults, J1939Signals
 from drivers.can.decoder import SHIPPED_DBC, Decoders
 from drivers.can.j1939 import make_id
 from drivers.can.pipeline import Pipeline
 from drivers.can.receiver import Receiver
-from edged.events import ActiveFaults, J1939Signals
 from tests.drivers.can.support import Ctx
 
 DECODERS = Decoders(SHIPPED_DBC)

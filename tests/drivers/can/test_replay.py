@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.errors import DriverError
+from core.events import ActiveFaults, J1939Signals
 from drivers.can.candump import format_line
 from drivers.can.j1939 import make_id
 from drivers.can.replay import CanReplayDriver, CanReplayOptions, _Sender
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import ActiveFaults, J1939Signals
-from edged.supervisor import Supervisor
 from hil.can.make_log import DEFAULT_OUT as SHIPPED_LOG
 from tests.drivers.can.support import Ctx
+from tests.helpers.drivers import Recorder
 
 SHIPPED_FRAMES = 32_200
 FAST = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
@@ -251,8 +251,9 @@ async def test_a_sender_thread_that_dies_fails_the_driver_and_the_supervisor_res
 
     monkeypatch.setattr(_Sender, "_send", send_once_then_fail)
     log = _log(tmp_path, [_ccvs1(1.0), _ccvs1(1.1)])
-    events: list[Any] = []
-    sup = Supervisor(FAST, events.append)
+    rec = Recorder("can")
+    events = rec.events
+    sup = rec.supervisor(FAST)
     options = CanReplayOptions(log=log, speed=10, min_interval_s=0, loop=True)
     task = asyncio.create_task(sup.supervise("can", "can.replay", lambda: CanReplayDriver(options)))
     try:

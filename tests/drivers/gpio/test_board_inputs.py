@@ -4,7 +4,7 @@ import asyncio
 
 from gpiozero.pins.mock import MockFactory
 
-from edged.events import Crossing, DoorInput, IgnitionInput, PanicInput
+from core.events import Crossing, DoorInput, IgnitionInput, PanicInput
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import wait_until
 

@@ -9,14 +9,14 @@ import pytest
 from gpiozero import OutputDevice
 from gpiozero.pins.mock import MockFactory
 
+from core.errors import DriverError
+from core.events import DoorInput, Feedback, Unlock
 from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import DoorInput, Feedback, Unlock
-from edged.supervisor import Supervisor
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import assert_timeline, fresh, timeline, wait_until
+from tests.helpers.drivers import Recorder
 
 LOCK, GREEN, RED, BUZZER = 17, 22, 23, 24
 OUTPUTS: dict[str, Any] = {
@@ -256,17 +256,10 @@ async def test_handler_kept_after_the_stop_does_not_touch_the_pins(
 
 
 async def test_supervised_driver_leaves_no_subscription_behind(factory: MockFactory) -> None:
-    bus: dict[type, list[Any]] = {}
-
-    def subscribe(event_type: type, handler: Any) -> Any:
-        bus.setdefault(event_type, []).append(handler)
-        return lambda: bus[event_type].remove(handler)
-
+    rec = Recorder("gpio", kinds=())
     options = GpioOptions(pin_factory="mock", **OUTPUTS)
-    sup = Supervisor(
-        SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10),
-        emit=lambda event: None,
-        subscribe=subscribe,
+    sup = rec.supervisor(
+        SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
     )
     task = asyncio.create_task(sup.supervise("gpio", "gpio.gpiozero", lambda: GpioBoard(options)))
     await wait_until(
@@ -274,13 +267,12 @@ async def test_supervised_driver_leaves_no_subscription_behind(factory: MockFact
         2,
         "running",
     )
-    assert [len(h) for h in bus.values()] == [1, 1]
-    for handler in bus[Unlock]:
-        handler(unlock(60))
+    assert rec.bus.has_subscribers(Unlock) and rec.bus.has_subscribers(Feedback)
+    rec.bus.emit(unlock(60))
     assert factory.pin(LOCK).state
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert [len(h) for h in bus.values()] == [0, 0]
+    assert not rec.bus.has_subscribers(Unlock) and not rec.bus.has_subscribers(Feedback)
     assert not factory.pin(LOCK).state
 
 

@@ -9,7 +9,7 @@ import time
 
 from gpiozero.pins.mock import MockFactory
 
-from edged.events import Unlock
+from core.events import Unlock
 from tests.drivers.gpio.conftest import Start
 
 LOCK = 17

@@ -15,8 +15,8 @@ from gpiozero.pins.mock import MockFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.events import DoorInput, Unlock
 from drivers.gpio.mockwire import MAX_CLIENTS, MAX_LINE, ProtocolError, Request, parse
-from edged.events import DoorInput, Unlock
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import Running, wait_until
 
@@ -208,7 +208,7 @@ async def test_stale_socket_from_a_crashed_run_is_replaced(
 
 
 async def test_socket_in_a_missing_folder_is_a_driver_error(start: Start, sock: Path) -> None:
-    from edged.errors import DriverError
+    from core.errors import DriverError
 
     with pytest.raises(DriverError, match="does its folder exist"):
         await start(mock_control=str(sock.parent / "nope" / "g.sock"), lock={"pin": LOCK})

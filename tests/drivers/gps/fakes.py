@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from edged.events import Fix
+from core.events import Fix
 
 
 class RecordingContext:

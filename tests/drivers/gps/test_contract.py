@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,13 +21,15 @@ from typing import Any
 
 import pytest
 
-from drivers.base import Driver
+from core.counters import Counters
+from core.driver import Driver
+from core.events import Fix
 from drivers.registry import driver_class, options_model
 from edged.config.models import SupervisorConfig
-from edged.events import Fix
-from edged.supervisor import Supervised, Supervisor
+from edged.supervisor import Supervised
 from hil.gps.emulator import NmeaEmulator
 from tests.drivers.gps.fakes import wait_until
+from tests.helpers.drivers import Recorder
 
 ROOT = Path(__file__).resolve().parents[3]
 LOG = ROOT / "hil" / "gps" / "logs" / "ublox-m8-gn.nmea"
@@ -57,7 +58,7 @@ class Leg:
     options: dict[str, Any]
     garble: Callable[[], None] | None = None  # put garbage on the wire
     events: list[Any] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counters = field(default_factory=Counters)
 
     def make(self) -> Driver:
         options = options_model(self.name).model_validate(self.options)
@@ -181,10 +182,9 @@ async def leg(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[L
 async def running(leg: Leg) -> AsyncIterator[Supervised]:
     """The leg's driver under a real Supervisor, as a node runs it."""
 
-    def count(key: str, n: int) -> None:
-        leg.counts[key] += n
-
-    sup = Supervisor(FAST, leg.events.append, counters=count)
+    rec = Recorder("gps", kinds=(Fix,))
+    leg.events, leg.counts = rec.events, rec.counters
+    sup = rec.supervisor(FAST)
     task = asyncio.create_task(sup.supervise("gps", leg.name, leg.make))
     await wait_until(lambda: "gps" in sup.drivers, 1, "supervision")
     yield sup.drivers["gps"]
@@ -220,4 +220,4 @@ async def test_driver_survives_garbage_on_its_wire(leg: Leg, running: Supervised
     seen = len(leg.fixes)
     await wait_until(lambda: len(leg.fixes) >= seen + 3, 5, "fixes after the garbage")
     assert running.restarts == 0 and running.state == "running"
-    assert sum(n for key, n in leg.counts.items() if key.startswith("driver.gps.")) > 0
+    assert sum(n for key, n in leg.counts.snapshot().items() if key.startswith("driver.gps.")) > 0

@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
+from core.events import Fix, FixMode
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.serial import NmeaSerialGps, NmeaSerialOptions
 from edged.config.services import PositionServiceConfig, ReportingConfig
-from edged.events import Fix, FixMode
 from edged.payloads import Position
 from edged.services.position import PositionService
 from hil.gps.emulator import NmeaEmulator, epochs

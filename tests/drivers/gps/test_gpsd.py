@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
+from core.errors import DriverError
+from core.events import Fix, FixMode
 from drivers.gps.gpsd import GpsdGps, GpsdOptions, GpsdReports, Malformed
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import Fix, FixMode
-from edged.supervisor import Supervisor
 from tests.drivers.gps.fakes import RecordingContext, wait_until
+from tests.helpers.drivers import Recorder
 
 TPV = {
     "class": "TPV",
@@ -228,9 +228,9 @@ async def test_closed_connection_raises_for_a_reconnect(gpsd: FakeGpsd) -> None:
 
 
 async def test_supervisor_reconnects_after_gpsd_hangs_up(gpsd: FakeGpsd) -> None:
-    events: list[Any] = []
-    config = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1)
-    sup = Supervisor(config, events.append)
+    rec = Recorder("gps")
+    events = rec.events
+    sup = rec.supervisor(SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1))
     task = asyncio.create_task(
         sup.supervise("gps", "gps.gpsd", lambda: GpsdGps(GpsdOptions(port=gpsd.port)))
     )

@@ -12,13 +12,13 @@ import pytest
 import serial
 from pydantic import ValidationError
 
+from core.errors import DriverError
+from core.events import Fix
 from drivers.gps.serial import NmeaSerialGps, NmeaSerialOptions
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import Fix
-from edged.supervisor import Supervisor
 from hil.gps.emulator import Faults, NmeaEmulator
 from tests.drivers.gps.fakes import RecordingContext, nmea, wait_until
+from tests.helpers.drivers import Recorder
 
 LOGS = Path(__file__).resolve().parents[3] / "hil" / "gps" / "logs"
 FAST = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
@@ -189,8 +189,9 @@ async def test_reading_without_batching_also_works(
 
 
 async def test_replugged_receiver_comes_back_under_the_supervisor(emulator: NmeaEmulator) -> None:
-    events: list[Any] = []
-    sup = Supervisor(FAST, events.append)
+    rec = Recorder("gps")
+    events = rec.events
+    sup = rec.supervisor(FAST)
     task = asyncio.create_task(
         sup.supervise("gps", "gps.nmea-serial", lambda: driver(emulator.link))
     )

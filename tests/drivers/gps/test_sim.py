@@ -5,11 +5,11 @@ from typing import Any
 
 import pytest
 
+from core.errors import ConfigError
+from core.events import Fix
+from core.geo import haversine_m
 from drivers.gps.route import Route
 from drivers.gps.sim import SimGps, SimGpsOptions
-from edged.errors import ConfigError
-from edged.events import Fix
-from edged.geo import haversine_m
 
 ROUTE = Path(__file__).resolve().parents[3] / "config" / "routes" / "creuse-shuttle.json"
 

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from edged.events import Tap
+from core.events import Tap
 
 
 class RecordingContext:

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.errors import DriverError
+from core.events import Tap
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
 from drivers.registry import driver_class
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import Tap
-from edged.supervisor import Supervisor
 from hil.nfc.cards import CardKind
 from hil.nfc.emulator import Fault, Pn532Emulator
 from tests.drivers.nfc.fakes import RecordingContext, wait_until
+from tests.helpers.drivers import Recorder
 
 ROOT = Path(__file__).resolve().parents[3]
 A = bytes.fromhex("04a1b2c3")
@@ -366,8 +366,9 @@ async def test_a_reader_that_stops_answering_raises_within_a_second_or_so(
 
 
 async def test_under_the_supervisor_a_replugged_reader_taps_again(emu: Pn532Emulator) -> None:
-    events: list[Any] = []
-    sup = Supervisor(FAST, events.append)
+    rec = Recorder("front-reader")
+    events = rec.events
+    sup = rec.supervisor(FAST)
     task = asyncio.create_task(sup.supervise("front-reader", "nfc.libnfc", lambda: reader(emu)))
     try:
         await wait_until(lambda: "front-reader" in sup.drivers, 1, "supervision")

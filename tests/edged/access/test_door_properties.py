@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from core.events import Tap, Unlock
 from edged.access.decide import Situation, decide
 from edged.config.access import OccupancyServiceConfig
-from edged.events import Tap, Unlock
 from edged.services.occupancy import OccupancyService
 from tests.edged.services.fakes import FakeNode
 

@@ -4,9 +4,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.counters import Counters
 from edged.commands.response import ResponseTopics
 from edged.commands.router import MAX_COMMAND_BYTES, CommandRouter, IncomingCommand
-from edged.counters import Counters
 from edged.errors import CommandError
 from edged.outbox import Publication
 from edged.topics import REPLY, Topics

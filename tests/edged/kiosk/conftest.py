@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from core.events import Fix
 from edged.config import load_config
-from edged.events import Fix
 from edged.kiosk.config import KioskConfig
 from edged.kiosk.server import KioskServer, start_kiosk
 from edged.kiosk.service import KioskService

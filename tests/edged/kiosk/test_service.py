@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from core.errors import EdgedError
 from edged.commands.router import IncomingCommand
-from edged.errors import CommandError, EdgedError
+from edged.errors import CommandError
 from edged.kiosk.config import KioskConfig
 from edged.kiosk.models import RiderPost
 from edged.kiosk.server import start_kiosk

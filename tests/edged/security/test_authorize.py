@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from core.counters import Counters
 from edged.clock import Clock
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.security import KeyConfig, SecurityConfig
-from edged.counters import Counters
 from edged.security.authorize import SEEN_KEY, Authorizer
 from edged.security.signing import public_key_text, sign
 

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
+from core.events import DoorInput, Unlock
 from edged.errors import CommandError
-from edged.events import DoorInput, Unlock
 from edged.services.doors import DoorService
 
 from .fakes import FakeNode

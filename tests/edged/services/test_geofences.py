@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.events import Fix
+from core.geo import offset
 from edged.config.geofences import Geofence
 from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
-from edged.events import Fix
-from edged.geo import offset
 from edged.services.geofences import DYNAMIC_KEY, GeofenceService, signed_distance
 from tests.edged.services.fakes import FakeNode
 

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.events import Crossing, DoorInput
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
-from edged.events import Crossing, DoorInput
 from edged.services.occupancy import OccupancyService
 
 from .fakes import FakeNode

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from core.events import Feedback, Fix, PanicInput
 from edged.config.access import PanicServiceConfig
 from edged.errors import CommandError
-from edged.events import Feedback, Fix, PanicInput
 from edged.services.panic import STATE_KEY, PanicService
 
 from .fakes import FakeNode

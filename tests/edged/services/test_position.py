@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
+from core.events import Fix, FixMode
+from core.geo import offset
 from edged.clock import ClockSource
 from edged.config.services import PositionServiceConfig, ReportingConfig
-from edged.events import Fix, FixMode
-from edged.geo import offset
 from edged.services.position import ODOMETER_KEY, PositionService, heading_delta
 from tests.edged.services.fakes import FakeNode
 

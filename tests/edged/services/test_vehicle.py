@@ -2,9 +2,9 @@ from typing import Any
 
 import pytest
 
+from core.events import ActiveFaults, J1939Signals, TroubleCode
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
-from edged.events import ActiveFaults, J1939Signals, TroubleCode
 from edged.services.trips import DISTANCE_WRAP_M, OPEN_TRIP_KEY, Totalizer
 from edged.services.vehicle import VehicleService
 from tests.edged.services.fakes import FakeNode
@@ -286,7 +286,7 @@ def test_passengers_of_an_open_trip_survive_a_restart() -> None:
 
 
 def test_an_ignition_sense_line_outranks_engine_speed() -> None:
-    from edged.events import IgnitionInput
+    from core.events import IgnitionInput
 
     _, svc, bus = make()
     svc.on_ignition_input(IgnitionInput(True, 0.0))
