@@ -361,8 +361,8 @@ async def baseline_child(port: int, n: int, window: int) -> dict[str, Any]:
 
 async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any]:
     """A real Node on the pre-filled outbox, plus a live door event every `live_ms`."""
-    from edged.cli.logs import setup_logging
     from edged.config import load_config
+    from edged.logs import setup_logging
     from edged.node import Node
     from edged.outbox import Stored
     from edged.payloads import DoorEvent

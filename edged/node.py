@@ -20,9 +20,9 @@ from core.events import Unlock
 from drivers.registry import driver_class
 from edged import __version__
 from edged.access.lists import LIST_BYTES
-from edged.access.service import AccessService
 from edged.clock import Clock
 from edged.commands.admin import probation_watch, register_admin
+from edged.commands.authorize import Authorizer
 from edged.commands.builtin import register_builtin
 from edged.commands.declared import register_declared
 from edged.commands.response import ResponseTopics
@@ -33,16 +33,16 @@ from edged.config.probation import Probation
 from edged.diag import RecentLog
 from edged.health import CpuMeter, LoopLag, build_health, every
 from edged.outbox import Outbox, Publication, PutResult
+from edged.outbox.alarms import StorageAlarms, alarm_ack
 from edged.payloads import Health, State
 from edged.sdnotify import SystemdNotifier, beat_recent, task_alive, watchdog_loop
-from edged.security.authorize import Authorizer
+from edged.services.access import AccessService
 from edged.services.doors import DoorService
 from edged.services.geofences import GeofenceService
 from edged.services.journey import JourneyService
 from edged.services.occupancy import OccupancyService
 from edged.services.panic import PanicService
 from edged.services.position import PositionService
-from edged.services.storage_alarms import StorageAlarms, alarm_ack
 from edged.services.vehicle import VehicleService
 from edged.supervisor import Supervisor
 from edged.topics import HEALTH, REPLY, Topics, TopicSpec

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import ConfigError, EdgedError
 from edged import __version__
-from edged.cli.logs import setup_logging
+from edged.logs import setup_logging
 
 if TYPE_CHECKING:
     from edged.node import Node

@@ -17,11 +17,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.counters import Counters
+from edged.commands.authorize import Authorizer
 from edged.commands.response import ResponseTopics
 from edged.config.security import Scope
 from edged.errors import CommandError
 from edged.payloads import Command, Reply, ReplyError
-from edged.security.authorize import Authorizer
 from edged.topics import COMMAND_NAME, INVALID_COMMAND, name_of
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from core.counters import Counters
 from core.errors import EdgedError
 from edged.commands.router import Handler
-from edged.kiosk.config import KioskConfig
+from edged.config.kiosk import KioskConfig
 from edged.kiosk.limits import (
     FD_RESERVE,
     AcceptErrorFilter,
@@ -37,7 +37,7 @@ from edged.kiosk.limits import (
 )
 from edged.kiosk.models import RiderPost
 from edged.kiosk.ratelimit import RateLimiter
-from edged.kiosk.service import KioskNode, KioskService, RequestRefused
+from edged.services.kiosk import KioskNode, KioskService, RequestRefused
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from edged.config import load_config
-from edged.kiosk.config import KioskConfig
+from edged.config.kiosk import KioskConfig
 from edged.kiosk.server import KioskServer, start_kiosk
 from edged.node import Node
 from tests.edged.kiosk.wiring import add_kiosk_topic

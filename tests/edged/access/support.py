@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.access.cardref import CardRefs
 from edged.access.lasttrusted import LastTrustedTime
 from edged.access.lists import sign_lists
-from edged.access.service import AccessService
 from edged.clock import Clock, ClockSource
 from edged.config.access import AccessServiceConfig
 from edged.security.signing import public_key_text
+from edged.services.access import AccessService
 
 SECRET = b"fleet-secret-for-tests-0123456789"
 FLEET = "creuse"

@@ -11,9 +11,9 @@ import pytest
 
 from core.events import Feedback, Tap, Unlock
 from edged.access.lasttrusted import STATE_KEY
-from edged.access.service import LISTS_KEY, AccessService
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
+from edged.services.access import LISTS_KEY, AccessService
 from edged.services.occupancy import OccupancyService
 from tests.edged.services.fakes import FakeNode
 

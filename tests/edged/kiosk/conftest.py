@@ -13,10 +13,10 @@ import pytest
 
 from core.events import Fix
 from edged.config import load_config
-from edged.kiosk.config import KioskConfig
+from edged.config.kiosk import KioskConfig
 from edged.kiosk.server import KioskServer, start_kiosk
-from edged.kiosk.service import KioskService
 from edged.node import Node
+from edged.services.kiosk import KioskService
 from tests.edged.kiosk.wiring import add_kiosk_topic
 from tests.helpers.broker import free_port
 from tests.helpers.disk import rows_on_disk

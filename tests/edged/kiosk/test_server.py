@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from edged.config.kiosk import KioskConfig
 from edged.kiosk import server as kiosk_server
-from edged.kiosk.config import KioskConfig
 from edged.kiosk.server import STATIC, KioskServer, load_static, start_kiosk
 from edged.node import Node
 from tests.edged.kiosk.conftest import Serve, stored

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 
-from edged.kiosk.config import KioskConfig
+from edged.config.kiosk import KioskConfig
 from edged.kiosk.server import KioskServer
 from edged.node import Node
 from tests.edged.kiosk.conftest import Serve
@@ -146,7 +146,7 @@ async def test_a_stream_ends_after_its_longest_life_and_frees_its_place(
     node: Node,
 ) -> None:
     now = [1000.0]
-    from edged.kiosk.service import KioskService
+    from edged.services.kiosk import KioskService
 
     config = KioskConfig(port=0, heartbeat_s=1, stream_max_s=30, max_streams_per_peer=1)
     server = KioskServer(KioskService(node, config), config, node.counters, clock=lambda: now[0])

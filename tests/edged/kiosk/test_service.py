@@ -10,11 +10,12 @@ import pytest
 
 from core.errors import EdgedError
 from edged.commands.router import IncomingCommand
+from edged.config.kiosk import KioskConfig
 from edged.errors import CommandError
-from edged.kiosk.config import KioskConfig
 from edged.kiosk.models import RiderPost
 from edged.kiosk.server import start_kiosk
-from edged.kiosk.service import (
+from edged.node import Node
+from edged.services.kiosk import (
     KEEP_REQUESTS,
     MESSAGES_KEY,
     REQUESTS_KEY,
@@ -22,7 +23,6 @@ from edged.kiosk.service import (
     RequestRefused,
     default_buttons,
 )
-from edged.node import Node
 from edged.topics import TOPICS
 from tests.edged.kiosk.conftest import AUBUSSON, FELLETIN, T0, FakeTime, Nodes, at, stored
 

@@ -8,9 +8,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.counters import Counters
 from edged.clock import Clock
+from edged.commands.authorize import SEEN_KEY, Authorizer
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.security import KeyConfig, SecurityConfig
-from edged.security.authorize import SEEN_KEY, Authorizer
 from edged.security.signing import public_key_text, sign
 
 TOPIC = "rnst/v1/creuse/venue-ahun/cmd/door.unlock"

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from edged.kiosk.config import KioskConfig
+from edged.config.kiosk import KioskConfig
 
 
 def test_by_default_the_page_listens_on_loopback_only() -> None:

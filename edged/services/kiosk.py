@@ -29,9 +29,9 @@ from pydantic import BaseModel, ValidationError
 from core.counters import Counters
 from core.errors import EdgedError
 from edged.clock import Clock
+from edged.config.kiosk import Button, KioskConfig
 from edged.config.models import EdgedConfig
 from edged.errors import CommandError
-from edged.kiosk.config import Button, KioskConfig
 from edged.kiosk.models import (
     AckArgs,
     ClearArgs,
