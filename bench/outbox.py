@@ -407,7 +407,7 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
         period = live_ms / 1000
         next_at = loop.time()
         while not stop.is_set():
-            node.publish(DOOR, DoorEvent(door=LIVE_DOOR, open=True, source="bench"))
+            node.host.publish(DOOR, DoorEvent(door=LIVE_DOOR, open=True, source="bench"))
             next_at += period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 

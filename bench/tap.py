@@ -377,6 +377,7 @@ async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
     from edged.node import Node
     from edged.payloads import TapEvent
     from edged.security.signing import public_key_text
+    from edged.services.access import AccessService
     from hil.nfc.emulator import Pn532Emulator
 
     out: dict[str, Any] = {}
@@ -434,8 +435,9 @@ async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
             )
             config = parse_config(text, source="bench.tap", base_dir=tmp)
             node = Node(config, base_dir=tmp)
-            pn532_options = next(d.options for d in config.drivers if d.name == PN532_READER)
-            out["poll_interval_s"] = LibnfcOptions.model_validate(pn532_options).poll_interval_s
+            pn532 = next(d.settings for d in config.drivers if d.name == PN532_READER)
+            assert isinstance(pn532, LibnfcOptions)
+            out["poll_interval_s"] = pn532.poll_interval_s
             out["flush_interval_ms"] = config.outbox.flush_interval_ms
             out["outbox_fs"] = filesystem(tmp)
             stop = asyncio.Event()
@@ -452,8 +454,8 @@ async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
                     "the node to connect and every driver to run",
                 )
                 out["startup_s"] = time.monotonic() - started
-                access = node.access
-                assert access is not None
+                access = node.services["access"]
+                assert isinstance(access, AccessService)
                 document = {
                     "kind": "full",
                     "fleet": FLEET,
@@ -477,8 +479,8 @@ async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
                     seen.unlocks += 1
                     seen.unlocked.set()
 
-                node.subscribe(Tap, on_tap)
-                node.subscribe(Unlock, on_unlock)
+                node.bus.subscribe(Tap, on_tap)
+                node.bus.subscribe(Unlock, on_unlock)
                 original_ack = node.outbox.ack
 
                 def ack(msg: Any) -> None:  # observes, then the outbox's own ack

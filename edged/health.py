@@ -1,4 +1,5 @@
-"""The `health` topic: what ops needs to tell a healthy node from a sick one, every 30 s."""
+"""What the node says about itself: `state` at birth, and `health`, what ops needs to tell
+a healthy node from a sick one, every 30 s."""
 
 import asyncio
 import os
@@ -6,9 +7,24 @@ import resource
 import time
 from collections.abc import Callable
 
-from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth
+from edged import __version__
+from edged.config.models import EdgedConfig
+from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth, State
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def birth(config: EdgedConfig, config_hash: str, since: int) -> State:
+    """The retained `state` of a node that has just connected."""
+    return State(
+        state="online",
+        version=__version__,
+        profile=config.node.profile.value,
+        name=config.node.name or None,
+        config_hash=config_hash,
+        drivers=[f"{d.name}:{d.driver}" for d in config.drivers if d.enabled],
+        since=since,
+    )
 
 
 def rss_mb() -> float:

@@ -15,11 +15,13 @@ from core.bus import Bus
 from core.counters import Counters
 from core.driver import Driver, DriverContext
 from core.errors import ConfigError
+from drivers.registry import driver_class
 from edged.backoff import jittered_backoff
-from edged.config.models import SupervisorConfig
+from edged.config.models import DriverConfig, SupervisorConfig
 from edged.payloads import DriverStatus
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class Supervised:
@@ -48,6 +50,18 @@ class Supervised:
         )
 
 
+def driver_factory(d: DriverConfig) -> Callable[[], Driver]:
+    """Each start builds the driver afresh, from its options as validated at load."""
+    cls = driver_class(d.driver)
+    options = d.settings
+
+    def make() -> Driver:
+        driver: Driver = cls(options)
+        return driver
+
+    return make
+
+
 def backoff_delay(failures: int, config: SupervisorConfig, rng: random.Random) -> float:
     """Exponential backoff, capped, with jitter so a fleet does not retry in lockstep."""
     return jittered_backoff(failures, config.backoff_initial_s, config.backoff_max_s, rng)
@@ -70,6 +84,10 @@ class Supervisor:
 
     def statuses(self) -> list[DriverStatus]:
         return [s.status() for s in self.drivers.values()]
+
+    async def run(self, d: DriverConfig) -> None:
+        """Run a configured driver forever (until cancelled)."""
+        await self.supervise(d.name, d.driver, driver_factory(d))
 
     async def supervise(self, name: str, kind: str, factory: Callable[[], Driver]) -> None:
         """Run one driver forever (until cancelled), restarting it after each failure."""

@@ -45,7 +45,7 @@ from gpiozero import LED, Buzzer, Device, InputDevice, OutputDevice
 from gpiozero.exc import BadPinFactory, GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from core.driver import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions, Opens
 from core.errors import DriverError
 from core.events import (
     Crossing,
@@ -490,6 +490,12 @@ class GpioBoard:
     """The node's GPIO: inputs to events, Unlock and Feedback to the outputs."""
 
     Options: ClassVar[type[DriverOptions]] = GpioOptions
+
+    @classmethod
+    def opens(cls, options: GpioOptions) -> Opens:
+        if options.pin_factory == "mock":
+            return Opens(simulated="simulated GPIO (mock pins)")
+        return Opens(gpio_chips=options.pin_factory)
 
     def __init__(self, options: GpioOptions) -> None:
         self.options = options

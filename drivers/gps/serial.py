@@ -30,7 +30,7 @@ from typing import ClassVar, Literal
 import serial
 from pydantic import Field
 
-from core.driver import DriverContext, DriverOptions
+from core.driver import Device, DriverContext, DriverOptions, Opens
 from core.errors import DriverError
 from core.events import Fix
 from drivers.gps.decoder import NmeaDecoder
@@ -88,6 +88,15 @@ def _open_error(port: str, exc: serial.SerialException) -> DriverError:
 
 class NmeaSerialGps:
     Options: ClassVar[type[DriverOptions]] = NmeaSerialOptions
+
+    @classmethod
+    def opens(cls, options: NmeaSerialOptions) -> Opens:
+        return Opens(
+            devices=(Device.at(options.port, "port"),),
+            silence="the port opens but no valid NMEA sentence came: check the baud rate "
+            "(receivers use 4800, 9600, 38400 or 115200), the wiring (receiver TX to Pi RX) "
+            "and that the receiver has power",
+        )
 
     def __init__(self, options: NmeaSerialOptions) -> None:
         self.options = options

@@ -4,8 +4,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from core.driver import DriverOptions
+from core.errors import ConfigError
 from core.paths import ConfigPath, PrivateConfigPath
 from edged.config.access import valid_zone
 from edged.config.base import NAME_PATTERN, Strict
@@ -177,6 +179,19 @@ class DriverConfig(Strict):
     driver: str = Field(description='registry name such as "gps.sim"')
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+    """As written in the file; `settings` is what the driver's own model made of them."""
+    _settings: DriverOptions | None = PrivateAttr(default=None)
+
+    @property
+    def settings(self) -> DriverOptions:
+        """The options validated by the driver's own model, once, when the config was
+        loaded (`edged.config.loader.with_settings`)."""
+        if self._settings is None:
+            raise ConfigError(
+                f"drivers: {self.name}",
+                ["its options were never validated: load the config with edged.config.load_config"],
+            )
+        return self._settings
 
 
 class RemoteConfig(Strict):

@@ -8,8 +8,9 @@ from edged.config.base import Strict
 from edged.security.signing import public_key_from_text
 
 Scope = Literal["read", "operate", "door", "access", "config"]
-"""read: ping, config.get, diag.dump. operate: republish, trips, geofences, kiosk, mode,
-occupancy, alarm.ack. door: door.unlock. access: access.update. config: config.set, restart."""
+"""What a signing key may do: read the node, operate it, open a door, change the access
+lists, change its config. Each command declares its own scope beside its handler
+(`edged.commands.spec.CommandSpec`); docs/topics.md lists them, held to the code by test."""
 
 
 class KeyConfig(Strict):

@@ -27,9 +27,8 @@ from rich.live import Live
 
 import edged
 from core.errors import ConfigError, EdgedError
-from drivers.registry import options_model
 from edged.config import load_config
-from edged.config.loader import format_errors, validate_options
+from edged.config.loader import format_errors, with_settings
 from edged.config.models import DriverConfig, EdgedConfig
 from edged.demo.access import demo_access
 from edged.demo.broker import PROTOCOL as EMBEDDED_PROTOCOL
@@ -41,6 +40,7 @@ from edged.ops.fleet import FleetView
 from edged.ops.login import Login, Protocol
 from edged.ops.loop import run_until, stop_on_signals
 from edged.ops.urls import BrokerAddress, parse_broker_url
+from edged.services.access import AccessService
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,14 @@ def demo_config(
         if d.driver == "gps.sim":
             # start 10 s (simulated) before the end of the first stop: the demo moves at once
             options = {**d.options, "speed_factor": speed, "start_s": 110}
+            d = DriverConfig(name=d.name, driver=d.driver, enabled=d.enabled, options=options)
             try:
-                validate_options(options_model(d.driver), options, base_dir)
+                with_settings(d, base_dir)
             except ValidationError as exc:
                 raise ConfigError(
                     f"--speed {speed:g}",
                     format_errors(exc, prefix=("drivers", i, "options")),
                 ) from None
-            d = d.model_copy(update={"options": options})
         drivers.append(d)
     broker = config.broker.model_copy(
         update={
@@ -319,9 +319,10 @@ class Demo:
     async def _load_lists(self) -> None:
         """The access lists, signed as dispatch signs them, once the node runs."""
         await self.node.ready.wait()
-        if self.node.access is not None and self.lists is not None:
+        access = self.node.services.get("access")
+        if isinstance(access, AccessService) and self.lists is not None:
             try:
-                await self.node.access.command_update(self.lists)
+                await access.command_update(self.lists)
             except EdgedError as exc:
                 logging.getLogger(__name__).error("the demo's access lists: %s", exc)
 

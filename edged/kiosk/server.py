@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from core.counters import Counters
 from core.errors import EdgedError
-from edged.commands.router import Handler
+from edged.clock import ClockSource
 from edged.config.kiosk import KioskConfig
 from edged.kiosk.limits import (
     FD_RESERVE,
@@ -35,9 +35,8 @@ from edged.kiosk.limits import (
     peer_of,
     raise_fd_limit,
 )
-from edged.kiosk.models import RiderPost
+from edged.kiosk.models import Asked, RequestRefused, RiderPost
 from edged.kiosk.ratelimit import RateLimiter
-from edged.services.kiosk import KioskNode, KioskService, RequestRefused
 
 log = logging.getLogger(__name__)
 
@@ -80,25 +79,21 @@ BIND_RETRY_S = (2.0, 60.0)
 LOG_EVERY_S = 10.0
 
 
-class _Router(Protocol):
-    def register(self, name: str, handler: Handler) -> None: ...
+class Screen(Protocol):
+    """What the page shows and what a press asks: the kiosk service
+    (`edged.services.kiosk`)."""
 
-
-class KioskDaemonNode(KioskNode, Protocol):
     @property
-    def router(self) -> _Router: ...
+    def current(self) -> dict[str, Any]:
+        """The view now, as JSON-ready data."""
 
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """`listener(view)` with each new view."""
 
-def start_kiosk(node: KioskDaemonNode, config: KioskConfig) -> "KioskServer":
-    """Build the kiosk of a node and register its commands; `await server.run()` serves it.
+    def now(self) -> tuple[int, ClockSource]:
+        """The node's time in ms, and the clock it comes from."""
 
-    Call it after the position and geofence services exist and the outbox is open (the
-    kiosk reads its kept state at once)."""
-    service = KioskService(node, config)
-    node.router.register("kiosk.schedule", service.command_schedule)
-    node.router.register("kiosk.message", service.command_message)
-    node.router.register("kiosk.ack", service.command_ack)
-    return KioskServer(service, config, node.counters)
+    async def ask(self, post: RiderPost) -> Asked: ...
 
 
 def load_static() -> dict[str, bytes]:
@@ -131,7 +126,7 @@ class ApiError(Exception):
 class KioskServer:
     def __init__(
         self,
-        service: KioskService,
+        service: Screen,
         config: KioskConfig,
         counters: Counters,
         *,
@@ -180,10 +175,8 @@ class KioskServer:
     # -- running ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until cancelled, keeping the kiosk's view fresh alongside."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.service.run(), name="kiosk.view")
-            tg.create_task(self._serve(), name="kiosk.http")
+        """Serve until cancelled (the kiosk service runs it beside its view)."""
+        await self._serve()
 
     def _descriptor_budget(self) -> None:
         """Raise the soft descriptor limit if it is low; if it stays too low for the kiosk's
@@ -342,7 +335,7 @@ class KioskServer:
     # -- state, live ------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        now, source = self.service.node.clock.now()
+        now, source = self.service.now()
         return {"now_ms": now, "clock": source.value, **self.service.current}
 
     async def _state(self, request: web.Request) -> web.Response:
@@ -412,7 +405,7 @@ class KioskServer:
         if event == "state":
             data = self.snapshot()
         else:
-            now, source = self.service.node.clock.now()
+            now, source = self.service.now()
             data = {"now_ms": now, "clock": source.value}
         return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 

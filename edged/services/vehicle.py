@@ -8,15 +8,16 @@ active DM1 codes or lamps changes.
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any, Literal
 
 from core.events import ActiveFaults, IgnitionInput, J1939Signals
 from edged.commands.args import only
+from edged.commands.spec import CommandSpec
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
+from edged.host import Host
 from edged.payloads import DoorEvent, EcuLamps, FaultCode, Faults, Vehicle
-from edged.services.base import NodeApi
+from edged.services.base import Service
 from edged.services.trips import OpenTrip, TripRecorder
 from edged.topics import DOOR, FAULTS, VEHICLE
 
@@ -29,19 +30,12 @@ def _split(ref: str) -> tuple[str, str]:
     return message, signal
 
 
-class VehicleService:
-    def __init__(
-        self,
-        node: NodeApi,
-        config: VehicleServiceConfig,
-        trips: TripServiceConfig,
-        *,
-        gps_odometer_m: Callable[[], float],
-    ) -> None:
-        self.node = node
+class VehicleService(Service):
+    def __init__(self, host: Host, config: VehicleServiceConfig, trips: TripServiceConfig) -> None:
+        super().__init__(host)
         self.config = config
         self.trips_config = trips
-        self.trips = TripRecorder(node, trips, gps_odometer_m)
+        self.trips = TripRecorder(host, trips)
         self.values: dict[str, float | int | None] = {}
         self.doors: dict[str, str] = {}
         self.extra: dict[str, float | int | None] = {}
@@ -66,9 +60,15 @@ class VehicleService:
             self.ignition = True
             self._engine_running_at = time.monotonic()
         self._ignition_wired = False  # an ignition sense line on GPIO outranks engine speed
-        node.subscribe(J1939Signals, self.on_signals)
-        node.subscribe(ActiveFaults, self.on_faults)
-        node.subscribe(IgnitionInput, self.on_ignition_input)
+        host.bus.subscribe(J1939Signals, self.on_signals)
+        host.bus.subscribe(ActiveFaults, self.on_faults)
+        host.bus.subscribe(IgnitionInput, self.on_ignition_input)
+
+    def commands(self) -> list[CommandSpec]:
+        return [
+            CommandSpec("trip.start", self.command_trip_start, scope="operate"),
+            CommandSpec("trip.stop", self.command_trip_stop, scope="operate"),
+        ]
 
     def _want(self, ref: str, kind: str, key: str) -> None:
         message, signal = _split(ref)
@@ -108,7 +108,7 @@ class VehicleService:
         first = door not in self.doors
         self.doors[door] = state
         if not first:
-            self.node.publish(DOOR, DoorEvent(door=door, open=state == "open", source="can"))
+            self.host.publish(DOOR, DoorEvent(door=door, open=state == "open", source="can"))
         return True
 
     def on_ignition_input(self, event: IgnitionInput) -> None:
@@ -177,7 +177,7 @@ class VehicleService:
         )
         if faults != self._published_faults:
             self._published_faults = faults
-            self.node.publish(FAULTS, faults)
+            self.host.publish(FAULTS, faults)
 
     # -- publishing -------------------------------------------------------------------
 
@@ -202,7 +202,7 @@ class VehicleService:
         )
 
     def publish(self) -> None:
-        self.node.publish(VEHICLE, self.snapshot(), qos=self.config.qos)
+        self.host.publish(VEHICLE, self.snapshot(), qos=self.config.qos)
 
     async def run(self) -> None:
         last = time.monotonic()

@@ -88,6 +88,7 @@ class Uplink:
         birth: BirthFactory,
         on_command: CommandSink,
         counters: Counters,
+        on_link: Callable[[bool], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -98,7 +99,8 @@ class Uplink:
         self.on_command = on_command
         self.counters = counters
         self.rng = rng or random.Random()
-        self.connected = False
+        self.on_link = on_link
+        self._connected = False
         self.sessions = 0
         self.sent = 0
         self._client: MqttClient | None = None
@@ -112,6 +114,18 @@ class Uplink:
         self._worked_at: float | None = None  # when this session's birth was acknowledged
         self._warned_expiry: int | None = None
         self.reconnect = Reconnect(config.reconnect_min_s, config.reconnect_max_s, self.rng)
+
+    @property
+    def connected(self) -> bool:
+        """A session is up (birth acknowledged); `on_link` hears each change."""
+        return self._connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        if value != self._connected:
+            self._connected = value
+            if self.on_link is not None:
+                self.on_link(value)
 
     @property
     def reconnects(self) -> int:

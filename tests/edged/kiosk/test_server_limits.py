@@ -9,7 +9,7 @@ import time
 from edged.config.kiosk import KioskConfig
 from edged.kiosk.server import KioskServer
 from edged.node import Node
-from tests.edged.kiosk.conftest import Serve
+from tests.helpers.kiosk import Serve
 
 
 class Conn:
@@ -149,7 +149,8 @@ async def test_a_stream_ends_after_its_longest_life_and_frees_its_place(
     from edged.services.kiosk import KioskService
 
     config = KioskConfig(port=0, heartbeat_s=1, stream_max_s=30, max_streams_per_peer=1)
-    server = KioskServer(KioskService(node, config), config, node.counters, clock=lambda: now[0])
+    service = KioskService(node.host, config)
+    server = KioskServer(service, config, node.counters, clock=lambda: now[0])
     task = asyncio.create_task(server.run())
     try:
         await asyncio.wait_for(server.listening.wait(), 5)
