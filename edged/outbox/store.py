@@ -167,8 +167,6 @@ class Outbox:
         self._streams_dirty: set[str] = set()
         self._last_id = 0
         self._closed = False
-        self.writer_alive = False
-        self.last_commit = time.monotonic()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -499,23 +497,19 @@ class Outbox:
 
     async def run_writer(self) -> None:
         """Commit gathered writes and acks; the only task that writes to the database."""
-        self.writer_alive = True
-        try:
-            while True:
-                await self._wake_writer.wait()
-                if self.config.flush_interval_ms:
-                    await asyncio.sleep(self.config.flush_interval_ms / 1000)
-                try:
-                    # back to back while acks stream in: measured here, making acks wait
-                    # an interval doubled live latency during a drain; ack-only commits
-                    # run with synchronous=NORMAL, so in WAL mode they do not fsync
-                    await self.flush()
-                except (sqlite3.Error, OSError, EdgedError):
-                    # the batch's callers got the error; keep writing what comes next
-                    self.write_errors += 1
-                    await asyncio.sleep(1.0)
-        finally:
-            self.writer_alive = False
+        while True:
+            await self._wake_writer.wait()
+            if self.config.flush_interval_ms:
+                await asyncio.sleep(self.config.flush_interval_ms / 1000)
+            try:
+                # back to back while acks stream in: measured here, making acks wait
+                # an interval doubled live latency during a drain; ack-only commits
+                # run with synchronous=NORMAL, so in WAL mode they do not fsync
+                await self.flush()
+            except (sqlite3.Error, OSError, EdgedError):
+                # the batch's callers got the error; keep writing what comes next
+                self.write_errors += 1
+                await asyncio.sleep(1.0)
 
     async def flush(self) -> None:
         """Commit everything gathered so far."""
@@ -546,7 +540,6 @@ class Outbox:
             self._keep_in_memory(batch, exc)
             log.error("outbox commit failed: %s", exc)
             raise
-        self.last_commit = time.monotonic()
         self.journal.folded([item.rn for item in batch if item.rn is not None])
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
