@@ -4,8 +4,8 @@
 
 Prints one JSON object:
 - pipeline_fps: frames/s through the whole path (the driver's own Receiver and Pipeline,
-  events handed to an asyncio consumer), from frames already queued in python-can's
-  virtual bus, so the sender's cost is not in it;
+  events handed through the real DriverContext and Bus to a subscriber), from frames
+  already queued in python-can's virtual bus, so the sender's cost is not in it;
 - baseline_fps: a bare `bus.recv()` loop over the same queued frames, in the same run;
 - ratio: pipeline_fps / baseline_fps (aim >= 0.7);
 - cpu_s_per_mframe: CPU seconds per million frames through the pipeline (and
