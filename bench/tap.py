@@ -206,6 +206,7 @@ def baseline_polls(n: int) -> tuple[list[float], list[float]]:
     emulator, opened the way `nfc.libnfc` opens it: with no card, then with one held."""
     import pynfc.nfc as nfc  # loads libfreefare and libnfc
 
+    from drivers.nfc import abi
     from hil.nfc.emulator import Pn532Emulator
 
     with Pn532Emulator() as emu:
@@ -224,16 +225,15 @@ def baseline_polls(n: int) -> tuple[list[float], list[float]]:
             for prop in (nfc.NP_INFINITE_SELECT, nfc.NP_AUTO_ISO14443_4):
                 nfc.nfc_device_set_property_bool(device, prop, False)
             buffer = ctypes.create_string_buffer(1024)
-            target = nfc.nfc_target.from_buffer(buffer)
-            modulation = nfc.nfc_modulation(nfc.NMT_ISO14443A, nfc.NBR_106)
+            target = abi.NATIVE.Target.from_buffer(buffer)  # pynfc's fits x86-64 only
+            modulation = abi.NATIVE.Modulation(abi.NMT_ISO14443A, abi.NBR_106)
+            select = abi.select_passive_target(nfc)
 
             def polls(expect_card: bool) -> list[float]:
                 out = []
                 for _ in range(n):
                     t = time.perf_counter()
-                    res = nfc.nfc_initiator_select_passive_target(
-                        device, modulation, None, 0, ctypes.byref(target)
-                    )
+                    res = select(device, modulation, None, 0, ctypes.byref(target))
                     out.append(ms(time.perf_counter() - t))
                     if (res > 0) != expect_card:
                         raise RuntimeError(f"a baseline poll returned {res}")
@@ -252,6 +252,9 @@ def baseline_polls(n: int) -> tuple[list[float], list[float]]:
 # -- the node ----------------------------------------------------------------------------
 
 
+KIOSK_OFF = "[services.kiosk]\nenabled = false"
+
+
 def node_config_text(
     tmp: Path,
     port: int,
@@ -262,7 +265,9 @@ def node_config_text(
     pulse_s: float,
     poll_interval_s: float | None,
     journal_sync: bool = False,
+    extra: str = "",
 ) -> str:
+    """`extra` replaces `[services.kiosk] enabled = false` (bench.portal turns it on)."""
     poll = "" if poll_interval_s is None else f"poll_interval_s = {poll_interval_s}\n"
     return f"""
 [node]
@@ -291,8 +296,7 @@ enabled = true
 capacity = 30
 count_from = ["taps"]
 
-[services.kiosk]
-enabled = false
+{extra or KIOSK_OFF}
 
 [[drivers]]
 name = "{SIM_READER}"
@@ -365,7 +369,13 @@ async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> No
         await asyncio.sleep(0.01)
 
 
-async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
+Around = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
+"""Held around the measured taps, given the running node (bench.portal's phones)."""
+
+
+async def run_node(
+    args: argparse.Namespace, quiet: bool, *, extra: str = "", around: Around | None = None
+) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from core.events import Tap, Unlock
@@ -432,6 +442,7 @@ async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
                 pulse_s=pulse_s,
                 poll_interval_s=args.poll_interval_ms / 1000 if args.poll_interval_ms else None,
                 journal_sync=args.journal_sync,
+                extra=extra,
             )
             config = parse_config(text, source="bench.tap", base_dir=tmp)
             node = Node(config, base_dir=tmp)
@@ -443,6 +454,7 @@ async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
             stop = asyncio.Event()
             started = time.monotonic()
             run = asyncio.create_task(node.run(stop), name="bench.node")
+            held = contextlib.AsyncExitStack()
             try:
                 await asyncio.wait_for(node.ready.wait(), 10)
                 await wait_until(
@@ -503,6 +515,8 @@ async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
                 node.outbox.ack = ack  # type: ignore[method-assign]
                 node.outbox.put_nowait = put_nowait  # type: ignore[method-assign]
                 relay = PinRecord(mock_factory().pin(LOCK))
+                if around is not None:
+                    out["around"] = await held.enter_async_context(around(node))
 
                 # -- decision: nfc.sim taps ------------------------------------------
                 say(quiet, f"decision: {WARMUP} + {args.taps} nfc.sim taps")
@@ -560,8 +574,10 @@ async def run_node(args: argparse.Namespace, quiet: bool) -> dict[str, Any]:
                 ]
                 out["unlocks"] = seen.unlocks
                 out["restarts"] = sum(s.restarts for s in node.supervisor.statuses())
+                await held.aclose()  # the phones stop before the counters are read
                 out["errors"] = node.counters.snapshot()
             finally:
+                await held.aclose()
                 stop.set()
                 await asyncio.wait_for(run, 10)
         finally:

@@ -5,7 +5,9 @@ import asyncio
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+from pydantic import BaseModel
 
 from edged import __version__
 from edged.config.models import EdgedConfig
@@ -86,8 +88,10 @@ def build_health(
     drivers: list[DriverStatus],
     errors: dict[str, int],
     mqtt: MqttHealth | None = None,
+    parts: Mapping[str, BaseModel] | None = None,
 ) -> Health:
-    return Health(
+    """`parts`: what services add (`Service.report`), each a field of `Health`."""
+    health = Health(
         uptime_s=round(time.monotonic() - started, 1),
         rss_mb=round(rss_mb(), 1),
         cpu_pct=cpu.take(),
@@ -100,6 +104,10 @@ def build_health(
         errors=errors,
         mqtt=mqtt,
     )
+    unknown = set(parts or {}) - set(Health.model_fields)
+    if unknown:
+        raise ValueError(f"health has no field {sorted(unknown)}: add it to Health first")
+    return health.model_copy(update=dict(parts or {}))
 
 
 async def every(interval: float, fn: Callable[[], object]) -> None:

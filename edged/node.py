@@ -13,7 +13,7 @@ from typing import Any
 from core.bus import Bus
 from core.counters import Counters
 from core.errors import EdgedError
-from edged import __version__
+from edged import __version__, sdnotify
 from edged.clock import Clock
 from edged.commands.admin import Admin, probation_watch
 from edged.commands.authorize import Authorizer
@@ -36,6 +36,7 @@ from edged.services.base import Service
 from edged.services.events import LinkChanged
 from edged.supervisor import Supervisor
 from edged.topics import HEALTH, REPLY, Topics
+from edged.update.wiring import build_updates
 from edged.uplink import Uplink
 from edged.uplink.shutdown import drain_and_say_offline
 
@@ -58,6 +59,7 @@ class Node:
         self.base_dir = base_dir or (config_path.absolute().parent if config_path else None)
         self.config_hash = config_hash(config)
         self.restart_requested = False
+        self.exit_code = 0
         self._restart_after_reply = False
         self._stop: asyncio.Event | None = None
         self.log_tail = RecentLog()
@@ -81,17 +83,16 @@ class Node:
         self.outbox.on_pressure = self.alarms.pressure
         state = OutboxState(self.outbox)
         self.host = NodeHost(config.node, self.clock, self.bus, self.counters, state, self.alarms)
+        self.authorizer = Authorizer(
+            config.security, self.clock, get_state=state.get, set_state=state.set
+        )
+        replies = ResponseTopics(config.broker.prefix, config.broker.response_topic_prefix)
         self.router = CommandRouter(
-            self.counters,
-            authorizer=Authorizer(
-                config.security, self.clock, get_state=state.get, set_state=state.set
-            ),
-            response_topics=ResponseTopics(
-                config.broker.prefix, config.broker.response_topic_prefix
-            ),
+            self.counters, authorizer=self.authorizer, response_topics=replies
         )
         self.supervisor = Supervisor(config.supervisor, self.bus, self.counters)
         self.services: dict[str, Service] = {}  # built once the outbox (their state) is open
+        self.updates = build_updates(self, self.bus, self.alarms)
         self.lag = LoopLag()
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
@@ -124,6 +125,7 @@ class Node:
             drivers=self.supervisor.statuses(),
             errors=self.counters.snapshot(),
             mqtt=self.uplink.link_health(),
+            parts={k: v for s in self.services.values() for k, v in (await s.report()).items()},
         )
 
     async def publish_health(self) -> None:
@@ -141,6 +143,11 @@ class Node:
             self._restart_after_reply = True
         else:
             self._stop_now()
+
+    def request_exit(self, code: int) -> None:
+        """Stop, and let `edged run` exit with `code` (a switch of release, a failed trial)."""
+        self.exit_code = code
+        self._stop_now()
 
     def _stop_now(self) -> None:
         if self._stop is not None:
@@ -174,17 +181,16 @@ class Node:
     def _start_services(self) -> None:
         """Build the services (they read their kept state) and route their commands."""
         self.services = table.build(self.host, self.config)
-        owners: list[Declares] = [*self.services.values(), Builtin(self), Admin(self), self.alarms]
-        for owner in owners:
+        node_own: list[Declares] = [Builtin(self), Admin(self), self.alarms, self.updates]
+        for owner in [*self.services.values(), *node_own]:
             for spec in owner.commands():
                 self.router.add(spec)
 
     def status_line(self) -> str:
-        """systemd's STATUS= line: from memory only, it runs every few seconds."""
-        drivers = self.supervisor.statuses()
-        running = sum(d.state == "running" for d in drivers)
-        link = "online" if self.uplink.connected else "offline (no broker)"
-        return f"{link}, outbox {self.outbox.depth}, {running}/{len(drivers)} drivers running"
+        """systemd's STATUS= line."""
+        return sdnotify.status_line(
+            self.supervisor.statuses(), self.uplink.connected, self.outbox.depth
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""
@@ -198,17 +204,15 @@ class Node:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.outbox.run_writer(), name="outbox.writer")
                 uplink = tg.create_task(self.uplink.run(), name="uplink")
+                health = every(self.config.health.interval_s, self.publish_health)
                 others = [
                     tg.create_task(self.lag.run(), name="loop-lag"),
                     tg.create_task(self.alarms.watch(), name="outbox.unwritable"),
-                    tg.create_task(
-                        every(self.config.health.interval_s, self.publish_health), name="health"
-                    ),
+                    tg.create_task(health, name="health"),
                 ]
+                drivers = [d for d in self.config.drivers if d.enabled]
                 others += [
-                    tg.create_task(self.supervisor.run(d), name=f"driver.{d.name}")
-                    for d in self.config.drivers
-                    if d.enabled
+                    tg.create_task(self.supervisor.run(d), name=f"driver.{d.name}") for d in drivers
                 ]
                 if self.config_path is not None and Probation(self.config_path).active:
                     others.append(tg.create_task(probation_watch(self), name="probation"))
@@ -216,6 +220,7 @@ class Node:
                     tg.create_task(svc.run(), name=f"service.{name}")
                     for name, svc in self.services.items()
                 ]
+                others.append(tg.create_task(self.updates.run(), name="updates"))
                 # WATCHDOG=1 only while the loop turns and the writer and uplink live; not for
                 # what a restart cannot fix (a dead zone, an unplugged device)
                 alive = [task_alive(writer), task_alive(uplink)]
@@ -224,12 +229,8 @@ class Node:
                 others.append(tg.create_task(watchdog, name="watchdog"))
                 self.ready.set()
                 self.notifier.ready()
-                log.info(
-                    "edged %s running as %s (%s)",
-                    __version__,
-                    self.topics.base,
-                    self.config.node.profile.value,
-                )
+                profile = self.config.node.profile.value
+                log.info("edged %s running as %s (%s)", __version__, self.topics.base, profile)
                 await stop.wait()
                 log.info("stopping")
                 if self.restart_requested:  # STOPPING=1 is final; the next READY=1 ends this

@@ -121,6 +121,18 @@ class MqttHealth(Body):
     )
 
 
+class WifiHealth(Body):
+    """The riders' hotspot, in counts only: no address, no name, nothing per phone."""
+
+    clients: int = Field(description="phones on the hotspot now (associated, or seen lately)")
+    sessions: int = Field(description="phones that accepted the terms and are online now")
+    sessions_today: int = Field(description="acceptances since local midnight")
+    rx_bytes: int | None = Field(description="bytes received from phones since the radio came up")
+    tx_bytes: int | None = Field(description="bytes sent to phones since the radio came up")
+    internet: bool = Field(description="riders can reach the internet through the node now")
+    pages: int = Field(description="portal pages open with live updates")
+
+
 class Health(Body):
     uptime_s: float
     rss_mb: float
@@ -133,6 +145,7 @@ class Health(Body):
     drivers: list[DriverStatus]
     errors: dict[str, int] = Field(description="counters per edge, e.g. cmd.bad_json")
     mqtt: MqttHealth | None = None
+    wifi: WifiHealth | None = Field(default=None, description="with [wifi] enabled only")
 
 
 class ReplyError(Body):
@@ -303,3 +316,37 @@ class Journey(Body):
     line: str | None = Field(default=None, description="line name as riders know it")
     headsign: str | None = Field(default=None, description="destination shown to riders")
     assigned_at: int | None = Field(default=None, description="UTC ms of the assignment")
+
+
+# -- `update`: where a node is with a software update ---------------------------------
+
+UpdateState = Literal[
+    "idle",
+    "downloading",
+    "verifying",
+    "installing",
+    "staged",
+    "switching",
+    "trial",
+    "confirmed",
+    "rolled_back",
+    "failed",
+]
+
+
+class UpdateStatus(Body):
+    state: UpdateState
+    running: str = Field(description="the release running now")
+    id: str | None = Field(default=None, description="the `update.apply` command's id")
+    version: str | None = Field(default=None, description="the release being installed or tried")
+    previous: str | None = Field(default=None, description="the fallback release")
+    bytes: int | None = Field(default=None, description="downloading: bytes on disk")
+    total: int | None = Field(default=None, description="downloading: the bundle's size")
+    percent: int | None = None
+    rate_bps: int | None = Field(default=None, description="downloading: bytes/s lately")
+    waiting_for: list[str] | None = Field(
+        default=None, description="staged: what keeps the switch from happening now"
+    )
+    deadline_s: float | None = Field(default=None, description="trial: seconds to come online")
+    code: str | None = Field(default=None, description="failed, rolled_back: machine reason")
+    reason: str | None = Field(default=None, description="failed, rolled_back: for a person")

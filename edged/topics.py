@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from edged import payloads as p
 from edged.kiosk.payloads import KioskRequest
+from edged.payloads import UpdateStatus
 
 
 class Priority(IntEnum):
@@ -80,6 +81,7 @@ JOURNEY = TopicSpec(
     "journey", p.Journey, Priority.STATE, qos=1, retain=True, latest_only=True
 )
 KIOSK_REQUESTS = TopicSpec("kiosk/requests", KioskRequest, Priority.EVENT, qos=1, retain=False)
+UPDATE = TopicSpec("update", UpdateStatus, Priority.STATE, qos=1, retain=True, latest_only=True)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
 
@@ -100,6 +102,7 @@ TOPICS: dict[str, TopicSpec] = {
         HEALTH,
         JOURNEY,
         KIOSK_REQUESTS,
+        UPDATE,
         REPLY,
         COMMAND,
     )

@@ -13,10 +13,15 @@ usage() {
 Usage: sudo systemd/install.sh [OPTIONS]
 
 Installs edged as the systemd service edged.service:
-  - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi)
+  - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi;
+    + build-essential python3-dev libffi-dev cmake libatomic1 only where a dependency has no
+    wheel for this machine, as on 32-bit Raspberry Pi OS without piwheels)
   - groups gpio, i2c, spi when missing; the system user edged in dialout gpio i2c spi plugdev
-  - /opt/edged/venv: a virtualenv with edged (this checkout, or --wheel) and its NFC extra
+  - /opt/edged/releases/VERSION/venv: a virtualenv with edged (this checkout, or --wheel) and
+    its NFC extra, made `current`; /opt/edged/launcher.py, which the unit starts; /opt/edged/venv
+    a link to the current venv
   - /etc/edged (root:edged 0770) with edged.toml copied from an example only when missing,
+    with the files the example names beside it (the simulated route, the CAN log it replays),
     and /etc/edged/secrets (edged, 0700) for passwords and keys
   - /var/lib/edged (edged, 0700): the outbox
   - the unit, udev rules, NFC module blacklist and sysctl; then daemon-reload, enable, start
@@ -145,24 +150,89 @@ dir "$R/var/lib/edged" 0700 "$uid" "$gid"          # the outbox
 dir "$R/opt/edged" 0755 0 0
 dir "$R/opt/edged/doc" 0755 0 0
 
+# named_files EXAMPLE: the files the example config names by a path relative to itself (the
+# simulated GPS route, the CAN log it replays...), one per line: the copy needs them beside it.
+named_files() {
+    "$PYTHON" - "$1" <<'PY'
+import sys, tomllib
+from pathlib import Path
+
+example = Path(sys.argv[1])
+def strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (dict, list)):
+        for v in value.values() if isinstance(value, dict) else value:
+            yield from strings(v)
+with example.open("rb") as f:
+    for s in sorted(set(strings(tomllib.load(f)))):
+        rel = Path(s)
+        if s and not rel.is_absolute() and ".." not in rel.parts and (example.parent / rel).is_file():
+            print(rel)
+PY
+}
+
 if [ -e "$R/etc/edged/edged.toml" ]; then
     say "keeping /etc/edged/edged.toml"
 else
     say "config: /etc/edged/edged.toml from $(basename "$EXAMPLE") (edit it)"
+    named=$(named_files "$EXAMPLE") || die "--config $EXAMPLE: not a TOML file Python can read"
     install -m 0640 -o 0 -g "$gid" "$EXAMPLE" "$R/etc/edged/edged.toml"
+    while IFS= read -r rel; do
+        [ -n "$rel" ] || continue
+        say "  with /etc/edged/$rel"
+        sub=$(dirname "$rel")
+        [ "$sub" = . ] || install -d -m 0750 -o 0 -g "$gid" "$R/etc/edged/$sub"
+        [ -e "$R/etc/edged/$rel" ] || install -m 0640 -o 0 -g "$gid" "$(dirname "$EXAMPLE")/$rel" "$R/etc/edged/$rel"
+    done <<< "$named"
 fi
 
-# -- the venv -------------------------------------------------------------------------------
+# -- the release: /opt/edged/releases/VERSION/venv, `current`, the launcher ------------------
+# The layout software updates use (docs/updates.md): systemd starts /opt/edged/launcher.py,
+# which runs `current`; /opt/edged/venv stays as a link to its venv for people and scripts.
 
-if [ ! -x "$R$VENV/bin/python" ] || ! "$R$VENV/bin/python" -c 'import sys' 2>/dev/null; then
-    say "venv $VENV"
-    rm -rf "$R$VENV"
+RELEASES=/opt/edged/releases
+if [ -n "$WHEEL" ]; then
+    version=$(basename "$WHEEL" | cut -d- -f2)
+else
+    version=$("$PYTHON" -c 'import sys, tomllib
+print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$SRC/pyproject.toml")
+fi
+[[ "$version" =~ ^[A-Za-z0-9][A-Za-z0-9.+_-]*$ ]] || die "cannot tell the version to install ($version)"
+RELEASE=$RELEASES/$version
+dir "$R$RELEASES" 0755 "$uid" "$gid"               # edged installs updates here
+if [ ! -x "$R$RELEASE/venv/bin/python" ] || ! "$R$RELEASE/venv/bin/python" -c 'import sys' 2>/dev/null; then
+    say "venv $RELEASE/venv"
+    rm -rf "$R$RELEASE"
     # system site packages: the GPIO pin drivers (lgpio) come from apt on a Pi
-    "$PYTHON" -m venv --system-site-packages "$R$VENV"
+    "$PYTHON" -m venv --system-site-packages "$R$RELEASE/venv"
 fi
 target=${WHEEL:-$SRC}
+# shellcheck source=tools/pip_install.sh disable=SC1091  # checked on its own by its tests
+. "$SRC/tools/pip_install.sh"
+build_debs() {  # called only when a dependency has no wheel for this machine
+    [ "$APT" -eq 1 ] || die "building from source needs the Debian packages $*: install them" \
+        "(or run without --no-apt/--root), then run this again"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
 say "pip install ${target}[nfc]"
-"$R$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "${target}[nfc]"
+pip_install "$R$RELEASE/venv/bin/python" build_debs --disable-pip-version-check --upgrade "${target}[nfc]"
+printf '{"version": "%s", "installed_by": "install.sh"}\n' "$version" > "$R$RELEASE/release.json"
+chown -R "$uid:$gid" "$R$RELEASE"                 # an update may delete it, once two newer ones run
+before=$(readlink "$R$RELEASES/current" 2>/dev/null || true)
+if [ "$before" != "$version" ]; then
+    if [ -n "$before" ] && [ -f "$R$RELEASES/$before/release.json" ]; then
+        ln -sfn "$before" "$R$RELEASES/.previous.tmp" && mv -T "$R$RELEASES/.previous.tmp" "$R$RELEASES/previous"
+    fi
+    ln -sfn "$version" "$R$RELEASES/.current.tmp" && mv -T "$R$RELEASES/.current.tmp" "$R$RELEASES/current"
+fi
+rm -f "$R$RELEASES/trial.json"                    # what install.sh puts in place is not on trial
+if [ -d "$R$VENV" ] && [ ! -L "$R$VENV" ]; then
+    say "$VENV of an earlier install replaced by a link to $RELEASE/venv"
+    rm -rf "$R$VENV"
+fi
+ln -sfn releases/current/venv "$R$VENV"
+install -m 0644 "$SRC/edged/release/launcher.py" "$R/opt/edged/launcher.py"
 
 # -- system files -----------------------------------------------------------------------------
 

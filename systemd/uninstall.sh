@@ -65,7 +65,7 @@ rm -rf "$R/etc/systemd/system/edged.service.d"
 if [ "$LIVE" -eq 1 ]; then
     systemctl daemon-reload
     systemctl reset-failed edged.service 2>/dev/null || true
-    udevadm control --reload || true
+    udevadm control --reload 2>/dev/null || say "udev is not running: its rules go at the next boot"
 fi
 
 if [ "$PURGE" -eq 1 ]; then

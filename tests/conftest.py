@@ -1,16 +1,51 @@
+import importlib.util
+import platform
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
+from tests.helpers import ftz
 from tests.helpers.broker import Mosquitto
+
+pytest_plugins = ["tests.helpers.ctty"]  # no test may give pytest a controlling terminal
+
+FLUSH_TO_ZERO, FTZ_CULPRIT = ftz.measure()
+if FLUSH_TO_ZERO:  # before any test module builds its strategies
+    ftz.exclude_subnormals()
+
+# `--hypothesis-profile=emulated` (tools/arch_check.sh under QEMU): no deadline per example,
+# which measures the emulator, not the code (a 7 ms example took 627 ms under qemu-arm)
+settings.register_profile("emulated", deadline=None)
+
+NO_PLAYWRIGHT = ("armv7l", "armv6l")
+"""Machines Playwright has no build for (pyproject leaves it out): no browser tests there."""
+collect_ignore_glob: list[str] = []
+if platform.machine() in NO_PLAYWRIGHT and importlib.util.find_spec("playwright") is None:
+    collect_ignore_glob.append("e2e/*")
+
+
+def pytest_report_header() -> list[str]:
+    lines = ftz.header(FLUSH_TO_ZERO, FTZ_CULPRIT)
+    if collect_ignore_glob:
+        lines.append(
+            f"tests/e2e: not collected: Playwright has no build for {platform.machine()}, "
+            "so the kiosk page's browser tests cannot run on this machine"
+        )
+    return lines
+
+
+def not_installed(program: str) -> str:
+    """What a test says when a program `./dev test` installs is missing."""
+    return f"{program} is not installed: run `./dev test`, which installs it with apt"
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.fail("mosquitto is not installed: run `make test`, which installs it")
+        pytest.fail(not_installed("mosquitto"))
     m = Mosquitto(tmp_path).start()
     yield m
     m.stop()

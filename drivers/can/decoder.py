@@ -7,6 +7,7 @@ and "error" in the raw value (0xFF…, 0xFE…), and those must become None, not
 """
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import cantools.database
@@ -15,8 +16,9 @@ from cantools.database.can import Message
 from core.errors import ConfigError
 from drivers.can.j1939 import PGN_DM1, parse_id
 
-SHIPPED_DBC = Path(__file__).resolve().parents[2] / "config" / "fms.dbc"
-"""The FMS database shipped in the repository, used when a config names none."""
+SHIPPED_DBC = Path(str(resources.files("drivers.can") / "fms.dbc"))
+"""The FMS database used when a config names none: package data of drivers.can, so an
+installed edged (install.sh's venv, a wheel) has it too; config/fms.dbc links to it."""
 
 Value = float | int | None
 

@@ -18,7 +18,8 @@ class CanDecodeOptions(DriverOptions):
 
     dbc: ExistingConfigPath | None = Field(
         default=None,
-        description="DBC file, relative to the config file; default: the shipped config/fms.dbc",
+        description="DBC file, relative to the config file; default: the shipped FMS DBC "
+        "(config/fms.dbc)",
     )
     pgns: list[int] | None = Field(
         default=None,

@@ -5,6 +5,9 @@ which has no timeout, yields only the cards libfreefare knows and yields a held 
 on every poll. pynfc loads libfreefare (and libnfc through it) when imported, so it is
 imported when a reader opens: the options validate on a machine without those libraries,
 and a node without them gets a `ConfigError` (not retried) that says what to install.
+The target a poll fills is read through drivers.nfc.abi's structures, not pynfc's (sized for
+x86-64 only); the first opening in a process checks them against libnfc itself, and a
+libnfc that disagrees is a `ConfigError` too: no card is read through a wrong layout.
 
 Polling runs in one thread per reader, off the event loop. The thread owns the libnfc
 context and device from `nfc_init` to `nfc_exit`, on every exit path. Each poll is one
@@ -54,6 +57,7 @@ from pydantic import Field, field_validator, model_validator
 from core.driver import Device, DriverContext, DriverOptions, Opens
 from core.errors import ConfigError, DriverError
 from core.events import Tap
+from drivers.nfc import abi
 from drivers.nfc.presence import Presence
 from drivers.nfc.uid import UID_LENGTHS
 
@@ -169,6 +173,13 @@ def _pynfc() -> Any:
             ],
         ) from exc
     return nfc
+
+
+@functools.cache
+def _layout_checked() -> None:
+    """`abi.check()` once per process: the answer cannot change while it runs (a raise is
+    not cached, so an overloaded machine's timeout is tried again)."""
+    abi.check(abi.NATIVE)
 
 
 def _lock_port(port: str) -> int | None:
@@ -363,6 +374,7 @@ class _Session:
 
     def _open(self) -> None:
         nfc = self._nfc = _pynfc()
+        _layout_checked()
         cs = self.o.connstring
         context = ctypes.POINTER(nfc.struct_nfc_context)()
         nfc.nfc_init(ctypes.byref(context))
@@ -406,15 +418,16 @@ class _Session:
         o, nfc = self.o, self._nfc
         presence = Presence(o.release_s, o.repeat_held_s)
         buffer = ctypes.create_string_buffer(TARGET_BUFFER)
-        target = nfc.nfc_target.from_buffer(buffer)
-        modulation = nfc.nfc_modulation(nfc.NMT_ISO14443A, nfc.NBR_106)
+        target = abi.NATIVE.Target.from_buffer(buffer)
+        modulation = abi.NATIVE.Modulation(abi.NMT_ISO14443A, abi.NBR_106)
+        select = abi.select_passive_target(nfc)
 
         def read() -> tuple[int, bytes | None]:
             """One poll: libnfc's result (< 0 failed, 0 no card, > 0 a target) and its UID
             if it is a good one."""
             ctypes.memset(buffer, 0, TARGET_BUFFER)  # a short answer may leave it unwritten
             res: int = self._timed(
-                nfc.nfc_initiator_select_passive_target,
+                select,
                 self._device,
                 modulation,
                 None,
@@ -424,7 +437,7 @@ class _Session:
             if res <= 0:
                 return res, None
             info = target.nti.nai
-            if target.nm.nmt != nfc.NMT_ISO14443A or info.szUidLen not in UID_LENGTHS:
+            if target.nm.nmt != abi.NMT_ISO14443A or info.szUidLen not in UID_LENGTHS:
                 self._later(self.ctx.count, "bad_uid")
                 self.ctx.log.debug("NFC reader read a UID of %d bytes: dropped", info.szUidLen)
                 return res, None

@@ -6,6 +6,10 @@
                                                      what this broker does that edged relies on
   edgectl feed --broker mqtts://host:8883 --listen 0.0.0.0:8080 --gtfs gtfs.zip
                                                      GTFS-Realtime, SIRI Lite and a fleet page
+  edgectl release build --target aarch64 --key release.key --kid release
+                                                     a signed release bundle (docs/updates.md)
+  edgectl update creuse --bundle FILE --url https://... --key release.key --canary 10%
+                                                     roll it out in waves; `update status`
 
 It needs nothing but the broker: the same topics and payloads dispatch uses (docs/topics.md).
 MQTT 5 is tried first, then 3.1.1 (-v says which was used).
@@ -34,6 +38,8 @@ from rich.live import Live
 from core.errors import EdgedError
 from edged import __version__
 from edged.cli import access as access_cli
+from edged.cli import release as release_cli
+from edged.cli import update as update_cli
 from edged.config.base import NAME_PATTERN
 from edged.ops.brokercheck import CHECK_EPILOG, broker_check
 from edged.ops.client import BrokerUnreachableError, Say, connect, refused
@@ -248,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how long each probe waits for a message that should come (default: 3)",
     )
 
+    update_cli.add_parser(sub, common, EPILOG)
     feed_cli.add_parser(sub, common)
 
     keys = sub.add_parser("keys", help="signing keys for commands")
@@ -258,6 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("name", metavar="NAME", help="e.g. dispatch")
     gen.add_argument("--dir", type=Path, default=Path("."), help="where to write NAME.key")
     access_cli.add_parsers(sub)
+    release_cli.add_parsers(sub)
     return p
 
 
@@ -286,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command in ("lists", "card-ref"):
         return access_cli.run(args)
+    if args.command == "release":
+        return release_cli.run(args)
     if args.command == "keys":
         try:
             return generate_key(args.name, args.dir)
@@ -308,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         login = _login(args, args.broker)
         prefix = _prefix(args.prefix)
+        if args.command == "update":
+            return update_cli.dispatch(
+                args, login, prefix, key=_signing_key(args.key), check_name=_fleet
+            )
         if args.command == "feed":
             return _feed(args, login, prefix, say)
         if args.command == "watch":
@@ -419,6 +433,14 @@ def _prefix(prefix: str) -> str:
             "separated by /, without wildcards (e.g. rnst/v1)"
         )
     return prefix
+
+
+def _fleet(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise UsageError(
+            f"{name!r} is not a fleet name: lowercase letters, digits, _ and -, e.g. creuse"
+        )
+    return name
 
 
 def _target(target: str) -> tuple[str, str]:

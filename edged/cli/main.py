@@ -16,6 +16,11 @@ from edged.logs import setup_logging
 if TYPE_CHECKING:
     from edged.node import Node
 
+EXIT_CONFIG = 78
+"""`edged run` with a config it cannot use: EX_CONFIG of sysexits.h, `status=78/CONFIG` in
+`systemctl status`. The unit's RestartPreventExitStatus= names it: restarting cannot fix a
+config, so systemd waits for a person instead of restarting every 5 s for ever."""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edged", description=__doc__)
@@ -36,6 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
     doctor.add_argument("--json", action="store_true", help="a JSON list of the checks")
 
+    wifi = sub.add_parser("wifi", help="the riders' hotspot (docs/wifi.md)")
+    wifi_sub = wifi.add_subparsers(dest="wifi_command", required=True)
+    apply = wifi_sub.add_parser(
+        "apply", help="write the access point, DHCP, DNS and firewall from [wifi]; idempotent"
+    )
+    apply.add_argument(
+        "-c", "--config", type=Path, default=Path("/etc/edged/edged.toml"), help="%(default)s"
+    )
+    apply.add_argument(
+        "--dry-run", action="store_true", help="say what would change; write and run nothing"
+    )
+    apply.add_argument(
+        "--root", type=Path, help="write under this directory (an image); run nothing"
+    )
+
     schema = sub.add_parser("schema", help="print the JSON Schema of each payload")
     schema.add_argument("topic", nargs="?", help="one topic, e.g. position")
 
@@ -44,7 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--speed", type=float, default=20.0, help="simulation speed factor")
     demo.add_argument("--config", type=Path, help="shuttle config (default: config/shuttle.toml)")
+    demo.add_argument(
+        "--kiosk-port",
+        type=_port,
+        metavar="PORT",
+        help="the kiosk page's port (default: the config's, 8080); 0 picks a free one",
+    )
     return p
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: 0-65535 (0: a free one)")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.files)
     if args.command == "schema":
         return print_schema(args.topic)
+    if args.command == "wifi":
+        from edged.cli.wifi import wifi_apply
+
+        return wifi_apply(args.config, dry_run=args.dry_run, root=args.root)
     if args.command == "doctor":
         from edged.doctor import doctor
 
@@ -67,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        if args.command == "run":
+            print(not_started(args.config), file=sys.stderr)
+            return EXIT_CONFIG
         return 2
     except EdgedError as exc:
         print(f"edged: {exc}", file=sys.stderr)
@@ -74,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def not_started(config_file: Path) -> str:
+    return (
+        f"edged: not started: fix {config_file} (`edged check-config {config_file}` lists "
+        f"what is wrong). Exit status {EXIT_CONFIG}: systemd does not restart edged until "
+        "then; `systemctl restart edged` once it is fixed."
+    )
 
 
 def check_config(files: list[Path]) -> int:
@@ -112,25 +159,37 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 def run(config_file: Path) -> int:
     """Load the config (before the loop starts: a bad config never half-starts a node), run;
-    start again from the file after `restart`, `config.set` or a rollback."""
+    start again from the file after `restart`, `config.set` or a rollback. Exits to switch
+    to another release (the launcher starts it) or when the release on trial gives up."""
     from edged.config import load_config
     from edged.config.probation import Probation
     from edged.node import Node
+    from edged.update.trial import EX_TEMPFAIL, on_trial_failure
 
     while True:
         try:
             config = load_config(config_file)
-        except ConfigError:
+        except ConfigError as exc:
             probation = Probation(config_file)
             if not probation.active:
+                if on_trial_failure("config_rejected", f"rejected the running config: {exc}"):
+                    print(exc, file=sys.stderr)  # not 78: systemd must restart, to roll back
+                    return EX_TEMPFAIL
                 raise
             logging.getLogger("edged").error("the config on probation does not load: rolled back")
             probation.rollback()
             continue
         node = Node(config, config_path=config_file)
-        asyncio.run(serve(node))
-        if not node.restart_requested:
+        try:
+            asyncio.run(serve(node))
+        except EdgedError as exc:
+            on_trial_failure("crashed", f"stopped at start: {exc}")
+            raise
+        if node.updates is not None and node.updates.switch_pending is not None:
+            node.updates.finish_switch()
             return 0
+        if node.exit_code or not node.restart_requested:
+            return node.exit_code
         logging.getLogger("edged").info("restarting from %s", config_file)
 
 

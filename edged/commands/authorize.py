@@ -11,7 +11,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.clock import Clock, ClockSource
-from edged.config.security import Scope, SecurityConfig
+from edged.config.security import ALWAYS_SIGNED, Scope, SecurityConfig
 from edged.errors import CommandError
 from edged.payloads import Command
 from edged.security.signing import public_key_from_text, signed_message, verify
@@ -51,7 +51,7 @@ class Authorizer:
     def check(self, topic: str, name: str, scope: Scope, command: Command) -> None:
         """Raise CommandError with the reason when the command must not run."""
         if command.sig is None:
-            if name in self.config.signed_commands:
+            if name in self.config.signed_commands or scope in ALWAYS_SIGNED:
                 raise CommandError(
                     "unsigned",
                     f"{name} must be signed by a key with scope {scope!r} (edgectl cmd --key)",

@@ -14,6 +14,8 @@ from edged.config.base import NAME_PATTERN, Strict
 from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
 from edged.config.topic_names import reaches_a_node_base, topic_name_problem
+from edged.config.update import UpdateConfig
+from edged.config.wifi import WifiConfig
 
 
 class Profile(StrEnum):
@@ -214,6 +216,8 @@ class EdgedConfig(Strict):
     security: SecurityConfig = SecurityConfig()
     clock: ClockConfig = ClockConfig()
     remote: RemoteConfig = RemoteConfig()
+    update: UpdateConfig = UpdateConfig()
+    wifi: WifiConfig = WifiConfig()
 
     @model_validator(mode="after")
     def _unique_driver_names(self) -> "EdgedConfig":
@@ -222,4 +226,21 @@ class EdgedConfig(Strict):
             if d.name in seen:
                 raise ValueError(f"two drivers are named {d.name!r}: names must be unique")
             seen.add(d.name)
+        return self
+
+    @model_validator(mode="after")
+    def _portal_is_the_kiosk(self) -> "EdgedConfig":
+        """The hotspot's captive portal is the kiosk page: it needs the kiosk service."""
+        if self.wifi.enabled and not self.services.kiosk.enabled:
+            raise ValueError(
+                "[wifi] is enabled but [services.kiosk] is not: the captive portal is the "
+                "kiosk page; set services.kiosk.enabled = true"
+            )
+        kiosk = self.services.kiosk
+        on_hotspot = kiosk.host in ("0.0.0.0", "::", str(self.wifi.address.ip))
+        if self.wifi.enabled and on_hotspot and kiosk.port == self.wifi.portal.port:
+            raise ValueError(
+                f"services.kiosk.port and wifi.portal.port are both {kiosk.port} on the "
+                "hotspot address; give them different ports"
+            )
         return self

@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -70,8 +72,10 @@ def demo_config(
     speed: float,
     base_dir: Path,
     health_s: float = DEMO_HEALTH_S,
+    kiosk_port: int | None = None,
 ) -> EdgedConfig:
-    """The config with the demo's broker, a throw-away outbox, a faster simulated GPS."""
+    """The config with the demo's broker, a throw-away outbox, a faster simulated GPS, and
+    the kiosk on `kiosk_port` if given (0: a free one)."""
     drivers: list[DriverConfig] = []
     for i, d in enumerate(config.drivers):
         if d.driver == "gps.sim":
@@ -99,14 +103,34 @@ def demo_config(
             "reconnect_max_s": 5.0,
         }
     )
+    services = config.services
+    if kiosk_port is not None:
+        kiosk = services.kiosk.model_copy(update={"port": kiosk_port})
+        services = services.model_copy(update={"kiosk": kiosk})
     return config.model_copy(
         update={
             "broker": broker,
             "outbox": config.outbox.model_copy(update={"path": outbox_dir / "outbox.sqlite"}),
             "health": config.health.model_copy(update={"interval_s": health_s}),
             "drivers": drivers,
+            "services": services,
         }
     )
+
+
+async def kiosk_port_free(host: str, port: int) -> str | None:
+    """None if the kiosk can listen on host:port (bound as its server binds, then let go),
+    else why not. The kiosk itself only logs and retries: a daemon must not stop for its
+    screen, but a demo whose page cannot open should say so once, before it starts."""
+    if port == 0:
+        return None
+    try:
+        server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port)
+    except OSError as exc:  # asyncio's strerror repeats the address: the errno's text only
+        return os.strerror(exc.errno) if exc.errno else str(exc)
+    server.close()
+    await server.wait_closed()
+    return None
 
 
 class LogTail(logging.Handler):
@@ -170,6 +194,19 @@ async def run_demo(args: argparse.Namespace) -> int:
     config_path = Path(args.config) if args.config else default_config_path()
     config = load_config(config_path)
     base_dir = config_path.resolve().parent
+    kiosk_port: int | None = getattr(args, "kiosk_port", None)
+    kiosk = config.services.kiosk
+    if kiosk.enabled:
+        port = kiosk.port if kiosk_port is None else kiosk_port
+        why = await kiosk_port_free(kiosk.host, port)
+        if why is not None:
+            print(
+                f"edged demo: the kiosk page cannot listen on {kiosk.host}:{port} ({why}): "
+                "stop what uses that port, or run the demo with --kiosk-port PORT "
+                "(--kiosk-port 0 picks a free one)",
+                file=sys.stderr,
+            )
+            return 2
     with tempfile.TemporaryDirectory(prefix="edged-demo-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
             protocol: Protocol
@@ -185,6 +222,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 outbox_dir=Path(tmp),
                 speed=speed,
                 base_dir=base_dir,
+                kiosk_port=kiosk_port,
             )
             lists: dict[str, Any] | None = None
             if not demo.services.access.enabled:  # a field config brings its own secret
@@ -197,11 +235,6 @@ async def run_demo(args: argparse.Namespace) -> int:
                 protocol=protocol,
                 prefix=demo.broker.prefix,
                 speed=speed,
-                kiosk=(
-                    f"http://{demo.services.kiosk.host}:{demo.services.kiosk.port}/"
-                    if demo.services.kiosk.enabled
-                    else None
-                ),
             )
             return await Demo(demo, base_dir, info, address, lists=lists).run(duration)
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with always returns)
@@ -232,6 +265,7 @@ class Demo:
         self.tty = sys.stdout.isatty()
         self.tail = LogTail()
         self.started = time.monotonic()
+        self._kiosk: asyncio.Task[None] | None = None
 
     @property
     def elapsed(self) -> float:
@@ -261,6 +295,7 @@ class Demo:
                     return 130
                 self.started = time.monotonic()
                 node_task = asyncio.create_task(self.node.run(node_stop), name="node")
+                self._kiosk = asyncio.create_task(self._show_kiosk(), name="kiosk-url")
                 if self.lists is not None:
                     self._loader = asyncio.create_task(self._load_lists(), name="lists")
                 if self.tty:
@@ -271,6 +306,8 @@ class Demo:
                 elapsed = self.elapsed
         finally:
             node_stop.set()
+            if self._kiosk is not None:
+                self._kiosk.cancel()
             if node_task is not None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(NODE_STOP_BUDGET_S):
@@ -315,6 +352,21 @@ class Demo:
             status=self.feed.status,
             log_lines=list(self.tail.lines),
         )
+
+    async def _show_kiosk(self) -> None:
+        """The kiosk's URL on the screen and in the summary once it listens, with the port
+        it got (never before: a URL that does not answer sends people looking)."""
+        from edged.services.kiosk import KioskService  # aiohttp: only with a kiosk
+
+        await self.node.ready.wait()
+        service = self.node.services.get("kiosk")
+        if not isinstance(service, KioskService):
+            return
+        kiosk = service.server
+        await kiosk.listening.wait()
+        self.info = dataclasses.replace(self.info, kiosk=kiosk.url)
+        if not self.tty:
+            print(f"edged demo: kiosk screen at {kiosk.url}", flush=True)
 
     async def _load_lists(self) -> None:
         """The access lists, signed as dispatch signs them, once the node runs."""

@@ -5,6 +5,7 @@ broker lets the node in, so each section is validated on its own as well: a sect
 validates is used by the other checks even when another one does not.
 """
 
+import contextlib
 import os
 import pwd
 import stat
@@ -20,8 +21,10 @@ from pydantic import AfterValidator, BaseModel, ValidationError
 from core.errors import ConfigError
 from core.paths import PrivateConfigPath
 from edged.config import load_config
+from edged.config.kiosk import KioskConfig
 from edged.config.models import BrokerConfig, DriverConfig, OutboxConfig
 from edged.config.security import ClockConfig
+from edged.config.wifi import WifiConfig
 from edged.doctor.check import Check, fail, ok
 
 SECTION = "config"
@@ -43,8 +46,10 @@ class Loaded:
     outbox: OutboxConfig | None = None
     clock: ClockConfig = field(default_factory=ClockConfig)
     drivers: list[DriverConfig] = field(default_factory=list)
+    kiosk: KioskConfig | None = None
     private: list[tuple[str, Path]] = field(default_factory=list)
     """Secret files (passwords, private keys): (key path, file)."""
+    wifi: WifiConfig | None = None
 
 
 def load(path: Path) -> Loaded:
@@ -73,7 +78,9 @@ def load(path: Path) -> Loaded:
         outbox=config.outbox,
         clock=config.clock,
         drivers=list(config.drivers),
+        kiosk=config.services.kiosk,
         private=list(private_files(config)),
+        wifi=config.wifi,
     )
     enabled = sum(d.enabled for d in config.drivers)
     n = config.node
@@ -116,6 +123,11 @@ def _salvage(path: Path, problem: Check) -> Loaded:
         except ValidationError:
             continue  # the config line already names what is wrong with it
     private = list(private_files(broker, "broker.")) if broker is not None else []
+    services = data.get("services", {})
+    kiosk: KioskConfig | None = None
+    if isinstance(services, dict):
+        with contextlib.suppress(ValidationError):
+            kiosk = KioskConfig.model_validate(services.get("kiosk", {}), context=context)
     return Loaded(
         path=path,
         checks=[problem, *secrets_check(private)],
@@ -127,7 +139,9 @@ def _salvage(path: Path, problem: Check) -> Loaded:
         outbox=section(OutboxConfig, "outbox"),
         clock=section(ClockConfig, "clock") or ClockConfig(),
         drivers=drivers,
+        kiosk=kiosk,
         private=private,
+        wifi=section(WifiConfig, "wifi"),
     )
 
 

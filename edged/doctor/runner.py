@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edged.doctor import broker, clock, config, devices, running, storage
+from edged.doctor import broker, clock, config, devices, kiosk, running, storage, wifi
 from edged.doctor.check import Check, Status, fail, ok, skip
 
 GRACE_S = devices.CLEANUP_S + 1.0
@@ -54,6 +54,7 @@ async def run_checks(config_path: Path, wait_s: float) -> Report:
         checks.extend(storage.check_outbox(loaded.outbox))
     elif loaded.usable:
         checks.append(skip("storage", "outbox", "not checked: [outbox] is invalid (see config)"))
+    checks.extend(kiosk.check_kiosk(loaded.kiosk, held_by))
 
     jobs: list[Job] = [
         ("drivers", d.name, devices.check_driver(d, loaded.base_dir, wait_s, held_by))
@@ -65,6 +66,8 @@ async def run_checks(config_path: Path, wait_s: float) -> Report:
         )
     elif loaded.usable:
         checks.append(skip("broker", "broker", "not checked: [broker] is invalid (see config)"))
+    if loaded.wifi is not None and loaded.wifi.enabled:
+        jobs.append(("wifi", "wifi", wifi.check_wifi(loaded.wifi)))
     checks.extend(await _bounded(jobs, wait_s + GRACE_S))
     return Report(checks, loaded.valid, time.monotonic() - started)
 

@@ -103,6 +103,7 @@ class ConnectionLimits:
         screens: frozenset[str],
         counters: Counters,
         fd_limit: int,
+        name: str = "kiosk",
         fd_reserve: int = FD_RESERVE,
         fds: Callable[[], int] = open_fds,
         clock: Callable[[], float] = time.monotonic,
@@ -113,6 +114,7 @@ class ConnectionLimits:
         self.streams_per_peer = streams_per_peer
         self.screens = screens
         self.counters = counters
+        self.name = name
         self.fd_limit = fd_limit
         self.fd_reserve = fd_reserve
         self._fds = fds
@@ -160,12 +162,13 @@ class ConnectionLimits:
         return None
 
     def refused(self, what: str, peer: str, why: str) -> None:
-        self.counters.inc(f"kiosk.refused_{what}.{why}")
+        self.counters.inc(f"{self.name}.refused_{what}.{why}")
         if why == "descriptors":
             self.log.warning(
                 why,
-                "kiosk: refusing connections: %d of %d descriptors in use, %d kept for the "
+                "%s: refusing connections: %d of %d descriptors in use, %d kept for the "
                 "node (raise LimitNOFILE in the unit)",
+                self.name,
                 self._fd_open,
                 self.fd_limit,
                 self.fd_reserve,
@@ -173,8 +176,9 @@ class ConnectionLimits:
         else:
             self.log.warning(
                 f"{what}.{why}",
-                "kiosk: %s from %s refused (%s limit: %d per peer, %d in all); "
-                "see [services.kiosk] max_connections",
+                "%s: %s from %s refused (%s limit: %d per peer, %d in all); "
+                "see its max_connections in the config",
+                self.name,
                 what,
                 peer,
                 why.replace("_", " "),

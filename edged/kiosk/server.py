@@ -18,10 +18,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from core.counters import Counters
 from core.errors import EdgedError
@@ -39,6 +39,7 @@ from edged.kiosk.models import Asked, RequestRefused, RiderPost
 from edged.kiosk.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 CSP = "; ".join(
     [
@@ -74,6 +75,8 @@ STATIC = {
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 SSE_RETRY_MS = 1000
+FRAME_REUSE_S = 0.25
+"""A state frame is shared by the pages woken by the same change (its clock is this fresh)."""
 """EventSource reconnects this soon after the daemon went away."""
 BIND_RETRY_S = (2.0, 60.0)
 LOG_EVERY_S = 10.0
@@ -124,6 +127,11 @@ class ApiError(Exception):
 
 
 class KioskServer:
+    name = "kiosk"
+    """Prefix of its counters and log lines."""
+    pages_advice = "raise [services.kiosk] max_clients or max_streams_per_peer for more screens"
+    port_key = "[services.kiosk] port"
+
     def __init__(
         self,
         service: Screen,
@@ -144,6 +152,7 @@ class KioskServer:
             clock=clock,
         )
         self.files = load_static()
+        self.types = dict(STATIC)
         self.hosts = LOOPBACK_NAMES | set(config.allowed_hosts)
         if config.host not in WILDCARD_HOSTS:
             self.hosts |= {config.host.lower()}
@@ -152,6 +161,7 @@ class KioskServer:
         self.listening = asyncio.Event()
         self._clients: set[asyncio.Event] = set()
         self._closing = False
+        self._state_frame: tuple[object, float, bytes] | None = None
         self._logged: dict[str, float] = {}
         self.limits = ConnectionLimits(
             max_connections=config.max_connections,
@@ -160,6 +170,7 @@ class KioskServer:
             streams_per_peer=min(config.max_streams_per_peer, config.max_clients),
             screens=frozenset(config.screen_addresses),
             counters=counters,
+            name=self.name,
             fd_limit=1 << 20,  # set from the process's limit when serving starts
             clock=clock,
         )
@@ -176,7 +187,7 @@ class KioskServer:
 
     async def run(self) -> None:
         """Serve until cancelled (the kiosk service runs it beside its view)."""
-        await self._serve()
+        await self.serve()
 
     def _descriptor_budget(self) -> None:
         """Raise the soft descriptor limit if it is low; if it stays too low for the kiosk's
@@ -188,14 +199,16 @@ class KioskServer:
         if room < self.limits.max_connections:
             self.limits.max_connections = max(self.config.max_connections_per_peer + 1, room)
             log.warning(
-                "kiosk: only %d file descriptors (LimitNOFILE): at most %d kiosk connections, "
+                "%s: only %d file descriptors (LimitNOFILE): at most %d connections, "
                 "%d descriptors kept for the node",
+                self.name,
                 limit,
                 self.limits.max_connections,
                 FD_RESERVE,
             )
 
-    async def _serve(self) -> None:
+    async def serve(self) -> None:
+        """Listen (retrying while the address or port is not available) until cancelled."""
         self._descriptor_budget()
         accept_errors = AcceptErrorFilter(self.counters)
         logging.getLogger("asyncio").addFilter(accept_errors)
@@ -209,6 +222,7 @@ class KioskServer:
         )
         await runner.setup()
         delay = BIND_RETRY_S[0]
+        failures = 0
         try:
             while True:
                 site = GatedSite(runner, self.config.host, self.config.port, self.limits)
@@ -216,14 +230,22 @@ class KioskServer:
                     await site.start()
                     break
                 except OSError as exc:
-                    self.counters.inc("kiosk.listen_error")
-                    log.error(
-                        "kiosk: cannot listen on %s:%s (%s); retrying in %.0f s. Free the port "
-                        "or set another in [services.kiosk] port",
+                    # said once, clearly; the retries only count (a taken port stays taken
+                    # for hours: a line every minute would bury the journal)
+                    self.counters.inc(f"{self.name}.listen_error")
+                    failures += 1
+                    log.log(
+                        logging.ERROR if failures == 1 else logging.DEBUG,
+                        "%s: cannot listen on %s:%s (%s): the %s page is not served; "
+                        "everything else runs. Free the port (`edged doctor` names who holds "
+                        "it) or set another in %s; retrying every %.0f s at most, quietly",
+                        self.name,
                         self.config.host,
                         self.config.port,
                         exc.strerror or exc,
-                        delay,
+                        self.name,
+                        self.port_key,
+                        BIND_RETRY_S[1],
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BIND_RETRY_S[1])
@@ -231,7 +253,9 @@ class KioskServer:
             sockets = getattr(server, "sockets", None) or []
             self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.port
             self.listening.set()
-            log.info("kiosk page at %s", self.url)
+            if failures:
+                log.warning("%s: the port is free at last (%d tries)", self.name, failures + 1)
+            log.info("%s page at %s", self.name, self.url)
             await asyncio.Event().wait()  # until cancelled
         finally:
             self.listening.clear()
@@ -242,12 +266,18 @@ class KioskServer:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._guard])
         app.on_response_prepare.append(self._headers)
         app.on_shutdown.append(self._close_streams)
+        self.add_rider_routes(app)
+        return app
+
+    def add_rider_routes(self, app: web.Application) -> None:
+        """What a rider's page uses, and nothing else: the captive portal (edged/wifi/portal.py)
+        serves exactly these besides its own. A path only the screen may use (an admin or
+        screen-only page) goes in `_make_app`, never here."""
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/events", self._events)
         app.router.add_post("/api/requests", self._post_request)
-        return app
 
     # -- every response ---------------------------------------------------------------
 
@@ -285,8 +315,8 @@ class KioskServer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.counters.inc("kiosk.error")
-            log.exception("kiosk: %s %s failed", request.method, request.path[:100])
+            self.counters.inc(f"{self.name}.error")
+            log.exception("%s: %s %s failed", self.name, request.method, request.path[:100])
             return self._refuse(request, ApiError(500, "internal", "the kiosk failed; see logs"))
 
     def _check_host(self, request: web.Request) -> None:
@@ -301,12 +331,13 @@ class KioskServer:
             )
 
     def _refuse(self, request: web.Request, exc: ApiError) -> web.Response:
-        self.counters.inc(f"kiosk.http_{exc.status}")
+        self.counters.inc(f"{self.name}.http_{exc.status}")
         now = self.clock()
         if now - self._logged.get(exc.code, -math.inf) >= LOG_EVERY_S:  # a flood: one line
             self._logged[exc.code] = now
             log.warning(
-                "kiosk: %s %s refused (%s %s): %s",
+                "%s: %s %s refused (%s %s): %s",
+                self.name,
                 request.method,
                 request.path[:100],
                 exc.status,
@@ -330,7 +361,7 @@ class KioskServer:
         return self._file(name)
 
     def _file(self, name: str) -> web.Response:
-        return web.Response(body=self.files[name], content_type=STATIC[name], charset="utf-8")
+        return web.Response(body=self.files[name], content_type=self.types[name], charset="utf-8")
 
     # -- state, live ------------------------------------------------------------------
 
@@ -363,8 +394,7 @@ class KioskServer:
                 503,
                 "too_many_pages",
                 f"{self.config.max_clients} pages in all, {each} per address, are already "
-                "connected; raise [services.kiosk] max_clients or max_streams_per_peer for "
-                "more screens",
+                f"connected; {self.pages_advice}",
                 {"Retry-After": "5"},
             )
         response = web.StreamResponse(headers={"X-Accel-Buffering": "no"})
@@ -403,15 +433,27 @@ class KioskServer:
 
     def _frame(self, event: str) -> bytes:
         if event == "state":
-            data = self.snapshot()
-        else:
-            now, source = self.service.now()
-            data = {"now_ms": now, "clock": source.value}
+            # one change wakes every page: the frame is built once and sent to all (a
+            # hundred phones on the portal would otherwise each cost a JSON encoding, in
+            # one burst on the loop that also decides taps)
+            view, now = self.service.current, self.clock()
+            cached = self._state_frame
+            if cached is not None and cached[0] is view and now - cached[1] < FRAME_REUSE_S:
+                return cached[2]
+            frame = self._encode("state", self.snapshot())
+            self._state_frame = (view, now, frame)
+            return frame
+        now_ms, source = self.service.now()
+        return self._encode("tick", {"now_ms": now_ms, "clock": source.value})
+
+    @staticmethod
+    def _encode(event: str, data: dict[str, Any]) -> bytes:
         return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
     # -- rider presses ----------------------------------------------------------------
 
-    async def _post_request(self, request: web.Request) -> web.Response:
+    async def read_json(self, request: web.Request, model: type[M]) -> M:
+        """A press's body: from the page itself, JSON, small, in time, and as `model` says."""
         self._same_origin(request)
         if request.content_type != "application/json":
             raise ApiError(415, "bad_type", "send the request as application/json")
@@ -428,12 +470,15 @@ class KioskServer:
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise ApiError(400, "bad_json", "the body is not UTF-8 JSON") from None
         try:
-            post = RiderPost.model_validate(data)
+            return model.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
             )
             raise ApiError(422, "bad_request", problems[:300]) from None
+
+    async def _post_request(self, request: web.Request) -> web.Response:
+        post = await self.read_json(request, RiderPost)
         wait = self.limiter.check(request.remote or "unknown")
         if wait > 0:
             raise ApiError(

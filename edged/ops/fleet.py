@@ -426,7 +426,10 @@ class FleetView:
             return False
         ts, seq = _int(body.get("ts"), 1), _int(body.get("seq"))
         epoch = _text(body.get("epoch"))
-        fix_ms = _time_ms(body.get("fix_time")) or trusted_ts(body)
+        # a fix whose day the receiver never gave (no RMC or ZDA yet) has a guessed date:
+        # only the envelope's trusted time says when it was
+        guessed = body.get("date_unknown") is True
+        fix_ms = (None if guessed else _time_ms(body.get("fix_time"))) or trusted_ts(body)
         view.positions += 1
         if _older(ts, seq, epoch, view.position):
             return True  # a replayed fix from the outbox: counted, but not the latest position

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.outbox import sqlitefile
+from edged.release.schemas import open_stores
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class StateStore:
         self.durable = True
         self.created = False  # this start made the file (first start, or after a loss)
         self.losses: list[Loss] = []
+        self.schema_stamps: dict[str, tuple[int, int]] = {}  # edged.release.schemas
 
     def open(self) -> None:
         """Open (or create) the file; a corrupt one is moved aside and what can still be
@@ -109,6 +111,7 @@ class StateStore:
         db = self.db
         assert db is not None
         db.executescript(SCHEMA)
+        self.schema_stamps = open_stores(db, ("state",), str(self.path))
         self.kv = dict(db.execute("SELECT key, value FROM kv").fetchall())
         self.seqs = {s: int(n) for s, n in db.execute("SELECT stream, seq FROM seqs")}
 

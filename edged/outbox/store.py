@@ -58,6 +58,7 @@ from edged.outbox.memory import MemoryLane
 from edged.outbox.publication import Publication, Stored
 from edged.outbox.state import Loss, StateStore
 from edged.payloads import Body, OutboxHealth, encode
+from edged.release.schemas import open_stores
 from edged.topics import Priority
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class Outbox:
         self._kv_dirty = False
         self._streams_dirty: set[str] = set()
         self._last_id = 0
+        self.schema_stamps: dict[str, tuple[int, int]] = {}  # edged.release.schemas
         self._closed = False
 
     # -- life cycle -------------------------------------------------------------------
@@ -177,6 +179,7 @@ class Outbox:
     def _open(self) -> None:
         self.state.open()
         self.losses.extend(self.state.losses)
+        self.schema_stamps |= self.state.schema_stamps
         path = Path(self.config.path)
         existed = path.exists() and path.stat().st_size > 0
         salvaged = self._open_database(path)
@@ -250,6 +253,7 @@ class Outbox:
             if found is not None:
                 raise _Corrupt(found)
             db.executescript(SCHEMA)
+            self.schema_stamps |= open_stores(db, ("outbox",), str(path))
         except BaseException:
             db.close()
             raise

@@ -98,3 +98,12 @@ class LinkChanged(Retained):
 
     connected: bool
 
+
+@dataclass(frozen=True, slots=True)
+class VehicleStatus(Retained):
+    """What the CAN bus (or an ignition line) says of the vehicle being in use: the
+    ignition, the doors it reports open, the open trip (vehicle service)."""
+
+    ignition: bool | None
+    open_doors: tuple[str, ...]
+    trip_id: str | None

@@ -18,6 +18,7 @@ from edged.errors import CommandError
 from edged.host import Host
 from edged.payloads import DoorEvent, EcuLamps, FaultCode, Faults, Vehicle
 from edged.services.base import Service
+from edged.services.events import VehicleStatus
 from edged.services.trips import OpenTrip, TripRecorder
 from edged.topics import DOOR, FAULTS, VEHICLE
 
@@ -63,6 +64,8 @@ class VehicleService(Service):
         host.bus.subscribe(J1939Signals, self.on_signals)
         host.bus.subscribe(ActiveFaults, self.on_faults)
         host.bus.subscribe(IgnitionInput, self.on_ignition_input)
+        self._status: VehicleStatus | None = None
+        self.tell()
 
     def commands(self) -> list[CommandSpec]:
         return [
@@ -203,6 +206,19 @@ class VehicleService(Service):
 
     def publish(self) -> None:
         self.host.publish(VEHICLE, self.snapshot(), qos=self.config.qos)
+        self.tell()
+
+    def tell(self) -> None:
+        """`VehicleStatus` on the bus when the ignition, the open doors or the trip changed
+        (whoever waits for a parked vehicle: the update's safe moment)."""
+        status = VehicleStatus(
+            ignition=self.ignition,
+            open_doors=tuple(d for d, state in self.doors.items() if state == "open"),
+            trip_id=self.trips.trip.trip_id if self.trips.trip else None,
+        )
+        if status != self._status:
+            self._status = status
+            self.host.bus.emit(status)
 
     async def run(self) -> None:
         last = time.monotonic()
@@ -225,6 +241,7 @@ class VehicleService(Service):
                 f"trip {self.trips.trip.trip_id} is open; stop it first with trip.stop",
             )
         trip = self._start_trip("command")
+        self.tell()
         return {"trip_id": trip.trip_id, "started": trip.started}
 
     async def command_trip_stop(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -232,5 +249,6 @@ class VehicleService(Service):
         summary = self.trips.stop()
         if summary is None:
             raise CommandError("no_trip", "no trip is open")
+        self.tell()
         published = summary.distance_km >= self.trips_config.min_distance_km
         return {**summary.to_json_dict(), "published": published}

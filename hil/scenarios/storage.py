@@ -13,7 +13,6 @@ import json
 import os
 from pathlib import Path
 
-from edged.topics import levels
 from hil.disk import fill, small_disk
 from hil.dispatch import Received, dedup_key, publish
 from hil.rig.report import Report
@@ -160,11 +159,10 @@ def damage_outbox(db: Path, damage: str) -> None:
 async def ack_unsigned(rig: Rig) -> None:
     """`alarm.ack` is not a signed command by default: sent unsigned, it is judged by the
     broker's ACL alone, and a node whose clock jumped (GPS time) still takes it."""
-    replies = f"reply/{levels('alarm.ack')}"  # a reply topic has no dots (docs/topics.md)
-    before = len(rig.on(replies))
+    before = len(rig.on("reply/alarm/ack"))
     body = {"id": f"ack-{before}", "args": {"kind": "outbox_lost", "by": "rig"}}
     await publish(rig.broker.port, f"{rig.base}/cmd/alarm.ack", json.dumps(body).encode())
-    reply = await rig.expect(replies, timeout=10, after=before)
+    reply = await rig.expect("reply/alarm/ack", timeout=10, after=before)
     assert reply.payload["ok"], reply.payload
 
 

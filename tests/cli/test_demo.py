@@ -4,14 +4,18 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
+from edged.cli.main import main
 from edged.config import load_config
 from edged.demo.broker import EmbeddedBroker
 from edged.demo.runner import default_config_path, demo_config
@@ -26,9 +30,11 @@ POSITION_LINE = re.compile(
 
 
 def _demo(*args: str) -> "subprocess.Popen[str]":
+    """`edged demo ARGS`; its kiosk on a free port unless ARGS say (8080 may be taken)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    kiosk = [] if "--kiosk-port" in args else ["--kiosk-port", "0"]
     return subprocess.Popen(
-        [sys.executable, "-m", "edged", "demo", *args],
+        [sys.executable, "-m", "edged", "demo", *kiosk, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -133,6 +139,71 @@ def test_demo_config_points_the_node_at_the_demo_broker_and_a_temporary_outbox(
     gps = [d for d in config.drivers if d.driver == "gps.sim"]
     assert gps
     assert all(d.options["speed_factor"] == 50 for d in gps)
+
+
+def test_demo_with_kiosk_port_0_prints_the_url_it_got_and_the_page_answers_there() -> None:
+    proc = _demo("--kiosk-port", "0", "--duration", "5")
+    try:
+        assert proc.stdout is not None
+        announced = None
+        deadline = time.monotonic() + 20
+        while announced is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            announced = re.match(r"edged demo: kiosk screen at (http://127\.0\.0\.1:(\d+)/)$", line)
+        assert announced is not None, "the demo never said where its kiosk is"
+        assert int(announced.group(2)) != 0
+        with urllib.request.urlopen(announced.group(1), timeout=5) as page:
+            assert page.status == 200
+            assert "text/html" in page.headers["Content-Type"]
+        code, out, err = _finish(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert code == 0, err
+    assert f"kiosk     {announced.group(1)}" in out.splitlines()
+
+
+def test_demo_with_its_kiosk_port_taken_exits_2_with_one_error_naming_port_and_option() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = _finish(_demo("--kiosk-port", str(port), "--duration", "3"), timeout=30)
+    assert code == 2
+    errors = [line for line in err.splitlines() if "kiosk" in line]
+    assert len(errors) == 1, err
+    assert f"127.0.0.1:{port} (Address already in use)" in errors[0]
+    assert "--kiosk-port PORT" in errors[0]
+    assert "kiosk" not in out
+    assert "Traceback" not in err
+
+
+def test_demo_refuses_a_kiosk_port_that_is_no_tcp_port(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("70000", "-1", "http"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["demo", "--kiosk-port", bad])
+        assert exit_.value.code == 2
+        assert f"--kiosk-port: '{bad}' is not a TCP port" in capsys.readouterr().err
+
+
+def test_demo_config_puts_the_kiosk_on_the_port_asked_for(tmp_path: Path) -> None:
+    path = default_config_path()
+    config = load_config(path)
+    for port in (0, 18080):
+        demo = demo_config(
+            config,
+            address=BrokerAddress("127.0.0.1", 4242),
+            protocol="3.1.1",
+            outbox_dir=tmp_path,
+            speed=20,
+            base_dir=path.parent,
+            kiosk_port=port,
+        )
+        assert demo.services.kiosk.port == port
+        assert demo.services.kiosk.host == config.services.kiosk.host
 
 
 async def test_embedded_broker_delivers_retained_messages_over_mqtt_3_1_1() -> None:

@@ -527,3 +527,21 @@ def test_the_remembered_topic_names_are_bounded_under_a_flood_of_names() -> None
         v.ingest(f"{PREFIX}/creuse/n{i}/junk", b"{}")
     assert len(v._splits) <= fleet.MAX_SPLITS
     assert v.ingest(f"{BASE}/state", BIRTH)  # and a real topic still reads right
+
+
+def test_a_fix_with_a_guessed_date_is_timed_by_the_trusted_envelope() -> None:
+    v = view()
+    guessed = "2020-01-01T12:00:00Z"  # the node's own (wrong) date, not the receiver's
+    v.ingest(f"{BASE}/position", msg(lat=46.0, lon=2.0, fix_time=guessed, date_unknown=True))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert node.position.fix_ms == NOW_MS
+
+
+def test_a_fix_with_a_known_date_keeps_the_receivers_time() -> None:
+    v = view()
+    minute_ago = "2027-01-15T07:59:00Z"  # NOW is 2027-01-15T08:00:00Z
+    v.ingest(f"{BASE}/position", msg(lat=46.0, lon=2.0, fix_time=minute_ago))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert node.position.fix_ms == NOW_MS - 60_000

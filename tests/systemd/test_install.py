@@ -1,8 +1,10 @@
 """systemd/install.sh and uninstall.sh, run for real into a throw-away system root.
 
-The root holds a copy of this machine's passwd, group and shadow files, like an OS image:
-the scripts create the edged user and groups there (useradd --prefix) and chown by the ids
-found there. The venv is built for real; what goes into it is a stub wheel installed with
+The root holds the passwd, group and shadow files of a fresh OS image, written here (not
+copied from this machine, whose users and groups vary: an earlier install's edged user, a
+Pi's `gpio` group with its members): plain Debian 12, or Raspberry Pi OS with its device
+groups. The scripts create the edged user and groups there (useradd --prefix) and chown by
+the ids found there. The venv is built for real; what goes into it is a stub wheel installed with
 pip offline, so the test needs no network (the real `pip install` of the checkout is the one
 step not run here). Both scripts create users and chown, so the tests need root (CI is).
 """
@@ -10,9 +12,11 @@ step not run here). Both scripts create users and chown, so the tests need root 
 import base64
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -54,11 +58,34 @@ def stub_wheel(directory: Path) -> Path:
     return path
 
 
-def new_image(root: Path) -> Path:
-    (root / "etc").mkdir(parents=True)
-    for name in ["passwd", "group", "shadow", "gshadow", "login.defs"]:
-        if (Path("/etc") / name).exists():
-            shutil.copy2(Path("/etc") / name, root / "etc" / name)
+DEBIAN_USERS = [
+    ("root", 0, 0, "/root", "/bin/bash"),
+    ("nobody", 65534, 65534, "/nonexistent", "/usr/sbin/nologin"),
+]
+DEBIAN_GROUPS = [("root", 0, ""), ("dialout", 20, ""), ("plugdev", 46, ""), ("nogroup", 65534, "")]
+PI_OS_USERS = [("pi", 1000, 1000, "/home/pi", "/bin/bash")]
+PI_OS_GROUPS = [("pi", 1000, ""), ("gpio", 997, "pi"), ("i2c", 998, "pi"), ("spi", 999, "pi")]
+"""Raspberry Pi OS gives its first user the device groups edged joins."""
+
+
+def new_image(root: Path, *, pi_os: bool = False) -> Path:
+    """A fresh image's user database (and this machine's login.defs, for useradd's ranges)."""
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    users = DEBIAN_USERS + (PI_OS_USERS if pi_os else [])
+    groups = DEBIAN_GROUPS + (PI_OS_GROUPS if pi_os else [])
+    files = {
+        "passwd": [f"{n}:x:{u}:{g}:{n}:{home}:{sh}" for n, u, g, home, sh in users],
+        "shadow": [f"{n}:*:19000:0:99999:7:::" for n, *_ in users],
+        "group": [f"{n}:x:{g}:{m}" for n, g, m in groups],
+        "gshadow": [f"{n}:*::{m}" for n, _, m in groups],
+    }
+    for name, lines in files.items():
+        (etc / name).write_text("\n".join(lines) + "\n")
+    (etc / "shadow").chmod(0o640)
+    (etc / "gshadow").chmod(0o640)
+    if Path("/etc/login.defs").exists():
+        shutil.copy2("/etc/login.defs", etc / "login.defs")
     return root
 
 
@@ -165,6 +192,53 @@ def test_install_lays_out_config_state_and_secrets_with_their_modes(installed: P
 def test_install_copies_the_example_config_when_there_is_none(installed: Path) -> None:
     example = (REPO / "config/shuttle.toml").read_bytes()
     assert (installed / "etc/edged/edged.toml").read_bytes() == example
+
+
+def check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    """The real `edged check-config` (the venv in the image holds a stub)."""
+    return subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+@needs_root
+def test_the_installed_config_passes_check_config(installed: Path) -> None:
+    """The copied example names a route and a CAN log relative to itself: they come along,
+    or the service could never start (it looped on `no such file` every 5 s)."""
+    r = check_config(installed / "etc/edged/edged.toml")
+    assert r.returncode == 0, r.stderr
+    gid = ids(installed, "group", "edged")
+    for name in ["routes/creuse-shuttle.json", "can/shuttle-day.log"]:
+        assert (installed / "etc/edged" / name).read_bytes() == (
+            REPO / "config" / name
+        ).read_bytes()
+        assert owner_mode(installed / "etc/edged" / name) == (0, gid, "0o640")
+        assert owner_mode((installed / "etc/edged" / name).parent) == (0, gid, "0o750")
+
+
+@needs_root
+@pytest.mark.parametrize("example", ["truck.toml", "venue.toml"])
+def test_each_example_installs_as_a_config_that_passes_check_config(
+    fresh: Path, wheel: Path, example: str
+) -> None:
+    shutil.rmtree(fresh / "etc/edged")
+    install(fresh, wheel, "--config", str(REPO / "config" / example))
+    assert (fresh / "etc/edged/edged.toml").read_bytes() == (REPO / "config" / example).read_bytes()
+    r = check_config(fresh / "etc/edged/edged.toml")
+    assert r.returncode == 0, r.stderr
+
+
+@needs_root
+def test_a_named_file_already_there_is_kept(fresh: Path, wheel: Path) -> None:
+    (fresh / "etc/edged/edged.toml").unlink()
+    route = fresh / "etc/edged/routes/creuse-shuttle.json"
+    route.write_text('{"edited": true}')
+    install(fresh, wheel)
+    assert route.read_text() == '{"edited": true}'
 
 
 @needs_root
@@ -274,6 +348,22 @@ def test_uninstall_purge_also_removes_config_data_and_user(fresh: Path) -> None:
 
 
 @needs_root
+def test_on_raspberry_pi_os_edged_joins_the_device_groups_beside_their_members(
+    tmp_path: Path, wheel: Path
+) -> None:
+    root = new_image(tmp_path / "root", pi_os=True)
+    install(root, wheel)
+    for group in ["gpio", "i2c", "spi"]:
+        assert members(root, group) == {"pi", "edged"}, group
+    assert (
+        sum(line.startswith("gpio:") for line in (root / "etc/group").read_text().splitlines()) == 1
+    )
+    assert run(UNINSTALL, "--root", str(root), "--purge").returncode == 0
+    for group in ["gpio", "i2c", "spi"]:
+        assert members(root, group) == {"pi"}, "the Pi's own user stays in its groups"
+
+
+@needs_root
 def test_uninstall_twice_is_harmless(fresh: Path) -> None:
     assert run(UNINSTALL, "--root", str(fresh)).returncode == 0
     r = run(UNINSTALL, "--root", str(fresh), "--purge")
@@ -323,3 +413,26 @@ def test_shellcheck_finds_nothing(script: Path) -> None:
         pytest.skip("shellcheck is not installed (`apt-get install shellcheck`)")
     r = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+def test_the_readme_runs_a_node_with_the_installed_commands_as_the_service_user() -> None:
+    """README "Running a node" is for an installed node: the venv install.sh makes (the
+    unit's ExecStart), run as `edged`; it showed the checkout's .venv/bin/edged."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    part = readme[readme.index("## Running a node") :]
+    part = part[: part.index("\n## ", 1)]
+    unit = (REPO / "systemd/edged.service").read_text(encoding="utf-8")
+    # the unit starts the launcher, which runs releases/current: the venv /opt/edged/venv
+    # links to (install.sh; docs/updates.md)
+    assert re.search(r"^ExecStart=/usr/bin/python3 -I /opt/edged/launcher\.py ", unit, re.M)
+    assert 'ln -sfn releases/current/venv "$R$VENV"' in INSTALL.read_text()
+    program = "/opt/edged/venv/bin/edged"
+    lines = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", part, re.DOTALL)
+        for line in block.splitlines()
+        if re.search(r"\bbin/edged\b", line)
+    ]
+    assert lines
+    for line in lines:
+        assert line.startswith(f"sudo -u edged {program} "), line

@@ -2,8 +2,11 @@
 
 systemd 252 has no `udevadm verify` (it came in 254). `udevadm test` parses every rules
 file and names the bad lines, but reads them from /etc/udev/rules.d and writes to /run/udev
-and /dev, so it runs in a private mount namespace where those are throw-away. That needs
-root (CI is root); the static check below runs everywhere.
+and /dev, so it runs in a private mount namespace where those are throw-away: a tmpfs over
+/run (with /run/udev made in it: only a machine where udevd has run has one), a tmpfs over
+/dev, our file alone in /etc/udev/rules.d (a rules file install.sh left there is hidden).
+Nothing of the machine's own udev state is read or needed. That needs root (CI is root);
+the static check below runs everywhere.
 """
 
 import os
@@ -128,7 +131,7 @@ def udevadm_test(rules_text: str, tmp_path: Path) -> list[str]:
     rules_dir.mkdir()
     (rules_dir / "99-edged.rules").write_text(rules_text, encoding="utf-8")
     script = (
-        "mount -t tmpfs none /run/udev && mount -t tmpfs none /dev && "
+        "mount -t tmpfs none /run && mkdir /run/udev && mount -t tmpfs none /dev && "
         f"mount --bind {rules_dir} /etc/udev/rules.d && "
         "udevadm test --action=add /sys/class/tty/console"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.cli.main import _parser
+from edged.cli.main import EXIT_CONFIG, _parser
 from edged.node import SHUTDOWN_BUDGET_S
 
 UNIT = Path(__file__).parents[2] / "systemd" / "edged.service"
@@ -59,14 +59,18 @@ def systemd_analyze() -> str:
 
 
 def make_root(root: Path, unit_text: str) -> Path:
-    """A root for `systemd-analyze --root`: the host's units, ours, a stub edged."""
+    """A root for `systemd-analyze --root`: the host's units, ours, a stub for each command."""
     shutil.copytree(HOST_UNITS, root / "usr/lib/systemd/system", symlinks=True)
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "etc/systemd/system/edged.service").write_text(unit_text, encoding="utf-8")
-    exe = root / "opt/edged/venv/bin/edged"
-    exe.parent.mkdir(parents=True)
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
+    for key, values in parse_unit(unit_text)["Service"].items():
+        if not key.startswith("Exec"):
+            continue
+        for value in values:  # a stub at each command's path (the launcher's /usr/bin/python3)
+            exe = root / shlex.split(value.lstrip("-@+!:"))[0].lstrip("/")
+            exe.parent.mkdir(parents=True, exist_ok=True)
+            exe.write_text("#!/bin/sh\n")
+            exe.chmod(0o755)
     return root
 
 
@@ -175,6 +179,11 @@ def test_it_restarts_forever(unit: dict[str, dict[str, list[str]]]) -> None:
     assert unit["Unit"]["StartLimitIntervalSec"] == ["0"], "a start limit would give up for good"
 
 
+def test_a_config_error_stops_the_restart_loop(unit: dict[str, dict[str, list[str]]]) -> None:
+    """Restarting cannot fix a config: `edged run` exits EXIT_CONFIG, and systemd waits."""
+    assert unit["Service"]["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+
+
 def test_the_stop_timeout_leaves_room_for_the_nodes_shutdown(
     unit: dict[str, dict[str, list[str]]],
 ) -> None:
@@ -186,10 +195,15 @@ def test_exec_start_is_a_run_command_the_cli_accepts(
     unit: dict[str, dict[str, list[str]]],
 ) -> None:
     argv = shlex.split(unit["Service"]["ExecStart"][-1])
-    assert argv[0] == "/opt/edged/venv/bin/edged"
-    args = _parser().parse_args(argv[1:])
+    # the launcher (docs/updates.md) picks the release and passes the rest to `edged`
+    assert argv[:5] == [
+        "/usr/bin/python3", "-I", "/opt/edged/launcher.py", "--releases", "/opt/edged/releases"
+    ]  # fmt: skip
+    args = _parser().parse_args(argv[5:])
     assert args.command == "run"
     assert args.config == Path("/etc/edged/edged.toml")
+    stop_post = shlex.split(unit["Service"]["ExecStopPost"][-1])
+    assert stop_post == [*argv[:5], "--stopped"]
 
 
 def test_it_runs_as_edged_with_the_device_groups(unit: dict[str, dict[str, list[str]]]) -> None:

@@ -850,7 +850,9 @@
   function everySecond() {
     renderClock();
     if (!state) return;
-    if (!idled && Date.now() - lastTouch > state.idle_reset_s * 1000) {
+    // idle_reset_s is null on a rider's own phone (the captive portal): no reset there
+    const idle = state.idle_reset_s;
+    if (!idled && idle !== null && Date.now() - lastTouch > idle * 1000) {
       idled = true;
       resetForNextRider();
     }

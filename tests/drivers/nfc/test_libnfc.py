@@ -123,10 +123,13 @@ async def test_a_port_where_nothing_answers_says_to_check_the_wiring(emu: Pn532E
 
 
 async def test_a_port_another_program_locked_says_it_is_in_use(emu: Pn532Emulator) -> None:
-    with open(emu.port, "rb") as port:
+    port = os.open(emu.port, os.O_RDONLY | os.O_NOCTTY)  # never pytest's terminal
+    try:
         fcntl.flock(port, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as gps.nmea-serial's pyserial does
         with pytest.raises(DriverError, match=r"in use by another program that locked it"):
             await asyncio.wait_for(reader(emu).run(Recorder("front-reader").ctx), 5)
+    finally:
+        os.close(port)
 
 
 async def test_ready_once_the_reader_answered_its_opening(

@@ -1,9 +1,12 @@
 """`[services.kiosk]`: safe defaults, and mistakes named with their key."""
 
+import tomllib
+
 import pytest
 from pydantic import ValidationError
 
 from edged.config.kiosk import KioskConfig
+from tests.helpers.nodes import ROOT
 
 
 def test_by_default_the_page_listens_on_loopback_only() -> None:
@@ -36,3 +39,12 @@ def test_a_button_listed_twice_is_refused() -> None:
 def test_unknown_keys_are_refused() -> None:
     with pytest.raises(ValidationError, match="admin"):
         KioskConfig.model_validate({"admin": True})
+
+
+@pytest.mark.parametrize("example", ["shuttle.toml", "truck.toml", "venue.toml"])
+def test_each_example_config_says_where_the_page_listens(example: str) -> None:
+    """The page is on by default: an example that left it out hid a port the node takes."""
+    with (ROOT / "config" / example).open("rb") as f:
+        kiosk = tomllib.load(f)["services"]["kiosk"]
+    assert {"enabled", "host", "port"} <= set(kiosk)
+    assert (kiosk["host"], kiosk["port"]) == (KioskConfig().host, KioskConfig().port)

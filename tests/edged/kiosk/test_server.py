@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -369,31 +370,55 @@ async def test_refusals_are_counted_per_status_for_health(
 # -- running --------------------------------------------------------------------------------
 
 
-async def test_a_port_in_use_is_logged_counted_and_retried_without_stopping_anything(
-    node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(kiosk_server, "BIND_RETRY_S", (0.05, 0.1))
+@contextlib.asynccontextmanager
+async def on_a_taken_port(
+    node: Node, tries: int
+) -> AsyncIterator[tuple[socket.socket, KioskServer]]:
+    """The kiosk started on a port another socket listens on, once it has failed `tries`
+    times; closing the socket frees the port."""
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
-    port = taken.getsockname()[1]
-    server = KioskService(node.host, KioskConfig(port=port)).server
+    server = KioskService(node.host, KioskConfig(port=taken.getsockname()[1])).server
     task = asyncio.create_task(server.run())
     try:
-        for _ in range(100):
-            if node.counters["kiosk.listen_error"] >= 2:
+        for _ in range(200):
+            if node.counters["kiosk.listen_error"] >= tries:
                 break
             await asyncio.sleep(0.02)
-        assert node.counters["kiosk.listen_error"] >= 2 and not task.done()
-        assert "[services.kiosk] port" in caplog.text
-        taken.close()
-        await asyncio.wait_for(server.listening.wait(), 5)
-        assert server.port == port
+        assert node.counters["kiosk.listen_error"] >= tries and not task.done()
+        yield taken, server
     finally:
         taken.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_port_in_use_is_logged_counted_and_retried_without_stopping_anything(
+    node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(kiosk_server, "BIND_RETRY_S", (0.05, 0.1))
+    async with on_a_taken_port(node, tries=2) as (taken, server):
+        assert "[services.kiosk] port" in caplog.text
+        port = taken.getsockname()[1]
+        taken.close()
+        await asyncio.wait_for(server.listening.wait(), 5)
+        assert server.port == port
+
+
+async def test_a_port_in_use_is_said_once_at_error_level_however_often_it_is_retried(
+    node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(kiosk_server, "BIND_RETRY_S", (0.02, 0.02))
+    async with on_a_taken_port(node, tries=5) as (taken, server):
+        said = [r for r in caplog.records if "cannot listen" in r.getMessage()]
+        assert [r.levelname for r in said if r.levelno >= logging.INFO] == ["ERROR"]
+        assert f"127.0.0.1:{taken.getsockname()[1]}" in said[0].getMessage()
+        assert "the kiosk page is not served" in said[0].getMessage()
+        taken.close()
+        await asyncio.wait_for(server.listening.wait(), 5)
+        assert any("the port is free at last" in r.getMessage() for r in caplog.records)
 
 
 async def test_stopping_with_a_page_connected_ends_within_a_second(

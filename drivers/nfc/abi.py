@@ -1,0 +1,212 @@
+"""libnfc's target structures as `nfc.libnfc` reads them, sized for the ABI it runs on.
+
+pynfc 0.1.1 was generated on x86-64: it declares libnfc's `size_t` fields (`szUidLen`,
+`szAtsLen`) as 64-bit integers. On a 32-bit system (armhf: 32-bit Raspberry Pi OS) `size_t`
+is 4 bytes, so through pynfc's structures every UID length read is garbage and every card is
+dropped. This module declares the few structures the driver reads itself, from libnfc 1.8's
+`nfc/nfc-types.h`: packed (`#pragma pack(1)` there), `size_t` of the width asked for —
+`ctypes.c_size_t` for the machine's own (`NATIVE`), an explicit 4 or 8 to model the other
+ABI in tests — and binds the one call that passes them with those types.
+
+The union `nfc_target_info` is declared with its largest member only (`nai`, ISO 14443A:
+the tests check against the header that it is the largest for both widths), so its size and
+the offset of `nm` after it are libnfc's.
+
+`check()` asks libnfc's own compiled code whether it agrees: `str_nfc_target` prints a
+target laid out as edged lays it out, and the printed modulation, ATQA, UID, SAK and ATS must
+be what was written. It runs in a child process, since a libnfc that reads the lengths
+elsewhere may read far past the target and crash: that must not take the node with it.
+"""
+
+import ctypes
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import ConfigError, DriverError
+
+# nfc-types.h: enum nfc_modulation_type, enum nfc_baud_rate
+NMT_ISO14443A = 1
+NBR_106 = 1
+
+Size = type[ctypes.c_uint32] | type[ctypes.c_uint64] | type[ctypes.c_size_t]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """`nfc_target` and what it holds, for one width of `size_t`."""
+
+    size_t: Size
+    Iso14443aInfo: type[ctypes.Structure]
+    TargetInfo: type[ctypes.Union]
+    Modulation: type[ctypes.Structure]
+    Target: type[ctypes.Structure]
+
+    @property
+    def size_t_bytes(self) -> int:
+        return ctypes.sizeof(self.size_t)
+
+    def describe(self) -> str:
+        nai, target = self.Iso14443aInfo, self.Target
+        return (
+            f"size_t of {self.size_t_bytes} bytes: nfc_iso14443a_info.szUidLen at "
+            f"{nai.szUidLen.offset}, abtUid at {nai.abtUid.offset}, szAtsLen at "
+            f"{nai.szAtsLen.offset}; nfc_target.nm at {target.nm.offset}, "
+            f"sizeof(nfc_target) {ctypes.sizeof(target)}"
+        )
+
+
+def layout(size_t: Size) -> Layout:
+    """The structures with `size_t` of this type (packed, as libnfc's header declares them)."""
+
+    class Iso14443aInfo(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = (
+            ("abtAtqa", ctypes.c_uint8 * 2),
+            ("btSak", ctypes.c_uint8),
+            ("szUidLen", size_t),
+            ("abtUid", ctypes.c_uint8 * 10),
+            ("szAtsLen", size_t),
+            ("abtAts", ctypes.c_uint8 * 254),
+        )
+
+    class TargetInfo(ctypes.Union):
+        _pack_ = 1
+        _fields_ = (("nai", Iso14443aInfo),)
+
+    class Modulation(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = (("nmt", ctypes.c_int), ("nbr", ctypes.c_int))  # two C enums
+
+    class Target(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = (("nti", TargetInfo), ("nm", Modulation))
+
+    return Layout(size_t, Iso14443aInfo, TargetInfo, Modulation, Target)
+
+
+NATIVE = layout(ctypes.c_size_t)
+
+
+def _bind(fn: Any, restype: Any, *argtypes: Any) -> Any:
+    """A prototype of our own at the address of a function pynfc loaded."""
+    address = ctypes.cast(fn, ctypes.c_void_p).value
+    if address is None:
+        raise DriverError(f"libnfc's {getattr(fn, '__name__', 'function')} has no address")
+    return ctypes.CFUNCTYPE(restype, *argtypes)(address)
+
+
+def select_passive_target(nfc: Any, lay: Layout = NATIVE) -> Any:
+    """`nfc_initiator_select_passive_target(device, modulation, init_data, size, *target)`
+    typed with this layout's structures (pynfc's prototype takes only its own)."""
+    return _bind(
+        nfc.nfc_initiator_select_passive_target,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        lay.Modulation,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.POINTER(lay.Target),
+    )
+
+
+# -- the check against libnfc ------------------------------------------------------------
+
+PROBE = {  # a double-size UID and an ATS: every field the driver reads, and one after
+    "modulation": "ISO/IEC 14443A (106 kbps)",
+    "ATQA": "0044",
+    "UID": "04a1b2c3d4e5f6",
+    "SAK": "20",
+    "ATS": "0578807002",
+}
+PROBE_TIMEOUT_S = 20.0  # a Python start and a libnfc load; slow under emulation
+_CHILD = """
+import ctypes, sys
+import pynfc.nfc as nfc
+fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p,
+                      ctypes.c_bool)(ctypes.cast(nfc.str_nfc_target, ctypes.c_void_p).value)
+buf = ctypes.create_string_buffer(bytes.fromhex(sys.argv[1]), 65536)
+out = ctypes.c_char_p()
+res = fn(ctypes.byref(out), buf, False)
+sys.stdout.write(out.value.decode(errors="replace") if res >= 0 and out.value else f"error {res}")
+"""
+_FIELDS = {
+    "ATQA": r"ATQA \(SENS_RES\):",
+    "UID": r"UID \(NFCID\d\):",
+    "SAK": r"SAK \(SEL_RES\):",
+    "ATS": r"\bATS:",
+}
+
+
+def probe_target(lay: Layout) -> bytes:
+    """The bytes of `PROBE` as a target laid out with `lay`."""
+    target = lay.Target()
+    target.nm.nmt, target.nm.nbr = NMT_ISO14443A, NBR_106
+    nai = target.nti.nai
+    for name, field in (("ATQA", nai.abtAtqa), ("UID", nai.abtUid), ("ATS", nai.abtAts)):
+        data = bytes.fromhex(PROBE[name])
+        ctypes.memmove(field, data, len(data))
+    nai.btSak = int(PROBE["SAK"], 16)
+    nai.szUidLen = len(bytes.fromhex(PROBE["UID"]))
+    nai.szAtsLen = len(bytes.fromhex(PROBE["ATS"]))
+    return bytes(target)
+
+
+def parse(text: str) -> dict[str, str]:
+    """What `str_nfc_target` printed, as `PROBE` holds it (fields it did not print: absent)."""
+    read: dict[str, str] = {}
+    first = text.partition("\n")[0]
+    if first.endswith(" target:"):
+        read["modulation"] = first.removesuffix(" target:")
+    for name, label in _FIELDS.items():
+        found = re.search(label + r"((?: +[0-9a-fA-F]{2})*)", text)
+        if found:
+            read[name] = "".join(found.group(1).split()).lower()
+    return read
+
+
+def check(lay: Layout = NATIVE) -> None:
+    """libnfc reads a target laid out with `lay` as written, or a `ConfigError` says why not.
+
+    A `DriverError` (retried) if the check could not run to an answer in time.
+    """
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _CHILD, probe_target(lay).hex()],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise DriverError(
+            f"the check of libnfc's structure layout did not finish in {PROBE_TIMEOUT_S:g} s "
+            "(machine overloaded?): it is tried again"
+        ) from None
+    if run.returncode != 0:
+        how = (
+            f"crashed (signal {-run.returncode})"
+            if run.returncode < 0
+            else f"failed (exit {run.returncode}: {run.stderr.strip()[-300:]})"
+        )
+        found = f"libnfc {how} reading a test target laid out as edged reads them"
+    else:
+        read = parse(run.stdout)
+        wrong = [
+            f"{k} as {read.get(k, 'nothing')!r} (edged wrote {v!r})"
+            for k, v in PROBE.items()
+            if read.get(k) != v
+        ]
+        if not wrong:
+            return
+        found = "libnfc read a test target differently: " + ", ".join(wrong)
+    raise ConfigError(
+        "driver nfc.libnfc",
+        [
+            f"{found}. edged lays out nfc_target with {lay.describe()}, and will not read "
+            "cards it would misread. Check that libnfc6 is Debian's libnfc 1.8 for this "
+            "machine's architecture (`dpkg --print-architecture`, `dpkg -l libnfc6`) and "
+            "report this message with the output of `edged doctor`"
+        ],
+    )

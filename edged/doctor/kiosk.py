@@ -1,0 +1,131 @@
+"""Can the kiosk page listen where the config says? A port another program holds (a demo
+left running, a web server) would leave the screen blank while everything else works.
+
+The port is tried as the daemon binds it; when it is taken, the holder is looked up through
+/proc (the listening socket's inode, then the process holding it), so the line names it.
+"""
+
+import errno
+import os
+import socket
+from pathlib import Path
+
+from edged.config.kiosk import KioskConfig
+from edged.doctor.check import Check, fail, ok, skip
+
+SECTION = "kiosk"
+LISTEN = "0A"
+"""TCP_LISTEN in /proc/net/tcp's `st` column."""
+
+
+def check_kiosk(
+    kiosk: KioskConfig | None, held_by: list[int], proc: Path = Path("/proc")
+) -> list[Check]:
+    """One line for the page's address; nothing when the kiosk is off."""
+    if kiosk is None or not kiosk.enabled:
+        return []
+    where = f"{kiosk.host}:{kiosk.port}"
+    if kiosk.port == 0:
+        return [ok(SECTION, "port", f"{kiosk.host}, any free port (port = 0)")]
+    try:
+        _try_bind(kiosk.host, kiosk.port)
+    except OSError as exc:
+        return [_refused(kiosk, where, exc, held_by, proc)]
+    return [ok(SECTION, "port", f"{where} is free: the page will be served there")]
+
+
+def _try_bind(host: str, port: int) -> None:
+    """Bind as aiohttp does (SO_REUSEADDR, the address family of the host), then let go."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+    except socket.gaierror as exc:
+        raise OSError(errno.EADDRNOTAVAIL, f"cannot resolve {host}: {exc.strerror}") from exc
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(address)
+        s.listen(1)
+
+
+def _refused(kiosk: KioskConfig, where: str, exc: OSError, held_by: list[int], proc: Path) -> Check:
+    change = "or set another [services.kiosk] port (enabled = false turns the page off)"
+    if exc.errno == errno.EADDRINUSE:
+        holders = listeners(kiosk.port, proc)
+        ours = [pid for pid, _ in holders if pid in held_by]
+        if ours:
+            return skip(SECTION, "port", f"{where}: served by the running edged (pid {ours[0]})")
+        if held_by and not holders:
+            # the service's sockets may be out of this user's sight
+            return skip(SECTION, "port", f"{where} is in use, likely by the running edged")
+        who = ", ".join(f"{name} (pid {pid})" for pid, name in holders) or "another program"
+        return fail(
+            SECTION,
+            "port",
+            f"{where} is taken by {who}: the kiosk page cannot be served",
+            f"stop it, {change}; edged takes the port as soon as it is free"
+            + ("" if holders else f" (`sudo ss -ltnp 'sport = :{kiosk.port}'` names it)"),
+        )
+    if exc.errno == errno.EACCES:
+        return fail(
+            SECTION,
+            "port",
+            f"{where}: permission denied (ports below 1024 need a privilege edged has not)",
+            f"use a port from 1024 up: {change}",
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return fail(
+            SECTION,
+            "port",
+            f"{where}: {kiosk.host} is not an address of this machine ({exc.strerror})",
+            "set [services.kiosk] host to one of its addresses (127.0.0.1 for a local screen)",
+        )
+    return fail(SECTION, "port", f"{where}: cannot listen ({exc.strerror or exc})", change)
+
+
+def listeners(port: int, proc: Path = Path("/proc")) -> list[tuple[int, str]]:
+    """(pid, program name) of the processes listening on this TCP port, as far as this user
+    may see: other users' file descriptors are hidden from all but root."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (proc / "net" / table).read_text(encoding="ascii").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == LISTEN and fields[1].endswith(f":{port:04X}"):
+                inodes.add(fields[9])
+    if not inodes:
+        return []
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = os.listdir(entry / "fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(entry / "fd" / fd)
+            except OSError:
+                continue
+            if target in wanted:
+                found.append((int(entry.name), _name(entry)))
+                break
+    return sorted(found)
+
+
+def _name(entry: Path) -> str:
+    try:
+        argv = (entry / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        argv = []
+    words = [a.decode(errors="replace") for a in argv if a]
+    if len(words) > 1 and os.path.basename(words[0]).startswith("python"):
+        # `python -m edged demo`, or a script run by its interpreter: name the program
+        words = words[2:] if words[1] == "-m" else words[1:]
+    if not words:
+        return "?"
+    return " ".join([os.path.basename(words[0]), *words[1:3]])

@@ -1,0 +1,330 @@
+"""`edgectl update FLEET`: a staged rollout over MQTT, stopped by the first bad node.
+
+1. Who is there: each node's retained `state` (and `update`) under `{prefix}/{fleet}/+/`,
+   gathered for a few seconds. Nodes already on the version are left out; offline nodes
+   are reported and left out (a command is not kept for them: run it again later).
+2. Canaries first (`--canary N` or `P%` of the nodes to update), then waves twice the
+   size of the one before (or `--wave-size N`), each one sent and then waited for.
+3. Each node gets a signed `update.apply`; its reply gives the update's id, and its
+   retained `update` topic with that id says how it goes. A wave is done when each of its
+   nodes says `confirmed`. The first node that says `rolled_back` or `failed`, refuses
+   the command, or stays silent past `--timeout`, stops the rollout: no further wave is
+   sent, and the node and its reason are named.
+
+Every message from the broker is treated as hostile (edged.ops.fleet's readers): a peer on
+the broker can publish anything under any node's topics; it can make a rollout stop, never
+make one go on, since only an `update` carrying the id the node answered counts.
+"""
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.ops.client import BrokerUnreachableError, Say, connect, refused
+from edged.ops.commands import make_request, reply_of
+from edged.ops.fleet import _text
+from edged.ops.login import Login
+
+DONE = "confirmed"
+BAD = ("rolled_back", "failed")
+MAX_NODES = 10_000
+
+
+@dataclass
+class NodeUpdate:
+    node: str
+    online: bool = False
+    running: str | None = None
+    state: str = "pending"
+    update_id: str | None = None
+    request_id: str | None = None
+    percent: int | None = None
+    code: str | None = None
+    reason: str | None = None
+    wave: int | None = None
+    target: str | None = None
+    since: float = field(default_factory=time.monotonic)
+    last_update: dict[str, Any] | None = None
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    nodes: dict[str, NodeUpdate]
+    stopped_by: NodeUpdate | None = None
+    why: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def parse_canary(text: str) -> Callable[[int], int]:
+    """`3` or `10%`: how many canaries for a fleet of n to update (at least one)."""
+    text = text.strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not 0 < share <= 100:
+                raise ValueError
+            return lambda n: max(1, math.ceil(n * share / 100))
+        count = int(text)
+        if count < 1:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--canary {text!r}: a count (3) or a share of the fleet (10%)") from None
+    return lambda n: min(n, count)
+
+
+def plan(nodes: list[str], canaries: int, wave_size: int | None) -> list[list[str]]:
+    """Canaries, then waves doubling (or of `wave_size`), over `nodes` in order."""
+    waves, i, size = [], 0, canaries
+    while i < len(nodes):
+        waves.append(nodes[i : i + size])
+        i += size
+        size = wave_size or size * 2
+    return waves
+
+
+def _obj(payload: Any) -> dict[str, Any] | None:
+    if not isinstance(payload, bytes | bytearray) or len(payload) > 64 * 1024:
+        return None
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Rollout:
+    def __init__(
+        self,
+        login: Login,
+        prefix: str,
+        fleet: str,
+        *,
+        version: str,
+        args: dict[str, Any],
+        key: Ed25519PrivateKey,
+        kid: str | None,
+        canary: Callable[[int], int],
+        wave_size: int | None = None,
+        timeout_s: float = 1800.0,
+        discover_s: float = 3.0,
+        nodes: list[str] | None = None,
+        say: Say = lambda _: None,
+    ) -> None:
+        self.login = login
+        self.prefix = prefix
+        self.fleet = fleet
+        self.version = version
+        self.args = args
+        self.key = key
+        self.kid = kid
+        self.canary = canary
+        self.wave_size = wave_size
+        self.timeout_s = timeout_s
+        self.discover_s = discover_s
+        self.named = nodes
+        self.say = say
+        self.nodes: dict[str, NodeUpdate] = {}
+        self._requests: dict[str, Any] = {}
+        self._changed = asyncio.Event()
+
+    @property
+    def fleet_base(self) -> str:
+        return f"{self.prefix}/{self.fleet}"
+
+    def _node_of(self, topic: str) -> tuple[str, str] | None:
+        head = f"{self.fleet_base}/"
+        if not topic.startswith(head):
+            return None
+        node, _, rest = topic[len(head) :].partition("/")
+        if not node or node.startswith("_") or len(self.nodes) > MAX_NODES:
+            return None
+        return node, rest
+
+    def ingest(self, topic: str, payload: Any, correlation: Any = None) -> None:
+        """One message from the broker (hostile until proven otherwise)."""
+        found = self._node_of(topic)
+        if found is None:
+            return
+        name, rest = found
+        body = _obj(payload)
+        if body is None:
+            return
+        node = self.nodes.get(name)
+        if rest == "state":
+            node = node or self.nodes.setdefault(name, NodeUpdate(name))
+            node.online = body.get("state") == "online"
+            version = _text(body.get("version"), 64)
+            if version is not None:
+                node.running = version
+        elif rest == "update" and node is not None:
+            node.last_update = body  # the reply naming its id may come after it
+            self._apply_update(node)
+        elif rest.startswith("reply/") and node is not None and node.request_id is not None:
+            self._reply(node, topic, payload, correlation)
+        self._changed.set()
+
+    def _apply_update(self, node: NodeUpdate) -> None:
+        body = node.last_update
+        if body is None or node.update_id is None or body.get("id") != node.update_id:
+            return  # another update's news, or someone else's
+        node.state = _text(body.get("state"), 32) or node.state
+        percent = body.get("percent")
+        node.percent = percent if isinstance(percent, int) and 0 <= percent <= 100 else None
+        node.code = _text(body.get("code"), 64)
+        node.reason = _text(body.get("reason"), 300)
+        node.running = _text(body.get("running"), 64) or node.running
+
+    def _reply(self, node: NodeUpdate, topic: str, payload: Any, correlation: Any) -> None:
+        request = self._requests.get(node.node)
+        if request is None:
+            return
+        found = reply_of(request, topic, payload, correlation)
+        if found is None:
+            return
+        reply, _ = found
+        if reply.get("ok") is True and isinstance(reply.get("result"), dict):
+            update_id = reply["result"].get("id")
+            if isinstance(update_id, str) and node.update_id is None:
+                node.update_id = update_id
+                node.state = "accepted"
+                self._apply_update(node)
+        elif reply.get("ok") is False:
+            error = reply["error"] if isinstance(reply.get("error"), dict) else {}
+            node.state = "refused"
+            node.code = _text(error.get("code"), 64) or "error"
+            node.reason = _text(error.get("message"), 300)
+
+    async def run(self) -> Outcome:
+        client_id = f"edgectl-{uuid.uuid4().hex[:12]}"
+        try:
+            async with connect(self.login, client_id, say=self.say) as client:
+                filters = [(f"{self.fleet_base}/+/{t}", 1) for t in ("state", "update", "reply/#")]
+                granted = await client.subscribe(filters)
+                if refused(granted):
+                    raise BrokerUnreachableError(
+                        f"the broker refused a subscription under {self.fleet_base}: check "
+                        "its ACL for this client"
+                    )
+                reader = asyncio.create_task(self._read(client), name="rollout.reader")
+                try:
+                    return await self._roll(client)
+                finally:
+                    reader.cancel()
+        except aiomqtt.MqttError as exc:
+            raise BrokerUnreachableError(
+                f"lost the broker at {self.login.address}: {exc}"
+            ) from None
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            correlation = getattr(message.properties, "CorrelationData", None)
+            self.ingest(str(message.topic), message.payload, correlation)
+
+    async def _roll(self, client: aiomqtt.Client) -> Outcome:
+        await asyncio.sleep(self.discover_s)
+        for name in self.named or []:
+            self.nodes.setdefault(name, NodeUpdate(name))
+        skipped: dict[str, str] = {}
+        todo: list[str] = []
+        for name in sorted(self.nodes):
+            node = self.nodes[name]
+            if self.named is not None and name not in self.named:
+                continue
+            if node.running == self.version:
+                skipped[name] = f"already on {self.version}"
+            elif not node.online:
+                skipped[name] = "offline: run the rollout again once it is online"
+            else:
+                todo.append(name)
+        if not todo:
+            return Outcome(True, {}, why="no node to update", skipped=skipped)
+        waves = plan(todo, self.canary(len(todo)), self.wave_size)
+        for number, wave in enumerate(waves, 1):
+            kind = "canary" if number == 1 else f"wave {number}"
+            self.say(f"{kind}: {', '.join(wave)}")
+            for name in wave:
+                await self._send(client, self.nodes[name], number)
+            stopped = await self._wait(wave)
+            if stopped is not None:
+                node, why = stopped
+                rest = [n for w in waves[number:] for n in w]
+                return Outcome(
+                    False, self.nodes, stopped_by=node, why=why,
+                    skipped=skipped | {n: "not sent: the rollout stopped" for n in rest},
+                )  # fmt: skip
+            self.say(f"{kind}: confirmed")
+        return Outcome(True, self.nodes, why="every node confirmed", skipped=skipped)
+
+    async def _send(self, client: aiomqtt.Client, node: NodeUpdate, wave: int) -> None:
+        base = f"{self.fleet_base}/{node.node}"
+        request = make_request(base, "update.apply", self.args, key=self.key, kid=self.kid)
+        self._requests[node.node] = request
+        node.request_id, node.wave, node.state = request.id, wave, "sent"
+        node.since = time.monotonic()
+        await client.publish(request.topic, request.payload, qos=1)
+
+    async def _wait(self, wave: list[str]) -> tuple[NodeUpdate, str] | None:
+        """None once every node of the wave confirmed; else the first bad node and why."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            for name in wave:
+                node = self.nodes[name]
+                if node.state in BAD or node.state == "refused":
+                    what = {"refused": "refused the update"}.get(node.state, node.state)
+                    return node, f"{node.node} {what}: {node.code or ''}: {node.reason or ''}"
+            if all(self.nodes[n].state == DONE for n in wave):
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                late = next(self.nodes[n] for n in wave if self.nodes[n].state != DONE)
+                return late, (
+                    f"{late.node} did not confirm within {self.timeout_s:g} s (last: {late.state})"
+                )
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(min(left, 1.0)):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+
+
+async def fleet_status(
+    login: Login, prefix: str, fleet: str, wait_s: float, say: Say | None = None
+) -> dict[str, NodeUpdate]:
+    """Each node's retained `state` and `update`: what `edgectl update status` shows."""
+    nodes: dict[str, NodeUpdate] = {}
+    base = f"{prefix}/{fleet}/"
+    async with connect(login, f"edgectl-{uuid.uuid4().hex[:12]}", say=say) as client:
+        await client.subscribe([(f"{base}+/state", 1), (f"{base}+/update", 1)])
+        try:
+            async with asyncio.timeout(wait_s):
+                async for message in client.messages:
+                    topic = str(message.topic)
+                    name, _, rest = topic[len(base) :].partition("/")
+                    body = _obj(message.payload)
+                    if body is None or not name or len(nodes) > MAX_NODES:
+                        continue
+                    node = nodes.setdefault(name, NodeUpdate(name, state="-"))
+                    if rest == "state":
+                        node.online = body.get("state") == "online"
+                        node.running = _text(body.get("version"), 64) or node.running
+                    elif rest == "update":
+                        node.state = _text(body.get("state"), 32) or "-"
+                        node.target = _text(body.get("version"), 64)
+                        node.code = _text(body.get("code"), 64)
+                        node.reason = _text(body.get("reason"), 300)
+                        p = body.get("percent")
+                        node.percent = p if isinstance(p, int) and 0 <= p <= 100 else None
+                        node.running = _text(body.get("running"), 64) or node.running
+        except TimeoutError:
+            pass
+    return nodes

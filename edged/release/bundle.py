@@ -1,0 +1,193 @@
+"""The bundle file: one uncompressed tar holding manifest.json, manifest.sig and the wheels.
+
+Uncompressed because wheels already are zips; a tar because it streams and its first
+members (the manifest and its signature) can be read and checked before anything else.
+A node reads a bundle twice and writes nothing the first time: `verify_bundle` checks the
+signature, the version, the machine and every member against the manifest (names, sizes,
+SHA-256, nothing missing, nothing extra, only regular files); only then `extract_wheels`
+writes the wheels, checking each hash again as it goes.
+"""
+
+import hashlib
+import io
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edged.errors import CommandError
+from edged.release.manifest import (
+    MAX_FILES,
+    MAX_MANIFEST_BYTES,
+    MAX_SIG_BYTES,
+    Manifest,
+    check_signature,
+    parse_manifest,
+)
+from edged.release.platforms import Target
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+Keys = dict[str, tuple[Ed25519PublicKey, frozenset[str]]]
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    path: Path
+    manifest: Manifest
+    raw_manifest: bytes
+    kid: str
+
+
+def write_bundle(out: Path, manifest_raw: bytes, signature: bytes, wheels: list[Path]) -> None:
+    """Write the bundle (members in the order a node reads them); fixed owners and times,
+    so the same inputs give the same bytes."""
+    tmp = out.with_name(out.name + ".tmp")
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, MANIFEST, manifest_raw)
+        _add_bytes(tar, SIGNATURE, signature)
+        for wheel in wheels:
+            info = _info(f"wheels/{wheel.name}", wheel.stat().st_size)
+            with wheel.open("rb") as f:
+                tar.addfile(info, f)
+    tmp.replace(out)
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uid, info.gid = size, 0o644, 0, 0, 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    tar.addfile(_info(name, len(data)), io.BytesIO(data))
+
+
+def read_head(path: Path) -> tuple[bytes, bytes]:
+    """manifest.json and manifest.sig, without checking them (edgectl reads the version)."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = _members(tar)
+            return _head(tar, members)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise CommandError("bad_bundle", f"not a bundle (a tar file): {exc}") from None
+
+
+def verify_bundle(path: Path, keys: Keys, *, version: str | None, target: Target) -> VerifiedBundle:
+    """Everything about the bundle checked, nothing written (see the module docstring).
+
+    Refusals, as CommandError codes: bad_bundle, bad_signature, forbidden, wrong_version,
+    wrong_platform."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = _members(tar)
+            raw, sig = _head(tar, members)
+            kid = check_signature(raw, sig, keys)
+            manifest = parse_manifest(raw)
+            if version is not None and manifest.version != version:
+                raise CommandError(
+                    "wrong_version",
+                    f"the bundle is release {manifest.version}, the command said {version}",
+                )
+            _check_target(manifest, target)
+            expected = {f.path: f for f in manifest.files}
+            seen: set[str] = set()
+            for member in members:
+                entry = expected.get(member.name)
+                if entry is None or member.name in seen:
+                    raise CommandError(
+                        "bad_bundle", f"{member.name[:100]!r} is not in the manifest (or twice)"
+                    )
+                seen.add(member.name)
+                if not member.isreg() or member.size != entry.size:
+                    raise CommandError(
+                        "bad_bundle", f"{entry.path}: not a file of {entry.size} bytes"
+                    )
+                if _sha256(_open(tar, member)) != entry.sha256:
+                    raise CommandError("hash_mismatch", f"{entry.path}: SHA-256 differs")
+            missing = sorted(set(expected) - seen)
+            if missing:
+                raise CommandError("bad_bundle", f"missing from the bundle: {missing[:5]}")
+    except (tarfile.TarError, EOFError) as exc:
+        raise CommandError("bad_bundle", f"the bundle is not a valid tar file: {exc}") from None
+    return VerifiedBundle(path, manifest, raw, kid)
+
+
+def extract_wheels(bundle: VerifiedBundle, dest: Path) -> list[Path]:
+    """Write the wheels into `dest`, hash-checked again; returns their paths."""
+    dest.mkdir(parents=True, exist_ok=True)
+    expected = {f.path: f for f in bundle.manifest.files}
+    out: list[Path] = []
+    with tarfile.open(bundle.path, "r:") as tar:
+        members = _members(tar)
+        _head(tar, members)
+        for member in members:
+            entry = expected.get(member.name)
+            if entry is None:
+                raise CommandError("bad_bundle", f"{member.name[:100]!r} is not in the manifest")
+            target = dest / entry.name
+            digest = hashlib.sha256()
+            with _open(tar, member) as src, target.open("wb") as f:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(chunk)
+                    f.write(chunk)
+            if digest.hexdigest() != entry.sha256:
+                raise CommandError("hash_mismatch", f"{entry.path} changed since it was verified")
+            out.append(target)
+    return out
+
+
+def _members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    members: list[tarfile.TarInfo] = []
+    for member in _iterate(tar):
+        members.append(member)
+        if len(members) > MAX_FILES + 2:
+            raise CommandError("bad_bundle", f"more than {MAX_FILES} files")
+    return members
+
+
+def _iterate(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    while (member := tar.next()) is not None:
+        yield member
+
+
+def _head(tar: tarfile.TarFile, members: list[tarfile.TarInfo]) -> tuple[bytes, bytes]:
+    """Take manifest.json and manifest.sig, the first two members, off `members`."""
+    if len(members) < 2 or [m.name for m in members[:2]] != [MANIFEST, SIGNATURE]:
+        raise CommandError("bad_bundle", f"a bundle starts with {MANIFEST} and {SIGNATURE}")
+    manifest, sig = members[0], members[1]
+    del members[:2]
+    for member, limit in ((manifest, MAX_MANIFEST_BYTES), (sig, MAX_SIG_BYTES)):
+        if not member.isreg() or member.size > limit:
+            raise CommandError("bad_bundle", f"{member.name}: not a file under {limit} bytes")
+    return _open(tar, manifest).read(), _open(tar, sig).read()
+
+
+def _open(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    f = tar.extractfile(member)
+    if f is None:
+        raise CommandError("bad_bundle", f"{member.name}: not a regular file")
+    return f
+
+
+def _sha256(f: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_target(manifest: Manifest, target: Target) -> None:
+    info = manifest.target
+    misfits = manifest.misfits(target)
+    if info.machine != target.machine or info.python != target.python_text or misfits:
+        detail = f" ({', '.join(misfits[:3])} would not run here)" if misfits else ""
+        raise CommandError(
+            "wrong_platform",
+            f"the bundle is for {info.machine}, CPython {info.python} (glibc {info.glibc}+); "
+            f"this node is {target.describe()}{detail}",
+        )

@@ -1,0 +1,552 @@
+"""The launcher: systemd's ExecStart runs it, it picks the release to run and execs it.
+
+One file, standard library only: install.sh copies it to /opt/edged/launcher.py and the
+system's python3 runs it (`python3 -I`), so the choice is made before any release's code is
+imported, and a release that cannot even be imported is still rolled back. It is updated by
+install.sh only, never by a bundle: a bundle cannot break the thing that undoes bundles.
+
+The release tree (`--releases`, /opt/edged/releases by default):
+
+    0.1.0/               a release: venv/ and release.json (written last: the release is complete)
+    0.2.0/
+    current -> 0.2.0     what to run
+    previous -> 0.1.0    the fallback: a release that worked
+    trial.json           present while `current` is on trial (see `Trial`)
+    outcome.json         how the last trial ended: confirmed, or rolled_back with the reason
+
+A trial is on when trial.json exists and `current` names its release. Each start of the trial
+release counts an attempt (written before the exec); the release must confirm itself (write
+outcome.json, remove trial.json) within its time, and a kernel alarm (`signal.alarm`, which
+survives exec) kills it if it neither confirms nor gives up by itself. ExecStopPost runs this
+file with `--stopped`: it records how the attempt ended (systemd's $SERVICE_RESULT,
+$EXIT_CODE, $EXIT_STATUS) and rolls back at once when that was a failure. A start that finds
+the attempts used up, or a failure recorded, rolls back too. Rolling back writes the outcome
+first, then puts back the config kept at the switch (when the trial changed it), then points
+`current` at the previous release, then removes trial.json: each step is an atomic rename
+followed by an fsync of its directory, and a start that finds an outcome for the trial on
+disk finishes the steps. So a power cut between any two steps leaves a tree this launcher
+resolves to a release that worked:
+
+- switch (by the running release): `previous` -> old, trial.json, `current` -> new. Cut before
+  the last step: trial.json names a release `current` does not: stale, removed, the old runs.
+- confirm (by the trial release): outcome confirmed, trial.json removed. Cut between: the
+  outcome names the trial: trial.json removed, the new release runs.
+- roll back: outcome, config back, `current` -> previous, trial.json removed. Cut
+  anywhere: the outcome names the trial, the remaining steps are done again (each is idempotent).
+"""
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+"""Version of trial.json and outcome.json; a release must keep writing what this reads."""
+
+DEFAULT_RELEASES = "/opt/edged/releases"
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}")
+TRIAL = "trial.json"
+OUTCOME = "outcome.json"
+CURRENT = "current"
+PREVIOUS = "previous"
+COMPLETE = "release.json"
+EX_SOFTWARE = 70
+MILESTONES = ("running", "broker", "drivers")
+"""What a trial release reports reaching, in order: started with its config and outbox open,
+connected to the broker, every configured driver running."""
+
+
+class LauncherError(Exception):
+    """The tree cannot give a release to run; the message says what to do."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def say(message: str) -> None:
+    print(f"edged-launcher: {message}", file=sys.stderr, flush=True)
+
+
+# -- durable files ------------------------------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temporary name, fsync, rename over `path`, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class CorruptRecordError(LauncherError):
+    """A record file exists but is not the JSON object this launcher wrote."""
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    """trial.json: a release on trial. Fields this launcher does not know are kept as they are
+    (`extra`), so a newer release may add some."""
+
+    id: str
+    version: str
+    previous: str
+    trial_s: float
+    kill_after_s: float
+    max_attempts: int = 2
+    attempts: int = 0
+    update_id: str | None = None
+    started: int = field(default_factory=now_ms)
+    attempt_started: int = 0
+    reached: dict[str, int] = field(default_factory=dict)
+    exits: list[dict[str, Any]] = field(default_factory=list)
+    failure: str | None = None
+    failure_code: str | None = None
+    config: dict[str, str] | None = None
+    """{"path", "copy", "sha256"}: the config at the switch, put back by a rollback when it
+    changed during the trial."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Trial":
+        try:
+            known = {k: data[k] for k in _trial_fields() if k in data}
+            extra = {k: v for k, v in data.items() if k not in known and k != "v"}
+            trial = cls(**known, extra=extra)
+        except TypeError as exc:
+            raise CorruptRecordError(f"{TRIAL}: {exc}") from None
+        if not (
+            isinstance(trial.id, str)
+            and valid_version(trial.version)
+            and valid_version(trial.previous)
+            and isinstance(trial.attempts, int)
+            and isinstance(trial.max_attempts, int)
+            and isinstance(trial.reached, dict)
+            and isinstance(trial.exits, list)
+        ):
+            raise CorruptRecordError(f"{TRIAL}: fields of the wrong type")
+        return trial
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in _trial_fields()}
+        return {**self.extra, "v": FORMAT, **out}
+
+
+def _trial_fields() -> list[str]:
+    return [f.name for f in fields(Trial) if f.name != "extra"]
+
+
+def valid_version(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and VERSION_NAME.fullmatch(value) is not None
+        and value not in (CURRENT, PREVIOUS)
+    )
+
+
+# -- the tree -----------------------------------------------------------------------------
+
+
+class ReleaseTree:
+    """The releases directory: releases, the `current` and `previous` links, the records."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).absolute()
+
+    def path(self, version: str) -> Path:
+        if not valid_version(version):
+            raise LauncherError(f"not a release name: {version!r}")
+        return self.root / version
+
+    def python(self, version: str) -> Path:
+        return self.path(version) / "venv" / "bin" / "python"
+
+    def complete(self, version: str | None) -> bool:
+        """Installed to the end: release.json is written last, and the interpreter is there."""
+        if version is None or not valid_version(version):
+            return False
+        return (self.path(version) / COMPLETE).is_file() and self.python(version).exists()
+
+    def releases(self) -> list[str]:
+        """Complete releases, oldest install first."""
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in self.root.iterdir():
+                if entry.is_dir() and not entry.is_symlink() and self.complete(entry.name):
+                    found.append((entry.joinpath(COMPLETE).stat().st_mtime, entry.name))
+        return [name for _, name in sorted(found)]
+
+    def link(self, name: str) -> str | None:
+        """The release a link names, or None (missing, or not naming a release)."""
+        try:
+            target = os.readlink(self.root / name)
+        except (FileNotFoundError, OSError):
+            return None
+        return target if valid_version(target) else None
+
+    def point(self, name: str, version: str) -> None:
+        """Make the link `name` name `version`, atomically (rename over it), durably."""
+        self.path(version)  # validates
+        if self.link(name) == version:
+            return
+        tmp = self.root / f".{name}.tmp-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(version, tmp)
+        os.replace(tmp, self.root / name)
+        fsync_dir(self.root)
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        path = self.root / name
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise CorruptRecordError(f"{path} is not JSON") from None
+        if not isinstance(data, dict):
+            raise CorruptRecordError(f"{path} is not a JSON object")
+        return data
+
+    def write(self, name: str, data: Mapping[str, Any]) -> None:
+        write_atomically(self.root / name, json.dumps(data, indent=1, sort_keys=True).encode())
+
+    def remove(self, name: str) -> None:
+        try:
+            (self.root / name).unlink()
+        except FileNotFoundError:
+            return
+        fsync_dir(self.root)
+
+    def trial(self) -> Trial | None:
+        data = self.read(TRIAL)
+        return None if data is None else Trial.from_json(data)
+
+    def save_trial(self, trial: Trial) -> None:
+        self.write(TRIAL, trial.to_json())
+
+    def outcome(self) -> dict[str, Any] | None:
+        try:
+            return self.read(OUTCOME)
+        except CorruptRecordError:
+            return None  # only a report: never a reason not to start
+
+    # -- the three changes (module docstring), each resumable -----------------------------
+
+    def begin_trial(self, trial: Trial) -> None:
+        """Switch to `trial.version`: previous -> the running release, trial.json, current."""
+        if not self.complete(trial.version):
+            raise LauncherError(f"release {trial.version} is not completely installed")
+        self.point(PREVIOUS, trial.previous)
+        self.save_trial(trial)
+        self.point(CURRENT, trial.version)
+
+    def confirm(self, trial: Trial) -> None:
+        """The trial release came online: keep it; `previous` stays as the fallback."""
+        self.write(OUTCOME, outcome(trial, "confirmed", None, "came online within its trial"))
+        self.remove(TRIAL)
+
+    def roll_back(self, trial: Trial, code: str, reason: str) -> None:
+        """Back to `trial.previous`, with the data and config it had at the switch."""
+        say(f"rolling back from {trial.version} to {trial.previous}: {reason}")
+        self.write(OUTCOME, outcome(trial, "rolled_back", code, reason))
+        self._finish_roll_back(trial)
+
+    def _finish_roll_back(self, trial: Trial) -> None:
+        if trial.config:
+            restore_config(trial.config)
+        self.point(CURRENT, trial.previous)
+        self.remove(TRIAL)
+
+    # -- deciding at start -----------------------------------------------------------------
+
+    def settle(self) -> Trial | None:
+        """Finish or undo whatever a power cut interrupted; return the trial to attempt now,
+        if one is on (attempts not used up, no failure recorded), else None."""
+        try:
+            trial = self.trial()
+        except CorruptRecordError as exc:
+            self._unreadable_trial(str(exc))
+            return None
+        if trial is None:
+            return None
+        done = self.outcome()
+        if done is not None and done.get("trial") == trial.id:
+            if done.get("result") == "rolled_back":
+                self._finish_roll_back(trial)
+            else:
+                self.remove(TRIAL)
+            return None
+        current = self.link(CURRENT)
+        if current != trial.version:
+            say(f"the switch to {trial.version} did not finish: staying on {current}")
+            self.remove(TRIAL)
+            return None
+        if not self.complete(trial.version):
+            self.roll_back(
+                trial, "incomplete", f"release {trial.version} is not completely installed"
+            )
+            return None
+        if trial.failure:
+            self.roll_back(trial, trial.failure_code or "failed", trial.failure)
+            return None
+        if trial.attempts >= trial.max_attempts:
+            self.roll_back(trial, *describe_end(trial))
+            return None
+        return trial
+
+    def _unreadable_trial(self, why: str) -> None:
+        current, previous = self.link(CURRENT), self.link(PREVIOUS)
+        say(f"{why}: the trial cannot be judged")
+        if previous and previous != current and self.complete(previous):
+            self.write(
+                OUTCOME,
+                {
+                    "v": FORMAT,
+                    "trial": None,
+                    "version": current,
+                    "previous": previous,
+                    "result": "rolled_back",
+                    "code": "unreadable_trial",
+                    "reason": f"the trial record was unreadable ({why})",
+                    "at": now_ms(),
+                },
+            )
+            self.point(CURRENT, previous)
+        self.remove(TRIAL)
+
+    def choose(self) -> tuple[str, Trial | None]:
+        """The release to start and, when it is on trial, its trial (attempt counted)."""
+        trial = self.settle()
+        if trial is not None:
+            trial.attempts += 1
+            trial.attempt_started = now_ms()
+            trial.reached = {}
+            self.save_trial(trial)  # counted before the exec: a crash cannot loop for ever
+            return trial.version, trial
+        current = self.link(CURRENT)
+        if self.complete(current):
+            assert current is not None
+            return current, None
+        for name in (self.link(PREVIOUS), *reversed(self.releases())):
+            if self.complete(name):
+                assert name is not None
+                say(f"`current` ({current}) is not a complete release: starting {name}")
+                self.point(CURRENT, name)
+                return name, None
+        raise LauncherError(
+            f"no complete release in {self.root}: run install.sh again (it installs one)"
+        )
+
+    def record_stop(self, env: Mapping[str, str]) -> None:
+        """ExecStopPost: how an attempt of the trial release ended; roll back on a failure."""
+        try:
+            trial = self.trial()
+        except CorruptRecordError:
+            return  # the next start deals with it
+        if trial is None or trial.attempts == 0 or self.link(CURRENT) != trial.version:
+            return  # not on trial, or the release that switched to the trial stopping
+        end = {
+            "result": env.get("SERVICE_RESULT", ""),
+            "code": env.get("EXIT_CODE", ""),
+            "status": env.get("EXIT_STATUS", ""),
+            "attempt": trial.attempts,
+            "at": now_ms(),
+        }
+        trial.exits.append(end)
+        failure = (
+            (trial.failure_code or "failed", trial.failure)
+            if trial.failure
+            else failure_of(end, trial)
+        )
+        self.save_trial(trial)
+        if failure:
+            self.roll_back(trial, *failure)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            trial: Any = self.trial()
+            trial = trial.to_json() if trial else None
+        except CorruptRecordError as exc:
+            trial = {"unreadable": str(exc)}
+        return {
+            "current": self.link(CURRENT),
+            "previous": self.link(PREVIOUS),
+            "releases": self.releases(),
+            "trial": trial,
+            "outcome": self.outcome(),
+        }
+
+
+def outcome(trial: Trial, result: str, code: str | None, reason: str) -> dict[str, Any]:
+    return {
+        "v": FORMAT,
+        "trial": trial.id,
+        "update_id": trial.update_id,
+        "version": trial.version,
+        "previous": trial.previous,
+        "result": result,
+        "code": code,
+        "reason": reason,
+        "attempts": trial.attempts,
+        "at": now_ms(),
+    }
+
+
+def restore_config(config: Mapping[str, str]) -> None:
+    """The config as it was at the switch, when the trial changed it (`config.set`): the
+    changed one is kept beside it as `.rolled-back`."""
+    path, copy = Path(config["path"]), Path(config["copy"])
+    try:
+        now = sha256_file(path)
+    except FileNotFoundError:
+        now = ""
+    if now == config.get("sha256") or not copy.exists():
+        return
+    if now:
+        write_atomically(path.with_name(path.name + ".rolled-back"), path.read_bytes(), 0o600)
+    write_atomically(path, copy.read_bytes(), 0o640)
+    with contextlib.suppress(FileNotFoundError):  # a config.set probation of the trial: over
+        path.with_name(path.name + ".pending").unlink()
+    say(f"{path}: put back as it was at the switch (the changed one: {path.name}.rolled-back)")
+
+
+# -- reasons --------------------------------------------------------------------------------
+
+CONFIG_EXITS = ("78", "2")
+"""`edged run`'s exit statuses for a config it cannot use (78, EX_CONFIG; 2 before that)."""
+
+
+def failure_of(end: Mapping[str, Any], trial: Trial) -> tuple[str, str] | None:
+    """(code, reason) of an attempt that ended this way, or None when it was a clean stop."""
+    result, code, status = end.get("result"), end.get("code"), str(end.get("status", ""))
+    if result == "success" and code == "exited" and status in ("0", ""):
+        return None
+    return describe_end(trial, end)
+
+
+def describe_end(trial: Trial, end: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """(code, reason for a person) from how the last attempt ended and what it reached."""
+    if end is None:
+        end = trial.exits[-1] if trial.exits else None
+    if end is not None and end.get("attempt", trial.attempts) != trial.attempts:
+        end = None  # that exit belongs to an earlier attempt
+    reached = [m for m in MILESTONES if m in trial.reached]
+    got = f" (reached: {', '.join(reached)})" if reached else " (reached nothing)"
+    if end is None:
+        return "no_exit", (
+            f"started {trial.attempts} time(s) without confirming and without a recorded "
+            f"exit (power cut, or killed with the service manager)" + got
+        )
+    result, code, status = end.get("result"), end.get("code"), str(end.get("status", ""))
+    if result == "watchdog":
+        return "hung", "hung: it stopped pinging the watchdog and systemd killed it" + got
+    if result == "timeout":
+        return "start_timeout", "did not start in time (TimeoutStartSec)" + got
+    if code in ("killed", "dumped") and status in ("ALRM", "14"):
+        return "not_online", f"did not come online within {trial.trial_s:g} s" + got
+    if code == "exited" and status in CONFIG_EXITS and "running" not in reached:
+        return "config_rejected", f"rejected the running config (exit status {status})"
+    if code == "exited" and not reached:
+        return "crashed", f"crashed at start (exit status {status}): see journalctl -u edged"
+    if code == "exited":
+        return "crashed", f"exited with status {status}" + got
+    return "killed", f"killed by signal {status}" + got
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def launch_env(tree: ReleaseTree, version: str, trial: Trial | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("EDGED_TRIAL", None)
+    env["EDGED_RELEASES"] = str(tree.root)
+    env["EDGED_RELEASE"] = version
+    env["EDGED_LAUNCHER"] = str(Path(__file__).resolve())
+    if trial is not None:
+        env["EDGED_TRIAL"] = trial.id
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="edged-launcher",
+        description="Start the edged release the release tree says, or roll back a failed trial.",
+    )
+    parser.add_argument("--releases", type=Path, default=Path(DEFAULT_RELEASES))
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--stopped", action="store_true", help="ExecStopPost: record the exit")
+    mode.add_argument("--status", action="store_true", help="print the tree as JSON")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="passed to `python -m edged`")
+    ns = parser.parse_args(argv)
+    tree = ReleaseTree(ns.releases)
+    try:
+        if ns.status:
+            print(json.dumps(tree.status(), indent=2, sort_keys=True))
+            return 0
+        if ns.stopped:
+            tree.record_stop(os.environ)
+            return 0
+        version, trial = tree.choose()
+    except (LauncherError, OSError) as exc:
+        say(str(exc))
+        return EX_SOFTWARE
+    args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    python = tree.python(version)
+    argv_out = [str(python), "-P", "-m", "edged", *args]
+    if trial is not None:
+        say(f"starting {version} on trial (attempt {trial.attempts} of {trial.max_attempts})")
+        signal.alarm(max(1, int(trial.kill_after_s)))  # survives exec; the release cancels it
+    try:
+        os.execve(python, argv_out, launch_env(tree, version, trial))
+    except OSError as exc:
+        signal.alarm(0)
+        if trial is None:
+            say(f"cannot start {version}: {exc}")
+            return EX_SOFTWARE
+        tree.roll_back(trial, "cannot_start", f"cannot start: {exc}")
+        return main(argv)
+    return EX_SOFTWARE  # pragma: no cover: execve does not return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

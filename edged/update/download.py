@@ -1,0 +1,203 @@
+"""Fetch a bundle over HTTPS: resumable, bandwidth-capped, never more than it was told.
+
+The bytes go to `<sha256>.part` and are resumed with an HTTP Range request after a drop or
+a restart; a server that ignores Range starts the file over. A file whose length differs
+from the size `update.apply` gave is refused at once (`size_mismatch`): it is not the
+bundle asked for, and a node on a metered link must not fetch gigabytes of something
+else. A connection that ends early is a drop, not a refusal: it is retried with growing
+pauses (the vehicle is in a dead zone), for as long as the job lasts.
+
+http.client in a worker thread, not aiohttp: one request at a time, a few kilobytes of
+code already loaded, and no event loop time spent on the bytes.
+"""
+
+import contextlib
+import http.client
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import EdgedError
+from edged import __version__
+from edged.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+SYNC_EVERY = 1 << 20
+TIMEOUT_S = 30.0
+CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class Dropped(EdgedError):
+    """The transfer stopped early for a reason that a retry may cure."""
+
+
+class Cancelled(EdgedError):
+    """The job was cancelled or replaced."""
+
+
+@dataclass
+class Transfer:
+    url: str
+    size: int
+    part: Path
+    max_bytes_per_s: int = 0
+    ca_file: Path | None = None
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The fleet CA when given (the file server's certificate comes from it), else the
+    system's; host names checked either way."""
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def check_url(url: str) -> urllib.parse.SplitResult:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise CommandError("bad_args", f"url must be https://host/…, got {url[:200]!r}")
+    if parts.username or parts.password:
+        raise CommandError("bad_args", "url must not carry a user name or password")
+    return parts
+
+
+def fetch(
+    transfer: Transfer,
+    progress: Callable[[int], None],
+    cancelled: threading.Event,
+) -> None:
+    """One attempt: continue `transfer.part` up to `transfer.size` bytes. Raises Dropped
+    (retry), Cancelled, or CommandError (a refusal: size_mismatch, download_failed)."""
+    parts = check_url(transfer.url)
+    have = transfer.part.stat().st_size if transfer.part.exists() else 0
+    if have > transfer.size:
+        transfer.part.unlink()
+        have = 0
+    if have == transfer.size:
+        return
+    port = parts.port or 443
+    conn = http.client.HTTPSConnection(
+        parts.hostname or "", port, context=tls_context(transfer.ca_file), timeout=TIMEOUT_S
+    )
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    headers = {"User-Agent": f"edged/{__version__}", "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+        except ssl.SSLCertVerificationError as exc:
+            raise CommandError(
+                "download_failed",
+                f"the file server's certificate is not trusted ({exc.verify_message}): check "
+                "[update] ca_file (the fleet CA)",
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise Dropped(f"cannot reach {parts.hostname}:{port}: {exc}") from exc
+        start = _start_of(resp, have, transfer.size)
+        _receive(resp, transfer, start, progress, cancelled)
+    finally:
+        conn.close()
+
+
+def _start_of(resp: http.client.HTTPResponse, have: int, size: int) -> int:
+    """Where the body goes in the file, after checking the server means the same file."""
+    status = resp.status
+    if status == 206:
+        m = CONTENT_RANGE.fullmatch(resp.getheader("Content-Range", ""))
+        if m is None or int(m[1]) != have:
+            raise Dropped(f"the server sent an unasked range ({resp.getheader('Content-Range')})")
+        if m[3] != "*" and int(m[3]) != size:
+            raise CommandError(
+                "size_mismatch",
+                f"the file on the server is {m[3]} bytes, update.apply said {size}",
+            )
+        return have
+    if status == 200:
+        length = resp.getheader("Content-Length")
+        if length is not None and length.isdigit() and int(length) != size:
+            raise CommandError(
+                "size_mismatch",
+                f"the file on the server is {length} bytes, update.apply said {size}",
+            )
+        return 0
+    if status == 416:  # the server's file is no longer than what we have: not our file
+        raise CommandError(
+            "size_mismatch",
+            f"the server has no bytes past {have} of a file update.apply said is {size} bytes",
+        )
+    if status in (408, 425, 429) or status >= 500:
+        raise Dropped(f"the server answered {status} {resp.reason}")
+    raise CommandError("download_failed", f"the server answered {status} {resp.reason}")
+
+
+def _receive(
+    resp: http.client.HTTPResponse,
+    transfer: Transfer,
+    start: int,
+    progress: Callable[[int], None],
+    cancelled: threading.Event,
+) -> None:
+    have = start
+    rate = transfer.max_bytes_per_s
+    began, sent_since = time.monotonic(), 0
+    unsynced = 0
+    fd = os.open(transfer.part, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.seek(start)
+        f.truncate(start)
+        try:
+            while have < transfer.size:
+                if cancelled.is_set():
+                    raise Cancelled
+                want = min(CHUNK, transfer.size - have)
+                try:
+                    chunk = resp.read(want)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise Dropped(f"the connection broke after {have} bytes: {exc}") from exc
+                if not chunk:
+                    raise _ended_early(resp, have, transfer.size)
+                f.write(chunk)
+                have += len(chunk)
+                unsynced += len(chunk)
+                sent_since += len(chunk)
+                if unsynced >= SYNC_EVERY:  # what a power cut may keep, to resume from
+                    f.flush()
+                    os.fsync(f.fileno())
+                    unsynced = 0
+                progress(have)
+                if rate:
+                    ahead = sent_since / rate - (time.monotonic() - began)
+                    if ahead > 0:
+                        cancelled.wait(ahead)
+        finally:
+            f.flush()
+            with contextlib.suppress(OSError):
+                os.fsync(f.fileno())
+    if have == transfer.size and resp.read(1):
+        raise CommandError(
+            "size_mismatch",
+            f"the server sends more than the {transfer.size} bytes update.apply said",
+        )
+
+
+def _ended_early(resp: http.client.HTTPResponse, have: int, size: int) -> Exception:
+    """EOF before `size`: a drop when the server promised more, else the file is short."""
+    promised = resp.length  # bytes http.client still expected (None: no Content-Length)
+    if promised:
+        return Dropped(f"the connection closed after {have} of {size} bytes")
+    return CommandError(
+        "size_mismatch", f"the file on the server ended at {have} bytes, update.apply said {size}"
+    )

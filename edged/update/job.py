@@ -1,0 +1,99 @@
+"""The update in progress, on disk, so a restart or a power cut resumes it where it was.
+
+`<releases>/.update/` holds job.json (what `update.apply` asked and how far it got), the
+bundle being downloaded (`<sha256>.part`, renamed `<sha256>.bundle` once its hash is
+right), the config as it was at the switch and the data copies a rollback may need.
+"""
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edged.release.launcher import now_ms, write_atomically
+
+WORK = ".update"
+JOB = "job.json"
+ACTIVE = ("downloading", "verifying", "installing", "staged", "switching")
+"""States in which a job still has work to do."""
+
+
+@dataclass
+class Job:
+    id: str
+    version: str
+    url: str
+    size: int
+    sha256: str
+    switch: str
+    state: str = "downloading"
+    code: str | None = None
+    reason: str | None = None
+    started: int = 0
+    kid: str | None = None
+    downloads: int = 0  # full restarts of the download after a hash mismatch
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Job | None":
+        names = {f.name for f in fields(cls)}
+        try:
+            job = cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError:
+            return None
+        ok = all(isinstance(getattr(job, k), str) for k in ("id", "version", "url", "sha256"))
+        return job if ok and isinstance(job.size, int) else None
+
+
+class WorkDir:
+    """`<releases>/.update`: the job and its files."""
+
+    def __init__(self, releases: Path) -> None:
+        self.path = releases / WORK
+
+    def ensure(self) -> None:
+        self.path.mkdir(mode=0o700, exist_ok=True)
+
+    def job(self) -> Job | None:
+        try:
+            data = json.loads((self.path / JOB).read_bytes())
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            return None
+        return Job.from_json(data) if isinstance(data, dict) else None
+
+    def save(self, job: Job) -> None:
+        self.ensure()
+        if not job.started:
+            job.started = now_ms()
+        write_atomically(self.path / JOB, json.dumps(asdict(job), indent=1).encode(), 0o600)
+
+    def part(self, job: Job) -> Path:
+        return self.path / f"{job.sha256}.part"
+
+    def bundle(self, job: Job) -> Path:
+        return self.path / f"{job.sha256}.bundle"
+
+    @property
+    def config_copy(self) -> Path:
+        return self.path / "config-at-switch.toml"
+
+    def drop_files(self, keep: Job | None = None) -> None:
+        """Remove downloads and leftovers, except those of `keep`."""
+        if not self.path.is_dir():
+            return
+        wanted = {self.part(keep).name, self.bundle(keep).name} if keep else set()
+        for entry in self.path.iterdir():
+            if entry.name in wanted or entry.name == JOB:
+                continue
+            if entry.suffix in (".part", ".bundle"):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+
+    def drop_trial_files(self) -> None:
+        """The config copy of a trial that is over."""
+        with contextlib.suppress(FileNotFoundError):
+            self.config_copy.unlink()

@@ -1,0 +1,607 @@
+"""The update's state machine on the node, from `update.apply` to `confirmed` or
+`rolled_back`, reported on the retained `update` topic at each step (docs/updates.md).
+
+    update.apply ─▶ downloading ─▶ verifying ─▶ installing ─▶ staged ─▶ switching ─╮
+                        (refused: failed + code, nothing changed)                     │
+    the new release:  trial ─▶ confirmed                 restart (systemd, launcher) ◀╯
+    the old release again:  rolled_back + reason   (the launcher went back by itself)
+
+Every step is resumable: job.json says where the job is, the download continues from its
+`.part`, an install cut short is done again, a switch that did not happen waits for the
+next safe moment. Nothing of the running release changes before `switching`: a bundle that
+is refused (signature, scope, hash, size, machine, data, config, space) leaves the node as
+it was, minus the download.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edged.commands.spec import CommandSpec
+from edged.config.update import UpdateConfig
+from edged.errors import CommandError
+from edged.payloads import UpdateState, UpdateStatus
+from edged.release.bundle import Keys, VerifiedBundle, verify_bundle
+from edged.release.launcher import (
+    OUTCOME,
+    VERSION_NAME,
+    LauncherError,
+    ReleaseTree,
+    Trial,
+    sha256_file,
+)
+from edged.release.platforms import this_machine
+from edged.release.schemas import SCHEMAS
+from edged.update.download import Cancelled, Dropped, Transfer, check_url, fetch
+from edged.update.install import check_release, install, remove_release
+from edged.update.job import Job, WorkDir
+from edged.update.trial import EX_TEMPFAIL, Checks, TrialWatch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PROGRESS_EVERY_S = 2.0
+INSTALL_FACTOR = 1.3
+"""Installed size over the wheels' uncompressed content (bytecode, venv, RECORD files)."""
+GUESS_FACTOR = 6
+"""Space to keep for the install per byte of bundle, before its manifest says exactly."""
+SHA256 = re.compile(r"[0-9a-f]{64}")
+APPLY_KEYS = {"version", "url", "size", "sha256", "switch", "allow_downgrade"}
+
+
+@dataclass
+class Host:
+    """What the manager uses of the node (wired in `edged.update.wiring`)."""
+
+    publish: Callable[[UpdateStatus], "asyncio.Future[Any]"]
+    keys: Callable[[], Keys]
+    checks: Checks
+    waiting_for: Callable[[], list[str]]
+    stop: Callable[[int], None]
+    """Stop the node; `edged run` then exits with this status."""
+    config_path: Path | None
+    data_file: Path
+    """The SQLite file holding the `outbox` and `state` stores."""
+    data_stamps: Callable[[], dict[str, tuple[int, int]]]
+    ca_file: Path | None
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def release_key(version: str) -> tuple[int, ...]:
+    """The numeric release part of a version (0.10.2 > 0.9.9), for the downgrade check."""
+    m = re.match(r"\d+(\.\d+)*", version)
+    return tuple(int(x) for x in m[0].split(".")) if m else ()
+
+
+class UpdateManager:
+    def __init__(
+        self,
+        host: Host,
+        config: UpdateConfig,
+        *,
+        releases: Path | None,
+        running: str,
+        trial_id: str | None,
+        python: Path,
+    ) -> None:
+        self.host = host
+        self.config = config
+        self.tree = ReleaseTree(releases) if releases is not None else None
+        self.work = WorkDir(releases) if releases is not None else None
+        self.running = running
+        self.trial_id = trial_id
+        self.python = python
+        self.job: Job | None = None
+        self.status = UpdateStatus(state="idle", running=running)
+        self.switch_pending: Job | None = None
+        self.watch: TrialWatch | None = None
+        self._pipeline: asyncio.Task[None] | None = None
+        self._cancel = threading.Event()
+        self._bytes = 0
+        self._wake = asyncio.Event()
+
+    # -- the node's service life ----------------------------------------------------------
+
+    def commands(self) -> list[CommandSpec]:
+        return [
+            CommandSpec("update.apply", self.command_apply, scope="update"),
+            CommandSpec("update.status", self.command_status, scope="read"),
+            CommandSpec("update.cancel", self.command_cancel, scope="update"),
+        ]
+
+    async def run(self) -> None:
+        """Report how things stand, then carry on with whatever job is on disk. When the
+        node stops, the pipeline stops with it (a download ends at its next chunk)."""
+        if self.tree is None or self.work is None:
+            return
+        try:
+            await self._run()
+        finally:
+            self._cancel.set()
+            if self._pipeline is not None:
+                self._pipeline.cancel()
+
+    async def _run(self) -> None:
+        assert self.tree is not None and self.work is not None
+        self._sweep()
+        if self.trial_id is not None:
+            trial = self.tree.trial()
+            if trial is not None and trial.id == self.trial_id and trial.version == self.running:
+                await self._run_trial(trial)
+                return
+            self.trial_id = None  # confirmed before an in-process restart: a release like any
+        await self._report_outcome()
+        job = self.work.job()
+        if job is not None:
+            self.job = job
+            if job.state == "switching":  # the switch did not happen (cut before `current`)
+                job.state = "staged"
+                self.work.save(job)
+            if job.active and self.config.enabled:
+                self._start(job)
+            elif not job.active and job.state in ("failed", "confirmed", "rolled_back"):
+                state: UpdateState = job.state  # type: ignore[assignment]
+                self._publish(state, job, code=job.code, reason=job.reason)
+        elif self.tree.outcome() is None:
+            self._publish("idle")
+        await asyncio.Event().wait()  # the pipeline runs as its own task
+
+    def _sweep(self) -> None:
+        """Remove releases that are neither current, previous, nor being installed."""
+        assert self.tree is not None and self.work is not None
+        keep = {self.tree.link("current"), self.tree.link("previous"), self.running}
+        job = self.work.job()
+        if job is not None and job.active:
+            keep.add(job.version)
+        for entry in self.tree.root.iterdir():
+            release = entry.is_dir() and not entry.is_symlink()
+            if release and VERSION_NAME.fullmatch(entry.name) and entry.name not in keep:
+                log.info("removing release %s (neither current nor previous)", entry.name)
+                with contextlib.suppress(ValueError, LauncherError):
+                    remove_release(self.tree, entry.name)
+
+    async def _report_outcome(self) -> None:
+        """Say once how the last trial ended (the launcher may have rolled it back)."""
+        assert self.tree is not None and self.work is not None
+        outcome = self.tree.outcome()
+        if outcome is None or outcome.get("reported"):
+            return
+        result = outcome.get("result")
+        version = str(outcome.get("version") or "")
+        job = self.work.job()
+        same = job is not None and job.id == outcome.get("update_id")
+        state: UpdateState = "rolled_back" if result == "rolled_back" else "confirmed"
+        code = outcome.get("code") if state == "rolled_back" else None
+        reason = str(outcome.get("reason") or "")[:500] if state == "rolled_back" else None
+        if job is not None and same:
+            job.state, job.code, job.reason = state, code, reason
+            self.work.save(job)
+        stored = self.host.publish(
+            UpdateStatus(
+                state=state,
+                running=self.running,
+                id=str(outcome.get("update_id") or "") or None,
+                version=version or None,
+                previous=self.tree.link("previous"),
+                code=code,
+                reason=reason,
+            )
+        )
+        self.status = UpdateStatus(state=state, running=self.running, version=version or None)
+        if state == "rolled_back":
+            log.error("the update to %s was rolled back: %s", version, reason)
+            with contextlib.suppress(ValueError, LauncherError):
+                if version and version != self.running:
+                    remove_release(self.tree, version)
+        self.work.drop_trial_files()
+        with contextlib.suppress(Exception):
+            await stored  # durable (or refused by a full disk: reported again next start)
+            self.tree.write(OUTCOME, {**outcome, "reported": True})
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def command_apply(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`update.apply {version, url, size, sha256, switch?, allow_downgrade?}`."""
+        if self.tree is None or self.work is None:
+            raise CommandError(
+                "not_supported",
+                "this node was not started by the release launcher (edged-launcher): it "
+                "cannot update itself; see systemd/README.md",
+            )
+        if not self.config.enabled:
+            raise CommandError("disabled", "[update] enabled = false on this node")
+        job = self._job_from(args)
+        if self.trial_id is not None or self.tree.trial() is not None:
+            raise CommandError(
+                "busy", f"release {self.running} is on trial: wait for its confirmation"
+            )
+        current = self.job
+        if current is not None and current.active:
+            if current.id == job.id or (
+                current.sha256 == job.sha256 and current.version == job.version
+            ):
+                return self._accepted(current)
+            if current.state == "switching":
+                raise CommandError("busy", f"switching to {current.version} now")
+            await self._abandon(current, "replaced by a newer update.apply")
+        self._check_space(job.size * (1 + GUESS_FACTOR))
+        self.work.drop_files()
+        self.job = job
+        self.work.save(job)
+        self._start(job)
+        return self._accepted(job)
+
+    def _job_from(self, args: dict[str, Any]) -> Job:
+        unknown = set(args) - APPLY_KEYS
+        if unknown:
+            raise CommandError("bad_args", f"unknown arguments: {sorted(unknown)}")
+        version, url, size, sha = (args.get(k) for k in ("version", "url", "size", "sha256"))
+        if not isinstance(version, str) or not VERSION_NAME.fullmatch(version):
+            raise CommandError("bad_args", "version: a release name such as 0.2.0")
+        if not isinstance(url, str) or len(url) > 2000:
+            raise CommandError("bad_args", "url: https://… of the bundle")
+        check_url(url)
+        limit = self.config.max_bundle_mb * 1_000_000
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= limit:
+            raise CommandError("bad_args", f"size: the bundle's size in bytes, 1 to {limit}")
+        if not isinstance(sha, str) or not SHA256.fullmatch(sha):
+            raise CommandError("bad_args", "sha256: 64 lower-case hex digits")
+        switch = args.get("switch", self.config.switch)
+        if switch not in ("now", "parked"):
+            raise CommandError("bad_args", 'switch: "now" or "parked"')
+        downgrade = args.get("allow_downgrade", False)
+        if not isinstance(downgrade, bool):
+            raise CommandError("bad_args", "allow_downgrade: true or false")
+        if version == self.running:
+            raise CommandError("already_running", f"release {version} is running")
+        if release_key(version) < release_key(self.running) and not downgrade:
+            raise CommandError(
+                "downgrade",
+                f"{version} is older than the running {self.running}: say allow_downgrade",
+            )
+        return Job(
+            id=uuid.uuid4().hex, version=version, url=url, size=size, sha256=sha, switch=switch
+        )
+
+    def _accepted(self, job: Job) -> dict[str, Any]:
+        """The reply: `id` names this update on the `update` topic."""
+        return {"accepted": True, "id": job.id, "version": job.version, "state": job.state,
+                "running": self.running}  # fmt: skip
+
+    async def command_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args:
+            raise CommandError("bad_args", "update.status takes no arguments")
+        out: dict[str, Any] = self.status.to_json_dict()
+        if self.tree is not None:
+            tree = self.tree.status()
+            out["releases"] = tree["releases"]
+            out["current"] = tree["current"]
+            out["previous"] = tree["previous"]
+        return out
+
+    async def command_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args:
+            raise CommandError("bad_args", "update.cancel takes no arguments")
+        job = self.job
+        if job is None or not job.active:
+            raise CommandError("no_update", "no update in progress")
+        if job.state == "switching" or self.trial_id is not None:
+            raise CommandError("busy", "too late: the switch is under way")
+        await self._abandon(job, "cancelled by update.cancel")
+        return {"cancelled": job.version}
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        self._cancel = threading.Event()
+        self._pipeline = asyncio.create_task(self._carry_out(job), name="update.pipeline")
+
+    async def _abandon(self, job: Job, why: str) -> None:
+        self._cancel.set()
+        if self._pipeline is not None:
+            self._pipeline.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pipeline
+        self._fail(job, "cancelled", why)
+        if self.tree is not None:  # installed, or half installed: not to be switched to now
+            with contextlib.suppress(ValueError, LauncherError):
+                remove_release(self.tree, job.version)
+
+    async def _carry_out(self, job: Job) -> None:
+        assert self.tree is not None and self.work is not None
+        try:
+            if job.state == "staged" and self.tree.complete(job.version):
+                self._set(job, "staged")  # installed before a restart
+            else:
+                await self._install(job)
+            await self._wait_for_moment(job)
+            await check_release(self.tree.python(job.version), job.version, self.host.config_path)
+            self._set(job, "switching")
+            self.switch_pending = job
+            log.info("switching to release %s: edged stops, systemd starts it", job.version)
+            self.host.stop(0)
+        except CommandError as exc:
+            self._fail(job, exc.code, exc.message)
+            with contextlib.suppress(ValueError, LauncherError):
+                if not self.tree.complete(job.version) or exc.code == "config_rejected":
+                    remove_release(self.tree, job.version)
+        except (Cancelled, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("update to %s failed", job.version)
+            self._fail(job, "internal", f"{type(exc).__name__}: {exc}")
+
+    async def _install(self, job: Job) -> None:
+        """Download, verify, install: `staged` at the end, or a refusal on the way."""
+        assert self.tree is not None and self.work is not None
+        bundle_file = await self._download(job)
+        self._set(job, "verifying")
+        bundle = await asyncio.to_thread(
+            verify_bundle, bundle_file, self.host.keys(), version=job.version,
+            target=this_machine(),
+        )  # fmt: skip
+        job.kid = bundle.kid
+        self._check_data(bundle)
+        self._check_space(
+            int(bundle.manifest.unpacked_bytes * INSTALL_FACTOR)
+            + sum(f.size for f in bundle.manifest.files)
+        )
+        self._set(job, "installing")
+        await install(self.tree, bundle, self.python, self.host.config_path)
+        self.work.drop_files()
+        self._set(job, "staged")
+
+    async def _download(self, job: Job) -> Path:
+        assert self.work is not None
+        final = self.work.bundle(job)
+        if final.exists():
+            return final
+        self._set(job, "downloading")
+        part = self.work.part(job)
+        transfer = Transfer(
+            job.url, job.size, part, self.config.max_bytes_per_s, self.config.ca_file
+            or self.host.ca_file,
+        )  # fmt: skip
+        pause = 1.0
+        resumed = part.exists() and part.stat().st_size > 0
+        reporter = asyncio.create_task(self._report_progress(job), name="update.progress")
+        try:
+            while True:
+                self._bytes = part.stat().st_size if part.exists() else 0
+                try:
+                    await in_daemon_thread(fetch, transfer, self._progress, self._cancel)
+                except Dropped as exc:
+                    resumed = True
+                    log.warning("update download: %s; again in %.0f s", exc, pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, self.config.retry_max_s)
+                    continue
+                digest = await asyncio.to_thread(sha256_file, part)
+                if digest == job.sha256:
+                    part.replace(final)
+                    return final
+                part.unlink()
+                if resumed and job.downloads == 0:  # a power cut may have damaged a resumed part
+                    job.downloads += 1
+                    self.work.save(job)
+                    log.warning("update download: SHA-256 differs after a resume: fetching again")
+                    resumed = False
+                    continue
+                raise CommandError(
+                    "hash_mismatch",
+                    f"the downloaded bundle's SHA-256 is {digest}, update.apply said {job.sha256}",
+                )
+        finally:
+            reporter.cancel()
+
+    def _progress(self, have: int) -> None:
+        self._bytes = have  # from the download thread: one int, read by the reporter
+
+    async def _report_progress(self, job: Job) -> None:
+        last, last_at = self._bytes, time.monotonic()
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            now, have = time.monotonic(), self._bytes
+            rate = int((have - last) / max(now - last_at, 1e-3))
+            last, last_at = have, now
+            self._publish(
+                "downloading", job, bytes=have, total=job.size,
+                percent=int(100 * have / job.size), rate_bps=max(rate, 0),
+            )  # fmt: skip
+
+    def _check_space(self, need: int) -> None:
+        assert self.tree is not None
+        free = free_bytes(self.tree.root)
+        floor = self.config.min_free_mb * 1_000_000
+        if free - need < floor:
+            raise CommandError(
+                "no_space",
+                f"{free / 1e6:.0f} MB free in {self.tree.root}; the update needs about "
+                f"{need / 1e6:.0f} MB and [update] min_free_mb keeps {floor / 1e6:.0f} MB",
+            )
+
+    def _check_data(self, bundle: VerifiedBundle) -> None:
+        """Both ways (edged.release.schemas): the new release reads the data as it is on
+        disk now, and this release will read what the new one writes, after a rollback."""
+        on_disk = self.host.data_stamps()
+        theirs = bundle.manifest.schemas
+        new = bundle.manifest.version
+        for store, ours in SCHEMAS.items():
+            if store not in theirs:
+                continue
+            version = ours.version if store == "config" else on_disk.get(store, (0, 0))[0]
+            if version < theirs[store].reads_from:
+                raise CommandError(
+                    "incompatible_data",
+                    f"release {new} reads {store} data from format {theirs[store].reads_from}; "
+                    f"this node's is {version}: update through an intermediate release",
+                )
+            if theirs[store].compat > ours.version:
+                raise CommandError(
+                    "incompatible_data",
+                    f"release {new} writes {store} data that this release ({self.running}, "
+                    f"format {ours.version}) could not read after a rollback (it needs a "
+                    f"reader of format {theirs[store].compat}): update through a release "
+                    "that reads it first",
+                )
+
+    async def _wait_for_moment(self, job: Job) -> None:
+        reasons: list[str] | None = None
+        while True:
+            now = self.host.waiting_for() if job.switch == "parked" else []
+            if not now:
+                return
+            if now != reasons:
+                reasons = now
+                self._publish("staged", job, waiting_for=now)
+                log.info("release %s staged; switching once %s", job.version,
+                         "; ".join(f"not {r}" for r in now))  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
+
+    # -- the switch (after the node stopped) and the trial ------------------------------------
+
+    def finish_switch(self) -> None:
+        """Called by `edged run` once the node has stopped and its files are closed: copy
+        what a rollback would need, then hand over to the launcher (switch: module doc)."""
+        job = self.switch_pending
+        assert job is not None and self.tree is not None and self.work is not None
+        work = self.work
+        work.drop_trial_files()
+        config = None
+        if self.host.config_path is not None and self.host.config_path.exists():
+            shutil.copy2(self.host.config_path, work.config_copy)
+            config = {
+                "path": str(self.host.config_path),
+                "copy": str(work.config_copy),
+                "sha256": sha256_file(self.host.config_path),
+            }
+        trial_s = self.config.trial_s
+        trial = Trial(
+            id=uuid.uuid4().hex,
+            version=job.version,
+            previous=self.running,
+            trial_s=trial_s,
+            kill_after_s=trial_s + max(15.0, trial_s / 4),
+            max_attempts=self.config.max_attempts,
+            update_id=job.id,
+            config=config,
+        )
+        self.tree.begin_trial(trial)
+        _crash_point("after_switch")
+
+    async def _run_trial(self, trial: Trial) -> None:
+        assert self.tree is not None and self.work is not None
+        job = self.work.job()
+        if job is not None and job.id == trial.update_id:
+            self.job = job
+            job.state = "trial"
+            self.work.save(job)
+        self.watch = TrialWatch(
+            self.tree, trial, self.host.checks, stable_s=self.config.stable_s,
+            on_confirmed=self._confirmed, on_failed=lambda _: self.host.stop(EX_TEMPFAIL),
+        )  # fmt: skip
+        self.status = UpdateStatus(
+            state="trial", running=self.running, id=trial.update_id, version=trial.version,
+            previous=trial.previous, deadline_s=round(self.watch.deadline_s, 1),
+        )  # fmt: skip
+        self.host.publish(self.status)
+        await self.watch.run()
+        await asyncio.Event().wait()
+
+    async def _confirmed(self, trial: Trial) -> None:
+        assert self.tree is not None and self.work is not None
+        job = self.job
+        if job is not None:
+            job.state = "confirmed"
+            self.work.save(job)
+        self.trial_id = None
+        os.environ.pop("EDGED_TRIAL", None)  # a restart in this process is not on trial
+        self.status = UpdateStatus(
+            state="confirmed", running=self.running, id=trial.update_id, version=trial.version,
+            previous=trial.previous,
+        )  # fmt: skip
+        stored = self.host.publish(self.status)
+        self.work.drop_trial_files()
+        self._sweep()
+        with contextlib.suppress(Exception):
+            await stored
+            outcome = self.tree.outcome()
+            if outcome is not None and outcome.get("trial") == trial.id:
+                self.tree.write(OUTCOME, {**outcome, "reported": True})
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def _set(self, job: Job, state: UpdateState) -> None:
+        assert self.work is not None
+        job.state = state
+        job.code = job.reason = None
+        self.work.save(job)
+        self._publish(state, job)
+
+    def _fail(self, job: Job, code: str, reason: str) -> None:
+        assert self.work is not None
+        log.error("update to %s refused: %s: %s", job.version, code, reason)
+        job.state, job.code, job.reason = "failed", code, reason[:500]
+        self.work.save(job)
+        self.work.drop_files()
+        self._publish("failed", job, code=code, reason=reason[:500])
+
+    def _publish(self, state: UpdateState, job: Job | None = None, **fields: Any) -> None:
+        self.status = UpdateStatus(
+            state=state,
+            running=self.running,
+            id=job.id if job else None,
+            version=job.version if job else None,
+            previous=self.tree.link("previous") if self.tree else None,
+            **fields,
+        )
+        self.host.publish(self.status)
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a daemon thread: a download that a stalled server holds up must not
+    keep edged from exiting when systemd stops it (the default executor would)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, whatever it is
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="update.download", daemon=True).start()
+    return await future
+
+
+def _crash_point(name: str) -> None:
+    """Die here, as a power cut would, when the tests ask (EDGED_TEST_CRASH_AT): the
+    instants between two file operations cannot be hit from outside."""
+    if os.environ.get("EDGED_TEST_CRASH_AT") == name:
+        os.kill(os.getpid(), 9)

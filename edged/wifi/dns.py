@@ -1,0 +1,164 @@
+"""The captive DNS: what a phone that has not accepted the terms gets for every name.
+
+The firewall sends such a phone's udp/53 here (whatever server it asked). Every A query is
+answered with the node's hotspot address, so whatever page the phone opens, it lands on the
+portal; AAAA and every other type get an empty answer (the hotspot is IPv4 only). Nothing
+is ever forwarded: before accepting, no name resolves to the outside and no DNS tunnel can
+carry data out. Two names get "no such name", so the phone does not route around the
+portal: Firefox's DNS-over-HTTPS canary and iCloud Private Relay's.
+
+A query is parsed strictly (one question, no compression in it, at most 512 bytes); what
+does not parse is dropped and counted. An answer is at most 16 bytes longer than its
+query: the node cannot be used to amplify a flood towards another phone. Queries are
+rate-limited per phone (the firewall limits them too). Nothing is logged per query.
+"""
+
+import asyncio
+import ipaddress
+import logging
+import struct
+import time
+from collections.abc import Callable
+
+from core.counters import Counters
+from edged.kiosk.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY = 512
+TTL_S = 1
+"""Short: once the phone accepts, its next lookups go to the real resolver."""
+QTYPE_A = 1
+QCLASS_IN = 1
+OPCODE_QUERY = 0
+RCODE_OK, RCODE_FORMERR, RCODE_NXDOMAIN, RCODE_NOTIMP, RCODE_REFUSED = 0, 1, 3, 4, 5
+NO_SUCH_NAME = frozenset(
+    {
+        b"use-application-dns.net",  # Firefox: NXDOMAIN keeps it on the network's DNS
+        b"mask.icloud.com",  # iCloud Private Relay: NXDOMAIN turns it off on this network
+        b"mask-h2.icloud.com",
+    }
+)
+
+
+class Malformed(ValueError):
+    """Not a DNS query this server answers; dropped without a reply."""
+
+
+def _question(packet: bytes) -> tuple[int, bytes, int, int]:
+    """(end offset, lower-case name, qtype, qclass) of the one question after the header."""
+    pos, labels, size = 12, [], 0
+    while True:
+        if pos >= len(packet):
+            raise Malformed("the name runs past the end")
+        n = packet[pos]
+        pos += 1
+        if n == 0:
+            break
+        if n & 0xC0:
+            raise Malformed("a compressed or extended label in a question")
+        label = packet[pos : pos + n]
+        if len(label) != n:
+            raise Malformed("a label runs past the end")
+        size += n + 1
+        if size > 255:
+            raise Malformed("the name is over 255 bytes")
+        labels.append(label.lower())
+        pos += n
+    if pos + 4 > len(packet):
+        raise Malformed("no type and class after the name")
+    qtype, qclass = struct.unpack_from("!HH", packet, pos)
+    return pos + 4, b".".join(labels), qtype, qclass
+
+
+def answer(packet: bytes, address: ipaddress.IPv4Address) -> bytes:
+    """The reply to one query; raises Malformed for what gets no reply at all."""
+    if len(packet) < 12:
+        raise Malformed("shorter than a DNS header")
+    if len(packet) > MAX_QUERY:
+        raise Malformed("over 512 bytes")
+    ident, flags, qd, an, ns, _ar = struct.unpack_from("!HHHHHH", packet)
+    if flags & 0x8000:
+        raise Malformed("a response, not a query")  # never answer an answer (no loops)
+    opcode = (flags >> 11) & 0xF
+    rd = flags & 0x0100
+
+    def reply(rcode: int, question: bytes = b"", answers: bytes = b"", count: int = 0) -> bytes:
+        head = struct.pack(
+            "!HHHHHH",
+            ident,
+            0x8000 | (opcode << 11) | 0x0400 | rd | rcode,  # QR, AA, RD copied, no RA
+            1 if question else 0,
+            count,
+            0,
+            0,
+        )
+        return head + question + answers
+
+    if opcode != OPCODE_QUERY:
+        return reply(RCODE_NOTIMP)
+    if qd != 1 or an or ns:
+        return reply(RCODE_FORMERR)
+    end, name, qtype, qclass = _question(packet)
+    question = packet[12:end]
+    if qclass != QCLASS_IN:
+        return reply(RCODE_REFUSED, question)
+    if name in NO_SUCH_NAME:
+        return reply(RCODE_NXDOMAIN, question)
+    if qtype != QTYPE_A:
+        return reply(RCODE_OK, question)  # no data of that type: the hotspot is IPv4 only
+    record = struct.pack("!HHHIH", 0xC00C, QTYPE_A, QCLASS_IN, TTL_S, 4) + address.packed
+    return reply(RCODE_OK, question, record, 1)
+
+
+class CaptiveDns(asyncio.DatagramProtocol):
+    """The UDP server; one per hotspot address."""
+
+    def __init__(
+        self,
+        address: ipaddress.IPv4Address,
+        counters: Counters,
+        *,
+        per_min: float = 600.0,
+        burst: int = 60,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.address = address
+        self.counters = counters
+        self.limiter = RateLimiter(
+            burst=burst,
+            per_min=per_min,
+            global_burst=burst * 50,
+            global_per_min=per_min * 50,
+            max_keys=1024,
+            clock=clock,
+        )
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.limiter.check(addr[0]) > 0:
+            self.counters.inc("wifi.dns.limited")
+            return
+        try:
+            reply = answer(data, self.address)
+        except Malformed:
+            self.counters.inc("wifi.dns.malformed")
+            return
+        if self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.counters.inc("wifi.dns.error")
+
+
+async def serve_dns(
+    address: ipaddress.IPv4Address, port: int, counters: Counters
+) -> asyncio.DatagramTransport:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: CaptiveDns(address, counters), local_addr=(str(address), port)
+    )
+    return transport

@@ -1,0 +1,87 @@
+"""Where the hotspot's generated files live, and the names they share.
+
+Root reads and loads these files (hostapd, dnsmasq, nft run as root), so none of them is
+under /etc/edged: that directory is writable by the daemon's user (for `config.set`), who
+could otherwise swap a file root runs. They go under /etc/edged-hotspot (root, 0755) and
+the places each tool reads.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+TABLE = "edged_hotspot"
+"""The nftables table (family inet) holding every rule of the hotspot."""
+ALLOWED_SET = "allowed"
+"""Phones that accepted the terms: `ether_addr . ipv4_addr`, each with its session timeout."""
+CONNECTION = "edged-hotspot"
+"""The NetworkManager connection id and the hostapd@ instance name."""
+FIREWALL_UNIT = "edged-hotspot.service"
+DHCP_UNIT = "edged-hotspot-dhcp.service"
+HOSTAPD_UNIT = f"hostapd@{CONNECTION}.service"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths as the running system sees them (what the files name inside)."""
+
+    etc: Path = Path("/etc")
+    run: Path = Path("/run")
+
+    @property
+    def dir(self) -> Path:
+        return self.etc / "edged-hotspot"
+
+    @property
+    def nft(self) -> Path:
+        return self.dir / "hotspot.nft"
+
+    @property
+    def dnsmasq(self) -> Path:
+        return self.dir / "dnsmasq.conf"
+
+    @property
+    def hostapd(self) -> Path:
+        return self.etc / "hostapd" / f"{CONNECTION}.conf"
+
+    @property
+    def nm_keyfile(self) -> Path:
+        return self.etc / "NetworkManager" / "system-connections" / f"{CONNECTION}.nmconnection"
+
+    @property
+    def nm_dnsmasq(self) -> Path:
+        return self.etc / "NetworkManager" / "dnsmasq-shared.d" / f"{CONNECTION}.conf"
+
+    @property
+    def sysctl(self) -> Path:
+        return self.etc / "sysctl.d" / "90-edged-hotspot.conf"
+
+    @property
+    def modprobe(self) -> Path:
+        return self.etc / "modprobe.d" / "edged-wifi-country.conf"
+
+    @property
+    def units(self) -> Path:
+        return self.etc / "systemd" / "system"
+
+    @property
+    def firewall_unit(self) -> Path:
+        return self.units / FIREWALL_UNIT
+
+    @property
+    def dhcp_unit(self) -> Path:
+        return self.units / DHCP_UNIT
+
+    @property
+    def hostapd_dropin(self) -> Path:
+        return self.units / f"{HOSTAPD_UNIT}.d" / "edged.conf"
+
+    @property
+    def dropin(self) -> Path:
+        return self.units / "edged.service.d" / "hotspot.conf"
+
+    @property
+    def pid(self) -> Path:
+        return self.run / "edged-hotspot" / "dnsmasq.pid"
+
+    def under(self, etc: Path, run: Path | None = None) -> "Layout":
+        return replace(self, etc=etc, run=run or self.run)

@@ -1,0 +1,228 @@
+"""Phones that accepted the terms: the firewall's set, and the portal's view of it.
+
+A session is a (MAC, IPv4) pair in the nft set `inet edged_hotspot allowed`, with the
+session's length as its timeout: the kernel forgets it on time, whatever the daemon does.
+Both halves must match for a packet to pass, so a phone that takes another's address (or
+another's MAC alone) is not let through. The daemon keeps the same pairs in memory (to
+answer the portal without asking the kernel each time), reads the set back when it starts
+and puts back what a reload of the firewall dropped.
+
+The MAC address exists only there: in the kernel's set and this table, in memory, until the
+session ends. It is never written to disk, logged, or sent anywhere.
+"""
+
+import asyncio
+import ipaddress
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from core.counters import Counters
+from core.errors import EdgedError
+from edged.wifi.layout import ALLOWED_SET, TABLE
+from edged.wifi.tool import run_tool
+
+log = logging.getLogger(__name__)
+
+MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+NFT_TIMEOUT_S = 10.0
+TODAY_KEY = "wifi.sessions_today"
+
+
+class FirewallError(EdgedError):
+    """The firewall's set could not be read or changed; the message says why."""
+
+
+class PortalFull(EdgedError):
+    """As many sessions as the hotspot has room for are running."""
+
+
+def normal_mac(mac: str) -> str:
+    mac = mac.strip().lower()
+    if not MAC.fullmatch(mac):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return mac
+
+
+class Firewall(Protocol):
+    async def allow(self, mac: str, ip: ipaddress.IPv4Address, timeout_s: int) -> None: ...
+
+    async def sessions(self) -> list[tuple[str, ipaddress.IPv4Address, float]]:
+        """(mac, ip, seconds left) of every pair in the set."""
+        ...
+
+
+class NftFirewall:
+    """The set through the `nft` command (the daemon's CAP_NET_ADMIN passes to it).
+
+    `prefix` runs it elsewhere (`ip netns exec NAME` in the tests); arguments are built from
+    checked values only and passed as a list, never through a shell."""
+
+    def __init__(self, *, nft: str = "nft", prefix: Sequence[str] = ()) -> None:
+        self.argv = [*prefix, nft]
+
+    async def _nft(self, *args: str, stdin: bytes | None = None) -> bytes:
+        try:
+            ran = await run_tool(*self.argv, *args, stdin=stdin, timeout_s=NFT_TIMEOUT_S)
+        except TimeoutError:
+            raise FirewallError(f"nft did not answer in {NFT_TIMEOUT_S:g} s") from None
+        if ran is None:
+            raise FirewallError(f"cannot run {self.argv[-1]}; install nftables")
+        if ran.code != 0:
+            text = ran.err.decode(errors="replace").strip().splitlines()
+            hint = (
+                "; the daemon needs CAP_NET_ADMIN: run `sudo edged wifi apply` (it adds it)"
+                if "Operation not permitted" in "\n".join(text)
+                else "; is the firewall loaded? `sudo edged wifi apply`"
+            )
+            raise FirewallError(f"nft failed: {text[-1] if text else ran.code}{hint}")
+        return ran.out
+
+    async def allow(self, mac: str, ip: ipaddress.IPv4Address, timeout_s: int) -> None:
+        """Add the pair, or start its timeout again: add, delete, add, in one transaction
+        (an add alone leaves an existing element's timeout as it was)."""
+        element = f"inet {TABLE} {ALLOWED_SET} {{ {normal_mac(mac)} . {ip} timeout {timeout_s}s }}"
+        script = f"add element {element}\ndelete element {element}\nadd element {element}\n"
+        await self._nft("-f", "-", stdin=script.encode())
+
+    async def sessions(self) -> list[tuple[str, ipaddress.IPv4Address, float]]:
+        raw = await self._nft("-j", "list", "set", "inet", TABLE, ALLOWED_SET)
+        try:
+            data = json.loads(raw)
+            return list(_elements(data))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FirewallError(f"nft listed the set in a form edged cannot read: {exc}") from None
+
+
+def _elements(data: dict[str, Any]) -> "list[tuple[str, ipaddress.IPv4Address, float]]":
+    out = []
+    for item in data["nftables"]:
+        s = item.get("set")
+        if not s:
+            continue
+        for e in s.get("elem", []):
+            inner = e["elem"]
+            mac, ip = inner["val"]["concat"]
+            left = inner.get("expires", inner.get("timeout", 0))
+            out.append((normal_mac(mac), ipaddress.IPv4Address(ip), float(left)))
+    return out
+
+
+@dataclass(frozen=True)
+class Session:
+    ends: float
+    """monotonic"""
+
+    def left(self, now: float) -> float:
+        return max(0.0, self.ends - now)
+
+
+class Sessions:
+    """The portal's side: who accepted, until when; and how many today (a count only)."""
+
+    def __init__(
+        self,
+        firewall: Firewall,
+        *,
+        session_s: int,
+        max_sessions: int,
+        counters: Counters,
+        timezone: str = "Europe/Paris",
+        get_state: Callable[[str, Any], Any] | None = None,
+        set_state: Callable[[str, Any], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.firewall = firewall
+        self.session_s = session_s
+        self.max_sessions = max_sessions
+        self.counters = counters
+        self.zone = ZoneInfo(timezone)
+        self.clock = clock
+        self.wall = wall
+        self._get_state = get_state
+        self._set_state = set_state
+        self._table: dict[tuple[str, ipaddress.IPv4Address], Session] = {}
+        self._lock = asyncio.Lock()
+        self._day, self.today = self._load_today()
+
+    # -- counts ---------------------------------------------------------------------------
+
+    def _date(self) -> str:
+        return datetime.fromtimestamp(self.wall(), self.zone).date().isoformat()
+
+    def _load_today(self) -> tuple[str, int]:
+        day = self._date()
+        kept = self._get_state(TODAY_KEY, None) if self._get_state else None
+        if isinstance(kept, dict) and kept.get("day") == day and isinstance(kept.get("n"), int):
+            return day, int(kept["n"])
+        return day, 0
+
+    def sessions_today(self) -> int:
+        if self._date() != self._day:
+            self._day, self.today = self._date(), 0
+        return self.today
+
+    def _count_one(self) -> None:
+        self.sessions_today()
+        self.today += 1
+        if self._set_state is not None:
+            self._set_state(TODAY_KEY, {"day": self._day, "n": self.today})
+
+    def active(self) -> int:
+        now = self.clock()
+        self._table = {k: s for k, s in self._table.items() if s.left(now) > 0}
+        return len(self._table)
+
+    # -- the portal -------------------------------------------------------------------
+
+    def left(self, mac: str | None, ip: ipaddress.IPv4Address) -> float | None:
+        """Seconds left of this phone's session, or None when it has none."""
+        if mac is None:
+            return None
+        session = self._table.get((mac, ip))
+        if session is None:
+            return None
+        left = session.left(self.clock())
+        return left if left > 0 else None
+
+    async def accept(self, mac: str, ip: ipaddress.IPv4Address) -> float:
+        """Let the phone through for the session's length (again, if it already was);
+        seconds left. Raises PortalFull or FirewallError."""
+        mac = normal_mac(mac)
+        async with self._lock:
+            renewing = self.left(mac, ip) is not None
+            if not renewing and self.active() >= self.max_sessions:
+                self.counters.inc("wifi.portal.full")
+                raise PortalFull(
+                    f"the hotspot has {self.max_sessions} phones online, its limit; "
+                    "try again in a while"
+                )
+            await self.firewall.allow(mac, ip, self.session_s)
+            self._table[(mac, ip)] = Session(self.clock() + self.session_s)
+            if not renewing:
+                self._count_one()
+            return float(self.session_s)
+
+    async def resync(self) -> None:
+        """Take what the kernel has (after a daemon restart) and put back what it lost (a
+        reload of the firewall empties the set)."""
+        async with self._lock:
+            now = self.clock()
+            known = await self.firewall.sessions()
+            there = set()
+            for mac, ip, left in known:
+                there.add((mac, ip))
+                if (mac, ip) not in self._table and left > 0:
+                    self._table[(mac, ip)] = Session(now + left)
+            for (mac, ip), session in list(self._table.items()):
+                left = int(session.left(now))
+                if (mac, ip) not in there and left > 0:
+                    await self.firewall.allow(mac, ip, left)
+                    self.counters.inc("wifi.sessions.restored")

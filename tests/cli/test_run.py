@@ -1,0 +1,47 @@
+"""`edged run` with a config it cannot use: one clear message and the exit status that
+tells systemd not to restart it (RestartPreventExitStatus= in systemd/edged.service)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from edged.cli.main import EXIT_CONFIG
+from tests.helpers.nodes import ROOT, write_config
+
+
+def run(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edged", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_a_config_naming_a_missing_file_exits_with_the_config_status(tmp_path: Path) -> None:
+    """What install.sh used to leave: a copied example whose route file was not there."""
+    config = write_config(
+        tmp_path,
+        1883,
+        extra='[[drivers]]\nname = "can"\ndriver = "can.replay"\n[drivers.options]\nlog = "can/missing.log"\n',
+    )
+    r = run(config)
+    assert r.returncode == EXIT_CONFIG == 78, r.stderr
+    assert f"no such file: {tmp_path / 'can' / 'missing.log'}" in r.stderr
+    assert f"edged: not started: fix {config}" in r.stderr
+    assert "systemctl restart edged" in r.stderr
+
+
+def test_an_invalid_key_exits_with_the_config_status_and_names_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 1883, health_s=-1)
+    r = run(config)
+    assert r.returncode == EXIT_CONFIG, r.stderr
+    assert "health.interval_s" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_config_file_that_is_not_there_is_a_config_error_too(tmp_path: Path) -> None:
+    r = run(tmp_path / "edged.toml")
+    assert r.returncode == EXIT_CONFIG, r.stderr
+    assert "Traceback" not in r.stderr

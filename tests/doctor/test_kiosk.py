@@ -1,0 +1,90 @@
+"""The kiosk port: free, held by the running edged, or taken by another program (named)."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edged.config.kiosk import KioskConfig
+from edged.doctor import Status
+from edged.doctor.kiosk import check_kiosk, listeners
+from tests.doctor.conftest import config, doctor
+from tests.helpers.broker import free_port
+
+
+@pytest.fixture
+def web_server() -> Iterator[tuple[int, int]]:
+    """Another program on a port: (port, pid) of a `python -m http.server` on loopback."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not listeners(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "http.server did not start"
+            time.sleep(0.05)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_a_free_port_is_ok() -> None:
+    port = free_port()
+    (line,) = check_kiosk(KioskConfig(port=port), [])
+    assert line.status is Status.OK
+    assert line.detail == f"127.0.0.1:{port} is free: the page will be served there"
+
+
+def test_a_disabled_kiosk_has_no_line() -> None:
+    assert check_kiosk(KioskConfig(enabled=False), []) == []
+
+
+def test_a_port_another_program_holds_fails_and_names_it(web_server: tuple[int, int]) -> None:
+    port, pid = web_server
+    (line,) = check_kiosk(KioskConfig(port=port), [])
+    assert line.status is Status.FAIL
+    assert f"127.0.0.1:{port} is taken by http.server {port} --bind (pid {pid})" in line.detail
+    assert "[services.kiosk] port" in line.advice
+
+
+def test_a_port_held_by_the_running_edged_is_not_a_fault(web_server: tuple[int, int]) -> None:
+    port, pid = web_server  # stands for the service: its pid runs with this config
+    (line,) = check_kiosk(KioskConfig(port=port), [pid])
+    assert line.status is Status.SKIP
+    assert f"served by the running edged (pid {pid})" in line.detail
+
+
+def test_an_address_that_is_not_this_machines_fails_with_the_key_to_change() -> None:
+    (line,) = check_kiosk(KioskConfig(host="192.0.2.7", port=free_port()), [])
+    assert line.status is Status.FAIL
+    assert "192.0.2.7 is not an address of this machine" in line.detail
+    assert "[services.kiosk] host" in line.advice
+
+
+def test_listeners_ignore_a_connected_socket_on_the_same_port() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        assert listeners(port) == []  # bound, not listening
+
+
+def test_doctor_exits_1_when_the_kiosk_port_is_taken(
+    web_server: tuple[int, int], tmp_path: Path
+) -> None:
+    port, pid = web_server
+    # the extra lines land in [services.kiosk], right after `enabled`
+    cfg = config(tmp_path, free_port(), kiosk=True, drivers=f"port = {port}")
+    done = doctor("-c", str(cfg), "--timeout", "1", "--json")
+    assert done.returncode == 1, done.stdout
+    (line,) = [c for c in json.loads(done.stdout) if c["section"] == "kiosk"]
+    assert line["status"] == "fail"
+    assert f"is taken by http.server {port} --bind (pid {pid})" in line["detail"]

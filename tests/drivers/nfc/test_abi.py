@@ -1,0 +1,171 @@
+"""drivers.nfc.abi: the target structures against libnfc's header, a C compiler and libnfc.
+
+Both widths of size_t are checked against the header on every machine (4: armhf, 8: arm64
+and x86-64); the compiler and libnfc itself can only speak for the machine the tests run on.
+"""
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError
+from drivers.nfc import abi, libnfc
+from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
+from hil.nfc.emulator import Pn532Emulator
+from tests.drivers.nfc import header
+from tests.helpers.drivers import Recorder
+
+WIDTHS = {4: ctypes.c_uint32, 8: ctypes.c_uint64}
+NATIVE_WIDTH = ctypes.sizeof(ctypes.c_size_t)
+OTHER = abi.layout(WIDTHS[12 - NATIVE_WIDTH])
+
+
+def offsets(struct: type[ctypes.Structure] | type[ctypes.Union]) -> dict[str, tuple[int, int]]:
+    return {
+        name: (getattr(struct, name).offset, getattr(struct, name).size)
+        for name, _ in struct._fields_
+    }
+
+
+@pytest.fixture(scope="module")
+def text() -> str:
+    if not header.HEADER.exists():
+        pytest.fail(f"{header.HEADER} is missing: install libnfc-dev (./dev test does)")
+    return header.HEADER.read_text()
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_iso14443a_info_has_the_headers_fields_at_its_offsets(text: str, width: int) -> None:
+    c = header.layouts(width, text)["nfc_iso14443a_info"]
+    ours = abi.layout(WIDTHS[width]).Iso14443aInfo
+    assert offsets(ours) == {f.name: (f.offset, f.size) for f in c.fields.values()}
+    assert ctypes.sizeof(ours) == c.size
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_the_target_info_union_has_the_headers_size_its_largest_member_nai(
+    text: str, width: int
+) -> None:
+    c = header.layouts(width, text)["nfc_target_info"]
+    largest = max(c.fields.values(), key=lambda f: f.size)
+    assert largest.name == "nai"
+    assert ctypes.sizeof(abi.layout(WIDTHS[width]).TargetInfo) == c.size
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_nfc_target_and_its_modulation_are_laid_out_as_the_header(text: str, width: int) -> None:
+    c = header.layouts(width, text)
+    lay = abi.layout(WIDTHS[width])
+    assert offsets(lay.Target) == {
+        f.name: (f.offset, f.size) for f in c["nfc_target"].fields.values()
+    }
+    assert ctypes.sizeof(lay.Target) == c["nfc_target"].size
+    assert offsets(lay.Modulation) == {
+        f.name: (f.offset, f.size) for f in c["nfc_modulation"].fields.values()
+    }
+
+
+def test_the_two_widths_differ_where_the_issue_saw_garbage(text: str) -> None:
+    """pynfc's 64-bit szUidLen read on a 32-bit libnfc spans the length and 4 UID bytes."""
+    narrow, wide = header.layouts(4, text), header.layouts(8, text)
+    assert narrow["nfc_iso14443a_info"].fields["abtUid"].offset == 3 + 4
+    assert wide["nfc_iso14443a_info"].fields["abtUid"].offset == 3 + 8
+    assert narrow["nfc_target"].size != wide["nfc_target"].size
+
+
+def test_a_header_without_its_pack_pragma_is_refused_not_guessed(text: str) -> None:
+    with pytest.raises(ValueError, match="not packed"):
+        header.layouts(8, text.replace("pragma pack(1)", "pragma once"))
+
+
+def test_the_driver_buffer_holds_a_whole_target() -> None:
+    assert ctypes.sizeof(abi.NATIVE.Target) <= libnfc.TARGET_BUFFER
+
+
+def test_a_c_compiler_lays_the_target_out_as_the_native_layout(tmp_path: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler here: the header tests above still cover both widths")
+    program = tmp_path / "layout.c"
+    program.write_text(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <nfc/nfc-types.h>\n"
+        'int main(void) { printf("%zu %zu %zu %zu %zu %zu %zu\\n", sizeof(size_t),\n'
+        "  offsetof(nfc_iso14443a_info, szUidLen), offsetof(nfc_iso14443a_info, abtUid),\n"
+        "  offsetof(nfc_iso14443a_info, szAtsLen), offsetof(nfc_iso14443a_info, abtAts),\n"
+        "  offsetof(nfc_target, nm), sizeof(nfc_target)); return 0; }\n"
+    )
+    subprocess.run([cc, "-o", tmp_path / "layout", program], check=True)
+    out = subprocess.run([tmp_path / "layout"], capture_output=True, text=True, check=True).stdout
+    nai, target = abi.NATIVE.Iso14443aInfo, abi.NATIVE.Target
+    assert [int(n) for n in out.split()] == [
+        ctypes.sizeof(ctypes.c_size_t),
+        nai.szUidLen.offset,
+        nai.abtUid.offset,
+        nai.szAtsLen.offset,
+        nai.abtAts.offset,
+        target.nm.offset,
+        ctypes.sizeof(target),
+    ]
+
+
+# -- libnfc itself ------------------------------------------------------------------------
+
+
+def test_libnfc_reads_a_target_in_the_native_layout_as_written() -> None:
+    abi.check(abi.NATIVE)
+
+
+def test_libnfc_prints_back_every_probe_field_for_the_native_layout() -> None:
+    """The check compares what it parsed; this shows the parse finds every field at all."""
+    run = subprocess.run(
+        [abi.sys.executable, "-c", abi._CHILD, abi.probe_target(abi.NATIVE).hex()],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert abi.parse(run.stdout) == abi.PROBE
+
+
+def test_the_other_abis_layout_is_refused_naming_its_size_t() -> None:
+    """On armhf this is pynfc's 64-bit layout, the one that dropped every card."""
+    with pytest.raises(ConfigError, match=rf"size_t of {ctypes.sizeof(OTHER.size_t)} bytes") as e:
+        abi.check(OTHER)
+    assert "will not read cards it would misread" in str(e.value)
+
+
+def test_a_libnfc_crashing_on_the_probe_is_refused_and_this_process_lives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A length libnfc believes runs it off its buffer: the child dies, not the node."""
+    good = abi.probe_target
+
+    def huge_uid_length(lay: abi.Layout) -> bytes:
+        target = lay.Target.from_buffer_copy(good(lay))
+        target.nti.nai.szUidLen = 1 << (8 * ctypes.sizeof(lay.size_t) - 2)
+        return bytes(target)
+
+    monkeypatch.setattr(abi, "probe_target", huge_uid_length)
+    with pytest.raises(ConfigError, match=r"libnfc (crashed \(signal \d+\)|failed)"):
+        abi.check(abi.NATIVE)
+
+
+async def test_a_reader_refuses_to_open_when_libnfc_disagrees_with_its_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver as it ran on armhf, but refusing: a ConfigError, no tap, never ready."""
+    monkeypatch.setattr(abi, "NATIVE", OTHER)
+    libnfc._layout_checked.cache_clear()
+    try:
+        with Pn532Emulator(tmp_path / "nfc0") as emu:
+            emu.put(bytes.fromhex("04a1b2c3"))
+            rec = Recorder("front-reader")
+            opts = LibnfcOptions(connstring=emu.connstring, poll_interval_s=0.01, release_s=0.05)
+            with pytest.raises(ConfigError, match="will not read cards it would misread"):
+                await LibnfcReader(opts).run(rec.ctx)
+        assert rec.taps == []
+        assert rec.readies == 0
+    finally:
+        libnfc._layout_checked.cache_clear()

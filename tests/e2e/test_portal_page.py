@@ -1,0 +1,108 @@
+"""The portal's part of the page in Chromium on a phone, in the states the namespace test
+cannot easily reach: no internet on board (said plainly), a phone the hotspot does not
+see; and axe-core finds no WCAG A/AA violation with the portal's part on the page.
+
+The portal listens on loopback here (the namespace test, tests/integration/test_hotspot.py,
+runs it on a hotspot); its neighbour table and route table are files with nothing in them:
+no phone seen, no default route.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import expect
+
+from edged.config import parse_config
+from edged.services.wifi import WifiService
+from tests.e2e.conftest import SHOTS, Kiosk, open_browser
+from tests.e2e.test_kiosk_a11y import violations
+from tests.helpers.broker import free_port
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def portal_url(
+    shared_kiosk: Kiosk, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    tmp = tmp_path_factory.mktemp("portal")
+    (tmp / "arp").write_text("IP address       HW type     Flags       HW address  Mask  Device\n")
+    (tmp / "route").write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n")
+    wifi = parse_config(
+        f"""
+[node]
+fleet = "test"
+id = "p"
+profile = "shuttle"
+[wifi]
+enabled = true
+ssid = "Navette 07"
+country = "FR"
+[wifi.portal]
+port = {free_port()}
+max_pages_per_peer = 16  # every page of these tests comes from 127.0.0.1
+"""
+    ).wifi
+    service = WifiService(
+        shared_kiosk.node.host,
+        wifi,
+        shared_kiosk.server.service,
+        shared_kiosk.server.config,
+        address="127.0.0.1",
+        arp=tmp / "arp",
+        routes=tmp / "route",
+    )
+    task = asyncio.create_task(service.portal.run())
+    await asyncio.wait_for(service.portal.listening.wait(), 5)
+    try:
+        yield f"http://127.0.0.1:{service.portal.port}/"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_without_internet_on_board_the_portal_says_so_in_the_riders_language(
+    chromium: Any, portal_url: str
+) -> None:
+    async with open_browser(chromium, PHONE, is_mobile=True, has_touch=True) as b:
+        await b.page.goto(portal_url)
+        status = b.page.locator("#portal-status")
+        await expect(status).to_have_attribute("data-state", "no-internet")
+        await expect(status).to_contain_text("pas d'internet pour le moment")
+        await expect(b.page.locator("#portal-accept")).to_be_visible()
+        assert await violations(b.page) == []
+        await b.page.screenshot(path=str(SHOTS.parent / "portal" / "portal-no-internet-fr.png"))
+    ctx = await chromium.new_context(  # a phone set to English
+        viewport=PHONE, is_mobile=True, has_touch=True, locale="en-GB", timezone_id="Europe/Paris"
+    )
+    try:
+        page = await ctx.new_page()
+        await page.goto(portal_url)
+        await expect(page.locator("html")).to_have_attribute("lang", "en")
+        await expect(page.locator("#portal-status")).to_contain_text("no internet right now")
+        await page.click("#portal-terms summary")
+        await expect(page.locator("#portal-privacy")).to_contain_text(
+            "neither your phone's address (MAC) nor your browsing is kept or sent"
+        )
+        assert await violations(page) == []
+    finally:
+        await ctx.close()
+
+
+async def test_a_phone_the_hotspot_does_not_see_is_told_what_to_do(
+    chromium: Any, portal_url: str
+) -> None:
+    async with open_browser(chromium, PHONE, is_mobile=True, has_touch=True) as b:
+        await b.page.goto(portal_url)
+        await expect(b.page.locator("#link")).to_have_attribute("data-state", "online")
+        await b.page.tap("#portal-accept")
+        status = b.page.locator("#portal-status")
+        await expect(status).to_contain_text("déconnectez-vous puis reconnectez-vous")
+        await expect(status).to_have_attribute("data-state", "error")
+        await b.page.screenshot(path=str(SHOTS.parent / "portal" / "portal-unknown-phone-fr.png"))

@@ -1,0 +1,149 @@
+"""The captive DNS: every name is the node, nothing is forwarded, nothing is amplified, and
+whatever a phone sends, the server answers sensibly or not at all."""
+
+import asyncio
+import ipaddress
+import socket
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.counters import Counters
+from edged.wifi.dns import CaptiveDns, Malformed, answer
+from tests.helpers.phone import dns_query, parse_answer
+
+NODE = ipaddress.IPv4Address("10.42.0.1")
+
+
+def test_every_name_is_the_node() -> None:
+    for name in ("connectivitycheck.gstatic.com", "captive.apple.com", "a.b.c.d.example"):
+        got = parse_answer(answer(dns_query(name, ident=7), NODE))
+        assert got.rcode == 0 and got.addresses == ["10.42.0.1"]
+
+
+def test_an_answer_says_it_is_authoritative_and_keeps_the_query_id() -> None:
+    reply = answer(dns_query("x.example", ident=0xBEEF), NODE)
+    ident, flags = struct.unpack_from("!HH", reply)
+    assert ident == 0xBEEF and flags & 0x8000 and flags & 0x0400  # QR, AA
+    assert reply[-4:] == NODE.packed and struct.unpack_from("!I", reply, len(reply) - 10)[0] == 1
+
+
+@pytest.mark.parametrize("qtype", [28, 65, 15, 16, 255])
+def test_other_record_types_get_an_empty_answer(qtype: int) -> None:
+    got = parse_answer(answer(dns_query("captive.apple.com", qtype), NODE))
+    assert got.rcode == 0 and got.addresses == []
+
+
+@pytest.mark.parametrize(
+    "name", ["use-application-dns.net", "mask.icloud.com", "MASK-H2.iCloud.com"]
+)
+def test_the_names_that_would_route_around_the_portal_do_not_exist(name: str) -> None:
+    assert parse_answer(answer(dns_query(name), NODE)).rcode == 3
+
+
+def test_a_response_is_never_answered() -> None:
+    query = bytearray(dns_query("x.example"))
+    query[2] |= 0x80
+    with pytest.raises(Malformed, match="response"):
+        answer(bytes(query), NODE)
+
+
+@pytest.mark.parametrize(
+    ("packet", "why"),
+    [
+        (b"\x00\x01", "shorter than a DNS header"),
+        (dns_query("x.example")[:-3], "no type and class"),
+        (dns_query("x.example")[:14], "past the end"),
+        (dns_query("x.example") + b"\0" * 600, "over 512 bytes"),
+        (dns_query("x.example")[:12] + b"\xc0\x0c\x00\x01\x00\x01", "compressed"),
+        (dns_query("x.example")[:12] + (b"\x3f" + b"a" * 63) * 5 + b"\0\0\1\0\1", "255 bytes"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "packet",  # the packets hold random query ids
+)
+def test_what_is_not_a_query_gets_no_reply(packet: bytes, why: str) -> None:
+    with pytest.raises(Malformed, match=why):
+        answer(packet, NODE)
+
+
+def test_two_questions_or_an_update_get_an_error_not_an_address() -> None:
+    two = bytearray(dns_query("x.example"))
+    two[5] = 2
+    assert parse_answer(answer(bytes(two), NODE)).rcode == 1  # FORMERR
+    update = bytearray(dns_query("x.example"))
+    update[2] = (5 << 3) | (update[2] & 0x87)  # opcode UPDATE
+    assert struct.unpack_from("!H", answer(bytes(update), NODE), 2)[0] & 0xF == 4  # NOTIMP
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_get_a_small_reply_or_none(packet: bytes) -> None:
+    try:
+        reply = answer(packet, NODE)
+    except Malformed:
+        return
+    assert len(reply) <= len(packet) + 16  # no amplification towards a spoofed source
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.from_regex(r"[A-Za-z0-9-]{1,63}", fullmatch=True), min_size=1, max_size=4))
+def test_any_well_formed_name_is_the_node(labels: list[str]) -> None:
+    got = parse_answer(answer(dns_query(".".join(labels)), NODE))
+    assert got.addresses == ["10.42.0.1"] or ".".join(labels).lower() in {
+        "use-application-dns.net",
+        "mask.icloud.com",
+        "mask-h2.icloud.com",
+    }
+
+
+async def test_the_server_answers_on_its_socket_and_counts_the_junk() -> None:
+    counters = Counters()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: CaptiveDns(NODE, counters), local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            await loop.sock_connect(s, ("127.0.0.1", port))
+            await loop.sock_sendall(s, b"junk")
+            await loop.sock_sendall(s, dns_query("captive.apple.com"))
+            reply = await asyncio.wait_for(loop.sock_recv(s, 512), 2)
+        assert parse_answer(reply).addresses == ["10.42.0.1"]
+        assert counters["wifi.dns.malformed"] == 1
+    finally:
+        transport.close()
+
+
+async def test_a_phone_flooding_the_server_is_cut_off_and_others_still_get_answers() -> None:
+    counters = Counters()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: CaptiveDns(NODE, counters, burst=20, per_min=60), local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
+            flood.bind(("127.0.0.2", 0))
+            flood.setblocking(False)
+            for _ in range(500):
+                flood.sendto(dns_query("x.example"), ("127.0.0.1", port))
+            await asyncio.sleep(0.3)
+            answered = 0
+            while True:
+                try:
+                    flood.recv(512)
+                    answered += 1
+                except BlockingIOError:
+                    break
+        assert answered <= 21  # its burst, not its flood (the kernel may drop some too)
+        assert counters["wifi.dns.limited"] >= 100
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.0.3", 0))
+            other.settimeout(2)
+            other.sendto(dns_query("x.example"), ("127.0.0.1", port))
+            assert parse_answer(await loop.run_in_executor(None, other.recv, 512)).addresses
+    finally:
+        transport.close()

@@ -1,0 +1,206 @@
+"""Every file `edged wifi apply` writes, read back by the tool that will use it: hostapd,
+dnsmasq, nft and NetworkManager each parse and check it as they will on a node."""
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edged.config.models import EdgedConfig
+from edged.config.wifi import WifiConfig
+from edged.wifi.layout import Layout
+from edged.wifi.plan import build_plan
+from edged.wifi.render.dnsmasq import render_dnsmasq, render_nm_dnsmasq
+from edged.wifi.render.hostapd import render_hostapd
+from edged.wifi.render.networkmanager import NotSupported, render_keyfile
+from edged.wifi.render.nft import render_nft
+from edged.wifi.validate import (
+    check_dnsmasq,
+    check_hostapd,
+    check_keyfile,
+    check_nft,
+    parse_keyfile,
+)
+from tests.edged.wifi.conftest import Make, nmcli
+
+PASS = "correct horse battery staple"
+SECURED = [
+    ("open", None),
+    ("wpa2", PASS),
+    ("wpa3", PASS),
+    ("wpa2-wpa3", PASS),
+]
+
+
+def keyfile(w: WifiConfig, passphrase: str | None) -> str:
+    return render_keyfile(w, passphrase, fleet="creuse", node="shuttle-07", source="t")
+
+
+@pytest.mark.parametrize(("security", "passphrase"), SECURED)
+@pytest.mark.parametrize("channel", [6, 13, 36, 48])
+def test_hostapd_reads_the_access_point_it_is_given(
+    make: Make, security: str, passphrase: str | None, channel: int
+) -> None:
+    w = make(security=security, passphrase=passphrase, channel=channel).wifi
+    verdict = check_hostapd(render_hostapd(w, passphrase, source="t"))
+    assert verdict.ok is True, verdict.message
+
+
+def test_hostapd_refuses_what_it_cannot_use_so_the_check_can_fail(make: Make) -> None:
+    w = make(passphrase=PASS).wifi
+    bad = render_hostapd(w, PASS, source="t").replace(PASS, "short")
+    verdict = check_hostapd(bad)
+    assert verdict.ok is False and "passphrase" in verdict.message
+
+
+def test_hostapd_gets_the_ssid_as_hex_and_the_isolation_and_limits(make: Make) -> None:
+    w = make(ssid="Navette 07 – Wi-Fi", max_clients=12).wifi
+    text = render_hostapd(w, None, source="t")
+    ssid2 = re.search(r"^ssid2=([0-9a-f]+)$", text, re.M)
+    assert ssid2 and bytes.fromhex(ssid2.group(1)).decode() == "Navette 07 – Wi-Fi"
+    for line in ("ap_isolate=1", "max_num_sta=12", "country_code=FR", "ieee80211d=1", "wpa=0"):
+        assert line in text.splitlines()
+
+
+@pytest.mark.parametrize(("security", "passphrase"), SECURED[:3])
+def test_networkmanager_reads_the_connection_back_unchanged(
+    make: Make, security: str, passphrase: str | None
+) -> None:
+    w = make(security=security, passphrase=passphrase, channel=40).wifi
+    verdict = check_keyfile(keyfile(w, passphrase), nmcli=nmcli())
+    assert verdict.ok is True, verdict.message
+    assert verdict.normalised is not None
+    got = parse_keyfile(verdict.normalised)
+    assert got["wifi"]["mode"] == "ap" and got["wifi"]["ap-isolation"] == "1"
+    assert got["wifi"]["band"] == "a" and got["wifi"]["channel"] == "40"
+    assert got["ipv4"] == {"address1": "10.42.0.1/24", "method": "shared"}
+    assert got["ipv6"]["method"] == "disabled"
+    if passphrase:
+        assert got["wifi-security"]["psk"] == passphrase
+        assert got["wifi-security"]["key-mgmt"] == {"wpa2": "wpa-psk", "wpa3": "sae"}[security]
+    else:
+        assert "wifi-security" not in got
+
+
+def test_networkmanager_refuses_what_it_cannot_use_so_the_check_can_fail(make: Make) -> None:
+    text = keyfile(make().wifi, None).replace("mode=ap", "mode=apx")
+    verdict = check_keyfile(text, nmcli=nmcli())
+    assert verdict.ok is False and "mode" in verdict.message
+
+
+def test_networkmanager_cannot_mix_wpa2_and_wpa3_and_says_what_to_choose(make: Make) -> None:
+    w = make(security="wpa2-wpa3", passphrase=PASS).wifi
+    with pytest.raises(NotSupported, match='backend = "hostapd"'):
+        keyfile(w, PASS)
+
+
+def ssid_bytes(normalised: str) -> bytes:
+    value = parse_keyfile(normalised)["wifi"]["ssid"]
+    if re.fullmatch(r"(\d+;)+", value):
+        return bytes(int(b) for b in value.split(";") if b)
+    return value.encode()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(min_size=1, max_size=32))
+def test_any_ssid_the_config_takes_reaches_both_backends_byte_for_byte(
+    make: Make, ssid: str
+) -> None:
+    try:
+        w = make(ssid=ssid).wifi
+    except Exception:
+        return  # refused by the config, with its key (test_config)
+    assert w.ssid is not None
+    verdict = check_keyfile(keyfile(w, None), nmcli=nmcli())
+    assert verdict.ok is True and verdict.normalised is not None, verdict.message
+    assert ssid_bytes(verdict.normalised) == w.ssid.encode()
+    assert check_hostapd(render_hostapd(w, None, source="t")).ok is True
+
+
+PRINTABLE = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters="|"),
+    min_size=8,
+    max_size=63,
+).filter(lambda p: p == p.strip(" "))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(PRINTABLE)
+def test_any_passphrase_the_config_takes_reaches_both_backends_unchanged(
+    make: Make, passphrase: str
+) -> None:
+    w = make(passphrase=passphrase, security="wpa3").wifi
+    verdict = check_keyfile(keyfile(w, passphrase), nmcli=nmcli())
+    assert verdict.ok is True and verdict.normalised is not None, verdict.message
+    assert parse_keyfile(verdict.normalised)["wifi-security"]["psk"] == passphrase
+    assert check_hostapd(render_hostapd(w, passphrase, source="t")).ok is True
+
+
+@pytest.mark.parametrize("uplinks", [[], ["wwan0"], ["wwan0", "eth0"]])
+@pytest.mark.parametrize(("client", "total"), [(0.5, 0.5), (2, 10), (100, 1000)])
+def test_the_kernel_takes_the_firewall(
+    make: Make, scratch_netns: str, uplinks: list[str], client: float, total: float
+) -> None:
+    w = make(uplinks=uplinks, client_mbit=client, total_mbit=total).wifi
+    verdict = check_nft(render_nft(w, source="t"), netns=scratch_netns)
+    assert verdict.ok is True, verdict.message
+
+
+def test_the_kernel_refuses_a_broken_ruleset_so_the_check_can_fail(
+    make: Make, scratch_netns: str
+) -> None:
+    text = render_nft(make().wifi, source="t").replace("masquerade", "masquerade sideways")
+    assert check_nft(text, netns=scratch_netns).ok is False
+
+
+def test_dnsmasq_takes_the_hotspots_dhcp_and_dns(make: Make, tmp_path: Path) -> None:
+    text = render_dnsmasq(make().wifi, Layout().under(tmp_path), source="t")
+    assert check_dnsmasq(text).ok is True
+    assert 'dhcp-option=114,"http://10.42.0.1/api/captive"' in text.splitlines()
+    for line in ("leasefile-ro", "quiet-dhcp", "cache-size=0", "no-hosts"):
+        assert line in text.splitlines()  # nothing kept, nothing logged
+    assert "log-queries" not in text
+
+
+def test_dnsmasq_takes_the_part_added_to_networkmanagers(make: Make) -> None:
+    text = render_nm_dnsmasq(
+        make(extra='\n[wifi.portal]\nname = "portail.navette.fr"\n').wifi, source="t"
+    )
+    assert check_dnsmasq(text, networkmanager=True).ok is True
+    assert "address=/portail.navette.fr/10.42.0.1" in text.splitlines()
+
+
+def test_dnsmasq_refuses_an_unknown_option_so_the_check_can_fail() -> None:
+    assert check_dnsmasq("no-such-option-here\n").ok is False
+
+
+@pytest.mark.parametrize("backend", ["networkmanager", "hostapd"])
+def test_every_file_of_a_backend_passes_its_tool(
+    make: Make, backend: str, scratch_netns: str
+) -> None:
+    config: EdgedConfig = make(passphrase=PASS, security="wpa2")
+    plan = build_plan(config, backend)  # type: ignore[arg-type]
+    checked = []
+    for m in plan.files:
+        if m.content is None or m.tool is None:
+            continue
+        verdict = {
+            "nft": lambda t: check_nft(t, netns=scratch_netns),
+            "dnsmasq": check_dnsmasq,
+            "nm-dnsmasq": lambda t: check_dnsmasq(t, networkmanager=True),
+            "hostapd": check_hostapd,
+            "nmcli": lambda t: check_keyfile(t, nmcli=nmcli()),
+        }[m.tool](m.content)
+        assert verdict.ok is True, (m.path, verdict.message)
+        checked.append(m.tool)
+    assert sorted(checked) == sorted(
+        ["nft", "nmcli", "nm-dnsmasq"]
+        if backend == "networkmanager"
+        else ["nft", "hostapd", "dnsmasq"]
+    )

@@ -1,0 +1,184 @@
+"""`edgectl update FLEET` over 20 simulated nodes on a real Mosquitto: canaries, waves, and a
+node that rolls back stops the rollout naming it; `edgectl update status` shows the table."""
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from edged.ops.rollout import NodeUpdate, Rollout, parse_canary, plan
+from tests.helpers.broker import Mosquitto
+from tests.helpers.fleet_sim import SimFleet
+from tests.helpers.nodes import ROOT
+from tests.release.support import KEY, WEAK, make_bundle
+
+NAMES = [f"bus-{i:02d}" for i in range(1, 21)]
+
+
+def key_file(tmp_path: Path, key: object = KEY) -> Path:
+    path = tmp_path / "release.key"
+    path.write_bytes(
+        key.private_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+async def edgectl(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edged.cli.ctl", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def rollout_args(broker: Mosquitto, bundle: Path, key: Path, *more: str) -> list[str]:
+    return ["update", "test", "--bundle", str(bundle), "--url", "https://files.test/b.bundle",
+            "--key", str(key), "--kid", "release", "--broker", broker.url, "--wait", "1",
+            "--timeout", "30", *more]  # fmt: skip
+
+
+async def test_a_rollback_in_a_wave_stops_the_rollout_and_names_the_node(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "b.bundle")
+    reason = "hung: it stopped pinging the watchdog and systemd killed it"
+    async with SimFleet(
+        broker.port, "test", NAMES, KEY.public_key(), fail={"bus-04": ("hung", reason)}
+    ) as sim:
+        code, out, err = await edgectl(
+            *rollout_args(broker, bundle, key_file(tmp_path), "--canary", "2")
+        )
+    assert code == 1, (out, err)
+    assert "STOPPED: bus-04 rolled_back: hung: " + reason in err
+    got = {name for name, _ in sim.commands}
+    assert got == {"bus-01", "bus-02", "bus-03", "bus-04", "bus-05", "bus-06"}, "canaries 2, then 4"
+    first_wave = max(t for n, t in sim.commands if n in ("bus-01", "bus-02"))
+    assert all(t > first_wave for n, t in sim.commands if n not in ("bus-01", "bus-02"))
+    assert "bus-07: not sent: the rollout stopped" in out
+    assert "bus-01: wave 1, confirmed" in out
+
+
+async def test_a_rollout_without_failures_updates_every_node_in_waves(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "b.bundle")
+    async with SimFleet(broker.port, "test", NAMES, KEY.public_key()) as sim:
+        code, out, err = await edgectl(
+            *rollout_args(broker, bundle, key_file(tmp_path), "--canary", "10%")
+        )
+        status_code, table, _ = await edgectl(
+            "update", "status", "test", "--broker", broker.url, "--wait", "1"
+        )
+    assert code == 0, (out, err)
+    assert "done: every node confirmed (0.2.0)" in out
+    waves = {line.split(",")[0].split()[-1] for line in out.splitlines() if ": wave " in line}
+    assert waves == {"1", "2", "3", "4"}  # 2, 4, 8, 6 nodes
+    assert sorted(n for n, _ in sim.commands) == NAMES
+    assert status_code == 0
+    rows = [line for line in table.splitlines() if "bus-" in line]
+    assert len(rows) == 20 and all("confirmed" in r and "0.2.0" in r for r in rows)
+
+
+async def test_nodes_already_on_the_version_and_offline_ones_are_skipped(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "b.bundle")
+    async with (
+        SimFleet(broker.port, "test", ["bus-01"], KEY.public_key(), version="0.2.0"),
+        SimFleet(broker.port, "test", ["bus-02"], KEY.public_key()) as sim,
+    ):
+        offline = {"state": "offline"}
+        await sim.client.publish(
+            "rnst/v1/test/bus-03/state", json.dumps(offline), qos=1, retain=True
+        )
+        code, out, _ = await edgectl(*rollout_args(broker, bundle, key_file(tmp_path)))
+    assert code == 0
+    assert "bus-01: already on 0.2.0" in out and "bus-03: offline" in out
+    assert [n for n, _ in sim.commands] == ["bus-02"]
+
+
+async def test_a_key_the_nodes_refuse_stops_the_rollout_at_the_canary(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "b.bundle")
+    async with SimFleet(broker.port, "test", NAMES[:5], KEY.public_key()) as sim:
+        code, _, err = await edgectl(*rollout_args(broker, bundle, key_file(tmp_path, WEAK)))
+    assert code == 1 and "bus-01 refused the update: bad_signature" in err
+    assert [n for n, _ in sim.refusals] == ["bus-01"]
+
+
+@pytest.mark.parametrize(
+    ("text", "n", "want"),
+    [("1", 20, 1), ("3", 2, 2), ("10%", 20, 2), ("10%", 3, 1), ("100%", 7, 7)],
+)
+def test_canaries_are_a_count_or_a_share_and_at_least_one(text: str, n: int, want: int) -> None:
+    assert parse_canary(text)(n) == want
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "0%", "150%", "ten", ""])
+def test_a_canary_that_is_not_a_count_or_share_is_a_usage_error(text: str) -> None:
+    with pytest.raises(ValueError, match="--canary"):
+        parse_canary(text)
+
+
+def test_waves_double_after_the_canaries_or_keep_a_size() -> None:
+    nodes = [str(i) for i in range(20)]
+    assert [len(w) for w in plan(nodes, 2, None)] == [2, 4, 8, 6]
+    assert [len(w) for w in plan(nodes, 1, 5)] == [1, 5, 5, 5, 4]
+
+
+def rollout() -> Rollout:
+    r = Rollout(
+        None, "rnst/v1", "test", version="0.2.0", args={}, key=KEY, kid=None,  # type: ignore[arg-type]
+        canary=parse_canary("1"),
+    )  # fmt: skip
+    r.nodes["bus-01"] = NodeUpdate("bus-01", online=True, update_id="u1", state="accepted")
+    return r
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"state": "confirmed", "id": "someone-else"}',  # another update's id
+        b'{"state": "confirmed"}',  # no id
+        b"not json",
+        b'["confirmed"]',
+        b'{"state": "confirmed", "id": "u1"' + b" " * 70_000 + b"}",  # oversized
+    ],
+)
+def test_a_peer_cannot_make_a_node_look_confirmed(payload: bytes) -> None:
+    r = rollout()
+    r.ingest("rnst/v1/test/bus-01/update", payload)
+    assert r.nodes["bus-01"].state == "accepted"
+
+
+def test_an_update_that_came_before_the_reply_counts_once_the_id_is_known() -> None:
+    r = rollout()
+    node = r.nodes["bus-01"]
+    node.update_id, node.state = None, "sent"
+    r.ingest(
+        "rnst/v1/test/bus-01/update", b'{"state": "confirmed", "id": "u2", "running": "0.2.0"}'
+    )
+    assert node.state == "sent"
+    node.update_id = "u2"
+    r._apply_update(node)
+    assert node.state == "confirmed"
+
+
+def test_names_from_the_broker_cannot_paint_the_terminal() -> None:
+    r = rollout()
+    r.ingest(
+        "rnst/v1/test/bus-01/update",
+        b'{"state": "\\u001b[31mconfirmed", "id": "u1", "reason": "\\u001b[2J"}',
+    )
+    node = r.nodes["bus-01"]
+    assert "\x1b" not in node.state and "\x1b" not in (node.reason or "")

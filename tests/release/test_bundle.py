@@ -1,0 +1,163 @@
+"""A node opens a bundle only when everything in it is what an update key signed."""
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edged.errors import CommandError
+from edged.release.bundle import extract_wheels, verify_bundle, write_bundle
+from edged.release.manifest import manifest_bytes, sign_manifest
+from edged.release.platforms import TARGETS, this_machine
+from tests.release.support import KEY, KEYS, WEAK, make_bundle, manifest_for, wheels
+
+HERE = this_machine()
+
+
+def refused(path: Path, code: str, version: str | None = "0.2.0") -> str:
+    with pytest.raises(CommandError) as info:
+        verify_bundle(path, KEYS, version=version, target=HERE)
+    assert info.value.code == code, info.value
+    return info.value.message
+
+
+def test_a_bundle_signed_by_an_update_key_verifies_and_extracts(tmp_path: Path) -> None:
+    bundle = verify_bundle(make_bundle(tmp_path / "b.bundle"), KEYS, version="0.2.0", target=HERE)
+    assert bundle.kid == "release" and bundle.manifest.version == "0.2.0"
+    out = extract_wheels(bundle, tmp_path / "x")
+    originals = {p.name: p.read_bytes() for p in wheels(tmp_path / "again")}
+    assert {p.name: p.read_bytes() for p in out} == originals
+
+
+def test_a_key_the_node_does_not_know_is_a_bad_signature(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = make_bundle(tmp_path / "b.bundle", key=Ed25519PrivateKey.generate(), kid="stranger")
+    refused(path, "bad_signature")
+
+
+def test_a_known_key_without_the_update_scope_is_forbidden(tmp_path: Path) -> None:
+    message = refused(make_bundle(tmp_path / "b.bundle", key=WEAK, kid="ops"), "forbidden")
+    assert "'ops'" in message and "update" in message
+
+
+def test_a_kid_naming_the_update_key_over_another_keys_signature_is_refused(tmp_path: Path) -> None:
+    refused(make_bundle(tmp_path / "b.bundle", key=WEAK, kid="release"), "bad_signature")
+
+
+def test_a_manifest_changed_after_signing_is_a_bad_signature(tmp_path: Path) -> None:
+    files = wheels(tmp_path / "w")
+    good = manifest_bytes(manifest_for(files))
+    sig = sign_manifest(good, KEY, "release")
+    evil = good.replace(b'"0.2.0"', b'"9.9.9"')
+    write_bundle(tmp_path / "b.bundle", evil, sig, files)
+    refused(tmp_path / "b.bundle", "bad_signature", version=None)
+
+
+def test_a_wheel_changed_after_signing_is_a_hash_mismatch(tmp_path: Path) -> None:
+    files = wheels(tmp_path / "w")
+    m = manifest_for(files)
+    files[2].write_bytes(files[2].read_bytes()[:-1] + b"X")
+    raw = manifest_bytes(m)
+    write_bundle(tmp_path / "b.bundle", raw, sign_manifest(raw, KEY, "release"), files)
+    refused(tmp_path / "b.bundle", "hash_mismatch")
+
+
+def test_a_file_the_manifest_does_not_name_is_refused(tmp_path: Path) -> None:
+    files = wheels(tmp_path / "w")
+    m = manifest_for(files)
+    extra = tmp_path / "w" / "evil-1.0-py3-none-any.whl"
+    extra.write_bytes(b"payload")
+    raw = manifest_bytes(m)
+    write_bundle(tmp_path / "b.bundle", raw, sign_manifest(raw, KEY, "release"), [*files, extra])
+    refused(tmp_path / "b.bundle", "bad_bundle")
+
+
+def test_a_file_the_manifest_names_but_the_bundle_lacks_is_refused(tmp_path: Path) -> None:
+    files = wheels(tmp_path / "w")
+    m = manifest_for(files)
+    raw = manifest_bytes(m)
+    write_bundle(tmp_path / "b.bundle", raw, sign_manifest(raw, KEY, "release"), files[:2])
+    assert "missing" in refused(tmp_path / "b.bundle", "bad_bundle")
+
+
+def test_a_symlink_in_place_of_a_wheel_is_refused(tmp_path: Path) -> None:
+    files = wheels(tmp_path / "w")
+    m = manifest_for(files)
+    raw = manifest_bytes(m)
+    path = tmp_path / "b.bundle"
+    with tarfile.open(path, "w") as tar:
+        for name, data in (
+            ("manifest.json", raw),
+            ("manifest.sig", sign_manifest(raw, KEY, "release")),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for f in files[:2]:
+            tar.add(f, arcname=f"wheels/{f.name}")
+        link = tarfile.TarInfo(f"wheels/{files[2].name}")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+        tar.addfile(link)
+    refused(path, "bad_bundle")
+
+
+def test_a_path_outside_wheels_in_the_manifest_is_refused(tmp_path: Path) -> None:
+    files = wheels(tmp_path / "w")
+    data = json.loads(manifest_bytes(manifest_for(files)))
+    data["files"][0]["path"] = "wheels/../../usr/bin/python3.whl"
+    raw = json.dumps(data).encode()
+    write_bundle(tmp_path / "b.bundle", raw, sign_manifest(raw, KEY, "release"), files)
+    refused(tmp_path / "b.bundle", "bad_bundle")
+
+
+def test_another_version_than_the_command_said_is_refused(tmp_path: Path) -> None:
+    refused(make_bundle(tmp_path / "b.bundle"), "wrong_version", version="0.3.0")
+
+
+def test_a_bundle_for_another_machine_is_refused(tmp_path: Path) -> None:
+    other = TARGETS["aarch64"] if HERE.machine != "aarch64" else TARGETS["armv7l"]
+    files = wheels(tmp_path / "w")
+    path = make_bundle(tmp_path / "b.bundle", manifest=manifest_for(files, target=other))
+    assert HERE.machine in refused(path, "wrong_platform")
+
+
+def test_a_truncated_bundle_is_refused(tmp_path: Path) -> None:
+    path = make_bundle(tmp_path / "b.bundle")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CommandError) as info:
+        verify_bundle(path, KEYS, version="0.2.0", target=HERE)
+    assert info.value.code in ("bad_bundle", "hash_mismatch")
+
+
+def test_something_that_is_not_a_tar_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "b.bundle"
+    path.write_bytes(b"<html>404 not found</html>" * 100)
+    refused(path, "bad_bundle")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(where=st.floats(0, 1, exclude_max=True), value=st.integers(0, 255))
+def test_no_changed_byte_makes_a_bundle_install_other_content(
+    tmp_path_factory: pytest.TempPathFactory, where: float, value: int
+) -> None:
+    tmp = tmp_path_factory.mktemp("flip")
+    path = make_bundle(tmp / "b.bundle")
+    data = bytearray(path.read_bytes())
+    at = int(where * len(data))
+    data[at] = value
+    path.write_bytes(bytes(data))
+    originals = {p.name: p.read_bytes() for p in wheels(tmp / "orig")}
+    try:
+        bundle = verify_bundle(path, KEYS, version="0.2.0", target=HERE)
+    except CommandError:
+        return
+    out = extract_wheels(bundle, tmp / "x")
+    assert {p.name: p.read_bytes() for p in out} == originals

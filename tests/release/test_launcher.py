@@ -1,0 +1,357 @@
+"""The launcher's decisions on a real release tree, including a power cut between any two
+of its durable steps, and the launcher file run as systemd runs it (`python3 -I`)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edged.release import launcher as launcher_module
+from edged.release.launcher import (
+    CURRENT,
+    OUTCOME,
+    PREVIOUS,
+    TRIAL,
+    ReleaseTree,
+    Trial,
+    describe_end,
+    sha256_file,
+)
+
+LAUNCHER = Path(launcher_module.__file__)
+
+
+def release(tree: ReleaseTree, version: str, *, complete: bool = True) -> None:
+    python = tree.python(version)
+    python.parent.mkdir(parents=True)
+    python.write_text('#!/bin/sh\necho "$0 $*"\n')
+    python.chmod(0o755)
+    if complete:
+        (tree.path(version) / "release.json").write_text(json.dumps({"version": version}))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> ReleaseTree:
+    t = ReleaseTree(tmp_path / "releases")
+    t.root.mkdir()
+    release(t, "1.0")
+    release(t, "2.0")
+    t.point(CURRENT, "1.0")
+    return t
+
+
+def trial_of(version: str = "2.0", previous: str = "1.0", **kw: object) -> Trial:
+    return Trial(id="t1", version=version, previous=previous, trial_s=60, kill_after_s=75,
+                 **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_without_a_trial_current_is_started(tree: ReleaseTree) -> None:
+    assert tree.choose() == ("1.0", None)
+
+
+def test_a_trial_start_is_counted_on_disk_before_the_release_runs(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of())
+    version, trial = tree.choose()
+    assert version == "2.0" and trial is not None and trial.attempts == 1
+    on_disk = tree.trial()
+    assert on_disk is not None and on_disk.attempts == 1 and on_disk.attempt_started > 0
+    assert tree.link(PREVIOUS) == "1.0" and tree.link(CURRENT) == "2.0"
+
+
+def test_attempts_used_up_without_a_recorded_end_roll_back(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of(max_attempts=2))
+    assert tree.choose()[0] == "2.0"
+    assert tree.choose()[0] == "2.0"  # a power cut during the first attempt: one more
+    assert tree.choose() == ("1.0", None)
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["result"] == "rolled_back"
+    assert outcome["code"] == "no_exit" and "2 time(s)" in outcome["reason"]
+    assert tree.trial() is None and tree.link(CURRENT) == "1.0"
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "words"),
+    [
+        ({"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "1"},
+         "crashed", "crashed at start"),
+        ({"SERVICE_RESULT": "watchdog", "EXIT_CODE": "killed", "EXIT_STATUS": "ABRT"},
+         "hung", "watchdog"),
+        ({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "ALRM"},
+         "not_online", "within 60 s"),
+        ({"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "78"},
+         "config_rejected", "config"),
+        ({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"},
+         "killed", "signal KILL"),
+        ({"SERVICE_RESULT": "timeout", "EXIT_CODE": "killed", "EXIT_STATUS": "TERM"},
+         "start_timeout", "TimeoutStartSec"),
+    ],
+)  # fmt: skip
+def test_a_failed_attempt_is_rolled_back_at_once_with_its_reason(
+    tree: ReleaseTree, env: dict[str, str], code: str, words: str
+) -> None:
+    tree.begin_trial(trial_of(max_attempts=3))
+    tree.choose()
+    tree.record_stop(env)
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["result"] == "rolled_back", outcome
+    assert outcome["code"] == code and words in outcome["reason"]
+    assert tree.link(CURRENT) == "1.0" and tree.trial() is None
+    assert tree.choose() == ("1.0", None)
+
+
+def test_a_clean_stop_during_the_trial_is_recorded_not_judged(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of(max_attempts=2))
+    tree.choose()
+    tree.record_stop({"SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0"})
+    trial = tree.trial()
+    assert trial is not None and trial.exits[-1]["result"] == "success"
+    assert tree.choose()[0] == "2.0"
+
+
+def test_the_stop_of_the_release_that_switched_is_not_a_trial_attempt(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of())
+    tree.record_stop({"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "1"})
+    trial = tree.trial()
+    assert trial is not None and trial.exits == [] and tree.link(CURRENT) == "2.0"
+
+
+def test_a_failure_written_by_the_release_is_the_reason(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of())
+    _, trial = tree.choose()
+    assert trial is not None
+    trial.failure, trial.failure_code = "did not come online: no broker", "not_online"
+    tree.save_trial(trial)
+    tree.record_stop({"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "75"})
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["code"] == "not_online"
+    assert outcome["reason"] == "did not come online: no broker"
+
+
+def test_confirm_keeps_the_new_release_and_the_old_as_fallback(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of())
+    _, trial = tree.choose()
+    assert trial is not None
+    tree.confirm(trial)
+    assert tree.choose() == ("2.0", None)
+    assert tree.link(PREVIOUS) == "1.0"
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["result"] == "confirmed"
+
+
+def test_an_unreadable_trial_record_goes_back_to_the_previous_release(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of())
+    (tree.root / TRIAL).write_bytes(b"\x00garbage{")
+    assert tree.choose() == ("1.0", None)
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["code"] == "unreadable_trial"
+
+
+def test_a_trial_of_an_incomplete_release_is_rolled_back(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of())
+    (tree.path("2.0") / "release.json").unlink()
+    assert tree.choose() == ("1.0", None)
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["code"] == "incomplete"
+
+
+def test_current_naming_an_incomplete_release_falls_back_to_previous(tree: ReleaseTree) -> None:
+    release(tree, "3.0", complete=False)
+    tree.point(PREVIOUS, "2.0")
+    tree.point(CURRENT, "3.0")
+    assert tree.choose() == ("2.0", None)
+    assert tree.link(CURRENT) == "2.0"
+
+
+def test_leftover_temporary_files_change_nothing(tree: ReleaseTree) -> None:
+    os.symlink("2.0", tree.root / ".current.tmp-999")
+    (tree.root / ".trial.json.tmp-999").write_text("{")
+    assert tree.choose() == ("1.0", None)
+
+
+def test_a_rollback_puts_back_the_config_the_trial_changed(
+    tree: ReleaseTree, tmp_path: Path
+) -> None:
+    config = tmp_path / "edged.toml"
+    config.write_text("before = 1\n")
+    copy = tmp_path / "copy.toml"
+    shutil.copy(config, copy)
+    pending = tmp_path / "edged.toml.pending"
+    tree.begin_trial(
+        trial_of(config={"path": str(config), "copy": str(copy), "sha256": sha256_file(config)})
+    )
+    tree.choose()
+    config.write_text("after = 2\n")  # config.set during the trial
+    pending.write_text("on probation\n")
+    tree.record_stop({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "SEGV"})
+    assert config.read_text() == "before = 1\n"
+    assert (tmp_path / "edged.toml.rolled-back").read_text() == "after = 2\n"
+    assert not pending.exists()
+
+
+def test_a_rollback_leaves_an_unchanged_config_alone(tree: ReleaseTree, tmp_path: Path) -> None:
+    config = tmp_path / "edged.toml"
+    config.write_text("same = 1\n")
+    stat = config.stat()
+    copy = tmp_path / "copy.toml"
+    shutil.copy(config, copy)
+    tree.begin_trial(
+        trial_of(config={"path": str(config), "copy": str(copy), "sha256": sha256_file(config)})
+    )
+    tree.choose()
+    tree.record_stop({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "SEGV"})
+    assert config.stat().st_ino == stat.st_ino and config.read_text() == "same = 1\n"
+
+
+# -- a power cut between any two durable steps -------------------------------------------
+
+
+class PowerCut(Exception):
+    pass
+
+
+def cut_after(monkeypatch: pytest.MonkeyPatch, steps: int) -> Callable[[], int]:
+    """Every durable step (a link swap, a record written or removed) counts; the power goes
+    after `steps` of them. Returns how many steps ran."""
+    done = [0]
+    for name in ("point", "write", "remove"):
+        original = getattr(ReleaseTree, name)
+
+        def step(
+            self: ReleaseTree, *args: object, _original: Callable[..., None] = original
+        ) -> None:
+            if done[0] >= steps:
+                raise PowerCut
+            _original(self, *args)
+            done[0] += 1
+
+        monkeypatch.setattr(ReleaseTree, name, step)
+    return lambda: done[0]
+
+
+def operations(tree: ReleaseTree) -> Iterator[tuple[str, Callable[[], None], set[str]]]:
+    """(name, the operation from a state where it applies, releases allowed after it)."""
+
+    def switch() -> None:
+        tree.begin_trial(trial_of())
+
+    def confirm() -> None:
+        trial = tree.trial()
+        assert trial is not None
+        tree.confirm(trial)
+
+    def roll_back() -> None:
+        trial = tree.trial()
+        assert trial is not None
+        tree.roll_back(trial, "crashed", "test")
+
+    yield "switch", switch, {"1.0", "2.0"}
+    yield "confirm", confirm, {"2.0"}
+    yield "roll_back", roll_back, {"1.0"}
+
+
+@pytest.mark.parametrize("operation", ["switch", "confirm", "roll_back"])
+def test_a_power_cut_at_every_step_leaves_a_release_that_worked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    steps = 0
+    while True:
+        tree = ReleaseTree(tmp_path / f"r{steps}")
+        tree.root.mkdir()
+        release(tree, "1.0")
+        release(tree, "2.0")
+        tree.point(CURRENT, "1.0")
+        _, run, allowed = next(o for o in operations(tree) if o[0] == operation)
+        if operation != "switch":
+            tree.begin_trial(trial_of())
+            tree.choose()  # the trial release is running
+        with monkeypatch.context() as m:
+            ran = cut_after(m, steps)
+            try:
+                run()
+                finished = True
+            except PowerCut:
+                finished = False
+        after = ReleaseTree(tree.root)  # the next boot
+        version, trial = after.choose()
+        assert after.complete(version)
+        assert version in allowed or (trial is not None and version == "2.0"), (steps, version)
+        if operation == "roll_back" and ran() >= 1:  # the decision is on disk: it holds
+            assert version == "1.0" and after.trial() is None, f"cut after {ran()} steps"
+        if operation == "confirm":
+            assert version == "2.0"
+        if finished:
+            break
+        steps += 1
+    assert steps >= 2, "the operation has several durable steps to cut between"
+
+
+# -- the file as systemd runs it ------------------------------------------------------------
+
+
+def test_the_launcher_needs_nothing_but_the_standard_library(
+    tree: ReleaseTree, tmp_path: Path
+) -> None:
+    copy = tmp_path / "launcher.py"
+    shutil.copy(LAUNCHER, copy)
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", str(copy), "--releases", str(tree.root), "--status"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert json.loads(out.stdout)["current"] == "1.0"
+
+
+def test_the_launcher_execs_the_release_with_the_trial_in_its_environment(
+    tree: ReleaseTree, tmp_path: Path
+) -> None:
+    script = tree.python("2.0")
+    script.write_text(
+        '#!/bin/sh\necho "args: $*"\necho "trial: $EDGED_TRIAL release: $EDGED_RELEASE"\n'
+    )
+    tree.begin_trial(trial_of())
+    out = subprocess.run(
+        [sys.executable, "-I", str(LAUNCHER), "--releases", str(tree.root), "run", "--config", "x"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "args: -P -m edged run --config x" in out.stdout
+    assert "trial: t1 release: 2.0" in out.stdout
+    assert "on trial (attempt 1 of 2)" in out.stderr
+
+
+def test_the_trial_alarm_survives_the_exec_and_ends_a_release_that_never_confirms(
+    tree: ReleaseTree,
+) -> None:
+    tree.python("2.0").write_text("#!/bin/sh\nexec sleep 20\n")
+    tree.begin_trial(Trial(id="t2", version="2.0", previous="1.0", trial_s=0.5, kill_after_s=1))
+    proc = subprocess.run(
+        [sys.executable, "-I", str(LAUNCHER), "--releases", str(tree.root), "run"],
+        capture_output=True, text=True, timeout=15,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGALRM
+
+
+def test_a_release_that_cannot_be_executed_is_rolled_back_and_the_previous_runs(
+    tree: ReleaseTree,
+) -> None:
+    tree.python("2.0").chmod(0o644)  # not executable
+    tree.begin_trial(trial_of())
+    out = subprocess.run(
+        [sys.executable, "-I", str(LAUNCHER), "--releases", str(tree.root), "run"],
+        capture_output=True, text=True, timeout=15,
+    )  # fmt: skip
+    assert f"{tree.python('1.0')} -P -m edged run" in out.stdout
+    outcome = json.loads((tree.root / OUTCOME).read_text())
+    assert outcome["code"] == "cannot_start"
+
+
+def test_reasons_say_how_far_the_release_got() -> None:
+    trial = trial_of(attempts=1, reached={"running": 1, "drivers": 2})
+    code, reason = describe_end(
+        trial, {"result": "signal", "code": "killed", "status": "ALRM", "attempt": 1}
+    )
+    assert code == "not_online" and "reached: running, drivers" in reason
