@@ -3,6 +3,7 @@ looks new, and live messages first on a link that keeps dropping."""
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +73,22 @@ async def test_a_broker_blip_does_not_replay_retained_messages_to_live_subscribe
         broker.stop()
 
 
-async def kick(port: int, client_id: str, every_s: float, stop: asyncio.Event) -> int:
-    """Take the node's client id over and leave at once: the broker drops the node's
-    session, as a flapping link would."""
+async def kick(
+    port: int, client_id: str, every: int, progress: Callable[[], int], stop: asyncio.Event
+) -> int:
+    """Take the node's client id over and leave at once, each time another `every` backlog
+    messages have arrived: the broker drops the node's session, as a flapping link would.
+    Driven by the drain's progress, not by a clock, so a fast drain is cut as often as a
+    slow one."""
     kicks = 0
+    mark = progress()
     while not stop.is_set():
-        await asyncio.sleep(every_s)
+        await asyncio.sleep(0.05)
+        if progress() - mark < every:
+            continue
         async with aiomqtt.Client("127.0.0.1", port, identifier=client_id):
             kicks += 1
+        mark = progress()
     return kicks
 
 
@@ -104,9 +113,15 @@ async def test_on_a_flapping_link_new_events_do_not_wait_behind_the_backlog(
         node = await spawn(config_path, "--count", "400", "--interval", "0.05", burst=True)
         await node.wait_line("ready")
         started = time.time()
-        kicker = asyncio.create_task(kick(broker.port, "edged-test-shuttle-07", 1.5, stop))
+
+        def backlog() -> int:
+            return sum(m.payload["door"][0] == "b" for m in c.on("events/door"))
+
+        kicker = asyncio.create_task(
+            kick(broker.port, "edged-test-shuttle-07", 4_000, backlog, stop)
+        )
         await c.wait_for(
-            lambda: sum(m.payload["door"][0] == "b" for m in c.on("events/door")) >= 25_000,
+            lambda: backlog() >= 25_000,
             120,
             "the backlog",
         )

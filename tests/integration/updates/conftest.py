@@ -205,6 +205,15 @@ async def wait_state(c: Collector, state: str, timeout: float) -> dict[str, Any]
     return next(u for u in reversed(updates(c)) if u["state"] == state)
 
 
+async def wait_any_state(c: Collector, wanted: tuple[str, ...], timeout: float) -> str:
+    """The first of `wanted` to come. `update` is latest-only in the outbox: a state the
+    node left quickly may be replaced by the next before it was sent, as designed."""
+    await c.wait_for(
+        lambda: any(u["state"] in wanted for u in updates(c)), timeout, f"update state {wanted}"
+    )
+    return next(u["state"] for u in updates(c) if u["state"] in wanted)
+
+
 async def start_node(service: Service, broker: Mosquitto, timeout: float = 20) -> Collector:
     """The collector (subscribed first), then the service; returns once the birth came."""
     c = Collector(broker.port, topic=f"{BASE}/#", client_id=f"dispatch-{time.monotonic_ns()}")
