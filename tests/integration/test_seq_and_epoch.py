@@ -74,22 +74,27 @@ async def test_a_broker_blip_does_not_replay_retained_messages_to_live_subscribe
 
 
 async def kick(
-    port: int, client_id: str, every: int, progress: Callable[[], int], stop: asyncio.Event
-) -> int:
+    port: int,
+    client_id: str,
+    every: int,
+    until: int,
+    progress: Callable[[], int],
+    stop: asyncio.Event,
+) -> list[float]:
     """Take the node's client id over and leave at once, each time another `every` backlog
-    messages have arrived: the broker drops the node's session, as a flapping link would.
-    Driven by the drain's progress, not by a clock, so a fast drain is cut as often as a
-    slow one."""
-    kicks = 0
+    messages have arrived, up to `until`: the broker drops the node's session, as a flapping
+    link would. Driven by the drain's progress, not by a clock, so a fast drain is cut as
+    often as a slow one; returns when each cut was made."""
+    cuts: list[float] = []
     mark = progress()
-    while not stop.is_set():
+    while not stop.is_set() and progress() < until:
         await asyncio.sleep(0.05)
         if progress() - mark < every:
             continue
         async with aiomqtt.Client("127.0.0.1", port, identifier=client_id):
-            kicks += 1
+            cuts.append(time.time())
         mark = progress()
-    return kicks
+    return cuts
 
 
 @pytest.mark.slow
@@ -115,33 +120,38 @@ async def test_on_a_flapping_link_new_events_do_not_wait_behind_the_backlog(
         started = time.time()
 
         def backlog() -> int:
-            return sum(m.payload["door"][0] == "b" for m in c.on("events/door"))
+            return len({m.payload["door"] for m in c.on("events/door")} - live_ids)
 
+        live_ids = {f"e{i}" for i in range(400)}
+        # cuts while at least 10,000 messages are still to come: far more than the broker
+        # can hold between the node and a slow subscriber, so "after the backlog" is clear
         kicker = asyncio.create_task(
-            kick(broker.port, "edged-test-shuttle-07", 4_000, backlog, stop)
+            kick(broker.port, "edged-test-shuttle-07", 3_500, 15_000, backlog, stop)
         )
-        await c.wait_for(
-            lambda: backlog() >= 25_000,
-            120,
-            "the backlog",
-        )
-        drained = time.time()
+        await c.wait_for(lambda: backlog() >= 25_000, 120, "the backlog")
         stop.set()
-        kicks = await kicker
+        cuts = await kicker
         await node.wait_line("sent", timeout=30)
         await c.wait_for(
-            lambda: sum(m.payload["door"][0] == "e" for m in c.on("events/door")) >= 400,
+            lambda: len({m.payload["door"] for m in c.on("events/door")} & live_ids) >= 400,
             20,
             "the live events",
         )
-    live = [m for m in c.on("events/door") if m.payload["door"][0] == "e" and m.at < drained]
-    latencies = sorted(m.at - m.payload["ts"] / 1000 for m in live)
-    drain_s = drained - started
+    first: dict[str, float] = {}
+    for m in c.on("events/door"):
+        first.setdefault(m.payload["door"], m.at)
+    drained = max(at for door, at in first.items() if door[0] == "b")
+    live = [m for m in c.on("events/door") if m.payload["door"][0] == "e" and not m.retain]
+    during = [m for m in live if m.payload["ts"] / 1000 < cuts[-1]] if cuts else []
+    latencies = sorted(first[m.payload["door"]] - m.payload["ts"] / 1000 for m in during)
+    late = [m.payload["door"] for m in during if first[m.payload["door"]] > drained]
     print(
-        f"{kicks} kicks in a {drain_s:.1f} s drain, {len(live)} live events, latency p50 "
-        f"{latencies[len(latencies) // 2]:.2f} s, worst {latencies[-1]:.2f} s"
+        f"{len(cuts)} cuts in a {drained - started:.1f} s drain, {len(during)} live events made "
+        f"before the last cut: latency p50 {latencies[len(latencies) // 2]:.2f} s, worst "
+        f"{latencies[-1]:.2f} s; {len(late)} of them after the backlog"
     )
-    assert kicks >= 3 and len(live) >= 30, "the drain was too short to test anything"
-    # a link down for a reconnect delay (at most 1 s here, plus the new session) delays
-    # what was made meanwhile by about that, not by the rest of the backlog
-    assert latencies[-1] < 5.0, f"worst live latency {latencies[-1]:.2f} s"
+    assert len(cuts) >= 3 and len(during) >= 30, "the drain was too short to test anything"
+    # a live event made while the link was down goes out at the head of the next session,
+    # so everything made before the last cut is out long before the backlog is: the order
+    # is the claim, not a latency that the machine's load would move
+    assert not late, f"live events that waited behind the backlog: {late[:10]}"
