@@ -257,9 +257,12 @@ async def slcan_run(decoders: Decoders, seconds: float, *, stock: bool) -> tuple
             receiver = Receiver(pipeline)
             task = asyncio.create_task(receiver.run(bus, c.ctx))
             await asyncio.sleep(0.5)
-            f0, c0, t0 = pipeline.frames, time.process_time(), time.perf_counter()
+            def seen() -> int:  # the chunked reader drops other PGNs before parsing them
+                return pipeline.frames + int(getattr(bus, "filtered", 0))
+
+            f0, c0, t0 = seen(), time.process_time(), time.perf_counter()
             await asyncio.sleep(seconds)
-            frames = pipeline.frames - f0
+            frames = seen() - f0
             cpu, wall = time.process_time() - c0, time.perf_counter() - t0
             receiver.stop()
             await task

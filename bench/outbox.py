@@ -48,6 +48,7 @@ from bench.common import (
     say,
     subscribe_and_count,
 )
+from hil.proc import thread_cpu_s
 
 PREFIX, FLEET, NODE = "rnst/v1", "bench", "node-1"
 LIVE_DOOR = "live"
@@ -194,11 +195,12 @@ def _read_stats(path: Path) -> dict[str, Any]:
 
 
 async def measure_baseline(
-    port: int, n: int, window: int, tmp: Path, limit_s: float
+    port: int, n: int, window: int, tmp: Path, limit_s: float, kind: str = "aiomqtt"
 ) -> dict[str, Any]:
-    stats = tmp / "baseline-stats.json"
+    """One bare publisher's figures, keyed `baseline_*` (aiomqtt) or `baseline_paho_*`."""
+    stats = tmp / f"baseline-{kind}-stats.json"
     cmd = _child_cmd(
-        "baseline",
+        "baseline" if kind == "aiomqtt" else "baseline-paho",
         "--port",
         str(port),
         "--n",
@@ -209,19 +211,20 @@ async def measure_baseline(
         str(stats),
     )
     arrivals, info = await _run_child(
-        port, cmd, n, tmp / "baseline.log", limit_s, "baseline", terminate=False
+        port, cmd, n, tmp / f"baseline-{kind}.log", limit_s, f"baseline-{kind}", terminate=False
     )
     child = _read_stats(stats)
     wall = (arrivals.last or 0) - (arrivals.first or 0)
+    key = "baseline" if kind == "aiomqtt" else "baseline_paho"
     return {
-        "baseline_per_s": rnd(arrivals.rate()),
-        "baseline_s": rnd(wall, 3),
-        "baseline_acked_per_s": child.get("acked_per_s"),
-        "baseline_rss_mb": child.get("self_peak_rss_mb"),
-        "baseline_cpu_pct": child.get("cpu_pct"),
-        "baseline_cpu_us_per_msg": child.get("cpu_us_per_msg"),
-        "baseline_harness_cpu_s": rnd(info.get("harness_cpu_s"), 2),
-        "baseline_duplicates": arrivals.duplicates,
+        f"{key}_per_s": rnd(arrivals.rate()),
+        f"{key}_s": rnd(wall, 3),
+        f"{key}_acked_per_s": child.get("acked_per_s"),
+        f"{key}_rss_mb": child.get("self_peak_rss_mb"),
+        f"{key}_cpu_pct": child.get("cpu_pct"),
+        f"{key}_cpu_us_per_msg": child.get("cpu_us_per_msg"),
+        f"{key}_harness_cpu_s": rnd(info.get("harness_cpu_s"), 2),
+        f"{key}_duplicates": arrivals.duplicates,
     }
 
 
@@ -282,6 +285,7 @@ async def measure_drain(
         "rss_mb": rnd(info.get("peak_rss_mb")),
         "drain_cpu_pct": child.get("cpu_pct"),
         "drain_cpu_us_per_msg": child.get("cpu_us_per_msg"),
+        "drain_outbox_cpu_us_per_msg": child.get("outbox_cpu_us_per_msg"),
         "drain_harness_cpu_s": rnd(info.get("harness_cpu_s"), 2),
         "drain_duplicates": arrivals.duplicates,
         "drain_node_exit": info.get("returncode"),
@@ -359,6 +363,75 @@ async def baseline_child(port: int, n: int, window: int) -> dict[str, Any]:
     }
 
 
+async def baseline_paho_child(port: int, n: int, window: int) -> dict[str, Any]:
+    """A bare paho QoS 1 loop on the event loop: paho's `publish` with no future, PUBACKs
+    told by `on_publish` to a dict of message ids, the freed slots filled once per loop
+    turn, `window` outstanding. aiomqtt only connects and runs paho's socket on the loop.
+    What the node's sender (`edged.uplink.sender`) does, without the outbox."""
+    import aiomqtt
+
+    ours: set[int] = set()  # message ids in flight
+
+    class Client(aiomqtt.Client):
+        def _on_publish(self, client: Any, userdata: Any, mid: int, *rest: Any) -> None:
+            if mid not in ours:
+                super()._on_publish(client, userdata, mid, *rest)
+                return
+            ours.discard(mid)
+            state["outstanding"] -= 1
+            state["done"] += 1
+            if not state["scheduled"]:
+                state["scheduled"] = True
+                asyncio.get_running_loop().call_soon(pump)
+
+    t_start = time.time()
+    payloads = _door_payloads(n)
+    topic = door_topic()
+    state = {"outstanding": 0, "done": 0, "next": 0, "scheduled": False}
+    finished = asyncio.Event()
+    async with Client(
+        "127.0.0.1",
+        port,
+        identifier="bench-baseline-paho",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        max_inflight_messages=window,
+        timeout=15,
+    ) as client:
+        paho = client._client
+
+        def pump() -> None:
+            state["scheduled"] = False
+            while state["outstanding"] < window and state["next"] < n:
+                info = paho.publish(topic, payloads[state["next"]], 1, False)
+                ours.add(info.mid)
+                state["outstanding"] += 1
+                state["next"] += 1
+            if state["done"] >= n:
+                finished.set()
+
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        pump()
+        await asyncio.wait_for(finished.wait(), max(60.0, n / 500))
+        t1, cpu1 = time.perf_counter(), time.process_time()
+    return {
+        "acked_per_s": rnd(n / (t1 - t0)),
+        "cpu_pct": rnd(100 * (cpu1 - cpu0) / (t1 - t0)),
+        "cpu_us_per_msg": rnd((cpu1 - cpu0) / n * 1e6),
+        "t_start": t_start,
+        "self_peak_rss_mb": rnd(proc_status_mb(os.getpid(), "VmHWM")),
+    }
+
+
+def _outbox_thread_cpu_s() -> float:
+    """CPU seconds of the outbox's worker thread (its SQLite work), 0 before it exists."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name.startswith("outbox") and thread.native_id is not None:
+            return thread_cpu_s(os.getpid(), thread.native_id) or 0.0
+    return 0.0
+
+
 async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any]:
     """A real Node on the pre-filled outbox, plus a live door event every `live_ms`."""
     from edged.config import load_config
@@ -381,11 +454,12 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
     t_first_ack: float | None = None
     t_all_acked: float | None = None
     cpu_first = cpu_all = 0.0
+    outbox_first = outbox_all = 0.0  # the outbox thread's CPU (SQLite)
     puback_ms: list[float] = []
     real_ack = node.outbox.ack
 
     def ack(msg: Stored) -> None:  # observe PUBACKs; the real ack does the work
-        nonlocal acked, t_first_ack, t_all_acked, cpu_first, cpu_all
+        nonlocal acked, t_first_ack, t_all_acked, cpu_first, cpu_all, outbox_first, outbox_all
         if msg.topic.endswith("/events/door"):
             if LIVE_MARKER in msg.payload:
                 puback_ms.append(time.time() * 1000 - field_int(msg.payload, b"ts"))
@@ -393,8 +467,10 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
                 acked += 1
                 if t_first_ack is None:
                     t_first_ack, cpu_first = time.perf_counter(), time.process_time()
+                    outbox_first = _outbox_thread_cpu_s()
                 if acked == n:
                     t_all_acked, cpu_all = time.perf_counter(), time.process_time()
+                    outbox_all = _outbox_thread_cpu_s()
         real_ack(msg)
 
     node.outbox.ack = ack  # type: ignore[method-assign]
@@ -420,6 +496,7 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
         out["acked_per_s"] = rnd((n - 1) / (t_all_acked - t_first_ack))
         out["cpu_pct"] = rnd(100 * (cpu_all - cpu_first) / (t_all_acked - t_first_ack))
         out["cpu_us_per_msg"] = rnd((cpu_all - cpu_first) / (n - 1) * 1e6)
+        out["outbox_cpu_us_per_msg"] = rnd((outbox_all - outbox_first) / (n - 1) * 1e6)
     out["live_puback_p50_ms"] = rnd(percentile(puback_ms, 50))
     out["live_puback_p99_ms"] = rnd(percentile(puback_ms, 99))
     out["self_peak_rss_mb"] = rnd(proc_status_mb(os.getpid(), "VmHWM"))
@@ -450,6 +527,12 @@ async def one_round(
     result["baseline_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
     say(quiet, f"  {result['baseline_per_s']} msg/s")
 
+    say(quiet, f"baseline: bare paho QoS 1 on the loop, window {window}, {n} messages")
+    m0 = proc_cpu_s(broker.pid)
+    result.update(await measure_baseline(broker.port, n, window, tmp, limit_s, kind="paho"))
+    result["baseline_paho_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
+    say(quiet, f"  {result['baseline_paho_per_s']} msg/s")
+
     say(quiet, f"drain: edged Node, {n} backlog + a live event every {live_ms:g} ms")
     m0 = proc_cpu_s(broker.pid)
     result.update(await measure_drain(broker.port, n, outbox, live_ms, tmp, limit_s))
@@ -457,6 +540,10 @@ async def one_round(
     say(quiet, f"  {result['drain_per_s']} msg/s, backlog drained in {result['backlog_s']} s")
     base_rate, drain_rate = result["baseline_per_s"], result["drain_per_s"]
     result["ratio"] = rnd(drain_rate / base_rate, 3) if base_rate and drain_rate else None
+    paho_rate = result["baseline_paho_per_s"]
+    result["ratio_paho"] = rnd(drain_rate / paho_rate, 3) if paho_rate and drain_rate else None
+    base_cpu, drain_cpu = result["baseline_cpu_us_per_msg"], result["drain_cpu_us_per_msg"]
+    result["cpu_ratio"] = rnd(base_cpu / drain_cpu, 3) if base_cpu and drain_cpu else None
     return result
 
 
@@ -474,19 +561,33 @@ FIRST = (
     "baseline_per_s",
     "drain_per_s",
     "ratio",
+    "cpu_ratio",
+    "baseline_paho_per_s",
+    "ratio_paho",
     "backlog_100k_s",
     "live_p50_ms",
     "live_p99_ms",
     "rss_mb",
 )
-PER_ROUND = ("baseline_per_s", "drain_per_s", "ratio", "backlog_s", "live_p99_ms", "rss_mb")
+PER_ROUND = (
+    "baseline_per_s",
+    "baseline_paho_per_s",
+    "drain_per_s",
+    "ratio",
+    "cpu_ratio",
+    "backlog_s",
+    "live_p99_ms",
+    "rss_mb",
+)
 
 
 async def run_all(n: int, live_ms: float, rounds: int, quiet: bool) -> dict[str, Any]:
     from edged.config.models import BrokerConfig
+    from hil.rig.daemon import compile_bytecode
 
     window = BrokerConfig().window
     load_before = os.getloadavg()[0]
+    compiled = compile_bytecode()  # as a node's install has it (see hil.rig.daemon)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edged-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -512,6 +613,7 @@ async def run_all(n: int, live_ms: float, rounds: int, quiet: bool) -> dict[str,
         window=window,
         live_period_ms=live_ms,
         rounds=rounds,
+        bytecode_compiled=compiled,
         cores=os.cpu_count(),
         loadavg_1m_before=round(load_before, 2),
         loadavg_1m_after=round(os.getloadavg()[0], 2),
@@ -543,7 +645,9 @@ def _parser() -> argparse.ArgumentParser:
         help="repeat enqueue+baseline+drain and report medians (for a busy machine)",
     )
     # the children (internal)
-    p.add_argument("--child", choices=["baseline", "node"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--child", choices=["baseline", "baseline-paho", "node"], help=argparse.SUPPRESS
+    )
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--window", type=int, help=argparse.SUPPRESS)
     p.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -553,8 +657,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.child == "baseline":
-        stats = asyncio.run(baseline_child(args.port, args.n, args.window))
+    if args.child in ("baseline", "baseline-paho"):
+        child = baseline_child if args.child == "baseline" else baseline_paho_child
+        stats = asyncio.run(child(args.port, args.n, args.window))
         args.stats.write_text(json.dumps(stats))
         return 0
     if args.child == "node":

@@ -17,7 +17,7 @@ def proc_status_mb(pid: int, key: str = "VmHWM") -> float | None:
     return None
 
 
-def proc_cpu_s(pid: int) -> float | None:
+def proc_cpu_s(pid: int | str) -> float | None:
     """User + system CPU seconds used so far by a process (its threads included)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
@@ -26,6 +26,11 @@ def proc_cpu_s(pid: int) -> float | None:
         return None
     # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def thread_cpu_s(pid: int, tid: int) -> float | None:
+    """User + system CPU seconds used so far by one thread of a process."""
+    return proc_cpu_s(f"{pid}/task/{tid}")
 
 
 def proc_fds(pid: int) -> int | None:

@@ -8,7 +8,9 @@ What it can do, each on demand:
 - answer an MQTT 5 CONNACK with a session expiry of its choosing (ejabberd answers 0);
 - tell an MQTT 5 client thrown off by another with its client id why (DISCONNECT 0x8E,
   "session taken over", as EMQX, HiveMQ and newer Mosquitto do; Mosquitto 2.0.11 just
-  closes the connection).
+  closes the connection);
+- withhold the broker's PUBACKs from the client (`withhold_pubacks`, on and off at any
+  time): the broker has the messages, the client never hears it.
 
 Everything else passes byte for byte to the real broker behind it. The packets are parsed
 only as far as a quirk needs: the fixed header, a CONNECT's protocol level, a PUBLISH's
@@ -21,7 +23,7 @@ import socket
 from dataclasses import dataclass
 from typing import Literal
 
-CONNECT, CONNACK, PUBLISH = 1, 2, 3
+CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SESSION_EXPIRY_INTERVAL = 0x11
 
 
@@ -31,6 +33,7 @@ class Quirks:
     rewrite_dots: bool = False
     session_expiry_s: int | None = None  # put in every MQTT 5 CONNACK
     announce_takeover: bool = False
+    withhold_pubacks: bool = False
 
 
 def varint(n: int) -> bytes:
@@ -144,6 +147,7 @@ class MqttProxy:
         self.down = False  # refuse connections (close them at once) while set
         self.accepted = 0
         self.cuts = 0
+        self.withheld = 0  # PUBACKs not passed on
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._by_id: dict[bytes, asyncio.StreamWriter] = {}
@@ -253,7 +257,8 @@ class MqttProxy:
         to_broker: bool,
     ) -> None:
         q = self.quirks
-        if not (q.rewrite_dots or (q.session_expiry_s is not None and not to_broker)):
+        parse = q.rewrite_dots or not to_broker  # PUBACKs may be withheld at any time
+        if not parse:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
@@ -265,6 +270,9 @@ class MqttProxy:
                 packet = publish_with_slashes(packet)
             elif kind == CONNACK and q.session_expiry_s is not None and level == 5:
                 packet = connack_with_expiry(packet, q.session_expiry_s)
+            elif kind == PUBACK and not to_broker and q.withhold_pubacks:
+                self.withheld += 1
+                continue
             writer.write(packet)
             await writer.drain()
 

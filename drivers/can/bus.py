@@ -14,8 +14,9 @@ the pipeline drops other PGNs after a dict lookup, which is cheaper than python-
 own software filter loop.
 
 `slcan` goes through BufferedSlcanBus (drivers/can/slcan.py): python-can's own reader
-takes a system call per byte. SocketCAN gets a 1 MiB receive buffer (`receive_buffer_bytes`)
-so a process stalled for a moment loses nothing.
+takes a system call per byte; ours reads the port in chunks and applies the filters to
+each line before it builds a `can.Message`. SocketCAN gets a 1 MiB receive buffer
+(`receive_buffer_bytes`) so a process stalled for a moment loses nothing.
 
 Failure handling: the adapter unplugged or the interface down raises, and the
 supervisor reopens with backoff; a bus-off with no frame within `busoff_reopen_s` does
@@ -217,7 +218,13 @@ class CanBusDriver:
             len(self.decoders.pgns()),
         )
         ctx.ready()
-        receiver = Receiver(pipeline, busoff_reopen_s=self.options.busoff_reopen_s)
+        receiver = Receiver(
+            pipeline,
+            busoff_reopen_s=self.options.busoff_reopen_s,
+            extra_counts=[lambda: {"filtered": bus.filtered}]
+            if isinstance(bus, BufferedSlcanBus)
+            else [],
+        )
         try:
             await receiver.run(bus, ctx)
         except BusLost as exc:

@@ -13,14 +13,16 @@ import base64
 import hashlib
 import json
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edged.commands.args import only
 from edged.errors import CommandError
-from edged.security.signing import verify
+from edged.security.signing import PublicKey, verify
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 MAX_CARDS = 50_000
 MAX_BOOKINGS_PER_CARD = 64
@@ -113,7 +115,7 @@ def signed_bytes(document: dict[str, Any]) -> bytes:
     return SIGNING_DOMAIN + text.encode()
 
 
-def sign_lists(key: Ed25519PrivateKey, document: dict[str, Any]) -> str:
+def sign_lists(key: "Ed25519PrivateKey", document: dict[str, Any]) -> str:
     """What dispatch does (and the tests, the demo and `edgectl`): base64 signature."""
     return base64.b64encode(key.sign(signed_bytes(document))).decode()
 
@@ -131,7 +133,7 @@ def _problems(exc: ValidationError) -> str:
 def parse_update(
     args: dict[str, Any],
     *,
-    key: Ed25519PublicKey | None,
+    key: PublicKey | None,
     fleet: str,
     card_ref_chars: int,
 ) -> AccessLists | AccessDelta:

@@ -8,13 +8,11 @@ refusal names its reason, so ops can tell a skewed clock from an attack.
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edged.clock import Clock, ClockSource
 from edged.config.security import ALWAYS_SIGNED, Scope, SecurityConfig
 from edged.errors import CommandError
 from edged.payloads import Command
-from edged.security.signing import public_key_from_text, signed_message, verify
+from edged.security.signing import PublicKey, public_key_from_text, signed_message, verify
 
 SEEN_KEY = "security.seen_ids"
 
@@ -31,7 +29,7 @@ class Authorizer:
         self.config = config
         self.clock = clock
         self._set_state = set_state
-        self.keys: dict[str, tuple[Ed25519PublicKey, frozenset[str]]] = {
+        self.keys: dict[str, tuple[PublicKey, frozenset[str]]] = {
             k.id: (public_key_from_text(k.public_key), frozenset(k.scopes)) for k in config.keys
         }
         self._get_state = get_state

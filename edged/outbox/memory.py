@@ -52,6 +52,7 @@ class MemoryLane:
             msg.correlation,
             msg.size,
             msg.priority,
+            live=True,
         )
         if latest_only:
             self._latest_only.add(mid)

@@ -67,3 +67,9 @@ class Stored:
     correlation: bytes | None
     size: int
     priority: int
+    live: bool = False  # from the live lane (or the memory lane): before its class's backlog
+
+    @property
+    def rank(self) -> tuple[int, bool]:
+        """Sending order across batches: priority class, then live before backlog."""
+        return (self.priority, not self.live)

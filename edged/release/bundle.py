@@ -11,12 +11,10 @@ writes the wheels, checking each hash again as it goes.
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import IO, TYPE_CHECKING
 
 from edged.errors import CommandError
 from edged.release.manifest import (
@@ -28,10 +26,16 @@ from edged.release.manifest import (
     parse_manifest,
 )
 from edged.release.platforms import Target
+from edged.security.signing import PublicKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
-Keys = dict[str, tuple[Ed25519PublicKey, frozenset[str]]]
+Keys = Mapping[str, tuple["PublicKey | Ed25519PublicKey", frozenset[str]]]
+"""Key id -> (key, scopes): a config's keys (`PublicKey`, cryptography loaded at the first
+check) or cryptography's own."""
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,21 @@ scope; the manifest then vouches for every other file of the bundle by its SHA-2
 import base64
 import binascii
 import json
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edged.errors import CommandError
 from edged.release.launcher import VERSION_NAME
 from edged.release.platforms import Target, glibc_needed, wheel_fits
-from edged.security.signing import verify
+from edged.security.signing import PublicKey, verify
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 FORMAT = 1
 SIGNING_DOMAIN = b"edged-release/v1\n"
@@ -117,7 +123,7 @@ def manifest_bytes(manifest: Manifest) -> bytes:
     return json.dumps(manifest.model_dump(mode="json"), indent=1, sort_keys=True).encode() + b"\n"
 
 
-def sign_manifest(raw: bytes, key: Ed25519PrivateKey, kid: str) -> bytes:
+def sign_manifest(raw: bytes, key: "Ed25519PrivateKey", kid: str) -> bytes:
     sig = base64.b64encode(key.sign(SIGNING_DOMAIN + raw)).decode()
     return json.dumps({"kid": kid, "sig": sig}).encode() + b"\n"
 
@@ -138,7 +144,9 @@ def parse_manifest(raw: bytes) -> Manifest:
 
 
 def check_signature(
-    raw: bytes, sig_doc: bytes, keys: dict[str, tuple[Ed25519PublicKey, frozenset[str]]]
+    raw: bytes,
+    sig_doc: bytes,
+    keys: Mapping[str, tuple["PublicKey | Ed25519PublicKey", frozenset[str]]],
 ) -> str:
     """The id of the key that signed `raw` with the `update` scope; else CommandError:
     `bad_signature` (no known key verifies it) or `forbidden` (the key lacks the scope)."""

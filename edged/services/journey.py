@@ -17,7 +17,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
 from edged.host import Host
-from edged.kiosk.models import parse_args
 from edged.payloads import Journey
 from edged.services import mode
 from edged.services.base import Service
@@ -118,6 +117,8 @@ class JourneyService(Service):
 
     async def command_assign(self, args: dict[str, Any]) -> dict[str, Any]:
         """`journey.assign`: the run this vehicle is on now; replaces any other."""
+        from edged.kiosk.models import parse_args  # not at import: a node without a kiosk
+
         run = parse_args(AssignArgs, args)
         self.assigned = {
             **run.model_dump(exclude_none=True),

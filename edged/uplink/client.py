@@ -19,7 +19,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -34,13 +33,14 @@ from core.counters import Counters
 from core.errors import ConfigError
 from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
-from edged.outbox import Outbox, Stored
+from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
 from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient
 from edged.uplink.reasons import SESSION_TAKEN_OVER, UNSUPPORTED_PROTOCOL, reason_for
 from edged.uplink.reconnect import Reconnect, SessionEnd
+from edged.uplink.sender import Sender
 from edged.uplink.tls import tls_context
 
 log = logging.getLogger(__name__)
@@ -340,9 +340,9 @@ class Uplink:
             # and the commands a resumed session holds for us come in at once
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive(client), name="uplink.receive")
-                tg.create_task(self._start(client, birth, tg), name="uplink.start")
+                tg.create_task(self._start(client, birth), name="uplink.start")
 
-    async def _start(self, client: MqttClient, birth: bytes, tg: asyncio.TaskGroup) -> None:
+    async def _start(self, client: MqttClient, birth: bytes) -> None:
         """Subscribe, birth, retained topics again, then drain the outbox for good."""
         await self._subscribe(client)
         await client.publish(self.topics.of(STATE), birth, qos=1, retain=True)
@@ -357,7 +357,7 @@ class Uplink:
         self.connected = True
         self.sessions += 1
         self._connected_as(client)
-        await self._drain(client, tg)
+        await self._drain(client)
 
     async def _subscribe(self, client: MqttClient) -> None:
         """Commands, QoS 1; over MQTT 5 with "retain as published", so a retained command
@@ -430,50 +430,20 @@ class Uplink:
             return
         await self.on_command(item)
 
-    async def _drain(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
-        """Keep `window` publishes awaiting PUBACK, in outbox order; each acks on PUBACK.
-
-        The workers take from a read-ahead of at most two windows; one fetch refills it
-        when it falls below a window, so there is no task switch per message and the
-        trip to the outbox thread overlaps with the publishes still ahead."""
-        window = self.config.window
-        ahead: deque[Stored] = deque()
-        low, filled = asyncio.Event(), asyncio.Event()
-        for i in range(window):
-            tg.create_task(self._worker(client, ahead, low, filled), name=f"uplink.publish.{i}")
-        while True:
-            ahead.extend(await self.outbox.next_batch(2 * window - len(ahead)))
-            filled.set()
-            if len(ahead) >= window:
-                low.clear()
-                await low.wait()
-
-    async def _worker(
-        self,
-        client: aiomqtt.Client,
-        ahead: "deque[Stored]",
-        low: asyncio.Event,
-        filled: asyncio.Event,
-    ) -> None:
-        v5 = self.protocol == "5"
-        window = self.config.window
-        while True:
-            while not ahead:
-                filled.clear()
-                low.set()
-                await filled.wait()
-            msg = ahead.popleft()
-            if len(ahead) < window:
-                low.set()
-            properties = None
-            if msg.correlation is not None and v5:
-                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                properties.CorrelationData = msg.correlation
-            await client.publish(
-                msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, properties=properties
-            )
-            self.outbox.ack(msg)
-            self.sent += 1
+    async def _drain(self, client: MqttClient) -> None:
+        """Keep `window` publishes awaiting PUBACK, in outbox order; each acks on PUBACK
+        (`edged.uplink.sender`)."""
+        sender = Sender(
+            client,
+            self.outbox,
+            window=self.config.window,
+            timeout_s=self.config.publish_timeout_s,
+            v5=self.protocol == "5",
+        )
+        try:
+            await sender.run()
+        finally:
+            self.sent += sender.sent
 
     async def wait_idle(self, within_s: float) -> bool:
         """Wait (bounded) until everything stored has been acknowledged; for shutdown."""

@@ -5,16 +5,24 @@ reason a broker gave for ending a session to itself, and when a broker closes th
 before any CONNACK (RabbitMQ 3.10 does to an MQTT 5 client, a 3.1.1 client refused with
 "unacceptable protocol version" sees the same) it waits for its timeout and says only
 "Operation timed out". This subclass keeps both and turns an early close into an error at
-once. It overrides two of aiomqtt's callbacks, hence the pin `aiomqtt>=2.5,<3`.
+once. It also lets the outbox's sender publish through paho directly (`publish_nowait`,
+`on_delivered`: see `edged.uplink.sender`), and reads paho's socket in chunks
+(`edged.uplink.readahead`). It overrides aiomqtt's callbacks and uses its
+paho client, hence the pin `aiomqtt>=2.5,<3`.
 """
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from edged.uplink.readahead import ReadAhead
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,43 @@ class MqttClient(aiomqtt.Client):
         self.granted_expiry_s: int | None = None  # CONNACK's session expiry (MQTT 5)
         self.ended: Ended | None = None
         self.unreadable = 0
+        self.on_delivered: Callable[[int], bool] | None = None
+        """Told each message id paho reports published (PUBACK; QoS 0: written); True when
+        the id was its own, else aiomqtt's `publish` is told."""
+
+    def publish_nowait(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        properties: Properties | None = None,
+    ) -> int:
+        """Hand a message to paho now, without a future; returns its message id, which
+        `on_delivered` is given once the broker has it. Raises when not connected."""
+        info = self._client.publish(topic, payload, qos, retain, properties)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        return int(info.mid)
+
+    def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
+        """paho's new socket, read in chunks from now on (`edged.uplink.readahead`)."""
+        wrapped = ReadAhead(sock)
+        client._sock = wrapped
+        super()._on_socket_open(client, userdata, wrapped)
+
+    def _on_publish(
+        self,
+        client: Any,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Any = None,
+    ) -> None:
+        hook = self.on_delivered
+        if hook is not None and hook(mid):
+            return
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
     def _on_connect(
         self,

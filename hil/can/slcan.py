@@ -6,9 +6,10 @@ sends to a CANable or a USBtin: `C` (close), `S5`/`S6` (bitrate), an empty line,
 error) and, once opened, streams received frames as `T` + 8 hex id + DLC + data + CR
 (`t` + 3 hex id for 11-bit frames): a candump log paced by its timestamps, a synthetic
 FMS bus at a given frame rate, or frames a test injects. Like a real adapter it has a
-small output FIFO: when the host does not read fast enough, frames are dropped and
-counted (`dropped`), never cut in half. `unplug()` hangs the pty up as a pulled USB cable
-does; `plug()` brings a new one up behind the same symlink (as udev's by-id link).
+small output FIFO: when the host does not read fast enough (its side of the pty full, then
+the FIFO), frames are dropped and counted (`dropped`), never cut in half. `unplug()` hangs
+the pty up as a pulled USB cable does; `plug()` brings a new one up behind the same symlink
+(as udev's by-id link).
 
     python -m hil.can.slcan --link /tmp/ttyCAN0 --log config/can/shuttle-day.log --loop
     python -m hil.can.slcan --link /tmp/ttyCAN0 --flood 3450
@@ -263,18 +264,26 @@ class SlcanEmulator:
                         self.sent += 1
                 for line in self._due_frames():
                     if len(self._out) + len(line) > FIFO_BYTES:
+                        # the host's buffer first: after this emulator was not scheduled
+                        # for a while, a burst of due frames is not a host that is slow
+                        self._hand_over(master)
+                    if len(self._out) + len(line) > FIFO_BYTES:
                         self.dropped += 1
                     else:
                         self._out += line
                         self.sent += 1
                 if self._out:
-                    try:
-                        n = os.write(master, self._out)
-                    except BlockingIOError:
-                        n = 0
-                    except OSError:
-                        n = len(self._out)  # nobody listens: the bytes are lost, as on USB
-                    del self._out[:n]
+                    self._hand_over(master)
+
+    def _hand_over(self, master: int) -> None:
+        """Write what the host's side of the pty takes now."""
+        try:
+            n = os.write(master, self._out)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            n = len(self._out)  # nobody listens: the bytes are lost, as on USB
+        del self._out[:n]
 
 
 def main() -> None:

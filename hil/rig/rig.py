@@ -152,6 +152,7 @@ class Rig:
         self.lists_version = 0
         self.pins = dict(PINS)  # the daemon's pins by role (a bench file may move them)
         self.startup_s = 0.0  # the last start_daemon: `edged run` to state online at dispatch
+        self.startup_cpu_s = 0.0  # ... and the CPU the daemon had used by then
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -243,6 +244,7 @@ class Rig:
             after=before,
         )
         self.startup_s = time.monotonic() - t0
+        self.startup_cpu_s = self.daemon.cpu_s()  # what it used to get there
         await self.wait_gpio(timeout)
         # a fresh process's mock pins start at their pull-up level: set what the bench has
         await self.set_pin(PIN_DOOR, 0)  # closed (a contact to ground)

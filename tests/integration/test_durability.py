@@ -10,9 +10,10 @@ import pytest
 from edged.clock import Clock
 from edged.config import load_config
 from edged.outbox import Outbox, Publication
-from edged.payloads import Position
-from edged.topics import POSITION, Topics
+from edged.payloads import DoorEvent, Position
+from edged.topics import DOOR, POSITION, Topics
 from tests.helpers.broker import Mosquitto
+from tests.helpers.disk import rows_on_disk
 from tests.helpers.mqtt import Collector, is_merge_of_two_increasing, unique_by_seq
 from tests.helpers.nodes import write_config
 
@@ -70,6 +71,41 @@ async def test_kill_9_mid_burst_loses_no_event_that_was_reported_durable(
         await spawn(config)  # plain `edged run` on the same outbox
         await c.wait_for(lambda: set(door_indices(c)) >= durable, 30, "every durable event")
     assert len(unique_by_seq(c.on("events/door"))) >= len(durable)
+
+
+async def test_kill_9_mid_drain_loses_nothing_and_deleted_only_what_the_broker_had(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    n = 20_000
+    config_path = write_config(tmp_path, broker.port, gps=False)
+    config = load_config(config_path)
+    box = Outbox(config.outbox, Clock())
+    await box.open()
+    topics = Topics("rnst/v1", "test", "shuttle-07")
+    for i in range(n):
+        box.put_nowait(Publication.make(topics, DOOR, DoorEvent(door=f"d{i}", open=i % 2 == 0)))
+    await box.close()
+    everything = set(range(1, n + 1))
+
+    async with Collector(broker.port, topic="rnst/v1/+/+/events/door") as c:
+
+        def received() -> set[int]:
+            return {int(m.payload["seq"]) for m in c.on("events/door")}
+
+        node = await spawn(config_path)
+        await c.wait_for(lambda: len(c.on("events/door")) >= 3000, 30, "part of the backlog")
+        node.kill9()
+        await node.stop()
+        left = {int(seq) for (seq,) in rows_on_disk(config.outbox.path, "SELECT seq FROM msg")}
+        deleted = everything - left
+        print(f"killed with {len(deleted)} deleted, {len(left)} left")
+        assert left and deleted, "the kill must land mid-drain"
+        assert left <= everything
+        # a row leaves the outbox only once the broker has its message: each deleted one
+        # reaches dispatch, though the node is dead
+        await c.wait_for(lambda: deleted <= received(), 30, "every deleted message")
+        await spawn(config_path)
+        await c.wait_for(lambda: received() >= everything, 60, "the whole backlog")
 
 
 async def test_live_messages_arrive_within_a_second_while_a_50k_backlog_drains(

@@ -97,6 +97,9 @@ async def kick(
     return cuts
 
 
+BACKLOG = 40_000
+
+
 @pytest.mark.slow
 async def test_on_a_flapping_link_new_events_do_not_wait_behind_the_backlog(
     broker: Mosquitto, tmp_path: Path, spawn: Any
@@ -107,7 +110,7 @@ async def test_on_a_flapping_link_new_events_do_not_wait_behind_the_backlog(
     box = Outbox(load_config(config_path).outbox, Clock())
     await box.open()
     topics = Topics("rnst/v1", "test", "shuttle-07")
-    for i in range(25_000):
+    for i in range(BACKLOG):
         box.put_nowait(Publication.make(topics, DOOR, DoorEvent(door=f"b{i}", open=True)))
     await box.close()
 
@@ -126,9 +129,9 @@ async def test_on_a_flapping_link_new_events_do_not_wait_behind_the_backlog(
         # cuts while at least 10,000 messages are still to come: far more than the broker
         # can hold between the node and a slow subscriber, so "after the backlog" is clear
         kicker = asyncio.create_task(
-            kick(broker.port, "edged-test-shuttle-07", 3_500, 15_000, backlog, stop)
+            kick(broker.port, "edged-test-shuttle-07", 4_000, BACKLOG - 10_000, backlog, stop)
         )
-        await c.wait_for(lambda: backlog() >= 25_000, 120, "the backlog")
+        await c.wait_for(lambda: backlog() >= BACKLOG, 120, "the backlog")
         stop.set()
         cuts = await kicker
         await node.wait_line("sent", timeout=30)

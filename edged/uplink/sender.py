@@ -1,0 +1,156 @@
+"""The outbox drained through a window of publishes awaiting PUBACK, with no task per message.
+
+aiomqtt's `publish` costs a future, an `asyncio.wait_for` (a task and a timer) and a task
+wake-up per message; measured here that was as much CPU as everything else the node does to
+send a message (`bench.outbox`: a bare aiomqtt QoS 1 loop spends ~80 µs a message, paho's
+`publish` called from the loop with a dict of message ids ~50 µs). So the drain publishes
+through paho's own client, the one aiomqtt runs on the same event loop, and paho's
+`on_publish` (PUBACK for QoS 1, written for QoS 0) acknowledges the message to the outbox:
+
+- PUBACKs read in one socket wake-up are acknowledged there, and the slots they free are
+  filled once, in the next turn of the loop, by publishing that many messages in one go;
+- a read-ahead of up to READ_AHEAD windows is topped up from the outbox as soon as a
+  window's worth has gone, so the trip to the outbox thread overlaps with the publishes
+  ahead of it: that trip waits behind the outbox's commit in progress (one thread, one
+  connection), and a commit that syncs the disk took tens of milliseconds here under load;
+  with two windows read ahead the drain stalled on it and ran at half its rate;
+- what a fetch brings that ranks before what is already read ahead (a higher priority
+  class, or the live lane before the backlog: `Stored.rank`) goes before it, so a live tap
+  does not wait behind the read-ahead's backlog;
+- a message left unacknowledged for `timeout_s` ends the session, as aiomqtt's publish
+  time-out did: the outbox sends it again in the next one.
+
+What is acknowledged was on disk before it was sent (the outbox gives out only committed
+rows), and the outbox deletes it only after its PUBACK.
+"""
+
+import asyncio
+import time
+from collections import deque
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edged.outbox import Outbox, Stored
+from edged.uplink.mqtt import MqttClient
+
+READ_AHEAD = 8
+"""Windows of messages read ahead of the window in flight."""
+
+
+class PubackTimeout(aiomqtt.MqttError):
+    """The broker left a message unacknowledged for too long: the session is over."""
+
+
+class Sender:
+    """Publishes the outbox's messages on one session's client until cancelled or failed."""
+
+    def __init__(
+        self, client: MqttClient, outbox: Outbox, *, window: int, timeout_s: float, v5: bool
+    ) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.window = window
+        self.timeout_s = timeout_s
+        self.v5 = v5
+        self.sent = 0  # acknowledged by the broker in this session
+        self._inflight: dict[int, tuple[Stored, float]] = {}  # mid -> (message, sent at)
+        self._ahead: deque[Stored] = deque()
+        self._low = asyncio.Event()
+        self._scheduled = False
+        self._done = False
+        self._loop = asyncio.get_running_loop()
+        self._failed: asyncio.Future[None] = self._loop.create_future()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self) -> None:
+        """Drain for as long as the session lasts; raises the error that ends it."""
+        self.client.on_delivered = self._delivered
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._fill(), name="uplink.fill")
+                tg.create_task(self._watch(), name="uplink.watch")
+                await self._failed
+        finally:
+            self._done = True
+            self.client.on_delivered = None
+
+    async def _fill(self) -> None:
+        ahead, most = self._ahead, READ_AHEAD * self.window
+        while True:
+            self._take(await self.outbox.next_batch(most - len(ahead)))
+            self._pump()
+            if len(ahead) > most - self.window:
+                self._low.clear()
+                await self._low.wait()
+
+    def _take(self, batch: list[Stored]) -> None:
+        """Into the read-ahead, in sending order (a batch is in it already)."""
+        ahead = self._ahead
+        if ahead and batch and batch[0].rank < ahead[-1].rank:
+            merged = sorted([*ahead, *batch], key=_rank)  # stable: fetch order within a rank
+            ahead.clear()
+            ahead.extend(merged)
+        else:
+            ahead.extend(batch)
+
+    async def _watch(self) -> None:
+        """End the session when the oldest message in flight waited `timeout_s`."""
+        inflight = self._inflight
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout_s / 4))
+            if not inflight:
+                continue
+            msg, sent_at = next(iter(inflight.values()))  # in the order they were sent
+            waited = time.monotonic() - sent_at
+            if waited > self.timeout_s:
+                raise PubackTimeout(
+                    f"no PUBACK for {msg.topic} after {waited:.0f} s "
+                    f"([broker] publish_timeout_s = {self.timeout_s:g})"
+                )
+
+    def _delivered(self, mid: int) -> bool:
+        """paho's on_publish, in the loop: a message of ours is with the broker."""
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return False  # someone else's (birth, retained, a direct publish)
+        self.outbox.ack(entry[0])
+        self.sent += 1
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._pump)
+        return True
+
+    def _pump(self) -> None:
+        """Fill the window from the read-ahead, all at once."""
+        self._scheduled = False
+        if self._done:
+            return
+        ahead, inflight = self._ahead, self._inflight
+        room = self.window - len(inflight)
+        publish = self.client.publish_nowait
+        now = time.monotonic()
+        try:
+            while room > 0 and ahead:
+                msg = ahead.popleft()
+                properties = None
+                if msg.correlation is not None and self.v5:
+                    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                    properties.CorrelationData = msg.correlation
+                mid = publish(msg.topic, msg.payload, msg.qos, msg.retain, properties)
+                inflight[mid] = (msg, now)
+                room -= 1
+        except Exception as exc:  # the connection is gone: the session ends
+            if not self._failed.done():
+                self._failed.set_exception(exc)
+            return
+        if len(ahead) <= (READ_AHEAD - 1) * self.window:
+            self._low.set()
+
+
+def _rank(msg: Stored) -> tuple[int, bool]:
+    return msg.rank

@@ -1,0 +1,119 @@
+"""The chunked slcan reader: its filters are python-can's, applied before a frame is parsed;
+line noise of every shape is counted, never guessed; nothing is lost in a burst."""
+
+import uuid
+from pathlib import Path
+
+import can
+from can.interfaces.virtual import VirtualBus
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivers.can.j1939 import make_id
+from drivers.can.slcan import compile_filters, passes
+from tests.drivers.can.test_bus import CCVS1_37_5, running, slcan_rig
+from tests.helpers.drivers import Recorder
+
+DD_LEVEL = bytes([0, 0x9C] + [0xFF] * 6)
+
+filters = st.lists(
+    st.fixed_dictionaries(
+        {"can_id": st.integers(0, (1 << 29) - 1), "can_mask": st.integers(0, (1 << 29) - 1)},
+        optional={"extended": st.booleans()},
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chosen=filters,
+    frames=st.lists(st.tuples(st.integers(0, (1 << 29) - 1), st.booleans()), max_size=30),
+)
+def test_the_compiled_filters_let_through_what_python_cans_own_would(
+    chosen: list[can.typechecking.CanFilter], frames: list[tuple[int, bool]]
+) -> None:
+    reference = VirtualBus(channel=f"t-{uuid.uuid4().hex}", can_filters=chosen)
+    try:
+        ext, std = compile_filters(chosen)
+        for can_id, extended in frames:
+            can_id &= (1 << 29) - 1 if extended else (1 << 11) - 1
+            msg = can.Message(arbitration_id=can_id, is_extended_id=extended)
+            assert passes(can_id, ext if extended else std) == reference._matches_filters(msg)
+    finally:
+        reference.shutdown()
+
+
+async def test_frames_of_pgns_nobody_decodes_are_dropped_unparsed_and_counted(
+    tmp_path: Path,
+) -> None:
+    with slcan_rig(tmp_path) as r:
+        ctx = Recorder("can")
+        async with running(r.options, ctx):
+            r.send([(make_id(61442, 0x03), bytes(8))] * 50 + [(make_id(65276, 0x17), DD_LEVEL)])
+            await ctx.wait_for(
+                lambda: bool(ctx.signals("DD")) and ctx.counts.get("filtered") == 50, "DD"
+            )
+        assert ctx.counts["frames"] == 1
+
+
+async def test_truncated_and_overlong_frames_are_garbled_not_guessed(tmp_path: Path) -> None:
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Recorder("can")
+        async with running(r.options, ctx):
+            assert r.emulator.wait_open()
+            r.emulator.inject_raw(b"T18FEF1008F480\r")  # DLC 8, two data bytes
+            r.emulator.inject_raw(b"T18FEF1009" + b"00" * 9 + b"\r")  # DLC 9
+            r.emulator.inject_raw(b"T18FEF1008" + b"00" * 9 + b"\r")  # a byte too many
+            r.emulator.inject_raw(b"T18FE\r")  # cut after the id
+            r.send([(make_id(65265, 0x00), CCVS1_37_5)])
+            await ctx.wait_for(
+                lambda: bool(ctx.signals("CCVS1")) and ctx.counts.get("garbled") == 4,
+                "the four garbled lines counted, the good frame decoded",
+            )
+        (event,) = ctx.signals("CCVS1")
+        assert event.signals["WheelBasedVehicleSpeed"] == 37.5
+
+
+async def test_an_error_reply_among_frames_loses_no_frame(tmp_path: Path) -> None:
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Recorder("can")
+        async with running(r.options, ctx):
+            assert r.emulator.wait_open()
+            good = b"T%08X8%s\r" % (make_id(65265, 0x00), CCVS1_37_5.hex().upper().encode())
+            r.emulator.inject_raw(b"\a" + good + b"\a")  # BELs: error replies of the adapter
+            await ctx.wait_for(lambda: bool(ctx.signals("CCVS1")), "the frame between the BELs")
+
+
+async def test_a_remote_frame_goes_through_python_cans_parser(tmp_path: Path) -> None:
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Recorder("can")
+        async with running(r.options, ctx):
+            assert r.emulator.wait_open()
+            r.emulator.inject_raw(b"R%08X8\r" % make_id(65265, 0x00))
+            r.send([(make_id(65276, 0x17), DD_LEVEL)])
+            await ctx.wait_for(
+                lambda: bool(ctx.signals("DD")) and ctx.counts.get("not_j1939") == 1,
+                "the remote frame counted as not J1939",
+            )
+        assert not ctx.signals("CCVS1")
+
+
+async def test_a_burst_of_frames_is_read_whole(tmp_path: Path) -> None:
+    n = 5000
+    with slcan_rig(tmp_path) as r:
+        ctx = Recorder("can")
+        burst = [(make_id(65265, i % 200), CCVS1_37_5) for i in range(n // 2)]
+        burst += [(make_id(61442, i % 200), bytes(8)) for i in range(n // 2)]
+        async with running(r.options, ctx):
+            r.send(burst)
+            await ctx.wait_for(
+                lambda: ctx.counts.get("frames", 0) + ctx.counts.get("filtered", 0) >= n,
+                "every frame of the burst",
+                timeout=15,
+            )
+        assert ctx.counts["frames"] == ctx.counts["filtered"] == n // 2
+        assert "garbled" not in ctx.counts

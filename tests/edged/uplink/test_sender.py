@@ -1,0 +1,204 @@
+"""The outbox's sender on a real Mosquitto: a window of publishes, each row deleted on its
+PUBACK and not before; a message the broker never acknowledges ends the session."""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from edged.clock import Clock
+from edged.config.models import OutboxConfig
+from edged.outbox import Outbox, Publication, Stored
+from edged.payloads import DoorEvent, Position
+from edged.topics import DOOR, POSITION, Priority, Topics
+from edged.uplink.mqtt import MqttClient
+from edged.uplink.sender import PubackTimeout, Sender
+from hil.proxy import MqttProxy, Quirks
+from tests.helpers.broker import Mosquitto
+from tests.helpers.disk import rows_on_disk
+from tests.helpers.mqtt import Collector
+
+TOPICS = Topics("rnst/v1", "test", "n1")
+
+
+def door(i: int) -> Publication:
+    return Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=i % 2 == 0))
+
+
+def position(i: int) -> Publication:
+    body = Position(
+        fix_time="2026-11-25T10:00:00Z",
+        lat=45.0,
+        lon=2.0 + i * 1e-6,
+        mode="3D",
+        quality=1,
+        odometer_m=float(i),
+    )
+    return Publication.make(TOPICS, POSITION, body, qos=0)
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+    box = Outbox(OutboxConfig(path=tmp_path / "outbox.sqlite"), Clock())
+    await box.open()
+    writer = asyncio.create_task(box.run_writer())
+    yield box
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    await box.close()
+
+
+def rows(box: Outbox) -> int:
+    """Rows in the outbox file, as a restart after a crash would find them."""
+    return int(rows_on_disk(Path(box.config.path), "SELECT count(*) FROM msg")[0][0])
+
+
+async def fill(box: Outbox, pubs: list[Publication]) -> None:
+    await asyncio.gather(*(box.put_nowait(p) for p in pubs))
+
+
+async def sending(port: int, box: Outbox, window: int, timeout_s: float = 15.0) -> Sender:
+    return Sender(
+        MqttClient("127.0.0.1", port, identifier="n1", protocol=aiomqtt.ProtocolVersion.V5),
+        box,
+        window=window,
+        timeout_s=timeout_s,
+        v5=True,
+    )
+
+
+async def run_until(sender: Sender, done: "asyncio.Future[None] | None", within_s: float) -> None:
+    """Run the sender on its connected client until `done` (or the time is up)."""
+    async with sender.client:
+        task = asyncio.create_task(sender.run())
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(done) if done else asyncio.sleep(within_s), within_s + 1
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def until_empty(box: Outbox, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while box.depth:
+        assert time.monotonic() < deadline, f"{box.depth} rows left after {within_s} s"
+        await asyncio.sleep(0.05)
+    await box.flush()
+
+
+async def test_the_backlog_reaches_the_broker_in_order_and_leaves_the_outbox(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    await fill(outbox, [door(i) for i in range(2000)])
+    async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+        sender = await sending(broker.port, outbox, window=32)
+        drained = asyncio.ensure_future(until_empty(outbox, 30))
+        await run_until(sender, drained, 30)
+        await c.wait_for(lambda: len(c.on("events/door")) >= 2000, 10, "the backlog")
+    seqs = [m.payload["seq"] for m in c.on("events/door")]
+    assert seqs == list(range(1, 2001))
+    assert sender.sent == 2000
+    assert rows(outbox) == 0
+
+
+async def test_no_row_leaves_the_outbox_while_its_puback_is_withheld(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True)).start()
+    try:
+        await fill(outbox, [door(i) for i in range(200)])
+        async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+            sender = await sending(proxy.port, outbox, window=8)
+            await run_until(sender, None, 2.0)
+            # the broker has the window's messages and no more: nothing beyond the window
+            # was sent without a PUBACK, and none of them was deleted
+            await c.wait_for(lambda: len(c.on("events/door")) >= 8, 5, "the first window")
+            await asyncio.sleep(0.3)
+            assert len(c.on("events/door")) == 8
+        assert proxy.withheld == 8
+        await outbox.flush()
+        assert rows(outbox) == 200
+        assert sender.sent == 0
+    finally:
+        await proxy.close()
+
+
+async def test_a_message_never_acknowledged_ends_the_session_after_the_time_out(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True)).start()
+    try:
+        await fill(outbox, [door(i) for i in range(5)])
+        sender = await sending(proxy.port, outbox, window=8, timeout_s=0.5)
+        started = time.monotonic()
+        async with sender.client:
+            with pytest.raises(ExceptionGroup) as raised:
+                await asyncio.wait_for(sender.run(), 10)
+        assert raised.group_contains(PubackTimeout)
+        assert 0.5 <= time.monotonic() - started < 3.0
+        assert rows(outbox) == 5
+    finally:
+        await proxy.close()
+
+
+async def test_unacknowledged_rows_go_again_in_the_next_session(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True)).start()
+    try:
+        await fill(outbox, [door(i) for i in range(100)])
+        async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+            await run_until(await sending(proxy.port, outbox, window=16), None, 1.0)
+            proxy.quirks.withhold_pubacks = False
+            outbox.begin_session()  # what the uplink does at each new session
+            drained = asyncio.ensure_future(until_empty(outbox, 20))
+            await run_until(await sending(proxy.port, outbox, window=16), drained, 20)
+            await c.wait_for(
+                lambda: {m.payload["seq"] for m in c.on("events/door")} == set(range(1, 101)),
+                10,
+                "all 100",
+            )
+        # the first window went twice (QoS 1: at least once); dispatch de-duplicates
+        assert len(c.on("events/door")) == 116
+    finally:
+        await proxy.close()
+
+
+async def test_qos_0_samples_leave_the_outbox_once_written(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    await fill(outbox, [position(i) for i in range(300)])
+    async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+        sender = await sending(broker.port, outbox, window=32)
+        drained = asyncio.ensure_future(until_empty(outbox, 20))
+        await run_until(sender, drained, 20)
+        await c.wait_for(lambda: len(c.on("position")) >= 300, 10, "the samples")
+    assert rows(outbox) == 0
+
+
+def stored(i: int, priority: Priority, *, live: bool) -> Stored:
+    return Stored(i, f"t/{i}", b"{}", 1, False, None, 80, int(priority), live)
+
+
+async def test_a_live_message_goes_before_the_backlog_already_read_ahead(outbox: Outbox) -> None:
+    sender = await sending(1, outbox, window=4)
+    sender._take([stored(i, Priority.EVENT, live=False) for i in (1, 2, 3)])
+    sender._take([stored(9, Priority.EVENT, live=True), stored(4, Priority.EVENT, live=False)])
+    assert [m.id for m in sender._ahead] == [9, 1, 2, 3, 4]
+
+
+async def test_a_higher_class_goes_before_what_was_read_ahead_of_a_lower_one(
+    outbox: Outbox,
+) -> None:
+    sender = await sending(1, outbox, window=4)
+    sender._take([stored(1, Priority.SAMPLE, live=True), stored(2, Priority.SAMPLE, live=True)])
+    sender._take([stored(5, Priority.ALARM, live=False), stored(6, Priority.SAMPLE, live=True)])
+    assert [m.id for m in sender._ahead] == [5, 1, 2, 6]
