@@ -25,6 +25,7 @@ def birth(config: EdgedConfig, config_hash: str, since: int) -> State:
         name=config.node.name or None,
         config_hash=config_hash,
         drivers=[f"{d.name}:{d.driver}" for d in config.drivers if d.enabled],
+        encoding=config.broker.encoding,
         since=since,
     )
 

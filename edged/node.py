@@ -26,6 +26,7 @@ from edged.config.models import EdgedConfig
 from edged.config.probation import Probation
 from edged.diag import RecentLog
 from edged.health import CpuMeter, LoopLag, birth, build_health, every
+from edged.heartbeat import HealthReporter
 from edged.host import NodeHost, OutboxState
 from edged.outbox import Outbox
 from edged.outbox.alarms import OutboxAlarms
@@ -35,7 +36,7 @@ from edged.services import table
 from edged.services.base import Service
 from edged.services.events import LinkChanged
 from edged.supervisor import Supervisor
-from edged.topics import HEALTH, REPLY, Topics
+from edged.topics import REPLY, Topics
 from edged.update.wiring import build_updates
 from edged.uplink import Uplink
 from edged.uplink.shutdown import drain_and_say_offline
@@ -48,11 +49,7 @@ SHUTDOWN_BUDGET_S = 4.0
 
 class Node:
     def __init__(
-        self,
-        config: EdgedConfig,
-        *,
-        base_dir: Path | None = None,
-        config_path: Path | None = None,
+        self, config: EdgedConfig, *, base_dir: Path | None = None, config_path: Path | None = None
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -94,6 +91,7 @@ class Node:
         self.services: dict[str, Service] = {}  # built once the outbox (their state) is open
         self.updates = build_updates(self, self.bus, self.alarms)
         self.lag = LoopLag()
+        self.health_reporter = HealthReporter(config.health)
         self.cpu = CpuMeter()
         self.ready = asyncio.Event()
         self.notifier = SystemdNotifier()
@@ -128,12 +126,15 @@ class Node:
             parts={k: v for s in self.services.values() for k, v in (await s.report()).items()},
         )
 
-    async def publish_health(self) -> None:
-        self.alarms.publish(HEALTH, await self.health())
+    async def publish_health(self, *, full: bool = False) -> None:
+        """A full report or a beat, as `[health]` says (edged.heartbeat)."""
+        health = await self.health()
+        if report := self.health_reporter.report(health, self.uplink.sessions, full=full):
+            self.alarms.publish(*report)
 
     async def republish(self) -> dict[str, Any]:
         done = await self.uplink.republish()
-        await self.publish_health()
+        await self.publish_health(full=True)
         return {**done, "health": True}
 
     def request_restart(self, *, after_reply: bool) -> None:

@@ -60,6 +60,9 @@ class State(Body):
     name: str | None = None
     config_hash: str | None = None
     drivers: list[str] | None = None
+    encoding: Literal["json", "cbor", "deflate"] | None = Field(
+        default=None, description="the fleet's payload encoding (birth only)"
+    )
     since: int | None = Field(default=None, description="UTC ms when this MQTT session began")
 
 
@@ -119,6 +122,12 @@ class MqttHealth(Body):
     last_error: str | None = Field(
         default=None, description="why the last connection was refused or lost, with the remedy"
     )
+    tls_resumed: bool | None = Field(
+        default=None, description="the last TLS connection resumed a session (no certificates)"
+    )
+    topic_aliases: int | None = Field(
+        default=None, description="MQTT 5 topic aliases the broker allows (0: none)"
+    )
 
 
 class WifiHealth(Body):
@@ -146,6 +155,17 @@ class Health(Body):
     errors: dict[str, int] = Field(description="counters per edge, e.g. cmd.bad_json")
     mqtt: MqttHealth | None = None
     wifi: WifiHealth | None = Field(default=None, description="with [wifi] enabled only")
+
+
+class HealthBeat(Body):
+    """The short `health/beat`: what moves all the time, between full reports."""
+
+    uptime_s: float
+    rss_mb: float
+    cpu_pct: float = Field(description="since the previous report, beat or full")
+    loop_lag_ms: float = Field(description="worst since the previous report, beat or full")
+    depth: int = Field(description="messages in the outbox")
+    reconnects: int
 
 
 class ReplyError(Body):

@@ -63,6 +63,7 @@ def name_of(levels_or_dots: str) -> str | None:
     name = levels_or_dots.replace("/", ".")
     return name if COMMAND_NAME.fullmatch(name) else None
 
+
 STATE = TopicSpec("state", p.State, None, qos=1, retain=True)
 POSITION = TopicSpec("position", p.Position, Priority.SAMPLE, qos=0, retain=False)
 ALARM = TopicSpec("alarm/{name}", p.Alarm, Priority.ALARM, qos=1, retain=True)  # {name}: kind
@@ -77,9 +78,10 @@ VEHICLE = TopicSpec("vehicle", p.Vehicle, Priority.SAMPLE, qos=0, retain=False)
 FAULTS = TopicSpec("vehicle/faults", p.Faults, Priority.STATE, qos=1, retain=True, latest_only=True)
 TRIP = TopicSpec("trip", p.Trip, Priority.TRIP, qos=1, retain=False)
 HEALTH = TopicSpec("health", p.Health, Priority.HEALTH, qos=0, retain=True, latest_only=True)
-JOURNEY = TopicSpec(
-    "journey", p.Journey, Priority.STATE, qos=1, retain=True, latest_only=True
+HEALTH_BEAT = TopicSpec(
+    "health/beat", p.HealthBeat, Priority.HEALTH, qos=0, retain=False, latest_only=True
 )
+JOURNEY = TopicSpec("journey", p.Journey, Priority.STATE, qos=1, retain=True, latest_only=True)
 KIOSK_REQUESTS = TopicSpec("kiosk/requests", KioskRequest, Priority.EVENT, qos=1, retain=False)
 UPDATE = TopicSpec("update", UpdateStatus, Priority.STATE, qos=1, retain=True, latest_only=True)
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
@@ -100,6 +102,7 @@ TOPICS: dict[str, TopicSpec] = {
         FAULTS,
         TRIP,
         HEALTH,
+        HEALTH_BEAT,
         JOURNEY,
         KIOSK_REQUESTS,
         UPDATE,

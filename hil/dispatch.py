@@ -5,7 +5,6 @@ so latency and order are measured on what dispatch would see."""
 
 import asyncio
 import contextlib
-import json
 import ssl
 import time
 from collections.abc import Callable
@@ -14,6 +13,8 @@ from typing import Any
 
 import aiomqtt
 
+from edged.codec import PayloadError, messages
+
 
 @dataclass(frozen=True)
 class Received:
@@ -21,6 +22,16 @@ class Received:
     payload: dict[str, Any]
     at: float  # time.time() at arrival
     retain: bool
+
+
+def _payloads(raw: bytes) -> list[dict[str, Any]]:
+    """The messages a payload carries in any encoding, each of a batch on its own; what is
+    not a message (hostile commands too) as `{"_raw": text}`."""
+    try:
+        items = messages(raw)
+    except PayloadError:
+        return [{"_raw": raw.decode(errors="replace")}]
+    return [i if isinstance(i, dict) else {"_raw": raw.decode(errors="replace")} for i in items]
 
 
 class Collector:
@@ -71,15 +82,10 @@ class Collector:
                     self.subscribed.set()
                     async for m in client.messages:
                         raw = m.payload if isinstance(m.payload, bytes) else b""
-                        try:
-                            payload = json.loads(raw)
-                        except (ValueError, RecursionError):  # hostile commands too
-                            payload = {"_raw": raw.decode(errors="replace")}
-                        if not isinstance(payload, dict):
-                            payload = {"_raw": raw.decode(errors="replace")}
-                        r = Received(str(m.topic), payload, time.time(), bool(m.retain))
-                        self.messages.append(r)
-                        self._by_suffix.setdefault(_suffix(r.topic), []).append(r)
+                        for payload in _payloads(raw):
+                            r = Received(str(m.topic), payload, time.time(), bool(m.retain))
+                            self.messages.append(r)
+                            self._by_suffix.setdefault(_suffix(r.topic), []).append(r)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.05)
 

@@ -14,17 +14,36 @@ What it can do, each on demand:
 
 Everything else passes byte for byte to the real broker behind it. The packets are parsed
 only as far as a quirk needs: the fixed header, a CONNECT's protocol level, a PUBLISH's
-topic, a CONNACK's properties.
+topic, a CONNACK's properties. With `raw=True` nothing is parsed (TLS passes through: no
+quirks then), and every connection's bytes are counted both ways, as they cross the
+socket (`Connection`): what a cellular link would bill.
 """
 
 import asyncio
 import contextlib
 import socket
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Literal
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SESSION_EXPIRY_INTERVAL = 0x11
+
+
+@dataclass
+class Connection:
+    """One client connection through the proxy: bytes each way, as they crossed the socket.
+    `chunks` holds (time.monotonic(), to_broker, bytes) of each read when kept."""
+
+    opened: float
+    up: int = 0  # client -> broker
+    down: int = 0  # broker -> client
+    closed: float | None = None
+    chunks: list[tuple[float, bool, int]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.up + self.down
 
 
 @dataclass
@@ -141,9 +160,19 @@ def _property_size(props: bytes, at: int, ident: int) -> int:
 
 
 class MqttProxy:
-    def __init__(self, upstream_port: int, quirks: Quirks | None = None) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        quirks: Quirks | None = None,
+        *,
+        raw: bool = False,
+        keep_chunks: bool = False,
+    ) -> None:
         self.upstream_port = upstream_port
         self.quirks = quirks or Quirks()
+        self.raw = raw
+        self.keep_chunks = keep_chunks
+        self.connections: list[Connection] = []
         self.down = False  # refuse connections (close them at once) while set
         self.accepted = 0
         self.cuts = 0
@@ -203,6 +232,9 @@ class MqttProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        if self.raw:
+            await self._serve_raw(reader, writer, up_reader, up_writer, task)
+            return
         try:
             level = await self._connect(reader, writer, up_writer)
             if level is not None:
@@ -215,6 +247,44 @@ class MqttProxy:
             for w in (writer, up_writer):
                 self._open.discard(w)
                 self._levels.pop(w, None)
+                _abort(w)
+            self._tasks.discard(task)
+
+    async def _serve_raw(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        task: "asyncio.Task[None]",
+    ) -> None:
+        conn = Connection(time.monotonic())
+        self.connections.append(conn)
+
+        async def pump(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_broker: bool
+        ) -> None:
+            while data := await src.read(65536):
+                if to_broker:
+                    conn.up += len(data)
+                else:
+                    conn.down += len(data)
+                if self.keep_chunks:
+                    conn.chunks.append((time.monotonic(), to_broker, len(data)))
+                dst.write(data)
+                await dst.drain()
+            raise ConnectionError("closed")
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(pump(reader, up_writer, True))
+                tg.create_task(pump(up_reader, writer, False))
+        except* (OSError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            conn.closed = time.monotonic()
+            for w in (writer, up_writer):
+                self._open.discard(w)
                 _abort(w)
             self._tasks.discard(task)
 

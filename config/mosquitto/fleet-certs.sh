@@ -93,7 +93,7 @@ ACL
             # the outbound topics of edged/topics.py (tests/integration/test_broker_config.py
             # holds this list to that table)
             for topic in state position occupancy vehicle vehicle/faults trip journey 'events/#' \
-                'alarm/#' kiosk/requests health update 'reply/#'; do
+                'alarm/#' kiosk/requests health health/beat update 'reply/#'; do
                 printf 'topic write %s/%s\n' "$base" "$topic"
             done
             printf 'topic write %s/%s/_replies/#\n' "$prefix" "$fleet"

@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from core.driver import DriverOptions
 from core.errors import ConfigError
 from core.paths import ConfigPath, PrivateConfigPath
+from edged.codec import Encoding
 from edged.config.access import valid_zone
 from edged.config.base import NAME_PATTERN, Strict
 from edged.config.security import ClockConfig, SecurityConfig
@@ -41,6 +42,15 @@ class TlsConfig(Strict):
     ca_file: ConfigPath
     cert_file: ConfigPath | None = None
     key_file: PrivateConfigPath | None = None
+    resume: bool = Field(
+        default=True,
+        description="resume the last TLS session at a reconnect (no certificates resent)",
+    )
+    max_version: Literal["1.2", "1.3"] = Field(
+        default="1.3",
+        description="highest TLS version offered; 1.2 resumes in fewer bytes on Mosquitto "
+        "(docs/budget.md) but sends the node's certificate in clear at a full handshake",
+    )
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> "TlsConfig":
@@ -80,6 +90,14 @@ class BrokerConfig(Strict):
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
     publish_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    encoding: Encoding = Field(
+        default="json",
+        description="payloads on the wire: json, cbor or deflate (the same for the whole "
+        "fleet; the birth says which, every edged tool reads all three)",
+    )
+    topic_aliases: bool = Field(
+        default=True, description="MQTT 5 topic aliases: each topic name sent once a connection"
+    )
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> "BrokerConfig":
@@ -165,7 +183,31 @@ class OutboxConfig(Strict):
 
 
 class HealthConfig(Strict):
-    interval_s: float = Field(default=30.0, ge=1, le=3600)
+    """When `health` (the full report, retained) and `health/beat` (short) are sent."""
+
+    interval_s: float = Field(
+        default=30.0, ge=1, le=3600, description="how often health is looked at"
+    )
+    beat_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="a short `health/beat` this often while nothing worth a full report "
+        "changed; 0: a full report every interval_s, as edged did before",
+    )
+    full_every_s: float = Field(
+        default=3600.0, ge=1, le=86400, description="a full report at least this often"
+    )
+    rss_step_mb: float = Field(
+        default=10.0, gt=0, description="resident memory moved this much since the last full"
+    )
+    depth_above: int = Field(
+        default=1000, ge=1, description="the outbox holding more than this (or back under)"
+    )
+    cpu_above_pct: float = Field(default=80.0, gt=0, description="CPU above this (or back)")
+    lag_above_ms: float = Field(
+        default=1000.0, gt=0, description="event-loop lag above this (or back under)"
+    )
 
 
 class SupervisorConfig(Strict):

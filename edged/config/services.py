@@ -59,11 +59,37 @@ class GeofenceServiceConfig(Strict):
         return self
 
 
+VEHICLE_DEADBANDS = {
+    "speed_kmh": 10.0,
+    "total_distance_km": 1.0,
+    "fuel_level_pct": 2.0,
+    "fuel_used_l": 1.0,
+    "engine_rpm": 500.0,
+    "engine_hours": 0.25,
+}
+"""Default deadbands of `vehicle`, in each field's unit."""
+
+
 class VehicleServiceConfig(Strict):
     """Which DBC signal feeds which vehicle field: `"MESSAGE.Signal"`, as named in the DBC."""
 
     qos: Literal[0, 1] = 0
-    period_s: float = Field(default=10.0, ge=0.5, le=3600, description="`vehicle` every…")
+    period_s: float = Field(
+        default=10.0, ge=0.5, le=3600, description="how often the values are looked at"
+    )
+    on_change: bool = Field(
+        default=True,
+        description="send `vehicle` only when a value moved past its deadband (or at the "
+        "heartbeat); false: every period_s, as edged did before",
+    )
+    heartbeat_s: float = Field(
+        default=300.0, ge=1, le=86400, description="`vehicle` at least this often (on_change)"
+    )
+    deadbands: dict[str, float] = Field(
+        default_factory=lambda: dict(VEHICLE_DEADBANDS),
+        description="field -> smallest change worth a message; a field not named here (and "
+        "every `extra` signal) counts on any change. Doors, ignition and the trip always count",
+    )
     speed: str | None = "CCVS1.WheelBasedVehicleSpeed"
     total_distance: str | None = "VDHR.TotalVehicleDistanceHighRes"
     fuel_used: str | None = "LFC.EngineTotalFuelUsed"
@@ -81,6 +107,16 @@ class VehicleServiceConfig(Strict):
     ignition_off_after_s: float = Field(
         default=30, gt=0, le=3600, description="engine stopped or bus silent this long: off"
     )
+
+    @model_validator(mode="after")
+    def _deadband_fields(self) -> "VehicleServiceConfig":
+        for name, band in self.deadbands.items():
+            if name not in VEHICLE_DEADBANDS:
+                known = ", ".join(VEHICLE_DEADBANDS)
+                raise ValueError(f"deadbands: {name!r} is not a vehicle field ({known})")
+            if not band >= 0:
+                raise ValueError(f"deadbands.{name} must be 0 or more, not {band}")
+        return self
 
     @model_validator(mode="after")
     def _signal_names(self) -> "VehicleServiceConfig":

@@ -15,6 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edged.codec import PayloadError, decode
 from edged.security.signing import sign
 
 REPLIES_LEVEL = "_replies"
@@ -99,8 +100,8 @@ def reply_of(
     else:
         return None
     try:
-        reply = json.loads(payload)
-    except (ValueError, RecursionError):
+        reply = decode(payload)
+    except PayloadError:  # any encoding a node writes (edged.codec); garbage is not ours
         return None
     if not isinstance(reply, dict) or reply.get("id") != request.id:
         return None

@@ -7,7 +7,6 @@ promises is counted and dropped, and nothing in it can raise, grow memory withou
 put terminal escape codes on the operator's screen.
 """
 
-import json
 import logging
 import math
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edged.codec import PayloadError, messages
 from edged.config.base import NAME_PATTERN
 from edged.topics import COMMAND_NAME, levels, name_of
 
@@ -40,11 +40,13 @@ CONTRACT_TOPICS = frozenset(
         "alarm",
         "kiosk/requests",
         "health",
+        "health/beat",
     }
 )
 """Outgoing topics of the MQTT contract (DESIGN.md); `reply/{name}` is matched separately."""
 
 MAX_PAYLOAD = 256 * 1024
+MAX_BATCH = 1000
 MAX_TEXT = 120
 MAX_TOPICS_PER_NODE = 64
 MAX_ALARMS_PER_NODE = 32
@@ -308,8 +310,8 @@ class FleetView:
                 self.ignored += 1
                 return False
             fleet, node, suffix = parsed
-            body = self._decode(payload)
-            if body is None:
+            bodies = self._decode(payload)
+            if bodies is None:
                 self.rejected += 1
                 return False
             key = f"{fleet}/{node}"
@@ -319,9 +321,10 @@ class FleetView:
                     self.ignored += 1
                     return False
                 view = NodeView(fleet, node)
-            if not self._apply(view, suffix, body):
-                self.rejected += 1
-                return False
+            for body in bodies:  # a batch: each message as if it had come alone
+                if not self._apply(view, suffix, body):
+                    self.rejected += 1
+                    return False
         except Exception:  # a bug of ours must not end a watch; the tests assert it never happens
             log.exception("could not read a message on %r", topic[:200])
             self.rejected += 1
@@ -332,9 +335,10 @@ class FleetView:
         self.version += 1
         view.changed = self.version
         view.last_received = self.clock()
-        ts = trusted_ts(body)
-        if ts is not None and (view.last_ts is None or ts > view.last_ts):
-            view.last_ts = ts
+        for body in bodies:
+            ts = trusted_ts(body)
+            if ts is not None and (view.last_ts is None or ts > view.last_ts):
+                view.last_ts = ts
         counter = (
             suffix if suffix in view.messages or len(view.messages) < MAX_TOPICS_PER_NODE else OTHER
         )
@@ -379,7 +383,8 @@ class FleetView:
         return None  # cmd/* is input to the node, anything else is not in the contract
 
     @staticmethod
-    def _decode(payload: Any) -> Mapping[str, Any] | None:
+    def _decode(payload: Any) -> list[Mapping[str, Any]] | None:
+        """The message(s) of a payload in any encoding (`edged.codec`), a batch's each."""
         if isinstance(payload, str):
             payload = payload.encode("utf-8", "replace")
         if not isinstance(payload, bytes | bytearray) or not payload:
@@ -387,10 +392,11 @@ class FleetView:
         if len(payload) > MAX_PAYLOAD:
             return None
         try:
-            body = json.loads(payload)
-        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
+            items = messages(payload, MAX_PAYLOAD)
+        except PayloadError:  # not JSON, CBOR or deflate; damaged, hostile, too large
             return None
-        return _obj(body)
+        bodies = [body for item in items[:MAX_BATCH] if (body := _obj(item)) is not None]
+        return bodies if bodies and len(bodies) == len(items) else None
 
     def _apply(self, view: NodeView, suffix: str, body: Mapping[str, Any]) -> bool:
         handler = _HANDLERS.get(suffix)

@@ -1,9 +1,13 @@
 """The vehicle as its CAN bus tells it: `vehicle`, `vehicle/faults`, doors, ignition, trips.
 
 Which DBC signal feeds which field is config (`[services.vehicle]`), so a bus with other
-signals needs a DBC edit and a config line, not code. `vehicle` goes out every `period_s`
-and at once when a door or the ignition changes; `vehicle/faults` only when the set of
-active DM1 codes or lamps changes.
+signals needs a DBC edit and a config line, not code. `vehicle` goes out at once when a door,
+the ignition or the trip changes; otherwise the values are looked at every `period_s` and
+sent when one moved past its deadband since the last message (speed by 10 km/h, fuel by a
+litre…), and at least every `heartbeat_s` while the bus talks (`on_change = false`: every
+`period_s`, the former rule). Each message carries every value at full precision: the
+deadbands decide when, never what. `vehicle/faults` only when the set of active DM1 codes
+or lamps changes.
 """
 
 import asyncio
@@ -45,6 +49,7 @@ class VehicleService(Service):
         self._last_can = 0.0
         self._ecus: dict[int, ActiveFaults] = {}
         self._published_faults: Faults | None = None
+        self._sent: tuple[Vehicle, float] | None = None  # the last `vehicle`, monotonic time
         self._wanted: dict[str, list[tuple[str, str, str]]] = {}  # message -> (kind, key, sig)
         for name in _FIELDS:
             ref = getattr(config, name)
@@ -205,7 +210,9 @@ class VehicleService(Service):
         )
 
     def publish(self) -> None:
-        self.host.publish(VEHICLE, self.snapshot(), qos=self.config.qos)
+        snapshot = self.snapshot()
+        self._sent = (snapshot, time.monotonic())
+        self.host.publish(VEHICLE, snapshot, qos=self.config.qos)
         self.tell()
 
     def tell(self) -> None:
@@ -220,6 +227,37 @@ class VehicleService(Service):
             self._status = status
             self.host.bus.emit(status)
 
+    def moved(self, now: Vehicle) -> bool:
+        """A value moved past its deadband since the last `vehicle` (any change counts for
+        doors, ignition, trip, `extra` and a value that appeared or vanished)."""
+        if self._sent is None:
+            return True
+        last = self._sent[0]
+        if (last.doors, last.ignition, last.trip_id, last.extra) != (
+            now.doors,
+            now.ignition,
+            now.trip_id,
+            now.extra,
+        ):
+            return True
+        for name, band in self.config.deadbands.items():
+            a, b = getattr(last, name), getattr(now, name)
+            if a != b and (a is None or b is None or abs(b - a) >= band):
+                return True
+        return any(
+            getattr(last, name) != getattr(now, name)
+            for name in Vehicle.model_fields
+            if name not in self.config.deadbands
+        )
+
+    def due(self, now: float) -> bool:
+        """Whether the periodic look sends a `vehicle` now."""
+        if not self.config.on_change or self._sent is None:
+            return True
+        if now - self._sent[1] >= self.config.heartbeat_s - 0.05:
+            return True
+        return self.moved(self.snapshot())
+
     async def run(self) -> None:
         last = time.monotonic()
         while True:
@@ -228,7 +266,8 @@ class VehicleService(Service):
             now = time.monotonic()
             if now - last >= self.config.period_s:
                 last = now
-                if self._last_can and now - self._last_can < self.config.period_s * 2:
+                talks = self._last_can and now - self._last_can < self.config.period_s * 2
+                if talks and self.due(now):
                     self.publish()
 
     # -- commands ---------------------------------------------------------------------

@@ -31,17 +31,19 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.counters import Counters
 from core.errors import ConfigError
+from edged.codec import to_wire
 from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
 from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
+from edged.uplink.aliases import TopicAliases
 from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient
 from edged.uplink.reasons import SESSION_TAKEN_OVER, UNSUPPORTED_PROTOCOL, reason_for
 from edged.uplink.reconnect import Reconnect, SessionEnd
 from edged.uplink.sender import Sender
-from edged.uplink.tls import tls_context
+from edged.uplink.tls import TlsSessions
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,13 @@ class Uplink:
         self._worked_at: float | None = None  # when this session's birth was acknowledged
         self._warned_expiry: int | None = None
         self.reconnect = Reconnect(config.reconnect_min_s, config.reconnect_max_s, self.rng)
+        self.tls = TlsSessions(config) if config.tls is not None else None
+        self.tls_resumed: bool | None = None
+        self.aliases = TopicAliases(0)  # this connection's; set up at each CONNACK
+        self._subscribed: str | None = None
+        """The command filter this process subscribed to in a session the broker may keep:
+        when it says it kept the session, the subscription is in it (not sent again). Not
+        trusted across a restart: the session may hold another config's subscription."""
 
     @property
     def connected(self) -> bool:
@@ -138,7 +147,22 @@ class Uplink:
             session_expiry_s=self.session_expiry_s,
             session_present=self.session_present,
             last_error=self.last_error,
+            tls_resumed=self.tls_resumed,
+            topic_aliases=self.aliases.maximum if self.protocol == "5" else None,
         )
+
+    def wire(self, payload: bytes) -> bytes:
+        """A stored (JSON) payload as the fleet's encoding puts it on the wire."""
+        return to_wire(payload, self.config.encoding)
+
+    def outgoing(
+        self, topic: str, payload: bytes, properties: Properties | None
+    ) -> tuple[str, bytes, Properties | None]:
+        """What one publish of this connection sends for a stored message: the payload in
+        the fleet's encoding, the topic by alias once it has one. Call it right before
+        handing the publish to paho (the publish carrying a topic's name must go first)."""
+        name, properties = self.aliases.apply(topic, properties)
+        return name, self.wire(payload), properties
 
     @property
     def where(self) -> str:
@@ -311,8 +335,8 @@ class Uplink:
             username=cfg.username,
             password=read_password(cfg),
             keepalive=cfg.keepalive_s,
-            tls_context=tls_context(cfg) if cfg.tls is not None else None,
-            will=aiomqtt.Will(self.topics.of(STATE), will_payload, qos=1, retain=True),
+            tls_context=self.tls.context() if self.tls is not None else None,
+            will=aiomqtt.Will(self.topics.of(STATE), self.wire(will_payload), qos=1, retain=True),
             clean_session=None if v5 else not persistent,
             clean_start=not persistent if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # 5 only
             properties=properties,
@@ -344,8 +368,17 @@ class Uplink:
 
     async def _start(self, client: MqttClient, birth: bytes) -> None:
         """Subscribe, birth, retained topics again, then drain the outbox for good."""
-        await self._subscribe(client)
-        await client.publish(self.topics.of(STATE), birth, qos=1, retain=True)
+        use_aliases = self.protocol == "5" and self.config.topic_aliases
+        self.aliases = TopicAliases(client.topic_alias_max if use_aliases else 0)
+        if self.tls is not None:
+            self.tls_resumed = self.tls.connected()
+            self.counters.inc(f"uplink.tls.{'resumed' if self.tls_resumed else 'full'}")
+        if client.session_present and self._subscribed == self.topics.commands:
+            self.counters.inc("uplink.subscription_kept")  # the broker kept it with the session
+        else:
+            await self._subscribe(client)
+        self._subscribed = self.topics.commands if self.config.session_expiry_s > 0 else None
+        await client.publish(self.topics.of(STATE), self.wire(birth), qos=1, retain=True)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
         if not client.session_present:
@@ -353,7 +386,7 @@ class Uplink:
             # (a restart without persistence). Restored messages are the ones delivered
             # before, byte for byte: the same (topic, epoch, seq)
             for topic, payload, qos in await self.outbox.retained():
-                await client.publish(topic, payload, qos=qos, retain=True)
+                await client.publish(topic, self.wire(payload), qos=qos, retain=True)
         self.connected = True
         self.sessions += 1
         self._connected_as(client)
@@ -439,6 +472,7 @@ class Uplink:
             window=self.config.window,
             timeout_s=self.config.publish_timeout_s,
             v5=self.protocol == "5",
+            outgoing=self.outgoing,
         )
         try:
             await sender.run()
@@ -462,7 +496,15 @@ class Uplink:
         if client is None or not self.connected:
             return False
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain, timeout=within_s)
+            name, wire, properties = self.outgoing(topic, payload, None)
+            await client.publish(
+                name,
+                wire,
+                qos=qos,
+                retain=retain,
+                properties=properties,
+                timeout=within_s,
+            )
         except aiomqtt.MqttError as exc:
             log.warning("could not publish %s: %s", topic, exc)
             return False

@@ -51,6 +51,7 @@ class MqttClient(aiomqtt.Client):
         super().__init__(*args, **kwargs)
         self.session_present: bool | None = None
         self.granted_expiry_s: int | None = None  # CONNACK's session expiry (MQTT 5)
+        self.topic_alias_max = 0  # CONNACK's Topic Alias Maximum (MQTT 5; absent: none)
         self.ended: Ended | None = None
         self.unreadable = 0
         self.on_delivered: Callable[[int], bool] | None = None
@@ -102,6 +103,8 @@ class MqttClient(aiomqtt.Client):
         self.session_present = bool(getattr(flags, "session_present", False))
         expiry = getattr(properties, "SessionExpiryInterval", None)
         self.granted_expiry_s = expiry if isinstance(expiry, int) else None
+        aliases = getattr(properties, "TopicAliasMaximum", 0)
+        self.topic_alias_max = aliases if isinstance(aliases, int) else 0
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:

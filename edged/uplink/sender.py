@@ -27,6 +27,7 @@ rows), and the outbox deletes it only after its PUBACK.
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -43,13 +44,26 @@ class PubackTimeout(aiomqtt.MqttError):
     """The broker left a message unacknowledged for too long: the session is over."""
 
 
+Outgoing = Callable[[str, bytes, "Properties | None"], tuple[str, bytes, "Properties | None"]]
+"""What one publish sends for a stored message (`Uplink.outgoing`): the topic or its alias,
+the payload in the fleet's encoding. Called right before paho takes the publish."""
+
+
 class Sender:
     """Publishes the outbox's messages on one session's client until cancelled or failed."""
 
     def __init__(
-        self, client: MqttClient, outbox: Outbox, *, window: int, timeout_s: float, v5: bool
+        self,
+        client: MqttClient,
+        outbox: Outbox,
+        *,
+        window: int,
+        timeout_s: float,
+        v5: bool,
+        outgoing: Outgoing | None = None,
     ) -> None:
         self.client = client
+        self.outgoing = outgoing
         self.outbox = outbox
         self.window = window
         self.timeout_s = timeout_s
@@ -141,7 +155,10 @@ class Sender:
                 if msg.correlation is not None and self.v5:
                     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
                     properties.CorrelationData = msg.correlation
-                mid = publish(msg.topic, msg.payload, msg.qos, msg.retain, properties)
+                topic, payload = msg.topic, msg.payload
+                if self.outgoing is not None:  # the fleet's encoding, topic aliases
+                    topic, payload, properties = self.outgoing(topic, payload, properties)
+                mid = publish(topic, payload, msg.qos, msg.retain, properties)
                 inflight[mid] = (msg, now)
                 room -= 1
         except Exception as exc:  # the connection is gone: the session ends

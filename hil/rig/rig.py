@@ -323,6 +323,7 @@ path = "{(s.outbox_dir or w) / "outbox.sqlite"}"
 
 [health]
 interval_s = {s.health_s}
+beat_s = 0  # the rig reads counters and driver states from health: a full report each time
 
 [clock]
 trust_system_clock = {"true" if s.trust_system_clock else "false"}

@@ -19,6 +19,7 @@ def write_config(
     gps: bool = True,
     speed_factor: float = 30.0,
     health_s: float = 30.0,
+    health_beat_s: float = 0.0,
     outbox: str = "",
     broker: str = "",
     extra: str = "",
@@ -26,7 +27,11 @@ def write_config(
     reconnect_min_s: float = 0.2,
     reconnect_max_s: float = 1.0,
 ) -> Path:
-    """A complete node config talking to the test broker; extra TOML lines can be added."""
+    """A complete node config talking to the test broker; extra TOML lines can be added.
+
+    Tests read counters and outbox figures from `health`, so by default the node sends its
+    full report at every `health_s` (`beat_s = 0`, the former rule); a test of the
+    beats sets `health_beat_s`."""
     drivers = (
         f"""
 [[drivers]]
@@ -61,6 +66,7 @@ path = "{tmp / (node + "-outbox.sqlite")}"
 
 [health]
 interval_s = {health_s}
+beat_s = {health_beat_s}
 
 [services.position]
 qos = 1

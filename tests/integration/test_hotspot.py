@@ -69,6 +69,7 @@ path = "outbox.sqlite"
 
 [health]
 interval_s = 2
+beat_s = 0  # a full report at every look: the tests read the hotspot's counts
 
 [services.kiosk]
 enabled = true

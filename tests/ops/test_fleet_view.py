@@ -137,7 +137,9 @@ def test_within_one_epoch_seq_orders_positions_even_when_the_clock_stepped_back(
     v = view()
     v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, seq=10, ts=NOW_MS, epoch="a" * 16))
     # the GPS clock stepped back an hour: ts goes back, seq does not
-    v.ingest(f"{BASE}/position", msg(lat=44.0, lon=1.0, seq=11, ts=NOW_MS - 3_600_000, epoch="a" * 16))
+    v.ingest(
+        f"{BASE}/position", msg(lat=44.0, lon=1.0, seq=11, ts=NOW_MS - 3_600_000, epoch="a" * 16)
+    )
     v.ingest(f"{BASE}/position", msg(lat=43.0, lon=1.0, seq=9, ts=NOW_MS + 5, epoch="a" * 16))
     node = v.node("creuse", "shuttle-07")
     assert node is not None and node.position is not None
@@ -212,7 +214,10 @@ def test_faults_keep_the_first_codes_their_count_and_the_lamps() -> None:
 def test_an_alarm_keeps_its_id_and_who_acknowledged_it() -> None:
     v = view()
     details = {"alarm_id": "1-abc", "raised_at": NOW_MS, "acked_by": "régulation"}
-    v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=False, reason="acknowledged", details=details))
+    v.ingest(
+        f"{BASE}/alarm/panic",
+        msg(kind="panic", active=False, reason="acknowledged", details=details),
+    )
     a = v.nodes[KEY].alarms["panic"]
     assert (a.alarm_id, a.raised_at, a.acked_by) == ("1-abc", NOW_MS, "régulation")
 
@@ -545,3 +550,58 @@ def test_a_fix_with_a_known_date_keeps_the_receivers_time() -> None:
     node = v.node("creuse", "shuttle-07")
     assert node is not None and node.position is not None
     assert node.position.fix_ms == NOW_MS - 60_000
+
+
+# -- the fleet's encodings (#20) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["json", "cbor", "deflate"])
+def test_a_position_reads_the_same_in_every_encoding(encoding: str) -> None:
+    from edged.codec import to_wire
+
+    v = view()
+    assert v.ingest(f"{BASE}/position", to_wire(POSITION, encoding))  # type: ignore[arg-type]
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert (node.position.lat, node.position.lon) == (45.9, 2.17)
+
+
+def test_a_batch_of_positions_is_read_message_by_message() -> None:
+    from edged.codec import to_wire
+
+    v = view()
+    first, second = json.loads(POSITION), json.loads(POSITION)
+    second.update(seq=2, lat=46.0)
+    batch = json.dumps([first, second]).encode()
+    assert v.ingest(f"{BASE}/position", to_wire(batch, "deflate"))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert node.position.lat == 46.0
+    assert node.messages["position"] == 1  # one MQTT message
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xa1\x61a\xc0\x61x",  # a CBOR tag
+        b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff",  # an array claiming 2^64 items
+        b"\x00\x09abc",  # deflate with an unknown dictionary
+        b"\x00\x01" + b"\xff" * 40,  # damaged deflate
+        b"[1, 2, 3]",  # a batch of what are not messages
+        b"[]",
+    ],
+)
+def test_garbage_in_any_encoding_is_rejected_and_counted(payload: bytes) -> None:
+    v = view()
+    assert not v.ingest(f"{BASE}/position", payload)
+    assert v.rejected == 1 and v.internal_errors == 0
+
+
+def test_a_deflate_bomb_is_rejected_without_inflating_it() -> None:
+    from edged.codec import deflate
+
+    v = view()
+    bomb = deflate.encode(b'{"v":1,"x":"' + b"a" * 10_000_000 + b'"}')
+    assert len(bomb) < 20_000
+    assert not v.ingest(f"{BASE}/position", bomb)
+    assert v.rejected == 1

@@ -319,3 +319,81 @@ def test_the_vehicle_service_declares_its_trip_commands() -> None:
         ("trip.start", "operate"),
         ("trip.stop", "operate"),
     ]
+
+
+# -- on change: deadbands and heartbeat ------------------------------------------------------
+
+
+def ticking() -> tuple[TestHost, VehicleService, CanFeed]:
+    """A vehicle whose first `vehicle` has gone out, the bus talking."""
+    node, svc, bus = make()
+    bus.send("CCVS1", WheelBasedVehicleSpeed=50.0)
+    bus.send("VDHR", TotalVehicleDistanceHighRes=100_000_000.0)
+    bus.send("LFC", EngineTotalFuelUsed=5000.0)
+    svc.publish()
+    return node, svc, bus
+
+
+def test_a_value_within_its_deadband_sends_nothing_at_the_periodic_look() -> None:
+    _, svc, bus = ticking()
+    assert svc._sent is not None
+    at = svc._sent[1]
+    bus.send("CCVS1", WheelBasedVehicleSpeed=57.5)  # 7.5 km/h: inside 10
+    bus.send("VDHR", TotalVehicleDistanceHighRes=100_000_900.0)  # 0.9 km: inside 1
+    assert not svc.due(at + 10)
+
+
+@pytest.mark.parametrize(
+    ("message", "signal", "value"),
+    [
+        ("CCVS1", "WheelBasedVehicleSpeed", 60.0),  # +10 km/h
+        ("CCVS1", "WheelBasedVehicleSpeed", 39.0),  # -11 km/h: down counts too
+        ("VDHR", "TotalVehicleDistanceHighRes", 100_001_000.0),  # +1 km
+        ("LFC", "EngineTotalFuelUsed", 5001.0),  # +1 l
+        ("DD", "FuelLevel1", 40.0),  # a value that appears
+    ],
+)
+def test_a_value_past_its_deadband_sends_the_vehicle(
+    message: str, signal: str, value: float
+) -> None:
+    _, svc, bus = ticking()
+    assert svc._sent is not None
+    bus.send(message, **{signal: value})
+    assert svc.due(svc._sent[1] + 10)
+
+
+def test_the_heartbeat_sends_the_vehicle_when_nothing_moved() -> None:
+    _, svc, _ = ticking()
+    assert svc._sent is not None
+    at = svc._sent[1]
+    assert not svc.due(at + svc.config.heartbeat_s - 1)
+    assert svc.due(at + svc.config.heartbeat_s)
+
+
+def test_an_extra_signal_counts_on_any_change() -> None:
+    _, svc, bus = ticking()
+    assert svc._sent is not None
+    bus.send("AT1T1I", Level=80.0)
+    assert svc.due(svc._sent[1] + 10)
+
+
+def test_each_message_carries_every_value_at_full_precision() -> None:
+    node, svc, bus = ticking()
+    bus.send("VDHR", TotalVehicleDistanceHighRes=100_001_234.0)
+    svc.publish()
+    assert node.bodies("vehicle")[-1].total_distance_km == 100_001.234
+
+
+def test_off_the_former_rule_sends_at_every_period() -> None:
+    svc = VehicleService(TestHost(), VehicleServiceConfig(on_change=False), TripServiceConfig())
+    CanFeed(svc).send("CCVS1", WheelBasedVehicleSpeed=50.0)
+    svc.publish()
+    assert svc._sent is not None
+    assert svc.due(svc._sent[1] + 10)
+
+
+def test_a_deadband_on_an_unknown_field_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="not a vehicle field"):
+        VehicleServiceConfig(deadbands={"sped_kmh": 5.0})
+    with pytest.raises(ValueError, match="0 or more"):
+        VehicleServiceConfig(deadbands={"speed_kmh": -1.0})
