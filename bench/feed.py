@@ -15,7 +15,10 @@ For N = 1,000 and 5,000 simulated vehicles (the fleet simulator's payloads):
   queue of up to 50,000 messages took) and rss_peak_mb its peak;
 - lag_p50_ms, lag_p99_ms: 1,000 vehicles at 1,000 msg/s for `lag_s` seconds, the served
   protobuf feed polled every 50 ms: from each position's publish to the poll that first
-  served it (the poll interval included); aim p99 ≤ 1,000 ms.
+  served it (the poll interval included); aim p99 ≤ 1,000 ms;
+- ingest_cpu_us_per_msg_N, baseline_cpu_us_per_msg_N, cpu_ratio_N: CPU time (user +
+  system, /proc) of each process over its timed drain per message, best of two, and
+  baseline / feed: the same comparison, moved less by a busy machine than the rates.
 """
 
 import argparse
@@ -36,7 +39,7 @@ import aiohttp
 import aiomqtt
 from google.transit import gtfs_realtime_pb2 as rt
 
-from bench.common import Mosquitto, free_port, percentile, proc_status_mb, rnd, say
+from bench.common import Mosquitto, free_port, percentile, proc_cpu_s, proc_status_mb, rnd, say
 from edged.ops.fleet import FleetView
 from edged.transit.gtfsrt import Encoder
 from edged.transit.service import FeedService
@@ -140,6 +143,8 @@ class Subscribers:
         self.feed, self.url, self.base, self.broker = feed, url, base, broker
         self.base_seen = seen  # messages the bare subscriber has been sent so far
         self.http = aiohttp.ClientSession()
+        self.feed_cpu_us: list[float] = []  # CPU per message of each timed drain
+        self.base_cpu_us: list[float] = []
 
     async def close(self) -> None:
         await self.http.close()
@@ -166,9 +171,11 @@ class Subscribers:
     async def time_feed(self, messages: list[tuple[str, bytes, bool]]) -> float:
         before = await _received(self.http, self.url)
         await self._backlog(messages)
+        cpu0 = proc_cpu_s(self.feed.pid) or 0.0
         os.kill(self.feed.pid, signal.SIGCONT)
         started = time.time()
         rate = len(messages) / (await self._feed_until(before + len(messages)) - started)
+        self.feed_cpu_us.append(((proc_cpu_s(self.feed.pid) or 0.0) - cpu0) / len(messages) * 1e6)
         os.kill(self.base.pid, signal.SIGCONT)
         await self._base_until(self.base_seen)
         return rate
@@ -176,9 +183,11 @@ class Subscribers:
     async def time_base(self, messages: list[tuple[str, bytes, bool]]) -> float:
         before = await _received(self.http, self.url)
         await self._backlog(messages)
+        cpu0 = proc_cpu_s(self.base.pid) or 0.0
         os.kill(self.base.pid, signal.SIGCONT)
         started = time.time()
         rate = len(messages) / (await self._base_until(self.base_seen) - started)
+        self.base_cpu_us.append(((proc_cpu_s(self.base.pid) or 0.0) - cpu0) / len(messages) * 1e6)
         os.kill(self.feed.pid, signal.SIGCONT)
         await self._feed_until(before + len(messages))
         return rate
@@ -291,6 +300,10 @@ async def measure(quick: bool, quiet: bool) -> dict[str, Any]:
                     out[f"ingest_per_s_{n}"] = round(max(ingest))
                     out[f"baseline_per_s_{n}"] = round(max(baseline))
                     out[f"ratio_{n}"] = round(max(ingest) / max(baseline), 3)
+                    feed_cpu, base_cpu = min(subs.feed_cpu_us), min(subs.base_cpu_us)
+                    out[f"ingest_cpu_us_per_msg_{n}"] = rnd(feed_cpu, 1)
+                    out[f"baseline_cpu_us_per_msg_{n}"] = rnd(base_cpu, 1)
+                    out[f"cpu_ratio_{n}"] = round(base_cpu / feed_cpu, 3)
                     say(quiet, f"{n} vehicles: feed {ingest}, baseline {baseline}")
                     if n == 1000:
                         base.kill()
@@ -312,6 +325,8 @@ async def measure(quick: bool, quiet: bool) -> dict[str, Any]:
     out["ingest_per_s"] = out["ingest_per_s_1000"]
     out["baseline_per_s"] = out["baseline_per_s_1000"]
     out["ratio"] = min(out["ratio_1000"], out["ratio_5000"])
+    out["cpu_ratio"] = min(out["cpu_ratio_1000"], out["cpu_ratio_5000"])
+    out["loadavg_1m"] = rnd(os.getloadavg()[0], 2)
     out["aims"] = AIMS
     out["ratio_ok"] = out["ratio"] >= AIMS["ratio"]
     out["build_ms_1000_ok"] = out["build_ms_1000"] <= AIMS["build_ms_1000"]

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +60,15 @@ def drops_root() -> bool:
 
 
 class FleetBroker:
-    """`fleet-certs.sh` material for `nodes` and `clients`, and Mosquitto on the shipped config."""
+    """`fleet-certs.sh` material for `nodes`, `clients` and read-only `feeds` (name, fleets),
+    and Mosquitto on the shipped config."""
 
     def __init__(
         self,
         nodes: list[tuple[str, str]],
         clients: list[str],
         *,
+        feeds: Sequence[tuple[str, tuple[str, ...]]] = (),
         workdir: Path | None = None,
     ) -> None:
         base = Path(tempfile.mkdtemp(prefix="edged-fleet-", dir=workdir))
@@ -84,6 +86,8 @@ class FleetBroker:
             self.warnings += fleet_certs(self.dir, "node", fleet, node)
         for name in clients:
             self.warnings += fleet_certs(self.dir, "client", name)
+        for name, fleets in feeds:
+            self.warnings += fleet_certs(self.dir, "feed", name, *fleets)
 
     # -- the material ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ Usage: sudo systemd/install.sh [OPTIONS]
 
 Installs edged as the systemd service edged.service:
   - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi;
+    + fonts-noto-color-emoji when the config enables [services.kiosk], for the screen's emoji;
     + build-essential python3-dev libffi-dev cmake libatomic1 only where a dependency has no
     wheel for this machine, as on 32-bit Raspberry Pi OS without piwheels)
   - groups gpio, i2c, spi when missing; the system user edged in dialout gpio i2c spi plugdev
@@ -24,6 +25,8 @@ Installs edged as the systemd service edged.service:
     with the files the example names beside it (the simulated route, the CAN log it replays),
     and /etc/edged/secrets (edged, 0700) for passwords and keys
   - /var/lib/edged (edged, 0700): the outbox
+  - /opt/edged/doc: the README, systemd/README.md as systemd.md and docs/*.md (the units'
+    Documentation= lines point there)
   - the unit, udev rules, NFC module blacklist and sysctl; then daemon-reload, enable, start
     (start only when `edged check-config` passes: otherwise it says what to fix)
 
@@ -90,8 +93,27 @@ VENV=/opt/edged/venv
 
 # -- Debian packages ---------------------------------------------------------------------
 
+# kiosk_enabled CONFIG: the config turns on the screen's page ([services.kiosk] enabled)
+kiosk_enabled() {
+    "$PYTHON" - "$1" <<'PY'
+import sys, tomllib
+try:
+    with open(sys.argv[1], "rb") as f:
+        kiosk = tomllib.load(f).get("services", {}).get("kiosk", {})
+except (OSError, tomllib.TOMLDecodeError):
+    sys.exit(1)  # an unreadable config is reported where it is copied or checked
+sys.exit(0 if isinstance(kiosk, dict) and kiosk.get("enabled") is True else 1)
+PY
+}
+
+packages=(python3 python3-venv libnfc6 libnfc-bin libfreefare-dev can-utils)
+config_now="$R/etc/edged/edged.toml"                # the one kept, else the example copied
+[ -e "$config_now" ] || config_now=$EXAMPLE
+if kiosk_enabled "$config_now"; then
+    # the screen's browser draws announcements' emoji with it (docs/kiosk.md, Emoji)
+    packages+=(fonts-noto-color-emoji)
+fi
 if [ "$APT" -eq 1 ]; then
-    packages=(python3 python3-venv libnfc6 libnfc-bin libfreefare-dev can-utils)
     # gpiozero's preferred pin driver on a Pi; Raspberry Pi OS has it, plain Debian may not
     if apt-cache show python3-lgpio >/dev/null 2>&1; then
         packages+=(python3-lgpio)
@@ -100,6 +122,8 @@ if [ "$APT" -eq 1 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" \
         || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -qq --no-install-recommends "${packages[@]}"; }
+else
+    say "apt skipped (--no-apt or --root): the node needs ${packages[*]}"
 fi
 
 # -- user and groups (in $ROOT's own passwd and group files) ---------------------------
@@ -243,6 +267,9 @@ install -D -m 0644 "$SRC/systemd/modprobe.d/edged-blacklist-nfc.conf" \
 install -D -m 0644 "$SRC/systemd/sysctl.d/60-edged.conf" "$R/etc/sysctl.d/60-edged.conf"
 install -m 0644 "$SRC/systemd/README.md" "$R/opt/edged/doc/systemd.md"
 install -m 0644 "$SRC/README.md" "$R/opt/edged/doc/README.md"
+# the units' Documentation= lines name these (wifi.md for the hotspot's), and they link to
+# one another: all of docs/, beside the units' own systemd.md
+install -m 0644 "$SRC"/docs/*.md "$R/opt/edged/doc/"
 
 if [ "$LIVE" -eq 0 ]; then
     say "installed under $ROOT; no service touched (--no-systemctl or --root)"

@@ -79,10 +79,13 @@ def test_the_installed_package_is_not_the_source_tree(installed: Path) -> None:
 def test_the_shipped_dbc_is_found_in_the_installed_package(installed: Path) -> None:
     out = python(
         installed,
-        "from drivers.can.decoder import SHIPPED_DBC as d, Decoders\nDecoders(d)\nprint(d)",
+        "import sys\nfrom drivers.can.decoder import SHIPPED_DBC as d, Decoders\nDecoders(d)\n"
+        "print('cantools' in sys.modules)\nprint(d)",
     )
-    dbc = Path(out)
+    cantools_loaded, where = out.splitlines()
+    dbc = Path(where)
     assert dbc.is_relative_to(installed) and dbc.is_file(), out
+    assert cantools_loaded == "False", "the DBC's compiled table (fms.dbc.json) is not installed"
     assert dbc.read_bytes() == (ROOT / "config" / "fms.dbc").read_bytes()
 
 
@@ -100,3 +103,31 @@ def test_the_kiosk_page_is_in_the_installed_package(installed: Path) -> None:
         installed, "from edged.kiosk.server import load_static; print(sorted(load_static()))"
     )
     assert "index.html" in out and "kiosk.js" in out
+
+
+# -- #24: `edged demo` from a wheel -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["shuttle.toml", "routes/creuse-shuttle.json", "can/shuttle-day.log"]
+)
+def test_the_demo_config_and_what_it_names_are_in_the_installed_package(
+    installed: Path, name: str
+) -> None:
+    out = python(
+        installed,
+        "from edged.config import load_config\n"
+        "from edged.demo.runner import default_config_path as d\n"
+        "load_config(d())\nprint(d())",
+    )
+    shipped = Path(out).parent / name
+    assert shipped.is_relative_to(installed) and shipped.is_file(), out
+    assert not shipped.is_symlink()  # a copy in the wheel, not a link back to a checkout
+    assert shipped.read_bytes() == (ROOT / "config" / name).read_bytes()
+
+
+def test_edged_demo_runs_from_the_installed_package(installed: Path, tmp_path: Path) -> None:
+    out = run(installed / "bin/edged", "demo", "--duration", "2", "--kiosk-port", "0", cwd=tmp_path)
+    assert "node said offline" in out, out
+    (messages,) = [line for line in out.splitlines() if line.startswith("messages")]
+    assert "position" in messages and "0 rejected" in messages, out

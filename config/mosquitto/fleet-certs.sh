@@ -10,15 +10,19 @@
 #                                            username and client id for it), and its ACL block
 #   fleet-certs.sh DIR client NAME           a dispatch/ops tool certificate of the ops CA,
 #                                            CN NAME, and its ACL block (read all, send commands)
+#   fleet-certs.sh DIR feed NAME [FLEET...]  a read-only certificate of the ops CA for the
+#                                            transit feed (`edgectl feed`), CN NAME: it reads
+#                                            the FLEETs' topics (every fleet without one) and
+#                                            writes nothing, not even commands
 #
 # Run it as root on the broker: the broker's key and the ACLs are then root:mosquitto 0640 in
 # a root:mosquitto 0750 DIR, so Mosquitto still reads them after it drops root (set
 # BROKER_GROUP if its group has another name). Every other key stays root 0600. Copy
 # DIR/ca.crt, DIR/FLEET.NODE.crt and .key to the node (/etc/edged/tls/) and point
-# [broker.tls] at them. After `node` or `client`, `systemctl reload mosquitto`.
+# [broker.tls] at them. After `node`, `client` or `feed`, `systemctl reload mosquitto`.
 set -euo pipefail
 
-usage="usage: fleet-certs.sh DIR ca|node FLEET NODE|client NAME"
+usage="usage: fleet-certs.sh DIR ca|node FLEET NODE|client NAME|feed NAME [FLEET...]"
 dir=${1:?$usage}
 what=${2:?$usage}
 days=${DAYS:-825}
@@ -76,7 +80,7 @@ extendedKeyUsage=serverAuth"
 ACL
         cat > "$dir/ops.acl" <<ACL
 # Written by fleet-certs.sh: the tools' listener (8884). The username is the certificate's CN.
-# Dispatch and ops tools read every node and write only commands.
+# Dispatch and ops tools read every node and write only commands; a feed reads, never writes.
 ACL
         broker_reads
         echo "fleet CA, ops CA and broker certificate in $dir"
@@ -113,7 +117,30 @@ ACL
         broker_reads
         echo "client certificate $dir/$name.crt (CN $name, ops CA)"
         ;;
+    feed)
+        name=${3:?feed needs NAME}
+        [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || {
+            echo "fleet-certs: a feed NAME is letters, digits, _ . -" >&2; exit 2; }
+        shift 3
+        for fleet in "$@"; do
+            [[ "$fleet" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || {
+                echo "fleet-certs: a fleet is [a-z0-9_-] (it is a topic level)" >&2; exit 2; }
+        done
+        [ -e "$dir/ops.acl" ] || { echo "fleet-certs: run 'fleet-certs.sh $dir ca' first" >&2; exit 2; }
+        issue "$name" "$name" "extendedKeyUsage=clientAuth" ops-ca
+        {
+            # read only: no `topic write` line, so Mosquitto refuses every publish
+            printf '\n# feed (read-only)\nuser %s\n' "$name"
+            if [ $# -eq 0 ]; then
+                printf 'topic read %s/#\n' "$prefix"
+            else
+                for fleet in "$@"; do printf 'topic read %s/%s/#\n' "$prefix" "$fleet"; done
+            fi
+        } >> "$dir/ops.acl"
+        broker_reads
+        echo "feed certificate $dir/$name.crt (CN $name, ops CA, read-only)"
+        ;;
     *)
-        echo "fleet-certs: unknown action $what (ca, node or client)" >&2; exit 2
+        echo "fleet-certs: unknown action $what (ca, node, client or feed)" >&2; exit 2
         ;;
 esac

@@ -4,22 +4,21 @@ cantools' `decode_message` wants the exact frame id, so a message from another s
 address than the one written in the DBC would not decode: the database is indexed by PGN
 here instead. Values are decoded raw and scaled here, because J1939 marks "not available"
 and "error" in the raw value (0xFF…, 0xFE…), and those must become None, not 1606.5 km/h.
+The raw values come from the DBC's compiled table (drivers/can/table.py), read with
+`int.from_bytes` and shifts as cantools' `decode_simple(…, scaling=False,
+allow_truncated=True)` reads them, so the node does not load cantools.
 """
 
-import functools
+import struct
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
-import cantools.database
-from cantools.database.can import Message
-
-from core.errors import ConfigError
+from core.errors import ConfigError, EdgedError
 from drivers.can.j1939 import PGN_DM1, parse_id
+from drivers.can.table import SHIPPED_DBC, load_table
 
-SHIPPED_DBC = Path(str(resources.files("drivers.can") / "fms.dbc"))
-"""The FMS database used when a config names none: package data of drivers.can, so an
-installed edged (install.sh's venv, a wheel) has it too; config/fms.dbc links to it."""
+__all__ = ["SHIPPED_DBC", "Decoders", "MessageDecoder", "MultiplexerError", "valid_limit"]
 
 Value = float | int | None
 
@@ -40,6 +39,64 @@ def valid_limit(length: int) -> int:
     return (0xFB << (length - 8)) - 1
 
 
+class MultiplexerError(EdgedError):
+    """A frame whose multiplexer value the DBC does not list (cantools' DecodeError)."""
+
+
+_FLOATS = {16: ">e", 32: ">f", 64: ">d"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """Where one signal's raw value lies in the frame read as one integer."""
+
+    name: str
+    big_endian: bool
+    shift: int  # right shift of the frame's integer (little- or big-endian read)
+    end: int  # the signal's last bit + 1, counted in frame order: beyond a short frame?
+    mask: int
+    sign: int  # the sign bit of a signed signal, else 0
+    float_format: str | None  # struct format of an IEEE float signal
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    """cantools' decoding tree: signals always read here, and per multiplexer the nodes
+    chosen by its value."""
+
+    raws: tuple[_Raw, ...]
+    multiplexers: tuple[tuple[str, dict[int, "_Node"]], ...]
+
+
+def _raw(s: dict[str, Any], length: int) -> _Raw:
+    start, size = int(s["start"]), int(s["length"])
+    if s["big_endian"]:  # start is the most significant bit, in DBC sawtooth numbering
+        first = 8 * (start // 8) + 7 - start % 8
+        shift = 8 * length - first - size
+        end = first + size
+    else:
+        shift, end = start, start + size
+    return _Raw(
+        name=s["name"],
+        big_endian=bool(s["big_endian"]),
+        shift=shift,
+        end=end,
+        mask=(1 << size) - 1,
+        sign=1 << (size - 1) if s["signed"] else 0,
+        float_format=_FLOATS[size] if s["float"] else None,
+    )
+
+
+def _tree(node: dict[str, Any], length: int) -> _Node:
+    return _Node(
+        raws=tuple(_raw(s, length) for s in node["signals"]),
+        multiplexers=tuple(
+            (name, {int(mux): _tree(child, length) for mux, child in children})
+            for name, children in node["multiplexers"]
+        ),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Signal:
     name: str
@@ -53,34 +110,73 @@ class _Signal:
 class MessageDecoder:
     """Decodes one DBC message into {signal name: physical value or None}."""
 
-    __slots__ = ("message", "name", "pgn", "signals")
+    __slots__ = ("_big", "_little", "length", "name", "pgn", "root", "signals")
 
-    def __init__(self, pgn: int, message: Message) -> None:
+    def __init__(self, pgn: int, message: dict[str, Any]) -> None:
         self.pgn = pgn
-        self.message = message
-        self.name: str = message.name
+        self.name: str = message["name"]
+        self.length: int = int(message["length"])
+        self.root = _tree(message["node"], self.length)
+        signals = message["signals"]
         self.signals = tuple(
             _Signal(
-                name=s.name,
-                mask=(1 << s.length) - 1,
-                limit=valid_limit(s.length),
-                scale=s.scale,
-                offset=s.offset,
-                integral=isinstance(s.scale, int) and isinstance(s.offset, int),
+                name=s["name"],
+                mask=(1 << s["length"]) - 1,
+                limit=valid_limit(s["length"]),
+                scale=s["scale"],
+                offset=s["offset"],
+                integral=isinstance(s["scale"], int) and isinstance(s["offset"], int),
             )
-            for s in message.signals
+            for s in signals
         )
+        self._big = any(s["big_endian"] for s in signals)
+        self._little = not all(s["big_endian"] for s in signals)
 
-    @property
-    def length(self) -> int:
-        return int(self.message.length)
+    def raw(self, data: bytes | bytearray) -> dict[str, int | float]:
+        """The raw value of every signal the frame holds, as cantools' `decode_simple(data,
+        decode_choices=False, scaling=False, allow_truncated=True)` gives them. Raises
+        MultiplexerError on a multiplexer value the DBC does not list."""
+        length = self.length
+        have = len(data)
+        if have != length:  # a short frame is padded with 0xFF, a long one cut
+            data = bytes(data[:length]).ljust(length, b"\xff")
+        little = int.from_bytes(data, "little") if self._little else 0
+        big = int.from_bytes(data, "big") if self._big else 0
+        out: dict[str, int | float] = {}
+        self._read(self.root, little, big, have * 8 if have < length else 1 << 30, out)
+        return out
+
+    def _read(
+        self, node: _Node, little: int, big: int, bits: int, out: dict[str, int | float]
+    ) -> None:
+        for r in node.raws:
+            if r.end > bits:
+                continue  # beyond a short frame
+            v = ((big if r.big_endian else little) >> r.shift) & r.mask
+            if r.float_format is not None:
+                size = r.mask.bit_length() // 8
+                out[r.name] = struct.unpack(r.float_format, v.to_bytes(size, "big"))[0]
+            elif v & r.sign:
+                out[r.name] = v - (r.sign << 1)
+            else:
+                out[r.name] = v
+        for name, children in node.multiplexers:
+            value = out.get(name)
+            if value is None:
+                continue
+            mux = int(value)
+            child = children.get(mux)
+            if child is None:
+                ids = [str(i) for i in sorted(children)]
+                listed = ids[0] if len(ids) == 1 else f"{', '.join(ids[:-1])} or {ids[-1]}"
+                raise MultiplexerError(f"expected multiplexer id {listed}, but got {mux}")
+            self._read(child, little, big, bits, out)
 
     def decode(self, data: bytes | bytearray) -> dict[str, Value]:
         """Every signal of the message: a number, or None when not available, in error or
-        beyond a short frame. May raise cantools' DecodeError on a malformed multiplexer."""
-        raw = self.message.decode_simple(
-            bytes(data), decode_choices=False, scaling=False, allow_truncated=True
-        )
+        beyond a short frame. Raises MultiplexerError on a multiplexer value the DBC does
+        not list."""
+        raw = self.raw(data)
         out: dict[str, Value] = {}
         for s in self.signals:
             r = raw.get(s.name)
@@ -93,47 +189,24 @@ class MessageDecoder:
         return out
 
 
-def _read_dbc(path: Path) -> cantools.database.can.Database:
-    """The parsed DBC; a file read before and unchanged since is not parsed again (the
-    config check and the driver both read it at start-up: ~15 ms each here, six times that
-    on a Pi Zero)."""
-    st = path.stat()
-    return _parsed_dbc(str(path.resolve()), st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _parsed_dbc(path: str, mtime_ns: int, size: int) -> cantools.database.can.Database:
-    db = cantools.database.can.Database(strict=True)
-    db.add_dbc_file(path)
-    return db
-
-
 class Decoders:
     """The DBC indexed by PGN, limited to an optional allow-list of PGNs."""
 
     def __init__(self, path: Path, pgns: "list[int] | None" = None) -> None:
         self.path = path
         self.notes: list[str] = []  # things the driver should log once
-        try:
-            db = _read_dbc(path)
-        except FileNotFoundError:
-            raise ConfigError(str(path), ["dbc: no such file; set options.dbc"]) from None
-        except Exception as exc:  # cantools raises many kinds: parse, overlap, encoding…
-            raise ConfigError(
-                str(path), [f"dbc: cannot read this DBC ({type(exc).__name__}: {exc})"]
-            ) from exc
+        table = load_table(path)
         by_pgn: dict[int, MessageDecoder] = {}
         problems: list[str] = []
-        for message in db.messages:
-            if not message.is_extended_frame:
-                self.notes.append(
-                    f"DBC message {message.name} has an 11-bit id: not J1939, ignored"
-                )
+        for message in table["messages"]:
+            name = message["name"]
+            if not message["extended"]:
+                self.notes.append(f"DBC message {name} has an 11-bit id: not J1939, ignored")
                 continue
-            pgn = parse_id(message.frame_id).pgn
+            pgn = parse_id(message["frame_id"]).pgn
             if pgn in by_pgn:
                 problems.append(
-                    f"dbc: messages {by_pgn[pgn].name} and {message.name} have the same PGN "
+                    f"dbc: messages {by_pgn[pgn].name} and {name} have the same PGN "
                     f"{pgn}; decoding is by PGN, so keep one"
                 )
                 continue

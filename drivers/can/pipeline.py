@@ -197,7 +197,7 @@ class Pipeline:
             self._count("short_frame")
         try:
             signals = decoder.decode(data)
-        except Exception as exc:  # cantools: a multiplexer value the DBC does not list…
+        except Exception as exc:  # MultiplexerError: a multiplexer value the DBC does not list
             self._count("decode_error")
             log.debug("cannot decode %s from %#x: %s", decoder.name, source, exc)
             return None

@@ -24,6 +24,8 @@ OccupancyStatus = Literal[
 """GTFS-Realtime `VehiclePosition.OccupancyStatus` names."""
 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+NEVER = "never"
+"""`[services.occupancy] reset_at = "never"`: no daily reset."""
 
 
 def valid_zone(value: str) -> str:
@@ -148,15 +150,17 @@ class OccupancyServiceConfig(Strict):
     )
     thresholds: list[Threshold] = Field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
     reset_at: str | None = Field(
-        default="03:00", description="HH:MM in [node] timezone; unset: never"
+        default="03:00",
+        description='the daily reset, HH:MM in [node] timezone, or "never" (TOML cannot unset '
+        "a key, and leaving it out means 03:00)",
     )
     reset_on_trip_end: bool = True
 
     @field_validator("reset_at")
     @classmethod
     def _hhmm(cls, value: str | None) -> str | None:
-        if value is not None and not _HHMM.fullmatch(value):
-            raise ValueError(f"reset_at must be HH:MM (24 h), got {value!r}")
+        if value is not None and value != NEVER and not _HHMM.fullmatch(value):
+            raise ValueError(f'reset_at must be HH:MM (24 h) or "never", got {value!r}')
         return value
 
     @field_validator("thresholds")
@@ -169,7 +173,7 @@ class OccupancyServiceConfig(Strict):
 
     @property
     def reset_time(self) -> time | None:
-        if self.reset_at is None:
+        if self.reset_at is None or self.reset_at == NEVER:
             return None
         hours, minutes = self.reset_at.split(":")
         return time(int(hours), int(minutes))

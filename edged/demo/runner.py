@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ from pydantic import ValidationError
 from rich.console import Console, RenderableType
 from rich.live import Live
 
-import edged
 from core.errors import ConfigError, EdgedError
 from edged.config import load_config
 from edged.config.loader import format_errors, with_settings
@@ -59,8 +59,10 @@ class DemoError(EdgedError):
 
 
 def default_config_path() -> Path:
-    """config/shuttle.toml next to the package, so `edged demo` works from a checkout."""
-    return Path(edged.__file__).resolve().parents[1] / "config" / "shuttle.toml"
+    """The shuttle example shipped in the package (edged/demo/shipped/, links to config/ in
+    a checkout; copies in a wheel), with the route and the CAN log it names beside it, so
+    `edged demo` works from a checkout and from install.sh's or pip's non-editable install."""
+    return Path(str(resources.files("edged.demo") / "shipped" / "shuttle.toml"))
 
 
 def demo_config(

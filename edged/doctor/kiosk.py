@@ -11,11 +11,14 @@ import socket
 from pathlib import Path
 
 from edged.config.kiosk import KioskConfig
-from edged.doctor.check import Check, fail, ok, skip
+from edged.doctor.check import Check, fail, ok, skip, warn
 
 SECTION = "kiosk"
 LISTEN = "0A"
 """TCP_LISTEN in /proc/net/tcp's `st` column."""
+EMOJI_FONT = "NotoColorEmoji.ttf"
+"""The file of Debian's / Raspberry Pi OS's fonts-noto-color-emoji (docs/kiosk.md, Emoji)."""
+FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 
 
 def check_kiosk(
@@ -32,6 +35,28 @@ def check_kiosk(
     except OSError as exc:
         return [_refused(kiosk, where, exc, held_by, proc)]
     return [ok(SECTION, "port", f"{where} is free: the page will be served there")]
+
+
+def check_emoji_font(
+    kiosk: KioskConfig | None, font_dirs: tuple[Path, ...] = FONT_DIRS
+) -> list[Check]:
+    """The screen's browser draws announcements' emoji from this machine's fonts: without an
+    emoji font the page drops them (kiosk.js), so a missing font is a warning, not a fault.
+    The config can enable the kiosk after install.sh ran, hence a check here too."""
+    if kiosk is None or not kiosk.enabled:
+        return []
+    for d in font_dirs:
+        found = next(d.rglob(EMOJI_FONT), None) if d.is_dir() else None
+        if found is not None:
+            return [ok(SECTION, "emoji font", f"{found}")]
+    return [
+        warn(
+            SECTION,
+            "emoji font",
+            f"no {EMOJI_FONT} under {', '.join(map(str, font_dirs))}: the screen drops emoji",
+            "if this node shows the page: sudo apt-get install fonts-noto-color-emoji",
+        )
+    ]
 
 
 def _try_bind(host: str, port: int) -> None:

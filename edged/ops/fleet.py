@@ -69,21 +69,25 @@ def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
 
 
 def _num(value: Any, lo: float = -math.inf, hi: float = math.inf) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    cls = type(value)
+    if cls is float:  # what JSON and CBOR give: the common case first, the same checks
+        number: float = value
+    elif cls is bool or not isinstance(value, int | float):
         return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int too large for a float
-        return None
-    if not math.isfinite(number) or not lo <= number <= hi:
+    else:
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            return None
+    if not lo <= number <= hi or not math.isfinite(number):  # NaN fails the first
         return None
     return number
 
 
 def _int(value: Any, lo: int = 0, hi: int = 2**63) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
         return None
-    return value
+    return value if lo <= value <= hi else None
 
 
 def _bool(value: Any) -> bool | None:
@@ -122,7 +126,7 @@ def trusted_ts(body: Mapping[str, Any]) -> int | None:
 # -- what the view keeps per node ------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Position:
     lat: float
     lon: float

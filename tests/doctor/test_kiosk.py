@@ -12,7 +12,7 @@ import pytest
 
 from edged.config.kiosk import KioskConfig
 from edged.doctor import Status
-from edged.doctor.kiosk import check_kiosk, listeners
+from edged.doctor.kiosk import EMOJI_FONT, check_emoji_font, check_kiosk, listeners
 from tests.doctor.conftest import config, doctor
 from tests.helpers.broker import free_port
 
@@ -85,6 +85,36 @@ def test_doctor_exits_1_when_the_kiosk_port_is_taken(
     cfg = config(tmp_path, free_port(), kiosk=True, drivers=f"port = {port}")
     done = doctor("-c", str(cfg), "--timeout", "1", "--json")
     assert done.returncode == 1, done.stdout
-    (line,) = [c for c in json.loads(done.stdout) if c["section"] == "kiosk"]
+    (line,) = [c for c in json.loads(done.stdout) if (c["section"], c["name"]) == ("kiosk", "port")]
     assert line["status"] == "fail"
     assert f"is taken by http.server {port} --bind (pid {pid})" in line["detail"]
+
+
+# -- the emoji font (#21) -------------------------------------------------------------------
+
+
+def test_a_missing_emoji_font_warns_with_the_package_to_install(tmp_path: Path) -> None:
+    (line,) = check_emoji_font(KioskConfig(), (tmp_path / "fonts", tmp_path / "none"))
+    assert line.status is Status.WARN
+    assert "fonts-noto-color-emoji" in line.advice
+
+
+def test_an_emoji_font_in_a_font_directory_is_ok(tmp_path: Path) -> None:
+    font = tmp_path / "fonts" / "truetype" / "noto" / EMOJI_FONT
+    font.parent.mkdir(parents=True)
+    font.write_bytes(b"\x00\x01\x00\x00")
+    (line,) = check_emoji_font(KioskConfig(), (tmp_path / "none", tmp_path / "fonts"))
+    assert (line.status, line.detail) == (Status.OK, str(font))
+
+
+def test_a_disabled_kiosk_needs_no_emoji_font(tmp_path: Path) -> None:
+    assert check_emoji_font(KioskConfig(enabled=False), (tmp_path,)) == []
+
+
+def test_doctor_reports_the_emoji_font_of_this_machine(tmp_path: Path) -> None:
+    # ./dev installs fonts-noto-color-emoji: this machine's doctor finds it
+    cfg = config(tmp_path, free_port(), kiosk=True, drivers=f"port = {free_port()}")
+    done = doctor("-c", str(cfg), "--timeout", "1", "--json")
+    lines = json.loads(done.stdout)
+    (line,) = [c for c in lines if (c["section"], c["name"]) == ("kiosk", "emoji font")]
+    assert line["status"] == "ok" and line["detail"].endswith(EMOJI_FONT), line

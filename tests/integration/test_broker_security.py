@@ -44,7 +44,11 @@ def accepted(reason: int) -> bool:
 def fleet() -> Iterator[FleetBroker]:
     if shutil.which("openssl") is None:
         pytest.fail("openssl is needed to issue the test certificates")
-    broker = FleetBroker([("test", "a"), ("test", "b"), ("other", "c")], ["dispatch"])
+    broker = FleetBroker(
+        [("test", "a"), ("test", "b"), ("other", "c")],
+        ["dispatch"],
+        feeds=[("feed", ()), ("feed-test", ("test",))],
+    )
     broker.start()
     yield broker
     broker.cleanup()
@@ -209,6 +213,80 @@ def test_dispatch_reads_everything_and_writes_only_commands(fleet: FleetBroker) 
         assert d.publish("rnst/v1/test/_replies/x") == NOT_AUTHORIZED
     finally:
         d.close()
+
+
+# -- issue #16: the transit feed's read-only identity ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "seen"),
+    [
+        ("feed", ["rnst/v1/other/c/position", "rnst/v1/test/a/position"]),  # every fleet
+        ("feed-test", ["rnst/v1/test/a/position"]),  # `feed feed-test test`: that fleet only
+    ],
+)
+def test_a_feed_reads_the_fleets_its_certificate_names(
+    fleet: FleetBroker, name: str, seen: list[str]
+) -> None:
+    f = tool(fleet, name)
+    a = node(fleet)
+    c = node(fleet, "other.c")
+    try:
+        f.subscribe("rnst/v1/#")  # Mosquitto 2.0 grants it but delivers only what is allowed
+        assert accepted(c.publish("rnst/v1/other/c/position"))
+        assert accepted(a.publish("rnst/v1/test/a/position"))
+
+        def live() -> list[str]:  # what other tests left retained is not the point here
+            return sorted(t for t, _, retained in f.messages if not retained)
+
+        assert wait_until(lambda: len(live()) >= len(seen))
+        time.sleep(0.2)
+        assert live() == seen
+    finally:
+        for x in (f, a, c):
+            x.close()
+
+
+@pytest.mark.parametrize("retain", [False, True])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "rnst/v1/test/a/cmd/door.unlock",
+        "rnst/v1/test/a/cmd/ping",
+        "rnst/v1/test/a/state",
+        "rnst/v1/test/a/alarm/panic",
+        "rnst/v1/test/_replies/x",
+        "rnst/v1/x",
+        "elsewhere",
+    ],
+)
+@pytest.mark.parametrize("name", ["feed", "feed-test"])
+def test_the_feed_cannot_publish_anywhere(
+    fleet: FleetBroker, name: str, topic: str, retain: bool
+) -> None:
+    f = tool(fleet, name)
+    d = tool(fleet)
+    try:
+        d.subscribe("rnst/v1/#")
+        assert f.publish(topic, retain=retain, payload=b"from-the-feed") == NOT_AUTHORIZED
+        time.sleep(0.2)
+        assert not any(p == b"from-the-feed" for _, p, _ in d.messages)  # nor retained
+    finally:
+        f.close()
+        d.close()
+
+
+def test_the_feed_certificate_is_refused_on_the_nodes_listener(fleet: FleetBroker) -> None:
+    with pytest.raises(FleetBrokerError, match="could not connect"):
+        node(fleet, "feed")
+
+
+@pytest.mark.parametrize("args", [["feed"], ["feed", "bad name"], ["feed", "f", "Bad/Fleet"]])
+def test_fleet_certs_refuses_a_bad_feed_request(fleet: FleetBroker, args: list[str]) -> None:
+    acl = (fleet.dir / "ops.acl").read_text()
+    r = subprocess.run(["bash", str(SCRIPT), str(fleet.dir), *args], capture_output=True, text=True)
+    assert r.returncode != 0 and r.stderr
+    assert (fleet.dir / "ops.acl").read_text() == acl
 
 
 # -- issue #12.4: the client id is the certificate's ---------------------------------------

@@ -257,6 +257,53 @@ def test_install_puts_each_system_file_in_place(installed: Path, source: str, ta
     assert owner_mode(installed / target) == (0, 0, "0o644")
 
 
+def documentation_paths() -> list[str]:
+    """Every `Documentation=file:/opt/edged/doc/...` a unit of the project names: the shipped
+    unit and the units edged renders (the hotspot's)."""
+    found: set[str] = set()
+    sources = [*(REPO / "systemd").rglob("*"), *(REPO / "edged").rglob("*.py")]
+    for path in sources:
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            found.update(re.findall(r"Documentation=file:/(opt/edged/doc/[\w./-]+)", text))
+    return sorted(found)
+
+
+def test_the_units_name_their_documentation() -> None:
+    # the scan below finds the two known ones: it would pass vacuously if it found none
+    assert {"opt/edged/doc/systemd.md", "opt/edged/doc/wifi.md"} <= set(documentation_paths())
+
+
+@needs_root
+@pytest.mark.parametrize("target", documentation_paths())
+def test_install_puts_each_document_a_unit_names_in_place(installed: Path, target: str) -> None:
+    assert (installed / target).is_file(), f"a unit names {target}; install.sh must install it"
+    assert owner_mode(installed / target) == (0, 0, "0o644")
+
+
+@needs_root
+@pytest.mark.parametrize("doc", sorted(p.name for p in (REPO / "docs").glob("*.md")))
+def test_install_puts_each_doc_in_place(installed: Path, doc: str) -> None:
+    target = installed / "opt/edged/doc" / doc
+    assert target.read_bytes() == (REPO / "docs" / doc).read_bytes()
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("kiosk", "font"),
+    [("[services.kiosk]\nenabled = true\n", True), ("[services.kiosk]\nenabled = false\n", False),
+     ("[services]\n", False)],
+)  # fmt: skip
+def test_install_adds_the_emoji_font_when_the_config_enables_the_kiosk(
+    fresh: Path, wheel: Path, kiosk: str, font: bool
+) -> None:
+    (fresh / "etc/edged/edged.toml").write_text(kiosk)  # the config kept decides
+    r = install(fresh, wheel)
+    (needs,) = [line for line in r.stderr.splitlines() if "the node needs" in line]
+    assert "libnfc6" in needs
+    assert ("fonts-noto-color-emoji" in needs) is font, needs
+
+
 @needs_root
 def test_install_builds_a_venv_whose_edged_command_runs(installed: Path) -> None:
     edged = installed / "opt/edged/venv/bin/edged"

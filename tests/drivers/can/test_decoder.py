@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from drivers.can.decoder import SHIPPED_DBC, Decoders, _parsed_dbc, valid_limit
+from drivers.can.decoder import SHIPPED_DBC, Decoders, valid_limit
+from drivers.can.table import _table
 
 
 @pytest.fixture(scope="module")
@@ -258,9 +259,9 @@ def test_standard_frame_message_is_ignored_with_a_note(tmp_path: Path) -> None:
 def test_an_unchanged_dbc_is_parsed_once_and_a_changed_one_again(tmp_path: Path) -> None:
     dbc = tmp_path / "bus.dbc"
     dbc.write_bytes(SHIPPED_DBC.read_bytes())
-    before = _parsed_dbc.cache_info().misses
+    before = _table.cache_info().misses
     first, second = Decoders(dbc), Decoders(dbc)
-    assert _parsed_dbc.cache_info().misses == before + 1
+    assert _table.cache_info().misses == before + 1
     assert first.pgns() == second.pgns()
     dbc.write_bytes(b"this is not a DBC file\n")
     with pytest.raises(ConfigError, match="cannot read this DBC"):

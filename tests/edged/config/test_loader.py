@@ -241,3 +241,22 @@ def test_a_config_nested_as_deep_as_the_limit_is_judged_on_its_keys() -> None:
         + "\n"
     )
     assert not any("levels deep" in p for p in problems(text))
+
+
+# -- [services.occupancy] reset_at = "never" (#24) --------------------------------------------
+
+
+def test_the_daily_occupancy_reset_can_be_turned_off_in_toml() -> None:
+    config = parse_config(MINIMAL + '[services.occupancy]\nreset_at = "never"\n')
+    assert config.services.occupancy.reset_time is None
+
+
+def test_the_daily_occupancy_reset_is_at_3_when_left_out() -> None:
+    config = parse_config(MINIMAL)
+    assert str(config.services.occupancy.reset_time) == "03:00:00"
+
+
+@pytest.mark.parametrize("bad", ['""', '"Never"', '"none"', "false", "0"])
+def test_another_way_to_say_never_is_a_config_error_naming_never(bad: str) -> None:
+    (problem,) = problems(MINIMAL + f"[services.occupancy]\nreset_at = {bad}\n")
+    assert "reset_at" in problem

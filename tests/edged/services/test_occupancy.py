@@ -176,9 +176,18 @@ def test_no_daily_reset_when_unset() -> None:
     assert service.next_reset(datetime(2026, 11, 25, tzinfo=PARIS)) is None
 
 
-@pytest.mark.parametrize("bad", ["3:00", "24:00", "12:60", "noon"])
+def test_no_daily_reset_when_never() -> None:
+    _, service, _ = make(reset_at="never")
+    service.add(4, "tap")
+    assert service.next_reset(datetime(2026, 11, 25, 2, 59, tzinfo=PARIS)) is None
+    # the service's loop publishes the retained state once and ends: nothing is due, ever
+    asyncio.run(asyncio.wait_for(service.run(), 2))
+    assert service.count == 4
+
+
+@pytest.mark.parametrize("bad", ["3:00", "24:00", "12:60", "noon", "", "Never", "none"])
 def test_a_malformed_reset_time_is_a_config_error(bad: str) -> None:
-    with pytest.raises(ValueError, match="HH:MM"):
+    with pytest.raises(ValueError, match='HH:MM \\(24 h\\) or "never"'):
         OccupancyServiceConfig(reset_at=bad)
 
 
