@@ -4,8 +4,8 @@
 
 Prints one JSON object:
 - pipeline_fps: frames/s through the whole path (the driver's own Receiver and Pipeline,
-  events handed to an asyncio consumer), from frames already queued in python-can's
-  virtual bus, so the sender's cost is not in it;
+  events handed through the real DriverContext and Bus to a subscriber), from frames
+  already queued in python-can's virtual bus, so the sender's cost is not in it;
 - baseline_fps: a bare `bus.recv()` loop over the same queued frames, in the same run;
 - ratio: pipeline_fps / baseline_fps (aim >= 0.7);
 - cpu_s_per_mframe: CPU seconds per million frames through the pipeline (and
@@ -34,7 +34,6 @@ driver's default throttle (`min_interval_s`) is in force, as in the field.
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -47,6 +46,10 @@ from typing import Any
 import can
 
 from bench.common import say
+from core.bus import Bus
+from core.counters import Counters
+from core.driver import DriverContext
+from core.events import ActiveFaults, J1939Signals
 from drivers.can.bus import CanBusOptions
 from drivers.can.decoder import SHIPPED_DBC, Decoders
 from drivers.can.j1939 import make_id
@@ -66,30 +69,22 @@ LAST_SOURCE = 0xFD
 
 
 class Consumer:
-    """A DriverContext whose services just count events."""
-
-    name = "bench"
+    """The driver's real context on a real bus, with a subscriber that counts the events
+    as a service would take them."""
 
     def __init__(self) -> None:
-        self.log = logging.getLogger("bench.can")
+        counters = Counters()
+        self.bus = Bus(counters)
+        self.ctx = DriverContext("bench", self.bus, counters)
         self.events = 0
         self.done = asyncio.Event()  # set by the last frame's event: no polling meanwhile
-        self.counts: dict[str, int] = {}
-        self._loop = asyncio.get_running_loop()
+        for kind in (J1939Signals, ActiveFaults):
+            self.bus.subscribe(kind, self._take)
 
-    def emit(self, event: Any) -> None:
+    def _take(self, event: J1939Signals | ActiveFaults) -> None:
         self.events += 1
-        if getattr(event, "source", None) == LAST_SOURCE:
+        if event.source == LAST_SOURCE:
             self.done.set()
-
-    def emit_threadsafe(self, event: Any) -> None:
-        self._loop.call_soon_threadsafe(self.emit, event)
-
-    def ready(self) -> None:
-        pass
-
-    def count(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
 
 
 def messages(n: int) -> list[can.Message]:
@@ -135,14 +130,14 @@ async def pipeline_run(
 ) -> tuple[float, float, int]:
     """(frames/s, CPU s, events) through the driver's receiver, frames already queued."""
     rx, tx = preload(msgs)
-    ctx = Consumer()
+    c = Consumer()
     pipeline = Pipeline(decoders, min_interval_s=interval_s)
     receiver = Receiver(pipeline, batch_s=batch_s)
     c0, t0 = time.process_time(), time.perf_counter()
-    task = asyncio.create_task(receiver.run(rx, ctx))
-    await asyncio.wait_for(ctx.done.wait(), 120)
+    task = asyncio.create_task(receiver.run(rx, c.ctx))
+    await asyncio.wait_for(c.done.wait(), 120)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    events = ctx.events
+    events = c.events
     receiver.stop()
     await task
     rx.shutdown()
@@ -153,7 +148,7 @@ async def pipeline_run(
 async def notifier_run(decoders: Decoders, msgs: list[can.Message]) -> float:
     """The alternative: python-can's Notifier, a listener per frame, a loop call per event."""
     rx, tx = preload(msgs)
-    ctx = Consumer()
+    c = Consumer()
     pipeline = Pipeline(decoders, min_interval_s=INTERVAL_S)
     loop = asyncio.get_running_loop()
     clock = time.monotonic
@@ -162,11 +157,11 @@ async def notifier_run(decoders: Decoders, msgs: list[can.Message]) -> float:
         def on_message_received(self, msg: can.Message) -> None:
             event = pipeline.process(msg, clock())
             if event is not None:
-                loop.call_soon_threadsafe(ctx.emit, event)
+                loop.call_soon_threadsafe(c.ctx.emit, event)
 
     t0 = time.perf_counter()
     notifier = can.Notifier(rx, [Listener()], timeout=0.2)
-    await asyncio.wait_for(ctx.done.wait(), 120)
+    await asyncio.wait_for(c.done.wait(), 120)
     dt = time.perf_counter() - t0
     notifier.stop()
     rx.shutdown()
@@ -210,10 +205,10 @@ async def saturated(
     channel = f"bench-{uuid.uuid4().hex}"
     rx = can.Bus(interface="virtual", channel=channel, rx_queue_size=queue)
     tx = can.Bus(interface="virtual", channel=channel)
-    ctx = Consumer()
+    c = Consumer()
     pipeline = Pipeline(decoders, min_interval_s=INTERVAL_S)
     receiver = Receiver(pipeline)
-    task = asyncio.create_task(receiver.run(rx, ctx))
+    task = asyncio.create_task(receiver.run(rx, c.ctx))
     await asyncio.sleep(0.2)
     sender = PacedSender(tx, msgs, SATURATED_FPS, seconds)
     c0, t0 = time.process_time(), time.perf_counter()
@@ -257,10 +252,10 @@ async def slcan_run(decoders: Decoders, seconds: float, *, stock: bool) -> tuple
                 bus = can.Bus(interface="slcan", channel=str(link), **kwargs)
             else:
                 bus = BufferedSlcanBus(channel=str(link), **kwargs)
-            ctx = Consumer()
+            c = Consumer()
             pipeline = Pipeline(decoders, min_interval_s=INTERVAL_S)
             receiver = Receiver(pipeline)
-            task = asyncio.create_task(receiver.run(bus, ctx))
+            task = asyncio.create_task(receiver.run(bus, c.ctx))
             await asyncio.sleep(0.5)
             def seen() -> int:  # the chunked reader drops other PGNs before parsing them
                 return pipeline.frames + int(getattr(bus, "filtered", 0))

@@ -10,7 +10,7 @@ Phases:
                 GSA: five sentences per epoch, all of a parsed type): bytes fed in 4 KiB
                 reads through the driver's decoder (line splitting, checksums, parsing,
                 epoch merging) and every Fix through `PositionService.on_fix` (real
-                service, publications recorded by a stand-in node). `sentences_per_s` is
+                service on the bus of a host of its own, publications counted). `sentences_per_s` is
                 the best of `--rounds` rounds. Same for the default u-blox output with
                 GSV and GLL (11 sentences per epoch), and, as baselines, line splitting
                 alone and pynmea2 1.19 parsing the lines and reading the fields a Fix
@@ -53,15 +53,23 @@ LOG_10HZ = ROOT / "hil" / "gps" / "logs" / "ublox-m8-10hz.nmea"
 READ = 4096
 
 
-class BenchNode:
-    """What PositionService needs of a node; publications are only counted."""
+class BenchHost:
+    """The host a PositionService is built on (`edged.host.Host`): a real bus, clock and
+    counters, state in memory; publications are only counted."""
 
     def __init__(self) -> None:
+        from core.bus import Bus
+        from core.counters import Counters
         from edged.clock import Clock
+        from edged.config.models import NodeConfig, Profile
+        from edged.host import MemoryState
 
+        self.node = NodeConfig(fleet="bench", id="gps-1", profile=Profile.SHUTTLE)
         self.clock = Clock()
+        self.counters = Counters()
+        self.bus = Bus(self.counters)
+        self.state = MemoryState()
         self.published = 0
-        self.state: dict[str, Any] = {}
 
     def publish(
         self,
@@ -74,26 +82,14 @@ class BenchNode:
         self.published += 1
         return cast("asyncio.Future[PutResult]", Future())  # never awaited by services
 
-    def subscribe(self, event_type: type, handler: Any) -> None:
-        pass
 
-    def get_state(self, key: str, default: Any = None) -> Any:
-        return self.state.get(key, default)
-
-    def set_state(self, key: str, value: Any) -> None:
-        self.state[key] = value
-
-
-def position_service() -> tuple[Any, BenchNode]:
-    """The real service with its default config (its config model is moving modules)."""
-    try:
-        from edged.config.services import PositionServiceConfig
-    except ImportError:
-        from edged.config.models import PositionServiceConfig  # type: ignore[attr-defined, no-redef, unused-ignore]
+def position_service() -> tuple[Any, BenchHost]:
+    """The real service with its default config, on a host of its own."""
+    from edged.config.services import PositionServiceConfig
     from edged.services.position import PositionService
 
-    node = BenchNode()
-    return PositionService(node, PositionServiceConfig()), node
+    host = BenchHost()
+    return PositionService(host, PositionServiceConfig()), host
 
 
 def generated_log(minutes: float, family: Callable[..., list[str]], **kw: Any) -> tuple[bytes, int]:
@@ -191,30 +187,18 @@ def best(rounds: int, measure: Callable[[], float | None]) -> float | None:
 # -- phase 2: CPU while following a 10 Hz receiver -------------------------------------------
 
 
-class BenchContext:
-    name = "gps"
+class Seen:
+    """What the driver did: fixes on the bus, and whether it said ready."""
 
-    def __init__(self, on_fix: Callable[[Any], None]) -> None:
-        import logging
-
-        self.log = logging.getLogger("bench.gps")
-        self.on_fix = on_fix
+    def __init__(self) -> None:
         self.fixes = 0
-        self.counts: dict[str, int] = {}
-        self.is_ready = False
+        self.ready = False
 
-    def emit(self, event: Any) -> None:
+    def fix(self, _fix: Any) -> None:
         self.fixes += 1
-        self.on_fix(event)
 
-    def emit_threadsafe(self, event: Any) -> None:
-        self.emit(event)
-
-    def ready(self) -> None:
-        self.is_ready = True
-
-    def count(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
+    def said_ready(self) -> None:
+        self.ready = True
 
 
 async def read_only(port: str, stop: asyncio.Event) -> int:
@@ -241,10 +225,14 @@ async def read_only(port: str, stop: asyncio.Event) -> int:
 
 async def follow(port: str, seconds: float, batch_s: float | None) -> dict[str, Any]:
     """CPU of this process following the emulator for `seconds` (None: bare reader)."""
+    from core.driver import DriverContext
+    from core.events import Fix
     from drivers.gps.serial import NmeaSerialGps, NmeaSerialOptions
 
-    service, node = position_service()
-    ctx = BenchContext(service.on_fix)
+    _service, node = position_service()  # on the bus, as in a node
+    seen = Seen()
+    node.bus.subscribe(Fix, seen.fix)
+    ctx = DriverContext("gps", node.bus, node.counters, on_ready=seen.said_ready)
     stop = asyncio.Event()
     task: asyncio.Task[Any]
     if batch_s is None:
@@ -253,18 +241,18 @@ async def follow(port: str, seconds: float, batch_s: float | None) -> dict[str, 
         driver = NmeaSerialGps(NmeaSerialOptions(port=port, baud=115200, batch_s=batch_s))
         task = asyncio.create_task(driver.run(ctx))
         deadline = time.monotonic() + 5
-        while not ctx.is_ready:
+        while not seen.ready:
             if task.done():
                 task.result()  # raises the driver's error
             if time.monotonic() > deadline:
                 raise RuntimeError("the driver did not become ready on the emulator")
             await asyncio.sleep(0.01)
     await asyncio.sleep(0.5)  # settle
-    fixes0 = ctx.fixes
+    fixes0 = seen.fixes
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     await asyncio.sleep(seconds)
     r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-    fixes = ctx.fixes - fixes0
+    fixes = seen.fixes - fixes0
     stop.set()
     if batch_s is None:
         await task
@@ -275,7 +263,9 @@ async def follow(port: str, seconds: float, batch_s: float | None) -> dict[str, 
     return {
         "cpu_pct": 100 * cpu / (t1 - t0),
         "fixes_per_s": fixes / (t1 - t0),
-        "counted_errors": ctx.counts,
+        "counted_errors": {
+            k.removeprefix("driver.gps."): n for k, n in node.counters.snapshot().items()
+        },
         "published": node.published,
     }
 

@@ -434,8 +434,8 @@ def _outbox_thread_cpu_s() -> float:
 
 async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any]:
     """A real Node on the pre-filled outbox, plus a live door event every `live_ms`."""
-    from edged.cli.logs import setup_logging
     from edged.config import load_config
+    from edged.logs import setup_logging
     from edged.node import Node
     from edged.outbox import Stored
     from edged.payloads import DoorEvent
@@ -483,7 +483,7 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
         period = live_ms / 1000
         next_at = loop.time()
         while not stop.is_set():
-            node.publish(DOOR, DoorEvent(door=LIVE_DOOR, open=True, source="bench"))
+            node.host.publish(DOOR, DoorEvent(door=LIVE_DOOR, open=True, source="bench"))
             next_at += period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 

@@ -5,7 +5,7 @@
 
 The node is bench.tap's (a real `Node` in this process: nfc.sim and a PN532 on its
 emulator, mock GPIO, a private Mosquitto), with the kiosk on and the hotspot's portal
-(`edged.wifi.service.WifiService`, as the daemon builds it) listening on 127.0.0.1. The tap
+(`edged.services.wifi.WifiService`, as the daemon builds it) listening on 127.0.0.1. The tap
 benchmark runs three times in the same process: without phones, with the phones, and
 without again (the two runs without phones give the noise of this machine).
 
@@ -133,7 +133,7 @@ async def portal_on(
     """The hotspot's portal on the running node; with `phones`, the phones' process and
     dispatch's announcements every second, stopped (and read) on exit."""
     from edged.config import parse_config
-    from edged.wifi.service import WifiService
+    from edged.services.wifi import WifiService
 
     wifi = parse_config(
         """
@@ -149,8 +149,9 @@ interface = "hs0"
 max_clients = 128
 """
     ).wifi
-    service = WifiService(node, wifi, node.kiosk, host="127.0.0.1", timezone="Europe/Paris")
-    node.wifi = service
+    kiosk = node.services["kiosk"]
+    service = WifiService(node.host, wifi, kiosk, kiosk.config, address="127.0.0.1")
+    node.services["wifi"] = service  # in the node's health, as the daemon's hotspot is
     task = asyncio.create_task(service.portal.run(), name="bench.portal")
     result: dict[str, Any] = {}
     child = None
@@ -171,7 +172,7 @@ max_clients = 128
                 while True:
                     await asyncio.sleep(1.0)
                     n += 1
-                    await node.kiosk.service.command_message(
+                    await kiosk.command_message(
                         {"id": "bench", "text": f"bench-t={time.time():.6f}", "lang": "fr"}
                     )
 

@@ -378,15 +378,16 @@ async def run_node(
 ) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from core.events import Tap, Unlock
     from drivers.gpio.board import mock_factory
     from drivers.nfc.libnfc import LibnfcOptions
     from drivers.nfc.sim import present
     from edged.access.lists import sign_lists
     from edged.config.loader import parse_config
-    from edged.events import Tap, Unlock
     from edged.node import Node
     from edged.payloads import TapEvent
     from edged.security.signing import public_key_text
+    from edged.services.access import AccessService
     from hil.nfc.emulator import Pn532Emulator
 
     out: dict[str, Any] = {}
@@ -445,8 +446,9 @@ async def run_node(
             )
             config = parse_config(text, source="bench.tap", base_dir=tmp)
             node = Node(config, base_dir=tmp)
-            pn532_options = next(d.options for d in config.drivers if d.name == PN532_READER)
-            out["poll_interval_s"] = LibnfcOptions.model_validate(pn532_options).poll_interval_s
+            pn532 = next(d.settings for d in config.drivers if d.name == PN532_READER)
+            assert isinstance(pn532, LibnfcOptions)
+            out["poll_interval_s"] = pn532.poll_interval_s
             out["flush_interval_ms"] = config.outbox.flush_interval_ms
             out["outbox_fs"] = filesystem(tmp)
             stop = asyncio.Event()
@@ -464,8 +466,8 @@ async def run_node(
                     "the node to connect and every driver to run",
                 )
                 out["startup_s"] = time.monotonic() - started
-                access = node.access
-                assert access is not None
+                access = node.services["access"]
+                assert isinstance(access, AccessService)
                 document = {
                     "kind": "full",
                     "fleet": FLEET,
@@ -489,8 +491,8 @@ async def run_node(
                     seen.unlocks += 1
                     seen.unlocked.set()
 
-                node.subscribe(Tap, on_tap)
-                node.subscribe(Unlock, on_unlock)
+                node.bus.subscribe(Tap, on_tap)
+                node.bus.subscribe(Unlock, on_unlock)
                 original_ack = node.outbox.ack
 
                 def ack(msg: Any) -> None:  # observes, then the outbox's own ack

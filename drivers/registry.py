@@ -1,10 +1,14 @@
-"""Driver names to classes, imported lazily: a node loads only the hardware libraries it uses."""
+"""Driver names to classes, imported lazily: a node loads only the hardware libraries it uses.
+
+A name is `{kind}.{backend}`; every backend of a kind keeps the same contract (the contract
+tests under tests/drivers/{kind}/ run on each one listed here).
+"""
 
 import importlib
 from typing import Any
 
-from drivers.base import DriverOptions
-from edged.errors import EdgedError
+from core.driver import DriverOptions
+from core.errors import EdgedError
 
 REGISTRY: dict[str, str] = {
     "gps.sim": "drivers.gps.sim:SimGps",
@@ -23,6 +27,11 @@ class UnknownDriverError(EdgedError):
     pass
 
 
+def backends(kind: str) -> list[str]:
+    """The registry names of one device kind ("gps" -> gps.sim, gps.nmea-serial...)."""
+    return [name for name in REGISTRY if name.partition(".")[0] == kind]
+
+
 def driver_class(name: str) -> Any:
     try:
         target = REGISTRY[name]
@@ -34,8 +43,8 @@ def driver_class(name: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UnknownDriverError(
-            f"driver {name!r} needs a library that is not installed ({exc.name}): "
-            "install edged with the extra for this device"
+            f"driver {name!r} cannot be loaded: the library {exc.name} is not installed; "
+            "reinstall edged with its dependencies (pip install edged)"
         ) from exc
     return getattr(module, class_name)
 

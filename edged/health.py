@@ -1,14 +1,33 @@
-"""The `health` topic: what ops needs to tell a healthy node from a sick one, every 30 s."""
+"""What the node says about itself: `state` at birth, and `health`, what ops needs to tell
+a healthy node from a sick one, every 30 s."""
 
 import asyncio
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth, WifiHealth
+from pydantic import BaseModel
+
+from edged import __version__
+from edged.config.models import EdgedConfig
+from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth, State
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def birth(config: EdgedConfig, config_hash: str, since: int) -> State:
+    """The retained `state` of a node that has just connected."""
+    return State(
+        state="online",
+        version=__version__,
+        profile=config.node.profile.value,
+        name=config.node.name or None,
+        config_hash=config_hash,
+        drivers=[f"{d.name}:{d.driver}" for d in config.drivers if d.enabled],
+        encoding=config.broker.encoding,
+        since=since,
+    )
 
 
 def rss_mb() -> float:
@@ -70,9 +89,10 @@ def build_health(
     drivers: list[DriverStatus],
     errors: dict[str, int],
     mqtt: MqttHealth | None = None,
-    wifi: WifiHealth | None = None,
+    parts: Mapping[str, BaseModel] | None = None,
 ) -> Health:
-    return Health(
+    """`parts`: what services add (`Service.report`), each a field of `Health`."""
+    health = Health(
         uptime_s=round(time.monotonic() - started, 1),
         rss_mb=round(rss_mb(), 1),
         cpu_pct=cpu.take(),
@@ -84,8 +104,11 @@ def build_health(
         drivers=drivers,
         errors=errors,
         mqtt=mqtt,
-        wifi=wifi,
     )
+    unknown = set(parts or {}) - set(Health.model_fields)
+    if unknown:
+        raise ValueError(f"health has no field {sorted(unknown)}: add it to Health first")
+    return health.model_copy(update=dict(parts or {}))
 
 
 async def every(interval: float, fn: Callable[[], object]) -> None:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from edged.payloads import DriverStatus
+
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], str | None]
@@ -185,6 +187,13 @@ def beat_recent(last_beat: Callable[[], float], max_age_s: float, what: str) -> 
         return f"{what}: no beat for {age:.1f} s" if age > max_age_s else None
 
     return check
+
+
+def status_line(drivers: list[DriverStatus], connected: bool, outbox_depth: int) -> str:
+    """systemd's STATUS= line: from memory only, it runs every few seconds."""
+    running = sum(d.state == "running" for d in drivers)
+    link = "online" if connected else "offline (no broker)"
+    return f"{link}, outbox {outbox_depth}, {running}/{len(drivers)} drivers running"
 
 
 async def watchdog_loop(

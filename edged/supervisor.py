@@ -10,18 +10,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from drivers.base import Driver
+from core.bus import Bus
+from core.counters import Counters
+from core.driver import Driver, DriverContext
+from core.errors import ConfigError
+from drivers.registry import driver_class
 from edged.backoff import jittered_backoff
-from edged.config.models import SupervisorConfig
-from edged.errors import ConfigError
+from edged.config.models import DriverConfig, SupervisorConfig
 from edged.payloads import DriverStatus
 
 log = logging.getLogger(__name__)
-
-Subscribe = Callable[[type, Callable[[Any], None]], Callable[[], None]]
-"""The node's `subscribe`: register a handler for an event type, get its unsubscribe."""
 
 
 @dataclass
@@ -34,6 +33,13 @@ class Supervised:
     last_error: str | None = None
     since: float = field(default_factory=time.monotonic)
 
+    def ready(self) -> None:
+        """The driver said its device answers."""
+        if self.state != "running":
+            self.state = "running"
+            self.since = time.monotonic()
+            log.info("driver %s running", self.name)
+
     def status(self) -> DriverStatus:
         return DriverStatus(
             name=self.name,
@@ -44,57 +50,16 @@ class Supervised:
         )
 
 
-class _Context:
-    """The `DriverContext` handed to one running driver."""
+def driver_factory(d: DriverConfig) -> Callable[[], Driver]:
+    """Each start builds the driver afresh, from its options as validated at load."""
+    cls = driver_class(d.driver)
+    options = d.settings
 
-    def __init__(
-        self,
-        sup: Supervised,
-        emit: Callable[[Any], None],
-        count: Callable[[str, int], None],
-        subscribe: Subscribe,
-    ) -> None:
-        self.name = sup.name
-        self._subscribe = subscribe
-        self._unsubscribes: list[Callable[[], None]] = []
-        self._count = count
-        self.log = logging.getLogger(f"edged.driver.{sup.name}")
-        self._sup = sup
-        self._emit = emit
-        self._loop = asyncio.get_running_loop()
+    def make() -> Driver:
+        driver: Driver = cls(options)
+        return driver
 
-    def emit(self, event: Any) -> None:
-        self._emit(event)
-
-    def emit_threadsafe(self, event: Any) -> None:
-        self._loop.call_soon_threadsafe(self._emit, event)
-
-    def count(self, key: str, n: int = 1) -> None:
-        self._count(f"driver.{self.name}.{key}", n)
-
-    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> None:
-        self._unsubscribes.append(self._subscribe(event_type, handler))
-
-    def close(self) -> None:
-        """The driver stopped: its handlers must not be called any more."""
-        for unsubscribe in self._unsubscribes:
-            unsubscribe()
-        self._unsubscribes.clear()
-
-    def ready(self) -> None:
-        if self._sup.state != "running":
-            self._sup.state = "running"
-            self._sup.since = time.monotonic()
-            log.info("driver %s running", self._sup.name)
-
-
-def _ignore(key: str, n: int) -> None:
-    """No counters wired (unit tests)."""
-
-
-def _no_subscribers(event_type: type, handler: Callable[[Any], None]) -> Callable[[], None]:
-    """No event bus wired (unit tests): nothing will ever be delivered."""
-    return lambda: None
+    return make
 
 
 def backoff_delay(failures: int, config: SupervisorConfig, rng: random.Random) -> float:
@@ -106,21 +71,23 @@ class Supervisor:
     def __init__(
         self,
         config: SupervisorConfig,
-        emit: Callable[[Any], None],
+        bus: Bus,
+        counters: Counters,
         *,
-        counters: "Callable[[str, int], None] | None" = None,
-        subscribe: "Subscribe | None" = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.subscribe: Subscribe = subscribe or _no_subscribers
         self.config = config
-        self.emit = emit
-        self.count: Callable[[str, int], None] = counters or _ignore
+        self.bus = bus
+        self.counters = counters
         self.rng = rng or random.Random()
         self.drivers: dict[str, Supervised] = {}
 
     def statuses(self) -> list[DriverStatus]:
         return [s.status() for s in self.drivers.values()]
+
+    async def run(self, d: DriverConfig) -> None:
+        """Run a configured driver forever (until cancelled)."""
+        await self.supervise(d.name, d.driver, driver_factory(d))
 
     async def supervise(self, name: str, kind: str, factory: Callable[[], Driver]) -> None:
         """Run one driver forever (until cancelled), restarting it after each failure."""
@@ -130,7 +97,7 @@ class Supervisor:
             started = time.monotonic()
             try:
                 driver = factory()
-                ctx = _Context(sup, self.emit, self.count, self.subscribe)
+                ctx = DriverContext(name, self.bus, self.counters, on_ready=sup.ready)
                 try:
                     await driver.run(ctx)
                 finally:
@@ -141,7 +108,7 @@ class Supervisor:
                 raise
             except ConfigError as exc:
                 sup.state, sup.last_error = "failed", str(exc)
-                self.count(f"driver.{name}.failed", 1)
+                self.counters.inc(f"driver.{name}.failed")
                 log.error("driver %s cannot run with its config, not restarting: %s", name, exc)
                 return
             except Exception as exc:  # a driver's failure must never reach the other drivers
@@ -152,7 +119,7 @@ class Supervisor:
                 sup.restarts += 1
                 sup.last_error = reason
                 sup.state = "backoff"
-                self.count(f"driver.{name}.crash", 1)
+                self.counters.inc(f"driver.{name}.crash")
                 delay = backoff_delay(sup.failures, self.config, self.rng)
                 log.warning("driver %s failed (%s); restarting in %.1f s", name, reason, delay)
                 try:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from edged import payloads as p
 from edged.kiosk.payloads import KioskRequest
-from edged.update.payloads import UpdateStatus
+from edged.payloads import UpdateStatus
 
 
 class Priority(IntEnum):

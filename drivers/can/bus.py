@@ -32,13 +32,13 @@ from typing import Any
 import can
 from pydantic import Field, field_validator, model_validator
 
-from drivers.base import DriverContext
+from core.driver import Device, DriverContext, Opens
+from core.errors import ConfigError, DriverError
 from drivers.can.j1939 import acceptance_filters
+from drivers.can.options import CanDecodeOptions
 from drivers.can.pipeline import Pipeline
-from drivers.can.protocol import CanDecodeOptions
 from drivers.can.receiver import BusLost, BusOff, Receiver
 from drivers.can.slcan import BufferedSlcanBus
-from edged.errors import ConfigError, DriverError
 
 LISTEN_ONLY_KWARGS: dict[str, dict[str, Any]] = {
     "slcan": {"listen_only": True},
@@ -46,6 +46,8 @@ LISTEN_ONLY_KWARGS: dict[str, dict[str, Any]] = {
 }
 """How to ask each interface for listen-only mode, for those python-can can ask."""
 SO_RCVBUFFORCE = 33
+SERIAL_INTERFACES = frozenset({"slcan", "serial", "robotell", "seeedstudio"})
+"""python-can interfaces whose channel is a serial device path."""
 """Linux: set the receive buffer beyond net.core.rmem_max (with CAP_NET_ADMIN)."""
 SLCAN_BITRATES = frozenset(
     (10_000, 20_000, 50_000, 83_300, 100_000, 125_000, 250_000, 500_000, 750_000, 1_000_000)
@@ -110,7 +112,7 @@ def _open_hint(options: CanBusOptions, exc: BaseException, *, lost: bool = False
         if code == errno.ENETDOWN:
             return f"{ch} is down: `ip link set {ch} up type can bitrate {rate} restart-ms 100`"
         return f"cannot read {ch} ({exc}): check `ip -details link show {ch}`"
-    if options.interface in ("slcan", "serial", "robotell", "seeedstudio"):
+    if options.interface in SERIAL_INTERFACES:
         return (
             f"{'lost' if lost else 'cannot open'} the CAN adapter on {ch} ({exc}): "
             "is it plugged in? "
@@ -128,6 +130,19 @@ class CanBusDriver:
     """Reads one CAN interface until cancelled."""
 
     Options = CanBusOptions
+
+    @classmethod
+    def opens(cls, options: CanBusOptions) -> Opens:
+        """A SocketCAN interface, or the serial port of an slcan (or similar) adapter."""
+        channel, interface = options.channel, options.interface
+        if interface == "virtual":
+            return Opens(simulated="simulated CAN (python-can virtual bus)")
+        if interface == "socketcan":
+            up = f"sudo ip link set {channel} up type can bitrate {options.bitrate} restart-ms 100"
+            return Opens(devices=(Device(channel, "netif", "channel", bring_up=up),))
+        if interface in SERIAL_INTERFACES:
+            return Opens(devices=(Device(channel, "serial", "channel"),))
+        return Opens()
 
     def __init__(self, options: CanBusOptions) -> None:
         self.options = options

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError, EdgedError
 from drivers.can.j1939 import PGN_DM1, parse_id
 from drivers.can.table import SHIPPED_DBC, load_table
-from edged.errors import ConfigError, EdgedError
 
 __all__ = ["SHIPPED_DBC", "Decoders", "MessageDecoder", "MultiplexerError", "valid_limit"]
 

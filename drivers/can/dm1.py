@@ -22,7 +22,7 @@ layout and `cm: 1` says it may be in another byte order.
 
 from collections.abc import Sequence
 
-from edged.events import ActiveFaults, TroubleCode
+from core.events import ActiveFaults, TroubleCode
 
 MIN_LENGTH = 6
 """The lamps and one code slot."""

@@ -25,11 +25,11 @@ from typing import Final
 
 import can
 
+from core.events import ActiveFaults, J1939Signals
 from drivers.can.decoder import Decoders, MessageDecoder
 from drivers.can.dm1 import parse_dm1
 from drivers.can.j1939 import GLOBAL, PGN_DM1, PGN_TP_CM, PGN_TP_DT, pgn_of
 from drivers.can.transport import BamReassembler, ConnectionReassembler
-from edged.events import ActiveFaults, J1939Signals
 
 log = logging.getLogger(__name__)
 

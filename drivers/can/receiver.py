@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 import can
 
-from drivers.base import DriverContext
+from core.driver import DriverContext
 from drivers.can.pipeline import Event, Pipeline
 
 RECV_TIMEOUT_S = 0.2

@@ -24,13 +24,13 @@ from collections.abc import Callable
 import can
 from pydantic import Field
 
-from drivers.base import DriverContext
+from core.driver import DriverContext, Opens
+from core.errors import DriverError
+from core.paths import ExistingConfigPath
 from drivers.can.candump import EXAMPLE, LogFrame, LogLineError, read_log
+from drivers.can.options import CanDecodeOptions
 from drivers.can.pipeline import Pipeline
-from drivers.can.protocol import CanDecodeOptions
 from drivers.can.receiver import Receiver
-from edged.config.paths import ExistingConfigPath
-from edged.errors import DriverError
 
 RX_QUEUE = 10_000
 """Frames the receiving side buffers; a faster sender waits (no frame of a log is lost)."""
@@ -149,6 +149,10 @@ class CanReplayDriver:
     """Replays a log until cancelled (and keeps the bus open, silent, once it ends)."""
 
     Options = CanReplayOptions
+
+    @classmethod
+    def opens(cls, options: CanReplayOptions) -> Opens:
+        return Opens(simulated="simulated CAN (replays a log)")
 
     def __init__(self, options: CanReplayOptions) -> None:
         self.options = options

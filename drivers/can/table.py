@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from edged.errors import ConfigError
+from core.errors import ConfigError
 
 SHIPPED_DBC = Path(str(resources.files("drivers.can") / "fms.dbc"))
 """The FMS database used when a config names none: package data of drivers.can, so an

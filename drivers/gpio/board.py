@@ -45,14 +45,9 @@ from gpiozero import LED, Buzzer, Device, InputDevice, OutputDevice
 from gpiozero.exc import BadPinFactory, GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from drivers.base import DriverContext, DriverOptions
-from drivers.gpio.beams import BeamCounter, Glitch, Output, Passage, Stuck
-from drivers.gpio.mockwire import MockWire
-from drivers.gpio.options import BeamPair, GpioOptions, Pull
-from drivers.gpio.outputs import INDICATORS, Indicator, Indicators, LockRelay
-from drivers.gpio.pins import name
-from edged.errors import DriverError
-from edged.events import (
+from core.driver import DriverContext, DriverOptions, Opens
+from core.errors import DriverError
+from core.events import (
     Crossing,
     DoorInput,
     Feedback,
@@ -61,6 +56,11 @@ from edged.events import (
     PanicInput,
     Unlock,
 )
+from drivers.gpio.beams import BeamCounter, Glitch, Output, Passage, Stuck
+from drivers.gpio.mockwire import MockWire
+from drivers.gpio.options import BeamPair, GpioOptions, Pull
+from drivers.gpio.outputs import INDICATORS, Indicator, Indicators, LockRelay
+from drivers.gpio.pins import name
 
 log = logging.getLogger(__name__)
 
@@ -490,6 +490,12 @@ class GpioBoard:
     """The node's GPIO: inputs to events, Unlock and Feedback to the outputs."""
 
     Options: ClassVar[type[DriverOptions]] = GpioOptions
+
+    @classmethod
+    def opens(cls, options: GpioOptions) -> Opens:
+        if options.pin_factory == "mock":
+            return Opens(simulated="simulated GPIO (mock pins)")
+        return Opens(gpio_chips=options.pin_factory)
 
     def __init__(self, options: GpioOptions) -> None:
         self.options = options

@@ -39,8 +39,8 @@ from typing import Any, Literal, Protocol
 
 from gpiozero.pins.mock import MockPin
 
+from core.errors import DriverError
 from drivers.gpio.pins import bcm
-from edged.errors import DriverError
 
 MAX_LINE = 128
 MAX_CLIENTS = 8

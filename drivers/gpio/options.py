@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drivers.base import DriverOptions
+from core.driver import DriverOptions
 from drivers.gpio.pins import FIXED_PULL_UP, Pin, name
 
 Pull = Literal["up", "down", "none"]

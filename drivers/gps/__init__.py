@@ -1,1 +1,1 @@
-"""GPS receivers: they emit `edged.events.Fix`."""
+"""GPS receivers: they emit `core.events.Fix`."""

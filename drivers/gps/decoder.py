@@ -4,6 +4,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from core.events import Fix
 from drivers.gps.epochs import EpochMerger
 from drivers.gps.nmea import (
     DEFAULT_MAX_LINE,
@@ -13,7 +14,6 @@ from drivers.gps.nmea import (
     _no_count,
     parse_sentence,
 )
-from edged.events import Fix
 
 
 class NmeaDecoder:

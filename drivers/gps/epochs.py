@@ -53,9 +53,9 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from core.events import Fix, FixMode
 from drivers.gps.dating import Dating
 from drivers.gps.nmea import TIMED, Count, Sentence, _no_count
-from edged.events import Fix, FixMode
 
 QUIET_FRACTION = 0.25
 QUIET_MIN_S = 0.05

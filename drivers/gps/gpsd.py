@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from drivers.base import DriverContext, DriverOptions
-from edged.errors import DriverError
-from edged.events import Fix, FixMode
+from core.driver import DriverContext, DriverOptions, Opens
+from core.errors import DriverError
+from core.events import Fix, FixMode
 
 WATCH = b'?WATCH={"enable":true,"json":true}\n'
 READ_SIZE = 65536
@@ -144,6 +144,14 @@ class GpsdReports:
 
 class GpsdGps:
     Options: ClassVar[type[DriverOptions]] = GpsdOptions
+
+    @classmethod
+    def opens(cls, options: GpsdOptions) -> Opens:
+        """A TCP service, no device of its own: the probe says whether gpsd answers."""
+        return Opens(
+            silence="gpsd accepted the connection but reported nothing: does `gpspipe -w` "
+            "show the receiver? (gpsd must be started with the device, e.g. DEVICES=/dev/gps0)"
+        )
 
     def __init__(self, options: GpsdOptions) -> None:
         self.options = options

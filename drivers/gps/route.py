@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edged.errors import ConfigError
-from edged.geo import bearing_deg, haversine_m
+from core.errors import ConfigError
+from core.geo import bearing_deg, haversine_m
 
 
 class Waypoint(BaseModel):

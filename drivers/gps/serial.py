@@ -30,11 +30,11 @@ from typing import ClassVar, Literal
 import serial
 from pydantic import Field
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import Device, DriverContext, DriverOptions, Opens
+from core.errors import DriverError
+from core.events import Fix
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.nmea import DEFAULT_MAX_LINE, NMEA_MAX_LINE
-from edged.errors import DriverError
-from edged.events import Fix
 
 READ_SIZE = 65536
 PLUG = "unplugged? it is reopened when it is back: check the cable and connector"
@@ -88,6 +88,15 @@ def _open_error(port: str, exc: serial.SerialException) -> DriverError:
 
 class NmeaSerialGps:
     Options: ClassVar[type[DriverOptions]] = NmeaSerialOptions
+
+    @classmethod
+    def opens(cls, options: NmeaSerialOptions) -> Opens:
+        return Opens(
+            devices=(Device.at(options.port, "port"),),
+            silence="the port opens but no valid NMEA sentence came: check the baud rate "
+            "(receivers use 4800, 9600, 38400 or 115200), the wiring (receiver TX to Pi RX) "
+            "and that the receiver has power",
+        )
 
     def __init__(self, options: NmeaSerialOptions) -> None:
         self.options = options

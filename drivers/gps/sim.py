@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 from pydantic import Field
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions, Opens
+from core.events import Fix, FixMode
+from core.geo import offset
+from core.paths import ExistingConfigPath
 from drivers.gps.route import Route
-from edged.config.paths import ExistingConfigPath
-from edged.events import Fix, FixMode
-from edged.geo import offset
 
 
 class SimGpsOptions(DriverOptions):
@@ -32,6 +32,10 @@ class SimGpsOptions(DriverOptions):
 
 class SimGps:
     Options = SimGpsOptions
+
+    @classmethod
+    def opens(cls, options: SimGpsOptions) -> Opens:
+        return Opens(simulated="simulated GPS (route file)")
 
     def __init__(self, options: SimGpsOptions) -> None:
         self.options = options

@@ -1,1 +1,1 @@
-"""NFC readers: they emit `edged.events.Tap`, one per card presentation."""
+"""NFC readers: they emit `core.events.Tap`, one per card presentation."""

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from edged.errors import ConfigError, DriverError
+from core.errors import ConfigError, DriverError
 
 # nfc-types.h: enum nfc_modulation_type, enum nfc_baud_rate
 NMT_ISO14443A = 1

@@ -54,12 +54,12 @@ from typing import Any, ClassVar, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import Device, DriverContext, DriverOptions, Opens
+from core.errors import ConfigError, DriverError
+from core.events import Tap
 from drivers.nfc import abi
 from drivers.nfc.presence import Presence
 from drivers.nfc.uid import UID_LENGTHS
-from edged.errors import ConfigError, DriverError
-from edged.events import Tap
 
 STOP_WAIT_S = 0.5
 TARGET_BUFFER = 1024  # bytes behind each nfc_target: room should libnfc's struct ever grow
@@ -246,6 +246,17 @@ def _open_error(connstring: str) -> DriverError:
 
 class LibnfcReader:
     Options: ClassVar[type[DriverOptions]] = LibnfcOptions
+
+    @classmethod
+    def opens(cls, options: LibnfcOptions) -> Opens:
+        """The device in the connection string (pn532_uart:/dev/ttyS0); none for a USB
+        reader or libnfc's own autodetection."""
+        path = options.connstring.partition(":")[2].partition(":")[0]
+        return Opens(
+            devices=(Device.at(path, "connstring"),) if path.startswith("/") else (),
+            silence="the reader did not answer: check its wiring, its interface switches "
+            "(PN532 boards select UART/I2C/SPI with jumpers) and `nfc-list`",
+        )
 
     def __init__(self, options: LibnfcOptions) -> None:
         self.options = options

@@ -28,9 +28,9 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions, Opens
+from core.events import Tap
 from drivers.nfc.uid import HexUid, valid_uid
-from edged.events import Tap
 
 
 class ScriptedTap(BaseModel):
@@ -90,6 +90,10 @@ def present(uid: bytes, reader: str | None = None) -> int:
 
 class SimReader:
     Options: ClassVar[type[DriverOptions]] = SimReaderOptions
+
+    @classmethod
+    def opens(cls, options: SimReaderOptions) -> Opens:
+        return Opens(simulated="simulated NFC reader")
 
     def __init__(self, options: SimReaderOptions) -> None:
         self.options = options

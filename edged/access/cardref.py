@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from edged.errors import ConfigError
+from core.errors import ConfigError
 
 MIN_SECRET_BYTES = 16
 

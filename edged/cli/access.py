@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from core.errors import EdgedError
 from drivers.nfc.uid import parse_uid
 from edged.access.cardref import CardRefs
 from edged.access.lists import AccessDelta, AccessLists, sign_lists
-from edged.errors import EdgedError
 from edged.security.signing import load_private_key
 
 

@@ -35,12 +35,12 @@ from paho.mqtt.properties import Properties
 from rich.console import Console, RenderableType
 from rich.live import Live
 
+from core.errors import EdgedError
 from edged import __version__
 from edged.cli import access as access_cli
 from edged.cli import release as release_cli
 from edged.cli import update as update_cli
 from edged.config.base import NAME_PATTERN
-from edged.errors import EdgedError
 from edged.ops.brokercheck import CHECK_EPILOG, broker_check
 from edged.ops.client import BrokerUnreachableError, Say, connect, refused
 from edged.ops.commands import Request, default_response_topic, make_request, reply_of

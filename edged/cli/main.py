@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.errors import ConfigError, EdgedError
 from edged import __version__
-from edged.cli.logs import setup_logging
-from edged.errors import ConfigError, EdgedError
+from edged.logs import setup_logging
 
 if TYPE_CHECKING:
     from edged.node import Node
@@ -185,7 +185,7 @@ def run(config_file: Path) -> int:
         except EdgedError as exc:
             on_trial_failure("crashed", f"stopped at start: {exc}")
             raise
-        if node.updates is not None and node.updates.switch_pending is not None:
+        if node.updates.switch_pending is not None:
             node.updates.finish_switch()
             return 0
         if node.exit_code or not node.restart_requested:

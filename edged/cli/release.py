@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from edged.errors import CommandError, EdgedError
+from core.errors import EdgedError
+from edged.errors import CommandError
 from edged.release.build import BuildError, build, check_target
 from edged.release.bundle import read_head
 from edged.release.launcher import sha256_file as sha256_of

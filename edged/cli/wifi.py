@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from edged.errors import ConfigError
+from core.errors import ConfigError
 
 
 def wifi_apply(config_path: Path, *, dry_run: bool, root: Path | None) -> int:

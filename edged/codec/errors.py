@@ -1,6 +1,6 @@
 """The error every payload decoder raises on what it cannot read."""
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 
 
 class PayloadError(EdgedError, ValueError):

@@ -1,5 +1,6 @@
-"""Commands from dispatch and ops: one router, one handler per command name."""
+"""Commands from dispatch and ops: each declared by its owner (`CommandSpec`), one router."""
 
-from edged.commands.router import CommandRouter, Handler, IncomingCommand
+from edged.commands.router import CommandRouter, IncomingCommand
+from edged.commands.spec import CommandSpec, Handler
 
-__all__ = ["CommandRouter", "Handler", "IncomingCommand"]
+__all__ = ["CommandRouter", "CommandSpec", "Handler", "IncomingCommand"]

@@ -1,31 +1,33 @@
 """Commands every node answers: `ping` and `republish`."""
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edged import __version__
 from edged.commands.args import only
+from edged.commands.lifecycle import Lifecycle
+from edged.commands.spec import CommandSpec
 
-if TYPE_CHECKING:
-    from edged.node import Node
 
+class Builtin:
+    def __init__(self, life: Lifecycle) -> None:
+        self.life = life
 
-def register_builtin(node: "Node") -> None:
-    async def ping(args: dict[str, Any]) -> dict[str, Any]:
+    def commands(self) -> list[CommandSpec]:
+        return [
+            CommandSpec("ping", self.ping, scope="read"),
+            CommandSpec("republish", self.republish, scope="operate"),
+        ]
+
+    async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
         only("ping", args)
         return {
             "pong": True,
             "version": __version__,
-            "uptime_s": round(time.monotonic() - node.started, 1),
-            "outbox_depth": node.outbox.depth,
+            "uptime_s": round(self.life.uptime_s(), 1),
+            "outbox_depth": self.life.outbox_depth(),
         }
 
-    async def republish(args: dict[str, Any]) -> dict[str, Any]:
+    async def republish(self, args: dict[str, Any]) -> dict[str, Any]:
         """Birth, retained topics and a fresh health report, e.g. after a broker lost them."""
         only("republish", args)
-        done = await node.uplink.republish()
-        await node.publish_health(full=True)
-        return {**done, "health": True}
-
-    node.router.register("ping", ping, scope="read")
-    node.router.register("republish", republish, scope="operate")
+        return await self.life.republish()

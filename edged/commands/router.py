@@ -10,25 +10,21 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from core.counters import Counters
+from edged.commands.authorize import Authorizer
 from edged.commands.response import ResponseTopics
+from edged.commands.spec import MAX_COMMAND_BYTES, CommandSpec, Handler
 from edged.config.security import Scope
-from edged.counters import Counters
 from edged.errors import CommandError
 from edged.payloads import Command, Reply, ReplyError
-from edged.security.authorize import Authorizer
 from edged.topics import COMMAND_NAME, INVALID_COMMAND, name_of
 
 log = logging.getLogger(__name__)
-
-MAX_COMMAND_BYTES = 64 * 1024
-
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -50,11 +46,23 @@ class Outcome:
     correlation: bytes | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Route:
     handler: Handler
     scope: Scope
     max_bytes: int = MAX_COMMAND_BYTES
+    kinds: dict[str, Handler] = field(default_factory=dict)
+    """A command several owners share, by its `kind` argument (the first is the default)."""
+
+    async def run(self, args: dict[str, Any]) -> Any:
+        if not self.kinds:
+            return await self.handler(args)
+        default = next(iter(self.kinds))
+        kind = args.get("kind", default)
+        handler = self.kinds.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            raise CommandError("bad_args", f"kind must be {' or '.join(self.kinds)}")
+        return await handler({k: v for k, v in args.items() if k != "kind"})
 
 
 class CommandRouter:
@@ -73,22 +81,24 @@ class CommandRouter:
         self._replies: OrderedDict[str, tuple[bytes, Reply]] = OrderedDict()
         self._remember = remember
 
-    def register(
-        self,
-        name: str,
-        handler: Handler,
-        *,
-        scope: Scope = "operate",
-        max_bytes: int = MAX_COMMAND_BYTES,
-    ) -> None:
-        """Add a command; `scope` is what a signing key must hold to run it.
-
+    def add(self, spec: CommandSpec) -> None:
+        """Add a command; its `scope` is what a signing key must hold to run it, and its
         `max_bytes` raises the size limit for the few commands that carry data (a full
-        access list), without raising it for every other command.
-        """
+        access list) without raising it for every other command."""
+        name = spec.name
         if not COMMAND_NAME.fullmatch(name):
             raise ValueError(f"invalid command name {name!r}")
-        self._routes[name] = _Route(handler, scope, max_bytes)
+        route = self._routes.get(name)
+        if route is None:
+            route = self._routes[name] = _Route(spec.handler, spec.scope, spec.max_bytes)
+            if spec.kind is not None:
+                route.kinds[spec.kind] = spec.handler
+            return
+        if spec.kind is None or not route.kinds or spec.kind in route.kinds:
+            raise ValueError(f"command {name!r} is declared twice")
+        if (spec.scope, spec.max_bytes) != (route.scope, route.max_bytes):
+            raise ValueError(f"the kinds of command {name!r} must share a scope and a size")
+        route.kinds[spec.kind] = spec.handler
 
     @property
     def names(self) -> list[str]:
@@ -176,7 +186,7 @@ class CommandRouter:
         except CommandError as exc:
             return self._error(command.id, exc.code, exc.message)  # refusals are not cached
         try:
-            result = await route.handler(command.args)
+            result = await route.run(command.args)
             reply = Reply(id=command.id, ok=True, result=result)
             self.counters.inc("cmd.ok")
         except CommandError as exc:

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from core.paths import PrivateConfigPath
 from edged.config.base import Strict
-from edged.config.paths import PrivateConfigPath
 from edged.security.signing import public_key_from_text
 
 ReaderRole = Literal["entry", "exit", "both"]

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from edged.config.models import EdgedConfig
-from edged.errors import ConfigError, EdgedError
+from core.driver import DriverOptions
+from core.errors import ConfigError, EdgedError
+from drivers.registry import options_model
+from edged.config.models import DriverConfig, EdgedConfig
 
 
 def load_config(path: str | Path) -> EdgedConfig:
@@ -47,9 +49,11 @@ def parse_config(
         config = EdgedConfig.model_validate(data, context=context)
     except ValidationError as exc:
         problems.extend(format_errors(exc, text))
-    problems.extend(_check_driver_options(data.get("drivers"), text, context))
+    settings = _driver_settings(data.get("drivers"), text, base_dir, problems)
     if problems or config is None:
         raise ConfigError(source, problems)
+    for i, d in enumerate(config.drivers):
+        d._settings = settings[i]  # validated once, here; nobody validates them again
     return config
 
 
@@ -74,36 +78,43 @@ def check_depth(data: Any, source: str) -> None:
             stack.extend((v, depth + 1) for v in value)
 
 
-def _check_driver_options(drivers: Any, text: str, context: dict[str, Any]) -> list[str]:
+def _driver_settings(
+    drivers: Any, text: str, base_dir: Path | None, problems: list[str]
+) -> dict[int, DriverOptions]:
     """Each driver validates its own options; a bad driver name lists the known ones.
 
     Runs on the raw data, so driver problems show up alongside every other problem."""
-    from drivers.registry import options_model  # lazy: keeps `edged` importable alone
-
     if not isinstance(drivers, list):
-        return []
-    problems: list[str] = []
+        return {}
+    settings: dict[int, DriverOptions] = {}
     for i, d in enumerate(drivers):
         if not isinstance(d, dict) or not isinstance(d.get("driver"), str):
             continue  # the main model already reports it
         prefix: tuple[str | int, ...] = ("drivers", i)
-        try:
-            model = options_model(d["driver"])
-        except EdgedError as exc:
-            problems.append(_with_line(f"drivers[{i}].driver: {exc}", text, (*prefix, "driver")))
-            continue
         options = d.get("options", {})
         if not isinstance(options, dict):
             continue
         try:
-            model.model_validate(options, context=context)
+            settings[i] = driver_options(d["driver"], options, base_dir)
+        except EdgedError as exc:
+            problems.append(_with_line(f"drivers[{i}].driver: {exc}", text, (*prefix, "driver")))
         except ValidationError as exc:
             problems.extend(format_errors(exc, text, prefix=(*prefix, "options")))
-    return problems
+    return settings
 
 
-def validate_options(model: type[BaseModel], options: dict[str, Any], base_dir: Path | None) -> Any:
-    return model.model_validate(options, context={"base_dir": base_dir})
+def driver_options(driver: str, options: dict[str, Any], base_dir: Path | None) -> DriverOptions:
+    """`options` read by the model of driver `driver` (paths relative to `base_dir`):
+    raises UnknownDriverError or ValidationError."""
+    return options_model(driver).model_validate(options, context={"base_dir": base_dir})
+
+
+def with_settings(d: DriverConfig, base_dir: Path | None) -> DriverConfig:
+    """`d` with its options validated: already, when it was loaded from a file; here, for
+    one that was not (a config the doctor salvaged, one a test or the demo made)."""
+    if d._settings is None:
+        d._settings = driver_options(d.driver, d.options, base_dir)
+    return d
 
 
 def format_errors(

@@ -4,17 +4,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from core.driver import DriverOptions
+from core.errors import ConfigError
+from core.paths import ConfigPath, PrivateConfigPath
 from edged.codec import Encoding
 from edged.config.access import valid_zone
 from edged.config.base import NAME_PATTERN, Strict
-from edged.config.paths import ConfigPath, PrivateConfigPath
 from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
 from edged.config.topic_names import reaches_a_node_base, topic_name_problem
-from edged.update.config import UpdateConfig
-from edged.wifi.config import WifiConfig
+from edged.config.update import UpdateConfig
+from edged.config.wifi import WifiConfig
 
 
 class Profile(StrEnum):
@@ -221,6 +223,19 @@ class DriverConfig(Strict):
     driver: str = Field(description='registry name such as "gps.sim"')
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+    """As written in the file; `settings` is what the driver's own model made of them."""
+    _settings: DriverOptions | None = PrivateAttr(default=None)
+
+    @property
+    def settings(self) -> DriverOptions:
+        """The options validated by the driver's own model, once, when the config was
+        loaded (`edged.config.loader.with_settings`)."""
+        if self._settings is None:
+            raise ConfigError(
+                f"drivers: {self.name}",
+                ["its options were never validated: load the config with edged.config.load_config"],
+            )
+        return self._settings
 
 
 class RemoteConfig(Strict):

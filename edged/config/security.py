@@ -8,9 +8,10 @@ from edged.config.base import Strict
 from edged.security.signing import public_key_from_text
 
 Scope = Literal["read", "operate", "door", "access", "config", "update"]
-"""read: ping, config.get, diag.dump, update.status. operate: republish, trips, geofences,
-kiosk, mode, occupancy, alarm.ack. door: door.unlock. access: access.update. config:
-config.set, restart. update: update.apply, update.cancel, and signing release bundles."""
+"""What a signing key may do: read the node, operate it, open a door, change the access
+lists, change its config, update its software (and sign release bundles). Each command
+declares its own scope beside its handler (`edged.commands.spec.CommandSpec`);
+docs/topics.md lists them, held to the code by test."""
 
 ALWAYS_SIGNED: frozenset[str] = frozenset({"update"})
 """Scopes whose commands are refused unsigned whatever `signed_commands` says: new code."""

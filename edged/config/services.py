@@ -12,7 +12,7 @@ from edged.config.access import (
 )
 from edged.config.base import NAME_PATTERN, Strict
 from edged.config.geofences import Geofence, GeofenceSet
-from edged.kiosk.config import KioskConfig
+from edged.config.kiosk import KioskConfig
 
 SIGNAL_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
 

@@ -12,7 +12,7 @@ import warnings
 from types import TracebackType
 from typing import Any, Literal
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 from edged.ops.urls import BrokerAddress
 
 log = logging.getLogger(__name__)

@@ -28,21 +28,21 @@ from pydantic import ValidationError
 from rich.console import Console, RenderableType
 from rich.live import Live
 
-from drivers.registry import options_model
+from core.errors import ConfigError, EdgedError
 from edged.config import load_config
-from edged.config.loader import format_errors, validate_options
+from edged.config.loader import format_errors, with_settings
 from edged.config.models import DriverConfig, EdgedConfig
 from edged.demo.access import demo_access
 from edged.demo.broker import PROTOCOL as EMBEDDED_PROTOCOL
 from edged.demo.broker import EmbeddedBroker, quiet_amqtt
 from edged.demo.view import DemoInfo, screen, summary
-from edged.errors import ConfigError, EdgedError
 from edged.node import Node
 from edged.ops.feed import FleetFeed
 from edged.ops.fleet import FleetView
 from edged.ops.login import Login, Protocol
 from edged.ops.loop import run_until, stop_on_signals
 from edged.ops.urls import BrokerAddress, parse_broker_url
+from edged.services.access import AccessService
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,14 @@ def demo_config(
         if d.driver == "gps.sim":
             # start 10 s (simulated) before the end of the first stop: the demo moves at once
             options = {**d.options, "speed_factor": speed, "start_s": 110}
+            d = DriverConfig(name=d.name, driver=d.driver, enabled=d.enabled, options=options)
             try:
-                validate_options(options_model(d.driver), options, base_dir)
+                with_settings(d, base_dir)
             except ValidationError as exc:
                 raise ConfigError(
                     f"--speed {speed:g}",
                     format_errors(exc, prefix=("drivers", i, "options")),
                 ) from None
-            d = d.model_copy(update={"options": options})
         drivers.append(d)
     broker = config.broker.model_copy(
         update={
@@ -358,10 +358,13 @@ class Demo:
     async def _show_kiosk(self) -> None:
         """The kiosk's URL on the screen and in the summary once it listens, with the port
         it got (never before: a URL that does not answer sends people looking)."""
+        from edged.services.kiosk import KioskService  # aiohttp: only with a kiosk
+
         await self.node.ready.wait()
-        kiosk = self.node.kiosk
-        if kiosk is None:
+        service = self.node.services.get("kiosk")
+        if not isinstance(service, KioskService):
             return
+        kiosk = service.server
         await kiosk.listening.wait()
         self.info = dataclasses.replace(self.info, kiosk=kiosk.url)
         if not self.tty:
@@ -370,9 +373,10 @@ class Demo:
     async def _load_lists(self) -> None:
         """The access lists, signed as dispatch signs them, once the node runs."""
         await self.node.ready.wait()
-        if self.node.access is not None and self.lists is not None:
+        access = self.node.services.get("access")
+        if isinstance(access, AccessService) and self.lists is not None:
             try:
-                await self.node.access.command_update(self.lists)
+                await access.command_update(self.lists)
             except EdgedError as exc:
                 logging.getLogger(__name__).error("the demo's access lists: %s", exc)
 

@@ -40,7 +40,7 @@ def doctor(
         print("edged doctor: --timeout must be more than 0 seconds", file=sys.stderr)
         return 2
     if verbose:
-        from edged.cli.logs import setup_logging
+        from edged.logs import setup_logging
 
         setup_logging(True)
     else:  # drivers log what the report says; their warnings still reach the probe

@@ -28,9 +28,9 @@ from cryptography import x509
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.errors import ConfigError
 from edged.config.models import BrokerConfig
 from edged.doctor.check import Check, fail, ok, warn
-from edged.errors import ConfigError
 from edged.uplink.client import read_password
 from edged.uplink.tls import tls_context
 

@@ -18,14 +18,14 @@ from typing import Any
 
 from pydantic import AfterValidator, BaseModel, ValidationError
 
+from core.errors import ConfigError
+from core.paths import PrivateConfigPath
 from edged.config import load_config
+from edged.config.kiosk import KioskConfig
 from edged.config.models import BrokerConfig, DriverConfig, OutboxConfig
-from edged.config.paths import PrivateConfigPath
 from edged.config.security import ClockConfig
+from edged.config.wifi import WifiConfig
 from edged.doctor.check import Check, fail, ok
-from edged.errors import ConfigError
-from edged.kiosk.config import KioskConfig
-from edged.wifi.config import WifiConfig
 
 SECTION = "config"
 

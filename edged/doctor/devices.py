@@ -1,10 +1,11 @@
 """Each driver's device: is it there, may this user open it, and does it answer?
 
-"Answers" runs the real driver class, as the daemon would, with a probe context: the
-driver calling `ctx.ready()` within the timeout is the pass; a `DriverError` (whose message
-says what to check) or silence is the failure. Presence and permission are checked first
-on the raw options, so they work even when the driver's library is missing, and their
+What a driver opens it says itself (`opens(options)`, from its options as validated at
+load); the doctor knows no driver. Presence and permission are checked first, so their
 advice is more precise than an errno (which group to join, which overlay to enable).
+"Answers" runs the real driver class, as the daemon would, in the real `DriverContext`: the
+driver calling `ctx.ready()` within the timeout is the pass; a `DriverError` (whose message
+says what to check) or silence is the failure.
 """
 
 import asyncio
@@ -17,34 +18,24 @@ import os
 import pwd
 import stat
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from core.bus import Bus
+from core.counters import Counters
+from core.driver import Device, DeviceKind, Driver, DriverContext, Opens
+from core.errors import ConfigError, DriverError, EdgedError
 from drivers.registry import driver_class
-from edged.config.loader import format_errors, validate_options
+from edged.config.loader import format_errors, with_settings
 from edged.config.models import DriverConfig
 from edged.doctor.check import Check, Status, fail, ok, skip, warn
-from edged.errors import ConfigError, DriverError, EdgedError
 
 SECTION = "drivers"
 CLEANUP_S = 2.0
 """How long a probed driver has to close its device after it is cancelled."""
 
-Kind = Literal["serial", "gpio", "i2c", "spi", "netif"]
-
-SIMULATED: dict[str, str] = {
-    "gps.sim": "simulated GPS (route file)",
-    "can.replay": "simulated CAN (replays a log)",
-    "nfc.sim": "simulated NFC reader",
-}
-SERIAL_CAN = frozenset({"slcan", "serial", "robotell", "seeedstudio"})
-"""python-can interfaces whose channel is a serial device path."""
-GROUP_HINT: dict[Kind, str] = {
+GROUP_HINT: dict[DeviceKind, str] = {
     "serial": "dialout",
     "gpio": "gpio",
     "i2c": "i2c",
@@ -61,102 +52,14 @@ SERIAL_GLOBS = (
     "/dev/edged-*",  # the links systemd/udev/99-edged.rules makes
 )
 PI_UART = ("/dev/ttyAMA", "/dev/ttyS", "/dev/serial0", "/dev/serial1")
-SILENCE_ADVICE: dict[str, str] = {
-    "gps.nmea-serial": "the port opens but no valid NMEA sentence came: check the baud rate "
-    "(receivers use 4800, 9600, 38400 or 115200), the wiring (receiver TX to Pi RX) and "
-    "that the receiver has power",
-    "gps.gpsd": "gpsd accepted the connection but reported nothing: does `gpspipe -w` show "
-    "the receiver? (gpsd must be started with the device, e.g. DEVICES=/dev/gps0)",
-    "nfc.libnfc": "the reader did not answer: check its wiring, its interface switches "
-    "(PN532 boards select UART/I2C/SPI with jumpers) and `nfc-list`",
-}
-
-
-@dataclass(frozen=True)
-class Device:
-    path: str
-    kind: Kind
-    key: str
-    """The option it comes from, named in the advice."""
-
-
-@dataclass
-class Plan:
-    """What to check for one driver, from its raw options."""
-
-    devices: list[Device] = field(default_factory=list)
-    simulated: str = ""
-    gpio_chips: str = ""
-    """A gpiozero pin factory that needs /dev/gpiochip* (or /dev/gpiomem)."""
-
-
-def plan(driver: str, options: dict[str, Any]) -> Plan:
-    """The devices a driver will open, by driver and options (unknown drivers: any /dev path)."""
-    if driver in SIMULATED:
-        return Plan(simulated=SIMULATED[driver])
-    if driver == "gps.nmea-serial":
-        return Plan(_devices(options, "port"))
-    if driver == "gps.gpsd":
-        return Plan()  # a TCP service: the probe says whether gpsd answers
-    if driver == "can.bus":
-        interface = options.get("interface", "socketcan")
-        channel = options.get("channel", "can0")
-        if not isinstance(channel, str):
-            return Plan()
-        if interface == "virtual":
-            return Plan(simulated="simulated CAN (python-can virtual bus)")
-        if interface == "socketcan":
-            return Plan([Device(channel, "netif", "channel")])
-        if interface in SERIAL_CAN:
-            return Plan([Device(channel, "serial", "channel")])
-        return Plan()
-    if driver == "nfc.libnfc":
-        connstring = options.get("connstring")
-        if isinstance(connstring, str) and ":" in connstring:
-            path = connstring.split(":", 2)[1]  # pn532_uart:/dev/ttyS0[:115200]
-            if path.startswith("/"):
-                return Plan([Device(path, _kind(path), "connstring")])
-        return Plan()  # USB readers, or libnfc's own autodetection
-    if driver.startswith("gpio."):
-        factory = str(options.get("pin_factory", "default"))
-        if factory == "mock":
-            return Plan(simulated="simulated GPIO (mock pins)")
-        if factory == "pigpio":
-            return Plan()  # pins through the pigpiod daemon: the probe says
-        return Plan(gpio_chips=factory)
-    return Plan(
-        [
-            Device(v, _kind(v), k)
-            for k, v in options.items()
-            if isinstance(v, str) and v.startswith("/dev/")
-        ]
-    )
-
-
-def _devices(options: dict[str, Any], key: str) -> list[Device]:
-    value = options.get(key)
-    return [Device(value, _kind(value), key)] if isinstance(value, str) and value else []
-
-
-def _kind(path: str) -> Kind:
-    base = os.path.basename(path)
-    if base.startswith("gpiochip") or base.startswith("gpiomem"):
-        return "gpio"
-    if base.startswith("i2c-"):
-        return "i2c"
-    if base.startswith("spidev"):
-        return "spi"
-    return "serial"
-
-
 # -- presence -------------------------------------------------------------------------
 
 
-def presence(name: str, dev: Device, options: dict[str, Any]) -> Check:
+def presence(name: str, dev: Device) -> Check:
     """The device node (or CAN interface) exists; a missing one lists what does exist."""
     check = f"{name}: device"
     if dev.kind == "netif":
-        return _netif(check, dev.path, options)
+        return _netif(check, dev)
     path = Path(dev.path)
     try:
         st = path.stat()
@@ -204,10 +107,10 @@ def _missing_advice(dev: Device) -> str:
     return advice
 
 
-def _netif(check: str, channel: str, options: dict[str, Any]) -> Check:
+def _netif(check: str, dev: Device) -> Check:
     """A SocketCAN interface: it exists, it is CAN, it is up."""
-    bitrate = options.get("bitrate", 250_000)
-    up = f"`sudo ip link set {channel} up type can bitrate {bitrate} restart-ms 100`"
+    channel = dev.path
+    up = f"`{dev.bring_up}`"
     sys_dir = Path("/sys/class/net") / channel
     if not sys_dir.exists():
         return fail(
@@ -255,7 +158,7 @@ def _denied(path: str, me: str) -> str:
     return f"{me} cannot read and write {path} ({stat.filemode(st.st_mode)} {owner}:{group})"
 
 
-def _group_advice(path: str, kind: Kind, me: str) -> str:
+def _group_advice(path: str, kind: DeviceKind, me: str) -> str:
     try:
         st = os.stat(path)
     except OSError:
@@ -303,16 +206,15 @@ def _group_name(gid: int) -> str:
 
 
 def gpio_chips(name: str, factory: str) -> list[Check]:
-    """GPIO through the kernel's character devices (or /dev/gpiomem for RPi.GPIO)."""
+    """GPIO through the kernel's character devices."""
     check = f"{name}: device"
-    patterns = ("/dev/gpiomem*",) if factory == "rpigpio" else ("/dev/gpiochip*",)
-    chips = sorted(p for pattern in patterns for p in glob.glob(pattern))
+    chips = sorted(glob.glob("/dev/gpiochip*"))
     if not chips:
         return [
             fail(
                 SECTION,
                 check,
-                f"no {patterns[0]} on this machine (pin_factory {factory!r})",
+                f"no /dev/gpiochip* on this machine (pin_factory {factory!r})",
                 "this machine has no GPIO (or its kernel driver is not loaded); on a test "
                 'machine set pin_factory = "mock" in this driver\'s options',
             )
@@ -329,39 +231,6 @@ def gpio_chips(name: str, factory: str) -> list[Check]:
 # -- does it answer? ------------------------------------------------------------------
 
 
-class ProbeContext:
-    """A DriverContext that only records: ready, events, counters and warnings."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.log = logging.getLogger(f"edged.driver.{name}")  # shown with `edged -v doctor`
-        self.warnings: list[str] = []
-        self._collect = _Collect(self.warnings)
-        self.log.addHandler(self._collect)
-        self.answered = asyncio.Event()
-        self.events = 0
-        self.counters: Counter[str] = Counter()
-        self._loop = asyncio.get_running_loop()
-
-    def close(self) -> None:
-        self.log.removeHandler(self._collect)
-
-    def emit(self, event: Any) -> None:
-        self.events += 1
-
-    def emit_threadsafe(self, event: Any) -> None:
-        self._loop.call_soon_threadsafe(self.emit, event)
-
-    def ready(self) -> None:
-        self.answered.set()
-
-    def count(self, key: str, n: int = 1) -> None:
-        self.counters[key] += n
-
-    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> None:
-        """The probe sends nothing to a driver."""
-
-
 class _Collect(logging.Handler):
     def __init__(self, into: list[str]) -> None:
         super().__init__(logging.WARNING)
@@ -371,57 +240,63 @@ class _Collect(logging.Handler):
         self.into.append(record.getMessage())
 
 
-async def probe(d: DriverConfig, base_dir: Path | None, wait_s: float, note: str = "") -> Check:
-    """Run the real driver until it says ready, fails, or `wait_s` passes."""
-    check = f"{d.name}: answers"
-    try:
-        cls = driver_class(d.driver)
-        options = validate_options(cls.Options, d.options, base_dir)
-        driver = cls(options)
-    except ValidationError as exc:
-        problems = format_errors(exc, prefix=("options",))
-        return fail(
-            SECTION,
-            check,
-            f"{d.driver}: invalid options: {'; '.join(problems)}",
-            "fix the driver's options (docs/drivers.md lists them)",
+class Probe:
+    """A driver run alone, in the real `DriverContext` on a bus of its own: whether it
+    said ready, how many events it emitted, what it counted and warned about."""
+
+    def __init__(self, name: str) -> None:
+        self.counters = Counters()
+        self.answered = asyncio.Event()
+        self.ctx = DriverContext(
+            name, Bus(self.counters), self.counters, on_ready=self.answered.set
         )
-    except EdgedError as exc:
-        return fail(SECTION, check, str(exc), "install what it names, or fix the driver name")
-    except Exception as exc:  # a driver's constructor: report it, never crash the doctor
-        return fail(SECTION, check, f"{d.driver}: cannot start: {exc!r}", "see the message")
-    ctx = ProbeContext(d.name)
+        self.warnings: list[str] = []
+        self._collect = _Collect(self.warnings)
+        self.ctx.log.addHandler(self._collect)  # shown with `edged -v doctor`
+
+    def counted(self) -> dict[str, int]:
+        prefix = f"driver.{self.ctx.name}."
+        return {k.removeprefix(prefix): n for k, n in self.counters.snapshot().items()}
+
+    def close(self) -> None:
+        self.ctx.close()
+        self.ctx.log.removeHandler(self._collect)
+
+
+async def probe(d: DriverConfig, driver: Driver, opens: Opens, wait_s: float) -> Check:
+    """Run the real driver until it says ready, fails, or `wait_s` passes."""
+    p = Probe(d.name)
     started = time.monotonic()
-    task = asyncio.create_task(driver.run(ctx), name=f"doctor.{d.name}")
-    ready = asyncio.create_task(ctx.answered.wait())
+    task = asyncio.create_task(driver.run(p.ctx), name=f"doctor.{d.name}")
+    ready = asyncio.create_task(p.answered.wait())
     try:
         await asyncio.wait({task, ready}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
         elapsed = time.monotonic() - started
-        return _verdict(d, ctx, task, elapsed, wait_s, note)
+        return _verdict(d, p, task, elapsed, wait_s, opens)
     finally:
         ready.cancel()
         await _stop(task)
-        ctx.close()
+        p.close()
 
 
 def _verdict(
     d: DriverConfig,
-    ctx: ProbeContext,
+    p: Probe,
     task: "asyncio.Task[None]",
     elapsed: float,
     wait_s: float,
-    note: str,
+    opens: Opens,
 ) -> Check:
     check = f"{d.name}: answers"
-    prefix = f"{note}: " if note else ""
-    if ctx.answered.is_set():
-        events = f", {ctx.events} event(s)" if ctx.events else ""
+    prefix = f"{opens.simulated}: " if opens.simulated else ""
+    if p.answered.is_set():
+        events = f", {p.ctx.emitted} event(s)" if p.ctx.emitted else ""
         took = f"{elapsed * 1000:.0f} ms" if elapsed < 1 else f"{elapsed:.1f} s"
         return ok(SECTION, check, f"{prefix}{d.driver} ready in {took}{events}")
-    heard = _heard(ctx)
+    heard = _heard(p)
     if not task.done():
-        advice = SILENCE_ADVICE.get(
-            d.driver, "check the device's power and wiring; a slow device: raise --timeout"
+        advice = opens.silence or (
+            "check the device's power and wiring; a slow device: raise --timeout"
         )
         return fail(SECTION, check, f"{d.driver}: no answer within {wait_s:g} s{heard}", advice)
     exc = task.exception()
@@ -454,13 +329,14 @@ def _held_hint(exc: DriverError) -> str:
     return ""
 
 
-def _heard(ctx: ProbeContext) -> str:
+def _heard(p: Probe) -> str:
     """What the driver counted or warned about: the clue to a wrong baud rate or bus."""
     parts = []
-    if ctx.counters:
-        parts.append("counted " + ", ".join(f"{k} {n}" for k, n in sorted(ctx.counters.items())))
-    if ctx.warnings:
-        parts.append(f"said {ctx.warnings[-1]!r}")
+    counted = p.counted()
+    if counted:
+        parts.append("counted " + ", ".join(f"{k} {n}" for k, n in sorted(counted.items())))
+    if p.warnings:
+        parts.append(f"said {p.warnings[-1]!r}")
     return f" ({'; '.join(parts)})" if parts else ""
 
 
@@ -483,31 +359,60 @@ async def check_driver(
     """All the lines for one configured driver, in order; stops at the first failure."""
     if not d.enabled:
         return [skip(SECTION, d.name, f"{d.driver}: disabled in the config")]
-    p = plan(d.driver, d.options)
-    if p.simulated:
-        return [await probe(d, base_dir, wait_s, note=p.simulated)]
-    checks: list[Check] = []
-    if p.gpio_chips:
-        checks += gpio_chips(d.name, p.gpio_chips)
-    for dev in p.devices:
-        checks.append(presence(d.name, dev, d.options))
-        if checks[-1].status is Status.FAIL:
-            return checks
-        if dev.kind != "netif":
-            checks.append(access(d.name, dev))
+    check = f"{d.name}: answers"
+    try:
+        cls = driver_class(d.driver)
+    except EdgedError as exc:
+        return [fail(SECTION, check, str(exc), "install what it names, or fix the driver name")]
+    invalid: ValidationError | None = None
+    try:  # a config that did not load whole was not validated: its drivers are, here
+        settings = with_settings(d, base_dir).settings
+    except ValidationError as exc:  # still check the device the options name, as written
+        invalid, settings = exc, cls.Options.model_construct(**d.options)
+    try:
+        opens: Opens = cls.opens(settings)
+    except Exception:  # options too broken to say what they open
+        opens = Opens()
+    checks = [] if opens.simulated else _devices(d.name, opens)
     if any(c.status is Status.FAIL for c in checks):
         return checks
-    if held_by:
+    if invalid is not None:
+        problems = "; ".join(format_errors(invalid, prefix=("options",)))
+        advice = "fix the driver's options (docs/drivers.md lists them)"
+        return [*checks, fail(SECTION, check, f"{d.driver}: invalid options: {problems}", advice)]
+    try:
+        driver: Driver = cls(settings)
+    except EdgedError as exc:
+        advice = "install what it names, or fix the driver's options"
+        return [*checks, fail(SECTION, check, str(exc), advice)]
+    except Exception as exc:  # a driver's constructor: report it, never crash the doctor
+        why = f"{d.driver}: cannot start: {exc!r}"
+        return [*checks, fail(SECTION, check, why, "see the message")]
+    if held_by and not opens.simulated:
         pids = ", ".join(str(p) for p in held_by)
         checks.append(
             skip(
                 SECTION,
-                f"{d.name}: answers",
+                check,
                 f"not probed: edged (pid {pids}) runs with this config and holds the device; "
                 "its `health` topic shows the driver's state",
                 "to probe it here: `sudo systemctl stop edged`, run doctor, then start edged",
             )
         )
         return checks
-    checks.append(await probe(d, base_dir, wait_s))
+    checks.append(await probe(d, driver, opens, wait_s))
+    return checks
+
+
+def _devices(name: str, opens: Opens) -> list[Check]:
+    """Presence and permission of what the driver opens; stops at a missing device."""
+    checks: list[Check] = []
+    if opens.gpio_chips:
+        checks += gpio_chips(name, opens.gpio_chips)
+    for dev in opens.devices:
+        checks.append(presence(name, dev))
+        if checks[-1].status is Status.FAIL:
+            return checks
+        if dev.kind != "netif":
+            checks.append(access(name, dev))
     return checks

@@ -10,8 +10,8 @@ import os
 import socket
 from pathlib import Path
 
+from edged.config.kiosk import KioskConfig
 from edged.doctor.check import Check, fail, ok, skip, warn
-from edged.kiosk.config import KioskConfig
 
 SECTION = "kiosk"
 LISTEN = "0A"

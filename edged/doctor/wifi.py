@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edged.config.wifi import WifiConfig
 from edged.doctor.check import Check, fail, ok, skip, warn
-from edged.wifi.config import WifiConfig
 from edged.wifi.layout import CONNECTION, TABLE
 from edged.wifi.tool import find, run_tool
 from edged.wifi.uplink import ROUTES, Internet, default_route_interfaces, route_table

@@ -1,6 +1,3 @@
-"""The info kiosk: a local web page for riders, served by the daemon.
-
-Nothing is imported here on purpose: `edged.topics` imports `edged.kiosk.payloads`, and an
-import of the server or service from this package would close an import cycle. Import
-`edged.kiosk.server.start_kiosk` and the others from their modules.
-"""
+"""The info kiosk's parts: the rider page's HTTP server and its limits, the models of what
+dispatch and riders send it, and the `kiosk/requests` payload. The kiosk service itself
+(its view, its commands) is `edged.services.kiosk`."""

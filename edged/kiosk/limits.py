@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from edged.counters import Counters
+from core.counters import Counters
 
 log = logging.getLogger(__name__)
 

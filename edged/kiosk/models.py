@@ -6,6 +6,7 @@ HTML, and control characters are refused here so a message cannot hide or reorde
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -19,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import EdgedError
 from edged.errors import CommandError
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -183,6 +185,23 @@ class RequestRecord(BaseModel):
     status: Status
     acked_ms: int | None = None
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What became of a rider's press."""
+
+    record: RequestRecord
+    repeat: bool  # the same button again, soon: the earlier request, nothing new sent
+
+
+class RequestRefused(EdgedError):
+    """A rider request that cannot be made as asked; `code` is for the page."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
 
 
 class RiderPost(BaseModel):

@@ -23,10 +23,10 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from edged.commands.router import Handler
-from edged.counters import Counters
-from edged.errors import EdgedError
-from edged.kiosk.config import KioskConfig
+from core.counters import Counters
+from core.errors import EdgedError
+from edged.clock import ClockSource
+from edged.config.kiosk import KioskConfig
 from edged.kiosk.limits import (
     FD_RESERVE,
     AcceptErrorFilter,
@@ -35,9 +35,8 @@ from edged.kiosk.limits import (
     peer_of,
     raise_fd_limit,
 )
-from edged.kiosk.models import RiderPost
+from edged.kiosk.models import Asked, RequestRefused, RiderPost
 from edged.kiosk.ratelimit import RateLimiter
-from edged.kiosk.service import KioskNode, KioskService, RequestRefused
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -83,25 +82,21 @@ BIND_RETRY_S = (2.0, 60.0)
 LOG_EVERY_S = 10.0
 
 
-class _Router(Protocol):
-    def register(self, name: str, handler: Handler) -> None: ...
+class Screen(Protocol):
+    """What the page shows and what a press asks: the kiosk service
+    (`edged.services.kiosk`)."""
 
-
-class KioskDaemonNode(KioskNode, Protocol):
     @property
-    def router(self) -> _Router: ...
+    def current(self) -> dict[str, Any]:
+        """The view now, as JSON-ready data."""
 
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """`listener(view)` with each new view."""
 
-def start_kiosk(node: KioskDaemonNode, config: KioskConfig) -> "KioskServer":
-    """Build the kiosk of a node and register its commands; `await server.run()` serves it.
+    def now(self) -> tuple[int, ClockSource]:
+        """The node's time in ms, and the clock it comes from."""
 
-    Call it after the position and geofence services exist and the outbox is open (the
-    kiosk reads its kept state at once)."""
-    service = KioskService(node, config)
-    node.router.register("kiosk.schedule", service.command_schedule)
-    node.router.register("kiosk.message", service.command_message)
-    node.router.register("kiosk.ack", service.command_ack)
-    return KioskServer(service, config, node.counters)
+    async def ask(self, post: RiderPost) -> Asked: ...
 
 
 def load_static() -> dict[str, bytes]:
@@ -139,7 +134,7 @@ class KioskServer:
 
     def __init__(
         self,
-        service: KioskService,
+        service: Screen,
         config: KioskConfig,
         counters: Counters,
         *,
@@ -191,10 +186,8 @@ class KioskServer:
     # -- running ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until cancelled, keeping the kiosk's view fresh alongside."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.service.run(), name="kiosk.view")
-            tg.create_task(self.serve(), name="kiosk.http")
+        """Serve until cancelled (the kiosk service runs it beside its view)."""
+        await self.serve()
 
     def _descriptor_budget(self) -> None:
         """Raise the soft descriptor limit if it is low; if it stays too low for the kiosk's
@@ -373,7 +366,7 @@ class KioskServer:
     # -- state, live ------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        now, source = self.service.node.clock.now()
+        now, source = self.service.now()
         return {"now_ms": now, "clock": source.value, **self.service.current}
 
     async def _state(self, request: web.Request) -> web.Response:
@@ -450,7 +443,7 @@ class KioskServer:
             frame = self._encode("state", self.snapshot())
             self._state_frame = (view, now, frame)
             return frame
-        now_ms, source = self.service.node.clock.now()
+        now_ms, source = self.service.now()
         return self._encode("tick", {"now_ms": now_ms, "clock": source.value})
 
     @staticmethod

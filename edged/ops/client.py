@@ -23,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 from edged.ops.login import Login, LoginError, Protocol
 
 Say = Callable[[str], None]

@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from core.errors import ConfigError, EdgedError
 from edged.config.loader import format_errors
 from edged.config.models import BrokerConfig
-from edged.errors import ConfigError, EdgedError
 from edged.ops.urls import BrokerAddress
 from edged.uplink.client import read_password
 from edged.uplink.tls import tls_context

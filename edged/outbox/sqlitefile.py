@@ -21,7 +21,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 
 log = logging.getLogger(__name__)
 

@@ -46,9 +46,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from core.errors import EdgedError
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
-from edged.errors import EdgedError, NotDurableError, OutboxFullError
+from edged.errors import NotDurableError, OutboxFullError
 from edged.outbox import sqlitefile
 from edged.outbox.journal import Journal, Record
 from edged.outbox.lanes import Lanes
@@ -168,8 +169,6 @@ class Outbox:
         self._last_id = 0
         self.schema_stamps: dict[str, tuple[int, int]] = {}  # edged.release.schemas
         self._closed = False
-        self.writer_alive = False
-        self.last_commit = time.monotonic()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -502,27 +501,23 @@ class Outbox:
 
     async def run_writer(self) -> None:
         """Commit gathered writes and acks; the only task that writes to the database."""
-        self.writer_alive = True
-        try:
-            while True:
-                await self._wake_writer.wait()
-                if self.config.flush_interval_ms:
-                    await asyncio.sleep(self.config.flush_interval_ms / 1000)
-                try:
-                    # one commit of all that gathered, then back to back only while puts
-                    # wait (their callers wait for durability); acks that come in
-                    # meanwhile wait for the next interval: during a drain they arrive
-                    # all the time, and committing them back to back made 150-200
-                    # commits a second, each one holding up the next fetch
+        while True:
+            await self._wake_writer.wait()
+            if self.config.flush_interval_ms:
+                await asyncio.sleep(self.config.flush_interval_ms / 1000)
+            try:
+                # one commit of all that gathered, then back to back only while puts
+                # wait (their callers wait for durability); acks that come in
+                # meanwhile wait for the next interval: during a drain they arrive
+                # all the time, and committing them back to back made 150-200
+                # commits a second, each one holding up the next fetch
+                await self._commit_gathered()
+                while self._pending:
                     await self._commit_gathered()
-                    while self._pending:
-                        await self._commit_gathered()
-                except (sqlite3.Error, OSError, EdgedError):
-                    # the batch's callers got the error; keep writing what comes next
-                    self.write_errors += 1
-                    await asyncio.sleep(1.0)
-        finally:
-            self.writer_alive = False
+            except (sqlite3.Error, OSError, EdgedError):
+                # the batch's callers got the error; keep writing what comes next
+                self.write_errors += 1
+                await asyncio.sleep(1.0)
 
     async def flush(self) -> None:
         """Commit everything gathered so far."""
@@ -553,7 +548,6 @@ class Outbox:
             self._keep_in_memory(batch, exc)
             log.error("outbox commit failed: %s", exc)
             raise
-        self.last_commit = time.monotonic()
         self.journal.folded([item.rn for item in batch if item.rn is not None])
         for item, result in zip(batch, results, strict=True):
             if item.future.done():

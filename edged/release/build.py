@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 from edged.release.bundle import write_bundle
 from edged.release.launcher import sha256_file as sha256_of
 from edged.release.manifest import (

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 
 
 @dataclass(frozen=True)

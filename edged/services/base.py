@@ -1,24 +1,28 @@
-"""What a service may use of the node: publish through the outbox, persist small state."""
+"""The one shape of a service: built from the host and its own config; it may run, it may
+declare commands beside their handlers, and it may add a part to `health`. Nothing else is
+common to services."""
 
-import asyncio
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel
 
-from edged.clock import Clock
-from edged.outbox import PutResult
-from edged.topics import TopicSpec
+from edged.commands.spec import CommandSpec
+from edged.host import Host
 
 
-class NodeApi(Protocol):
-    clock: Clock
+class Service:
+    def __init__(self, host: Host) -> None:
+        self.host = host
 
-    def publish(
-        self, spec: TopicSpec, body: BaseModel, *, name: str | None = None, qos: int | None = None
-    ) -> "asyncio.Future[PutResult]": ...
+    def commands(self) -> Sequence[CommandSpec]:
+        """The commands this service answers (added to the node's router)."""
+        return ()
 
-    def subscribe(self, event_type: type, handler: Any) -> Any: ...
+    async def run(self) -> None:
+        """What the service does over time (a heartbeat, a daily reset); returns at once
+        when there is nothing."""
 
-    def get_state(self, key: str, default: Any = None) -> Any: ...
-
-    def set_state(self, key: str, value: Any) -> None: ...
+    async def report(self) -> Mapping[str, BaseModel]:
+        """Its part of `health`, by field of `edged.payloads.Health` (the hotspot's
+        `wifi`); most services have none."""
+        return {}

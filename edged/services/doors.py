@@ -6,14 +6,15 @@ node's own pins (a venue door, a truck's side door, a bus without DC2).
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
+from core.events import DoorInput, Unlock
 from edged.commands.args import only
+from edged.commands.spec import CommandSpec
 from edged.errors import CommandError
-from edged.events import DoorInput, Unlock
+from edged.host import Host
 from edged.payloads import DoorEvent
-from edged.services.base import NodeApi
+from edged.services.base import Service
 from edged.topics import DOOR
 
 log = logging.getLogger(__name__)
@@ -21,27 +22,21 @@ log = logging.getLogger(__name__)
 MAX_PULSE_S = 30.0
 
 
-class DoorService:
-    def __init__(
-        self,
-        node: NodeApi,
-        *,
-        emit: Callable[[Any], None],
-        lock_present: Callable[[], bool],
-        default_pulse_s: float,
-    ) -> None:
-        self.node = node
-        self.emit = emit
-        self.lock_present = lock_present
+class DoorService(Service):
+    def __init__(self, host: Host, *, default_pulse_s: float) -> None:
+        super().__init__(host)
         self.default_pulse_s = default_pulse_s
         self.doors: dict[str, bool] = {}
-        node.subscribe(DoorInput, self.on_door)
+        host.bus.subscribe(DoorInput, self.on_door)
+
+    def commands(self) -> list[CommandSpec]:
+        return [CommandSpec("door.unlock", self.command_unlock, scope="door")]
 
     def on_door(self, event: DoorInput) -> None:
         before = self.doors.get(event.door)
         self.doors[event.door] = event.open
         if before is not None and before != event.open:  # the first report is the start state
-            self.node.publish(DOOR, DoorEvent(door=event.door, open=event.open, source="sensor"))
+            self.host.publish(DOOR, DoorEvent(door=event.door, open=event.open, source="sensor"))
 
     async def command_unlock(self, args: dict[str, Any]) -> dict[str, Any]:
         """`door.unlock {"pulse_s"?}` (signed, scope door): ops let someone in remotely."""
@@ -53,10 +48,10 @@ class DoorService:
             or not 0 < pulse <= MAX_PULSE_S
         ):
             raise CommandError("bad_args", f"pulse_s must be a number in (0, {MAX_PULSE_S:g}]")
-        if not self.lock_present():
+        if not self.host.bus.has_subscribers(Unlock):  # the GPIO driver's lock relay
             raise CommandError(
                 "no_lock", "no lock relay is running on this node: check the gpio driver's lock pin"
             )
-        self.emit(Unlock(float(pulse), time.monotonic()))
+        self.host.bus.emit(Unlock(float(pulse), time.monotonic()))
         log.warning("door unlocked by command for %.1f s", pulse)
         return {"unlocked": True, "pulse_s": float(pulse)}

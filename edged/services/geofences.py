@@ -5,7 +5,8 @@ A bus idling on a fence's border must not chatter: it arrives only after being i
 Times are the receiver's fix times, so replayed or delayed fixes give the same events.
 
 Fences come from the config (fixed) and from dispatch's `geofences.set` (the dynamic set,
-replaced as a whole, kept across restarts).
+replaced as a whole, kept across restarts). The fences in force, and which of them the
+vehicle is in, go on the bus as `GeofencesChanged` (the kiosk shows the stop).
 """
 
 from dataclasses import dataclass
@@ -15,13 +16,16 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from core.events import Fix
+from core.geo import circle_signed_distance, polygon_signed_distance
+from edged.commands.spec import CommandSpec
 from edged.config.geofences import Geofence, GeofenceSet
 from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
-from edged.events import Fix
-from edged.geo import circle_signed_distance, polygon_signed_distance
+from edged.host import Host
 from edged.payloads import GeofenceEvent
-from edged.services.base import NodeApi
+from edged.services.base import Service
+from edged.services.events import GeofencesChanged
 from edged.topics import GEOFENCE
 
 DYNAMIC_KEY = "geofences.dynamic"
@@ -49,15 +53,19 @@ def signed_distance(fence: Geofence, lat: float, lon: float) -> float:
     return circle_signed_distance(lat, lon, fence.center, fence.radius_m)
 
 
-class GeofenceService:
-    def __init__(self, node: NodeApi, config: GeofenceServiceConfig) -> None:
-        self.node = node
+class GeofenceService(Service):
+    def __init__(self, host: Host, config: GeofenceServiceConfig) -> None:
+        super().__init__(host)
         self.config = config
         self.static = list(config.fences)
-        stored = node.get_state(DYNAMIC_KEY, [])
+        stored = host.state.get(DYNAMIC_KEY, [])
         self.dynamic = GeofenceSet.model_validate({"geofences": stored}).geofences
         self._tracks: dict[str, _Track] = {}
-        node.subscribe(Fix, self.on_fix)
+        host.bus.subscribe(Fix, self.on_fix)
+        self._tell()
+
+    def commands(self) -> list[CommandSpec]:
+        return [CommandSpec("geofences.set", self.command_set)]
 
     @property
     def fences(self) -> list[Geofence]:
@@ -66,12 +74,16 @@ class GeofenceService:
         return list(by_id.values())
 
     def inside(self) -> list[Geofence]:
-        """Fences the vehicle is in now (the kiosk shows the current stop)."""
+        """Fences the vehicle is in now."""
         return [
             g
             for g in self.fences
             if self._tracks.get(g.id, _Track()).where in (Where.INSIDE, Where.LEAVING)
         ]
+
+    def _tell(self) -> None:
+        inside = tuple(g.id for g in self.inside())
+        self.host.bus.emit(GeofencesChanged(tuple(self.fences), inside))
 
     def on_fix(self, fix: Fix) -> None:
         if not fix.valid:
@@ -101,17 +113,19 @@ class GeofenceService:
         if track.where is Where.ENTERING and held():
             track.where, track.arrived = Where.INSIDE, track.since
             self._publish(fence, fix, "arrive", None)
+            self._tell()
         elif track.where is Where.LEAVING and held():
             stayed = None
             if track.arrived is not None and track.since is not None:
                 stayed = round((track.since - track.arrived).total_seconds(), 1)
             track.where, track.arrived = Where.OUTSIDE, None
             self._publish(fence, fix, "depart", stayed)
+            self._tell()
 
     def _publish(
         self, fence: Geofence, fix: Fix, event: Literal["arrive", "depart"], dwell_s: float | None
     ) -> None:
-        self.node.publish(
+        self.host.publish(
             GEOFENCE,
             GeofenceEvent(
                 geofence=fence.id,
@@ -139,5 +153,6 @@ class GeofenceService:
             if gone not in {g.id for g in self.static}:
                 del self._tracks[gone]
         self.dynamic = new
-        self.node.set_state(DYNAMIC_KEY, [g.model_dump(mode="json") for g in new])
+        self.host.state.set(DYNAMIC_KEY, [g.model_dump(mode="json") for g in new])
+        self._tell()
         return {"dynamic": len(new), "static": len(self.static)}

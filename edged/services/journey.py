@@ -3,12 +3,11 @@
 Dispatch names the run in GTFS terms — a timetabled trip (`route_id` + `trip_id`) or, for an
 on-demand run that is in no timetable, an ADDED trip (`route_id`, `start_date`,
 `start_time`, `direction_id`) — so the fleet's GTFS-Realtime and SIRI feeds can put it in
-their trip descriptor, and the kiosk can show the line. The topic also carries the node's
-operating mode (`mode.set`), watched here, so the feed knows a vehicle out of service
-without another topic. The assignment is kept across restarts.
+their trip descriptor, and the kiosk can show the line (`JourneyChanged`). The topic also
+carries the node's operating mode (the mode service's `ModeChanged`), so the feed knows a
+vehicle out of service without another topic. The assignment is kept across restarts.
 """
 
-import asyncio
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -16,16 +15,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from edged.commands.args import only
-from edged.commands.declared import Declared
+from edged.commands.spec import CommandSpec
+from edged.host import Host
 from edged.payloads import Journey
-from edged.services.base import NodeApi
+from edged.services import mode
+from edged.services.base import Service
+from edged.services.events import JourneyChanged, ModeChanged
 from edged.topics import JOURNEY
 
 STATE_KEY = "journey.current"
 PUBLISHED_KEY = "journey.published"
-MODE_KEY = "mode"
-DEFAULT_MODE = "on-demand"
-MODE_POLL_S = 1.0
 _TIME = re.compile(r"([0-3]\d|4[0-7]):[0-5]\d:[0-5]\d")
 
 
@@ -77,43 +76,44 @@ class AssignArgs(BaseModel):
         return self
 
 
-class JourneyService:
-    def __init__(self, node: NodeApi) -> None:
-        self.node = node
-        saved = node.get_state(STATE_KEY)
+class JourneyService(Service):
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        saved = host.state.get(STATE_KEY)
         self.assigned: dict[str, Any] | None = saved if isinstance(saved, dict) else None
+        self.mode = mode.DEFAULT
+        host.bus.emit(JourneyChanged(self.current))
+        host.bus.subscribe(ModeChanged, self._on_mode)
 
-    def commands(self) -> list[Declared]:
+    def commands(self) -> list[CommandSpec]:
         return [
-            Declared("journey.assign", self.command_assign, scope="operate"),
-            Declared("journey.clear", self.command_clear, scope="operate"),
+            CommandSpec("journey.assign", self.command_assign, scope="operate"),
+            CommandSpec("journey.clear", self.command_clear, scope="operate"),
         ]
 
     @property
     def current(self) -> dict[str, Any] | None:
-        """The assigned run (the kiosk shows its line), None when there is none."""
+        """The assigned run, None when there is none."""
         return self.assigned
 
-    def _mode(self) -> str:
-        mode = self.node.get_state(MODE_KEY, DEFAULT_MODE)
-        return mode if isinstance(mode, str) and 0 < len(mode) <= 40 else DEFAULT_MODE
+    def _on_mode(self, event: ModeChanged) -> None:
+        self.mode = event.mode
+        self._publish_if_changed()
 
     def _body(self) -> Journey:
         run = self.assigned or {}
-        return Journey(mode=self._mode(), assigned=bool(run), **run)
+        return Journey(mode=self.mode, assigned=bool(run), **run)
 
     def _publish_if_changed(self) -> None:
         body = self._body()
         data = body.to_json_dict()
-        if data != self.node.get_state(PUBLISHED_KEY):
-            self.node.set_state(PUBLISHED_KEY, data)
-            self.node.publish(JOURNEY, body)
+        if data != self.host.state.get(PUBLISHED_KEY):
+            self.host.state.set(PUBLISHED_KEY, data)
+            self.host.publish(JOURNEY, body)
 
     async def run(self) -> None:
-        """Publish once at start if needed, then follow `mode.set` (it tells no one)."""
-        while True:
-            self._publish_if_changed()
-            await asyncio.sleep(MODE_POLL_S)
+        """Publish once at start if the run or the mode changed while the node was down."""
+        self._publish_if_changed()
 
     async def command_assign(self, args: dict[str, Any]) -> dict[str, Any]:
         """`journey.assign`: the run this vehicle is on now; replaces any other."""
@@ -122,9 +122,10 @@ class JourneyService:
         run = parse_args(AssignArgs, args)
         self.assigned = {
             **run.model_dump(exclude_none=True),
-            "assigned_at": self.node.clock.now()[0],
+            "assigned_at": self.host.clock.now()[0],
         }
-        self.node.set_state(STATE_KEY, self.assigned)
+        self.host.state.set(STATE_KEY, self.assigned)
+        self.host.bus.emit(JourneyChanged(self.current))
         self._publish_if_changed()
         return dict(self.assigned)
 
@@ -132,6 +133,7 @@ class JourneyService:
         """`journey.clear`: the run is over; the vehicle stays in its mode."""
         only("journey.clear", args)
         previous, self.assigned = self.assigned, None
-        self.node.set_state(STATE_KEY, None)
+        self.host.state.set(STATE_KEY, None)
+        self.host.bus.emit(JourneyChanged(None))
         self._publish_if_changed()
         return {"cleared": previous is not None}

@@ -9,21 +9,27 @@ as `occupancy.underflow`. Published as the count, the capacity, a percentage rou
 
 Reset to zero at the end of a trip, every day at `reset_at` (local time) to undo the day's
 drift, and by `occupancy.reset`. The count survives a restart.
+
+Taps come as the access service's `AccessDecided`, trip ends as `TripEnded`; the count
+goes on the bus as `OccupancyChanged` (trips, access at capacity, the kiosk's gauge), a
+reset as `OccupancyReset`.
 """
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from core.events import Crossing, DoorInput
 from edged.commands.args import only
+from edged.commands.spec import CommandSpec
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
-from edged.events import Crossing, DoorInput
+from edged.host import Host
 from edged.payloads import Occupancy
-from edged.services.base import NodeApi
+from edged.services.base import Service
+from edged.services.events import AccessDecided, OccupancyChanged, OccupancyReset, TripEnded
 from edged.topics import OCCUPANCY
 
 log = logging.getLogger(__name__)
@@ -32,27 +38,17 @@ STATE_KEY = "occupancy"
 Source = Literal["tap", "beam", "door", "command"]
 
 
-class OccupancyService:
-    def __init__(
-        self,
-        node: NodeApi,
-        config: OccupancyServiceConfig,
-        *,
-        timezone: str = "Europe/Paris",
-        count: Callable[[str, int], None] | None = None,
-    ) -> None:
-        self.node = node
+class OccupancyService(Service):
+    def __init__(self, host: Host, config: OccupancyServiceConfig) -> None:
+        super().__init__(host)
         self.config = config
-        self.zone = ZoneInfo(timezone)
+        self.zone = ZoneInfo(host.node.timezone)
         self.capacity = config.capacity
-        self._count_counter = count or (lambda key, n: None)
-        self.on_change: list[Callable[[int, int], None]] = []  # (count, boarded)
-        self.on_reset: list[Callable[[], None]] = []
         self.count = 0
         self.entries = 0
         self.exits = 0
-        self.reset_at_ms = node.clock.now()[0]
-        saved = node.get_state(STATE_KEY)
+        self.reset_at_ms = host.clock.now()[0]
+        saved = host.state.get(STATE_KEY)
         if isinstance(saved, dict):
             try:
                 self.count = max(0, int(saved["count"]))
@@ -62,20 +58,27 @@ class OccupancyService:
             except (KeyError, TypeError, ValueError):
                 log.warning("the saved occupancy is unreadable; counting from zero")
         self._doors_open: dict[str, bool] = {}
+        bus = host.bus
         if "beams" in config.count_from:
-            node.subscribe(Crossing, self.on_crossing)
+            bus.subscribe(Crossing, self.on_crossing)
         if config.door_cycles:
-            node.subscribe(DoorInput, self.on_door)
+            bus.subscribe(DoorInput, self.on_door)
+        if "taps" in config.count_from:
+            bus.subscribe(AccessDecided, self.on_access)
+        bus.subscribe(TripEnded, self.on_trip_end)
+        bus.emit(OccupancyChanged(self.count, self.capacity))
+
+    def commands(self) -> list[CommandSpec]:
+        return [CommandSpec("occupancy.reset", self.command_reset)]
 
     @property
     def full(self) -> bool:
         return self.capacity is not None and self.count >= self.capacity
 
-    @property
-    def counts_taps(self) -> bool:
-        return "taps" in self.config.count_from
-
     # -- counting ---------------------------------------------------------------------
+
+    def on_access(self, event: AccessDecided) -> None:
+        self.add(event.delta, "tap")
 
     def on_crossing(self, event: Crossing) -> None:
         self.add(1 if event.direction == "in" else -1, "beam")
@@ -98,7 +101,7 @@ class OccupancyService:
         else:
             out = min(-delta, self.count)
             if out < -delta:
-                self._count_counter("occupancy.underflow", -delta - out)
+                self.host.counters.inc("occupancy.underflow", -delta - out)
             self.count -= out
             self.exits += out
         self._changed(boarded)
@@ -106,13 +109,12 @@ class OccupancyService:
     def reset(self, count: int = 0) -> None:
         self.count = count
         self.entries = self.exits = 0
-        self.reset_at_ms = self.node.clock.now()[0]
-        for callback in self.on_reset:
-            callback()
+        self.reset_at_ms = self.host.clock.now()[0]
+        self.host.bus.emit(OccupancyReset())
         self._changed(0)
 
     def _changed(self, boarded: int) -> None:
-        self.node.set_state(
+        self.host.state.set(
             STATE_KEY,
             {
                 "count": self.count,
@@ -121,8 +123,7 @@ class OccupancyService:
                 "reset_at": self.reset_at_ms,
             },
         )
-        for callback in self.on_change:
-            callback(self.count, boarded)
+        self.host.bus.emit(OccupancyChanged(self.count, self.capacity, boarded))
         self.publish()
 
     # -- reporting --------------------------------------------------------------------
@@ -154,11 +155,11 @@ class OccupancyService:
         )
 
     def publish(self) -> None:
-        self.node.publish(OCCUPANCY, self.snapshot())
+        self.host.publish(OCCUPANCY, self.snapshot())
 
     # -- resets -------------------------------------------------------------------------
 
-    def on_trip_end(self, _trip: Any) -> None:
+    def on_trip_end(self, _event: TripEnded) -> None:
         if self.config.reset_on_trip_end:
             self.reset()
 

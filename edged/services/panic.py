@@ -14,15 +14,17 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
+from core.events import Feedback, FeedbackPattern, Fix, PanicInput
 from edged.commands.args import only
+from edged.commands.spec import CommandSpec
 from edged.config.access import PanicServiceConfig
 from edged.errors import CommandError
-from edged.events import Feedback, FeedbackPattern, Fix, PanicInput
+from edged.host import Host
 from edged.payloads import Alarm
-from edged.services.base import NodeApi
+from edged.services.base import Service
+from edged.services.events import LinkChanged, PositionUpdated
 from edged.topics import ALARM
 
 log = logging.getLogger(__name__)
@@ -31,30 +33,32 @@ STATE_KEY = "panic.active"
 KIND = "panic"
 
 
-class PanicService:
-    def __init__(
-        self,
-        node: NodeApi,
-        config: PanicServiceConfig,
-        *,
-        emit: Callable[[Any], None],
-        last_fix: Callable[[], Fix | None],
-        connected: Callable[[], bool],
-    ) -> None:
-        self.node = node
+class PanicService(Service):
+    def __init__(self, host: Host, config: PanicServiceConfig) -> None:
+        super().__init__(host)
         self.config = config
-        self.emit = emit
-        self.last_fix = last_fix
-        self.connected = connected
-        saved = node.get_state(STATE_KEY)
+        saved = host.state.get(STATE_KEY)
         self.active: dict[str, Any] | None = saved if isinstance(saved, dict) else None
         self._restored = self.active is not None
         self._sent_at = 0.0
         self._off_timer: asyncio.TimerHandle | None = None
-        node.subscribe(PanicInput, self.on_panic)
+        self.last_fix: Fix | None = None
+        self.connected = False
+        host.bus.subscribe(PanicInput, self.on_panic)
+        host.bus.subscribe(PositionUpdated, self._on_position)
+        host.bus.subscribe(LinkChanged, self._on_link)
+
+    def commands(self) -> list[CommandSpec]:
+        return [CommandSpec("alarm.ack", self.command_ack, kind=KIND)]
+
+    def _on_position(self, event: PositionUpdated) -> None:
+        self.last_fix = event.fix
+
+    def _on_link(self, event: LinkChanged) -> None:
+        self.connected = event.connected
 
     def _indicate(self, pattern: FeedbackPattern) -> None:
-        self.emit(Feedback(pattern, time.monotonic()))
+        self.host.bus.emit(Feedback(pattern, time.monotonic()))
 
     def on_panic(self, event: PanicInput) -> None:
         if not event.pressed:
@@ -63,17 +67,17 @@ class PanicService:
             self._raise()
         else:  # pressed again: still in danger, tell dispatch now
             self.active["presses"] = int(self.active.get("presses", 1)) + 1
-            self.node.set_state(STATE_KEY, self.active)
+            self.host.state.set(STATE_KEY, self.active)
             self._send("pressed again")
 
     def _raise(self) -> None:
-        ms = self.node.clock.now()[0]
+        ms = self.host.clock.now()[0]
         details: dict[str, Any] = {
             "alarm_id": f"{ms}-{uuid.uuid4().hex[:6]}",
             "raised_at": ms,
             "presses": 1,
         }
-        fix = self.last_fix()
+        fix = self.last_fix
         if fix is not None:
             details |= {
                 "lat": fix.lat,
@@ -85,7 +89,7 @@ class PanicService:
         if self._off_timer is not None:
             self._off_timer.cancel()
         self._indicate("alarm")
-        self.node.set_state(STATE_KEY, details)
+        self.host.state.set(STATE_KEY, details)
         self._send("panic button pressed")
         log.warning("PANIC alarm %s raised", details["alarm_id"])
 
@@ -93,7 +97,7 @@ class PanicService:
         if self.active is None:
             return
         self._sent_at = time.monotonic()
-        self.node.publish(
+        self.host.publish(
             ALARM, Alarm(kind=KIND, active=True, reason=reason, details=self.active), name=KIND
         )
 
@@ -105,13 +109,14 @@ class PanicService:
             await asyncio.sleep(min(5.0, self.config.repeat_s))
             if (
                 self.active is not None
-                and self.connected()
+                and self.connected
                 and time.monotonic() - self._sent_at >= self.config.repeat_s
             ):
                 self._send("not acknowledged yet")
 
     async def command_ack(self, args: dict[str, Any]) -> dict[str, Any]:
-        """`alarm.ack {"alarm_id"?, "by"?}`: dispatch has seen it and help is on its way."""
+        """`alarm.ack {"alarm_id"?, "by"?}` (kind `panic`, the default): dispatch has seen it
+        and help is on its way."""
         only("alarm.ack", args, "alarm_id", "by")
         alarm_id, by = args.get("alarm_id"), args.get("by", "")
         if alarm_id is not None and not isinstance(alarm_id, str):
@@ -125,10 +130,10 @@ class PanicService:
                 "wrong_alarm",
                 f"the active alarm is {self.active['alarm_id']}, not {alarm_id[:40]}",
             )
-        details = {**self.active, "acked_at": self.node.clock.now()[0], "acked_by": by}
+        details = {**self.active, "acked_at": self.host.clock.now()[0], "acked_by": by}
         self.active = None
-        self.node.set_state(STATE_KEY, None)
-        self.node.publish(
+        self.host.state.set(STATE_KEY, None)
+        self.host.publish(
             ALARM, Alarm(kind=KIND, active=False, reason="acknowledged", details=details), name=KIND
         )
         self._indicate("alarm_acked")

@@ -9,16 +9,21 @@ A parked receiver's fixes wander by metres: the odometer only advances when the 
 reports a real speed and the fix is farther than the jitter allowance from the last counted
 point. Fixes that stop coming (unplugged antenna, tunnel) raise `events/fix` lost after
 `fix_lost_after_s`, and regained when a valid fix returns.
+
+The other services hear of it on the bus: `PositionUpdated` (each valid fix),
+`OdometerChanged` and `FixStatus` (lost, regained).
 """
 
 import asyncio
 import time
 
+from core.events import Fix, FixMode
+from core.geo import haversine_m
 from edged.config.services import PositionServiceConfig, ReportingConfig
-from edged.events import Fix, FixMode
-from edged.geo import haversine_m
+from edged.host import Host
 from edged.payloads import FixEvent, Position
-from edged.services.base import NodeApi
+from edged.services.base import Service
+from edged.services.events import FixStatus, OdometerChanged, PositionUpdated
 from edged.topics import FIX, POSITION
 
 ODOMETER_KEY = "position.odometer_m"
@@ -32,11 +37,14 @@ def heading_delta(a: float, b: float) -> float:
     return 360 - d if d > 180 else d
 
 
-class PositionService:
-    def __init__(self, node: NodeApi, config: PositionServiceConfig) -> None:
-        self.node = node
+class PositionService(Service):
+    def __init__(
+        self, host: Host, config: PositionServiceConfig, *, watch_fix: bool = True
+    ) -> None:
+        super().__init__(host)
         self.config = config
-        self.odometer_m: float = float(node.get_state(ODOMETER_KEY, 0.0))
+        self.watch_fix = watch_fix  # False: no GPS on this node, no "fix lost" to say
+        self.odometer_m: float = float(host.state.get(ODOMETER_KEY, 0.0))
         self._anchor: tuple[float, float] | None = None  # last point counted in the odometer
         self._last_sent: tuple[Fix, float] | None = None  # fix, monotonic time
         self.last_valid: tuple[Fix, float] | None = None
@@ -44,7 +52,8 @@ class PositionService:
         self._lost_at: float | None = None
         self.void_fixes = 0
         self._started = time.monotonic()
-        node.subscribe(Fix, self.on_fix)
+        host.bus.subscribe(Fix, self.on_fix)
+        host.bus.emit(OdometerChanged(self.odometer_m))
 
     # -- fixes ------------------------------------------------------------------------
 
@@ -57,12 +66,13 @@ class PositionService:
             self._regained(fix, now)
         self.last_valid = (fix, now)
         if fix.date_known:  # a guessed day must not become the node's clock
-            self.node.clock.discipline(fix.fix_time, fix.received)
+            self.host.clock.discipline(fix.fix_time, fix.received)
         self._count_distance(fix)
         if self._due(fix, now):
             self._last_sent = (fix, now)
-            self.node.set_state(ODOMETER_KEY, round(self.odometer_m, 1))
-            self.node.publish(POSITION, self.payload(fix), qos=self.config.qos)
+            self.host.state.set(ODOMETER_KEY, round(self.odometer_m, 1))
+            self.host.publish(POSITION, self.payload(fix), qos=self.config.qos)
+        self.host.bus.emit(PositionUpdated(fix))
 
     def _count_distance(self, fix: Fix) -> None:
         if self._anchor is None:
@@ -74,6 +84,7 @@ class PositionService:
         if step >= max(10.0, 5.0 * (fix.hdop or 1.0)):
             self.odometer_m += step
             self._anchor = (fix.lat, fix.lon)
+            self.host.bus.emit(OdometerChanged(self.odometer_m))
 
     def moving(self, fix: Fix) -> bool:
         return fix.speed is not None and fix.speed >= self.config.stopped_below_mps
@@ -130,7 +141,8 @@ class PositionService:
             self.fix_lost = True
             self._lost_at = since
             last = self.last_valid[0] if self.last_valid else None
-            self.node.publish(
+            self.host.bus.emit(FixStatus(lost=True))
+            self.host.publish(
                 FIX,
                 FixEvent(
                     event="lost",
@@ -144,7 +156,8 @@ class PositionService:
     def _regained(self, fix: Fix, now: float) -> None:
         self.fix_lost = False
         outage = now - (self._lost_at if self._lost_at is not None else now)
-        self.node.publish(
+        self.host.bus.emit(FixStatus(lost=False))
+        self.host.publish(
             FIX,
             FixEvent(
                 event="regained",
@@ -156,6 +169,6 @@ class PositionService:
         )
 
     async def run(self) -> None:
-        while True:
+        while self.watch_fix:
             await asyncio.sleep(min(1.0, self.config.fix_lost_after_s / 4))
             self.check_fix()

@@ -5,18 +5,21 @@ that a counter wrap or a reset of the ECU's totals (a replaced ECU, a flashed da
 neither loses nor invents kilometres. Without CAN data the GPS odometer and a per-vehicle
 consumption stand in; the trip says which source it used. An open trip is kept on disk, so
 a restart (or a power cut) mid-trip continues it.
+
+The GPS odometer comes from the position service's `OdometerChanged`, the load from the
+occupancy service's `OccupancyChanged`; a closed trip goes on the bus as `TripEnded`.
 """
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from edged.config.services import TripServiceConfig
+from edged.host import Host
 from edged.payloads import Trip
-from edged.services.base import NodeApi
+from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded
 from edged.topics import TRIP
 
 OPEN_TRIP_KEY = "trips.open"
@@ -80,25 +83,27 @@ class OpenTrip:
 
 
 class TripRecorder:
-    def __init__(
-        self,
-        node: NodeApi,
-        config: TripServiceConfig,
-        gps_odometer_m: Callable[[], float],
-    ) -> None:
-        self.node = node
+    def __init__(self, host: Host, config: TripServiceConfig) -> None:
+        self.host = host
         self.config = config
-        self.gps_odometer_m = gps_odometer_m
+        self.gps_odometer_m = 0.0  # the position service's, once it says (no GPS: stays 0)
         self._persisted_at = 0.0
         self.load: int | None = None  # people on board; None: nothing counts them
-        self.on_stop: list[Callable[[Trip | None], None]] = []
-        raw = node.get_state(OPEN_TRIP_KEY)
+        raw = host.state.get(OPEN_TRIP_KEY)
         self.trip: OpenTrip | None = None
         if isinstance(raw, dict):
             try:
                 self.trip = OpenTrip.restore(raw)
             except (KeyError, TypeError, ValueError):
                 self.trip = None  # an unreadable trip record is not worth a crash loop
+        host.bus.subscribe(OdometerChanged, self.on_odometer)
+        host.bus.subscribe(OccupancyChanged, self.on_occupancy)
+
+    def on_odometer(self, event: OdometerChanged) -> None:
+        self.gps_odometer_m = event.odometer_m
+
+    def on_occupancy(self, event: OccupancyChanged) -> None:
+        self.set_load(event.count, event.boarded)
 
     def start(
         self,
@@ -113,7 +118,7 @@ class TripRecorder:
             trip_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
             started=now.isoformat(),
             trigger=trigger,
-            gps_start_m=self.gps_odometer_m(),
+            gps_start_m=self.gps_odometer_m,
             passengers=self.load or 0,
             load=self.load or 0,
         )
@@ -146,13 +151,13 @@ class TripRecorder:
     def _distance_m(self, trip: OpenTrip) -> tuple[float, Literal["can", "gps"]]:
         if trip.distance.samples >= 2:
             return trip.distance.total, "can"
-        return max(0.0, self.gps_odometer_m() - trip.gps_start_m), "gps"
+        return max(0.0, self.gps_odometer_m - trip.gps_start_m), "gps"
 
     def persist(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._persisted_at >= PERSIST_EVERY_S:
             self._persisted_at = now
-            self.node.set_state(OPEN_TRIP_KEY, asdict(self.trip) if self.trip else None)
+            self.host.state.set(OPEN_TRIP_KEY, asdict(self.trip) if self.trip else None)
 
     def summary(self, trip: OpenTrip) -> Trip:
         distance_m, distance_source = self._distance_m(trip)
@@ -196,7 +201,6 @@ class TripRecorder:
         self.trip = None
         self.persist(force=True)
         if summary.distance_km >= self.config.min_distance_km:
-            self.node.publish(TRIP, summary)
-        for callback in self.on_stop:
-            callback(summary)
+            self.host.publish(TRIP, summary)
+        self.host.bus.emit(TripEnded(summary))
         return summary

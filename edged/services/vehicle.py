@@ -12,15 +12,17 @@ or lamps changes.
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any, Literal
 
+from core.events import ActiveFaults, IgnitionInput, J1939Signals
 from edged.commands.args import only
+from edged.commands.spec import CommandSpec
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
-from edged.events import ActiveFaults, IgnitionInput, J1939Signals
+from edged.host import Host
 from edged.payloads import DoorEvent, EcuLamps, FaultCode, Faults, Vehicle
-from edged.services.base import NodeApi
+from edged.services.base import Service
+from edged.services.events import VehicleStatus
 from edged.services.trips import OpenTrip, TripRecorder
 from edged.topics import DOOR, FAULTS, VEHICLE
 
@@ -33,19 +35,12 @@ def _split(ref: str) -> tuple[str, str]:
     return message, signal
 
 
-class VehicleService:
-    def __init__(
-        self,
-        node: NodeApi,
-        config: VehicleServiceConfig,
-        trips: TripServiceConfig,
-        *,
-        gps_odometer_m: Callable[[], float],
-    ) -> None:
-        self.node = node
+class VehicleService(Service):
+    def __init__(self, host: Host, config: VehicleServiceConfig, trips: TripServiceConfig) -> None:
+        super().__init__(host)
         self.config = config
         self.trips_config = trips
-        self.trips = TripRecorder(node, trips, gps_odometer_m)
+        self.trips = TripRecorder(host, trips)
         self.values: dict[str, float | int | None] = {}
         self.doors: dict[str, str] = {}
         self.extra: dict[str, float | int | None] = {}
@@ -71,9 +66,17 @@ class VehicleService:
             self.ignition = True
             self._engine_running_at = time.monotonic()
         self._ignition_wired = False  # an ignition sense line on GPIO outranks engine speed
-        node.subscribe(J1939Signals, self.on_signals)
-        node.subscribe(ActiveFaults, self.on_faults)
-        node.subscribe(IgnitionInput, self.on_ignition_input)
+        host.bus.subscribe(J1939Signals, self.on_signals)
+        host.bus.subscribe(ActiveFaults, self.on_faults)
+        host.bus.subscribe(IgnitionInput, self.on_ignition_input)
+        self._status: VehicleStatus | None = None
+        self.tell()
+
+    def commands(self) -> list[CommandSpec]:
+        return [
+            CommandSpec("trip.start", self.command_trip_start, scope="operate"),
+            CommandSpec("trip.stop", self.command_trip_stop, scope="operate"),
+        ]
 
     def _want(self, ref: str, kind: str, key: str) -> None:
         message, signal = _split(ref)
@@ -113,7 +116,7 @@ class VehicleService:
         first = door not in self.doors
         self.doors[door] = state
         if not first:
-            self.node.publish(DOOR, DoorEvent(door=door, open=state == "open", source="can"))
+            self.host.publish(DOOR, DoorEvent(door=door, open=state == "open", source="can"))
         return True
 
     def on_ignition_input(self, event: IgnitionInput) -> None:
@@ -182,7 +185,7 @@ class VehicleService:
         )
         if faults != self._published_faults:
             self._published_faults = faults
-            self.node.publish(FAULTS, faults)
+            self.host.publish(FAULTS, faults)
 
     # -- publishing -------------------------------------------------------------------
 
@@ -209,7 +212,20 @@ class VehicleService:
     def publish(self) -> None:
         snapshot = self.snapshot()
         self._sent = (snapshot, time.monotonic())
-        self.node.publish(VEHICLE, snapshot, qos=self.config.qos)
+        self.host.publish(VEHICLE, snapshot, qos=self.config.qos)
+        self.tell()
+
+    def tell(self) -> None:
+        """`VehicleStatus` on the bus when the ignition, the open doors or the trip changed
+        (whoever waits for a parked vehicle: the update's safe moment)."""
+        status = VehicleStatus(
+            ignition=self.ignition,
+            open_doors=tuple(d for d, state in self.doors.items() if state == "open"),
+            trip_id=self.trips.trip.trip_id if self.trips.trip else None,
+        )
+        if status != self._status:
+            self._status = status
+            self.host.bus.emit(status)
 
     def moved(self, now: Vehicle) -> bool:
         """A value moved past its deadband since the last `vehicle` (any change counts for
@@ -264,6 +280,7 @@ class VehicleService:
                 f"trip {self.trips.trip.trip_id} is open; stop it first with trip.stop",
             )
         trip = self._start_trip("command")
+        self.tell()
         return {"trip_id": trip.trip_id, "started": trip.started}
 
     async def command_trip_stop(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -271,5 +288,6 @@ class VehicleService:
         summary = self.trips.stop()
         if summary is None:
             raise CommandError("no_trip", "no trip is open")
+        self.tell()
         published = summary.distance_km >= self.trips_config.min_distance_km
         return {**summary.to_json_dict(), "published": published}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 from edged.ops.fleet import JourneyInfo
 
 MAX_FILE_BYTES = 2 * 1024**3

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from edged.errors import EdgedError
+from core.errors import EdgedError
 from edged.kiosk.server import CSP, SECURITY_HEADERS
 from edged.transit.representation import Representation
 from edged.transit.service import FeedService

@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import EdgedError
 from edged import __version__
-from edged.errors import CommandError, EdgedError
+from edged.errors import CommandError
 
 log = logging.getLogger(__name__)
 

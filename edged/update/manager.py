@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edged.commands.spec import CommandSpec
+from edged.config.update import UpdateConfig
 from edged.errors import CommandError
+from edged.payloads import UpdateState, UpdateStatus
 from edged.release.bundle import Keys, VerifiedBundle, verify_bundle
 from edged.release.launcher import (
     OUTCOME,
@@ -39,11 +42,9 @@ from edged.release.launcher import (
 )
 from edged.release.platforms import this_machine
 from edged.release.schemas import SCHEMAS
-from edged.update.config import UpdateConfig
 from edged.update.download import Cancelled, Dropped, Transfer, check_url, fetch
 from edged.update.install import check_release, install, remove_release
 from edged.update.job import Job, WorkDir
-from edged.update.payloads import UpdateState, UpdateStatus
 from edged.update.trial import EX_TEMPFAIL, Checks, TrialWatch
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,13 @@ class UpdateManager:
         self._wake = asyncio.Event()
 
     # -- the node's service life ----------------------------------------------------------
+
+    def commands(self) -> list[CommandSpec]:
+        return [
+            CommandSpec("update.apply", self.command_apply, scope="update"),
+            CommandSpec("update.status", self.command_status, scope="read"),
+            CommandSpec("update.cancel", self.command_cancel, scope="update"),
+        ]
 
     async def run(self) -> None:
         """Report how things stand, then carry on with whatever job is on disk. When the

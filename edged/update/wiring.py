@@ -1,26 +1,70 @@
-"""The update manager plugged into the node: its commands, topic and what it reads."""
+"""The update manager built for a node: what it reads of the node, through one narrow
+interface (`UpdateNode`), and the bus for the safe moment. Its commands (`update.apply`,
+`update.status`, `update.cancel`) it declares itself (`UpdateManager.commands`)."""
 
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from core.bus import Bus
 from edged import __version__
+from edged.config.models import EdgedConfig
+from edged.host import Publisher
+from edged.payloads import DriverStatus, OutboxHealth, UpdateStatus
+from edged.release.bundle import Keys
 from edged.topics import UPDATE
 from edged.update.manager import Host, UpdateManager
 from edged.update.moment import Parked
-from edged.update.payloads import UpdateStatus
 from edged.update.trial import Checks
 
-if TYPE_CHECKING:
-    from edged.node import Node
+
+class _Drivers(Protocol):
+    def statuses(self) -> list[DriverStatus]: ...
 
 
-def start_updates(node: "Node") -> UpdateManager:
-    """Register `update.apply`, `update.status` and `update.cancel`. Updates work only when
-    the launcher started this process (it says where the release tree is)."""
+class _Store(Protocol):
+    @property
+    def schema_stamps(self) -> dict[str, tuple[int, int]]:
+        """The schema stamps of the outbox and state stores (edged.release.schemas)."""
+
+    async def stats(self) -> OutboxHealth: ...
+
+
+class _Keys(Protocol):
+    @property
+    def keys(self) -> Keys: ...
+
+
+class UpdateNode(Protocol):
+    """What updates use of the node (the node has it): its config, whether it is online,
+    its drivers' states, its stores, the signing keys, and a way to stop with a status."""
+
+    config: EdgedConfig
+    config_path: Path | None
+
+    @property
+    def supervisor(self) -> _Drivers: ...
+
+    @property
+    def outbox(self) -> _Store: ...
+
+    @property
+    def authorizer(self) -> _Keys: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def request_exit(self, code: int) -> None:
+        """Stop; `edged run` then exits with `code`."""
+
+
+def build_updates(node: UpdateNode, bus: Bus, door: Publisher) -> UpdateManager:
+    """Updates work only when the launcher started this process (it says where the release
+    tree is); otherwise the manager answers `update.status` and refuses the rest."""
     config = node.config
     enabled = [d.name for d in config.drivers if d.enabled]
+    parked = Parked(bus, idle_s=config.update.parked_idle_s)
 
     def drivers() -> list[tuple[str, str]]:
         states = {s.name: s.state for s in node.supervisor.statuses()}
@@ -30,35 +74,20 @@ def start_updates(node: "Node") -> UpdateManager:
         await node.outbox.stats()
         return True
 
-    def open_doors() -> list[str]:
-        doors = [d for d, is_open in node.doors.doors.items() if is_open]
-        return doors + [d for d, state in node.vehicle.doors.items() if state == "open"]
-
-    def open_trip() -> str | None:
-        trip = node.vehicle.trips.trip
-        return None if trip is None else trip.trip_id
-
-    parked = Parked(
-        node.subscribe,
-        idle_s=config.update.parked_idle_s,
-        ignition=lambda: node.vehicle.ignition,
-        open_trip=open_trip,
-        open_doors=open_doors,
-    )
     host = Host(
-        publish=lambda body: node.publish(UPDATE, body),
-        keys=lambda: node.router.authorizer.keys if node.router.authorizer else {},
-        checks=Checks(lambda: node.uplink.connected, drivers, outbox_readable),
+        publish=lambda body: door.publish(UPDATE, body),
+        keys=lambda: node.authorizer.keys,
+        checks=Checks(lambda: node.connected, drivers, outbox_readable),
         waiting_for=parked.waiting_for,
         stop=node.request_exit,
         config_path=node.config_path,
         data_file=Path(config.outbox.path),
-        data_stamps=lambda: getattr(node.outbox, "schema_stamps", {}),
+        data_stamps=lambda: node.outbox.schema_stamps,
         ca_file=config.broker.tls.ca_file if config.broker.tls else None,
     )
     releases = os.environ.get("EDGED_RELEASES")
     base = getattr(sys, "_base_executable", sys.executable)
-    manager = UpdateManager(
+    return UpdateManager(
         host,
         config.update,
         releases=Path(releases) if releases else None,
@@ -66,11 +95,6 @@ def start_updates(node: "Node") -> UpdateManager:
         trial_id=os.environ.get("EDGED_TRIAL") or None,
         python=config.update.interpreter(base),
     )
-    router = node.router
-    router.register("update.apply", manager.command_apply, scope="update")
-    router.register("update.status", manager.command_status, scope="read")
-    router.register("update.cancel", manager.command_cancel, scope="update")
-    return manager
 
 
-__all__ = ["UpdateStatus", "start_updates"]
+__all__ = ["UpdateNode", "UpdateStatus", "build_updates"]

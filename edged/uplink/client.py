@@ -29,11 +29,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.counters import Counters
+from core.errors import ConfigError
 from edged.codec import to_wire
 from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
-from edged.counters import Counters
-from edged.errors import ConfigError
 from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
@@ -90,6 +90,7 @@ class Uplink:
         birth: BirthFactory,
         on_command: CommandSink,
         counters: Counters,
+        on_link: Callable[[bool], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -100,7 +101,8 @@ class Uplink:
         self.on_command = on_command
         self.counters = counters
         self.rng = rng or random.Random()
-        self.connected = False
+        self.on_link = on_link
+        self._connected = False
         self.sessions = 0
         self.sent = 0
         self._client: MqttClient | None = None
@@ -121,6 +123,18 @@ class Uplink:
         """The command filter this process subscribed to in a session the broker may keep:
         when it says it kept the session, the subscription is in it (not sent again). Not
         trusted across a restart: the session may hold another config's subscription."""
+
+    @property
+    def connected(self) -> bool:
+        """A session is up (birth acknowledged); `on_link` hears each change."""
+        return self._connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        if value != self._connected:
+            self._connected = value
+            if self.on_link is not None:
+                self.on_link(value)
 
     @property
     def reconnects(self) -> int:

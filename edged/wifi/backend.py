@@ -4,7 +4,7 @@ else hostapd with dnsmasq."""
 import shutil
 import subprocess
 
-from edged.wifi.config import WifiConfig
+from edged.config.wifi import WifiConfig
 from edged.wifi.plan import BackendName
 
 

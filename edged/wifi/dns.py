@@ -20,7 +20,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from edged.counters import Counters
+from core.counters import Counters
 from edged.kiosk.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The captive portal: the kiosk page on riders' phones, with their wifi access on top.
 
 It is a second listener of the kiosk (`KioskServer`), on the hotspot address only, reading
-the same `KioskService` state: the same live information as the on-board screen, the same
-page (kiosk.js) plus the portal's part (static/portal.*). It serves the kiosk's rider
+the kiosk service's view (`Screen`): the same live information as the on-board screen, the
+same page (kiosk.js) plus the portal's part (static/portal.*). It serves the kiosk's rider
 routes (`KioskServer.add_rider_routes`) and its own, nothing else: a path added to the
 kiosk for the screen alone never appears here. Its limits are the kiosk's, with the
 phones' own budget (`[wifi.portal]`): connections and live pages per phone and in all,
@@ -32,14 +32,13 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from edged.counters import Counters
-from edged.errors import EdgedError
-from edged.kiosk.config import KioskConfig
+from core.counters import Counters
+from core.errors import EdgedError
+from edged.config.kiosk import KioskConfig
+from edged.config.wifi import WifiConfig
 from edged.kiosk.limits import Throttled
 from edged.kiosk.ratelimit import RateLimiter
-from edged.kiosk.server import ApiError, KioskServer
-from edged.kiosk.service import KioskService
-from edged.wifi.config import WifiConfig
+from edged.kiosk.server import ApiError, KioskServer, Screen
 from edged.wifi.neighbours import ARP, mac_of
 from edged.wifi.sessions import FirewallError, PortalFull, Sessions
 from edged.wifi.uplink import Internet
@@ -127,7 +126,8 @@ class PortalServer(KioskServer):
 
     def __init__(
         self,
-        service: KioskService,
+        service: Screen,
+        kiosk: KioskConfig,
         wifi: WifiConfig,
         counters: Counters,
         *,
@@ -149,9 +149,7 @@ class PortalServer(KioskServer):
             global_per_min=max(60.0, 4.0 * wifi.max_clients),
             clock=clock,
         )
-        super().__init__(
-            service, kiosk_config_for(wifi, service.config, host), counters, clock=clock
-        )
+        super().__init__(service, kiosk_config_for(wifi, kiosk, host), counters, clock=clock)
         extra = load_portal_static()
         self.files["index.html"] = portal_index(self.files["index.html"], extra["portal.html"])
         for name, kind in PORTAL_STATIC.items():
@@ -236,7 +234,7 @@ class PortalServer(KioskServer):
             "internet": self.internet.available(),
             "session_min": self.wifi.session_min,
             "client_mbit": self.wifi.client_mbit,
-            "timezone": self.service.config.timezone,
+            "timezone": self.config.timezone,
         }
 
     async def _portal(self, request: web.Request) -> web.Response:

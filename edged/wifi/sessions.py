@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from edged.counters import Counters
-from edged.errors import EdgedError
+from core.counters import Counters
+from core.errors import EdgedError
 from edged.wifi.layout import ALLOWED_SET, TABLE
 from edged.wifi.tool import run_tool
 

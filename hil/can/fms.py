@@ -14,9 +14,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from core.events import TroubleCode
 from drivers.can.dm1 import encode_dm1
 from drivers.can.j1939 import PGN_TP_CM, PGN_TP_DT, make_id
-from edged.events import TroubleCode
 
 Frame = tuple[float, int, bytes]
 """(timestamp s, 29-bit identifier, data)."""

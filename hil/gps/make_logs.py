@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edged.geo import bearing_deg, haversine_m
+from core.geo import bearing_deg, haversine_m
 
 LOGS = Path(__file__).resolve().parent / "logs"
 

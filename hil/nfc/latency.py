@@ -12,18 +12,19 @@ By hand: `python -m hil.nfc --measure 100` (see `python -m hil.nfc --help`).
 """
 
 import asyncio
-import logging
 import math
 import random
 import statistics
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from core.bus import Bus
+from core.counters import Counters
+from core.driver import DriverContext
+from core.events import Tap
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
-from edged.events import Tap
 from hil.nfc.emulator import Pn532Emulator
 
 T = TypeVar("T")
@@ -69,32 +70,22 @@ class TapLatency:
         }
 
 
-class _ProbeContext:
-    """A DriverContext that hands taps to a queue, stamped with their arrival time."""
+class _Probe:
+    """The reader's real context on a real bus; its taps go to a queue, stamped with the
+    instant each reached the loop."""
 
     def __init__(self) -> None:
-        self.name = "latency-probe"
-        self.log = logging.getLogger("hil.nfc.latency")
-        self.counters: Counter[str] = Counter()
-        self.taps: asyncio.Queue[tuple[Tap, float]] = asyncio.Queue()
+        self.counters = Counters()
+        self.bus = Bus(self.counters)
         self.opened = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
+        self.ctx = DriverContext("latency-probe", self.bus, self.counters, on_ready=self.opened.set)
+        self.taps: asyncio.Queue[tuple[Tap, float]] = asyncio.Queue()
+        self.bus.subscribe(Tap, lambda tap: self.taps.put_nowait((tap, time.monotonic())))
 
-    def emit(self, event: Any) -> None:
-        if isinstance(event, Tap):
-            self.taps.put_nowait((event, time.monotonic()))
-
-    def emit_threadsafe(self, event: Any) -> None:
-        self._loop.call_soon_threadsafe(self.emit, event)
-
-    def ready(self) -> None:
-        self.opened.set()
-
-    def count(self, key: str, n: int = 1) -> None:
-        self.counters[key] += n
-
-    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> None:
-        raise NotImplementedError
+    def counted(self) -> dict[str, int]:
+        return {
+            k.removeprefix("driver.latency-probe."): n for k, n in self.counters.snapshot().items()
+        }
 
 
 async def measure_tap_latency(
@@ -114,17 +105,19 @@ async def measure_tap_latency(
     emu = Pn532Emulator().start() if emulator is None else emulator
     opts = LibnfcOptions.model_validate({**(options or {}), "connstring": emu.connstring})
     rng = random.Random(seed)
-    ctx = _ProbeContext()
-    task = asyncio.create_task(LibnfcReader(opts).run(ctx))
+    probe = _Probe()
+    task = asyncio.create_task(LibnfcReader(opts).run(probe.ctx))
     loop_ms: list[float] = []
     driver_ms: list[float] = []
     try:
-        await _first(ctx.opened.wait(), task, timeout_s, "the reader to open")
+        await _first(probe.opened.wait(), task, timeout_s, "the reader to open")
         for i in range(presentations):
             await asyncio.sleep(rng.uniform(0, opts.poll_interval_s))  # a random poll phase
             uid = (0x04000000 + i).to_bytes(4, "big")
             put_at = emu.put(uid)
-            tap, arrived = await _first(ctx.taps.get(), task, timeout_s, f"the tap of {uid.hex()}")
+            tap, arrived = await _first(
+                probe.taps.get(), task, timeout_s, f"the tap of {uid.hex()}"
+            )
             emu.remove()
             if tap.uid != uid:
                 raise AssertionError(f"tap of {tap.uid.hex()} while {uid.hex()} was on")
@@ -135,7 +128,7 @@ async def measure_tap_latency(
         await asyncio.gather(task, return_exceptions=True)
         if own:
             emu.close()
-    return TapLatency(loop_ms, driver_ms, opts.poll_interval_s, dict(ctx.counters))
+    return TapLatency(loop_ms, driver_ms, opts.poll_interval_s, probe.counted())
 
 
 async def _first(

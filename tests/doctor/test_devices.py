@@ -6,17 +6,20 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import serial
 
+from core.driver import Device, Opens
+from drivers.registry import REGISTRY, driver_class
+from edged.config.loader import driver_options
 from edged.config.models import DriverConfig
 from edged.doctor import Status
 from edged.doctor.check import Check
-from edged.doctor.devices import Device, access, check_driver, plan, presence
+from edged.doctor.devices import access, check_driver, presence
 from edged.doctor.running import daemons_using
 from hil.gps.emulator import NmeaEmulator
 from tests.doctor.conftest import as_nobody
@@ -152,29 +155,41 @@ async def test_invalid_options_and_unknown_drivers_fail_the_probe() -> None:
     assert unknown.status is Status.FAIL and "unknown driver 'gps.nope'" in unknown.detail
 
 
-def test_device_paths_come_from_each_drivers_options() -> None:
-    assert plan("gps.nmea-serial", {"port": "/dev/gps0"}).devices == [
-        Device("/dev/gps0", "serial", "port")
-    ]
-    assert plan("nfc.libnfc", {"connstring": "pn532_uart:/dev/ttyS0:115200"}).devices == [
-        Device("/dev/ttyS0", "serial", "connstring")
-    ]
-    assert plan("nfc.libnfc", {"connstring": "pn532_i2c:/dev/i2c-1"}).devices[0].kind == "i2c"
-    assert plan("nfc.libnfc", {"connstring": "pn53x_usb"}).devices == []
-    assert plan("can.bus", {"interface": "slcan", "channel": "/dev/ttyACM0"}).devices == [
-        Device("/dev/ttyACM0", "serial", "channel")
-    ]
-    assert plan("can.bus", {}).devices == [Device("can0", "netif", "channel")]
-    assert plan("nfc.sim", {}).simulated
-    assert plan("gpio.gpiozero", {"pin_factory": "mock"}).simulated
-    assert plan("gpio.gpiozero", {}).gpio_chips == "default"
-    assert plan("some.future", {"spi": "/dev/spidev0.0", "x": 1}).devices == [
-        Device("/dev/spidev0.0", "spi", "spi")
-    ]
+def opens(driver: str, **options: Any) -> Opens:
+    """What the driver says it opens, from its options validated as the loader does."""
+    opened: Opens = driver_class(driver).opens(driver_options(driver, options, None))
+    return opened
+
+
+def test_each_driver_says_what_it_opens_from_its_own_options() -> None:
+    assert opens("gps.nmea-serial", port="/dev/gps0").devices == (
+        Device("/dev/gps0", "serial", "port"),
+    )
+    assert opens("nfc.libnfc", connstring="pn532_uart:/dev/ttyS0:115200").devices == (
+        Device("/dev/ttyS0", "serial", "connstring"),
+    )
+    assert opens("nfc.libnfc", connstring="pn532_i2c:/dev/i2c-1").devices[0].kind == "i2c"
+    assert opens("nfc.libnfc", connstring="pn53x_usb").devices == ()
+    assert opens("can.bus", interface="slcan", channel="/dev/ttyACM0").devices == (
+        Device("/dev/ttyACM0", "serial", "channel"),
+    )
+    (can0,) = opens("can.bus").devices
+    assert (can0.path, can0.kind) == ("can0", "netif") and "bitrate 250000" in can0.bring_up
+    assert opens("can.bus", interface="virtual").simulated
+    assert opens("gps.gpsd").devices == () and "gpspipe" in opens("gps.gpsd").silence
+    assert opens("gps.sim", route=str(ROUTE)).simulated
+    assert opens("nfc.sim").simulated
+    assert opens("gpio.gpiozero", pin_factory="mock").simulated
+    assert opens("gpio.gpiozero").gpio_chips == "default"
+
+
+@pytest.mark.parametrize("driver", sorted(REGISTRY))
+def test_every_registered_driver_says_what_it_opens(driver: str) -> None:
+    assert isinstance(getattr(driver_class(driver), "opens", None), Callable)
 
 
 def test_a_missing_i2c_device_says_how_to_enable_i2c() -> None:
-    check = presence("nfc", Device("/dev/i2c-9", "i2c", "connstring"), {})
+    check = presence("nfc", Device("/dev/i2c-9", "i2c", "connstring"))
     assert check.status is Status.FAIL
     assert "raspi-config" in check.advice and "I2C" in check.advice
 
@@ -188,7 +203,6 @@ async def test_gpio_on_a_machine_without_gpio_fails_and_suggests_the_mock_factor
 
 
 async def test_gpio_with_mock_pins_is_simulated() -> None:
-    pytest.importorskip("drivers.gpio.board", reason="the GPIO driver is not written yet")
     (check,) = await lines(driver("gpio.gpiozero", pin_factory="mock"))
     assert check.status is Status.OK, check
     assert "simulated GPIO" in check.detail

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from edged.config.kiosk import KioskConfig
 from edged.doctor import Status
 from edged.doctor.kiosk import EMOJI_FONT, check_emoji_font, check_kiosk, listeners
-from edged.kiosk.config import KioskConfig
 from tests.doctor.conftest import config, doctor
 from tests.helpers.broker import free_port
 

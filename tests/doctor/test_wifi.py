@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.config.wifi import WifiConfig
 from edged.doctor.check import Status
 from edged.doctor.wifi import (
     Machine,
@@ -28,7 +29,6 @@ from edged.doctor.wifi import (
     tools_and_firewall,
     uplink,
 )
-from edged.wifi.config import WifiConfig
 from edged.wifi.render.nft import render_nft
 from tests.doctor.conftest import as_nobody
 from tests.helpers.netns import Netns, need_netns

@@ -1,7 +1,9 @@
 """The kiosk page in a real headless Chromium, against a node running in the test's loop.
 
 The node is the real `Node` with the simulated GPS parked at Felletin (a stop geofence),
-talking to a real Mosquitto; the kiosk server is what `start_kiosk` gives the daemon.
+talking to a real Mosquitto; its kiosk service is built on the node's host, its commands
+in the node's router, as the services table builds it in the daemon (here beside the node,
+so a test can stop and start its server).
 Screenshots of the main states go to test-artifacts/kiosk/.
 """
 
@@ -16,11 +18,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from core.events import Fix
 from edged.config import load_config
-from edged.kiosk.config import KioskConfig
-from edged.kiosk.server import KioskServer, start_kiosk
+from edged.config.kiosk import KioskConfig
+from edged.kiosk.server import KioskServer
 from edged.node import Node
-from tests.edged.kiosk.wiring import add_kiosk_topic
+from edged.services.events import OccupancyChanged
+from edged.services.geofences import GeofenceService
+from edged.services.kiosk import KioskService
+from edged.services.occupancy import OccupancyService
+from edged.services.position import PositionService
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.mqtt import publish
 from tests.helpers.nodes import ROOT, write_config
@@ -71,6 +78,29 @@ class Kiosk:
     def base(self) -> str:
         return self.node.topics.base
 
+    @property
+    def geofences(self) -> GeofenceService:
+        service = self.node.services["geofences"]
+        assert isinstance(service, GeofenceService)
+        return service
+
+    @property
+    def fix(self) -> Fix:
+        """The node's last valid fix (the simulated GPS, parked)."""
+        position = self.node.services["position"]
+        assert isinstance(position, PositionService) and position.last_valid is not None
+        return position.last_valid[0]
+
+    def show_seats(self, count: int, capacity: int = 30) -> None:
+        """The gauge as an occupancy service with a capacity would have it."""
+        self.node.bus.emit(OccupancyChanged(count, capacity))
+
+    def node_seats(self) -> None:
+        """Back to what the node's own occupancy service says (no capacity: no gauge)."""
+        occupancy = self.node.services["occupancy"]
+        assert isinstance(occupancy, OccupancyService)
+        self.node.bus.emit(OccupancyChanged(occupancy.count, occupancy.capacity))
+
     async def command(self, name: str, args: dict[str, Any], cmd_id: str) -> None:
         """What dispatch does: a command on `cmd/{name}` through the broker."""
         payload = json.dumps({"id": cmd_id, "args": args}).encode()
@@ -114,11 +144,15 @@ async def running_kiosk(broker: Mosquitto, tmp: Path, **kiosk: Any) -> AsyncIter
     config = KioskConfig(
         port=free_port(), buttons=["pickup", "mediator", "service"], **kiosk
     )
-    server = start_kiosk(node, config)
-    k = Kiosk(node, server, broker, [asyncio.create_task(server.run())])
+    service = KioskService(node.host, config)
+    for spec in service.commands():
+        node.router.add(spec)
+    server = service.server
+    tasks = [asyncio.create_task(service.tick()), asyncio.create_task(server.run())]
+    k = Kiosk(node, server, broker, tasks)
     await asyncio.wait_for(server.listening.wait(), 5)
     for _ in range(100):  # connected, and parked at the stop
-        if node.uplink.connected and node.geofences.inside():
+        if node.uplink.connected and k.geofences.inside():
             break
         await asyncio.sleep(0.05)
     try:
@@ -134,9 +168,8 @@ async def running_kiosk(broker: Mosquitto, tmp: Path, **kiosk: Any) -> AsyncIter
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def kiosk(
-    broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker: Mosquitto, tmp_path: Path
 ) -> AsyncIterator[Kiosk]:
-    add_kiosk_topic(monkeypatch)
     async with running_kiosk(broker, tmp_path) as k:
         yield k
 
@@ -154,12 +187,10 @@ async def shared_kiosk(
 ) -> AsyncIterator[Kiosk]:
     """One node and kiosk for a whole module (layout and accessibility checks do not need a
     fresh node each); riders may press often (many buttons are pressed in turn)."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        add_kiosk_topic(monkeypatch)
-        async with running_kiosk(
-            module_broker, tmp_path_factory.mktemp("node"), rate_burst=100, global_burst=200
-        ) as k:
-            yield k
+    async with running_kiosk(
+        module_broker, tmp_path_factory.mktemp("node"), rate_burst=100, global_burst=200
+    ) as k:
+        yield k
 
 
 @dataclass

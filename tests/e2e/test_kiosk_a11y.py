@@ -55,9 +55,9 @@ async def full_screen(kiosk: Kiosk) -> None:
 @pytest.fixture
 def counted(shared_kiosk: Kiosk) -> Any:
     """An occupancy counter on the node while the test runs (the gauge shows)."""
-    shared_kiosk.node.occupancy = type("Occ", (), {"count": 27, "capacity": 30})()  # type: ignore[attr-defined]
+    shared_kiosk.show_seats(27)
     yield shared_kiosk
-    del shared_kiosk.node.occupancy  # type: ignore[attr-defined]
+    shared_kiosk.node_seats()
 
 
 async def test_the_home_screen_before_any_schedule_has_no_violation(

@@ -74,7 +74,7 @@ async def test_twelve_long_services_eight_stops_and_four_announcements_fit_every
     shared_kiosk: Kiosk, chromium: Any
 ) -> None:
     no_requests(shared_kiosk)
-    shared_kiosk.node.occupancy = type("Occ", (), {"count": 27, "capacity": 30})()  # type: ignore[attr-defined]
+    shared_kiosk.show_seats(27)
     messages = [("urgent", URGENT), ("important", IMPORTANT), ("info", INFO), ("info", ARABIC)]
     await show(shared_kiosk, services=12, stops=8, messages=messages)
     async with open_browser(chromium, SCREENS[0].viewport) as browser:
@@ -85,7 +85,7 @@ async def test_twelve_long_services_eight_stops_and_four_announcements_fit_every
         await page.locator("#lang").click()
         await expect(page.locator("html")).to_have_attribute("lang", "en")
         assert await problems_on_every_screen(browser, "many-en") == {}
-    del shared_kiosk.node.occupancy  # type: ignore[attr-defined]
+    shared_kiosk.node_seats()
 
 
 async def test_requests_statuses_and_both_banners_still_fit_every_screen(

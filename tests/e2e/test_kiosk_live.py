@@ -55,12 +55,6 @@ LISTEN = """() => {
 }"""
 
 
-class Occupancy:
-    def __init__(self, count: int, capacity: int = 30) -> None:
-        self.count = count
-        self.capacity = capacity
-
-
 async def opened(kiosk: Kiosk, browser: Browser) -> Any:
     page = browser.page
     await page.goto(kiosk.url)
@@ -72,7 +66,7 @@ async def opened(kiosk: Kiosk, browser: Browser) -> Any:
 async def pushes_of_unrelated_state(kiosk: Kiosk, page: Any) -> None:
     """Seat counts change (each a state push); the page shows each one."""
     for count in (3, 4, 5):
-        kiosk.node.occupancy = Occupancy(count)  # type: ignore[attr-defined]
+        kiosk.show_seats(count)
         await expect(page.locator("#occ-words")).to_have_text(f"{30 - count} places disponibles")
 
 
@@ -81,8 +75,7 @@ def no_requests(shared_kiosk: Kiosk) -> Any:
     shared_kiosk.server.service.requests.clear()
     shared_kiosk.server.service.refresh()
     yield shared_kiosk
-    if hasattr(shared_kiosk.node, "occupancy"):
-        del shared_kiosk.node.occupancy  # type: ignore[attr-defined]
+    shared_kiosk.node_seats()
 
 
 async def test_a_push_that_changes_nothing_in_a_list_rewrites_nothing_in_it(
@@ -141,8 +134,8 @@ async def test_arriving_at_a_stop_and_an_urgent_announcement_are_told_once(
 ) -> None:
     kiosk = no_requests
     await show(kiosk, services=3, stops=3, messages=[])
-    geofences = kiosk.node.geofences
-    fix = kiosk.node.position.last_valid[0]
+    geofences = kiosk.geofences
+    fix = kiosk.fix
     away = {"id": "felletin", "name": HERE, "kind": "stop", "center": [46.5, 2.5], "radius_m": 80}
     gare = {
         "id": "gare", "name": "Gare de Felletin", "kind": "stop",
@@ -268,8 +261,8 @@ async def test_the_words_elision_days_french_names_and_direction(
 ) -> None:
     kiosk = no_requests
     await show(kiosk, services=3, stops=3, messages=[("info", ARABIC), ("info", INFO)])
-    geofences = kiosk.node.geofences
-    fix = kiosk.node.position.last_valid[0]
+    geofences = kiosk.geofences
+    fix = kiosk.fix
     near = [fix.lat + 0.02, fix.lon]  # about 2.2 km north
     async with open_browser(chromium) as browser:
         page = await opened(kiosk, browser)

@@ -8,7 +8,6 @@ import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -261,7 +260,7 @@ async def test_every_state_meets_contrast_and_touch_target_sizes(
     kiosk: Kiosk, browser: Browser
 ) -> None:
     page = await opened(kiosk, browser)
-    kiosk.node.occupancy = SimpleNamespace(count=27, capacity=30)  # type: ignore[attr-defined]
+    kiosk.show_seats(27)
     await kiosk.command("kiosk.schedule", schedule(), "s3")
     for prio in ("info", "important", "urgent"):
         await kiosk.command(
@@ -285,13 +284,13 @@ async def test_occupancy_shows_a_gauge_and_words_and_hides_without_a_counter(
 ) -> None:
     page = await opened(kiosk, browser)
     await expect(page.locator("#occupancy")).to_be_hidden()
-    kiosk.node.occupancy = SimpleNamespace(count=12, capacity=30)  # type: ignore[attr-defined]
+    kiosk.show_seats(12)
     await expect(page.locator("#occ-words")).to_have_text("18 places disponibles")
     gauge = page.get_by_role("meter")
     await expect(gauge).to_have_attribute("aria-valuenow", "12")
     await expect(gauge).to_have_attribute("aria-valuemax", "30")
     await browser.shot("10-occupancy")
-    kiosk.node.occupancy = SimpleNamespace(count=30, capacity=30)  # type: ignore[attr-defined]
+    kiosk.show_seats(30)
     await expect(page.locator("#occ-words")).to_have_text("Complet")
     await browser.shot("11-occupancy-full")
 

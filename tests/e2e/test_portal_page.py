@@ -17,7 +17,7 @@ import pytest_asyncio
 from playwright.async_api import expect
 
 from edged.config import parse_config
-from edged.wifi.service import WifiService
+from edged.services.wifi import WifiService
 from tests.e2e.conftest import SHOTS, Kiosk, open_browser
 from tests.e2e.test_kiosk_a11y import violations
 from tests.helpers.broker import free_port
@@ -49,10 +49,11 @@ max_pages_per_peer = 16  # every page of these tests comes from 127.0.0.1
 """
     ).wifi
     service = WifiService(
-        shared_kiosk.node,
+        shared_kiosk.node.host,
         wifi,
-        shared_kiosk.server,
-        host="127.0.0.1",
+        shared_kiosk.server.service,
+        shared_kiosk.server.config,
+        address="127.0.0.1",
         arp=tmp / "arp",
         routes=tmp / "route",
     )

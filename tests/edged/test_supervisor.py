@@ -2,10 +2,11 @@ import asyncio
 import random
 from typing import Any
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverContext, DriverOptions
+from core.errors import ConfigError
 from edged.config.models import SupervisorConfig
-from edged.errors import ConfigError
 from edged.supervisor import Supervisor, backoff_delay
+from tests.helpers.drivers import Recorder
 
 FAST = SupervisorConfig(backoff_initial_s=0.01, backoff_max_s=0.05, stable_after_s=10)
 
@@ -52,7 +53,7 @@ async def run_for(sup: Supervisor, seconds: float, **drivers: Any) -> None:
 
 async def test_a_crashing_driver_is_restarted_with_its_error_recorded() -> None:
     Flaky.starts = 0
-    sup = Supervisor(FAST, lambda e: None)
+    sup = Recorder().supervisor(FAST)
     await run_for(sup, 0.5, flaky=Flaky)
     status = sup.drivers["flaky"]
     assert Flaky.starts >= 3
@@ -61,16 +62,16 @@ async def test_a_crashing_driver_is_restarted_with_its_error_recorded() -> None:
 
 
 async def test_other_drivers_keep_running_while_one_crashes() -> None:
-    events: list[Any] = []
-    sup = Supervisor(FAST, events.append)
+    rec = Recorder(kinds=(tuple,))
+    sup = rec.supervisor(FAST)
     await run_for(sup, 0.3, gps=Ticker, flaky=Flaky)
-    assert sum(1 for e in events if e == ("tick", "gps")) >= 15
+    assert sum(1 for e in rec.events if e == ("tick", "gps")) >= 15
     assert sup.drivers["gps"].restarts == 0
 
 
 async def test_state_shows_backoff_between_restarts() -> None:
     slow = SupervisorConfig(backoff_initial_s=5, backoff_max_s=5)
-    sup = Supervisor(slow, lambda e: None)
+    sup = Recorder().supervisor(slow)
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(sup.supervise("flaky", "test", Flaky))
         await asyncio.sleep(0.1)
@@ -80,7 +81,7 @@ async def test_state_shows_backoff_between_restarts() -> None:
 
 
 async def test_a_running_driver_reports_running() -> None:
-    sup = Supervisor(FAST, lambda e: None)
+    sup = Recorder().supervisor(FAST)
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(sup.supervise("gps", "gps.sim", Ticker))
         await asyncio.sleep(0.05)
@@ -89,13 +90,13 @@ async def test_a_running_driver_reports_running() -> None:
 
 
 async def test_a_config_error_marks_the_driver_failed_without_restarting() -> None:
-    counted: list[str] = []
-    sup = Supervisor(FAST, lambda e: None, counters=lambda key, n=1: counted.append(key))
+    rec = Recorder()
+    sup = rec.supervisor(FAST)
     await run_for(sup, 0.2, bad=Misconfigured)
     status = sup.drivers["bad"]
     assert status.state == "failed" and status.restarts == 0
     assert "no such file" in (status.last_error or "")
-    assert counted == ["driver.bad.failed"]
+    assert rec.counters.snapshot() == {"driver.bad.failed": 1}
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:

@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from edged.commands.router import CommandRouter
+from edged.config import load_config
+from edged.node import Node
 from edged.outbox import Publication
 from edged.payloads import DoorEvent
 from edged.schema import schemas
 from edged.topics import DOOR, REPLY, TOPICS, Topics, TopicSpec, name_of
+from tests.helpers.broker import free_port
+from tests.helpers.nodes import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "topics.md").read_text()
@@ -111,3 +116,62 @@ def test_both_spellings_name_the_same_command(tail: str) -> None:
 @pytest.mark.parametrize("tail", ["PING", "", "ping/", "/ping", "a/b/c/d/e", "ping..x"])
 def test_a_tail_that_spells_no_command_name_is_none(tail: str) -> None:
     assert name_of(tail) is None
+
+
+@pytest.fixture
+async def every_command(tmp_path: Path) -> CommandRouter:
+    """The router of a node with every service on, as its services declared their commands."""
+    secret = tmp_path / "fleet.secret"
+    secret.write_bytes(b"0" * 32)
+    secret.chmod(0o600)
+    extra = f"""port = 0
+[services.access]
+enabled = true
+secret_file = "{secret}"
+[services.occupancy]
+enabled = true
+"""
+    node = Node(load_config(write_config(tmp_path, free_port(), kiosk=True, extra=extra)))
+    await node.outbox.open()
+    try:
+        node._start_services()
+    finally:
+        await node.outbox.close()
+    assert {"access", "occupancy", "kiosk"} <= set(node.services)
+    return node.router
+
+
+def scopes_written() -> dict[str, set[str]]:
+    """`scope` (`command`, ...) as the Authorisation paragraph lists them."""
+    paragraph = DOC[DOC.index("**Authorisation.**") :].split("\n\n")[0]
+    return {
+        scope: set(re.findall(r"`([a-z][a-z.]*)`", names))
+        for scope, names in re.findall(r"`(\w+)` \(([^)]*)\)", paragraph)
+    }
+
+
+async def test_every_command_a_node_answers_is_in_the_commands_table(
+    every_command: CommandRouter,
+) -> None:
+    table = DOC[DOC.index("Commands today:") :].split("\n\n")[1]
+    documented = set(re.findall(r"^\| `([a-z][a-z.]*)` \|", table, re.M))
+    assert documented == set(every_command.names)
+
+
+async def test_the_scopes_the_doc_gives_are_the_ones_commands_declare(
+    every_command: CommandRouter,
+) -> None:
+    written = scopes_written()
+    for scope, names in written.items():
+        for name in names:
+            assert every_command.scope_of(name) == scope, f"{name}: {scope} in docs/topics.md"
+    for name in every_command.names:
+        scope = every_command.scope_of(name)
+        if scope != "operate":
+            assert name in written.get(scope or "", set()), f"{name} ({scope}) is not listed"
+
+
+async def test_the_readme_names_every_command(every_command: CommandRouter) -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = readme[readme.index("- **Commands**") :].split("\n- **")[0]
+    assert set(re.findall(r"`([a-z][a-z]*(?:\.[a-z]+)*)`", commands)) >= set(every_command.names)

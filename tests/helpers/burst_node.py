@@ -57,11 +57,11 @@ async def main() -> None:
 
     for i in range(args.count):
         if args.taps:
-            node.publish(TAP, tap_event(i)).add_done_callback(report(i))
+            node.host.publish(TAP, tap_event(i)).add_done_callback(report(i))
             sys.stdout.write(f"acted {i}\n")
             sys.stdout.flush()
         else:
-            node.publish(DOOR, DoorEvent(door=f"e{i}", open=True)).add_done_callback(report(i))
+            node.host.publish(DOOR, DoorEvent(door=f"e{i}", open=True)).add_done_callback(report(i))
         if args.interval:
             await asyncio.sleep(args.interval)
         elif i % args.chunk == 0:

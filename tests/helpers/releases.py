@@ -26,6 +26,13 @@ from tests.helpers.service import BASE_PYTHON
 
 LAUNCHER = ROOT / "edged" / "release" / "launcher.py"
 DEV_SITE = sysconfig.get_paths()["purelib"]
+PACKAGES = tuple(
+    name.removesuffix("*")
+    for name in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+)
+"""The packages a release installs (core, edged, drivers), as pyproject.toml lists them."""
 Patch = Callable[[str], str]
 
 
@@ -80,7 +87,7 @@ def fake_release(
     dest = tree.path(version)
     src = dest / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("edged", "drivers"):
+    for package in PACKAGES:
         shutil.copytree(ROOT / package, src / package, ignore=ignore)
     for rel, patch in (patches or {}).items():
         file = src / rel

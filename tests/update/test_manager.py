@@ -9,18 +9,19 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.counters import Counters
 from edged.clock import Clock
+from edged.commands.authorize import Authorizer
 from edged.commands.router import CommandRouter, IncomingCommand
+from edged.commands.spec import CommandSpec
 from edged.config.security import KeyConfig, SecurityConfig
-from edged.counters import Counters
+from edged.config.update import UpdateConfig
 from edged.errors import CommandError
 from edged.release.bundle import verify_bundle
 from edged.release.launcher import ReleaseTree
 from edged.release.manifest import SchemaInfo
 from edged.release.platforms import this_machine
-from edged.security.authorize import Authorizer
 from edged.security.signing import public_key_text
-from edged.update.config import UpdateConfig
 from edged.update.manager import Host, UpdateManager, release_key
 from edged.update.trial import Checks
 from tests.release.support import KEY, KEYS, make_bundle, manifest_for, wheels
@@ -180,7 +181,7 @@ async def test_update_commands_are_refused_unsigned_whatever_signed_commands_say
         ran.append(args)
         return {}
 
-    router.register("update.apply", apply, scope="update")
+    router.add(CommandSpec("update.apply", apply, scope="update"))
     doc = {"id": "u1", "args": GOOD}
     out = await router.handle(
         IncomingCommand(

@@ -6,7 +6,7 @@ Nothing is kept and nothing logged: no lease file (`leasefile-ro`), no query log
 cache, no routine DHCP lines (they carry MAC addresses).
 """
 
-from edged.wifi.config import WifiConfig
+from edged.config.wifi import WifiConfig
 from edged.wifi.layout import Layout
 
 PRIVATE = [

@@ -4,7 +4,7 @@ The SSID goes as hex (`ssid2=` without quotes), so no byte of it can end a line 
 another option; the passphrase is printable ASCII without '|' (checked with the config).
 """
 
-from edged.wifi.config import WifiConfig
+from edged.config.wifi import WifiConfig
 
 KEY_MGMT = {"wpa2": "WPA-PSK", "wpa3": "SAE", "wpa2-wpa3": "WPA-PSK SAE"}
 MFP = {"wpa2": 1, "wpa3": 2, "wpa2-wpa3": 1}

@@ -8,7 +8,7 @@ SSID that is not plain ASCII: no character of it can be read as keyfile syntax.
 
 import uuid
 
-from edged.wifi.config import WifiConfig
+from edged.config.wifi import WifiConfig
 from edged.wifi.layout import CONNECTION
 
 KEY_MGMT = {"wpa2": "wpa-psk", "wpa3": "sae"}

@@ -15,7 +15,7 @@ Loading the file replaces the whole table at once (`nft -f` is one transaction);
 of accepted phones starts empty and the daemon puts back the sessions it knows.
 """
 
-from edged.wifi.config import WifiConfig
+from edged.config.wifi import WifiConfig
 from edged.wifi.layout import ALLOWED_SET, TABLE
 
 NOT_INTERNET = (

@@ -19,15 +19,15 @@ import pytest
 from can.interfaces.virtual import VirtualBus
 from pydantic import ValidationError
 
+from core.errors import DriverError
+from core.events import TroubleCode
 from drivers.can.bus import CanBusDriver, CanBusOptions, _open_hint
 from drivers.can.decoder import SHIPPED_DBC
 from drivers.can.j1939 import make_id
-from edged.config.loader import validate_options
-from edged.errors import DriverError
-from edged.events import TroubleCode
+from edged.config.loader import driver_options
 from hil.can.fms import bam_frames, rts_cts_frames
 from hil.can.slcan import SlcanEmulator
-from tests.drivers.can.support import Ctx
+from tests.helpers.drivers import Recorder
 
 SOCKETCAN = os.environ.get("EDGED_TEST_SOCKETCAN")
 CCVS1_37_5 = bytes([0xF4, 0x80, 0x25, 0x10, 0xFF, 0x50, 0xFF, 0xFF])
@@ -114,10 +114,10 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
 
 
 @contextlib.asynccontextmanager
-async def running(options: CanBusOptions, ctx: Ctx) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(CanBusDriver(options).run(ctx))
+async def running(options: CanBusOptions, rec: Recorder) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(CanBusDriver(options).run(rec.ctx))
     try:
-        await ctx.wait_for(lambda: ctx.is_ready or task.done(), "the driver to open the bus")
+        await rec.wait_for(lambda: rec.is_ready or task.done(), "the driver to open the bus")
         if task.done():
             task.result()
         yield task
@@ -128,22 +128,22 @@ async def running(options: CanBusOptions, ctx: Ctx) -> AsyncIterator[asyncio.Tas
 
 
 async def test_decodes_a_pgn_from_any_source(rig: Rig) -> None:
-    ctx = Ctx()
-    async with running(rig.options, ctx):
+    rec = Recorder("can")
+    async with running(rig.options, rec):
         rig.send([(make_id(65265, 0x17), CCVS1_37_5)])
-        await ctx.wait_for(lambda: bool(ctx.signals("CCVS1")), "CCVS1")
-    (event,) = ctx.signals("CCVS1")
+        await rec.wait_for(lambda: bool(rec.signals("CCVS1")), "CCVS1")
+    (event,) = rec.signals("CCVS1")
     assert event.source == 0x17 and event.signals["WheelBasedVehicleSpeed"] == 37.5
 
 
 async def test_interleaved_dm1_from_two_ecus_over_bam(rig: Rig) -> None:
-    ctx = Ctx()
+    rec = Recorder("can")
     a, b = bam_frames(65226, 0x00, DM1_A), bam_frames(65226, 0x3D, DM1_B)
     interleaved = [f for pair in zip(a, b, strict=True) for f in pair]
-    async with running(rig.options, ctx):
+    async with running(rig.options, rec):
         rig.send(interleaved)
-        await ctx.wait_for(lambda: len(ctx.faults()) == 2, "two DM1")
-    by_source = {f.source: f.codes for f in ctx.faults()}
+        await rec.wait_for(lambda: len(rec.faults()) == 2, "two DM1")
+    by_source = {f.source: f.codes for f in rec.faults()}
     assert by_source == {
         0x00: (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2)),
         0x3D: (TroubleCode(100, 1, 1), TroubleCode(190, 2, 3)),
@@ -151,38 +151,38 @@ async def test_interleaved_dm1_from_two_ecus_over_bam(rig: Rig) -> None:
 
 
 async def test_dm1_between_two_other_nodes_over_rts_cts_is_read(rig: Rig) -> None:
-    ctx = Ctx()
-    async with running(rig.options, ctx):
+    rec = Recorder("can")
+    async with running(rig.options, rec):
         rig.send(rts_cts_frames(65226, 0x00, 0xF9, DM1_A))  # an engine answering a tool
-        await ctx.wait_for(lambda: len(ctx.faults()) == 1, "the DM1")
-    (faults,) = ctx.faults()
+        await rec.wait_for(lambda: len(rec.faults()) == 1, "the DM1")
+    (faults,) = rec.faults()
     assert faults.source == 0x00
     assert faults.codes == (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2))
 
 
 async def test_frames_of_other_pgns_make_no_event(rig: Rig) -> None:
-    ctx = Ctx()
-    async with running(rig.options, ctx):
+    rec = Recorder("can")
+    async with running(rig.options, rec):
         rig.send(
             [(make_id(61442, 0x03), bytes(8))] * 50
             + [(make_id(65276, 0x17), bytes([0, 0x9C] + [0xFF] * 6))]
         )
-        await ctx.wait_for(lambda: bool(ctx.signals("DD")), "DD")
-    assert [e.name for e in ctx.events] == ["DD"]
-    assert ctx.counts.get("frames", 0) <= 51  # fewer where the kernel filters
+        await rec.wait_for(lambda: bool(rec.signals("DD")), "DD")
+    assert [e.name for e in rec.events] == ["DD"]
+    assert rec.counts.get("frames", 0) <= 51  # fewer where the kernel filters
 
 
 async def test_random_frames_do_not_stop_the_driver(rig: Rig) -> None:
     rng = random.Random(3)
     junk = [(rng.randrange(1 << 29), rng.randbytes(rng.randrange(9))) for _ in range(300)]
-    ctx = Ctx()
-    async with running(rig.options, ctx) as task:
+    rec = Recorder("can")
+    async with running(rig.options, rec) as task:
         rig.send(junk)
         rig.send([(make_id(65265, 0x00), CCVS1_37_5)])
-        await ctx.wait_for(
+        await rec.wait_for(
             lambda: any(
                 e.source == 0 and e.signals["WheelBasedVehicleSpeed"] == 37.5
-                for e in ctx.signals("CCVS1")
+                for e in rec.signals("CCVS1")
             ),
             "the CCVS1 after the junk",
         )
@@ -190,10 +190,10 @@ async def test_random_frames_do_not_stop_the_driver(rig: Rig) -> None:
 
 
 async def test_the_driver_never_transmits(rig: Rig) -> None:
-    ctx = Ctx()
-    async with running(rig.options, ctx):
+    rec = Recorder("can")
+    async with running(rig.options, rec):
         rig.send([(make_id(65265, 0x00), CCVS1_37_5)])
-        await ctx.wait_for(lambda: bool(ctx.events), "an event")
+        await rec.wait_for(lambda: bool(rec.events), "an event")
     assert rig.transmitted() == 0
     if rig.emulator is not None:
         assert rig.emulator.commands[:4] == ["C", "S5", "", "L"]  # listen-only at 250 kbit/s
@@ -206,31 +206,31 @@ async def test_the_driver_never_transmits(rig: Rig) -> None:
 async def test_slcan_garbled_line_is_counted_and_skipped(tmp_path: Path) -> None:
     with slcan_rig(tmp_path) as r:
         assert r.emulator is not None
-        ctx = Ctx()
-        async with running(r.options, ctx):
+        rec = Recorder("can")
+        async with running(r.options, rec):
             assert r.emulator.wait_open()
             r.emulator.inject_raw(b"TZZZZZZZZ8FFFF\r")  # not hex
             r.emulator.inject_raw(b"T18FEF1\xff\xfe00\r")  # line noise, not even ASCII
             r.send([(make_id(65265, 0x00), CCVS1_37_5)])
-            await ctx.wait_for(
-                lambda: bool(ctx.events) and ctx.counts.get("garbled", 0) == 2, "garbled count"
+            await rec.wait_for(
+                lambda: bool(rec.events) and rec.counts.get("garbled", 0) == 2, "garbled count"
             )
 
 
 async def test_slcan_unplugged_fails_the_run_and_replugged_reads_again(tmp_path: Path) -> None:
     with slcan_rig(tmp_path) as r:
         assert r.emulator is not None
-        ctx = Ctx()
-        task = asyncio.create_task(CanBusDriver(r.options).run(ctx))
-        await ctx.wait_for(lambda: ctx.is_ready, "ready")
+        rec = Recorder("can")
+        task = asyncio.create_task(CanBusDriver(r.options).run(rec.ctx))
+        await rec.wait_for(lambda: rec.is_ready, "ready")
         assert r.emulator.wait_open()
         r.emulator.unplug()
         with pytest.raises(DriverError, match="is it plugged in"):
             await asyncio.wait_for(task, 5)
-        assert ctx.counts["bus_error"] == 1
+        assert rec.counts["bus_error"] == 1
         # the supervisor runs the driver again, with backoff; the adapter is back by then
         r.emulator.plug()
-        again = Ctx()
+        again = Recorder("can")
         async with running(r.options, again):
             r.send([(make_id(65265, 0x00), CCVS1_37_5)])
             await again.wait_for(lambda: bool(again.events), "an event after re-plugging")
@@ -240,12 +240,12 @@ async def test_slcan_adapter_missing_says_what_to_check(tmp_path: Path) -> None:
     options = CanBusOptions(
         interface="slcan", channel=str(tmp_path / "ttyACM9"), bus_options={"sleep_after_open": 0}
     )
-    ctx = Ctx()
+    rec = Recorder("can")
     with pytest.raises(
         DriverError, match=r"ttyACM9.*is it plugged in\? See `ls -l /dev/serial/by-id/`"
     ):
-        await CanBusDriver(options).run(ctx)
-    assert ctx.counts == {"open_failed": 1}
+        await CanBusDriver(options).run(rec.ctx)
+    assert rec.counts == {"open_failed": 1}
 
 
 # -- options and messages -----------------------------------------------------------------
@@ -281,10 +281,10 @@ def test_socketcan_interface_down_says_how_to_bring_it_up() -> None:
 
 @pytest.mark.skipif(bool(SOCKETCAN), reason="a SocketCAN interface is configured here")
 async def test_socketcan_unavailable_is_a_driver_error_with_a_hint() -> None:
-    ctx = Ctx()
+    rec = Recorder("can")
     with pytest.raises(DriverError, match=r"can0|SocketCAN"):
-        await CanBusDriver(CanBusOptions(interface="socketcan", channel="can0")).run(ctx)
-    assert ctx.counts == {"open_failed": 1}
+        await CanBusDriver(CanBusOptions(interface="socketcan", channel="can0")).run(rec.ctx)
+    assert rec.counts == {"open_failed": 1}
 
 
 class FilteringBus(VirtualBus):
@@ -302,9 +302,9 @@ async def test_acceptance_filters_are_set_where_the_interface_applies_them(
     FilteringBus.applied = []
     channel = f"test-{uuid.uuid4().hex}"
     monkeypatch.setattr(can, "Bus", lambda **kw: FilteringBus(channel=channel))
-    ctx = Ctx()
+    rec = Recorder("can")
     async with running(
-        CanBusOptions(interface="virtual", channel=channel, pgns=[65265, 65226]), ctx
+        CanBusOptions(interface="virtual", channel=channel, pgns=[65265, 65226]), rec
     ):
         pass
     filters = [f for f in FilteringBus.applied if f]
@@ -327,7 +327,7 @@ def test_broken_dbc_is_refused_when_the_config_is_checked(tmp_path: Path) -> Non
 
 def test_dbc_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
     (tmp_path / "vehicle.dbc").write_text(SHIPPED_DBC.read_text())
-    options = validate_options(CanBusOptions, {"dbc": "vehicle.dbc"}, tmp_path)
+    options = driver_options("can.bus", {"dbc": "vehicle.dbc"}, tmp_path)
     assert options.dbc == tmp_path / "vehicle.dbc"
     assert options.decoders().path == tmp_path / "vehicle.dbc"
 
@@ -349,11 +349,11 @@ def test_socketcan_receive_buffer_is_enlarged() -> None:
 async def test_bus_off_that_lasts_fails_the_run_so_the_bus_is_reopened() -> None:
     channel = f"test-{uuid.uuid4().hex}"
     sender = can.Bus(interface="virtual", channel=channel)
-    ctx = Ctx()
+    rec = Recorder("can")
     options = CanBusOptions(interface="virtual", channel=channel, busoff_reopen_s=0.3)
-    task = asyncio.create_task(CanBusDriver(options).run(ctx))
+    task = asyncio.create_task(CanBusDriver(options).run(rec.ctx))
     try:
-        await ctx.wait_for(lambda: ctx.is_ready, "ready")
+        await rec.wait_for(lambda: rec.is_ready, "ready")
         sender.send(
             can.Message(
                 arbitration_id=0x040, is_error_frame=True, is_extended_id=False, data=bytes(8)
@@ -363,18 +363,18 @@ async def test_bus_off_that_lasts_fails_the_run_so_the_bus_is_reopened() -> None
             await asyncio.wait_for(task, 5)
     finally:
         sender.shutdown()
-    assert ctx.counts["bus_off"] == 1 and ctx.counts["error_frame"] == 1
+    assert rec.counts["bus_off"] == 1 and rec.counts["error_frame"] == 1
 
 
 async def test_bus_off_followed_by_frames_is_only_counted() -> None:
     channel = f"test-{uuid.uuid4().hex}"
     sender = can.Bus(interface="virtual", channel=channel)
-    ctx = Ctx()
+    rec = Recorder("can")
     options = CanBusOptions(
         interface="virtual", channel=channel, busoff_reopen_s=0.5, min_interval_s=0
     )
     try:
-        async with running(options, ctx) as task:
+        async with running(options, rec) as task:
             sender.send(
                 can.Message(
                     arbitration_id=0x040, is_error_frame=True, is_extended_id=False, data=bytes(8)
@@ -384,6 +384,6 @@ async def test_bus_off_followed_by_frames_is_only_counted() -> None:
                 sender.send(can.Message(arbitration_id=make_id(65265, 0x00), data=CCVS1_37_5))
                 await asyncio.sleep(0.1)
             assert not task.done()
-            await ctx.wait_for(lambda: ctx.counts.get("bus_off") == 1, "bus_off count")
+            await rec.wait_for(lambda: rec.counts.get("bus_off") == 1, "bus_off count")
     finally:
         sender.shutdown()

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from drivers.can.decoder import SHIPPED_DBC, Decoders, valid_limit
 from drivers.can.table import _table
-from edged.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

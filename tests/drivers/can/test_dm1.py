@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.events import TroubleCode
 from drivers.can.dm1 import encode_dm1, parse_dm1
-from edged.events import TroubleCode
 
 OFF = {"malfunction": 0, "red_stop": 0, "amber_warning": 0, "protect": 0}
 

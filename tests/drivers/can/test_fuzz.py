@@ -7,12 +7,12 @@ import can
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.events import ActiveFaults, J1939Signals
 from drivers.can.decoder import SHIPPED_DBC, Decoders
 from drivers.can.j1939 import make_id
 from drivers.can.pipeline import Pipeline
 from drivers.can.receiver import Receiver
-from edged.events import ActiveFaults, J1939Signals
-from tests.drivers.can.support import Ctx
+from tests.helpers.drivers import Recorder
 
 DECODERS = Decoders(SHIPPED_DBC)
 INTERESTING = [65265, 65217, 65257, 65276, 61444, 65253, 65102, 64933, 65226, 60416, 60160]
@@ -100,14 +100,14 @@ class ListBus:
 @settings(max_examples=60, deadline=None)
 @given(frames=st.lists(st.one_of(messages, j1939_frames), max_size=80))
 def test_the_receive_loop_survives_any_frames(frames: list[can.Message]) -> None:
-    async def run() -> Ctx:
-        ctx = Ctx()
+    async def run() -> Recorder:
+        rec = Recorder("can")
         bus = ListBus(frames)
         receiver = Receiver(Pipeline(DECODERS, min_interval_s=0.1))
         bus.receiver = receiver
-        await asyncio.wait_for(receiver.run(bus, ctx), 5)  # type: ignore[arg-type]
-        return ctx
+        await asyncio.wait_for(receiver.run(bus, rec.ctx), 5)  # type: ignore[arg-type]
+        return rec
 
-    ctx = asyncio.run(run())
-    assert ctx.counts.get("frames", 0) == len(frames)
-    assert all(well_formed(e) for e in ctx.events)
+    rec = asyncio.run(run())
+    assert rec.counts.get("frames", 0) == len(frames)
+    assert all(well_formed(e) for e in rec.events)

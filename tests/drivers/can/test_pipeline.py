@@ -3,9 +3,9 @@ from pathlib import Path
 import can
 import pytest
 
+from core.events import ActiveFaults, J1939Signals, TroubleCode
 from drivers.can.decoder import SHIPPED_DBC, Decoders
 from drivers.can.pipeline import Pipeline
-from edged.events import ActiveFaults, J1939Signals, TroubleCode
 from hil.can.fms import bam_frames, rts_cts_frames
 from tests.drivers.can.support import frame
 

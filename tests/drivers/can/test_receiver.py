@@ -14,7 +14,8 @@ from can.interfaces.virtual import VirtualBus
 from drivers.can.decoder import SHIPPED_DBC, Decoders
 from drivers.can.pipeline import Pipeline
 from drivers.can.receiver import Receiver
-from tests.drivers.can.support import Ctx, frame
+from tests.drivers.can.support import frame
+from tests.helpers.drivers import Recorder
 
 CCVS1, DD, EEC1 = 65265, 65276, 61444
 
@@ -42,11 +43,11 @@ def can_logging_on() -> Iterator[Records]:
         logger.setLevel(level)
 
 
-async def receive(bus: can.BusABC, channel: str, frames: list[can.Message], want: str) -> Ctx:
+async def receive(bus: can.BusABC, channel: str, frames: list[can.Message], want: str) -> Recorder:
     sender = can.Bus(interface="virtual", channel=channel)
-    ctx = Ctx()
+    ctx = Recorder("can")
     receiver = Receiver(Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0))
-    task = asyncio.create_task(receiver.run(bus, ctx))
+    task = asyncio.create_task(receiver.run(bus, ctx.ctx))
     try:
         for msg in frames:
             sender.send(msg)

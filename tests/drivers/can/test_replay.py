@@ -9,15 +9,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.errors import DriverError
+from core.events import ActiveFaults, J1939Signals
 from drivers.can.candump import format_line
 from drivers.can.j1939 import make_id
 from drivers.can.replay import CanReplayDriver, CanReplayOptions, _Sender
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import ActiveFaults, J1939Signals
-from edged.supervisor import Supervisor
 from hil.can.make_log import DEFAULT_OUT as SHIPPED_LOG
-from tests.drivers.can.support import Ctx
+from tests.helpers.drivers import Recorder
 
 SHIPPED_FRAMES = 32_200
 FAST = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
@@ -25,8 +24,8 @@ CCVS1 = bytes([0xF4, 0x80, 0x25, 0x10, 0xFF, 0x50, 0xFF, 0xFF])
 
 
 @contextlib.asynccontextmanager
-async def replaying(ctx: Ctx, **options: Any) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(CanReplayDriver(CanReplayOptions(**options)).run(ctx))
+async def replaying(rec: Recorder, **options: Any) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(CanReplayDriver(CanReplayOptions(**options)).run(rec.ctx))
     try:
         yield task
     finally:
@@ -36,31 +35,31 @@ async def replaying(ctx: Ctx, **options: Any) -> AsyncIterator[asyncio.Task[None
 
 
 @pytest.fixture(scope="module")
-def shipped() -> Ctx:
+def shipped() -> Recorder:
     """Every event of the shipped log, replayed as fast as it goes, unthrottled."""
 
-    async def run() -> Ctx:
-        ctx = Ctx("replay")
-        async with replaying(ctx, log=SHIPPED_LOG, speed=100_000, min_interval_s=0):
-            await ctx.wait_for(
-                lambda: ctx.counts.get("frames", 0) >= SHIPPED_FRAMES, "the whole log", 30
+    async def run() -> Recorder:
+        rec = Recorder("replay")
+        async with replaying(rec, log=SHIPPED_LOG, speed=100_000, min_interval_s=0):
+            await rec.wait_for(
+                lambda: rec.counts.get("frames", 0) >= SHIPPED_FRAMES, "the whole log", 30
             )
-        return ctx
+        return rec
 
     return asyncio.run(run())
 
 
-def values(ctx: Ctx, name: str, signal: str) -> list[Any]:
-    return [e.signals[signal] for e in ctx.signals(name)]
+def values(rec: Recorder, name: str, signal: str) -> list[Any]:
+    return [e.signals[signal] for e in rec.signals(name)]
 
 
-def test_every_line_of_the_shipped_log_is_replayed_and_read(shipped: Ctx) -> None:
+def test_every_line_of_the_shipped_log_is_replayed_and_read(shipped: Recorder) -> None:
     assert shipped.counts["replayed"] == shipped.counts["frames"] == SHIPPED_FRAMES
     assert shipped.counts.get("malformed_lines", 0) == 0
     assert not {k for k in shipped.counts if k.startswith("bam_") and k != "bam_complete"}
 
 
-def test_shipped_log_drives_with_stops(shipped: Ctx) -> None:
+def test_shipped_log_drives_with_stops(shipped: Recorder) -> None:
     speeds = values(shipped, "CCVS1", "WheelBasedVehicleSpeed")
     assert 69 < max(speeds) < 71
     stopped = [s == 0 for s in speeds]
@@ -68,7 +67,7 @@ def test_shipped_log_drives_with_stops(shipped: Ctx) -> None:
     assert starts_of_stops == 3
 
 
-def test_shipped_log_odometer_follows_the_speed(shipped: Ctx) -> None:
+def test_shipped_log_odometer_follows_the_speed(shipped: Recorder) -> None:
     odometer = values(shipped, "VDHR", "TotalVehicleDistanceHighRes")
     assert odometer == sorted(odometer)
     travelled = sum(
@@ -77,7 +76,7 @@ def test_shipped_log_odometer_follows_the_speed(shipped: Ctx) -> None:
     assert abs((odometer[-1] - odometer[0]) - travelled) < 15  # 5 m/bit at both ends, 1 s lag
 
 
-def test_shipped_log_fuel_is_30_l_per_100_km(shipped: Ctx) -> None:
+def test_shipped_log_fuel_is_30_l_per_100_km(shipped: Recorder) -> None:
     fuel = values(shipped, "LFC", "EngineTotalFuelUsed")
     odometer = values(shipped, "VDHR", "TotalVehicleDistanceHighRes")
     assert fuel == sorted(fuel)
@@ -85,7 +84,7 @@ def test_shipped_log_fuel_is_30_l_per_100_km(shipped: Ctx) -> None:
     assert abs((fuel[-1] - fuel[0]) - expected_l) <= 0.5  # one LFC step of 0.5 L
 
 
-def test_shipped_log_opens_doors_only_when_stopped(shipped: Ctx) -> None:
+def test_shipped_log_opens_doors_only_when_stopped(shipped: Recorder) -> None:
     speed: float | None = None
     opened = 0
     for event in shipped.events:
@@ -101,7 +100,7 @@ def test_shipped_log_opens_doors_only_when_stopped(shipped: Ctx) -> None:
     assert opened > 100
 
 
-def test_shipped_log_has_a_fault_that_comes_and_goes(shipped: Ctx) -> None:
+def test_shipped_log_has_a_fault_that_comes_and_goes(shipped: Recorder) -> None:
     sequence: list[tuple[int, ...]] = []
     for event in shipped.events:
         if isinstance(event, ActiveFaults):
@@ -127,53 +126,53 @@ async def test_malformed_lines_are_counted_skipped_and_logged(
     log = _log(
         tmp_path, [_ccvs1(1.0), "garbage", "(2.0) can0 18FEF100#ABC", _ccvs1(2.0), "(x) can0 1#2"]
     )
-    ctx = Ctx()
+    rec = Recorder("can")
     with caplog.at_level(logging.WARNING):
-        async with replaying(ctx, log=log, speed=1000, min_interval_s=0):
-            await ctx.wait_for(
-                lambda: ctx.counts.get("malformed_lines") == 3 and len(ctx.events) == 2, "replay"
+        async with replaying(rec, log=log, speed=1000, min_interval_s=0):
+            await rec.wait_for(
+                lambda: rec.counts.get("malformed_lines") == 3 and len(rec.events) == 2, "replay"
             )
     assert f"{log}:2: skipped, not a candump -L line (expected 3 fields, got 1)" in caplog.text
     assert f"{log}:3:" in caplog.text and f"{log}:5:" in caplog.text
 
 
 async def test_loop_starts_the_log_again(tmp_path: Path) -> None:
-    ctx = Ctx()
+    rec = Recorder("can")
     async with replaying(
-        ctx, log=_log(tmp_path, [_ccvs1(1.0), _ccvs1(1.1)]), speed=10, loop=True, min_interval_s=0
+        rec, log=_log(tmp_path, [_ccvs1(1.0), _ccvs1(1.1)]), speed=10, loop=True, min_interval_s=0
     ):
-        await ctx.wait_for(lambda: len(ctx.events) >= 5, "a second pass")
+        await rec.wait_for(lambda: len(rec.events) >= 5, "a second pass")
 
 
 async def test_without_loop_the_driver_stays_up_after_the_end(tmp_path: Path) -> None:
-    ctx = Ctx()
-    async with replaying(ctx, log=_log(tmp_path, [_ccvs1(1.0)]), speed=1000) as task:
-        await ctx.wait_for(lambda: len(ctx.events) == 1, "the frame")
+    rec = Recorder("can")
+    async with replaying(rec, log=_log(tmp_path, [_ccvs1(1.0)]), speed=1000) as task:
+        await rec.wait_for(lambda: len(rec.events) == 1, "the frame")
         await asyncio.sleep(0.3)
         assert not task.done()
-    assert len(ctx.events) == 1
+    assert len(rec.events) == 1
 
 
 async def test_replay_keeps_the_pace_of_the_log(tmp_path: Path) -> None:
-    ctx = Ctx()
+    rec = Recorder("can")
     async with replaying(
-        ctx,
+        rec,
         log=_log(tmp_path, [_ccvs1(10.0), _ccvs1(10.2), _ccvs1(10.4)]),
         speed=1.0,
         min_interval_s=0,
     ):
-        await ctx.wait_for(lambda: len(ctx.events) == 3, "three frames")
-    first, *_, last = ctx.signals("CCVS1")
+        await rec.wait_for(lambda: len(rec.events) == 3, "three frames")
+    first, *_, last = rec.signals("CCVS1")
     assert 0.35 < last.ts - first.ts < 0.6
 
 
 async def test_replay_at_double_speed_takes_half_the_time(tmp_path: Path) -> None:
-    ctx = Ctx()
+    rec = Recorder("can")
     async with replaying(
-        ctx, log=_log(tmp_path, [_ccvs1(10.0), _ccvs1(10.4)]), speed=2.0, min_interval_s=0
+        rec, log=_log(tmp_path, [_ccvs1(10.0), _ccvs1(10.4)]), speed=2.0, min_interval_s=0
     ):
-        await ctx.wait_for(lambda: len(ctx.events) == 2, "two frames")
-    first, last = ctx.signals("CCVS1")
+        await rec.wait_for(lambda: len(rec.events) == 2, "two frames")
+    first, last = rec.signals("CCVS1")
     assert 0.15 < last.ts - first.ts < 0.3
 
 
@@ -182,7 +181,7 @@ async def test_a_log_that_disappears_fails_the_run(tmp_path: Path) -> None:
     driver = CanReplayDriver(CanReplayOptions(log=log))
     log.unlink()
     with pytest.raises(DriverError, match=r"cannot read .*bus\.log"):
-        await asyncio.wait_for(driver.run(Ctx()), 5)
+        await asyncio.wait_for(driver.run(Recorder("can").ctx), 5)
 
 
 def test_missing_log_is_refused_when_the_config_is_checked(tmp_path: Path) -> None:
@@ -202,22 +201,22 @@ async def test_non_finite_timestamps_are_malformed_lines_and_the_replay_goes_on(
             _ccvs1(1.1),
         ],
     )
-    ctx = Ctx()
-    async with replaying(ctx, log=log, speed=10, min_interval_s=0):
-        await ctx.wait_for(lambda: len(ctx.events) == 2, "both good frames", 5)
-        await ctx.wait_for(lambda: ctx.counts.get("malformed_lines") == 2, "the counts", 2)
+    rec = Recorder("can")
+    async with replaying(rec, log=log, speed=10, min_interval_s=0):
+        await rec.wait_for(lambda: len(rec.events) == 2, "both good frames", 5)
+        await rec.wait_for(lambda: rec.counts.get("malformed_lines") == 2, "the counts", 2)
 
 
 async def test_a_clock_set_forward_mid_capture_is_replayed_as_a_short_gap_and_counted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = _log(tmp_path, [_ccvs1(10.0), _ccvs1(1.7e9), _ccvs1(1.7e9 + 0.1)])
-    ctx = Ctx()
+    rec = Recorder("can")
     with caplog.at_level(logging.WARNING):
-        async with replaying(ctx, log=log, speed=1.0, min_interval_s=0, max_gap_s=0.2):
-            await ctx.wait_for(lambda: len(ctx.events) == 3, "the frames after the jump", 5)
-            await ctx.wait_for(lambda: ctx.counts.get("time_jumps") == 1, "the count", 2)
-    first, second, third = ctx.signals("CCVS1")
+        async with replaying(rec, log=log, speed=1.0, min_interval_s=0, max_gap_s=0.2):
+            await rec.wait_for(lambda: len(rec.events) == 3, "the frames after the jump", 5)
+            await rec.wait_for(lambda: rec.counts.get("time_jumps") == 1, "the count", 2)
+    first, second, third = rec.signals("CCVS1")
     assert 0.1 < second.ts - first.ts < 0.5  # max_gap_s, not 54 years
     assert 0.05 < third.ts - second.ts < 0.3  # and the pace resumes from there
     assert "jump by 1.7e+09 s; replayed as 0.2 s" in caplog.text
@@ -227,11 +226,11 @@ async def test_a_clock_set_back_mid_capture_is_replayed_without_a_pause_and_coun
     tmp_path: Path,
 ) -> None:
     log = _log(tmp_path, [_ccvs1(1.7e9), _ccvs1(10.0), _ccvs1(10.2)])
-    ctx = Ctx()
-    async with replaying(ctx, log=log, speed=1.0, min_interval_s=0):
-        await ctx.wait_for(lambda: len(ctx.events) == 3, "three frames", 5)
-        await ctx.wait_for(lambda: ctx.counts.get("time_jumps") == 1, "the count", 2)
-    first, second, third = ctx.signals("CCVS1")
+    rec = Recorder("can")
+    async with replaying(rec, log=log, speed=1.0, min_interval_s=0):
+        await rec.wait_for(lambda: len(rec.events) == 3, "three frames", 5)
+        await rec.wait_for(lambda: rec.counts.get("time_jumps") == 1, "the count", 2)
+    first, second, third = rec.signals("CCVS1")
     assert second.ts - first.ts < 0.1 and 0.1 < third.ts - second.ts < 0.4
 
 
@@ -251,8 +250,9 @@ async def test_a_sender_thread_that_dies_fails_the_driver_and_the_supervisor_res
 
     monkeypatch.setattr(_Sender, "_send", send_once_then_fail)
     log = _log(tmp_path, [_ccvs1(1.0), _ccvs1(1.1)])
-    events: list[Any] = []
-    sup = Supervisor(FAST, events.append)
+    rec = Recorder("can")
+    events = rec.events
+    sup = rec.supervisor(FAST)
     options = CanReplayOptions(log=log, speed=10, min_interval_s=0, loop=True)
     task = asyncio.create_task(sup.supervise("can", "can.replay", lambda: CanReplayDriver(options)))
     try:

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from drivers.can.j1939 import make_id
 from drivers.can.slcan import compile_filters, passes
-from tests.drivers.can.support import Ctx
 from tests.drivers.can.test_bus import CCVS1_37_5, running, slcan_rig
+from tests.helpers.drivers import Recorder
 
 DD_LEVEL = bytes([0, 0x9C] + [0xFF] * 6)
 
@@ -48,7 +48,7 @@ async def test_frames_of_pgns_nobody_decodes_are_dropped_unparsed_and_counted(
     tmp_path: Path,
 ) -> None:
     with slcan_rig(tmp_path) as r:
-        ctx = Ctx()
+        ctx = Recorder("can")
         async with running(r.options, ctx):
             r.send([(make_id(61442, 0x03), bytes(8))] * 50 + [(make_id(65276, 0x17), DD_LEVEL)])
             await ctx.wait_for(
@@ -60,7 +60,7 @@ async def test_frames_of_pgns_nobody_decodes_are_dropped_unparsed_and_counted(
 async def test_truncated_and_overlong_frames_are_garbled_not_guessed(tmp_path: Path) -> None:
     with slcan_rig(tmp_path) as r:
         assert r.emulator is not None
-        ctx = Ctx()
+        ctx = Recorder("can")
         async with running(r.options, ctx):
             assert r.emulator.wait_open()
             r.emulator.inject_raw(b"T18FEF1008F480\r")  # DLC 8, two data bytes
@@ -79,7 +79,7 @@ async def test_truncated_and_overlong_frames_are_garbled_not_guessed(tmp_path: P
 async def test_an_error_reply_among_frames_loses_no_frame(tmp_path: Path) -> None:
     with slcan_rig(tmp_path) as r:
         assert r.emulator is not None
-        ctx = Ctx()
+        ctx = Recorder("can")
         async with running(r.options, ctx):
             assert r.emulator.wait_open()
             good = b"T%08X8%s\r" % (make_id(65265, 0x00), CCVS1_37_5.hex().upper().encode())
@@ -90,7 +90,7 @@ async def test_an_error_reply_among_frames_loses_no_frame(tmp_path: Path) -> Non
 async def test_a_remote_frame_goes_through_python_cans_parser(tmp_path: Path) -> None:
     with slcan_rig(tmp_path) as r:
         assert r.emulator is not None
-        ctx = Ctx()
+        ctx = Recorder("can")
         async with running(r.options, ctx):
             assert r.emulator.wait_open()
             r.emulator.inject_raw(b"R%08X8\r" % make_id(65265, 0x00))
@@ -105,7 +105,7 @@ async def test_a_remote_frame_goes_through_python_cans_parser(tmp_path: Path) ->
 async def test_a_burst_of_frames_is_read_whole(tmp_path: Path) -> None:
     n = 5000
     with slcan_rig(tmp_path) as r:
-        ctx = Ctx()
+        ctx = Recorder("can")
         burst = [(make_id(65265, i % 200), CCVS1_37_5) for i in range(n // 2)]
         burst += [(make_id(61442, i % 200), bytes(8)) for i in range(n // 2)]
         async with running(r.options, ctx):

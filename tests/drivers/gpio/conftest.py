@@ -8,7 +8,8 @@ from gpiozero.pins.mock import MockFactory
 
 from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
-from tests.drivers.gpio.fakes import RecordingContext, Running, wait_until
+from tests.drivers.gpio.fakes import Running, wait_until
+from tests.helpers.drivers import Recorder
 
 Start = Callable[..., Awaitable[Running]]
 
@@ -30,20 +31,20 @@ async def start(factory: MockFactory) -> AsyncIterator[Start]:
     running: list[Running] = []
 
     async def _start(**options: Any) -> Running:
-        ctx = RecordingContext()
+        rec = Recorder("gpio")
         driver = GpioBoard(GpioOptions(pin_factory="mock", **options))
 
         async def run() -> None:
             try:
-                await driver.run(ctx)
+                await driver.run(rec.ctx)
             finally:
-                ctx.close()  # as the supervisor's context does
+                rec.close()  # as the supervisor does
 
         task = asyncio.create_task(run())
-        await wait_until(lambda: ctx.readies > 0 or task.done(), 2, "the driver to be ready")
+        await wait_until(lambda: rec.readies > 0 or task.done(), 2, "the driver to be ready")
         if task.done():
             task.result()
-        r = Running(driver, ctx, task)
+        r = Running(driver, rec, task)
         running.append(r)
         return r
 

@@ -1,68 +1,21 @@
-"""What the GPIO driver tests share: a recording context that takes subscriptions, pin
-timelines from MockFactory, a running driver."""
+"""What the GPIO driver tests share: a running driver with what went through its real
+context (tests/helpers/drivers.py), pin timelines from MockFactory."""
 
 import asyncio
-import logging
-import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from gpiozero.pins.mock import MockPin
 
 from drivers.gpio.board import GpioBoard
-
-
-class RecordingContext:
-    """A `DriverContext` that keeps what the driver emitted, counted and subscribed to.
-
-    `close` does what the supervisor's context does when `run` ends: it drops the
-    handlers, so a test can see that nothing the driver left behind is still called."""
-
-    name = "gpio"
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.counts: Counter[str] = Counter()
-        self.readies = 0
-        self.handlers: dict[type, list[Callable[[Any], None]]] = {}
-        self.log = logging.getLogger("test.gpio")
-        self.fail_on: type | None = None  # emit raises for this event type (a broken service)
-
-    def emit(self, event: Any) -> None:
-        if self.fail_on is not None and isinstance(event, self.fail_on):
-            raise RuntimeError(f"service failed on {event}")
-        self.events.append(event)
-
-    def emit_threadsafe(self, event: Any) -> None:
-        self.events.append(event)
-
-    def ready(self) -> None:
-        self.readies += 1
-
-    def count(self, key: str, n: int = 1) -> None:
-        self.counts[key] += n
-
-    def subscribe(self, event_type: type, handler: Callable[[Any], None]) -> None:
-        self.handlers.setdefault(event_type, []).append(handler)
-
-    def publish(self, event: Any) -> None:
-        """What the node's bus does: call every handler of the event's type."""
-        for handler in list(self.handlers.get(type(event), [])):
-            handler(event)
-
-    def close(self) -> None:
-        self.handlers.clear()
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
+from tests.helpers import drivers as helpers
+from tests.helpers.drivers import Recorder
 
 
 @dataclass
 class Running:
     driver: GpioBoard
-    ctx: RecordingContext
+    rec: Recorder
     task: "asyncio.Task[None]"
 
 
@@ -96,8 +49,5 @@ def assert_timeline(
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.002)
+    """Polled every 2 ms: pin timelines are measured in milliseconds."""
+    await helpers.wait_until(predicate, timeout, what, step=0.002)

@@ -4,7 +4,7 @@ import asyncio
 
 from gpiozero.pins.mock import MockFactory
 
-from edged.events import Crossing, DoorInput, IgnitionInput, PanicInput
+from core.events import Crossing, DoorInput, IgnitionInput, PanicInput
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import wait_until
 
@@ -14,18 +14,18 @@ DOOR, OUTER, INNER, PANIC, IGNITION = 5, 6, 13, 19, 26
 async def test_current_door_and_ignition_state_is_emitted_at_start(start: Start) -> None:
     r = await start(doors=[{"name": "front", "pin": DOOR}], ignition={"pin": IGNITION})
     # pull-ups, nothing driving: the contact is open (HIGH), the optocoupler is off (HIGH)
-    assert [(e.door, e.open) for e in r.ctx.of(DoorInput)] == [("front", True)]
-    assert [e.on for e in r.ctx.of(IgnitionInput)] == [False]
+    assert [(e.door, e.open) for e in r.rec.of(DoorInput)] == [("front", True)]
+    assert [e.on for e in r.rec.of(IgnitionInput)] == [False]
 
 
 async def test_door_closing_and_opening_emit_door_input(start: Start, factory: MockFactory) -> None:
     r = await start(doors=[{"name": "front", "pin": DOOR, "bounce_s": 0.01}])
     pin = factory.pin(DOOR)
     pin.drive_low()  # the magnet closes the reed contact to ground
-    await wait_until(lambda: len(r.ctx.of(DoorInput)) == 2, 1, "door closed")
+    await wait_until(lambda: len(r.rec.of(DoorInput)) == 2, 1, "door closed")
     pin.drive_high()
-    await wait_until(lambda: len(r.ctx.of(DoorInput)) == 3, 1, "door opened")
-    assert [e.open for e in r.ctx.of(DoorInput)] == [True, False, True]
+    await wait_until(lambda: len(r.rec.of(DoorInput)) == 3, 1, "door opened")
+    assert [e.open for e in r.rec.of(DoorInput)] == [True, False, True]
 
 
 async def test_active_low_door_contact_reads_the_other_way(
@@ -33,8 +33,8 @@ async def test_active_low_door_contact_reads_the_other_way(
 ) -> None:
     r = await start(doors=[{"name": "rear", "pin": DOOR, "active_high": False, "bounce_s": 0}])
     factory.pin(DOOR).drive_low()
-    await wait_until(lambda: len(r.ctx.of(DoorInput)) == 2, 1, "door change")
-    assert [e.open for e in r.ctx.of(DoorInput)] == [False, True]
+    await wait_until(lambda: len(r.rec.of(DoorInput)) == 2, 1, "door change")
+    assert [e.open for e in r.rec.of(DoorInput)] == [False, True]
 
 
 async def test_contact_bounce_gives_one_event_dated_at_the_first_edge(
@@ -51,7 +51,7 @@ async def test_contact_bounce_gives_one_event_dated_at_the_first_edge(
         await asyncio.sleep(0.001)
     pin.drive_low()
     await asyncio.sleep(0.15)
-    events = r.ctx.of(DoorInput)[1:]
+    events = r.rec.of(DoorInput)[1:]
     assert [e.open for e in events] == [False]
     assert abs(events[0].ts - first) < 0.01
 
@@ -63,7 +63,7 @@ async def test_glitch_shorter_than_bounce_s_is_ignored(start: Start, factory: Mo
     await asyncio.sleep(0.01)
     pin.drive_high()  # back where it was before the bounce time is up
     await asyncio.sleep(0.1)
-    assert len(r.ctx.of(DoorInput)) == 1  # only the state at start
+    assert len(r.rec.of(DoorInput)) == 1  # only the state at start
 
 
 async def _clear_beams(factory: MockFactory) -> None:
@@ -90,8 +90,8 @@ async def test_walking_through_the_beams_emits_crossings_in_then_out(
     await _clear_beams(factory)
     await _walk(factory, "O+", "I+", "O-", "I-")
     await _walk(factory, "I+", "O+", "I-", "O-")
-    await wait_until(lambda: len(r.ctx.of(Crossing)) == 2, 1, "two crossings")
-    assert [(c.door, c.direction) for c in r.ctx.of(Crossing)] == [
+    await wait_until(lambda: len(r.rec.of(Crossing)) == 2, 1, "two crossings")
+    assert [(c.door, c.direction) for c in r.rec.of(Crossing)] == [
         ("front", "in"),
         ("front", "out"),
     ]
@@ -102,7 +102,7 @@ async def test_backing_out_of_the_beams_emits_nothing(start: Start, factory: Moc
     await _clear_beams(factory)
     await _walk(factory, "O+", "I+", "I-", "O-")
     await asyncio.sleep(0.05)
-    assert r.ctx.of(Crossing) == []
+    assert r.rec.of(Crossing) == []
 
 
 async def test_beam_glitches_are_counted_not_crossed(start: Start, factory: MockFactory) -> None:
@@ -110,8 +110,8 @@ async def test_beam_glitches_are_counted_not_crossed(start: Start, factory: Mock
     await _clear_beams(factory)
     await _walk(factory, "O+", "O-", "I+", "I-", gap=0.002)
     await asyncio.sleep(0.06)
-    assert r.ctx.of(Crossing) == []
-    assert r.ctx.counts["beam_glitch"] == 2
+    assert r.rec.of(Crossing) == []
+    assert r.rec.counts["beam_glitch"] == 2
 
 
 async def test_beam_stuck_blocked_is_counted_by_the_board_timer(
@@ -120,7 +120,7 @@ async def test_beam_stuck_blocked_is_counted_by_the_board_timer(
     r = await start(beams=[{**BEAMS[0], "max_transit_s": 0.1}])
     await _clear_beams(factory)
     factory.pin(OUTER).drive_high()
-    await wait_until(lambda: r.ctx.counts["beam_stuck"] == 1, 1, "a stuck report")
+    await wait_until(lambda: r.rec.counts["beam_stuck"] == 1, 1, "a stuck report")
 
 
 async def test_panic_counts_only_after_hold_s(start: Start, factory: MockFactory) -> None:
@@ -128,11 +128,11 @@ async def test_panic_counts_only_after_hold_s(start: Start, factory: MockFactory
     pin = factory.pin(PANIC)
     pin.drive_low()  # pressed: the button shorts the pull-up to ground
     await asyncio.sleep(0.06)
-    assert r.ctx.of(PanicInput) == []
-    await wait_until(lambda: len(r.ctx.of(PanicInput)) == 1, 1, "the press")
+    assert r.rec.of(PanicInput) == []
+    await wait_until(lambda: len(r.rec.of(PanicInput)) == 1, 1, "the press")
     pin.drive_high()
-    await wait_until(lambda: len(r.ctx.of(PanicInput)) == 2, 1, "the release")
-    assert [e.pressed for e in r.ctx.of(PanicInput)] == [True, False]
+    await wait_until(lambda: len(r.rec.of(PanicInput)) == 2, 1, "the release")
+    assert [e.pressed for e in r.rec.of(PanicInput)] == [True, False]
 
 
 async def test_panic_brush_shorter_than_hold_s_is_no_press(
@@ -144,18 +144,18 @@ async def test_panic_brush_shorter_than_hold_s_is_no_press(
     await asyncio.sleep(0.04)
     pin.drive_high()
     await asyncio.sleep(0.15)
-    assert r.ctx.of(PanicInput) == []
-    assert r.ctx.counts["panic_brush"] == 1
+    assert r.rec.of(PanicInput) == []
+    assert r.rec.counts["panic_brush"] == 1
 
 
 async def test_ignition_on_and_off_after_its_debounce(start: Start, factory: MockFactory) -> None:
     r = await start(ignition={"pin": IGNITION, "bounce_s": 0.02})
     pin = factory.pin(IGNITION)
     pin.drive_low()  # the optocoupler conducts: ignition on
-    await wait_until(lambda: len(r.ctx.of(IgnitionInput)) == 2, 1, "ignition on")
+    await wait_until(lambda: len(r.rec.of(IgnitionInput)) == 2, 1, "ignition on")
     pin.drive_high()
-    await wait_until(lambda: len(r.ctx.of(IgnitionInput)) == 3, 1, "ignition off")
-    assert [e.on for e in r.ctx.of(IgnitionInput)] == [False, True, False]
+    await wait_until(lambda: len(r.rec.of(IgnitionInput)) == 3, 1, "ignition off")
+    assert [e.on for e in r.rec.of(IgnitionInput)] == [False, True, False]
 
 
 async def test_cranking_dip_shorter_than_the_debounce_keeps_ignition_on(
@@ -164,19 +164,25 @@ async def test_cranking_dip_shorter_than_the_debounce_keeps_ignition_on(
     r = await start(ignition={"pin": IGNITION, "bounce_s": 0.05})
     pin = factory.pin(IGNITION)
     pin.drive_low()
-    await wait_until(lambda: len(r.ctx.of(IgnitionInput)) == 2, 1, "ignition on")
+    await wait_until(lambda: len(r.rec.of(IgnitionInput)) == 2, 1, "ignition on")
     pin.drive_high()
     await asyncio.sleep(0.02)
     pin.drive_low()
     await asyncio.sleep(0.1)
-    assert [e.on for e in r.ctx.of(IgnitionInput)] == [False, True]
+    assert [e.on for e in r.rec.of(IgnitionInput)] == [False, True]
 
 
-async def test_a_service_failing_behind_emit_stops_the_driver(
+async def test_a_service_failing_on_its_events_is_counted_and_the_driver_goes_on(
     start: Start, factory: MockFactory
 ) -> None:
     r = await start(doors=[{"name": "front", "pin": DOOR, "bounce_s": 0}])
-    r.ctx.fail_on = DoorInput
+
+    def broken(event: DoorInput) -> None:
+        raise RuntimeError("a service failed")
+
+    r.rec.bus.subscribe(DoorInput, broken)
     factory.pin(DOOR).drive_low()
-    await wait_until(r.task.done, 1, "the driver to fail")
-    assert "service failed" in str(r.task.exception())
+    await wait_until(lambda: r.rec.counters["service.doorinput.error"] == 1, 1, "the count")
+    factory.pin(DOOR).drive_high()
+    await wait_until(lambda: len(r.rec.of(DoorInput)) == 3, 1, "the next door event")
+    assert not r.task.done()

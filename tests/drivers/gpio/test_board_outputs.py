@@ -9,14 +9,14 @@ import pytest
 from gpiozero import OutputDevice
 from gpiozero.pins.mock import MockFactory
 
+from core.errors import DriverError
+from core.events import DoorInput, Feedback, Unlock
 from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import DoorInput, Feedback, Unlock
-from edged.supervisor import Supervisor
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import assert_timeline, fresh, timeline, wait_until
+from tests.helpers.drivers import Recorder
 
 LOCK, GREEN, RED, BUZZER = 17, 22, 23, 24
 OUTPUTS: dict[str, Any] = {
@@ -48,7 +48,7 @@ async def test_unlock_energises_the_relay_for_pulse_s(start: Start, factory: Moc
     r = await start(**OUTPUTS)
     relay = factory.pin(LOCK)
     fresh(relay)
-    r.ctx.publish(unlock(0.1))
+    r.rec.send(unlock(0.1))
     assert relay.state  # written before the handler returned
     await asyncio.sleep(0.15)
     assert_timeline(relay, [(0, True), (0.1, False)], tol=0.02)
@@ -58,9 +58,9 @@ async def test_unlock_while_energised_extends_the_pulse(start: Start, factory: M
     r = await start(**OUTPUTS)
     relay = factory.pin(LOCK)
     fresh(relay)
-    r.ctx.publish(unlock(0.1))
+    r.rec.send(unlock(0.1))
     await asyncio.sleep(0.05)
-    r.ctx.publish(unlock(0.1))
+    r.rec.send(unlock(0.1))
     await asyncio.sleep(0.15)
     assert_timeline(relay, [(0, True), (0.15, False)], tol=0.02)
 
@@ -71,9 +71,9 @@ async def test_shorter_unlock_while_energised_does_not_cut_the_pulse(
     r = await start(**OUTPUTS)
     relay = factory.pin(LOCK)
     fresh(relay)
-    r.ctx.publish(unlock(0.15))
+    r.rec.send(unlock(0.15))
     await asyncio.sleep(0.03)
-    r.ctx.publish(unlock(0.01))
+    r.rec.send(unlock(0.01))
     await asyncio.sleep(0.17)
     assert_timeline(relay, [(0, True), (0.15, False)], tol=0.02)
 
@@ -83,7 +83,7 @@ async def test_unlock_longer_than_max_unlock_s_is_capped(
 ) -> None:
     r = await start(**OUTPUTS, max_unlock_s=0.05)
     fresh(factory.pin(LOCK))
-    r.ctx.publish(unlock(3600))
+    r.rec.send(unlock(3600))
     await asyncio.sleep(0.1)
     assert_timeline(factory.pin(LOCK), [(0, True), (0.05, False)], tol=0.02)
 
@@ -93,9 +93,9 @@ async def test_unlock_with_a_nonsense_pulse_is_refused_and_counted(
     start: Start, factory: MockFactory, pulse: float
 ) -> None:
     r = await start(**OUTPUTS)
-    r.ctx.publish(Unlock(pulse, time.monotonic()))
+    r.rec.send(Unlock(pulse, time.monotonic()))
     assert not factory.pin(LOCK).state
-    assert r.ctx.counts["unlock_refused"] == 1
+    assert r.rec.counts["unlock_refused"] == 1
 
 
 async def test_active_low_relay_is_energised_by_driving_low(
@@ -104,7 +104,7 @@ async def test_active_low_relay_is_energised_by_driving_low(
     r = await start(lock={"pin": LOCK, "active_high": False})
     relay = factory.pin(LOCK)
     assert relay.state  # de-energised: HIGH
-    r.ctx.publish(unlock(0.05))
+    r.rec.send(unlock(0.05))
     assert not relay.state
     await asyncio.sleep(0.08)
     assert relay.state
@@ -115,7 +115,7 @@ async def test_granted_is_green_for_granted_s_and_one_beep(
 ) -> None:
     r = await start(**OUTPUTS, feedback=FAST)
     fresh(*(factory.pin(p) for p in (GREEN, RED, BUZZER)))
-    r.ctx.publish(feedback("granted"))
+    r.rec.send(feedback("granted"))
     await asyncio.sleep(0.3)
     assert_timeline(factory.pin(GREEN), [(0, True), (0.2, False)])
     assert_timeline(factory.pin(BUZZER), [(0, True), (0.04, False)])
@@ -127,7 +127,7 @@ async def test_denied_is_red_for_denied_s_and_three_beeps(
 ) -> None:
     r = await start(**OUTPUTS, feedback=FAST)
     fresh(*(factory.pin(p) for p in (GREEN, RED, BUZZER)))
-    r.ctx.publish(feedback("denied"))
+    r.rec.send(feedback("denied"))
     await asyncio.sleep(0.3)
     assert_timeline(factory.pin(RED), [(0, True), (0.2, False)])
     beeps = [(0, True), (0.04, False), (0.08, True), (0.12, False), (0.16, True), (0.2, False)]
@@ -141,13 +141,13 @@ async def test_alarm_blinks_red_and_sounds_until_acknowledged(
     r = await start(**OUTPUTS, feedback=FAST)
     red, buzzer = factory.pin(RED), factory.pin(BUZZER)
     fresh(red, buzzer)
-    r.ctx.publish(feedback("alarm"))
+    r.rec.send(feedback("alarm"))
     await asyncio.sleep(0.32)
     assert_timeline(red, [(i * 0.05, i % 2 == 0) for i in range(6)], until=0.275)
     assert_timeline(buzzer, [(i * 0.1, i % 2 == 0) for i in range(3)], until=0.25)
     red_was_on, buzzer_was_on = red.state, buzzer.state
     fresh(red, buzzer)
-    r.ctx.publish(feedback("alarm_acked"))  # help is coming: slow blink, silence
+    r.rec.send(feedback("alarm_acked"))  # help is coming: slow blink, silence
     await asyncio.sleep(0.45)
     assert_timeline(buzzer, [(0, False)] if buzzer_was_on else [])
     slow = [(0, True), (0.05, False), (0.2, True), (0.25, False), (0.4, True)]
@@ -158,9 +158,9 @@ async def test_alarm_off_turns_everything_off_and_keeps_it_off(
     start: Start, factory: MockFactory
 ) -> None:
     r = await start(**OUTPUTS, feedback=FAST)
-    r.ctx.publish(feedback("alarm"))
+    r.rec.send(feedback("alarm"))
     await asyncio.sleep(0.07)
-    r.ctx.publish(feedback("alarm_off"))
+    r.rec.send(feedback("alarm_off"))
     pins = [factory.pin(p) for p in (GREEN, RED, BUZZER)]
     assert not any(p.state for p in pins)
     fresh(*pins)
@@ -173,9 +173,9 @@ async def test_granted_during_an_alarm_shows_then_hands_back_to_the_alarm(
 ) -> None:
     r = await start(**OUTPUTS, feedback=FAST)
     red, green, buzzer = factory.pin(RED), factory.pin(GREEN), factory.pin(BUZZER)
-    r.ctx.publish(feedback("alarm"))
+    r.rec.send(feedback("alarm"))
     await asyncio.sleep(0.12)
-    r.ctx.publish(feedback("granted"))
+    r.rec.send(feedback("granted"))
     assert green.state and not red.state
     await asyncio.sleep(0.1)
     assert not red.state  # the alarm waits while green shows
@@ -192,9 +192,9 @@ async def test_acknowledging_during_a_short_pattern_resumes_with_the_slow_blink(
 ) -> None:
     r = await start(**OUTPUTS, feedback=FAST)
     buzzer = factory.pin(BUZZER)
-    r.ctx.publish(feedback("alarm"))
-    r.ctx.publish(feedback("denied"))
-    r.ctx.publish(feedback("alarm_acked"))
+    r.rec.send(feedback("alarm"))
+    r.rec.send(feedback("denied"))
+    r.rec.send(feedback("alarm_acked"))
     await asyncio.sleep(0.25)
     fresh(buzzer)
     await asyncio.sleep(0.3)
@@ -206,16 +206,16 @@ async def test_acknowledging_during_a_short_pattern_resumes_with_the_slow_blink(
 
 async def test_new_alarm_cuts_a_short_pattern_at_once(start: Start, factory: MockFactory) -> None:
     r = await start(**OUTPUTS, feedback=FAST)
-    r.ctx.publish(feedback("granted"))
-    r.ctx.publish(feedback("alarm"))
+    r.rec.send(feedback("granted"))
+    r.rec.send(feedback("alarm"))
     assert not factory.pin(GREEN).state
     assert factory.pin(RED).state and factory.pin(BUZZER).state
 
 
 async def test_cancel_leaves_relay_buzzer_and_leds_off(start: Start, factory: MockFactory) -> None:
     r = await start(**OUTPUTS, feedback=FAST)
-    r.ctx.publish(feedback("alarm"))
-    r.ctx.publish(unlock(60))
+    r.rec.send(feedback("alarm"))
+    r.rec.send(unlock(60))
     assert factory.pin(LOCK).state and factory.pin(BUZZER).state
     r.task.cancel()
     await asyncio.gather(r.task, return_exceptions=True)
@@ -224,7 +224,7 @@ async def test_cancel_leaves_relay_buzzer_and_leds_off(start: Start, factory: Mo
 
 async def test_cancel_leaves_an_active_low_relay_high(start: Start, factory: MockFactory) -> None:
     r = await start(lock={"pin": LOCK, "active_high": False})
-    r.ctx.publish(unlock(60))
+    r.rec.send(unlock(60))
     assert not factory.pin(LOCK).state
     r.task.cancel()
     await asyncio.gather(r.task, return_exceptions=True)
@@ -233,7 +233,7 @@ async def test_cancel_leaves_an_active_low_relay_high(start: Start, factory: Moc
 
 async def test_failure_leaves_the_relay_off(start: Start, factory: MockFactory) -> None:
     r = await start(**OUTPUTS)
-    r.ctx.publish(unlock(60))
+    r.rec.send(unlock(60))
     assert r.driver.board is not None
     r.driver.board.fail(RuntimeError("a pin write failed"))
     await wait_until(r.task.done, 1, "the driver to stop")
@@ -245,28 +245,22 @@ async def test_handler_kept_after_the_stop_does_not_touch_the_pins(
     start: Start, factory: MockFactory
 ) -> None:
     r = await start(**OUTPUTS)
-    stale_unlock = r.ctx.handlers[Unlock][0]
-    stale_feedback = r.ctx.handlers[Feedback][0]
+    assert r.driver.board is not None
+    stale_unlock, stale_feedback = r.driver.board.on_unlock, r.driver.board.on_feedback
     r.task.cancel()
     await asyncio.gather(r.task, return_exceptions=True)
-    assert r.ctx.handlers == {}  # the context dropped them
+    assert not r.rec.bus.has_subscribers(Unlock)  # the context dropped them
+    assert not r.rec.bus.has_subscribers(Feedback)
     stale_unlock(unlock(5))
     stale_feedback(feedback("alarm"))
     assert not any(factory.pin(p).state for p in (LOCK, RED, BUZZER))
 
 
 async def test_supervised_driver_leaves_no_subscription_behind(factory: MockFactory) -> None:
-    bus: dict[type, list[Any]] = {}
-
-    def subscribe(event_type: type, handler: Any) -> Any:
-        bus.setdefault(event_type, []).append(handler)
-        return lambda: bus[event_type].remove(handler)
-
+    rec = Recorder("gpio", kinds=())
     options = GpioOptions(pin_factory="mock", **OUTPUTS)
-    sup = Supervisor(
-        SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10),
-        emit=lambda event: None,
-        subscribe=subscribe,
+    sup = rec.supervisor(
+        SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
     )
     task = asyncio.create_task(sup.supervise("gpio", "gpio.gpiozero", lambda: GpioBoard(options)))
     await wait_until(
@@ -274,13 +268,12 @@ async def test_supervised_driver_leaves_no_subscription_behind(factory: MockFact
         2,
         "running",
     )
-    assert [len(h) for h in bus.values()] == [1, 1]
-    for handler in bus[Unlock]:
-        handler(unlock(60))
+    assert rec.bus.has_subscribers(Unlock) and rec.bus.has_subscribers(Feedback)
+    rec.bus.emit(unlock(60))
     assert factory.pin(LOCK).state
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert [len(h) for h in bus.values()] == [0, 0]
+    assert not rec.bus.has_subscribers(Unlock) and not rec.bus.has_subscribers(Feedback)
     assert not factory.pin(LOCK).state
 
 
@@ -291,7 +284,7 @@ async def test_restart_keeps_the_levels_the_rig_drove(start: Start, factory: Moc
     r.task.cancel()
     await asyncio.gather(r.task, return_exceptions=True)
     r2 = await start(doors=[{"name": "front", "pin": 5, "bounce_s": 0}])
-    assert [e.open for e in r2.ctx.of(DoorInput)] == [False]
+    assert [e.open for e in r2.rec.of(DoorInput)] == [False]
 
 
 async def test_pin_in_use_elsewhere_in_the_process_is_a_driver_error(
@@ -312,7 +305,7 @@ async def test_unknown_feedback_pattern_is_counted_and_shows_nothing(
     r = await start(**OUTPUTS, feedback=FAST)
     pins = [factory.pin(p) for p in (GREEN, RED, BUZZER)]
     fresh(*pins)
-    r.ctx.publish(feedback("party"))
+    r.rec.send(feedback("party"))
     await asyncio.sleep(0.02)
-    assert r.ctx.counts["feedback_unknown"] == 1
+    assert r.rec.counts["feedback_unknown"] == 1
     assert all(timeline(p) == [] for p in pins)

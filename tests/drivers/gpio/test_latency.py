@@ -9,7 +9,7 @@ import time
 
 from gpiozero.pins.mock import MockFactory
 
-from edged.events import Unlock
+from core.events import Unlock
 from tests.drivers.gpio.conftest import Start
 
 LOCK = 17
@@ -27,7 +27,7 @@ async def test_unlock_reaches_the_relay_pin_well_under_a_millisecond(
     latencies = []
     for _ in range(N):
         event = Unlock(0.0002, time.monotonic())
-        r.ctx.publish(event)
+        r.rec.send(event)
         latencies.append(written[-1] - event.ts)
         while relay.state:  # the 0.2 ms pulse ends on a loop timer
             await asyncio.sleep(0.0002)

@@ -15,8 +15,8 @@ from gpiozero.pins.mock import MockFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.events import DoorInput, Unlock
 from drivers.gpio.mockwire import MAX_CLIENTS, MAX_LINE, ProtocolError, Request, parse
-from edged.events import DoorInput, Unlock
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import Running, wait_until
 
@@ -74,13 +74,13 @@ async def test_set_drives_an_input_as_the_door_contact_would(
     board: Running, client: Client
 ) -> None:
     assert await client.ask("set BOARD29 0") == "ok"  # GPIO5, by its header position
-    await wait_until(lambda: len(board.ctx.of(DoorInput)) == 2, 1, "the door event")
-    assert board.ctx.of(DoorInput)[-1].open is False
+    await wait_until(lambda: len(board.rec.of(DoorInput)) == 2, 1, "the door event")
+    assert board.rec.of(DoorInput)[-1].open is False
     assert await client.ask(f"get {DOOR}") == "ok 0"
 
 
 async def test_get_reads_an_output(board: Running, client: Client) -> None:
-    board.ctx.publish(Unlock(1.0, time.monotonic()))
+    board.rec.send(Unlock(1.0, time.monotonic()))
     assert await client.ask(f"get GPIO{LOCK}") == "ok 1"
 
 
@@ -89,7 +89,7 @@ async def test_watch_streams_output_changes_with_monotonic_times(
 ) -> None:
     assert await client.ask("watch") == "ok"
     before = time.monotonic()
-    board.ctx.publish(Unlock(0.02, before))
+    board.rec.send(Unlock(0.02, before))
     on, off = await client.line(), await client.line()
     verb, pin, level, t_on = on.split()
     assert (verb, pin, level) == ("change", str(LOCK), "1")
@@ -101,7 +101,7 @@ async def test_watch_streams_output_changes_with_monotonic_times(
 async def test_unwatch_stops_the_stream(board: Running, client: Client) -> None:
     await client.ask("watch")
     assert await client.ask("unwatch") == "ok"
-    board.ctx.publish(Unlock(0.01, time.monotonic()))
+    board.rec.send(Unlock(0.01, time.monotonic()))
     assert await client.ask("ping") == "ok"  # no change line in between
     assert board.driver.board is not None and board.driver.board.watchers == []
 
@@ -208,7 +208,7 @@ async def test_stale_socket_from_a_crashed_run_is_replaced(
 
 
 async def test_socket_in_a_missing_folder_is_a_driver_error(start: Start, sock: Path) -> None:
-    from edged.errors import DriverError
+    from core.errors import DriverError
 
     with pytest.raises(DriverError, match="does its folder exist"):
         await start(mock_control=str(sock.parent / "nope" / "g.sock"), lock={"pin": LOCK})

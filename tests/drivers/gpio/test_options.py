@@ -8,7 +8,7 @@ from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
 from drivers.gpio.pins import HEADER_TO_BCM, bcm
 from drivers.registry import driver_class, options_model
-from edged.config.loader import validate_options
+from edged.config.loader import driver_options
 
 
 def options(**kw: Any) -> GpioOptions:
@@ -86,7 +86,7 @@ def test_control_socket_is_refused_on_real_pins() -> None:
 
 
 def test_relative_control_socket_is_under_the_config_folder(tmp_path: Any) -> None:
-    o = validate_options(GpioOptions, {"pin_factory": "mock", "mock_control": "g.sock"}, tmp_path)
+    o = driver_options("gpio.gpiozero", {"pin_factory": "mock", "mock_control": "g.sock"}, tmp_path)
     assert o.mock_control == tmp_path / "g.sock"
 
 

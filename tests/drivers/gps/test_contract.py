@@ -1,7 +1,9 @@
-"""The contract every GPS backend keeps, run on each: gps.sim, gps.nmea-serial on the pty
-emulator, gps.gpsd on Debian's gpsd fed by gpsfake (skipped when gpsfake is missing).
+"""The contract every GPS backend keeps, run on each one the registry lists: gps.sim,
+gps.nmea-serial on the pty emulator, gps.gpsd on Debian's gpsd fed by gpsfake (skipped when
+gpsfake is missing).
 
-Under a real Supervisor the driver becomes ready, emits Fix events whose valid ones are in
+Built from the registry as the node builds it, in the real DriverContext on a real Bus,
+under a real Supervisor: the driver becomes ready, emits Fix events whose valid ones are in
 range with a UTC fix_time and a non-negative speed, and survives garbage on its wire.
 """
 
@@ -13,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,13 +23,12 @@ from typing import Any
 
 import pytest
 
-from drivers.base import Driver
-from drivers.registry import driver_class, options_model
+from core.events import Fix
+from drivers.registry import backends
 from edged.config.models import SupervisorConfig
-from edged.events import Fix
-from edged.supervisor import Supervised, Supervisor
+from edged.supervisor import Supervised
 from hil.gps.emulator import NmeaEmulator
-from tests.drivers.gps.fakes import wait_until
+from tests.helpers.drivers import Recorder, configured, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 LOG = ROOT / "hil" / "gps" / "logs" / "ublox-m8-gn.nmea"
@@ -56,17 +56,11 @@ class Leg:
     name: str
     options: dict[str, Any]
     garble: Callable[[], None] | None = None  # put garbage on the wire
-    events: list[Any] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
-
-    def make(self) -> Driver:
-        options = options_model(self.name).model_validate(self.options)
-        driver: Driver = driver_class(self.name)(options)
-        return driver
+    rec: Recorder = field(default_factory=lambda: Recorder("gps", kinds=(Fix,)))
 
     @property
     def fixes(self) -> list[Fix]:
-        return [e for e in self.events if isinstance(e, Fix)]
+        return self.rec.fixes
 
 
 class GarblingProxy:
@@ -163,29 +157,44 @@ def gpsfake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             proc.wait(timeout=5)
 
 
-@pytest.fixture(params=["gps.sim", "gps.nmea-serial", "gps.gpsd"])
+async def sim(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Leg]:
+    yield Leg("gps.sim", {"route": str(ROUTE), "speed_factor": 20, "rate_hz": 20, "seed": 1})
+
+
+async def nmea_serial(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Leg]:
+    with NmeaEmulator(LOG, tmp_path / "gps0", speed=10) as emu:
+        yield Leg("gps.nmea-serial", {"port": str(emu.link)}, lambda: emu.inject(NMEA_GARBAGE))
+
+
+async def gpsd(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Leg]:
+    proxy = await GarblingProxy(request.getfixturevalue("gpsfake")).start()
+    yield Leg("gps.gpsd", {"port": proxy.port}, proxy.garble)
+    await proxy.close()
+
+
+LEGS: dict[str, Callable[[pytest.FixtureRequest, Path], AsyncIterator[Leg]]] = {
+    "gps.sim": sim,
+    "gps.nmea-serial": nmea_serial,
+    "gps.gpsd": gpsd,
+}
+"""How each backend is fed: its options and what puts garbage on its wire."""
+
+
+def test_every_registered_gps_backend_keeps_the_contract() -> None:
+    assert set(LEGS) == set(backends("gps")), "a GPS backend without a leg here is untested"
+
+
+@pytest.fixture(params=backends("gps"))
 async def leg(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Leg]:
-    name: str = request.param
-    if name == "gps.sim":
-        yield Leg(name, {"route": str(ROUTE), "speed_factor": 20, "rate_hz": 20, "seed": 1})
-    elif name == "gps.nmea-serial":
-        with NmeaEmulator(LOG, tmp_path / "gps0", speed=10) as emu:
-            yield Leg(name, {"port": str(emu.link)}, lambda: emu.inject(NMEA_GARBAGE))
-    else:
-        proxy = await GarblingProxy(request.getfixturevalue("gpsfake")).start()
-        yield Leg(name, {"port": proxy.port}, proxy.garble)
-        await proxy.close()
+    async for fed in LEGS[request.param](request, tmp_path):
+        yield fed
 
 
 @pytest.fixture
 async def running(leg: Leg) -> AsyncIterator[Supervised]:
-    """The leg's driver under a real Supervisor, as a node runs it."""
-
-    def count(key: str, n: int) -> None:
-        leg.counts[key] += n
-
-    sup = Supervisor(FAST, leg.events.append, counters=count)
-    task = asyncio.create_task(sup.supervise("gps", leg.name, leg.make))
+    """The leg's driver under a real Supervisor, from its config, as a node runs it."""
+    sup = leg.rec.supervisor(FAST)
+    task = asyncio.create_task(sup.run(configured("gps", leg.name, leg.options)))
     await wait_until(lambda: "gps" in sup.drivers, 1, "supervision")
     yield sup.drivers["gps"]
     task.cancel()
@@ -220,4 +229,4 @@ async def test_driver_survives_garbage_on_its_wire(leg: Leg, running: Supervised
     seen = len(leg.fixes)
     await wait_until(lambda: len(leg.fixes) >= seen + 3, 5, "fixes after the garbage")
     assert running.restarts == 0 and running.state == "running"
-    assert sum(n for key, n in leg.counts.items() if key.startswith("driver.gps.")) > 0
+    assert sum(leg.rec.counts.values()) > 0  # what it dropped, counted as driver.gps.*

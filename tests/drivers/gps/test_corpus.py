@@ -27,15 +27,16 @@ from typing import Any
 
 import pytest
 
+from core.driver import DriverContext
+from core.events import Fix, FixMode
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.serial import NmeaSerialGps, NmeaSerialOptions
 from edged.config.services import PositionServiceConfig, ReportingConfig
-from edged.events import Fix, FixMode
 from edged.payloads import Position
 from edged.services.position import PositionService
 from hil.gps.emulator import NmeaEmulator, epochs
-from tests.drivers.gps.fakes import RecordingContext, wait_until
-from tests.edged.services.fakes import FakeNode
+from tests.helpers.drivers import wait_until
+from tests.helpers.host import TestHost
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 LOGS = sorted(p.stem for p in CORPUS.glob("*.nmea"))
@@ -221,19 +222,6 @@ def test_the_corpus_covers_the_receiver_quirks_it_is_meant_to() -> None:
 # -- the real driver on a pty ------------------------------------------------------------
 
 
-class ServiceContext(RecordingContext):
-    """The driver's context, handing every Fix to a real position service."""
-
-    def __init__(self, service: PositionService) -> None:
-        super().__init__()
-        self.service = service
-
-    def emit(self, event: Any) -> None:
-        super().emit(event)
-        if isinstance(event, Fix):
-            self.service.on_fix(event)
-
-
 def every_fix() -> PositionServiceConfig:
     rule = ReportingConfig(min_period_s=0, max_period_s=0.001)
     return PositionServiceConfig(moving=rule, stopped=rule)
@@ -244,15 +232,16 @@ async def replay(name: str, link: Path) -> tuple[list[Point], Counter[str]]:
     log = load(name)
     raw = (CORPUS / f"{name}.nmea").read_bytes().splitlines()
     shortest = min(gap for gap, _ in epochs(raw))
-    node = FakeNode()
-    ctx = ServiceContext(PositionService(node, every_fix()))
+    node = TestHost()  # the driver and a real position service on one bus, as in a node
+    PositionService(node, every_fix())
+    ctx = DriverContext("gps", node.bus, node.counters)
     driver = NmeaSerialGps(NmeaSerialOptions(port=str(link)))
     emulator = NmeaEmulator(raw, link, speed=shortest / BURST_S, loop=False)
     emulator.start(after_s=0.5)  # the driver opens the pty meanwhile
     task = asyncio.create_task(driver.run(ctx))
     try:
         await wait_until(
-            lambda: len(ctx.fixes) >= len(log.fixes) + log.voids,
+            lambda: len(node.of_type(Fix)) >= len(log.fixes) + log.voids,
             10 + len(log.bursts) * BURST_S * 2,
             f"{name}: its epochs",
         )
@@ -261,7 +250,8 @@ async def replay(name: str, link: Path) -> tuple[list[Point], Counter[str]]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         emulator.close()
-    return [Point.of_position(b) for b in node.bodies("position")], ctx.counts
+    counts = Counter({k.removeprefix("driver.gps."): n for k, n in node.counters.snapshot().items()})
+    return [Point.of_position(b) for b in node.bodies("position")], counts
 
 
 async def test_every_fix_epoch_of_every_log_is_one_right_position_through_the_driver(

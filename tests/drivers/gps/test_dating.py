@@ -5,9 +5,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from core.events import Fix
 from drivers.gps.dating import Dating, nearest_day
 from drivers.gps.decoder import NmeaDecoder
-from edged.events import Fix
 from tests.drivers.gps.fakes import nmea
 
 GGA = "GPGGA,{t},4553.0,N,00210.4,E,1,05,1.5,450,M,49.2,M,,"

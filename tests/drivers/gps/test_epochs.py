@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.events import Fix, FixMode
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.epochs import QUIET_DEFAULT_S, QUIET_MAX_S, QUIET_MIN_S, EpochMerger
-from edged.events import Fix, FixMode
 from tests.drivers.gps.fakes import nmea
 
 NOW = datetime(2026, 2, 12, 12, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.events import Fix
 from drivers.gps.decoder import NmeaDecoder
-from edged.events import Fix
 from tests.drivers.gps.fakes import nmea
 
 START = datetime(2026, 2, 12, 23, 59, 50, tzinfo=UTC)  # some runs cross midnight

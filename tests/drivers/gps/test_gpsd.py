@@ -6,12 +6,11 @@ from typing import Any
 
 import pytest
 
+from core.errors import DriverError
+from core.events import Fix, FixMode
 from drivers.gps.gpsd import GpsdGps, GpsdOptions, GpsdReports, Malformed
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import Fix, FixMode
-from edged.supervisor import Supervisor
-from tests.drivers.gps.fakes import RecordingContext, wait_until
+from tests.helpers.drivers import Recorder, wait_until
 
 TPV = {
     "class": "TPV",
@@ -167,33 +166,33 @@ async def gpsd() -> AsyncIterator[FakeGpsd]:
     await server.close()
 
 
-async def connected(gpsd: FakeGpsd, ctx: RecordingContext, **options: Any) -> "asyncio.Task[None]":
+async def connected(gpsd: FakeGpsd, rec: Recorder, **options: Any) -> "asyncio.Task[None]":
     """A driver connected to the fake gpsd (cancelled when the test ends)."""
-    task = asyncio.create_task(GpsdGps(GpsdOptions(port=gpsd.port, **options)).run(ctx))
+    task = asyncio.create_task(GpsdGps(GpsdOptions(port=gpsd.port, **options)).run(rec.ctx))
     gpsd.drivers.append(task)
     await wait_until(lambda: gpsd.received.endswith(b"\n"), 2, "the WATCH command")
     return task
 
 
 async def test_driver_asks_gpsd_for_json_reports(gpsd: FakeGpsd) -> None:
-    await connected(gpsd, RecordingContext())
+    await connected(gpsd, Recorder("gps"))
     assert json.loads(gpsd.received.removeprefix(b"?WATCH=")) == {"enable": True, "json": True}
 
 
 async def test_driver_is_ready_on_the_first_tpv_and_emits_it(gpsd: FakeGpsd) -> None:
-    ctx = RecordingContext()
-    await connected(gpsd, ctx)
+    rec = Recorder("gps")
+    await connected(gpsd, rec)
     await gpsd.send({"class": "VERSION", "release": "3.22"})
     await asyncio.sleep(0.05)
-    assert ctx.readies == 0
+    assert rec.readies == 0
     await gpsd.send(TPV)
-    await wait_until(lambda: len(ctx.fixes) == 1, 2, "a fix")
-    assert ctx.readies == 1
+    await wait_until(lambda: len(rec.fixes) == 1, 2, "a fix")
+    assert rec.readies == 1
 
 
 async def test_hostile_lines_are_counted_and_skipped(gpsd: FakeGpsd) -> None:
-    ctx = RecordingContext()
-    await connected(gpsd, ctx, max_line=4096)
+    rec = Recorder("gps")
+    await connected(gpsd, rec, max_line=4096)
     await gpsd.send(
         b"not json\n",
         b"[1, 2, 3]\n",
@@ -204,33 +203,33 @@ async def test_hostile_lines_are_counted_and_skipped(gpsd: FakeGpsd) -> None:
         b'{"class": "TPV", "mode": 3, "lat": 95, "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
         TPV,
     )
-    await wait_until(lambda: len(ctx.fixes) == 1, 2, "the good TPV after the bad lines")
-    assert ctx.counts == {"bad_json": 3, "too_long": 1, "malformed": 2, "gpsd_error": 1}
+    await wait_until(lambda: len(rec.fixes) == 1, 2, "the good TPV after the bad lines")
+    assert rec.counts == {"bad_json": 3, "too_long": 1, "malformed": 2, "gpsd_error": 1}
 
 
 async def test_over_long_line_in_pieces_is_counted_once(gpsd: FakeGpsd) -> None:
-    ctx = RecordingContext()
-    await connected(gpsd, ctx, max_line=1024)
+    rec = Recorder("gps")
+    await connected(gpsd, rec, max_line=1024)
     for _ in range(10):
         await gpsd.send(b"x" * 500)
         await asyncio.sleep(0.01)
     await gpsd.send(b"\n", TPV)
-    await wait_until(lambda: len(ctx.fixes) == 1, 2, "the TPV after the long line")
-    assert ctx.counts == {"too_long": 1}
+    await wait_until(lambda: len(rec.fixes) == 1, 2, "the TPV after the long line")
+    assert rec.counts == {"too_long": 1}
 
 
 async def test_closed_connection_raises_for_a_reconnect(gpsd: FakeGpsd) -> None:
-    ctx = RecordingContext()
-    task = await connected(gpsd, ctx)
+    rec = Recorder("gps")
+    task = await connected(gpsd, rec)
     await gpsd.close()
     with pytest.raises(DriverError, match="closed the connection"):
         await asyncio.wait_for(task, 2)
 
 
 async def test_supervisor_reconnects_after_gpsd_hangs_up(gpsd: FakeGpsd) -> None:
-    events: list[Any] = []
-    config = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1)
-    sup = Supervisor(config, events.append)
+    rec = Recorder("gps")
+    events = rec.events
+    sup = rec.supervisor(SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1))
     task = asyncio.create_task(
         sup.supervise("gps", "gps.gpsd", lambda: GpsdGps(GpsdOptions(port=gpsd.port)))
     )
@@ -247,7 +246,7 @@ async def test_supervisor_reconnects_after_gpsd_hangs_up(gpsd: FakeGpsd) -> None
 
 
 async def test_silent_gpsd_raises_after_silence_s(gpsd: FakeGpsd) -> None:
-    task = await connected(gpsd, RecordingContext(), silence_s=0.1)
+    task = await connected(gpsd, Recorder("gps"), silence_s=0.1)
     with pytest.raises(DriverError, match=r"sent nothing for 0\.1 s"):
         await asyncio.wait_for(task, 2)
 
@@ -256,4 +255,4 @@ async def test_unreachable_gpsd_says_to_check_that_it_runs(gpsd: FakeGpsd) -> No
     port = gpsd.port
     await gpsd.close()
     with pytest.raises(DriverError, match="is gpsd running"):
-        await GpsdGps(GpsdOptions(port=port)).run(RecordingContext())
+        await GpsdGps(GpsdOptions(port=port)).run(Recorder("gps").ctx)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.events import Fix, FixMode
 from drivers.gps.decoder import NmeaDecoder
-from edged.events import Fix, FixMode
 
 LOGS = Path(__file__).resolve().parents[3] / "hil" / "gps" / "logs"
 KN = 0.514444  # m/s per knot, as the issue states it

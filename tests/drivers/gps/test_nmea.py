@@ -3,9 +3,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from core.events import Fix
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.nmea import BadSentence, LineSplitter, parse_sentence
-from edged.events import Fix
 from tests.drivers.gps.fakes import nmea
 
 NOW = datetime(2026, 2, 12, 12, 0, tzinfo=UTC)

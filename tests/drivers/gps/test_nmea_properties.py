@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.events import Fix, FixMode
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.nmea import BadSentence, parse_sentence
-from edged.events import Fix, FixMode
 from tests.drivers.gps.fakes import nmea
 
 LOGS = Path(__file__).resolve().parents[3] / "hil" / "gps" / "logs"

@@ -12,13 +12,13 @@ import pytest
 import serial
 from pydantic import ValidationError
 
+from core.errors import DriverError
+from core.events import Fix
 from drivers.gps.serial import NmeaSerialGps, NmeaSerialOptions
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import Fix
-from edged.supervisor import Supervisor
 from hil.gps.emulator import Faults, NmeaEmulator
-from tests.drivers.gps.fakes import RecordingContext, nmea, wait_until
+from tests.drivers.gps.fakes import nmea
+from tests.helpers.drivers import Recorder, wait_until
 
 LOGS = Path(__file__).resolve().parents[3] / "hil" / "gps" / "logs"
 FAST = SupervisorConfig(backoff_initial_s=0.05, backoff_max_s=0.1, stable_after_s=10)
@@ -77,9 +77,9 @@ def test_unknown_sentence_type_in_complete_on_is_refused() -> None:
 async def test_complete_on_of_older_configs_is_accepted_and_said_to_be_unused(
     pty: tuple[int, str], running: list[asyncio.Task[None]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    ctx = RecordingContext()
+    rec = Recorder("gps")
     with caplog.at_level(logging.WARNING):
-        running.append(asyncio.create_task(driver(pty[1], complete_on=("RMC", "GGA")).run(ctx)))
+        running.append(asyncio.create_task(driver(pty[1], complete_on=("RMC", "GGA")).run(rec.ctx)))
         await wait_until(lambda: "complete_on is no longer used" in caplog.text, 2, "the warning")
 
 
@@ -88,14 +88,14 @@ async def test_complete_on_of_older_configs_is_accepted_and_said_to_be_unused(
 
 async def test_missing_port_says_which_and_what_to_check(tmp_path: Path) -> None:
     with pytest.raises(DriverError, match=r"gps0: it does not exist: check the GPS cable"):
-        await driver(tmp_path / "gps0").run(RecordingContext())
+        await driver(tmp_path / "gps0").run(Recorder("gps").ctx)
 
 
 async def test_port_held_by_another_program_says_so(pty: tuple[int, str]) -> None:
     holder = serial.Serial(pty[1], exclusive=True)
     try:
         with pytest.raises(DriverError, match="in use by another program"):
-            await driver(pty[1]).run(RecordingContext())
+            await driver(pty[1]).run(Recorder("gps").ctx)
     finally:
         holder.close()
 
@@ -107,48 +107,48 @@ async def test_ready_waits_for_a_valid_sentence_not_the_open_port(
     pty: tuple[int, str], running: list[asyncio.Task[None]]
 ) -> None:
     master, path = pty
-    ctx = RecordingContext()
-    running.append(asyncio.create_task(driver(path).run(ctx)))
+    rec = Recorder("gps")
+    running.append(asyncio.create_task(driver(path).run(rec.ctx)))
     await asyncio.sleep(0.05)
     os.write(master, b"\x00\xff garbage at the wrong baud rate\r\n")
-    await wait_until(lambda: ctx.counts["noise"] == 1, 2, "the noise to be counted")
-    assert ctx.readies == 0
+    await wait_until(lambda: rec.counts["noise"] == 1, 2, "the noise to be counted")
+    assert rec.readies == 0
     os.write(master, nmea("GPGSV,1,1,00"))
-    await wait_until(lambda: ctx.readies == 1, 2, "ready")
+    await wait_until(lambda: rec.readies == 1, 2, "ready")
 
 
 async def test_fixes_from_the_emulator_carry_the_log_values(
     emulator: NmeaEmulator, running: list[asyncio.Task[None]]
 ) -> None:
     # $GNRMC,081500.00,A,4552.99800,N,00210.46400,E,0.085,,120625,,,A*66 and the next ones
-    ctx = RecordingContext()
-    running.append(asyncio.create_task(driver(emulator.link).run(ctx)))
-    await wait_until(lambda: len(ctx.fixes) >= 3, 5, "three fixes")
+    rec = Recorder("gps")
+    running.append(asyncio.create_task(driver(emulator.link).run(rec.ctx)))
+    await wait_until(lambda: len(rec.fixes) >= 3, 5, "three fixes")
     # Opening the port mid-epoch gives a first fix from its tail (a GLL, no date yet); the
     # parked vehicle's first whole epochs (RMC to GLL) come next, within the first 5 s.
-    first = next(f for f in ctx.fixes if f.speed is not None)
+    first = next(f for f in rec.fixes if f.speed is not None)
     assert datetime(2025, 6, 12, 8, 15, tzinfo=UTC) <= first.fix_time
     assert first.fix_time <= datetime(2025, 6, 12, 8, 15, 4, tzinfo=UTC)
     assert first.lat == pytest.approx(45 + 52.998 / 60, abs=1e-9)
     assert first.lon == pytest.approx(2 + 10.464 / 60, abs=1e-9)
-    assert all(f.valid for f in ctx.fixes)
-    assert set(ctx.counts) <= {"noise"}  # at most a line cut by the open
+    assert all(f.valid for f in rec.fixes)
+    assert set(rec.counts) <= {"noise"}  # at most a line cut by the open
 
 
 async def test_the_last_epoch_is_emitted_when_the_receiver_goes_quiet(
     pty: tuple[int, str], running: list[asyncio.Task[None]]
 ) -> None:
     master, path = pty
-    ctx = RecordingContext()
-    running.append(asyncio.create_task(driver(path).run(ctx)))
+    rec = Recorder("gps")
+    running.append(asyncio.create_task(driver(path).run(rec.ctx)))
     await asyncio.sleep(0.1)
     os.write(master, nmea("GNRMC,213712.00,A,4111.5988,N,11156.5667,W,0.0,,120226,,,A"))
     os.write(master, nmea("GNGGA,213712.00,4111.5988,N,11156.5667,W,1,09,0.9,1443.9,M,-16.5,M,,"))
     sent = time.monotonic()
     # nothing follows (a tunnel, an unplugged antenna): no next epoch will close this one
-    await wait_until(lambda: len(ctx.fixes) == 1, 2, "the last fix")
+    await wait_until(lambda: len(rec.fixes) == 1, 2, "the last fix")
     assert time.monotonic() - sent < 1.0
-    assert ctx.fixes[0].fix_time == datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC)
+    assert rec.fixes[0].fix_time == datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC)
 
 
 async def test_noise_and_bad_checksums_are_counted_while_fixes_keep_coming(
@@ -156,20 +156,20 @@ async def test_noise_and_bad_checksums_are_counted_while_fixes_keep_coming(
 ) -> None:
     faults = Faults(garbage=0.3, bad_checksum=0.2, cut=0.1, seed=3)
     with NmeaEmulator(LOGS / "ublox-m8-gn.nmea", tmp_path / "gps0", speed=20, faults=faults) as emu:
-        ctx = RecordingContext()
-        running.append(asyncio.create_task(driver(emu.link).run(ctx)))
-        await wait_until(lambda: len(ctx.fixes) >= 5, 5, "five fixes through the noise")
-    assert ctx.counts["bad_checksum"] > 0 and ctx.counts["noise"] > 0
-    assert all(-90 <= f.lat <= 90 for f in ctx.fixes)
+        rec = Recorder("gps")
+        running.append(asyncio.create_task(driver(emu.link).run(rec.ctx)))
+        await wait_until(lambda: len(rec.fixes) >= 5, 5, "five fixes through the noise")
+    assert rec.counts["bad_checksum"] > 0 and rec.counts["noise"] > 0
+    assert all(-90 <= f.lat <= 90 for f in rec.fixes)
 
 
 async def test_unplugged_port_raises_saying_it_was_lost(
     emulator: NmeaEmulator, running: list[asyncio.Task[None]]
 ) -> None:
-    ctx = RecordingContext()
-    task = asyncio.create_task(driver(emulator.link).run(ctx))
+    rec = Recorder("gps")
+    task = asyncio.create_task(driver(emulator.link).run(rec.ctx))
     running.append(task)
-    await wait_until(lambda: ctx.readies == 1, 5, "ready")
+    await wait_until(lambda: rec.readies == 1, 5, "ready")
     emulator.unplug()
     with pytest.raises(DriverError, match=r"lost .* unplugged"):
         await asyncio.wait_for(task, 2)
@@ -177,20 +177,21 @@ async def test_unplugged_port_raises_saying_it_was_lost(
 
 async def test_silent_port_raises_after_silence_s_with_a_baud_hint(pty: tuple[int, str]) -> None:
     with pytest.raises(DriverError, match=r"no valid NMEA sentence .* check the baud rate"):
-        await asyncio.wait_for(driver(pty[1], silence_s=0.2).run(RecordingContext()), 2)
+        await asyncio.wait_for(driver(pty[1], silence_s=0.2).run(Recorder("gps").ctx), 2)
 
 
 async def test_reading_without_batching_also_works(
     emulator: NmeaEmulator, running: list[asyncio.Task[None]]
 ) -> None:
-    ctx = RecordingContext()
-    running.append(asyncio.create_task(driver(emulator.link, batch_s=0).run(ctx)))
-    await wait_until(lambda: len(ctx.fixes) >= 2, 5, "two fixes")
+    rec = Recorder("gps")
+    running.append(asyncio.create_task(driver(emulator.link, batch_s=0).run(rec.ctx)))
+    await wait_until(lambda: len(rec.fixes) >= 2, 5, "two fixes")
 
 
 async def test_replugged_receiver_comes_back_under_the_supervisor(emulator: NmeaEmulator) -> None:
-    events: list[Any] = []
-    sup = Supervisor(FAST, events.append)
+    rec = Recorder("gps")
+    events = rec.events
+    sup = rec.supervisor(FAST)
     task = asyncio.create_task(
         sup.supervise("gps", "gps.nmea-serial", lambda: driver(emulator.link))
     )

@@ -1,37 +1,16 @@
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from core.errors import ConfigError
+from core.geo import haversine_m
 from drivers.gps.route import Route
 from drivers.gps.sim import SimGps, SimGpsOptions
-from edged.errors import ConfigError
-from edged.events import Fix
-from edged.geo import haversine_m
+from tests.helpers.drivers import Recorder
 
 ROUTE = Path(__file__).resolve().parents[3] / "config" / "routes" / "creuse-shuttle.json"
-
-
-class Ctx:
-    name = "gps"
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.is_ready = False
-        import logging
-
-        self.log = logging.getLogger("test")
-
-    def emit(self, event: Any) -> None:
-        self.events.append(event)
-
-    def emit_threadsafe(self, event: Any) -> None:
-        self.events.append(event)
-
-    def ready(self) -> None:
-        self.is_ready = True
 
 
 def test_shipped_route_has_stops_and_a_service_market() -> None:
@@ -45,12 +24,12 @@ def test_shipped_route_has_stops_and_a_service_market() -> None:
 
 async def test_sim_emits_valid_fixes_that_move_along_the_route() -> None:
     gps = SimGps(SimGpsOptions(route=ROUTE, speed_factor=1000, rate_hz=20, seed=1))
-    ctx = Ctx()
-    task = asyncio.create_task(gps.run(ctx))
+    rec = Recorder("gps")
+    task = asyncio.create_task(gps.run(rec.ctx))
     await asyncio.sleep(0.6)
     task.cancel()
-    fixes = [e for e in ctx.events if isinstance(e, Fix)]
-    assert ctx.is_ready and len(fixes) >= 8
+    fixes = rec.fixes
+    assert rec.is_ready and len(fixes) >= 8
     assert all(f.valid for f in fixes)
     first, last = fixes[0], fixes[-1]
     assert haversine_m(first.lat, first.lon, last.lat, last.lon) > 100
@@ -82,8 +61,8 @@ def test_broken_route_is_a_config_error(tmp_path: Path, content: str) -> None:
 
 async def test_start_s_skips_into_the_route() -> None:
     gps = SimGps(SimGpsOptions(route=ROUTE, speed_factor=10, rate_hz=20, start_s=120, seed=1))
-    ctx = Ctx()
-    task = asyncio.create_task(gps.run(ctx))
+    rec = Recorder("gps")
+    task = asyncio.create_task(gps.run(rec.ctx))
     await asyncio.sleep(0.2)
     task.cancel()
-    assert ctx.events[0].speed > 5, "should have left the first stop already"
+    assert rec.fixes[0].speed > 5, "should have left the first stop already"

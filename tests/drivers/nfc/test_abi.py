@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from drivers.nfc import abi, libnfc
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
-from edged.errors import ConfigError
 from hil.nfc.emulator import Pn532Emulator
 from tests.drivers.nfc import header
-from tests.drivers.nfc.fakes import RecordingContext
+from tests.helpers.drivers import Recorder
 
 WIDTHS = {4: ctypes.c_uint32, 8: ctypes.c_uint64}
 NATIVE_WIDTH = ctypes.sizeof(ctypes.c_size_t)
@@ -161,11 +161,11 @@ async def test_a_reader_refuses_to_open_when_libnfc_disagrees_with_its_layout(
     try:
         with Pn532Emulator(tmp_path / "nfc0") as emu:
             emu.put(bytes.fromhex("04a1b2c3"))
-            ctx = RecordingContext()
+            rec = Recorder("front-reader")
             opts = LibnfcOptions(connstring=emu.connstring, poll_interval_s=0.01, release_s=0.05)
             with pytest.raises(ConfigError, match="will not read cards it would misread"):
-                await LibnfcReader(opts).run(ctx)
-        assert ctx.taps == []
-        assert ctx.readies == 0
+                await LibnfcReader(opts).run(rec.ctx)
+        assert rec.taps == []
+        assert rec.readies == 0
     finally:
         libnfc._layout_checked.cache_clear()

@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.errors import DriverError
+from core.events import Tap
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
 from drivers.registry import driver_class
 from edged.config.models import SupervisorConfig
-from edged.errors import DriverError
-from edged.events import Tap
-from edged.supervisor import Supervisor
 from hil.nfc.cards import CardKind
 from hil.nfc.emulator import Fault, Pn532Emulator
-from tests.drivers.nfc.fakes import RecordingContext, wait_until
+from tests.helpers.drivers import Recorder, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 A = bytes.fromhex("04a1b2c3")
@@ -48,13 +47,13 @@ class Running:
     def __init__(self) -> None:
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def start(self, emu: Pn532Emulator, **options: Any) -> RecordingContext:
-        ctx = RecordingContext()
-        self.tasks.append(asyncio.create_task(reader(emu, **options).run(ctx)))
-        await wait_until(lambda: ctx.readies == 1 or self.tasks[-1].done(), 5, "ready")
+    async def start(self, emu: Pn532Emulator, **options: Any) -> Recorder:
+        rec = Recorder("front-reader")
+        self.tasks.append(asyncio.create_task(reader(emu, **options).run(rec.ctx)))
+        await wait_until(lambda: rec.readies == 1 or self.tasks[-1].done(), 5, "ready")
         if self.tasks[-1].done():
             self.tasks[-1].result()
-        return ctx
+        return rec
 
 
 @pytest.fixture
@@ -114,13 +113,13 @@ def test_the_defaults_poll_often_enough_for_a_150_ms_tap_budget() -> None:
 
 async def test_a_missing_port_says_which_and_what_to_check(tmp_path: Path) -> None:
     with pytest.raises(DriverError, match=r"nfc0 does not exist: check the reader's cable"):
-        await reader(f"pn532_uart:{tmp_path / 'nfc0'}").run(RecordingContext())
+        await reader(f"pn532_uart:{tmp_path / 'nfc0'}").run(Recorder("front-reader").ctx)
 
 
 async def test_a_port_where_nothing_answers_says_to_check_the_wiring(emu: Pn532Emulator) -> None:
     emu.silent = True
     with pytest.raises(DriverError, match=r"nothing answered as a PN532: check TX/RX"):
-        await asyncio.wait_for(reader(emu).run(RecordingContext()), 5)
+        await asyncio.wait_for(reader(emu).run(Recorder("front-reader").ctx), 5)
 
 
 async def test_a_port_another_program_locked_says_it_is_in_use(emu: Pn532Emulator) -> None:
@@ -128,7 +127,7 @@ async def test_a_port_another_program_locked_says_it_is_in_use(emu: Pn532Emulato
     try:
         fcntl.flock(port, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as gps.nmea-serial's pyserial does
         with pytest.raises(DriverError, match=r"in use by another program that locked it"):
-            await asyncio.wait_for(reader(emu).run(RecordingContext()), 5)
+            await asyncio.wait_for(reader(emu).run(Recorder("front-reader").ctx), 5)
     finally:
         os.close(port)
 
@@ -136,9 +135,9 @@ async def test_a_port_another_program_locked_says_it_is_in_use(emu: Pn532Emulato
 async def test_ready_once_the_reader_answered_its_opening(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu)
-    assert ctx.readies == 1
-    assert ctx.counts["opened"] == 1
+    rec = await running.start(emu)
+    assert rec.readies == 1
+    assert rec.counts["opened"] == 1
     assert emu.commands["GetFirmwareVersion"] >= 1
 
 
@@ -146,38 +145,38 @@ async def test_ready_once_the_reader_answered_its_opening(
 
 
 async def test_a_card_held_for_seconds_is_one_tap(emu: Pn532Emulator, running: Running) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.put(A)
     polls = emu.polls
     await asyncio.sleep(2.0)
     assert emu.polls - polls > 100  # it kept polling the held card
-    assert ctx.uids == [A]
-    assert ctx.taps[0].reader == "front-reader"
+    assert rec.uids == [A]
+    assert rec.taps[0].reader == "front-reader"
 
 
 async def test_a_card_taken_off_and_put_back_is_a_second_tap(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.put(A)
-    await wait_until(lambda: len(ctx.taps) == 1, 2, "the first tap")
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
     emu.remove()
     await asyncio.sleep(0.2)  # longer than release_s
     emu.put(A)
-    await wait_until(lambda: len(ctx.taps) == 2, 2, "the second tap")
-    assert ctx.uids == [A, A]
+    await wait_until(lambda: len(rec.taps) == 2, 2, "the second tap")
+    assert rec.uids == [A, A]
 
 
 async def test_a_different_card_taps_at_once_without_the_first_taken_off(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.put(A)
-    await wait_until(lambda: len(ctx.taps) == 1, 2, "the first tap")
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
     put_at = emu.put(B)
-    await wait_until(lambda: len(ctx.taps) == 2, 2, "the second card's tap")
-    assert ctx.uids == [A, B]
-    assert ctx.arrived[1] - put_at < 0.1
+    await wait_until(lambda: len(rec.taps) == 2, 2, "the second card's tap")
+    assert rec.uids == [A, B]
+    assert rec.arrived[1] - put_at < 0.1
 
 
 @pytest.mark.parametrize(
@@ -192,69 +191,69 @@ async def test_a_different_card_taps_at_once_without_the_first_taken_off(
 async def test_uids_of_4_7_and_10_bytes_are_read_exactly(
     emu: Pn532Emulator, running: Running, uid: str, kind: CardKind
 ) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.put(bytes.fromhex(uid), kind)
-    await wait_until(lambda: len(ctx.taps) == 1, 2, "the tap")
-    assert ctx.uids == [bytes.fromhex(uid)]
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+    assert rec.uids == [bytes.fromhex(uid)]
 
 
 async def test_a_card_missed_by_one_poll_is_not_a_second_tap(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.put(A)
-    await wait_until(lambda: len(ctx.taps) == 1, 2, "the tap")
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
     emu.glitch(1)
     await asyncio.to_thread(emu.wait_polls, 10)
-    assert ctx.uids == [A]
+    assert rec.uids == [A]
 
 
 async def test_a_card_missed_by_polls_shorter_than_release_s_is_not_a_second_tap(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu, poll_interval_s=0.01, release_s=0.3)
+    rec = await running.start(emu, poll_interval_s=0.01, release_s=0.3)
     emu.put(A)
-    await wait_until(lambda: len(ctx.taps) == 1, 2, "the tap")
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
     emu.glitch(15)  # about 150 ms at the edge of the field
     await asyncio.to_thread(emu.wait_polls, 30)
-    assert ctx.uids == [A]
+    assert rec.uids == [A]
 
 
 async def test_a_held_card_taps_again_every_repeat_held_s(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu, repeat_held_s=0.3)
+    rec = await running.start(emu, repeat_held_s=0.3)
     emu.put(A)
     await asyncio.sleep(1.0)
-    assert len(ctx.taps) in (3, 4)  # at 0, 0.3, 0.6, 0.9 s
+    assert len(rec.taps) in (3, 4)  # at 0, 0.3, 0.6, 0.9 s
 
 
 async def test_a_flood_of_cards_gives_exactly_one_tap_each_in_order(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu, poll_interval_s=0.005, release_s=0.02)
+    rec = await running.start(emu, poll_interval_s=0.005, release_s=0.02)
     uids = [(0x04000000 + i).to_bytes(4, "big") for i in range(150)]
     started = time.monotonic()
     for n, uid in enumerate(uids, 1):
         emu.put(uid)
-        await wait_until(lambda n=n: len(ctx.taps) == n, 1, uid.hex())
+        await wait_until(lambda n=n: len(rec.taps) == n, 1, uid.hex())
         emu.remove()
-    assert ctx.uids == uids
+    assert rec.uids == uids
     assert time.monotonic() - started < 10
-    assert ctx.counts["taps"] == 150
+    assert rec.counts["taps"] == 150
 
 
 async def test_the_same_card_presented_again_and_again_taps_each_time(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu, poll_interval_s=0.005, release_s=0.02)
+    rec = await running.start(emu, poll_interval_s=0.005, release_s=0.02)
     for n in range(1, 16):
         emu.put(A)
-        await wait_until(lambda n=n: len(ctx.taps) == n, 1, f"tap {n}")
+        await wait_until(lambda n=n: len(rec.taps) == n, 1, f"tap {n}")
         emu.remove()
         await asyncio.sleep(0.05)  # off the reader for longer than release_s
     await asyncio.sleep(0.1)
-    assert ctx.uids == [A] * 15
+    assert rec.uids == [A] * 15
 
 
 # -- bad answers --------------------------------------------------------------------------
@@ -276,26 +275,26 @@ BAD_ANSWERS: list[Fault] = [
 async def test_a_bad_answer_is_counted_without_a_crash_or_a_phantom_tap(
     emu: Pn532Emulator, running: Running, fault: Fault
 ) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.inject(fault, 2)  # two in a row: below max_errors
-    await wait_until(lambda: ctx.counts["poll_error"] == 2, 3, f"two {fault} answers counted")
+    await wait_until(lambda: rec.counts["poll_error"] == 2, 3, f"two {fault} answers counted")
     await asyncio.to_thread(emu.wait_polls, 3)
-    assert ctx.counts["poll_error"] == 2
-    assert ctx.taps == []
+    assert rec.counts["poll_error"] == 2
+    assert rec.taps == []
     emu.put(A)
-    await wait_until(lambda: len(ctx.taps) == 1, 2, "a tap after the bad answers")
+    await wait_until(lambda: len(rec.taps) == 1, 2, "a tap after the bad answers")
     assert not running.tasks[0].done()
 
 
 async def test_garbage_target_data_never_becomes_a_tap(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.inject("garbage_payload", 100)
     await wait_until(lambda: emu.served["garbage_payload"] == 100, 10, "100 garbage answers")
     await asyncio.to_thread(emu.wait_polls, 3)
-    assert ctx.taps == []
-    assert ctx.counts["unconfirmed"] + ctx.counts["bad_uid"] > 0
+    assert rec.taps == []
+    assert rec.counts["unconfirmed"] + rec.counts["bad_uid"] > 0
     assert not running.tasks[0].done()
 
 
@@ -303,33 +302,33 @@ async def test_garbage_target_data_while_a_card_is_held_is_no_second_tap(
     emu: Pn532Emulator, running: Running
 ) -> None:
     """Garbage may decode as "no card": shorter than release_s, that is a read glitch."""
-    ctx = await running.start(emu, poll_interval_s=0.01, release_s=0.3)
+    rec = await running.start(emu, poll_interval_s=0.01, release_s=0.3)
     emu.put(A)
-    await wait_until(lambda: len(ctx.taps) == 1, 2, "the tap")
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
     emu.inject("garbage_payload", 10)
     await wait_until(lambda: emu.served["garbage_payload"] == 10, 2, "10 garbage answers")
     await asyncio.to_thread(emu.wait_polls, 10)
-    assert ctx.uids == [A]
+    assert rec.uids == [A]
 
 
 async def test_wrong_uid_lengths_are_counted_and_dropped(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.inject("bad_uid_length", 20)
-    await wait_until(lambda: ctx.counts["bad_uid"] == 20, 3, "20 bad UIDs counted")
+    await wait_until(lambda: rec.counts["bad_uid"] == 20, 3, "20 bad UIDs counted")
     await asyncio.to_thread(emu.wait_polls, 2)
-    assert ctx.counts["bad_uid"] == 20
-    assert ctx.taps == []
+    assert rec.counts["bad_uid"] == 20
+    assert rec.taps == []
 
 
 async def test_a_card_with_a_5_byte_uid_is_counted_never_tapped(
     emu: Pn532Emulator, running: Running
 ) -> None:
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.put(bytes.fromhex("04a1b2c3d4"))
-    await wait_until(lambda: ctx.counts["bad_uid"] >= 20, 2, "20 bad UIDs counted")
-    assert ctx.taps == []
+    await wait_until(lambda: rec.counts["bad_uid"] >= 20, 2, "20 bad UIDs counted")
+    assert rec.taps == []
 
 
 async def test_bad_answers_in_a_row_raise_saying_the_reader_stopped_answering(
@@ -352,9 +351,9 @@ async def test_an_unplugged_reader_raises_and_a_fresh_run_after_replug_reads_aga
     with pytest.raises(DriverError, match=r"stopped answering .*check its cable and power"):
         await asyncio.wait_for(running.tasks[0], 2)
     emu.replug()
-    ctx = await running.start(emu)
+    rec = await running.start(emu)
     emu.put(A)
-    await wait_until(lambda: ctx.uids == [A], 2, "a tap after the replug")
+    await wait_until(lambda: rec.uids == [A], 2, "a tap after the replug")
 
 
 async def test_a_reader_that_stops_answering_raises_within_a_second_or_so(
@@ -369,8 +368,9 @@ async def test_a_reader_that_stops_answering_raises_within_a_second_or_so(
 
 
 async def test_under_the_supervisor_a_replugged_reader_taps_again(emu: Pn532Emulator) -> None:
-    events: list[Any] = []
-    sup = Supervisor(FAST, events.append)
+    rec = Recorder("front-reader")
+    events = rec.events
+    sup = rec.supervisor(FAST)
     task = asyncio.create_task(sup.supervise("front-reader", "nfc.libnfc", lambda: reader(emu)))
     try:
         await wait_until(lambda: "front-reader" in sup.drivers, 1, "supervision")
@@ -422,10 +422,10 @@ async def test_after_cancel_the_port_is_free_for_the_next_run(
     emu: Pn532Emulator, running: Running
 ) -> None:
     for _ in range(3):
-        ctx = await running.start(emu)
+        rec = await running.start(emu)
         running.tasks[-1].cancel()
         await asyncio.gather(running.tasks[-1], return_exceptions=True)
-        assert ctx.readies == 1
+        assert rec.readies == 1
 
 
 async def test_a_libnfc_call_stuck_past_stall_s_raises_and_the_thread_still_cleans_up(
@@ -433,12 +433,12 @@ async def test_a_libnfc_call_stuck_past_stall_s_raises_and_the_thread_still_clea
 ) -> None:
     """Opening a deaf PN532 keeps libnfc busy about 1.4 s: longer than this stall_s."""
     emu.silent = True
-    ctx = RecordingContext()
+    rec = Recorder("front-reader")
     started = time.monotonic()
     with pytest.raises(DriverError, match=r"a libnfc call has not returned for 0.5 s"):
-        await asyncio.wait_for(reader(emu, stall_s=0.5).run(ctx), 5)
+        await asyncio.wait_for(reader(emu, stall_s=0.5).run(rec.ctx), 5)
     assert time.monotonic() - started < 1.2  # stall_s, then at most 0.5 s waiting to stop
-    assert ctx.counts["stall"] == 1
+    assert rec.counts["stall"] == 1
     await wait_until(lambda: not nfc_threads(), 3, "the thread to finish and close libnfc")
 
 
@@ -455,10 +455,10 @@ def test_without_libnfc_and_libfreefare_the_driver_fails_as_a_config_error(
     code = (
         "import asyncio\n"
         "from drivers.nfc.libnfc import LibnfcReader, LibnfcOptions\n"
-        "from tests.drivers.nfc.fakes import RecordingContext\n"
+        "from tests.helpers.drivers import Recorder\n"
         "async def main():\n"
         "    opts = LibnfcOptions(connstring='pn532_uart:/dev/null')\n"
-        "    await LibnfcReader(opts).run(RecordingContext())\n"
+        "    await LibnfcReader(opts).run(Recorder('front-reader').ctx)\n"
         "asyncio.run(main())\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"}

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from drivers.nfc import sim
 from drivers.nfc.sim import SimReader, SimReaderOptions
 from drivers.registry import driver_class, options_model
-from tests.drivers.nfc.fakes import RecordingContext, wait_until
+from tests.helpers.drivers import Recorder, wait_until
 
 A, B, C = "04A1B2C3", "04112233445566", "0811223344556677889A"
 
@@ -23,10 +23,10 @@ class Running:
     def __init__(self) -> None:
         self.tasks: list[asyncio.Task[None]] = []
 
-    def start(self, r: SimReader, name: str = "front-reader") -> RecordingContext:
-        ctx = RecordingContext(name)
-        self.tasks.append(asyncio.create_task(r.run(ctx)))
-        return ctx
+    def start(self, r: SimReader, name: str = "front-reader") -> Recorder:
+        rec = Recorder(name)
+        self.tasks.append(asyncio.create_task(r.run(rec.ctx)))
+        return rec
 
 
 @pytest.fixture
@@ -46,28 +46,28 @@ def test_the_registry_names_this_driver_nfc_sim() -> None:
 async def test_scripted_taps_arrive_at_their_times(running: Running) -> None:
     r = reader(taps=[{"at_s": 0.1, "uid": A}, {"at_s": 0.3, "uid": B}, {"at_s": 0.2, "uid": C}])
     started = time.monotonic()
-    ctx = running.start(r)
-    await wait_until(lambda: len(ctx.taps) == 3, 2, "three taps")
-    assert [t.uid.hex().upper() for t in ctx.taps] == [A, C, B]
-    offsets = [t.ts - started for t in ctx.taps]
+    rec = running.start(r)
+    await wait_until(lambda: len(rec.taps) == 3, 2, "three taps")
+    assert [t.uid.hex().upper() for t in rec.taps] == [A, C, B]
+    offsets = [t.ts - started for t in rec.taps]
     for got, want in zip(offsets, [0.1, 0.2, 0.3], strict=True):
         assert got == pytest.approx(want, abs=0.03)
-    assert ctx.readies == 1
-    assert ctx.counts["taps"] == 3
+    assert rec.readies == 1
+    assert rec.counts["taps"] == 3
 
 
 async def test_a_repeated_script_plays_again_every_repeat_every_s(running: Running) -> None:
     started = time.monotonic()
-    ctx = running.start(reader(taps=[{"at_s": 0.0, "uid": A}], repeat_every_s=0.1))
-    await wait_until(lambda: len(ctx.taps) == 4, 2, "four taps")
-    offsets = [t.ts - started for t in ctx.taps]
+    rec = running.start(reader(taps=[{"at_s": 0.0, "uid": A}], repeat_every_s=0.1))
+    await wait_until(lambda: len(rec.taps) == 4, 2, "four taps")
+    offsets = [t.ts - started for t in rec.taps]
     assert offsets == pytest.approx([0.0, 0.1, 0.2, 0.3], abs=0.03)
 
 
 async def test_cards_tap_in_turn_every_every_s(running: Running) -> None:
-    ctx = running.start(reader(cards=[A, B, C], every_s=0.05))
-    await wait_until(lambda: len(ctx.taps) == 4, 2, "four taps")
-    assert [t.uid.hex().upper() for t in ctx.taps] == [A, B, C, A]
+    rec = running.start(reader(cards=[A, B, C], every_s=0.05))
+    await wait_until(lambda: len(rec.taps) == 4, 2, "four taps")
+    assert [t.uid.hex().upper() for t in rec.taps] == [A, B, C, A]
 
 
 def test_random_picks_follow_the_seed() -> None:
@@ -87,12 +87,12 @@ def test_the_schedule_merges_script_and_cards_in_time_order() -> None:
 
 async def test_present_on_the_instance_taps_now_stamped_when_called(running: Running) -> None:
     r = reader()
-    ctx = running.start(r)
-    await wait_until(lambda: ctx.readies == 1, 1, "ready")
+    rec = running.start(r)
+    await wait_until(lambda: rec.readies == 1, 1, "ready")
     called = time.monotonic()
     assert r.present(bytes.fromhex(A))
-    await wait_until(lambda: len(ctx.taps) == 1, 1, "the tap")
-    assert called <= ctx.taps[0].ts <= called + 0.001
+    await wait_until(lambda: len(rec.taps) == 1, 1, "the tap")
+    assert called <= rec.taps[0].ts <= called + 0.001
 
 
 async def test_present_by_reader_name_reaches_only_that_reader(running: Running) -> None:
@@ -107,21 +107,21 @@ async def test_present_by_reader_name_reaches_only_that_reader(running: Running)
 
 async def test_present_from_another_thread_taps_on_the_loop(running: Running) -> None:
     r = reader()
-    ctx = running.start(r)
-    await wait_until(lambda: ctx.readies == 1, 1, "ready")
+    rec = running.start(r)
+    await wait_until(lambda: rec.readies == 1, 1, "ready")
     thread = threading.Thread(target=lambda: [r.present(bytes([4, i, 0, 0])) for i in range(50)])
     thread.start()
-    await wait_until(lambda: len(ctx.taps) == 50, 2, "50 taps")
+    await wait_until(lambda: len(rec.taps) == 50, 2, "50 taps")
     thread.join()
-    assert [t.uid[1] for t in ctx.taps] == list(range(50))
+    assert [t.uid[1] for t in rec.taps] == list(range(50))
 
 
 async def test_a_stopped_reader_takes_no_present_and_leaves_the_registry(
     running: Running,
 ) -> None:
     r = reader()
-    ctx = running.start(r, "gone")
-    await wait_until(lambda: ctx.readies == 1, 1, "ready")
+    rec = running.start(r, "gone")
+    await wait_until(lambda: rec.readies == 1, 1, "ready")
     running.tasks[0].cancel()
     await asyncio.gather(running.tasks[0], return_exceptions=True)
     assert not r.present(bytes.fromhex(A))

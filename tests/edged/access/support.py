@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.access.cardref import CardRefs
 from edged.access.lasttrusted import LastTrustedTime
 from edged.access.lists import sign_lists
-from edged.access.service import AccessService
 from edged.clock import Clock, ClockSource
 from edged.config.access import AccessServiceConfig
 from edged.security.signing import public_key_text
+from edged.services.access import AccessService
+from tests.helpers.host import TestHost
 
 SECRET = b"fleet-secret-for-tests-0123456789"
 FLEET = "creuse"
@@ -94,27 +95,25 @@ class SetClock(Clock):
         self.ms = int(when.timestamp() * 1000)
 
 
+def host(profile: str = "shuttle", *, clock: Clock | None = None, **kw: Any) -> TestHost:
+    """A host for the access service: a node of `profile` in the fleet the lists are for."""
+    return TestHost(profile=profile, fleet=FLEET, clock=clock, **kw)
+
+
 def service_on(
-    node: Any,
+    node: TestHost,
     tmp: Path,
-    profile: str = "shuttle",
     *,
     boot: str = "boot-1",
     monotonic: Callable[[], float] = time.monotonic,
     **kw: Any,
 ) -> AccessService:
     """The access service on `node`, its last trusted time on `node`'s state and clock;
-    `kw` goes to the service (occupancy, count) or, otherwise, to its config."""
-    service_kw = {k: kw.pop(k) for k in ("occupancy", "count") if k in kw}
+    `kw` goes to its config."""
     return AccessService(
         node,
         config(tmp, **kw),
-        profile=profile,  # type: ignore[arg-type]
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=node.emit,
         last_trusted=LastTrustedTime(
-            node.clock, node.get_state, node.set_state, boot=boot, monotonic=monotonic
+            node.clock, node.state.get, node.state.set, boot=boot, monotonic=monotonic
         ),
-        **service_kw,
     )

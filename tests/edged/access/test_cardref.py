@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.errors import ConfigError
 from edged.access.cardref import CardRefs
-from edged.errors import ConfigError
 
 SECRET = b"0123456789abcdef0123"
 

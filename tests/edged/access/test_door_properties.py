@@ -15,11 +15,10 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from core.events import Tap, Unlock
 from edged.access.decide import Situation, decide
 from edged.config.access import OccupancyServiceConfig
-from edged.events import Tap, Unlock
 from edged.services.occupancy import OccupancyService
-from tests.edged.services.fakes import FakeNode
 
 from .support import (
     REFS,
@@ -32,6 +31,7 @@ from .support import (
     SetClock,
     config,
     full_lists,
+    host,
     service_on,
     signed,
 )
@@ -85,17 +85,14 @@ def lists_doc(version: int, withdrawn: set[bytes]) -> dict[str, Any]:
 def play(tmp_path: Path, profile: str, program: list[Step], **extra: Any) -> None:
     clock = SetClock(0)
     clock.at(START)
-    node = FakeNode()
-    node.clock = clock
+    node = host(profile, clock=clock)
     mono = [1000.0]
     cfg = config(tmp_path, readers=READERS, rooms=["salle-1"], **extra)
     occupancy = OccupancyService(node, OccupancyServiceConfig(capacity=2))
     service = service_on(
         node,
         tmp_path,
-        profile,
         monotonic=lambda: mono[0],
-        occupancy=occupancy,
         readers=READERS,
         rooms=["salle-1"],
         **extra,

@@ -1,12 +1,14 @@
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.counters import Counters
 from edged.commands.response import ResponseTopics
-from edged.commands.router import MAX_COMMAND_BYTES, CommandRouter, IncomingCommand
-from edged.counters import Counters
+from edged.commands.router import CommandRouter, IncomingCommand
+from edged.commands.spec import MAX_COMMAND_BYTES, CommandSpec
 from edged.errors import CommandError
 from edged.outbox import Publication
 from edged.topics import REPLY, Topics
@@ -26,9 +28,9 @@ def router() -> CommandRouter:
     async def crash(args: dict[str, Any]) -> None:
         raise RuntimeError("boom")
 
-    r.register("echo", echo)
-    r.register("refuse", refuse)
-    r.register("crash", crash)
+    r.add(CommandSpec("echo", echo))
+    r.add(CommandSpec("refuse", refuse))
+    r.add(CommandSpec("crash", crash))
     return r
 
 
@@ -121,7 +123,7 @@ async def test_a_response_topic_on_a_node_base_refuses_the_command() -> None:
         calls.append(1)
         return 1
 
-    r.register("mode.set", run)
+    r.add(CommandSpec("mode.set", run))
     out = await r.handle(
         cmd("mode.set", {"id": "a"}, response_topic="rnst/v1/test/shuttle-07/alarm/panic")
     )
@@ -132,14 +134,14 @@ async def test_a_response_topic_on_a_node_base_refuses_the_command() -> None:
 
 async def test_a_command_spelled_with_slashes_is_the_dotted_command() -> None:
     r = router()
-    r.register("echo.more", r._routes["echo"].handler)
+    r.add(CommandSpec("echo.more", r._routes["echo"].handler))
     out = await r.handle(cmd("echo/more", {"id": "s1"}))
     assert out.name == "echo.more" and out.reply.ok
 
 
 async def test_the_same_command_in_both_spellings_is_one_command() -> None:
     r = router()
-    r.register("echo.more", r._routes["echo"].handler)
+    r.add(CommandSpec("echo.more", r._routes["echo"].handler))
     topic = "base/cmd/echo.more"  # the uplink passes the dotted topic for either spelling
     first = await r.handle(cmd("echo.more", {"id": "s1"}, topic=topic))
     again = await r.handle(cmd("echo/more", {"id": "s1"}, topic=topic))
@@ -159,7 +161,7 @@ async def test_a_result_that_cannot_be_json_becomes_an_internal_error() -> None:
         loop.append(loop)
         return loop
 
-    r.register("cyclic", cyclic)
+    r.add(CommandSpec("cyclic", cyclic))
     out = await r.handle(cmd("cyclic", {"id": "c"}))
     assert out.reply.error and out.reply.error.code == "internal" and out.reply.id == "c"
 
@@ -176,7 +178,7 @@ async def test_a_failure_outside_the_handler_is_still_one_reply() -> None:
     async def fine(args: dict[str, Any]) -> int:
         return 1
 
-    r.register("fine", fine)
+    r.add(CommandSpec("fine", fine))
     out = await r.handle(cmd("fine", {"id": "x"}))
     assert out.reply.error and out.reply.error.code == "internal"
 
@@ -227,3 +229,51 @@ async def test_any_input_gets_exactly_one_reply_that_can_be_sent(
 async def test_any_json_document_gets_exactly_one_reply(doc: Any) -> None:
     out = await router().handle(cmd("echo", doc))
     assert out.reply.ok or out.reply.error is not None
+
+
+async def test_a_command_shared_by_kind_goes_to_its_owner_and_the_first_is_the_default() -> None:
+    r = CommandRouter(Counters())
+    got: list[tuple[str, dict[str, Any]]] = []
+
+    async def panic(args: dict[str, Any]) -> str:
+        got.append(("panic", args))
+        return "panic"
+
+    async def lost(args: dict[str, Any]) -> str:
+        got.append(("lost", args))
+        return "lost"
+
+    r.add(CommandSpec("alarm.ack", panic, kind="panic"))
+    r.add(CommandSpec("alarm.ack", lost, kind="outbox_lost"))
+    default = await r.handle(cmd("alarm.ack", {"id": "1", "args": {"by": "ops"}}))
+    chosen = await r.handle(cmd("alarm.ack", {"id": "2", "args": {"kind": "outbox_lost"}}))
+    unknown = await r.handle(cmd("alarm.ack", {"id": "3", "args": {"kind": "fire"}}))
+    assert (default.reply.result, chosen.reply.result) == ("panic", "lost")
+    assert got == [("panic", {"by": "ops"}), ("lost", {})]  # the owner does not see `kind`
+    assert unknown.reply.error is not None and unknown.reply.error.code == "bad_args"
+    assert unknown.reply.error.message == "kind must be panic or outbox_lost"
+
+
+async def _nothing(args: dict[str, Any]) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "words"),
+    [
+        (CommandSpec("echo", _nothing), CommandSpec("echo", _nothing), "declared twice"),
+        (CommandSpec("echo", _nothing), CommandSpec("echo", _nothing, kind="x"), "declared twice"),
+        (
+            CommandSpec("two", _nothing, kind="a", scope="read"),
+            CommandSpec("two", _nothing, kind="b", scope="config"),
+            "share a scope",
+        ),
+    ],
+)
+def test_a_command_declared_twice_is_refused_when_the_node_starts(
+    first: CommandSpec, second: CommandSpec, words: str
+) -> None:
+    r = CommandRouter(Counters())
+    r.add(first)
+    with pytest.raises(ValueError, match=words):
+        r.add(second)

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import ConfigError
 from edged.cli.main import EXIT_CONFIG
 from edged.config import load_config, parse_config
 from edged.config.loader import locate
-from edged.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "config").glob("*.toml"))

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from edged.counters import Counters
+from core.counters import Counters
 from edged.kiosk.limits import AcceptErrorFilter, ConnectionLimits, Throttled, raise_fd_limit
 
 SCREEN = "127.0.0.1"

@@ -12,11 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from edged.config.kiosk import KioskConfig
 from edged.kiosk import server as kiosk_server
-from edged.kiosk.config import KioskConfig
-from edged.kiosk.server import STATIC, KioskServer, load_static, start_kiosk
+from edged.kiosk.server import STATIC, KioskServer, load_static
 from edged.node import Node
-from tests.edged.kiosk.conftest import Serve, stored
+from edged.services.kiosk import KioskService
+from tests.helpers.kiosk import Serve, stored
 
 JSON = {"Content-Type": "application/json"}
 
@@ -378,7 +379,7 @@ async def on_a_taken_port(
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
-    server = start_kiosk(node, KioskConfig(port=taken.getsockname()[1]))
+    server = KioskService(node.host, KioskConfig(port=taken.getsockname()[1])).server
     task = asyncio.create_task(server.run())
     try:
         for _ in range(200):
@@ -423,7 +424,7 @@ async def test_a_port_in_use_is_said_once_at_error_level_however_often_it_is_ret
 async def test_stopping_with_a_page_connected_ends_within_a_second(
     http: aiohttp.ClientSession, node: Node
 ) -> None:
-    server = start_kiosk(node, KioskConfig(port=0))
+    server = KioskService(node.host, KioskConfig(port=0)).server
     task = asyncio.create_task(server.run())
     await asyncio.wait_for(server.listening.wait(), 5)
     async with http.get(f"{server.url}api/events") as r:

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import time
 
-from edged.kiosk.config import KioskConfig
+from edged.config.kiosk import KioskConfig
 from edged.kiosk.server import KioskServer
 from edged.node import Node
-from tests.edged.kiosk.conftest import Serve
+from tests.helpers.kiosk import Serve
 
 
 class Conn:
@@ -146,10 +146,11 @@ async def test_a_stream_ends_after_its_longest_life_and_frees_its_place(
     node: Node,
 ) -> None:
     now = [1000.0]
-    from edged.kiosk.service import KioskService
+    from edged.services.kiosk import KioskService
 
     config = KioskConfig(port=0, heartbeat_s=1, stream_max_s=30, max_streams_per_peer=1)
-    server = KioskServer(KioskService(node, config), config, node.counters, clock=lambda: now[0])
+    service = KioskService(node.host, config)
+    server = KioskServer(service, config, node.counters, clock=lambda: now[0])
     task = asyncio.create_task(server.run())
     try:
         await asyncio.wait_for(server.listening.wait(), 5)

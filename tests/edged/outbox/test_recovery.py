@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import EdgedError
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
-from edged.errors import EdgedError, NotDurableError
+from edged.errors import NotDurableError
 from edged.outbox import Outbox, Publication, Stored
 from edged.topics import TAP
 from tests.edged.outbox.test_store import TOPICS, door, drain, seqs

@@ -23,7 +23,7 @@ CHILD = """
 import sys
 from edged.clock import Clock
 from edged.config.security import KeyConfig, SecurityConfig
-from edged.security.authorize import Authorizer
+from edged.commands.authorize import Authorizer
 from edged.security.signing import signed_message, verify
 
 public, sig = sys.argv[1], sys.argv[2]

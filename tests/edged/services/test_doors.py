@@ -5,16 +5,16 @@ from typing import Any
 
 import pytest
 
+from core.events import DoorInput, Unlock
 from edged.errors import CommandError
-from edged.events import DoorInput, Unlock
 from edged.services.doors import DoorService
+from tests.helpers.host import TestHost
 
-from .fakes import FakeNode
 
-
-def make(lock: bool = True) -> tuple[FakeNode, DoorService]:
-    node = FakeNode()
-    service = DoorService(node, emit=node.emit, lock_present=lambda: lock, default_pulse_s=3.0)
+def make(lock: bool = True) -> tuple[TestHost, DoorService]:
+    """`lock`: a lock relay listens for Unlock on the bus (the test host records them)."""
+    node = TestHost(relay=lock)
+    service = DoorService(node, default_pulse_s=3.0)
     return node, service
 
 

@@ -5,13 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.events import Fix
+from core.geo import offset
 from edged.config.geofences import Geofence
 from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
-from edged.events import Fix
-from edged.geo import offset
+from edged.services.events import GeofencesChanged
 from edged.services.geofences import DYNAMIC_KEY, GeofenceService, signed_distance
-from tests.edged.services.fakes import FakeNode
+from tests.helpers.host import TestHost
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 MARKET = Geofence(
@@ -30,11 +31,11 @@ def at(seconds: float, north_m: float, lat: float = 46.1714, lon: float = 1.8717
     return Fix(fix_time=T0 + timedelta(seconds=seconds), lat=la, lon=lo, speed=5.0)
 
 
-def service(node: FakeNode, *fences: Geofence, **cfg: Any) -> GeofenceService:
+def service(node: TestHost, *fences: Geofence, **cfg: Any) -> GeofenceService:
     return GeofenceService(node, GeofenceServiceConfig(fences=list(fences) or [MARKET], **cfg))
 
 
-def events(node: FakeNode) -> list[Any]:
+def events(node: TestHost) -> list[Any]:
     return [b for name, b, _ in node.published if name == "events/geofence"]
 
 
@@ -53,7 +54,7 @@ def test_polygon_distance_is_negative_inside_and_positive_outside() -> None:
 
 
 async def test_arrival_is_reported_after_the_dwell_time_inside() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node, dwell_s=10)
     for s in range(0, 30):
         svc.on_fix(at(s, 300 - s * 20))  # drives in at 20 m/s, then sits at the centre
@@ -64,7 +65,7 @@ async def test_arrival_is_reported_after_the_dwell_time_inside() -> None:
 
 
 async def test_departure_carries_the_time_spent_inside() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node, dwell_s=5, hysteresis_m=20)
     for s in range(0, 60):
         svc.on_fix(at(s, 0))
@@ -76,7 +77,7 @@ async def test_departure_carries_the_time_spent_inside() -> None:
 
 
 async def test_idling_on_the_border_does_not_chatter() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node, dwell_s=5, hysteresis_m=20)
     for s in range(0, 20):
         svc.on_fix(at(s, 0))
@@ -86,7 +87,7 @@ async def test_idling_on_the_border_does_not_chatter() -> None:
 
 
 async def test_a_pass_shorter_than_the_dwell_is_not_an_arrival() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node, dwell_s=30)
     for s in range(0, 20):
         svc.on_fix(at(s, -200 + s * 20))  # crosses the 200 m wide circle in 10 s
@@ -94,7 +95,7 @@ async def test_a_pass_shorter_than_the_dwell_is_not_an_arrival() -> None:
 
 
 async def test_geofences_set_replaces_the_dynamic_set_and_persists_it() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node)
     result = await svc.command_set(
         {"geofences": [{"id": "stop-ahun", "center": [46.0861, 2.0419], "radius_m": 60}]}
@@ -122,7 +123,7 @@ async def test_geofences_set_replaces_the_dynamic_set_and_persists_it() -> None:
     ],
 )
 async def test_a_bad_geofence_set_is_refused_and_changes_nothing(args: dict[str, Any]) -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node)
     await svc.command_set({"geofences": [{"id": "keep", "center": [46, 2], "radius_m": 50}]})
     with pytest.raises(CommandError) as info:
@@ -137,3 +138,23 @@ def test_any_position_gets_a_finite_distance(lat: float, lon: float) -> None:
     for fence in (MARKET, SQUARE):
         d = signed_distance(fence, lat, lon)
         assert d == d and abs(d) < 2.1e7
+
+
+def test_the_fences_and_the_one_the_vehicle_is_in_go_on_the_bus() -> None:
+    node = TestHost()
+    svc = service(node, dwell_s=0)
+    svc.on_fix(at(0, 20))  # inside the market
+    svc.on_fix(at(1, 20))
+    svc.on_fix(at(2, 500))  # gone
+    svc.on_fix(at(3, 500))
+    seen = [(tuple(f.id for f in e.fences), e.inside) for e in node.of_type(GeofencesChanged)]
+    market = ("gueret-market",)
+    assert seen == [(market, ()), (market, market), (market, ())]
+
+
+async def test_a_new_set_from_dispatch_goes_on_the_bus() -> None:
+    node = TestHost()
+    svc = service(node)
+    await svc.command_set({"geofences": [SQUARE.model_dump(mode="json")]})
+    (last,) = node.of_type(GeofencesChanged)[-1:]
+    assert [f.id for f in last.fences] == ["gueret-market", "square"]

@@ -1,5 +1,6 @@
 """`journey.assign` / `journey.clear`: the run a vehicle is on, as GTFS ids, retained."""
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -8,8 +9,10 @@ from hypothesis import strategies as st
 
 from edged.errors import CommandError
 from edged.payloads import Journey
+from edged.services.events import JourneyChanged, ModeChanged
 from edged.services.journey import JourneyService
-from tests.edged.services.fakes import FakeNode
+from edged.services.mode import ModeService
+from tests.helpers.host import TestHost
 
 SCHEDULED = {"route_id": "L1", "trip_id": "L1-0815", "line": "1", "headsign": "Guéret"}
 ADDED = {
@@ -21,12 +24,12 @@ ADDED = {
 }
 
 
-def journeys(node: FakeNode) -> list[Journey]:
+def journeys(node: TestHost) -> list[Journey]:
     return [b for b in node.bodies("journey") if isinstance(b, Journey)]
 
 
 async def test_a_timetabled_run_is_published_retained_with_its_ids() -> None:
-    node = FakeNode()
+    node = TestHost()
     service = JourneyService(node)
     result = await service.command_assign(dict(SCHEDULED))
     (body,) = journeys(node)
@@ -37,7 +40,7 @@ async def test_a_timetabled_run_is_published_retained_with_its_ids() -> None:
 
 
 async def test_an_on_demand_run_is_an_added_trip_without_trip_id() -> None:
-    node = FakeNode()
+    node = TestHost()
     await JourneyService(node).command_assign(dict(ADDED))
     (body,) = journeys(node)
     assert body.trip_id is None and body.schedule_relationship == "ADDED"
@@ -66,7 +69,7 @@ async def test_an_on_demand_run_is_an_added_trip_without_trip_id() -> None:
 async def test_a_bad_run_is_refused_whole_and_changes_nothing(
     args: dict[str, Any], words: str
 ) -> None:
-    node = FakeNode()
+    node = TestHost()
     service = JourneyService(node)
     await service.command_assign(dict(SCHEDULED))
     before = (list(node.published), dict(node.state))
@@ -79,7 +82,7 @@ async def test_a_bad_run_is_refused_whole_and_changes_nothing(
 @settings(max_examples=60, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), st.none() | st.integers() | st.text(max_size=200)))
 async def test_no_arguments_whatever_they_hold_raise_anything_but_bad_args(args: dict[str, Any]) -> None:
-    service = JourneyService(FakeNode())
+    service = JourneyService(TestHost())
     try:
         await service.command_assign(args)
     except CommandError as exc:
@@ -87,7 +90,7 @@ async def test_no_arguments_whatever_they_hold_raise_anything_but_bad_args(args:
 
 
 async def test_clear_publishes_no_run_and_says_whether_there_was_one() -> None:
-    node = FakeNode()
+    node = TestHost()
     service = JourneyService(node)
     await service.command_assign(dict(SCHEDULED))
     assert await service.command_clear({}) == {"cleared": True}
@@ -100,7 +103,7 @@ async def test_clear_publishes_no_run_and_says_whether_there_was_one() -> None:
 
 
 async def test_the_run_survives_a_restart_and_is_not_sent_again() -> None:
-    node = FakeNode()
+    node = TestHost()
     await JourneyService(node).command_assign(dict(SCHEDULED))
     restarted = JourneyService(node)
     assert restarted.current is not None and restarted.current["trip_id"] == "L1-0815"
@@ -108,19 +111,36 @@ async def test_the_run_survives_a_restart_and_is_not_sent_again() -> None:
     assert len(journeys(node)) == 1
 
 
-def test_a_mode_change_is_published_with_the_run_and_a_first_start_publishes_once() -> None:
-    node = FakeNode()
+async def test_a_first_start_publishes_once_and_a_mode_change_at_once() -> None:
+    node = TestHost()
     service = JourneyService(node)
-    service._publish_if_changed()
-    service._publish_if_changed()
+    await service.run()
+    await service.run()
     assert [(b.mode, b.assigned) for b in journeys(node)] == [("on-demand", False)]
-    node.set_state("mode", "out-of-service")
-    service._publish_if_changed()
+    node.emit(ModeChanged("out-of-service"))  # the mode service, after mode.set
     assert journeys(node)[-1].mode == "out-of-service"
+    node.emit(ModeChanged("out-of-service"))
+    assert len(journeys(node)) == 2
+
+
+def test_the_mode_kept_by_the_mode_service_is_the_one_published_at_start() -> None:
+    node = TestHost(state={"mode": "school"})
+    ModeService(node)
+    JourneyService(node)  # built after: the bus hands it the mode it missed
+    assert [b.mode for b in journeys(node)] == ["school"]
+
+
+def test_the_assigned_run_goes_on_the_bus_for_the_kiosk() -> None:
+    node = TestHost()
+    service = JourneyService(node)
+    asyncio.run(service.command_assign(dict(SCHEDULED)))
+    asyncio.run(service.command_clear({}))
+    runs = [e.run for e in node.of_type(JourneyChanged)]
+    assert runs[0] is None and runs[1] is not None and runs[1]["line"] == "1" and runs[2] is None
 
 
 def test_the_service_declares_its_two_commands_under_operate() -> None:
-    declared = JourneyService(FakeNode()).commands()
+    declared = JourneyService(TestHost()).commands()
     assert [(c.name, c.scope) for c in declared] == [
         ("journey.assign", "operate"),
         ("journey.clear", "operate"),

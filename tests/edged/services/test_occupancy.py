@@ -7,29 +7,25 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.events import Crossing, DoorInput
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
-from edged.events import Crossing, DoorInput
+from edged.payloads import Trip
+from edged.services.events import AccessDecided, OccupancyChanged, OccupancyReset, TripEnded
 from edged.services.occupancy import OccupancyService
-
-from .fakes import FakeNode
+from tests.helpers.host import TestHost
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def make(node: FakeNode | None = None, **cfg: Any) -> tuple[FakeNode, OccupancyService, Any]:
-    node = node or FakeNode()
-    counted: dict[str, int] = {}
-
-    def count(key: str, n: int) -> None:
-        counted[key] = counted.get(key, 0) + n
-
+def make(node: TestHost | None = None, **cfg: Any) -> tuple[TestHost, OccupancyService, Any]:
+    node = node or TestHost()
     cfg.setdefault("capacity", 10)
-    service = OccupancyService(node, OccupancyServiceConfig(**cfg), count=count)
-    return node, service, counted
+    service = OccupancyService(node, OccupancyServiceConfig(**cfg))
+    return node, service, node.counters
 
 
-def cross(node: FakeNode, direction: str, door: str = "front") -> None:
+def cross(node: TestHost, direction: str, door: str = "front") -> None:
     node.emit(Crossing(door=door, direction=direction, ts=0.0))  # type: ignore[arg-type]
 
 
@@ -51,7 +47,7 @@ def test_the_count_never_goes_below_zero_and_the_underflow_is_counted() -> None:
     cross(node, "in")
     cross(node, "out")
     cross(node, "out")
-    assert service.count == 0 and counted == {"occupancy.underflow": 1}
+    assert service.count == 0 and counted.snapshot() == {"occupancy.underflow": 1}
     assert service.exits == 1
 
 
@@ -101,7 +97,7 @@ def test_without_a_capacity_there_is_no_percent() -> None:
 def test_the_count_survives_a_restart() -> None:
     node, service, _ = make()
     service.add(7, "tap")
-    _, again, _ = make(FakeNode(state=node.state))
+    _, again, _ = make(TestHost(state=node.state))
     assert again.count == 7 and again.entries == 7
 
 
@@ -112,18 +108,36 @@ def test_every_change_publishes_occupancy() -> None:
     assert [b.count for b in node.bodies("occupancy")] == [1, 0]
 
 
-def test_end_of_trip_resets_to_zero() -> None:
-    _, service, _ = make()
+def test_end_of_trip_resets_to_zero_and_says_so_on_the_bus() -> None:
+    node, service, _ = make()
     service.add(4, "tap")
-    service.on_trip_end(None)
+    node.emit(TripEnded(Trip.model_construct()))
     assert service.count == 0 and service.entries == 0
+    assert len(node.of_type(OccupancyReset)) == 1
 
 
 def test_end_of_trip_reset_can_be_turned_off() -> None:
-    _, service, _ = make(reset_on_trip_end=False)
+    node, service, _ = make(reset_on_trip_end=False)
     service.add(4, "tap")
-    service.on_trip_end(None)
-    assert service.count == 4
+    node.emit(TripEnded(Trip.model_construct()))
+    assert service.count == 4 and node.of_type(OccupancyReset) == []
+
+
+def test_granted_taps_count_only_where_taps_are_a_source() -> None:
+    node, counting, _ = make(count_from=["taps"])
+    elsewhere = make(TestHost(), count_from=["beams"])[1]
+    node.emit(AccessDecided("board", 1))
+    node.emit(AccessDecided("login", 0))
+    assert counting.count == 1 and elsewhere.count == 0
+
+
+def test_each_count_goes_on_the_bus_with_who_boarded_and_the_restored_one_first() -> None:
+    node = TestHost(state={"occupancy": {"count": 3, "entries": 3, "exits": 0, "reset_at": 1}})
+    _, service, _ = make(node, capacity=4)
+    service.add(1, "beam")
+    service.add(-2, "beam")
+    changes = [(e.count, e.boarded, e.full) for e in node.of_type(OccupancyChanged)]
+    assert changes == [(3, 0, False), (4, 1, True), (2, 0, False)]
 
 
 def test_reset_command_sets_the_count_ops_give() -> None:

@@ -6,50 +6,43 @@ from typing import Any
 
 import pytest
 
+from core.events import Feedback, Fix, PanicInput
 from edged.config.access import PanicServiceConfig
 from edged.errors import CommandError
-from edged.events import Feedback, Fix, PanicInput
+from edged.services.events import LinkChanged, PositionUpdated
 from edged.services.panic import STATE_KEY, PanicService
-
-from .fakes import FakeNode
+from tests.helpers.host import TestHost
 
 FIX = Fix(fix_time=datetime(2026, 11, 25, 9, 0, tzinfo=UTC), lat=46.17, lon=1.87, speed=3.2)
 
 
-class Link:
-    up = True
-
-
 def make(
-    node: FakeNode | None = None, *, fix: Fix | None = FIX, link: Link | None = None, **cfg: Any
-) -> tuple[FakeNode, PanicService, Link]:
-    node = node or FakeNode()
-    link = link or Link()
-    service = PanicService(
-        node,
-        PanicServiceConfig(**cfg),
-        emit=node.emit,
-        last_fix=lambda: fix,
-        connected=lambda: link.up,
-    )
-    return node, service, link
+    node: TestHost | None = None, *, fix: Fix | None = FIX, connected: bool = True, **cfg: Any
+) -> tuple[TestHost, PanicService]:
+    """The service on `node`, told by the bus where the vehicle is and whether the link is up."""
+    node = node or TestHost()
+    service = PanicService(node, PanicServiceConfig(**cfg))
+    if fix is not None:
+        node.emit(PositionUpdated(fix))
+    node.emit(LinkChanged(connected))
+    return node, service
 
 
-def press(node: FakeNode) -> None:
+def press(node: TestHost) -> None:
     node.emit(PanicInput(True, 0.0))
     node.emit(PanicInput(False, 0.0))
 
 
-def alarms(node: FakeNode) -> list[Any]:
+def alarms(node: TestHost) -> list[Any]:
     return node.bodies("alarm/{name}")
 
 
-def patterns(node: FakeNode) -> list[str]:
+def patterns(node: TestHost) -> list[str]:
     return [f.pattern for f in node.of_type(Feedback)]
 
 
 def test_a_press_raises_a_panic_alarm_with_the_last_position() -> None:
-    node, _, _ = make()
+    node, _ = make()
     press(node)
     (alarm,) = alarms(node)
     assert (alarm.kind, alarm.active) == ("panic", True)
@@ -58,19 +51,19 @@ def test_a_press_raises_a_panic_alarm_with_the_last_position() -> None:
 
 
 def test_a_press_starts_the_local_alarm_pattern_at_once() -> None:
-    node, _, _ = make()
+    node, _ = make()
     press(node)
     assert patterns(node) == ["alarm"]
 
 
 def test_without_a_fix_the_alarm_still_goes_without_position() -> None:
-    node, _, _ = make(fix=None)
+    node, _ = make(fix=None)
     press(node)
     assert "lat" not in alarms(node)[0].details
 
 
 def test_pressing_again_resends_at_once_and_counts_the_presses() -> None:
-    node, _, _ = make()
+    node, _ = make()
     press(node)
     press(node)
     assert [a.details["presses"] for a in alarms(node)] == [1, 2]
@@ -78,16 +71,16 @@ def test_pressing_again_resends_at_once_and_counts_the_presses() -> None:
 
 
 def test_the_raised_alarm_is_stored_before_any_acknowledgement() -> None:
-    node, service, _ = make()
+    node, service = make()
     press(node)
     assert node.state[STATE_KEY]["alarm_id"] == service.active["alarm_id"]  # type: ignore[index]
 
 
 async def test_after_a_restart_the_alarm_is_restored_and_sent_again() -> None:
-    node, _, _ = make()
+    node, _ = make()
     press(node)
-    restarted = FakeNode(state=node.state)
-    _, service, _ = make(restarted, repeat_s=5)
+    restarted = TestHost(state=node.state)
+    _, service = make(restarted, repeat_s=5)
     task = asyncio.create_task(service.run())
     await asyncio.sleep(0.05)
     task.cancel()
@@ -96,7 +89,7 @@ async def test_after_a_restart_the_alarm_is_restored_and_sent_again() -> None:
 
 
 async def test_ack_clears_the_alarm_and_shows_help_is_coming() -> None:
-    node, service, _ = make(acked_indicator_s=0.05)
+    node, service = make(acked_indicator_s=0.05)
     press(node)
     alarm_id = service.active["alarm_id"]  # type: ignore[index]
     result = await service.command_ack({"alarm_id": alarm_id, "by": "dispatch-gueret"})
@@ -113,7 +106,7 @@ async def test_ack_clears_the_alarm_and_shows_help_is_coming() -> None:
 
 
 async def test_ack_of_another_alarm_is_refused_and_changes_nothing() -> None:
-    node, service, _ = make()
+    node, service = make()
     press(node)
     with pytest.raises(CommandError) as info:
         await service.command_ack({"alarm_id": "123-abc"})
@@ -121,7 +114,7 @@ async def test_ack_of_another_alarm_is_refused_and_changes_nothing() -> None:
 
 
 async def test_ack_without_an_alarm_is_refused() -> None:
-    _, service, _ = make()
+    _, service = make()
     with pytest.raises(CommandError) as info:
         await service.command_ack({})
     assert info.value.code == "no_alarm"
@@ -129,7 +122,7 @@ async def test_ack_without_an_alarm_is_refused() -> None:
 
 @pytest.mark.parametrize("args", [{"alarm_id": 5}, {"by": "x" * 65}, {"who": "me"}])
 async def test_ack_refuses_malformed_arguments(args: dict[str, Any]) -> None:
-    node, service, _ = make()
+    node, service = make()
     press(node)
     with pytest.raises(CommandError) as info:
         await service.command_ack(args)
@@ -137,7 +130,7 @@ async def test_ack_refuses_malformed_arguments(args: dict[str, Any]) -> None:
 
 
 async def test_an_unacknowledged_alarm_repeats_while_connected() -> None:
-    node, service, _ = make(repeat_s=5)
+    node, service = make(repeat_s=5)
     service.config = PanicServiceConfig.model_construct(repeat_s=0.05, acked_indicator_s=0)
     press(node)
     task = asyncio.create_task(service.run())
@@ -148,9 +141,7 @@ async def test_an_unacknowledged_alarm_repeats_while_connected() -> None:
 
 
 async def test_no_repeats_pile_up_while_offline() -> None:
-    link = Link()
-    link.up = False
-    node, service, _ = make(link=link)
+    node, service = make(connected=False)
     service.config = PanicServiceConfig.model_construct(repeat_s=0.05, acked_indicator_s=0)
     press(node)
     task = asyncio.create_task(service.run())
@@ -160,7 +151,7 @@ async def test_no_repeats_pile_up_while_offline() -> None:
 
 
 def test_a_new_press_after_an_ack_raises_a_new_alarm() -> None:
-    node, service, _ = make()
+    node, service = make()
     press(node)
     first = service.active["alarm_id"]  # type: ignore[index]
 

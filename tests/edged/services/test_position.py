@@ -5,19 +5,20 @@ from typing import Any
 
 import pytest
 
+from core.events import Fix, FixMode
+from core.geo import offset
 from edged.clock import ClockSource
 from edged.config.services import PositionServiceConfig, ReportingConfig
-from edged.events import Fix, FixMode
-from edged.geo import offset
+from edged.services.events import FixStatus, OdometerChanged, PositionUpdated
 from edged.services.position import ODOMETER_KEY, PositionService, heading_delta
-from tests.edged.services.fakes import FakeNode
+from tests.helpers.host import TestHost
 
 
 def fix(lat: float, lon: float, **kw: Any) -> Fix:
     return Fix(fix_time=datetime.now(UTC), lat=lat, lon=lon, hdop=1.0, **kw)
 
 
-def service(node: FakeNode, **rule: Any) -> PositionService:
+def service(node: TestHost, **rule: Any) -> PositionService:
     """Same reporting rule moving and stopped, unless a test says otherwise."""
     qos = rule.pop("qos", 0)
     r = ReportingConfig(**{"min_period_s": 0, **rule})
@@ -25,7 +26,7 @@ def service(node: FakeNode, **rule: Any) -> PositionService:
 
 
 async def test_first_valid_fix_is_published_at_once() -> None:
-    node = FakeNode()
+    node = TestHost()
     service(node).on_fix(fix(46.0, 2.0))
     ((name, body, qos),) = node.published
     assert name == "position" and qos == 0
@@ -33,7 +34,7 @@ async def test_first_valid_fix_is_published_at_once() -> None:
 
 
 async def test_void_fix_is_never_published() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node)
     svc.on_fix(fix(46.0, 2.0, mode=FixMode.NONE))
     svc.on_fix(fix(46.0, 2.0, quality=0))
@@ -44,7 +45,7 @@ async def test_void_fix_is_never_published() -> None:
 async def test_parked_vehicle_with_jitter_neither_floods_nor_grows_its_odometer(
     speed: float | None,
 ) -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node, min_distance_m=25, max_period_s=3600)
     rng = random.Random(3)
     for _ in range(3600):  # an hour parked at 1 Hz, 1.5 m noise per axis
@@ -54,7 +55,7 @@ async def test_parked_vehicle_with_jitter_neither_floods_nor_grows_its_odometer(
 
 
 async def test_moving_vehicle_is_reported_by_distance_and_odometer_follows() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node, min_distance_m=50)
     for i in range(101):  # 1 km north in 10 m steps at 10 m/s
         svc.on_fix(fix(*offset(46.0, 2.0, i * 10.0, 0), speed=10.0))
@@ -63,26 +64,26 @@ async def test_moving_vehicle_is_reported_by_distance_and_odometer_follows() -> 
 
 
 async def test_odometer_continues_from_persisted_state() -> None:
-    node = FakeNode({ODOMETER_KEY: 12_345.0})
+    node = TestHost({ODOMETER_KEY: 12_345.0})
     svc = service(node)
     svc.on_fix(fix(46.0, 2.0))
     assert node.published[0][1].odometer_m == 12_345.0  # type: ignore[attr-defined]
 
 
 async def test_valid_fix_disciplines_the_clock() -> None:
-    node = FakeNode()
+    node = TestHost()
     service(node).on_fix(fix(46.0, 2.0))
     assert node.clock.source in {ClockSource.GPS, ClockSource.NTP}
 
 
 async def test_fix_whose_date_the_receiver_did_not_give_never_sets_the_clock() -> None:
-    node = FakeNode()  # a Pi whose clock is not synchronised
+    node = TestHost()  # a Pi whose clock is not synchronised
     service(node).on_fix(fix(46.0, 2.0, date_known=False))
     assert node.clock.source is ClockSource.UNSYNCED
 
 
 async def test_fix_whose_date_the_receiver_did_not_give_is_published_marked_so() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node)
     svc.on_fix(fix(46.0, 2.0, date_known=False))
     (body,) = node.bodies("position")
@@ -92,7 +93,7 @@ async def test_fix_whose_date_the_receiver_did_not_give_is_published_marked_so()
 
 
 async def test_clock_is_set_from_the_fix_as_of_when_the_receiver_sent_it() -> None:
-    node = FakeNode()
+    node = TestHost()
     sent = time.monotonic() - 0.6  # the epoch closed 0.6 s after its first sentence
     gps_time = datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC)
     service(node).on_fix(Fix(fix_time=gps_time, lat=46.0, lon=2.0, received=sent))
@@ -102,13 +103,13 @@ async def test_clock_is_set_from_the_fix_as_of_when_the_receiver_sent_it() -> No
 
 
 async def test_configured_qos_is_used() -> None:
-    node = FakeNode()
+    node = TestHost()
     service(node, qos=1).on_fix(fix(46.0, 2.0))
     assert node.published[0][2] == 1
 
 
 async def test_turn_above_the_minimum_speed_triggers_a_report() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node, min_distance_m=10_000, heading_change_deg=30)
     svc.on_fix(fix(46.0, 2.0, speed=10.0, course=0.0))
     svc.on_fix(fix(46.0001, 2.0, speed=10.0, course=20.0))
@@ -117,7 +118,7 @@ async def test_turn_above_the_minimum_speed_triggers_a_report() -> None:
 
 
 async def test_turn_while_crawling_is_not_a_report() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = service(node, min_distance_m=10_000, heading_change_deg=30)
     svc.on_fix(fix(46.0, 2.0, speed=1.5, course=0.0))
     svc.on_fix(fix(46.0, 2.0, speed=1.5, course=90.0))
@@ -131,7 +132,7 @@ def test_heading_delta_wraps_around_north() -> None:
 
 
 async def test_stopping_and_starting_are_reported_and_use_their_own_rules() -> None:
-    node = FakeNode()
+    node = TestHost()
     moving = ReportingConfig(min_period_s=0, min_distance_m=10)
     stopped = ReportingConfig(min_period_s=0, min_distance_m=10_000, max_period_s=3600)
     svc = PositionService(node, PositionServiceConfig(moving=moving, stopped=stopped))
@@ -144,7 +145,7 @@ async def test_stopping_and_starting_are_reported_and_use_their_own_rules() -> N
 
 
 async def test_no_valid_fix_for_the_configured_time_raises_fix_lost_once() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = PositionService(node, PositionServiceConfig(fix_lost_after_s=10))
     svc.on_fix(fix(46.0, 2.0))
     now = svc.last_valid[1]  # type: ignore[index]
@@ -158,7 +159,7 @@ async def test_no_valid_fix_for_the_configured_time_raises_fix_lost_once() -> No
 
 
 async def test_a_receiver_that_never_gets_a_fix_raises_fix_lost() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = PositionService(node, PositionServiceConfig(fix_lost_after_s=10))
     svc.on_fix(fix(46.0, 2.0, mode=FixMode.NONE))
     svc.check_fix(svc._started + 10.5)
@@ -167,7 +168,7 @@ async def test_a_receiver_that_never_gets_a_fix_raises_fix_lost() -> None:
 
 
 async def test_a_valid_fix_after_a_loss_is_regained() -> None:
-    node = FakeNode()
+    node = TestHost()
     svc = PositionService(node, PositionServiceConfig(fix_lost_after_s=10))
     svc.on_fix(fix(46.0, 2.0))
     svc.check_fix(svc.last_valid[1] + 11)  # type: ignore[index]
@@ -175,3 +176,22 @@ async def test_a_valid_fix_after_a_loss_is_regained() -> None:
     events = [b.event for name, b, _ in node.published if name == "events/fix"]  # type: ignore[attr-defined]
     assert events == ["lost", "regained"]
     assert not svc.fix_lost
+
+
+def test_each_valid_fix_and_each_odometer_step_goes_on_the_bus() -> None:
+    node = TestHost({ODOMETER_KEY: 500.0})
+    svc = service(node, min_distance_m=50)
+    svc.on_fix(fix(46.0, 2.0, speed=10.0))
+    svc.on_fix(fix(46.0, 2.0, mode=FixMode.NONE))  # void: nothing on the bus
+    svc.on_fix(fix(*offset(46.0, 2.0, 20.0, 0), speed=10.0))
+    assert len(node.of_type(PositionUpdated)) == 2
+    odometer = [e.odometer_m for e in node.of_type(OdometerChanged)]
+    assert odometer[0] == 500.0 and odometer[-1] == pytest.approx(520.0, abs=0.1)
+
+
+def test_fix_lost_and_regained_go_on_the_bus() -> None:
+    node = TestHost()
+    svc = PositionService(node, PositionServiceConfig(fix_lost_after_s=10))
+    svc.check_fix(now=time.monotonic() + 11)
+    svc.on_fix(fix(46.0, 2.0))
+    assert [e.lost for e in node.of_type(FixStatus)] == [True, False]

@@ -2,15 +2,16 @@ from typing import Any
 
 import pytest
 
+from core.events import ActiveFaults, J1939Signals, TroubleCode
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
-from edged.events import ActiveFaults, J1939Signals, TroubleCode
+from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded
 from edged.services.trips import DISTANCE_WRAP_M, OPEN_TRIP_KEY, Totalizer
 from edged.services.vehicle import VehicleService
-from tests.edged.services.fakes import FakeNode
+from tests.helpers.host import TestHost
 
 
-class Bus:
+class CanFeed:
     """Feeds decoded parameter groups as the CAN driver would."""
 
     def __init__(self, svc: VehicleService) -> None:
@@ -28,17 +29,27 @@ class Bus:
 
 
 def make(
-    node: FakeNode | None = None, gps: list[float] | None = None, **trips: Any
-) -> tuple[FakeNode, VehicleService, Bus]:
-    node = node or FakeNode()
-    odo = gps if gps is not None else [0.0]
+    node: TestHost | None = None, gps: float | None = None, **trips: Any
+) -> tuple[TestHost, VehicleService, CanFeed]:
+    node = node or TestHost()
+    if gps is not None:
+        drive(node, gps)
     svc = VehicleService(
         node,
         VehicleServiceConfig(extra={"adblue_pct": "AT1T1I.Level"}),
         TripServiceConfig(**trips),
-        gps_odometer_m=lambda: odo[0],
     )
-    return node, svc, Bus(svc)
+    return node, svc, CanFeed(svc)
+
+
+def drive(node: TestHost, odometer_m: float) -> None:
+    """The position service's GPS odometer, on the bus."""
+    node.emit(OdometerChanged(odometer_m))
+
+
+def load(node: TestHost, count: int, boarded: int = 0) -> None:
+    """The occupancy service's count, on the bus."""
+    node.emit(OccupancyChanged(count, None, boarded))
 
 
 def test_signals_become_the_vehicle_payload_in_its_units() -> None:
@@ -120,10 +131,9 @@ def test_a_counter_wrap_counts_the_distance_across_the_maximum() -> None:
 
 
 def test_without_can_totals_the_trip_uses_the_gps_odometer_and_an_estimate() -> None:
-    odo = [10_000.0]
-    node, svc, _ = make(gps=odo, consumption_l_per_100km=30.0)
+    node, svc, _ = make(gps=10_000.0, consumption_l_per_100km=30.0)
     svc.trips.start("command")
-    odo[0] = 30_000.0  # 20 km by GPS
+    drive(node, 30_000.0)  # 20 km by GPS
     svc.trips.stop()
     (trip,) = node.bodies("trip")
     assert (trip.distance_km, trip.distance_source) == (20.0, "gps")
@@ -146,7 +156,7 @@ def test_an_open_trip_survives_a_restart() -> None:
 
 
 def test_a_corrupt_trip_record_is_dropped_not_a_crash() -> None:
-    node = FakeNode({OPEN_TRIP_KEY: {"trip_id": 5}})
+    node = TestHost({OPEN_TRIP_KEY: {"trip_id": 5}})
     _, svc, _ = make(node=node)
     assert svc.trips.trip is None
 
@@ -232,13 +242,13 @@ def test_a_cleared_code_disappears() -> None:
 
 def test_passenger_km_integrates_each_load_over_the_distance_it_travelled() -> None:
     node, svc, bus = make()
-    svc.trips.set_load(2)  # two on board before the engine starts
+    load(node, 2)  # two on board before the engine starts
     bus.totals(1_000_000.0, 5000.0)
     bus.engine(800)
     bus.totals(1_010_000.0, 5003.0)  # 10 km with 2 on board
-    svc.trips.set_load(5, boarded=3)
+    load(node, 5, boarded=3)
     bus.totals(1_014_000.0, 5004.0)  # 4 km with 5
-    svc.trips.set_load(1)  # four get off
+    load(node, 1)  # four get off
     bus.totals(1_020_000.0, 5006.0)  # 6 km with 1
     svc.trips.stop()
     (trip,) = node.bodies("trip")
@@ -248,45 +258,42 @@ def test_passenger_km_integrates_each_load_over_the_distance_it_travelled() -> N
 
 
 def test_without_an_occupancy_service_a_trip_has_no_passenger_figures() -> None:
-    odo = [0.0]
-    node, svc, _ = make(gps=odo)
+    node, svc, _ = make(gps=0.0)
     svc.trips.start("command")
-    odo[0] = 5_000.0
+    drive(node, 5_000.0)
     svc.trips.stop()
     (trip,) = node.bodies("trip")
     assert trip.passengers is None and trip.passenger_km is None
 
 
 def test_an_empty_trip_has_no_co2_per_passenger_km() -> None:
-    odo = [0.0]
-    node, svc, _ = make(gps=odo)
-    svc.trips.set_load(0)
+    node, svc, _ = make(gps=0.0)
+    load(node, 0)
     svc.trips.start("command")
-    odo[0] = 5_000.0
+    drive(node, 5_000.0)
     svc.trips.stop()
     (trip,) = node.bodies("trip")
     assert (trip.passengers, trip.passenger_km, trip.co2e_g_per_passenger_km) == (0, 0.0, None)
 
 
 def test_passengers_of_an_open_trip_survive_a_restart() -> None:
-    odo = [0.0]
-    node, svc, _ = make(gps=odo)
-    svc.trips.set_load(3, boarded=3)
+    node, svc, _ = make(gps=0.0)
+    load(node, 3, boarded=3)
     svc.trips.start("command")
-    odo[0] = 2_000.0
-    svc.trips.set_load(4, boarded=1)  # 2 km with 3 on board
+    drive(node, 2_000.0)
+    load(node, 4, boarded=1)  # 2 km with 3 on board
     svc.trips.persist(force=True)
-    restarted = FakeNode(state=node.state)
-    _, again, _ = make(restarted, gps=odo)
-    again.trips.set_load(4)  # the occupancy service restores its count
-    odo[0] = 3_000.0  # 1 km with 4
+    restarted = TestHost(state=node.state)
+    _, again, _ = make(restarted, gps=2_000.0)
+    load(restarted, 4)  # the occupancy service restores its count
+    drive(restarted, 3_000.0)  # 1 km with 4
     again.trips.stop()
     (trip,) = restarted.bodies("trip")
     assert (trip.passengers, trip.passenger_km) == (4, 3 * 2 + 4 * 1)
 
 
 def test_an_ignition_sense_line_outranks_engine_speed() -> None:
-    from edged.events import IgnitionInput
+    from core.events import IgnitionInput
 
     _, svc, bus = make()
     svc.on_ignition_input(IgnitionInput(True, 0.0))
@@ -298,10 +305,26 @@ def test_an_ignition_sense_line_outranks_engine_speed() -> None:
     assert svc.ignition is False and svc.trips.trip is None
 
 
+def test_a_closed_trip_goes_on_the_bus_published_or_not() -> None:
+    node, svc, _ = make(gps=0.0, min_distance_km=1.0)
+    svc.trips.start("command")
+    drive(node, 500.0)
+    short = svc.trips.stop()
+    assert node.bodies("trip") == [] and [e.trip for e in node.of_type(TripEnded)] == [short]
+
+
+def test_the_vehicle_service_declares_its_trip_commands() -> None:
+    _, svc, _ = make()
+    assert [(c.name, c.scope) for c in svc.commands()] == [
+        ("trip.start", "operate"),
+        ("trip.stop", "operate"),
+    ]
+
+
 # -- on change: deadbands and heartbeat ------------------------------------------------------
 
 
-def ticking() -> tuple[FakeNode, VehicleService, Bus]:
+def ticking() -> tuple[TestHost, VehicleService, CanFeed]:
     """A vehicle whose first `vehicle` has gone out, the bus talking."""
     node, svc, bus = make()
     bus.send("CCVS1", WheelBasedVehicleSpeed=50.0)
@@ -362,14 +385,8 @@ def test_each_message_carries_every_value_at_full_precision() -> None:
 
 
 def test_off_the_former_rule_sends_at_every_period() -> None:
-    node = FakeNode()
-    svc = VehicleService(
-        node,
-        VehicleServiceConfig(on_change=False),
-        TripServiceConfig(),
-        gps_odometer_m=lambda: 0.0,
-    )
-    Bus(svc).send("CCVS1", WheelBasedVehicleSpeed=50.0)
+    svc = VehicleService(TestHost(), VehicleServiceConfig(on_change=False), TripServiceConfig())
+    CanFeed(svc).send("CCVS1", WheelBasedVehicleSpeed=50.0)
     svc.publish()
     assert svc._sent is not None
     assert svc.due(svc._sent[1] + 10)

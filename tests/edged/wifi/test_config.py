@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import ConfigError
 from edged.config import parse_config
-from edged.errors import ConfigError
-from edged.wifi.config import WifiConfig
+from edged.config.wifi import WifiConfig
 from tests.edged.wifi.conftest import NODE, Make, secret_file
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edged.counters import Counters
+from core.counters import Counters
 from edged.wifi.dns import CaptiveDns, Malformed, answer
 from tests.helpers.phone import dns_query, parse_answer
 

@@ -20,18 +20,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from edged.kiosk.config import KioskConfig
-from edged.kiosk.server import KioskServer, start_kiosk
+from edged.config.kiosk import KioskConfig
+from edged.kiosk.server import KioskServer
 from edged.node import Node
+from edged.services.kiosk import KioskService
+from edged.services.wifi import WifiService
 from edged.wifi.portal import PortalServer
 from edged.wifi.probes import PROBES
 from edged.wifi.render.nft import render_nft
-from edged.wifi.service import WifiService
 from edged.wifi.sessions import NftFirewall
-from tests.edged.kiosk.conftest import Nodes
-from tests.edged.kiosk.wiring import add_kiosk_topic
 from tests.edged.wifi.conftest import Make
 from tests.helpers.broker import Mosquitto, free_port
+from tests.helpers.kiosk import Nodes
 from tests.helpers.netns import Netns, need_netns
 from tests.helpers.nodes import write_config
 
@@ -74,11 +74,6 @@ class Portal:
         self.routes.write_text(route)
 
 
-@pytest.fixture(autouse=True)
-def kiosk_topic(monkeypatch: pytest.MonkeyPatch) -> None:
-    add_kiosk_topic(monkeypatch)
-
-
 @pytest.fixture
 def netns(make: Make, tmp_path: Path) -> Iterator[Netns]:
     need_netns()
@@ -105,7 +100,10 @@ async def portal(
     nodes = Nodes(write_config(tmp_path, broker.port, gps=False), tmp_path)
     node = await nodes.start()
     await until(lambda: node.uplink.connected, "the node online")
-    kiosk = start_kiosk(node, KioskConfig(port=0, buttons=["mediator", "service"]))
+    service = KioskService(node.host, KioskConfig(port=0, buttons=["mediator", "service"]))
+    for spec in service.commands():
+        node.router.add(spec)
+    kiosk = service.server
     extra = (
         f"\n[wifi.portal]\nport = {free_port()}\ndns_port = {free_port()}\nheader_timeout_s = 1\n"
     )
@@ -114,15 +112,16 @@ async def portal(
     p.sees()
     p.uplink(False)
     p.wifi = WifiService(
-        node,
+        node.host,
         wifi,
-        kiosk,
+        service,
+        service.config,
         firewall=NftFirewall(prefix=netns.prefix),
-        host="127.0.0.1",
+        address="127.0.0.1",
         arp=p.arp,
         routes=p.routes,
     )
-    tasks = [asyncio.create_task(kiosk.run()), asyncio.create_task(p.wifi.run())]
+    tasks = [asyncio.create_task(service.run()), asyncio.create_task(p.wifi.run())]
     await asyncio.wait_for(kiosk.listening.wait(), 5)
     await asyncio.wait_for(p.server.listening.wait(), 5)
     try:
@@ -221,6 +220,7 @@ async def test_a_path_added_for_the_screen_alone_never_reaches_the_portal(
     kiosk = KioskServer(portal.kiosk.service, portal.kiosk.config, portal.node.counters)
     again = PortalServer(
         portal.kiosk.service,
+        portal.kiosk.config,
         portal.wifi.wifi,
         portal.node.counters,
         sessions=portal.wifi.sessions,

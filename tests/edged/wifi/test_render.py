@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edged.config.models import EdgedConfig
-from edged.wifi.config import WifiConfig
+from edged.config.wifi import WifiConfig
 from edged.wifi.layout import Layout
 from edged.wifi.plan import build_plan
 from edged.wifi.render.dnsmasq import render_dnsmasq, render_nm_dnsmasq

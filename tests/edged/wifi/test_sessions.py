@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edged.counters import Counters
+from core.counters import Counters
 from edged.wifi.render.nft import render_nft
 from edged.wifi.sessions import FirewallError, NftFirewall, PortalFull, Sessions, normal_mac
 from tests.edged.wifi.conftest import Make

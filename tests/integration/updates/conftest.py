@@ -23,7 +23,7 @@ from tests.helpers.commands import births, reply_to
 from tests.helpers.fileserver import FileServer, fleet_ca
 from tests.helpers.mqtt import Collector, Received, publish
 from tests.helpers.nodes import ROOT, write_config
-from tests.helpers.releases import NodeRoot, fake_release, first_release, make_root
+from tests.helpers.releases import PACKAGES, NodeRoot, fake_release, first_release, make_root
 from tests.helpers.service import Service
 
 FLEET, NODE = "test", "shuttle-07"
@@ -60,7 +60,7 @@ def bumped_source(dest: Path, version: str) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("edged", "drivers"):
+    for package in PACKAGES:
         shutil.copytree(ROOT / package, dest / package, ignore=ignore)
     pyproject = dest / "pyproject.toml"
     text = pyproject.read_text()

@@ -17,17 +17,19 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
+from core.counters import Counters
 from edged.clock import Clock
 from edged.commands.args import only
-from edged.counters import Counters
+from edged.commands.spec import CommandSpec
 from edged.errors import CommandError, OutboxFullError
-from edged.outbox import Outbox, PutResult
+from edged.outbox.publication import Publication
+from edged.outbox.store import Outbox, PutResult
 from edged.payloads import Alarm
 from edged.topics import ALARM, Topics, TopicSpec
-from edged.uplink import Uplink
 
 log = logging.getLogger(__name__)
 
@@ -36,35 +38,68 @@ FULL, LOST = "outbox_full", "outbox_lost"
 LOST_KEY = "outbox.lost"
 
 
-class Host(Protocol):
-    clock: Clock
-    counters: Counters
-    topics: Topics
-    outbox: Outbox
-    uplink: Uplink
+class DirectLink(Protocol):
+    """The uplink, for what cannot go through the outbox it is about."""
 
-    def publish(
-        self, spec: TopicSpec, body: Alarm, *, name: str | None = None
-    ) -> "asyncio.Future[PutResult]": ...
+    @property
+    def connected(self) -> bool: ...
 
-    def get_state(self, key: str, default: Any = None) -> Any: ...
+    @property
+    def sessions(self) -> int: ...
 
-    def set_state(self, key: str, value: Any) -> None: ...
+    async def publish_direct(
+        self, topic: str, payload: bytes, *, qos: int, retain: bool, within_s: float = ...
+    ) -> bool: ...
 
 
-class StorageAlarms:
-    def __init__(self, node: Host) -> None:
-        self.node = node
+class OutboxAlarms:
+    """The outbox's front door and its alarms: every publication goes through `publish`,
+    so a refusal by the disk raises the alarm and the next success clears it."""
+
+    def __init__(
+        self, outbox: Outbox, topics: Topics, clock: Clock, counters: Counters, link: DirectLink
+    ) -> None:
+        self.outbox = outbox
+        self.topics = topics
+        self.clock = clock
+        self.counters = counters
+        self.link = link
         self.unwritable: Alarm | None = None  # the disk refused a write: alarm to send
         self._sent_at = float("-inf")
         self._session = -1
         self._direct: set[asyncio.Task[bool]] = set()
 
+    def publish(
+        self,
+        spec: TopicSpec,
+        body: BaseModel,
+        *,
+        name: str | None = None,
+        qos: int | None = None,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> "asyncio.Future[PutResult]":
+        pub = Publication.make(
+            self.topics,
+            spec,
+            body,
+            name=name,
+            qos=qos,
+            response_topic=response_topic,
+            correlation=correlation,
+        )
+        future = self.outbox.put_nowait(pub)
+        future.add_done_callback(self.check_stored)
+        return future
+
+    def commands(self) -> list[CommandSpec]:
+        return [CommandSpec("alarm.ack", self.command_ack, kind=LOST)]
+
     # -- the outbox's caps -------------------------------------------------------------
 
     def pressure(self, active: bool, reason: str, details: dict[str, Any]) -> None:
-        self.node.counters.inc("outbox.full" if active else "outbox.recovered")
-        self.node.publish(
+        self.counters.inc("outbox.full" if active else "outbox.recovered")
+        self.publish(
             ALARM, Alarm(kind=FULL, active=active, reason=reason, details=details), name=FULL
         )
 
@@ -81,7 +116,7 @@ class StorageAlarms:
         elif isinstance(exc, OutboxFullError):
             log.error("%s", exc)
         elif exc is not None:
-            self.node.counters.inc("outbox.error")
+            self.counters.inc("outbox.error")
             log.error("could not store a message: %s", exc)
             self._unwritable_alarm(str(exc))
 
@@ -92,7 +127,7 @@ class StorageAlarms:
             kind=FULL,
             active=True,
             reason=f"cannot write the outbox: {reason}"[:200],
-            details={"write_errors": self.node.counters.snapshot().get("outbox.error", 0)},
+            details={"write_errors": self.counters.snapshot().get("outbox.error", 0)},
         )
         self.send_unwritable()
 
@@ -103,17 +138,17 @@ class StorageAlarms:
 
     def send_unwritable(self) -> None:
         """Straight to the broker: once per MQTT session, and again every minute."""
-        uplink = self.node.uplink
-        if self.unwritable is None or not uplink.connected:
+        link = self.link
+        if self.unwritable is None or not link.connected:
             return
         now = time.monotonic()
-        fresh = self._session != uplink.sessions
+        fresh = self._session != link.sessions
         if not fresh and now - self._sent_at < UNWRITABLE_ALARM_EVERY_S:
             return
-        self._sent_at, self._session = now, uplink.sessions
-        payload, _, _ = self.node.outbox.stamp(ALARM.suffix(FULL), self.unwritable)
+        self._sent_at, self._session = now, link.sessions
+        payload, _, _ = self.outbox.stamp(ALARM.suffix(FULL), self.unwritable)
         task = asyncio.create_task(
-            uplink.publish_direct(self.node.topics.of(ALARM, FULL), payload, qos=1, retain=True),
+            link.publish_direct(self.topics.of(ALARM, FULL), payload, qos=1, retain=True),
             name="alarm.unwritable",
         )
         self._direct.add(task)
@@ -125,7 +160,7 @@ class StorageAlarms:
             self.unwritable = None
             self._sent_at = float("-inf")
             log.warning("the outbox can be written again")
-            self.node.publish(
+            self.publish(
                 ALARM,
                 Alarm(kind=FULL, active=False, reason="the outbox can be written again"),
                 name=FULL,
@@ -135,48 +170,33 @@ class StorageAlarms:
 
     def report_losses(self) -> None:
         """Raise `outbox_lost` for what the outbox found at open; kept until acknowledged."""
-        losses = self.node.outbox.losses
+        losses = self.outbox.losses
         if not losses:
             return
         details = {
-            "raised_at": self.node.clock.now()[0],
-            "epoch": self.node.outbox.epoch,
+            "raised_at": self.clock.now()[0],
+            "epoch": self.outbox.epoch,
             "losses": [loss.details() for loss in losses],
         }
-        self.node.set_state(LOST_KEY, details)
+        self.outbox.set_state(LOST_KEY, details)
         reason = "; ".join(loss.reason for loss in losses)
-        self.node.publish(
+        self.publish(
             ALARM, Alarm(kind=LOST, active=True, reason=reason[:500], details=details), name=LOST
         )
 
-    def command_ack(self, args: dict[str, Any]) -> dict[str, Any]:
-        """`alarm.ack {"kind": "outbox_lost", "by"?}`."""
-        only("alarm.ack", args, "kind", "by")
+    async def command_ack(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`alarm.ack {"kind": "outbox_lost", "by"?}` (the router took `kind` off)."""
+        only("alarm.ack", args, "by")
         by = args.get("by", "")
         if not isinstance(by, str) or len(by) > 64:
             raise CommandError("bad_args", "by must be text of at most 64 characters")
-        active = self.node.get_state(LOST_KEY)
+        active = self.outbox.get_state(LOST_KEY)
         if not isinstance(active, dict):
             raise CommandError("no_alarm", "no outbox_lost alarm is active")
-        details = {**active, "acked_at": self.node.clock.now()[0], "acked_by": by}
-        self.node.set_state(LOST_KEY, None)
-        self.node.publish(
+        details = {**active, "acked_at": self.clock.now()[0], "acked_by": by}
+        self.outbox.set_state(LOST_KEY, None)
+        self.publish(
             ALARM, Alarm(kind=LOST, active=False, reason="acknowledged", details=details), name=LOST
         )
         return {"kind": LOST, "acked": True}
 
-
-def alarm_ack(
-    panic: Callable[[dict[str, Any]], Any], storage: StorageAlarms
-) -> Callable[[dict[str, Any]], Any]:
-    """`alarm.ack`: `kind` (default `panic`) picks whose alarm is acknowledged."""
-
-    async def handler(args: dict[str, Any]) -> Any:
-        kind = args.get("kind", "panic")
-        if kind == LOST:
-            return storage.command_ack(args)
-        if kind != "panic":
-            raise CommandError("bad_args", f"kind must be panic or {LOST}")
-        return await panic({k: v for k, v in args.items() if k != "kind"})
-
-    return handler

@@ -1,18 +1,16 @@
-"""What every CAN backend does, and the options they share.
+"""The options every CAN backend shares: how frames become events.
 
 A backend reads frames (a real adapter through python-can, or a candump log replayed
 through python-can's virtual bus) and emits, through the same receive and decode path,
-`edged.events.J1939Signals` for every DBC message and `edged.events.ActiveFaults` for DM1.
+`core.events.J1939Signals` for every DBC message and `core.events.ActiveFaults` for DM1.
 """
-
-from typing import ClassVar, Protocol
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from drivers.base import DriverContext, DriverOptions
+from core.driver import DriverOptions
+from core.errors import ConfigError
+from core.paths import ExistingConfigPath
 from drivers.can.decoder import SHIPPED_DBC, Decoders
-from edged.config.paths import ExistingConfigPath
-from edged.errors import ConfigError
 
 
 class CanDecodeOptions(DriverOptions):
@@ -60,10 +58,3 @@ class CanDecodeOptions(DriverOptions):
             self._decoders = Decoders(self.dbc or SHIPPED_DBC, self.pgns)
         return self._decoders
 
-
-class CanBackend(Protocol):
-    """Emits J1939Signals and ActiveFaults through `ctx.emit`, counting what it drops."""
-
-    Options: ClassVar[type[DriverOptions]]
-
-    async def run(self, ctx: DriverContext) -> None: ...

@@ -1,29 +1,29 @@
-"""KioskService on a real node (outbox on disk, no broker): state, commands, requests."""
+"""The kiosk service on a real node (outbox on disk, no broker): its view from the other
+services' events, its commands, rider requests."""
 
 import asyncio
 import json
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from core.errors import EdgedError
 from edged.commands.router import IncomingCommand
-from edged.errors import CommandError, EdgedError
-from edged.kiosk.config import KioskConfig
-from edged.kiosk.models import RiderPost
-from edged.kiosk.server import start_kiosk
-from edged.kiosk.service import (
+from edged.config.kiosk import KioskConfig
+from edged.errors import CommandError
+from edged.kiosk.models import RequestRefused, RiderPost
+from edged.node import Node
+from edged.services.events import FixStatus, ModeChanged, OccupancyChanged
+from edged.services.kiosk import (
     KEEP_REQUESTS,
     MESSAGES_KEY,
     REQUESTS_KEY,
     KioskService,
-    RequestRefused,
     default_buttons,
 )
-from edged.node import Node
-from edged.topics import TOPICS
-from tests.edged.kiosk.conftest import AUBUSSON, FELLETIN, T0, FakeTime, Nodes, at, stored
+from tests.helpers.host import TestHost
+from tests.helpers.kiosk import AUBUSSON, FELLETIN, T0, FakeTime, Nodes, at, stored
 
 
 def iso(ms: int) -> str:
@@ -37,28 +37,29 @@ def slot(sid: str = "cpam", **kw: Any) -> dict[str, Any]:
 # -- wiring -------------------------------------------------------------------------------
 
 
-async def test_without_the_kiosk_topic_in_the_table_it_says_what_to_add(
-    node: Node, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delitem(TOPICS, "kiosk/requests")
-    with pytest.raises(EdgedError, match=r"kiosk/requests is not in edged\.topics\.TOPICS"):
-        KioskService(node, KioskConfig())
+def routed(node: Node, config: KioskConfig) -> KioskService:
+    """A kiosk service on the node, its commands in the node's router."""
+    service = KioskService(node.host, config)
+    for spec in service.commands():
+        node.router.add(spec)
+    return service
 
 
-async def test_start_kiosk_registers_its_three_commands(node: Node) -> None:
-    start_kiosk(node, KioskConfig(port=0))
+async def test_the_kiosk_declares_its_three_commands(node: Node) -> None:
+    routed(node, KioskConfig(port=0))
     assert {"kiosk.schedule", "kiosk.message", "kiosk.ack"} <= set(node.router.names)
+    assert {node.router.scope_of(n) for n in ("kiosk.schedule", "kiosk.message")} == {"operate"}
 
 
 async def test_a_command_through_the_router_gets_an_ok_reply(node: Node) -> None:
-    start_kiosk(node, KioskConfig(port=0))
+    routed(node, KioskConfig(port=0))
     payload = json.dumps({"id": "c1", "args": {"text": "Bonjour"}}).encode()
     outcome = await node.router.handle(IncomingCommand("kiosk.message", payload))
     assert outcome.reply.ok and outcome.reply.result["lang"] == "fr"
 
 
 async def test_bad_args_through_the_router_get_a_bad_args_reply(node: Node) -> None:
-    start_kiosk(node, KioskConfig(port=0))
+    routed(node, KioskConfig(port=0))
     payload = json.dumps({"id": "c2", "args": {"text": "x", "colour": "red"}}).encode()
     outcome = await node.router.handle(IncomingCommand("kiosk.message", payload))
     assert outcome.reply.error is not None and outcome.reply.error.code == "bad_args"
@@ -72,7 +73,7 @@ def test_buttons_default_by_profile() -> None:
 
 
 async def test_configured_buttons_replace_the_profile_default(node: Node) -> None:
-    k = KioskService(node, KioskConfig(buttons=["mediator"]))
+    k = KioskService(node.host, KioskConfig(buttons=["mediator"]))
     assert k.view()["buttons"] == ["mediator"]
 
 
@@ -105,18 +106,22 @@ async def test_without_any_fix_the_view_says_none(kiosk: KioskService) -> None:
 
 async def test_when_the_fix_is_lost_the_view_says_lost(node: Node, kiosk: KioskService) -> None:
     at(node, *FELLETIN)
-    node.position.fix_lost = True
+    node.bus.emit(FixStatus(lost=True))  # the position service, after fix_lost_after_s
     assert kiosk.view()["where"]["fix"] == "lost"
+    node.bus.emit(FixStatus(lost=False))
+    assert kiosk.view()["where"]["fix"] == "ok"
 
 
-async def test_mode_comes_from_the_node_state_and_junk_falls_back(
-    node: Node, kiosk: KioskService
-) -> None:
+async def test_mode_comes_from_the_mode_service(node: Node, kiosk: KioskService) -> None:
     assert kiosk.view()["mode"] == "on-demand"
-    node.set_state("mode", "out-of-service")
+    node.bus.emit(ModeChanged("out-of-service"))
     assert kiosk.view()["mode"] == "out-of-service"
-    node.set_state("mode", {"not": "a mode"})
-    assert kiosk.view()["mode"] == "on-demand"
+
+
+async def test_a_mode_set_before_the_kiosk_was_built_is_shown(node: Node) -> None:
+    payload = json.dumps({"id": "m1", "args": {"mode": "school"}}).encode()
+    assert (await node.router.handle(IncomingCommand("mode.set", payload))).reply.ok
+    assert KioskService(node.host, KioskConfig()).view()["mode"] == "school"
 
 
 async def test_connection_state_comes_from_the_uplink(node: Node, kiosk: KioskService) -> None:
@@ -128,8 +133,12 @@ async def test_connection_state_comes_from_the_uplink(node: Node, kiosk: KioskSe
 # -- occupancy ----------------------------------------------------------------------------
 
 
-async def test_without_an_occupancy_service_the_gauge_is_hidden(kiosk: KioskService) -> None:
-    assert kiosk.view()["occupancy"] is None
+async def test_without_a_capacity_the_gauge_is_hidden(kiosk: KioskService) -> None:
+    assert kiosk.view()["occupancy"] is None  # the node's occupancy service has none
+
+
+def test_without_an_occupancy_service_the_gauge_is_hidden() -> None:
+    assert KioskService(TestHost(), KioskConfig()).view()["occupancy"] is None
 
 
 @pytest.mark.parametrize(
@@ -139,7 +148,7 @@ async def test_without_an_occupancy_service_the_gauge_is_hidden(kiosk: KioskServ
 async def test_occupancy_gives_free_seats_and_a_level(
     node: Node, kiosk: KioskService, count: int, level: str, free: int
 ) -> None:
-    node.occupancy = SimpleNamespace(count=count, capacity=30)  # type: ignore[attr-defined]
+    node.bus.emit(OccupancyChanged(count, 30))  # the occupancy service
     occ = kiosk.view()["occupancy"]
     assert occ == {"count": count, "capacity": 30, "free": free, "level": level}
 
@@ -148,7 +157,7 @@ async def test_occupancy_gives_free_seats_and_a_level(
 async def test_occupancy_without_a_usable_capacity_is_hidden(
     node: Node, kiosk: KioskService, capacity: Any
 ) -> None:
-    node.occupancy = SimpleNamespace(count=3, capacity=capacity)  # type: ignore[attr-defined]
+    node.bus.emit(OccupancyChanged(3, capacity))
     assert kiosk.view()["occupancy"] is None
 
 
@@ -230,7 +239,7 @@ async def test_a_message_shows_until_its_ttl_then_expires(
     assert [m["text"] for m in kiosk.view()["messages"]] == ["Retard de 10 min"]
     clock.advance(61)
     kiosk.expire()
-    assert kiosk.view()["messages"] == [] and kiosk.node.get_state(MESSAGES_KEY) == []
+    assert kiosk.view()["messages"] == [] and kiosk.host.state.get(MESSAGES_KEY) == []
 
 
 async def test_a_message_without_expiry_gets_the_configured_ttl(
@@ -282,7 +291,7 @@ async def test_urgent_messages_come_first_then_newest(kiosk: KioskService, clock
 async def test_more_messages_than_the_limit_are_refused_saying_how_to_clear(
     node: Node, clock: FakeTime
 ) -> None:
-    k = KioskService(node, KioskConfig(max_messages=2), now_ms=clock)
+    k = KioskService(node.host, KioskConfig(max_messages=2), now_ms=clock)
     await k.command_message({"id": "a", "text": "a"})
     await k.command_message({"id": "b", "text": "b"})
     with pytest.raises(CommandError, match='"clear": true') as err:
@@ -363,7 +372,7 @@ async def test_the_same_button_after_the_repeat_delay_makes_a_new_request(
 
 
 async def test_a_button_this_screen_does_not_have_is_refused(node: Node) -> None:
-    k = KioskService(node, KioskConfig(buttons=["mediator"]))
+    k = KioskService(node.host, KioskConfig(buttons=["mediator"]))
     with pytest.raises(RequestRefused) as err:
         await k.ask(RiderPost(kind="pickup"))
     assert err.value.code == "not_offered"
@@ -393,7 +402,7 @@ async def test_a_request_the_outbox_refuses_shows_failed(
         future.set_exception(EdgedError("outbox full"))
         return future
 
-    monkeypatch.setattr(node, "publish", full)
+    monkeypatch.setattr(node.host, "publish", full)
     asked = await kiosk.ask(RiderPost(kind="mediator"))
     assert asked.record.status == "failed"
     assert node.counters["kiosk.request_failed"] == 1
@@ -405,7 +414,7 @@ async def test_only_the_last_requests_are_kept(
     for _ in range(KEEP_REQUESTS + 5):
         clock.advance(200)
         await kiosk.ask(RiderPost(kind="mediator"))
-    assert len(node.get_state(REQUESTS_KEY)) == KEEP_REQUESTS
+    assert len(node.host.state.get(REQUESTS_KEY)) == KEEP_REQUESTS
 
 
 async def test_the_view_shows_the_latest_request_per_button_while_recent(
@@ -475,14 +484,14 @@ async def test_listeners_hear_each_change_once(kiosk: KioskService) -> None:
 async def test_schedule_messages_and_requests_survive_a_restart(nodes: Nodes) -> None:
     clock = FakeTime()
     node = await nodes.start()
-    first = KioskService(node, KioskConfig(buttons=["pickup"]), now_ms=clock)
+    first = KioskService(node.host, KioskConfig(buttons=["pickup"]), now_ms=clock)
     await first.command_schedule({"place": "Guéret", "services": [slot()]})
     await first.command_message({"id": "m", "text": "Bonjour", "ttl_s": 3600})
     asked = await first.ask(RiderPost(kind="pickup"))
     await nodes.stop(node)
 
     node = await nodes.start()
-    second = KioskService(node, KioskConfig(buttons=["pickup"]), now_ms=clock)
+    second = KioskService(node.host, KioskConfig(buttons=["pickup"]), now_ms=clock)
     view = second.view()
     assert view["place"] == "Guéret" and [s["id"] for s in view["services"]] == ["cpam"]
     assert [m["text"] for m in view["messages"]] == ["Bonjour"]
@@ -491,17 +500,17 @@ async def test_schedule_messages_and_requests_survive_a_restart(nodes: Nodes) ->
 
 
 async def test_a_request_still_saving_at_a_restart_is_shown_as_sent(node: Node) -> None:
-    node.set_state(
+    node.host.state.set(
         REQUESTS_KEY,
         [{"request_id": "k1", "kind": "pickup", "lang": "fr", "made_ms": T0, "status": "saving"}],
     )
-    k = KioskService(node, KioskConfig(buttons=["pickup"]), now_ms=FakeTime())
+    k = KioskService(node.host, KioskConfig(buttons=["pickup"]), now_ms=FakeTime())
     assert k.view()["requests"][0]["status"] == "sent"
 
 
 async def test_unreadable_kept_state_is_dropped_and_counted(node: Node) -> None:
-    node.set_state(MESSAGES_KEY, [{"id": "x"}, "junk"])
-    node.set_state("kiosk.schedule", {"services": "nope"})
-    k = KioskService(node, KioskConfig(), now_ms=FakeTime())
+    node.host.state.set(MESSAGES_KEY, [{"id": "x"}, "junk"])
+    node.host.state.set("kiosk.schedule", {"services": "nope"})
+    k = KioskService(node.host, KioskConfig(), now_ms=FakeTime())
     assert k.view()["messages"] == [] and k.view()["services"] == []
     assert node.counters["kiosk.bad_state"] == 3

@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from core.paths import ConfigPath
 from edged.config.base import Strict
-from edged.config.paths import ConfigPath
 
 Switch = Literal["now", "parked"]
 

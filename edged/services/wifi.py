@@ -9,13 +9,15 @@ firewall that cannot be read is counted and logged once in a while.
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any, Protocol
 
-from edged.counters import Counters
+from edged.config.kiosk import KioskConfig
+from edged.config.wifi import WifiConfig
+from edged.host import Host
 from edged.kiosk.limits import Throttled
-from edged.kiosk.server import KioskServer
+from edged.kiosk.server import Screen
 from edged.payloads import WifiHealth
-from edged.wifi.config import WifiConfig
+from edged.services.base import Service
+from edged.services.events import LinkChanged
 from edged.wifi.dns import CaptiveDns
 from edged.wifi.neighbours import ARP, count_neighbours
 from edged.wifi.portal import PortalServer
@@ -31,66 +33,62 @@ BIND_RETRY_S = (2.0, 60.0)
 SYS_NET = Path("/sys/class/net")
 
 
-class _Link(Protocol):
-    @property
-    def connected(self) -> bool: ...
+class WifiService(Service):
+    """Built with the kiosk's view (`screen`, the kiosk service) and its settings: the
+    portal is the kiosk's page on the phones."""
 
-
-class WifiNode(Protocol):
-    @property
-    def counters(self) -> Counters: ...
-
-    @property
-    def uplink(self) -> _Link: ...
-
-    def get_state(self, key: str, default: Any = None) -> Any: ...
-
-    def set_state(self, key: str, value: Any) -> None: ...
-
-
-class WifiService:
     def __init__(
         self,
-        node: WifiNode,
+        host: Host,
         wifi: WifiConfig,
-        kiosk: KioskServer,
+        screen: Screen,
+        kiosk: KioskConfig,
         *,
-        timezone: str = "Europe/Paris",
         firewall: Firewall | None = None,
-        host: str | None = None,
+        address: str | None = None,
         arp: Path = ARP,
         routes: Path = ROUTES,
         sys_net: Path = SYS_NET,
     ) -> None:
+        super().__init__(host)
         self.wifi = wifi
-        self.counters = node.counters
+        self.counters = host.counters
         self.arp = arp
         self.sys_net = sys_net
-        self.host = host or str(wifi.address.ip)
+        self.address = address or str(wifi.address.ip)
+        self.connected = False  # to the broker: the phones' internet may still be there
+        host.bus.subscribe(LinkChanged, self._on_link)
         self.sessions = Sessions(
             firewall or NftFirewall(),
             session_s=wifi.session_s,
             max_sessions=wifi.max_clients,
-            counters=node.counters,
-            timezone=timezone,
-            get_state=node.get_state,
-            set_state=node.set_state,
+            counters=host.counters,
+            timezone=host.node.timezone,
+            get_state=host.state.get,
+            set_state=host.state.set,
         )
         self.internet = Internet(
-            wifi.interface, wifi.uplinks, lambda: node.uplink.connected, routes=routes
+            wifi.interface, wifi.uplinks, lambda: self.connected, routes=routes
         )
         self.portal = PortalServer(
-            kiosk.service,
+            screen,
+            kiosk,
             wifi,
-            node.counters,
+            host.counters,
             sessions=self.sessions,
             internet=self.internet,
-            host=host,
+            host=address,
             arp=arp,
         )
         self.dns_port: int | None = None
         self.dns_ready = asyncio.Event()
         self.throttle = Throttled()
+
+    def _on_link(self, event: LinkChanged) -> None:
+        self.connected = event.connected
+
+    async def report(self) -> dict[str, WifiHealth]:
+        return {"wifi": await self.health()}
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -105,7 +103,7 @@ class WifiService:
             try:
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: CaptiveDns(self.wifi.address.ip, self.counters),
-                    local_addr=(self.host, self.wifi.portal.dns_port),
+                    local_addr=(self.address, self.wifi.portal.dns_port),
                 )
                 break
             except OSError as exc:
@@ -114,7 +112,7 @@ class WifiService:
                     "dns",
                     "wifi: the captive DNS cannot listen on %s:%d (%s); retrying (is the "
                     "hotspot up? `edged doctor`)",
-                    self.host,
+                    self.address,
                     self.wifi.portal.dns_port,
                     exc.strerror or exc,
                 )

@@ -11,36 +11,43 @@ in memory, logged, stored or published.
 A repeat (the same card within `repeat_window_s`) shows its feedback again and is neither
 charged nor counted; it does not pulse the lock unless `repeat_unlocks` (a slow venue
 door): otherwise a card handed back through the door would let a second rider board.
+
+What it needs of the others comes on the bus (`OccupancyChanged`: a venue at capacity,
+`ModeChanged`: a shuttle out of service, `OccupancyReset`: nobody inside); what it decided
+goes out as `AccessDecided` (the occupancy service counts it) and as `Unlock` and
+`Feedback` for the GPIO driver.
 """
 
 import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from core.errors import ConfigError, EdgedError
+from core.events import Feedback, Tap, Unlock
 from edged.access.cardref import CardRefs
 from edged.access.decide import Decision, NodeProfile, Situation, decide
 from edged.access.lasttrusted import SAVE_EVERY_S, LastTrustedTime
 from edged.access.lists import (
     EMPTY,
+    LIST_BYTES,
     AccessLists,
     apply,
     digest,
     parse_update,
 )
-from edged.commands.admin import MODE_KEY
 from edged.commands.args import only
+from edged.commands.spec import CommandSpec
 from edged.config.access import AccessServiceConfig
-from edged.errors import ConfigError, EdgedError
-from edged.events import Feedback, Tap, Unlock
+from edged.host import Host
 from edged.payloads import TapEvent
 from edged.security.signing import public_key_from_text
-from edged.services.base import NodeApi
-from edged.services.occupancy import OccupancyService
+from edged.services.base import Service
+from edged.services.events import AccessDecided, ModeChanged, OccupancyChanged, OccupancyReset
+from edged.services.mode import OUT_OF_SERVICE
 from edged.topics import TAP
 
 log = logging.getLogger(__name__)
@@ -52,50 +59,57 @@ MAX_INSIDE = 10_000
 MAX_RECENT = 1_000
 
 
-class AccessService:
+class AccessService(Service):
     def __init__(
         self,
-        node: NodeApi,
+        host: Host,
         config: AccessServiceConfig,
         *,
-        profile: NodeProfile,
-        fleet: str,
-        timezone: str,
-        emit: Any,
-        occupancy: OccupancyService | None = None,
-        count: Callable[[str], None] | None = None,
         last_trusted: LastTrustedTime | None = None,
     ) -> None:
+        super().__init__(host)
         if config.secret_file is None:
             raise ConfigError("[services.access]", ["secret_file is required"])
-        self.node = node
         self.config = config
-        self.profile = profile
-        self.fleet = fleet
-        self.zone = ZoneInfo(timezone)
-        self.emit = emit
-        self.occupancy = occupancy
-        self.count = count or (lambda key: None)
-        self.time = last_trusted or LastTrustedTime(node.clock, node.get_state, node.set_state)
+        self.profile: NodeProfile = host.node.profile.value
+        self.fleet = host.node.fleet
+        self.zone = ZoneInfo(host.node.timezone)
+        self.full = False  # a venue at capacity (from the occupancy service)
+        self.out_of_service = False  # the mode (from the mode service)
+        self.time = last_trusted or LastTrustedTime(host.clock, host.state.get, host.state.set)
         self.card_ref = CardRefs.from_file(config.secret_file, config.card_ref_bytes)
         self.key = (
             public_key_from_text(config.lists_public_key) if config.lists_public_key else None
         )
         self.lists = self._restore_lists()
-        inside = node.get_state(INSIDE_KEY, [])
+        inside = host.state.get(INSIDE_KEY, [])
         self.inside: set[str] = set(inside) if isinstance(inside, list) else set()
-        provider = node.get_state(PROVIDER_KEY)
+        provider = host.state.get(PROVIDER_KEY)
         self.provider: str | None = provider if isinstance(provider, str) else None
         self._recent: OrderedDict[str, tuple[float, Decision]] = OrderedDict()
         self.taps = 0
         self.undecided = 0  # taps whose card validity no clock could decide
         self.last_decision_s = 0.0  # tap read -> relay and lights commanded (bench.tap)
-        node.subscribe(Tap, self.on_tap)
-        if occupancy is not None:
-            occupancy.on_reset.append(self._everyone_left)
+        bus = host.bus
+        bus.subscribe(Tap, self.on_tap)
+        bus.subscribe(OccupancyChanged, self._on_occupancy)
+        bus.subscribe(ModeChanged, self._on_mode)
+        bus.subscribe(OccupancyReset, self._everyone_left)
+
+    def commands(self) -> list[CommandSpec]:
+        return [
+            CommandSpec("access.update", self.command_update, scope="access", max_bytes=LIST_BYTES),
+            CommandSpec("access.status", self.command_status, scope="read"),
+        ]
+
+    def _on_occupancy(self, event: OccupancyChanged) -> None:
+        self.full = event.full
+
+    def _on_mode(self, event: ModeChanged) -> None:
+        self.out_of_service = event.mode == OUT_OF_SERVICE
 
     def _restore_lists(self) -> AccessLists:
-        raw = self.node.get_state(LISTS_KEY)
+        raw = self.host.state.get(LISTS_KEY)
         if raw is None:
             return EMPTY
         try:
@@ -138,8 +152,8 @@ class AccessService:
                 now=now,
                 role=role,
                 inside=inside,
-                full=self.occupancy.full if self.occupancy is not None else False,
-                out_of_service=self.node.get_state(MODE_KEY) == "out-of-service",
+                full=self.full,
+                out_of_service=self.out_of_service,
                 bound=bound,
             )
             decision = decide(self.lists, self.config, ref, situation)
@@ -158,13 +172,14 @@ class AccessService:
             validity=decision.validity,
         )
         try:
-            self.node.publish(TAP, event)
+            self.host.publish(TAP, event)
         except EdgedError as exc:  # shutting down: the door still answers the card
             log.error("a tap could not be recorded: %s", exc)
         now_s = time.monotonic()
+        bus = self.host.bus
         if decision.unlock:
-            self.emit(Unlock(self.config.pulse_s, now_s))
-        self.emit(Feedback("granted" if decision.granted else "denied", now_s))
+            bus.emit(Unlock(self.config.pulse_s, now_s))
+        bus.emit(Feedback("granted" if decision.granted else "denied", now_s))
         self.last_decision_s = time.monotonic() - tap.ts
         if decision.granted and decision.reason != "repeat":
             self._recent[ref] = (tap.ts, decision)
@@ -173,28 +188,27 @@ class AccessService:
                 self._recent.popitem(last=False)
             self._remember(ref, decision)
         if decision.validity is not None:
-            self.count(f"access.validity.{decision.validity}")
+            self.host.counters.inc(f"access.validity.{decision.validity}")
             if decision.validity == "undecided":
                 self.undecided += 1
 
     def _remember(self, ref: str, decision: Decision) -> None:
-        if self.occupancy is not None and self.occupancy.counts_taps and decision.delta:
-            self.occupancy.add(decision.delta, "tap")
+        self.host.bus.emit(AccessDecided(decision.action, decision.delta))
         if self.profile == "venue" and decision.action in ("enter", "exit"):
             if decision.action == "enter" and len(self.inside) < MAX_INSIDE:
                 self.inside.add(ref)
             else:
                 self.inside.discard(ref)
-            self.node.set_state(INSIDE_KEY, sorted(self.inside))
+            self.host.state.set(INSIDE_KEY, sorted(self.inside))
         elif decision.action in ("login", "logout"):
             self.provider = ref if decision.action == "login" else None
-            self.node.set_state(PROVIDER_KEY, self.provider)
+            self.host.state.set(PROVIDER_KEY, self.provider)
 
-    def _everyone_left(self) -> None:
+    def _everyone_left(self, _event: OccupancyReset) -> None:
         """Occupancy was reset (end of day, by ops): nobody is counted as inside."""
         if self.inside:
             self.inside.clear()
-            self.node.set_state(INSIDE_KEY, [])
+            self.host.state.set(INSIDE_KEY, [])
 
     # -- commands -----------------------------------------------------------------------
 
@@ -217,7 +231,7 @@ class AccessService:
             args, key=self.key, fleet=self.fleet, card_ref_chars=2 * self.config.card_ref_bytes
         )
         new = apply(self.lists, update)
-        self.node.set_state(LISTS_KEY, new.model_dump(mode="json"))
+        self.host.state.set(LISTS_KEY, new.model_dump(mode="json"))
         self.lists = new
         self._recent.clear()  # a card blocked a second ago must not pass as a repeat
         kind: Literal["full", "delta"] = update.kind

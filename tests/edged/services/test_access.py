@@ -1,4 +1,4 @@
-"""The access service on a stand-in node: decide, actuate, count, publish — in that order."""
+"""The access service on a test host: decide, actuate, count, publish — in that order."""
 
 import asyncio
 import json
@@ -9,15 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.events import Feedback, Tap, Unlock
 from edged.access.lasttrusted import STATE_KEY
-from edged.access.service import LISTS_KEY, AccessService
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
-from edged.events import Feedback, Tap, Unlock
+from edged.services.access import LISTS_KEY, AccessService
+from edged.services.events import AccessDecided, ModeChanged
 from edged.services.occupancy import OccupancyService
-from tests.edged.services.fakes import FakeNode
-
-from .support import (
+from tests.edged.access.support import (
     FLEET,
     REFS,
     UID_BOOKED,
@@ -33,17 +32,20 @@ from .support import (
     service_on,
     signed,
 )
+from tests.helpers.host import TestHost
 
 
-class OrderedNode(FakeNode):
-    """Also notes how many events had been emitted when each message was published."""
+class OrderedNode(TestHost):
+    """A node of the lists' fleet that also notes, at each publication, how many Unlock and
+    Feedback events the relay and the lights had had."""
 
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.emitted_before_publish: list[int] = []
+    def __init__(self, profile: str = "shuttle", **kw: Any) -> None:
+        super().__init__(profile=profile, fleet=FLEET, **kw)
+        self.commanded_before_publish: list[int] = []
 
     def publish(self, spec: Any, body: Any, **kw: Any) -> Any:
-        self.emitted_before_publish.append(len(self.emitted))
+        commanded = [e for e in self.emitted if isinstance(e, Unlock | Feedback)]
+        self.commanded_before_publish.append(len(commanded))
         return super().publish(spec, body, **kw)
 
 
@@ -51,30 +53,22 @@ def make(
     tmp_path: Path,
     profile: str = "shuttle",
     *,
-    node: FakeNode | None = None,
+    node: TestHost | None = None,
     capacity: int | None = 40,
     **extra: Any,
-) -> tuple[FakeNode, AccessService, OccupancyService]:
-    node = node or OrderedNode(synced=True)
+) -> tuple[TestHost, AccessService, OccupancyService]:
+    node = node or OrderedNode(profile, synced=True)
     occupancy = OccupancyService(node, OccupancyServiceConfig(capacity=capacity))
-    service = AccessService(
-        node,
-        config(tmp_path, **extra),
-        profile=profile,  # type: ignore[arg-type]
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=node.emit,
-        occupancy=occupancy,
-    )
+    service = AccessService(node, config(tmp_path, **extra))
     asyncio.run(service.command_update(signed(full_lists(1))))
     return node, service, occupancy
 
 
-def tap(node: FakeNode, uid: bytes, ts: float = 100.0, reader: str = "front") -> None:
+def tap(node: TestHost, uid: bytes, ts: float = 100.0, reader: str = "front") -> None:
     node.emit(Tap(uid=uid, reader=reader, ts=ts))
 
 
-def taps(node: FakeNode) -> list[Any]:
+def taps(node: TestHost) -> list[Any]:
     return node.bodies("events/tap")
 
 
@@ -82,10 +76,12 @@ def test_a_granted_tap_unlocks_and_shows_green_before_it_is_recorded(tmp_path: P
     node, _, _ = make(tmp_path)
     assert isinstance(node, OrderedNode)
     tap(node, UID_RESIDENT)
-    assert [type(e) for e in node.emitted[1:]] == [Unlock, Feedback]
+    physical = [type(e) for e in node.emitted if isinstance(e, Tap | Unlock | Feedback)]
+    assert physical == [Tap, Unlock, Feedback]
     assert node.of_type(Feedback)[0].pattern == "granted"
-    published_at = node.emitted_before_publish[-1]
-    assert published_at == len(node.emitted)  # the relay and lights were commanded first
+    # the tap's record before the relay and the lights, the occupancy after them
+    assert [name for name, _, _ in node.published] == ["events/tap", "occupancy"]
+    assert node.commanded_before_publish == [0, 2]
 
 
 def test_a_denied_tap_shows_red_and_does_not_unlock(tmp_path: Path) -> None:
@@ -215,7 +211,7 @@ def test_venue_at_capacity_refuses_entry_with_reason_full(tmp_path: Path) -> Non
 def test_truck_provider_login_survives_a_restart(tmp_path: Path) -> None:
     node, _, _ = make(tmp_path, "truck")
     tap(node, UID_PROVIDER, ts=10.0)
-    again = OrderedNode(state=node.state, synced=True)
+    again = OrderedNode("truck", state=node.state, synced=True)
     node2, _, _ = make(tmp_path, "truck", node=again)
     tap(node2, UID_PROVIDER, ts=100.0)
     assert taps(node2)[-1].action == "logout"
@@ -223,27 +219,13 @@ def test_truck_provider_login_survives_a_restart(tmp_path: Path) -> None:
 
 def test_applied_lists_survive_a_restart(tmp_path: Path) -> None:
     node, _, _ = make(tmp_path)
-    restarted = AccessService(
-        OrderedNode(state=node.state, synced=True),
-        config(tmp_path),
-        profile="shuttle",
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=lambda e: None,
-    )
+    restarted = AccessService(OrderedNode(state=node.state, synced=True), config(tmp_path))
     assert restarted.lists.version == 1 and REFS(UID_SENIOR) in restarted.lists.cards
 
 
 def test_unreadable_stored_lists_mean_empty_lists_not_a_crash(tmp_path: Path) -> None:
     node = OrderedNode(state={LISTS_KEY: {"version": "x"}}, synced=True)
-    service = AccessService(
-        node,
-        config(tmp_path),
-        profile="shuttle",
-        fleet=FLEET,
-        timezone="Europe/Paris",
-        emit=node.emit,
-    )
+    service = AccessService(node, config(tmp_path))
     assert service.lists.version == 0
     tap(node, UID_RESIDENT)
     assert taps(node)[-1].reason == "unknown"
@@ -278,12 +260,11 @@ def test_a_flood_of_taps_is_each_decided_and_recorded_once(tmp_path: Path) -> No
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def venue_with_booking(tmp_path: Path, **extra: Any) -> tuple[FakeNode, AccessService, SetClock]:
+def venue_with_booking(tmp_path: Path, **extra: Any) -> tuple[TestHost, AccessService, SetClock]:
     """The issue's guest: booked 09:00-10:00, the shipped venue's single `both` reader."""
     clock = SetClock(0)
     clock.at(datetime(2026, 11, 25, 9, 5, tzinfo=PARIS))
-    node = OrderedNode(synced=True)
-    node.clock = clock
+    node = OrderedNode("venue", clock=clock)
     node, service, _ = make(tmp_path, "venue", node=node, rooms=["salle-1"], **extra)
     slot = {
         "room": "salle-1",
@@ -341,21 +322,20 @@ def expiring(version: int, until: str) -> dict[str, Any]:
     return full_lists(version, cards=cards)
 
 
-def power_cycle(node: FakeNode, tmp_path: Path, profile: str = "shuttle", **kw: Any) -> FakeNode:
+def power_cycle(node: TestHost, tmp_path: Path, profile: str = "shuttle", **kw: Any) -> TestHost:
     """A new boot on the same disk (the node's state), with the clock not synced."""
-    again = OrderedNode(state=node.state)
-    again.clock = SetClock(0, trusted=False)  # a Pi without RTC: a guess from 1970 or so
-    service = service_on(again, tmp_path, profile, boot="boot-2", **kw)
+    # a Pi without RTC: a guess from 1970 or so
+    again = OrderedNode(profile, state=node.state, clock=SetClock(0, trusted=False))
+    service = service_on(again, tmp_path, boot="boot-2", **kw)
     assert service.lists.version >= 1
     return again
 
 
-def synced_node(tmp_path: Path, when: datetime, until: str, profile: str = "shuttle") -> FakeNode:
+def synced_node(tmp_path: Path, when: datetime, until: str, profile: str = "shuttle") -> TestHost:
     clock = SetClock(0)
     clock.at(when)
-    node = OrderedNode()
-    node.clock = clock
-    service = service_on(node, tmp_path, profile, rooms=[])
+    node = OrderedNode(profile, clock=clock)
+    service = service_on(node, tmp_path, rooms=[])
     asyncio.run(service.command_update(signed(expiring(1, until))))
     tap(node, UID_SENIOR, ts=1.0)  # any tap reads (and keeps) the trusted time
     return node
@@ -385,16 +365,14 @@ def test_a_pass_the_bound_cannot_decide_is_refused_and_counted_staff_admitted(
     tmp_path: Path,
 ) -> None:
     node = synced_node(tmp_path, datetime(2026, 11, 25, 18, 0, tzinfo=PARIS), "2026-12-31")
-    again = OrderedNode(state=node.state)
-    again.clock = SetClock(0, trusted=False)
-    counted: list[str] = []
-    service = service_on(again, tmp_path, boot="boot-2", count=counted.append)
+    again = OrderedNode(state=node.state, clock=SetClock(0, trusted=False))
+    service = service_on(again, tmp_path, boot="boot-2")
     tap(again, UID_RESIDENT, ts=5.0)
     tap(again, UID_STAFF, ts=6.0)
     rider, staff = taps(again)[-2:]
     assert (rider.reason, rider.validity, rider.unlocked) == ("clock_unsynced", "undecided", False)
     assert (staff.decision, staff.validity, staff.unlocked) == ("granted", "undecided", True)
-    assert counted.count("access.validity.undecided") == 2
+    assert again.counters["access.validity.undecided"] == 2
     assert asyncio.run(service.command_status({}))["undecided"] == 2
 
 
@@ -405,10 +383,42 @@ def test_the_last_trusted_time_is_kept_in_the_node_state(tmp_path: Path) -> None
 
 
 def test_a_node_that_never_had_a_trusted_clock_refuses_dated_passes(tmp_path: Path) -> None:
-    node = OrderedNode()
-    node.clock = SetClock(0, trusted=False)
+    node = OrderedNode(clock=SetClock(0, trusted=False))
     service = service_on(node, tmp_path)
     asyncio.run(service.command_update(signed(expiring(1, "2020-01-01"))))
     tap(node, UID_RESIDENT, ts=1.0)
     tap(node, UID_SENIOR, ts=2.0)  # no dates on this card: boards
     assert [(t.reason, t.unlocked) for t in taps(node)] == [("clock_unsynced", False), ("ok", True)]
+
+
+# -- what the other services say, on the bus -------------------------------------------------
+
+
+def test_a_shuttle_out_of_service_boards_staff_only(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path)
+    node.emit(ModeChanged("out-of-service"))  # the mode service, after mode.set
+    tap(node, UID_RESIDENT, ts=10.0)
+    tap(node, UID_STAFF, ts=20.0)
+    assert [(t.decision, t.profile) for t in taps(node)] == [
+        ("denied", "resident"),
+        ("granted", "staff"),
+    ]
+    node.emit(ModeChanged("on-demand"))
+    tap(node, UID_RESIDENT, ts=30.0)
+    assert taps(node)[-1].decision == "granted"
+
+
+def test_an_occupancy_reset_leaves_nobody_inside_a_venue(tmp_path: Path) -> None:
+    node, service, occupancy = make(tmp_path, "venue", rooms=[])
+    tap(node, UID_STAFF, ts=10.0)
+    assert service.inside and node.state["access.inside"]
+    occupancy.reset()
+    assert not service.inside and node.state["access.inside"] == []
+
+
+def test_a_granted_tap_tells_the_counting_and_a_repeat_does_not(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=10.0)
+    tap(node, UID_RESIDENT, ts=11.0)  # a repeat
+    tap(node, UID_LOST, ts=12.0)  # denied
+    assert node.of_type(AccessDecided) == [AccessDecided("board", 1)]

@@ -3,8 +3,8 @@
 import json
 
 from edged.commands.router import IncomingCommand
-from edged.kiosk.service import KioskService
 from edged.node import Node
+from edged.services.kiosk import KioskService
 
 
 async def command(node: Node, name: str, args: dict[str, object], cmd_id: str) -> None:

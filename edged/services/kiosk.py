@@ -1,18 +1,15 @@
-"""The kiosk's state: what the rider screen shows, and the rider requests it sends.
+"""The kiosk: what the rider screen shows, the rider requests it sends, and its page.
 
 Dispatch feeds it with commands (`kiosk.schedule`, `kiosk.message`, `kiosk.ack`); the other
-services feed it by being read (position, geofences, occupancy, uplink, mode). Every change
-becomes a new *view* (a JSON-ready dict) handed to listeners — the HTTP server pushes it to
-the pages. Schedule, messages and requests are kept with `set_state`, so a restart shows the
-same screen; a rider request is written in the same outbox commit as its message, so a
-request the kiosk remembers is a request dispatch will get.
-
-What it reads, each optional so the kiosk runs on any profile: `node.position` (`last_valid`,
-`fix_lost`), `node.geofences` (`inside()`, `fences`), `node.get_state("mode")` (set by
-`mode.set`), `node.uplink.connected`, `node.journey.current` (the run from
-`journey.assign`: the page shows its line), and `node.occupancy` — any object with int `count`
-and `capacity` attributes (the occupancy service, when it comes); without one, or with a
-capacity that is not a positive int, the page hides its gauge.
+services feed it with events on the bus, from which it keeps its own view of the node: the
+last fix and whether it is lost, the fences and the stop it is at, the mode, the run from
+`journey.assign` (the page shows its line), the occupancy (without an occupancy service, or
+with a capacity that is not a positive int, the page hides its gauge), and the link. Every
+change becomes a new *view* (a JSON-ready dict) handed to listeners — the HTTP server
+(`edged.kiosk.server`, run by `run`) pushes it to the pages. Schedule, messages and
+requests are kept in the node's state, so a restart shows the same screen; a rider request
+is written in the same outbox commit as its message, so a request the kiosk remembers is a
+request dispatch will get.
 """
 
 import asyncio
@@ -21,22 +18,25 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from edged.clock import Clock
-from edged.config.models import EdgedConfig
-from edged.counters import Counters
-from edged.errors import CommandError, EdgedError
-from edged.kiosk.config import Button, KioskConfig
+from core.events import Fix
+from edged.clock import ClockSource
+from edged.commands.spec import CommandSpec
+from edged.config.geofences import Geofence
+from edged.config.kiosk import Button, KioskConfig
+from edged.errors import CommandError
+from edged.host import Host
 from edged.kiosk.models import (
     AckArgs,
+    Asked,
     ClearArgs,
     Message,
     MessageArgs,
     RequestRecord,
+    RequestRefused,
     RiderPost,
     Schedule,
     ScheduleArgs,
@@ -44,19 +44,28 @@ from edged.kiosk.models import (
     parse_args,
 )
 from edged.kiosk.payloads import KioskRequest
+from edged.kiosk.server import KioskServer
 from edged.outbox import PutResult
+from edged.services import mode
+from edged.services.base import Service
+from edged.services.events import (
+    FixStatus,
+    GeofencesChanged,
+    JourneyChanged,
+    LinkChanged,
+    ModeChanged,
+    OccupancyChanged,
+    PositionUpdated,
+)
 from edged.services.geofences import signed_distance
-from edged.topics import TOPICS, TopicSpec
+from edged.topics import KIOSK_REQUESTS
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
-REQUESTS_TOPIC = "kiosk/requests"
 SCHEDULE_KEY = "kiosk.schedule"
 MESSAGES_KEY = "kiosk.messages"
 REQUESTS_KEY = "kiosk.requests"
-MODE_KEY = "mode"
-DEFAULT_MODE = "on-demand"
 
 KEEP_REQUESTS = 50
 """Requests remembered for `kiosk.ack`; older ones are forgotten (dispatch has them)."""
@@ -69,50 +78,6 @@ TICK_S = 0.5
 STORE_WAIT_S = 2.0
 
 
-class _Link(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-
-class KioskNode(Protocol):
-    """What the kiosk uses of the node; position, geofences and occupancy are optional."""
-
-    @property
-    def config(self) -> EdgedConfig: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-    @property
-    def counters(self) -> Counters: ...
-
-    @property
-    def uplink(self) -> _Link: ...
-
-    def publish(
-        self, spec: TopicSpec, body: BaseModel, *, name: str | None = None, qos: int | None = None
-    ) -> "asyncio.Future[PutResult]": ...
-
-    def get_state(self, key: str, default: Any = None) -> Any: ...
-
-    def set_state(self, key: str, value: Any) -> None: ...
-
-
-class RequestRefused(EdgedError):
-    """A rider request that cannot be made as asked; `code` is for the page."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(f"{code}: {message}")
-
-
-@dataclass(frozen=True)
-class Asked:
-    record: RequestRecord
-    repeat: bool  # the same button again, soon: the earlier request, nothing new sent
-
-
 def default_buttons(profile: str) -> list[Button]:
     """On board a shuttle nobody needs a pickup; at a truck or venue door they may."""
     if profile == "shuttle":
@@ -120,28 +85,21 @@ def default_buttons(profile: str) -> list[Button]:
     return ["pickup", "mediator", "service"]
 
 
-class KioskService:
+class KioskService(Service):
     def __init__(
         self,
-        node: KioskNode,
+        host: Host,
         config: KioskConfig,
         *,
         now_ms: Callable[[], int] | None = None,
     ) -> None:
-        spec = TOPICS.get(REQUESTS_TOPIC)
-        if spec is None:
-            raise EdgedError(
-                f"{REQUESTS_TOPIC} is not in edged.topics.TOPICS: add the KIOSK_REQUESTS "
-                "TopicSpec (body edged.kiosk.payloads.KioskRequest) before starting the kiosk"
-            )
-        self.spec = spec
-        self.node = node
+        super().__init__(host)
         self.config = config
-        self._now_ms = now_ms or (lambda: node.clock.now()[0])
+        self._now_ms = now_ms or (lambda: host.clock.now()[0])
         self.buttons: list[Button] = (
             list(config.buttons)
             if config.buttons is not None
-            else default_buttons(node.config.node.profile.value)
+            else default_buttons(host.node.profile.value)
         )
         self.schedule = self._load(SCHEDULE_KEY, Schedule, Schedule())
         self.messages: list[Message] = self._load_list(MESSAGES_KEY, Message)
@@ -151,23 +109,71 @@ class KioskService:
                 r.status = "sent"  # stored with its message in one commit: it is durable
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._near: tuple[object, dict[str, Any] | None] = (None, None)
+        # the node as the other services tell it on the bus
+        self.fix: Fix | None = None
+        self.fix_lost = False
+        self.fences: tuple[Geofence, ...] = ()
+        self.inside: tuple[str, ...] = ()
+        self.mode = mode.DEFAULT
+        self.journey: dict[str, Any] | None = None
+        self.occupancy: OccupancyChanged | None = None
+        self.connected = False
+        bus = host.bus
+        bus.subscribe(PositionUpdated, self._on_position)
+        bus.subscribe(FixStatus, self._on_fix_status)
+        bus.subscribe(GeofencesChanged, self._on_geofences)
+        bus.subscribe(ModeChanged, self._on_mode)
+        bus.subscribe(JourneyChanged, self._on_journey)
+        bus.subscribe(OccupancyChanged, self._on_occupancy)
+        bus.subscribe(LinkChanged, self._on_link)
         self._view: dict[str, Any] = self.view()
+        self.server = KioskServer(self, config, host.counters)
+
+    def commands(self) -> list[CommandSpec]:
+        return [
+            CommandSpec("kiosk.schedule", self.command_schedule),
+            CommandSpec("kiosk.message", self.command_message),
+            CommandSpec("kiosk.ack", self.command_ack),
+        ]
+
+    # -- what the other services say ----------------------------------------------------
+
+    def _on_position(self, event: PositionUpdated) -> None:
+        self.fix = event.fix
+
+    def _on_fix_status(self, event: FixStatus) -> None:
+        self.fix_lost = event.lost
+
+    def _on_geofences(self, event: GeofencesChanged) -> None:
+        self.fences, self.inside = event.fences, event.inside
+
+    def _on_mode(self, event: ModeChanged) -> None:
+        self.mode = event.mode
+
+    def _on_journey(self, event: JourneyChanged) -> None:
+        self.journey = event.run
+
+    def _on_occupancy(self, event: OccupancyChanged) -> None:
+        self.occupancy = event
+
+    def _on_link(self, event: LinkChanged) -> None:
+        self.connected = event.connected
 
     # -- persistence ------------------------------------------------------------------
 
     def _load(self, key: str, model: type[M], default: M) -> M:
-        raw = self.node.get_state(key)
+        raw = self.host.state.get(key)
         if raw is None:
             return default
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
-            self.node.counters.inc("kiosk.bad_state")
+            self.host.counters.inc("kiosk.bad_state")
             log.warning("kiosk: stored %s is unreadable, starting without it: %s", key, exc)
             return default
 
     def _load_list(self, key: str, model: type[M]) -> list[M]:
-        raw = self.node.get_state(key)
+        raw = self.host.state.get(key)
         if not isinstance(raw, list):
             return []
         out: list[M] = []
@@ -175,18 +181,18 @@ class KioskService:
             try:
                 out.append(model.model_validate(item))
             except ValidationError:
-                self.node.counters.inc("kiosk.bad_state")
+                self.host.counters.inc("kiosk.bad_state")
                 log.warning("kiosk: dropped an unreadable entry of %s", key)
         return out
 
     def _save_schedule(self) -> None:
-        self.node.set_state(SCHEDULE_KEY, self.schedule.model_dump(mode="json"))
+        self.host.state.set(SCHEDULE_KEY, self.schedule.model_dump(mode="json"))
 
     def _save_messages(self) -> None:
-        self.node.set_state(MESSAGES_KEY, [m.model_dump(mode="json") for m in self.messages])
+        self.host.state.set(MESSAGES_KEY, [m.model_dump(mode="json") for m in self.messages])
 
     def _save_requests(self) -> None:
-        self.node.set_state(REQUESTS_KEY, [r.model_dump(mode="json") for r in self.requests])
+        self.host.state.set(REQUESTS_KEY, [r.model_dump(mode="json") for r in self.requests])
 
     # -- the view ---------------------------------------------------------------------
 
@@ -208,17 +214,17 @@ class KioskService:
             try:
                 listener(view)
             except Exception:
-                self.node.counters.inc("kiosk.error")
+                self.host.counters.inc("kiosk.error")
                 log.exception("kiosk: a view listener failed")
 
     def view(self) -> dict[str, Any]:
         """Everything the page shows, as JSON-ready data; no clock (the page ticks its own)."""
         now = self._now_ms()
-        node = self.node.config.node
+        node = self.host.node
         return {
             "node": {"id": node.id, "name": node.name or node.id, "profile": node.profile.value},
-            "mode": self._mode(),
-            "connected": bool(self.node.uplink.connected),
+            "mode": self.mode,
+            "connected": self.connected,
             "timezone": self.config.timezone,
             "idle_reset_s": self.config.idle_reset_s,
             "buttons": list(self.buttons),
@@ -247,10 +253,6 @@ class KioskService:
             "journey": self._journey(),
         }
 
-    def _mode(self) -> str:
-        mode = self.node.get_state(MODE_KEY, DEFAULT_MODE)
-        return mode if isinstance(mode, str) and 0 < len(mode) <= 40 else DEFAULT_MODE
-
     def _slot_view(self, s: ServiceSlot) -> dict[str, Any]:
         return {
             "id": s.id,
@@ -262,25 +264,23 @@ class KioskService:
         }
 
     def _where(self) -> dict[str, Any]:
-        position = getattr(self.node, "position", None)
-        geofences = getattr(self.node, "geofences", None)
-        last = getattr(position, "last_valid", None)
-        fix = "none" if last is None else "lost" if getattr(position, "fix_lost", False) else "ok"
+        last = self.fix
+        fix = "none" if last is None else "lost" if self.fix_lost else "ok"
         stop = None
         near = None
-        if geofences is not None:
-            here = [g for g in geofences.inside() if g.kind in STOP_KINDS]
-            if here:
-                g = here[0]
-                stop = {"id": g.id, "name": g.name or g.id, "kind": g.kind}
-            elif fix == "ok" and last is not None:
-                if self._near[0] is not last[0]:  # once per fix, not on every refresh
-                    self._near = (last[0], self._nearest(geofences.fences, last[0]))
-                near = self._near[1]
+        inside = set(self.inside)
+        here = [g for g in self.fences if g.id in inside and g.kind in STOP_KINDS]
+        if here:
+            g = here[0]
+            stop = {"id": g.id, "name": g.name or g.id, "kind": g.kind}
+        elif fix == "ok" and last is not None:
+            if self._near[0] is not last:  # once per fix, not on every refresh
+                self._near = (last, self._nearest(self.fences, last))
+            near = self._near[1]
         return {"fix": fix, "stop": stop, "near": near}
 
     @staticmethod
-    def _nearest(fences: list[Any], fix: Any) -> dict[str, Any] | None:
+    def _nearest(fences: tuple[Geofence, ...], fix: Fix) -> dict[str, Any] | None:
         candidates = [
             (signed_distance(g, fix.lat, fix.lon), g) for g in fences if g.kind in STOP_KINDS
         ]
@@ -290,10 +290,10 @@ class KioskService:
         return {"name": g.name or g.id, "km": round(max(d, 0) / 1000, 1)} if d <= NEAR_M else None
 
     def _occupancy(self) -> dict[str, Any] | None:
-        """From `node.occupancy` (`count`, `capacity`) when an occupancy service exists."""
-        source = getattr(self.node, "occupancy", None)
-        count = getattr(source, "count", None)
-        capacity = getattr(source, "capacity", None)
+        """From the occupancy service's count and capacity, when there is one."""
+        if self.occupancy is None:
+            return None
+        count, capacity = self.occupancy.count, self.occupancy.capacity
         if not (_is_int(count) and _is_int(capacity)) or capacity <= 0 or count < 0:
             return None
         free = max(0, capacity - count)
@@ -301,8 +301,8 @@ class KioskService:
         return {"count": count, "capacity": capacity, "free": free, "level": level}
 
     def _journey(self) -> dict[str, Any] | None:
-        """The assigned run's line and headsign (from `node.journey`, when it exists)."""
-        run = getattr(getattr(self.node, "journey", None), "current", None)
+        """The assigned run's line and headsign (from `journey.assign`)."""
+        run = self.journey
         if not isinstance(run, dict):
             return None
         line = run.get("line") or run.get("route_id")
@@ -335,15 +335,25 @@ class KioskService:
             self.messages = kept
             self._save_messages()
 
+    def now(self) -> tuple[int, ClockSource]:
+        """The node's time and the clock it comes from, for the page."""
+        return self.host.clock.now()
+
     async def run(self) -> None:
-        """Expire messages and notice what changes without telling (link, position, time)."""
+        """Serve the page, and keep its view fresh alongside."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.tick(), name="kiosk.view")
+            tg.create_task(self.server.run(), name="kiosk.http")
+
+    async def tick(self) -> None:
+        """Expire messages and notice what changes without telling (the time, each fix)."""
         while True:
             await asyncio.sleep(TICK_S)
             try:
                 self.expire()
                 self.refresh()
             except Exception:
-                self.node.counters.inc("kiosk.error")
+                self.host.counters.inc("kiosk.error")
                 log.exception("kiosk: refreshing the view failed")
 
     # -- commands from dispatch -------------------------------------------------------
@@ -463,7 +473,7 @@ class KioskService:
             made_ms=now,
             status="saving",
         )
-        future = self.node.publish(self.spec, self._payload(record))  # may raise: nothing kept
+        future = self.host.publish(KIOSK_REQUESTS, self._payload(record))  # may raise: nothing kept
         self.requests = [*self.requests, record][-KEEP_REQUESTS:]
         self._save_requests()  # same commit as the message
         future.add_done_callback(lambda f: self._stored(record, f))
@@ -476,9 +486,7 @@ class KioskService:
 
     def _payload(self, record: RequestRecord) -> KioskRequest:
         where = self._where()
-        position = getattr(self.node, "position", None)
-        last = getattr(position, "last_valid", None)
-        fix = last[0] if last is not None else None
+        fix = self.fix
         stop = where["stop"]
         return KioskRequest(
             request_id=record.request_id,
@@ -486,7 +494,7 @@ class KioskService:
             service_id=record.service_id,
             service=record.service,
             lang=record.lang,
-            mode=self._mode(),
+            mode=self.mode,
             stop=stop["id"] if stop else None,
             stop_name=stop["name"] if stop else None,
             lat=round(fix.lat, 5) if fix else None,
@@ -500,7 +508,7 @@ class KioskService:
             return
         if future.exception() is not None:
             record.status = "failed"
-            self.node.counters.inc("kiosk.request_failed")
+            self.host.counters.inc("kiosk.request_failed")
             log.error(
                 "kiosk: a %s request could not be stored: %s", record.kind, future.exception()
             )

@@ -5,7 +5,7 @@ import tomllib
 import pytest
 from pydantic import ValidationError
 
-from edged.kiosk.config import KioskConfig
+from edged.config.kiosk import KioskConfig
 from tests.helpers.nodes import ROOT
 
 

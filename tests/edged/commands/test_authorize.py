@@ -7,11 +7,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import edged.clock
+from core.counters import Counters
 from edged.clock import Clock
+from edged.commands.authorize import SEEN_KEY, Authorizer
 from edged.commands.router import CommandRouter, IncomingCommand
+from edged.commands.spec import CommandSpec
 from edged.config.security import KeyConfig, SecurityConfig
-from edged.counters import Counters
-from edged.security.authorize import SEEN_KEY, Authorizer
 from edged.security.signing import public_key_text, sign
 
 TOPIC = "rnst/v1/creuse/venue-ahun/cmd/door.unlock"
@@ -49,8 +50,8 @@ class World:
         async def ping(args: dict[str, Any]) -> dict[str, Any]:
             return {"pong": True}
 
-        self.router.register("door.unlock", unlock, scope="door")
-        self.router.register("ping", ping, scope="read")
+        self.router.add(CommandSpec("door.unlock", unlock, scope="door"))
+        self.router.add(CommandSpec("ping", ping, scope="read"))
 
     async def send(self, doc: dict[str, Any], topic: str = TOPIC) -> tuple[bool, str | None]:
         name = topic.rsplit("/cmd/", 1)[1]

@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from core.paths import PrivateConfigPath
 from edged.config.base import Strict
-from edged.config.paths import PrivateConfigPath
-from edged.wifi.countries import CHANNELS_1_TO_11, COUNTRIES
+from edged.config.wifi_countries import CHANNELS_1_TO_11, COUNTRIES
 
 Security = Literal["open", "wpa2", "wpa3", "wpa2-wpa3"]
 Backend = Literal["auto", "networkmanager", "hostapd"]

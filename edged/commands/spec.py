@@ -1,0 +1,31 @@
+"""What a command is, declared by its owner beside its handler, so the node adds them all
+to the router in one loop and a command's scope is written in one place."""
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from edged.config.security import Scope
+
+MAX_COMMAND_BYTES = 64 * 1024
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class CommandSpec(NamedTuple):
+    """One command: its name, handler, signing scope and size limit."""
+
+    name: str
+    handler: Handler
+    scope: Scope = "operate"
+    max_bytes: int = MAX_COMMAND_BYTES
+    kind: str | None = None
+    """Several owners share one command, each answering for one value of its `kind`
+    argument (`alarm.ack`: `panic` is the panic service's, `outbox_lost` the outbox's);
+    the first one added is the kind meant when none is given. The handler gets the
+    arguments without `kind`."""
+
+
+class Declares(Protocol):
+    """Whoever answers commands: a service, the node's own commands, the outbox's alarms."""
+
+    def commands(self) -> Sequence[CommandSpec]: ...

@@ -1,0 +1,97 @@
+"""The services a node runs, in the order they are built and started, and when each is on.
+
+Adding a service is its file in this folder and one row here. A row builds the service
+from the host and the config (its own section, and what it needs of `[node]` comes with
+the host); the node collects the commands each declares and runs them. Services speak
+through the bus; the one exception is said in its row: the riders' hotspot serves the
+kiosk's own view (its portal is the kiosk page on the phones), so it is built with it.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from edged.config.models import EdgedConfig
+from edged.host import Host
+from edged.services.access import AccessService
+from edged.services.base import Service
+from edged.services.doors import DoorService
+from edged.services.geofences import GeofenceService
+from edged.services.journey import JourneyService
+from edged.services.mode import ModeService
+from edged.services.occupancy import OccupancyService
+from edged.services.panic import PanicService
+from edged.services.position import PositionService
+from edged.services.vehicle import VehicleService
+
+
+def always(config: EdgedConfig) -> bool:
+    return True
+
+
+def has_gps(config: EdgedConfig) -> bool:
+    """A venue has no GPS: no "fix lost" for it."""
+    return any(d.enabled and d.driver.startswith("gps.") for d in config.drivers)
+
+
+Built = Mapping[str, Service]
+"""The services built so far, by name (only the hotspot reads it: the kiosk it shows)."""
+
+
+def kiosk(host: Host, config: EdgedConfig, built: Built) -> Service:
+    from edged.services.kiosk import KioskService  # aiohttp: ~10 MB, only with a screen
+
+    return KioskService(host, config.services.kiosk)
+
+
+def wifi(host: Host, config: EdgedConfig, built: Built) -> Service:
+    from edged.services.kiosk import KioskService
+    from edged.services.wifi import WifiService
+
+    screen = built["kiosk"]
+    assert isinstance(screen, KioskService)  # enabled only with the kiosk (its row is before)
+    return WifiService(host, config.wifi, screen, screen.config)
+
+
+def hotspot(config: EdgedConfig) -> bool:
+    """The riders' hotspot, with its portal: only on a node with a kiosk (the config
+    refuses `[wifi] enabled` without one)."""
+    return config.wifi.enabled and config.services.kiosk.enabled
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    build: Callable[[Host, EdgedConfig, Built], Service]
+    enabled: Callable[[EdgedConfig], bool] = always
+
+
+SERVICES: tuple[Row, ...] = (
+    Row("position", lambda h, c, _: PositionService(h, c.services.position, watch_fix=has_gps(c))),
+    Row("geofences", lambda h, c, _: GeofenceService(h, c.services.geofences)),
+    Row("vehicle", lambda h, c, _: VehicleService(h, c.services.vehicle, c.services.trips)),
+    Row("mode", lambda h, c, _: ModeService(h)),
+    Row("journey", lambda h, c, _: JourneyService(h)),
+    Row("doors", lambda h, c, _: DoorService(h, default_pulse_s=c.services.access.pulse_s)),
+    Row(
+        "occupancy",
+        lambda h, c, _: OccupancyService(h, c.services.occupancy),
+        lambda c: c.services.occupancy.enabled,
+    ),
+    Row(
+        "access",
+        lambda h, c, _: AccessService(h, c.services.access),
+        lambda c: c.services.access.enabled,
+    ),
+    Row("panic", lambda h, c, _: PanicService(h, c.services.panic)),
+    Row("kiosk", kiosk, lambda c: c.services.kiosk.enabled),
+    Row("wifi", wifi, hotspot),
+)
+
+
+def build(host: Host, config: EdgedConfig) -> dict[str, Service]:
+    """Every enabled service, by name, in table order."""
+    built: dict[str, Service] = {}
+    for row in SERVICES:
+        if row.enabled(config):
+            built[row.name] = row.build(host, config, built)
+    return built
