@@ -100,7 +100,10 @@ def ssid_bytes(normalised: str) -> bytes:
     value = parse_keyfile(normalised)["wifi"]["ssid"]
     if re.fullmatch(r"(\d+;)+", value):
         return bytes(int(b) for b in value.split(";") if b)
-    return value.encode()
+    # NetworkManager writes an SSID that holds `;` (the keyfile's list separator) as a
+    # string with each `;` escaped, `\;`, then GKeyFile-escaped (`ssid=caf\\;e`); its
+    # reader undoes both
+    return value.replace("\\;", ";").encode()
 
 
 @settings(
@@ -204,3 +207,16 @@ def test_every_file_of_a_backend_passes_its_tool(
         if backend == "networkmanager"
         else ["nft", "hostapd", "dnsmasq"]
     )
+
+
+@pytest.mark.parametrize("ssid", [";", "caf;e", "a;b;", "\\;", ";;"])
+def test_an_ssid_with_a_semicolon_reaches_networkmanager_byte_for_byte(
+    make: Make, ssid: str
+) -> None:
+    """NetworkManager writes `;` in an SSID escaped (the keyfile's list separator): what it
+    wrote must still read back as what was meant (hypothesis found ";")."""
+    w = make(ssid=ssid).wifi
+    assert w.ssid is not None
+    verdict = check_keyfile(keyfile(w, None), nmcli=nmcli())
+    assert verdict.ok is True and verdict.normalised is not None, verdict.message
+    assert ssid_bytes(verdict.normalised) == w.ssid.encode()
