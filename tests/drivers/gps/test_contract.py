@@ -27,6 +27,7 @@ from core.events import Fix
 from drivers.registry import backends
 from edged.config.models import SupervisorConfig
 from edged.supervisor import Supervised
+from hil.broker import free_port
 from hil.gps.emulator import NmeaEmulator
 from tests.helpers.drivers import Recorder, configured, wait_until
 
@@ -108,12 +109,6 @@ class GarblingProxy:
             w.close()
         assert self.server is not None
         self.server.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
