@@ -252,7 +252,9 @@ class Target:
         self, root: Path, *, boot: bool = False, network: bool = True, net_admin: bool = False
     ) -> list[str]:
         argv = ["systemd-nspawn", "--quiet", f"--directory={root}", "--register=no"]
-        if net_admin:  # the hotspot's tests build their own network namespaces and veths
+        if net_admin:  # the hotspot's tests build their own network namespaces and veths,
+            # and set their sysctls (nspawn mounts /proc/sys read-only but for this)
+            argv = ["env", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=network", *argv]
             argv.append("--capability=CAP_NET_ADMIN")
         argv += ["--keep-unit", f"--system-call-filter={NSPAWN_SYSCALLS}", "--console=pipe"]
         if boot:

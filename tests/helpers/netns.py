@@ -27,8 +27,9 @@ def need_netns() -> None:
         pytest.skip("iproute2 is not installed")
     if not _can_configure_a_netns():
         pytest.skip(
-            "a new network namespace cannot be configured here (no CAP_NET_ADMIN: a container "
-            "such as systemd-nspawn without --private-network or --capability=CAP_NET_ADMIN)"
+            "a new network namespace cannot be configured here (no CAP_NET_ADMIN, or /proc/sys "
+            "read-only: a container such as systemd-nspawn without --capability=CAP_NET_ADMIN "
+            "and SYSTEMD_NSPAWN_API_VFS_WRITABLE=network)"
         )
 
 
@@ -38,7 +39,10 @@ def _can_configure_a_netns() -> bool:
     if sh("ip", "netns", "add", name, check=False).returncode != 0:
         return False
     try:
-        return sh("ip", "-n", name, "link", "set", "lo", "up", check=False).returncode == 0
+        lo = sh("ip", "-n", name, "link", "set", "lo", "up", check=False)
+        forward = "net.ipv4.ip_forward=1"
+        sysctl = sh("ip", "netns", "exec", name, "sysctl", "-q", "-w", forward, check=False)
+        return lo.returncode == 0 and sysctl.returncode == 0
     finally:
         sh("ip", "netns", "del", name, check=False)
 
