@@ -360,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _feed(args: argparse.Namespace, login: Login, prefix: str, say: Say | None) -> int:
-    from edged.transit.run import run_feed  # protobuf and the page only for this command
+    from edged.transit.run import (  # protobuf and the page only for this command
+        run_feed,
+        tune_gc_for_a_long_running_feed,
+    )
     from edged.transit.schedule import ScheduleError
     from edged.transit.server import TileError
 
@@ -370,6 +373,7 @@ def _feed(args: argparse.Namespace, login: Login, prefix: str, say: Say | None) 
         raise UsageError("--fleet: a fleet id is lowercase letters, digits, _ and -")
     try:
         options = feed_cli.options(args, prefix, fleets)
+        tune_gc_for_a_long_running_feed()
         asyncio.run(run_feed(login, options, duration=args.duration, say=say))
     except (ValueError, ScheduleError, TileError) as exc:
         raise UsageError(str(exc)) from None
