@@ -98,10 +98,12 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             raise AssertionError(f"the nodes never reached the feed; see {tmp}")
         yield w
     finally:
-        await http.close()
         sim_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sim_task
+        # bounded: a simulator stuck in its client's teardown once held CI for 180 s here
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(sim_task, 10)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(http.close(), 5)
         for proc in [feed, *nodes.values()]:
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
