@@ -68,6 +68,12 @@ PHASES: dict[str, dict[str, str]] = {
         "broker": 'encoding = "deflate"',
         "moving": "[services.position.moving]\nmin_distance_m = 150",
     },
+    "deflate-batch10": {"broker": 'encoding = "deflate"\nbatch_s = 10'},
+    "deflate-batch15": {"broker": 'encoding = "deflate"\nbatch_s = 15'},
+    "deflate-batch20": {"broker": 'encoding = "deflate"\nbatch_s = 20'},
+    "deflate-batch30": {"broker": 'encoding = "deflate"\nbatch_s = 30'},
+    "deflate-batch60": {"broker": 'encoding = "deflate"\nbatch_s = 60'},
+    "json-batch30": {"broker": 'encoding = "json"\nbatch_s = 30'},
     "deflate-100m": {
         "broker": 'encoding = "deflate"',
         "moving": "[services.position.moving]\nmin_distance_m = 100",

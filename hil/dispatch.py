@@ -52,6 +52,7 @@ class Collector:
         self.tls = tls
         self.messages: list[Received] = []
         self._by_suffix: dict[str, list[Received]] = {}
+        self.publishes: dict[str, list[int]] = {}  # by suffix: messages in each publish
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -82,7 +83,9 @@ class Collector:
                     self.subscribed.set()
                     async for m in client.messages:
                         raw = m.payload if isinstance(m.payload, bytes) else b""
-                        for payload in _payloads(raw):
+                        payloads = _payloads(raw)
+                        self.publishes.setdefault(_suffix(str(m.topic)), []).append(len(payloads))
+                        for payload in payloads:
                             r = Received(str(m.topic), payload, time.time(), bool(m.retain))
                             self.messages.append(r)
                             self._by_suffix.setdefault(_suffix(r.topic), []).append(r)

@@ -98,6 +98,17 @@ class BrokerConfig(Strict):
     topic_aliases: bool = Field(
         default=True, description="MQTT 5 topic aliases: each topic name sent once a connection"
     )
+    batch_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=600,
+        description="a live sample (position, vehicle) waits at most this long to share one "
+        "message with the next ones of its topic; 0: it goes at once (a backlog is always "
+        "batched)",
+    )
+    batch_max: int = Field(
+        default=50, ge=1, le=1000, description="samples in one message at most; 1: never batch"
+    )
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> "BrokerConfig":

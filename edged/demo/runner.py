@@ -103,6 +103,7 @@ def demo_config(
             "password_file": None,
             "reconnect_min_s": 0.5,
             "reconnect_max_s": 5.0,
+            "batch_s": 0.0,  # a demo of seconds shows each position as it is chosen
         }
     )
     services = config.services

@@ -473,6 +473,8 @@ class Uplink:
             timeout_s=self.config.publish_timeout_s,
             v5=self.protocol == "5",
             outgoing=self.outgoing,
+            batch_s=self.config.batch_s,
+            batch_max=self.config.batch_max,
         )
         try:
             await sender.run()

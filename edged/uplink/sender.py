@@ -20,8 +20,11 @@ through paho's own client, the one aiomqtt runs on the same event loop, and paho
 - a message left unacknowledged for `timeout_s` ends the session, as aiomqtt's publish
   time-out did: the outbox sends it again in the next one.
 
+Samples of one topic go several to a publish (`edged.uplink.batching`): a backlog at once,
+a live sample after waiting at most `batch_s` for others.
+
 What is acknowledged was on disk before it was sent (the outbox gives out only committed
-rows), and the outbox deletes it only after its PUBACK.
+rows), and the outbox deletes it only after its PUBACK (of the batch that carried it).
 """
 
 import asyncio
@@ -34,6 +37,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.outbox import Outbox, Stored
+from edged.uplink.batching import Batcher
 from edged.uplink.mqtt import MqttClient
 
 READ_AHEAD = 8
@@ -61,6 +65,8 @@ class Sender:
         timeout_s: float,
         v5: bool,
         outgoing: Outgoing | None = None,
+        batch_s: float = 0.0,
+        batch_max: int = 1,
     ) -> None:
         self.client = client
         self.outgoing = outgoing
@@ -69,7 +75,9 @@ class Sender:
         self.timeout_s = timeout_s
         self.v5 = v5
         self.sent = 0  # acknowledged by the broker in this session
-        self._inflight: dict[int, tuple[Stored, float]] = {}  # mid -> (message, sent at)
+        self._inflight: dict[int, tuple[tuple[Stored, ...], float]] = {}  # mid -> (rows, sent at)
+        self._batcher = Batcher(batch_s, batch_max)
+        self._timer: asyncio.TimerHandle | None = None
         self._ahead: deque[Stored] = deque()
         self._low = asyncio.Event()
         self._scheduled = False
@@ -92,6 +100,8 @@ class Sender:
         finally:
             self._done = True
             self.client.on_delivered = None
+            if self._timer is not None:
+                self._timer.cancel()
 
     async def _fill(self) -> None:
         ahead, most = self._ahead, READ_AHEAD * self.window
@@ -119,11 +129,11 @@ class Sender:
             await asyncio.sleep(min(1.0, self.timeout_s / 4))
             if not inflight:
                 continue
-            msg, sent_at = next(iter(inflight.values()))  # in the order they were sent
+            msgs, sent_at = next(iter(inflight.values()))  # in the order they were sent
             waited = time.monotonic() - sent_at
             if waited > self.timeout_s:
                 raise PubackTimeout(
-                    f"no PUBACK for {msg.topic} after {waited:.0f} s "
+                    f"no PUBACK for {msgs[0].topic} after {waited:.0f} s "
                     f"([broker] publish_timeout_s = {self.timeout_s:g})"
                 )
 
@@ -132,41 +142,72 @@ class Sender:
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return False  # someone else's (birth, retained, a direct publish)
-        self.outbox.ack(entry[0])
-        self.sent += 1
+        for msg in entry[0]:
+            self.outbox.ack(msg)
+        self.sent += len(entry[0])
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._pump)
-        return True
+
+    def _due(self) -> None:
+        self._timer = None
+        self._wake()
 
     def _pump(self) -> None:
         """Fill the window from the read-ahead, all at once."""
         self._scheduled = False
         if self._done:
             return
-        ahead, inflight = self._ahead, self._inflight
+        ahead, inflight, batcher = self._ahead, self._inflight, self._batcher
         room = self.window - len(inflight)
-        publish = self.client.publish_nowait
-        now = time.monotonic()
+        now = self._loop.time()
         try:
-            while room > 0 and ahead:
-                msg = ahead.popleft()
-                properties = None
-                if msg.correlation is not None and self.v5:
-                    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                    properties.CorrelationData = msg.correlation
-                topic, payload = msg.topic, msg.payload
-                if self.outgoing is not None:  # the fleet's encoding, topic aliases
-                    topic, payload, properties = self.outgoing(topic, payload, properties)
-                mid = publish(topic, payload, msg.qos, msg.retain, properties)
-                inflight[mid] = (msg, now)
+            while ahead:
+                msg = ahead[0]
+                if batcher.takes(msg):
+                    if room <= 0 and batcher.ready:
+                        break  # gathered enough to fill the window when it has room again
+                    batcher.add(ahead.popleft(), now)
+                    continue
+                if room <= 0:
+                    break
+                self._send((ahead.popleft(),), msg.payload)
                 room -= 1
+            for batch in batcher.take(now, room):
+                self._send(tuple(batch.messages), batch.payload())
         except Exception as exc:  # the connection is gone: the session ends
             if not self._failed.done():
                 self._failed.set_exception(exc)
             return
+        self._arm(batcher.next_due())
         if len(ahead) <= (READ_AHEAD - 1) * self.window:
             self._low.set()
+
+    def _send(self, msgs: tuple[Stored, ...], payload: bytes) -> None:
+        """One publish carrying `msgs` (one message, or a batch of one topic's samples)."""
+        first = msgs[0]
+        properties = None
+        if first.correlation is not None and self.v5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = first.correlation
+        topic = first.topic
+        if self.outgoing is not None:  # the fleet's encoding, topic aliases
+            topic, payload, properties = self.outgoing(topic, payload, properties)
+        mid = self.client.publish_nowait(topic, payload, first.qos, first.retain, properties)
+        self._inflight[mid] = (msgs, time.monotonic())
+
+    def _arm(self, due: float | None) -> None:
+        """Wake the drain when the earliest batch waiting for company is due."""
+        timer = self._timer
+        if due is None or (timer is not None and timer.when() <= due):
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer = self._loop.call_at(due, self._due)
 
 
 def _rank(msg: Stored) -> tuple[int, bool]:

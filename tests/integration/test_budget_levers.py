@@ -258,3 +258,23 @@ async def test_a_resumed_session_keeps_its_subscription_and_commands_still_arriv
             assert c.on("reply/ping")[0].payload["id"] == "after-cut"
     finally:
         await proxy.close()
+
+
+# -- batches ------------------------------------------------------------------------------
+
+
+async def test_a_node_batches_its_positions_and_dispatch_gets_every_one_in_order(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    config = write_config(tmp_path, broker.port, broker='encoding = "deflate"\nbatch_s = 3.0')
+    await spawn(config)
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await c.wait_for(lambda: len(c.on("position")) >= 12, 40, "12 positions")
+        published = c.publishes["position"]
+        doors = c.publishes.get("events/door", [])
+    assert max(published) > 1, published  # samples shared publishes
+    assert len(published) < len(c.on("position"))
+    assert set(doors) <= {1}  # an event always goes alone
+    seqs = [m.payload["seq"] for m in c.on("position")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # each one, once, in order
+    assert all(isinstance(m.payload["lat"], float) for m in c.on("position"))

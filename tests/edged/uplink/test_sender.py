@@ -3,6 +3,7 @@ PUBACK and not before; a message the broker never acknowledges ends the session.
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from edged.outbox import Outbox, Publication, Stored
 from edged.payloads import DoorEvent, Position
 from edged.topics import DOOR, POSITION, Priority, Topics
 from edged.uplink.mqtt import MqttClient
-from edged.uplink.sender import PubackTimeout, Sender
+from edged.uplink.sender import READ_AHEAD, PubackTimeout, Sender
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.disk import rows_on_disk
@@ -29,7 +30,7 @@ def door(i: int) -> Publication:
     return Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=i % 2 == 0))
 
 
-def position(i: int) -> Publication:
+def position(i: int, qos: int = 0) -> Publication:
     body = Position(
         fix_time="2026-11-25T10:00:00Z",
         lat=45.0,
@@ -38,7 +39,7 @@ def position(i: int) -> Publication:
         quality=1,
         odometer_m=float(i),
     )
-    return Publication.make(TOPICS, POSITION, body, qos=0)
+    return Publication.make(TOPICS, POSITION, body, qos=qos)
 
 
 @pytest.fixture
@@ -62,13 +63,23 @@ async def fill(box: Outbox, pubs: list[Publication]) -> None:
     await asyncio.gather(*(box.put_nowait(p) for p in pubs))
 
 
-async def sending(port: int, box: Outbox, window: int, timeout_s: float = 15.0) -> Sender:
+async def sending(
+    port: int,
+    box: Outbox,
+    window: int,
+    timeout_s: float = 15.0,
+    *,
+    batch_s: float = 0.0,
+    batch_max: int = 1,
+) -> Sender:
     return Sender(
         MqttClient("127.0.0.1", port, identifier="n1", protocol=aiomqtt.ProtocolVersion.V5),
         box,
         window=window,
         timeout_s=timeout_s,
         v5=True,
+        batch_s=batch_s,
+        batch_max=batch_max,
     )
 
 
@@ -182,6 +193,78 @@ async def test_qos_0_samples_leave_the_outbox_once_written(
         await run_until(sender, drained, 20)
         await c.wait_for(lambda: len(c.on("position")) >= 300, 10, "the samples")
     assert rows(outbox) == 0
+
+
+async def test_a_backlog_of_samples_goes_in_batches_in_order_and_leaves_the_outbox(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    await fill(outbox, [position(i) for i in range(300)] + [door(i) for i in range(10)])
+    async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+        sender = await sending(broker.port, outbox, window=8, batch_max=50)
+        drained = asyncio.ensure_future(until_empty(outbox, 20))
+        await run_until(sender, drained, 20)
+        await c.wait_for(lambda: len(c.on("position")) >= 300, 10, "the samples")
+        await c.wait_for(lambda: len(c.on("events/door")) >= 10, 10, "the events")
+    assert [m.payload["seq"] for m in c.on("position")] == list(range(1, 301))
+    assert max(c.publishes["position"]) == 50
+    # a batch is cut where a read-ahead of the outbox ends: at most one short batch per fetch
+    assert len(c.publishes["position"]) <= 300 // 50 + math.ceil(300 / (READ_AHEAD * 8))
+    assert c.publishes["events/door"] == [1] * 10  # events never share a publish
+    assert sender.sent == 310
+    assert rows(outbox) == 0
+
+
+async def test_live_samples_wait_batch_s_for_company_while_an_event_goes_at_once(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+        sender = await sending(broker.port, outbox, window=8, batch_s=1.0, batch_max=50)
+        async with sender.client:
+            task = asyncio.create_task(sender.run())
+            try:
+                first = time.monotonic()
+                for i in range(3):
+                    await fill(outbox, [position(i)])
+                    await asyncio.sleep(0.1)
+                await fill(outbox, [door(0)])
+                await c.wait_for(lambda: len(c.on("events/door")) == 1, 5, "the event")
+                door_at = time.monotonic()
+                await c.wait_for(lambda: len(c.on("position")) == 3, 5, "the batch")
+                batch_at = time.monotonic()
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    assert c.publishes["position"] == [3]  # one publish: the three samples
+    assert door_at - first < 1.0 <= batch_at - first  # the event did not wait for them
+    await until_empty(outbox, 5)
+    assert rows(outbox) == 0
+
+
+async def test_a_batch_never_acknowledged_stays_in_the_outbox_and_goes_again(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True)).start()
+    try:
+        await fill(outbox, [position(i, qos=1) for i in range(30)])
+        async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+            sender = await sending(proxy.port, outbox, window=4, batch_max=10)
+            await run_until(sender, None, 1.0)
+            await c.wait_for(lambda: len(c.on("position")) >= 30, 5, "the batches")
+            assert c.publishes["position"] == [10, 10, 10]
+            await outbox.flush()
+            assert rows(outbox) == 30  # the broker has them, no PUBACK came: all kept
+            assert sender.sent == 0
+            proxy.quirks.withhold_pubacks = False
+            outbox.begin_session()
+            drained = asyncio.ensure_future(until_empty(outbox, 20))
+            again = await sending(proxy.port, outbox, window=4, batch_max=10)
+            await run_until(again, drained, 20)
+        assert again.sent == 30
+        assert {m.payload["seq"] for m in c.on("position")} == set(range(1, 31))
+        assert rows(outbox) == 0
+    finally:
+        await proxy.close()
 
 
 def stored(i: int, priority: Priority, *, live: bool) -> Stored:
