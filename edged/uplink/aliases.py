@@ -9,24 +9,45 @@ its frequent ones: position, vehicle, health).
 
 Publishes are handed to paho in the order they are assigned here (no await in between), so
 the one that carries a topic's name always goes out before those that use its alias.
+
+A publish with nothing but its alias reuses one properties object per alias, packed once:
+building paho's `Properties` and packing it cost ~15 µs a message, a sixth of the drain's
+CPU (a profile of `bench.outbox`).
 """
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 
+class AliasOnly(Properties):
+    """PUBLISH properties holding only a topic alias, packed once for every publish."""
+
+    def __init__(self, alias: int) -> None:
+        super().__init__(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self.TopicAlias = alias
+        object.__setattr__(self, "_packed", super().pack())  # type: ignore[no-untyped-call]
+
+    def pack(self) -> bytes:
+        return self._packed  # type: ignore[attr-defined,no-any-return]
+
+
 class TopicAliases:
     def __init__(self, maximum: int) -> None:
         self.maximum = max(0, maximum)
         self._aliases: dict[str, int] = {}
+        self._only: dict[int, AliasOnly] = {}
 
     def apply(self, topic: str, properties: Properties | None) -> tuple[str, Properties | None]:
         """The (topic, properties) to publish with: by alias when one is set up."""
         alias = self._aliases.get(topic)
         if alias is not None:
-            props = properties or Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.TopicAlias = alias
-            return "", props
+            if properties is None:
+                only = self._only.get(alias)
+                if only is None:
+                    only = self._only[alias] = AliasOnly(alias)
+                return "", only
+            properties.TopicAlias = alias
+            return "", properties
         if len(self._aliases) >= self.maximum:
             return topic, properties
         alias = len(self._aliases) + 1

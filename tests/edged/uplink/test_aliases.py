@@ -1,0 +1,56 @@
+"""Topic aliases as paho packs them: the name once, then the number alone."""
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edged.uplink.aliases import TopicAliases
+
+
+def packed(alias: int) -> bytes:
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.TopicAlias = alias
+    return packing(props)
+
+
+def fields(props: Properties | None) -> dict[str, object]:
+    assert props is not None
+    return props.json()  # type: ignore[no-untyped-call,no-any-return]
+
+
+def packing(props: Properties | None) -> bytes:
+    assert props is not None
+    return props.pack()  # type: ignore[no-untyped-call,no-any-return]
+
+
+def test_the_first_publish_carries_the_name_and_later_ones_only_the_alias() -> None:
+    aliases = TopicAliases(10)
+    first_topic, first = aliases.apply("a/position", None)
+    assert first_topic == "a/position" and fields(first) == {"TopicAlias": 1}
+    for _ in range(3):
+        topic, props = aliases.apply("a/position", None)
+        assert topic == "" and props is not None
+        assert packing(props) == packed(1)  # what paho would send for a fresh object
+
+
+def test_each_topic_keeps_its_own_alias_when_reused() -> None:
+    aliases = TopicAliases(10)
+    for name in ("a/position", "a/vehicle"):
+        aliases.apply(name, None)
+    assert packing(aliases.apply("a/vehicle", None)[1]) == packed(2)
+    assert packing(aliases.apply("a/position", None)[1]) == packed(1)
+
+
+def test_a_publish_with_its_own_properties_keeps_them_and_gains_the_alias() -> None:
+    aliases = TopicAliases(10)
+    aliases.apply("a/reply/x", None)
+    mine = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    mine.CorrelationData = b"c-1"
+    topic, props = aliases.apply("a/reply/x", mine)
+    assert topic == "" and props is mine
+    assert fields(props) == {"CorrelationData": b"c-1".hex(), "TopicAlias": 1}
+
+
+def test_past_the_brokers_maximum_topics_go_by_name_without_properties() -> None:
+    aliases = TopicAliases(1)
+    aliases.apply("a/position", None)
+    assert aliases.apply("a/vehicle", None) == ("a/vehicle", None)
