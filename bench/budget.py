@@ -34,20 +34,25 @@ from typing import Any
 import aiomqtt
 
 from bench.common import say
+from bench.wire import breakdown, read_keylog
+from drivers.can.candump import format_line
 from edged.codec import PayloadError, messages
+from hil.can.fms import DM1, EEC1, FmsBus, Frame
 from hil.fleetbroker import FleetBroker
 from hil.proxy import Connection, MqttProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHUTTLE = ROOT / "config" / "shuttle.toml"
 ROUTE = ROOT / "config" / "routes" / "creuse-shuttle.json"
-CAN_LOG = ROOT / "config" / "can" / "shuttle-day.log"
 FLEET = "bench"
 PREFIX = "rnst/v1"
 TLS_RECORD_OVERHEAD = 22  # TLS 1.3 AEAD record: 5 header + 16 tag + 1 content type
 AIM_PER_HOUR = 120_000
 STRETCH_PER_HOUR = 60_000
 AIM_PER_RECONNECT = 1_000
+KEEP_BYTES = 16384  # of each connection, each way: the reconnect's handshake and first packets
+DRIVE_S = 1500.0  # a run of the shuttle, engine on
+LAYOVER_S = 300.0  # engine off at the terminus
 
 PHASES: dict[str, dict[str, str]] = {
     "baseline": {
@@ -74,23 +79,54 @@ PHASES: dict[str, dict[str, str]] = {
     },
 }
 EVENTS = ("events/", "alarm/", "trip", "reply/", "kiosk/requests")
+MUST_APPEAR = ("state", "position", "health", "vehicle", "vehicle/faults", "events/door", "trip")
+"""Streams every driving phase delivers (a parked one: the first three): an absent stream
+has no seq gap to show, so it is counted."""
+STARTUP_ALLOWANCE_S = 300.0
+"""Node time the sped-up node may take to start (imports, TLS) before its bus replays."""
 
 
-def thin_can_log(out: Path) -> Path:
-    """The shipped log with each frame id at most once per log-second (the vehicle service
-    samples the latest values; a 107 frames/s bus would cost the sped-up node its CPU),
-    transport-protocol and DM1 frames all kept."""
-    kept, last = [], {}
-    for line in CAN_LOG.read_text().splitlines():
-        if not line.startswith("("):
-            continue
-        t = float(line[1 : line.index(")")])
-        can_id = line.split()[2].split("#")[0]
-        pgn = (int(can_id, 16) >> 8) & 0x3FFFF if len(can_id) == 8 else 0
-        if (pgn >> 8) & 0xFF in (0xEC, 0xEB) or pgn == 65226 or t - last.get(can_id, -9.0) >= 1:
+def trips_expected(hours: float, off_after_s: float = 30.0) -> int:
+    """Trips the day surely closes: one per layover begun `off_after_s` before the end."""
+    loop = DRIVE_S + LAYOVER_S
+    usable = hours * 3600 - STARTUP_ALLOWANCE_S - DRIVE_S - off_after_s
+    return 0 if usable < 0 else int(usable // loop) + 1
+
+
+def streams(seen: "Seen", hours: float, parked: bool) -> dict[str, Any]:
+    """What must have reached dispatch, counted: trips against the layovers the day had,
+    and every stream of MUST_APPEAR present."""
+    must = MUST_APPEAR[:3] if parked else MUST_APPEAR
+    expected = 0 if parked else trips_expected(hours)
+    return {
+        "counts": {t: seen.per_topic[t] for t in must},
+        "trips": seen.per_topic["trip"],
+        "trips_expected_min": expected,
+        "missing": [t for t in must if not seen.per_topic[t] and (t != "trip" or expected)],
+        "ok": seen.per_topic["trip"] >= expected
+        and all(seen.per_topic[t] for t in must if t != "trip" or expected),
+    }
+
+
+def service_can_log(out: Path, drive_s: float = DRIVE_S, layover_s: float = LAYOVER_S) -> Path:
+    """The shuttle's bus for one run and its layover, replayed in a loop: `drive_s` of the
+    FMS bus profile (the shipped log's: stops with doors, a DM1 fault, lifetime totals that
+    keep growing), then the engine off at the terminus for `layover_s` (the bus silent, as
+    an FMS bus is with the ignition off) and a frame of another ECU as it wakes. So each loop
+    closes one trip (ignition off after `ignition_off_after_s`) and opens the next: without
+    the layover the engine idles all day and no trip would ever close. Each frame id at most
+    once per log-second (the vehicle service samples the latest values; a 107 frames/s bus
+    would cost the sped-up node its CPU), transport-protocol and DM1 frames all kept."""
+    kept: list[Frame] = []
+    last: dict[int, float] = {}
+    for t, can_id, data in FmsBus().frames(drive_s):
+        pgn = (can_id >> 8) & 0x3FFFF
+        if (pgn >> 8) & 0xFF in (0xEC, 0xEB) or pgn == DM1 or t - last.get(can_id, -9.0) >= 1:
             last[can_id] = t
-            kept.append(line)
-    out.write_text("\n".join(kept) + "\n")
+            kept.append((t, can_id, data))
+    _, woke_id, woke_data = next(f for f in kept if (f[1] >> 8) & 0x3FFFF != EEC1)
+    kept.append((kept[-1][0] + layover_s, woke_id, woke_data))
+    out.write_text("".join(format_line(t, "can0", i, d) + "\n" for t, i, d in kept))
     return out
 
 
@@ -135,6 +171,7 @@ driver = "can.replay"
 [drivers.options]
 log = "{work / "can.log"}"
 loop = true
+max_gap_s = {LAYOVER_S + 60:g}
 """
     )
     text = f"""
@@ -245,15 +282,39 @@ def gaps(seen: Seen) -> dict[str, int]:
     return out
 
 
-def setup_bytes(conns: list[Connection], births: list[float]) -> list[int]:
-    """Bytes of each connection after the first, until its birth reached dispatch: the TLS
-    handshake, CONNECT, CONNACK, SUBSCRIBE, SUBACK, the birth and its PUBACK."""
+def setups(conns: list[Connection], births: list[float]) -> list[tuple[Connection, float, int]]:
+    """(connection, its birth's arrival, bytes until then) of each connection that brought
+    a birth to dispatch: the TLS handshake, CONNECT, CONNACK, SUBSCRIBE, SUBACK, the birth
+    and its PUBACK, and whatever else crossed before the birth arrived."""
     out = []
-    for conn in conns[1:]:
+    for conn in conns:
         end = conn.closed if conn.closed is not None else float("inf")
         birth = next((b for b in births if conn.opened <= b <= end), None)
         if birth is not None:
-            out.append(sum(n for t, _, n in conn.chunks if t <= birth))
+            out.append((conn, birth, sum(n for t, _, n in conn.chunks if t <= birth)))
+    return out
+
+
+def until(conn: Connection, when: float) -> dict[bool, int]:
+    """Bytes each way that crossed `conn` by `when`."""
+    out = {True: 0, False: 0}
+    for t, to_broker, n in conn.chunks:
+        if t <= when:
+            out[to_broker] += n
+    return out
+
+
+def reconnect_breakdown(
+    reconnects: list[tuple[Connection, float, int]], keylog: Path
+) -> dict[str, Any] | None:
+    """The reconnect of median bytes, item by item (bench.wire): what to cut."""
+    if not reconnects:
+        return None
+    ranked = sorted(reconnects, key=lambda r: r[2])
+    conn, birth, total = ranked[len(ranked) // 2]
+    keys = read_keylog(keylog.read_text()) if keylog.exists() else {}
+    out = breakdown(bytes(conn.head[True]), bytes(conn.head[False]), keys).json(until(conn, birth))
+    out["bytes_counted"] = total  # as bytes_per_reconnect counts it: must equal `bytes`
     return out
 
 
@@ -261,7 +322,10 @@ async def run_phase(
     name: str, fleet: FleetBroker, work: Path, args: argparse.Namespace, quiet: bool
 ) -> dict[str, Any]:
     node = f"p-{name}"
-    proxy = await MqttProxy(fleet.node_port, raw=True, keep_chunks=True).start()
+    proxy = await MqttProxy(
+        fleet.node_port, raw=True, keep_chunks=True, keep_bytes=KEEP_BYTES
+    ).start()
+    keylog = work / f"{node}.keys"
     config = node_config(work, fleet, node, proxy.port, PHASES[name], args.speed)
     seen = Seen()
     ready = asyncio.Event()
@@ -281,6 +345,7 @@ async def run_phase(
         stdout=log,
         stderr=asyncio.subprocess.STDOUT,
         cwd=ROOT,
+        env={**os.environ, "EDGED_BENCH_KEYLOG": str(keylog)},
     )
     real_s = args.hours * 3600 / args.speed
     started = time.monotonic()
@@ -313,8 +378,10 @@ async def run_phase(
     hours = elapsed * args.speed / 3600
     conns = proxy.connections
     wire = sum(c.total for c in conns)
-    setups = setup_bytes(conns, seen.births)
-    first = setup_bytes([Connection(0.0), *conns[:1]], seen.births)
+    each = setups(conns, seen.births)
+    first = [n for c, _, n in each if conns and c is conns[0]]
+    reconnects = [r for r in each if not conns or r[0] is not conns[0]]
+    setup = [n for _, _, n in reconnects]
     say(quiet, f"{name}: {wire / hours / 1000:.1f} KB/h over {hours:.2f} simulated h")
     return {
         "hours": round(hours, 3),
@@ -323,12 +390,13 @@ async def run_phase(
         "bytes_down_per_hour": round(sum(c.down for c in conns) / hours),
         "messages_per_hour": round(sum(seen.per_topic.values()) / hours),
         "publishes_per_hour": round(sum(seen.publishes.values()) / hours),
-        "bytes_per_reconnect": round(statistics.median(setups)) if setups else None,
-        "bytes_per_reconnect_max": max(setups) if setups else None,
+        "bytes_per_reconnect": round(statistics.median(setup)) if setup else None,
+        "bytes_per_reconnect_max": max(setup) if setup else None,
         "bytes_first_connection": first[0] if first else None,
         "reconnects": len(conns) - 1,
         "dead_zones": dead_zones,
-        "connections_without_birth": len(conns) - 1 - len(setups),
+        "connections_without_birth": len(conns) - 1 - len(setup),
+        "reconnect_breakdown": reconnect_breakdown(reconnects, keylog),
         "per_topic": {
             t: {
                 "messages_per_hour": round(seen.per_topic[t] / hours, 1),
@@ -338,6 +406,7 @@ async def run_phase(
             for t in sorted(seen.per_topic)
         },
         "event_seq_gaps": gaps(seen),
+        "streams": streams(seen, hours, bool(PHASES[name].get("parked"))),
         "undecodable": seen.undecodable,
         "node_exit": proc.returncode,
     }
@@ -353,7 +422,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         work.chmod(0o755)  # Mosquitto drops to its own user and must reach its files
-        thin_can_log(work / "can.log")
+        service_can_log(work / "can.log")
         fleet = FleetBroker([(FLEET, f"p-{p}") for p in phases], ["dispatch"], workdir=work)
         fleet.start()
         loadavg = os.getloadavg()[0]
@@ -387,6 +456,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "keepalive_bytes_per_hour_computed": round(
             3600 / keepalive_s * 2 * (2 + TLS_RECORD_OVERHEAD)
         ),
+        "streams_ok": all(r["streams"]["ok"] for r in results.values()),
+        "trips": {p: r["streams"]["trips"] for p, r in results.items()},
         "phases": results,
         "speed": args.speed,
         "dead_every_s": args.dead_every_s,
