@@ -156,8 +156,8 @@ class BrokerConfig(Strict):
         ge=0,
         le=2**32 - 1,
         description="MQTT 5 will delay: the broker says `offline` only this long after the "
-        "link is lost, and a node back within it sends no birth again (docs/budget.md); "
-        "0: offline at once, a birth at every connection",
+        "link is lost, and a node back within it over a resumed TLS session sends no birth "
+        "again (docs/budget.md); 0: offline at once, a birth at every connection",
     )
 
     @model_validator(mode="after")

@@ -420,13 +420,20 @@ class Uplink:
         the retained `state` is still that session's birth and need not be sent again.
         Over MQTT 5 with a will delay, the broker publishes the will only once the delay has
         passed since it lost the connection, and not at all when the session is taken up
-        again before. It lost it no earlier than the last bytes it sent us: back within
-        the delay (less a margin for their transit) and with the session kept, it is
-        proven; anything else (3.1.1, a restart of edged, a lost session, a connection
-        that did not go online) sends the birth."""
+        again before. It lost it no earlier than the last bytes it sent us, so less than the
+        delay (less a margin for their transit) since then, with the session kept, proves
+        it, on one more condition: the broker did not restart meanwhile (Mosquitto
+        publishes every will when it stops, and keeps the session; a restart from its disk
+        may bring back an older retained store). A TLS session resumed with the ticket of
+        the last connection proves that: a broker's ticket keys are its process's own
+        (OpenSSL makes them at start; Mosquitto sets none). Anything else (no TLS, a full
+        handshake, 3.1.1, a restart of edged, a lost session, a connection that did not go
+        online) sends the birth."""
         delay = self.config.will_delay_s
         heard = self._online_heard_at
         if self.protocol != "5" or delay <= 0 or heard is None or not client.session_present:
+            return False
+        if self.tls is None or self.tls_resumed is not True:
             return False
         return time.monotonic() - heard < delay - WILL_DELAY_MARGIN_S
 

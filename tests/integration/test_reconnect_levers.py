@@ -16,7 +16,6 @@ from edged.config.models import BrokerConfig, TlsConfig
 from edged.uplink.tls import TlsSessions
 from hil.fleetbroker import FleetBroker
 from hil.proxy import MqttProxy
-from tests.helpers.broker import Mosquitto
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
@@ -159,79 +158,133 @@ async def test_a_tls13_only_node_fails_clearly_against_a_tls12_only_server(
 
 
 def online(c: Collector) -> list[Any]:
-    return [m for m in c.on("state") if m.payload["state"] == "online"]
+    """The births published while `c` listened (what an earlier test left retained is not).
+    Each test's dispatch has its own client id: `Collector`'s session is persistent, and
+    what an earlier test's node sent after its collector left would come in as live."""
+    return [m for m in c.on("state") if m.payload["state"] == "online" and not m.retain]
 
 
 def offline(c: Collector) -> list[Any]:
-    return [m for m in c.on("state") if m.payload["state"] == "offline"]
+    return [m for m in c.on("state") if m.payload["state"] == "offline" and not m.retain]
+
+
+def tls_node_config(fleet: FleetBroker, tmp_path: Path, port: int, broker: str) -> Path:
+    """A node of the fleet over mutual TLS to `port` (the fleet broker, or a proxy to it)."""
+    crt, key = fleet.cert(".".join(NODE))
+    tls = f'[broker.tls]\nca_file = "{fleet.ca}"\ncert_file = "{crt}"\nkey_file = "{key}"\n'
+    config = write_config(tmp_path, port, health_s=1, gps=False, broker=broker, extra=tls)
+    config.write_text(config.read_text().replace('host = "127.0.0.1"', 'host = "localhost"'))
+    return config
 
 
 async def test_a_node_back_within_its_will_delay_sends_no_birth_and_stays_online(
-    broker: Mosquitto, tmp_path: Path, spawn: Any
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path, spawn: Any
 ) -> None:
-    proxy = await MqttProxy(broker.port).start()
-    try:
-        await spawn(
-            write_config(tmp_path, proxy.port, health_s=1, gps=False, broker="will_delay_s = 12")
+    await spawn(tls_node_config(fleet, tmp_path, tls_proxy.port, "will_delay_s = 12"))
+    dispatch = fleet.tls_context("dispatch")
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
+    ) as c:
+        await c.wait_for(lambda: bool(online(c)), 10, "the birth")
+        first = online(c)[-1].payload
+        births = len(online(c))
+        tls_proxy.cut()  # a short dead zone: back within the delay
+        await c.wait_for(
+            lambda: any(m.payload["errors"].get("uplink.birth_kept") for m in c.on("health")),
+            10,
+            "a session that kept the birth",
         )
-        async with Collector(broker.port, topic=f"{BASE}/#") as c:
-            await c.wait_for(lambda: bool(online(c)), 10, "the birth")
-            first = online(c)[0].payload
-            proxy.cut()  # a short dead zone: back within the delay
-            await c.wait_for(
-                lambda: any(m.payload["errors"].get("uplink.birth_kept") for m in c.on("health")),
-                10,
-                "a session that kept the birth",
-            )
-            assert len(online(c)) == 1 and not offline(c), c.on("state")
-            assert max(m.payload["reconnects"] for m in c.on("health")) >= 1
-        async with Collector(broker.port, topic=f"{BASE}/state", client_id="late") as late:
-            await late.wait_for(lambda: bool(late.on("state")), 5, "the retained state")
-            retained = late.on("state")[0].payload
-            assert retained["state"] == "online" and retained["seq"] == first["seq"]
+        assert len(online(c)) == births and not offline(c), c.on("state")
+        health = [m for m in c.on("health") if m.payload["errors"].get("uplink.birth_kept")]
+        assert health[-1].payload["mqtt"]["tls_resumed"] is True
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/state", client_id=f"late-{tmp_path.name}", tls=dispatch
+    ) as late:
+        await late.wait_for(lambda: bool(late.on("state")), 5, "the retained state")
+        retained = late.on("state")[0].payload
+        assert retained["state"] == "online" and retained["seq"] == first["seq"]
 
-            # away longer than the delay: the broker says offline, the node is born again
-            proxy.down = True
-            proxy.cut()
-            await late.wait_for(lambda: bool(offline(late)), 20, "the will, once the delay passed")
-            proxy.down = False
-            await late.wait_for(lambda: len(online(late)) >= 2, 15, "a new birth")
-            assert online(late)[-1].payload["seq"] > offline(late)[0].payload["seq"]
+        # away longer than the delay: the broker says offline, the node is born again
+        tls_proxy.down = True
+        tls_proxy.cut()
+        await late.wait_for(lambda: bool(offline(late)), 20, "the will, once the delay passed")
+        tls_proxy.down = False
+        await late.wait_for(lambda: bool(online(late)), 15, "a new birth")
+        assert online(late)[-1].payload["seq"] > offline(late)[0].payload["seq"]
+
+
+async def test_a_node_back_within_its_will_delay_after_a_broker_restart_is_born_again(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """Mosquitto publishes every will when it stops and keeps the sessions: the node,
+    back within its delay with its session kept, must still birth. The broker's new ticket
+    keys (no TLS resumption) are how it knows."""
+    fleet = FleetBroker([NODE], ["dispatch"]).start()
+    try:
+        await spawn(tls_node_config(fleet, tmp_path, fleet.node_port, "will_delay_s = 60"))
+        dispatch = fleet.tls_context("dispatch")
+        async with Collector(
+            fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
+        ) as c:
+            await c.wait_for(lambda: bool(online(c)), 10, "the birth")
+        fleet.stop()
+        fleet.start()
+        async with Collector(
+            fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
+        ) as c:
+            await c.wait_for(
+                lambda: bool(c.on("state")) and c.on("state")[-1].payload["state"] == "online",
+                20,
+                "a birth after the broker's restart",
+            )
+            await c.wait_for(
+                lambda: any(m.payload["reconnects"] >= 1 for m in c.on("health")),
+                10,
+                "health after the reconnect",
+            )
+            health = [m for m in c.on("health") if m.payload["reconnects"] >= 1]
+            assert health[-1].payload["mqtt"]["session_present"] is True
+            assert health[-1].payload["mqtt"]["tls_resumed"] is False
+            assert not health[-1].payload["errors"].get("uplink.birth_kept")
     finally:
-        await proxy.close()
+        fleet.cleanup()
 
 
 async def test_a_node_killed_and_restarted_within_its_will_delay_is_born_again(
-    broker: Mosquitto, tmp_path: Path, spawn: Any
+    fleet: FleetBroker, tmp_path: Path, spawn: Any
 ) -> None:
     """A new process cannot know what the broker holds: it proves nothing, so it births
     (its config may have changed, and the retained birth must say so)."""
-    config = write_config(tmp_path, broker.port, gps=False, broker="will_delay_s = 60")
+    config = tls_node_config(fleet, tmp_path, fleet.node_port, "will_delay_s = 60")
     node = await spawn(config)
-    async with Collector(broker.port, topic=f"{BASE}/state") as c:
+    dispatch = fleet.tls_context("dispatch")
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/state", client_id=tmp_path.name, tls=dispatch
+    ) as c:
         await c.wait_for(lambda: bool(online(c)), 10, "the birth")
+        births = len(online(c))
         node.kill9()
         await spawn(config)
-        await c.wait_for(lambda: len(online(c)) >= 2, 10, "a birth from the new process")
-        assert not offline(c)  # back within the delay: the will was never published
-        assert online(c)[1].payload["seq"] > online(c)[0].payload["seq"]
+        await c.wait_for(lambda: len(online(c)) > births, 10, "a birth from the new process")
+        assert not offline(c), c.on("state")  # back within the delay: no will
+        assert online(c)[-1].payload["seq"] > online(c)[births - 1].payload["seq"]
 
 
 async def test_over_mqtt_311_a_node_with_a_will_delay_births_at_every_connection(
-    broker: Mosquitto, tmp_path: Path, spawn: Any
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path, spawn: Any
 ) -> None:
-    """MQTT 3.1.1 has no will delay: the will goes at once, so the birth must follow."""
-    proxy = await MqttProxy(broker.port).start()
-    try:
-        await spawn(
-            write_config(
-                tmp_path, proxy.port, protocol="3.1.1", gps=False, broker="will_delay_s = 60"
-            )
-        )
-        async with Collector(broker.port, topic=f"{BASE}/state") as c:
-            await c.wait_for(lambda: bool(online(c)), 10, "the birth")
-            proxy.cut()
-            await c.wait_for(lambda: len(online(c)) >= 2, 10, "a birth after the will")
-            assert offline(c) and offline(c)[0].payload["seq"] < online(c)[1].payload["seq"]
-    finally:
-        await proxy.close()
+    """MQTT 3.1.1 has no will delay: the will goes at once, so the birth must follow, even
+    over a resumed TLS session with the session kept."""
+    config = tls_node_config(fleet, tmp_path, tls_proxy.port, "will_delay_s = 60")
+    config.write_text(config.read_text().replace('protocol = "5"', 'protocol = "3.1.1"'))
+    await spawn(config)
+    dispatch = fleet.tls_context("dispatch")
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
+    ) as c:
+        await c.wait_for(lambda: bool(online(c)), 10, "the birth")
+        births = len(online(c))
+        tls_proxy.cut()
+        await c.wait_for(lambda: len(online(c)) > births, 10, "a birth after the will")
+        assert offline(c) and offline(c)[-1].payload["seq"] < online(c)[-1].payload["seq"]
+        assert any(m.payload["mqtt"]["tls_resumed"] for m in c.on("health"))
