@@ -69,6 +69,26 @@ PHASES: dict[str, dict[str, str]] = {
     "parked": {"broker": 'encoding = "deflate"', "parked": "yes"},
     "parked-json": {"parked": "yes"},
     "deflate-tls12": {"broker": 'encoding = "deflate"', "tls": 'max_version = "1.2"'},
+    # the reconnect's levers, one at a time then together (docs/budget.md)
+    "deflate-lean-hello": {
+        "broker": 'encoding = "deflate"',
+        "tls": 'min_version = "1.3"\nmiddlebox_compat = false',
+    },
+    "deflate-will-delay": {"broker": 'encoding = "deflate"\nwill_delay_s = 300'},
+    "deflate-tls12-chacha": {
+        "broker": 'encoding = "deflate"',
+        "tls": 'max_version = "1.2"\nciphers = "ECDHE+CHACHA20"',
+    },
+    "deflate-lean": {
+        "broker": 'encoding = "deflate"\nwill_delay_s = 300',
+        "tls": 'min_version = "1.3"\nmiddlebox_compat = false',
+    },
+    "deflate-tls12-chacha-will-delay": {
+        "broker": 'encoding = "deflate"\nwill_delay_s = 300',
+        "tls": 'max_version = "1.2"\nciphers = "ECDHE+CHACHA20"',
+    },
+    # samples batched by the uplink ([broker] batch_s: the lead's branch; unknown before it)
+    "deflate-batch30": {"broker": 'encoding = "deflate"\nbatch_s = 30'},
     "deflate-150m": {
         "broker": 'encoding = "deflate"',
         "moving": "[services.position.moving]\nmin_distance_m = 150",
@@ -86,10 +106,18 @@ STARTUP_ALLOWANCE_S = 300.0
 """Node time the sped-up node may take to start (imports, TLS) before its bus replays."""
 
 
-def trips_expected(hours: float, off_after_s: float = 30.0) -> int:
-    """Trips the day surely closes: one per layover begun `off_after_s` before the end."""
+def node_id(phase: str) -> str:
+    """The phase's node: ids of one length (the shipped `shuttle-07`'s), since the id is in
+    the client id, the will's and every topic, and the certificate inside each TLS ticket."""
+    return f"shuttle-{list(PHASES).index(phase):02d}"
+
+
+def trips_expected(hours: float, off_after_s: float = 30.0, startup_s: float = -1.0) -> int:
+    """Trips the day surely closes: one per layover begun `off_after_s` before the end, the
+    node's start taking up to STARTUP_ALLOWANCE_S (or `startup_s`: 0 gives the most)."""
     loop = DRIVE_S + LAYOVER_S
-    usable = hours * 3600 - STARTUP_ALLOWANCE_S - DRIVE_S - off_after_s
+    startup = STARTUP_ALLOWANCE_S if startup_s < 0 else startup_s
+    usable = hours * 3600 - startup - DRIVE_S - off_after_s
     return 0 if usable < 0 else int(usable // loop) + 1
 
 
@@ -102,6 +130,8 @@ def streams(seen: "Seen", hours: float, parked: bool) -> dict[str, Any]:
         "counts": {t: seen.per_topic[t] for t in must},
         "trips": seen.per_topic["trip"],
         "trips_expected_min": expected,
+        # more: the replay stalled past ignition_off_after_s (a loaded machine), an artefact
+        "trips_expected_max": 0 if parked else trips_expected(hours, startup_s=0.0),
         "missing": [t for t in must if not seen.per_topic[t] and (t != "trip" or expected)],
         "ok": seen.per_topic["trip"] >= expected
         and all(seen.per_topic[t] for t in must if t != "trip" or expected),
@@ -282,17 +312,52 @@ def gaps(seen: Seen) -> dict[str, int]:
     return out
 
 
-def setups(conns: list[Connection], births: list[float]) -> list[tuple[Connection, float, int]]:
-    """(connection, its birth's arrival, bytes until then) of each connection that brought
-    a birth to dispatch: the TLS handshake, CONNECT, CONNACK, SUBSCRIBE, SUBACK, the birth
-    and its PUBACK, and whatever else crossed before the birth arrived."""
+@dataclass
+class Setup:
+    """A connection's setup: until its birth reached dispatch, or, where the node sent no
+    birth (its will delay proved `online` still retained), until its CONNACK came."""
+
+    conn: Connection
+    end: float  # time.monotonic() the setup ended
+    bytes: int
+    birth: bool
+
+
+def setups(
+    conns: list[Connection], births: list[float], keys: dict[bytes, dict[str, bytes]]
+) -> list[Setup]:
+    """Each connection that went into service: the TLS handshake, CONNECT, CONNACK,
+    SUBSCRIBE, SUBACK, the birth and its PUBACK, and whatever else crossed before the birth
+    arrived; without a birth, what crossed until the CONNACK, for a connection that then
+    carried messages (a connection lost during its setup is not one)."""
     out = []
     for conn in conns:
         end = conn.closed if conn.closed is not None else float("inf")
         birth = next((b for b in births if conn.opened <= b <= end), None)
         if birth is not None:
-            out.append((conn, birth, sum(n for t, _, n in conn.chunks if t <= birth)))
+            out.append(Setup(conn, birth, sum(n for t, _, n in conn.chunks if t <= birth), True))
+            continue
+        connack = connack_at(conn, keys)
+        if connack is not None:
+            n = sum(n for t, _, n in conn.chunks if t <= connack)
+            if conn.total > n + 1000:
+                out.append(Setup(conn, connack, n, False))
     return out
+
+
+def connack_at(conn: Connection, keys: dict[bytes, dict[str, bytes]]) -> float | None:
+    """When the CONNACK's last byte crossed (None: not seen, or not decrypted)."""
+    items = breakdown(bytes(conn.head[True]), bytes(conn.head[False]), keys).items
+    end = next((i.end for i in items if not i.to_broker and i.what == "CONNACK"), None)
+    if end is None:
+        return None
+    down = 0
+    for t, to_broker, n in conn.chunks:
+        if not to_broker:
+            down += n
+            if down >= end:
+                return t
+    return None
 
 
 def until(conn: Connection, when: float) -> dict[bool, int]:
@@ -305,23 +370,25 @@ def until(conn: Connection, when: float) -> dict[bool, int]:
 
 
 def reconnect_breakdown(
-    reconnects: list[tuple[Connection, float, int]], keylog: Path
+    reconnects: list[Setup], keys: dict[bytes, dict[str, bytes]]
 ) -> dict[str, Any] | None:
     """The reconnect of median bytes, item by item (bench.wire): what to cut."""
     if not reconnects:
         return None
-    ranked = sorted(reconnects, key=lambda r: r[2])
-    conn, birth, total = ranked[len(ranked) // 2]
-    keys = read_keylog(keylog.read_text()) if keylog.exists() else {}
-    out = breakdown(bytes(conn.head[True]), bytes(conn.head[False]), keys).json(until(conn, birth))
-    out["bytes_counted"] = total  # as bytes_per_reconnect counts it: must equal `bytes`
+    setup = sorted(reconnects, key=lambda r: r.bytes)[len(reconnects) // 2]
+    conn = setup.conn
+    out = breakdown(bytes(conn.head[True]), bytes(conn.head[False]), keys).json(
+        until(conn, setup.end)
+    )
+    out["bytes_counted"] = setup.bytes  # as bytes_per_reconnect counts it: must equal `bytes`
+    out["birth"] = setup.birth
     return out
 
 
 async def run_phase(
     name: str, fleet: FleetBroker, work: Path, args: argparse.Namespace, quiet: bool
 ) -> dict[str, Any]:
-    node = f"p-{name}"
+    node = node_id(name)
     proxy = await MqttProxy(
         fleet.node_port, raw=True, keep_chunks=True, keep_bytes=KEEP_BYTES
     ).start()
@@ -378,10 +445,11 @@ async def run_phase(
     hours = elapsed * args.speed / 3600
     conns = proxy.connections
     wire = sum(c.total for c in conns)
-    each = setups(conns, seen.births)
-    first = [n for c, _, n in each if conns and c is conns[0]]
-    reconnects = [r for r in each if not conns or r[0] is not conns[0]]
-    setup = [n for _, _, n in reconnects]
+    keys = read_keylog(keylog.read_text()) if keylog.exists() else {}
+    each = setups(conns, seen.births, keys)
+    first = [s.bytes for s in each if conns and s.conn is conns[0]]
+    reconnects = [s for s in each if not conns or s.conn is not conns[0]]
+    setup = [s.bytes for s in reconnects]
     say(quiet, f"{name}: {wire / hours / 1000:.1f} KB/h over {hours:.2f} simulated h")
     return {
         "hours": round(hours, 3),
@@ -395,8 +463,9 @@ async def run_phase(
         "bytes_first_connection": first[0] if first else None,
         "reconnects": len(conns) - 1,
         "dead_zones": dead_zones,
-        "connections_without_birth": len(conns) - 1 - len(setup),
-        "reconnect_breakdown": reconnect_breakdown(reconnects, keylog),
+        "connections_not_in_service": len(conns) - 1 - len(setup),
+        "reconnects_without_birth": sum(not s.birth for s in reconnects),
+        "reconnect_breakdown": reconnect_breakdown(reconnects, keys),
         "per_topic": {
             t: {
                 "messages_per_hour": round(seen.per_topic[t] / hours, 1),
@@ -423,7 +492,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         work.mkdir(parents=True, exist_ok=True)
         work.chmod(0o755)  # Mosquitto drops to its own user and must reach its files
         service_can_log(work / "can.log")
-        fleet = FleetBroker([(FLEET, f"p-{p}") for p in phases], ["dispatch"], workdir=work)
+        fleet = FleetBroker([(FLEET, node_id(p)) for p in phases], ["dispatch"], workdir=work)
         fleet.start()
         loadavg = os.getloadavg()[0]
         try:

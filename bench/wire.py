@@ -411,7 +411,9 @@ def mqtt_packet(packet: bytes, v5: bool) -> tuple[str, dict[str, int]]:
     kind, flags = packet[0] >> 4, packet[0] & 0x0F
     _, at = _varint(packet, 1)
     parts = {"fixed_header": at}
-    name = MQTT_TYPES.get(kind, f"type_{kind}")
+    if kind not in MQTT_TYPES:
+        raise Malformed(f"MQTT packet type {kind} is reserved")
+    name = MQTT_TYPES[kind]
     if kind == 1:  # CONNECT
         start = at
         _, at = _string(packet, at)
@@ -441,6 +443,8 @@ def mqtt_packet(packet: bytes, v5: bool) -> tuple[str, dict[str, int]]:
             if connect_flags & flag:
                 n, at = _string(packet, at)
                 parts[key] = n
+        if at != len(packet):
+            raise Malformed("a CONNECT longer than its fields")
         return f"{name} (MQTT {'5' if v5 else '3.1.1'})", parts
     if kind == 3:  # PUBLISH
         n, at = _string(packet, at)
