@@ -510,6 +510,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "bytes_per_hour": top["bytes_per_hour"],
         "messages_per_hour": top["messages_per_hour"],
         "bytes_per_reconnect": top["bytes_per_reconnect"],
+        "reconnect_breakdown": top["reconnect_breakdown"],
         "per_topic": top["per_topic"],
         "baseline_bytes_per_hour": base["bytes_per_hour"] if base else None,
         "baseline_messages_per_hour": base["messages_per_hour"] if base else None,

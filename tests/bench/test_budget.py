@@ -58,6 +58,7 @@ def test_the_budget_bench_measures_both_phases_and_loses_no_event(tmp_path: Path
     assert "health/beat" not in base["per_topic"]
     assert r["baseline_bytes_per_hour"] == base["bytes_per_hour"]
     assert r["streams_ok"]
+    assert r["reconnect_breakdown"] == lever["reconnect_breakdown"]  # the headline's
     # resumed: no certificate; full: the node's certificate goes up
     assert lever["reconnect_breakdown"]["resumed"] and not base["reconnect_breakdown"]["resumed"]
     assert "Certificate" in base["reconnect_breakdown"]["by_kind"]
