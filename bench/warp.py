@@ -5,9 +5,12 @@ event loop sped up K times: every period of the config (positions' reporting rul
 deadband looks and heartbeat, health, MQTT keepalive, reconnect backoff, the simulated GPS
 and CAN replay) runs unchanged, K times sooner in real time. The wall clock (`ts`) is not
 touched. It must be patched before anything imports `time.monotonic` (paho keeps a
-reference), hence this module imports the node only after. Waits in threads (SQLite, the
-TLS handshake) stay real: each counts K times longer in the node's time, so a bench run
-sets the config's time-outs to their maximum.
+reference), hence this module imports the node only after. A thread's paced wait
+(`threading.Event.wait` with a time-out: the CAN replay's sender waits so between frames) is
+warped too, or the replayed bus would fall silent K times longer than its log says between
+bursts (up to 34 node seconds at 60x: past `ignition_off_after_s`, a trip closed at random).
+Blocking work in threads (SQLite, the TLS handshake) stays real: each counts K times longer
+in the node's time, so a bench run sets the config's time-outs to their maximum.
 """
 
 import sys
@@ -24,6 +27,14 @@ def warped() -> float:
 
 def main() -> int:
     time.monotonic = warped
+    import threading
+
+    real_wait = threading.Event.wait
+
+    def warped_wait(self: threading.Event, timeout: float | None = None) -> bool:
+        return real_wait(self, None if timeout is None else max(0.0, timeout / K))
+
+    threading.Event.wait = warped_wait  # type: ignore[method-assign]
     import asyncio
     import selectors
     import signal
@@ -33,8 +44,23 @@ def main() -> int:
         def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
             return super().select(None if timeout is None else max(0.0, timeout / K))
 
+    import os
+
+    import edged.uplink.tls as tls
     from edged.config.loader import load_config
+    from edged.config.models import BrokerConfig
     from edged.node import Node
+
+    keylog = os.environ.get("EDGED_BENCH_KEYLOG")
+    if keylog:  # the bench breaks each reconnect down (bench.wire): never set on a node
+        load = tls._load
+
+        def logging_load(context: tls.C, cfg: BrokerConfig) -> tls.C:
+            context = load(context, cfg)
+            context.keylog_filename = keylog
+            return context
+
+        tls._load = logging_load
 
     config_path = Path(sys.argv[2])
     node = Node(load_config(config_path), config_path=config_path)

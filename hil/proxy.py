@@ -33,13 +33,17 @@ SESSION_EXPIRY_INTERVAL = 0x11
 @dataclass
 class Connection:
     """One client connection through the proxy: bytes each way, as they crossed the socket.
-    `chunks` holds (time.monotonic(), to_broker, bytes) of each read when kept."""
+    `chunks` holds (time.monotonic(), to_broker, bytes) of each read when kept; `head` the
+    first bytes each way (to_broker: True) when the proxy keeps them (`keep_bytes`)."""
 
     opened: float
     up: int = 0  # client -> broker
     down: int = 0  # broker -> client
     closed: float | None = None
     chunks: list[tuple[float, bool, int]] = field(default_factory=list)
+    head: dict[bool, bytearray] = field(
+        default_factory=lambda: {True: bytearray(), False: bytearray()}
+    )
 
     @property
     def total(self) -> int:
@@ -167,11 +171,13 @@ class MqttProxy:
         *,
         raw: bool = False,
         keep_chunks: bool = False,
+        keep_bytes: int = 0,
     ) -> None:
         self.upstream_port = upstream_port
         self.quirks = quirks or Quirks()
         self.raw = raw
         self.keep_chunks = keep_chunks
+        self.keep_bytes = keep_bytes
         self.connections: list[Connection] = []
         self.down = False  # refuse connections (close them at once) while set
         self.accepted = 0
@@ -271,6 +277,9 @@ class MqttProxy:
                     conn.down += len(data)
                 if self.keep_chunks:
                     conn.chunks.append((time.monotonic(), to_broker, len(data)))
+                head = conn.head[to_broker]
+                if len(head) < self.keep_bytes:
+                    head += data[: self.keep_bytes - len(head)]
                 dst.write(data)
                 await dst.drain()
             raise ConnectionError("closed")

@@ -1,5 +1,6 @@
 """The shape of an edged config file. Unknown keys are errors: a typo must not pass silently."""
 
+import ssl
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -51,12 +52,64 @@ class TlsConfig(Strict):
         description="highest TLS version offered; 1.2 resumes in fewer bytes on Mosquitto "
         "(docs/budget.md) but sends the node's certificate in clear at a full handshake",
     )
+    min_version: Literal["1.2", "1.3"] = Field(
+        default="1.2",
+        description='lowest TLS version accepted; "1.3" (a broker with TLS 1.3 only) leaves '
+        "the TLS 1.2 suites out of every handshake: 42 bytes less (docs/budget.md)",
+    )
+    middlebox_compat: bool = Field(
+        default=True,
+        description="TLS 1.3 middlebox compatibility (a fake session id and change cipher "
+        "spec records): false saves 70 bytes a handshake where no middlebox inspects TLS",
+    )
+    ciphers: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="TLS 1.2 cipher suites, an OpenSSL cipher list of ECDHE suites with an "
+        'AEAD (e.g. "ECDHE+CHACHA20" on a Pi without AES instructions); unset: OpenSSL\'s '
+        "default. TLS 1.3's suites are not chosen here",
+    )
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> "TlsConfig":
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: give both or neither")
         return self
+
+    @model_validator(mode="after")
+    def _versions_in_order(self) -> "TlsConfig":
+        if self.min_version == "1.3" and self.max_version == "1.2":
+            raise ValueError('min_version "1.3" is above max_version "1.2": no TLS version left')
+        if self.ciphers is not None and self.min_version == "1.3":
+            raise ValueError(
+                'ciphers chooses TLS 1.2 suites, and min_version "1.3" leaves TLS 1.2 out: '
+                "remove one of the two"
+            )
+        return self
+
+    @field_validator("ciphers")
+    @classmethod
+    def _known_ciphers(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.set_ciphers(value)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(
+                f"OpenSSL knows no TLS 1.2 cipher suite in {value!r} ({exc}); see "
+                '`openssl ciphers -v`, e.g. "ECDHE+CHACHA20" or "ECDHE+AESGCM"'
+            ) from None
+        tls12 = [c for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
+        if not tls12:
+            raise ValueError(f"{value!r} leaves no TLS 1.2 cipher suite")
+        weak = [c["name"] for c in tls12 if not c["aead"] or c["kea"] != "kx-ecdhe"]
+        if weak:
+            raise ValueError(
+                f"{value!r} lets in {', '.join(weak[:5])}: only ECDHE suites with an AEAD "
+                '(forward secrecy, an authenticated cipher) are taken, e.g. "ECDHE+CHACHA20"'
+            )
+        return value
 
 
 class BrokerConfig(Strict):
@@ -109,11 +162,29 @@ class BrokerConfig(Strict):
     batch_max: int = Field(
         default=50, ge=1, le=1000, description="samples in one message at most; 1: never batch"
     )
+    will_delay_s: int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="MQTT 5 will delay: the broker says `offline` only this long after the "
+        "link is lost, and a node back within it over a resumed TLS session sends no birth "
+        "again (docs/budget.md); 0: offline at once, a birth at every connection",
+    )
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> "BrokerConfig":
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
+
+    @model_validator(mode="after")
+    def _will_delay_within_session(self) -> "BrokerConfig":
+        if self.will_delay_s > self.session_expiry_s:
+            raise ValueError(
+                f"will_delay_s ({self.will_delay_s}) is longer than session_expiry_s "
+                f"({self.session_expiry_s}): the broker says offline when the session ends, "
+                "so the delay cannot be longer"
+            )
         return self
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """The one MQTT connection: birth and will, commands in, the outbox drained out.
 
 Each session: connect with the will (`state` offline, retained), subscribe to `cmd/#`,
-publish the birth, restore retained topics (when the broker kept no session for the node,
+publish the birth (not when a will delay proves the last birth still stands:
+`_will_still_held`), restore retained topics (when the broker kept no session for the node,
 so it may have lost them), then drain the outbox through a bounded window
 of publishes awaiting PUBACK, while commands are handled as they arrive. Any MQTT error
 ends the session; the next one starts after a jittered backoff (reset by a session that
@@ -56,6 +57,9 @@ MAX_INCOMING_BYTES = 8 * 1024 * 1024
 4 MiB). A broker drops bigger messages for us: a 200 MB command would not reach a Pi Zero's
 512 MB of memory."""
 NO_CONNACK_BEFORE_PROBE = 2
+WILL_DELAY_MARGIN_S = 5.0
+"""How long the broker's last bytes may have taken to reach the node: its will's delay
+started no earlier than they left it."""
 """MQTT 5 CONNECTs closed without a CONNACK in a row before 3.1.1 is tried: one may be a
 link lost at the wrong instant, and a wrong fallback would last until edged restarts."""
 
@@ -119,6 +123,10 @@ class Uplink:
         self.tls = TlsSessions(config) if config.tls is not None else None
         self.tls_resumed: bool | None = None
         self.aliases = TopicAliases(0)  # this connection's; set up at each CONNACK
+        self._online_heard_at: float | None = None
+        """When the broker last spoke to the node on the last connection that went online
+        (birth sent, or kept); None: unknown, or that connection did not go online. Its
+        will's delay started no earlier (`_will_still_held`)."""
         self._subscribed: str | None = None
         """The command filter this process subscribed to in a session the broker may keep:
         when it says it kept the session, the subscription is in it (not sent again). Not
@@ -195,6 +203,9 @@ class Uplink:
             log.error("uplink session failed", exc_info=_first(group))
             self.counters.inc("uplink.internal_error")
         finally:
+            client = self._client
+            if client is not None and client.session_present is not None:  # a CONNACK came
+                self._online_heard_at = client.heard_at if self.connected else None
             self.connected = False
             if self._client is not None and self._client.unreadable:
                 self.counters.inc("cmd.unreadable", self._client.unreadable)
@@ -321,7 +332,10 @@ class Uplink:
         cfg = self.config
         v5 = self.protocol == "5"
         persistent = cfg.session_expiry_s > 0
-        properties = None
+        properties = will_properties = None
+        if v5 and cfg.will_delay_s > 0:
+            will_properties = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            will_properties.WillDelayInterval = cfg.will_delay_s
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.MaximumPacketSize = MAX_INCOMING_BYTES
@@ -336,7 +350,13 @@ class Uplink:
             password=read_password(cfg),
             keepalive=cfg.keepalive_s,
             tls_context=self.tls.context() if self.tls is not None else None,
-            will=aiomqtt.Will(self.topics.of(STATE), self.wire(will_payload), qos=1, retain=True),
+            will=aiomqtt.Will(
+                self.topics.of(STATE),
+                self.wire(will_payload),
+                qos=1,
+                retain=True,
+                properties=will_properties,
+            ),
             clean_session=None if v5 else not persistent,
             clean_start=not persistent if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # 5 only
             properties=properties,
@@ -378,7 +398,10 @@ class Uplink:
         else:
             await self._subscribe(client)
         self._subscribed = self.topics.commands if self.config.session_expiry_s > 0 else None
-        await client.publish(self.topics.of(STATE), self.wire(birth), qos=1, retain=True)
+        if self._will_still_held(client):
+            self.counters.inc("uplink.birth_kept")  # `online` is still the retained state
+        else:
+            await client.publish(self.topics.of(STATE), self.wire(birth), qos=1, retain=True)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
         if not client.session_present:
@@ -391,6 +414,28 @@ class Uplink:
         self.sessions += 1
         self._connected_as(client)
         await self._drain(client)
+
+    def _will_still_held(self, client: MqttClient) -> bool:
+        """Whether the broker surely still holds the last session's will, unpublished, so
+        the retained `state` is still that session's birth and need not be sent again.
+        Over MQTT 5 with a will delay, the broker publishes the will only once the delay has
+        passed since it lost the connection, and not at all when the session is taken up
+        again before. It lost it no earlier than the last bytes it sent us, so less than the
+        delay (less a margin for their transit) since then, with the session kept, proves
+        it, on one more condition: the broker did not restart meanwhile (Mosquitto
+        publishes every will when it stops, and keeps the session; a restart from its disk
+        may bring back an older retained store). A TLS session resumed with the ticket of
+        the last connection proves that: a broker's ticket keys are its process's own
+        (OpenSSL makes them at start; Mosquitto sets none). Anything else (no TLS, a full
+        handshake, 3.1.1, a restart of edged, a lost session, a connection that did not go
+        online) sends the birth."""
+        delay = self.config.will_delay_s
+        heard = self._online_heard_at
+        if self.protocol != "5" or delay <= 0 or heard is None or not client.session_present:
+            return False
+        if self.tls is None or self.tls_resumed is not True:
+            return False
+        return time.monotonic() - heard < delay - WILL_DELAY_MARGIN_S
 
     async def _subscribe(self, client: MqttClient) -> None:
         """Commands, QoS 1; over MQTT 5 with "retain as published", so a retained command

@@ -54,9 +54,15 @@ class MqttClient(aiomqtt.Client):
         self.topic_alias_max = 0  # CONNACK's Topic Alias Maximum (MQTT 5; absent: none)
         self.ended: Ended | None = None
         self.unreadable = 0
+        self.reader: ReadAhead | None = None  # this connection's socket, once open
         self.on_delivered: Callable[[int], bool] | None = None
         """Told each message id paho reports published (PUBACK; QoS 0: written); True when
         the id was its own, else aiomqtt's `publish` is told."""
+
+    @property
+    def heard_at(self) -> float | None:
+        """time.monotonic() when the broker's last bytes came in (None: none yet)."""
+        return self.reader.heard_at if self.reader is not None else None
 
     def publish_nowait(
         self,
@@ -76,6 +82,7 @@ class MqttClient(aiomqtt.Client):
     def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
         """paho's new socket, read in chunks from now on (`edged.uplink.readahead`)."""
         wrapped = ReadAhead(sock)
+        self.reader = wrapped
         client._sock = wrapped
         super()._on_socket_open(client, userdata, wrapped)
 

@@ -10,6 +10,7 @@ are pending, as an `ssl.SSLSocket` does) empties it within the same wake-up.
 
 import socket
 import ssl
+import time
 from typing import Any
 
 CHUNK = 65536
@@ -22,10 +23,13 @@ class ReadAhead:
         self.sock = sock
         self._buf = b""
         self._at = 0
+        self.heard_at: float | None = None  # time.monotonic() of the last bytes read
 
     def recv(self, bufsize: int) -> bytes:
         if self._at >= len(self._buf):
             data = self.sock.recv(max(bufsize, CHUNK))  # BlockingIOError when empty
+            if data:
+                self.heard_at = time.monotonic()
             if len(data) <= bufsize:
                 return data
             self._buf, self._at = data, 0

@@ -8,6 +8,9 @@ without sending a certificate. Python's `ssl` resumes only with the `SSLContext`
 the session, so the uplink keeps one context for all its connections (`TlsSessions`) and
 builds a new one only when the certificate files change (a renewed certificate is used at
 the next connection, with a full handshake).
+
+What else a handshake carries is config where it is a trade-off (`[broker.tls]`
+`min_version`, `middlebox_compat`, `ciphers`; docs/budget.md has the bytes of each).
 """
 
 import logging
@@ -34,8 +37,14 @@ def _load(context: C, cfg: BrokerConfig) -> C:
     assert cfg.tls is not None
     context.verify_mode = ssl.CERT_REQUIRED  # PROTOCOL_TLS_CLIENT checks the host name too
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cfg.tls.min_version == "1.3":  # the TLS 1.2 suites and versions leave the hello
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
     if cfg.tls.max_version == "1.2":
         context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if not cfg.tls.middlebox_compat:  # no fake session id, no change cipher spec (TLS 1.3)
+        context.options &= ~ssl.OP_ENABLE_MIDDLEBOX_COMPAT
+    if cfg.tls.ciphers is not None:  # checked when the config loaded
+        context.set_ciphers(cfg.tls.ciphers)
     if cfg.tls.cert_file is not None:
         context.load_cert_chain(
             str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None

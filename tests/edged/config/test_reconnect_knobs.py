@@ -1,0 +1,119 @@
+"""The reconnect's knobs in `[broker]` and `[broker.tls]` (#20): each refused with a reason
+when it cannot work, never passed silently."""
+
+import ssl
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.errors import ConfigError
+from edged.config import parse_config
+from edged.config.models import BrokerConfig
+from edged.uplink.tls import tls_context
+from tests.helpers.fileserver import fleet_ca
+
+MINIMAL = """
+[node]
+fleet = "creuse"
+id = "bus-1"
+profile = "shuttle"
+"""
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fleet_ca(tmp_path_factory.mktemp("fleet")) / "ca.crt"
+
+
+def config(ca: Path, broker: str = "", tls: str = "") -> str:
+    return f'{MINIMAL}\n[broker]\n{broker}\n[broker.tls]\nca_file = "{ca}"\n{tls}\n'
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="t.toml")
+    return info.value.problems
+
+
+def test_the_defaults_keep_the_former_handshake_and_a_birth_at_every_connection(
+    ca: Path,
+) -> None:
+    cfg = parse_config(config(ca), source="t.toml").broker
+    assert cfg.will_delay_s == 0
+    assert cfg.tls is not None
+    assert (cfg.tls.min_version, cfg.tls.middlebox_compat, cfg.tls.ciphers) == ("1.2", True, None)
+
+
+def test_a_tls13_floor_above_a_tls12_ceiling_is_refused(ca: Path) -> None:
+    found = problems(config(ca, tls='min_version = "1.3"\nmax_version = "1.2"'))
+    assert any("no TLS version left" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    "ciphers",
+    ["NOT-A-CIPHER", "", "TLS_AES_128_GCM_SHA256", "eNULL", "ECDHE+CHACHA20\x00x", "ALL", "RSA"],
+)
+def test_a_cipher_list_openssl_cannot_use_for_tls12_is_refused_naming_the_fix(
+    ca: Path, ciphers: str
+) -> None:
+    escaped = ciphers.replace("\x00", "\\u0000")
+    found = problems(config(ca, tls=f'ciphers = "{escaped}"'))
+    assert any(
+        "ciphers" in p and ("openssl ciphers" in p or "no TLS 1.2" in p or "only ECDHE" in p)
+        for p in found
+    ), found
+
+
+def test_a_cipher_list_longer_than_any_real_one_is_refused(ca: Path) -> None:
+    found = problems(config(ca, tls=f'ciphers = "{"ECDHE+CHACHA20:" * 200}"'))
+    assert any("ciphers" in p for p in found), found
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=80))
+def test_any_cipher_text_is_accepted_or_refused_never_a_crash(ca: Path, text: str) -> None:
+    escaped = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    try:
+        cfg = parse_config(config(ca, tls=f'ciphers = "{escaped}"'), source="t.toml").broker
+    except ConfigError:
+        return
+    assert cfg.tls is not None and cfg.tls.ciphers is not None
+    tls_context(cfg)  # what was accepted, the uplink can use
+
+
+def test_ciphers_with_a_tls13_floor_is_refused_as_having_no_effect(ca: Path) -> None:
+    found = problems(config(ca, tls='min_version = "1.3"\nciphers = "ECDHE+CHACHA20"'))
+    assert any("leaves TLS 1.2 out" in p for p in found), found
+
+
+def test_the_lean_and_chacha_knobs_reach_the_tls_context(ca: Path) -> None:
+    lean = parse_config(
+        config(ca, tls='min_version = "1.3"\nmiddlebox_compat = false'), source="t.toml"
+    ).broker
+    context = tls_context(lean)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_3
+    assert not context.options & ssl.OP_ENABLE_MIDDLEBOX_COMPAT
+    chacha = parse_config(
+        config(ca, tls='max_version = "1.2"\nciphers = "ECDHE+CHACHA20"'), source="t.toml"
+    ).broker
+    offered = [c["name"] for c in tls_context(chacha).get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert offered and all("CHACHA20" in name for name in offered), offered
+    assert tls_context(chacha).options & ssl.OP_ENABLE_MIDDLEBOX_COMPAT
+
+
+def test_a_will_delay_longer_than_the_session_is_refused(ca: Path) -> None:
+    found = problems(config(ca, broker="session_expiry_s = 60\nwill_delay_s = 61"))
+    assert any("will_delay_s (61) is longer than session_expiry_s (60)" in p for p in found)
+    found = problems(config(ca, broker="session_expiry_s = 0\nwill_delay_s = 10"))
+    assert found
+
+
+@pytest.mark.parametrize("bad", ["-1", "4294967296", '"a minute"', "1.5"])
+def test_a_will_delay_outside_mqtt_range_is_refused(ca: Path, bad: str) -> None:
+    assert problems(config(ca, broker=f"will_delay_s = {bad}"))
+
+
+def test_a_will_delay_within_the_session_is_accepted() -> None:
+    assert BrokerConfig(will_delay_s=300).will_delay_s == 300

@@ -1,0 +1,290 @@
+"""The reconnect's levers against a real Mosquitto (#20): a lean TLS 1.3 hello, TLS 1.2 with
+ChaCha20-Poly1305, and the MQTT 5 will delay that spares a node back within it its birth.
+Bytes are counted at the socket (hil.proxy) and named with bench.wire."""
+
+import asyncio
+import socket
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.wire import breakdown, read_keylog
+from edged.config.models import BrokerConfig, TlsConfig
+from edged.uplink.tls import TlsSessions
+from hil.fleetbroker import FleetBroker
+from hil.proxy import MqttProxy
+from tests.helpers.mqtt import Collector
+from tests.helpers.nodes import write_config
+
+NODE = ("test", "shuttle-07")
+BASE = "rnst/v1/test/shuttle-07"
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[FleetBroker]:
+    broker = FleetBroker([NODE], ["dispatch"]).start()
+    yield broker
+    broker.cleanup()
+
+
+@pytest.fixture
+async def tls_proxy(fleet: FleetBroker) -> AsyncIterator[MqttProxy]:
+    proxy = await MqttProxy(fleet.node_port, raw=True, keep_bytes=65536).start()
+    yield proxy
+    await proxy.close()
+
+
+def sessions_for(fleet: FleetBroker, port: int, keylog: Path, **tls: Any) -> TlsSessions:
+    crt, key = fleet.cert(".".join(NODE))
+    cfg = TlsConfig(ca_file=fleet.ca, cert_file=crt, key_file=key, **tls)
+    sessions = TlsSessions(BrokerConfig(host="localhost", port=port, tls=cfg))
+    sessions.context().keylog_filename = str(keylog)
+    return sessions
+
+
+def connect(sessions: TlsSessions, port: int) -> tuple[bool | None, str]:
+    """One TLS connection as paho makes it, an MQTT 3.1.1 CONNECT, its CONNACK (the
+    broker's ticket before it); (resumed, negotiated cipher)."""
+    context = sessions.context()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        tls = context.wrap_socket(raw, server_hostname="localhost")
+        client_id = b"test.shuttle-07"
+        body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+        tls.sendall(bytes([0x10, len(body)]) + body)
+        assert tls.recv(4)[:1] == b"\x20", "no CONNACK"
+        cipher = tls.cipher()
+        resumed = sessions.connected()
+        tls.close()
+    assert cipher is not None
+    return resumed, cipher[0]
+
+
+async def resumed_connection(
+    fleet: FleetBroker, proxy: MqttProxy, tmp_path: Path, name: str, **tls: Any
+) -> tuple[dict[str, Any], int, str]:
+    """A full handshake then a resumed one with these knobs: the resumed one named."""
+    keylog = tmp_path / f"{name}.keys"
+    sessions = sessions_for(fleet, proxy.port, keylog, **tls)
+    results = [await asyncio.to_thread(connect, sessions, proxy.port) for _ in range(2)]
+    assert [r[0] for r in results] == [False, True], name
+    await asyncio.sleep(0.2)  # the proxy has counted the close
+    conn = proxy.connections[-1]
+    named = breakdown(
+        bytes(conn.head[True]), bytes(conn.head[False]), read_keylog(keylog.read_text())
+    )
+    out = named.json()
+    assert out["decrypted"] and not out["truncated"] and out["bytes"] == conn.total, out
+    return out, conn.total, results[1][1]
+
+
+def item(named: dict[str, Any], what: str) -> dict[str, Any]:
+    return next(i for i in named["items"] if i["what"].startswith(what))
+
+
+async def test_a_lean_tls13_hello_resumes_without_the_compat_session_id_or_tls12_suites(
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path
+) -> None:
+    default, default_bytes, _ = await resumed_connection(fleet, tls_proxy, tmp_path, "default")
+    lean, lean_bytes, cipher = await resumed_connection(
+        fleet, tls_proxy, tmp_path, "lean", min_version="1.3", middlebox_compat=False
+    )
+    assert lean["tls_version"] == default["tls_version"] == "1.3" and cipher.startswith("TLS_")
+    hello, lean_hello = item(default, "ClientHello"), item(lean, "ClientHello")
+    # no 32-byte legacy session id (and none echoed), no TLS 1.2 suite, no fake CCS
+    assert lean_hello["parts"]["random_version_session_id"] == 35
+    assert hello["parts"]["random_version_session_id"] == 67
+    # the three TLS 1.3 suites and the renegotiation SCSV
+    assert lean_hello["parts"]["cipher_suites"] == 2 + 2 * 4 < hello["parts"]["cipher_suites"]
+    assert item(lean, "ServerHello")["bytes"] == item(default, "ServerHello")["bytes"] - 32
+    assert not any(i["what"] == "ChangeCipherSpec" and i["dir"] == "up" for i in lean["items"])
+    assert default_bytes - lean_bytes >= 32 + 32 + 6 + 28, (default_bytes, lean_bytes)
+
+
+async def test_tls12_with_chacha20_resumes_with_a_record_overhead_of_21_bytes(
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path
+) -> None:
+    aes, _, aes_cipher = await resumed_connection(
+        fleet, tls_proxy, tmp_path, "aes", max_version="1.2"
+    )
+    chacha, _, cipher = await resumed_connection(
+        fleet, tls_proxy, tmp_path, "chacha", max_version="1.2", ciphers="ECDHE+CHACHA20"
+    )
+    assert "CHACHA20-POLY1305" in cipher and "GCM" in aes_cipher
+    assert chacha["tls_version"] == aes["tls_version"] == "1.2"
+    assert item(chacha, "CONNECT")["parts"]["tls_record_overhead"] == 5 + 16
+    assert item(aes, "CONNECT")["parts"]["tls_record_overhead"] == 5 + 8 + 16
+    # TLS 1.2 resumed: no certificate and no new ticket from the broker
+    assert not any(i["what"] in ("Certificate", "NewSessionTicket") for i in chacha["items"])
+
+
+async def test_a_node_that_only_offers_chacha20_still_talks_to_a_broker(
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path
+) -> None:
+    """The option leaves TLS 1.3 alone: with max_version 1.3 it still negotiates 1.3."""
+    named, _, cipher = await resumed_connection(
+        fleet, tls_proxy, tmp_path, "chacha13", ciphers="ECDHE+CHACHA20"
+    )
+    assert named["tls_version"] == "1.3" and cipher.startswith("TLS_")
+
+
+async def test_a_tls13_only_node_fails_clearly_against_a_tls12_only_server(
+    tmp_path: Path, fleet: FleetBroker
+) -> None:
+    """min_version 1.3 is a trade-off: a broker without TLS 1.3 refuses the handshake."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    broker_dir = fleet.ca.parent
+    server.load_cert_chain(str(broker_dir / "broker.crt"), str(broker_dir / "broker.key"))
+    server.maximum_version = ssl.TLSVersion.TLSv1_2
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, pytest.raises(ssl.SSLError):
+            server.wrap_socket(conn, server_side=True)
+
+    task = asyncio.create_task(asyncio.to_thread(serve))
+    sessions = sessions_for(fleet, port, tmp_path / "k", min_version="1.3")
+    with pytest.raises(ssl.SSLError, match=r"VERSION|PROTOCOL"):
+        await asyncio.to_thread(connect, sessions, port)
+    await task
+    listener.close()
+
+
+# -- the will delay -----------------------------------------------------------------------
+
+
+def online(c: Collector) -> list[Any]:
+    """The births published while `c` listened (what an earlier test left retained is not).
+    Each test's dispatch has its own client id: `Collector`'s session is persistent, and
+    what an earlier test's node sent after its collector left would come in as live."""
+    return [m for m in c.on("state") if m.payload["state"] == "online" and not m.retain]
+
+
+def offline(c: Collector) -> list[Any]:
+    return [m for m in c.on("state") if m.payload["state"] == "offline" and not m.retain]
+
+
+def tls_node_config(fleet: FleetBroker, tmp_path: Path, port: int, broker: str) -> Path:
+    """A node of the fleet over mutual TLS to `port` (the fleet broker, or a proxy to it)."""
+    crt, key = fleet.cert(".".join(NODE))
+    tls = f'[broker.tls]\nca_file = "{fleet.ca}"\ncert_file = "{crt}"\nkey_file = "{key}"\n'
+    config = write_config(tmp_path, port, health_s=1, gps=False, broker=broker, extra=tls)
+    config.write_text(config.read_text().replace('host = "127.0.0.1"', 'host = "localhost"'))
+    return config
+
+
+async def test_a_node_back_within_its_will_delay_sends_no_birth_and_stays_online(
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path, spawn: Any
+) -> None:
+    await spawn(tls_node_config(fleet, tmp_path, tls_proxy.port, "will_delay_s = 12"))
+    dispatch = fleet.tls_context("dispatch")
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
+    ) as c:
+        await c.wait_for(lambda: bool(online(c)), 10, "the birth")
+        first = online(c)[-1].payload
+        births = len(online(c))
+        tls_proxy.cut()  # a short dead zone: back within the delay
+        await c.wait_for(
+            lambda: any(m.payload["errors"].get("uplink.birth_kept") for m in c.on("health")),
+            10,
+            "a session that kept the birth",
+        )
+        assert len(online(c)) == births and not offline(c), c.on("state")
+        health = [m for m in c.on("health") if m.payload["errors"].get("uplink.birth_kept")]
+        assert health[-1].payload["mqtt"]["tls_resumed"] is True
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/state", client_id=f"late-{tmp_path.name}", tls=dispatch
+    ) as late:
+        await late.wait_for(lambda: bool(late.on("state")), 5, "the retained state")
+        retained = late.on("state")[0].payload
+        assert retained["state"] == "online" and retained["seq"] == first["seq"]
+
+        # away longer than the delay: the broker says offline, the node is born again
+        tls_proxy.down = True
+        tls_proxy.cut()
+        await late.wait_for(lambda: bool(offline(late)), 20, "the will, once the delay passed")
+        tls_proxy.down = False
+        await late.wait_for(lambda: bool(online(late)), 15, "a new birth")
+        assert online(late)[-1].payload["seq"] > offline(late)[0].payload["seq"]
+
+
+async def test_a_node_back_within_its_will_delay_after_a_broker_restart_is_born_again(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """Mosquitto publishes every will when it stops and keeps the sessions: the node,
+    back within its delay with its session kept, must still birth. The broker's new ticket
+    keys (no TLS resumption) are how it knows."""
+    fleet = FleetBroker([NODE], ["dispatch"]).start()
+    try:
+        await spawn(tls_node_config(fleet, tmp_path, fleet.node_port, "will_delay_s = 60"))
+        dispatch = fleet.tls_context("dispatch")
+        async with Collector(
+            fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
+        ) as c:
+            await c.wait_for(lambda: bool(online(c)), 10, "the birth")
+        fleet.stop()
+        fleet.start()
+        async with Collector(
+            fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
+        ) as c:
+            await c.wait_for(
+                lambda: bool(c.on("state")) and c.on("state")[-1].payload["state"] == "online",
+                20,
+                "a birth after the broker's restart",
+            )
+            await c.wait_for(
+                lambda: any(m.payload["reconnects"] >= 1 for m in c.on("health")),
+                10,
+                "health after the reconnect",
+            )
+            health = [m for m in c.on("health") if m.payload["reconnects"] >= 1]
+            assert health[-1].payload["mqtt"]["session_present"] is True
+            assert health[-1].payload["mqtt"]["tls_resumed"] is False
+            assert not health[-1].payload["errors"].get("uplink.birth_kept")
+    finally:
+        fleet.cleanup()
+
+
+async def test_a_node_killed_and_restarted_within_its_will_delay_is_born_again(
+    fleet: FleetBroker, tmp_path: Path, spawn: Any
+) -> None:
+    """A new process cannot know what the broker holds: it proves nothing, so it births
+    (its config may have changed, and the retained birth must say so)."""
+    config = tls_node_config(fleet, tmp_path, fleet.node_port, "will_delay_s = 60")
+    node = await spawn(config)
+    dispatch = fleet.tls_context("dispatch")
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/state", client_id=tmp_path.name, tls=dispatch
+    ) as c:
+        await c.wait_for(lambda: bool(online(c)), 10, "the birth")
+        births = len(online(c))
+        node.kill9()
+        await spawn(config)
+        await c.wait_for(lambda: len(online(c)) > births, 10, "a birth from the new process")
+        assert not offline(c), c.on("state")  # back within the delay: no will
+        assert online(c)[-1].payload["seq"] > online(c)[births - 1].payload["seq"]
+
+
+async def test_over_mqtt_311_a_node_with_a_will_delay_births_at_every_connection(
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path, spawn: Any
+) -> None:
+    """MQTT 3.1.1 has no will delay: the will goes at once, so the birth must follow, even
+    over a resumed TLS session with the session kept."""
+    config = tls_node_config(fleet, tmp_path, tls_proxy.port, "will_delay_s = 60")
+    config.write_text(config.read_text().replace('protocol = "5"', 'protocol = "3.1.1"'))
+    await spawn(config)
+    dispatch = fleet.tls_context("dispatch")
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
+    ) as c:
+        await c.wait_for(lambda: bool(online(c)), 10, "the birth")
+        births = len(online(c))
+        tls_proxy.cut()
+        await c.wait_for(lambda: len(online(c)) > births, 10, "a birth after the will")
+        assert offline(c) and offline(c)[-1].payload["seq"] < online(c)[-1].payload["seq"]
+        assert any(m.payload["mqtt"]["tls_resumed"] for m in c.on("health"))
