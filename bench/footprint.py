@@ -22,7 +22,14 @@ Prints one JSON object:
   imports_edged_ms, imports_total_ms, imports_modules: edged's own modules' import time,
   everything's, and how many modules that start loaded;
 - the aims of issue #19 (startup ≤ 2 s, RSS ≤ 48 MB, CPU ≤ 5 %) and an `_ok` flag for each;
-- kiosk: whether the kiosk page ran too (`--kiosk`; the aim is for every driver and it).
+- kiosk: whether the kiosk page ran too (`--kiosk`; the aim is for every driver and it);
+- rss_anon_mb, rss_file_mb: the steady RSS split into heaps and file-backed pages (code);
+- imports_in_the_daemons_set_mb: each top-level package's cost in the daemon's own import
+  set, in the order `edged run` loaded it (`bench.importcost`), imports_replayed_rss_mb
+  that replay's end, rss_over_imports_mb what start-up and the drivers add to it;
+- unit_environment: the daemon runs with the Environment= of systemd/edged.service;
+- probe (`--probe`): one more start with tracemalloc and bench/memprobe: Python's heap vs
+  RSS, malloc in use and free, its arenas, and what malloc_trim(0) and gc.freeze() give.
 
 The checkout's bytecode is compiled first, as `systemd/install.sh` has pip do for a node.
 """
@@ -41,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import say
+from bench.memory import resident_split
+from bench.unit import unit_environment
 from hil.proc import proc_status_mb
 from hil.rig.daemon import compile_bytecode
 from hil.rig.rig import Cards, Rig, RigSetup
@@ -67,6 +76,7 @@ LIBRARIES = {
 }
 """What `edged run` may import (the big ones, and those only some configs need): the
 package, and the module of it that edged uses, imported alone."""
+PROBE = Path(__file__).resolve().parent / "memprobe"
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
 
 
@@ -111,6 +121,57 @@ def _alone(module: str, bare_mb: float) -> dict[str, float]:
     }
 
 
+def _import_breakdown(modules: list[str]) -> dict[str, Any]:
+    """`bench.importcost` on the daemon's own modules, in the order it loaded them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.importcost"],
+        input=json.dumps(modules),
+        capture_output=True,
+        text=True,
+        cwd=_root(),
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+async def _probe_the_daemon(rig: Rig, settle_s: float) -> dict[str, Any]:
+    """Start the daemon once more with `bench/memprobe` and tracemalloc (not timed); once
+    steady, read what its heaps hold and what malloc_trim and gc.freeze would give."""
+    rig.daemon.stop()
+    out = Path(rig.workdir) / "memprobe.json"
+    env = dict(rig.daemon.env)
+    rig.daemon.env = {
+        **env,
+        "PYTHONPATH": str(PROBE),
+        "EDGED_MEMPROBE": str(out),
+        "EDGED_MEMPROBE_ONLY": "edged",  # the daemon, not what it may start
+        "PYTHONTRACEMALLOC": "1",
+    }
+    before = rig.daemon.log.stat().st_size
+    try:
+        await rig.start_daemon()
+    finally:
+        rig.daemon.env = env
+    await asyncio.sleep(settle_s)
+    Path(str(out) + ".go").touch()
+    result: dict[str, Any] = {}
+    for _ in range(300):  # the probe writes each stage; gc.freeze's is the last, 10 s on
+        if out.exists():
+            result = json.loads(out.read_text())
+            if "after_gc_freeze_10s" in result:
+                break
+        await asyncio.sleep(0.1)
+    else:
+        raise RuntimeError(f"bench/memprobe wrote only {sorted(result)}; see {rig.daemon.log}")
+    with rig.daemon.log.open(errors="replace") as f:
+        f.seek(before)
+        result["malloc_arenas"] = sum(1 for line in f if re.match(r"Arena \d+:", line))
+    rig.daemon.stop()
+    await rig.start_daemon()
+    return result
+
+
 def _root() -> Path:
     return Path(__file__).resolve().parents[1]
 
@@ -129,18 +190,21 @@ async def _imports_of_the_daemon(rig: Rig) -> dict[str, tuple[float, float]]:
     """Start the daemon once more with `-X importtime` (not timed) and read its log."""
     before = rig.daemon.log.stat().st_size
     rig.daemon.stop()
-    rig.daemon.env = {"PYTHONPROFILEIMPORTTIME": "1"}
+    env = dict(rig.daemon.env)
+    rig.daemon.env = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
     try:
         await rig.start_daemon()
     finally:
-        rig.daemon.env = {}
+        rig.daemon.env = env
     await asyncio.sleep(3)  # the drivers' own imports, as they start
     with rig.daemon.log.open(errors="replace") as f:
         f.seek(before)
         return _import_times(f.read())
 
 
-async def measure(quick: bool, quiet: bool, kiosk: bool = False) -> dict[str, Any]:
+async def measure(
+    quick: bool, quiet: bool, kiosk: bool = False, probe: bool = False
+) -> dict[str, Any]:
     out: dict[str, Any] = {"kiosk": kiosk}
     out["bytecode_compiled"] = compile_bytecode()
     starts, rss_base = zip(*(_python_baseline("pass") for _ in range(3)), strict=True)
@@ -158,6 +222,8 @@ async def measure(quick: bool, quiet: bool, kiosk: bool = False) -> dict[str, An
             kiosk=kiosk,
         )
         rig = Rig(Path(tmp), setup)
+        rig.daemon.env = unit_environment()
+        out["unit_environment"] = rig.daemon.env
         say(quiet, "starting the rig")
         await rig.start()
         try:
@@ -172,6 +238,8 @@ async def measure(quick: bool, quiet: bool, kiosk: bool = False) -> dict[str, An
             out["startups_s"] = [round(s, 2) for s in startups]
             out["startup_cpu_s"] = round(statistics.median(startup_cpu), 2)
             loaded = await _imports_of_the_daemon(rig)
+            if probe:
+                out["probe"] = await _probe_the_daemon(rig, 20.0)
             say(quiet, f"warming up, then measuring {window:g} s")
             await asyncio.sleep(10)
             cpu0, t0, sent0 = rig.daemon.cpu_s(), time.monotonic(), _frames_sent(Path(tmp))
@@ -189,6 +257,7 @@ async def measure(quick: bool, quiet: bool, kiosk: bool = False) -> dict[str, An
             out["cpu_pct"] = round(100 * (rig.daemon.cpu_s() - cpu0) / wall, 1)
             out["rss_mb"] = round(max(rss), 1)
             out["rss_first_mb"] = round(rss[0], 1)
+            out.update(resident_split(rig.daemon.pid) or {})
             out["taps"] = taps
             out["taps_at_dispatch"] = len(rig.on("events/tap"))
             out["can_fps"] = CAN_FPS
@@ -206,6 +275,11 @@ async def measure(quick: bool, quiet: bool, kiosk: bool = False) -> dict[str, An
         }
         for lib, module in LIBRARIES.items()
     }
+    breakdown = _import_breakdown(list(loaded))
+    out["imports_replayed_rss_mb"] = breakdown["end_mb"]
+    out["imports_in_the_daemons_set_mb"] = breakdown["packages"]
+    out["imports_replay_failed"] = breakdown["failed"]
+    out["rss_over_imports_mb"] = round(out["rss_mb"] - breakdown["end_mb"], 1)
     own = [t for name, (t, _) in loaded.items() if name.split(".")[0] in ("edged", "drivers")]
     out["imports_edged_ms"] = round(sum(own), 1)
     out["imports_total_ms"] = round(sum(t for t, _ in loaded.values()), 1)
@@ -223,8 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     p.add_argument("--quick", action="store_true", help="a 20 s window instead of 60 s")
     p.add_argument("--kiosk", action="store_true", help="the kiosk page runs too")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="one more start with tracemalloc and bench/memprobe: heap vs RSS, malloc arenas",
+    )
     args = p.parse_args(argv)
-    result = asyncio.run(measure(args.quick, quiet=args.json, kiosk=args.kiosk))
+    result = asyncio.run(measure(args.quick, quiet=args.json, kiosk=args.kiosk, probe=args.probe))
     print(json.dumps(result))
     return 0
 

@@ -21,7 +21,10 @@ Phases, all against one private Mosquitto started here:
 
 In phases 2 and 3 a subscriber in this process (QoS 1, MQTT 5) counts distinct `seq`s;
 rates are (count - 1) / (last arrival - first arrival), so both sides are measured the
-same way. Peak RSS is the child's VmHWM, so it is the daemon's memory, not the harness's.
+same way. Peak RSS is the child's VmHWM, so it is the daemon's memory, not the harness's;
+the drain also reports the node's RSS once built (imports and config: what any node costs
+before its first message), at the backlog's first PUBACK and at its last. Every child gets
+the Environment= of systemd/edged.service, as a node's daemon does.
 """
 
 import argparse
@@ -48,6 +51,8 @@ from bench.common import (
     say,
     subscribe_and_count,
 )
+from bench.memory import resident_split
+from bench.unit import unit_environment
 from hil.proc import thread_cpu_s
 
 PREFIX, FLEET, NODE = "rnst/v1", "bench", "node-1"
@@ -136,7 +141,11 @@ async def _run_child(
     with log.open("ab") as out:
         t_spawn = time.time()
         proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=_root()
+            *cmd,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=_root(),
+            env={**os.environ, **unit_environment()},  # the daemon's, from the unit
         )
     info: dict[str, Any] = {"t_spawn": t_spawn}
     try:
@@ -283,6 +292,13 @@ async def measure_drain(
         "live_puback_p50_ms": child.get("live_puback_p50_ms"),
         "live_puback_p99_ms": child.get("live_puback_p99_ms"),
         "rss_mb": rnd(info.get("peak_rss_mb")),
+        # the node's RSS once built (imports, config), at the first and last PUBACK of the
+        # backlog: what the import set costs and what the drain adds to it
+        "drain_rss_built_mb": child.get("rss_built_mb"),
+        "drain_rss_first_ack_mb": child.get("rss_first_ack_mb"),
+        "drain_rss_all_acked_mb": child.get("rss_all_acked_mb"),
+        "drain_rss_anon_mb": child.get("rss_anon_mb"),  # of it: heaps
+        "drain_rss_file_mb": child.get("rss_file_mb"),  # code, mapped files
         "drain_cpu_pct": child.get("cpu_pct"),
         "drain_cpu_us_per_msg": child.get("cpu_us_per_msg"),
         "drain_outbox_cpu_us_per_msg": child.get("outbox_cpu_us_per_msg"),
@@ -445,6 +461,7 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
     setup_logging(False)
     config = load_config(config_file)
     node = Node(config, base_dir=config_file.parent)
+    memory = {"rss_built_mb": _rss_mb()}  # imports, config and the Node: before any drain
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -468,9 +485,12 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
                 if t_first_ack is None:
                     t_first_ack, cpu_first = time.perf_counter(), time.process_time()
                     outbox_first = _outbox_thread_cpu_s()
+                    memory["rss_first_ack_mb"] = _rss_mb()
                 if acked == n:
                     t_all_acked, cpu_all = time.perf_counter(), time.process_time()
                     outbox_all = _outbox_thread_cpu_s()
+                    memory["rss_all_acked_mb"] = _rss_mb()
+                    memory.update(resident_split("self") or {})
         real_ack(msg)
 
     node.outbox.ack = ack  # type: ignore[method-assign]
@@ -500,7 +520,13 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
     out["live_puback_p50_ms"] = rnd(percentile(puback_ms, 50))
     out["live_puback_p99_ms"] = rnd(percentile(puback_ms, 99))
     out["self_peak_rss_mb"] = rnd(proc_status_mb(os.getpid(), "VmHWM"))
+    out.update({k: rnd(v) for k, v in memory.items()})
     return out
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory now (VmRSS), to tell the import set from the drain."""
+    return proc_status_mb(os.getpid(), "VmRSS")
 
 
 # -- main -------------------------------------------------------------------------------

@@ -1,0 +1,36 @@
+"""bench.importcost: each module of the daemon's import set charged once, to its package."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.importcost import package_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_modules_are_charged_to_their_top_level_package() -> None:
+    assert package_of("email.utils") == "stdlib"
+    assert package_of("_ssl") == "stdlib"
+    assert package_of("edged.node") == "edged"
+    assert package_of("drivers.can.bus") == "drivers"
+    assert package_of("pydantic._internal._fields") == "pydantic"
+
+
+def test_a_replay_charges_what_it_loaded_and_names_what_would_not_import() -> None:
+    modules = ["json.decoder", "json", "no_such_module_here", "sqlite3"]
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.importcost"],
+        input=json.dumps(modules),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    r = json.loads(out.stdout)
+    assert r["failed"] == ["no_such_module_here"]
+    assert set(r["packages"]) == {"stdlib"}
+    assert r["end_mb"] >= r["start_mb"] > 0
+    assert abs(sum(r["packages"].values()) - (r["end_mb"] - r["start_mb"])) < 0.1
