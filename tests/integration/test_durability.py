@@ -111,7 +111,9 @@ async def test_kill_9_mid_drain_loses_nothing_and_deleted_only_what_the_broker_h
 async def test_live_messages_arrive_within_a_second_while_a_50k_backlog_drains(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
-    config_path = write_config(tmp_path, broker.port, gps=False)
+    # one position a publish: the backlog must take long enough to time live events against
+    # (batched, 50,000 positions go in about a second; batches are tested in the uplink's tests)
+    config_path = write_config(tmp_path, broker.port, gps=False, broker="batch_max = 1")
     config = load_config(config_path)
     box = Outbox(config.outbox, Clock())
     await box.open()
