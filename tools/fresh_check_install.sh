@@ -41,7 +41,14 @@ wait_for() {
 }
 online() { [ "$(prop ActiveState)" = active ] && prop StatusText | grep -q '^online'; }
 new_pid() { local p; p=$(prop MainPID); [ "$p" != 0 ] && [ "$p" != "$1" ]; }
-retained_state() { mosquitto_sub -h localhost -t "$STATE_TOPIC" -C 1 -W 5 2>/dev/null; }
+# the node's retained state as JSON text, whatever the fleet's encoding (the example config
+# deflates its payloads): decoded by the installed edged, as every edged tool reads them
+retained_state() {
+    mosquitto_sub -h localhost -t "$STATE_TOPIC" -C 1 -W 5 -N 2>/dev/null |
+        /opt/edged/venv/bin/python -c 'import json, sys
+from edged.codec import decode
+print(json.dumps(decode(sys.stdin.buffer.read())))' 2>/dev/null
+}
 journal_since() { journalctl -u edged.service --since "@$1" -o cat --no-pager; }
 
 # -- the broker the example config talks to (localhost:1883), from the fetched packages ----
