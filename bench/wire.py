@@ -366,6 +366,15 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
     raise Malformed("a variable byte integer longer than 4 bytes")
 
 
+def _named_properties(packet: bytes, at: int, parts: dict[str, int], prefix: str) -> int:
+    """Name a properties block's bytes in `parts` (`{prefix}properties_length`, each
+    `{prefix}property.{name}`); returns where the block ends."""
+    props, after = _properties(packet, at)
+    parts[f"{prefix}properties_length"] = after - at - sum(props.values())
+    parts.update({f"{prefix}property.{k}": v for k, v in props.items()})
+    return after
+
+
 def _properties(data: bytes, at: int) -> tuple[dict[str, int], int]:
     """Bytes of each MQTT 5 property (identifier included); the offset after them."""
     size, at = _varint(data, at)
@@ -423,18 +432,12 @@ def mqtt_packet(packet: bytes, v5: bool) -> tuple[str, dict[str, int]]:
         at += 4
         parts["protocol_name_level_flags_keepalive"] = at - start
         if v5:
-            props, after = _properties(packet, at)
-            parts["properties_length"] = after - at - sum(props.values())
-            parts.update({f"property.{k}": v for k, v in props.items()})
-            at = after
+            at = _named_properties(packet, at, parts, "")
         n, at = _string(packet, at)
         parts["client_id"] = n
         if connect_flags & 0x04:
             if v5:
-                props, after = _properties(packet, at)
-                parts["will_properties_length"] = after - at - sum(props.values())
-                parts.update({f"will_property.{k}": v for k, v in props.items()})
-                at = after
+                at = _named_properties(packet, at, parts, "will_")
             n, at = _string(packet, at)
             parts["will_topic"] = n
             n, at = _string(packet, at)
@@ -453,10 +456,7 @@ def mqtt_packet(packet: bytes, v5: bool) -> tuple[str, dict[str, int]]:
             parts["packet_id"] = 2
             at += 2
         if v5:
-            props, after = _properties(packet, at)
-            parts["properties_length"] = after - at - sum(props.values())
-            parts.update({f"property.{k}": v for k, v in props.items()})
-            at = after
+            at = _named_properties(packet, at, parts, "")
         parts["payload"] = len(packet) - at
         retained = " retained" if flags & 1 else ""
         return f"PUBLISH qos {(flags >> 1) & 3}{retained}", parts

@@ -28,7 +28,6 @@ rows), and the outbox deletes it only after its PUBACK (of the batch that carrie
 """
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -130,7 +129,7 @@ class Sender:
             if not inflight:
                 continue
             msgs, sent_at = next(iter(inflight.values()))  # in the order they were sent
-            waited = time.monotonic() - sent_at
+            waited = self._loop.time() - sent_at
             if waited > self.timeout_s:
                 raise PubackTimeout(
                     f"no PUBACK for {msgs[0].topic} after {waited:.0f} s "
@@ -175,10 +174,10 @@ class Sender:
                     continue
                 if room <= 0:
                     break
-                self._send((ahead.popleft(),), msg.payload)
+                self._send((ahead.popleft(),), msg.payload, now)
                 room -= 1
             for batch in batcher.take(now, room):
-                self._send(tuple(batch.messages), batch.payload())
+                self._send(tuple(batch.messages), batch.payload(), now)
         except Exception as exc:  # the connection is gone: the session ends
             if not self._failed.done():
                 self._failed.set_exception(exc)
@@ -187,7 +186,7 @@ class Sender:
         if len(ahead) <= (READ_AHEAD - 1) * self.window:
             self._low.set()
 
-    def _send(self, msgs: tuple[Stored, ...], payload: bytes) -> None:
+    def _send(self, msgs: tuple[Stored, ...], payload: bytes, now: float) -> None:
         """One publish carrying `msgs` (one message, or a batch of one topic's samples)."""
         first = msgs[0]
         properties = None
@@ -198,7 +197,7 @@ class Sender:
         if self.outgoing is not None:  # the fleet's encoding, topic aliases
             topic, payload, properties = self.outgoing(topic, payload, properties)
         mid = self.client.publish_nowait(topic, payload, first.qos, first.retain, properties)
-        self._inflight[mid] = (msgs, time.monotonic())
+        self._inflight[mid] = (msgs, now)
 
     def _arm(self, due: float | None) -> None:
         """Wake the drain when the earliest batch waiting for company is due."""
