@@ -2,11 +2,12 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from hil.fleetbroker import FleetBroker
 from tests.helpers.nodes import ROOT
 
 
@@ -82,3 +83,12 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     yield start
     for p in procs:
         await p.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[FleetBroker]:
+    """The shipped broker config with mutual TLS, for the one node `test/shuttle-07` and a
+    `dispatch` client (a module needing other nodes defines its own `fleet`)."""
+    broker = FleetBroker([("test", "shuttle-07")], ["dispatch"]).start()
+    yield broker
+    broker.cleanup()

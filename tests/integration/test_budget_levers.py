@@ -3,7 +3,7 @@ and the compact encodings, as dispatch receives them (#20)."""
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,6 @@ from tests.helpers.nodes import write_config
 
 NODE = ("test", "shuttle-07")
 BASE = "rnst/v1/test/shuttle-07"
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[FleetBroker]:
-    broker = FleetBroker([NODE], ["dispatch"]).start()
-    yield broker
-    broker.cleanup()
 
 
 @pytest.fixture

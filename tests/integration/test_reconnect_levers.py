@@ -5,7 +5,7 @@ Bytes are counted at the socket (hil.proxy) and named with bench.wire."""
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,6 @@ from tests.helpers.nodes import write_config
 
 NODE = ("test", "shuttle-07")
 BASE = "rnst/v1/test/shuttle-07"
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[FleetBroker]:
-    broker = FleetBroker([NODE], ["dispatch"]).start()
-    yield broker
-    broker.cleanup()
 
 
 @pytest.fixture
