@@ -258,15 +258,20 @@ async def test_a_node_back_within_its_will_delay_sends_no_birth_and_stays_online
         assert online(late)[-1].payload["seq"] > offline(late)[0].payload["seq"]
 
 
+@pytest.mark.parametrize(
+    "resume_by", ["", 'max_version = "1.2"\ntickets = false\n'], ids=["ticket", "session-id"]
+)
 async def test_a_node_back_within_its_will_delay_after_a_broker_restart_is_born_again(
-    tmp_path: Path, spawn: Any
+    tmp_path: Path, spawn: Any, resume_by: str
 ) -> None:
     """Mosquitto publishes every will when it stops and keeps the sessions: the node,
     back within its delay with its session kept, must still birth. The broker's new ticket
-    keys (no TLS resumption) are how it knows."""
+    keys, or its empty session cache (no TLS resumption), are how it knows."""
     fleet = FleetBroker([NODE], ["dispatch"]).start()
     try:
-        await spawn(tls_node_config(fleet, tmp_path, fleet.node_port, "will_delay_s = 60"))
+        await spawn(
+            tls_node_config(fleet, tmp_path, fleet.node_port, "will_delay_s = 60", resume_by)
+        )
         dispatch = fleet.tls_context("dispatch")
         async with Collector(
             fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
