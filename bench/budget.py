@@ -4,7 +4,9 @@ One simulated service day compressed in time (`bench.warp`: the node's clock run
 times faster, its config otherwise the shipped shuttle's): `gps.sim` along the Creuse route
 with its stops, a CAN replay (the shipped log, each frame id at most once a log-second,
 transport and DM1 frames all kept) with its door cycles, ignition and a DM1 fault, and a dead
-zone every 20 minutes (`--dead-s` long). The node talks mutual TLS to the shipped Mosquitto
+zone every 20 minutes (`--dead-s` long): the node's side of the link ends, the broker's hears
+nothing more (no FIN, no TLS goodbye) until it ends it itself, as when a shuttle drives out of
+coverage (`MqttProxy.blackhole`). The node talks mutual TLS to the shipped Mosquitto
 config (`hil.fleetbroker`), through a TCP proxy that counts every byte crossing the socket,
 both ways: what the SIM is billed for, above IP. Dispatch (a TLS subscriber on the ops
 listener) counts what arrives, per topic.
@@ -14,7 +16,9 @@ information (JSON, no topic aliases, no TLS resumption, a full health report eve
 `vehicle` every 10 s); `default` the config model's defaults with every lever (JSON, no
 batching); `deflate` and `cbor` those defaults in a compact encoding; `shipped` (the
 headline) the shipped shuttle config's own choices (`encoding = "deflate"`, `batch_s = 20`:
-samples batched). See bench/README.md and docs/budget.md.
+samples batched; and the handshake lines of its `[broker.tls]` block, which an operator
+uncomments with the fleet's files: TLS 1.2 resumed by session id). See bench/README.md and
+docs/budget.md.
 """
 
 import argparse
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import ssl
 import statistics
@@ -64,9 +69,31 @@ def shipped_broker() -> str:
     return "\n".join(f"{k} = {json.dumps(broker[k])}" for k in keys if k in broker)
 
 
+TLS_FILES = ("ca_file", "cert_file", "key_file")
+
+
+def shipped_tls(text: str | None = None) -> str:
+    """The handshake lines of the shipped shuttle config's `[broker.tls]` block: the block
+    is commented (its files are the fleet's), an operator uncomments it whole. Its file
+    lines are left out (the bench has its own fleet's files)."""
+    lines = (SHUTTLE.read_text() if text is None else text).splitlines()
+    try:
+        start = lines.index("# [broker.tls]") + 1
+    except ValueError:
+        return ""
+    block = []
+    for line in lines[start:]:
+        if not re.fullmatch(r"# [a-z_]+ = \S.*", line):
+            break
+        block.append(line[2:])
+    table = tomllib.loads("\n".join(block))
+    return "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items() if k not in TLS_FILES)
+
+
 PHASES: dict[str, dict[str, str]] = {
-    # what an operator gets from config/shuttle.toml as shipped (deflate, samples batched)
-    "shipped": {"broker": shipped_broker()},
+    # what an operator gets from config/shuttle.toml as shipped (deflate, samples batched,
+    # and over TLS the handshake its [broker.tls] block chooses)
+    "shipped": {"broker": shipped_broker(), "tls": shipped_tls()},
     "baseline": {
         "broker": 'encoding = "json"\ntopic_aliases = false',
         "tls": "resume = false",
@@ -94,6 +121,15 @@ PHASES: dict[str, dict[str, str]] = {
     "deflate-lean": {
         "broker": 'encoding = "deflate"\nwill_delay_s = 300',
         "tls": 'min_version = "1.3"\nmiddlebox_compat = false',
+    },
+    # TLS 1.2 resumed by session id, from the broker's session cache: no ticket both ways
+    "deflate-tls12-by-id": {
+        "broker": 'encoding = "deflate"',
+        "tls": 'max_version = "1.2"\nciphers = "ECDHE+CHACHA20"\ntickets = false',
+    },
+    "deflate-tls12-by-id-will-delay": {
+        "broker": 'encoding = "deflate"\nwill_delay_s = 300',
+        "tls": 'max_version = "1.2"\nciphers = "ECDHE+CHACHA20"\ntickets = false',
     },
     "deflate-tls12-chacha-will-delay": {
         "broker": 'encoding = "deflate"\nwill_delay_s = 300',
@@ -377,6 +413,11 @@ def connack_at(conn: Connection, keys: dict[bytes, dict[str, bytes]]) -> float |
     return None
 
 
+def resumed(conn: Connection, keys: dict[bytes, dict[str, bytes]]) -> bool:
+    """Whether the connection's TLS handshake resumed a session (a ticket or a session id)."""
+    return bool(breakdown(bytes(conn.head[True]), bytes(conn.head[False]), keys).resumed)
+
+
 def until(conn: Connection, when: float) -> dict[bool, int]:
     """Bytes each way that crossed `conn` by `when`."""
     out = {True: 0, False: 0}
@@ -441,7 +482,7 @@ async def run_phase(
             if time.monotonic() - started >= real_s:
                 break
             proxy.down = True
-            proxy.cut()
+            proxy.blackhole()
             dead_zones += 1
             await asyncio.sleep(args.dead_s / args.speed)
             proxy.down = False
@@ -482,6 +523,9 @@ async def run_phase(
         "dead_zones": dead_zones,
         "connections_not_in_service": len(conns) - 1 - len(setup),
         "reconnects_without_birth": sum(not s.birth for s in reconnects),
+        "reconnects_resumed": sum(resumed(s.conn, keys) for s in reconnects),
+        # what the broker sent into the dead zones (never reached the SIM: not in the totals)
+        "bytes_into_dead_zones": sum(c.holed for c in conns),
         "reconnect_breakdown": reconnect_breakdown(reconnects, keys),
         "per_topic": {
             t: {

@@ -5,6 +5,8 @@ the generated config; started as root it drops to user `mosquitto` unless told `
 the default `max_queued_messages` drops QoS 1 messages to a slow subscriber; a SIGTERM
 right after start is sometimes ignored, so stop is terminate, wait, then kill."""
 
+import os
+import random
 import shutil
 import socket
 import subprocess
@@ -12,11 +14,41 @@ import time
 from pathlib import Path
 
 _GIVEN: set[int] = set()
+_LOWEST = 10_000
+
+
+def _ephemeral_floor() -> int:
+    """Where the kernel's ephemeral ports begin (every outgoing connection takes one)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A port free now, and never one this process was given before: the kernel may hand a
-    port just closed out again, and two servers of one test would then share it."""
+    """A port free now, never one this process was given before, and below the kernel's
+    ephemeral range where it can: a port from `bind(0)` is an ephemeral one, which any
+    process's next outgoing connection may take before the server meant for it binds it
+    (seen with two test workers: "Address already in use"). Below the range only another
+    server can take it, and each caller starts its search at a random place."""
+    top = _ephemeral_floor()
+    if top - _LOWEST >= 1_000:
+        start = random.randrange(_LOWEST, top)
+        for i in range(top - _LOWEST):
+            port = _LOWEST + (start - _LOWEST + i) % (top - _LOWEST)
+            if port not in _GIVEN and _bindable(port):
+                _GIVEN.add(port)
+                return port
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -88,6 +120,8 @@ def wait_listening(
     while time.monotonic() < deadline:
         try:
             for port in ports:
+                if not listens(proc.pid, port):  # not another process's listener on it
+                    raise OSError(f"{proc.pid} does not listen on {port} yet")
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
@@ -95,6 +129,25 @@ def wait_listening(
                 raise RuntimeError(f"mosquitto exited: {log.read_text()[-2000:]}") from None
             time.sleep(0.02)
     raise RuntimeError(f"mosquitto did not listen within {timeout:g} s: see {log}")
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a listening TCP socket on `port` (from /proc; True where
+    /proc cannot tell, and the connection alone decides)."""
+    inodes = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{inode}]")
+        fds = Path(f"/proc/{pid}/fd")
+        return any(os.readlink(fd) in inodes for fd in fds.iterdir())
+    except FileNotFoundError:
+        return False  # the process is gone (or its fd went meanwhile)
+    except (OSError, ValueError, IndexError):
+        return True
 
 
 def stop_process(proc: "subprocess.Popen[bytes]") -> None:

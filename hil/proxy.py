@@ -2,6 +2,8 @@
 
 What it can do, each on demand:
 - `cut()` every open connection, or be `down` for a while (a link that flaps);
+- `blackhole()` every open connection, as a dead zone does: the client's side ends, the
+  broker's hears nothing more (no FIN, no TLS close_notify) until the broker ends it;
 - refuse MQTT 5 as aedes does (a 3.1.1 CONNACK "unacceptable protocol version") or as
   RabbitMQ 3.10 does (close without a CONNACK);
 - rewrite `.` to `/` in every PUBLISH topic, both ways, as RabbitMQ's MQTT plugin does;
@@ -44,6 +46,8 @@ class Connection:
     head: dict[bool, bytearray] = field(
         default_factory=lambda: {True: bytearray(), False: bytearray()}
     )
+
+    holed: int = 0  # broker -> nowhere, after a blackhole: sent into a dead zone, not billed
 
     @property
     def total(self) -> int:
@@ -187,6 +191,8 @@ class MqttProxy:
         self._open: set[asyncio.StreamWriter] = set()
         self._by_id: dict[bytes, asyncio.StreamWriter] = {}
         self._levels: dict[asyncio.StreamWriter, int] = {}
+        self._pairs: dict[asyncio.StreamWriter, asyncio.StreamWriter] = {}  # client -> broker
+        self._holed: set[asyncio.StreamWriter] = set()  # broker sides a blackhole left open
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
@@ -214,6 +220,24 @@ class MqttProxy:
         self.cuts += 1 if n else 0
         return n
 
+    def blackhole(self) -> int:
+        """Lose the link as a dead zone does; returns how many connections it took.
+
+        The client's side of each connection ends now (its modem lost the network); the
+        broker's side hears nothing more, neither a FIN nor a TLS close_notify, and stays open
+        until the broker ends it itself: at its keepalive, or when the client's next
+        connection takes the session over. What the broker sends meanwhile goes nowhere.
+        `cut()` instead ends both sides at once, as a NAT or a proxy that gave up would, and
+        the broker sees a bare FIN."""
+        n = 0
+        for client, broker in list(self._pairs.items()):
+            self._holed.add(broker)
+            self._open.discard(client)
+            _abort(client)
+            n += 1
+        self.cuts += 1 if n else 0
+        return n
+
     async def flap(self, up_s: float, down_s: float = 0.0) -> None:
         """Cut every `up_s` seconds, then stay down `down_s`, until cancelled."""
         while True:
@@ -235,6 +259,7 @@ class MqttProxy:
             _abort(writer)
             return
         self._open.update((writer, up_writer))
+        self._pairs[writer] = up_writer
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -250,10 +275,10 @@ class MqttProxy:
         except* (OSError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._pairs.pop(writer, None)
             for w in (writer, up_writer):
-                self._open.discard(w)
                 self._levels.pop(w, None)
-                _abort(w)
+            await self._end(writer, up_reader, up_writer, None)
             self._tasks.discard(task)
 
     async def _serve_raw(
@@ -271,6 +296,8 @@ class MqttProxy:
             src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_broker: bool
         ) -> None:
             while data := await src.read(65536):
+                if up_writer in self._holed:
+                    continue  # into the dead zone
                 if to_broker:
                     conn.up += len(data)
                 else:
@@ -291,11 +318,30 @@ class MqttProxy:
         except* (OSError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._pairs.pop(writer, None)
+            await self._end(writer, up_reader, up_writer, conn)
             conn.closed = time.monotonic()
-            for w in (writer, up_writer):
-                self._open.discard(w)
-                _abort(w)
             self._tasks.discard(task)
+
+    async def _end(
+        self,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        conn: Connection | None,
+    ) -> None:
+        """Close both sides; a side a blackhole left open stays until the broker ends it,
+        what it sends meanwhile dropped (and counted as `holed`)."""
+        self._open.discard(writer)
+        _abort(writer)
+        if up_writer in self._holed:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await up_reader.read(65536):
+                    if conn is not None:
+                        conn.holed += len(data)
+            self._holed.discard(up_writer)
+        self._open.discard(up_writer)
+        _abort(up_writer)
 
     async def _connect(
         self,
@@ -352,6 +398,8 @@ class MqttProxy:
             elif kind == PUBACK and not to_broker and q.withhold_pubacks:
                 self.withheld += 1
                 continue
+            if writer in self._holed:
+                continue  # into the dead zone
             writer.write(packet)
             await writer.drain()
 

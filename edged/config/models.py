@@ -47,6 +47,12 @@ class TlsConfig(Strict):
         default=True,
         description="resume the last TLS session at a reconnect (no certificates resent)",
     )
+    tickets: bool = Field(
+        default=True,
+        description="resume with a session ticket (true) or by session id from the broker's "
+        "session cache (false, TLS 1.2 only: on Mosquitto a resumed handshake is then ~360 "
+        "bytes, not ~940, since its tickets carry the node's certificate; docs/budget.md)",
+    )
     max_version: Literal["1.2", "1.3"] = Field(
         default="1.3",
         description="highest TLS version offered; 1.2 resumes in fewer bytes on Mosquitto "
@@ -80,6 +86,14 @@ class TlsConfig(Strict):
     def _versions_in_order(self) -> "TlsConfig":
         if self.min_version == "1.3" and self.max_version == "1.2":
             raise ValueError('min_version "1.3" is above max_version "1.2": no TLS version left')
+        if not self.tickets and self.max_version != "1.2":
+            raise ValueError(
+                'tickets = false resumes by session id, which TLS 1.3 does not have: a 1.3 '
+                'handshake would never resume. Set max_version = "1.2" too, or keep tickets'
+            )
+        if not self.tickets and not self.resume:
+            raise ValueError("tickets = false chooses how to resume, and resume = false never "
+                             "does: remove one of the two")
         if self.ciphers is not None and self.min_version == "1.3":
             raise ValueError(
                 'ciphers chooses TLS 1.2 suites, and min_version "1.3" leaves TLS 1.2 out: '

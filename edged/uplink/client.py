@@ -424,9 +424,9 @@ class Uplink:
         delay (less a margin for their transit) since then, with the session kept, proves
         it, on one more condition: the broker did not restart meanwhile (Mosquitto
         publishes every will when it stops, and keeps the session; a restart from its disk
-        may bring back an older retained store). A TLS session resumed with the ticket of
-        the last connection proves that: a broker's ticket keys are its process's own
-        (OpenSSL makes them at start; Mosquitto sets none). Anything else (no TLS, a full
+        may bring back an older retained store). A TLS session resumed from the last
+        connection proves that: a broker's ticket keys and session cache are its process's
+        own (OpenSSL makes them at start; Mosquitto sets none). Anything else (no TLS, a full
         handshake, 3.1.1, a restart of edged, a lost session, a connection that did not go
         online) sends the birth."""
         delay = self.config.will_delay_s

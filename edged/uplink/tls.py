@@ -9,10 +9,19 @@ the session, so the uplink keeps one context for all its connections (`TlsSessio
 builds a new one only when the certificate files change (a renewed certificate is used at
 the next connection, with a full handshake).
 
+A session is resumed either from a ticket the broker gave (the default; stateless for the
+broker, but Mosquitto's tickets carry the node's certificate, so a resumption still costs
+~940 bytes over TLS 1.2 and ~1.9 KB over 1.3) or, with `[broker.tls] tickets = false` over
+TLS 1.2, by its 32-byte id from the broker's session cache (~360 bytes). A broker drops a
+cached session when a connection ends without TLS's close_notify (OpenSSL treats the bare
+end as an attack on the session), so every socket of the uplink sends one before it closes:
+paho only closes the socket.
+
 What else a handshake carries is config where it is a trade-off (`[broker.tls]`
 `min_version`, `middlebox_compat`, `ciphers`; docs/budget.md has the bytes of each).
 """
 
+import contextlib
 import logging
 import os
 import socket
@@ -41,6 +50,8 @@ def _load(context: C, cfg: BrokerConfig) -> C:
         context.minimum_version = ssl.TLSVersion.TLSv1_3
     if cfg.tls.max_version == "1.2":
         context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if not cfg.tls.tickets:  # resume by session id, from the broker's cache (TLS 1.2)
+        context.options |= ssl.OP_NO_TICKET
     if not cfg.tls.middlebox_compat:  # no fake session id, no change cipher spec (TLS 1.3)
         context.options &= ~ssl.OP_ENABLE_MIDDLEBOX_COMPAT
     if cfg.tls.ciphers is not None:  # checked when the config loaded
@@ -53,12 +64,26 @@ def _load(context: C, cfg: BrokerConfig) -> C:
     return context
 
 
+class ClosingSocket(ssl.SSLSocket):
+    """A TLS socket that says goodbye: close() sends close_notify first, without waiting for
+    the broker's (a lost link must not hold the loop), so the broker keeps the session for
+    the next connection to resume. Nothing is sent on a socket whose handshake never ended."""
+
+    def close(self) -> None:
+        if self.fileno() >= 0 and self.version() is not None:
+            with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+                self.setblocking(False)
+                self.unwrap()  # writes close_notify, then wants the peer's: raises, unwaited
+        super().close()
+
+
 class ResumingContext(ssl.SSLContext):
     """An `SSLContext` that offers the session it kept to every socket it wraps (paho wraps
     the socket itself and has no way to pass a session)."""
 
     kept: ssl.SSLSession | None = None
     last: ssl.SSLSocket | None = None
+    sslsocket_class = ClosingSocket
 
     def wrap_socket(  # type: ignore[override]
         self,

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.budget import MUST_APPEAR, Seen, service_can_log, setups, streams, trips_expected
+from bench.budget import (
+    MUST_APPEAR,
+    Seen,
+    service_can_log,
+    setups,
+    shipped_tls,
+    streams,
+    trips_expected,
+)
 from bench.wire import read_keylog, records
 from hil.can.fms import DM1, EEC1, FmsBus
 from hil.proxy import Connection
@@ -32,7 +40,7 @@ def test_the_budget_bench_measures_both_phases_and_loses_no_event(tmp_path: Path
             "--dead-s",
             "60",
             "--phases",
-            "baseline,deflate",
+            "baseline,shipped",
         ],
         capture_output=True,
         text=True,
@@ -42,7 +50,7 @@ def test_the_budget_bench_measures_both_phases_and_loses_no_event(tmp_path: Path
     )
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout)
-    base, lever = r["phases"]["baseline"], r["phases"]["deflate"]
+    base, lever = r["phases"]["baseline"], r["phases"]["shipped"]
     for phase in (base, lever):
         assert phase["dead_zones"] >= 1 and phase["reconnects"] >= phase["dead_zones"]
         assert phase["node_exit"] == 0 and phase["undecodable"] == 0
@@ -63,6 +71,19 @@ def test_the_budget_bench_measures_both_phases_and_loses_no_event(tmp_path: Path
     assert lever["reconnect_breakdown"]["resumed"] and not base["reconnect_breakdown"]["resumed"]
     assert "Certificate" in base["reconnect_breakdown"]["by_kind"]
     assert "Certificate" not in lever["reconnect_breakdown"]["by_kind"]
+    # the shipped [broker.tls] block: TLS 1.2 resumed by session id after each dead zone,
+    # the broker's side of the lost link left open (no FIN) as a dead zone leaves it
+    assert lever["reconnect_breakdown"]["tls_version"] == "1.2"
+    in_service = lever["reconnects"] - lever["connections_not_in_service"]
+    assert lever["reconnects_resumed"] == in_service >= 1, lever
+    assert base["reconnects_resumed"] == 0
+
+
+def test_the_shipped_phase_takes_the_handshake_lines_of_the_tls_block_not_its_files() -> None:
+    assert shipped_tls() == 'max_version = "1.2"\nciphers = "ECDHE+CHACHA20"\ntickets = false'
+    text = '# [broker.tls]\n# ca_file = "/x"\n# resume = false\n# Other knobs: a = 1\n# tickets = false\n'
+    assert shipped_tls(text) == "resume = false"  # the block ends at its first prose line
+    assert shipped_tls("[broker]\nhost = 'x'\n") == ""
 
 
 def test_the_service_bus_thins_the_profile_keeps_transport_and_dm1_and_ends_in_a_layover(

@@ -5,7 +5,7 @@ Bytes are counted at the socket (hil.proxy) and named with bench.wire."""
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,11 @@ def sessions_for(fleet: FleetBroker, port: int, keylog: Path, **tls: Any) -> Tls
     return sessions
 
 
-def connect(sessions: TlsSessions, port: int) -> tuple[bool | None, str]:
+def connect(
+    sessions: TlsSessions, port: int, close: Callable[[ssl.SSLSocket], None] | None = None
+) -> tuple[bool | None, str]:
     """One TLS connection as paho makes it, an MQTT 3.1.1 CONNECT, its CONNACK (the
-    broker's ticket before it); (resumed, negotiated cipher)."""
+    broker's ticket before it), closed as paho closes it; (resumed, negotiated cipher)."""
     context = sessions.context()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         tls = context.wrap_socket(raw, server_hostname="localhost")
@@ -50,7 +52,7 @@ def connect(sessions: TlsSessions, port: int) -> tuple[bool | None, str]:
         assert tls.recv(4)[:1] == b"\x20", "no CONNACK"
         cipher = tls.cipher()
         resumed = sessions.connected()
-        tls.close()
+        tls.close() if close is None else close(tls)
     assert cipher is not None
     return resumed, cipher[0]
 
@@ -58,7 +60,8 @@ def connect(sessions: TlsSessions, port: int) -> tuple[bool | None, str]:
 async def resumed_connection(
     fleet: FleetBroker, proxy: MqttProxy, tmp_path: Path, name: str, **tls: Any
 ) -> tuple[dict[str, Any], int, str]:
-    """A full handshake then a resumed one with these knobs: the resumed one named."""
+    """A full handshake then a resumed one with these knobs: the resumed one named, and its
+    bytes but for the close_notify alerts that end it."""
     keylog = tmp_path / f"{name}.keys"
     sessions = sessions_for(fleet, proxy.port, keylog, **tls)
     results = [await asyncio.to_thread(connect, sessions, proxy.port) for _ in range(2)]
@@ -70,7 +73,9 @@ async def resumed_connection(
     )
     out = named.json()
     assert out["decrypted"] and not out["truncated"] and out["bytes"] == conn.total, out
-    return out, conn.total, results[1][1]
+    # the closing close_notify alerts: the broker's answer crosses the proxy or not, by timing
+    goodbye = sum(i["bytes"] for i in out["items"] if i["what"] == "Alert")
+    return out, conn.total - goodbye, results[1][1]
 
 
 def item(named: dict[str, Any], what: str) -> dict[str, Any]:
@@ -111,6 +116,50 @@ async def test_tls12_with_chacha20_resumes_with_a_record_overhead_of_21_bytes(
     assert item(aes, "CONNECT")["parts"]["tls_record_overhead"] == 5 + 8 + 16
     # TLS 1.2 resumed: no certificate and no new ticket from the broker
     assert not any(i["what"] in ("Certificate", "NewSessionTicket") for i in chacha["items"])
+
+
+async def test_tls12_without_tickets_resumes_by_session_id_without_the_certificate(
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path
+) -> None:
+    """Mosquitto's tickets carry the node's certificate; a session id is 32 bytes."""
+    chacha = {"max_version": "1.2", "ciphers": "ECDHE+CHACHA20"}
+    ticket, ticket_bytes, _ = await resumed_connection(
+        fleet, tls_proxy, tmp_path, "ticket", **chacha
+    )
+    by_id, id_bytes, cipher = await resumed_connection(
+        fleet, tls_proxy, tmp_path, "by-id", tickets=False, **chacha
+    )
+    assert by_id["resumed"] and ticket["resumed"] and "CHACHA20" in cipher
+    hello, ticket_hello = item(by_id, "ClientHello"), item(ticket, "ClientHello")
+    assert "ext.session_ticket" not in hello["parts"]
+    assert hello["parts"]["random_version_session_id"] == 2 + 32 + 1 + 32
+    cert = (fleet.cert(".".join(NODE))[0]).read_text()
+    der = len(ssl.PEM_cert_to_DER_cert(cert))
+    assert ticket_hello["parts"]["ext.session_ticket"] > der  # the certificate rides in it
+    assert ticket_hello["bytes"] - hello["bytes"] == ticket_hello["parts"]["ext.session_ticket"]
+    assert not any(i["what"] in ("Certificate", "NewSessionTicket") for i in by_id["items"])
+    # the handshake, a CONNECT and its CONNACK
+    assert id_bytes < 500 < ticket_bytes, (id_bytes, ticket_bytes)
+
+
+def test_the_uplink_says_close_notify_so_the_broker_keeps_the_session_a_bare_close_loses(
+    fleet: FleetBroker, tmp_path: Path
+) -> None:
+    """OpenSSL drops a cached session whose connection ended without close_notify (paho
+    only closes its socket): the uplink's sockets send one as they close."""
+    sessions = sessions_for(
+        fleet, fleet.node_port, tmp_path / "k", max_version="1.2", tickets=False
+    )
+    resumed = [connect(sessions, fleet.node_port)[0] for _ in range(3)]
+    assert resumed == [False, True, True]
+
+    def bare_close(sock: ssl.SSLSocket) -> None:
+        socket.socket.close(sock)  # the fd only: no close_notify
+
+    assert connect(sessions, fleet.node_port, close=bare_close)[0] is True
+    # the broker dropped that session: a full handshake, and the connection still made
+    assert connect(sessions, fleet.node_port)[0] is False
+    assert connect(sessions, fleet.node_port)[0] is True
 
 
 async def test_a_node_that_only_offers_chacha20_still_talks_to_a_broker(
@@ -161,10 +210,13 @@ def offline(c: Collector) -> list[Any]:
     return [m for m in c.on("state") if m.payload["state"] == "offline" and not m.retain]
 
 
-def tls_node_config(fleet: FleetBroker, tmp_path: Path, port: int, broker: str) -> Path:
+def tls_node_config(
+    fleet: FleetBroker, tmp_path: Path, port: int, broker: str, tls_extra: str = ""
+) -> Path:
     """A node of the fleet over mutual TLS to `port` (the fleet broker, or a proxy to it)."""
     crt, key = fleet.cert(".".join(NODE))
     tls = f'[broker.tls]\nca_file = "{fleet.ca}"\ncert_file = "{crt}"\nkey_file = "{key}"\n'
+    tls += tls_extra
     config = write_config(tmp_path, port, health_s=1, gps=False, broker=broker, extra=tls)
     config.write_text(config.read_text().replace('host = "127.0.0.1"', 'host = "localhost"'))
     return config
@@ -206,15 +258,20 @@ async def test_a_node_back_within_its_will_delay_sends_no_birth_and_stays_online
         assert online(late)[-1].payload["seq"] > offline(late)[0].payload["seq"]
 
 
+@pytest.mark.parametrize(
+    "resume_by", ["", 'max_version = "1.2"\ntickets = false\n'], ids=["ticket", "session-id"]
+)
 async def test_a_node_back_within_its_will_delay_after_a_broker_restart_is_born_again(
-    tmp_path: Path, spawn: Any
+    tmp_path: Path, spawn: Any, resume_by: str
 ) -> None:
     """Mosquitto publishes every will when it stops and keeps the sessions: the node,
     back within its delay with its session kept, must still birth. The broker's new ticket
-    keys (no TLS resumption) are how it knows."""
+    keys, or its empty session cache (no TLS resumption), are how it knows."""
     fleet = FleetBroker([NODE], ["dispatch"]).start()
     try:
-        await spawn(tls_node_config(fleet, tmp_path, fleet.node_port, "will_delay_s = 60"))
+        await spawn(
+            tls_node_config(fleet, tmp_path, fleet.node_port, "will_delay_s = 60", resume_by)
+        )
         dispatch = fleet.tls_context("dispatch")
         async with Collector(
             fleet.ops_port, topic=f"{BASE}/#", client_id=tmp_path.name, tls=dispatch
@@ -281,3 +338,46 @@ async def test_over_mqtt_311_a_node_with_a_will_delay_births_at_every_connection
         await c.wait_for(lambda: len(online(c)) > births, 10, "a birth after the will")
         assert offline(c) and offline(c)[-1].payload["seq"] < online(c)[-1].payload["seq"]
         assert any(m.payload["mqtt"]["tls_resumed"] for m in c.on("health"))
+
+
+# -- resuming by session id ---------------------------------------------------------------
+
+
+def hello_bytes(head: bytes) -> int:
+    """The ClientHello's record, from a connection's first bytes (it travels in clear)."""
+    assert head[:1] == b"\x16", head[:8]  # a handshake record
+    return 5 + int.from_bytes(head[3:5], "big")
+
+
+async def test_a_node_resuming_by_session_id_comes_back_from_a_dead_zone_without_certificates(
+    fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path, spawn: Any
+) -> None:
+    tls = 'max_version = "1.2"\nciphers = "ECDHE+CHACHA20"\ntickets = false\n'
+    await spawn(tls_node_config(fleet, tmp_path, tls_proxy.port, "", tls_extra=tls))
+    dispatch = fleet.tls_context("dispatch")
+
+    def resumptions(c: Collector) -> int:
+        counts = [m.payload["errors"].get("uplink.tls.resumed", 0) for m in live(c)]
+        return int(max(counts, default=0))
+
+    def live(c: Collector) -> list[Any]:  # not what an earlier test's node left retained
+        return [m for m in c.on("health") if not m.retain]
+
+    async with Collector(
+        fleet.ops_port, topic=f"{BASE}/health", client_id=tmp_path.name, tls=dispatch
+    ) as c:
+        await c.wait_for(lambda: bool(live(c)), 10, "the node online")
+        assert live(c)[0].payload["mqtt"]["tls_resumed"] is False  # the first: full
+        for zone in (1, 2):  # two dead zones: the broker's side left open, no FIN, no goodbye
+            tls_proxy.down = True
+            assert tls_proxy.blackhole() == 1
+            await asyncio.sleep(1.0)
+            tls_proxy.down = False
+            await c.wait_for(lambda z=zone: resumptions(c) >= z, 15, "a session resumed")
+        assert live(c)[-1].payload["mqtt"]["tls_resumed"] is True
+    _, *later = [conn for conn in tls_proxy.connections if conn.head[True]]
+    assert len(later) >= 2
+    # no ticket in the hello: a 32-byte session id instead
+    assert all(hello_bytes(bytes(conn.head[True])) < 250 for conn in later), [
+        hello_bytes(bytes(conn.head[True])) for conn in later
+    ]

@@ -1,7 +1,11 @@
 """`edgectl broker-check` against a real Mosquitto, the embedded amqtt broker, and Mosquitto
 behind a proxy that reproduces each quirk met in the field (tests/helpers/quirks.py)."""
 
+import contextlib
 import json
+import socket
+import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +14,11 @@ import pytest
 from edged.cli.ctl import main
 from edged.demo.broker import EmbeddedBroker
 from edged.ops.brokercheck import run_checks
+from edged.ops.brokercheck.probes import RESUMPTIONS, Run, tls_resumption
 from edged.ops.brokercheck.result import Finding, Verdict
 from edged.ops.login import Login
+from edged.ops.urls import parse_broker_url
+from hil.fleetbroker import FleetBroker
 from tests.helpers.amqtt import ThreadedAmqtt
 from tests.helpers.broker import Mosquitto
 from tests.helpers.quirks import QuirkProxy, Quirks
@@ -149,3 +156,62 @@ def test_a_needed_item_missing_exits_1_and_names_it(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert code == 1
     assert "lacks what edged needs: QoS 1 redelivery across a reconnect" in out
+
+
+async def test_the_tls_resumption_probe_finds_mosquittos_session_cache_for_the_vehicle_block() -> (
+    None
+):
+    fleet = FleetBroker([], ["dispatch"]).start()
+    try:
+        crt, key = fleet.cert("dispatch")
+        login = Login(
+            parse_broker_url(f"mqtts://localhost:{fleet.ops_port}"),
+            cafile=fleet.ca,
+            cert=crt,
+            key=key,
+        )
+        found = await tls_resumption(Run(login, "rnst/v1", 1.0, 32))
+    finally:
+        fleet.stop()
+    assert found.verdict is Verdict.OK and not found.needed, found
+    assert found.measured == (
+        "TLS 1.3 ticket: resumed; TLS 1.2 ticket: resumed; TLS 1.2 session id: resumed"
+    )
+
+
+async def test_the_tls_resumption_probe_on_plain_mqtt_has_nothing_to_resume(
+    broker: Mosquitto,
+) -> None:
+    found = await tls_resumption(Run(Login(parse_broker_url(broker.url)), "rnst/v1", 1.0, 32))
+    assert found.verdict is Verdict.OK and "no TLS" in found.measured
+
+
+async def test_a_broker_that_resumes_nothing_is_limited_and_says_each_reconnect_is_full(
+    tmp_path: Path,
+) -> None:
+    """Brokers behind a balancer sharing no TLS state: each connection a new context."""
+    fleet = FleetBroker([], ["dispatch"], workdir=tmp_path)  # the material only
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(len(RESUMPTIONS) * 2):
+            conn, _ = listener.accept()
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(fleet.dir / "broker.crt", fleet.dir / "broker.key")
+            with conn, contextlib.suppress(OSError, ssl.SSLError):
+                tls = context.wrap_socket(conn, server_side=True)
+                tls.recv(1)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    crt, key = fleet.cert("dispatch")
+    login = Login(
+        parse_broker_url(f"mqtts://localhost:{port}"), cafile=fleet.ca, cert=crt, key=key
+    )
+    found = await tls_resumption(Run(login, "rnst/v1", 1.0, 32))
+    server.join(10)
+    listener.close()
+    assert found.verdict is Verdict.LIMITED, found
+    assert found.measured.count("not resumed") == 3, found.measured
+    assert "every reconnect is a full handshake" in found.edged

@@ -37,6 +37,7 @@ PROBES: list[tuple[str, str, bool, Probe]] = [
     ("shared_subscriptions", "shared subscriptions", False, probes.shared),
     ("max_packet_size", "max packet size", True, probes.packet_size),
     ("receive_maximum", "receive maximum vs the node's window", True, probes.receive_maximum),
+    ("tls_resumption", "TLS session resumption", False, probes.tls_resumption),
 ]
 
 

@@ -9,6 +9,8 @@ and the persistent session a probe leaves are cleared at the end.
 
 import asyncio
 import contextlib
+import socket
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +33,7 @@ from edged.ops.client import (
     refused,
 )
 from edged.ops.login import Login, Protocol
+from edged.uplink.tls import TlsSessions
 
 SESSION_EXPIRY_S = 300
 """What a node asks for its persistent session (commands queued while it is away)."""
@@ -603,4 +606,88 @@ async def receive_maximum(run: Run) -> Finding:
         measured,
         f"the node keeps {run.window} publishes in flight",
         True,
+    )
+
+
+RESUMPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("TLS 1.3 ticket", {}),
+    ("TLS 1.2 ticket", {"max_version": "1.2"}),
+    ("TLS 1.2 session id", {"max_version": "1.2", "tickets": False}),
+)
+"""How a node may resume, as `[broker.tls]` says it (`max_version`, `tickets`)."""
+
+
+def _resumes(sessions: TlsSessions, host: str, port: int, timeout: float) -> bool | None:
+    """Two TLS connections as the uplink makes them (its context, its goodbye): whether the
+    second resumed the first's session."""
+    resumed: bool | None = None
+    for _ in range(2):
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            tls = sessions.context().wrap_socket(raw, server_hostname=host)
+            tls.settimeout(0.5)
+            with contextlib.suppress(TimeoutError, ssl.SSLError, OSError):
+                tls.recv(1)  # a TLS 1.3 ticket comes after the handshake: take it in
+            resumed = sessions.connected()
+            tls.close()
+    return resumed
+
+
+async def tls_resumption(run: Run) -> Finding:
+    """After a dead zone a node resumes its TLS session instead of sending its certificate
+    again; which ways this broker resumes decides the vehicle's `[broker.tls]` choice."""
+    key, title = "tls_resumption", "TLS session resumption"
+    cfg = run.login.broker_config("5")
+    if cfg.tls is None:
+        return Finding(
+            key,
+            title,
+            Verdict.OK,
+            "plain MQTT: no TLS handshake to resume",
+            "a reconnect is a TCP handshake and a CONNECT",
+            False,
+        )
+    seen: dict[str, bool | None] = {}
+    for name, update in RESUMPTIONS:
+        tls = cfg.tls.model_copy(update=update)
+        sessions = TlsSessions(cfg.model_copy(update={"tls": tls}))
+        try:
+            seen[name] = await asyncio.to_thread(
+                _resumes, sessions, cfg.host, cfg.port, max(run.wait_s, 5.0)
+            )
+        except (OSError, ssl.SSLError) as exc:
+            run.note(f"{name}: {exc}")
+            seen[name] = None
+    measured = "; ".join(
+        f"{name}: {'resumed' if ok else 'not resumed' if ok is False else 'failed'}"
+        for name, ok in seen.items()
+    )
+    if seen["TLS 1.2 session id"]:
+        return Finding(
+            key,
+            title,
+            Verdict.OK,
+            measured,
+            "the vehicle configs' [broker.tls] block (TLS 1.2, tickets = false) resumes a "
+            "reconnect without certificates or tickets (~0.4 KB of TLS; docs/budget.md)",
+            False,
+        )
+    if any(seen.values()):
+        return Finding(
+            key,
+            title,
+            Verdict.LIMITED,
+            measured,
+            "no session cache: leave out the vehicle block's `tickets = false` (and keep "
+            '`max_version = "1.2"` where a TLS 1.2 ticket resumed): with it every reconnect '
+            "would be a full handshake (~2.3 KB)",
+            False,
+        )
+    return Finding(
+        key,
+        title,
+        Verdict.LIMITED,
+        measured,
+        "every reconnect is a full handshake with certificates (~4 KB on a cellular SIM "
+        "after each dead zone): ask for session tickets or a session cache on the broker",
+        False,
     )

@@ -103,6 +103,29 @@ def test_the_lean_and_chacha_knobs_reach_the_tls_context(ca: Path) -> None:
     assert tls_context(chacha).options & ssl.OP_ENABLE_MIDDLEBOX_COMPAT
 
 
+@pytest.mark.parametrize("tls", ["tickets = false", 'tickets = false\nmax_version = "1.3"'])
+def test_resuming_by_session_id_over_tls13_is_refused_as_never_resuming(
+    ca: Path, tls: str
+) -> None:
+    found = problems(config(ca, tls=tls))
+    assert any('Set max_version = "1.2" too' in p for p in found), found
+
+
+def test_resuming_by_session_id_without_resuming_is_refused(ca: Path) -> None:
+    found = problems(config(ca, tls='tickets = false\nresume = false\nmax_version = "1.2"'))
+    assert any("resume = false never does" in p for p in found), found
+
+
+def test_tickets_off_reaches_the_tls_context_and_tickets_stay_on_by_default(ca: Path) -> None:
+    by_id = parse_config(
+        config(ca, tls='tickets = false\nmax_version = "1.2"'), source="t.toml"
+    ).broker
+    assert tls_context(by_id).options & ssl.OP_NO_TICKET
+    assert tls_context(by_id).maximum_version == ssl.TLSVersion.TLSv1_2
+    default = parse_config(config(ca), source="t.toml").broker
+    assert not tls_context(default).options & ssl.OP_NO_TICKET
+
+
 def test_a_will_delay_longer_than_the_session_is_refused(ca: Path) -> None:
     found = problems(config(ca, broker="session_expiry_s = 60\nwill_delay_s = 61"))
     assert any("will_delay_s (61) is longer than session_expiry_s (60)" in p for p in found)
@@ -117,3 +140,28 @@ def test_a_will_delay_outside_mqtt_range_is_refused(ca: Path, bad: str) -> None:
 
 def test_a_will_delay_within_the_session_is_accepted() -> None:
     assert BrokerConfig(will_delay_s=300).will_delay_s == 300
+
+
+@pytest.mark.parametrize("name", ["shuttle", "truck"])
+def test_the_shipped_vehicle_tls_block_uncommented_resumes_tls12_by_session_id(
+    ca: Path, name: str
+) -> None:
+    """What an operator gets by uncommenting the vehicle config's `[broker.tls]` block."""
+    shipped = Path(__file__).resolve().parents[3] / "config" / f"{name}.toml"
+    text = shipped.read_text()
+    lines = text.splitlines()
+    start = lines.index("# [broker.tls]")
+    end = start + 1
+    while lines[end].startswith("# ") and " = " in lines[end]:
+        end += 1
+    block = [line[2:] for line in lines[start:end]]
+    block = [f'ca_file = "{ca}"' if b.startswith("ca_file") else b for b in block]
+    block = [b for b in block if not b.startswith(("cert_file", "key_file"))]
+    body = "\n".join(lines[:start] + block + lines[end:])
+    cfg = parse_config(body, source=f"{name}.toml", base_dir=shipped.parent).broker
+    assert cfg.tls is not None and not cfg.tls.tickets
+    context = tls_context(cfg)
+    assert context.options & ssl.OP_NO_TICKET
+    assert context.maximum_version == ssl.TLSVersion.TLSv1_2
+    offered = [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert offered and all("CHACHA20" in c for c in offered), offered
