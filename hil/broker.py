@@ -136,7 +136,7 @@ def listens(pid: int, port: int) -> bool:
     /proc cannot tell, and the connection alone decides)."""
     inodes = set()
     try:
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):  # in its namespace
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
                 local, state, inode = fields[1], fields[3], fields[9]
