@@ -8,7 +8,7 @@ import pytest
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError, OutboxFullError
-from edged.outbox import Outbox, Publication, PutResult, Stored
+from edged.outbox import Outbox, Publication, PutResult, Stored, sqlitefile
 from edged.payloads import Alarm, DoorEvent, Health, OutboxHealth, Position
 from edged.topics import ALARM, DOOR, HEALTH, POSITION, Priority, Topics
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
@@ -483,3 +483,15 @@ async def test_sqlite_memory_stays_flat_whatever_the_number_of_rows_in_flight(
     grown = sqlite_memory_used() - before
     assert grown < 256 * 1024, f"SQLite grew by {grown / 1e6:.2f} MB"
     await box.close()
+
+
+async def test_the_outbox_and_the_state_store_both_get_the_bounded_page_cache(
+    tmp_path: Path,
+) -> None:
+    box = await opened(config(tmp_path))
+    try:
+        for db in (box._db, box.state.db):
+            assert db is not None
+            assert db.execute("PRAGMA cache_size").fetchone()[0] == -sqlitefile.CACHE_KIB
+    finally:
+        await box.close()
