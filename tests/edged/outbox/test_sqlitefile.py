@@ -1,7 +1,7 @@
 from pathlib import Path
 
+from bench.memory import sqlite_memory_used
 from edged.outbox import sqlitefile
-from tests.helpers.sqlite_memory import sqlite_memory_used
 
 
 def test_a_connection_gets_the_bounded_page_cache(tmp_path: Path) -> None:

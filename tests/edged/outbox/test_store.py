@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.memory import sqlite_memory_used
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError, OutboxFullError
@@ -12,7 +13,6 @@ from edged.outbox import Outbox, Publication, PutResult, Stored, sqlitefile
 from edged.payloads import Alarm, DoorEvent, Health, OutboxHealth, Position
 from edged.topics import ALARM, DOOR, HEALTH, POSITION, Priority, Topics
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
-from tests.helpers.sqlite_memory import sqlite_memory_used
 
 TOPICS = Topics("rnst/v1", "test", "n1")
 
