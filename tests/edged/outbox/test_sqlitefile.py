@@ -16,7 +16,9 @@ def test_reading_a_file_larger_than_the_cache_stays_within_its_bound(tmp_path: P
     path = tmp_path / "x.sqlite"
     db = sqlitefile.connect(path, wal_bytes=65536)
     db.execute("CREATE TABLE t (b BLOB)")
+    db.execute("BEGIN")
     db.executemany("INSERT INTO t VALUES (?)", ((bytes(1000),) for _ in range(4000)))
+    db.execute("COMMIT")
     db.close()
     before = sqlite_memory_used()
     db = sqlitefile.connect(path, wal_bytes=65536)
