@@ -20,3 +20,17 @@ def resident_split(pid: int | str) -> dict[str, float] | None:
         "rss_anon_mb": round(found["Anonymous"] / 1024, 1),
         "rss_file_mb": round((found["Rss"] - found["Anonymous"]) / 1024, 1),
     }
+
+
+def sqlite_memory_used() -> int:
+    """Bytes SQLite itself holds in this process now, over every connection (page caches,
+    prepared statements, WAL indexes): `sqlite3_memory_used` of the library the `sqlite3`
+    module runs on."""
+    import ctypes
+    import sqlite3
+    import sys
+
+    assert sqlite3.sqlite_version  # _sqlite3 is loaded
+    lib = ctypes.CDLL(sys.modules["_sqlite3"].__file__)
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(lib.sqlite3_memory_used())

@@ -15,15 +15,20 @@ Phases, all against one private Mosquitto started here:
 2. baseline - a child process: a bare aiomqtt QoS 1 publish loop, MQTT 5, no
               persistence, `window` publishes outstanding at once (the uplink's
               `BrokerConfig.window`), the same topic and the same payload bytes.
-3. drain    - a child process: a real `edged.node.Node` (no drivers) on that pre-filled
-              outbox; while it drains, the child also publishes a live `events/door`
-              event every `--live-ms` through `Node.publish`.
+3. drain    - a child process: a real `edged.node.Node` (no drivers, the default services,
+              so the kiosk and its HTTP server too) on a copy of that pre-filled outbox;
+              while it drains, the child also publishes a live `events/door` event every
+              `--live-ms` through `Node.publish`.
+4. drain without the kiosk - the same on another copy of the backlog, the node with
+              `[services.kiosk] enabled = false`: the outbox and the uplink without the
+              kiosk's aiohttp (~11 MB imported when the kiosk starts), keyed `*_no_kiosk_*`.
 
 In phases 2 and 3 a subscriber in this process (QoS 1, MQTT 5) counts distinct `seq`s;
 rates are (count - 1) / (last arrival - first arrival), so both sides are measured the
 same way. Peak RSS is the child's VmHWM, so it is the daemon's memory, not the harness's;
 the drain also reports the node's RSS once built (imports and config: what any node costs
-before its first message), at the backlog's first PUBACK and at its last. Every child gets
+before its first message), at the backlog's first PUBACK (the services, the kiosk among
+them, have started by then) and at its last, and SQLite's own memory then. Every child gets
 the Environment= of systemd/edged.service, as a node's daemon does.
 """
 
@@ -33,6 +38,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import signal
 import sys
 import tempfile
@@ -51,11 +57,12 @@ from bench.common import (
     say,
     subscribe_and_count,
 )
-from bench.memory import resident_split
+from bench.memory import resident_split, sqlite_memory_used
 from bench.unit import unit_environment
 from hil.proc import thread_cpu_s
 
 PREFIX, FLEET, NODE = "rnst/v1", "bench", "node-1"
+OUTBOX_FILE = "outbox.sqlite"
 LIVE_DOOR = "live"
 LIVE_MARKER = b'"door":"live"'
 BACKLOG_DOOR = "front"
@@ -237,8 +244,10 @@ async def measure_baseline(
     }
 
 
-def write_node_config(tmp: Path, port: int, outbox: Path) -> Path:
+def write_node_config(tmp: Path, port: int, outbox: Path, *, kiosk: bool = True) -> Path:
+    """The drained node's config: the defaults (the kiosk on), or with the kiosk off."""
     path = tmp / "node.toml"
+    no_kiosk = "" if kiosk else "\n[services.kiosk]\nenabled = false\n"
     path.write_text(
         f"""
 [node]
@@ -253,16 +262,21 @@ prefix = "{PREFIX}"
 
 [outbox]
 path = "{outbox}"
-"""
+{no_kiosk}"""
     )
     return path
 
 
 async def measure_drain(
-    port: int, n: int, outbox: Path, live_ms: float, tmp: Path, limit_s: float
+    port: int, n: int, backlog: Path, live_ms: float, tmp: Path, limit_s: float, *, kiosk: bool
 ) -> dict[str, Any]:
-    stats = tmp / "node-stats.json"
-    config = write_node_config(tmp, port, outbox)
+    """Drain a copy of the `backlog` directory (the outbox and the files beside it)."""
+    work = tmp / ("drain" if kiosk else "drain-no-kiosk")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(backlog, work)
+    outbox = work / OUTBOX_FILE
+    stats = work / "node-stats.json"
+    config = write_node_config(work, port, outbox, kiosk=kiosk)
     cmd = _child_cmd(
         "node",
         "--config",
@@ -274,7 +288,7 @@ async def measure_drain(
         "--stats",
         str(stats),
     )
-    arrivals, info = await _run_child(port, cmd, n, tmp / "node.log", limit_s, "drain", tail_s=1.0)
+    arrivals, info = await _run_child(port, cmd, n, work / "node.log", limit_s, "drain", tail_s=1.0)
     child = _read_stats(stats)
     t_done_ms = info["t_done"] * 1000
     live = [(now * 1000 - ts) for ts, now in arrivals.live if ts <= t_done_ms]
@@ -299,6 +313,7 @@ async def measure_drain(
         "drain_rss_all_acked_mb": child.get("rss_all_acked_mb"),
         "drain_rss_anon_mb": child.get("rss_anon_mb"),  # of it: heaps
         "drain_rss_file_mb": child.get("rss_file_mb"),  # code, mapped files
+        "drain_sqlite_mb": child.get("sqlite_mb"),  # of the heaps: SQLite's own, at the last
         "drain_cpu_pct": child.get("cpu_pct"),
         "drain_cpu_us_per_msg": child.get("cpu_us_per_msg"),
         "drain_outbox_cpu_us_per_msg": child.get("outbox_cpu_us_per_msg"),
@@ -491,6 +506,7 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
                     outbox_all = _outbox_thread_cpu_s()
                     memory["rss_all_acked_mb"] = _rss_mb()
                     memory.update(resident_split("self") or {})
+                    memory["sqlite_mb"] = sqlite_memory_used() / 2**20
         real_ack(msg)
 
     node.outbox.ack = ack  # type: ignore[method-assign]
@@ -535,13 +551,15 @@ def _rss_mb() -> float | None:
 async def one_round(
     n: int, live_ms: float, window: int, tmp: Path, broker: Mosquitto, quiet: bool
 ) -> dict[str, Any]:
-    """Enqueue (which pre-fills a fresh outbox), baseline, then drain: one set of figures."""
+    """Enqueue (which pre-fills a fresh outbox), baseline, then drain (with and without the
+    kiosk, each on its own copy of the backlog): one set of figures."""
     assert broker.pid is not None
     limit_s = max(120.0, n / 500)
     result: dict[str, Any] = {}
-    outbox = tmp / "outbox.sqlite"
-    for leftover in tmp.glob("outbox.sqlite*"):
-        leftover.unlink()
+    backlog = tmp / "backlog"  # the outbox and its state store, journal and marks
+    shutil.rmtree(backlog, ignore_errors=True)
+    backlog.mkdir()
+    outbox = backlog / OUTBOX_FILE
     say(quiet, f"enqueue: {n} door events into {outbox}")
     result.update(await measure_enqueue(outbox, n))
     result["outbox_file_mb"] = rnd(outbox.stat().st_size / 1e6, 2)
@@ -561,9 +579,14 @@ async def one_round(
 
     say(quiet, f"drain: edged Node, {n} backlog + a live event every {live_ms:g} ms")
     m0 = proc_cpu_s(broker.pid)
-    result.update(await measure_drain(broker.port, n, outbox, live_ms, tmp, limit_s))
+    result.update(await measure_drain(broker.port, n, backlog, live_ms, tmp, limit_s, kiosk=True))
     result["drain_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
     say(quiet, f"  {result['drain_per_s']} msg/s, backlog drained in {result['backlog_s']} s")
+
+    say(quiet, "drain again, on a copy of the same backlog, the node without the kiosk")
+    bare = await measure_drain(broker.port, n, backlog, live_ms, tmp, limit_s, kiosk=False)
+    result.update({key: bare[of] for key, of in NO_KIOSK.items()})
+    say(quiet, f"  RSS {result['rss_no_kiosk_mb']} MB (with the kiosk {result['rss_mb']} MB)")
     base_rate, drain_rate = result["baseline_per_s"], result["drain_per_s"]
     result["ratio"] = rnd(drain_rate / base_rate, 3) if base_rate and drain_rate else None
     paho_rate = result["baseline_paho_per_s"]
@@ -571,6 +594,21 @@ async def one_round(
     base_cpu, drain_cpu = result["baseline_cpu_us_per_msg"], result["drain_cpu_us_per_msg"]
     result["cpu_ratio"] = rnd(base_cpu / drain_cpu, 3) if base_cpu and drain_cpu else None
     return result
+
+
+NO_KIOSK = {
+    "rss_no_kiosk_mb": "rss_mb",
+    "drain_no_kiosk_per_s": "drain_per_s",
+    "backlog_no_kiosk_s": "backlog_s",
+    "live_p99_no_kiosk_ms": "live_p99_ms",
+    "drain_no_kiosk_rss_built_mb": "drain_rss_built_mb",
+    "drain_no_kiosk_rss_first_ack_mb": "drain_rss_first_ack_mb",
+    "drain_no_kiosk_rss_all_acked_mb": "drain_rss_all_acked_mb",
+    "drain_no_kiosk_sqlite_mb": "drain_sqlite_mb",
+    "drain_no_kiosk_duplicates": "drain_duplicates",
+    "outbox_rows_after_no_kiosk": "outbox_rows_after",
+}
+"""The figures of the drain without the kiosk, by the key of the same figure of the drain."""
 
 
 def _median(values: list[Any]) -> Any:
@@ -594,6 +632,7 @@ FIRST = (
     "live_p50_ms",
     "live_p99_ms",
     "rss_mb",
+    "rss_no_kiosk_mb",
 )
 PER_ROUND = (
     "baseline_per_s",
@@ -604,6 +643,7 @@ PER_ROUND = (
     "backlog_s",
     "live_p99_ms",
     "rss_mb",
+    "rss_no_kiosk_mb",
 )
 
 

@@ -9,6 +9,9 @@ Both files (the outbox and the state store) are opened the same way:
   cannot be created there: SQLITE_IOERR_SHMSIZE), and a second process cannot open the
   same outbox by mistake;
 - the WAL bounded: checkpointed once it passes `wal_bytes` and truncated back to it;
+- the page cache bounded to CACHE_KIB (SQLite's default is 2 MB a connection, filled at
+  open by `quick_check`, which reads every page): a drain's working set (the head of each
+  class, a commit's dirty pages) is a few hundred KB, and the OS caches the file anyway;
 - checked with `PRAGMA quick_check`; a corrupt file is renamed aside (kept for forensics,
   with its `-wal`), never deleted.
 """
@@ -26,6 +29,12 @@ from core.errors import EdgedError
 log = logging.getLogger(__name__)
 
 PAGE = 4096
+CACHE_KIB = 1024
+"""Page cache of a connection: 256 pages, room for the dirty pages of a commit of 2,000 door
+events (~120 pages). A bigger commit (2,000 payloads of 1 KB) writes some of its pages to
+the WAL before COMMIT: still one transaction, and the default 2 MB did as much for 2 KB
+payloads. Against that default: -1 MB of the node's RSS, and the outbox's CPU per message
+unchanged (measured with 1024, 512 and 256 KiB; issue #19)."""
 COMPANIONS = ("-wal", "-shm", "-journal")
 
 
@@ -69,6 +78,7 @@ def connect(path: Path | str, *, wal_bytes: int) -> sqlite3.Connection:
         db.execute("PRAGMA locking_mode=EXCLUSIVE")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA cache_size={-CACHE_KIB}")
         db.execute(f"PRAGMA journal_size_limit={int(wal_bytes)}")
         db.execute(f"PRAGMA wal_autocheckpoint={max(1, int(wal_bytes) // PAGE)}")
     except BaseException:

@@ -50,7 +50,7 @@ from core.errors import EdgedError
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError, OutboxFullError
-from edged.outbox import sqlitefile
+from edged.outbox import idsets, sqlitefile
 from edged.outbox.journal import Journal, Record
 from edged.outbox.lanes import Lanes
 from edged.outbox.marks import Marks
@@ -658,10 +658,9 @@ class Outbox:
         return results
 
     def _delete_acked(self, db: sqlite3.Connection, acks: list[Stored]) -> None:
-        ids = [m.id for m in acks]
-        for i in range(0, len(ids), 500):  # one statement per 500 ids, not one per row
-            chunk = ids[i : i + 500]
-            db.execute(f"DELETE FROM msg WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        # one statement text for any number of acks (`edged.outbox.idsets`), a step per
+        # run of consecutive ids: a drain acknowledges them mostly in order
+        db.executemany("DELETE FROM msg WHERE id BETWEEN ? AND ?", idsets.runs(m.id for m in acks))
         for m in acks:
             self._counts.rows -= 1
             self._counts.bytes -= m.size
@@ -779,9 +778,11 @@ class Outbox:
     def _keeps_sample(self, seq: int) -> bool:
         return seq % (1 << self.thin_level) == 0
 
-    def _not_inflight(self) -> tuple[str, list[int]]:
-        ids = list(self._inflight)
-        return (f" AND id NOT IN ({','.join('?' * len(ids))})" if ids else ""), ids
+    def _not_inflight(self) -> tuple[str, list[Any]]:
+        """The rows in flight left out, by one parameter (`edged.outbox.idsets`)."""
+        if not self._inflight:
+            return "", []
+        return " AND id NOT IN (SELECT value FROM json_each(?))", [idsets.as_json(self._inflight)]
 
     def _delete_where(self, db: sqlite3.Connection, where: str, args: list[Any]) -> int:
         extra, ids = self._not_inflight()

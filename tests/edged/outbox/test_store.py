@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.memory import sqlite_memory_used
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError, OutboxFullError
-from edged.outbox import Outbox, Publication, PutResult, Stored
+from edged.outbox import Outbox, Publication, PutResult, Stored, sqlitefile
 from edged.payloads import Alarm, DoorEvent, Health, OutboxHealth, Position
 from edged.topics import ALARM, DOOR, HEALTH, POSITION, Priority, Topics
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
@@ -401,3 +402,96 @@ async def test_a_fetch_overtaken_by_a_new_session_does_not_hide_its_rows(tmp_pat
     assert seqs(lost) == [1, 2, 3]
     assert seqs(await box.next_batch(10)) == [1, 2, 3]
     await box.close()
+
+
+async def test_sqlite_memory_stays_flat_whatever_the_number_of_acks_per_commit(
+    tmp_path: Path,
+) -> None:
+    # a statement whose text grew with the acks of a commit was cached once per count:
+    # ~5 MB of SQLite's memory over a 100,000-message drain
+    sizes = range(1, 131)
+    cfg = config(tmp_path)
+    box = await opened(cfg)
+    for i in range(sum(sizes)):
+        box.put_nowait(door(i))
+    await box.flush()
+    await box.close()
+    box = await opened(cfg)  # quick_check has read the whole file through the page cache
+    before = sqlite_memory_used()
+    sent = 0
+    for size in sizes:
+        batch = await box.next_batch(size)
+        for msg in batch:
+            box.ack(msg)
+        await box.flush()
+        sent += len(batch)
+    grown = sqlite_memory_used() - before
+    assert sent == sum(sizes) and box.depth == 0
+    assert grown < 256 * 1024, f"SQLite grew by {grown / 1e6:.2f} MB over the drain"
+    await box.close()
+
+
+async def test_a_superseded_retained_message_in_flight_stays_until_its_puback(
+    tmp_path: Path,
+) -> None:
+    box = await opened(config(tmp_path))
+    box.put_nowait(health(1))
+    await box.flush()
+    (in_flight,) = await box.next_batch(10)
+    for depth in (2, 3):  # each supersedes the unsent one before it, not the one in flight
+        box.put_nowait(health(depth))
+    await box.flush()
+    rows = rows_on_disk(tmp_path / "outbox.sqlite", "SELECT id FROM msg ORDER BY id")
+    (queued,) = await box.next_batch(10)
+    assert [r[0] for r in rows] == [in_flight.id, queued.id]
+    assert json.loads(queued.payload)["outbox"]["depth"] == 3
+    await box.close()
+
+
+async def test_samples_in_flight_are_not_thinned(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path, max_rows=100, hard_max_rows=1000))
+    for i in range(60):
+        box.put_nowait(position(i))
+    await box.flush()
+    in_flight = await box.next_batch(60)
+    for i in range(60, 200):  # past the soft cap: samples thinned, those in flight kept
+        box.put_nowait(position(i))
+    await box.flush()
+    ids = {r[0] for r in rows_on_disk(tmp_path / "outbox.sqlite", "SELECT id FROM msg")}
+    assert box.thin_level > 0
+    assert {m.id for m in in_flight} <= ids
+    assert len(ids) < 200
+    await box.close()
+
+
+async def test_sqlite_memory_stays_flat_whatever_the_number_of_rows_in_flight(
+    tmp_path: Path,
+) -> None:
+    # the rows in flight are left out of a superseding delete: one statement text for any
+    # number of them (it was one per count, each cached)
+    box = await opened(config(tmp_path))
+    for i in range(260):  # up to 260 in flight: the uplink's window and read-ahead hold 288
+        box.put_nowait(door(i))
+    await box.flush()
+    box.put_nowait(health(0))
+    await box.flush()
+    before = sqlite_memory_used()
+    for depth in range(1, 131):
+        await box.next_batch(2)  # two more rows in flight each time
+        box.put_nowait(health(depth))
+        await box.flush()
+    grown = sqlite_memory_used() - before
+    assert grown < 256 * 1024, f"SQLite grew by {grown / 1e6:.2f} MB"
+    await box.close()
+
+
+async def test_the_outbox_and_the_state_store_both_get_the_bounded_page_cache(
+    tmp_path: Path,
+) -> None:
+    box = await opened(config(tmp_path))
+    try:
+        for db in (box._db, box.state.db):
+            assert db is not None
+            assert db.execute("PRAGMA cache_size").fetchone()[0] == -sqlitefile.CACHE_KIB
+    finally:
+        await box.close()
