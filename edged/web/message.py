@@ -26,11 +26,16 @@ class HttpError(EdgedError):
         super().__init__(message)
 
 
+ALLOWED = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
+"""Bytes a header value may hold: tab, visible ASCII and space, and obs-text."""
+
+
 class Headers:
     """A request's headers: names without case, each value text (Latin-1, as HTTP's
     bytes are); a repeated header reads as its values joined by ", " (RFC 9110 5.3)."""
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
         self._values: dict[str, list[str]] = {}
         for name, value in raw:
             self._values.setdefault(name.decode("ascii").lower(), []).append(
@@ -40,6 +45,10 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         values = self._values.get(name.lower())
         return ", ".join(values) if values is not None else default
+
+    def has_controls(self) -> bool:
+        """A value holds a control character other than tab (RFC 9110 5.5)."""
+        return any(value.translate(None, ALLOWED) for _, value in self._raw)
 
     def count(self, name: str) -> int:
         return len(self._values.get(name.lower(), ()))

@@ -16,9 +16,12 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
 - `Limits.write_timeout_s`: an answer (or one piece of a stream) the peer does not take in
   this time ends the connection: a page that stops reading cannot pile up the node's memory.
 - framing: h11 refuses what it cannot frame exactly (bad chunk sizes, two Content-Lengths,
-  obs-fold, bytes where they cannot be, two Host headers); a request with both
-  Content-Length and Transfer-Encoding is refused too (request smuggling). After a refusal
-  the connection is closed, the peer's unread bytes drained briefly so the answer arrives.
+  a bad request line or header name, NUL, two Host headers; obs-fold it unfolds, as RFC
+  9112 5.2 allows); this server refuses too a request with both Content-Length and
+  Transfer-Encoding (request smuggling), control characters in a header value, an HTTP
+  version other than 1.0 or 1.1 (505), and a target that is not a path. After such a
+  refusal the connection is closed, the peer's unread bytes drained briefly so the answer
+  arrives.
 - pipelining: requests are answered one at a time in order; what is read ahead stays in
   h11's buffer, at most one read (`READ_BYTES`) beyond the request being answered.
 - connections: the gate (`gate.Gate`) counts every connection before it is read; over the
@@ -177,8 +180,10 @@ class HttpServer:
         except Exception:
             log.exception("http: a connection from %s failed", peer)
         finally:
-            self._tasks.discard(task)
-            await self._close(reader, writer, linger)
+            try:
+                await self._close(reader, writer, linger)
+            finally:
+                self._tasks.discard(task)
 
     async def _next(self, conn: h11.Connection, reader: asyncio.StreamReader) -> object:
         """h11's next event, reading more while it needs more."""
@@ -234,9 +239,15 @@ class HttpServer:
             http_version=event.http_version.decode("ascii"),
             reader=read_body,
         )
-        response = await self._respond(request)
         try:
-            finished = self._finish_request(conn)
+            self._check(request)
+            refused = False
+        except HttpError as exc:
+            response, refused = self.app.refuse(exc, method, path[:100]), True
+        else:
+            response = await self._respond(request)
+        try:
+            finished = self._finish_request(conn) and not refused
             head_only = method == "HEAD"
             if isinstance(response, StreamResponse) and response.produce is not None:
                 if head_only:
@@ -250,16 +261,23 @@ class HttpServer:
                 response.on_close()
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
+    @staticmethod
+    def _check(request: Request) -> None:
+        """What h11 lets through and this server does not: the connection is closed after
+        the refusal (what follows may be a smuggled request)."""
+        if request.http_version not in ("1.0", "1.1"):
+            raise HttpError(505, "bad_version", "this server speaks HTTP/1.1 (and 1.0)")
+        if request.headers.count("content-length") and request.headers.count("transfer-encoding"):
+            raise HttpError(
+                400, "bad_request", "send Content-Length or Transfer-Encoding, not both"
+            )
+        if not request.path.startswith("/"):
+            raise HttpError(400, "bad_request", "the request target must be a path")
+        if request.headers.has_controls():
+            raise HttpError(400, "bad_request", "a header holds control characters")
+
     async def _respond(self, request: Request) -> Response:
         try:
-            if request.headers.count("content-length") and request.headers.count(
-                "transfer-encoding"
-            ):
-                raise HttpError(
-                    400, "bad_request", "send Content-Length or Transfer-Encoding, not both"
-                )
-            if not request.path.startswith("/"):
-                raise HttpError(400, "bad_request", "the request target must be a path")
             return await self.app.handle(request)
         except HttpError as exc:
             return self.app.refuse(exc, request.method, request.path[:100])
