@@ -21,10 +21,16 @@ class Router:
         if not path.startswith("/"):
             raise ValueError(f"a route's path starts with '/': {path!r}")
         method = method.upper()
-        if path.endswith("}") and "{" in path:
+        if "{" in path or "}" in path:
             prefix, _, name = path.rpartition("{")
-            if not prefix.endswith("/") or "{" in prefix or "/" in name:
-                raise ValueError(f"only a last segment can be a {{name}}: {path!r}")
+            if (
+                not prefix.endswith("/")
+                or not name.endswith("}")
+                or any(c in prefix for c in "{}")
+                or any(c in name[:-1] for c in "{}/")
+                or name == "}"
+            ):
+                raise ValueError(f"only a whole last segment can be a {{name}}: {path!r}")
             _, table = self._prefix.setdefault(prefix, (name[:-1], {}))
         else:
             table = self._exact.setdefault(path, {})
