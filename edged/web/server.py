@@ -155,7 +155,7 @@ class HttpServer:
         self._tasks.add(task)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes)
         peer = peer_of(writer.transport)
-        linger = False
+        linger = abort = False
         try:
             while not self._stopping:
                 self._idle.add(task)
@@ -176,12 +176,13 @@ class HttpServer:
             linger = True
             await self._refuse_unparsed(conn, writer, exc)
         except (Closed, ConnectionError, TimeoutError):
-            pass
+            abort = True  # gone, or not reading what it is sent: nothing more to say
         except Exception:
+            abort = True
             log.exception("http: a connection from %s failed", peer)
         finally:
             try:
-                await self._close(reader, writer, linger)
+                await self._close(reader, writer, linger, abort)
             finally:
                 self._tasks.discard(task)
 
@@ -407,12 +408,22 @@ class HttpServer:
             seen += len(data)
 
     async def _close(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, linger: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        linger: bool,
+        abort: bool,
     ) -> None:
-        """Close; after a refusal, first let the peer's unread bytes in (briefly) so the
-        kernel does not reset the connection before the answer is read."""
+        """Close. After a refusal, first let the peer's unread bytes in (briefly) so the
+        kernel does not reset the connection before the answer is read. What is still
+        unsent after `write_timeout_s` is dropped with the connection: a peer that does not
+        read cannot keep it (and its descriptor) open."""
+        transport = writer.transport
+        if abort:
+            transport.abort()
+            return
         try:
-            if linger and not writer.transport.is_closing() and writer.can_write_eof():
+            if linger and not transport.is_closing() and writer.can_write_eof():
                 writer.write_eof()
                 left = LINGER_BYTES
                 async with asyncio.timeout(self.limits.linger_s):
@@ -421,7 +432,14 @@ class HttpServer:
         except (TimeoutError, ConnectionError, OSError):
             pass
         except asyncio.CancelledError:
-            writer.transport.abort()
+            transport.abort()
             raise
-        finally:
-            writer.close()
+        writer.close()
+        try:
+            async with asyncio.timeout(self.limits.write_timeout_s):
+                await writer.wait_closed()
+        except (TimeoutError, ConnectionError, OSError):
+            transport.abort()
+        except asyncio.CancelledError:
+            transport.abort()
+            raise

@@ -262,8 +262,10 @@ def test_a_stream_whose_reader_stops_reading_is_dropped() -> None:
         sock.sendall(b"GET /stream HTTP/1.1\r\nHost: n\r\n\r\n")
         # never read: the socket's buffers fill, the writes time out, the stream is dropped
         served.settle(lambda: served.app.streams_open == 0, timeout=20)
-        sock.close()
+        # and its connection with it, while the peer still holds its end: what was left
+        # unsent does not keep it (or its descriptor)
         served.settle(lambda: served.connections() == 0)
+        sock.close()
     finally:
         served.close()
 
