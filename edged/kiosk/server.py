@@ -283,9 +283,7 @@ class KioskServer:
         return self._headers(request.path, response)
 
     def _check_host(self, request: Request) -> None:
-        raw = request.headers.get("Host", "") or ""
-        host = raw[1 : raw.find("]")] if raw.startswith("[") else raw.rsplit(":", 1)[0]
-        if host.lower() not in self.hosts:
+        if request.host not in self.hosts:
             raise HttpError(
                 421,
                 "unknown_host",

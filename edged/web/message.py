@@ -84,6 +84,13 @@ class Request:
     """What the route's `{name}` matched."""
 
     @property
+    def host(self) -> str:
+        """The Host header's name, lower case, without its port ('' when none was sent)."""
+        raw = self.headers.get("host") or ""
+        host = raw[1 : raw.find("]")] if raw.startswith("[") else raw.rsplit(":", 1)[0]
+        return host.lower()
+
+    @property
     def content_type(self) -> str:
         """The media type, lower case, without its parameters ('' when none was sent)."""
         return (self.headers.get("content-type") or "").split(";", 1)[0].strip().lower()

@@ -172,15 +172,10 @@ class PortalServer(KioskServer):
 
     # -- every other host: the portal ---------------------------------------------------
 
-    def _own_host(self, request: Request) -> bool:
-        raw = request.headers.get("Host", "") or ""
-        host = raw[1 : raw.find("]")] if raw.startswith("[") else raw.rsplit(":", 1)[0]
-        return host.lower() in self.hosts
-
     async def handle(self, request: Request) -> Response:
         """A phone's connectivity check or any page it opens: to the portal (never a 204,
         never a 'Success': the phone must see that this network has a portal)."""
-        if self._own_host(request):
+        if request.host in self.hosts:
             return await super().handle(request)
         self.counters.inc("portal.redirect")
         url = self.wifi.portal_url
