@@ -71,7 +71,8 @@ LIBRARIES = {
     "gpiozero": "gpiozero",
     "pynfc": "pynfc",
     "serial": "serial",
-    "aiohttp": "aiohttp",
+    "aiohttp": "aiohttp",  # edgectl feed only since the kiosk runs on h11: never loaded here
+    "h11": "h11",  # the kiosk's and the portal's HTTP (edged/web)
     "rich": "rich.console",
 }
 """What `edged run` may import (the big ones, and those only some configs need): the

@@ -4,18 +4,17 @@ screen's reserved share, and descriptors kept for the node's own work.
 The kiosk's port is open to whoever is on the screen's network (on board, the riders'
 hotspot). Without limits, held `/api/events` streams locked the screen out, half-sent
 requests never ended, and a thousand idle connections took every file descriptor, so the
-node could not reconnect to its broker. Here every connection passes a gate before aiohttp
-sees it: over a limit it is closed at once (counted, logged once per interval), and
-aiohttp's keep-alive timer (set short) closes a connection whose request head does not
-arrive in time.
+node could not reconnect to its broker. Here are the limits; every connection passes the
+HTTP layer's gate (`edged/web/gate.py`) with them before a byte is read: over a limit it is
+closed at once (counted, logged once per interval). The time limits (a request head that
+does not arrive in time, a body dripped in, a page that stops reading) are the HTTP
+layer's (`edged/web/server.py`), set from `header_timeout_s`.
 
 The screen's own addresses (`screen_addresses`, loopback by default) have a reserve no
 visitor can take: visitors together get at most `max_connections - max_connections_per_peer`
 connections and `max_clients - max_streams_per_peer` live streams.
 """
 
-import asyncio
-import ipaddress
 import logging
 import math
 import os
@@ -23,9 +22,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, cast
-
-from aiohttp import web
+from typing import Any
 
 from core.counters import Counters
 
@@ -35,19 +32,6 @@ FD_RESERVE = 256
 """Descriptors the kiosk never takes: the broker, the outbox, serial ports, CAN, GPIO."""
 FD_CHECK_EVERY_S = 1.0
 LOG_EVERY_S = 10.0
-
-
-def peer_of(transport: asyncio.BaseTransport) -> str:
-    """The peer's address as one text per host (an IPv4-mapped IPv6 address as IPv4)."""
-    name = transport.get_extra_info("peername")
-    host = name[0] if isinstance(name, tuple) and name else "unknown"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return str(host)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 def open_fds() -> int:
@@ -185,87 +169,6 @@ class ConnectionLimits:
                 self.per_peer if what == "connection" else self.streams_per_peer,
                 self.max_connections if what == "connection" else self.max_streams,
             )
-
-
-class Gate(asyncio.Protocol):
-    """Stands in front of aiohttp's request handler for one connection: admits it (and
-    hands every transport event through) or closes it at once."""
-
-    def __init__(self, limits: ConnectionLimits, make: Callable[[], asyncio.Protocol]) -> None:
-        self.limits = limits
-        self.make = make
-        self.inner: asyncio.Protocol | None = None
-        self.peer = ""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.peer = peer_of(transport)
-        why = self.limits.refuse_connection(self.peer)
-        if why is not None:
-            self.limits.refused("connection", self.peer, why)
-            # no response: a response would cost what we are saving
-            cast(asyncio.Transport, transport).abort()
-            return
-        self.limits.connections[self.peer] += 1
-        self.inner = self.make()
-        self.inner.connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.inner is None:
-            return
-        self.limits.connections[self.peer] -= 1
-        if self.limits.connections[self.peer] <= 0:
-            del self.limits.connections[self.peer]
-        self.inner.connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self.inner is not None:
-            self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.inner is not None else None
-
-    def pause_writing(self) -> None:
-        if self.inner is not None:
-            self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.inner is not None:
-            self.inner.resume_writing()
-
-
-class GatedSite(web.BaseSite):
-    """aiohttp's TCPSite, with each connection passing the gate first."""
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str,
-        port: int,
-        limits: ConnectionLimits,
-        *,
-        backlog: int = 128,
-    ) -> None:
-        super().__init__(runner, backlog=backlog)
-        self._host = host
-        self._port = port
-        self._limits = limits
-
-    @property
-    def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
-
-    async def start(self) -> None:
-        await super().start()
-        server = self._runner.server
-        assert server is not None
-        limits = self._limits
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: Gate(limits, server),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=True,
-        )
 
 
 class AcceptErrorFilter(logging.Filter):

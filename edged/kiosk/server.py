@@ -1,14 +1,15 @@
 """The kiosk's HTTP server: the page, its live state (Server-Sent Events) and rider presses.
 
-One aiohttp server in the daemon's loop. It has no admin or command endpoint: the only
-thing a page can do is ask for a pickup, the mediator or a service, and even that is
-validated, size-limited and rate-limited. Every response carries a strict
+One HTTP listener (`edged/web`, on h11) in the daemon's loop. It has no admin or command
+endpoint: the only thing a page can do is ask for a pickup, the mediator or a service, and
+even that is validated, size-limited and rate-limited. Every response carries a strict
 Content-Security-Policy (own files only, no inline script, no eval, no HTML sinks), so a
 message from dispatch is shown as text whatever it contains.
 
 It listens on loopback by default. A failure to listen (port taken) is logged, counted and
 retried: a kiosk problem never stops the daemon. What a visitor can hold (connections,
-live streams, time to send a request, descriptors) is bounded in `edged/kiosk/limits.py`.
+live streams, time to send a request, descriptors) is bounded in `edged/kiosk/limits.py`
+and `edged/web/server.py`.
 """
 
 import asyncio
@@ -16,27 +17,23 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
-from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from core.counters import Counters
 from core.errors import EdgedError
 from edged.clock import ClockSource
 from edged.config.kiosk import KioskConfig
-from edged.kiosk.limits import (
-    FD_RESERVE,
-    AcceptErrorFilter,
-    ConnectionLimits,
-    GatedSite,
-    peer_of,
-    raise_fd_limit,
-)
+from edged.kiosk.limits import FD_RESERVE, AcceptErrorFilter, ConnectionLimits, raise_fd_limit
 from edged.kiosk.models import Asked, RequestRefused, RiderPost
 from edged.kiosk.ratelimit import RateLimiter
+from edged.web import sse
+from edged.web.message import HttpError, Request, Response, Send, json_response
+from edged.web.router import Router
+from edged.web.server import HttpServer, Limits
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -75,9 +72,9 @@ STATIC = {
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 SSE_RETRY_MS = 1000
+"""EventSource reconnects this soon after the daemon went away."""
 FRAME_REUSE_S = 0.25
 """A state frame is shared by the pages woken by the same change (its clock is this fresh)."""
-"""EventSource reconnects this soon after the daemon went away."""
 BIND_RETRY_S = (2.0, 60.0)
 LOG_EVERY_S = 10.0
 
@@ -113,19 +110,6 @@ def load_static() -> dict[str, bytes]:
     return files
 
 
-class ApiError(Exception):
-    """A refusal with an HTTP status, a code for the page and a message for a person."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-        super().__init__(message)
-
-
 class KioskServer:
     name = "kiosk"
     """Prefix of its counters and log lines."""
@@ -156,7 +140,7 @@ class KioskServer:
         self.hosts = LOOPBACK_NAMES | set(config.allowed_hosts)
         if config.host not in WILDCARD_HOSTS:
             self.hosts |= {config.host.lower()}
-        self.app = self._make_app()
+        self.router = self._make_router()
         self.port: int | None = None
         self.listening = asyncio.Event()
         self._clients: set[asyncio.Event] = set()
@@ -212,22 +196,17 @@ class KioskServer:
         self._descriptor_budget()
         accept_errors = AcceptErrorFilter(self.counters)
         logging.getLogger("asyncio").addFilter(accept_errors)
-        runner = web.AppRunner(
-            self.app,
-            shutdown_timeout=1.0,
-            access_log=None,
-            # aiohttp's keep-alive timer also runs from the connection's start: a request
-            # head that has not arrived in time (a half-sent request) is closed with it
-            keepalive_timeout=self.config.header_timeout_s,
+        timeout = self.config.header_timeout_s
+        http = HttpServer(
+            self, self.limits, Limits(head_timeout_s=timeout, write_timeout_s=timeout)
         )
-        await runner.setup()
+        self._closing = False
         delay = BIND_RETRY_S[0]
         failures = 0
         try:
             while True:
-                site = GatedSite(runner, self.config.host, self.config.port, self.limits)
                 try:
-                    await site.start()
+                    self.port = await http.start(self.config.host, self.config.port)
                     break
                 except OSError as exc:
                     # said once, clearly; the retries only count (a taken port stays taken
@@ -249,9 +228,6 @@ class KioskServer:
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BIND_RETRY_S[1])
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.port
             self.listening.set()
             if failures:
                 log.warning("%s: the port is free at last (%d tries)", self.name, failures + 1)
@@ -259,109 +235,94 @@ class KioskServer:
             await asyncio.Event().wait()  # until cancelled
         finally:
             self.listening.clear()
-            await runner.cleanup()
+            self._close_streams()
+            await http.stop()
             logging.getLogger("asyncio").removeFilter(accept_errors)
 
-    def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._guard])
-        app.on_response_prepare.append(self._headers)
-        app.on_shutdown.append(self._close_streams)
-        self.add_rider_routes(app)
-        return app
+    def _make_router(self) -> Router:
+        router = Router()
+        self.add_rider_routes(router)
+        return router
 
-    def add_rider_routes(self, app: web.Application) -> None:
+    def add_rider_routes(self, router: Router) -> None:
         """What a rider's page uses, and nothing else: the captive portal (edged/wifi/portal.py)
         serves exactly these besides its own. A path only the screen may use (an admin or
-        screen-only page) goes in `_make_app`, never here."""
-        app.router.add_get("/", self._index)
-        app.router.add_get("/static/{name}", self._static)
-        app.router.add_get("/api/state", self._state)
-        app.router.add_get("/api/events", self._events)
-        app.router.add_post("/api/requests", self._post_request)
+        screen-only page) goes in `_make_router`, never here."""
+        router.get("/", self._index)
+        router.get("/static/{name}", self._static)
+        router.get("/api/state", self._state)
+        router.get("/api/events", self._events)
+        router.post("/api/requests", self._post_request)
 
     # -- every response ---------------------------------------------------------------
 
-    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+    def _headers(self, path: str, response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
-        if request.path.startswith("/api/"):
+        if path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         else:
             response.headers.setdefault("Cache-Control", "no-cache")
+        return response
 
-    @web.middleware
-    async def _guard(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
-        """Refuse foreign Host names (DNS rebinding) and turn every refusal into JSON."""
+    async def handle(self, request: Request) -> Response:
+        """Every request: refuse foreign Host names (DNS rebinding), route, and turn every
+        refusal into JSON; each answer with the security headers."""
         try:
             self._check_host(request)
-            return await handler(request)
-        except ApiError as exc:
-            return self._refuse(request, exc)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-                exc.status, "bad_request"
-            )
-            message = {
-                404: "no such page",
-                405: f"{request.method} is not allowed here",
-                413: f"the body is over {self.config.max_body_bytes} bytes",
-            }.get(exc.status, exc.reason)
-            return self._refuse(request, ApiError(exc.status, code, message, dict(exc.headers)))
-        except asyncio.CancelledError:
+            handler, request.params = self.router.resolve(request.method, request.path)
+            response = await handler(request)
+        except HttpError as exc:
+            return self.refuse(exc, request.method, request.path)
+        except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception:
             self.counters.inc(f"{self.name}.error")
             log.exception("%s: %s %s failed", self.name, request.method, request.path[:100])
-            return self._refuse(request, ApiError(500, "internal", "the kiosk failed; see logs"))
+            error = HttpError(500, "internal", "the kiosk failed; see logs")
+            return self.refuse(error, request.method, request.path)
+        return self._headers(request.path, response)
 
-    def _check_host(self, request: web.Request) -> None:
-        raw = request.headers.get("Host", "")
-        host = raw[1 : raw.find("]")] if raw.startswith("[") else raw.rsplit(":", 1)[0]
-        if host.lower() not in self.hosts:
-            raise ApiError(
+    def _check_host(self, request: Request) -> None:
+        if request.host not in self.hosts:
+            raise HttpError(
                 421,
                 "unknown_host",
                 f"this kiosk answers to {', '.join(sorted(self.hosts))}; "
                 "add the screen's host name to [services.kiosk] allowed_hosts",
             )
 
-    def _refuse(self, request: web.Request, exc: ApiError) -> web.Response:
-        self.counters.inc(f"{self.name}.http_{exc.status}")
+    def refuse(self, error: HttpError, method: str, path: str) -> Response:
+        """A refusal as JSON, counted per status, logged once per interval per code."""
+        self.counters.inc(f"{self.name}.http_{error.status}")
         now = self.clock()
-        if now - self._logged.get(exc.code, -math.inf) >= LOG_EVERY_S:  # a flood: one line
-            self._logged[exc.code] = now
+        if now - self._logged.get(error.code, -math.inf) >= LOG_EVERY_S:  # a flood: one line
+            self._logged[error.code] = now
             log.warning(
                 "%s: %s %s refused (%s %s): %s",
                 self.name,
-                request.method,
-                request.path[:100],
-                exc.status,
-                exc.code,
-                exc.message,
+                method[:16],
+                path[:100],
+                error.status,
+                error.code,
+                error.message,
             )
-        headers = {k: v for k, v in exc.headers.items() if k in ("Retry-After", "Allow")}
-        return web.json_response(
-            {"error": exc.code, "message": exc.message}, status=exc.status, headers=headers
-        )
+        headers = {k: v for k, v in error.headers.items() if k in ("Retry-After", "Allow")}
+        body = {"error": error.code, "message": error.message}
+        return self._headers(path, json_response(body, status=error.status, headers=headers))
 
     # -- the page ---------------------------------------------------------------------
 
-    async def _index(self, request: web.Request) -> web.Response:
+    async def _index(self, request: Request) -> Response:
         return self._file("index.html")
 
-    async def _static(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+    async def _static(self, request: Request) -> Response:
+        name = request.params["name"]
         if name == "index.html" or name not in self.files:
-            raise web.HTTPNotFound()
+            raise HttpError(404, "not_found", "no such page")
         return self._file(name)
 
-    def _file(self, name: str) -> web.Response:
-        return web.Response(body=self.files[name], content_type=self.types[name], charset="utf-8")
+    def _file(self, name: str) -> Response:
+        return Response(200, self.files[name], f"{self.types[name]}; charset=utf-8")
 
     # -- state, live ------------------------------------------------------------------
 
@@ -369,67 +330,59 @@ class KioskServer:
         now, source = self.service.now()
         return {"now_ms": now, "clock": source.value, **self.service.current}
 
-    async def _state(self, request: web.Request) -> web.Response:
-        return web.json_response(self.snapshot())
+    async def _state(self, request: Request) -> Response:
+        return json_response(self.snapshot())
 
     def _on_view(self, view: dict[str, Any]) -> None:
         for wake in self._clients:
             wake.set()
 
-    async def _close_streams(self, app: web.Application) -> None:
+    def _close_streams(self) -> None:
         self._closing = True
         for wake in self._clients:
             wake.set()
 
-    async def _events(self, request: web.Request) -> web.StreamResponse:
+    async def _events(self, request: Request) -> Response:
         """Server-Sent Events: the whole state at once and on each change, a clock tick
         every `heartbeat_s` (it also finds pages that went away). A stream ends after
         `stream_max_s` (the page reconnects at once), so none is held for ever."""
-        peer = peer_of(request.transport) if request.transport is not None else "unknown"
+        peer = request.peer
         why = self.limits.refuse_stream(peer)
         if why is not None:
             self.limits.refused("stream", peer, why)
             each = self.limits.streams_per_peer
-            raise ApiError(
+            raise HttpError(
                 503,
                 "too_many_pages",
                 f"{self.config.max_clients} pages in all, {each} per address, are already "
                 f"connected; {self.pages_advice}",
                 {"Retry-After": "5"},
             )
-        response = web.StreamResponse(headers={"X-Accel-Buffering": "no"})
-        response.content_type = "text/event-stream"
-        response.charset = "utf-8"
         wake = asyncio.Event()
         self._clients.add(wake)
         self.limits.streams[peer] += 1
-        ends = self.clock() + self.config.stream_max_s
-        try:
-            await response.prepare(request)
-            await self._send(response, f"retry: {SSE_RETRY_MS}\n\n".encode() + self._frame("state"))
+
+        def release() -> None:
+            self._clients.discard(wake)
+            self.limits.streams[peer] -= 1
+            if self.limits.streams[peer] <= 0:
+                del self.limits.streams[peer]
+
+        async def produce(send: Send) -> None:
+            ends = self.clock() + self.config.stream_max_s
+            await send(sse.retry(SSE_RETRY_MS) + self._frame("state"))
             while not self._closing and (left := ends - self.clock()) > 0:
                 try:
                     async with asyncio.timeout(min(self.config.heartbeat_s, left)):
                         await wake.wait()
                 except TimeoutError:
-                    await self._send(response, self._frame("tick"))
+                    await send(self._frame("tick"))
                     continue
                 wake.clear()
                 if not self._closing:
-                    await self._send(response, self._frame("state"))
-        except (ConnectionError, RuntimeError, TimeoutError):
-            pass  # the page went away, stopped reading, or the server is closing
-        finally:
-            self._clients.discard(wake)
-            self.limits.streams[peer] -= 1
-            if self.limits.streams[peer] <= 0:
-                del self.limits.streams[peer]
-        return response
+                    await send(self._frame("state"))
 
-    async def _send(self, response: web.StreamResponse, frame: bytes) -> None:
-        """A page that stops reading fills the socket: it is dropped, not waited for."""
-        async with asyncio.timeout(self.config.header_timeout_s):
-            await response.write(frame)
+        return sse.event_stream(produce, on_close=release)
 
     def _frame(self, event: str) -> bytes:
         if event == "state":
@@ -440,48 +393,41 @@ class KioskServer:
             cached = self._state_frame
             if cached is not None and cached[0] is view and now - cached[1] < FRAME_REUSE_S:
                 return cached[2]
-            frame = self._encode("state", self.snapshot())
+            frame = sse.event("state", self.snapshot())
             self._state_frame = (view, now, frame)
             return frame
         now_ms, source = self.service.now()
-        return self._encode("tick", {"now_ms": now_ms, "clock": source.value})
-
-    @staticmethod
-    def _encode(event: str, data: dict[str, Any]) -> bytes:
-        return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        return sse.event("tick", {"now_ms": now_ms, "clock": source.value})
 
     # -- rider presses ----------------------------------------------------------------
 
-    async def read_json(self, request: web.Request, model: type[M]) -> M:
+    async def read_json(self, request: Request, model: type[M]) -> M:
         """A press's body: from the page itself, JSON, small, in time, and as `model` says."""
         self._same_origin(request)
         if request.content_type != "application/json":
-            raise ApiError(415, "bad_type", "send the request as application/json")
+            raise HttpError(415, "bad_type", "send the request as application/json")
+        limit = self.config.max_body_bytes
         length = request.content_length
-        if length is not None and length > self.config.max_body_bytes:
-            raise ApiError(413, "too_large", f"the body is over {self.config.max_body_bytes} bytes")
-        try:
-            async with asyncio.timeout(self.config.header_timeout_s):
-                raw = await request.read()
-        except TimeoutError:
-            raise ApiError(408, "too_slow", "the body did not arrive in time") from None
+        if length is not None and length > limit:
+            raise HttpError(413, "too_large", f"the body is over {limit} bytes")
+        raw = await request.read(limit, self.config.header_timeout_s)  # 413, 408
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
-            raise ApiError(400, "bad_json", "the body is not UTF-8 JSON") from None
+            raise HttpError(400, "bad_json", "the body is not UTF-8 JSON") from None
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
             )
-            raise ApiError(422, "bad_request", problems[:300]) from None
+            raise HttpError(422, "bad_request", problems[:300]) from None
 
-    async def _post_request(self, request: web.Request) -> web.Response:
+    async def _post_request(self, request: Request) -> Response:
         post = await self.read_json(request, RiderPost)
-        wait = self.limiter.check(request.remote or "unknown")
+        wait = self.limiter.check(request.peer)
         if wait > 0:
-            raise ApiError(
+            raise HttpError(
                 429,
                 "rate_limited",
                 "too many presses; wait a moment",
@@ -490,10 +436,10 @@ class KioskServer:
         try:
             asked = await self.service.ask(post)
         except RequestRefused as exc:
-            raise ApiError(422, exc.code, exc.message) from None
+            raise HttpError(422, exc.code, exc.message) from None
         except EdgedError as exc:  # the outbox is closed: the daemon is stopping
-            raise ApiError(503, "unavailable", f"{exc}; try again in a moment") from None
-        return web.json_response(
+            raise HttpError(503, "unavailable", f"{exc}; try again in a moment") from None
+        return json_response(
             {
                 "request": asked.record.model_dump(mode="json", exclude={"lang"}),
                 "repeat": asked.repeat,
@@ -502,7 +448,7 @@ class KioskServer:
             status=200 if asked.repeat else 202,
         )
 
-    def _same_origin(self, request: web.Request) -> None:
+    def _same_origin(self, request: Request) -> None:
         """Only the kiosk's own page may press: not another site open in some browser."""
         site = request.headers.get("Sec-Fetch-Site")
         origin = request.headers.get("Origin")
@@ -510,4 +456,4 @@ class KioskServer:
         if (site is not None and site not in ("same-origin", "none")) or (
             origin is not None and origin != own
         ):
-            raise ApiError(403, "cross_origin", "requests come from the kiosk page only")
+            raise HttpError(403, "cross_origin", "requests come from the kiosk page only")

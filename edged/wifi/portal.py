@@ -24,12 +24,11 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from core.counters import Counters
@@ -38,7 +37,9 @@ from edged.config.kiosk import KioskConfig
 from edged.config.wifi import WifiConfig
 from edged.kiosk.limits import Throttled
 from edged.kiosk.ratelimit import RateLimiter
-from edged.kiosk.server import ApiError, KioskServer, Screen
+from edged.kiosk.server import KioskServer, Screen
+from edged.web.message import HttpError, Request, Response, json_response
+from edged.web.router import Router
 from edged.wifi.neighbours import ARP, mac_of
 from edged.wifi.sessions import FirewallError, PortalFull, Sessions
 from edged.wifi.uplink import Internet
@@ -161,53 +162,40 @@ class PortalServer(KioskServer):
         """Serve only: the kiosk's own server keeps the view fresh for both."""
         await self.serve()
 
-    def _make_app(self) -> web.Application:
-        app = web.Application(
-            client_max_size=self.config.max_body_bytes,
-            middlewares=[self._elsewhere, self._guard],
-        )
-        app.on_response_prepare.append(self._headers)
-        app.on_shutdown.append(self._close_streams)
-        self.add_rider_routes(app)
-        app.router.add_get("/api/captive", self._captive)
-        app.router.add_get("/api/portal", self._portal)
-        app.router.add_post("/api/portal/accept", self._accept)
-        return app
+    def _make_router(self) -> Router:
+        router = Router()
+        self.add_rider_routes(router)
+        router.get("/api/captive", self._captive)
+        router.get("/api/portal", self._portal)
+        router.post("/api/portal/accept", self._accept)
+        return router
 
     # -- every other host: the portal ---------------------------------------------------
 
-    def _own_host(self, request: web.Request) -> bool:
-        raw = request.headers.get("Host", "")
-        host = raw[1 : raw.find("]")] if raw.startswith("[") else raw.rsplit(":", 1)[0]
-        return host.lower() in self.hosts
-
-    @web.middleware
-    async def _elsewhere(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Response:
         """A phone's connectivity check or any page it opens: to the portal (never a 204,
         never a 'Success': the phone must see that this network has a portal)."""
-        if self._own_host(request):
-            return await handler(request)
+        if request.host in self.hosts:
+            return await super().handle(request)
         self.counters.inc("portal.redirect")
         url = self.wifi.portal_url
         link = html.escape(url, quote=True)
         body = (
             "<!doctype html><html lang=fr><meta charset=utf-8><title>Wi-Fi</title>"
             f'<p><a href="{link}">Wi-Fi à bord / On-board wifi</a></p></html>'
-        )
+        ).encode()
         headers = {"Location": url, "Cache-Control": "no-store"}
-        if request.method in ("GET", "HEAD"):
-            return web.Response(status=302, headers=headers, text=body, content_type="text/html")
-        return web.Response(status=511, headers=headers, text=body, content_type="text/html")
+        status = 302 if request.method in ("GET", "HEAD") else 511
+        return self._headers(
+            request.path, Response(status, body, "text/html; charset=utf-8", headers)
+        )
 
-    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        await super()._headers(request, response)
+    def _headers(self, path: str, response: Response) -> Response:
+        super()._headers(path, response)
         # a browser ignores (and complains about) COOP on a plain-http origin that is not
         # localhost, which the hotspot's address is
         response.headers.pop("Cross-Origin-Opener-Policy", None)
+        return response
 
     def snapshot(self) -> dict[str, Any]:
         """The kiosk's state, without its reset for the next rider: a phone is one rider's."""
@@ -215,14 +203,14 @@ class PortalServer(KioskServer):
 
     # -- this phone's access ------------------------------------------------------------
 
-    def _phone(self, request: web.Request) -> tuple[ipaddress.IPv4Address, str | None]:
+    def _phone(self, request: Request) -> tuple[ipaddress.IPv4Address, str | None]:
         try:
-            ip = ipaddress.ip_address(request.remote or "")
+            ip = ipaddress.ip_address(request.peer)
         except ValueError:
-            raise ApiError(400, "bad_peer", "the portal answers phones on the hotspot") from None
+            raise HttpError(400, "bad_peer", "the portal answers phones on the hotspot") from None
         if isinstance(ip, ipaddress.IPv6Address):
             if ip.ipv4_mapped is None:
-                raise ApiError(400, "bad_peer", "the hotspot is IPv4 only")
+                raise HttpError(400, "bad_peer", "the hotspot is IPv4 only")
             ip = ip.ipv4_mapped
         return ip, mac_of(ip, self.wifi.interface, table=self.arp)
 
@@ -237,24 +225,24 @@ class PortalServer(KioskServer):
             "timezone": self.config.timezone,
         }
 
-    async def _portal(self, request: web.Request) -> web.Response:
-        return web.json_response(self._access(*self._phone(request)))
+    async def _portal(self, request: Request) -> Response:
+        return json_response(self._access(*self._phone(request)))
 
-    async def _captive(self, request: web.Request) -> web.Response:
+    async def _captive(self, request: Request) -> Response:
         """RFC 8908: captive until the phone accepted; then the time it has left."""
         ip, mac = self._phone(request)
         left = self.sessions.left(mac, ip)
         body: dict[str, Any] = {"captive": left is None, "user-portal-url": self.wifi.portal_url}
         if left is not None:
             body |= {"seconds-remaining": math.floor(left), "can-extend-session": True}
-        return web.json_response(body, content_type=CAPTIVE_JSON)
+        return json_response(body, content_type=CAPTIVE_JSON)
 
-    async def _accept(self, request: web.Request) -> web.Response:
+    async def _accept(self, request: Request) -> Response:
         await self.read_json(request, AcceptPost)
         ip, mac = self._phone(request)
         wait = self.accepts.check(str(ip))
         if wait > 0:
-            raise ApiError(
+            raise HttpError(
                 429,
                 "rate_limited",
                 "too many tries; wait a moment",
@@ -262,7 +250,7 @@ class PortalServer(KioskServer):
             )
         if mac is None:  # not a phone on the hotspot's radio (or it left meanwhile)
             self.counters.inc("portal.unknown_phone")
-            raise ApiError(
+            raise HttpError(
                 409,
                 "unknown_phone",
                 "the hotspot does not see this phone's address: disconnect and connect again",
@@ -270,10 +258,10 @@ class PortalServer(KioskServer):
         try:
             await self.sessions.accept(mac, ip)
         except PortalFull as exc:
-            raise ApiError(503, "full", str(exc), {"Retry-After": "60"}) from None
+            raise HttpError(503, "full", str(exc), {"Retry-After": "60"}) from None
         except FirewallError as exc:
             self.counters.inc("portal.firewall_error")
             self.throttle.warning("firewall", "portal: a phone could not be let through: %s", exc)
-            raise ApiError(503, "unavailable", "the wifi cannot let phones through now") from None
+            raise HttpError(503, "unavailable", "the wifi cannot let phones through now") from None
         self.counters.inc("portal.accepted")
-        return web.json_response(self._access(ip, mac))
+        return json_response(self._access(ip, mac))

@@ -1,0 +1,139 @@
+"""A request as a handler sees it, and what it answers."""
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import EdgedError
+
+Send = Callable[[bytes], Awaitable[None]]
+"""Writes one piece of a streamed body; raises TimeoutError or ConnectionError when the peer
+does not take it in time or went away."""
+
+
+class HttpError(EdgedError):
+    """A refusal the server turns into a response: `status`, a `code` for the page, a
+    `message` for a person, and the headers it needs (Allow, Retry-After)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        super().__init__(message)
+
+
+ALLOWED = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
+"""Bytes a header value may hold: tab, visible ASCII and space, and obs-text."""
+
+
+class Headers:
+    """A request's headers: names without case, each value text (Latin-1, as HTTP's
+    bytes are); a repeated header reads as its values joined by ", " (RFC 9110 5.3)."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._values: dict[str, list[str]] = {}
+        for name, value in raw:
+            self._values.setdefault(name.decode("ascii").lower(), []).append(
+                value.decode("latin-1")
+            )
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self._values.get(name.lower())
+        return ", ".join(values) if values is not None else default
+
+    def has_controls(self) -> bool:
+        """A value holds a control character other than tab (RFC 9110 5.5)."""
+        return any(value.translate(None, ALLOWED) for _, value in self._raw)
+
+    def count(self, name: str) -> int:
+        return len(self._values.get(name.lower(), ()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+
+BodyReader = Callable[[int, float], Awaitable[bytes]]
+
+
+@dataclass
+class Request:
+    """One request: its head parsed, its body read on demand (`read`), never before."""
+
+    method: str
+    path: str
+    """The target's path as sent (not percent-decoded: nothing here is named with %)."""
+    query: str
+    headers: Headers
+    peer: str
+    """The client's address (`gate.peer_of`)."""
+    http_version: str
+    reader: BodyReader
+    scheme: str = "http"
+    params: dict[str, str] = field(default_factory=dict)
+    """What the route's `{name}` matched."""
+
+    @property
+    def host(self) -> str:
+        """The Host header's name, lower case, without its port ('' when none was sent)."""
+        raw = self.headers.get("host") or ""
+        host = raw[1 : raw.find("]")] if raw.startswith("[") else raw.rsplit(":", 1)[0]
+        return host.lower()
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower case, without its parameters ('' when none was sent)."""
+        return (self.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared length (h11 has checked it is one decimal number), or None."""
+        value = self.headers.get("content-length")
+        return int(value) if value is not None else None
+
+    async def read(self, limit: int, within_s: float) -> bytes:
+        """The whole body, at most `limit` bytes (413 past it, even chunked) within
+        `within_s` seconds (408 past it)."""
+        return await self.reader(limit, within_s)
+
+
+@dataclass
+class Response:
+    """A whole response. `content_type` goes in the Content-Type header; `headers` are
+    more (names as they are to be sent; the server adds Content-Length)."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamResponse(Response):
+    """A response whose body is written as it comes (chunked): `produce(send)` writes it and
+    returns when it is over. `on_close` is called once when the connection is done with it,
+    whether `produce` ran, finished, failed or was cancelled (for a HEAD, it never runs)."""
+
+    produce: Callable[[Send], Awaitable[None]] | None = None
+    on_close: Callable[[], None] | None = None
+
+
+def json_response(
+    data: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Response:
+    """`data` as compact UTF-8 JSON."""
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return Response(status, body, f"{content_type}; charset=utf-8", dict(headers or {}))

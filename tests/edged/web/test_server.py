@@ -1,0 +1,336 @@
+"""The HTTP layer against hostile bytes on a real port: malformed heads, oversized heads,
+broken chunked bodies, smuggling, pipelining, slow drips, many connections, streams whose
+reader goes away or stops reading, and stopping with connections open. Whatever is sent,
+the answer is a 4xx or nothing, the server never fails (no 500) and serves the next one."""
+
+import re
+import socket
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.edged.web.conftest import Served, connect, exchange, read_all
+
+HELLO = b"GET /hello HTTP/1.1\r\nHost: n\r\n\r\n"
+
+
+def statuses(answer: bytes) -> list[int]:
+    """The status codes of the responses in `answer`, in order."""
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+
+
+def still_serves(served: Served) -> None:
+    assert exchange(served, HELLO).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+# -- what a good request gets --------------------------------------------------------------
+
+
+def test_a_request_gets_its_answer_with_its_length(served: Served) -> None:
+    answer = exchange(served, HELLO)
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 5" in head.lower()
+    assert body == b"hello"
+
+
+def test_head_gets_the_headers_and_no_body(served: Served) -> None:
+    answer = exchange(served, b"HEAD /hello HTTP/1.1\r\nHost: n\r\n\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 5" in head.lower()
+    assert body == b""
+
+
+def test_an_unknown_path_gets_404_and_a_wrong_method_405_with_allow(served: Served) -> None:
+    assert statuses(exchange(served, b"GET /nope HTTP/1.1\r\nHost: n\r\n\r\n")) == [404]
+    answer = exchange(served, b"DELETE /hello HTTP/1.1\r\nHost: n\r\n\r\n")
+    assert statuses(answer) == [405] and b"\r\nAllow: GET, HEAD\r\n" in answer
+
+
+def test_an_http_1_0_request_is_answered_and_closed(served: Served) -> None:
+    with connect(served) as sock:
+        sock.sendall(b"GET /hello HTTP/1.0\r\n\r\n")
+        answer = read_all(sock)  # closed by the server: no half-close needed
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello")
+
+
+def test_a_client_waiting_for_100_continue_gets_it_then_the_answer(served: Served) -> None:
+    with connect(served) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: n\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(b"ok")
+        sock.shutdown(socket.SHUT_WR)
+        answer = read_all(sock)
+    assert statuses(answer) == [200] and answer.endswith(b"\r\n\r\nok")
+
+
+# -- malformed and oversized heads ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"GET /hello HTTP/1.1\r\nHost n\r\n\r\n",
+        b"GET  /hello HTTP/1.1\r\nHost: n\r\n\r\n",
+        b"GET /he\x00llo HTTP/1.1\r\nHost: n\r\n\r\n",
+        b"GET /hello HTTP/1.1\r\nHost: n\r\nHost: m\r\n\r\n",
+        b"GET /hello HTTP/1.1\r\n\r\n",  # HTTP/1.1 needs a Host
+        b"GET /hello HTTP/1.1\r\nHost: n\r\nBad Name: v\r\n\r\n",
+        b"GET /hello HTTP/1.1\r\nHost: n\r\nX: \x01\r\n\r\n",
+        b"GET http://other.example/hello HTTP/1.1\r\nHost: n\r\n\r\n",  # not a path
+        b"GET * HTTP/1.1\r\nHost: n\r\n\r\n",
+    ],
+)
+def test_a_malformed_request_gets_400_and_the_connection_is_closed(
+    served: Served, raw: bytes
+) -> None:
+    with connect(served) as sock:
+        sock.sendall(raw + HELLO)  # the good request behind it is not answered
+        answer = read_all(sock)
+    assert statuses(answer) == [400], answer
+    still_serves(served)
+
+
+def test_an_http_version_other_than_1_0_or_1_1_gets_505_and_a_close(served: Served) -> None:
+    answer = exchange(served, b"GET /hello HTTP/9.9\r\nHost: n\r\n\r\n" + HELLO)
+    assert statuses(answer) == [505]
+
+
+def test_a_request_head_over_the_limit_gets_431(served: Served) -> None:
+    answer = exchange(served, b"GET /hello HTTP/1.1\r\nHost: n\r\nX-Big: " + b"a" * 100_000)
+    assert statuses(answer) == [431]
+    still_serves(served)
+
+
+def test_many_small_headers_over_the_limit_get_431(served: Served) -> None:
+    many = b"".join(b"X-%d: 1\r\n" % i for i in range(2000))
+    answer = exchange(served, b"GET /hello HTTP/1.1\r\nHost: n\r\n" + many + b"\r\n")
+    assert statuses(answer) == [431]
+
+
+# -- bodies: framing, smuggling, size ------------------------------------------------------
+
+
+def post(body_head: bytes, body: bytes) -> bytes:
+    return b"POST /echo HTTP/1.1\r\nHost: n\r\n" + body_head + b"\r\n" + body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        post(b"Transfer-Encoding: chunked\r\n", b"zz\r\nab\r\n0\r\n\r\n"),  # not hex
+        post(b"Transfer-Encoding: chunked\r\n", b"2\r\nabcd\r\n0\r\n\r\n"),  # too long
+        post(b"Transfer-Encoding: chunked\r\n", b"-2\r\nab\r\n0\r\n\r\n"),
+        post(b"Transfer-Encoding: chunked\r\n", b"2\r\nab0\r\n\r\n"),  # CRLF missing
+        post(b"Transfer-Encoding: chunked\r\n", b"f" * 40 + b"\r\nab\r\n0\r\n\r\n"),
+        post(b"Transfer-Encoding: chunked\r\n", b"2 ;\x00\r\nab\r\n0\r\n\r\n"),
+        post(b"Transfer-Encoding: gzip, chunked\r\n", b"2\r\nab\r\n0\r\n\r\n"),
+        post(b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", b"2\r\nab\r\n0\r\n\r\n"),
+        post(b"Content-Length: 2\r\nContent-Length: 3\r\n", b"abc"),
+        post(b"Content-Length: -1\r\n", b"abc"),
+        post(b"Content-Length: 0x2\r\n", b"ab"),
+    ],
+)
+def test_a_badly_framed_body_gets_4xx_and_nothing_is_echoed(served: Served, raw: bytes) -> None:
+    answer = exchange(served, raw + HELLO)
+    codes = statuses(answer)
+    assert len(codes) == 1 and 400 <= codes[0] < 500 and codes[0] != 413, answer
+    assert not answer.endswith(b"ab") and b"hello" not in answer  # no smuggled request
+    assert served.app.failed == 0
+    still_serves(served)
+
+
+def test_a_chunked_body_over_the_limit_gets_413(served: Served) -> None:
+    chunks = b"".join(b"10\r\n" + b"x" * 16 + b"\r\n" for _ in range(10)) + b"0\r\n\r\n"
+    answer = exchange(served, post(b"Transfer-Encoding: chunked\r\n", chunks))
+    assert statuses(answer) == [413]
+
+
+def test_a_well_chunked_body_is_read_whole(served: Served) -> None:
+    answer = exchange(
+        served, post(b"Transfer-Encoding: chunked\r\n", b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
+    )
+    assert statuses(answer) == [200] and answer.endswith(b"\r\n\r\nabc")
+
+
+def test_a_body_no_handler_read_closes_the_connection(served: Served) -> None:
+    with connect(served) as sock:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: n\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        answer = read_all(sock)  # no half-close: the server ends it
+    assert statuses(answer) == [200] and b"connection: close" in answer.lower()
+
+
+# -- pipelining ----------------------------------------------------------------------------
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(served: Served) -> None:
+    body = post(b"Content-Length: 3\r\n", b"one")
+    answer = exchange(served, HELLO + body + b"GET /nope HTTP/1.1\r\nHost: n\r\n\r\n" + HELLO)
+    assert statuses(answer) == [200, 200, 404, 200]
+    assert answer.index(b"one") < answer.index(b"not_found") < answer.rindex(b"hello")
+    assert served.connections() <= 1
+
+
+def test_a_bad_request_in_a_pipeline_ends_it_there(served: Served) -> None:
+    answer = exchange(served, HELLO + b"BROKEN\r\n\r\n" + HELLO)
+    assert statuses(answer) == [200, 400]
+
+
+# -- slow clients --------------------------------------------------------------------------
+
+
+def test_a_head_dripped_byte_by_byte_is_closed_at_the_deadline(served: Served) -> None:
+    with connect(served) as sock:
+        t0 = time.monotonic()
+        closed = False
+        for byte in HELLO[:-2]:  # each byte well inside any idle timer
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.05)
+            if time.monotonic() - t0 > 3:
+                break
+        assert closed or read_all(sock) == b""
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_a_body_dripped_past_the_time_gets_408(served: Served) -> None:
+    with connect(served) as sock:
+        sock.sendall(post(b"Content-Length: 40\r\n", b"ab"))
+        t0 = time.monotonic()
+        for _ in range(30):
+            try:
+                sock.sendall(b"c")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.05)
+        answer = read_all(sock)
+    assert statuses(answer) == [408] and time.monotonic() - t0 < 3
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_head_timeout(served: Served) -> None:
+    with connect(served) as sock:
+        sock.sendall(HELLO)
+        t0 = time.monotonic()
+        answer = read_all(sock)  # the answer, then the close
+    assert statuses(answer) == [200] and 0.8 < time.monotonic() - t0 < 2.5
+
+
+# -- many connections ----------------------------------------------------------------------
+
+
+def test_connections_past_the_limits_are_closed_and_the_count_comes_back_to_zero() -> None:
+    served = Served(max_connections=10, per_peer=5)
+    try:
+        socks = [connect(served) for _ in range(8)]
+        served.settle(lambda: served.counters["kiosk.refused_connection.per_peer"] == 3)
+        for s in socks:
+            s.close()
+        served.settle(lambda: served.connections() == 0)
+        for _ in range(50):  # open, ask, close: many times the limit
+            assert statuses(exchange(served, HELLO)) == [200]
+        served.settle(lambda: served.connections() == 0)
+    finally:
+        served.close()
+
+
+# -- streams -------------------------------------------------------------------------------
+
+
+def test_a_stream_is_chunked_and_ends_when_its_reader_goes_away(served: Served) -> None:
+    sock = connect(served)
+    sock.sendall(b"GET /stream HTTP/1.1\r\nHost: n\r\n\r\n")
+    head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"transfer-encoding: chunked" in head.lower()
+    assert b"text/event-stream" in head and served.app.streams_open == 1
+    sock.close()
+    served.settle(lambda: served.app.streams_open == 0 and served.connections() == 0)
+
+
+def test_a_stream_whose_reader_stops_reading_is_dropped() -> None:
+    served = Served(write_timeout_s=0.5)
+    try:
+        sock = connect(served)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: n\r\n\r\n")
+        # never read: the socket's buffers fill, the writes time out, the stream is dropped
+        served.settle(lambda: served.app.streams_open == 0, timeout=20)
+        # and its connection with it, while the peer still holds its end: what was left
+        # unsent does not keep it (or its descriptor)
+        served.settle(lambda: served.connections() == 0)
+        sock.close()
+    finally:
+        served.close()
+
+
+def test_head_of_a_stream_gets_headers_and_releases_it(served: Served) -> None:
+    answer = exchange(served, b"HEAD /stream HTTP/1.1\r\nHost: n\r\n\r\n")
+    assert statuses(answer) == [200] and answer.endswith(b"\r\n\r\n")
+    served.settle(lambda: served.app.streams_open == 0)
+
+
+# -- stopping ------------------------------------------------------------------------------
+
+
+def test_stopping_closes_idle_connections_and_streams_at_once() -> None:
+    served = Served(head_timeout_s=30.0)
+    idle = connect(served)
+    stream = connect(served)
+    stream.sendall(b"GET /stream HTTP/1.1\r\nHost: n\r\n\r\n")
+    stream.recv(4096)
+    t0 = time.monotonic()
+    served.close()
+    assert time.monotonic() - t0 < 1.0
+    assert read_all(idle) == b""
+    assert read_all(stream).endswith(b"0\r\n\r\n")  # the stream's last chunk: ended, not cut
+    assert served.app.streams_open == 0
+
+
+# -- anything at all -----------------------------------------------------------------------
+
+TOKENS = [
+    b"GET",
+    b"POST",
+    b" ",
+    b"/hello",
+    b"/echo",
+    b"HTTP/1.1",
+    b"HTTP/1.0",
+    b"\r\n",
+    b"\n",
+    b"Host: n",
+    b"Content-Length: ",
+    b"Transfer-Encoding: chunked",
+    b"0",
+    b"5",
+    b"ffffffff",
+    b":",
+    b"\x00",
+    b"\xff",
+]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.lists(st.sampled_from(TOKENS), max_size=40).map(b"".join),
+    )
+)
+def test_any_bytes_get_an_answer_or_a_close_never_a_failure(served: Served, raw: bytes) -> None:
+    answer = exchange(served, raw)
+    for code in statuses(answer):
+        assert code in (200, 400, 404, 405, 408, 413, 431, 505), answer
+    assert served.app.failed == 0
+    still_serves(served)
