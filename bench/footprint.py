@@ -28,6 +28,9 @@ Prints one JSON object:
   set, in the order `edged run` loaded it (`bench.importcost`), imports_replayed_rss_mb
   that replay's end, rss_over_imports_mb what start-up and the drivers add to it;
 - unit_environment: the daemon runs with the Environment= of systemd/edged.service;
+  interpreter_flags: and with the interpreter flags its ExecStart gives it (`-OO`, passed on
+  by the launcher; `--flags ''` for none), the bare-Python baselines and the import replay
+  too, with the bytecode for them compiled first as install.sh does (.opt-2.pyc);
 - probe (`--probe`): one more start with tracemalloc and bench/memprobe: Python's heap vs
   RSS, malloc in use and free, its arenas, and what malloc_trim(0) and gc.freeze() give.
 
@@ -39,6 +42,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -49,7 +53,7 @@ from typing import Any
 
 from bench.common import say
 from bench.memory import resident_split
-from bench.unit import unit_environment
+from bench.unit import compile_as_installed, unit_environment, unit_interpreter_flags
 from hil.proc import proc_status_mb
 from hil.rig.daemon import compile_bytecode
 from hil.rig.rig import Cards, Rig, RigSetup
@@ -88,11 +92,11 @@ def _frames_sent(workdir: Path) -> int:
     return counts[-1] if counts else 0
 
 
-def _python_baseline(code: str) -> tuple[float, float]:
+def _python_baseline(code: str, flags: list[str]) -> tuple[float, float]:
     """(seconds to run `code` then exit, peak RSS MB) of a fresh interpreter."""
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-c", code + "; import time; time.sleep(0.3)"],
+        [sys.executable, *flags, "-c", code + "; import time; time.sleep(0.3)"],
         cwd=Path(__file__).resolve().parents[1],
     )
     peak = 0.0
@@ -102,7 +106,7 @@ def _python_baseline(code: str) -> tuple[float, float]:
     return time.monotonic() - t0 - 0.3, peak
 
 
-def _alone(module: str, bare_mb: float) -> dict[str, float]:
+def _alone(module: str, bare_mb: float, flags: list[str]) -> dict[str, float]:
     """CPU (ms) and peak RSS over bare Python (MB) of importing `module` alone; best of 3.
     (VmHWM, not ru_maxrss: Linux keeps the latter across exec, from this big process.)"""
     code = (
@@ -112,7 +116,11 @@ def _alone(module: str, bare_mb: float) -> dict[str, float]:
     runs = []
     for _ in range(3):
         done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, cwd=_root(), check=True
+            [sys.executable, *flags, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=_root(),
+            check=True,
         )
         cpu_s, rss_kb = done.stdout.split()
         runs.append((float(cpu_s) * 1000, int(rss_kb) / 1024 - bare_mb))
@@ -122,10 +130,10 @@ def _alone(module: str, bare_mb: float) -> dict[str, float]:
     }
 
 
-def _import_breakdown(modules: list[str]) -> dict[str, Any]:
+def _import_breakdown(modules: list[str], flags: list[str]) -> dict[str, Any]:
     """`bench.importcost` on the daemon's own modules, in the order it loaded them."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.importcost"],
+        [sys.executable, *flags, "-m", "bench.importcost"],
         input=json.dumps(modules),
         capture_output=True,
         text=True,
@@ -204,14 +212,20 @@ async def _imports_of_the_daemon(rig: Rig) -> dict[str, tuple[float, float]]:
 
 
 async def measure(
-    quick: bool, quiet: bool, kiosk: bool = False, probe: bool = False
+    quick: bool,
+    quiet: bool,
+    kiosk: bool = False,
+    probe: bool = False,
+    flags: list[str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"kiosk": kiosk}
-    out["bytecode_compiled"] = compile_bytecode()
-    starts, rss_base = zip(*(_python_baseline("pass") for _ in range(3)), strict=True)
+    flags = unit_interpreter_flags() if flags is None else flags
+    out["interpreter_flags"] = flags
+    out["bytecode_compiled"] = compile_bytecode() and compile_as_installed(flags)
+    starts, rss_base = zip(*(_python_baseline("pass", flags) for _ in range(3)), strict=True)
     out["baseline_python_startup_s"] = round(statistics.median(starts), 3)
     out["baseline_python_rss_mb"] = round(max(rss_base), 1)
-    out["baseline_imports_rss_mb"] = round(_python_baseline(IMPORTS)[1], 1)
+    out["baseline_imports_rss_mb"] = round(_python_baseline(IMPORTS, flags)[1], 1)
     window = 20.0 if quick else 60.0
     with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
         setup = RigSetup(
@@ -224,6 +238,7 @@ async def measure(
         )
         rig = Rig(Path(tmp), setup)
         rig.daemon.env = unit_environment()
+        rig.daemon.flags = flags
         out["unit_environment"] = rig.daemon.env
         say(quiet, "starting the rig")
         await rig.start()
@@ -272,11 +287,11 @@ async def measure(
         lib: {
             "loaded": lib in loaded,
             "import_ms": round(loaded[lib][1], 1) if lib in loaded else None,
-            **_alone(module, bare),
+            **_alone(module, bare, flags),
         }
         for lib, module in LIBRARIES.items()
     }
-    breakdown = _import_breakdown(list(loaded))
+    breakdown = _import_breakdown(list(loaded), flags)
     out["imports_replayed_rss_mb"] = breakdown["end_mb"]
     out["imports_in_the_daemons_set_mb"] = breakdown["packages"]
     out["imports_replay_failed"] = breakdown["failed"]
@@ -303,8 +318,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="one more start with tracemalloc and bench/memprobe: heap vs RSS, malloc arenas",
     )
+    p.add_argument(
+        "--flags",
+        type=shlex.split,
+        help="the daemon's interpreter flags, e.g. '' for none (default: the unit's, as the "
+        "launcher passes them on: -OO)",
+    )
     args = p.parse_args(argv)
-    result = asyncio.run(measure(args.quick, quiet=args.json, kiosk=args.kiosk, probe=args.probe))
+    result = asyncio.run(
+        measure(args.quick, quiet=args.json, kiosk=args.kiosk, probe=args.probe, flags=args.flags)
+    )
     print(json.dumps(result))
     return 0
 

@@ -18,7 +18,9 @@ Per limit, one run of the same workload (the first, unlimited, is the baseline m
 the same run):
 - startup_s: `edged run` to dispatch receiving `state: online`, median of 3 starts, with
   the bytecode compiled beforehand as a node's install has it; startup_cpu_s: the CPU the
-  daemon used by then;
+  daemon used by then. The daemon runs as systemd/edged.service starts it: its Environment=
+  and its interpreter flags (-OO, with the .opt-2.pyc install.sh compiles; `--flags ''`
+  for none): interpreter_flags, unit_environment;
 - can_dropped: frames the emulated adapter dropped over the window because the daemon did not
   read its port in time (the pty's buffer full, then the adapter's 4 KiB FIFO), and
   can_events_dropped: decoded events the receive thread dropped (driver counter `dropped`);
@@ -37,6 +39,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import statistics
 import sys
 import tempfile
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import percentile, rnd, say
+from bench.unit import compile_as_installed, unit_environment, unit_interpreter_flags
 from hil.cgroup import Cgroup, CgroupError, Limits
 from hil.rig.daemon import compile_bytecode
 from hil.rig.rig import Rig, RigSetup
@@ -156,7 +160,7 @@ def _health_counter(rig: Rig, key: str) -> int:
 
 
 async def run_one(
-    limits: Limits | None, window_s: float, quiet: bool, name: str
+    limits: Limits | None, window_s: float, quiet: bool, name: str, flags: list[str]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-pizero-") as tmp, contextlib.ExitStack() as st:
@@ -175,6 +179,8 @@ async def run_one(
         )
         rig = Rig(workdir, setup)
         rig.daemon.cgroup = cgroup
+        rig.daemon.env = unit_environment()
+        rig.daemon.flags = flags
         say(quiet, f"[{name}] starting the rig")
         await rig.start()
         try:
@@ -290,12 +296,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     window = 25.0 if args.quick else 60.0
     shares: list[Fraction] = args.cpu or [Fraction(1, 6), Fraction(1, 10)]
     load_before = os.getloadavg()[0]
-    compiled = compile_bytecode()
+    flags = unit_interpreter_flags() if args.flags is None else args.flags
+    compiled = compile_bytecode() and compile_as_installed(flags)
     results: dict[str, dict[str, Any]] = {}
-    results["baseline"] = await run_one(None, window, args.json, "unlimited")
+    results["baseline"] = await run_one(None, window, args.json, "unlimited", flags)
     for share in shares:
         limits = Limits(float(share), MEMORY_MB, period_us=args.period_us)
-        results[_key(share)] = await run_one(limits, window, args.json, _key(share))
+        results[_key(share)] = await run_one(limits, window, args.json, _key(share), flags)
     main = results[_key(shares[0])]
     out: dict[str, Any] = {k: main.get(k) for k in (*AIMS, "outbox_backlog_max")}
     out.update({f"{k}_ok": _meets(main.get(k), aim) for k, aim in AIMS.items()})
@@ -308,6 +315,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         aims=AIMS,
         memory_mb=MEMORY_MB,
         bytecode_compiled=compiled,
+        interpreter_flags=flags,
+        unit_environment=unit_environment(),
         period_us=args.period_us,
         cgroup_version=Cgroup("probe", Limits(1, 1)).version,
         can_fps=CAN_FPS,
@@ -339,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--period-us", type=int, default=10_000, help="CFS period of the quota (default 10 ms)"
+    )
+    p.add_argument(
+        "--flags",
+        type=shlex.split,
+        help="the daemon's interpreter flags, e.g. '' for none (default: the unit's, as the "
+        "launcher passes them on: -OO)",
     )
     args = p.parse_args(argv)
     try:

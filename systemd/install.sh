@@ -90,6 +90,9 @@ R=${ROOT%/}  # "" for /, so "$R/etc" is /etc
 USER_NAME=edged
 DEVICE_GROUPS=(dialout gpio i2c spi plugdev)
 VENV=/opt/edged/venv
+# never imported by the daemon, so not compiled for python -OO: pip, the stdlib's tests...
+VENV_SKIP='/site-packages/(pip|setuptools|pkg_resources|_distutils_hack)/'
+STDLIB_SKIP='/(site-packages|dist-packages|test|idlelib|tkinter|turtledemo|lib2to3)/'
 
 # -- Debian packages ---------------------------------------------------------------------
 
@@ -241,6 +244,28 @@ build_debs() {  # called only when a dependency has no wheel for this machine
 }
 say "pip install ${target}[nfc]"
 pip_install "$R$RELEASE/venv/bin/python" build_debs --disable-pip-version-check --upgrade "${target}[nfc]"
+# The unit runs edged with `python -OO` (systemd/README.md, "Optimised bytecode"): it reads
+# .opt-2.pyc files, which pip does not write, and cannot write them itself (read-only tree,
+# PYTHONDONTWRITEBYTECODE): without them every start compiles every module in memory.
+say "bytecode for python -OO: the venv"
+"$R$RELEASE/venv/bin/python" -m compileall -q -o 2 -j 0 -x "$VENV_SKIP" "$R$RELEASE/venv/lib" \
+    || say "some of the venv did not compile (see above): those modules compile at each start"
+stdlib=$("$R$RELEASE/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
+if [ -z "$R" ]; then
+    # Debian ships the standard library's .pyc only; the launcher and edged import from it
+    say "bytecode for python -OO: $stdlib"
+    "$R$RELEASE/venv/bin/python" -m compileall -q -o 2 -j 0 -x "$STDLIB_SKIP" "$stdlib" \
+        || say "some of $stdlib did not compile (see above)"
+else
+    say "--root: $stdlib is this machine's, not the image's: not compiled for python -OO"
+fi
+# dpkg deletes them with an old Python version and compiles only the .pyc of the new one:
+# compile the .opt-2.pyc again after every apt run (quick when nothing changed)
+install -d -m 0755 "$R/etc/apt/apt.conf.d"
+printf '%s\n' "// Installed by edged's install.sh: edged runs with python -OO (systemd/README.md)." \
+    "DPkg::Post-Invoke { \"if [ -x $VENV/bin/python ]; then $VENV/bin/python -m compileall -q -o 2 -j 0 -x '$STDLIB_SKIP' $stdlib >/dev/null 2>&1 || true; fi\"; };" \
+    > "$R/etc/apt/apt.conf.d/60edged-bytecode"
+chmod 0644 "$R/etc/apt/apt.conf.d/60edged-bytecode"
 printf '{"version": "%s", "installed_by": "install.sh"}\n' "$version" > "$R$RELEASE/release.json"
 chown -R "$uid:$gid" "$R$RELEASE"                 # an update may delete it, once two newer ones run
 before=$(readlink "$R$RELEASES/current" 2>/dev/null || true)

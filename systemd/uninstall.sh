@@ -57,7 +57,8 @@ say "removing the unit, rules, blacklist, sysctl file and /opt/edged"
 rm -f "$R/etc/systemd/system/edged.service" \
     "$R/etc/udev/rules.d/99-edged.rules" \
     "$R/etc/modprobe.d/edged-blacklist-nfc.conf" \
-    "$R/etc/sysctl.d/60-edged.conf"
+    "$R/etc/sysctl.d/60-edged.conf" \
+    "$R/etc/apt/apt.conf.d/60edged-bytecode"
 rm -rf "$R/opt/edged"
 # drop-ins made with `systemctl edit edged` go with the unit
 rm -rf "$R/etc/systemd/system/edged.service.d"

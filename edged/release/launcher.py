@@ -496,6 +496,14 @@ def describe_end(trial: Trial, end: Mapping[str, Any] | None = None) -> tuple[st
 # -- main -----------------------------------------------------------------------------------
 
 
+def optimize_flags(level: int | None = None) -> list[str]:
+    """The interpreter flags that give the release this optimisation level (`-O`, `-OO`):
+    by default this interpreter's own. systemd/edged.service runs the launcher with `-OO`,
+    and the release must run with it too: the flag does not survive an exec by itself."""
+    level = sys.flags.optimize if level is None else level
+    return ["-" + "O" * level] if level > 0 else []
+
+
 def launch_env(tree: ReleaseTree, version: str, trial: Trial | None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("EDGED_TRIAL", None)
@@ -532,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         return EX_SOFTWARE
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     python = tree.python(version)
-    argv_out = [str(python), "-P", "-m", "edged", *args]
+    argv_out = [str(python), *optimize_flags(), "-P", "-m", "edged", *args]
     if trial is not None:
         say(f"starting {version} on trial (attempt {trial.attempts} of {trial.max_attempts})")
         signal.alarm(max(1, int(trial.kill_after_s)))  # survives exec; the release cancels it

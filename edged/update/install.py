@@ -23,7 +23,13 @@ from pathlib import Path
 
 from edged.errors import CommandError
 from edged.release.bundle import VerifiedBundle, extract_wheels
-from edged.release.launcher import COMPLETE, ReleaseTree, now_ms, write_atomically
+from edged.release.launcher import (
+    COMPLETE,
+    ReleaseTree,
+    now_ms,
+    optimize_flags,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,19 @@ async def run(*argv: str, env: dict[str, str] | None = None, limit_s: float) -> 
     return proc.returncode or 0, text[-OUTPUT_LIMIT:]
 
 
+NOT_RUN = r"/site-packages/(pip|setuptools|pkg_resources|_distutils_hack)/"
+"""What the daemon never imports, so never compiled for it (as systemd/install.sh)."""
+
+
+def compile_optimized(python: Path, venv: Path) -> list[str]:
+    """The command that writes the .opt-2.pyc files of a release's venv: systemd runs edged
+    with `python -OO` (systemd/edged.service), pip writes only the plain .pyc, and the
+    running daemon cannot write any (read-only tree, PYTHONDONTWRITEBYTECODE), so without
+    them every start would compile every module in memory. As systemd/install.sh does."""
+    return [str(python), "-m", "compileall", "-q", "-o", "2", "-j", "0", "-x", NOT_RUN,
+            str(venv / "lib")]  # fmt: skip
+
+
 def clean_env() -> dict[str, str]:
     """The service's environment without what would make pip or Python look elsewhere."""
     return {
@@ -82,8 +101,9 @@ async def check_release(python: Path, version: str, config: Path | None) -> None
     config (`edged check-config`): run at install, and again just before the switch, since
     the config may have changed in between (`config.set`)."""
     env = clean_env()
+    flags = optimize_flags()  # as the launcher will start it: with this daemon's -OO
     code, out = await run(
-        str(python), "-P", "-m", "edged", "--version", env=env, limit_s=CHECK_TIMEOUT_S
+        str(python), *flags, "-P", "-m", "edged", "--version", env=env, limit_s=CHECK_TIMEOUT_S
     )
     if code != 0 or out.strip() != f"edged {version}":
         raise CommandError(
@@ -91,7 +111,7 @@ async def check_release(python: Path, version: str, config: Path | None) -> None
         )
     if config is not None:
         code, out = await run(
-            str(python), "-P", "-m", "edged", "check-config", str(config),
+            str(python), *flags, "-P", "-m", "edged", "check-config", str(config),
             env=env, limit_s=CHECK_TIMEOUT_S,
         )  # fmt: skip
         if code != 0:
@@ -115,7 +135,8 @@ async def install(
     files = extract_wheels(bundle, wheels)
     by_name = {p.name: p for p in files}
     pip_entry = manifest.pip_wheel()
-    assert pip_entry is not None  # check_consistent
+    if pip_entry is None:  # refused at verification (check_consistent): never trust an assert
+        raise CommandError("bad_bundle", "the bundle has no pip wheel to install with")
     pip_wheel = by_name[pip_entry.name]
     env = clean_env()
     venv = dest / "venv"
@@ -134,6 +155,9 @@ async def install(
     )  # fmt: skip
     if code != 0:
         raise CommandError("install_failed", f"pip could not install the wheels: {out}")
+    code, out = await run(*compile_optimized(new_python, venv), env=env, limit_s=PIP_TIMEOUT_S)
+    if code != 0:  # as pip's own compiling: what did not compile is compiled when imported
+        log.warning("release %s: some modules did not compile for python -OO: %s", version, out)
     await check_release(new_python, version, config)
     shutil.rmtree(wheels, ignore_errors=True)
     record = {

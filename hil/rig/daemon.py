@@ -43,6 +43,7 @@ class Daemon:
         self.unsynced = False  # the kernel cannot say the clock is synced (hil.unsynced)
         self.cgroup: Cgroup | None = None  # a smaller machine (hil.cgroup): bench.pizero
         self.env: dict[str, str] = {}  # on top of this process's environment
+        self.flags: list[str] = []  # the interpreter's, e.g. the unit's -OO (bench.unit)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -61,7 +62,7 @@ class Daemon:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self.log.open("ab") as out:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [self.python, "-m", "edged", "run", "-c", str(self.config)],
+                [self.python, *self.flags, "-m", "edged", "run", "-c", str(self.config)],
                 cwd=ROOT,
                 env=env,
                 stdout=out,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edged.release.launcher import ReleaseTree
 from edged.release.schemas import SCHEMAS
+from edged.update.install import NOT_RUN
 from tests.helpers.nodes import ROOT
 from tests.helpers.service import BASE_PYTHON
 
@@ -101,6 +102,13 @@ def fake_release(
     subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(dest / "venv")], check=True)
     site = next((dest / "venv/lib").glob("python3*/site-packages"))
     (site / "release.pth").write_text(f"{src}\n{DEV_SITE}\n")
+    # as install.sh and an update do: the unit runs the release with -OO, which reads the
+    # .opt-2.pyc files (without them each start compiles every module, slowly)
+    subprocess.run(
+        [BASE_PYTHON, "-m", "compileall", "-q", "-o", "2", "-j", "0", "-x", NOT_RUN, str(src),
+         DEV_SITE],
+        check=True, capture_output=True,
+    )  # fmt: skip
     record = {
         "version": version,
         "schemas": dict(schemas or {k: v.as_json() for k, v in SCHEMAS.items()}),

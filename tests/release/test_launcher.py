@@ -323,6 +323,19 @@ def test_the_launcher_execs_the_release_with_the_trial_in_its_environment(
     assert "on trial (attempt 1 of 2)" in out.stderr
 
 
+@pytest.mark.parametrize(("flags", "passed"), [(["-OO"], "-OO "), (["-O"], "-O "), ([], "")])
+def test_the_launcher_runs_the_release_with_its_own_optimisation_level(
+    tree: ReleaseTree, flags: list[str], passed: str
+) -> None:
+    """systemd/edged.service starts the launcher with -OO: the flag must reach edged, which
+    an exec does not do by itself."""
+    out = subprocess.run(
+        [sys.executable, "-I", *flags, str(LAUNCHER), "--releases", str(tree.root), "run"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == f"{tree.python('1.0')} {passed}-P -m edged run"
+
+
 def test_the_trial_alarm_survives_the_exec_and_ends_a_release_that_never_confirms(
     tree: ReleaseTree,
 ) -> None:

@@ -311,6 +311,62 @@ def test_install_builds_a_venv_whose_edged_command_runs(installed: Path) -> None
     assert r.stdout.strip() == "stub edged check-config x"
 
 
+def venv_of(root: Path) -> Path:
+    return (root / "opt/edged/venv").resolve()
+
+
+@needs_root
+def test_install_compiles_the_bytecode_python_OO_reads_and_the_venv_loads_it(
+    installed: Path,
+) -> None:
+    """The unit runs edged with -OO, which reads .opt-2.pyc files and cannot write them."""
+    venv = venv_of(installed)
+    (module,) = venv.glob("lib/python3*/site-packages/edged_stub/__init__.py")
+    cache = module.parent / "__pycache__"
+    assert sorted(p.name.split(".", 1)[1] for p in cache.iterdir()) == [
+        "cpython-311.opt-2.pyc", "cpython-311.pyc"
+    ]  # fmt: skip
+    r = subprocess.run(
+        [str(venv / "bin/python"), "-OO", "-v", "-c", "import edged_stub"],
+        capture_output=True, text=True, check=True,
+        env={"PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"},  # as the unit
+    )  # fmt: skip
+    assert f"# code object from '{cache}/__init__.cpython-311.opt-2.pyc'" in r.stderr
+
+
+@needs_root
+def test_install_does_not_compile_pip_which_the_daemon_never_imports(installed: Path) -> None:
+    (pip,) = venv_of(installed).glob("lib/python3*/site-packages/pip")
+    assert list(pip.rglob("*.pyc")), "pip's own .pyc are pip's business"
+    assert list(pip.rglob("*.opt-2.pyc")) == []
+
+
+@needs_root
+def test_install_compiles_the_standard_library_again_after_each_apt_run(installed: Path) -> None:
+    """dpkg deletes the stdlib's .opt-2.pyc with an old Python and writes only the .pyc of
+    the new one: an apt hook compiles them again (the stdlib is this machine's under --root,
+    so it is not compiled here, and the hook is not run)."""
+    hook = installed / "etc/apt/apt.conf.d/60edged-bytecode"
+    assert owner_mode(hook) == (0, 0, "0o644")
+    stdlib = subprocess.run(
+        [str(venv_of(installed) / "bin/python"), "-c",
+         "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if shutil.which("apt-config") is None:
+        pytest.skip("apt-config is not installed: cannot check that apt reads the hook")
+    dump = subprocess.run(
+        ["apt-config", "-c", str(hook), "dump", "DPkg::Post-Invoke"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    (line,) = [x for x in dump.splitlines() if "edged" in x]
+    command = line.split('"', 1)[1].rsplit('"', 1)[0]
+    assert "/opt/edged/venv/bin/python -m compileall -q -o 2" in command
+    assert command.split(" >/dev/null")[0].endswith(f" {stdlib}")
+    r = subprocess.run(["sh", "-n", "-c", command], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 @needs_root
 def test_install_into_a_root_touches_no_running_service(installed: Path, wheel: Path) -> None:
     r = install(copy_root(installed, installed.parent / "again"), wheel)
@@ -352,6 +408,7 @@ REMOVED = [
     "etc/udev/rules.d/99-edged.rules",
     "etc/modprobe.d/edged-blacklist-nfc.conf",
     "etc/sysctl.d/60-edged.conf",
+    "etc/apt/apt.conf.d/60edged-bytecode",
     "opt/edged",
 ]
 
@@ -471,7 +528,7 @@ def test_the_readme_runs_a_node_with_the_installed_commands_as_the_service_user(
     unit = (REPO / "systemd/edged.service").read_text(encoding="utf-8")
     # the unit starts the launcher, which runs releases/current: the venv /opt/edged/venv
     # links to (install.sh; docs/updates.md)
-    assert re.search(r"^ExecStart=/usr/bin/python3 -I /opt/edged/launcher\.py ", unit, re.M)
+    assert re.search(r"^ExecStart=/usr/bin/python3 -I -OO /opt/edged/launcher\.py ", unit, re.M)
     assert 'ln -sfn releases/current/venv "$R$VENV"' in INSTALL.read_text()
     program = "/opt/edged/venv/bin/edged"
     lines = [

@@ -195,15 +195,17 @@ def test_exec_start_is_a_run_command_the_cli_accepts(
     unit: dict[str, dict[str, list[str]]],
 ) -> None:
     argv = shlex.split(unit["Service"]["ExecStart"][-1])
-    # the launcher (docs/updates.md) picks the release and passes the rest to `edged`
-    assert argv[:5] == [
-        "/usr/bin/python3", "-I", "/opt/edged/launcher.py", "--releases", "/opt/edged/releases"
+    # the launcher (docs/updates.md) picks the release and passes the rest to `edged`; it
+    # runs the release with its own -OO (systemd/README.md, "Optimised bytecode")
+    assert argv[:6] == [
+        "/usr/bin/python3", "-I", "-OO", "/opt/edged/launcher.py",
+        "--releases", "/opt/edged/releases",
     ]  # fmt: skip
-    args = _parser().parse_args(argv[5:])
+    args = _parser().parse_args(argv[6:])
     assert args.command == "run"
     assert args.config == Path("/etc/edged/edged.toml")
     stop_post = shlex.split(unit["Service"]["ExecStopPost"][-1])
-    assert stop_post == [*argv[:5], "--stopped"]
+    assert stop_post == [*argv[:2], *argv[3:6], "--stopped"]
 
 
 def test_it_runs_as_edged_with_the_device_groups(unit: dict[str, dict[str, list[str]]]) -> None:

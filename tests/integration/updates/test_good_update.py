@@ -74,6 +74,11 @@ async def test_a_good_update_is_installed_switched_to_and_confirmed_losing_nothi
     tree = node_root.status()
     assert tree["current"] == NEW and tree["previous"] == "0.1.0"
     assert tree["trial"] is None and tree["outcome"]["result"] == "confirmed"
+    # the install compiled the bytecode the unit's -OO reads (systemd/README.md)
+    (node_py,) = (node_root.releases / NEW / "venv").glob(
+        "lib/python3*/site-packages/edged/node.py"
+    )
+    assert (node_py.parent / "__pycache__" / "node.cpython-311.opt-2.pyc").is_file()
     # every position written before, during and after the switch arrived: no gap in seq
     await asyncio.sleep(1.0)
     positions = unique_by_seq(c.on("position"))
