@@ -359,7 +359,7 @@ class Demo:
     async def _show_kiosk(self) -> None:
         """The kiosk's URL on the screen and in the summary once it listens, with the port
         it got (never before: a URL that does not answer sends people looking)."""
-        from edged.services.kiosk import KioskService  # aiohttp: only with a kiosk
+        from edged.services.kiosk import KioskService  # only with a kiosk
 
         await self.node.ready.wait()
         service = self.node.services.get("kiosk")

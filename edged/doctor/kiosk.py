@@ -60,7 +60,7 @@ def check_emoji_font(
 
 
 def _try_bind(host: str, port: int) -> None:
-    """Bind as aiohttp does (SO_REUSEADDR, the address family of the host), then let go."""
+    """Bind as the kiosk does (SO_REUSEADDR, the address family of the host), then let go."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         family, _, _, _, address = infos[0]

@@ -38,7 +38,7 @@ Built = Mapping[str, Service]
 
 
 def kiosk(host: Host, config: EdgedConfig, built: Built) -> Service:
-    from edged.services.kiosk import KioskService  # aiohttp: ~10 MB, only with a screen
+    from edged.services.kiosk import KioskService  # its HTTP server and models: only with a screen
 
     return KioskService(host, config.services.kiosk)
 

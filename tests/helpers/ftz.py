@@ -4,7 +4,7 @@ GCC before 13 links `crtfastmath.o` into a shared library linked with `-Ofast` o
 `-ffast-math`; its constructor sets the FPU's flush-to-zero bit when the library is loaded
 (FPSCR.FZ on 32-bit ARM, MXCSR FTZ/DAZ on x86), in the loading thread and every thread it
 starts later. yarl compiles its extension with `-Ofast`, and its armv7l wheels are built
-with GCC 9: importing yarl (through aiohttp, as the kiosk, the demo and these tests do) on
+with GCC 9: importing yarl (through aiohttp, as `edgectl feed` and these tests do) on
 armhf turns every subnormal into 0.0, `float("5e-324")` included. Its x86-64 and aarch64
 wheels come from GCC 14 and leave the bit alone. The bit is architectural: a real 32-bit
 Pi flushes just as QEMU does.
