@@ -30,6 +30,7 @@ class App:
         self.refused: list[int] = []
         self.failed = 0
         self.streams_open = 0
+        self.pad = 4000  # bytes of each tick: a test that fills the socket's buffers sends more
         self.wake = asyncio.Event()
         self.ending = False
 
@@ -65,7 +66,7 @@ class App:
                         await self.wake.wait()
                 except TimeoutError:
                     n += 1
-                    await send(sse.event("tick", {"n": n, "pad": "x" * 4000}))
+                    await send(sse.event("tick", {"n": n, "pad": "x" * self.pad}))
 
         return sse.event_stream(produce, on_close=release)
 

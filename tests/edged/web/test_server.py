@@ -256,6 +256,9 @@ def test_a_stream_is_chunked_and_ends_when_its_reader_goes_away(served: Served) 
 
 def test_a_stream_whose_reader_stops_reading_is_dropped() -> None:
     served = Served(write_timeout_s=0.5)
+    # ticks big enough to fill the server's send buffer (loopback grows it to megabytes) in
+    # a second or two, even on a loaded machine (4 KB ticks took over 20 s there)
+    served.app.pad = 256 * 1024
     try:
         sock = connect(served)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
