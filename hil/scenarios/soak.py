@@ -66,8 +66,13 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
     await asyncio.sleep(8)  # drain after the last activity
 
     async def drained() -> None:
-        health = await rig.health()
-        assert health["outbox"]["depth"] == 0, health["outbox"]
+        # positions keep coming: one written just before a report is no backlog, and the
+        # next report shows it gone; a backlog that did not drain shows in all three
+        for _ in range(3):
+            outbox = (await rig.health())["outbox"]
+            if outbox["depth"] == 0:
+                return
+        raise AssertionError(outbox)
 
     await report.step("the outbox is empty again at the end", drained())
     rss1, fds1 = rig.daemon.rss_mb(), rig.daemon.fds()
