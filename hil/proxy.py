@@ -296,8 +296,10 @@ class MqttProxy:
             src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_broker: bool
         ) -> None:
             while data := await src.read(65536):
-                if up_writer in self._holed:
-                    continue  # into the dead zone
+                if up_writer in self._holed:  # into the dead zone
+                    if not to_broker:
+                        conn.holed += len(data)
+                    continue
                 if to_broker:
                     conn.up += len(data)
                 else:
