@@ -337,7 +337,15 @@ async def test_over_mqtt_311_a_node_with_a_will_delay_births_at_every_connection
         tls_proxy.cut()
         await c.wait_for(lambda: len(online(c)) > births, 10, "a birth after the will")
         assert offline(c) and offline(c)[-1].payload["seq"] < online(c)[-1].payload["seq"]
-        assert any(m.payload["mqtt"]["tls_resumed"] for m in c.on("health"))
+        # the report the node sends on connecting follows its birth: wait for it, and never
+        # count what an earlier test's node left retained
+        await c.wait_for(
+            lambda: any(
+                m.payload["mqtt"]["tls_resumed"] for m in c.on("health") if not m.retain
+            ),
+            10,
+            "a health report of the resumed session",
+        )
 
 
 # -- resuming by session id ---------------------------------------------------------------
