@@ -161,6 +161,9 @@ def run(config_file: Path) -> int:
     """Load the config (before the loop starts: a bad config never half-starts a node), run;
     start again from the file after `restart`, `config.set` or a rollback. Exits to switch
     to another release (the launcher starts it) or when the release on trial gives up."""
+    from edged import startgc
+
+    startgc.hold_full_collections()  # before the imports: see edged.startgc
     from edged.config import load_config
     from edged.config.probation import Probation
     from edged.node import Node
@@ -191,10 +194,20 @@ def run(config_file: Path) -> int:
         if node.exit_code or not node.restart_requested:
             return node.exit_code
         logging.getLogger("edged").info("restarting from %s", config_file)
+        startgc.hold_full_collections()  # and the old node's cycles collectable again
 
 
 async def serve(node: "Node") -> int:
+    """Run `node` until a stop signal; once it runs, start-up is over for the collector."""
+    from edged import startgc
+
     stop = asyncio.Event()
     install_stop_signals(stop)
-    await node.run(stop)
+    run = asyncio.create_task(node.run(stop), name="node")
+    ready = asyncio.create_task(node.ready.wait(), name="node.ready")
+    await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    frozen = startgc.running()
+    logging.getLogger("edged").debug("start-up over: %d objects frozen (edged.startgc)", frozen)
+    await run
     return 0
