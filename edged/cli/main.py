@@ -209,5 +209,9 @@ async def serve(node: "Node") -> int:
     ready.cancel()
     frozen = startgc.running()
     logging.getLogger("edged").debug("start-up over: %d objects frozen (edged.startgc)", frozen)
-    await run
+    settle = asyncio.get_running_loop().call_later(startgc.SETTLE_S, startgc.settled)
+    try:
+        await run
+    finally:
+        settle.cancel()
     return 0

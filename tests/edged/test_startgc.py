@@ -106,6 +106,45 @@ def test_a_restart_in_the_same_process_lets_the_old_nodes_cycles_be_collected() 
     assert out == {"kept_while_frozen": True, "collected_after_restart": True}
 
 
+def test_once_settled_start_ups_cycles_that_died_are_collected() -> None:
+    out = in_a_fresh_interpreter(
+        """
+        import weakref
+        from edged import startgc
+        class State:
+            pass
+        startgc.hold_full_collections()
+        kept = State(); kept.me = kept  # state read at start, replaced later
+        old = weakref.ref(kept)
+        startgc.running()
+        del kept
+        gc.collect()
+        out["kept_while_frozen"] = old() is not None
+        startgc.settled()
+        out["frozen_after"] = gc.get_freeze_count()
+        gc.collect()
+        out["collected_once_settled"] = old() is None
+        """
+    )
+    assert out == {"kept_while_frozen": True, "frozen_after": 0, "collected_once_settled": True}
+
+
+def test_settling_during_a_restarts_start_up_leaves_the_hold_alone() -> None:
+    out = in_a_fresh_interpreter(
+        """
+        from edged import startgc
+        startgc.hold_full_collections()
+        startgc.running()
+        startgc.hold_full_collections()  # `restart`: a new start-up began
+        startgc.settled()  # the old node's timer, late
+        out["held"] = startgc.held()
+        out["full_threshold"] = gc.get_threshold()[2]
+        """
+    )
+    assert out["held"] is True
+    assert isinstance(out["full_threshold"], int) and out["full_threshold"] >= 10**9
+
+
 def test_the_daemon_ends_start_up_for_the_collector_once_it_runs(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
