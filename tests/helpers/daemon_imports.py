@@ -2,9 +2,9 @@
 first, starts a node with the kiosk on (the config of `write_config`), waits until it is
 ready and a little more for its services and drivers to settle, and prints `sys.modules`.
 
-Tests of what the daemon loads lazily (#19: every module `edged run` does not need until a
-command, an update, a kiosk request or a wifi event arrives costs memory and start-up CPU)
-read this set; it is computed once per test process."""
+Tests of what the daemon loads or builds lazily (#19: every module or pydantic model that
+`edged run` does not need until a command, an update, a kiosk request or a wifi event
+arrives costs memory and start-up CPU) read these sets, computed once per test process."""
 
 import functools
 import json
@@ -22,6 +22,7 @@ import asyncio, json, sys
 import edged.cli.main  # what `edged run` loads first
 from edged.config import load_config
 from edged.node import Node
+from pydantic import BaseModel
 
 
 async def main():
@@ -31,9 +32,17 @@ async def main():
     await asyncio.wait_for(node.ready.wait(), 20)
     await asyncio.sleep(1.0)  # the drivers' and services' first turns
     loaded = sorted(sys.modules)
+    built = sorted(models(BaseModel))
     stop.set()
     await asyncio.wait_for(task, 10)
-    print(json.dumps(loaded))
+    print(json.dumps({"modules": loaded, "built": built}))
+
+
+def models(base):
+    for cls in base.__subclasses__():
+        if cls.__dict__.get("__pydantic_complete__"):
+            yield f"{cls.__module__}.{cls.__qualname__}"
+        yield from models(cls)
 
 
 asyncio.run(main())
@@ -41,9 +50,10 @@ asyncio.run(main())
 
 
 @functools.cache
-def loaded_at_rest() -> frozenset[str]:
+def _at_rest() -> dict[str, list[str]]:
     """The modules a node with every service of `write_config` and the kiosk has loaded
-    once it is ready, before any command, request or update."""
+    once it is ready, before any command, request or update, and the pydantic models it
+    has built (`module.Class`)."""
     with tempfile.TemporaryDirectory(prefix="edged-imports-") as tmp:
         config = write_config(Path(tmp), free_port(), kiosk=True, extra=f"port = {free_port()}")
         done = subprocess.run(
@@ -54,7 +64,17 @@ def loaded_at_rest() -> frozenset[str]:
             cwd=ROOT,
         )
     assert done.returncode == 0, done.stderr[-3000:]
-    return frozenset(json.loads(done.stdout.strip().splitlines()[-1]))
+    seen: dict[str, list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return seen
+
+
+def loaded_at_rest() -> frozenset[str]:
+    return frozenset(_at_rest()["modules"])
+
+
+def built_at_rest() -> frozenset[str]:
+    """The pydantic models a node at rest has built (validator and serializer made)."""
+    return frozenset(_at_rest()["built"])
 
 
 def loaded_of(prefixes: tuple[str, ...]) -> list[str]:
