@@ -27,6 +27,8 @@ Prints one JSON object:
 - imports_in_the_daemons_set_mb: each top-level package's cost in the daemon's own import
   set, in the order `edged run` loaded it (`bench.importcost`), imports_replayed_rss_mb
   that replay's end, rss_over_imports_mb what start-up and the drivers add to it;
+  imports_top_modules_mb: the costliest modules of that replay, each charged only what its
+  own body took (what making it lazy could give back);
 - unit_environment: the daemon runs with the Environment= of systemd/edged.service;
   interpreter_flags: and with the interpreter flags its ExecStart gives it (`-OO`, passed on
   by the launcher; `--flags ''` for none), the bare-Python baselines and the import replay
@@ -294,6 +296,7 @@ async def measure(
     breakdown = _import_breakdown(list(loaded), flags)
     out["imports_replayed_rss_mb"] = breakdown["end_mb"]
     out["imports_in_the_daemons_set_mb"] = breakdown["packages"]
+    out["imports_top_modules_mb"] = breakdown["modules"]
     out["imports_replay_failed"] = breakdown["failed"]
     out["rss_over_imports_mb"] = round(out["rss_mb"] - breakdown["end_mb"], 1)
     own = [t for name, (t, _) in loaded.items() if name.split(".")[0] in ("edged", "drivers")]

@@ -169,11 +169,15 @@ class HealthBeat(Body):
 
 
 class ReplyError(Body):
+    model_config = ConfigDict(defer_build=True)  # built on the first command (#19)
+
     code: str
     message: str
 
 
 class Reply(Body):
+    model_config = ConfigDict(defer_build=True)  # built on the first command (#19)
+
     keep_null: ClassVar[frozenset[str]] = frozenset({"id"})
 
     id: str | None = Field(description="the command's id; null when the command had none")
@@ -185,7 +189,7 @@ class Reply(Body):
 class Command(BaseModel):
     """An incoming command on `cmd/{name}`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # on the first command
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     ts: int | None = Field(default=None, description="UTC ms when dispatch sent it")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import ConfigError, DriverError
+from drivers.nfc.binding import SONAMES
 
 # nfc-types.h: enum nfc_modulation_type, enum nfc_baud_rate
 NMT_ISO14443A = 1
@@ -91,7 +92,7 @@ NATIVE = layout(ctypes.c_size_t)
 
 
 def _bind(fn: Any, restype: Any, *argtypes: Any) -> Any:
-    """A prototype of our own at the address of a function pynfc loaded."""
+    """A prototype of our own at the address of a libnfc function (drivers.nfc.binding)."""
     address = ctypes.cast(fn, ctypes.c_void_p).value
     if address is None:
         raise DriverError(f"libnfc's {getattr(fn, '__name__', 'function')} has no address")
@@ -100,7 +101,7 @@ def _bind(fn: Any, restype: Any, *argtypes: Any) -> Any:
 
 def select_passive_target(nfc: Any, lay: Layout = NATIVE) -> Any:
     """`nfc_initiator_select_passive_target(device, modulation, init_data, size, *target)`
-    typed with this layout's structures (pynfc's prototype takes only its own)."""
+    typed with this layout's structures, not opaque pointers."""
     return _bind(
         nfc.nfc_initiator_select_passive_target,
         ctypes.c_int,
@@ -122,15 +123,23 @@ PROBE = {  # a double-size UID and an ATS: every field the driver reads, and one
     "ATS": "0578807002",
 }
 PROBE_TIMEOUT_S = 20.0  # a Python start and a libnfc load; slow under emulation
-_CHILD = """
+_CHILD = f"""
 import ctypes, sys
-import pynfc.nfc as nfc
-fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p,
-                      ctypes.c_bool)(ctypes.cast(nfc.str_nfc_target, ctypes.c_void_p).value)
+for name in {SONAMES!r}:
+    try:
+        lib = ctypes.CDLL(name)
+        break
+    except OSError:
+        pass
+else:
+    sys.exit("libnfc cannot be loaded: {", ".join(SONAMES)}")
+fn = lib.str_nfc_target
+fn.restype = ctypes.c_int
+fn.argtypes = (ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p, ctypes.c_bool)
 buf = ctypes.create_string_buffer(bytes.fromhex(sys.argv[1]), 65536)
 out = ctypes.c_char_p()
 res = fn(ctypes.byref(out), buf, False)
-sys.stdout.write(out.value.decode(errors="replace") if res >= 0 and out.value else f"error {res}")
+sys.stdout.write(out.value.decode(errors="replace") if res >= 0 and out.value else f"error {{res}}")
 """
 _FIELDS = {
     "ATQA": r"ATQA \(SENS_RES\):",

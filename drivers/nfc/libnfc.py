@@ -1,11 +1,12 @@
 """`nfc.libnfc`: an NFC reader through libnfc (PN532 on UART/I2C/SPI, ACR122U, PN533 USB…).
 
-Binding: pynfc's ctypes bindings of libnfc (`pynfc.nfc`), not its `Nfc.poll()` generator,
-which has no timeout, yields only the cards libfreefare knows and yields a held card again
-on every poll. pynfc loads libfreefare (and libnfc through it) when imported, so it is
-imported when a reader opens: the options validate on a machine without those libraries,
-and a node without them gets a `ConfigError` (not retried) that says what to install.
-The target a poll fills is read through drivers.nfc.abi's structures, not pynfc's (sized for
+Binding: libnfc itself through drivers.nfc.binding (ctypes prototypes of our own for the
+calls made here), not pynfc: importing `pynfc.nfc` loads libfreefare too and builds every
+binding of both libraries (~0.6 MB of the node's memory), and its `Nfc.poll()` generator has
+no timeout, yields only the cards libfreefare knows and yields a held card again on every
+poll. libnfc is loaded when a reader opens: the options validate on a machine without it,
+and a node without it gets a `ConfigError` (not retried) that says what to install.
+The target a poll fills is read through drivers.nfc.abi's structures (pynfc's were sized for
 x86-64 only); the first opening in a process checks them against libnfc itself, and a
 libnfc that disagrees is a `ConfigError` too: no card is read through a wrong layout.
 
@@ -55,9 +56,9 @@ from typing import Any, ClassVar, Self
 from pydantic import Field, field_validator, model_validator
 
 from core.driver import Device, DriverContext, DriverOptions, Opens
-from core.errors import ConfigError, DriverError
+from core.errors import DriverError
 from core.events import Tap
-from drivers.nfc import abi
+from drivers.nfc import abi, binding
 from drivers.nfc.presence import Presence
 from drivers.nfc.uid import UID_LENGTHS
 
@@ -157,22 +158,6 @@ class LibnfcOptions(DriverOptions):
 
 def _example(driver: str) -> str:
     return {"pn532_i2c": "/dev/i2c-1", "pn532_spi": "/dev/spidev0.0"}.get(driver, "/dev/ttyS0")
-
-
-@functools.cache
-def _pynfc() -> Any:
-    """`pynfc.nfc`, loaded once; a `ConfigError` (not retried) if the libraries are missing."""
-    try:
-        import pynfc.nfc as nfc  # loads libfreefare.so, and libnfc through it
-    except (ImportError, OSError) as exc:
-        raise ConfigError(
-            "driver nfc.libnfc",
-            [
-                f"pynfc cannot be loaded ({exc}): install the Debian packages libnfc6 and "
-                "libfreefare-dev, and edged with its 'nfc' extra"
-            ],
-        ) from exc
-    return nfc
 
 
 @functools.cache
@@ -368,15 +353,16 @@ class _Session:
 
     def _strerror(self) -> str:
         with contextlib.suppress(Exception):
-            text: bytes = ctypes.string_at(self._nfc.nfc_strerror(self._device))
-            return text.decode(errors="replace")
+            text: bytes | None = self._nfc.nfc_strerror(self._device)
+            if text is not None:
+                return text.decode(errors="replace")
         return "unknown error"
 
     def _open(self) -> None:
-        nfc = self._nfc = _pynfc()
+        nfc = self._nfc = binding.libnfc()
         _layout_checked()
         cs = self.o.connstring
-        context = ctypes.POINTER(nfc.struct_nfc_context)()
+        context = ctypes.c_void_p()
         nfc.nfc_init(ctypes.byref(context))
         if not context:
             raise DriverError("libnfc could not start (nfc_init failed: out of memory?)")
@@ -384,19 +370,17 @@ class _Session:
         driver, _, rest = cs.partition(":")
         if driver in SERIAL:
             self._port_lock = _lock_port(rest.partition(":")[0])
-        connstring = nfc.nfc_connstring()
-        connstring.value = cs.encode()
-        device = self._timed(nfc.nfc_open, context, connstring)
+        device = self._timed(nfc.nfc_open, context, binding.connstring(cs))
         if not device:
             raise _open_error(cs)
         with self._lock:
             self._device = device
         if self._timed(nfc.nfc_initiator_init, device) < 0:
             raise DriverError(f"NFC reader {cs} refused reader mode: {self._strerror()}")
-        for prop in (nfc.NP_INFINITE_SELECT, nfc.NP_AUTO_ISO14443_4):
+        for prop in (binding.NP_INFINITE_SELECT, binding.NP_AUTO_ISO14443_4):
             if self._timed(nfc.nfc_device_set_property_bool, device, prop, False) < 0:
                 raise DriverError(f"NFC reader {cs} refused its settings: {self._strerror()}")
-        name = ctypes.string_at(nfc.nfc_device_get_name(device)).decode(errors="replace")
+        name = (nfc.nfc_device_get_name(device) or b"?").decode(errors="replace")
         self.ctx.log.info("NFC reader open: %s", name)
         self._later(self.ctx.count, "opened")
         self._later(self.ctx.ready)

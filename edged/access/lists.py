@@ -90,6 +90,8 @@ class AccessLists(_Model):
 class AccessDelta(_Model):
     """Changes from `base_version` to `version`; null removes an entry."""
 
+    model_config = ConfigDict(defer_build=True)  # built on the first access.delta (#19)
+
     kind: Literal["delta"]
     fleet: str
     version: int = Field(ge=1)

@@ -107,6 +107,8 @@ class NextStop(Args):
 class ScheduleArgs(Args):
     """Each key given replaces that part of the schedule; a key left out keeps it."""
 
+    model_config = ConfigDict(defer_build=True)  # built on its first command (#19)
+
     place: LocalText80 | None = Field(
         default=None, description="the service market or venue those services are at"
     )
@@ -137,6 +139,8 @@ class Schedule(BaseModel):
 class MessageArgs(Args):
     """An announcement; the same `id` in another `lang` is its translation."""
 
+    model_config = ConfigDict(defer_build=True)  # built on its first command (#19)
+
     id: Id | None = None
     text: Text500
     priority: MessagePriority = "info"
@@ -152,6 +156,8 @@ class MessageArgs(Args):
 
 
 class ClearArgs(Args):
+    model_config = ConfigDict(defer_build=True)  # built on its first command (#19)
+
     id: Id
     clear: Literal[True]
 
@@ -169,12 +175,16 @@ class Message(BaseModel):
 
 
 class AckArgs(Args):
+    model_config = ConfigDict(defer_build=True)  # built on its first command (#19)
+
     request_id: Id
     note: Text200 | None = Field(default=None, description="shown to the rider, as text")
 
 
 class RequestRecord(BaseModel):
     """A rider request as the kiosk remembers it, with what the screen says about it."""
+
+    model_config = ConfigDict(defer_build=True)  # built on the first rider request (#19)
 
     request_id: str
     kind: Kind
@@ -207,7 +217,7 @@ class RequestRefused(EdgedError):
 class RiderPost(BaseModel):
     """The body of `POST /api/requests`: nothing else is accepted."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)  # on a press
 
     kind: Kind
     lang: Lang = "fr"

@@ -6,13 +6,15 @@ Imports only `edged.payloads`: `edged.topics` imports this module for its table.
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from edged.payloads import Body
 
 
 class KioskRequest(Body):
     """A rider pressed a button. No personal data: who pressed is not known to the node."""
+
+    model_config = ConfigDict(defer_build=True)  # built on the first rider request (#19)
 
     request_id: str = Field(description="node-made id; dispatch answers with `kiosk.ack`")
     kind: Literal["pickup", "mediator", "service"] = Field(

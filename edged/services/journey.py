@@ -52,7 +52,7 @@ Text = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_printa
 
 
 class AssignArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)  # on a command
 
     route_id: GtfsId
     trip_id: GtfsId | None = None

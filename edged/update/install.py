@@ -20,9 +20,9 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edged.errors import CommandError
-from edged.release.bundle import VerifiedBundle, extract_wheels
 from edged.release.launcher import (
     COMPLETE,
     ReleaseTree,
@@ -30,6 +30,9 @@ from edged.release.launcher import (
     optimize_flags,
     write_atomically,
 )
+
+if TYPE_CHECKING:  # the bundle's code loads when one is installed, not at every start
+    from edged.release.bundle import VerifiedBundle
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +124,11 @@ async def check_release(python: Path, version: str, config: Path | None) -> None
 
 
 async def install(
-    tree: ReleaseTree, bundle: VerifiedBundle, python: Path, config: Path | None
+    tree: ReleaseTree, bundle: "VerifiedBundle", python: Path, config: Path | None
 ) -> Path:
     """Install `bundle` as `<releases>/<version>`; returns the release directory."""
+    from edged.release.bundle import extract_wheels
+
     manifest = bundle.manifest
     version = manifest.version
     dest = tree.path(version)

@@ -25,13 +25,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edged.commands.spec import CommandSpec
 from edged.config.update import UpdateConfig
 from edged.errors import CommandError
 from edged.payloads import UpdateState, UpdateStatus
-from edged.release.bundle import Keys, VerifiedBundle, verify_bundle
 from edged.release.launcher import (
     OUTCOME,
     VERSION_NAME,
@@ -40,12 +39,13 @@ from edged.release.launcher import (
     Trial,
     sha256_file,
 )
-from edged.release.platforms import this_machine
 from edged.release.schemas import SCHEMAS
-from edged.update.download import Cancelled, Dropped, Transfer, check_url, fetch
-from edged.update.install import check_release, install, remove_release
+from edged.update.install import check_release, remove_release
 from edged.update.job import Job, WorkDir
 from edged.update.trial import EX_TEMPFAIL, Checks, TrialWatch
+
+if TYPE_CHECKING:  # a bundle's code loads on the first update.apply, not at every start
+    from edged.release.bundle import Keys, VerifiedBundle
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,7 +64,7 @@ class Host:
     """What the manager uses of the node (wired in `edged.update.wiring`)."""
 
     publish: Callable[[UpdateStatus], "asyncio.Future[Any]"]
-    keys: Callable[[], Keys]
+    keys: "Callable[[], Keys]"
     checks: Checks
     waiting_for: Callable[[], list[str]]
     stop: Callable[[int], None]
@@ -254,6 +254,8 @@ class UpdateManager:
             raise CommandError("bad_args", "version: a release name such as 0.2.0")
         if not isinstance(url, str) or len(url) > 2000:
             raise CommandError("bad_args", "url: https://… of the bundle")
+        from edged.update.download import check_url
+
         check_url(url)
         limit = self.config.max_bundle_mb * 1_000_000
         if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= limit:
@@ -322,6 +324,8 @@ class UpdateManager:
                 remove_release(self.tree, job.version)
 
     async def _carry_out(self, job: Job) -> None:
+        from edged.update.download import Cancelled
+
         assert self.tree is not None and self.work is not None
         try:
             if job.state == "staged" and self.tree.complete(job.version):
@@ -347,6 +351,10 @@ class UpdateManager:
 
     async def _install(self, job: Job) -> None:
         """Download, verify, install: `staged` at the end, or a refusal on the way."""
+        from edged.release.bundle import verify_bundle
+        from edged.release.platforms import this_machine
+        from edged.update.install import install
+
         assert self.tree is not None and self.work is not None
         bundle_file = await self._download(job)
         self._set(job, "verifying")
@@ -366,6 +374,8 @@ class UpdateManager:
         self._set(job, "staged")
 
     async def _download(self, job: Job) -> Path:
+        from edged.update.download import Dropped, Transfer, fetch
+
         assert self.work is not None
         final = self.work.bundle(job)
         if final.exists():
@@ -434,7 +444,7 @@ class UpdateManager:
                 f"{need / 1e6:.0f} MB and [update] min_free_mb keeps {floor / 1e6:.0f} MB",
             )
 
-    def _check_data(self, bundle: VerifiedBundle) -> None:
+    def _check_data(self, bundle: "VerifiedBundle") -> None:
         """Both ways (edged.release.schemas): the new release reads the data as it is on
         disk now, and this release will read what the new one writes, after a rollback."""
         on_disk = self.host.data_stamps()

@@ -5,18 +5,20 @@ interface (`UpdateNode`), and the bus for the safe moment. Its commands (`update
 import os
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.bus import Bus
 from edged import __version__
 from edged.config.models import EdgedConfig
 from edged.host import Publisher
 from edged.payloads import DriverStatus, OutboxHealth, UpdateStatus
-from edged.release.bundle import Keys
 from edged.topics import UPDATE
 from edged.update.manager import Host, UpdateManager
 from edged.update.moment import Parked
 from edged.update.trial import Checks
+
+if TYPE_CHECKING:  # a bundle's code loads on the first update.apply
+    from edged.release.bundle import Keys
 
 
 class _Drivers(Protocol):
@@ -33,7 +35,7 @@ class _Store(Protocol):
 
 class _Keys(Protocol):
     @property
-    def keys(self) -> Keys: ...
+    def keys(self) -> "Keys": ...
 
 
 class UpdateNode(Protocol):

@@ -34,3 +34,23 @@ def test_a_replay_charges_what_it_loaded_and_names_what_would_not_import() -> No
     assert set(r["packages"]) == {"stdlib"}
     assert r["end_mb"] >= r["start_mb"] > 0
     assert abs(sum(r["packages"].values()) - (r["end_mb"] - r["start_mb"])) < 0.1
+
+
+def test_each_module_is_charged_its_own_body_not_the_modules_it_imported() -> None:
+    """`sqlite3` imports `sqlite3.dbapi2`, which loads the `_sqlite3` extension: the
+    extension's memory is charged to `_sqlite3`, and the modules add up to the replay."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.importcost"],
+        input=json.dumps(["sqlite3"]),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    r = json.loads(out.stdout)
+    own = r["modules"]
+    assert {"sqlite3", "sqlite3.dbapi2", "_sqlite3"} <= set(own)
+    assert own["_sqlite3"] > own["sqlite3"]
+    assert list(own.values()) == sorted(own.values(), reverse=True)
+    assert abs(sum(own.values()) - (r["end_mb"] - r["start_mb"])) < 0.1

@@ -1,7 +1,8 @@
-"""nfc.libnfc against the PN532 emulator: pynfc → libnfc's pn532_uart → a pty → the emulator."""
+"""nfc.libnfc against the PN532 emulator: ctypes → libnfc's pn532_uart → a pty → the emulator."""
 
 import asyncio
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -442,15 +443,17 @@ async def test_a_libnfc_call_stuck_past_stall_s_raises_and_the_thread_still_clea
     await wait_until(lambda: not nfc_threads(), 3, "the thread to finish and close libnfc")
 
 
-def test_without_libnfc_and_libfreefare_the_driver_fails_as_a_config_error(
-    tmp_path: Path,
-) -> None:
-    """A node without the libraries: not retried, and the message says what to install."""
-    fake = tmp_path / "pynfc"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("")
-    (fake / "nfc.py").write_text(
-        "raise OSError('libfreefare.so: cannot open shared object file')\n"
+def test_without_libnfc_the_driver_fails_as_a_config_error(tmp_path: Path) -> None:
+    """A node without the library: not retried, and the message says what to install.
+    (The only mock here: a machine without libnfc, made by refusing to load it.)"""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import ctypes\n"
+        "_load = ctypes.CDLL.__init__\n"
+        "def _refuse(self, name, *args, **kwargs):\n"
+        "    if name and 'libnfc' in str(name):\n"
+        "        raise OSError(f'{name}: cannot open shared object file')\n"
+        "    _load(self, name, *args, **kwargs)\n"
+        "ctypes.CDLL.__init__ = _refuse\n"
     )
     code = (
         "import asyncio\n"
@@ -466,4 +469,42 @@ def test_without_libnfc_and_libfreefare_the_driver_fails_as_a_config_error(
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert "ConfigError" in run.stderr
-    assert "install the Debian packages libnfc6 and libfreefare-dev" in run.stderr
+    assert "libnfc.so.6: cannot open shared object file" in run.stderr
+    assert "install the Debian package libnfc6" in run.stderr
+
+
+def test_a_reader_reads_a_card_without_loading_pynfc_or_libfreefare(tmp_path: Path) -> None:
+    """The driver binds libnfc itself (drivers.nfc.binding): pynfc's bindings of libnfc and
+    libfreefare cost ~0.6 MB of a node's memory (#19). A separate interpreter, so no other
+    test's import can hide it."""
+    code = (
+        "import asyncio, json, sys\n"
+        "from pathlib import Path\n"
+        "from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader\n"
+        "from hil.nfc.emulator import Pn532Emulator\n"
+        "from tests.helpers.drivers import Recorder, wait_until\n"
+        "async def main():\n"
+        "    with Pn532Emulator(Path(sys.argv[1])) as emu:\n"
+        "        rec = Recorder('front-reader')\n"
+        "        opts = LibnfcOptions(connstring=emu.connstring, poll_interval_s=0.01,\n"
+        "                             release_s=0.05)\n"
+        "        task = asyncio.create_task(LibnfcReader(opts).run(rec.ctx))\n"
+        "        emu.put(bytes.fromhex('04a1b2c3'))\n"
+        "        await wait_until(lambda: len(rec.taps) == 1, 10, 'a tap')\n"
+        "        maps = open('/proc/self/maps').read()\n"
+        "        task.cancel()\n"
+        "        await asyncio.gather(task, return_exceptions=True)\n"
+        "    print(json.dumps({'uid': rec.taps[0].uid.hex(), 'pynfc': 'pynfc' in sys.modules,\n"
+        "                      'libnfc': 'libnfc.so' in maps, 'freefare': 'freefare' in maps}))\n"
+        "asyncio.run(main())\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "nfc0")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen == {"uid": "04a1b2c3", "pynfc": False, "libnfc": True, "freefare": False}
