@@ -4,10 +4,11 @@ The topic is part of what is signed, so a command signed for one node cannot be 
 another, and a `ping` signature cannot be moved onto `door.unlock`. The message is canonical
 JSON (sorted keys, no spaces, UTF-8), easy to rebuild in any language at dispatch.
 
-`cryptography` is imported when a signature is first made or checked, not before: a key in
-the config is checked for its shape (base64 of 32 bytes, all that Ed25519 asks of a public
-key before it verifies) without it, so a node pays for the library (~7 MB, ~20 ms of a
-start here, five to six times that on a Pi Zero) only once someone signs to it.
+A node checks signatures with the OpenSSL its `ssl` module already loaded
+(`edged.security.ed25519`), never with `cryptography`, which cost every node in service
+~9 MB from its first command on. A key in the config is checked for its shape (base64 of
+32 bytes, all that Ed25519 asks of a public key before it verifies). Signing and key files
+(`edgectl`, the tests) use `cryptography`, imported only there.
 """
 
 import base64
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import EdgedError
+from edged.security import ed25519
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -29,22 +31,14 @@ KEY_BYTES = 32
 
 
 class PublicKey:
-    """An Ed25519 public key read from a config; cryptography's object made on first use."""
+    """An Ed25519 public key read from a config: its 32 raw bytes."""
 
-    __slots__ = ("_key", "raw")
+    __slots__ = ("raw",)
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != KEY_BYTES:
             raise ValueError(f"an Ed25519 public key is {KEY_BYTES} bytes, not {len(raw)}")
         self.raw = raw
-        self._key: Ed25519PublicKey | None = None
-
-    def key(self) -> "Ed25519PublicKey":
-        if self._key is None:
-            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-            self._key = Ed25519PublicKey.from_public_bytes(self.raw)
-        return self._key
 
 
 def signed_message(topic: str, cmd_id: str, ts: int, args: dict[str, Any]) -> bytes:
@@ -52,19 +46,24 @@ def signed_message(topic: str, cmd_id: str, ts: int, args: dict[str, Any]) -> by
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def sign(
-    key: "Ed25519PrivateKey", topic: str, cmd_id: str, ts: int, args: dict[str, Any]
-) -> str:
+def sign(key: "Ed25519PrivateKey", topic: str, cmd_id: str, ts: int, args: dict[str, Any]) -> str:
     return base64.b64encode(key.sign(signed_message(topic, cmd_id, ts, args))).decode()
 
 
 def verify(key: "PublicKey | Ed25519PublicKey", signature: str, message: bytes) -> bool:
+    """Whether `signature` (base64) is `key`'s signature of `message`. A config's key is
+    checked by OpenSSL (the daemon); a `cryptography` key (a tool's) by `cryptography`."""
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if isinstance(key, PublicKey):
+        return ed25519.verify(key.raw, raw, message)
     from cryptography.exceptions import InvalidSignature
 
     try:
-        raw = base64.b64decode(signature, validate=True)
-        (key.key() if isinstance(key, PublicKey) else key).verify(raw, message)
-    except (InvalidSignature, binascii.Error, ValueError):
+        key.verify(raw, message)
+    except InvalidSignature:
         return False
     return True
 
