@@ -41,6 +41,24 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
+def read_varint(buf: bytes, i: int) -> tuple[int, int]:
+    """The variable byte integer at `buf[i:]` and the index after it; (-1, i) when `buf`
+    ends before it does. Raises `ValueError` on a fifth byte: not MQTT."""
+    value = shift = 0
+    size, at = len(buf), i
+    while True:
+        if at >= size:
+            return -1, i
+        byte = buf[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+        if shift > 21:
+            raise ValueError("a variable byte integer longer than 4 bytes")
+
+
 def publish_packet(
     topic: str, payload: bytes, mid: int, *, retain: bool, properties: bytes | None
 ) -> bytes:
@@ -102,23 +120,13 @@ class PubackFilter:
         claim = self.claim
         while pos < size:
             first = buf[pos]
-            length = shift = 0
-            i = pos + 1
-            while True:
-                if i >= size:
-                    length = -1  # the header is not complete yet
-                    break
-                byte = buf[i]
-                i += 1
-                length |= (byte & 0x7F) << shift
-                if not byte & 0x80:
-                    break
-                shift += 7
-                if shift > 21:  # a fifth length byte: not MQTT; paho will say so
-                    self._off = True
-                    out.append(buf[keep:])
-                    return b"".join(out)
-            if length < 0:
+            try:
+                length, i = read_varint(buf, pos + 1)
+            except ValueError:  # not MQTT: paho will say so
+                self._off = True
+                out.append(buf[keep:])
+                return b"".join(out)
+            if length < 0:  # the header is not complete yet
                 out.append(buf[keep:pos])
                 self._held = buf[pos:]
                 return b"".join(out)

@@ -3,7 +3,6 @@ bytes read before paho parses them (the rest reaches paho unchanged, in order)."
 
 import socket
 import threading
-from collections.abc import Iterator
 
 import paho.mqtt.client as paho
 import pytest
@@ -14,8 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.uplink.aliases import AliasOnly
-from edged.uplink.packets import BadPublish, PubackFilter, publish_packet, varint
-from edged.uplink.readahead import ReadAhead
+from edged.uplink.packets import BadPublish, PubackFilter, publish_packet, read_varint, varint
 
 
 def paho_bytes(
@@ -157,32 +155,16 @@ def test_a_puback_split_in_two_reads_is_held_until_complete() -> None:
     assert filt.feed(puback(10)[1:]) == puback(10)
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
+@given(st.integers(0, 268_435_455))
+def test_a_variable_byte_integer_reads_back_as_written(n: int) -> None:
+    data = b"\x30" + varint(n) + b"rest"
+    assert read_varint(data, 1) == (n, len(data) - 4)
 
 
-def test_a_read_of_only_claimed_pubacks_says_would_block(
-    pair: tuple[socket.socket, socket.socket],
-) -> None:
-    mine, peer = pair
-    peer.sendall(puback(1) + puback(2))
-    sock = ReadAhead(mine, PubackFilter(lambda mid: True))
-    with pytest.raises(BlockingIOError):
-        sock.recv(1)
-    assert sock.pending() == 0
-    assert sock.heard_at is not None  # the broker was heard all the same
+def test_a_variable_byte_integer_cut_short_reads_as_incomplete() -> None:
+    assert read_varint(b"\x30\xff\xff", 1) == (-1, 1)
 
 
-def test_the_end_of_the_stream_reaches_paho_after_claimed_pubacks(
-    pair: tuple[socket.socket, socket.socket],
-) -> None:
-    mine, peer = pair
-    peer.sendall(puback(1) + puback(2)[:2])
-    peer.close()
-    sock = ReadAhead(mine, PubackFilter(lambda mid: True))
-    assert sock.recv(1) == b""
+def test_a_fifth_byte_of_a_variable_byte_integer_is_refused() -> None:
+    with pytest.raises(ValueError):
+        read_varint(b"\x30\xff\xff\xff\xff\x01", 1)

@@ -19,7 +19,7 @@ from edged.payloads import DoorEvent, Position
 from edged.topics import DOOR, POSITION, Priority, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.mqtt import MqttClient
-from edged.uplink.sender import READ_AHEAD, PubackTimeout, Sender
+from edged.uplink.sender import READ_AHEAD, Outgoing, PubackTimeout, Sender
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.disk import rows_on_disk
@@ -73,13 +73,17 @@ async def sending(
     *,
     batch_s: float = 0.0,
     batch_max: int = 1,
+    v5: bool = True,
+    outgoing: Outgoing | None = None,
 ) -> Sender:
+    protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
     return Sender(
-        MqttClient("127.0.0.1", port, identifier="n1", protocol=aiomqtt.ProtocolVersion.V5),
+        MqttClient("127.0.0.1", port, identifier="n1", protocol=protocol),
         box,
         window=window,
         timeout_s=timeout_s,
-        v5=True,
+        v5=v5,
+        outgoing=outgoing,
         batch_s=batch_s,
         batch_max=batch_max,
     )
@@ -97,6 +101,15 @@ async def run_until(sender: Sender, done: "asyncio.Future[None] | None", within_
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def seqs_drained(port: int, box: Outbox, sender: Sender, suffix: str, n: int) -> list[int]:
+    """Run `sender` until the outbox is empty; the seqs a subscriber got on `suffix`."""
+    async with Collector(port, "rnst/v1/test/n1/#") as c:
+        drained = asyncio.ensure_future(until_empty(box, 30))
+        await run_until(sender, drained, 30)
+        await c.wait_for(lambda: len(c.on(suffix)) >= n, 10, f"{n} on {suffix}")
+    return [m.payload["seq"] for m in c.on(suffix)]
 
 
 async def until_empty(box: Outbox, within_s: float) -> None:
@@ -293,15 +306,9 @@ async def test_over_mqtt_311_the_backlog_reaches_the_broker_in_order_and_leaves_
     broker: Mosquitto, outbox: Outbox
 ) -> None:
     await fill(outbox, [door(i) for i in range(500)])
-    client = MqttClient(
-        "127.0.0.1", broker.port, identifier="n1", protocol=aiomqtt.ProtocolVersion.V311
-    )
-    sender = Sender(client, outbox, window=32, timeout_s=15.0, v5=False)
-    async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
-        drained = asyncio.ensure_future(until_empty(outbox, 30))
-        await run_until(sender, drained, 30)
-        await c.wait_for(lambda: len(c.on("events/door")) >= 500, 10, "the backlog")
-    assert [m.payload["seq"] for m in c.on("events/door")] == list(range(1, 501))
+    sender = await sending(broker.port, outbox, window=32, v5=False)
+    seqs = await seqs_drained(broker.port, outbox, sender, "events/door", 500)
+    assert seqs == list(range(1, 501))
     assert rows(outbox) == 0
 
 
@@ -339,13 +346,7 @@ async def test_qos_0_and_qos_1_on_one_aliased_topic_keep_their_order(
         return name, payload, props
 
     await fill(outbox, [position(i, qos=(i + 1) % 2) for i in range(400)])
-    client = MqttClient(
-        "127.0.0.1", broker.port, identifier="n1", protocol=aiomqtt.ProtocolVersion.V5
-    )
-    sender = Sender(client, outbox, window=32, timeout_s=15.0, v5=True, outgoing=outgoing)
-    async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
-        drained = asyncio.ensure_future(until_empty(outbox, 30))
-        await run_until(sender, drained, 30)
-        await c.wait_for(lambda: len(c.on("position")) >= 400, 10, "the samples")
-    assert [m.payload["seq"] for m in c.on("position")] == list(range(1, 401))
+    sender = await sending(broker.port, outbox, window=32, outgoing=outgoing)
+    seqs = await seqs_drained(broker.port, outbox, sender, "position", 400)
+    assert seqs == list(range(1, 401))
     assert rows(outbox) == 0
