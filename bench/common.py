@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from edged.uplink.packets import read_varint, varint
 from hil.broker import Mosquitto, free_port
 from hil.proc import proc_cpu_s, proc_status_mb
 
@@ -85,22 +86,13 @@ class Arrivals:
         return (len(self.seqs) - 1) / (self.last - self.first)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _utf8(s: str) -> bytes:
     raw = s.encode()
     return len(raw).to_bytes(2, "big") + raw
 
 
 def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
+    return bytes([first]) + varint(len(body)) + body
 
 
 async def subscribe_and_count(
@@ -133,18 +125,7 @@ async def subscribe_and_count(
                 if size - pos < 2:
                     break
                 first = buf[pos]
-                # remaining length: a varint of up to 4 bytes
-                length, shift, i = 0, 0, pos + 1
-                while True:
-                    if i >= size:
-                        length = -1
-                        break
-                    byte = buf[i]
-                    length |= (byte & 0x7F) << shift
-                    i += 1
-                    if not byte & 0x80:
-                        break
-                    shift += 7
+                length, i = read_varint(buf, pos + 1)  # remaining length
                 if length < 0 or i + length > size:
                     break
                 end = i + length
@@ -156,14 +137,7 @@ async def subscribe_and_count(
                     if qos:
                         acks += b"\x40\x02" + buf[j : j + 2]
                         j += 2
-                    plen, shift = 0, 0  # property length, a varint
-                    while True:
-                        byte = buf[j]
-                        j += 1
-                        plen |= (byte & 0x7F) << shift
-                        if not byte & 0x80:
-                            break
-                        shift += 7
+                    plen, j = read_varint(buf, j)  # property length
                     arrivals.on_message(buf[j + plen : end], now)
                 elif kind == 2:  # CONNACK
                     if buf[i + 1] != 0:

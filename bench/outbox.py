@@ -4,6 +4,8 @@
     python -m bench.outbox --quick --json  # a smoke test with small sizes
     python -m bench.outbox --n 20000       # another backlog size, progress on stderr
     python -m bench.outbox --rounds 3      # medians of 3 rounds, for a busy machine
+    python -m bench.outbox --gc-freeze     # the drained node calls gc.freeze() once built
+    python -m bench.outbox --no-topic-aliases  # the drained node sends every topic by name
 
 Phases, all against one private Mosquitto started here:
 
@@ -21,12 +23,21 @@ Phases, all against one private Mosquitto started here:
               `--live-ms` through `Node.publish`.
 4. drain without the kiosk - the same on another copy of the backlog, the node with
               `[services.kiosk] enabled = false`: the outbox and the uplink without the
-              kiosk's aiohttp (~11 MB imported when the kiosk starts), keyed `*_no_kiosk_*`.
+              kiosk's HTTP server, keyed `*_no_kiosk_*`.
+
+What differs between the baseline and the drain, on purpose: the drain is the node's (its
+topic aliases, as `[broker] topic_aliases` has them by default: `--no-topic-aliases` sends
+every topic by name, as the baseline does), its live events (~0.3 % of the messages) and
+its services run beside it, and its QoS 1 publishes and PUBACKs skip paho's per-message
+objects (`edged.uplink.packets`), where the baseline's go through aiomqtt and paho. The
+window, QoS, MQTT version, topic, payload bytes, broker and subscriber are the same.
 
 In phases 2 and 3 a subscriber in this process (QoS 1, MQTT 5) counts distinct `seq`s;
 rates are (count - 1) / (last arrival - first arrival), so both sides are measured the
 same way. Peak RSS is the child's VmHWM, so it is the daemon's memory, not the harness's;
-the drain also reports the node's RSS once built (imports and config: what any node costs
+the drain also reports the garbage collector's pauses while the backlog drains
+(`drain_gc_ms`, and the collections of each generation) and the objects it tracks once the
+node is built, and the node's RSS once built (imports and config: what any node costs
 before its first message), at the backlog's first PUBACK (the services, the kiosk among
 them, have started by then) and at its last, and SQLite's own memory then. Every child gets
 the Environment= of systemd/edged.service, as a node's daemon does.
@@ -43,6 +54,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -244,10 +256,14 @@ async def measure_baseline(
     }
 
 
-def write_node_config(tmp: Path, port: int, outbox: Path, *, kiosk: bool = True) -> Path:
-    """The drained node's config: the defaults (the kiosk on), or with the kiosk off."""
+def write_node_config(
+    tmp: Path, port: int, outbox: Path, *, kiosk: bool = True, aliases: bool = True
+) -> Path:
+    """The drained node's config: the defaults (the kiosk on), or with the kiosk off; topic
+    aliases as by default, or off."""
     path = tmp / "node.toml"
     no_kiosk = "" if kiosk else "\n[services.kiosk]\nenabled = false\n"
+    no_aliases = "" if aliases else "topic_aliases = false\n"
     path.write_text(
         f"""
 [node]
@@ -259,7 +275,7 @@ profile = "shuttle"
 host = "127.0.0.1"
 port = {port}
 prefix = "{PREFIX}"
-
+{no_aliases}
 [outbox]
 path = "{outbox}"
 {no_kiosk}"""
@@ -268,7 +284,15 @@ path = "{outbox}"
 
 
 async def measure_drain(
-    port: int, n: int, backlog: Path, live_ms: float, tmp: Path, limit_s: float, *, kiosk: bool
+    port: int,
+    n: int,
+    backlog: Path,
+    live_ms: float,
+    tmp: Path,
+    limit_s: float,
+    *,
+    kiosk: bool,
+    knobs: "Knobs",
 ) -> dict[str, Any]:
     """Drain a copy of the `backlog` directory (the outbox and the files beside it)."""
     work = tmp / ("drain" if kiosk else "drain-no-kiosk")
@@ -276,7 +300,7 @@ async def measure_drain(
     shutil.copytree(backlog, work)
     outbox = work / OUTBOX_FILE
     stats = work / "node-stats.json"
-    config = write_node_config(work, port, outbox, kiosk=kiosk)
+    config = write_node_config(work, port, outbox, kiosk=kiosk, aliases=knobs.topic_aliases)
     cmd = _child_cmd(
         "node",
         "--config",
@@ -287,6 +311,7 @@ async def measure_drain(
         str(live_ms),
         "--stats",
         str(stats),
+        *(["--gc-freeze"] if knobs.gc_freeze else []),
     )
     arrivals, info = await _run_child(port, cmd, n, work / "node.log", limit_s, "drain", tail_s=1.0)
     child = _read_stats(stats)
@@ -314,6 +339,11 @@ async def measure_drain(
         "drain_rss_anon_mb": child.get("rss_anon_mb"),  # of it: heaps
         "drain_rss_file_mb": child.get("rss_file_mb"),  # code, mapped files
         "drain_sqlite_mb": child.get("sqlite_mb"),  # of the heaps: SQLite's own, at the last
+        "drain_gc_ms": child.get("gc_ms"),  # the collector's pauses while the backlog drained
+        "drain_gc_gen0": child.get("gc_gen0"),  # ... its collections of each generation
+        "drain_gc_gen1": child.get("gc_gen1"),
+        "drain_gc_gen2": child.get("gc_gen2"),
+        "gc_objects_built": child.get("gc_objects_built"),  # tracked once the node is built
         "drain_cpu_pct": child.get("cpu_pct"),
         "drain_cpu_us_per_msg": child.get("cpu_us_per_msg"),
         "drain_outbox_cpu_us_per_msg": child.get("outbox_cpu_us_per_msg"),
@@ -463,8 +493,13 @@ def _outbox_thread_cpu_s() -> float:
     return 0.0
 
 
-async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any]:
-    """A real Node on the pre-filled outbox, plus a live door event every `live_ms`."""
+async def node_child(
+    config_file: Path, n: int, live_ms: float, gc_freeze: bool = False
+) -> dict[str, Any]:
+    """A real Node on the pre-filled outbox, plus a live door event every `live_ms`;
+    `gc_freeze`: gc.freeze() once the Node is built (what a daemon could do at start-up)."""
+    import gc
+
     from edged.config import load_config
     from edged.logs import setup_logging
     from edged.node import Node
@@ -477,6 +512,11 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
     config = load_config(config_file)
     node = Node(config, base_dir=config_file.parent)
     memory = {"rss_built_mb": _rss_mb()}  # imports, config and the Node: before any drain
+    gc_objects_built = len(gc.get_objects())
+    if gc_freeze:
+        gc.freeze()
+    collector = _GcPauses()
+    gc.callbacks.append(collector.on_gc)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -498,10 +538,12 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
             else:
                 acked += 1
                 if t_first_ack is None:
+                    collector.on = True
                     t_first_ack, cpu_first = time.perf_counter(), time.process_time()
                     outbox_first = _outbox_thread_cpu_s()
                     memory["rss_first_ack_mb"] = _rss_mb()
                 if acked == n:
+                    collector.on = False
                     t_all_acked, cpu_all = time.perf_counter(), time.process_time()
                     outbox_all = _outbox_thread_cpu_s()
                     memory["rss_all_acked_mb"] = _rss_mb()
@@ -537,7 +579,27 @@ async def node_child(config_file: Path, n: int, live_ms: float) -> dict[str, Any
     out["live_puback_p99_ms"] = rnd(percentile(puback_ms, 99))
     out["self_peak_rss_mb"] = rnd(proc_status_mb(os.getpid(), "VmHWM"))
     out.update({k: rnd(v) for k, v in memory.items()})
+    out["gc_ms"] = rnd(collector.ms)
+    out.update({f"gc_gen{g}": collector.collections[g] for g in range(3)})
+    out["gc_objects_built"] = gc_objects_built
     return out
+
+
+class _GcPauses:
+    """The garbage collector's pauses (gc.callbacks), counted while `on`."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.ms = 0.0
+        self.collections = [0, 0, 0]
+        self._t0 = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self.on:
+            self.ms += (time.perf_counter() - self._t0) * 1000
+            self.collections[info["generation"]] += 1
 
 
 def _rss_mb() -> float | None:
@@ -548,8 +610,16 @@ def _rss_mb() -> float | None:
 # -- main -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Knobs:
+    """How the drained node differs from a default node, for one run (default: not)."""
+
+    gc_freeze: bool = False
+    topic_aliases: bool = True
+
+
 async def one_round(
-    n: int, live_ms: float, window: int, tmp: Path, broker: Mosquitto, quiet: bool
+    n: int, live_ms: float, window: int, tmp: Path, broker: Mosquitto, quiet: bool, knobs: Knobs
 ) -> dict[str, Any]:
     """Enqueue (which pre-fills a fresh outbox), baseline, then drain (with and without the
     kiosk, each on its own copy of the backlog): one set of figures."""
@@ -579,12 +649,16 @@ async def one_round(
 
     say(quiet, f"drain: edged Node, {n} backlog + a live event every {live_ms:g} ms")
     m0 = proc_cpu_s(broker.pid)
-    result.update(await measure_drain(broker.port, n, backlog, live_ms, tmp, limit_s, kiosk=True))
+    result.update(
+        await measure_drain(broker.port, n, backlog, live_ms, tmp, limit_s, kiosk=True, knobs=knobs)
+    )
     result["drain_broker_cpu_s"] = rnd(_delta(m0, proc_cpu_s(broker.pid)), 2)
     say(quiet, f"  {result['drain_per_s']} msg/s, backlog drained in {result['backlog_s']} s")
 
     say(quiet, "drain again, on a copy of the same backlog, the node without the kiosk")
-    bare = await measure_drain(broker.port, n, backlog, live_ms, tmp, limit_s, kiosk=False)
+    bare = await measure_drain(
+        broker.port, n, backlog, live_ms, tmp, limit_s, kiosk=False, knobs=knobs
+    )
     result.update({key: bare[of] for key, of in NO_KIOSK.items()})
     say(quiet, f"  RSS {result['rss_no_kiosk_mb']} MB (with the kiosk {result['rss_mb']} MB)")
     base_rate, drain_rate = result["baseline_per_s"], result["drain_per_s"]
@@ -647,7 +721,9 @@ PER_ROUND = (
 )
 
 
-async def run_all(n: int, live_ms: float, rounds: int, quiet: bool) -> dict[str, Any]:
+async def run_all(
+    n: int, live_ms: float, rounds: int, quiet: bool, knobs: Knobs = Knobs()
+) -> dict[str, Any]:
     from edged.config.models import BrokerConfig
     from hil.rig.daemon import compile_bytecode
 
@@ -662,7 +738,7 @@ async def run_all(n: int, live_ms: float, rounds: int, quiet: bool) -> dict[str,
             for r in range(rounds):
                 if rounds > 1:
                     say(quiet, f"round {r + 1} of {rounds}")
-                results.append(await one_round(n, live_ms, window, tmp, broker, quiet))
+                results.append(await one_round(n, live_ms, window, tmp, broker, quiet, knobs))
         finally:
             broker.stop()
     # each figure is the median over the rounds; the ratio is the median of each round's
@@ -678,6 +754,8 @@ async def run_all(n: int, live_ms: float, rounds: int, quiet: bool) -> dict[str,
         message="rnst/v1/bench/node-1/events/door, QoS 1, MQTT 5",
         window=window,
         live_period_ms=live_ms,
+        gc_frozen=knobs.gc_freeze,
+        topic_aliases=knobs.topic_aliases,
         rounds=rounds,
         bytecode_compiled=compiled,
         cores=os.cpu_count(),
@@ -710,6 +788,14 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="repeat enqueue+baseline+drain and report medians (for a busy machine)",
     )
+    p.add_argument(
+        "--gc-freeze", action="store_true", help="the drained node calls gc.freeze() once built"
+    )
+    p.add_argument(
+        "--no-topic-aliases",
+        action="store_true",
+        help="the drained node sends every topic by name, as the baseline does",
+    )
     # the children (internal)
     p.add_argument(
         "--child", choices=["baseline", "baseline-paho", "node"], help=argparse.SUPPRESS
@@ -730,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child == "node":
         config = args.config.resolve()
-        stats = asyncio.run(node_child(config, args.n, args.live_ms))
+        stats = asyncio.run(node_child(config, args.n, args.live_ms, args.gc_freeze))
         args.stats.write_text(json.dumps(stats))
         return 0
     n = args.n if args.n is not None else (QUICK_N if args.quick else 100_000)
@@ -740,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         print("--rounds must be at least 1", file=sys.stderr)
         return 2
-    result = asyncio.run(run_all(n, args.live_ms, args.rounds, args.json))
+    knobs = Knobs(gc_freeze=args.gc_freeze, topic_aliases=not args.no_topic_aliases)
+    result = asyncio.run(run_all(n, args.live_ms, args.rounds, args.json, knobs))
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 

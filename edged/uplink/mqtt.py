@@ -6,9 +6,11 @@ before any CONNACK (RabbitMQ 3.10 does to an MQTT 5 client, a 3.1.1 client refus
 "unacceptable protocol version" sees the same) it waits for its timeout and says only
 "Operation timed out". This subclass keeps both and turns an early close into an error at
 once. It also lets the outbox's sender publish through paho directly (`publish_nowait`,
-`on_delivered`: see `edged.uplink.sender`), and reads paho's socket in chunks
-(`edged.uplink.readahead`). It overrides aiomqtt's callbacks and uses its
-paho client, hence the pin `aiomqtt>=2.5,<3`.
+`on_delivered`: see `edged.uplink.sender`) or past paho's per-message objects (`next_mid`,
+`write`, and its PUBACKs taken from the socket before paho reads them:
+`edged.uplink.packets`), and reads paho's socket in chunks (`edged.uplink.readahead`).
+It overrides aiomqtt's callbacks and uses its paho client (and paho's message-id counter
+and write queue), hence the pins `aiomqtt>=2.5,<3` and `paho-mqtt>=2.1,<3`.
 """
 
 import asyncio
@@ -22,6 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edged.uplink.packets import PubackFilter
 from edged.uplink.readahead import ReadAhead
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,9 @@ class MqttClient(aiomqtt.Client):
         self.on_delivered: Callable[[int], bool] | None = None
         """Told each message id paho reports published (PUBACK; QoS 0: written); True when
         the id was its own, else aiomqtt's `publish` is told."""
+        self.on_puback: Callable[[int], bool] | None = None
+        """Told each PUBACK's message id before paho reads it; True when the id was one of
+        the packets given to `write` (paho is not shown that PUBACK)."""
 
     @property
     def heard_at(self) -> float | None:
@@ -79,9 +85,28 @@ class MqttClient(aiomqtt.Client):
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         return int(info.mid)
 
+    def next_mid(self) -> int:
+        """A message id from paho's own counter, for a packet built outside paho."""
+        return int(self._client._mid_generate())
+
+    def write(self, packets: bytes) -> None:
+        """Queue PUBLISH packets built outside paho (`edged.uplink.packets`) behind what
+        paho has queued, as one write. Raises when not connected."""
+        client = self._client
+        if client._sock is None:
+            raise aiomqtt.MqttCodeError(paho.MQTT_ERR_NO_CONN, "Could not publish message")
+        # QoS 1 for paho's queue: it reports nothing when the bytes are written
+        client._packet_queue(paho.PUBLISH, packets, 0, 1)
+
+    def _claim(self, mid: int) -> bool:
+        """A PUBACK read from the socket: the drain's own, or paho's to read."""
+        hook = self.on_puback
+        return hook is not None and hook(mid)
+
     def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
-        """paho's new socket, read in chunks from now on (`edged.uplink.readahead`)."""
-        wrapped = ReadAhead(sock)
+        """paho's new socket, read in chunks from now on (`edged.uplink.readahead`), the
+        drain's PUBACKs taken out (`edged.uplink.packets`)."""
+        wrapped = ReadAhead(sock, PubackFilter(self._claim))
         self.reader = wrapped
         client._sock = wrapped
         super()._on_socket_open(client, userdata, wrapped)

@@ -6,6 +6,10 @@ during a drain that was ~10 % of the node's event loop. This wrapper reads what 
 has in one `recv` and hands paho its small reads from memory. `pending()` counts what it
 holds, so aiomqtt's reader (which calls paho's `loop_read` again while the socket says bytes
 are pending, as an `ssl.SSLSocket` does) empties it within the same wake-up.
+
+With a `PubackFilter` (`edged.uplink.packets`), the drain's own PUBACKs are taken out of
+what is read before paho sees it: a read that brings nothing else says "would block", as
+an empty socket does.
 """
 
 import socket
@@ -13,23 +17,26 @@ import ssl
 import time
 from typing import Any
 
+from edged.uplink.packets import PubackFilter
+
 CHUNK = 65536
 
 
 class ReadAhead:
     """Wraps a connected (TLS or plain) socket; everything but `recv` passes through."""
 
-    def __init__(self, sock: socket.socket | ssl.SSLSocket) -> None:
+    def __init__(
+        self, sock: socket.socket | ssl.SSLSocket, pubacks: PubackFilter | None = None
+    ) -> None:
         self.sock = sock
+        self.pubacks = pubacks
         self._buf = b""
         self._at = 0
         self.heard_at: float | None = None  # time.monotonic() of the last bytes read
 
     def recv(self, bufsize: int) -> bytes:
         if self._at >= len(self._buf):
-            data = self.sock.recv(max(bufsize, CHUNK))  # BlockingIOError when empty
-            if data:
-                self.heard_at = time.monotonic()
+            data = self._read(max(bufsize, CHUNK))
             if len(data) <= bufsize:
                 return data
             self._buf, self._at = data, 0
@@ -39,6 +46,20 @@ class ReadAhead:
         if self._at >= len(self._buf):
             self._buf, self._at = b"", 0
         return out
+
+    def _read(self, size: int) -> bytes:
+        """The next bytes for paho; b"" at the end of the stream."""
+        while True:
+            data = self.sock.recv(size)  # BlockingIOError when empty
+            if not data:
+                return data
+            self.heard_at = time.monotonic()
+            if self.pubacks is None:
+                return data
+            data = self.pubacks.feed(data)
+            if data:
+                return data
+            # all of it was the drain's PUBACKs (or the start of a packet): read on
 
     def pending(self) -> int:
         """Bytes readable without waiting: ours, and those TLS has decrypted."""

@@ -4,8 +4,11 @@ aiomqtt's `publish` costs a future, an `asyncio.wait_for` (a task and a timer) a
 wake-up per message; measured here that was as much CPU as everything else the node does to
 send a message (`bench.outbox`: a bare aiomqtt QoS 1 loop spends ~80 µs a message, paho's
 `publish` called from the loop with a dict of message ids ~50 µs). So the drain publishes
-through paho's own client, the one aiomqtt runs on the same event loop, and paho's
-`on_publish` (PUBACK for QoS 1, written for QoS 0) acknowledges the message to the outbox:
+on paho's own connection, the one aiomqtt runs on the same event loop, without a task per
+message. A QoS 1 message goes past paho's per-message objects too (`edged.uplink.packets`:
+its PUBLISH built here, the PUBLISHes of one loop turn queued as one write, its PUBACK taken
+from the socket before paho reads it); QoS 0 and 2 through paho's `publish`, acknowledged by
+paho's `on_publish` (written, for QoS 0):
 
 - PUBACKs read in one socket wake-up are acknowledged there, and the slots they free are
   filled once, in the next turn of the loop, by publishing that many messages in one go;
@@ -38,6 +41,7 @@ from paho.mqtt.properties import Properties
 from edged.outbox import Outbox, Stored
 from edged.uplink.batching import Batcher
 from edged.uplink.mqtt import MqttClient
+from edged.uplink.packets import publish_packet
 
 READ_AHEAD = 8
 """Windows of messages read ahead of the window in flight."""
@@ -74,7 +78,9 @@ class Sender:
         self.timeout_s = timeout_s
         self.v5 = v5
         self.sent = 0  # acknowledged by the broker in this session
-        self._inflight: dict[int, tuple[tuple[Stored, ...], float]] = {}  # mid -> (rows, sent at)
+        # mid -> (rows, sent at, whether its PUBACK is read here: `edged.uplink.packets`)
+        self._inflight: dict[int, tuple[tuple[Stored, ...], float, bool]] = {}
+        self._out: list[bytes] = []  # PUBLISH packets of this loop turn, written as one
         self._batcher = Batcher(batch_s, batch_max)
         self._timer: asyncio.TimerHandle | None = None
         self._ahead: deque[Stored] = deque()
@@ -91,6 +97,7 @@ class Sender:
     async def run(self) -> None:
         """Drain for as long as the session lasts; raises the error that ends it."""
         self.client.on_delivered = self._delivered
+        self.client.on_puback = self._puback
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._fill(), name="uplink.fill")
@@ -99,6 +106,7 @@ class Sender:
         finally:
             self._done = True
             self.client.on_delivered = None
+            self.client.on_puback = None
             if self._timer is not None:
                 self._timer.cancel()
 
@@ -128,7 +136,7 @@ class Sender:
             await asyncio.sleep(min(1.0, self.timeout_s / 4))
             if not inflight:
                 continue
-            msgs, sent_at = next(iter(inflight.values()))  # in the order they were sent
+            msgs, sent_at, _ = next(iter(inflight.values()))  # in the order they were sent
             waited = self._loop.time() - sent_at
             if waited > self.timeout_s:
                 raise PubackTimeout(
@@ -138,14 +146,27 @@ class Sender:
 
     def _delivered(self, mid: int) -> bool:
         """paho's on_publish, in the loop: a message of ours is with the broker."""
-        entry = self._inflight.pop(mid, None)
-        if entry is None:
+        entry = self._inflight.get(mid)
+        if entry is None or entry[2]:
             return False  # someone else's (birth, retained, a direct publish)
-        for msg in entry[0]:
-            self.outbox.ack(msg)
-        self.sent += len(entry[0])
-        self._wake()
+        self._done_with(mid, entry[0])
         return True
+
+    def _puback(self, mid: int) -> bool:
+        """A PUBACK read from the socket (`edged.uplink.packets`): one of the PUBLISHes
+        built here is with the broker. Any other id is paho's to read."""
+        entry = self._inflight.get(mid)
+        if entry is None or not entry[2]:
+            return False
+        self._done_with(mid, entry[0])
+        return True
+
+    def _done_with(self, mid: int, msgs: tuple[Stored, ...]) -> None:
+        del self._inflight[mid]
+        for msg in msgs:
+            self.outbox.ack(msg)
+        self.sent += len(msgs)
+        self._wake()
 
     def _wake(self) -> None:
         if not self._scheduled:
@@ -178,6 +199,7 @@ class Sender:
                 room -= 1
             for batch in batcher.take(now, room):
                 self._send(tuple(batch.messages), batch.payload(), now)
+            self._write()
         except Exception as exc:  # the connection is gone: the session ends
             if not self._failed.done():
                 self._failed.set_exception(exc)
@@ -196,8 +218,27 @@ class Sender:
         topic = first.topic
         if self.outgoing is not None:  # the fleet's encoding, topic aliases
             topic, payload, properties = self.outgoing(topic, payload, properties)
-        mid = self.client.publish_nowait(topic, payload, first.qos, first.retain, properties)
-        self._inflight[mid] = (msgs, now)
+        client = self.client
+        if first.qos == 1:  # built here, written with the others of this turn
+            mid = client.next_mid()
+            packed = None  # MQTT 3.1.1: no properties
+            if self.v5:
+                packed = b"\x00" if properties is None else properties.pack()  # type: ignore[no-untyped-call]
+            self._out.append(
+                publish_packet(topic, payload, mid, retain=first.retain, properties=packed)
+            )
+            self._inflight[mid] = (msgs, now, True)
+            return
+        self._write()  # what was built before goes first: the one naming a topic alias
+        mid = client.publish_nowait(topic, payload, first.qos, first.retain, properties)
+        self._inflight[mid] = (msgs, now, False)
+
+    def _write(self) -> None:
+        """The PUBLISHes built in this turn, to paho's write queue as one write."""
+        if self._out:
+            packets = b"".join(self._out)
+            self._out.clear()
+            self.client.write(packets)
 
     def _arm(self, due: float | None) -> None:
         """Wake the drain when the earliest batch waiting for company is due."""

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edged.uplink.packets import PubackFilter, varint
 from edged.uplink.readahead import ReadAhead
 
 
@@ -83,3 +84,29 @@ def test_any_read_sizes_give_back_the_stream_byte_for_byte(data: bytes, sizes: l
     finally:
         mine.close()
         peer.close()
+
+
+def puback(mid: int) -> bytes:
+    return b"\x40" + varint(2) + mid.to_bytes(2, "big")
+
+
+def test_a_read_of_only_claimed_pubacks_says_would_block(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    mine, peer = pair
+    peer.sendall(puback(1) + puback(2))
+    sock = ReadAhead(mine, PubackFilter(lambda mid: True))
+    with pytest.raises(BlockingIOError):
+        sock.recv(1)
+    assert sock.pending() == 0
+    assert sock.heard_at is not None  # the broker was heard all the same
+
+
+def test_the_end_of_the_stream_reaches_paho_after_claimed_pubacks(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    mine, peer = pair
+    peer.sendall(puback(1) + puback(2)[:2])
+    peer.close()
+    sock = ReadAhead(mine, PubackFilter(lambda mid: True))
+    assert sock.recv(1) == b""
