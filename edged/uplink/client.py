@@ -40,7 +40,7 @@ from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.incoming import Dropped, incoming
-from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient
+from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, reason_name
 from edged.uplink.reasons import SESSION_TAKEN_OVER, UNSUPPORTED_PROTOCOL, reason_for
 from edged.uplink.reconnect import Reconnect, SessionEnd
 from edged.uplink.sender import Sender
@@ -521,6 +521,21 @@ class Uplink:
             batch_s=self.config.batch_s,
             batch_max=self.config.batch_max,
         )
+        said: set[tuple[str, int]] = set()
+
+        def refused(topic: str, reason: int, messages: int) -> None:
+            self.counters.inc("uplink.publish_refused", messages)
+            if (topic, reason) not in said:  # once a session: an ACL refuses every one
+                said.add((topic, reason))
+                log.warning(
+                    "the broker refused %s (PUBACK %s, 0x%02x): kept in the outbox, sent "
+                    "again at the next session; check the broker's ACL and limits for it",
+                    topic,
+                    reason_name(reason),
+                    reason,
+                )
+
+        sender.on_refused = refused
         try:
             await sender.run()
         finally:

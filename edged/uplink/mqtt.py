@@ -21,6 +21,7 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -28,6 +29,19 @@ from edged.uplink.packets import PubackFilter
 from edged.uplink.readahead import ReadAhead
 
 log = logging.getLogger(__name__)
+
+
+def reason_name(code: int) -> str:
+    """A PUBACK reason code's name in MQTT 5 ("Not authorized"), or the number."""
+    try:
+        return str(ReasonCode(PacketTypes.PUBACK, identifier=code))
+    except (KeyError, ValueError):  # not a PUBACK code: a broker's own
+        return f"code {code}"
+
+
+def code_of(reason_code: "ReasonCode | int") -> int:
+    """paho gives a reason code as a `ReasonCode`, or as a bare int in some paths."""
+    return int(reason_code.value) if isinstance(reason_code, ReasonCode) else int(reason_code)
 
 
 class ClosedBeforeConnack(aiomqtt.MqttError):
@@ -58,12 +72,13 @@ class MqttClient(aiomqtt.Client):
         self.ended: Ended | None = None
         self.unreadable = 0
         self.reader: ReadAhead | None = None  # this connection's socket, once open
-        self.on_delivered: Callable[[int], bool] | None = None
-        """Told each message id paho reports published (PUBACK; QoS 0: written); True when
-        the id was its own, else aiomqtt's `publish` is told."""
-        self.on_puback: Callable[[int], bool] | None = None
-        """Told each PUBACK's message id before paho reads it; True when the id was one of
-        the packets given to `write` (paho is not shown that PUBACK)."""
+        self.on_delivered: Callable[[int, int], bool] | None = None
+        """Told each message id paho reports published (PUBACK; QoS 0: written) and its
+        reason code (>= 0x80: the broker refused it); True when the id was its own, else
+        aiomqtt's `publish` is told."""
+        self.on_puback: Callable[[int, int], bool] | None = None
+        """Told each PUBACK's message id and reason code before paho reads it; True when
+        the id was one of the packets given to `write` (paho is not shown that PUBACK)."""
 
     @property
     def heard_at(self) -> float | None:
@@ -98,10 +113,10 @@ class MqttClient(aiomqtt.Client):
         # QoS 1 for paho's queue: it reports nothing when the bytes are written
         client._packet_queue(paho.PUBLISH, packets, 0, 1)
 
-    def _claim(self, mid: int) -> bool:
+    def _claim(self, mid: int, reason: int) -> bool:
         """A PUBACK read from the socket: the drain's own, or paho's to read."""
         hook = self.on_puback
-        return hook is not None and hook(mid)
+        return hook is not None and hook(mid, reason)
 
     def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
         """paho's new socket, read in chunks from now on (`edged.uplink.readahead`), the
@@ -120,7 +135,7 @@ class MqttClient(aiomqtt.Client):
         properties: Any = None,
     ) -> None:
         hook = self.on_delivered
-        if hook is not None and hook(mid):
+        if hook is not None and hook(mid, code_of(reason_code)):
             return
         super()._on_publish(client, userdata, mid, reason_code, properties)
 
@@ -160,7 +175,7 @@ class MqttClient(aiomqtt.Client):
         text = getattr(properties, "ReasonString", None)
         self.ended = Ended(
             by_broker,
-            int(reason_code.value) if isinstance(reason_code, ReasonCode) else int(reason_code),
+            code_of(reason_code),
             str(reason_code),
             text if isinstance(text, str) else None,
         )

@@ -91,14 +91,14 @@ def publish_packet(
 
 class PubackFilter:
     """The bytes read from the broker, less the PUBACKs `claim` takes (it is told their
-    message id and says whether the id was its own).
+    message id and reason code, 0 for success, and says whether the id was its own).
 
     A packet not yet complete is held back only while it may be a PUBACK (or its header is
     incomplete); any other packet's bytes pass on as they come, so a large command is not
     held here. A header that is not MQTT (a remaining length longer than 4 bytes) turns the
     filter off: paho sees the bytes as they came and ends the session."""
 
-    def __init__(self, claim: Callable[[int], bool]) -> None:
+    def __init__(self, claim: Callable[[int, int], bool]) -> None:
         self.claim = claim
         self._held = b""  # the start of a packet that may be a PUBACK
         self._passing = 0  # bytes of the current packet still to pass on unseen
@@ -136,7 +136,9 @@ class PubackFilter:
                     out.append(buf[keep:pos])
                     self._held = buf[pos:]
                     return b"".join(out)
-                if claim(int.from_bytes(buf[i : i + 2], "big")):
+                # MQTT 5: a reason code after the id (none: 0, success); 3.1.1 has none
+                reason = buf[i + 2] if length >= 3 else 0
+                if claim(int.from_bytes(buf[i : i + 2], "big"), reason):
                     out.append(buf[keep:pos])
                     keep = end
             elif end > size:  # not a PUBACK: pass its bytes on as they come

@@ -45,6 +45,8 @@ from edged.uplink.packets import publish_packet
 
 READ_AHEAD = 8
 """Windows of messages read ahead of the window in flight."""
+REFUSED = 0x80
+"""A PUBACK's reason code from here up says the broker did not take the message."""
 
 
 class PubackTimeout(aiomqtt.MqttError):
@@ -78,6 +80,9 @@ class Sender:
         self.timeout_s = timeout_s
         self.v5 = v5
         self.sent = 0  # acknowledged by the broker in this session
+        self.refused = 0  # refused by the broker (a PUBACK's failure code) in this session
+        self.on_refused: Callable[[str, int, int], None] | None = None
+        """Told (topic, reason code, messages) for each publish the broker refused."""
         # mid -> (rows, sent at, whether its PUBACK is read here: `edged.uplink.packets`)
         self._inflight: dict[int, tuple[tuple[Stored, ...], float, bool]] = {}
         self._out: list[bytes] = []  # PUBLISH packets of this loop turn, written as one
@@ -144,29 +149,41 @@ class Sender:
                     f"([broker] publish_timeout_s = {self.timeout_s:g})"
                 )
 
-    def _delivered(self, mid: int) -> bool:
+    def _delivered(self, mid: int, reason: int) -> bool:
         """paho's on_publish, in the loop: a message of ours is with the broker."""
         entry = self._inflight.get(mid)
         if entry is None or entry[2]:
             return False  # someone else's (birth, retained, a direct publish)
-        self._done_with(mid, entry[0])
+        self._done_with(mid, entry[0], reason)
         return True
 
-    def _puback(self, mid: int) -> bool:
+    def _puback(self, mid: int, reason: int) -> bool:
         """A PUBACK read from the socket (`edged.uplink.packets`): one of the PUBLISHes
         built here is with the broker. Any other id is paho's to read."""
         entry = self._inflight.get(mid)
         if entry is None or not entry[2]:
             return False
-        self._done_with(mid, entry[0])
+        self._done_with(mid, entry[0], reason)
         return True
 
-    def _done_with(self, mid: int, msgs: tuple[Stored, ...]) -> None:
+    def _done_with(self, mid: int, msgs: tuple[Stored, ...], reason: int) -> None:
         del self._inflight[mid]
-        for msg in msgs:
-            self.outbox.ack(msg)
-        self.sent += len(msgs)
+        if reason >= REFUSED:
+            self._refused(msgs, reason)
+        else:
+            for msg in msgs:
+                self.outbox.ack(msg)
+            self.sent += len(msgs)
         self._wake()
+
+    def _refused(self, msgs: tuple[Stored, ...], reason: int) -> None:
+        """The broker answered with a failure code (MQTT 5: not authorized, topic name
+        invalid, quota exceeded...): it does not have the message. Not acknowledged, so
+        not deleted: the outbox keeps it handed out until the next session, which sends it
+        again (after a fix of the broker's ACL, say). Meanwhile the others go on."""
+        self.refused += len(msgs)
+        if self.on_refused is not None:
+            self.on_refused(msgs[0].topic, reason, len(msgs))
 
     def _wake(self) -> None:
         if not self._scheduled:

@@ -13,7 +13,7 @@ import pytest
 
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
-from tests.helpers.commands import online
+from tests.helpers.commands import BASE, online, send
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
@@ -124,3 +124,34 @@ async def test_a_broker_that_keeps_no_session_is_told_in_the_log_and_health(
     assert health["mqtt"]["session_expiry_s"] == 0
     line = await log_line(node, "keeps our session 0 s", 1)
     assert "lost" in line
+
+
+async def test_a_publish_the_brokers_acl_refuses_is_counted_logged_and_kept(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """MQTT 5: Mosquitto answers PUBACK 0x87 to a publish its ACL refuses. The node keeps
+    the message (it is not delivered), counts it in `health` and says which topic."""
+    acl = tmp_path / "acl"
+    acl.write_text(  # everything the node publishes but its replies
+        "topic read #\n"
+        f"topic readwrite {BASE}/state\n"
+        f"topic readwrite {BASE}/health\n"
+        f"topic readwrite {BASE}/cmd/#\n"
+    )
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
+    try:
+        config = write_config(tmp_path, broker.port, gps=False, health_s=1)
+        async with Collector(broker.port) as c:
+            node = await online(c, config, spawn)
+            await send(broker.port, "cmd/ping", b'{"id": "p1"}')
+            line = await log_line(node, f"the broker refused {BASE}/reply/ping", 10)
+            health = await health_with(
+                c,
+                "health counting the refusal",
+                lambda h: h.get("errors", {}).get("uplink.publish_refused", 0) >= 1,
+            )
+        assert "Not authorized" in line and "kept in the outbox" in line, line
+        assert health["outbox"]["depth"] >= 1, "the refused reply was dropped"
+        assert not c.on("reply/ping")
+    finally:
+        broker.stop()

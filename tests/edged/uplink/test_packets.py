@@ -113,10 +113,10 @@ packets = st.one_of(
 def test_paho_reads_everything_but_the_claimed_pubacks_whatever_the_reads(
     stream: list[bytes], claimed: set[int], cuts: list[int]
 ) -> None:
-    told: list[int] = []
+    told: list[tuple[int, int]] = []
 
-    def claim(mid: int) -> bool:
-        told.append(mid)
+    def claim(mid: int, reason: int) -> bool:
+        told.append((mid, reason))
         return mid in claimed
 
     expected = b"".join(
@@ -128,13 +128,15 @@ def test_paho_reads_everything_but_the_claimed_pubacks_whatever_the_reads(
         out.append(filt.feed(data[at : at + n]))
         at += n
     assert b"".join(out) == expected
-    assert told == [int.from_bytes(p[2:4], "big") for p in stream if p[0] == 0x40]
+    assert told == [  # with its reason code: none (3.1.1, or success in short) is 0
+        (int.from_bytes(p[2:4], "big"), p[4] if len(p) > 4 else 0) for p in stream if p[0] == 0x40
+    ]
     assert not filt.pending()
 
 
 def test_a_large_packet_passes_on_as_it_comes_not_held_until_complete() -> None:
     command = other(0x30, b"\x00\x03a/b" + b"x" * 1_000_000)
-    filt = PubackFilter(lambda mid: True)
+    filt = PubackFilter(lambda mid, reason: True)
     assert filt.feed(command[:10]) == command[:10]
     assert filt.feed(command[10:5000]) == command[10:5000]
     assert filt.feed(command[5000:] + puback(7)) == command[5000:]
@@ -142,13 +144,13 @@ def test_a_large_packet_passes_on_as_it_comes_not_held_until_complete() -> None:
 
 def test_bytes_that_are_not_mqtt_reach_paho_unchanged() -> None:
     garbage = b"\x30\xff\xff\xff\xff\x01" + puback(1) * 3
-    filt = PubackFilter(lambda mid: True)
+    filt = PubackFilter(lambda mid, reason: True)
     assert filt.feed(garbage) == garbage
     assert filt.feed(puback(2)) == puback(2)  # off for good: paho ends the session
 
 
 def test_a_puback_split_in_two_reads_is_held_until_complete() -> None:
-    filt = PubackFilter(lambda mid: mid == 9)
+    filt = PubackFilter(lambda mid, reason: mid == 9)
     assert filt.feed(puback(9)[:3]) == b""
     assert filt.pending()
     assert filt.feed(puback(9)[3:] + puback(10)[:1]) == b""

@@ -95,7 +95,7 @@ def test_a_read_of_only_claimed_pubacks_says_would_block(
 ) -> None:
     mine, peer = pair
     peer.sendall(puback(1) + puback(2))
-    sock = ReadAhead(mine, PubackFilter(lambda mid: True))
+    sock = ReadAhead(mine, PubackFilter(lambda mid, reason: True))
     with pytest.raises(BlockingIOError):
         sock.recv(1)
     assert sock.pending() == 0
@@ -108,5 +108,5 @@ def test_the_end_of_the_stream_reaches_paho_after_claimed_pubacks(
     mine, peer = pair
     peer.sendall(puback(1) + puback(2)[:2])
     peer.close()
-    sock = ReadAhead(mine, PubackFilter(lambda mid: True))
+    sock = ReadAhead(mine, PubackFilter(lambda mid, reason: True))
     assert sock.recv(1) == b""

@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -350,3 +350,62 @@ async def test_qos_0_and_qos_1_on_one_aliased_topic_keep_their_order(
     seqs = await seqs_drained(broker.port, outbox, sender, "position", 400)
     assert seqs == list(range(1, 401))
     assert rows(outbox) == 0
+
+
+@pytest.fixture
+def denying(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker whose ACL lets no one publish on the node's topics (MQTT 5: PUBACK 0x87)."""
+    acl = tmp_path / "deny.acl"
+    acl.write_text("topic readwrite nothing/#\n")
+    (tmp_path / "denying").mkdir()
+    broker = Mosquitto(tmp_path / "denying", extra=f"acl_file {acl}").start()
+    yield broker
+    broker.stop()
+
+
+async def test_a_publish_the_broker_refuses_stays_in_the_outbox(
+    denying: Mosquitto, outbox: Outbox
+) -> None:
+    await fill(outbox, [door(i) for i in range(20)])
+    told: list[tuple[str, int, int]] = []
+    sender = await sending(denying.port, outbox, window=8)
+    sender.on_refused = lambda topic, reason, n: told.append((topic, reason, n))
+    await run_until(sender, None, 1.5)
+    await outbox.flush()
+    assert rows(outbox) == 20, "a refused publish was deleted: lost"
+    assert sender.sent == 0 and sender.refused == 20
+    assert {t[1] for t in told} == {0x87} and sum(t[2] for t in told) == 20
+    assert all(t[0].endswith("/events/door") for t in told)
+
+
+async def test_refused_rows_go_again_in_the_next_session_and_arrive_once_allowed(
+    denying: Mosquitto, broker: Mosquitto, outbox: Outbox
+) -> None:
+    """An ACL fixed on the broker (here: the next session is on a broker that allows it)."""
+    await fill(outbox, [door(i) for i in range(20)])
+    await run_until(await sending(denying.port, outbox, window=8), None, 1.0)
+    outbox.begin_session()  # what the uplink does at each new session
+    async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+        drained = asyncio.ensure_future(until_empty(outbox, 20))
+        await run_until(await sending(broker.port, outbox, window=8), drained, 20)
+        await c.wait_for(lambda: len(c.on("events/door")) >= 20, 10, "all 20")
+    assert sorted(m.payload["seq"] for m in c.on("events/door")) == list(range(1, 21))
+
+
+async def test_while_some_publishes_are_refused_the_others_go_on(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Refused rows free their place in the window: what the ACL allows is not held up."""
+    acl = tmp_path / "part.acl"
+    acl.write_text("topic readwrite rnst/v1/test/n1/position\n")  # doors refused
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
+    try:
+        pubs = [door(i) if i % 2 else position(i, qos=1) for i in range(40)]
+        await fill(outbox, pubs)
+        sender = await sending(broker.port, outbox, window=4)
+        await run_until(sender, None, 1.5)
+        await outbox.flush()
+        assert sender.refused == 20 and sender.sent == 20
+        assert rows(outbox) == 20  # the doors, kept for the next session
+    finally:
+        broker.stop()
