@@ -101,6 +101,9 @@ class Sender:
 
     async def run(self) -> None:
         """Drain for as long as the session lasts; raises the error that ends it."""
+        # the broker's Receive Maximum (its CONNACK) bounds the QoS 1 publishes in flight:
+        # a broker that enforces it ends the session of a client that sends more (0x93)
+        self.window = min(self.window, self.client.receive_max or self.window)
         self.client.on_delivered = self._delivered
         self.client.on_puback = self._puback
         try:
@@ -237,7 +240,7 @@ class Sender:
             topic, payload, properties = self.outgoing(topic, payload, properties)
         client = self.client
         if first.qos == 1:  # built here, written with the others of this turn
-            mid = client.next_mid()
+            mid = client.next_mid(self._inflight)
             packed = None  # MQTT 3.1.1: no properties
             if self.v5:
                 packed = b"\x00" if properties is None else properties.pack()  # type: ignore[no-untyped-call]

@@ -596,7 +596,7 @@ async def receive_maximum(run: Run) -> Finding:
             Verdict.LIMITED,
             measured,
             f"the node keeps at most {announced} publishes in flight instead of {run.window} "
-            f"(paho honours it): set [broker] window = {announced} to match",
+            f"(the uplink honours it): set [broker] window = {announced} to match",
             True,
         )
     return Finding(

@@ -409,3 +409,22 @@ async def test_while_some_publishes_are_refused_the_others_go_on(
         assert rows(outbox) == 20  # the doors, kept for the next session
     finally:
         broker.stop()
+
+
+async def test_the_brokers_receive_maximum_bounds_the_window(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Mosquitto sends its max_inflight_messages as Receive Maximum (MQTT 5); a broker that
+    enforces it (HiveMQ) ends the session of a client with more in flight (0x93)."""
+    broker = Mosquitto(tmp_path, extra="max_inflight_messages 5").start()
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True)).start()
+    try:
+        await fill(outbox, [door(i) for i in range(100)])
+        sender = await sending(proxy.port, outbox, window=32)
+        await run_until(sender, None, 1.5)
+        assert sender.client.receive_max == 5
+        assert sender.window == 5
+        assert proxy.withheld == 5  # in flight at most: the broker's figure, not ours
+    finally:
+        await proxy.close()
+        broker.stop()
