@@ -63,3 +63,15 @@ async def send(
         await client.publish(
             f"{base}/{suffix}", payload, qos=1, retain=retain, properties=properties
         )
+
+
+def signing_config(public_key: str, scopes: str = '"read", "operate"') -> str:
+    """Config lines that make a node check commands signed by `public_key` (key id "ops")."""
+    return f"""
+[clock]
+trust_system_clock = true
+[[security.keys]]
+id = "ops"
+public_key = "{public_key}"
+scopes = [{scopes}]
+"""

@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
+from edged.uplink.packets import read_varint
+
 V5_TO_V311 = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
 
 
@@ -29,17 +31,6 @@ def _varint(n: int) -> bytes:
         out.append(digit | (0x80 if n else 0))
         if not n:
             return bytes(out)
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, at
-        shift += 7
 
 
 async def _packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -177,7 +168,7 @@ class QuirkProxy:
     def _subscribe(self, body: bytes, conn: _Conn) -> bytes:
         at = 2
         if conn.version == 5:
-            n, after = _read_varint(body, at)
+            n, after = read_varint(body, at)
             at = after + n
         out = bytearray(body[:at])
         while at < len(body):

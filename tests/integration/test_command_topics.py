@@ -13,19 +13,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.security.signing import public_key_text, sign
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
-from tests.helpers.commands import BASE, births, offlines, online, replies, reply_to, send
+from tests.helpers.commands import (
+    BASE,
+    births,
+    offlines,
+    online,
+    replies,
+    reply_to,
+    send,
+    signing_config,
+)
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
 KEY = Ed25519PrivateKey.generate()
-SIGNING = f"""
-[clock]
-trust_system_clock = true
-[[security.keys]]
-id = "ops"
-public_key = "{public_key_text(KEY.public_key())}"
-scopes = ["read", "operate"]
-"""
+SIGNING = signing_config(public_key_text(KEY.public_key()))
 
 
 @pytest.fixture

@@ -10,20 +10,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.security.signing import public_key_text, sign
 from tests.helpers.broker import Mosquitto
-from tests.helpers.commands import BASE, online, reply_to, send
+from tests.helpers.commands import BASE, online, reply_to, send, signing_config
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
 KEY = Ed25519PrivateKey.generate()
 FORGER = Ed25519PrivateKey.generate()
-SIGNING = f"""
-[clock]
-trust_system_clock = true
-[[security.keys]]
-id = "ops"
-public_key = "{public_key_text(KEY.public_key())}"
-scopes = ["read", "operate"]
-"""
+SIGNING = signing_config(public_key_text(KEY.public_key()))
 
 
 def signed(key: Ed25519PrivateKey, cmd_id: str) -> bytes:
