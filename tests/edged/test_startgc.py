@@ -168,7 +168,7 @@ def test_the_daemon_ends_start_up_for_the_collector_once_it_runs(
     finally:
         deadline.cancel()
         proc.terminate()
-        proc.wait(10)
+        proc.communicate(timeout=30)  # read on: a daemon blocked on a full pipe cannot stop
     log = "".join(lines)
     running = [i for i, line in enumerate(lines) if " running as " in line]
     over = [i for i, line in enumerate(lines) if "start-up over" in line]

@@ -80,7 +80,9 @@ async def test_kill_9_mid_burst_loses_no_event_that_was_reported_durable(
 async def test_kill_9_mid_drain_loses_nothing_and_deleted_only_what_the_broker_had(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
-    n = 20_000
+    # the node drains ~30,000 messages a second (#19) and dispatch's client reads slower:
+    # a backlog it cannot finish before the first 1,000 have been read here
+    n = 100_000
     config_path = write_config(tmp_path, broker.port, gps=False)
     config = load_config(config_path)
     box = Outbox(config.outbox, Clock())
@@ -97,7 +99,7 @@ async def test_kill_9_mid_drain_loses_nothing_and_deleted_only_what_the_broker_h
             return {int(m.payload["seq"]) for m in c.on("events/door")}
 
         node = await spawn(config_path)
-        await c.wait_for(lambda: len(c.on("events/door")) >= 3000, 30, "part of the backlog")
+        await c.wait_for(lambda: len(c.on("events/door")) >= 1000, 30, "part of the backlog")
         node.kill9()
         await node.stop()
         left = {int(seq) for (seq,) in rows_on_disk(config.outbox.path, "SELECT seq FROM msg")}
