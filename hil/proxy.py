@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from edged.uplink.packets import varint
+
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SESSION_EXPIRY_INTERVAL = 0x11
 
@@ -61,15 +63,6 @@ class Quirks:
     session_expiry_s: int | None = None  # put in every MQTT 5 CONNACK
     announce_takeover: bool = False
     withhold_pubacks: bool = False
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def read_varint(data: bytes, at: int) -> tuple[int, int]:

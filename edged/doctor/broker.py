@@ -32,6 +32,7 @@ from core.errors import ConfigError
 from edged.config.models import BrokerConfig
 from edged.doctor.check import Check, fail, ok, warn
 from edged.uplink.client import read_password
+from edged.uplink.packets import varint
 from edged.uplink.tls import tls_context
 
 SECTION = "broker"
@@ -354,20 +355,11 @@ def connect_packet(cfg: BrokerConfig, client_id: str, password: str | None) -> b
     if v5:
         header += b"\x00"  # no properties
     body = header + payload
-    return b"\x10" + _varint(len(body)) + body
+    return b"\x10" + varint(len(body)) + body
 
 
 def _string(data: bytes) -> bytes:
     return len(data).to_bytes(2) + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 async def _read_varint(reader: asyncio.StreamReader) -> int:

@@ -19,18 +19,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edged.uplink.packets import read_varint
+from edged.uplink.packets import read_varint, varint
 
 V5_TO_V311 = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 async def _packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -46,7 +37,7 @@ async def _packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 def _frame(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
+    return bytes([first]) + varint(len(body)) + body
 
 
 def _string(data: bytes, at: int) -> tuple[str, int]:
