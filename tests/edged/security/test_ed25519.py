@@ -171,3 +171,19 @@ def test_without_a_usable_openssl_the_error_says_what_to_install() -> None:
     )
     assert "install the Debian package libssl3" in done.stdout
     assert "/nonexistent/libcrypto.so.3" in done.stdout
+
+
+def test_config_keys_load_without_ctypes_which_waits_for_the_first_check() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from edged.config.security import KeyConfig; "
+            "print('ctypes' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    assert done.stdout.split() == ["False"]
