@@ -29,6 +29,8 @@ class Envelope(BaseModel):
     """Fields every outgoing payload carries; a replay keeps its original `epoch`, `seq`
     and `ts`, so dispatch de-duplicates on (topic, epoch, seq)."""
 
+    model_config = ConfigDict(defer_build=True)  # `edged schema` only: encode() writes it
+
     v: int = Field(description="schema version of this topic's payload")
     epoch: str = Field(
         description="16 hex digits, new at every start of the daemon: (epoch, seq) is never "
@@ -85,6 +87,8 @@ class Position(Body):
 
 
 class Alarm(Body):
+    model_config = ConfigDict(defer_build=True)  # built on first use (#19)
+
     kind: str = Field(description="panic, lone_worker, outbox_full...")
     active: bool
     reason: str = ""
@@ -207,6 +211,8 @@ class DoorEvent(Body):
 
 
 class GeofenceEvent(Body):
+    model_config = ConfigDict(defer_build=True)  # built on first use (#19)
+
     geofence: str = Field(description="geofence id")
     name: str = ""
     kind: str = Field(description="stop, market, depot, venue or zone")
@@ -220,6 +226,8 @@ class GeofenceEvent(Body):
 
 
 class FixEvent(Body):
+    model_config = ConfigDict(defer_build=True)  # built on first use (#19)
+
     event: Literal["lost", "regained"]
     after_s: float = Field(description="lost: time since the last valid fix; regained: outage")
     last_fix_time: datetime | None = Field(default=None, description="the last valid fix")
@@ -245,6 +253,8 @@ class Vehicle(Body):
 
 
 class FaultCode(Body):
+    model_config = ConfigDict(defer_build=True)  # built on first use (#19)
+
     source: int = Field(description="J1939 source address of the ECU")
     spn: int
     fmi: int
@@ -257,6 +267,8 @@ class FaultCode(Body):
 
 
 class EcuLamps(Body):
+    model_config = ConfigDict(defer_build=True)  # built on first use (#19)
+
     source: int
     malfunction: int
     red_stop: int
@@ -265,11 +277,15 @@ class EcuLamps(Body):
 
 
 class Faults(Body):
+    model_config = ConfigDict(defer_build=True)  # built on first use (#19)
+
     active: list[FaultCode] = Field(description="every active DM1 code, all ECUs")
     lamps: list[EcuLamps] = Field(description="lamp states of each ECU that sent a DM1")
 
 
 class Trip(Body):
+    model_config = ConfigDict(defer_build=True)  # built on first use (#19)
+
     trip_id: str
     started: datetime
     ended: datetime

@@ -7,7 +7,6 @@ A mistake is named with its key: `wifi.channel: ...`.
 
 import ipaddress
 import re
-import unicodedata
 from pathlib import Path
 from typing import Literal
 
@@ -169,6 +168,8 @@ class WifiConfig(Strict):
         size = len(value.encode("utf-8"))
         if not 1 <= size <= 32:
             raise ValueError(f"an SSID is 1 to 32 bytes of UTF-8; this one is {size} bytes")
+        import unicodedata  # here: its tables are 0.1 MB a node without this text never needs
+
         for ch in value:
             if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
                 raise ValueError(

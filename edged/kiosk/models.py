@@ -5,7 +5,6 @@ HTML, and control characters are refused here so a message cannot hide or reorde
 """
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -38,6 +37,8 @@ def _plain(text: str) -> str:
     """Refuse control and bidi-override characters: what dispatch typed is what riders read."""
     if _BIDI.search(text):
         raise ValueError("text has a bidi override or isolate; send plain text")
+    import unicodedata  # here: its tables are 0.1 MB a node without this text never needs
+
     for ch in text:
         if ch in _ALLOWED_CONTROLS or ch in _JOINERS:
             continue

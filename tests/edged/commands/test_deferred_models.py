@@ -1,7 +1,8 @@
-"""The pydantic models used only when a command or a rider's press arrives are built on
-first use (`defer_build`), not at every start: each costs 10-50 KB of validator,
-serializer and core schema (bench: `python -m bench.footprint`). The models a node uses
-at rest stay built at import, so no tap or publication pays for a build."""
+"""The pydantic models used only when a command, a rider's press or a rare event (an
+alarm, a fault, a geofence, the end of a trip) arrives are built on first use
+(`defer_build`), not at every start: each costs 10-50 KB of validator, serializer and core
+schema (bench: `python -m bench.footprint`). The models a node uses at rest stay built at
+import, so no tap or publication pays for a build."""
 
 import json
 import subprocess
@@ -23,6 +24,15 @@ ON_FIRST_USE = (
     "edged.kiosk.payloads.KioskRequest",
     "edged.services.journey.AssignArgs",
     "edged.access.lists.AccessDelta",
+    # payloads of rare events: a node may run for days without a panic or a DM1 fault
+    "edged.payloads.Envelope",
+    "edged.payloads.Alarm",
+    "edged.payloads.GeofenceEvent",
+    "edged.payloads.FixEvent",
+    "edged.payloads.FaultCode",
+    "edged.payloads.EcuLamps",
+    "edged.payloads.Faults",
+    "edged.payloads.Trip",
 )
 
 
