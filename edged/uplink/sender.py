@@ -46,10 +46,10 @@ from edged.uplink.mqtt import MqttClient
 from edged.uplink.packets import BadPublish, packed, publish_packet, publish_size
 
 READ_AHEAD = 8
+"""Windows of messages read ahead of the window in flight."""
 ALIAS_PROPERTIES = 4
 """Bytes of a batch's MQTT 5 properties at most: their length, then a topic alias (a batch
 carries no correlation data)."""
-"""Windows of messages read ahead of the window in flight."""
 REFUSED = 0x80
 """A PUBACK's reason code from here up says the broker did not take the message."""
 
