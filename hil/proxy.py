@@ -7,7 +7,8 @@ What it can do, each on demand:
 - refuse MQTT 5 as aedes does (a 3.1.1 CONNACK "unacceptable protocol version") or as
   RabbitMQ 3.10 does (close without a CONNACK);
 - rewrite `.` to `/` in every PUBLISH topic, both ways, as RabbitMQ's MQTT plugin does;
-- answer an MQTT 5 CONNACK with a session expiry of its choosing (ejabberd answers 0);
+- answer an MQTT 5 CONNACK with a session expiry of its choosing (ejabberd answers 0), or a
+  Maximum Packet Size of its choosing (a hostile or odd broker announcing 1 byte);
 - tell an MQTT 5 client thrown off by another with its client id why (DISCONNECT 0x8E,
   "session taken over", as EMQX, HiveMQ and newer Mosquitto do; Mosquitto 2.0.11 just
   closes the connection);
@@ -32,6 +33,7 @@ from edged.uplink.packets import varint
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SESSION_EXPIRY_INTERVAL = 0x11
+MAXIMUM_PACKET_SIZE = 0x27
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Quirks:
     refuse_v5: Literal["connack", "close"] | None = None
     rewrite_dots: bool = False
     session_expiry_s: int | None = None  # put in every MQTT 5 CONNACK
+    max_packet_size: int | None = None  # put in every MQTT 5 CONNACK
     announce_takeover: bool = False
     withhold_pubacks: bool = False
 
@@ -124,20 +127,21 @@ def connect_client_id(packet: bytes) -> bytes:
     return packet[at + 2 : at + 2 + size]
 
 
-def connack_with_expiry(packet: bytes, expiry_s: int) -> bytes:
-    """An MQTT 5 CONNACK with its session expiry property set to `expiry_s`."""
+def connack_with(packet: bytes, ident: int, value: int) -> bytes:
+    """An MQTT 5 CONNACK with its four-byte integer property `ident` (session expiry,
+    maximum packet size) set to `value`."""
     at = body_offset(packet)
     flags, code = packet[at], packet[at + 1]
     plen, props_at = read_varint(packet, at + 2)
     props = packet[props_at : props_at + plen]
     kept, i = bytearray(), 0
-    while i < len(props):  # drop a session expiry already there: other properties kept
-        ident = props[i]
-        size = _property_size(props, i + 1, ident)
-        if ident != SESSION_EXPIRY_INTERVAL:
+    while i < len(props):  # drop the property if there: the others kept
+        here = props[i]
+        size = _property_size(props, i + 1, here)
+        if here != ident:
             kept += props[i : i + 1 + size]
         i += 1 + size
-    kept += bytes([SESSION_EXPIRY_INTERVAL]) + expiry_s.to_bytes(4, "big")
+    kept += bytes([ident]) + value.to_bytes(4, "big")
     body = bytes([flags, code]) + varint(len(kept)) + kept
     return bytes([CONNACK << 4]) + varint(len(body)) + body
 
@@ -388,8 +392,11 @@ class MqttProxy:
             kind = packet[0] >> 4
             if kind == PUBLISH and q.rewrite_dots:
                 packet = publish_with_slashes(packet)
-            elif kind == CONNACK and q.session_expiry_s is not None and level == 5:
-                packet = connack_with_expiry(packet, q.session_expiry_s)
+            elif kind == CONNACK and level == 5:
+                if q.session_expiry_s is not None:
+                    packet = connack_with(packet, SESSION_EXPIRY_INTERVAL, q.session_expiry_s)
+                if q.max_packet_size is not None:
+                    packet = connack_with(packet, MAXIMUM_PACKET_SIZE, q.max_packet_size)
             elif kind == PUBACK and not to_broker and q.withhold_pubacks:
                 self.withheld += 1
                 continue

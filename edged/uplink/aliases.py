@@ -55,3 +55,10 @@ class TopicAliases:
         props = properties or Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.TopicAlias = alias
         return topic, props
+
+    def unsent(self, topic: str) -> None:
+        """The publish `apply` just named `topic` in did not go (the broker cannot take it:
+        `edged.uplink.sender`): an alias set up for it there is not the broker's, so the
+        next publish on it names it again."""
+        if self._aliases and next(reversed(self._aliases)) == topic:
+            del self._aliases[topic]

@@ -10,7 +10,10 @@ have gone alone, in `seq` order. Every edged reader takes a batch as its message
 - A backlog (rows left by a dead zone or a restart) goes in batches at once: nothing waits.
 - A live sample waits at most `batch_s` for the next ones of its topic (`[broker] batch_s`;
   0: it goes at once, alone unless others are already there).
-- A batch holds at most `batch_max` messages (1: never batch) and `MAX_BATCH_BYTES` of JSON.
+- A batch holds at most `batch_max` messages (1: never batch) and `MAX_BATCH_BYTES` of JSON,
+  less when the broker's Maximum Packet Size (MQTT 5 CONNACK) leaves less room (`room`): a
+  batch of samples is never built too large for the broker, so only a sample too large on
+  its own is held back (`edged.uplink.sender`).
 
 Nothing else is batched: an event, an alarm, a reply, a retained or latest-only message
 goes by itself, as fast as before. A row stays in the outbox until the publish that carries
@@ -19,6 +22,7 @@ unacknowledged leaves its rows to the next session, as for any message.
 """
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edged.outbox import Stored
@@ -36,6 +40,7 @@ class Batch:
     qos: int
     live: bool
     due: float  # loop time at which it goes, full or not
+    cap: int = MAX_BATCH_BYTES  # JSON bytes it may hold
     messages: list[Stored] = field(default_factory=list)
     size: int = 2  # the JSON list's brackets, then each payload and its comma
 
@@ -53,6 +58,9 @@ class Batcher:
         self.batch_s = batch_s
         self.batch_max = batch_max
         self.max_bytes = max_bytes
+        self.room: Callable[[str, int], int] | None = None
+        """JSON bytes the publish of a batch of (topic, QoS) has room for, when the broker
+        limits a packet's size (set per session; None: `max_bytes`)."""
         self._open: dict[tuple[str, int, bool], Batch] = {}
         self._ready: deque[Batch] = deque()
         self.held = 0  # messages gathered and not yet handed out
@@ -75,12 +83,15 @@ class Batcher:
         """Into its topic's open batch; a live message gives a new batch `batch_s` to wait."""
         key = (msg.topic, msg.qos, msg.live)
         batch = self._open.get(key)
-        if batch is not None and batch.size + len(msg.payload) + 1 > self.max_bytes:
+        if batch is not None and batch.size + len(msg.payload) + 1 > batch.cap:
             self._close(key, batch)
             batch = None
         if batch is None:
             due = now + self.batch_s if msg.live else now
-            batch = self._open[key] = Batch(msg.topic, msg.qos, msg.live, due)
+            cap = self.max_bytes
+            if self.room is not None:
+                cap = min(cap, self.room(msg.topic, msg.qos))
+            batch = self._open[key] = Batch(msg.topic, msg.qos, msg.live, due, cap)
         batch.messages.append(msg)
         batch.size += len(msg.payload) + 1
         self.held += 1
@@ -90,6 +101,11 @@ class Batcher:
     def _close(self, key: tuple[str, int, bool], batch: Batch) -> None:
         del self._open[key]
         self._ready.append(batch)
+
+    def put_back(self, batch: Batch) -> None:
+        """A batch handed out but not sent (split: its second half), to go first again."""
+        self._ready.appendleft(batch)
+        self.held += len(batch.messages)
 
     def take(self, now: float, most: int) -> list[Batch]:
         """Up to `most` batches that must go now: full ones first, then those due."""

@@ -41,6 +41,7 @@ from edged.topics import STATE, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, reason_name
+from edged.uplink.packets import BadPublish, packed, publish_size
 from edged.uplink.reasons import SESSION_TAKEN_OVER, UNSUPPORTED_PROTOCOL, reason_for
 from edged.uplink.reconnect import Reconnect, SessionEnd
 from edged.uplink.sender import Sender
@@ -127,6 +128,8 @@ class Uplink:
         """When the broker last spoke to the node on the last connection that went online
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
         will's delay started no earlier (`_will_still_held`)."""
+        self._said: set[tuple[str, str]] = set()
+        """(topic, cause) of the publishes held back that this session has logged."""
         self._subscribed: str | None = None
         """The command filter this process subscribed to in a session the broker may keep:
         when it says it kept the session, the subscription is in it (not sent again). Not
@@ -390,6 +393,7 @@ class Uplink:
         """Subscribe, birth, retained topics again, then drain the outbox for good."""
         use_aliases = self.protocol == "5" and self.config.topic_aliases
         self.aliases = TopicAliases(client.topic_alias_max if use_aliases else 0)
+        self._said.clear()
         if self.tls is not None:
             self.tls_resumed = self.tls.connected()
             self.counters.inc(f"uplink.tls.{'resumed' if self.tls_resumed else 'full'}")
@@ -409,7 +413,9 @@ class Uplink:
             # (a restart without persistence). Restored messages are the ones delivered
             # before, byte for byte: the same (topic, epoch, seq)
             for topic, payload, qos in await self.outbox.retained():
-                await client.publish(topic, self.wire(payload), qos=qos, retain=True)
+                wire = self.wire(payload)
+                if self._fits(client, topic, topic, wire, qos, None):
+                    await client.publish(topic, wire, qos=qos, retain=True)
         self.connected = True
         self.sessions += 1
         self._connected_as(client)
@@ -518,6 +524,7 @@ class Uplink:
             timeout_s=self.config.publish_timeout_s,
             v5=self.protocol == "5",
             outgoing=self.outgoing,
+            unsent=self.aliases.unsent,
             batch_s=self.config.batch_s,
             batch_max=self.config.batch_max,
         )
@@ -536,10 +543,59 @@ class Uplink:
                 )
 
         sender.on_refused = refused
+        sender.on_held_back = self._held_back
         try:
             await sender.run()
         finally:
             self.sent += sender.sent
+
+    def _fits(
+        self,
+        client: MqttClient,
+        topic: str,
+        name: str,
+        wire: bytes,
+        qos: int,
+        properties: Properties | None,
+    ) -> bool:
+        """Whether the broker can take a publish on `topic` (`name`: by alias, "") made
+        outside the drain (a restored retained message, `publish_direct`): what it cannot
+        is held back as the drain does, not sent to end the session."""
+        try:
+            props = packed(properties, v5=self.protocol == "5")
+            size = publish_size(name, len(wire), qos=qos, properties=props)
+        except BadPublish as exc:
+            self._held_back(topic, 1, None, str(exc))
+            return False
+        if client.max_packet is not None and size > client.max_packet:
+            self._held_back(topic, 1, size, "")
+            return False
+        return True
+
+    def _held_back(self, topic: str, messages: int, size: int | None, why: str) -> None:
+        """A publish the broker cannot take, not sent (`Sender._held_back`): counted, and
+        said once a session per topic and cause, with what to do."""
+        client = self._client
+        limit = client.max_packet if client is not None else None
+        if size is None:
+            self.counters.inc("uplink.publish_unsendable", messages)
+            key = (topic, "unsendable")
+            text = (
+                f"cannot publish {topic!r}: {why}; no broker can take it. Kept in the outbox "
+                "and skipped in each session: a bug to report, with the node's log"
+            )
+        else:
+            self.counters.inc("uplink.publish_too_large", messages)
+            key = (topic, "too_large")
+            text = (
+                f"not sent {topic}: a publish of {size} bytes, over the broker's Maximum "
+                f"Packet Size of {limit} bytes (it would end the session). Kept in the "
+                f"outbox and tried again at the next session: raise the broker's "
+                f"max_packet_size (Mosquitto) to at least {size}, or the payload is too large"
+            )
+        if key not in self._said:  # once a session: every message of the topic may be
+            self._said.add(key)
+            log.warning("%s", text)
 
     async def wait_idle(self, within_s: float) -> bool:
         """Wait (bounded) until everything stored has been acknowledged; for shutdown."""
@@ -559,6 +615,9 @@ class Uplink:
             return False
         try:
             name, wire, properties = self.outgoing(topic, payload, None)
+            if not self._fits(client, topic, name, wire, qos, properties):
+                self.aliases.unsent(name)
+                return False
             await client.publish(
                 name,
                 wire,

@@ -71,6 +71,9 @@ class MqttClient(aiomqtt.Client):
         self.granted_expiry_s: int | None = None  # CONNACK's session expiry (MQTT 5)
         self.topic_alias_max = 0  # CONNACK's Topic Alias Maximum (MQTT 5; absent: none)
         self.receive_max: int | None = None  # CONNACK's Receive Maximum (absent: 65,535)
+        self.max_packet: int | None = None
+        """CONNACK's Maximum Packet Size (MQTT 5; absent, or 3.1.1: no limit). A broker ends
+        the session of a client that sends a bigger packet (0x95, packet too large)."""
         self.ended: Ended | None = None
         self.unreadable = 0
         self.reader: ReadAhead | None = None  # this connection's socket, once open
@@ -178,6 +181,8 @@ class MqttClient(aiomqtt.Client):
         self.topic_alias_max = aliases if isinstance(aliases, int) else 0
         receive = getattr(properties, "ReceiveMaximum", None)
         self.receive_max = receive if isinstance(receive, int) and receive > 0 else None
+        largest = getattr(properties, "MaximumPacketSize", None)  # 0 is a protocol error
+        self.max_packet = largest if isinstance(largest, int) and largest > 0 else None
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:

@@ -21,6 +21,8 @@ paho never sees a PUBACK for a message it sent, nor misses one.
 
 from collections.abc import Callable
 
+from paho.mqtt.properties import Properties
+
 PUBACK = 0x40
 """A PUBACK's first byte: packet type 4, flags 0."""
 MAX_REMAINING = 268_435_455
@@ -28,7 +30,9 @@ MAX_REMAINING = 268_435_455
 
 
 class BadPublish(ValueError):
-    """What paho's `publish` refuses too: the drain's session ends, the row stays."""
+    """A publish no broker can take (what paho's `publish` refuses too): a wildcard in its
+    topic, a topic over 65535 bytes, a packet over MQTT's 256 MB. The drain does not send
+    it and goes on (`edged.uplink.sender`); the row stays in the outbox."""
 
 
 def varint(n: int) -> bytes:
@@ -59,22 +63,28 @@ def read_varint(buf: bytes, i: int) -> tuple[int, int]:
             raise ValueError("a variable byte integer longer than 4 bytes")
 
 
+def packed(properties: Properties | None, *, v5: bool) -> bytes | None:
+    """A PUBLISH's properties as they go on the wire: None over MQTT 3.1.1 (it has none)."""
+    if not v5:
+        return None
+    return b"\x00" if properties is None else properties.pack()  # type: ignore[no-untyped-call]
+
+
+def publish_size(topic: str, payload: int, *, qos: int, properties: bytes | None) -> int:
+    """Bytes of the PUBLISH packet of `payload` bytes on `topic` at `qos`, as paho or
+    `publish_packet` writes it: what a broker's Maximum Packet Size (MQTT 5 CONNACK) is
+    compared with. `properties`: as for `publish_packet`. Refuses what paho refuses."""
+    remaining = _remaining(topic.encode(), payload, qos, properties)
+    return 1 + _varint_size(remaining) + remaining
+
+
 def publish_packet(
     topic: str, payload: bytes, mid: int, *, retain: bool, properties: bytes | None
 ) -> bytes:
     """A QoS 1 PUBLISH. `properties`: MQTT 5's packed properties (b"\\x00" for none);
     None for MQTT 3.1.1, which has no properties. Refuses what paho's `publish` refuses."""
     name = topic.encode()
-    if b"+" in name or b"#" in name:
-        raise BadPublish(f"publish topic {topic!r} contains a wildcard")
-    if len(name) > 0xFFFF:
-        raise BadPublish("publish topic is longer than 65535 bytes")
-    if not name and properties is None:
-        raise BadPublish("an empty publish topic needs MQTT 5 and a topic alias")
-    props = properties if properties is not None else b""
-    length = 2 + len(name) + 2 + len(props) + len(payload)
-    if length > MAX_REMAINING:
-        raise BadPublish(f"publish of {len(payload)} bytes is larger than MQTT allows")
+    length = _remaining(name, len(payload), 1, properties)
     first = 0x32 | (1 if retain else 0)  # PUBLISH, QoS 1, not a duplicate
     return b"".join(
         (
@@ -83,10 +93,29 @@ def publish_packet(
             len(name).to_bytes(2, "big"),
             name,
             mid.to_bytes(2, "big"),
-            props,
+            properties if properties is not None else b"",
             payload,
         )
     )
+
+
+def _remaining(name: bytes, payload: int, qos: int, properties: bytes | None) -> int:
+    """A PUBLISH's remaining length (MQTT 3.3.1.4): the one place its rules are written."""
+    if b"+" in name or b"#" in name:
+        raise BadPublish(f"publish topic {name.decode(errors='replace')!r} contains a wildcard")
+    if len(name) > 0xFFFF:
+        raise BadPublish("publish topic is longer than 65535 bytes")
+    if not name and properties is None:
+        raise BadPublish("an empty publish topic needs MQTT 5 and a topic alias")
+    length = 2 + len(name) + (2 if qos else 0) + len(properties or b"") + payload
+    if length > MAX_REMAINING:
+        raise BadPublish(f"publish of {payload} bytes is larger than MQTT allows")
+    return length
+
+
+def _varint_size(n: int) -> int:
+    """len(varint(n)), without building it."""
+    return 1 if n < 0x80 else 2 if n < 0x4000 else 3 if n < 0x20_0000 else 4
 
 
 class PubackFilter:

@@ -21,7 +21,9 @@ paho's `on_publish` (written, for QoS 0):
   class, or the live lane before the backlog: `Stored.rank`) goes before it, so a live tap
   does not wait behind the read-ahead's backlog;
 - a message left unacknowledged for `timeout_s` ends the session, as aiomqtt's publish
-  time-out did: the outbox sends it again in the next one.
+  time-out did: the outbox sends it again in the next one;
+- a message the broker cannot take (a packet over its Maximum Packet Size, a `BadPublish`)
+  is not sent, and the session goes on: `_held_back`.
 
 Samples of one topic go several to a publish (`edged.uplink.batching`): a backlog at once,
 a live sample after waiting at most `batch_s` for others.
@@ -39,12 +41,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.outbox import Outbox, Stored
-from edged.uplink.batching import Batcher
+from edged.uplink.batching import Batch, Batcher
 from edged.uplink.mqtt import MqttClient
-from edged.uplink.packets import publish_packet
+from edged.uplink.packets import BadPublish, packed, publish_packet, publish_size
 
 READ_AHEAD = 8
 """Windows of messages read ahead of the window in flight."""
+ALIAS_PROPERTIES = 4
+"""Bytes of a batch's MQTT 5 properties at most: their length, then a topic alias (a batch
+carries no correlation data)."""
 REFUSED = 0x80
 """A PUBACK's reason code from here up says the broker did not take the message."""
 
@@ -56,6 +61,12 @@ class PubackTimeout(aiomqtt.MqttError):
 Outgoing = Callable[[str, bytes, "Properties | None"], tuple[str, bytes, "Properties | None"]]
 """What one publish sends for a stored message (`Uplink.outgoing`): the topic or its alias,
 the payload in the fleet's encoding. Called right before paho takes the publish."""
+Unsent = Callable[[str], None]
+"""Told the topic an `Outgoing` named in a publish that did not go (`TopicAliases.unsent`:
+an alias it set up is not the broker's)."""
+HeldBack = Callable[[str, int, "int | None", str], None]
+"""Told (topic, messages, packet bytes, why) of each publish held back: bytes None when
+the publish cannot be built at all (`BadPublish`, `why` says what)."""
 
 
 class Sender:
@@ -70,11 +81,13 @@ class Sender:
         timeout_s: float,
         v5: bool,
         outgoing: Outgoing | None = None,
+        unsent: Unsent | None = None,
         batch_s: float = 0.0,
         batch_max: int = 1,
     ) -> None:
         self.client = client
         self.outgoing = outgoing
+        self.unsent = unsent
         self.outbox = outbox
         self.window = window
         self.timeout_s = timeout_s
@@ -83,6 +96,8 @@ class Sender:
         self.refused = 0  # refused by the broker (a PUBACK's failure code) in this session
         self.on_refused: Callable[[str, int, int], None] | None = None
         """Told (topic, reason code, messages) for each publish the broker refused."""
+        self.held_back = 0  # messages not sent in this session: the broker cannot take them
+        self.on_held_back: HeldBack | None = None
         # mid -> (rows, sent at, whether its PUBACK is read here: `edged.uplink.packets`)
         self._inflight: dict[int, tuple[tuple[Stored, ...], float, bool]] = {}
         self._out: list[bytes] = []  # PUBLISH packets of this loop turn, written as one
@@ -104,6 +119,8 @@ class Sender:
         # the broker's Receive Maximum (its CONNACK) bounds the QoS 1 publishes in flight:
         # a broker that enforces it ends the session of a client that sends more (0x93)
         self.window = min(self.window, self.client.receive_max or self.window)
+        if self.client.max_packet is not None:  # no batch of samples too large for it
+            self._batcher.room = self._batch_room
         self.client.on_delivered = self._delivered
         self.client.on_puback = self._puback
         try:
@@ -188,6 +205,34 @@ class Sender:
         if self.on_refused is not None:
             self.on_refused(msgs[0].topic, reason, len(msgs))
 
+    def _held_back(self, msgs: tuple[Stored, ...], size: int | None, why: str) -> None:
+        """A publish the broker cannot take: not sent, and the session goes on (a broker
+        ends the session of a client that sends a packet over its Maximum Packet Size, and
+        then the same row came first again in every session: the node flapped, and what
+        was behind it, an alarm too, hardly moved). As for a refused publish, the rows are
+        not acknowledged, so not deleted: the outbox keeps them handed out until the next
+        session, which tries again. For a packet too large that is what fixes it: a broker
+        whose limit is raised meanwhile takes it. A `BadPublish` (a wildcard in the topic,
+        a packet over MQTT's 256 MB) will not go in any session, and is kept all the same:
+        the node cannot tell a row that is wrong from a fault of its own, and a deleted row
+        is lost for good, while a kept one costs a skip and a warning per session, shows
+        in `health.errors` and the outbox's depth and age, and can still be recovered."""
+        self.held_back += len(msgs)
+        if self.on_held_back is not None:
+            self.on_held_back(msgs[0].topic, len(msgs), size, why)
+
+    def _batch_room(self, topic: str, qos: int) -> int:
+        """JSON bytes a batch of `topic` at `qos` may hold under the broker's Maximum Packet
+        Size: the limit less the rest of its publish, its remaining length's 4 bytes at most
+        (in JSON, the payload's bytes on the wire; a batch another encoding makes too large
+        is split when sent: `_send`)."""
+        limit = self.client.max_packet or 0
+        properties = bytes(ALIAS_PROPERTIES) if self.v5 else None
+        try:
+            return limit - publish_size(topic, 0, qos=qos, properties=properties) - 3
+        except BadPublish:
+            return 0  # alone: it is held back when sent
+
     def _wake(self) -> None:
         if not self._scheduled:
             self._scheduled = True
@@ -215,10 +260,12 @@ class Sender:
                     continue
                 if room <= 0:
                     break
-                self._send((ahead.popleft(),), msg.payload, now)
-                room -= 1
-            for batch in batcher.take(now, room):
-                self._send(tuple(batch.messages), batch.payload(), now)
+                room -= self._send((ahead.popleft(),), msg.payload, now)
+            while room > 0:  # one at a time: a batch split in two goes on with its half
+                batches = batcher.take(now, 1)
+                if not batches:
+                    break
+                room -= self._send(tuple(batches[0].messages), batches[0].payload(), now)
             self._write()
         except Exception as exc:  # the connection is gone: the session ends
             if not self._failed.done():
@@ -228,8 +275,9 @@ class Sender:
         if len(ahead) <= (READ_AHEAD - 1) * self.window:
             self._low.set()
 
-    def _send(self, msgs: tuple[Stored, ...], payload: bytes, now: float) -> None:
-        """One publish carrying `msgs` (one message, or a batch of one topic's samples)."""
+    def _send(self, msgs: tuple[Stored, ...], payload: bytes, now: float) -> int:
+        """One publish carrying `msgs` (one message, or a batch of one topic's samples);
+        1 when it is in flight, 0 when it was held back (`_held_back`)."""
         first = msgs[0]
         properties = None
         if first.correlation is not None and self.v5:
@@ -239,19 +287,41 @@ class Sender:
         if self.outgoing is not None:  # the fleet's encoding, topic aliases
             topic, payload, properties = self.outgoing(topic, payload, properties)
         client = self.client
-        if first.qos == 1:  # built here, written with the others of this turn
-            mid = client.next_mid(self._inflight)
-            packed = None  # MQTT 3.1.1: no properties
-            if self.v5:
-                packed = b"\x00" if properties is None else properties.pack()  # type: ignore[no-untyped-call]
-            self._out.append(
-                publish_packet(topic, payload, mid, retain=first.retain, properties=packed)
-            )
+        props = packed(properties, v5=self.v5)
+        mid = packet = None
+        try:
+            if first.qos == 1:  # built here, written with the others of this turn
+                mid = client.next_mid(self._inflight)
+                packet = publish_packet(topic, payload, mid, retain=first.retain, properties=props)
+                size = len(packet)
+            else:
+                size = publish_size(topic, len(payload), qos=first.qos, properties=props)
+        except BadPublish as exc:
+            self._unsent(topic)
+            self._held_back(msgs, None, str(exc))
+            return 0
+        limit = client.max_packet
+        if limit is not None and size > limit:
+            self._unsent(topic)
+            if len(msgs) > 1:  # a batch its encoding made larger than its JSON: in halves
+                half = len(msgs) // 2
+                self._batcher.put_back(_batch(msgs[half:]))
+                return self._send(msgs[:half], _batch(msgs[:half]).payload(), now)
+            self._held_back(msgs, size, "")
+            return 0
+        if packet is not None and mid is not None:
+            self._out.append(packet)
             self._inflight[mid] = (msgs, now, True)
-            return
+            return 1
         self._write()  # what was built before goes first: the one naming a topic alias
         mid = client.publish_nowait(topic, payload, first.qos, first.retain, properties)
         self._inflight[mid] = (msgs, now, False)
+        return 1
+
+    def _unsent(self, topic: str) -> None:
+        """A publish naming `topic` did not go: a topic alias it set up is not set up."""
+        if topic and self.unsent is not None:
+            self.unsent(topic)
 
     def _write(self) -> None:
         """The PUBLISHes built in this turn, to paho's write queue as one write."""
@@ -272,3 +342,9 @@ class Sender:
 
 def _rank(msg: Stored) -> tuple[int, bool]:
     return msg.rank
+
+
+def _batch(msgs: tuple[Stored, ...]) -> Batch:
+    """Messages of one batch, as a batch of their own (due at once)."""
+    first = msgs[0]
+    return Batch(first.topic, first.qos, first.live, 0.0, messages=list(msgs))

@@ -11,6 +11,11 @@ from typing import Any
 
 import pytest
 
+from edged.clock import Clock
+from edged.config import load_config
+from edged.outbox import Outbox, Publication
+from edged.payloads import Alarm, DoorEvent
+from edged.topics import ALARM, DOOR, Topics
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, online, send
@@ -153,5 +158,56 @@ async def test_a_publish_the_brokers_acl_refuses_is_counted_logged_and_kept(
         assert "Not authorized" in line and "kept in the outbox" in line, line
         assert health["outbox"]["depth"] >= 1, "the refused reply was dropped"
         assert not c.on("reply/ping")
+    finally:
+        broker.stop()
+
+
+async def test_a_message_over_the_brokers_maximum_packet_size_holds_up_nothing(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """Mosquitto's max_packet_size (announced in its MQTT 5 CONNACK; a bigger packet ends
+    the session, 0x95). An alarm too large for it is held back; the doors and the panic
+    alarm behind it go in the same session, the large one stays in the outbox, counted and
+    said once; on a broker whose limit was raised it goes, and leaves the outbox."""
+    limit = 4096
+    (tmp_path / "b1").mkdir()
+    broker = Mosquitto(tmp_path / "b1", extra=f"max_packet_size {limit}").start()
+    config_path = write_config(tmp_path, broker.port, gps=False, health_s=1)
+    box = Outbox(load_config(config_path).outbox, Clock())
+    await box.open()
+    topics = Topics("rnst/v1", "test", "shuttle-07")
+    large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 2 * limit})
+    box.put_nowait(Publication.make(topics, ALARM, large, name="lone_worker"))
+    for i in range(5):
+        box.put_nowait(Publication.make(topics, DOOR, DoorEvent(door=f"d{i}", open=True)))
+    panic = Alarm(kind="panic", active=True)
+    box.put_nowait(Publication.make(topics, ALARM, panic, name="panic"))
+    await box.close()
+    try:
+        async with Collector(broker.port) as c:
+            node = await spawn(config_path)
+            await c.wait_for(
+                lambda: c.on("alarm/panic") and len(c.on("events/door")) >= 5, 10, "the rest"
+            )
+            health = await health_with(
+                c,
+                "health counting it",
+                lambda h: h.get("errors", {}).get("uplink.publish_too_large", 0) >= 1,
+            )
+        assert not c.on("alarm/lone_worker")
+        assert health["errors"]["uplink.publish_too_large"] == 1
+        assert health["outbox"]["depth"] == 1 and health["reconnects"] == 0
+        said = [line for line in node.lines if "Maximum Packet Size" in line]
+        assert len(said) == 1 and f"{limit} bytes" in said[0] and "max_packet_size" in said[0]
+        assert sum("connected to" in line for line in node.lines) == 1
+        assert "oversize packet" not in broker.log.read_text()
+        broker.stop()
+        (tmp_path / "b2").mkdir()
+        broker = Mosquitto(tmp_path / "b2", port=broker.port, extra=f"max_packet_size {4 * limit}")
+        broker.start()
+        async with Collector(broker.port) as c:
+            await c.wait_for(lambda: bool(c.on("alarm/lone_worker")), 10, "the large alarm")
+            await health_with(c, "an empty outbox", lambda h: h["outbox"]["depth"] == 0)
+        assert c.on("alarm/lone_worker")[0].payload["details"] == large.details
     finally:
         broker.stop()

@@ -54,3 +54,22 @@ def test_past_the_brokers_maximum_topics_go_by_name_without_properties() -> None
     aliases = TopicAliases(1)
     aliases.apply("a/position", None)
     assert aliases.apply("a/vehicle", None) == ("a/vehicle", None)
+
+
+def test_a_publish_that_did_not_go_sets_up_no_alias_and_the_next_names_the_topic() -> None:
+    aliases = TopicAliases(10)
+    aliases.apply("a/position", None)
+    aliases.apply("a/door", None)  # held back: too large for the broker
+    aliases.unsent("a/door")
+    topic, props = aliases.apply("a/door", None)
+    assert topic == "a/door" and fields(props) == {"TopicAlias": 2}
+
+
+def test_an_alias_the_broker_has_is_kept_when_a_later_publish_does_not_go() -> None:
+    aliases = TopicAliases(10)
+    aliases.apply("a/position", None)  # sent: the broker has alias 1
+    aliases.apply("a/door", None)
+    aliases.unsent("")  # a publish by alias alone did not go: nothing to take back
+    aliases.unsent("a/position")  # not the one just set up
+    assert aliases.apply("a/position", None)[0] == ""
+    assert aliases.apply("a/door", None)[0] == ""

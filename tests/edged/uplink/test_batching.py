@@ -119,3 +119,26 @@ def test_batches_keep_every_message_once_in_order_within_their_bounds(
         assert len(x.payload()) <= max_bytes
         assert [m["seq"] for m in messages(x.payload())] == [m.id for m in x.messages]
         assert [m.id for m in x.messages] == sorted(m.id for m in x.messages)
+
+
+def test_a_batch_holds_no_more_than_the_room_the_brokers_packet_size_leaves() -> None:
+    b = Batcher(0.0, 100)
+    b.room = lambda topic, qos: 600 if topic == "n/position" else 10_000
+    for i in range(40):
+        b.add(sample(i, size=80), now=0.0)
+        b.add(sample(100 + i, "n/vehicle", size=80), now=0.0)
+    batches = b.take(0.0, most=100)
+    small = [x for x in batches if x.topic == "n/position"]
+    assert all(len(x.payload()) <= 600 for x in small) and len(small) > 1
+    assert sum(len(x.messages) for x in small) == 40
+    assert max(len(x.payload()) for x in batches if x.topic == "n/vehicle") > 600
+
+
+def test_a_batch_put_back_goes_first_and_is_held_again() -> None:
+    b = Batcher(0.0, 2)
+    for i in range(4):
+        b.add(sample(i), now=0.0)
+    _, second = b.take(0.0, most=2)
+    b.put_back(second)
+    assert b.held == 2
+    assert b.take(0.0, most=1) == [second]

@@ -13,7 +13,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.uplink.aliases import AliasOnly
-from edged.uplink.packets import BadPublish, PubackFilter, publish_packet, read_varint, varint
+from edged.uplink.packets import (
+    BadPublish,
+    PubackFilter,
+    packed,
+    publish_packet,
+    publish_size,
+    read_varint,
+    varint,
+)
 
 
 def paho_bytes(
@@ -22,8 +30,9 @@ def paho_bytes(
     payload: bytes,
     retain: bool,
     props: Properties | None,
+    qos: int = 1,
 ) -> tuple[bytes, int]:
-    """What paho's own `publish` writes for a QoS 1 message, and its message id."""
+    """What paho's own `publish` writes for a message, and its message id."""
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
     mine, peer = socket.socketpair()
     got: list[bytes] = []
@@ -36,7 +45,7 @@ def paho_bytes(
     reader.start()
     try:
         client._sock = mine  # no broker: paho writes the packet straight to the socket
-        info = client.publish(topic, payload, 1, retain, props)
+        info = client.publish(topic, payload, qos, retain, props)
         mine.shutdown(socket.SHUT_WR)
         reader.join(10)
         return b"".join(got), info.mid
@@ -90,6 +99,62 @@ def test_a_topic_paho_refuses_is_refused(topic: str, properties: bytes | None) -
         publish_packet(topic, b"{}", 1, retain=False, properties=properties)
 
 
+EDGES = [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152]
+"""Remaining lengths where MQTT's length field grows a byte (and the first)."""
+
+
+@pytest.mark.parametrize("remaining", EDGES)
+@pytest.mark.parametrize("qos", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("protocol", "make"),
+    [
+        (MQTTProtocolVersion.MQTTv5, lambda: None),
+        (MQTTProtocolVersion.MQTTv5, correlated),
+        (MQTTProtocolVersion.MQTTv311, lambda: None),
+    ],
+    ids=["v5", "v5-properties", "v311"],
+)
+def test_the_size_of_a_publish_is_the_length_of_what_paho_sends(
+    remaining: int, qos: int, protocol: MQTTProtocolVersion, make: object
+) -> None:
+    """At the edges of MQTT's remaining length, each QoS, with and without properties:
+    the size the drain compares with a broker's Maximum Packet Size is paho's packet's."""
+    props = make()  # type: ignore[operator]
+    topic = "rnst/v1/f/n/événements"  # multi-byte UTF-8: bytes, not characters
+    v5 = protocol == MQTTProtocolVersion.MQTTv5
+    head = publish_size(topic, 0, qos=qos, properties=packed(props, v5=v5)) - 2
+    payload = b"x" * max(0, remaining - head)
+    expected, _ = paho_bytes(protocol, topic, payload, False, props, qos)
+    got = publish_size(topic, len(payload), qos=qos, properties=packed(props, v5=v5))
+    assert got == len(expected)
+    if remaining >= head:
+        assert read_varint(expected, 1)[0] == remaining  # the edge was hit, not near it
+
+
+def test_the_size_of_a_qos_1_publish_is_the_length_of_its_packet() -> None:
+    for n in (0, 100, 16_400):
+        packet = publish_packet("a/b", b"x" * n, 7, retain=False, properties=b"\0")
+        assert publish_size("a/b", n, qos=1, properties=b"\0") == len(packet)
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "properties"),
+    [
+        ("a/+/b", 2, b"\0"),
+        ("a/#", 2, b"\0"),
+        ("x" * 65536, 2, b"\0"),
+        ("", 2, None),
+        ("a/b", 268_435_455, b"\0"),
+    ],
+    ids=["plus", "hash", "too-long", "empty-on-311", "over-256-MB"],
+)
+def test_the_size_of_a_publish_paho_refuses_is_refused(
+    topic: str, payload: int, properties: bytes | None
+) -> None:
+    with pytest.raises(BadPublish):
+        publish_size(topic, payload, qos=0, properties=properties)
+
+
 def puback(mid: int, extra: bytes = b"") -> bytes:
     body = mid.to_bytes(2, "big") + extra
     return b"\x40" + varint(len(body)) + body
@@ -128,9 +193,14 @@ def test_paho_reads_everything_but_the_claimed_pubacks_whatever_the_reads(
         out.append(filt.feed(data[at : at + n]))
         at += n
     assert b"".join(out) == expected
-    assert told == [  # with its reason code: none (3.1.1, or success in short) is 0
-        (int.from_bytes(p[2:4], "big"), p[4] if len(p) > 4 else 0) for p in stream if p[0] == 0x40
-    ]
+    assert (
+        told
+        == [  # with its reason code: none (3.1.1, or success in short) is 0
+            (int.from_bytes(p[2:4], "big"), p[4] if len(p) > 4 else 0)
+            for p in stream
+            if p[0] == 0x40
+        ]
+    )
     assert not filt.pending()
 
 

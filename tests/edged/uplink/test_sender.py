@@ -3,6 +3,7 @@ PUBACK and not before; a message the broker never acknowledges ends the session.
 
 import asyncio
 import contextlib
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +20,7 @@ from edged.payloads import DoorEvent, Position
 from edged.topics import DOOR, POSITION, Priority, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.mqtt import MqttClient
-from edged.uplink.sender import READ_AHEAD, Outgoing, PubackTimeout, Sender
+from edged.uplink.sender import READ_AHEAD, Outgoing, PubackTimeout, Sender, Unsent
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.disk import rows_on_disk
@@ -75,6 +76,7 @@ async def sending(
     batch_max: int = 1,
     v5: bool = True,
     outgoing: Outgoing | None = None,
+    unsent: Unsent | None = None,
 ) -> Sender:
     protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
     return Sender(
@@ -84,6 +86,7 @@ async def sending(
         timeout_s=timeout_s,
         v5=v5,
         outgoing=outgoing,
+        unsent=unsent,
         batch_s=batch_s,
         batch_max=batch_max,
     )
@@ -428,3 +431,176 @@ async def test_the_brokers_receive_maximum_bounds_the_window(
     finally:
         await proxy.close()
         broker.stop()
+
+
+SMALL = 2048
+"""The small broker's max_packet_size: Mosquitto announces it in its CONNACK (MQTT 5) and
+ends the session of a client that sends a bigger packet (0x95, packet too large)."""
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[Mosquitto]:
+    (tmp_path / "small").mkdir()
+    broker = Mosquitto(tmp_path / "small", extra=f"max_packet_size {SMALL}").start()
+    yield broker
+    broker.stop()
+
+
+def big_door(size: int = 3 * SMALL, qos: int | None = None) -> Publication:
+    """A door event larger than the small broker takes (a config's door name could be)."""
+    return Publication.make(TOPICS, DOOR, DoorEvent(door="d" * size, open=True), qos=qos)
+
+
+def wildcard_door(qos: int) -> Publication:
+    """A row whose publish cannot be built (a wildcard in its topic), written as is."""
+    good = door(0)
+    return Publication(good.spec, "rnst/v1/test/n1/events/+", good.stream, good.body, qos)
+
+
+HeldBackCall = tuple[str, int, "int | None", str]
+
+
+def telling(sender: Sender) -> list[HeldBackCall]:
+    told: list[HeldBackCall] = []
+    sender.on_held_back = lambda topic, n, size, why: told.append((topic, n, size, why))
+    return told
+
+
+def ended_for_size(broker: Mosquitto) -> bool:
+    """Whether Mosquitto threw a client off for a packet over its max_packet_size."""
+    return "oversize packet" in broker.log.read_text()
+
+
+async def delivered(
+    port: int, box: Outbox, sender: Sender, suffix: str, n: int, left: int
+) -> list[int]:
+    """Run `sender` until `n` messages on `suffix` arrived and `left` rows are left."""
+    async with Collector(port, "rnst/v1/test/n1/#") as c:
+
+        async def until() -> None:
+            await c.wait_for(lambda: len(c.on(suffix)) >= n, 10, f"{n} on {suffix}")
+            while box.depth > left:
+                await asyncio.sleep(0.02)
+
+        await run_until(sender, asyncio.ensure_future(until()), 10)
+    await box.flush()
+    return [m.payload["seq"] for m in c.on(suffix)]
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_a_publish_over_the_brokers_maximum_packet_size_is_held_back_and_the_rest_goes(
+    small: Mosquitto, outbox: Outbox, qos: int
+) -> None:
+    """Not sent, so the session goes on and the rows behind it go; not deleted."""
+    await fill(outbox, [big_door(qos=qos), *(door(i) for i in range(1, 21))])
+    sender = await sending(small.port, outbox, window=8)
+    told = telling(sender)
+    seqs = await delivered(small.port, outbox, sender, "events/door", 20, left=1)
+    assert sender.client.max_packet == SMALL
+    assert sorted(seqs) == list(range(2, 22))
+    assert rows(outbox) == 1 and sender.held_back == 1 and sender.sent == 20
+    ((topic, n, size, why),) = told
+    assert topic == TOPICS.of(DOOR) and n == 1 and size is not None and size > SMALL
+    assert why == ""
+    assert not ended_for_size(small)
+
+
+async def test_a_publish_held_back_goes_in_a_session_on_a_broker_that_takes_it(
+    small: Mosquitto, broker: Mosquitto, outbox: Outbox
+) -> None:
+    """The broker's limit raised meanwhile (here: the next session is on a broker without
+    one): the row kept in the outbox goes, and leaves it."""
+    await fill(outbox, [big_door(), door(1)])
+    await delivered(small.port, outbox, await sending(small.port, outbox, 8), "events/door", 1, 1)
+    outbox.begin_session()  # what the uplink does at each new session
+    seqs = await delivered(
+        broker.port, outbox, await sending(broker.port, outbox, 8), "events/door", 1, 0
+    )
+    assert seqs == [1]
+    assert rows(outbox) == 0
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_a_row_whose_publish_cannot_be_built_is_held_back_and_the_rest_goes(
+    broker: Mosquitto, outbox: Outbox, qos: int
+) -> None:
+    await fill(outbox, [wildcard_door(qos), *(door(i) for i in range(1, 21))])
+    sender = await sending(broker.port, outbox, window=8)
+    told = telling(sender)
+    seqs = await delivered(broker.port, outbox, sender, "events/door", 20, left=1)
+    assert sorted(seqs) == list(range(2, 22))
+    assert rows(outbox) == 1 and sender.held_back == 1
+    ((topic, n, size, why),) = told
+    assert topic.endswith("/events/+") and n == 1 and size is None and "wildcard" in why
+
+
+def indented(
+    topic: str, payload: bytes, props: Properties | None
+) -> tuple[str, bytes, Properties | None]:
+    """An encoding larger than the stored JSON (CBOR can be: 0.1 is 3 bytes in JSON, 9 in
+    CBOR), still JSON so the subscriber reads it."""
+    return topic, json.dumps(json.loads(payload), indent=4).encode(), props
+
+
+@pytest.mark.parametrize(
+    ("qos", "outgoing"),
+    [(0, None), (1, None), (1, indented)],
+    ids=["qos0", "qos1", "qos1-larger-encoding"],
+)
+async def test_samples_batched_under_a_small_maximum_packet_size_all_go_in_batches(
+    small: Mosquitto, outbox: Outbox, qos: int, outgoing: Outgoing | None
+) -> None:
+    """Without the cap, a batch of 100 positions (about 20 kB) would go over the broker's
+    2 kB: no sample is held back, Mosquitto throws no one off, each publish holds several."""
+    await fill(outbox, [position(i, qos=qos) for i in range(400)])
+    sender = await sending(small.port, outbox, 8, batch_max=100, outgoing=outgoing)
+    async with Collector(small.port, "rnst/v1/test/n1/#") as c:
+        drained = asyncio.ensure_future(until_empty(outbox, 10))
+        await run_until(sender, drained, 10)
+        await c.wait_for(lambda: len(c.on("position")) >= 400, 10, "400 positions")
+    assert sorted(m.payload["seq"] for m in c.on("position")) == list(range(1, 401))
+    assert sender.held_back == 0 and not ended_for_size(small)
+    assert max(c.publishes["position"]) > 1, "no batches: the test proves nothing"
+    assert rows(outbox) == 0
+
+
+async def test_a_broker_announcing_a_one_byte_maximum_packet_size_costs_no_row_nor_the_session(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """Hostile or broken: no publish fits. Nothing is sent, nothing deleted, the drain
+    runs on (it does not spin: the rows wait for the next session), each is counted."""
+    proxy = await MqttProxy(broker.port, Quirks(max_packet_size=1)).start()
+    try:
+        pubs = [door(i) if i % 3 else position(i, qos=i % 2) for i in range(60)]
+        await fill(outbox, pubs)
+        sender = await sending(proxy.port, outbox, 8, batch_max=50)
+        told = telling(sender)
+        await run_until(sender, None, 1.0)  # raises if the session ended
+        await outbox.flush()
+        assert sender.client.max_packet == 1
+        assert rows(outbox) == 60 and sender.sent == 0
+        assert sender.held_back == 60 == sum(t[1] for t in told)
+        assert all(size is not None and size > 1 for _, _, size, _ in told)
+    finally:
+        await proxy.close()
+
+
+async def test_a_publish_held_back_does_not_leave_a_topic_alias_the_broker_never_saw(
+    small: Mosquitto, outbox: Outbox
+) -> None:
+    """The held-back publish was the first on its topic, so it was to name the topic and
+    set up its alias; the next one must name it again, or the broker ends the session
+    (topic alias invalid)."""
+    aliases = TopicAliases(10)
+
+    def outgoing(
+        topic: str, payload: bytes, props: Properties | None
+    ) -> tuple[str, bytes, Properties | None]:
+        name, props = aliases.apply(topic, props)
+        return name, payload, props
+
+    await fill(outbox, [big_door(), *(door(i) for i in range(1, 21))])
+    sender = await sending(small.port, outbox, 8, outgoing=outgoing, unsent=aliases.unsent)
+    seqs = await delivered(small.port, outbox, sender, "events/door", 20, left=1)
+    assert sorted(seqs) == list(range(2, 22))
+    assert sender.held_back == 1
