@@ -50,6 +50,12 @@ READ_AHEAD = 8
 ALIAS_PROPERTIES = 4
 """Bytes of a batch's MQTT 5 properties at most: their length, then a topic alias (a batch
 carries no correlation data)."""
+RESERVED = 2
+"""Of the broker's Receive Maximum, the QoS 1 publishes left to those made outside the
+drain, through paho: a republish, the outbox-full alarm, the state on shutdown. Each is
+awaited before the next, and at most two run at once; a drain that took the broker's whole
+allowance would put one of them over it. (The birth and the restored retained messages go
+before the drain starts.)"""
 REFUSED = 0x80
 """A PUBACK's reason code from here up says the broker did not take the message."""
 
@@ -116,9 +122,12 @@ class Sender:
 
     async def run(self) -> None:
         """Drain for as long as the session lasts; raises the error that ends it."""
-        # the broker's Receive Maximum (its CONNACK) bounds the QoS 1 publishes in flight:
-        # a broker that enforces it ends the session of a client that sends more (0x93)
-        self.window = min(self.window, self.client.receive_max or self.window)
+        # the broker's Receive Maximum (its CONNACK) bounds the QoS 1 publishes in flight,
+        # the drain's and paho's own together: a broker that enforces it ends the session
+        # of a client that sends more (0x93)
+        receive_max = self.client.receive_max
+        if receive_max is not None:
+            self.window = max(1, min(self.window, receive_max - RESERVED))
         if self.client.max_packet is not None:  # no batch of samples too large for it
             self._batcher.room = self._batch_room
         self.client.on_delivered = self._delivered

@@ -33,6 +33,7 @@ from edged.ops.client import (
     refused,
 )
 from edged.ops.login import Login, Protocol
+from edged.uplink.sender import RESERVED
 from edged.uplink.tls import TlsSessions
 
 SESSION_EXPIRY_S = 300
@@ -589,14 +590,16 @@ async def receive_maximum(run: Run) -> Finding:
             "the node's outbox window is not acknowledged: lower [broker] window",
             True,
         )
-    if announced is not None and int(announced) < run.window:
+    if announced is not None and int(announced) - RESERVED < run.window:
+        drain = max(1, int(announced) - RESERVED)
         return Finding(
             "receive_maximum",
             title,
             Verdict.LIMITED,
             measured,
-            f"the node keeps at most {announced} publishes in flight instead of {run.window} "
-            f"(the uplink honours it): set [broker] window = {announced} to match",
+            f"the node keeps at most {drain} outbox publishes in flight instead of "
+            f"{run.window} (the broker's {announced}, less {RESERVED} left for publishes "
+            f"outside the outbox): set [broker] window = {drain} to match",
             True,
         )
     return Finding(

@@ -20,7 +20,7 @@ from edged.payloads import DoorEvent, Position
 from edged.topics import DOOR, POSITION, Priority, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.mqtt import MqttClient
-from edged.uplink.sender import READ_AHEAD, Outgoing, PubackTimeout, Sender, Unsent
+from edged.uplink.sender import READ_AHEAD, RESERVED, Outgoing, PubackTimeout, Sender, Unsent
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.disk import rows_on_disk
@@ -426,8 +426,39 @@ async def test_the_brokers_receive_maximum_bounds_the_window(
         sender = await sending(proxy.port, outbox, window=32)
         await run_until(sender, None, 1.5)
         assert sender.client.receive_max == 5
-        assert sender.window == 5
-        assert proxy.withheld == 5  # in flight at most: the broker's figure, not ours
+        assert sender.window == 5 - RESERVED
+        assert proxy.withheld == 5 - RESERVED  # in flight at most: the broker's figure
+    finally:
+        await proxy.close()
+        broker.stop()
+
+
+async def test_publishes_made_beside_a_full_drain_stay_within_the_receive_maximum(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A republish or the outbox-full alarm goes through paho while the drain's window is
+    full: the drain leaves them room, so the broker never sees more than it allows."""
+    broker = Mosquitto(tmp_path, extra="max_inflight_messages 5").start()
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True)).start()
+    try:
+        await fill(outbox, [door(i) for i in range(100)])
+        sender = await sending(proxy.port, outbox, window=32)
+        async with sender.client:
+            task = asyncio.create_task(sender.run())
+            try:
+                for _ in range(150):
+                    if sender.in_flight and proxy.withheld >= sender.in_flight:
+                        break
+                    await asyncio.sleep(0.02)
+                assert sender.in_flight == sender.window  # the drain's window is full
+                for what in ("republish", "alarm"):  # at once, through paho: at most two
+                    sender.client.publish_nowait(f"rnst/v1/t/n/{what}", b"{}", 1, False)
+                await asyncio.sleep(0.5)
+                assert proxy.withheld <= 5  # the drain's and paho's: the broker's allowance
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     finally:
         await proxy.close()
         broker.stop()
