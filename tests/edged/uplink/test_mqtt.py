@@ -1,5 +1,6 @@
 """The MQTT client subclass: a message aiomqtt cannot read costs that message, not the link."""
 
+import inspect
 import subprocess
 import sys
 
@@ -47,3 +48,19 @@ def test_connecting_by_name_or_address_does_not_load_the_idna_codec(broker: Mosq
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_the_paho_internals_the_uplink_reaches_into_are_there() -> None:
+    """edged.uplink.mqtt takes message ids from paho's counter, queues its own PUBLISHes in
+    paho's write queue, reads paho's socket and opens it: parts of paho that are not its
+    API. pyproject.toml pins paho to the versions where they are as used; a newer paho
+    that moves one fails here, by name, before it fails a node's drain."""
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    for method in ("_mid_generate", "_packet_queue", "_create_socket_connection", "_get_proxy"):
+        assert callable(getattr(client, method, None)), method
+    for attribute in ("_sock", "_host", "_port", "_connect_timeout", "_bind_address"):
+        assert hasattr(client, attribute), attribute
+    assert hasattr(client, "_bind_port")
+    queue = list(inspect.signature(client._packet_queue).parameters)
+    assert queue[:4] == ["command", "packet", "mid", "qos"]
+    assert isinstance(client._mid_generate(), int)
