@@ -16,7 +16,7 @@ latency measured.
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -99,6 +99,17 @@ class Cgroup:
         swap = path / "memory.swap.max"
         if swap.exists():
             swap.write_text("0")
+
+    def set_period(self, period_us: int) -> None:
+        """The same share of a core over another period, for what is in the group now."""
+        self.limits = lim = replace(self.limits, period_us=period_us)
+        cpu = self.dirs["cpu"]
+        if self.version == 1:  # unlimited for the instant between the two writes
+            (cpu / "cpu.cfs_quota_us").write_text("-1")
+            (cpu / "cpu.cfs_period_us").write_text(str(lim.period_us))
+            (cpu / "cpu.cfs_quota_us").write_text(str(lim.quota_us))
+        else:
+            (cpu / "cpu.max").write_text(f"{lim.quota_us} {lim.period_us}")
 
     def join(self, pid: int) -> None:
         """Move `pid` in (from a child between fork and exec, or from outside)."""
