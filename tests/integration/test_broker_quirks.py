@@ -211,3 +211,49 @@ async def test_a_message_over_the_brokers_maximum_packet_size_holds_up_nothing(
         assert c.on("alarm/lone_worker")[0].payload["details"] == large.details
     finally:
         broker.stop()
+
+
+async def test_a_retained_message_too_large_for_a_new_broker_is_not_restored_and_the_session_stays(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """A broker that lost its retained store (restarted without persistence) gets the
+    node's retained messages again at the session's start, outside the drain. One that no
+    longer fits its Maximum Packet Size is held back there too: counted and said once, and
+    the session goes on instead of ending at it in every session."""
+    limit = 4096
+    (tmp_path / "b1").mkdir()
+    broker = Mosquitto(tmp_path / "b1").start()
+    config_path = write_config(tmp_path, broker.port, gps=False, health_s=1)
+    box = Outbox(load_config(config_path).outbox, Clock())
+    await box.open()
+    topics = Topics("rnst/v1", "test", "shuttle-07")
+    large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 2 * limit})
+    box.put_nowait(Publication.make(topics, ALARM, large, name="lone_worker"))
+    box.put_nowait(Publication.make(topics, ALARM, Alarm(kind="panic", active=True), name="panic"))
+    await box.close()
+    try:
+        async with Collector(broker.port) as c:
+            node = await spawn(config_path)
+            await c.wait_for(lambda: bool(c.on("alarm/lone_worker")), 10, "the large alarm")
+            await health_with(c, "an empty outbox", lambda h: h["outbox"]["depth"] == 0)
+        broker.stop()
+        (tmp_path / "b2").mkdir()
+        broker = Mosquitto(tmp_path / "b2", port=broker.port, extra=f"max_packet_size {limit}")
+        broker.start()
+        async with Collector(broker.port) as c:
+            await c.wait_for(lambda: bool(c.on("alarm/panic")), 10, "the small alarm restored")
+            health = await health_with(
+                c,
+                "health counting it",
+                lambda h: h.get("errors", {}).get("uplink.publish_too_large", 0) >= 1,
+            )
+            await asyncio.sleep(2.0)  # a session ended at it would reconnect by now
+            last = c.on("health")[-1].payload
+        assert not c.on("alarm/lone_worker")
+        assert health["errors"]["uplink.publish_too_large"] == 1
+        assert last["reconnects"] == health["reconnects"] == 1  # the restart's, no more
+        said = [line for line in node.lines if "Maximum Packet Size" in line]
+        assert len(said) == 1 and "alarm/lone_worker" in said[0]
+        assert "oversize packet" not in broker.log.read_text()
+    finally:
+        broker.stop()
