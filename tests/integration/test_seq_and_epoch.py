@@ -112,7 +112,12 @@ async def test_on_a_flapping_link_new_events_do_not_wait_behind_the_backlog(
     # messages (the drain outruns it on a loaded machine) changes nothing here; judging by
     # "before the whole backlog had arrived" made the test a race with the subscriber, lost
     # each time the drain got faster (windows 4, then 2).
-    config_path = write_config(tmp_path, broker.port, gps=False, broker="window = 2")
+    # each outage at least 0.3 s (the first reconnect waits 0.3-0.6 s, then longer: a takeover
+    # does not reset the backoff), so live events are made while the link is down in every
+    # one of them: with the helper's 0.2 s, outages of ~0.1 s left as few as 4 in a run
+    config_path = write_config(
+        tmp_path, broker.port, gps=False, broker="window = 2", reconnect_min_s=0.6
+    )
     box = Outbox(load_config(config_path).outbox, Clock())
     await box.open()
     topics = Topics("rnst/v1", "test", "shuttle-07")
