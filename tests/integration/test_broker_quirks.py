@@ -213,13 +213,14 @@ async def test_a_message_over_the_brokers_maximum_packet_size_holds_up_nothing(
         broker.stop()
 
 
-async def test_a_retained_message_too_large_for_a_new_broker_is_not_restored_and_the_session_stays(
+async def test_a_retained_message_too_large_for_a_new_broker_is_neither_restored_nor_republished(
     tmp_path: Path, spawn: Any
 ) -> None:
     """A broker that lost its retained store (restarted without persistence) gets the
     node's retained messages again at the session's start, outside the drain. One that no
     longer fits its Maximum Packet Size is held back there too: counted and said once, and
-    the session goes on instead of ending at it in every session."""
+    the session goes on instead of ending at it in every session. The same for `republish`,
+    whose publishes go beside the outbox too (`publish_direct`)."""
     limit = 4096
     (tmp_path / "b1").mkdir()
     broker = Mosquitto(tmp_path / "b1").start()
@@ -249,9 +250,21 @@ async def test_a_retained_message_too_large_for_a_new_broker_is_not_restored_and
             )
             await asyncio.sleep(2.0)  # a session ended at it would reconnect by now
             last = c.on("health")[-1].payload
+            panics = len(c.on("alarm/panic"))
+            await send(broker.port, "cmd/republish", b'{"id": "r1"}')
+            await c.wait_for(lambda: bool(c.on("reply/republish")), 10, "the reply")
+            again = await health_with(
+                c,
+                "health counting the republish",
+                lambda h: h.get("errors", {}).get("uplink.publish_too_large", 0) >= 2,
+            )
+            await c.wait_for(lambda: len(c.on("alarm/panic")) > panics, 5, "the panic again")
         assert not c.on("alarm/lone_worker")
         assert health["errors"]["uplink.publish_too_large"] == 1
         assert last["reconnects"] == health["reconnects"] == 1  # the restart's, no more
+        reply = c.on("reply/republish")[0].payload
+        assert reply["ok"] is True and reply["result"]["birth"] is True, reply
+        assert again["errors"]["uplink.publish_too_large"] == 2 and again["reconnects"] == 1
         said = [line for line in node.lines if "Maximum Packet Size" in line]
         assert len(said) == 1 and "alarm/lone_worker" in said[0]
         assert "oversize packet" not in broker.log.read_text()
