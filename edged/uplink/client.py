@@ -129,7 +129,8 @@ class Uplink:
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
         will's delay started no earlier (`_will_still_held`)."""
         self._said: set[tuple[str, str]] = set()
-        """(topic, cause) of the publishes held back that this session has logged."""
+        """(topic, cause) of the publishes refused or held back that this session has
+        logged (`_say_once`)."""
         self._subscribed: str | None = None
         """The command filter this process subscribed to in a session the broker may keep:
         when it says it kept the session, the subscription is in it (not sent again). Not
@@ -528,21 +529,7 @@ class Uplink:
             batch_s=self.config.batch_s,
             batch_max=self.config.batch_max,
         )
-        said: set[tuple[str, int]] = set()
-
-        def refused(topic: str, reason: int, messages: int) -> None:
-            self.counters.inc("uplink.publish_refused", messages)
-            if (topic, reason) not in said:  # once a session: an ACL refuses every one
-                said.add((topic, reason))
-                log.warning(
-                    "the broker refused %s (PUBACK %s, 0x%02x): kept in the outbox, sent "
-                    "again at the next session; check the broker's ACL and limits for it",
-                    topic,
-                    reason_name(reason),
-                    reason,
-                )
-
-        sender.on_refused = refused
+        sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back
         try:
             await sender.run()
@@ -572,6 +559,17 @@ class Uplink:
             return False
         return True
 
+    def _publish_refused(self, topic: str, reason: int, messages: int) -> None:
+        """Publishes the broker answered with a failure code (`Sender._refused`)."""
+        self.counters.inc("uplink.publish_refused", messages)
+        self._say_once(
+            topic,
+            f"0x{reason:02x}",
+            f"the broker refused {topic} (PUBACK {reason_name(reason)}, 0x{reason:02x}): kept "
+            "in the outbox, sent again at the next session; check the broker's ACL and "
+            "limits for it",
+        )
+
     def _held_back(self, topic: str, messages: int, size: int | None, why: str) -> None:
         """A publish the broker cannot take, not sent (`Sender._held_back`): counted, and
         said once a session per topic and cause, with what to do."""
@@ -579,22 +577,28 @@ class Uplink:
         limit = client.max_packet if client is not None else None
         if size is None:
             self.counters.inc("uplink.publish_unsendable", messages)
-            key = (topic, "unsendable")
-            text = (
+            self._say_once(
+                topic,
+                "unsendable",
                 f"cannot publish {topic!r}: {why}; no broker can take it. Kept in the outbox "
-                "and skipped in each session: a bug to report, with the node's log"
+                "and skipped in each session: a bug to report, with the node's log",
             )
         else:
             self.counters.inc("uplink.publish_too_large", messages)
-            key = (topic, "too_large")
-            text = (
+            self._say_once(
+                topic,
+                "too_large",
                 f"not sent {topic}: a publish of {size} bytes, over the broker's Maximum "
                 f"Packet Size of {limit} bytes (it would end the session). Kept in the "
                 f"outbox and tried again at the next session: raise the broker's "
-                f"max_packet_size (Mosquitto) to at least {size}, or the payload is too large"
+                f"max_packet_size (Mosquitto) to at least {size}, or the payload is too large",
             )
-        if key not in self._said:  # once a session: every message of the topic may be
-            self._said.add(key)
+
+    def _say_once(self, topic: str, cause: str, text: str) -> None:
+        """A warning once a session per topic and cause: an ACL or a size limit meets every
+        message of the topic, and the log must not fill with them."""
+        if (topic, cause) not in self._said:
+            self._said.add((topic, cause))
             log.warning("%s", text)
 
     async def wait_idle(self, within_s: float) -> bool:
