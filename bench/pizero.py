@@ -160,18 +160,18 @@ def _watch_gps_writes(rig: Rig) -> dict[bytes, float]:
     return written
 
 
-async def _startups_over(rig: Rig, cgroup: Cgroup, period_us: int, suffix: str) -> dict[str, Any]:
-    """Three more starts with the same share of a core given over another period: on this
-    VM the figure over the short period moves with the machine's idle state (bench/README),
-    the one over the kernel's period much less. Reported beside startup_s, not judged."""
-    cgroup.set_period(period_us)
-    walls, cpus = [], []
-    for _ in range(3):
+async def _restarts(rig: Rig, n: int, walls: list[float], cpus: list[float]) -> None:
+    """Stop the daemon and start it again `n` times: each start's wall time to `online` and
+    its CPU, appended."""
+    for _ in range(n):
         rig.daemon.stop()
         t0 = time.monotonic()
         await rig.start_daemon(timeout=60)
         walls.append(time.monotonic() - t0)
         cpus.append(rig.startup_cpu_s)
+
+
+def _startup(walls: list[float], cpus: list[float], suffix: str = "") -> dict[str, Any]:
     return {
         f"startup_s{suffix}": round(statistics.median(walls), 2),
         f"startups_s{suffix}": [round(w, 2) for w in walls],
@@ -209,19 +209,17 @@ async def run_one(
         say(quiet, f"[{name}] starting the rig")
         await rig.start()
         try:
-            startups = [rig.startup_s]
-            startup_cpu = [rig.startup_cpu_s]
-            for _ in range(2):
-                rig.daemon.stop()
-                t0 = time.monotonic()
-                await rig.start_daemon(timeout=60)
-                startups.append(time.monotonic() - t0)
-                startup_cpu.append(rig.startup_cpu_s)
-            out["startup_s"] = round(statistics.median(startups), 2)
-            out["startups_s"] = [round(s, 2) for s in startups]
-            out["startup_cpu_s"] = round(statistics.median(startup_cpu), 2)
+            walls, cpus = [rig.startup_s], [rig.startup_cpu_s]
+            await _restarts(rig, 2, walls, cpus)
+            out.update(_startup(walls, cpus))
             if cgroup is not None and limits is not None and limits.period_us != KERNEL_PERIOD_US:
-                out.update(await _startups_over(rig, cgroup, KERNEL_PERIOD_US, "_100ms_period"))
+                # three more starts with the same share over the kernel's period: on this VM
+                # the short period's figure moves with the machine's idle state (bench/README),
+                # this one much less. Reported beside startup_s, not judged
+                cgroup.set_period(KERNEL_PERIOD_US)
+                walls, cpus = [], []
+                await _restarts(rig, 3, walls, cpus)
+                out.update(_startup(walls, cpus, "_100ms_period"))
                 cgroup.set_period(limits.period_us)  # the window's latencies: the short one
             n_cards = int(window_s / TAP_EVERY_S) + 3
             cards = [bytes([0x04]) + os.urandom(3) for _ in range(n_cards)]
