@@ -3,10 +3,18 @@
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+
+from edged.clock import Clock
+from edged.config import load_config
+from edged.outbox import Outbox, Publication
+from edged.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTE = ROOT / "config" / "routes" / "creuse-shuttle.json"
+NODE_TOPICS = Topics("rnst/v1", "test", "shuttle-07")
+"""The topics of the node `write_config` describes by default."""
 
 
 def write_config(
@@ -92,3 +100,13 @@ def start_daemon(config: Path, log: Path) -> "subprocess.Popen[bytes]":
             env=env,
             cwd=ROOT,
         )
+
+
+async def queue_before_start(config: Path, publications: Iterable[Publication]) -> None:
+    """Messages in the outbox of the node of `config`, as a node that stopped with them
+    unsent leaves them: its next start has them as a backlog."""
+    box = Outbox(load_config(config).outbox, Clock())
+    await box.open()
+    for publication in publications:
+        box.put_nowait(publication)
+    await box.close()

@@ -11,16 +11,14 @@ from typing import Any
 
 import pytest
 
-from edged.clock import Clock
-from edged.config import load_config
-from edged.outbox import Outbox, Publication
+from edged.outbox import Publication
 from edged.payloads import Alarm, DoorEvent
-from edged.topics import ALARM, DOOR, Topics
+from edged.topics import ALARM, DOOR
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, online, send
 from tests.helpers.mqtt import Collector
-from tests.helpers.nodes import write_config
+from tests.helpers.nodes import NODE_TOPICS, queue_before_start, write_config
 
 FAST = "publish_timeout_s = 30"  # a refusal must be told long before any time-out
 
@@ -173,16 +171,16 @@ async def test_a_message_over_the_brokers_maximum_packet_size_holds_up_nothing(
     (tmp_path / "b1").mkdir()
     broker = Mosquitto(tmp_path / "b1", extra=f"max_packet_size {limit}").start()
     config_path = write_config(tmp_path, broker.port, gps=False, health_s=1)
-    box = Outbox(load_config(config_path).outbox, Clock())
-    await box.open()
-    topics = Topics("rnst/v1", "test", "shuttle-07")
     large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 2 * limit})
-    box.put_nowait(Publication.make(topics, ALARM, large, name="lone_worker"))
-    for i in range(5):
-        box.put_nowait(Publication.make(topics, DOOR, DoorEvent(door=f"d{i}", open=True)))
-    panic = Alarm(kind="panic", active=True)
-    box.put_nowait(Publication.make(topics, ALARM, panic, name="panic"))
-    await box.close()
+    doors = [DoorEvent(door=f"d{i}", open=True) for i in range(5)]
+    await queue_before_start(
+        config_path,
+        [
+            Publication.make(NODE_TOPICS, ALARM, large, name="lone_worker"),
+            *(Publication.make(NODE_TOPICS, DOOR, door) for door in doors),
+            Publication.make(NODE_TOPICS, ALARM, Alarm(kind="panic", active=True), name="panic"),
+        ],
+    )
     try:
         async with Collector(broker.port) as c:
             node = await spawn(config_path)
@@ -225,13 +223,14 @@ async def test_a_retained_message_too_large_for_a_new_broker_is_neither_restored
     (tmp_path / "b1").mkdir()
     broker = Mosquitto(tmp_path / "b1").start()
     config_path = write_config(tmp_path, broker.port, gps=False, health_s=1)
-    box = Outbox(load_config(config_path).outbox, Clock())
-    await box.open()
-    topics = Topics("rnst/v1", "test", "shuttle-07")
     large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 2 * limit})
-    box.put_nowait(Publication.make(topics, ALARM, large, name="lone_worker"))
-    box.put_nowait(Publication.make(topics, ALARM, Alarm(kind="panic", active=True), name="panic"))
-    await box.close()
+    await queue_before_start(
+        config_path,
+        [
+            Publication.make(NODE_TOPICS, ALARM, large, name="lone_worker"),
+            Publication.make(NODE_TOPICS, ALARM, Alarm(kind="panic", active=True), name="panic"),
+        ],
+    )
     try:
         async with Collector(broker.port) as c:
             node = await spawn(config_path)

@@ -7,15 +7,14 @@ from typing import Any
 
 import pytest
 
-from edged.clock import Clock
 from edged.config import load_config
-from edged.outbox import Outbox, Publication
+from edged.outbox import Publication
 from edged.payloads import DoorEvent, Position
-from edged.topics import DOOR, POSITION, Topics
+from edged.topics import DOOR, POSITION
 from tests.helpers.broker import Mosquitto
 from tests.helpers.disk import rows_on_disk
 from tests.helpers.mqtt import Collector, is_merge_of_two_increasing, unique_by_seq
-from tests.helpers.nodes import write_config
+from tests.helpers.nodes import NODE_TOPICS, queue_before_start, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -85,12 +84,13 @@ async def test_kill_9_mid_drain_loses_nothing_and_deleted_only_what_the_broker_h
     n = 100_000
     config_path = write_config(tmp_path, broker.port, gps=False)
     config = load_config(config_path)
-    box = Outbox(config.outbox, Clock())
-    await box.open()
-    topics = Topics("rnst/v1", "test", "shuttle-07")
-    for i in range(n):
-        box.put_nowait(Publication.make(topics, DOOR, DoorEvent(door=f"d{i}", open=i % 2 == 0)))
-    await box.close()
+    await queue_before_start(
+        config_path,
+        (
+            Publication.make(NODE_TOPICS, DOOR, DoorEvent(door=f"d{i}", open=i % 2 == 0))
+            for i in range(n)
+        ),
+    )
     everything = set(range(1, n + 1))
 
     async with Collector(broker.port, topic="rnst/v1/+/+/events/door") as c:
@@ -120,12 +120,8 @@ async def test_live_messages_arrive_within_a_second_while_a_50k_backlog_drains(
     # one position a publish: the backlog must take long enough to time live events against
     # (batched, 50,000 positions go in about a second; batches are tested in the uplink's tests)
     config_path = write_config(tmp_path, broker.port, gps=False, broker="batch_max = 1")
-    config = load_config(config_path)
-    box = Outbox(config.outbox, Clock())
-    await box.open()
-    topics = Topics("rnst/v1", "test", "shuttle-07")
-    for i in range(50_000):
-        body = Position(
+    positions = (
+        Position(
             fix_time="2026-11-25T10:00:00Z",
             lat=46.0,
             lon=2.0 + i * 1e-6,
@@ -133,8 +129,11 @@ async def test_live_messages_arrive_within_a_second_while_a_50k_backlog_drains(
             quality=1,
             odometer_m=float(i),
         )
-        box.put_nowait(Publication.make(topics, POSITION, body, qos=1))
-    await box.close()
+        for i in range(50_000)
+    )
+    await queue_before_start(
+        config_path, (Publication.make(NODE_TOPICS, POSITION, p, qos=1) for p in positions)
+    )
 
     # two subscribers, as dispatch would have: the one timing live events must not sit
     # behind 50,000 positions in its own client's queue (that would time the test's client)

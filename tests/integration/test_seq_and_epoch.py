@@ -10,16 +10,14 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from edged.clock import Clock
-from edged.config import load_config
-from edged.outbox import Outbox, Publication
+from edged.outbox import Publication
 from edged.payloads import DoorEvent
-from edged.topics import DOOR, Topics
+from edged.topics import DOOR
 from edged.uplink.sender import READ_AHEAD
 from hil.dispatch import dedup_key
 from tests.helpers.broker import Mosquitto
 from tests.helpers.mqtt import Collector
-from tests.helpers.nodes import write_config
+from tests.helpers.nodes import NODE_TOPICS, queue_before_start, write_config
 
 BASE = "rnst/v1/test/shuttle-07"
 
@@ -118,12 +116,13 @@ async def test_on_a_flapping_link_new_events_do_not_wait_behind_the_backlog(
     config_path = write_config(
         tmp_path, broker.port, gps=False, broker="window = 2", reconnect_min_s=0.6
     )
-    box = Outbox(load_config(config_path).outbox, Clock())
-    await box.open()
-    topics = Topics("rnst/v1", "test", "shuttle-07")
-    for i in range(BACKLOG):
-        box.put_nowait(Publication.make(topics, DOOR, DoorEvent(door=f"b{i}", open=True)))
-    await box.close()
+    await queue_before_start(
+        config_path,
+        (
+            Publication.make(NODE_TOPICS, DOOR, DoorEvent(door=f"b{i}", open=True))
+            for i in range(BACKLOG)
+        ),
+    )
 
     stop = asyncio.Event()
     async with (
