@@ -5,7 +5,7 @@ keeps no session (issue #22). The node says what it met, in its log and in `heal
 import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,27 @@ async def proxy(broker: Mosquitto, request: pytest.FixtureRequest) -> AsyncItera
 async def health_with(c: Collector, what: str, fits: Any) -> dict[str, Any]:
     await c.wait_for(lambda: any(fits(m.payload) for m in c.on("health")), 10, what)
     return next(m.payload for m in c.on("health") if fits(m.payload))
+
+
+def too_large(at_least: int) -> Callable[[dict[str, Any]], bool]:
+    """A health report counting `at_least` publishes over the broker's packet size."""
+    return lambda h: h.get("errors", {}).get("uplink.publish_too_large", 0) >= at_least
+
+
+def restarted(broker: Mosquitto, directory: Path, max_packet: int) -> Mosquitto:
+    """The broker stopped and a new one on its port, without persistence (no session, no
+    retained message kept), taking packets up to `max_packet` bytes."""
+    broker.stop()
+    directory.mkdir()
+    return Mosquitto(directory, port=broker.port, extra=f"max_packet_size {max_packet}").start()
+
+
+def alarms(large: Alarm) -> list[Publication]:
+    """A backlog of two alarms: `large`, then a small panic alarm behind it."""
+    return [
+        Publication.make(NODE_TOPICS, ALARM, large, name="lone_worker"),
+        Publication.make(NODE_TOPICS, ALARM, Alarm(kind="panic", active=True), name="panic"),
+    ]
 
 
 async def log_line(proc: Any, text: str, within_s: float) -> str:
@@ -173,13 +194,9 @@ async def test_a_message_over_the_brokers_maximum_packet_size_holds_up_nothing(
     config_path = write_config(tmp_path, broker.port, gps=False, health_s=1)
     large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 2 * limit})
     doors = [DoorEvent(door=f"d{i}", open=True) for i in range(5)]
+    first, panic = alarms(large)
     await queue_before_start(
-        config_path,
-        [
-            Publication.make(NODE_TOPICS, ALARM, large, name="lone_worker"),
-            *(Publication.make(NODE_TOPICS, DOOR, door) for door in doors),
-            Publication.make(NODE_TOPICS, ALARM, Alarm(kind="panic", active=True), name="panic"),
-        ],
+        config_path, [first, *(Publication.make(NODE_TOPICS, DOOR, d) for d in doors), panic]
     )
     try:
         async with Collector(broker.port) as c:
@@ -187,11 +204,7 @@ async def test_a_message_over_the_brokers_maximum_packet_size_holds_up_nothing(
             await c.wait_for(
                 lambda: c.on("alarm/panic") and len(c.on("events/door")) >= 5, 10, "the rest"
             )
-            health = await health_with(
-                c,
-                "health counting it",
-                lambda h: h.get("errors", {}).get("uplink.publish_too_large", 0) >= 1,
-            )
+            health = await health_with(c, "health counting it", too_large(1))
         assert not c.on("alarm/lone_worker")
         assert health["errors"]["uplink.publish_too_large"] == 1
         assert health["outbox"]["depth"] == 1 and health["reconnects"] == 0
@@ -199,10 +212,7 @@ async def test_a_message_over_the_brokers_maximum_packet_size_holds_up_nothing(
         assert len(said) == 1 and f"{limit} bytes" in said[0] and "max_packet_size" in said[0]
         assert sum("connected to" in line for line in node.lines) == 1
         assert "oversize packet" not in broker.log.read_text()
-        broker.stop()
-        (tmp_path / "b2").mkdir()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port, extra=f"max_packet_size {4 * limit}")
-        broker.start()
+        broker = restarted(broker, tmp_path / "b2", 4 * limit)
         async with Collector(broker.port) as c:
             await c.wait_for(lambda: bool(c.on("alarm/lone_worker")), 10, "the large alarm")
             await health_with(c, "an empty outbox", lambda h: h["outbox"]["depth"] == 0)
@@ -224,39 +234,22 @@ async def test_a_retained_message_too_large_for_a_new_broker_is_neither_restored
     broker = Mosquitto(tmp_path / "b1").start()
     config_path = write_config(tmp_path, broker.port, gps=False, health_s=1)
     large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 2 * limit})
-    await queue_before_start(
-        config_path,
-        [
-            Publication.make(NODE_TOPICS, ALARM, large, name="lone_worker"),
-            Publication.make(NODE_TOPICS, ALARM, Alarm(kind="panic", active=True), name="panic"),
-        ],
-    )
+    await queue_before_start(config_path, alarms(large))
     try:
         async with Collector(broker.port) as c:
             node = await spawn(config_path)
             await c.wait_for(lambda: bool(c.on("alarm/lone_worker")), 10, "the large alarm")
             await health_with(c, "an empty outbox", lambda h: h["outbox"]["depth"] == 0)
-        broker.stop()
-        (tmp_path / "b2").mkdir()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port, extra=f"max_packet_size {limit}")
-        broker.start()
+        broker = restarted(broker, tmp_path / "b2", limit)
         async with Collector(broker.port) as c:
             await c.wait_for(lambda: bool(c.on("alarm/panic")), 10, "the small alarm restored")
-            health = await health_with(
-                c,
-                "health counting it",
-                lambda h: h.get("errors", {}).get("uplink.publish_too_large", 0) >= 1,
-            )
+            health = await health_with(c, "health counting it", too_large(1))
             await asyncio.sleep(2.0)  # a session ended at it would reconnect by now
             last = c.on("health")[-1].payload
             panics = len(c.on("alarm/panic"))
             await send(broker.port, "cmd/republish", b'{"id": "r1"}')
             await c.wait_for(lambda: bool(c.on("reply/republish")), 10, "the reply")
-            again = await health_with(
-                c,
-                "health counting the republish",
-                lambda h: h.get("errors", {}).get("uplink.publish_too_large", 0) >= 2,
-            )
+            again = await health_with(c, "health counting the republish", too_large(2))
             await c.wait_for(lambda: len(c.on("alarm/panic")) > panics, 5, "the panic again")
         assert not c.on("alarm/lone_worker")
         assert health["errors"]["uplink.publish_too_large"] == 1
