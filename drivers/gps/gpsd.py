@@ -163,9 +163,8 @@ class GpsdGps:
     async def run(self, ctx: DriverContext) -> None:
         o = self.options
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(o.host, o.port), o.connect_timeout_s
-            )
+            async with asyncio.timeout(o.connect_timeout_s):
+                reader, writer = await asyncio.open_connection(o.host, o.port)
         except (OSError, TimeoutError) as exc:
             raise DriverError(
                 f"cannot reach {self.where} ({exc or 'timed out'}): is gpsd running? "
@@ -185,7 +184,8 @@ class GpsdGps:
         discarding = False  # inside an over-long line, until its end
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), o.silence_s)
+                async with asyncio.timeout(o.silence_s):
+                    data = await reader.read(READ_SIZE)
             except TimeoutError:
                 raise DriverError(
                     f"{self.where} sent nothing for {o.silence_s:g} s: is a receiver "

@@ -150,7 +150,8 @@ class SimReader:
             while True:
                 wait = None if upcoming is None else max(0.0, start + upcoming[0] - loop.time())
                 try:
-                    uid, ts = await asyncio.wait_for(self._queue.get(), wait)
+                    async with asyncio.timeout(wait):
+                        uid, ts = await self._queue.get()
                 except TimeoutError:  # only with a tap upcoming: its time has come
                     if upcoming is None:
                         continue

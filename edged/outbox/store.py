@@ -873,7 +873,8 @@ class Outbox:
                 return batch
             if time.monotonic() - self._read_failed_at < READ_RETRY_S:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._new_data.wait(), READ_RETRY_S)
+                    async with asyncio.timeout(READ_RETRY_S):
+                        await self._new_data.wait()
             else:
                 await self._new_data.wait()
 

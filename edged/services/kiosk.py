@@ -479,7 +479,8 @@ class KioskService(Service):
         future.add_done_callback(lambda f: self._stored(record, f))
         self.refresh()
         with contextlib.suppress(Exception):  # timed out or refused: `_stored` says which
-            await asyncio.wait_for(asyncio.shield(future), wait_s)
+            async with asyncio.timeout(wait_s):
+                await asyncio.shield(future)
         if future.done():
             self._stored(record, future)  # whichever of us runs first settles the status
         return Asked(record, repeat=False)

@@ -144,7 +144,8 @@ class HttpServer:
             await asyncio.wait(set(self._tasks), timeout=self.limits.stop_grace_s)
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), self.limits.stop_grace_s)
+                async with asyncio.timeout(self.limits.stop_grace_s):
+                    await self._server.wait_closed()
             self._server = None
 
     # -- one connection ----------------------------------------------------------------------
