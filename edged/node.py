@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.bus import Bus
+from core.cancel import cancel_and_wait
 from core.counters import Counters
 from core.errors import EdgedError
 from edged import __version__, sdnotify
@@ -241,8 +242,7 @@ class Node:
                 for task in others:
                     task.cancel()
                 await drain_and_say_offline(self.outbox, self.uplink, SHUTDOWN_BUDGET_S)
-                uplink.cancel()
-                writer.cancel()
+                await cancel_and_wait([*others, uplink, writer])  # one cancel can be lost
         finally:
             await self.outbox.close()
             logging.getLogger().removeHandler(self.log_tail)
