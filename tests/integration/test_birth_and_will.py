@@ -1,7 +1,9 @@
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
+from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
@@ -68,3 +70,22 @@ async def test_sigterm_with_the_broker_down_still_exits_within_5_seconds(
     started = time.monotonic()
     assert await proc.stop(timeout=10) == 0
     assert time.monotonic() - started < 5
+
+
+async def test_sigterm_while_the_broker_sits_on_the_birth_exits_within_5_seconds(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """The broker took the connection and the birth but sends no PUBACK (overloaded): the
+    session's start waits, and SIGTERM must still end the node within 5 s."""
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True)).start()
+    try:
+        proc = await spawn(write_config(tmp_path, proxy.port))
+        deadline = time.monotonic() + 10
+        while proxy.withheld == 0:  # the birth's PUBACK, kept from the node
+            assert time.monotonic() < deadline, "the node published no birth"
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        assert await proc.stop(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        await proxy.close()
