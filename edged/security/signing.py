@@ -6,9 +6,9 @@ JSON (sorted keys, no spaces, UTF-8), easy to rebuild in any language at dispatc
 
 A node checks signatures with the OpenSSL its `ssl` module already loaded
 (`edged.security.ed25519`), never with `cryptography`, which cost every node in service
-~9 MB from its first command on. A key in the config is checked for its shape (base64 of
-32 bytes, all that Ed25519 asks of a public key before it verifies). Signing and key files
-(`edgectl`, the tests) use `cryptography`, imported only there.
+~9 MB from its first command on. A key in the config must be base64 of 32 bytes that
+decode to a point of the curve not of small order (`edged.security.keycheck`). Signing and
+key files (`edgectl`, the tests) use `cryptography`, imported only there.
 """
 
 import base64
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import EdgedError
-from edged.security import ed25519
+from edged.security import ed25519, keycheck
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -38,6 +38,8 @@ class PublicKey:
     def __init__(self, raw: bytes) -> None:
         if len(raw) != KEY_BYTES:
             raise ValueError(f"an Ed25519 public key is {KEY_BYTES} bytes, not {len(raw)}")
+        if (why := keycheck.problem(raw)) is not None:
+            raise ValueError(f"this Ed25519 public key cannot be used: {why}")
         self.raw = raw
 
 
@@ -71,12 +73,18 @@ def verify(key: "PublicKey | Ed25519PublicKey", signature: str, message: bytes) 
 def public_key_from_text(text: str) -> PublicKey:
     """A public key as written in a config: base64 of the 32 raw bytes."""
     try:
-        return PublicKey(base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError) as exc:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != KEY_BYTES:
         raise ValueError(
             "not an Ed25519 public key: expected base64 of 32 bytes, as printed by "
             "`edgectl keys generate`"
-        ) from exc
+        )
+    try:
+        return PublicKey(raw)
+    except ValueError as exc:
+        raise ValueError(f"{exc}: use a key printed by `edgectl keys generate`") from None
 
 
 def public_key_text(key: "Ed25519PublicKey") -> str:
