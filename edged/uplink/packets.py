@@ -23,13 +23,15 @@ from collections.abc import Callable
 
 from paho.mqtt.properties import Properties
 
+from core.errors import EdgedError
+
 PUBACK = 0x40
 """A PUBACK's first byte: packet type 4, flags 0."""
 MAX_REMAINING = 268_435_455
 """The largest remaining length a 4-byte MQTT varint holds."""
 
 
-class BadPublish(ValueError):
+class BadPublish(EdgedError):
     """A publish no broker can take (what paho's `publish` refuses too): a wildcard in its
     topic, a topic over 65535 bytes, a packet over MQTT's 256 MB. The drain does not send
     it and goes on (`edged.uplink.sender`); the row stays in the outbox."""
