@@ -35,6 +35,14 @@ class Proc:
                     raise AssertionError(f"process exited: see {self.log}")
                 await asyncio.sleep(0.02)
 
+    async def wait_containing(self, text: str, timeout: float = 15) -> None:
+        """Until a line holds `text` (a log line, its time stamp unknown)."""
+        async with asyncio.timeout(timeout):
+            while not any(text in line for line in self.lines):
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"process exited: see {self.log}")
+                await asyncio.sleep(0.02)
+
     def durable(self) -> set[int]:
         return {int(line.split()[1]) for line in self.lines if line.startswith("durable ")}
 
