@@ -194,3 +194,22 @@ async def test_sigterm_while_the_config_loads_exits_0_and_starts_nothing(
         assert await asyncio.wait_for(proc.proc.wait(), 10) == 0
         await asyncio.sleep(0.5)
         assert not births(c)
+
+
+async def test_a_stop_that_hangs_is_cut_short_within_5_seconds_with_offline_said(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """Whatever hangs after SIGTERM (here the outbox's close, on a disk that stopped
+    answering), the process exits 0 within 5 s: offline was said, what was committed stays,
+    and the log says where each thread stood."""
+    config = write_config(tmp_path, broker.port, gps=False)
+    await queue_before_start(config, doors(QUEUED))
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        proc = await spawn(config, module="tests.helpers.stuck_close")
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        await stopped_within(proc, 5.0)
+        await c.wait_for(lambda: bool(offlines(c)), 3, "offline")
+        delivered = len({m.payload["seq"] for m in c.on("events/door")})
+    assert any("still running" in line for line in proc.lines), f"see {proc.log}"
+    assert any("Thread" in line and "most recent call first" in line for line in proc.lines)
+    assert delivered + queued(config) >= QUEUED
