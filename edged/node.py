@@ -59,6 +59,7 @@ class Node:
         self.restart_requested = False
         self.exit_code = 0
         self._restart_after_reply = False
+        self._terminating = False
         self._stop: asyncio.Event | None = None
         self.log_tail = RecentLog()
         self.started = time.monotonic()
@@ -139,7 +140,10 @@ class Node:
         return {**done, "health": True}
 
     def request_restart(self, *, after_reply: bool) -> None:
-        """Stop and start again from the config file (`restart`, `config.set`, rollback)."""
+        """Stop and start again from the config file (`restart`, `config.set`, rollback);
+        not once a stop signal came (`terminate`)."""
+        if self._terminating:
+            return
         self.restart_requested = True
         if after_reply:
             self._restart_after_reply = True
@@ -149,6 +153,14 @@ class Node:
     def request_exit(self, code: int) -> None:
         """Stop, and let `edged run` exit with `code` (a switch of release, a failed trial)."""
         self.exit_code = code
+        self._stop_now()
+
+    def terminate(self) -> None:
+        """SIGTERM or SIGINT: stop for good, with `offline` said, even when a restart was
+        asked for (the restart loop of `edged run` checks the signal too)."""
+        self._terminating = True
+        self.restart_requested = False
+        self._restart_after_reply = False
         self._stop_now()
 
     def _stop_now(self) -> None:

@@ -66,6 +66,7 @@ class Quirks:
     max_packet_size: int | None = None  # put in every MQTT 5 CONNACK
     announce_takeover: bool = False
     withhold_pubacks: bool = False
+    withhold_after: int = 0  # PUBACKs passed on (across connections) before withholding
 
 
 def read_varint(data: bytes, at: int) -> tuple[int, int]:
@@ -184,6 +185,7 @@ class MqttProxy:
         self.accepted = 0
         self.cuts = 0
         self.withheld = 0  # PUBACKs not passed on
+        self.pubacks = 0  # PUBACKs passed on
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._by_id: dict[bytes, asyncio.StreamWriter] = {}
@@ -397,9 +399,11 @@ class MqttProxy:
                     packet = connack_with(packet, SESSION_EXPIRY_INTERVAL, q.session_expiry_s)
                 if q.max_packet_size is not None:
                     packet = connack_with(packet, MAXIMUM_PACKET_SIZE, q.max_packet_size)
-            elif kind == PUBACK and not to_broker and q.withhold_pubacks:
-                self.withheld += 1
-                continue
+            elif kind == PUBACK and not to_broker:
+                if q.withhold_pubacks and self.pubacks >= q.withhold_after:
+                    self.withheld += 1
+                    continue
+                self.pubacks += 1
             if writer in self._holed:
                 continue  # into the dead zone
             writer.write(packet)

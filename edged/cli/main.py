@@ -4,13 +4,14 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import ConfigError, EdgedError
+from core.threads import DaemonThreadExecutor
 from edged import __version__
+from edged.cli.signals import StopSignals
 from edged.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -151,16 +152,12 @@ def print_schema(topic: str | None) -> int:
     return 0
 
 
-def install_stop_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-
 def run(config_file: Path) -> int:
     """Load the config (before the loop starts: a bad config never half-starts a node), run;
     start again from the file after `restart`, `config.set` or a rollback. Exits to switch
     to another release (the launcher starts it) or when the release on trial gives up."""
+    signals = StopSignals()
+    signals.install()  # first: a SIGTERM during the imports and the config's load is kept
     from edged import startgc
 
     startgc.hold_full_collections()  # before the imports: see edged.startgc
@@ -169,7 +166,7 @@ def run(config_file: Path) -> int:
     from edged.node import Node
     from edged.update.trial import EX_TEMPFAIL, on_trial_failure
 
-    while True:
+    while signals.received is None:
         try:
             config = load_config(config_file)
         except ConfigError as exc:
@@ -182,27 +179,37 @@ def run(config_file: Path) -> int:
             logging.getLogger("edged").error("the config on probation does not load: rolled back")
             probation.rollback()
             continue
+        if signals.received is not None:  # came while the config loaded: start nothing
+            break
         node = Node(config, config_path=config_file)
         try:
-            asyncio.run(serve(node))
+            asyncio.run(serve(node, signals))
         except EdgedError as exc:
             on_trial_failure("crashed", f"stopped at start: {exc}")
             raise
         if node.updates.switch_pending is not None:
             node.updates.finish_switch()
             return 0
-        if node.exit_code or not node.restart_requested:
+        if node.exit_code or not node.restart_requested or signals.received is not None:
             return node.exit_code
         logging.getLogger("edged").info("restarting from %s", config_file)
         startgc.hold_full_collections()  # and the old node's cycles collectable again
+    return 0  # stopped by a signal between two nodes
 
 
-async def serve(node: "Node") -> int:
-    """Run `node` until a stop signal; once it runs, start-up is over for the collector."""
+async def serve(node: "Node", signals: StopSignals) -> int:
+    """Run `node` until a stop signal; once it runs, start-up is over for the collector.
+    Blocking calls go to threads that never hold the exit (`core.threads`)."""
     from edged import startgc
 
+    asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
     stop = asyncio.Event()
-    install_stop_signals(stop)
+
+    def stop_for_good() -> None:
+        node.terminate()
+        stop.set()
+
+    signals.attach(stop_for_good)
     run = asyncio.create_task(node.run(stop), name="node")
     ready = asyncio.create_task(node.ready.wait(), name="node.ready")
     await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -214,4 +221,5 @@ async def serve(node: "Node") -> int:
         await run
     finally:
         settle.cancel()
+        signals.detach()
     return 0

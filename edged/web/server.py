@@ -115,7 +115,7 @@ class HttpServer:
 
         def protocol() -> asyncio.Protocol:
             reader = asyncio.StreamReader(limit=READ_BYTES, loop=loop)
-            return asyncio.StreamReaderProtocol(reader, self._connection, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, self._connection_task, loop=loop)
 
         self._stopping = False
         self._server = await loop.create_server(
@@ -149,6 +149,18 @@ class HttpServer:
             self._server = None
 
     # -- one connection ----------------------------------------------------------------------
+
+    async def _connection_task(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One connection's task, ending without an error when cancelled (`stop`, the
+        node's shutdown): its connection is closed by then (`_close`), and Python 3.11's
+        stream server logs a cancelled one as "Exception in callback ... CancelledError"
+        with a traceback (fixed in 3.12), an ERROR in the journal at each stop."""
+        try:
+            await self._connection(reader, writer)
+        except asyncio.CancelledError:
+            return
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

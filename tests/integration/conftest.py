@@ -35,6 +35,14 @@ class Proc:
                     raise AssertionError(f"process exited: see {self.log}")
                 await asyncio.sleep(0.02)
 
+    async def wait_containing(self, text: str, timeout: float = 15) -> None:
+        """Until a line holds `text` (a log line, its time stamp unknown)."""
+        async with asyncio.timeout(timeout):
+            while not any(text in line for line in self.lines):
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"process exited: see {self.log}")
+                await asyncio.sleep(0.02)
+
     def durable(self) -> set[int]:
         return {int(line.split()[1]) for line in self.lines if line.startswith("durable ")}
 
@@ -66,8 +74,9 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     """Start `edged run` (or the burst helper) as a child; all are stopped at the end."""
     procs: list[Proc] = []
 
-    async def start(config: Path, *extra: str, burst: bool = False) -> Proc:
-        module = "tests.helpers.burst_node" if burst else "edged"
+    async def start(config: Path, *extra: str, burst: bool = False, module: str = "edged") -> Proc:
+        """`module` other than edged: a helper that runs `edged run` with a fault in it."""
+        module = "tests.helpers.burst_node" if burst else module
         argv = [sys.executable, "-m", module]
         argv += [str(config), *extra] if burst else ["run", "-c", str(config), *extra]
         proc = await asyncio.create_subprocess_exec(

@@ -3,6 +3,7 @@ broken chunked bodies, smuggling, pipelining, slow drips, many connections, stre
 reader goes away or stops reading, and stopping with connections open. Whatever is sent,
 the answer is a 4xx or nothing, the server never fails (no 500) and serves the next one."""
 
+import logging
 import re
 import socket
 import time
@@ -294,6 +295,22 @@ def test_stopping_closes_idle_connections_and_streams_at_once() -> None:
     assert read_all(idle) == b""
     assert read_all(stream).endswith(b"0\r\n\r\n")  # the stream's last chunk: ended, not cut
     assert served.app.streams_open == 0
+
+
+def test_stopping_logs_no_error_for_the_connections_it_cancels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Python 3.11's stream server logs a cancelled connection task as "Exception in
+    callback ... CancelledError" (fixed in 3.12): an ERROR and a traceback in the journal at
+    every stop of a node whose kiosk screen was connected."""
+    served = Served(head_timeout_s=30.0)
+    idles = [connect(served) for _ in range(3)]
+    served.settle(lambda: served.connections() == 3)
+    with caplog.at_level(logging.WARNING):
+        served.close()
+    for sock in idles:
+        assert read_all(sock) == b""
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # -- anything at all -----------------------------------------------------------------------
