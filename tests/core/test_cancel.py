@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from core.cancel import cancel_and_wait
+from core.cancel import AGAIN_S, cancel_and_wait
+from edged.web.server import Limits
 
 
 async def _goes_on_after_one_cancel(ended: list[str]) -> None:
@@ -57,3 +58,33 @@ async def test_tasks_already_done_are_left_as_they_are() -> None:
     await done
     assert await cancel_and_wait([done]) == 0
     assert done.result() == 42
+
+
+async def _cleans_up_after_its_cancel(ended: list[str], cleanup_s: float) -> None:
+    try:
+        await asyncio.sleep(60)
+    finally:
+        await asyncio.sleep(cleanup_s)  # a bounded clean-up: the kiosk ending its streams
+        ended.append("cleaned up")
+
+
+async def test_a_task_cancelled_before_finishes_its_clean_up_uncut() -> None:
+    ended: list[str] = []
+    task = asyncio.create_task(_cleans_up_after_its_cancel(ended, 0.1))
+    await asyncio.sleep(0)
+    task.cancel()  # the node cancels its services when it starts to stop
+    await asyncio.sleep(0.01)  # it is in its clean-up
+    assert await cancel_and_wait([task], again_s=1.0) == 0
+    assert ended == ["cleaned up"]
+
+
+async def test_the_kiosks_clean_up_is_not_taken_for_a_lost_cancel() -> None:
+    """The web server's stop waits up to 3 x `stop_grace_s` for its connections: the
+    default wait before a second cancel is longer."""
+    grace = 3 * Limits(head_timeout_s=1, write_timeout_s=1).stop_grace_s
+    assert grace < AGAIN_S
+    ended: list[str] = []
+    task = asyncio.create_task(_cleans_up_after_its_cancel(ended, grace - 0.1))
+    await asyncio.sleep(0)
+    assert await cancel_and_wait([task]) == 0
+    assert ended == ["cleaned up"]

@@ -18,7 +18,7 @@ from edged.payloads import DoorEvent
 from edged.security.signing import public_key_text, sign
 from edged.topics import DOOR
 from hil.proxy import MqttProxy, Quirks
-from tests.helpers.broker import Mosquitto
+from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.commands import BASE, births, offlines
 from tests.helpers.disk import rows_on_disk
 from tests.helpers.fileserver import fleet_ca
@@ -213,3 +213,30 @@ async def test_a_stop_that_hangs_is_cut_short_within_5_seconds_with_offline_said
     assert any("still running" in line for line in proc.lines), f"see {proc.log}"
     assert any("Thread" in line and "most recent call first" in line for line in proc.lines)
     assert delivered + queued(config) >= QUEUED
+
+
+async def test_sigterm_with_kiosk_pages_open_ends_their_streams_and_cancels_once(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """The kiosk's stop ends each open event stream with its last chunk, within its grace;
+    the node's stop does not take that clean-up for a lost cancel and cut it short."""
+    port = free_port()
+    extra = f'host = "127.0.0.1"\nport = {port}\n'
+    proc = await spawn(write_config(tmp_path, broker.port, kiosk=True, extra=extra))
+    await proc.wait_containing("page at", 15)
+    streams = []
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        streams.append((reader, writer))
+    await stopped_within(proc, 5)
+    for reader, writer in streams:
+        async with asyncio.timeout(5):
+            rest = await reader.read()
+        writer.close()
+        assert rest.endswith(b"\r\n0\r\n\r\n"), rest[-80:]  # chunked: the last chunk
+    log = proc.log.read_text()
+    assert "went on after it was cancelled" not in log
+    assert "Traceback" not in log
