@@ -122,6 +122,13 @@ class Batcher:
         self.held -= sum(len(b.messages) for b in out)
         return out
 
+    def hurry(self) -> None:
+        """No sample waits for company from now on, those waiting included: the node is
+        stopping, and what it can send goes before it says `offline`."""
+        self.batch_s = 0.0
+        for batch in self._open.values():
+            batch.due = 0.0
+
     def next_due(self) -> float | None:
         """When the earliest open batch is due; None when nothing waits."""
         return min((b.due for b in self._open.values()), default=None)

@@ -111,6 +111,8 @@ class Uplink:
         self.sessions = 0
         self.sent = 0
         self._client: MqttClient | None = None
+        self._sender: Sender | None = None  # this session's drain, while it runs
+        self._hurried = False  # stopping: no sample waits for a batch (`hurry`)
         self.protocol: Protocol = config.protocol
         self.fell_back = False  # on 3.1.1 because the broker refused MQTT 5
         self._probing_311 = False  # MQTT 5 CONNECTs got no CONNACK: is it the version?
@@ -526,14 +528,16 @@ class Uplink:
             v5=self.protocol == "5",
             outgoing=self.outgoing,
             unsent=self.aliases.unsent,
-            batch_s=self.config.batch_s,
+            batch_s=0.0 if self._hurried else self.config.batch_s,
             batch_max=self.config.batch_max,
         )
         sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back
+        self._sender = sender
         try:
             await sender.run()
         finally:
+            self._sender = None
             self.sent += sender.sent
 
     def _fits(
@@ -601,8 +605,17 @@ class Uplink:
             self._said.add((topic, cause))
             log.warning("%s", text)
 
+    def hurry(self) -> None:
+        """The node stops: samples waiting for company (`[broker] batch_s`, 20 s in a
+        vehicle's config) go now, not after the stop waited its whole budget for them."""
+        self._hurried = True
+        if self._sender is not None:
+            self._sender.hurry()
+
     async def wait_idle(self, within_s: float) -> bool:
-        """Wait (bounded) until everything stored has been acknowledged; for shutdown."""
+        """Wait (bounded) until everything stored has been acknowledged, samples waiting
+        for a batch sent at once (`hurry`); for a stop."""
+        self.hurry()
         deadline = time.monotonic() + within_s
         while self.connected and time.monotonic() < deadline:
             if self.outbox.depth == 0:

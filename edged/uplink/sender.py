@@ -247,6 +247,11 @@ class Sender:
             self._scheduled = True
             self._loop.call_soon(self._pump)
 
+    def hurry(self) -> None:
+        """Send the samples waiting for a batch now, and batch no more (`Batcher.hurry`)."""
+        self._batcher.hurry()
+        self._wake()
+
     def _due(self) -> None:
         self._timer = None
         self._wake()

@@ -240,3 +240,27 @@ async def test_sigterm_with_kiosk_pages_open_ends_their_streams_and_cancels_once
     log = proc.log.read_text()
     assert "went on after it was cancelled" not in log
     assert "Traceback" not in log
+
+
+async def test_sigterm_sends_the_samples_waiting_for_a_batch_at_once(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """With `[broker] batch_s = 20` (a vehicle's config) positions wait for company. A stop
+    sends them at once, before `offline`, instead of waiting its whole budget for a batch
+    that will not come and leaving them for the next start."""
+    config = write_config(tmp_path, broker.port, broker="batch_s = 20")
+    async with Collector(broker.port) as c:
+        proc = await spawn(config)
+        await c.wait_for(lambda: len(births(c)) == 1, 10, "birth")
+        await asyncio.sleep(2)  # positions made, waiting for a batch
+        assert not c.publishes.get("position"), "no position may have gone yet"
+        assert await stopped_within(proc, 5) < 1.0
+        await c.wait_for(lambda: len(offlines(c)) == 1, 2, "offline")
+        assert c.publishes.get("position"), "the positions waiting for a batch were sent"
+        topics = [m.topic for m in c.messages]
+        assert topics.index(f"{BASE}/position") < len(topics) - 1 - topics[::-1].index(
+            f"{BASE}/state"
+        ), "the positions came before offline"
+    sql = "SELECT count(*) FROM msg WHERE topic = ?"
+    left = rows_on_disk(outbox_of(config), sql, (f"{BASE}/position",))[0][0]
+    assert left == 0

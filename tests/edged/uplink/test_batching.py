@@ -142,3 +142,15 @@ def test_a_batch_put_back_goes_first_and_is_held_again() -> None:
     b.put_back(second)
     assert b.held == 2
     assert b.take(0.0, most=1) == [second]
+
+
+def test_a_hurried_batcher_hands_out_what_waits_and_lets_nothing_wait_after() -> None:
+    b = Batcher(20.0, 50)
+    b.add(sample(1), now=100.0)
+    b.add(sample(2, "n/vehicle"), now=100.5)
+    b.hurry()  # the node stops
+    assert sorted(m.id for batch in b.take(100.6, most=10) for m in batch.messages) == [1, 2]
+    b.add(sample(3), now=101.0)
+    assert b.next_due() == 101.0
+    assert [m.id for m in b.take(101.0, most=10)[0].messages] == [3]
+    assert b.held == 0
