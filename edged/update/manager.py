@@ -316,8 +316,14 @@ class UpdateManager:
         self._cancel.set()
         if self._pipeline is not None:
             self._pipeline.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await self._pipeline
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # ours, not the pipeline's: the node is stopping
+            except Exception:  # the pipeline's own failure: it is abandoned anyway
+                pass
         self._fail(job, "cancelled", why)
         if self.tree is not None:  # installed, or half installed: not to be switched to now
             with contextlib.suppress(ValueError, LauncherError):

@@ -207,3 +207,29 @@ async def test_update_cancel_removes_the_staged_release(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as info:
         await m.command_cancel({})
     assert info.value.code == "no_update"
+
+
+async def test_a_stop_while_update_cancel_waits_for_the_pipeline_is_not_swallowed(
+    tmp_path: Path,
+) -> None:
+    """`update.cancel` waits for the pipeline it cancelled; a cancel of its own meanwhile
+    (the node stopping) must end it, not be taken for the pipeline's."""
+    from edged.update.job import Job
+
+    m = manager(tmp_path)
+    m.job = Job(id="j", version="0.2.0", url=GOOD["url"], size=1, sha256="a" * 64, switch="parked",
+                state="downloading")  # fmt: skip
+
+    async def pipeline_slow_to_end() -> None:  # a download ending its thread's work
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.sleep(0.3)
+
+    m._pipeline = asyncio.create_task(pipeline_slow_to_end())
+    await asyncio.sleep(0)
+    cancelling = asyncio.create_task(m.command_cancel({}))
+    await asyncio.sleep(0.05)  # it waits for the pipeline to end
+    cancelling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelling
