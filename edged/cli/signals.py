@@ -6,6 +6,7 @@ import contextlib
 import faulthandler
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -42,19 +43,38 @@ class StopSignals:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: Callable[[], None] | None = None
         self._armed: threading.Timer | None = None
+        self._wakeup: tuple[int, socket.socket, socket.socket] | None = None
 
     def install(self) -> None:
         for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
 
     def attach(self, stop: Callable[[], None]) -> None:
-        """Call `stop` in the running loop at the next signal, or now if one came already."""
-        self._loop = asyncio.get_running_loop()
+        """Call `stop` in the running loop at the next signal, or now if one came already.
+
+        Python runs a signal's handler in the main thread, once that thread runs Python
+        code again; a signal taken by another thread (the outbox's, a driver's) while the
+        loop sleeps in `epoll_wait` would wait for the loop's next wake-up. The wake-up fd
+        (`signal.set_wakeup_fd`, as asyncio's own signal handling sets it) wakes the loop."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
         self._stop = stop
+        wake, woken = socket.socketpair()
+        for end in (wake, woken):
+            end.setblocking(False)
+        loop.add_reader(woken.fileno(), _drain, woken)
+        self._wakeup = (signal.set_wakeup_fd(wake.fileno(), warn_on_full_buffer=False), wake, woken)
         if self.received is not None:
             stop()
 
     def detach(self) -> None:
+        if self._wakeup is not None and self._loop is not None:
+            previous, wake, woken = self._wakeup
+            signal.set_wakeup_fd(previous)
+            self._loop.remove_reader(woken.fileno())
+            wake.close()
+            woken.close()
+        self._wakeup = None
         self._loop = self._stop = None
 
     def _handle(self, signum: int, frame: object) -> None:
@@ -83,6 +103,13 @@ class StopSignals:
             if loop is not None:  # read from this thread: a last look, racy but harmless
                 os.write(2, "".join(_await_chains(loop)).encode(errors="replace"))
         os._exit(0)
+
+
+def _drain(woken: socket.socket) -> None:
+    """Read what the wake-up fd was sent (signal numbers): the handler itself acts."""
+    with contextlib.suppress(OSError):  # BlockingIOError: all read
+        while woken.recv(512):
+            pass
 
 
 def _await_chains(loop: asyncio.AbstractEventLoop) -> list[str]:
