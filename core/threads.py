@@ -74,6 +74,5 @@ class DaemonThreadExecutor(concurrent.futures.ThreadPoolExecutor):
         """Take no more calls; join none (`wait` is ignored: that is the point)."""
         with self._lock:
             self._shut = True
-            left = sorted(t.name for t in self._running)
-        if left:
+        if left := self.running():
             log.debug("left to the process's exit, still blocked: %s", ", ".join(left))

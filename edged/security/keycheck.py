@@ -16,7 +16,6 @@ D = (-121665 * pow(121666, P - 2, P)) % P
 SQRT_M1 = pow(2, (P - 1) // 4, P)
 
 Point = tuple[int, int, int, int]  # extended coordinates (X, Y, Z, T), x = X/Z, y = Y/Z
-IDENTITY: Point = (0, 1, 1, 0)
 
 
 def decode(raw: bytes) -> Point | None:

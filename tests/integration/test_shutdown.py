@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.outbox import Publication
 from edged.payloads import DoorEvent
 from edged.security.signing import public_key_text, sign
-from edged.topics import DOOR
+from edged.topics import DOOR, POSITION, TopicSpec
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.commands import BASE, births, offlines
@@ -44,10 +44,11 @@ def outbox_of(config: Path) -> Path:
     return config.parent / "shuttle-07-outbox.sqlite"
 
 
-def queued(config: Path) -> int:
-    """Door events still in the outbox (the node queues its own health and state too)."""
+def queued(config: Path, spec: TopicSpec = DOOR) -> int:
+    """Messages of `spec` (door events) still in the outbox (the node queues its own health
+    and state too)."""
     sql = "SELECT count(*) FROM msg WHERE topic = ?"
-    return int(rows_on_disk(outbox_of(config), sql, (NODE_TOPICS.of(DOOR),))[0][0])
+    return int(rows_on_disk(outbox_of(config), sql, (NODE_TOPICS.of(spec),))[0][0])
 
 
 async def stopped_within(proc: Any, bound_s: float, *, twice_after_s: float | None = None) -> float:
@@ -261,6 +262,4 @@ async def test_sigterm_sends_the_samples_waiting_for_a_batch_at_once(
         assert topics.index(f"{BASE}/position") < len(topics) - 1 - topics[::-1].index(
             f"{BASE}/state"
         ), "the positions came before offline"
-    sql = "SELECT count(*) FROM msg WHERE topic = ?"
-    left = rows_on_disk(outbox_of(config), sql, (f"{BASE}/position",))[0][0]
-    assert left == 0
+    assert queued(config, POSITION) == 0
