@@ -69,10 +69,14 @@ def paris(days: int, hour: int, minute: int) -> datetime:
     return datetime.combine(day, time(hour, minute), PARIS)
 
 
-def schedule(services: int, stops: int = 3) -> dict[str, Any]:
+def schedule(services: int, stops: int = 3, now: datetime | None = None) -> dict[str, Any]:
     """`services` of the providers above; the first opened yesterday at 18:49 and is open
-    until tomorrow noon (a two-day market), the others today."""
-    now = datetime.now(UTC)
+    until tomorrow noon (a two-day market), the others today, half an hour before `now`.
+
+    Pass the same `now` to get the same schedule again: two calls a few seconds apart
+    straddle a minute now and then, and the services' opening times then differ.
+    """
+    now = now or datetime.now(UTC)
     slots: list[dict[str, Any]] = []
     for i, (sid, provider, what, what_en) in enumerate(PROVIDERS[:services]):
         slot: dict[str, Any] = {
@@ -104,10 +108,16 @@ async def clear_messages(kiosk: Kiosk) -> None:
         await service.command_message({"id": mid, "clear": True})
 
 
-async def show(kiosk: Kiosk, services: int, stops: int, messages: list[tuple[str, str]]) -> None:
+async def show(
+    kiosk: Kiosk,
+    services: int,
+    stops: int,
+    messages: list[tuple[str, str]],
+    now: datetime | None = None,
+) -> None:
     """A whole screen: the schedule, and exactly these (priority, text) announcements."""
     service = kiosk.server.service
-    await service.command_schedule(schedule(services, stops))
+    await service.command_schedule(schedule(services, stops, now))
     await clear_messages(kiosk)
     for i, (priority, text) in enumerate(messages):
         await service.command_message({"id": f"m{i}", "text": text, "priority": priority})

@@ -9,6 +9,7 @@ direction of an Arabic announcement, emoji.
 
 import asyncio
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,15 @@ async def test_a_push_that_changes_nothing_in_a_list_rewrites_nothing_in_it(
     no_requests: Kiosk, chromium: Any
 ) -> None:
     kiosk = no_requests
-    await show(kiosk, services=12, stops=6, messages=[("urgent", URGENT), ("info", INFO)])
+    at = datetime.now(UTC)
+    await show(kiosk, services=12, stops=6, messages=[("urgent", URGENT), ("info", INFO)], now=at)
     async with open_browser(chromium) as browser:
         page = await opened(kiosk, browser)
         await page.clock.install()
         await expect(page.locator("#services li")).to_have_count(12)
         await page.evaluate(WATCH)
         await pushes_of_unrelated_state(kiosk, page)
-        await kiosk.server.service.command_schedule(schedule(12, 6))  # the same again
+        await kiosk.server.service.command_schedule(schedule(12, 6, at))  # the same again
         await page.clock.run_for(16_000)  # the page's own 15 s refresh of times
         await asyncio.sleep(0.6)  # and the daemon's next look at the view
         assert await page.evaluate("window.__changes") == []
