@@ -8,6 +8,7 @@ can be days or years off. When the kernel says the clock is not synchronised, GP
 import ctypes
 import ctypes.util
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -37,8 +38,17 @@ def kernel_clock_synced() -> bool | None:
 class Clock:
     """Millisecond UTC timestamps with the name of the clock that produced them."""
 
-    def __init__(self, *, recheck_s: float = 60.0, trust_system_clock: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        recheck_s: float = 60.0,
+        trust_system_clock: bool = False,
+        kernel_synced: Callable[[], bool | None] | None = None,
+    ) -> None:
+        """`kernel_synced`: how to ask whether the kernel's clock is synchronised (default
+        adjtimex); a test passes its own so the answer does not depend on the host's NTP."""
         self._trust = trust_system_clock
+        self._kernel_synced = kernel_synced
         self._gps_offset: float | None = None  # gps_time - monotonic
         self._synced: bool = False
         self._checked_at = float("-inf")
@@ -50,7 +60,7 @@ class Clock:
         if now - self._checked_at < self._recheck_s:
             return
         self._checked_at = now
-        synced = self._trust or kernel_clock_synced()
+        synced = self._trust or (self._kernel_synced or kernel_clock_synced)()
         self._synced = bool(synced) and time.time() > _EARLIEST_PLAUSIBLE
 
     def discipline(self, gps_time: datetime, at: float | None = None) -> None:

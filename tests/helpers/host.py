@@ -45,7 +45,8 @@ class TestHost:
         relay: bool = True,
     ) -> None:
         self.node = NodeConfig(fleet=fleet, id="node-1", profile=Profile(profile), timezone=timezone)
-        self.clock = clock or Clock(trust_system_clock=synced)
+        # not synced means not synced, whatever the NTP state of the machine running the tests
+        self.clock = clock or Clock(trust_system_clock=synced, kernel_synced=lambda: synced)
         self.counters = Counters()
         self.bus = Bus(self.counters)
         self.state = MemoryState()
