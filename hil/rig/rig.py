@@ -350,6 +350,7 @@ provider_profiles = ["provider"]
 {s.access}
 
 [services.occupancy]
+reset_at = "never"  # a scenario's counts must not drop to 0 if it runs over 03:00
 capacity = {s.capacity}
 count_from = {json.dumps(list(s.count_from))}
 

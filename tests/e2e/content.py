@@ -5,6 +5,7 @@ announcements with emoji, a right-to-left one. Handed straight to the kiosk serv
 command methods (the code the router calls), so a test sets a whole screen in a few ms.
 """
 
+import asyncio
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -63,10 +64,23 @@ ARABIC = "مرحبا بكم على متن الحافلة. الوسيط في مق
 PARIS = ZoneInfo("Europe/Paris")  # the kiosk's default time zone
 
 
-def paris(days: int, hour: int, minute: int) -> datetime:
-    """That time of the day `days` from today, on the kiosk's clock."""
-    day = datetime.now(PARIS).date() + timedelta(days=days)
+def paris(days: int, hour: int, minute: int, now: datetime | None = None) -> datetime:
+    """That time of the day `days` from `now`'s day (default today), on the kiosk's clock."""
+    day = (now or datetime.now(UTC)).astimezone(PARIS).date() + timedelta(days=days)
     return datetime.combine(day, time(hour, minute), PARIS)
+
+
+MIDNIGHT_MARGIN_S = 90
+
+
+async def away_from_midnight() -> None:
+    """Wait out Paris midnight when it is near: the page says "hier", "demain" and "depuis"
+    against its own clock, so a test that reads those words must not straddle a day."""
+    now = datetime.now(PARIS)
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(0), PARIS)
+    left = (midnight - now).total_seconds()
+    if left < MIDNIGHT_MARGIN_S:
+        await asyncio.sleep(left + 5)
 
 
 def schedule(services: int, stops: int = 3, now: datetime | None = None) -> dict[str, Any]:
@@ -86,8 +100,8 @@ def schedule(services: int, stops: int = 3, now: datetime | None = None) -> dict
             "where": {"fr": f"Camion {i + 1}", "en": f"Truck {i + 1}"},
         }
         if i == 0:
-            slot["start"] = paris(-1, 18, 49).isoformat()
-            slot["until"] = paris(1, 12, 0).isoformat()
+            slot["start"] = paris(-1, 18, 49, now).isoformat()
+            slot["until"] = paris(1, 12, 0, now).isoformat()
         else:
             slot["start"] = (now - timedelta(minutes=30)).isoformat()
             slot["until"] = (now + timedelta(hours=3)).isoformat()
@@ -115,7 +129,10 @@ async def show(
     messages: list[tuple[str, str]],
     now: datetime | None = None,
 ) -> None:
-    """A whole screen: the schedule, and exactly these (priority, text) announcements."""
+    """A whole screen: the schedule, and exactly these (priority, text) announcements.
+    Not within a minute and a half of Paris midnight, when yesterday and tomorrow move."""
+    if now is None:
+        await away_from_midnight()
     service = kiosk.server.service
     await service.command_schedule(schedule(services, stops, now))
     await clear_messages(kiosk)

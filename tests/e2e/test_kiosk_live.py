@@ -17,7 +17,15 @@ import pytest
 from playwright.async_api import expect
 
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, Browser, Kiosk, open_browser
-from tests.e2e.content import ARABIC, INFO, URGENT, clear_messages, schedule, show
+from tests.e2e.content import (
+    ARABIC,
+    INFO,
+    URGENT,
+    away_from_midnight,
+    clear_messages,
+    schedule,
+    show,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -83,6 +91,7 @@ async def test_a_push_that_changes_nothing_in_a_list_rewrites_nothing_in_it(
     no_requests: Kiosk, chromium: Any
 ) -> None:
     kiosk = no_requests
+    await away_from_midnight()
     at = datetime.now(UTC)
     await show(kiosk, services=12, stops=6, messages=[("urgent", URGENT), ("info", INFO)], now=at)
     async with open_browser(chromium) as browser:

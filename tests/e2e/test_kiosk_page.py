@@ -7,14 +7,18 @@ Dispatch is played through the real broker (commands on `cmd/kiosk.*`, a subscri
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import expect
 
-from tests.e2e.conftest import Browser, Kiosk
+from tests.e2e.conftest import Browser, Kiosk, running_kiosk
 from tests.e2e.geometry import CONTRAST
+from tests.helpers.broker import Mosquitto
 from tests.helpers.mqtt import Collector
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one Chromium for the module
@@ -180,9 +184,18 @@ async def test_html_in_the_schedule_is_shown_as_text(kiosk: Kiosk, browser: Brow
     assert await page.locator("#services i").count() == 0
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def no_refill_kiosk(broker: Mosquitto, tmp_path: Path) -> AsyncIterator[Kiosk]:
+    """The default burst, then one press per 10 minutes: none comes back during the test
+    however slow the machine (at the default 6 a minute, one does after 10 s)."""
+    async with running_kiosk(broker, tmp_path, rate_per_min=0.1) as k:
+        yield k
+
+
 async def test_a_flood_of_presses_is_refused_on_screen_and_sends_one_request(
-    kiosk: Kiosk, browser: Browser
+    no_refill_kiosk: Kiosk, browser: Browser
 ) -> None:
+    kiosk = no_refill_kiosk
     page = await opened(kiosk, browser)
     status = page.locator("#status-pickup")
     button = page.get_by_role("button", name="Demander un transport")

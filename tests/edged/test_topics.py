@@ -128,10 +128,11 @@ async def every_command(tmp_path: Path) -> CommandRouter:
 [services.access]
 enabled = true
 secret_file = "{secret}"
-[services.occupancy]
-enabled = true
 """
-    node = Node(load_config(write_config(tmp_path, free_port(), kiosk=True, extra=extra)))
+    config = write_config(
+        tmp_path, free_port(), kiosk=True, extra=extra, occupancy="enabled = true"
+    )
+    node = Node(load_config(config))
     await node.outbox.open()
     try:
         node._start_services()

@@ -34,6 +34,7 @@ def write_config(
     kiosk: bool = False,
     reconnect_min_s: float = 0.2,
     reconnect_max_s: float = 1.0,
+    occupancy: str = "",
 ) -> Path:
     """A complete node config talking to the test broker; extra TOML lines can be added.
 
@@ -78,6 +79,10 @@ beat_s = {health_beat_s}
 
 [services.position]
 qos = 1
+
+[services.occupancy]
+reset_at = "never"  # no daily reset at 03:00 in the middle of a test (tests/edged test it)
+{occupancy}
 
 [services.kiosk]
 enabled = {"true" if kiosk else "false"}  # tests that want the page turn it on

@@ -597,7 +597,9 @@ def test_health_counts_the_hotspot_and_nothing_else(hotspot: Hotspot) -> None:
     assert set(wifi) == {
         "clients", "sessions", "sessions_today", "rx_bytes", "tx_bytes", "internet", "pages",
     }  # fmt: skip
-    assert wifi["sessions"] >= 1 and wifi["sessions_today"] >= wifi["sessions"]
+    # sessions_today starts again at midnight in the node's zone while open sessions go on,
+    # so it can be below `sessions` for the 5 minutes after (tests/edged/wifi count it)
+    assert wifi["sessions"] >= 1 and wifi["sessions_today"] >= 0
     assert wifi["clients"] >= 1 and wifi["rx_bytes"] > 0 and wifi["tx_bytes"] > 0
     assert wifi["internet"] is True
 
