@@ -189,10 +189,18 @@ def main() -> None:
     args = ap.parse_args()
     if args.n < 1:
         ap.error("-n must be at least 1")
+    if args.gap < 0 or args.timeout <= 0:
+        ap.error("--gap must be >= 0 and --timeout > 0")
     with tempfile.TemporaryDirectory(prefix="bench-kiosk-") as tmp:
-        result = asyncio.run(
-            measure(Path(tmp), n=args.n, gap_s=args.gap, timeout_s=args.timeout, quiet=args.json)
-        )
+        try:
+            work = Path(tmp)
+            run = measure(work, n=args.n, gap_s=args.gap, timeout_s=args.timeout, quiet=args.json)
+            result = asyncio.run(run)
+        except (AssertionError, TimeoutError) as e:  # the node or the page never got ready
+            log = Path(tmp) / "edged.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            what = f"bench.kiosk: {e or type(e).__name__}\n--- edged.log ---\n{tail}"
+            raise SystemExit(what) from None
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 

@@ -39,3 +39,10 @@ def test_a_run_of_no_announcement_is_refused_with_a_clear_error() -> None:
     done = run("-n", "0")
     assert done.returncode == 2
     assert "-n must be at least 1" in done.stderr
+
+
+@pytest.mark.parametrize("args", [("--gap", "-1"), ("--timeout", "0")])
+def test_a_negative_gap_or_no_timeout_is_refused_with_a_clear_error(args: tuple[str, str]) -> None:
+    done = run(*args)
+    assert done.returncode == 2
+    assert "--gap must be >= 0 and --timeout > 0" in done.stderr
