@@ -43,13 +43,16 @@ def stop_calls(track: Track) -> list[tuple[str, float, float]]:
             calls.append((stop_id(a.stop), start, start + duration))
     return calls
 
+TIMEZONE = "Europe/Paris"
+"""The agency's: GTFS dates and times (start_date, start_time) are local service days."""
+
 
 def tables(all_tracks: list[Track]) -> dict[str, list[list[str]]]:
     out: dict[str, list[list[str]]] = {
         "agency.txt": [
             ["agency_id", "agency_name", "agency_url", "agency_timezone", "agency_lang"],
             ["creuse", "Navettes et marchés de services (simulation edged)",
-             "https://example.org/edged", "Europe/Paris", "fr"],
+             "https://example.org/edged", TIMEZONE, "fr"],
         ],
         "calendar.txt": [
             ["service_id", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",

@@ -18,12 +18,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 from pydantic import BaseModel
 
 from edged import payloads as p
-from hil.fleet.gtfs import DEPARTURES, trip_id
+from hil.fleet.gtfs import DEPARTURES, TIMEZONE, trip_id
 from hil.fleet.track import Point, Track, tracks
 
 CAPACITY = 30
@@ -94,7 +95,7 @@ class FleetSim:
             run = {"route_id": track.name, "trip_id": trip_id(track.name, dep),
                    "schedule_relationship": "SCHEDULED", "line": str(1 + i % 2)}
         else:
-            now = datetime.now(UTC)
+            now = datetime.now(ZoneInfo(TIMEZONE))  # a GTFS service day and time are local
             run = {"route_id": track.name, "schedule_relationship": "ADDED",
                    "start_date": now.strftime("%Y%m%d"), "start_time": now.strftime("%H:%M:00"),
                    "direction_id": 0, "line": "TAD", "headsign": "à la demande"}
