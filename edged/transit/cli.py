@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:  # aiohttp and protobuf load only when the feed runs, not for every edgectl
     from edged.transit.run import FeedOptions
@@ -35,6 +36,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
                       help="leave out vehicles whose last fix is older (default: 90)")
     feed.add_argument("--gtfs", type=Path, metavar="ZIP",
                       help="static GTFS (zip or folder) to check assigned route and trip ids")
+    feed.add_argument("--timezone", metavar="ZONE",
+                      help="service days of trips without a start_date (default: the static "
+                      "GTFS agency's, else Europe/Paris)")
     feed.add_argument("--producer", default="edged", metavar="REF",
                       help="SIRI ProducerRef (default: edged)")
     feed.add_argument("--max-vehicles", type=int, default=10_000, metavar="N",
@@ -60,13 +64,23 @@ def options(args: argparse.Namespace, prefix: str, fleets: list[str]) -> "FeedOp
         raise ValueError("--max-vehicles: between 1 and 1000000")
     if not args.producer.isprintable() or not 0 < len(args.producer) <= 64:
         raise ValueError("--producer: printable text of at most 64 characters")
+    if args.timezone is not None:
+        try:
+            ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"--timezone {args.timezone!r}: not an IANA time zone, e.g. Europe/Paris"
+            ) from None
     return FeedOptions(
         prefix=prefix,
         fleets=tuple(fleets),
         host=host.strip("[]"),
         port=int(port),
         settings=FeedSettings(
-            max_age_s=args.max_age, producer=args.producer, max_vehicles=args.max_vehicles
+            max_age_s=args.max_age,
+            producer=args.producer,
+            max_vehicles=args.max_vehicles,
+            timezone=args.timezone,
         ),
         gtfs=args.gtfs,
         page=not args.no_page,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import EdgedError
 from edged.ops.fleet import JourneyInfo
@@ -40,12 +41,16 @@ class Schedule:
     source: str
     routes: frozenset[str]
     trips: dict[str, TripRow]
+    timezone: str | None = None
+    """agency.txt's agency_timezone: the zone of the timetable's service days."""
 
     @classmethod
     def load(cls, path: Path) -> "Schedule":
         try:
             with _opener(path) as open_table:
                 routes = frozenset(r.get("route_id", "") for r in _rows(open_table, "routes.txt"))
+                agencies = _rows(open_table, "agency.txt", True)
+                zones = {z for r in agencies if (z := (r.get("agency_timezone") or "").strip())}
                 frequencies = {
                     r.get("trip_id", "") for r in _rows(open_table, "frequencies.txt", True)
                 }
@@ -71,7 +76,7 @@ class Schedule:
                 }
         except (OSError, zipfile.BadZipFile, csv.Error, UnicodeDecodeError) as exc:
             raise ScheduleError(f"cannot read the static GTFS {path}: {exc}") from None
-        return cls(str(path), routes, trips)
+        return cls(str(path), routes, trips, _zone(path, zones))
 
     def problems(self, run: JourneyInfo) -> list[str]:
         """What is wrong with an assigned run against this timetable (empty: it is fine)."""
@@ -106,6 +111,20 @@ class Schedule:
             )
         return out
 
+
+def _zone(path: Path, zones: set[str]) -> str | None:
+    """GTFS: every agency of a feed has the same agency_timezone, an IANA name."""
+    if len(zones) > 1:
+        raise ScheduleError(f"{path}: agency.txt names several time zones ({sorted(zones)})")
+    zone = next(iter(zones), None)
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ScheduleError(
+                f"{path}: agency.txt's agency_timezone {zone!r} is not an IANA zone"
+            ) from None
+    return zone
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from edged.ops.fleet import FleetView, JourneyInfo
 from edged.transit import gtfsrt, siri
@@ -28,6 +29,12 @@ class FeedSettings:
     max_age_s: float = 90.0
     producer: str = "edged"
     max_vehicles: int = 10_000
+    timezone: str | None = None
+    """Where a timetabled trip without start_date gets its service day (SIRI's DataFrameRef):
+    this zone, else the static GTFS agency's, else DEFAULT_ZONE."""
+
+
+DEFAULT_ZONE = "Europe/Paris"  # the nodes' own default ([node] timezone)
 
 
 @dataclass
@@ -65,6 +72,9 @@ class FeedService:
         self.view = view
         self.settings = settings or FeedSettings()
         self.schedule = schedule
+        self.zone = ZoneInfo(
+            self.settings.timezone or (schedule and schedule.timezone) or DEFAULT_ZONE
+        )
         self.clock = clock
         self.status = Status()
         self.encoder = gtfsrt.Encoder()
@@ -154,7 +164,7 @@ class FeedService:
             stamp = (v.node.changed, v.trip is not None)
             hit = self._siri_cache.get(v.key)
             if hit is None or hit[0] != stamp:
-                hit = (stamp, siri.activity(v, valid_s))
+                hit = (stamp, siri.activity(v, valid_s, self.zone))
                 self._siri_cache[v.key] = hit
             activities.append(hit[1])
         if len(self._siri_cache) > 2 * max(len(chosen.vehicles), 1000):

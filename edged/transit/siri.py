@@ -9,7 +9,7 @@ ISO 8601 UTC. Occupancy uses the SIRI 2.0 values (`seatsAvailable`, `standingAva
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from edged.transit.vehicles import Served
@@ -33,7 +33,9 @@ def _ref(value: str) -> dict[str, str]:
     return {"value": value}
 
 
-def activity(served: Served, valid_s: float) -> dict[str, Any]:
+def activity(served: Served, valid_s: float, zone: tzinfo = UTC) -> dict[str, Any]:
+    """`zone`: where the service day of a trip without start_date is counted, the day of its
+    fix there (at 00:30 in Paris, 23:30 UTC, that is Paris's new day, not UTC's last one)."""
     node, position = served.node, served.node.position
     assert position is not None
     journey: dict[str, Any] = {}
@@ -44,7 +46,7 @@ def activity(served: Served, valid_s: float) -> dict[str, Any]:
         if run.direction_id is not None:
             journey["DirectionRef"] = _ref(str(run.direction_id))
         dated = run.trip_id or f"{node.key}:{run.start_date}:{run.start_time}"
-        d = run.start_date or datetime.fromtimestamp(served.fix_s, UTC).strftime("%Y%m%d")
+        d = run.start_date or datetime.fromtimestamp(served.fix_s, zone).strftime("%Y%m%d")
         journey["FramedVehicleJourneyRef"] = {
             "DataFrameRef": _ref(f"{d[:4]}-{d[4:6]}-{d[6:]}"),
             "DatedVehicleJourneyRef": dated,
@@ -69,8 +71,10 @@ def activity(served: Served, valid_s: float) -> dict[str, Any]:
     }
 
 
-def delivery(vehicles: list[Served], now: float, producer: str, valid_s: float) -> bytes:
-    return delivery_of([activity(v, valid_s) for v in vehicles], now, producer)
+def delivery(
+    vehicles: list[Served], now: float, producer: str, valid_s: float, zone: tzinfo = UTC
+) -> bytes:
+    return delivery_of([activity(v, valid_s, zone) for v in vehicles], now, producer)
 
 
 def delivery_of(activities: list[dict[str, Any]], now: float, producer: str) -> bytes:
