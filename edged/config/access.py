@@ -3,7 +3,6 @@
 import re
 from datetime import time
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -26,16 +25,6 @@ OccupancyStatus = Literal[
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 NEVER = "never"
 """`[services.occupancy] reset_at = "never"`: no daily reset."""
-
-
-def valid_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}: use an IANA name such as Europe/Paris"
-        ) from None
-    return value
 
 
 class AccessServiceConfig(Strict):

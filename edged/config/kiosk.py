@@ -3,10 +3,10 @@
 import ipaddress
 import re
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from core.zones import check_zone
 from edged.config.base import Strict
 
 Button = Literal["pickup", "mediator", "service"]
@@ -111,16 +111,7 @@ class KioskConfig(Strict):
             raise ValueError(f"not host names (no scheme, no port): {bad}")
         return [v.lower() for v in values]
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name like Europe/Paris"
-            ) from None
-        return value
+    _zone_ok = field_validator("timezone")(check_zone)
 
     @field_validator("screen_addresses")
     @classmethod

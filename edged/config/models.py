@@ -10,8 +10,8 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from core.driver import DriverOptions
 from core.errors import ConfigError
 from core.paths import ConfigPath, PrivateConfigPath
+from core.zones import check_zone
 from edged.codec import Encoding
-from edged.config.access import valid_zone
 from edged.config.base import NAME_PATTERN, Strict
 from edged.config.security import ClockConfig, SecurityConfig
 from edged.config.services import ServicesConfig
@@ -36,7 +36,7 @@ class NodeConfig(Strict):
         description="IANA zone for local times: validity days, bookings, the daily reset",
     )
 
-    _zone_ok = field_validator("timezone")(valid_zone)
+    _zone_ok = field_validator("timezone")(check_zone)
 
 
 class TlsConfig(Strict):

@@ -3,7 +3,8 @@
 import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.zones import check_zone
 
 if TYPE_CHECKING:  # aiohttp and protobuf load only when the feed runs, not for every edgectl
     from edged.transit.run import FeedOptions
@@ -66,8 +67,8 @@ def options(args: argparse.Namespace, prefix: str, fleets: list[str]) -> "FeedOp
         raise ValueError("--producer: printable text of at most 64 characters")
     if args.timezone is not None:
         try:
-            ZoneInfo(args.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+            check_zone(args.timezone)
+        except ValueError:
             raise ValueError(
                 f"--timezone {args.timezone!r}: not an IANA time zone, e.g. Europe/Paris"
             ) from None

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import EdgedError
+from core.zones import check_zone
 from edged.ops.fleet import JourneyInfo
 
 MAX_FILE_BYTES = 2 * 1024**3
@@ -119,8 +119,8 @@ def _zone(path: Path, zones: set[str]) -> str | None:
     zone = next(iter(zones), None)
     if zone is not None:
         try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
+            check_zone(zone)
+        except ValueError:
             raise ScheduleError(
                 f"{path}: agency.txt's agency_timezone {zone!r} is not an IANA zone"
             ) from None

@@ -43,6 +43,7 @@ def stop_calls(track: Track) -> list[tuple[str, float, float]]:
             calls.append((stop_id(a.stop), start, start + duration))
     return calls
 
+
 TIMEZONE = "Europe/Paris"
 """The agency's: GTFS dates and times (start_date, start_time) are local service days."""
 
