@@ -34,11 +34,10 @@ import aiomqtt
 
 from bench.common import Mosquitto, free_port, percentile, rnd, say
 from bench.kiosk_flood import BASE, node_config
+from hil.browser import CHROMIUM, CHROMIUM_FLAGS
 from hil.dispatch import Collector, Received
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 AIM_MS = 1000.0
 MESSAGE_ID = "bench"
 COMMAND = "cmd/kiosk.message"
@@ -192,12 +191,12 @@ def main() -> None:
     if args.gap < 0 or args.timeout <= 0:
         ap.error("--gap must be >= 0 and --timeout > 0")
     with tempfile.TemporaryDirectory(prefix="bench-kiosk-") as tmp:
+        work = Path(tmp)
         try:
-            work = Path(tmp)
             run = measure(work, n=args.n, gap_s=args.gap, timeout_s=args.timeout, quiet=args.json)
             result = asyncio.run(run)
         except (AssertionError, TimeoutError) as e:  # the node or the page never got ready
-            log = Path(tmp) / "edged.log"
+            log = work / "edged.log"
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             what = f"bench.kiosk: {e or type(e).__name__}\n--- edged.log ---\n{tail}"
             raise SystemExit(what) from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.kiosk import CHROMIUM
+from hil.browser import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -28,21 +28,11 @@ from edged.services.geofences import GeofenceService
 from edged.services.kiosk import KioskService
 from edged.services.occupancy import OccupancyService
 from edged.services.position import PositionService
+from hil.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.mqtt import publish
 from tests.helpers.nodes import ROOT, write_config
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = ROOT / "test-artifacts" / "kiosk"
 VIEWPORT = {"width": 1280, "height": 800}
 FELLETIN = """

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, Browser, Kiosk, open_browser
+from hil.browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.e2e.conftest import Browser, Kiosk, open_browser
 from tests.e2e.content import (
     ARABIC,
     INFO,

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS
+from hil.browser import CHROMIUM, CHROMIUM_FLAGS
 
 PHONE = {"width": 390, "height": 844}
 SMALL = {"width": 320, "height": 640}

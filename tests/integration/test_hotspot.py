@@ -38,6 +38,7 @@ from edged.wifi.render.dnsmasq import render_dnsmasq
 from edged.wifi.render.nft import kbytes, render_nft
 from edged.wifi.render.system import render_sysctl
 from hil.broker import Mosquitto
+from hil.browser import CHROMIUM
 from hil.dispatch import Collector, publish
 from tests.helpers import phone
 from tests.helpers.netns import Netns, NsThread, namespaces, need_netns, sh, veth
@@ -514,7 +515,7 @@ def _command(hotspot: Hotspot, name: str, args: dict[str, Any], cmd_id: str) -> 
 
 
 def test_the_portal_on_a_phone_shows_the_kiosk_and_lets_the_rider_through(hotspot: Hotspot) -> None:
-    if not Path("/usr/bin/chromium").exists():
+    if not CHROMIUM.exists():
         pytest.fail("chromium is not installed: ./dev test installs it")
     soon = time.time() + 600
     _command(
