@@ -23,20 +23,21 @@ LATE = datetime(2027, 1, 15, 23, 30, tzinfo=UTC).timestamp()
 SUMMER = datetime(2027, 6, 30, 22, 30, tzinfo=UTC).timestamp()
 
 
-def framed(service: FeedService) -> dict[str, Any]:
-    """The one vehicle's FramedVehicleJourneyRef, as the SIRI Lite endpoint serves it."""
+def frame(
+    at: float,
+    settings: FeedSettings,
+    schedule: Schedule | None = None,
+    run: dict[str, Any] = SCHEDULED,
+) -> str:
+    """The DataFrameRef the SIRI Lite endpoint serves for one vehicle on `run`, fix at `at`."""
+    clock = Clock(at + 1)
+    service = FeedService(FleetView(PREFIX, clock=clock), settings, schedule=schedule, clock=clock)
+    vehicle(service, "shuttle-01", run=run, at=at)
     body = json.loads(service.vehicle_monitoring().body)
     (vm,) = body["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"]
     (activity,) = vm["VehicleActivity"]
-    return dict(activity["MonitoredVehicleJourney"]["FramedVehicleJourneyRef"])
-
-
-def frame(at: float, settings: FeedSettings, schedule: Schedule | None = None) -> str:
-    clock = Clock(at + 1)
-    service = FeedService(FleetView(PREFIX, clock=clock), settings, schedule=schedule, clock=clock)
-    vehicle(service, "shuttle-01", run=SCHEDULED, at=at)
-    ref = framed(service)
-    assert ref["DatedVehicleJourneyRef"] == SCHEDULED["trip_id"]
+    ref = activity["MonitoredVehicleJourney"]["FramedVehicleJourneyRef"]
+    assert ref["DatedVehicleJourneyRef"] == run["trip_id"]
     return str(ref["DataFrameRef"]["value"])
 
 
@@ -58,10 +59,7 @@ def test_a_zone_given_to_the_feed_wins_over_the_timetables() -> None:
 
 def test_a_trip_sent_with_its_start_date_keeps_it() -> None:
     run = {**SCHEDULED, "start_date": "20270115"}
-    clock = Clock(LATE + 1)
-    service = FeedService(FleetView(PREFIX, clock=clock), FeedSettings(), clock=clock)
-    vehicle(service, "shuttle-01", run=run, at=LATE)
-    assert framed(service)["DataFrameRef"] == {"value": "2027-01-15"}
+    assert frame(LATE, FeedSettings(), run=run) == "2027-01-15"
 
 
 def _gtfs_with_agencies(tmp_path: Path, *lines: str) -> Path:
