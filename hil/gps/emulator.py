@@ -137,6 +137,7 @@ class NmeaEmulator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pending: list[bytes] = []
+        self._switch: list[tuple[float, list[bytes]]] | None = None
         self._thread: threading.Thread | None = None
 
     # -- control ------------------------------------------------------------------------
@@ -195,6 +196,15 @@ class NmeaEmulator:
         with self._lock:
             self._pending.append(data)
 
+    def switch(self, lines: Sequence[bytes]) -> None:
+        """From the next epoch on, replay `lines` from the same place: the same route stamped
+        an hour off makes the receiver's clock jump when a test says so, not at a set time."""
+        new = epochs(list(lines))
+        if len(new) != len(self.epochs):
+            raise ValueError(f"{len(new)} epochs to switch to, {len(self.epochs)} playing")
+        with self._lock:
+            self._switch = new
+
     # -- the replay -----------------------------------------------------------------------
 
     def _run(self, after_s: float = 0.0) -> None:
@@ -202,7 +212,11 @@ class NmeaEmulator:
             return
         next_at = time.monotonic()
         while not self._stop.is_set():
-            for gap, lines in self.epochs:
+            for i in range(len(self.epochs)):
+                with self._lock:
+                    if self._switch is not None:
+                        self.epochs, self._switch = self._switch, None
+                gap, lines = self.epochs[i]
                 if self.baud and not self.chunk:  # a sentence at a time, at the line rate
                     for line in lines:
                         self._write(self._sentence(line))

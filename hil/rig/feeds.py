@@ -28,21 +28,21 @@ def route_nmea(
     speed_factor: float,
     start: datetime | None = None,
     rate_hz: float = 1.0,
-    jump: tuple[float, float] | None = None,
+    offset_s: float = 0.0,
 ) -> list[bytes]:
     """u-blox M8 sentences for `seconds` of real time, epochs stamped from `start` (now).
 
-    `jump` = (at_s, by_s): from `at_s` on, the receiver's time is `by_s` off (a receiver
-    that lost its almanac, a week-number rollover), to see the node survive a clock jump.
+    `offset_s`: the receiver's time is that far off (a receiver that lost its almanac, a
+    week-number rollover). The same route from the same `start` with and without an offset
+    lets a replay jump from one to the other (`NmeaEmulator.switch`).
     """
     t0 = start or datetime.now(UTC)
     track = route_epochs(route, speed_factor=speed_factor, rate_hz=rate_hz)
     lines: list[bytes] = []
     for i in range(round(seconds * rate_hz)):
         lat, lon, speed, course = next(track)
-        offset = jump[1] if jump is not None and i / rate_hz >= jump[0] else 0.0
         state = State(
-            t=t0 + timedelta(seconds=i / rate_hz + offset),
+            t=t0 + timedelta(seconds=i / rate_hz + offset_s),
             lat=lat,
             lon=lon,
             alt=430.0,

@@ -91,7 +91,7 @@ class RigSetup:
     extra: str = ""  # extra TOML appended to the config
     market_dwell_s: float = 5.0
     can_speed: float = 5.0  # the FMS bus plays faster: fuel counts in 0.5 L steps
-    gps_jump: tuple[float, float] | None = None  # (at s, by s): the receiver's time jumps
+    gps_jump_s: float | None = None  # the receiver's time can jump this far (`jump_gps_clock`)
     trust_system_clock: bool = True  # False: the node stamps with GPS time (kernel unsynced)
     can_fps: float | None = None  # a saturated bus at this rate instead of the FMS day
     outbox_dir: Path | None = None  # where the outbox lives (a small filesystem: disk full)
@@ -140,6 +140,7 @@ class Rig:
             )
         self.kiosk_port = free_port() if self.setup.kiosk else None
         self.gps: NmeaEmulator | None = None
+        self._gps_jumped: list[bytes] | None = None  # the route again, `gps_jump_s` off
         self.can: SlcanEmulator | None = None
         self.can_proc: subprocess.Popen[bytes] | None = None  # the flood, in its own process
         self.nfc = Pn532Emulator(workdir / "nfc0")
@@ -171,9 +172,16 @@ class Rig:
         if s.link_proxy:
             self.proxy = await MqttProxy(self.node_port).start()
         if s.profile != "venue":
-            lines = route_nmea(
-                ROUTE, seconds=s.seconds, speed_factor=s.speed_factor, jump=s.gps_jump
-            )
+            t0 = datetime.now(UTC)
+            lines = route_nmea(ROUTE, seconds=s.seconds, speed_factor=s.speed_factor, start=t0)
+            if s.gps_jump_s is not None:
+                self._gps_jumped = route_nmea(
+                    ROUTE,
+                    seconds=s.seconds,
+                    speed_factor=s.speed_factor,
+                    start=t0,
+                    offset_s=s.gps_jump_s,
+                )
             self.gps = NmeaEmulator(lines, self.workdir / "gps0", loop=False).start()
             if s.can_fps:
                 # its own process: a thread of this one could not keep 1,700 frames/s
@@ -615,6 +623,12 @@ ignition_off_after_s = 5
         self.counts.kills += 1
         await asyncio.sleep(off_s)
         await self.start_daemon()
+
+    def jump_gps_clock(self) -> None:
+        """The receiver's time jumps `RigSetup.gps_jump_s` from its next epoch on."""
+        if self.gps is None or self._gps_jumped is None:
+            raise RigError("no scripted receiver with a clock jump: set RigSetup.gps_jump_s")
+        self.gps.switch(self._gps_jumped)
 
     def unplug(self, device: Literal["gps", "can", "nfc"]) -> None:
         self.counts.unplugs += 1

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ import serial
 
 from drivers.gps.decoder import NmeaDecoder
 from hil.gps.emulator import Faults, NmeaEmulator, epochs
+from hil.rig.feeds import route_nmea
 from tests.drivers.gps.fakes import nmea
 
 ROOT = Path(__file__).resolve().parents[3]
 LOGS = ROOT / "hil" / "gps" / "logs"
+ROUTE = ROOT / "config" / "routes" / "creuse-shuttle.json"
 
 
 def read_for(port: serial.Serial, seconds: float) -> bytes:
@@ -166,3 +169,35 @@ def test_command_line_serves_the_link_until_terminated(tmp_path: Path) -> None:
             proc.terminate()
         assert proc.wait(timeout=5) == 0
     assert not link.exists()
+
+
+def test_a_switch_to_the_route_an_hour_off_jumps_the_clock_and_keeps_the_position(
+    tmp_path: Path,
+) -> None:
+    start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    on_time, off = (
+        route_nmea(ROUTE, seconds=60, speed_factor=20, start=start, offset_s=offset)
+        for offset in (0.0, 3600.0)
+    )
+    emu = NmeaEmulator(on_time, tmp_path / "gps0", speed=20, loop=False).start()
+    link = serial.Serial(str(emu.link), 9600, timeout=0)
+    try:
+        before = NmeaDecoder().feed(read_for(link, 0.5), 0.0)
+        emu.switch(off)
+        after = NmeaDecoder().feed(read_for(link, 0.5), 0.0)
+    finally:
+        link.close()
+        emu.close()
+    assert before and after
+    assert all(f.fix_time < start + timedelta(minutes=1) for f in before)
+    jumped = [f for f in after if f.fix_time >= start + timedelta(hours=1)]
+    assert jumped, [f.fix_time for f in after]
+    # the epoch after the last one on time: the route goes on from where it was
+    went_on = (jumped[0].fix_time - timedelta(hours=1)) - before[-1].fix_time
+    assert timedelta(0) < went_on <= timedelta(seconds=2), went_on
+
+
+def test_a_switch_to_a_route_of_another_length_is_refused(tmp_path: Path) -> None:
+    emu = NmeaEmulator(LOGS / "ublox-m8-gn.nmea", tmp_path / "gps0")
+    with pytest.raises(ValueError, match="epochs to switch to"):
+        emu.switch((LOGS / "ublox-m8-10hz.nmea").read_bytes().splitlines())
