@@ -17,10 +17,13 @@ subclass:
 - skips `BusABC.recv`'s per-frame `LOG.log(9, ...)` call and filter loop (`recv` is
   `_recv_internal`, which filters and honours the time-out itself).
 
-A line of noise (not hex, a DLC over 8, a short frame) raises ValueError, which the receiver
-counts as `garbled`: the line is gone, the next one is fine. Every other reply (remote and
-FD frames, command answers) goes through python-can's own parser; commands, send and
-shutdown are python-can's.
+A line of noise (not hex, an identifier over 29 or 11 bits, a DLC over 8, a short frame, a
+byte no slcan reply starts with) raises ValueError, which the receiver counts as `garbled`:
+the line is gone, the next one is fine. A frame may end in the 4 hex digits of an adapter's
+millisecond timestamp (Lawicel `Z1`, kept in the adapter's EEPROM across resets): they are
+read past. A LF before a line (an adapter ending its lines CR LF) is dropped. Every other
+reply (remote and FD frames, command answers) goes through python-can's own parser;
+commands, send and shutdown are python-can's.
 """
 
 import binascii
@@ -39,7 +42,12 @@ from can.typechecking import CanFilter
 
 _LINE = re.compile(rb"[^\r\a]*[\r\a]")
 """One slcan reply when a BEL (error) is among them: anything up to CR or BEL, included."""
-CR, BEL, T_EXT, T_STD = 0x0D, 0x07, 0x54, 0x74  # b"\r", b"\a", b"T", b"t"
+CR, LF, BEL, T_EXT, T_STD = 0x0D, 0x0A, 0x07, 0x54, 0x74  # b"\r", b"\n", b"\a", b"T", b"t"
+REPLIES = frozenset(b"xrRdDbBFzZVvN\a")
+"""What else a line from an adapter starts with: python-can's parser takes these (remote, FD
+and CANdapter `x` frames, status, acknowledgements, version, serial number, BEL)."""
+MAX_ID = {True: 0x1FFFFFFF, False: 0x7FF}
+STAMP = 4  # hex digits of a Lawicel `Z1` timestamp after the data
 READ_GAP_S = 0.005
 """Least time between two reads of the port while frames stream in."""
 CHUNK = 65536
@@ -113,12 +121,19 @@ class BufferedSlcanBus(slcanBus):
                 if not line:
                     continue  # an OK (a bare CR) to a command python-can did not wait for
                 kind = line[0]
+                if kind == LF:
+                    line = line.lstrip(b"\n")
+                    if not line:
+                        continue
+                    kind = line[0]
                 if kind in (T_EXT, T_STD):
                     extended = kind == T_EXT
                     at = 9 if extended else 4
                     if len(line) <= at:
                         raise ValueError(f"slcan: a frame cut short: {line[:40]!r}")
-                    can_id = int(line[1:at], 16)
+                    can_id = _hex(line[1:at], line)
+                    if can_id > MAX_ID[extended]:
+                        raise ValueError(f"slcan: identifier out of range: {line[:40]!r}")
                     accept = self._accept_ext if extended else self._accept_std
                     if accept is not None:
                         for mask, ids in accept:
@@ -128,6 +143,8 @@ class BufferedSlcanBus(slcanBus):
                             self.filtered += 1  # before anything is built
                             continue
                     return self._frame(can_id, line, at, extended), True
+                if kind not in REPLIES:
+                    raise ValueError(f"slcan: not a reply: {line[:40]!r}")
                 # anything else: python-can's parser, from its queue
                 self._queue.put_nowait(_text(line))
                 msg, _ = super()._recv_internal(0)
@@ -146,7 +163,9 @@ class BufferedSlcanBus(slcanBus):
             raise ValueError(f"slcan: DLC {chr(line[at])!r} in {line[:40]!r}")
         end = at + 1 + 2 * dlc
         if len(line) != end:
-            raise ValueError(f"slcan: {dlc} data bytes announced in {line[:40]!r}")
+            if len(line) != end + STAMP:
+                raise ValueError(f"slcan: {dlc} data bytes announced in {line[:40]!r}")
+            _hex(line[end:], line)  # a timestamp (Z1): checked, not used (the adapter's ms)
         return Message(
             arbitration_id=can_id,
             is_extended_id=extended,
@@ -208,6 +227,13 @@ class BufferedSlcanBus(slcanBus):
         self._lines.clear()
         self._rest = b""
         super().flush()
+
+
+def _hex(digits: bytes, line: bytes) -> int:
+    """Hex digits and nothing else (`int(x, 16)` takes spaces, a sign and underscores)."""
+    if not digits.isalnum():
+        raise ValueError(f"slcan: not hex: {line[:40]!r}")
+    return int(digits, 16)
 
 
 def _text(line: bytes) -> str:

@@ -5,6 +5,7 @@ import uuid
 from pathlib import Path
 
 import can
+import pytest
 from can.interfaces.virtual import VirtualBus
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -117,3 +118,62 @@ async def test_a_burst_of_frames_is_read_whole(tmp_path: Path) -> None:
             )
         assert ctx.counts["frames"] == ctx.counts["filtered"] == n // 2
         assert "garbled" not in ctx.counts
+
+
+def _ccvs1_line(suffix: bytes = b"", prefix: bytes = b"") -> bytes:
+    return prefix + b"T%08X8%s" % (make_id(65265, 0x00), CCVS1_37_5.hex().upper().encode()) + suffix
+
+
+async def test_frames_stamped_by_an_adapter_set_to_z1_are_decoded(tmp_path: Path) -> None:
+    """Lawicel `Z1` (kept in the adapter's EEPROM) adds a 4-hex-digit ms counter, 0-EA5F."""
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Recorder("can")
+        async with running(r.options, ctx):
+            assert r.emulator.wait_open()
+            r.emulator.inject_raw(_ccvs1_line(b"1A2B\r") + _ccvs1_line(b"EA5F\r"))
+            await ctx.wait_for(lambda: len(ctx.signals("CCVS1")) == 2, "both stamped frames")
+        assert "garbled" not in ctx.counts
+        assert {e.signals["WheelBasedVehicleSpeed"] for e in ctx.signals("CCVS1")} == {37.5}
+
+
+async def test_frames_of_an_adapter_ending_its_lines_cr_lf_are_all_decoded(
+    tmp_path: Path,
+) -> None:
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Recorder("can")
+        async with running(r.options, ctx):
+            assert r.emulator.wait_open()
+            r.emulator.inject_raw(_ccvs1_line(b"\r\n") * 3)
+            await ctx.wait_for(lambda: len(ctx.signals("CCVS1")) == 3, "the three frames")
+        assert "garbled" not in ctx.counts
+
+
+GARBLED = {
+    "id over 29 bits": b"T98FEF1008F4802510FF50FFFF\r",
+    "11-bit id over 0x7FF": b"t8FF8F4802510FF50FFFF\r",
+    "id with a sign": b"T+8FEF1008F4802510FF50FFFF\r",
+    "id with a space": b"T 8FEF1008F4802510FF50FFFF\r",
+    "id with an underscore": b"T18F_F1008F4802510FF50FFFF\r",
+    "a NUL before the frame": _ccvs1_line(b"\r", prefix=b"\x00"),
+    "a letter no reply starts with": _ccvs1_line(b"\r", prefix=b"q"),
+    "a stamp that is not hex": _ccvs1_line(b"1G2B\r"),
+    "a stamp of 3 digits": _ccvs1_line(b"1A2\r"),
+}
+
+
+@pytest.mark.parametrize("line", GARBLED.values(), ids=GARBLED.keys())
+async def test_a_corrupted_line_is_counted_garbled_not_guessed(tmp_path: Path, line: bytes) -> None:
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Recorder("can")
+        async with running(r.options, ctx):
+            assert r.emulator.wait_open()
+            r.emulator.inject_raw(line)
+            r.send([(make_id(65276, 0x17), DD_LEVEL)])  # a good frame after it
+            await ctx.wait_for(
+                lambda: bool(ctx.signals("DD")) and ctx.counts.get("garbled") == 1,
+                "the line counted garbled, the next frame decoded",
+            )
+        assert ctx.signals("CCVS1") == []
