@@ -31,13 +31,23 @@ FUEL_WRAP_L = (_J1939_MAX_RAW_4 + 1) * 0.5
 
 @dataclass
 class Totalizer:
-    """The sum of a lifetime counter's increments since the trip began."""
+    """The sum of a lifetime counter's increments since the trip began.
+
+    A counter that goes down was reset (count on from the new value), or it wrapped past
+    its maximum, or the low value was a glitch: an ECU that restarts while cranking sends 0
+    until it has read its stored totals, and a second ECU's counter (a tachograph's and a
+    cluster's odometers differ by metres) may slip in. So the value before a drop is held,
+    and a counter that comes back to it or above counts from it: a glitch adds only the
+    distance really covered, not the whole odometer back.
+    """
 
     wrap: float
     last: float | None = None
     total: float = 0.0
-    resets: int = 0
+    resets: int = 0  # drops counted as resets
     samples: int = 0
+    held: float | None = None  # the value before the last drop, until the counter is back
+    glitches: int = 0  # drops the counter came back from
 
     def feed(self, value: float) -> None:
         self.samples += 1
@@ -47,8 +57,15 @@ class Totalizer:
                 if self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
                     delta += self.wrap  # the counter wrapped past its maximum
                 else:
-                    delta = 0.0  # the ECU's totals were reset: count on from the new value
+                    delta = 0.0  # reset, or a glitch: count on from the new value
                     self.resets += 1
+                    if self.held is None:
+                        self.held = self.last
+            elif self.held is not None and value >= self.held:
+                delta = value - self.held  # back where it was: the drop was a glitch
+                self.held = None
+                self.resets -= 1
+                self.glitches += 1
             self.total += delta
         self.last = value
 

@@ -28,6 +28,9 @@ from edged.topics import DOOR, FAULTS, VEHICLE
 
 _FIELDS = ("speed", "total_distance", "fuel_used", "fuel_level", "engine_speed", "engine_hours")
 DOOR_STATES = {0: "closed", 1: "open"}  # J1939 2-bit status: 2 error, 3 not available
+SOURCE_HOLD_S = 5.0
+"""How long a value stays with its ECU after that ECU's last value (VDHR and LFC come every
+second, CCVS1 every 100 ms): then another ECU sending it takes over."""
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -51,6 +54,7 @@ class VehicleService(Service):
         self._published_faults: Faults | None = None
         self._sent: tuple[Vehicle, float] | None = None  # the last `vehicle`, monotonic time
         self._wanted: dict[str, list[tuple[str, str, str]]] = {}  # message -> (kind, key, sig)
+        self._sources: dict[str, tuple[int, float]] = {}  # key -> (ECU, ts of its last value)
         for name in _FIELDS:
             ref = getattr(config, name)
             if ref:
@@ -87,23 +91,42 @@ class VehicleService(Service):
     def on_signals(self, event: J1939Signals) -> None:
         self._last_can = time.monotonic()
         changed = False
+        taken: set[str] = set()
         for kind, key, signal in self._wanted.get(event.name, ()):
             if signal not in event.signals:
                 continue
             value = event.signals[signal]
+            if not self._from_its_source(key, event.source, value, event.ts):
+                continue
+            taken.add(key)
             if kind == "field":
                 self.values[key] = value
             elif kind == "extra":
                 self.extra[key] = value
             else:
                 changed |= self._door(key, value)
-        if event.name == self._distance_message:
+        if event.name == self._distance_message and "total_distance" in taken:
             self.trips.feed(distance_m=self._number("total_distance"))
-        if event.name == self._fuel_message:
+        if event.name == self._fuel_message and "fuel_used" in taken:
             self.trips.feed(fuel_l=self._number("fuel_used"))
         changed |= self._ignition_from_engine()
         if changed:
             self.publish()
+
+    def _from_its_source(self, key: str, source: int, value: object, ts: float) -> bool:
+        """Whether `key` takes this value: each value follows one ECU, the first to give it
+        (on a truck's backbone the tachograph and the cluster both send VDHR, their
+        odometers metres apart; a body controller sends CCVS1 with no speed). Another ECU
+        takes over only after `SOURCE_HOLD_S` without a value from the first one."""
+        bound = self._sources.get(key)
+        if bound is None or bound[0] == source:
+            if value is not None:
+                self._sources[key] = (source, ts)
+            return True
+        if value is None or ts - bound[1] < SOURCE_HOLD_S:
+            return False
+        self._sources[key] = (source, ts)
+        return True
 
     def _number(self, name: str) -> float | None:
         value = self.values.get(name)

@@ -6,7 +6,7 @@ from core.events import ActiveFaults, J1939Signals, TroubleCode
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
 from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded
-from edged.services.trips import DISTANCE_WRAP_M, OPEN_TRIP_KEY, Totalizer
+from edged.services.trips import DISTANCE_WRAP_M, FUEL_WRAP_L, OPEN_TRIP_KEY, Totalizer
 from edged.services.vehicle import VehicleService
 from tests.helpers.host import TestHost
 
@@ -397,3 +397,119 @@ def test_a_deadband_on_an_unknown_field_is_a_config_error() -> None:
         VehicleServiceConfig(deadbands={"sped_kmh": 5.0})
     with pytest.raises(ValueError, match="0 or more"):
         VehicleServiceConfig(deadbands={"speed_kmh": -1.0})
+
+
+def from_ecu(svc: VehicleService, name: str, source: int, ts: float = 0.0, **signals: Any) -> None:
+    svc.on_signals(J1939Signals(pgn=0, name=name, source=source, signals=signals, ts=ts))
+
+
+def test_two_ecus_sending_the_odometer_do_not_multiply_the_trip_distance() -> None:
+    """A truck's tachograph (0xEE) and cluster (0x17) both send VDHR, 50 m apart."""
+    _, svc, bus = make()
+    bus.engine(800)
+    for i in range(11):  # 100 m
+        from_ecu(svc, "VDHR", 0xEE, TotalVehicleDistanceHighRes=1_000_000.0 + 10 * i)
+        from_ecu(svc, "VDHR", 0x17, TotalVehicleDistanceHighRes=999_950.0 + 10 * i)
+    trip = svc.trips.stop()
+    assert trip is not None and trip.distance_km == 0.1
+    assert svc.snapshot().total_distance_km == 1_000.1  # the tachograph's, not a mix
+
+
+def test_a_second_ecu_without_the_speed_does_not_blank_it() -> None:
+    _, svc, _ = make()
+    from_ecu(svc, "CCVS1", 0x00, WheelBasedVehicleSpeed=42.0)
+    from_ecu(svc, "CCVS1", 0x21, WheelBasedVehicleSpeed=None)  # a body controller's CCVS1
+    assert svc.snapshot().speed_kmh == 42.0
+
+
+def test_a_second_ecu_takes_a_value_over_once_the_first_fell_silent() -> None:
+    _, svc, _ = make()
+    from_ecu(svc, "CCVS1", 0x00, ts=100.0, WheelBasedVehicleSpeed=42.0)
+    from_ecu(svc, "CCVS1", 0x27, ts=103.0, WheelBasedVehicleSpeed=40.0)
+    assert svc.snapshot().speed_kmh == 42.0  # the engine's, still talking
+    from_ecu(svc, "CCVS1", 0x27, ts=105.5, WheelBasedVehicleSpeed=39.0)
+    assert svc.snapshot().speed_kmh == 39.0  # the engine has been silent 5.5 s
+    from_ecu(svc, "CCVS1", 0x00, ts=106.0, WheelBasedVehicleSpeed=45.0)
+    assert svc.snapshot().speed_kmh == 39.0  # back, but the other ECU has it now
+
+
+def test_the_first_ecu_saying_not_available_keeps_its_value_until_another_takes_over() -> None:
+    _, svc, _ = make()
+    from_ecu(svc, "CCVS1", 0x00, ts=100.0, WheelBasedVehicleSpeed=42.0)
+    from_ecu(svc, "CCVS1", 0x00, ts=101.0, WheelBasedVehicleSpeed=None)
+    assert svc.snapshot().speed_kmh is None  # its own word: not available
+    from_ecu(svc, "CCVS1", 0x27, ts=106.0, WheelBasedVehicleSpeed=41.0)
+    assert svc.snapshot().speed_kmh == 41.0  # no value from the first one for 6 s
+
+
+def test_an_odometer_that_reads_zero_while_its_ecu_boots_adds_only_the_distance_driven() -> None:
+    _, svc, bus = make()
+    bus.engine(800)
+    for metres in (1_000_000.0, 1_000_010.0, 0.0, 0.0, 1_000_020.0, 1_000_030.0):
+        from_ecu(svc, "VDHR", 0x00, TotalVehicleDistanceHighRes=metres)
+    assert svc.trips.trip is not None
+    distance = svc.trips.trip.distance
+    assert distance.total == 30.0 and distance.resets == 0 and distance.glitches == 1
+
+
+def test_a_fuel_counter_dipping_to_zero_adds_only_the_fuel_burnt() -> None:
+    t = Totalizer(FUEL_WRAP_L)
+    for litres in (5_000.0, 5_000.5, 0.0, 5_001.0, 5_001.5):
+        t.feed(litres)
+    assert t.total == 1.5 and t.glitches == 1
+
+
+def test_a_real_reset_after_a_glitch_still_counts_from_the_new_value() -> None:
+    t = Totalizer(DISTANCE_WRAP_M)
+    for metres in (500_000.0, 505_000.0, 0.0, 2_000.0, 3_000.0):
+        t.feed(metres)
+    assert t.total == 8_000.0 and t.resets == 1 and t.glitches == 0
+
+
+def test_frames_from_two_tachographs_and_a_booting_ecu_give_the_distance_driven() -> None:
+    """Real frames through the CAN pipeline: VDHR from 0xEE and 0x17, 50 m apart, then the
+    0xEE ECU sending zeros while it restarts."""
+    import can
+
+    from drivers.can.decoder import SHIPPED_DBC, Decoders
+    from drivers.can.pipeline import Pipeline
+
+    def vdhr(metres: int) -> bytes:
+        return (metres // 5).to_bytes(4, "little") + b"\xff" * 4
+
+    frames = [(0x0CF00400, bytes.fromhex("F07D7D401F00FFFF"))]  # EEC1 1000 rpm
+    for i in range(11):
+        frames += [(0x18FEC1EE, vdhr(1_000_000 + 10 * i)), (0x18FEC117, vdhr(999_950 + 10 * i))]
+    frames += [(0x18FEC1EE, bytes(8)), (0x18FEC1EE, vdhr(1_000_110))]
+    pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0.1)
+    _, svc, _ = make()
+    for i, (can_id, data) in enumerate(frames):
+        msg = can.Message(arbitration_id=can_id, data=data, is_extended_id=True)
+        if (event := pipe.process(msg, now=0.5 * (i + 1))) is not None:
+            svc.on_signals(event)
+    trip = svc.trips.stop()
+    assert trip is not None and trip.distance_km == 0.11
+
+
+def test_a_trip_kept_on_disk_by_the_release_before_restores() -> None:
+    node = TestHost()
+    node.state.set(
+        OPEN_TRIP_KEY,
+        {
+            "trip_id": "t1",
+            "started": "2026-12-01T08:00:00+00:00",
+            "trigger": "ignition",
+            "gps_start_m": 0.0,
+            "distance": {
+                "wrap": DISTANCE_WRAP_M,
+                "last": 1e6,
+                "total": 500.0,
+                "resets": 0,
+                "samples": 3,
+            },
+            "fuel": {"wrap": FUEL_WRAP_L, "last": 10.0, "total": 0.5, "resets": 0, "samples": 3},
+        },
+    )
+    _, svc, _ = make(node)
+    assert svc.trips.trip is not None and svc.trips.trip.distance.total == 500.0
+    assert svc.trips.trip.distance.held is None
