@@ -1,4 +1,7 @@
-"""`can.replay`: a candump log played onto python-can's virtual bus, read back like a real bus.
+"""`can.replay`: a recording played onto python-can's virtual bus, read back like a real bus.
+
+The recording is a `candump -L` log, or a Vector ASC or BLF or PEAK TRC file, which
+python-can reads (`drivers.can.recordings`).
 
 A sender thread paces the log (`speed` log seconds per real second) onto a private virtual
 channel; the receiving side is the very same Receiver and Pipeline as `can.bus`, so the
@@ -27,10 +30,11 @@ from pydantic import Field
 from core.driver import DriverContext, Opens
 from core.errors import DriverError
 from core.paths import ExistingConfigPath
-from drivers.can.candump import EXAMPLE, LogFrame, LogLineError, read_log
+from drivers.can.candump import EXAMPLE, LogFrame, LogLineError
 from drivers.can.options import CanDecodeOptions
 from drivers.can.pipeline import Pipeline
 from drivers.can.receiver import Receiver
+from drivers.can.recordings import FORMATS, read_recording
 
 RX_QUEUE = 10_000
 """Frames the receiving side buffers; a faster sender waits (no frame of a log is lost)."""
@@ -38,7 +42,9 @@ LOGGED_BAD_LINES = 5
 
 
 class CanReplayOptions(CanDecodeOptions):
-    log: ExistingConfigPath = Field(description="candump -L log, relative to the config file")
+    log: ExistingConfigPath = Field(
+        description="candump -L log, or a .asc, .blf or .trc recording, relative to the config file"
+    )
     speed: float = Field(default=1.0, gt=0, le=1_000_000, description="log seconds per real s")
     loop: bool = Field(default=False, description="start again at the end of the log")
     max_gap_s: float = Field(
@@ -64,12 +70,14 @@ class _Sender:
     def _bad_line(self, lineno: int, exc: LogLineError, shown: int) -> None:
         self.counts["malformed_lines"] += 1
         if shown < LOGGED_BAD_LINES:
+            kind = FORMATS.get(self.options.log.suffix.lower())
             self.log.warning(
-                "%s:%d: skipped, not a candump -L line (%s); expected e.g. %r",
+                "%s:%d: skipped, %s",
                 self.options.log,
                 lineno,
-                exc,
-                EXAMPLE,
+                f"{exc} ({kind}, frame {lineno})"
+                if kind
+                else f"not a candump -L line ({exc}); expected e.g. {EXAMPLE!r}",
             )
         elif shown == LOGGED_BAD_LINES:
             self.log.warning("%s: more malformed lines are counted, not logged", self.options.log)
@@ -119,7 +127,7 @@ class _Sender:
             last_ts: float | None = None
             due = clock()
             shown = 0
-            for lineno, item in read_log(self.options.log):
+            for lineno, item in read_recording(self.options.log):
                 if self.stop.is_set():
                     return
                 if isinstance(item, LogLineError):
