@@ -10,7 +10,9 @@ and puts back what a reload of the firewall dropped.
 One session per MAC: a device that accepts again from another address (a laptop adding
 address aliases, a phone given a new lease) moves its session there, and the old pair
 leaves the set in the same `nft` transaction, so a device holds one slot and one address
-at a time.
+at a time. When every slot is taken, a new phone may take the slot of a device no longer
+on the hotspot (`on_hotspot`: the radio's stations), so a session does not outlive its
+device when someone else needs the room.
 
 The MAC address exists only there: in the kernel's set and this table, in memory, until the
 session ends. It is never written to disk, logged, or sent anywhere.
@@ -22,7 +24,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -56,6 +58,8 @@ def normal_mac(mac: str) -> str:
 
 
 Pair = tuple[str, ipaddress.IPv4Address]
+Present = Callable[[], Awaitable[set[str] | None]]
+"""The MACs on the hotspot now (lower case), or None when that cannot be told."""
 
 
 class Firewall(Protocol):
@@ -224,10 +228,13 @@ class Sessions:
         left = session.left(self.clock())
         return left if left > 0 else None
 
-    async def accept(self, mac: str, ip: ipaddress.IPv4Address) -> float:
+    async def accept(
+        self, mac: str, ip: ipaddress.IPv4Address, *, present: Present | None = None
+    ) -> float:
         """Let the phone through for the session's length (again, if it already was; at
-        this address only, if it was at another); seconds left. Raises PortalFull or
-        FirewallError."""
+        this address only, if it was at another); seconds left. At the limit, a new phone
+        takes the slot of a device `present` no longer lists (None: no slot is taken back).
+        Raises PortalFull or FirewallError."""
         mac = normal_mac(mac)
         async with self._lock:
             self.active()
@@ -236,18 +243,35 @@ class Sessions:
             if had is not None and had.ip != ip:
                 revoke.append((mac, had.ip))
             if had is None and len(self._table) >= self.max_sessions:
-                self.counters.inc("wifi.portal.full")
-                raise PortalFull(
-                    f"the hotspot has {self.max_sessions} phones online, its limit; "
-                    "try again in a while"
-                )
+                gone = await self._gone(mac, present)
+                if gone is None:
+                    self.counters.inc("wifi.portal.full")
+                    raise PortalFull(
+                        f"the hotspot has {self.max_sessions} phones online, its limit; "
+                        "try again in a while"
+                    )
+                revoke.append((gone, self._table[gone].ip))
             await self.firewall.allow(mac, ip, self.session_s, revoke=revoke)
-            if revoke:
-                self.counters.inc("wifi.sessions.moved")
+            for old_mac, _ in revoke:
+                if old_mac != mac:
+                    del self._table[old_mac]
+                    self.counters.inc("wifi.sessions.reclaimed")
+                else:
+                    self.counters.inc("wifi.sessions.moved")
             self._table[mac] = Session(ip, self.clock() + self.session_s)
             if had is None:
                 self._count_one()
             return float(self.session_s)
+
+    async def _gone(self, mac: str, present: Present | None) -> str | None:
+        """The session to give up for `mac`, a new phone: of a device no longer on the
+        hotspot, the one with the least time left; None when every device is still there,
+        or when the list cannot be trusted (unknown, or without the new phone itself)."""
+        here = await present() if present is not None else None
+        if here is None or mac not in here:
+            return None
+        gone = [m for m in self._table if m not in here]
+        return min(gone, key=lambda m: self._table[m].ends) if gone else None
 
     async def resync(self) -> None:
         """Take what the kernel has (after a daemon restart) and put back what it lost (a

@@ -409,6 +409,23 @@ async def test_a_phone_accepting_again_at_its_address_keeps_its_one_session(
     assert portal.node.counters["wifi.sessions.moved"] == 0
 
 
+async def test_a_full_hotspot_gives_a_rider_the_slot_of_a_device_that_left(
+    portal: Portal,
+) -> None:
+    """One radio changing its MAC (randomisation) between accepts: each MAC it left is a
+    device gone from the hotspot, and a rider who finds the hotspot full takes its slot."""
+    macs = [f"02:00:00:00:01:{n:02x}" for n in (20, 21, 22)]
+    for n, mac in zip((20, 21, 22), macs, strict=True):
+        portal.sees(**{f"127_0_0_{n}": mac})  # only the MAC of the moment is on the radio
+        assert (await accept(portal, ip=f"127.0.0.{n}"))[0] == 200
+    portal.sees(**{"127_0_0_22": macs[2], "127_0_0_30": "02:00:00:00:00:30"})
+    status, _ = await accept(portal, ip="127.0.0.30")
+    assert status == 200
+    assert (macs[0], "127.0.0.20") not in await in_set(portal)  # the oldest one gave way
+    assert portal.wifi.sessions.active() == 3
+    assert portal.node.counters["wifi.sessions.reclaimed"] == 1
+
+
 async def test_a_firewall_that_cannot_be_changed_is_reported_not_hidden(portal: Portal) -> None:
     portal.netns.run("nft", "delete", "table", "inet", "edged_hotspot")
     portal.sees(**{"127_0_0_5": "02:00:00:00:00:05"})

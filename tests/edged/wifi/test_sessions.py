@@ -210,6 +210,43 @@ async def test_a_device_at_many_addresses_holds_one_slot(firewall: NftFirewall) 
     assert await set_of(firewall) == {(A, IP_A), (B, IP_B)}
 
 
+async def test_a_full_hotspot_gives_a_new_phone_the_slot_of_a_device_that_left(
+    firewall: NftFirewall,
+) -> None:
+    s = sessions(firewall, max_sessions=2)
+    await s.accept(A, IP_A)
+    await s.accept(B, IP_B)
+
+    async def here() -> set[str]:
+        return {B, C}  # A left the bus
+
+    await s.accept(C, IP_C, present=here)
+    assert await set_of(firewall) == {(B, IP_B), (C, IP_C)}
+    assert s.left(A, IP_A) is None and s.counters["wifi.sessions.reclaimed"] == 1
+
+
+@pytest.mark.parametrize(
+    "here",
+    [{A, B, C}, {B}, set(), None],
+    ids=["all-there", "without-the-new-one", "empty", "unknown"],
+)
+async def test_a_full_hotspot_takes_no_slot_when_all_are_there_or_it_cannot_tell(
+    firewall: NftFirewall, here: set[str] | None
+) -> None:
+    """A list of devices without the phone that is accepting (an empty one, a radio that
+    lists nobody) is not trusted: no session is given up on its word."""
+    s = sessions(firewall, max_sessions=2)
+    await s.accept(A, IP_A)
+    await s.accept(B, IP_B)
+
+    async def present() -> set[str] | None:
+        return here
+
+    with pytest.raises(PortalFull):
+        await s.accept(C, IP_C, present=present)
+    assert await set_of(firewall) == {(A, IP_A), (B, IP_B)}
+
+
 async def test_a_restarted_daemon_keeps_one_address_of_a_mac_an_older_edged_set_at_several(
     firewall: NftFirewall,
 ) -> None:
