@@ -246,7 +246,7 @@ class PortalServer(KioskServer):
     async def _accept(self, request: Request) -> Response:
         await self.read_json(request, AcceptPost)
         ip, mac = self._phone(request)
-        wait = self.accepts.check(str(ip))
+        wait = self.accepts.check(mac or str(ip))  # per device, whatever its addresses
         if wait > 0:
             raise HttpError(
                 429,

@@ -426,6 +426,14 @@ async def test_a_full_hotspot_gives_a_rider_the_slot_of_a_device_that_left(
     assert portal.node.counters["wifi.sessions.reclaimed"] == 1
 
 
+async def test_accepting_is_rate_limited_per_device_whatever_its_addresses(
+    portal: Portal,
+) -> None:
+    portal.sees(**{f"127_0_0_{n}": LAPTOP for n in range(20, 25)})
+    codes = [(await accept(portal, ip=f"127.0.0.{n}"))[0] for n in range(20, 25)]
+    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+
+
 async def test_a_firewall_that_cannot_be_changed_is_reported_not_hidden(portal: Portal) -> None:
     portal.netns.run("nft", "delete", "table", "inet", "edged_hotspot")
     portal.sees(**{"127_0_0_5": "02:00:00:00:00:05"})
