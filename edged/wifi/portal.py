@@ -16,7 +16,8 @@ accepting) are sent to the portal: 302 for GET and HEAD, 511 (RFC 6585) otherwis
 - `/api/captive`: RFC 8908's API (`application/captive+json`), named by DHCP option 114;
 - `/api/portal`: this phone's access (accepted, seconds left, internet now);
 - `POST /api/portal/accept`: the terms accepted; the phone's MAC and address enter the
-  firewall's set for the session's length.
+  firewall's set for the session's length (one session per MAC: from another address of
+  the same device, the session moves there).
 """
 
 import html
@@ -40,7 +41,7 @@ from edged.kiosk.ratelimit import RateLimiter
 from edged.kiosk.server import KioskServer, Screen
 from edged.web.message import HttpError, Request, Response, json_response
 from edged.web.router import Router
-from edged.wifi.neighbours import ARP, mac_of
+from edged.wifi.neighbours import ARP, SYS_NET, mac_of, on_hotspot
 from edged.wifi.sessions import FirewallError, PortalFull, Sessions
 from edged.wifi.uplink import Internet
 
@@ -136,12 +137,14 @@ class PortalServer(KioskServer):
         internet: Internet,
         host: str | None = None,
         arp: Path = ARP,
+        sys_net: Path = SYS_NET,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.wifi = wifi
         self.sessions = sessions
         self.internet = internet
         self.arp = arp
+        self.sys_net = sys_net
         self.throttle = Throttled(clock)
         self.accepts = RateLimiter(
             burst=ACCEPT_BURST,
@@ -237,10 +240,13 @@ class PortalServer(KioskServer):
             body |= {"seconds-remaining": math.floor(left), "can-extend-session": True}
         return json_response(body, content_type=CAPTIVE_JSON)
 
+    async def _on_hotspot(self) -> set[str] | None:
+        return await on_hotspot(self.wifi.interface, table=self.arp, sys_net=self.sys_net)
+
     async def _accept(self, request: Request) -> Response:
         await self.read_json(request, AcceptPost)
         ip, mac = self._phone(request)
-        wait = self.accepts.check(str(ip))
+        wait = self.accepts.check(mac or str(ip))  # per device, whatever its addresses
         if wait > 0:
             raise HttpError(
                 429,
@@ -256,7 +262,7 @@ class PortalServer(KioskServer):
                 "the hotspot does not see this phone's address: disconnect and connect again",
             )
         try:
-            await self.sessions.accept(mac, ip)
+            await self.sessions.accept(mac, ip, present=self._on_hotspot)
         except PortalFull as exc:
             raise HttpError(503, "full", str(exc), {"Retry-After": "60"}) from None
         except FirewallError as exc:

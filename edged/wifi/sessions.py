@@ -7,6 +7,13 @@ another's MAC alone) is not let through. The daemon keeps the same pairs in memo
 answer the portal without asking the kernel each time), reads the set back when it starts
 and puts back what a reload of the firewall dropped.
 
+One session per MAC: a device that accepts again from another address (a laptop adding
+address aliases, a phone given a new lease) moves its session there, and the old pair
+leaves the set in the same `nft` transaction, so a device holds one slot and one address
+at a time. When every slot is taken, a new phone may take the slot of a device no longer
+on the hotspot (`on_hotspot`: the radio's stations), so a session does not outlive its
+device when someone else needs the room.
+
 The MAC address exists only there: in the kernel's set and this table, in memory, until the
 session ends. It is never written to disk, logged, or sent anywhere.
 """
@@ -17,7 +24,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -50,8 +57,17 @@ def normal_mac(mac: str) -> str:
     return mac
 
 
+Pair = tuple[str, ipaddress.IPv4Address]
+Present = Callable[[], Awaitable[set[str] | None]]
+"""The MACs on the hotspot now (lower case), or None when that cannot be told."""
+
+
 class Firewall(Protocol):
-    async def allow(self, mac: str, ip: ipaddress.IPv4Address, timeout_s: int) -> None: ...
+    async def allow(
+        self, mac: str, ip: ipaddress.IPv4Address, timeout_s: int, *, revoke: Sequence[Pair] = ()
+    ) -> None:
+        """Let the pair through for `timeout_s`, and take `revoke`'s pairs out, at once."""
+        ...
 
     async def sessions(self) -> list[tuple[str, ipaddress.IPv4Address, float]]:
         """(mac, ip, seconds left) of every pair in the set."""
@@ -84,12 +100,22 @@ class NftFirewall:
             raise FirewallError(f"nft failed: {text[-1] if text else ran.code}{hint}")
         return ran.out
 
-    async def allow(self, mac: str, ip: ipaddress.IPv4Address, timeout_s: int) -> None:
-        """Add the pair, or start its timeout again: add, delete, add, in one transaction
-        (an add alone leaves an existing element's timeout as it was)."""
-        element = f"inet {TABLE} {ALLOWED_SET} {{ {normal_mac(mac)} . {ip} timeout {timeout_s}s }}"
-        script = f"add element {element}\ndelete element {element}\nadd element {element}\n"
-        await self._nft("-f", "-", stdin=script.encode())
+    async def allow(
+        self, mac: str, ip: ipaddress.IPv4Address, timeout_s: int, *, revoke: Sequence[Pair] = ()
+    ) -> None:
+        """Add the pair, or start its timeout again: add, delete, add (an add alone leaves
+        an existing element's timeout as it was); and take out each pair of `revoke`: add,
+        delete (a delete alone fails on a pair the kernel already forgot). One transaction:
+        a moved session is never at both addresses, nor at neither."""
+        mac = normal_mac(mac)
+        lines = []
+        for old_mac, old_ip in revoke:
+            old = f"inet {TABLE} {ALLOWED_SET} {{ {normal_mac(old_mac)} . {_ipv4(old_ip)} }}"
+            if (normal_mac(old_mac), old_ip) != (mac, ip):
+                lines += [f"add element {old}", f"delete element {old}"]
+        element = f"inet {TABLE} {ALLOWED_SET} {{ {mac} . {_ipv4(ip)} timeout {timeout_s}s }}"
+        lines += [f"add element {element}", f"delete element {element}", f"add element {element}"]
+        await self._nft("-f", "-", stdin="".join(f"{line}\n" for line in lines).encode())
 
     async def sessions(self) -> list[tuple[str, ipaddress.IPv4Address, float]]:
         raw = await self._nft("-j", "list", "set", "inet", TABLE, ALLOWED_SET)
@@ -98,6 +124,12 @@ class NftFirewall:
             return list(_elements(data))
         except (ValueError, KeyError, TypeError) as exc:
             raise FirewallError(f"nft listed the set in a form edged cannot read: {exc}") from None
+
+
+def _ipv4(ip: ipaddress.IPv4Address) -> str:
+    if not isinstance(ip, ipaddress.IPv4Address):
+        raise ValueError(f"not an IPv4 address: {ip!r}")
+    return str(ip)
 
 
 def _elements(data: dict[str, Any]) -> "list[tuple[str, ipaddress.IPv4Address, float]]":
@@ -116,6 +148,8 @@ def _elements(data: dict[str, Any]) -> "list[tuple[str, ipaddress.IPv4Address, f
 
 @dataclass(frozen=True)
 class Session:
+    ip: ipaddress.IPv4Address
+    """the one address the device's session is at"""
     ends: float
     """monotonic"""
 
@@ -148,7 +182,8 @@ class Sessions:
         self.wall = wall
         self._get_state = get_state
         self._set_state = set_state
-        self._table: dict[tuple[str, ipaddress.IPv4Address], Session] = {}
+        self._table: dict[str, Session] = {}
+        """by MAC: one session per device"""
         self._lock = asyncio.Lock()
         self._day, self.today = self._load_today()
 
@@ -183,46 +218,82 @@ class Sessions:
     # -- the portal -------------------------------------------------------------------
 
     def left(self, mac: str | None, ip: ipaddress.IPv4Address) -> float | None:
-        """Seconds left of this phone's session, or None when it has none."""
+        """Seconds left of this phone's session at this address, or None when it has none
+        (a device whose session moved to another of its addresses has none here)."""
         if mac is None:
             return None
-        session = self._table.get((mac, ip))
-        if session is None:
+        session = self._table.get(mac)
+        if session is None or session.ip != ip:
             return None
         left = session.left(self.clock())
         return left if left > 0 else None
 
-    async def accept(self, mac: str, ip: ipaddress.IPv4Address) -> float:
-        """Let the phone through for the session's length (again, if it already was);
-        seconds left. Raises PortalFull or FirewallError."""
+    async def accept(
+        self, mac: str, ip: ipaddress.IPv4Address, *, present: Present | None = None
+    ) -> float:
+        """Let the phone through for the session's length (again, if it already was; at
+        this address only, if it was at another); seconds left. At the limit, a new phone
+        takes the slot of a device `present` no longer lists (None: no slot is taken back).
+        Raises PortalFull or FirewallError."""
         mac = normal_mac(mac)
         async with self._lock:
-            renewing = self.left(mac, ip) is not None
-            if not renewing and self.active() >= self.max_sessions:
-                self.counters.inc("wifi.portal.full")
-                raise PortalFull(
-                    f"the hotspot has {self.max_sessions} phones online, its limit; "
-                    "try again in a while"
-                )
-            await self.firewall.allow(mac, ip, self.session_s)
-            self._table[(mac, ip)] = Session(self.clock() + self.session_s)
-            if not renewing:
+            self.active()
+            had = self._table.get(mac)
+            revoke: list[Pair] = []
+            if had is not None and had.ip != ip:
+                revoke.append((mac, had.ip))
+            if had is None and len(self._table) >= self.max_sessions:
+                gone = await self._gone(mac, present)
+                if gone is None:
+                    self.counters.inc("wifi.portal.full")
+                    raise PortalFull(
+                        f"the hotspot has {self.max_sessions} phones online, its limit; "
+                        "try again in a while"
+                    )
+                revoke.append((gone, self._table[gone].ip))
+            await self.firewall.allow(mac, ip, self.session_s, revoke=revoke)
+            for old_mac, _ in revoke:
+                if old_mac != mac:
+                    del self._table[old_mac]
+                    self.counters.inc("wifi.sessions.reclaimed")
+                else:
+                    self.counters.inc("wifi.sessions.moved")
+            self._table[mac] = Session(ip, self.clock() + self.session_s)
+            if had is None:
                 self._count_one()
             return float(self.session_s)
 
+    async def _gone(self, mac: str, present: Present | None) -> str | None:
+        """The session to give up for `mac`, a new phone: of a device no longer on the
+        hotspot, the one with the least time left; None when every device is still there,
+        or when the list cannot be trusted (unknown, or without the new phone itself)."""
+        here = await present() if present is not None else None
+        if here is None or mac not in here:
+            return None
+        gone = [m for m in self._table if m not in here]
+        return min(gone, key=lambda m: self._table[m].ends) if gone else None
+
     async def resync(self) -> None:
         """Take what the kernel has (after a daemon restart) and put back what it lost (a
-        reload of the firewall empties the set)."""
+        reload of the firewall empties the set). A MAC the kernel holds at several
+        addresses (a set an older edged filled) keeps one: ours, else the longest."""
         async with self._lock:
             now = self.clock()
-            known = await self.firewall.sessions()
-            there = set()
-            for mac, ip, left in known:
-                there.add((mac, ip))
-                if (mac, ip) not in self._table and left > 0:
-                    self._table[(mac, ip)] = Session(now + left)
-            for (mac, ip), session in list(self._table.items()):
+            kernel: dict[str, dict[ipaddress.IPv4Address, float]] = {}
+            for mac, ip, left in await self.firewall.sessions():
+                kernel.setdefault(mac, {})[ip] = left
+            for mac, ips in kernel.items():
+                ip, left = max(ips.items(), key=lambda kv: kv[1])
+                if mac not in self._table and left > 0:
+                    self._table[mac] = Session(ip, now + left)
+            for mac, session in list(self._table.items()):
                 left = int(session.left(now))
-                if (mac, ip) not in there and left > 0:
-                    await self.firewall.allow(mac, ip, left)
+                there = kernel.get(mac, {})
+                extra = [(mac, ip) for ip in there if ip != session.ip]
+                if left < 1 or (session.ip in there and not extra):
+                    continue
+                await self.firewall.allow(mac, session.ip, left, revoke=extra)
+                if session.ip not in there:
                     self.counters.inc("wifi.sessions.restored")
+                if extra:
+                    self.counters.inc("wifi.sessions.merged")

@@ -366,6 +366,74 @@ async def test_a_full_hotspot_says_so(portal: Portal) -> None:
     assert body["error"] == "full"
 
 
+LAPTOP = "02:00:00:00:00:66"
+
+
+async def accepted_at(p: Portal, ip: str) -> bool:
+    return bool(json.loads((await get(p, "/api/portal", ip=ip))[2])["accepted"])
+
+
+async def test_one_device_at_many_addresses_leaves_room_for_the_next_rider(
+    portal: Portal,
+) -> None:
+    """A laptop adds address aliases and accepts from each: one slot, not all three."""
+    phones = {f"127_0_0_{n}": LAPTOP for n in (20, 21, 22)}
+    portal.sees(**phones, **{"127_0_0_30": "02:00:00:00:00:30"})  # a rider, arriving after
+    codes = [(await accept(portal, ip=f"127.0.0.{n}"))[0] for n in (20, 21, 22)]
+    assert codes == [200, 200, 200]
+    status, body = await accept(portal, ip="127.0.0.30")
+    assert status == 200 and body["accepted"] is True
+    assert await in_set(portal) == {(LAPTOP, "127.0.0.22"), ("02:00:00:00:00:30", "127.0.0.30")}
+    assert portal.wifi.sessions.active() == 2
+
+
+async def test_accepting_from_a_new_address_moves_the_session_and_the_old_one_loses_access(
+    portal: Portal,
+) -> None:
+    portal.sees(**{"127_0_0_20": LAPTOP, "127_0_0_21": LAPTOP})
+    assert (await accept(portal, ip="127.0.0.20"))[0] == 200
+    assert (await accept(portal, ip="127.0.0.21"))[0] == 200
+    assert await in_set(portal) == {(LAPTOP, "127.0.0.21")}  # what the forward chain matches
+    assert not await accepted_at(portal, "127.0.0.20")
+    assert await accepted_at(portal, "127.0.0.21")
+    assert portal.wifi.sessions.sessions_today() == 1
+
+
+async def test_a_phone_accepting_again_at_its_address_keeps_its_one_session(
+    portal: Portal,
+) -> None:
+    portal.sees(**{"127_0_0_5": "02:00:00:00:00:05"})
+    assert [(await accept(portal))[0] for _ in range(2)] == [200, 200]
+    assert await in_set(portal) == {("02:00:00:00:00:05", "127.0.0.5")}
+    assert portal.wifi.sessions.sessions_today() == 1
+    assert portal.node.counters["wifi.sessions.moved"] == 0
+
+
+async def test_a_full_hotspot_gives_a_rider_the_slot_of_a_device_that_left(
+    portal: Portal,
+) -> None:
+    """One radio changing its MAC (randomisation) between accepts: each MAC it left is a
+    device gone from the hotspot, and a rider who finds the hotspot full takes its slot."""
+    macs = [f"02:00:00:00:01:{n:02x}" for n in (20, 21, 22)]
+    for n, mac in zip((20, 21, 22), macs, strict=True):
+        portal.sees(**{f"127_0_0_{n}": mac})  # only the MAC of the moment is on the radio
+        assert (await accept(portal, ip=f"127.0.0.{n}"))[0] == 200
+    portal.sees(**{"127_0_0_22": macs[2], "127_0_0_30": "02:00:00:00:00:30"})
+    status, _ = await accept(portal, ip="127.0.0.30")
+    assert status == 200
+    assert (macs[0], "127.0.0.20") not in await in_set(portal)  # the oldest one gave way
+    assert portal.wifi.sessions.active() == 3
+    assert portal.node.counters["wifi.sessions.reclaimed"] == 1
+
+
+async def test_accepting_is_rate_limited_per_device_whatever_its_addresses(
+    portal: Portal,
+) -> None:
+    portal.sees(**{f"127_0_0_{n}": LAPTOP for n in range(20, 25)})
+    codes = [(await accept(portal, ip=f"127.0.0.{n}"))[0] for n in range(20, 25)]
+    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+
+
 async def test_a_firewall_that_cannot_be_changed_is_reported_not_hidden(portal: Portal) -> None:
     portal.netns.run("nft", "delete", "table", "inet", "edged_hotspot")
     portal.sees(**{"127_0_0_5": "02:00:00:00:00:05"})

@@ -181,3 +181,102 @@ async def test_nft_lets_a_phone_through_under_the_units_seccomp_filters(netns: N
     firewall = NftFirewall(nft=nft, prefix=[*netns.prefix, *sandbox])
     await firewall.allow(A, IP_A, 60)
     assert [(m, ip) for m, ip, _ in await firewall.sessions()] == [(A, IP_A)]
+
+
+# -- one session per device ------------------------------------------------------------------
+
+
+async def set_of(firewall: NftFirewall) -> set[tuple[str, ipaddress.IPv4Address]]:
+    return {(m, ip) for m, ip, _ in await firewall.sessions()}
+
+
+async def test_accepting_from_another_address_moves_the_session_there(
+    firewall: NftFirewall,
+) -> None:
+    s = sessions(firewall)
+    await s.accept(A, IP_A)
+    await s.accept(A, IP_B)
+    assert await set_of(firewall) == {(A, IP_B)}  # the old address lost its access
+    assert s.left(A, IP_A) is None and 0 < (s.left(A, IP_B) or 0) <= 300
+    assert s.active() == 1 and s.sessions_today() == 1
+    assert s.counters["wifi.sessions.moved"] == 1
+
+
+async def test_a_device_at_many_addresses_holds_one_slot(firewall: NftFirewall) -> None:
+    s = sessions(firewall, max_sessions=2)
+    for ip in (IP_A, IP_B, IP_C, IP_A):
+        await s.accept(A, ip)
+    await s.accept(B, IP_B)  # B's address was A's a moment ago: A's pair there is gone
+    assert await set_of(firewall) == {(A, IP_A), (B, IP_B)}
+
+
+async def test_a_full_hotspot_gives_a_new_phone_the_slot_of_a_device_that_left(
+    firewall: NftFirewall,
+) -> None:
+    s = sessions(firewall, max_sessions=2)
+    await s.accept(A, IP_A)
+    await s.accept(B, IP_B)
+
+    async def here() -> set[str]:
+        return {B, C}  # A left the bus
+
+    await s.accept(C, IP_C, present=here)
+    assert await set_of(firewall) == {(B, IP_B), (C, IP_C)}
+    assert s.left(A, IP_A) is None and s.counters["wifi.sessions.reclaimed"] == 1
+
+
+@pytest.mark.parametrize(
+    "here",
+    [{A, B, C}, {B}, set(), None],
+    ids=["all-there", "without-the-new-one", "empty", "unknown"],
+)
+async def test_a_full_hotspot_takes_no_slot_when_all_are_there_or_it_cannot_tell(
+    firewall: NftFirewall, here: set[str] | None
+) -> None:
+    """A list of devices without the phone that is accepting (an empty one, a radio that
+    lists nobody) is not trusted: no session is given up on its word."""
+    s = sessions(firewall, max_sessions=2)
+    await s.accept(A, IP_A)
+    await s.accept(B, IP_B)
+
+    async def present() -> set[str] | None:
+        return here
+
+    with pytest.raises(PortalFull):
+        await s.accept(C, IP_C, present=present)
+    assert await set_of(firewall) == {(A, IP_A), (B, IP_B)}
+
+
+async def test_a_restarted_daemon_keeps_one_address_of_a_mac_an_older_edged_set_at_several(
+    firewall: NftFirewall,
+) -> None:
+    await firewall.allow(A, IP_A, 100)
+    await firewall.allow(A, IP_B, 200)  # what the pairs-per-address edged left in the kernel
+    await firewall.allow(B, IP_C, 100)
+    s = sessions(firewall)
+    await s.resync()
+    assert await set_of(firewall) == {(A, IP_B), (B, IP_C)}
+    assert s.active() == 2 and s.left(A, IP_A) is None and 190 < (s.left(A, IP_B) or 0) <= 200
+
+
+async def test_revoking_a_pair_the_kernel_already_forgot_is_no_error(
+    firewall: NftFirewall,
+) -> None:
+    await firewall.allow(A, IP_B, 60, revoke=[(A, IP_A)])
+    assert await set_of(firewall) == {(A, IP_B)}
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        ("02:00:00:00:00:0a } ; flush ruleset ; {", IP_A),
+        (A, "10.42.0.10 } ; flush ruleset ; {"),
+        (A, ipaddress.IPv6Address("::1")),
+    ],
+    ids=["mac", "address-as-text", "ipv6"],
+)
+async def test_a_hostile_pair_to_revoke_never_reaches_nft(firewall: NftFirewall, pair: Any) -> None:
+    await firewall.allow(B, IP_B, 60)
+    with pytest.raises(ValueError, match="not a"):
+        await firewall.allow(A, IP_C, 60, revoke=[pair])
+    assert await set_of(firewall) == {(B, IP_B)}
