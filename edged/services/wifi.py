@@ -19,10 +19,9 @@ from edged.payloads import WifiHealth
 from edged.services.base import Service
 from edged.services.events import LinkChanged
 from edged.wifi.dns import CaptiveDns
-from edged.wifi.neighbours import ARP, count_neighbours
+from edged.wifi.neighbours import ARP, count_neighbours, stations
 from edged.wifi.portal import PortalServer
 from edged.wifi.sessions import Firewall, FirewallError, NftFirewall, Sessions
-from edged.wifi.tool import find, run_tool
 from edged.wifi.uplink import ROUTES, Internet
 
 log = logging.getLogger(__name__)
@@ -149,16 +148,8 @@ class WifiService(Service):
 
     async def _stations(self) -> int | None:
         """Phones associated with the radio, from `iw` (None without a radio or `iw`)."""
-        iw = find("iw")
-        if iw is None or not (self.sys_net / self.wifi.interface / "wireless").exists():
-            return None
-        try:
-            ran = await run_tool(iw, "dev", self.wifi.interface, "station", "dump", timeout_s=5)
-        except TimeoutError:
-            return None
-        if ran is None or ran.code != 0:
-            return None
-        return sum(line.startswith(b"Station ") for line in ran.out.splitlines())
+        listed = await stations(self.wifi.interface, sys_net=self.sys_net)
+        return None if listed is None else len(listed)
 
     async def health(self) -> WifiHealth:
         stations = await self._stations()
