@@ -9,7 +9,6 @@ line; nothing a sender puts in a command can stop the daemon or end its MQTT ses
 import hashlib
 import json
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from core.counters import Counters
 from edged.commands.authorize import Authorizer
+from edged.commands.replies import DIGEST_HEX, ReplyMemory
 from edged.commands.response import ResponseTopics
 from edged.commands.spec import MAX_COMMAND_BYTES, CommandSpec, Handler
 from edged.config.security import Scope
@@ -72,14 +72,15 @@ class CommandRouter:
         *,
         authorizer: Authorizer | None = None,
         response_topics: ResponseTopics | None = None,
-        remember: int = 256,
+        replies: ReplyMemory | None = None,
     ) -> None:
+        """`replies`: what was answered, by id (edged.commands.replies); in memory only
+        unless given one on the node's state store."""
         self.counters = counters
         self.authorizer = authorizer
         self.response_topics = response_topics or ResponseTopics()
         self._routes: dict[str, _Route] = {}
-        self._replies: OrderedDict[str, tuple[bytes, Reply]] = OrderedDict()
-        self._remember = remember
+        self.replies = ReplyMemory() if replies is None else replies
 
     def add(self, spec: CommandSpec) -> None:
         """Add a command; its `scope` is what a signing key must hold to run it, and its
@@ -164,15 +165,16 @@ class CommandRouter:
             )
         if refusal is not None:
             return self._error(command.id, "bad_response_topic", refusal)
-        digest = hashlib.sha256(cmd.topic.encode() + b"\0" + cmd.payload).digest()
-        cached = self._replies.get(command.id)
-        if cached is not None:
-            if cached[0] != digest:
+        digest = hashlib.sha256(cmd.topic.encode() + b"\0" + cmd.payload).hexdigest()
+        digest = digest[:DIGEST_HEX]
+        answered = self.replies.get(command.id)
+        if answered is not None:
+            if answered.digest != digest:
                 return self._error(
                     command.id, "reused_id", "this id was used for another command; use a new id"
                 )
             self.counters.inc("cmd.duplicate")
-            return cached[1]
+            return answered.reply
         route = self._routes.get(name)
         if route is None:
             return self._error(
@@ -194,14 +196,11 @@ class CommandRouter:
         except Exception as exc:
             log.exception("command %s failed", name)
             reply = self._error(command.id, "internal", f"{type(exc).__name__}: {exc}")
-        self._remember_reply(command.id, digest, reply)
+        # a redelivered command (same id, same bytes) gets the same reply, runs once, even
+        # after a restart: remembered before the node hands the reply to the outbox
+        reply = self._encodable(reply)
+        self.replies.remember(command.id, digest, reply)
         return reply
-
-    def _remember_reply(self, cmd_id: str, digest: bytes, reply: Reply) -> None:
-        """A redelivered command (same id, same bytes) gets the same reply, runs once."""
-        self._replies[cmd_id] = (digest, reply)
-        while len(self._replies) > self._remember:
-            self._replies.popitem(last=False)
 
     def _error(self, cmd_id: str | None, code: str, message: str) -> Reply:
         self.counters.inc(f"cmd.{code}")
