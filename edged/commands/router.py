@@ -9,6 +9,7 @@ line; nothing a sender puts in a command can stop the daemon or end its MQTT ses
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from edged.commands.response import ResponseTopics
 from edged.commands.spec import MAX_COMMAND_BYTES, CommandSpec, Handler
 from edged.config.security import Scope
 from edged.errors import CommandError
-from edged.payloads import Command, Reply, ReplyError
+from edged.payloads import TS_RANGE, Command, Reply, ReplyError
 from edged.topics import COMMAND_NAME, INVALID_COMMAND, name_of
 
 log = logging.getLogger(__name__)
@@ -139,20 +140,32 @@ class CommandRouter:
                 "too_large",
                 f"command is {len(cmd.payload)} bytes; the limit for {name} is {limit}",
             )
+        not_numbers: list[str] = []
         try:
-            raw = json.loads(cmd.payload)
+            raw = _loads(cmd.payload, not_numbers)
         except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, an
             # integer of more than 4,300 digits (Python's limit on int from text)
             return self._error(None, "bad_json", f"payload is not JSON: {exc}"[:200])
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        cmd_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+        if not_numbers:
+            return self._error(
+                cmd_id,
+                "bad_json",
+                f"{not_numbers[0][:24]} is not a JSON number: NaN, Infinity and numbers "
+                "beyond ±1.8e308 are refused",
+            )
         if not isinstance(raw, dict):
             return self._error(None, "bad_request", "payload must be a JSON object")
-        raw_id = raw.get("id")
-        cmd_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
         try:
             command = Command.model_validate(raw)
         except ValidationError as exc:
+            errors = exc.errors()
+            if cmd_id is not None and [e["type"] for e in errors] == [TS_RANGE]:
+                # a ts that is no time is stale whatever the node's clock says
+                return self._error(cmd_id, "stale", errors[0]["msg"])
             problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in errors
             )
             code = "missing_id" if cmd_id is None and "id" not in raw else "bad_request"
             return self._error(cmd_id, code, problems[:500])
@@ -216,3 +229,21 @@ class CommandRouter:
             log.error("the reply to command %s cannot be encoded: %s", reply.id, exc)
             return self._error(reply.id, "internal", f"the result is not JSON: {exc}"[:300])
         return reply
+
+
+def _loads(payload: bytes, not_numbers: list[str]) -> Any:
+    """`payload` as JSON; what Python's reader takes but JSON has no number for (NaN,
+    Infinity, -Infinity, a literal beyond the largest double such as 1e999) is appended
+    to `not_numbers` (and read as null) so that no handler ever computes with it."""
+
+    def constant(text: str) -> None:
+        not_numbers.append(text)
+
+    def number(text: str) -> float | None:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        not_numbers.append(text)
+        return None
+
+    return json.loads(payload, parse_constant=constant, parse_float=number)
