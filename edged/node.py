@@ -19,6 +19,7 @@ from edged.clock import Clock
 from edged.commands.admin import Admin, probation_watch
 from edged.commands.authorize import Authorizer
 from edged.commands.builtin import Builtin
+from edged.commands.replies import ReplyMemory
 from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.commands.spec import Declares
@@ -86,8 +87,14 @@ class Node:
             config.security, self.clock, get_state=state.get, set_state=state.set
         )
         replies = ResponseTopics(config.broker.prefix, config.broker.response_topic_prefix)
+        answered = ReplyMemory(
+            get_state=state.get,
+            set_state=state.set,
+            now=self.clock.now,
+            keep_s=config.broker.session_expiry_s,
+        )
         self.router = CommandRouter(
-            self.counters, authorizer=self.authorizer, response_topics=replies
+            self.counters, authorizer=self.authorizer, response_topics=replies, replies=answered
         )
         self.supervisor = Supervisor(config.supervisor, self.bus, self.counters)
         self.services: dict[str, Service] = {}  # built once the outbox (their state) is open

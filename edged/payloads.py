@@ -9,7 +9,8 @@ import json
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class Body(BaseModel):
@@ -190,18 +191,39 @@ class Reply(Body):
     error: ReplyError | None = None
 
 
+MAX_COMMAND_TS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+TS_RANGE = "ts_range"
+
+
 class Command(BaseModel):
     """An incoming command on `cmd/{name}`."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)  # on the first command
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    ts: int | None = Field(default=None, description="UTC ms when dispatch sent it")
+    ts: int | None = Field(
+        default=None,
+        strict=True,  # a JSON integer: not "17…" (text), 1.7e12, true
+        description=f"UTC ms when dispatch sent it, 0 to {MAX_COMMAND_TS}",
+    )
     args: dict[str, Any] = Field(default_factory=dict)
     sig: str | None = Field(default=None, max_length=256, description="base64 Ed25519 signature")
     kid: str | None = Field(
         default=None, max_length=64, description="id of the signing key in [security.keys]"
     )
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_is_a_time(cls, ts: int | None) -> int | None:
+        """Any JSON integer parses (10**400 too): one that is no time at all is refused
+        here, before anything computes with it (`TS_RANGE`: the router answers `stale`)."""
+        if ts is not None and not 0 <= ts <= MAX_COMMAND_TS:
+            raise PydanticCustomError(
+                TS_RANGE,
+                "ts must be UTC milliseconds from 0 to {limit} (the year 9999)",
+                {"limit": MAX_COMMAND_TS},
+            )
+        return ts
 
 
 class DoorEvent(Body):

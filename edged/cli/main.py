@@ -125,17 +125,22 @@ def not_started(config_file: Path) -> str:
 
 
 def check_config(files: list[Path]) -> int:
+    """Exit 2 when a file is bad; a warning (edged.config.advice) leaves it ok."""
     from edged.config import load_config
+    from edged.config.advice import broker_in_clear
 
     bad = 0
     for file in files:
         try:
-            load_config(file)
+            config = load_config(file)
         except ConfigError as exc:
             bad += 1
             print(exc, file=sys.stderr)
-        else:
-            print(f"{file}: ok")
+            continue
+        print(f"{file}: ok")
+        if (clear := broker_in_clear(config.broker)) is not None:
+            what, todo = clear
+            print(f"{file}: warning: {what}; {todo}", file=sys.stderr)
     return 2 if bad else 0
 
 

@@ -64,11 +64,12 @@ class Authorizer:
                 "the node's clock is not synced (no NTP, no GPS fix): it cannot tell a fresh "
                 "signed command from a replayed one; retry once it is synced",
             )
-        skew = abs(now - command.ts) / 1000
-        if skew > self.config.max_skew_s:
+        skew_ms = abs(now - command.ts)  # integers: no float overflow (Command bounds ts)
+        if skew_ms > self.config.max_skew_s * 1000:
             raise CommandError(
                 "stale",
-                f"ts is {skew:.0f} s from the node's clock (limit {self.config.max_skew_s:.0f} s)",
+                f"ts is {skew_ms // 1000} s from the node's clock "
+                f"(limit {self.config.max_skew_s:.0f} s)",
             )
         message = signed_message(topic, command.id, command.ts, command.args)
         candidates = [command.kid] if command.kid is not None else list(self.keys)

@@ -9,7 +9,7 @@ line; nothing a sender puts in a command can stop the daemon or end its MQTT ses
 import hashlib
 import json
 import logging
-from collections import OrderedDict
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +17,12 @@ from pydantic import ValidationError
 
 from core.counters import Counters
 from edged.commands.authorize import Authorizer
+from edged.commands.replies import DIGEST_HEX, ReplyMemory
 from edged.commands.response import ResponseTopics
 from edged.commands.spec import MAX_COMMAND_BYTES, CommandSpec, Handler
 from edged.config.security import Scope
 from edged.errors import CommandError
-from edged.payloads import Command, Reply, ReplyError
+from edged.payloads import TS_RANGE, Command, Reply, ReplyError
 from edged.topics import COMMAND_NAME, INVALID_COMMAND, name_of
 
 log = logging.getLogger(__name__)
@@ -72,14 +73,15 @@ class CommandRouter:
         *,
         authorizer: Authorizer | None = None,
         response_topics: ResponseTopics | None = None,
-        remember: int = 256,
+        replies: ReplyMemory | None = None,
     ) -> None:
+        """`replies`: what was answered, by id (edged.commands.replies); in memory only
+        unless given one on the node's state store."""
         self.counters = counters
         self.authorizer = authorizer
         self.response_topics = response_topics or ResponseTopics()
         self._routes: dict[str, _Route] = {}
-        self._replies: OrderedDict[str, tuple[bytes, Reply]] = OrderedDict()
-        self._remember = remember
+        self.replies = ReplyMemory() if replies is None else replies
 
     def add(self, spec: CommandSpec) -> None:
         """Add a command; its `scope` is what a signing key must hold to run it, and its
@@ -138,20 +140,32 @@ class CommandRouter:
                 "too_large",
                 f"command is {len(cmd.payload)} bytes; the limit for {name} is {limit}",
             )
+        not_numbers: list[str] = []
         try:
-            raw = json.loads(cmd.payload)
+            raw = _loads(cmd.payload, not_numbers)
         except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, an
             # integer of more than 4,300 digits (Python's limit on int from text)
             return self._error(None, "bad_json", f"payload is not JSON: {exc}"[:200])
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        cmd_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+        if not_numbers:
+            return self._error(
+                cmd_id,
+                "bad_json",
+                f"{not_numbers[0][:24]} is not a JSON number: NaN, Infinity and numbers "
+                "beyond ±1.8e308 are refused",
+            )
         if not isinstance(raw, dict):
             return self._error(None, "bad_request", "payload must be a JSON object")
-        raw_id = raw.get("id")
-        cmd_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
         try:
             command = Command.model_validate(raw)
         except ValidationError as exc:
+            errors = exc.errors()
+            if cmd_id is not None and [e["type"] for e in errors] == [TS_RANGE]:
+                # a ts that is no time is stale whatever the node's clock says
+                return self._error(cmd_id, "stale", errors[0]["msg"])
             problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in errors
             )
             code = "missing_id" if cmd_id is None and "id" not in raw else "bad_request"
             return self._error(cmd_id, code, problems[:500])
@@ -164,15 +178,16 @@ class CommandRouter:
             )
         if refusal is not None:
             return self._error(command.id, "bad_response_topic", refusal)
-        digest = hashlib.sha256(cmd.topic.encode() + b"\0" + cmd.payload).digest()
-        cached = self._replies.get(command.id)
-        if cached is not None:
-            if cached[0] != digest:
+        digest = hashlib.sha256(cmd.topic.encode() + b"\0" + cmd.payload).hexdigest()
+        digest = digest[:DIGEST_HEX]
+        answered = self.replies.get(command.id)
+        if answered is not None:
+            if answered.digest != digest:
                 return self._error(
                     command.id, "reused_id", "this id was used for another command; use a new id"
                 )
             self.counters.inc("cmd.duplicate")
-            return cached[1]
+            return answered.reply
         route = self._routes.get(name)
         if route is None:
             return self._error(
@@ -194,14 +209,11 @@ class CommandRouter:
         except Exception as exc:
             log.exception("command %s failed", name)
             reply = self._error(command.id, "internal", f"{type(exc).__name__}: {exc}")
-        self._remember_reply(command.id, digest, reply)
+        # a redelivered command (same id, same bytes) gets the same reply, runs once, even
+        # after a restart: remembered before the node hands the reply to the outbox
+        reply = self._encodable(reply)
+        self.replies.remember(command.id, digest, reply)
         return reply
-
-    def _remember_reply(self, cmd_id: str, digest: bytes, reply: Reply) -> None:
-        """A redelivered command (same id, same bytes) gets the same reply, runs once."""
-        self._replies[cmd_id] = (digest, reply)
-        while len(self._replies) > self._remember:
-            self._replies.popitem(last=False)
 
     def _error(self, cmd_id: str | None, code: str, message: str) -> Reply:
         self.counters.inc(f"cmd.{code}")
@@ -217,3 +229,21 @@ class CommandRouter:
             log.error("the reply to command %s cannot be encoded: %s", reply.id, exc)
             return self._error(reply.id, "internal", f"the result is not JSON: {exc}"[:300])
         return reply
+
+
+def _loads(payload: bytes, not_numbers: list[str]) -> Any:
+    """`payload` as JSON; what Python's reader takes but JSON has no number for (NaN,
+    Infinity, -Infinity, a literal beyond the largest double such as 1e999) is appended
+    to `not_numbers` (and read as null) so that no handler ever computes with it."""
+
+    def constant(text: str) -> None:
+        not_numbers.append(text)
+
+    def number(text: str) -> float | None:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        not_numbers.append(text)
+        return None
+
+    return json.loads(payload, parse_constant=constant, parse_float=number)

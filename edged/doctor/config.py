@@ -21,11 +21,12 @@ from pydantic import AfterValidator, BaseModel, ValidationError
 from core.errors import ConfigError
 from core.paths import PrivateConfigPath
 from edged.config import load_config
+from edged.config.advice import broker_in_clear
 from edged.config.kiosk import KioskConfig
 from edged.config.models import BrokerConfig, DriverConfig, OutboxConfig
 from edged.config.security import ClockConfig
 from edged.config.wifi import WifiConfig
-from edged.doctor.check import Check, fail, ok
+from edged.doctor.check import Check, fail, ok, warn
 
 SECTION = "config"
 
@@ -92,7 +93,14 @@ def load(path: Path) -> Loaded:
         )
     )
     loaded.checks.extend(secrets_check(loaded.private))
+    loaded.checks.extend(clear_broker_check(config.broker))
     return loaded
+
+
+def clear_broker_check(broker: BrokerConfig | None) -> list[Check]:
+    """A warning when the broker is reached over the network without TLS."""
+    clear = broker_in_clear(broker) if broker is not None else None
+    return [] if clear is None else [warn(SECTION, "broker_tls", *clear)]
 
 
 def _salvage(path: Path, problem: Check) -> Loaded:
@@ -130,7 +138,7 @@ def _salvage(path: Path, problem: Check) -> Loaded:
             kiosk = KioskConfig.model_validate(services.get("kiosk", {}), context=context)
     return Loaded(
         path=path,
-        checks=[problem, *secrets_check(private)],
+        checks=[problem, *secrets_check(private), *clear_broker_check(broker)],
         usable=True,
         valid=False,
         base_dir=base_dir,

@@ -147,3 +147,24 @@ def test_a_disk_that_holds_the_caps_but_not_the_files_beside_them_warns(tmp_path
         _, space = check_outbox(outbox)
     assert space.status is Status.WARN, space.detail
     assert "state store, tap journal and counters" in space.detail
+
+
+def clear_broker_lines(tmp_path: Path, host: str) -> list[Check]:
+    cfg = tmp_path / "n.toml"
+    cfg.write_text(
+        f'[node]\nfleet = "creuse"\nid = "shuttle-07"\nprofile = "shuttle"\n'
+        f'[broker]\nhost = "{host}"\nusername = "creuse.shuttle-07"\n'
+        f'[outbox]\npath = "{tmp_path / "outbox.sqlite"}"\n'
+    )
+    return [c for c in load(cfg).checks if c.name == "broker_tls"]
+
+
+def test_a_remote_broker_without_tls_is_a_config_warning_that_says_to_add_tls(
+    tmp_path: Path,
+) -> None:
+    (line,) = clear_broker_lines(tmp_path, "broker.fleet.example")
+    assert line.status is Status.WARN and "[broker.tls]" in line.advice
+
+
+def test_a_broker_on_loopback_without_tls_is_no_warning(tmp_path: Path) -> None:
+    assert clear_broker_lines(tmp_path, "127.0.0.1") == []

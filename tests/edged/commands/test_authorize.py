@@ -5,6 +5,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import edged.clock
 from core.counters import Counters
@@ -218,3 +220,32 @@ async def test_refusals_are_counted() -> None:
 def test_a_bad_public_key_in_the_config_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="edgectl keys generate"):
         KeyConfig(id="x", public_key="abc", scopes=["read"])
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [10**400, -(10**400), 2**64, -1, 253402300800000],
+    ids=["10**400", "-10**400", "2**64", "-1", "year 10000"],
+)
+async def test_a_signed_command_whose_ts_is_no_time_is_refused_stale_with_its_id(
+    ts: int,
+) -> None:
+    w = World()
+    doc = {"id": "big-ts", "ts": ts, "args": {}, "sig": "A" * 88}
+    out = await w.router.handle(
+        IncomingCommand(name="door.unlock", payload=json.dumps(doc).encode(), topic=TOPIC)
+    )
+    assert out.reply.error is not None
+    assert (out.reply.id, out.reply.error.code) == ("big-ts", "stale")
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=st.integers())
+async def test_a_signed_command_with_any_integer_ts_is_never_an_internal_error(ts: int) -> None:
+    w = World()
+    doc = signed(DISPATCH, "any-ts", ts=ts)
+    out = await w.router.handle(
+        IncomingCommand(name="door.unlock", payload=json.dumps(doc).encode(), topic=TOPIC)
+    )
+    assert out.reply.id == "any-ts"
+    assert out.reply.ok or (out.reply.error is not None and out.reply.error.code == "stale")

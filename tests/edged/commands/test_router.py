@@ -277,3 +277,62 @@ def test_a_command_declared_twice_is_refused_when_the_node_starts(
     r.add(first)
     with pytest.raises(ValueError, match=words):
         r.add(second)
+
+
+NOT_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"]
+
+
+@pytest.mark.parametrize("literal", NOT_NUMBERS)
+async def test_a_number_json_has_not_is_refused_bad_json_with_the_id(literal: str) -> None:
+    r = router()
+    payload = b'{"id":"n1","args":{"x":[1,{"y":%s}]}}' % literal.encode()
+    out = await r.handle(cmd("echo", payload))
+    assert out.reply.error is not None and (out.reply.id, out.reply.error.code) == (
+        "n1",
+        "bad_json",
+    )
+
+
+async def test_a_command_with_a_number_json_has_not_never_reaches_its_handler() -> None:
+    r = router()
+    await r.handle(cmd("echo", b'{"id":"n1","args":{"x":NaN}}'))
+    out = await r.handle(cmd("echo", {"id": "n2"}))
+    assert out.reply.result["calls"] == 1
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["1e308", "-1e308", "-0", "-0.0", "5e-324", "1" + "0" * 400],
+    ids=["1e308", "-1e308", "-0", "-0.0", "5e-324", "10**400"],
+)
+async def test_extreme_json_numbers_reach_the_handler_as_numbers(literal: str) -> None:
+    out = await router().handle(cmd("echo", b'{"id":"n1","args":{"x":%s}}' % literal.encode()))
+    assert out.reply.ok and out.reply.result["echo"]["x"] == json.loads(literal)
+
+
+@pytest.mark.parametrize(
+    "ts",
+    ["1" + "0" * 400, "-1", "253402300800000", str(-(10**30))],
+    ids=["10**400", "-1", "year 10000", "-10**30"],
+)
+async def test_an_unsigned_command_whose_ts_is_no_time_is_refused_stale_with_its_id(
+    ts: str,
+) -> None:
+    out = await router().handle(cmd("echo", b'{"id":"t1","ts":%s}' % ts.encode()))
+    assert out.reply.error is not None and (out.reply.id, out.reply.error.code) == ("t1", "stale")
+
+
+@pytest.mark.parametrize("ts", ['"1750000000000"', "1.75e12", "true", "NaN", "1e308"])
+async def test_a_ts_that_is_not_a_json_integer_is_refused_with_its_id(ts: str) -> None:
+    out = await router().handle(cmd("echo", b'{"id":"t1","ts":%s}' % ts.encode()))
+    assert out.reply.error is not None and out.reply.id == "t1"
+    assert out.reply.error.code in {"bad_request", "bad_json"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=st.integers() | st.floats() | st.booleans() | st.text(max_size=20))
+async def test_any_ts_gets_a_reply_with_the_id_never_internal(ts: Any) -> None:
+    payload = json.dumps({"id": "t1", "ts": ts}).encode()  # NaN, Infinity as Python writes them
+    out = await router().handle(cmd("echo", payload))
+    assert out.reply.id == "t1"
+    assert out.reply.error is None or out.reply.error.code != "internal"

@@ -1,0 +1,49 @@
+"""What a valid config may still get wrong: said by `edged check-config` and `edged doctor`
+as a warning, never a refusal (the demo and a broker on the node itself use plain MQTT).
+
+A broker reached over the network without `[broker.tls]`: the username and password go in
+clear, and whoever is on the path (the venue's LAN, a hotspot, the mobile operator) reads
+the node's traffic and can write its `cmd/` topics, so every command not signed is theirs
+to send. Local means on this machine: a loopback address (127.0.0.0/8, ::1) or `localhost`
+(and names under `.localhost`, RFC 6761); the node reaches its broker over TCP only.
+"""
+
+import ipaddress
+
+from edged.config.models import BrokerConfig
+
+
+def is_local_host(host: str) -> bool:
+    """Whether `host` names this machine (no network between the node and the broker)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def broker_in_clear(broker: BrokerConfig) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when the broker is reached over the network without
+    TLS; None when it is local or TLS is set."""
+    if broker.tls is not None or is_local_host(broker.host):
+        return None
+    secret = (
+        "the password of [broker] password_file crosses the network in clear, "
+        if broker.password_file is not None
+        else "the [broker] username crosses the network in clear, "
+        if broker.username is not None
+        else ""
+    )
+    what = (
+        f"[broker] host {broker.host!r} is not on this machine and [broker.tls] is not set: "
+        f"{secret}anyone on the path can read the node's messages and send it unsigned "
+        "commands"
+    )
+    todo = (
+        "add [broker.tls] with ca_file (the fleet CA) and the broker's TLS port (8883 on the "
+        "shipped broker, config/mosquitto/), with cert_file and key_file for a client "
+        "certificate; or use a broker on this machine (localhost, 127.0.0.1, ::1)"
+    )
+    return what, todo

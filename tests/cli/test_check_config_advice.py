@@ -1,0 +1,83 @@
+"""`edged check-config`, the real CLI: a broker reached over the network without TLS is
+warned about (the password in clear, unsigned commands open to whoever is on the path),
+never refused (edged.config.advice)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edged.config.advice import is_local_host
+
+NODE = '[node]\nfleet = "creuse"\nid = "shuttle-07"\nprofile = "shuttle"\n'
+CREDENTIALS = 'username = "creuse.shuttle-07"\npassword_file = "pw"\n'
+
+
+def check_config(tmp_path: Path, broker: str) -> subprocess.CompletedProcess[str]:
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret-s3cret-s3cret\n")
+    pw.chmod(0o600)
+    (tmp_path / "ca.crt").write_text("not read by check-config\n")
+    cfg = tmp_path / "n.toml"
+    cfg.write_text(NODE + "[broker]\n" + broker)
+    return subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=60,
+    )
+
+
+def test_a_password_sent_in_clear_to_a_remote_broker_is_warned_and_says_to_add_tls(
+    tmp_path: Path,
+) -> None:
+    out = check_config(tmp_path, 'host = "broker.fleet.example"\nport = 1883\n' + CREDENTIALS)
+    assert "warning" in out.stderr and "[broker.tls]" in out.stderr
+    assert "password" in out.stderr and "unsigned commands" in out.stderr
+
+
+def test_a_remote_broker_without_tls_is_a_warning_not_a_refusal(tmp_path: Path) -> None:
+    out = check_config(tmp_path, 'host = "broker.fleet.example"\n' + CREDENTIALS)
+    assert out.returncode == 0 and out.stdout.strip().endswith(": ok")
+
+
+def test_a_remote_broker_without_credentials_or_tls_is_warned_too(tmp_path: Path) -> None:
+    out = check_config(tmp_path, 'host = "10.0.0.5"\n')
+    assert "unsigned commands" in out.stderr and "password" not in out.stderr
+
+
+def test_a_remote_broker_over_tls_gets_no_warning(tmp_path: Path) -> None:
+    tls = '[broker.tls]\nca_file = "ca.crt"\n'
+    out = check_config(tmp_path, 'host = "broker.fleet.example"\nport = 8883\n' + CREDENTIALS + tls)
+    assert (out.returncode, out.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.0.1.1", "::1"])
+def test_a_broker_on_this_machine_in_plain_mqtt_gets_no_warning(tmp_path: Path, host: str) -> None:
+    out = check_config(tmp_path, f'host = "{host}"\n' + CREDENTIALS)
+    assert (out.returncode, out.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        "localhost-broker",
+        "0.0.0.0",
+        "192.168.1.10",
+        "fe80::1",
+        "2001:db8::1",
+        "",
+    ],
+)
+def test_a_name_that_only_looks_local_is_not_local(host: str) -> None:
+    assert not is_local_host(host)
+
+
+@pytest.mark.parametrize("host", ["LOCALHOST", "localhost.", "broker.localhost", "[::1]"])
+def test_the_spellings_of_this_machine_are_local(host: str) -> None:
+    assert is_local_host(host)
