@@ -21,6 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.access.lists import LIST_BYTES
+from edged.ops.brokercheck.probes import LISTS_MAX
 from edged.outbox import Publication
 from edged.outbox.alarms import FULL as OUTBOX_FULL
 from edged.outbox.alarms import LOST as OUTBOX_LOST
@@ -28,6 +29,7 @@ from edged.payloads import Alarm, DoorEvent, Reply
 from edged.services.panic import KIND as PANIC_KIND
 from edged.topics import ALARM, COMMAND_NAME, DOOR, INVALID_COMMAND, REPLY, TOPICS, Topics
 from hil.fleetbroker import (
+    CONF,
     SCRIPT,
     FleetBroker,
     FleetBrokerError,
@@ -40,6 +42,14 @@ from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import queue_before_start, write_config
 
 NOT_AUTHORIZED = 135
+MAX_PACKET = next(
+    (
+        int(line.split()[1])
+        for line in CONF.read_text().splitlines()
+        if line.startswith("max_packet_size ")
+    ),
+    0,  # none: test_the_packet_limit_... says so
+)
 
 
 def accepted(reason: int) -> bool:
@@ -332,6 +342,84 @@ def test_a_node_cannot_plant_a_tree_of_retained_messages(fleet: FleetBroker) -> 
         time.sleep(0.5)
         assert not [t for t, _, _ in d.messages if "/x/x/" in t or "/junk/" in t]
     finally:
+        d.close()
+
+
+def test_the_broker_announces_its_packet_limit_to_mqtt5_clients(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    try:
+        assert a.connack.MaximumPacketSize == MAX_PACKET
+    finally:
+        a.close()
+
+
+def test_the_packet_limit_carries_a_full_access_list_and_broker_checks_probe() -> None:
+    # the node takes an access.update payload up to LIST_BYTES; `edgectl broker-check`
+    # probes LISTS_MAX of payload; both with room for a topic and MQTT 5 properties
+    assert MAX_PACKET >= LISTS_MAX + 1024 > LIST_BYTES + 1024
+    assert MAX_PACKET < 5 * 1024 * 1024
+
+
+def publish_of_size(client: FleetClient, topic: str, size: int) -> int:
+    """A QoS 1 MQTT 5 publish without properties of `size` bytes as Mosquitto 2.0.11 counts
+    them against `max_packet_size`: the packet type byte and what follows the remaining
+    length (the 1-4 bytes of the length itself are not counted)."""
+    head = 1 + 2 + len(topic.encode()) + 2 + 1  # type; topic length, name; packet id; no props
+    return client.publish(topic, payload=b"x" * (size - head))
+
+
+def test_a_publish_as_large_as_the_limit_is_accepted(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    try:
+        reason = publish_of_size(a, "rnst/v1/test/a/reply/ping", MAX_PACKET)
+        assert accepted(reason)
+        assert a.disconnects == 0
+    finally:
+        a.close()
+
+
+def test_a_publish_one_byte_over_the_limit_ends_the_connection(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    try:
+        reason = publish_of_size(a, "rnst/v1/test/a/reply/ping", MAX_PACKET + 1)
+        assert reason >= 128 and a.disconnects >= 1
+    finally:
+        a.c.loop_stop()
+
+
+def test_a_huge_retained_alarm_is_refused_and_never_stored(fleet: FleetBroker) -> None:
+    """The hunt's attack: 20 MiB retained on `alarm/panic` from a peer's own certificate."""
+    b = node(fleet, "test.b")
+    try:
+        reason = b.publish("rnst/v1/test/b/alarm/panic", retain=True, payload=b"x" * (20 << 20))
+        assert reason >= 128 and b.disconnects >= 1
+    finally:
+        b.c.loop_stop()
+    d = tool(fleet)
+    try:
+        d.subscribe("rnst/v1/test/b/alarm/#")
+        time.sleep(0.5)
+        assert not [p for _, p, _ in d.messages if len(p) > MAX_PACKET]
+        assert fleet.proc is not None and fleet.proc.poll() is None
+    finally:
+        d.close()
+
+
+def test_dispatch_delivers_a_full_access_list_to_its_node(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    d = tool(fleet)
+    try:
+        a.subscribe("rnst/v1/test/a/cmd/#")
+        reason = d.publish(
+            "rnst/v1/test/a/cmd/access/update",
+            payload=b"x" * LIST_BYTES,
+            response_topic="rnst/v1/test/_replies/edgectl-0123456789ab",
+        )
+        assert accepted(reason)
+        assert wait_until(lambda: bool(a.messages), 10)
+        assert len(a.messages[0][1]) == LIST_BYTES
+    finally:
+        a.close()
         d.close()
 
 
