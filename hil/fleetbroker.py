@@ -202,10 +202,12 @@ class FleetClient:
         self.c.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
         self.connected = threading.Event()
         self.disconnects = 0
+        self.disconnect_reasons: list[int] = []  # the broker's DISCONNECT reason codes
         self.acked: dict[int, int] = {}
         self.subacks: list[int] = []
         self.event = threading.Event()
-        self.c.on_connect = lambda c, u, f, rc, p: rc == 0 and self.connected.set()
+        self.connack: Any = None  # the CONNACK's MQTT 5 properties
+        self.c.on_connect = self._on_connect
         self.c.on_disconnect = self._on_disconnect
         self.c.on_publish = self._on_publish
         self.c.on_subscribe = self._on_subscribe
@@ -221,9 +223,16 @@ class FleetClient:
             self.c.loop_stop()
             raise FleetBrokerError(f"{name} could not connect (refused)")
 
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc == 0:
+            self.connack = props
+            self.connected.set()
+
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.disconnects += 1
+        self.disconnect_reasons.append(rc.value)
         self.connected.clear()
+        self.event.set()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         self.acked[mid] = rc.value
@@ -241,16 +250,23 @@ class FleetClient:
         payload: bytes = b"{}",
         response_topic: str | None = None,
     ) -> int:
-        """QoS 1; the PUBACK's reason code (135: not authorized)."""
+        """QoS 1; the PUBACK's reason code (135: not authorized), or, when the broker ends
+        the connection instead, the disconnection's (149: packet too large, as the broker
+        said it; 128 when the socket closed while paho was still writing)."""
         props = Properties(PacketTypes.PUBLISH)
         if response_topic is not None:
             props.ResponseTopic = response_topic
             props.CorrelationData = b"attack"
         self.event.clear()
+        disconnects = self.disconnects
         info = self.c.publish(topic, payload, qos=1, retain=retain, properties=props)
-        if not self.event.wait(5):
+        if not self.event.wait(5 + len(payload) / 10e6):  # 10 MB/s over loopback TLS at least
             raise FleetBrokerError(f"no PUBACK for {topic}")
-        return self.acked[info.mid]
+        if info.mid in self.acked:
+            return self.acked[info.mid]
+        if self.disconnects == disconnects:
+            raise FleetBrokerError(f"neither a PUBACK nor a disconnection for {topic}")
+        return self.disconnect_reasons[-1]
 
     def subscribe(self, topic: str) -> int:
         self.event.clear()

@@ -14,6 +14,11 @@
 #                                            transit feed (`edgectl feed`), CN NAME: it reads
 #                                            the FLEETs' topics (every fleet without one) and
 #                                            writes nothing, not even commands
+#   fleet-certs.sh DIR acl                   rewrite every node's block of DIR/acl (found by its
+#                                            `# node FLEET/NODE` line) with the current rules,
+#                                            each under the prefix it was issued with; the old
+#                                            file is kept as DIR/acl.old. Run it after upgrading
+#                                            this script, then `systemctl reload mosquitto`
 #
 # Run it as root on the broker: the broker's key and the ACLs are then root:mosquitto 0640 in
 # a root:mosquitto 0750 DIR, so Mosquitto still reads them after it drops root (set
@@ -22,7 +27,7 @@
 # [broker.tls] at them. After `node`, `client` or `feed`, `systemctl reload mosquitto`.
 set -euo pipefail
 
-usage="usage: fleet-certs.sh DIR ca|node FLEET NODE|client NAME|feed NAME [FLEET...]"
+usage="usage: fleet-certs.sh DIR ca|node FLEET NODE|client NAME|feed NAME [FLEET...]|acl"
 dir=${1:?$usage}
 what=${2:?$usage}
 days=${DAYS:-825}
@@ -43,6 +48,32 @@ issue() {  # $1 name (file stem), $2 CN, $3 extra openssl x509 extension text, $
     rm -f "$dir/$1.csr" "$dir/$1.ext"
     chmod 600 "$dir/$1.key"
     chmod 644 "$dir/$1.crt"
+}
+
+node_acl() {  # $1 fleet, $2 node, $3 prefix: the node's block of DIR/acl, on stdout
+    # Only the shapes of docs/topics.md, each exactly as deep as edged publishes it (the
+    # outbound table of edged/topics.py; tests/integration/test_broker_security.py holds this
+    # list to it): a `#` here would let one stolen key plant retained messages on as many
+    # topics, as deep, as it likes. `+` only where a level is a name (an event's or alarm's
+    # kind, a command's name in up to four dotted words, a tool's client id).
+    local base=$3/$1/$2 topic
+    printf '\n# node %s/%s\nuser %s.%s\n' "$1" "$2" "$1" "$2"
+    for topic in state position occupancy vehicle vehicle/faults trip journey 'events/+' \
+        'alarm/+' kiosk/requests health health/beat update 'reply/+' 'reply/+/+' \
+        'reply/+/+/+' 'reply/+/+/+/+'; do
+        printf 'topic write %s/%s\n' "$base" "$topic"
+    done
+    printf 'topic write %s/%s/_replies/+\n' "$3" "$1"
+    printf 'topic read %s/cmd/#\n' "$base"
+}
+
+nodes_acl_header() {
+    cat <<ACL
+# Written by fleet-certs.sh: the nodes' listener (8883). The username is the certificate's CN.
+# A node writes only its outbound topics, each as deep as the contract has it, and replies
+# under its fleet's _replies/; it reads only its own commands: it can never write a cmd/
+# topic, its own included.
+ACL
 }
 
 new_ca() {  # $1 stem, $2 CN
@@ -73,11 +104,7 @@ case "$what" in
         host=${BROKER_HOST:-localhost}
         issue broker "$host" "subjectAltName=DNS:$host,DNS:localhost,IP:127.0.0.1
 extendedKeyUsage=serverAuth"
-        cat > "$dir/acl" <<ACL
-# Written by fleet-certs.sh: the nodes' listener (8883). The username is the certificate's CN.
-# A node writes only its outbound topics and replies under its fleet's _replies/, and reads
-# only its own commands: it can never write a cmd/ topic, its own included.
-ACL
+        nodes_acl_header > "$dir/acl"
         cat > "$dir/ops.acl" <<ACL
 # Written by fleet-certs.sh: the tools' listener (8884). The username is the certificate's CN.
 # Dispatch and ops tools read every node and write only commands; a feed reads, never writes.
@@ -91,18 +118,7 @@ ACL
             echo "fleet-certs: fleet and node are [a-z0-9_-] (they are topic levels)" >&2; exit 2; }
         [ -e "$dir/acl" ] || { echo "fleet-certs: run 'fleet-certs.sh $dir ca' first" >&2; exit 2; }
         issue "$fleet.$node" "$fleet.$node" "extendedKeyUsage=clientAuth"
-        base=$prefix/$fleet/$node
-        {
-            printf '\n# node %s/%s\nuser %s.%s\n' "$fleet" "$node" "$fleet" "$node"
-            # the outbound topics of edged/topics.py (tests/integration/test_broker_config.py
-            # holds this list to that table)
-            for topic in state position occupancy vehicle vehicle/faults trip journey 'events/#' \
-                'alarm/#' kiosk/requests health health/beat update 'reply/#'; do
-                printf 'topic write %s/%s\n' "$base" "$topic"
-            done
-            printf 'topic write %s/%s/_replies/#\n' "$prefix" "$fleet"
-            printf 'topic read %s/cmd/#\n' "$base"
-        } >> "$dir/acl"
+        node_acl "$fleet" "$node" "$prefix" >> "$dir/acl"
         broker_reads
         echo "node certificate $dir/$fleet.$node.crt (CN $fleet.$node)"
         ;;
@@ -140,7 +156,28 @@ ACL
         broker_reads
         echo "feed certificate $dir/$name.crt (CN $name, ops CA, read-only)"
         ;;
+    acl)
+        [ -e "$dir/acl" ] || { echo "fleet-certs: no $dir/acl to rewrite" >&2; exit 2; }
+        new=$(mktemp "$dir/acl.XXXXXX")
+        nodes_acl_header > "$new"
+        count=0
+        while read -r fleet node; do
+            # the prefix this node was issued with: the one its `state` line names
+            was=$(sed -n "s|^topic write \(.*\)/$fleet/$node/state\$|\1|p" "$dir/acl" | head -n 1)
+            node_acl "$fleet" "$node" "${was:-$prefix}" >> "$new"
+            count=$((count + 1))
+        done < <(sed -n 's|^# node \([a-z0-9][a-z0-9_-]*\)/\([a-z0-9][a-z0-9_-]*\)$|\1 \2|p' "$dir/acl")
+        users=$(grep -c '^user ' "$dir/acl" || true)
+        [ "$users" -eq "$count" ] || echo "fleet-certs: warning: $dir/acl had $users user" \
+            "block(s), $count of them nodes written by this script; the others are not in the" \
+            "new file (copy them back from $dir/acl.old)" >&2
+        cp -p "$dir/acl" "$dir/acl.old"
+        chmod 600 "$new"
+        mv "$new" "$dir/acl"
+        broker_reads
+        echo "rewrote the ACL blocks of $count node(s) in $dir/acl (the old file: $dir/acl.old)"
+        ;;
     *)
-        echo "fleet-certs: unknown action $what (ca, node, client or feed)" >&2; exit 2
+        echo "fleet-certs: unknown action $what (ca, node, client, feed or acl)" >&2; exit 2
         ;;
 esac

@@ -20,8 +20,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edged.topics import TOPICS
+from edged.access.lists import LIST_BYTES
+from edged.ops.brokercheck.probes import LISTS_MAX
+from edged.outbox import Publication
+from edged.outbox.alarms import FULL as OUTBOX_FULL
+from edged.outbox.alarms import LOST as OUTBOX_LOST
+from edged.payloads import Alarm, DoorEvent, Reply
+from edged.services.panic import KIND as PANIC_KIND
+from edged.topics import ALARM, COMMAND_NAME, DOOR, INVALID_COMMAND, REPLY, TOPICS, Topics
 from hil.fleetbroker import (
+    CONF,
     SCRIPT,
     FleetBroker,
     FleetBrokerError,
@@ -31,9 +39,17 @@ from hil.fleetbroker import (
     wait_until,
 )
 from tests.helpers.broker import Mosquitto
-from tests.helpers.nodes import write_config
+from tests.helpers.nodes import queue_before_start, write_config
 
 NOT_AUTHORIZED = 135
+MAX_PACKET = next(
+    (
+        int(line.split()[1])
+        for line in CONF.read_text().splitlines()
+        if line.startswith("max_packet_size ")
+    ),
+    0,  # none: test_the_packet_limit_... says so
+)
 
 
 def accepted(reason: int) -> bool:
@@ -114,6 +130,45 @@ def test_fleet_certs_never_overwrites_a_key(fleet: FleetBroker) -> None:
     assert (fleet.dir / "ca.key").read_bytes() == before
 
 
+def old_acl(fresh: str) -> str:
+    """An ACL as fleet-certs.sh wrote it before node topics had a depth: `#` everywhere."""
+    lines = [line for line in fresh.splitlines() if not line.endswith("/reply/+/+")]
+    lines = [line for line in lines if not line.endswith(("/reply/+/+/+", "/reply/+/+/+/+"))]
+    text = "\n".join(lines) + "\n"
+    for shape in ("events", "alarm", "reply", "_replies"):
+        text = text.replace(f"/{shape}/+\n", f"/{shape}/#\n")
+    return text
+
+
+def test_fleet_certs_acl_rewrites_old_node_blocks_with_the_current_rules(tmp_path: Path) -> None:
+    d = tmp_path / "f"
+    fleet_certs(d, "ca")
+    fleet_certs(d, "node", "test", "a")
+    subprocess.run(
+        ["bash", str(SCRIPT), str(d), "node", "t2", "b"],
+        capture_output=True, env={**os.environ, "PREFIX": "x/y"}, check=True,
+    )  # fmt: skip
+    fresh = (d / "acl").read_text()
+    (d / "acl").write_text(old_acl(fresh))
+    r = subprocess.run(["bash", str(SCRIPT), str(d), "acl"], capture_output=True, text=True)
+    assert r.returncode == 0 and "2 node(s)" in r.stdout, r.stderr
+    assert (d / "acl").read_text() == fresh  # each under the prefix it was issued with
+    assert (d / "acl.old").read_text() == old_acl(fresh)
+
+
+def test_fleet_certs_acl_warns_of_blocks_it_did_not_write(tmp_path: Path) -> None:
+    d = tmp_path / "f"
+    fleet_certs(d, "ca")
+    fleet_certs(d, "node", "test", "a")
+    with (d / "acl").open("a") as f:
+        f.write("\nuser by-hand\ntopic read x/#\n")
+    r = subprocess.run(["bash", str(SCRIPT), str(d), "acl"], capture_output=True, text=True)
+    assert r.returncode == 0
+    assert "the others are not in the new file" in r.stderr
+    assert "by-hand" not in (d / "acl").read_text()
+    assert "by-hand" in (d / "acl.old").read_text()
+
+
 def test_fleet_certs_passes_shellcheck() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (`apt-get install shellcheck`)")
@@ -123,8 +178,17 @@ def test_fleet_certs_passes_shellcheck() -> None:
 
 # -- issue #12.5: a node writes only its outbound topics ----------------------------------------
 
+DEEPEST_COMMAND = "abc.def.ghi.jkl"
+"""A command name of as many words as `COMMAND_NAME` takes: its reply is the deepest topic."""
+NAMES = {  # what `{name}` is in a topic the node publishes
+    ALARM.name: [PANIC_KIND, OUTBOX_FULL, OUTBOX_LOST],
+    REPLY.name: ["ping", "config.get", "alarm.ack", DEEPEST_COMMAND, INVALID_COMMAND],
+}
 OUTBOUND = sorted(
-    spec.name.replace("{name}", "x.y") for spec in TOPICS.values() if spec.direction == "out"
+    spec.suffix(name)
+    for spec in TOPICS.values()
+    if spec.direction == "out"
+    for name in (NAMES[spec.name] if "{name}" in spec.name else [None])
 )
 
 
@@ -180,8 +244,8 @@ def test_a_node_cannot_publish_under_another_nodes_base(fleet: FleetBroker) -> N
 def test_a_node_replies_under_its_own_fleets_replies_only(fleet: FleetBroker) -> None:
     a = node(fleet)
     try:
-        assert accepted(a.publish("rnst/v1/test/_replies/edgectl-1/x"))
-        assert a.publish("rnst/v1/other/_replies/edgectl-1/x") == NOT_AUTHORIZED
+        assert accepted(a.publish("rnst/v1/test/_replies/edgectl-1"))
+        assert a.publish("rnst/v1/other/_replies/edgectl-1") == NOT_AUTHORIZED
         assert a.publish("ops/replies/x") == NOT_AUTHORIZED
     finally:
         a.close()
@@ -211,6 +275,200 @@ def test_dispatch_reads_everything_and_writes_only_commands(fleet: FleetBroker) 
         assert accepted(d.publish("rnst/v1/test/a/cmd/ping"))
         assert d.publish("rnst/v1/test/a/state") == NOT_AUTHORIZED
         assert d.publish("rnst/v1/test/_replies/x") == NOT_AUTHORIZED
+    finally:
+        d.close()
+
+
+# -- the hunt: what one stolen node key can make the broker hold --------------------------------
+
+
+def test_the_deepest_reply_topic_is_the_longest_command_name() -> None:
+    """The ACL allows `reply/` four levels deep because a command name has four words at most."""
+    assert COMMAND_NAME.fullmatch(DEEPEST_COMMAND)
+    assert not COMMAND_NAME.fullmatch(DEEPEST_COMMAND + ".mno")
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "events/tap/x",
+        "events/x/y",
+        "alarm/panic/x",
+        "reply/abc/def/ghi/jkl/mno",
+        "kiosk/requests/x",
+        "vehicle/faults/x",
+        "health/beat/x",
+        "journey/x",
+        "update/x",
+    ],
+)
+def test_a_node_cannot_publish_below_the_depth_of_its_topics(
+    fleet: FleetBroker, suffix: str
+) -> None:
+    a = node(fleet)
+    try:
+        assert a.publish(f"rnst/v1/test/a/{suffix}", retain=True) == NOT_AUTHORIZED
+    finally:
+        a.close()
+
+
+def test_a_node_cannot_publish_below_a_response_topic(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    try:
+        assert a.publish("rnst/v1/test/_replies/edgectl-1/x", retain=True) == NOT_AUTHORIZED
+    finally:
+        a.close()
+
+
+def test_a_node_cannot_plant_a_tree_of_retained_messages(fleet: FleetBroker) -> None:
+    """The hunt's attack: 300 retained topics 50 levels deep under `events/` and one under
+    `_replies/`; none may be stored, so none reaches dispatch when it subscribes."""
+    b = node(fleet, "test.b")
+    try:
+        deep = "x/" * 50
+        refused = [
+            b.publish(f"rnst/v1/test/b/events/{deep}{i}", retain=True, payload=b"y" * 1000)
+            for i in range(300)
+        ]
+        refused.append(
+            b.publish(f"rnst/v1/test/_replies/junk/{deep}", retain=True, payload=b"y" * 1000)
+        )
+    finally:
+        b.close()
+    assert set(refused) == {NOT_AUTHORIZED}
+    d = tool(fleet)
+    try:
+        d.subscribe("rnst/v1/#")
+        time.sleep(0.5)
+        assert not [t for t, _, _ in d.messages if "/x/x/" in t or "/junk/" in t]
+    finally:
+        d.close()
+
+
+def test_the_broker_announces_its_packet_limit_to_mqtt5_clients(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    try:
+        assert a.connack.MaximumPacketSize == MAX_PACKET
+    finally:
+        a.close()
+
+
+def test_the_packet_limit_carries_a_full_access_list_and_broker_checks_probe() -> None:
+    # the node takes an access.update payload up to LIST_BYTES; `edgectl broker-check`
+    # probes LISTS_MAX of payload; both with room for a topic and MQTT 5 properties
+    assert MAX_PACKET >= LISTS_MAX + 1024 > LIST_BYTES + 1024
+    assert MAX_PACKET < 5 * 1024 * 1024
+
+
+def publish_of_size(client: FleetClient, topic: str, size: int) -> int:
+    """A QoS 1 MQTT 5 publish without properties of `size` bytes as Mosquitto 2.0.11 counts
+    them against `max_packet_size`: the packet type byte and what follows the remaining
+    length (the 1-4 bytes of the length itself are not counted)."""
+    head = 1 + 2 + len(topic.encode()) + 2 + 1  # type; topic length, name; packet id; no props
+    return client.publish(topic, payload=b"x" * (size - head))
+
+
+def test_a_publish_as_large_as_the_limit_is_accepted(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    try:
+        reason = publish_of_size(a, "rnst/v1/test/a/reply/ping", MAX_PACKET)
+        assert accepted(reason)
+        assert a.disconnects == 0
+    finally:
+        a.close()
+
+
+def test_a_publish_one_byte_over_the_limit_ends_the_connection(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    try:
+        reason = publish_of_size(a, "rnst/v1/test/a/reply/ping", MAX_PACKET + 1)
+        assert reason >= 128 and a.disconnects >= 1
+    finally:
+        a.c.loop_stop()
+
+
+def test_a_huge_retained_alarm_is_refused_and_never_stored(fleet: FleetBroker) -> None:
+    """The hunt's attack: 20 MiB retained on `alarm/panic` from a peer's own certificate."""
+    b = node(fleet, "test.b")
+    try:
+        reason = b.publish("rnst/v1/test/b/alarm/panic", retain=True, payload=b"x" * (20 << 20))
+        assert reason >= 128 and b.disconnects >= 1
+    finally:
+        b.c.loop_stop()
+    d = tool(fleet)
+    try:
+        d.subscribe("rnst/v1/test/b/alarm/#")
+        time.sleep(0.5)
+        assert not [p for _, p, _ in d.messages if len(p) > MAX_PACKET]
+        assert fleet.proc is not None and fleet.proc.poll() is None
+    finally:
+        d.close()
+
+
+def test_dispatch_delivers_a_full_access_list_to_its_node(fleet: FleetBroker) -> None:
+    a = node(fleet)
+    d = tool(fleet)
+    try:
+        a.subscribe("rnst/v1/test/a/cmd/#")
+        reason = d.publish(
+            "rnst/v1/test/a/cmd/access/update",
+            payload=b"x" * LIST_BYTES,
+            response_topic="rnst/v1/test/_replies/edgectl-0123456789ab",
+        )
+        assert accepted(reason)
+        assert wait_until(lambda: bool(a.messages), 10)
+        assert len(a.messages[0][1]) == LIST_BYTES
+    finally:
+        a.close()
+        d.close()
+
+
+async def test_the_daemon_delivers_every_shape_of_its_topics_through_the_acl(
+    fleet: FleetBroker, tmp_path: Path, spawn: Any
+) -> None:
+    """What the node publishes, at every depth and as large as the largest command (a reply
+    of 4 MiB), all reach dispatch: the ACL and the packet limit refuse none of it."""
+    config = write_config(
+        tmp_path, fleet.node_port, fleet="test", node="a", gps=False, health_s=1.0,
+        broker=fleet.node_tls_toml("test", "a"),
+    )  # fmt: skip
+    topics = Topics("rnst/v1", "test", "a")
+    big = "x" * (LIST_BYTES - 1024)
+    queued = [
+        Publication.make(topics, REPLY, Reply(id="big", ok=True, result=big), name="config.get"),
+        Publication.make(
+            topics,
+            REPLY,
+            Reply(id="rt", ok=True),
+            name="ping",
+            response_topic="rnst/v1/test/_replies/edgectl-0123456789ab",
+            correlation=b"c",
+        ),
+        Publication.make(topics, DOOR, DoorEvent(door="front", open=True)),
+    ]
+    queued += [
+        Publication.make(topics, REPLY, Reply(id=name, ok=True), name=name)
+        for name in NAMES[REPLY.name]
+    ]
+    queued += [
+        Publication.make(topics, ALARM, Alarm(kind=kind, active=False), name=kind)
+        for kind in NAMES[ALARM.name]
+    ]
+    await queue_before_start(config, queued)
+    expected = {p.topic for p in queued} | {"rnst/v1/test/_replies/edgectl-0123456789ab"}
+    d = tool(fleet)
+    d.subscribe("rnst/v1/test/#")
+    try:
+        proc = await spawn(config)
+
+        def seen() -> set[str]:
+            return {t for t, _, retained in d.messages if not retained}
+
+        async with asyncio.timeout(20):
+            while not expected <= seen():
+                await asyncio.sleep(0.05)
+        assert any(len(p) > LIST_BYTES - 1024 for t, p, _ in d.messages if t.endswith("/get"))
+        assert not any("refused" in line or "too large" in line for line in proc.lines)
     finally:
         d.close()
 
