@@ -19,6 +19,7 @@ from edged.topics import DOOR
 
 log = logging.getLogger(__name__)
 
+MIN_PULSE_S = 0.1  # a lock strike needs ~50-100 ms of current to move: less unlocks nothing
 MAX_PULSE_S = 30.0
 
 
@@ -45,9 +46,11 @@ class DoorService(Service):
         if (
             not isinstance(pulse, int | float)
             or isinstance(pulse, bool)
-            or not 0 < pulse <= MAX_PULSE_S
+            or not MIN_PULSE_S <= pulse <= MAX_PULSE_S
         ):
-            raise CommandError("bad_args", f"pulse_s must be a number in (0, {MAX_PULSE_S:g}]")
+            raise CommandError(
+                "bad_args", f"pulse_s must be a number from {MIN_PULSE_S:g} to {MAX_PULSE_S:g}"
+            )
         if not self.host.bus.has_subscribers(Unlock):  # the GPIO driver's lock relay
             raise CommandError(
                 "no_lock", "no lock relay is running on this node: check the gpio driver's lock pin"

@@ -45,7 +45,16 @@ def test_unlock_command_takes_a_pulse_length() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [{"pulse_s": 0}, {"pulse_s": 31}, {"pulse_s": "5"}, {"pulse_s": True}, {"door": "x"}]
+    "args",
+    [
+        {"pulse_s": 0},
+        {"pulse_s": 5e-324},
+        {"pulse_s": 0.05},
+        {"pulse_s": 31},
+        {"pulse_s": "5"},
+        {"pulse_s": True},
+        {"door": "x"},
+    ],
 )
 def test_unlock_command_refuses_bad_arguments(args: dict[str, Any]) -> None:
     node, service = make()
