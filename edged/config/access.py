@@ -73,7 +73,7 @@ class AccessServiceConfig(Strict):
         description="a card whose valid_from/valid_until neither a trusted clock nor the last "
         "trusted time can decide: refuse (staff_profiles still admitted) or allow",
     )
-    pulse_s: float = Field(default=3.0, ge=0.1, le=30, description="lock relay pulse on a grant")
+    pulse_s: float = Field(default=3.0, gt=0, le=30, description="lock relay pulse on a grant")
     rooms: list[str] = Field(
         default_factory=list, max_length=64, description="venue: the rooms this door opens"
     )

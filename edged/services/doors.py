@@ -42,8 +42,8 @@ class DoorService(Service):
     async def command_unlock(self, args: dict[str, Any]) -> dict[str, Any]:
         """`door.unlock {"pulse_s"?}` (signed, scope door): ops let someone in remotely."""
         only("door.unlock", args, "pulse_s")
-        pulse = args.get("pulse_s", self.default_pulse_s)
-        if (
+        pulse = args.get("pulse_s", self.default_pulse_s)  # the config's is the owner's own
+        if "pulse_s" in args and (
             not isinstance(pulse, int | float)
             or isinstance(pulse, bool)
             or not MIN_PULSE_S <= pulse <= MAX_PULSE_S
