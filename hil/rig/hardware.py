@@ -206,7 +206,9 @@ class HardwareRig(Rig):
             )
         return text
 
-    async def present(self, card: bytes, hold_s: float) -> None:
+    async def present(
+        self, card: bytes, hold_s: float, *, until: asyncio.Event | None = None
+    ) -> None:
         name = next(n.lower() for n in CARD_NAMES if getattr(Cards, n) == card)
         uid = self.uid(card).hex()
         print(f"\n>>> present the card '{name}' ({uid}) to the reader, then take it away")

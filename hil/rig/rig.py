@@ -527,23 +527,34 @@ ignition_off_after_s = 5
     # -- acting on the devices -----------------------------------------------------------
 
     async def tap(self, uid: bytes, *, hold_s: float = 0.4, timeout: float = 5.0) -> Received:
-        """Put a card on the reader, hold it, take it off; the events/tap dispatch got."""
+        """Put a card on the reader and take it off once the node has answered (the tap
+        reached dispatch) and `hold_s` has passed, as a rider waits for the beep: a loaded
+        machine that reads the card late sees it still there, as a reader on a bus would."""
         before = len(self.on("events/tap"))
-        await self.present(uid, hold_s)
+        answered = asyncio.Event()
+        presenting = asyncio.create_task(self.present(uid, hold_s, until=answered))
         self.counts.taps += 1
         ref = self.ref(uid)
-        return await self.expect(
-            "events/tap",
-            lambda m: m.payload.get("card_ref") == ref,
-            timeout,
-            "the tap",
-            after=before,
-        )
+        try:
+            return await self.expect(
+                "events/tap",
+                lambda m: m.payload.get("card_ref") == ref,
+                timeout,
+                "the tap",
+                after=before,
+            )
+        finally:
+            answered.set()
+            await presenting
 
-    async def present(self, card: bytes, hold_s: float) -> None:
-        """The card on the antenna for `hold_s`, then off."""
+    async def present(
+        self, card: bytes, hold_s: float, *, until: asyncio.Event | None = None
+    ) -> None:
+        """The card on the antenna for `hold_s` and until `until` is set, then off."""
         self.nfc.put(self.uid(card))
         await asyncio.sleep(hold_s)
+        if until is not None:
+            await until.wait()
         self.nfc.remove()
 
     async def _wire(self, line: str) -> str:
