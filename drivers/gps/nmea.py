@@ -68,12 +68,22 @@ class BadSentence(Exception):
 # -- lines --------------------------------------------------------------------------------
 
 
+PADDING = b" \t\x00\x0b\x0c"
+"""Stripped from both ends of a line: NMEA 0183 frames a sentence as `$` to `*hh` followed
+at once by <CR><LF>, and allows only printable ASCII inside, so spaces, tabs or NULs outside
+`$...*hh` are padding added on the way, never part of what the checksum covers."""
+
+
 class LineSplitter:
     """Bytes from the wire to candidate sentences, each starting at `$`, without line end.
 
-    Resynchronises on every `$`: junk or a sentence cut in half before it is dropped with
-    its line. A line longer than `max_line` is dropped whole, even while it arrives, so a
-    port spewing noise without line ends holds at most `max_line` bytes.
+    A line ends at CR or LF, whichever the receiver sends: CRLF (the standard), CR alone,
+    LF alone or LFCR all give the same sentences, and the empty pieces between two line-end
+    bytes are nothing, not noise. Padding (`PADDING`) around a sentence is stripped before
+    its checksum is checked. Resynchronises on every `$`: junk or a sentence cut in half
+    before it is dropped with its line. A line longer than `max_line` is dropped whole,
+    even while it arrives, so a port spewing noise without line ends holds at most
+    `max_line` bytes.
     """
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE, count: Count = _no_count) -> None:
@@ -84,11 +94,16 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._rest + data if self._rest else data
+        if b"\r" in buf:  # CRLF first: no empty piece per line to skip
+            buf = buf.replace(b"\r\n", b"\n")
+            if b"\r" in buf:
+                buf = buf.replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         rest = lines.pop()
         out: list[bytes] = []
         max_line = self.max_line
         for line in lines:
+            line = line.strip(PADDING)
             start = line.rfind(b"$")
             if self._discarding:
                 self._discarding = False
@@ -98,12 +113,11 @@ class LineSplitter:
                 start = 0
             if start != 0:
                 if start < 0:
-                    if line.strip():
+                    if line:
                         self.count("noise", 1)
                     continue
                 self.count("noise", 1)
                 line = line[start:]
-            line = line.rstrip(b"\r")
             if len(line) > max_line:
                 self.count("too_long", 1)
                 continue
@@ -168,6 +182,8 @@ def verify(line: bytes) -> list[str]:
         checksum ^= byte
     if checksum != expected:
         raise BadSentence("bad_checksum")
+    if b"\x00" in body:  # XOR cannot see a NUL: the checksum does not vouch for this line
+        raise BadSentence("malformed", "NUL inside")
     try:
         return body.decode("ascii").split(",")
     except UnicodeDecodeError:

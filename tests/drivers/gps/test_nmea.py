@@ -6,7 +6,7 @@ import pytest
 from core.events import Fix
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.nmea import BadSentence, LineSplitter, parse_sentence
-from tests.drivers.gps.fakes import nmea
+from tests.drivers.gps.fakes import nmea, recording
 
 NOW = datetime(2026, 2, 12, 12, 0, tzinfo=UTC)
 
@@ -19,6 +19,7 @@ GLL = b"$GPGLL,4916.45,N,12311.12,W,225444,A,*1D"
 # The textbook RMC dated 2026 (the 1994 one is a week-rollover date today: see test_dating)
 RMC26 = nmea("GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,120226,003.1,W").strip()
 KN = 0.514444  # m/s per knot, as the issue states it
+MT3339 = b"".join(recording("gpsd-mt3339"))  # a real Adafruit GPS HAT log, CRLF line ends
 
 
 def decoder() -> tuple[NmeaDecoder, Counter[str]]:
@@ -118,6 +119,49 @@ def test_noise_without_line_end_keeps_memory_bounded() -> None:
     for _ in range(100):
         splitter.feed(b"\xaa" * 10_000)
     assert len(splitter._rest) <= 120
+
+
+@pytest.mark.parametrize("end", [b"\r", b"\n", b"\n\r"], ids=["CR", "LF", "LFCR"])
+def test_any_line_end_gives_the_same_fixes_and_counts_as_crlf(end: bytes) -> None:
+    fixes = decode(MT3339.replace(b"\r\n", end))
+    assert fixes == decode(MT3339) and len(fixes[0]) == 5
+
+
+def test_mixed_line_ends_lose_no_sentence() -> None:
+    lines = MT3339.split(b"\r\n")
+    ends = [b"\r", b"\n", b"\r\n", b"\n\r"]
+    mixed = b"".join(line + ends[i % 4] for i, line in enumerate(lines) if line)
+    assert decode(mixed) == decode(MT3339)
+
+
+def test_a_cr_that_ends_one_read_and_the_lf_that_starts_the_next_count_nothing() -> None:
+    d, counts = decoder()
+    d.feed(RMC26 + b"\r", 0.0)
+    d.feed(b"\n" + nmea("GPRMC,123520,A,4807.038,N,01131.000,E,022.4,084.4,120226,,"), 0.0)
+    assert d.flush() is not None and not counts
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(b"", b"\x00"), (b"", b" "), (b"", b"\t\x00 "), (b"\x00", b""), (b"  ", b"\x00")],
+    ids=["NUL", "space", "tab NUL space", "NUL before", "spaces before NUL after"],
+)
+def test_padding_around_a_sentence_is_neither_noise_nor_a_bad_checksum(
+    before: bytes, after: bytes
+) -> None:
+    padded = b"".join(before + line + after + b"\r\n" for line in MT3339.split(b"\r\n") if line)
+    assert decode(padded) == decode(MT3339)
+
+
+@pytest.mark.parametrize("at", [7, 20, len(RMC26) - 4])  # in the time, a field, at the end
+def test_a_nul_inside_a_sentence_drops_it_though_the_xor_cannot_see_it(at: int) -> None:
+    fixes, counts = decode(RMC26[:at] + b"\x00" + RMC26[at:] + b"\r\n")
+    assert fixes == [] and counts == {"malformed": 1}
+
+
+def test_a_cr_inside_a_sentence_cuts_it_and_the_next_sentence_is_kept() -> None:
+    fixes, counts = decode(RMC26[:30] + b"\r" + RMC26[30:] + b"\r\n" + RMC26 + b"\r\n")
+    assert len(fixes) == 1 and counts == {"no_checksum": 1, "noise": 1}
 
 
 # -- sentences ----------------------------------------------------------------------------
