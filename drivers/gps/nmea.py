@@ -160,6 +160,7 @@ class Sentence:
     day: date | None = None  # RMC, ZDA
     mode: int | None = None  # GSA fix type 1..3
     prns: tuple[str, ...] = ()  # GSA: the satellites used, as the sentence numbers them
+    system: int | None = None  # GSA: NMEA 4.10 GNSS system id (1 GPS ... 6 NavIC), if sent
     bad: int = 0  # fields refused, the rest kept
 
 
@@ -448,8 +449,9 @@ def _gsa(f: list[str]) -> Sentence:
     """`$--GSA,mode,fix,12 PRN slots,PDOP,HDOP,VDOP[,system id]`. Some receivers list only
     the satellites used ($GPGSA,A,3,16,18,22,24,3.6,2.1,2.2; $GPGSA,A,1,,,,): with fewer
     than 18 fields, the last three are the DOPs and the ones between are the PRNs. A GSA
-    lists the satellites of one constellation (NMEA 4.10 says which in its last field): the
-    numbers are kept as sent (text), the epoch adds the lists up."""
+    lists the satellites of one constellation (NMEA 4.10 says which in its last field, one
+    hex digit, kept in `system`): the numbers are kept as sent (text), the epoch adds the
+    lists of different constellations up."""
     n = len(f)
     f = _need(f, 3, "GSA", 18)
     s = Sentence("GSA", f[0][:2])
@@ -471,6 +473,11 @@ def _gsa(f: list[str]) -> Sentence:
         s.hdop = _dop(hdop)
     except BadSentence:
         s.bad += 1
+    if n >= 19 and (system := f[18]):
+        if len(system) == 1 and system in "123456789ABCDEFabcdef":
+            s.system = int(system, 16)
+        else:
+            s.bad += 1
     return s
 
 

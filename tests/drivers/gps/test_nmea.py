@@ -265,6 +265,17 @@ def test_gsa_shorter_than_the_standard_still_gives_mode_prns_and_hdop(
 
 
 @pytest.mark.parametrize(
+    ("system", "expected", "bad"),
+    [("1", 1, 0), ("4", 4, 0), ("F", 15, 0), ("", None, 0), ("0", None, 1), ("GP", None, 1)],
+)
+def test_gsa_system_id_of_nmea_410_is_read_and_a_garbled_one_left_out_alone(
+    system: str, expected: int | None, bad: int
+) -> None:
+    s = parse_sentence(nmea(f"GNGSA,A,3,13,16,21,,,,,,,,,,1.05,0.56,0.83,{system}").strip())
+    assert s is not None and (s.system, s.bad, s.prns) == (expected, bad, ("13", "16", "21"))
+
+
+@pytest.mark.parametrize(
     ("modes", "quality"),
     [("AAN", 1), ("DAN", 2), ("RN", 4), ("NNN", 0), ("ANNN", 1), ("NDD", 2), ("AANN", 1)],
 )
