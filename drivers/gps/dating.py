@@ -29,6 +29,10 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
 - Before any reference the day is the one that brings the time closest to the system
   clock, and the fix says `date_known=False`: on a Pi without a synchronised clock that day
   may be wrong, so such a fix never sets the node's clock.
+- A leap second, 23:59:60, is put in the last millisecond of 23:59:59 (µs 999_000 plus its
+  milliseconds): a datetime has no second 60, and rolling it to 00:00:00 would give two
+  fixes one time. Fix times so stay strictly increasing across it at any receiver rate
+  up to 1 kHz; they are off by up to a second during it, as any clock without a second 60.
 """
 
 from collections.abc import Callable
@@ -41,13 +45,24 @@ CLOCK_LAG = timedelta(days=2 * 365)
 image a release or two old, a spare kept on a shelf. A rollover correction may land this
 far past the clock, no farther: beyond it, a wrong date would become the node's clock, and
 a node clock years ahead refuses every signed command as stale."""
+DAY_US = 86_400_000_000
+_LEAP_AT = DAY_US - 1000  # 23:59:60.000 is put at 23:59:59.999000
 _DAY = timedelta(days=1)
 _HALF_DAY = timedelta(hours=12)
 
 
+def on_clock(time_us: int) -> int:
+    """A time of day in µs as a datetime can hold it: the leap second (µs 86,400,000,000 to
+    86,400,999,999) squeezed into the last millisecond of 23:59:59, in order."""
+    if time_us < DAY_US:
+        return time_us
+    return _LEAP_AT + min(time_us - DAY_US, 999_999) // 1000
+
+
 def nearest_day(time_us: int, ref: datetime) -> datetime:
     """The UTC datetime with this time of day that is closest to `ref`."""
-    when = datetime(ref.year, ref.month, ref.day, tzinfo=UTC) + timedelta(microseconds=time_us)
+    midnight = datetime(ref.year, ref.month, ref.day, tzinfo=UTC)
+    when = midnight + timedelta(microseconds=on_clock(time_us))
     if when < ref - _HALF_DAY:
         return when + _DAY
     if when > ref + _HALF_DAY:
@@ -112,7 +127,7 @@ class Dating:
     def _on(self, day: date, time_us: int) -> datetime:
         if self._midnight[0] != day:  # one datetime per day, not per epoch
             self._midnight = (day, datetime(day.year, day.month, day.day, tzinfo=UTC))
-        return self._midnight[1] + timedelta(microseconds=time_us)
+        return self._midnight[1] + timedelta(microseconds=on_clock(time_us))
 
     def note(self, time_us: int, day: date, at: float) -> None:
         """A date from a sentence whose epoch was already emitted: a reference all the same."""

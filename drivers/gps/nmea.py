@@ -217,7 +217,9 @@ def _dop(s: str) -> float | None:
 
 
 def _time_us(s: str) -> int | None:
-    """`hhmmss[.sss]` to µs since midnight; a leap second 60 is kept (it rolls to 00:00)."""
+    """`hhmmss[.sss]` to µs since midnight. A leap second is only ever the last second of a
+    UTC day, 23:59:60: it is kept as the 86,400th second (its own epoch, after 23:59:59;
+    drivers.gps.dating puts it on the clock); a second 60 at any other minute is no time."""
     if not s:
         return None
     if len(s) < 6 or not s[:6].isdigit():
@@ -230,7 +232,7 @@ def _time_us(s: str) -> int | None:
             raise BadSentence("malformed", f"bad time {s!r}")
         micros = int(digits.ljust(6, "0")) if digits else 0
     h, m, sec = int(s[0:2]), int(s[2:4]), int(s[4:6])
-    if h > 23 or m > 59 or sec > 60:
+    if h > 23 or m > 59 or sec > 60 or (sec == 60 and (h, m) != (23, 59)):
         raise BadSentence("malformed", f"bad time {s!r}")
     return ((h * 60 + m) * 60 + sec) * 1_000_000 + micros
 

@@ -2,6 +2,7 @@
 
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -281,6 +282,53 @@ def test_epoch_without_time_is_void_and_stamped_with_the_system_clock() -> None:
     now = datetime(2026, 2, 12, 12, tzinfo=UTC)
     (fix,), _ = run(now, (0.0, ["GPRMC,,V,,,,,,,,,,N"]))
     assert not fix.valid and fix.fix_time == now and not fix.date_known
+
+
+def test_fix_times_strictly_increase_across_the_2016_leap_second() -> None:
+    rmc = "GNRMC,{t},A,4807.03800,N,01131.00000,E,0.0,,{d},,,A"
+    fixes, _ = run(
+        datetime(2026, 2, 1, tzinfo=UTC),  # the 2016 dates are refused: kept as sent
+        (0.0, [rmc.format(t="235959.00", d="311216")]),
+        (1.0, [rmc.format(t="235960.00", d="311216")]),
+        (2.0, [rmc.format(t="000000.00", d="010117")]),
+    )
+    times = [f.fix_time for f in fixes]
+    assert times == sorted(times) and len(set(times)) == 3
+
+
+def test_fix_times_strictly_increase_through_a_leap_second_at_10_hz() -> None:
+    before = [f"235959.{i}0" for i in range(10)]
+    during = [f"235960.{i}0" for i in range(10)]
+    bursts = [(0.1 * i, [RMC.format(t=t, d="300627")]) for i, t in enumerate(before + during)]
+    bursts.append((2.0, [RMC.format(t="000000.00", d="010727")]))
+    fixes, _ = run(datetime(2027, 6, 30, tzinfo=UTC), *bursts)
+    times = [f.fix_time for f in fixes]
+    assert len(times) == 21 and all(a < b for a, b in pairwise(times))
+    assert times[10] == datetime(2027, 6, 30, 23, 59, 59, 999_000, tzinfo=UTC)
+    assert times[19] == datetime(2027, 6, 30, 23, 59, 59, 999_900, tzinfo=UTC)
+
+
+def test_an_undated_leap_second_stays_between_its_neighbours() -> None:
+    fixes, _ = run(
+        datetime(1970, 1, 1, tzinfo=UTC),
+        (0.0, [RMC.format(t="235959", d="300627")]),
+        (1.0, [GGA.format(t="235960")]),  # dated from the RMC before it
+        (2.0, [GGA.format(t="000000")]),
+    )
+    assert [f.fix_time for f in fixes] == [
+        datetime(2027, 6, 30, 23, 59, 59, tzinfo=UTC),
+        datetime(2027, 6, 30, 23, 59, 59, 999_000, tzinfo=UTC),
+        datetime(2027, 7, 1, tzinfo=UTC),
+    ]
+
+
+@given(st.lists(st.integers(0, 86_400_999), min_size=2, max_size=50, unique=True))
+def test_times_to_the_millisecond_keep_their_order_on_the_clock(ms: list[int]) -> None:
+    ms.sort()
+    day = datetime(2027, 6, 30, tzinfo=UTC)
+    stamped = [nearest_day(m * 1000, day + timedelta(hours=12)) for m in ms]
+    assert all(a < b for a, b in pairwise(stamped))
+    assert {s.date() for s in stamped} == {day.date()}  # the leap second stays on its day
 
 
 def test_nearest_day_moves_across_midnight_both_ways() -> None:

@@ -430,10 +430,17 @@ def test_bad_fields_of_gga_and_gsa_are_left_out_alone(body: str, lost: str) -> N
     assert s is not None and s.bad == 1 and getattr(s, lost) is None
 
 
+def test_a_leap_second_is_the_86400th_second_of_its_day() -> None:
+    s = parse_sentence(nmea("GPGGA,235960.50,4807.038,N,01131.000,E,1,08,0.9,545.4,M,,M,,").strip())
+    assert s is not None and s.time_us == 86_400_500_000
+
+
 @pytest.mark.parametrize(
     "body",
     [
         "GPRMC,256199,A,4807.038,N,01131.000,E,1.0,084.4,120226,,",  # the time places it
+        "GPRMC,123560,A,4807.038,N,01131.000,E,1.0,084.4,120226,,",  # 60 s only at 23:59
+        "GPGGA,000060.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,",
         "GPRMC,12:35:19,A,4807.038,N,01131.000,E,1.0,084.4,120226,,",
         "GPRMC,123519",  # shorter than any RMC
         "GPGGA,123519,4807.038,N",
