@@ -20,9 +20,12 @@ Which sentences form an epoch:
    the next epoch's (whose timed sentences were lost to a bad checksum, or are still to
    come), never merged into the epoch before it.
 3. An epoch is emitted as soon as it is known to be over: on the next epoch's time, or when
-   the receiver has said nothing for `quiet` seconds: a quarter of its period as measured
+   the receiver has sent nothing for `quiet` seconds: a quarter of its period as measured
    between bursts (clamped to 0.05-0.5 s; 0.15 s until two bursts were seen), so the last
    fix before a tunnel or an unplugged antenna is emitted 0.05-0.5 s after it arrived.
+   Any byte counts as the receiver talking, not only good sentences: a binary (UBX, SiRF)
+   message between the sentences of a burst, arriving slowly at 9600 baud, or a sentence
+   still arriving, is not a quiet spell.
 
 What the epoch says (each field from the best sentence that has it; among sentences of the
 same type from several talkers the GN one, else a valid one, else the first):
@@ -321,7 +324,8 @@ class EpochMerger:
     # -- closing ------------------------------------------------------------------------
 
     heard = _arrive
-    """A good sentence of a type not merged (GSV, TXT, proprietary): still talking."""
+    """Bytes arrived at `at`, whatever they are (a sentence, a binary message, noise): the
+    receiver is still talking, so its epoch is not over."""
 
     def deadline(self) -> float | None:
         """When the open epoch is over if nothing else arrives (monotonic s), or None."""

@@ -233,6 +233,53 @@ def test_a_pause_inside_a_burst_makes_no_second_fix_nor_lends_its_gsa_to_the_nex
     assert d.merger.quiet == QUIET_MAX_S  # it waits longer: a 1 s pause was inside a burst
 
 
+def ubx(cls: int, msg: int, payload: bytes) -> bytes:
+    """A UBX frame (u-blox binary protocol) with its Fletcher checksum."""
+    body = bytes([cls, msg]) + len(payload).to_bytes(2, "little") + payload
+    a = b = 0
+    for x in body:
+        a = (a + x) & 0xFF
+        b = (b + a) & 0xFF
+    return b"\xb5\x62" + body + bytes([a, b])
+
+
+def dribble(d: NmeaDecoder, data: bytes, at: float, size: int, every: float) -> list[Fix]:
+    """`data` in reads of `size` bytes `every` s from `at`, the driver's quiet timer between."""
+    fixes: list[Fix] = []
+    for i in range(0, len(data), size):
+        at += every
+        fixes += d.poll(at)
+        fixes += d.feed(data[i : i + size], at)
+    return fixes
+
+
+def test_a_binary_message_between_the_sentences_of_an_epoch_does_not_split_it() -> None:
+    nav_sat = ubx(0x01, 0x35, bytes(8 + 12 * 32))  # UBX-NAV-SAT, 32 satellites: 400 bytes
+    gga, gsa, rmc, zda = recording("gpsd-mt3339")[0].splitlines(keepends=True)
+    d, _ = decoder()
+    fixes = d.feed(gga + gsa, 100.0)
+    fixes += dribble(d, nav_sat, 100.0, 20, 0.02)  # 9600 baud: 20 bytes a 20 ms read
+    fixes += d.poll(100.42) + d.feed(rmc + zda, 100.42) + d.poll(1e9)
+    assert len(fixes) == 1 and fixes[0].speed == pytest.approx(0.03 * KN)
+
+
+def test_a_sentence_arriving_slower_than_the_quiet_time_does_not_split_its_epoch() -> None:
+    d, counts = decoder()
+    rmc, _, gga, _ = (nmea(b) for b in ublox("081500.00"))
+    fixes = d.feed(rmc, 100.0)
+    assert len(gga) > 10 * QUIET_DEFAULT_S / 0.021  # longer on the wire than the quiet time
+    fixes += dribble(d, gga, 100.0, 10, 0.021) + d.poll(1e9)  # 4800 baud: 10 bytes in 21 ms
+    assert len(fixes) == 1 and fixes[0].alt == 452.0
+    assert not counts
+
+
+def test_bytes_after_a_quiet_spell_still_end_the_epoch_before_them() -> None:
+    d, _ = decoder()
+    assert d.feed(b"".join(nmea(b) for b in ublox("081500.00")), 100.0) == []
+    (fix,) = d.feed(ubx(0x01, 0x07, bytes(92)), 101.0)  # UBX-NAV-PVT of the next epoch
+    assert fix.fix_time.second == 0
+
+
 def test_cold_start_epochs_without_time_are_told_apart_by_repeated_types() -> None:
     no_time = ["GPRMC,,V,,,,,,,,,,N", "GPGGA,,,,,,0,00,99.99,,,,,,"]
     fixes = decode(*no_time, *no_time, *no_time)
