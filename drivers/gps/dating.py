@@ -5,9 +5,22 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
 - An epoch with a date of its own is on that date. Receivers with the GPS week-number
   rollover bug report dates 1024 weeks (19.6 years) early — the Telit HE910 sent
   `220899` on 7 April 2019 — so a date before 1 January 2017 (the last leap second: no
-  receiver working today can be before it) is moved forward by 1024 weeks, as gpsd does,
-  and counted as `week_rollover`; again while that stays before the system clock's date
-  (a receiver two rollovers behind), never into the future of a plausible clock.
+  receiver working today can be before it) is a rollover candidate. It is moved forward
+  by 1024 weeks, as gpsd does, as many times as it takes to reach 2017 (a receiver two
+  rollovers behind), and counted as `week_rollover`, but only to a date the system clock
+  allows:
+  * a clock on or after 2017 may be right, or behind: a Pi without RTC boots on
+    fake-hwclock's last saved time, or the image's, and a clock only runs forward from
+    there. The date is moved to the latest candidate up to `CLOCK_LAG` (2 years) past the
+    clock's date; when even the first is later than that (a 2015 recording replayed in
+    2026 would land in 2034), the date is no rollover and is refused (counted
+    `implausible_date`): like a garbled date, it dates nothing.
+  * a clock before 2017 (1970 on a Pi without fake-hwclock) cannot say anything: the
+    first candidate from 2017 on is taken (a receiver that says 2006 in 2025 gives 2025).
+  A refused date makes the epoch's day the one of the reference below if there is one;
+  else the fix keeps the receiver's date as sent with `date_known=False`: it must not set
+  the node's clock, and a day guessed from the system clock would mix two time scales in
+  one stream (a replayed log stays consistent with itself).
 - The date of an epoch with a valid fix, or of a ZDA, becomes the reference; an epoch
   without a date of its own is put on the day that brings it closest to the reference
   carried forward by the monotonic clock (the time between their arrivals), so GGA-only
@@ -16,6 +29,10 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
 - Before any reference the day is the one that brings the time closest to the system
   clock, and the fix says `date_known=False`: on a Pi without a synchronised clock that day
   may be wrong, so such a fix never sets the node's clock.
+- A leap second, 23:59:60, is put in the last millisecond of 23:59:59 (µs 999_000 plus its
+  milliseconds): a datetime has no second 60, and rolling it to 00:00:00 would give two
+  fixes one time. Fix times so stay strictly increasing across it at any receiver rate
+  up to 1 kHz; they are off by up to a second during it, as any clock without a second 60.
 """
 
 from collections.abc import Callable
@@ -23,13 +40,29 @@ from datetime import UTC, date, datetime, timedelta
 
 ROLLOVER_FLOOR = date(2017, 1, 1)
 ROLLOVER = timedelta(weeks=1024)
+CLOCK_LAG = timedelta(days=2 * 365)
+"""How far a plausible but unsynchronised system clock may be behind the true date: an SD
+image a release or two old, a spare kept on a shelf. A rollover correction may land this
+far past the clock, no farther: beyond it, a wrong date would become the node's clock, and
+a node clock years ahead refuses every signed command as stale."""
+DAY_US = 86_400_000_000
+_LEAP_AT = DAY_US - 1000  # 23:59:60.000 is put at 23:59:59.999000
 _DAY = timedelta(days=1)
 _HALF_DAY = timedelta(hours=12)
 
 
+def on_clock(time_us: int) -> int:
+    """A time of day in µs as a datetime can hold it: the leap second (µs 86,400,000,000 to
+    86,400,999,999) squeezed into the last millisecond of 23:59:59, in order."""
+    if time_us < DAY_US:
+        return time_us
+    return _LEAP_AT + min(time_us - DAY_US, 999_999) // 1000
+
+
 def nearest_day(time_us: int, ref: datetime) -> datetime:
     """The UTC datetime with this time of day that is closest to `ref`."""
-    when = datetime(ref.year, ref.month, ref.day, tzinfo=UTC) + timedelta(microseconds=time_us)
+    midnight = datetime(ref.year, ref.month, ref.day, tzinfo=UTC)
+    when = midnight + timedelta(microseconds=on_clock(time_us))
     if when < ref - _HALF_DAY:
         return when + _DAY
     if when > ref + _HALF_DAY:
@@ -50,18 +83,27 @@ class Dating:
         self._ref: tuple[datetime, float] | None = None  # a dated fix time, its arrival
         self._midnight: tuple[date | None, datetime] = (None, datetime.min)
 
-    def unroll(self, day: date, *, count: bool = True) -> date:
-        """`day` moved past the week-number rollover of a receiver that has the bug;
-        `count`: as `week_rollover` (not for the default date of a receiver without fix)."""
+    def unroll(self, day: date, *, count: bool = True) -> date | None:
+        """`day` moved past the week-number rollover of a receiver that has the bug, or None
+        when the clock rules that out (module docstring); `count`: as `week_rollover` or
+        `implausible_date` (not for the default date of a receiver without fix)."""
         if day >= ROLLOVER_FLOOR:
             return day
+        moved = day + ROLLOVER
+        while moved < ROLLOVER_FLOOR:
+            moved += ROLLOVER
+        today = self.now().date()
+        if today >= ROLLOVER_FLOOR:  # a clock that may be right, or behind, never ahead
+            horizon = today + CLOCK_LAG
+            if moved > horizon:
+                if count:
+                    self.count("implausible_date", 1)
+                return None
+            while moved + ROLLOVER <= horizon:
+                moved += ROLLOVER
         if count:
             self.count("week_rollover", 1)
-        day += ROLLOVER
-        today = max(self.now().date(), ROLLOVER_FLOOR)
-        while day + ROLLOVER <= today:
-            day += ROLLOVER
-        return day
+        return moved
 
     def stamp(
         self, time_us: int, day: date | None, at: float, *, reference: bool
@@ -69,17 +111,23 @@ class Dating:
         """(fix time, date known) of a time of day that arrived at `at` (monotonic s), on
         `day` if the epoch gave one; `reference`: this date may date later epochs."""
         if day is not None:
-            day = self.unroll(day, count=reference)
-            if self._midnight[0] != day:  # one datetime per day, not per epoch
-                self._midnight = (day, datetime(day.year, day.month, day.day, tzinfo=UTC))
-            when = self._midnight[1] + timedelta(microseconds=time_us)
-            if reference:
-                self._ref = (when, at)
-            return when, True
+            moved = self.unroll(day, count=reference)
+            if moved is not None:
+                when = self._on(moved, time_us)
+                if reference:
+                    self._ref = (when, at)
+                return when, True
+            if self._ref is None:  # refused: as sent, and said to be unknown
+                return self._on(day, time_us), False
         if self._ref is not None:
             ref, ref_at = self._ref
             return nearest_day(time_us, ref + timedelta(seconds=at - ref_at)), True
         return nearest_day(time_us, self.now()), False
+
+    def _on(self, day: date, time_us: int) -> datetime:
+        if self._midnight[0] != day:  # one datetime per day, not per epoch
+            self._midnight = (day, datetime(day.year, day.month, day.day, tzinfo=UTC))
+        return self._midnight[1] + timedelta(microseconds=on_clock(time_us))
 
     def note(self, time_us: int, day: date, at: float) -> None:
         """A date from a sentence whose epoch was already emitted: a reference all the same."""

@@ -43,12 +43,13 @@ class NmeaDecoder:
             at = time.monotonic()
         fixes: list[Fix] = []
         merger = self.merger
+        if data:  # any byte, sentence or not (UBX, a line still arriving): still talking
+            merger.heard(at, fixes)
         for line in self.splitter.feed(data):
             try:
                 sentence = parse_sentence(line)
                 self.sentences += 1
-                if sentence is None:
-                    merger.heard(at, fixes)
+                if sentence is None:  # GSV, TXT, proprietary: heard above
                     continue
                 if sentence.bad:
                     self.count("bad_field", sentence.bad)

@@ -14,11 +14,18 @@ Which sentences form an epoch:
    that sends GSA first); after one they wait: the next sentence with the epoch's time
    takes them into the epoch; a quiet spell after them proves they ended it; the next
    epoch's time takes them when the receiver's bursts have been seen to start with their
-   type (learned from the quiet spells), else they end the epoch they follow.
+   type (learned from the quiet spells), else they end the epoch they follow. An epoch has
+   one GSA per constellation (more only when a constellation has over 12 satellites in use:
+   the next GSA continues a full list) and one VTG per talker: a second one, untimed, is
+   the next epoch's (whose timed sentences were lost to a bad checksum, or are still to
+   come), never merged into the epoch before it.
 3. An epoch is emitted as soon as it is known to be over: on the next epoch's time, or when
-   the receiver has said nothing for `quiet` seconds: a quarter of its period as measured
+   the receiver has sent nothing for `quiet` seconds: a quarter of its period as measured
    between bursts (clamped to 0.05-0.5 s; 0.15 s until two bursts were seen), so the last
    fix before a tunnel or an unplugged antenna is emitted 0.05-0.5 s after it arrived.
+   Any byte counts as the receiver talking, not only good sentences: a binary (UBX, SiRF)
+   message between the sentences of a burst, arriving slowly at 9600 baud, or a sentence
+   still arriving, is not a quiet spell.
 
 What the epoch says (each field from the best sentence that has it; among sentences of the
 same type from several talkers the GN one, else a valid one, else the first):
@@ -34,9 +41,11 @@ same type from several talkers the GN one, else a valid one, else the first):
   position.
 - quality: GGA's fix quality (GNS, RMC, GLL mode letters mapped to it).
 - satellites used: the largest of the GGA/GNS counts (a GN one is the receiver's total;
-  u-blox NMEA 4.0 caps GGA at 12) and the number of satellites the epoch's GSAs list (one
-  GSA per constellation, so their lists add up — Galileo 12 and GPS 12 are two satellites;
-  a list repeated under another talker, as SiRFstarV sends GPGSA and GLGSA, counts once).
+  u-blox NMEA 4.0 caps GGA at 12) and the number of satellites the epoch's GSAs list. The
+  lists of one constellation (NMEA 4.10 system id, else the talker; for a $GNGSA without
+  id, a satellite in common) are merged as a set; those of different constellations add
+  up — Galileo 12 and GPS 12 are two satellites; an identical list repeated under another
+  talker, as SiRFstarV sends GPGSA and GLGSA, counts once.
   When GGA comes from several talkers ($GPGGA, $GLGGA) and even the largest of their
   counts is below what the GSAs list, each is its own constellation's count (SiRFstarV)
   and their sum is the total. GSV (satellites in view, not used) is not read.
@@ -65,6 +74,10 @@ MIN_INTERVAL_S = 0.01
 """Bursts closer than this arrived in the same read: they say nothing of the period."""
 RECENT = 4
 """Times of emitted epochs remembered, to know a late sentence."""
+GSA_SLOTS = 12
+"""Satellites one GSA can list: a receiver using more of one constellation sends another."""
+TALKER_SYSTEM = {"GP": 1, "GL": 2, "GA": 3, "GB": 4, "BD": 4, "GQ": 5, "QZ": 5, "GI": 6}
+"""NMEA 4.10 system ids of the constellation talkers (GN is all of them: no id)."""
 
 
 def _rank(s: Sentence) -> tuple[bool, int, bool]:
@@ -88,12 +101,62 @@ def _first_hdop(best: Sentence | None, others: list[Sentence]) -> float | None:
     return None
 
 
+def _system(gsa: Sentence) -> int | None:
+    """The constellation a GSA lists: its system id, else its talker's; None for a $GNGSA
+    without id (NMEA 4.0: the satellite numbers alone tell)."""
+    return gsa.system if gsa.system is not None else TALKER_SYSTEM.get(gsa.talker)
+
+
+def _one_constellation(sa: int | None, sb: int | None, a: set[str], b: set[str]) -> bool:
+    """Whether two lists of satellites (`a` of system `sa`, `b` of `sb`) are of one
+    constellation: the same system, or, when one cannot say, a satellite in common (before
+    NMEA 4.10 each constellation has its own numbers)."""
+    if sa is not None and sb is not None:
+        return sa == sb
+    return not a.isdisjoint(b)
+
+
+def _same_constellation(a: Sentence, b: Sentence) -> bool:
+    """Whether two GSAs list one constellation."""
+    return _one_constellation(_system(a), _system(b), set(a.prns), set(b.prns))
+
+
+def _continues(gsa: Sentence, full: Sentence) -> bool:
+    """Whether `gsa` goes on with the list of `full`: that one used all 12 slots and this one
+    names other satellites (a receiver using more than 12 of one constellation)."""
+    return len(full.prns) >= GSA_SLOTS and set(gsa.prns).isdisjoint(full.prns)
+
+
 def _rounds_to(fine: Sentence, coarse: Sentence) -> bool:
     """`fine`'s position, in minutes rounded to `coarse`'s decimals, is `coarse`'s."""
     if fine.lat is None or fine.lon is None or coarse.lat is None or coarse.lon is None:
         return False
     half = 0.5 * 10.0**-coarse.digits + 1e-9
     return abs(fine.lat - coarse.lat) * 60 <= half and abs(fine.lon - coarse.lon) * 60 <= half
+
+
+def _listed(gsas: list[Sentence]) -> int:
+    """Satellites several GSAs list: one set per constellation (its lists merged, so a list
+    sent twice counts once), the sets of different constellations added up; an identical
+    set under two talkers without system id (SiRFstarV's GPGSA = GLGSA) counts once."""
+    every = [p for g in gsas for p in g.prns]
+    systems = [s for g in gsas if (s := _system(g)) is not None]
+    if len(set(every)) == len(every) and len(set(systems)) == len(systems):
+        return len(every)  # the usual case, one list per constellation: they add up
+    sets: list[tuple[int | None, bool, set[str]]] = []  # system, from an id, satellites
+    for g in gsas:
+        system, prns = _system(g), set(g.prns)
+        for known, _, members in sets:
+            if _one_constellation(system, known, prns, members):
+                members |= prns
+                break
+        else:
+            sets.append((system, g.system is not None, prns))
+    total = 0
+    for i, (_, by_id, members) in enumerate(sets):
+        if not any(m == members and not (by_id and b) for _, b, m in sets[:i]):
+            total += len(members)
+    return total
 
 
 class Epoch:
@@ -111,6 +174,16 @@ class Epoch:
         self.gsas: list[Sentence] = []
         self.vtgs: list[Sentence] = []
         self.zdas: list[Sentence] = []
+
+    def repeats(self, s: Sentence) -> bool:
+        """Whether untimed `s` comes from a source the epoch has heard already: a GSA of a
+        constellation it has the list of (unless it continues a full one), a VTG of the same
+        talker. It is then another epoch's: an epoch has one of each."""
+        if s.kind == "GSA":
+            return any(_same_constellation(s, g) and not _continues(s, g) for g in self.gsas)
+        if s.kind == "VTG":
+            return any(v.talker == s.talker for v in self.vtgs)
+        return False
 
     def has(self, kind: str) -> bool:
         """Whether a sentence of this type is in the epoch already."""
@@ -171,8 +244,10 @@ class EpochMerger:
             self._timed(s, at, out)
             return
         e = self._open
-        if e is None:
-            e = self._open = Epoch(at)  # the head of the next epoch (GSA first)
+        if e is None or (not e.timed and e.repeats(s)):
+            # the head of the next epoch (GSA first); a head that already has this source
+            # lost its timed sentences (bad checksums): it cannot be placed, it is dropped
+            e = self._open = Epoch(at)
             e.add(s)
         elif not e.timed:
             e.add(s)
@@ -230,26 +305,27 @@ class EpochMerger:
         e.add(s)
 
     def _split_tail(self) -> list[Sentence]:
-        """The untimed sentences between two epochs that open the next one (by the learned
-        type that opens bursts); the others join the open epoch."""
+        """The untimed sentences between two epochs that open the next one: from the first
+        of the learned type that opens bursts, or the first the open epoch has from that
+        source already; the ones before it join the open epoch."""
         tail = self._tail
         self._tail = []
         lead = self._lead
-        cut = len(tail)
-        if lead is not None and lead not in TIMED:
-            for i, s in enumerate(tail):
-                if s.kind == lead:
-                    cut = i
-                    break
-        assert self._open is not None
-        for s in tail[:cut]:
-            self._open.add(s)
-        return tail[cut:]
+        if lead in TIMED:
+            lead = None
+        e = self._open
+        assert e is not None
+        for i, s in enumerate(tail):
+            if s.kind == lead or e.repeats(s):
+                return tail[i:]
+            e.add(s)
+        return []
 
     # -- closing ------------------------------------------------------------------------
 
     heard = _arrive
-    """A good sentence of a type not merged (GSV, TXT, proprietary): still talking."""
+    """Bytes arrived at `at`, whatever they are (a sentence, a binary message, noise): the
+    receiver is still talking, so its epoch is not over."""
 
     def deadline(self) -> float | None:
         """When the open epoch is over if nothing else arrives (monotonic s), or None."""
@@ -277,6 +353,8 @@ class EpochMerger:
         assert e is not None
         self._open = None
         for untimed in self._tail:
+            if e.repeats(untimed):
+                break  # from here, an epoch whose timed sentences were lost: unplaceable
             e.add(untimed)
         self._tail = []
         self._measure(e.first_at)
@@ -406,14 +484,7 @@ class EpochMerger:
         gsas = e.gsas
         if not gsas:
             return best
-        if len(gsas) == 1:
-            listed = len(gsas[0].prns)
-        else:  # one list per constellation: they add up, a repeated list counts once
-            kept: list[tuple[str, ...]] = []
-            for g in gsas:
-                if g.prns not in kept:
-                    kept.append(g.prns)
-            listed = sum(map(len, kept))
+        listed = len(set(gsas[0].prns)) if len(gsas) == 1 else _listed(gsas)
         if best is not None and best >= listed:
             return best
         # no count reaches what the GSAs list: per-constellation counts ($GPGGA, $GLGGA)

@@ -68,12 +68,22 @@ class BadSentence(Exception):
 # -- lines --------------------------------------------------------------------------------
 
 
+PADDING = b" \t\x00\x0b\x0c"
+"""Stripped from both ends of a line: NMEA 0183 frames a sentence as `$` to `*hh` followed
+at once by <CR><LF>, and allows only printable ASCII inside, so spaces, tabs or NULs outside
+`$...*hh` are padding added on the way, never part of what the checksum covers."""
+
+
 class LineSplitter:
     """Bytes from the wire to candidate sentences, each starting at `$`, without line end.
 
-    Resynchronises on every `$`: junk or a sentence cut in half before it is dropped with
-    its line. A line longer than `max_line` is dropped whole, even while it arrives, so a
-    port spewing noise without line ends holds at most `max_line` bytes.
+    A line ends at CR or LF, whichever the receiver sends: CRLF (the standard), CR alone,
+    LF alone or LFCR all give the same sentences, and the empty pieces between two line-end
+    bytes are nothing, not noise. Padding (`PADDING`) around a sentence is stripped before
+    its checksum is checked. Resynchronises on every `$`: junk or a sentence cut in half
+    before it is dropped with its line. A line longer than `max_line` is dropped whole,
+    even while it arrives, so a port spewing noise without line ends holds at most
+    `max_line` bytes.
     """
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE, count: Count = _no_count) -> None:
@@ -84,11 +94,16 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._rest + data if self._rest else data
+        if b"\r" in buf:  # CRLF first: no empty piece per line to skip
+            buf = buf.replace(b"\r\n", b"\n")
+            if b"\r" in buf:
+                buf = buf.replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         rest = lines.pop()
         out: list[bytes] = []
         max_line = self.max_line
         for line in lines:
+            line = line.strip(PADDING)
             start = line.rfind(b"$")
             if self._discarding:
                 self._discarding = False
@@ -98,12 +113,11 @@ class LineSplitter:
                 start = 0
             if start != 0:
                 if start < 0:
-                    if line.strip():
+                    if line:
                         self.count("noise", 1)
                     continue
                 self.count("noise", 1)
                 line = line[start:]
-            line = line.rstrip(b"\r")
             if len(line) > max_line:
                 self.count("too_long", 1)
                 continue
@@ -146,6 +160,7 @@ class Sentence:
     day: date | None = None  # RMC, ZDA
     mode: int | None = None  # GSA fix type 1..3
     prns: tuple[str, ...] = ()  # GSA: the satellites used, as the sentence numbers them
+    system: int | None = None  # GSA: NMEA 4.10 GNSS system id (1 GPS ... 6 NavIC), if sent
     bad: int = 0  # fields refused, the rest kept
 
 
@@ -168,6 +183,8 @@ def verify(line: bytes) -> list[str]:
         checksum ^= byte
     if checksum != expected:
         raise BadSentence("bad_checksum")
+    if b"\x00" in body:  # XOR cannot see a NUL: the checksum does not vouch for this line
+        raise BadSentence("malformed", "NUL inside")
     try:
         return body.decode("ascii").split(",")
     except UnicodeDecodeError:
@@ -200,7 +217,9 @@ def _dop(s: str) -> float | None:
 
 
 def _time_us(s: str) -> int | None:
-    """`hhmmss[.sss]` to µs since midnight; a leap second 60 is kept (it rolls to 00:00)."""
+    """`hhmmss[.sss]` to µs since midnight. A leap second is only ever the last second of a
+    UTC day, 23:59:60: it is kept as the 86,400th second (its own epoch, after 23:59:59;
+    drivers.gps.dating puts it on the clock); a second 60 at any other minute is no time."""
     if not s:
         return None
     if len(s) < 6 or not s[:6].isdigit():
@@ -213,7 +232,7 @@ def _time_us(s: str) -> int | None:
             raise BadSentence("malformed", f"bad time {s!r}")
         micros = int(digits.ljust(6, "0")) if digits else 0
     h, m, sec = int(s[0:2]), int(s[2:4]), int(s[4:6])
-    if h > 23 or m > 59 or sec > 60:
+    if h > 23 or m > 59 or sec > 60 or (sec == 60 and (h, m) != (23, 59)):
         raise BadSentence("malformed", f"bad time {s!r}")
     return ((h * 60 + m) * 60 + sec) * 1_000_000 + micros
 
@@ -432,8 +451,9 @@ def _gsa(f: list[str]) -> Sentence:
     """`$--GSA,mode,fix,12 PRN slots,PDOP,HDOP,VDOP[,system id]`. Some receivers list only
     the satellites used ($GPGSA,A,3,16,18,22,24,3.6,2.1,2.2; $GPGSA,A,1,,,,): with fewer
     than 18 fields, the last three are the DOPs and the ones between are the PRNs. A GSA
-    lists the satellites of one constellation (NMEA 4.10 says which in its last field): the
-    numbers are kept as sent (text), the epoch adds the lists up."""
+    lists the satellites of one constellation (NMEA 4.10 says which in its last field, one
+    hex digit, kept in `system`): the numbers are kept as sent (text), the epoch adds the
+    lists of different constellations up."""
     n = len(f)
     f = _need(f, 3, "GSA", 18)
     s = Sentence("GSA", f[0][:2])
@@ -455,6 +475,11 @@ def _gsa(f: list[str]) -> Sentence:
         s.hdop = _dop(hdop)
     except BadSentence:
         s.bad += 1
+    if n >= 19 and (system := f[18]):
+        if len(system) == 1 and system in "123456789ABCDEFabcdef":
+            s.system = int(system, 16)
+        else:
+            s.bad += 1
     return s
 
 

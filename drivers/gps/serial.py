@@ -18,7 +18,9 @@ baud rate is not a working receiver.
 
 Epochs close on time (drivers.gps.epochs): every read is stamped with the loop's monotonic
 clock, and a timer fires when the open epoch's quiet deadline passes, so the last fix
-before the receiver goes quiet is emitted a fraction of its period after it arrived.
+before the receiver goes quiet is emitted a fraction of its period after it arrived. Any
+byte read counts as the receiver talking; bytes that never pause but hold no valid
+sentence end in the `silence_s` error, and the epoch they held open is emitted first.
 """
 
 import asyncio
@@ -203,6 +205,10 @@ class NmeaSerialGps:
             while True:
                 wait = last_good + o.silence_s - loop.time()
                 if wait <= 0:
+                    # bytes that never pause (noise, binary) held the open epoch: its fix
+                    # still goes out before the port is reopened
+                    if (last := decoder.flush()) is not None:
+                        emit([last])
                     raise DriverError(
                         f"no valid NMEA sentence from {o.port} at {o.baud} baud for "
                         f"{o.silence_s:g} s: check the baud rate (receivers use 4800, 9600, "

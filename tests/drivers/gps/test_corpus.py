@@ -35,10 +35,10 @@ from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.payloads import Position
 from edged.services.position import PositionService
 from hil.gps.emulator import NmeaEmulator, epochs
+from tests.drivers.gps.fakes import CORPUS, recording
 from tests.helpers.drivers import wait_until
 from tests.helpers.host import TestHost
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
 LOGS = sorted(p.stem for p in CORPUS.glob("*.nmea"))
 BURST_S = 0.25
 """Real seconds between bursts when replayed: the shortest interval of a log maps to it."""
@@ -111,10 +111,8 @@ def degrees(text: str) -> float:
 
 def load(name: str) -> Log:
     spec = tomllib.loads((CORPUS / f"{name}.toml").read_text())
-    raw = (CORPUS / f"{name}.nmea").read_bytes()
-    bursts = [b.strip(b"\r\n") + b"\r\n" for b in raw.split(b"\r\n\r\n") if b.strip()]
     fixes = [Point.expected(f) for f in spec["fix"]]
-    return Log(name, bursts, fixes, spec.get("voids", 0), spec.get("counts", {}))
+    return Log(name, recording(name), fixes, spec.get("voids", 0), spec.get("counts", {}))
 
 
 def key(when: datetime, date_unknown: bool) -> tuple[date | None, timedelta]:
@@ -250,7 +248,9 @@ async def replay(name: str, link: Path) -> tuple[list[Point], Counter[str]]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         emulator.close()
-    counts = Counter({k.removeprefix("driver.gps."): n for k, n in node.counters.snapshot().items()})
+    counts = Counter(
+        {k.removeprefix("driver.gps."): n for k, n in node.counters.snapshot().items()}
+    )
     return [Point.of_position(b) for b in node.bodies("position")], counts
 
 

@@ -1,17 +1,25 @@
 """Which day an epoch is on: RMC or ZDA dates, carried forward, week rollover, or unknown."""
 
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.events import Fix
-from drivers.gps.dating import Dating, nearest_day
+from drivers.gps.dating import CLOCK_LAG, ROLLOVER, ROLLOVER_FLOOR, Dating, nearest_day
 from drivers.gps.decoder import NmeaDecoder
-from tests.drivers.gps.fakes import nmea
+from edged.clock import ClockSource
+from edged.config.services import PositionServiceConfig
+from edged.services.position import PositionService
+from tests.drivers.gps.fakes import nmea, recording
+from tests.helpers.host import TestHost
 
 GGA = "GPGGA,{t},4553.0,N,00210.4,E,1,05,1.5,450,M,49.2,M,,"
 RMC = "GPRMC,{t},A,4553.0,N,00210.4,E,1.0,12.5,{d},,,A"
+NEO_M8N = recording("gpsd-neo-m8n")  # a real u-blox log of 18 March 2015
 
 
 def decoder(now: datetime) -> tuple[NmeaDecoder, Counter[str]]:
@@ -123,21 +131,129 @@ def test_a_date_1024_weeks_early_is_a_week_rollover_moved_forward_and_counted() 
     assert counts == {"week_rollover": 1}
 
 
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("reported", "today", "meant"),
     [
         (date(2001, 6, 6), date(2026, 12, 4), date(2021, 1, 20)),  # once, as gpsd makes it
-        (date(1994, 3, 23), date(2026, 12, 4), date(2013, 11, 6)),  # never into the future
         (date(1980, 1, 6), date(2026, 12, 4), date(2019, 4, 7)),  # two rollovers behind
-        (date(1999, 8, 22), date(1970, 1, 1), date(2019, 4, 7)),  # a clock at 1970: once
+        (date(2006, 3, 1), date(2025, 10, 15), date(2025, 10, 15)),  # 2006 in 2025, synced
+        (date(2006, 3, 1), date(2025, 1, 2), date(2025, 10, 15)),  # fake-hwclock 9 months behind
+        (date(2001, 6, 6), date(2040, 6, 1), date(2040, 9, 5)),  # a later era: twice
+        (date(1999, 8, 22), date(1970, 1, 1), date(2019, 4, 7)),  # a clock at 1970: to 2017 on
+        (date(2006, 3, 1), date(1970, 1, 1), date(2025, 10, 15)),  # 2006 in 2025, clock at 1970
+        (date(1994, 3, 23), date(2016, 5, 1), date(2033, 6, 22)),  # a clock before 2017: as 1970
         (date(2017, 1, 1), date(2026, 12, 4), date(2017, 1, 1)),  # from 2017 on: as is
     ],
 )
-def test_rollover_correction_stays_at_or_before_the_clock_and_after_2017(
+def test_rollover_correction_lands_from_2017_to_two_years_past_a_plausible_clock(
     reported: date, today: date, meant: date
 ) -> None:
-    now = datetime(today.year, today.month, today.day, tzinfo=UTC)
-    assert Dating(lambda: now).unroll(reported) == meant
+    assert Dating(lambda: midnight(today)).unroll(reported) == meant
+
+
+@pytest.mark.parametrize(
+    ("reported", "today"),
+    [
+        (date(2015, 3, 18), date(2026, 2, 1)),  # a 2015 log replayed: 2034 is 8.7 years ahead
+        (date(1994, 3, 23), date(2026, 12, 4)),  # 2013 is before 2017, 2033 years ahead
+        (date(2016, 12, 31), date(2017, 1, 1)),  # the last leap second's day, seen in 2017
+        (date(2006, 3, 1), date(2023, 10, 1)),  # a clock two years and two weeks behind
+    ],
+)
+def test_a_date_no_rollover_can_explain_against_the_clock_is_refused(
+    reported: date, today: date
+) -> None:
+    assert Dating(lambda: midnight(today)).unroll(reported) is None
+
+
+@settings(max_examples=300)
+@given(
+    reported=st.dates(date(1980, 1, 6), date(2016, 12, 31)),
+    today=st.dates(date(2017, 1, 1), date(2080, 1, 1)),
+)
+def test_a_correction_against_a_plausible_clock_is_whole_rollovers_to_a_date_it_allows(
+    reported: date, today: date
+) -> None:
+    moved = Dating(lambda: midnight(today)).unroll(reported)
+    if moved is None:  # refused only when no whole number of rollovers fits
+        k = 1
+        while reported + k * ROLLOVER < ROLLOVER_FLOOR:
+            k += 1
+        assert reported + k * ROLLOVER > today + CLOCK_LAG
+        return
+    assert ROLLOVER_FLOOR <= moved <= today + CLOCK_LAG
+    assert (moved - reported) % ROLLOVER == timedelta(0) and moved > reported
+    assert moved + ROLLOVER > today + CLOCK_LAG  # the latest that fits
+
+
+@given(
+    reported=st.dates(date(1980, 1, 6), date(2016, 12, 31)),
+    today=st.dates(max_value=date(2016, 12, 31)),
+)
+def test_a_clock_before_2017_gets_the_first_correction_from_2017_on(
+    reported: date, today: date
+) -> None:
+    moved = Dating(lambda: midnight(today)).unroll(reported)
+    assert moved is not None and ROLLOVER_FLOOR <= moved < ROLLOVER_FLOOR + ROLLOVER
+    assert (moved - reported) % ROLLOVER == timedelta(0)
+
+
+def test_a_refused_date_is_kept_as_sent_said_unknown_and_counted() -> None:
+    d, counts = decoder(datetime(2026, 2, 1, tzinfo=UTC))
+    fixes = [f for i, burst in enumerate(NEO_M8N) for f in d.feed(burst, 100.0 + i)]
+    fixes += d.poll(1e9)
+    assert [f.fix_time for f in fixes] == [
+        datetime(2015, 3, 18, 17, 19, 26 + i, tzinfo=UTC) for i in range(5)
+    ]
+    assert not any(f.date_known for f in fixes)
+    assert counts == {"implausible_date": 5}
+
+
+def test_a_refused_date_takes_the_day_of_the_epochs_before() -> None:
+    fixes, counts = run(
+        datetime(2026, 2, 1, tzinfo=UTC),
+        (0.0, [RMC.format(t="101500", d="010226")]),
+        (1.0, [RMC.format(t="101501", d="180315")]),  # a bit error the checksum let through
+    )
+    assert fixes[1].fix_time == datetime(2026, 2, 1, 10, 15, 1, tzinfo=UTC)
+    assert fixes[1].date_known and counts == {"implausible_date": 1}
+
+
+def test_a_refused_date_dates_no_later_epoch() -> None:
+    fixes, _ = run(
+        datetime(2026, 2, 1, 12, tzinfo=UTC),
+        (0.0, [RMC.format(t="101500", d="180315")]),
+        (1.0, [GGA.format(t="101501")]),
+    )
+    assert not fixes[1].date_known
+    assert fixes[1].fix_time == datetime(2026, 2, 1, 10, 15, 1, tzinfo=UTC)  # nearest the clock
+
+
+def test_a_refused_date_does_not_set_the_node_clock_through_the_position_service() -> None:
+    host = TestHost()  # an unsynced Pi: a dated valid fix would become its clock
+    PositionService(host, PositionServiceConfig())
+    d = NmeaDecoder(now=lambda: datetime(2026, 2, 1, tzinfo=UTC))
+    for i, burst in enumerate(recording("gpsd-mt3339")):
+        for fix in d.feed(burst, 100.0 + i):
+            host.emit(fix)
+    assert host.clock.source is ClockSource.UNSYNCED
+    assert host.bodies("position")[0].date_unknown is True
+
+
+def test_a_corrected_rollover_date_does_set_the_node_clock() -> None:
+    host = TestHost()
+    PositionService(host, PositionServiceConfig())
+    d = NmeaDecoder(now=lambda: datetime(2025, 9, 1, tzinfo=UTC))  # fake-hwclock, behind
+    d.feed(nmea(RMC.format(t="120000", d="010306")), 100.0)  # 2006: the rollover bug
+    (fix,) = d.poll(1e9)
+    host.emit(fix)
+    ms, source = host.clock.now()
+    assert source is ClockSource.GPS
+    assert datetime.fromtimestamp(ms / 1000, UTC).date() == date(2025, 10, 15)
 
 
 def test_the_default_date_of_a_void_epoch_neither_counts_nor_dates_later_epochs() -> None:
@@ -166,6 +282,53 @@ def test_epoch_without_time_is_void_and_stamped_with_the_system_clock() -> None:
     now = datetime(2026, 2, 12, 12, tzinfo=UTC)
     (fix,), _ = run(now, (0.0, ["GPRMC,,V,,,,,,,,,,N"]))
     assert not fix.valid and fix.fix_time == now and not fix.date_known
+
+
+def test_fix_times_strictly_increase_across_the_2016_leap_second() -> None:
+    rmc = "GNRMC,{t},A,4807.03800,N,01131.00000,E,0.0,,{d},,,A"
+    fixes, _ = run(
+        datetime(2026, 2, 1, tzinfo=UTC),  # the 2016 dates are refused: kept as sent
+        (0.0, [rmc.format(t="235959.00", d="311216")]),
+        (1.0, [rmc.format(t="235960.00", d="311216")]),
+        (2.0, [rmc.format(t="000000.00", d="010117")]),
+    )
+    times = [f.fix_time for f in fixes]
+    assert times == sorted(times) and len(set(times)) == 3
+
+
+def test_fix_times_strictly_increase_through_a_leap_second_at_10_hz() -> None:
+    before = [f"235959.{i}0" for i in range(10)]
+    during = [f"235960.{i}0" for i in range(10)]
+    bursts = [(0.1 * i, [RMC.format(t=t, d="300627")]) for i, t in enumerate(before + during)]
+    bursts.append((2.0, [RMC.format(t="000000.00", d="010727")]))
+    fixes, _ = run(datetime(2027, 6, 30, tzinfo=UTC), *bursts)
+    times = [f.fix_time for f in fixes]
+    assert len(times) == 21 and all(a < b for a, b in pairwise(times))
+    assert times[10] == datetime(2027, 6, 30, 23, 59, 59, 999_000, tzinfo=UTC)
+    assert times[19] == datetime(2027, 6, 30, 23, 59, 59, 999_900, tzinfo=UTC)
+
+
+def test_an_undated_leap_second_stays_between_its_neighbours() -> None:
+    fixes, _ = run(
+        datetime(1970, 1, 1, tzinfo=UTC),
+        (0.0, [RMC.format(t="235959", d="300627")]),
+        (1.0, [GGA.format(t="235960")]),  # dated from the RMC before it
+        (2.0, [GGA.format(t="000000")]),
+    )
+    assert [f.fix_time for f in fixes] == [
+        datetime(2027, 6, 30, 23, 59, 59, tzinfo=UTC),
+        datetime(2027, 6, 30, 23, 59, 59, 999_000, tzinfo=UTC),
+        datetime(2027, 7, 1, tzinfo=UTC),
+    ]
+
+
+@given(st.lists(st.integers(0, 86_400_999), min_size=2, max_size=50, unique=True))
+def test_times_to_the_millisecond_keep_their_order_on_the_clock(ms: list[int]) -> None:
+    ms.sort()
+    day = datetime(2027, 6, 30, tzinfo=UTC)
+    stamped = [nearest_day(m * 1000, day + timedelta(hours=12)) for m in ms]
+    assert all(a < b for a, b in pairwise(stamped))
+    assert {s.date() for s in stamped} == {day.date()}  # the leap second stays on its day
 
 
 def test_nearest_day_moves_across_midnight_both_ways() -> None:

@@ -8,7 +8,7 @@ import pytest
 from core.events import Fix, FixMode
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.epochs import QUIET_DEFAULT_S, QUIET_MAX_S, QUIET_MIN_S, EpochMerger
-from tests.drivers.gps.fakes import nmea
+from tests.drivers.gps.fakes import nmea, recording
 
 NOW = datetime(2026, 2, 12, 12, 0, tzinfo=UTC)
 KN = 1852 / 3600
@@ -233,6 +233,53 @@ def test_a_pause_inside_a_burst_makes_no_second_fix_nor_lends_its_gsa_to_the_nex
     assert d.merger.quiet == QUIET_MAX_S  # it waits longer: a 1 s pause was inside a burst
 
 
+def ubx(cls: int, msg: int, payload: bytes) -> bytes:
+    """A UBX frame (u-blox binary protocol) with its Fletcher checksum."""
+    body = bytes([cls, msg]) + len(payload).to_bytes(2, "little") + payload
+    a = b = 0
+    for x in body:
+        a = (a + x) & 0xFF
+        b = (b + a) & 0xFF
+    return b"\xb5\x62" + body + bytes([a, b])
+
+
+def dribble(d: NmeaDecoder, data: bytes, at: float, size: int, every: float) -> list[Fix]:
+    """`data` in reads of `size` bytes `every` s from `at`, the driver's quiet timer between."""
+    fixes: list[Fix] = []
+    for i in range(0, len(data), size):
+        at += every
+        fixes += d.poll(at)
+        fixes += d.feed(data[i : i + size], at)
+    return fixes
+
+
+def test_a_binary_message_between_the_sentences_of_an_epoch_does_not_split_it() -> None:
+    nav_sat = ubx(0x01, 0x35, bytes(8 + 12 * 32))  # UBX-NAV-SAT, 32 satellites: 400 bytes
+    gga, gsa, rmc, zda = recording("gpsd-mt3339")[0].splitlines(keepends=True)
+    d, _ = decoder()
+    fixes = d.feed(gga + gsa, 100.0)
+    fixes += dribble(d, nav_sat, 100.0, 20, 0.02)  # 9600 baud: 20 bytes a 20 ms read
+    fixes += d.poll(100.42) + d.feed(rmc + zda, 100.42) + d.poll(1e9)
+    assert len(fixes) == 1 and fixes[0].speed == pytest.approx(0.03 * KN)
+
+
+def test_a_sentence_arriving_slower_than_the_quiet_time_does_not_split_its_epoch() -> None:
+    d, counts = decoder()
+    rmc, _, gga, _ = (nmea(b) for b in ublox("081500.00"))
+    fixes = d.feed(rmc, 100.0)
+    assert len(gga) > 10 * QUIET_DEFAULT_S / 0.021  # longer on the wire than the quiet time
+    fixes += dribble(d, gga, 100.0, 10, 0.021) + d.poll(1e9)  # 4800 baud: 10 bytes in 21 ms
+    assert len(fixes) == 1 and fixes[0].alt == 452.0
+    assert not counts
+
+
+def test_bytes_after_a_quiet_spell_still_end_the_epoch_before_them() -> None:
+    d, _ = decoder()
+    assert d.feed(b"".join(nmea(b) for b in ublox("081500.00")), 100.0) == []
+    (fix,) = d.feed(ubx(0x01, 0x07, bytes(92)), 101.0)  # UBX-NAV-PVT of the next epoch
+    assert fix.fix_time.second == 0
+
+
 def test_cold_start_epochs_without_time_are_told_apart_by_repeated_types() -> None:
     no_time = ["GPRMC,,V,,,,,,,,,,N", "GPGGA,,,,,,0,00,99.99,,,,,,"]
     fixes = decode(*no_time, *no_time, *no_time)
@@ -346,6 +393,71 @@ def test_a_gga_total_above_the_gsa_lists_stands() -> None:
         "GNGSA,A,3,13,12,22,19,08,21,,,,,,,1.05,0.56,0.83,4",
     )
     assert fix.satellites == 24
+
+
+def test_lists_of_one_constellation_merge_as_a_set() -> None:
+    fix = one(
+        "GPGGA,081500,4553.0,N,00210.4,E,1,03,1.5,450,M,49.2,M,,",
+        "GPGSA,A,3,01,02,03,,,,,,,,,,1.9,1.2,1.5",
+        "GPGSA,A,3,02,03,04,,,,,,,,,,1.9,1.2,1.5",  # sent twice, one satellite apart
+        "GPRMC,081500,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
+    )
+    assert fix.satellites == 4
+
+
+def test_nmea_410_lists_of_two_systems_add_up_even_with_the_same_numbers() -> None:
+    fix = one(
+        "GNRMC,081500,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
+        "GNGSA,A,3,01,02,03,,,,,,,,,,1.9,1.2,1.5,1",  # GPS 1, 2, 3
+        "GNGSA,A,3,01,02,03,,,,,,,,,,1.9,1.2,1.5,3",  # Galileo 1, 2, 3
+    )
+    assert fix.satellites == 6
+
+
+def test_a_gsa_continuing_a_full_list_of_its_constellation_stays_in_its_epoch() -> None:
+    fixes = decode(
+        "GNGGA,081500,4553.0,N,00210.4,E,1,12,0.6,450,M,49.2,M,,",
+        "GNGSA,A,3,01,02,03,04,05,06,07,08,09,10,11,12,1.0,0.6,0.8,1",
+        "GNGSA,A,3,13,14,15,,,,,,,,,,1.0,0.6,0.8,1",  # GPS satellites 13 to 15
+        "GNGGA,081501,4553.0,N,00210.4,E,1,12,0.6,450,M,49.2,M,,",
+        "GNGSA,A,3,01,02,03,04,05,06,07,08,09,10,11,12,1.0,0.6,0.8,1",
+        "GNGSA,A,3,13,14,,,,,,,,,,,1.0,0.6,0.8,1",
+    )
+    assert [f.satellites for f in fixes] == [15, 14]
+
+
+def test_a_lost_gga_does_not_lend_the_next_epochs_gsa_to_the_one_before() -> None:
+    first, second = recording("gpsd-mt3339")[:2]
+    garbled = second.replace(b"1127.7", b"1127.8", 1)  # its GGA: a bad checksum
+    d, counts = decoder()
+    fixes = d.feed(first + garbled, 0.0)  # both bursts in one read (4800 baud, busy Pi)
+    fixes += [f for f in [d.flush()] if f is not None]
+    assert [f.satellites for f in fixes] == [10, 11]
+    assert [f.fix_time.second for f in fixes] == [40, 41] and counts["bad_checksum"] == 1
+
+
+def test_a_second_vtg_of_one_talker_is_the_next_epochs() -> None:
+    first, second = ublox("081500.00"), ublox("081501.00")
+    second[1] = "GNVTG,12.50,T,,M,20.000,N,37.040,K,A"
+    fixes = decode(*first, *second[1:])  # the second epoch's RMC was lost
+    assert [f.speed for f in fixes] == [pytest.approx(10 * KN), pytest.approx(20 * KN)]
+
+
+def test_a_gsa_opening_a_burst_whose_timed_sentences_were_lost_is_dropped() -> None:
+    fixes = decode(
+        GSA_FIRST[0][0],  # its GGA lost: nothing places this list
+        *GSA_FIRST[1],
+    )
+    assert [(f.mode, f.satellites) for f in fixes] == [(FixMode.TWO_D, 3)]
+
+
+def test_a_gsa_after_the_last_epoch_that_repeats_its_constellation_is_not_merged() -> None:
+    fix = one(
+        "GPGGA,081500,4553.0,N,00210.4,E,1,05,1.5,450,M,49.2,M,,",
+        "GPGSA,A,3,02,05,12,15,18,,,,,,,,1.9,1.2,1.5",
+        "GPGSA,A,3,02,05,12,15,18,21,,,,,,,1.9,1.2,1.5",  # the next epoch's, its GGA lost
+    )
+    assert fix.satellites == 5
 
 
 def test_without_gga_the_satellites_and_hdop_come_from_the_gsas() -> None:

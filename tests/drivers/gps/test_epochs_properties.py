@@ -97,3 +97,65 @@ def test_every_epoch_gives_exactly_one_fix_at_its_time(
     dated = [f.fix_time for f in fixes if f.date_known]
     assert set(dated) <= set(times)
     assert "parser_error" not in counts and "bad_field" not in counts
+
+
+ORDERS = {  # where each receiver family puts its GSA: between timed sentences of its epoch
+    "mtk": ["GGA", "GSA", "RMC", "ZDA"],  # MediaTek MT3339 (gpsd's mt3339.log)
+    "ublox": ["RMC", "VTG", "GGA", "GSA", "GLL"],  # u-blox, GP talker
+}
+
+
+def gp_sentence(kind: str, t: datetime, prns: list[int]) -> str:
+    """One sentence of an epoch at `t` whose GSA lists `prns` (and GGA counts them)."""
+    pos = "4404.1305,N,12118.8515,W"
+    if kind == "GGA":
+        return f"GPGGA,{hms(t)},{pos},1,{len(prns):02d},0.9,1127.7,M,-19.6,M,,"
+    if kind == "GSA":
+        slots = [f"{p:02d}" for p in prns] + [""] * (12 - len(prns))
+        return "GPGSA,A,3," + ",".join(slots) + ",1.6,0.9,1.3"
+    if kind == "RMC":
+        return f"GPRMC,{hms(t)},A,{pos},0.1,12.0,{t:%d%m%y},,,A"
+    if kind == "ZDA":
+        return f"GPZDA,{hms(t)},{t:%d},{t:%m},{t:%Y},,"
+    if kind == "GLL":
+        return f"GPGLL,{pos},{hms(t)},A,A"
+    return "GPVTG,12.0,T,,M,0.1,N,0.2,K,A"
+
+
+@st.composite
+def sky(draw: st.DrawFn) -> list[list[int]]:
+    """The satellites used epoch after epoch: one set, a satellite gained or lost at times."""
+    used = sorted(draw(st.sets(st.integers(1, 32), min_size=4, max_size=11)))
+    epochs = [used]
+    for _ in range(draw(st.integers(1, 7))):
+        change = draw(st.sampled_from(["same", "same", "gain", "lose"]))
+        if change == "gain" and len(used) < 12:
+            used = sorted({*used, draw(st.integers(1, 32))})
+        elif change == "lose" and len(used) > 4:
+            used = used[:-1]
+        epochs.append(used)
+    return epochs
+
+
+@settings(deadline=None, max_examples=300)
+@given(order=st.sampled_from(sorted(ORDERS)), skies=sky(), data=st.data())
+def test_lost_timed_sentences_never_lend_a_gsa_to_another_epoch(
+    order: str, skies: list[list[int]], data: st.DataObject
+) -> None:
+    kinds = ORDERS[order]
+    timed = [k for k in kinds if k not in ("GSA", "VTG")]
+    stream = b""
+    for i, prns in enumerate(skies):
+        t = START + timedelta(seconds=i)
+        keep = data.draw(st.sets(st.sampled_from(timed), min_size=1), label=f"kept {i}")
+        for kind in kinds:
+            line = nmea(gp_sentence(kind, t, prns))
+            if kind not in keep and kind in timed:
+                line = line.replace(b"*", b"0*")  # one garbled byte: a bad checksum
+            stream += line
+    d = NmeaDecoder(now=lambda: START)
+    fixes = d.feed(stream, 0.0)  # no quiet spell to help: all in one read
+    fixes += [f for f in [d.flush()] if f is not None]
+    listed = {(START + timedelta(seconds=i)).time(): len(p) for i, p in enumerate(skies)}
+    for fix in fixes:
+        assert fix.satellites == listed[fix.fix_time.time()]

@@ -6,7 +6,7 @@ import pytest
 from core.events import Fix
 from drivers.gps.decoder import NmeaDecoder
 from drivers.gps.nmea import BadSentence, LineSplitter, parse_sentence
-from tests.drivers.gps.fakes import nmea
+from tests.drivers.gps.fakes import nmea, recording
 
 NOW = datetime(2026, 2, 12, 12, 0, tzinfo=UTC)
 
@@ -19,6 +19,7 @@ GLL = b"$GPGLL,4916.45,N,12311.12,W,225444,A,*1D"
 # The textbook RMC dated 2026 (the 1994 one is a week-rollover date today: see test_dating)
 RMC26 = nmea("GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,120226,003.1,W").strip()
 KN = 0.514444  # m/s per knot, as the issue states it
+MT3339 = b"".join(recording("gpsd-mt3339"))  # a real Adafruit GPS HAT log, CRLF line ends
 
 
 def decoder() -> tuple[NmeaDecoder, Counter[str]]:
@@ -120,6 +121,49 @@ def test_noise_without_line_end_keeps_memory_bounded() -> None:
     assert len(splitter._rest) <= 120
 
 
+@pytest.mark.parametrize("end", [b"\r", b"\n", b"\n\r"], ids=["CR", "LF", "LFCR"])
+def test_any_line_end_gives_the_same_fixes_and_counts_as_crlf(end: bytes) -> None:
+    fixes = decode(MT3339.replace(b"\r\n", end))
+    assert fixes == decode(MT3339) and len(fixes[0]) == 5
+
+
+def test_mixed_line_ends_lose_no_sentence() -> None:
+    lines = MT3339.split(b"\r\n")
+    ends = [b"\r", b"\n", b"\r\n", b"\n\r"]
+    mixed = b"".join(line + ends[i % 4] for i, line in enumerate(lines) if line)
+    assert decode(mixed) == decode(MT3339)
+
+
+def test_a_cr_that_ends_one_read_and_the_lf_that_starts_the_next_count_nothing() -> None:
+    d, counts = decoder()
+    d.feed(RMC26 + b"\r", 0.0)
+    d.feed(b"\n" + nmea("GPRMC,123520,A,4807.038,N,01131.000,E,022.4,084.4,120226,,"), 0.0)
+    assert d.flush() is not None and not counts
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(b"", b"\x00"), (b"", b" "), (b"", b"\t\x00 "), (b"\x00", b""), (b"  ", b"\x00")],
+    ids=["NUL", "space", "tab NUL space", "NUL before", "spaces before NUL after"],
+)
+def test_padding_around_a_sentence_is_neither_noise_nor_a_bad_checksum(
+    before: bytes, after: bytes
+) -> None:
+    padded = b"".join(before + line + after + b"\r\n" for line in MT3339.split(b"\r\n") if line)
+    assert decode(padded) == decode(MT3339)
+
+
+@pytest.mark.parametrize("at", [7, 20, len(RMC26) - 4])  # in the time, a field, at the end
+def test_a_nul_inside_a_sentence_drops_it_though_the_xor_cannot_see_it(at: int) -> None:
+    fixes, counts = decode(RMC26[:at] + b"\x00" + RMC26[at:] + b"\r\n")
+    assert fixes == [] and counts == {"malformed": 1}
+
+
+def test_a_cr_inside_a_sentence_cuts_it_and_the_next_sentence_is_kept() -> None:
+    fixes, counts = decode(RMC26[:30] + b"\r" + RMC26[30:] + b"\r\n" + RMC26 + b"\r\n")
+    assert len(fixes) == 1 and counts == {"no_checksum": 1, "noise": 1}
+
+
 # -- sentences ----------------------------------------------------------------------------
 
 
@@ -218,6 +262,17 @@ def test_gsa_shorter_than_the_standard_still_gives_mode_prns_and_hdop(
     s = parse_sentence(nmea(body).strip())
     assert s is not None and s.mode == mode and [int(p) for p in s.prns] == prns
     assert s.hdop == hdop
+
+
+@pytest.mark.parametrize(
+    ("system", "expected", "bad"),
+    [("1", 1, 0), ("4", 4, 0), ("F", 15, 0), ("", None, 0), ("0", None, 1), ("GP", None, 1)],
+)
+def test_gsa_system_id_of_nmea_410_is_read_and_a_garbled_one_left_out_alone(
+    system: str, expected: int | None, bad: int
+) -> None:
+    s = parse_sentence(nmea(f"GNGSA,A,3,13,16,21,,,,,,,,,,1.05,0.56,0.83,{system}").strip())
+    assert s is not None and (s.system, s.bad, s.prns) == (expected, bad, ("13", "16", "21"))
 
 
 @pytest.mark.parametrize(
@@ -375,10 +430,17 @@ def test_bad_fields_of_gga_and_gsa_are_left_out_alone(body: str, lost: str) -> N
     assert s is not None and s.bad == 1 and getattr(s, lost) is None
 
 
+def test_a_leap_second_is_the_86400th_second_of_its_day() -> None:
+    s = parse_sentence(nmea("GPGGA,235960.50,4807.038,N,01131.000,E,1,08,0.9,545.4,M,,M,,").strip())
+    assert s is not None and s.time_us == 86_400_500_000
+
+
 @pytest.mark.parametrize(
     "body",
     [
         "GPRMC,256199,A,4807.038,N,01131.000,E,1.0,084.4,120226,,",  # the time places it
+        "GPRMC,123560,A,4807.038,N,01131.000,E,1.0,084.4,120226,,",  # 60 s only at 23:59
+        "GPGGA,000060.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,",
         "GPRMC,12:35:19,A,4807.038,N,01131.000,E,1.0,084.4,120226,,",
         "GPRMC,123519",  # shorter than any RMC
         "GPGGA,123519,4807.038,N",

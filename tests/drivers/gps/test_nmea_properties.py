@@ -277,6 +277,24 @@ def test_noise_ending_a_line_does_not_lose_the_sentences_after_it(junk: bytes) -
     assert noisy == clean
 
 
+LINES = [line for line in SAMPLE.split(b"\r\n")[1:-1] if line]  # whole lines only
+framing = st.tuples(
+    st.sampled_from([b"", b"\x00", b" ", b"\x00\x00", b"\t "]),  # padding before
+    st.sampled_from([b"", b"\x00", b" ", b"  \x00"]),  # padding after
+    st.sampled_from([b"\r\n", b"\r", b"\n", b"\n\r", b"\r\n\x00"]),  # line end
+)
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.lists(framing, min_size=len(LINES), max_size=len(LINES)), chunk_sizes)
+def test_any_line_ends_and_padding_give_the_fixes_and_counts_of_crlf(
+    frames: list[tuple[bytes, bytes, bytes]], sizes: list[int]
+) -> None:
+    framed = b"".join(a + line + b + end for line, (a, b, end) in zip(LINES, frames, strict=True))
+    crlf = b"".join(line + b"\r\n" for line in LINES)
+    assert decode(framed, sizes) == decode(crlf, [len(crlf)])
+
+
 @settings(deadline=None, max_examples=300)
 @given(st.binary(max_size=120))
 def test_parse_sentence_raises_only_bad_sentence(line: bytes) -> None:

@@ -180,6 +180,26 @@ async def test_silent_port_raises_after_silence_s_with_a_baud_hint(pty: tuple[in
         await asyncio.wait_for(driver(pty[1], silence_s=0.2).run(Recorder("gps").ctx), 2)
 
 
+async def test_bytes_that_never_pause_hold_the_epoch_until_the_silence_error_which_emits_it(
+    pty: tuple[int, str],
+) -> None:
+    master, path = pty
+    rec = Recorder("gps")
+    task = asyncio.create_task(driver(path, silence_s=0.5).run(rec.ctx))
+    await asyncio.sleep(0.1)
+    os.write(master, nmea("GNRMC,213712.00,A,4111.5988,N,11156.5667,W,0.0,,120226,,,A"))
+    try:
+        while not task.done():  # a receiver gone mad: binary without a pause, no sentence
+            os.write(master, b"\xb5\x62\x01\x07" + bytes(60))
+            await asyncio.sleep(0.02)
+        with pytest.raises(DriverError, match="no valid NMEA sentence"):
+            await task
+    finally:
+        task.cancel()
+    assert len(rec.fixes) == 1
+    assert rec.fixes[0].fix_time == datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC)
+
+
 async def test_reading_without_batching_also_works(
     emulator: NmeaEmulator, running: list[asyncio.Task[None]]
 ) -> None:
