@@ -117,8 +117,12 @@ def _one_constellation(sa: int | None, sb: int | None, a: set[str], b: set[str])
 
 
 def _same_constellation(a: Sentence, b: Sentence) -> bool:
-    """Whether two GSAs list one constellation."""
-    return _one_constellation(_system(a), _system(b), set(a.prns), set(b.prns))
+    """Whether two GSAs list one constellation (the satellites compared only when a system
+    is not known: this runs for every GSA between two epochs)."""
+    sa, sb = _system(a), _system(b)
+    if sa is not None and sb is not None:
+        return sa == sb
+    return not set(a.prns).isdisjoint(b.prns)
 
 
 def _continues(gsa: Sentence, full: Sentence) -> bool:
@@ -179,9 +183,10 @@ class Epoch:
         """Whether untimed `s` comes from a source the epoch has heard already: a GSA of a
         constellation it has the list of (unless it continues a full one), a VTG of the same
         talker. It is then another epoch's: an epoch has one of each."""
-        if s.kind == "GSA":
+        kind = s.kind
+        if kind == "GSA":
             return any(_same_constellation(s, g) and not _continues(s, g) for g in self.gsas)
-        if s.kind == "VTG":
+        if kind == "VTG":
             return any(v.talker == s.talker for v in self.vtgs)
         return False
 
