@@ -36,9 +36,20 @@ together only ever show "someone is on this beam"):
   (when the other beam clears last) or none, and the other person is missed; it never
   counts a passage in a direction the shape did not show. Two-way doorways wide enough to
   pass in need one beam pair per lane.
-- A beam blocked with no change for `max_transit_s` (dirty lens, knocked reflector, a
-  person standing in the door): the pass in progress is dropped and reported as `Stuck`
-  once; nothing counts until both beams have been clear again.
+- A beam blocked for `max_transit_s` (dirty lens, knocked reflector, a person standing in
+  the door): the pass in progress is dropped and reported as `Stuck` once; nothing counts
+  until both beams have been clear again. The time is each beam's own: the other beam
+  changing (people still squeezing past on it) does not restart it.
+- A beam stuck *clear* (a receiver that always sees light: misaligned onto a reflection, a
+  shorted output) shows nothing by itself: everyone then makes edges on the other beam
+  only, which read as back-outs. `ONE_SIDED_BACKOUTS` back-outs in a row on one beam with
+  not one confirmed change of the other is reported as `OneSided` once, and `Moving` when
+  the silent beam changes again. Why 10: the beams are closer together than a person is
+  deep, so whoever goes through blocks both; a back-out without touching the other beam is
+  someone leaning in or a swinging bag, and a few in a row happen (a person waiting at the
+  door), but ten with nobody at all going through, while the doorway is that busy, is a
+  dead beam far more often than a crowd that all turns back. It is only a report: counting
+  goes on as before.
 """
 
 from dataclasses import dataclass
@@ -57,6 +68,8 @@ IDLE = 0
 follower on the entry beam."""
 SETTLING = -1
 """After a stuck beam or a start with a beam blocked: wait until both are clear."""
+ONE_SIDED_BACKOUTS = 10
+"""Back-outs in a row on one beam, the other never changing, that report it `OneSided`."""
 EPSILON = 1e-6
 """Times this close are the same instant: a block of exactly `min_block_s` counts, whatever
 the rounding of `since + min_block_s` in binary floating point."""
@@ -72,10 +85,30 @@ class Passage:
 
 @dataclass(frozen=True, slots=True)
 class Stuck:
-    """A beam stayed blocked `max_transit_s` with nothing changing: a fault, not a person."""
+    """A beam stayed blocked `max_transit_s`: a fault, or someone standing in the door.
+    `blocked`: the beams blocked that long (at `ts`, when the first of them got there)."""
 
     ts: float
     blocked: tuple[Beam, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OneSided:
+    """`backouts` back-outs in a row on `active`, and no change at all on `silent`: the
+    silent beam is likely stuck clear (its receiver sees light whatever is in the way)."""
+
+    silent: Beam
+    active: Beam
+    ts: float
+    backouts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Moving:
+    """A beam reported `OneSided` changed again: it is alive."""
+
+    beam: Beam
+    ts: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +120,7 @@ class Glitch:
     width_s: float
 
 
-Output = Passage | Stuck | Glitch
+Output = Passage | Stuck | Glitch | OneSided | Moving
 
 
 class BeamCounter:
@@ -107,19 +140,29 @@ class BeamCounter:
         outer_blocked: bool = False,
         inner_blocked: bool = False,
         now: float = 0.0,
+        one_sided_backouts: int = ONE_SIDED_BACKOUTS,
     ) -> None:
         if min_block_s < 0 or max_transit_s <= min_block_s:
             raise ValueError("need 0 <= min_block_s < max_transit_s")
+        if one_sided_backouts < 1:
+            raise ValueError("need one_sided_backouts >= 1")
         self.min_block_s = min_block_s
         self.max_transit_s = max_transit_s
+        self.one_sided_backouts = one_sided_backouts
         self._raw = [outer_blocked, inner_blocked]
         self._level = [outer_blocked, inner_blocked]  # confirmed
         self._since: list[float | None] = [None, None]  # a pending change began then
         self._phase = SETTLING if (outer_blocked or inner_blocked) else IDLE
         self._entry = OUTER  # the beam this pass came in by: OUTER going in
         self._held: float | None = None  # a leader's passage not yet certain (follower rule)
-        self._last = now  # the last confirmed change
+        # since when each beam has been blocked (confirmed, dated at its edge); None: clear
+        self._blocked_since: list[float | None] = [
+            now if outer_blocked else None,
+            now if inner_blocked else None,
+        ]
         self._stuck_reported = False
+        self._backouts = [0, 0]  # back-outs in a row on each beam, the other one silent
+        self._one_sided = [False, False]  # reported OneSided, this beam the silent one
         self._now = now
 
     # -- queries ------------------------------------------------------------------------
@@ -186,24 +229,39 @@ class BeamCounter:
         for i, since in enumerate(self._since):
             if since is not None:
                 events.append((since, since + self.min_block_s, "confirm", i))
-        if self._phase != IDLE and not self._stuck_reported:
-            deadline = self._last + self.max_transit_s
+        if not self._stuck_reported and (deadline := self._stuck_deadline()) is not None:
             events.append((deadline, deadline, "stuck", -1))
         if not events:
             return None
         _, due, kind, i = min(events)
         return kind, due, i
 
+    def _stuck_deadline(self) -> float | None:
+        """When the beam blocked longest will have been blocked max_transit_s."""
+        since = [s for s in self._blocked_since if s is not None]
+        return min(since) + self.max_transit_s if since else None
+
     def _report_stuck(self) -> Stuck:
-        deadline = self._last + self.max_transit_s
+        deadline = self._stuck_deadline()
+        assert deadline is not None
         self._stuck_reported = True
         self._held = None  # the pass in progress is not trusted
         self._phase = SETTLING
-        return Stuck(deadline, tuple(b for b, lv in zip(_BEAMS, self._level, strict=True) if lv))
+        blocked = tuple(
+            b
+            for b, since in zip(_BEAMS, self._blocked_since, strict=True)
+            if since is not None and since + self.max_transit_s <= deadline + EPSILON
+        )
+        return Stuck(deadline, blocked)
 
     def _confirm(self, i: int, blocked: bool, t: float, out: list[Output]) -> None:
         self._level[i] = blocked
-        self._last = t
+        self._blocked_since[i] = t if blocked else None
+        other = 1 - i
+        self._backouts[other] = 0  # this beam moved: the other's back-outs are not one-sided
+        if self._one_sided[i]:
+            self._one_sided[i] = False
+            out.append(Moving(_BEAMS[i], t))
         phase = self._phase
         if phase == SETTLING:
             if not any(self._level):
@@ -218,8 +276,12 @@ class BeamCounter:
         direction: Direction = "in" if self._entry == OUTER else "out"
         if phase == 1 and not entering and blocked:
             self._phase = 2
-        elif phase == 1 and entering and not blocked:  # backed out
+        elif phase == 1 and entering and not blocked:  # backed out, never on the other beam
             self._idle()
+            self._backouts[i] += 1
+            if self._backouts[i] == self.one_sided_backouts and not self._one_sided[other]:
+                self._one_sided[other] = True
+                out.append(OneSided(_BEAMS[other], _BEAMS[i], t, self._backouts[i]))
         elif phase == 2:
             self._phase = 3 if entering else 1  # past the entry beam, or stepping back
         elif phase == 3 and not entering and not blocked:  # through

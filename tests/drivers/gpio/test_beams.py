@@ -3,7 +3,16 @@ blocked, "I-" the inner one clears; 100 ms apart unless a number of seconds come
 
 import pytest
 
-from drivers.gpio.beams import BeamCounter, Glitch, Output, Passage, Stuck
+from drivers.gpio.beams import (
+    ONE_SIDED_BACKOUTS,
+    BeamCounter,
+    Glitch,
+    Moving,
+    OneSided,
+    Output,
+    Passage,
+    Stuck,
+)
 
 MIN, MAX = 0.03, 5.0
 
@@ -128,7 +137,7 @@ def test_beam_stuck_blocked_is_reported_once_and_nothing_counts_until_clear() ->
     out = c.feed("outer", True, 0.0) + c.feed("inner", True, 0.1)
     out += c.advance(10.0) + c.advance(20.0)
     stuck = [o for o in out if isinstance(o, Stuck)]
-    assert stuck == [Stuck(2.1, ("outer", "inner"))]
+    assert stuck == [Stuck(2.0, ("outer",))]  # outer blocked 2 s; inner only 1.9 s then
     out = c.feed("outer", False, 21.0) + c.feed("inner", False, 21.5) + c.advance(22.0)
     assert passages(out) == []
     assert c.idle
@@ -152,6 +161,58 @@ def test_starting_with_a_beam_blocked_waits_for_both_clear() -> None:
     out += c.feed("outer", False, 0.3) + c.advance(1.0)
     assert passages(out) == []
     assert c.idle
+
+
+def test_a_beam_blocked_max_transit_s_is_stuck_however_busy_the_other_beam() -> None:
+    c = BeamCounter(MIN, 2.0)
+    out = c.feed("outer", True, 0.0)  # lens covered
+    t = 0.0
+    while t < 5.0:  # people keep crossing the inner beam, every 0.4 s
+        out += c.feed("inner", True, t + 0.2) + c.feed("inner", False, t + 0.4)
+        t += 0.4
+    assert [o for o in out if isinstance(o, Stuck)] == [Stuck(2.0, ("outer",))]
+
+
+def outer_back_outs(c: BeamCounter, n: int, t: float) -> tuple[list[Output], float]:
+    out: list[Output] = []
+    for _ in range(n):
+        out += c.feed("outer", True, t) + c.feed("outer", False, t + 0.35)
+        t += 0.5
+    return out + c.advance(t), t
+
+
+def test_ten_back_outs_with_the_other_beam_silent_is_one_sided() -> None:
+    c = BeamCounter(MIN, MAX)
+    out, _ = outer_back_outs(c, 20, 1.0)
+    one_sided = [o for o in out if isinstance(o, OneSided)]
+    assert ONE_SIDED_BACKOUTS == 10
+    assert one_sided == [OneSided("inner", "outer", pytest.approx(5.85), 10)]
+
+
+def test_nine_back_outs_are_not_one_sided() -> None:
+    c = BeamCounter(MIN, MAX)
+    out, _ = outer_back_outs(c, 9, 1.0)
+    assert not any(isinstance(o, OneSided) for o in out)
+
+
+def test_any_change_of_the_silent_beam_restarts_the_back_out_count() -> None:
+    c = BeamCounter(MIN, MAX)
+    out, t = outer_back_outs(c, 9, 1.0)
+    for k, (beam, blocked) in enumerate(
+        [("outer", True), ("inner", True), ("outer", False), ("inner", False)]
+    ):  # someone goes through: the inner beam works
+        out += c.feed(beam, blocked, t + 0.1 * k)  # type: ignore[arg-type]
+    out += c.advance(t + 0.5)
+    out2, _ = outer_back_outs(c, 9, t + 1.0)
+    assert passages(out) == ["in"]
+    assert not any(isinstance(o, OneSided) for o in out + out2)
+
+
+def test_the_silent_beam_moving_again_is_reported_once() -> None:
+    c = BeamCounter(MIN, MAX)
+    out, t = outer_back_outs(c, 10, 1.0)
+    out = c.feed("inner", True, t) + c.feed("inner", False, t + 0.3) + c.advance(t + 1.0)
+    assert [o for o in out if isinstance(o, Moving)] == [Moving("inner", t)]
 
 
 def test_next_deadline_is_when_a_pending_change_confirms() -> None:
