@@ -4,9 +4,10 @@ relay, LEDs and buzzer of one node, on the Pi's GPIO header through gpiozero.
 Inputs: gpiozero calls `pin.when_changed` in its own thread (lgpio's alert thread, RPi.GPIO's
 edge thread; the caller's thread for MockFactory). That callback only takes
 `time.monotonic()` and hops to the event loop (`call_soon_threadsafe`); everything else —
-debouncing, the panic hold, the beam direction machine — runs on the loop, which owns
-their timers and their state, so there are no locks. Events go out with `ctx.emit` from
-there. One hop per edge costs tens of µs; doors and beams make a few edges a second.
+debouncing, the door flap guard, the panic hold, the beam direction machine — runs on
+the loop, which owns their timers and their state, so there are no locks. Events go out
+with `ctx.emit` from there. One hop per edge costs tens of µs; doors and beams make a few
+edges a second.
 
 Debouncing is done here, not with gpiozero's `bounce_time`: its meaning depends on the pin
 factory (lgpio: the level must be stable that long; RPi.GPIO: edges are ignored that long
@@ -37,6 +38,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
@@ -56,9 +58,10 @@ from core.events import (
     PanicInput,
     Unlock,
 )
-from drivers.gpio.beams import BeamCounter, Glitch, Output, Passage, Stuck
+from drivers.gpio.beams import BeamCounter, Glitch, Moving, OneSided, Output, Passage, Stuck
+from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report, Steady
 from drivers.gpio.mockwire import MockWire
-from drivers.gpio.options import BeamPair, GpioOptions, Pull
+from drivers.gpio.options import BeamPair, DoorContact, GpioOptions, PanicButton, Pull
 from drivers.gpio.outputs import INDICATORS, Indicator, Indicators, LockRelay
 from drivers.gpio.pins import name
 
@@ -159,6 +162,186 @@ class _Debounced:
             self.timer = None
 
 
+class _Door:
+    """A door contact: debounced, then guarded against flapping; DoorInput events out."""
+
+    def __init__(self, board: "_Board", options: DoorContact, device: InputDevice) -> None:
+        self.board = board
+        self.options = options
+        self.contact = _Debounced(
+            board, device, options.active_high, options.bounce_s, self.changed
+        )
+        self.guard = FlapGuard(
+            self.contact.value,
+            changes=options.flap_changes,
+            within_s=options.flap_within_s,
+            steady_s=options.flap_steady_s,
+        )
+        self.timer: asyncio.TimerHandle | None = None
+        self.warned = False  # one warning per door and run; the counter counts every flap
+
+    @property
+    def value(self) -> bool:
+        """Open, as the services were last told."""
+        return self.guard.reported
+
+    def changed(self, is_open: bool, ts: float) -> None:
+        self.handle(self.guard.change(is_open, ts))
+
+    def tick(self) -> None:
+        self.timer = None
+        self.handle(self.guard.advance(time.monotonic()))
+
+    def handle(self, outputs: list[FlapOutput]) -> None:
+        ctx, o = self.board.ctx, self.options
+        for out in outputs:
+            if isinstance(out, Report):
+                ctx.emit(DoorInput(o.name, out.value, out.ts))
+            elif isinstance(out, Flapping):
+                ctx.count("door_flapping")
+                if not self.warned:
+                    ctx.log.warning(
+                        "door %s: contact flapping (%d changes within %g s, faster than a "
+                        "door moves): a loose wire or a worn reed contact? No door events "
+                        "until it is steady %g s; further flaps are only counted "
+                        "(door_flapping)",
+                        o.name,
+                        o.flap_changes,
+                        o.flap_within_s,
+                        o.flap_steady_s,
+                    )
+            elif isinstance(out, Steady) and not self.warned:
+                self.warned = True
+                ctx.log.info(
+                    "door %s: contact steady again, %s", o.name, "open" if self.value else "closed"
+                )
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        deadline = self.guard.next_deadline()
+        if deadline is not None:
+            self.timer = self.board.later(deadline, self.tick)
+
+    def stop(self) -> None:
+        self.contact.stop()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+SERIES_PRESS_MIN_S = 0.1
+"""A press counts towards `presses` once down this long: a deliberate jab lasts longer, a
+knock from a bag or an elbow is shorter."""
+
+
+class _Panic:
+    """The panic button: debounced presses in, PanicInput out.
+
+    A press begins at a debounced press and ends when the button has been up longer than
+    `dropout_s`: a shorter drop-out (a worn contact on a bump) is inside the press. A press
+    that lasts `hold_s` raises (PanicInput(True), dated when it began); so does the
+    `presses`-th press within `presses_within_s` once it has been down
+    SERIES_PRESS_MIN_S (dated when the first of them began). A press that raised nothing is
+    counted `panic_brush` when it ends; one that raised emits PanicInput(False) when it
+    ends, dated when it was let go.
+    """
+
+    def __init__(self, board: "_Board", options: PanicButton, device: InputDevice) -> None:
+        self.board = board
+        self.options = options
+        self.contact = _Debounced(
+            board, device, options.active_high, options.bounce_s, self.changed
+        )
+        self.start: float | None = None  # the press going on began then; None: no press
+        self.down = False  # the debounced contact
+        self.released_at: float | None = None  # in a drop-out since then
+        self.raised = False  # this press raised the alarm
+        self.hold_due = False  # hold_s elapsed during a drop-out: raise if it comes back
+        self.series: deque[float] = deque()  # starts of recent presses (the `presses` rule)
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+
+    def _set(self, which: str, when: float, callback: Callable[[], None]) -> None:
+        self._cancel(which)
+        self.timers[which] = self.board.later(when, self._fired, which, callback)
+
+    def _fired(self, which: str, callback: Callable[[], None]) -> None:
+        self.timers.pop(which, None)
+        callback()
+
+    def _cancel(self, which: str) -> None:
+        timer = self.timers.pop(which, None)
+        if timer is not None:
+            timer.cancel()
+
+    def changed(self, pressed: bool, ts: float) -> None:
+        o = self.options
+        self.down = pressed
+        if pressed:
+            if self.start is not None and self.released_at is not None:
+                if ts - self.released_at <= o.dropout_s:  # a drop-out: the press goes on
+                    self.released_at = None
+                    self._cancel("dropout")
+                    if self.hold_due:
+                        self._raise(self.start)
+                    return
+                self._end()  # up longer than a drop-out: that press ended, a new one begins
+            if self.start is not None:
+                return
+            self.start = ts
+            self._set("hold", ts + o.hold_s, self._held)
+            if o.presses:
+                self._set("jab", ts + SERIES_PRESS_MIN_S, self._jab)
+        elif self.start is not None and self.released_at is None:
+            self.released_at = ts
+            # a press back within dropout_s is only confirmed bounce_s later: wait for it
+            self._set("dropout", ts + o.dropout_s + o.bounce_s + 0.001, self._end)
+
+    def _held(self) -> None:
+        if self.start is None or self.raised:
+            return
+        if self.released_at is not None:
+            self.hold_due = True  # let go just now: held only if it comes back in time
+        else:
+            self._raise(self.start)
+
+    def _jab(self) -> None:
+        o = self.options
+        if self.start is None or self.raised or not self.down:
+            return
+        self.series.append(self.start)
+        while self.series and self.series[0] < self.start - o.presses_within_s:
+            self.series.popleft()
+        if len(self.series) >= o.presses:
+            self._raise(self.series[0])
+
+    def _raise(self, ts: float) -> None:
+        self.raised = True
+        self.hold_due = False
+        self.series.clear()  # another series after this one is "pressed again"
+        self._cancel("hold")
+        self._cancel("jab")
+        self.board.ctx.emit(PanicInput(True, ts))
+
+    def _end(self) -> None:
+        """The press is over: it let go at `released_at` and stayed up."""
+        released = self.released_at
+        for timer in list(self.timers):
+            self._cancel(timer)
+        raised = self.raised
+        self.start = self.released_at = None
+        self.raised = self.hold_due = False
+        if raised:
+            assert released is not None
+            self.board.ctx.emit(PanicInput(False, released))
+        else:
+            self.board.ctx.count("panic_brush")
+
+    def stop(self) -> None:
+        self.contact.stop()
+        for timer in list(self.timers):
+            self._cancel(timer)
+
+
 class _Doorway:
     """A pair of beams feeding the direction machine; Crossing events out."""
 
@@ -199,12 +382,27 @@ class _Doorway:
             elif isinstance(out, Stuck):
                 ctx.count("beam_stuck")
                 ctx.log.warning(
-                    "door %s: %s beam blocked for %g s with no change: dirty or misaligned, "
-                    "or someone standing in the door; not counting until both are clear",
+                    "door %s: %s beam blocked for %g s: dirty or misaligned, or someone "
+                    "standing in the door; not counting until both are clear",
                     door,
                     " and ".join(out.blocked) or "a",
                     self.options.max_transit_s,
                 )
+            elif isinstance(out, OneSided):
+                ctx.count("beam_one_sided")
+                ctx.log.warning(
+                    "door %s: %d back-outs in a row on the %s beam and no change at all on "
+                    "the %s beam: is the %s receiver stuck clear (seeing light whatever is in "
+                    "the way: misaligned onto a reflection, a shorted output)? Nobody can be "
+                    "counted until it works",
+                    door,
+                    out.backouts,
+                    out.active,
+                    out.silent,
+                    out.silent,
+                )
+            elif isinstance(out, Moving):
+                ctx.log.info("door %s: the %s beam changes again", door, out.beam)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -234,11 +432,9 @@ class _Board:
         self.failed: asyncio.Future[None] = loop.create_future()
         self.closed = False
         self._callbacks: list[Callable[[float, int], None]] = []  # gpiozero keeps weak refs
-        self.doors: list[_Debounced] = []
+        self.doors: list[_Door] = []
         self.doorways: list[_Doorway] = []
-        self.panic: _Debounced | None = None
-        self.panic_hold: asyncio.TimerHandle | None = None
-        self.panic_pressed = False
+        self.panic: _Panic | None = None
         self.ignition: _Debounced | None = None
         self.lock: LockRelay | None = None
         self.indicators: Indicators | None = None
@@ -352,8 +548,8 @@ class _Board:
         o = self.options
         for d in o.doors:
             dev = self._input(f"door {d.name}", d.pin, d.pull)
-            door = _Debounced(self, dev, d.active_high, d.bounce_s, self._door_reporter(d.name))
-            self._watch(dev, door.edge)
+            door = _Door(self, d, dev)
+            self._watch(dev, door.contact.edge)
             self.doors.append(door)
         for b in o.beams:
             outer = self._input(f"door {b.door} outer beam", b.outer, b.pull)
@@ -364,10 +560,8 @@ class _Board:
             self.doorways.append(way)
         if o.panic is not None:
             dev = self._input("panic button", o.panic.pin, o.panic.pull)
-            self.panic = _Debounced(
-                self, dev, o.panic.active_high, o.panic.bounce_s, self._panic_changed
-            )
-            self._watch(dev, self.panic.edge)
+            self.panic = _Panic(self, o.panic, dev)
+            self._watch(dev, self.panic.contact.edge)
         if o.ignition is not None:
             dev = self._input("ignition", o.ignition.pin, o.ignition.pull)
             self.ignition = _Debounced(
@@ -393,38 +587,13 @@ class _Board:
             self.ctx.emit(DoorInput(d.name, door.value, now))
         if self.ignition is not None:
             self.ctx.emit(IgnitionInput(self.ignition.value, now))
-        if self.panic is not None and self.panic.value:
-            self._panic_changed(True, now)
+        if self.panic is not None and self.panic.contact.value:
+            self.panic.changed(True, now)
 
     # -- inputs -------------------------------------------------------------------------
 
-    def _door_reporter(self, door: str) -> Callable[[bool, float], None]:
-        def report(is_open: bool, ts: float) -> None:
-            self.ctx.emit(DoorInput(door, is_open, ts))
-
-        return report
-
     def _ignition_changed(self, on: bool, ts: float) -> None:
         self.ctx.emit(IgnitionInput(on, ts))
-
-    def _panic_changed(self, pressed: bool, ts: float) -> None:
-        panic = self.options.panic
-        assert panic is not None
-        if pressed:
-            if self.panic_hold is None and not self.panic_pressed:
-                self.panic_hold = self.later(ts + panic.hold_s, self._panic_held, ts)
-        elif self.panic_hold is not None:  # let go before hold_s: a brush, not an alarm
-            self.panic_hold.cancel()
-            self.panic_hold = None
-            self.ctx.count("panic_brush")
-        elif self.panic_pressed:
-            self.panic_pressed = False
-            self.ctx.emit(PanicInput(False, ts))
-
-    def _panic_held(self, ts: float) -> None:
-        self.panic_hold = None
-        self.panic_pressed = True
-        self.ctx.emit(PanicInput(True, ts))
 
     # -- outputs: handlers subscribed to service events, on the loop thread ------------
 
@@ -468,8 +637,6 @@ class _Board:
         for item in (*self.doors, *self.doorways, self.panic, self.ignition):
             if item is not None:
                 item.stop()
-        if self.panic_hold is not None:
-            self.panic_hold.cancel()
         driven = [
             (use.pin, use.pin.state)
             for use in self.pins.values()

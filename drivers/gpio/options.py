@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.driver import DriverOptions
+from drivers.gpio.flapping import FLAP_CHANGES, FLAP_STEADY_S, FLAP_WITHIN_S
 from drivers.gpio.pins import FIXED_PULL_UP, Pin, name
 
 Pull = Literal["up", "down", "none"]
@@ -46,6 +47,22 @@ class DoorContact(_Input):
         ge=0,
         le=2,
         description="a change counts once the level has been steady this long (contact bounce)",
+    )
+    flap_changes: int = Field(
+        default=FLAP_CHANGES,
+        ge=3,
+        le=50,
+        description="this many changes within flap_within_s: the contact is flapping (a "
+        "loose wire), not a door; no events until it is steady",
+    )
+    flap_within_s: float = Field(
+        default=FLAP_WITHIN_S, gt=0, le=60, description="the window of flap_changes"
+    )
+    flap_steady_s: float = Field(
+        default=FLAP_STEADY_S,
+        gt=0,
+        le=60,
+        description="a flapping contact steady this long reports its level and is a door again",
     )
 
 
@@ -96,6 +113,27 @@ class PanicButton(_Input):
     bounce_s: float = Field(
         default=0.02, ge=0, le=1, description="contact bounce on press and release"
     )
+    dropout_s: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="a held button that opens this long or less (a worn contact on a bump) "
+        "is still held: the hold goes on",
+    )
+    presses: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="this many presses within presses_within_s raise the alarm, however "
+        "short each (at least 0.1 s); 0: only a hold raises",
+    )
+    presses_within_s: float = Field(default=3.0, gt=0, le=30, description="the window of `presses`")
+
+    @model_validator(mode="after")
+    def _presses(self) -> "PanicButton":
+        if self.presses == 1:
+            raise ValueError("presses = 1 would raise on any brush: use 0 (off) or 2 or more")
+        return self
 
 
 class IgnitionSense(_Input):

@@ -1,0 +1,180 @@
+"""Wiring faults on the board's door contacts and counting beams, driven on gpiozero's
+MockFactory pins with the timing the faulty part has on a bus."""
+
+import asyncio
+import logging
+import random
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from core.events import Crossing, DoorInput
+from tests.drivers.gpio.conftest import Start
+from tests.drivers.gpio.fakes import wait_until
+
+DOOR, OUTER, INNER = 5, 6, 13
+
+
+async def flap(pin: MockPin, seconds: float, seed: int = 1) -> bool:
+    """A loose reed wire on a vibrating bus: the level alternates irregularly, each level
+    lasting 60-120 ms (longer than the 50 ms debounce), for `seconds`. Returns the last
+    level driven."""
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    level = bool(pin.state)
+    while loop.time() < end:
+        level = not level
+        (pin.drive_high if level else pin.drive_low)()
+        await asyncio.sleep(rng.uniform(0.06, 0.12))
+    return level
+
+
+def changes(events: list[DoorInput]) -> list[bool]:
+    """The door changes reported after the state at start."""
+    return [e.open for e in events[1:]]
+
+
+# -- door contacts ---------------------------------------------------------------------
+
+
+async def test_flapping_door_contact_gives_at_most_three_events_and_is_counted(
+    start: Start, factory: MockFactory
+) -> None:
+    r = await start(doors=[{"name": "front", "pin": DOOR}])  # defaults: bounce_s 0.05
+    await flap(factory.pin(DOOR), 3.0)  # some 35 changes, each longer than the debounce
+    await asyncio.sleep(0.2)
+    assert len(changes(r.rec.of(DoorInput))) <= 3  # before it can be told from a door
+    assert r.rec.counts["door_flapping"] == 1
+
+
+async def test_flapping_door_contact_reports_its_settled_state_once_steady(
+    start: Start, factory: MockFactory
+) -> None:
+    r = await start(doors=[{"name": "front", "pin": DOOR, "flap_steady_s": 0.5}])
+    pin = factory.pin(DOOR)
+    await flap(pin, 1.0)
+    pin.drive_high()  # the door is open; the wire stops moving
+    during = len(r.rec.of(DoorInput))
+    await asyncio.sleep(0.3)
+    assert len(r.rec.of(DoorInput)) == during  # not steady long enough yet
+    await wait_until(lambda: not r.driver.board.doors[0].guard.flapping, 1, "steady")  # type: ignore[union-attr]
+    await asyncio.sleep(0.1)
+    events = r.rec.of(DoorInput)
+    assert events[-1].open is True
+    assert len(events) <= during + 1  # once, and only if it differs from the last report
+
+
+async def test_flapping_door_contact_warns_once_and_counts_every_flap(
+    start: Start, factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = await start(doors=[{"name": "front", "pin": DOOR, "flap_steady_s": 0.3}])
+    pin = factory.pin(DOOR)
+    with caplog.at_level(logging.WARNING):
+        await flap(pin, 0.8, seed=2)
+        await asyncio.sleep(0.5)
+        await flap(pin, 0.8, seed=3)
+        await asyncio.sleep(0.5)
+    assert r.rec.counts["door_flapping"] == 2
+    warnings = [m for m in caplog.messages if "flapping" in m]
+    assert len(warnings) == 1
+
+
+async def test_door_opened_and_closed_quickly_still_gives_both_events(
+    start: Start, factory: MockFactory
+) -> None:
+    r = await start(doors=[{"name": "front", "pin": DOOR}])
+    pin = factory.pin(DOOR)
+    pin.drive_low()  # closed
+    await wait_until(lambda: len(r.rec.of(DoorInput)) == 2, 1, "closed")
+    await asyncio.sleep(0.5)
+    for _ in range(2):  # pushed open and let swing shut, twice in a row
+        pin.drive_high()
+        await asyncio.sleep(0.3)
+        pin.drive_low()
+        await asyncio.sleep(0.4)
+    assert changes(r.rec.of(DoorInput)) == [False, True, False, True, False]
+    assert r.rec.counts["door_flapping"] == 0
+
+
+async def test_door_contact_chattering_at_50_hz_then_closing_reports_only_the_close(
+    start: Start, factory: MockFactory
+) -> None:
+    r = await start(doors=[{"name": "front", "pin": DOOR}])
+    pin = factory.pin(DOOR)
+    for _ in range(100):  # 2 s at 50 Hz: never steady for the 50 ms debounce
+        pin.drive_low()
+        await asyncio.sleep(0.01)
+        pin.drive_high()
+        await asyncio.sleep(0.01)
+    pin.drive_low()
+    await asyncio.sleep(0.2)
+    assert [e.open for e in r.rec.of(DoorInput)] == [True, False]
+
+
+# -- counting beams --------------------------------------------------------------------
+
+
+async def _clear_beams(factory: MockFactory) -> None:
+    """Receivers see their light: LOW (the pull-up reads blocked until they drive)."""
+    factory.pin(OUTER).drive_low()
+    factory.pin(INNER).drive_low()
+    await asyncio.sleep(0.05)
+
+
+async def _outer_only(factory: MockFactory, people: int) -> None:
+    """People walking in through a doorway whose inner receiver always sees light: only the
+    outer beam is ever blocked (0.35 s a body, 0.15 s between bodies)."""
+    for _ in range(people):
+        factory.pin(OUTER).drive_high()
+        await asyncio.sleep(0.35)
+        factory.pin(OUTER).drive_low()
+        await asyncio.sleep(0.15)
+
+
+async def test_inner_beam_stuck_clear_is_reported_after_ten_outer_back_outs(
+    start: Start, factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = await start(beams=[{"door": "front", "outer": OUTER, "inner": INNER}])
+    await _clear_beams(factory)
+    with caplog.at_level(logging.WARNING):
+        await _outer_only(factory, 9)
+        assert r.rec.counts["beam_one_sided"] == 0
+        await _outer_only(factory, 11)
+    assert r.rec.of(Crossing) == []
+    assert r.rec.counts["beam_one_sided"] == 1
+    assert len([m for m in caplog.messages if "stuck clear" in m]) == 1
+
+
+async def test_one_sided_beams_clear_when_the_silent_beam_moves_and_can_report_again(
+    start: Start, factory: MockFactory
+) -> None:
+    r = await start(beams=[{"door": "front", "outer": OUTER, "inner": INNER}])
+    await _clear_beams(factory)
+    await _outer_only(factory, 10)
+    assert r.rec.counts["beam_one_sided"] == 1
+    for step in ("I+", "I-"):  # the inner receiver works again (someone wiped it)
+        pin = factory.pin(INNER if step[0] == "I" else OUTER)
+        pin.drive_high() if step[1] == "+" else pin.drive_low()
+        await asyncio.sleep(0.1)
+    await _outer_only(factory, 9)
+    assert r.rec.counts["beam_one_sided"] == 1  # the count started again from zero
+    await _outer_only(factory, 1)
+    assert r.rec.counts["beam_one_sided"] == 2
+
+
+async def test_covered_outer_lens_is_stuck_even_while_people_keep_crossing_the_inner_beam(
+    start: Start, factory: MockFactory
+) -> None:
+    # scaled: max_transit_s 1 s, someone on the inner beam every 0.4 s
+    r = await start(beams=[{"door": "front", "outer": OUTER, "inner": INNER, "max_transit_s": 1.0}])
+    o, i = factory.pin(OUTER), factory.pin(INNER)
+    await _clear_beams(factory)
+    o.drive_high()  # lens covered for good
+    for _ in range(6):
+        await asyncio.sleep(0.2)
+        i.drive_high()
+        await asyncio.sleep(0.2)
+        i.drive_low()
+    assert r.rec.counts["beam_stuck"] == 1
+    assert r.rec.of(Crossing) == []

@@ -1,0 +1,79 @@
+"""The panic button on gpiozero's MockFactory, with the default timings (hold_s 1.0,
+bounce_s 0.02, dropout_s 0.2, 3 presses within 3 s): a worn contact on a bumpy road, a
+frightened rider's jabs, and the knocks and brushes that must not raise an alarm."""
+
+import asyncio
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPin
+from pydantic import ValidationError
+
+from core.events import PanicInput
+from drivers.gpio.options import PanicButton
+from tests.drivers.gpio.conftest import Start
+from tests.drivers.gpio.fakes import wait_until
+
+PANIC = 19
+
+
+async def presses(pin: MockPin, down_s: float, up_s: float, n: int) -> float:
+    """n presses (the button shorts the pull-up: LOW), each down_s then up_s; returns the
+    loop time of the first."""
+    first = asyncio.get_running_loop().time()
+    for _ in range(n):
+        pin.drive_low()
+        await asyncio.sleep(down_s)
+        pin.drive_high()
+        await asyncio.sleep(up_s)
+    return first
+
+
+async def test_held_through_bumps_that_open_a_worn_contact_raises_once(
+    start: Start, factory: MockFactory
+) -> None:
+    r = await start(panic={"pin": PANIC})
+    pin = factory.pin(PANIC)
+    first = await presses(pin, 0.6, 0.03, 8)  # held 5 s; opens 30 ms every 600 ms
+    await wait_until(lambda: len(r.rec.of(PanicInput)) == 2, 1, "the release")
+    events = r.rec.of(PanicInput)
+    assert [e.pressed for e in events] == [True, False]  # the drop-outs are no releases
+    assert events[0].ts == pytest.approx(first, abs=0.01)
+    assert r.rec.counts["panic_brush"] == 0
+
+
+async def test_five_quick_jabs_raise_dated_at_the_first(start: Start, factory: MockFactory) -> None:
+    r = await start(panic={"pin": PANIC})
+    first = await presses(factory.pin(PANIC), 0.4, 0.35, 5)  # none held for hold_s
+    await asyncio.sleep(0.3)
+    raised = [e for e in r.rec.of(PanicInput) if e.pressed]
+    assert len(raised) == 1
+    assert raised[0].ts == pytest.approx(first, abs=0.01)
+
+
+async def test_two_presses_are_brushes_not_an_alarm(start: Start, factory: MockFactory) -> None:
+    r = await start(panic={"pin": PANIC})
+    await presses(factory.pin(PANIC), 0.4, 0.5, 2)
+    await wait_until(lambda: r.rec.counts["panic_brush"] == 2, 1, "two brushes")
+    assert r.rec.of(PanicInput) == []
+
+
+async def test_knocks_shorter_than_a_jab_never_raise(start: Start, factory: MockFactory) -> None:
+    r = await start(panic={"pin": PANIC})
+    await presses(factory.pin(PANIC), 0.05, 0.3, 6)  # a bag swinging against it: 50 ms hits
+    await asyncio.sleep(0.3)
+    assert r.rec.of(PanicInput) == []
+    assert r.rec.counts["panic_brush"] == 6
+
+
+async def test_letting_go_longer_than_a_drop_out_ends_the_hold(
+    start: Start, factory: MockFactory
+) -> None:
+    r = await start(panic={"pin": PANIC, "presses": 0})
+    await presses(factory.pin(PANIC), 0.6, 0.4, 2)  # 1.2 s down in all, never 1 s at once
+    await wait_until(lambda: r.rec.counts["panic_brush"] == 2, 1, "two brushes")
+    assert r.rec.of(PanicInput) == []
+
+
+def test_one_press_raising_the_alarm_is_refused() -> None:
+    with pytest.raises(ValidationError, match="presses = 1"):
+        PanicButton(pin=PANIC, presses=1)
