@@ -3,6 +3,14 @@
 HMAC-SHA256 under a per-fleet secret, truncated: dispatch (which holds the secret) can build
 its lists from card numbers, but whoever reads the broker, the outbox or a log cannot turn a
 card_ref back into a UID, nor link it to the same card in another fleet.
+
+Not every UID names a card. ISO/IEC 14443-3 reserves, for single-size (4-byte) UIDs, the
+first byte 08h for a random ID: the chip draws a new one each time it is powered in a
+reader's field (NXP AN10927, "MIFARE product and handling of UIDs", RID). Phones' card
+emulation, privacy cards and a PN532 emulating a card answer with one. A card_ref made of
+it matches nothing the next time, or matches someone else's by chance; it is not an
+identity and `random_uid` tells it. Double- and triple-size UIDs (7 and 10 bytes) begin
+with the manufacturer's code instead (ISO/IEC 7816-6), where 08h means nothing special.
 """
 
 import hashlib
@@ -12,6 +20,13 @@ from pathlib import Path
 from core.errors import ConfigError
 
 MIN_SECRET_BYTES = 16
+RANDOM_UID0 = 0x08
+"""ISO/IEC 14443-3: UID0 of a single-size UID that is a random number (RID)."""
+
+
+def random_uid(uid: bytes) -> bool:
+    """Whether `uid` is a random ID (a new one at each presentation), not a card's own."""
+    return len(uid) == 4 and uid[0] == RANDOM_UID0
 
 
 class CardRefs:

@@ -7,6 +7,13 @@ fleet and the version so a list cannot be moved to another fleet or played back 
 Updates are all or nothing: a full list replaces everything, a delta applies to exactly
 the version it was made from; anything else (bad signature, wrong fleet, older version,
 a gap, a malformed entry) is refused with a reason and the lists in force do not change.
+
+A full list is ~3 MB of JSON (30,000 cards). The node checks it in a worker thread while
+the event loop goes on deciding taps, and a worker thread only lets the loop run between
+two calls into C: one `json.dumps` or one pydantic validation of all of it holds the loop
+for a tenth of a second or more. So everything here that walks a whole list does it in
+pieces of about `STEP` entries (`canonical_json`, `_validate`, `dump`), each a millisecond
+or so, and gives the same result as the one-call version.
 """
 
 import base64
@@ -15,7 +22,15 @@ import json
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from edged.commands.args import only
 from edged.errors import CommandError
@@ -110,11 +125,103 @@ class AccessDelta(_Model):
 
 EMPTY = AccessLists(fleet="", version=0)
 
+STEP = 1000
+"""Entries (cards, scalars, 64 characters of text) handled per call into C."""
+
+MAPS = ("cards", "deny", "bookings")
+"""The maps that grow with the fleet's cards: checked and dumped in pieces."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _weight(value: Any, limit: int) -> int:
+    """How big `value` is (a scalar or a key 1, a text 1 per 64 characters), counted only
+    until it passes `limit`."""
+    if isinstance(value, str):
+        return 1 + len(value) // 64
+    if isinstance(value, dict):
+        total, children = 1 + len(value), iter(value.values())
+    elif isinstance(value, list):
+        total, children = 1, iter(value)
+    else:
+        return 1
+    for child in children:
+        if total > limit:
+            break
+        total += _weight(child, limit - total)
+    return total
+
+
+def _encode(value: Any, out: list[str], step: int) -> None:
+    if _weight(value, step) <= step:
+        out.append(_dumps(value))
+    elif isinstance(value, str):  # escaping is per character: any cut gives the same text
+        size = 64 * step
+        out.append('"')
+        out.extend(_dumps(value[i : i + size])[1:-1] for i in range(0, len(value), size))
+        out.append('"')
+    elif isinstance(value, dict):
+        _encode_items(value, out, step, "{}")
+    else:
+        _encode_items(value, out, step, "[]")
+
+
+def _encode_items(value: dict[str, Any] | list[Any], out: list[str], step: int, ends: str) -> None:
+    """A big object or array: its small members a batch of `step` at a time, its big ones
+    one by one."""
+    out.append(ends[0])
+    parts: list[str] = []
+    batch_d: dict[str, Any] = {}
+    batch_l: list[Any] = []
+    weight = 0
+
+    def flush() -> None:
+        nonlocal weight
+        if batch_d or batch_l:
+            parts.append(_dumps(batch_d if ends == "{}" else batch_l)[1:-1])
+            batch_d.clear()
+            batch_l.clear()
+            weight = 0
+
+    pairs = ((k, value[k]) for k in sorted(value)) if isinstance(value, dict) else enumerate(value)
+    for key, member in pairs:
+        w = _weight(member, step)
+        if w > step:
+            flush()
+            inner: list[str] = [_dumps(key) + ":"] if isinstance(value, dict) else []
+            _encode(member, inner, step)
+            parts.append("".join(inner))
+            continue
+        if weight + w > step:
+            flush()
+        if isinstance(value, dict):
+            batch_d[key] = member  # type: ignore[index]
+        else:
+            batch_l.append(member)
+        weight += w + 1
+    flush()
+    out.append(",".join(parts))
+    out.append(ends[1])
+
+
+def canonical_json(value: Any, *, step: int = STEP) -> str:
+    """`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, the
+    same text, made a piece of at most about `step` entries at a time."""
+    out: list[str] = []
+    _encode(value, out, step)
+    return "".join(out)
+
 
 def signed_bytes(document: dict[str, Any]) -> bytes:
     """Canonical JSON (sorted keys, no spaces, UTF-8) after the signing domain."""
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return SIGNING_DOMAIN + text.encode()
+    try:
+        return SIGNING_DOMAIN + canonical_json(document).encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the command's JSON)
+        raise CommandError("bad_lists", "the lists hold text that is not Unicode") from None
+    except (RecursionError, TypeError, ValueError):
+        raise CommandError("bad_lists", "the lists are not a JSON document") from None
 
 
 def sign_lists(key: "Ed25519PrivateKey", document: dict[str, Any]) -> str:
@@ -122,8 +229,32 @@ def sign_lists(key: "Ed25519PrivateKey", document: dict[str, Any]) -> str:
     return base64.b64encode(key.sign(signed_bytes(document))).decode()
 
 
+_DUMPERS: dict[str, TypeAdapter[Any]] = {
+    "cards": TypeAdapter(dict[str, Card]),
+    "deny": TypeAdapter(dict[str, Denied]),
+    "bookings": TypeAdapter(dict[str, list[Booking]]),
+}
+
+
+def dump(lists: AccessLists, *, step: int = STEP) -> dict[str, Any]:
+    """`lists.model_dump(mode="json")`, the big maps `step` entries at a time."""
+    out = lists.model_dump(mode="json", exclude=set(MAPS))
+    for name in MAPS:
+        entries = list(getattr(lists, name).items())
+        dumped: dict[str, Any] = {}
+        for i in range(0, len(entries), step):
+            dumped.update(_DUMPERS[name].dump_python(dict(entries[i : i + step]), mode="json"))
+        out[name] = dumped
+    return {name: out[name] for name in AccessLists.model_fields}
+
+
+def digest_of(dumped: dict[str, Any]) -> str:
+    """The digest of lists already dumped (`dump`)."""
+    return hashlib.sha256(signed_bytes(dumped)).hexdigest()[:16]
+
+
 def digest(lists: AccessLists) -> str:
-    return hashlib.sha256(signed_bytes(lists.model_dump(mode="json"))).hexdigest()[:16]
+    return digest_of(dump(lists))
 
 
 def _problems(exc: ValidationError) -> str:
@@ -154,7 +285,7 @@ def parse_update(
     kind = document.get("kind", "full")
     model: type[AccessLists] | type[AccessDelta] = AccessDelta if kind == "delta" else AccessLists
     try:
-        parsed = model.model_validate(document)
+        parsed = _validate(model, document)
     except ValidationError as exc:
         raise CommandError("bad_lists", _problems(exc)[:800]) from None
     if parsed.fleet != fleet:
@@ -168,6 +299,31 @@ def parse_update(
             f"{card_ref_chars} ([services.access] card_ref_bytes)",
         )
     return parsed
+
+
+def _validate(
+    model: type[AccessLists] | type[AccessDelta], document: dict[str, Any], step: int = STEP
+) -> AccessLists | AccessDelta:
+    """`model.model_validate(document)`, its big maps `step` entries at a time (the same
+    rules: each piece is validated by the model itself, beside the rest of the document)."""
+    big = [m for m in MAPS if isinstance(document.get(m), dict) and len(document[m]) > step]
+    rest = {k: v for k, v in document.items() if k not in big}
+    head = model.model_validate(rest)
+    if not big:
+        return head
+    maps: dict[str, dict[str, Any]] = {}
+    for name in big:
+        entries = list(document[name].items())
+        if len(entries) > MAX_CARDS:
+            raise CommandError(
+                "bad_lists", f"{name}: at most {MAX_CARDS} entries, not {len(entries)}"
+            )
+        merged: dict[str, Any] = {}
+        for i in range(0, len(entries), step):
+            piece = model.model_validate({**rest, name: dict(entries[i : i + step])})
+            merged.update(getattr(piece, name))
+        maps[name] = merged
+    return head.model_copy(update=maps)
 
 
 def apply(current: AccessLists, update: AccessLists | AccessDelta) -> AccessLists:
@@ -201,4 +357,13 @@ def apply(current: AccessLists, update: AccessLists | AccessDelta) -> AccessList
                 target[k] = v
     if any(len(m) > MAX_CARDS for m in maps.values()):
         raise CommandError("too_many", f"the lists would hold more than {MAX_CARDS} entries")
-    return AccessLists(fleet=current.fleet or update.fleet, version=update.version, **maps)
+    # every entry was validated, in the lists in force or in the delta: built as they are
+    # (validating 30,000 cards again would hold the event loop; see the module's docstring)
+    return AccessLists.model_construct(
+        fleet=current.fleet or update.fleet,
+        version=update.version,
+        cards=maps["cards"],
+        deny=maps["deny"],
+        bookings=maps["bookings"],
+        fares=maps["fares"],
+    )

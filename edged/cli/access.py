@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from core.errors import EdgedError
 from drivers.nfc.uid import parse_uid
-from edged.access.cardref import CardRefs
+from edged.access.cardref import CardRefs, random_uid
 from edged.access.lists import AccessDelta, AccessLists, sign_lists
 from edged.security.signing import load_private_key
 
@@ -32,7 +32,10 @@ def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     )
     sign.add_argument("file", type=Path, metavar="LISTS.json", help="a full list or a delta")
     sign.add_argument("--key", type=Path, required=True, metavar="FILE", help="list-signing key")
-    ref = sub.add_parser("card-ref", help="the card_ref a node computes for a card UID")
+    ref = sub.add_parser(
+        "card-ref",
+        help="the card_ref a node computes for a card UID (not for a random ID: 4 bytes from 08)",
+    )
     ref.add_argument("uid", metavar="UID_HEX", help="the card's UID in hex, e.g. 04a1b2c3d4e5f6")
     ref.add_argument("--secret-file", type=Path, required=True, metavar="FILE")
     ref.add_argument("--bytes", type=int, default=16, help="card_ref_bytes of the nodes (16)")
@@ -61,6 +64,13 @@ def card_ref(uid_hex: str, secret_file: Path, nbytes: int) -> str:
         uid = parse_uid(uid_hex)  # the reader drivers' rule: hex, 4, 7 or 10 bytes
     except ValueError as exc:
         raise AccessToolError(str(exc)) from None
+    if random_uid(uid):
+        raise AccessToolError(
+            f"{uid.hex().upper()} is a random ID, not a card's UID: a 4-byte UID that begins "
+            "with 08 is drawn anew each time the chip meets a reader (ISO/IEC 14443-3; a "
+            "phone, a privacy card). Its card_ref would never match the same card again, and "
+            "nodes refuse such taps (reason random_uid): read the card's fixed UID instead"
+        )
     if not 8 <= nbytes <= 32:
         raise AccessToolError("--bytes must be from 8 to 32, as the nodes' card_ref_bytes")
     return CardRefs.from_file(secret_file, nbytes)(uid)

@@ -8,9 +8,24 @@ event durable before it is sent, but the door does not wait for it.
 The raw UID is used once, here, to compute the card_ref, and then dropped: it is not kept
 in memory, logged, stored or published.
 
-A repeat (the same card within `repeat_window_s`) shows its feedback again and is neither
-charged nor counted; it does not pulse the lock unless `repeat_unlocks` (a slow venue
-door): otherwise a card handed back through the door would let a second rider board.
+A repeat (the same card within `repeat_window_s`, at a reader of the same role) shows its
+feedback again and is neither charged nor counted; it does not pulse the lock unless
+`repeat_unlocks` (a slow venue door): otherwise a card handed back through the door would
+let a second rider board. The same role, not the same reader: a card handed back through a
+bus's front door and tapped at the rear one is still the same card boarding; but a tap at
+an `exit` reader right after the `entry` one is someone going back out, decided as such.
+A list update keeps the repeat memory (a routine delta must not let a card board twice);
+a repeat is answered only while the lists in force still grant what was remembered, so
+a card denied or withdrawn by the update is decided anew, and refused, at once.
+
+A random UID (ISO/IEC 14443-3: a phone, a privacy card; `random_uid`) names no card: it
+is refused with reason `random_uid` and counted (`access.random_uid`), never matched
+against the lists nor counted as a person.
+
+A list update is checked (signature, canonical JSON, validation, the stored form) in a
+worker thread, in small pieces, while taps go on being decided on the old lists; then
+the new lists replace them in one step on the event loop. Updates apply one at a time,
+in the order they came.
 
 What it needs of the others comes on the bus (`OccupancyChanged`: a venue at capacity,
 `ModeChanged`: a shuttle out of service, `OccupancyReset`: nobody inside); what it decided
@@ -22,13 +37,14 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from core.errors import ConfigError, EdgedError
 from core.events import Feedback, Tap, Unlock
-from edged.access.cardref import CardRefs
+from edged.access.cardref import CardRefs, random_uid
 from edged.access.decide import Decision, NodeProfile, Situation, decide
 from edged.access.lasttrusted import SAVE_EVERY_S, LastTrustedTime
 from edged.access.lists import (
@@ -37,11 +53,13 @@ from edged.access.lists import (
     AccessLists,
     apply,
     digest,
+    digest_of,
+    dump,
     parse_update,
 )
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
-from edged.config.access import AccessServiceConfig
+from edged.config.access import AccessServiceConfig, ReaderRole
 from edged.host import Host
 from edged.payloads import TapEvent
 from edged.security.signing import public_key_from_text
@@ -57,6 +75,27 @@ INSIDE_KEY = "access.inside"
 PROVIDER_KEY = "access.provider"
 MAX_INSIDE = 10_000
 MAX_RECENT = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Recent:
+    """A granted tap, for the repeat window: when, at which kind of reader, what was
+    decided and on what (the situation, so the lists in force can be asked again)."""
+
+    ts: float
+    role: ReaderRole
+    decision: Decision
+    situation: Situation
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An update checked off the loop, ready to be put in force in one step."""
+
+    lists: AccessLists
+    digest: str
+    stored: dict[str, Any]
+    kind: Literal["full", "delta"]
 
 
 class AccessService(Service):
@@ -86,7 +125,9 @@ class AccessService(Service):
         self.inside: set[str] = set(inside) if isinstance(inside, list) else set()
         provider = host.state.get(PROVIDER_KEY)
         self.provider: str | None = provider if isinstance(provider, str) else None
-        self._recent: OrderedDict[str, tuple[float, Decision]] = OrderedDict()
+        self._recent: OrderedDict[str, _Recent] = OrderedDict()
+        self._digest: tuple[AccessLists, str] | None = None  # the lists in force's, once known
+        self._updating = asyncio.Lock()  # one update at a time, in the order they came
         self.taps = 0
         self.undecided = 0  # taps whose card validity no clock could decide
         self.last_decision_s = 0.0  # tap read -> relay and lights commanded (bench.tap)
@@ -135,15 +176,34 @@ class AccessService(Service):
             await asyncio.sleep(SAVE_EVERY_S)
             self.time.read()
 
+    def _repeat(self, ref: str, role: ReaderRole, ts: float) -> Decision | None:
+        """The answer to a repeat, or None when this tap is to be decided as new: none
+        within the window, another kind of reader, or lists that no longer grant it."""
+        recent = self._recent.get(ref)
+        if recent is None or ts - recent.ts >= self.config.repeat_window_s:
+            return None
+        if recent.role != role:  # entry then exit: someone going back out, not a bounce
+            return None
+        # the lists may have changed since (an update keeps the repeat memory): asked
+        # again on the same situation, they must still grant it; a card denied, withdrawn
+        # or whose booking was removed is decided anew, and refused, at once
+        if not decide(self.lists, self.config, ref, recent.situation).granted:
+            del self._recent[ref]
+            return None
+        before = recent.decision
+        unlock = before.unlock and self.config.repeat_unlocks
+        return Decision(True, "repeat", before.action, before.profile, None, 0, unlock)
+
     def on_tap(self, tap: Tap) -> None:
-        ref = self.card_ref(tap.uid)
+        ref = self.card_ref(tap.uid)  # a random UID's too: the record has a card_ref
         self.taps += 1
         role = self.config.readers.get(tap.reader, "both")
-        recent = self._recent.get(ref)
-        if recent is not None and tap.ts - recent[0] < self.config.repeat_window_s:
-            before = recent[1]
-            unlock = before.unlock and self.config.repeat_unlocks
-            decision = Decision(True, "repeat", before.action, before.profile, None, 0, unlock)
+        situation: Situation | None = None
+        if random_uid(tap.uid):  # a phone or a privacy card: not a card's identity
+            decision = Decision(False, "random_uid")
+            self.host.counters.inc("access.random_uid")
+        elif (repeat := self._repeat(ref, role, tap.ts)) is not None:
+            decision = repeat
         else:
             inside = ref in self.inside if self.profile == "venue" else ref == self.provider
             now, bound = self._now()
@@ -181,8 +241,8 @@ class AccessService(Service):
             bus.emit(Unlock(self.config.pulse_s, now_s))
         bus.emit(Feedback("granted" if decision.granted else "denied", now_s))
         self.last_decision_s = time.monotonic() - tap.ts
-        if decision.granted and decision.reason != "repeat":
-            self._recent[ref] = (tap.ts, decision)
+        if decision.granted and situation is not None:  # a new grant, not a repeat
+            self._recent[ref] = _Recent(tap.ts, role, decision, situation)
             self._recent.move_to_end(ref)
             while len(self._recent) > MAX_RECENT:
                 self._recent.popitem(last=False)
@@ -212,11 +272,19 @@ class AccessService(Service):
 
     # -- commands -----------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        lists = self.lists
+    async def _digest_of(self, lists: AccessLists) -> str:
+        """The digest of `lists`, computed once (off the loop: it dumps all of them)."""
+        if self._digest is None or self._digest[0] is not lists:
+            value = await asyncio.to_thread(digest, lists)
+            if lists is self.lists:
+                self._digest = (lists, value)
+            return value
+        return self._digest[1]
+
+    def _status(self, lists: AccessLists, lists_digest: str) -> dict[str, Any]:
         return {
             "version": lists.version,
-            "digest": digest(lists),
+            "digest": lists_digest,
             "cards": len(lists.cards),
             "deny": len(lists.deny),
             "bookings": len(lists.bookings),
@@ -225,19 +293,31 @@ class AccessService(Service):
             "undecided": self.undecided,
         }
 
-    async def command_update(self, args: dict[str, Any]) -> dict[str, Any]:
-        """`access.update {"lists": {...}, "sig": "..."}`: all of it, or nothing."""
+    def _prepare(self, args: dict[str, Any], current: AccessLists) -> _Prepared:
+        """Everything an update needs that takes time (the signature over the canonical
+        JSON, validation, the delta applied, the stored form, the digest): in a worker
+        thread, on lists nobody modifies. CommandError when it is refused."""
         update = parse_update(
             args, key=self.key, fleet=self.fleet, card_ref_chars=2 * self.config.card_ref_bytes
         )
-        new = apply(self.lists, update)
-        self.host.state.set(LISTS_KEY, new.model_dump(mode="json"))
-        self.lists = new
-        self._recent.clear()  # a card blocked a second ago must not pass as a repeat
-        kind: Literal["full", "delta"] = update.kind
-        log.info("access lists version %d in force (%s)", new.version, kind)
-        return {"applied": kind, **self.status()}
+        new = apply(current, update)
+        stored = dump(new)
+        return _Prepared(new, digest_of(stored), stored, update.kind)
+
+    async def command_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`access.update {"lists": {...}, "sig": "..."}`: all of it, or nothing."""
+        async with self._updating:
+            current = self.lists
+            ready = await asyncio.to_thread(self._prepare, args, current)
+            # one step on the loop: a tap before it was decided on the old lists, any tap
+            # after it on the new ones (the repeat memory stays: see `_repeat`)
+            assert self.lists is current, "the lists changed outside an update"
+            self.lists, self._digest = ready.lists, (ready.lists, ready.digest)
+            self.host.state.set(LISTS_KEY, ready.stored)
+        log.info("access lists version %d in force (%s)", ready.lists.version, ready.kind)
+        return {"applied": ready.kind, **self._status(ready.lists, ready.digest)}
 
     async def command_status(self, args: dict[str, Any]) -> dict[str, Any]:
         only("access.status", args)
-        return self.status()
+        lists = self.lists
+        return self._status(lists, await self._digest_of(lists))

@@ -58,3 +58,24 @@ def test_card_ref_refuses_what_is_not_a_uid(
     secret.write_bytes(b"0123456789abcdef0123456789")
     assert main(["card-ref", uid, "--secret-file", str(secret)]) == 2
     assert capsys.readouterr().err.startswith("edgectl:")
+
+
+@pytest.mark.parametrize("uid", ["08a1b2c3", "08:5E:11:F0"])
+def test_card_ref_refuses_a_random_id_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uid: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"0123456789abcdef0123456789")
+    assert main(["card-ref", uid, "--secret-file", str(secret)]) == 2
+    err = capsys.readouterr()
+    assert err.out == "" and "random ID" in err.err and "14443-3" in err.err
+
+
+def test_card_ref_makes_a_ref_of_a_seven_byte_uid_beginning_with_08(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"0123456789abcdef0123456789")
+    assert main(["card-ref", "08a1b2c3d4e5f6", "--secret-file", str(secret)]) == 0
+    expected = CardRefs(b"0123456789abcdef0123456789")(bytes.fromhex("08a1b2c3d4e5f6"))
+    assert capsys.readouterr().out.strip() == expected

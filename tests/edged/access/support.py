@@ -31,6 +31,8 @@ UID_PROVIDER = bytes.fromhex("04998877")
 UID_LOST = bytes.fromhex("04deadbe")
 UID_UNKNOWN = bytes.fromhex("04000001")
 UID_BOOKED = bytes.fromhex("04b00c3d")
+UID_PHONE = bytes.fromhex("08a1b2c3")  # ISO 14443-3: single size, UID0 = 08h: a random ID
+UID_PHONE_AGAIN = bytes.fromhex("085e11f0")  # the same phone presented again: a new one
 
 
 def secret_file(tmp: Path) -> Path:

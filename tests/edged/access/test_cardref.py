@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import ConfigError
-from edged.access.cardref import CardRefs
+from edged.access.cardref import CardRefs, random_uid
 
 SECRET = b"0123456789abcdef0123"
 
@@ -44,3 +44,14 @@ def test_secret_file_surrounding_whitespace_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "s"
     path.write_bytes(SECRET + b"\n")
     assert CardRefs.from_file(path)(b"\x04\x01\x02\x03") == CardRefs(SECRET)(b"\x04\x01\x02\x03")
+
+
+@given(st.binary(min_size=4, max_size=4))
+def test_a_single_size_uid_is_random_exactly_when_it_begins_with_08(uid: bytes) -> None:
+    assert random_uid(uid) == (uid[0] == 0x08)
+
+
+@given(st.sampled_from([7, 10]).flatmap(lambda n: st.binary(min_size=n, max_size=n)))
+def test_a_double_or_triple_size_uid_is_never_random(uid: bytes) -> None:
+    # its first byte is the manufacturer's code (ISO/IEC 7816-6): 08h there is a maker
+    assert not random_uid(b"\x08" + uid[1:])

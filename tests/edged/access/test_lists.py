@@ -9,7 +9,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edged.access.lists import EMPTY, AccessLists, apply, parse_update
+from edged.access.lists import (
+    EMPTY,
+    MAX_CARDS,
+    STEP,
+    AccessLists,
+    apply,
+    canonical_json,
+    dump,
+    parse_update,
+)
 from edged.errors import CommandError
 from edged.security.signing import public_key_from_text
 
@@ -185,3 +194,81 @@ def test_arbitrary_signed_documents_are_refused_cleanly_or_parsed(doc: Any) -> N
             "version_gap",
         )
         json.dumps(exc.message)
+
+
+# -- big lists are checked in pieces (the event loop keeps deciding taps meanwhile) ----------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(), inner, max_size=6),
+    max_leaves=60,
+)
+
+
+@given(JSON, st.integers(min_value=1, max_value=8))
+def test_canonical_json_in_pieces_is_the_one_call_text(value: Any, step: int) -> None:
+    one_call = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(value, step=step) == one_call
+
+
+def test_a_long_text_cut_in_pieces_keeps_its_escapes() -> None:
+    text = 'a"\\\n\u00e9\U0001f600' * 5000
+    assert canonical_json({"t": text}, step=3) == json.dumps(
+        {"t": text}, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def many_cards(n: int) -> dict[str, Any]:
+    return {
+        REFS(i.to_bytes(4, "big")): {"profile": "resident", "valid_until": "2099-12-31"}
+        for i in range(n)
+    }
+
+
+def test_a_list_bigger_than_a_piece_parses_as_in_one_call() -> None:
+    doc = full_lists(2, cards=many_cards(2 * STEP + 7))
+    assert parse(signed(doc)) == AccessLists.model_validate(doc)
+
+
+def test_a_bad_entry_in_a_later_piece_is_refused_by_name() -> None:
+    cards = many_cards(2 * STEP + 7)
+    last = sorted(cards)[-1]
+    cards[last] = {"profile": "Not A Name"}
+    args = signed(full_lists(2, cards=cards))
+    with pytest.raises(CommandError) as exc:
+        parse(args)
+    assert exc.value.code == "bad_lists" and last in str(exc.value)
+
+
+def test_a_map_over_the_cap_is_refused_before_its_pieces_are_checked() -> None:
+    doc = full_lists(2, cards=many_cards(MAX_CARDS + 1))
+    assert code_of(signed(doc)) == "bad_lists"
+
+
+def test_the_dump_in_pieces_is_the_models_dump() -> None:
+    booking = {"room": "r1", "start": "2026-11-25T09:00:00+01:00", "end": "2026-11-25T10:00Z"}
+    refs = sorted(many_cards(7))
+    doc = full_lists(2, cards=many_cards(7), bookings={ref: [booking] for ref in refs})
+    lists = AccessLists.model_validate(doc)
+    assert dump(lists, step=2) == lists.model_dump(mode="json")
+
+
+def test_lists_with_text_that_is_not_unicode_are_refused_not_a_crash() -> None:
+    doc = full_lists(2, deny={REFS(UID_RESIDENT): {"reason": "\ud800"}})
+    assert code_of({"lists": doc, "sig": "AAAA"}) == "bad_lists"
+
+
+def test_a_delta_onto_big_lists_keeps_every_other_entry() -> None:
+    cards = many_cards(STEP + 3)
+    current = parse(signed(full_lists(2, cards=cards)))
+    gone = sorted(cards)[STEP]
+    change = {
+        "kind": "delta",
+        "fleet": FLEET,
+        "version": 3,
+        "base_version": 2,
+        "cards": {gone: None},
+    }
+    after = apply(current, parse(signed(change)))
+    assert gone not in after.cards and len(after.cards) == len(current.cards) - 1
+    assert after == AccessLists.model_validate(after.model_dump(mode="json"))

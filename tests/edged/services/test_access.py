@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 
 from core.events import Feedback, Tap, Unlock
 from edged.access.lasttrusted import STATE_KEY
+from edged.access.lists import digest
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
 from edged.services.access import LISTS_KEY, AccessService
@@ -21,6 +24,8 @@ from tests.edged.access.support import (
     REFS,
     UID_BOOKED,
     UID_LOST,
+    UID_PHONE,
+    UID_PHONE_AGAIN,
     UID_PROVIDER,
     UID_RESIDENT,
     UID_SENIOR,
@@ -177,6 +182,184 @@ def test_a_card_blocked_by_an_update_is_refused_at_once_even_within_the_window(
     asyncio.run(service.command_update(signed(delta)))
     tap(node, UID_RESIDENT, ts=11.0)
     assert taps(node)[-1].reason == "blocked"
+
+
+def delta(version: int, **maps: Any) -> dict[str, Any]:
+    return {
+        "kind": "delta",
+        "fleet": FLEET,
+        "version": version,
+        "base_version": version - 1,
+        **maps,
+    }
+
+
+def test_an_unrelated_list_update_does_not_let_a_card_that_just_boarded_board_again(
+    tmp_path: Path,
+) -> None:
+    node, service, occupancy = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=10.0)
+    # dispatch's routine delta (a fare for another profile), nothing about this card
+    asyncio.run(service.command_update(signed(delta(2, fares={"student": 80}))))
+    tap(node, UID_RESIDENT, ts=12.0)  # the same card 2 s later: handed back, or bounced
+    second = taps(node)[-1]
+    assert (second.reason, second.fare_cents, second.unlocked) == ("repeat", None, False)
+    assert len(node.of_type(Unlock)) == 1 and occupancy.count == 1
+
+
+def test_a_new_fare_for_the_cards_own_profile_does_not_charge_a_repeat(tmp_path: Path) -> None:
+    node, service, occupancy = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=10.0)
+    asyncio.run(service.command_update(signed(delta(2, fares={"resident": 170}))))
+    tap(node, UID_RESIDENT, ts=12.0)
+    assert taps(node)[-1].reason == "repeat" and occupancy.count == 1
+
+
+def test_a_card_withdrawn_by_an_update_is_refused_at_once_even_within_the_window(
+    tmp_path: Path,
+) -> None:
+    node, service, _ = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=10.0)
+    asyncio.run(service.command_update(signed(delta(2, cards={REFS(UID_RESIDENT): None}))))
+    tap(node, UID_RESIDENT, ts=11.0)
+    assert (taps(node)[-1].decision, taps(node)[-1].reason) == ("denied", "unknown")
+
+
+def test_a_guest_whose_booking_an_update_removed_is_not_let_in_again_as_a_repeat(
+    tmp_path: Path,
+) -> None:
+    node, service, _ = make(tmp_path, "venue", readers={"door": "entry"})
+    now = datetime.now(UTC)
+    slot = {
+        "room": "salle-1",
+        "start": (now - timedelta(hours=1)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(),
+    }
+    asyncio.run(service.command_update(signed(full_lists(2, bookings={REFS(UID_BOOKED): [slot]}))))
+    tap(node, UID_BOOKED, ts=10.0, reader="door")
+    assert taps(node)[-1].reason == "booking"
+    asyncio.run(service.command_update(signed(delta(3, bookings={REFS(UID_BOOKED): None}))))
+    tap(node, UID_BOOKED, ts=12.0, reader="door")
+    assert (taps(node)[-1].decision, taps(node)[-1].reason) == ("denied", "no_booking")
+    assert len(node.of_type(Unlock)) == 1
+
+
+def test_an_exit_reader_right_after_the_entry_reader_lets_the_card_out(tmp_path: Path) -> None:
+    node, service, occupancy = make(
+        tmp_path, "venue", rooms=[], readers={"outside": "entry", "inside": "exit"}
+    )
+    tap(node, UID_STAFF, ts=10.0, reader="outside")
+    tap(node, UID_STAFF, ts=15.0, reader="inside")  # forgot something: back out at once
+    last = taps(node)[-1]
+    assert (last.reason, last.action, last.unlocked) == ("exit", "exit", True)
+    assert service.inside == set() and occupancy.count == 0
+
+
+def test_the_same_card_at_another_reader_of_the_same_role_is_a_repeat(tmp_path: Path) -> None:
+    # handed back through the front door and tapped at the rear one: one card, one rider
+    node, _, occupancy = make(tmp_path, readers={"front": "entry", "rear": "entry"})
+    tap(node, UID_RESIDENT, ts=10.0, reader="front")
+    tap(node, UID_RESIDENT, ts=13.0, reader="rear")
+    assert taps(node)[-1].reason == "repeat"
+    assert len(node.of_type(Unlock)) == 1 and occupancy.count == 1
+
+
+def test_a_random_uid_is_refused_even_when_its_card_ref_is_on_the_lists(tmp_path: Path) -> None:
+    node, service, _ = make(tmp_path)
+    cards = full_lists()["cards"]
+    cards[REFS(UID_PHONE)] = {"profile": "resident"}  # "enrolled" by tapping a phone once
+    asyncio.run(service.command_update(signed(full_lists(2, cards=cards))))
+    tap(node, UID_PHONE, ts=10.0)
+    last = taps(node)[-1]
+    assert (last.decision, last.reason, last.profile, last.fare_cents) == (
+        "denied",
+        "random_uid",
+        None,
+        None,
+    )
+    assert node.of_type(Unlock) == [] and node.of_type(Feedback)[-1].pattern == "denied"
+
+
+def test_one_phone_presented_twice_checks_nobody_in_at_a_truck(tmp_path: Path) -> None:
+    node, _, occupancy = make(tmp_path, "truck")  # unknown cards check in at a truck
+    tap(node, UID_PHONE, ts=10.0)
+    tap(node, UID_PHONE_AGAIN, ts=40.0)  # the same phone: a new random ID
+    assert [t.reason for t in taps(node)] == ["random_uid", "random_uid"]
+    assert occupancy.count == 0 and node.counters["access.random_uid"] == 2
+
+
+def test_a_random_uid_does_not_open_an_exit_reader(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path, "venue", rooms=[], readers={"inside": "exit"})
+    tap(node, UID_PHONE, ts=10.0, reader="inside")
+    assert taps(node)[-1].reason == "random_uid" and node.of_type(Unlock) == []
+
+
+def test_a_tap_during_a_large_update_is_decided_within_100_ms(tmp_path: Path) -> None:
+    node, service, _ = make(tmp_path)
+    # 30,000 cards: ~2.7 MB, under the 4 MB access.update accepts ("~30,000 cards")
+    cards = {
+        REFS(i.to_bytes(4, "big")): {"profile": "resident", "valid_until": "2099-12-31"}
+        for i in range(30_000)
+    }
+    cards[REFS(UID_RESIDENT)] = {"profile": "resident"}
+    args = signed(full_lists(2, cards=cards, deny={}))
+    unlocked: list[float] = []
+    node.bus.subscribe(Unlock, lambda e: unlocked.append(time.monotonic()))
+
+    async def main() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        read_at: list[float] = []
+
+        def reader_thread() -> None:  # the libnfc poll thread hands a Tap over
+            time.sleep(0.02)
+            read_at.append(time.monotonic())
+            loop.call_soon_threadsafe(node.emit, Tap(UID_RESIDENT, "front", read_at[0]))
+
+        threading.Thread(target=reader_thread).start()
+        await asyncio.sleep(0.005)  # the update arrives just before the card
+        await service.command_update(args)
+        await asyncio.sleep(0.01)
+        return read_at[0], taps(node)[-1].lists_version
+
+    read, version = asyncio.run(main())
+    assert unlocked and unlocked[0] - read < 0.1, f"read -> relay: {unlocked[0] - read:.3f} s"
+    assert version == 1  # decided before the swap: on the lists then in force
+
+
+def test_a_tap_after_an_update_is_decided_on_the_new_lists(tmp_path: Path) -> None:
+    node, service, _ = make(tmp_path)
+    asyncio.run(service.command_update(signed(delta(2, deny={REFS(UID_SENIOR): {}}))))
+    tap(node, UID_SENIOR)
+    assert (taps(node)[-1].reason, taps(node)[-1].lists_version) == ("blocked", 2)
+
+
+def test_two_updates_in_a_row_apply_in_the_order_they_came(tmp_path: Path) -> None:
+    _, service, _ = make(tmp_path)
+
+    async def both() -> list[Any]:
+        first = service.command_update(signed(full_lists(2)))
+        second = service.command_update(signed(delta(3, fares={"senior": 10})))
+        return await asyncio.gather(first, second)
+
+    first, second = asyncio.run(both())
+    assert (first["version"], second["version"]) == (2, 3)
+    assert service.lists.fares["senior"] == 10
+
+
+def test_a_refused_update_during_taps_leaves_the_lists_and_their_digest(tmp_path: Path) -> None:
+    _, service, _ = make(tmp_path)
+    before = asyncio.run(service.command_status({}))
+    bad = signed(full_lists(2))
+    bad["lists"]["version"] = 3  # not what was signed
+    with pytest.raises(CommandError):
+        asyncio.run(service.command_update(bad))
+    assert asyncio.run(service.command_status({})) == before
+
+
+def test_the_status_digest_is_the_lists_digest(tmp_path: Path) -> None:
+    _, service, _ = make(tmp_path)
+    status = asyncio.run(service.command_status({}))
+    assert status["digest"] == digest(service.lists)
 
 
 def test_venue_entry_then_exit_counts_in_and_out(tmp_path: Path) -> None:
