@@ -164,7 +164,7 @@ class Outbox:
         self._full = False
         self._refused_before_full = 0  # `refused` when the current full episode began
         self._pressure_reported = False
-        self._kv_dirty = False
+        self._kv_dirty: set[str] = set()  # state keys changed since the last commit
         self._streams_dirty: set[str] = set()
         self._last_id = 0
         self.schema_stamps: dict[str, tuple[int, int]] = {}  # edged.release.schemas
@@ -492,7 +492,7 @@ class Outbox:
         """Small persistent state for services (odometer, trip...), written with the next
         batch to the state store."""
         self.state.kv[key] = json.dumps(value)
-        self._kv_dirty = True
+        self._kv_dirty.add(key)
         self._wake_writer.set()
 
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -531,8 +531,10 @@ class Outbox:
         self._wake_writer.clear()
         batch, self._pending = self._pending[:_BATCH_MAX], self._pending[_BATCH_MAX:]
         acks, self._acks = self._acks, []
-        kv = dict(self.state.kv) if self._kv_dirty else None
-        self._kv_dirty = False
+        # only the keys that changed: the access lists (megabytes) are not bound and
+        # compared again at each trip or count change
+        kv = {k: self.state.kv[k] for k in self._kv_dirty} if self._kv_dirty else None
+        self._kv_dirty = set()
         streams = {name: self._seqs[name] for name in self._streams_dirty}
         self._streams_dirty.clear()
         marks = dict(self._seqs) if streams else None
@@ -544,7 +546,7 @@ class Outbox:
             # durable)
             self._acks[:0] = acks
             self._streams_dirty.update(streams)
-            self._kv_dirty = self._kv_dirty or kv is not None
+            self._kv_dirty.update(kv or ())
             self._keep_in_memory(batch, exc)
             log.error("outbox commit failed: %s", exc)
             raise

@@ -495,3 +495,49 @@ async def test_the_outbox_and_the_state_store_both_get_the_bounded_page_cache(
             assert db.execute("PRAGMA cache_size").fetchone()[0] == -sqlitefile.CACHE_KIB
     finally:
         await box.close()
+
+
+async def test_a_state_change_writes_only_the_key_that_changed(tmp_path: Path) -> None:
+    """The access lists (megabytes) are not written again at each trip or count change."""
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    lists = {"cards": {f"ref-{i:05d}": {"profile": "resident"} for i in range(2000)}}
+    box.set_state("access.lists", lists)
+    await box.put(door(1))
+    written: list[str] = []
+    assert box.state.db is not None
+    box.state.db.set_trace_callback(written.append)
+    box.set_state("trips.open", {"trip_id": "t1"})
+    await box.put(door(2))
+    box.state.db.set_trace_callback(None)
+    writer.cancel()
+    await box.close()
+    kv_writes = [sql for sql in written if "INTO kv" in sql]
+    assert kv_writes and all("ref-00001" not in sql for sql in kv_writes)
+    assert any("t1" in sql for sql in kv_writes)
+    box = await opened(config(tmp_path))
+    assert box.get_state("access.lists") == lists and box.get_state("trips.open") == {
+        "trip_id": "t1"
+    }
+    await box.close()
+
+
+async def test_a_state_change_the_disk_refused_is_written_with_a_later_commit(
+    tmp_path: Path,
+) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await opened(config(disk))
+        writer = asyncio.create_task(box.run_writer())
+        await box.put(door(1))
+        filler = fill(disk)
+        box.set_state("position.odometer_m", 42.0)
+        with pytest.raises(NotDurableError):
+            await asyncio.wait_for(box.put(door(2)), 10)
+        filler.unlink()
+        await asyncio.sleep(1.2)  # the writer's back-off
+        await asyncio.wait_for(box.put(door(3)), 5)
+        writer.cancel()
+        await box.close()
+        box = await opened(config(disk))
+        assert box.get_state("position.odometer_m") == 42.0
+        await box.close()
