@@ -532,7 +532,7 @@ class Pn532Emulator:
         """The card that answers an activation now (with `initiator`, only that UID)."""
         if not self._field:
             return None
-        cards = [c for c in self._cards if not initiator or initiator in (c.uid, b"\x88" + c.uid)]
+        cards = [c for c in self._cards if not initiator or initiator in (c.uid, c.cascaded())]
         # the card left selected stays silent when another answers; alone, it answers the
         # chip's next try
         fresh = [c for c in cards if c != self._selected] or cards

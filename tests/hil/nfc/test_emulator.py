@@ -211,6 +211,27 @@ def test_removing_one_of_two_cards_leaves_the_other_listed(host: Host, emu: Pn53
     assert listed(host.ask(POLL)) is None
 
 
+@pytest.mark.parametrize(
+    ("uid", "named"),
+    [
+        ("04a1b2c3", "04a1b2c3"),
+        ("04112233445566", "8804112233445566"),
+        ("0811223344556677889a", "88081122883344556677889a"),
+    ],
+)
+def test_a_poll_naming_a_uid_lists_that_card_alone(
+    host: Host, emu: Pn532Emulator, uid: str, named: str
+) -> None:
+    """InitiatorData carries the UID with its cascade tags, as libnfc sends it."""
+    host.ask(FINITE)
+    emu.put(A)
+    emu.add(bytes.fromhex(uid))
+    poll = frames.command(0x4A, b"\x01\x00" + bytes.fromhex(named))
+    assert [listed(host.ask(poll)) for _ in range(3)] == [bytes.fromhex(uid)] * 3
+    emu.remove(bytes.fromhex(uid))
+    assert listed(host.ask(poll)) is None
+
+
 def test_adding_a_card_already_in_the_field_changes_nothing(emu: Pn532Emulator) -> None:
     emu.put(A)
     emu.add(A)
