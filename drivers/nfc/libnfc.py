@@ -19,10 +19,13 @@ off: the UID needs no RATS, and a phone held to the reader does not wake its wal
 
 Taps follow drivers.nfc.presence: a held card is one tap (`repeat_held_s` to repeat), a
 card unseen for `release_s` is off the reader, so one missed poll is not a second tap; a
-different card taps at once. A new UID must be read `confirm_reads` times in a row (the
-extra reads follow at once, not a poll later): libnfc decodes whatever a garbled but
-well-framed answer holds as a target — random UIDs, or the previous card again when the
-answer is short — and a second read never agrees with that. UIDs other than 4, 7 or 10
+different card taps at once. A new UID must be read `confirm_reads` times (the extra
+reads follow at once, not a poll later, and ask the chip for that UID alone): libnfc
+decodes whatever a garbled but well-framed answer holds as a target — random UIDs, or the
+previous answer again when the answer is short — and a read asking for that UID by name
+never agrees with it. Asking by name is also what lets two cards held together tap: with
+one target per poll, anticollision lists them in turn (A, B, A, B), so reads "in a row"
+would never agree, while the card named answers its own extra read. UIDs other than 4, 7 or 10
 bytes are counted (`bad_uid`) and dropped. Such bad reads are not "no card" either: only a
 clean answer counts as evidence that a card left.
 
@@ -111,8 +114,9 @@ class LibnfcOptions(DriverOptions):
         default=2,
         ge=1,
         le=5,
-        description="reads in a row that must agree before a new card taps (2 rejects a "
-        "garbled answer that still decodes as a UID; each extra read costs one poll's time)",
+        description="reads that must agree before a new card taps, the extra ones asking "
+        "the chip for that UID alone (2 rejects a garbled answer that still decodes as a "
+        "UID; each extra read costs one poll's time)",
     )
     max_errors: int = Field(
         default=3,
@@ -406,16 +410,18 @@ class _Session:
         modulation = abi.NATIVE.Modulation(abi.NMT_ISO14443A, abi.NBR_106)
         select = abi.select_passive_target(nfc)
 
-        def read() -> tuple[int, bytes | None]:
+        def read(only: bytes | None = None) -> tuple[int, bytes | None]:
             """One poll: libnfc's result (< 0 failed, 0 no card, > 0 a target) and its UID
-            if it is a good one."""
+            if it is a good one; with `only`, the chip selects that UID alone (the card
+            answers whatever other card anticollision would have listed first)."""
             ctypes.memset(buffer, 0, TARGET_BUFFER)  # a short answer may leave it unwritten
+            init = ctypes.create_string_buffer(only, len(only)) if only else None
             res: int = self._timed(
                 select,
                 self._device,
                 modulation,
-                None,
-                0,
+                init,
+                len(only) if only else 0,
                 ctypes.byref(target),
             )
             if res <= 0:
@@ -450,7 +456,15 @@ class _Session:
                 # a card on the reader, or a new one read again alike; a bad read does not
                 seen: list[bytes] | None = [] if res == 0 else None
                 if uid is not None:
-                    if uid in presence or all(read()[1] == uid for _ in range(o.confirm_reads - 1)):
+                    # the extra reads ask for this UID alone: a second card in the field
+                    # (anticollision lists them in turn) does not answer them, garbage does
+                    # not come back as the same UID. They are made inside all(), deeper in
+                    # the C stack than the poll: libnfc decodes a short answer from the
+                    # bytes its previous answer left on the stack, and there those are the
+                    # previous extra read's, not this poll's (the garbage tests hold it)
+                    if uid in presence or all(
+                        read(uid)[1] == uid for _ in range(o.confirm_reads - 1)
+                    ):
                         seen = [uid]
                     else:
                         self._later(self.ctx.count, "unconfirmed")

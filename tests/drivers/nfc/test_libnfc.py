@@ -21,7 +21,7 @@ from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
 from drivers.registry import driver_class
 from edged.config.models import SupervisorConfig
 from hil.nfc.cards import CardKind
-from hil.nfc.emulator import Fault, Pn532Emulator
+from hil.nfc.emulator import Fault, Faults, Pn532Emulator
 from tests.helpers.drivers import Recorder, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -257,6 +257,55 @@ async def test_the_same_card_presented_again_and_again_taps_each_time(
     assert rec.uids == [A] * 15
 
 
+async def test_two_cards_held_together_tap_once_each(emu: Pn532Emulator, running: Running) -> None:
+    """The chip lists them in turn (A, B, A, B): no two reads in a row agree."""
+    rec = await running.start(emu)
+    emu.put(A)
+    emu.add(B)
+    await wait_until(lambda: len(rec.taps) == 2, 2, "both taps")
+    await asyncio.to_thread(emu.wait_polls, 50)
+    assert sorted(rec.uids) == sorted([A, B])
+    assert rec.counts["unconfirmed"] == 0
+
+
+async def test_a_second_card_laid_beside_a_held_one_taps_once(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    rec = await running.start(emu)
+    emu.put(A)
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
+    put_at = emu.add(B)
+    await wait_until(lambda: len(rec.taps) == 2, 2, "the second card's tap")
+    await asyncio.to_thread(emu.wait_polls, 50)
+    assert rec.uids == [A, B]
+    assert rec.arrived[1] - put_at < 0.1
+
+
+async def test_two_cards_held_together_are_one_tap_each_however_long_they_stay(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    """Each is read only every other poll: still held, under the default release_s."""
+    rec = await running.start(emu, poll_interval_s=0.05, release_s=0.3)
+    emu.put(A)
+    emu.add(B)
+    await asyncio.sleep(2.0)
+    assert sorted(rec.uids) == sorted([A, B])
+
+
+async def test_one_of_two_cards_taken_off_and_put_back_taps_again(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    rec = await running.start(emu)
+    emu.put(A)
+    emu.add(B)
+    await wait_until(lambda: len(rec.taps) == 2, 2, "both taps")
+    emu.remove(B)
+    await asyncio.sleep(0.2)  # longer than release_s
+    emu.add(B)
+    await wait_until(lambda: len(rec.taps) == 3, 2, "B's second tap")
+    assert rec.uids[2] == B
+
+
 # -- bad answers --------------------------------------------------------------------------
 
 BAD_ANSWERS: list[Fault] = [
@@ -310,6 +359,30 @@ async def test_garbage_target_data_while_a_card_is_held_is_no_second_tap(
     await wait_until(lambda: emu.served["garbage_payload"] == 10, 2, "10 garbage answers")
     await asyncio.to_thread(emu.wait_polls, 10)
     assert rec.uids == [A]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_garbage_among_no_card_answers_never_becomes_a_tap(
+    tmp_path: Path, running: Running, seed: int
+) -> None:
+    """Half the polls garbled, the rest "no card": no garbled answer taps, though a short
+    one decodes as whatever the answer before it left in libnfc's buffer."""
+    with Pn532Emulator(tmp_path / "nfc0", faults=Faults(garbage_payload=0.5, seed=seed)) as e:
+        rec = await running.start(e)
+        await wait_until(lambda: e.served["garbage_payload"] >= 150, 10, "150 garbage answers")
+        assert rec.taps == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_garbage_among_two_held_cards_taps_only_the_cards(
+    tmp_path: Path, running: Running, seed: int
+) -> None:
+    with Pn532Emulator(tmp_path / "nfc0", faults=Faults(garbage_payload=0.3, seed=seed)) as e:
+        rec = await running.start(e, release_s=0.3)
+        e.put(A)
+        e.add(B)
+        await wait_until(lambda: e.served["garbage_payload"] >= 150, 10, "150 garbage answers")
+        assert sorted(rec.uids) == sorted([A, B])
 
 
 async def test_wrong_uid_lengths_are_counted_and_dropped(
