@@ -19,15 +19,17 @@ off: the UID needs no RATS, and a phone held to the reader does not wake its wal
 
 Taps follow drivers.nfc.presence: a held card is one tap (`repeat_held_s` to repeat), a
 card unseen for `release_s` is off the reader, so one missed poll is not a second tap; a
-different card taps at once. A new UID must be read `confirm_reads` times (the extra
-reads follow at once, not a poll later, and ask the chip for that UID alone): libnfc
-decodes whatever a garbled but well-framed answer holds as a target — random UIDs, or the
-previous answer again when the answer is short — and a read asking for that UID by name
-never agrees with it. Asking by name is also what lets two cards held together tap: with
-one target per poll, anticollision lists them in turn (A, B, A, B), so reads "in a row"
-would never agree, while the card named answers its own extra read. UIDs other than 4, 7 or 10
-bytes are counted (`bad_uid`) and dropped. Such bad reads are not "no card" either: only a
-clean answer counts as evidence that a card left.
+different card taps at once. Which cards are on the reader outlives a reopen (it is kept
+per reader for the process, not per session): a card lying on the reader is not a new tap
+each time the reader recovers from line noise, a stall or an unplug. A new UID must be read
+`confirm_reads` times (the extra reads follow at once, not a poll later, and ask the chip
+for that UID alone): libnfc decodes whatever a garbled but well-framed answer holds as a
+target — random UIDs, or the previous answer again when the answer is short — and a read
+asking for that UID by name never agrees with it. Asking by name is also what lets two
+cards held together tap: with one target per poll, anticollision lists them in turn (A, B,
+A, B), so reads "in a row" would never agree, while the card named answers its own extra
+read. UIDs other than 4, 7 or 10 bytes are counted (`bad_uid`) and dropped. Such bad reads
+are not "no card" either: only a clean answer counts as evidence that a card left.
 
 Failure: `max_errors` failed polls in a row (I/O error, a frame that fails its checksum, no
 answer within libnfc's timeout, the device gone) raise `DriverError`, and the supervisor
@@ -233,6 +235,28 @@ def _open_error(connstring: str) -> DriverError:
     return DriverError(f"cannot open NFC reader {connstring}: {advice}")
 
 
+_ON_READERS: dict[tuple[str, str], Presence] = {}
+_ON_READERS_LOCK = threading.Lock()
+
+
+def _on_reader(name: str, options: LibnfcOptions) -> Presence:
+    """Which cards are on reader `name`: kept for the process, across the reader's reopens.
+
+    The supervisor builds the driver afresh at each start, so the record lives here, keyed
+    by the reader and its device; were it rebuilt empty at each reopen, a card left lying
+    on the reader would tap again every time the reader recovered from line noise or an
+    unplug. The rule stays the one of drivers.nfc.presence, on the monotonic clock: a card
+    read again at the first completed poll after the reopen is the same presentation; one
+    gone by then is off at once (release_s has passed), so presented again it taps.
+    """
+    with _ON_READERS_LOCK:
+        presence = _ON_READERS.get((name, options.connstring))
+        if presence is None:
+            presence = _ON_READERS[name, options.connstring] = Presence(options.release_s)
+        presence.release_s, presence.repeat_s = options.release_s, options.repeat_held_s
+        return presence
+
+
 class LibnfcReader:
     Options: ClassVar[type[DriverOptions]] = LibnfcOptions
 
@@ -404,7 +428,7 @@ class _Session:
 
     def _poll(self) -> None:
         o, nfc = self.o, self._nfc
-        presence = Presence(o.release_s, o.repeat_held_s)
+        presence = _on_reader(self.ctx.name, o)
         buffer = ctypes.create_string_buffer(TARGET_BUFFER)
         target = abi.NATIVE.Target.from_buffer(buffer)
         modulation = abi.NATIVE.Modulation(abi.NMT_ISO14443A, abi.NBR_106)

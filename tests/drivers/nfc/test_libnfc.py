@@ -20,6 +20,7 @@ from core.events import Tap
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
 from drivers.registry import driver_class
 from edged.config.models import SupervisorConfig
+from edged.supervisor import Supervised
 from hil.nfc.cards import CardKind
 from hil.nfc.emulator import Fault, Faults, Pn532Emulator
 from tests.helpers.drivers import Recorder, wait_until
@@ -460,6 +461,120 @@ async def test_under_the_supervisor_a_replugged_reader_taps_again(emu: Pn532Emul
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def supervised(emu: Pn532Emulator, rec: Recorder) -> "tuple[Supervised, asyncio.Task[None]]":
+    """The reader under a real supervisor, which builds it afresh at each start, as the node."""
+    sup = rec.supervisor(FAST)
+    task = asyncio.create_task(sup.supervise("front-reader", "nfc.libnfc", lambda: reader(emu)))
+    await wait_until(lambda: "front-reader" in sup.drivers, 1, "supervision")
+    status = sup.drivers["front-reader"]
+    await wait_until(lambda: status.state == "running", 5, "running")
+    return status, task
+
+
+async def reopened(emu: Pn532Emulator, status: Supervised) -> None:
+    """A burst of line noise: max_errors bad frames in a row, and the reader reopened."""
+    restarts = status.restarts
+    emu.inject("bad_checksum", 3)
+    await wait_until(lambda: status.restarts > restarts, 5, "the reopen")
+    await wait_until(lambda: status.state == "running", 5, "running again")
+
+
+async def test_a_card_resting_on_the_reader_is_one_tap_across_a_reopen(
+    emu: Pn532Emulator,
+) -> None:
+    rec = Recorder("front-reader")
+    status, task = await supervised(emu, rec)
+    try:
+        emu.put(A)  # a card left lying on the reader
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+        for _ in range(3):
+            await reopened(emu, status)
+            await asyncio.to_thread(emu.wait_polls, 20)
+        assert rec.uids == [A]
+        assert rec.counts["opened"] == 4
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_card_resting_on_the_reader_is_one_tap_across_an_unplug(
+    emu: Pn532Emulator,
+) -> None:
+    rec = Recorder("front-reader")
+    status, task = await supervised(emu, rec)
+    try:
+        emu.put(A)
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+        emu.unplug()
+        await wait_until(lambda: status.restarts >= 2, 5, "restarts while unplugged")
+        emu.replug()  # the card never left the antenna
+        await wait_until(lambda: status.state == "running", 5, "running after the replug")
+        await asyncio.to_thread(emu.wait_polls, 20)
+        assert rec.uids == [A]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_card_taken_off_while_the_reader_reopened_taps_when_put_back(
+    emu: Pn532Emulator,
+) -> None:
+    rec = Recorder("front-reader")
+    status, task = await supervised(emu, rec)
+    try:
+        emu.put(A)
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+        emu.inject("bad_checksum", 3)
+        emu.remove()
+        await wait_until(lambda: status.restarts >= 1, 5, "the reopen")
+        await wait_until(lambda: status.state == "running", 5, "running again")
+        await asyncio.to_thread(emu.wait_polls, 2)  # a clean poll sees the reader empty
+        emu.put(A)
+        await wait_until(lambda: len(rec.taps) == 2, 2, "the second tap")
+        assert rec.uids == [A, A]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_card_put_on_during_a_reopen_taps_once_the_reader_is_back(
+    emu: Pn532Emulator,
+) -> None:
+    rec = Recorder("front-reader")
+    status, task = await supervised(emu, rec)
+    try:
+        emu.put(A)
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+        emu.inject("bad_checksum", 3)
+        emu.put(B)  # A lifted, B laid down while the reader is failing
+        await wait_until(lambda: status.restarts >= 1, 5, "the reopen")
+        await wait_until(lambda: len(rec.taps) == 2, 5, "B's tap")
+        assert rec.uids == [A, B]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_what_one_reader_holds_is_not_held_on_another(tmp_path: Path) -> None:
+    """The record that outlives a reopen is per reader: the same card on a second
+    reader (or on a reader given another port) is a tap there."""
+    with Pn532Emulator(tmp_path / "a") as front, Pn532Emulator(tmp_path / "b") as back:
+        recs = [Recorder("front-reader"), Recorder("back-reader")]
+        tasks = [
+            asyncio.create_task(reader(e).run(r.ctx))
+            for e, r in zip((front, back), recs, strict=True)
+        ]
+        try:
+            front.put(A)
+            await wait_until(lambda: recs[0].uids == [A], 2, "the front tap")
+            back.put(A)
+            await wait_until(lambda: recs[1].uids == [A], 2, "the back tap")
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # -- stopping -----------------------------------------------------------------------------
