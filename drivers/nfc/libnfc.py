@@ -19,12 +19,17 @@ off: the UID needs no RATS, and a phone held to the reader does not wake its wal
 
 Taps follow drivers.nfc.presence: a held card is one tap (`repeat_held_s` to repeat), a
 card unseen for `release_s` is off the reader, so one missed poll is not a second tap; a
-different card taps at once. A new UID must be read `confirm_reads` times in a row (the
-extra reads follow at once, not a poll later): libnfc decodes whatever a garbled but
-well-framed answer holds as a target — random UIDs, or the previous card again when the
-answer is short — and a second read never agrees with that. UIDs other than 4, 7 or 10
-bytes are counted (`bad_uid`) and dropped. Such bad reads are not "no card" either: only a
-clean answer counts as evidence that a card left.
+different card taps at once. Which cards are on the reader outlives a reopen (it is kept
+per reader for the process, not per session): a card lying on the reader is not a new tap
+each time the reader recovers from line noise, a stall or an unplug. A new UID must be read
+`confirm_reads` times (the extra reads follow at once, not a poll later, and ask the chip
+for that UID alone): libnfc decodes whatever a garbled but well-framed answer holds as a
+target — random UIDs, or the previous answer again when the answer is short — and a read
+asking for that UID by name never agrees with it. Asking by name is also what lets two
+cards held together tap: with one target per poll, anticollision lists them in turn (A, B,
+A, B), so reads "in a row" would never agree, while the card named answers its own extra
+read. UIDs other than 4, 7 or 10 bytes are counted (`bad_uid`) and dropped. Such bad reads
+are not "no card" either: only a clean answer counts as evidence that a card left.
 
 Failure: `max_errors` failed polls in a row (I/O error, a frame that fails its checksum, no
 answer within libnfc's timeout, the device gone) raise `DriverError`, and the supervisor
@@ -111,8 +116,9 @@ class LibnfcOptions(DriverOptions):
         default=2,
         ge=1,
         le=5,
-        description="reads in a row that must agree before a new card taps (2 rejects a "
-        "garbled answer that still decodes as a UID; each extra read costs one poll's time)",
+        description="reads that must agree before a new card taps, the extra ones asking "
+        "the chip for that UID alone (2 rejects a garbled answer that still decodes as a "
+        "UID; each extra read costs one poll's time)",
     )
     max_errors: int = Field(
         default=3,
@@ -227,6 +233,28 @@ def _open_error(connstring: str) -> DriverError:
     else:
         advice = "check the connection string and that the reader is connected"
     return DriverError(f"cannot open NFC reader {connstring}: {advice}")
+
+
+_ON_READERS: dict[tuple[str, str], Presence] = {}
+_ON_READERS_LOCK = threading.Lock()
+
+
+def _on_reader(name: str, options: LibnfcOptions) -> Presence:
+    """Which cards are on reader `name`: kept for the process, across the reader's reopens.
+
+    The supervisor builds the driver afresh at each start, so the record lives here, keyed
+    by the reader and its device; were it rebuilt empty at each reopen, a card left lying
+    on the reader would tap again every time the reader recovered from line noise or an
+    unplug. The rule stays the one of drivers.nfc.presence, on the monotonic clock: a card
+    read again at the first completed poll after the reopen is the same presentation; one
+    gone by then is off at once (release_s has passed), so presented again it taps.
+    """
+    with _ON_READERS_LOCK:
+        presence = _ON_READERS.get((name, options.connstring))
+        if presence is None:
+            presence = _ON_READERS[name, options.connstring] = Presence(options.release_s)
+        presence.release_s, presence.repeat_s = options.release_s, options.repeat_held_s
+        return presence
 
 
 class LibnfcReader:
@@ -400,22 +428,24 @@ class _Session:
 
     def _poll(self) -> None:
         o, nfc = self.o, self._nfc
-        presence = Presence(o.release_s, o.repeat_held_s)
+        presence = _on_reader(self.ctx.name, o)
         buffer = ctypes.create_string_buffer(TARGET_BUFFER)
         target = abi.NATIVE.Target.from_buffer(buffer)
         modulation = abi.NATIVE.Modulation(abi.NMT_ISO14443A, abi.NBR_106)
         select = abi.select_passive_target(nfc)
 
-        def read() -> tuple[int, bytes | None]:
+        def read(only: bytes | None = None) -> tuple[int, bytes | None]:
             """One poll: libnfc's result (< 0 failed, 0 no card, > 0 a target) and its UID
-            if it is a good one."""
+            if it is a good one; with `only`, the chip selects that UID alone (the card
+            answers whatever other card anticollision would have listed first)."""
             ctypes.memset(buffer, 0, TARGET_BUFFER)  # a short answer may leave it unwritten
+            init = ctypes.create_string_buffer(only, len(only)) if only else None
             res: int = self._timed(
                 select,
                 self._device,
                 modulation,
-                None,
-                0,
+                init,
+                len(only) if only else 0,
                 ctypes.byref(target),
             )
             if res <= 0:
@@ -450,7 +480,15 @@ class _Session:
                 # a card on the reader, or a new one read again alike; a bad read does not
                 seen: list[bytes] | None = [] if res == 0 else None
                 if uid is not None:
-                    if uid in presence or all(read()[1] == uid for _ in range(o.confirm_reads - 1)):
+                    # the extra reads ask for this UID alone: a second card in the field
+                    # (anticollision lists them in turn) does not answer them, garbage does
+                    # not come back as the same UID. They are made inside all(), deeper in
+                    # the C stack than the poll: libnfc decodes a short answer from the
+                    # bytes its previous answer left on the stack, and there those are the
+                    # previous extra read's, not this poll's (the garbage tests hold it)
+                    if uid in presence or all(
+                        read(uid)[1] == uid for _ in range(o.confirm_reads - 1)
+                    ):
                         seen = [uid]
                     else:
                         self._later(self.ctx.count, "unconfirmed")

@@ -11,6 +11,9 @@ A reader only answers "these UIDs are in the field now"; a tap is a presentation
   judged only after completed polls: a read glitch shorter than that (the card at the
   edge of the field, one missed poll) is the same presentation, and a poll that failed
   or stalled is not evidence that the card left. Presented again after that: a new tap.
+  A reader reopened is the same: nfc.libnfc keeps one `Presence` per reader across its
+  reopens, so a card still there at the first completed poll after an outage is held, and
+  one gone by then is off at once (it has been unseen longer than `release_s`).
 
 Pure and clock-free (the caller passes `now`), so it is tested without a reader.
 """

@@ -71,6 +71,16 @@ class Card:
             data += self.ats
         return data
 
+    def cascaded(self) -> bytes:
+        """The UID as a host names the card to select (InListPassiveTarget's InitiatorData,
+        libnfc's iso14443_cascade_uid): a cascade tag 0x88 before each 3-byte part."""
+        uid = self.uid
+        if len(uid) == 7:
+            return b"\x88" + uid
+        if len(uid) == 10:
+            return b"\x88" + uid[:3] + b"\x88" + uid[3:]
+        return uid
+
     def page(self, n: int) -> bytes:
         """Four bytes of memory for an Ultralight READ; UID pages as the card lays them out."""
         uid = self.uid.ljust(7, b"\x00")

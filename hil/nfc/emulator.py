@@ -6,6 +6,13 @@ by frame as the PN532 User Manual describes: ACK first, then the answer (hil.nfc
 A test puts a card on the antenna (`put`), takes it off (`remove`), and the next poll
 (InListPassiveTarget, or InAutoPoll for `nfc-poll`) sees the change.
 
+Several cards in the field (`add` one beside those there): a poll lists one target, and the
+card the chip selected last does not answer the next activation while another one does (on
+a PN532 the selected card, ACTIVE, drops back to IDLE on that REQA and stays silent), so two
+cards held together are listed in turn — A, B, A, B — as a real chip with two ISO 14443A
+cards shows them. Among the cards that answer, anticollision settles on the one put down
+first (with three cards the third is never listed, as happens on the chip with MaxTg 1).
+
 What libnfc 1.8 sends is answered: the HSU wake-up (0x55 0x55 00 00 00), SAMConfiguration,
 Diagnose (communication test and card presence), GetFirmwareVersion (a PN532 v1.6),
 GetGeneralStatus, ReadRegister/WriteRegister (kept in a register file), SetParameters,
@@ -171,7 +178,7 @@ class Pn532Emulator:
         self.bad_frames = 0
         self.aborts = 0
         # the antenna
-        self._card: Card | None = None
+        self._cards: list[Card] = []  # in the order they were put down
         self._glitch = 0
         self._injected: deque[Fault] = deque()
         # the chip
@@ -179,7 +186,7 @@ class Pn532Emulator:
         self._parameters = 0
         self._field = True
         self._passive_retries = 0xFF
-        self._selected = False
+        self._selected: Card | None = None  # the target the last poll listed, until released
         self._pending: _Pending | None = None
         self._last_answer = b""
         # the link
@@ -236,24 +243,42 @@ class Pn532Emulator:
 
     @property
     def card(self) -> Card | None:
-        return self._card
+        """The card on the antenna (the first put down, when there are several)."""
+        cards = self._cards
+        return cards[0] if cards else None
+
+    @property
+    def cards(self) -> tuple[Card, ...]:
+        """Every card in the field, in the order they were put down."""
+        return tuple(self._cards)
 
     def put(self, uid: bytes, kind: CardKind | None = None) -> float:
         """A card on the antenna (replacing any); returns `time.monotonic()` at that instant."""
-        card = Card.make(uid, kind)
+        return self._place(Card.make(uid, kind), replace=True)
+
+    def add(self, uid: bytes, kind: CardKind | None = None) -> float:
+        """Another card in the field, beside those already there (a second card in a wallet
+        held to the reader); returns `time.monotonic()` at that instant."""
+        return self._place(Card.make(uid, kind), replace=False)
+
+    def _place(self, card: Card, *, replace: bool) -> float:
         with self._lock:
-            self._card = card
-            self._selected = False
+            if replace:
+                self._cards = [card]
+                self._selected = None
+            elif all(c.uid != card.uid for c in self._cards):
+                self._cards.append(card)
             self._changed.notify_all()
             at = time.monotonic()
         self._wake()
         return at
 
-    def remove(self) -> None:
-        """The card leaves the field."""
+    def remove(self, uid: bytes | None = None) -> None:
+        """The card with `uid` leaves the field; without one, every card does."""
         with self._lock:
-            self._card = None
-            self._selected = False
+            self._cards = [c for c in self._cards if uid is not None and c.uid != uid]
+            if self._selected not in self._cards:
+                self._selected = None
 
     def glitch(self, polls: int = 1) -> None:
         """The card (if any) is missed by the next `polls` polls, then seen again."""
@@ -499,17 +524,24 @@ class Pn532Emulator:
         self._parameters = 0
         self._field = True
         self._passive_retries = 0xFF
-        self._selected = False
+        self._selected = None
         self._pending = None
         self._last_answer = b""
 
     def _visible(self, initiator: bytes = b"") -> Card | None:
-        card = self._card
-        if card is None or not self._field:
+        """The card that answers an activation now (with `initiator`, only that UID)."""
+        if not self._field:
             return None
-        if initiator and initiator not in (card.uid, b"\x88" + card.uid):
-            return None
-        return card
+        cards = [c for c in self._cards if not initiator or initiator in (c.uid, c.cascaded())]
+        # the card left selected stays silent when another answers; alone, it answers the
+        # chip's next try
+        fresh = [c for c in cards if c != self._selected] or cards
+        return fresh[0] if fresh else None
+
+    def _talking(self) -> Card | None:
+        """The selected target, while it is still in the field with the field on."""
+        card = self._selected
+        return card if card is not None and self._field and card in self._cards else None
 
     def _poll(self, initiator: bytes = b"") -> Card | None:
         """One poll of the antenna: counted, glitches applied."""
@@ -523,7 +555,7 @@ class Pn532Emulator:
         self.polls += 1
         if card is not None:
             self.card_polls += 1
-            self._selected = True
+            self._selected = card
         self._changed.notify_all()
 
     def _autopoll_wrap(self, code: int, target: bytes) -> bytes:
@@ -535,7 +567,7 @@ class Pn532Emulator:
         if test == 0x00:  # communication line test: echo
             return frames.answer(0x00, params)
         if test == 0x06:  # card presence
-            present = self._selected and self._visible() is not None
+            present = self._talking() is not None
             return frames.answer(0x00, b"\x00" if present else b"\x01")
         return frames.answer(0x00, b"\x00")
 
@@ -543,7 +575,7 @@ class Pn532Emulator:
         return frames.answer(0x02, self.firmware)
 
     def _cmd_GetGeneralStatus(self, params: bytes) -> bytes:
-        targets = b"\x01\x01\x00\x00\x10" if self._selected else b"\x00"
+        targets = b"\x01\x01\x00\x00\x10" if self._selected is not None else b"\x00"
         return frames.answer(0x04, bytes([0x00, int(self._field)]) + targets + b"\x00")
 
     def _cmd_ReadRegister(self, params: bytes) -> bytes:
@@ -572,7 +604,7 @@ class Pn532Emulator:
         return frames.answer(0x14)
 
     def _cmd_PowerDown(self, params: bytes) -> bytes:
-        self._selected = False
+        self._selected = None
         return frames.answer(0x16, b"\x00")
 
     def _cmd_RFConfiguration(self, params: bytes) -> bytes:
@@ -580,7 +612,7 @@ class Pn532Emulator:
         if item == 0x01 and len(params) > 1:  # RF field
             self._field = bool(params[1] & 0x01)
             if not self._field:
-                self._selected = False
+                self._selected = None
         elif item == 0x05 and len(params) > 3:  # MxRtyATR, MxRtyPSL, MxRtyPassiveActivation
             self._passive_retries = params[3]
         return frames.answer(0x32)
@@ -602,7 +634,7 @@ class Pn532Emulator:
         card = self._poll(initiator) if baud == 0x00 else None
         if card is not None:
             return found(card)
-        if baud == 0x00 and self._passive_retries == 0xFF and self._card is None:
+        if baud == 0x00 and self._passive_retries == 0xFF and not self._cards:
             return _Pending(None, none, on_card=found)  # the chip retries until a card comes
         return none()
 
@@ -634,19 +666,19 @@ class Pn532Emulator:
         return frames.answer(code, b"\x00" if ok else b"\x01")
 
     def _cmd_InDeselect(self, params: bytes) -> bytes:
-        self._selected = False
+        self._selected = None
         return self._status(0x44, True)
 
     def _cmd_InRelease(self, params: bytes) -> bytes:
-        self._selected = False
+        self._selected = None
         return self._status(0x52, True)
 
     def _cmd_InSelect(self, params: bytes) -> bytes:
-        self._selected = self._visible() is not None
-        return self._status(0x54, self._selected)
+        self._selected = self._talking()
+        return self._status(0x54, self._selected is not None)
 
     def _cmd_InDataExchange(self, params: bytes) -> bytes:
-        card = self._visible() if self._selected else None
+        card = self._talking()
         data = params[1:]
         if card is None or not data:
             return self._status(0x40, False)

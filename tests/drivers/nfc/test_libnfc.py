@@ -20,8 +20,9 @@ from core.events import Tap
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
 from drivers.registry import driver_class
 from edged.config.models import SupervisorConfig
+from edged.supervisor import Supervised
 from hil.nfc.cards import CardKind
-from hil.nfc.emulator import Fault, Pn532Emulator
+from hil.nfc.emulator import Fault, Faults, Pn532Emulator
 from tests.helpers.drivers import Recorder, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -257,6 +258,55 @@ async def test_the_same_card_presented_again_and_again_taps_each_time(
     assert rec.uids == [A] * 15
 
 
+async def test_two_cards_held_together_tap_once_each(emu: Pn532Emulator, running: Running) -> None:
+    """The chip lists them in turn (A, B, A, B): no two reads in a row agree."""
+    rec = await running.start(emu)
+    emu.put(A)
+    emu.add(B)
+    await wait_until(lambda: len(rec.taps) == 2, 2, "both taps")
+    await asyncio.to_thread(emu.wait_polls, 50)
+    assert sorted(rec.uids) == sorted([A, B])
+    assert rec.counts["unconfirmed"] == 0
+
+
+async def test_a_second_card_laid_beside_a_held_one_taps_once(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    rec = await running.start(emu)
+    emu.put(A)
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
+    put_at = emu.add(B)
+    await wait_until(lambda: len(rec.taps) == 2, 2, "the second card's tap")
+    await asyncio.to_thread(emu.wait_polls, 50)
+    assert rec.uids == [A, B]
+    assert rec.arrived[1] - put_at < 0.1
+
+
+async def test_two_cards_held_together_are_one_tap_each_however_long_they_stay(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    """Each is read only every other poll: still held, under the default release_s."""
+    rec = await running.start(emu, poll_interval_s=0.05, release_s=0.3)
+    emu.put(A)
+    emu.add(B)
+    await asyncio.sleep(2.0)
+    assert sorted(rec.uids) == sorted([A, B])
+
+
+async def test_one_of_two_cards_taken_off_and_put_back_taps_again(
+    emu: Pn532Emulator, running: Running
+) -> None:
+    rec = await running.start(emu)
+    emu.put(A)
+    emu.add(B)
+    await wait_until(lambda: len(rec.taps) == 2, 2, "both taps")
+    emu.remove(B)
+    await asyncio.sleep(0.2)  # longer than release_s
+    emu.add(B)
+    await wait_until(lambda: len(rec.taps) == 3, 2, "B's second tap")
+    assert rec.uids[2] == B
+
+
 # -- bad answers --------------------------------------------------------------------------
 
 BAD_ANSWERS: list[Fault] = [
@@ -310,6 +360,30 @@ async def test_garbage_target_data_while_a_card_is_held_is_no_second_tap(
     await wait_until(lambda: emu.served["garbage_payload"] == 10, 2, "10 garbage answers")
     await asyncio.to_thread(emu.wait_polls, 10)
     assert rec.uids == [A]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_garbage_among_no_card_answers_never_becomes_a_tap(
+    tmp_path: Path, running: Running, seed: int
+) -> None:
+    """Half the polls garbled, the rest "no card": no garbled answer taps, though a short
+    one decodes as whatever the answer before it left in libnfc's buffer."""
+    with Pn532Emulator(tmp_path / "nfc0", faults=Faults(garbage_payload=0.5, seed=seed)) as e:
+        rec = await running.start(e)
+        await wait_until(lambda: e.served["garbage_payload"] >= 150, 10, "150 garbage answers")
+        assert rec.taps == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_garbage_among_two_held_cards_taps_only_the_cards(
+    tmp_path: Path, running: Running, seed: int
+) -> None:
+    with Pn532Emulator(tmp_path / "nfc0", faults=Faults(garbage_payload=0.3, seed=seed)) as e:
+        rec = await running.start(e, release_s=0.3)
+        e.put(A)
+        e.add(B)
+        await wait_until(lambda: e.served["garbage_payload"] >= 150, 10, "150 garbage answers")
+        assert sorted(rec.uids) == sorted([A, B])
 
 
 async def test_wrong_uid_lengths_are_counted_and_dropped(
@@ -387,6 +461,120 @@ async def test_under_the_supervisor_a_replugged_reader_taps_again(emu: Pn532Emul
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def supervised(emu: Pn532Emulator, rec: Recorder) -> "tuple[Supervised, asyncio.Task[None]]":
+    """The reader under a real supervisor, which builds it afresh at each start, as the node."""
+    sup = rec.supervisor(FAST)
+    task = asyncio.create_task(sup.supervise("front-reader", "nfc.libnfc", lambda: reader(emu)))
+    await wait_until(lambda: "front-reader" in sup.drivers, 1, "supervision")
+    status = sup.drivers["front-reader"]
+    await wait_until(lambda: status.state == "running", 5, "running")
+    return status, task
+
+
+async def reopened(emu: Pn532Emulator, status: Supervised) -> None:
+    """A burst of line noise: max_errors bad frames in a row, and the reader reopened."""
+    restarts = status.restarts
+    emu.inject("bad_checksum", 3)
+    await wait_until(lambda: status.restarts > restarts, 5, "the reopen")
+    await wait_until(lambda: status.state == "running", 5, "running again")
+
+
+async def test_a_card_resting_on_the_reader_is_one_tap_across_a_reopen(
+    emu: Pn532Emulator,
+) -> None:
+    rec = Recorder("front-reader")
+    status, task = await supervised(emu, rec)
+    try:
+        emu.put(A)  # a card left lying on the reader
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+        for _ in range(3):
+            await reopened(emu, status)
+            await asyncio.to_thread(emu.wait_polls, 20)
+        assert rec.uids == [A]
+        assert rec.counts["opened"] == 4
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_card_resting_on_the_reader_is_one_tap_across_an_unplug(
+    emu: Pn532Emulator,
+) -> None:
+    rec = Recorder("front-reader")
+    status, task = await supervised(emu, rec)
+    try:
+        emu.put(A)
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+        emu.unplug()
+        await wait_until(lambda: status.restarts >= 2, 5, "restarts while unplugged")
+        emu.replug()  # the card never left the antenna
+        await wait_until(lambda: status.state == "running", 5, "running after the replug")
+        await asyncio.to_thread(emu.wait_polls, 20)
+        assert rec.uids == [A]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_card_taken_off_while_the_reader_reopened_taps_when_put_back(
+    emu: Pn532Emulator,
+) -> None:
+    rec = Recorder("front-reader")
+    status, task = await supervised(emu, rec)
+    try:
+        emu.put(A)
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+        emu.inject("bad_checksum", 3)
+        emu.remove()
+        await wait_until(lambda: status.restarts >= 1, 5, "the reopen")
+        await wait_until(lambda: status.state == "running", 5, "running again")
+        await asyncio.to_thread(emu.wait_polls, 2)  # a clean poll sees the reader empty
+        emu.put(A)
+        await wait_until(lambda: len(rec.taps) == 2, 2, "the second tap")
+        assert rec.uids == [A, A]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_card_put_on_during_a_reopen_taps_once_the_reader_is_back(
+    emu: Pn532Emulator,
+) -> None:
+    rec = Recorder("front-reader")
+    status, task = await supervised(emu, rec)
+    try:
+        emu.put(A)
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
+        emu.inject("bad_checksum", 3)
+        emu.put(B)  # A lifted, B laid down while the reader is failing
+        await wait_until(lambda: status.restarts >= 1, 5, "the reopen")
+        await wait_until(lambda: len(rec.taps) == 2, 5, "B's tap")
+        assert rec.uids == [A, B]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_what_one_reader_holds_is_not_held_on_another(tmp_path: Path) -> None:
+    """The record that outlives a reopen is per reader: the same card on a second
+    reader (or on a reader given another port) is a tap there."""
+    with Pn532Emulator(tmp_path / "a") as front, Pn532Emulator(tmp_path / "b") as back:
+        recs = [Recorder("front-reader"), Recorder("back-reader")]
+        tasks = [
+            asyncio.create_task(reader(e).run(r.ctx))
+            for e, r in zip((front, back), recs, strict=True)
+        ]
+        try:
+            front.put(A)
+            await wait_until(lambda: recs[0].uids == [A], 2, "the front tap")
+            back.put(A)
+            await wait_until(lambda: recs[1].uids == [A], 2, "the back tap")
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # -- stopping -----------------------------------------------------------------------------

@@ -156,6 +156,88 @@ def test_a_glitch_hides_the_card_from_exactly_that_many_polls(
     assert found == [False, False, True, True]
 
 
+def listed(answer: object) -> bytes | None:
+    """The UID an InListPassiveTarget answer lists, or None for "no target"."""
+    assert isinstance(answer, Frame) and answer.data[:1] == b"\x4b"
+    if answer.data[1] == 0:
+        return None
+    return answer.data[7 : 7 + answer.data[6]]
+
+
+A, B, C = (bytes.fromhex(h) for h in ("04a1b2c3", "04112233445566", "04d5e6f7"))
+
+
+def test_two_cards_in_the_field_are_listed_in_turn(host: Host, emu: Pn532Emulator) -> None:
+    host.ask(FINITE)
+    emu.put(A)
+    emu.add(B)
+    assert [listed(host.ask(POLL)) for _ in range(6)] == [A, B, A, B, A, B]
+    assert emu.cards == (Card.make(A), Card.make(B))
+
+
+def test_a_card_alone_in_the_field_is_listed_on_every_poll(host: Host, emu: Pn532Emulator) -> None:
+    host.ask(FINITE)
+    emu.put(A)
+    assert [listed(host.ask(POLL)) for _ in range(3)] == [A, A, A]
+
+
+def test_a_card_added_beside_a_held_one_is_listed_at_the_next_poll(
+    host: Host, emu: Pn532Emulator
+) -> None:
+    host.ask(FINITE)
+    emu.put(A)
+    assert listed(host.ask(POLL)) == A
+    emu.add(B)
+    assert listed(host.ask(POLL)) == B
+
+
+def test_with_three_cards_the_chip_alternates_between_the_first_two(
+    host: Host, emu: Pn532Emulator
+) -> None:
+    host.ask(FINITE)
+    for uid in (A, B, C):
+        emu.add(uid)
+    assert [listed(host.ask(POLL)) for _ in range(4)] == [A, B, A, B]
+
+
+def test_removing_one_of_two_cards_leaves_the_other_listed(host: Host, emu: Pn532Emulator) -> None:
+    host.ask(FINITE)
+    emu.put(A)
+    emu.add(B)
+    assert listed(host.ask(POLL)) == A
+    emu.remove(A)
+    assert [listed(host.ask(POLL)) for _ in range(2)] == [B, B]
+    emu.remove()
+    assert listed(host.ask(POLL)) is None
+
+
+@pytest.mark.parametrize(
+    ("uid", "named"),
+    [
+        ("04a1b2c3", "04a1b2c3"),
+        ("04112233445566", "8804112233445566"),
+        ("0811223344556677889a", "88081122883344556677889a"),
+    ],
+)
+def test_a_poll_naming_a_uid_lists_that_card_alone(
+    host: Host, emu: Pn532Emulator, uid: str, named: str
+) -> None:
+    """InitiatorData carries the UID with its cascade tags, as libnfc sends it."""
+    host.ask(FINITE)
+    emu.put(A)
+    emu.add(bytes.fromhex(uid))
+    poll = frames.command(0x4A, b"\x01\x00" + bytes.fromhex(named))
+    assert [listed(host.ask(poll)) for _ in range(3)] == [bytes.fromhex(uid)] * 3
+    emu.remove(bytes.fromhex(uid))
+    assert listed(host.ask(poll)) is None
+
+
+def test_adding_a_card_already_in_the_field_changes_nothing(emu: Pn532Emulator) -> None:
+    emu.put(A)
+    emu.add(A)
+    assert emu.cards == (Card.make(A),)
+
+
 def test_in_communicate_thru_answers_a_timeout_status(host: Host, emu: Pn532Emulator) -> None:
     emu.put(bytes.fromhex("04a1b2c3"))
     assert host.ask(frames.command(0x42, b"\x26")) == Frame(frames.CHIP_TFI, b"\x43\x01")
