@@ -12,6 +12,7 @@ real `Bus`.
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -69,13 +70,28 @@ class Opens:
     """What to check when the device opens but the driver never says it is ready."""
 
 
+@dataclass(frozen=True, slots=True)
+class DriverReady:
+    """On the bus when a driver's device answers, once per start (its first `ready`).
+
+    A started or restarted driver begins from its safe state (lights off, relay
+    de-energised) and knows nothing of what the services showed before: a service that
+    keeps a lasting output (the panic alarm's red light and buzzer) shows it again on this.
+    Not retained: it says something happened, not how things are.
+    """
+
+    driver: str  # the driver instance name, e.g. "gpio"
+    ts: float  # time.monotonic()
+
+
 class DriverContext:
     """What a running driver may do: hand events to the bus, receive some, count, say ready.
 
     Events go to the node's `Bus` (`emit` on the loop thread, `emit_threadsafe` from a
     library's thread); counters are `driver.{name}.{key}` in `health`; `subscribe`d
     handlers (a relay listening for `Unlock`) are dropped by `close`, so a restarted
-    driver leaves none behind.
+    driver leaves none behind. The first `ready` of a context puts `DriverReady` on the
+    bus (a context is one start of a driver).
     """
 
     def __init__(
@@ -94,6 +110,7 @@ class DriverContext:
         """Events handed to the bus so far (the doctor reports it)."""
         self._prefix = f"driver.{name}."
         self._on_ready = on_ready
+        self._announced = False
         self._unsubscribes: list[Callable[[], None]] = []
         bus.bind()
 
@@ -117,9 +134,13 @@ class DriverContext:
         self._unsubscribes.append(self.bus.subscribe(event_type, handler))
 
     def ready(self) -> None:
-        """The device answers: the supervisor shows the driver as `running`."""
+        """The device answers: the supervisor shows the driver as `running`, and the first
+        time in this start the services hear it (`DriverReady`). Call from the loop thread."""
         if self._on_ready is not None:
             self._on_ready()
+        if not self._announced:
+            self._announced = True
+            self.bus.emit(DriverReady(self.name, time.monotonic()))
 
     def close(self) -> None:
         """The driver stopped: its handlers must not be called any more."""

@@ -175,3 +175,9 @@ class PanicServiceConfig(Strict):
     acked_indicator_s: float = Field(
         default=120, ge=0, le=3600, description="'help is coming' shown this long after ack"
     )
+    stuck_after_s: float = Field(
+        default=300,
+        ge=10,
+        le=86400,
+        description="a button held this long is reported stuck (health: panic.stuck)",
+    )

@@ -10,6 +10,18 @@ as `occupancy.underflow`. Published as the count, the capacity, a percentage rou
 Reset to zero at the end of a trip, every day at `reset_at` (local time) to undo the day's
 drift, and by `occupancy.reset`. The count survives a restart.
 
+The daily reset is once per local date, at the first occurrence of `reset_at` when the
+clocks go back (the repeated hour is not reset again) and just after the gap when they go
+forward (02:30 that does not exist is 03:30 summer time). It is judged on the node's clock
+(`host.clock`: NTP, else GPS time) and only while that clock is trusted: an unsynced Pi's
+clock can be hours off, and a reset then would zero a bus full of riders. A reset missed
+while the node was off, or while its clock was not trusted, is made up at the first
+trusted look: the count is zeroed if a `reset_at` fell between the last reset and now.
+What was counted since this start is kept then (riders who boarded in the minute before
+GPS gave the time are on board); only the count carried over from before is dropped. A
+last reset stamped on an untrusted clock cannot say whether a `reset_at` was missed:
+none is made up then, the next one is kept.
+
 Taps come as the access service's `AccessDecided`, trip ends as `TripEnded`; the count
 goes on the bus as `OccupancyChanged` (trips, access at capacity, the kiosk's gauge), a
 reset as `OccupancyReset`.
@@ -17,11 +29,13 @@ reset as `OccupancyReset`.
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from core.events import Crossing, DoorInput
+from edged.clock import ClockSource
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
 from edged.config.access import OccupancyServiceConfig
@@ -35,6 +49,8 @@ from edged.topics import OCCUPANCY
 log = logging.getLogger(__name__)
 
 STATE_KEY = "occupancy"
+UNTRUSTED_RECHECK_S = 60.0
+"""How often the daily reset looks again at a clock that is not trusted yet."""
 Source = Literal["tap", "beam", "door", "command"]
 
 
@@ -47,7 +63,12 @@ class OccupancyService(Service):
         self.count = 0
         self.entries = 0
         self.exits = 0
-        self.reset_at_ms = host.clock.now()[0]
+        self.reset_at_ms, source = host.clock.now()
+        self.due_after: int | None = (
+            self.reset_at_ms if source is not ClockSource.UNSYNCED else None
+        )
+        """UTC ms after which a daily reset not done is made up; None: not known (the last
+        reset was stamped by an untrusted clock) until the first trusted look."""
         saved = host.state.get(STATE_KEY)
         if isinstance(saved, dict):
             try:
@@ -55,8 +76,15 @@ class OccupancyService(Service):
                 self.entries = max(0, int(saved["entries"]))
                 self.exits = max(0, int(saved["exits"]))
                 self.reset_at_ms = int(saved["reset_at"])
-            except (KeyError, TypeError, ValueError):
+                # saved before `due_after` existed: the last reset, as it was then
+                after = saved.get("due_after", self.reset_at_ms)
+                self.due_after = None if after is None else int(after)
+            except (KeyError, TypeError, ValueError, OverflowError):
+                self.count = self.entries = self.exits = 0
                 log.warning("the saved occupancy is unreadable; counting from zero")
+        self._baseline = (self.entries, self.exits)  # counted before this start, or reset
+        self._looked = False  # the daily reset has looked at a trusted clock in this run
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests simulate time
         self._doors_open: dict[str, bool] = {}
         bus = host.bus
         if "beams" in config.count_from:
@@ -106,14 +134,16 @@ class OccupancyService(Service):
             self.exits += out
         self._changed(boarded)
 
-    def reset(self, count: int = 0) -> None:
+    def reset(self, count: int = 0, *, entries: int = 0, exits: int = 0) -> None:
         self.count = count
-        self.entries = self.exits = 0
-        self.reset_at_ms = self.host.clock.now()[0]
+        self.entries, self.exits = entries, exits
+        self._baseline = (0, 0)
+        self.reset_at_ms, source = self.host.clock.now()
+        self.due_after = self.reset_at_ms if source is not ClockSource.UNSYNCED else None
         self.host.bus.emit(OccupancyReset())
         self._changed(0)
 
-    def _changed(self, boarded: int) -> None:
+    def _save(self) -> None:
         self.host.state.set(
             STATE_KEY,
             {
@@ -121,8 +151,12 @@ class OccupancyService(Service):
                 "entries": self.entries,
                 "exits": self.exits,
                 "reset_at": self.reset_at_ms,
+                "due_after": self.due_after,
             },
         )
+
+    def _changed(self, boarded: int) -> None:
+        self._save()
         self.host.bus.emit(OccupancyChanged(self.count, self.capacity, boarded))
         self.publish()
 
@@ -163,30 +197,84 @@ class OccupancyService(Service):
         if self.config.reset_on_trip_end:
             self.reset()
 
-    def next_reset(self, now: datetime) -> datetime | None:
-        """The next `reset_at` after `now` (aware), in the configured zone."""
+    def scheduled(self, day: date) -> datetime | None:
+        """The daily reset of local date `day`, aware in the configured zone: the first
+        `reset_at` of a day whose clocks go back, the instant just after the gap of a day
+        whose clocks go forward (02:30 that never shows is 03:30 summer time)."""
         at = self.config.reset_time
         if at is None:
             return None
-        local = now.astimezone(self.zone)
-        candidate = local.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
-        if candidate <= local:
-            # a calendar day later: the same wall time across a DST change
-            candidate = (candidate + timedelta(days=1)).replace(hour=at.hour, minute=at.minute)
-        return candidate
+        local = datetime(day.year, day.month, day.day, at.hour, at.minute, tzinfo=self.zone)
+        return local.astimezone(UTC).astimezone(self.zone)  # fold 0; a gap time normalised
+
+    # Compared in UTC: two datetimes of one zone compare by wall time, fold ignored, so
+    # the first 02:30 of a night the clocks go back is "after" the second 02:10.
+
+    def next_reset(self, now: datetime) -> datetime | None:
+        """The next daily reset after `now` (aware), in the configured zone."""
+        today = now.astimezone(self.zone).date()
+        due = self.scheduled(today)
+        if due is None or due.astimezone(UTC) > now.astimezone(UTC):
+            return due
+        return self.scheduled(today + timedelta(days=1))
+
+    def last_reset(self, now: datetime) -> datetime | None:
+        """The latest daily reset at or before `now` (aware), in the configured zone."""
+        today = now.astimezone(self.zone).date()
+        due = self.scheduled(today)
+        if due is None or due.astimezone(UTC) <= now.astimezone(UTC):
+            return due
+        return self.scheduled(today - timedelta(days=1))
+
+    def _now(self) -> tuple[datetime, bool]:
+        """The node's wall time, and whether it is trusted (NTP or GPS)."""
+        ms, source = self.host.clock.now()
+        return datetime.fromtimestamp(ms / 1000, UTC), source is not ClockSource.UNSYNCED
+
+    def _reset_if_due(self, now: datetime) -> bool:
+        """Reset if a daily reset fell after the last reset (trusted clock only)."""
+        due = self.last_reset(now)
+        if due is None:
+            return False
+        late = not self._looked
+        self._looked = True
+        if self.due_after is None:  # when the last reset was is a guess: from now on
+            self.due_after = int(now.timestamp() * 1000)
+            self._save()
+            return False
+        if due.timestamp() * 1000 <= self.due_after:
+            return False
+        if not late:
+            log.info("daily occupancy reset at %s", self.config.reset_at)
+            self.reset()
+            return True
+        entries = max(0, self.entries - self._baseline[0])  # since this start
+        exits = max(0, self.exits - self._baseline[1])
+        log.info(
+            "daily occupancy reset of %s missed (node off or clock not trusted): made up, "
+            "%d carried over dropped, %d counted since the start kept",
+            due.isoformat(timespec="minutes"),
+            self.count,
+            max(0, entries - exits),
+        )
+        self.reset(max(0, entries - exits), entries=entries, exits=exits)
+        return True
 
     async def run(self) -> None:
-        self.publish()  # the retained state right after a start
+        if self.config.reset_time is None:
+            self.publish()  # the retained state right after a start; nothing is ever due
+            return
+        first = True
         while True:
-            now = datetime.now(self.zone)
-            due = self.next_reset(now)
-            if due is None:
-                return
+            now, trusted = self._now()
+            done = trusted and self._reset_if_due(now)
+            if first and not done:
+                self.publish()  # the retained state right after a start
+            first = False
+            due = self.next_reset(now) if trusted else None
             # sleep in steps: a clock set by NTP or GPS moves the wall time under us
-            await asyncio.sleep(min(300.0, max(0.5, (due - now).total_seconds())))
-            if datetime.now(due.tzinfo) >= due:
-                log.info("daily occupancy reset at %s", self.config.reset_at)
-                self.reset()
+            wait = UNTRUSTED_RECHECK_S if due is None else (due.timestamp() - now.timestamp())
+            await self._sleep(min(300.0, max(0.5, wait)))
 
     async def command_reset(self, args: dict[str, Any]) -> dict[str, Any]:
         """`occupancy.reset` with an optional `count`, when ops counted by eye."""

@@ -8,6 +8,25 @@ or a restart brings it back (indicator and all) until dispatch acknowledges it w
 dispatcher who missed it is reminded; while offline the first copy waits in the outbox
 rather than piling up repeats. `alarm.ack` clears it (retained `active: false`), and the
 indicator says "help is coming" for `acked_indicator_s`.
+
+The indicator comes back however the node restarts: after a restart of the daemon (`run`)
+and after a restart of the driver of the lights alone. A restarted GPIO driver starts dark
+(its safe state) and `Feedback` is not retained, so the lasting pattern ("alarm", "alarm
+acked") is shown again whenever a driver says it is ready (`core.driver.DriverReady`).
+
+A button stuck down (a shorted wire, a crate on it) must not raise a new alarm at every
+start once dispatch has acknowledged it: the driver reports a button already down at its
+start as a press (a rider pressing while the node boots is a real alarm). So when an alarm
+is acknowledged while the button is still down, the node keeps that in its state
+(`panic.held`) until a release is seen; meanwhile a press that was already down when a
+driver started (its time is not after that driver's `DriverReady`) is counted
+(`panic.still_held`) and logged, not raised. Any press after a driver is ready, and any
+press after a release, raises — never a missed alarm for a quieter one. The trade-off, only
+after an alarm acknowledged while the button was held and before a release is seen: a
+press that went down while the GPIO driver or the node was down (or within `hold_s`
+before some driver's start) is taken for the stuck button; letting go and pressing
+again raises it. A button down longer than `stuck_after_s` is reported once
+per hold and start: `panic.stuck` in `health.errors` and an error in the log.
 """
 
 import asyncio
@@ -16,6 +35,7 @@ import time
 import uuid
 from typing import Any
 
+from core.driver import DriverReady
 from core.events import Feedback, FeedbackPattern, Fix, PanicInput
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
@@ -30,7 +50,10 @@ from edged.topics import ALARM
 log = logging.getLogger(__name__)
 
 STATE_KEY = "panic.active"
+HELD_KEY = "panic.held"
+"""The last alarm was acknowledged while the button was down, and no release seen since."""
 KIND = "panic"
+LASTING: frozenset[FeedbackPattern] = frozenset(("alarm", "alarm_acked"))
 
 
 class PanicService(Service):
@@ -42,11 +65,17 @@ class PanicService(Service):
         self._restored = self.active is not None
         self._sent_at = 0.0
         self._off_timer: asyncio.TimerHandle | None = None
+        self._lasting: FeedbackPattern = "alarm" if self._restored else "alarm_off"
         self.last_fix: Fix | None = None
         self.connected = False
+        self.pressed = False
+        self._pressed_at: float | None = None  # time.monotonic() the press was heard
+        self._stuck_reported = False
+        self._readies: dict[str, float] = {}  # driver name -> its last DriverReady's ts
         host.bus.subscribe(PanicInput, self.on_panic)
         host.bus.subscribe(PositionUpdated, self._on_position)
         host.bus.subscribe(LinkChanged, self._on_link)
+        host.bus.subscribe(DriverReady, self._on_driver_ready)
 
     def commands(self) -> list[CommandSpec]:
         return [CommandSpec("alarm.ack", self.command_ack, kind=KIND)]
@@ -58,17 +87,69 @@ class PanicService(Service):
         self.connected = event.connected
 
     def _indicate(self, pattern: FeedbackPattern) -> None:
+        self._lasting = pattern
         self.host.bus.emit(Feedback(pattern, time.monotonic()))
+
+    def _on_driver_ready(self, event: DriverReady) -> None:
+        """A (re)started driver shows nothing: give the lights back their lasting pattern."""
+        self._readies[event.driver] = event.ts
+        if self._lasting in LASTING:
+            self._indicate(self._lasting)
 
     def on_panic(self, event: PanicInput) -> None:
         if not event.pressed:
+            self._released()
             return
-        if self.active is None:
-            self._raise()
-        else:  # pressed again: still in danger, tell dispatch now
+        self.pressed = True
+        if self._pressed_at is None:
+            self._pressed_at = time.monotonic()
+        if self.active is not None:  # pressed again: still in danger, tell dispatch now
             self.active["presses"] = int(self.active.get("presses", 1)) + 1
             self.host.state.set(STATE_KEY, self.active)
             self._send("pressed again")
+        elif (held := self._held()) is not None and self._down_at_start(event):
+            self.host.counters.inc("panic.still_held")
+            log.warning(
+                "panic button down at a driver start and never let go since alarm %s was "
+                "acknowledged: not a new alarm (let go and press again to raise one)",
+                held.get("alarm_id", "?"),
+            )
+        else:
+            self._raise()
+
+    def _held(self) -> dict[str, Any] | None:
+        """What `panic.held` says; anything unreadable there is no hold (the press raises)."""
+        held = self.host.state.get(HELD_KEY)
+        return held if isinstance(held, dict) else None
+
+    def _down_at_start(self, event: PanicInput) -> bool:
+        """The press was already down when a driver started: its time is not after the
+        `DriverReady` of a start heard before it (a later press has a later time)."""
+        return any(event.ts <= ready for ready in self._readies.values())
+
+    def _released(self) -> None:
+        self.pressed = False
+        self._pressed_at = None
+        self._stuck_reported = False
+        if self.host.state.get(HELD_KEY) is not None:
+            self.host.state.set(HELD_KEY, None)
+            log.info("panic button let go: the next press raises a new alarm")
+
+    def _check_stuck(self) -> None:
+        """Report a button down longer than `stuck_after_s`, once per hold."""
+        if (
+            self._pressed_at is None
+            or self._stuck_reported
+            or time.monotonic() - self._pressed_at < self.config.stuck_after_s
+        ):
+            return
+        self._stuck_reported = True
+        self.host.counters.inc("panic.stuck")
+        log.error(
+            "panic button down for more than %.0f s: stuck or shorted? check the button "
+            "and its wire (an alarm it raised is handled as any other)",
+            self.config.stuck_after_s,
+        )
 
     def _raise(self) -> None:
         ms = self.host.clock.now()[0]
@@ -90,6 +171,8 @@ class PanicService(Service):
             self._off_timer.cancel()
         self._indicate("alarm")
         self.host.state.set(STATE_KEY, details)
+        if self.host.state.get(HELD_KEY) is not None:  # a new press: its release was missed
+            self.host.state.set(HELD_KEY, None)
         self._send("panic button pressed")
         log.warning("PANIC alarm %s raised", details["alarm_id"])
 
@@ -107,6 +190,7 @@ class PanicService(Service):
             self._send("still active after a restart")
         while True:
             await asyncio.sleep(min(5.0, self.config.repeat_s))
+            self._check_stuck()
             if (
                 self.active is not None
                 and self.connected
@@ -133,6 +217,8 @@ class PanicService(Service):
         details = {**self.active, "acked_at": self.host.clock.now()[0], "acked_by": by}
         self.active = None
         self.host.state.set(STATE_KEY, None)
+        if self.pressed:  # still down: a stuck button must not raise again at each start
+            self.host.state.set(HELD_KEY, {"alarm_id": details["alarm_id"]})
         self.host.publish(
             ALARM, Alarm(kind=KIND, active=False, reason="acknowledged", details=details), name=KIND
         )

@@ -2,7 +2,7 @@
 
 from core.bus import Bus
 from core.counters import Counters
-from core.driver import Device, DriverContext
+from core.driver import Device, DriverContext, DriverReady
 from core.events import Tap, Unlock
 
 
@@ -28,6 +28,18 @@ def test_ready_is_handed_to_whoever_runs_the_driver() -> None:
     ctx.ready()
     assert said == ["ready", "ready"]
     DriverContext("gps", Bus(Counters()), Counters()).ready()  # nobody listening: fine
+
+
+def test_the_first_ready_of_each_start_tells_the_services() -> None:
+    bus = Bus(Counters())
+    heard: list[DriverReady] = []
+    bus.subscribe(DriverReady, heard.append)
+    for _ in range(2):  # two starts of the driver, each in its own context
+        ctx = DriverContext("gpio", bus, Counters())
+        ctx.ready()
+        ctx.ready()  # a driver may say it again (a GPS talking again): not a new start
+    assert [e.driver for e in heard] == ["gpio", "gpio"]
+    assert heard[0].ts <= heard[1].ts
 
 
 def test_close_drops_what_the_driver_subscribed_and_nothing_else() -> None:

@@ -1,13 +1,14 @@
 """Occupancy: counts from beams and doors, never below zero, coarse percent, GTFS status."""
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from core.events import Crossing, DoorInput
+from edged.clock import Clock, ClockSource
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
 from edged.payloads import Trip
@@ -199,3 +200,223 @@ def test_thresholds_must_increase() -> None:
                 {"below_pct": 50, "status": "MANY_SEATS_AVAILABLE"},
             ]
         )
+
+
+# -- the daily reset on a simulated clock -------------------------------------------------
+
+
+class SimClock(Clock):
+    """The node's clock at a wall time the test moves, trusted (NTP) or not."""
+
+    def __init__(self, at: datetime, *, trusted: bool = True) -> None:
+        super().__init__(kernel_synced=lambda: False)
+        self.t = at.astimezone(UTC)
+        self.trusted = trusted
+
+    @property
+    def source(self) -> ClockSource:
+        return ClockSource.NTP if self.trusted else ClockSource.UNSYNCED
+
+    def now(self) -> tuple[int, ClockSource]:
+        return int(self.t.timestamp() * 1000), self.source
+
+
+def on_clock(at: datetime, *, trusted: bool = True, zone: str = "Europe/Paris", **saved: Any):
+    """A node whose clock reads `at`, with the occupancy it saved (if any)."""
+    clock = SimClock(at, trusted=trusted)
+    state = {"occupancy": saved} if saved else None
+    return clock, TestHost(state=state, clock=clock, timezone=zone)
+
+
+def ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+class Sim:
+    """The service's loop run on simulated time: each sleep moves the clock, nothing waits."""
+
+    def __init__(self, service: OccupancyService, clock: SimClock) -> None:
+        self.service, self.clock = service, clock
+        self.resets: list[datetime] = []
+        service.host.bus.subscribe(OccupancyReset, lambda _: self.resets.append(clock.t))
+        self.task: asyncio.Task[None] | None = None
+
+        async def sleep(seconds: float) -> None:
+            clock.t += timedelta(seconds=seconds)
+            await asyncio.sleep(0)
+
+        service._sleep = sleep
+
+    async def until(self, end: datetime) -> list[datetime]:
+        if self.task is None:
+            self.task = asyncio.create_task(self.service.run())
+        idle = 0
+        while self.clock.t < end and not self.task.done() and idle < 1000:
+            before = self.clock.t
+            await asyncio.sleep(0)
+            idle = idle + 1 if self.clock.t == before else 0  # a loop not sleeping on it
+        return self.resets
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+@pytest.fixture
+async def sims() -> Any:
+    running: list[Sim] = []
+
+    def start(service: OccupancyService, clock: SimClock) -> Sim:
+        sim = Sim(service, clock)
+        running.append(sim)
+        return sim
+
+    yield start
+    for sim in running:
+        await sim.stop()
+
+
+PARKED = datetime(2026, 11, 24, 21, 0, tzinfo=PARIS)
+YESTERDAY = {"count": 9, "entries": 40, "exits": 31, "reset_at": ms(PARKED)}
+
+
+async def test_a_daily_reset_missed_while_the_node_was_off_is_made_up_at_start(sims: Any) -> None:
+    """Parked at 21:00 with 9 counted, off through 03:00, powered again at 06:30."""
+    clock, node = on_clock(datetime(2026, 11, 25, 6, 30, tzinfo=PARIS), **YESTERDAY)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    await sims(service, clock).until(clock.t + timedelta(seconds=1))
+    assert service.count == 0 and (service.entries, service.exits) == (0, 0)
+    assert node.bodies("occupancy")[0].count == 0  # yesterday's count is never published
+
+
+async def test_no_reset_is_made_up_when_none_fell_since_the_last(sims: Any) -> None:
+    clock, node = on_clock(datetime(2026, 11, 25, 2, 0, tzinfo=PARIS), **YESTERDAY)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    sim = sims(service, clock)
+    await sim.until(datetime(2026, 11, 25, 2, 59, tzinfo=PARIS))
+    assert service.count == 9 and node.bodies("occupancy")[0].count == 9
+    resets = await sim.until(datetime(2026, 11, 25, 3, 10, tzinfo=PARIS))
+    assert [r.astimezone(PARIS).strftime("%H:%M") for r in resets] == ["03:00"]
+
+
+async def test_a_missed_reset_waits_for_a_trusted_clock(sims: Any) -> None:
+    clock, node = on_clock(datetime(2026, 11, 25, 6, 30, tzinfo=PARIS), trusted=False, **YESTERDAY)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    sim = sims(service, clock)
+    await sim.until(clock.t + timedelta(minutes=10))
+    assert service.count == 9  # an unsynced Pi may be hours off: no reset on a guess
+    clock.trusted = True  # GPS gave the time
+    await sim.until(clock.t + timedelta(minutes=2))
+    assert service.count == 0 and len(sim.resets) == 1
+
+
+async def test_riders_counted_before_the_clock_was_trusted_are_kept_by_the_made_up_reset(
+    sims: Any,
+) -> None:
+    clock, node = on_clock(datetime(2026, 11, 25, 6, 30, tzinfo=PARIS), trusted=False, **YESTERDAY)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    sim = sims(service, clock)
+    await sim.until(clock.t + timedelta(seconds=30))
+    service.add(3, "tap")  # three board
+    service.add(-1, "tap")  # one of them, or a phantom of yesterday, gets off
+    clock.trusted = True
+    await sim.until(clock.t + timedelta(minutes=2))
+    assert (service.count, service.entries, service.exits) == (2, 3, 1)
+
+
+async def test_a_last_reset_stamped_by_an_untrusted_clock_makes_up_nothing(sims: Any) -> None:
+    saved = YESTERDAY | {"due_after": None}  # the trip ended while the clock was a guess
+    clock, node = on_clock(datetime(2026, 11, 25, 6, 30, tzinfo=PARIS), **saved)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    sim = sims(service, clock)
+    await sim.until(datetime(2026, 11, 26, 2, 0, tzinfo=PARIS))
+    assert service.count == 9
+    resets = await sim.until(datetime(2026, 11, 26, 3, 10, tzinfo=PARIS))
+    assert len(resets) == 1 and service.count == 0  # the next one is kept
+
+
+async def test_a_reset_made_up_after_a_restart_is_not_made_up_again(sims: Any) -> None:
+    clock, node = on_clock(datetime(2026, 11, 25, 6, 30, tzinfo=PARIS), **YESTERDAY)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    await sims(service, clock).until(clock.t + timedelta(seconds=1))
+    service.add(4, "tap")
+    clock.t += timedelta(hours=1)
+    again_node = TestHost(state=node.state, clock=clock)
+    _, again, _ = make(again_node, capacity=30, reset_at="03:00")
+    await sims(again, clock).until(clock.t + timedelta(seconds=1))
+    assert again.count == 4 and again_node.of_type(OccupancyReset) == []
+
+
+async def test_no_daily_reset_while_the_clock_is_not_trusted(sims: Any) -> None:
+    clock, node = on_clock(datetime(2026, 11, 25, 2, 0, tzinfo=PARIS), trusted=False, **YESTERDAY)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    resets = await sims(service, clock).until(datetime(2026, 11, 25, 4, 0, tzinfo=PARIS))
+    assert resets == [] and service.count == 9
+
+
+def test_a_saved_occupancy_from_before_due_after_makes_up_from_its_last_reset() -> None:
+    _, node = on_clock(datetime(2026, 11, 25, 6, 30, tzinfo=PARIS), **YESTERDAY)
+    _, service, _ = make(node, reset_at="03:00")
+    assert service.due_after == ms(PARKED)
+
+
+@pytest.mark.parametrize("junk", ["soon", [1], {"x": 1}, 1e400])
+def test_an_unreadable_saved_reset_reference_counts_from_zero(junk: Any) -> None:
+    _, node = on_clock(datetime(2026, 11, 25, 6, 30, tzinfo=PARIS), **YESTERDAY, due_after=junk)
+    _, service, _ = make(node, reset_at="03:00")
+    assert service.count == 0
+
+
+# Exactly one reset per local date, where the reset time is skipped (spring) or happens
+# twice (autumn), in both hemispheres.
+DST_DAYS = [
+    ("Europe/Helsinki", (2026, 3, 29), "03:30"),  # 03:00-04:00 does not exist
+    ("Europe/Helsinki", (2026, 10, 25), "03:30"),  # 03:00-04:00 twice
+    ("Europe/Paris", (2026, 3, 29), "02:30"),
+    ("Europe/Paris", (2026, 10, 25), "02:30"),
+    ("America/New_York", (2026, 3, 8), "02:30"),
+    ("America/New_York", (2026, 11, 1), "01:30"),
+    ("Australia/Sydney", (2026, 4, 5), "02:30"),  # 02:00-03:00 twice
+    ("Australia/Sydney", (2026, 10, 4), "02:30"),  # 02:00-03:00 does not exist
+]
+
+
+@pytest.mark.parametrize(("zone", "day", "reset_at"), DST_DAYS)
+async def test_exactly_one_daily_reset_per_local_date_across_dst(
+    sims: Any, zone: str, day: tuple[int, int, int], reset_at: str
+) -> None:
+    tz = ZoneInfo(zone)
+    clock, node = on_clock(datetime(*day, tzinfo=tz) - timedelta(days=1), zone=zone)
+    _, service, _ = make(node, capacity=30, reset_at=reset_at)
+    resets = await sims(service, clock).until(clock.t + timedelta(days=3))
+    dates = [r.astimezone(tz).date() for r in resets]
+    assert len(resets) == 3 and len(set(dates)) == 3, [r.astimezone(tz) for r in resets]
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "reset_at", "utc"),
+    [
+        ("Europe/Helsinki", (2026, 10, 25), "03:30", (0, 30)),  # 03:30 summer time, +3
+        ("Europe/Paris", (2026, 10, 25), "02:30", (0, 30)),
+        ("America/New_York", (2026, 11, 1), "01:30", (5, 30)),
+        ("Australia/Sydney", (2026, 4, 5), "02:30", (15, 30)),  # the day before in UTC
+    ],
+)
+def test_a_reset_time_that_happens_twice_resets_at_the_first(
+    zone: str, day: tuple[int, int, int], reset_at: str, utc: tuple[int, int]
+) -> None:
+    tz = ZoneInfo(zone)
+    _, service, _ = make(TestHost(timezone=zone), reset_at=reset_at)
+    due = service.next_reset(datetime(*day, tzinfo=tz))
+    assert due is not None and (due.astimezone(UTC).hour, due.astimezone(UTC).minute) == utc
+    for later in (40, 60):  # the repeated hour again: 20 min before reset_at, then at it
+        again = (due.astimezone(UTC) + timedelta(minutes=later)).astimezone(tz)
+        after = service.next_reset(again)
+        assert after is not None and after.astimezone(tz).date() > due.astimezone(tz).date()
+
+
+def test_a_reset_time_the_clocks_skip_resets_just_after_the_gap() -> None:
+    _, service, _ = make(reset_at="02:30")
+    due = service.next_reset(datetime(2026, 3, 29, 0, 0, tzinfo=PARIS))
+    assert due is not None and due.astimezone(PARIS).strftime("%d %H:%M %Z") == "29 03:30 CEST"

@@ -1,16 +1,26 @@
 """The panic alarm: raised at once with the position, kept until acknowledged, restored."""
 
 import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 
+from core.driver import DriverContext, DriverReady
 from core.events import Feedback, Fix, PanicInput
+from drivers.gpio.board import GpioBoard
+from drivers.gpio.options import GpioOptions
 from edged.config.access import PanicServiceConfig
 from edged.errors import CommandError
 from edged.services.events import LinkChanged, PositionUpdated
-from edged.services.panic import STATE_KEY, PanicService
+from edged.services.panic import HELD_KEY, STATE_KEY, PanicService
+from edged.supervisor import Supervisor
+from tests.helpers.drivers import FAST, wait_until
 from tests.helpers.host import TestHost
 
 FIX = Fix(fix_time=datetime(2026, 11, 25, 9, 0, tzinfo=UTC), lat=46.17, lon=1.87, speed=3.2)
@@ -161,3 +171,262 @@ def test_a_new_press_after_an_ack_raises_a_new_alarm() -> None:
     asyncio.run(ack())
     press(node)
     assert service.active is not None and service.active["alarm_id"] != first
+
+
+def ack(service: PanicService) -> None:
+    asyncio.run(service.command_ack({}))
+
+
+def fast(service: PanicService, **cfg: Any) -> None:
+    """Shorter timings than the config allows, so the service's loop turns in a test."""
+    values = {"repeat_s": 0.02, "acked_indicator_s": 60, "stuck_after_s": 300} | cfg
+    service.config = PanicServiceConfig.model_construct(**values)
+
+
+# -- the lights after a restart of the driver alone ------------------------------------
+
+PANIC, RED, BUZZ = 19, 20, 21
+LIGHTS = {
+    "red": {"pin": RED},
+    "buzzer": {"pin": BUZZ},
+    "feedback": {"alarm_blink_s": 0.02, "alarm_beep_s": 0.02},
+}
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    """gpiozero's mock pins for the real GPIO driver, fresh for each test."""
+    previous = Device.pin_factory
+    mock = MockFactory()
+    Device.pin_factory = mock
+    yield mock
+    mock.reset()
+    Device.pin_factory = previous
+
+
+class Supervised:
+    """The real GPIO driver on mock pins under the node's real supervisor (fast backoff)."""
+
+    def __init__(self, node: TestHost, **options: Any) -> None:
+        self.node = node
+        self.boards: list[GpioBoard] = []
+        self.supervisor = Supervisor(FAST, node.bus, node.counters)
+        self.options = GpioOptions(pin_factory="mock", **options)
+        self.task: asyncio.Task[None] | None = None
+
+    def _make(self) -> GpioBoard:
+        board = GpioBoard(self.options)
+        self.boards.append(board)
+        return board
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.supervisor.supervise("gpio", "gpio", self._make))
+        await wait_until(self.running, 2, "the gpio driver to run")
+
+    def running(self) -> bool:
+        board = self.boards[-1].board if self.boards else None
+        return board is not None and self.supervisor.drivers["gpio"].state == "running"
+
+    def indicators(self) -> str:
+        board = self.boards[-1].board
+        assert board is not None and board.indicators is not None
+        return str(board.indicators.state)
+
+    async def fail_once(self) -> None:
+        """A pin write fails: the driver stops, the supervisor starts it again."""
+        board = self.boards[-1].board
+        assert board is not None
+        board.fail(OSError("pin write failed"))
+        await wait_until(lambda: len(self.boards) == 2 and self.running(), 3, "a restart")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+@pytest.fixture
+async def gpio(pins: MockFactory) -> AsyncIterator[Supervised]:
+    driver = Supervised(TestHost(), **LIGHTS)
+    yield driver
+    await driver.stop()
+
+
+async def test_the_alarm_light_comes_back_when_the_gpio_driver_restarts(
+    gpio: Supervised, pins: MockFactory
+) -> None:
+    service = PanicService(gpio.node, PanicServiceConfig())
+    await gpio.start()
+    gpio.node.emit(PanicInput(True, time.monotonic()))
+    await gpio.fail_once()
+    pins.pin(RED).clear_states()
+    pins.pin(BUZZ).clear_states()
+    await asyncio.sleep(0.2)
+    assert service.active is not None and gpio.indicators() == "alarm"
+    assert len(pins.pin(RED).states) > 3 and len(pins.pin(BUZZ).states) > 3  # blinking
+
+
+async def test_help_is_coming_comes_back_when_the_gpio_driver_restarts(gpio: Supervised) -> None:
+    service = PanicService(gpio.node, PanicServiceConfig())
+    await gpio.start()
+    gpio.node.emit(PanicInput(True, time.monotonic()))
+    await service.command_ack({})
+    await gpio.fail_once()
+    assert gpio.indicators() == "alarm_acked"
+
+
+async def test_a_driver_restart_after_help_is_coming_leaves_the_lights_dark(
+    gpio: Supervised,
+) -> None:
+    service = PanicService(gpio.node, PanicServiceConfig())
+    fast(service, acked_indicator_s=0.01)
+    await gpio.start()
+    gpio.node.emit(PanicInput(True, time.monotonic()))
+    await service.command_ack({})
+    await asyncio.sleep(0.05)
+    await gpio.fail_once()
+    assert gpio.indicators() == "alarm_off"
+
+
+def test_an_alarm_restored_from_the_state_is_shown_to_a_driver_ready_before_run() -> None:
+    node, _ = make()
+    press(node)
+    restarted, _ = make(TestHost(state=node.state))
+    restarted.emit(DriverReady("gpio", time.monotonic()))
+    assert patterns(restarted) == ["alarm"]
+
+
+def test_without_an_alarm_a_driver_start_changes_no_light() -> None:
+    node, _ = make()
+    node.emit(DriverReady("gpio", time.monotonic()))
+    assert patterns(node) == []
+
+
+# -- a button stuck down ----------------------------------------------------------------
+
+
+async def test_a_button_stuck_down_raises_one_alarm_across_driver_restarts(
+    pins: MockFactory,
+) -> None:
+    """A shorted wire: the real driver reports the button down at each of its starts."""
+    node, service = make()
+    pins.pin(PANIC).drive_low()  # pressed, for good
+    options = GpioOptions(pin_factory="mock", panic={"pin": PANIC, "hold_s": 0.02})
+    heard = 0
+
+    def press_heard() -> bool:
+        return service.active is not None or node.counters["panic.still_held"] > heard
+
+    for start in range(3):  # ignition cycles, or the supervisor restarting the driver
+        heard = max(0, start - 1)
+        ctx = DriverContext("gpio", node.bus, node.counters)
+        task = asyncio.create_task(GpioBoard(options).run(ctx))
+        await wait_until(press_heard, 2, "the press at start")
+        if service.active is not None:
+            await service.command_ack({})
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        ctx.close()
+    assert len([a for a in alarms(node) if a.active]) == 1
+    assert node.counters.snapshot()["panic.still_held"] == 2
+
+
+def test_a_button_down_at_a_start_is_not_raised_again_after_an_ack_while_held() -> None:
+    node, service = make()
+    node.emit(PanicInput(True, time.monotonic()))
+    ack(service)
+    restarted, again = make(TestHost(state=node.state))  # the whole node restarted
+    ready = time.monotonic()
+    restarted.emit(DriverReady("gpio", ready))
+    restarted.emit(PanicInput(True, ready - 0.001))  # the driver read it down at its start
+    assert again.active is None and alarms(restarted) == []
+    assert restarted.counters.snapshot() == {"panic.still_held": 1}
+
+
+def test_a_press_after_a_release_raises_though_the_last_ack_came_while_held() -> None:
+    node, service = make()
+    node.emit(PanicInput(True, time.monotonic()))
+    ack(service)
+    node.emit(PanicInput(False, time.monotonic()))
+    node.emit(DriverReady("gpio", time.monotonic()))
+    node.emit(PanicInput(True, time.monotonic() - 1))  # even one stamped before a start
+    assert service.active is not None and node.state[HELD_KEY] is None
+
+
+def test_a_press_after_the_driver_is_ready_raises_when_the_release_was_missed() -> None:
+    """Acked while held, let go while the node was off: the next real press is an alarm."""
+    node, service = make()
+    node.emit(PanicInput(True, time.monotonic()))
+    ack(service)
+    restarted, again = make(TestHost(state=node.state))
+    restarted.emit(DriverReady("gpio", time.monotonic()))  # no button down at this start
+    restarted.emit(PanicInput(True, time.monotonic()))
+    assert again.active is not None and restarted.state[HELD_KEY] is None
+
+
+def test_a_button_down_at_boot_raises_when_no_alarm_was_acked_while_it_was_held() -> None:
+    node, service = make()
+    ready = time.monotonic()
+    node.emit(DriverReady("gpio", ready))
+    node.emit(PanicInput(True, ready - 0.001))  # a rider pressing while the node boots
+    assert service.active is not None
+
+
+def test_an_ack_after_the_release_keeps_no_hold() -> None:
+    node, service = make()
+    press(node)
+    ack(service)
+    assert node.state.get(HELD_KEY) is None
+
+
+@pytest.mark.parametrize("junk", ["held", 1, ["alarm"], True])
+def test_an_unreadable_hold_in_the_state_never_silences_a_press(junk: Any) -> None:
+    node, service = make(TestHost(state={HELD_KEY: junk}))
+    ready = time.monotonic()
+    node.emit(DriverReady("gpio", ready))
+    node.emit(PanicInput(True, ready - 0.001))
+    assert service.active is not None
+
+
+async def test_a_button_held_past_stuck_after_s_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    node, service = make()
+    fast(service, stuck_after_s=0.05)
+    node.emit(PanicInput(True, time.monotonic()))
+    task = asyncio.create_task(service.run())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    assert node.counters.snapshot().get("panic.stuck") == 1
+    assert any(
+        "stuck or shorted" in r.message for r in caplog.records if r.levelno >= logging.ERROR
+    )
+
+
+async def test_a_press_let_go_before_stuck_after_s_is_not_reported() -> None:
+    node, service = make()
+    fast(service, stuck_after_s=0.1)
+    task = asyncio.create_task(service.run())
+    for _ in range(3):
+        press(node)
+        await asyncio.sleep(0.06)
+    task.cancel()
+    assert "panic.stuck" not in node.counters.snapshot()
+
+
+async def test_each_long_hold_is_reported_again_after_a_release() -> None:
+    node, service = make()
+    fast(service, stuck_after_s=0.05)
+    task = asyncio.create_task(service.run())
+    for _ in range(2):
+        node.emit(PanicInput(True, time.monotonic()))
+        await asyncio.sleep(0.15)
+        node.emit(PanicInput(False, time.monotonic()))
+    task.cancel()
+    assert node.counters.snapshot()["panic.stuck"] == 2
+
+
+@pytest.mark.parametrize("bad", [0, 9.9, -1, 86401, "5 min"])
+def test_a_stuck_limit_outside_10_s_to_a_day_is_a_config_error(bad: Any) -> None:
+    with pytest.raises(ValueError, match="stuck_after_s"):
+        PanicServiceConfig(stuck_after_s=bad)
