@@ -381,7 +381,9 @@ green = {{ pin = {p["green"]} }}
 red = {{ pin = {p["red"]} }}
 buzzer = {{ pin = {p["buzzer"]} }}
 panic = {{ pin = {p["panic"]}, hold_s = 0.5 }}
-doors = [{{ name = "door", pin = {p["door"]} }}]
+# the scenarios stream door events 12 a second to load the outbox and the link: far
+# above the flap guard a real door keeps (4 changes in 1 s), which the driver's tests cover
+doors = [{{ name = "door", pin = {p["door"]}, flap_changes = 50, flap_within_s = 1.0 }}]
 beams = [{{ door = "door", outer = {p["outer"]}, inner = {p["inner"]} }}]
 """
         ]
