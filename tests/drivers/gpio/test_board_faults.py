@@ -97,19 +97,27 @@ async def test_door_opened_and_closed_quickly_still_gives_both_events(
     assert r.rec.counts["door_flapping"] == 0
 
 
-async def test_door_contact_chattering_at_50_hz_then_closing_reports_only_the_close(
+async def test_door_contact_chattering_at_50_hz_then_closing_reports_little_and_the_close(
     start: Start, factory: MockFactory
 ) -> None:
+    """At 50 Hz no level is steady for the 50 ms debounce; on a loaded machine a 10 ms sleep
+    can last past 50 ms, and such a level was steady: the flap guard then holds the rest.
+    Either way a few events at most, and the close at the end."""
     r = await start(doors=[{"name": "front", "pin": DOOR}])
     pin = factory.pin(DOOR)
-    for _ in range(100):  # 2 s at 50 Hz: never steady for the 50 ms debounce
+    for _ in range(100):  # 2 s at 50 Hz
         pin.drive_low()
         await asyncio.sleep(0.01)
         pin.drive_high()
         await asyncio.sleep(0.01)
     pin.drive_low()
-    await asyncio.sleep(0.2)
-    assert [e.open for e in r.rec.of(DoorInput)] == [True, False]
+    await wait_until(
+        lambda: bool(r.rec.of(DoorInput)) and r.rec.of(DoorInput)[-1].open is False,
+        3,
+        "the close reported",
+    )
+    events = [e.open for e in r.rec.of(DoorInput)]
+    assert events[0] is True and events[-1] is False and len(events) <= 4, events
 
 
 # -- counting beams --------------------------------------------------------------------
