@@ -3,12 +3,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
-from tests.drivers.gpio.fakes import Running, wait_until
+from tests.drivers.gpio.fakes import Running, mock_pins, wait_until
 from tests.helpers.drivers import Recorder
 
 Start = Callable[..., Awaitable[Running]]
@@ -17,12 +16,8 @@ Start = Callable[..., Awaitable[Running]]
 @pytest.fixture
 def factory() -> Iterator[MockFactory]:
     """gpiozero's mock pins, fresh for each test (a reused pin raises GPIOPinInUse)."""
-    previous = Device.pin_factory
-    mock = MockFactory()
-    Device.pin_factory = mock
-    yield mock
-    mock.reset()
-    Device.pin_factory = previous
+    with mock_pins() as mock:
+        yield mock
 
 
 @pytest.fixture

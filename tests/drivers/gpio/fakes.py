@@ -2,14 +2,30 @@
 context (tests/helpers/drivers.py), pin timelines from MockFactory."""
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from gpiozero.pins.mock import MockPin
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from drivers.gpio.board import GpioBoard
 from tests.helpers import drivers as helpers
 from tests.helpers.drivers import Recorder
+
+
+@contextlib.contextmanager
+def mock_pins() -> Iterator[MockFactory]:
+    """gpiozero's mock pins, fresh (a reused pin raises GPIOPinInUse), as the pin factory
+    until the block ends."""
+    previous = Device.pin_factory
+    mock = MockFactory()
+    Device.pin_factory = mock
+    try:
+        yield mock
+    finally:
+        mock.reset()
+        Device.pin_factory = previous
 
 
 @dataclass

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from core.driver import DriverContext, DriverReady
@@ -20,6 +19,7 @@ from edged.errors import CommandError
 from edged.services.events import LinkChanged, PositionUpdated
 from edged.services.panic import HELD_KEY, STATE_KEY, PanicService
 from edged.supervisor import Supervisor
+from tests.drivers.gpio.fakes import mock_pins
 from tests.helpers.drivers import FAST, wait_until
 from tests.helpers.host import TestHost
 
@@ -196,12 +196,8 @@ LIGHTS = {
 @pytest.fixture
 def pins() -> Iterator[MockFactory]:
     """gpiozero's mock pins for the real GPIO driver, fresh for each test."""
-    previous = Device.pin_factory
-    mock = MockFactory()
-    Device.pin_factory = mock
-    yield mock
-    mock.reset()
-    Device.pin_factory = previous
+    with mock_pins() as mock:
+        yield mock
 
 
 class Supervised:
