@@ -1,6 +1,7 @@
 """nfc.libnfc against the PN532 emulator: ctypes → libnfc's pn532_uart → a pty → the emulator."""
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -463,14 +464,20 @@ async def test_under_the_supervisor_a_replugged_reader_taps_again(emu: Pn532Emul
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def supervised(emu: Pn532Emulator, rec: Recorder) -> "tuple[Supervised, asyncio.Task[None]]":
-    """The reader under a real supervisor, which builds it afresh at each start, as the node."""
+@contextlib.asynccontextmanager
+async def supervised(emu: Pn532Emulator, rec: Recorder) -> AsyncIterator[Supervised]:
+    """The reader under a real supervisor, which builds it afresh at each start, as the node;
+    stopped when the block ends."""
     sup = rec.supervisor(FAST)
     task = asyncio.create_task(sup.supervise("front-reader", "nfc.libnfc", lambda: reader(emu)))
-    await wait_until(lambda: "front-reader" in sup.drivers, 1, "supervision")
-    status = sup.drivers["front-reader"]
-    await wait_until(lambda: status.state == "running", 5, "running")
-    return status, task
+    try:
+        await wait_until(lambda: "front-reader" in sup.drivers, 1, "supervision")
+        status = sup.drivers["front-reader"]
+        await wait_until(lambda: status.state == "running", 5, "running")
+        yield status
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def reopened(emu: Pn532Emulator, status: Supervised) -> None:
@@ -485,8 +492,7 @@ async def test_a_card_resting_on_the_reader_is_one_tap_across_a_reopen(
     emu: Pn532Emulator,
 ) -> None:
     rec = Recorder("front-reader")
-    status, task = await supervised(emu, rec)
-    try:
+    async with supervised(emu, rec) as status:
         emu.put(A)  # a card left lying on the reader
         await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
         for _ in range(3):
@@ -494,17 +500,13 @@ async def test_a_card_resting_on_the_reader_is_one_tap_across_a_reopen(
             await asyncio.to_thread(emu.wait_polls, 20)
         assert rec.uids == [A]
         assert rec.counts["opened"] == 4
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_card_resting_on_the_reader_is_one_tap_across_an_unplug(
     emu: Pn532Emulator,
 ) -> None:
     rec = Recorder("front-reader")
-    status, task = await supervised(emu, rec)
-    try:
+    async with supervised(emu, rec) as status:
         emu.put(A)
         await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
         emu.unplug()
@@ -513,17 +515,13 @@ async def test_a_card_resting_on_the_reader_is_one_tap_across_an_unplug(
         await wait_until(lambda: status.state == "running", 5, "running after the replug")
         await asyncio.to_thread(emu.wait_polls, 20)
         assert rec.uids == [A]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_card_taken_off_while_the_reader_reopened_taps_when_put_back(
     emu: Pn532Emulator,
 ) -> None:
     rec = Recorder("front-reader")
-    status, task = await supervised(emu, rec)
-    try:
+    async with supervised(emu, rec) as status:
         emu.put(A)
         await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
         emu.inject("bad_checksum", 3)
@@ -534,17 +532,13 @@ async def test_a_card_taken_off_while_the_reader_reopened_taps_when_put_back(
         emu.put(A)
         await wait_until(lambda: len(rec.taps) == 2, 2, "the second tap")
         assert rec.uids == [A, A]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_card_put_on_during_a_reopen_taps_once_the_reader_is_back(
     emu: Pn532Emulator,
 ) -> None:
     rec = Recorder("front-reader")
-    status, task = await supervised(emu, rec)
-    try:
+    async with supervised(emu, rec) as status:
         emu.put(A)
         await wait_until(lambda: len(rec.taps) == 1, 2, "the tap")
         emu.inject("bad_checksum", 3)
@@ -552,9 +546,6 @@ async def test_a_card_put_on_during_a_reopen_taps_once_the_reader_is_back(
         await wait_until(lambda: status.restarts >= 1, 5, "the reopen")
         await wait_until(lambda: len(rec.taps) == 2, 5, "B's tap")
         assert rec.uids == [A, B]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_what_one_reader_holds_is_not_held_on_another(tmp_path: Path) -> None:
