@@ -183,7 +183,10 @@ def check(lay: Layout = NATIVE) -> None:
     """
     try:
         run = subprocess.run(
-            [sys.executable, "-c", _CHILD, probe_target(lay).hex()],
+            # -I: not the daemon's environment nor its working directory on the path; -S:
+            # no site-packages to scan (the child needs ctypes only): half the child's CPU,
+            # which counts at each start of a reader on a Pi's slow core
+            [sys.executable, "-I", "-S", "-c", _CHILD, probe_target(lay).hex()],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,

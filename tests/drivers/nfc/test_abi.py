@@ -129,6 +129,17 @@ def test_libnfc_prints_back_every_probe_field_for_the_native_layout() -> None:
     assert abi.parse(run.stdout) == abi.PROBE
 
 
+def test_the_check_runs_apart_from_the_daemons_directory_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `ctypes.py` where the daemon runs, or on a PYTHONPATH it was given, is not what the
+    child imports: the check would fail on it (or run someone else's code)."""
+    (tmp_path / "ctypes.py").write_text("raise SystemExit('not the standard ctypes')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    abi.check(abi.NATIVE)
+
+
 def test_the_other_abis_layout_is_refused_naming_its_size_t() -> None:
     """On armhf this is pynfc's 64-bit layout, the one that dropped every card."""
     with pytest.raises(ConfigError, match=rf"size_t of {ctypes.sizeof(OTHER.size_t)} bytes") as e:
