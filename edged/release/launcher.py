@@ -135,6 +135,10 @@ class Trial:
     update_id: str | None = None
     started: int = field(default_factory=now_ms)
     attempt_started: int = 0
+    attempt_monotonic: float = 0.0
+    """`time.monotonic()` when this attempt was started: the same clock in the release it
+    execs (CLOCK_MONOTONIC, since boot), which the wall clock is not at boot on a Pi with no
+    real-time clock (fake-hwclock, then NTP jumping it forward)."""
     reached: dict[str, int] = field(default_factory=dict)
     exits: list[dict[str, Any]] = field(default_factory=list)
     failure: str | None = None
@@ -360,6 +364,7 @@ class ReleaseTree:
         if trial is not None:
             trial.attempts += 1
             trial.attempt_started = now_ms()
+            trial.attempt_monotonic = time.monotonic()
             trial.reached = {}
             self.save_trial(trial)  # counted before the exec: a crash cannot loop for ever
             return trial.version, trial
