@@ -372,7 +372,9 @@ class ReleaseTree:
         if self.complete(current):
             assert current is not None
             return current, None
-        for name in (self.link(PREVIOUS), *reversed(self.releases())):
+        failed = self._rolled_back_from()
+        fallbacks = [n for n in (self.link(PREVIOUS), *reversed(self.releases())) if n != failed]
+        for name in (*fallbacks, failed):  # the release a rollback left: only if nothing else
             if self.complete(name):
                 assert name is not None
                 say(f"`current` ({current}) is not a complete release: starting {name}")
@@ -381,6 +383,16 @@ class ReleaseTree:
         raise LauncherError(
             f"no complete release in {self.root}: run install.sh again (it installs one)"
         )
+
+    def _rolled_back_from(self) -> str | None:
+        """The release the last trial rolled back from: when the release it went back to
+        has gone (deleted, a damaged card), the fallback is any other complete release
+        first, not the newest install, which is the very release that failed."""
+        done = self.outcome()
+        if done is None or done.get("result") != "rolled_back":
+            return None
+        version = done.get("version")
+        return version if valid_version(version) else None
 
     def record_stop(self, env: Mapping[str, str]) -> None:
         """ExecStopPost: how an attempt of the trial release ended; roll back on a failure."""
