@@ -129,6 +129,19 @@ async def check_release(python: Path, version: str, config: Path | None) -> None
             )
 
 
+def installed_from(tree: ReleaseTree, version: str, raw_manifest: bytes) -> bool:
+    """Whether `version` is completely installed from this very manifest: then it is kept
+    (it may be `previous`, which an update back to it must not delete, nor fail on)."""
+    if not tree.complete(version):
+        return False
+    try:
+        record = json.loads((tree.path(version) / COMPLETE).read_bytes())
+    except (OSError, ValueError):
+        return False
+    digest = hashlib.sha256(raw_manifest).hexdigest()
+    return isinstance(record, dict) and record.get("manifest_sha256") == digest
+
+
 async def install(
     tree: ReleaseTree, bundle: "VerifiedBundle", python: Path, config: Path | None
 ) -> Path:
@@ -139,6 +152,16 @@ async def install(
     version = manifest.version
     dest = tree.path(version)
     if dest.exists():
+        if installed_from(tree, version, bundle.raw_manifest):
+            log.info("release %s: already installed from this bundle", version)
+            await check_release(tree.python(version), version, config)
+            return dest
+        if version in (tree.link("current"), tree.link("previous")):
+            raise CommandError(
+                "in_use",
+                f"release {version} is installed here from another bundle and is in use (the "
+                "fallback): it cannot be replaced",
+            )
         log.info("release %s: removing an unfinished install", version)
         await remove_release_off_loop(tree, version)
     dest.mkdir(mode=0o755)

@@ -3,6 +3,7 @@ the launcher's absence, and the `update` scope that is never taken unsigned."""
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -317,3 +318,42 @@ async def test_unpacking_a_bundle_leaves_the_loop_free(
     assert (tree.path("0.2.0") / "release.json").is_file()
     assert not (tree.path("0.2.0") / "wheels").exists()
     assert stall < 0.2, f"the loop stood still {stall:.2f} s"
+
+
+def _installed(tree: ReleaseTree, version: str, raw_manifest: bytes) -> None:
+    python = tree.python(version)
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    record = {"version": version, "manifest_sha256": hashlib.sha256(raw_manifest).hexdigest()}
+    (tree.path(version) / "release.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("same_bundle", [True, False])
+async def test_an_update_back_to_the_previous_release_neither_deletes_it_nor_fails_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_bundle: bool
+) -> None:
+    """update.apply of the release `previous` names (allow_downgrade): it was an `internal`
+    ValueError after the whole download. The same bundle is taken as installed; another
+    bundle of that version is refused `in_use`, and the fallback is left as it is."""
+    import edged.update.install as install_module
+
+    async def checked(*args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(install_module, "check_release", checked)
+    bundle = verify_bundle(make_bundle(tmp_path / "b.bundle"), KEYS, version="0.2.0",
+                           target=this_machine())  # fmt: skip
+    tree = ReleaseTree(tmp_path / "releases")
+    tree.root.mkdir()
+    _installed(tree, "0.2.0", bundle.raw_manifest if same_bundle else b"another manifest")
+    _installed(tree, "0.3.0", b"the running one")
+    tree.point("current", "0.3.0")
+    tree.point("previous", "0.2.0")
+    python = Path("/usr/bin/python3")
+    if same_bundle:
+        assert await install_module.install(tree, bundle, python, None) == tree.path("0.2.0")
+    else:
+        with pytest.raises(CommandError) as info:
+            await install_module.install(tree, bundle, python, None)
+        assert info.value.code == "in_use"
+    assert tree.complete("0.2.0") and tree.link("previous") == "0.2.0"
