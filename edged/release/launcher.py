@@ -135,6 +135,10 @@ class Trial:
     update_id: str | None = None
     started: int = field(default_factory=now_ms)
     attempt_started: int = 0
+    attempt_monotonic: float = 0.0
+    """`time.monotonic()` when this attempt was started: the same clock in the release it
+    execs (CLOCK_MONOTONIC, since boot), which the wall clock is not at boot on a Pi with no
+    real-time clock (fake-hwclock, then NTP jumping it forward)."""
     reached: dict[str, int] = field(default_factory=dict)
     exits: list[dict[str, Any]] = field(default_factory=list)
     failure: str | None = None
@@ -360,6 +364,7 @@ class ReleaseTree:
         if trial is not None:
             trial.attempts += 1
             trial.attempt_started = now_ms()
+            trial.attempt_monotonic = time.monotonic()
             trial.reached = {}
             self.save_trial(trial)  # counted before the exec: a crash cannot loop for ever
             return trial.version, trial
@@ -367,7 +372,9 @@ class ReleaseTree:
         if self.complete(current):
             assert current is not None
             return current, None
-        for name in (self.link(PREVIOUS), *reversed(self.releases())):
+        failed = self._rolled_back_from()
+        fallbacks = [n for n in (self.link(PREVIOUS), *reversed(self.releases())) if n != failed]
+        for name in (*fallbacks, failed):  # the release a rollback left: only if nothing else
             if self.complete(name):
                 assert name is not None
                 say(f"`current` ({current}) is not a complete release: starting {name}")
@@ -376,6 +383,16 @@ class ReleaseTree:
         raise LauncherError(
             f"no complete release in {self.root}: run install.sh again (it installs one)"
         )
+
+    def _rolled_back_from(self) -> str | None:
+        """The release the last trial rolled back from: when the release it went back to
+        has gone (deleted, a damaged card), the fallback is any other complete release
+        first, not the newest install, which is the very release that failed."""
+        done = self.outcome()
+        if done is None or done.get("result") != "rolled_back":
+            return None
+        version = done.get("version")
+        return version if valid_version(version) else None
 
     def record_stop(self, env: Mapping[str, str]) -> None:
         """ExecStopPost: how an attempt of the trial release ended; roll back on a failure."""

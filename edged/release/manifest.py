@@ -13,10 +13,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from edged.errors import CommandError
-from edged.release.launcher import VERSION_NAME
+from edged.release.launcher import valid_version
 from edged.release.platforms import Target, glibc_needed, wheel_fits
 from edged.security.signing import PublicKey, verify
 
@@ -35,7 +35,17 @@ UPDATE_SCOPE = "update"
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 WheelPath = Annotated[str, Field(pattern=r"^wheels/[A-Za-z0-9_.+!-]{1,200}\.whl$")]
-Version = Annotated[str, Field(pattern=VERSION_NAME.pattern)]
+
+
+def _release_name(value: str) -> str:
+    """As the launcher takes it: a whole name (a pydantic `pattern` only searches), never a
+    path nor `current`/`previous`; the manifest's version names the release's directory."""
+    if not valid_version(value):
+        raise ValueError(f"not a release name (such as 0.2.0): {value[:80]!r}")
+    return value
+
+
+Version = Annotated[str, Field(max_length=64), AfterValidator(_release_name)]
 
 
 class _Model(BaseModel):

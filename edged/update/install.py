@@ -87,7 +87,8 @@ def clean_env() -> dict[str, str]:
 
 
 def remove_release(tree: ReleaseTree, version: str) -> None:
-    """Delete a release directory (never `current` or `previous`)."""
+    """Delete a release directory (never `current` or `previous`). Blocking: some thousand
+    files on an SD card take seconds; from the event loop, `remove_release_off_loop`."""
     if version in (tree.link("current"), tree.link("previous")):
         raise ValueError(f"release {version} is in use")
     path = tree.path(version)
@@ -97,6 +98,11 @@ def remove_release(tree: ReleaseTree, version: str) -> None:
                 with contextlib.suppress(OSError):
                     os.chmod(os.path.join(root, d), 0o755)
         shutil.rmtree(path, ignore_errors=True)
+
+
+async def remove_release_off_loop(tree: ReleaseTree, version: str) -> None:
+    """`remove_release` in a worker thread: the loop decides taps meanwhile."""
+    await asyncio.to_thread(remove_release, tree, version)
 
 
 async def check_release(python: Path, version: str, config: Path | None) -> None:
@@ -123,6 +129,19 @@ async def check_release(python: Path, version: str, config: Path | None) -> None
             )
 
 
+def installed_from(tree: ReleaseTree, version: str, raw_manifest: bytes) -> bool:
+    """Whether `version` is completely installed from this very manifest: then it is kept
+    (it may be `previous`, which an update back to it must not delete, nor fail on)."""
+    if not tree.complete(version):
+        return False
+    try:
+        record = json.loads((tree.path(version) / COMPLETE).read_bytes())
+    except (OSError, ValueError):
+        return False
+    digest = hashlib.sha256(raw_manifest).hexdigest()
+    return isinstance(record, dict) and record.get("manifest_sha256") == digest
+
+
 async def install(
     tree: ReleaseTree, bundle: "VerifiedBundle", python: Path, config: Path | None
 ) -> Path:
@@ -133,11 +152,21 @@ async def install(
     version = manifest.version
     dest = tree.path(version)
     if dest.exists():
+        if installed_from(tree, version, bundle.raw_manifest):
+            log.info("release %s: already installed from this bundle", version)
+            await check_release(tree.python(version), version, config)
+            return dest
+        if version in (tree.link("current"), tree.link("previous")):
+            raise CommandError(
+                "in_use",
+                f"release {version} is installed here from another bundle and is in use (the "
+                "fallback): it cannot be replaced",
+            )
         log.info("release %s: removing an unfinished install", version)
-        remove_release(tree, version)
+        await remove_release_off_loop(tree, version)
     dest.mkdir(mode=0o755)
     wheels = dest / "wheels"
-    files = extract_wheels(bundle, wheels)
+    files = await asyncio.to_thread(extract_wheels, bundle, wheels)  # ~20 MB hashed, written
     by_name = {p.name: p for p in files}
     pip_entry = manifest.pip_wheel()
     if pip_entry is None:  # refused at verification (check_consistent): never trust an assert
@@ -164,7 +193,7 @@ async def install(
     if code != 0:  # as pip's own compiling: what did not compile is compiled when imported
         log.warning("release %s: some modules did not compile for python -OO: %s", version, out)
     await check_release(new_python, version, config)
-    shutil.rmtree(wheels, ignore_errors=True)
+    await asyncio.to_thread(shutil.rmtree, wheels, ignore_errors=True)
     record = {
         "version": version,
         "installed": now_ms(),

@@ -40,7 +40,7 @@ from edged.release.launcher import (
     sha256_file,
 )
 from edged.release.schemas import SCHEMAS
-from edged.update.install import check_release, remove_release
+from edged.update.install import check_release, remove_release_off_loop
 from edged.update.job import Job, WorkDir
 from edged.update.trial import EX_TEMPFAIL, Checks, TrialWatch
 
@@ -137,7 +137,7 @@ class UpdateManager:
 
     async def _run(self) -> None:
         assert self.tree is not None and self.work is not None
-        self._sweep()
+        await self._sweep()
         if self.trial_id is not None:
             trial = self.tree.trial()
             if trial is not None and trial.id == self.trial_id and trial.version == self.running:
@@ -160,8 +160,9 @@ class UpdateManager:
             self._publish("idle")
         await asyncio.Event().wait()  # the pipeline runs as its own task
 
-    def _sweep(self) -> None:
-        """Remove releases that are neither current, previous, nor being installed."""
+    async def _sweep(self) -> None:
+        """Remove releases that are neither current, previous, nor being installed (each
+        in a worker thread: the loop keeps deciding taps)."""
         assert self.tree is not None and self.work is not None
         keep = {self.tree.link("current"), self.tree.link("previous"), self.running}
         job = self.work.job()
@@ -171,8 +172,14 @@ class UpdateManager:
             release = entry.is_dir() and not entry.is_symlink()
             if release and VERSION_NAME.fullmatch(entry.name) and entry.name not in keep:
                 log.info("removing release %s (neither current nor previous)", entry.name)
-                with contextlib.suppress(ValueError, LauncherError):
-                    remove_release(self.tree, entry.name)
+                await self._remove(entry.name)
+
+    async def _remove(self, version: str) -> None:
+        """Delete a release that is not in use, off the loop; one in use is kept."""
+        if self.tree is None:
+            return
+        with contextlib.suppress(ValueError, LauncherError):
+            await remove_release_off_loop(self.tree, version)
 
     async def _report_outcome(self) -> None:
         """Say once how the last trial ended (the launcher may have rolled it back)."""
@@ -204,9 +211,8 @@ class UpdateManager:
         self.status = UpdateStatus(state=state, running=self.running, version=version or None)
         if state == "rolled_back":
             log.error("the update to %s was rolled back: %s", version, reason)
-            with contextlib.suppress(ValueError, LauncherError):
-                if version and version != self.running:
-                    remove_release(self.tree, version)
+            if version and version != self.running:
+                await self._remove(version)
         self.work.drop_trial_files()
         with contextlib.suppress(Exception):
             await stored  # durable (or refused by a full disk: reported again next start)
@@ -325,9 +331,7 @@ class UpdateManager:
             except Exception:  # the pipeline's own failure: it is abandoned anyway
                 pass
         self._fail(job, "cancelled", why)
-        if self.tree is not None:  # installed, or half installed: not to be switched to now
-            with contextlib.suppress(ValueError, LauncherError):
-                remove_release(self.tree, job.version)
+        await self._remove(job.version)  # installed, or half: not to be switched to now
 
     async def _carry_out(self, job: Job) -> None:
         from edged.update.download import Cancelled
@@ -346,9 +350,8 @@ class UpdateManager:
             self.host.stop(0)
         except CommandError as exc:
             self._fail(job, exc.code, exc.message)
-            with contextlib.suppress(ValueError, LauncherError):
-                if not self.tree.complete(job.version) or exc.code == "config_rejected":
-                    remove_release(self.tree, job.version)
+            if not self.tree.complete(job.version) or exc.code == "config_rejected":
+                await self._remove(job.version)
         except (Cancelled, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -554,7 +557,7 @@ class UpdateManager:
         )  # fmt: skip
         stored = self.host.publish(self.status)
         self.work.drop_trial_files()
-        self._sweep()
+        await self._sweep()
         with contextlib.suppress(Exception):
             await stored
             outcome = self.tree.outcome()

@@ -70,9 +70,19 @@ class TrialWatch:
 
     @property
     def deadline_s(self) -> float:
-        """Seconds left of this attempt's time."""
-        started = self.trial.attempt_started or self.trial.started
-        return max(0.0, self.trial.trial_s - (now_ms() - started) / 1000)
+        """Seconds left of this attempt's time, on the monotonic clock the launcher noted
+        when it started the attempt. A trial.json from a launcher that did not note it has
+        only the wall clock, which may have jumped since (no real-time clock on a Pi: NTP
+        sets it a few seconds into the boot): an elapsed time below zero or beyond the
+        launcher's alarm cannot be true, and counts as none (the alarm still bounds it)."""
+        trial = self.trial
+        if trial.attempt_monotonic > 0:
+            elapsed = time.monotonic() - trial.attempt_monotonic
+        else:
+            elapsed = (now_ms() - (trial.attempt_started or trial.started)) / 1000
+        if not 0 <= elapsed <= trial.kill_after_s:
+            elapsed = 0.0
+        return max(0.0, trial.trial_s - elapsed)
 
     def _reach(self, milestone: str) -> None:
         if milestone not in self.trial.reached:

@@ -161,3 +161,18 @@ def test_no_changed_byte_makes_a_bundle_install_other_content(
         return
     out = extract_wheels(bundle, tmp / "x")
     assert {p.name: p.read_bytes() for p in out} == originals
+
+
+@pytest.mark.parametrize(
+    "version", ["../../0.2.0", "0.2.0/../../tmp", "0.2.0\nx", "current", " 0.2.0"]
+)
+def test_a_signed_manifest_whose_version_is_no_release_name_is_refused(
+    tmp_path: Path, version: str
+) -> None:
+    """The version names the release's directory: a whole name, checked as the launcher
+    checks it (pydantic's `pattern` alone only searches the string)."""
+    files = wheels(tmp_path / "w")
+    m = manifest_for(files).model_dump(mode="json") | {"version": version}
+    raw = json.dumps(m).encode()
+    write_bundle(tmp_path / "b.bundle", raw, sign_manifest(raw, KEY, "release"), files)
+    assert "version" in refused(tmp_path / "b.bundle", "bad_bundle", version=None)

@@ -168,6 +168,33 @@ def test_current_naming_an_incomplete_release_falls_back_to_previous(tree: Relea
     assert tree.link(CURRENT) == "2.0"
 
 
+@pytest.mark.parametrize("gone", ["deleted", "incomplete"])
+def test_a_rollback_to_a_release_that_is_gone_does_not_start_the_failed_one(
+    tree: ReleaseTree, gone: str
+) -> None:
+    """`previous` deleted (or damaged) under the trial: the fallback is another release that
+    worked, not the newest install, which is the release that just failed."""
+    release(tree, "0.9")
+    os.utime(tree.path("0.9") / "release.json", (1, 1))  # installed before 1.0 and 2.0
+    tree.begin_trial(trial_of(max_attempts=3))
+    tree.choose()
+    if gone == "deleted":
+        shutil.rmtree(tree.path("1.0"))
+    else:
+        (tree.path("1.0") / "release.json").unlink()
+    tree.record_stop({"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "1"})
+    assert tree.choose() == ("0.9", None)
+    assert tree.link(CURRENT) == "0.9"
+
+
+def test_the_failed_release_is_started_only_when_no_other_is_left(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of(max_attempts=3))
+    tree.choose()
+    shutil.rmtree(tree.path("1.0"))
+    tree.record_stop({"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "1"})
+    assert tree.choose() == ("2.0", None)
+
+
 def test_leftover_temporary_files_change_nothing(tree: ReleaseTree) -> None:
     os.symlink("2.0", tree.root / ".current.tmp-999")
     (tree.root / ".trial.json.tmp-999").write_text("{")

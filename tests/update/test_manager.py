@@ -2,7 +2,10 @@
 the launcher's absence, and the `update` scope that is never taken unsigned."""
 
 import asyncio
+import contextlib
+import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +236,124 @@ async def test_a_stop_while_update_cancel_waits_for_the_pipeline_is_not_swallowe
     cancelling.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelling
+
+
+async def _longest_stall(work: "asyncio.Future[Any] | asyncio.Task[Any]", seconds: float) -> float:
+    """The longest the loop went without running a 10 ms ticker while `work` ran."""
+    longest, last = 0.0, asyncio.get_running_loop().time()
+    end = last + seconds
+    while not work.done() and last < end:
+        await asyncio.sleep(0.01)
+        now = asyncio.get_running_loop().time()
+        longest, last = max(longest, now - last), now
+    return longest
+
+
+def _slow_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting a release of some thousand files on an SD card takes seconds."""
+    import shutil
+
+    real = shutil.rmtree
+
+    def slow_rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        time.sleep(0.4)
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", slow_rmtree)
+
+
+async def test_removing_old_releases_at_start_leaves_the_loop_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taps are decided on the loop: deleting releases must happen beside it."""
+    m = manager(tmp_path)
+    tree = ReleaseTree(tmp_path / "releases")
+    for version in ("0.0.7", "0.0.8", "0.1.0"):
+        (tree.path(version) / "venv").mkdir(parents=True)
+    tree.point("current", "0.1.0")
+    _slow_disk(monkeypatch)
+    task = asyncio.create_task(m.run())
+    try:
+        stall = await _longest_stall(task, 1.2)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert not tree.path("0.0.7").exists() and not tree.path("0.0.8").exists()
+    assert tree.path("0.1.0").is_dir()
+    assert stall < 0.2, f"the loop stood still {stall:.2f} s"
+
+
+async def test_unpacking_a_bundle_leaves_the_loop_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wheels (~20 MB on a real bundle) are hashed and written beside the loop, and a
+    half install is removed beside it too."""
+    import edged.release.bundle as bundle_module
+    import edged.update.install as install_module
+
+    bundle = verify_bundle(make_bundle(tmp_path / "b.bundle"), KEYS, version="0.2.0",
+                           target=this_machine())  # fmt: skip
+    tree = ReleaseTree(tmp_path / "releases")
+    (tree.path("0.2.0") / "venv").mkdir(parents=True)  # a half install, cut short
+    real = bundle_module.extract_wheels
+
+    def slow_extract(*args: Any) -> Any:
+        time.sleep(0.4)
+        return real(*args)
+
+    async def ran(*argv: str, env: Any = None, limit_s: float) -> tuple[int, str]:
+        return 0, ""
+
+    async def checked(*args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(bundle_module, "extract_wheels", slow_extract)
+    monkeypatch.setattr(install_module, "run", ran)
+    monkeypatch.setattr(install_module, "check_release", checked)
+    _slow_disk(monkeypatch)
+    task = asyncio.create_task(install_module.install(tree, bundle, Path("/usr/bin/python3"), None))
+    stall = await _longest_stall(task, 5)
+    assert (await task) == tree.path("0.2.0")
+    assert (tree.path("0.2.0") / "release.json").is_file()
+    assert not (tree.path("0.2.0") / "wheels").exists()
+    assert stall < 0.2, f"the loop stood still {stall:.2f} s"
+
+
+def _installed(tree: ReleaseTree, version: str, raw_manifest: bytes) -> None:
+    python = tree.python(version)
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    record = {"version": version, "manifest_sha256": hashlib.sha256(raw_manifest).hexdigest()}
+    (tree.path(version) / "release.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("same_bundle", [True, False])
+async def test_an_update_back_to_the_previous_release_neither_deletes_it_nor_fails_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_bundle: bool
+) -> None:
+    """update.apply of the release `previous` names (allow_downgrade): it was an `internal`
+    ValueError after the whole download. The same bundle is taken as installed; another
+    bundle of that version is refused `in_use`, and the fallback is left as it is."""
+    import edged.update.install as install_module
+
+    async def checked(*args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(install_module, "check_release", checked)
+    bundle = verify_bundle(make_bundle(tmp_path / "b.bundle"), KEYS, version="0.2.0",
+                           target=this_machine())  # fmt: skip
+    tree = ReleaseTree(tmp_path / "releases")
+    tree.root.mkdir()
+    _installed(tree, "0.2.0", bundle.raw_manifest if same_bundle else b"another manifest")
+    _installed(tree, "0.3.0", b"the running one")
+    tree.point("current", "0.3.0")
+    tree.point("previous", "0.2.0")
+    python = Path("/usr/bin/python3")
+    if same_bundle:
+        assert await install_module.install(tree, bundle, python, None) == tree.path("0.2.0")
+    else:
+        with pytest.raises(CommandError) as info:
+            await install_module.install(tree, bundle, python, None)
+        assert info.value.code == "in_use"
+    assert tree.complete("0.2.0") and tree.link("previous") == "0.2.0"
