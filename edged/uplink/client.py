@@ -570,8 +570,8 @@ class Uplink:
             topic,
             f"0x{reason:02x}",
             f"the broker refused {topic} (PUBACK {reason_name(reason)}, 0x{reason:02x}): kept "
-            "in the outbox, sent again at the next session; check the broker's ACL and "
-            "limits for it",
+            "in the outbox and tried again, later in this session and in the next; check the "
+            "broker's ACL and limits for it",
         )
 
     def _held_back(self, topic: str, messages: int, size: int | None, why: str) -> None:
