@@ -42,7 +42,12 @@ from edged.uplink.aliases import TopicAliases
 from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, reason_name
 from edged.uplink.packets import BadPublish, packed, publish_size
-from edged.uplink.reasons import SESSION_TAKEN_OVER, UNSUPPORTED_PROTOCOL, reason_for
+from edged.uplink.reasons import (
+    SESSION_TAKEN_OVER,
+    UNSUPPORTED_PROTOCOL,
+    asks_for_room,
+    reason_for,
+)
 from edged.uplink.reconnect import Reconnect, SessionEnd
 from edged.uplink.sender import Sender
 from edged.uplink.tls import TlsSessions
@@ -196,7 +201,7 @@ class Uplink:
     async def _attempt(self) -> SessionEnd:
         """One connection and session, to its end; says how it ended, never raises."""
         self._worked_at = None
-        taken_over = closed_under_us = False
+        taken_over = closed_under_us = pushed_back = False
         try:
             await self._session()
         except* ClosedBeforeConnack as group:
@@ -204,7 +209,7 @@ class Uplink:
         except* MqttConnectError as group:
             self._refused(_first(group))
         except* (aiomqtt.MqttError, OSError) as group:
-            taken_over, closed_under_us = self._lost(_first(group))
+            taken_over, closed_under_us, pushed_back = self._lost(_first(group))
         except* Exception as group:  # a bug here must not end the node: log, retry
             log.error("uplink session failed", exc_info=_first(group))
             self.counters.inc("uplink.internal_error")
@@ -218,7 +223,7 @@ class Uplink:
             self._client = None
         worked = self._worked_at is not None
         lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
-        return SessionEnd(worked, lasted, taken_over, closed_under_us)
+        return SessionEnd(worked, lasted, taken_over, closed_under_us, pushed_back)
 
     def _refused(self, exc: BaseException) -> None:
         """A CONNACK refusal: its reason and the remedy, not a time-out."""
@@ -288,8 +293,9 @@ class Uplink:
         )
         return True
 
-    def _lost(self, exc: BaseException) -> tuple[bool, bool]:
-        """A session or a connection attempt ended; (taken over, closed under us)."""
+    def _lost(self, exc: BaseException) -> tuple[bool, bool, bool]:
+        """A session or a connection attempt ended; (taken over, closed under us, the
+        broker asked for room: `asks_for_room`)."""
         self.counters.inc("uplink.disconnect")
         client = self._client
         ended = client.ended if client is not None else None
@@ -297,7 +303,7 @@ class Uplink:
             reason = reason_for(ended.code)
             self.last_error = f"disconnected by the broker: {ended.reason}: {reason.todo}"
             if ended.code == SESSION_TAKEN_OVER:
-                return True, False
+                return True, False, False
             self.counters.inc(f"uplink.disconnected.{reason.key}")
             log.warning(
                 "the broker at %s ended the session: %s (MQTT reason 0x%02X%s): %s",
@@ -307,14 +313,14 @@ class Uplink:
                 f", {ended.text!r}" if ended.text else "",
                 reason.todo,
             )
-            return False, False
+            return False, False, asks_for_room(ended.code)
         if self.connected:
             self.last_error = f"lost the broker: {exc}"
             log.warning("lost the broker at %s: %s", self.where, exc)
-            return False, True
+            return False, True, False
         self.last_error = f"cannot reach the broker: {exc}"
         log.warning("cannot reach the broker at %s: %s", self.where, exc)
-        return False, False
+        return False, False, False
 
     def _taken_over(self, end: SessionEnd) -> None:
         self.counters.inc("uplink.takeover")
