@@ -40,7 +40,7 @@ from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.incoming import Dropped, incoming
-from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, reason_name
+from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, PublishRefused, reason_name
 from edged.uplink.packets import BadPublish, packed, publish_size
 from edged.uplink.reasons import (
     SESSION_TAKEN_OVER,
@@ -414,7 +414,7 @@ class Uplink:
         if self._will_still_held(client):
             self.counters.inc("uplink.birth_kept")  # `online` is still the retained state
         else:
-            await client.publish(self.topics.of(STATE), self.wire(birth), qos=1, retain=True)
+            await self._publish_acked(client, self.topics.of(STATE), self.wire(birth), 1)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
         if not client.session_present:
@@ -424,11 +424,22 @@ class Uplink:
             for topic, payload, qos in await self.outbox.retained():
                 wire = self.wire(payload)
                 if self._fits(client, topic, topic, wire, qos, None):
-                    await client.publish(topic, wire, qos=qos, retain=True)
+                    await self._publish_acked(client, topic, wire, qos)
         self.connected = True
         self.sessions += 1
         self._connected_as(client)
         await self._drain(client)
+
+    async def _publish_acked(self, client: MqttClient, topic: str, wire: bytes, qos: int) -> bool:
+        """A retained publish of the session's start (the birth, a restored topic); one the
+        broker refuses (an ACL without `state`, a quota) is counted and logged, and the
+        session goes on: the outbox's messages, an alarm among them, still go."""
+        try:
+            await client.publish_acked(topic, wire, qos=qos, retain=True)
+        except PublishRefused as exc:
+            self._publish_refused(topic, exc.code, 1, kept=False)
+            return False
+        return True
 
     def _will_still_held(self, client: MqttClient) -> bool:
         """Whether the broker surely still holds the last session's will, unpublished, so
@@ -569,15 +580,22 @@ class Uplink:
             return False
         return True
 
-    def _publish_refused(self, topic: str, reason: int, messages: int) -> None:
-        """Publishes the broker answered with a failure code (`Sender._refused`)."""
+    def _publish_refused(
+        self, topic: str, reason: int, messages: int, *, kept: bool = True
+    ) -> None:
+        """Publishes the broker answered with a failure code (`Sender._refused`; `kept`
+        False: one made beside the outbox, the birth, a restored or direct one)."""
         self.counters.inc("uplink.publish_refused", messages)
+        then = (
+            "kept in the outbox and tried again, later in this session and in the next"
+            if kept
+            else "not delivered (it goes again at the next session)"
+        )
         self._say_once(
             topic,
             f"0x{reason:02x}",
-            f"the broker refused {topic} (PUBACK {reason_name(reason)}, 0x{reason:02x}): kept "
-            "in the outbox and tried again, later in this session and in the next; check the "
-            "broker's ACL and limits for it",
+            f"the broker refused {topic} (PUBACK {reason_name(reason)}, 0x{reason:02x}): "
+            f"{then}; check the broker's ACL and limits for it",
         )
 
     def _held_back(self, topic: str, messages: int, size: int | None, why: str) -> None:
@@ -641,7 +659,7 @@ class Uplink:
             if not self._fits(client, topic, name, wire, qos, properties):
                 self.aliases.unsent(name)
                 return False
-            await client.publish(
+            await client.publish_acked(
                 name,
                 wire,
                 qos=qos,
@@ -649,6 +667,9 @@ class Uplink:
                 properties=properties,
                 timeout=within_s,
             )
+        except PublishRefused as exc:
+            self._publish_refused(topic, exc.code, 1, kept=False)
+            return False
         except aiomqtt.MqttError as exc:
             log.warning("could not publish %s: %s", topic, exc)
             return False

@@ -231,7 +231,7 @@ class Sender:
         times = max(self._refusals.get(msg.id, 0) for msg in msgs)
         for msg in msgs:
             self._refusals[msg.id] = times + 1
-        delay = min(self.retry_max_s, self.retry_s * 2**min(times, 30))
+        delay = min(self.retry_max_s, self.retry_s * 2 ** min(times, 30))
         handle: asyncio.TimerHandle | None = None
 
         def again() -> None:
