@@ -40,9 +40,14 @@ from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.incoming import Dropped, incoming
-from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, reason_name
+from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, PublishRefused, reason_name
 from edged.uplink.packets import BadPublish, packed, publish_size
-from edged.uplink.reasons import SESSION_TAKEN_OVER, UNSUPPORTED_PROTOCOL, reason_for
+from edged.uplink.reasons import (
+    SESSION_TAKEN_OVER,
+    UNSUPPORTED_PROTOCOL,
+    asks_for_room,
+    reason_for,
+)
 from edged.uplink.reconnect import Reconnect, SessionEnd
 from edged.uplink.sender import Sender
 from edged.uplink.tls import TlsSessions
@@ -196,7 +201,7 @@ class Uplink:
     async def _attempt(self) -> SessionEnd:
         """One connection and session, to its end; says how it ended, never raises."""
         self._worked_at = None
-        taken_over = closed_under_us = False
+        taken_over = closed_under_us = pushed_back = False
         try:
             await self._session()
         except* ClosedBeforeConnack as group:
@@ -204,7 +209,7 @@ class Uplink:
         except* MqttConnectError as group:
             self._refused(_first(group))
         except* (aiomqtt.MqttError, OSError) as group:
-            taken_over, closed_under_us = self._lost(_first(group))
+            taken_over, closed_under_us, pushed_back = self._lost(_first(group))
         except* Exception as group:  # a bug here must not end the node: log, retry
             log.error("uplink session failed", exc_info=_first(group))
             self.counters.inc("uplink.internal_error")
@@ -218,7 +223,7 @@ class Uplink:
             self._client = None
         worked = self._worked_at is not None
         lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
-        return SessionEnd(worked, lasted, taken_over, closed_under_us)
+        return SessionEnd(worked, lasted, taken_over, closed_under_us, pushed_back)
 
     def _refused(self, exc: BaseException) -> None:
         """A CONNACK refusal: its reason and the remedy, not a time-out."""
@@ -288,8 +293,9 @@ class Uplink:
         )
         return True
 
-    def _lost(self, exc: BaseException) -> tuple[bool, bool]:
-        """A session or a connection attempt ended; (taken over, closed under us)."""
+    def _lost(self, exc: BaseException) -> tuple[bool, bool, bool]:
+        """A session or a connection attempt ended; (taken over, closed under us, the
+        broker asked for room: `asks_for_room`)."""
         self.counters.inc("uplink.disconnect")
         client = self._client
         ended = client.ended if client is not None else None
@@ -297,7 +303,7 @@ class Uplink:
             reason = reason_for(ended.code)
             self.last_error = f"disconnected by the broker: {ended.reason}: {reason.todo}"
             if ended.code == SESSION_TAKEN_OVER:
-                return True, False
+                return True, False, False
             self.counters.inc(f"uplink.disconnected.{reason.key}")
             log.warning(
                 "the broker at %s ended the session: %s (MQTT reason 0x%02X%s): %s",
@@ -307,14 +313,14 @@ class Uplink:
                 f", {ended.text!r}" if ended.text else "",
                 reason.todo,
             )
-            return False, False
+            return False, False, asks_for_room(ended.code)
         if self.connected:
             self.last_error = f"lost the broker: {exc}"
             log.warning("lost the broker at %s: %s", self.where, exc)
-            return False, True
+            return False, True, False
         self.last_error = f"cannot reach the broker: {exc}"
         log.warning("cannot reach the broker at %s: %s", self.where, exc)
-        return False, False
+        return False, False, False
 
     def _taken_over(self, end: SessionEnd) -> None:
         self.counters.inc("uplink.takeover")
@@ -408,7 +414,7 @@ class Uplink:
         if self._will_still_held(client):
             self.counters.inc("uplink.birth_kept")  # `online` is still the retained state
         else:
-            await client.publish(self.topics.of(STATE), self.wire(birth), qos=1, retain=True)
+            await self._publish_acked(client, self.topics.of(STATE), self.wire(birth), 1)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
         if not client.session_present:
@@ -418,11 +424,22 @@ class Uplink:
             for topic, payload, qos in await self.outbox.retained():
                 wire = self.wire(payload)
                 if self._fits(client, topic, topic, wire, qos, None):
-                    await client.publish(topic, wire, qos=qos, retain=True)
+                    await self._publish_acked(client, topic, wire, qos)
         self.connected = True
         self.sessions += 1
         self._connected_as(client)
         await self._drain(client)
+
+    async def _publish_acked(self, client: MqttClient, topic: str, wire: bytes, qos: int) -> bool:
+        """A retained publish of the session's start (the birth, a restored topic); one the
+        broker refuses (an ACL without `state`, a quota) is counted and logged, and the
+        session goes on: the outbox's messages, an alarm among them, still go."""
+        try:
+            await client.publish_acked(topic, wire, qos=qos, retain=True)
+        except PublishRefused as exc:
+            self._publish_refused(topic, exc.code, 1, kept=False)
+            return False
+        return True
 
     def _will_still_held(self, client: MqttClient) -> bool:
         """Whether the broker surely still holds the last session's will, unpublished, so
@@ -563,15 +580,22 @@ class Uplink:
             return False
         return True
 
-    def _publish_refused(self, topic: str, reason: int, messages: int) -> None:
-        """Publishes the broker answered with a failure code (`Sender._refused`)."""
+    def _publish_refused(
+        self, topic: str, reason: int, messages: int, *, kept: bool = True
+    ) -> None:
+        """Publishes the broker answered with a failure code (`Sender._refused`; `kept`
+        False: one made beside the outbox, the birth, a restored or direct one)."""
         self.counters.inc("uplink.publish_refused", messages)
+        then = (
+            "kept in the outbox and tried again, later in this session and in the next"
+            if kept
+            else "not delivered (it goes again at the next session)"
+        )
         self._say_once(
             topic,
             f"0x{reason:02x}",
-            f"the broker refused {topic} (PUBACK {reason_name(reason)}, 0x{reason:02x}): kept "
-            "in the outbox, sent again at the next session; check the broker's ACL and "
-            "limits for it",
+            f"the broker refused {topic} (PUBACK {reason_name(reason)}, 0x{reason:02x}): "
+            f"{then}; check the broker's ACL and limits for it",
         )
 
     def _held_back(self, topic: str, messages: int, size: int | None, why: str) -> None:
@@ -635,7 +659,7 @@ class Uplink:
             if not self._fits(client, topic, name, wire, qos, properties):
                 self.aliases.unsent(name)
                 return False
-            await client.publish(
+            await client.publish_acked(
                 name,
                 wire,
                 qos=qos,
@@ -643,6 +667,9 @@ class Uplink:
                 properties=properties,
                 timeout=within_s,
             )
+        except PublishRefused as exc:
+            self._publish_refused(topic, exc.code, 1, kept=False)
+            return False
         except aiomqtt.MqttError as exc:
             log.warning("could not publish %s: %s", topic, exc)
             return False

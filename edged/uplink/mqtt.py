@@ -56,6 +56,15 @@ class ClosedBeforeConnack(aiomqtt.MqttError):
         self.reason = reason
 
 
+class PublishRefused(aiomqtt.MqttError):
+    """The broker answered a publish with a PUBACK failure code: it does not have it."""
+
+    def __init__(self, topic: str, code: int) -> None:
+        super().__init__(f"the broker refused {topic}: PUBACK {reason_name(code)} (0x{code:02x})")
+        self.topic = topic
+        self.code = code
+
+
 @dataclass(frozen=True)
 class Ended:
     """How a session ended: a DISCONNECT from the broker (MQTT 5, with its reason code), or
@@ -78,6 +87,7 @@ class MqttClient(aiomqtt.Client):
         """CONNACK's Maximum Packet Size (MQTT 5; absent, or 3.1.1: no limit). A broker ends
         the session of a client that sends a bigger packet (0x95, packet too large)."""
         self.ended: Ended | None = None
+        self._checked: dict[int, int] = {}  # publish_acked's mids -> PUBACK reason (0: none)
         self.unreadable = 0
         self.reader: ReadAhead | None = None  # this connection's socket, once open
         self._client._create_socket_connection = self._tcp_connection  # type: ignore[method-assign]
@@ -139,6 +149,38 @@ class MqttClient(aiomqtt.Client):
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         return int(info.mid)
 
+    async def publish_acked(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool,
+        properties: Properties | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> None:
+        """aiomqtt's `publish`, which takes a PUBACK with a failure code (MQTT 5: 0x87 not
+        authorized by an ACL, 0x97 quota exceeded...) for a delivery: the birth refused
+        counted as sent and the node as online while the broker kept `offline`. This one
+        raises `PublishRefused` then."""
+        info = self._client.publish(topic, payload, qos, retain, properties)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if qos == 0:
+            return
+        mid = int(info.mid)
+        self._checked[mid] = 0
+        try:
+            if not info.is_published():
+                confirmation = asyncio.Event()
+                with self._pending_call(mid, confirmation, self._pending_publishes):
+                    await self._wait_for(confirmation.wait(), timeout=timeout)
+            code = self._checked.get(mid, 0)
+        finally:
+            self._checked.pop(mid, None)
+        if code >= 0x80:
+            raise PublishRefused(topic, code)
+
     def next_mid(self, taken: "Container[int]" = ()) -> int:
         """A message id from paho's own counter, for a packet built outside paho; never
         one in `taken` (still in flight: at ~20,000 messages a second the 16-bit counter
@@ -179,8 +221,11 @@ class MqttClient(aiomqtt.Client):
         properties: Any = None,
     ) -> None:
         hook = self.on_delivered
-        if hook is not None and hook(mid, code_of(reason_code)):
+        code = code_of(reason_code)
+        if hook is not None and hook(mid, code):
             return
+        if mid in self._checked:
+            self._checked[mid] = code
         super()._on_publish(client, userdata, mid, reason_code, properties)
 
     def _on_connect(

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 UNSUPPORTED_PROTOCOL = 0x84
 SESSION_TAKEN_OVER = 0x8E
+SERVER_SHUTTING_DOWN = 0x8B
+KEEP_ALIVE_TIMEOUT = 0x8D
 
 
 @dataclass(frozen=True)
@@ -77,3 +79,11 @@ _REASONS: dict[int, Reason] = {
 
 def reason_for(code: int) -> Reason:
     return _REASONS.get(code, Reason(f"code_{code}", "see the broker's log"))
+
+
+def asks_for_room(code: int) -> bool:
+    """Whether a broker's DISCONNECT with `code` tells the node to stay away a while: any
+    failure (0x89 server busy, 0x97 quota exceeded, 0x9F connection rate exceeded, a limit
+    the node broke...) but a broker stopping (it comes back: reconnect soon) and a lost
+    keepalive (the link's fault, as a cut)."""
+    return code >= 0x80 and code not in (SERVER_SHUTTING_DOWN, KEEP_ALIVE_TIMEOUT)

@@ -4,7 +4,10 @@ A session that worked (subscribed, birth acknowledged) resets the backoff: on a 
 drops every minute, each new session starts after the shortest delay, not after a delay
 grown to the cap by sessions that were fine. A session the broker gave to another client
 with our id is not one that worked: the delays grow, so two clients with one id do not
-throw each other off in a tight loop. An MQTT 5 broker may say so (reason 0x8E); Mosquitto
+throw each other off in a tight loop. Nor is one the broker ended with a DISCONNECT that
+asks for room (server busy, quota exceeded, connection rate exceeded...: `asks_for_room`):
+a fleet thrown off an overloaded broker must not come back all at once, at the shortest
+delay, session after session. An MQTT 5 broker may say so (reason 0x8E); Mosquitto
 2.0 and every 3.1.1 broker just close the connection, so several sessions in a row lost
 within a second of their start, with no word from the broker, are taken for the same thing.
 """
@@ -28,6 +31,7 @@ class SessionEnd:
     lasted_s: float  # from the birth's acknowledgement to the end (0 if it never worked)
     taken_over: bool  # the broker said so (MQTT 5 reason 0x8E)
     closed_under_us: bool  # the connection was lost without a DISCONNECT from the broker
+    pushed_back: bool = False  # the broker's DISCONNECT asked for room (`asks_for_room`)
 
 
 class Reconnect:
@@ -46,7 +50,7 @@ class Reconnect:
 
     def delay(self, end: SessionEnd, *, takeover: bool) -> float:
         """Seconds to wait after `end`; `takeover` when the id is in dispute."""
-        if end.worked and not takeover:
+        if end.worked and not takeover and not end.pushed_back:
             self.failures = 0
         self.failures += 1
         return jittered_backoff(self.failures, self.min_s, self.max_s, self.rng)

@@ -23,7 +23,9 @@ paho's `on_publish` (written, for QoS 0):
 - a message left unacknowledged for `timeout_s` ends the session, as aiomqtt's publish
   time-out did: the outbox sends it again in the next one;
 - a message the broker cannot take (a packet over its Maximum Packet Size, a `BadPublish`)
-  is not sent, and the session goes on: `_held_back`.
+  is not sent, and the session goes on: `_held_back`;
+- a message the broker refused (a PUBACK's failure code) is tried again in the same
+  session after a growing delay, while the others go on: `_refused`.
 
 Samples of one topic go several to a publish (`edged.uplink.batching`): a backlog at once,
 a live sample after waiting at most `batch_s` for others.
@@ -58,6 +60,10 @@ allowance would put one of them over it. (The birth and the restored retained me
 before the drain starts.)"""
 REFUSED = 0x80
 """A PUBACK's reason code from here up says the broker did not take the message."""
+RETRY_S = 5.0
+"""First delay before a refused publish is tried again in the same session; it doubles at
+each refusal of the same rows, up to RETRY_MAX_S."""
+RETRY_MAX_S = 300.0
 
 
 class PubackTimeout(aiomqtt.MqttError):
@@ -102,6 +108,10 @@ class Sender:
         self.refused = 0  # refused by the broker (a PUBACK's failure code) in this session
         self.on_refused: Callable[[str, int, int], None] | None = None
         """Told (topic, reason code, messages) for each publish the broker refused."""
+        self.retry_s = RETRY_S  # first delay before a refused publish goes again
+        self.retry_max_s = RETRY_MAX_S
+        self._refusals: dict[int, int] = {}  # row id -> times refused in this session
+        self._retries: set[asyncio.TimerHandle] = set()
         self.held_back = 0  # messages not sent in this session: the broker cannot take them
         self.on_held_back: HeldBack | None = None
         # mid -> (rows, sent at, whether its PUBACK is read here: `edged.uplink.packets`)
@@ -143,6 +153,9 @@ class Sender:
             self.client.on_puback = None
             if self._timer is not None:
                 self._timer.cancel()
+            for handle in self._retries:
+                handle.cancel()
+            self._retries.clear()
 
     async def _fill(self) -> None:
         ahead, most = self._ahead, READ_AHEAD * self.window
@@ -202,15 +215,34 @@ class Sender:
         else:
             for msg in msgs:
                 self.outbox.ack(msg)
+                self._refusals.pop(msg.id, None)
             self.sent += len(msgs)
         self._wake()
 
     def _refused(self, msgs: tuple[Stored, ...], reason: int) -> None:
         """The broker answered with a failure code (MQTT 5: not authorized, topic name
         invalid, quota exceeded...): it does not have the message. Not acknowledged, so
-        not deleted: the outbox keeps it handed out until the next session, which sends it
-        again (after a fix of the broker's ACL, say). Meanwhile the others go on."""
+        not deleted, and tried again in this session after a delay that doubles at each
+        refusal of the same rows (RETRY_S up to RETRY_MAX_S): a quota frees up, an ACL
+        is fixed and reloaded, and a session on a steady link may last for days (left to
+        the next session, a panic alarm refused once waited for the link to drop).
+        Meanwhile the others go on; the next session starts the delays again."""
         self.refused += len(msgs)
+        times = max(self._refusals.get(msg.id, 0) for msg in msgs)
+        for msg in msgs:
+            self._refusals[msg.id] = times + 1
+        delay = min(self.retry_max_s, self.retry_s * 2 ** min(times, 30))
+        handle: asyncio.TimerHandle | None = None
+
+        def again() -> None:
+            if handle is not None:
+                self._retries.discard(handle)
+            if not self._done:
+                self._take(sorted(msgs, key=_rank))
+                self._wake()
+
+        handle = self._loop.call_later(delay, again)
+        self._retries.add(handle)
         if self.on_refused is not None:
             self.on_refused(msgs[0].topic, reason, len(msgs))
 

@@ -121,3 +121,38 @@ async def fight_for_the_id(
         with contextlib.suppress(asyncio.CancelledError):
             await intruder
         return node, len(births(c))
+
+
+async def test_a_broker_that_ends_sessions_saying_it_is_busy_gets_a_growing_delay(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """MQTT 5 DISCONNECT 0x89 server busy (0x97 quota exceeded, 0x9F connection rate
+    exceeded alike), sent right after each birth, as an overloaded cluster does to every
+    client: the sessions worked, yet the broker asks for room. Taken for sessions that
+    worked, the node came back within the shortest delay each time, and so did the whole
+    fleet, at once. Played by the proxy."""
+    proxy = await MqttProxy(broker.port).start()
+    try:
+        config = write_config(
+            tmp_path, proxy.port, gps=False, reconnect_min_s=MIN_S, reconnect_max_s=MAX_S
+        )
+        async with Collector(broker.port) as c:
+            node = await online(c, config, spawn)
+            seen, deadline = 0, asyncio.get_running_loop().time() + 6
+            while asyncio.get_running_loop().time() < deadline:
+                if len(births(c)) > seen:
+                    seen = len(births(c))
+                    for client in list(proxy._pairs):
+                        client.write(bytes([0xE0, 2, 0x89, 0]))  # DISCONNECT: server busy
+                        with contextlib.suppress(OSError, ConnectionError):
+                            await client.drain()
+                    await asyncio.sleep(0.05)
+                    proxy.cut()
+                await asyncio.sleep(0.02)
+            sessions = len(births(c))
+    finally:
+        await proxy.close()
+    assert any("0x89" in line for line in node.lines)
+    got = delays(node)
+    assert max(got) >= 0.8, f"the node came straight back to a busy broker: {got}"
+    assert sessions <= 8, f"{sessions} sessions in 6 s on a busy broker"

@@ -2,6 +2,7 @@
 
 import random
 
+from edged.uplink.reasons import asks_for_room
 from edged.uplink.reconnect import SHORT_IN_A_ROW, Reconnect, SessionEnd
 
 WORKED = SessionEnd(worked=True, lasted_s=30.0, taken_over=False, closed_under_us=True)
@@ -50,3 +51,18 @@ def test_a_long_session_between_short_ones_clears_the_suspicion() -> None:
         r.probable_takeover(SHORT)
     assert not r.probable_takeover(WORKED)
     assert not r.probable_takeover(SHORT)
+
+
+def test_a_session_the_broker_ended_asking_for_room_grows_the_delay_though_it_worked() -> None:
+    """DISCONNECT 0x89 server busy, 0x97 quota exceeded, 0x9F connection rate exceeded."""
+    busy = SessionEnd(
+        worked=True, lasted_s=0.5, taken_over=False, closed_under_us=False, pushed_back=True
+    )
+    r = policy()
+    got = [r.delay(busy, takeover=False) for _ in range(5)]
+    assert got[-1] >= 8.0
+
+
+def test_which_disconnect_reasons_ask_for_room() -> None:
+    assert all(asks_for_room(code) for code in (0x80, 0x89, 0x93, 0x97, 0x98, 0x9F))
+    assert not any(asks_for_room(code) for code in (0x00, 0x04, 0x8B, 0x8D))

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import json
 import math
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -410,6 +411,44 @@ async def test_while_some_publishes_are_refused_the_others_go_on(
         await outbox.flush()
         assert sender.refused == 20 and sender.sent == 20
         assert rows(outbox) == 20  # the doors, kept for the next session
+    finally:
+        broker.stop()
+
+
+async def test_a_refused_publish_is_tried_again_in_the_same_session(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A refusal may not last (MQTT 5 0x97 quota exceeded, 0x80, an ACL the operator fixes
+    and reloads): a refused row is tried again, after a growing delay, in the session that
+    saw it refused. Only at the next session, it waited for the link to drop: on a steady
+    link, for days (a panic alarm refused once by a quota was never sent)."""
+    acl = tmp_path / "part.acl"
+    acl.write_text("topic readwrite rnst/v1/test/n1/position\n")  # doors refused
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
+    try:
+        await fill(outbox, [door(i) for i in range(10)])
+        async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+            sender = await sending(broker.port, outbox, window=4)
+            sender.retry_s = 0.2
+            async with sender.client:
+                task = asyncio.create_task(sender.run())
+                try:
+                    for _ in range(100):
+                        if sender.refused >= 10:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert sender.refused >= 10 and sender.sent == 0
+                    acl.write_text("topic readwrite rnst/v1/test/n1/#\n")  # the fix
+                    assert broker.proc is not None
+                    broker.proc.send_signal(signal.SIGHUP)  # Mosquitto reloads its ACL
+                    await until_empty(outbox, 10)
+                finally:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await c.wait_for(lambda: len(c.on("events/door")) >= 10, 10, "all 10")
+        assert sorted(m.payload["seq"] for m in c.on("events/door")) == list(range(1, 11))
+        assert sender.sent == 10 and rows(outbox) == 0
     finally:
         broker.stop()
 
