@@ -71,6 +71,10 @@ _MAX_THIN_LEVEL = 16
 _BATCH_MAX = 2000
 READ_RETRY_S = 5.0  # after a failed read, the database is tried again this much later
 JOURNAL_MARK = "journal_rn"
+RETAINED_IDS_KEY = "outbox.retained_ids"
+"""State key: the row id of the last message of each retained topic the broker took. An
+older row of that topic (refused, then tried again; left from a session that ended) is
+superseded: sent, it would put the broker's retained value back in time."""
 STATE_STORE_MARK = "state_store"
 
 SCHEMA = """
@@ -154,6 +158,8 @@ class Outbox:
         self._new_data = asyncio.Event()
         self._counts = _Counts()
         self._inflight: dict[int, int] = {}  # id -> size
+        self._retained_ids: dict[str, int] = {}  # RETAINED_IDS_KEY: topic -> last taken
+        self.dropped_superseded = 0  # retained rows dropped unsent: a newer one taken first
         self.thin_level = 0
         self.refused = 0
         self.thinned = 0
@@ -206,6 +212,11 @@ class Outbox:
         for stream, seq in [*self.state.seqs.items(), *self.marks.open().items()]:
             self._seqs[stream] = max(self._seqs.get(stream, 0), seq)
         self.lanes.start(self._last_id)
+        known = self.get_state(RETAINED_IDS_KEY, {})
+        if isinstance(known, dict):
+            self._retained_ids = {
+                str(t): i for t, i in known.items() if isinstance(i, int) and i > 0
+            }
 
     def _open_database(self, path: Path) -> dict[str, Any]:
         """Open the outbox file; a corrupt one is moved aside (what it still gives back is
@@ -485,8 +496,24 @@ class Outbox:
             return
         if self._inflight.pop(msg.id, None) is None:
             return  # acknowledged twice, or from a session that was reset
+        if msg.retain and msg.id > self._retained_ids.get(msg.topic, 0):
+            self._retained_ids[msg.topic] = msg.id
+            self.set_state(RETAINED_IDS_KEY, self._retained_ids)
         self._acks.append(msg)
         self._wake_writer.set()
+
+    def superseded(self, msg: Stored) -> bool:
+        """Whether the broker already took a newer message of this retained topic: this
+        one must not go (the broker would keep it as the topic's value, older than the
+        one it has). A refused row tried again, or a row of a session that ended unsent."""
+        return msg.retain and 0 < msg.id < self._retained_ids.get(msg.topic, 0)
+
+    def drop_superseded(self, msg: Stored) -> None:
+        """Delete a `superseded` row unsent, as if delivered (the retained copy kept for
+        a broker's memory stays the newer one: `_delete_acked`)."""
+        self.dropped_superseded += 1
+        log.info("%s: an older message dropped unsent, the broker has a newer one", msg.topic)
+        self.ack(msg)
 
     def set_state(self, key: str, value: Any) -> None:
         """Small persistent state for services (odometer, trip...), written with the next
@@ -667,7 +694,10 @@ class Outbox:
             self._counts.rows -= 1
             self._counts.bytes -= m.size
             self._counts.by_prio[m.priority] -= 1
-        retained = {m.topic: m for m in acks if m.retain}
+        retained: dict[str, Stored] = {}
+        for m in acks:  # the newest of each topic the broker took (`ack` noted its id)
+            if m.retain and m.id >= self._retained_ids.get(m.topic, 0):
+                retained[m.topic] = m
         if retained:
             db.executemany(
                 "INSERT INTO retained(topic, payload, qos) VALUES (?, ?, ?) "

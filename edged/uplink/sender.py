@@ -25,7 +25,9 @@ paho's `on_publish` (written, for QoS 0):
 - a message the broker cannot take (a packet over its Maximum Packet Size, a `BadPublish`)
   is not sent, and the session goes on: `_held_back`;
 - a message the broker refused (a PUBACK's failure code) is tried again in the same
-  session after a growing delay, while the others go on: `_refused`.
+  session after a growing delay, while the others go on: `_refused`;
+- a retained message the broker has a newer one of (`Outbox.superseded`: refused, then
+  overtaken) is deleted unsent: the broker would keep it as the topic's value.
 
 Samples of one topic go several to a publish (`edged.uplink.batching`): a backlog at once,
 a live sample after waiting at most `batch_s` for others.
@@ -303,6 +305,9 @@ class Sender:
                     if room <= 0 and batcher.ready:
                         break  # gathered enough to fill the window when it has room again
                     batcher.add(ahead.popleft(), now)
+                    continue
+                if msg.retain and self.outbox.superseded(msg):
+                    self.outbox.drop_superseded(ahead.popleft())  # it would go back in time
                     continue
                 if room <= 0:
                     break

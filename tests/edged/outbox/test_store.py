@@ -225,6 +225,67 @@ async def test_acknowledged_retained_message_is_kept_for_republishing(tmp_path: 
     await box.close()
 
 
+def alarm_cleared() -> Publication:
+    return Publication.make(TOPICS, ALARM, Alarm(kind="panic", active=False), name="panic")
+
+
+async def test_a_retained_row_the_broker_took_a_newer_one_of_is_dropped_unsent(
+    tmp_path: Path,
+) -> None:
+    """A panic raised, refused by the broker, then cleared: once the clear is taken the raise
+    must not go (the broker would keep `active: true` as the alarm's retained value), and the
+    copy kept to restore a broker's memory stays the clear."""
+    box = await opened(config(tmp_path))
+    box.put_nowait(alarm())
+    box.put_nowait(alarm_cleared())
+    await box.flush()
+    raised, cleared = await box.next_batch(10)
+    assert json.loads(raised.payload)["active"] is True
+    assert not box.superseded(raised)  # nothing newer taken yet: it may go
+    box.ack(cleared)
+    assert box.superseded(raised) and not box.superseded(cleared)
+    box.drop_superseded(raised)
+    await box.flush()
+    ((topic, payload, _qos),) = await box.retained()
+    assert topic == TOPICS.base + "/alarm/panic" and json.loads(payload)["active"] is False
+    assert box.depth == 0 and box.dropped_superseded == 1
+    await box.close()
+
+
+async def test_an_older_retained_row_taken_late_does_not_replace_the_kept_copy(
+    tmp_path: Path,
+) -> None:
+    box = await opened(config(tmp_path))
+    box.put_nowait(alarm())
+    box.put_nowait(alarm_cleared())
+    await box.flush()
+    raised, cleared = await box.next_batch(10)
+    box.ack(cleared)
+    await box.flush()
+    box.ack(raised)  # e.g. a PUBACK of a resend that crossed the clear on the link
+    await box.flush()
+    ((_topic, payload, _qos),) = await box.retained()
+    assert json.loads(payload)["active"] is False
+    await box.close()
+
+
+async def test_a_superseded_row_is_still_known_as_such_after_a_restart(tmp_path: Path) -> None:
+    """The refused raise is still in the file when the node restarts; the clear was taken
+    and deleted before: the next start must not send the raise."""
+    box = await opened(config(tmp_path))
+    box.put_nowait(alarm())
+    box.put_nowait(alarm_cleared())
+    await box.flush()
+    _raised, cleared = await box.next_batch(10)
+    box.ack(cleared)
+    await box.flush()
+    await box.close()
+    again = await opened(config(tmp_path))
+    (left,) = await again.next_batch(10)
+    assert json.loads(left.payload)["active"] is True and again.superseded(left)
+    await again.close()
+
+
 async def test_samples_are_thinned_to_an_even_spread_over_the_soft_cap(tmp_path: Path) -> None:
     box = await opened(config(tmp_path, max_rows=100, hard_max_rows=1000))
     for i in range(400):

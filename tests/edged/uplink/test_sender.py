@@ -17,10 +17,10 @@ from paho.mqtt.properties import Properties
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.outbox import Outbox, Publication, Stored
-from edged.payloads import DoorEvent, Position
-from edged.topics import DOOR, POSITION, Priority, Topics
+from edged.payloads import Alarm, DoorEvent, Position
+from edged.topics import ALARM, DOOR, POSITION, Priority, Topics
 from edged.uplink.aliases import TopicAliases
-from edged.uplink.mqtt import MqttClient
+from edged.uplink.mqtt import MqttClient, PublishRefused
 from edged.uplink.sender import READ_AHEAD, RESERVED, Outgoing, PubackTimeout, Sender, Unsent
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
@@ -32,6 +32,26 @@ TOPICS = Topics("rnst/v1", "test", "n1")
 
 def door(i: int) -> Publication:
     return Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=i % 2 == 0))
+
+
+def panic(*, active: bool) -> Publication:
+    return Publication.make(TOPICS, ALARM, Alarm(kind="panic", active=active), name="panic")
+
+
+async def acl_takes(port: int, topic: str, within_s: float = 10.0) -> None:
+    """Until the broker's reloaded ACL takes a publish to `topic` (MQTT 5 PUBACK)."""
+    deadline = time.monotonic() + within_s
+    async with MqttClient(
+        "127.0.0.1", port, identifier="probe", protocol=aiomqtt.ProtocolVersion.V5
+    ) as probe:
+        while True:
+            try:
+                await probe.publish_acked(topic, b"{}", qos=1, retain=False)
+                return
+            except PublishRefused:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
 
 def position(i: int, qos: int = 0) -> Publication:
@@ -449,6 +469,48 @@ async def test_a_refused_publish_is_tried_again_in_the_same_session(
             await c.wait_for(lambda: len(c.on("events/door")) >= 10, 10, "all 10")
         assert sorted(m.payload["seq"] for m in c.on("events/door")) == list(range(1, 11))
         assert sender.sent == 10 and rows(outbox) == 0
+    finally:
+        broker.stop()
+
+
+async def test_a_refused_retained_message_overtaken_by_a_newer_one_is_never_sent(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A panic raised while the broker refuses the alarm topic (a quota, an ACL being
+    fixed), then cleared once it takes it again: the raise, tried again later, would be the
+    broker's retained alarm, `active: true`, for a panic already over. It is dropped."""
+    acl = tmp_path / "part.acl"
+    acl.write_text("topic readwrite rnst/v1/test/n1/position\n")  # the alarm topic refused
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
+    alarm_topic = TOPICS.base + "/alarm/panic"
+    try:
+        sender = await sending(broker.port, outbox, window=4)
+        sender.retry_s = 1.5
+        async with sender.client:
+            task = asyncio.create_task(sender.run())
+            try:
+                await fill(outbox, [panic(active=True)])
+                for _ in range(100):
+                    if sender.refused >= 1:
+                        break
+                    await asyncio.sleep(0.05)
+                assert sender.refused == 1 and sender.sent == 0
+                acl.write_text("topic readwrite rnst/v1/test/n1/#\n")  # the fix
+                assert broker.proc is not None
+                broker.proc.send_signal(signal.SIGHUP)
+                await acl_takes(broker.port, TOPICS.base + "/alarm/probe")
+                await fill(outbox, [panic(active=False)])  # before the raise is retried
+                await until_empty(outbox, 10)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        assert sender.sent == 1 and outbox.dropped_superseded == 1
+        async with Collector(broker.port, alarm_topic) as late:  # a dispatch starting now
+            await late.wait_for(lambda: len(late.messages) >= 1, 5, "the retained alarm")
+        assert [m.payload["active"] for m in late.messages] == [False]
+        ((_topic, kept, _qos),) = await outbox.retained()
+        assert json.loads(kept)["active"] is False  # what a broker's memory is restored to
     finally:
         broker.stop()
 
