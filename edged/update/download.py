@@ -12,6 +12,7 @@ code already loaded, and no event loop time spent on the bytes.
 """
 
 import contextlib
+import errno
 import http.client
 import logging
 import os
@@ -154,38 +155,49 @@ def _receive(
     rate = transfer.max_bytes_per_s
     began, sent_since = time.monotonic(), 0
     unsynced = 0
-    fd = os.open(transfer.part, os.O_WRONLY | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.seek(start)
-        f.truncate(start)
-        try:
-            while have < transfer.size:
-                if cancelled.is_set():
-                    raise Cancelled
-                want = min(CHUNK, transfer.size - have)
-                try:
-                    chunk = resp.read(want)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise Dropped(f"the connection broke after {have} bytes: {exc}") from exc
-                if not chunk:
-                    raise _ended_early(resp, have, transfer.size)
-                f.write(chunk)
-                have += len(chunk)
-                unsynced += len(chunk)
-                sent_since += len(chunk)
-                if unsynced >= SYNC_EVERY:  # what a power cut may keep, to resume from
-                    f.flush()
+    try:  # every OSError here is the disk's: the network's are Dropped where they happen
+        fd = os.open(transfer.part, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.seek(start)
+            f.truncate(start)
+            try:
+                while have < transfer.size:
+                    if cancelled.is_set():
+                        raise Cancelled
+                    want = min(CHUNK, transfer.size - have)
+                    try:
+                        chunk = resp.read(want)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise Dropped(f"the connection broke after {have} bytes: {exc}") from exc
+                    if not chunk:
+                        raise _ended_early(resp, have, transfer.size)
+                    f.write(chunk)
+                    have += len(chunk)
+                    unsynced += len(chunk)
+                    sent_since += len(chunk)
+                    if unsynced >= SYNC_EVERY:  # what a power cut may keep, to resume from
+                        f.flush()
+                        os.fsync(f.fileno())
+                        unsynced = 0
+                    progress(have)
+                    if rate:
+                        ahead = sent_since / rate - (time.monotonic() - began)
+                        if ahead > 0:
+                            cancelled.wait(ahead)
+            finally:
+                f.flush()
+                with contextlib.suppress(OSError):
                     os.fsync(f.fileno())
-                    unsynced = 0
-                progress(have)
-                if rate:
-                    ahead = sent_since / rate - (time.monotonic() - began)
-                    if ahead > 0:
-                        cancelled.wait(ahead)
-        finally:
-            f.flush()
-            with contextlib.suppress(OSError):
-                os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # the outbox or the logs grew since the space was checked: the job's files go
+        # (the job fails), so the node gets its room back
+        raise CommandError(
+            "no_space",
+            f"the disk filled up after {have} bytes of the bundle were written to "
+            f"{transfer.part.parent}: free some space and send update.apply again",
+        ) from exc
     if have == transfer.size and resp.read(1):
         raise CommandError(
             "size_mismatch",

@@ -9,6 +9,7 @@ import pytest
 
 from edged.errors import CommandError
 from edged.update.download import Cancelled, Dropped, Transfer, check_url, fetch
+from tests.helpers.disk import mounted_tmpfs
 from tests.helpers.fileserver import FileServer
 
 
@@ -122,3 +123,20 @@ def test_a_cancelled_download_stops(
     with pytest.raises(Cancelled):
         fetch(t, lambda _: None, cancel)
     assert t.part.stat().st_size < blob.stat().st_size
+
+
+def test_a_disk_that_fills_up_mid_download_is_no_space_not_an_internal_error(
+    server: FileServer, blob: Path, tmp_path: Path, server_pki: Path
+) -> None:
+    """The space was checked before; the outbox or the logs may take it meanwhile. The job
+    must fail saying so (its files then go), not as `internal` with a traceback."""
+    with mounted_tmpfs(tmp_path / "small", "1m") as disk:
+        t = Transfer(
+            server.serve("b", blob),
+            blob.stat().st_size,
+            disk / "x.part",
+            ca_file=server_pki / "ca.crt",
+        )
+        with pytest.raises(CommandError) as info:
+            fetch(t, lambda _: None, threading.Event())
+    assert info.value.code == "no_space" and "disk filled up" in info.value.message
