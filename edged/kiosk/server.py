@@ -31,7 +31,7 @@ from edged.kiosk.limits import FD_RESERVE, AcceptErrorFilter, ConnectionLimits, 
 from edged.kiosk.models import Asked, RequestRefused, RiderPost
 from edged.kiosk.ratelimit import RateLimiter
 from edged.web import sse
-from edged.web.message import HttpError, Request, Response, Send, json_response
+from edged.web.message import HttpError, Request, Response, Send, json_response, printable
 from edged.web.router import Router
 from edged.web.server import HttpServer, Limits
 
@@ -304,7 +304,7 @@ class KioskServer:
                 path[:100],
                 error.status,
                 error.code,
-                error.message,
+                printable(error.message),
             )
         headers = {k: v for k, v in error.headers.items() if k in ("Retry-After", "Allow")}
         body = {"error": error.code, "message": error.message}
@@ -418,10 +418,11 @@ class KioskServer:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
+            # a key is the peer's own text: quoted escaped, never as it came
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
             )
-            raise HttpError(422, "bad_request", problems[:300]) from None
+            raise HttpError(422, "bad_request", printable(problems)[:300]) from None
 
     async def _post_request(self, request: Request) -> Response:
         post = await self.read_json(request, RiderPost)
