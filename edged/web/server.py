@@ -22,7 +22,8 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
   version other than 1.0 or 1.1 (505), and a target that is not a path. After such a
   refusal the connection is closed, the peer's unread bytes drained briefly so the answer
   arrives.
-- pipelining: requests are answered one at a time in order; what is read ahead stays in
+- pipelining: requests are answered one at a time in order, the loop given a turn between
+  two (a long pipeline must not hold the node's loop); what is read ahead stays in
   h11's buffer, at most one read (`READ_BYTES`) beyond the request being answered.
 - connections: the gate (`gate.Gate`) counts every connection before it is read; over the
   limits it is aborted at once.
@@ -185,6 +186,10 @@ class HttpServer:
                     linger = conn.their_state is not h11.DONE
                     return
                 conn.start_next_cycle()
+                # pipelined requests already read, and an answer the kernel takes at once,
+                # never make this task wait: without a turn given here one peer's pipeline
+                # kept the node's loop (taps, the broker, the other pages) for seconds
+                await asyncio.sleep(0)
         except h11.RemoteProtocolError as exc:
             linger = True
             await self._refuse_unparsed(conn, writer, exc)

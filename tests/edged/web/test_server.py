@@ -3,9 +3,12 @@ broken chunked bodies, smuggling, pipelining, slow drips, many connections, stre
 reader goes away or stops reading, and stopping with connections open. Whatever is sent,
 the answer is a 4xx or nothing, the server never fails (no 500) and serves the next one."""
 
+import asyncio
+import contextlib
 import logging
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -180,6 +183,39 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection(served: Serv
 def test_a_bad_request_in_a_pipeline_ends_it_there(served: Served) -> None:
     answer = exchange(served, HELLO + b"BROKEN\r\n\r\n" + HELLO)
     assert statuses(answer) == [200, 400]
+
+
+def test_a_long_pipeline_gives_the_loop_a_turn_between_its_requests(served: Served) -> None:
+    """Pipelined requests already read, answered as fast as the peer takes them, never made
+    the connection's task wait: one peer's pipeline held the node's loop (its taps, its
+    broker link, the other pages) for over a second at a time."""
+    lags: list[float] = []
+    ending = threading.Event()
+
+    async def beat() -> None:
+        while not ending.is_set():
+            t0 = time.monotonic()
+            await asyncio.sleep(0.001)
+            lags.append(time.monotonic() - t0)
+
+    beating = asyncio.run_coroutine_threadsafe(beat(), served.loop)
+    with connect(served, timeout=20) as sock:
+        got = bytearray()
+
+        def drain() -> None:
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(1 << 20):
+                    got.extend(chunk)
+
+        reading = threading.Thread(target=drain, daemon=True)
+        reading.start()
+        sock.sendall(HELLO * 30000)
+        sock.shutdown(socket.SHUT_WR)
+        reading.join(20)
+    ending.set()
+    beating.result(5)
+    assert got.count(b"HTTP/1.1 200 OK") == 30000
+    assert max(lags) < 0.25, f"the loop was held {max(lags):.2f} s"
 
 
 # -- slow clients --------------------------------------------------------------------------
