@@ -115,6 +115,9 @@ class KioskServer:
     """Prefix of its counters and log lines."""
     pages_advice = "raise [services.kiosk] max_clients or max_streams_per_peer for more screens"
     port_key = "[services.kiosk] port"
+    names_peers = True
+    """Whether its log lines may name a peer's address and the path it asked for (the
+    portal's never do: docs/wifi.md, Privacy)."""
 
     def __init__(
         self,
@@ -157,6 +160,7 @@ class KioskServer:
             name=self.name,
             fd_limit=1 << 20,  # set from the process's limit when serving starts
             clock=clock,
+            names_peers=self.names_peers,
         )
         service.listen(self._on_view)
 
@@ -301,7 +305,7 @@ class KioskServer:
                 "%s: %s %s refused (%s %s): %s",
                 self.name,
                 method[:16],
-                path[:100],
+                path[:100] if self.names_peers else "(a path)",
                 error.status,
                 error.code,
                 printable(error.message),
