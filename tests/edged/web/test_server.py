@@ -218,7 +218,7 @@ def test_a_long_pipeline_gives_the_loop_a_turn_between_its_requests(served: Serv
     ending.set()
     beating.result(5)
     assert got.count(b"HTTP/1.1 200 OK") == 30000
-    assert max(lags) < 0.25, f"the loop was held {max(lags):.2f} s"
+    assert max(lags) < 0.5, f"the loop was held {max(lags):.2f} s"  # 1.6 s before
 
 
 # -- slow clients --------------------------------------------------------------------------
