@@ -91,7 +91,11 @@ class ConnectionLimits:
         fd_reserve: int = FD_RESERVE,
         fds: Callable[[], int] = open_fds,
         clock: Callable[[], float] = time.monotonic,
+        names_peers: bool = True,
     ) -> None:
+        self.names_peers = names_peers
+        """Whether a refusal's log line names the peer's address (not a phone's: the
+        portal's privacy promise, docs/wifi.md)."""
         self.max_connections = max_connections
         self.per_peer = per_peer
         self.max_streams = max_streams
@@ -164,7 +168,7 @@ class ConnectionLimits:
                 "see its max_connections in the config",
                 self.name,
                 what,
-                peer,
+                peer if self.names_peers else "a peer",
                 why.replace("_", " "),
                 self.per_peer if what == "connection" else self.streams_per_peer,
                 self.max_connections if what == "connection" else self.max_streams,

@@ -31,7 +31,7 @@ from edged.kiosk.limits import FD_RESERVE, AcceptErrorFilter, ConnectionLimits, 
 from edged.kiosk.models import Asked, RequestRefused, RiderPost
 from edged.kiosk.ratelimit import RateLimiter
 from edged.web import sse
-from edged.web.message import HttpError, Request, Response, Send, json_response
+from edged.web.message import HttpError, Request, Response, Send, json_response, printable
 from edged.web.router import Router
 from edged.web.server import HttpServer, Limits
 
@@ -115,6 +115,9 @@ class KioskServer:
     """Prefix of its counters and log lines."""
     pages_advice = "raise [services.kiosk] max_clients or max_streams_per_peer for more screens"
     port_key = "[services.kiosk] port"
+    names_peers = True
+    """Whether its log lines may name a peer's address and the path it asked for (the
+    portal's never do: docs/wifi.md, Privacy)."""
 
     def __init__(
         self,
@@ -157,6 +160,7 @@ class KioskServer:
             name=self.name,
             fd_limit=1 << 20,  # set from the process's limit when serving starts
             clock=clock,
+            names_peers=self.names_peers,
         )
         service.listen(self._on_view)
 
@@ -301,10 +305,10 @@ class KioskServer:
                 "%s: %s %s refused (%s %s): %s",
                 self.name,
                 method[:16],
-                path[:100],
+                path[:100] if self.names_peers else "(a path)",
                 error.status,
                 error.code,
-                error.message,
+                printable(error.message),
             )
         headers = {k: v for k, v in error.headers.items() if k in ("Retry-After", "Allow")}
         body = {"error": error.code, "message": error.message}
@@ -418,10 +422,11 @@ class KioskServer:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
+            # a key is the peer's own text: quoted escaped, never as it came
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
             )
-            raise HttpError(422, "bad_request", problems[:300]) from None
+            raise HttpError(422, "bad_request", printable(problems)[:300]) from None
 
     async def _post_request(self, request: Request) -> Response:
         post = await self.read_json(request, RiderPost)

@@ -63,6 +63,15 @@ class Headers:
         return value
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable (line breaks, escapes, controls,
+    lone surrogates) written as its Python escape: what a peer sent can be quoted in an
+    answer or a log line without starting a line of its own or moving a terminal's cursor."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 BodyReader = Callable[[int, float], Awaitable[bytes]]
 
 

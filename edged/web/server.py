@@ -15,6 +15,8 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
   `Connection: close`.
 - `Limits.write_timeout_s`: an answer (or one piece of a stream) the peer does not take in
   this time ends the connection: a page that stops reading cannot pile up the node's memory.
+  Data the peer's TCP does not acknowledge in this time ends it too (TCP_USER_TIMEOUT): a
+  phone gone from the hotspot without a FIN does not keep its live page for minutes.
 - framing: h11 refuses what it cannot frame exactly (bad chunk sizes, two Content-Lengths,
   a bad request line or header name, NUL, two Host headers; obs-fold it unfolds, as RFC
   9112 5.2 allows); this server refuses too a request with both Content-Length and
@@ -22,7 +24,8 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
   version other than 1.0 or 1.1 (505), and a target that is not a path. After such a
   refusal the connection is closed, the peer's unread bytes drained briefly so the answer
   arrives.
-- pipelining: requests are answered one at a time in order; what is read ahead stays in
+- pipelining: requests are answered one at a time in order, the loop given a turn between
+  two (a long pipeline must not hold the node's loop); what is read ahead stays in
   h11's buffer, at most one read (`READ_BYTES`) beyond the request being answered.
 - connections: the gate (`gate.Gate`) counts every connection before it is read; over the
   limits it is aborted at once.
@@ -34,6 +37,7 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
@@ -168,6 +172,7 @@ class HttpServer:
         self._tasks.add(task)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes)
         peer = peer_of(writer.transport)
+        self._unacked_timeout(writer)
         linger = abort = False
         try:
             while not self._stopping:
@@ -185,6 +190,10 @@ class HttpServer:
                     linger = conn.their_state is not h11.DONE
                     return
                 conn.start_next_cycle()
+                # pipelined requests already read, and an answer the kernel takes at once,
+                # never make this task wait: without a turn given here one peer's pipeline
+                # kept the node's loop (taps, the broker, the other pages) for seconds
+                await asyncio.sleep(0)
         except h11.RemoteProtocolError as exc:
             linger = True
             await self._refuse_unparsed(conn, writer, exc)
@@ -198,6 +207,21 @@ class HttpServer:
                 await self._close(reader, writer, linger, abort)
             finally:
                 self._tasks.discard(task)
+
+    def _unacked_timeout(self, writer: asyncio.StreamWriter) -> None:
+        """Let the kernel end the connection when what was sent stays unacknowledged for
+        `write_timeout_s` (TCP_USER_TIMEOUT, Linux). A peer that vanished (a phone off the
+        hotspot: no FIN, no ACK) is otherwise only found once the socket's buffer is full,
+        which a live page's small ticks take its whole life to fill, the kernel
+        retransmitting meanwhile: its place and its descriptor held for minutes."""
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        sock = writer.get_extra_info("socket")
+        if option is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        with contextlib.suppress(OSError):
+            sock.setsockopt(
+                socket.IPPROTO_TCP, option, max(1, int(self.limits.write_timeout_s * 1000))
+            )
 
     async def _next(self, conn: h11.Connection, reader: asyncio.StreamReader) -> object:
         """h11's next event, reading more while it needs more."""

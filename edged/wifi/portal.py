@@ -125,6 +125,7 @@ class PortalServer(KioskServer):
     name = "portal"
     pages_advice = "raise [wifi.portal] max_pages or max_pages_per_peer"
     port_key = "[wifi.portal] port (or check that the hotspot is up: `edged doctor`)"
+    names_peers = False  # no phone's address or page in the log (docs/wifi.md, Privacy)
 
     def __init__(
         self,

@@ -438,3 +438,29 @@ async def test_stopping_with_a_page_connected_ends_within_a_second(
 
 async def test_the_url_names_the_bound_port(server: KioskServer) -> None:
     assert server.url == f"http://127.0.0.1:{server.port}/"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"kind": "pickup", "\\ud800": 1}',  # a lone surrogate: not encodable as UTF-8
+        b'{"kind": "pickup", "a\\nkiosk: forged line\\u001b[2J": 1}',
+    ],
+)
+async def test_a_key_with_line_breaks_or_escapes_is_named_escaped_never_raw(
+    http: aiohttp.ClientSession,
+    server: KioskServer,
+    node: Node,
+    body: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unknown key is named in the refusal, with what cannot be shown as text escaped: a
+    line break or an escape sequence in a key went to the log (and the page) as it was, so a
+    visitor could write a line of their own into the node's journal."""
+    with caplog.at_level(logging.WARNING):
+        status, _, answer = await post(http, server, body)
+    assert status == 422 and answer["error"] == "bad_request"
+    assert not any(c in answer["message"] for c in "\n\x1b\ud800")
+    assert not any(r.exc_info for r in caplog.records)
+    assert not any(c in r.getMessage() for r in caplog.records for c in "\n\x1b\ud800")
+    await assert_nothing_changed(server, node)

@@ -3,16 +3,22 @@ broken chunked bodies, smuggling, pipelining, slow drips, many connections, stre
 reader goes away or stops reading, and stopping with connections open. Whatever is sent,
 the answer is a 4xx or nothing, the server never fails (no 500) and serves the next one."""
 
+import asyncio
+import contextlib
 import logging
+import os
 import re
 import socket
+import threading
 import time
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.edged.web.conftest import Served, connect, exchange, read_all
+from tests.helpers.netns import Netns, enter, need_netns
 
 HELLO = b"GET /hello HTTP/1.1\r\nHost: n\r\n\r\n"
 
@@ -182,6 +188,39 @@ def test_a_bad_request_in_a_pipeline_ends_it_there(served: Served) -> None:
     assert statuses(answer) == [200, 400]
 
 
+def test_a_long_pipeline_gives_the_loop_a_turn_between_its_requests(served: Served) -> None:
+    """Pipelined requests already read, answered as fast as the peer takes them, never made
+    the connection's task wait: one peer's pipeline held the node's loop (its taps, its
+    broker link, the other pages) for over a second at a time."""
+    lags: list[float] = []
+    ending = threading.Event()
+
+    async def beat() -> None:
+        while not ending.is_set():
+            t0 = time.monotonic()
+            await asyncio.sleep(0.001)
+            lags.append(time.monotonic() - t0)
+
+    beating = asyncio.run_coroutine_threadsafe(beat(), served.loop)
+    with connect(served, timeout=20) as sock:
+        got = bytearray()
+
+        def drain() -> None:
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(1 << 20):
+                    got.extend(chunk)
+
+        reading = threading.Thread(target=drain, daemon=True)
+        reading.start()
+        sock.sendall(HELLO * 30000)
+        sock.shutdown(socket.SHUT_WR)
+        reading.join(20)
+    ending.set()
+    beating.result(5)
+    assert got.count(b"HTTP/1.1 200 OK") == 30000
+    assert max(lags) < 0.5, f"the loop was held {max(lags):.2f} s"  # 1.6 s before
+
+
 # -- slow clients --------------------------------------------------------------------------
 
 
@@ -272,6 +311,43 @@ def test_a_stream_whose_reader_stops_reading_is_dropped() -> None:
         sock.close()
     finally:
         served.close()
+
+
+def test_a_stream_to_a_peer_that_vanished_is_dropped_after_the_write_timeout() -> None:
+    """A phone that leaves the hotspot mid-stream sends no FIN and no more ACKs; a live
+    page's small ticks never fill the socket's buffer, so no write ever waited and the
+    kernel kept retransmitting for the stream's whole life (minutes), its place and
+    descriptor held. Unacknowledged data now ends the connection after the write timeout
+    (TCP_USER_TIMEOUT). In a namespace of its own, where a rule drops the peer's ACKs."""
+    need_netns()
+    ns = Netns(f"e18-{os.getpid()}-web")
+    made: list[Any] = []
+
+    def inside() -> None:  # the server's loop thread and the socket: in the namespace
+        enter(ns.name)
+        served = Served(write_timeout_s=1.0)
+        made.extend([served, socket.create_connection(("127.0.0.1", served.port), 5)])
+
+    try:
+        maker = threading.Thread(target=inside)
+        maker.start()
+        maker.join(10)
+        served, sock = made
+        served.app.pad = 10  # a live page's ticks: small
+        try:
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: n\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
+            rule = f"add rule inet gone in tcp dport {served.port} drop"
+            ns.run("nft", "add table inet gone")
+            ns.run("nft", "add chain inet gone in { type filter hook input priority 0 ; }")
+            ns.run("nft", rule)  # the phone is gone: none of its packets arrive
+            served.settle(lambda: served.app.streams_open == 0, timeout=8)
+            served.settle(lambda: served.connections() == 0)
+        finally:
+            sock.close()
+            served.close()
+    finally:
+        ns.delete()
 
 
 def test_head_of_a_stream_gets_headers_and_releases_it(served: Served) -> None:

@@ -10,6 +10,7 @@ the same format, so each test says which phone the "radio" sees. The namespace t
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -487,6 +488,36 @@ async def test_one_phone_cannot_hold_more_connections_than_its_share(portal: Por
     finally:
         for s in held:
             s.close()
+
+
+async def test_what_a_phone_is_refused_is_logged_without_its_address_or_page(
+    portal: Portal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/wifi.md: the portal logs no host or page a phone asked for, and no phone's
+    address. Its refusals (a connection over the phone's share, a page it does not have)
+    named both."""
+    per_peer = portal.wifi.wifi.portal.max_connections_per_peer
+    held = []
+    caplog.set_level(logging.INFO)
+    try:
+        for _ in range(per_peer + 1):
+            s = socket.socket()
+            s.bind(("127.0.0.7", 0))
+            s.connect(("127.0.0.1", portal.server.port or 0))
+            held.append(s)
+        await until(
+            lambda: portal.node.counters["portal.refused_connection.per_peer"] == 1,
+            "a connection refused",
+        )
+    finally:
+        for s in held:
+            s.close()
+    status, _, _ = await get(portal, "/my-bank/statement", ip="127.0.0.9")
+    assert status == 404
+    assert portal.node.counters["portal.http_404"] == 1
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "127.0.0.7" not in logged and "127.0.0.9" not in logged
+    assert "my-bank" not in logged
 
 
 async def test_an_oversized_request_is_refused_and_the_portal_carries_on(portal: Portal) -> None:
