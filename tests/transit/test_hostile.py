@@ -1,0 +1,67 @@
+"""Fault hunt on the feed: what one node's payloads or one HTTP client can do to what every
+consumer is served (DESIGN.md rule 7)."""
+
+import json
+from typing import Any
+
+import pytest
+from google.transit import gtfs_realtime_pb2 as rt
+
+from tests.helpers.gtfsrt import FeedChecker
+from tests.transit.support import (
+    ADDED,
+    NOW,
+    SCHEDULED,
+    Clock,
+    feed,
+    msg,
+    put,
+    vehicle,
+)
+
+VP = "/gtfs-rt/vehicle-positions"
+SIRI = "/siri-lite/vehicle-monitoring.json"
+LONE = "\ud800"  # what JSON's "\ud800" escape gives Python: no encoder takes it
+
+
+@pytest.fixture(scope="module")
+def checker() -> FeedChecker:
+    return FeedChecker()
+
+
+def _raw_json(**body: Any) -> bytes:
+    """JSON as a hostile node writes it: `\\ud800` escapes survive json.dumps's ASCII mode."""
+    return msg(**body)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body"),
+    [
+        ("state", {"state": "online", "since": 1, "name": f"Navette {LONE}"}),
+        ("journey", {"mode": "on-demand", "assigned": True, **SCHEDULED, "headsign": f"G{LONE}"}),
+        ("journey", {"mode": "on-demand", "assigned": True, **SCHEDULED, "line": f"1{LONE}"}),
+        ("journey", {"mode": "on-demand", "assigned": True, **ADDED, "route_id": f"r{LONE}"}),
+    ],
+)
+def test_a_lone_surrogate_from_one_node_never_breaks_the_feeds_of_the_others(
+    checker: FeedChecker, suffix: str, body: dict[str, Any]
+) -> None:
+    """One node's `"name": "\\ud800"` made every GTFS-RT (and SIRI) request a 500."""
+    service = feed(Clock(NOW))
+    vehicle(service, "good")
+    vehicle(service, "evil")
+    assert put(service, "evil", suffix, _raw_json(**body))
+    message = checker.check(service.vehicle_positions().body, at=NOW)
+    assert {e.id for e in message.entity} == {"creuse/good", "creuse/evil"}
+    json.loads(service.vehicle_positions_json().body)
+    siri = json.loads(service.vehicle_monitoring().body)
+    activities = siri["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    assert len(activities) == 2
+    json.dumps(service.health()[1]).encode()
+    bare = feed(Clock(NOW), schedule=False)  # no timetable: the run is named as sent
+    vehicle(bare, "evil")
+    assert put(bare, "evil", suffix, _raw_json(**body))
+    parsed = rt.FeedMessage()
+    parsed.ParseFromString(bare.vehicle_positions().body)
+    assert len(parsed.entity) == 1 and LONE not in str(parsed)
+    json.loads(bare.vehicle_monitoring().body)
