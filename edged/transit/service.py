@@ -16,7 +16,7 @@ from edged.ops.fleet import FleetView, JourneyInfo
 from edged.transit import gtfsrt, siri
 from edged.transit.page import PageState
 from edged.transit.representation import Representation, fingerprint
-from edged.transit.schedule import Schedule
+from edged.transit.schedule import Schedule, malformed
 from edged.transit.vehicles import Left, Served, select
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,17 @@ class FeedService:
         return chosen
 
     def _trip_ok(self, run: JourneyInfo) -> bool:
-        if self.schedule is None:
-            return True
-        return not self.schedule.problems(run)
+        return not self._problems(run)
+
+    def _problems(self, run: JourneyInfo) -> list[str]:
+        found = malformed(run)
+        if self.schedule is not None:
+            found += self.schedule.problems(run)
+        return found
 
     def check_journeys(self) -> None:
-        """Check each assigned run against the timetable once per change; log what is wrong."""
-        if self.schedule is None:
-            return
+        """Check each assigned run (its formats, and against the timetable when there is one)
+        once per change; log what is wrong."""
         for key, node in self.view.nodes.items():
             run = node.journey
             if run is None or not run.assigned:
@@ -117,7 +120,7 @@ class FeedService:
             if self._checked.get(key) == run:
                 continue
             self._checked[key] = run
-            problems = self.schedule.problems(run)
+            problems = self._problems(run)
             if problems:
                 self.trip_problems[key] = problems
                 log.warning(

@@ -65,3 +65,34 @@ def test_a_lone_surrogate_from_one_node_never_breaks_the_feeds_of_the_others(
     parsed.ParseFromString(bare.vehicle_positions().body)
     assert len(parsed.entity) == 1 and LONE not in str(parsed)
     json.loads(bare.vehicle_monitoring().body)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"start_date": "garbage!"},
+        {"start_date": "20270230"},  # no such day
+        {"start_date": "2027-1-1"},
+        {"start_time": "99:99"},
+        {"start_time": "14:61:00"},
+        {"start_time": "1:30:00"},
+    ],
+)
+@pytest.mark.parametrize("timetable", [True, False])
+def test_a_run_with_a_malformed_start_date_or_time_is_left_out_of_the_trip_descriptors(
+    checker: FeedChecker, bad: dict[str, str], timetable: bool
+) -> None:
+    """GTFS-RT wants YYYYMMDD and HH:MM:SS (validator E021, E020): one node's junk made the
+    whole feed invalid, and SIRI's DataFrameRef was cut from it ("ga-rb-ag")."""
+    service = feed(Clock(NOW), schedule=timetable)
+    vehicle(service, "good", run=ADDED)
+    vehicle(service, "evil", run={**ADDED, **bad})
+    served = {e.id: e.vehicle for e in checker.check(service.vehicle_positions().body).entity}
+    assert served["creuse/good"].HasField("trip") and not served["creuse/evil"].HasField("trip")
+    siri = json.loads(service.vehicle_monitoring().body)
+    activities = siri["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    refs = [a["MonitoredVehicleJourney"].get("FramedVehicleJourneyRef") for a in activities]
+    assert sum(r is not None for r in refs) == 1
+    if timetable:
+        problems = {p["vehicle"] for p in service.health()[1]["gtfs"]["unknown_ids"]}
+        assert problems == {"creuse/evil"}
