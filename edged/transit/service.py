@@ -138,7 +138,12 @@ class FeedService:
         if doc.rep is None or doc.tag != tag:
             now = self.clock()
             body, content_type = build(int(now))
-            doc.tag, doc.rep = tag, Representation(body, content_type, int(now), tag)
+            # Last-Modified has one-second resolution: a second version within the same
+            # second must not be answered 304 to a client holding the first
+            same = doc.rep is not None and doc.rep.modified_s >= int(now)
+            doc.tag, doc.rep = tag, Representation(
+                body, content_type, int(now), tag, shares_second=same
+            )
         return doc.rep
 
     def vehicle_positions(self) -> Representation:

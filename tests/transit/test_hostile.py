@@ -5,8 +5,10 @@ import json
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from google.transit import gtfs_realtime_pb2 as rt
 
+from edged.transit.server import FeedServer
 from tests.helpers.gtfsrt import FeedChecker
 from tests.transit.support import (
     ADDED,
@@ -15,6 +17,7 @@ from tests.transit.support import (
     Clock,
     feed,
     msg,
+    position,
     put,
     vehicle,
 )
@@ -96,3 +99,28 @@ def test_a_run_with_a_malformed_start_date_or_time_is_left_out_of_the_trip_descr
     if timetable:
         problems = {p["vehicle"] for p in service.health()[1]["gtfs"]["unknown_ids"]}
         assert problems == {"creuse/evil"}
+
+
+async def test_a_change_within_the_second_of_the_last_one_is_not_hidden_by_if_modified_since() -> None:
+    """Last-Modified has one-second resolution: a poller that got the feed at 12:00:00.1 and
+    asked again with If-Modified-Since 12:00:00 got 304 for a feed changed at 12:00:00.9,
+    and kept the old positions until the next change (forever, for a quiet fleet)."""
+    clock = Clock(NOW + 0.1)
+    service = feed(clock)
+    vehicle(service, "a")
+    async with TestClient(TestServer(FeedServer(service, page=False).app)) as client:
+        for path in (VP, SIRI, VP + ".json"):
+            first = await client.get(path)
+            since = first.headers["Last-Modified"]
+            clock.t += 0.01
+            put(service, "a", "position", position(lat=45.9 + clock.t % 1 / 10, seq=int(clock.t * 100)))
+            again = await client.get(path, headers={"If-Modified-Since": since})
+            assert again.status == 200 and again.headers["ETag"] != first.headers["ETag"]
+            unchanged = await client.get(path, headers={"If-None-Match": again.headers["ETag"]})
+            assert unchanged.status == 304
+        clock.t = NOW + 5  # a change alone in its second: the usual 304 again
+        put(service, "a", "position", position(lat=45.95, seq=10_000))
+        latest = await client.get(VP)
+        assert latest.status == 200
+        again = await client.get(VP, headers={"If-Modified-Since": latest.headers["Last-Modified"]})
+        assert again.status == 304
