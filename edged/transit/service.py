@@ -85,6 +85,8 @@ class FeedService:
         self.trip_problems: dict[str, list[str]] = {}
         """Per vehicle key: why its assigned run is left out of the trip descriptors."""
         self._checked: dict[str, JourneyInfo] = {}
+        self._header_s = 0
+        """The last GTFS-RT header timestamp: consumers reject one that goes back (E018)."""
 
     # -- which vehicles, now ------------------------------------------------------------
 
@@ -154,7 +156,10 @@ class FeedService:
         def build(now: int) -> tuple[bytes, str]:
             newest = max((int(v.fix_s) for v in chosen.vehicles), default=0)
             self.encoder.forget(v.key for v in chosen.vehicles)
-            return self.encoder.feed(frames, max(now, newest)), "application/x-protobuf"
+            # never before the newest fix (E012), never back (E018): a fix served ahead
+            # of our clock keeps the header there until the clock catches up (<= 60 s)
+            self._header_s = max(now, newest, self._header_s)
+            return self.encoder.feed(frames, self._header_s), "application/x-protobuf"
 
         return self._doc("gtfs-rt", tag, build)
 

@@ -124,3 +124,27 @@ async def test_a_change_within_the_second_of_the_last_one_is_not_hidden_by_if_mo
         assert latest.status == 200
         again = await client.get(VP, headers={"If-Modified-Since": latest.headers["Last-Modified"]})
         assert again.status == 304
+
+
+def test_the_header_timestamp_never_goes_back_when_a_vehicle_ahead_leaves() -> None:
+    """A fix up to 60 s ahead is served and the header is never before it (E012); when that
+    vehicle then left, the header went back to the feed's clock: E018 ("header timestamp
+    decreased") for every consumer, from one node's clock."""
+    clock = Clock(NOW)
+    service = feed(clock)
+    vehicle(service, "steady")
+    vehicle(service, "ahead", at=NOW + 50)
+
+    def header() -> int:
+        message = rt.FeedMessage()
+        message.ParseFromString(service.vehicle_positions().body)
+        return int(message.header.timestamp)
+
+    first = header()
+    assert first == int(NOW) + 50
+    clock.t += 2
+    put(service, "ahead", "state", b'{"state":"offline"}')
+    assert header() >= first
+    clock.t += 100  # the feed's clock passes it: the header follows the clock again
+    vehicle(service, "steady", at=clock.t)
+    assert header() == int(clock.t)
