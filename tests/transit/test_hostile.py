@@ -148,3 +148,16 @@ def test_the_header_timestamp_never_goes_back_when_a_vehicle_ahead_leaves() -> N
     clock.t += 100  # the feed's clock passes it: the header follows the clock again
     vehicle(service, "steady", at=clock.t)
     assert header() == int(clock.t)
+
+
+def test_an_added_run_sent_without_date_or_time_has_no_none_in_its_siri_reference() -> None:
+    """An ADDED run without start_date/start_time (valid GTFS-RT) was named
+    `fleet/node:None:None` in SIRI: the same made-up id for every such run of the vehicle."""
+    service = feed(Clock(NOW), schedule=False)
+    vehicle(service, "a", run={"schedule_relationship": "ADDED", "route_id": "gueret-la-souterraine"})
+    siri = json.loads(service.vehicle_monitoring().body)
+    (activity,) = siri["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    ref = activity["MonitoredVehicleJourney"]["FramedVehicleJourneyRef"]
+    day = ref["DataFrameRef"]["value"].replace("-", "")
+    assert "None" not in ref["DatedVehicleJourneyRef"]
+    assert ref["DatedVehicleJourneyRef"].startswith(f"creuse/a:{day}")
