@@ -11,6 +11,14 @@ from typing import Any
 from edged.ops.fleet import FleetView, NodeView
 
 ALARM_ORDER = {"panic": 0}
+JS_MAX_MS = 8_640_000_000_000_000
+"""JavaScript's last date: a time past it is an Invalid Date, which `Intl.DateTimeFormat`
+refuses with a RangeError, so one node's `raised_at` of 2**62 stopped every render."""
+
+
+def when(ms: int | None) -> int | None:
+    """A time in milliseconds the page can show, else None (a node may send any integer)."""
+    return ms if ms is not None and 0 < ms <= JS_MAX_MS else None
 
 
 def vehicle(node: NodeView) -> dict[str, Any]:
@@ -36,7 +44,7 @@ def vehicle(node: NodeView) -> dict[str, Any]:
             "lon": position.lon,
             "course": position.course,
             "speed_kmh": None if position.speed_kmh is None else round(position.speed_kmh, 1),
-            "fix_ms": position.fix_ms,
+            "fix_ms": when(position.fix_ms),
         },
         "occupancy": None
         if occupancy is None
@@ -61,9 +69,9 @@ def vehicle(node: NodeView) -> dict[str, Any]:
                 "active": a.active,
                 "reason": a.reason,
                 "alarm_id": a.alarm_id,
-                "raised_at": a.raised_at,
+                "raised_at": when(a.raised_at),
                 "acked_by": a.acked_by,
-                "ts": a.ts,
+                "ts": when(a.ts),
             }
             for a in alarms
         ],
@@ -75,7 +83,7 @@ def vehicle(node: NodeView) -> dict[str, Any]:
             "amber": faults.amber,
             "codes": [{"spn": c.spn, "fmi": c.fmi, "source": c.source} for c in faults.codes[:4]],
         },
-        "last_ts": node.last_ts,
+        "last_ts": when(node.last_ts),
     }
 
 

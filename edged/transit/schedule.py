@@ -10,10 +10,12 @@ and E023 (start_time of a timetabled trip is its first arrival).
 
 import csv
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import IO
 
@@ -22,6 +24,27 @@ from core.zones import check_zone
 from edged.ops.fleet import JourneyInfo
 
 MAX_FILE_BYTES = 2 * 1024**3
+START_DATE = re.compile(r"[0-9]{8}")
+START_TIME = re.compile(r"[0-9]{2}:[0-5][0-9]:[0-5][0-9]")
+"""GTFS-Realtime's formats: YYYYMMDD, HH:MM:SS (past 24:00 for a service day's late trips)."""
+
+
+def malformed(run: JourneyInfo) -> list[str]:
+    """What in a run no consumer can read, timetable or not: a start_date that is not a
+    YYYYMMDD day or a start_time not HH:MM:SS (validator E021, E020) makes the whole feed
+    invalid, and SIRI's DataFrameRef is cut from start_date."""
+    out: list[str] = []
+    day = run.start_date
+    if day is not None:
+        try:
+            if not START_DATE.fullmatch(day):
+                raise ValueError(day)
+            date(int(day[:4]), int(day[4:6]), int(day[6:]))
+        except ValueError:
+            out.append(f"start_date {day!r} is not a YYYYMMDD date")
+    if run.start_time is not None and not START_TIME.fullmatch(run.start_time):
+        out.append(f"start_time {run.start_time!r} is not HH:MM:SS")
+    return out
 
 
 class ScheduleError(EdgedError):

@@ -16,7 +16,7 @@ from edged.ops.fleet import FleetView, JourneyInfo
 from edged.transit import gtfsrt, siri
 from edged.transit.page import PageState
 from edged.transit.representation import Representation, fingerprint
-from edged.transit.schedule import Schedule
+from edged.transit.schedule import Schedule, malformed
 from edged.transit.vehicles import Left, Served, select
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class FeedService:
         self.trip_problems: dict[str, list[str]] = {}
         """Per vehicle key: why its assigned run is left out of the trip descriptors."""
         self._checked: dict[str, JourneyInfo] = {}
+        self._header_s = 0
+        """The last GTFS-RT header timestamp: consumers reject one that goes back (E018)."""
 
     # -- which vehicles, now ------------------------------------------------------------
 
@@ -100,14 +102,17 @@ class FeedService:
         return chosen
 
     def _trip_ok(self, run: JourneyInfo) -> bool:
-        if self.schedule is None:
-            return True
-        return not self.schedule.problems(run)
+        return not self._problems(run)
+
+    def _problems(self, run: JourneyInfo) -> list[str]:
+        found = malformed(run)
+        if self.schedule is not None:
+            found += self.schedule.problems(run)
+        return found
 
     def check_journeys(self) -> None:
-        """Check each assigned run against the timetable once per change; log what is wrong."""
-        if self.schedule is None:
-            return
+        """Check each assigned run (its formats, and against the timetable when there is one)
+        once per change; log what is wrong."""
         for key, node in self.view.nodes.items():
             run = node.journey
             if run is None or not run.assigned:
@@ -117,7 +122,7 @@ class FeedService:
             if self._checked.get(key) == run:
                 continue
             self._checked[key] = run
-            problems = self.schedule.problems(run)
+            problems = self._problems(run)
             if problems:
                 self.trip_problems[key] = problems
                 log.warning(
@@ -135,7 +140,12 @@ class FeedService:
         if doc.rep is None or doc.tag != tag:
             now = self.clock()
             body, content_type = build(int(now))
-            doc.tag, doc.rep = tag, Representation(body, content_type, int(now), tag)
+            # Last-Modified has one-second resolution: a second version within the same
+            # second must not be answered 304 to a client holding the first
+            same = doc.rep is not None and doc.rep.modified_s >= int(now)
+            doc.tag, doc.rep = tag, Representation(
+                body, content_type, int(now), tag, shares_second=same
+            )
         return doc.rep
 
     def vehicle_positions(self) -> Representation:
@@ -146,7 +156,10 @@ class FeedService:
         def build(now: int) -> tuple[bytes, str]:
             newest = max((int(v.fix_s) for v in chosen.vehicles), default=0)
             self.encoder.forget(v.key for v in chosen.vehicles)
-            return self.encoder.feed(frames, max(now, newest)), "application/x-protobuf"
+            # never before the newest fix (E012), never back (E018): a fix served ahead
+            # of our clock keeps the header there until the clock catches up (<= 60 s)
+            self._header_s = max(now, newest, self._header_s)
+            return self.encoder.feed(frames, self._header_s), "application/x-protobuf"
 
         return self._doc("gtfs-rt", tag, build)
 

@@ -45,8 +45,10 @@ def activity(served: Served, valid_s: float, zone: tzinfo = UTC) -> dict[str, An
             journey["LineRef"] = _ref(run.route_id)
         if run.direction_id is not None:
             journey["DirectionRef"] = _ref(str(run.direction_id))
-        dated = run.trip_id or f"{node.key}:{run.start_date}:{run.start_time}"
         d = run.start_date or datetime.fromtimestamp(served.fix_s, zone).strftime("%Y%m%d")
+        # an ADDED run may come without start_date/start_time: its service day then, never
+        # "None" (the same made-up id for every such run)
+        dated = run.trip_id or ":".join(p for p in (node.key, d, run.start_time) if p)
         journey["FramedVehicleJourneyRef"] = {
             "DataFrameRef": _ref(f"{d[:4]}-{d[4:6]}-{d[6:]}"),
             "DatedVehicleJourneyRef": dated,

@@ -7,9 +7,9 @@ older than `max_age_s` (90 s by default, the usual consumer rule) and not in the
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
-from typing import get_args
+from typing import Any, get_args
 
 from edged.config.access import OccupancyStatus
 from edged.ops.fleet import FleetView, JourneyInfo, NodeView
@@ -30,6 +30,26 @@ class Left(StrEnum):
     FUTURE = "future"
 
 
+def encodable(text: str) -> str:
+    """`text` with any lone surrogate as `?`: JSON's `"\\ud800"` escape gives Python one,
+    and neither protobuf nor UTF-8 can encode it, so one node's name failed every feed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def encodable_run(run: JourneyInfo) -> JourneyInfo:
+    """The run with every text field `encodable` (the view keeps what the node sent)."""
+    changes: dict[str, Any] = {
+        f.name: encodable(value)
+        for f in fields(run)
+        if isinstance(value := getattr(run, f.name), str) and encodable(value) is not value
+    }
+    return replace(run, **changes) if changes else run
+
+
 @dataclass(frozen=True)
 class Served:
     """One vehicle in the feed: the node view and the trip it may name."""
@@ -41,7 +61,7 @@ class Served:
 
     @property
     def label(self) -> str:
-        return self.node.name or self.node.node
+        return encodable(self.node.name or self.node.node)
 
     @property
     def occupancy_status(self) -> str | None:
@@ -89,6 +109,10 @@ def select(
             continue
         assert node.position is not None and node.position.fix_ms is not None
         journey = node.journey
-        trip = journey if journey is not None and journey.assigned and trip_ok(journey) else None
+        trip = (
+            encodable_run(journey)
+            if journey is not None and journey.assigned and trip_ok(journey)
+            else None
+        )
         served.append(Served(node, node.position.fix_ms / 1000, trip, key))
     return served, left

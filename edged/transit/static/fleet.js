@@ -40,9 +40,9 @@
   }
 
   function clock(ms) {
-    return new Intl.DateTimeFormat("fr-FR", { hour: "2-digit", minute: "2-digit" }).format(
-      new Date(ms),
-    );
+    const d = new Date(ms);
+    if (Number.isNaN(d.getTime())) return "?"; // format() throws on an Invalid Date
+    return new Intl.DateTimeFormat("fr-FR", { hour: "2-digit", minute: "2-digit" }).format(d);
   }
 
   // -- what a vehicle is now -----------------------------------------------------------

@@ -1,0 +1,163 @@
+"""Fault hunt on the feed: what one node's payloads or one HTTP client can do to what every
+consumer is served (DESIGN.md rule 7)."""
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from google.transit import gtfs_realtime_pb2 as rt
+
+from edged.transit.server import FeedServer
+from tests.helpers.gtfsrt import FeedChecker
+from tests.transit.support import (
+    ADDED,
+    NOW,
+    SCHEDULED,
+    Clock,
+    feed,
+    msg,
+    position,
+    put,
+    vehicle,
+)
+
+VP = "/gtfs-rt/vehicle-positions"
+SIRI = "/siri-lite/vehicle-monitoring.json"
+LONE = "\ud800"  # what JSON's "\ud800" escape gives Python: no encoder takes it
+
+
+@pytest.fixture(scope="module")
+def checker() -> FeedChecker:
+    return FeedChecker()
+
+
+def _raw_json(**body: Any) -> bytes:
+    """JSON as a hostile node writes it: `\\ud800` escapes survive json.dumps's ASCII mode."""
+    return msg(**body)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body"),
+    [
+        ("state", {"state": "online", "since": 1, "name": f"Navette {LONE}"}),
+        ("journey", {"mode": "on-demand", "assigned": True, **SCHEDULED, "headsign": f"G{LONE}"}),
+        ("journey", {"mode": "on-demand", "assigned": True, **SCHEDULED, "line": f"1{LONE}"}),
+        ("journey", {"mode": "on-demand", "assigned": True, **ADDED, "route_id": f"r{LONE}"}),
+    ],
+)
+def test_a_lone_surrogate_from_one_node_never_breaks_the_feeds_of_the_others(
+    checker: FeedChecker, suffix: str, body: dict[str, Any]
+) -> None:
+    """One node's `"name": "\\ud800"` made every GTFS-RT (and SIRI) request a 500."""
+    service = feed(Clock(NOW))
+    vehicle(service, "good")
+    vehicle(service, "evil")
+    assert put(service, "evil", suffix, _raw_json(**body))
+    message = checker.check(service.vehicle_positions().body, at=NOW)
+    assert {e.id for e in message.entity} == {"creuse/good", "creuse/evil"}
+    json.loads(service.vehicle_positions_json().body)
+    siri = json.loads(service.vehicle_monitoring().body)
+    activities = siri["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    assert len(activities) == 2
+    json.dumps(service.health()[1]).encode()
+    bare = feed(Clock(NOW), schedule=False)  # no timetable: the run is named as sent
+    vehicle(bare, "evil")
+    assert put(bare, "evil", suffix, _raw_json(**body))
+    parsed = rt.FeedMessage()
+    parsed.ParseFromString(bare.vehicle_positions().body)
+    assert len(parsed.entity) == 1 and LONE not in str(parsed)
+    json.loads(bare.vehicle_monitoring().body)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"start_date": "garbage!"},
+        {"start_date": "20270230"},  # no such day
+        {"start_date": "2027-1-1"},
+        {"start_time": "99:99"},
+        {"start_time": "14:61:00"},
+        {"start_time": "1:30:00"},
+    ],
+)
+@pytest.mark.parametrize("timetable", [True, False])
+def test_a_run_with_a_malformed_start_date_or_time_is_left_out_of_the_trip_descriptors(
+    checker: FeedChecker, bad: dict[str, str], timetable: bool
+) -> None:
+    """GTFS-RT wants YYYYMMDD and HH:MM:SS (validator E021, E020): one node's junk made the
+    whole feed invalid, and SIRI's DataFrameRef was cut from it ("ga-rb-ag")."""
+    service = feed(Clock(NOW), schedule=timetable)
+    vehicle(service, "good", run=ADDED)
+    vehicle(service, "evil", run={**ADDED, **bad})
+    served = {e.id: e.vehicle for e in checker.check(service.vehicle_positions().body).entity}
+    assert served["creuse/good"].HasField("trip") and not served["creuse/evil"].HasField("trip")
+    siri = json.loads(service.vehicle_monitoring().body)
+    activities = siri["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    refs = [a["MonitoredVehicleJourney"].get("FramedVehicleJourneyRef") for a in activities]
+    assert sum(r is not None for r in refs) == 1
+    if timetable:
+        problems = {p["vehicle"] for p in service.health()[1]["gtfs"]["unknown_ids"]}
+        assert problems == {"creuse/evil"}
+
+
+async def test_a_change_within_the_second_of_the_last_one_is_not_hidden_by_if_modified_since() -> None:
+    """Last-Modified has one-second resolution: a poller that got the feed at 12:00:00.1 and
+    asked again with If-Modified-Since 12:00:00 got 304 for a feed changed at 12:00:00.9,
+    and kept the old positions until the next change (forever, for a quiet fleet)."""
+    clock = Clock(NOW + 0.1)
+    service = feed(clock)
+    vehicle(service, "a")
+    async with TestClient(TestServer(FeedServer(service, page=False).app)) as client:
+        for path in (VP, SIRI, VP + ".json"):
+            first = await client.get(path)
+            since = first.headers["Last-Modified"]
+            clock.t += 0.01
+            put(service, "a", "position", position(lat=45.9 + clock.t % 1 / 10, seq=int(clock.t * 100)))
+            again = await client.get(path, headers={"If-Modified-Since": since})
+            assert again.status == 200 and again.headers["ETag"] != first.headers["ETag"]
+            unchanged = await client.get(path, headers={"If-None-Match": again.headers["ETag"]})
+            assert unchanged.status == 304
+        clock.t = NOW + 5  # a change alone in its second: the usual 304 again
+        put(service, "a", "position", position(lat=45.95, seq=10_000))
+        latest = await client.get(VP)
+        assert latest.status == 200
+        again = await client.get(VP, headers={"If-Modified-Since": latest.headers["Last-Modified"]})
+        assert again.status == 304
+
+
+def test_the_header_timestamp_never_goes_back_when_a_vehicle_ahead_leaves() -> None:
+    """A fix up to 60 s ahead is served and the header is never before it (E012); when that
+    vehicle then left, the header went back to the feed's clock: E018 ("header timestamp
+    decreased") for every consumer, from one node's clock."""
+    clock = Clock(NOW)
+    service = feed(clock)
+    vehicle(service, "steady")
+    vehicle(service, "ahead", at=NOW + 50)
+
+    def header() -> int:
+        message = rt.FeedMessage()
+        message.ParseFromString(service.vehicle_positions().body)
+        return int(message.header.timestamp)
+
+    first = header()
+    assert first == int(NOW) + 50
+    clock.t += 2
+    put(service, "ahead", "state", b'{"state":"offline"}')
+    assert header() >= first
+    clock.t += 100  # the feed's clock passes it: the header follows the clock again
+    vehicle(service, "steady", at=clock.t)
+    assert header() == int(clock.t)
+
+
+def test_an_added_run_sent_without_date_or_time_has_no_none_in_its_siri_reference() -> None:
+    """An ADDED run without start_date/start_time (valid GTFS-RT) was named
+    `fleet/node:None:None` in SIRI: the same made-up id for every such run of the vehicle."""
+    service = feed(Clock(NOW), schedule=False)
+    vehicle(service, "a", run={"schedule_relationship": "ADDED", "route_id": "gueret-la-souterraine"})
+    siri = json.loads(service.vehicle_monitoring().body)
+    (activity,) = siri["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    ref = activity["MonitoredVehicleJourney"]["FramedVehicleJourneyRef"]
+    day = ref["DataFrameRef"]["value"].replace("-", "")
+    assert "None" not in ref["DatedVehicleJourneyRef"]
+    assert ref["DatedVehicleJourneyRef"].startswith(f"creuse/a:{day}")
