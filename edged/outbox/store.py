@@ -72,9 +72,9 @@ _BATCH_MAX = 2000
 READ_RETRY_S = 5.0  # after a failed read, the database is tried again this much later
 JOURNAL_MARK = "journal_rn"
 RETAINED_IDS_KEY = "outbox.retained_ids"
-"""State key: the row id of the last message of each retained topic the broker took. An
+"""State key: the row id of the newest message of each retained topic the broker took. An
 older row of that topic (refused, then tried again; left from a session that ended) is
-superseded: sent, it would put the broker's retained value back in time."""
+`superseded`: sent retained, it would put the broker's retained value back in time."""
 STATE_STORE_MARK = "state_store"
 
 SCHEMA = """
@@ -159,7 +159,6 @@ class Outbox:
         self._counts = _Counts()
         self._inflight: dict[int, int] = {}  # id -> size
         self._retained_ids: dict[str, int] = {}  # RETAINED_IDS_KEY: topic -> last taken
-        self.dropped_superseded = 0  # retained rows dropped unsent: a newer one taken first
         self.thin_level = 0
         self.refused = 0
         self.thinned = 0
@@ -503,17 +502,11 @@ class Outbox:
         self._wake_writer.set()
 
     def superseded(self, msg: Stored) -> bool:
-        """Whether the broker already took a newer message of this retained topic: this
-        one must not go (the broker would keep it as the topic's value, older than the
-        one it has). A refused row tried again, or a row of a session that ended unsent."""
+        """Whether the broker already took a newer message of this retained topic: sent
+        retained, this one would become the topic's value, older than the one the broker
+        has (a refused row tried again, a row a session left unsent). The sender sends it
+        without the retain flag."""
         return msg.retain and 0 < msg.id < self._retained_ids.get(msg.topic, 0)
-
-    def drop_superseded(self, msg: Stored) -> None:
-        """Delete a `superseded` row unsent, as if delivered (the retained copy kept for
-        a broker's memory stays the newer one: `_delete_acked`)."""
-        self.dropped_superseded += 1
-        log.info("%s: an older message dropped unsent, the broker has a newer one", msg.topic)
-        self.ack(msg)
 
     def set_state(self, key: str, value: Any) -> None:
         """Small persistent state for services (odometer, trip...), written with the next

@@ -26,8 +26,9 @@ paho's `on_publish` (written, for QoS 0):
   is not sent, and the session goes on: `_held_back`;
 - a message the broker refused (a PUBACK's failure code) is tried again in the same
   session after a growing delay, while the others go on: `_refused`;
-- a retained message the broker has a newer one of (`Outbox.superseded`: refused, then
-  overtaken) is deleted unsent: the broker would keep it as the topic's value.
+- a message of a retained topic older than one the broker already took
+  (`Outbox.superseded`: refused, then overtaken) goes without the retain flag: every
+  transition reaches the subscribers, and the broker keeps the newer as the topic's value.
 
 Samples of one topic go several to a publish (`edged.uplink.batching`): a backlog at once,
 a live sample after waiting at most `batch_s` for others.
@@ -39,6 +40,7 @@ rows), and the outbox deletes it only after its PUBACK (of the batch that carrie
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -114,6 +116,7 @@ class Sender:
         self.retry_max_s = RETRY_MAX_S
         self._refusals: dict[int, int] = {}  # row id -> times refused in this session
         self._retries: set[asyncio.TimerHandle] = set()
+        self.unretained = 0  # retained messages sent without the flag: `Outbox.superseded`
         self.held_back = 0  # messages not sent in this session: the broker cannot take them
         self.on_held_back: HeldBack | None = None
         # mid -> (rows, sent at, whether its PUBACK is read here: `edged.uplink.packets`)
@@ -306,12 +309,13 @@ class Sender:
                         break  # gathered enough to fill the window when it has room again
                     batcher.add(ahead.popleft(), now)
                     continue
-                if msg.retain and self.outbox.superseded(msg):
-                    self.outbox.drop_superseded(ahead.popleft())  # it would go back in time
-                    continue
                 if room <= 0:
                     break
-                room -= self._send((ahead.popleft(),), msg.payload, now)
+                ahead.popleft()
+                if msg.retain and self.outbox.superseded(msg):
+                    msg = replace(msg, retain=False)  # subscribers get it; the broker keeps
+                    self.unretained += 1  # the newer one as the topic's value
+                room -= self._send((msg,), msg.payload, now)
             while room > 0:  # one at a time: a batch split in two goes on with its half
                 batches = batcher.take(now, 1)
                 if not batches:

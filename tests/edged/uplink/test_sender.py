@@ -473,12 +473,13 @@ async def test_a_refused_publish_is_tried_again_in_the_same_session(
         broker.stop()
 
 
-async def test_a_refused_retained_message_overtaken_by_a_newer_one_is_never_sent(
+async def test_a_refused_retained_message_overtaken_by_a_newer_one_goes_unretained(
     tmp_path: Path, outbox: Outbox
 ) -> None:
     """A panic raised while the broker refuses the alarm topic (a quota, an ACL being
-    fixed), then cleared once it takes it again: the raise, tried again later, would be the
-    broker's retained alarm, `active: true`, for a panic already over. It is dropped."""
+    fixed), then cleared once it takes it again: the raise, tried again later, goes to
+    dispatch (every transition is sent) but not as the retained value, which would say
+    `active: true` for a panic already over to every dispatch that connects later."""
     acl = tmp_path / "part.acl"
     acl.write_text("topic readwrite rnst/v1/test/n1/position\n")  # the alarm topic refused
     broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
@@ -486,7 +487,7 @@ async def test_a_refused_retained_message_overtaken_by_a_newer_one_is_never_sent
     try:
         sender = await sending(broker.port, outbox, window=4)
         sender.retry_s = 1.5
-        async with sender.client:
+        async with Collector(broker.port, alarm_topic) as live, sender.client:
             task = asyncio.create_task(sender.run())
             try:
                 await fill(outbox, [panic(active=True)])
@@ -505,10 +506,12 @@ async def test_a_refused_retained_message_overtaken_by_a_newer_one_is_never_sent
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        assert sender.sent == 1 and outbox.dropped_superseded == 1
+            await live.wait_for(lambda: len(live.on("alarm/panic")) >= 2, 5, "both")
+        assert [m.payload["active"] for m in live.on("alarm/panic")] == [False, True]
         async with Collector(broker.port, alarm_topic) as late:  # a dispatch starting now
             await late.wait_for(lambda: len(late.messages) >= 1, 5, "the retained alarm")
         assert [m.payload["active"] for m in late.messages] == [False]
+        assert sender.sent == 2 and sender.unretained == 1
         ((_topic, kept, _qos),) = await outbox.retained()
         assert json.loads(kept)["active"] is False  # what a broker's memory is restored to
     finally:
