@@ -126,6 +126,15 @@ def trusted_ts(body: Mapping[str, Any]) -> int | None:
 # -- what the view keeps per node ------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Where a message stands in its stream (`ts`, `seq`, `epoch` of its envelope)."""
+
+    ts: int | None
+    seq: int | None
+    epoch: str | None
+
+
 @dataclass(slots=True)
 class Position:
     lat: float
@@ -247,6 +256,8 @@ class NodeView:
     last_received: float | None = None
     last_ts: int | None = None
     """Newest trusted `ts` seen: for retained messages it says how old the news is."""
+    marks: dict[str, Mark] = field(default_factory=dict)
+    """The envelope of the message each state shown came from (`_ORDERED` topics)."""
 
     @property
     def key(self) -> str:
@@ -404,7 +415,18 @@ class FleetView:
 
     def _apply(self, view: NodeView, suffix: str, body: Mapping[str, Any]) -> bool:
         handler = _HANDLERS.get(suffix)
-        return True if handler is None else handler(self, view, body)
+        if handler is None:
+            return True
+        if suffix not in _ORDERED:
+            return handler(self, view, body)
+        key = suffix if suffix != "alarm" else f"alarm/{_text(body.get('kind'), 64)}"
+        mark = Mark(_int(body.get("ts"), 1), _int(body.get("seq")), _text(body.get("epoch")))
+        if _older(mark.ts, mark.seq, mark.epoch, view.marks.get(key)):
+            return True  # sent after a newer one (a replay, a refusal): not what is now
+        if not handler(self, view, body):
+            return False
+        view.marks[key] = mark
+        return True
 
     # -- per topic: return False when the payload is unusable -------------------------------
 
@@ -572,7 +594,7 @@ class FleetView:
 
 
 def _older(
-    ts: int | None, seq: int | None, epoch: str | None, current: "Position | None"
+    ts: int | None, seq: int | None, epoch: str | None, current: "Position | Mark | None"
 ) -> bool:
     """A replay keeps its original `epoch`, `seq` and `ts`. Within one epoch `seq` orders
     (a clock step moves `ts`, not `seq`); across epochs both must be behind to call it
@@ -585,6 +607,12 @@ def _older(
         return seq < current.seq
     return seq < current.seq and ts < current.ts
 
+
+_ORDERED = frozenset({"health", "occupancy", "alarm", "vehicle/faults", "journey"})
+"""Topics whose state a message older than the one shown must not replace: a node sends a
+retained topic's older message after a newer one without the retain flag (docs/topics.md),
+and replays keep their envelope. Not `state` (the will is stamped when the session began,
+before the birth it ends) nor `position` (its own check: `_position`)."""
 
 _Handler = Callable[[FleetView, NodeView, Mapping[str, Any]], bool]
 _HANDLERS: dict[str, _Handler] = {

@@ -189,6 +189,59 @@ def test_an_alarm_is_active_until_its_clearing_message() -> None:
     assert node.active_alarms == []
 
 
+E = "e" * 16
+
+
+def test_an_alarm_raise_sent_after_its_clear_does_not_raise_it_again() -> None:
+    """A node sends an overtaken alarm message after the newer one, unretained (refused by
+    the broker, then tried again): the view stays at the newest transition."""
+    v = view()
+    v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=True, seq=5, epoch=E))
+    v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=False, seq=6, epoch=E))
+    v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=True, seq=5, epoch=E))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.active_alarms == []
+
+
+def test_each_alarm_kind_is_ordered_on_its_own() -> None:
+    v = view()
+    v.ingest(f"{BASE}/alarm/outbox_full", msg(kind="outbox_full", active=False, seq=9, epoch=E))
+    v.ingest(f"{BASE}/alarm/panic", msg(kind="panic", active=True, seq=3, epoch=E))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and [a.kind for a in node.active_alarms] == ["panic"]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "newer", "older", "shown"),
+    [
+        ("occupancy", {"count": 9}, {"count": 2}, lambda n: n.occupancy.count == 9),
+        (
+            "journey",
+            {"assigned": True, "route_id": "new"},
+            {"assigned": True, "route_id": "old"},
+            lambda n: n.journey.route_id == "new",
+        ),
+    ],
+)
+def test_an_older_state_message_does_not_replace_the_newer(
+    suffix: str, newer: dict[str, Any], older: dict[str, Any], shown: Any
+) -> None:
+    v = view()
+    v.ingest(f"{BASE}/{suffix}", msg(**newer, seq=9, epoch=E))
+    v.ingest(f"{BASE}/{suffix}", msg(**older, seq=2, epoch=E))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and shown(node)
+
+
+def test_the_will_stamped_before_the_birth_still_makes_the_node_offline() -> None:
+    """The will is stamped when the session begins, before the birth: never ordered."""
+    v = view()
+    v.ingest(f"{BASE}/state", msg(state="online", version="0.1.0", seq=10, epoch=E))
+    v.ingest(f"{BASE}/state", msg(state="offline", seq=3, epoch=E))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.state == "offline"
+
+
 def test_journey_keeps_the_mode_and_the_run_as_bounded_text() -> None:
     v = view()
     run = {"route_id": "L1", "trip_id": "t" * 500, "direction_id": 1, "line": "1\x1b[2J"}
