@@ -202,7 +202,10 @@ class KioskServer:
         logging.getLogger("asyncio").addFilter(accept_errors)
         timeout = self.config.header_timeout_s
         http = HttpServer(
-            self, self.limits, Limits(head_timeout_s=timeout, write_timeout_s=timeout)
+            self,
+            self.limits,
+            Limits(head_timeout_s=timeout, write_timeout_s=timeout),
+            names_peers=self.names_peers,
         )
         self._closing = False
         delay = BIND_RETRY_S[0]

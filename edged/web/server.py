@@ -103,10 +103,15 @@ def head_of(response: Response, streamed: bool) -> list[tuple[str, str]]:
 class HttpServer:
     """One listener: `start` binds (raising OSError when it cannot), `stop` ends it."""
 
-    def __init__(self, app: App, admission: Admission, limits: Limits) -> None:
+    def __init__(
+        self, app: App, admission: Admission, limits: Limits, *, names_peers: bool = True
+    ) -> None:
         self.app = app
         self.admission = admission
         self.limits = limits
+        self.names_peers = names_peers
+        """Whether its log lines may name a peer's address (never a phone's on the portal:
+        docs/wifi.md, Privacy)."""
         self.port: int | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -201,7 +206,9 @@ class HttpServer:
             abort = True  # gone, or not reading what it is sent: nothing more to say
         except Exception:
             abort = True
-            log.exception("http: a connection from %s failed", peer)
+            log.exception(
+                "http: a connection from %s failed", peer if self.names_peers else "a peer"
+            )
         finally:
             try:
                 await self._close(reader, writer, linger, abort)

@@ -88,7 +88,10 @@ class Served:
         )
         settings = {"head_timeout_s": 1.0, "write_timeout_s": 1.0, "max_head_bytes": 4096}
         settings.update(limits)
-        self.server = HttpServer(self.app, self.admission, Limits(**settings))
+        names_peers = settings.pop("names_peers", True)
+        self.server = HttpServer(
+            self.app, self.admission, Limits(**settings), names_peers=names_peers
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

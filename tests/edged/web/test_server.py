@@ -430,3 +430,25 @@ def test_any_bytes_get_an_answer_or_a_close_never_a_failure(served: Served, raw:
         assert code in (200, 400, 404, 405, 408, 413, 431, 505), answer
     assert served.app.failed == 0
     still_serves(served)
+
+
+@pytest.mark.parametrize("names_peers", [True, False])
+def test_a_connection_failing_on_a_bug_is_logged_naming_its_peer_only_where_allowed(
+    names_peers: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The portal's log names no phone (docs/wifi.md, Privacy), even on the path only a bug
+    reaches; the screen's listener keeps the address for whoever debugs it."""
+    s = Served(names_peers=names_peers)
+    try:
+
+        def broken(*_: Any) -> Any:  # a bug in the app: the fault this path is for
+            raise RuntimeError("a bug in the app's refusal")
+
+        s.app.refuse = broken  # type: ignore[method-assign]
+        with caplog.at_level(logging.ERROR, logger="edged.web.server"):
+            exchange(s, b"GET http://elsewhere/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settle(lambda: any("failed" in r.getMessage() for r in caplog.records))
+        (line,) = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+        assert ("127.0.0.1" in line) is names_peers and ("a peer" in line) is not names_peers
+    finally:
+        s.close()
