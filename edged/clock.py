@@ -14,6 +14,8 @@ from enum import StrEnum
 
 _TIME_ERROR = 5  # adjtimex(2): clock not synchronised
 _EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+"""No true time is before this release: a system clock or a GPS time before it is a Pi that
+booted in 1970, a receiver one GPS week rollover (1024 weeks) behind, or a spoofer."""
 
 
 class ClockSource(StrEnum):
@@ -63,11 +65,17 @@ class Clock:
         synced = self._trust or (self._kernel_synced or kernel_clock_synced)()
         self._synced = bool(synced) and time.time() > _EARLIEST_PLAUSIBLE
 
-    def discipline(self, gps_time: datetime, at: float | None = None) -> None:
+    def discipline(self, gps_time: datetime, at: float | None = None) -> bool:
         """Feed the time of a valid fix; used while the system clock is not synced. `at`:
         the monotonic time the receiver sent it (default now), as a fix is emitted once
-        its epoch is over, a fraction of a second after its first sentence."""
-        self._gps_offset = gps_time.timestamp() - (time.monotonic() if at is None else at)
+        its epoch is over, a fraction of a second after its first sentence. False (and
+        ignored) when the time is before any plausible date: a drivers' rollover handling
+        (gpsd's, a receiver's firmware) is not to be relied on for the node's clock."""
+        when = gps_time.timestamp()
+        if when <= _EARLIEST_PLAUSIBLE:
+            return False
+        self._gps_offset = when - (time.monotonic() if at is None else at)
+        return True
 
     @property
     def source(self) -> ClockSource:

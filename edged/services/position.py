@@ -65,8 +65,9 @@ class PositionService(Service):
         if self.fix_lost:
             self._regained(fix, now)
         self.last_valid = (fix, now)
-        if fix.date_known:  # a guessed day must not become the node's clock
-            self.host.clock.discipline(fix.fix_time, fix.received)
+        # a guessed day must not become the node's clock, nor a date before any plausible
+        if fix.date_known and not self.host.clock.discipline(fix.fix_time, fix.received):
+            self.host.counters.inc("position.implausible_time")
         self._count_distance(fix)
         if self._due(fix, now):
             self._last_sent = (fix, now)

@@ -6,6 +6,11 @@ neither loses nor invents kilometres. Without CAN data the GPS odometer and a pe
 consumption stand in; the trip says which source it used. An open trip is kept on disk, so
 a restart (or a power cut) mid-trip continues it.
 
+Its times are the node's clock (NTP, else GPS time), as every payload's `ts`: a Pi without
+NTP runs on fake-hwclock's saved time, days off. A trip opened on an untrusted clock and
+closed on a trusted one (NTP came up meanwhile) is dated back from its end by the monotonic
+time it lasted, when the same run of the daemon saw both.
+
 The GPS odometer comes from the position service's `OdometerChanged`, the load from the
 occupancy service's `OccupancyChanged`; a closed trip goes on the bus as `TripEnded`.
 """
@@ -13,9 +18,10 @@ occupancy service's `OccupancyChanged`; a closed trip goes on the bus as `TripEn
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from edged.clock import ClockSource
 from edged.config.services import TripServiceConfig
 from edged.host import Host
 from edged.payloads import Trip
@@ -82,6 +88,7 @@ class OpenTrip:
     passenger_m: float = 0.0  # people x metres, summed at each change of the load
     load: int = 0  # people on board now
     load_mark_m: float = 0.0  # trip distance when the load last changed
+    clock: str = ClockSource.NTP.value  # what stamped `started`
 
     @classmethod
     def restore(cls, raw: dict[str, Any]) -> "OpenTrip":
@@ -96,6 +103,7 @@ class OpenTrip:
             passenger_m=float(raw.get("passenger_m", 0.0)),
             load=int(raw.get("load", 0)),
             load_mark_m=float(raw.get("load_mark_m", 0.0)),
+            clock=str(raw.get("clock", ClockSource.NTP.value)),
         )
 
 
@@ -106,6 +114,7 @@ class TripRecorder:
         self.gps_odometer_m = 0.0  # the position service's, once it says (no GPS: stays 0)
         self._persisted_at = 0.0
         self.load: int | None = None  # people on board; None: nothing counts them
+        self._opened_at: tuple[str, float] | None = None  # (trip id, monotonic) in this run
         raw = host.state.get(OPEN_TRIP_KEY)
         self.trip: OpenTrip | None = None
         if isinstance(raw, dict):
@@ -130,7 +139,7 @@ class TripRecorder:
         fuel_l: float | None = None,
     ) -> OpenTrip:
         """Open a trip; the ECU totals known now are its baseline."""
-        now = datetime.now(UTC)
+        now, source = self._now()
         self.trip = OpenTrip(
             trip_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
             started=now.isoformat(),
@@ -138,7 +147,9 @@ class TripRecorder:
             gps_start_m=self.gps_odometer_m,
             passengers=self.load or 0,
             load=self.load or 0,
+            clock=source.value,
         )
+        self._opened_at = (self.trip.trip_id, time.monotonic())
         self.feed(distance_m=distance_m, fuel_l=fuel_l)
         self.persist(force=True)
         return self.trip
@@ -176,6 +187,21 @@ class TripRecorder:
             self._persisted_at = now
             self.host.state.set(OPEN_TRIP_KEY, asdict(self.trip) if self.trip else None)
 
+    def _now(self) -> tuple[datetime, ClockSource]:
+        ms, source = self.host.clock.now()
+        return datetime.fromtimestamp(ms / 1000, UTC), source
+
+    def _started(self, trip: OpenTrip, ended: datetime, trusted_now: bool) -> datetime:
+        """When the trip began: as stamped, or its end less its monotonic length when the
+        start's clock was not trusted and the end's is (and this run saw both)."""
+        started = datetime.fromisoformat(trip.started)
+        opened = self._opened_at
+        if trip.clock != ClockSource.UNSYNCED.value or not trusted_now:
+            return started
+        if opened is None or opened[0] != trip.trip_id:
+            return started
+        return ended - timedelta(seconds=max(0.0, time.monotonic() - opened[1]))
+
     def summary(self, trip: OpenTrip) -> Trip:
         distance_m, distance_source = self._distance_m(trip)
         distance_km = distance_m / 1000
@@ -193,10 +219,11 @@ class TripRecorder:
             passenger_km = round(passenger_m / 1000, 3)
             if passenger_km > 0:
                 per_pkm = round(co2e_kg * 1000 / passenger_km, 1)
+        ended, source = self._now()
         return Trip(
             trip_id=trip.trip_id,
-            started=datetime.fromisoformat(trip.started),
-            ended=datetime.now(UTC),
+            started=self._started(trip, ended, source is not ClockSource.UNSYNCED),
+            ended=ended,
             trigger=trip.trigger,
             distance_km=round(distance_km, 3),
             distance_source=distance_source,

@@ -7,6 +7,7 @@ import pytest
 
 from core.events import Fix, FixMode
 from core.geo import offset
+from drivers.gps.gpsd import GpsdReports
 from edged.clock import ClockSource
 from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.services.events import FixStatus, OdometerChanged, PositionUpdated
@@ -195,3 +196,25 @@ def test_fix_lost_and_regained_go_on_the_bus() -> None:
     svc.check_fix(now=time.monotonic() + 11)
     svc.on_fix(fix(46.0, 2.0))
     assert [e.lost for e in node.of_type(FixStatus)] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2006-06-18T10:00:00.000Z",  # a receiver (or gpsd 3.20-3.22) one week rollover behind
+        "1980-01-06T00:00:05.000Z",  # a receiver's default date, its fix flagged valid
+        "1970-01-01T00:00:10.000Z",  # a spoofer's epoch
+    ],
+)
+async def test_a_gps_time_before_any_plausible_date_never_sets_the_clock(sent: str) -> None:
+    """gpsd's TPV goes to the clock as sent (the NMEA driver unrolls, gpsd is trusted to):
+    a date before this software existed is a rollover or a spoofer, never the time, and a
+    node on it would refuse every list, signed command and reset."""
+    node = TestHost()  # a Pi whose clock is not synchronised
+    tpv = {"class": "TPV", "mode": 3, "time": sent, "lat": 46.0, "lon": 2.0}
+    the_fix = GpsdReports().handle(tpv)
+    assert the_fix is not None and the_fix.valid
+    service(node).on_fix(the_fix)
+    assert node.clock.source is ClockSource.UNSYNCED
+    assert node.counters.snapshot().get("position.implausible_time") == 1
+    assert node.bodies("position")  # the position itself is still reported

@@ -1,10 +1,13 @@
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from core.events import ActiveFaults, J1939Signals, TroubleCode
+from edged.clock import Clock
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
+from edged.services import trips
 from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded
 from edged.services.trips import DISTANCE_WRAP_M, FUEL_WRAP_L, OPEN_TRIP_KEY, Totalizer
 from edged.services.vehicle import VehicleService
@@ -513,3 +516,39 @@ def test_a_trip_kept_on_disk_by_the_release_before_restores() -> None:
     _, svc, _ = make(node)
     assert svc.trips.trip is not None and svc.trips.trip.distance.total == 500.0
     assert svc.trips.trip.distance.held is None
+
+
+def test_a_trip_is_stamped_by_the_nodes_clock_not_the_unsynced_system_clock() -> None:
+    """A Pi without NTP runs on fake-hwclock's saved time, days or years off: the envelope's
+    `ts` follows GPS time then, and so must the trip's times and id, or dispatch files a
+    trip days away from its own positions."""
+    gps_time = datetime(2031, 3, 4, 7, 30, tzinfo=UTC)  # far from this machine's clock
+    node = TestHost()  # the kernel clock not synchronised
+    node.clock.discipline(gps_time)
+    _, svc, _ = make(node=node, gps=0.0)
+    svc.trips.start("command")
+    drive(node, 20_000.0)
+    svc.trips.stop()
+    (trip,) = node.bodies("trip")
+    assert trip.trip_id.startswith("20310304T0730")
+    assert abs((trip.started - gps_time).total_seconds()) < 5
+    assert abs((trip.ended - gps_time).total_seconds()) < 5
+
+
+def test_a_trip_opened_on_an_untrusted_clock_is_dated_back_from_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Opened at boot on a saved time two days old, closed after NTP set the clock: its start
+    is its end less the monotonic time it lasted, not two days earlier."""
+    trusted = False
+    node = TestHost(clock=Clock(recheck_s=0, kernel_synced=lambda: trusted))
+    _, svc, _ = make(node=node, gps=0.0)
+    mono = [trips.time.monotonic()]  # the one monotonic clock: the node's Clock reads it too
+    monkeypatch.setattr(trips.time, "monotonic", lambda: mono[0])
+    svc.trips.start("ignition")
+    mono[0] += 1800  # half an hour's drive; meanwhile NTP synchronised the clock
+    drive(node, 20_000.0)
+    trusted = True
+    svc.trips.stop()
+    (trip,) = node.bodies("trip")
+    assert round((trip.ended - trip.started).total_seconds()) == 1800
