@@ -81,7 +81,17 @@ class StateStore:
             if isinstance(exc, _Corrupt) or sqlitefile.is_corrupt(exc):
                 self._replace_corrupt(exc)
             elif sqlitefile.is_disk_error(exc):
-                self._in_memory(exc, sqlitefile.read_only_copy(self.path))
+                copy = sqlitefile.read_only_copy(self.path)
+                self._in_memory(exc, copy)
+                if copy is None and existed:  # not a mere full disk: what it held is lost
+                    self.losses.append(
+                        Loss(
+                            "state_missing",
+                            f"the state store {self.path} cannot be read ({str(exc)[:80]}): "
+                            "access lists and the services' state start empty; check the "
+                            "file (a directory in its place, a failing SD card)",
+                        )
+                    )
                 return
             else:
                 raise sqlitefile.open_error("state store", self.path, exc) from exc

@@ -127,3 +127,16 @@ async def test_seq_does_not_go_back_after_a_full_disk_then_a_read_only_one(
             sent = seqs(await drain(box))
             await box.close()
     assert sorted(sent) == [4, 5, 9], "not 6 again"
+
+
+async def test_a_state_store_that_cannot_be_read_is_reported(tmp_path: Path) -> None:
+    """A directory in its place (or a file the card fails to read): the node runs, with
+    the access lists lost, and `alarm/outbox_lost` says so, not only a log line."""
+    config = cfg(tmp_path)
+    await with_history(config)
+    (tmp_path / "state.sqlite").unlink()
+    (tmp_path / "state.sqlite").mkdir()
+    box = await started(config)
+    assert [loss.cause for loss in box.losses] == ["state_missing"]
+    assert "cannot be read" in box.losses[0].reason
+    await box.close()
