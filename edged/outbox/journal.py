@@ -102,7 +102,9 @@ class Journal:
             log.error(
                 "cannot open the tap journal %s (%s): taps rely on the outbox alone", self.path, exc
             )
-            return []
+            # a disk remounted read-only still reads: the taps it holds are not lost
+            return self._beyond(folded, read_only(self.path, self.size))
+        data = b""
         try:
             data = os.pread(fd, self.size, 0)
             if len(data) < self.size:  # new (or cut short): allocate it now, while we can
@@ -115,7 +117,7 @@ class Journal:
                 self.path,
                 exc,
             )
-            return []
+            return self._beyond(folded, data)
         if os.fstat(fd).st_mode & 0o077:
             os.fchmod(fd, 0o600)
         try:
@@ -125,8 +127,12 @@ class Journal:
             log.error(
                 "cannot map the tap journal %s (%s): taps rely on the outbox alone", self.path, exc
             )
-            return []
+            return self._beyond(folded, data)
         self.fd = fd
+        return self._beyond(folded, data)
+
+    def _beyond(self, folded: int, data: bytes) -> list[Record]:
+        """The records of `data` beyond `folded`, in order; numbering goes on above all."""
         records = sorted(read(data), key=lambda r: r.rn)
         self.next_rn = max([folded, *(r.rn for r in records)]) + 1
         return [r for r in records if r.rn > folded]
@@ -178,6 +184,21 @@ class Journal:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def read_only(path: Path, size: int) -> bytes:
+    """What a file holds, when it cannot be opened for writing (nothing if unreadable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        return os.pread(fd, size, 0)
+    except OSError as exc:
+        log.error("cannot read %s: %s", path, exc)
+        return b""
+    finally:
+        os.close(fd)
 
 
 def read(data: bytes) -> list[Record]:

@@ -20,6 +20,8 @@ import struct
 import zlib
 from pathlib import Path
 
+from edged.outbox.journal import read_only
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"EMK1"
@@ -40,7 +42,9 @@ class Marks:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             log.error("cannot open %s (%s): seq counters kept with the outbox only", self.path, exc)
-            return {}
+            # a disk remounted read-only still reads: its counters keep seq from going back
+            return _newest(read_only(self.path, 2 * SLOT))[1]
+        data = b""
         try:
             data = os.pread(fd, 2 * SLOT, 0)
             if len(data) < 2 * SLOT:
@@ -51,17 +55,12 @@ class Marks:
             log.error(
                 "cannot prepare %s (%s): seq counters kept with the outbox only", self.path, exc
             )
-            return {}
+            return _newest(data)[1]
         if os.fstat(fd).st_mode & 0o077:
             os.fchmod(fd, 0o600)
         self.fd = fd
-        best: tuple[int, dict[str, int]] = (0, {})
-        for slot in (0, 1):
-            found = _read(data[slot * SLOT : (slot + 1) * SLOT])
-            if found is not None and found[0] > best[0]:
-                best = found
-        self.generation = best[0]
-        return best[1]
+        self.generation, counters = _newest(data)
+        return counters
 
     def write(self, seqs: dict[str, int]) -> None:
         """Write the counters to the older slot (no fsync: see the module docstring)."""
@@ -90,6 +89,16 @@ class Marks:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _newest(data: bytes) -> tuple[int, dict[str, int]]:
+    """The generation and counters of the newest intact slot (0 and none without one)."""
+    best: tuple[int, dict[str, int]] = (0, {})
+    for slot in (0, 1):
+        found = _read(data[slot * SLOT : (slot + 1) * SLOT])
+        if found is not None and found[0] > best[0]:
+            best = found
+    return best
 
 
 def _read(slot: bytes) -> tuple[int, dict[str, int]] | None:

@@ -13,14 +13,19 @@ Both files (the outbox and the state store) are opened the same way:
   open by `quick_check`, which reads every page): a drain's working set (the head of each
   class, a commit's dirty pages) is a few hundred KB, and the OS caches the file anyway;
 - checked with `PRAGMA quick_check`; a corrupt file is renamed aside (kept for forensics,
-  with its `-wal`), never deleted.
+  with its `-wal`), never deleted;
+- on a disk that refuses writes (an SD card the kernel remounted read-only after an ext4
+  error) read into memory: SQLite cannot read a WAL database it may not write (it needs a
+  lock or a `-shm`), so the file and its WAL are copied to a RAM disk and read from there.
 """
 
 import contextlib
 import errno
 import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +41,9 @@ the WAL before COMMIT: still one transaction, and the default 2 MB did as much f
 payloads. Against that default: -1 MB of the node's RSS, and the outbox's CPU per message
 unchanged (measured with 1024, 512 and 256 KiB; issue #19)."""
 COMPANIONS = ("-wal", "-shm", "-journal")
+SCRATCH_DIRS = ("/dev/shm", "/run")
+"""RAM disks to read a copy of a database from when its own disk refuses writes (the unit's
+`PrivateTmp` puts /tmp on the SD card); the system's temporary directory comes last."""
 
 
 def companions(path: Path) -> list[Path]:
@@ -85,6 +93,48 @@ def connect(path: Path | str, *, wal_bytes: int) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def read_only_copy(path: Path) -> sqlite3.Connection | None:
+    """An in-memory database holding what `path` (and its WAL) holds, for a disk that
+    refuses writes; None when there is no such file or it cannot be read."""
+    try:
+        if path.stat().st_size == 0:
+            return None
+    except OSError:
+        return None
+    for base in (*SCRATCH_DIRS, tempfile.gettempdir()):
+        try:
+            scratch = Path(tempfile.mkdtemp(prefix="edged-ro-", dir=base))
+        except OSError:
+            continue
+        try:
+            return _copy_to_memory(path, scratch / path.name)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("cannot read %s from a copy in %s: %s", path, base, exc)
+            if not (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+                return None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return None
+
+
+def _copy_to_memory(path: Path, copy: Path) -> sqlite3.Connection:
+    for src, dst in zip(companions(path), companions(copy), strict=True):
+        if src.exists() and not src.name.endswith("-shm"):
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
+    source = sqlite3.connect(copy, isolation_level=None)
+    try:
+        source.execute("PRAGMA locking_mode=EXCLUSIVE")
+        found = problems(source)
+        if found is not None:
+            raise sqlite3.DatabaseError(f"corrupt: {found}")
+        memory = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        source.backup(memory)
+    finally:
+        source.close()
+    return memory
 
 
 def problems(db: sqlite3.Connection) -> str | None:

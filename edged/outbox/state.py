@@ -81,7 +81,17 @@ class StateStore:
             if isinstance(exc, _Corrupt) or sqlitefile.is_corrupt(exc):
                 self._replace_corrupt(exc)
             elif sqlitefile.is_disk_error(exc):
-                self._in_memory(exc)
+                copy = sqlitefile.read_only_copy(self.path)
+                self._in_memory(exc, copy)
+                if copy is None and existed:  # not a mere full disk: what it held is lost
+                    self.losses.append(
+                        Loss(
+                            "state_missing",
+                            f"the state store {self.path} cannot be read ({str(exc)[:80]}): "
+                            "access lists and the services' state start empty; check the "
+                            "file (a directory in its place, a failing SD card)",
+                        )
+                    )
                 return
             else:
                 raise sqlitefile.open_error("state store", self.path, exc) from exc
@@ -117,7 +127,30 @@ class StateStore:
 
     def _replace_corrupt(self, exc: BaseException) -> None:
         salvaged = self._salvage()
-        moved = sqlitefile.move_aside(self.path)
+        try:
+            moved = sqlitefile.move_aside(self.path)
+        except OSError as refused:
+            # a read-only disk: the corrupt file stays where it is, the node runs with
+            # what could be read from it
+            log.error(
+                "the state store %s is corrupt (%s) and cannot be moved aside (%s); %d "
+                "value(s) could still be read from it",
+                self.path,
+                exc,
+                refused,
+                len(salvaged),
+            )
+            self.losses.append(
+                Loss(
+                    "state_corrupt",
+                    f"the state store was corrupt ({str(exc)[:80]}) and the disk refused "
+                    f"to move it aside; {len(salvaged)} value(s) read back from it",
+                )
+            )
+            self._in_memory(refused, None)
+            if salvaged:
+                self.commit(salvaged, {}, sync=False)
+            return
         log.error(
             "the state store %s is corrupt (%s): moved aside to %s; %d value(s) could still "
             "be read from it",
@@ -138,7 +171,7 @@ class StateStore:
             self.db = self._connect()
             self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as again:
-            self._in_memory(again)
+            self._in_memory(again, None)
         self.kv.update(salvaged)
         if salvaged and self.db is not None:
             self.commit(salvaged, {}, sync=True)
@@ -159,14 +192,25 @@ class StateStore:
             db.close()
         return out
 
-    def _in_memory(self, exc: BaseException) -> None:
+    def _in_memory(self, exc: BaseException, copy: sqlite3.Connection | None) -> None:
+        """Run on a database in memory: `copy` (what the file holds, read from a disk that
+        refuses writes: the access lists keep opening doors) or an empty one."""
         log.error(
-            "cannot write the state store %s (%s): state is kept in memory until the disk "
-            "takes writes again and edged restarts",
+            "cannot write the state store %s (%s): state is kept in memory (%s) until the "
+            "disk takes writes again and edged restarts",
             self.path,
             exc,
+            "read from the file" if copy is not None else "starting empty",
         )
         self.durable = False
+        if copy is not None:
+            self.db = copy
+            try:
+                self._load()
+                return
+            except sqlite3.Error as unreadable:
+                log.error("cannot read the state store %s: %s", self.path, unreadable)
+                copy.close()
         self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.db.executescript(SCHEMA)
 

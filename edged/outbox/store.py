@@ -231,28 +231,36 @@ class Outbox:
                 raise sqlitefile.open_error("outbox", path, exc) from exc
             problem = exc
         salvaged = _salvage(path)
-        moved = sqlitefile.move_aside(path)
+        moved: Path | None = None
+        try:
+            moved = sqlitefile.move_aside(path)
+            where = f"moved aside to {moved}"
+        except OSError as refused:  # a read-only disk: the file stays where it is
+            where = f"left in place (the disk refused to move it: {refused})"
+            self._in_memory(path, refused, copy=False)
         queued = salvaged.get("queued", {})
         log.error(
-            "the outbox %s is corrupt (%s): moved aside to %s and a new one started; "
+            "the outbox %s is corrupt (%s): %s and a new one started; "
             "%d queued message(s) in it are not sent",
             path,
             problem,
-            moved,
+            where,
             sum(n for _, _, n in queued.values()),
         )
         loss = Loss(
             "corrupt",
-            f"the outbox was corrupt ({str(problem)[:80]}): moved aside to {moved}; "
+            f"the outbox was corrupt ({str(problem)[:80]}): {where}; "
             "messages queued in it were not sent",
-            moved_to=str(moved),
+            moved_to=None if moved is None else str(moved),
         )
         loss.gaps = {s: [lo, hi] for s, (lo, hi, _) in queued.items()}
         self.losses.append(loss)
+        if self._db is not None:
+            return salvaged
         try:
             self._db = self._connect(path)
         except (sqlite3.Error, OSError) as again:
-            self._in_memory(path, again)
+            self._in_memory(path, again, copy=False)
         return salvaged
 
     def _connect(self, path: Path) -> sqlite3.Connection:
@@ -269,15 +277,20 @@ class Outbox:
             raise
         return db
 
-    def _in_memory(self, path: Path, exc: BaseException) -> None:
+    def _in_memory(self, path: Path, exc: BaseException, *, copy: bool = True) -> None:
+        """An outbox in memory; on a disk that refuses writes but reads (remounted
+        read-only) it starts with what the file holds: its queued messages still go out."""
+        db = sqlitefile.read_only_copy(path) if copy else None
         log.error(
-            "cannot write the outbox at %s (%s): running with an outbox in memory (nothing "
-            "survives a restart) until the disk takes writes and edged restarts",
+            "cannot write the outbox at %s (%s): running with an outbox in memory (%s; "
+            "nothing survives a restart) until the disk takes writes and edged restarts",
             path,
             exc,
+            "its queued messages read from the file" if db is not None else "empty",
         )
         self.durable = False
-        db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        if db is None:
+            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         db.executescript(SCHEMA)
         self._db = db
 

@@ -7,11 +7,14 @@ right), the config as it was at the switch and the data copies a rollback may ne
 
 import contextlib
 import json
+import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from edged.release.launcher import now_ms, write_atomically
+
+log = logging.getLogger(__name__)
 
 WORK = ".update"
 JOB = "job.json"
@@ -62,6 +65,14 @@ class WorkDir:
         try:
             data = json.loads((self.path / JOB).read_bytes())
         except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            return None
+        except OSError as exc:  # a directory in its place, a failing card: no job, said
+            log.error(
+                "cannot read the update job %s (%s): no update resumes; remove it to start "
+                "a new one",
+                self.path / JOB,
+                exc,
+            )
             return None
         return Job.from_json(data) if isinstance(data, dict) else None
 

@@ -130,6 +130,16 @@ class UpdateManager:
             return
         try:
             await self._run()
+        except OSError as exc:
+            # this task is one of the node's: raising would stop the doors and the uplink
+            # too, and again at every start on the same disk
+            log.error(
+                "updates stopped: the release tree %s cannot be written (%s); the node runs "
+                "on, updates resume once the disk is repaired and edged restarts",
+                self.tree.root,
+                exc,
+            )
+            await asyncio.Event().wait()
         finally:
             self._cancel.set()
             if self._pipeline is not None:

@@ -5,6 +5,7 @@ from a copy."""
 import contextlib
 import shutil
 import sqlite3
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from edged.outbox.sqlitefile import companions
 from hil.disk import fill, small_disk
 
-__all__ = ["fill", "mounted_tmpfs", "rows_on_disk"]
+__all__ = ["fill", "mounted_tmpfs", "read_only", "rows_on_disk"]
 
 
 @contextlib.contextmanager
@@ -41,3 +42,14 @@ def rows_on_disk(
             return db.execute(sql, params).fetchall()
         finally:
             db.close()
+
+
+@contextlib.contextmanager
+def read_only(disk: Path) -> Iterator[Path]:
+    """`disk` remounted read-only, as the kernel leaves an SD card after an ext4 error
+    (EROFS on every write, reads still work); read-write again at the end."""
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True, capture_output=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True, capture_output=True)
