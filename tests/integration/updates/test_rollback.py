@@ -4,6 +4,8 @@ the release that worked and says why on `update`.
 Each bad release is this checkout with one patch (tests/helpers/releases.py), installed and
 staged as update.apply leaves a release; the node switches to it as soon as it starts."""
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +71,15 @@ async def test_a_bad_release_is_rolled_back_by_itself(
         await c.wait_for(lambda: births(c)[-1]["version"] == "0.1.0", 20, "0.1.0's birth")
         if case != "hangs":  # the one bad release that got as far as the broker
             assert all(b["version"] == "0.1.0" for b in births(c)), "only 0.1.0 came online"
-        tree = node_root.status()
+        # the node removes the bad release (in a thread) and notes the outcome reported
+        # once `rolled_back` is stored: dispatch may hear it a moment before
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            tree = node_root.status()
+            reported = (tree["outcome"] or {}).get("reported")
+            if reported and not (node_root.releases / "0.2.0").exists():
+                break
+            await asyncio.sleep(0.1)
         assert tree["current"] == "0.1.0" and tree["trial"] is None
         assert tree["outcome"]["result"] == "rolled_back" and tree["outcome"]["reported"]
         assert not (node_root.releases / "0.2.0").exists(), "the bad release is removed"
