@@ -119,11 +119,18 @@ def read_only_copy(path: Path) -> sqlite3.Connection | None:
     return None
 
 
-def _copy_to_memory(path: Path, copy: Path) -> sqlite3.Connection:
+def copy_database(path: Path, copy: Path) -> None:
+    """`path` and its WAL (and rollback journal) copied to `copy`, private: what a reader
+    of the copy sees is what the file holds, committed frames of the WAL included. The
+    `-shm` index is not copied: SQLite rebuilds it from the WAL."""
     for src, dst in zip(companions(path), companions(copy), strict=True):
         if src.exists() and not src.name.endswith("-shm"):
             shutil.copyfile(src, dst)
             os.chmod(dst, 0o600)
+
+
+def _copy_to_memory(path: Path, copy: Path) -> sqlite3.Connection:
+    copy_database(path, copy)
     source = sqlite3.connect(copy, isolation_level=None)
     try:
         source.execute("PRAGMA locking_mode=EXCLUSIVE")

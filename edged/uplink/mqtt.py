@@ -144,10 +144,16 @@ class MqttClient(aiomqtt.Client):
     ) -> int:
         """Hand a message to paho now, without a future; returns its message id, which
         `on_delivered` is given once the broker has it. Raises when not connected."""
+        return int(self._handed(topic, payload, qos, retain, properties).mid)
+
+    def _handed(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+    ) -> paho.MQTTMessageInfo:
+        """paho's publish, raising (as aiomqtt does) when paho did not take the message."""
         info = self._client.publish(topic, payload, qos, retain, properties)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        return int(info.mid)
+        return info
 
     async def publish_acked(
         self,
@@ -163,9 +169,7 @@ class MqttClient(aiomqtt.Client):
         authorized by an ACL, 0x97 quota exceeded...) for a delivery: the birth refused
         counted as sent and the node as online while the broker kept `offline`. This one
         raises `PublishRefused` then."""
-        info = self._client.publish(topic, payload, qos, retain, properties)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        info = self._handed(topic, payload, qos, retain, properties)
         if qos == 0:
             return
         mid = int(info.mid)

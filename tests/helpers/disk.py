@@ -3,7 +3,6 @@ behind it: the outbox holds its database exclusively, so tests read what it has 
 from a copy."""
 
 import contextlib
-import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from edged.outbox.sqlitefile import companions
+from edged.outbox.sqlitefile import copy_database
 from hil.disk import fill, small_disk
 
 __all__ = ["fill", "mounted_tmpfs", "read_only", "rows_on_disk"]
@@ -34,9 +33,7 @@ def rows_on_disk(
     """Run `sql` on a copy of `database` and its WAL, as a recovery after a crash would."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / database.name
-        for src, dst in zip(companions(database), companions(copy), strict=True):
-            if src.exists() and not src.name.endswith("-shm"):
-                shutil.copyfile(src, dst)
+        copy_database(database, copy)
         db = sqlite3.connect(copy)
         try:
             return db.execute(sql, params).fetchall()

@@ -12,7 +12,7 @@ import pytest
 
 from edged.errors import NotDurableError
 from edged.outbox import Outbox
-from edged.outbox.sqlitefile import companions
+from edged.outbox.sqlitefile import copy_database
 from tests.edged.outbox.test_recovery import cfg, started, tap, with_history
 from tests.edged.outbox.test_store import door, drain, seqs
 from tests.helpers.disk import fill, mounted_tmpfs, read_only
@@ -21,11 +21,8 @@ from tests.helpers.disk import fill, mounted_tmpfs, read_only
 def snapshot(box: Outbox, src: Path, dst: Path) -> None:
     """The node's files as a `kill -9` leaves them (WALs not checkpointed, the journal's
     page written), copied while `box` still runs."""
-    names = ["outbox.sqlite", "state.sqlite"]
-    for name in names:
-        for file in companions(src / name):
-            if file.exists() and not file.name.endswith("-shm"):
-                shutil.copyfile(file, dst / file.name)
+    for name in ("outbox.sqlite", "state.sqlite"):
+        copy_database(src / name, dst / name)
     for name in ("outbox.sqlite-taps", "outbox.sqlite-marks"):
         shutil.copyfile(src / name, dst / name)
 

@@ -230,6 +230,15 @@ def alarm_cleared() -> Publication:
     return Publication.make(TOPICS, ALARM, Alarm(kind="panic", active=False), name="panic")
 
 
+async def raised_then_cleared(box: Outbox) -> tuple[Stored, Stored]:
+    """A panic raised then cleared, both stored and handed out to the uplink."""
+    box.put_nowait(alarm())
+    box.put_nowait(alarm_cleared())
+    await box.flush()
+    raised, cleared = await box.next_batch(10)
+    return raised, cleared
+
+
 async def test_a_retained_row_older_than_one_the_broker_took_is_superseded(
     tmp_path: Path,
 ) -> None:
@@ -238,10 +247,7 @@ async def test_a_retained_row_older_than_one_the_broker_took_is_superseded(
     and the copy kept to restore a broker's memory stays the clear once the raise is sent
     as the sender sends it, without the flag."""
     box = await opened(config(tmp_path))
-    box.put_nowait(alarm())
-    box.put_nowait(alarm_cleared())
-    await box.flush()
-    raised, cleared = await box.next_batch(10)
+    raised, cleared = await raised_then_cleared(box)
     assert json.loads(raised.payload)["active"] is True
     assert not box.superseded(raised)  # nothing newer taken yet: it goes retained
     box.ack(cleared)
@@ -258,10 +264,7 @@ async def test_an_older_retained_row_taken_late_does_not_replace_the_kept_copy(
     tmp_path: Path,
 ) -> None:
     box = await opened(config(tmp_path))
-    box.put_nowait(alarm())
-    box.put_nowait(alarm_cleared())
-    await box.flush()
-    raised, cleared = await box.next_batch(10)
+    raised, cleared = await raised_then_cleared(box)
     box.ack(cleared)
     await box.flush()
     box.ack(raised)  # e.g. a PUBACK of a resend that crossed the clear on the link
@@ -273,12 +276,9 @@ async def test_an_older_retained_row_taken_late_does_not_replace_the_kept_copy(
 
 async def test_a_superseded_row_is_still_known_as_such_after_a_restart(tmp_path: Path) -> None:
     """The refused raise is still in the file when the node restarts; the clear was taken
-    and deleted before: the next start must not send the raise."""
+    and deleted before: the next start must not send the raise as the alarm's value."""
     box = await opened(config(tmp_path))
-    box.put_nowait(alarm())
-    box.put_nowait(alarm_cleared())
-    await box.flush()
-    _raised, cleared = await box.next_batch(10)
+    _raised, cleared = await raised_then_cleared(box)
     box.ack(cleared)
     await box.flush()
     await box.close()

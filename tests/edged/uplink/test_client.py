@@ -3,14 +3,10 @@ direct publish) on a real Mosquitto whose ACL refuses some of them (MQTT 5: PUBA
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from core.counters import Counters
-from edged.clock import Clock
-from edged.config.models import BrokerConfig, OutboxConfig
+from edged.config.models import BrokerConfig
 from edged.outbox import Outbox
 from edged.payloads import State
 from edged.topics import Topics
@@ -18,18 +14,6 @@ from edged.uplink.client import Uplink
 from tests.helpers.broker import Mosquitto
 
 TOPICS = Topics("rnst/v1", "test", "n1")
-
-
-@pytest.fixture
-async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
-    box = Outbox(OutboxConfig(path=tmp_path / "outbox.sqlite"), Clock())
-    await box.open()
-    writer = asyncio.create_task(box.run_writer())
-    yield box
-    writer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await writer
-    await box.close()
 
 
 async def _ignore(_: object) -> None:

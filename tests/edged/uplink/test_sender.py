@@ -7,15 +7,13 @@ import json
 import math
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 from paho.mqtt.properties import Properties
 
-from edged.clock import Clock
-from edged.config.models import OutboxConfig
 from edged.outbox import Outbox, Publication, Stored
 from edged.payloads import Alarm, DoorEvent, Position
 from edged.topics import ALARM, DOOR, POSITION, Priority, Topics
@@ -36,6 +34,22 @@ def door(i: int) -> Publication:
 
 def panic(*, active: bool) -> Publication:
     return Publication.make(TOPICS, ALARM, Alarm(kind="panic", active=active), name="panic")
+
+
+async def until_refused(sender: Sender, n: int, within_s: float = 5.0) -> None:
+    """Until the broker has refused `n` publishes (or the time is up: the test's assert
+    says what came)."""
+    deadline = time.monotonic() + within_s
+    while sender.refused < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def allow_all(broker: Mosquitto, acl: Path) -> None:
+    """The operator's fix: the node's whole tree allowed, and Mosquitto told to reload its
+    ACL (SIGHUP)."""
+    acl.write_text("topic readwrite rnst/v1/test/n1/#\n")
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGHUP)
 
 
 async def acl_takes(port: int, topic: str, within_s: float = 10.0) -> None:
@@ -64,18 +78,6 @@ def position(i: int, qos: int = 0) -> Publication:
         odometer_m=float(i),
     )
     return Publication.make(TOPICS, POSITION, body, qos=qos)
-
-
-@pytest.fixture
-async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
-    box = Outbox(OutboxConfig(path=tmp_path / "outbox.sqlite"), Clock())
-    await box.open()
-    writer = asyncio.create_task(box.run_writer())
-    yield box
-    writer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await writer
-    await box.close()
 
 
 def rows(box: Outbox) -> int:
@@ -453,14 +455,9 @@ async def test_a_refused_publish_is_tried_again_in_the_same_session(
             async with sender.client:
                 task = asyncio.create_task(sender.run())
                 try:
-                    for _ in range(100):
-                        if sender.refused >= 10:
-                            break
-                        await asyncio.sleep(0.05)
+                    await until_refused(sender, 10)
                     assert sender.refused >= 10 and sender.sent == 0
-                    acl.write_text("topic readwrite rnst/v1/test/n1/#\n")  # the fix
-                    assert broker.proc is not None
-                    broker.proc.send_signal(signal.SIGHUP)  # Mosquitto reloads its ACL
+                    allow_all(broker, acl)
                     await until_empty(outbox, 10)
                 finally:
                     task.cancel()
@@ -491,14 +488,9 @@ async def test_a_refused_retained_message_overtaken_by_a_newer_one_goes_unretain
             task = asyncio.create_task(sender.run())
             try:
                 await fill(outbox, [panic(active=True)])
-                for _ in range(100):
-                    if sender.refused >= 1:
-                        break
-                    await asyncio.sleep(0.05)
+                await until_refused(sender, 1)
                 assert sender.refused == 1 and sender.sent == 0
-                acl.write_text("topic readwrite rnst/v1/test/n1/#\n")  # the fix
-                assert broker.proc is not None
-                broker.proc.send_signal(signal.SIGHUP)
+                allow_all(broker, acl)
                 await acl_takes(broker.port, TOPICS.base + "/alarm/probe")
                 await fill(outbox, [panic(active=False)])  # before the raise is retried
                 await until_empty(outbox, 10)
