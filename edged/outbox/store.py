@@ -211,10 +211,15 @@ class Outbox:
         for stream, seq in [*self.state.seqs.items(), *self.marks.open().items()]:
             self._seqs[stream] = max(self._seqs.get(stream, 0), seq)
         self.lanes.start(self._last_id)
+        # row ids count on within one outbox file only: ids noted beyond this file's
+        # counter are another file's (a corrupt one moved aside, one deleted), and would
+        # make every new retained row look superseded
+        issued = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'msg'").fetchone()
+        top = int(issued[0]) if issued else 0
         known = self.get_state(RETAINED_IDS_KEY, {})
         if isinstance(known, dict):
             self._retained_ids = {
-                str(t): i for t, i in known.items() if isinstance(i, int) and i > 0
+                str(t): i for t, i in known.items() if isinstance(i, int) and 0 < i <= top
             }
 
     def _open_database(self, path: Path) -> dict[str, Any]:

@@ -288,6 +288,27 @@ async def test_a_superseded_row_is_still_known_as_such_after_a_restart(tmp_path:
     await again.close()
 
 
+async def test_a_new_outbox_file_starts_with_no_retained_row_superseded(tmp_path: Path) -> None:
+    """The ids noted are the old file's: in a new one (the old moved aside as corrupt, or
+    deleted) row ids start again from 1, and a new raise must still go retained."""
+    box = await opened(config(tmp_path))
+    for _ in range(3):
+        box.put_nowait(alarm())
+    await box.flush()
+    for m in await box.next_batch(10):
+        box.ack(m)
+    await box.flush()
+    await box.close()
+    for file in sqlitefile.companions(tmp_path / "outbox.sqlite"):
+        file.unlink(missing_ok=True)
+    again = await opened(config(tmp_path))  # the state store is kept
+    again.put_nowait(alarm())
+    await again.flush()
+    (fresh,) = await again.next_batch(10)
+    assert not again.superseded(fresh)
+    await again.close()
+
+
 async def test_samples_are_thinned_to_an_even_spread_over_the_soft_cap(tmp_path: Path) -> None:
     box = await opened(config(tmp_path, max_rows=100, hard_max_rows=1000))
     for i in range(400):
