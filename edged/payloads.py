@@ -133,6 +133,11 @@ class MqttHealth(Body):
     topic_aliases: int | None = Field(
         default=None, description="MQTT 5 topic aliases the broker allows (0: none)"
     )
+    retain: bool = Field(
+        default=True,
+        description="messages go with the retain flag; false: the broker keeps no retained "
+        "messages, and edged publishes without it",
+    )
 
 
 class WifiHealth(Body):

@@ -34,6 +34,7 @@ from edged.uplink.packets import varint
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SESSION_EXPIRY_INTERVAL = 0x11
 MAXIMUM_PACKET_SIZE = 0x27
+RETAIN_AVAILABLE = 0x25
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Quirks:
     rewrite_dots: bool = False
     session_expiry_s: int | None = None  # put in every MQTT 5 CONNACK
     max_packet_size: int | None = None  # put in every MQTT 5 CONNACK
+    retain_available: bool | None = None  # put in every MQTT 5 CONNACK
     announce_takeover: bool = False
     withhold_pubacks: bool = False
     withhold_after: int = 0  # PUBACKs passed on (across connections) before withholding
@@ -128,9 +130,9 @@ def connect_client_id(packet: bytes) -> bytes:
     return packet[at + 2 : at + 2 + size]
 
 
-def connack_with(packet: bytes, ident: int, value: int) -> bytes:
-    """An MQTT 5 CONNACK with its four-byte integer property `ident` (session expiry,
-    maximum packet size) set to `value`."""
+def connack_with(packet: bytes, ident: int, value: int, width: int = 4) -> bytes:
+    """An MQTT 5 CONNACK with its integer property `ident` of `width` bytes (four: session
+    expiry, maximum packet size; one: retain available) set to `value`."""
     at = body_offset(packet)
     flags, code = packet[at], packet[at + 1]
     plen, props_at = read_varint(packet, at + 2)
@@ -142,7 +144,7 @@ def connack_with(packet: bytes, ident: int, value: int) -> bytes:
         if here != ident:
             kept += props[i : i + 1 + size]
         i += 1 + size
-    kept += bytes([ident]) + value.to_bytes(4, "big")
+    kept += bytes([ident]) + value.to_bytes(width, "big")
     body = bytes([flags, code]) + varint(len(kept)) + kept
     return bytes([CONNACK << 4]) + varint(len(body)) + body
 
@@ -399,6 +401,8 @@ class MqttProxy:
                     packet = connack_with(packet, SESSION_EXPIRY_INTERVAL, q.session_expiry_s)
                 if q.max_packet_size is not None:
                     packet = connack_with(packet, MAXIMUM_PACKET_SIZE, q.max_packet_size)
+                if q.retain_available is not None:
+                    packet = connack_with(packet, RETAIN_AVAILABLE, int(q.retain_available), 1)
             elif kind == PUBACK and not to_broker:
                 if q.withhold_pubacks and self.pubacks >= q.withhold_after:
                     self.withheld += 1

@@ -43,6 +43,7 @@ from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, PublishRefused, reason_name
 from edged.uplink.packets import BadPublish, packed, publish_size
 from edged.uplink.reasons import (
+    RETAIN_NOT_SUPPORTED,
     SESSION_TAKEN_OVER,
     UNSUPPORTED_PROTOCOL,
     asks_for_room,
@@ -120,6 +121,11 @@ class Uplink:
         self._hurried = False  # stopping: no sample waits for a batch (`hurry`)
         self.protocol: Protocol = config.protocol
         self.fell_back = False  # on 3.1.1 because the broker refused MQTT 5
+        self.retains = True
+        """Whether publishes (the will among them) carry the retain flag: False once the broker
+        said it keeps no retained messages (a CONNACK refusing the retained will, 0x9A, or
+        saying Retain Available 0), until edged restarts. A retained publish to such a broker
+        ends the session (0x9A), so without this its alarms would never arrive."""
         self._probing_311 = False  # MQTT 5 CONNECTs got no CONNACK: is it the version?
         self._no_connack_v5 = 0
         self.session_expiry_s: int | None = None
@@ -168,6 +174,7 @@ class Uplink:
             last_error=self.last_error,
             tls_resumed=self.tls_resumed,
             topic_aliases=self.aliases.maximum if self.protocol == "5" else None,
+            retain=self.retains,
         )
 
     def wire(self, payload: bytes) -> bytes:
@@ -233,6 +240,9 @@ class Uplink:
             self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
         if code == UNSUPPORTED_PROTOCOL and self.protocol == "5" and self._fall_back(str(rc)):
             return
+        if code == RETAIN_NOT_SUPPORTED and self.retains:
+            self._without_retain(f"it refused the retained will: {rc} (code 0x{code:02X})")
+            return
         reason = reason_for(code)
         self.counters.inc(f"uplink.refused.{reason.key}")
         self.last_error = f"connection refused: {rc} (code 0x{code:02X}): {reason.todo}"
@@ -292,6 +302,21 @@ class Uplink:
             why,
         )
         return True
+
+    def _without_retain(self, why: str) -> None:
+        """The broker keeps no retained messages: publish without the flag from now on."""
+        self.retains = False
+        self.counters.inc("uplink.retain_unavailable")
+        todo = reason_for(RETAIN_NOT_SUPPORTED).todo
+        self.last_error = f"the broker keeps no retained messages ({why}): {todo}"
+        log.warning(
+            "the broker at %s keeps no retained messages (%s): %s. Until edged restarts, "
+            "every message goes without the retain flag: dispatch hears each one live, but "
+            "a subscriber that comes later gets no last state, health or occupancy",
+            self.where,
+            why,
+            todo,
+        )
 
     def _lost(self, exc: BaseException) -> tuple[bool, bool, bool]:
         """A session or a connection attempt ended; (taken over, closed under us, the
@@ -366,7 +391,7 @@ class Uplink:
                 self.topics.of(STATE),
                 self.wire(will_payload),
                 qos=1,
-                retain=True,
+                retain=self.retains,
                 properties=will_properties,
             ),
             clean_session=None if v5 else not persistent,
@@ -402,6 +427,8 @@ class Uplink:
         """Subscribe, birth, retained topics again, then drain the outbox for good."""
         use_aliases = self.protocol == "5" and self.config.topic_aliases
         self.aliases = TopicAliases(client.topic_alias_max if use_aliases else 0)
+        if not client.retain_available and self.retains:
+            self._without_retain("its CONNACK says Retain Available 0")
         self._said.clear()
         if self.tls is not None:
             self.tls_resumed = self.tls.connected()
@@ -417,7 +444,7 @@ class Uplink:
             await self._publish_acked(client, self.topics.of(STATE), self.wire(birth), 1)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
-        if not client.session_present:
+        if not client.session_present and self.retains:
             # the broker kept no session for us: it may have lost its retained store too
             # (a restart without persistence). Restored messages are the ones delivered
             # before, byte for byte: the same (topic, epoch, seq)
@@ -435,7 +462,7 @@ class Uplink:
         broker refuses (an ACL without `state`, a quota) is counted and logged, and the
         session goes on: the outbox's messages, an alarm among them, still go."""
         try:
-            await client.publish_acked(topic, wire, qos=qos, retain=True)
+            await client.publish_acked(topic, wire, qos=qos, retain=self.retains)
         except PublishRefused as exc:
             self._publish_refused(topic, exc.code, 1, kept=False)
             return False
@@ -458,6 +485,8 @@ class Uplink:
         delay = self.config.will_delay_s
         heard = self._online_heard_at
         if self.protocol != "5" or delay <= 0 or heard is None or not client.session_present:
+            return False
+        if not self.retains:  # no retained `state`: subscribers hear `online` only live
             return False
         if self.tls is None or self.tls_resumed is not True:
             return False
@@ -547,6 +576,7 @@ class Uplink:
             unsent=self.aliases.unsent,
             batch_s=0.0 if self._hurried else self.config.batch_s,
             batch_max=self.config.batch_max,
+            retains=self.retains,
         )
         sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back
@@ -663,7 +693,7 @@ class Uplink:
                 name,
                 wire,
                 qos=qos,
-                retain=retain,
+                retain=retain and self.retains,
                 properties=properties,
                 timeout=within_s,
             )

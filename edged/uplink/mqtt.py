@@ -86,6 +86,7 @@ class MqttClient(aiomqtt.Client):
         self.max_packet: int | None = None
         """CONNACK's Maximum Packet Size (MQTT 5; absent, or 3.1.1: no limit). A broker ends
         the session of a client that sends a bigger packet (0x95, packet too large)."""
+        self.retain_available = True  # CONNACK's Retain Available (MQTT 5; absent: yes)
         self.ended: Ended | None = None
         self._checked: dict[int, int] = {}  # publish_acked's mids -> PUBACK reason (0: none)
         self.unreadable = 0
@@ -249,6 +250,7 @@ class MqttClient(aiomqtt.Client):
         self.receive_max = receive if isinstance(receive, int) and receive > 0 else None
         largest = getattr(properties, "MaximumPacketSize", None)  # 0 is a protocol error
         self.max_packet = largest if isinstance(largest, int) and largest > 0 else None
+        self.retain_available = getattr(properties, "RetainAvailable", 1) != 0
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:

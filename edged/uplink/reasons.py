@@ -12,6 +12,7 @@ UNSUPPORTED_PROTOCOL = 0x84
 SESSION_TAKEN_OVER = 0x8E
 SERVER_SHUTTING_DOWN = 0x8B
 KEEP_ALIVE_TIMEOUT = 0x8D
+RETAIN_NOT_SUPPORTED = 0x9A
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,17 @@ _REASONS: dict[int, Reason] = {
     0x97: Reason("quota_exceeded", "the broker's quota for this client is used up"),
     0x98: Reason("administrative_action", "the broker's operator disconnected this client"),
     0x99: Reason("payload_format_invalid", "see the broker's log"),
-    0x9A: Reason("retain_not_supported", "edged needs retained messages (state, health)"),
-    0x9B: Reason("qos_not_supported", "edged needs QoS 1"),
+    RETAIN_NOT_SUPPORTED: Reason(
+        "retain_not_supported",
+        "the broker keeps no retained messages: edged goes on without the retain flag; for "
+        "dispatch to get each node's last state when it subscribes, enable them on the broker "
+        "(Mosquitto: retain_available true)",
+    ),
+    0x9B: Reason(
+        "qos_not_supported",
+        "the broker allows only QoS 0 (Mosquitto: max_qos): edged needs QoS 1 to know what "
+        "arrived and keeps every message until then; allow QoS 1 on the broker",
+    ),
     0x9C: Reason("use_another_server", "point [broker] host at the server the broker names"),
     0x9D: Reason("server_moved", "point [broker] host at the broker's new address"),
     0x9F: Reason("connection_rate_exceeded", "the broker limits connection rate; edged waits"),

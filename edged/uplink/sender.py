@@ -100,8 +100,10 @@ class Sender:
         unsent: Unsent | None = None,
         batch_s: float = 0.0,
         batch_max: int = 1,
+        retains: bool = True,
     ) -> None:
         self.client = client
+        self.retains = retains  # False: the broker keeps no retained messages (`Uplink.retains`)
         self.outgoing = outgoing
         self.unsent = unsent
         self.outbox = outbox
@@ -312,7 +314,9 @@ class Sender:
                 if room <= 0:
                     break
                 ahead.popleft()
-                if msg.retain and self.outbox.superseded(msg):
+                if msg.retain and not self.retains:
+                    msg = replace(msg, retain=False)  # the broker would end the session
+                elif msg.retain and self.outbox.superseded(msg):
                     msg = replace(msg, retain=False)  # subscribers get it; the broker keeps
                     self.unretained += 1  # the newer one as the topic's value
                 room -= self._send((msg,), msg.payload, now)

@@ -262,3 +262,85 @@ async def test_a_retained_message_too_large_for_a_new_broker_is_neither_restored
         assert "oversize packet" not in broker.log.read_text()
     finally:
         broker.stop()
+
+
+def refused_retained(broker: Mosquitto) -> int:
+    """How many connections the broker ended for a retained publish or will (0x9A, 0x9B)."""
+    return broker.log.read_text().count("QoS too high or retain not supported")
+
+
+async def test_a_broker_without_retained_messages_gets_every_message_without_the_flag(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """Mosquitto with `retain_available false` refuses a CONNECT whose will is retained
+    (0x9A). The node connects again without the flag and sends everything that way: the
+    panic alarm queued while it could not connect arrives, and so do its birth, health and
+    `offline` at its stop, live. Said once in the log with the remedy, and in health."""
+    broker = Mosquitto(tmp_path, extra="retain_available false").start()
+    try:
+        config = write_config(tmp_path, broker.port, gps=False, health_s=1)
+        _, panic = alarms(Alarm(kind="lone_worker", active=True))
+        await queue_before_start(config, [panic])
+        async with Collector(broker.port) as c:
+            node = await online(c, config, spawn)
+            await c.wait_for(lambda: bool(c.on("alarm/panic")), 10, "the panic alarm")
+            health = await health_with(c, "health", lambda h: "mqtt" in h)
+            await asyncio.sleep(1.5)  # a retained publish would end the session by now
+            node.proc.terminate()  # SIGTERM, as systemd stops it
+            await c.wait_for(lambda: len(c.on("state")) >= 2, 10, "offline at the stop")
+        assert c.on("alarm/panic")[0].payload["active"] is True
+        assert health["mqtt"]["retain"] is False
+        assert health["errors"]["uplink.retain_unavailable"] == 1
+        assert health["reconnects"] == 0
+        assert c.on("state")[-1].payload["state"] == "offline"
+        said = [line for line in node.lines if "keeps no retained messages" in line]
+        assert len(said) == 1 and "retain_available true" in said[0], said
+        assert refused_retained(broker) == 1  # the first CONNECT's will, nothing after it
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("proxy", [Quirks(retain_available=False)], indirect=True)
+async def test_a_connack_saying_retain_unavailable_turns_the_flag_off(
+    broker: Mosquitto, proxy: MqttProxy, tmp_path: Path, spawn: Any
+) -> None:
+    """A broker that takes the retained will but says Retain Available 0 in its CONNACK
+    (MQTT 5) gets no retained publish: nothing the node sends is kept as a topic's value."""
+    config = write_config(tmp_path, proxy.port, gps=False, health_s=1)
+    async with Collector(broker.port) as c:
+        await online(c, config, spawn)
+        health = await health_with(c, "health", lambda h: "mqtt" in h)
+    async with Collector(broker.port, client_id="late") as late:  # after the node's messages
+        await asyncio.sleep(1.0)
+    assert health["mqtt"]["retain"] is False
+    assert not [m.topic for m in late.messages if m.retain]
+
+
+@pytest.mark.parametrize("proxy", [Quirks(retain_available=True)], indirect=True)
+async def test_a_connack_saying_retain_available_keeps_the_flag(
+    broker: Mosquitto, proxy: MqttProxy, tmp_path: Path, spawn: Any
+) -> None:
+    """The control of the test above: the same path, Retain Available 1."""
+    config = write_config(tmp_path, proxy.port, gps=False, health_s=1)
+    async with Collector(broker.port) as c:
+        await online(c, config, spawn)
+        health = await health_with(c, "health", lambda h: "mqtt" in h)
+    async with Collector(broker.port, client_id="late") as late:
+        await late.wait_for(lambda: any(m.retain for m in late.messages), 5, "retained")
+    assert health["mqtt"]["retain"] is True
+    assert {"state", "health"} <= {m.topic.rsplit("/", 1)[-1] for m in late.messages if m.retain}
+
+
+async def test_a_broker_allowing_only_qos_0_is_named_with_the_remedy(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """Mosquitto with `max_qos 0` refuses the QoS 1 will (0x9B). edged needs QoS 1 to know
+    what arrived: it says what to change on the broker, and backs off."""
+    broker = Mosquitto(tmp_path, extra="max_qos 0").start()
+    try:
+        config = write_config(tmp_path, broker.port, gps=False)
+        node = await spawn(config)
+        line = await log_line(node, "refused the connection", 5)
+        assert "0x9B" in line and "max_qos" in line and "QoS 1" in line, line
+    finally:
+        broker.stop()
