@@ -79,6 +79,27 @@ def test_a_receive_maximum_below_the_window_is_limited_with_the_window_to_set(
     assert "window = 6" in found["edged"]  # two left for publishes outside the outbox
 
 
+def test_a_broker_without_retained_messages_is_limited_as_the_nodes_cope(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mosquitto with `retain_available false` refuses a retained will and ends the session
+    of a retained publish: the nodes then send everything without the flag (their alarms
+    arrive), so the will and retained items are limited, not missing, and say what is lost."""
+    m = Mosquitto(tmp_path, extra="retain_available false").start()
+    try:
+        code, report = _check(m.url, capsys)
+    finally:
+        m.stop()
+    found = _by_key(report)
+    assert code == 0, report
+    assert found["will"]["verdict"] == "limited", found["will"]
+    assert "without retain was delivered" in found["will"]["measured"]
+    assert found["retained_wildcard"]["verdict"] == "limited", found["retained_wildcard"]
+    assert "no last state" in found["retained_wildcard"]["edged"]
+    for key in NEEDED - {"will", "retained_wildcard"}:
+        assert found[key]["verdict"] == "ok", found[key]
+
+
 async def test_amqtt_speaks_311_only_and_loses_offline_messages() -> None:
     async with EmbeddedBroker() as b:
         findings, version = await run_checks(Login(b.address), "rnst/v1", wait_s=1.5)

@@ -198,12 +198,14 @@ async def will(run: Run) -> Finding:
             return Finding(
                 "will", title, Verdict.MISSING, f"subscribe {topic} refused", edged, True
             )
-        will_msg = aiomqtt.Will(topic, token, qos=1, retain=True)
-        async with run.client("will", will=will_msg, keepalive=5) as dying:
-            started = time.monotonic()
-            abrupt_close(dying)
-            got = await first(watcher, lambda m: _payload(m) == token, run.wait_s + 2)
-    await _clear_retained(run, topic)
+        retained_will = True
+        try:
+            started, got = await _will_after_a_drop(run, watcher, topic, token, retain=True)
+        except BrokerUnreachableError:  # a broker without retained messages refuses it
+            started, got = await _will_after_a_drop(run, watcher, topic, token, retain=False)
+            retained_will = False
+    if retained_will:  # a broker that keeps none has nothing to clear (and refuses it)
+        await _clear_retained(run, topic)
     if got is None:
         return Finding(
             "will",
@@ -214,9 +216,31 @@ async def will(run: Run) -> Finding:
             True,
         )
     ms = (time.monotonic() - started) * 1000
+    if not retained_will:
+        return Finding(
+            "will",
+            title,
+            Verdict.LIMITED,
+            f"the broker refused a retained will; one without retain was delivered {ms:.0f} "
+            "ms after a TCP drop",
+            "nodes send their will (and everything else) without the retain flag: a "
+            "subscriber that comes later does not see an offline node (docs/brokers.md)",
+            True,
+        )
     return Finding(
         "will", title, Verdict.OK, f"will delivered {ms:.0f} ms after a TCP drop", edged, True
     )
+
+
+async def _will_after_a_drop(
+    run: Run, watcher: aiomqtt.Client, topic: str, token: bytes, *, retain: bool
+) -> tuple[float, aiomqtt.Message | None]:
+    """(when the connection was dropped, the will `watcher` got within the wait or None)."""
+    will_msg = aiomqtt.Will(topic, token, qos=1, retain=retain)
+    async with run.client("will", will=will_msg, keepalive=5) as dying:
+        started = time.monotonic()
+        abrupt_close(dying)
+        return started, await first(watcher, lambda m: _payload(m) == token, run.wait_s + 2)
 
 
 async def _clear_retained(run: Run, *topics: str) -> None:
@@ -232,8 +256,21 @@ async def retained(run: Run) -> Finding:
     topic = run.topic("retained", "state")
     token = f"retained-{run.run_id}".encode()
     title = "retained to wildcard subscribers"
-    async with run.client("retain-pub") as pub:
-        await pub.publish(topic, token, qos=1, retain=True)
+    try:
+        async with run.client("retain-pub") as pub:
+            await pub.publish(topic, token, qos=1, retain=True)
+    except aiomqtt.MqttError as exc:  # a broker without retained messages ends the session
+        return Finding(
+            "retained_wildcard",
+            title,
+            Verdict.LIMITED,
+            f"a retained publish ended its session ({exc}): the broker keeps no retained "
+            "messages (its log says why)",
+            "nodes publish without the retain flag (their alarms and events still arrive); "
+            "a subscriber hears a node only from its next message: no last state, health "
+            "or occupancy when it starts (docs/brokers.md)",
+            True,
+        )
     try:
         async with run.client("retain-wild") as wild:
             await wild.subscribe(run.topic("retained", "#"), qos=1)
