@@ -18,6 +18,11 @@ _EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 booted in 1970, a receiver one GPS week rollover (1024 weeks) behind, or a spoofer."""
 
 
+ENABLE_NTP = (
+    "enable network time: `sudo timedatectl set-ntp true` (systemd-timesyncd) or install chrony"
+)
+
+
 class ClockSource(StrEnum):
     NTP = "ntp"
     GPS = "gps"
@@ -86,9 +91,49 @@ class Clock:
             return ClockSource.GPS
         return ClockSource.UNSYNCED
 
+    @property
+    def synced(self) -> bool:
+        """The system clock is synchronised (or trusted by config), as `source` decides."""
+        self._refresh()
+        return self._synced
+
+    def describe(self) -> str:
+        """What the system clock says and whether it is synchronised, and GPS time when a
+        fix gave one: for a message about time (a certificate that looks expired)."""
+        system = time.time()
+        text = f"it says {_utc(system)}, {'synchronised' if self.synced else 'not synchronised'}"
+        days = self._gps_ahead_days(system)
+        if days is None:
+            return text
+        if abs(days) < 1:
+            return f"{text}; GPS agrees"
+        gps = _utc(system + days * 86400)
+        return f"{text}; GPS says {gps}, {abs(days):.0f} days {'later' if days > 0 else 'earlier'}"
+
+    def system_clock_right(self) -> bool | None:
+        """Whether the system clock can be believed: True when synchronised or a fix's time
+        agrees within a day; False when a fix says otherwise, or it is before any plausible
+        date; None when nothing says."""
+        system = time.time()
+        days = self._gps_ahead_days(system)
+        if days is not None:
+            return abs(days) < 1
+        if system <= _EARLIEST_PLAUSIBLE:
+            return False
+        return True if self.synced else None
+
+    def _gps_ahead_days(self, system: float) -> float | None:
+        if self._gps_offset is None:
+            return None
+        return (time.monotonic() + self._gps_offset - system) / 86400
+
     def now(self) -> tuple[int, ClockSource]:
         """(UTC milliseconds, source) from the best clock available now."""
         source = self.source
         if source is ClockSource.GPS and self._gps_offset is not None:
             return int((time.monotonic() + self._gps_offset) * 1000), source
         return int(time.time() * 1000), source
+
+
+def _utc(when: float) -> str:
+    return f"{datetime.fromtimestamp(when, UTC):%Y-%m-%d %H:%M} UTC"

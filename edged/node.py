@@ -78,6 +78,7 @@ class Node:
             on_command=self.handle_command,
             counters=self.counters,
             on_link=lambda up: self.bus.emit(LinkChanged(up)),
+            clock=self.clock,
         )
         self.alarms = OutboxAlarms(self.outbox, self.topics, self.clock, self.counters, self.uplink)
         self.outbox.on_pressure = self.alarms.pressure

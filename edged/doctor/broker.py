@@ -29,11 +29,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import ConfigError
+from edged import clock
 from edged.config.models import BrokerConfig
 from edged.doctor.check import Check, fail, ok, warn
+from edged.doctor.clock import EARLIEST_PLAUSIBLE
 from edged.uplink.client import read_password
 from edged.uplink.packets import varint
 from edged.uplink.tls import tls_context
+from edged.uplink.tlsfail import alert_advice, verify_advice
 
 SECTION = "broker"
 EXPIRY_WARN_DAYS = 30
@@ -283,25 +286,12 @@ def _client_cert(cfg: BrokerConfig) -> Check | None:
 
 def _verify_failed(cfg: BrokerConfig, exc: ssl.SSLCertVerificationError) -> Check:
     assert cfg.tls is not None
-    name = "broker: tls"
     why = exc.verify_message or str(exc)
-    detail = f"TLS: certificate verify failed ({why})"
-    if exc.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
-        advice = (
-            f"the broker's certificate is not issued for {cfg.host!r}: set [broker] host to a "
-            "name in its certificate, or reissue it (BROKER_HOST=... fleet-certs.sh DIR ca)"
-        )
-    elif exc.verify_code in (9, 10):  # not yet valid, expired
-        advice = (
-            "check the clock first (a Pi without network time starts in the past); "
-            "otherwise the broker's certificate must be renewed"
-        )
-    else:
-        advice = (
-            f"check [broker.tls] ca_file ({cfg.tls.ca_file}): it must be the CA that signed "
-            "the broker's certificate"
-        )
-    return fail(SECTION, name, detail, advice)
+    right = True if clock.kernel_clock_synced() else None
+    if time.time() < EARLIEST_PLAUSIBLE.timestamp():
+        right = False
+    advice = verify_advice(exc, cfg.host, cfg.tls.ca_file, clock_right=right)
+    return fail(SECTION, "broker: tls", f"TLS: certificate verify failed ({why})", advice)
 
 
 def _tls_refused(cfg: BrokerConfig, exc: ssl.SSLError) -> Check:
@@ -318,26 +308,8 @@ def _tls_refused(cfg: BrokerConfig, exc: ssl.SSLError) -> Check:
         SECTION,
         "broker: tls",
         f"TLS handshake refused: {exc.reason or exc}",
-        _alert_advice(text) or "the broker's log says why it refused the handshake",
+        alert_advice(text) or "the broker's log says why it refused the handshake",
     )
-
-
-def _alert_advice(text: str) -> str:
-    """Advice for a TLS alert the broker sent about this node's certificate."""
-    text = text.upper()
-    if "CERTIFICATE_REQUIRED" in text or "PEER DID NOT RETURN A CERTIFICATE" in text:
-        return (
-            "the broker wants a client certificate: set [broker.tls] cert_file and key_file "
-            "(`fleet-certs.sh DIR node FLEET NODE` issues one)"
-        )
-    if any(t in text for t in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
-        return (
-            "the broker refused this node's certificate: cert_file must be issued by the CA "
-            "the broker trusts (its `cafile`)"
-        )
-    if "CERTIFICATE_EXPIRED" in text:
-        return "the broker says this node's certificate expired (or the clock is wrong)"
-    return ""
 
 
 def connect_packet(cfg: BrokerConfig, client_id: str, password: str | None) -> bytes:
@@ -473,7 +445,7 @@ def _refused(cfg: BrokerConfig, raw: int) -> Check:
 def _broke(cfg: BrokerConfig, message: str) -> Check:
     """The broker hung up (or alerted) instead of answering the CONNECT."""
     name = "broker: mqtt"
-    alert = _alert_advice(message)
+    alert = alert_advice(message)
     if alert:
         return fail(SECTION, name, f"the broker refused this node's TLS login ({message})", alert)
     if cfg.tls is None:

@@ -9,14 +9,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from edged import clock
+from edged.clock import ENABLE_NTP
 from edged.config.security import ClockConfig
 from edged.doctor.check import Check, ok, warn
 
 SECTION = "clock"
 EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC)
-ENABLE_NTP = (
-    "enable network time: `sudo timedatectl set-ntp true` (systemd-timesyncd) or install chrony"
-)
 
 
 def check_clock(

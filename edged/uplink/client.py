@@ -19,6 +19,7 @@ logged with its reason and what to do, and shows in `health.mqtt`.
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -32,12 +33,14 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.counters import Counters
 from core.errors import ConfigError
+from edged.clock import Clock
 from edged.codec import to_wire
 from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
 from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
+from edged.uplink import tlsfail
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, PublishRefused, reason_name
@@ -52,6 +55,7 @@ from edged.uplink.reasons import (
 from edged.uplink.reconnect import Reconnect, SessionEnd
 from edged.uplink.sender import Sender
 from edged.uplink.tls import TlsSessions
+from edged.uplink.tlsfail import tls_error
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,9 @@ class Uplink:
         counters: Counters,
         on_link: Callable[[bool], None] | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """`clock`: what a TLS failure says of the node's time (`_tls_failed`)."""
         self.config = config
         self.topics = topics
         self.outbox = outbox
@@ -113,6 +119,7 @@ class Uplink:
         self.counters = counters
         self.rng = rng or random.Random()
         self.on_link = on_link
+        self.clock = clock
         self._connected = False
         self.sessions = 0
         self.sent = 0
@@ -343,9 +350,34 @@ class Uplink:
             self.last_error = f"lost the broker: {exc}"
             log.warning("lost the broker at %s: %s", self.where, exc)
             return False, True, False
-        self.last_error = f"cannot reach the broker: {exc}"
-        log.warning("cannot reach the broker at %s: %s", self.where, exc)
+        tls = tls_error(exc)
+        if tls is not None:
+            self._tls_failed(tls)
+            return False, False, False
+        hint = ""
+        if self.config.tls is not None and tlsfail.reset_in_handshake(exc):
+            hint = tlsfail.plain_port_hint(self.config.port)
+        self.last_error = f"cannot reach the broker: {exc}{hint}"
+        log.warning("cannot reach the broker at %s: %s%s", self.where, exc, hint)
         return False, False, False
+
+    def _tls_failed(self, err: ssl.SSLError) -> None:
+        """TLS refused the connection: which side refused what, and what to do. A broker
+        certificate that looks expired or not yet valid is said with what the node's clocks
+        say: after a cold boot without network time, the clock is the usual fault."""
+        tls = self.config.tls
+        clock = self.clock
+        self.counters.inc(f"uplink.tls.{tlsfail.kind(err)}")
+        self.last_error = tlsfail.explain(
+            err,
+            host=self.config.host,
+            port=self.config.port,
+            ca_file=tls.ca_file if tls is not None else None,
+            cert_file=tls.cert_file if tls is not None else None,
+            clock=clock.describe() if clock is not None else None,
+            clock_right=clock.system_clock_right() if clock is not None else None,
+        )
+        log.error("cannot connect to the broker at %s: %s", self.where, self.last_error)
 
     def _taken_over(self, end: SessionEnd) -> None:
         self.counters.inc("uplink.takeover")

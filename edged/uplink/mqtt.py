@@ -17,6 +17,7 @@ the pins `aiomqtt>=2.5,<3` and `paho-mqtt>=2.1,<2.3`.
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -54,6 +55,16 @@ class ClosedBeforeConnack(aiomqtt.MqttError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the broker closed the connection without a CONNACK ({reason})")
         self.reason = reason
+
+
+class TlsEnded(aiomqtt.MqttError):
+    """The broker ended the connection with a TLS alert before its CONNACK: it refused the
+    node's certificate (over TLS 1.3 the alert comes after the handshake). Not a question
+    of the MQTT version: no fallback to 3.1.1 follows it."""
+
+    def __init__(self, tls: ssl.SSLError) -> None:
+        super().__init__(f"the broker ended the TLS session: {tls.reason or tls}")
+        self.tls = tls
 
 
 class PublishRefused(aiomqtt.MqttError):
@@ -279,7 +290,10 @@ class MqttClient(aiomqtt.Client):
             text if isinstance(text, str) else None,
         )
         if not self._connected.done():
-            self._fail_connect(ClosedBeforeConnack(str(reason_code)))
+            tls = self.reader.tls_error if self.reader is not None else None
+            self._fail_connect(
+                TlsEnded(tls) if tls is not None else ClosedBeforeConnack(str(reason_code))
+            )
         super()._on_disconnect(client, userdata, flags, reason_code, properties)
 
     def _fail_connect(self, exc: BaseException) -> None:

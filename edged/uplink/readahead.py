@@ -33,6 +33,9 @@ class ReadAhead:
         self._buf = b""
         self._at = 0
         self.heard_at: float | None = None  # time.monotonic() of the last bytes read
+        self.tls_error: ssl.SSLError | None = None
+        """The TLS error a read met: the broker's alert refusing the node's certificate
+        comes here over TLS 1.3, after the handshake (`edged.uplink.tlsfail`)."""
 
     def recv(self, bufsize: int) -> bytes:
         if self._at >= len(self._buf):
@@ -50,7 +53,13 @@ class ReadAhead:
     def _read(self, size: int) -> bytes:
         """The next bytes for paho; b"" at the end of the stream."""
         while True:
-            data = self.sock.recv(size)  # BlockingIOError when empty
+            try:
+                data = self.sock.recv(size)  # BlockingIOError (or SSLWantRead) when empty
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                raise
+            except ssl.SSLError as exc:  # paho only logs it, and reports a lost connection
+                self.tls_error = exc
+                raise
             if not data:
                 return data
             self.heard_at = time.monotonic()

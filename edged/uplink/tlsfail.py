@@ -1,0 +1,202 @@
+"""Why a TLS connection to the broker failed, and what to do: one text for the uplink's log
+and health, and for `edged doctor`.
+
+A TLS connection fails in one of two ways. The node does not trust the broker's certificate
+(`ssl.SSLCertVerificationError` in the handshake: another CA, another host name, or a time
+outside its validity), or the broker does not take the node's certificate and sends a TLS
+alert (expired, revoked, from a CA it does not trust, missing). Over TLS 1.3 that alert
+comes after the handshake, at the node's first read: paho only logs it, and the connection
+looks closed without a CONNACK, as if the port or the MQTT version were wrong
+(`edged.uplink.readahead` keeps the error for the uplink).
+
+A Raspberry Pi has no battery-backed clock: after a cold boot without network time its
+clock can be months behind, and then every certificate looks not yet valid (or, a clock
+ahead, expired). The node cannot tell a wrong clock from a wrong certificate, but it knows
+whether the kernel's clock is synchronised and what GPS says: the advice names the clock
+first when it is not.
+"""
+
+import ssl
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edged.clock import ENABLE_NTP
+
+NOT_YET_VALID = 9  # X509_V_ERR_CERT_NOT_YET_VALID
+EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
+HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
+NEW_NODE_CERT = "`fleet-certs.sh DIR node FLEET NODE` on the fleet CA issues a new one"
+NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER", "PACKET_LENGTH")
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc`, then its cause or context, and theirs: aiomqtt re-raises paho's connect errors
+    as `MqttError(str(exc)) from None`, which keeps the original as the context."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def tls_error(exc: BaseException | None) -> ssl.SSLError | None:
+    """The TLS error behind `exc` (in its chain, or its `tls` attribute: `TlsEnded`); None
+    when TLS is not the reason."""
+    for one in _chain(exc):
+        inner = getattr(one, "tls", one)
+        if isinstance(inner, ssl.SSLError) and not isinstance(
+            inner, ssl.SSLWantReadError | ssl.SSLWantWriteError | ssl.SSLEOFError
+        ):
+            return inner
+    return None
+
+
+def reset_in_handshake(exc: BaseException | None) -> bool:
+    """The connection was reset, not refused: with TLS configured, most often a plain MQTT
+    listener that hung up on the ClientHello (a refused port says so at once)."""
+    return any(isinstance(e, ConnectionResetError | ssl.SSLEOFError) for e in _chain(exc))
+
+
+def plain_port_hint(port: int) -> str:
+    return (
+        f" (with [broker.tls] set: is port {port} the broker's TLS listener, usually 8883? "
+        "A plain MQTT listener hangs up on TLS)"
+    )
+
+
+def kind(err: ssl.SSLError) -> str:
+    """A short key for counters: clock, hostname, untrusted, expired, revoked, no_cert,
+    not_tls or other."""
+    if isinstance(err, ssl.SSLCertVerificationError):
+        if err.verify_code in (NOT_YET_VALID, EXPIRED):
+            return "clock"
+        if err.verify_code == HOSTNAME_MISMATCH:
+            return "hostname"
+        return "untrusted"
+    text = _text(err)
+    if "CERTIFICATE_EXPIRED" in text:
+        return "expired"
+    if "CERTIFICATE_REVOKED" in text:
+        return "revoked"
+    if "CERTIFICATE_REQUIRED" in text or "PEER DID NOT RETURN A CERTIFICATE" in text:
+        return "no_cert"
+    if any(t in text for t in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
+        return "refused_cert"
+    if any(t in text for t in NOT_TLS):
+        return "not_tls"
+    return "other"
+
+
+def _text(err: ssl.SSLError | str) -> str:
+    if isinstance(err, str):
+        return err.upper()
+    return f"{err.reason or ''} {err}".upper()
+
+
+def alert_advice(err: ssl.SSLError | str, cert_file: Path | None = None) -> str:
+    """Advice for a TLS alert the broker sent about this node's certificate; "" when the
+    error is not one."""
+    text = _text(err)
+    if "CERTIFICATE_REQUIRED" in text or "PEER DID NOT RETURN A CERTIFICATE" in text:
+        return (
+            "the broker wants a client certificate: set [broker.tls] cert_file and key_file "
+            f"({NEW_NODE_CERT})"
+        )
+    if "CERTIFICATE_REVOKED" in text:
+        return f"the broker says this node's certificate is revoked: {NEW_NODE_CERT}"
+    if "CERTIFICATE_EXPIRED" in text:
+        return "the broker says this node's certificate expired" + _validity(cert_file)
+    if any(t in text for t in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
+        return (
+            "the broker refused this node's certificate: cert_file must be issued by the CA "
+            "the broker trusts (its `cafile`)"
+        )
+    return ""
+
+
+def _validity(cert_file: Path | None) -> str:
+    """What the node's own certificate says of its validity, and what to do."""
+    if cert_file is None:
+        return f": {NEW_NODE_CERT}"
+    try:
+        from cryptography import x509  # only on this failure: it is not light
+
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        return f" (cannot read {cert_file}: {exc}): {NEW_NODE_CERT}"
+    now = datetime.now(UTC)
+    until = cert.not_valid_after_utc
+    if until < now:
+        return f": {cert_file} expired on {until:%Y-%m-%d %H:%M} UTC; {NEW_NODE_CERT}"
+    return (
+        f", but by this node's clock ({now:%Y-%m-%d %H:%M} UTC) {cert_file} is valid until "
+        f"{until:%Y-%m-%d}: the broker's clock is wrong, or this node's is far behind"
+    )
+
+
+def verify_advice(
+    err: ssl.SSLCertVerificationError,
+    host: str,
+    ca_file: Path | None,
+    clock: str | None = None,
+    clock_right: bool | None = None,
+) -> str:
+    """Advice for a broker certificate the node does not trust. `clock`: what the node's
+    clocks say (`edged.clock.Clock.describe`); `clock_right`: whether the system clock can
+    be believed (`Clock.system_clock_right`; None: nothing says)."""
+    if err.verify_code == HOSTNAME_MISMATCH:
+        return (
+            f"the broker's certificate is not issued for {host!r}: set [broker] host to a name "
+            "in its certificate, or reissue it (BROKER_HOST=... fleet-certs.sh DIR ca)"
+        )
+    if err.verify_code in (NOT_YET_VALID, EXPIRED):
+        what = "not yet valid" if err.verify_code == NOT_YET_VALID else "expired"
+        said = f" ({clock})" if clock else ""
+        if clock_right is False:
+            return (
+                f"this node's clock is wrong{said}, so the broker's certificate looks {what}: "
+                f"the node connects by itself once the clock is right: {ENABLE_NTP}"
+            )
+        if clock_right:
+            fix = (
+                "reissue it (the clock of the machine that issued it was ahead)"
+                if err.verify_code == NOT_YET_VALID
+                else "renew it on the broker"
+            )
+            return (
+                f"this node's clock is right{said}, so the broker's certificate (or a CA "
+                f"above it) is {what}: {fix}"
+            )
+        return (
+            f"check this node's clock first{said}: a Pi without network time starts in the "
+            f"past ({ENABLE_NTP}); if it is right, the broker's certificate must be renewed"
+        )
+    where = f" ({ca_file})" if ca_file is not None else ""
+    return (
+        f"check [broker.tls] ca_file{where}: it must be the CA that signed the broker's certificate"
+    )
+
+
+def explain(
+    err: ssl.SSLError,
+    *,
+    host: str,
+    port: int,
+    ca_file: Path | None,
+    cert_file: Path | None,
+    clock: str | None = None,
+    clock_right: bool | None = None,
+) -> str:
+    """One line for the log and `health.mqtt.last_error`: what TLS said, and what to do."""
+    if isinstance(err, ssl.SSLCertVerificationError):
+        why = err.verify_message or str(err)
+        advice = verify_advice(err, host, ca_file, clock, clock_right)
+        return f"TLS: the broker's certificate failed verification ({why}): {advice}"
+    if kind(err) == "not_tls":
+        return (
+            f"TLS: port {port} does not speak TLS ({err.reason or err}): use the broker's TLS "
+            "listener (usually 8883), or remove [broker.tls] if this broker has no TLS"
+        )
+    advice = alert_advice(err, cert_file) or "the broker's log says why it ended the TLS session"
+    return f"TLS: the broker ended the TLS session ({err.reason or err}): {advice}"

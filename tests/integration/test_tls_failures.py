@@ -1,0 +1,177 @@
+"""What the node says when TLS, not MQTT, keeps it from its broker: its own certificate
+expired or from another CA (over TLS 1.3 the broker's alert comes after the handshake, and
+the node used to blame the MQTT version and fall back to 3.1.1), the broker's certificate
+not yet valid or expired (the clock of a Pi without network time is the usual fault), TLS
+against a plain port. Against a real Mosquitto with certificates made for each case."""
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.broker import Mosquitto
+from tests.helpers.nodes import write_config
+from tests.helpers.pki import DAY, Pki
+
+NODE_CN = "test.a"
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path / "pki")
+
+
+def tls_broker(
+    tmp_path: Path,
+    pki: Pki,
+    *,
+    starts: timedelta = -DAY,
+    ends: timedelta = 400 * DAY,
+    port: int | None = None,
+) -> Mosquitto:
+    """Mosquitto wanting a client certificate of `pki`'s CA, its own valid as given."""
+    tmp_path.mkdir(exist_ok=True)
+    crt, key = pki.issue(f"broker-{tmp_path.name}", "localhost", starts=starts, ends=ends)
+    extra = (
+        "allow_anonymous false\n"
+        f"cafile {pki.ca}\ncertfile {crt}\nkeyfile {key}\n"
+        "require_certificate true\nuse_identity_as_username true\n"
+    )
+    return Mosquitto(tmp_path, port=port, extra=extra).start()
+
+
+def node_config(
+    tmp_path: Path, port: int, ca: Path, cert: tuple[Path, Path] | None, *, extra: str = ""
+) -> Path:
+    tls = f'[broker.tls]\nca_file = "{ca}"\n'
+    if cert is not None:
+        tls += f'cert_file = "{cert[0]}"\nkey_file = "{cert[1]}"\n'
+    return write_config(
+        tmp_path,
+        port,
+        node="a",
+        broker=tls,
+        reconnect_min_s=0.2,
+        reconnect_max_s=0.5,
+        extra=extra,
+    )
+
+
+@pytest.fixture
+def brokers() -> Iterator[list[Mosquitto]]:
+    started: list[Mosquitto] = []
+    yield started
+    for m in started:
+        m.stop()
+
+
+def lines_with(proc: Any, text: str) -> list[str]:
+    return [line for line in proc.lines if text in line]
+
+
+async def attempts(proc: Any, at_least: int, timeout: float = 20) -> None:
+    """Until the node has tried (and failed) `at_least` times."""
+    async with asyncio.timeout(timeout):
+        while len(lines_with(proc, "reconnecting to the broker in")) < at_least:
+            await asyncio.sleep(0.05)
+
+
+async def test_an_expired_node_certificate_is_named_and_mqtt_3_1_1_is_not_tried(
+    tmp_path: Path, pki: Pki, brokers: list[Mosquitto], spawn: Any
+) -> None:
+    broker = tls_broker(tmp_path, pki)
+    brokers.append(broker)
+    cert = pki.issue("node", NODE_CN, starts=-400 * DAY, ends=-2 * DAY)
+    proc = await spawn(node_config(tmp_path, broker.port, pki.ca, cert))
+    await attempts(proc, 4)
+    said = lines_with(proc, "the broker says this node's certificate expired")
+    assert said, "\n".join(proc.lines)
+    assert f"{cert[0]} expired on" in said[0] and "fleet-certs.sh" in said[0]
+    assert not lines_with(proc, "trying MQTT 3.1.1"), "a TLS refusal is not the MQTT version"
+    assert not lines_with(proc, "without a CONNACK")
+
+
+async def test_a_node_certificate_from_another_ca_is_named(
+    tmp_path: Path, pki: Pki, brokers: list[Mosquitto], spawn: Any
+) -> None:
+    broker = tls_broker(tmp_path, pki)
+    brokers.append(broker)
+    rogue = Pki(tmp_path / "rogue", ca_name="rogue-ca")
+    cert = rogue.issue("node", NODE_CN)
+    proc = await spawn(node_config(tmp_path, broker.port, pki.ca, cert))
+    await attempts(proc, 3)
+    assert lines_with(proc, "cert_file must be issued by the CA the broker trusts"), "\n".join(
+        proc.lines
+    )
+    assert not lines_with(proc, "trying MQTT 3.1.1")
+
+
+async def test_no_client_certificate_for_a_broker_that_wants_one_is_named(
+    tmp_path: Path, pki: Pki, brokers: list[Mosquitto], spawn: Any
+) -> None:
+    broker = tls_broker(tmp_path, pki)
+    brokers.append(broker)
+    proc = await spawn(node_config(tmp_path, broker.port, pki.ca, None))
+    await attempts(proc, 3)
+    assert lines_with(proc, "the broker wants a client certificate"), "\n".join(proc.lines)
+
+
+async def test_a_broker_certificate_not_yet_valid_names_the_clocks(
+    tmp_path: Path, pki: Pki, brokers: list[Mosquitto], spawn: Any
+) -> None:
+    """The simulated GPS gives today's time: the node's clock is right by it, so the
+    certificate is at fault, and the advice says so whatever the host's NTP says."""
+    broker = tls_broker(tmp_path, pki, starts=2 * DAY)
+    brokers.append(broker)
+    cert = pki.issue("node", NODE_CN)
+    proc = await spawn(node_config(tmp_path, broker.port, pki.ca, cert))
+    await proc.wait_containing("certificate is not yet valid")
+    await proc.wait_containing("GPS agrees")
+    line = lines_with(proc, "GPS agrees")[-1]
+    assert "this node's clock is right" in line and "reissue it" in line, line
+
+
+async def test_an_expired_broker_certificate_with_a_trusted_clock_says_renew_it(
+    tmp_path: Path, pki: Pki, brokers: list[Mosquitto], spawn: Any
+) -> None:
+    broker = tls_broker(tmp_path, pki, starts=-400 * DAY, ends=-DAY)
+    brokers.append(broker)
+    cert = pki.issue("node", NODE_CN)
+    cfg = node_config(
+        tmp_path, broker.port, pki.ca, cert, extra="[clock]\ntrust_system_clock = true\n"
+    )
+    proc = await spawn(cfg)
+    await proc.wait_containing("certificate has expired")
+    line = lines_with(proc, "certificate has expired")[0]
+    assert "this node's clock is right" in line and "renew it on the broker" in line, line
+
+
+async def test_the_node_connects_by_itself_once_the_broker_certificate_is_valid(
+    tmp_path: Path, pki: Pki, brokers: list[Mosquitto], spawn: Any
+) -> None:
+    """A refusal for time is not final: no fallback, no give-up, the next attempt works."""
+    future = tls_broker(tmp_path, pki, starts=2 * DAY)
+    brokers.append(future)
+    cert = pki.issue("node", NODE_CN)
+    proc = await spawn(node_config(tmp_path, future.port, pki.ca, cert))
+    await attempts(proc, 3)
+    assert lines_with(proc, "certificate is not yet valid")
+    future.stop()
+    brokers.append(tls_broker(tmp_path / "again", pki, port=future.port))
+    await proc.wait_containing("connected to 127.0.0.1")
+
+
+async def test_tls_against_a_plain_listener_asks_for_the_tls_port(
+    tmp_path: Path, pki: Pki, brokers: list[Mosquitto], spawn: Any
+) -> None:
+    plain = Mosquitto(tmp_path).start()
+    brokers.append(plain)
+    cert = pki.issue("node", NODE_CN)
+    proc = await spawn(node_config(tmp_path, plain.port, pki.ca, cert))
+    await attempts(proc, 2)
+    assert lines_with(proc, f"is port {plain.port} the broker's TLS listener"), "\n".join(
+        proc.lines
+    )
