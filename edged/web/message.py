@@ -1,6 +1,7 @@
 """A request as a handler sees it, and what it answers."""
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,12 @@ class Headers:
         """A value holds a control character other than tab (RFC 9110 5.5)."""
         return any(value.translate(None, ALLOWED) for _, value in self._raw)
 
+    def with_host(self, authority: str) -> "Headers":
+        """These headers with Host replaced: an absolute-form target's authority wins over
+        the Host header (RFC 9112 3.2.2)."""
+        kept = [(n, v) for n, v in self._raw if n.lower() != b"host"]
+        return Headers([*kept, (b"host", authority.encode("latin-1"))])
+
     def count(self, name: str) -> int:
         return len(self._values.get(name.lower(), ()))
 
@@ -70,6 +77,27 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+_ABSOLUTE = re.compile(r"(?i:https?)://([^/?#]*)([^?#]*)(?:\?([^#]*))?", re.S)
+
+
+def split_target(target: str) -> tuple[str, str, str | None]:
+    """(path, query, authority) of a request target. The origin form (`/path?query`) as
+    sent, authority None. The absolute form (`http://host:port/path?query`), which RFC 9112
+    3.2.2 says a server MUST accept (a client set up with a proxy sends it), as its path
+    ("/" when empty) and query, with its authority to use instead of the Host header.
+    Anything else, and an absolute target without a host or with user info (a way to hide
+    the real host from a reader), comes back whole as the path, which the server refuses
+    for not being one."""
+    m = _ABSOLUTE.fullmatch(target)
+    if m is None:
+        path, _, query = target.partition("?")
+        return path, query, None
+    authority, path, query = m.group(1), m.group(2), m.group(3) or ""
+    if not authority or "@" in authority:
+        return target, "", None
+    return path or "/", query, authority
 
 
 BodyReader = Callable[[int, float], Awaitable[bytes]]

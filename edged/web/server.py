@@ -21,9 +21,10 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
   a bad request line or header name, NUL, two Host headers; obs-fold it unfolds, as RFC
   9112 5.2 allows); this server refuses too a request with both Content-Length and
   Transfer-Encoding (request smuggling), control characters in a header value, an HTTP
-  version other than 1.0 or 1.1 (505), and a target that is not a path. After such a
-  refusal the connection is closed, the peer's unread bytes drained briefly so the answer
-  arrives.
+  version other than 1.0 or 1.1 (505), and a target that is neither a path nor an
+  absolute `http(s)://host/path` (RFC 9112 3.2.2: accepted, its host used instead of
+  Host). After such a refusal the connection is closed, the peer's unread bytes drained
+  briefly so the answer arrives.
 - pipelining: requests are answered one at a time in order, the loop given a turn between
   two (a long pipeline must not hold the node's loop); what is read ahead stays in
   h11's buffer, at most one read (`READ_BYTES`) beyond the request being answered.
@@ -45,7 +46,14 @@ from typing import Protocol
 import h11
 
 from edged.web.gate import Admission, Gate, peer_of
-from edged.web.message import Headers, HttpError, Request, Response, StreamResponse
+from edged.web.message import (
+    Headers,
+    HttpError,
+    Request,
+    Response,
+    StreamResponse,
+    split_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +272,10 @@ class HttpServer:
     ) -> bool:
         """Answer one request; whether the connection may carry another."""
         method = event.method.decode("ascii")
-        target = event.target.decode("latin-1")
-        path, _, query = target.partition("?")
+        path, query, authority = split_target(event.target.decode("latin-1"))
+        headers = Headers(list(event.headers))
+        if authority is not None:
+            headers = headers.with_host(authority)
         body_read = False
 
         async def read_body(limit: int, within_s: float) -> bytes:
@@ -279,7 +289,7 @@ class HttpServer:
             method=method,
             path=path,
             query=query,
-            headers=Headers(list(event.headers)),
+            headers=headers,
             peer=peer,
             http_version=event.http_version.decode("ascii"),
             reader=read_body,

@@ -339,6 +339,26 @@ async def test_a_foreign_host_name_gets_421_whatever_the_path(
     await assert_nothing_changed(server, node)
 
 
+async def raw_get(server: KioskServer, target: str, host: str) -> bytes:
+    """A request as sent by hand: aiohttp sends the absolute form only to a proxy."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+async def test_an_absolute_target_naming_a_foreign_host_gets_421_whatever_the_host_header(
+    server: KioskServer,
+) -> None:
+    """RFC 9112 3.2.2: the target's host wins over Host, for the DNS-rebinding check too."""
+    here = f"127.0.0.1:{server.port}"
+    answer = await raw_get(server, "http://rebind.evil.example/api/state", here)
+    assert answer.startswith(b"HTTP/1.1 421 "), answer[:200]
+    answer = await raw_get(server, f"http://{here}/api/state", "rebind.evil.example")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
 async def test_a_host_name_in_allowed_hosts_is_served(
     http: aiohttp.ClientSession, serve: Serve
 ) -> None:

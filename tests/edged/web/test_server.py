@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edged.web.message import Headers, split_target
 from tests.edged.web.conftest import Served, connect, exchange, read_all
 from tests.helpers.netns import Netns, enter, need_netns
 
@@ -89,7 +90,10 @@ def test_a_client_waiting_for_100_continue_gets_it_then_the_answer(served: Serve
         b"GET /hello HTTP/1.1\r\n\r\n",  # HTTP/1.1 needs a Host
         b"GET /hello HTTP/1.1\r\nHost: n\r\nBad Name: v\r\n\r\n",
         b"GET /hello HTTP/1.1\r\nHost: n\r\nX: \x01\r\n\r\n",
-        b"GET http://other.example/hello HTTP/1.1\r\nHost: n\r\n\r\n",  # not a path
+        b"GET ftp://n/hello HTTP/1.1\r\nHost: n\r\n\r\n",  # not a path nor http(s)
+        b"GET http:///hello HTTP/1.1\r\nHost: n\r\n\r\n",  # absolute, without a host
+        b"GET http://user@n/hello HTTP/1.1\r\nHost: n\r\n\r\n",  # user info hides the host
+        b"GET hello HTTP/1.1\r\nHost: n\r\n\r\n",
         b"GET * HTTP/1.1\r\nHost: n\r\n\r\n",
     ],
 )
@@ -101,6 +105,31 @@ def test_a_malformed_request_gets_400_and_the_connection_is_closed(
         answer = read_all(sock)
     assert statuses(answer) == [400], answer
     still_serves(served)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"http://n/hello", b"HTTP://n:8080/hello", b"https://n/hello?x=1", b"http://[::1]/hello"],
+)
+def test_an_absolute_form_target_is_answered_as_its_path(served: Served, target: bytes) -> None:
+    """RFC 9112 3.2.2: a server MUST accept the absolute form (a client set up with a
+    proxy sends it)."""
+    answer = exchange(served, b"GET " + target + b" HTTP/1.1\r\nHost: n\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hello"), answer
+
+
+def test_an_absolute_form_target_with_an_empty_path_is_the_root(served: Served) -> None:
+    answer = exchange(served, b"GET http://n HTTP/1.1\r\nHost: n\r\n\r\n")
+    assert statuses(answer) == [404]  # "/" is not served here; not 400
+
+
+def test_an_absolute_form_targets_host_replaces_the_host_header() -> None:
+    assert split_target("http://Kiosk.local:8080/a/b?c=d") == ("/a/b", "c=d", "Kiosk.local:8080")
+    assert split_target("/a?b") == ("/a", "b", None)
+    headers = Headers([(b"host", b"evil.example"), (b"accept", b"*/*")])
+    replaced = headers.with_host("kiosk.local:8080")
+    assert replaced.get("host") == "kiosk.local:8080" and replaced.count("host") == 1
+    assert replaced.get("accept") == "*/*"
 
 
 def test_an_http_version_other_than_1_0_or_1_1_gets_505_and_a_close(served: Served) -> None:
