@@ -131,8 +131,10 @@ class Uplink:
         self.retains = True
         """Whether publishes (the will among them) carry the retain flag: False once the broker
         said it keeps no retained messages (a CONNACK refusing the retained will, 0x9A, or
-        saying Retain Available 0), until edged restarts. A retained publish to such a broker
-        ends the session (0x9A), so without this its alarms would never arrive."""
+        saying Retain Available 0), until an MQTT 5 CONNACK no longer says so
+        (`_retain_per_connack`) or edged restarts. A retained publish to such a broker ends
+        the session (0x9A), so without this its alarms would never arrive."""
+        self._retain_said_off = False  # an MQTT 5 CONNACK said Retain Available 0
         self._probing_311 = False  # MQTT 5 CONNECTs got no CONNACK: is it the version?
         self._no_connack_v5 = 0
         self.session_expiry_s: int | None = None
@@ -310,6 +312,25 @@ class Uplink:
         )
         return True
 
+    def _retain_per_connack(self, available: bool) -> None:
+        """An MQTT 5 CONNACK says whether the broker keeps retained messages (absent: it
+        does). Off when it says not; on again when a broker that said not no longer does
+        (its setting changed, or a balancer sent the node to another broker): only then,
+        as a broker that refuses a retained will (0x9A) without saying so in its CONNACK
+        would have the node refused at every other connection."""
+        if not available:
+            self._retain_said_off = True
+            if self.retains:
+                self._without_retain("its CONNACK says Retain Available 0")
+        elif not self.retains and self._retain_said_off:
+            self.retains = True
+            self.counters.inc("uplink.retain_available_again")
+            log.warning(
+                "the broker at %s keeps retained messages again (its CONNACK no longer says "
+                "Retain Available 0): publishing with the retain flag from now on",
+                self.where,
+            )
+
     def _without_retain(self, why: str) -> None:
         """The broker keeps no retained messages: publish without the flag from now on."""
         self.retains = False
@@ -317,8 +338,9 @@ class Uplink:
         todo = reason_for(RETAIN_NOT_SUPPORTED).todo
         self.last_error = f"the broker keeps no retained messages ({why}): {todo}"
         log.warning(
-            "the broker at %s keeps no retained messages (%s): %s. Until edged restarts, "
-            "every message goes without the retain flag: dispatch hears each one live, but "
+            "the broker at %s keeps no retained messages (%s): %s. Until its CONNACK says "
+            "otherwise (MQTT 5) or edged restarts, every message goes without the retain "
+            "flag: dispatch hears each one live, but "
             "a subscriber that comes later gets no last state, health or occupancy",
             self.where,
             why,
@@ -367,7 +389,7 @@ class Uplink:
         say: after a cold boot without network time, the clock is the usual fault."""
         tls = self.config.tls
         clock = self.clock
-        self.counters.inc(f"uplink.tls.{tlsfail.kind(err)}")
+        self.counters.inc(f"uplink.tls_refused.{tlsfail.kind(err)}")
         self.last_error = tlsfail.explain(
             err,
             host=self.config.host,
@@ -459,8 +481,8 @@ class Uplink:
         """Subscribe, birth, retained topics again, then drain the outbox for good."""
         use_aliases = self.protocol == "5" and self.config.topic_aliases
         self.aliases = TopicAliases(client.topic_alias_max if use_aliases else 0)
-        if not client.retain_available and self.retains:
-            self._without_retain("its CONNACK says Retain Available 0")
+        if self.protocol == "5":
+            self._retain_per_connack(client.retain_available)
         self._said.clear()
         if self.tls is not None:
             self.tls_resumed = self.tls.connected()

@@ -300,6 +300,33 @@ async def test_a_broker_without_retained_messages_gets_every_message_without_the
         broker.stop()
 
 
+def retained_topics(c: Collector) -> set[str]:
+    return {m.topic.rsplit("/", 1)[-1] for m in c.messages if m.retain}
+
+
+async def test_a_broker_that_keeps_retained_messages_again_gets_them_without_a_restart(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """The broker's setting changed (or a balancer sent the node to another broker): the
+    next MQTT 5 CONNACK no longer says Retain Available 0, and the node's state, health
+    and the rest are retained again, without a restart of edged."""
+    broker = Mosquitto(tmp_path, extra="retain_available false").start()
+    try:
+        config = write_config(tmp_path, broker.port, gps=False, health_s=1)
+        async with Collector(broker.port) as c:
+            node = await online(c, config, spawn)
+        broker.stop()
+        (tmp_path / "again").mkdir()
+        broker = Mosquitto(tmp_path / "again", port=broker.port).start()
+        await log_line(node, "keeps retained messages again", 20)
+        await asyncio.sleep(2.5)  # health goes every second: the broker keeps the last
+        async with Collector(broker.port, client_id="late") as late:
+            await late.wait_for(lambda: retained_topics(late) >= {"state", "health"}, 10, "kept")
+        assert [m.payload["state"] for m in late.on("state") if m.retain] == ["online"]
+    finally:
+        broker.stop()
+
+
 @pytest.mark.parametrize("proxy", [Quirks(retain_available=False)], indirect=True)
 async def test_a_connack_saying_retain_unavailable_turns_the_flag_off(
     broker: Mosquitto, proxy: MqttProxy, tmp_path: Path, spawn: Any
