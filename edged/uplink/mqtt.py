@@ -63,7 +63,8 @@ class TlsEnded(aiomqtt.MqttError):
     of the MQTT version: no fallback to 3.1.1 follows it."""
 
     def __init__(self, tls: ssl.SSLError) -> None:
-        super().__init__(f"the broker ended the TLS session: {tls.reason or tls}")
+        reason = getattr(tls, "reason", None) or tls  # OpenSSL's name, when it gave one
+        super().__init__(f"the broker ended the TLS session: {reason}")
         self.tls = tls
 
 

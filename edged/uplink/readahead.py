@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from edged.uplink.packets import PubackFilter
+from edged.uplink.tlsfail import NOT_A_REFUSAL
 
 CHUNK = 65536
 
@@ -55,10 +56,9 @@ class ReadAhead:
         while True:
             try:
                 data = self.sock.recv(size)  # BlockingIOError (or SSLWantRead) when empty
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-                raise
             except ssl.SSLError as exc:  # paho only logs it, and reports a lost connection
-                self.tls_error = exc
+                if not isinstance(exc, NOT_A_REFUSAL):
+                    self.tls_error = exc
                 raise
             if not data:
                 return data

@@ -28,6 +28,14 @@ EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
 NEW_NODE_CERT = "`fleet-certs.sh DIR node FLEET NODE` on the fleet CA issues a new one"
 NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER", "PACKET_LENGTH")
+NOT_A_REFUSAL = (
+    ssl.SSLWantReadError,  # nothing to read yet
+    ssl.SSLWantWriteError,
+    ssl.SSLZeroReturnError,  # a clean TLS close: the broker's answer, if any, is MQTT's
+    ssl.SSLEOFError,  # the connection cut
+    ssl.SSLSyscallError,
+)
+"""TLS errors that say nothing about certificates: not reported as a refusal."""
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -45,9 +53,7 @@ def tls_error(exc: BaseException | None) -> ssl.SSLError | None:
     when TLS is not the reason."""
     for one in _chain(exc):
         inner = getattr(one, "tls", one)
-        if isinstance(inner, ssl.SSLError) and not isinstance(
-            inner, ssl.SSLWantReadError | ssl.SSLWantWriteError | ssl.SSLEOFError
-        ):
+        if isinstance(inner, ssl.SSLError) and not isinstance(inner, NOT_A_REFUSAL):
             return inner
     return None
 
@@ -91,7 +97,12 @@ def kind(err: ssl.SSLError) -> str:
 def _text(err: ssl.SSLError | str) -> str:
     if isinstance(err, str):
         return err.upper()
-    return f"{err.reason or ''} {err}".upper()
+    return f"{_reason(err)} {err}".upper()
+
+
+def _reason(err: ssl.SSLError) -> str:
+    """OpenSSL's reason name ("SSLV3_ALERT_CERTIFICATE_EXPIRED"); "" when it gave none."""
+    return str(getattr(err, "reason", None) or "")
 
 
 def alert_advice(err: ssl.SSLError | str, cert_file: Path | None = None) -> str:
@@ -195,8 +206,8 @@ def explain(
         return f"TLS: the broker's certificate failed verification ({why}): {advice}"
     if kind(err) == "not_tls":
         return (
-            f"TLS: port {port} does not speak TLS ({err.reason or err}): use the broker's TLS "
+            f"TLS: port {port} does not speak TLS ({_reason(err) or err}): use the broker's TLS "
             "listener (usually 8883), or remove [broker.tls] if this broker has no TLS"
         )
     advice = alert_advice(err, cert_file) or "the broker's log says why it ended the TLS session"
-    return f"TLS: the broker ended the TLS session ({err.reason or err}): {advice}"
+    return f"TLS: the broker ended the TLS session ({_reason(err) or err}): {advice}"

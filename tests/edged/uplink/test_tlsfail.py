@@ -124,3 +124,13 @@ def test_an_unreadable_node_certificate_is_said_not_raised(tmp_path: Path, conte
 def test_any_text_from_the_peer_gets_advice_or_nothing_never_an_error(text: str) -> None:
     """An alert's text comes from the other end of the link: a hostile broker chooses it."""
     assert isinstance(tlsfail.alert_advice(text), str)
+
+
+@pytest.mark.parametrize(
+    "benign",
+    [ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed (EOF)"), ssl.SSLEOFError()],
+)
+def test_a_clean_tls_close_or_a_cut_is_not_a_refusal(benign: ssl.SSLError) -> None:
+    """A broker without MQTT 5 that closes cleanly must still lead to the 3.1.1 probe."""
+    assert tlsfail.tls_error(benign) is None
+    assert tlsfail.tls_error(TlsEnded(benign)) is None
