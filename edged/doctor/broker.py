@@ -29,10 +29,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import ConfigError
-from edged import clock
+from edged.clock import Clock
 from edged.config.models import BrokerConfig
 from edged.doctor.check import Check, fail, ok, warn
-from edged.doctor.clock import EARLIEST_PLAUSIBLE
 from edged.uplink.client import read_password
 from edged.uplink.packets import varint
 from edged.uplink.tls import tls_context
@@ -287,9 +286,7 @@ def _client_cert(cfg: BrokerConfig) -> Check | None:
 def _verify_failed(cfg: BrokerConfig, exc: ssl.SSLCertVerificationError) -> Check:
     assert cfg.tls is not None
     why = exc.verify_message or str(exc)
-    right = True if clock.kernel_clock_synced() else None
-    if time.time() < EARLIEST_PLAUSIBLE.timestamp():
-        right = False
+    right = Clock().system_clock_right()  # the node's own judgement, without GPS here
     advice = verify_advice(exc, cfg.host, cfg.tls.ca_file, clock_right=right)
     return fail(SECTION, "broker: tls", f"TLS: certificate verify failed ({why})", advice)
 

@@ -30,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.uplink.packets import PubackFilter
 from edged.uplink.readahead import ReadAhead
+from edged.uplink.tlsfail import reason_of
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ class TlsEnded(aiomqtt.MqttError):
     of the MQTT version: no fallback to 3.1.1 follows it."""
 
     def __init__(self, tls: ssl.SSLError) -> None:
-        reason = getattr(tls, "reason", None) or tls  # OpenSSL's name, when it gave one
-        super().__init__(f"the broker ended the TLS session: {reason}")
+        super().__init__(f"the broker ended the TLS session: {reason_of(tls) or tls}")
         self.tls = tls
 
 

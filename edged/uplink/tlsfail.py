@@ -97,10 +97,10 @@ def kind(err: ssl.SSLError) -> str:
 def _text(err: ssl.SSLError | str) -> str:
     if isinstance(err, str):
         return err.upper()
-    return f"{_reason(err)} {err}".upper()
+    return f"{reason_of(err)} {err}".upper()
 
 
-def _reason(err: ssl.SSLError) -> str:
+def reason_of(err: ssl.SSLError) -> str:
     """OpenSSL's reason name ("SSLV3_ALERT_CERTIFICATE_EXPIRED"); "" when it gave none."""
     return str(getattr(err, "reason", None) or "")
 
@@ -206,8 +206,8 @@ def explain(
         return f"TLS: the broker's certificate failed verification ({why}): {advice}"
     if kind(err) == "not_tls":
         return (
-            f"TLS: port {port} does not speak TLS ({_reason(err) or err}): use the broker's TLS "
+            f"TLS: port {port} does not speak TLS ({reason_of(err) or err}): use the broker's TLS "
             "listener (usually 8883), or remove [broker.tls] if this broker has no TLS"
         )
     advice = alert_advice(err, cert_file) or "the broker's log says why it ended the TLS session"
-    return f"TLS: the broker ended the TLS session ({_reason(err) or err}): {advice}"
+    return f"TLS: the broker ended the TLS session ({reason_of(err) or err}): {advice}"
