@@ -7,7 +7,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -115,18 +115,25 @@ async def sending(
     )
 
 
-async def run_until(sender: Sender, done: "asyncio.Future[None] | None", within_s: float) -> None:
-    """Run the sender on its connected client until `done` (or the time is up)."""
-    async with sender.client:
+@contextlib.asynccontextmanager
+async def draining(sender: Sender) -> AsyncIterator[MqttClient]:
+    """The sender's client connected and its drain running for the block, then cancelled."""
+    async with sender.client as client:
         task = asyncio.create_task(sender.run())
         try:
-            await asyncio.wait_for(
-                asyncio.shield(done) if done else asyncio.sleep(within_s), within_s + 1
-            )
+            yield client
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def run_until(sender: Sender, done: "asyncio.Future[None] | None", within_s: float) -> None:
+    """Run the sender on its connected client until `done` (or the time is up)."""
+    async with draining(sender):
+        await asyncio.wait_for(
+            asyncio.shield(done) if done else asyncio.sleep(within_s), within_s + 1
+        )
 
 
 async def seqs_drained(port: int, box: Outbox, sender: Sender, suffix: str, n: int) -> list[int]:
@@ -260,22 +267,16 @@ async def test_live_samples_wait_batch_s_for_company_while_an_event_goes_at_once
 ) -> None:
     async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
         sender = await sending(broker.port, outbox, window=8, batch_s=1.0, batch_max=50)
-        async with sender.client:
-            task = asyncio.create_task(sender.run())
-            try:
-                first = time.monotonic()
-                for i in range(3):
-                    await fill(outbox, [position(i)])
-                    await asyncio.sleep(0.1)
-                await fill(outbox, [door(0)])
-                await c.wait_for(lambda: len(c.on("events/door")) == 1, 5, "the event")
-                door_at = time.monotonic()
-                await c.wait_for(lambda: len(c.on("position")) == 3, 5, "the batch")
-                batch_at = time.monotonic()
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with draining(sender):
+            first = time.monotonic()
+            for i in range(3):
+                await fill(outbox, [position(i)])
+                await asyncio.sleep(0.1)
+            await fill(outbox, [door(0)])
+            await c.wait_for(lambda: len(c.on("events/door")) == 1, 5, "the event")
+            door_at = time.monotonic()
+            await c.wait_for(lambda: len(c.on("position")) == 3, 5, "the batch")
+            batch_at = time.monotonic()
     assert c.publishes["position"] == [3]  # one publish: the three samples
     assert door_at - first < 1.0 <= batch_at - first  # the event did not wait for them
     await until_empty(outbox, 5)
@@ -343,16 +344,10 @@ async def test_a_publish_through_aiomqtt_during_a_drain_still_gets_its_puback(
 ) -> None:
     await fill(outbox, [door(i) for i in range(3000)])
     sender = await sending(broker.port, outbox, window=32)
-    async with sender.client as client:
-        task = asyncio.create_task(sender.run())
-        try:
-            for i in range(20):  # each waits for its own PUBACK, read by paho
-                await client.publish("rnst/v1/test/n1/direct", f"{i}", qos=1, timeout=5)
-            await until_empty(outbox, 30)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async with draining(sender) as client:
+        for i in range(20):  # each waits for its own PUBACK, read by paho
+            await client.publish("rnst/v1/test/n1/direct", f"{i}", qos=1, timeout=5)
+        await until_empty(outbox, 30)
     assert sender.sent == 3000
     assert rows(outbox) == 0
 
@@ -452,17 +447,11 @@ async def test_a_refused_publish_is_tried_again_in_the_same_session(
         async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
             sender = await sending(broker.port, outbox, window=4)
             sender.retry_s = 0.2
-            async with sender.client:
-                task = asyncio.create_task(sender.run())
-                try:
-                    await until_refused(sender, 10)
-                    assert sender.refused >= 10 and sender.sent == 0
-                    allow_all(broker, acl)
-                    await until_empty(outbox, 10)
-                finally:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            async with draining(sender):
+                await until_refused(sender, 10)
+                assert sender.refused >= 10 and sender.sent == 0
+                allow_all(broker, acl)
+                await until_empty(outbox, 10)
             await c.wait_for(lambda: len(c.on("events/door")) >= 10, 10, "all 10")
         assert sorted(m.payload["seq"] for m in c.on("events/door")) == list(range(1, 11))
         assert sender.sent == 10 and rows(outbox) == 0
@@ -484,20 +473,14 @@ async def test_a_refused_retained_message_overtaken_by_a_newer_one_goes_unretain
     try:
         sender = await sending(broker.port, outbox, window=4)
         sender.retry_s = 1.5
-        async with Collector(broker.port, alarm_topic) as live, sender.client:
-            task = asyncio.create_task(sender.run())
-            try:
-                await fill(outbox, [panic(active=True)])
-                await until_refused(sender, 1)
-                assert sender.refused == 1 and sender.sent == 0
-                allow_all(broker, acl)
-                await acl_takes(broker.port, TOPICS.base + "/alarm/probe")
-                await fill(outbox, [panic(active=False)])  # before the raise is retried
-                await until_empty(outbox, 10)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with Collector(broker.port, alarm_topic) as live, draining(sender):
+            await fill(outbox, [panic(active=True)])
+            await until_refused(sender, 1)
+            assert sender.refused == 1 and sender.sent == 0
+            allow_all(broker, acl)
+            await acl_takes(broker.port, TOPICS.base + "/alarm/probe")
+            await fill(outbox, [panic(active=False)])  # before the raise is retried
+            await until_empty(outbox, 10)
             await live.wait_for(lambda: len(live.on("alarm/panic")) >= 2, 5, "both")
         assert [m.payload["active"] for m in live.on("alarm/panic")] == [False, True]
         async with Collector(broker.port, alarm_topic) as late:  # a dispatch starting now
@@ -539,22 +522,16 @@ async def test_publishes_made_beside_a_full_drain_stay_within_the_receive_maximu
     try:
         await fill(outbox, [door(i) for i in range(100)])
         sender = await sending(proxy.port, outbox, window=32)
-        async with sender.client:
-            task = asyncio.create_task(sender.run())
-            try:
-                for _ in range(150):
-                    if sender.in_flight and proxy.withheld >= sender.in_flight:
-                        break
-                    await asyncio.sleep(0.02)
-                assert sender.in_flight == sender.window  # the drain's window is full
-                for what in ("republish", "alarm"):  # at once, through paho: at most two
-                    sender.client.publish_nowait(f"rnst/v1/t/n/{what}", b"{}", 1, False)
-                await asyncio.sleep(0.5)
-                assert proxy.withheld <= 5  # the drain's and paho's: the broker's allowance
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with draining(sender):
+            for _ in range(150):
+                if sender.in_flight and proxy.withheld >= sender.in_flight:
+                    break
+                await asyncio.sleep(0.02)
+            assert sender.in_flight == sender.window  # the drain's window is full
+            for what in ("republish", "alarm"):  # at once, through paho: at most two
+                sender.client.publish_nowait(f"rnst/v1/t/n/{what}", b"{}", 1, False)
+            await asyncio.sleep(0.5)
+            assert proxy.withheld <= 5  # the drain's and paho's: the broker's allowance
     finally:
         await proxy.close()
         broker.stop()
