@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -101,10 +102,14 @@ class DriverContext:
         counters: Counters,
         *,
         on_ready: Callable[[], None] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.name = name
         self.bus = bus
         self.counters = counters
+        self.state_dir = state_dir
+        """The node's own directory (beside its outbox), where a driver may keep what it
+        learned about the machine across starts; None: nowhere (the doctor, a test)."""
         self.log = logging.getLogger(f"edged.driver.{name}")
         self.emitted = 0
         """Events handed to the bus so far (the doctor reports it)."""

@@ -97,7 +97,9 @@ class Node:
         self.router = CommandRouter(
             self.counters, authorizer=self.authorizer, response_topics=replies, replies=answered
         )
-        self.supervisor = Supervisor(config.supervisor, self.bus, self.counters)
+        self.supervisor = Supervisor(
+            config.supervisor, self.bus, self.counters, state_dir=Path(config.outbox.path).parent
+        )
         self.services: dict[str, Service] = {}  # built once the outbox (their state) is open
         self.updates = build_updates(self, self.bus, self.alarms)
         self.lag = LoopLag()

@@ -10,6 +10,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core.bus import Bus
 from core.counters import Counters
@@ -75,9 +76,11 @@ class Supervisor:
         counters: Counters,
         *,
         rng: random.Random | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
+        self.state_dir = state_dir
         self.counters = counters
         self.rng = rng or random.Random()
         self.drivers: dict[str, Supervised] = {}
@@ -97,7 +100,9 @@ class Supervisor:
             started = time.monotonic()
             try:
                 driver = factory()
-                ctx = DriverContext(name, self.bus, self.counters, on_ready=sup.ready)
+                ctx = DriverContext(
+                    name, self.bus, self.counters, on_ready=sup.ready, state_dir=self.state_dir
+                )
                 try:
                     await driver.run(ctx)
                 finally:

@@ -56,6 +56,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -167,10 +168,11 @@ def _example(driver: str) -> str:
 
 
 @functools.cache
-def _layout_checked() -> None:
+def _layout_checked(state_dir: Path | None) -> None:
     """`abi.check()` once per process: the answer cannot change while it runs (a raise is
-    not cached, so an overloaded machine's timeout is tried again)."""
-    abi.check(abi.NATIVE)
+    not cached, so an overloaded machine's timeout is tried again); across starts, by the
+    record it keeps in the node's state directory."""
+    abi.check(abi.NATIVE, remember_in=state_dir)
 
 
 def _lock_port(port: str) -> int | None:
@@ -388,7 +390,7 @@ class _Session:
 
     def _open(self) -> None:
         nfc = self._nfc = binding.libnfc()
-        _layout_checked()
+        _layout_checked(self.ctx.state_dir)
         cs = self.o.connstring
         context = ctypes.c_void_p()
         nfc.nfc_init(ctypes.byref(context))

@@ -1,12 +1,16 @@
 import asyncio
 import random
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from core.driver import DriverContext, DriverOptions
 from core.errors import ConfigError
+from edged.config.loader import load_config
 from edged.config.models import SupervisorConfig
+from edged.node import Node
 from edged.supervisor import Supervisor, backoff_delay
 from tests.helpers.drivers import Recorder
+from tests.helpers.nodes import write_config
 
 FAST = SupervisorConfig(backoff_initial_s=0.01, backoff_max_s=0.05, stable_after_s=10)
 
@@ -41,6 +45,18 @@ class Misconfigured:
 
     async def run(self, ctx: DriverContext) -> None:
         raise ConfigError("route.json", ["route: no such file"])
+
+
+class Learner:
+    """Notes where each of its starts may keep what it learned about the machine."""
+
+    Options = DriverOptions
+    saw: ClassVar[list[Path | None]] = []
+
+    async def run(self, ctx: DriverContext) -> None:
+        Learner.saw.append(ctx.state_dir)
+        ctx.ready()
+        await asyncio.Event().wait()
 
 
 async def run_for(sup: Supervisor, seconds: float, **drivers: Any) -> None:
@@ -106,3 +122,17 @@ def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
         delays = [backoff_delay(failures, cfg, rng) for _ in range(200)]
         assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
         assert max(delays) - min(delays) > ceiling / 10, "no jitter"
+
+
+async def test_every_start_of_a_nodes_driver_gets_the_nodes_state_directory(
+    tmp_path: Path,
+) -> None:
+    """Beside the outbox: where a reader keeps its layout check's agreement (drivers.nfc)."""
+    (tmp_path / "etc").mkdir()
+    config = write_config(tmp_path / "etc", 1883)
+    loaded = load_config(config)
+    node = Node(loaded, config_path=config)
+    Learner.saw = []
+    await run_for(node.supervisor, 0.2, learner=Learner)
+    assert Learner.saw and set(Learner.saw) == {loaded.outbox.path.parent}
+    assert loaded.outbox.path.parent == tmp_path / "etc"

@@ -45,14 +45,18 @@ class Recorder:
     every event of `kinds` (default: all a driver emits) in the order the bus delivered
     them, with the instant each reached the loop."""
 
-    def __init__(self, name: str = "test", kinds: tuple[type, ...] = EMITTED) -> None:
+    def __init__(
+        self, name: str = "test", kinds: tuple[type, ...] = EMITTED, state_dir: Path | None = None
+    ) -> None:
         self.name = name
         self.counters = Counters()
         self.bus = Bus(self.counters)
         self.events: list[Any] = []
         self.arrived: list[float] = []
         self.readies = 0
-        self.ctx = DriverContext(name, self.bus, self.counters, on_ready=self._ready)
+        self.ctx = DriverContext(
+            name, self.bus, self.counters, on_ready=self._ready, state_dir=state_dir
+        )
         for kind in kinds:
             self.bus.subscribe(kind, self._record)
 

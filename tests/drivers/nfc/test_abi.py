@@ -4,12 +4,19 @@ Both widths of size_t are checked against the header on every machine (4: armhf,
 and x86-64); the compiler and libnfc itself can only speak for the machine the tests run on.
 """
 
+import asyncio
+import contextlib
 import ctypes
+import json
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import ConfigError
 from drivers.nfc import abi, libnfc
@@ -126,7 +133,9 @@ def test_libnfc_prints_back_every_probe_field_for_the_native_layout() -> None:
         text=True,
         check=True,
     )
-    assert abi.parse(run.stdout) == abi.PROBE
+    printed, _, library = run.stdout.partition(abi.LIBRARY_MARK)
+    assert abi.parse(printed) == abi.PROBE
+    assert Path(library).name.startswith("libnfc.so") and Path(library).is_file()
 
 
 def test_the_check_runs_apart_from_the_daemons_directory_and_environment(
@@ -180,3 +189,207 @@ async def test_a_reader_refuses_to_open_when_libnfc_disagrees_with_its_layout(
         assert rec.readies == 0
     finally:
         libnfc._layout_checked.cache_clear()
+
+
+# -- the record of the last agreement (a reader's start without the child) ---------------
+
+
+class Children:
+    """Counts the checks that ran their child, the real one each time."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.ran = 0
+        real = subprocess.run
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.ran += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr("drivers.nfc.abi.subprocess.run", counted)
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> Children:
+    return Children(monkeypatch)
+
+
+@pytest.fixture
+def ld_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A loader cache of the test's own, so that rebuilding it can be played."""
+    path = tmp_path / "ld.so.cache"
+    path.write_bytes(b"ld.so-1.7.0")
+    monkeypatch.setattr(abi, "LD_CACHE", path)
+    return path
+
+
+def record_of(directory: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((directory / abi.RECORD).read_text())
+    return loaded
+
+
+def test_an_agreement_is_recorded_and_the_next_start_runs_no_child(
+    tmp_path: Path, children: Children
+) -> None:
+    abi.check(abi.NATIVE, remember_in=tmp_path)
+    abi.check(abi.NATIVE, remember_in=tmp_path)
+    abi.check(abi.NATIVE, remember_in=tmp_path)
+    assert children.ran == 1
+    assert Path(record_of(tmp_path)["library"]).name.startswith("libnfc.so")
+
+
+def test_without_a_state_directory_every_check_runs_its_child(children: Children) -> None:
+    abi.check(abi.NATIVE)
+    abi.check(abi.NATIVE)
+    assert children.ran == 2
+
+
+def test_a_rebuilt_loader_cache_means_checking_again(
+    tmp_path: Path, ld_cache: Path, children: Children
+) -> None:
+    """`ldconfig` runs at every library install: another libnfc may be the one loaded."""
+    state = tmp_path / "state"
+    state.mkdir()
+    abi.check(abi.NATIVE, remember_in=state)
+    ld_cache.write_bytes(b"ld.so-1.7.0 with one more library")
+    assert not abi.agreed_before(state)
+    abi.check(abi.NATIVE, remember_in=state)
+    assert children.ran == 2
+    assert abi.agreed_before(state)  # and the new agreement is the one kept
+
+
+def test_another_library_path_in_the_environment_means_checking_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    abi.check(abi.NATIVE, remember_in=tmp_path)
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path))
+    assert not abi.agreed_before(tmp_path)
+
+
+def test_a_libnfc_replaced_at_its_path_means_checking_again(tmp_path: Path) -> None:
+    """An upgrade writes a new file where the old one was: same path, another file."""
+    loaded = tmp_path / "libnfc.so.6"
+    shutil.copy(record_library(tmp_path / "first"), loaded)
+    abi.remember(tmp_path, abi.NATIVE, str(loaded))
+    assert abi.agreed_before(tmp_path)
+    replacement = tmp_path / "libnfc.so.6.new"
+    shutil.copy(loaded, replacement)
+    replacement.write_bytes(replacement.read_bytes() + b"\0")
+    replacement.replace(loaded)
+    assert not abi.agreed_before(tmp_path)
+    loaded.unlink()
+    assert not abi.agreed_before(tmp_path)  # and one that is gone: the loader picks another
+
+
+def record_library(directory: Path) -> str:
+    """The libnfc file this machine's loader picks, as the check records it."""
+    directory.mkdir()
+    abi.check(abi.NATIVE, remember_in=directory)
+    library: str = record_of(directory)["library"]
+    return library
+
+
+def test_the_record_covers_only_the_layout_it_was_made_for(tmp_path: Path) -> None:
+    abi.check(abi.NATIVE, remember_in=tmp_path)
+    assert abi.agreed_before(tmp_path, abi.NATIVE)
+    assert not abi.agreed_before(tmp_path, OTHER)
+
+
+def test_a_refusal_is_never_recorded(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        abi.check(OTHER, remember_in=tmp_path)
+    assert not (tmp_path / abi.RECORD).exists()
+    assert list(tmp_path.iterdir()) == []  # nor a temporary file left behind
+
+
+def test_a_refused_layout_is_checked_again_even_after_an_agreement_for_another(
+    tmp_path: Path, children: Children
+) -> None:
+    abi.check(abi.NATIVE, remember_in=tmp_path)
+    for _ in range(2):
+        with pytest.raises(ConfigError):
+            abi.check(OTHER, remember_in=tmp_path)
+    assert children.ran == 3
+
+
+HOSTILE_RECORDS = [
+    b"",
+    b"\x00\xff not json",
+    b"[]",
+    b'"libnfc.so.6"',
+    b'{"library": 6}',
+    b'{"library": "libnfc.so.6"}',  # relative: whatever is in the daemon's directory
+    b'{"library": "/nonexistent/libnfc.so.6"}',
+    b'{"library": "/etc/passwd", "layout": "anything"}',
+    b"{" + b'"x": 1, ' * 2000 + b'"library": "/"}',  # over RECORD_MAX_BYTES
+    b'{"library": "/", "library": "/usr"}',
+    b"[" * 100_000,  # nesting deeper than the JSON parser goes
+]
+
+
+@pytest.mark.parametrize("content", HOSTILE_RECORDS, ids=range(len(HOSTILE_RECORDS)))
+def test_a_malformed_or_foreign_record_means_checking_again(
+    tmp_path: Path, children: Children, content: bytes
+) -> None:
+    (tmp_path / abi.RECORD).write_bytes(content)
+    assert not abi.agreed_before(tmp_path)
+    abi.check(abi.NATIVE, remember_in=tmp_path)
+    assert children.ran == 1
+    assert abi.agreed_before(tmp_path)  # replaced by a true one
+
+
+def test_a_record_of_the_right_shape_for_another_machine_is_not_believed(tmp_path: Path) -> None:
+    """Copied from another node (another libnfc build, another loader cache)."""
+    abi.check(abi.NATIVE, remember_in=tmp_path)
+    record = record_of(tmp_path)
+    for key, other in (("library_file", [1, 2, 3, 4]), ("ld_cache", [5, 6, 7])):
+        (tmp_path / abi.RECORD).write_text(json.dumps({**record, key: other}))
+        assert not abi.agreed_before(tmp_path), key
+
+
+@settings(max_examples=60, deadline=None)
+@given(content=st.binary(max_size=4096))
+def test_arbitrary_bytes_as_a_record_are_never_an_agreement(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / abi.RECORD).write_bytes(content)
+        assert not abi.agreed_before(Path(tmp))
+
+
+@pytest.mark.parametrize("where", ["missing", "a_file"])
+def test_a_state_directory_that_cannot_be_written_only_means_checking_again(
+    tmp_path: Path, children: Children, where: str
+) -> None:
+    state = tmp_path / "state"
+    if where == "a_file":
+        state.write_text("not a directory")
+    abi.check(abi.NATIVE, remember_in=state)
+    abi.check(abi.NATIVE, remember_in=state)
+    assert children.ran == 2
+
+
+async def open_a_reader(port: Path, state: Path) -> None:
+    """One start of a reader in a new process (the layout check's cache cleared), until open."""
+    libnfc._layout_checked.cache_clear()
+    with Pn532Emulator(port) as emu:
+        rec = Recorder("front-reader", state_dir=state)
+        opts = LibnfcOptions(connstring=emu.connstring, poll_interval_s=0.01)
+        reader = asyncio.create_task(LibnfcReader(opts).run(rec.ctx))
+        await rec.wait_for(lambda: rec.is_ready or reader.done(), "the reader open", 10)
+        assert rec.is_ready, reader
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def test_a_readers_start_records_the_agreement_in_its_nodes_state_directory(
+    tmp_path: Path, children: Children
+) -> None:
+    """The second start of a reader (the node's next boot) opens without the child."""
+    state = tmp_path / "state"
+    state.mkdir()
+    try:
+        await open_a_reader(tmp_path / "nfc0", state)
+        await open_a_reader(tmp_path / "nfc1", state)
+    finally:
+        libnfc._layout_checked.cache_clear()
+    assert children.ran == 1
+    assert abi.agreed_before(state)
