@@ -32,6 +32,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,10 +308,14 @@ def remember(directory: Path, lay: Layout, library: str) -> None:
     identity = _identity(lay, library)
     if identity is None:
         return
-    tmp = directory / f".{RECORD}.{os.getpid()}"
+    try:  # a new file of a name nobody could have placed (O_EXCL), then the rename
+        fd, tmp = tempfile.mkstemp(prefix=f".{RECORD}.", dir=directory)
+    except OSError:
+        return
     try:
-        tmp.write_text(json.dumps(identity, sort_keys=True), encoding="utf-8")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(identity, sort_keys=True))
         os.replace(tmp, directory / RECORD)
     except OSError:
         with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+            os.unlink(tmp)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -235,6 +236,21 @@ def test_an_agreement_is_recorded_and_the_next_start_runs_no_child(
     abi.check(abi.NATIVE, remember_in=tmp_path)
     assert children.ran == 1
     assert Path(record_of(tmp_path)["library"]).name.startswith("libnfc.so")
+    assert [p.name for p in tmp_path.iterdir()] == [abi.RECORD]  # no temporary file left
+
+
+def test_links_planted_where_the_record_is_written_are_never_followed(tmp_path: Path) -> None:
+    """The record is written to a new file of an unguessable name (not one named after the
+    process: an `O_EXCL` create) and renamed over whatever had the record's name."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("keep me")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / abi.RECORD).symlink_to(elsewhere)
+    (state / f".{abi.RECORD}.{os.getpid()}").symlink_to(elsewhere)
+    abi.check(abi.NATIVE, remember_in=state)
+    assert elsewhere.read_text() == "keep me"
+    assert not (state / abi.RECORD).is_symlink() and abi.agreed_before(state)
 
 
 def test_without_a_state_directory_every_check_runs_its_child(children: Children) -> None:
