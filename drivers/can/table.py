@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from core.errors import ConfigError
+from core.files import replace_atomically
 
 SHIPPED_DBC = Path(str(resources.files("drivers.can") / "fms.dbc"))
 """The FMS database used when a config names none: package data of drivers.can, so an
@@ -181,9 +182,7 @@ def _store(path: Path, table: Table) -> None:
     """Write the table atomically; a cache that cannot be written only costs the next start."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(table, separators=(",", ":")))
-        os.replace(tmp, path)
+        replace_atomically(path, json.dumps(table, separators=(",", ":")))
     except OSError:
         pass
 

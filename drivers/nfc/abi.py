@@ -32,12 +32,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, DriverError
+from core.files import replace_atomically
 from drivers.nfc.binding import SONAMES
 
 # nfc-types.h: enum nfc_modulation_type, enum nfc_baud_rate
@@ -308,14 +308,5 @@ def remember(directory: Path, lay: Layout, library: str) -> None:
     identity = _identity(lay, library)
     if identity is None:
         return
-    try:  # a new file of a name nobody could have placed (O_EXCL), then the rename
-        fd, tmp = tempfile.mkstemp(prefix=f".{RECORD}.", dir=directory)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(identity, sort_keys=True))
-        os.replace(tmp, directory / RECORD)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    with contextlib.suppress(OSError):
+        replace_atomically(directory / RECORD, json.dumps(identity, sort_keys=True))

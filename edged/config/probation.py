@@ -7,9 +7,10 @@ technician's trip to a bus. The marker is on disk, so a crash during probation s
 a decision at the next start.
 """
 
-import os
 import shutil
 from pathlib import Path
+
+from core.files import replace_atomically
 
 
 class Probation:
@@ -37,9 +38,4 @@ class Probation:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_atomically(path, text, sync=True)

@@ -8,14 +8,13 @@ directory (an SD card image being prepared) and runs nothing either.
 """
 
 import difflib
-import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.files import replace_atomically
 from edged.wifi.plan import Managed, Plan, Step
 from edged.wifi.validate import (
     Verdict,
@@ -89,17 +88,7 @@ def write_atomic(path: Path, content: str, mode: int) -> None:
     """A reader (NetworkManager, systemd, a reboot) sees the old file or the new, never half;
     a secret file is never readable by others, not even for an instant."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, content, mode=mode, sync=True)
 
 
 def apply_plan(
