@@ -3,14 +3,15 @@
 A real release is a venv built from a signed bundle (the end-to-end tests install one). For
 the releases that must fail in a given way, and for the release a node starts on, a copy of
 this tree is enough: `fake_release` copies `edged/` and `drivers/` into `<version>/src`
-(with a patch applied to make it misbehave), adds a dist-info so `edged --version` and the
-birth say that version, and makes a venv whose only content is a .pth naming that copy and
+(with a patch applied to make it misbehave), sets its `edged.__version__` (and a dist-info)
+so `edged --version` and the birth say that version, and makes a venv whose only content is a .pth naming that copy and
 the test venv's site-packages (for the dependencies). It starts in a second; it runs the
 same way a real release does (`venv/bin/python -P -m edged`).
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -96,7 +97,13 @@ def fake_release(
         after = patch(before)
         assert after != before, f"the patch of {rel} changed nothing"
         file.write_text(after)
-    info = src / f"edged-{version}.dist-info"
+    init = src / "edged/__init__.py"  # the version edged reports (`edged.__version__`)
+    text, found = re.subn(
+        r'^__version__ = ".*"$', f"__version__ = {version!r}", init.read_text(), flags=re.M
+    )
+    assert found == 1, "edged/__init__.py no longer sets __version__ on one line"
+    init.write_text(text)
+    info = src / f"edged-{version}.dist-info"  # what pip and importlib.metadata read
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: edged\nVersion: {version}\n")
     subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(dest / "venv")], check=True)

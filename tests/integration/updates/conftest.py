@@ -62,10 +62,10 @@ def bumped_source(dest: Path, version: str) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in PACKAGES:
         shutil.copytree(ROOT / package, dest / package, ignore=ignore)
-    pyproject = dest / "pyproject.toml"
-    text = pyproject.read_text()
-    assert 'version = "0.1.0"' in text
-    pyproject.write_text(text.replace('version = "0.1.0"', f'version = "{version}"', 1))
+    init = dest / "edged/__init__.py"  # the one place the version is written
+    text = init.read_text()
+    assert '__version__ = "0.1.0"' in text
+    init.write_text(text.replace('__version__ = "0.1.0"', f'__version__ = "{version}"', 1))
     return dest
 
 
