@@ -46,6 +46,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
                       help="vehicles kept in memory at most (default: 10000)")
     feed.add_argument("--no-page", action="store_true",
                       help="serve the feeds only, no fleet page (a public replica)")
+    feed.add_argument("--max-pages", type=int, default=64, metavar="N",
+                      help="live pages streaming at once; more get 503 and retry (default: "
+                      "64; each stream ends after 10 min and reconnects)")
     feed.add_argument("--tile-url", metavar="URL",
                       help="map tiles for the page, e.g. https://tile.example/{z}/{x}/{y}.png")
     feed.add_argument("--tile-attribution", metavar="TEXT", help="credit shown under the map")
@@ -63,6 +66,8 @@ def options(args: argparse.Namespace, prefix: str, fleets: list[str]) -> "FeedOp
         raise ValueError("--max-age: a number of seconds between 0 and 86400")
     if not 1 <= args.max_vehicles <= 1_000_000:
         raise ValueError("--max-vehicles: between 1 and 1000000")
+    if not 1 <= args.max_pages <= 10_000:
+        raise ValueError("--max-pages: between 1 and 10000")
     if not args.producer.isprintable() or not 0 < len(args.producer) <= 64:
         raise ValueError("--producer: printable text of at most 64 characters")
     if args.timezone is not None:
@@ -85,6 +90,7 @@ def options(args: argparse.Namespace, prefix: str, fleets: list[str]) -> "FeedOp
         ),
         gtfs=args.gtfs,
         page=not args.no_page,
+        max_pages=args.max_pages,
         tile_url=args.tile_url,
         tile_attribution=args.tile_attribution,
     )

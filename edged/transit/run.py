@@ -16,7 +16,7 @@ from edged.ops.fleet import FleetView
 from edged.ops.login import Login
 from edged.ops.loop import run_until, stop_on_signals
 from edged.transit.schedule import Schedule
-from edged.transit.server import FeedServer
+from edged.transit.server import MAX_PAGES, FeedServer
 from edged.transit.service import FeedService, FeedSettings
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class FeedOptions:
     settings: FeedSettings = field(default_factory=FeedSettings)
     gtfs: Path | None = None
     page: bool = True
+    max_pages: int = MAX_PAGES
     tile_url: str | None = None
     tile_attribution: str | None = None
     client_id: str | None = None
@@ -61,6 +62,7 @@ class RunningFeed:
         self.server = FeedServer(
             self.service,
             page=options.page,
+            max_pages=options.max_pages,
             tile_url=options.tile_url,
             tile_attribution=options.tile_attribution,
         )

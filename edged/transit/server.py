@@ -12,8 +12,10 @@ policy (no HTML sinks), so a name from the broker is shown as text whatever it h
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -38,6 +40,16 @@ STATIC = {
 PUSH_EVERY_S = 0.5
 TICK_EVERY_S = 5.0
 SSE_RETRY_MS = 2000
+MAX_PAGES = 64
+STREAM_MAX_S = 600.0
+"""A live page's stream ends after this; the page's EventSource reconnects after
+`SSE_RETRY_MS` and gets the whole fleet again. No page holds one of the `max_pages` slots
+for ever, whatever it does."""
+WRITE_TIMEOUT_S = 10.0
+"""A piece of the stream the page does not take in this time (a tab that stopped reading, a
+laptop closed behind a balancer that passes back-pressure) ends the stream and frees its
+slot. The same time bounds data the page's TCP does not acknowledge (TCP_USER_TIMEOUT): a
+peer gone without a FIN is found in seconds, not after the kernel's ~15 min of retries."""
 
 
 class TileError(EdgedError):
@@ -76,13 +88,17 @@ class FeedServer:
         page: bool = True,
         tile_url: str | None = None,
         tile_attribution: str | None = None,
-        max_pages: int = 64,
+        max_pages: int = MAX_PAGES,
+        stream_max_s: float = STREAM_MAX_S,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         self.service = service
         self.page = page
         self.tile_url = tile_url
         self.tile_attribution = tile_attribution
         self.max_pages = max_pages
+        self.stream_max_s = stream_max_s
+        self.write_timeout_s = write_timeout_s
         csp = CSP
         if tile_url is not None:
             csp = csp.replace("img-src 'self'", f"img-src 'self' {tile_origin(tile_url)}")
@@ -183,7 +199,11 @@ class FeedServer:
     async def _events(self, request: web.Request) -> web.StreamResponse:
         if self.pages >= self.max_pages:
             return web.json_response(
-                {"error": f"{self.max_pages} pages are connected already", "status": 503},
+                {
+                    "error": f"{self.max_pages} pages are connected already (edgectl feed "
+                    "--max-pages allows more)",
+                    "status": 503,
+                },
                 status=503,
                 headers={"Retry-After": "10"},
             )
@@ -193,27 +213,45 @@ class FeedServer:
         self.pages += 1
         try:
             await response.prepare(request)
+            self._bound_unacknowledged(request)
+            ends = time.monotonic() + self.stream_max_s
             sent = self.service.view.version
             first = self._frame("fleet", self._fleet(0))
-            await response.write(f"retry: {SSE_RETRY_MS}\n\n".encode() + first)
+            await self._send(response, f"retry: {SSE_RETRY_MS}\n\n".encode() + first)
             ticked = time.monotonic()
-            while not self.closing.is_set():
+            while not self.closing.is_set() and time.monotonic() < ends:
                 await asyncio.sleep(PUSH_EVERY_S)
                 version = self.service.view.version
                 if version != sent:
                     data = self._fleet(sent)
                     sent = version
-                    await response.write(self._frame("fleet", data))
+                    await self._send(response, self._frame("fleet", data))
                     ticked = time.monotonic()
                 elif time.monotonic() - ticked >= TICK_EVERY_S:
                     tick = {
                         "now_ms": int(self.service.clock() * 1000),
                         "connected": self.service.status.connected(),
                     }
-                    await response.write(self._frame("tick", tick))
+                    await self._send(response, self._frame("tick", tick))
                     ticked = time.monotonic()
+        except TimeoutError:
+            log.info("feed: a live page that stopped reading was dropped")
+            if request.transport is not None:
+                request.transport.abort()  # a write was cut short: nothing more can follow
         except (ConnectionError, RuntimeError):
             pass  # the page went away
         finally:
             self.pages -= 1
         return response
+
+    async def _send(self, response: web.StreamResponse, data: bytes) -> None:
+        async with asyncio.timeout(self.write_timeout_s):
+            await response.write(data)
+
+    def _bound_unacknowledged(self, request: web.Request) -> None:
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(self.write_timeout_s * 1000)
+                )
