@@ -21,7 +21,9 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
   else the fix keeps the receiver's date as sent with `date_known=False`: it must not set
   the node's clock, and a day guessed from the system clock would mix two time scales in
   one stream (a replayed log stays consistent with itself).
-- The date of an epoch with a valid fix, or of a ZDA, becomes the reference; an epoch
+- The date of an epoch with a valid fix, or of a ZDA sent without fix sentences, becomes
+  the reference (a void epoch's date, RMC's or ZDA's, may be the receiver's RTC default,
+  `060180` / `06,01,1980`, and dates nothing); an epoch
   without a date of its own is put on the day that brings it closest to the reference
   carried forward by the monotonic clock (the time between their arrivals), so GGA-only
   epochs after an RMC or ZDA, across midnight or after an outage of hours, get the right day.

@@ -505,9 +505,9 @@ class EpochMerger:
     def _when(self, e: Epoch, rmc: Sentence | None, valid: bool) -> tuple[datetime, bool]:
         if e.time_us is None:
             return self.dating.now(), False
-        for z in e.zdas:
+        for z in e.zdas:  # a void epoch's ZDA may be the RTC default (06,01,1980) like RMC's
             if z.day is not None:
-                return self.dating.stamp(e.time_us, z.day, e.first_at, reference=True)
+                return self.dating.stamp(e.time_us, z.day, e.first_at, reference=valid)
         day = rmc.day if rmc is not None else None
         if day is None:
             for r in e.rmcs:

@@ -266,6 +266,26 @@ def test_the_default_date_of_a_void_epoch_neither_counts_nor_dates_later_epochs(
     assert not fixes[1].date_known and fixes[1].fix_time.date() == date(2026, 2, 12)
 
 
+def test_the_default_date_of_a_void_epochs_zda_neither_counts_nor_dates_later_epochs() -> None:
+    # SkyTraQ after power-on, verbatim (AvirukBasak/ch341-reader README, "Demo log"); Sony
+    # CXD5605 sends the same $GPZDA,000001.00,06,01,1980,,*60: the RTC default of RMC's
+    # 060180, in ZDA's form. Then a fix, ZDA sent every 5 s (GGA-only epochs between).
+    fixes, counts = run(
+        datetime(2026, 2, 12, 7, tzinfo=UTC),
+        (
+            0.0,
+            [
+                "GPGGA,000125.000,0000.00000,N,00000.00000,E,0,00,0.0,0.0,M,0.0,M,,0000",
+                "GNRMC,000125.000,V,0000.00000,N,00000.00000,E,000.0,000.0,060180,,,N,V",
+                "GNZDA,000125.000,06,01,1980,00,00",
+            ],
+        ),
+        (1.0, [GGA.format(t="064951.000")]),
+    )
+    assert not fixes[0].valid and counts == {}
+    assert not fixes[1].date_known and fixes[1].fix_time.date() == date(2026, 2, 12)
+
+
 def test_a_late_rmc_still_dates_the_epochs_after_it() -> None:
     fixes, counts = run(
         datetime(1970, 1, 1, tzinfo=UTC),
