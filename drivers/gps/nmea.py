@@ -453,7 +453,8 @@ def _gsa(f: list[str]) -> Sentence:
     than 18 fields, the last three are the DOPs and the ones between are the PRNs. A GSA
     lists the satellites of one constellation (NMEA 4.10 says which in its last field, one
     hex digit, kept in `system`): the numbers are kept as sent (text), the epoch adds the
-    lists of different constellations up."""
+    lists of different constellations up. A receiver with more than 12 slots (NAVIOR-24:
+    24) ends the sentence with the DOPs too, and sends no system id."""
     n = len(f)
     f = _need(f, 3, "GSA", 18)
     s = Sentence("GSA", f[0][:2])
@@ -461,9 +462,9 @@ def _gsa(f: list[str]) -> Sentence:
         s.mode = _int(f[2], 1, 3)
     except BadSentence:
         s.bad += 1  # E (Antaris dead reckoning) and the like: fix type unknown
-    if n >= 18:
+    if n in (18, 19):  # the standard 12 slots, 19: and the NMEA 4.10 system id
         slots, hdop = f[3:15], f[16]
-    else:
+    else:  # only the slots used, or more than 12 (NAVIOR-24 sends 24): the DOPs end it
         slots, hdop = f[3 : max(3, n - 3)], f[n - 2] if n >= 6 else ""
     prns = tuple(filter(None, slots))
     if prns and not "".join(prns).isdigit():
@@ -475,7 +476,7 @@ def _gsa(f: list[str]) -> Sentence:
         s.hdop = _dop(hdop)
     except BadSentence:
         s.bad += 1
-    if n >= 19 and (system := f[18]):
+    if n == 19 and (system := f[18]):
         if len(system) == 1 and system in "123456789ABCDEFabcdef":
             s.system = int(system, 16)
         else:

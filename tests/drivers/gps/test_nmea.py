@@ -265,6 +265,29 @@ def test_gsa_shorter_than_the_standard_still_gives_mode_prns_and_hdop(
 
 
 @pytest.mark.parametrize(
+    ("line", "prns", "hdop"),
+    [
+        # NAVIOR-24 (CH-4701), 24 PRN slots, verbatim from gpsd's test/daemon/ch-4701.log
+        (b"$GPGSA,A,3,23,13,07,25,,,,,,,,,,,,,,,,,,,,,09.2,07.2,05.7*0D", [23, 13, 7, 25], 7.2),
+        # the same receiver using more than 12 satellites: no slot is read as a DOP
+        (
+            nmea(
+                "GPGSA,A,3," + ",".join(f"{p:02d}" for p in range(1, 15)) + ",,,,,,,,,,,3.0,2.5,1.6"
+            ).strip(),
+            list(range(1, 15)),
+            2.5,
+        ),
+    ],
+)
+def test_gsa_longer_than_the_standard_gives_all_its_prns_and_the_dops_at_its_end(
+    line: bytes, prns: list[int], hdop: float
+) -> None:
+    s = parse_sentence(line)
+    assert s is not None and s.mode == 3 and [int(p) for p in s.prns] == prns
+    assert s.hdop == hdop and s.system is None and s.bad == 0
+
+
+@pytest.mark.parametrize(
     ("system", "expected", "bad"),
     [("1", 1, 0), ("4", 4, 0), ("F", 15, 0), ("", None, 0), ("0", None, 1), ("GP", None, 1)],
 )
