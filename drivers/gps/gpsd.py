@@ -56,7 +56,10 @@ def _number(value: Any) -> float | None:
     """A finite JSON number, else None (booleans are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits: no float holds it
+        return None
     return number if math.isfinite(number) else None
 
 

@@ -90,6 +90,7 @@ def test_reports_of_another_device_are_ignored() -> None:
         {"lat": 91.0},
         {"lon": -180.5},
         {"lat": None},
+        {"lat": 10**400},  # a JSON integer no float holds
         {"time": "yesterday"},
         {"time": 1718179200},
     ],
@@ -100,7 +101,8 @@ def test_tpv_with_a_bad_field_is_malformed(bad: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"speed": -1.0}, {"speed": True}, {"track": 400}, {"altMSL": "high"}]
+    "bad",
+    [{"speed": -1.0}, {"speed": True}, {"speed": 10**400}, {"track": 400}, {"altMSL": "high"}],
 )
 def test_optional_field_out_of_range_is_dropped_not_passed_on(bad: dict[str, Any]) -> None:
     fix = GpsdReports().handle(tpv(**bad))
@@ -199,12 +201,13 @@ async def test_hostile_lines_are_counted_and_skipped(gpsd: FakeGpsd) -> None:
         b"[" * 3000 + b"\n",
         b'{"class": "TPV", "lat": ' + b"9" * 5000 + b"}\n",
         b'{"class": "TPV", "mode": 3, "lat": 1e999, "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
+        b'{"class": "TPV", "mode": 3, "lat": 1' + b"0" * 400 + b', "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
         b'{"class": "ERROR", "message": "unrecognized request"}\n',
         b'{"class": "TPV", "mode": 3, "lat": 95, "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
         TPV,
     )
     await wait_until(lambda: len(rec.fixes) == 1, 2, "the good TPV after the bad lines")
-    assert rec.counts == {"bad_json": 3, "too_long": 1, "malformed": 2, "gpsd_error": 1}
+    assert rec.counts == {"bad_json": 3, "too_long": 1, "malformed": 3, "gpsd_error": 1}
 
 
 async def test_over_long_line_in_pieces_is_counted_once(gpsd: FakeGpsd) -> None:
