@@ -53,3 +53,21 @@ def test_a_model_field_names_the_key_and_the_problem() -> None:
         Model(uid="04A1B2")
     with pytest.raises(ValidationError, match=r"not int"):
         Model(uid=1234)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "uid"),
+    [
+        ("4:1:2:3:4:5:A6", "040102030405a6"),  # would read as the 4 bytes 41 23 45 A6
+        ("1 2 3 4 5 6 A7 B8 C9 DA", "010203040506a7b8c9da"),  # would read as 7 bytes
+    ],
+)
+def test_bytes_written_without_their_leading_zero_are_refused_not_read_as_another_uid(
+    text: str, uid: str
+) -> None:
+    """ISO/IEC 14443-3 UIDs are whole bytes (UID0..UIDn): a separated group of an odd count of
+    digits is a byte missing its leading zero (`print(b, HEX)`), and joining the groups
+    anyway shifts every nibble after it, which can land on another valid length."""
+    assert len(bytes.fromhex(uid)) in UID_LENGTHS  # what was meant
+    with pytest.raises(ValueError, match=r"is not a hex UID: .*two per byte"):
+        parse_uid(text)
