@@ -9,6 +9,7 @@ The raw values come from the DBC's compiled table (drivers/can/table.py), read w
 allow_truncated=True)` reads them, so the node does not load cantools.
 """
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,13 +175,16 @@ class MessageDecoder:
 
     def decode(self, data: bytes | bytearray) -> dict[str, Value]:
         """Every signal of the message: a number, or None when not available, in error or
-        beyond a short frame. Raises MultiplexerError on a multiplexer value the DBC does
-        not list."""
+        beyond a short frame (an IEEE float signal, which has no such codes: when NaN or
+        infinite). Raises MultiplexerError on a multiplexer value the DBC does not list."""
         raw = self.raw(data)
         out: dict[str, Value] = {}
         for s in self.signals:
             r = raw.get(s.name)
-            if not isinstance(r, int) or (r & s.mask) > s.limit:
+            if isinstance(r, float):  # an IEEE float signal: no J1939 codes, NaN is no value
+                value = r * s.scale + s.offset
+                out[s.name] = value if math.isfinite(value) else None
+            elif r is None or (r & s.mask) > s.limit:
                 out[s.name] = None
             elif s.integral:
                 out[s.name] = r * s.scale + s.offset

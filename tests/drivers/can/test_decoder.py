@@ -1,3 +1,4 @@
+import struct
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,35 @@ def test_an_unchanged_dbc_is_parsed_once_and_a_changed_one_again(tmp_path: Path)
     dbc.write_bytes(b"this is not a DBC file\n")
     with pytest.raises(ConfigError, match="cannot read this DBC"):
         Decoders(dbc)
+
+
+FLOAT_DBC = """VERSION ""
+
+NS_ :
+
+BS_:
+
+BU_:
+
+BO_ 2566844926 PROP: 8 Vector__XXX
+ SG_ Temperature : 0|32@1- (0.5,-10) [0|0] "degC" Vector__XXX
+ SG_ Counter : 32|16@1+ (1,0) [0|65535] "" Vector__XXX
+
+SIG_VALTYPE_ 2566844926 Temperature : 1;
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(21.5, 0.75), (-3.0, -11.5), (0.0, -10.0), (float("nan"), None), (float("inf"), None)],
+)
+def test_an_ieee_float_signal_is_scaled_like_any_other(
+    tmp_path: Path, value: float, expected: float | None
+) -> None:
+    # DBC SIG_VALTYPE_ 1: an IEEE 754 single (docs/drivers.md: decoding reads "signed and
+    # IEEE float signals" as cantools does); a number is scaled, NaN or infinity is no value
+    path = tmp_path / "float.dbc"
+    path.write_text(FLOAT_DBC)
+    decoder = Decoders(path).by_pgn[0xFEF1]
+    signals = decoder.decode(struct.pack("<f", value) + bytes([7, 0, 0xFF, 0xFF]))
+    assert signals == {"Temperature": expected, "Counter": 7}
