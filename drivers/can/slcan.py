@@ -18,12 +18,12 @@ subclass:
   `_recv_internal`, which filters and honours the time-out itself).
 
 A line of noise (not hex, an identifier over 29 or 11 bits, a DLC over 8, a short frame, a
-byte no slcan reply starts with) raises ValueError, which the receiver counts as `garbled`:
-the line is gone, the next one is fine. A frame may end in the 4 hex digits of an adapter's
-millisecond timestamp (Lawicel `Z1`, kept in the adapter's EEPROM across resets): they are
-read past. A LF before a line (an adapter ending its lines CR LF) is dropped. Every other
-reply (remote and FD frames, command answers) goes through python-can's own parser;
-commands, send and shutdown are python-can's.
+byte no slcan reply starts with, over MAX_LINE bytes without a CR) raises ValueError, which
+the receiver counts as `garbled`: the line is gone, the next one is fine. A frame may end
+in the 4 hex digits of an adapter's millisecond timestamp (Lawicel `Z1`, kept in the
+adapter's EEPROM across resets): they are read past. A LF before a line (an adapter ending
+its lines CR LF) is dropped. Every other reply (remote and FD frames, command answers) goes
+through python-can's own parser; commands, send and shutdown are python-can's.
 """
 
 import binascii
@@ -47,6 +47,12 @@ REPLIES = frozenset(b"xrRdDbBFzZVvN\a")
 """What else a line from an adapter starts with: python-can's parser takes these (remote, FD
 and CANdapter `x` frames, status, acknowledgements, version, serial number, BEL)."""
 MAX_ID = {True: 0x1FFFFFFF, False: 0x7FF}
+MAX_LINE = 256
+"""The longest slcan reply (a CAN FD frame with a Z1 stamp is 142 bytes), and then some: a
+port that streams on without a CR (a floating RX line, a device that is not an adapter)
+costs one garbled line, never memory."""
+OVERLONG = b"\x00overlong"
+"""Stands in the line queue for a line dropped for its length (raised as garbled)."""
 STAMP = 4  # hex digits of a Lawicel `Z1` timestamp after the data
 READ_GAP_S = 0.005
 """Least time between two reads of the port while frames stream in."""
@@ -85,6 +91,7 @@ class BufferedSlcanBus(slcanBus):
     def __init__(self, channel: str, *, read_gap_s: float = READ_GAP_S, **kwargs: Any) -> None:
         self._lines: deque[bytes] = deque()
         self._rest = b""  # a line not complete yet
+        self._overlong = False  # dropping the rest of a line longer than MAX_LINE
         self._read_gap_s = read_gap_s
         self._last_read = 0.0
         self._accept_ext: Accept | None = None  # None: everything passes
@@ -120,6 +127,8 @@ class BufferedSlcanBus(slcanBus):
                 line = lines.popleft()
                 if not line:
                     continue  # an OK (a bare CR) to a command python-can did not wait for
+                if line is OVERLONG:
+                    raise ValueError(f"slcan: over {MAX_LINE} bytes without an end of line")
                 kind = line[0]
                 if kind == LF:
                     line = line.lstrip(b"\n")
@@ -211,7 +220,14 @@ class BufferedSlcanBus(slcanBus):
         return True
 
     def _split(self, data: bytes) -> None:
-        """Complete lines, without their CR (a BEL, an error reply, is kept)."""
+        """Complete lines, without their CR (a BEL, an error reply, is kept). A line that
+        grows past MAX_LINE without an end is one garbled line, dropped up to its end."""
+        if self._overlong:  # the tail of a line already counted: drop it up to its end
+            ends = [i for i in (data.find(b"\r"), data.find(b"\a")) if i >= 0]
+            if not ends:
+                return
+            self._overlong = False
+            data = data[min(ends) + 1 :]
         if BEL in data:
             end = 0
             for match in _LINE.finditer(data):
@@ -219,13 +235,18 @@ class BufferedSlcanBus(slcanBus):
                 self._lines.append(line[:-1] if line[-1] == CR else line)
                 end = match.end()
             self._rest = data[end:]
-            return
-        *complete, self._rest = data.split(b"\r")
-        self._lines.extend(complete)
+        else:
+            *complete, self._rest = data.split(b"\r")
+            self._lines.extend(complete)
+        if len(self._rest) > MAX_LINE:
+            self._lines.append(OVERLONG)
+            self._rest = b""
+            self._overlong = True
 
     def flush(self) -> None:
         self._lines.clear()
         self._rest = b""
+        self._overlong = False
         super().flush()
 
 

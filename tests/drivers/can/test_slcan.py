@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.can.j1939 import make_id
-from drivers.can.slcan import compile_filters, passes
+from drivers.can.slcan import MAX_LINE, BufferedSlcanBus, compile_filters, passes
+from hil.can.slcan import SlcanEmulator
 from tests.drivers.can.test_bus import CCVS1_37_5, running, slcan_rig
 from tests.helpers.drivers import Recorder
 
@@ -177,3 +178,32 @@ async def test_a_corrupted_line_is_counted_garbled_not_guessed(tmp_path: Path, l
                 "the line counted garbled, the next frame decoded",
             )
         assert ctx.signals("CCVS1") == []
+
+
+def test_a_stream_that_never_ends_a_line_is_garbled_once_and_not_held(tmp_path: Path) -> None:
+    """Lawicel: every reply ends in CR (or is a lone BEL); the longest, a CAN FD frame with a
+    Z1 stamp, is 142 bytes. A port that streams without a CR (a floating RX line, a device
+    that is not an slcan adapter) must not pile up in memory until one comes."""
+    with SlcanEmulator(link=tmp_path / "ttyACM-can") as emulator:
+        bus = BufferedSlcanBus(emulator.path, bitrate=250_000, sleep_after_open=0)
+        try:
+            assert emulator.wait_open()
+            for _ in range(64):  # 256 KiB, in pieces the emulated adapter's FIFO takes
+                emulator.inject_raw(b"\x00" * 4096)
+            garbled, quiet, held = 0, 0, 0
+            while quiet < 3:
+                try:
+                    msg = bus.recv(0.1)
+                except ValueError:
+                    garbled += 1
+                    continue
+                assert msg is None
+                quiet = quiet + 1 if not emulator._inject else 0
+                held = max(held, len(bus._rest))
+            assert garbled == 1
+            assert held <= MAX_LINE
+            emulator.inject_raw(b"\r" + _ccvs1_line(b"\r"))
+            msg = bus.recv(2.0)
+            assert msg is not None and bytes(msg.data) == CCVS1_37_5
+        finally:
+            bus.shutdown()
