@@ -226,11 +226,13 @@ class ConnectionReassembler(_Reassembler):
         count, first = data[1], data[2]
         if count == 0:
             return  # hold: the responder will grant more later
-        if not 1 <= first <= session.received + 1 or first + count - 1 > session.packets:
-            self._drop(key, "rts_sequence")  # beyond what we hold, or past the end
+        if not 1 <= first <= session.received + 1:
+            self._drop(key, "rts_sequence")  # beyond what we hold
             return
         session.next_seq = first
-        session.granted = first + count - 1
+        # a count is bounded by the RTS (its packets, its packets per CTS), not by what is
+        # left: a window past the last packet grants the rest (originators clamp it so)
+        session.granted = min(first + count - 1, session.packets)
 
     def _rts(self, key: tuple[int, int], data: bytes | bytearray, now: float) -> None:
         if key in self.sessions:

@@ -84,6 +84,23 @@ def test_a_retransmission_the_responder_asks_for_replaces_the_packets_from_there
     assert tp.on_dt(ECU, R, dt(3), 0.07) == (DM1, PAYLOAD)
 
 
+def test_a_grant_of_a_whole_window_past_the_last_packet_takes_what_remains(
+    tp: ConnectionReassembler, counts: dict[str, int]
+) -> None:
+    # J1939-21 bounds a CTS's count by the RTS's packet count and packets-per-CTS, not by
+    # the packets left: a responder with a window of 2 grants (2, from 3) for the last of 3
+    # packets, and an originator sends packet 3 and is done (the Linux J1939 stack clamps
+    # the grant to the total, net/can/j1939/transport.c j1939_xtp_rx_cts_one)
+    tp.on_cm(ECU, R, rts(per_cts=2), 0.0)
+    tp.on_cm(R, ECU, cts(2, 1), 0.01)
+    tp.on_dt(ECU, R, dt(1), 0.02)
+    tp.on_dt(ECU, R, dt(2), 0.03)
+    tp.on_cm(R, ECU, cts(2, 3), 0.04)
+    assert tp.on_dt(ECU, R, dt(3), 0.05) == (DM1, PAYLOAD)
+    tp.on_cm(R, ECU, ack(), 0.06)
+    assert counts == {"rts_complete": 1} and not tp.sessions
+
+
 def test_a_packet_beyond_what_the_responder_granted_drops_the_session(
     tp: ConnectionReassembler, counts: dict[str, int]
 ) -> None:
