@@ -200,9 +200,10 @@ class ConnectionReassembler(_Reassembler):
             self._rts((source, destination), data, now)
             return
         key = (destination, source)  # CTS, EndOfMsgAck: from the responder
-        if control == TP_ABORT:
+        pgn = data[5] | data[6] << 8 | data[7] << 16
+        if control == TP_ABORT:  # by either side: the session of the PGN it names
             for k in ((source, destination), key):
-                if k in self.sessions:
+                if k in self.sessions and self.sessions[k].pgn == pgn:
                     self._drop(k, "rts_aborted")
             return
         session = self.sessions.get(key)
@@ -212,7 +213,6 @@ class ConnectionReassembler(_Reassembler):
             if control == TP_CTS:
                 self._count("rts_orphan")
             return  # an EndOfMsgAck of a message already complete (or never seen)
-        pgn = data[5] | data[6] << 8 | data[7] << 16
         if pgn != session.pgn:
             self._drop(key, "rts_sequence")
             return

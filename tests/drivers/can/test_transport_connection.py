@@ -134,6 +134,23 @@ def test_an_abort_from_either_side_drops_the_session(
     assert counts == {"rts_aborted": 2, "rts_orphan": 1}
 
 
+def test_an_abort_for_another_pgn_leaves_the_session_between_the_same_two_nodes(
+    tp: ConnectionReassembler, counts: dict[str, int]
+) -> None:
+    # the engine sends DM1 to the tool; the tool's own RTS for another PGN is refused by the
+    # engine, busy (J1939-21 abort reason 1), with an abort naming that PGN: only that
+    # transfer ends (the Linux J1939 stack ignores an abort of another PGN,
+    # j1939_xtp_rx_abort_one -> j1939_xtp_rx_cmd_bad_pgn)
+    tp.on_cm(ECU, R, rts(), 0.0)
+    tp.on_cm(R, ECU, cts(3, 1), 0.01)
+    tp.on_dt(ECU, R, dt(1), 0.02)
+    tp.on_cm(R, ECU, rts(pgn=0xD700), 0.03)  # the tool's own transfer to the engine
+    tp.on_cm(ECU, R, abort(pgn=0xD700), 0.04)  # the engine: busy
+    tp.on_dt(ECU, R, dt(2), 0.05)
+    assert tp.on_dt(ECU, R, dt(3), 0.06) == (DM1, PAYLOAD)
+    assert counts == {"rts_aborted": 1, "rts_complete": 1} and not tp.sessions
+
+
 def test_an_acknowledgement_while_packets_are_missing_drops_the_session(
     tp: ConnectionReassembler, counts: dict[str, int]
 ) -> None:
