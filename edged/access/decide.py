@@ -124,6 +124,12 @@ def decide(
     return _enter(lists, config, ref, s)
 
 
+def unknown_card_policy(config: AccessServiceConfig, profile: NodeProfile) -> str:
+    """What a card not on the lists gets: `unknown_card`, else allow in a truck (a client
+    checks in), deny elsewhere."""
+    return config.unknown_card or ("allow" if profile == "truck" else "deny")
+
+
 def _enter(lists: AccessLists, config: AccessServiceConfig, ref: str, s: Situation) -> Decision:
     """The decision for a card coming in (boarding, entering, checking in, logging in)."""
     card = lists.cards.get(ref)
@@ -132,8 +138,7 @@ def _enter(lists: AccessLists, config: AccessServiceConfig, ref: str, s: Situati
     if s.out_of_service and s.profile == "shuttle" and not staff:
         return Decision(False, "out_of_service", profile=profile)
     if card is None:
-        policy = config.unknown_card or ("allow" if s.profile == "truck" else "deny")
-        if policy == "deny":
+        if unknown_card_policy(config, s.profile) == "deny":
             return Decision(False, "unknown")
         if s.profile == "venue" and s.full and config.deny_when_full is not False:
             return Decision(False, "full")

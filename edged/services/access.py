@@ -34,6 +34,7 @@ goes out as `AccessDecided` (the occupancy service counts it) and as `Unlock` an
 """
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -45,7 +46,7 @@ from zoneinfo import ZoneInfo
 from core.errors import ConfigError, EdgedError
 from core.events import Feedback, Tap, Unlock
 from edged.access.cardref import CardRefs, random_uid
-from edged.access.decide import Decision, NodeProfile, Situation, decide
+from edged.access.decide import Decision, NodeProfile, Situation, decide, unknown_card_policy
 from edged.access.lasttrusted import SAVE_EVERY_S, LastTrustedTime
 from edged.access.lists import (
     EMPTY,
@@ -71,6 +72,12 @@ from edged.topics import TAP
 log = logging.getLogger(__name__)
 
 LISTS_KEY = "access.lists"
+MADE_FOR_KEY = "access.lists.made_for"
+"""Beside the stored lists: the card_ref of a UID no card has (`_card_ref_check`), under the
+secret and length the node had when they came. A different one at start means the fleet
+secret or `card_ref_bytes` changed since: the lists' card_refs can match no card."""
+PROBE_UID = bytes(13)
+"""13 bytes: no ISO/IEC 14443 UID has that length, so its card_ref names no card."""
 INSIDE_KEY = "access.inside"
 PROVIDER_KEY = "access.provider"
 MAX_INSIDE = 10_000
@@ -149,7 +156,15 @@ class AccessService(Service):
     def _on_mode(self, event: ModeChanged) -> None:
         self.out_of_service = event.mode == OUT_OF_SERVICE
 
+    def _card_ref_check(self) -> str:
+        return self.card_ref(PROBE_UID)
+
     def _restore_lists(self) -> AccessLists:
+        """The lists stored by the last update, if they can still match a card. Made under
+        another fleet secret or `card_ref_bytes`, none of their card_refs can: a denied
+        card would then pass where unknown cards do, silently. They are left out (the
+        version in force is 0, which taps and `access.status` report, so dispatch sends a
+        full list) and kept on disk, to be used again if the config goes back."""
         raw = self.host.state.get(LISTS_KEY)
         if raw is None:
             return EMPTY
@@ -158,7 +173,26 @@ class AccessService(Service):
         except ValueError:
             log.error("the stored access lists are unreadable: deciding on empty lists")
             return EMPTY
-        return lists
+        made_for = self.host.state.get(MADE_FOR_KEY)
+        chars = 2 * self.config.card_ref_bytes
+        refs = itertools.chain(lists.cards, lists.deny, lists.bookings)
+        wrong = next((r for r in refs if len(r) != chars), None)
+        if wrong is not None:
+            why = (
+                f"their card_refs have {len(wrong) // 2} bytes and this node makes "
+                f"{self.config.card_ref_bytes} ([services.access] card_ref_bytes changed)"
+            )
+        elif made_for is not None and made_for != self._card_ref_check():
+            why = "the fleet secret ([services.access] secret_file) changed since they came"
+        else:
+            return lists
+        self.host.counters.inc("access.lists_unusable")
+        log.error(
+            "the stored access lists (version %d) can match no card: %s. Deciding on empty "
+            "lists (unknown cards: %s) until dispatch sends a full list made for this node",
+            lists.version, why, unknown_card_policy(self.config, self.profile),
+        )
+        return EMPTY
 
     # -- taps -------------------------------------------------------------------------
 
@@ -313,6 +347,7 @@ class AccessService(Service):
             # after it on the new ones (the repeat memory stays: see `_repeat`)
             assert self.lists is current, "the lists changed outside an update"
             self.lists, self._digest = ready.lists, (ready.lists, ready.digest)
+            self.host.state.set(MADE_FOR_KEY, self._card_ref_check())
             self.host.state.set(LISTS_KEY, ready.stored)
         log.info("access lists version %d in force (%s)", ready.lists.version, ready.kind)
         return {"applied": ready.kind, **self._status(ready.lists, ready.digest)}

@@ -16,7 +16,7 @@ from edged.access.lasttrusted import STATE_KEY
 from edged.access.lists import digest
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
-from edged.services.access import LISTS_KEY, AccessService
+from edged.services.access import LISTS_KEY, MADE_FOR_KEY, AccessService
 from edged.services.events import AccessDecided, ModeChanged
 from edged.services.occupancy import OccupancyService
 from tests.edged.access.support import (
@@ -404,6 +404,54 @@ def test_applied_lists_survive_a_restart(tmp_path: Path) -> None:
     node, _, _ = make(tmp_path)
     restarted = AccessService(OrderedNode(state=node.state, synced=True), config(tmp_path))
     assert restarted.lists.version == 1 and REFS(UID_SENIOR) in restarted.lists.cards
+
+
+def _restarted(node: TestHost, tmp_path: Path, profile: str = "truck", **extra: Any) -> AccessService:
+    return AccessService(OrderedNode(profile, state=node.state, synced=True), config(tmp_path, **extra))
+
+
+def test_lists_stored_for_another_card_ref_length_are_set_aside_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    node, _, _ = make(tmp_path, "truck")  # a truck lets unknown cards in: the deny list matters
+    restarted = _restarted(node, tmp_path, card_ref_bytes=8)
+    # version 0 in force, as taps and access.status say: dispatch sends a full list
+    assert restarted.lists.version == 0 and restarted.lists.deny == {}
+    assert restarted.host.counters.snapshot()["access.lists_unusable"] == 1
+    assert "card_refs have 16 bytes and this node makes 8" in caplog.text
+    assert "unknown cards: allow" in caplog.text
+
+
+def test_lists_stored_under_another_fleet_secret_are_set_aside_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    node, _, _ = make(tmp_path, "truck")
+    other = tmp_path / "other.secret"
+    other.write_bytes(b"another-fleet-secret-0123456789")
+    other.chmod(0o600)
+    restarted = _restarted(node, tmp_path, secret_file=str(other))
+    assert restarted.lists.version == 0
+    assert restarted.host.counters.snapshot()["access.lists_unusable"] == 1
+    assert "the fleet secret" in caplog.text and "changed" in caplog.text
+
+
+def test_lists_set_aside_come_back_when_the_config_goes_back(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path, "truck")
+    assert _restarted(node, tmp_path, card_ref_bytes=8).lists.version == 0
+    back = _restarted(node, tmp_path)
+    assert back.lists.version == 1 and REFS(UID_LOST) in back.lists.deny
+    assert isinstance(back.host, TestHost)
+    tap(back.host, UID_LOST)
+    assert taps(back.host)[-1].reason == "blocked"
+
+
+def test_lists_stored_before_their_check_was_kept_are_used_when_their_length_fits(
+    tmp_path: Path,
+) -> None:
+    node, _, _ = make(tmp_path, "truck")
+    del node.state[MADE_FOR_KEY]  # stored by a release that did not keep it
+    assert _restarted(node, tmp_path).lists.version == 1
+    assert _restarted(node, tmp_path, card_ref_bytes=8).lists.version == 0
 
 
 def test_unreadable_stored_lists_mean_empty_lists_not_a_crash(tmp_path: Path) -> None:
