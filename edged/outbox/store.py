@@ -158,6 +158,10 @@ class Outbox:
         self._new_data = asyncio.Event()
         self._counts = _Counts()
         self._inflight: dict[int, int] = {}  # id -> size
+        self._acked: set[int] = set()
+        """Rows the broker acknowledged whose deletion is not committed yet (the next
+        commit, or a later one while the disk refuses it): never handed out again, even
+        by a new session, nor deleted by another statement (each is counted out once)."""
         self._retained_ids: dict[str, int] = {}  # RETAINED_IDS_KEY: topic -> last taken
         self.thin_level = 0
         self.refused = 0
@@ -511,8 +515,10 @@ class Outbox:
         if msg.id < 0:
             self.memory.ack(msg.id)
             return
-        if self._inflight.pop(msg.id, None) is None:
+        if msg.id not in self._inflight:
             return  # acknowledged twice, or from a session that was reset
+        self._acked.add(msg.id)  # first: the outbox's thread sees it in one set or the other
+        del self._inflight[msg.id]
         if msg.retain and msg.id > self._retained_ids.get(msg.topic, 0):
             self._retained_ids[msg.topic] = msg.id
             self.set_state(RETAINED_IDS_KEY, self._retained_ids)
@@ -588,6 +594,7 @@ class Outbox:
             self._keep_in_memory(batch, exc)
             log.error("outbox commit failed: %s", exc)
             raise
+        self._acked.difference_update(m.id for m in acks)
         self.journal.folded([item.rn for item in batch if item.rn is not None])
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
@@ -822,10 +829,12 @@ class Outbox:
         return seq % (1 << self.thin_level) == 0
 
     def _not_inflight(self) -> tuple[str, list[Any]]:
-        """The rows in flight left out, by one parameter (`edged.outbox.idsets`)."""
-        if not self._inflight:
+        """The rows in flight, or acknowledged and not yet deleted, left out, by one
+        parameter (`edged.outbox.idsets`)."""
+        if not self._inflight and not self._acked:
             return "", []
-        return " AND id NOT IN (SELECT value FROM json_each(?))", [idsets.as_json(self._inflight)]
+        ids = [*self._inflight, *self._acked]  # this order: `ack` adds before it pops
+        return " AND id NOT IN (SELECT value FROM json_each(?))", [idsets.as_json(ids)]
 
     def _delete_where(self, db: sqlite3.Connection, where: str, args: list[Any]) -> int:
         extra, ids = self._not_inflight()
@@ -961,7 +970,10 @@ class Outbox:
                     f"SELECT {cols} FROM msg WHERE prio = ? AND id > ?{bound} ORDER BY id LIMIT ?",
                     [prio, after, *args, room],
                 ).fetchall()
+                acked = self._acked
                 for r in rows:
+                    if r[0] in acked:  # the broker has it; its deletion is not committed yet
+                        continue
                     msg = Stored(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], live)
                     self._inflight[msg.id] = msg.size
                     out.append(msg)

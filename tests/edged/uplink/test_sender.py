@@ -14,6 +14,8 @@ import aiomqtt
 import pytest
 from paho.mqtt.properties import Properties
 
+from edged.clock import Clock
+from edged.config.models import OutboxConfig
 from edged.outbox import Outbox, Publication, Stored
 from edged.payloads import Alarm, DoorEvent, Position
 from edged.topics import ALARM, DOOR, POSITION, Priority, Topics
@@ -708,3 +710,36 @@ async def test_a_publish_held_back_does_not_leave_a_topic_alias_the_broker_never
     seqs = await delivered(small.port, outbox, sender, "events/door", 20, left=1)
     assert sorted(seqs) == list(range(2, 22))
     assert sender.held_back == 1
+
+
+async def test_a_message_acknowledged_just_before_the_link_dropped_goes_once_and_the_next_goes(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The panic's PUBACK came, then the link dropped before the outbox's next commit (20 ms
+    of `flush_interval_ms`, a slow SD card's sync, or a full disk that refuses the delete for
+    as long as it is full) and a new session began: the acknowledged row was handed out and
+    sent again, acknowledged twice, and counted out of its class twice, so the class looked
+    empty and the next panic was never sent."""
+    box = Outbox(OutboxConfig(path=tmp_path / "outbox.sqlite"), Clock())
+    await box.open()  # no writer: the deletion waits for a commit the test makes
+    try:
+        box.put_nowait(panic(active=True))
+        await box.flush()
+        async with Collector(broker.port, "rnst/v1/test/n1/#") as c:
+            first = await sending(broker.port, box, window=8)
+            async with draining(first):
+                await c.wait_for(lambda: first.sent == 1, 5, "the raise's PUBACK")
+            box.begin_session()  # the link dropped; the next session
+            second = await sending(broker.port, box, window=8)
+            async with draining(second):
+                await asyncio.sleep(0.5)
+                box.put_nowait(panic(active=False))
+                await box.flush()
+                await c.wait_for(lambda: len(c.on("alarm/panic")) >= 2, 5, "the clear")
+                await asyncio.sleep(0.3)
+        await box.flush()
+        assert [m.payload["seq"] for m in c.on("alarm/panic")] == [1, 2]
+        assert box.depth == 0
+        assert rows(box) == 0
+    finally:
+        await box.close()
