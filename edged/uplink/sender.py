@@ -40,7 +40,6 @@ rows), and the outbox deletes it only after its PUBACK (of the batch that carrie
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -314,12 +313,16 @@ class Sender:
                 if room <= 0:
                     break
                 ahead.popleft()
-                if msg.retain and not self.retains:
-                    msg = replace(msg, retain=False)  # the broker would end the session
-                elif msg.retain and self.outbox.superseded(msg):
-                    msg = replace(msg, retain=False)  # subscribers get it; the broker keeps
+                # the flag on the wire only: the row stays a retained topic's message, so
+                # its PUBACK still makes it the topic's last delivered one (what a broker
+                # that lost its retained store gets back), unless it is superseded
+                retain = msg.retain
+                if retain and not self.retains:
+                    retain = False  # the broker would end the session
+                elif retain and self.outbox.superseded(msg):
+                    retain = False  # subscribers get it; the broker keeps
                     self.unretained += 1  # the newer one as the topic's value
-                room -= self._send((msg,), msg.payload, now)
+                room -= self._send((msg,), msg.payload, now, retain=retain)
             while room > 0:  # one at a time: a batch split in two goes on with its half
                 batches = batcher.take(now, 1)
                 if not batches:
@@ -334,9 +337,12 @@ class Sender:
         if len(ahead) <= (READ_AHEAD - 1) * self.window:
             self._low.set()
 
-    def _send(self, msgs: tuple[Stored, ...], payload: bytes, now: float) -> int:
-        """One publish carrying `msgs` (one message, or a batch of one topic's samples);
-        1 when it is in flight, 0 when it was held back (`_held_back`)."""
+    def _send(
+        self, msgs: tuple[Stored, ...], payload: bytes, now: float, *, retain: bool = False
+    ) -> int:
+        """One publish carrying `msgs` (one message, or a batch of one topic's samples,
+        never retained); 1 when it is in flight, 0 when it was held back (`_held_back`).
+        `retain`: the publish's flag."""
         first = msgs[0]
         properties = None
         if first.correlation is not None and self.v5:
@@ -351,7 +357,7 @@ class Sender:
         try:
             if first.qos == 1:  # built here, written with the others of this turn
                 mid = client.next_mid(self._inflight)
-                packet = publish_packet(topic, payload, mid, retain=first.retain, properties=props)
+                packet = publish_packet(topic, payload, mid, retain=retain, properties=props)
                 size = len(packet)
             else:
                 size = publish_size(topic, len(payload), qos=first.qos, properties=props)
@@ -373,7 +379,7 @@ class Sender:
             self._inflight[mid] = (msgs, now, True)
             return 1
         self._write()  # what was built before goes first: the one naming a topic alias
-        mid = client.publish_nowait(topic, payload, first.qos, first.retain, properties)
+        mid = client.publish_nowait(topic, payload, first.qos, retain, properties)
         self._inflight[mid] = (msgs, now, False)
         return 1
 

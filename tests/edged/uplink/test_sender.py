@@ -743,3 +743,46 @@ async def test_a_message_acknowledged_just_before_the_link_dropped_goes_once_and
         assert rows(box) == 0
     finally:
         await box.close()
+
+
+async def test_a_message_delivered_without_the_flag_by_a_broker_without_retain_is_what_is_restored(
+    broker: Mosquitto, tmp_path: Path, outbox: Outbox
+) -> None:
+    """The panic was raised while the broker kept retained messages, and cleared while it
+    kept none (`retain_available false`: the node sends without the flag). The clear is the
+    topic's last delivered message: it, not the raise, is what the node restores, retained,
+    to a broker that lost its retained store (a session not present: another broker behind
+    a balancer, a restart without persistence). Restoring the raise would show dispatch an
+    open panic that was cleared."""
+    await fill(outbox, [panic(active=True)])
+    await until_sent(await sending(broker.port, outbox, window=8), 1)
+    (tmp_path / "noretain").mkdir()
+    plain = Mosquitto(tmp_path / "noretain", extra="retain_available false").start()
+    try:
+        await fill(outbox, [panic(active=False)])
+        outbox.begin_session()
+        sender = Sender(
+            MqttClient(
+                "127.0.0.1", plain.port, identifier="n1", protocol=aiomqtt.ProtocolVersion.V5
+            ),
+            outbox,
+            window=8,
+            timeout_s=15.0,
+            v5=True,
+            retains=False,
+        )
+        await until_sent(sender, 1)
+    finally:
+        plain.stop()
+    await outbox.flush()
+    (restored,) = await outbox.retained()
+    assert json.loads(restored[1])["active"] is False
+
+
+async def until_sent(sender: Sender, n: int, within_s: float = 5.0) -> None:
+    """Run `sender` on its connected client until the broker acknowledged `n` messages."""
+    async with draining(sender):
+        deadline = time.monotonic() + within_s
+        while sender.sent < n:
+            assert time.monotonic() < deadline, f"{sender.sent} of {n} acknowledged"
+            await asyncio.sleep(0.02)
