@@ -86,6 +86,12 @@ def read_password(config: BrokerConfig) -> str | None:
         ) from exc
 
 
+def _named(server: str | None) -> str:
+    """The server a broker's refusal or DISCONNECT names (MQTT 5 Server Reference), for
+    its remedy: "point [broker] host at the server the broker names"."""
+    return f" (it names {server[:200]!r})" if server else ""
+
+
 def _first(group: BaseExceptionGroup[E]) -> E:
     """The first exception of a (possibly nested) group: what ended the session."""
     exc: BaseException = group
@@ -253,15 +259,17 @@ class Uplink:
             self._without_retain(f"it refused the retained will: {rc} (code 0x{code:02X})")
             return
         reason = reason_for(code)
+        client = self._client
+        todo = reason.todo + _named(client.server_reference if client is not None else None)
         self.counters.inc(f"uplink.refused.{reason.key}")
-        self.last_error = f"connection refused: {rc} (code 0x{code:02X}): {reason.todo}"
+        self.last_error = f"connection refused: {rc} (code 0x{code:02X}): {todo}"
         log.error(
             "the broker at %s refused the connection of client id %s: %s (MQTT reason 0x%02X): %s",
             self.where,
             self.client_id,
             rc,
             code,
-            reason.todo,
+            todo,
         )
 
     def _closed_before_connack(self, exc: ClosedBeforeConnack) -> None:
@@ -355,7 +363,8 @@ class Uplink:
         ended = client.ended if client is not None else None
         if ended is not None and ended.by_broker:
             reason = reason_for(ended.code)
-            self.last_error = f"disconnected by the broker: {ended.reason}: {reason.todo}"
+            todo = reason.todo + _named(ended.server)
+            self.last_error = f"disconnected by the broker: {ended.reason}: {todo}"
             if ended.code == SESSION_TAKEN_OVER:
                 return True, False, False
             self.counters.inc(f"uplink.disconnected.{reason.key}")
@@ -365,7 +374,7 @@ class Uplink:
                 ended.reason,
                 ended.code,
                 f", {ended.text!r}" if ended.text else "",
-                reason.todo,
+                todo,
             )
             return False, False, asks_for_room(ended.code)
         if self.connected:

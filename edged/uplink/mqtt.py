@@ -45,6 +45,12 @@ def reason_name(code: int) -> str:
         return f"code {code}"
 
 
+def _text(properties: Any, name: str) -> str | None:
+    """A string property of a CONNACK or DISCONNECT (MQTT 5), when the broker sent it."""
+    value = getattr(properties, name, None)
+    return value if isinstance(value, str) else None
+
+
 def code_of(reason_code: "ReasonCode | int") -> int:
     """paho gives a reason code as a `ReasonCode`, or as a bare int in some paths."""
     return int(reason_code.value) if isinstance(reason_code, ReasonCode) else int(reason_code)
@@ -86,6 +92,9 @@ class Ended:
     code: int
     reason: str  # the reason code's name
     text: str | None  # MQTT 5 reason string, when the broker sent one
+    server: str | None = None
+    """MQTT 5 Server Reference: the server to use instead (0x9C use another server, 0x9D
+    server moved)."""
 
 
 class MqttClient(aiomqtt.Client):
@@ -99,6 +108,9 @@ class MqttClient(aiomqtt.Client):
         """CONNACK's Maximum Packet Size (MQTT 5; absent, or 3.1.1: no limit). A broker ends
         the session of a client that sends a bigger packet (0x95, packet too large)."""
         self.retain_available = True  # CONNACK's Retain Available (MQTT 5; absent: yes)
+        self.server_reference: str | None = None
+        """CONNACK's Server Reference (MQTT 5): the server a refusal (0x9C use another
+        server, 0x9D server moved) sends the node to."""
         self.ended: Ended | None = None
         self._checked: dict[int, int] = {}  # publish_acked's mids -> PUBACK reason (0: none)
         self.unreadable = 0
@@ -263,6 +275,7 @@ class MqttClient(aiomqtt.Client):
         largest = getattr(properties, "MaximumPacketSize", None)  # 0 is a protocol error
         self.max_packet = largest if isinstance(largest, int) and largest > 0 else None
         self.retain_available = getattr(properties, "RetainAvailable", 1) != 0
+        self.server_reference = _text(properties, "ServerReference")
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
@@ -283,12 +296,12 @@ class MqttClient(aiomqtt.Client):
         properties: Any = None,
     ) -> None:
         by_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
-        text = getattr(properties, "ReasonString", None)
         self.ended = Ended(
             by_broker,
             code_of(reason_code),
             str(reason_code),
-            text if isinstance(text, str) else None,
+            _text(properties, "ReasonString"),
+            _text(properties, "ServerReference"),
         )
         if not self._connected.done():
             tls = self.reader.tls_error if self.reader is not None else None

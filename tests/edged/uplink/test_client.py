@@ -3,6 +3,7 @@ direct publish) on a real Mosquitto whose ACL refuses some of them (MQTT 5: PUBA
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from core.counters import Counters
@@ -11,6 +12,8 @@ from edged.outbox import Outbox
 from edged.payloads import State
 from edged.topics import Topics
 from edged.uplink.client import Uplink
+from edged.uplink.packets import varint
+from hil.proxy import MqttProxy
 from tests.helpers.broker import Mosquitto
 
 TOPICS = Topics("rnst/v1", "test", "n1")
@@ -57,3 +60,49 @@ async def test_a_birth_and_a_direct_publish_the_broker_refuses_are_not_taken_as_
         with contextlib.suppress(asyncio.CancelledError):
             await task
         broker.stop()
+
+
+async def test_a_broker_sending_the_node_to_another_server_names_it_in_the_log_and_health(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """MQTT 5 DISCONNECT 0x9C "use another server" (0x9D "server moved" alike) carries the
+    server to use in its Server Reference property (MQTT 5.0 3.14.2.2.5, 4.11). The node
+    told the operator to "point [broker] host at the server the broker names" and never
+    said which: played by the proxy in front of a real Mosquitto."""
+    broker = Mosquitto(tmp_path).start()
+    proxy = await MqttProxy(broker.port).start()
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=proxy.port, reconnect_min_s=5.0),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=_ignore,
+        counters=Counters(),
+    )
+    task = asyncio.create_task(uplink.run())
+    try:
+        await until(lambda: uplink.connected)
+        name = b"mqtt-eu2.example.net:8883"
+        props = bytes([0x1C]) + len(name).to_bytes(2, "big") + name
+        body = bytes([0x9C]) + varint(len(props)) + props
+        for client in list(proxy._pairs):
+            client.write(bytes([0xE0]) + varint(len(body)) + body)
+            await client.drain()
+        await until(lambda: not uplink.connected)
+        assert uplink.last_error is not None
+        assert "mqtt-eu2.example.net:8883" in uplink.last_error, uplink.last_error
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 10.0) -> None:
+    for _ in range(int(within_s / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not within the time")
