@@ -107,8 +107,8 @@ class GeofenceService(Service):
             track.where, track.since = Where.OUTSIDE, t
         elif track.where is Where.INSIDE and d > hysteresis:
             track.where, track.since = Where.LEAVING, t
-        elif track.where is Where.LEAVING and d <= 0:
-            track.where, track.since = Where.INSIDE, t
+        elif track.where is Where.LEAVING and d <= hysteresis:
+            track.where, track.since = Where.INSIDE, t  # not far out for all of the dwell
 
         if track.where is Where.ENTERING and held():
             track.where, track.arrived = Where.INSIDE, track.since

@@ -158,3 +158,22 @@ async def test_a_new_set_from_dispatch_goes_on_the_bus() -> None:
     await svc.command_set({"geofences": [SQUARE.model_dump(mode="json")]})
     (last,) = node.of_type(GeofencesChanged)[-1:]
     assert [f.id for f in last.fences] == ["gueret-market", "square"]
+
+
+async def test_a_stray_far_fix_then_parked_within_the_hysteresis_is_no_departure() -> None:
+    # docs/topics.md `events/geofence`: it "departs after being more than `hysteresis_m`
+    # outside for `dwell_s`"; a dwell counts the time the position stays in the condition
+    # (Windows.Devices.Geolocation.Geofencing Geofence.DwellTime: "the minimum time that a
+    # position has to be inside or outside of the geofence"). A truck parked at the market
+    # with its antenna 10 m past the edge, one multipath fix 200 m away: still at the market.
+    node = TestHost()
+    svc = service(node, dwell_s=5, hysteresis_m=20)
+    for s in range(0, 20):
+        svc.on_fix(at(s, 50))  # drives in, parks
+    for s in range(20, 40):
+        svc.on_fix(at(s, 110))  # backs up: 10 m outside the 100 m circle, within 20 m
+    svc.on_fix(at(40, 300))  # a reflected fix 200 m out
+    for s in range(41, 600):
+        svc.on_fix(at(s, 110))  # parked there all along
+    assert [e.event for e in events(node)] == ["arrive"]
+    assert [f.id for f in svc.inside()] == ["gueret-market"]
