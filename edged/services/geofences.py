@@ -103,8 +103,8 @@ class GeofenceService(Service):
 
         if track.where is Where.OUTSIDE and d <= 0:
             track.where, track.since = Where.ENTERING, t
-        elif track.where is Where.ENTERING and d > hysteresis:
-            track.where, track.since = Where.OUTSIDE, t
+        elif track.where is Where.ENTERING and d > 0:
+            track.where, track.since = Where.OUTSIDE, t  # not inside for all of the dwell
         elif track.where is Where.INSIDE and d > hysteresis:
             track.where, track.since = Where.LEAVING, t
         elif track.where is Where.LEAVING and d <= hysteresis:

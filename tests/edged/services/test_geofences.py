@@ -177,3 +177,20 @@ async def test_a_stray_far_fix_then_parked_within_the_hysteresis_is_no_departure
         svc.on_fix(at(s, 110))  # parked there all along
     assert [e.event for e in events(node)] == ["arrive"]
     assert [f.id for f in svc.inside()] == ["gueret-market"]
+
+
+async def test_a_stray_fix_inside_then_waiting_just_outside_is_no_arrival() -> None:
+    # docs/topics.md `events/geofence`: it "arrives after being inside for `dwell_s`"; a
+    # dwell counts the time the position stays in the condition (Windows.Devices.Geolocation.
+    # Geofencing Geofence.DwellTime: "the minimum time that a position has to be inside or
+    # outside of the geofence"). A bus held at lights 10 m past a stop it does not serve,
+    # one reflected fix inside the circle: it never was at the stop.
+    node = TestHost()
+    svc = service(node, dwell_s=5, hysteresis_m=20)
+    for s in range(0, 20):
+        svc.on_fix(at(s, 110))  # waiting at the lights, 10 m outside the 100 m circle
+    svc.on_fix(at(20, 50))  # one fix 60 m off, inside
+    for s in range(21, 120):
+        svc.on_fix(at(s, 110))
+    assert events(node) == []
+    assert svc.inside() == []
