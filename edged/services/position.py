@@ -97,11 +97,14 @@ class PositionService(Service):
         if self._last_sent is None:
             return True
         last, at = self._last_sent
-        if self.moving(fix) != self.moving(last):
-            return True  # departure and arrival are worth a report
-        rule = self._rule(fix)
         # fixes come once per epoch: without slack a 1 s period would skip every other fix
         elapsed = now - at + PERIOD_SLACK_S
+        if self.moving(fix) != self.moving(last):
+            # departure and arrival are worth a report, but a speed wavering about
+            # `stopped_below_mps` must not send every fix: the shorter minimum period holds
+            shortest = min(self.config.moving.min_period_s, self.config.stopped.min_period_s)
+            return elapsed >= shortest
+        rule = self._rule(fix)
         if elapsed >= rule.max_period_s:
             return True
         if elapsed < rule.min_period_s:

@@ -218,3 +218,17 @@ async def test_a_gps_time_before_any_plausible_date_never_sets_the_clock(sent: s
     assert node.clock.source is ClockSource.UNSYNCED
     assert node.counters.snapshot().get("position.implausible_time") == 1
     assert node.bodies("position")  # the position itself is still reported
+
+
+async def test_speed_wavering_about_the_stopped_threshold_honours_the_minimum_period() -> None:
+    # config/truck.toml: `[services.position.moving] min_period_s = 5.0  # never more often
+    # than this` (docs/budget.md: positions are most of what the SIM is billed). A truck
+    # crawling onto a market square at 3.6 km/h: its receiver's speed wavers about
+    # `stopped_below_mps` (1 m/s), every fix "stops" or "starts" it.
+    node = TestHost()
+    moving = ReportingConfig(min_period_s=5, min_distance_m=100)
+    stopped = ReportingConfig(min_period_s=10, max_period_s=600, min_distance_m=50)
+    svc = PositionService(node, PositionServiceConfig(moving=moving, stopped=stopped))
+    for i in range(30):  # a burst of fixes, well within 5 s of each other
+        svc.on_fix(fix(*offset(46.0, 2.0, i * 1.0, 0), speed=1.1 if i % 2 else 0.9))
+    assert len(node.published) == 1
