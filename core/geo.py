@@ -1,8 +1,10 @@
 """Small geodesy for distances between fixes (no library needed for a haversine)."""
 
 import math
+from collections.abc import Sequence
 
 EARTH_RADIUS_M = 6_371_008.8
+MIN_AREA_M2 = 1.0  # a polygon smaller than this is a line (corners on one line, to float error)
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -51,6 +53,74 @@ def polygon_signed_distance(lat: float, lon: float, points: list[tuple[float, fl
             inside = not inside
         edge = min(edge, _segment_distance(0.0, 0.0, ax, ay, bx, by))
     return -edge if inside else edge
+
+
+def _orient(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
+    return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+
+def _within(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> bool:
+    """r, on the line through p and q, is between them."""
+    return min(p[0], q[0]) <= r[0] <= max(p[0], q[0]) and min(p[1], q[1]) <= r[1] <= max(p[1], q[1])
+
+
+def _meet(
+    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
+) -> bool:
+    """Segments ab and cd cross or touch."""
+    o1, o2, o3, o4 = _orient(a, b, c), _orient(a, b, d), _orient(c, d, a), _orient(c, d, b)
+    if o1 * o2 < 0 and o3 * o4 < 0:
+        return True
+    return (
+        (o1 == 0 and _within(a, b, c))
+        or (o2 == 0 and _within(a, b, d))
+        or (o3 == 0 and _within(c, d, a))
+        or (o4 == 0 and _within(c, d, b))
+    )
+
+
+def ring_problem(points: Sequence[tuple[float, float]]) -> str | None:
+    """Why a polygon's ring, open or closed, bounds no area or not the one it seems to: a
+    ring is closed and simple (OGC Simple Features 1.1: no edge crosses or touches another
+    but its neighbours at their shared corner). None when it is a polygon."""
+    corners: list[tuple[float, float]] = []
+    for p in points:
+        if not corners or p != corners[-1]:
+            corners.append(p)
+    while len(corners) > 1 and corners[0] == corners[-1]:
+        corners.pop()  # closed as GeoJSON closes it
+    n = len(corners)
+    if n < 3:
+        return "a polygon needs three distinct corners"
+    xy = [_local_xy(*corners[0], lat, lon) for lat, lon in corners]
+    if abs(sum(_orient(xy[0], xy[i], xy[i + 1]) for i in range(1, n - 1))) < 2 * MIN_AREA_M2:
+        return "the polygon's corners are on one line: it bounds no area"
+    edges = [(corners[i], corners[(i + 1) % n]) for i in range(n)]
+    for i, (a, b) in enumerate(edges):  # a corner where the ring turns back on itself
+        c = edges[(i + 1) % n][1]
+        if (
+            _orient(a, b, c) == 0
+            and (b[0] - a[0]) * (c[0] - b[0]) + (b[1] - a[1]) * (c[1] - b[1]) < 0
+        ):
+            return f"the ring turns back on itself at corner {(i + 1) % n + 1}"
+    # non-neighbouring edges, swept by their extent along the first coordinate
+    order = sorted(range(n), key=lambda i: min(edges[i][0][0], edges[i][1][0]))
+    for k, i in enumerate(order):
+        a, b = edges[i]
+        top = max(a[0], b[0])
+        for j in order[k + 1 :]:
+            c, d = edges[j]
+            if min(c[0], d[0]) > top:
+                break
+            if abs(i - j) in (1, n - 1):
+                continue  # neighbours share a corner
+            if _meet(a, b, c, d):
+                first, second = sorted((i, j))
+                return (
+                    f"edges {first + 1} and {second + 1} cross or touch: list the corners "
+                    "in order around the fence"
+                )
+    return None
 
 
 def circle_signed_distance(

@@ -4,6 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.geo import ring_problem
+
 LatLon = tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]]
 
 
@@ -34,6 +36,8 @@ class Geofence(BaseModel):
             raise ValueError("a circle needs both center and radius_m")
         if not circle and self.points is None:
             raise ValueError("give center and radius_m for a circle, or points for a polygon")
+        if self.points is not None and (problem := ring_problem(self.points)) is not None:
+            raise ValueError(problem)  # else it would bound another area, or none, silently
         return self
 
 

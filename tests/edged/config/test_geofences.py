@@ -1,0 +1,49 @@
+"""How ops describe a polygon geofence: which rings are polygons, which are refused."""
+
+import pytest
+from pydantic import ValidationError
+
+from edged.config.geofences import Geofence
+
+# the market square of config/shuttle.toml, its corners in order around it (clockwise)
+NW, NE, SE, SW = (46.1721, 1.8702), (46.1722, 1.8731), (46.1707, 1.8733), (46.1706, 1.8703)
+
+
+def test_a_ring_whose_edges_cross_is_refused() -> None:
+    # The corners in reading order (NW, NE, SW, SE) make a bow tie: its two edges cross in
+    # the middle and, by the even-odd rule, the east and west quarters of the square are
+    # "outside" — a market fence that misses the truck parked there, said nowhere. A ring is
+    # closed and simple, no edge crossing another (OGC Simple Features 1.1, LinearRing;
+    # RFC 7946 §3.1.6 builds GeoJSON polygons from linear rings).
+    with pytest.raises(ValidationError, match="cross"):
+        Geofence(id="market", kind="market", points=[NW, NE, SW, SE])
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [NW, NE, NW],  # two corners, "closed" as GeoJSON closes a ring
+        [NW, NW, NW, NE],
+        [(46.0, 2.0), (46.001, 2.001), (46.002, 2.002)],  # on one line
+        [(46.0, 2.0), (46.002, 2.0), (46.001, 2.0), (46.001, 2.001)],  # turns back on itself
+    ],
+    ids=["two-corners", "repeated-corner", "collinear", "spike"],
+)
+def test_a_ring_that_bounds_no_area_is_refused(points: list[tuple[float, float]]) -> None:
+    # RFC 7946 §3.1.6: a linear ring has four or more positions, the first and last the
+    # same: three distinct corners at least, not on one line. Such a fence is never entered.
+    with pytest.raises(ValidationError):
+        Geofence(id="x", points=points)
+
+
+@pytest.mark.parametrize(
+    "points",
+    [[NW, NE, SE, SW], [SW, SE, NE, NW], [NW, NE, SE, SW, NW], [SW, SE, NE, NW, SW]],
+    ids=["clockwise", "counter-clockwise", "closed-clockwise", "closed-counter-clockwise"],
+)
+def test_a_simple_ring_is_a_polygon_open_or_closed_either_way_round(
+    points: list[tuple[float, float]],
+) -> None:
+    # RFC 7946 §3.1.6: "parsers SHOULD NOT reject Polygons that do not follow the
+    # right-hand rule"; the config does not ask for the ring to be closed.
+    assert Geofence(id="market", points=points).points == points
