@@ -21,7 +21,9 @@ Outputs: see drivers.gpio.outputs (loop timers, safe state). Unlock and Feedback
 MockFactory, an Unlock reaches the relay pin in a few µs.
 
 Start and stop: the current state of every door and of the ignition is emitted once the
-pins are open, so services know it without waiting for a change; then `ready`. However
+pins are open, so services know it without waiting for a change, and a panic button that
+is up is reported released (`PanicInput(False)`: one let go while the driver was down);
+one down begins its hold; then `ready`. However
 the driver ends (cancelled, failed), the relay is de-energised and the buzzer and LEDs
 turned off before the pins are released. With `pin_factory = "mock"`, the levels a test or
 the rig drove on the inputs are kept across a restart, as the outside circuit would keep
@@ -243,7 +245,8 @@ class _Panic:
     `presses`-th press within `presses_within_s` once it has been down
     SERIES_PRESS_MIN_S (dated when the first of them began). A press that raised nothing is
     counted `panic_brush` when it ends; one that raised emits PanicInput(False) when it
-    ends, dated when it was let go.
+    ends, dated when it was let go. A button up at the driver's start is reported
+    PanicInput(False) too (`_Board.start`).
     """
 
     def __init__(self, board: "_Board", options: PanicButton, device: InputDevice) -> None:
@@ -581,14 +584,19 @@ class _Board:
             self.indicators = Indicators(self.loop, lines, o.feedback, self.fail)
 
     def start(self) -> None:
-        """Tell the services the state of things now; a panic held at start starts its hold."""
+        """Tell the services the state of things now; a panic held at start starts its hold,
+        one up is reported released (let go while the driver was down, the services would
+        otherwise believe it held: a stuck report, a hold that silences the next press)."""
         now = time.monotonic()
         for d, door in zip(self.options.doors, self.doors, strict=True):
             self.ctx.emit(DoorInput(d.name, door.value, now))
         if self.ignition is not None:
             self.ctx.emit(IgnitionInput(self.ignition.value, now))
-        if self.panic is not None and self.panic.contact.value:
-            self.panic.changed(True, now)
+        if self.panic is not None:
+            if self.panic.contact.value:
+                self.panic.changed(True, now)
+            else:
+                self.ctx.emit(PanicInput(False, now))
 
     # -- inputs -------------------------------------------------------------------------
 

@@ -18,9 +18,10 @@ A button stuck down (a shorted wire, a crate on it) must not raise a new alarm a
 start once dispatch has acknowledged it: the driver reports a button already down at its
 start as a press (a rider pressing while the node boots is a real alarm). So when an alarm
 is acknowledged while the button is still down, the node keeps that in its state
-(`panic.held`) until a release is seen; meanwhile a press that was already down when a
-driver started (its time is not after that driver's `DriverReady`) is counted
-(`panic.still_held`) and logged, not raised. Any press after a driver is ready, and any
+(`panic.held`) until a release is seen (a button up at a driver's start is reported
+released); meanwhile a press that was already down when a driver started (its time is
+not after that driver's `DriverReady`) is counted (`panic.still_held`) and logged, not
+raised. Any press after a driver is ready, and any
 press after a release, raises — never a missed alarm for a quieter one. The trade-off, only
 after an alarm acknowledged while the button was held and before a release is seen: a
 press that went down while the GPIO driver or the node was down (or within `hold_s`

@@ -426,3 +426,85 @@ async def test_each_long_hold_is_reported_again_after_a_release() -> None:
 def test_a_stuck_limit_outside_10_s_to_a_day_is_a_config_error(bad: Any) -> None:
     with pytest.raises(ValueError, match="stuck_after_s"):
         PanicServiceConfig(stuck_after_s=bad)
+
+
+# -- the button across a restart of the GPIO driver alone --------------------------------
+
+
+class Runs:
+    """Starts of the real GPIO driver on one panic pin, each in its own context (one start
+    each, as the supervisor gives it), on the service's bus."""
+
+    def __init__(self, node: TestHost) -> None:
+        self.node = node
+        self.options = GpioOptions(pin_factory="mock", panic={"pin": PANIC, "hold_s": 0.02})
+        self.current: tuple[DriverContext, asyncio.Task[None]] | None = None
+
+    async def start(self) -> None:
+        readies: list[bool] = []
+        ctx = DriverContext(
+            "gpio", self.node.bus, self.node.counters, on_ready=lambda: readies.append(True)
+        )
+        task = asyncio.create_task(GpioBoard(self.options).run(ctx))
+        self.current = (ctx, task)
+        await wait_until(lambda: bool(readies), 2, "the driver to be ready")
+
+    async def stop(self) -> None:
+        assert self.current is not None
+        ctx, task = self.current
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        ctx.close()
+        self.current = None
+
+
+async def test_a_release_while_the_gpio_driver_was_down_lets_the_next_press_at_a_start_raise(
+    pins: MockFactory,
+) -> None:
+    """Held, raised; let go while the driver restarted (it then runs with the button up);
+    dispatch acknowledges; later the rider presses while the driver (re)starts: an alarm.
+    The hold ("still held since the ack") is only for a button never seen let go, and the
+    restarted driver saw it up (docs/topics.md, alarm/panic: "until it sees the button let
+    go")."""
+    node, service = make()
+    runs = Runs(node)
+    pin = pins.pin(PANIC)
+    pin.drive_low()
+    await runs.start()
+    await wait_until(lambda: service.active is not None, 2, "the alarm")
+    await runs.stop()
+    pin.drive_high()  # let go while the driver was down
+    await runs.start()
+    await asyncio.sleep(0.1)  # the driver runs with the button up
+    await service.command_ack({})
+    await runs.stop()
+    pin.drive_low()  # pressed while the driver restarts
+    await runs.start()
+    await wait_until(
+        lambda: service.active is not None or node.counters["panic.still_held"] > 0,
+        2,
+        "the press at start",
+    )
+    await runs.stop()
+    assert service.active is not None
+    assert "panic.still_held" not in node.counters.snapshot()
+
+
+async def test_a_button_let_go_while_the_gpio_driver_was_down_is_not_reported_stuck(
+    pins: MockFactory,
+) -> None:
+    node, service = make()
+    fast(service, stuck_after_s=0.15)
+    runs = Runs(node)
+    pin = pins.pin(PANIC)
+    pin.drive_low()
+    await runs.start()
+    await wait_until(lambda: service.active is not None, 2, "the alarm")
+    await runs.stop()
+    pin.drive_high()  # let go while the driver was down
+    await runs.start()
+    task = asyncio.create_task(service.run())
+    await asyncio.sleep(0.4)
+    task.cancel()
+    await runs.stop()
+    assert "panic.stuck" not in node.counters.snapshot()
