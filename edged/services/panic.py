@@ -101,10 +101,14 @@ class PanicService(Service):
         if not event.pressed:
             self._released()
             return
-        self.pressed = True
+        was_pressed, self.pressed = self.pressed, True
         if self._pressed_at is None:
             self._pressed_at = time.monotonic()
-        if self.active is not None:  # pressed again: still in danger, tell dispatch now
+        if self.active is not None and was_pressed:
+            # no release since the last press: a restarted driver found it still down and
+            # reports it again (it says up at its start otherwise); the same press
+            log.info("panic button still down after a driver start: the same press")
+        elif self.active is not None:  # pressed again: still in danger, tell dispatch now
             self.active["presses"] = int(self.active.get("presses", 1)) + 1
             self.host.state.set(STATE_KEY, self.active)
             self._send("pressed again")

@@ -508,3 +508,22 @@ async def test_a_button_let_go_while_the_gpio_driver_was_down_is_not_reported_st
     task.cancel()
     await runs.stop()
     assert "panic.stuck" not in node.counters.snapshot()
+
+
+async def test_a_button_held_through_a_gpio_driver_restart_is_one_press_not_pressed_again(
+    pins: MockFactory,
+) -> None:
+    """The restarted driver finds the button down and reports it as a press: the same
+    press, already raised, not a new one ("pressed again" tells dispatch the rider pressed
+    again: docs/topics.md, alarm/panic `presses`)."""
+    node, service = make()
+    runs = Runs(node)
+    pin = pins.pin(PANIC)
+    pin.drive_low()
+    await runs.start()
+    await wait_until(lambda: service.active is not None, 2, "the alarm")
+    await runs.stop()
+    await runs.start()  # still held
+    await asyncio.sleep(0.1)  # past hold_s: the restarted driver reported the press
+    await runs.stop()
+    assert [(a.reason, a.details["presses"]) for a in alarms(node)] == [("panic button pressed", 1)]
