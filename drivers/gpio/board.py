@@ -243,10 +243,12 @@ class _Panic:
     `dropout_s`: a shorter drop-out (a worn contact on a bump) is inside the press. A press
     that lasts `hold_s` raises (PanicInput(True), dated when it began); so does the
     `presses`-th press within `presses_within_s` once it has been down
-    SERIES_PRESS_MIN_S (dated when the first of them began). A press that raised nothing is
-    counted `panic_brush` when it ends; one that raised emits PanicInput(False) when it
-    ends, dated when it was let go. A button up at the driver's start is reported
-    PanicInput(False) too (`_Board.start`).
+    SERIES_PRESS_MIN_S (dated when the first of them began). Each stretch down within a
+    press counts as one of those presses: jabs quicker than `dropout_s` apart (a person
+    taps 5-7 times a second at most) are one press for the hold, and each still a jab.
+    A press that raised nothing is counted `panic_brush` when it ends; one that raised
+    emits PanicInput(False) when it ends, dated when it was let go. A button up at the
+    driver's start is reported PanicInput(False) too (`_Board.start`).
     """
 
     def __init__(self, board: "_Board", options: PanicButton, device: InputDevice) -> None:
@@ -257,6 +259,7 @@ class _Panic:
         )
         self.start: float | None = None  # the press going on began then; None: no press
         self.down = False  # the debounced contact
+        self.segment: float | None = None  # down since then, within the press (drop-outs)
         self.released_at: float | None = None  # in a drop-out since then
         self.raised = False  # this press raised the alarm
         self.hold_due = False  # hold_s elapsed during a drop-out: raise if it comes back
@@ -286,11 +289,14 @@ class _Panic:
                     self._cancel("dropout")
                     if self.hold_due:
                         self._raise(self.start)
+                    elif o.presses and not self.raised:  # a quick jab again: one more
+                        self.segment = ts
+                        self._set("jab", ts + SERIES_PRESS_MIN_S, self._jab)
                     return
                 self._end()  # up longer than a drop-out: that press ended, a new one begins
             if self.start is not None:
                 return
-            self.start = ts
+            self.start = self.segment = ts
             self._set("hold", ts + o.hold_s, self._held)
             if o.presses:
                 self._set("jab", ts + SERIES_PRESS_MIN_S, self._jab)
@@ -309,10 +315,11 @@ class _Panic:
 
     def _jab(self) -> None:
         o = self.options
-        if self.start is None or self.raised or not self.down:
+        segment = self.segment
+        if self.start is None or segment is None or self.raised or not self.down:
             return
-        self.series.append(self.start)
-        while self.series and self.series[0] < self.start - o.presses_within_s:
+        self.series.append(segment)
+        while self.series and self.series[0] < segment - o.presses_within_s:
             self.series.popleft()
         if len(self.series) >= o.presses:
             self._raise(self.series[0])
@@ -331,7 +338,7 @@ class _Panic:
         for timer in list(self.timers):
             self._cancel(timer)
         raised = self.raised
-        self.start = self.released_at = None
+        self.start = self.released_at = self.segment = None
         self.raised = self.hold_due = False
         if raised:
             assert released is not None

@@ -56,6 +56,22 @@ async def test_five_quick_jabs_raise_dated_at_the_first(start: Start, factory: M
     assert raised[0].ts == pytest.approx(first, abs=0.01)
 
 
+async def test_fast_jabs_merged_by_the_drop_out_rule_still_raise(
+    start: Start, factory: MockFactory
+) -> None:
+    # a frightened rider hammering the button at 4 Hz, four times (0.9 s, never held a
+    # second): each gap (0.1 s) is shorter than dropout_s, so the jabs are one press, but
+    # each is a deliberate jab longer than 0.1 s. People tap 5-7 times a second at their
+    # fastest (finger tapping test norms: 50-70 taps in 10 s, grokipedia.com/page/tapping_rate);
+    # merging presses must only ever raise (docs/drivers.md, panic `dropout_s`)
+    r = await start(panic={"pin": PANIC})
+    first = await presses(factory.pin(PANIC), 0.15, 0.1, 4)
+    await asyncio.sleep(0.4)
+    raised = [e for e in after_start(r.rec.of(PanicInput)) if e.pressed]
+    assert len(raised) == 1
+    assert raised[0].ts == pytest.approx(first, abs=0.01)
+
+
 async def test_two_presses_are_brushes_not_an_alarm(start: Start, factory: MockFactory) -> None:
     r = await start(panic={"pin": PANIC})
     await presses(factory.pin(PANIC), 0.4, 0.5, 2)
