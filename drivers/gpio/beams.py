@@ -39,7 +39,9 @@ together only ever show "someone is on this beam"):
 - A beam blocked for `max_transit_s` (dirty lens, knocked reflector, a person standing in
   the door): the pass in progress is dropped and reported as `Stuck` once; nothing counts
   until both beams have been clear again. The time is each beam's own: the other beam
-  changing (people still squeezing past on it) does not restart it.
+  changing (people still squeezing past on it) does not restart it. If the beams reported
+  clear while the other is still blocked (a trolley pushed from one beam onto the other),
+  that one is timed and reported in turn.
 - A beam stuck *clear* (a receiver that always sees light: misaligned onto a reflection, a
   shorted output) shows nothing by itself: everyone then makes edges on the other beam
   only, which read as back-outs. `ONE_SIDED_BACKOUTS` back-outs in a row on one beam with
@@ -161,6 +163,7 @@ class BeamCounter:
             now if inner_blocked else None,
         ]
         self._stuck_reported = False
+        self._stuck_beams: tuple[int, ...] = ()  # the beams that report named
         self._backouts = [0, 0]  # back-outs in a row on each beam, the other one silent
         self._one_sided = [False, False]  # reported OneSided, this beam the silent one
         self._now = now
@@ -247,12 +250,12 @@ class BeamCounter:
         self._stuck_reported = True
         self._held = None  # the pass in progress is not trusted
         self._phase = SETTLING
-        blocked = tuple(
-            b
-            for b, since in zip(_BEAMS, self._blocked_since, strict=True)
+        self._stuck_beams = tuple(
+            i
+            for i, since in enumerate(self._blocked_since)
             if since is not None and since + self.max_transit_s <= deadline + EPSILON
         )
-        return Stuck(deadline, blocked)
+        return Stuck(deadline, tuple(_BEAMS[i] for i in self._stuck_beams))
 
     def _confirm(self, i: int, blocked: bool, t: float, out: list[Output]) -> None:
         self._level[i] = blocked
@@ -266,6 +269,10 @@ class BeamCounter:
         if phase == SETTLING:
             if not any(self._level):
                 self._idle()
+            elif self._stuck_reported and not any(self._level[b] for b in self._stuck_beams):
+                # what was reported stuck is clear, the other beam is still blocked (a
+                # blockage moved across): time that one, or nothing says why nothing counts
+                self._stuck_reported = False
             return
         if phase == IDLE:
             if blocked:  # from idle only a block can come

@@ -163,6 +163,29 @@ def test_starting_with_a_beam_blocked_waits_for_both_clear() -> None:
     assert c.idle
 
 
+def test_a_blockage_moved_from_one_beam_to_the_other_is_reported_stuck_again() -> None:
+    # a trolley parked on the outer beam, then pushed onto the inner one and left there:
+    # nothing counts until both are clear, so the inner beam must be named too, or the
+    # door stays silently uncounted behind a warning about a beam that is clear again
+    # (docs/drivers.md, counting beams: "a warning naming the beam(s) blocked that long")
+    c = BeamCounter(MIN, 2.0)
+    out = c.feed("outer", True, 0.0) + c.feed("inner", True, 5.0)
+    out += c.feed("outer", False, 6.0) + c.advance(20.0)
+    assert [o for o in out if isinstance(o, Stuck)] == [
+        Stuck(2.0, ("outer",)),
+        Stuck(7.0, ("inner",)),
+    ]
+
+
+def test_a_stuck_beam_is_not_reported_again_while_people_cross_the_other() -> None:
+    c = BeamCounter(MIN, 2.0)
+    out = c.feed("outer", True, 0.0)
+    for k in range(10):
+        out += c.feed("inner", True, 3.0 + k) + c.feed("inner", False, 3.4 + k)
+    out += c.advance(20.0)
+    assert [o for o in out if isinstance(o, Stuck)] == [Stuck(2.0, ("outer",))]
+
+
 def test_a_beam_blocked_max_transit_s_is_stuck_however_busy_the_other_beam() -> None:
     c = BeamCounter(MIN, 2.0)
     out = c.feed("outer", True, 0.0)  # lens covered
