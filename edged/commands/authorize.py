@@ -15,6 +15,10 @@ from edged.payloads import Command
 from edged.security.signing import PublicKey, public_key_from_text, signed_message, verify
 
 SEEN_KEY = "security.seen_ids"
+FLOOR_KEY = "security.seen_floor"
+"""The oldest `ts` the seen ids still cover (UTC ms): the ids of older commands have been
+forgotten, so such a command is refused, whatever the clock says now (it may have gone back:
+a GPS spoofer, an NTP step)."""
 
 
 class Authorizer:
@@ -34,6 +38,7 @@ class Authorizer:
         }
         self._get_state = get_state
         self._seen_ids: dict[str, int] | None = None  # read lazily: the store opens later
+        self._floor_ms: int | None = None
 
     @property
     def _seen(self) -> dict[str, int]:
@@ -45,6 +50,13 @@ class Authorizer:
     @_seen.setter
     def _seen(self, value: dict[str, int]) -> None:
         self._seen_ids = value
+
+    @property
+    def _floor(self) -> int:
+        if self._floor_ms is None:
+            floor = self._get_state(FLOOR_KEY, 0)
+            self._floor_ms = floor if type(floor) is int else 0
+        return self._floor_ms
 
     def check(self, topic: str, name: str, scope: Scope, command: Command) -> None:
         """Raise CommandError with the reason when the command must not run."""
@@ -89,7 +101,17 @@ class Authorizer:
     def _remember(self, cmd_id: str, ts: int, now: int) -> None:
         if cmd_id in self._seen:
             raise CommandError("replayed", f"command id {cmd_id!r} was already used")
-        horizon = now - 2 * self.config.max_skew_s * 1000
-        self._seen = {i: t for i, t in self._seen.items() if t >= horizon}
+        if ts < self._floor:
+            raise CommandError(
+                "stale",
+                "ts is older than the command ids the node still remembers: the node's "
+                "clock has gone back since it took newer commands (spoofed GPS, an NTP step), "
+                "and this may be a replay",
+            )
+        horizon = int(now - 2 * self.config.max_skew_s * 1000)
+        if horizon > self._floor:  # the ids older than the horizon are forgotten for good
+            self._floor_ms = horizon
+            self._set_state(FLOOR_KEY, horizon)
+        self._seen = {i: t for i, t in self._seen.items() if t >= self._floor}
         self._seen[cmd_id] = ts
         self._set_state(SEEN_KEY, self._seen)

@@ -1,6 +1,7 @@
 import base64
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import edged.clock
 from core.counters import Counters
 from edged.clock import Clock
 from edged.commands.authorize import SEEN_KEY, Authorizer
+from edged.commands.replies import ReplyMemory
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.commands.spec import CommandSpec
 from edged.config.security import KeyConfig, SecurityConfig
@@ -24,8 +26,15 @@ STRANGER = Ed25519PrivateKey.generate()
 
 
 class World:
-    def __init__(self, synced: bool = True) -> None:
-        self.state: dict[str, Any] = {}
+    def __init__(
+        self,
+        synced: bool = True,
+        *,
+        clock: Clock | None = None,
+        state: dict[str, Any] | None = None,
+        replies: ReplyMemory | None = None,
+    ) -> None:
+        self.state: dict[str, Any] = {} if state is None else state
         config = SecurityConfig(
             keys=[
                 KeyConfig(
@@ -38,11 +47,11 @@ class World:
         )
         self.auth = Authorizer(
             config,
-            Clock(trust_system_clock=synced),
+            clock or Clock(trust_system_clock=synced),
             get_state=self.state.get,
             set_state=self.state.__setitem__,
         )
-        self.router = CommandRouter(Counters(), authorizer=self.auth)
+        self.router = CommandRouter(Counters(), authorizer=self.auth, replies=replies)
         self.opened: list[dict[str, Any]] = []
 
         async def unlock(args: dict[str, Any]) -> dict[str, Any]:
@@ -249,3 +258,52 @@ async def test_a_signed_command_with_any_integer_ts_is_never_an_internal_error(t
     )
     assert out.reply.id == "any-ts"
     assert out.reply.ok or (out.reply.error is not None and out.reply.error.code == "stale")
+
+
+def gps_clock() -> Clock:
+    """A node whose kernel clock is not synced: it keeps the time of its GPS fixes, which
+    a spoofer in the vehicle (or a receiver's glitch) can move back as well as forth."""
+    return Clock(kernel_synced=lambda: False)
+
+
+def gps_world(clock: Clock, state: dict[str, Any]) -> World:
+    """A node as `edged.node` builds it: the reply memory forgets by age on the same clock."""
+    return World(clock=clock, state=state, replies=ReplyMemory(now=clock.now, keep_s=3600))
+
+
+async def test_a_replay_after_the_clock_steps_back_past_the_forgotten_ids_is_refused() -> None:
+    # The attack: a rider sniffed yesterday's signed door.unlock. Since then the node has
+    # taken newer signed commands, and forgot yesterday's id (the seen ids are kept for
+    # 2 x max_skew_s of the node's clock, the replies for the session expiry). A GPS
+    # spoofer (a node without NTP keeps GPS time, edged.clock) sets the clock back to
+    # yesterday: the old ts is within max_skew_s again and the id is no longer known, so
+    # the door opened again. RFC 4120 3.2.3 (Kerberos' replay cache): a server that "loses
+    # track of authenticators presented within the allowable clock skew ... MUST reject
+    # all requests" it can no longer tell from replays.
+    clock, yesterday = gps_clock(), datetime.now(UTC) - timedelta(days=1)
+    w = gps_world(clock, {})
+    assert clock.discipline(yesterday)
+    old = signed(DISPATCH, "yesterday", ts=clock.now()[0])
+    assert await w.send(old) == (True, None)
+    assert clock.discipline(datetime.now(UTC))  # a day of service, newer commands
+    assert await w.send(signed(DISPATCH, "today", ts=clock.now()[0])) == (True, None)
+    assert clock.discipline(yesterday)  # the spoofer
+    assert await w.send(old) == (False, "stale")
+    assert len(w.opened) == 2
+
+
+async def test_a_replay_after_a_restart_with_the_clock_set_back_is_refused() -> None:
+    # The same attack across a restart (the spoofer's fix comes first after the boot): what
+    # the node forgot before it stopped is still refused (RFC 4120 3.2.3, as above).
+    clock, yesterday = gps_clock(), datetime.now(UTC) - timedelta(days=1)
+    state: dict[str, Any] = {}
+    assert clock.discipline(yesterday)
+    old = signed(DISPATCH, "yesterday", ts=clock.now()[0])
+    assert await gps_world(clock, state).send(old) == (True, None)
+    assert clock.discipline(datetime.now(UTC))
+    today = signed(DISPATCH, "today", ts=clock.now()[0])
+    assert await gps_world(clock, state).send(today) == (True, None)
+    restarted, spoofed = gps_world(gps_clock(), state), yesterday
+    assert restarted.auth.clock.discipline(spoofed)
+    assert await restarted.send(old) == (False, "stale")
+    assert restarted.opened == []
