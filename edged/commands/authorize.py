@@ -83,7 +83,14 @@ class Authorizer:
                 f"ts is {skew_ms // 1000} s from the node's clock "
                 f"(limit {self.config.max_skew_s:.0f} s)",
             )
-        message = signed_message(topic, command.id, command.ts, command.args)
+        try:
+            message = signed_message(topic, command.id, command.ts, command.args)
+        except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the command's JSON)
+            raise CommandError(
+                "bad_request",
+                "args hold text that is not Unicode (a lone UTF-16 surrogate such as "
+                "\\ud800): no signature can cover it",
+            ) from None
         candidates = [command.kid] if command.kid is not None else list(self.keys)
         verified = [
             kid

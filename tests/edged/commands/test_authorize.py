@@ -307,3 +307,27 @@ async def test_a_replay_after_a_restart_with_the_clock_set_back_is_refused() -> 
     assert restarted.auth.clock.discipline(spoofed)
     assert await restarted.send(old) == (False, "stale")
     assert restarted.opened == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'"\\ud800"', b'"\\udfff\\ud800"', b'"\xed\xa0\x80"'],
+    ids=["escaped lone high", "escaped pair reversed", "raw CESU-8 bytes"],
+)
+async def test_a_signed_command_with_a_lone_surrogate_is_refused_with_its_id_not_internal(
+    text: bytes,
+) -> None:
+    # Anyone who may write cmd/ sends a "signed" command whose args hold a lone UTF-16
+    # surrogate: Python's json reads "\ud800" (and, from bytes, CESU-8) into a str that no
+    # UTF-8 text can hold, so the signed message cannot be built. It was an `internal`
+    # error without the id and a traceback in the log, per message. RFC 8259 8.2 (such
+    # strings make "unpredictable" results), RFC 7493 2.1 (I-JSON: MUST NOT contain them);
+    # edged.access.lists refuses them in its own signed document the same way.
+    w = World()
+    ts = int(time.time() * 1000)
+    sig = base64.b64encode(b"\0" * 64).decode()
+    payload = b'{"id":"s1","ts":%d,"args":{"door":%s},"sig":"%s"}' % (ts, text, sig.encode())
+    out = await w.router.handle(IncomingCommand(name="door.unlock", payload=payload, topic=TOPIC))
+    assert out.reply.error is not None
+    assert (out.reply.id, out.reply.error.code) == ("s1", "bad_request")
+    assert w.opened == []
