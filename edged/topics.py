@@ -11,6 +11,7 @@ from enum import IntEnum
 from pydantic import BaseModel
 
 from edged import payloads as p
+from edged.config.topic_names import COMMAND_NAME_PATTERN
 from edged.kiosk.payloads import KioskRequest
 from edged.payloads import UpdateStatus
 
@@ -48,7 +49,7 @@ class TopicSpec:
         return self.name
 
 
-COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){0,3}")
+COMMAND_NAME = re.compile(COMMAND_NAME_PATTERN)
 INVALID_COMMAND = "_invalid"
 """Replies to commands whose name is not a valid command name go to `reply/_invalid`."""
 

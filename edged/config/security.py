@@ -1,10 +1,12 @@
 """`[security]` and `[clock]` in the config."""
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from edged.config.base import Strict
+from edged.config.topic_names import COMMAND_NAME_PATTERN
 from edged.security.signing import public_key_from_text
 
 Scope = Literal["read", "operate", "door", "access", "config", "update"]
@@ -38,6 +40,18 @@ class SecurityConfig(Strict):
         default=300, gt=0, le=86400, description="a signed command's ts must be this close"
     )
     keys: list[KeyConfig] = Field(default_factory=list)
+
+    @field_validator("signed_commands")
+    @classmethod
+    def _are_command_names(cls, names: list[str]) -> list[str]:
+        """A name the router never looks up would leave its command unsigned, silently."""
+        bad = [n for n in names if not re.fullmatch(COMMAND_NAME_PATTERN, n)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: not a command name as the node spells it, "
+                "lower-case words separated by dots (door.unlock, not door/unlock)"
+            )
+        return names
 
 
 class ClockConfig(Strict):

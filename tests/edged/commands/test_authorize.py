@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 import edged.clock
 from core.counters import Counters
@@ -331,3 +332,18 @@ async def test_a_signed_command_with_a_lone_surrogate_is_refused_with_its_id_not
     assert out.reply.error is not None
     assert (out.reply.id, out.reply.error.code) == ("s1", "bad_request")
     assert w.opened == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["door/unlock", "Door.Unlock", " door.unlock", "door.unlock\n", "cmd/door.unlock", ""],
+)
+def test_a_signed_commands_entry_no_command_is_spelled_as_is_refused(name: str) -> None:
+    # The bypass: the router looks a command up by its dotted lower-case name and the
+    # Authorizer asks `name in signed_commands`; `door/unlock` (the topic's other spelling,
+    # docs/topics.md *Spelling*), `Door.Unlock` or a stray space matched nothing, so the
+    # door opened on an unsigned command from anyone who may write cmd/ while the config
+    # looked signed. A rule that can never apply must not load silently (CWE-178,
+    # improper handling of case sensitivity, and its kin: one name, several spellings).
+    with pytest.raises(ValidationError, match="signed_commands"):
+        SecurityConfig(signed_commands=["config.set", name])
