@@ -1,5 +1,6 @@
 """`[security]` and `[clock]` in the config."""
 
+import difflib
 import re
 from typing import Literal
 
@@ -14,6 +15,19 @@ Scope = Literal["read", "operate", "door", "access", "config", "update"]
 lists, change its config, update its software (and sign release bundles). Each command
 declares its own scope beside its handler (`edged.commands.spec.CommandSpec`);
 docs/topics.md lists them, held to the code by test."""
+
+COMMANDS: frozenset[str] = frozenset(
+    {
+        "access.status", "access.update", "alarm.ack", "config.get", "config.set",
+        "diag.dump", "door.unlock", "geofences.set", "journey.assign", "journey.clear",
+        "kiosk.ack", "kiosk.message", "kiosk.schedule", "mode.set", "occupancy.reset",
+        "ping", "republish", "restart", "trip.start", "trip.stop", "update.apply",
+        "update.cancel", "update.status",
+    }
+)  # fmt: skip
+"""Every command a node may answer, whatever services it runs (held to the router by
+tests/edged/test_topics.py): a `signed_commands` entry outside it is a typo that would leave
+the command meant unsigned."""
 
 ALWAYS_SIGNED: frozenset[str] = frozenset({"update"})
 """Scopes whose commands are refused unsigned whatever `signed_commands` says: new code."""
@@ -51,6 +65,11 @@ class SecurityConfig(Strict):
                 f"{', '.join(map(repr, bad))}: not a command name as the node spells it, "
                 "lower-case words separated by dots (door.unlock, not door/unlock)"
             )
+        for name in names:
+            if name not in COMMANDS:
+                close = difflib.get_close_matches(name, sorted(COMMANDS), n=1)
+                hint = f": did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"{name!r} is no command of edged{hint}")
         return names
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from edged.commands.router import CommandRouter
 from edged.config import load_config
+from edged.config.security import COMMANDS
 from edged.node import Node
 from edged.outbox import Publication
 from edged.payloads import DoorEvent
@@ -176,3 +177,9 @@ async def test_the_readme_names_every_command(every_command: CommandRouter) -> N
     readme = (ROOT / "README.md").read_text()
     commands = readme[readme.index("- **Commands**") :].split("\n- **")[0]
     assert set(re.findall(r"`([a-z][a-z]*(?:\.[a-z]+)*)`", commands)) >= set(every_command.names)
+
+
+async def test_the_commands_a_config_may_name_are_the_ones_a_node_answers(
+    every_command: CommandRouter,
+) -> None:
+    assert set(every_command.names) == COMMANDS

@@ -1,5 +1,6 @@
 import base64
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from edged.commands.authorize import SEEN_KEY, Authorizer
 from edged.commands.replies import ReplyMemory
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.commands.spec import CommandSpec
-from edged.config.security import KeyConfig, SecurityConfig
+from edged.config.security import COMMANDS, KeyConfig, SecurityConfig
 from edged.security.signing import public_key_text, sign
 
 TOPIC = "rnst/v1/creuse/venue-ahun/cmd/door.unlock"
@@ -347,3 +348,14 @@ def test_a_signed_commands_entry_no_command_is_spelled_as_is_refused(name: str) 
     # improper handling of case sensitivity, and its kin: one name, several spellings).
     with pytest.raises(ValidationError, match="signed_commands"):
         SecurityConfig(signed_commands=["config.set", name])
+
+
+def test_a_signed_commands_entry_naming_no_command_is_refused_with_the_one_meant() -> None:
+    # well spelled, but no command: `door.unlok` left door.unlock unsigned just the same
+    meant = re.escape("'door.unlok' is no command of edged: did you mean 'door.unlock'")
+    with pytest.raises(ValidationError, match=meant):
+        SecurityConfig(signed_commands=["door.unlok"])
+
+
+def test_every_command_may_be_named_in_signed_commands() -> None:
+    assert SecurityConfig(signed_commands=sorted(COMMANDS)).signed_commands == sorted(COMMANDS)
