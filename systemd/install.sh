@@ -222,8 +222,7 @@ RELEASES=/opt/edged/releases
 if [ -n "$WHEEL" ]; then
     version=$(basename "$WHEEL" | cut -d- -f2)
 else
-    version=$("$PYTHON" -c 'import sys, tomllib
-print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$SRC/pyproject.toml")
+    version=$("$PYTHON" "$SRC/tools/source_version.py" "$SRC")  # edged.__version__
 fi
 [[ "$version" =~ ^[A-Za-z0-9][A-Za-z0-9.+_-]*$ ]] || die "cannot tell the version to install ($version)"
 RELEASE=$RELEASES/$version
