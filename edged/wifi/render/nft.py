@@ -91,13 +91,16 @@ table inet {TABLE} {{
         iifname != {hs} return
         meta nfproto ipv6 counter drop comment "the hotspot is IPv4 only"
         udp dport 67 accept comment "DHCP"
-        ct state established,related accept
+        # the caps on every packet, before conntrack's shortcut: the queries of one source
+        # port, the pings of one identifier are ESTABLISHED after their first reply
         udp dport {{ 53, {dns} }} update @dns_rate {{ ip saddr {dns_cap} }} counter drop
+        icmp type echo-request limit rate over 5/second counter drop
+        ct state established,related accept
         udp dport {{ 53, {dns} }} accept comment "the resolver, or the captive DNS before accepting"
         tcp dport 53 {who} accept
         tcp dport {portal} ct state new update @conn_rate {{ ip saddr {conn_cap} }} counter drop
         tcp dport {portal} accept comment "the portal (tcp/80 is redirected to it)"
-        icmp type echo-request limit rate 5/second accept
+        icmp type echo-request accept
         tcp dport 443 reject with tcp reset comment "https before the portal: fail at once"
         counter drop comment "ssh, the kiosk screen, a broker, anything else of the node"
     }}
