@@ -60,6 +60,8 @@ def render_nft(wifi: WifiConfig, *, source: str) -> str:
     masq = f"oifname {quoted(wifi.uplinks)}" if wifi.uplinks else f"oifname != {hs}"
     size = max(64, 4 * wifi.max_clients)
     dns_cap = f"limit rate over {DNS_PER_S}/second burst {2 * DNS_PER_S} packets"
+    open_cap = f"ct count over {wifi.portal.max_connections_per_peer}"
+    reset = "reject with tcp reset"
     conn_cap = (
         f"limit rate over {NEW_CONNECTIONS_PER_S}/second burst {2 * NEW_CONNECTIONS_PER_S} packets"
     )
@@ -85,6 +87,8 @@ table inet {TABLE} {{
     set down_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set dns_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set conn_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
+    # Portal connections open per phone, by MAC: the same whatever addresses it takes.
+    set conn_open {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
 
     chain input {{
         type filter hook input priority filter; policy accept;
@@ -99,6 +103,8 @@ table inet {TABLE} {{
         udp dport {{ 53, {dns} }} accept comment "the resolver, or the captive DNS before accepting"
         tcp dport 53 {who} accept
         tcp dport {portal} ct state new update @conn_rate {{ ip saddr {conn_cap} }} counter drop
+        # a phone's share of the portal's connections, however many addresses it takes
+        tcp dport {portal} ct state new add @conn_open {{ ether saddr {open_cap} }} {reset}
         tcp dport {portal} accept comment "the portal (tcp/80 is redirected to it)"
         icmp type echo-request accept
         tcp dport 443 reject with tcp reset comment "https before the portal: fail at once"

@@ -27,7 +27,10 @@ FLOOD = 200
 class Cable:
     node: Netns
     phone: NsThread
+    phone_ns: Netns
     dns_port: int
+    portal_port: int
+    per_phone: int
 
 
 @pytest.fixture
@@ -50,11 +53,20 @@ def cable(make: Make) -> Iterator[Cable]:
         assert loaded.returncode == 0, loaded.stderr
         node, phone = NsThread(ns["fwnode"].name), NsThread(ns["fwphone"].name)
         echo = node.call(udp_echo, wifi.portal.dns_port)
-        assert isinstance(echo, socket.socket)
+        portal = node.call(tcp_listener, wifi.portal.port)
+        assert isinstance(echo, socket.socket) and isinstance(portal, socket.socket)
         try:
-            yield Cable(ns["fwnode"], phone, wifi.portal.dns_port)
+            yield Cable(
+                ns["fwnode"],
+                phone,
+                ns["fwphone"],
+                wifi.portal.dns_port,
+                wifi.portal.port,
+                wifi.portal.max_connections_per_peer,
+            )
         finally:
             echo.close()
+            portal.close()
             phone.close()
             node.close()
 
@@ -73,6 +85,31 @@ def udp_echo(port: int) -> socket.socket:
 
     threading.Thread(target=serve, daemon=True).start()
     return sock
+
+
+def tcp_listener(port: int) -> socket.socket:
+    """The portal's stand-in: the kernel completes each handshake, nobody reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((NODE_IP, port))
+    sock.listen(256)
+    return sock
+
+
+def connections_from(sources: list[str], port: int, each: int) -> list[socket.socket]:
+    """`each` connections to the portal from each source address; the ones that opened."""
+    opened = []
+    for source in sources:
+        for _ in range(each):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.settimeout(2)
+            sock.bind((source, 0))
+            try:
+                sock.connect((NODE_IP, port))
+            except OSError:
+                sock.close()
+                continue
+            opened.append(sock)
+    return opened
 
 
 def replies(sock: socket.socket, wait_s: float = 0.5) -> int:
@@ -133,3 +170,25 @@ def test_a_ping_flood_with_one_echo_identifier_is_held_to_the_ping_rate(cable: C
     # sends) are ESTABLISHED after the first reply, and went past `limit rate 5/second`.
     got = cable.phone.call(ping_flood_with_one_id)
     assert isinstance(got, int) and 1 <= got <= 15
+
+
+def test_a_phone_at_many_addresses_holds_no_more_portal_connections_than_one_phone(
+    cable: Cable,
+) -> None:
+    # The attack: one phone (one MAC) adds address aliases in the hotspot's subnet (any
+    # laptop can: `ip address add`), and opens the per-address share of portal connections
+    # from each. The portal's gate counts per address (edged/web/gate.py), so 50 aliases
+    # took all 400 connections (and every live page), and held them with a request every
+    # header_timeout_s: no other phone could load the portal. OWASP, Denial of Service
+    # cheat sheet, "limit the number of connections per client"
+    # (https://cheatsheetseries.owasp.org/cheatsheets/Denial_of_Service_Cheat_Sheet.html).
+    aliases = [PHONE_IP, "10.42.0.11", "10.42.0.12"]
+    for alias in aliases[1:]:
+        cable.phone_ns.ip("address", "add", f"{alias}/24", "dev", "eth0")
+    opened = cable.phone.call(connections_from, aliases, cable.portal_port, cable.per_phone)
+    assert isinstance(opened, list)
+    try:
+        assert len(opened) == cable.per_phone
+    finally:
+        for sock in opened:
+            sock.close()
