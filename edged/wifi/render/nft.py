@@ -82,11 +82,13 @@ table inet {TABLE} {{
         timeout {wifi.session_min}m
         size {size}
     }}
-    # Per-phone meters (keyed by address, forgotten a minute after the phone goes quiet).
+    # Per-phone meters (forgotten a minute after the phone goes quiet): through the node by
+    # address (an accepted phone has one: its session's), to the node by MAC (a phone may
+    # take many addresses, each would have a cap of its own).
     set up_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set down_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
-    set dns_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
-    set conn_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
+    set dns_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
+    set conn_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     # Portal connections open per phone, by MAC: the same whatever addresses it takes.
     set conn_open {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
 
@@ -97,12 +99,12 @@ table inet {TABLE} {{
         udp dport 67 accept comment "DHCP"
         # the caps on every packet, before conntrack's shortcut: the queries of one source
         # port, the pings of one identifier are ESTABLISHED after their first reply
-        udp dport {{ 53, {dns} }} update @dns_rate {{ ip saddr {dns_cap} }} counter drop
+        udp dport {{ 53, {dns} }} update @dns_rate {{ ether saddr {dns_cap} }} counter drop
         icmp type echo-request limit rate over 5/second counter drop
         ct state established,related accept
         udp dport {{ 53, {dns} }} accept comment "the resolver, or the captive DNS before accepting"
         tcp dport 53 {who} accept
-        tcp dport {portal} ct state new update @conn_rate {{ ip saddr {conn_cap} }} counter drop
+        tcp dport {portal} ct state new update @conn_rate {{ ether saddr {conn_cap} }} counter drop
         # a phone's share of the portal's connections, however many addresses it takes
         tcp dport {portal} ct state new add @conn_open {{ ether saddr {open_cap} }} {reset}
         tcp dport {portal} accept comment "the portal (tcp/80 is redirected to it)"
