@@ -20,7 +20,8 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
 - framing: h11 refuses what it cannot frame exactly (bad chunk sizes, two Content-Lengths,
   a bad request line or header name, NUL, two Host headers; obs-fold it unfolds, as RFC
   9112 5.2 allows); this server refuses too a request with both Content-Length and
-  Transfer-Encoding (request smuggling), control characters in a header value, an HTTP
+  Transfer-Encoding (request smuggling), an HTTP/1.0 request with Transfer-Encoding (RFC
+  9112 6.1: its framing is faulty), control characters in a header value, an HTTP
   version other than 1.0 or 1.1 (505), and a target that is neither a path nor an
   absolute `http(s)://host/path` (RFC 9112 3.2.2: accepted, its host used instead of
   Host). After such a refusal the connection is closed, the peer's unread bytes drained
@@ -326,6 +327,10 @@ class HttpServer:
             raise HttpError(
                 400, "bad_request", "send Content-Length or Transfer-Encoding, not both"
             )
+        if request.http_version == "1.0" and "transfer-encoding" in request.headers:
+            # RFC 9112 6.1: its framing is faulty (an HTTP/1.0 hop may have passed the
+            # chunks on unparsed)
+            raise HttpError(400, "bad_request", "HTTP/1.0 has no Transfer-Encoding")
         if not request.path.startswith("/"):
             raise HttpError(400, "bad_request", "the request target must be a path")
         if request.headers.has_controls():

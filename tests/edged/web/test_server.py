@@ -181,6 +181,20 @@ def test_a_badly_framed_body_gets_4xx_and_nothing_is_echoed(served: Served, raw:
     still_serves(served)
 
 
+def test_an_http_1_0_request_with_transfer_encoding_gets_400_smuggling(served: Served) -> None:
+    # RFC 9112 6.1: a server that receives an HTTP/1.0 message with Transfer-Encoding "MUST
+    # treat the message as if the framing is faulty, even if a Content-Length is present"
+    # (an HTTP/1.0 hop may have passed the chunks on as the body, unparsed); nginx refuses
+    # it for the same reason (nginx commit 7bcb50c, "Disabled HTTP/1.0 requests with
+    # Transfer-Encoding"). Before, h11 read the chunks and the handler got "ab".
+    raw = (
+        b"POST /echo HTTP/1.0\r\nHost: n\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
+    )
+    answer = exchange(served, raw)
+    assert statuses(answer) == [400] and not answer.endswith(b"ab")
+    still_serves(served)
+
+
 def test_a_chunked_body_over_the_limit_gets_413(served: Served) -> None:
     chunks = b"".join(b"10\r\n" + b"x" * 16 + b"\r\n" for _ in range(10)) + b"0\r\n\r\n"
     answer = exchange(served, post(b"Transfer-Encoding: chunked\r\n", chunks))
