@@ -306,8 +306,10 @@ class HttpServer:
             finished = self._finish_request(conn) and not refused
             head_only = method == "HEAD"
             if isinstance(response, StreamResponse) and response.produce is not None:
-                if head_only:
-                    await self._write_whole(conn, writer, response, head_only=True, close=True)
+                if head_only:  # the head a GET would get: no Content-Length (RFC 9110 8.6)
+                    await self._write_whole(
+                        conn, writer, response, head_only=True, close=True, streamed=True
+                    )
                 else:
                     await self._write_stream(conn, reader, writer, response)
                 return False  # a stream's connection carries nothing after it
@@ -405,8 +407,9 @@ class HttpServer:
         response: Response,
         head_only: bool,
         close: bool,
+        streamed: bool = False,
     ) -> None:
-        headers = head_of(response, streamed=False)
+        headers = head_of(response, streamed)
         if close:
             headers.append(("Connection", "close"))
         data = self._head(conn, response.status, headers)

@@ -399,6 +399,19 @@ def test_head_of_a_stream_gets_headers_and_releases_it(served: Served) -> None:
     served.settle(lambda: served.app.streams_open == 0)
 
 
+def test_head_of_a_stream_claims_no_content_length_its_get_would_not_have(
+    served: Served,
+) -> None:
+    # RFC 9110 8.6: a server "MUST NOT send Content-Length in such a response [to HEAD]
+    # unless its field value equals the decimal number of octets that would have been sent
+    # in the content of a response if the same request had used the GET method". A GET of a
+    # stream is chunked and open-ended; HEAD said "Content-Length: 0", which a cache or a
+    # client probing with HEAD takes as an empty event stream.
+    head = exchange(served, b"HEAD /stream HTTP/1.1\r\nHost: n\r\n\r\n").lower()
+    assert b"\r\ncontent-length:" not in head and head.endswith(b"\r\n\r\n")
+    served.settle(lambda: served.app.streams_open == 0)
+
+
 # -- stopping ------------------------------------------------------------------------------
 
 
