@@ -587,8 +587,8 @@ class UpdateManager:
         assert self.work is not None
         log.error("update to %s refused: %s: %s", job.version, code, reason)
         job.state, job.code, job.reason = "failed", code, reason[:500]
+        self.work.drop_files()  # first: on a full disk (no_space) they are the room to save in
         self.work.save(job)
-        self.work.drop_files()
         self._publish("failed", job, code=code, reason=reason[:500])
 
     def _publish(self, state: UpdateState, job: Job | None = None, **fields: Any) -> None:

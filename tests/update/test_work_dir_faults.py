@@ -5,13 +5,19 @@ whole node (doors, taps, the uplink), and at the next start the same disk does t
 Real parts: a tmpfs remounted read-only, a directory where `job.json` should be."""
 
 import asyncio
+import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edged.payloads import UpdateStatus
 from edged.update.job import JOB, WORK, Job, WorkDir
+from edged.update.manager import UpdateManager
 from tests.helpers.disk import mounted_tmpfs, read_only
+from tests.helpers.fileserver import FileServer
 from tests.update.test_manager import GOOD, manager
 
 
@@ -49,3 +55,58 @@ async def test_a_read_only_disk_under_the_work_dir_does_not_stop_the_node(
         with read_only(root), caplog.at_level(logging.ERROR):
             await still_running(asyncio.create_task(m.run()))
     assert any("read-only" in r.getMessage().lower() for r in caplog.records)
+
+
+def recording(
+    m: UpdateManager, then: Callable[[UpdateStatus], object] = lambda _: None
+) -> list[UpdateStatus]:
+    """What the manager says on `update`, kept (the test host's publish answers at once);
+    `then` does what the node's outbox does with it: it writes to the disk."""
+    said: list[UpdateStatus] = []
+    publish = m.host.publish
+
+    def keep(body: UpdateStatus) -> "asyncio.Future[Any]":
+        said.append(body)
+        then(body)
+        return publish(body)
+
+    m.host.publish = keep
+    return said
+
+
+async def failed(said: list[UpdateStatus], run: "asyncio.Task[None]") -> UpdateStatus:
+    for _ in range(200):
+        done = [s for s in said if s.state == "failed"]
+        if done:
+            return done[0]
+        assert not run.done(), run.exception() if run.done() else None
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no `failed` said: {[s.state for s in said]}")
+
+
+async def test_a_disk_filled_up_mid_download_gets_its_room_back_and_says_no_space(
+    tmp_path: Path, server: FileServer, server_pki: Path, blob: Path
+) -> None:
+    """A job taken when there was room, resumed after a restart; meanwhile the outbox of
+    days offline took the disk, and the bundle's bytes fill the rest. The job must fail
+    `no_space` and its files go, "so the node gets its room back" (download.py): recording
+    the failure first, on the full disk, raised ENOSPC and left the .part in place."""
+    with mounted_tmpfs(tmp_path / "releases", "1m") as root:
+        digest = hashlib.sha256(blob.read_bytes()).hexdigest()
+        WorkDir(root).save(
+            Job(id="j", version="0.2.0", url=server.serve("b", blob), size=blob.stat().st_size,
+                sha256=digest, switch="now")
+        )  # fmt: skip
+        m = manager(tmp_path)
+        m.host.ca_file = server_pki / "ca.crt"
+        said = recording(m)
+        run = asyncio.create_task(m.run())
+        try:
+            status = await failed(said, run)
+        finally:
+            run.cancel()
+        assert status.code == "no_space", status
+        assert not list((root / WORK).glob("*.part")), "the bundle's bytes are still there"
+        job = WorkDir(root).job()
+        assert job is not None and job.state == "failed" and job.code == "no_space"
+
