@@ -14,6 +14,7 @@ without it is incomplete (a kill or a power cut mid-install) and is installed ag
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -146,8 +147,6 @@ async def install(
     tree: ReleaseTree, bundle: "VerifiedBundle", python: Path, config: Path | None
 ) -> Path:
     """Install `bundle` as `<releases>/<version>`; returns the release directory."""
-    from edged.release.bundle import extract_wheels
-
     manifest = bundle.manifest
     version = manifest.version
     dest = tree.path(version)
@@ -164,6 +163,31 @@ async def install(
             )
         log.info("release %s: removing an unfinished install", version)
         await remove_release_off_loop(tree, version)
+    try:
+        await _install_new(tree, bundle, python, config)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # the outbox or the logs grew since the space was checked: a refusal like a full
+        # disk mid-download, so the half release and the bundle go and the node gets its
+        # room back (UpdateManager)
+        raise CommandError(
+            "no_space",
+            f"the disk filled up while release {version} was installed in {dest}: free "
+            "some space and send update.apply again",
+        ) from exc
+    return dest
+
+
+async def _install_new(
+    tree: ReleaseTree, bundle: "VerifiedBundle", python: Path, config: Path | None
+) -> None:
+    """Wheels, venv, pip, bytecode, checks, release.json last (into a new directory)."""
+    from edged.release.bundle import extract_wheels
+
+    manifest = bundle.manifest
+    version = manifest.version
+    dest = tree.path(version)
     dest.mkdir(mode=0o755)
     wheels = dest / "wheels"
     files = await asyncio.to_thread(extract_wheels, bundle, wheels)  # ~20 MB hashed, written
@@ -203,4 +227,3 @@ async def install(
         "manifest_sha256": hashlib.sha256(bundle.raw_manifest).hexdigest(),
     }
     write_atomically(dest / COMPLETE, json.dumps(record, indent=1).encode())
-    return dest

@@ -16,8 +16,9 @@ import pytest
 from edged.payloads import UpdateStatus
 from edged.update.job import JOB, WORK, Job, WorkDir
 from edged.update.manager import UpdateManager
-from tests.helpers.disk import mounted_tmpfs, read_only
+from tests.helpers.disk import fill, mounted_tmpfs, read_only
 from tests.helpers.fileserver import FileServer
+from tests.release.support import make_bundle
 from tests.update.test_manager import GOOD, manager
 
 
@@ -110,3 +111,35 @@ async def test_a_disk_filled_up_mid_download_gets_its_room_back_and_says_no_spac
         job = WorkDir(root).job()
         assert job is not None and job.state == "failed" and job.code == "no_space"
 
+
+async def test_a_disk_filled_up_mid_install_is_no_space_and_the_half_release_goes(
+    tmp_path: Path,
+) -> None:
+    """The space was checked after the verification; the outbox (here: its `installing`
+    message) took the rest before the wheels were written. Like a full disk mid-download
+    (download.py), the job must fail `no_space` and give the room back: it failed
+    `internal` with an OSError traceback and left the half-written release on the full
+    disk until the next start."""
+    with mounted_tmpfs(tmp_path / "releases", "1m") as root:
+        work = WorkDir(root)
+        work.ensure()
+        bundle = make_bundle(tmp_path / "b.bundle")
+        digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
+        job = Job(id="j", version="0.2.0", url=str(GOOD["url"]), size=bundle.stat().st_size,
+                  sha256=digest, switch="now", state="verifying")  # fmt: skip
+        work.bundle(job).write_bytes(bundle.read_bytes())  # downloaded before a restart
+        work.save(job)
+        m = manager(tmp_path)
+        said = recording(m, lambda s: s.state == "installing" and fill(root, "outbox"))
+        run = asyncio.create_task(m.run())
+        try:
+            status = await failed(said, run)
+            for _ in range(100):  # the half release is removed beside the loop
+                if not (root / "0.2.0").exists():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            run.cancel()
+        assert status.code == "no_space", status
+        assert not (root / "0.2.0").exists(), "the half-written release is still there"
+        assert not work.bundle(job).exists()
