@@ -459,6 +459,9 @@ def restore_config(config: Mapping[str, str]) -> None:
         now = ""
     if now == config.get("sha256") or not copy.exists():
         return
+    if sha256_file(copy) != config.get("sha256"):  # emptied or cut short by a power cut
+        say(f"{copy} is not the config of the switch: {path} kept as the trial left it")
+        return
     if now:
         write_atomically(path.with_name(path.name + ".rolled-back"), path.read_bytes(), 0o600)
     write_atomically(path, copy.read_bytes(), 0o640)

@@ -15,10 +15,10 @@ it was, minus the download.
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -38,6 +38,7 @@ from edged.release.launcher import (
     ReleaseTree,
     Trial,
     sha256_file,
+    write_atomically,
 )
 from edged.release.schemas import SCHEMAS
 from edged.update.install import check_release, remove_release_off_loop
@@ -514,11 +515,13 @@ class UpdateManager:
         work.drop_trial_files()
         config = None
         if self.host.config_path is not None and self.host.config_path.exists():
-            shutil.copy2(self.host.config_path, work.config_copy)
+            data = self.host.config_path.read_bytes()
+            # durable before trial.json names it: the switch is when the power goes
+            write_atomically(work.config_copy, data, 0o600)
             config = {
                 "path": str(self.host.config_path),
                 "copy": str(work.config_copy),
-                "sha256": sha256_file(self.host.config_path),
+                "sha256": hashlib.sha256(data).hexdigest(),
             }
         trial_s = self.config.trial_s
         trial = Trial(

@@ -221,6 +221,31 @@ def test_a_rollback_puts_back_the_config_the_trial_changed(
     assert not pending.exists()
 
 
+def test_a_rollback_after_a_power_cut_emptied_the_config_copy_keeps_the_config(
+    tree: ReleaseTree, tmp_path: Path
+) -> None:
+    """The switch happens parked, ignition off: the power may go seconds later. The copy
+    of the config made at the switch was not fsync'd (shutil.copy2) while trial.json and
+    `current`, which name it, were: ext4 then leaves it empty after the cut. A config.set
+    during the trial, a failure, and the rollback wrote that empty copy over the config:
+    the release that worked no longer starts. The copy is taken only when it is what was
+    copied (its SHA-256 is in trial.json); else the config stays as it is. Source: the
+    atomic-rename-and-fsync rule of the launcher's own docstring; ext4's delayed
+    allocation (a new file's data is written up to `commit` seconds after its name)."""
+    config = tmp_path / "edged.toml"
+    config.write_text("before = 1\n")
+    copy = tmp_path / "copy.toml"
+    copy.write_bytes(b"")  # what the power cut left of the copy
+    tree.begin_trial(
+        trial_of(config={"path": str(config), "copy": str(copy), "sha256": sha256_file(config)})
+    )
+    tree.choose()
+    config.write_text("after = 2\n")  # config.set during the trial
+    tree.record_stop({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "SEGV"})
+    assert tree.link("current") == "1.0"
+    assert config.read_text() == "after = 2\n"
+
+
 def test_a_rollback_leaves_an_unchanged_config_alone(tree: ReleaseTree, tmp_path: Path) -> None:
     config = tmp_path / "edged.toml"
     config.write_text("same = 1\n")
