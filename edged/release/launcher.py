@@ -178,10 +178,11 @@ def _trial_fields() -> list[str]:
 
 
 def valid_version(value: Any) -> bool:
+    """A release's directory name: never one of the tree's links or records."""
     return (
         isinstance(value, str)
         and VERSION_NAME.fullmatch(value) is not None
-        and value not in (CURRENT, PREVIOUS)
+        and value not in (CURRENT, PREVIOUS, TRIAL, OUTCOME)
     )
 
 

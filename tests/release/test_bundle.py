@@ -176,3 +176,20 @@ def test_a_signed_manifest_whose_version_is_no_release_name_is_refused(
     raw = json.dumps(m).encode()
     write_bundle(tmp_path / "b.bundle", raw, sign_manifest(raw, KEY, "release"), files)
     assert "version" in refused(tmp_path / "b.bundle", "bad_bundle", version=None)
+
+
+@pytest.mark.parametrize("version", ["trial.json", "outcome.json"])
+def test_a_signed_release_named_like_a_record_of_the_release_tree_is_refused(
+    tmp_path: Path, version: str
+) -> None:
+    """The version is the release's directory, beside trial.json and outcome.json: a
+    release of that name (its directory left by a power cut mid-install) made every start
+    of the launcher fail reading trial.json (IsADirectoryError, exit 70): a node that no
+    longer starts, which no step of an update may leave (docs/updates.md). Refused like
+    `current` and `previous`. Source: CVE-2007-4559 / PEP 706's lesson, names from an
+    archive never name what is already there."""
+    files = wheels(tmp_path / "w", version)
+    m = manifest_for(files).model_dump(mode="json") | {"version": version}
+    raw = json.dumps(m).encode()
+    write_bundle(tmp_path / "b.bundle", raw, sign_manifest(raw, KEY, "release"), files)
+    assert "version" in refused(tmp_path / "b.bundle", "bad_bundle", version=None)
