@@ -63,8 +63,12 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 def check_url(url: str) -> urllib.parse.SplitResult:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # read only when asked: a port that is no port raises here
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme != "https" or not parts.hostname:
         raise CommandError("bad_args", f"url must be https://host/…, got {url[:200]!r}")
     if parts.username or parts.password:
         raise CommandError("bad_args", "url must not carry a user name or password")

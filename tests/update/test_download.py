@@ -140,3 +140,16 @@ def test_a_disk_that_fills_up_mid_download_is_no_space_not_an_internal_error(
         with pytest.raises(CommandError) as info:
             fetch(t, lambda _: None, threading.Event())
     assert info.value.code == "no_space" and "disk filled up" in info.value.message
+
+
+@pytest.mark.parametrize("url", ["https://files.test:abc/b", "https://files.test:99999/b",
+                                 "https://[::1/b"])  # fmt: skip
+def test_a_url_whose_port_or_host_cannot_be_read_is_bad_args_before_the_job_starts(
+    url: str,
+) -> None:
+    """urlsplit reads the port only when asked (`.port` raises ValueError): such an
+    update.apply was accepted, then its job failed `internal` with a ValueError (or the
+    command itself replied `internal`). RFC 3986 §3.2.3: a port is digits."""
+    with pytest.raises(CommandError) as info:
+        check_url(url)
+    assert info.value.code == "bad_args"
