@@ -174,6 +174,12 @@ class PortalServer(KioskServer):
         router.post("/api/portal/accept", self._accept)
         return router
 
+    def presser(self, request: Request) -> str:
+        """A phone's presses by its MAC, whatever addresses it takes (each would have a
+        share of its own, and together the whole budget: every other phone then 429)."""
+        ip, mac = self._phone(request)
+        return mac or str(ip)
+
     # -- every other host: the portal ---------------------------------------------------
 
     async def handle(self, request: Request) -> Response:

@@ -465,6 +465,17 @@ async def test_rider_presses_are_limited_per_phone_without_touching_the_screens_
         assert r.status in (200, 202)
 
 
+async def test_rider_presses_are_limited_per_device_whatever_its_addresses(
+    portal: Portal,
+) -> None:
+    # one phone taking address after address in the hotspot's subnet (`ip address add`)
+    portal.sees(**{f"127_0_0_{n}": LAPTOP for n in range(30, 36)})
+    codes = [await press(portal, f"127.0.0.{n}", kind) for n, kind in
+             zip(range(30, 36), ("mediator", "service") * 3, strict=True)]  # fmt: skip
+    assert codes[:3] == [202, 202, 200] and 429 in codes[3:]  # the 3rd is a repeat
+    assert await press(portal, "127.0.0.40", "service") in (200, 202)  # another phone: not 429
+
+
 async def test_one_phone_cannot_hold_more_connections_than_its_share(portal: Portal) -> None:
     per_peer = portal.wifi.wifi.portal.max_connections_per_peer
     held = []
