@@ -36,6 +36,7 @@ class Job:
     started: int = 0
     kid: str | None = None
     downloads: int = 0  # full restarts of the download after a hash mismatch
+    switches: int = 0  # switches begun that did not happen (a cut, or a failure: see the log)
 
     @property
     def active(self) -> bool:
@@ -49,7 +50,8 @@ class Job:
         except TypeError:
             return None
         ok = all(isinstance(getattr(job, k), str) for k in ("id", "version", "url", "sha256"))
-        return job if ok and isinstance(job.size, int) else None
+        counts = all(type(getattr(job, k)) is int for k in ("size", "downloads", "switches"))
+        return job if ok and counts else None
 
 
 class WorkDir:

@@ -53,6 +53,9 @@ T = TypeVar("T")
 
 PROGRESS_EVERY_S = 2.0
 INSTALL_FACTOR = 1.3
+MAX_SWITCHES = 3
+"""Switches begun that did not happen before the job fails: a power cut mid-switch is tried
+again, a switch that fails each time (a full disk) is not, node restart after restart."""
 """Installed size over the wheels' uncompressed content (bytecode, venv, RECORD files)."""
 GUESS_FACTOR = 6
 """Space to keep for the install per byte of bundle, before its manifest says exactly."""
@@ -160,8 +163,7 @@ class UpdateManager:
         if job is not None:
             self.job = job
             if job.state == "switching":  # the switch did not happen (cut before `current`)
-                job.state = "staged"
-                self.work.save(job)
+                self._switch_undone(job)
             if job.active and self.config.enabled:
                 self._start(job)
             elif not job.active and job.state in ("failed", "confirmed", "rolled_back"):
@@ -170,6 +172,27 @@ class UpdateManager:
         elif self.tree.outcome() is None:
             self._publish("idle")
         await asyncio.Event().wait()  # the pipeline runs as its own task
+
+    def _switch_undone(self, job: Job) -> None:
+        """Staged again, to switch at the next moment; failed once MAX_SWITCHES did not
+        happen (the bundle goes: what filled the disk may be what stopped the switch)."""
+        assert self.work is not None
+        job.switches += 1
+        if job.switches < MAX_SWITCHES:
+            job.state = "staged"
+            log.warning(
+                "the switch to release %s did not happen (%d of %d): staged again",
+                job.version, job.switches, MAX_SWITCHES,
+            )
+        else:
+            job.state, job.code = "failed", "install_failed"
+            job.reason = (
+                f"the switch to release {job.version} did not happen {job.switches} times "
+                f"(the log of each start says why): staying on {self.running}"
+            )
+            log.error("update to %s refused: %s", job.version, job.reason)
+            self.work.drop_files()
+        self.work.save(job)
 
     async def _sweep(self) -> None:
         """Remove releases that are neither current, previous, nor being installed (each

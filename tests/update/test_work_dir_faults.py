@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from edged.config.update import UpdateConfig
 from edged.payloads import UpdateStatus
 from edged.update.job import JOB, WORK, Job, WorkDir
-from edged.update.manager import UpdateManager
+from edged.update.manager import MAX_SWITCHES, UpdateManager
 from tests.helpers.disk import fill, mounted_tmpfs, read_only
 from tests.helpers.fileserver import FileServer
 from tests.release.support import make_bundle
@@ -143,3 +144,40 @@ async def test_a_disk_filled_up_mid_install_is_no_space_and_the_half_release_goe
         assert status.code == "no_space", status
         assert not (root / "0.2.0").exists(), "the half-written release is still there"
         assert not work.bundle(job).exists()
+
+
+async def test_a_switch_that_never_happens_is_tried_three_times_then_fails(tmp_path: Path) -> None:
+    """Each start after a switch that did not happen (a cut before `current`, or a switch
+    that failed: the config copy on a full disk) staged the job again, so a switch that
+    fails every time stopped and restarted the node at every parked moment, for ever."""
+    root = tmp_path / "releases"
+    root.mkdir()
+    states, said = [], []
+    for _ in range(MAX_SWITCHES):
+        staged(root, "switching") if not states else _switching_again(root)
+        job = WorkDir(root).job()
+        assert job is not None
+        WorkDir(root).bundle(job).write_bytes(b"the bundle")  # what a failed job gives back
+        m = manager(tmp_path)
+        m.config = UpdateConfig(min_free_mb=0, enabled=False)  # the job waits: no moment comes
+        said = recording(m)
+        await still_running(asyncio.create_task(m.run()))
+        job = WorkDir(root).job()
+        assert job is not None
+        states.append((job.state, job.switches))
+    assert states == [("staged", 1), ("staged", 2), ("failed", 3)]
+    assert job.code == "install_failed" and "did not happen 3 times" in (job.reason or "")
+    assert [s.state for s in said] == ["failed"] and said[0].code == "install_failed"
+    assert not WorkDir(root).bundle(job).exists()
+
+
+def _switching_again(root: Path) -> None:
+    job = WorkDir(root).job()
+    assert job is not None
+    job.state = "switching"  # staged, then the moment came and the switch began again
+    WorkDir(root).save(job)
+
+
+def test_a_job_whose_switch_count_is_not_a_number_is_unreadable(tmp_path: Path) -> None:
+    assert Job.from_json({"id": "j", "version": "0.2.0", "url": "u", "size": 1, "sha256": "a",
+                          "switch": "parked", "switches": "3"}) is None  # fmt: skip
