@@ -7,6 +7,11 @@ Times are the receiver's fix times, so replayed or delayed fixes give the same e
 Fences come from the config (fixed) and from dispatch's `geofences.set` (the dynamic set,
 replaced as a whole, kept across restarts). The fences in force, and which of them the
 vehicle is in, go on the bus as `GeofencesChanged` (the kiosk shows the stop).
+
+Which fences the vehicle arrived at is kept across restarts too (`INSIDE_KEY`, with the
+time of each arrival): a node restarted at a market does not arrive there a second time,
+and a vehicle that left while the node was down departs once the first fixes after the
+start are out for `dwell_s` (its `dwell_s` then counts the time the node was down).
 """
 
 from dataclasses import dataclass
@@ -29,6 +34,8 @@ from edged.services.events import GeofencesChanged
 from edged.topics import GEOFENCE
 
 DYNAMIC_KEY = "geofences.dynamic"
+INSIDE_KEY = "geofences.inside"
+"""{fence id: ISO time of its arrival}: the fences the vehicle had arrived at and not left."""
 
 
 class Where(Enum):
@@ -60,12 +67,35 @@ class GeofenceService(Service):
         self.static = list(config.fences)
         stored = host.state.get(DYNAMIC_KEY, [])
         self.dynamic = GeofenceSet.model_validate({"geofences": stored}).geofences
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, _Track] = self._restore_inside()
         host.bus.subscribe(Fix, self.on_fix)
         self._tell()
 
     def commands(self) -> list[CommandSpec]:
         return [CommandSpec("geofences.set", self.command_set)]
+
+    def _restore_inside(self) -> dict[str, _Track]:
+        """The fences arrived at before the restart that are still in force; anything else
+        stored (a fence gone from the config, a value that is no time) is left out."""
+        stored = self.host.state.get(INSIDE_KEY, {})
+        ids = {g.id for g in self.fences}
+        tracks: dict[str, _Track] = {}
+        for fence_id, arrived in stored.items() if isinstance(stored, dict) else ():
+            try:
+                when = datetime.fromisoformat(arrived) if isinstance(arrived, str) else None
+            except ValueError:
+                when = None
+            if fence_id in ids and when is not None and when.tzinfo is not None:
+                tracks[fence_id] = _Track(Where.INSIDE, when, when)
+        return tracks
+
+    def _save_inside(self) -> None:
+        inside = {
+            fence_id: track.arrived.isoformat()
+            for fence_id, track in self._tracks.items()
+            if track.where in (Where.INSIDE, Where.LEAVING) and track.arrived is not None
+        }
+        self.host.state.set(INSIDE_KEY, inside)
 
     @property
     def fences(self) -> list[Geofence]:
@@ -113,6 +143,7 @@ class GeofenceService(Service):
         if track.where is Where.ENTERING and held():
             track.where, track.arrived = Where.INSIDE, track.since
             self._publish(fence, fix, "arrive", None)
+            self._save_inside()
             self._tell()
         elif track.where is Where.LEAVING and held():
             stayed = None
@@ -120,6 +151,7 @@ class GeofenceService(Service):
                 stayed = round((track.since - track.arrived).total_seconds(), 1)
             track.where, track.arrived = Where.OUTSIDE, None
             self._publish(fence, fix, "depart", stayed)
+            self._save_inside()
             self._tell()
 
     def _publish(
@@ -154,5 +186,6 @@ class GeofenceService(Service):
                 del self._tracks[gone]
         self.dynamic = new
         self.host.state.set(DYNAMIC_KEY, [g.model_dump(mode="json") for g in new])
+        self._save_inside()
         self._tell()
         return {"dynamic": len(new), "static": len(self.static)}

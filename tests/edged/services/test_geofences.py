@@ -11,7 +11,7 @@ from edged.config.geofences import Geofence
 from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
 from edged.services.events import GeofencesChanged
-from edged.services.geofences import DYNAMIC_KEY, GeofenceService, signed_distance
+from edged.services.geofences import DYNAMIC_KEY, INSIDE_KEY, GeofenceService, signed_distance
 from tests.helpers.host import TestHost
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -194,3 +194,55 @@ async def test_a_stray_fix_inside_then_waiting_just_outside_is_no_arrival() -> N
         svc.on_fix(at(s, 110))
     assert events(node) == []
     assert svc.inside() == []
+
+
+def _arrived(node: TestHost, **cfg: Any) -> GeofenceService:
+    svc = service(node, **cfg)
+    for s in range(0, 30):
+        svc.on_fix(at(s, 0))  # parked at the market's centre
+    assert [e.event for e in events(node)] == ["arrive"]
+    return svc
+
+
+async def test_a_node_restarted_at_the_market_does_not_arrive_there_again() -> None:
+    node = TestHost()
+    _arrived(node, dwell_s=5)
+    again = TestHost(state=node.state)
+    svc = service(again, dwell_s=5)
+    assert [g.id for g in svc.inside()] == ["gueret-market"]  # the kiosk shows it at once
+    for s in range(100, 130):
+        svc.on_fix(at(s, 0))
+    assert events(again) == []
+
+
+async def test_a_vehicle_that_left_while_the_node_was_down_departs_after_the_start() -> None:
+    node = TestHost()
+    _arrived(node, dwell_s=5, hysteresis_m=20)
+    again = TestHost(state=node.state)
+    svc = service(again, dwell_s=5, hysteresis_m=20)
+    for s in range(600, 620):
+        svc.on_fix(at(s, 2000))  # 2 km away when the node comes back
+    (depart,) = events(again)
+    assert depart.event == "depart" and depart.geofence == "gueret-market"
+    assert depart.dwell_s == 600  # entered at 0 s, seen out at 600 s: the time down counts
+    assert svc.inside() == []
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"gueret-market": "yesterday"},
+        {"gueret-market": 12},
+        {"gueret-market": "2026-11-25T09:00:00"},  # no zone: not a fix time
+        {"a-fence-gone-from-the-config": "2026-11-25T09:00:00+00:00"},
+        ["gueret-market"],
+        "gueret-market",
+    ],
+)
+async def test_a_stored_presence_that_cannot_be_used_is_left_out(stored: Any) -> None:
+    node = TestHost(state={INSIDE_KEY: stored})
+    svc = service(node, dwell_s=5)
+    assert svc.inside() == []
+    for s in range(0, 30):
+        svc.on_fix(at(s, 0))
+    assert [e.event for e in events(node)] == ["arrive"]
