@@ -109,7 +109,8 @@ class VehicleService(Service):
             self.trips.feed(distance_m=self._number("total_distance"))
         if event.name == self._fuel_message and "fuel_used" in taken:
             self.trips.feed(fuel_l=self._number("fuel_used"))
-        changed |= self._ignition_from_engine()
+        if "engine_speed" in taken:  # a stale speed is no running engine
+            changed |= self._ignition_from_engine()
         if changed:
             self.publish()
 
@@ -149,6 +150,9 @@ class VehicleService(Service):
             self.publish()
 
     def _ignition_from_engine(self) -> bool:
+        """The engine ECU just gave its speed: on when it runs. Only its own message counts:
+        other ECUs (a tachograph on permanent power) talk on after the key is off, and the
+        last engine speed then is not a running engine."""
         if self._ignition_wired:
             return False
         rpm = self._number("engine_speed")

@@ -552,3 +552,27 @@ def test_a_trip_opened_on_an_untrusted_clock_is_dated_back_from_its_end(
     svc.trips.stop()
     (trip,) = node.bodies("trip")
     assert round((trip.ended - trip.started).total_seconds()) == 1800
+
+
+def test_the_ignition_goes_off_when_the_engine_falls_silent_while_other_ecus_talk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine ECU's last EEC1 said 800 rpm, then it fell silent (key off: its power
+    is cut); the tachograph, on permanent power, keeps sending VDHR every second. A stale
+    engine speed is no running engine: the ignition goes off after `ignition_off_after_s`
+    without EEC1, and the trip closes (docs/topics.md `vehicle`: "off after
+    ignition_off_after_s of stopped engine or silent bus"; FMS-Standard: EEC1 every
+    20 ms while the engine ECU is powered, VDHR every second)."""
+    from edged.services import vehicle
+
+    node, svc, bus = make()
+    mono = [1000.0]
+    monkeypatch.setattr(vehicle.time, "monotonic", lambda: mono[0])
+    bus.engine(800)
+    assert svc.ignition is True and svc.trips.trip is not None
+    for _ in range(40):  # 40 s of the tachograph alone
+        mono[0] += 1.0
+        from_ecu(svc, "VDHR", 0xEE, ts=mono[0], TotalVehicleDistanceHighRes=1_000_000.0)
+        svc.check_ignition()
+    assert svc.ignition is False and svc.trips.trip is None
+    assert len(node.of_type(TripEnded)) == 1
