@@ -461,7 +461,9 @@ class KioskService(Service):
                 r.kind == post.kind
                 and r.service_id == post.service_id
                 and r.status != "failed"
-                and now - r.made_ms < self.config.repeat_after_s * 1000
+                # made "later" than now: the clock stepped back since (a boot on
+                # fake-hwclock's saved time); how long ago is unknown, so it is no repeat
+                and 0 <= now - r.made_ms < self.config.repeat_after_s * 1000
             ):
                 return Asked(r, repeat=True)
         record = RequestRecord(

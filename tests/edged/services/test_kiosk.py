@@ -371,6 +371,30 @@ async def test_the_same_button_after_the_repeat_delay_makes_a_new_request(
     assert not again.repeat and len(await stored(node, "kiosk/requests")) == 2
 
 
+async def test_a_press_after_the_clock_stepped_back_is_sent_not_taken_for_a_repeat(
+    nodes: Nodes,
+) -> None:
+    """A power cut, then a boot on fake-hwclock's last saved time (saved hourly: up to an
+    hour behind the request made just before the cut) and no NTP or GPS yet (a venue, the
+    network down): the request kept on disk is from the node's future. Its age is unknown,
+    not negative: a rider's press is sent, not swallowed as a repeat of it until the clock
+    catches up (docs/topics.md `kiosk/requests`: a repeat is the same button *within*
+    `repeat_after_s`; fake-hwclock(8): the time saved at shutdown and by cron, hourly)."""
+    clock = FakeTime()
+    node = await nodes.start()
+    first = KioskService(node.host, KioskConfig(buttons=["mediator"]), now_ms=clock)
+    before_cut = await first.ask(RiderPost(kind="mediator"))
+    await nodes.stop(node)
+
+    clock.advance(-40 * 60)  # the boot's clock: 40 min before that request
+    node = await nodes.start()
+    second = KioskService(node.host, KioskConfig(buttons=["mediator"]), now_ms=clock)
+    asked = await second.ask(RiderPost(kind="mediator"))
+    assert not asked.repeat and asked.record.request_id != before_cut.record.request_id
+    sent = [p["request_id"] for p in await stored(node, "kiosk/requests")]
+    assert sent == [before_cut.record.request_id, asked.record.request_id]
+
+
 async def test_a_button_this_screen_does_not_have_is_refused(node: Node) -> None:
     k = KioskService(node.host, KioskConfig(buttons=["mediator"]))
     with pytest.raises(RequestRefused) as err:
