@@ -186,10 +186,17 @@ def run(config_file: Path) -> int:
             continue
         if signals.received is not None:  # came while the config loaded: start nothing
             break
-        node = Node(config, config_path=config_file)
         try:
+            node = Node(config, config_path=config_file)
             asyncio.run(serve(node, signals))
         except EdgedError as exc:
+            probation = Probation(config_file)
+            if probation.active:  # its watch never ran: no start would ever decide
+                logging.getLogger("edged").error(
+                    "the config on probation does not start (%s): rolled back", exc
+                )
+                probation.rollback()
+                continue
             on_trial_failure("crashed", f"stopped at start: {exc}")
             raise
         if node.updates.switch_pending is not None:
