@@ -7,7 +7,7 @@ technician's trip to a bus. The marker is on disk, so a crash during probation s
 a decision at the next start.
 """
 
-import shutil
+import stat
 from pathlib import Path
 
 from core.files import replace_atomically
@@ -25,7 +25,9 @@ class Probation:
 
     def begin(self, new_text: str) -> None:
         """Keep the running file as `.previous`, write the new one, mark it on probation."""
-        shutil.copy2(self.path, self.previous)
+        mode = stat.S_IMODE(self.path.stat().st_mode)
+        # synced as the others: a `.previous` left empty by a power cut is no rollback
+        replace_atomically(self.previous, self.path.read_bytes(), mode=mode, sync=True)
         _write_atomically(self.marker, "the config beside this file is on probation\n")
         _write_atomically(self.path, new_text)
 
