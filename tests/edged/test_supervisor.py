@@ -136,3 +136,27 @@ async def test_every_start_of_a_nodes_driver_gets_the_nodes_state_directory(
     await run_for(node.supervisor, 0.2, learner=Learner)
     assert Learner.saw and set(Learner.saw) == {loaded.outbox.path.parent}
     assert loaded.outbox.path.parent == tmp_path / "etc"
+
+
+class Unplugged:
+    """Fails at once, as a driver whose device is not there."""
+
+    Options = DriverOptions
+
+    async def run(self, ctx: DriverContext) -> None:
+        raise OSError(2, "No such file or directory")
+
+
+async def test_a_driver_failing_for_days_is_still_restarted_not_a_crash_of_the_node() -> None:
+    """2 ** 1024 is no float (OverflowError): the 1025th failure in a row, 17 hours of an
+    unplugged device at the default 60 s cap (17 minutes at a 1 s cap), raised out of the
+    supervisor and took every other driver and the node down with it."""
+    tiny = SupervisorConfig(backoff_initial_s=1e-6, backoff_max_s=1e-6, stable_after_s=10)
+    sup = Recorder().supervisor(tiny)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(sup.supervise("gps", "test", Unplugged))
+        await asyncio.sleep(0)  # supervise registers the driver
+        while sup.drivers["gps"].restarts <= 1100 and not task.done():
+            await asyncio.sleep(0.01)
+        assert not task.done(), task.exception()
+        task.cancel()

@@ -66,3 +66,11 @@ def test_a_session_the_broker_ended_asking_for_room_grows_the_delay_though_it_wo
 def test_which_disconnect_reasons_ask_for_room() -> None:
     assert all(asks_for_room(code) for code in (0x80, 0x89, 0x93, 0x97, 0x98, 0x9F))
     assert not any(asks_for_room(code) for code in (0x00, 0x04, 0x8B, 0x8D))
+
+
+def test_a_broker_out_of_reach_for_days_still_gets_the_capped_delay() -> None:
+    """A bus parked for a long weekend where no network reaches: about 1030 attempts in 17
+    hours at the 60 s cap, and 2 ** 1024 is no float (OverflowError, the uplink's end)."""
+    r = policy()
+    got = [r.delay(NEVER, takeover=False) for _ in range(1100)]
+    assert 30.0 <= got[-1] <= 60.0
