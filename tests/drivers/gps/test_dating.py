@@ -1,5 +1,6 @@
 """Which day an epoch is on: RMC or ZDA dates, carried forward, week rollover, or unknown."""
 
+import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -248,8 +249,11 @@ def test_a_corrected_rollover_date_does_set_the_node_clock() -> None:
     host = TestHost()
     PositionService(host, PositionServiceConfig())
     d = NmeaDecoder(now=lambda: datetime(2025, 9, 1, tzinfo=UTC))  # fake-hwclock, behind
-    d.feed(nmea(RMC.format(t="120000", d="010306")), 100.0)  # 2006: the rollover bug
-    (fix,) = d.poll(1e9)
+    # received now on the monotonic clock the node's clock reads: at a made-up 100.0, the
+    # time since would be this machine's uptime, and past 12 h the date was the next day
+    received = time.monotonic()
+    d.feed(nmea(RMC.format(t="120000", d="010306")), received)  # 2006: the rollover bug
+    (fix,) = d.poll(received + 1e9)
     host.emit(fix)
     ms, source = host.clock.now()
     assert source is ClockSource.GPS
