@@ -12,10 +12,8 @@ policy (no HTML sinks), so a name from the broker is shown as text whatever it h
 """
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -28,6 +26,7 @@ from core.errors import EdgedError
 from edged.kiosk.server import CSP, SECURITY_HEADERS
 from edged.transit.representation import Representation
 from edged.transit.service import FeedService
+from edged.web.tcp import bound_unacknowledged
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +212,10 @@ class FeedServer:
         self.pages += 1
         try:
             await response.prepare(request)
-            self._bound_unacknowledged(request)
+            if request.transport is not None:
+                bound_unacknowledged(
+                    request.transport.get_extra_info("socket"), self.write_timeout_s
+                )
             ends = time.monotonic() + self.stream_max_s
             sent = self.service.view.version
             first = self._frame("fleet", self._fleet(0))
@@ -247,11 +249,3 @@ class FeedServer:
     async def _send(self, response: web.StreamResponse, data: bytes) -> None:
         async with asyncio.timeout(self.write_timeout_s):
             await response.write(data)
-
-    def _bound_unacknowledged(self, request: web.Request) -> None:
-        sock = request.transport.get_extra_info("socket") if request.transport else None
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(
-                    socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(self.write_timeout_s * 1000)
-                )

@@ -39,7 +39,6 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
 import asyncio
 import contextlib
 import logging
-import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
@@ -55,6 +54,7 @@ from edged.web.message import (
     StreamResponse,
     split_target,
 )
+from edged.web.tcp import bound_unacknowledged
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class HttpServer:
         self._tasks.add(task)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes)
         peer = peer_of(writer.transport)
-        self._unacked_timeout(writer)
+        bound_unacknowledged(writer.get_extra_info("socket"), self.limits.write_timeout_s)
         linger = abort = False
         try:
             while not self._stopping:
@@ -223,21 +223,6 @@ class HttpServer:
                 await self._close(reader, writer, linger, abort)
             finally:
                 self._tasks.discard(task)
-
-    def _unacked_timeout(self, writer: asyncio.StreamWriter) -> None:
-        """Let the kernel end the connection when what was sent stays unacknowledged for
-        `write_timeout_s` (TCP_USER_TIMEOUT, Linux). A peer that vanished (a phone off the
-        hotspot: no FIN, no ACK) is otherwise only found once the socket's buffer is full,
-        which a live page's small ticks take its whole life to fill, the kernel
-        retransmitting meanwhile: its place and its descriptor held for minutes."""
-        option = getattr(socket, "TCP_USER_TIMEOUT", None)
-        sock = writer.get_extra_info("socket")
-        if option is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return
-        with contextlib.suppress(OSError):
-            sock.setsockopt(
-                socket.IPPROTO_TCP, option, max(1, int(self.limits.write_timeout_s * 1000))
-            )
 
     async def _next(self, conn: h11.Connection, reader: asyncio.StreamReader) -> object:
         """h11's next event, reading more while it needs more."""
