@@ -11,7 +11,6 @@ from enum import IntEnum
 from pydantic import BaseModel
 
 from edged import payloads as p
-from edged.config.topic_names import COMMAND_NAME_PATTERN
 from edged.kiosk.payloads import KioskRequest
 from edged.payloads import UpdateStatus
 
@@ -49,7 +48,7 @@ class TopicSpec:
         return self.name
 
 
-COMMAND_NAME = re.compile(COMMAND_NAME_PATTERN)
+COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){0,3}")
 INVALID_COMMAND = "_invalid"
 """Replies to commands whose name is not a valid command name go to `reply/_invalid`."""
 

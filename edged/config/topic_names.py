@@ -8,8 +8,6 @@ import re
 from edged.config.base import NAME_PATTERN
 
 MAX_LENGTH = 256
-COMMAND_NAME_PATTERN = r"[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){0,3}"
-"""A command name as the router knows it: lower-case words separated by dots (`config.get`)."""
 _NAME = re.compile(NAME_PATTERN)
 # what Mosquitto (and the MQTT spec, 1.5.4) refuses in a UTF-8 string: wildcards and NUL in
 # a topic name, control characters, surrogates and the Unicode non-characters
