@@ -53,12 +53,12 @@ T = TypeVar("T")
 
 PROGRESS_EVERY_S = 2.0
 INSTALL_FACTOR = 1.3
-MAX_SWITCHES = 3
-"""Switches begun that did not happen before the job fails: a power cut mid-switch is tried
-again, a switch that fails each time (a full disk) is not, node restart after restart."""
 """Installed size over the wheels' uncompressed content (bytecode, venv, RECORD files)."""
 GUESS_FACTOR = 6
 """Space to keep for the install per byte of bundle, before its manifest says exactly."""
+MAX_SWITCHES = 3
+"""Switches begun that did not happen before the job fails: a power cut mid-switch is tried
+again, a switch that fails each time (a full disk) is not, node restart after restart."""
 SHA256 = re.compile(r"[0-9a-f]{64}")
 APPLY_KEYS = {"version", "url", "size", "sha256", "switch", "allow_downgrade"}
 
