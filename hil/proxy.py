@@ -239,6 +239,17 @@ class MqttProxy:
         self.cuts += 1 if n else 0
         return n
 
+    async def to_clients(self, packet: bytes) -> int:
+        """Send `packet` to every client as if its broker had (a DISCONNECT with a reason the
+        real broker would not give); returns to how many (a client gone meanwhile is
+        skipped)."""
+        clients = list(self._pairs)
+        for client in clients:
+            client.write(packet)
+            with contextlib.suppress(OSError, ConnectionError):
+                await client.drain()
+        return len(clients)
+
     async def flap(self, up_s: float, down_s: float = 0.0) -> None:
         """Cut every `up_s` seconds, then stay down `down_s`, until cancelled."""
         while True:

@@ -458,6 +458,14 @@ class Runs:
         self.current = None
 
 
+async def raised_then_driver_stopped(runs: Runs, pin: Any, service: PanicService) -> None:
+    """The button held until the alarm, then the GPIO driver stopped (a restart begins)."""
+    pin.drive_low()
+    await runs.start()
+    await wait_until(lambda: service.active is not None, 2, "the alarm")
+    await runs.stop()
+
+
 async def test_a_release_while_the_gpio_driver_was_down_lets_the_next_press_at_a_start_raise(
     pins: MockFactory,
 ) -> None:
@@ -469,10 +477,7 @@ async def test_a_release_while_the_gpio_driver_was_down_lets_the_next_press_at_a
     node, service = make()
     runs = Runs(node)
     pin = pins.pin(PANIC)
-    pin.drive_low()
-    await runs.start()
-    await wait_until(lambda: service.active is not None, 2, "the alarm")
-    await runs.stop()
+    await raised_then_driver_stopped(runs, pin, service)
     pin.drive_high()  # let go while the driver was down
     await runs.start()
     await asyncio.sleep(0.1)  # the driver runs with the button up
@@ -497,10 +502,7 @@ async def test_a_button_let_go_while_the_gpio_driver_was_down_is_not_reported_st
     fast(service, stuck_after_s=0.15)
     runs = Runs(node)
     pin = pins.pin(PANIC)
-    pin.drive_low()
-    await runs.start()
-    await wait_until(lambda: service.active is not None, 2, "the alarm")
-    await runs.stop()
+    await raised_then_driver_stopped(runs, pin, service)
     pin.drive_high()  # let go while the driver was down
     await runs.start()
     task = asyncio.create_task(service.run())
@@ -519,10 +521,7 @@ async def test_a_button_held_through_a_gpio_driver_restart_is_one_press_not_pres
     node, service = make()
     runs = Runs(node)
     pin = pins.pin(PANIC)
-    pin.drive_low()
-    await runs.start()
-    await wait_until(lambda: service.active is not None, 2, "the alarm")
-    await runs.stop()
+    await raised_then_driver_stopped(runs, pin, service)
     await runs.start()  # still held
     await asyncio.sleep(0.1)  # past hold_s: the restarted driver reported the press
     await runs.stop()

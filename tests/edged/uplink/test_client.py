@@ -3,7 +3,6 @@ direct publish) on a real Mosquitto whose ACL refuses some of them (MQTT 5: PUBA
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 from core.counters import Counters
@@ -15,6 +14,7 @@ from edged.uplink.client import Uplink
 from edged.uplink.packets import varint
 from hil.proxy import MqttProxy
 from tests.helpers.broker import Mosquitto
+from tests.helpers.drivers import wait_until
 
 TOPICS = Topics("rnst/v1", "test", "n1")
 
@@ -82,14 +82,12 @@ async def test_a_broker_sending_the_node_to_another_server_names_it_in_the_log_a
     )
     task = asyncio.create_task(uplink.run())
     try:
-        await until(lambda: uplink.connected)
+        await wait_until(lambda: uplink.connected, 10, "the session")
         name = b"mqtt-eu2.example.net:8883"
         props = bytes([0x1C]) + len(name).to_bytes(2, "big") + name
         body = bytes([0x9C]) + varint(len(props)) + props
-        for client in list(proxy._pairs):
-            client.write(bytes([0xE0]) + varint(len(body)) + body)
-            await client.drain()
-        await until(lambda: not uplink.connected)
+        assert await proxy.to_clients(bytes([0xE0]) + varint(len(body)) + body) == 1
+        await wait_until(lambda: not uplink.connected, 10, "the DISCONNECT to end the session")
         assert uplink.last_error is not None
         assert "mqtt-eu2.example.net:8883" in uplink.last_error, uplink.last_error
     finally:
@@ -98,11 +96,3 @@ async def test_a_broker_sending_the_node_to_another_server_names_it_in_the_log_a
             await task
         await proxy.close()
         broker.stop()
-
-
-async def until(predicate: Callable[[], bool], within_s: float = 10.0) -> None:
-    for _ in range(int(within_s / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("not within the time")
