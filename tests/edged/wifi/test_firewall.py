@@ -178,6 +178,14 @@ def test_a_ping_flood_with_one_echo_identifier_is_held_to_the_ping_rate(cable: C
     assert isinstance(got, int) and 1 <= got <= 15
 
 
+def with_aliases(cable: Cable, *aliases: str) -> list[str]:
+    """The phone takes more addresses in the hotspot's subnet (`ip address add`, as any
+    laptop can); its addresses, its own first."""
+    for alias in aliases:
+        cable.phone_ns.ip("address", "add", f"{alias}/24", "dev", "eth0")
+    return [PHONE_IP, *aliases]
+
+
 def test_a_phone_at_many_addresses_holds_no_more_portal_connections_than_one_phone(
     cable: Cable,
 ) -> None:
@@ -188,9 +196,7 @@ def test_a_phone_at_many_addresses_holds_no_more_portal_connections_than_one_pho
     # header_timeout_s: no other phone could load the portal. OWASP, Denial of Service
     # cheat sheet, "limit the number of connections per client"
     # (https://cheatsheetseries.owasp.org/cheatsheets/Denial_of_Service_Cheat_Sheet.html).
-    aliases = [PHONE_IP, "10.42.0.11", "10.42.0.12"]
-    for alias in aliases[1:]:
-        cable.phone_ns.ip("address", "add", f"{alias}/24", "dev", "eth0")
+    aliases = with_aliases(cable, "10.42.0.11", "10.42.0.12")
     opened = cable.phone.call(connections_from, aliases, cable.portal_port, cable.per_phone)
     assert isinstance(opened, list)
     try:
@@ -205,9 +211,7 @@ def test_a_phone_at_many_addresses_gets_no_more_dns_answers_than_one_phone(
 ) -> None:
     # The same aliases against the per-phone DNS cap (docs/wifi.md: "at most 20 DNS
     # queries a second" per phone): keyed by address, each alias had a cap of its own.
-    aliases = [PHONE_IP, "10.42.0.11", "10.42.0.12"]
-    for alias in aliases[1:]:
-        cable.phone_ns.ip("address", "add", f"{alias}/24", "dev", "eth0")
+    aliases = with_aliases(cable, "10.42.0.11", "10.42.0.12")
     got = cable.phone.call(dns_floods_from, aliases, cable.dns_port)
     # one burst, and what refills in the three half seconds the replies are awaited
     assert isinstance(got, int) and 1 <= got <= 2 * DNS_PER_S + 3 * DNS_PER_S // 2 + 5
