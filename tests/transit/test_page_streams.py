@@ -17,7 +17,7 @@ from aiohttp import ClientSession, UnixConnector, web
 from aiohttp.test_utils import TestServer
 
 from edged.transit import cli
-from edged.transit.server import FeedServer
+from edged.transit.server import MAX_PAGES, STREAM_MAX_S, FeedServer
 from edged.transit.service import FeedService
 from tests.transit.support import NOW, PREFIX, Clock, feed, vehicle
 
@@ -160,9 +160,19 @@ def _feed_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["feed", *argv])
 
 
+def argparse_help() -> str:
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.add_parser(sub, argparse.ArgumentParser(add_help=False))
+    return sub.choices["feed"].format_help()
+
+
 def test_the_feed_takes_a_number_of_pages_and_refuses_one_it_cannot_serve() -> None:
     assert cli.options(_feed_args("--max-pages", "200"), PREFIX, []).max_pages == 200
-    assert cli.options(_feed_args(), PREFIX, []).max_pages == 64
+    # the CLI's default and help are written without importing the server (aiohttp): the
+    # same numbers as the server's
+    assert cli.options(_feed_args(), PREFIX, []).max_pages == MAX_PAGES == 64
+    help_text = " ".join(argparse_help().split())
+    assert f"default: {MAX_PAGES};" in help_text and f"after {STREAM_MAX_S / 60:g} min" in help_text
     for wrong in ("0", "-3", "1000000"):
         with pytest.raises(ValueError, match="--max-pages: between 1 and 10000"):
             cli.options(_feed_args("--max-pages", wrong), PREFIX, [])
