@@ -186,6 +186,15 @@ def run(config_file: Path) -> int:
             continue
         if signals.received is not None:  # came while the config loaded: start nothing
             break
+        probation = Probation(config_file)
+        if probation.active and not probation.remaining_s(config.remote.rollback_after_s):
+            # restarted by systemd (a crash, the watchdog, OOM) until its time ran out
+            logging.getLogger("edged").error(
+                "the config on probation did not reach the broker within %g s: rolled back",
+                config.remote.rollback_after_s,
+            )
+            probation.rollback()
+            continue
         try:
             node = Node(config, config_path=config_file)
             asyncio.run(serve(node, signals))

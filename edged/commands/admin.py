@@ -76,7 +76,8 @@ async def probation_watch(life: Lifecycle) -> None:
     """Commit a config on probation once connected; otherwise roll back and restart."""
     assert life.config_path is not None
     probation = Probation(life.config_path)
-    deadline = asyncio.get_running_loop().time() + life.config.remote.rollback_after_s
+    left = probation.remaining_s(life.config.remote.rollback_after_s)
+    deadline = asyncio.get_running_loop().time() + left
     while asyncio.get_running_loop().time() < deadline:
         if life.connected:
             probation.commit()

@@ -5,12 +5,25 @@ that cannot reach the broker with the new config within `rollback_after_s` puts 
 file back and restarts: a typo in a broker address pushed from dispatch must not cost a
 technician's trip to a bus. The marker is on disk, so a crash during probation still ends in
 a decision at the next start.
+
+The time allowed is counted from when the probation began, not from each start: a config
+that makes the node crash, hang (the unit's watchdog) or run out of memory before it
+connects is restarted by systemd (`Restart=always`), and a deadline renewed at every start
+would never come. The marker holds the kernel's boot id and a CLOCK_BOOTTIME reading, which
+only mean something within one boot: after a power cut or a reboot (a bus switched off in a
+depot without network) the count starts again, as the node cannot tell how long it was off.
 """
 
+import contextlib
+import json
+import math
 import stat
+import time
 from pathlib import Path
 
 from core.files import replace_atomically
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class Probation:
@@ -28,8 +41,25 @@ class Probation:
         mode = stat.S_IMODE(self.path.stat().st_mode)
         # synced as the others: a `.previous` left empty by a power cut is no rollback
         replace_atomically(self.previous, self.path.read_bytes(), mode=mode, sync=True)
-        _write_atomically(self.marker, "the config beside this file is on probation\n")
+        _write_atomically(self.marker, _marker_text(_boot_id(), _boottime()))
         _write_atomically(self.path, new_text)
+
+    def elapsed_s(self) -> float:
+        """How long this boot has run the config on probation, over all its starts.
+
+        A marker from another boot, an older release's marker (plain text) or an unreadable
+        one starts the count now, and says so on the disk for the next start."""
+        boot, now = _boot_id(), _boottime()
+        since = _since(self.marker, boot)
+        if since is None or since > now:
+            with contextlib.suppress(OSError):  # a read-only disk: counted from each start
+                _write_atomically(self.marker, _marker_text(boot, now))
+            return 0.0
+        return now - since
+
+    def remaining_s(self, rollback_after_s: float) -> float:
+        """What is left of `rollback_after_s` for the node to reach the broker (0 when over)."""
+        return max(0.0, rollback_after_s - self.elapsed_s())
 
     def commit(self) -> None:
         self.marker.unlink(missing_ok=True)
@@ -37,6 +67,39 @@ class Probation:
     def rollback(self) -> None:
         _write_atomically(self.path, self.previous.read_text(encoding="utf-8"))
         self.marker.unlink(missing_ok=True)
+
+
+def _boot_id() -> str | None:
+    try:
+        return BOOT_ID.read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _boottime() -> float:
+    """Seconds since boot, suspend included: the same clock for every process of a boot."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _marker_text(boot: str | None, since: float) -> str:
+    doc = {"on_probation": True, "boot_id": boot, "since_boottime_s": round(since, 3)}
+    return json.dumps(doc) + "\n"
+
+
+def _since(marker: Path, boot: str | None) -> float | None:
+    """When this boot's probation began, read from the marker: None if it does not say."""
+    if boot is None:
+        return None
+    try:
+        doc = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("boot_id") != boot:
+        return None
+    since = doc.get("since_boottime_s")
+    if isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since):
+        return None
+    return float(since)
 
 
 def _write_atomically(path: Path, text: str) -> None:

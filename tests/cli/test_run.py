@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from edged.cli.main import EXIT_CONFIG
+from edged.config.probation import Probation
 from tests.helpers.nodes import ROOT, write_config
 
 
@@ -79,3 +80,30 @@ def test_a_config_on_probation_that_cannot_start_is_rolled_back_at_once(tmp_path
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_config_on_probation_that_keeps_crashing_is_rolled_back_when_its_time_is_up(
+    tmp_path: Path,
+) -> None:
+    """A config that makes the node die before it reaches the broker (here SIGKILL, as the
+    OOM killer or the unit's watchdog would) is started again by systemd. Each start used to
+    begin `rollback_after_s` anew, so a node dying every 3 s under a 5 s probation kept the
+    bad config for ever; the time is now counted across the starts of one boot."""
+    config = write_config(tmp_path, 1, extra="[remote]\nrollback_after_s = 5\n")
+    previous = config.read_text()
+    Probation(config).begin(previous + "# pushed by config.set\n")  # as config.set does
+    starts = 0
+    while config.read_text() != previous and starts < 4:
+        starts += 1
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edged", "run", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        time.sleep(3.0)  # up and waiting for a broker that is not there
+        proc.kill()
+        proc.wait(timeout=30)
+    assert config.read_text() == previous, f"still on probation after {starts} starts"
+    assert not config.with_name(config.name + ".pending").exists()
+    assert starts <= 3

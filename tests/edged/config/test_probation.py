@@ -1,10 +1,14 @@
 """A config on probation (edged/config/probation.py): the previous file must be there to roll
 back to, whenever the power is cut."""
 
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edged.config.probation import Probation
 
@@ -46,3 +50,76 @@ def test_the_previous_config_keeps_the_mode_of_the_running_one(tmp_path: Path) -
     probation = Probation(config)
     probation.begin('[node]\nfleet = "f"\nid = "n2"\nprofile = "shuttle"\n')
     assert probation.previous.stat().st_mode & 0o777 == 0o640
+
+
+def _on_probation(tmp_path: Path) -> Probation:
+    config = tmp_path / "edged.toml"
+    config.write_text('[node]\nfleet = "f"\nid = "n"\nprofile = "shuttle"\n')
+    probation = Probation(config)
+    probation.begin('[node]\nfleet = "f"\nid = "n2"\nprofile = "shuttle"\n')
+    return probation
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def test_the_time_on_probation_counts_from_its_beginning_not_from_each_start(
+    tmp_path: Path,
+) -> None:
+    """A node restarted by systemd (a crash, the watchdog) keeps the time it already had."""
+    probation = _on_probation(tmp_path)
+    assert 119 < probation.remaining_s(120) <= 120
+    since = time.clock_gettime(time.CLOCK_BOOTTIME) - 100
+    doc = {"on_probation": True, "boot_id": _boot_id(), "since_boottime_s": since}
+    probation.marker.write_text(json.dumps(doc))
+    assert 19 < Probation(probation.path).remaining_s(120) <= 20
+    assert Probation(probation.path).remaining_s(90) == 0
+
+
+def test_a_probation_from_another_boot_starts_its_count_again(tmp_path: Path) -> None:
+    """After a power cut the node cannot tell how long it was off: the full time again."""
+    probation = _on_probation(tmp_path)
+    doc = {"on_probation": True, "boot_id": "another-boot", "since_boottime_s": 1.0}
+    probation.marker.write_text(json.dumps(doc))
+    assert 119 < probation.remaining_s(120) <= 120
+    assert json.loads(probation.marker.read_text())["boot_id"] == _boot_id()
+
+
+def test_an_older_releases_marker_is_still_a_probation_counted_from_now(tmp_path: Path) -> None:
+    probation = _on_probation(tmp_path)
+    probation.marker.write_text("the config beside this file is on probation\n")
+    assert probation.active
+    assert 119 < probation.remaining_s(120) <= 120
+    assert probation.active and json.loads(probation.marker.read_text())["on_probation"]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda since: json.dumps(
+                {"on_probation": True, "boot_id": _boot_id(), "since_boottime_s": since}
+            ).encode(),
+            st.one_of(
+                st.floats(allow_nan=True, allow_infinity=True),
+                st.integers(min_value=-(10**30), max_value=10**30),
+                st.booleans(),
+                st.text(max_size=5),
+                st.none(),
+            ),
+        ),
+    )
+)
+def test_a_damaged_or_hostile_marker_never_gives_more_time_nor_fails(
+    tmp_path: Path, text: bytes
+) -> None:
+    """Whatever the marker holds (a torn write, a value from the future, NaN), the node
+    decides: at most the configured time is left, never an error."""
+    probation = _on_probation(tmp_path)
+    probation.marker.write_bytes(text)
+    left = probation.remaining_s(60)
+    assert 0 <= left <= 60
