@@ -27,7 +27,7 @@ from core.counters import Counters
 class DriverOptions(BaseModel):
     """Base of every driver's options: unknown keys are errors, as in the rest of the config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 DeviceKind = Literal["serial", "gpio", "i2c", "spi", "netif"]

@@ -25,7 +25,7 @@ SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with the terminating NU
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _Input(_Part):

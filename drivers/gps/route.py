@@ -11,7 +11,7 @@ from core.geo import bearing_deg, haversine_m
 
 
 class Waypoint(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
@@ -22,7 +22,7 @@ class Waypoint(BaseModel):
 
 
 class Route(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     comment: str = ""

@@ -34,7 +34,7 @@ from drivers.nfc.uid import HexUid, valid_uid
 
 
 class ScriptedTap(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     at_s: float = Field(ge=0, le=86_400, description="seconds after the reader starts")
     uid: HexUid = Field(description="the card's UID in hex: 4, 7 or 10 bytes")

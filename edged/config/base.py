@@ -7,6 +7,8 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors; a loaded config does not change under the daemon."""
+    """Unknown keys are errors; a loaded config does not change under the daemon. TOML has
+    `inf` and `nan`: no knob takes them (a NaN factor would put NaN, which is no JSON, in a
+    payload; an infinite period is a feature switched off by stealth)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -12,7 +12,7 @@ LatLon = tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge
 class Geofence(BaseModel):
     """A circle (`center` + `radius_m`) or a polygon (`points`), never both."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     name: str = Field(default="", max_length=120)
@@ -44,7 +44,7 @@ class Geofence(BaseModel):
 class GeofenceSet(BaseModel):
     """Arguments of the `geofences.set` command: the complete dynamic set, replacing the last."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     geofences: list[Geofence] = Field(max_length=500)
 

@@ -1,7 +1,7 @@
 """Config of the services: what each reports, and when."""
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -139,7 +139,7 @@ class VehicleServiceConfig(Strict):
 class TripServiceConfig(Strict):
     auto: bool = Field(default=True, description="open and close trips on ignition")
     fuel: str = Field(default="diesel", pattern=NAME_PATTERN)
-    co2e_kg_per_l: dict[str, float] = Field(
+    co2e_kg_per_l: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(
         default_factory=lambda: dict(CO2E_KG_PER_L),
         description="well-to-wheel kg CO2e per litre, per fuel",
     )

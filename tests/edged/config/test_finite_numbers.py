@@ -1,0 +1,94 @@
+"""TOML has `inf` and `nan`: no number in a node's config may be either.
+
+A NaN CO2 factor put NaN, which is no JSON, into every trip report; `stable_after_s = inf`
+switched the supervisor's back-off reset off without a word. The rule is held here for
+every float of every model a config reaches, the drivers' options included, so a knob added
+later is held too."""
+
+import math
+import types
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from drivers.registry import REGISTRY, options_model
+from edged.config.models import EdgedConfig
+from tests.edged.config.test_loader import MINIMAL, problems
+
+NOT_FINITE = (math.inf, -math.inf, math.nan)
+
+
+def _models(model: type[BaseModel], seen: set[type[BaseModel]]) -> Iterator[type[BaseModel]]:
+    if model in seen:
+        return
+    seen.add(model)
+    yield model
+    for field in model.model_fields.values():
+        for inner in _types(field.annotation):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                yield from _models(inner, seen)
+
+
+def _types(annotation: Any) -> Iterator[Any]:
+    yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _types(arg)
+
+
+def _float_fields() -> list[tuple[type[BaseModel], str, str]]:
+    """(model, field, shape): shape is "value", "list" or "dict" of floats."""
+    seen: set[type[BaseModel]] = set()
+    roots = [EdgedConfig, *(options_model(name) for name in REGISTRY)]
+    out = []
+    for root in roots:
+        for model in _models(root, seen):
+            for name, field in model.model_fields.items():
+                ann = field.annotation
+                origin = typing.get_origin(ann)
+                args = [a for a in typing.get_args(ann) if a is not type(None)]
+                if ann is float or (origin in (typing.Union, types.UnionType) and float in args):
+                    out.append((model, name, "value"))
+                elif origin is list and _is_float(args[0]):
+                    out.append((model, name, "list"))
+                elif origin is dict and _is_float(args[1]):
+                    out.append((model, name, "dict"))
+    return out
+
+
+def _is_float(annotation: Any) -> bool:
+    return annotation is float or typing.get_args(annotation)[:1] == (float,)
+
+
+FLOATS = _float_fields()
+
+
+def test_the_walk_finds_the_knobs_it_is_meant_to_hold() -> None:
+    names = {(m.__name__, f) for m, f, _ in FLOATS}
+    assert {("SupervisorConfig", "stable_after_s"), ("TripServiceConfig", "co2e_kg_per_l")} <= names
+    assert len(FLOATS) > 40, len(FLOATS)
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "shape"), FLOATS, ids=lambda v: getattr(v, "__name__", v)
+)
+@pytest.mark.parametrize("value", NOT_FINITE, ids=["inf", "-inf", "nan"])
+def test_no_float_in_the_config_takes_an_infinite_or_nan_value(
+    model: type[BaseModel], field: str, shape: str, value: float
+) -> None:
+    given = {"value": value, "list": [value], "dict": {"x": value}}[shape]
+    with pytest.raises(ValidationError) as info:
+        model.model_validate({field: given})
+    assert [e for e in info.value.errors() if e["loc"][:1] == (field,)], info.value
+
+
+def test_an_infinite_knob_in_a_toml_file_is_refused_with_its_name() -> None:
+    found = problems(MINIMAL + "[supervisor]\nstable_after_s = inf\n")
+    assert any("supervisor.stable_after_s" in p and "finite" in p for p in found), found
+
+
+def test_a_nan_co2_factor_is_refused_with_its_name() -> None:
+    text = MINIMAL + "[services.trips.co2e_kg_per_l]\ndiesel = nan\n"
+    assert any("co2e_kg_per_l" in p for p in problems(text)), problems(text)
