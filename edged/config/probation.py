@@ -38,11 +38,11 @@ class Probation:
 
     def begin(self, new_text: str) -> None:
         """Keep the running file as `.previous`, write the new one, mark it on probation."""
-        mode = stat.S_IMODE(self.path.stat().st_mode)
+        mode = _mode(self.path)
         # synced as the others: a `.previous` left empty by a power cut is no rollback
         replace_atomically(self.previous, self.path.read_bytes(), mode=mode, sync=True)
         _write_atomically(self.marker, _marker_text(_boot_id(), _boottime()))
-        _write_atomically(self.path, new_text)
+        _write_atomically(self.path, new_text, mode)
 
     def elapsed_s(self) -> float:
         """How long this boot has run the config on probation, over all its starts.
@@ -65,7 +65,7 @@ class Probation:
         self.marker.unlink(missing_ok=True)
 
     def rollback(self) -> None:
-        _write_atomically(self.path, self.previous.read_text(encoding="utf-8"))
+        _write_atomically(self.path, self.previous.read_text(encoding="utf-8"), _mode(self.path))
         self.marker.unlink(missing_ok=True)
 
 
@@ -102,5 +102,11 @@ def _since(marker: Path, boot: str | None) -> float | None:
     return float(since)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    replace_atomically(path, text, sync=True)
+def _mode(path: Path) -> int:
+    """The running file's permissions, kept by what replaces it: install.sh lays it out 0640
+    for the group `edged` (ops tools read it), where the unit's UMask=0077 would give 0600."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _write_atomically(path: Path, text: str, mode: int | None = None) -> None:
+    replace_atomically(path, text, mode=mode, sync=True)

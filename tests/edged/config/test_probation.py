@@ -123,3 +123,23 @@ def test_a_damaged_or_hostile_marker_never_gives_more_time_nor_fails(
     probation.marker.write_bytes(text)
     left = probation.remaining_s(60)
     assert 0 <= left <= 60
+
+
+def test_the_new_config_and_the_rolled_back_one_keep_the_running_files_mode(
+    tmp_path: Path,
+) -> None:
+    """The unit runs with UMask=0077: a file written fresh would be 0600 and the group
+    `edged` (ops' tools, `edged check-config`) could no longer read the config."""
+    old_umask = os.umask(0o077)
+    try:
+        config = tmp_path / "edged.toml"
+        config.write_text('[node]\nfleet = "f"\nid = "n"\nprofile = "shuttle"\n')
+        config.chmod(0o640)
+        probation = Probation(config)
+        probation.begin('[node]\nfleet = "f"\nid = "n2"\nprofile = "shuttle"\n')
+        assert config.stat().st_mode & 0o777 == 0o640
+        probation.rollback()
+        assert config.stat().st_mode & 0o777 == 0o640
+        assert '"n"' in config.read_text()
+    finally:
+        os.umask(old_umask)
