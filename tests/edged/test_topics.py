@@ -1,5 +1,6 @@
 """The code and docs/topics.md describe the same contract."""
 
+import ast
 import json
 import re
 import subprocess
@@ -117,6 +118,31 @@ def test_both_spellings_name_the_same_command(tail: str) -> None:
 @pytest.mark.parametrize("tail", ["PING", "", "ping/", "/ping", "a/b/c/d/e", "ping..x"])
 def test_a_tail_that_spells_no_command_name_is_none(tail: str) -> None:
     assert name_of(tail) is None
+
+
+def error_codes_raised() -> dict[str, str]:
+    """Every `CommandError("code", ...)` in the node's code, with where it is raised."""
+    codes: dict[str, str] = {}
+    for path in sorted((ROOT / "edged").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "CommandError"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                codes.setdefault(node.args[0].value, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return codes
+
+
+def test_every_error_code_a_command_can_answer_is_documented() -> None:
+    """Dispatch branches on `error.code`: a code a node can answer (in a reply, or on
+    `update` as `failed`) that docs/topics.md does not name is one dispatch cannot handle."""
+    codes = error_codes_raised()
+    assert {"bad_args", "no_lock", "version_gap"} <= set(codes)  # the scan finds them
+    missing = {code: at for code, at in codes.items() if f"`{code}`" not in DOC}
+    assert missing == {}, f"error codes not in docs/topics.md: {missing}"
 
 
 @pytest.fixture
