@@ -272,3 +272,20 @@ def test_a_delta_onto_big_lists_keeps_every_other_entry() -> None:
     after = apply(current, parse(signed(change)))
     assert gone not in after.cards and len(after.cards) == len(current.cards) - 1
     assert after == AccessLists.model_validate(after.model_dump(mode="json"))
+
+
+def test_a_delta_that_would_take_a_map_past_the_cap_is_refused_too_many() -> None:
+    """A delta is checked against the lists it lands on: each part under the cap, the whole
+    over it. Refused `too_many` (docs/topics.md, `access.update`), the lists in force kept."""
+    cards = many_cards(MAX_CARDS)
+    current = AccessLists.model_construct(fleet=FLEET, version=2, cards=cards, deny={},
+                                          bookings={}, fares={})  # fmt: skip
+    change = {
+        "kind": "delta",
+        "fleet": FLEET,
+        "version": 3,
+        "base_version": 2,
+        "cards": {"ab" * 16: {"profile": "senior"}},
+    }
+    assert code_of(signed(change), current) == "too_many"
+    assert len(current.cards) == MAX_CARDS and "ab" * 16 not in current.cards
