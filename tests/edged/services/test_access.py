@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.counters import Counters
 from core.events import Feedback, Tap, Unlock
 from edged.access.lasttrusted import STATE_KEY
 from edged.access.lists import digest
+from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
 from edged.services.access import LISTS_KEY, MADE_FOR_KEY, AccessService
@@ -406,8 +408,12 @@ def test_applied_lists_survive_a_restart(tmp_path: Path) -> None:
     assert restarted.lists.version == 1 and REFS(UID_SENIOR) in restarted.lists.cards
 
 
-def _restarted(node: TestHost, tmp_path: Path, profile: str = "truck", **extra: Any) -> AccessService:
-    return AccessService(OrderedNode(profile, state=node.state, synced=True), config(tmp_path, **extra))
+def _restarted(
+    node: TestHost, tmp_path: Path, profile: str = "truck", **extra: Any
+) -> AccessService:
+    return AccessService(
+        OrderedNode(profile, state=node.state, synced=True), config(tmp_path, **extra)
+    )
 
 
 def test_lists_stored_for_another_card_ref_length_are_set_aside_and_said(
@@ -470,6 +476,30 @@ def test_a_refused_update_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(CommandError):
         asyncio.run(service.command_update(bad))
     assert service.lists.version == 1 and node.state == before
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "code"),
+    [
+        ("access.update", 1024 * 1024, "bad_args"),  # read, then refused for its arguments
+        ("access.update", 4 * 1024 * 1024 + 1, "too_large"),
+        ("access.status", 64 * 1024 + 1, "too_large"),
+    ],
+)
+def test_access_update_alone_takes_commands_up_to_4_mib(
+    tmp_path: Path, name: str, size: int, code: str
+) -> None:
+    """docs/topics.md, *Size*: 64 KiB for a command, 4 MiB for access.update, as the
+    service declares them to the router."""
+    _, service, _ = make(tmp_path)
+    router = CommandRouter(Counters())
+    for spec in service.commands():
+        router.add(spec)
+    head = json.dumps({"id": "c1", "args": {"pad": ""}}).encode()
+    payload = head.replace(b'""', b'"' + b"x" * (size - len(head)) + b'"')
+    assert len(payload) == size
+    out = asyncio.run(router.handle(IncomingCommand(name, payload, topic=f"t/cmd/{name}")))
+    assert out.reply.error is not None and out.reply.error.code == code
 
 
 def test_status_counts_the_lists(tmp_path: Path) -> None:
