@@ -12,6 +12,7 @@ from edged.clock import ClockSource
 from edged.commands.replies import MIN_KEEP_S, STATE_KEY, ReplyMemory
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.commands.spec import CommandSpec
+from edged.errors import CommandError
 from edged.host import MemoryState
 from edged.payloads import Reply
 
@@ -170,6 +171,33 @@ async def test_a_reply_too_large_to_keep_is_a_stand_in_after_a_restart_and_not_r
     again = (await router().handle(cmd)).reply
     assert first.ok and len(ran) == 1
     assert again.error is not None and (again.id, again.error.code) == ("d1", "reply_not_kept")
+
+
+async def test_a_refusal_by_the_command_itself_is_its_reply_and_is_not_run_again() -> None:
+    """An `alarm.ack` refused `no_alarm`, delivered again once an alarm is up (a QoS 1
+    resend, after a restart), gets its refusal again: it must not clear an alarm raised
+    after it was sent (docs/topics.md, *Idempotence*)."""
+    state = MemoryState()
+    alarm = {"active": False}
+
+    def router() -> CommandRouter:
+        r = CommandRouter(Counters(), replies=ReplyMemory(get_state=state.get, set_state=state.set))
+
+        async def ack(args: dict[str, Any]) -> dict[str, Any]:
+            if not alarm["active"]:
+                raise CommandError("no_alarm", "no panic alarm is active")
+            alarm["active"] = False
+            return {"acked": True}
+
+        r.add(CommandSpec("alarm.ack", ack))
+        return r
+
+    cmd = IncomingCommand("alarm.ack", b'{"id":"a1"}', topic="x/cmd/alarm.ack")
+    first = (await router().handle(cmd)).reply
+    alarm["active"] = True  # the button pressed after dispatch sent its ack
+    again = (await router().handle(cmd)).reply
+    assert first.error is not None and first.error.code == "no_alarm"
+    assert again == first and alarm["active"]
 
 
 HOSTILE_STATE = [
