@@ -220,6 +220,17 @@ async def test_unsigned_read_commands_still_work() -> None:
     assert await w.send({"id": "p1"}, topic=topic) == (True, None)
 
 
+async def test_a_signature_on_a_command_outside_signed_commands_is_checked_all_the_same() -> None:
+    """docs/topics.md: any signed command is checked, whatever its name. `ping` runs
+    unsigned, but one whose signature is a stranger's is refused, not run as unsigned."""
+    w = World()
+    topic = TOPIC.replace("door.unlock", "ping")
+    assert await w.send(signed(STRANGER, "p1", topic=topic), topic=topic) == (
+        False,
+        "bad_signature",
+    )
+
+
 async def test_refusals_are_counted() -> None:
     w = World()
     await w.send({"id": "c1"})
