@@ -234,7 +234,7 @@ class Command(BaseModel):
 class DoorEvent(Body):
     door: str = Field(description="door name from config, e.g. front")
     open: bool
-    source: str = Field(default="sensor", description="sensor, can or command")
+    source: str = Field(default="sensor", description="sensor (a GPIO door contact) or can (DC2)")
 
 
 class GeofenceEvent(Body):
