@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from edged.access.lists import (
     EMPTY,
+    MAX_BOOKINGS_PER_CARD,
     MAX_CARDS,
     STEP,
     AccessLists,
@@ -289,3 +290,17 @@ def test_a_delta_that_would_take_a_map_past_the_cap_is_refused_too_many() -> Non
     }
     assert code_of(signed(change), current) == "too_many"
     assert len(current.cards) == MAX_CARDS and "ab" * 16 not in current.cards
+
+
+@pytest.mark.parametrize(("count", "taken"), [(MAX_BOOKINGS_PER_CARD, True), (65, False)])
+def test_a_card_takes_at_most_64_bookings(count: int, taken: bool) -> None:
+    """docs/topics.md, *Access lists*: 64 bookings per card at most, or the whole list is
+    refused `bad_lists`."""
+    slot = {"room": "r1", "start": "2026-11-25T09:00:00+01:00", "end": "2026-11-25T10:00Z"}
+    doc = full_lists(2, bookings={"ab" * 16: [slot] * count})
+    if taken:
+        assert len(parse(signed(doc)).bookings["ab" * 16]) == MAX_BOOKINGS_PER_CARD == 64
+    else:
+        with pytest.raises(CommandError) as info:
+            parse(signed(doc))
+        assert info.value.code == "bad_lists" and "ab" * 16 in info.value.message
