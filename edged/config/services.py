@@ -46,6 +46,12 @@ class PositionServiceConfig(Strict):
     fix_lost_after_s: float = Field(
         default=10.0, gt=0, le=3600, description="no valid fix this long: `events/fix` lost"
     )
+    max_hdop: float = Field(
+        default=5.0,
+        gt=0,
+        le=100,
+        description="the odometer leaves out fixes with a worse HDOP (a fix without HDOP counts)",
+    )
 
 
 class GeofenceServiceConfig(Strict):

@@ -7,7 +7,17 @@ at a market for the day reports every few minutes and a bus on the road every fe
 
 A parked receiver's fixes wander by metres: the odometer only advances when the receiver
 reports a real speed and the fix is farther than the jitter allowance from the last counted
-point. Fixes that stop coming (unplugged antenna, tunnel) raise `events/fix` lost after
+point. In a street canyon a receiver tracking signals reflected off the facades puts the
+vehicle 100 m and more off the street for a few seconds, then snaps back; summed fix to fix,
+every such excursion would add its way out and back. So the odometer leaves out a fix whose
+HDOP is above `max_hdop`, and one farther from the last good fix than the vehicle could have
+gone since (its reported speed, a hard acceleration, at most `MAX_ROAD_SPEED_MPS`, plus the
+jitter allowance): the next good fix counts from the last good one. A receiver that does not
+come back within `EXCURSION_MAX_S` is believed where it stays (the first fix was the wrong
+one), counting the way there at no more than `MAX_ROAD_SPEED_MPS`. All in the receiver's
+time, so a log replayed fast counts as it was driven.
+
+Fixes that stop coming (unplugged antenna, tunnel) raise `events/fix` lost after
 `fix_lost_after_s`, and regained when a valid fix returns.
 
 The other services hear of it on the bus: `PositionUpdated` (each valid fix),
@@ -29,6 +39,18 @@ from edged.topics import FIX, POSITION
 ODOMETER_KEY = "position.odometer_m"
 PERIOD_SLACK_S = 0.05
 STATIONARY_SPEED = 0.5  # m/s; below it a fix's movement is taken as jitter
+MAX_ROAD_SPEED_MPS = 55.0
+"""198 km/h: faster than any shuttle, bus or truck goes; a step implying more is a jump."""
+SPEED_MARGIN_MPS = 3.0  # a Doppler speed's error, and what the vehicle gains within a second
+ACCEL_MPS2 = 3.0  # harder than a bus or a truck speeds up or brakes in service
+EXCURSION_MAX_S = 10.0
+"""Multipath excursions last seconds; a receiver still away after this long is believed."""
+EXCURSION_MAX_FIXES = 100  # the same, for a receiver whose fix times do not go forward
+
+
+def _jitter_m(fix: Fix) -> float:
+    """How far a fix may be from the truth and still be the same place: 5 m per HDOP."""
+    return max(10.0, 5.0 * (fix.hdop or 1.0))
 
 
 def heading_delta(a: float, b: float) -> float:
@@ -45,7 +67,9 @@ class PositionService(Service):
         self.config = config
         self.watch_fix = watch_fix  # False: no GPS on this node, no "fix lost" to say
         self.odometer_m: float = float(host.state.get(ODOMETER_KEY, 0.0))
-        self._anchor: tuple[float, float] | None = None  # last point counted in the odometer
+        self._anchor: Fix | None = None  # last point counted in the odometer
+        self._good: Fix | None = None  # last fix the odometer believed
+        self._excursion: list[Fix] = []  # fixes since then it did not believe
         self._last_sent: tuple[Fix, float] | None = None  # fix, monotonic time
         self.last_valid: tuple[Fix, float] | None = None
         self.fix_lost = False
@@ -76,15 +100,61 @@ class PositionService(Service):
         self.host.bus.emit(PositionUpdated(fix))
 
     def _count_distance(self, fix: Fix) -> None:
-        if self._anchor is None:
-            self._anchor = (fix.lat, fix.lon)
+        if fix.hdop is not None and fix.hdop > self.config.max_hdop:
+            self.host.counters.inc("position.odometer_poor_hdop")
+            return  # a receiver that gives no HDOP is judged on its positions alone
+        good = self._good
+        if good is None or self._anchor is None:
+            self._good = self._anchor = fix
             return
+        if self._reachable(good, fix):
+            if self._excursion:
+                self.host.counters.inc("position.odometer_jumps")
+                self._excursion.clear()  # the receiver came back: that was a jump
+            self._follow(fix)
+            return
+        self._excursion.append(fix)
+        away_s = (fix.fix_time - self._excursion[0].fix_time).total_seconds()
+        if away_s >= EXCURSION_MAX_S or len(self._excursion) >= EXCURSION_MAX_FIXES:
+            self._settle(fix)
+
+    def _reachable(self, good: Fix, fix: Fix) -> bool:
+        """`fix` is no farther from `good` than the vehicle could have gone in between."""
+        dt = max(0.0, (fix.fix_time - good.fix_time).total_seconds())
+        speed = MAX_ROAD_SPEED_MPS
+        if good.speed is not None and fix.speed is not None:
+            reported = max(good.speed, fix.speed) + SPEED_MARGIN_MPS + ACCEL_MPS2 * dt / 2
+            speed = min(speed, reported)
+        step = haversine_m(good.lat, good.lon, fix.lat, fix.lon)
+        return step <= speed * dt + _jitter_m(fix)
+
+    def _follow(self, fix: Fix) -> None:
+        """Count a believed fix: the distance from the last counted point, past the jitter."""
+        assert self._anchor is not None
+        self._good = fix
         if fix.speed is not None and fix.speed < STATIONARY_SPEED:
             return
-        step = haversine_m(*self._anchor, fix.lat, fix.lon)
-        if step >= max(10.0, 5.0 * (fix.hdop or 1.0)):
-            self.odometer_m += step
-            self._anchor = (fix.lat, fix.lon)
+        step = haversine_m(self._anchor.lat, self._anchor.lon, fix.lat, fix.lon)
+        if step >= _jitter_m(fix):
+            self._advance(fix, step)
+
+    def _settle(self, fix: Fix) -> None:
+        """The receiver stayed away: believe it from `fix` on, the way there counted no
+        faster than a road vehicle goes (nothing if its fix times went back)."""
+        assert self._anchor is not None
+        self.host.counters.inc("position.odometer_settled")
+        self._excursion.clear()
+        self._good = fix
+        if fix.speed is not None and fix.speed < STATIONARY_SPEED:
+            return
+        dt = max(0.0, (fix.fix_time - self._anchor.fix_time).total_seconds())
+        step = haversine_m(self._anchor.lat, self._anchor.lon, fix.lat, fix.lon)
+        self._advance(fix, min(step, MAX_ROAD_SPEED_MPS * dt))
+
+    def _advance(self, fix: Fix, metres: float) -> None:
+        self._anchor = fix
+        if metres > 0:
+            self.odometer_m += metres
             self.host.bus.emit(OdometerChanged(self.odometer_m))
 
     def moving(self, fix: Fix) -> bool:

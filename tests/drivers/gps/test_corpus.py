@@ -27,16 +27,12 @@ from typing import Any
 
 import pytest
 
-from core.driver import DriverContext
 from core.events import Fix, FixMode
 from drivers.gps.decoder import NmeaDecoder
-from drivers.gps.serial import NmeaSerialGps, NmeaSerialOptions
 from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.payloads import Position
 from edged.services.position import PositionService
-from hil.gps.emulator import NmeaEmulator, epochs
-from tests.drivers.gps.fakes import CORPUS, recording
-from tests.helpers.drivers import wait_until
+from tests.drivers.gps.fakes import CORPUS, recording, through_driver
 from tests.helpers.host import TestHost
 
 LOGS = sorted(p.stem for p in CORPUS.glob("*.nmea"))
@@ -229,25 +225,11 @@ async def replay(name: str, link: Path) -> tuple[list[Point], Counter[str]]:
     """The log replayed on a pty at BURST_S per shortest interval; its `position` payloads."""
     log = load(name)
     raw = (CORPUS / f"{name}.nmea").read_bytes().splitlines()
-    shortest = min(gap for gap, _ in epochs(raw))
     node = TestHost()  # the driver and a real position service on one bus, as in a node
     PositionService(node, every_fix())
-    ctx = DriverContext("gps", node.bus, node.counters)
-    driver = NmeaSerialGps(NmeaSerialOptions(port=str(link)))
-    emulator = NmeaEmulator(raw, link, speed=shortest / BURST_S, loop=False)
-    emulator.start(after_s=0.5)  # the driver opens the pty meanwhile
-    task = asyncio.create_task(driver.run(ctx))
-    try:
-        await wait_until(
-            lambda: len(node.of_type(Fix)) >= len(log.fixes) + log.voids,
-            10 + len(log.bursts) * BURST_S * 2,
-            f"{name}: its epochs",
-        )
-        await asyncio.sleep(1.0)  # anything more that should not come
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        emulator.close()
+    await through_driver(
+        raw, link, node, fixes=len(log.fixes) + log.voids, burst_s=BURST_S, what=f"{name}: epochs"
+    )
     counts = Counter(
         {k.removeprefix("driver.gps."): n for k, n in node.counters.snapshot().items()}
     )

@@ -1,22 +1,35 @@
+import itertools
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.events import Fix, FixMode
-from core.geo import offset
+from core.geo import haversine_m, offset
 from drivers.gps.gpsd import GpsdReports
 from edged.clock import ClockSource
 from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.services.events import FixStatus, OdometerChanged, PositionUpdated
-from edged.services.position import ODOMETER_KEY, PositionService, heading_delta
+from edged.services.position import (
+    MAX_ROAD_SPEED_MPS,
+    ODOMETER_KEY,
+    PositionService,
+    heading_delta,
+)
+from tests.drivers.gps.fakes import CORPUS, through_driver
 from tests.helpers.host import TestHost
+
+EPOCHS = itertools.count()
 
 
 def fix(lat: float, lon: float, **kw: Any) -> Fix:
-    return Fix(fix_time=datetime.now(UTC), lat=lat, lon=lon, hdop=1.0, **kw)
+    """A fix of a 1 Hz receiver: each a second after the one before."""
+    kw = {"hdop": 1.0, **kw}
+    when = datetime.now(UTC) + timedelta(seconds=next(EPOCHS))
+    return Fix(fix_time=when, lat=lat, lon=lon, **kw)
 
 
 def service(node: TestHost, **rule: Any) -> PositionService:
@@ -232,3 +245,77 @@ async def test_speed_wavering_about_the_stopped_threshold_honours_the_minimum_pe
     for i in range(30):  # a burst of fixes, well within 5 s of each other
         svc.on_fix(fix(*offset(46.0, 2.0, i * 1.0, 0), speed=1.1 if i % 2 else 0.9))
     assert len(node.published) == 1
+
+
+async def test_a_multipath_excursion_in_a_street_canyon_is_not_added_to_the_odometer(
+    tmp_path: Path,
+) -> None:
+    # tests/drivers/gps/corpus/ublox-m8-urban-canyon: a bus going 204 m straight up a street
+    # at 9 m/s; for 4 s the receiver tracks reflections off the facades and puts it 130-190 m
+    # east (HDOP 2.1-2.6, Doppler speed unchanged), then back on the street.
+    raw = (CORPUS / "ublox-m8-urban-canyon.nmea").read_bytes().splitlines()
+    node = TestHost()
+    svc = service(node)
+    await through_driver(raw, tmp_path / "gps0", node, fixes=24, burst_s=0.1, what="24 epochs")
+    fixes = node.of_type(Fix)
+    street = haversine_m(fixes[0].lat, fixes[0].lon, fixes[-1].lat, fixes[-1].lon)
+    assert street == pytest.approx(204, abs=3)
+    assert street - 10 <= svc.odometer_m <= street + 5  # the last 9 m may be under the jitter
+
+
+async def test_a_fix_with_a_poor_hdop_is_not_added_to_the_odometer() -> None:
+    # HDOP 8 (satellites hidden by a flyover): the fix is 45 m off the road, a step a bus at
+    # 9 m/s could almost make in a second with the jitter allowance of such a fix (40 m)
+    node = TestHost()
+    svc = service(node)
+    for i in range(11):  # 90 m north at 9 m/s
+        hdop = 8.0 if i == 5 else 1.0
+        svc.on_fix(fix(*offset(46.0, 2.0, i * 9.0, 45.0 if i == 5 else 0.0), speed=9.0, hdop=hdop))
+    assert svc.odometer_m == pytest.approx(90, abs=1)
+    assert node.counters.snapshot()["position.odometer_poor_hdop"] == 1
+
+
+async def test_a_receiver_that_never_reports_hdop_still_counts_its_distance() -> None:
+    node = TestHost()
+    svc = service(node)
+    for i in range(101):  # 1 km north in 10 m steps at 10 m/s, no HDOP given
+        svc.on_fix(fix(*offset(46.0, 2.0, i * 10.0, 0), speed=10.0, hdop=None))
+    assert svc.odometer_m == pytest.approx(1000, abs=1)
+
+
+async def test_the_way_through_a_tunnel_without_fixes_is_counted() -> None:
+    node = TestHost()
+    svc = service(node)
+    t0 = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
+    svc.on_fix(Fix(fix_time=t0, lat=46.0, lon=2.0, speed=8.0, hdop=1.0))
+    # 2 min later, 2.4 km on: 20 m/s in the tunnel, out at 8 m/s again
+    out = offset(46.0, 2.0, 2400.0, 0)
+    svc.on_fix(Fix(fix_time=t0 + timedelta(seconds=120), lat=out[0], lon=out[1], speed=8.0))
+    assert svc.odometer_m == pytest.approx(2400, abs=1)
+
+
+async def test_a_receiver_that_stays_away_is_believed_after_a_while() -> None:
+    # the first fix was the wrong one, 300 m off: the receiver never comes back to it, and
+    # after EXCURSION_MAX_S it is followed from where it stays
+    node = TestHost()
+    svc = service(node)
+    t0 = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
+    svc.on_fix(Fix(fix_time=t0, lat=46.0, lon=2.0, speed=8.0, hdop=1.0))
+    for s in range(1, 31):
+        la, lo = offset(46.0, 2.0, 300.0 + s * 8.0, 0)
+        svc.on_fix(Fix(fix_time=t0 + timedelta(seconds=s), lat=la, lon=lo, speed=8.0, hdop=1.0))
+    assert svc.odometer_m == pytest.approx(300 + 30 * 8.0, abs=10)  # the jump counted once
+    assert node.counters.snapshot()["position.odometer_settled"] == 1
+
+
+async def test_a_receiver_faster_than_any_road_vehicle_is_counted_at_a_road_vehicles_speed() -> (
+    None
+):
+    # a spoofer, or gps.sim with speed_factor 12: 100 m a second while it says 8 m/s
+    node = TestHost()
+    svc = service(node)
+    t0 = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
+    for s in range(0, 61):
+        la, lo = offset(46.0, 2.0, s * 100.0, 0)
+        svc.on_fix(Fix(fix_time=t0 + timedelta(seconds=s), lat=la, lon=lo, speed=8.0, hdop=1.0))
+    assert 0 < svc.odometer_m <= MAX_ROAD_SPEED_MPS * 60
