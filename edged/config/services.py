@@ -57,6 +57,13 @@ class PositionServiceConfig(Strict):
 class GeofenceServiceConfig(Strict):
     hysteresis_m: float = Field(default=20.0, ge=0, le=1000)
     dwell_s: float = Field(default=10.0, ge=0, le=3600)
+    max_hdop: float = Field(
+        default=5.0,
+        gt=0,
+        le=100,
+        description="a fix with a worse HDOP neither starts nor calls off an arrival or a "
+        "departure (a fix without HDOP counts)",
+    )
     fences: list[Geofence] = Field(default_factory=list, max_length=500)
 
     @model_validator(mode="after")

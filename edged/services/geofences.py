@@ -2,7 +2,9 @@
 
 A bus idling on a fence's border must not chatter: it arrives only after being inside for
 `dwell_s`, and departs only after being more than `hysteresis_m` outside for `dwell_s`.
-Times are the receiver's fix times, so replayed or delayed fixes give the same events.
+Times are the receiver's fix times, so replayed or delayed fixes give the same events. A fix
+whose HDOP is above `max_hdop` is not looked at: it is too far from the truth to say which
+side of a stop's edge the bus is on.
 
 Fences come from the config (fixed) and from dispatch's `geofences.set` (the dynamic set,
 replaced as a whole, kept across restarts). The fences in force, and which of them the
@@ -117,6 +119,11 @@ class GeofenceService(Service):
 
     def on_fix(self, fix: Fix) -> None:
         if not fix.valid:
+            return
+        if fix.hdop is not None and fix.hdop > self.config.max_hdop:
+            # HDOP 20 is a fix ±100 m off: it would put a bus at a stop it is not at, or
+            # take it out of one; a receiver that gives no HDOP is taken at its word
+            self.host.counters.inc("geofences.poor_hdop")
             return
         for fence in self.fences:
             self._step(fence, fix)
