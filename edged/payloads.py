@@ -250,6 +250,10 @@ class GeofenceEvent(Body):
     lat: float
     lon: float
     fix_time: datetime
+    removed: bool | None = Field(
+        default=None,
+        description="true on the depart from a fence dispatch removed while the vehicle was in it",
+    )
 
 
 class FixEvent(Body):

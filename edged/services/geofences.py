@@ -14,6 +14,12 @@ Which fences the vehicle arrived at is kept across restarts too (`INSIDE_KEY`, w
 time of each arrival): a node restarted at a market does not arrive there a second time,
 and a vehicle that left while the node was down departs once the first fixes after the
 start are out for `dwell_s` (its `dwell_s` then counts the time the node was down).
+
+A fence dispatch removes (a `geofences.set` without it) while the vehicle is in it departs
+at once, marked `removed`: dispatch and a venue manager count who is at a stop or a venue
+from the arrivals and departures, and without it the vehicle would stay there in their
+books for good. It carries the last fix looked at; with none yet since the start, the
+departure is owed (`REMOVED_KEY`, kept across restarts) and made at the first fix.
 """
 
 from dataclasses import dataclass
@@ -38,6 +44,9 @@ from edged.topics import GEOFENCE
 DYNAMIC_KEY = "geofences.dynamic"
 INSIDE_KEY = "geofences.inside"
 """{fence id: ISO time of its arrival}: the fences the vehicle had arrived at and not left."""
+REMOVED_KEY = "geofences.removed"
+"""{fence id: {"fence": the fence, "arrived": ISO time}}: departures owed for fences dispatch
+removed while the vehicle was in them, before any fix of this run said where it was."""
 
 
 class Where(Enum):
@@ -70,6 +79,8 @@ class GeofenceService(Service):
         stored = host.state.get(DYNAMIC_KEY, [])
         self.dynamic = GeofenceSet.model_validate({"geofences": stored}).geofences
         self._tracks: dict[str, _Track] = self._restore_inside()
+        self._owed: dict[str, tuple[Geofence, datetime]] = self._restore_owed()
+        self._last: Fix | None = None  # the last fix looked at
         host.bus.subscribe(Fix, self.on_fix)
         self._tell()
 
@@ -90,6 +101,29 @@ class GeofenceService(Service):
             if fence_id in ids and when is not None and when.tzinfo is not None:
                 tracks[fence_id] = _Track(Where.INSIDE, when, when)
         return tracks
+
+    def _restore_owed(self) -> dict[str, tuple[Geofence, datetime]]:
+        """The departures owed before the restart; an entry that cannot be read is left out."""
+        stored = self.host.state.get(REMOVED_KEY, {})
+        owed: dict[str, tuple[Geofence, datetime]] = {}
+        for fence_id, entry in stored.items() if isinstance(stored, dict) else ():
+            try:
+                fence = Geofence.model_validate(entry["fence"])
+                arrived = datetime.fromisoformat(entry["arrived"])
+            except (KeyError, TypeError, ValueError):
+                continue  # pydantic's ValidationError is a ValueError
+            if fence.id == fence_id and arrived.tzinfo is not None:
+                owed[fence_id] = (fence, arrived)
+        return owed
+
+    def _save_owed(self) -> None:
+        self.host.state.set(
+            REMOVED_KEY,
+            {
+                fence.id: {"fence": fence.model_dump(mode="json"), "arrived": arrived.isoformat()}
+                for fence, arrived in self._owed.values()
+            },
+        )
 
     def _save_inside(self) -> None:
         inside = {
@@ -125,6 +159,12 @@ class GeofenceService(Service):
             # take it out of one; a receiver that gives no HDOP is taken at its word
             self.host.counters.inc("geofences.poor_hdop")
             return
+        self._last = fix
+        if self._owed:
+            for fence, arrived in self._owed.values():
+                self._depart_removed(fence, arrived, fix)
+            self._owed.clear()
+            self._save_owed()
         for fence in self.fences:
             self._step(fence, fix)
 
@@ -162,7 +202,12 @@ class GeofenceService(Service):
             self._tell()
 
     def _publish(
-        self, fence: Geofence, fix: Fix, event: Literal["arrive", "depart"], dwell_s: float | None
+        self,
+        fence: Geofence,
+        fix: Fix,
+        event: Literal["arrive", "depart"],
+        dwell_s: float | None,
+        removed: bool = False,
     ) -> None:
         self.host.publish(
             GEOFENCE,
@@ -175,8 +220,13 @@ class GeofenceService(Service):
                 lat=fix.lat,
                 lon=fix.lon,
                 fix_time=fix.fix_time,
+                removed=True if removed else None,
             ),
         )
+
+    def _depart_removed(self, fence: Geofence, arrived: datetime, fix: Fix) -> None:
+        stayed = round(max(0.0, (fix.fix_time - arrived).total_seconds()), 1)
+        self._publish(fence, fix, "depart", stayed, removed=True)
 
     async def command_set(self, args: dict[str, Any]) -> dict[str, Any]:
         """`geofences.set`: replace the dynamic set; refused as a whole when one is bad."""
@@ -187,12 +237,24 @@ class GeofenceService(Service):
                 f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()
             )
             raise CommandError("bad_args", problems[:500]) from None
-        kept = {g.id for g in new}
-        for gone in [i for i in self._tracks if i not in kept]:
-            if gone not in {g.id for g in self.static}:
-                del self._tracks[gone]
+        in_force = {g.id for g in new} | {g.id for g in self.static}
+        before = {g.id: g for g in self.fences}
+        removed: list[tuple[Geofence, datetime]] = []
+        for gone in [i for i in self._tracks if i not in in_force]:
+            track = self._tracks.pop(gone)
+            if track.where in (Where.INSIDE, Where.LEAVING) and track.arrived is not None:
+                fence = before.get(gone)
+                if fence is not None:
+                    removed.append((fence, track.arrived))
         self.dynamic = new
         self.host.state.set(DYNAMIC_KEY, [g.model_dump(mode="json") for g in new])
+        for fence, arrived in removed:
+            if self._last is not None:
+                self._depart_removed(fence, arrived, self._last)
+            else:
+                self._owed[fence.id] = (fence, arrived)
+        if removed and self._last is None:
+            self._save_owed()
         self._save_inside()
         self._tell()
         return {"dynamic": len(new), "static": len(self.static)}

@@ -283,3 +283,72 @@ async def test_a_spell_of_poor_hdop_fixes_outside_is_no_departure() -> None:
         svc.on_fix(at(s, 0, hdop=1.2))
     assert [e.event for e in events(node)] == ["arrive"]
     assert [f.id for f in svc.inside()] == ["gueret-market"]
+
+
+VENUE = {"id": "fair-hall", "kind": "venue", "name": "Parc des expositions"}
+
+
+async def _at_the_venue(node: TestHost) -> GeofenceService:
+    """Dispatch puts a venue fence round the market square; the vehicle arrives there."""
+    svc = service(node, dwell_s=5)
+    await svc.command_set({"geofences": [{**VENUE, "center": [46.1714, 1.8717], "radius_m": 80}]})
+    for s in range(0, 30):
+        svc.on_fix(at(s, 0))
+    assert [(e.geofence, e.event) for e in events(node)] == [
+        ("gueret-market", "arrive"),
+        ("fair-hall", "arrive"),
+    ]
+    return svc
+
+
+async def test_a_fence_dispatch_removes_while_the_vehicle_is_in_it_departs_marked_removed() -> None:
+    # docs/topics.md `events/geofence`: one message when the vehicle arrives at or departs
+    # from a geofence; a venue manager counts the vehicles at the venue from them, and a
+    # fence that vanishes with the vehicle in it must not keep it there for good
+    node = TestHost()
+    svc = await _at_the_venue(node)
+    await svc.command_set({"geofences": []})  # the fair is over
+    depart = events(node)[-1]
+    assert (depart.geofence, depart.kind, depart.event) == ("fair-hall", "venue", "depart")
+    assert depart.to_json_dict()["removed"] is True
+    assert depart.dwell_s == 29  # arrived at 0 s (entered), last fix at 29 s
+    assert (depart.fix_time - T0).total_seconds() == 29
+    assert "removed" not in events(node)[1].to_json_dict()  # the arrival: no such field
+    assert [f.id for f in svc.inside()] == ["gueret-market"]
+
+
+async def test_a_removed_fence_the_vehicle_was_in_is_not_back_after_a_restart() -> None:
+    node = TestHost()
+    svc = await _at_the_venue(node)
+    await svc.command_set({"geofences": []})
+    again = service(TestHost(state=node.state), dwell_s=5)
+    assert [f.id for f in again.inside()] == ["gueret-market"]
+    assert set(node.state[INSIDE_KEY]) == {"gueret-market"}
+
+
+async def test_a_fence_removed_before_any_fix_departs_at_the_first_fix_even_after_a_restart() -> (
+    None
+):
+    node = TestHost()
+    await _at_the_venue(node)
+    second = TestHost(state=node.state)  # restarted in the depot's garage: no fix
+    await service(second, dwell_s=5).command_set({"geofences": []})
+    assert events(second) == []  # no fix to say where it was
+    third = TestHost(state=second.state)  # restarted again, still before any fix
+    svc = service(third, dwell_s=5)
+    svc.on_fix(at(600, 0))
+    (depart,) = events(third)
+    assert (depart.geofence, depart.event, depart.removed) == ("fair-hall", "depart", True)
+    assert depart.dwell_s == 600
+    svc.on_fix(at(601, 0))
+    assert len(events(third)) == 1  # owed once
+
+
+async def test_a_fence_removed_before_the_vehicle_had_arrived_makes_no_event() -> None:
+    node = TestHost()
+    svc = service(node, dwell_s=30)
+    await svc.command_set({"geofences": [{**VENUE, "center": [46.1714, 1.8717], "radius_m": 80}]})
+    for s in range(0, 10):
+        svc.on_fix(at(s, 0))  # inside, the dwell not over
+    await svc.command_set({"geofences": []})
+    assert events(node) == []
