@@ -116,7 +116,9 @@ class VehicleServiceConfig(Strict):
     extra: dict[str, str] = Field(
         default_factory=dict, description="more signals to publish under `extra`"
     )
-    ignition_rpm: float = Field(default=300, ge=0, description="engine at or above this: ignition on")
+    ignition_rpm: float = Field(
+        default=300, ge=0, description="engine at or above this: ignition on"
+    )
     ignition_off_after_s: float = Field(
         default=30, gt=0, le=3600, description="engine stopped or bus silent this long: off"
     )
