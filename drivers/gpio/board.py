@@ -12,9 +12,22 @@ edges a second.
 Debouncing is done here, not with gpiozero's `bounce_time`: its meaning depends on the pin
 factory (lgpio: the level must be stable that long; RPi.GPIO: edges are ignored that long
 after one, which can lose the final level; MockFactory: not implemented), so it could not
-be tested and would change with the Pi model. Here a change counts once the pin has been
-steady for `bounce_s`, the level is read from the pin then (gpiozero warns the level passed
-to the callback may be stale), and the event carries the time of the first edge.
+be tested and would change with the Pi model. Here a change, from its first edge away from
+the level last reported, is decided by whichever comes first:
+
+- the line steady at one level for `bounce_s`: a clean edge is confirmed `bounce_s` after
+  it, a bounce that settles at the latest `bounce_s` after its last edge;
+- the line having been at one level `bounce_s` longer than at the other since the change
+  began: a worn or oxidised contact that makes and breaks every few ms for as long as it
+  is held (5-15 ms made, 1-5 ms broken) is never steady `bounce_s`, yet is mostly made; a
+  panic press like that is confirmed in some 35 ms (20 ms debounce), a door in some 95 ms.
+
+At the new level the change counts, dated at its first edge; back at the old level it was
+noise. Spikes shorter than `bounce_s` (EMI on a long cable) stay noise however many come,
+as long as each is shorter than the gap after it: they never lead by `bounce_s`. The levels
+between edges are those gpiozero passes with them; when a decision falls due the pin is
+read, and if it disagrees (gpiozero warns the level passed may be stale; an edge can be
+lost) the stretch it contradicts counts for neither level and nothing is decided then.
 
 Outputs: see drivers.gpio.outputs (loop timers, safe state). Unlock and Feedback arrive by
 `ctx.subscribe` on the loop thread and write the pin before returning: measured on
@@ -121,7 +134,10 @@ class _OutLine:
 
 
 class _Debounced:
-    """A contact whose change counts once the pin has been steady for bounce_s."""
+    """A contact whose changes are debounced (the rule: the module docstring). `value` is
+    the level last reported; a change being decided began at `began`, and `lead` is how
+    much longer the line has been at the new level than back at the old one since then,
+    up to `since`, when it went to `level`."""
 
     def __init__(
         self,
@@ -137,26 +153,75 @@ class _Debounced:
         self.bounce_s = bounce_s
         self.report = report
         self.value = self.read()
-        self.first_edge: float | None = None
+        self.level = self.value  # the line, as its edges tell
+        self.since = 0.0  # at `level` since then
+        self.began: float | None = None  # the first edge of the change being decided
+        self.lead = 0.0
         self.timer: asyncio.TimerHandle | None = None
 
     def read(self) -> bool:
         return bool(self.device.pin.state) == self.active_high
 
     def edge(self, state: int, ts: float) -> None:
-        if self.first_edge is None:
-            self.first_edge = ts
+        """An edge and the level gpiozero gave with it (lgpio: 2, no level, for a watchdog
+        timeout: then read). A decision due before it is made first: the loop ran late."""
+        level = bool(state) == self.active_high if state in (0, 1) else self.read()
+        deadline = self.deadline()
+        if deadline is not None and deadline <= ts:
+            self._decide()
+        self._move(level, max(ts, self.since))  # not before a stretch settle() began
+
+    def deadline(self) -> float | None:
+        """When the change being decided is decided if the line stays at `level`: steady
+        bounce_s, or leading the other level by bounce_s, whichever comes first."""
+        if self.began is None:
+            return None
+        return self.since + self.bounce_s - max(self._toward() * self.lead, 0.0)
+
+    def _toward(self) -> float:
+        """1 while the line is at the new level, -1 while it is back at the old one."""
+        return 1.0 if self.level != self.value else -1.0
+
+    def _move(self, level: bool, ts: float) -> None:
+        if level == self.level:
+            return
+        if self.began is None:
+            self.began, self.lead = ts, 0.0
+        else:
+            self.lead += self._toward() * (ts - self.since)
+        self.level, self.since = level, ts
+        self._arm()
+
+    def _arm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.board.later(ts + self.bounce_s, self.settle)
+        deadline = self.deadline()
+        self.timer = None if deadline is None else self.board.later(deadline, self.settle)
 
     def settle(self) -> None:
+        """The deadline: decide on `level` if the pin agrees. If not, an edge is on its way
+        or was lost (gpiozero warns the level it passes may be stale): how long the line
+        stayed at `level` is unknown, so that stretch counts for neither side."""
         self.timer = None
-        ts, self.first_edge = self.first_edge, None
-        value = self.read()
-        if value != self.value and ts is not None:
-            self.value = value
-            self.report(value, ts)
+        if self.began is None:
+            return
+        level = self.read()
+        if level != self.level:
+            self.level, self.since = level, time.monotonic()
+            self._arm()
+            return
+        self._decide()
+
+    def _decide(self) -> None:
+        """The line is at the new level (report it, dated at its first edge) or back at the
+        old one (it was noise)."""
+        began, self.began, self.lead = self.began, None, 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if began is not None and self.level != self.value:
+            self.value = self.level
+            self.report(self.level, began)
 
     def stop(self) -> None:
         if self.timer is not None:

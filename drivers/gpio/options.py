@@ -46,7 +46,8 @@ class DoorContact(_Input):
         default=0.05,
         ge=0,
         le=2,
-        description="a change counts once the level has been steady this long (contact bounce)",
+        description="a change counts once the level has been steady this long (contact "
+        "bounce), or this much longer at the new level than at the old (a chattering contact)",
     )
     flap_changes: int = Field(
         default=FLAP_CHANGES,
@@ -111,7 +112,11 @@ class PanicButton(_Input):
         "the alarm",
     )
     bounce_s: float = Field(
-        default=0.02, ge=0, le=1, description="contact bounce on press and release"
+        default=0.02,
+        ge=0,
+        le=1,
+        description="contact bounce on press and release: a change counts once steady this "
+        "long, or this much longer at the new level than at the old (a worn contact chattering)",
     )
     dropout_s: float = Field(
         default=0.2,
@@ -145,7 +150,8 @@ class IgnitionSense(_Input):
         default=0.5,
         ge=0,
         le=10,
-        description="on or off counts once steady this long (the line dips while cranking)",
+        description="on or off counts once steady this long, or this much longer at the new "
+        "level than at the old (the line dips while cranking)",
     )
 
 

@@ -3,6 +3,7 @@ context (tests/helpers/drivers.py), pin timelines from MockFactory."""
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -67,3 +68,37 @@ def assert_timeline(
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Polled every 2 ms: pin timelines are measured in milliseconds."""
     await helpers.wait_until(predicate, timeout, what, step=0.002)
+
+
+async def chatter(
+    pin: MockPin,
+    made: bool,
+    seconds: float,
+    seed: int = 1,
+    made_s: tuple[float, float] = (0.005, 0.015),
+    broken_s: tuple[float, float] = (0.001, 0.005),
+) -> None:
+    """A worn or oxidised contact held made (`made`: the level it drives then) that keeps
+    breaking: at `made` 5-15 ms, away 1-5 ms (`made_s`, `broken_s`), irregularly, for
+    `seconds`; ends at `made`.
+
+    Why that shape: a sound switch bounces for a few ms at each transition and is then
+    steady (Ganssle, "A Guide to Debouncing", ganssle.com/debouncing.htm: 16 of 18 switches
+    bounced 1.6 ms on average, 6.2 ms at most). An oxidised contact is different: the Pi's
+    pull-up passes some 60 µA, far below the 1-20 mA wetting current that breaks through
+    the oxide film, so held at a light or uneven pressure the contact stays partly open and
+    makes and breaks for as long as it is held (en.wikipedia.org/wiki/Wetting_current), as
+    a reed contact does under shock and vibration (reed-sensor.com/glossary/bounce). No
+    level here lasts the 20 ms (panic) or 50 ms (door) a sound contact is debounced with.
+    """
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    make, brk = (pin.drive_high, pin.drive_low) if made else (pin.drive_low, pin.drive_high)
+    while True:
+        make()
+        await asyncio.sleep(rng.uniform(*made_s))
+        if loop.time() >= end:
+            return
+        brk()
+        await asyncio.sleep(rng.uniform(*broken_s))

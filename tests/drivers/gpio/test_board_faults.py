@@ -10,7 +10,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from core.events import Crossing, DoorInput
 from tests.drivers.gpio.conftest import Start
-from tests.drivers.gpio.fakes import wait_until
+from tests.drivers.gpio.fakes import chatter, wait_until
 
 DOOR, OUTER, INNER = 5, 6, 13
 
@@ -94,6 +94,21 @@ async def test_door_opened_and_closed_quickly_still_gives_both_events(
         pin.drive_low()
         await asyncio.sleep(0.4)
     assert changes(r.rec.of(DoorInput)) == [False, True, False, True, False]
+    assert r.rec.counts["door_flapping"] == 0
+
+
+async def test_door_contact_chattering_while_closed_reports_the_close_once(
+    start: Start, factory: MockFactory
+) -> None:
+    # a worn reed contact on a vibrating bus, the door shut: made (LOW) but breaking every
+    # few ms (fakes.chatter), never steady for the 50 ms debounce. The door is closed
+    r = await start(doors=[{"name": "front", "pin": DOOR}])
+    pin = factory.pin(DOOR)
+    first = asyncio.get_running_loop().time()
+    await chatter(pin, False, 1.0)
+    events = r.rec.of(DoorInput)
+    assert changes(events) == [False], "the close was not reported while the contact chattered"
+    assert abs(events[1].ts - first) < 0.01
     assert r.rec.counts["door_flapping"] == 0
 
 

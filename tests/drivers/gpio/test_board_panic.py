@@ -3,6 +3,7 @@ bounce_s 0.02, dropout_s 0.2, 3 presses within 3 s): a worn contact on a bumpy r
 frightened rider's jabs, and the knocks and brushes that must not raise an alarm."""
 
 import asyncio
+import random
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 from core.events import PanicInput
 from drivers.gpio.options import PanicButton
 from tests.drivers.gpio.conftest import Start
-from tests.drivers.gpio.fakes import wait_until
+from tests.drivers.gpio.fakes import chatter, wait_until
 
 PANIC = 19
 
@@ -93,6 +94,42 @@ async def test_letting_go_longer_than_a_drop_out_ends_the_hold(
     r = await start(panic={"pin": PANIC, "presses": 0})
     await presses(factory.pin(PANIC), 0.6, 0.4, 2)  # 1.2 s down in all, never 1 s at once
     await wait_until(lambda: r.rec.counts["panic_brush"] == 2, 1, "two brushes")
+    assert after_start(r.rec.of(PanicInput)) == []
+
+
+async def test_a_press_chattering_throughout_raises_while_still_held(
+    start: Start, factory: MockFactory
+) -> None:
+    # a worn button held for 1.5 s whose contact never stays made 20 ms (fakes.chatter): a
+    # provider alone in a truck presses it, and the alarm must come while they hold it
+    r = await start(panic={"pin": PANIC})
+    pin = factory.pin(PANIC)
+    first = asyncio.get_running_loop().time()
+    await chatter(pin, False, 1.5)  # the button shorts the pull-up: LOW while made
+    raised = [e for e in after_start(r.rec.of(PanicInput)) if e.pressed]
+    assert len(raised) == 1, "no alarm while the button was held"
+    assert raised[0].ts == pytest.approx(first, abs=0.01)
+    pin.drive_high()
+    await wait_until(lambda: len(after_start(r.rec.of(PanicInput))) == 2, 1, "the release")
+    assert [e.pressed for e in after_start(r.rec.of(PanicInput))] == [True, False]
+
+
+async def test_emi_spikes_on_the_line_never_press_the_button(
+    start: Start, factory: MockFactory
+) -> None:
+    # a long cable beside the ignition coil: 1-4 ms spikes 5-40 ms apart for 2 s. Each is
+    # shorter than bounce_s and they add up to far less than half the time: never a press
+    r = await start(panic={"pin": PANIC})
+    pin = factory.pin(PANIC)
+    rng = random.Random(7)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 2.0
+    while loop.time() < end:
+        pin.drive_low()
+        await asyncio.sleep(rng.uniform(0.001, 0.004))
+        pin.drive_high()
+        await asyncio.sleep(rng.uniform(0.005, 0.04))
+    await asyncio.sleep(0.3)
     assert after_start(r.rec.of(PanicInput)) == []
 
 
