@@ -305,7 +305,9 @@ class _Panic:
     """The panic button: debounced presses in, PanicInput out.
 
     A press begins at a debounced press and ends when the button has been up longer than
-    `dropout_s`: a shorter drop-out (a worn contact on a bump) is inside the press. A press
+    `dropout_s`: a shorter drop-out (a worn contact on a bump) is inside the press, and so is
+    a press back that began within it but is still being debounced (a chattering contact
+    can take longer than bounce_s: `_dropout_over` waits for the decision). A press
     that lasts `hold_s` raises (PanicInput(True), dated when it began); so does the
     `presses`-th press within `presses_within_s` once it has been down
     SERIES_PRESS_MIN_S (dated when the first of them began). Each stretch down within a
@@ -367,8 +369,23 @@ class _Panic:
                 self._set("jab", ts + SERIES_PRESS_MIN_S, self._jab)
         elif self.start is not None and self.released_at is None:
             self.released_at = ts
-            # a press back within dropout_s is only confirmed bounce_s later: wait for it
-            self._set("dropout", ts + o.dropout_s + o.bounce_s + 0.001, self._end)
+            # a press back within dropout_s is confirmed bounce_s later at the soonest: wait
+            self._set("dropout", ts + o.dropout_s + o.bounce_s + 0.001, self._dropout_over)
+
+    def _dropout_over(self) -> None:
+        """Up longer than dropout_s: the press ended, unless a press back that began in time
+        is still being decided (a worn contact chattering takes longer than bounce_s)."""
+        began, due = self.contact.began, self.contact.deadline()
+        released = self.released_at
+        if (
+            released is not None
+            and began is not None
+            and due is not None
+            and began - released <= self.options.dropout_s
+        ):
+            self._set("dropout", due + 0.001, self._dropout_over)
+            return
+        self._end()
 
     def _held(self) -> None:
         if self.start is None or self.raised:

@@ -114,6 +114,24 @@ async def test_a_press_chattering_throughout_raises_while_still_held(
     assert [e.pressed for e in after_start(r.rec.of(PanicInput))] == [True, False]
 
 
+async def test_a_press_back_that_chatters_goes_on_with_the_hold(
+    start: Start, factory: MockFactory
+) -> None:
+    # held 0.5 s, let go 0.1 s (a drop-out), pressed again lightly: the worn contact makes
+    # barely longer than it breaks (6 ms made, 5 ms broken), so the press back is confirmed
+    # only some 0.2 s after it began, past the end of the drop-out. It began inside it: the
+    # press goes on, and the hold raises dated at the first press
+    r = await start(panic={"pin": PANIC})
+    pin = factory.pin(PANIC)
+    first = await presses(pin, 0.5, 0.1, 1)
+    await chatter(pin, False, 0.4, made_s=(0.006, 0.006), broken_s=(0.005, 0.005))
+    await wait_until(lambda: bool(after_start(r.rec.of(PanicInput))), 1, "the alarm")
+    assert [(e.pressed, e.ts) for e in after_start(r.rec.of(PanicInput))] == [
+        (True, pytest.approx(first, abs=0.01))
+    ]
+    assert r.rec.counts["panic_brush"] == 0
+
+
 async def test_emi_spikes_on_the_line_never_press_the_button(
     start: Start, factory: MockFactory
 ) -> None:
