@@ -44,6 +44,7 @@ from edged.release.schemas import SCHEMAS
 from edged.update.install import check_release, remove_release_off_loop
 from edged.update.job import Job, WorkDir
 from edged.update.trial import EX_TEMPFAIL, Checks, TrialWatch
+from edged.update.versions import release_key
 
 if TYPE_CHECKING:  # a bundle's code loads on the first update.apply, not at every start
     from edged.release.bundle import Keys, VerifiedBundle
@@ -83,12 +84,6 @@ class Host:
 def free_bytes(path: Path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
-
-
-def release_key(version: str) -> tuple[int, ...]:
-    """The numeric release part of a version (0.10.2 > 0.9.9), for the downgrade check."""
-    m = re.match(r"\d+(\.\d+)*", version)
-    return tuple(int(x) for x in m[0].split(".")) if m else ()
 
 
 class UpdateManager:
@@ -182,7 +177,9 @@ class UpdateManager:
             job.state = "staged"
             log.warning(
                 "the switch to release %s did not happen (%d of %d): staged again",
-                job.version, job.switches, MAX_SWITCHES,
+                job.version,
+                job.switches,
+                MAX_SWITCHES,
             )
         else:
             job.state, job.code = "failed", "install_failed"

@@ -82,6 +82,8 @@ def manager(
         ({"allow_downgrade": "yes"}, "bad_args"),
         ({"version": "0.1.0"}, "already_running"),
         ({"version": "0.0.9"}, "downgrade"),
+        ({"version": "0.1.0rc1"}, "downgrade"),  # the running release's own candidate
+        ({"version": "0.1.0.dev3"}, "downgrade"),
         ({"extra": 1}, "bad_args"),
     ],
 )
