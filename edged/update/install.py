@@ -56,10 +56,13 @@ async def run(*argv: str, env: dict[str, str] | None = None, limit_s: float) -> 
     try:
         async with asyncio.timeout(limit_s):
             out, _ = await proc.communicate()
-    except (TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, asyncio.CancelledError) as exc:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+        if isinstance(exc, TimeoutError):  # said as what ran past its limit
+            shown = " ".join([Path(argv[0]).name, *argv[1:4]])
+            raise TimeoutError(f"`{shown} …` ran past {limit_s:.0f} s and was stopped") from None
         raise
     text = out.decode(errors="replace")
     return proc.returncode or 0, text[-OUTPUT_LIMIT:]
@@ -165,18 +168,28 @@ async def install(
         await remove_release_off_loop(tree, version)
     try:
         await _install_new(tree, bundle, python, config)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        # the outbox or the logs grew since the space was checked: a refusal like a full
-        # disk mid-download, so the half release and the bundle go and the node gets its
-        # room back (UpdateManager)
-        raise CommandError(
+    except OSError as exc:  # a refusal that says why; the manager removes what was written
+        raise install_error(exc, version, dest) from exc
+    return dest
+
+
+def install_error(exc: OSError, version: str, dest: Path) -> CommandError:
+    """What went wrong writing a release, as the job's failure. Whatever it is, the
+    manager then removes the half release and the bundle (as for any failed job), so the
+    node gets its room back at once, not at the next start of edged."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # the outbox or the logs grew since the space was checked: as a full disk
+        # mid-download (download.py)
+        return CommandError(
             "no_space",
             f"the disk filled up while release {version} was installed in {dest}: free "
             "some space and send update.apply again",
-        ) from exc
-    return dest
+        )
+    return CommandError(
+        "install_failed",
+        f"release {version} could not be installed in {dest} ({exc}): check the disk and "
+        "[update] python, then send update.apply again",
+    )
 
 
 async def _install_new(

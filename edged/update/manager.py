@@ -379,15 +379,17 @@ class UpdateManager:
             self.switch_pending = job
             log.info("switching to release %s: edged stops, systemd starts it", job.version)
             self.host.stop(0)
-        except CommandError as exc:
-            self._fail(job, exc.code, exc.message)
-            if not self.tree.complete(job.version) or exc.code == "config_rejected":
-                await self._remove(job.version)
         except (Cancelled, asyncio.CancelledError):
-            raise
+            raise  # abandoned (its caller removes it), or the node stops: resumed at start
         except Exception as exc:
-            log.exception("update to %s failed", job.version)
-            self._fail(job, "internal", f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, CommandError):
+                self._fail(job, exc.code, exc.message)
+            else:
+                log.exception("update to %s failed", job.version)
+                self._fail(job, "internal", f"{type(exc).__name__}: {exc}")
+            # one path for every failure: what the job wrote, whole or half, goes now (the
+            # start's sweep would remove it only later); `current` and `previous` are kept
+            await self._remove(job.version)
 
     async def _install(self, job: Job) -> None:
         """Download, verify, install: `staged` at the end, or a refusal on the way."""

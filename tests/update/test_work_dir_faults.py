@@ -181,3 +181,43 @@ def _switching_again(root: Path) -> None:
 def test_a_job_whose_switch_count_is_not_a_number_is_unreadable(tmp_path: Path) -> None:
     assert Job.from_json({"id": "j", "version": "0.2.0", "url": "u", "size": 1, "sha256": "a",
                           "switch": "parked", "switches": "3"}) is None  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", ["the venv interpreter is gone", "a step runs past its limit"])
+async def test_an_install_that_fails_otherwise_than_by_a_full_disk_removes_the_half_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """Any failure mid-install must take away what it wrote, as a full disk does: an
+    OSError or a timeout failed `internal` and left the wheels on the disk (the release
+    was removed only at the next start of edged)."""
+    import edged.update.install as install_module
+
+    m = manager(tmp_path)
+    if fault == "the venv interpreter is gone":  # [update] python names what apt removed
+        m.python = tmp_path / "gone" / "python3"
+    else:  # `python -m venv` on a card slow to the point of failing: killed at its limit
+        monkeypatch.setattr(install_module, "CHECK_TIMEOUT_S", 0.001)
+    root = tmp_path / "releases"
+    work = WorkDir(root)
+    bundle = make_bundle(tmp_path / "b.bundle")
+    digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    job = Job(id="j", version="0.2.0", url=str(GOOD["url"]), size=bundle.stat().st_size,
+              sha256=digest, switch="now", state="verifying")  # fmt: skip
+    work.save(job)
+    work.bundle(job).write_bytes(bundle.read_bytes())  # downloaded before a restart
+    wrote: list[bool] = []
+    said = recording(m, lambda s: s.state == "failed" and wrote.append((root / "0.2.0").exists()))
+    run = asyncio.create_task(m.run())
+    try:
+        status = await failed(said, run)
+        for _ in range(100):  # the half release is removed beside the loop
+            if not (root / "0.2.0").exists():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+    assert wrote == [True], "the install stopped before it wrote anything: not this fault"
+    assert not (root / "0.2.0").exists(), "the half-written release is still there"
+    assert not work.bundle(job).exists()
+    assert status.code == "install_failed", status
+    assert "0.2.0" in (status.reason or "") and "send update.apply again" in (status.reason or "")
