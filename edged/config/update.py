@@ -59,12 +59,29 @@ class UpdateConfig(Strict):
     retry_max_s: float = Field(
         default=300.0, ge=1, le=86400, description="longest wait between download retries"
     )
+    min_bytes_per_s: int = Field(
+        default=1000,
+        ge=0,
+        description="a download connection that brings less than this over `slow_s` is ended "
+        "(a server that trickles); three in a row fail the update `download_failed`; 0: no "
+        "minimum; at most half of `max_bytes_per_s`. A link of tens of kB/s at a bad spot "
+        "passes it many times over",
+    )
+    slow_s: float = Field(
+        default=120.0, gt=0, le=3600, description="the window `min_bytes_per_s` is judged over"
+    )
 
     @model_validator(mode="after")
     def _stable_in_trial(self) -> "UpdateConfig":
         if self.stable_s >= self.trial_s:
             raise ValueError("stable_s must be shorter than trial_s")
         return self
+
+    def min_rate(self) -> int:
+        """`min_bytes_per_s`, kept under the cap: a node capped at 800 B/s is not too slow."""
+        if self.max_bytes_per_s:
+            return min(self.min_bytes_per_s, self.max_bytes_per_s // 2)
+        return self.min_bytes_per_s
 
     def interpreter(self, running: str) -> Path:
         return Path(self.python) if self.python is not None else Path(running)

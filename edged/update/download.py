@@ -7,6 +7,15 @@ bundle asked for, and a node on a metered link must not fetch gigabytes of somet
 else. A connection that ends early is a drop, not a refusal: it is retried with growing
 pauses (the vehicle is in a dead zone), for as long as the job lasts.
 
+A connection that brings too little is ended too (`TooSlow`, a drop): the socket's read
+timeout only trips when nothing comes, and a server that trickles a byte every few seconds
+(into its TLS handshake, its head or the file) would otherwise hold the download for days.
+A watcher beside the transfer wants `min_bytes_per_s` × `slow_s` bytes of the file in each
+`slow_s` window (`[update]`; by default 1 kB/s over 2 min, which a link of tens of kB/s
+at a bad spot passes many times over) and shuts the socket down when a window falls
+short; the read blocked in the transfer's thread then returns. The manager fails the job
+`download_failed` after a few such connections in a row.
+
 http.client in a worker thread, not aiohttp: one request at a time, a few kilobytes of
 code already loaded, and no event loop time spent on the bytes.
 """
@@ -17,6 +26,7 @@ import http.client
 import logging
 import os
 import re
+import socket
 import ssl
 import threading
 import time
@@ -41,6 +51,10 @@ class Dropped(EdgedError):
     """The transfer stopped early for a reason that a retry may cure."""
 
 
+class TooSlow(Dropped):
+    """The connection brought less than the minimum rate over a window (module doc)."""
+
+
 class Cancelled(EdgedError):
     """The job was cancelled or replaced."""
 
@@ -52,6 +66,65 @@ class Transfer:
     part: Path
     max_bytes_per_s: int = 0
     ca_file: Path | None = None
+    min_bytes_per_s: int = 0
+    """0: no minimum (a stall still ends at the read timeout)."""
+    slow_s: float = 120.0
+
+
+class Pace:
+    """Watches one connection from a thread beside it (module doc): each `window_s` from
+    the first byte of the TLS handshake must bring `min_rate` × `window_s` bytes of the
+    file, or what is left of it; else the socket is shut down and `verdict` says why."""
+
+    def __init__(self, min_rate: int, window_s: float) -> None:
+        self.min_rate, self.window_s = min_rate, window_s
+        self.got = 0  # bytes of the file so far (set by the transfer's thread)
+        self.left: int | None = None  # of the file, once the head said where it starts
+        self.verdict: str | None = None
+        self._done = threading.Event()
+
+    def watch(self, sock: socket.socket) -> None:
+        if self.min_rate > 0:
+            threading.Thread(target=self._watch, args=(sock,), name="update.pace",
+                             daemon=True).start()  # fmt: skip
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _watch(self, sock: socket.socket) -> None:
+        counted = 0
+        quota = int(self.min_rate * self.window_s)
+        while not self._done.wait(self.window_s):
+            got, left = self.got, self.left
+            need = quota if left is None else min(quota, left - counted)
+            if got - counted < need:
+                where = "before the file began" if left is None else "of the file"
+                self.verdict = (
+                    f"the server sent {got - counted} bytes {where} in {self.window_s:g} s, "
+                    f"under [update] min_bytes_per_s = {self.min_rate}"
+                )
+                with contextlib.suppress(OSError):  # the socket's, not the TLS layer's
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                return
+            counted = got
+
+
+def _open(host: str, port: int, ctx: ssl.SSLContext, pace: Pace) -> ssl.SSLSocket:
+    """TCP, then TLS under the pace's watch from its first byte (a trickled handshake is as
+    slow as a trickled file)."""
+    raw = socket.create_connection((host, port), timeout=TIMEOUT_S)
+    try:
+        tls = ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
+    except BaseException:
+        raw.close()
+        raise
+    pace.watch(tls)
+    try:
+        tls.do_handshake()
+    except BaseException:
+        tls.close()
+        raise
+    return tls
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -89,18 +162,19 @@ def fetch(
         have = 0
     if have == transfer.size:
         return
-    port = parts.port or 443
-    conn = http.client.HTTPSConnection(
-        parts.hostname or "", port, context=tls_context(transfer.ca_file), timeout=TIMEOUT_S
-    )
+    host, port = parts.hostname or "", parts.port or 443
+    ctx = tls_context(transfer.ca_file)
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=TIMEOUT_S)
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
     headers = {"User-Agent": f"edged/{__version__}", "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
+    pace = Pace(transfer.min_bytes_per_s, transfer.slow_s)
     try:
         try:
+            conn.sock = _open(host, port, ctx, pace)
             conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
         except ssl.SSLCertVerificationError as exc:
@@ -110,10 +184,21 @@ def fetch(
                 "[update] ca_file (the fleet CA)",
             ) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise Dropped(f"cannot reach {parts.hostname}:{port}: {exc}") from exc
+            raise Dropped(f"cannot reach {host}:{port}: {exc}") from exc
         start = _start_of(resp, have, transfer.size)
-        _receive(resp, transfer, start, progress, cancelled)
+        pace.left = transfer.size - start
+
+        def seen(at: int) -> None:
+            pace.got = at - start
+            progress(at)
+
+        _receive(resp, transfer, start, seen, cancelled)
+    except (Dropped, CommandError, OSError, http.client.HTTPException) as exc:
+        if pace.verdict is not None:  # whatever the shut socket made of it: too slow
+            raise TooSlow(pace.verdict) from exc
+        raise
     finally:
+        pace.stop()
         conn.close()
 
 
@@ -170,7 +255,7 @@ def _receive(
                         raise Cancelled
                     want = min(CHUNK, transfer.size - have)
                     try:
-                        chunk = resp.read(want)
+                        chunk = resp.read1(want)  # what came: the pace counts it
                     except (OSError, http.client.HTTPException) as exc:
                         raise Dropped(f"the connection broke after {have} bytes: {exc}") from exc
                     if not chunk:

@@ -57,6 +57,9 @@ INSTALL_FACTOR = 1.3
 """Installed size over the wheels' uncompressed content (bytecode, venv, RECORD files)."""
 GUESS_FACTOR = 6
 """Space to keep for the install per byte of bundle, before its manifest says exactly."""
+SLOW_CONNECTIONS = 3
+"""Connections in a row that bring less than `[update] min_bytes_per_s` before the job fails
+`download_failed`: a bad spot on the road is passed, a server that trickles is given up."""
 MAX_SWITCHES = 3
 """Switches begun that did not happen before the job fails: a power cut mid-switch is tried
 again, a switch that fails each time (a full disk) is not, node restart after restart."""
@@ -416,7 +419,7 @@ class UpdateManager:
         self._set(job, "staged")
 
     async def _download(self, job: Job) -> Path:
-        from edged.update.download import Dropped, Transfer, fetch
+        from edged.update.download import Dropped, TooSlow, Transfer, fetch
 
         assert self.work is not None
         final = self.work.bundle(job)
@@ -426,9 +429,10 @@ class UpdateManager:
         part = self.work.part(job)
         transfer = Transfer(
             job.url, job.size, part, self.config.max_bytes_per_s, self.config.ca_file
-            or self.host.ca_file,
+            or self.host.ca_file, self.config.min_rate(), self.config.slow_s,
         )  # fmt: skip
         pause = 1.0
+        slow = 0  # connections in a row that were too slow
         resumed = part.exists() and part.stat().st_size > 0
         reporter = asyncio.create_task(self._report_progress(job), name="update.progress")
         try:
@@ -437,6 +441,14 @@ class UpdateManager:
                 try:
                     await in_daemon_thread(fetch, transfer, self._progress, self._cancel)
                 except Dropped as exc:
+                    slow = slow + 1 if isinstance(exc, TooSlow) else 0
+                    if slow >= SLOW_CONNECTIONS:
+                        raise CommandError(
+                            "download_failed",
+                            f"{exc}, {slow} connections in a row: the file server (or what "
+                            "is between) sends too slowly; check it, or lower [update] "
+                            "min_bytes_per_s, then send update.apply again",
+                        ) from None
                     resumed = True
                     log.warning("update download: %s; again in %.0f s", exc, pause)
                     await asyncio.sleep(pause)

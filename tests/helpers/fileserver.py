@@ -1,6 +1,8 @@
 """Dispatch's file server for the tests: HTTPS with the fleet CA's certificate, Range
 requests (206 with Content-Range), and the faults a field link has: a cap on the rate,
-a connection cut after some bytes (once, or every time), a file shorter than it should be.
+a connection cut after some bytes (once, or every time), a file shorter than it should be,
+and a server that trickles (small writes at a low rate, its head too if asked: each write
+a TLS record of its own, so no read timeout of the client ever trips).
 Every request is logged, so a test can see that a download resumed rather than restarted.
 """
 
@@ -31,6 +33,8 @@ class Served:
     cut_after: int | None = None  # close the connection after this many bytes of the file
     cuts: int = 1  # ...this many times
     truncate_to: int | None = None  # serve only the first N bytes, as if the file were short
+    chunk: int = 16384  # bytes per write (each one TLS record)
+    slow_head: int = 0  # 1: the status line and headers go out at `rate`, `chunk` at a time
 
 
 @dataclass
@@ -112,19 +116,29 @@ class FileServer:
         body = data[start:]
         request = Request(name, wanted, status, start)
         self.requests.append(request)
-        h.send_response(status)
-        h.send_header("Content-Length", str(len(body)))
+        head = [f"HTTP/1.1 {status} {'Partial Content' if m else 'OK'}",
+                f"Content-Length: {len(body)}"]  # fmt: skip
         if m:
-            h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        h.end_headers()
+            head.append(f"Content-Range: bytes {start}-{len(data) - 1}/{len(data)}")
+        if served.slow_head:
+            try:
+                self._paced(h, "".join(f"{line}\r\n" for line in head).encode() + b"\r\n", served)
+            except OSError:  # the client gave up
+                h.close_connection = True
+                return
+        else:
+            h.send_response(status)
+            for line in head[1:]:
+                h.send_header(*line.split(": ", 1))
+            h.end_headers()
         cut = None
         if served.cut_after is not None and served.cuts > 0 and start < served.cut_after:
             served.cuts -= 1
             cut = served.cut_after - start
         began = time.monotonic()
         try:
-            for i in range(0, len(body), 16384):
-                chunk = body[i : i + 16384]
+            for i in range(0, len(body), served.chunk):
+                chunk = body[i : i + served.chunk]
                 if cut is not None and request.sent + len(chunk) > cut:
                     h.wfile.write(chunk[: cut - request.sent])
                     request.sent = cut
@@ -140,3 +154,14 @@ class FileServer:
                         time.sleep(ahead)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             h.close_connection = True
+
+    @staticmethod
+    def _paced(h: BaseHTTPRequestHandler, data: bytes, served: Served) -> None:
+        """`data` at `served.rate`, `served.chunk` bytes a write, each sent at once."""
+        began = time.monotonic()
+        for i in range(0, len(data), served.chunk):
+            h.wfile.write(data[i : i + served.chunk])
+            h.wfile.flush()
+            ahead = (i + served.chunk) / served.rate - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)

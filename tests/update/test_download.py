@@ -1,16 +1,23 @@
 """The bundle download against a real HTTPS server: resumed, capped, and refused when the
 file is not the size the signed command said."""
 
+import asyncio
+import hashlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from edged.config.update import UpdateConfig
 from edged.errors import CommandError
-from edged.update.download import Cancelled, Dropped, Transfer, check_url, fetch
+from edged.update.download import Cancelled, Dropped, TooSlow, Transfer, check_url, fetch
+from edged.update.job import WORK
 from tests.helpers.disk import mounted_tmpfs
 from tests.helpers.fileserver import FileServer
+from tests.update.test_manager import manager
+from tests.update.test_work_dir_faults import failed, recording
 
 
 def transfer(url: str, blob: Path, tmp_path: Path, pki: Path, **kw: object) -> Transfer:
@@ -153,3 +160,88 @@ def test_a_url_whose_port_or_host_cannot_be_read_is_bad_args_before_the_job_star
     with pytest.raises(CommandError) as info:
         check_url(url)
     assert info.value.code == "bad_args"
+
+
+def ended_within(seconds: float, fn: Callable[[], None]) -> BaseException | None:
+    """What `fn()` raised (None: it returned), run in a thread; fails if it still runs
+    after `seconds` (a trickled download went on for days)."""
+    out: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            out.append(exc)
+        else:
+            out.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert out, f"the download still runs after {seconds} s"
+    return out[0]
+
+
+TRICKLE = {"rate": 2, "chunk": 1}
+"""A byte every half second, each a TLS record of its own: no read timeout ever trips."""
+
+
+@pytest.mark.parametrize("head", [False, True], ids=["the file", "its head"])
+def test_a_server_that_trickles_is_too_slow_within_a_window(
+    server: FileServer, blob: Path, tmp_path: Path, server_pki: Path, head: bool
+) -> None:
+    url = server.serve("b", blob, **TRICKLE, slow_head=int(head))
+    t = transfer(url, blob, tmp_path, server_pki, min_bytes_per_s=1000, slow_s=1.0)
+    started = time.monotonic()
+    error = ended_within(10, lambda: fetch(t, lambda _: None, threading.Event()))
+    assert isinstance(error, TooSlow), error
+    assert "min_bytes_per_s = 1000" in str(error)
+    assert time.monotonic() - started < 3
+
+
+def test_a_link_of_tens_of_kb_per_s_is_not_too_slow(
+    server: FileServer, tmp_path: Path, server_pki: Path
+) -> None:
+    """20 kB/s in writes of a TCP segment (LTE at a bad spot), judged over windows of
+    1 s at the default minimum: every window passes."""
+    blob = tmp_path / "small.bin"
+    blob.write_bytes(bytes(range(256)) * 240)  # 60 kB: 3 s
+    url = server.serve("b", blob, rate=20_000, chunk=1400)
+    minimum = UpdateConfig().min_bytes_per_s
+    t = transfer(url, blob, tmp_path, server_pki, min_bytes_per_s=minimum, slow_s=1.0)
+    assert ended_within(20, lambda: fetch(t, lambda _: None, threading.Event())) is None
+    assert t.part.read_bytes() == blob.read_bytes()
+
+
+async def test_a_server_too_slow_three_connections_in_a_row_fails_the_update(
+    server: FileServer, blob: Path, tmp_path: Path, server_pki: Path
+) -> None:
+    """The old download read on for as long as the server kept a byte coming within the
+    read timeout: the update said `downloading` for days. Now each connection is ended
+    after a window, resumed from its bytes, and the third in a row fails the job."""
+    m = manager(tmp_path)
+    m.config = UpdateConfig(min_free_mb=0, min_bytes_per_s=1000, slow_s=0.5)
+    m.host.ca_file = server_pki / "ca.crt"
+    said = recording(m)
+    run = asyncio.create_task(m.run())
+    try:
+        await asyncio.sleep(0)
+        await m.command_apply(
+            {"version": "0.2.0", "url": server.serve("b", blob, **TRICKLE),
+             "size": blob.stat().st_size, "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
+        )  # fmt: skip
+        status = await failed(said, run)
+    finally:
+        run.cancel()
+    assert status.code == "download_failed", status
+    assert "3 connections in a row" in (status.reason or ""), status.reason
+    assert "min_bytes_per_s" in (status.reason or "")
+    assert len(server.requests) == 3
+    assert [r.start for r in server.requests] == sorted(r.start for r in server.requests)
+    assert not list((tmp_path / "releases" / WORK).glob("*.part")), "its bytes are kept"
+
+
+def test_the_minimum_rate_stays_under_a_bandwidth_cap() -> None:
+    """A node capped at 800 B/s would otherwise find every download too slow."""
+    assert UpdateConfig(max_bytes_per_s=800).min_rate() == 400
+    assert UpdateConfig().min_rate() == UpdateConfig().min_bytes_per_s
