@@ -48,12 +48,16 @@ class VerifiedBundle:
     manifest: Manifest
     raw_manifest: bytes
     kid: str
+    raw_signature: bytes = b""
+    """manifest.sig as it came: a staged release is checked again against the keys in
+    force when it switches (a key may have been revoked meanwhile)."""
 
 
 def write_bundle(out: Path, manifest_raw: bytes, signature: bytes, wheels: list[Path]) -> None:
     """Write the bundle (members in the order a node reads them); fixed owners and times,
     so the same inputs give the same bytes."""
     import tarfile
+
     tmp = out.with_name(out.name + ".tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, MANIFEST, manifest_raw)
@@ -67,6 +71,7 @@ def write_bundle(out: Path, manifest_raw: bytes, signature: bytes, wheels: list[
 
 def _info(name: str, size: int) -> "tarfile.TarInfo":
     import tarfile
+
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime, info.uid, info.gid = size, 0o644, 0, 0, 0
     info.uname = info.gname = "root"
@@ -80,6 +85,7 @@ def _add_bytes(tar: "tarfile.TarFile", name: str, data: bytes) -> None:
 def read_head(path: Path) -> tuple[bytes, bytes]:
     """manifest.json and manifest.sig, without checking them (edgectl reads the version)."""
     import tarfile
+
     try:
         with tarfile.open(path, "r:") as tar:
             members = _members(tar)
@@ -94,6 +100,7 @@ def verify_bundle(path: Path, keys: Keys, *, version: str | None, target: Target
     Refusals, as CommandError codes: bad_bundle, bad_signature, forbidden, wrong_version,
     wrong_platform."""
     import tarfile
+
     try:
         with tarfile.open(path, "r:") as tar:
             members = _members(tar)
@@ -126,12 +133,13 @@ def verify_bundle(path: Path, keys: Keys, *, version: str | None, target: Target
                 raise CommandError("bad_bundle", f"missing from the bundle: {missing[:5]}")
     except (tarfile.TarError, EOFError) as exc:
         raise CommandError("bad_bundle", f"the bundle is not a valid tar file: {exc}") from None
-    return VerifiedBundle(path, manifest, raw, kid)
+    return VerifiedBundle(path, manifest, raw, kid, sig)
 
 
 def extract_wheels(bundle: VerifiedBundle, dest: Path) -> list[Path]:
     """Write the wheels into `dest`, hash-checked again; returns their paths."""
     import tarfile
+
     dest.mkdir(parents=True, exist_ok=True)
     expected = {f.path: f for f in bundle.manifest.files}
     out: list[Path] = []

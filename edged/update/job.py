@@ -1,10 +1,12 @@
 """The update in progress, on disk, so a restart or a power cut resumes it where it was.
 
-`<releases>/.update/` holds job.json (what `update.apply` asked and how far it got), the
-bundle being downloaded (`<sha256>.part`, renamed `<sha256>.bundle` once its hash is
-right), the config as it was at the switch and the data copies a rollback may need.
+`<releases>/.update/` holds job.json (what `update.apply` asked and how far it got, and
+once verified the bundle's signed manifest), the bundle being downloaded
+(`<sha256>.part`, renamed `<sha256>.bundle` once its hash is right), the config as it was
+at the switch and the data copies a rollback may need.
 """
 
+import base64
 import contextlib
 import json
 import logging
@@ -37,10 +39,29 @@ class Job:
     kid: str | None = None
     downloads: int = 0  # full restarts of the download after a hash mismatch
     switches: int = 0  # switches begun that did not happen (a cut, or a failure: see the log)
+    manifest: str | None = None  # base64 of the verified manifest.json and manifest.sig:
+    signature: str | None = None  # checked again with the keys in force before the switch
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
+
+    def signed(self, raw_manifest: bytes, raw_signature: bytes) -> None:
+        self.manifest = base64.b64encode(raw_manifest).decode()
+        self.signature = base64.b64encode(raw_signature).decode()
+
+    def signed_head(self) -> tuple[bytes, bytes] | None:
+        """manifest.json and manifest.sig of the bundle verified for this job; None if the
+        job has none (not verified yet, or staged by an edged that did not keep them)."""
+        if self.manifest is None or self.signature is None:
+            return None
+        try:
+            return (
+                base64.b64decode(self.manifest, validate=True),
+                base64.b64decode(self.signature, validate=True),
+            )
+        except ValueError:  # binascii.Error: a job.json edited by hand
+            return None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Job | None":
@@ -51,7 +72,8 @@ class Job:
             return None
         ok = all(isinstance(getattr(job, k), str) for k in ("id", "version", "url", "sha256"))
         counts = all(type(getattr(job, k)) is int for k in ("size", "downloads", "switches"))
-        return job if ok and counts else None
+        head = all(isinstance(getattr(job, k), str | None) for k in ("manifest", "signature"))
+        return job if ok and counts and head else None
 
 
 class WorkDir:

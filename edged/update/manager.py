@@ -373,10 +373,12 @@ class UpdateManager:
         assert self.tree is not None and self.work is not None
         try:
             if job.state == "staged" and self.tree.complete(job.version):
+                self._still_trusted(job)  # the config may have changed while the node was down
                 self._set(job, "staged")  # installed before a restart
             else:
                 await self._install(job)
             await self._wait_for_moment(job)
+            self._still_trusted(job)  # ...or while the release waited for its moment
             await check_release(self.tree.python(job.version), job.version, self.host.config_path)
             self._set(job, "switching")
             self.switch_pending = job
@@ -408,6 +410,7 @@ class UpdateManager:
             target=this_machine(),
         )  # fmt: skip
         job.kid = bundle.kid
+        job.signed(bundle.raw_manifest, bundle.raw_signature)  # saved with `installing`
         self._check_data(bundle)
         self._check_space(
             int(bundle.manifest.unpacked_bytes * INSTALL_FACTOR)
@@ -417,6 +420,40 @@ class UpdateManager:
         await install(self.tree, bundle, self.python, self.host.config_path)
         self.work.drop_files()
         self._set(job, "staged")
+
+    def _still_trusted(self, job: Job) -> None:
+        """The staged release's signature, checked again with the keys of the config in
+        force: a key revoked (or stripped of `update`) since the bundle was verified, say
+        after it leaked, must not get its release switched to. And the release on disk must
+        be the one that manifest describes (release.json names its SHA-256)."""
+        from edged.release.manifest import check_signature
+        from edged.update.install import installed_from
+
+        assert self.tree is not None
+        head = job.signed_head()
+        if head is None:
+            raise CommandError(
+                "bad_signature",
+                f"the staged release {job.version} has no signed manifest on record to check "
+                "with the keys in force (staged by an older edged): send update.apply again",
+            )
+        raw, sig = head
+        try:
+            check_signature(raw, sig, self.host.keys())
+        except CommandError as exc:
+            raise CommandError(
+                exc.code,
+                f"the staged release {job.version} is no longer trusted: {exc.message}. Its "
+                f"key ({job.kid}) was removed from [[security.keys]], or lost the scope "
+                "`update`, since the bundle was verified: the release is removed, not "
+                "switched to; send update.apply with a bundle signed by a current update key",
+            ) from None
+        if not installed_from(self.tree, job.version, raw):
+            raise CommandError(
+                "bad_bundle",
+                f"release {job.version} on disk is not the one verified for this update "
+                "(its release.json names another manifest): send update.apply again",
+            )
 
     async def _download(self, job: Job) -> Path:
         from edged.update.download import Dropped, TooSlow, Transfer, fetch

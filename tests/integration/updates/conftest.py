@@ -105,16 +105,23 @@ def write_node_config(
     *,
     update: dict[str, Any] | None = None,
     extra: str = "",
+    release_scopes: tuple[str, ...] | None = ("read", "operate", "config", "update"),
 ) -> Path:
     """The node's /etc/edged/edged.toml: the tests' node config (a simulated GPS) whose every
-    fix is a QoS 1 position (the burst a switch must not lose), an update key and a key
-    without the update scope, [update] for the tests."""
+    fix is a QoS 1 position (the burst a switch must not lose), an update key (with
+    `release_scopes`; None: revoked, not in the config) and a key without the update scope,
+    [update] for the tests."""
     settings = {
         "switch": "now", "trial_s": 40, "stable_s": 1, "ca_file": str(pki / "ca.crt"),
         "min_free_mb": 50,
     } | (update or {})  # fmt: skip
     update_toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
     every_fix = "min_period_s = 0\nmin_distance_m = 0\nmax_period_s = 0.2"
+    release_key = "" if release_scopes is None else (
+        f'[[security.keys]]\nid = "release"\n'
+        f'public_key = "{public_key_text(UPDATE_KEY.public_key())}"\n'
+        f"scopes = {json.dumps(list(release_scopes))}"
+    )  # fmt: skip
     lines = f"""
 [clock]
 trust_system_clock = true
@@ -128,10 +135,7 @@ trust_system_clock = true
 {update_toml}
 
 [security]
-[[security.keys]]
-id = "release"
-public_key = "{public_key_text(UPDATE_KEY.public_key())}"
-scopes = ["read", "operate", "config", "update"]
+{release_key}
 [[security.keys]]
 id = "ops"
 public_key = "{public_key_text(CONFIG_KEY.public_key())}"
@@ -270,18 +274,27 @@ def variant(
 
 def stage(root: NodeRoot, version: str, patches: dict[str, Any] | None = None) -> str:
     """A release installed and staged as `update.apply` would leave it (made from this
-    checkout, with `patches` to make it misbehave): the node switches to it when it starts.
-    Returns the update's id."""
+    checkout, with `patches` to make it misbehave): the node switches to it when it starts,
+    if its keys still trust the update key that signed its manifest. Returns the update's
+    id."""
     import dataclasses
+    import hashlib
     import uuid
 
+    from edged.release.manifest import manifest_bytes, sign_manifest
     from edged.update.job import Job, WorkDir
+    from tests.release.support import manifest_for, wheels
 
-    fake_release(root.tree, version, patches)
+    dest = fake_release(root.tree, version, patches)
+    raw = manifest_bytes(manifest_for(wheels(root.path / f"wheels-{version}", version), version))
+    info = json.loads((dest / "release.json").read_text())
+    info["manifest_sha256"] = hashlib.sha256(raw).hexdigest()
+    (dest / "release.json").write_text(json.dumps(info))
     job = Job(
         id=uuid.uuid4().hex, version=version, url="https://127.0.0.1/unused", size=1,
-        sha256="0" * 64, switch="now", state="staged",
+        sha256="0" * 64, switch="now", state="staged", kid="release",
     )  # fmt: skip
+    job.signed(raw, sign_manifest(raw, UPDATE_KEY, "release"))
     WorkDir(root.releases).save(job)
     assert dataclasses.asdict(job)["state"] == "staged"
     return job.id

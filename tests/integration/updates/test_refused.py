@@ -1,6 +1,7 @@
 """Bad bundles are refused before anything changes: the running release, its config, its
 tree and its process stay as they were; only the `update` topic says why."""
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.integration.updates.conftest import (
     births,
     reply,
     send_command,
+    stage,
     start_node,
     variant,
     wait_state,
@@ -157,3 +159,35 @@ async def test_an_update_that_would_fill_the_disk_is_refused(
         await c.__aexit__()
     finally:
         await service.stop()
+
+
+@pytest.mark.parametrize(
+    ("scopes", "code"), [(None, "bad_signature"), (("read", "operate"), "forbidden")],
+    ids=["key removed", "key without update"],
+)  # fmt: skip
+async def test_a_release_staged_before_its_key_was_revoked_is_removed_not_switched_to(
+    scopes: tuple[str, ...] | None,
+    code: str,
+    broker: Mosquitto,
+    fleet_pki: Path,
+    node_root: NodeRoot,
+    service: Service,
+) -> None:
+    """The release was verified and staged; its update key leaked and was taken out of the
+    config (or of the scope `update`) while the node was down. Starting on that config,
+    the node switched to the release all the same: now it refuses it and removes it."""
+    update_id = stage(node_root, "0.2.0")
+    write_node_config(node_root, broker.port, fleet_pki, release_scopes=scopes)
+    c = await start_node(service, broker)
+    failed = await wait_state(c, "failed", 60)
+    assert failed["id"] == update_id and failed["code"] == code, failed
+    assert "no longer trusted" in failed["reason"] and "send update.apply" in failed["reason"]
+    for _ in range(100):  # removed beside the loop
+        if not (node_root.releases / "0.2.0").exists():
+            break
+        await asyncio.sleep(0.1)
+    assert not (node_root.releases / "0.2.0").exists(), "the revoked release is still there"
+    assert node_root.status()["current"] == "0.1.0" and node_root.status()["trial"] is None
+    assert len(service.runs) == 1 and service.pid == service.runs[0].pid, "the node switched"
+    assert [b["version"] for b in births(c)] == ["0.1.0"]
+    await c.__aexit__()
