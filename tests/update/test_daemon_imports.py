@@ -9,6 +9,7 @@ BUNDLE_CODE = (
     "edged.release.manifest",
     "edged.release.platforms",
     "edged.update.download",
+    "packaging.version",  # the downgrade check's, at an update.apply
 )
 
 
