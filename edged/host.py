@@ -32,8 +32,17 @@ class State(Protocol):
 
 class Publisher(Protocol):
     def publish(
-        self, spec: TopicSpec, body: BaseModel, *, name: str | None = None, qos: int | None = None
-    ) -> "asyncio.Future[PutResult]": ...
+        self,
+        spec: TopicSpec,
+        body: BaseModel,
+        *,
+        name: str | None = None,
+        qos: int | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> "asyncio.Future[PutResult]":
+        """`state`: `State` values that go with the message, kept or lost with it (an
+        alarm and the service's memory of it: `Outbox.put_nowait`)."""
+        ...
 
 
 class Host(Publisher, Protocol):
@@ -65,9 +74,15 @@ class NodeHost:
         self._door = door
 
     def publish(
-        self, spec: TopicSpec, body: BaseModel, *, name: str | None = None, qos: int | None = None
+        self,
+        spec: TopicSpec,
+        body: BaseModel,
+        *,
+        name: str | None = None,
+        qos: int | None = None,
+        state: dict[str, Any] | None = None,
     ) -> "asyncio.Future[PutResult]":
-        return self._door.publish(spec, body, name=name, qos=qos)
+        return self._door.publish(spec, body, name=name, qos=qos, state=state)
 
 
 class OutboxState:

@@ -66,7 +66,8 @@ def name_of(levels_or_dots: str) -> str | None:
 
 STATE = TopicSpec("state", p.State, None, qos=1, retain=True)
 POSITION = TopicSpec("position", p.Position, Priority.SAMPLE, qos=0, retain=False)
-ALARM = TopicSpec("alarm/{name}", p.Alarm, Priority.ALARM, qos=1, retain=True)  # {name}: kind
+# {name}: the kind; journaled: a panic pressed just before a power cut is not lost
+ALARM = TopicSpec("alarm/{name}", p.Alarm, Priority.ALARM, qos=1, retain=True, journal=True)
 OCCUPANCY = TopicSpec(
     "occupancy", p.Occupancy, Priority.STATE, qos=1, retain=True, latest_only=True
 )

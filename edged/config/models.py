@@ -244,8 +244,8 @@ class OutboxConfig(Strict):
     )
     journal_sync: bool = Field(
         default=False,
-        description="sync each tap's journal record to the disk before the door opens (survives "
-        "a power cut, costs the sync in the decision)",
+        description="sync each tap's and alarm's journal record to the disk before the door "
+        "opens or the alarm light goes on (survives a power cut, costs the sync in the decision)",
     )
 
     @model_validator(mode="after")

@@ -78,6 +78,7 @@ class OutboxAlarms:
         qos: int | None = None,
         response_topic: str | None = None,
         correlation: bytes | None = None,
+        state: dict[str, Any] | None = None,
     ) -> "asyncio.Future[PutResult]":
         pub = Publication.make(
             self.topics,
@@ -88,7 +89,7 @@ class OutboxAlarms:
             response_topic=response_topic,
             correlation=correlation,
         )
-        future = self.outbox.put_nowait(pub)
+        future = self.outbox.put_nowait(pub, state=state)
         future.add_done_callback(self.check_stored)
         return future
 

@@ -1,4 +1,5 @@
-"""The tap journal: a tap's record is in the kernel before the door moves.
+"""The journal: a tap's record is in the kernel before the door moves, an alarm's as it
+is raised (with the state that goes with it: the panic service's memory of its alarm).
 
 The outbox commits in batches (`flush_interval_ms`), so a message waits up to one interval
 before it is in SQLite. For most messages that window only delays them; for a tap it would
@@ -53,29 +54,46 @@ class Record:
     latest_only: bool
     created: int
     payload: bytes
+    state: dict[str, str] | None = None
+    """State-store values (key: JSON text) set with this message (`Outbox.put_nowait`):
+    an alarm and the service's memory of it come back together, or not at all."""
 
     def body(self) -> bytes:
-        return json.dumps(
-            [
-                self.topic,
-                self.stream,
-                self.seq,
-                self.prio,
-                self.qos,
-                self.retain,
-                self.latest_only,
-                self.created,
-                self.payload.decode(),
-            ],
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+        fields: list[Any] = [
+            self.topic,
+            self.stream,
+            self.seq,
+            self.prio,
+            self.qos,
+            self.retain,
+            self.latest_only,
+            self.created,
+            self.payload.decode(),
+        ]
+        if self.state:
+            fields.append(self.state)
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
     def parse(cls, rn: int, body: bytes) -> "Record":
-        t, st, sq, p, q, r, lo, c, b = json.loads(body)
+        t, st, sq, p, q, r, lo, c, b, *more = json.loads(body)
+        state = more[0] if more else None
+        if state is not None and not (
+            isinstance(state, dict) and all(isinstance(v, str) for v in state.values())
+        ):
+            raise ValueError("a journal record's state is not a map of JSON texts")
         return cls(
-            rn, str(t), str(st), int(sq), int(p), int(q), bool(r), bool(lo), int(c), b.encode()
+            rn,
+            str(t),
+            str(st),
+            int(sq),
+            int(p),
+            int(q),
+            bool(r),
+            bool(lo),
+            int(c),
+            b.encode(),
+            state,
         )
 
 

@@ -3,7 +3,8 @@
 One connection, used from one worker thread, so the event loop never waits on the SD card.
 Writes gather for `flush_interval_ms` and commit together (SD cards wear); a caller of
 `put` is told its message is durable only after that commit. A tap is also written to the
-tap journal before the door moves (`edged.outbox.journal`).
+tap journal before the door moves, and an alarm as soon as it is raised
+(`edged.outbox.journal`).
 
 Sending order: priority class first (alarm > events > state > trips > samples > health);
 within a class, messages younger than `live_window_s` (the live lane) go before older ones
@@ -71,6 +72,9 @@ _MAX_THIN_LEVEL = 16
 _BATCH_MAX = 2000
 READ_RETRY_S = 5.0  # after a failed read, the database is tried again this much later
 JOURNAL_MARK = "journal_rn"
+JOURNAL_STATE_MARK = "journal_state_rn"
+"""State store meta: the journal record (rn) up to which the state that journaled messages
+carried is in the state store; a newer record's state is applied at the next start."""
 RETAINED_IDS_KEY = "outbox.retained_ids"
 """State key: the row id of the newest message of each retained topic the broker took. An
 older row of that topic (refused, then tried again; left from a session that ended) is
@@ -115,7 +119,7 @@ class _Pending:
     seq: int
     created: int
     future: "asyncio.Future[PutResult]"
-    rn: int | None = None  # its tap journal record
+    rn: int | None = None  # its journal record
 
 
 @dataclass
@@ -175,6 +179,7 @@ class Outbox:
         self._pressure_reported = False
         self._kv_dirty: set[str] = set()  # state keys changed since the last commit
         self._streams_dirty: set[str] = set()
+        self._state_rn = 0  # the last journal record that carried state (JOURNAL_STATE_MARK)
         self._last_id = 0
         self.schema_stamps: dict[str, tuple[int, int]] = {}  # edged.release.schemas
         self._closed = False
@@ -373,6 +378,7 @@ class Outbox:
         top: dict[str, int] = {}
         for r in records:
             top[r.stream] = max(top.get(r.stream, 0), r.seq)
+        self._recover_journal_state(records)
         if not records:
             return top
         saved = (
@@ -403,7 +409,7 @@ class Outbox:
             self._set_meta(db, JOURNAL_MARK, str(records[-1].rn))
 
         if _write(db, fold, "folding the tap journal"):
-            log.warning("%d tap(s) recovered from the tap journal", len(records))
+            log.warning("%d message(s) recovered from the journal (taps, alarms)", len(records))
             if self.durable:  # a fresh outbox starts from this mark
                 with contextlib.suppress(sqlite3.Error):
                     self.state.commit(
@@ -419,6 +425,31 @@ class Outbox:
                 latest_only=r.latest_only,
             )
         return top
+
+    def _recover_journal_state(self, records: list[Record]) -> None:
+        """The state that journaled messages carried and the state store did not get (the
+        process died before their commit): a panic alarm recovered from the journal is an
+        active alarm again, its light and `alarm.ack` included."""
+        state = self.state
+        mark = int(state.meta(JOURNAL_STATE_MARK) or 0) if state.db is not None else 0
+        newer = [r for r in records if r.state and r.rn > mark]
+        # numbering goes on above the mark, whatever became of the journal file
+        self.journal.next_rn = max(self.journal.next_rn, mark + 1)
+        if not newer:
+            return
+        kv: dict[str, str] = {}
+        for r in newer:
+            kv.update(r.state or {})
+        state.kv.update(kv)
+        self._state_rn = newer[-1].rn
+        log.warning("state of %d journaled message(s) recovered: %s", len(newer), ", ".join(kv))
+        try:
+            if state.durable:
+                state.commit(kv, {}, sync=True, meta={JOURNAL_STATE_MARK: str(self._state_rn)})
+                return
+        except sqlite3.Error as exc:
+            log.error("cannot write the recovered state to the state store: %s", exc)
+        self._kv_dirty.update(kv)  # tried again with the next commit
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str) -> str | None:
@@ -458,22 +489,32 @@ class Outbox:
 
     # -- writing ----------------------------------------------------------------------
 
-    def put_nowait(self, pub: Publication) -> "asyncio.Future[PutResult]":
+    def put_nowait(
+        self, pub: Publication, *, state: dict[str, Any] | None = None
+    ) -> "asyncio.Future[PutResult]":
         """Stamp the envelope now and queue the write; the future resolves once durable.
 
-        A topic that journals (a tap) is in the tap journal when this returns."""
+        `state`: state-store values that go with the message (`set_state`), committed
+        with it. A topic that journals (a tap, an alarm) is in the journal when this
+        returns, its `state` in the same record: a process that dies before the commit
+        gets both back at its next start."""
         if self._closed:
             raise EdgedError("the outbox is closed: edged is shutting down")
         payload, seq, ts = self.stamp(pub.stream, pub.body, pub.spec.version)
+        for key, value in (state or {}).items():
+            self.set_state(key, value)
         future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
         item = _Pending(pub, payload, seq, ts, future)
         if pub.spec.journal and pub.response_topic is None:
-            item.rn = self._journal(item)
+            carried = {key: self.state.kv[key] for key in state} if state else None
+            item.rn = self._journal(item, carried)
+            if carried and item.rn is not None:
+                self._state_rn = item.rn
         self._pending.append(item)
         self._wake_writer.set()
         return future
 
-    def _journal(self, item: _Pending) -> int | None:
+    def _journal(self, item: _Pending, state: dict[str, str] | None) -> int | None:
         pub = item.pub
         rn = self.journal.take_rn()
         record = Record(
@@ -487,6 +528,7 @@ class Outbox:
             pub.spec.latest_only,
             item.created,
             item.payload,
+            state,
         )
         return rn if self.journal.write(record) else None
 
@@ -579,11 +621,12 @@ class Outbox:
         # compared again at each trip or count change
         kv = {k: self.state.kv[k] for k in self._kv_dirty} if self._kv_dirty else None
         self._kv_dirty = set()
+        state_rn = self._state_rn if kv is not None else 0  # its state is in `kv`
         streams = {name: self._seqs[name] for name in self._streams_dirty}
         self._streams_dirty.clear()
         marks = dict(self._seqs) if streams else None
         try:
-            results = await self._call(self._commit, batch, acks, kv, streams, marks)
+            results = await self._call(self._commit, batch, acks, kv, streams, marks, state_rn)
         except Exception as exc:
             # nothing of this commit happened: acks, state and seqs are tried again; the
             # batch stays in memory and goes out live (the callers are told it is not
@@ -649,6 +692,7 @@ class Outbox:
         kv: dict[str, str] | None,
         streams: dict[str, int],
         marks: dict[str, int] | None = None,
+        state_rn: int = 0,
     ) -> list[PutResult | BaseException]:
         db = self._db
         assert db is not None, "outbox not open"
@@ -659,7 +703,9 @@ class Outbox:
         # the state store first: its seq marks are never below what the outbox holds, so
         # an outbox that loses writes shows as a gap (and its services' state stays whole)
         if kv is not None or streams:
-            meta = {JOURNAL_MARK: str(self.journal.mark)} if rns else None
+            meta = {JOURNAL_MARK: str(self.journal.mark)} if rns else {}
+            if state_rn:
+                meta[JOURNAL_STATE_MARK] = str(state_rn)
             self.state.commit(kv, streams, sync=kv is not None and important, meta=meta)
         db.execute(f"PRAGMA synchronous={'FULL' if important else 'NORMAL'}")
         results: list[PutResult | BaseException] = []

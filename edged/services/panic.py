@@ -2,12 +2,14 @@
 
 A press raises the alarm at once: the local pattern (red light, buzzer) starts, and the
 alarm — with the last known position — goes into the outbox in the highest class, durable
-before anything else is sent. The raised alarm is kept in the node's state, so a power cut
-or a restart brings it back (indicator and all) until dispatch acknowledges it with
-`alarm.ack`. While connected and unacknowledged it is sent again every `repeat_s`, so a
-dispatcher who missed it is reminded; while offline the first copy waits in the outbox
-rather than piling up repeats. `alarm.ack` clears it (retained `active: false`), and the
-indicator says "help is coming" for `acked_indicator_s`.
+before anything else is sent, and at once into the outbox's journal with the service's
+state of it (`panic.active`): a `kill -9` right after the press loses neither. The raised
+alarm is kept in the node's state, so a power cut or a restart brings it back (indicator
+and all) until dispatch acknowledges it with `alarm.ack`. While connected and
+unacknowledged it is sent again every `repeat_s`, so a dispatcher who missed it is
+reminded; while offline the first copy waits in the outbox rather than piling up repeats.
+`alarm.ack` clears it (retained `active: false`), and the indicator says "help is coming"
+for `acked_indicator_s`.
 
 The indicator comes back however the node restarts: after a restart of the daemon (`run`)
 and after a restart of the driver of the lights alone. A restarted GPIO driver starts dark
@@ -110,8 +112,7 @@ class PanicService(Service):
             log.info("panic button still down after a driver start: the same press")
         elif self.active is not None:  # pressed again: still in danger, tell dispatch now
             self.active["presses"] = int(self.active.get("presses", 1)) + 1
-            self.host.state.set(STATE_KEY, self.active)
-            self._send("pressed again")
+            self._send("pressed again", {STATE_KEY: self.active})
         elif (held := self._held()) is not None and self._down_at_start(event):
             self.host.counters.inc("panic.still_held")
             log.warning(
@@ -175,18 +176,23 @@ class PanicService(Service):
         if self._off_timer is not None:
             self._off_timer.cancel()
         self._indicate("alarm")
-        self.host.state.set(STATE_KEY, details)
+        state: dict[str, Any] = {STATE_KEY: details}
         if self.host.state.get(HELD_KEY) is not None:  # a new press: its release was missed
-            self.host.state.set(HELD_KEY, None)
-        self._send("panic button pressed")
+            state[HELD_KEY] = None
+        self._send("panic button pressed", state)
         log.warning("PANIC alarm %s raised", details["alarm_id"])
 
-    def _send(self, reason: str) -> None:
+    def _send(self, reason: str, state: dict[str, Any] | None = None) -> None:
+        """`state`: what the node keeps of the alarm, stored with the message (the outbox
+        journals both at once: a power cut right after the press loses neither)."""
         if self.active is None:
             return
         self._sent_at = time.monotonic()
         self.host.publish(
-            ALARM, Alarm(kind=KIND, active=True, reason=reason, details=self.active), name=KIND
+            ALARM,
+            Alarm(kind=KIND, active=True, reason=reason, details=self.active),
+            name=KIND,
+            state=state,
         )
 
     async def run(self) -> None:
@@ -221,11 +227,14 @@ class PanicService(Service):
             )
         details = {**self.active, "acked_at": self.host.clock.now()[0], "acked_by": by}
         self.active = None
-        self.host.state.set(STATE_KEY, None)
+        state: dict[str, Any] = {STATE_KEY: None}
         if self.pressed:  # still down: a stuck button must not raise again at each start
-            self.host.state.set(HELD_KEY, {"alarm_id": details["alarm_id"]})
+            state[HELD_KEY] = {"alarm_id": details["alarm_id"]}
         self.host.publish(
-            ALARM, Alarm(kind=KIND, active=False, reason="acknowledged", details=details), name=KIND
+            ALARM,
+            Alarm(kind=KIND, active=False, reason="acknowledged", details=details),
+            name=KIND,
+            state=state,
         )
         self._indicate("alarm_acked")
         loop = asyncio.get_running_loop()

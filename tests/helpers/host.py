@@ -60,8 +60,16 @@ class TestHost:
                 self.bus.subscribe(kind, self.emitted.append)
 
     def publish(
-        self, spec: TopicSpec, body: BaseModel, *, name: str | None = None, qos: int | None = None
+        self,
+        spec: TopicSpec,
+        body: BaseModel,
+        *,
+        name: str | None = None,
+        qos: int | None = None,
+        state: dict[str, Any] | None = None,
     ) -> "Future[Any]":
+        for key, value in (state or {}).items():
+            self.state.set(key, value)
         self.published.append((spec.name, body, qos))
         self.names.append(name)
         return Future()  # services do not wait on it; no event loop needed

@@ -2,6 +2,7 @@
 reuses an (epoch, seq), and says what was lost; the state store keeps the services' state."""
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError
 from edged.outbox import Outbox, Publication, Stored
 from edged.topics import TAP
-from tests.edged.outbox.test_store import TOPICS, door, drain, seqs
+from tests.edged.outbox.test_store import TOPICS, alarm, door, drain, seqs
 from tests.helpers.burst_node import tap_event
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
 
@@ -275,6 +276,64 @@ async def test_a_tap_not_yet_committed_when_the_process_dies_is_recovered(tmp_pa
     await box.close()
     assert [m["card_ref"][-1] for m in stored] == ["1", "2"]
     assert stored[1]["seq"] == 2
+
+
+def dies(box: Outbox) -> None:
+    """The process dies: nothing more reaches SQLite (its files are closed unflushed)."""
+    assert box._db is not None
+    box._db.close()
+    box.state.close()
+    box.journal.close()
+
+
+async def test_an_alarm_not_yet_committed_when_the_process_dies_comes_back_with_its_state(
+    tmp_path: Path,
+) -> None:
+    """The panic service's memory of its alarm goes in the alarm's journal record: after
+    the restart the alarm is sent and the service still knows it (light, `alarm.ack`)."""
+    config = cfg(tmp_path)
+    box = await started(config)
+    pending = box.put_nowait(alarm(), state={"panic.active": {"alarm_id": "a1"}})
+    dies(box)
+    pending.cancel()
+    box = await started(config)
+    stored = [json.loads(m.payload) for m in await drain(box)]
+    assert box.get_state("panic.active") == {"alarm_id": "a1"}
+    await box.close()
+    assert [(m["kind"], m["active"]) for m in stored] == [("panic", True)]
+    box = await started(config)  # written to the state store, not only applied
+    assert box.get_state("panic.active") == {"alarm_id": "a1"}
+    await box.close()
+
+
+async def test_journaled_state_older_than_the_state_stores_is_not_applied_again(
+    tmp_path: Path,
+) -> None:
+    """A full outbox disk keeps the alarm's record unfolded while the state store (on
+    another disk here) goes on: a later change there (the alarm acknowledged) is not
+    undone at the next start by the record's older state."""
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        config = OutboxConfig(
+            path=disk / "outbox.sqlite", state_path=tmp_path / "state.sqlite", flush_interval_ms=0
+        )
+        box = await started(config)
+        filler = fill(disk)
+        pending = box.put_nowait(alarm(), state={"panic.active": {"alarm_id": "a1"}})
+        with contextlib.suppress(sqlite3.OperationalError):  # the outbox's disk is full
+            await box.flush()
+        with pytest.raises(NotDurableError):
+            await pending
+        assert box.state.meta("journal_state_rn") is not None, "the state store took it"
+        box.set_state("panic.active", None)
+        with contextlib.suppress(sqlite3.OperationalError):
+            await box.flush()
+        dies(box)
+        filler.unlink()
+        box = await started(config)
+        stored = [json.loads(m.payload) for m in await drain(box)]
+        assert box.get_state("panic.active") is None
+        await box.close()
+    assert [(m["kind"], m["active"]) for m in stored] == [("panic", True)], "the message is kept"
 
 
 async def test_journal_records_already_in_the_outbox_are_not_added_twice(tmp_path: Path) -> None:
