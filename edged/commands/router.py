@@ -19,7 +19,7 @@ from core.counters import Counters
 from edged.commands.authorize import Authorizer
 from edged.commands.replies import DIGEST_HEX, ReplyMemory
 from edged.commands.response import ResponseTopics
-from edged.commands.spec import MAX_COMMAND_BYTES, CommandSpec, Handler
+from edged.commands.spec import MAX_COMMAND_BYTES, SENT_AT, CommandSpec, Handler
 from edged.config.security import Scope
 from edged.errors import CommandError
 from edged.payloads import TS_RANGE, Command, Reply, ReplyError
@@ -200,6 +200,7 @@ class CommandRouter:
                 self.authorizer.check(cmd.topic, name, route.scope, command)
         except CommandError as exc:
             return self._error(command.id, exc.code, exc.message)  # refusals are not cached
+        sent_at = SENT_AT.set(command.ts)
         try:
             result = await route.run(command.args)
             reply = Reply(id=command.id, ok=True, result=result)
@@ -209,6 +210,8 @@ class CommandRouter:
         except Exception as exc:
             log.exception("command %s failed", name)
             reply = self._error(command.id, "internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            SENT_AT.reset(sent_at)
         # a redelivered command (same id, same bytes) gets the same reply, runs once, even
         # after a restart: remembered before the node hands the reply to the outbox
         reply = self._encodable(reply)

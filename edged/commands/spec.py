@@ -2,6 +2,7 @@
 to the router in one loop and a command's scope is written in one place."""
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, NamedTuple, Protocol
 
 from edged.config.security import Scope
@@ -9,6 +10,11 @@ from edged.config.security import Scope
 MAX_COMMAND_BYTES = 64 * 1024
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+SENT_AT: ContextVar[int | None] = ContextVar("command_sent_at", default=None)
+"""While a handler runs: the command's `ts` (UTC ms when dispatch sent it; None when it has
+none). For a handler that must not act on what began after the command was sent: an
+`alarm.ack` the broker kept through a dead zone must not clear an alarm raised meanwhile."""
 
 
 class CommandSpec(NamedTuple):

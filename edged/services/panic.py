@@ -40,8 +40,9 @@ from typing import Any
 
 from core.driver import DriverReady
 from core.events import Feedback, FeedbackPattern, Fix, PanicInput
+from edged.clock import ClockSource
 from edged.commands.args import only
-from edged.commands.spec import CommandSpec
+from edged.commands.spec import SENT_AT, CommandSpec
 from edged.config.access import PanicServiceConfig
 from edged.errors import CommandError
 from edged.host import Host
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 STATE_KEY = "panic.active"
 HELD_KEY = "panic.held"
 """The last alarm was acknowledged while the button was down, and no release seen since."""
+TRUSTED_KEY = "panic.raised_trusted"
+"""The active alarm's `raised_at` came from a trusted clock (NTP or GPS): an `alarm.ack`
+without `alarm_id` sent before it is refused."""
 KIND = "panic"
 LASTING: frozenset[FeedbackPattern] = frozenset(("alarm", "alarm_acked"))
 
@@ -158,7 +162,7 @@ class PanicService(Service):
         )
 
     def _raise(self) -> None:
-        ms = self.host.clock.now()[0]
+        ms, source = self.host.clock.now()
         details: dict[str, Any] = {
             "alarm_id": f"{ms}-{uuid.uuid4().hex[:6]}",
             "raised_at": ms,
@@ -176,7 +180,10 @@ class PanicService(Service):
         if self._off_timer is not None:
             self._off_timer.cancel()
         self._indicate("alarm")
-        state: dict[str, Any] = {STATE_KEY: details}
+        state: dict[str, Any] = {
+            STATE_KEY: details,
+            TRUSTED_KEY: source is not ClockSource.UNSYNCED,
+        }
         if self.host.state.get(HELD_KEY) is not None:  # a new press: its release was missed
             state[HELD_KEY] = None
         self._send("panic button pressed", state)
@@ -209,6 +216,18 @@ class PanicService(Service):
             ):
                 self._send("not acknowledged yet")
 
+    def _sent_before_the_alarm(self) -> bool:
+        """The running `alarm.ack` carries a `ts` before the active alarm was raised, by a
+        clock the node trusted then (an unsynced one can be hours off: no judgement)."""
+        sent_at = SENT_AT.get()
+        raised_at = self.active.get("raised_at") if self.active is not None else None
+        return (
+            sent_at is not None
+            and isinstance(raised_at, int)
+            and self.host.state.get(TRUSTED_KEY) is True
+            and sent_at < raised_at
+        )
+
     async def command_ack(self, args: dict[str, Any]) -> dict[str, Any]:
         """`alarm.ack {"alarm_id"?, "by"?}` (kind `panic`, the default): dispatch has seen it
         and help is on its way."""
@@ -225,9 +244,16 @@ class PanicService(Service):
                 "wrong_alarm",
                 f"the active alarm is {self.active['alarm_id']}, not {alarm_id[:40]}",
             )
+        if alarm_id is None and self._sent_before_the_alarm():
+            raise CommandError(
+                "wrong_alarm",
+                f"this ack was sent before the active alarm {self.active['alarm_id']} was "
+                "raised (an older alarm's ack, kept by the broker?): acknowledge it by its "
+                "alarm_id",
+            )
         details = {**self.active, "acked_at": self.host.clock.now()[0], "acked_by": by}
         self.active = None
-        state: dict[str, Any] = {STATE_KEY: None}
+        state: dict[str, Any] = {STATE_KEY: None, TRUSTED_KEY: None}
         if self.pressed:  # still down: a stuck button must not raise again at each start
             state[HELD_KEY] = {"alarm_id": details["alarm_id"]}
         self.host.publish(

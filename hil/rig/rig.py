@@ -455,7 +455,17 @@ ignition_off_after_s = 5
         self, name: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
     ) -> dict[str, Any]:
         """A signed command, as dispatch sends it; the reply's payload."""
-        assert self.dispatch is not None
+        reply_topic = f"reply/{levels(name)}"
+        before = len(self.on(reply_topic))
+        cmd_id = await self.send_command(name, args)
+        reply = await self.expect(
+            reply_topic, lambda m: m.payload.get("id") == cmd_id, timeout, after=before
+        )
+        return reply.payload
+
+    async def send_command(self, name: str, args: dict[str, Any] | None = None) -> str:
+        """A signed command, as dispatch sends it, without waiting for its reply (the node
+        offline: the broker keeps it for the node's session); returns its id."""
         args = args or {}
         cmd_id = uuid.uuid4().hex[:12]
         topic = f"{self.base}/cmd/{name}"
@@ -467,13 +477,8 @@ ignition_off_after_s = 5
             "kid": "rig-dispatch",
             "sig": sign(self.cmd_key, topic, cmd_id, ts, args),
         }
-        reply_topic = f"reply/{levels(name)}"
-        before = len(self.on(reply_topic))
         await publish(self.dispatch_port, topic, json.dumps(body).encode(), tls=self.dispatch_tls)
-        reply = await self.expect(
-            reply_topic, lambda m: m.payload.get("id") == cmd_id, timeout, after=before
-        )
-        return reply.payload
+        return cmd_id
 
     async def load_lists(self, **changes: Any) -> dict[str, Any]:
         """A full signed list for the bench's cards, sent by `access.update`."""

@@ -62,3 +62,51 @@ async def test_a_power_cut_right_after_the_press_loses_neither_the_alarm_nor_its
         raise
     finally:
         await rig.close()
+
+
+@pytest.mark.slow
+async def test_an_ack_sent_before_a_new_alarm_does_not_clear_it(tmp_path: Path) -> None:
+    """Dispatch acknowledges the first alarm (`edgectl cmd ... alarm.ack`, as the fleet page
+    says), gets no reply as the truck drives into a dead zone, and sends the ack again: the
+    broker keeps it for the node. Meanwhile the provider, in danger again, presses: that new
+    alarm must not be cleared by the ack waiting at the broker, sent before it existed."""
+    rig = Rig(tmp_path, RigSetup(profile="venue", link_proxy=True))
+    await rig.start()
+    assert rig.proxy is not None
+    try:
+        await rig.press_panic()
+        a = await rig.expect("alarm/panic", lambda m: m.payload.get("active") is True, 10, "A")
+        a_id = a.payload["details"]["alarm_id"]
+        assert (await rig.command("alarm.ack", {"by": "dispatch"}))["ok"] is True
+        await asyncio.sleep(0.5)  # the first press is over (up longer than dropout_s)
+        rig.proxy.down = True
+        rig.proxy.blackhole()  # the dead zone
+        again = await rig.send_command("alarm.ack", {"by": "dispatch"})
+        await asyncio.sleep(0.1)  # sent a moment before the new press
+        await rig.press_panic()
+        await asyncio.sleep(1.0)  # raised offline
+        rig.proxy.down = False
+        b = await rig.expect(
+            "alarm/panic",
+            lambda m: m.payload.get("active") is True and m.payload["details"]["alarm_id"] != a_id,
+            20,
+            "alarm B",
+        )
+        reply = await rig.expect(
+            "reply/alarm/ack", lambda m: m.payload.get("id") == again, 20, "the stale ack's reply"
+        )
+        b_id = b.payload["details"]["alarm_id"]
+        assert reply.payload["ok"] is False, reply.payload
+        assert reply.payload["error"]["code"] == "wrong_alarm"
+        await asyncio.sleep(1.0)
+        cleared = [
+            m
+            for m in rig.on("alarm/panic")
+            if m.payload.get("active") is False and m.payload["details"]["alarm_id"] == b_id
+        ]
+        assert cleared == [], "alarm B was cleared by an ack sent before it was raised"
+    except Exception:
+        print(rig.log())
+        raise
+    finally:
+        await rig.close()

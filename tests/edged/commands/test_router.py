@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from core.counters import Counters
 from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
-from edged.commands.spec import MAX_COMMAND_BYTES, CommandSpec
+from edged.commands.spec import MAX_COMMAND_BYTES, SENT_AT, CommandSpec
 from edged.errors import CommandError
 from edged.outbox import Publication
 from edged.topics import REPLY, Topics
@@ -252,6 +252,19 @@ async def test_a_command_shared_by_kind_goes_to_its_owner_and_the_first_is_the_d
     assert got == [("panic", {"by": "ops"}), ("lost", {})]  # the owner does not see `kind`
     assert unknown.reply.error is not None and unknown.reply.error.code == "bad_args"
     assert unknown.reply.error.message == "kind must be panic or outbox_lost"
+
+
+async def test_a_handler_sees_when_its_command_was_sent_and_only_while_it_runs() -> None:
+    r = CommandRouter(Counters())
+
+    async def when(args: dict[str, Any]) -> int | None:
+        return SENT_AT.get()
+
+    r.add(CommandSpec("when", when))
+    sent = await r.handle(cmd("when", {"id": "1", "ts": 1_796_000_000_000}))
+    unsent = await r.handle(cmd("when", {"id": "2"}))
+    assert (sent.reply.result, unsent.reply.result) == (1_796_000_000_000, None)
+    assert SENT_AT.get() is None
 
 
 async def _nothing(args: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from core.driver import DriverContext, DriverReady
 from core.events import Feedback, Fix, PanicInput
 from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
+from edged.commands.spec import SENT_AT
 from edged.config.access import PanicServiceConfig
 from edged.errors import CommandError
 from edged.services.events import LinkChanged, PositionUpdated
@@ -121,6 +122,43 @@ async def test_ack_of_another_alarm_is_refused_and_changes_nothing() -> None:
     with pytest.raises(CommandError) as info:
         await service.command_ack({"alarm_id": "123-abc"})
     assert info.value.code == "wrong_alarm" and service.active is not None
+
+
+async def test_an_ack_sent_before_the_alarm_was_raised_is_refused_and_changes_nothing() -> None:
+    """An older alarm's ack, kept by the broker through a dead zone, arrives after a new
+    press: it must not clear the alarm nobody has seen yet."""
+    node, service = make(TestHost(synced=True))
+    press(node)
+    raised_at = service.active["raised_at"]  # type: ignore[index]
+    SENT_AT.set(raised_at - 1)
+    with pytest.raises(CommandError) as info:
+        await service.command_ack({"by": "dispatch"})
+    assert info.value.code == "wrong_alarm" and "alarm_id" in info.value.message
+    assert service.active is not None and node.state[STATE_KEY] is not None
+    assert [a.active for a in alarms(node)] == [True]
+
+
+async def test_an_ack_sent_after_the_alarm_was_raised_clears_it_without_its_id() -> None:
+    node, service = make(TestHost(synced=True))
+    press(node)
+    SENT_AT.set(service.active["raised_at"])  # type: ignore[index]
+    assert (await service.command_ack({}))["acked"] is True
+
+
+async def test_an_ack_by_its_alarm_id_clears_it_whenever_it_was_sent() -> None:
+    node, service = make(TestHost(synced=True))
+    press(node)
+    SENT_AT.set(0)
+    alarm_id = service.active["alarm_id"]  # type: ignore[index]
+    assert (await service.command_ack({"alarm_id": alarm_id}))["acked"] is True
+
+
+async def test_an_alarm_raised_by_an_unsynced_clock_is_cleared_by_an_earlier_ack() -> None:
+    """Its `raised_at` may be hours off: the node cannot tell which came first."""
+    node, service = make(TestHost(synced=False))
+    press(node)
+    SENT_AT.set(service.active["raised_at"] - 60_000)  # type: ignore[index]
+    assert (await service.command_ack({}))["acked"] is True
 
 
 async def test_ack_without_an_alarm_is_refused() -> None:
