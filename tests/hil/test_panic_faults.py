@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hil.rig.rig import PIN_PANIC, Rig, RigSetup
+from tests.helpers.disk import fill, mounted_tmpfs
 
 
 async def raised_in_log(rig: Rig, offset: int, timeout: float = 5.0) -> None:
@@ -110,3 +111,43 @@ async def test_an_ack_sent_before_a_new_alarm_does_not_clear_it(tmp_path: Path) 
         raise
     finally:
         await rig.close()
+
+
+@pytest.mark.slow
+async def test_a_press_on_a_full_disk_then_a_power_cut_still_reaches_dispatch(
+    tmp_path: Path,
+) -> None:
+    """The SD card full (something else filled it) and the link down at the press, then
+    the power cut before either comes back: the journal, allocated in advance, holds the
+    alarm and the node's memory of it; the restarted node, on the still full disk, sends
+    it and dispatch can acknowledge it."""
+    (tmp_path / "rig").mkdir()
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        rig = Rig(tmp_path / "rig", RigSetup(profile="venue", outbox_dir=disk))
+        await rig.start()
+        try:
+            filler = fill(disk)
+            rig.broker_down()
+            offset = len(rig.daemon.log.read_text(errors="replace"))
+            await rig.set_pin(PIN_PANIC, 0)
+            await raised_in_log(rig, offset)
+            await rig.set_pin(PIN_PANIC, 1)
+            await asyncio.sleep(1.5)  # the commits fail meanwhile: the alarm is in memory
+            rig.daemon.kill9()
+            rig.broker_up()
+            await rig.start_daemon()
+            raised = await rig.expect(
+                "alarm/panic", lambda m: m.payload.get("active") is True, 15, "the alarm"
+            )
+            alarm_id = raised.payload["details"]["alarm_id"]
+            reply = await rig.command("alarm.ack", {"alarm_id": alarm_id})
+            assert reply["ok"] is True, reply
+            await rig.expect(
+                "alarm/panic", lambda m: m.payload.get("active") is False, 10, "the clear"
+            )
+            filler.unlink()
+        except Exception:
+            print(rig.log())
+            raise
+        finally:
+            await rig.close()
