@@ -503,8 +503,8 @@ async def run_node(
 
                 original_put = node.outbox.put_nowait
 
-                def put_nowait(pub: Any) -> Any:  # observes when a tap's event is durable
-                    future = original_put(pub)
+                def put_nowait(pub: Any, **kw: Any) -> Any:  # sees when a tap is durable
+                    future = original_put(pub, **kw)
                     if isinstance(pub.body, TapEvent):
                         ref = pub.body.card_ref
                         future.add_done_callback(
