@@ -114,6 +114,9 @@ async def test_a_panic_is_impossible_to_miss_then_clears_when_acknowledged(
     await expect(banner).to_be_visible(timeout=3000)
     assert time.monotonic() - started < 3
     await expect(page.locator("#panic-list li")).to_contain_text(f"sim/{v.node}")
+    # the command to acknowledge that alarm and no other (a newer one is refused wrong_alarm)
+    await expect(page.locator("#panic-list li code.panic-ack")).to_have_text(
+        f"""edgectl cmd sim/{v.node} alarm.ack '{{"alarm_id":"{raised}-abc123"}}'""")
     first = page.locator("#rows tr").first
     await expect(first).to_have_attribute("data-level", "panic")
     await expect(first.locator(".chip[data-kind=panic]")).to_contain_text("PANIQUE")

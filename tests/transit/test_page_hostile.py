@@ -15,9 +15,9 @@ from tests.transit.support import NOW, Clock, feed, msg, put, vehicle
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium here")
 
 
-def panic(raised_at: int, ts_ms: int | None = None) -> bytes:
+def panic(raised_at: int, ts_ms: int | None = None, alarm_id: str = "a-1") -> bytes:
     body = msg(kind="panic", active=True, reason="panic button pressed",
-               details={"alarm_id": "a-1", "raised_at": raised_at})
+               details={"alarm_id": alarm_id, "raised_at": raised_at})
     if ts_ms is None:
         return body
     return json.dumps({**json.loads(body), "ts": ts_ms}).encode()
@@ -56,6 +56,40 @@ async def test_an_alarm_time_no_browser_can_show_does_not_freeze_the_page(when: 
     finally:
         await server.close()
     assert errors == []
+
+
+async def test_the_ack_command_shown_is_one_a_dispatcher_can_paste_into_a_shell_safely() -> None:
+    """The banner shows `edgectl cmd … alarm.ack` with each alarm's id, for a dispatcher to
+    paste. The id is what the node published: one that would end the quoting and run
+    something else in the dispatcher's shell gets no command shown, the others do."""
+    service = feed_clocked()
+    vehicle(service, "aaa-evil")
+    vehicle(service, "zzz-real")
+    evil = "x'; touch /tmp/pwned; echo '"
+    put(service, "aaa-evil", "alarm/panic", panic(int(NOW * 1000), alarm_id=evil))
+    put(service, "zzz-real", "alarm/panic", panic(int(NOW * 1000), alarm_id="1765000000000-ab12"))
+    server = TestServer(FeedServer(service).app)
+    await server.start_server()
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+            )
+            try:
+                page = await browser.new_page(locale="fr-FR", timezone_id="Europe/Paris")
+                await page.goto(str(server.make_url("/")))
+                items = page.locator("#panic-list li")
+                await expect(items).to_have_count(2, timeout=10_000)
+                commands = page.locator("#panic-list code.panic-ack")
+                await expect(commands).to_have_count(1)
+                await expect(commands).to_have_text(
+                    """edgectl cmd creuse/zzz-real alarm.ack '{"alarm_id":"1765000000000-ab12"}'"""
+                )
+                assert "touch" not in await page.locator("#panic-list").inner_text()
+            finally:
+                await browser.close()
+    finally:
+        await server.close()
 
 
 def feed_clocked() -> FeedService:

@@ -190,6 +190,9 @@
 
   // -- the panic banner ----------------------------------------------------------------
 
+  const SHELL_SAFE_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+  const SHELL_SAFE_KEY = /^[a-z0-9][a-z0-9_-]{0,62}\/[a-z0-9][a-z0-9_-]{0,62}$/;
+
   function renderPanic() {
     const inPanic = ordered().filter(activePanic);
     const banner = $("panic");
@@ -204,7 +207,16 @@
       const a = activePanic(v);
       const where = v.position ? ` — ${v.position.lat.toFixed(5)}, ${v.position.lon.toFixed(5)}` : "";
       const since = a.raised_at ? ` depuis ${clock(a.raised_at)}` : "";
-      return make("li", null, `${v.name} (${v.key})${since}${where}`);
+      const li = make("li", null, `${v.name} (${v.key})${since}${where}`);
+      if (SHELL_SAFE_ID.test(a.alarm_id || "") && SHELL_SAFE_KEY.test(v.key)) {
+        // by its id: an ack without one, held at the broker while the vehicle is out of
+        // reach, would be refused for a newer alarm (wrong_alarm) rather than clear it.
+        // Shown only when pasting it into a shell cannot run anything else: the id and the
+        // key come from what a node published
+        const ack = `edgectl cmd ${v.key} alarm.ack '${JSON.stringify({ alarm_id: a.alarm_id })}'`;
+        li.append(" — acquitter : ", make("code", "panic-ack", ack));
+      }
+      return li;
     });
     $("panic-list").replaceChildren(...items);
   }
