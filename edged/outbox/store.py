@@ -167,6 +167,8 @@ class Outbox:
         commit, or a later one while the disk refuses it): never handed out again, even
         by a new session, nor deleted by another statement (each is counted out once)."""
         self._retained_ids: dict[str, int] = {}  # RETAINED_IDS_KEY: topic -> last taken
+        self._taken: dict[str, Stored] = {}  # the newest taken per retained topic, until
+        # the commit that writes it to `retained`: what `retained()` restores meanwhile
         self.thin_level = 0
         self.refused = 0
         self.thinned = 0
@@ -563,6 +565,7 @@ class Outbox:
         del self._inflight[msg.id]
         if msg.retain and msg.id > self._retained_ids.get(msg.topic, 0):
             self._retained_ids[msg.topic] = msg.id
+            self._taken[msg.topic] = msg
             self.set_state(RETAINED_IDS_KEY, self._retained_ids)
         self._acks.append(msg)
         self._wake_writer.set()
@@ -638,6 +641,9 @@ class Outbox:
             log.error("outbox commit failed: %s", exc)
             raise
         self._acked.difference_update(m.id for m in acks)
+        for m in acks:
+            if self._taken.get(m.topic) is m:  # in `retained` now
+                del self._taken[m.topic]
         self.journal.folded([item.rn for item in batch if item.rn is not None])
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
@@ -1028,7 +1034,11 @@ class Outbox:
                 self.lanes.take(prio, after, end, session)
 
     async def retained(self) -> list[tuple[str, bytes, int]]:
-        """The last delivered message of each retained topic, to restore a broker's memory."""
+        """The last delivered message of each retained topic, to restore a broker's memory.
+
+        One the broker took since the last commit is not in the file yet: read as the file
+        has it, a restore (a reconnect, `republish`) in that gap would put the topic's older
+        value back at the broker, a cleared panic as active, with nothing newer to follow."""
 
         def read() -> list[tuple[str, bytes, int]]:
             assert self._db is not None
@@ -1039,7 +1049,9 @@ class Outbox:
                 log.error("cannot read the retained topics from the outbox: %s", exc)
                 return []
 
-        return await self._call(read)
+        latest = {topic: (payload, qos) for topic, payload, qos in await self._call(read)}
+        latest.update((topic, (m.payload, m.qos)) for topic, m in self._taken.items())
+        return [(topic, payload, qos) for topic, (payload, qos) in latest.items()]
 
     # -- health -----------------------------------------------------------------------
 

@@ -274,6 +274,26 @@ async def test_an_older_retained_row_taken_late_does_not_replace_the_kept_copy(
     await box.close()
 
 
+async def test_a_retained_value_taken_but_not_yet_committed_is_the_one_restored(
+    tmp_path: Path,
+) -> None:
+    """The clear of a panic is taken (PUBACK) and its commit is not done yet (up to
+    `flush_interval_ms`, longer on a slow SD card) when a restore runs (a reconnect to a
+    broker that lost its store, `republish`): the file still holds the raise, and restoring
+    it put `active: true` back at the broker, with no newer message to follow."""
+    box = await opened(config(tmp_path))
+    raised, cleared = await raised_then_cleared(box)
+    box.ack(raised)
+    await box.flush()
+    box.ack(cleared)  # taken; the commit that records it has not run
+    ((_topic, payload, _qos),) = await box.retained()
+    assert json.loads(payload)["active"] is False
+    await box.flush()
+    ((_topic, payload, _qos),) = await box.retained()
+    assert json.loads(payload)["active"] is False
+    await box.close()
+
+
 async def test_a_superseded_row_is_still_known_as_such_after_a_restart(tmp_path: Path) -> None:
     """The refused raise is still in the file when the node restarts; the clear was taken
     and deleted before: the next start must not send the raise as the alarm's value."""
