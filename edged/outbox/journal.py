@@ -22,6 +22,14 @@ both).
 Records are `MAGIC, length, crc32, rn` then a JSON body; `rn` counts up across restarts.
 The write position goes back to the start whenever everything written is folded; a reader
 finds records by their magic and checksum, and keeps only those beyond the folded mark.
+
+The state a message carries (an alarm's: the panic service's memory of it) is a record of
+its own (`STATE_MAGIC`, the same `rn`), written just before the message's in the same copy
+into the mapping, and taken back with it (`read`). Not a tenth field in the message's body: a
+release before it unpacks exactly nine and skips any other record, and a release on trial
+that dies right after a panic press is rolled back to that release at once
+(edged.release.schemas: the release before must read what its successor wrote). It looks
+for `MAGIC` only, so it reads the alarm and passes over its state.
 """
 
 import json
@@ -38,6 +46,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAGIC = b"EJR1"
+STATE_MAGIC = b"EJS1"
+"""A message's state (module doc): unknown to a release before it, which skips it."""
 HEAD = struct.Struct("<4sIIQ")  # magic, body length, crc32 of the body, record number
 SIZE = 256 * 1024
 
@@ -56,9 +66,10 @@ class Record:
     payload: bytes
     state: dict[str, str] | None = None
     """State-store values (key: JSON text) set with this message (`Outbox.put_nowait`):
-    an alarm and the service's memory of it come back together, or not at all."""
+    an alarm comes back with the service's memory of it (its own record: module doc)."""
 
     def body(self) -> bytes:
+        """The message's record: nine fields, as every release reads it (module doc)."""
         fields: list[Any] = [
             self.topic,
             self.stream,
@@ -70,14 +81,19 @@ class Record:
             self.created,
             self.payload.decode(),
         ]
-        if self.state:
-            fields.append(self.state)
         return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
 
+    def state_body(self) -> bytes | None:
+        """Its state's record (`STATE_MAGIC`), None when it carries none."""
+        if not self.state:
+            return None
+        return json.dumps(self.state, separators=(",", ":"), ensure_ascii=False).encode()
+
     @classmethod
-    def parse(cls, rn: int, body: bytes) -> "Record":
+    def parse(cls, rn: int, body: bytes, state_body: bytes | None = None) -> "Record":
         t, st, sq, p, q, r, lo, c, b, *more = json.loads(body)
-        state = more[0] if more else None
+        # a tenth field: the state as edged wrote it for a while, in the message's record
+        state = json.loads(state_body) if state_body is not None else (more[0] if more else None)
         if state is not None and not (
             isinstance(state, dict) and all(isinstance(v, str) for v in state.values())
         ):
@@ -162,6 +178,9 @@ class Journal:
             return False
         body = record.body()
         blob = HEAD.pack(MAGIC, len(body), zlib.crc32(body), record.rn) + body
+        state = record.state_body()
+        if state is not None:  # first: a message is taken back only with its state
+            blob = HEAD.pack(STATE_MAGIC, len(state), zlib.crc32(state), record.rn) + state + blob
         if not self._unfolded:
             self.pos = 0
         end = self.pos + len(blob)
@@ -220,23 +239,38 @@ def read_only(path: Path, size: int) -> bytes:
 
 
 def read(data: bytes) -> list[Record]:
-    """Every intact record in `data`, wherever it starts (stale ones included)."""
+    """Every intact record in `data`, wherever it starts (stale ones included), each
+    message with the state record written just before it (same `rn`), if intact. Copied
+    in that order, a process killed mid-copy leaves the message torn, never its state
+    alone; a message whose state the card damaged since still comes back, without it."""
     out: list[Record] = []
-    at = data.find(MAGIC)
+    state: tuple[int, bytes] | None = None  # the intact state record just before: (rn, body)
+    at = _next_magic(data, 0)
     while at >= 0:
         nxt = at + 1
         if at + HEAD.size <= len(data):
-            _, length, crc, rn = HEAD.unpack_from(data, at)
+            magic, length, crc, rn = HEAD.unpack_from(data, at)
             end = at + HEAD.size + length
             body = data[at + HEAD.size : end]
-            if end <= len(data) and zlib.crc32(body) == crc:
+            intact = end <= len(data) and zlib.crc32(body) == crc
+            carried = state[1] if state is not None and state[0] == rn else None
+            state = None
+            if intact and magic == STATE_MAGIC:
+                state, nxt = (rn, body), end
+            elif intact:
                 try:
-                    out.append(Record.parse(rn, body))
+                    out.append(Record.parse(rn, body, carried))
                     nxt = end
                 except (ValueError, TypeError, UnicodeDecodeError):
                     pass
-        at = data.find(MAGIC, nxt)
+        at = _next_magic(data, nxt)
     return out
+
+
+def _next_magic(data: bytes, start: int) -> int:
+    """Where the next record of either kind begins at or after `start` (-1: none)."""
+    found = [at for at in (data.find(MAGIC, start), data.find(STATE_MAGIC, start)) if at >= 0]
+    return min(found, default=-1)
 
 
 def record_fields(record: Record) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import zlib
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError
 from edged.outbox import Outbox, Publication, Stored
+from edged.outbox.journal import HEAD, MAGIC
 from edged.topics import TAP
 from tests.edged.outbox.test_store import TOPICS, alarm, door, drain, seqs
 from tests.helpers.burst_node import tap_event
@@ -304,6 +306,45 @@ async def test_an_alarm_not_yet_committed_when_the_process_dies_comes_back_with_
     box = await started(config)  # written to the state store, not only applied
     assert box.get_state("panic.active") == {"alarm_id": "a1"}
     await box.close()
+
+
+def read_as_the_release_before(data: bytes) -> list[list[object]]:
+    """The journal as the release before journaled state reads it (375ad52's
+    `edged.outbox.journal.read`): records by their magic and checksum, each body unpacked
+    as exactly nine fields; any other record is skipped. A rollback starts that release."""
+    out: list[list[object]] = []
+    at = data.find(MAGIC)
+    while at >= 0:
+        nxt = at + 1
+        if at + HEAD.size <= len(data):
+            _, length, crc, _rn = HEAD.unpack_from(data, at)
+            end = at + HEAD.size + length
+            body = data[at + HEAD.size : end]
+            if end <= len(data) and zlib.crc32(body) == crc:
+                with contextlib.suppress(ValueError, TypeError):
+                    t, st, sq, p, q, r, lo, c, b = json.loads(body)
+                    out.append([t, st, sq, p, q, r, lo, c, b])
+                    nxt = end
+        at = data.find(MAGIC, nxt)
+    return out
+
+
+async def test_an_alarm_journaled_with_its_state_is_read_by_the_release_before(
+    tmp_path: Path,
+) -> None:
+    """A release on trial that dies right after a panic press (a crash, `kill -9`, the
+    watchdog) is rolled back at once: the release before reads the journal and must find
+    the alarm there, as it finds a tap, or the press is lost."""
+    config = cfg(tmp_path)
+    box = await started(config)
+    pending = box.put_nowait(alarm(), state={"panic.active": {"alarm_id": "a1"}})
+    data = box.journal.path.read_bytes()
+    dies(box)
+    pending.cancel()
+    found = read_as_the_release_before(data)
+    assert [(t, json.loads(str(b))["active"]) for t, *_, b in found] == [
+        ("rnst/v1/test/n1/alarm/panic", True)
+    ]
 
 
 async def test_journaled_state_older_than_the_state_stores_is_not_applied_again(
