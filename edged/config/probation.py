@@ -65,7 +65,9 @@ class Probation:
         self.marker.unlink(missing_ok=True)
 
     def rollback(self) -> None:
-        _write_atomically(self.path, self.previous.read_text(encoding="utf-8"), _mode(self.path))
+        # the running file's mode; the previous one's if it is gone (deleted by hand)
+        mode = _mode(self.path) if self.path.exists() else _mode(self.previous)
+        _write_atomically(self.path, self.previous.read_text(encoding="utf-8"), mode)
         self.marker.unlink(missing_ok=True)
 
 

@@ -143,3 +143,15 @@ def test_the_new_config_and_the_rolled_back_one_keep_the_running_files_mode(
         assert '"n"' in config.read_text()
     finally:
         os.umask(old_umask)
+
+
+def test_a_rollback_puts_the_previous_config_back_when_the_file_is_gone(tmp_path: Path) -> None:
+    """`edged run` rolls back a config on probation that does not load, a missing file
+    included (deleted by hand): the rollback must not need the file it replaces."""
+    probation = _on_probation(tmp_path)
+    probation.previous.chmod(0o640)
+    probation.path.unlink()
+    probation.rollback()
+    assert '"n"' in probation.path.read_text()
+    assert probation.path.stat().st_mode & 0o777 == 0o640
+    assert not probation.active
