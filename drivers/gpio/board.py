@@ -146,12 +146,17 @@ class _Debounced:
         active_high: bool,
         bounce_s: float,
         report: Callable[[bool, float], None],
+        *,
+        mostly: bool = True,
     ) -> None:
+        """`mostly`: the second rule (a level leading by bounce_s) decides too; without
+        it only a steady level does, as for the ignition (`_Board`)."""
         self.board = board
         self.device = device
         self.active_high = active_high
         self.bounce_s = bounce_s
         self.report = report
+        self.mostly = mostly
         self.value = self.read()
         self.level = self.value  # the line, as its edges tell
         self.since = 0.0  # at `level` since then
@@ -176,6 +181,8 @@ class _Debounced:
         bounce_s, or leading the other level by bounce_s, whichever comes first."""
         if self.began is None:
             return None
+        if not self.mostly:
+            return self.since + self.bounce_s
         return self.since + self.bounce_s - max(self._toward() * self.lead, 0.0)
 
     def _toward(self) -> float:
@@ -656,8 +663,16 @@ class _Board:
             self._watch(dev, self.panic.contact.edge)
         if o.ignition is not None:
             dev = self._input("ignition", o.ignition.pin, o.ignition.pull)
+            # steady only: a starter's voltage dip that flickers must not read as "off"
+            # (it would close the trip and free a parked update's switch); a missed flicker
+            # costs nothing, and an ignition really off goes steady
             self.ignition = _Debounced(
-                self, dev, o.ignition.active_high, o.ignition.bounce_s, self._ignition_changed
+                self,
+                dev,
+                o.ignition.active_high,
+                o.ignition.bounce_s,
+                self._ignition_changed,
+                mostly=False,
             )
             self._watch(dev, self.ignition.edge)
         if o.lock is not None:

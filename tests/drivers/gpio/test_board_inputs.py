@@ -6,7 +6,7 @@ from gpiozero.pins.mock import MockFactory
 
 from core.events import Crossing, DoorInput, IgnitionInput, PanicInput
 from tests.drivers.gpio.conftest import Start
-from tests.drivers.gpio.fakes import wait_until
+from tests.drivers.gpio.fakes import chatter, wait_until
 
 DOOR, OUTER, INNER, PANIC, IGNITION = 5, 6, 13, 19, 26
 
@@ -197,6 +197,22 @@ async def test_cranking_dip_shorter_than_the_debounce_keeps_ignition_on(
     await asyncio.sleep(0.02)
     pin.drive_low()
     await asyncio.sleep(0.1)
+    assert [e.on for e in r.rec.of(IgnitionInput)] == [False, True]
+
+
+async def test_a_cranking_dip_that_flickers_mostly_off_keeps_ignition_on(
+    start: Start, factory: MockFactory
+) -> None:
+    """The starter pulls the battery down and the sense line flickers, off 5-15 ms, back on
+    1-5 ms, for longer than bounce_s. The ignition is decided only by a steady level: read
+    as "off", it would close the trip and let a parked update switch at the engine's start."""
+    r = await start(ignition={"pin": IGNITION, "bounce_s": 0.05})
+    pin = factory.pin(IGNITION)
+    pin.drive_low()
+    await wait_until(lambda: len(r.rec.of(IgnitionInput)) == 2, 1, "ignition on")
+    await chatter(pin, made=True, seconds=0.3)  # made: the pin high, the optocoupler off
+    pin.drive_low()
+    await asyncio.sleep(0.15)
     assert [e.on for e in r.rec.of(IgnitionInput)] == [False, True]
 
 
