@@ -474,11 +474,18 @@ class UpdateManager:
         reporter = asyncio.create_task(self._report_progress(job), name="update.progress")
         try:
             while True:
-                self._bytes = part.stat().st_size if part.exists() else 0
+                self._bytes = had = part.stat().st_size if part.exists() else 0
                 try:
                     await in_daemon_thread(fetch, transfer, self._progress, self._cancel)
                 except Dropped as exc:
-                    slow = slow + 1 if isinstance(exc, TooSlow) else 0
+                    # a connection that brought a window's worth before it slowed down met a
+                    # bad spot on the road, not a server that trickles: it starts the count
+                    # again, and the pauses too (the server answers)
+                    brought = (part.stat().st_size if part.exists() else 0) - had
+                    progressed = brought >= transfer.min_bytes_per_s * transfer.slow_s
+                    if progressed:
+                        pause = 1.0
+                    slow = (1 if progressed else slow + 1) if isinstance(exc, TooSlow) else 0
                     if slow >= SLOW_CONNECTIONS:
                         raise CommandError(
                             "download_failed",

@@ -35,6 +35,7 @@ class Served:
     truncate_to: int | None = None  # serve only the first N bytes, as if the file were short
     chunk: int = 16384  # bytes per write (each one TLS record)
     slow_head: int = 0  # 1: the status line and headers go out at `rate`, `chunk` at a time
+    fast_first: int = 0  # bytes of each response sent at once, before `rate` applies
 
 
 @dataclass
@@ -135,7 +136,7 @@ class FileServer:
         if served.cut_after is not None and served.cuts > 0 and start < served.cut_after:
             served.cuts -= 1
             cut = served.cut_after - start
-        began = time.monotonic()
+        paced_from, base = (0.0, 0) if served.fast_first else (time.monotonic(), 0)
         try:
             for i in range(0, len(body), served.chunk):
                 chunk = body[i : i + served.chunk]
@@ -148,8 +149,10 @@ class FileServer:
                     return
                 h.wfile.write(chunk)
                 request.sent += len(chunk)
-                if served.rate:
-                    ahead = request.sent / served.rate - (time.monotonic() - began)
+                if served.rate and request.sent > served.fast_first:
+                    if not paced_from:  # the fast part is out: the pace starts now
+                        paced_from, base = time.monotonic(), request.sent
+                    ahead = (request.sent - base) / served.rate - (time.monotonic() - paced_from)
                     if ahead > 0:
                         time.sleep(ahead)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):

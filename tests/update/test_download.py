@@ -3,6 +3,7 @@ file is not the size the signed command said."""
 
 import asyncio
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -239,6 +240,37 @@ async def test_a_server_too_slow_three_connections_in_a_row_fails_the_update(
     assert len(server.requests) == 3
     assert [r.start for r in server.requests] == sorted(r.start for r in server.requests)
     assert not list((tmp_path / "releases" / WORK).glob("*.part")), "its bytes are kept"
+
+
+async def test_connections_that_bring_a_window_s_worth_before_slowing_go_on_to_the_end(
+    server: FileServer, tmp_path: Path, server_pki: Path
+) -> None:
+    """A bus passing three bad spots, each after megabytes came fine, is no trickling
+    server: the count of slow connections in a row starts again after one that progressed,
+    and the download ends with the whole file (each connection here brings 2 kB at once,
+    then a byte every half second)."""
+    blob = tmp_path / "small.bin"
+    blob.write_bytes(os.urandom(7_000))
+    m = manager(tmp_path)
+    m.config = UpdateConfig(min_free_mb=0, min_bytes_per_s=1000, slow_s=0.5, retry_max_s=1)
+    m.host.ca_file = server_pki / "ca.crt"
+    said = recording(m)
+    run = asyncio.create_task(m.run())
+    try:
+        await asyncio.sleep(0)
+        await m.command_apply(
+            {"version": "0.2.0", "url": server.serve("b", blob, fast_first=2_000, **TRICKLE),
+             "size": blob.stat().st_size, "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
+        )  # fmt: skip
+        for _ in range(1200):  # the whole file, then its check (random bytes: bad_bundle)
+            if any(s.state in ("verifying", "failed") for s in said):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+    assert "verifying" in [s.state for s in said], said[-1]
+    assert len(server.requests) >= 4  # 7 kB at 2 kB and more a connection
+    assert [r.start for r in server.requests] == sorted(r.start for r in server.requests)
 
 
 def test_the_minimum_rate_stays_under_a_bandwidth_cap() -> None:
