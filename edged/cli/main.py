@@ -211,6 +211,8 @@ def run(config_file: Path) -> int:
         if node.updates.switch_pending is not None:
             node.updates.finish_switch()
             return 0
+        if signals.received is not None and probation.active:
+            probation.pause()  # stopped on purpose: the time until the next start is not its
         if node.exit_code or not node.restart_requested or signals.received is not None:
             return node.exit_code
         logging.getLogger("edged").info("restarting from %s", config_file)

@@ -12,6 +12,8 @@ connects is restarted by systemd (`Restart=always`), and a deadline renewed at e
 would never come. The marker holds the kernel's boot id and a CLOCK_BOOTTIME reading, which
 only mean something within one boot: after a power cut or a reboot (a bus switched off in a
 depot without network) the count starts again, as the node cannot tell how long it was off.
+A node stopped on purpose (SIGTERM) keeps what it had run: the time it is stopped does not
+count, so a technician's `systemctl stop` does not cost the new config its trial.
 """
 
 import contextlib
@@ -24,6 +26,8 @@ from pathlib import Path
 from core.files import replace_atomically
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+SINCE = "since_boottime_s"  # the marker's CLOCK_BOOTTIME reading at the probation's start
+PAUSED = "paused_after_s"  # or how long it had run when the node was stopped on purpose
 
 
 class Probation:
@@ -50,12 +54,28 @@ class Probation:
         A marker from another boot, an older release's marker (plain text) or an unreadable
         one starts the count now, and says so on the disk for the next start."""
         boot, now = _boot_id(), _boottime()
-        since = _since(self.marker, boot)
-        if since is None or since > now:
+        read = _read(self.marker, boot)
+        if read is not None and read[0] == PAUSED:  # stopped on purpose: go on from there
+            with contextlib.suppress(OSError):
+                _write_atomically(self.marker, _marker_text(boot, now - read[1]))
+            return read[1]
+        if read is None or read[1] > now:
             with contextlib.suppress(OSError):  # a read-only disk: counted from each start
                 _write_atomically(self.marker, _marker_text(boot, now))
             return 0.0
-        return now - since
+        return now - read[1]
+
+    def pause(self) -> None:
+        """A stop on purpose (SIGTERM: `systemctl stop`, a technician at work): the time
+        until the next start of this boot does not count, as a crash's does."""
+        boot = _boot_id()
+        read = _read(self.marker, boot)
+        if read is None or read[0] != SINCE:
+            return
+        elapsed = max(0.0, _boottime() - read[1])
+        doc = {"on_probation": True, "boot_id": boot, PAUSED: round(elapsed, 3)}
+        with contextlib.suppress(OSError):
+            _write_atomically(self.marker, json.dumps(doc) + "\n")
 
     def remaining_s(self, rollback_after_s: float) -> float:
         """What is left of `rollback_after_s` for the node to reach the broker (0 when over)."""
@@ -84,12 +104,13 @@ def _boottime() -> float:
 
 
 def _marker_text(boot: str | None, since: float) -> str:
-    doc = {"on_probation": True, "boot_id": boot, "since_boottime_s": round(since, 3)}
+    doc = {"on_probation": True, "boot_id": boot, SINCE: round(since, 3)}
     return json.dumps(doc) + "\n"
 
 
-def _since(marker: Path, boot: str | None) -> float | None:
-    """When this boot's probation began, read from the marker: None if it does not say."""
+def _read(marker: Path, boot: str | None) -> tuple[str, float] | None:
+    """What the marker says of this boot's probation: (SINCE, when it began) or (PAUSED,
+    how long it had run when stopped on purpose); None if it says neither."""
     if boot is None:
         return None
     try:
@@ -98,10 +119,13 @@ def _since(marker: Path, boot: str | None) -> float | None:
         return None
     if not isinstance(doc, dict) or doc.get("boot_id") != boot:
         return None
-    since = doc.get("since_boottime_s")
-    if isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since):
-        return None
-    return float(since)
+    for key in (SINCE, PAUSED):
+        value = doc.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(value) and (key == SINCE or value >= 0):
+            return key, float(value)
+    return None
 
 
 def _mode(path: Path) -> int:

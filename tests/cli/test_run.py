@@ -107,3 +107,40 @@ def test_a_config_on_probation_that_keeps_crashing_is_rolled_back_when_its_time_
     assert config.read_text() == previous, f"still on probation after {starts} starts"
     assert not config.with_name(config.name + ".pending").exists()
     assert starts <= 3
+
+
+def test_a_config_on_probation_stopped_on_purpose_is_not_rolled_back_for_the_time_stopped(
+    tmp_path: Path,
+) -> None:
+    """`systemctl stop` (SIGTERM) during a 5 s probation, 3 s in, and a start 4 s later:
+    the node still has its last 2 s to reach the broker, as the time it was stopped is no
+    time the config failed in. Counted as a crash's, it was rolled back at the start."""
+    config = write_config(tmp_path, 1, extra="[remote]\nrollback_after_s = 5\n")
+    previous = config.read_text()
+    Probation(config).begin(previous + "# pushed by config.set\n")
+    pending = config.with_name(config.name + ".pending")
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edged", "run", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+
+    proc = start()
+    time.sleep(3.0)
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    time.sleep(4.0)
+    proc = start()
+    try:
+        time.sleep(1.5)  # a rollback at the start happens before the node is built
+        assert pending.exists(), "rolled back for the time it was stopped"
+        deadline = time.monotonic() + 20
+        while pending.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert config.read_text() == previous, "never rolled back"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

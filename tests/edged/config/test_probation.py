@@ -155,3 +155,15 @@ def test_a_rollback_puts_the_previous_config_back_when_the_file_is_gone(tmp_path
     assert '"n"' in probation.path.read_text()
     assert probation.path.stat().st_mode & 0o777 == 0o640
     assert not probation.active
+
+
+def test_a_stop_on_purpose_keeps_the_time_run_and_not_the_time_stopped(tmp_path: Path) -> None:
+    probation = _on_probation(tmp_path)
+    since = time.clock_gettime(time.CLOCK_BOOTTIME) - 50
+    doc = {"on_probation": True, "boot_id": _boot_id(), "since_boottime_s": since}
+    probation.marker.write_text(json.dumps(doc))
+    probation.pause()  # SIGTERM after 50 s on probation
+    assert 49 < json.loads(probation.marker.read_text())["paused_after_s"] < 52
+    # however long it stayed stopped, the next start has what was left
+    assert 67 < Probation(probation.path).remaining_s(120) <= 71
+    assert 67 < Probation(probation.path).remaining_s(120) <= 71  # and the start after
