@@ -48,6 +48,7 @@ from edged.ops.feed import FleetFeed
 from edged.ops.fleet import FleetView
 from edged.ops.login import PROTOCOL_CHOICES, Login, LoginError
 from edged.ops.loop import run_until, stop_on_signals
+from edged.ops.screen import json_for_terminal, printable
 from edged.ops.table import fleet_table
 from edged.ops.urls import parse_broker_url
 from edged.security.signing import generate_key_file, load_private_key
@@ -558,8 +559,8 @@ async def send_command(
             f"lost the MQTT broker at {login.address}: {exc}. Check that it is running."
         ) from None
     if say is not None:
-        say(f"reply on {how}")
-    print(json.dumps(reply, indent=2, ensure_ascii=False))
+        say(f"reply on {printable(how)}")
+    print(json_for_terminal(reply))
     if reply.get("ok") is True:
         return EXIT_OK
     error = reply.get("error")
@@ -597,7 +598,7 @@ async def _reply(client: aiomqtt.Client, request: Request) -> tuple[dict[str, An
 def _printable(value: Any, default: str) -> str:
     if not isinstance(value, str) or not value:
         return default
-    return "".join(c if c.isprintable() else "?" for c in value[:500])
+    return printable(value[:500])
 
 
 # -- watch ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 from edged.codec import PayloadError, messages
 from edged.config.base import NAME_PATTERN
+from edged.ops.screen import printable
 from edged.topics import COMMAND_NAME, levels, name_of
 
 log = logging.getLogger(__name__)
@@ -55,17 +56,16 @@ MAX_ERRORS = 64
 MAX_FAULTS = 16
 MAX_SPLITS = 100_000
 OTHER = "(other)"
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # -- small, strict readers: wrong types become None, never an exception ---------------------
 
 
 def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
-    """A string safe to print: no control or escape characters, bounded length."""
+    """A string safe to print (`edged.ops.screen.printable`), bounded length."""
     if not isinstance(value, str):
         return None
-    return _UNPRINTABLE.sub("?", value[:limit])
+    return printable(value[:limit])
 
 
 def _num(value: Any, lo: float = -math.inf, hi: float = math.inf) -> float | None:

@@ -14,8 +14,17 @@ import pytest
 from edged.cli.ctl import main
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import ROOT, start_daemon, write_config
+from tests.helpers.rogue import acts_on_a_terminal, answering, edgectl, publish_retained
 
 NODE = "test/shuttle-07"
+ROGUE = "rnst/v1/test/rogue-01"
+TERMINAL_TRICKS = (
+    "\x9b2J"  # CSI in its 8-bit form: clears the screen where C1 controls are obeyed
+    "\x9d52;c;ZWNobyBvd25lZA==\x9c"  # OSC 52: writes the operator's clipboard
+    "\x7f"  # DEL
+    "\u202edelif\u202c"  # a bidi override: the line reads backwards
+    "\u2028ok\u200b"  # a line separator and an invisible space
+)
 
 
 async def _wait_online(port: int, topic: str, within_s: float) -> None:
@@ -115,3 +124,41 @@ def test_watch_lists_the_running_node_as_online(
     rows = [line for line in out.splitlines() if NODE in line]
     assert len(rows) == 1, out
     assert "online" in rows[0]
+
+
+async def test_cmd_prints_a_hostile_reply_with_no_character_a_terminal_acts_on(
+    broker: Mosquitto,
+) -> None:
+    result = {"log": [f"door {TERMINAL_TRICKS}"], TERMINAL_TRICKS: 1}
+    async with answering(broker.port, ROGUE, lambda i: {"id": i, "ok": True, "result": result}):
+        code, out, err = await edgectl("cmd", "test/rogue-01", "diag.dump", "--broker", broker.url)
+    assert code == 0, err
+    assert acts_on_a_terminal(out) == []
+    assert json.loads(out)["result"] == result  # escaped, not lost: `jq` reads the same value
+
+
+async def test_cmd_prints_a_reply_holding_a_lone_surrogate_instead_of_crashing(
+    broker: Mosquitto,
+) -> None:
+    reply = {"ok": False, "error": {"code": "x\ud800", "message": "\udfff"}, "extra": "\ud800"}
+    async with answering(broker.port, ROGUE, lambda i: {"id": i, **reply}):
+        code, out, err = await edgectl("cmd", "test/rogue-01", "ping", "--broker", broker.url)
+    assert code == 1, err
+    assert json.loads(out)["extra"] == "\ud800"
+    assert "Traceback" not in err
+    assert "refused 'ping': x?: ?" in err
+
+
+async def test_watch_shows_a_hostile_alarm_kind_as_text_and_keeps_running(
+    broker: Mosquitto,
+) -> None:
+    await publish_retained(
+        broker.port,
+        (f"{ROGUE}/state", {"state": "online"}),
+        (f"{ROGUE}/alarm/panic", {"kind": f"panic{TERMINAL_TRICKS}\ud800", "active": True}),
+    )
+    code, out, err = await edgectl("watch", "--broker", broker.url, "--duration", "2")
+    assert code == 0, err
+    assert acts_on_a_terminal(out) == []
+    rows = [line for line in out.splitlines() if "test/rogue-01" in line]
+    assert len(rows) == 1 and "panic" in rows[0], out
