@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.ops.client import BrokerUnreachableError, Say, connect, refused
 from edged.ops.commands import make_request, reply_of
-from edged.ops.fleet import _text
+from edged.ops.fleet import NAME, _text
 from edged.ops.login import Login
 
 DONE = "confirmed"
@@ -91,6 +91,17 @@ def plan(nodes: list[str], canaries: int, wave_size: int | None) -> list[list[st
     return waves
 
 
+def node_of(head: str, topic: str) -> tuple[str, str] | None:
+    """`(node, rest)` of a topic under `head` (`{prefix}/{fleet}/`) whose level is a node id.
+
+    Not `_replies`: every node of the fleet may write `{prefix}/{fleet}/_replies/+` (MQTT 5
+    response topics), so `_replies/state` is some node's writing, not a node's birth."""
+    if not topic.startswith(head):
+        return None
+    node, _, rest = topic[len(head) :].partition("/")
+    return (node, rest) if NAME.fullmatch(node) else None
+
+
 def _obj(payload: Any) -> dict[str, Any] | None:
     if not isinstance(payload, bytes | bytearray) or len(payload) > 64 * 1024:
         return None
@@ -141,13 +152,8 @@ class Rollout:
         return f"{self.prefix}/{self.fleet}"
 
     def _node_of(self, topic: str) -> tuple[str, str] | None:
-        head = f"{self.fleet_base}/"
-        if not topic.startswith(head):
-            return None
-        node, _, rest = topic[len(head) :].partition("/")
-        if not node or node.startswith("_") or len(self.nodes) > MAX_NODES:
-            return None
-        return node, rest
+        found = node_of(f"{self.fleet_base}/", topic)
+        return None if found is None or len(self.nodes) > MAX_NODES else found
 
     def ingest(self, topic: str, payload: Any, correlation: Any = None) -> None:
         """One message from the broker (hostile until proven otherwise)."""
@@ -308,11 +314,11 @@ async def fleet_status(
         try:
             async with asyncio.timeout(wait_s):
                 async for message in client.messages:
-                    topic = str(message.topic)
-                    name, _, rest = topic[len(base) :].partition("/")
+                    found = node_of(base, str(message.topic))
                     body = _obj(message.payload)
-                    if body is None or not name or len(nodes) > MAX_NODES:
+                    if body is None or found is None or len(nodes) > MAX_NODES:
                         continue
+                    name, rest = found
                     node = nodes.setdefault(name, NodeUpdate(name, state="-"))
                     if rest == "state":
                         node.online = body.get("state") == "online"

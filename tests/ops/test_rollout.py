@@ -1,9 +1,7 @@
 """`edgectl update FLEET` over 20 simulated nodes on a real Mosquitto: canaries, waves, and a
 node that rolls back stops the rollout naming it; `edgectl update status` shows the table."""
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +10,12 @@ from cryptography.hazmat.primitives import serialization
 from edged.ops.rollout import NodeUpdate, Rollout, parse_canary, plan
 from tests.helpers.broker import Mosquitto
 from tests.helpers.fleet_sim import SimFleet
-from tests.helpers.nodes import ROOT
+from tests.helpers.rogue import acts_on_a_terminal, answering, edgectl, publish_retained
 from tests.release.support import KEY, WEAK, make_bundle
 
 NAMES = [f"bus-{i:02d}" for i in range(1, 21)]
+ROGUE = "rnst/v1/test/rogue-01"
+TERMINAL_TRICKS = "\x9b2J\x7f\u202edelif\u202c\u2028\u200b\ud800"
 
 
 def key_file(tmp_path: Path, key: object = KEY) -> Path:
@@ -29,15 +29,6 @@ def key_file(tmp_path: Path, key: object = KEY) -> Path:
     )
     path.chmod(0o600)
     return path
-
-
-async def edgectl(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edged.cli.ctl", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 def rollout_args(broker: Mosquitto, bundle: Path, key: Path, *more: str) -> list[str]:
@@ -182,3 +173,51 @@ def test_names_from_the_broker_cannot_paint_the_terminal() -> None:
     )
     node = r.nodes["bus-01"]
     assert "\x1b" not in node.state and "\x1b" not in (node.reason or "")
+
+
+async def test_a_hostile_refusal_stops_the_rollout_and_is_reported_as_text(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "b.bundle")
+    await publish_retained(broker.port, (f"{ROGUE}/state", {"state": "online", "version": "0.1"}))
+    error = {"code": f"no{TERMINAL_TRICKS}", "message": f"disk{TERMINAL_TRICKS}"}
+    async with answering(broker.port, ROGUE, lambda i: {"id": i, "ok": False, "error": error}):
+        code, out, err = await edgectl(*rollout_args(broker, bundle, key_file(tmp_path)))
+    assert code == 1, (out, err)
+    assert "STOPPED: rogue-01 refused the update: no" in err
+    assert "Traceback" not in err
+    assert acts_on_a_terminal(out + err) == []
+
+
+async def test_update_status_shows_a_hostile_update_as_text(broker: Mosquitto) -> None:
+    update = {"state": f"failed{TERMINAL_TRICKS}", "code": "x", "reason": TERMINAL_TRICKS}
+    await publish_retained(
+        broker.port,
+        (f"{ROGUE}/state", {"state": "online", "version": f"9{TERMINAL_TRICKS}"}),
+        (f"{ROGUE}/update", update),
+    )
+    code, out, err = await edgectl(
+        "update", "status", "test", "--broker", broker.url, "--wait", "1"
+    )
+    assert code == 0, err
+    assert acts_on_a_terminal(out) == []
+    assert len([line for line in out.splitlines() if "rogue-01" in line]) == 1, out
+
+
+async def test_update_status_lists_no_node_under_the_fleets_replies_level(
+    broker: Mosquitto,
+) -> None:
+    """Every node may write `{prefix}/{fleet}/_replies/+` (MQTT 5 response topics), so
+    `_replies/state` and `_replies/update` are a node's writing, not a node named `_replies`."""
+    await publish_retained(
+        broker.port,
+        (f"{ROGUE}/state", {"state": "online", "version": "0.1"}),
+        ("rnst/v1/test/_replies/state", {"state": "online", "version": "0.2.0"}),
+        ("rnst/v1/test/_replies/update", {"state": "confirmed", "version": "0.2.0"}),
+    )
+    code, out, err = await edgectl(
+        "update", "status", "test", "--broker", broker.url, "--wait", "1"
+    )
+    assert code == 0, err
+    assert "rogue-01" in out
+    assert "_replies" not in out
