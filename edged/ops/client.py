@@ -11,6 +11,7 @@ reported with what to check.
 once instead of after the whole time-out.
 """
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -44,14 +45,53 @@ class ClosedBeforeConnackError(aiomqtt.MqttError):
     """The broker closed the connection before answering the CONNECT."""
 
 
+MAX_QUEUED_MESSAGES = 50_000
+"""Messages received and not yet read: a fleet's retained topics arriving at once."""
+MAX_QUEUED_BYTES = 128 * 1024 * 1024
+"""Their payloads' bytes: 50,000 of a few kB each, but never 50,000 of the 4 MiB a peer
+may publish (a stolen node key on a fast link filled 4 GB of `edgectl watch` in 20 s)."""
+
+
+class _Queue(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's incoming queue, counting the payload bytes it holds."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.bytes = 0
+
+    def _put(self, item: aiomqtt.Message) -> None:
+        super()._put(item)
+        self.bytes += _size(item)
+
+    def _get(self) -> aiomqtt.Message:
+        item: aiomqtt.Message = super()._get()
+        self.bytes -= _size(item)
+        return item
+
+
+def _size(message: aiomqtt.Message) -> int:
+    payload = message.payload
+    return len(payload) if isinstance(payload, bytes | bytearray | str) else 8
+
+
 class ToolClient(aiomqtt.Client):
     """aiomqtt, keeping the CONNACK and failing fast when the broker hangs up on CONNECT."""
 
-    def __init__(self, *args: Any, version: Protocol, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        *args: Any,
+        version: Protocol,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("max_queued_incoming_messages", MAX_QUEUED_MESSAGES)
+        super().__init__(*args, queue_type=_Queue, **kwargs)
         self.version: Protocol = version
         self.connack: Properties | None = None
         self.session_present = False
+        self.max_queued_bytes = max_queued_bytes
+        self.dropped = 0
+        """Messages discarded because the reader was `max_queued_bytes` behind."""
 
     @property
     def paho(self) -> mqtt.Client:
@@ -69,6 +109,16 @@ class ToolClient(aiomqtt.Client):
         self.connack = properties
         self.session_present = bool(flags.session_present)
         super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """Drop what arrives while the reader is `max_queued_bytes` behind: a flood costs
+        messages (counted in `dropped`, without a log line each), never all the memory."""
+        queue = self._queue  # one message, however large, when the reader has caught up
+        held = queue.bytes if isinstance(queue, _Queue) else 0
+        if held and held + len(message.payload) > self.max_queued_bytes:
+            self.dropped += 1
+            return
+        super()._on_message(client, userdata, message)
 
     def _on_disconnect(
         self,
@@ -123,7 +173,6 @@ def client_for(
         will=will,
         timeout=timeout,
         keepalive=keepalive,
-        max_queued_incoming_messages=50_000,
     )
 
 

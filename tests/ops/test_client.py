@@ -1,0 +1,34 @@
+"""The tools' MQTT connection (`edged.ops.client`) against a real Mosquitto."""
+
+import asyncio
+
+import aiomqtt
+
+from edged.ops.client import MAX_QUEUED_BYTES, connect
+from edged.ops.login import Login
+from edged.ops.urls import parse_broker_url
+from tests.helpers.broker import Mosquitto
+
+MIB = 1024 * 1024
+
+
+async def test_a_peer_flooding_a_reader_that_lags_costs_messages_not_memory(
+    broker: Mosquitto,
+) -> None:
+    """A stolen node key publishing large messages faster than `edgectl watch` reads them:
+    what waits to be read stays under MAX_QUEUED_BYTES (it grew to 4 GB in 20 s before)."""
+    payload = b"{" + b" " * (MIB - 2) + b"}"  # 1 MiB each, 200 MiB in all
+    count = 200
+    async with connect(Login(parse_broker_url(broker.url)), "edgectl-test-flood") as reader:
+        await reader.subscribe("rnst/v1/#", qos=0)
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="rogue-flood") as rogue:
+            for _ in range(count):
+                await rogue.publish("rnst/v1/test/rogue-01/health", payload, qos=0)
+            async with asyncio.timeout(60):  # the reader reads nothing meanwhile: it lags
+                while len(reader.messages) + getattr(reader, "dropped", 0) < count:
+                    await asyncio.sleep(0.1)
+        assert len(reader.messages) * len(payload) <= MAX_QUEUED_BYTES + len(payload)
+        assert reader.dropped == count - len(reader.messages)
+        async with asyncio.timeout(5):  # what was kept is still read, in order
+            message = await anext(aiter(reader.messages))
+        assert message.payload == payload
