@@ -106,7 +106,9 @@ class OutboxHealth(Body):
     refused: int = Field(description="events refused at the hard cap since start")
     thinned: int = Field(description="samples removed by the thinning rule since start")
     dropped: int = Field(
-        default=0, description="samples and health reports dropped at the hard cap"
+        default=0,
+        description="samples and health reports dropped at the hard cap; samples the disk "
+        "refused that a newer one replaced in memory",
     )
     write_errors: int = Field(default=0, description="failed commits since start")
     in_memory: int = Field(

@@ -14,6 +14,7 @@ lane's lock.
 import threading
 
 from edged.outbox.publication import Stored
+from edged.topics import Priority
 
 MAX_ROWS = 2000
 
@@ -42,6 +43,8 @@ class MemoryLane:
             for old_id in [i for i in self._latest_only if self._rows[i].topic == msg.topic]:
                 if old_id not in self._handed:
                     self._forget(old_id)
+                    if msg.priority == Priority.SAMPLE:  # a sample lost, not a state replaced
+                        self.dropped += 1
         mid, self._next_id = self._next_id, self._next_id - 1
         self._rows[mid] = Stored(
             mid,

@@ -2,6 +2,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -493,6 +494,25 @@ async def test_a_failed_commit_fails_its_callers_and_the_writer_keeps_going(
         assert box.depth == 3, "the refused message is kept in memory, to be sent"
         writer.cancel()
         await box.close()
+
+
+async def test_samples_the_disk_refused_and_a_newer_one_replaced_in_memory_count_as_dropped(
+    tmp_path: Path,
+) -> None:
+    """Memory keeps only the newest sample of a stream: the ones it replaces are a gap in
+    `seq` that `health.outbox.dropped` must account for (docs/topics.md, a gap in seq)."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await opened(config(disk))
+        fill(disk)
+        refused = [box.put_nowait(position(i)) for i in range(5)]
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            await box.flush()
+        await asyncio.gather(*refused, return_exceptions=True)
+        sent = seqs(await box.next_batch(10))
+        stats = await box.stats()
+        await box.close()
+    assert sent == [5]
+    assert stats.dropped == 4, "seqs 1-4 are nowhere: each one a sample dropped"
 
 
 async def test_a_fetch_overtaken_by_a_new_session_does_not_hide_its_rows(tmp_path: Path) -> None:
