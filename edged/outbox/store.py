@@ -16,7 +16,9 @@ When the outbox passes its soft cap, samples are thinned by a rule that keeps an
 spread: at thinning level L only samples whose `seq` is a multiple of 2**L are kept, both
 those stored and those arriving. Past the hard cap, events are refused with
 `OutboxFullError` (counted, and `on_pressure` raises an alarm); alarms still have a reserve.
-The caps count the WAL's bound too, so `hard_max_bytes` bounds the files on disk.
+The byte caps compare what the database's pages take on disk (the rows, and the room
+deletions left in pages SQLite does not fill again: thinned samples, acknowledged rows) and
+the WAL's bound, so `hard_max_bytes` bounds the files on disk.
 
 A disk that refuses writes does not stop anything: the batch's messages stay in memory
 (`edged.outbox.memory`) and still go out while the link holds; a database that cannot be
@@ -161,6 +163,10 @@ class Outbox:
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
         self._counts = _Counts()
+        self._slack = 0
+        """Bytes the database's pages in use take beyond the rows' counted size (page
+        headers, room deletions left in pages new rows, always appended, never fill):
+        measured at each commit and after each thinning step (`_measure_slack`)."""
         self._inflight: dict[int, int] = {}  # id -> size
         self._acked: set[int] = set()
         """Rows the broker acknowledged whose deletion is not committed yet (the next
@@ -212,6 +218,7 @@ class Outbox:
             counts.rows += n
             counts.bytes += size or 0
         self._counts = counts
+        self._measure_slack(db)
         self._last_id = int(db.execute("SELECT coalesce(max(id), 0) FROM msg").fetchone()[0])
         # taps the journal gives back first: a seq they fill is not a gap
         for stream, seq in self._recover_journal(db, fresh=not existed or moved).items():
@@ -727,6 +734,7 @@ class Outbox:
         )
         db.execute("BEGIN IMMEDIATE")
         try:
+            self._measure_slack(db)
             if acks:
                 self._delete_acked(db, acks)
             for item in batch:
@@ -783,8 +791,18 @@ class Outbox:
             self.thin_level = 0
 
     def _data_bytes(self) -> int:
-        """What the caps compare: the rows, plus the room the WAL may take."""
-        return self._counts.bytes + self.config.wal_bytes
+        """What the caps compare: what the rows take in the database's pages, plus the
+        room the WAL may take."""
+        return self._counts.bytes + self._slack + self.config.wal_bytes
+
+    def _measure_slack(self, db: sqlite3.Connection) -> None:
+        """The pages in use against the rows' counted size. Rows are always appended (ids
+        grow), so the room a deleted row leaves in a page is taken again only once the
+        whole page is free: after thinning, the file holds more than the rows counted."""
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        self._slack = max(0, (pages - free) * size - self._counts.bytes)
 
     def _insert(self, db: sqlite3.Connection, item: _Pending) -> PutResult | BaseException:
         pub, cfg, counts = item.pub, self.config, self._counts
@@ -922,6 +940,7 @@ class Outbox:
                 db, "prio = ? AND seq % ? != 0", [int(Priority.SAMPLE), 1 << self.thin_level]
             )
             self.thinned += n
+            self._measure_slack(db)
             log.warning(
                 "outbox over its soft cap: samples thinned to 1 in %d (%d removed)",
                 1 << self.thin_level,

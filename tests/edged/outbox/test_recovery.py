@@ -20,7 +20,7 @@ from edged.errors import NotDurableError
 from edged.outbox import Outbox, Publication, Stored
 from edged.outbox.journal import HEAD, MAGIC
 from edged.topics import TAP
-from tests.edged.outbox.test_store import TOPICS, alarm, door, drain, seqs
+from tests.edged.outbox.test_store import TOPICS, alarm, door, drain, position, seqs
 from tests.helpers.burst_node import tap_event
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
 
@@ -434,6 +434,31 @@ async def test_the_caps_count_the_wal(tmp_path: Path) -> None:
     await box.close()
     assert stats.refused > 0
     assert stats.bytes + config.wal_bytes <= config.hard_max_bytes
+
+
+async def test_the_files_stay_under_the_hard_cap_after_samples_were_thinned(
+    tmp_path: Path,
+) -> None:
+    """A long outage: samples pass the soft cap and are thinned, then events fill up to the
+    hard cap. Thinning leaves room in pages that appended rows never fill again; counted
+    by the rows alone, the files grew to 998 KB under an 800 KB hard cap."""
+    config = cfg(
+        tmp_path, max_rows=10**6, hard_max_rows=10**6, max_bytes=400_000, hard_max_bytes=800_000
+    )
+    box = await started(config)
+    files = [tmp_path / "outbox.sqlite", tmp_path / "outbox.sqlite-wal"]
+    biggest = 0
+    for i in range(1, 30_001):
+        box.put_nowait(position(i) if i <= 10_000 else door(i))
+        if i % 50 == 0:
+            with contextlib.suppress(EdgedError):
+                await box.flush()
+            biggest = max(biggest, sum(f.stat().st_size for f in files if f.exists()))
+    stats = await box.stats()
+    await box.close()
+    assert stats.thinned > 0 and stats.refused > 0, "both caps were reached"
+    # the WAL passes its bound by a commit's pages before its checkpoint
+    assert biggest <= config.hard_max_bytes + 4 * 4096, biggest
 
 
 # -- a full disk -------------------------------------------------------------------------
