@@ -515,6 +515,25 @@ async def test_samples_the_disk_refused_and_a_newer_one_replaced_in_memory_count
     assert stats.dropped == 4, "seqs 1-4 are nowhere: each one a sample dropped"
 
 
+async def test_events_past_what_memory_holds_push_the_oldest_out_and_count_as_dropped(
+    tmp_path: Path,
+) -> None:
+    """docs/topics.md: on a disk that refuses writes, memory holds 2,000 messages at most."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await opened(config(disk))
+        fill(disk)
+        refused = [box.put_nowait(door(i)) for i in range(2005)]
+        for _ in range(2):  # a commit takes 2,000 at most
+            with pytest.raises(sqlite3.OperationalError, match="full"):
+                await box.flush()
+        await asyncio.gather(*refused, return_exceptions=True)
+        sent = seqs(await box.next_batch(3000))
+        stats = await box.stats()
+        await box.close()
+    assert sent == list(range(6, 2006))
+    assert stats.dropped == 5 and stats.in_memory == 2000
+
+
 async def test_a_fetch_overtaken_by_a_new_session_does_not_hide_its_rows(tmp_path: Path) -> None:
     """The uplink's old session was reading when the link dropped and a new session began:
     what that read handed out belongs to no session, and goes out in the new one."""
