@@ -164,6 +164,7 @@ class Outbox:
         self._new_data = asyncio.Event()
         self._counts = _Counts()
         self._slack = 0
+        self._page_size = 0
         """Bytes the database's pages in use take beyond the rows' counted size (page
         headers, room deletions left in pages new rows, always appended, never fill):
         measured at each commit and after each thinning step (`_measure_slack`)."""
@@ -218,6 +219,7 @@ class Outbox:
             counts.rows += n
             counts.bytes += size or 0
         self._counts = counts
+        self._page_size = 0  # this file's, read again
         self._measure_slack(db)
         self._last_id = int(db.execute("SELECT coalesce(max(id), 0) FROM msg").fetchone()[0])
         # taps the journal gives back first: a seq they fill is not a gap
@@ -799,10 +801,11 @@ class Outbox:
         """The pages in use against the rows' counted size. Rows are always appended (ids
         grow), so the room a deleted row leaves in a page is taken again only once the
         whole page is free: after thinning, the file holds more than the rows counted."""
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        free = db.execute("PRAGMA freelist_count").fetchone()[0]
-        size = db.execute("PRAGMA page_size").fetchone()[0]
-        self._slack = max(0, (pages - free) * size - self._counts.bytes)
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        if not self._page_size:  # fixed once the file exists
+            (self._page_size,) = db.execute("PRAGMA page_size").fetchone()
+        self._slack = max(0, (pages - free) * self._page_size - self._counts.bytes)
 
     def _insert(self, db: sqlite3.Connection, item: _Pending) -> PutResult | BaseException:
         pub, cfg, counts = item.pub, self.config, self._counts
