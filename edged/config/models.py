@@ -218,12 +218,23 @@ class BrokerConfig(Strict):
         return self
 
 
+MIN_CAP_BYTES = 256 * 1024
+"""The byte caps count the outbox's pages on disk, and its empty tables and indexes already
+take some 56 KiB: a smaller cap would refuse events from the first one."""
+
+
 class OutboxConfig(Strict):
     path: ConfigPath = Path("/var/lib/edged/outbox.sqlite")
     max_rows: int = Field(default=200_000, ge=10, description="soft cap: samples thinned above")
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=10_000)
+    max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=MIN_CAP_BYTES,
+        description="soft cap on the files (pages in use and the WAL's bound): samples thinned",
+    )
     hard_max_rows: int = Field(default=400_000, ge=10, description="events refused above")
-    hard_max_bytes: int = Field(default=128 * 1024 * 1024, ge=10_000)
+    hard_max_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=MIN_CAP_BYTES, description="events refused above"
+    )
     alarm_reserve_rows: int = Field(default=1000, ge=1, description="room kept for alarms only")
     flush_interval_ms: int = Field(
         default=20, ge=0, le=5000, description="how long writes gather before one commit"

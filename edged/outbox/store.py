@@ -817,16 +817,22 @@ class Outbox:
         if prio is Priority.SAMPLE and not self._keeps_sample(item.seq):
             self.thinned += 1
             return PutResult.THINNED
-        if pub.spec.latest_only:
-            self._delete_superseded(db, pub.topic, prio)
-        if counts.rows + len(rows) > cfg.max_rows or self._data_bytes() + size > cfg.max_bytes:
+        # a latest-only message replaces its unsent predecessor, which leaves only if this
+        # one is taken: refused at the hard cap, the topic keeps its last value, not none
+        freed_rows, freed_bytes = (
+            self._superseded(db, pub.topic, prio) if pub.spec.latest_only else (0, 0)
+        )
+        if (
+            counts.rows - freed_rows + len(rows) > cfg.max_rows
+            or self._data_bytes() - freed_bytes + size > cfg.max_bytes
+        ):
             self._thin(db)
             if prio is Priority.SAMPLE and not self._keeps_sample(item.seq):
                 self.thinned += 1
                 return PutResult.THINNED
         over_hard = (
-            counts.rows + len(rows) > cfg.hard_max_rows
-            or self._data_bytes() + size > cfg.hard_max_bytes
+            counts.rows - freed_rows + len(rows) > cfg.hard_max_rows
+            or self._data_bytes() - freed_bytes + size > cfg.hard_max_bytes
         )
         if over_hard:
             in_reserve = counts.rows + len(rows) <= cfg.hard_max_rows + cfg.alarm_reserve_rows
@@ -844,6 +850,8 @@ class Outbox:
                     f"outbox full ({counts.rows} rows, {counts.bytes} bytes): {pub.topic} "
                     "refused; the uplink has been down too long or the caps are too small"
                 )
+        if freed_rows:
+            self._delete_superseded(db, pub.topic, prio)
         for topic, corr in rows:
             self._insert_row(
                 db,
@@ -928,8 +936,19 @@ class Outbox:
             n += count
         return n
 
+    _SUPERSEDED = "prio = ? AND topic = ? AND latest_only = 1"
+
+    def _superseded(self, db: sqlite3.Connection, topic: str, prio: Priority) -> tuple[int, int]:
+        """(rows, bytes) of the unsent predecessors a latest-only message would replace."""
+        extra, ids = self._not_inflight()
+        row = db.execute(
+            f"SELECT count(*), coalesce(sum(size), 0) FROM msg WHERE {self._SUPERSEDED}{extra}",
+            [int(prio), topic, *ids],
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     def _delete_superseded(self, db: sqlite3.Connection, topic: str, prio: Priority) -> None:
-        self._delete_where(db, "prio = ? AND topic = ? AND latest_only = 1", [int(prio), topic])
+        self._delete_where(db, self._SUPERSEDED, [int(prio), topic])
 
     def _thin(self, db: sqlite3.Connection) -> None:
         cfg, counts = self.config, self._counts

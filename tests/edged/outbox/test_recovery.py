@@ -425,9 +425,9 @@ async def test_wal_stays_near_its_bound(tmp_path: Path) -> None:
 
 
 async def test_the_caps_count_the_wal(tmp_path: Path) -> None:
-    config = cfg(tmp_path, max_rows=100_000, max_bytes=100_000, hard_max_bytes=200_000)
+    config = cfg(tmp_path, max_rows=100_000, max_bytes=300_000, hard_max_bytes=400_000)
     box = await started(config)
-    futures = [box.put_nowait(door(i)) for i in range(2000)]
+    futures = [box.put_nowait(door(i)) for i in range(4000)]
     await box.flush()
     await asyncio.gather(*futures, return_exceptions=True)
     stats = await box.stats()

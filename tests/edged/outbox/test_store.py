@@ -12,8 +12,8 @@ from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError, OutboxFullError
 from edged.outbox import Outbox, Publication, PutResult, Stored, sqlitefile
-from edged.payloads import Alarm, DoorEvent, Health, OutboxHealth, Position
-from edged.topics import ALARM, DOOR, HEALTH, POSITION, Priority, Topics
+from edged.payloads import Alarm, DoorEvent, Health, Occupancy, OutboxHealth, Position
+from edged.topics import ALARM, DOOR, HEALTH, OCCUPANCY, POSITION, Priority, Topics
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
 
 TOPICS = Topics("rnst/v1", "test", "n1")
@@ -437,13 +437,46 @@ async def test_samples_past_the_hard_cap_are_dropped_not_errors(tmp_path: Path) 
     await box.close()
 
 
+def occupancy(status: str) -> Publication:
+    body = Occupancy(count=3, capacity=None, percent=None, status=status, entries=3, exits=0,
+                     reset_at=0)  # fmt: skip
+    return Publication.make(TOPICS, OCCUPANCY, body)
+
+
+async def test_a_latest_only_value_refused_at_the_hard_cap_leaves_the_one_before(
+    tmp_path: Path,
+) -> None:
+    """A latest-only message (occupancy, faults, journey) replaced its unsent predecessor
+    before the hard cap was checked: refused there, it left the topic with neither, and
+    dispatch got no occupancy at all after the outage. Now the predecessor leaves only when
+    the new value is taken."""
+    box = await opened(config(tmp_path, max_bytes=262_144, hard_max_bytes=300_000,
+                              wal_max_bytes=8_192))  # fmt: skip
+    box.put_nowait(occupancy("EMPTY"))
+    i = 0
+    while True:  # events until the hard cap refuses one
+        i += 1
+        event = box.put_nowait(door(i))
+        await box.flush()
+        if isinstance(event.exception() if event.done() else None, OutboxFullError):
+            break
+        assert i < 5_000
+    bigger = box.put_nowait(occupancy("MANY_SEATS_AVAILABLE"))  # a few bytes more: refused
+    await box.flush()
+    with pytest.raises(OutboxFullError):
+        await bigger
+    statuses = [json.loads(m.payload)["status"] for m in await drain(box) if "occupancy" in m.topic]
+    assert statuses == ["EMPTY"]
+    await box.close()
+
+
 async def test_byte_cap_triggers_thinning_like_the_row_cap(tmp_path: Path) -> None:
-    box = await opened(config(tmp_path, max_bytes=20_000, hard_max_bytes=200_000))
-    for i in range(200):
+    box = await opened(config(tmp_path, max_bytes=300_000, hard_max_bytes=3_000_000))
+    for i in range(3000):
         box.put_nowait(position(i))
     await box.flush()
     stats = await box.stats()
-    assert stats.bytes <= 20_000
+    assert stats.bytes <= 300_000
     assert stats.thin_level >= 1
     await box.close()
 
