@@ -83,10 +83,11 @@ class Encoder:
     """Entity bytes per vehicle, re-encoded only when the vehicle changed."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple[int, bool], bytes]] = {}
+        self._cache: dict[str, tuple[tuple[int, bool, int], bytes]] = {}
 
     def framed(self, served: Served) -> bytes:
-        stamp = (served.node.changed, served.trip is not None)
+        # the fix time too: one ahead of the clock is stamped with the clock until it passes
+        stamp = (served.node.changed, served.trip is not None, int(served.fix_s))
         hit = self._cache.get(served.key)
         if hit is not None and hit[0] == stamp:
             return hit[1]

@@ -81,7 +81,7 @@ class FeedService:
         self.page = PageState(view, self.settings.max_age_s)
         self._selection: tuple[tuple[int, int], Selection] | None = None
         self._docs: dict[str, _Doc] = {}
-        self._siri_cache: dict[str, tuple[tuple[int, bool], dict[str, Any]]] = {}
+        self._siri_cache: dict[str, tuple[tuple[int, bool, int], dict[str, Any]]] = {}
         self.trip_problems: dict[str, list[str]] = {}
         """Per vehicle key: why its assigned run is left out of the trip descriptors."""
         self._checked: dict[str, JourneyInfo] = {}
@@ -156,8 +156,8 @@ class FeedService:
         def build(now: int) -> tuple[bytes, str]:
             newest = max((int(v.fix_s) for v in chosen.vehicles), default=0)
             self.encoder.forget(v.key for v in chosen.vehicles)
-            # never before the newest fix (E012), never back (E018): a fix served ahead
-            # of our clock keeps the header there until the clock catches up (<= 60 s)
+            # never before the newest fix (E012: fixes are stamped no later than the
+            # clock, so this is the clock's second) and never back (E018)
             self._header_s = max(now, newest, self._header_s)
             return self.encoder.feed(frames, self._header_s), "application/x-protobuf"
 
@@ -174,7 +174,7 @@ class FeedService:
         valid_s = self.settings.max_age_s
         activities = []
         for v in chosen.vehicles:
-            stamp = (v.node.changed, v.trip is not None)
+            stamp = (v.node.changed, v.trip is not None, int(v.fix_s))
             hit = self._siri_cache.get(v.key)
             if hit is None or hit[0] != stamp:
                 hit = (stamp, siri.activity(v, valid_s, self.zone))

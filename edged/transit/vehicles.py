@@ -3,7 +3,9 @@
 A consumer must never be told a vehicle is somewhere it left long ago: a vehicle is served
 only while its node is online, in service (not `out-of-service`), and its last fix is no
 older than `max_age_s` (90 s by default, the usual consumer rule) and not in the future
-(a node clock far ahead would push the feed's own timestamp forward).
+(a node clock far ahead would push the feed's own timestamp forward). A fix up to
+`FUTURE_TOLERANCE_S` ahead is served stamped with the feed's clock: a later time would hold
+the GTFS-RT header there while the rest of the feed changed (E017).
 """
 
 from collections.abc import Callable
@@ -56,6 +58,7 @@ class Served:
 
     node: NodeView
     fix_s: float
+    """The fix time, never after the moment the vehicle was selected (a node clock ahead)."""
     trip: JourneyInfo | None
     key: str
 
@@ -114,5 +117,5 @@ def select(
             if journey is not None and journey.assigned and trip_ok(journey)
             else None
         )
-        served.append(Served(node, node.position.fix_ms / 1000, trip, key))
+        served.append(Served(node, min(node.position.fix_ms / 1000, now), trip, key))
     return served, left

@@ -3,13 +3,23 @@
 (`gtfs-rt-validator`, MobilityData's rules ported, modern mode) against the simulated
 network's static GTFS. A feed with any ERROR-level notice or a system error fails."""
 
+import os
 import tempfile
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from google.transit import gtfs_realtime_pb2 as rt
-from gtfs_rt_validator.api import Mode, PreparedFeed, Request, prepare_feed, resolve_roles, validate
+from gtfs_rt_validator.api import (
+    Mode,
+    PreparedFeed,
+    Request,
+    prepare_feed,
+    resolve,
+    resolve_roles,
+    validate,
+)
+from gtfs_rt_validator.inputs import SortBy
 
 from tests.helpers.nodes import ROOT
 
@@ -55,3 +65,28 @@ class FeedChecker:
         assert not notices and not system, f"the validator found errors: {notices + system}"
         assert result.run.messages_validated == 1
         return message
+
+    def check_polls(self, polls: list[tuple[bytes, float]]) -> None:
+        """Successive polls of one feed (body, when it was fetched), judged as the validator's
+        replay judges a consumer's downloads: each against the one before (E017, E018), each
+        against the moment it was fetched (E050)."""
+        self.checked += 1
+        folder = self.dir / f"polls-{self.checked}"
+        folder.mkdir()
+        for i, (body, at) in enumerate(polls):
+            path = folder / f"vehicle-positions-{i:04d}.pb"
+            path.write_bytes(body)
+            os.utime(path, (at, at))
+        result = validate(
+            Request(
+                mode=Mode.MODERN,
+                gtfs=self.prepared,
+                inputs=resolve(str(folder), sort_by=SortBy.DATE_MODIFIED),
+            )
+        )
+        notices = [
+            f"{o.rule_id}: {o.prefix}" for o in result.run.notices._occurrences
+            if o.rule_id in result.error_ids()
+        ]
+        system = [f"{o.rule_id}: {o.prefix}" for o in result.run.system_errors._occurrences]
+        assert not notices and not system, f"the validator found errors: {notices + system}"

@@ -127,9 +127,9 @@ async def test_a_change_within_the_second_of_the_last_one_is_not_hidden_by_if_mo
 
 
 def test_the_header_timestamp_never_goes_back_when_a_vehicle_ahead_leaves() -> None:
-    """A fix up to 60 s ahead is served and the header is never before it (E012); when that
-    vehicle then left, the header went back to the feed's clock: E018 ("header timestamp
-    decreased") for every consumer, from one node's clock."""
+    """A fix up to 60 s ahead is served, stamped no later than the header (E012); when the
+    header followed that fix and the vehicle then left, the header went back to the feed's
+    clock: E018 ("header timestamp decreased") for every consumer, from one node's clock."""
     clock = Clock(NOW)
     service = feed(clock)
     vehicle(service, "steady")
@@ -141,13 +141,31 @@ def test_the_header_timestamp_never_goes_back_when_a_vehicle_ahead_leaves() -> N
         return int(message.header.timestamp)
 
     first = header()
-    assert first == int(NOW) + 50
+    assert first == int(NOW)  # the feed's clock, which the fix ahead is stamped with
     clock.t += 2
     put(service, "ahead", "state", b'{"state":"offline"}')
     assert header() >= first
     clock.t += 100  # the feed's clock passes it: the header follows the clock again
     vehicle(service, "steady", at=clock.t)
     assert header() == int(clock.t)
+
+
+def test_a_fix_ahead_of_the_feeds_clock_does_not_hold_the_header_while_the_feed_changes(
+    checker: FeedChecker,
+) -> None:
+    """MobilityData E017 ("content changed but has the same header timestamp"): a node whose
+    clock ran 50 s fast pinned the header at its fix time, so for 50 s every poll got the
+    other vehicles' new positions under one header timestamp. GTFS-RT's header timestamp
+    says when the content was created: the fix is stamped no later than the feed's clock."""
+    clock = Clock(NOW)
+    service = feed(clock)
+    vehicle(service, "ahead", at=NOW + 50)
+    polls = []
+    for step in range(3):
+        vehicle(service, "steady", at=clock.t, lat=45.95 + step / 1000)
+        polls.append((service.vehicle_positions().body, clock.t))
+        clock.t += 10
+    checker.check_polls(polls)
 
 
 def test_an_added_run_sent_without_date_or_time_has_no_none_in_its_siri_reference() -> None:
