@@ -87,6 +87,9 @@ def why_left(node: NodeView, now: float, max_age_s: float) -> Left | None:
     position = node.position
     if position is None or position.fix_ms is None:
         return Left.NO_FIX
+    if position.lat == 0 and position.lon == 0:
+        # "null island": a receiver without a fix, not a place (validator E028)
+        return Left.NO_FIX
     age = now - position.fix_ms / 1000
     if age > max_age_s:
         return Left.STALE

@@ -84,6 +84,17 @@ def test_offline_out_of_service_stale_and_future_vehicles_are_left_out(checker: 
     assert entities(service, checker) == {}
 
 
+def test_a_position_at_zero_zero_is_left_out_as_no_fix(checker: FeedChecker) -> None:
+    """0,0 ("null island", in the Gulf of Guinea) is what a receiver without a fix may put in
+    its sentences, not a place a shuttle drives: served, it failed MobilityData E028
+    (vehicle position outside the agency's coverage) and drew the vehicle off Africa."""
+    service = feed(Clock(NOW))
+    vehicle(service, "ok")
+    vehicle(service, "null", lat=0.0, lon=0.0)
+    assert set(entities(service, checker)) == {"creuse/ok"}
+    assert service.health()[1]["vehicles"]["left_out"]["no_fix"] == 1
+
+
 def test_a_vehicle_back_online_returns_with_its_next_fix(checker: FeedChecker) -> None:
     service = feed(Clock(NOW))
     vehicle(service, "v")
