@@ -1,6 +1,5 @@
 """`[security]` and `[clock]` in the config."""
 
-import difflib
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -59,6 +58,8 @@ class SecurityConfig(Strict):
         """A name the router never looks up would leave its command unsigned, silently."""
         for name in names:
             if name not in COMMANDS:  # door/unlock, Door.Unlock, " door.unlock", door.unlok
+                import difflib  # a refused config's hint only: not in a running node
+
                 close = difflib.get_close_matches(name, sorted(COMMANDS), n=1)
                 hint = f": did you mean {close[0]!r}?" if close else ""
                 raise ValueError(
