@@ -77,7 +77,7 @@ async def chatter(
     seed: int = 1,
     made_s: tuple[float, float] = (0.005, 0.015),
     broken_s: tuple[float, float] = (0.001, 0.005),
-) -> None:
+) -> "Stretches":
     """A worn or oxidised contact held made (`made`: the level it drives then) that keeps
     breaking: at `made` 5-15 ms, away 1-5 ms (`made_s`, `broken_s`), irregularly, for
     `seconds`; ends at `made`.
@@ -95,10 +95,25 @@ async def chatter(
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
     make, brk = (pin.drive_high, pin.drive_low) if made else (pin.drive_low, pin.drive_high)
+    longest = Stretches()
     while True:
         make()
+        t = loop.time()
         await asyncio.sleep(rng.uniform(*made_s))
+        longest.made = max(longest.made, loop.time() - t)
         if loop.time() >= end:
-            return
+            return longest
         brk()
+        t = loop.time()
         await asyncio.sleep(rng.uniform(*broken_s))
+        longest.broken = max(longest.broken, loop.time() - t)
+
+
+@dataclass
+class Stretches:
+    """The longest time `chatter` held each level, as it happened: on a loaded machine a
+    3 ms sleep can last 80 ms, and such a stretch is a real change of the contact, past any
+    debounce. A test checks its exact outcome only when the pattern was the one meant."""
+
+    made: float = 0.0
+    broken: float = 0.0

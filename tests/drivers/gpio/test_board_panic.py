@@ -105,7 +105,9 @@ async def test_a_press_chattering_throughout_raises_while_still_held(
     r = await start(panic={"pin": PANIC})
     pin = factory.pin(PANIC)
     first = asyncio.get_running_loop().time()
-    await chatter(pin, False, 1.5)  # the button shorts the pull-up: LOW while made
+    held = await chatter(pin, False, 1.5)  # the button shorts the pull-up: LOW while made
+    if held.broken >= 0.2:  # dropout_s
+        pytest.skip(f"this machine let go of the button {held.broken:.3f} s: not a chatter")
     raised = [e for e in after_start(r.rec.of(PanicInput)) if e.pressed]
     assert len(raised) == 1, "no alarm while the button was held"
     assert raised[0].ts == pytest.approx(first, abs=0.01)
@@ -124,7 +126,9 @@ async def test_a_press_back_that_chatters_goes_on_with_the_hold(
     r = await start(panic={"pin": PANIC})
     pin = factory.pin(PANIC)
     first = await presses(pin, 0.5, 0.1, 1)
-    await chatter(pin, False, 0.4, made_s=(0.006, 0.006), broken_s=(0.005, 0.005))
+    held = await chatter(pin, False, 0.4, made_s=(0.006, 0.006), broken_s=(0.005, 0.005))
+    if held.broken >= 0.02 or held.made >= 0.02:  # bounce_s: steady, so no chatter
+        pytest.skip(f"this machine held a level {max(held.made, held.broken):.3f} s")
     await wait_until(lambda: bool(after_start(r.rec.of(PanicInput))), 1, "the alarm")
     assert [(e.pressed, e.ts) for e in after_start(r.rec.of(PanicInput))] == [
         (True, pytest.approx(first, abs=0.01))
@@ -142,12 +146,17 @@ async def test_emi_spikes_on_the_line_never_press_the_button(
     rng = random.Random(7)
     loop = asyncio.get_running_loop()
     end = loop.time() + 2.0
+    longest = 0.0
     while loop.time() < end:
         pin.drive_low()
+        t = loop.time()
         await asyncio.sleep(rng.uniform(0.001, 0.004))
+        longest = max(longest, loop.time() - t)
         pin.drive_high()
         await asyncio.sleep(rng.uniform(0.005, 0.04))
     await asyncio.sleep(0.3)
+    if longest >= 0.02:  # bounce_s: a spike this machine stretched is a press
+        pytest.skip(f"this machine held a spike {longest:.3f} s: not EMI")
     assert after_start(r.rec.of(PanicInput)) == []
 
 
