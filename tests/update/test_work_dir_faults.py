@@ -113,6 +113,27 @@ async def test_a_disk_filled_up_mid_download_gets_its_room_back_and_says_no_spac
         assert job is not None and job.state == "failed" and job.code == "no_space"
 
 
+def downloaded(tmp_path: Path, work: WorkDir) -> Job:
+    """A job whose bundle was downloaded before a restart: the next start verifies it, then
+    installs it."""
+    bundle = make_bundle(tmp_path / "b.bundle")
+    digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    job = Job(id="j", version="0.2.0", url=str(GOOD["url"]), size=bundle.stat().st_size,
+              sha256=digest, switch="now", state="verifying")  # fmt: skip
+    work.save(job)
+    work.bundle(job).write_bytes(bundle.read_bytes())
+    return job
+
+
+async def gone(path: Path) -> None:
+    """Up to 5 s for `path` to go: the half release is removed beside the loop, after the
+    failure is said. The caller asserts that it went."""
+    for _ in range(100):
+        if not path.exists():
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_a_disk_filled_up_mid_install_is_no_space_and_the_half_release_goes(
     tmp_path: Path,
 ) -> None:
@@ -124,21 +145,13 @@ async def test_a_disk_filled_up_mid_install_is_no_space_and_the_half_release_goe
     with mounted_tmpfs(tmp_path / "releases", "1m") as root:
         work = WorkDir(root)
         work.ensure()
-        bundle = make_bundle(tmp_path / "b.bundle")
-        digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
-        job = Job(id="j", version="0.2.0", url=str(GOOD["url"]), size=bundle.stat().st_size,
-                  sha256=digest, switch="now", state="verifying")  # fmt: skip
-        work.bundle(job).write_bytes(bundle.read_bytes())  # downloaded before a restart
-        work.save(job)
+        job = downloaded(tmp_path, work)
         m = manager(tmp_path)
         said = recording(m, lambda s: s.state == "installing" and fill(root, "outbox"))
         run = asyncio.create_task(m.run())
         try:
             status = await failed(said, run)
-            for _ in range(100):  # the half release is removed beside the loop
-                if not (root / "0.2.0").exists():
-                    break
-                await asyncio.sleep(0.05)
+            await gone(root / "0.2.0")
         finally:
             run.cancel()
         assert status.code == "no_space", status
@@ -199,21 +212,13 @@ async def test_an_install_that_fails_otherwise_than_by_a_full_disk_removes_the_h
         monkeypatch.setattr(install_module, "CHECK_TIMEOUT_S", 0.001)
     root = tmp_path / "releases"
     work = WorkDir(root)
-    bundle = make_bundle(tmp_path / "b.bundle")
-    digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
-    job = Job(id="j", version="0.2.0", url=str(GOOD["url"]), size=bundle.stat().st_size,
-              sha256=digest, switch="now", state="verifying")  # fmt: skip
-    work.save(job)
-    work.bundle(job).write_bytes(bundle.read_bytes())  # downloaded before a restart
+    job = downloaded(tmp_path, work)
     wrote: list[bool] = []
     said = recording(m, lambda s: s.state == "failed" and wrote.append((root / "0.2.0").exists()))
     run = asyncio.create_task(m.run())
     try:
         status = await failed(said, run)
-        for _ in range(100):  # the half release is removed beside the loop
-            if not (root / "0.2.0").exists():
-                break
-            await asyncio.sleep(0.05)
+        await gone(root / "0.2.0")
     finally:
         run.cancel()
     assert wrote == [True], "the install stopped before it wrote anything: not this fault"
