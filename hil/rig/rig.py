@@ -161,7 +161,12 @@ class Rig:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        """Closed whatever happened; a test that failed inside shows the daemon's log."""
+        if kind is not None and issubclass(kind, Exception):
+            print(self.log())
         await self.close()
 
     async def start(self) -> None:

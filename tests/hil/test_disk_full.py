@@ -25,9 +25,7 @@ async def test_a_full_disk_keeps_doors_working_and_raises_the_alarm_directly(
     tmp_path: Path, small_disk: Path
 ) -> None:
     (tmp_path / "rig").mkdir()
-    rig = Rig(tmp_path / "rig", RigSetup(profile="venue", outbox_dir=small_disk))
-    await rig.start()
-    try:
+    async with Rig(tmp_path / "rig", RigSetup(profile="venue", outbox_dir=small_disk)) as rig:
         filler = fill(small_disk)
         for i in range(40):  # door events that cannot be stored
             await rig.set_pin(PIN_DOOR, i % 2)
@@ -52,8 +50,3 @@ async def test_a_full_disk_keeps_doors_working_and_raises_the_alarm_directly(
         await rig.press_panic()  # the disk refuses it: it goes out from memory
         panic = await rig.expect("alarm/panic", lambda m: m.payload.get("active") is True, 15)
         assert panic.payload["details"]["presses"] == 1
-    except Exception:
-        print(rig.log())
-        raise
-    finally:
-        await rig.close()

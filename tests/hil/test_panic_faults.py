@@ -28,9 +28,7 @@ async def test_a_power_cut_right_after_the_press_loses_neither_the_alarm_nor_its
     next commit (every second here, so the cut surely lands before it; 20 ms as shipped):
     the alarm still reaches dispatch, and the restarted node still knows it, so dispatch
     can acknowledge it."""
-    rig = Rig(tmp_path, RigSetup(profile="venue", outbox="flush_interval_ms = 1000"))
-    await rig.start()
-    try:
+    async with Rig(tmp_path, RigSetup(profile="venue", outbox="flush_interval_ms = 1000")) as rig:
         rig.broker_down()  # nothing leaves from memory meanwhile
         offset = len(rig.daemon.log.read_text(errors="replace"))
         await rig.set_pin(PIN_PANIC, 0)
@@ -58,11 +56,6 @@ async def test_a_power_cut_right_after_the_press_loses_neither_the_alarm_nor_its
         reply = await rig.command("alarm.ack", {"alarm_id": alarm_id, "by": "dispatch"})
         assert reply["ok"] is True, reply
         await rig.expect("alarm/panic", lambda m: m.payload.get("active") is False, 10, "the clear")
-    except Exception:
-        print(rig.log())
-        raise
-    finally:
-        await rig.close()
 
 
 @pytest.mark.slow
@@ -71,10 +64,8 @@ async def test_an_ack_sent_before_a_new_alarm_does_not_clear_it(tmp_path: Path) 
     says), gets no reply as the truck drives into a dead zone, and sends the ack again: the
     broker keeps it for the node. Meanwhile the provider, in danger again, presses: that new
     alarm must not be cleared by the ack waiting at the broker, sent before it existed."""
-    rig = Rig(tmp_path, RigSetup(profile="venue", link_proxy=True))
-    await rig.start()
-    assert rig.proxy is not None
-    try:
+    async with Rig(tmp_path, RigSetup(profile="venue", link_proxy=True)) as rig:
+        assert rig.proxy is not None
         await rig.press_panic()
         a = await rig.expect("alarm/panic", lambda m: m.payload.get("active") is True, 10, "A")
         a_id = a.payload["details"]["alarm_id"]
@@ -106,11 +97,6 @@ async def test_an_ack_sent_before_a_new_alarm_does_not_clear_it(tmp_path: Path) 
             if m.payload.get("active") is False and m.payload["details"]["alarm_id"] == b_id
         ]
         assert cleared == [], "alarm B was cleared by an ack sent before it was raised"
-    except Exception:
-        print(rig.log())
-        raise
-    finally:
-        await rig.close()
 
 
 @pytest.mark.slow
@@ -123,9 +109,7 @@ async def test_a_press_on_a_full_disk_then_a_power_cut_still_reaches_dispatch(
     it and dispatch can acknowledge it."""
     (tmp_path / "rig").mkdir()
     with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
-        rig = Rig(tmp_path / "rig", RigSetup(profile="venue", outbox_dir=disk))
-        await rig.start()
-        try:
+        async with Rig(tmp_path / "rig", RigSetup(profile="venue", outbox_dir=disk)) as rig:
             filler = fill(disk)
             rig.broker_down()
             offset = len(rig.daemon.log.read_text(errors="replace"))
@@ -146,8 +130,3 @@ async def test_a_press_on_a_full_disk_then_a_power_cut_still_reaches_dispatch(
                 "alarm/panic", lambda m: m.payload.get("active") is False, 10, "the clear"
             )
             filler.unlink()
-        except Exception:
-            print(rig.log())
-            raise
-        finally:
-            await rig.close()
