@@ -199,7 +199,6 @@ def run(config_file: Path) -> int:
             node = Node(config, config_path=config_file)
             asyncio.run(serve(node, signals))
         except EdgedError as exc:
-            probation = Probation(config_file)
             if probation.active:  # its watch never ran: no start would ever decide
                 logging.getLogger("edged").error(
                     "the config on probation does not start (%s): rolled back", exc
