@@ -115,6 +115,23 @@ class PutResult(StrEnum):
 
 
 @dataclass(slots=True)
+class _Matching:
+    """Rows a condition names (`Outbox._matching`), counted before they are deleted."""
+
+    cond: str
+    params: list[Any]
+    found: list[tuple[int, int, int]]  # (prio, rows, bytes)
+
+    @property
+    def count(self) -> int:
+        return sum(rows for _, rows, _ in self.found)
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, _, size in self.found)
+
+
+@dataclass(slots=True)
 class _Pending:
     pub: Publication
     payload: bytes
@@ -819,9 +836,9 @@ class Outbox:
             return PutResult.THINNED
         # a latest-only message replaces its unsent predecessor, which leaves only if this
         # one is taken: refused at the hard cap, the topic keeps its last value, not none
-        freed_rows, freed_bytes = (
-            self._superseded(db, pub.topic, prio) if pub.spec.latest_only else (0, 0)
-        )
+        superseded = self._superseded(db, pub.topic, prio) if pub.spec.latest_only else None
+        freed_rows = superseded.count if superseded else 0
+        freed_bytes = superseded.size if superseded else 0
         if (
             counts.rows - freed_rows + len(rows) > cfg.max_rows
             or self._data_bytes() - freed_bytes + size > cfg.max_bytes
@@ -850,8 +867,8 @@ class Outbox:
                     f"outbox full ({counts.rows} rows, {counts.bytes} bytes): {pub.topic} "
                     "refused; the uplink has been down too long or the caps are too small"
                 )
-        if freed_rows:
-            self._delete_superseded(db, pub.topic, prio)
+        if superseded is not None:
+            self._delete(db, superseded)
         for topic, corr in rows:
             self._insert_row(
                 db,
@@ -918,37 +935,32 @@ class Outbox:
         return " AND id NOT IN (SELECT value FROM json_each(?))", [idsets.as_json(ids)]
 
     def _delete_where(self, db: sqlite3.Connection, where: str, args: list[Any]) -> int:
+        return self._delete(db, self._matching(db, where, args))
+
+    def _matching(self, db: sqlite3.Connection, where: str, args: list[Any]) -> _Matching:
+        """The rows `where` names, not in flight: the condition and, per class, how many and
+        their bytes (what deleting them frees)."""
         extra, ids = self._not_inflight()
-        cond = where + extra
-        params = [*args, *ids]
+        cond, params = where + extra, [*args, *ids]
         found = db.execute(
             f"SELECT prio, count(*), coalesce(sum(size), 0) FROM msg WHERE {cond} GROUP BY prio",
             params,
         ).fetchall()
-        if not found:
+        return _Matching(cond, params, found)
+
+    def _delete(self, db: sqlite3.Connection, rows: _Matching) -> int:
+        if not rows.found:
             return 0
-        db.execute(f"DELETE FROM msg WHERE {cond}", params)
-        n = 0
-        for prio, count, size in found:
+        db.execute(f"DELETE FROM msg WHERE {rows.cond}", rows.params)
+        for prio, count, size in rows.found:
             self._counts.rows -= count
             self._counts.bytes -= size
             self._counts.by_prio[prio] -= count
-            n += count
-        return n
+        return rows.count
 
-    _SUPERSEDED = "prio = ? AND topic = ? AND latest_only = 1"
-
-    def _superseded(self, db: sqlite3.Connection, topic: str, prio: Priority) -> tuple[int, int]:
-        """(rows, bytes) of the unsent predecessors a latest-only message would replace."""
-        extra, ids = self._not_inflight()
-        row = db.execute(
-            f"SELECT count(*), coalesce(sum(size), 0) FROM msg WHERE {self._SUPERSEDED}{extra}",
-            [int(prio), topic, *ids],
-        ).fetchone()
-        return int(row[0]), int(row[1])
-
-    def _delete_superseded(self, db: sqlite3.Connection, topic: str, prio: Priority) -> None:
-        self._delete_where(db, self._SUPERSEDED, [int(prio), topic])
+    def _superseded(self, db: sqlite3.Connection, topic: str, prio: Priority) -> _Matching:
+        """The unsent predecessors a latest-only message would replace."""
+        return self._matching(db, "prio = ? AND topic = ? AND latest_only = 1", [int(prio), topic])
 
     def _thin(self, db: sqlite3.Connection) -> None:
         cfg, counts = self.config, self._counts
