@@ -7,6 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.geo import ring_problem
 
 LatLon = tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]]
+FenceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+FenceName = Annotated[str, Field(max_length=120)]
+FenceKind = Literal["stop", "market", "depot", "venue", "zone"]
 
 
 class Geofence(BaseModel):
@@ -14,9 +17,9 @@ class Geofence(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    name: str = Field(default="", max_length=120)
-    kind: Literal["stop", "market", "depot", "venue", "zone"] = "stop"
+    id: FenceId
+    name: FenceName = ""
+    kind: FenceKind = "stop"
     center: LatLon | None = None
     radius_m: float | None = Field(default=None, gt=0, le=50_000)
     points: list[LatLon] | None = Field(default=None, min_length=3, max_length=500)
