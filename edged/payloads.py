@@ -254,7 +254,8 @@ class GeofenceEvent(Body):
     fix_time: datetime
     removed: bool | None = Field(
         default=None,
-        description="true on the depart from a fence dispatch removed while the vehicle was in it",
+        description="true on the depart from a fence removed (by dispatch or from the config) "
+        "while the vehicle was in it",
     )
 
 

@@ -15,24 +15,32 @@ time of each arrival): a node restarted at a market does not arrive there a seco
 and a vehicle that left while the node was down departs once the first fixes after the
 start are out for `dwell_s` (its `dwell_s` then counts the time the node was down).
 
-A fence dispatch removes (a `geofences.set` without it) while the vehicle is in it departs
-at once, marked `removed`: dispatch and a venue manager count who is at a stop or a venue
-from the arrivals and departures, and without it the vehicle would stay there in their
-books for good. It carries the last fix looked at; with none yet since the start, the
-departure is owed (`REMOVED_KEY`, kept across restarts) and made at the first fix.
+A fence removed while the vehicle is in it departs, marked `removed`: dispatch and a venue
+manager count who is at a stop or a venue from the arrivals and departures, and without it
+the vehicle would stay there in their books for good. Dispatch removes one with a
+`geofences.set` without it: the departure is at once, with the last fix looked at. The
+config removes one with a new file (`config.set`), which takes effect by restarting the
+node: the fence's definition is gone by then, so what a departure says of each fence the
+vehicle is in (`LABELS_KEY`) is kept with the arrival. One piece serves both (`_retire`).
+With no fix yet since the start (always so after a restart), the departure is owed
+(`REMOVED_KEY`, kept across restarts) and made at the first fix.
+
+Each such departure ends one arrival, once: the state is bounded by the fences in force
+(500 from the config, 500 from dispatch), whatever the number of changes.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.events import Fix
 from core.geo import circle_signed_distance, polygon_signed_distance
 from edged.commands.spec import CommandSpec
-from edged.config.geofences import Geofence, GeofenceSet
+from edged.config.geofences import FenceId, FenceKind, FenceName, Geofence, GeofenceSet
 from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
 from edged.host import Host
@@ -44,9 +52,28 @@ from edged.topics import GEOFENCE
 DYNAMIC_KEY = "geofences.dynamic"
 INSIDE_KEY = "geofences.inside"
 """{fence id: ISO time of its arrival}: the fences the vehicle had arrived at and not left."""
+LABELS_KEY = "geofences.inside_labels"
+"""{fence id: {"id", "name", "kind"}}: what a departure says of each fence of `INSIDE_KEY`,
+so that one gone from the config by the restart that applies it still departs. A key of
+its own: `INSIDE_KEY` keeps the format an older release (an update rolled back) reads."""
 REMOVED_KEY = "geofences.removed"
-"""{fence id: {"fence": the fence, "arrived": ISO time}}: departures owed for fences dispatch
-removed while the vehicle was in them, before any fix of this run said where it was."""
+"""{fence id: {"fence": its label (or, written by an older release, the fence), "arrived":
+ISO time}}: departures owed for fences removed while the vehicle was in them, before any
+fix of this run said where it was."""
+
+
+class FenceLabel(BaseModel):
+    """What an event says of a fence: all its departure needs once its shape is gone."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)  # a whole fence reads as its label
+
+    id: FenceId
+    name: FenceName = ""
+    kind: FenceKind = "stop"
+
+    @classmethod
+    def of(cls, fence: Geofence) -> "FenceLabel":
+        return cls(id=fence.id, name=fence.name, kind=fence.kind)
 
 
 class Where(Enum):
@@ -79,8 +106,11 @@ class GeofenceService(Service):
         stored = host.state.get(DYNAMIC_KEY, [])
         self.dynamic = GeofenceSet.model_validate({"geofences": stored}).geofences
         self._tracks: dict[str, _Track] = self._restore_inside()
-        self._owed: dict[str, tuple[Geofence, datetime]] = self._restore_owed()
+        self._owed: dict[str, tuple[FenceLabel, datetime]] = self._restore_owed()
         self._last: Fix | None = None  # the last fix looked at
+        # a fence the vehicle was in that the config (the new file) no longer has departs;
+        # the labels of those it keeps are written (renamed, or kept by no older release)
+        self._retire(self._restore_labels())
         host.bus.subscribe(Fix, self.on_fix)
         self._tell()
 
@@ -88,50 +118,74 @@ class GeofenceService(Service):
         return [CommandSpec("geofences.set", self.command_set)]
 
     def _restore_inside(self) -> dict[str, _Track]:
-        """The fences arrived at before the restart that are still in force; anything else
-        stored (a fence gone from the config, a value that is no time) is left out."""
+        """The fences arrived at before the restart (`_retire` then takes out those no
+        longer in force); a value that is no time is left out."""
         stored = self.host.state.get(INSIDE_KEY, {})
-        ids = {g.id for g in self.fences}
         tracks: dict[str, _Track] = {}
         for fence_id, arrived in stored.items() if isinstance(stored, dict) else ():
             try:
                 when = datetime.fromisoformat(arrived) if isinstance(arrived, str) else None
             except ValueError:
                 when = None
-            if fence_id in ids and when is not None and when.tzinfo is not None:
+            if when is not None and when.tzinfo is not None:
                 tracks[fence_id] = _Track(Where.INSIDE, when, when)
         return tracks
 
-    def _restore_owed(self) -> dict[str, tuple[Geofence, datetime]]:
-        """The departures owed before the restart; an entry that cannot be read is left out."""
-        stored = self.host.state.get(REMOVED_KEY, {})
-        owed: dict[str, tuple[Geofence, datetime]] = {}
+    def _restore_labels(self) -> dict[str, FenceLabel]:
+        """The labels of the fences arrived at before the restart, those in force now
+        taken from the config; a stored one that cannot be read is left out (its fence,
+        if gone, is then only forgotten, as before labels were kept)."""
+        stored = self.host.state.get(LABELS_KEY, {})
+        labels: dict[str, FenceLabel] = {}
         for fence_id, entry in stored.items() if isinstance(stored, dict) else ():
             try:
-                fence = Geofence.model_validate(entry["fence"])
+                label = FenceLabel.model_validate(entry)
+            except ValidationError:
+                continue
+            if label.id == fence_id:
+                labels[fence_id] = label
+        labels.update({g.id: FenceLabel.of(g) for g in self.fences})
+        return labels
+
+    def _restore_owed(self) -> dict[str, tuple[FenceLabel, datetime]]:
+        """The departures owed before the restart; an entry that cannot be read is left out."""
+        stored = self.host.state.get(REMOVED_KEY, {})
+        owed: dict[str, tuple[FenceLabel, datetime]] = {}
+        for fence_id, entry in stored.items() if isinstance(stored, dict) else ():
+            try:
+                label = FenceLabel.model_validate(entry["fence"])
                 arrived = datetime.fromisoformat(entry["arrived"])
             except (KeyError, TypeError, ValueError):
                 continue  # pydantic's ValidationError is a ValueError
-            if fence.id == fence_id and arrived.tzinfo is not None:
-                owed[fence_id] = (fence, arrived)
+            if label.id == fence_id and arrived.tzinfo is not None:
+                owed[fence_id] = (label, arrived)
         return owed
 
     def _save_owed(self) -> None:
         self.host.state.set(
             REMOVED_KEY,
             {
-                fence.id: {"fence": fence.model_dump(mode="json"), "arrived": arrived.isoformat()}
-                for fence, arrived in self._owed.values()
+                label.id: {"fence": label.model_dump(mode="json"), "arrived": arrived.isoformat()}
+                for label, arrived in self._owed.values()
             },
         )
 
     def _save_inside(self) -> None:
-        inside = {
-            fence_id: track.arrived.isoformat()
-            for fence_id, track in self._tracks.items()
-            if track.where in (Where.INSIDE, Where.LEAVING) and track.arrived is not None
-        }
-        self.host.state.set(INSIDE_KEY, inside)
+        """The fences arrived at and their labels; written only when they changed (the SD
+        card: a start writes nothing when nothing changed)."""
+        by_id = {g.id: g for g in self.fences}
+        inside: dict[str, str] = {}
+        labels: dict[str, Any] = {}
+        for fence_id, track in self._tracks.items():
+            fence = by_id.get(fence_id)
+            if track.where in (Where.INSIDE, Where.LEAVING) and track.arrived is not None:
+                inside[fence_id] = track.arrived.isoformat()
+                if fence is not None:  # always so: a track is of a fence in force
+                    labels[fence_id] = FenceLabel.of(fence).model_dump(mode="json")
+        if self.host.state.get(INSIDE_KEY) != inside:
+            self.host.state.set(INSIDE_KEY, inside)
+        if self.host.state.get(LABELS_KEY) != labels:
+            self.host.state.set(LABELS_KEY, labels)
 
     @property
     def fences(self) -> list[Geofence]:
@@ -161,8 +215,8 @@ class GeofenceService(Service):
             return
         self._last = fix
         if self._owed:
-            for fence, arrived in self._owed.values():
-                self._depart_removed(fence, arrived, fix)
+            for label, arrived in self._owed.values():
+                self._depart_removed(label, arrived, fix)
             self._owed.clear()
             self._save_owed()
         for fence in self.fences:
@@ -203,7 +257,7 @@ class GeofenceService(Service):
 
     def _publish(
         self,
-        fence: Geofence,
+        fence: Geofence | FenceLabel,
         fix: Fix,
         event: Literal["arrive", "depart"],
         dwell_s: float | None,
@@ -224,9 +278,40 @@ class GeofenceService(Service):
             ),
         )
 
-    def _depart_removed(self, fence: Geofence, arrived: datetime, fix: Fix) -> None:
+    def _depart_removed(self, label: FenceLabel, arrived: datetime, fix: Fix) -> None:
         stayed = round(max(0.0, (fix.fix_time - arrived).total_seconds()), 1)
-        self._publish(fence, fix, "depart", stayed, removed=True)
+        self._publish(label, fix, "depart", stayed, removed=True)
+
+    def _retire(self, labels: Mapping[str, FenceLabel]) -> None:
+        """Drop the tracks of fences no longer in force (dispatch's set or the config
+        changed); the vehicle departs from those it had arrived at, marked `removed`: at
+        once with the last fix looked at, or owed until the first fix of this run.
+        `labels`: what to say of each fence that was in force.
+
+        An owed departure whose fence is in force again (a `config.set` rolled back, put
+        back by dispatch) before a fix made it is called off: nothing said it left, so
+        the vehicle is still there, since its arrival."""
+        in_force = {g.id for g in self.fences}
+        gone = [i for i in self._tracks if i not in in_force]
+        back = [i for i in self._owed if i in in_force]
+        for fence_id in back:
+            _, arrived = self._owed.pop(fence_id)
+            self._tracks[fence_id] = _Track(Where.INSIDE, arrived, arrived)
+        owed_before = len(self._owed)
+        for fence_id in gone:
+            track = self._tracks.pop(fence_id)
+            label = labels.get(fence_id)
+            if track.where not in (Where.INSIDE, Where.LEAVING) or track.arrived is None:
+                continue  # not arrived: nothing to end
+            if label is None:
+                continue  # kept by a release that stored no labels: only forgotten
+            if self._last is not None:
+                self._depart_removed(label, track.arrived, self._last)
+            else:
+                self._owed[fence_id] = (label, track.arrived)
+        if back or len(self._owed) != owed_before:
+            self._save_owed()  # with the presence, in the same commit: owed once
+        self._save_inside()
 
     async def command_set(self, args: dict[str, Any]) -> dict[str, Any]:
         """`geofences.set`: replace the dynamic set; refused as a whole when one is bad."""
@@ -237,24 +322,9 @@ class GeofenceService(Service):
                 f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()
             )
             raise CommandError("bad_args", problems[:500]) from None
-        in_force = {g.id for g in new} | {g.id for g in self.static}
-        before = {g.id: g for g in self.fences}
-        removed: list[tuple[Geofence, datetime]] = []
-        for gone in [i for i in self._tracks if i not in in_force]:
-            track = self._tracks.pop(gone)
-            if track.where in (Where.INSIDE, Where.LEAVING) and track.arrived is not None:
-                fence = before.get(gone)
-                if fence is not None:
-                    removed.append((fence, track.arrived))
+        before = {g.id: FenceLabel.of(g) for g in self.fences}
         self.dynamic = new
         self.host.state.set(DYNAMIC_KEY, [g.model_dump(mode="json") for g in new])
-        for fence, arrived in removed:
-            if self._last is not None:
-                self._depart_removed(fence, arrived, self._last)
-            else:
-                self._owed[fence.id] = (fence, arrived)
-        if removed and self._last is None:
-            self._save_owed()
-        self._save_inside()
+        self._retire(before)
         self._tell()
         return {"dynamic": len(new), "static": len(self.static)}

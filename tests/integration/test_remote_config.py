@@ -19,8 +19,11 @@ BASE = "rnst/v1/test/shuttle-07"
 KEY = Ed25519PrivateKey.generate()
 
 
-def secured(tmp_path: Path, port: int) -> Path:
-    extra = f"""
+def secured(
+    tmp_path: Path, port: int, *, gps: bool = False, speed_factor: float = 30.0, extra: str = ""
+) -> Path:
+    """A node whose `config.set` needs the `ops` key (`KEY`); `extra` TOML goes with it."""
+    extra += f"""
 [clock]
 trust_system_clock = true
 [remote]
@@ -31,7 +34,7 @@ id = "ops"
 public_key = "{public_key_text(KEY.public_key())}"
 scopes = ["read", "operate", "config"]
 """
-    return write_config(tmp_path, port, gps=False, extra=extra)
+    return write_config(tmp_path, port, gps=gps, speed_factor=speed_factor, extra=extra)
 
 
 async def command(
@@ -49,7 +52,9 @@ def births(c: Collector) -> list[dict[str, Any]]:
 
 
 def reply(c: Collector, name: str, cmd_id: str) -> dict[str, Any] | None:
-    return next((m.payload for m in c.on(f"reply/{levels(name)}") if m.payload["id"] == cmd_id), None)
+    return next(
+        (m.payload for m in c.on(f"reply/{levels(name)}") if m.payload["id"] == cmd_id), None
+    )
 
 
 async def test_an_unsigned_config_set_is_refused_and_changes_nothing(
@@ -151,3 +156,51 @@ async def test_config_get_diag_dump_and_mode_set_answer(
         assert dump["versions"]["python"] and "outbox" in dump["health"]
         assert reply(c, "mode.set", "m1")["result"] == {"mode": "school", "previous": "on-demand"}  # type: ignore[index]
         assert reply(c, "mode.set", "m2")["error"]["code"] == "bad_args"  # type: ignore[index]
+
+
+FELLETIN = """
+[services.geofences]
+dwell_s = 0.5  # real seconds
+[[services.geofences.fences]]
+id = "felletin"
+name = "Felletin – place Courtaud"
+kind = "stop"
+center = [45.8833, 2.1744]
+radius_m = 60
+[[services.geofences.fences]]
+id = "gueret-market"
+kind = "market"
+center = [46.1714, 1.8717]
+radius_m = 100
+"""
+
+
+async def test_a_config_fence_taken_out_by_config_set_with_the_vehicle_in_it_departs(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    # docs/topics.md `events/geofence`: a venue manager counts who is at a stop from the
+    # arrivals and departures; a stop taken out of the config file must not keep the
+    # shuttle there for good. At ×1 the shuttle waits 120 s at Felletin, its first stop.
+    path = secured(tmp_path, broker.port, gps=True, speed_factor=1, extra=FELLETIN)
+    new = tomllib.loads(path.read_text())
+    new["services"]["geofences"]["fences"] = new["services"]["geofences"]["fences"][1:]
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(c.on("events/geofence")), 15, "the arrival at Felletin")
+        await command(broker.port, "config.set", {"config": new}, "f1")
+        await c.wait_for(lambda: len(births(c)) >= 2, 15, "a birth with the new config")
+        await c.wait_for(lambda: len(c.on("events/geofence")) >= 2, 10, "the departure")
+        arrive, depart = (m.payload for m in c.on("events/geofence"))
+        assert (arrive["geofence"], arrive["event"]) == ("felletin", "arrive")
+        assert (depart["geofence"], depart["event"], depart["removed"]) == (
+            "felletin",
+            "depart",
+            True,
+        )
+        assert (depart["name"], depart["kind"]) == ("Felletin – place Courtaud", "stop")
+        await c.wait_for(
+            lambda: not path.with_name(path.name + ".pending").exists(), 5, "probation to end"
+        )
+        await command(broker.port, "ping", {}, "p1", signed=False)
+        await c.wait_for(lambda: reply(c, "ping", "p1") is not None, 5, "a ping after it")
+        assert len(c.on("events/geofence")) == 2  # once

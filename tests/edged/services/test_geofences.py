@@ -11,7 +11,14 @@ from edged.config.geofences import Geofence
 from edged.config.services import GeofenceServiceConfig
 from edged.errors import CommandError
 from edged.services.events import GeofencesChanged
-from edged.services.geofences import DYNAMIC_KEY, INSIDE_KEY, GeofenceService, signed_distance
+from edged.services.geofences import (
+    DYNAMIC_KEY,
+    INSIDE_KEY,
+    LABELS_KEY,
+    REMOVED_KEY,
+    GeofenceService,
+    signed_distance,
+)
 from tests.helpers.host import TestHost
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -352,3 +359,166 @@ async def test_a_fence_removed_before_the_vehicle_had_arrived_makes_no_event() -
         svc.on_fix(at(s, 0))  # inside, the dwell not over
     await svc.command_set({"geofences": []})
     assert events(node) == []
+
+
+# A fence taken out of the config file: `config.set` writes the new file and restarts the
+# node (edged/commands/admin.py, edged/cli/main.py `run`), so the service starts again from
+# the state store with the new `[services.geofences]` (tests/integration/test_remote_config.py
+# drives it through a real node and broker).
+
+
+def restarted(node: TestHost, *fences: Geofence, **cfg: Any) -> tuple[TestHost, GeofenceService]:
+    """The node started again on its state store with a config holding `fences`."""
+    again = TestHost(state=node.state)
+    return again, GeofenceService(again, GeofenceServiceConfig(fences=list(fences), **cfg))
+
+
+async def test_a_config_fence_taken_out_with_the_vehicle_in_it_departs_marked_removed() -> None:
+    node = TestHost()
+    _arrived(node, dwell_s=5)
+    again, svc = restarted(node, SQUARE, dwell_s=5)  # the new file has no market
+    assert events(again) == [] and svc.inside() == []  # no fix yet to say where it was
+    svc.on_fix(at(100, 0))
+    (depart,) = events(again)
+    assert (depart.geofence, depart.name, depart.kind) == (
+        "gueret-market",
+        "Guéret – marché",
+        "market",
+    )
+    assert (depart.event, depart.to_json_dict()["removed"]) == ("depart", True)
+    assert depart.dwell_s == 100  # entered at 0 s, the first fix after the start at 100 s
+
+
+async def test_a_config_fence_taken_out_departs_once_across_restarts() -> None:
+    node = TestHost()
+    _arrived(node, dwell_s=5)
+    second, _ = restarted(node, SQUARE, dwell_s=5)
+    third, svc = restarted(second, SQUARE, dwell_s=5)  # restarted again before any fix
+    svc.on_fix(at(100, 0))
+    svc.on_fix(at(101, 0))
+    fourth, svc = restarted(third, SQUARE, dwell_s=5)
+    svc.on_fix(at(200, 0))
+    assert [(e.geofence, e.event) for e in events(third)] == [("gueret-market", "depart")]
+    assert events(second) == events(fourth) == []
+    assert node.state.get(REMOVED_KEY, {}) == fourth.state[REMOVED_KEY] == {}
+
+
+async def test_a_config_fence_taken_out_before_the_vehicle_had_arrived_makes_no_event() -> None:
+    node = TestHost()
+    svc = service(node, dwell_s=30)
+    for s in range(0, 10):
+        svc.on_fix(at(s, 0))  # inside, the dwell not over
+    again, svc = restarted(node, SQUARE, dwell_s=30)
+    for s in range(10, 60):
+        svc.on_fix(at(s, 0))
+    assert events(node) == events(again) == []
+
+
+async def test_a_config_fence_renamed_with_the_vehicle_in_it_makes_no_event() -> None:
+    node = TestHost()
+    _arrived(node, dwell_s=5)
+    renamed = MARKET.model_copy(update={"name": "Guéret – place Bonnyaud"})
+    again, svc = restarted(node, renamed, dwell_s=5)
+    for s in range(100, 130):
+        svc.on_fix(at(s, 0))
+    assert events(again) == []
+    assert [f.name for f in svc.inside()] == ["Guéret – place Bonnyaud"]
+
+
+async def test_a_renamed_fence_taken_out_later_departs_under_its_new_name() -> None:
+    node = TestHost()
+    _arrived(node, dwell_s=5)
+    renamed = MARKET.model_copy(update={"name": "Guéret – place Bonnyaud"})
+    second, _ = restarted(node, renamed, dwell_s=5)  # no fix in this run: no event to save
+    third, svc = restarted(second, SQUARE, dwell_s=5)
+    svc.on_fix(at(100, 0))
+    (depart,) = events(third)
+    assert (depart.name, depart.removed) == ("Guéret – place Bonnyaud", True)
+
+
+async def test_a_config_fence_whose_shape_moved_off_the_vehicle_departs_as_usual() -> None:
+    # same id, another circle 300 m north: not removed, so judged by its new shape at the
+    # next fixes: out for the dwell, an ordinary departure
+    node = TestHost()
+    _arrived(node, dwell_s=5, hysteresis_m=20)
+    moved = Geofence(
+        id=MARKET.id, name=MARKET.name, kind="market", center=(46.1741, 1.8717), radius_m=50
+    )
+    again, svc = restarted(node, moved, dwell_s=5, hysteresis_m=20)
+    assert [f.id for f in svc.inside()] == ["gueret-market"]
+    for s in range(100, 110):
+        svc.on_fix(at(s, 0))  # parked where it was: ~250 m outside the new circle
+    (depart,) = events(again)
+    assert (depart.geofence, depart.event, depart.removed) == ("gueret-market", "depart", None)
+    assert depart.dwell_s == 100  # arrived at 0 s, out from the first fix after the start
+
+
+async def test_a_config_fence_taken_out_that_dispatch_also_defines_does_not_depart() -> None:
+    node = TestHost()
+    svc = service(node, dwell_s=5)
+    same = {"id": MARKET.id, "kind": "market", "center": [46.1714, 1.8717], "radius_m": 100}
+    await svc.command_set({"geofences": [same]})
+    for s in range(0, 30):
+        svc.on_fix(at(s, 0))
+    again, svc = restarted(node, SQUARE, dwell_s=5)
+    for s in range(100, 130):
+        svc.on_fix(at(s, 0))
+    assert events(again) == []
+    assert [f.id for f in svc.inside()] == ["gueret-market"]
+
+
+async def test_a_presence_kept_without_labels_departs_when_a_later_config_drops_its_fence() -> None:
+    # an older release kept the arrival alone: the first start of this one labels it
+    node = TestHost(state={INSIDE_KEY: {MARKET.id: T0.isoformat()}})
+    service(node, dwell_s=5)
+    assert node.state[LABELS_KEY][MARKET.id]["kind"] == "market"
+    again, svc = restarted(node, SQUARE, dwell_s=5)
+    svc.on_fix(at(100, 0))
+    (depart,) = events(again)
+    assert (depart.geofence, depart.name, depart.removed) == (MARKET.id, MARKET.name, True)
+
+
+async def test_a_departure_owed_by_an_older_release_is_still_made() -> None:
+    # it stored the whole fence: read as its label
+    fence = Geofence(id="fair-hall", kind="venue", center=(46.1714, 1.8717), radius_m=80)
+    owed = {"fair-hall": {"fence": fence.model_dump(mode="json"), "arrived": T0.isoformat()}}
+    node = TestHost(state={REMOVED_KEY: owed})
+    svc = service(node, dwell_s=5)
+    svc.on_fix(at(60, 500))
+    (depart,) = events(node)
+    assert (depart.geofence, depart.kind, depart.removed, depart.dwell_s) == (
+        "fair-hall",
+        "venue",
+        True,
+        60,
+    )
+
+
+async def test_a_config_fence_put_back_before_any_fix_makes_no_event() -> None:
+    # config.set took the market out, and its probation rolled it back (no broker) before
+    # the receiver had a fix: nothing said the vehicle left, so it is still there
+    node = TestHost()
+    _arrived(node, dwell_s=5, hysteresis_m=20)
+    second, _ = restarted(node, SQUARE, dwell_s=5, hysteresis_m=20)
+    third, svc = restarted(second, MARKET, dwell_s=5, hysteresis_m=20)
+    assert [f.id for f in svc.inside()] == ["gueret-market"]
+    for s in range(100, 130):
+        svc.on_fix(at(s, 0))
+    assert events(third) == []
+    for s in range(130, 150):
+        svc.on_fix(at(s, 2000))
+    (depart,) = events(third)
+    assert (depart.event, depart.removed, depart.dwell_s) == ("depart", None, 130)
+
+
+async def test_a_fence_dispatch_puts_back_before_any_fix_makes_no_event() -> None:
+    # restarted in the garage, dispatch sends a set without the venue, then corrects it
+    node = TestHost()
+    await _at_the_venue(node)
+    again, svc = restarted(node, MARKET, dwell_s=5)
+    await svc.command_set({"geofences": []})
+    await svc.command_set({"geofences": [{**VENUE, "center": [46.1714, 1.8717], "radius_m": 80}]})
+    for s in range(600, 630):
+        svc.on_fix(at(s, 0))
+    assert events(again) == []
+    assert {f.id for f in svc.inside()} == {"gueret-market", "fair-hall"}
