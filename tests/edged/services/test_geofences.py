@@ -494,6 +494,26 @@ async def test_a_departure_owed_by_an_older_release_is_still_made() -> None:
     )
 
 
+async def test_config_and_dispatch_changes_without_a_fix_owe_one_departure() -> None:
+    # a garage with no sky: the market and dispatch's venue taken out and put back, again
+    # and again, by config.set (each a restart) and geofences.set
+    node = TestHost()
+    await _at_the_venue(node)
+    venue = [{**VENUE, "center": [46.1714, 1.8717], "radius_m": 80}]
+    for n in range(200):
+        node, svc = restarted(node, *([MARKET] if n % 2 else []), dwell_s=5)
+        await svc.command_set({"geofences": venue if n % 3 else []})
+        assert len(node.state.get(REMOVED_KEY, {})) <= 2
+    node, svc = restarted(node, dwell_s=5)
+    await svc.command_set({"geofences": []})  # both gone for good
+    svc.on_fix(at(600, 0))
+    svc.on_fix(at(601, 0))
+    assert sorted((e.geofence, e.event, e.dwell_s) for e in events(node)) == [
+        ("fair-hall", "depart", 600),
+        ("gueret-market", "depart", 600),
+    ]
+
+
 async def test_a_config_fence_put_back_before_any_fix_makes_no_event() -> None:
     # config.set took the market out, and its probation rolled it back (no broker) before
     # the receiver had a fix: nothing said the vehicle left, so it is still there
@@ -522,3 +542,32 @@ async def test_a_fence_dispatch_puts_back_before_any_fix_makes_no_event() -> Non
         svc.on_fix(at(s, 0))
     assert events(again) == []
     assert {f.id for f in svc.inside()} == {"gueret-market", "fair-hall"}
+
+
+async def test_a_flood_of_config_and_dispatch_changes_departs_no_more_than_it_arrived() -> None:
+    # with fixes between the changes and no dwell, every change that takes a fence away
+    # departs and every one that puts it back arrives: a departure ends one arrival, and
+    # the state stays the size of the fences in force
+    node = TestHost()
+    venue = [{**VENUE, "center": [46.1714, 1.8717], "radius_m": 80}]
+    made: list[Any] = []
+    for n in range(300):
+        node, svc = restarted(node, *([MARKET] if n % 2 else []), dwell_s=0)
+        await svc.command_set({"geofences": venue if n % 3 else []})
+        svc.on_fix(at(n, 0))
+        await svc.command_set({"geofences": [] if n % 3 else venue})
+        svc.on_fix(at(n + 0.5, 0))
+        made += events(node)
+        assert (
+            set(node.state[INSIDE_KEY])
+            == set(node.state[LABELS_KEY])
+            <= {
+                "gueret-market",
+                "fair-hall",
+            }
+        )
+        assert len(node.state.get(REMOVED_KEY, {})) <= 2
+    for fence_id in ("gueret-market", "fair-hall"):
+        kinds = [e.event for e in made if e.geofence == fence_id]
+        assert kinds[::2] == ["arrive"] * len(kinds[::2])  # strictly alternating
+        assert kinds[1::2] == ["depart"] * len(kinds[1::2])
