@@ -314,7 +314,12 @@ class Faults(Body):
     model_config = ConfigDict(defer_build=True)  # built on first use (#19)
 
     active: list[FaultCode] = Field(description="every active DM1 code, all ECUs")
-    lamps: list[EcuLamps] = Field(description="lamp states of each ECU that sent a DM1")
+    lamps: list[EcuLamps] = Field(description="lamp states of each ECU whose DM1 is current")
+    silent: list[int] = Field(
+        default_factory=list,
+        description="source addresses of ECUs whose DM1 stopped coming: their faults are "
+        "unknown, not cleared",
+    )
 
 
 class Trip(Body):

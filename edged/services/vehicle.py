@@ -7,7 +7,7 @@ sent when one moved past its deadband since the last message (speed by 10 km/h, 
 litre…), and at least every `heartbeat_s` while the bus talks (`on_change = false`: every
 `period_s`, the former rule). Each message carries every value at full precision: the
 deadbands decide when, never what. `vehicle/faults` only when the set of active DM1 codes
-or lamps changes.
+or lamps changes, or an ECU's DM1 stops coming (`DM1_SILENT_S`).
 """
 
 import asyncio
@@ -31,6 +31,10 @@ DOOR_STATES = {0: "closed", 1: "open"}  # J1939 2-bit status: 2 error, 3 not ava
 SOURCE_HOLD_S = 5.0
 """How long a value stays with its ECU after that ECU's last value (VDHR and LFC come every
 second, CCVS1 every 100 ms): then another ECU sending it takes over."""
+DM1_SILENT_S = 3.5
+"""An ECU broadcasts its DM1 every second, faults or none (J1939-73): after three periods
+and a slow BAM transfer's worth without one (powered off, unplugged, bus-off), what it last
+said is no longer current, and its codes are no longer published as active."""
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -50,7 +54,8 @@ class VehicleService(Service):
         self.ignition: bool | None = None
         self._engine_running_at: float | None = None
         self._last_can = 0.0
-        self._ecus: dict[int, ActiveFaults] = {}
+        self._ecus: dict[int, ActiveFaults] = {}  # source -> its last DM1, while current
+        self._silent: set[int] = set()  # sources whose DM1 stopped coming
         self._published_faults: Faults | None = None
         self._sent: tuple[Vehicle, float] | None = None  # the last `vehicle`, monotonic time
         self._wanted: dict[str, list[tuple[str, str, str]]] = {}  # message -> (kind, key, sig)
@@ -193,6 +198,23 @@ class VehicleService(Service):
 
     def on_faults(self, event: ActiveFaults) -> None:
         self._ecus[event.source] = event
+        self._silent.discard(event.source)
+        self._publish_faults()
+
+    def check_faults(self, now: float | None = None) -> None:
+        """ECUs whose last DM1 is `DM1_SILENT_S` old (`now`: monotonic, as the events' `ts`)
+        go from the active list to `silent`: a fault of an ECU that no longer talks is
+        unknown, not active for ever on a retained topic."""
+        now = time.monotonic() if now is None else now
+        gone = [src for src, dm1 in self._ecus.items() if now - dm1.ts >= DM1_SILENT_S]
+        if not gone:
+            return
+        for src in gone:
+            del self._ecus[src]
+            self._silent.add(src)
+        self._publish_faults()
+
+    def _publish_faults(self) -> None:
         faults = Faults(
             active=[
                 FaultCode(source=src, spn=c.spn, fmi=c.fmi, occurrence=c.occurrence, cm=c.cm)
@@ -209,6 +231,7 @@ class VehicleService(Service):
                 )
                 for src, dm1 in sorted(self._ecus.items())
             ],
+            silent=sorted(self._silent),
         )
         if faults != self._published_faults:
             self._published_faults = faults
@@ -290,6 +313,7 @@ class VehicleService(Service):
         while True:
             await asyncio.sleep(1.0)
             self.check_ignition()
+            self.check_faults()
             now = time.monotonic()
             if now - last >= self.config.period_s:
                 last = now

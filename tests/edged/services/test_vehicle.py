@@ -1,3 +1,5 @@
+import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +12,10 @@ from edged.errors import CommandError
 from edged.services import trips
 from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded
 from edged.services.trips import DISTANCE_WRAP_M, FUEL_WRAP_L, OPEN_TRIP_KEY, Totalizer
-from edged.services.vehicle import VehicleService
+from edged.services.vehicle import DM1_SILENT_S, VehicleService
+from hil.can.fms import bam_frames
+from tests.drivers.can.test_bus import DM1_A, DM1_B, python_can_rig, running
+from tests.helpers.drivers import Recorder
 from tests.helpers.host import TestHost
 
 
@@ -201,10 +206,10 @@ async def test_trip_commands_refuse_arguments() -> None:
     assert info.value.code == "bad_args"
 
 
-def dm1(source: int, *codes: tuple[int, int, int], amber: int = 0) -> ActiveFaults:
+def dm1(source: int, *codes: tuple[int, int, int], amber: int = 0, ts: float = 0.0) -> ActiveFaults:
     lamps = {"malfunction": 0, "red_stop": 0, "amber_warning": amber, "protect": 0}
     return ActiveFaults(
-        source=source, lamps=lamps, codes=tuple(TroubleCode(*c) for c in codes), ts=0.0
+        source=source, lamps=lamps, codes=tuple(TroubleCode(*c) for c in codes), ts=ts
     )
 
 
@@ -238,6 +243,43 @@ def test_a_cleared_code_disappears() -> None:
     svc.on_faults(dm1(0))
     last = node.bodies("vehicle/faults")[-1]
     assert last.active == [] and last.lamps[0].amber_warning == 0
+
+
+async def test_an_ecu_that_stops_sending_dm1_no_longer_has_active_faults() -> None:
+    """Real frames on python-can's virtual bus: the engine (0x00) and a retarder (0x3D) each
+    send two codes in a BAM DM1; then the engine ECU loses power and only the retarder's
+    DM1 keeps coming, once a second (J1939-73). `DM1_SILENT_S` after the engine's last
+    DM1 its codes and lamps are no longer published as active (it is listed `silent`);
+    the retarder's stand."""
+    node, svc, _ = make()
+    rec = Recorder("can")
+    rec.bus.subscribe(ActiveFaults, svc.on_faults)
+    with python_can_rig("virtual", "virtual", f"test-{uuid.uuid4().hex}") as rig:
+        async with running(rig.options, rec):
+            rig.send(bam_frames(65226, 0x00, DM1_A) + bam_frames(65226, 0x3D, DM1_B))
+            await rec.wait_for(lambda: len(rec.faults()) == 2, "a DM1 from each ECU")
+            engine_heard = rec.faults()[0].ts
+            await asyncio.sleep(1.0)
+            rig.send(bam_frames(65226, 0x3D, DM1_B))  # the retarder, a second later
+            await rec.wait_for(lambda: len(rec.faults()) == 3, "the retarder's next DM1")
+    published = len(node.bodies("vehicle/faults"))
+    svc.check_faults(now=engine_heard + DM1_SILENT_S - 0.01)
+    assert len(node.bodies("vehicle/faults")) == published, "three periods: still current"
+    svc.check_faults(now=engine_heard + DM1_SILENT_S)
+    last = node.bodies("vehicle/faults")[-1]
+    assert {(c.source, c.spn) for c in last.active} == {(0x3D, 100), (0x3D, 190)}
+    assert [lamp.source for lamp in last.lamps] == [0x3D]
+    assert last.silent == [0x00]
+
+
+def test_an_ecu_whose_dm1_comes_back_is_no_longer_silent() -> None:
+    node, svc, _ = make()
+    svc.on_faults(dm1(0, (100, 1, 3), amber=1, ts=10.0))
+    svc.check_faults(now=10.0 + DM1_SILENT_S)  # the ECU rebooted
+    assert node.bodies("vehicle/faults")[-1].silent == [0]
+    svc.on_faults(dm1(0, (100, 1, 4), amber=1, ts=16.0))
+    last = node.bodies("vehicle/faults")[-1]
+    assert last.silent == [] and [(c.spn, c.occurrence) for c in last.active] == [(100, 4)]
 
 
 # -- passengers, from the occupancy service ---------------------------------------------
