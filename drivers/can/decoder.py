@@ -4,12 +4,17 @@ cantools' `decode_message` wants the exact frame id, so a message from another s
 address than the one written in the DBC would not decode: the database is indexed by PGN
 here instead. Values are decoded raw and scaled here, because J1939 marks "not available"
 and "error" in the raw value (0xFF…, 0xFE…), and those must become None, not 1606.5 km/h.
+Which raw values those are follows the parameter's size (`valid_limit`), unless the DBC's
+value table (VAL_) says otherwise for a value: a state named an error or not available is
+None whatever its code (SPN 1675's legacy error 1101b), and a state named otherwise beyond
+the size rule is a reading (SPN 899 Engine Torque Mode: 1110b is "other", not an error).
 The raw values come from the DBC's compiled table (drivers/can/table.py), read with
 `int.from_bytes` and shifts as cantools' `decode_simple(…, scaling=False,
 allow_truncated=True)` reads them, so the node does not load cantools.
 """
 
 import math
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,31 @@ def valid_limit(length: int) -> int:
     if length < 8:
         return (1 << length) - 3
     return (0xFB << (length - 8)) - 1
+
+
+_NO_READING = re.compile(
+    r"\s*(error( indicator)?|not[ _-]?available|unavailable|n/a)\s*(\(.*\))?\s*", re.I
+)
+"""A value-table name that says the value is no reading, in full: "Error", "Error
+indicator", "Not available", "error (legacy implementation only, use 1110)". "No error"
+or "Error active" are the states of a signal about errors: readings."""
+_DOUBTFUL = re.compile(r"error|avail|n/a|reserved|don.?t care|no action|not defined", re.I)
+"""A name that may mean no reading: a code beyond the size rule named so stays None."""
+
+
+def _table_rules(choices: list[list[Any]], limit: int) -> dict[int, bool] | None:
+    """The raw values whose name in the value table decides otherwise than `limit`:
+    raw -> whether it is a reading. A code within the size rule is no reading only when
+    named an error or not available outright; a code beyond it is a reading when its name
+    says a state and nothing doubtful (SPN 899's 1110b "other"). None when the table
+    changes nothing (most signals)."""
+    rules = {}
+    for raw, name in choices:
+        if raw <= limit and _NO_READING.fullmatch(name):
+            rules[int(raw)] = False
+        elif raw > limit and not _DOUBTFUL.search(name):
+            rules[int(raw)] = True
+    return rules or None
 
 
 class MultiplexerError(EdgedError):
@@ -106,6 +136,7 @@ class _Signal:
     scale: float | int
     offset: float | int
     integral: bool  # scale and offset are integers: keep an int
+    rules: dict[int, bool] | None  # raw -> a reading or not, where the value table says
 
 
 class MessageDecoder:
@@ -127,6 +158,7 @@ class MessageDecoder:
                 scale=s["scale"],
                 offset=s["offset"],
                 integral=isinstance(s["scale"], int) and isinstance(s["offset"], int),
+                rules=_table_rules(s.get("choices", []), valid_limit(s["length"])),
             )
             for s in signals
         )
@@ -184,7 +216,11 @@ class MessageDecoder:
             if isinstance(r, float):  # an IEEE float signal: no J1939 codes, NaN is no value
                 value = r * s.scale + s.offset
                 out[s.name] = value if math.isfinite(value) else None
-            elif r is None or (r & s.mask) > s.limit:
+            elif r is None or (
+                (r & s.mask) > s.limit
+                if s.rules is None
+                else not s.rules.get(r & s.mask, (r & s.mask) <= s.limit)
+            ):
                 out[s.name] = None
             elif s.integral:
                 out[s.name] = r * s.scale + s.offset

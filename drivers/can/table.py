@@ -27,13 +27,15 @@ SHIPPED_DBC = Path(str(resources.files("drivers.can") / "fms.dbc"))
 installed edged (install.sh's venv, a wheel) has it too; config/fms.dbc links to it."""
 
 SHIPPED_TABLE = SHIPPED_DBC.with_name("fms.dbc.json")
-FORMAT = 1
-"""Bumped whenever the table's shape changes: a cached table of another format is rebuilt."""
+FORMAT = 2
+"""Bumped whenever the table's shape changes: a cached table of another format is rebuilt
+(2: signals carry their value table, `choices`)."""
 
 Table: TypeAlias = dict[str, Any]
 """{"format", "sha256", "messages": [message, ...]}; a message is {"name", "frame_id",
-"extended", "length", "signals" (every signal, in the DBC's order), "node"}; a node is
-{"signals": [...], "multiplexers": [[signal name, [[id, node], ...]], ...]}."""
+"extended", "length", "signals" (every signal, in the DBC's order, each with its value
+table `choices`: [[raw, name], ...]), "node"}; a node is {"signals": [...], "multiplexers":
+[[signal name, [[id, node], ...]], ...]}."""
 
 
 def _signal(s: Any) -> dict[str, Any]:
@@ -47,6 +49,11 @@ def _signal(s: Any) -> dict[str, Any]:
         "scale": s.scale,
         "offset": s.offset,
     }
+
+
+def _choices(s: Any) -> list[list[Any]]:
+    """The signal's value table (VAL_): J1939 states, some of them error or not available."""
+    return [[int(raw), str(name)] for raw, name in (s.choices or {}).items()]
 
 
 def _node(codec: Any) -> dict[str, Any]:
@@ -83,7 +90,9 @@ def compile_dbc(path: Path, data: bytes | None = None) -> Table:
                 "frame_id": m.frame_id,
                 "extended": bool(m.is_extended_frame),
                 "length": int(m.length),
-                "signals": [_signal(s) for s in m.signals],  # in the DBC's order
+                "signals": [  # in the DBC's order
+                    {**_signal(s), "choices": _choices(s)} for s in m.signals
+                ],
                 # cantools' own decoding tree (private, pinned by pyproject's cantools<46):
                 # the table decodes exactly what cantools would, multiplexers included
                 "node": _node(m._codecs),
@@ -146,6 +155,14 @@ def _signal_ok(s: object) -> bool:
     )
 
 
+def _choices_ok(s: object) -> bool:
+    choices = s.get("choices") if isinstance(s, dict) else None
+    return isinstance(choices, list) and all(
+        isinstance(c, list) and len(c) == 2 and isinstance(c[0], int) and isinstance(c[1], str)
+        for c in choices
+    )
+
+
 def _node_ok(node: object) -> bool:
     """A tree as compile_dbc writes it (a corrupt cache file is compiled again)."""
     if not isinstance(node, dict) or not isinstance(node.get("signals"), list):
@@ -173,7 +190,7 @@ def _message_ok(m: object) -> bool:
         _fields_ok(m, _MESSAGE)
         and isinstance(m, dict)
         and isinstance(m.get("signals"), list)
-        and all(_signal_ok(s) for s in m["signals"])
+        and all(_signal_ok(s) and _choices_ok(s) for s in m["signals"])
         and _node_ok(m.get("node"))
     )
 

@@ -160,6 +160,23 @@ async def test_dm1_between_two_other_nodes_over_rts_cts_is_read(rig: Rig) -> Non
     assert faults.codes == (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2))
 
 
+async def test_eec1_torque_mode_other_is_a_reading_and_not_available_is_none(rig: Rig) -> None:
+    """SPN 899 Engine Torque Mode: 1110b is "other" (J1939-71: modes 0001b-1110b are the
+    function controlling the engine), a mode like any other; only 1111b is not available.
+    The generic 4-bit rule (1110b error) is overruled by the DBC's value table."""
+    rec = Recorder("can")
+    eec1 = make_id(61444, 0x00, priority=3)
+    async with running(rig.options, rec):
+        rig.send(
+            [
+                (eec1, bytes([0xF0 | mode, 0x7D, 0x7D, 0x20, 0x1C, 0, 0xFF, 0xFF]))
+                for mode in (14, 15)
+            ]
+        )
+        await rec.wait_for(lambda: len(rec.signals("EEC1")) == 2, "two EEC1")
+    assert [e.signals["EngineTorqueMode"] for e in rec.signals("EEC1")] == [14, None]
+
+
 async def test_frames_of_other_pgns_make_no_event(rig: Rig) -> None:
     rec = Recorder("can")
     async with running(rig.options, rec):

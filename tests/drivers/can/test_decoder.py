@@ -189,6 +189,48 @@ def test_four_bit_error_and_not_available_are_none(
     assert decode(dbc, 65102, bytes([0x40 | value] + [0xFF] * 7))["PositionOfDoors"] == expected
 
 
+@pytest.mark.parametrize(("mode", "expected"), [(13, 13), (14, 14), (15, None)])
+def test_engine_torque_mode_other_is_a_mode_and_only_not_available_is_none(
+    dbc: Decoders, mode: int, expected: int | None
+) -> None:
+    # SPN 899: 1110b "other" (modes 0001b-1110b name what controls the engine), 1111b not
+    # available; the DBC's value table overrules the 4-bit rule of PositionOfDoors above
+    data = bytes([0xF0 | mode, 0x7D, 0x7D, 0x20, 0x1C, 0x00, 0xFF, 0xFF])
+    assert decode(dbc, 61444, data)["EngineTorqueMode"] == expected
+
+
+STARTER_DBC = """VERSION ""
+
+NS_ :
+
+BS_:
+
+BU_:
+
+BO_ 2364540158 EEC1: 8 Vector__XXX
+ SG_ EngineStarterMode : 48|4@1+ (1,0) [0|15] "" Vector__XXX
+ SG_ Fault : 52|2@1+ (1,0) [0|3] "" Vector__XXX
+
+VAL_ 2364540158 EngineStarterMode 0 "start not requested" 12 "starter inhibited - reason unknown" 13 "error (legacy implementation only, use 1110)" 14 "error" 15 "not available" ;
+VAL_ 2364540158 Fault 0 "No error" 1 "Error active" 2 "Error" 3 "Not available" ;
+"""
+
+
+@pytest.mark.parametrize(
+    ("byte7", "starter", "fault"),
+    [(0x00, 0, 0), (0x1C, 12, 1), (0xFD, None, None), (0x2E, None, None), (0x0F, None, 0)],
+)
+def test_a_state_the_value_table_names_an_error_is_none_whatever_its_code(
+    tmp_path: Path, byte7: int, starter: int | None, fault: int | None
+) -> None:
+    # SPN 1675 Engine Starter Mode: 1101b is a legacy error code, below the 4-bit rule's
+    # 1110b; a state named "No error" or "Error active" is a reading
+    path = tmp_path / "starter.dbc"
+    path.write_text(STARTER_DBC)
+    signals = Decoders(path).by_pgn[61444].decode(bytes([0xFF] * 6 + [byte7, 0xFF]))
+    assert (signals["EngineStarterMode"], signals["Fault"]) == (starter, fault)
+
+
 @pytest.mark.parametrize(
     ("length", "limit"),
     [(1, 1), (2, 1), (3, 5), (4, 13), (8, 0xFA), (12, 0xFAF), (16, 0xFAFF), (32, 0xFAFFFFFF)],

@@ -3,9 +3,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import can
 import pytest
 
 from core.events import ActiveFaults, J1939Signals, TroubleCode
+from drivers.can.decoder import SHIPPED_DBC, Decoders
+from drivers.can.j1939 import make_id
+from drivers.can.pipeline import Pipeline
 from edged.clock import Clock
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
@@ -80,6 +84,79 @@ def test_not_available_values_are_left_out_not_zero() -> None:
     bus.send("CCVS1", WheelBasedVehicleSpeed=None)
     assert svc.snapshot().to_json_dict().get("speed_kmh") is None
     assert "speed_kmh" not in svc.snapshot().to_json_dict()
+
+
+def _frame(pgn: int, at: int, size: int, raw: int) -> "can.Message":
+    """A frame of `pgn` whose parameter at byte `at` (0-based, `size` bytes, little-endian)
+    holds `raw`, every other byte 0xFF (not available)."""
+    data = bytearray(b"\xff" * 8)
+    data[at : at + size] = raw.to_bytes(size, "little")
+    return can.Message(arbitration_id=make_id(pgn, 0x00), data=bytes(data), is_extended_id=True)
+
+
+PUBLISHED = {  # field of `vehicle` -> (PGN, byte, size, its value at the largest valid raw)
+    "speed_kmh": (65265, 1, 2, 251.0),  # 0xFAFF / 256 = 250.996
+    "engine_rpm": (61444, 3, 2, 8032.0),  # 0xFAFF / 8 = 8031.875
+    "fuel_level_pct": (65276, 1, 1, 100.0),  # 0xFA x 0.4
+    "total_distance_km": (65217, 0, 4, 21_055_406.075),  # 0xFAFFFFFF x 5 m
+    "fuel_used_l": (65257, 4, 4, 2_105_540_607.5),  # 0xFAFFFFFF x 0.5 L
+    "engine_hours": (65253, 0, 4, 210_554_060.75),  # 0xFAFFFFFF x 0.05 h
+}
+SPECIAL = {  # J1939-71: the top byte 0xFB parameter specific, 0xFC-0xFD reserved,
+    "parameter specific": 0xFB,  # 0xFE error indicator, 0xFF not available
+    "reserved": 0xFD,
+    "error": 0xFE,
+    "not available": 0xFF,
+}
+
+
+def through_the_bus(*frames: "can.Message", extra: dict[str, str] | None = None) -> Any:
+    """The `vehicle` payload after these frames went through the real CAN decoding."""
+    pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0)
+    svc = VehicleService(
+        TestHost(), VehicleServiceConfig(extra=extra or {}), TripServiceConfig(auto=False)
+    )
+    for i, msg in enumerate(frames):
+        event = pipe.process(msg, now=float(i))
+        assert isinstance(event, J1939Signals)
+        svc.on_signals(event)
+    return svc.snapshot().to_json_dict()
+
+
+@pytest.mark.parametrize("field", sorted(PUBLISHED))
+def test_the_largest_valid_raw_value_of_each_field_is_published(field: str) -> None:
+    pgn, at, size, expected = PUBLISHED[field]
+    raw = (0xFB << (8 * size - 8)) - 1  # 0xFA, 0xFAFF, 0xFAFFFFFF
+    assert through_the_bus(_frame(pgn, at, size, raw))[field] == expected
+
+
+@pytest.mark.parametrize("special", sorted(SPECIAL))
+@pytest.mark.parametrize("field", sorted(PUBLISHED))
+def test_a_j1939_special_value_of_each_field_is_never_published_as_a_number(
+    field: str, special: str
+) -> None:
+    """Not 8191.875 rpm for an engine speed of 0xFFFF, nor 102 % of fuel for 0xFF: the
+    field is left out, the lowest and highest raw value of the range alike."""
+    pgn, at, size, _ = PUBLISHED[field]
+    low = SPECIAL[special] << (8 * size - 8)
+    high = low | ((1 << (8 * size - 8)) - 1)
+    assert field not in through_the_bus(_frame(pgn, at, size, low))
+    assert field not in through_the_bus(_frame(pgn, at, size, high))
+
+
+@pytest.mark.parametrize(("bits", "state"), [(0, "closed"), (1, "open"), (2, None), (3, None)])
+def test_a_door_in_error_or_not_available_is_left_out(bits: int, state: str | None) -> None:
+    door1 = _frame(64933, 0, 1, 0xF3 | bits << 2)  # DC2 byte 1 bits 3-4: door 1 open status
+    assert through_the_bus(door1)["doors"].get("front") == state
+
+
+@pytest.mark.parametrize(("mode", "published"), [(13, 13), (14, 14), (15, None)])
+def test_the_engine_torque_mode_other_is_published_and_not_available_is_not(
+    mode: int, published: int | None
+) -> None:
+    eec1 = _frame(61444, 0, 1, 0xF0 | mode)
+    extra = {"torque_mode": "EEC1.EngineTorqueMode"}
+    assert through_the_bus(eec1, extra=extra)["extra"].get("torque_mode") == published
 
 
 def test_a_signal_added_in_the_config_is_published_under_extra() -> None:
