@@ -2,7 +2,9 @@
 
 Distances and fuel come from the ECU's lifetime totals (VDHR, LFC), summed as increments so
 that a counter wrap or a reset of the ECU's totals (a replaced ECU, a flashed dashboard)
-neither loses nor invents kilometres. Without CAN data the GPS odometer and a per-vehicle
+neither loses nor invents kilometres: a total that goes back, or on by more than the
+vehicle could have driven (burnt) since the last reading, starts a new count (`Totalizer`).
+Without CAN data the GPS odometer and a per-vehicle
 consumption stand in; the trip says which source it used. An open trip is kept on disk, so
 a restart (or a power cut) mid-trip continues it.
 
@@ -15,11 +17,12 @@ The GPS odometer comes from the position service's `OdometerChanged`, the load f
 occupancy service's `OccupancyChanged`; a closed trip goes on the bus as `TripEnded`.
 """
 
+import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from edged.clock import ClockSource
 from edged.config.services import TripServiceConfig
@@ -35,45 +38,78 @@ DISTANCE_WRAP_M = (_J1939_MAX_RAW_4 + 1) * 5.0
 FUEL_WRAP_L = (_J1939_MAX_RAW_4 + 1) * 0.5
 
 
+class Reading(NamedTuple):
+    """A lifetime total and when it was received (monotonic seconds, as an event's `ts`)."""
+
+    value: float
+    at: float
+
+
 @dataclass
 class Totalizer:
     """The sum of a lifetime counter's increments since the trip began.
 
-    A counter that goes down was reset (count on from the new value), or it wrapped past
-    its maximum, or the low value was a glitch: an ECU that restarts while cranking sends 0
-    until it has read its stored totals, and a second ECU's counter (a tachograph's and a
-    cluster's odometers differ by metres) may slip in. So the value before a drop is held,
-    and a counter that comes back to it or above counts from it: a glitch adds only the
-    distance really covered, not the whole odometer back.
+    Each reading continues the count when it is at most what the vehicle could add since
+    the one before (`rate` per second, plus `slack` for the counter's steps). Anything else
+    breaks the continuity, and the count goes on from the new value: a counter reset or
+    replaced ECU (0, or another odometer, behind or far ahead), a second ECU's counter
+    slipping in, an ECU that restarts while cranking and sends 0 until it has read its
+    stored totals. So the value before a break is held, and a counter that comes back to it
+    (within what could be added since) counts from it: a glitch adds only the distance
+    really covered, not the whole odometer back. A counter wrapping past its maximum
+    continues across it.
     """
 
     wrap: float
     last: float | None = None
     total: float = 0.0
-    resets: int = 0  # drops counted as resets
+    resets: int = 0  # breaks counted: the counter went on from a new value
     samples: int = 0
-    held: float | None = None  # the value before the last drop, until the counter is back
-    glitches: int = 0  # drops the counter came back from
+    held: float | None = None  # the value before the last break, until the counter is back
+    glitches: int = 0  # breaks the counter came back from
+    at: float | None = None  # when `last` was read, on the trip clock; None: unknown
+    held_at: float | None = None
+    rate: float = math.inf  # the most the counter can add per second
+    slack: float = 0.0  # and at any reading: its resolution, a clock's step
 
-    def feed(self, value: float) -> None:
+    def _continues(self, delta: float, since: float | None, at: float | None) -> bool:
+        if delta < 0:
+            return False
+        if since is None or at is None:  # how long since is unknown: a record of before
+            return True
+        return delta <= self.rate * max(0.0, at - since) + self.slack
+
+    def feed(self, value: float, at: float | None = None) -> None:
         self.samples += 1
         if self.last is not None:
-            delta = value - self.last
-            if delta < 0:
-                if self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
-                    delta += self.wrap  # the counter wrapped past its maximum
-                else:
-                    delta = 0.0  # reset, or a glitch: count on from the new value
-                    self.resets += 1
-                    if self.held is None:
-                        self.held = self.last
-            elif self.held is not None and value >= self.held:
-                delta = value - self.held  # back where it was: the drop was a glitch
-                self.held = None
+            if self.held is not None and self._continues(value - self.held, self.held_at, at):
+                self.total += value - self.held  # back where it was: the break was a glitch
+                self.held = self.held_at = None
                 self.resets -= 1
                 self.glitches += 1
-            self.total += delta
-        self.last = value
+            else:
+                delta = value - self.last
+                if delta < 0 and self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
+                    delta += self.wrap  # the counter wrapped past its maximum
+                if self._continues(delta, self.at, at):
+                    self.total += delta
+                else:  # reset, replaced, another ECU's, a glitch: count on from the new value
+                    self.resets += 1
+                    if self.held is None:
+                        self.held, self.held_at = self.last, self.at
+        self.last, self.at = value, at
+
+
+def distance_totalizer(**raw: Any) -> Totalizer:
+    """Metres: no bus or truck adds more than 250 km/h (CCVS1's highest speed) while it is
+    driven; 500 m of slack covers a low-resolution odometer's 125 m steps."""
+    return Totalizer(**{"wrap": DISTANCE_WRAP_M, **raw, "rate": 250 / 3.6, "slack": 500.0})
+
+
+def fuel_totalizer(**raw: Any) -> Totalizer:
+    """Litres: no engine burns more than 0.1 L/s (360 L/h; a 16-litre engine at full load
+    burns about a third of it); 2 L of slack is four of LFC's 0.5 L steps."""
+    return Totalizer(**{"wrap": FUEL_WRAP_L, **raw, "rate": 0.1, "slack": 2.0})
 
 
 @dataclass
@@ -82,8 +118,8 @@ class OpenTrip:
     started: str  # ISO 8601 UTC
     trigger: Literal["ignition", "command", "restart"]
     gps_start_m: float
-    distance: Totalizer = field(default_factory=lambda: Totalizer(DISTANCE_WRAP_M))
-    fuel: Totalizer = field(default_factory=lambda: Totalizer(FUEL_WRAP_L))
+    distance: Totalizer = field(default_factory=distance_totalizer)
+    fuel: Totalizer = field(default_factory=fuel_totalizer)
     passengers: int = 0  # on board at the start + boarded since
     passenger_m: float = 0.0  # people x metres, summed at each change of the load
     load: int = 0  # people on board now
@@ -97,8 +133,8 @@ class OpenTrip:
             started=raw["started"],
             trigger=raw["trigger"],
             gps_start_m=float(raw["gps_start_m"]),
-            distance=Totalizer(**raw["distance"]),
-            fuel=Totalizer(**raw["fuel"]),
+            distance=distance_totalizer(**raw["distance"]),
+            fuel=fuel_totalizer(**raw["fuel"]),
             passengers=int(raw.get("passengers", 0)),
             passenger_m=float(raw.get("passenger_m", 0.0)),
             load=int(raw.get("load", 0)),
@@ -115,6 +151,9 @@ class TripRecorder:
         self._persisted_at = 0.0
         self.load: int | None = None  # people on board; None: nothing counts them
         self._opened_at: tuple[str, float] | None = None  # (trip id, monotonic) in this run
+        # the trip clock: monotonic seconds within a run, set to the node's clock at its
+        # start, so a reading's age survives a restart and no clock step within a run counts
+        self._trip_clock = host.clock.now()[0] / 1000 - time.monotonic()
         raw = host.state.get(OPEN_TRIP_KEY)
         self.trip: OpenTrip | None = None
         if isinstance(raw, dict):
@@ -135,8 +174,8 @@ class TripRecorder:
         self,
         trigger: Literal["ignition", "command", "restart"],
         *,
-        distance_m: float | None = None,
-        fuel_l: float | None = None,
+        distance: Reading | None = None,
+        fuel: Reading | None = None,
     ) -> OpenTrip:
         """Open a trip; the ECU totals known now are its baseline."""
         now, source = self._now()
@@ -150,17 +189,18 @@ class TripRecorder:
             clock=source.value,
         )
         self._opened_at = (self.trip.trip_id, time.monotonic())
-        self.feed(distance_m=distance_m, fuel_l=fuel_l)
+        self.feed(distance=distance, fuel=fuel)
         self.persist(force=True)
         return self.trip
 
-    def feed(self, *, distance_m: float | None = None, fuel_l: float | None = None) -> None:
+    def feed(self, *, distance: Reading | None = None, fuel: Reading | None = None) -> None:
+        """The ECU's lifetime totals, each with the monotonic time it was received."""
         if self.trip is None:
             return
-        if distance_m is not None:
-            self.trip.distance.feed(distance_m)
-        if fuel_l is not None:
-            self.trip.fuel.feed(fuel_l)
+        if distance is not None:
+            self.trip.distance.feed(distance.value, distance.at + self._trip_clock)
+        if fuel is not None:
+            self.trip.fuel.feed(fuel.value, fuel.at + self._trip_clock)
         self.persist()
 
     def set_load(self, count: int, boarded: int = 0) -> None:

@@ -23,7 +23,7 @@ from edged.host import Host
 from edged.payloads import DoorEvent, EcuLamps, FaultCode, Faults, Vehicle
 from edged.services.base import Service
 from edged.services.events import VehicleStatus
-from edged.services.trips import OpenTrip, TripRecorder
+from edged.services.trips import OpenTrip, Reading, TripRecorder
 from edged.topics import DOOR, FAULTS, VEHICLE
 
 _FIELDS = ("speed", "total_distance", "fuel_used", "fuel_level", "engine_speed", "engine_hours")
@@ -111,9 +111,9 @@ class VehicleService(Service):
             else:
                 changed |= self._door(key, value)
         if event.name == self._distance_message and "total_distance" in taken:
-            self.trips.feed(distance_m=self._number("total_distance"))
+            self.trips.feed(distance=self._reading("total_distance"))
         if event.name == self._fuel_message and "fuel_used" in taken:
-            self.trips.feed(fuel_l=self._number("fuel_used"))
+            self.trips.feed(fuel=self._reading("fuel_used"))
         if "engine_speed" in taken:  # a stale speed is no running engine
             changed |= self._ignition_from_engine()
         if changed:
@@ -137,6 +137,13 @@ class VehicleService(Service):
     def _number(self, name: str) -> float | None:
         value = self.values.get(name)
         return float(value) if isinstance(value, int | float) else None
+
+    def _reading(self, name: str) -> Reading | None:
+        """A total for the trip, with when its ECU gave it (a value is there only as long
+        as its ECU's last word on it was a number, whose time `_sources` keeps)."""
+        value = self._number(name)
+        bound = self._sources.get(name)
+        return None if value is None or bound is None else Reading(value, bound[1])
 
     def _door(self, door: str, value: float | int | None) -> bool:
         state = DOOR_STATES.get(int(value)) if isinstance(value, int | float) else None
@@ -189,9 +196,7 @@ class VehicleService(Service):
 
     def _start_trip(self, trigger: Literal["ignition", "command"]) -> OpenTrip:
         return self.trips.start(
-            trigger,
-            distance_m=self._number("total_distance"),
-            fuel_l=self._number("fuel_used"),
+            trigger, distance=self._reading("total_distance"), fuel=self._reading("fuel_used")
         )
 
     # -- faults -----------------------------------------------------------------------

@@ -24,13 +24,19 @@ from tests.helpers.host import TestHost
 
 
 class CanFeed:
-    """Feeds decoded parameter groups as the CAN driver would."""
+    """Feeds decoded parameter groups as the CAN driver would, stamped with the reception
+    time `ts` (monotonic seconds), which the test moves on as the vehicle drives (`after`):
+    a total that rises faster than a vehicle can is no distance driven."""
 
     def __init__(self, svc: VehicleService) -> None:
         self.svc = svc
+        self.ts = 0.0
+
+    def after(self, seconds: float) -> None:
+        self.ts += seconds
 
     def send(self, name: str, **signals: Any) -> None:
-        self.svc.on_signals(J1939Signals(pgn=0, name=name, source=0, signals=signals, ts=0.0))
+        self.svc.on_signals(J1939Signals(pgn=0, name=name, source=0, signals=signals, ts=self.ts))
 
     def engine(self, rpm: float) -> None:
         self.send("EEC1", EngineSpeed=rpm)
@@ -187,7 +193,8 @@ def test_ignition_on_opens_a_trip_and_off_closes_it_with_can_totals_and_co2() ->
     bus.totals(1_000_000.0, 5000.0)
     bus.engine(800)
     assert svc.ignition is True and svc.trips.trip is not None
-    bus.totals(1_012_500.0, 5003.75)  # 12.5 km, 3.75 L
+    bus.after(900)
+    bus.totals(1_012_500.0, 5003.75)  # 12.5 km in 15 minutes, 3.75 L
     svc.check_ignition(now=svc._engine_running_at + 31)  # type: ignore[operator]
     (trip,) = node.bodies("trip")
     assert (trip.distance_km, trip.distance_source) == (12.5, "can")
@@ -200,8 +207,11 @@ def test_an_ecu_total_reset_mid_trip_neither_loses_nor_invents_distance() -> Non
     _, svc, bus = make()
     bus.engine(800)
     bus.totals(500_000.0, 100.0)
+    bus.after(360)
     bus.totals(505_000.0, 101.0)  # +5 km
+    bus.after(1)
     bus.totals(0.0, 0.0)  # ECU totals reset
+    bus.after(144)
     bus.totals(2_000.0, 0.5)  # +2 km
     assert svc.trips.trip is not None
     assert svc.trips.trip.distance.total == 7_000.0
@@ -229,11 +239,13 @@ def test_an_open_trip_survives_a_restart() -> None:
     node, svc, bus = make()
     bus.totals(1_000_000.0, 5000.0)
     bus.engine(800)
+    bus.after(300)
     bus.totals(1_004_000.0, 5001.0)
     svc.trips.persist(force=True)
     trip_id = svc.trips.trip.trip_id  # type: ignore[union-attr]
     _, again, bus2 = make(node=node)  # the daemon restarted with the same state
     assert again.trips.trip is not None and again.trips.trip.trip_id == trip_id
+    bus2.ts = bus.ts + 600  # driven on for 10 minutes, the restart included
     bus2.totals(1_010_000.0, 5002.5)
     again.check_ignition(now=again._engine_running_at + 31)  # type: ignore[operator]
     (trip,) = node.bodies("trip")
@@ -367,10 +379,13 @@ def test_passenger_km_integrates_each_load_over_the_distance_it_travelled() -> N
     load(node, 2)  # two on board before the engine starts
     bus.totals(1_000_000.0, 5000.0)
     bus.engine(800)
+    bus.after(900)
     bus.totals(1_010_000.0, 5003.0)  # 10 km with 2 on board
     load(node, 5, boarded=3)
+    bus.after(360)
     bus.totals(1_014_000.0, 5004.0)  # 4 km with 5
     load(node, 1)  # four get off
+    bus.after(540)
     bus.totals(1_020_000.0, 5006.0)  # 6 km with 1
     svc.trips.stop()
     (trip,) = node.bodies("trip")
@@ -611,6 +626,75 @@ def test_frames_from_two_tachographs_and_a_booting_ecu_give_the_distance_driven(
             svc.on_signals(event)
     trip = svc.trips.stop()
     assert trip is not None and trip.distance_km == 0.11
+
+
+async def test_an_odometer_that_leaps_forward_mid_trip_adds_only_the_distance_driven() -> None:
+    """Real frames on python-can's virtual bus: the tachograph (0xEE) sends VDHR, then is
+    replaced mid-trip (or a second ECU answers at its address) with an odometer 800 km on.
+    A leap beyond what the vehicle could drive since breaks the count: it goes on from
+    the new value, and the trip is the 40 m driven, not 800 km."""
+    _, svc, _ = make()
+    rec = Recorder("can")
+    rec.bus.subscribe(J1939Signals, svc.on_signals)
+    metres = [1_000_000, 1_000_010, 1_000_020, 1_800_000, 1_800_010, 1_800_020]
+    with python_can_rig("virtual", "virtual", f"test-{uuid.uuid4().hex}") as rig:
+        async with running(rig.options, rec):
+            rig.send([(0x0CF00400, bytes.fromhex("F07D7D401F00FFFF"))])  # EEC1 1000 rpm
+            rig.send([(0x18FEC1EE, vdhr(m)) for m in metres])
+            await rec.wait_for(lambda: len(rec.signals("VDHR")) == 6, "six VDHR")
+    trip = svc.trips.stop()
+    assert trip is not None and trip.distance_km == 0.04
+
+
+def test_a_total_silent_for_a_while_counts_what_was_driven_meanwhile() -> None:
+    """The tachograph's VDHR stopped for ten minutes (a loose connector) while the bus
+    drove 10 km: within what 250 km/h allows in that time, so it counts."""
+    _, svc, bus = make()
+    bus.engine(800)
+    from_ecu(svc, "VDHR", 0xEE, ts=0.0, TotalVehicleDistanceHighRes=1_000_000.0)
+    from_ecu(svc, "VDHR", 0xEE, ts=600.0, TotalVehicleDistanceHighRes=1_010_000.0)
+    trip = svc.trips.stop()
+    assert trip is not None and trip.distance_km == 10.0
+
+
+def test_an_odometer_back_from_zero_far_from_where_it_was_counts_only_the_steps_driven() -> None:
+    """The cluster sent 0 while it restarted, then came back with another odometer (it was
+    replaced): not a glitch to count from the value before, a new counter."""
+    _, svc, bus = make()
+    bus.engine(800)
+    for ts, metres in enumerate((1_000_000.0, 1_000_010.0, 0.0, 5_000_000.0, 5_000_010.0)):
+        from_ecu(svc, "VDHR", 0x17, ts=float(ts), TotalVehicleDistanceHighRes=metres)
+    trip = svc.trips.stop()
+    assert trip is not None and trip.distance_km == 0.02
+
+
+def test_a_fuel_total_that_leaps_with_a_replaced_engine_ecu_counts_only_the_fuel_burnt() -> None:
+    t = trips.fuel_totalizer()
+    for at, litres in ((0.0, 5_000.0), (60.0, 5_000.5), (61.0, 92_000.0), (120.0, 92_000.5)):
+        t.feed(litres, at)
+    assert t.total == 1.0 and t.resets == 1
+
+
+def test_a_leap_after_a_restart_mid_trip_still_breaks_the_count() -> None:
+    """The trip and its last reading's time are kept on disk: the first reading after a
+    restart is judged against the time that passed, on the node's clock."""
+    node, svc, bus = make()
+    bus.totals(1_000_000.0, 5_000.0)
+    bus.engine(800)
+    bus.after(60)
+    bus.totals(1_001_000.0, 5_000.5)
+    svc.trips.persist(force=True)
+    _, again, bus2 = make(node=node)
+    bus2.ts = bus.ts + 30  # back 30 s later, with a replaced cluster's odometer
+    bus2.totals(9_000_000.0, 5_001.0)
+    bus2.after(60)
+    bus2.totals(9_001_000.0, 5_001.5)
+    trip = again.trips.stop()
+    assert trip is not None and trip.distance_km == 2.0
+
+
+def vdhr(metres: int) -> bytes:
+    return (metres // 5).to_bytes(4, "little") + b"\xff" * 4
 
 
 def test_a_trip_kept_on_disk_by_the_release_before_restores() -> None:
