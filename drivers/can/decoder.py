@@ -51,21 +51,26 @@ _NO_READING = re.compile(
 """A value-table name that says the value is no reading, in full: "Error", "Error
 indicator", "Not available", "error (legacy implementation only, use 1110)". "No error"
 or "Error active" are the states of a signal about errors: readings."""
-_DOUBTFUL = re.compile(r"error|avail|n/a|reserved|don.?t care|no action|not defined", re.I)
+_DOUBTFUL = re.compile(
+    r"error|avail|\bn/?a\b|\bsna\b|invalid|unknown|fault|not supported|reserved"
+    r"|don.?t care|no action|not defined|undefined",
+    re.I,
+)
 """A name that may mean no reading: a code beyond the size rule named so stays None."""
 
 
-def _table_rules(choices: list[list[Any]], limit: int) -> dict[int, bool] | None:
+def _table_rules(choices: list[list[Any]], limit: int, all_ones: int) -> dict[int, bool] | None:
     """The raw values whose name in the value table decides otherwise than `limit`:
     raw -> whether it is a reading. A code within the size rule is no reading only when
     named an error or not available outright; a code beyond it is a reading when its name
-    says a state and nothing doubtful (SPN 899's 1110b "other"). None when the table
-    changes nothing (most signals)."""
+    says a state and nothing doubtful (SPN 899's 1110b "other"), except all ones: J1939's
+    "not available" whatever a table calls it. None when the table changes nothing (most
+    signals)."""
     rules = {}
     for raw, name in choices:
         if raw <= limit and _NO_READING.fullmatch(name):
             rules[int(raw)] = False
-        elif raw > limit and not _DOUBTFUL.search(name):
+        elif limit < raw < all_ones and not _DOUBTFUL.search(name):
             rules[int(raw)] = True
     return rules or None
 
@@ -158,7 +163,9 @@ class MessageDecoder:
                 scale=s["scale"],
                 offset=s["offset"],
                 integral=isinstance(s["scale"], int) and isinstance(s["offset"], int),
-                rules=_table_rules(s.get("choices", []), valid_limit(s["length"])),
+                rules=_table_rules(
+                    s.get("choices", []), valid_limit(s["length"]), (1 << s["length"]) - 1
+                ),
             )
             for s in signals
         )

@@ -210,9 +210,11 @@ BU_:
 BO_ 2364540158 EEC1: 8 Vector__XXX
  SG_ EngineStarterMode : 48|4@1+ (1,0) [0|15] "" Vector__XXX
  SG_ Fault : 52|2@1+ (1,0) [0|3] "" Vector__XXX
+ SG_ Gear : 56|4@1+ (1,0) [0|15] "" Vector__XXX
 
 VAL_ 2364540158 EngineStarterMode 0 "start not requested" 12 "starter inhibited - reason unknown" 13 "error (legacy implementation only, use 1110)" 14 "error" 15 "not available" ;
 VAL_ 2364540158 Fault 0 "No error" 1 "Error active" 2 "Error" 3 "Not available" ;
+VAL_ 2364540158 Gear 13 "reverse" 14 "SNA" 15 "park" ;
 """
 
 
@@ -229,6 +231,18 @@ def test_a_state_the_value_table_names_an_error_is_none_whatever_its_code(
     path.write_text(STARTER_DBC)
     signals = Decoders(path).by_pgn[61444].decode(bytes([0xFF] * 6 + [byte7, 0xFF]))
     assert (signals["EngineStarterMode"], signals["Fault"]) == (starter, fault)
+
+
+@pytest.mark.parametrize(("gear", "expected"), [(13, 13), (14, None), (15, None)])
+def test_a_doubtful_name_or_all_ones_is_never_made_a_reading_by_the_value_table(
+    tmp_path: Path, gear: int, expected: int | None
+) -> None:
+    # a user's DBC: "SNA" (signal not available, Vector's spelling) is doubtful, and all
+    # ones is J1939's "not available" whatever the table names it
+    path = tmp_path / "starter.dbc"
+    path.write_text(STARTER_DBC)
+    signals = Decoders(path).by_pgn[61444].decode(bytes([0xFF] * 7 + [0xF0 | gear]))
+    assert signals["Gear"] == expected
 
 
 @pytest.mark.parametrize(
