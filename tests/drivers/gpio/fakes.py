@@ -1,18 +1,26 @@
 """What the GPIO driver tests share: a running driver with what went through its real
-context (tests/helpers/drivers.py), pin timelines from MockFactory."""
+context (tests/helpers/drivers.py), the driver under a real supervisor, pin timelines from
+MockFactory."""
 
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from drivers.gpio.board import GpioBoard
+from core.bus import Bus
+from core.counters import Counters
+from drivers.gpio.board import GpioBoard, _Board
+from drivers.gpio.options import GpioOptions
+from edged.config.models import SupervisorConfig
+from edged.supervisor import Supervised, Supervisor
 from tests.helpers import drivers as helpers
-from tests.helpers.drivers import Recorder
+from tests.helpers.drivers import FAST, Recorder
 
 
 @contextlib.contextmanager
@@ -34,6 +42,77 @@ class Running:
     driver: GpioBoard
     rec: Recorder
     task: "asyncio.Task[None]"
+
+
+class OnABus(Protocol):
+    """Where a supervised driver runs: a service's test host, a Recorder."""
+
+    bus: Bus
+    counters: Counters
+
+
+H = TypeVar("H", bound=OnABus)
+
+
+class SupervisedBoard(Generic[H]):
+    """The real GPIO driver (`gpio`) on mock pins under a real Supervisor on `host`'s bus,
+    as the node runs it: every start's GpioBoard kept, a failure made on demand."""
+
+    def __init__(self, host: H, *, config: SupervisorConfig = FAST, **options: Any) -> None:
+        self.host = host
+        self.boards: list[GpioBoard] = []
+        self.supervisor = Supervisor(config, host.bus, host.counters)
+        self.options = GpioOptions(pin_factory="mock", **options)
+        self.task: asyncio.Task[None] | None = None
+
+    def _make(self) -> GpioBoard:
+        board = GpioBoard(self.options)
+        self.boards.append(board)
+        return board
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.supervisor.supervise("gpio", "gpio", self._make))
+        await wait_until(self.running, 2, "the gpio driver to run")
+
+    @property
+    def status(self) -> Supervised:
+        return self.supervisor.drivers["gpio"]
+
+    def running(self) -> bool:
+        board = self.boards[-1].board if self.boards else None
+        return board is not None and self.status.state == "running"
+
+    @property
+    def board(self) -> _Board:
+        """The open pins of the start running now."""
+        board = self.boards[-1].board
+        assert board is not None, "the gpio driver is not running"
+        return board
+
+    def fail(self) -> None:
+        """A pin write fails (what the board does with a callback's exception): the driver
+        stops and the supervisor will start it again."""
+        self.board.fail(OSError("pin write failed"))
+
+    async def restarted(self, starts: int, timeout: float = 3.0) -> None:
+        """Wait until the `starts`-th start of the driver runs."""
+        await wait_until(
+            lambda: len(self.boards) >= starts and self.running(), timeout, "a restart"
+        )
+
+    async def fail_once(self) -> float:
+        """A failure, then the next start running; returns the seconds between them, the
+        time the inputs were blind."""
+        starts = len(self.boards) + 1
+        failed = time.monotonic()
+        self.fail()
+        await self.restarted(starts)
+        return time.monotonic() - failed
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
 
 
 def fresh(*pins: MockPin) -> None:

@@ -19,9 +19,8 @@ from edged.config.access import PanicServiceConfig
 from edged.errors import CommandError
 from edged.services.events import LinkChanged, PositionUpdated
 from edged.services.panic import HELD_KEY, STATE_KEY, PanicService
-from edged.supervisor import Supervisor
-from tests.drivers.gpio.fakes import mock_pins
-from tests.helpers.drivers import FAST, wait_until
+from tests.drivers.gpio.fakes import SupervisedBoard, mock_pins
+from tests.helpers.drivers import wait_until
 from tests.helpers.host import TestHost
 
 FIX = Fix(fix_time=datetime(2026, 11, 25, 9, 0, tzinfo=UTC), lat=46.17, lon=1.87, speed=3.2)
@@ -238,88 +237,57 @@ def pins() -> Iterator[MockFactory]:
         yield mock
 
 
-class Supervised:
-    """The real GPIO driver on mock pins under the node's real supervisor (fast backoff)."""
-
-    def __init__(self, node: TestHost, **options: Any) -> None:
-        self.node = node
-        self.boards: list[GpioBoard] = []
-        self.supervisor = Supervisor(FAST, node.bus, node.counters)
-        self.options = GpioOptions(pin_factory="mock", **options)
-        self.task: asyncio.Task[None] | None = None
-
-    def _make(self) -> GpioBoard:
-        board = GpioBoard(self.options)
-        self.boards.append(board)
-        return board
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.supervisor.supervise("gpio", "gpio", self._make))
-        await wait_until(self.running, 2, "the gpio driver to run")
-
-    def running(self) -> bool:
-        board = self.boards[-1].board if self.boards else None
-        return board is not None and self.supervisor.drivers["gpio"].state == "running"
-
-    def indicators(self) -> str:
-        board = self.boards[-1].board
-        assert board is not None and board.indicators is not None
-        return str(board.indicators.state)
-
-    async def fail_once(self) -> None:
-        """A pin write fails: the driver stops, the supervisor starts it again."""
-        board = self.boards[-1].board
-        assert board is not None
-        board.fail(OSError("pin write failed"))
-        await wait_until(lambda: len(self.boards) == 2 and self.running(), 3, "a restart")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+def shown(gpio: SupervisedBoard[TestHost]) -> str:
+    """The lasting pattern the running driver's indicators show."""
+    indicators = gpio.board.indicators
+    assert indicators is not None
+    return str(indicators.state)
 
 
 @pytest.fixture
-async def gpio(pins: MockFactory) -> AsyncIterator[Supervised]:
-    driver = Supervised(TestHost(), **LIGHTS)
+async def gpio(pins: MockFactory) -> AsyncIterator[SupervisedBoard[TestHost]]:
+    """The real GPIO driver on mock pins under the node's real supervisor (fast backoff)."""
+    driver = SupervisedBoard(TestHost(), **LIGHTS)
     yield driver
     await driver.stop()
 
 
 async def test_the_alarm_light_comes_back_when_the_gpio_driver_restarts(
-    gpio: Supervised, pins: MockFactory
+    gpio: SupervisedBoard[TestHost], pins: MockFactory
 ) -> None:
-    service = PanicService(gpio.node, PanicServiceConfig())
+    service = PanicService(gpio.host, PanicServiceConfig())
     await gpio.start()
-    gpio.node.emit(PanicInput(True, time.monotonic()))
+    gpio.host.emit(PanicInput(True, time.monotonic()))
     await gpio.fail_once()
     pins.pin(RED).clear_states()
     pins.pin(BUZZ).clear_states()
     await asyncio.sleep(0.2)
-    assert service.active is not None and gpio.indicators() == "alarm"
+    assert service.active is not None and shown(gpio) == "alarm"
     assert len(pins.pin(RED).states) > 3 and len(pins.pin(BUZZ).states) > 3  # blinking
 
 
-async def test_help_is_coming_comes_back_when_the_gpio_driver_restarts(gpio: Supervised) -> None:
-    service = PanicService(gpio.node, PanicServiceConfig())
+async def test_help_is_coming_comes_back_when_the_gpio_driver_restarts(
+    gpio: SupervisedBoard[TestHost],
+) -> None:
+    service = PanicService(gpio.host, PanicServiceConfig())
     await gpio.start()
-    gpio.node.emit(PanicInput(True, time.monotonic()))
+    gpio.host.emit(PanicInput(True, time.monotonic()))
     await service.command_ack({})
     await gpio.fail_once()
-    assert gpio.indicators() == "alarm_acked"
+    assert shown(gpio) == "alarm_acked"
 
 
 async def test_a_driver_restart_after_help_is_coming_leaves_the_lights_dark(
-    gpio: Supervised,
+    gpio: SupervisedBoard[TestHost],
 ) -> None:
-    service = PanicService(gpio.node, PanicServiceConfig())
+    service = PanicService(gpio.host, PanicServiceConfig())
     fast(service, acked_indicator_s=0.01)
     await gpio.start()
-    gpio.node.emit(PanicInput(True, time.monotonic()))
+    gpio.host.emit(PanicInput(True, time.monotonic()))
     await service.command_ack({})
     await asyncio.sleep(0.05)
     await gpio.fail_once()
-    assert gpio.indicators() == "alarm_off"
+    assert shown(gpio) == "alarm_off"
 
 
 def test_an_alarm_restored_from_the_state_is_shown_to_a_driver_ready_before_run() -> None:
