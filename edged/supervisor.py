@@ -1,4 +1,5 @@
-"""Run each driver under supervision: a crash restarts that driver alone, with backoff.
+"""Run each driver under supervision: a crash restarts that driver alone, at once the first
+time, then with backoff.
 
 A bus operator cannot reboot a node on the road: an unplugged GPS must come back by itself
 when it is plugged in again, and must not take the NFC reader down with it.
@@ -68,6 +69,22 @@ def backoff_delay(failures: int, config: SupervisorConfig, rng: random.Random) -
     return jittered_backoff(failures, config.backoff_initial_s, config.backoff_max_s, rng)
 
 
+def restart_delay(failures: int, config: SupervisorConfig, rng: random.Random) -> float:
+    """Seconds before the next start after the `failures`-th failure in a row.
+
+    The first failure in a row (the driver's first, or the first after it ran
+    `stable_after_s`) restarts at once: while a driver is down its inputs are blind (a panic
+    button pressed then is lost, measured 0.5-1 s with a backoff from the start), and a
+    device that worked a moment ago is usually there still. A failure again right after
+    that backs off as before, one start later (`backoff_delay(failures - 1)`), so a driver
+    failing for good retries at the same pace, and at most one start in `stable_after_s`
+    is immediate.
+    """
+    if failures <= 1:
+        return 0.0
+    return backoff_delay(failures - 1, config, rng)
+
+
 class Supervisor:
     def __init__(
         self,
@@ -125,7 +142,7 @@ class Supervisor:
                 sup.last_error = reason
                 sup.state = "backoff"
                 self.counters.inc(f"driver.{name}.crash")
-                delay = backoff_delay(sup.failures, self.config, self.rng)
+                delay = restart_delay(sup.failures, self.config, self.rng)
                 log.warning("driver %s failed (%s); restarting in %.1f s", name, reason, delay)
                 try:
                     await asyncio.sleep(delay)

@@ -321,7 +321,10 @@ class SupervisorConfig(Strict):
     backoff_initial_s: float = Field(default=1.0, gt=0, le=60)
     backoff_max_s: float = Field(default=60.0, gt=0, le=3600)
     stable_after_s: float = Field(
-        default=30.0, gt=0, description="a driver running this long has its backoff reset"
+        default=30.0,
+        gt=0,
+        description="a driver running this long has its backoff reset: failing, it restarts "
+        "at once",
     )
 
 

@@ -1,5 +1,6 @@
 import asyncio
 import random
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -8,7 +9,7 @@ from core.errors import ConfigError
 from edged.config.loader import load_config
 from edged.config.models import SupervisorConfig
 from edged.node import Node
-from edged.supervisor import Supervisor, backoff_delay
+from edged.supervisor import Supervisor, backoff_delay, restart_delay
 from tests.helpers.drivers import Recorder
 from tests.helpers.nodes import write_config
 
@@ -35,6 +36,19 @@ class Flaky:
 
     async def run(self, ctx: DriverContext) -> None:
         Flaky.starts += 1
+        ctx.ready()
+        await asyncio.sleep(0.02)
+        raise OSError(5, "Input/output error")
+
+
+class Stamped:
+    """Runs 20 ms, then fails; notes when each of its starts began."""
+
+    Options = DriverOptions
+    starts: ClassVar[list[float]] = []
+
+    async def run(self, ctx: DriverContext) -> None:
+        Stamped.starts.append(time.monotonic())
         ctx.ready()
         await asyncio.sleep(0.02)
         raise OSError(5, "Input/output error")
@@ -122,6 +136,24 @@ def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
         delays = [backoff_delay(failures, cfg, rng) for _ in range(200)]
         assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
         assert max(delays) - min(delays) > ceiling / 10, "no jitter"
+
+
+async def test_the_first_failure_in_a_row_restarts_at_once_the_next_backs_off() -> None:
+    """A GPIO driver down is a panic button blind: with the default 1 s backoff from the
+    first failure, it was blind 0.5-1 s, and a press in that window was lost."""
+    Stamped.starts = []
+    sup = Recorder().supervisor(SupervisorConfig())  # the defaults: backoff from 1 s
+    await run_for(sup, 0.4, flaky=Stamped)
+    assert len(Stamped.starts) == 2  # the third start waits 0.5-1 s
+    assert Stamped.starts[1] - Stamped.starts[0] < 0.02 + 0.05
+
+
+def test_restart_delay_is_nothing_first_then_the_backoff_one_start_later() -> None:
+    cfg = SupervisorConfig(backoff_initial_s=1, backoff_max_s=30)
+    assert restart_delay(1, cfg, random.Random(1)) == 0.0
+    for failures in (2, 3, 6, 40):
+        rng_a, rng_b = random.Random(failures), random.Random(failures)
+        assert restart_delay(failures, cfg, rng_a) == backoff_delay(failures - 1, cfg, rng_b)
 
 
 async def test_every_start_of_a_nodes_driver_gets_the_nodes_state_directory(
