@@ -5,6 +5,8 @@ from typing import Any
 from edged.config.models import HealthConfig
 from edged.heartbeat import HealthReporter
 from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth, WifiHealth
+from tests.drivers.gpio.fakes import SupervisedBoard, mock_pins
+from tests.helpers.drivers import Recorder
 
 
 def health(**change: Any) -> Health:
@@ -139,3 +141,32 @@ def test_the_hotspot_losing_the_internet_makes_a_full_report_and_its_counts_do_n
     assert kind(r.report(health(wifi=hotspot(internet=True, clients=9)), 1)) is None
     clock.now += 30
     assert kind(r.report(health(wifi=hotspot(internet=False, clients=9)), 1)) == "health"
+
+
+async def test_a_gpio_driver_failure_makes_a_full_report_naming_it() -> None:
+    """While the GPIO driver is down its panic button is blind, however briefly (the first
+    restart is at once): the next full report, retained, tells ops it happened and why."""
+    with mock_pins():
+        gpio = SupervisedBoard(Recorder("gpio"), panic={"pin": 19})
+        r = HealthReporter(HealthConfig(beat_s=300))
+
+        def now() -> Health:
+            errors = gpio.host.counters.snapshot()
+            return health(drivers=gpio.supervisor.statuses(), errors=errors)
+
+        try:
+            await gpio.start()
+            assert kind(r.report(now(), 1)) == "health"
+            assert kind(r.report(now(), 1)) is None
+            await gpio.fail_once()
+            report = r.report(now(), 1)
+        finally:
+            await gpio.stop()
+    assert report is not None and isinstance(report[1], Health)
+    (status,) = report[1].drivers
+    assert (status.name, status.restarts, status.last_error) == (
+        "gpio",
+        1,
+        "OSError: pin write failed",
+    )
+    assert report[1].errors["driver.gpio.crash"] == 1

@@ -541,9 +541,71 @@ BUTTON = {"pin": PANIC, "hold_s": 0.3}
 """Held 0.3 s raises; the restart tests press around a failure with it."""
 
 
+@pytest.fixture
+async def panic(pins: MockFactory) -> AsyncIterator[SupervisedBoard[TestHost]]:
+    """The panic service, and the real GPIO driver with the button under the node's real
+    supervisor (fast backoff), on one bus."""
+    node, _ = make()
+    driver = SupervisedBoard(node, panic=BUTTON)
+    yield driver
+    await driver.stop()
+
+
 def raises(node: TestHost) -> list[str]:
     """The reasons of the alarms published active."""
     return [a.reason for a in alarms(node) if a.active]
+
+
+async def test_a_button_pressed_while_the_gpio_driver_backs_off_raises_once_it_is_back(
+    pins: MockFactory,
+) -> None:
+    """The driver down (its second failure in a row: it waits), a rider presses and holds:
+    the restarted driver finds the button down, and its hold raises the alarm."""
+    node, _ = make()
+    gpio = SupervisedBoard(
+        node, config=SupervisorConfig(backoff_initial_s=0.6, backoff_max_s=0.6), panic=BUTTON
+    )
+    try:
+        await gpio.start()
+        await gpio.fail_once()  # the first restart is at once
+        gpio.fail()  # failing again: 0.3-0.6 s down
+        await wait_until(lambda: gpio.status.state == "backoff", 1, "the backoff")
+        pins.pin(PANIC).drive_low()  # pressed, and held, while nothing reads the pin
+        assert not gpio.running()
+        await gpio.restarted(3)
+        await wait_until(lambda: bool(raises(node)), 1, "the alarm")
+        assert raises(node) == ["panic button pressed"]
+    finally:
+        await gpio.stop()
+
+
+async def test_a_press_begun_before_a_gpio_driver_failure_and_held_after_raises_once(
+    panic: SupervisedBoard[TestHost], pins: MockFactory
+) -> None:
+    """Down 0.1 s of its 0.3 s hold when the driver fails: the restarted driver's hold
+    raises it, once (its hold starts over: what was held before the failure is not known
+    to the new start)."""
+    await panic.start()
+    pins.pin(PANIC).drive_low()
+    await asyncio.sleep(0.1)
+    await panic.fail_once()
+    await asyncio.sleep(0.6)  # held past the new start's hold_s, and longer
+    assert raises(panic.host) == ["panic button pressed"]
+    assert [e.pressed for e in panic.host.of_type(PanicInput)] == [False, True]
+
+
+async def test_a_press_raised_before_a_gpio_driver_failure_and_held_after_is_not_raised_again(
+    panic: SupervisedBoard[TestHost], pins: MockFactory
+) -> None:
+    await panic.start()
+    pins.pin(PANIC).drive_low()
+    await wait_until(lambda: bool(raises(panic.host)), 1, "the alarm")
+    await panic.fail_once()
+    await asyncio.sleep(0.5)  # the restarted driver reports the button down again
+    assert [e.pressed for e in panic.host.of_type(PanicInput)] == [False, True, True]
+    assert [(a.reason, a.details["presses"]) for a in alarms(panic.host)] == [
+        ("panic button pressed", 1)
+    ]
 
 
 async def test_a_press_right_after_a_gpio_driver_failure_raises_when_it_ran_well_before(
