@@ -6,7 +6,8 @@ from gpiozero.pins.mock import MockFactory
 
 from core.events import Crossing, DoorInput, IgnitionInput, PanicInput
 from tests.drivers.gpio.conftest import Start
-from tests.drivers.gpio.fakes import chatter, wait_until
+from tests.drivers.gpio.fakes import SupervisedBoard, chatter, wait_until
+from tests.helpers.drivers import Recorder
 
 DOOR, OUTER, INNER, PANIC, IGNITION = 5, 6, 13, 19, 26
 
@@ -233,3 +234,24 @@ async def test_a_service_failing_on_its_events_is_counted_and_the_driver_goes_on
     factory.pin(DOOR).drive_high()
     await wait_until(lambda: len(r.rec.of(DoorInput)) == 3, 1, "the next door event")
     assert not r.task.done()
+
+
+async def test_a_person_on_the_beams_at_a_driver_restart_is_not_counted_the_next_one_is(
+    factory: MockFactory,
+) -> None:
+    """On both beams when the driver fails, through after its restart: the restarted
+    driver found the doorway occupied and waits for it to empty (a count lost, never a
+    phantom one at the restart); the next person counts."""
+    gpio = SupervisedBoard(Recorder("gpio"), beams=BEAMS)
+    await _clear_beams(factory)
+    try:
+        await gpio.start()
+        await _walk(factory, "O+", "I+")
+        await gpio.fail_once()
+        await _walk(factory, "O-", "I-")  # the first person, through
+        await _walk(factory, "O+", "I+", "O-", "I-")  # the next
+        await wait_until(lambda: bool(gpio.host.of(Crossing)), 1, "a crossing")
+        await asyncio.sleep(0.05)
+        assert [c.direction for c in gpio.host.of(Crossing)] == ["in"]
+    finally:
+        await gpio.stop()

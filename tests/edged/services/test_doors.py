@@ -4,11 +4,16 @@ import asyncio
 from typing import Any
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 
 from core.events import DoorInput, Unlock
+from edged.config.models import SupervisorConfig
 from edged.errors import CommandError
 from edged.services.doors import DoorService
+from tests.drivers.gpio.fakes import SupervisedBoard, wait_until
 from tests.helpers.host import TestHost
+
+DOOR = 5
 
 
 def make(lock: bool = True) -> tuple[TestHost, DoorService]:
@@ -68,3 +73,29 @@ def test_unlock_command_says_when_there_is_no_lock_relay() -> None:
     with pytest.raises(CommandError) as info:
         asyncio.run(service.command_unlock({}))
     assert info.value.code == "no_lock"
+
+
+async def test_a_door_opened_while_the_gpio_driver_was_down_is_published_open_when_it_is_back(
+    pins: MockFactory,
+) -> None:
+    """Nothing reads the contact while the driver backs off; the restarted driver says
+    the door's state at its start, and the service, which knew it closed, publishes it."""
+    node, _ = make()
+    gpio = SupervisedBoard(
+        node,
+        config=SupervisorConfig(backoff_initial_s=0.6, backoff_max_s=0.6),
+        doors=[{"name": "side", "pin": DOOR}],
+    )
+    pins.pin(DOOR).drive_low()  # closed (a reed contact to ground, pull-up)
+    try:
+        await gpio.start()
+        await gpio.fail_once()  # the first restart is at once
+        gpio.fail()  # failing again: 0.3-0.6 s down
+        await wait_until(lambda: gpio.status.state == "backoff", 1, "the backoff")
+        pins.pin(DOOR).drive_high()  # opened while nothing reads the pin
+        assert not gpio.running()
+        await gpio.restarted(3)
+        await wait_until(lambda: bool(node.bodies("events/door")), 1, "a door event")
+        assert [(e.door, e.open) for e in node.bodies("events/door")] == [("side", True)]
+    finally:
+        await gpio.stop()

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from edged.config.models import SupervisorConfig
 from edged.errors import CommandError
 from edged.services.events import LinkChanged, PositionUpdated
 from edged.services.panic import HELD_KEY, STATE_KEY, PanicService
-from tests.drivers.gpio.fakes import SupervisedBoard, mock_pins
+from tests.drivers.gpio.fakes import SupervisedBoard
 from tests.helpers.drivers import wait_until
 from tests.helpers.host import TestHost
 
@@ -229,13 +229,6 @@ LIGHTS = {
     "buzzer": {"pin": BUZZ},
     "feedback": {"alarm_blink_s": 0.02, "alarm_beep_s": 0.02},
 }
-
-
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    """gpiozero's mock pins for the real GPIO driver, fresh for each test."""
-    with mock_pins() as mock:
-        yield mock
 
 
 def shown(gpio: SupervisedBoard[TestHost]) -> str:
