@@ -36,16 +36,20 @@ MockFactory, an Unlock reaches the relay pin in a few µs.
 Start and stop: the current state of every door and of the ignition is emitted once the
 pins are open, so services know it without waiting for a change, and a panic button that
 is up is reported released (`PanicInput(False)`: one let go while the driver was down);
-one down begins its hold; then `ready`. However
-the driver ends (cancelled, failed), the relay is de-energised and the buzzer and LEDs
-turned off before the pins are released. With `pin_factory = "mock"`, the levels a test or
+one down begins its hold; then `ready`. The outputs are opened
+first, at rest, so a start that fails on an input still puts a relay left energised (a
+killed daemon: the kernel keeps a released output's level) at rest. However the driver ends
+(cancelled, failed), the relay is de-energised and the buzzer and LEDs turned off before
+the pins are released. With `pin_factory = "mock"`, the levels a test or
 the rig drove on the inputs are kept across a restart, as the outside circuit would keep
 them (a MockPin drives itself to its pull when opened or closed), so a restarted driver
 does not see every door open.
 
 Wiring note: after the daemon exits, and while the Pi boots, the pins are inputs. The lock
 relay's driver must stay off when its pin floats (a pull-down on an active-high driver;
-active-low relay boards have their own pull-up), or the door opens when edged stops.
+active-low relay boards have their own pull-up), or the door opens when edged stops. The
+relay only lets people in: egress must not depend on it (docs/drivers.md, "Lock relay
+policy").
 """
 
 import asyncio
@@ -644,7 +648,21 @@ class _Board:
             raise
 
     def _open_all(self) -> None:
+        """The outputs first: opening one writes its safe state, and a relay a killed daemon
+        left energised (the pin keeps its level) must be at rest even if an input then
+        fails to open, again at every restart."""
         o = self.options
+        if o.lock is not None:
+            line = self._output("lock relay", OutputDevice, o.lock.pin, o.lock.active_high)
+            self.lock = LockRelay(self.loop, line, o.max_unlock_s, self.fail)
+        lines: dict[Indicator, _OutLine] = {}
+        for key in INDICATORS:
+            part = getattr(o, key)
+            if part is not None:
+                cls = Buzzer if key == "buzzer" else LED
+                lines[key] = self._output(f"{key} {cls.__name__}", cls, part.pin, part.active_high)
+        if lines:
+            self.indicators = Indicators(self.loop, lines, o.feedback, self.fail)
         for d in o.doors:
             dev = self._input(f"door {d.name}", d.pin, d.pull)
             door = _Door(self, d, dev)
@@ -675,17 +693,6 @@ class _Board:
                 mostly=False,
             )
             self._watch(dev, self.ignition.edge)
-        if o.lock is not None:
-            line = self._output("lock relay", OutputDevice, o.lock.pin, o.lock.active_high)
-            self.lock = LockRelay(self.loop, line, o.max_unlock_s, self.fail)
-        lines: dict[Indicator, _OutLine] = {}
-        for key in INDICATORS:
-            part = getattr(o, key)
-            if part is not None:
-                cls = Buzzer if key == "buzzer" else LED
-                lines[key] = self._output(f"{key} {cls.__name__}", cls, part.pin, part.active_high)
-        if lines:
-            self.indicators = Indicators(self.loop, lines, o.feedback, self.fail)
 
     def start(self) -> None:
         """Tell the services the state of things now; a panic held at start starts its hold,

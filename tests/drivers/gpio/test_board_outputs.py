@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from gpiozero import OutputDevice
+from gpiozero import InputDevice, OutputDevice
 from gpiozero.pins.mock import MockFactory
 
 from core.errors import DriverError
@@ -19,6 +19,7 @@ from tests.drivers.gpio.fakes import assert_timeline, fresh, timeline, wait_unti
 from tests.helpers.drivers import Recorder
 
 LOCK, GREEN, RED, BUZZER = 17, 22, 23, 24
+DOOR = 5
 OUTPUTS: dict[str, Any] = {
     "lock": {"pin": LOCK},
     "green": {"pin": GREEN},
@@ -238,6 +239,23 @@ async def test_failure_leaves_the_relay_off(start: Start, factory: MockFactory) 
     r.driver.board.fail(RuntimeError("a pin write failed"))
     await wait_until(r.task.done, 1, "the driver to stop")
     assert isinstance(r.task.exception(), RuntimeError)
+    assert not factory.pin(LOCK).state
+
+
+async def test_a_start_failing_on_an_input_puts_a_relay_left_energised_at_rest(
+    start: Start, factory: MockFactory
+) -> None:
+    """A kill -9 during an unlock leaves the relay pin energised (the kernel keeps an
+    output's level when its holder dies). The restarted driver writes it at rest when it
+    opens it: that must happen though a door contact then fails to open (in use), or the
+    door stays unlocked while the driver fails, start after start."""
+    factory.pin(LOCK).output_with_state(True)  # what the killed daemon left
+    other = InputDevice(DOOR, pin_factory=factory)
+    try:
+        with pytest.raises(DriverError, match="in use"):
+            await start(doors=[{"name": "front", "pin": DOOR}], **OUTPUTS)
+    finally:
+        other.close()
     assert not factory.pin(LOCK).state
 
 
