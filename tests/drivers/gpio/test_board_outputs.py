@@ -3,6 +3,7 @@
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +14,14 @@ from core.errors import DriverError
 from core.events import DoorInput, Feedback, Unlock
 from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
+from edged.config.loader import load_config
 from edged.config.models import SupervisorConfig
+from edged.node import Node
 from tests.drivers.gpio.conftest import Start
-from tests.drivers.gpio.fakes import assert_timeline, fresh, timeline, wait_until
+from tests.drivers.gpio.fakes import SupervisedBoard, assert_timeline, fresh, timeline, wait_until
+from tests.helpers.broker import free_port
 from tests.helpers.drivers import Recorder
+from tests.helpers.nodes import write_config
 
 LOCK, GREEN, RED, BUZZER = 17, 22, 23, 24
 DOOR = 5
@@ -257,6 +262,56 @@ async def test_a_start_failing_on_an_input_puts_a_relay_left_energised_at_rest(
     finally:
         other.close()
     assert not factory.pin(LOCK).state
+
+
+async def test_an_unlock_cut_by_a_driver_failure_is_not_resumed_by_the_restart(
+    factory: MockFactory,
+) -> None:
+    """A venue door: an unlock in progress ends when the driver fails (the relay at rest
+    before the pins are released) and the restarted driver leaves it at rest: the door is
+    never left unlocked by a failure, and who was let in taps again."""
+    gpio = SupervisedBoard(Recorder("gpio", kinds=()), **OUTPUTS)
+    relay = factory.pin(LOCK)
+    try:
+        await gpio.start()
+        gpio.host.send(unlock(60))
+        assert relay.state
+        fresh(relay)
+        await gpio.fail_once()
+        await asyncio.sleep(0.1)
+    finally:
+        await gpio.stop()
+    assert [level for _, level in timeline(relay)] == [False]
+
+
+async def test_a_node_told_to_stop_puts_the_relay_at_rest_before_it_drains(
+    factory: MockFactory, tmp_path: Path
+) -> None:
+    """SIGTERM (systemd's stop, `Node.terminate`) during an unlock: the node cancels its
+    drivers before it drains the outbox (up to 4 s), so the relay is at rest at once."""
+    gpio = f"""
+[[drivers]]
+name = "gpio"
+driver = "gpio.gpiozero"
+[drivers.options]
+pin_factory = "mock"
+lock = {{ pin = {LOCK} }}
+"""
+    config = write_config(tmp_path, free_port(), gps=False, extra=gpio)
+    node = Node(load_config(config), base_dir=tmp_path)
+    task = asyncio.create_task(node.run(asyncio.Event()))
+    relay = factory.pin(LOCK)
+    try:
+        await asyncio.wait_for(node.ready.wait(), 5)
+        status = node.supervisor.drivers
+        await wait_until(lambda: status["gpio"].state == "running", 2, "the gpio driver")
+        node.bus.emit(unlock(60))
+        assert relay.state
+        node.terminate()
+        await wait_until(lambda: not relay.state, 0.5, "the relay at rest")
+    finally:
+        node.terminate()
+        await asyncio.wait_for(task, 10)
 
 
 async def test_handler_kept_after_the_stop_does_not_touch_the_pins(
