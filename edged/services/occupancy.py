@@ -5,7 +5,8 @@ where a door is configured to count; which sources count is config, because one 
 crossing the beams after tapping must not count twice. The count never goes below zero (a
 missed entry then an exit is noise, not a negative bus): the exit is counted in `health`
 as `occupancy.underflow`. Published as the count, the capacity, a percentage rounded to
-`percent_step` and the GTFS-Realtime OccupancyStatus — numbers, never who.
+`percent_step` (never across empty, full or over capacity: `coarse_percent`) and the
+GTFS-Realtime OccupancyStatus — numbers, never who.
 
 Reset to zero at the end of a trip, every day at `reset_at` (local time) to undo the day's
 drift, and by `occupancy.reset`. The count survives a restart.
@@ -52,6 +53,23 @@ STATE_KEY = "occupancy"
 UNTRUSTED_RECHECK_S = 60.0
 """How often the daily reset looks again at a clock that is not trusted yet."""
 Source = Literal["tap", "beam", "door", "command"]
+
+
+def coarse_percent(count: int, capacity: int, step: int) -> int:
+    """`count / capacity` in percent, to the nearest multiple of `step` (halves up), so one
+    person boarding does not show — but never rounded across empty, full or over capacity:
+    0 only when no one is aboard, 100 exactly when full, a step below 100 at most while
+    places are left, and a step above 100 at least when over capacity (GTFS-Realtime's
+    `occupancy_percentage` may exceed 100). Dispatch reads 0 % as an empty bus and 100 % as
+    one to send a second vehicle for."""
+    if count <= 0:
+        return 0
+    if count == capacity:
+        return 100
+    nearest = step * ((200 * count + step * capacity) // (2 * step * capacity))
+    if count < capacity:
+        return min(max(step, nearest), (99 // step) * step)
+    return max(nearest, (100 // step + 1) * step)
 
 
 class OccupancyService(Service):
@@ -176,8 +194,7 @@ class OccupancyService(Service):
     def snapshot(self) -> Occupancy:
         percent = None
         if self.capacity is not None:
-            step = self.config.percent_step
-            percent = int(step * round(100 * self.count / self.capacity / step))
+            percent = coarse_percent(self.count, self.capacity, self.config.percent_step)
         return Occupancy(
             count=self.count,
             capacity=self.capacity,

@@ -6,6 +6,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.events import Crossing, DoorInput
 from edged.clock import Clock, ClockSource
@@ -13,7 +15,7 @@ from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
 from edged.payloads import Trip
 from edged.services.events import AccessDecided, OccupancyChanged, OccupancyReset, TripEnded
-from edged.services.occupancy import OccupancyService
+from edged.services.occupancy import OccupancyService, coarse_percent
 from tests.helpers.host import TestHost
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -86,6 +88,60 @@ def test_percent_is_rounded_to_the_step_so_one_person_does_not_show() -> None:
     _, service, _ = make(capacity=57, percent_step=25)
     service.add(20, "beam")  # 35 %
     assert service.snapshot().percent == 25
+
+
+@pytest.mark.parametrize(("capacity", "count"), [(50, 1), (57, 1), (100, 4), (200, 9)])
+def test_percent_is_never_0_with_someone_aboard(capacity: int, count: int) -> None:
+    """1 of 50 is 2 %: rounded to the 10 % step it read 0 %, an empty bus to dispatch."""
+    _, service, _ = make(capacity=capacity)
+    service.add(count, "beam")
+    assert service.snapshot().percent == 10
+
+
+@pytest.mark.parametrize(("capacity", "count", "percent"), [(50, 48, 90), (50, 49, 90)])
+def test_percent_is_100_only_when_full(capacity: int, count: int, percent: int) -> None:
+    """48 of 50 (96 %) read 100 %, a full bus, with two places left."""
+    _, service, _ = make(capacity=capacity)
+    service.add(count, "beam")
+    assert service.snapshot().percent == percent
+    service.add(capacity - count, "beam")
+    assert service.snapshot().percent == 100
+
+
+@pytest.mark.parametrize(("capacity", "count", "percent"), [(50, 51, 110), (50, 52, 110)])
+def test_percent_over_capacity_is_above_100(capacity: int, count: int, percent: int) -> None:
+    """51 of 50 (102 %) read 100 %: an overcrowded bus looked exactly full."""
+    _, service, _ = make(capacity=capacity)
+    service.add(count, "beam")
+    assert service.snapshot().percent == percent
+
+
+def test_percent_with_a_step_that_does_not_divide_100_is_100_when_full() -> None:
+    """With steps of 30 a full bus (100 %) rounded to 90."""
+    _, service, _ = make(capacity=10, percent_step=30)
+    service.add(10, "beam")
+    assert service.snapshot().percent == 100
+
+
+def test_percent_rounds_halves_up() -> None:
+    """Python's round() goes to the even step: 25 % read 20 % but 35 % read 40 %."""
+    _, service, _ = make(capacity=40)
+    service.add(10, "beam")  # 25 %
+    assert service.snapshot().percent == 30
+    service.add(4, "beam")  # 35 %
+    assert service.snapshot().percent == 40
+
+
+@given(capacity=st.integers(1, 100_000), step=st.integers(1, 50), share=st.floats(0, 2))
+def test_percent_says_empty_full_and_over_capacity_exactly(
+    capacity: int, step: int, share: float
+) -> None:
+    count = round(share * capacity)
+    percent = coarse_percent(count, capacity, step)
+    assert (percent == 0) == (count == 0)
+    assert (percent == 100) == (count == capacity)
+    assert (percent > 100) == (count > capacity)
+    assert percent == 100 or percent % step == 0
 
 
 def test_without_a_capacity_there_is_no_percent() -> None:
