@@ -7,15 +7,26 @@ can be days or years off. When the kernel says the clock is not synchronised, GP
 
 import ctypes
 import ctypes.util
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
+log = logging.getLogger(__name__)
+
 _TIME_ERROR = 5  # adjtimex(2): clock not synchronised
-_EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+_RELEASED = datetime(2025, 1, 1, tzinfo=UTC)
+_EARLIEST_PLAUSIBLE = _RELEASED.timestamp()
 """No true time is before this release: a system clock or a GPS time before it is a Pi that
 booted in 1970, a receiver one GPS week rollover (1024 weeks) behind, or a spoofer."""
+GPS_HORIZON_YEARS = 10
+_LATEST_PLAUSIBLE = _RELEASED.replace(year=_RELEASED.year + GPS_HORIZON_YEARS).timestamp()
+"""No GPS time after this is believed: a node runs a release for a few years, not ten,
+while a receiver one week rollover ahead (19.6 years), a two-digit year read in the wrong
+century or a spoofer can say any later date — and a node clock years ahead refuses every
+signed command as stale and every card's pass as expired, and stamps years-ahead `ts`.
+Moves with `_RELEASED`; NTP, when synchronised, is believed whatever it says."""
 
 
 ENABLE_NTP = (
@@ -57,6 +68,7 @@ class Clock:
         self._trust = trust_system_clock
         self._kernel_synced = kernel_synced
         self._gps_offset: float | None = None  # gps_time - monotonic
+        self._refusing = False  # the last GPS time was refused (said once, not per fix)
         self._synced: bool = False
         self._checked_at = float("-inf")
         self._recheck_s = recheck_s
@@ -74,13 +86,33 @@ class Clock:
         """Feed the time of a valid fix; used while the system clock is not synced. `at`:
         the monotonic time the receiver sent it (default now), as a fix is emitted once
         its epoch is over, a fraction of a second after its first sentence. False (and
-        ignored) when the time is before any plausible date: a drivers' rollover handling
-        (gpsd's, a receiver's firmware) is not to be relied on for the node's clock."""
+        ignored, logged once until a time is taken again) when the time is before any
+        plausible date or more than `GPS_HORIZON_YEARS` past this release: a drivers'
+        rollover handling (gpsd's, a receiver's firmware) is not to be relied on for the
+        node's clock, nor a signal that may be spoofed."""
         when = gps_time.timestamp()
-        if when <= _EARLIEST_PLAUSIBLE:
+        if not _EARLIEST_PLAUSIBLE < when < _LATEST_PLAUSIBLE:
+            if not self._refusing:
+                self._refusing = True
+                self._say_refused(when)
             return False
+        self._refusing = False
         self._gps_offset = when - (time.monotonic() if at is None else at)
         return True
+
+    def _say_refused(self, when: float) -> None:
+        early = when <= _EARLIEST_PLAUSIBLE
+        log.warning(
+            "GPS says it is %s, %s: not used as the node's clock (a receiver with a "
+            "week-rollover bug, or a spoofed signal); payloads keep `clock` %r. Check the "
+            "receiver's firmware and antenna, or %s",
+            _utc(when),
+            f"before {_RELEASED:%Y}"
+            if early
+            else f"more than {GPS_HORIZON_YEARS} years after this release",
+            self.source.value,
+            ENABLE_NTP,
+        )
 
     @property
     def source(self) -> ClockSource:

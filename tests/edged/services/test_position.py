@@ -1,4 +1,5 @@
 import itertools
+import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from edged.services.position import (
     PositionService,
     heading_delta,
 )
-from tests.drivers.gps.fakes import CORPUS, through_driver
+from tests.drivers.gps.fakes import CORPUS, nmea, through_driver
 from tests.helpers.host import TestHost
 
 EPOCHS = itertools.count()
@@ -231,6 +232,46 @@ async def test_a_gps_time_before_any_plausible_date_never_sets_the_clock(sent: s
     assert node.clock.source is ClockSource.UNSYNCED
     assert node.counters.snapshot().get("position.implausible_time") == 1
     assert node.bodies("position")  # the position itself is still reported
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2045-10-31T10:00:00.000Z",  # a receiver one week rollover (1024 weeks) ahead
+        "2099-12-31T23:59:59.000Z",  # a spoofer, or a two-digit year read as 20yy
+    ],
+)
+async def test_a_gps_time_years_ahead_never_sets_the_clock(sent: str) -> None:
+    """On a GPS clock years ahead every signed command is stale, every card's pass expired
+    and the broker's certificate looks expired to whoever checks it against `ts`."""
+    node = TestHost()  # a Pi whose clock is not synchronised
+    tpv = {"class": "TPV", "mode": 3, "time": sent, "lat": 46.0, "lon": 2.0}
+    the_fix = GpsdReports().handle(tpv)
+    assert the_fix is not None and the_fix.valid
+    service(node).on_fix(the_fix)
+    assert node.clock.source is ClockSource.UNSYNCED
+    assert node.counters.snapshot().get("position.implausible_time") == 1
+    assert node.bodies("position")  # the position itself is still reported
+
+
+async def test_a_receiver_dating_its_fixes_years_ahead_is_said_once_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An NMEA receiver on a pty, through the real driver: RMC dated 31 October 2045."""
+    raw = [
+        nmea(f"GNRMC,1000{s:02d}.00,A,4553.00000,N,00210.46400,E,0.0,,311045,,,A")
+        + nmea(f"GNGGA,1000{s:02d}.00,4553.00000,N,00210.46400,E,1,09,1.1,452.0,M,49.2,M,,")
+        for s in range(3)
+    ]
+    node = TestHost()  # a Pi whose clock is not synchronised
+    service(node)
+    with caplog.at_level(logging.WARNING, logger="edged.clock"):
+        await through_driver(raw, tmp_path / "gps0", node, fixes=3, burst_s=0.1, what="3 fixes")
+    assert [f.fix_time.year for f in node.of_type(Fix)] == [2045] * 3
+    assert node.clock.source is ClockSource.UNSYNCED
+    assert node.counters.snapshot().get("position.implausible_time") == 3
+    (said,) = [r.getMessage() for r in caplog.records if r.name == "edged.clock"]
+    assert "2045-10-31" in said and "not used as the node's clock" in said
 
 
 async def test_speed_wavering_about_the_stopped_threshold_honours_the_minimum_period() -> None:
