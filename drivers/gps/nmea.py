@@ -24,9 +24,10 @@ neither voids nor vouches for its epoch.
 
 Receivers' dialects read here: sentences shorter than the standard (a GGA without the
 station field, 14 fields; a GSA without DOPs; an RMC before NMEA 2.3 without mode), the
-NMEA 4.10/4.11 additions (RMC and GNS navigational status, GSA system id, one GNS mode
-letter per constellation), one GSA list per constellation in an epoch, ZDA with a 4-digit
-year and empty zone fields, 99.99 as "no DOP". The epoch rules are in drivers.gps.epochs.
+NMEA 4.10/4.11 additions (RMC and GNS navigational status: U, unsafe, voids the fix; GSA
+system id, one GNS mode letter per constellation), one GSA list per constellation in an
+epoch, ZDA with a 4-digit year and empty zone fields, 99.99 as "no DOP". The epoch rules
+are in drivers.gps.epochs.
 """
 
 from collections.abc import Callable
@@ -45,6 +46,10 @@ NO_DOP = 99.0
 
 # GGA quality values for RMC/GLL/GNS/VTG mode indicators (NMEA 2.3+); N means no fix.
 MODE_QUALITY = {"A": 1, "D": 2, "P": 3, "R": 4, "F": 5, "E": 6, "M": 7, "S": 8, "N": 0}
+NAV_STATUS = frozenset("SCUV")
+"""NMEA 4.10 navigational status (RMC and GNS field 13): S safe, C caution (integrity not
+verifiable), U unsafe (the integrity monitor's alarm: the error may exceed its limit), V
+"the equipment gives no navigational status" — u-blox sends V with every valid fix."""
 _HEX = {f"{i:02X}".encode(): i for i in range(256)} | {f"{i:02x}".encode(): i for i in range(256)}
 
 TIMED = frozenset({"GGA", "RMC", "GNS", "GLL", "ZDA"})
@@ -316,6 +321,16 @@ def _mode_quality(letters: str, default: int | None) -> int | None:
     return default if best is None else best
 
 
+def _nav_status(s: Sentence, status: str) -> None:
+    """NMEA 4.10's navigational status (`NAV_STATUS`): U voids the sentence's fix."""
+    if not status:
+        return
+    if status not in NAV_STATUS:
+        s.bad += 1
+    elif status == "U":
+        s.quality = 0
+
+
 def _fix_fields(s: Sentence, f: list[str]) -> Sentence:
     """Position, satellites, HDOP and altitude: GGA and GNS share their layout from field 2
     and differ only in how field 6 gives the fix quality. (Each field has its own `try`
@@ -363,6 +378,7 @@ def _gns(f: list[str]) -> Sentence:
         s.bad += 1
     else:
         s.quality = _mode_quality(modes, None if not modes else 1)
+    _nav_status(s, f[13])
     return _fix_fields(s, f)
 
 
@@ -376,6 +392,8 @@ def _rmc(f: list[str]) -> Sentence:
         s.quality = _mode_quality(f[12], 2 if status == "D" else 1)
     elif status:
         s.bad += 1  # fix status unknown: the epoch's other sentences decide
+    if len(f) > 13:
+        _nav_status(s, f[13])
     _position(s, f, 3)
     try:
         kn = _float(f[7], 0.0, 10_000.0)

@@ -328,6 +328,50 @@ def test_rmc_mode_n_makes_a_void_fix() -> None:
     assert not one("GPRMC,081500,A,4553.0,N,00210.4,E,0.0,,120226,,,N").valid
 
 
+def test_rmc_navigational_status_unsafe_makes_a_void_fix() -> None:
+    """NMEA 4.10 RMC field 13: U, the receiver's integrity monitoring (RAIM) says the error
+    may exceed its alarm limit: the position is not to be used, whatever the GGA says."""
+    fix = one(
+        "GNRMC,081500.00,A,4553.00000,N,00210.46400,E,10.000,12.50,120226,,,A,U",
+        "GNGGA,081500.00,4553.00000,N,00210.46400,E,1,09,1.10,452.0,M,49.2,M,,",
+    )
+    assert not fix.valid and (fix.lat, fix.lon) == (0.0, 0.0)
+
+
+def test_gns_navigational_status_unsafe_makes_a_void_fix() -> None:
+    fix = one("GNGNS,081500.00,4553.00000,N,00210.46400,E,AA,12,0.8,452.0,49.2,,,U")
+    assert not fix.valid
+
+
+@pytest.mark.parametrize("status", ["S", "C", "V", ""])
+def test_navigational_status_safe_caution_or_not_given_keeps_the_fix(status: str) -> None:
+    """C: integrity not verifiable (too few satellites for RAIM) is no alarm; V: "the
+    equipment gives no navigational status", what u-blox sends with every valid fix."""
+    fix = one(
+        f"GNRMC,081500.00,A,4553.00000,N,00210.46400,E,10.000,12.50,120226,,,A,{status}",
+        f"GNGNS,081500.00,4553.00000,N,00210.46400,E,AA,12,0.8,452.0,49.2,,,{status}",
+    )
+    assert fix.valid and fix.quality == 1
+
+
+def test_a_dead_reckoning_epoch_is_a_fix_of_quality_6() -> None:
+    """u-blox ADR/UDR without satellites: RMC A with mode E, GGA quality 6."""
+    fix = one(
+        "GNRMC,081500.00,A,4553.00000,N,00210.46400,E,10.000,12.50,120226,,,E,V",
+        "GNGGA,081500.00,4553.00000,N,00210.46400,E,6,00,99.99,452.0,M,49.2,M,,",
+    )
+    assert fix.valid and fix.quality == 6
+
+
+def test_a_dead_reckoning_fix_out_of_the_receivers_limits_is_void() -> None:
+    """u-blox "dead reckoning fix, but user limits exceeded": RMC V, GGA 6, mode E."""
+    fix = one(
+        "GNRMC,081500.00,V,4553.00000,N,00210.46400,E,10.000,12.50,120226,,,E,V",
+        "GNGGA,081500.00,4553.00000,N,00210.46400,E,6,00,99.99,452.0,M,49.2,M,,",
+    )
+    assert not fix.valid
+
+
 def test_an_epoch_whose_statuses_are_all_unknown_is_void() -> None:
     fix = one("GPRMC,081500,Q,4553.0,N,00210.4,E,0.0,,120226,,")
     assert not fix.valid

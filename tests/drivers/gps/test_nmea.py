@@ -324,6 +324,23 @@ def test_rmc_navigational_status_of_nmea_4_10_is_not_a_void_fix() -> None:
     assert s is not None and s.quality == 2 and s.lat is not None
 
 
+@pytest.mark.parametrize("kind", ["RMC", "GNS"])
+def test_navigational_status_unsafe_says_there_is_no_fix(kind: str) -> None:
+    body = {
+        "RMC": "GNRMC,010555.000,A,2232.4682,N,11404.6748,E,0.00,125.29,230822,,,A,U",
+        "GNS": "GNGNS,010555.000,2232.4682,N,11404.6748,E,AA,12,0.8,45.4,46.9,,,U",
+    }[kind]
+    s = parse_sentence(nmea(body).strip())
+    assert s is not None and s.quality == 0 and s.bad == 0
+
+
+def test_a_navigational_status_that_is_no_letter_of_the_standard_is_a_bad_field() -> None:
+    s = parse_sentence(
+        nmea("GNRMC,010555.000,A,2232.4682,N,11404.6748,E,0.00,125.29,230822,,,A,X").strip()
+    )
+    assert s is not None and s.quality == 1 and s.bad == 1
+
+
 def test_rmc_status_d_is_a_differential_fix() -> None:
     s = parse_sentence(nmea("GPRMC,123519,D,4807.038,N,01131.000,E,0.1,0.0,120226,,").strip())
     assert s is not None and s.quality == 2
