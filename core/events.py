@@ -13,6 +13,12 @@ class FixMode(IntEnum):
     THREE_D = 3
 
 
+MEASURED = range(1, 6)
+"""GGA qualities of a position measured from satellites (GPS, DGPS, PPS, RTK fixed, RTK
+float); 6 estimated (dead reckoning), 7 manual input and 8 simulator are not, whatever
+their numbers."""
+
+
 @dataclass(frozen=True, slots=True)
 class Fix:
     """One position epoch as the receiver stated it."""
@@ -35,6 +41,11 @@ class Fix:
     @property
     def valid(self) -> bool:
         return self.mode >= FixMode.TWO_D and self.quality > 0
+
+    @property
+    def measured(self) -> bool:
+        """Measured from satellites (`MEASURED`), not estimated, typed in or simulated."""
+        return self.quality in MEASURED
 
 
 @dataclass(frozen=True, slots=True)

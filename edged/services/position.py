@@ -15,7 +15,11 @@ gone since (its reported speed, a hard acceleration, at most `MAX_ROAD_SPEED_MPS
 jitter allowance): the next good fix counts from the last good one. A receiver that does not
 come back within `EXCURSION_MAX_S` is believed where it stays (the first fix was the wrong
 one), counting the way there at no more than `MAX_ROAD_SPEED_MPS`. All in the receiver's
-time, so a log replayed fast counts as it was driven.
+time, so a log replayed fast counts as it was driven. A fix the receiver did not measure
+(`Fix.measured`: quality 6 estimated, as a receiver extrapolates or dead-reckons in a
+tunnel, 7 typed in, 8 simulated) is published, its quality saying so, but not counted:
+an extrapolation drifts off the road and back, and the next measured fix counts the way
+from the last one.
 
 Fixes that stop coming (unplugged antenna, tunnel) raise `events/fix` lost after
 `fix_lost_after_s`, and regained when a valid fix returns.
@@ -100,6 +104,9 @@ class PositionService(Service):
         self.host.bus.emit(PositionUpdated(fix))
 
     def _count_distance(self, fix: Fix) -> None:
+        if not fix.measured:
+            self.host.counters.inc("position.odometer_estimated")
+            return  # the next measured fix counts the way from the last one
         if fix.hdop is not None and fix.hdop > self.config.max_hdop:
             self.host.counters.inc("position.odometer_poor_hdop")
             return  # a receiver that gives no HDOP is judged on its positions alone

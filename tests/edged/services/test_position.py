@@ -304,6 +304,38 @@ async def test_a_multipath_excursion_in_a_street_canyon_is_not_added_to_the_odom
     assert street - 10 <= svc.odometer_m <= street + 5  # the last 9 m may be under the jitter
 
 
+def _ddmm(degrees: float, width: int) -> str:
+    whole = int(degrees)
+    return f"{whole:0{width}d}{(degrees - whole) * 60:08.5f}"
+
+
+def _epoch(second: int, north_m: float, east_m: float, *, estimated: bool) -> bytes:
+    """RMC and GGA of one epoch of a u-blox at 15 m/s north, measured or dead reckoning."""
+    lat, lon = offset(45.88, 2.175, north_m, east_m)
+    t, where = f"0815{second:02d}.00", f"{_ddmm(lat, 2)},N,{_ddmm(lon, 3)},E"
+    mode, quality = ("E", 6) if estimated else ("A", 1)
+    return nmea(f"GNRMC,{t},A,{where},29.158,0.00,120226,,,{mode},V") + nmea(
+        f"GNGGA,{t},{where},{quality},09,1.10,452.0,M,49.2,M,,"
+    )
+
+
+async def test_an_estimated_fix_is_published_but_kept_off_the_odometer(tmp_path: Path) -> None:
+    """Into a tunnel at 15 m/s: the receiver extrapolates (mode E, quality 6) and drifts
+    30 m off the road while the bus goes on straight. Dispatch still sees where the bus
+    is thought to be, marked quality 6; the odometer counts only measured fixes, the way
+    through the tunnel as the line between the fixes either side."""
+    raw = [
+        _epoch(s, 15.0 * s, 30.0 if 5 <= s <= 9 else 0.0, estimated=5 <= s <= 9) for s in range(15)
+    ]
+    node = TestHost()
+    svc = service(node, min_distance_m=0)
+    await through_driver(raw, tmp_path / "gps0", node, fixes=15, burst_s=0.1, what="15 fixes")
+    assert [f.quality for f in node.of_type(Fix)] == [1] * 5 + [6] * 5 + [1] * 5
+    assert 6 in [b.quality for b in node.bodies("position")]  # type: ignore[attr-defined]
+    assert svc.odometer_m == pytest.approx(210, abs=1)
+    assert node.counters.snapshot()["position.odometer_estimated"] == 5
+
+
 async def test_a_fix_with_a_poor_hdop_is_not_added_to_the_odometer() -> None:
     # HDOP 8 (satellites hidden by a flyover): the fix is 45 m off the road, a step a bus at
     # 9 m/s could almost make in a second with the jitter allowance of such a fix (40 m)
