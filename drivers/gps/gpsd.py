@@ -30,7 +30,9 @@ from core.events import Fix, FixMode
 WATCH = b'?WATCH={"enable":true,"json":true}\n'
 READ_SIZE = 65536
 # gpsd TPV "status" to GGA fix quality: DGPS, RTK fixed/float, dead reckoning, simulated…
-_STATUS_QUALITY = {2: 2, 3: 4, 4: 5, 5: 6, 6: 6, 7: 7, 8: 8, 9: 3}
+# STATUS_GNSSDR (6) is GNSS and dead reckoning combined: a measured fix, quality 1 as u-blox
+# gives it in NMEA; only STATUS_DR (5), without satellites, is GGA's 6, estimated.
+_STATUS_QUALITY = {2: 2, 3: 4, 4: 5, 5: 6, 6: 1, 7: 7, 8: 8, 9: 3}
 
 
 class GpsdOptions(DriverOptions):

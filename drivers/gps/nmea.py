@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from core.events import MEASURED
+
 NMEA_MAX_LINE = 82
 """The standard's bound, `$` to line end; receivers exceed it (u-blox GSV with signal ids)."""
 
@@ -311,14 +313,23 @@ def _course(s: str) -> float | None:
 
 
 def _mode_quality(letters: str, default: int | None) -> int | None:
-    """The best quality among mode letters (one per constellation in GNS); 0 if all are N;
-    `default` when the letters say nothing (empty, or a receiver's own letters)."""
+    """The best quality among mode letters (one per constellation in GNS), by
+    `_quality_rank` ("AE" is 1, not 6); 0 if all are N; `default` when the letters say
+    nothing (empty, or a receiver's own letters)."""
     best: int | None = None
     for c in letters:
         q = MODE_QUALITY.get(c)
-        if q is not None and (best is None or q > best):
+        if q is not None and (best is None or _quality_rank(q) > _quality_rank(best)):
             best = q
     return default if best is None else best
+
+
+def _quality_rank(q: int) -> tuple[int, int]:
+    """Measured first, the higher the better (RTK over DGPS over GPS), then estimated,
+    manual input, simulator, and no fix last."""
+    if q in MEASURED:
+        return 2, q
+    return (1, -q) if q else (0, 0)
 
 
 def _nav_status(s: Sentence, status: str) -> None:

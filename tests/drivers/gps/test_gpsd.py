@@ -76,6 +76,16 @@ def test_dgps_status_gives_quality_2() -> None:
     assert fix is not None and fix.quality == 2
 
 
+@pytest.mark.parametrize(("status", "quality"), [(5, 6), (6, 1)], ids=["DR", "GNSSDR"])
+def test_gnss_with_dead_reckoning_is_a_gnss_fix_and_dead_reckoning_alone_an_estimate(
+    status: int, quality: int
+) -> None:
+    """gpsd's STATUS_GNSSDR (6) is GNSS and dead reckoning combined, a fix u-blox reports
+    in NMEA as quality 1; only STATUS_DR (5), without satellites, is GGA's 6, estimated."""
+    fix = GpsdReports().handle(tpv(status=status))
+    assert fix is not None and fix.quality == quality
+
+
 def test_reports_of_another_device_are_ignored() -> None:
     assert GpsdReports(device="/dev/ttyUSB1").handle(TPV) is None
 
@@ -201,7 +211,9 @@ async def test_hostile_lines_are_counted_and_skipped(gpsd: FakeGpsd) -> None:
         b"[" * 3000 + b"\n",
         b'{"class": "TPV", "lat": ' + b"9" * 5000 + b"}\n",
         b'{"class": "TPV", "mode": 3, "lat": 1e999, "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
-        b'{"class": "TPV", "mode": 3, "lat": 1' + b"0" * 400 + b', "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
+        b'{"class": "TPV", "mode": 3, "lat": 1'
+        + b"0" * 400
+        + b', "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
         b'{"class": "ERROR", "message": "unrecognized request"}\n',
         b'{"class": "TPV", "mode": 3, "lat": 95, "lon": 0, "time": "2025-01-01T00:00:00Z"}\n',
         TPV,

@@ -300,7 +300,19 @@ def test_gsa_system_id_of_nmea_410_is_read_and_a_garbled_one_left_out_alone(
 
 @pytest.mark.parametrize(
     ("modes", "quality"),
-    [("AAN", 1), ("DAN", 2), ("RN", 4), ("NNN", 0), ("ANNN", 1), ("NDD", 2), ("AANN", 1)],
+    [
+        ("AAN", 1),
+        ("DAN", 2),
+        ("RN", 4),
+        ("NNN", 0),
+        ("ANNN", 1),
+        ("NDD", 2),
+        ("AANN", 1),
+        ("AE", 1),  # a measured fix beats an estimate, though 6 > 1
+        ("EA", 1),
+        ("EN", 6),
+        ("SDA", 2),  # a simulated constellation beside real ones: the real fix speaks
+    ],
 )
 def test_gns_mode_letters_give_the_best_quality(modes: str, quality: int) -> None:
     s = parse_sentence(
