@@ -44,7 +44,7 @@ from edged.config.base import NAME_PATTERN
 from edged.ops.brokercheck import CHECK_EPILOG, broker_check
 from edged.ops.client import BrokerUnreachableError, Say, connect, refused
 from edged.ops.commands import Request, default_response_topic, make_request, reply_of
-from edged.ops.feed import FleetFeed
+from edged.ops.feed import DropReport, FleetFeed
 from edged.ops.fleet import FleetView
 from edged.ops.login import PROTOCOL_CHOICES, Login, LoginError
 from edged.ops.loop import run_until, stop_on_signals
@@ -622,9 +622,10 @@ async def watch(
 
     def table() -> RenderableType:
         elapsed = time.monotonic() - started
+        dropped = f" · {feed.dropped:,} dropped" if feed.dropped else ""
         caption = (
-            f"{login.address.url} · {prefix}/# · {feed.status} · {view.received} messages · "
-            f"{elapsed:.0f} s" + (" · Ctrl-C to stop" if tty else "")
+            f"{login.address.url} · {prefix}/# · {feed.status} · {view.received} messages"
+            f"{dropped} · {elapsed:.0f} s" + (" · Ctrl-C to stop" if tty else "")
         )
         return fleet_table(view, time.time(), title="edgectl watch", caption=caption)
 
@@ -635,19 +636,33 @@ async def watch(
                 with Live(
                     table(), console=console, auto_refresh=False, redirect_stderr=False
                 ) as live:
-                    refresher = asyncio.create_task(_refresh(live, table), name="refresh")
+
+                    def above(line: str) -> None:  # over the table, which stays at the bottom
+                        live.console.print(f"edgectl: {line}", markup=False, highlight=False)
+
+                    helpers = [
+                        asyncio.create_task(_refresh(live, table), name="refresh"),
+                        asyncio.create_task(_report_drops(feed, above), name="drops"),
+                    ]
                     try:
                         await run_until(stop, duration, feed_task)
                     finally:
-                        refresher.cancel()
+                        for helper in helpers:
+                            helper.cancel()
                     live.update(table(), refresh=True)
             else:
-                await run_until(stop, duration, feed_task)
+                reporter = asyncio.create_task(_report_drops(feed, _say), name="drops")
+                try:
+                    await run_until(stop, duration, feed_task)
+                finally:
+                    reporter.cancel()
     finally:
         feed_task.cancel()
         await asyncio.gather(feed_task, return_exceptions=True)
     if not tty:
         console.print(table())
+    if (total := DropReport.summary(feed.dropped)) is not None:
+        _say(total)
     return EXIT_OK
 
 
@@ -655,6 +670,16 @@ async def _refresh(live: Live, render: Callable[[], RenderableType]) -> None:
     while True:
         await asyncio.sleep(0.5)
         live.update(render(), refresh=True)
+
+
+async def _report_drops(feed: FleetFeed, say: Callable[[str], None]) -> None:
+    """Say when a flood starts and stops costing messages (`DropReport`), twice a second."""
+    report = DropReport()
+    while True:
+        await asyncio.sleep(0.5)
+        line = report.poll(feed.dropped, time.monotonic())
+        if line is not None:
+            say(line)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ class ToolClient(aiomqtt.Client):
         self.session_present = False
         self.max_queued_bytes = max_queued_bytes
         self.dropped = 0
-        """Messages discarded because the reader was `max_queued_bytes` behind."""
+        """Messages discarded because the reader was `max_queued_bytes` or
+        `max_queued_incoming_messages` behind."""
 
     @property
     def paho(self) -> mqtt.Client:
@@ -111,11 +112,13 @@ class ToolClient(aiomqtt.Client):
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        """Drop what arrives while the reader is `max_queued_bytes` behind: a flood costs
-        messages (counted in `dropped`, without a log line each), never all the memory."""
+        """Drop what arrives while the reader is `max_queued_bytes` or the count bound
+        behind: a flood costs messages (counted in `dropped`, without a log line each —
+        aiomqtt's own drop at the count bound logs a warning per message, tens of
+        thousands of lines on an operator's terminal), never all the memory."""
         queue = self._queue  # one message, however large, when the reader has caught up
         held = queue.bytes if isinstance(queue, _Queue) else 0
-        if held and held + len(message.payload) > self.max_queued_bytes:
+        if queue.full() or (held and held + len(message.payload) > self.max_queued_bytes):
             self.dropped += 1
             return
         super()._on_message(client, userdata, message)

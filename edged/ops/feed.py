@@ -63,6 +63,15 @@ class FleetFeed:
         self.sessions = 0
         self.version: str | None = None
         self._exact: set[str] = set()
+        self._client: ToolClient | None = None
+        self._dropped_before = 0  # by the connections before this one
+
+    @property
+    def dropped(self) -> int:
+        """Messages the connections dropped because this reader lagged (a flood): what the
+        view shows may be older than what the nodes sent."""
+        client = self._client
+        return self._dropped_before + (client.dropped if client is not None else 0)
 
     @property
     def topic_filters(self) -> list[str]:
@@ -75,6 +84,7 @@ class FleetFeed:
         while True:
             try:
                 async with connect(self.login, self.client_id, say=self.say) as client:
+                    self._client = client
                     granted = await client.subscribe([(f, 1) for f in self.topic_filters])
                     if refused(granted):
                         raise BrokerUnreachableError(
@@ -110,6 +120,9 @@ class FleetFeed:
                 log.info("lost the broker at %s: %s", self.login.address, exc)  # `status` shows it
             finally:
                 self.connected = False
+                if self._client is not None:
+                    self._dropped_before += self._client.dropped
+                    self._client = None
             failures += 1
             await asyncio.sleep(min(5.0, 0.25 * 2**failures))
 
@@ -121,3 +134,47 @@ class FleetFeed:
         granted = await client.subscribe([(f"{base}/{name}", 1) for name in RETAINED])
         if refused(granted):
             log.info("the broker refused exact subscriptions under %s", base)
+
+
+class DropReport:
+    """A growing count of dropped messages as a few lines for an operator: one when dropping
+    starts, one when none was dropped for `quiet_s` (how many, over how long), and the
+    total at the end — a flood must show, but must not flood the terminal in turn."""
+
+    def __init__(self, quiet_s: float = 3.0) -> None:
+        self.quiet_s = quiet_s
+        self._seen = 0
+        self._last_at = 0.0
+        self._since: tuple[int, float] | None = None  # count and time when dropping began
+
+    def poll(self, dropped: int, now: float) -> str | None:
+        """The line to say now, if any, given the total `dropped` so far (monotonic `now`)."""
+        if dropped > self._seen:
+            began = self._since is None
+            if began:
+                self._since = (self._seen, now)
+            self._seen, self._last_at = dropped, now
+            if began:
+                return (
+                    "dropping messages: they arrive faster than edgectl reads them (a flood "
+                    "on the broker?); the table may miss some"
+                )
+            return None
+        if self._since is not None and now - self._last_at >= self.quiet_s:
+            before, at = self._since
+            self._since = None
+            return (
+                f"stopped dropping: {dropped - before:,} messages dropped in "
+                f"{max(1.0, self._last_at - at):.0f} s ({dropped:,} in all)"
+            )
+        return None
+
+    @staticmethod
+    def summary(dropped: int) -> str | None:
+        """The line to end with: the total, when anything was dropped."""
+        if not dropped:
+            return None
+        return (
+            f"{dropped:,} messages dropped in all, while edgectl could not keep up: a node "
+            "may show older values than it sent"
+        )

@@ -162,3 +162,26 @@ async def test_watch_shows_a_hostile_alarm_kind_as_text_and_keeps_running(
     assert acts_on_a_terminal(out) == []
     rows = [line for line in out.splitlines() if "test/rogue-01" in line]
     assert len(rows) == 1 and "panic" in rows[0], out
+
+
+async def test_watch_says_when_a_flood_makes_it_drop_messages_and_how_many(
+    broker: Mosquitto,
+) -> None:
+    """A peer's flood of 1 MiB retained `health` under 160 node names reaches `edgectl
+    watch` all at once, while it waits for the SUBACK of its exact subscription to the
+    first node: past 128 MiB they are dropped. The operator reads that dropping started,
+    that it stopped and how many, in three lines, and the count under the table — never a
+    line per message."""
+    payload = b"{" + b" " * (1024 * 1024 - 2) + b"}"
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="rogue-flood") as rogue:
+        for i in range(160):
+            await rogue.publish(f"rnst/v1/test/rogue-{i:03d}/health", payload, retain=True)
+    code, out, err = await edgectl("watch", "--broker", broker.url, "--duration", "6")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 3, err
+    started, stopped, total = lines
+    assert started.startswith("edgectl: dropping messages")
+    assert stopped.startswith("edgectl: stopped dropping")
+    dropped = int(total.removeprefix("edgectl: ").split(" ")[0].replace(",", ""))
+    assert 0 < dropped < 160 and f"{dropped:,} dropped" in out

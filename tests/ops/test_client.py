@@ -1,10 +1,12 @@
 """The tools' MQTT connection (`edged.ops.client`) against a real Mosquitto."""
 
 import asyncio
+import logging
 
 import aiomqtt
+import pytest
 
-from edged.ops.client import MAX_QUEUED_BYTES, connect
+from edged.ops.client import MAX_QUEUED_BYTES, ToolClient, connect
 from edged.ops.login import Login
 from edged.ops.urls import parse_broker_url
 from tests.helpers.broker import Mosquitto
@@ -32,3 +34,23 @@ async def test_a_peer_flooding_a_reader_that_lags_costs_messages_not_memory(
         async with asyncio.timeout(5):  # what was kept is still read, in order
             message = await anext(aiter(reader.messages))
         assert message.payload == payload
+
+
+async def test_a_flood_of_small_messages_is_dropped_and_counted_without_a_line_each(
+    broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the count bound (MAX_QUEUED_MESSAGES), aiomqtt itself dropped each message
+    with a warning: uncounted, and 81,000 lines on `edgectl watch`'s terminal in 15 s."""
+    count, bound = 500, 100
+    reader = ToolClient("127.0.0.1", broker.port, version="5", max_queued_incoming_messages=bound)
+    with caplog.at_level(logging.WARNING):
+        async with reader:
+            await reader.subscribe("rnst/v1/#", qos=0)
+            async with aiomqtt.Client("127.0.0.1", broker.port, identifier="rogue-small") as rogue:
+                for _ in range(count):
+                    await rogue.publish("rnst/v1/test/rogue-01/health", b"{}", qos=0)
+                async with asyncio.timeout(30):  # the reader reads nothing meanwhile: it lags
+                    while len(reader.messages) + reader.dropped < count:
+                        await asyncio.sleep(0.05)
+            assert (len(reader.messages), reader.dropped) == (bound, count - bound)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
