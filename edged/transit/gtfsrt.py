@@ -42,9 +42,7 @@ def trip_descriptor(served: Served) -> rt.TripDescriptor | None:
     if run.start_date is not None:
         trip.start_date = run.start_date
     added = run.schedule_relationship == "ADDED"
-    trip.schedule_relationship = (
-        rt.TripDescriptor.ADDED if added else rt.TripDescriptor.SCHEDULED
-    )
+    trip.schedule_relationship = rt.TripDescriptor.ADDED if added else rt.TripDescriptor.SCHEDULED
     return trip
 
 

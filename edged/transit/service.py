@@ -125,9 +125,7 @@ class FeedService:
             problems = self._problems(run)
             if problems:
                 self.trip_problems[key] = problems
-                log.warning(
-                    "%s: assigned run left out of the feeds: %s", key, "; ".join(problems)
-                )
+                log.warning("%s: assigned run left out of the feeds: %s", key, "; ".join(problems))
             else:
                 self.trip_problems.pop(key, None)
 
@@ -143,8 +141,9 @@ class FeedService:
             # Last-Modified has one-second resolution: a second version within the same
             # second must not be answered 304 to a client holding the first
             same = doc.rep is not None and doc.rep.modified_s >= int(now)
-            doc.tag, doc.rep = tag, Representation(
-                body, content_type, int(now), tag, shares_second=same
+            doc.tag, doc.rep = (
+                tag,
+                Representation(body, content_type, int(now), tag, shares_second=same),
             )
         return doc.rep
 

@@ -58,7 +58,8 @@ class FeedChecker:
             )
         )
         notices = [
-            f"{o.rule_id}: {o.prefix}" for o in result.run.notices._occurrences
+            f"{o.rule_id}: {o.prefix}"
+            for o in result.run.notices._occurrences
             if o.rule_id in result.error_ids()
         ]
         system = [f"{o.rule_id}: {o.prefix}" for o in result.run.system_errors._occurrences]
@@ -85,7 +86,8 @@ class FeedChecker:
             )
         )
         notices = [
-            f"{o.rule_id}: {o.prefix}" for o in result.run.notices._occurrences
+            f"{o.rule_id}: {o.prefix}"
+            for o in result.run.notices._occurrences
             if o.rule_id in result.error_ids()
         ]
         system = [f"{o.rule_id}: {o.prefix}" for o in result.run.system_errors._occurrences]

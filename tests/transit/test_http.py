@@ -47,14 +47,18 @@ async def test_if_modified_since_answers_304_until_the_feed_changes(
     assert (await client.get(VP, headers={"If-Modified-Since": since})).status == 304
     service.clock.t += 2  # type: ignore[attr-defined]
     put(service, "shuttle-00", "position", position(lat=45.96, seq=2, at=NOW + 2))
-    changed = await client.get(VP, headers={"If-Modified-Since": since, "If-None-Match": first.headers["ETag"]})
+    changed = await client.get(
+        VP, headers={"If-Modified-Since": since, "If-None-Match": first.headers["ETag"]}
+    )
     assert changed.status == 200 and changed.headers["ETag"] != first.headers["ETag"]
 
 
 async def test_a_client_that_accepts_gzip_gets_the_same_feed_compressed(client: TestClient) -> None:
     plain = await (await client.get(VP, headers={"Accept-Encoding": "identity"})).read()
     zipped = await client.get(VP, headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
-    assert zipped.headers["Content-Encoding"] == "gzip" and zipped.headers["Vary"] == "Accept-Encoding"
+    assert (
+        zipped.headers["Content-Encoding"] == "gzip" and zipped.headers["Vary"] == "Accept-Encoding"
+    )
     raw = await zipped.read()
     assert gzip.decompress(raw) == plain and len(raw) < len(plain)
     refused = await client.get(VP, headers={"Accept-Encoding": "gzip;q=0"}, auto_decompress=False)
@@ -87,7 +91,9 @@ async def test_the_json_form_is_the_same_feed(client: TestClient) -> None:
     assert body["header"]["gtfs_realtime_version"] == "2.0" and len(body["entity"]) == 20
 
 
-async def test_health_is_503_while_the_broker_is_lost(client: TestClient, service: FeedService) -> None:
+async def test_health_is_503_while_the_broker_is_lost(
+    client: TestClient, service: FeedService
+) -> None:
     ok = await client.get("/health")
     assert ok.status == 200 and (await ok.json())["vehicles"]["served"] == 20
     service.status.connected = lambda: False
@@ -95,7 +101,9 @@ async def test_health_is_503_while_the_broker_is_lost(client: TestClient, servic
     assert lost.status == 503 and (await lost.json())["broker"]["connected"] is False
 
 
-async def test_the_page_and_its_files_carry_the_kiosk_csp_with_the_tile_origin(client: TestClient) -> None:
+async def test_the_page_and_its_files_carry_the_kiosk_csp_with_the_tile_origin(
+    client: TestClient,
+) -> None:
     page = await client.get("/")
     csp = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "trusted-types 'none'" in csp
@@ -123,7 +131,12 @@ async def test_the_page_stream_starts_with_the_whole_fleet(client: TestClient) -
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://x/{z}/{x}/{y}", "https://x/tiles.png", "https://x/{z}/{x}/{y}.png\" onload=x", "javascript:1"],
+    [
+        "ftp://x/{z}/{x}/{y}",
+        "https://x/tiles.png",
+        'https://x/{z}/{x}/{y}.png" onload=x',
+        "javascript:1",
+    ],
 )
 def test_a_tile_url_that_cannot_be_used_is_refused(url: str) -> None:
     with pytest.raises(TileError):

@@ -73,8 +73,10 @@ def _gtfs_with_agencies(tmp_path: Path, *lines: str) -> Path:
 @pytest.mark.parametrize(
     ("lines", "said"),
     [
-        (["a,A,https://a.example,Europe/Paris,fr", "b,B,https://b.example,Europe/Berlin,de"],
-         "several time zones"),
+        (
+            ["a,A,https://a.example,Europe/Paris,fr", "b,B,https://b.example,Europe/Berlin,de"],
+            "several time zones",
+        ),
         (["a,A,https://a.example,Mars/Olympus_Mons,fr"], "'Mars/Olympus_Mons' is not an IANA"),
         (["a,A,https://a.example,../../../etc/passwd,fr"], "is not an IANA"),
         (["a,A,https://a.example,/etc/localtime,fr"], "is not an IANA"),

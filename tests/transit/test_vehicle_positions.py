@@ -63,10 +63,16 @@ def test_an_on_demand_run_is_an_added_trip_with_route_date_time_and_direction(
     trip = entities(service, checker)["creuse/truck-2"].trip
     assert trip.schedule_relationship == rt.TripDescriptor.ADDED and not trip.trip_id
     assert (trip.route_id, trip.start_date, trip.start_time, trip.direction_id) == (
-        "gueret-la-souterraine", "20270115", "14:30:00", 0)
+        "gueret-la-souterraine",
+        "20270115",
+        "14:30:00",
+        0,
+    )
 
 
-def test_offline_out_of_service_stale_and_future_vehicles_are_left_out(checker: FeedChecker) -> None:
+def test_offline_out_of_service_stale_and_future_vehicles_are_left_out(
+    checker: FeedChecker,
+) -> None:
     clock = Clock(NOW)
     service = feed(clock)
     vehicle(service, "ok")
@@ -79,7 +85,12 @@ def test_offline_out_of_service_stale_and_future_vehicles_are_left_out(checker: 
     assert set(entities(service, checker)) == {"creuse/ok"}
     _, health = service.health()
     assert health["vehicles"]["left_out"] == {
-        "offline": 1, "out_of_service": 1, "no_fix": 1, "stale": 1, "future": 1}
+        "offline": 1,
+        "out_of_service": 1,
+        "no_fix": 1,
+        "stale": 1,
+        "future": 1,
+    }
     clock.t = NOW + 91  # time alone makes the last one stale
     assert entities(service, checker) == {}
 
@@ -107,7 +118,12 @@ def test_a_vehicle_back_online_returns_with_its_next_fix(checker: FeedChecker) -
 def test_occupancy_without_data_is_left_out_rather_than_invented(checker: FeedChecker) -> None:
     service = feed(Clock(NOW))
     vehicle(service, "v")
-    put(service, "v", "occupancy", occupancy(count=3, capacity=None, status="NO_DATA_AVAILABLE", percent=None))  # type: ignore[arg-type]
+    put(
+        service,
+        "v",
+        "occupancy",
+        occupancy(count=3, capacity=None, status="NO_DATA_AVAILABLE", percent=None),
+    )  # type: ignore[arg-type]
     v = entities(service, checker)["creuse/v"]
     assert not v.HasField("occupancy_status") and not v.HasField("occupancy_percentage")
 
@@ -139,7 +155,9 @@ def test_without_a_timetable_assigned_runs_are_named_as_given() -> None:
     assert message.entity[0].vehicle.trip.trip_id == "anything"
 
 
-def test_names_with_quotes_markup_and_control_characters_survive_as_text(checker: FeedChecker) -> None:
+def test_names_with_quotes_markup_and_control_characters_survive_as_text(
+    checker: FeedChecker,
+) -> None:
     service = feed(Clock(NOW))
     hostile = 'Bus "7" </script><img src=x onerror=alert(1)>\x1b[2J'
     vehicle(service, "v")
@@ -176,22 +194,55 @@ def test_a_vehicle_build_is_reused_until_the_vehicle_changes() -> None:
     assert second.tag != first.tag and second.body != first.body
 
 
-contract = st.sampled_from(["state", "position", "occupancy", "journey", "vehicle/faults",
-                            "alarm/panic", "health"])
+contract = st.sampled_from(
+    ["state", "position", "occupancy", "journey", "vehicle/faults", "alarm/panic", "health"]
+)
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
-keys = st.sampled_from(["state", "lat", "lon", "fix_time", "course", "speed", "odometer_m", "count",
-                        "capacity", "percent", "status", "mode", "assigned", "route_id", "trip_id",
-                        "direction_id", "start_time", "start_date", "schedule_relationship", "name",
-                        "ts", "seq", "clock", "active", "kind", "lamps"])
+keys = st.sampled_from(
+    [
+        "state",
+        "lat",
+        "lon",
+        "fix_time",
+        "course",
+        "speed",
+        "odometer_m",
+        "count",
+        "capacity",
+        "percent",
+        "status",
+        "mode",
+        "assigned",
+        "route_id",
+        "trip_id",
+        "direction_id",
+        "start_time",
+        "start_date",
+        "schedule_relationship",
+        "name",
+        "ts",
+        "seq",
+        "clock",
+        "active",
+        "kind",
+        "lamps",
+    ]
+)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(topic=contract, body=st.dictionaries(keys, values, max_size=8))
-def test_hostile_payloads_never_break_a_feed(checker: FeedChecker, topic: str, body: dict[str, Any]) -> None:
+def test_hostile_payloads_never_break_a_feed(
+    checker: FeedChecker, topic: str, body: dict[str, Any]
+) -> None:
     import json
 
     service = feed(Clock(NOW))
