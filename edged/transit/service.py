@@ -2,7 +2,9 @@
 
 Nothing here is kept that the broker cannot give again: the view is rebuilt from retained
 messages and live traffic after a restart, so replicas agree. Documents are built on
-request, at most once per second per change of the view, and kept with their validators.
+request, at most once per second per change of the view, and kept with their validators;
+an unchanged one is stamped again (GTFS-RT header, SIRI ResponseTimestamp) at the first
+request of each new second, so a quiet feed never reads as a dead producer.
 """
 
 import logging
@@ -47,6 +49,8 @@ class Selection:
 @dataclass
 class _Doc:
     tag: str = ""
+    stamp: int = -1
+    """The second the document says it was generated (its timestamp)."""
     rep: Representation | None = None
 
 
@@ -132,19 +136,34 @@ class FeedService:
     # -- documents ----------------------------------------------------------------------
 
     def _doc(
-        self, name: str, tag: str, build: Callable[[int], tuple[bytes, str]]
+        self,
+        name: str,
+        tag: str,
+        build: Callable[[int], tuple[bytes, str]],
+        stamp: int | None = None,
     ) -> Representation:
+        """The document `name` for content `tag`, built by `build(second)`: again when the
+        content changed, and stamped again when it did not but a later second `stamp` (the
+        clock's by default) asks for it. A feed's timestamp says when it was generated: one
+        kept at the last change reads hours old after a quiet night (W008), and a journey
+        planner drops the feed as dead. ETag and Last-Modified stay the content's: a
+        conditional request for unchanged content is still answered 304."""
         doc = self._docs.setdefault(name, _Doc())
+        second = int(self.clock()) if stamp is None else stamp
         if doc.rep is None or doc.tag != tag:
-            now = self.clock()
-            body, content_type = build(int(now))
+            body, content_type = build(second)
             # Last-Modified has one-second resolution: a second version within the same
             # second must not be answered 304 to a client holding the first
-            same = doc.rep is not None and doc.rep.modified_s >= int(now)
-            doc.tag, doc.rep = (
-                tag,
-                Representation(body, content_type, int(now), tag, shares_second=same),
+            same = doc.rep is not None and doc.rep.modified_s >= second
+            doc.rep = Representation(body, content_type, second, tag, shares_second=same)
+        elif second > doc.stamp:
+            body, content_type = build(second)
+            doc.rep = Representation(
+                body, content_type, doc.rep.modified_s, tag, shares_second=doc.rep.shares_second
             )
+        else:
+            return doc.rep
+        doc.tag, doc.stamp = tag, second
         return doc.rep
 
     def vehicle_positions(self) -> Representation:
@@ -155,8 +174,9 @@ class FeedService:
         def build(now: int) -> tuple[bytes, str]:
             newest = max((int(v.fix_s) for v in chosen.vehicles), default=0)
             self.encoder.forget(v.key for v in chosen.vehicles)
-            # never before the newest fix (E012: fixes are stamped no later than the
-            # clock, so this is the clock's second) and never back (E018)
+            # the second the feed is generated, changed or not (W008); never before the
+            # newest fix (E012: fixes are stamped no later than the clock, so this is the
+            # clock's second) and never back (E018)
             self._header_s = max(now, newest, self._header_s)
             return self.encoder.feed(frames, self._header_s), "application/x-protobuf"
 
@@ -165,7 +185,10 @@ class FeedService:
     def vehicle_positions_json(self) -> Representation:
         pb = self.vehicle_positions()
         return self._doc(
-            "gtfs-rt.json", pb.tag, lambda now: (gtfsrt.as_json(pb.body), "application/json")
+            "gtfs-rt.json",
+            pb.tag,
+            lambda now: (gtfsrt.as_json(pb.body), "application/json"),
+            stamp=self._docs["gtfs-rt"].stamp,  # a new header, a new JSON form
         )
 
     def vehicle_monitoring(self) -> Representation:

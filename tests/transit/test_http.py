@@ -4,9 +4,11 @@ headers — through aiohttp's test server, the service being the real one."""
 import gzip
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from google.transit import gtfs_realtime_pb2 as rt
 
 from edged.transit.server import FeedServer, TileError, tile_origin
 from edged.transit.service import FeedService
@@ -53,6 +55,26 @@ async def test_if_modified_since_answers_304_until_the_feed_changes(
     assert changed.status == 200 and changed.headers["ETag"] != first.headers["ETag"]
 
 
+async def test_an_unchanged_feed_polled_later_is_stamped_anew_and_still_answers_304(
+    client: TestClient, service: FeedService
+) -> None:
+    """Its header says when it was generated (a header 40 s old would be 2 min old at the
+    next poll: W008), while its validators stay the content's."""
+    first = await client.get(VP)
+    service.clock.t = NOW + 40  # type: ignore[attr-defined]
+    later = await client.get(VP)
+    message = rt.FeedMessage()
+    message.ParseFromString(await later.read())
+    assert message.header.timestamp == int(NOW + 40)
+    assert later.headers["ETag"] == first.headers["ETag"]
+    assert later.headers["Last-Modified"] == first.headers["Last-Modified"]
+    assert (await client.get(VP, headers={"If-None-Match": first.headers["ETag"]})).status == 304
+    since = {"If-Modified-Since": first.headers["Last-Modified"]}
+    assert (await client.get(VP, headers=since)).status == 304
+    json_form = await (await client.get(VP + ".json")).json()
+    assert json_form["header"]["timestamp"] == str(int(NOW + 40))
+
+
 async def test_a_client_that_accepts_gzip_gets_the_same_feed_compressed(client: TestClient) -> None:
     plain = await (await client.get(VP, headers={"Accept-Encoding": "identity"})).read()
     zipped = await client.get(VP, headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
@@ -84,6 +106,18 @@ async def test_siri_lite_has_the_french_profile_shape(client: TestClient) -> Non
     added = by_ref["creuse/shuttle-00"]["MonitoredVehicleJourney"]
     assert added["FramedVehicleJourneyRef"]["DataFrameRef"] == {"value": "2027-01-15"}
     assert added["DirectionRef"] == {"value": "0"}
+
+
+async def test_siri_response_timestamp_is_when_the_response_was_made_even_if_nothing_changed(
+    client: TestClient, service: FeedService
+) -> None:
+    await client.get("/siri-lite/vehicle-monitoring.json")
+    service.clock.t = NOW + 40  # type: ignore[attr-defined]
+    body = await (await client.get("/siri-lite/vehicle-monitoring.json")).json()
+    delivery = body["Siri"]["ServiceDelivery"]
+    now = datetime.fromtimestamp(NOW + 40, UTC).isoformat().replace("+00:00", "Z")
+    assert delivery["ResponseTimestamp"] == now
+    assert delivery["VehicleMonitoringDelivery"][0]["ResponseTimestamp"] == now
 
 
 async def test_the_json_form_is_the_same_feed(client: TestClient) -> None:

@@ -17,6 +17,7 @@ from tests.transit.support import (
     Clock,
     feed,
     journey,
+    msg,
     occupancy,
     position,
     put,
@@ -192,6 +193,32 @@ def test_a_vehicle_build_is_reused_until_the_vehicle_changes() -> None:
     put(service, "a", "position", position(lat=45.96, seq=2))
     second = service.vehicle_positions()
     assert second.tag != first.tag and second.body != first.body
+
+
+def test_a_quiet_night_keeps_the_header_fresh_at_every_poll(checker: FeedChecker) -> None:
+    """Nothing changes overnight (the fleet parked, no vehicle served): the header held the
+    moment the content last changed, so a journey planner polling at 3 a.m. read a header
+    from 11 p.m. (W008) and dropped the feed as a dead producer. The best practice: an
+    unchanged feed is refreshed with a new header timestamp, still never going back (E018)
+    nor staying put while the content changes (E017)."""
+    clock = Clock(NOW)
+    service = feed(clock)
+    polls: list[tuple[bytes, float]] = []
+    for step in range(12):  # the evening's last runs: a fix every 10 s, a poll every 30 s
+        vehicle(service, "a", at=clock.t, lat=45.95 + step / 10_000)
+        vehicle(service, "b", at=clock.t, lat=45.96 + step / 10_000)
+        if step % 3 == 0:
+            polls.append((service.vehicle_positions().body, clock.t))
+        clock.t += 10
+    put(service, "a", "state", msg(state="offline"))  # parked, switched off
+    # "b" just goes quiet: served, unchanged, until its last fix is 90 s old
+    night_ends = NOW + 7 * 3600
+    while clock.t < night_ends:
+        polls.append((service.vehicle_positions().body, clock.t))
+        clock.t += 30
+    vehicle(service, "a", at=clock.t)  # the first one out in the morning
+    polls.append((service.vehicle_positions().body, clock.t))
+    checker.check_polls(polls)
 
 
 contract = st.sampled_from(
