@@ -6,18 +6,23 @@ trip descriptors and listed on `/health` and in the log, saying what is wrong: t
 are the MobilityData validator's E003/E004 (ids exist), E016 (an ADDED trip_id is not in
 the timetable), E024 (direction_id matches trips.txt), E035 (the trip belongs to the route)
 and E023 (start_time of a timetabled trip is its first arrival).
+
+The timetable also says when a trip sent without `start_date` starts, so the feeds can
+name its service day (`service_day`).
 """
 
 import csv
+import functools
 import io
 import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import IO
+from zoneinfo import ZoneInfo
 
 from core.errors import EdgedError
 from core.zones import check_zone
@@ -45,6 +50,34 @@ def malformed(run: JourneyInfo) -> list[str]:
     if run.start_time is not None and not START_TIME.fullmatch(run.start_time):
         out.append(f"start_time {run.start_time!r} is not HH:MM:SS")
     return out
+
+
+def service_day(start_time: str, at: float, zone: ZoneInfo) -> str:
+    """The service day (YYYYMMDD) of a run whose GTFS start time is `start_time`, running
+    at `at`: the day whose start of that run is nearest to `at` (within 12 h either side).
+
+    GTFS counts a trip's times from noon minus 12 h of its service day in the agency's zone
+    (midnight, but on the days the clocks change), past 24:00:00 for a run after midnight:
+    25:10:00 running at 01:15 on the 16th is the 15th's, and a run that started at 23:30
+    keeps its day after midnight. Not the day of `at`, which names the next day's run,
+    nor UTC's. Only a run more than 12 h late is ambiguous: dispatch then sends start_date."""
+    # cached per minute: a fleet's runs share a few start times, and a minute moves the
+    # 12 h boundary by less than any run could mean
+    return _service_day(start_time, int(at // 60), zone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _service_day(start_time: str, minute: int, zone: ZoneInfo) -> str:
+    hours, minutes, seconds = start_time.split(":")
+    offset = int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+    at = minute * 60
+    guess = datetime.fromtimestamp(at - offset, zone).date()
+
+    def start(day: date) -> float:
+        return datetime.combine(day, time(12), zone).timestamp() - 12 * 3600 + offset
+
+    days = (guess + timedelta(days=d) for d in (-1, 0, 1))
+    return min(days, key=lambda day: abs(start(day) - at)).strftime("%Y%m%d")
 
 
 class ScheduleError(EdgedError):
@@ -133,6 +166,21 @@ class Schedule:
                 f"{row.first_arrival}"
             )
         return out
+
+    def _timetabled(self, run: JourneyInfo) -> TripRow | None:
+        if run.trip_id is None or run.schedule_relationship == "ADDED":
+            return None
+        return self.trips.get(run.trip_id)
+
+    def start_time(self, run: JourneyInfo) -> str | None:
+        """When the run starts (GTFS time): its own start_time, else its trip's first
+        arrival (a trip of frequencies.txt has none: its runs need start_time)."""
+        if run.start_time is not None:
+            return run.start_time
+        row = self._timetabled(run)
+        if row is None or row.frequency_based or row.first_arrival is None:
+            return None
+        return row.first_arrival if START_TIME.fullmatch(row.first_arrival) else None
 
 
 def _zone(path: Path, zones: set[str]) -> str | None:

@@ -10,7 +10,7 @@ request of each new second, so a quiet feed never reads as a dead producer.
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from edged.ops.fleet import FleetView, JourneyInfo
 from edged.transit import gtfsrt, siri
 from edged.transit.page import PageState
 from edged.transit.representation import Representation, fingerprint
-from edged.transit.schedule import Schedule, malformed
+from edged.transit.schedule import Schedule, malformed, service_day
 from edged.transit.vehicles import Left, Served, select
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ class FeedSettings:
     producer: str = "edged"
     max_vehicles: int = 10_000
     timezone: str | None = None
-    """Where a timetabled trip without start_date gets its service day (SIRI's DataFrameRef):
-    this zone, else the static GTFS agency's, else DEFAULT_ZONE."""
+    """Where a run sent without start_date gets its service day (GTFS-RT start_date, SIRI's
+    DataFrameRef): this zone, else the static GTFS agency's, else DEFAULT_ZONE."""
 
 
 DEFAULT_ZONE = "Europe/Paris"  # the nodes' own default ([node] timezone)
@@ -89,6 +89,8 @@ class FeedService:
         self.trip_problems: dict[str, list[str]] = {}
         """Per vehicle key: why its assigned run is left out of the trip descriptors."""
         self._checked: dict[str, JourneyInfo] = {}
+        self._named: dict[str, tuple[JourneyInfo, int, JourneyInfo | None]] = {}
+        """Per vehicle key: its run, the minute of the fix it was named at, the run as named."""
         self._header_s = 0
         """The last GTFS-RT header timestamp: consumers reject one that goes back (E018)."""
 
@@ -100,13 +102,35 @@ class FeedService:
         if self._selection is not None and self._selection[0] == key:
             return self._selection[1]
         self.check_journeys()
-        vehicles, left = select(self.view, now, self.settings.max_age_s, self._trip_ok)
+        vehicles, left = select(self.view, now, self.settings.max_age_s, self._trip_of)
+        if len(self._named) > 2 * max(len(vehicles), 1000):
+            self._named.clear()
         chosen = Selection(vehicles, left, now)
         self._selection = (key, chosen)
         return chosen
 
-    def _trip_ok(self, run: JourneyInfo) -> bool:
-        return not self._problems(run)
+    def _trip_of(self, key: str, run: JourneyInfo, fix_s: float) -> JourneyInfo | None:
+        """The run as the feeds name it, None when it is left out (its problems); worked out
+        once per run and minute of the vehicle's fix (the service day moves no faster)."""
+        minute = int(fix_s // 60)
+        hit = self._named.get(key)
+        if hit is not None and hit[0] is run and hit[1] == minute:
+            return hit[2]
+        named = None if self._problems(run) else self._name(run, fix_s)
+        self._named[key] = (run, minute, named)
+        return named
+
+    def _name(self, run: JourneyInfo, fix_s: float) -> JourneyInfo:
+        """A run sent without start_date gets its service day when its start is known (its
+        start_time, else its trip's first arrival in the timetable): for a timetabled trip
+        GTFS-RT's start_date is what tells which day's run it is, and a consumer left to
+        guess takes its own today, the wrong one for a run after midnight. A run whose start
+        is not known keeps no start_date (GTFS-RT allows it; a wrong one is worse than none)."""
+        start = run.start_time if self.schedule is None else self.schedule.start_time(run)
+        day = run.start_date
+        if day is None and start is not None:
+            day = service_day(start, fix_s, self.zone)
+        return run if day == run.start_date else replace(run, start_date=day)
 
     def _problems(self, run: JourneyInfo) -> list[str]:
         found = malformed(run)

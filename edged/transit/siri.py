@@ -34,8 +34,10 @@ def _ref(value: str) -> dict[str, str]:
 
 
 def activity(served: Served, valid_s: float, zone: tzinfo = UTC) -> dict[str, Any]:
-    """`zone`: where the service day of a trip without start_date is counted, the day of its
-    fix there (at 00:30 in Paris, 23:30 UTC, that is Paris's new day, not UTC's last one)."""
+    """`zone`: where the day of a run is counted when the feed could not work out its
+    service day (no start_date, and no start time known: no start_time and no timetable),
+    the day of its fix there (at 00:30 in Paris, 23:30 UTC, that is Paris's new day, not
+    UTC's last one). A run whose start is known comes with its start_date filled in."""
     node, position = served.node, served.node.position
     assert position is not None
     journey: dict[str, Any] = {}

@@ -102,9 +102,10 @@ def select(
     view: FleetView,
     now: float,
     max_age_s: float,
-    trip_ok: Callable[[JourneyInfo], bool],
+    trip_of: Callable[[str, JourneyInfo, float], JourneyInfo | None],
 ) -> tuple[list[Served], dict[Left, int]]:
-    """The vehicles to serve, sorted by key, and how many were left out and why."""
+    """The vehicles to serve, sorted by key, and how many were left out and why.
+    `trip_of(key, run, fix_s)`: the run as the feeds name it, None to leave it out."""
     served: list[Served] = []
     left = dict.fromkeys(Left, 0)
     for key in sorted(view.nodes):
@@ -114,11 +115,12 @@ def select(
             left[why] += 1
             continue
         assert node.position is not None and node.position.fix_ms is not None
+        fix_s = min(node.position.fix_ms / 1000, now)
         journey = node.journey
         trip = (
-            encodable_run(journey)
-            if journey is not None and journey.assigned and trip_ok(journey)
+            trip_of(key, encodable_run(journey), fix_s)
+            if journey is not None and journey.assigned
             else None
         )
-        served.append(Served(node, min(node.position.fix_ms / 1000, now), trip, key))
+        served.append(Served(node, fix_s, trip, key))
     return served, left

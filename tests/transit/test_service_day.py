@@ -1,5 +1,7 @@
-"""SIRI's DataFrameRef for a timetabled trip sent without start_date: its service day where
-the timetable is, not the UTC date (from 00:00 to 01:00 or 02:00 in Paris they differ)."""
+"""The service day of a run sent without start_date (GTFS-RT's start_date, SIRI's
+DataFrameRef): counted where the timetable is, not in UTC (from 00:00 to 01:00 or 02:00 in
+Paris they differ), and from the run's start, GTFS times past 24:00:00 belonging to the day
+before."""
 
 import argparse
 import json
@@ -7,20 +9,66 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from google.transit import gtfs_realtime_pb2 as rt
 
 from edged.ops.fleet import FleetView
 from edged.transit import cli
-from edged.transit.schedule import Schedule, ScheduleError
+from edged.transit.schedule import Schedule, ScheduleError, service_day
 from edged.transit.service import FeedService, FeedSettings
-from tests.helpers.gtfsrt import STATIC
+from tests.helpers.gtfsrt import STATIC, FeedChecker
 from tests.transit.support import PREFIX, SCHEDULED, Clock, vehicle
 
+PARIS = ZoneInfo("Europe/Paris")
 # 23:30 UTC on 15 January: 00:30 on the 16th in Paris (UTC+1 in winter)
 LATE = datetime(2027, 1, 15, 23, 30, tzinfo=UTC).timestamp()
 # 22:30 UTC on 30 June: 00:30 on 1 July in Paris (UTC+2 in summer)
 SUMMER = datetime(2027, 6, 30, 22, 30, tzinfo=UTC).timestamp()
+# 19:30 UTC on 15 January: 20:30 in Paris, nearer the 16th's 08:00 run than the 15th's;
+# in UTC, nearer the 15th's
+EVENING = datetime(2027, 1, 15, 19, 30, tzinfo=UTC).timestamp()
+# 01:15 on the 16th in Paris: the GTFS spec's case of a run at 25:10:00 of the 15th
+NIGHT = datetime(2027, 1, 16, 1, 15, tzinfo=PARIS).timestamp()
+NIGHT_RUN = {"route_id": "creuse-shuttle", "trip_id": "creuse-shuttle-2510"}
+
+
+@pytest.fixture(scope="module")
+def night_gtfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated network with a night run at 25:10:00 (after midnight: the 15th's run
+    on the 16th)."""
+    folder = tmp_path_factory.mktemp("gtfs") / "night"
+    shutil.copytree(STATIC, folder)
+    with (folder / "trips.txt").open("a") as trips:
+        trips.write("creuse-shuttle,all,creuse-shuttle-2510,0,creuse-shuttle\n")
+    with (folder / "stop_times.txt").open("a") as times:
+        times.write("creuse-shuttle-2510,25:10:00,25:12:00,felletin-place-courtaud,1\n")
+        times.write("creuse-shuttle-2510,25:20:11,25:21:41,aubusson-gare-routiere,2\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checker(night_gtfs: Path) -> FeedChecker:
+    return FeedChecker(night_gtfs)
+
+
+def published(
+    at: float, run: dict[str, Any], schedule: Schedule | None, checker: FeedChecker
+) -> FeedService:
+    """A feed serving one vehicle on `run`, fix at `at`, its GTFS-RT judged by `checker`."""
+    clock = Clock(at + 1)
+    service = FeedService(FleetView(PREFIX, clock=clock), schedule=schedule, clock=clock)
+    vehicle(service, "shuttle-01", run=run, at=at)
+    checker.check(service.vehicle_positions().body, at=at + 1)
+    return service
+
+
+def trip_of(service: FeedService) -> rt.TripDescriptor:
+    message = rt.FeedMessage()
+    message.ParseFromString(service.vehicle_positions().body)
+    (entity,) = message.entity
+    return entity.vehicle.trip
 
 
 def frame(
@@ -53,13 +101,57 @@ def test_the_static_gtfs_agencys_zone_counts_when_no_zone_is_given() -> None:
 
 
 def test_a_zone_given_to_the_feed_wins_over_the_timetables() -> None:
-    assert frame(LATE, FeedSettings(timezone="UTC"), Schedule.load(STATIC)) == "2027-01-15"
+    schedule = Schedule.load(STATIC)
+    assert frame(EVENING, FeedSettings(), schedule) == "2027-01-16"  # the agency's Paris
+    assert frame(EVENING, FeedSettings(timezone="UTC"), schedule) == "2027-01-15"
     assert frame(LATE, FeedSettings(timezone="America/Cayenne")) == "2027-01-15"
 
 
-def test_a_trip_sent_with_its_start_date_keeps_it() -> None:
-    run = {**SCHEDULED, "start_date": "20270115"}
-    assert frame(LATE, FeedSettings(), run=run) == "2027-01-15"
+@pytest.mark.parametrize(
+    ("start_time", "local", "day"),
+    [
+        ("08:00:00", datetime(2027, 1, 15, 8, 5), "20270115"),  # a morning run
+        ("25:10:00", datetime(2027, 1, 16, 1, 15), "20270115"),  # past 24:00: the day before's
+        ("23:30:00", datetime(2027, 1, 16, 0, 20), "20270115"),  # over midnight: keeps its day
+        ("00:05:00", datetime(2027, 1, 15, 23, 50), "20270116"),  # early for the next day's
+        # the clocks go forward on the 28th: its noon minus 12 h is 23:00 on the 27th
+        ("00:30:00", datetime(2027, 3, 27, 23, 35), "20270328"),
+    ],
+)
+def test_the_service_day_is_the_one_whose_start_of_the_run_is_nearest(
+    start_time: str, local: datetime, day: str
+) -> None:
+    assert service_day(start_time, local.replace(tzinfo=PARIS).timestamp(), PARIS) == day
+
+
+def test_a_timetabled_run_sent_without_start_date_is_published_with_its_service_day(
+    checker: FeedChecker,
+) -> None:
+    """GTFS-RT: start_date tells which day's run a timetabled trip is; left to guess, a
+    consumer takes its own today."""
+    morning = datetime(2027, 1, 15, 8, 5, tzinfo=PARIS).timestamp()
+    service = published(morning, SCHEDULED, Schedule.load(STATIC), checker)
+    assert trip_of(service).start_date == "20270115"
+
+
+def test_a_run_after_midnight_is_published_with_the_day_its_service_began(
+    night_gtfs: Path, checker: FeedChecker
+) -> None:
+    """The 25:10:00 run at 01:15 on the 16th is the 15th's (the fix's day named the 16th's
+    run, which leaves 24 hours later), in GTFS-RT and SIRI alike."""
+    service = published(NIGHT, NIGHT_RUN, Schedule.load(night_gtfs), checker)
+    assert trip_of(service).start_date == "20270115"
+    body = json.loads(service.vehicle_monitoring().body)
+    (activity,) = body["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    ref = activity["MonitoredVehicleJourney"]["FramedVehicleJourneyRef"]
+    assert ref["DataFrameRef"] == {"value": "2027-01-15"}
+
+
+def test_without_a_timetable_a_run_sent_with_its_start_time_gets_its_service_day(
+    checker: FeedChecker,
+) -> None:
+    service = published(NIGHT, {**NIGHT_RUN, "start_time": "25:10:00"}, None, checker)
+    assert trip_of(service).start_date == "20270115"
 
 
 def _gtfs_with_agencies(tmp_path: Path, *lines: str) -> Path:
