@@ -41,9 +41,16 @@ def trip_descriptor(served: Served) -> rt.TripDescriptor | None:
         trip.start_time = run.start_time
     if run.start_date is not None:
         trip.start_date = run.start_date
-    added = run.schedule_relationship == "ADDED"
-    trip.schedule_relationship = rt.TripDescriptor.ADDED if added else rt.TripDescriptor.SCHEDULED
+    trip.schedule_relationship = RELATIONSHIPS.get(
+        run.schedule_relationship or "", rt.TripDescriptor.SCHEDULED
+    )
     return trip
+
+
+RELATIONSHIPS = {
+    "ADDED": rt.TripDescriptor.ADDED,
+    "UNSCHEDULED": rt.TripDescriptor.UNSCHEDULED,  # a run of an exact_times 0 trip (E013)
+}
 
 
 OCCUPANCY = {v.name: v.number for v in rt.VehiclePosition.OccupancyStatus.DESCRIPTOR.values}

@@ -4,8 +4,9 @@ An assigned `route_id` or `trip_id` the timetable does not know would make the
 GTFS-Realtime feed invalid (a consumer cannot match it), so such a run is left out of the
 trip descriptors and listed on `/health` and in the log, saying what is wrong: the rules
 are the MobilityData validator's E003/E004 (ids exist), E016 (an ADDED trip_id is not in
-the timetable), E024 (direction_id matches trips.txt), E035 (the trip belongs to the route)
-and E023 (start_time of a timetabled trip is its first arrival).
+the timetable), E024 (direction_id matches trips.txt), E035 (the trip belongs to the route),
+E023 (start_time of a timetabled trip is its first arrival) and E006 (a trip of
+frequencies.txt names its instance with start_time).
 
 The timetable also says when a trip sent without `start_date` starts, so the feeds can
 name its service day (`service_day`).
@@ -90,6 +91,9 @@ class TripRow:
     direction_id: int | None
     frequency_based: bool
     first_arrival: str | None
+    unscheduled: bool = False
+    """In frequencies.txt with exact_times 0 (or empty): no fixed times, which GTFS-Realtime
+    calls UNSCHEDULED (E013)."""
 
 
 @dataclass
@@ -107,9 +111,11 @@ class Schedule:
                 routes = frozenset(r.get("route_id", "") for r in _rows(open_table, "routes.txt"))
                 agencies = _rows(open_table, "agency.txt", True)
                 zones = {z for r in agencies if (z := (r.get("agency_timezone") or "").strip())}
-                frequencies = {
-                    r.get("trip_id", "") for r in _rows(open_table, "frequencies.txt", True)
-                }
+                frequencies: dict[str, bool] = {}  # trip_id: exact_times is 0 (or empty)
+                for r in _rows(open_table, "frequencies.txt", True):
+                    trip = r.get("trip_id", "")
+                    zero = r.get("exact_times", "") in ("", "0")
+                    frequencies[trip] = frequencies.get(trip, False) or zero
                 first: dict[str, tuple[int, str]] = {}
                 for r in _rows(open_table, "stop_times.txt", True):
                     try:
@@ -126,6 +132,7 @@ class Schedule:
                         int(d) if (d := r.get("direction_id", "")) in ("0", "1") else None,
                         trip in frequencies,
                         first[trip][1] if trip in first else None,
+                        frequencies.get(trip, False),
                     )
                     for r in _rows(open_table, "trips.txt")
                     if (trip := r.get("trip_id", ""))
@@ -155,6 +162,10 @@ class Schedule:
             )
         if run.direction_id is not None and row.direction_id not in (None, run.direction_id):
             out.append(f"trip_id {run.trip_id!r} has direction_id {row.direction_id}")
+        if row.frequency_based and run.start_time is None:
+            out.append(
+                f"trip_id {run.trip_id!r} is in frequencies.txt: the run needs its start_time"
+            )
         if (
             run.start_time is not None
             and not row.frequency_based
@@ -181,6 +192,11 @@ class Schedule:
         if row is None or row.frequency_based or row.first_arrival is None:
             return None
         return row.first_arrival if START_TIME.fullmatch(row.first_arrival) else None
+
+    def unscheduled(self, run: JourneyInfo) -> bool:
+        """A run of an exact_times 0 trip: GTFS-Realtime's UNSCHEDULED, not SCHEDULED."""
+        row = self._timetabled(run)
+        return row is not None and row.unscheduled
 
 
 def _zone(path: Path, zones: set[str]) -> str | None:

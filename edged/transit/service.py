@@ -125,12 +125,17 @@ class FeedService:
         start_time, else its trip's first arrival in the timetable): for a timetabled trip
         GTFS-RT's start_date is what tells which day's run it is, and a consumer left to
         guess takes its own today, the wrong one for a run after midnight. A run whose start
-        is not known keeps no start_date (GTFS-RT allows it; a wrong one is worse than none)."""
+        is not known keeps no start_date (GTFS-RT allows it; a wrong one is worse than none).
+        A run of an exact_times 0 trip is UNSCHEDULED (E013)."""
         start = run.start_time if self.schedule is None else self.schedule.start_time(run)
         day = run.start_date
         if day is None and start is not None:
             day = service_day(start, fix_s, self.zone)
-        return run if day == run.start_date else replace(run, start_date=day)
+        unscheduled = self.schedule is not None and self.schedule.unscheduled(run)
+        if day == run.start_date and not unscheduled:
+            return run
+        relationship = "UNSCHEDULED" if unscheduled else run.schedule_relationship
+        return replace(run, start_date=day, schedule_relationship=relationship)
 
     def _problems(self, run: JourneyInfo) -> list[str]:
         found = malformed(run)

@@ -1,7 +1,7 @@
 """The service day of a run sent without start_date (GTFS-RT's start_date, SIRI's
 DataFrameRef): counted where the timetable is, not in UTC (from 00:00 to 01:00 or 02:00 in
 Paris they differ), and from the run's start, GTFS times past 24:00:00 belonging to the day
-before."""
+before; a trip of frequencies.txt is named by its start_time and is UNSCHEDULED."""
 
 import argparse
 import json
@@ -32,19 +32,26 @@ EVENING = datetime(2027, 1, 15, 19, 30, tzinfo=UTC).timestamp()
 # 01:15 on the 16th in Paris: the GTFS spec's case of a run at 25:10:00 of the 15th
 NIGHT = datetime(2027, 1, 16, 1, 15, tzinfo=PARIS).timestamp()
 NIGHT_RUN = {"route_id": "creuse-shuttle", "trip_id": "creuse-shuttle-2510"}
+FREQUENT_RUN = {"route_id": "creuse-shuttle", "trip_id": "creuse-shuttle-navette"}
 
 
 @pytest.fixture(scope="module")
 def night_gtfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The simulated network with a night run at 25:10:00 (after midnight: the 15th's run
-    on the 16th)."""
+    """The simulated network with a night run at 25:10:00 (after midnight, the 15th's run
+    on the 16th) and a shuttle every 30 minutes in frequencies.txt (exact_times 0)."""
     folder = tmp_path_factory.mktemp("gtfs") / "night"
     shutil.copytree(STATIC, folder)
     with (folder / "trips.txt").open("a") as trips:
-        trips.write("creuse-shuttle,all,creuse-shuttle-2510,0,creuse-shuttle\n")
+        for trip in ("creuse-shuttle-2510", "creuse-shuttle-navette"):
+            trips.write(f"creuse-shuttle,all,{trip},0,creuse-shuttle\n")
     with (folder / "stop_times.txt").open("a") as times:
-        times.write("creuse-shuttle-2510,25:10:00,25:12:00,felletin-place-courtaud,1\n")
-        times.write("creuse-shuttle-2510,25:20:11,25:21:41,aubusson-gare-routiere,2\n")
+        for trip, hour in (("creuse-shuttle-2510", 25), ("creuse-shuttle-navette", 0)):
+            times.write(f"{trip},{hour:02d}:10:00,{hour:02d}:12:00,felletin-place-courtaud,1\n")
+            times.write(f"{trip},{hour:02d}:20:11,{hour:02d}:21:41,aubusson-gare-routiere,2\n")
+    (folder / "frequencies.txt").write_text(
+        "trip_id,start_time,end_time,headway_secs,exact_times\n"
+        "creuse-shuttle-navette,06:00:00,26:00:00,1800,0\n"
+    )
     return folder
 
 
@@ -152,6 +159,36 @@ def test_without_a_timetable_a_run_sent_with_its_start_time_gets_its_service_day
 ) -> None:
     service = published(NIGHT, {**NIGHT_RUN, "start_time": "25:10:00"}, None, checker)
     assert trip_of(service).start_date == "20270115"
+
+
+def test_a_frequency_based_run_without_start_time_is_left_out_saying_why(
+    night_gtfs: Path, checker: FeedChecker
+) -> None:
+    """GTFS-RT: start_time names which run of a frequencies.txt trip it is, and is required
+    (E006): without it the whole feed was invalid."""
+    service = published(NIGHT, FREQUENT_RUN, Schedule.load(night_gtfs), checker)
+    assert not trip_of(service).trip_id
+    (problem,) = service.trip_problems["creuse/shuttle-01"]
+    assert "frequencies.txt" in problem and "start_time" in problem
+
+
+def test_a_frequency_based_run_is_published_unscheduled_with_its_start_time_and_day(
+    night_gtfs: Path, checker: FeedChecker
+) -> None:
+    """exact_times 0: the run keeps no timetable, which GTFS-RT calls UNSCHEDULED (E013)."""
+    run = {**FREQUENT_RUN, "start_time": "24:40:00"}
+    trip = trip_of(published(NIGHT, run, Schedule.load(night_gtfs), checker))
+    assert (trip.trip_id, trip.start_time, trip.start_date) == (
+        "creuse-shuttle-navette",
+        "24:40:00",
+        "20270115",
+    )
+    assert trip.schedule_relationship == rt.TripDescriptor.UNSCHEDULED
+
+
+def test_a_trip_sent_with_its_start_date_keeps_it() -> None:
+    run = {**SCHEDULED, "start_date": "20270115"}
+    assert frame(LATE, FeedSettings(), run=run) == "2027-01-15"
 
 
 def _gtfs_with_agencies(tmp_path: Path, *lines: str) -> Path:
