@@ -13,7 +13,10 @@ What it can do, each on demand:
   "session taken over", as EMQX, HiveMQ and newer Mosquitto do; Mosquitto 2.0.11 just
   closes the connection);
 - withhold the broker's PUBACKs from the client (`withhold_pubacks`, on and off at any
-  time): the broker has the messages, the client never hears it.
+  time): the broker has the messages, the client never hears it;
+- hold an MQTT 5 client to the Receive Maximum of the broker's CONNACK
+  (`enforce_receive_max`), as HiveMQ does: a QoS 1 or 2 publish beyond it ends the session
+  with DISCONNECT 0x93 (Mosquitto 2.0 announces its `max_inflight_messages` but takes more).
 
 Everything else passes byte for byte to the real broker behind it. The packets are parsed
 only as far as a quirk needs: the fixed header, a CONNECT's protocol level, a PUBLISH's
@@ -31,10 +34,12 @@ from typing import Literal
 
 from edged.uplink.packets import varint
 
-CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC = 1, 2, 3, 4, 5
 SESSION_EXPIRY_INTERVAL = 0x11
 MAXIMUM_PACKET_SIZE = 0x27
 RETAIN_AVAILABLE = 0x25
+RECEIVE_MAXIMUM = 0x21
+RECEIVE_MAXIMUM_EXCEEDED = 0x93
 
 
 @dataclass
@@ -69,6 +74,17 @@ class Quirks:
     announce_takeover: bool = False
     withhold_pubacks: bool = False
     withhold_after: int = 0  # PUBACKs passed on (across connections) before withholding
+    enforce_receive_max: bool = False  # DISCONNECT 0x93 past the CONNACK's Receive Maximum
+
+
+@dataclass
+class _InFlight:
+    """One MQTT 5 connection's QoS 1 and 2 publishes from the client that the broker has
+    not acknowledged to it yet (`enforce_receive_max`), and what the broker allows."""
+
+    client: asyncio.StreamWriter
+    allowed: int = 65_535  # the CONNACK's Receive Maximum; absent: 65,535
+    ids: set[int] = field(default_factory=set)
 
 
 def read_varint(data: bytes, at: int) -> tuple[int, int]:
@@ -188,6 +204,8 @@ class MqttProxy:
         self.cuts = 0
         self.withheld = 0  # PUBACKs not passed on
         self.pubacks = 0  # PUBACKs passed on
+        self.most_in_flight = 0  # QoS 1 and 2 publishes unacknowledged at once, at most
+        self.over_receive_max = 0  # sessions ended for exceeding it (`enforce_receive_max`)
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._by_id: dict[bytes, asyncio.StreamWriter] = {}
@@ -281,9 +299,10 @@ class MqttProxy:
         try:
             level = await self._connect(reader, writer, up_writer)
             if level is not None:
+                flight = _InFlight(writer)
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._pump(reader, up_writer, level, to_broker=True))
-                    tg.create_task(self._pump(up_reader, writer, level, to_broker=False))
+                    tg.create_task(self._pump(reader, up_writer, level, flight, to_broker=True))
+                    tg.create_task(self._pump(up_reader, writer, level, flight, to_broker=False))
         except* (OSError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -392,11 +411,13 @@ class MqttProxy:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         level: int,
+        flight: _InFlight,
         *,
         to_broker: bool,
     ) -> None:
         q = self.quirks
-        parse = q.rewrite_dots or not to_broker  # PUBACKs may be withheld at any time
+        enforce = q.enforce_receive_max and level == 5
+        parse = q.rewrite_dots or enforce or not to_broker  # PUBACKs may be withheld any time
         if not parse:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -407,7 +428,10 @@ class MqttProxy:
             kind = packet[0] >> 4
             if kind == PUBLISH and q.rewrite_dots:
                 packet = publish_with_slashes(packet)
-            elif kind == CONNACK and level == 5:
+            if kind == PUBLISH and to_broker and enforce and await self._over(packet, flight):
+                raise ConnectionError("receive maximum exceeded")
+            if kind == CONNACK and level == 5:
+                flight.allowed = receive_maximum(packet)
                 if q.session_expiry_s is not None:
                     packet = connack_with(packet, SESSION_EXPIRY_INTERVAL, q.session_expiry_s)
                 if q.max_packet_size is not None:
@@ -419,10 +443,42 @@ class MqttProxy:
                     self.withheld += 1
                     continue
                 self.pubacks += 1
+            if kind in (PUBACK, PUBREC) and not to_broker:  # the client's allowance back
+                flight.ids.discard(int.from_bytes(packet[body_offset(packet) :][:2], "big"))
             if writer in self._holed:
                 continue  # into the dead zone
             writer.write(packet)
             await writer.drain()
+
+    async def _over(self, packet: bytes, flight: _InFlight) -> bool:
+        """Count a QoS 1 or 2 PUBLISH from the client; past the broker's Receive Maximum,
+        tell the client so (DISCONNECT 0x93) and say True: the session ends."""
+        if not (packet[0] >> 1) & 0x03:
+            return False
+        at = body_offset(packet)
+        at += 2 + int.from_bytes(packet[at : at + 2], "big")
+        flight.ids.add(int.from_bytes(packet[at : at + 2], "big"))
+        self.most_in_flight = max(self.most_in_flight, len(flight.ids))
+        if len(flight.ids) <= flight.allowed:
+            return False
+        self.over_receive_max += 1
+        flight.client.write(bytes([0xE0, 2, RECEIVE_MAXIMUM_EXCEEDED, 0]))
+        with contextlib.suppress(OSError, ConnectionError):
+            await flight.client.drain()
+        return True
+
+
+def receive_maximum(connack: bytes) -> int:
+    """The Receive Maximum an MQTT 5 CONNACK announces (absent: 65,535)."""
+    at = body_offset(connack)
+    plen, i = read_varint(connack, at + 2)
+    end = i + plen
+    while i < end:
+        ident = connack[i]
+        if ident == RECEIVE_MAXIMUM:
+            return int.from_bytes(connack[i + 1 : i + 3], "big")
+        i += 1 + _property_size(connack, i + 1, ident)
+    return 65_535
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:

@@ -17,6 +17,7 @@ logged with its reason and what to do, and shows in `health.mqtt`.
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -747,19 +748,25 @@ class Uplink:
         client = self._client
         if client is None or not self.connected:
             return False
+        sender = self._sender
         try:
-            name, wire, properties = self.outgoing(topic, payload, None)
-            if not self._fits(client, topic, name, wire, qos, properties):
-                self.aliases.unsent(name)
-                return False
-            await client.publish_acked(
-                name,
-                wire,
-                qos=qos,
-                retain=retain and self.retains,
-                properties=properties,
-                timeout=within_s,
-            )
+            async with (
+                sender.beside(within_s)
+                if sender is not None and qos > 0
+                else contextlib.nullcontext()
+            ):
+                name, wire, properties = self.outgoing(topic, payload, None)
+                if not self._fits(client, topic, name, wire, qos, properties):
+                    self.aliases.unsent(name)
+                    return False
+                await client.publish_acked(
+                    name,
+                    wire,
+                    qos=qos,
+                    retain=retain and self.retains,
+                    properties=properties,
+                    timeout=within_s,
+                )
         except PublishRefused as exc:
             self._publish_refused(topic, exc.code, 1, kept=False)
             return False

@@ -38,8 +38,9 @@ rows), and the outbox deletes it only after its PUBACK (of the batch that carrie
 """
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -59,7 +60,9 @@ RESERVED = 2
 """Of the broker's Receive Maximum, the QoS 1 publishes left to those made outside the
 drain, through paho: a republish, the outbox-full alarm, the state on shutdown. Each is
 awaited before the next, and at most two run at once; a drain that took the broker's whole
-allowance would put one of them over it. (The birth and the restored retained messages go
+allowance would put one of them over it. A broker that allows RESERVED or fewer leaves the
+drain one (Mosquitto's `max_inflight_messages 1`): then such a publish waits for room, and
+the drain for it (`Sender.beside`). (The birth and the restored retained messages go
 before the drain starts.)"""
 REFUSED = 0x80
 """A PUBACK's reason code from here up says the broker did not take the message."""
@@ -131,6 +134,8 @@ class Sender:
         self._done = False
         self._loop = asyncio.get_running_loop()
         self._failed: asyncio.Future[None] = self._loop.create_future()
+        self._beside = 0  # QoS 1 publishes made beside the drain, in flight (`beside`)
+        self._waiting: list[asyncio.Future[None]] = []  # `beside` calls waiting for room
 
     @property
     def in_flight(self) -> int:
@@ -155,6 +160,7 @@ class Sender:
                 await self._failed
         finally:
             self._done = True
+            self._room_freed()  # the publishes waiting beside it fail on the closed client
             self.client.on_delivered = None
             self.client.on_puback = None
             if self._timer is not None:
@@ -197,6 +203,45 @@ class Sender:
                     f"([broker] publish_timeout_s = {self.timeout_s:g})"
                 )
 
+    @contextlib.asynccontextmanager
+    async def beside(self, within_s: float) -> AsyncIterator[None]:
+        """Room, within the broker's Receive Maximum, for one QoS 1 publish made beside the
+        drain through paho (`RESERVED`), for the block. The drain leaves RESERVED of the
+        allowance to these; a broker that allows RESERVED or fewer leaves it none: the
+        publish waits (at most `within_s`, then `PubackTimeout`) for a PUBACK of the
+        drain's, and the drain sends no more until the block ends. Without it such a broker
+        ended the session of a node that sent a republish mid-drain (0x93, HiveMQ)."""
+        allowed = self.client.receive_max
+        try:
+            async with asyncio.timeout(within_s):
+                while (
+                    allowed is not None
+                    and not self._done
+                    and len(self._inflight) + self._beside >= allowed
+                ):
+                    waiter = self._loop.create_future()
+                    self._waiting.append(waiter)
+                    await waiter
+        except TimeoutError:
+            raise PubackTimeout(
+                f"no room within the broker's Receive Maximum of {allowed} after {within_s:g} s"
+            ) from None
+        self._beside += 1
+        try:
+            yield
+        finally:
+            self._beside -= 1
+            self._wake()
+
+    def _room_freed(self) -> None:
+        """A slot of the broker's allowance came free: the publishes waiting beside the
+        drain look again, before the drain's next fill (their wake-ups are scheduled
+        first)."""
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _delivered(self, mid: int, reason: int) -> bool:
         """paho's on_publish, in the loop: a message of ours is with the broker."""
         entry = self._inflight.get(mid)
@@ -216,6 +261,8 @@ class Sender:
 
     def _done_with(self, mid: int, msgs: tuple[Stored, ...], reason: int) -> None:
         del self._inflight[mid]
+        if self._waiting:
+            self._room_freed()
         if reason >= REFUSED:
             self._refused(msgs, reason)
         else:
@@ -301,6 +348,9 @@ class Sender:
             return
         ahead, inflight, batcher = self._ahead, self._inflight, self._batcher
         room = self.window - len(inflight)
+        allowed = self.client.receive_max
+        if allowed is not None:  # what publishes made beside it hold (`beside`)
+            room = min(room, allowed - self._beside - len(inflight))
         now = self._loop.time()
         try:
             while ahead:

@@ -1,18 +1,21 @@
 """The uplink's own publishes beside the outbox (the birth, restored retained topics, a
-direct publish) on a real Mosquitto whose ACL refuses some of them (MQTT 5: PUBACK 0x87)."""
+direct publish) on a real Mosquitto whose ACL refuses some of them (MQTT 5: PUBACK 0x87),
+or that allows few publishes in flight."""
 
 import asyncio
 import contextlib
 from pathlib import Path
 
+import pytest
+
 from core.counters import Counters
 from edged.config.models import BrokerConfig
-from edged.outbox import Outbox
-from edged.payloads import State
-from edged.topics import Topics
+from edged.outbox import Outbox, Publication
+from edged.payloads import DoorEvent, State
+from edged.topics import DOOR, Topics
 from edged.uplink.client import Uplink
 from edged.uplink.packets import varint
-from hil.proxy import MqttProxy
+from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
 
@@ -90,6 +93,46 @@ async def test_a_broker_sending_the_node_to_another_server_names_it_in_the_log_a
         await wait_until(lambda: not uplink.connected, 10, "the DISCONNECT to end the session")
         assert uplink.last_error is not None
         assert "mqtt-eu2.example.net:8883" in uplink.last_error, uplink.last_error
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
+
+
+@pytest.mark.parametrize("receive_max", [1, 2])
+async def test_direct_publishes_beside_a_full_drain_wait_within_a_small_receive_maximum(
+    tmp_path: Path, outbox: Outbox, receive_max: int
+) -> None:
+    """The drain leaves two of the broker's Receive Maximum to the publishes made beside it
+    (a republish, the outbox-full alarm); a broker that allows one or two (Mosquitto's
+    `max_inflight_messages`) leaves it one slot, and those publishes must wait for its
+    PUBACK, not go over the allowance (HiveMQ ends the session: 0x93). The broker's
+    PUBACKs after the birth's are withheld: nothing frees a slot."""
+    broker = Mosquitto(tmp_path, extra=f"max_inflight_messages {receive_max}").start()
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True, withhold_after=1)).start()
+    for i in range(10):
+        await outbox.put_nowait(Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=True)))
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=proxy.port, reconnect_min_s=5.0),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=_ignore,
+        counters=Counters(),
+    )
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: proxy.withheld == 1, 10, "the drain's first publish")
+        alarm = TOPICS.base + "/alarm/outbox_full"
+        sent = await asyncio.gather(
+            uplink.publish_direct(TOPICS.base + "/state", b"{}", qos=1, retain=True, within_s=1),
+            uplink.publish_direct(alarm, b"{}", qos=1, retain=True, within_s=1),
+        )
+        assert sent == [False, False]  # no PUBACK came for any
+        assert proxy.withheld == receive_max, "more in flight than the broker allows"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
