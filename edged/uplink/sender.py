@@ -60,16 +60,26 @@ RESERVED = 2
 """Of the broker's Receive Maximum, the QoS 1 publishes left to those made outside the
 drain, through paho: a republish, the outbox-full alarm, the state on shutdown. Each is
 awaited before the next, and at most two run at once; a drain that took the broker's whole
-allowance would put one of them over it. A broker that allows RESERVED or fewer leaves the
-drain one (Mosquitto's `max_inflight_messages 1`): then such a publish waits for room, and
-the drain for it (`Sender.beside`). (The birth and the restored retained messages go
-before the drain starts.)"""
+allowance would put one of them over it. Under a small allowance the drain keeps RESERVED +
+1 all the same (or all the broker allows: Mosquitto's `max_inflight_messages 1`:
+`drain_share`), and such a publish that finds no room waits for it, the drain for it
+(`Sender.beside`). (The birth and the restored retained messages go before the drain
+starts.)"""
 REFUSED = 0x80
 """A PUBACK's reason code from here up says the broker did not take the message."""
 RETRY_S = 5.0
 """First delay before a refused publish is tried again in the same session; it doubles at
 each refusal of the same rows, up to RETRY_MAX_S."""
 RETRY_MAX_S = 300.0
+
+
+def drain_share(receive_max: int) -> int:
+    """Of a broker's Receive Maximum, the publishes the drain keeps in flight: all but
+    RESERVED, but a small allowance (up to RESERVED + 1) whole, the publishes beside it
+    waiting for room (`Sender.beside`): one in flight where the broker allows two or three
+    ran a backlog at half or a third of the rate it allows, for publishes that seldom come
+    (at a 100 ms round trip, 10 messages a second instead of 20 or 30)."""
+    return max(receive_max - RESERVED, min(receive_max, RESERVED + 1))
 
 
 class PubackTimeout(aiomqtt.MqttError):
@@ -148,7 +158,7 @@ class Sender:
         # of a client that sends more (0x93)
         receive_max = self.client.receive_max
         if receive_max is not None:
-            self.window = max(1, min(self.window, receive_max - RESERVED))
+            self.window = min(self.window, drain_share(receive_max))
         if self.client.max_packet is not None:  # no batch of samples too large for it
             self._batcher.room = self._batch_room
         self.client.on_delivered = self._delivered
@@ -207,10 +217,10 @@ class Sender:
     async def beside(self, within_s: float) -> AsyncIterator[None]:
         """Room, within the broker's Receive Maximum, for one QoS 1 publish made beside the
         drain through paho (`RESERVED`), for the block. The drain leaves RESERVED of the
-        allowance to these; a broker that allows RESERVED or fewer leaves it none: the
-        publish waits (at most `within_s`, then `PubackTimeout`) for a PUBACK of the
-        drain's, and the drain sends no more until the block ends. Without it such a broker
-        ended the session of a node that sent a republish mid-drain (0x93, HiveMQ)."""
+        allowance to these, but less under a small one (`drain_share`): there the publish
+        may wait (at most `within_s`, then `PubackTimeout`) for a PUBACK of the drain's, and
+        the drain sends no more until the block ends. Without it a broker allowing one or
+        two ended the session of a node that sent a republish mid-drain (0x93, HiveMQ)."""
         allowed = self.client.receive_max
         try:
             async with asyncio.timeout(within_s):

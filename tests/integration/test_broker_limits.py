@@ -3,7 +3,6 @@
 (`retain_available false`), a small `max_packet_size`. The node keeps every message, says
 what to change on the broker, and does not loop."""
 
-import asyncio
 from pathlib import Path
 from typing import Any
 

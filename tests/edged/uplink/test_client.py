@@ -106,9 +106,9 @@ async def test_direct_publishes_beside_a_full_drain_wait_within_a_small_receive_
     tmp_path: Path, outbox: Outbox, receive_max: int
 ) -> None:
     """The drain leaves two of the broker's Receive Maximum to the publishes made beside it
-    (a republish, the outbox-full alarm); a broker that allows one or two (Mosquitto's
-    `max_inflight_messages`) leaves it one slot, and those publishes must wait for its
-    PUBACK, not go over the allowance (HiveMQ ends the session: 0x93). The broker's
+    (a republish, the outbox-full alarm), but takes the whole of one of one or two
+    (Mosquitto's `max_inflight_messages`): those publishes must wait for one of its
+    PUBACKs, not go over the allowance (HiveMQ ends the session: 0x93). The broker's
     PUBACKs after the birth's are withheld: nothing frees a slot."""
     broker = Mosquitto(tmp_path, extra=f"max_inflight_messages {receive_max}").start()
     proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True, withhold_after=1)).start()
@@ -125,7 +125,7 @@ async def test_direct_publishes_beside_a_full_drain_wait_within_a_small_receive_
     )
     task = asyncio.create_task(uplink.run())
     try:
-        await wait_until(lambda: proxy.withheld == 1, 10, "the drain's first publish")
+        await wait_until(lambda: proxy.withheld == receive_max, 10, "the drain's window")
         alarm = TOPICS.base + "/alarm/outbox_full"
         sent = await asyncio.gather(
             uplink.publish_direct(TOPICS.base + "/state", b"{}", qos=1, retain=True, within_s=1),

@@ -514,6 +514,26 @@ async def test_the_brokers_receive_maximum_bounds_the_window(
         broker.stop()
 
 
+@pytest.mark.parametrize("receive_max", [1, 2, 3])
+async def test_the_drain_takes_a_receive_maximum_of_three_or_less_whole(
+    tmp_path: Path, outbox: Outbox, receive_max: int
+) -> None:
+    """Leaving two of it to the publishes made beside the drain, which wait for room under
+    such a broker (`Sender.beside`), ran a backlog at one message a round trip where the
+    broker takes two or three: a half or a third of its rate."""
+    broker = Mosquitto(tmp_path, extra=f"max_inflight_messages {receive_max}").start()
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True)).start()
+    try:
+        await fill(outbox, [door(i) for i in range(100)])
+        sender = await sending(proxy.port, outbox, window=32)
+        await run_until(sender, None, 1.0)
+        assert sender.window == receive_max
+        assert proxy.withheld == receive_max
+    finally:
+        await proxy.close()
+        broker.stop()
+
+
 async def test_publishes_made_beside_a_full_drain_stay_within_the_receive_maximum(
     tmp_path: Path, outbox: Outbox
 ) -> None:
