@@ -43,6 +43,7 @@ from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
 from edged.uplink import tlsfail
 from edged.uplink.aliases import TopicAliases
+from edged.uplink.ceiling import PacketCeiling, Suspect
 from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, PublishRefused, reason_name
 from edged.uplink.packets import BadPublish, packed, publish_size
@@ -54,7 +55,7 @@ from edged.uplink.reasons import (
     reason_for,
 )
 from edged.uplink.reconnect import Reconnect, SessionEnd
-from edged.uplink.sender import Sender
+from edged.uplink.sender import PubackTimeout, Sender
 from edged.uplink.tls import TlsSessions
 from edged.uplink.tlsfail import tls_error
 
@@ -153,6 +154,8 @@ class Uplink:
         self.tls = TlsSessions(config) if config.tls is not None else None
         self.tls_resumed: bool | None = None
         self.aliases = TopicAliases(0)  # this connection's; set up at each CONNACK
+        self.ceiling = PacketCeiling()  # a Maximum Packet Size the broker does not announce
+        self._suspect: Suspect | None = None  # the drain's largest publish left unacked
         self._online_heard_at: float | None = None
         """When the broker last spoke to the node on the last connection that went online
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
@@ -224,6 +227,7 @@ class Uplink:
     async def _attempt(self) -> SessionEnd:
         """One connection and session, to its end; says how it ended, never raises."""
         self._worked_at = None
+        self._suspect = None
         taken_over = closed_under_us = pushed_back = False
         try:
             await self._session()
@@ -381,6 +385,8 @@ class Uplink:
         if self.connected:
             self.last_error = f"lost the broker: {exc}"
             log.warning("lost the broker at %s: %s", self.where, exc)
+            if not isinstance(exc, PubackTimeout) and self._too_large_at_close():
+                return False, False, False  # not another client with our id
             return False, True, False
         tls = tls_error(exc)
         if tls is not None:
@@ -392,6 +398,40 @@ class Uplink:
         self.last_error = f"cannot reach the broker: {exc}{hint}"
         log.warning("cannot reach the broker at %s: %s%s", self.where, exc, hint)
         return False, False, False
+
+    def _too_large_at_close(self) -> bool:
+        """The broker closed the connection under a session that worked: whether it did
+        for the size of a publish in flight (`edged.uplink.ceiling`). True when that taught
+        a limit: the end is then not one more sign of another client with our id (three
+        short sessions in a row), which a broker closing at the same large message in every
+        session looked like."""
+        suspect, self._suspect = self._suspect, None
+        ceiling = self.ceiling
+        acked = ceiling.acked
+        if not ceiling.ended(suspect, time.monotonic()) or suspect is None:
+            return False
+        self.counters.inc("uplink.packet_limit_learned")
+        if not suspect.batch:
+            held = f"publishes of {suspect.size} bytes or more are held back (kept in the outbox)"
+        elif acked:
+            held = f"batches of samples are kept to {acked} bytes, the largest publish it took"
+        else:
+            held = "samples go one to a publish"
+        took = f"larger than any it took ({acked} bytes)" if acked else "before it took any"
+        self.last_error = (
+            f"the broker closed the connection with a publish of {suspect.size} bytes on "
+            f"{suspect.topic} in flight, {took}, in sessions in a row: taken for a packet "
+            "over its maximum packet size, which it did not announce (an MQTT 3.1.1 broker "
+            "cannot)"
+        )
+        log.warning(
+            "%s; %s for an hour (or until edged restarts), then tried again: raise the "
+            "broker's max_packet_size (Mosquitto) above the node's largest message, or use "
+            "MQTT 5, whose CONNACK says the limit",
+            self.last_error,
+            held,
+        )
+        return True
 
     def _tls_failed(self, err: ssl.SSLError) -> None:
         """TLS refused the connection: which side refused what, and what to do. A broker
@@ -641,6 +681,7 @@ class Uplink:
             batch_s=0.0 if self._hurried else self.config.batch_s,
             batch_max=self.config.batch_max,
             retains=self.retains,
+            ceiling=self.ceiling,
         )
         sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back
@@ -650,6 +691,7 @@ class Uplink:
         finally:
             self._sender = None
             self.sent += sender.sent
+            self._suspect = sender.largest_unacked()
 
     def _fits(
         self,
@@ -669,10 +711,19 @@ class Uplink:
         except BadPublish as exc:
             self._held_back(topic, 1, None, str(exc))
             return False
-        if client.max_packet is not None and size > client.max_packet:
+        limit = self._max_packet(client)
+        if limit is not None and size > limit:
             self._held_back(topic, 1, size, "")
             return False
         return True
+
+    def _max_packet(self, client: MqttClient) -> int | None:
+        """The largest publish the broker takes: what its CONNACK says (MQTT 5), or what
+        the node learned (`edged.uplink.ceiling`), the smaller."""
+        learned = self.ceiling.limit(time.monotonic())
+        if learned is None:
+            return client.max_packet
+        return learned if client.max_packet is None else min(learned, client.max_packet)
 
     def _publish_refused(
         self, topic: str, reason: int, messages: int, *, kept: bool = True
@@ -696,7 +747,8 @@ class Uplink:
         """A publish the broker cannot take, not sent (`Sender._held_back`): counted, and
         said once a session per topic and cause, with what to do."""
         client = self._client
-        limit = client.max_packet if client is not None else None
+        limit = self._max_packet(client) if client is not None else None
+        announced = client is not None and limit == client.max_packet
         if size is None:
             self.counters.inc("uplink.publish_unsendable", messages)
             self._say_once(
@@ -707,12 +759,20 @@ class Uplink:
             )
         else:
             self.counters.inc("uplink.publish_too_large", messages)
+            what, again = (
+                (f"the broker's Maximum Packet Size of {limit} bytes", "at the next session")
+                if announced
+                else (
+                    f"the {limit} bytes the broker is taken to accept, having closed the "
+                    "connection at a larger one",
+                    "once that is an hour old",
+                )
+            )
             self._say_once(
                 topic,
                 "too_large",
-                f"not sent {topic}: a publish of {size} bytes, over the broker's Maximum "
-                f"Packet Size of {limit} bytes (it would end the session). Kept in the "
-                f"outbox and tried again at the next session: raise the broker's "
+                f"not sent {topic}: a publish of {size} bytes, over {what} (it would end the "
+                f"session). Kept in the outbox and tried again {again}: raise the broker's "
                 f"max_packet_size (Mosquitto) to at least {size}, or the payload is too large",
             )
 

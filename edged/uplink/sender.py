@@ -22,8 +22,9 @@ paho's `on_publish` (written, for QoS 0):
   does not wait behind the read-ahead's backlog;
 - a message left unacknowledged for `timeout_s` ends the session, as aiomqtt's publish
   time-out did: the outbox sends it again in the next one;
-- a message the broker cannot take (a packet over its Maximum Packet Size, a `BadPublish`)
-  is not sent, and the session goes on: `_held_back`;
+- a message the broker cannot take (a packet over its Maximum Packet Size, announced or
+  learned from the sessions it ended: `edged.uplink.ceiling`; a `BadPublish`) is not sent,
+  and the session goes on: `_held_back`;
 - a message the broker refused (a PUBACK's failure code) is tried again in the same
   session after a growing delay, while the others go on: `_refused`;
 - a message of a retained topic older than one the broker already took
@@ -39,6 +40,7 @@ rows), and the outbox deletes it only after its PUBACK (of the batch that carrie
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
@@ -48,6 +50,7 @@ from paho.mqtt.properties import Properties
 
 from edged.outbox import Outbox, Stored
 from edged.uplink.batching import Batch, Batcher
+from edged.uplink.ceiling import PacketCeiling, Suspect
 from edged.uplink.mqtt import MqttClient
 from edged.uplink.packets import BadPublish, packed, publish_packet, publish_size
 
@@ -113,8 +116,10 @@ class Sender:
         batch_s: float = 0.0,
         batch_max: int = 1,
         retains: bool = True,
+        ceiling: PacketCeiling | None = None,
     ) -> None:
         self.client = client
+        self.ceiling = ceiling  # told each QoS 1 publish acknowledged; what it learned holds
         self.retains = retains  # False: the broker keeps no retained messages (`Uplink.retains`)
         self.outgoing = outgoing
         self.unsent = unsent
@@ -133,8 +138,11 @@ class Sender:
         self.unretained = 0  # retained messages sent without the flag: `Outbox.superseded`
         self.held_back = 0  # messages not sent in this session: the broker cannot take them
         self.on_held_back: HeldBack | None = None
-        # mid -> (rows, sent at, whether its PUBACK is read here: `edged.uplink.packets`)
-        self._inflight: dict[int, tuple[tuple[Stored, ...], float, bool]] = {}
+        # mid -> (rows, sent at, whether its PUBACK is read here: `edged.uplink.packets`,
+        # bytes of its PUBLISH)
+        self._inflight: dict[int, tuple[tuple[Stored, ...], float, bool, int]] = {}
+        self.max_packet: int | None = None  # set by `run`: the broker's limit, or a learned one
+        self._batch_packet: int | None = None  # the same for a batch of samples
         self._out: list[bytes] = []  # PUBLISH packets of this loop turn, written as one
         self._batcher = Batcher(batch_s, batch_max)
         self._timer: asyncio.TimerHandle | None = None
@@ -159,7 +167,12 @@ class Sender:
         receive_max = self.client.receive_max
         if receive_max is not None:
             self.window = min(self.window, drain_share(receive_max))
-        if self.client.max_packet is not None:  # no batch of samples too large for it
+        self.max_packet = self._batch_packet = self.client.max_packet
+        if self.ceiling is not None:
+            now = time.monotonic()
+            self.max_packet = _least(self.max_packet, self.ceiling.limit(now))
+            self._batch_packet = _least(self.max_packet, self.ceiling.batch_limit(now))
+        if self._batch_packet is not None:  # no batch of samples too large for it
             self._batcher.room = self._batch_room
         self.client.on_delivered = self._delivered
         self.client.on_puback = self._puback
@@ -205,7 +218,7 @@ class Sender:
             await asyncio.sleep(min(1.0, self.timeout_s / 4))
             if not inflight:
                 continue
-            msgs, sent_at, _ = next(iter(inflight.values()))  # in the order they were sent
+            msgs, sent_at, _, _ = next(iter(inflight.values()))  # in the order they were sent
             waited = self._loop.time() - sent_at
             if waited > self.timeout_s:
                 raise PubackTimeout(
@@ -269,8 +282,16 @@ class Sender:
         self._done_with(mid, entry[0], reason)
         return True
 
+    def largest_unacked(self) -> Suspect | None:
+        """The largest QoS 1 publish in flight (`edged.uplink.ceiling`); None: none."""
+        entries = [e for e in self._inflight.values() if e[0][0].qos > 0]
+        if not entries:
+            return None
+        msgs, _, _, size = max(entries, key=lambda e: e[3])
+        return Suspect(msgs[0].id, msgs[0].topic, size, len(msgs) > 1)
+
     def _done_with(self, mid: int, msgs: tuple[Stored, ...], reason: int) -> None:
-        del self._inflight[mid]
+        size = self._inflight.pop(mid)[3]
         if self._waiting:
             self._room_freed()
         if reason >= REFUSED:
@@ -280,6 +301,8 @@ class Sender:
                 self.outbox.ack(msg)
                 self._refusals.pop(msg.id, None)
             self.sent += len(msgs)
+            if self.ceiling is not None and msgs[0].qos > 0:  # QoS 0: written, not taken
+                self.ceiling.acknowledged(size)
         self._wake()
 
     def _refused(self, msgs: tuple[Stored, ...], reason: int) -> None:
@@ -330,7 +353,7 @@ class Sender:
         Size: the limit less the rest of its publish, its remaining length's 4 bytes at most
         (in JSON, the payload's bytes on the wire; a batch another encoding makes too large
         is split when sent: `_send`)."""
-        limit = self.client.max_packet or 0
+        limit = self._batch_packet or 0
         properties = bytes(ALIAS_PROPERTIES) if self.v5 else None
         try:
             return limit - publish_size(topic, 0, qos=qos, properties=properties) - 3
@@ -425,7 +448,7 @@ class Sender:
             self._unsent(topic)
             self._held_back(msgs, None, str(exc))
             return 0
-        limit = client.max_packet
+        limit = self._batch_packet if len(msgs) > 1 else self.max_packet
         if limit is not None and size > limit:
             self._unsent(topic)
             if len(msgs) > 1:  # a batch its encoding made larger than its JSON: in halves
@@ -436,11 +459,11 @@ class Sender:
             return 0
         if packet is not None and mid is not None:
             self._out.append(packet)
-            self._inflight[mid] = (msgs, now, True)
+            self._inflight[mid] = (msgs, now, True, size)
             return 1
         self._write()  # what was built before goes first: the one naming a topic alias
         mid = client.publish_nowait(topic, payload, first.qos, retain, properties)
-        self._inflight[mid] = (msgs, now, False)
+        self._inflight[mid] = (msgs, now, False, size)
         return 1
 
     def _unsent(self, topic: str) -> None:
@@ -463,6 +486,11 @@ class Sender:
         if timer is not None:
             timer.cancel()
         self._timer = self._loop.call_at(due, self._due)
+
+
+def _least(a: int | None, b: int | None) -> int | None:
+    """The smaller of two limits, None being none."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _rank(msg: Stored) -> tuple[int, bool]:
