@@ -300,10 +300,20 @@ class Uplink:
                     NO_CONNACK_BEFORE_PROBE,
                 )
                 return
+        if self.protocol == "5":
+            also = 'A broker without MQTT 5 does this too: [broker] protocol = "3.1.1"'
+        else:  # a 3.1.1 broker refuses a CONNECT so: the node's will may be the cause
+            also = (
+                "An MQTT 3.1.1 broker also does this to a CONNECT it refuses, without a "
+                "reason: Mosquitto to the node's will (QoS 1, retained) when it allows only "
+                "QoS 0 (max_qos 0: edged needs QoS 1, allow it) or keeps no retained "
+                "messages (retain_available false: enable them, or use MQTT 5, over which "
+                "the node goes on without the retain flag)"
+            )
         self.last_error = (
             f"the broker closed the connection without a CONNACK ({exc.reason}): is "
-            "[broker] port an MQTT port, with TLS where [broker.tls] says so? A broker "
-            'without MQTT 5 does this too: [broker] protocol = "3.1.1". See its log'
+            f"[broker] port an MQTT port, with TLS where [broker.tls] says so? {also}. "
+            "See its log"
         )
         log.error("%s at %s", self.last_error, self.where)
 

@@ -426,3 +426,46 @@ async def test_a_broker_allowing_only_qos_0_is_named_with_the_remedy(
         assert "0x9B" in line and "max_qos" in line and "QoS 1" in line, line
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "setting", "says", "remedy"),
+    [
+        ("5", "max_qos 0", "refused the connection", "max_qos"),  # CONNACK 0x9B
+        ("3.1.1", "max_qos 0", "without a CONNACK", "max_qos 0"),
+        ("3.1.1", "retain_available false", "without a CONNACK", "retain_available false"),
+    ],
+)
+async def test_a_broker_refusing_the_nodes_will_is_named_backed_off_and_loses_nothing(
+    tmp_path: Path, spawn: Any, protocol: str, setting: str, says: str, remedy: str
+) -> None:
+    """A broker that allows only QoS 0, or keeps no retained messages, refuses the node's
+    will (QoS 1, retained). Over MQTT 3.1.1 Mosquitto closes the connection without a
+    CONNACK, with no reason: the node told the operator to set `protocol = "3.1.1"`, which
+    it used already. It names the broker's setting, backs off, and keeps every message for
+    the broker fixed (played by pointing the proxy at a Mosquitto without the setting)."""
+    (tmp_path / "b1").mkdir()
+    tight = Mosquitto(tmp_path / "b1", extra=setting).start()
+    proxy = await MqttProxy(tight.port).start()
+    fixed: Mosquitto | None = None
+    config = write_config(tmp_path, proxy.port, gps=False, protocol=protocol)
+    doors = [DoorEvent(door=f"d{i}", open=True) for i in range(5)]
+    await queue_before_start(config, [Publication.make(NODE_TOPICS, DOOR, d) for d in doors])
+    try:
+        node = await spawn(config)
+        line = await log_line(node, says, 5)
+        assert remedy in line and "QoS 1" in line and 'protocol = "3.1.1"' not in line, line
+        await asyncio.sleep(3.0)
+        assert 2 <= refused_retained(tight) <= 10  # backed off to reconnect_max_s (1 s)
+        proxy.down = True
+        (tmp_path / "b2").mkdir()
+        fixed = Mosquitto(tmp_path / "b2").start()
+        async with Collector(fixed.port) as c:
+            proxy.upstream_port, proxy.down = fixed.port, False
+            await c.wait_for(lambda: len(c.on("events/door")) >= 5, 10, "the doors kept")
+        assert [m.payload["door"] for m in c.on("events/door")] == [d.door for d in doors]
+    finally:
+        await proxy.close()
+        tight.stop()
+        if fixed is not None:
+            fixed.stop()
