@@ -89,3 +89,37 @@ async def test_sigterm_while_the_broker_sits_on_the_birth_exits_within_5_seconds
         assert time.monotonic() - started < 5
     finally:
         await proxy.close()
+
+
+async def retained_state(port: int, state: str) -> dict[str, Any]:
+    """The `state` a subscriber that comes now gets, the broker's retained one, once it says
+    `state` (within 5 s: the broker publishes a will when it sees the socket closed)."""
+    deadline = time.monotonic() + 5
+    while True:
+        async with Collector(port, client_id=f"late-{time.monotonic_ns()}") as late:
+            await late.wait_for(lambda: last_state(late) is not None, 3, "the retained state")
+        first = late.on("state")[0]
+        if first.retain and first.payload["state"] == state:
+            return first.payload
+        assert time.monotonic() < deadline, f"the retained state is {first}, not {state}"
+        await asyncio.sleep(0.1)
+
+
+async def test_over_mqtt_311_the_birth_the_will_and_offline_at_a_stop_are_retained(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """An MQTT 3.1.1 broker (aedes, RabbitMQ 3.10, a node pinned to 3.1.1) keeps the
+    node's `state` as MQTT 5 does: online from the birth, offline from the will after a
+    crash, offline from the node at a stop, each newer than the one before."""
+    config = write_config(tmp_path, broker.port, gps=False, protocol="3.1.1")
+    proc = await spawn(config)
+    born = await retained_state(broker.port, "online")
+    proc.kill9()
+    crashed = await retained_state(broker.port, "offline")
+    proc = await spawn(config)
+    reborn = await retained_state(broker.port, "online")
+    assert await proc.stop() == 0
+    stopped = await retained_state(broker.port, "offline")
+    assert crashed["epoch"] == born["epoch"] and crashed["seq"] > born["seq"]  # the will
+    assert reborn["epoch"] != born["epoch"]  # a new start
+    assert stopped["epoch"] == reborn["epoch"] and stopped["seq"] > reborn["seq"]
