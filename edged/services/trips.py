@@ -99,6 +99,22 @@ class Totalizer:
                         self.held, self.held_at = self.last, self.at
         self.last, self.at = value, at
 
+    def saved(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the fields the release before reads, the rest), for the state store: an update
+        that fails its trial rolls back to that release mid-trip, and it restores the first
+        with `Totalizer(**…)`, a TypeError on any other key (the open trip then lost). It
+        holds a value only below a drop and counts a counter back at or above it from there:
+        a value held below the last (a leap forward) would count the leap, so it is kept in
+        the rest alone."""
+        before = {name: getattr(self, name) for name in _READ_BEFORE}
+        if self.held is not None and self.last is not None and self.held <= self.last:
+            before["held"] = None
+        return before, {"held": self.held, "at": self.at, "held_at": self.held_at}
+
+
+_READ_BEFORE = ("wrap", "last", "total", "resets", "samples", "held", "glitches")
+"""The Totalizer fields of the release before (5bb46e3)."""
+
 
 def distance_totalizer(**raw: Any) -> Totalizer:
     """Metres: no bus or truck adds more than 250 km/h (CCVS1's highest speed) while it is
@@ -126,15 +142,26 @@ class OpenTrip:
     load_mark_m: float = 0.0  # trip distance when the load last changed
     clock: str = ClockSource.NTP.value  # what stamped `started`
 
+    def saved(self) -> dict[str, Any]:
+        """As kept on disk: the release before reads it too (`Totalizer.saved`); what only
+        this release reads of the totals is under `readings`, which that release neither
+        reads nor writes back (a trip it saved has none: times unknown)."""
+        raw = asdict(self)
+        raw["distance"], distance = self.distance.saved()
+        raw["fuel"], fuel = self.fuel.saved()
+        raw["readings"] = {"distance": distance, "fuel": fuel}
+        return raw
+
     @classmethod
     def restore(cls, raw: dict[str, Any]) -> "OpenTrip":
+        readings = raw.get("readings") or {}
         return cls(
             trip_id=raw["trip_id"],
             started=raw["started"],
             trigger=raw["trigger"],
             gps_start_m=float(raw["gps_start_m"]),
-            distance=distance_totalizer(**raw["distance"]),
-            fuel=fuel_totalizer(**raw["fuel"]),
+            distance=distance_totalizer(**{**raw["distance"], **readings.get("distance", {})}),
+            fuel=fuel_totalizer(**{**raw["fuel"], **readings.get("fuel", {})}),
             passengers=int(raw.get("passengers", 0)),
             passenger_m=float(raw.get("passenger_m", 0.0)),
             load=int(raw.get("load", 0)),
@@ -225,7 +252,7 @@ class TripRecorder:
         now = time.monotonic()
         if force or now - self._persisted_at >= PERSIST_EVERY_S:
             self._persisted_at = now
-            self.host.state.set(OPEN_TRIP_KEY, asdict(self.trip) if self.trip else None)
+            self.host.state.set(OPEN_TRIP_KEY, self.trip.saved() if self.trip else None)
 
     def _now(self) -> tuple[datetime, ClockSource]:
         ms, source = self.host.clock.now()

@@ -1,5 +1,6 @@
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -719,6 +720,90 @@ def test_a_trip_kept_on_disk_by_the_release_before_restores() -> None:
     _, svc, _ = make(node)
     assert svc.trips.trip is not None and svc.trips.trip.distance.total == 500.0
     assert svc.trips.trip.distance.held is None
+
+
+@dataclass
+class TotalizerBefore:
+    """A trip total as the release before reads and counts it (5bb46e3's
+    `edged.services.trips.Totalizer`, restored as `Totalizer(**raw["distance"])`: a key it
+    does not know is a TypeError, and the open trip is dropped). An update that fails its
+    trial rolls back to that release, mid-trip."""
+
+    wrap: float
+    last: float | None = None
+    total: float = 0.0
+    resets: int = 0
+    samples: int = 0
+    held: float | None = None
+    glitches: int = 0
+
+    def feed(self, value: float) -> None:
+        self.samples += 1
+        if self.last is not None:
+            delta = value - self.last
+            if delta < 0:
+                if self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
+                    delta += self.wrap
+                else:
+                    delta = 0.0
+                    self.resets += 1
+                    if self.held is None:
+                        self.held = self.last
+            elif self.held is not None and value >= self.held:
+                delta = value - self.held
+                self.held = None
+                self.resets -= 1
+                self.glitches += 1
+            self.total += delta
+        self.last = value
+
+
+def test_an_open_trip_kept_on_disk_is_read_by_the_release_before() -> None:
+    node, svc, bus = make()
+    bus.totals(1_000_000.0, 5_000.0)
+    bus.engine(800)
+    bus.after(60)
+    bus.totals(1_001_000.0, 5_000.5)
+    svc.trips.persist(force=True)
+    raw = node.state.get(OPEN_TRIP_KEY)
+    distance = TotalizerBefore(**raw["distance"])
+    fuel = TotalizerBefore(**raw["fuel"])
+    assert (distance.total, distance.last, fuel.total) == (1_000.0, 1_001_000.0, 0.5)
+
+
+def test_a_leap_left_out_is_not_counted_by_the_release_before() -> None:
+    """A replaced cluster's odometer 800 km on, then a rollback: the release before goes on
+    counting from the new value too, not from the one before the leap."""
+    node, svc, bus = make()
+    bus.totals(1_000_000.0, 5_000.0)
+    bus.engine(800)
+    bus.after(60)
+    bus.totals(1_001_000.0, 5_000.5)
+    bus.after(1)
+    bus.totals(1_801_000.0, 5_001.0)  # the new cluster
+    svc.trips.persist(force=True)
+    distance = TotalizerBefore(**node.state.get(OPEN_TRIP_KEY)["distance"])
+    distance.feed(1_802_000.0)  # driven on after the rollback
+    assert distance.total == 2_000.0
+
+
+def test_a_value_held_before_a_leap_is_kept_across_a_restart() -> None:
+    """A second ECU's odometer 800 km on slipped in, then a restart: the tachograph's,
+    back where it was, still counts from the value held, as it would without the restart
+    (what only this release reads is kept apart from what the release before reads)."""
+    node, svc, bus = make()
+    bus.totals(1_000_000.0, 5_000.0)
+    bus.engine(800)
+    bus.after(60)
+    bus.totals(1_001_000.0, 5_000.5)
+    bus.after(1)
+    bus.totals(1_801_000.0, 5_000.5)  # another ECU's odometer
+    svc.trips.persist(force=True)
+    _, again, bus2 = make(node=node)
+    bus2.ts = bus.ts + 30
+    bus2.totals(1_001_500.0, 5_001.0)  # the tachograph's again, 500 m on
+    trip = again.trips.stop()
+    assert trip is not None and trip.distance_km == 1.5
 
 
 def test_a_trip_is_stamped_by_the_nodes_clock_not_the_unsynced_system_clock() -> None:
