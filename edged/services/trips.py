@@ -75,9 +75,11 @@ class Totalizer:
     def _continues(self, delta: float, since: float | None, at: float | None) -> bool:
         if delta < 0:
             return False
-        if since is None or at is None:  # how long since is unknown: a record of before
+        if since is None or at is None or at < since:
+            # how long since is unknown: a record of before, or one from a run whose clock
+            # was set otherwise (a Pi rebooted on fake-hwclock's saved time, or in 1970)
             return True
-        return delta <= self.rate * max(0.0, at - since) + self.slack
+        return delta <= self.rate * (at - since) + self.slack
 
     def feed(self, value: float, at: float | None = None) -> None:
         self.samples += 1

@@ -806,6 +806,28 @@ def test_a_value_held_before_a_leap_is_kept_across_a_restart() -> None:
     assert trip is not None and trip.distance_km == 1.5
 
 
+def test_a_restart_on_a_clock_set_back_counts_what_was_driven_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Pi rebooted mid-drive (the watchdog, a brownout) and came back on fake-hwclock's
+    hourly saved time, an hour behind: the trip clock says the first reading after the
+    restart came before the last one kept. That is no time at all, so the 2 km driven in
+    the 90 s the node was down counted as a leap and were lost."""
+    node, svc, bus = make()
+    bus.totals(1_000_000.0, 5_000.0)
+    bus.engine(800)
+    bus.after(60)
+    bus.totals(1_001_000.0, 5_000.5)
+    svc.trips.persist(force=True)
+    wall = trips.time.time()
+    monkeypatch.setattr(trips.time, "time", lambda: wall - 3600)  # the one time module
+    _, again, bus2 = make(node=node)
+    bus2.ts = bus.ts + 90
+    bus2.totals(1_003_000.0, 5_001.0)
+    trip = again.trips.stop()
+    assert trip is not None and trip.distance_km == 3.0
+
+
 def test_a_trip_is_stamped_by_the_nodes_clock_not_the_unsynced_system_clock() -> None:
     """A Pi without NTP runs on fake-hwclock's saved time, days or years off: the envelope's
     `ts` follows GPS time then, and so must the trip's times and id, or dispatch files a
