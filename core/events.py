@@ -13,10 +13,10 @@ class FixMode(IntEnum):
     THREE_D = 3
 
 
-MEASURED = range(1, 6)
+MEASURED = frozenset({1, 2, 3, 4, 5, 9})
 """GGA qualities of a position measured from satellites (GPS, DGPS, PPS, RTK fixed, RTK
-float); 6 estimated (dead reckoning), 7 manual input and 8 simulator are not, whatever
-their numbers."""
+float, and 9: NovAtel's WAAS/SBAS, its receivers' default); 6 estimated (dead reckoning),
+7 manual input and 8 simulator are not, whatever their numbers."""
 
 
 @dataclass(frozen=True, slots=True)

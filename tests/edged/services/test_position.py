@@ -336,6 +336,26 @@ async def test_an_estimated_fix_is_published_but_kept_off_the_odometer(tmp_path:
     assert node.counters.snapshot()["position.odometer_estimated"] == 5
 
 
+async def test_a_novatel_sbas_fix_quality_9_is_counted_in_the_odometer(tmp_path: Path) -> None:
+    """NovAtel receivers state a WAAS/SBAS fix as GGA quality 9 by default (GGAQUALITY): a
+    measured fix, counted as before, not taken for an estimate (the bus's whole odometer
+    would stay at 0)."""
+    raw = []
+    for second in range(10):
+        lat, lon = offset(45.88, 2.175, 15.0 * second, 0.0)
+        t, where = f"0815{second:02d}.00", f"{_ddmm(lat, 2)},N,{_ddmm(lon, 3)},E"
+        raw.append(
+            nmea(f"GPRMC,{t},A,{where},29.158,0.00,120226,,,D")
+            + nmea(f"GPGGA,{t},{where},9,09,1.10,452.0,M,49.2,M,,")
+        )
+    node = TestHost()
+    svc = service(node, min_distance_m=0)
+    await through_driver(raw, tmp_path / "gps0", node, fixes=10, burst_s=0.1, what="10 fixes")
+    assert [f.quality for f in node.of_type(Fix)] == [9] * 10
+    assert svc.odometer_m == pytest.approx(135, abs=1)
+    assert "position.odometer_estimated" not in node.counters.snapshot()
+
+
 async def test_a_fix_with_a_poor_hdop_is_not_added_to_the_odometer() -> None:
     # HDOP 8 (satellites hidden by a flyover): the fix is 45 m off the road, a step a bus at
     # 9 m/s could almost make in a second with the jitter allowance of such a fix (40 m)
