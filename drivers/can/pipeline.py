@@ -14,8 +14,9 @@ around a period equal to the interval does not halve the rate. The latest frame 
 is not lost: it is decoded and emitted when its interval is over (by `tick`), so the last
 value before a sender goes quiet (a door closing, the engine stopping) always arrives, at
 most an interval plus a tick late. A DM1 is skipped only when it repeats the previous
-one of its source, byte for byte, within the interval: a change in the active faults goes
-through at once (and at the usual 1 s period of DM1 nothing is ever skipped).
+one of its source, byte for byte, within the interval, and never past DM1's own 1 s period
+(`DM1_PERIOD_S`): a change in the active faults goes through at once, and an ECU that
+still talks is heard at least that often (at the usual 1 s period nothing is ever skipped).
 """
 
 import enum
@@ -53,6 +54,10 @@ _monotonic = time.monotonic
 
 LET_THROUGH = 0.75
 """Fraction of min_interval_s after which the next frame of a PGN and source is decoded."""
+DM1_PERIOD_S = 1.0
+"""J1939-73's DM1 broadcast period: a repeat is its ECU saying it is still there (the
+vehicle service lists an ECU whose DM1 stops as silent), so the throttle never holds one
+back for longer, whatever `min_interval_s`."""
 
 
 class Pipeline:
@@ -77,6 +82,7 @@ class Pipeline:
         self.dm1 = decoders.dm1
         self.interval = min_interval_s
         self._let_through = min_interval_s * LET_THROUGH
+        self._dm1_let_through = min(min_interval_s, DM1_PERIOD_S) * LET_THROUGH
         self.counts: dict[str, int] = {}
         self.frames = 0
         self.decoded = 0
@@ -210,7 +216,7 @@ class Pipeline:
         payload = bytes(data)
         if self.interval:
             last = self._last_dm1.get(source)
-            if last is not None and last[1] == payload and now - last[0] < self._let_through:
+            if last is not None and last[1] == payload and now - last[0] < self._dm1_let_through:
                 self.throttled += 1
                 return None
         faults = parse_dm1(source, payload, now)

@@ -372,6 +372,29 @@ def test_an_ecu_whose_dm1_comes_back_is_no_longer_silent() -> None:
     assert last.silent == [] and [(c.spn, c.occurrence) for c in last.active] == [(100, 4)]
 
 
+@pytest.mark.parametrize("min_interval_s", [0.1, 5.0, 60.0])
+def test_an_ecu_sending_its_dm1_every_second_is_never_silent_whatever_the_can_throttle(
+    min_interval_s: float,
+) -> None:
+    """The CAN driver's `min_interval_s` (up to 60 s, to spare a Pi Zero's CPU) skipped an
+    unchanged DM1 within it: above 4 s the service heard a steady ECU less often than
+    `DM1_SILENT_S`, and its faults went silent and active again, a retained message each."""
+    node, svc, _ = make()
+    pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=min_interval_s)
+    dm1 = can.Message(
+        arbitration_id=make_id(65226, 0x00),
+        data=bytes([0x04, 0xFF, 0x6E, 0x00, 0x10, 0x01, 0xFF, 0xFF]),
+        is_extended_id=True,
+    )
+    for second in range(30):  # once a second (J1939-73), the same active fault
+        event = pipe.process(dm1, now=float(second))
+        if isinstance(event, ActiveFaults):
+            svc.on_faults(event)
+        svc.check_faults(now=second + 0.5)
+    (faults,) = node.bodies("vehicle/faults")
+    assert faults.silent == [] and [c.spn for c in faults.active] == [110]
+
+
 # -- passengers, from the occupancy service ---------------------------------------------
 
 
