@@ -184,6 +184,17 @@ def test_a_repeated_dm1_is_skipped_within_the_interval_only(decoders: Decoders) 
     assert pipeline.process(frame(65226, dm1.data, source=0x3D), 1.0) is not None  # another ECU
 
 
+def test_a_repeated_dm1_is_let_through_every_second_whatever_the_interval(
+    decoders: Decoders,
+) -> None:
+    """A repeat is its ECU saying it is still there: held back for `min_interval_s` (up to
+    60 s), the vehicle service took a steady ECU for silent."""
+    pipeline = Pipeline(decoders, min_interval_s=60.0)
+    dm1 = frame(65226, bytes([0x04, 0xFF, 0x6E, 0x00, 0x10, 0x01, 0xFF, 0xFF]))
+    emitted = [pipeline.process(dm1, t) is not None for t in (0.0, 0.5, 1.0, 2.0, 3.0)]
+    assert emitted == [True, False, True, True, True]
+
+
 def test_bus_off_error_frame_is_counted_and_cleared_when_frames_flow(decoders: Decoders) -> None:
     pipeline = Pipeline(decoders)
     bus_off = can.Message(
