@@ -57,9 +57,10 @@ LABELS_KEY = "geofences.inside_labels"
 so that one gone from the config by the restart that applies it still departs. A key of
 its own: `INSIDE_KEY` keeps the format an older release (an update rolled back) reads."""
 REMOVED_KEY = "geofences.removed"
-"""{fence id: {"fence": its label (or, written by an older release, the fence), "arrived":
-ISO time}}: departures owed for fences removed while the vehicle was in them, before any
-fix of this run said where it was."""
+"""{fence id: {"fence": the fence, or its label when its shape is gone (taken out of the
+config), "arrived": ISO time}}: departures owed for fences removed while the vehicle was in
+them, before any fix of this run said where it was. An older release (an update rolled
+back) reads only whole fences: one dispatch removed is kept whole, so it departs there too."""
 
 
 class FenceLabel(BaseModel):
@@ -74,6 +75,15 @@ class FenceLabel(BaseModel):
     @classmethod
     def of(cls, fence: Geofence) -> "FenceLabel":
         return cls(id=fence.id, name=fence.name, kind=fence.kind)
+
+
+def _whole_or_label(raw: Any) -> Geofence | FenceLabel:
+    """An owed departure's fence as stored: whole if it is one (kept so when saved again),
+    else its label; raises pydantic's ValidationError (a ValueError) when neither."""
+    try:
+        return Geofence.model_validate(raw)
+    except ValidationError:
+        return FenceLabel.model_validate(raw)
 
 
 class Where(Enum):
@@ -106,7 +116,7 @@ class GeofenceService(Service):
         stored = host.state.get(DYNAMIC_KEY, [])
         self.dynamic = GeofenceSet.model_validate({"geofences": stored}).geofences
         self._tracks: dict[str, _Track] = self._restore_inside()
-        self._owed: dict[str, tuple[FenceLabel, datetime]] = self._restore_owed()
+        self._owed: dict[str, tuple[Geofence | FenceLabel, datetime]] = self._restore_owed()
         self._last: Fix | None = None  # the last fix looked at
         # a fence the vehicle was in that the config (the new file) no longer has departs;
         # the labels of those it keeps are written (renamed, or kept by no older release)
@@ -147,13 +157,13 @@ class GeofenceService(Service):
         labels.update({g.id: FenceLabel.of(g) for g in self.fences})
         return labels
 
-    def _restore_owed(self) -> dict[str, tuple[FenceLabel, datetime]]:
+    def _restore_owed(self) -> dict[str, tuple[Geofence | FenceLabel, datetime]]:
         """The departures owed before the restart; an entry that cannot be read is left out."""
         stored = self.host.state.get(REMOVED_KEY, {})
-        owed: dict[str, tuple[FenceLabel, datetime]] = {}
+        owed: dict[str, tuple[Geofence | FenceLabel, datetime]] = {}
         for fence_id, entry in stored.items() if isinstance(stored, dict) else ():
             try:
-                label = FenceLabel.model_validate(entry["fence"])
+                label = _whole_or_label(entry["fence"])
                 arrived = datetime.fromisoformat(entry["arrived"])
             except (KeyError, TypeError, ValueError):
                 continue  # pydantic's ValidationError is a ValueError
@@ -278,15 +288,16 @@ class GeofenceService(Service):
             ),
         )
 
-    def _depart_removed(self, label: FenceLabel, arrived: datetime, fix: Fix) -> None:
+    def _depart_removed(self, label: Geofence | FenceLabel, arrived: datetime, fix: Fix) -> None:
         stayed = round(max(0.0, (fix.fix_time - arrived).total_seconds()), 1)
         self._publish(label, fix, "depart", stayed, removed=True)
 
-    def _retire(self, labels: Mapping[str, FenceLabel]) -> None:
+    def _retire(self, labels: Mapping[str, Geofence | FenceLabel]) -> None:
         """Drop the tracks of fences no longer in force (dispatch's set or the config
         changed); the vehicle departs from those it had arrived at, marked `removed`: at
         once with the last fix looked at, or owed until the first fix of this run.
-        `labels`: what to say of each fence that was in force.
+        `labels`: what to say of each fence that was in force (the fence itself when its
+        shape is known: kept whole when owed, see `REMOVED_KEY`).
 
         An owed departure whose fence is in force again (a `config.set` rolled back, put
         back by dispatch) before a fix made it is called off: nothing said it left, so
@@ -322,7 +333,7 @@ class GeofenceService(Service):
                 f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()
             )
             raise CommandError("bad_args", problems[:500]) from None
-        before = {g.id: FenceLabel.of(g) for g in self.fences}
+        before = {g.id: g for g in self.fences}
         self.dynamic = new
         self.host.state.set(DYNAMIC_KEY, [g.model_dump(mode="json") for g in new])
         self._retire(before)

@@ -351,6 +351,21 @@ async def test_a_fence_removed_before_any_fix_departs_at_the_first_fix_even_afte
     assert len(events(third)) == 1  # owed once
 
 
+async def test_a_departure_owed_for_a_fence_dispatch_removed_is_read_by_the_release_before() -> (
+    None
+):
+    """The release before reads an owed departure as a whole fence
+    (`Geofence.model_validate(entry["fence"])`, an entry that is not one skipped): an update
+    rolled back before the first fix made it must still depart, as that release would."""
+    node = TestHost()
+    await _at_the_venue(node)
+    second = TestHost(state=node.state)  # restarted: no fix yet
+    await service(second, dwell_s=5).command_set({"geofences": []})
+    entry = second.state[REMOVED_KEY]["fair-hall"]
+    fence = Geofence.model_validate(entry["fence"])
+    assert (fence.id, fence.kind, fence.radius_m) == ("fair-hall", "venue", 80)
+
+
 async def test_a_fence_removed_before_the_vehicle_had_arrived_makes_no_event() -> None:
     node = TestHost()
     svc = service(node, dwell_s=30)
