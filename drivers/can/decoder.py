@@ -65,7 +65,9 @@ def _table_rules(choices: list[list[Any]], limit: int, all_ones: int) -> dict[in
     named an error or not available outright; a code beyond it is a reading when its name
     says a state and nothing doubtful (SPN 899's 1110b "other"), except all ones: J1939's
     "not available" whatever a table calls it. None when the table changes nothing (most
-    signals)."""
+    signals), and for a single bit, which has no such codes: its states are readings."""
+    if limit >= all_ones:
+        return None
     rules = {}
     for raw, name in choices:
         if raw <= limit and _NO_READING.fullmatch(name):

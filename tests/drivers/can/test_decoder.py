@@ -245,6 +245,35 @@ def test_a_doubtful_name_or_all_ones_is_never_made_a_reading_by_the_value_table(
     assert signals["Gear"] == expected
 
 
+FLAG_DBC = """VERSION ""
+
+NS_ :
+
+BS_:
+
+BU_:
+
+BO_ 2364540158 EEC1: 8 Vector__XXX
+ SG_ DerateActive : 48|1@1+ (1,0) [0|1] "" Vector__XXX
+ SG_ SensorFault : 49|1@1+ (1,0) [0|1] "" Vector__XXX
+
+VAL_ 2364540158 DerateActive 0 "Not available" 1 "Available" ;
+VAL_ 2364540158 SensorFault 0 "OK" 1 "Error" ;
+"""
+
+
+@pytest.mark.parametrize(("bits", "derate", "fault"), [(0b00, 0, 0), (0b11, 1, 1)])
+def test_a_single_bit_is_a_reading_whatever_its_value_table_names_it(
+    tmp_path: Path, bits: int, derate: int, fault: int
+) -> None:
+    # a bit has no J1939 error or not-available code (`valid_limit`): an OEM's flag whose
+    # set state is named "Error" is that error reported, not a value missing
+    path = tmp_path / "flags.dbc"
+    path.write_text(FLAG_DBC)
+    signals = Decoders(path).by_pgn[61444].decode(bytes([0xFF] * 6 + [0xFC | bits, 0xFF]))
+    assert (signals["DerateActive"], signals["SensorFault"]) == (derate, fault)
+
+
 @pytest.mark.parametrize(
     ("length", "limit"),
     [(1, 1), (2, 1), (3, 5), (4, 13), (8, 0xFA), (12, 0xFAF), (16, 0xFAFF), (32, 0xFAFFFFFF)],
