@@ -56,7 +56,9 @@ class Totalizer:
     slipping in, an ECU that restarts while cranking and sends 0 until it has read its
     stored totals. So the value before a break is held, and a counter that comes back to it
     (within what could be added since) counts from it: a glitch adds only the distance
-    really covered, not the whole odometer back. A counter wrapping past its maximum
+    really covered, not the whole odometer back. Above a value held below it (a leap
+    forward), readings that go on from the last are the new counter's, however long: only
+    a step back comes back to the value held. A counter wrapping past its maximum
     continues across it.
     """
 
@@ -84,16 +86,23 @@ class Totalizer:
     def feed(self, value: float, at: float | None = None) -> None:
         self.samples += 1
         if self.last is not None:
-            if self.held is not None and self._continues(value - self.held, self.held_at, at):
+            delta = value - self.last
+            if delta < 0 and self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
+                delta += self.wrap  # the counter wrapped past its maximum
+            onward = self._continues(delta, self.at, at)
+            # above a value held below it, what goes on is the new counter: the held value's
+            # allowance grows with time and would take its readings in at length
+            if (
+                self.held is not None
+                and (self.held > self.last or not onward)
+                and self._continues(value - self.held, self.held_at, at)
+            ):
                 self.total += value - self.held  # back where it was: the break was a glitch
                 self.held = self.held_at = None
                 self.resets -= 1
                 self.glitches += 1
             else:
-                delta = value - self.last
-                if delta < 0 and self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
-                    delta += self.wrap  # the counter wrapped past its maximum
-                if self._continues(delta, self.at, at):
+                if onward:
                     self.total += delta
                 else:  # reset, replaced, another ECU's, a glitch: count on from the new value
                     self.resets += 1
