@@ -17,6 +17,9 @@ MEASURED = frozenset({1, 2, 3, 4, 5, 9})
 """GGA qualities of a position measured from satellites (GPS, DGPS, PPS, RTK fixed, RTK
 float, and 9: NovAtel's WAAS/SBAS, its receivers' default); 6 estimated (dead reckoning),
 7 manual input and 8 simulator are not, whatever their numbers."""
+SIMULATED = 8
+"""GGA quality of a receiver in its simulator mode: neither its position nor its date is
+real."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ The other services hear of it on the bus: `PositionUpdated` (each valid fix),
 import asyncio
 import time
 
-from core.events import Fix, FixMode
+from core.events import SIMULATED, Fix, FixMode
 from core.geo import haversine_m
 from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.host import Host
@@ -93,8 +93,11 @@ class PositionService(Service):
         if self.fix_lost:
             self._regained(fix, now)
         self.last_valid = (fix, now)
-        # a guessed day must not become the node's clock, nor a date before any plausible
-        if fix.date_known and not self.host.clock.discipline(fix.fix_time, fix.received):
+        # a guessed day must not become the node's clock, nor a date before any plausible,
+        # nor a receiver's simulator mode (GGA quality 8: its date is whatever it plays)
+        if fix.quality == SIMULATED:
+            self.host.counters.inc("position.simulated")
+        elif fix.date_known and not self.host.clock.discipline(fix.fix_time, fix.received):
             self.host.counters.inc("position.implausible_time")
         self._count_distance(fix)
         if self._due(fix, now):

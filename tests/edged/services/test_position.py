@@ -274,6 +274,25 @@ async def test_a_receiver_dating_its_fixes_years_ahead_is_said_once_and_counted(
     assert "2045-10-31" in said and "not used as the node's clock" in said
 
 
+async def test_a_receiver_in_its_simulator_mode_never_sets_the_clock(tmp_path: Path) -> None:
+    """GGA quality 8 and RMC mode S (NMEA 0183: simulator): a receiver left in the
+    simulator mode of its configuration tool plays a date and a track it was given, here a
+    plausible one, 2031. Its positions are reported as what they are (quality 8); its date
+    must not become the node's clock."""
+    raw = [
+        nmea(f"GNRMC,1000{s:02d}.00,A,4553.00000,N,00210.46400,E,0.0,,150331,,,S")
+        + nmea(f"GNGGA,1000{s:02d}.00,4553.00000,N,00210.46400,E,8,09,1.1,452.0,M,49.2,M,,")
+        for s in range(3)
+    ]
+    node = TestHost()  # a Pi whose clock is not synchronised
+    service(node)
+    await through_driver(raw, tmp_path / "gps0", node, fixes=3, burst_s=0.1, what="3 fixes")
+    assert [f.quality for f in node.of_type(Fix)] == [8] * 3
+    assert node.clock.source is ClockSource.UNSYNCED
+    assert node.counters.snapshot().get("position.simulated") == 3
+    assert [b.quality for b in node.bodies("position")][:1] == [8]
+
+
 async def test_speed_wavering_about_the_stopped_threshold_honours_the_minimum_period() -> None:
     # config/truck.toml: `[services.position.moving] min_period_s = 5.0  # never more often
     # than this` (docs/budget.md: positions are most of what the SIM is billed). A truck
