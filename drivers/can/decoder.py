@@ -53,7 +53,8 @@ indicator", "Not available", "error (legacy implementation only, use 1110)". "No
 or "Error active" are the states of a signal about errors: readings."""
 _DOUBTFUL = re.compile(
     r"error|avail|\bn/?a\b|\bsna\b|invalid|unknown|fault|not supported|reserved"
-    r"|don.?t care|no action|not defined|undefined",
+    r"|don.?t care|no action|not defined|undefined|not used|unused|spare|not valid"
+    r"|parameter specific",
     re.I,
 )
 """A name that may mean no reading: a code beyond the size rule named so stays None."""

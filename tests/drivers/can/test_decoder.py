@@ -245,6 +245,20 @@ def test_a_doubtful_name_or_all_ones_is_never_made_a_reading_by_the_value_table(
     assert signals["Gear"] == expected
 
 
+@pytest.mark.parametrize(
+    "name", ["Not used", "Spare", "Not valid", "Parameter specific", "reserved for SAE"]
+)
+def test_a_code_past_the_size_rule_named_as_no_state_stays_no_reading(
+    tmp_path: Path, name: str
+) -> None:
+    # J1939DA's value tables name the codes past the rule so too ("1110 Not used"): only a
+    # name that says a state (SPN 899's "other") makes one a reading
+    path = tmp_path / "mode.dbc"
+    path.write_text(STARTER_DBC.replace('14 "SNA"', f'14 "{name}"'))
+    signals = Decoders(path).by_pgn[61444].decode(bytes([0xFF] * 7 + [0xF0 | 14]))
+    assert signals["Gear"] is None
+
+
 FLAG_DBC = """VERSION ""
 
 NS_ :
