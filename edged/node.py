@@ -14,7 +14,7 @@ from core.bus import Bus
 from core.cancel import cancel_and_wait
 from core.counters import Counters
 from core.errors import EdgedError
-from edged import __version__, sdnotify
+from edged import __version__, logs, sdnotify
 from edged.clock import Clock
 from edged.commands.admin import Admin, probation_watch
 from edged.commands.authorize import Authorizer
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_BUDGET_S = 4.0
 """SIGTERM to exit must fit in systemd's patience and the 5 s the contract promises."""
+FLOOD_SWEEP_S = 5.0
+"""How often the log's flood summaries that are due are written (edged/logs.py)."""
 
 
 class Node:
@@ -63,6 +65,7 @@ class Node:
         self._terminating = False
         self._stop: asyncio.Event | None = None
         self.log_tail = RecentLog()
+        logs.guard(self.log_tail)  # a flood must not push what matters out of the tail
         self.started = time.monotonic()
         self.clock = Clock(trust_system_clock=config.clock.trust_system_clock)
         self.counters = Counters()
@@ -233,6 +236,7 @@ class Node:
                     tg.create_task(self.lag.run(), name="loop-lag"),
                     tg.create_task(self.alarms.watch(), name="outbox.unwritable"),
                     tg.create_task(health, name="health"),
+                    tg.create_task(every(FLOOD_SWEEP_S, logs.sweep), name="logs.sweep"),
                 ]
                 drivers = [d for d in self.config.drivers if d.enabled]
                 others += [
@@ -267,5 +271,6 @@ class Node:
                 await cancel_and_wait([*others, uplink, writer])  # one cancel can be lost
         finally:
             await self.outbox.close()
+            logs.flush()  # a flood's count is said before the process goes
             logging.getLogger().removeHandler(self.log_tail)
             log.info("stopped")

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from core.logs import KEEP
 from edged.payloads import DriverStatus
 
 log = logging.getLogger(__name__)
@@ -247,9 +248,13 @@ async def watchdog_loop(
                     text = got
             if reasons != was:
                 if reasons:
-                    log.warning("unhealthy, withholding the watchdog ping: %s", "; ".join(reasons))
+                    log.warning(
+                        "unhealthy, withholding the watchdog ping: %s",
+                        "; ".join(reasons),
+                        extra=KEEP,
+                    )
                 elif was:
-                    log.info("healthy again: watchdog pings resume")
+                    log.info("healthy again: watchdog pings resume", extra=KEEP)
             if not reasons and interval is not None and now - last_ping >= interval:
                 notifier.watchdog()
                 last_ping = now
@@ -260,7 +265,9 @@ async def watchdog_loop(
     except asyncio.CancelledError:
         raise
     except Exception:  # a bug here must not take the TaskGroup (and the node) down
-        log.exception("the watchdog loop failed: no more pings, systemd will restart edged")
+        log.exception(
+            "the watchdog loop failed: no more pings, systemd will restart edged", extra=KEEP
+        )
 
 
 def _failed(checks: tuple[HealthCheck, ...]) -> list[str]:

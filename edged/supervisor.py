@@ -17,6 +17,7 @@ from core.bus import Bus
 from core.counters import Counters
 from core.driver import Driver, DriverContext
 from core.errors import ConfigError
+from core.logs import KEEP
 from drivers.registry import driver_class
 from edged.backoff import jittered_backoff
 from edged.config.models import DriverConfig, SupervisorConfig
@@ -40,7 +41,7 @@ class Supervised:
         if self.state != "running":
             self.state = "running"
             self.since = time.monotonic()
-            log.info("driver %s running", self.name)
+            log.info("driver %s running", self.name, extra=KEEP)
 
     def status(self) -> DriverStatus:
         return DriverStatus(
@@ -131,7 +132,12 @@ class Supervisor:
             except ConfigError as exc:
                 sup.state, sup.last_error = "failed", str(exc)
                 self.counters.inc(f"driver.{name}.failed")
-                log.error("driver %s cannot run with its config, not restarting: %s", name, exc)
+                log.error(
+                    "driver %s cannot run with its config, not restarting: %s",
+                    name,
+                    exc,
+                    extra=KEEP,
+                )
                 return
             except Exception as exc:  # a driver's failure must never reach the other drivers
                 reason = f"{type(exc).__name__}: {exc}"
@@ -143,7 +149,9 @@ class Supervisor:
                 sup.state = "backoff"
                 self.counters.inc(f"driver.{name}.crash")
                 delay = restart_delay(sup.failures, self.config, self.rng)
-                log.warning("driver %s failed (%s); restarting in %.1f s", name, reason, delay)
+                log.warning(
+                    "driver %s failed (%s); restarting in %.1f s", name, reason, delay, extra=KEEP
+                )
                 try:
                     await asyncio.sleep(delay)
                 except asyncio.CancelledError:

@@ -9,6 +9,7 @@ from hypothesis import settings
 
 from tests.helpers import ftz
 from tests.helpers.broker import Mosquitto
+from tests.helpers.journal import Journal, daemon_logging
 
 pytest_plugins = ["tests.helpers.ctty"]  # no test may give pytest a controlling terminal
 
@@ -52,3 +53,10 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     m = Mosquitto(tmp_path).start()
     yield m
     m.stop()
+
+
+@pytest.fixture
+def journal() -> Iterator[Journal]:
+    """What `edged run` would write to the journal during the test (tests/helpers/journal.py)."""
+    with daemon_logging() as j:
+        yield j

@@ -77,6 +77,7 @@ from core.events import (
     PanicInput,
     Unlock,
 )
+from core.logs import flood_key
 from drivers.gpio.beams import BeamCounter, Glitch, Moving, OneSided, Output, Passage, Stuck
 from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report, Steady
 from drivers.gpio.mockwire import MockWire
@@ -287,11 +288,15 @@ class _Door:
                         o.flap_changes,
                         o.flap_within_s,
                         o.flap_steady_s,
+                        extra=flood_key(o.name),
                     )
             elif isinstance(out, Steady) and not self.warned:
                 self.warned = True
                 ctx.log.info(
-                    "door %s: contact steady again, %s", o.name, "open" if self.value else "closed"
+                    "door %s: contact steady again, %s",
+                    o.name,
+                    "open" if self.value else "closed",
+                    extra=flood_key(o.name),
                 )
         if self.timer is not None:
             self.timer.cancel()
@@ -490,6 +495,7 @@ class _Doorway:
                     door,
                     " and ".join(out.blocked) or "a",
                     self.options.max_transit_s,
+                    extra=flood_key(door),
                 )
             elif isinstance(out, OneSided):
                 ctx.count("beam_one_sided")
@@ -503,9 +509,12 @@ class _Doorway:
                     out.active,
                     out.silent,
                     out.silent,
+                    extra=flood_key(door),
                 )
             elif isinstance(out, Moving):
-                ctx.log.info("door %s: the %s beam changes again", door, out.beam)
+                ctx.log.info(
+                    "door %s: the %s beam changes again", door, out.beam, extra=flood_key(door)
+                )
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

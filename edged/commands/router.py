@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.counters import Counters
+from core.logs import flood_key
 from edged.commands.authorize import Authorizer
 from edged.commands.replies import DIGEST_HEX, ReplyMemory
 from edged.commands.response import ResponseTopics
@@ -127,6 +128,7 @@ class CommandRouter:
                 cmd.name[:80],
                 reply.error.code,
                 reply.error.message[:300],
+                extra=flood_key(reply.error.code),  # unauthorized, stale... each seen first
             )
         response_topic = cmd.response_topic if refusal is None else None
         return Outcome(name, reply, response_topic, cmd.correlation if response_topic else None)

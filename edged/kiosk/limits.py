@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.counters import Counters
+from core.logs import flood_key
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ class Throttled:
         self._last[kind] = now
         quiet = self._quiet.pop(kind, 0)
         suffix = f" ({quiet} more like it not logged)" if quiet else ""
-        log.warning(message + suffix, *args)
+        # one template whatever the count: the log's flood guard follows it as one
+        log.warning(message + "%s", *args, suffix, extra=flood_key(kind))
 
 
 class ConnectionLimits:

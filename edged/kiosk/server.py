@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.counters import Counters
 from core.errors import EdgedError
+from core.logs import flood_key
 from edged.clock import ClockSource
 from edged.config.kiosk import KioskConfig
 from edged.kiosk.limits import FD_RESERVE, AcceptErrorFilter, ConnectionLimits, raise_fd_limit
@@ -312,6 +313,7 @@ class KioskServer:
                 error.status,
                 error.code,
                 printable(error.message),
+                extra=flood_key(f"{self.name}.{error.code}"),
             )
         headers = {k: v for k, v in error.headers.items() if k in ("Retry-After", "Allow")}
         body = {"error": error.code, "message": error.message}

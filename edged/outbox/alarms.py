@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from core.counters import Counters
+from core.logs import KEEP
 from edged.clock import Clock
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
@@ -123,7 +124,9 @@ class OutboxAlarms:
 
     def _unwritable_alarm(self, reason: str) -> None:
         if self.unwritable is None:
-            log.error("the outbox cannot be written (%s): raising alarm/outbox_full", reason)
+            log.error(
+                "the outbox cannot be written (%s): raising alarm/outbox_full", reason, extra=KEEP
+            )
         self.unwritable = Alarm(
             kind=FULL,
             active=True,
@@ -160,7 +163,7 @@ class OutboxAlarms:
         if self.unwritable is not None:
             self.unwritable = None
             self._sent_at = float("-inf")
-            log.warning("the outbox can be written again")
+            log.warning("the outbox can be written again", extra=KEEP)
             self.publish(
                 ALARM,
                 Alarm(kind=FULL, active=False, reason="the outbox can be written again"),
@@ -200,4 +203,3 @@ class OutboxAlarms:
             ALARM, Alarm(kind=LOST, active=False, reason="acknowledged", details=details), name=LOST
         )
         return {"kind": LOST, "acked": True}
-

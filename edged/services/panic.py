@@ -40,6 +40,7 @@ from typing import Any
 
 from core.driver import DriverReady
 from core.events import Feedback, FeedbackPattern, Fix, PanicInput
+from core.logs import KEEP
 from edged.clock import ClockSource
 from edged.commands.args import only
 from edged.commands.spec import SENT_AT, CommandSpec
@@ -159,6 +160,7 @@ class PanicService(Service):
             "panic button down for more than %.0f s: stuck or shorted? check the button "
             "and its wire (an alarm it raised is handled as any other)",
             self.config.stuck_after_s,
+            extra=KEEP,
         )
 
     def _raise(self) -> None:
@@ -187,7 +189,7 @@ class PanicService(Service):
         if self.host.state.get(HELD_KEY) is not None:  # a new press: its release was missed
             state[HELD_KEY] = None
         self._send("panic button pressed", state)
-        log.warning("PANIC alarm %s raised", details["alarm_id"])
+        log.warning("PANIC alarm %s raised", details["alarm_id"], extra=KEEP)
 
     def _send(self, reason: str, state: dict[str, Any] | None = None) -> None:
         """`state`: what the node keeps of the alarm, stored with the message (the outbox
@@ -267,5 +269,7 @@ class PanicService(Service):
         self._off_timer = loop.call_later(
             self.config.acked_indicator_s, self._indicate, "alarm_off"
         )
-        log.warning("panic alarm %s acknowledged by %s", details["alarm_id"], by or "dispatch")
+        log.warning(
+            "panic alarm %s acknowledged by %s", details["alarm_id"], by or "dispatch", extra=KEEP
+        )
         return {"alarm_id": details["alarm_id"], "acked": True}

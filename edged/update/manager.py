@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from core.logs import KEEP
 from edged.commands.spec import CommandSpec
 from edged.config.update import UpdateConfig
 from edged.errors import CommandError
@@ -183,6 +184,7 @@ class UpdateManager:
                 job.version,
                 job.switches,
                 MAX_SWITCHES,
+                extra=KEEP,
             )
         else:
             job.state, job.code = "failed", "install_failed"
@@ -190,7 +192,7 @@ class UpdateManager:
                 f"the switch to release {job.version} did not happen {job.switches} times "
                 f"(the log of each start says why): staying on {self.running}"
             )
-            log.error("update to %s refused: %s", job.version, job.reason)
+            log.error("update to %s refused: %s", job.version, job.reason, extra=KEEP)
             self.work.drop_files()
         self.work.save(job)
 
@@ -244,7 +246,7 @@ class UpdateManager:
         )
         self.status = UpdateStatus(state=state, running=self.running, version=version or None)
         if state == "rolled_back":
-            log.error("the update to %s was rolled back: %s", version, reason)
+            log.error("the update to %s was rolled back: %s", version, reason, extra=KEEP)
             if version and version != self.running:
                 await self._remove(version)
         self.work.drop_trial_files()
@@ -382,7 +384,9 @@ class UpdateManager:
             await check_release(self.tree.python(job.version), job.version, self.host.config_path)
             self._set(job, "switching")
             self.switch_pending = job
-            log.info("switching to release %s: edged stops, systemd starts it", job.version)
+            log.info(
+                "switching to release %s: edged stops, systemd starts it", job.version, extra=KEEP
+            )
             self.host.stop(0)
         except (Cancelled, asyncio.CancelledError):
             raise  # abandoned (its caller removes it), or the node stops: resumed at start
@@ -390,7 +394,7 @@ class UpdateManager:
             if isinstance(exc, CommandError):
                 self._fail(job, exc.code, exc.message)
             else:
-                log.exception("update to %s failed", job.version)
+                log.exception("update to %s failed", job.version, extra=KEEP)
                 self._fail(job, "internal", f"{type(exc).__name__}: {exc}")
             # one path for every failure: what the job wrote, whole or half, goes now (the
             # start's sweep would remove it only later); `current` and `previous` are kept
@@ -577,7 +581,7 @@ class UpdateManager:
                 reasons = now
                 self._publish("staged", job, waiting_for=now)
                 log.info("release %s staged; switching once %s", job.version,
-                         "; ".join(f"not {r}" for r in now))  # fmt: skip
+                         "; ".join(f"not {r}" for r in now), extra=KEEP)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._wake.wait()
@@ -666,7 +670,7 @@ class UpdateManager:
 
     def _fail(self, job: Job, code: str, reason: str) -> None:
         assert self.work is not None
-        log.error("update to %s refused: %s: %s", job.version, code, reason)
+        log.error("update to %s refused: %s: %s", job.version, code, reason, extra=KEEP)
         job.state, job.code, job.reason = "failed", code, reason[:500]
         self.work.drop_files()  # first: on a full disk (no_space) they are the room to save in
         self.work.save(job)

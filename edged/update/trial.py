@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.logs import KEEP
 from edged.release.launcher import ReleaseTree, Trial, now_ms
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class TrialWatch:
         if milestone not in self.trial.reached:
             self.trial.reached[milestone] = now_ms()
             self.tree.save_trial(self.trial)
-            log.info("trial of %s: reached %s", self.trial.version, milestone)
+            log.info("trial of %s: reached %s", self.trial.version, milestone, extra=KEEP)
 
     async def run(self) -> None:
         self._reach("running")
@@ -118,7 +119,7 @@ class TrialWatch:
                 reason = f"did not come online within {self.trial.trial_s:g} s: " + "; ".join(
                     lacking or ["not online long enough"]
                 )
-                log.error("trial of %s failed: %s", self.trial.version, reason)
+                log.error("trial of %s failed: %s", self.trial.version, reason, extra=KEEP)
                 record_failure(self.tree, self.trial.id, "not_online", reason)
                 self.done = True
                 self.on_failed(reason)
@@ -130,7 +131,7 @@ class TrialWatch:
         self.tree.confirm(self.trial)
         self.done = True
         log.info("release %s confirmed: %s kept as the fallback", self.trial.version,
-                 self.trial.previous)  # fmt: skip
+                 self.trial.previous, extra=KEEP)  # fmt: skip
         await self.on_confirmed(self.trial)
 
 

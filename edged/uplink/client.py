@@ -34,6 +34,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.counters import Counters
 from core.errors import ConfigError
+from core.logs import flood_key
 from edged.clock import Clock
 from edged.codec import to_wire
 from edged.commands.router import IncomingCommand
@@ -673,7 +674,7 @@ class Uplink:
         item = incoming(message, self.topics)
         if isinstance(item, Dropped):
             self.counters.inc(f"cmd.{item.counter}")
-            log.warning("ignored: %s", item.why)
+            log.warning("ignored: %s", item.why, extra=flood_key(item.counter))
             return
         await self.on_command(item)
 

@@ -11,6 +11,7 @@ from edged.config.models import SupervisorConfig
 from edged.node import Node
 from edged.supervisor import Supervisor, backoff_delay, restart_delay
 from tests.helpers.drivers import Recorder
+from tests.helpers.journal import FEW, Journal
 from tests.helpers.nodes import write_config
 
 FAST = SupervisorConfig(backoff_initial_s=0.01, backoff_max_s=0.05, stable_after_s=10)
@@ -192,3 +193,19 @@ async def test_a_driver_failing_for_days_is_still_restarted_not_a_crash_of_the_n
             await asyncio.sleep(0.01)
         assert not task.done(), task.exception()
         task.cancel()
+
+
+async def test_every_failure_and_restart_of_a_driver_is_in_the_journal(journal: Journal) -> None:
+    """A crash-looping driver is no flood to summarise: each failure and each restart is
+    what an operator acts on, and the backoff already spaces them out."""
+    rec = Recorder()
+    sup = Supervisor(FAST, rec.bus, rec.counters)
+    task = asyncio.create_task(sup.supervise("flaky", "test.flaky", Flaky))
+    try:
+        while (flaky := sup.drivers.get("flaky")) is None or flaky.restarts < 3 * FEW:
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(journal.with_("driver flaky failed (OSError")) >= 3 * FEW
+    assert len(journal.with_("driver flaky running")) >= 3 * FEW

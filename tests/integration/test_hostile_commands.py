@@ -5,9 +5,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+
 from hil.scenarios.link import HOSTILE_COMMANDS
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, births, offlines, online, replies, reply_to, send
+from tests.helpers.journal import FEW
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
@@ -86,3 +89,33 @@ async def test_a_command_bigger_than_the_node_takes_never_reaches_its_memory(
         await ping_answered(c, broker.port, "after")
         assert reply_to(c, "huge") is None
         assert peak_rss_mb(node.proc.pid) - peak < 10, "the node read the 40 MB command"
+
+
+async def test_a_flood_of_bad_commands_leaves_a_few_lines_per_error_in_the_journal(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """Each refused command was a line: a dispatch loop sending malformed ones at the
+    broker's pace wrote 150,000 lines a minute, and journald then dropped every line of
+    edged, the alarms' too. The first of each error at once; every command still has its
+    reply and its counter."""
+    bad = {
+        "bad_json": ("cmd/ping", lambda n: b"{not json"),
+        "unknown_command": ("cmd/nope.nope", lambda n: json.dumps({"id": f"u{n}"}).encode()),
+        "missing_id": ("cmd/ping", lambda n: json.dumps({"ts": n}).encode()),
+    }
+    async with Collector(broker.port) as c:
+        proc = await online(c, write_config(tmp_path, broker.port, gps=False), spawn)
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as dispatch:
+            for n in range(100):
+                for suffix, payload in bad.values():
+                    await dispatch.publish(f"{BASE}/{suffix}", payload(n), qos=1)
+                await dispatch.publish(f"{BASE}/cmd/ping", b"{}", qos=1, retain=True)
+            await dispatch.publish(f"{BASE}/cmd/ping", b"", qos=1, retain=True)  # cleared
+        await c.wait_for(lambda: len(replies(c)) >= 300, 20, "a reply to each")
+    for code in bad:
+        said = [line for line in proc.lines if f"refused: {code}" in line]
+        assert 1 <= len(said) <= FEW, f"{code}: {len(said)} lines"
+    ignored = [line for line in proc.lines if "ignored: a retained message" in line]
+    assert 1 <= len(ignored) <= FEW

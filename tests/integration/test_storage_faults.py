@@ -6,15 +6,18 @@ dispatch sees is judged as docs/topics.md tells dispatch to: de-duplicated on (t
 epoch, seq)."""
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from hil.dispatch import Received, dedup_key, unique_by_seq
 from tests.helpers.broker import Mosquitto
 from tests.helpers.disk import fill, mounted_tmpfs
+from tests.helpers.journal import FEW
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
@@ -56,8 +59,7 @@ async def test_a_full_disk_never_keeps_the_node_off_the_broker(
             await asyncio.sleep(0.5)
             broker.start()
             await c.wait_for(
-                lambda: len([m for m in c.on("state") if m.payload["state"] == "online"])
-                > births,
+                lambda: len([m for m in c.on("state") if m.payload["state"] == "online"]) > births,
                 15,
                 "the node back online after the broker blip",
             )
@@ -113,6 +115,30 @@ async def test_sigterm_on_a_full_disk_exits_0_and_says_offline(
                 lambda: c.on("state")[-1].payload["state"] == "offline", 5, "state offline"
             )
         assert not any("Traceback" in line for line in node.lines), "\n".join(node.lines[-30:])
+
+
+async def test_a_full_disk_refusing_every_message_leaves_a_few_lines_in_the_journal(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """Each message the disk refused was a line: 100 command replies, 100 lines (positions,
+    vehicle data and health add theirs, for as long as the disk stays full). The first ones
+    at once, the rest counted (outbox.error); the alarm's line is always there."""
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        config = node_config(tmp_path, broker.port, disk, gps=False)
+        async with Collector(broker.port, topic=f"{BASE}/#") as c:
+            node = await spawn(config)
+            await c.wait_for(lambda: bool(c.on("state")), 10, "the node online")
+            fill(disk)
+            async with aiomqtt.Client(
+                "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+            ) as dispatch:
+                for n in range(100):
+                    ping = json.dumps({"id": f"p{n}"}).encode()
+                    await dispatch.publish(f"{BASE}/cmd/ping", ping, qos=1)
+            await c.wait_for(lambda: len(c.on("reply/ping")) >= 100, 15, "every reply")
+    refused = [line for line in node.lines if "could not store a message" in line]
+    assert 1 <= len(refused) <= FEW, f"{len(refused)} lines"
+    assert len([line for line in node.lines if "the outbox cannot be written" in line]) == 1
 
 
 def garble(path: Path) -> None:

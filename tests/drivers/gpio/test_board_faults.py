@@ -11,8 +11,10 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from core.events import Crossing, DoorInput
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import chatter, wait_until
+from tests.helpers.journal import FEW, Journal
 
 DOOR, OUTER, INNER = 5, 6, 13
+REAR_OUTER, REAR_INNER = 20, 21
 
 
 async def flap(pin: MockPin, seconds: float, seed: int = 1) -> bool:
@@ -188,6 +190,51 @@ async def test_one_sided_beams_clear_when_the_silent_beam_moves_and_can_report_a
     assert r.rec.counts["beam_one_sided"] == 1  # the count started again from zero
     await _outer_only(factory, 1)
     assert r.rec.counts["beam_one_sided"] == 2
+
+
+async def _one_sided_then_moving(factory: MockFactory, outer: int, inner: int) -> None:
+    """Ten back-outs on the outer beam, then a flicker of the inner one: a loose connector
+    on the inner receiver, at the scaled pace of a busy doorway (min_block_s 2 ms)."""
+    for _ in range(10):
+        factory.pin(outer).drive_high()
+        await asyncio.sleep(0.006)
+        factory.pin(outer).drive_low()
+        await asyncio.sleep(0.006)
+    factory.pin(inner).drive_high()
+    await asyncio.sleep(0.006)
+    factory.pin(inner).drive_low()
+    await asyncio.sleep(0.006)
+
+
+async def test_an_inner_beam_that_works_now_and_then_leaves_a_few_lines_in_the_journal(
+    start: Start, factory: MockFactory, journal: Journal
+) -> None:
+    """Each one-sided report and each "changes again" was a line: 117 a minute from one
+    doorway. The first ones at once, the rest counted (beam_one_sided)."""
+    pair = {"door": "front", "outer": OUTER, "inner": INNER, "min_block_s": 0.002}
+    r = await start(beams=[pair])
+    await _clear_beams(factory)
+    for _ in range(20):
+        await _one_sided_then_moving(factory, OUTER, INNER)
+    await wait_until(lambda: r.rec.counts["beam_one_sided"] == 20, 2, "20 reports counted")
+    assert 1 <= len(journal.with_("back-outs in a row on the outer beam")) <= FEW
+    assert 1 <= len(journal.with_("door front: the inner beam changes again")) <= FEW
+
+
+async def test_a_flooding_doorway_does_not_hide_the_first_report_of_another(
+    start: Start, factory: MockFactory, journal: Journal
+) -> None:
+    front = {"door": "front", "outer": OUTER, "inner": INNER, "min_block_s": 0.002}
+    rear = {"door": "rear", "outer": REAR_OUTER, "inner": REAR_INNER, "min_block_s": 0.002}
+    r = await start(beams=[front, rear])
+    for pin in (OUTER, INNER, REAR_OUTER, REAR_INNER):
+        factory.pin(pin).drive_low()
+    await asyncio.sleep(0.05)
+    for _ in range(20):
+        await _one_sided_then_moving(factory, OUTER, INNER)
+    await _one_sided_then_moving(factory, REAR_OUTER, REAR_INNER)
+    await wait_until(lambda: r.rec.counts["beam_one_sided"] == 21, 2, "21 reports counted")
+    assert len(journal.with_("door rear: 10 back-outs in a row")) == 1
 
 
 async def test_covered_outer_lens_is_stuck_even_while_people_keep_crossing_the_inner_beam(

@@ -11,6 +11,7 @@ from core.events import Fix, FixMode
 from drivers.gps.gpsd import GpsdGps, GpsdOptions, GpsdReports, Malformed
 from edged.config.models import SupervisorConfig
 from tests.helpers.drivers import Recorder, wait_until
+from tests.helpers.journal import FEW, Journal
 
 TPV = {
     "class": "TPV",
@@ -220,6 +221,21 @@ async def test_hostile_lines_are_counted_and_skipped(gpsd: FakeGpsd) -> None:
     )
     await wait_until(lambda: len(rec.fixes) == 1, 2, "the good TPV after the bad lines")
     assert rec.counts == {"bad_json": 3, "too_long": 1, "malformed": 3, "gpsd_error": 1}
+
+
+async def test_a_gpsd_reporting_errors_in_a_loop_leaves_a_few_lines_in_the_journal(
+    gpsd: FakeGpsd, journal: Journal
+) -> None:
+    """Each ERROR report was a line: 257,000 a minute from a gpsd that sends them in a loop,
+    over journald's rate limit. The first ones are logged at once, the rest counted."""
+    rec = Recorder("gps")
+    await connected(gpsd, rec)
+    error = {"class": "ERROR", "message": "unrecognized request"}
+    await gpsd.send(*[error] * 2000)
+    await wait_until(lambda: rec.counts["gpsd_error"] == 2000, 5, "every report read")
+    said = journal.with_("reports an error")
+    assert 1 <= len(said) <= FEW
+    assert said[0].endswith(f"127.0.0.1:{gpsd.port} reports an error: unrecognized request")
 
 
 async def test_over_long_line_in_pieces_is_counted_once(gpsd: FakeGpsd) -> None:

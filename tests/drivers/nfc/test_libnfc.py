@@ -25,6 +25,7 @@ from edged.supervisor import Supervised
 from hil.nfc.cards import CardKind
 from hil.nfc.emulator import Fault, Faults, Pn532Emulator
 from tests.helpers.drivers import Recorder, wait_until
+from tests.helpers.journal import FEW, Journal
 
 ROOT = Path(__file__).resolve().parents[3]
 A = bytes.fromhex("04a1b2c3")
@@ -385,6 +386,19 @@ async def test_garbage_among_two_held_cards_taps_only_the_cards(
         e.add(B)
         await wait_until(lambda: e.served["garbage_payload"] >= 150, 10, "150 garbage answers")
         assert sorted(rec.uids) == sorted([A, B])
+
+
+async def test_a_reader_failing_every_other_poll_leaves_a_few_lines_in_the_journal(
+    tmp_path: Path, running: Running, journal: Journal
+) -> None:
+    """The first failure after a good poll was a warning: a reader failing half its polls
+    wrote 250 lines a minute. Now its first ones at once, the rest counted."""
+    with Pn532Emulator(tmp_path / "nfc0", faults=Faults(error_frame=0.5, seed=1)) as e:
+        rec = await running.start(e, max_errors=100)
+        await wait_until(lambda: rec.counts["poll_error"] >= 80, 15, "80 failed polls")
+    said = journal.with_("poll failed")
+    assert 1 <= len(said) <= FEW, "\n".join(said)
+    assert f"NFC reader {e.connstring} poll failed: " in said[0]
 
 
 async def test_wrong_uid_lengths_are_counted_and_dropped(

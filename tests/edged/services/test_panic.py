@@ -23,6 +23,7 @@ from edged.services.panic import HELD_KEY, STATE_KEY, PanicService
 from tests.drivers.gpio.fakes import SupervisedBoard
 from tests.helpers.drivers import wait_until
 from tests.helpers.host import TestHost
+from tests.helpers.journal import FEW, Journal
 
 FIX = Fix(fix_time=datetime(2026, 11, 25, 9, 0, tzinfo=UTC), lat=46.17, lon=1.87, speed=3.2)
 
@@ -114,6 +115,23 @@ async def test_ack_clears_the_alarm_and_shows_help_is_coming() -> None:
     assert node.state[STATE_KEY] is None
     await asyncio.sleep(0.1)
     assert patterns(node) == ["alarm", "alarm_acked", "alarm_off"]
+
+
+async def test_every_alarm_raised_and_acknowledged_is_in_the_journal_during_a_flood(
+    journal: Journal,
+) -> None:
+    """The log holds back a flood's lines after its first ones; never an alarm's, however
+    many come (here three times what a flood may show), nor under a flood of other lines."""
+    node, service = make(acked_indicator_s=0.01)
+    refusals = logging.getLogger("edged.commands.router")
+    for n in range(3 * FEW):
+        for _ in range(100):
+            refusals.warning("command %r refused: %s %s", "ping", "bad_json", "not JSON")
+        press(node)
+        await service.command_ack({"by": f"dispatch-{n}"})
+    assert len(journal.with_("PANIC alarm")) == 3 * FEW
+    assert len(journal.with_("acknowledged by dispatch-")) == 3 * FEW
+    assert len(journal.with_("refused: bad_json")) <= FEW
 
 
 async def test_ack_of_another_alarm_is_refused_and_changes_nothing() -> None:

@@ -1,0 +1,243 @@
+"""The log's flood guard (edged/logs.py): the first lines of a problem at once, then a count,
+lines that matter always; on a real logger and handler, with the clock moved by the test."""
+
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from core.logs import KEEP, flood_key
+from edged import logs
+from edged.logs import BURST, INTERVAL_S, FloodGuard
+from tests.helpers.journal import Journal
+from tests.helpers.kiosk import Nodes, nodes
+
+__all__ = ["nodes"]  # the fixture
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Lines(logging.Handler):
+    """What a handler was given to write, formatted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+    def with_(self, text: str) -> list[str]:
+        return [m for m in self.messages if text in m]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def out() -> Lines:
+    return Lines()
+
+
+@pytest.fixture
+def guarded(out: Lines, clock: Clock) -> FloodGuard:
+    return logs.guard(out, clock=clock)
+
+
+@pytest.fixture
+def log(out: Lines, guarded: FloodGuard) -> Iterator[logging.Logger]:
+    """A logger of its own whose lines go to `out` alone."""
+    logger = logging.getLogger(f"test.flood.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(out)
+    yield logger
+    logger.removeHandler(out)
+
+
+def test_the_first_lines_of_a_flood_go_through_at_once_and_the_rest_are_held(
+    log: logging.Logger, out: Lines
+) -> None:
+    for n in range(500):
+        log.warning("bad sentence %d", n)
+    assert out.messages == [f"bad sentence {n}" for n in range(BURST)]
+
+
+def test_a_summary_at_the_interval_end_says_how_many_were_not_logged_and_quotes_the_last(
+    log: logging.Logger, out: Lines, clock: Clock, guarded: FloodGuard
+) -> None:
+    for n in range(500):
+        log.warning("bad sentence %d", n)
+    clock.t += INTERVAL_S
+    guarded.sweep()
+    summary = out.records[-1]
+    assert summary.getMessage() == (
+        f"{500 - BURST} more like this in the last 60 s, not logged; the last: bad sentence 499"
+    )
+    assert (summary.name, summary.levelno) == (log.name, logging.WARNING)
+
+
+def test_a_summary_comes_with_the_next_line_of_any_logger_once_the_interval_is_over(
+    log: logging.Logger, out: Lines, clock: Clock
+) -> None:
+    for _ in range(BURST + 3):
+        log.error("cannot store a message")
+    clock.t += INTERVAL_S + 1
+    log.info("something else")
+    assert out.messages[-2:] == [
+        "3 more like this in the last 61 s, not logged; the last: cannot store a message",
+        "something else",
+    ]
+
+
+def test_no_summary_before_the_interval_is_over(
+    log: logging.Logger, out: Lines, clock: Clock, guarded: FloodGuard
+) -> None:
+    for _ in range(BURST + 3):
+        log.error("cannot store a message")
+    clock.t += INTERVAL_S - 1
+    guarded.sweep()
+    assert len(out.records) == BURST
+
+
+def test_a_line_marked_keep_is_never_held_back_during_a_flood_of_it(
+    log: logging.Logger, out: Lines
+) -> None:
+    for n in range(3 * BURST):
+        log.warning("bad command %d", n)
+        log.warning("PANIC alarm %s raised", f"a{n}", extra=KEEP)
+    assert len(out.with_("PANIC alarm")) == 3 * BURST
+    assert len(out.with_("bad command")) == BURST
+
+
+def test_a_flood_key_gives_each_problem_its_own_first_lines(
+    log: logging.Logger, out: Lines
+) -> None:
+    for _ in range(100):
+        log.warning("door %s: beam stuck", "front", extra=flood_key("front"))
+    log.warning("door %s: beam stuck", "rear", extra=flood_key("rear"))
+    assert out.with_("door rear") == ["door rear: beam stuck"]
+
+
+def test_levels_and_loggers_are_problems_apart(log: logging.Logger, out: Lines) -> None:
+    for _ in range(100):
+        log.info("poll failed")
+    log.error("poll failed")
+    logging.getLogger(log.name + ".other").error("poll failed")  # propagates to `out`
+    assert [r.levelno for r in out.records[-2:]] == [logging.ERROR, logging.ERROR]
+
+
+def test_a_flood_that_goes_on_is_one_example_and_one_summary_an_interval(
+    log: logging.Logger, out: Lines, clock: Clock, guarded: FloodGuard
+) -> None:
+    for _ in range(BURST + 1):
+        log.warning("bad checksum")
+    clock.t += INTERVAL_S
+    guarded.sweep()
+    written = len(out.records)
+    for _ in range(10):  # ten more intervals of a flood
+        for _ in range(1000):
+            log.warning("bad checksum")
+        clock.t += INTERVAL_S
+        guarded.sweep()
+    assert len(out.records) - written == 2 * 10
+    assert out.messages[-1].startswith("999 more like this in the last 60 s")
+
+
+def test_a_problem_quiet_for_an_interval_has_its_first_lines_logged_again(
+    log: logging.Logger, out: Lines, clock: Clock, guarded: FloodGuard
+) -> None:
+    for _ in range(BURST + 1):
+        log.warning("bad checksum")
+    clock.t += INTERVAL_S
+    guarded.sweep()  # the summary; the next interval would let one through
+    clock.t += INTERVAL_S
+    guarded.sweep()  # nothing came in it: forgotten
+    before = len(out.records)
+    for _ in range(BURST):
+        log.warning("bad checksum")
+    assert len(out.records) - before == BURST
+
+
+def test_flush_writes_every_pending_summary_at_once(
+    log: logging.Logger, out: Lines, guarded: FloodGuard
+) -> None:
+    for _ in range(BURST + 7):
+        log.warning("bad checksum")
+    guarded.flush()
+    assert out.messages[-1].startswith("7 more like this in the last 0 s")
+
+
+def test_a_summary_quotes_the_exception_of_the_last_line_held(
+    log: logging.Logger, out: Lines, guarded: FloodGuard
+) -> None:
+    for n in range(BURST + 1):
+        try:
+            raise ValueError(f"frame {n}")
+        except ValueError:
+            log.exception("a handler failed on %s", "J1939Signals")
+    guarded.flush()
+    assert out.messages[-1].endswith(
+        "the last: a handler failed on J1939Signals (ValueError: frame 10)"
+    )
+
+
+def test_templates_past_max_keys_share_one_count(out: Lines, clock: Clock) -> None:
+    guard = FloodGuard(out, max_keys=3, clock=clock)
+    records = [
+        logging.LogRecord("x", logging.WARNING, __file__, 1, f"template {n}", (), None)
+        for n in range(100)
+    ]
+    passed = [guard.filter(r) for r in records]
+    assert passed.count(True) == 3 + BURST  # three templates, then the shared key's burst
+
+
+def test_the_guard_of_setup_logging_bounds_what_reaches_the_journal(journal: Journal) -> None:
+    log = logging.getLogger("edged.test.flood")
+    for n in range(10_000):
+        log.warning("bad sentence %d", n)
+    said = journal.with_("bad sentence")
+    assert len(said) == BURST and said[0].endswith("WARNING edged.test.flood: bad sentence 0")
+
+
+def test_each_guarded_handler_writes_its_own_summary_once(clock: Clock) -> None:
+    a, b = Lines(), Lines()
+    logs.guard(a, clock=clock), logs.guard(b, clock=clock)
+    logger = logging.getLogger(f"test.flood.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.addHandler(a)
+    logger.addHandler(b)
+    for _ in range(BURST + 5):
+        logger.warning("bad checksum")
+    clock.t += INTERVAL_S
+    logs.sweep()
+    assert a.messages == b.messages
+    assert len(a.with_("more like this")) == 1
+
+
+async def test_a_node_keeps_a_flood_out_of_its_recent_log_and_counts_it_at_its_stop(
+    nodes: Nodes,
+) -> None:
+    """`diag.dump` sends the node's last log lines: a flood must not push the ones that
+    matter out of them, and its count is written before the node goes."""
+    node = await nodes.start()
+    log = logging.getLogger("edged.test.flood")
+    for n in range(100):
+        log.warning("bad frame %d", n)
+    await nodes.stop(node)
+    tail = node.recent_log()
+    assert len([line for line in tail if "bad frame" in line]) == BURST + 1
+    assert any("90 more like this" in line for line in tail)
