@@ -86,6 +86,9 @@ NEEDS_PORT = ("pn532_uart", "pn532_i2c", "pn532_spi", "acr122s", "arygon")
 SERIAL = ("pn532_uart", "acr122s", "arygon")
 SERIAL_SPEEDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
 
+LOG_LEVEL_ENV = "LIBNFC_LOG_LEVEL"
+"""libnfc's own log level (0 none, 1 errors, 3 debug), read by each nfc_init: 0 unless set."""
+
 
 class LibnfcOptions(DriverOptions):
     connstring: str = Field(
@@ -307,6 +310,11 @@ class _Session:
     # -- event loop side ------------------------------------------------------------------
 
     def start(self) -> None:
+        # libnfc writes an error line to stderr (the journal) for every bad frame, a line
+        # per poll from a flaky reader; the driver logs each problem itself, with
+        # nfc_strerror. An operator's own LIBNFC_LOG_LEVEL (debugging a reader) is kept.
+        # Set here, on the loop's thread, before the thread that calls nfc_init starts.
+        os.environ.setdefault(LOG_LEVEL_ENV, "0")
         self._thread.start()
 
     async def watch(self) -> None:

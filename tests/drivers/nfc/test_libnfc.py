@@ -401,6 +401,34 @@ async def test_a_reader_failing_every_other_poll_leaves_a_few_lines_in_the_journ
     assert f"NFC reader {e.connstring} poll failed: " in said[0]
 
 
+async def test_libnfc_writes_no_line_of_its_own_per_bad_frame(
+    tmp_path: Path,
+    running: Running,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libnfc printed "error libnfc.driver.pn532_uart Frame preamble+start code mismatch" to
+    stderr, the journal, for each bad frame: past any limit edged sets on its own lines."""
+    monkeypatch.delenv("LIBNFC_LOG_LEVEL", raising=False)
+    with Pn532Emulator(tmp_path / "nfc0", faults=Faults(garbage=0.5, seed=1)) as e:
+        rec = await running.start(e, max_errors=100)
+        await wait_until(lambda: rec.counts["poll_error"] >= 20, 10, "20 failed polls")
+    assert "libnfc" not in capfd.readouterr().err
+
+
+async def test_an_operators_libnfc_log_level_is_kept(
+    emu: Pn532Emulator,
+    running: Running,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LIBNFC_LOG_LEVEL", "1")
+    rec = await running.start(emu, max_errors=100)
+    emu.inject("garbage", 2)
+    await wait_until(lambda: rec.counts["poll_error"] == 2, 3, "two bad frames")
+    assert "libnfc.driver.pn532_uart" in capfd.readouterr().err
+
+
 async def test_wrong_uid_lengths_are_counted_and_dropped(
     emu: Pn532Emulator, running: Running
 ) -> None:
