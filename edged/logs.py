@@ -1,15 +1,17 @@
-"""Logging to stderr: under systemd the journal adds the timestamps, elsewhere we do.
+"""Logging to stderr: under systemd the journal adds the timestamps and reads each line's
+priority from its `<N>` prefix; elsewhere the lines carry their time.
 
-Floods are summarised before they reach the journal. journald rate-limits per service (by
-default 10,000 lines in 30 s, then it drops everything from edged for the rest of the
-interval, the panic alarm's line too), and a Pi's journal lives on an SD card or in a small
-RAM buffer. A bad input can make a line per event: a card reader failing every poll, a
-dispatch loop sending malformed commands, a full disk refusing each message. So every
-handler edged writes to carries a `FloodGuard`: per message template (logger, level,
-template, and the `flood_key` a call may add), the first `BURST` lines of an interval go
-through at once, the rest are counted, and one line says how many when the interval ends,
-with the last of them. Lines marked `KEEP` (core/logs.py) always go through. The totals are
-the `health` counters' to keep; the log is for the first sight of a problem.
+Floods are summarised before they reach the journal. journald rate-limits each service (by
+default 10,000 lines of a priority in 30 s; past it, it drops the service's lines of that
+priority for the rest of the interval: a panic alarm's warning among a flood of warnings),
+and a Pi's journal lives on an SD card or in a small RAM buffer. A bad input can make a
+line per event: a card reader failing every poll, a dispatch loop sending malformed
+commands, a full disk refusing each message. So every handler edged writes to carries a
+`FloodGuard`: per message template (logger, level, template, and the `flood_key` a call
+may add), the first `BURST` lines of an interval go through at once, the rest are counted,
+and one line says how many when the interval ends, with the last of them. Lines marked
+`KEEP` (core/logs.py) always go through. The totals are the `health` counters' to keep;
+the log is for the first sight of a problem.
 
 The guard costs nothing where nothing is logged: it is a handler's filter, consulted only
 for records that passed their logger's level, never on a hot path's silent `log.debug`.
@@ -198,18 +200,42 @@ def flush() -> None:
         flood.flush()
 
 
+SYSLOG_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+"""A Python level as a syslog priority (sd-daemon(3)'s `<N>` prefixes)."""
+
+
+class JournalFormatter(logging.Formatter):
+    """Each line of a record with its level as a `<N>` prefix, which journald reads
+    (`SyslogLevelPrefix=`, on by default): without it every line of edged was stored at
+    priority info, `journalctl -p warning` showed none of its warnings or errors, and
+    journald's rate limit, which keeps a pool per priority, counted an alarm's line in the
+    same pool as a flood of routine ones. Every line of a traceback gets its record's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = record.levelno
+        priority = next((p for lv, p in SYSLOG_PRIORITY.items() if level >= lv), 7)
+        prefix = f"<{priority}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
 def setup_logging(verbose: bool = False) -> None:
     under_journal = bool(os.environ.get("JOURNAL_STREAM"))
-    fmt = (
-        "%(levelname)s %(name)s: %(message)s"
-        if under_journal
-        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
     root = logging.getLogger()
     before = list(root.handlers)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     for handler in root.handlers:
         if handler not in before:
+            handler.setFormatter(
+                JournalFormatter("%(levelname)s %(name)s: %(message)s")
+                if under_journal
+                else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
             guard(handler)
     # aiomqtt logs one line per publish past its pending-call threshold; we bound the window
     logging.getLogger("mqtt").setLevel(logging.ERROR)

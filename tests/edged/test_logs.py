@@ -10,7 +10,7 @@ import pytest
 from core.logs import KEEP, flood_key
 from edged import logs
 from edged.logs import BURST, INTERVAL_S, FloodGuard
-from tests.helpers.journal import Journal
+from tests.helpers.journal import Journal, daemon_logging
 from tests.helpers.kiosk import Nodes, nodes
 
 __all__ = ["nodes"]  # the fixture
@@ -241,3 +241,26 @@ async def test_a_node_keeps_a_flood_out_of_its_recent_log_and_counts_it_at_its_s
     tail = node.recent_log()
     assert len([line for line in tail if "bad frame" in line]) == BURST + 1
     assert any("90 more like this" in line for line in tail)
+
+
+def test_under_systemd_each_line_carries_its_level_as_a_journal_priority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """journald reads `<N>` (sd-daemon(3)); without it every line was stored as info, and
+    `journalctl -p warning` showed none of edged's problems."""
+    monkeypatch.setenv("JOURNAL_STREAM", "8:4242")
+    log = logging.getLogger("edged.test.priority")
+    with daemon_logging() as journal:
+        log.info("connected")
+        log.warning("PANIC alarm %s raised", "a1", extra=KEEP)
+        try:
+            raise ValueError("bad frame")
+        except ValueError:
+            log.exception("a handler failed")
+    assert journal.lines[:2] == [
+        "<6>INFO edged.test.priority: connected",
+        "<4>WARNING edged.test.priority: PANIC alarm a1 raised",
+    ]
+    traceback = journal.lines[2:]
+    assert traceback[-1] == "<3>ValueError: bad frame"
+    assert all(line.startswith("<3>") for line in traceback)
