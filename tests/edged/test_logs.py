@@ -1,6 +1,7 @@
 """The log's flood guard (edged/logs.py): the first lines of a problem at once, then a count,
 lines that matter always; on a real logger and handler, with the clock moved by the test."""
 
+import ast
 import logging
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from edged import logs
 from edged.logs import BURST, INTERVAL_S, FloodGuard
 from tests.helpers.journal import Journal, daemon_logging
 from tests.helpers.kiosk import Nodes, nodes
+from tests.helpers.nodes import ROOT
 
 __all__ = ["nodes"]  # the fixture
 
@@ -264,3 +266,42 @@ def test_under_systemd_each_line_carries_its_level_as_a_journal_priority(
     traceback = journal.lines[2:]
     assert traceback[-1] == "<3>ValueError: bad frame"
     assert all(line.startswith("<3>") for line in traceback)
+
+
+NEVER_HELD_BACK = {
+    "edged/services/panic.py": ["PANIC alarm %s raised", "panic alarm %s acknowledged by %s"],
+    "edged/supervisor.py": ["driver %s running", "driver %s failed (%s)", "driver %s cannot run"],
+    "edged/update/manager.py": [
+        "update to %s refused: %s",
+        "the update to %s was rolled back",
+        "switching to release %s",
+        "release %s staged",
+        "update to %s failed",
+        "the switch to release %s did not happen",
+    ],
+    "edged/update/trial.py": ["trial of %s: reached", "trial of %s failed", "release %s confirmed"],
+    "edged/outbox/alarms.py": ["the outbox cannot be written", "the outbox can be written again"],
+    "edged/sdnotify.py": ["unhealthy, withholding", "healthy again", "the watchdog loop failed"],
+}
+"""The lines systemd/README.md ("Logs") promises are never held back, by their file."""
+
+
+@pytest.mark.parametrize("path", sorted(NEVER_HELD_BACK))
+def test_the_lines_promised_never_held_back_are_marked_keep(path: str) -> None:
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    calls = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("info", "warning", "error", "exception")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            keep = any(k.arg == "extra" and ast.unparse(k.value) == "KEEP" for k in node.keywords)
+            calls[node.args[0].value] = keep
+    for start in NEVER_HELD_BACK[path]:
+        found = [keep for text, keep in calls.items() if text.startswith(start)]
+        assert found, f"{path}: no log call says {start!r}"
+        assert all(found), f"{path}: {start!r} is logged without extra=KEEP"
