@@ -20,6 +20,7 @@ for records that passed their logger's level, never on a hot path's silent `log.
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -224,8 +225,22 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in super().format(record).split("\n"))
 
 
+def writes_to_journal(stream: object) -> bool:
+    """Whether `stream` is the journal's stream systemd gave this service: JOURNAL_STREAM
+    names its device and inode (systemd.exec(5)). The variable alone is not enough: a
+    process started by a service inherits it with its stderr sent elsewhere (a file, a
+    pipe), where `<N>` prefixes would be noise and the lines would lose their times."""
+    named = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(part) for part in named.split(":"))
+        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+    except (ValueError, AttributeError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
 def setup_logging(verbose: bool = False) -> None:
-    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
+    under_journal = writes_to_journal(sys.stderr)
     root = logging.getLogger()
     before = list(root.handlers)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)

@@ -3,8 +3,12 @@ lines that matter always; on a real logger and handler, with the clock moved by 
 
 import ast
 import logging
+import os
+import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -245,14 +249,21 @@ async def test_a_node_keeps_a_flood_out_of_its_recent_log_and_counts_it_at_its_s
     assert any("90 more like this" in line for line in tail)
 
 
+def journal_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TextIO:
+    """A file standing for the journal's stream: JOURNAL_STREAM names it, as systemd does."""
+    stream = (tmp_path / "journal").open("w+")
+    st = os.fstat(stream.fileno())
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+    return stream
+
+
 def test_under_systemd_each_line_carries_its_level_as_a_journal_priority(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """journald reads `<N>` (sd-daemon(3)); without it every line was stored as info, and
     `journalctl -p warning` showed none of edged's problems."""
-    monkeypatch.setenv("JOURNAL_STREAM", "8:4242")
     log = logging.getLogger("edged.test.priority")
-    with daemon_logging() as journal:
+    with daemon_logging(stream=journal_stream(tmp_path, monkeypatch)) as journal:
         log.info("connected")
         log.warning("PANIC alarm %s raised", "a1", extra=KEEP)
         try:
@@ -266,6 +277,21 @@ def test_under_systemd_each_line_carries_its_level_as_a_journal_priority(
     traceback = journal.lines[2:]
     assert traceback[-1] == "<3>ValueError: bad frame"
     assert all(line.startswith("<3>") for line in traceback)
+
+
+def test_a_stderr_sent_elsewhere_under_a_service_gets_plain_lines_with_their_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process a service starts inherits JOURNAL_STREAM with its stderr sent to a file or
+    a pipe: it writes no `<N>` there, and keeps each line's time (systemd.exec(5): compare
+    the device and inode)."""
+    journal_stream(tmp_path, monkeypatch)
+    elsewhere = (tmp_path / "redirected.log").open("w+")
+    with daemon_logging(stream=elsewhere) as journal:
+        logging.getLogger("edged.test.priority").warning("disk full")
+    (line,) = journal.lines
+    assert not line.startswith("<") and line.endswith("WARNING edged.test.priority: disk full")
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line), line
 
 
 NEVER_HELD_BACK = {

@@ -10,6 +10,7 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
+from typing import TextIO
 
 from edged.logs import setup_logging
 
@@ -21,12 +22,12 @@ QUIETED = ("mqtt", "amqtt", "transitions")
 
 
 class Journal:
-    def __init__(self, stream: io.StringIO) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
     @property
     def lines(self) -> list[str]:
-        return self.stream.getvalue().splitlines()
+        return self.text.splitlines()
 
     def with_(self, text: str) -> list[str]:
         """The lines holding `text`."""
@@ -34,15 +35,22 @@ class Journal:
 
     @property
     def text(self) -> str:
-        return self.stream.getvalue()
+        if isinstance(self.stream, io.StringIO):
+            return self.stream.getvalue()
+        self.stream.flush()
+        with open(self.stream.fileno(), closefd=False) as again:
+            again.seek(0)
+            return again.read()
 
 
 @contextlib.contextmanager
-def daemon_logging(verbose: bool = False) -> Iterator[Journal]:
+def daemon_logging(verbose: bool = False, stream: TextIO | None = None) -> Iterator[Journal]:
+    """`stream`: what stands for stderr (a file, to be the journal's stream: systemd names
+    it by device and inode); by default a buffer."""
     root = logging.getLogger()
     kept, level = list(root.handlers), root.level
     levels = {name: logging.getLogger(name).level for name in QUIETED}
-    stream = io.StringIO()
+    stream = io.StringIO() if stream is None else stream
     root.handlers = []  # basicConfig configures only a root without handlers, as in edged run
     stderr, sys.stderr = sys.stderr, stream
     try:
