@@ -254,6 +254,7 @@ class Sender:
             yield
         finally:
             self._beside -= 1
+            self._room_freed()  # its slot: another publish beside may wait for it
             self._wake()
 
     def _room_freed(self) -> None:

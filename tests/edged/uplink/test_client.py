@@ -139,3 +139,36 @@ async def test_direct_publishes_beside_a_full_drain_wait_within_a_small_receive_
             await task
         await proxy.close()
         broker.stop()
+
+
+async def test_a_direct_publish_waiting_for_room_goes_once_the_one_beside_it_is_acknowledged(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Under a Receive Maximum of one, two publishes beside an idle drain (the outbox-full
+    alarm during a republish): the second waits for the first's slot. The slot came free
+    when the first's PUBACK came, but only a PUBACK of the drain's woke a waiter: with
+    nothing in the outbox the second waited its whole time-out and was not sent."""
+    broker = Mosquitto(tmp_path, extra="max_inflight_messages 1").start()
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=5.0),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=_ignore,
+        counters=Counters(),
+    )
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: uplink.connected, 10, "the session")
+        alarm = TOPICS.base + "/alarm/outbox_full"
+        sent = await asyncio.gather(
+            uplink.publish_direct(TOPICS.base + "/state", b"{}", qos=1, retain=True, within_s=3),
+            uplink.publish_direct(alarm, b"{}", qos=1, retain=True, within_s=3),
+        )
+        assert sent == [True, True]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()
