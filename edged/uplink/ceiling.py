@@ -7,20 +7,23 @@ packet comes. The outbox sends in order, so that message came first again in eve
 session: the node reconnected every second, nothing behind it moved, and three such
 sessions in a row were taken for another client with our id.
 
-A session that the broker ended by closing the connection (no DISCONNECT, no time-out of
-ours) names a suspect: the largest publish of the drain's still unacknowledged, when it is
-larger than any QoS 1 publish the broker acknowledged since edged started (a packet the
-broker took proves its limit is not below it). The same publish suspected at the end of
-LEARN_AFTER sessions in a row teaches a limit one byte under it: a publish over it is held
-back as under an announced one (kept in the outbox, counted, said once a session) and the
-rest goes. A batch of samples suspected teaches nothing about single messages: batches
-are then kept to the largest publish the broker acknowledged, a size it surely takes.
+A session over MQTT 3.1.1 that the broker ended by closing the connection (no DISCONNECT,
+no time-out of ours) names a suspect: the largest publish of the drain's still
+unacknowledged, when it is larger than any QoS 1 publish the broker acknowledged since
+edged started (a packet the broker took proves its limit is not below it). The same
+publish suspected at the end of LEARN_AFTER sessions in a row teaches a limit one byte
+under it: a publish over it is held back as under an announced one (kept in the outbox,
+counted, said once a session) and the rest goes. A batch of samples suspected teaches
+nothing about single messages: batches are then kept to the largest publish the broker
+acknowledged, a size it surely takes.
 
 What is learned lasts FORGET_S, then what was held back goes again: a broker whose limit
 was raised takes it; one that still closes the connection at it teaches the same at once,
 without LEARN_AFTER sessions. A restart of edged forgets it all. A link that drops twice
 with the same large publish in flight teaches a wrong limit: the publishes over it wait
-in the outbox for FORGET_S, nothing is lost.
+in the outbox for FORGET_S, nothing is lost. Over MQTT 5 a close teaches nothing: the
+broker says its limit in its CONNACK, and that it refused a packet for its size
+(DISCONNECT 0x95); there a close with a publish in flight is a lost link.
 """
 
 import math

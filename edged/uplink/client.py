@@ -417,6 +417,10 @@ class Uplink:
         short sessions in a row), which a broker closing at the same large message in every
         session looked like."""
         suspect, self._suspect = self._suspect, None
+        if self.protocol != "3.1.1":
+            # an MQTT 5 broker says its limit in its CONNACK (none said: none), and that it
+            # refused a packet for its size (DISCONNECT 0x95): a bare close is a lost link
+            return False
         ceiling = self.ceiling
         acked = ceiling.acked
         if not ceiling.ended(suspect, time.monotonic()) or suspect is None:

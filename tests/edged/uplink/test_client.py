@@ -11,8 +11,8 @@ import pytest
 from core.counters import Counters
 from edged.config.models import BrokerConfig
 from edged.outbox import Outbox, Publication
-from edged.payloads import DoorEvent, State
-from edged.topics import DOOR, Topics
+from edged.payloads import Alarm, DoorEvent, State
+from edged.topics import ALARM, DOOR, Topics
 from edged.uplink.client import Uplink
 from edged.uplink.packets import varint
 from hil.proxy import MqttProxy, Quirks
@@ -171,4 +171,44 @@ async def test_a_direct_publish_waiting_for_room_goes_once_the_one_beside_it_is_
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        broker.stop()
+
+
+async def test_over_mqtt_5_a_link_lost_twice_with_the_panic_alarm_in_flight_holds_it_back_not(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A link that drops twice in a row while the panic alarm awaits its PUBACK (a dead zone,
+    a carrier's reset) ends two sessions with the same publish in flight, larger than any
+    the broker acknowledged since the node started: over MQTT 5 that taught a packet limit
+    under the alarm, and held it back for an hour once the link was good. An MQTT 5 broker
+    says its limit in its CONNACK (none said: none), and one that refuses a packet for its
+    size says so (DISCONNECT 0x95): a close teaches nothing there."""
+    broker = Mosquitto(tmp_path).start()
+    proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True, withhold_after=1)).start()
+    panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    counters = Counters()
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=proxy.port, protocol="5", reconnect_min_s=0.1),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=_ignore,
+        counters=counters,
+    )
+    task = asyncio.create_task(uplink.run())
+    try:
+        for lost in (1, 2):  # the birth's PUBACK comes, the alarm's does not: the link dies
+            await wait_until(lambda: proxy.withheld == lost, 10, "the alarm in flight")  # noqa: B023
+            proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
+            proxy.cut()
+        proxy.quirks.withhold_pubacks = False  # the link is good again
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarm acknowledged")
+        assert counters["uplink.packet_limit_learned"] == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
         broker.stop()
