@@ -32,6 +32,12 @@ from dataclasses import dataclass
 LEARN_AFTER = 2
 """Sessions in a row ended with the same suspect before it teaches a limit: one may be a
 link lost while a large message was in flight."""
+SMALLEST_SUSPECT = 1024
+"""A publish of this many bytes or fewer is never taken for too large: the node's birth, a
+panic alarm, a door event are a few hundred bytes, and a broker that refused them would be
+no broker edged could use. A close with one in flight is a lost link (over a flaky link,
+twice in a row with the panic alarm in flight taught a limit under it, and held the
+alarm back for an hour)."""
 FORGET_S = 3600.0
 """How long a learned limit holds before what it held back is tried again."""
 
@@ -75,7 +81,7 @@ class PacketCeiling:
     def ended(self, suspect: Suspect | None, now: float) -> bool:
         """A session the broker ended by closing the connection, with `suspect` the largest
         publish it left unacknowledged; True when this teaches a limit."""
-        if suspect is None or suspect.size <= self.acked:
+        if suspect is None or suspect.size <= max(self.acked, SMALLEST_SUSPECT):
             self._last, self._times = None, 0
             return False
         same = self._last is not None and self._last.row == suspect.row

@@ -1,7 +1,13 @@
 """What the node learns of a Maximum Packet Size the broker does not announce, from the
 sessions the broker ended by closing the connection (`edged.uplink.ceiling`)."""
 
-from edged.uplink.ceiling import FORGET_S, LEARN_AFTER, PacketCeiling, Suspect
+from edged.uplink.ceiling import (
+    FORGET_S,
+    LEARN_AFTER,
+    SMALLEST_SUSPECT,
+    PacketCeiling,
+    Suspect,
+)
 
 ALARM = Suspect(row=7, topic="rnst/v1/t/n/alarm/lone_worker", size=5000, batch=False)
 BATCH = Suspect(row=9, topic="rnst/v1/t/n/position", size=9000, batch=True)
@@ -59,3 +65,14 @@ def test_a_batch_taken_for_too_large_keeps_batches_to_the_largest_publish_taken(
     ceiling.acknowledged(1200)  # a larger single message went: so may a batch
     assert ceiling.batch_limit(0.0) == 1200
     assert ceiling.batch_limit(FORGET_S) is None
+
+
+def test_a_small_publish_in_flight_at_closes_in_a_row_teaches_nothing() -> None:
+    """Over MQTT 3.1.1 a flaky link lost twice with the panic alarm (~330 bytes) in flight,
+    right after a start (nothing acknowledged yet), held the alarm back for an hour."""
+    ceiling = PacketCeiling()
+    panic = Suspect(row=3, topic="rnst/v1/t/n/alarm/panic", size=330, batch=False)
+    small_batch = Suspect(row=4, topic="rnst/v1/t/n/position", size=SMALLEST_SUSPECT, batch=True)
+    assert taught(ceiling, panic) == 0
+    assert taught(ceiling, small_batch) == 0
+    assert ceiling.limit(0.0) is None and ceiling.batch_limit(0.0) is None

@@ -174,22 +174,24 @@ async def test_a_direct_publish_waiting_for_room_goes_once_the_one_beside_it_is_
         broker.stop()
 
 
-async def test_over_mqtt_5_a_link_lost_twice_with_the_panic_alarm_in_flight_holds_it_back_not(
-    tmp_path: Path, outbox: Outbox
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_link_lost_twice_with_the_panic_alarm_in_flight_holds_it_back_not(
+    tmp_path: Path, outbox: Outbox, protocol: str
 ) -> None:
     """A link that drops twice in a row while the panic alarm awaits its PUBACK (a dead zone,
     a carrier's reset) ends two sessions with the same publish in flight, larger than any
-    the broker acknowledged since the node started: over MQTT 5 that taught a packet limit
-    under the alarm, and held it back for an hour once the link was good. An MQTT 5 broker
-    says its limit in its CONNACK (none said: none), and one that refuses a packet for its
-    size says so (DISCONNECT 0x95): a close teaches nothing there."""
+    the broker acknowledged since the node started: that taught a packet limit under the
+    alarm, and held it back for an hour once the link was good. An MQTT 5 broker says its
+    limit in its CONNACK (none said: none), and one that refuses a packet for its size says
+    so (DISCONNECT 0x95): a close teaches nothing there. Over 3.1.1 a publish of a few
+    hundred bytes is never taken for too large (`SMALLEST_SUSPECT`)."""
     broker = Mosquitto(tmp_path).start()
     proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True, withhold_after=1)).start()
     panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
     await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
     counters = Counters()
     uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=proxy.port, protocol="5", reconnect_min_s=0.1),
+        BrokerConfig(host="127.0.0.1", port=proxy.port, protocol=protocol, reconnect_min_s=0.1),
         TOPICS,
         outbox,
         client_id="edged-test-n1",
