@@ -270,7 +270,9 @@ class Node:
                 await drain_and_say_offline(self.outbox, self.uplink, SHUTDOWN_BUDGET_S)
                 await cancel_and_wait([*others, uplink, writer])  # one cancel can be lost
         finally:
-            await self.outbox.close()
-            logs.flush()  # a flood's count is said before the process goes
-            logging.getLogger().removeHandler(self.log_tail)
+            try:
+                await self.outbox.close()
+            finally:
+                logs.flush()  # a flood's count is said before the process goes, whatever
+                logging.getLogger().removeHandler(self.log_tail)
             log.info("stopped")

@@ -2,6 +2,7 @@
 lines that matter always; on a real logger and handler, with the clock moved by the test."""
 
 import ast
+import contextlib
 import logging
 import os
 import re
@@ -247,6 +248,25 @@ async def test_a_node_keeps_a_flood_out_of_its_recent_log_and_counts_it_at_its_s
     tail = node.recent_log()
     assert len([line for line in tail if "bad frame" in line]) == BURST + 1
     assert any("90 more like this" in line for line in tail)
+
+
+async def test_a_flood_is_counted_at_the_stop_even_when_the_outbox_fails_to_close(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary was written after the outbox closed: a close that failed (a disk gone
+    at the stop, the fault a mock stands for) lost it, and the flood went unsaid."""
+    node = await nodes.start()
+
+    async def fails() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(node.outbox, "close", fails)
+    log = logging.getLogger("edged.test.flood")
+    for n in range(100):
+        log.warning("bad frame %d", n)
+    with contextlib.suppress(OSError, ExceptionGroup):
+        await nodes.stop(node)
+    assert any("90 more like this" in line for line in node.recent_log())
 
 
 def journal_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TextIO:
