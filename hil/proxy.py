@@ -201,7 +201,9 @@ class MqttProxy:
         self.connections: list[Connection] = []
         self.down = False  # refuse connections (close them at once) while set
         self.accepted = 0
+        self.accepted_at: list[float] = []  # monotonic time of each connection accepted
         self.cuts = 0
+        self.cut_at: list[float] = []  # monotonic time of each cut (`cut`, `blackhole`)
         self.withheld = 0  # PUBACKs not passed on
         self.pubacks = 0  # PUBACKs passed on
         self.most_in_flight = 0  # QoS 1 and 2 publishes unacknowledged at once, at most
@@ -236,8 +238,24 @@ class MqttProxy:
         for writer in list(self._open):
             _abort(writer)
         self._open.clear()
-        self.cuts += 1 if n else 0
+        self._count_cut(n)
         return n
+
+    def _count_cut(self, n: int) -> None:
+        if n:
+            self.cuts += 1
+            self.cut_at.append(time.monotonic())
+
+    def reconnect_delays(self, since_cut: int = 0) -> list[float]:
+        """Seconds from each cut (from the `since_cut`-th) to the next connection accepted:
+        the client's reconnect delay as the link sees it (its own wait, plus noticing the
+        cut and connecting). A cut not followed by a connection yet is left out."""
+        out = []
+        for cut in self.cut_at[since_cut:]:
+            after = [t for t in self.accepted_at if t > cut]
+            if after:
+                out.append(after[0] - cut)
+        return out
 
     def blackhole(self) -> int:
         """Lose the link as a dead zone does; returns how many connections it took.
@@ -254,7 +272,7 @@ class MqttProxy:
             self._open.discard(client)
             _abort(client)
             n += 1
-        self.cuts += 1 if n else 0
+        self._count_cut(n)
         return n
 
     async def to_clients(self, packet: bytes) -> int:
@@ -283,6 +301,7 @@ class MqttProxy:
             _abort(writer)
             return
         self.accepted += 1
+        self.accepted_at.append(time.monotonic())
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:

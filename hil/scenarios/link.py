@@ -9,7 +9,6 @@ gets every door event once, with no gap.
 import asyncio
 import contextlib
 import itertools
-import re
 import time
 
 from hil.dispatch import Received, dedup_key, publish, unique_by_seq
@@ -29,7 +28,10 @@ HOSTILE_COMMANDS: list[tuple[str, bytes]] = [
     ("cmd/config.get", b'{"id": 12}'),
     ("cmd/config/get", b'{"id": "h-unknown-arg", "args": {"x": 1}}'),
 ]
-_DELAY = re.compile(r"reconnecting to the broker in ([0-9.]+) s")
+LINK_SLACK_S = 0.25
+"""What noticing a cut and connecting again may add to the node's reconnect wait, as the
+link sees it, on a loaded 2-core machine (a wait grown on every session reaches 0.4-0.8 s
+at the third cut, 0.5-1.0 after)."""
 
 
 def _online(rig: Rig) -> int:
@@ -80,7 +82,6 @@ async def flapping_link(rig: Rig, report: Report, quick: bool) -> None:
         report.skip("a flapping link", "the daemon's link has no proxy on this bench")
         return
     cuts = 4 if quick else 12
-    log_from = rig.daemon.log.stat().st_size
     births = _online(rig)
     doors_before = {dedup_key(m) for m in rig.on("events/door")}
 
@@ -118,6 +119,7 @@ async def flapping_link(rig: Rig, report: Report, quick: bool) -> None:
 
     door = asyncio.create_task(move_the_door())
     seen = _online(rig)
+    first_cut = len(proxy.cut_at)
     proxy.cut()  # the first session of the count starts now
     start_cuts = proxy.cuts
     flapping = asyncio.create_task(flap(seen))
@@ -134,8 +136,9 @@ async def flapping_link(rig: Rig, report: Report, quick: bool) -> None:
         await asyncio.sleep(0.2)
     seqs = sorted(m.payload["seq"] for m in fresh())
     raw = sum(1 for m in rig.on("events/door") if dedup_key(m) not in doors_before)
-    text = rig.daemon.log.read_bytes()[log_from:].decode(errors="replace")
-    delays = [float(x) for x in _DELAY.findall(text)]
+    # the link's figures, not the log's: the node's "reconnecting in" line is one of those
+    # its flood guard summarises past its first lines a minute (edged/logs.py)
+    delays = [round(d, 3) for d in proxy.reconnect_delays(first_cut)]
     report.measured["flapping_link"] = {
         "cuts": rig.proxy.cuts - start_cuts,
         "sessions": _online(rig) - births,
@@ -147,5 +150,10 @@ async def flapping_link(rig: Rig, report: Report, quick: bool) -> None:
     assert sensor() == made, f"{made} door movements, {sensor()} delivered"
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap in events/door"
     assert _online(rig) - births >= cuts, "fewer sessions than cuts"
-    ceiling = RECONNECT_MIN_S
-    assert delays and max(delays) <= ceiling, f"delays grew on sessions that worked: {delays}"
+    # after a session that worked the wait is RECONNECT_MIN_S at most (drawn from its upper
+    # half); grown on each such session it would reach RECONNECT_MAX_S within a few cuts.
+    # The link's figure adds noticing the cut and connecting: LINK_SLACK_S for a loaded box
+    # the first cut and `cuts` more: every reconnection but the last one's surely seen
+    assert len(delays) >= cuts, f"{cuts + 1} cuts, {len(delays)} reconnections seen: {delays}"
+    ceiling = RECONNECT_MIN_S + LINK_SLACK_S
+    assert max(delays) <= ceiling, f"delays grew on sessions that worked: {delays}"
