@@ -189,6 +189,22 @@ async def test_a_message_ageing_out_of_the_live_lane_is_not_sent_twice(tmp_path:
     await box.close()
 
 
+async def test_offline_for_days_the_outbox_remembers_only_the_live_windows_commits(
+    tmp_path: Path,
+) -> None:
+    """No uplink reads while the node is offline: each commit's (time, id) must still
+    leave the live lane's memory once older than the window, not pile up for days."""
+    box = await opened(config(tmp_path, live_window_s=30))
+    now = [0.0]
+    box.lanes.monotonic = lambda: now[0]
+    for i in range(1_000):  # a commit a second, for 1,000 s
+        now[0] += 1.0
+        box.put_nowait(position(i))
+        await box.flush()
+    assert len(box.lanes._commits) <= 31
+    await box.close()
+
+
 async def test_unacknowledged_messages_are_sent_again_in_the_next_session(
     tmp_path: Path,
 ) -> None:
