@@ -38,7 +38,7 @@ from edged.services import table
 from edged.services.base import Service
 from edged.services.events import LinkChanged
 from edged.supervisor import Supervisor
-from edged.topics import REPLY, Topics
+from edged.topics import INVALID_COMMAND, REPLY, UNKNOWN_COMMANDS_STREAM, Topics
 from edged.update.wiring import build_updates
 from edged.uplink import Uplink
 from edged.uplink.shutdown import drain_and_say_offline
@@ -184,6 +184,7 @@ class Node:
 
     async def handle_command(self, cmd: IncomingCommand) -> None:
         outcome = await self.router.handle(cmd)
+        known = outcome.name == INVALID_COMMAND or self.router.scope_of(outcome.name) is not None
         try:
             stored = self.alarms.publish(
                 REPLY,
@@ -191,6 +192,7 @@ class Node:
                 name=outcome.name,
                 response_topic=outcome.response_topic,
                 correlation=outcome.correlation,
+                stream=None if known else UNKNOWN_COMMANDS_STREAM,
             )
         except Exception:  # the outbox is closing, or a bug: the next command still comes
             self.counters.inc("cmd.reply_not_stored")

@@ -53,6 +53,14 @@ INVALID_COMMAND = "_invalid"
 """Replies to commands whose name is not a valid command name go to `reply/_invalid`."""
 
 
+UNKNOWN_COMMANDS_STREAM = "reply/_unknown"
+"""The one `seq` counter of the replies to commands the node does not know: each keeps its
+topic (`reply/{name}`), but a name anyone allowed on `cmd/#` makes up must not add a counter
+the node writes to disk, and into every commit's seq marks, for ever (a script that sends
+`cmd/x1`, `cmd/x2`... grew the outbox's `streams`, the state store's `seqs` and memory by one
+each, and past ~500 names the full-disk seq marks gave up)."""
+
+
 def levels(name: str) -> str:
     """A dotted name as topic levels: `config.get` -> `config/get`."""
     return name.replace(".", "/")

@@ -80,6 +80,7 @@ class OutboxAlarms:
         response_topic: str | None = None,
         correlation: bytes | None = None,
         state: dict[str, Any] | None = None,
+        stream: str | None = None,
     ) -> "asyncio.Future[PutResult]":
         pub = Publication.make(
             self.topics,
@@ -89,6 +90,7 @@ class OutboxAlarms:
             qos=qos,
             response_topic=response_topic,
             correlation=correlation,
+            stream=stream,
         )
         future = self.outbox.put_nowait(pub, state=state)
         future.add_done_callback(self.check_stored)

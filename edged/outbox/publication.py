@@ -30,7 +30,9 @@ class Publication:
         qos: int | None = None,
         response_topic: str | None = None,
         correlation: bytes | None = None,
+        stream: str | None = None,
     ) -> "Publication":
+        """`stream`: the `seq` counter, when not the topic's own (`UNKNOWN_COMMANDS_STREAM`)."""
         if TOPICS.get(spec.name) is not spec:
             raise ValueError(
                 f"{spec.name} is not in edged.topics.TOPICS: add it there and to docs/topics.md"
@@ -42,7 +44,7 @@ class Publication:
         return cls(
             spec=spec,
             topic=topics.of(spec, name),
-            stream=spec.suffix(name),
+            stream=spec.suffix(name) if stream is None else stream,
             body=body,
             qos=spec.qos if qos is None else qos,
             response_topic=response_topic,

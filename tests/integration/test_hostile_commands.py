@@ -11,6 +11,7 @@ from hil.scenarios.link import HOSTILE_COMMANDS
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, births, offlines, online, replies, reply_to, send
 from tests.helpers.journal import FEW
+from tests.helpers.disk import rows_on_disk
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
@@ -63,6 +64,31 @@ async def test_a_flood_of_hostile_commands_is_all_answered_in_one_session(
         assert len(births(c)) == 1 and not offlines(c), "the session was dropped"
         await c.wait_for(lambda: bool(c.on("health")), 5, "a health report")
         assert c.on("health")[-1].payload["reconnects"] == 0
+
+
+async def test_made_up_command_names_add_no_seq_counter_the_node_keeps(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """Each reply to a command the node does not know keeps its topic, and all take their
+    `seq` from one counter: 300 names made up by a peer on `cmd/#` leave no 300 counters in
+    the state store and the outbox, which are written at every commit and kept for ever."""
+    names = [f"made-up-{i}" for i in range(300)]
+    async with Collector(broker.port) as c:
+        config = write_config(tmp_path, broker.port, gps=False)
+        node = await online(c, config, spawn)
+        async with aiomqtt.Client("127.0.0.1", broker.port) as peer:
+            for i, name in enumerate(names):
+                await peer.publish(f"{BASE}/cmd/{name}", json.dumps({"id": f"u{i}"}), qos=1)
+        await c.wait_for(lambda: len(replies(c)) == len(names), 20, "a reply to each")
+        assert {m.topic.rsplit("/", 1)[1] for m in c.messages if "/reply/" in m.topic} == set(names)
+        seqs = [r["seq"] for r in replies(c)]
+        assert len(set(seqs)) == len(names)  # one counter: each reply its own seq
+        assert await node.stop() == 0
+    state = tmp_path / "shuttle-07-state.sqlite"
+    outbox = tmp_path / "shuttle-07-outbox.sqlite"
+    kept = rows_on_disk(state, "SELECT stream FROM seqs WHERE stream LIKE 'reply/%'")
+    kept += rows_on_disk(outbox, "SELECT name FROM streams WHERE name LIKE 'reply/%'")
+    assert len(kept) <= 2, f"{len(kept)} reply counters kept"
 
 
 def peak_rss_mb(pid: int) -> float:
