@@ -23,6 +23,7 @@ Which sentences form an epoch:
    the receiver has sent nothing for `quiet` seconds: a quarter of its period as measured
    between bursts (clamped to 0.05-0.5 s; 0.15 s until two bursts were seen), so the last
    fix before a tunnel or an unplugged antenna is emitted 0.05-0.5 s after it arrived.
+   An epoch that reaches `MAX_EPOCH_SENTENCES` is emitted then (a time standing still).
    Any byte counts as the receiver talking, not only good sentences: a binary (UBX, SiRF)
    message between the sentences of a burst, arriving slowly at 9600 baud, or a sentence
    still arriving, is not a quiet spell.
@@ -74,6 +75,13 @@ MIN_INTERVAL_S = 0.01
 """Bursts closer than this arrived in the same read: they say nothing of the period."""
 RECENT = 4
 """Times of emitted epochs remembered, to know a late sentence."""
+MAX_EPOCH_SENTENCES = 256
+"""Sentences an open epoch (with the untimed ones after it) holds at most. A real epoch has
+a few dozen (GGA, RMC, GSA... per talker and constellation); past this it is a receiver
+whose time stands still while it talks without a pause, or a line looped back to it: the
+epoch is emitted then (counted `overlong_epoch`), and what follows with its time is late.
+Without the bound such an epoch took every sentence for as long as it lasted (72 MB after
+200,000 GGAs) and never made a fix."""
 GSA_SLOTS = 12
 """Satellites one GSA can list: a receiver using more of one constellation sends another."""
 TALKER_SYSTEM = {"GP": 1, "GL": 2, "GA": 3, "GB": 4, "BD": 4, "GQ": 5, "QZ": 5, "GI": 6}
@@ -166,10 +174,22 @@ def _listed(gsas: list[Sentence]) -> int:
 class Epoch:
     """The sentences of one epoch, kept by type until it is emitted."""
 
-    __slots__ = ("first_at", "fixes", "glls", "gsas", "rmcs", "time_us", "timed", "vtgs", "zdas")
+    __slots__ = (
+        "first_at",
+        "fixes",
+        "glls",
+        "gsas",
+        "rmcs",
+        "size",
+        "time_us",
+        "timed",
+        "vtgs",
+        "zdas",
+    )
 
     def __init__(self, at: float) -> None:
         self.first_at = at  # arrival of its first sentence
+        self.size = 0  # sentences added
         self.time_us: int | None = None
         self.timed = False  # has a timed sentence (with or without a time)
         self.rmcs: list[Sentence] = []
@@ -197,6 +217,7 @@ class Epoch:
         return bool({"RMC": self.rmcs, "GLL": self.glls, "ZDA": self.zdas}.get(kind))
 
     def add(self, s: Sentence) -> None:
+        self.size += 1
         kind = s.kind
         if kind == "GSA":
             self.gsas.append(s)
@@ -242,6 +263,9 @@ class EpochMerger:
         """Merge one sentence that arrived at `at` (monotonic s); closed epochs go to `out`."""
         if at != self._last_at:
             self._arrive(at, out)
+        e = self._open
+        if e is not None and e.size + len(self._tail) >= MAX_EPOCH_SENTENCES:
+            self._overlong(out)
         if self._after_gap:
             self._after_gap = False
             self._lead_before, self._lead = self._lead, s.kind
@@ -269,6 +293,17 @@ class EpochMerger:
             self._after_gap = True
             if self._open is not None and self._open.timed:
                 self._close(out, quiet=True)
+
+    def _overlong(self, out: list[Fix]) -> None:
+        """The open epoch is full (`MAX_EPOCH_SENTENCES`): emit it as it stands (an untimed
+        one makes no fix: it is dropped)."""
+        self.count("overlong_epoch", 1)
+        assert self._open is not None
+        if self._open.timed:
+            self._close(out)
+        else:
+            self._open = None
+            self._tail = []
 
     def _inside_burst(self) -> None:
         """A sentence of the epoch a quiet spell closed came after it: the spell was a

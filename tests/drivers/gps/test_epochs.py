@@ -7,7 +7,13 @@ import pytest
 
 from core.events import Fix, FixMode
 from drivers.gps.decoder import NmeaDecoder
-from drivers.gps.epochs import QUIET_DEFAULT_S, QUIET_MAX_S, QUIET_MIN_S, EpochMerger
+from drivers.gps.epochs import (
+    MAX_EPOCH_SENTENCES,
+    QUIET_DEFAULT_S,
+    QUIET_MAX_S,
+    QUIET_MIN_S,
+    EpochMerger,
+)
 from tests.drivers.gps.fakes import nmea, recording
 
 NOW = datetime(2026, 2, 12, 12, 0, tzinfo=UTC)
@@ -214,6 +220,29 @@ def test_a_sentence_of_an_emitted_epoch_is_late_dropped_and_counted() -> None:
         ["GNGLL,4553.00000,N,00210.46400,E,081500.00,A,A"],  # after the quiet: late
     )
     assert len(fixes) == 1 and counts == {"late": 1}
+
+
+def test_a_time_that_stands_still_while_the_receiver_talks_on_is_one_fix_then_late() -> None:
+    """A receiver whose time is stuck, talking without a pause (or its line looped back):
+    the epoch is emitted once full, not grown for as long as it talks."""
+    d, counts = decoder()
+    gga = nmea("GNGGA,081500.00,4553.00000,N,00210.46400,E,1,09,1.10,452.0,M,49.2,M,,")
+    fixes: list[Fix] = []
+    for i in range(10_000):
+        fixes += d.feed(gga, i * 0.02)  # far inside the quiet time
+    assert len(fixes) == 1
+    assert counts["overlong_epoch"] == 1
+    assert counts["late"] == 10_000 - MAX_EPOCH_SENTENCES
+
+
+def test_untimed_sentences_that_never_end_their_epoch_are_not_kept_without_end() -> None:
+    d, counts = decoder()
+    fixes = d.feed(nmea(ublox("081500.00")[2]), 0.0)  # a GGA, then only VTGs, no pause
+    vtg = nmea("GNVTG,12.50,T,,M,10.000,N,18.520,K,A")
+    for i in range(1, 10_000):
+        fixes += d.feed(vtg, i * 0.02)
+    assert len(fixes) == 1
+    assert counts["overlong_epoch"] == 1
 
 
 def test_a_pause_inside_a_burst_makes_no_second_fix_nor_lends_its_gsa_to_the_next() -> None:
