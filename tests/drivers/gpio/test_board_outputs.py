@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gpiozero import InputDevice, OutputDevice
+from gpiozero import Device, InputDevice, OutputDevice
 from gpiozero.pins.mock import MockFactory
 
 from core.errors import DriverError
 from core.events import DoorInput, Feedback, Unlock
+from drivers.gpio import board
 from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
 from edged.config.loader import load_config
@@ -48,6 +49,22 @@ def unlock(pulse_s: float) -> Unlock:
 
 def feedback(pattern: str) -> Feedback:
     return Feedback(pattern, time.monotonic())  # type: ignore[arg-type]
+
+
+def test_the_mock_pins_of_a_node_keep_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's and the rig's pins (no test installed a factory): a node that blinks its
+    LEDs for weeks must not keep every change of every pin."""
+    monkeypatch.setattr(board, "_shared_mock", None)
+    monkeypatch.setattr(Device, "pin_factory", None)
+    factory = board.mock_factory()
+    try:
+        pin = factory.pin(GREEN)
+        pin.function = "output"
+        for i in range(10_000):
+            pin.state = i % 2 == 0
+        assert len(pin.states) <= board.MOCK_HISTORY
+    finally:
+        factory.reset()
 
 
 async def test_unlock_energises_the_relay_for_pulse_s(start: Start, factory: MockFactory) -> None:
