@@ -62,6 +62,10 @@ from edged.uplink.tlsfail import tls_error
 
 log = logging.getLogger(__name__)
 
+RESPONSE_TOPICS = "(response topics)"
+"""What `_say_once` keys every commander's response topic under: topics chosen by whoever
+sends commands, one warning a session for all of them, not one remembered each."""
+
 BirthFactory = Callable[[int], State]
 CommandSink = Callable[[IncomingCommand], Awaitable[None]]
 Protocol = Literal["5", "3.1.1"]
@@ -697,6 +701,7 @@ class Uplink:
             batch_max=self.config.batch_max,
             retains=self.retains,
             ceiling=self.ceiling,
+            own=self._own,
         )
         sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back
@@ -740,12 +745,28 @@ class Uplink:
             return client.max_packet
         return learned if client.max_packet is None else min(learned, client.max_packet)
 
+    def _own(self, topic: str) -> bool:
+        """Whether `topic` is one of the node's own (not a commander's response topic)."""
+        return topic.startswith(f"{self.topics.base}/")
+
     def _publish_refused(
         self, topic: str, reason: int, messages: int, *, kept: bool = True
     ) -> None:
         """Publishes the broker answered with a failure code (`Sender._refused`; `kept`
         False: one made beside the outbox, the birth, a restored or direct one)."""
         self.counters.inc("uplink.publish_refused", messages)
+        code = f"PUBACK {reason_name(reason)}, 0x{reason:02x}"
+        if not self._own(topic):  # a copy of a reply: said once a session for all of them
+            self._say_once(
+                RESPONSE_TOPICS,
+                f"0x{reason:02x}",
+                f"the broker refused the copy of a reply on response topic {topic[:80]!r} "
+                f"({code}): not kept (reply/... carries the reply); commanders get copies "
+                "only on response topics the broker's ACL lets this node write (the "
+                "shipped broker: {prefix}/{fleet}/_replies/+); set [broker] "
+                "response_topic_prefix to refuse commands that name another",
+            )
+            return
         then = (
             "kept in the outbox and tried again, later in this session and in the next"
             if kept
@@ -754,8 +775,8 @@ class Uplink:
         self._say_once(
             topic,
             f"0x{reason:02x}",
-            f"the broker refused {topic} (PUBACK {reason_name(reason)}, 0x{reason:02x}): "
-            f"{then}; check the broker's ACL and limits for it",
+            f"the broker refused {topic} ({code}): {then}; check the broker's ACL and "
+            "limits for it",
         )
 
     def _held_back(self, topic: str, messages: int, size: int | None, why: str) -> None:
@@ -764,10 +785,11 @@ class Uplink:
         client = self._client
         limit = self._max_packet(client) if client is not None else None
         announced = client is not None and limit == client.max_packet
+        key = topic if self._own(topic) else RESPONSE_TOPICS
         if size is None:
             self.counters.inc("uplink.publish_unsendable", messages)
             self._say_once(
-                topic,
+                key,
                 "unsendable",
                 f"cannot publish {topic!r}: {why}; no broker can take it. Kept in the outbox "
                 "and skipped in each session: a bug to report, with the node's log",
@@ -784,7 +806,7 @@ class Uplink:
                 )
             )
             self._say_once(
-                topic,
+                key,
                 "too_large",
                 f"not sent {topic}: a publish of {size} bytes, over {what} (it would end the "
                 f"session). Kept in the outbox and tried again {again}: raise the broker's "

@@ -117,8 +117,12 @@ class Sender:
         batch_max: int = 1,
         retains: bool = True,
         ceiling: PacketCeiling | None = None,
+        own: Callable[[str], bool] | None = None,
     ) -> None:
         self.client = client
+        self.own = own
+        """Whether a topic is the node's own (None: all are); a refused publish on another
+        one is not kept (`_refused`)."""
         self.ceiling = ceiling  # told each QoS 1 publish acknowledged; what it learned holds
         self.retains = retains  # False: the broker keeps no retained messages (`Uplink.retains`)
         self.outgoing = outgoing
@@ -313,8 +317,20 @@ class Sender:
         refusal of the same rows (RETRY_S up to RETRY_MAX_S): a quota frees up, an ACL
         is fixed and reloaded, and a session on a steady link may last for days (left to
         the next session, a panic alarm refused once waited for the link to drop).
-        Meanwhile the others go on; the next session starts the delays again."""
+        Meanwhile the others go on; the next session starts the delays again.
+
+        Not so a copy of a reply on a commander's MQTT 5 response topic (not one of the
+        node's own topics, `own`): refused, it is deleted. `reply/{name}` carries the reply,
+        and a broker's ACL refuses such a topic for good (the shipped broker takes only
+        `{prefix}/{fleet}/_replies/+`): kept, the copies of every such command piled up in
+        the outbox, each sent again every few minutes for as long as the node ran."""
         self.refused += len(msgs)
+        if self.own is not None and not self.own(msgs[0].topic):
+            for msg in msgs:
+                self.outbox.ack(msg)
+            if self.on_refused is not None:
+                self.on_refused(msgs[0].topic, reason, len(msgs))
+            return
         times = max(self._refusals.get(msg.id, 0) for msg in msgs)
         for msg in msgs:
             self._refusals[msg.id] = times + 1

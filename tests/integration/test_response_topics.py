@@ -2,6 +2,7 @@
 write (issue #12.6)."""
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,31 @@ async def test_with_a_reply_prefix_only_topics_under_it_get_the_copy(
         assert by_id["in"]["ok"] and by_id["out"]["error"]["code"] == "bad_response_topic"
         await asyncio.sleep(0.3)
         assert not [m for m in c.messages if m.topic == "ops/other"]
+
+
+async def test_copies_the_broker_refuses_do_not_pile_up_in_the_outbox(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """A response topic the node may use but the broker's ACL refuses it (the shipped broker
+    takes only `{prefix}/{fleet}/_replies/+`): `reply/{name}` carries the reply; the refused
+    copy must not stay in the outbox, sent again every few minutes for ever, one more row
+    for every such command."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite rnst/v1/#\n")
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}\n")
+    broker.start()
+    try:
+        config = write_config(tmp_path, broker.port, gps=False, health_s=1)
+        async with Collector(broker.port, topic=f"{BASE}/#") as c:
+            await online(c, config, spawn)
+            for i in range(20):
+                props = v5_properties(f"elsewhere/console-{i}", b"c")
+                await send(
+                    broker.port, "cmd/ping", json.dumps({"id": f"p{i}"}).encode(), properties=props
+                )
+            await c.wait_for(lambda: len(replies(c, "ping")) == 20, 10, "a reply to each")
+            seen = len(c.on("health"))
+            await c.wait_for(lambda: len(c.on("health")) > seen + 2, 10, "health reports")
+            assert c.on("health")[-1].payload["outbox"]["depth"] == 0
+    finally:
+        broker.stop()

@@ -11,8 +11,8 @@ import pytest
 from core.counters import Counters
 from edged.config.models import BrokerConfig
 from edged.outbox import Outbox, Publication
-from edged.payloads import Alarm, DoorEvent, State
-from edged.topics import ALARM, DOOR, Topics
+from edged.payloads import Alarm, DoorEvent, Reply, State
+from edged.topics import ALARM, DOOR, REPLY, Topics
 from edged.uplink.client import Uplink
 from edged.uplink.packets import varint
 from hil.proxy import MqttProxy, Quirks
@@ -58,6 +58,44 @@ async def test_a_birth_and_a_direct_publish_the_broker_refuses_are_not_taken_as_
         assert counters["uplink.publish_refused"] == 2
         position = TOPICS.base + "/position"
         assert await uplink.publish_direct(position, b"{}", qos=1, retain=False) is True
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()
+
+
+async def test_copies_on_response_topics_the_broker_refuses_are_dropped_and_said_once(
+    tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each command may name its own response topic: refused copies must neither stay in
+    the outbox nor each leave a topic in the session's log-once memory."""
+    acl = tmp_path / "node-only.acl"
+    acl.write_text("topic readwrite rnst/v1/#\n")
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
+    counters = Counters()
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=_ignore,
+        counters=counters,
+    )
+    for i in range(100):
+        reply = Reply(id=f"c{i}", ok=True, result={})
+        outbox.put_nowait(
+            Publication.make(
+                TOPICS, REPLY, reply, name="ping", response_topic=f"ops/c{i}", correlation=b"1"
+            )
+        )
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: counters["uplink.publish_refused"] == 100, 10, "the refusals")
+        await wait_until(lambda: outbox.depth == 0, 5, "the outbox emptied")
+        said = [r for r in caplog.records if "refused the copy of a reply" in r.getMessage()]
+        assert len(said) == 1
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
