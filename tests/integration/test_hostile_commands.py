@@ -10,8 +10,8 @@ import aiomqtt
 from hil.scenarios.link import HOSTILE_COMMANDS
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, births, offlines, online, replies, reply_to, send
-from tests.helpers.journal import FEW
 from tests.helpers.disk import rows_on_disk
+from tests.helpers.journal import FEW
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
