@@ -63,6 +63,8 @@ def test_the_mock_pins_of_a_node_keep_a_bounded_history(monkeypatch: pytest.Monk
         for i in range(10_000):
             pin.state = i % 2 == 0
         assert len(pin.states) <= board.MOCK_HISTORY
+        # still gpiozero's list, as bench.tap and the rig read it (sliced), newest last
+        assert isinstance(pin.states, list) and [s.state for s in pin.states[-2:]] == [1, 0]
     finally:
         factory.reset()
 
