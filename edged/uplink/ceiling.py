@@ -42,6 +42,11 @@ FORGET_S = 3600.0
 """How long a learned limit holds before what it held back is tried again."""
 
 
+def least(a: int | None, b: int | None) -> int | None:
+    """The smaller of two packet limits, None being none (an announced one, a learned one)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 @dataclass(frozen=True)
 class Suspect:
     """A publish unacknowledged when the broker closed the connection."""

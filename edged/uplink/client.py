@@ -44,7 +44,7 @@ from edged.payloads import MqttHealth, State
 from edged.topics import STATE, Topics
 from edged.uplink import tlsfail
 from edged.uplink.aliases import TopicAliases
-from edged.uplink.ceiling import PacketCeiling, Suspect
+from edged.uplink.ceiling import PacketCeiling, Suspect, least
 from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, PublishRefused, reason_name
 from edged.uplink.packets import BadPublish, packed, publish_size
@@ -740,10 +740,7 @@ class Uplink:
     def _max_packet(self, client: MqttClient) -> int | None:
         """The largest publish the broker takes: what its CONNACK says (MQTT 5), or what
         the node learned (`edged.uplink.ceiling`), the smaller."""
-        learned = self.ceiling.limit(time.monotonic())
-        if learned is None:
-            return client.max_packet
-        return learned if client.max_packet is None else min(learned, client.max_packet)
+        return least(client.max_packet, self.ceiling.limit(time.monotonic()))
 
     def _own(self, topic: str) -> bool:
         """Whether `topic` is one of the node's own (not a commander's response topic)."""

@@ -50,7 +50,7 @@ from paho.mqtt.properties import Properties
 
 from edged.outbox import Outbox, Stored
 from edged.uplink.batching import Batch, Batcher
-from edged.uplink.ceiling import PacketCeiling, Suspect
+from edged.uplink.ceiling import PacketCeiling, Suspect, least
 from edged.uplink.mqtt import MqttClient
 from edged.uplink.packets import BadPublish, packed, publish_packet, publish_size
 
@@ -174,8 +174,8 @@ class Sender:
         self.max_packet = self._batch_packet = self.client.max_packet
         if self.ceiling is not None:
             now = time.monotonic()
-            self.max_packet = _least(self.max_packet, self.ceiling.limit(now))
-            self._batch_packet = _least(self.max_packet, self.ceiling.batch_limit(now))
+            self.max_packet = least(self.max_packet, self.ceiling.limit(now))
+            self._batch_packet = least(self.max_packet, self.ceiling.batch_limit(now))
         if self._batch_packet is not None:  # no batch of samples too large for it
             self._batcher.room = self._batch_room
         self.client.on_delivered = self._delivered
@@ -503,11 +503,6 @@ class Sender:
         if timer is not None:
             timer.cancel()
         self._timer = self._loop.call_at(due, self._due)
-
-
-def _least(a: int | None, b: int | None) -> int | None:
-    """The smaller of two limits, None being none."""
-    return b if a is None else a if b is None else min(a, b)
 
 
 def _rank(msg: Stored) -> tuple[int, bool]:
