@@ -212,6 +212,19 @@ def test_fix_lost_and_regained_go_on_the_bus() -> None:
     assert [e.lost for e in node.of_type(FixStatus)] == [True, False]
 
 
+def assert_gps_time_refused(sent: str) -> None:
+    """gpsd's TPV dated `sent` on a node without NTP: its position is reported, its time
+    never becomes the node's clock, and that is counted."""
+    node = TestHost()  # a Pi whose clock is not synchronised
+    tpv = {"class": "TPV", "mode": 3, "time": sent, "lat": 46.0, "lon": 2.0}
+    the_fix = GpsdReports().handle(tpv)
+    assert the_fix is not None and the_fix.valid
+    service(node).on_fix(the_fix)
+    assert node.clock.source is ClockSource.UNSYNCED
+    assert node.counters.snapshot().get("position.implausible_time") == 1
+    assert node.bodies("position")  # the position itself is still reported
+
+
 @pytest.mark.parametrize(
     "sent",
     [
@@ -224,14 +237,7 @@ async def test_a_gps_time_before_any_plausible_date_never_sets_the_clock(sent: s
     """gpsd's TPV goes to the clock as sent (the NMEA driver unrolls, gpsd is trusted to):
     a date before this software existed is a rollover or a spoofer, never the time, and a
     node on it would refuse every list, signed command and reset."""
-    node = TestHost()  # a Pi whose clock is not synchronised
-    tpv = {"class": "TPV", "mode": 3, "time": sent, "lat": 46.0, "lon": 2.0}
-    the_fix = GpsdReports().handle(tpv)
-    assert the_fix is not None and the_fix.valid
-    service(node).on_fix(the_fix)
-    assert node.clock.source is ClockSource.UNSYNCED
-    assert node.counters.snapshot().get("position.implausible_time") == 1
-    assert node.bodies("position")  # the position itself is still reported
+    assert_gps_time_refused(sent)
 
 
 @pytest.mark.parametrize(
@@ -244,14 +250,7 @@ async def test_a_gps_time_before_any_plausible_date_never_sets_the_clock(sent: s
 async def test_a_gps_time_years_ahead_never_sets_the_clock(sent: str) -> None:
     """On a GPS clock years ahead every signed command is stale, every card's pass expired
     and the broker's certificate looks expired to whoever checks it against `ts`."""
-    node = TestHost()  # a Pi whose clock is not synchronised
-    tpv = {"class": "TPV", "mode": 3, "time": sent, "lat": 46.0, "lon": 2.0}
-    the_fix = GpsdReports().handle(tpv)
-    assert the_fix is not None and the_fix.valid
-    service(node).on_fix(the_fix)
-    assert node.clock.source is ClockSource.UNSYNCED
-    assert node.counters.snapshot().get("position.implausible_time") == 1
-    assert node.bodies("position")  # the position itself is still reported
+    assert_gps_time_refused(sent)
 
 
 async def test_a_receiver_dating_its_fixes_years_ahead_is_said_once_and_counted(
