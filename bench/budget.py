@@ -45,6 +45,7 @@ from bench.common import say
 from bench.wire import breakdown, read_keylog
 from drivers.can.candump import format_line
 from edged.codec import PayloadError, messages
+from edged.uplink.cancellable import CancellableClient
 from hil.can.fms import DM1, EEC1, FmsBus, Frame
 from hil.fleetbroker import FleetBroker
 from hil.proxy import Connection, MqttProxy
@@ -326,7 +327,7 @@ class Seen:
 async def watch(
     port: int, tls: ssl.SSLContext, base: str, seen: Seen, ready: asyncio.Event
 ) -> None:
-    async with aiomqtt.Client(
+    async with CancellableClient(
         "127.0.0.1",
         port,
         identifier=f"bench-{os.getpid()}",

@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiomqtt
 from google.transit import gtfs_realtime_pb2 as rt
 
 from bench.common import Mosquitto, free_port, percentile, proc_cpu_s, proc_status_mb, rnd, say
 from edged.ops.fleet import FleetView
 from edged.transit.gtfsrt import Encoder
 from edged.transit.service import FeedService
+from edged.uplink.cancellable import CancellableClient
 from hil.fleet.sim import FleetSim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +65,8 @@ def _setup_messages(sim: FleetSim, now: float) -> list[tuple[str, bytes, bool]]:
 
 
 async def _publish(port: int, messages: list[tuple[str, bytes, bool]], qos: int = 1) -> None:
-    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=2000,
-                              max_queued_outgoing_messages=0) as client:
+    async with CancellableClient("127.0.0.1", port, max_inflight_messages=2000,
+                                 max_queued_outgoing_messages=0) as client:
         for i in range(0, len(messages), 1000):
             await asyncio.gather(*(client.publish(t, p, qos=qos, retain=r)
                                    for t, p, r in messages[i : i + 1000]))
@@ -226,7 +226,7 @@ async def lag(broker: Mosquitto, url: str, n: int, seconds: float) -> list[float
     stop = asyncio.Event()
 
     async def publisher() -> None:
-        async with aiomqtt.Client("127.0.0.1", broker.port, max_queued_outgoing_messages=0) as c:
+        async with CancellableClient("127.0.0.1", broker.port, max_queued_outgoing_messages=0) as c:
             i, start = 0, time.time()
             while time.time() - t0 < seconds:
                 due = start + i / n  # n messages per second: one per vehicle per second

@@ -34,6 +34,7 @@ import aiomqtt
 
 from bench.common import Mosquitto, free_port, percentile, rnd, say
 from bench.kiosk_flood import BASE, node_config
+from edged.uplink.cancellable import CancellableClient
 from hil.browser import CHROMIUM, CHROMIUM_FLAGS
 from hil.dispatch import Collector, Received
 
@@ -140,7 +141,7 @@ async def measure(
                     await page.goto(f"http://127.0.0.1:{kiosk_port}/")
                     await page.wait_for_selector("#link[data-state=online]", timeout=10_000)
                     await page.evaluate(WATCH, MESSAGE_ID)
-                    async with aiomqtt.Client("127.0.0.1", broker.port) as dispatch:
+                    async with CancellableClient("127.0.0.1", broker.port) as dispatch:
                         for i in range(n):
                             times = await _announce(dispatch, page, c, i, timeout_s)
                             for value, into in zip(times, (screen, delivered, reply), strict=True):

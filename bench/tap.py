@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Mosquitto, percentile, proc_status_mb, rnd, say
+from edged.uplink.cancellable import CancellableClient
 
 AIMS_MS = {"decision_p99_ms": 5.0, "pn532_p99_ms": 150.0, "puback_p99_ms": 50.0}
 FLEET, NODE_ID = "bench", "tap-1"
@@ -188,7 +189,7 @@ async def baseline_puback(port: int, n: int, payload: bytes, topic: str) -> list
 
     rng = random.Random(2)
     out: list[float] = []
-    async with aiomqtt.Client(
+    async with CancellableClient(
         "127.0.0.1", port, identifier="bench-tap-baseline", protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
         for _ in range(3):  # the first publishes of a session are slower

@@ -14,6 +14,7 @@ from typing import Any
 import aiomqtt
 
 from edged.codec import PayloadError, messages
+from edged.uplink.cancellable import CancellableClient
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Collector:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client(
+                async with CancellableClient(
                     "127.0.0.1",
                     self.port,
                     identifier=self.client_id,
@@ -115,7 +116,7 @@ async def publish(
     retain: bool = False,
 ) -> None:
     protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
-    async with aiomqtt.Client("127.0.0.1", port, protocol=protocol, tls_context=tls) as client:
+    async with CancellableClient("127.0.0.1", port, protocol=protocol, tls_context=tls) as client:
         await client.publish(topic, payload, qos=1, properties=properties, retain=retain)
 
 

@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import EdgedError
 from edged.ops.login import Login, LoginError, Protocol
+from edged.uplink.cancellable import CancellableClient
 
 Say = Callable[[str], None]
 
@@ -74,8 +75,9 @@ def _size(message: aiomqtt.Message) -> int:
     return len(payload) if isinstance(payload, bytes | bytearray | str) else 8
 
 
-class ToolClient(aiomqtt.Client):
-    """aiomqtt, keeping the CONNACK and failing fast when the broker hangs up on CONNECT."""
+class ToolClient(CancellableClient):
+    """aiomqtt, keeping the CONNACK and failing fast when the broker hangs up on CONNECT; its
+    waits end at a cancel (Ctrl-C, a feed service's stop) that comes with their answer."""
 
     def __init__(
         self,

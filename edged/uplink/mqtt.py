@@ -9,18 +9,18 @@ once. It also lets the outbox's sender publish through paho directly (`publish_n
 `on_delivered`: see `edged.uplink.sender`) or past paho's per-message objects (`next_mid`,
 `write`, and its PUBACKs taken from the socket before paho reads them:
 `edged.uplink.packets`), and reads paho's socket in chunks (`edged.uplink.readahead`).
-Its waits keep a cancel that comes with their answer (`_wait_for`). It overrides aiomqtt's
-callbacks and uses its paho client (and paho's message-id counter and write queue), hence
-the pins `aiomqtt>=2.5,<3` and `paho-mqtt>=2.1,<2.3`.
+Its waits keep a cancel that comes with their answer (`edged.uplink.cancellable`). It
+overrides aiomqtt's callbacks and uses its paho client (and paho's message-id counter and
+write queue), hence the pins `aiomqtt>=2.5,<3` and `paho-mqtt>=2.1,<2.3`.
 """
 
 import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -28,13 +28,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edged.uplink.cancellable import CancellableClient
 from edged.uplink.packets import PubackFilter
 from edged.uplink.readahead import ReadAhead
 from edged.uplink.tlsfail import reason_of
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def reason_name(code: int) -> str:
@@ -97,7 +96,7 @@ class Ended:
     server moved)."""
 
 
-class MqttClient(aiomqtt.Client):
+class MqttClient(CancellableClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.session_present: bool | None = None
@@ -123,20 +122,6 @@ class MqttClient(aiomqtt.Client):
         self.on_puback: Callable[[int, int], bool] | None = None
         """Told each PUBACK's message id and reason code before paho reads it; True when
         the id was one of the packets given to `write` (paho is not shown that PUBACK)."""
-
-    async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109
-        """aiomqtt's every wait (CONNACK, SUBACK, PUBACK, DISCONNECT) goes through Python
-        3.11's `asyncio.wait_for`, which returns the answer and drops the cancel when both
-        come in the same turn of the loop (CPython gh-86296, fixed in 3.12). The uplink's
-        task, cancelled at SIGTERM as its birth's PUBACK came in, then went on into the drain
-        and waited there for ever: the node never stopped. The task still counts that
-        cancel (`Task.cancelling`), so it is raised here."""
-        task = asyncio.current_task()
-        before = task.cancelling() if task is not None else 0
-        result = await super()._wait_for(fut, timeout)
-        if task is not None and task.cancelling() > before:
-            raise asyncio.CancelledError
-        return result
 
     @property
     def heard_at(self) -> float | None:

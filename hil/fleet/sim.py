@@ -24,6 +24,7 @@ import aiomqtt
 from pydantic import BaseModel
 
 from edged import payloads as p
+from edged.uplink.cancellable import CancellableClient
 from hil.fleet.gtfs import DEPARTURES, TIMEZONE, trip_id
 from hil.fleet.track import Point, Track, tracks
 
@@ -202,8 +203,8 @@ class FleetSim:
 
     async def run(self, duration: float | None = None, *, clear: bool = True) -> dict[str, Any]:
         """Publish until `duration` (or forever); clears its retained topics at the end."""
-        async with aiomqtt.Client(self.host, self.port, identifier=f"hil-fleet-{self.fleet}",
-                                  max_queued_outgoing_messages=0) as client:
+        async with CancellableClient(self.host, self.port, identifier=f"hil-fleet-{self.fleet}",
+                                     max_queued_outgoing_messages=0) as client:
             now = self.clock()
             for v in self.vehicles:
                 await self.announce(client, v, now)

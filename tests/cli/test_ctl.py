@@ -8,10 +8,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiomqtt
 import pytest
 
 from edged.cli.ctl import main
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import ROOT, start_daemon, write_config
 from tests.helpers.rogue import acts_on_a_terminal, answering, edgectl, publish_retained
@@ -30,7 +30,7 @@ TERMINAL_TRICKS = (
 async def _wait_online(port: int, topic: str, within_s: float) -> None:
     async with (
         asyncio.timeout(within_s),
-        aiomqtt.Client("127.0.0.1", port, identifier="test-wait-online") as client,
+        CancellableClient("127.0.0.1", port, identifier="test-wait-online") as client,
     ):
         await client.subscribe(topic, qos=1)
         async for message in client.messages:
@@ -173,7 +173,7 @@ async def test_watch_says_when_a_flood_makes_it_drop_messages_and_how_many(
     that it stopped and how many, in three lines, and the count under the table — never a
     line per message."""
     payload = b"{" + b" " * (1024 * 1024 - 2) + b"}"
-    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="rogue-flood") as rogue:
+    async with CancellableClient("127.0.0.1", broker.port, identifier="rogue-flood") as rogue:
         for i in range(160):
             await rogue.publish(f"rnst/v1/test/rogue-{i:03d}/health", payload, retain=True)
     code, out, err = await edgectl("watch", "--broker", broker.url, "--duration", "6")

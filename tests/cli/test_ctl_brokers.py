@@ -18,6 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.cli.ctl import main
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.amqtt import ThreadedAmqtt
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import start_daemon, write_config
@@ -29,7 +30,7 @@ NODE = "test/shuttle-07"
 async def _online(port: int, within_s: float) -> None:
     async with (
         asyncio.timeout(within_s),
-        aiomqtt.Client("127.0.0.1", port, identifier="test-wait-online") as client,
+        CancellableClient("127.0.0.1", port, identifier="test-wait-online") as client,
     ):
         await client.subscribe(f"rnst/v1/{NODE}/state", qos=1)
         async for message in client.messages:
@@ -80,7 +81,7 @@ async def test_mqtt5_commands_carry_a_response_topic_and_the_reply_comes_there_w
     node: Mosquitto,
 ) -> None:
     copies: list[tuple[str, bytes, bytes | None]] = []
-    async with aiomqtt.Client(
+    async with CancellableClient(
         "127.0.0.1", node.port, protocol=aiomqtt.ProtocolVersion.V5, identifier="test-spy"
     ) as spy:
         await spy.subscribe("rnst/v1/test/_replies/#", qos=1)
@@ -223,7 +224,7 @@ def test_a_dotted_command_reaches_a_real_node_through_a_dot_rewriting_broker(
 
 
 async def _wildcard_sees_state(url_port: int) -> bool:
-    async with aiomqtt.Client("127.0.0.1", url_port, identifier="test-wildcard") as c:
+    async with CancellableClient("127.0.0.1", url_port, identifier="test-wildcard") as c:
         await c.subscribe("rnst/v1/#", qos=1)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.5):

@@ -20,6 +20,7 @@ from edged.config import load_config
 from edged.demo.broker import EmbeddedBroker
 from edged.demo.runner import default_config_path, demo_config
 from edged.ops.urls import BrokerAddress
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import ROOT
 
@@ -209,11 +210,11 @@ def test_demo_config_puts_the_kiosk_on_the_port_asked_for(tmp_path: Path) -> Non
 async def test_embedded_broker_delivers_retained_messages_over_mqtt_3_1_1() -> None:
     async with EmbeddedBroker() as broker:
         address = broker.address
-        async with aiomqtt.Client(
+        async with CancellableClient(
             address.host, address.port, identifier="pub", protocol=aiomqtt.ProtocolVersion.V311
         ) as client:
             await client.publish("t/state", b'{"state": "online"}', qos=1, retain=True)
-        async with aiomqtt.Client(
+        async with CancellableClient(
             address.host, address.port, identifier="sub", protocol=aiomqtt.ProtocolVersion.V311
         ) as client:
             await client.subscribe("t/#", qos=1)

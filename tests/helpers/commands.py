@@ -7,6 +7,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.mqtt import Collector
 
 BASE = "rnst/v1/test/shuttle-07"
@@ -59,7 +60,7 @@ async def send(
     base: str = BASE,
 ) -> None:
     """One QoS 1 publish on `{base}/{suffix}` from a fresh MQTT 5 client."""
-    async with aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+    async with CancellableClient("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5) as client:
         await client.publish(
             f"{base}/{suffix}", payload, qos=1, retain=retain, properties=properties
         )

@@ -21,6 +21,7 @@ import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.security.signing import signed_message, verify
+from edged.uplink.cancellable import CancellableClient
 
 STEPS = ("downloading", "verifying", "installing", "staged", "trial")
 
@@ -40,7 +41,7 @@ class SimFleet:
     running: dict[str, str] = field(default_factory=dict)
 
     async def __aenter__(self) -> "SimFleet":
-        self.client = aiomqtt.Client(
+        self.client = CancellableClient(
             "127.0.0.1", self.port, identifier=f"sim-{uuid.uuid4().hex[:8]}"
         )
         await self.client.__aenter__()

@@ -15,12 +15,13 @@ from typing import Any
 
 import aiomqtt
 
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.nodes import ROOT
 
 
 async def publish_retained(port: int, *messages: tuple[str, Any]) -> None:
     """Each `(topic, body)` retained, as a node's birth, alarm or update topic is."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"rogue-{uuid.uuid4().hex[:8]}") as c:
+    async with CancellableClient("127.0.0.1", port, identifier=f"rogue-{uuid.uuid4().hex[:8]}") as c:
         for topic, body in messages:
             await c.publish(topic, json.dumps(body).encode(), qos=1, retain=True)
 
@@ -30,7 +31,7 @@ async def answering(
     port: int, base: str, reply: Callable[[str], dict[str, Any]]
 ) -> AsyncIterator[None]:
     """Answer every command under `base` on `base/reply/{name}` with `reply(command id)`."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"rogue-{uuid.uuid4().hex[:8]}") as c:
+    async with CancellableClient("127.0.0.1", port, identifier=f"rogue-{uuid.uuid4().hex[:8]}") as c:
         await c.subscribe(f"{base}/cmd/#", qos=1)
 
         async def serve() -> None:

@@ -13,6 +13,7 @@ import pytest
 from edged.codec import decode, encoding_of
 from edged.config.models import BrokerConfig, TlsConfig
 from edged.uplink.aliases import TopicAliases
+from edged.uplink.cancellable import CancellableClient
 from edged.uplink.mqtt import MqttClient
 from edged.uplink.tls import TlsSessions
 from hil.fleetbroker import FleetBroker
@@ -200,7 +201,7 @@ async def test_a_plain_node_in_a_compact_encoding_is_read_by_dispatch(
 ) -> None:
     await spawn(write_config(tmp_path, broker.port, broker=f'encoding = "{encoding}"', health_s=1))
     raw: list[bytes] = []
-    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+    async with CancellableClient("127.0.0.1", broker.port) as client:
         await client.subscribe(f"{BASE}/#")
         async with asyncio.timeout(20):
             async for m in client.messages:

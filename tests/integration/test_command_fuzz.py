@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, births, offlines, online
 from tests.helpers.mqtt import Collector
@@ -148,7 +149,7 @@ class Target:
         """One publish; a publisher the broker throws off (it refused what we sent) is
         replaced: that message never reached the node."""
         if self.publisher is None:
-            self.publisher = aiomqtt.Client(
+            self.publisher = CancellableClient(
                 "127.0.0.1", self.port, protocol=aiomqtt.ProtocolVersion.V5, timeout=0.5
             )
             await self.publisher.__aenter__()
@@ -165,7 +166,7 @@ class Target:
     async def mark(self) -> str:
         """A ping from a well-behaved client; its id."""
         mark = f"zz-mark-{uuid.uuid4().hex[:8]}"
-        async with aiomqtt.Client(
+        async with CancellableClient(
             "127.0.0.1", self.port, protocol=aiomqtt.ProtocolVersion.V5
         ) as client:
             await client.publish(f"{BASE}/cmd/ping", json.dumps({"id": mark}).encode(), qos=1)

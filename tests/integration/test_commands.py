@@ -8,6 +8,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.mqtt import Collector, publish
 from tests.helpers.nodes import write_config
@@ -46,7 +47,7 @@ async def test_reply_goes_to_the_mqtt5_response_topic_with_correlation_data(
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = "ops/console-1/replies"
         props.CorrelationData = b"corr-42"
-        async with aiomqtt.Client(
+        async with CancellableClient(
             "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
         ) as ops:
             await ops.subscribe("ops/console-1/replies", qos=1)

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiomqtt
 
+from edged.uplink.cancellable import CancellableClient
 from hil.scenarios.link import HOSTILE_COMMANDS
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, births, offlines, online, replies, reply_to, send
@@ -76,7 +77,7 @@ async def test_made_up_command_names_add_no_seq_counter_the_node_keeps(
     async with Collector(broker.port) as c:
         config = write_config(tmp_path, broker.port, gps=False)
         node = await online(c, config, spawn)
-        async with aiomqtt.Client("127.0.0.1", broker.port) as peer:
+        async with CancellableClient("127.0.0.1", broker.port) as peer:
             for i, name in enumerate(names):
                 await peer.publish(f"{BASE}/cmd/{name}", json.dumps({"id": f"u{i}"}), qos=1)
         await c.wait_for(lambda: len(replies(c)) == len(names), 20, "a reply to each")
@@ -131,7 +132,7 @@ async def test_a_flood_of_bad_commands_leaves_a_few_lines_per_error_in_the_journ
     }
     async with Collector(broker.port) as c:
         proc = await online(c, write_config(tmp_path, broker.port, gps=False), spawn)
-        async with aiomqtt.Client(
+        async with CancellableClient(
             "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
         ) as dispatch:
             for n in range(100):

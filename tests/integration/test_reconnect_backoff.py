@@ -9,6 +9,7 @@ from typing import Any
 
 import aiomqtt
 
+from edged.uplink.cancellable import CancellableClient
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import births, online
@@ -51,7 +52,7 @@ async def hold_the_id(port: int, protocol: aiomqtt.ProtocolVersion, stop: asynci
     n = 0
     while not stop.is_set():
         with contextlib.suppress(aiomqtt.MqttError):
-            async with aiomqtt.Client(
+            async with CancellableClient(
                 "127.0.0.1", port, identifier=CLIENT_ID, protocol=protocol
             ) as intruder:
                 n += 1

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from edged.outbox import Publication
 from edged.payloads import DoorEvent
 from edged.topics import DOOR
+from edged.uplink.cancellable import CancellableClient
 from edged.uplink.sender import READ_AHEAD
 from hil.dispatch import dedup_key
 from tests.helpers.broker import Mosquitto
@@ -87,7 +87,7 @@ async def kick(
         await asyncio.sleep(0.05)
         if progress() - mark < every:
             continue
-        async with aiomqtt.Client("127.0.0.1", port, identifier=client_id):
+        async with CancellableClient("127.0.0.1", port, identifier=client_id):
             cuts.append(time.time())
         mark = progress()
     return cuts

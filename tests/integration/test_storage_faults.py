@@ -14,6 +14,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from edged.uplink.cancellable import CancellableClient
 from hil.dispatch import Received, dedup_key, unique_by_seq
 from tests.helpers.broker import Mosquitto
 from tests.helpers.disk import fill, mounted_tmpfs
@@ -129,7 +130,7 @@ async def test_a_full_disk_refusing_every_message_leaves_a_few_lines_in_the_jour
             node = await spawn(config)
             await c.wait_for(lambda: bool(c.on("state")), 10, "the node online")
             fill(disk)
-            async with aiomqtt.Client(
+            async with CancellableClient(
                 "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
             ) as dispatch:
                 for n in range(100):

@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from google.transit import gtfs_realtime_pb2 as rt
 
+from core.cancel import cancel_and_wait
 from hil.fleet.sim import FleetSim
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.gtfsrt import FeedChecker
@@ -98,10 +99,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             raise AssertionError(f"the nodes never reached the feed; see {tmp}")
         yield w
     finally:
-        sim_task.cancel()
-        # bounded: a simulator stuck in its client's teardown once held CI for 180 s here
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(sim_task, 10)
+        # again if it goes on: its client's cancel lost to a PUBACK held CI 180 s here
+        await asyncio.wait_for(cancel_and_wait([sim_task]), 10)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(http.close(), 5)
         for proc in [feed, *nodes.values()]:

@@ -3,12 +3,12 @@
 import asyncio
 import logging
 
-import aiomqtt
 import pytest
 
 from edged.ops.client import MAX_QUEUED_BYTES, ToolClient, connect
 from edged.ops.login import Login
 from edged.ops.urls import parse_broker_url
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.broker import Mosquitto
 
 MIB = 1024 * 1024
@@ -23,7 +23,7 @@ async def test_a_peer_flooding_a_reader_that_lags_costs_messages_not_memory(
     count = 200
     async with connect(Login(parse_broker_url(broker.url)), "edgectl-test-flood") as reader:
         await reader.subscribe("rnst/v1/#", qos=0)
-        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="rogue-flood") as rogue:
+        async with CancellableClient("127.0.0.1", broker.port, identifier="rogue-flood") as rogue:
             for _ in range(count):
                 await rogue.publish("rnst/v1/test/rogue-01/health", payload, qos=0)
             async with asyncio.timeout(60):  # the reader reads nothing meanwhile: it lags
@@ -46,7 +46,7 @@ async def test_a_flood_of_small_messages_is_dropped_and_counted_without_a_line_e
     with caplog.at_level(logging.WARNING):
         async with reader:
             await reader.subscribe("rnst/v1/#", qos=0)
-            async with aiomqtt.Client("127.0.0.1", broker.port, identifier="rogue-small") as rogue:
+            async with CancellableClient("127.0.0.1", broker.port, identifier="rogue-small") as rogue:
                 for _ in range(count):
                     await rogue.publish("rnst/v1/test/rogue-01/health", b"{}", qos=0)
                 async with asyncio.timeout(30):  # the reader reads nothing meanwhile: it lags

@@ -1,13 +1,10 @@
-"""The MQTT client subclass: a message aiomqtt cannot read costs that message, not the link;
-a cancel that comes with an answer is not lost."""
+"""The MQTT client subclass: a message aiomqtt cannot read costs that message, not the link.
+Its cancels: test_cancellable.py."""
 
-import asyncio
 import inspect
 import subprocess
 import sys
-from typing import Any
 
-import aiomqtt
 import paho.mqtt.client as paho
 
 from edged.uplink.mqtt import MqttClient
@@ -68,55 +65,3 @@ def test_the_paho_internals_the_uplink_reaches_into_are_there() -> None:
     queue = list(inspect.signature(client._packet_queue).parameters)
     assert queue[:4] == ["command", "packet", "mid", "qos"]
     assert isinstance(client._mid_generate(), int)
-
-
-async def _cancelled_with_the_answer(client: aiomqtt.Client) -> bool:
-    """Whether a wait of `client`'s, cancelled in the same turn of the loop as its answer
-    came, ends cancelled."""
-    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    waiting = asyncio.create_task(client._wait_for(answer, 5.0))
-    await asyncio.sleep(0)  # it waits
-    answer.set_result("PUBACK")
-    waiting.cancel()
-    try:
-        await waiting
-    except asyncio.CancelledError:
-        return True
-    return False
-
-
-async def test_a_wait_cancelled_as_its_answer_comes_ends_cancelled() -> None:
-    """Python 3.11's wait_for, which aiomqtt waits with, returns the answer and drops the
-    cancel (CPython gh-86296); the uplink then went on after SIGTERM and the node never
-    stopped."""
-    if sys.version_info < (3, 12):  # the fault is real here: aiomqtt's own client loses it
-        assert not await _cancelled_with_the_answer(aiomqtt.Client("127.0.0.1", 1))
-    assert await _cancelled_with_the_answer(MqttClient("127.0.0.1", 1))
-
-
-async def _publish_cancelled_at_its_puback(client: aiomqtt.Client) -> bool:
-    """Publish at QoS 1 and cancel the publish when its PUBACK is read, in that same turn
-    of the loop (as a SIGTERM read with it is); whether the publish ends cancelled."""
-    publishing: asyncio.Task[None] | None = None
-    on_publish = client._client.on_publish
-
-    def acknowledged(*args: Any) -> None:
-        on_publish(*args)
-        assert publishing is not None
-        publishing.cancel()
-
-    client._client.on_publish = acknowledged
-    publishing = asyncio.create_task(client.publish("edged/test/cancel", b"1", qos=1))
-    try:
-        await asyncio.wait_for(asyncio.shield(publishing), 10)
-    except asyncio.CancelledError:
-        return True
-    return False
-
-
-async def test_a_publish_cancelled_as_its_puback_comes_ends_cancelled(broker: Mosquitto) -> None:
-    if sys.version_info < (3, 12):  # the fault is real here: aiomqtt's own client loses it
-        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="plain") as plain:
-            assert not await _publish_cancelled_at_its_puback(plain)
-    async with MqttClient("127.0.0.1", broker.port, identifier="n1") as client:
-        assert await _publish_cancelled_at_its_puback(client)
