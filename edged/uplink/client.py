@@ -287,6 +287,8 @@ class Uplink:
         client; so does TLS on a plain port, or a link lost at the wrong instant. Twice in
         a row over MQTT 5, the next attempt tries 3.1.1; if that one is answered, 3.1.1 it
         is (see `_session`)."""
+        if self._own_certificate_expired(exc.reason):
+            return
         self.counters.inc("uplink.no_connack")
         if self._probing_311:  # 3.1.1 fared no better: the version was not the problem
             self._probing_311 = False
@@ -409,6 +411,8 @@ class Uplink:
             return False, False, False
         hint = ""
         if self.config.tls is not None and tlsfail.reset_in_handshake(exc):
+            if self._own_certificate_expired(str(exc)):
+                return False, False, False
             hint = tlsfail.plain_port_hint(self.config.port)
         self.last_error = f"cannot reach the broker: {exc}{hint}"
         log.warning("cannot reach the broker at %s: %s%s", self.where, exc, hint)
@@ -450,6 +454,19 @@ class Uplink:
             self.last_error,
             held,
         )
+        return True
+
+    def _own_certificate_expired(self, how: str) -> bool:
+        """A TLS connection ended before its CONNACK with no TLS alert read: when the node's
+        own certificate has expired, that is the reason (`tlsfail.expired_own_certificate`),
+        not the port or the MQTT version. Said (True), and no step towards 3.1.1."""
+        tls = self.config.tls
+        advice = tlsfail.expired_own_certificate(tls.cert_file if tls is not None else None)
+        if not advice:
+            return False
+        self.counters.inc("uplink.tls_refused.expired")
+        self.last_error = f"TLS: the broker ended the connection before a CONNACK ({how}): {advice}"
+        log.error("cannot connect to the broker at %s: %s", self.where, self.last_error)
         return True
 
     def _tls_failed(self, err: ssl.SSLError) -> None:

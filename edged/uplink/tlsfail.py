@@ -126,23 +126,49 @@ def alert_advice(err: ssl.SSLError | str, cert_file: Path | None = None) -> str:
     return ""
 
 
+def _not_after(cert_file: Path) -> datetime | str:
+    """The end of `cert_file`'s validity, or why it cannot be read."""
+    try:
+        from cryptography import x509  # only on a failure: it is not light
+
+        return x509.load_pem_x509_certificate(cert_file.read_bytes()).not_valid_after_utc
+    except (OSError, ValueError) as exc:
+        return f"cannot read {cert_file}: {exc}"
+
+
 def _validity(cert_file: Path | None) -> str:
     """What the node's own certificate says of its validity, and what to do."""
     if cert_file is None:
         return f": {NEW_NODE_CERT}"
-    try:
-        from cryptography import x509  # only on this failure: it is not light
-
-        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    except (OSError, ValueError) as exc:
-        return f" (cannot read {cert_file}: {exc}): {NEW_NODE_CERT}"
+    until = _not_after(cert_file)
+    if isinstance(until, str):
+        return f" ({until}): {NEW_NODE_CERT}"
     now = datetime.now(UTC)
-    until = cert.not_valid_after_utc
     if until < now:
         return f": {cert_file} expired on {until:%Y-%m-%d %H:%M} UTC; {NEW_NODE_CERT}"
     return (
         f", but by this node's clock ({now:%Y-%m-%d %H:%M} UTC) {cert_file} is valid until "
         f"{until:%Y-%m-%d}: the broker's clock is wrong, or this node's is far behind"
+    )
+
+
+def expired_own_certificate(cert_file: Path | None) -> str:
+    """Advice when the node's own certificate has expired by its clock; "" when it has not
+    (or there is none, or it cannot be read: the broker's answer, if any, says more).
+
+    For a TLS connection closed without a CONNACK: a broker refusing an expired client
+    certificate sends an alert, but the alert is lost when its close resets the connection
+    before the node reads it (seen over TLS 1.3: the node's CONNECT is still unread on the
+    broker's side), and a TLS-terminating load balancer may send none. The node then saw a
+    bare close, blamed the port or the MQTT version and tried 3.1.1."""
+    if cert_file is None:
+        return ""
+    until = _not_after(cert_file)
+    if isinstance(until, str) or until >= datetime.now(UTC):
+        return ""
+    return (
+        f"this node's certificate {cert_file} expired on {until:%Y-%m-%d %H:%M} UTC, by its "
+        f"clock: the broker refuses it ({NEW_NODE_CERT})"
     )
 
 

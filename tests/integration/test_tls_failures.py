@@ -5,6 +5,8 @@ not yet valid or expired (the clock of a Pi without network time is the usual fa
 against a plain port. Against a real Mosquitto with certificates made for each case."""
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -87,11 +89,59 @@ async def test_an_expired_node_certificate_is_named_and_mqtt_3_1_1_is_not_tried(
     cert = pki.issue("node", NODE_CN, starts=-400 * DAY, ends=-2 * DAY)
     proc = await spawn(node_config(tmp_path, broker.port, pki.ca, cert))
     await attempts(proc, 4)
-    said = lines_with(proc, "the broker says this node's certificate expired")
+    # by the broker's alert, or by the node's own reading when the alert was lost to the
+    # close's reset (seen once in four attempts on Debian's OpenSSL): the certificate either way
+    said = lines_with(proc, f"{cert[0]} expired on")
     assert said, "\n".join(proc.lines)
-    assert f"{cert[0]} expired on" in said[0] and "fleet-certs.sh" in said[0]
+    assert all("fleet-certs.sh" in line for line in said)
     assert not lines_with(proc, "trying MQTT 3.1.1"), "a TLS refusal is not the MQTT version"
     assert not lines_with(proc, "without a CONNACK")
+
+
+async def closing_without_alert(tls: ssl.SSLContext) -> asyncio.Server:
+    """A TLS endpoint that completes the handshake, reads the CONNECT and resets the
+    connection without a TLS alert or a CONNACK: a broker's alert lost to its close's
+    reset, or a TLS-terminating load balancer refusing a client."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await asyncio.wait_for(reader.read(1), 5)
+        writer.transport.abort()
+
+    return await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=tls)
+
+
+def server_context(pki: Pki) -> ssl.SSLContext:
+    crt, key = pki.issue("terminator", "localhost")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(crt, key)
+    return tls
+
+
+@pytest.mark.parametrize("expired", [True, False], ids=["expired", "valid"])
+async def test_a_close_without_alert_names_an_expired_node_certificate_and_only_then(
+    tmp_path: Path, pki: Pki, spawn: Any, expired: bool
+) -> None:
+    """With its own certificate expired, a close without a CONNACK is that certificate's
+    refusal: named, and MQTT 3.1.1 never tried (the node used to try it after two). With
+    a valid one, the close is still said as it is, and 3.1.1 is tried."""
+    server = await closing_without_alert(server_context(pki))
+    port = server.sockets[0].getsockname()[1]
+    ends = -2 * DAY if expired else 300 * DAY
+    cert = pki.issue("node", NODE_CN, starts=-400 * DAY, ends=ends)
+    try:
+        proc = await spawn(node_config(tmp_path, port, pki.ca, cert))
+        await attempts(proc, 4)
+    finally:
+        server.close()
+    named = lines_with(proc, f"{cert[0]} expired on")
+    tried_311 = lines_with(proc, "trying MQTT 3.1.1")
+    if expired:
+        assert named and all("fleet-certs.sh" in line for line in named), "\n".join(proc.lines)
+        assert not tried_311 and not lines_with(proc, "without a CONNACK")
+    else:
+        assert not named
+        assert lines_with(proc, "without a CONNACK") and tried_311, "\n".join(proc.lines)
 
 
 async def test_a_node_certificate_from_another_ca_is_named(
