@@ -70,6 +70,14 @@ class UpdateConfig(Strict):
     slow_s: float = Field(
         default=120.0, gt=0, le=3600, description="the window `min_bytes_per_s` is judged over"
     )
+    download_max_s: float = Field(
+        default=172800.0,
+        gt=0,
+        le=30 * 86400,
+        description="the longest a download may take, connections, pauses and restarts "
+        "included, before the update fails `download_failed` (a server that hangs up, or "
+        "stalls, before `slow_s` can judge it); default 48 h: 17 MB at 1 kB/s takes 5 h",
+    )
 
     @model_validator(mode="after")
     def _stable_in_trial(self) -> "UpdateConfig":

@@ -16,6 +16,12 @@ at a bad spot passes many times over) and shuts the socket down when a window fa
 short; the read blocked in the transfer's thread then returns. The manager fails the job
 `download_failed` after a few such connections in a row.
 
+The whole download has a deadline too (`[update] download_max_s`, counted by the manager
+across connections, pauses and restarts): a drop is retried, and a drop resets that count,
+so a server that hangs up (or stalls past the read timeout) before a window is judged
+would otherwise keep the job `downloading` for as long as it liked. The same watcher ends a
+connection still under way at the deadline (`PastDeadline`).
+
 http.client in a worker thread, not aiohttp: one request at a time, a few kilobytes of
 code already loaded, and no event loop time spent on the bytes.
 """
@@ -55,6 +61,10 @@ class TooSlow(Dropped):
     """The connection brought less than the minimum rate over a window (module doc)."""
 
 
+class PastDeadline(Dropped):
+    """The download's time (`[update] download_max_s`) ran out during the transfer."""
+
+
 class Cancelled(EdgedError):
     """The job was cancelled or replaced."""
 
@@ -69,42 +79,64 @@ class Transfer:
     min_bytes_per_s: int = 0
     """0: no minimum (a stall still ends at the read timeout)."""
     slow_s: float = 120.0
+    deadline: float | None = None
+    """`time.monotonic()` at which the download's time is up (None: no deadline)."""
 
 
 class Pace:
     """Watches one connection from a thread beside it (module doc): each `window_s` from
     the first byte of the TLS handshake must bring `min_rate` × `window_s` bytes of the
-    file, or what is left of it; else the socket is shut down and `verdict` says why."""
+    file, or what is left of it, and the connection must not outlast `deadline`; else the
+    socket is shut down and `verdict` says why (`late`: the deadline)."""
 
-    def __init__(self, min_rate: int, window_s: float) -> None:
-        self.min_rate, self.window_s = min_rate, window_s
+    def __init__(self, min_rate: int, window_s: float, deadline: float | None = None) -> None:
+        self.min_rate, self.window_s, self.deadline = min_rate, window_s, deadline
         self.got = 0  # bytes of the file so far (set by the transfer's thread)
         self.left: int | None = None  # of the file, once the head said where it starts
         self.verdict: str | None = None
+        self.late = False
         self._done = threading.Event()
 
     def watch(self, sock: socket.socket) -> None:
-        if self.min_rate > 0:
+        if self.min_rate > 0 or self.deadline is not None:
             threading.Thread(target=self._watch, args=(sock,), name="update.pace",
                              daemon=True).start()  # fmt: skip
 
     def stop(self) -> None:
         self._done.set()
 
+    def _cut(self, sock: socket.socket, verdict: str) -> None:
+        self.verdict = verdict
+        with contextlib.suppress(OSError):  # the socket's, not the TLS layer's
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
     def _watch(self, sock: socket.socket) -> None:
         counted = 0
         quota = int(self.min_rate * self.window_s)
-        while not self._done.wait(self.window_s):
+        judge_at = time.monotonic() + self.window_s
+        while True:
+            wake = [judge_at] if self.min_rate > 0 else []
+            if self.deadline is not None:
+                wake.append(self.deadline)
+            if self._done.wait(max(min(wake) - time.monotonic(), 0.0)):
+                return
+            now = time.monotonic()
+            if self.deadline is not None and now >= self.deadline:
+                self.late = True
+                self._cut(sock, "the download's time ran out ([update] download_max_s)")
+                return
+            if now < judge_at:
+                continue
+            judge_at += self.window_s
             got, left = self.got, self.left
             need = quota if left is None else min(quota, left - counted)
             if got - counted < need:
                 where = "before the file began" if left is None else "of the file"
-                self.verdict = (
+                self._cut(
+                    sock,
                     f"the server sent {got - counted} bytes {where} in {self.window_s:g} s, "
-                    f"under [update] min_bytes_per_s = {self.min_rate}"
+                    f"under [update] min_bytes_per_s = {self.min_rate}",
                 )
-                with contextlib.suppress(OSError):  # the socket's, not the TLS layer's
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
                 return
             counted = got
 
@@ -162,6 +194,8 @@ def fetch(
         have = 0
     if have == transfer.size:
         return
+    if transfer.deadline is not None and time.monotonic() >= transfer.deadline:
+        raise PastDeadline("the download's time ran out ([update] download_max_s)")
     host, port = parts.hostname or "", parts.port or 443
     ctx = tls_context(transfer.ca_file)
     conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=TIMEOUT_S)
@@ -171,7 +205,7 @@ def fetch(
     headers = {"User-Agent": f"edged/{__version__}", "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
-    pace = Pace(transfer.min_bytes_per_s, transfer.slow_s)
+    pace = Pace(transfer.min_bytes_per_s, transfer.slow_s, transfer.deadline)
     try:
         try:
             conn.sock = _open(host, port, ctx, pace)
@@ -194,8 +228,8 @@ def fetch(
 
         _receive(resp, transfer, start, seen, cancelled)
     except (Dropped, CommandError, OSError, http.client.HTTPException) as exc:
-        if pace.verdict is not None:  # whatever the shut socket made of it: too slow
-            raise TooSlow(pace.verdict) from exc
+        if pace.verdict is not None:  # whatever the shut socket made of it: the watcher's
+            raise (PastDeadline if pace.late else TooSlow)(pace.verdict) from exc
         raise
     finally:
         pace.stop()

@@ -468,9 +468,12 @@ class UpdateManager:
             return final
         self._set(job, "downloading")
         part = self.work.part(job)
+        # the time the download took before a restart counts: job.json keeps it
+        spent_before, began = job.download_s, time.monotonic()
+        deadline = began + max(self.config.download_max_s - spent_before, 0.0)
         transfer = Transfer(
             job.url, job.size, part, self.config.max_bytes_per_s, self.config.ca_file
-            or self.host.ca_file, self.config.min_rate(), self.config.slow_s,
+            or self.host.ca_file, self.config.min_rate(), self.config.slow_s, deadline,
         )  # fmt: skip
         pause = 1.0
         slow = 0  # connections in a row that were too slow
@@ -482,6 +485,16 @@ class UpdateManager:
                 try:
                     await in_daemon_thread(fetch, transfer, self._progress, self._cancel)
                 except Dropped as exc:
+                    job.download_s = spent_before + time.monotonic() - began
+                    self.work.save(job)
+                    if time.monotonic() >= deadline:
+                        raise CommandError(
+                            "download_failed",
+                            f"the download took {job.download_s / 3600:.1f} h, longer than "
+                            f"[update] download_max_s = {self.config.download_max_s:g} s "
+                            f"(last: {exc}): check the file server and what is between, or "
+                            "raise download_max_s, then send update.apply again",
+                        ) from None
                     # a connection that brought a window's worth before it slowed down met a
                     # bad spot on the road, not a server that trickles: it starts the count
                     # again, and the pauses too (the server answers)
@@ -499,7 +512,7 @@ class UpdateManager:
                         ) from None
                     resumed = True
                     log.warning("update download: %s; again in %.0f s", exc, pause)
-                    await asyncio.sleep(pause)
+                    await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
                     pause = min(pause * 2, self.config.retry_max_s)
                     continue
                 digest = await asyncio.to_thread(sha256_file, part)
@@ -517,6 +530,11 @@ class UpdateManager:
                     "hash_mismatch",
                     f"the downloaded bundle's SHA-256 is {digest}, update.apply said {job.sha256}",
                 )
+        except asyncio.CancelledError:  # the node stops: what it took counts after the start
+            job.download_s = spent_before + time.monotonic() - began
+            with contextlib.suppress(OSError):
+                self.work.save(job)
+            raise
         finally:
             reporter.cancel()
 

@@ -1,6 +1,7 @@
 """Dispatch's file server for the tests: HTTPS with the fleet CA's certificate, Range
 requests (206 with Content-Range), and the faults a field link has: a cap on the rate,
-a connection cut after some bytes (once, or every time), a file shorter than it should be,
+a connection cut after some bytes (once, or every time, or each connection after a few of
+its own bytes: a server that hangs up before it can be judged too slow), a file shorter than it should be,
 and a server that trickles (small writes at a low rate, its head too if asked: each write
 a TLS record of its own, so no read timeout of the client ever trips).
 Every request is logged, so a test can see that a download resumed rather than restarted.
@@ -36,6 +37,7 @@ class Served:
     chunk: int = 16384  # bytes per write (each one TLS record)
     slow_head: int = 0  # 1: the status line and headers go out at `rate`, `chunk` at a time
     fast_first: int = 0  # bytes of each response sent at once, before `rate` applies
+    cut_each: int | None = None  # close every connection after this many bytes of its own
 
 
 @dataclass
@@ -136,6 +138,8 @@ class FileServer:
         if served.cut_after is not None and served.cuts > 0 and start < served.cut_after:
             served.cuts -= 1
             cut = served.cut_after - start
+        if served.cut_each is not None:
+            cut = served.cut_each
         paced_from, base = (0.0, 0) if served.fast_first else (time.monotonic(), 0)
         try:
             for i in range(0, len(body), served.chunk):

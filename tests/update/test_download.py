@@ -13,8 +13,16 @@ import pytest
 
 from edged.config.update import UpdateConfig
 from edged.errors import CommandError
-from edged.update.download import Cancelled, Dropped, TooSlow, Transfer, check_url, fetch
-from edged.update.job import WORK
+from edged.update.download import (
+    Cancelled,
+    Dropped,
+    PastDeadline,
+    TooSlow,
+    Transfer,
+    check_url,
+    fetch,
+)
+from edged.update.job import WORK, Job, WorkDir
 from tests.helpers.disk import mounted_tmpfs
 from tests.helpers.fileserver import FileServer
 from tests.update.test_manager import manager
@@ -271,6 +279,80 @@ async def test_connections_that_bring_a_window_s_worth_before_slowing_go_on_to_t
     assert "verifying" in [s.state for s in said], said[-1]
     assert len(server.requests) >= 4  # 7 kB at 2 kB and more a connection
     assert [r.start for r in server.requests] == sorted(r.start for r in server.requests)
+
+
+def test_a_connection_still_bringing_bytes_is_ended_at_the_deadline(
+    server: FileServer, blob: Path, tmp_path: Path, server_pki: Path
+) -> None:
+    """4 kB/s passes the minimum window after window: only the download's deadline ends it
+    (1.5 MB would take six minutes)."""
+    url = server.serve("b", blob, rate=4000, chunk=1400)
+    t = transfer(url, blob, tmp_path, server_pki, min_bytes_per_s=1000, slow_s=1.0,
+                 deadline=time.monotonic() + 1.5)  # fmt: skip
+    started = time.monotonic()
+    error = ended_within(10, lambda: fetch(t, lambda _: None, threading.Event()))
+    assert isinstance(error, PastDeadline), error
+    assert "download_max_s" in str(error)
+    assert time.monotonic() - started < 3
+
+
+HANG_UP = {**TRICKLE, "cut_each": 2}
+"""A byte every half second, and the connection closed after two: each connection ends
+before a window of `slow_s` is judged, so it is a drop, never too slow."""
+
+
+async def test_a_server_that_hangs_up_each_trickled_connection_fails_at_download_max_s(
+    server: FileServer, blob: Path, tmp_path: Path, server_pki: Path
+) -> None:
+    """Drops are retried for as long as the job lasts, and a drop resets the count of slow
+    connections: a server that hangs up (or stalls past the read timeout) before a window
+    is judged kept the update `downloading` for as long as it liked, two bytes a
+    connection. `[update] download_max_s` bounds the whole download."""
+    m = manager(tmp_path)
+    m.config = UpdateConfig(
+        min_free_mb=0, min_bytes_per_s=1000, slow_s=2, retry_max_s=1, download_max_s=3
+    )
+    m.host.ca_file = server_pki / "ca.crt"
+    said = recording(m)
+    run = asyncio.create_task(m.run())
+    started = time.monotonic()
+    try:
+        await asyncio.sleep(0)
+        await m.command_apply(
+            {"version": "0.2.0", "url": server.serve("b", blob, **HANG_UP),
+             "size": blob.stat().st_size, "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
+        )  # fmt: skip
+        status = await failed(said, run)
+    finally:
+        run.cancel()
+    assert status.code == "download_failed", status
+    assert "download_max_s" in (status.reason or ""), status.reason
+    assert time.monotonic() - started < 6
+    assert len(server.requests) >= 2, "the drops were retried until then"
+    assert not list((tmp_path / "releases" / WORK).glob("*.part"))
+
+
+async def test_the_time_a_download_took_before_a_restart_counts_against_download_max_s(
+    server: FileServer, blob: Path, tmp_path: Path, server_pki: Path
+) -> None:
+    """A restart (a power cut each evening) must not give the download its whole time
+    again: job.json keeps what it took."""
+    m = manager(tmp_path)
+    m.config = UpdateConfig(min_free_mb=0, download_max_s=100)
+    m.host.ca_file = server_pki / "ca.crt"
+    WorkDir(tmp_path / "releases").save(
+        Job(id="j", version="0.2.0", url=server.serve("b", blob, **TRICKLE),
+            size=blob.stat().st_size, sha256=hashlib.sha256(blob.read_bytes()).hexdigest(),
+            switch="now", download_s=99.5)
+    )  # fmt: skip
+    said = recording(m)
+    run = asyncio.create_task(m.run())
+    try:
+        status = await failed(said, run)
+    finally:
+        run.cancel()
+    assert status.code == "download_failed", status
+    assert "download_max_s" in (status.reason or ""), status.reason
 
 
 def test_the_minimum_rate_stays_under_a_bandwidth_cap() -> None:
