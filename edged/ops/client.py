@@ -95,6 +95,10 @@ class ToolClient(CancellableClient):
         self.dropped = 0
         """Messages discarded because the reader was `max_queued_bytes` or
         `max_queued_incoming_messages` behind."""
+        self.skip: Callable[[mqtt.MQTTMessage], bool] | None = None
+        """Messages never to queue nor count as dropped: a copy of one already queued."""
+        self.taken: Callable[[mqtt.MQTTMessage], None] | None = None
+        """Told of each message queued."""
 
     @property
     def paho(self) -> mqtt.Client:
@@ -118,12 +122,16 @@ class ToolClient(CancellableClient):
         behind: a flood costs messages (counted in `dropped`, without a log line each —
         aiomqtt's own drop at the count bound logs a warning per message, tens of
         thousands of lines on an operator's terminal), never all the memory."""
+        if self.skip is not None and self.skip(message):
+            return
         queue = self._queue  # one message, however large, when the reader has caught up
         held = queue.bytes if isinstance(queue, _Queue) else 0
         if queue.full() or (held and held + len(message.payload) > self.max_queued_bytes):
             self.dropped += 1
             return
         super()._on_message(client, userdata, message)
+        if self.taken is not None:
+            self.taken(message)
 
     def _on_disconnect(
         self,

@@ -6,15 +6,41 @@ broker delivers to a subscriber, never what a node believes it sent.
 Some brokers (RabbitMQ 3.10) hand retained messages only to a subscription naming the
 exact topic, never to `{prefix}/#`: a node that is online but quiet would show "no state".
 So each node seen (or named in `nodes`) also gets exact subscriptions to its retained
-topics; on a broker that already sent them, the retained value simply arrives again.
+topics, for the retained value the broker sends when they are made.
+
+A message matching both subscriptions may come once per subscription (MQTT allows it:
+Mosquitto over MQTT 5 and amqtt do it), and the retained value a subscription by name
+brings comes again after `{prefix}/#` brought it (at its own subscription on Mosquitto, as
+a live message on RabbitMQ). Each message is shown once all the same (`Copies`, which
+sorts the copies as they arrive: one not taken is neither queued nor counted as dropped):
+
+- the exact subscriptions are dropped as soon as the broker has answered them: it queues
+  the retained values when it takes the SUBSCRIBE (Mosquitto, RabbitMQ, amqtt), and a live
+  message comes through `{prefix}/#` alone from then on. A flood on those topics costs
+  one copy, not two, and counts once against the reader's bound (`ToolClient.dropped`);
+- over MQTT 5 each subscription carries an identifier, so a copy that matched only an
+  exact subscription and is not a retained value (one published during that round trip)
+  is not taken: `{prefix}/#` brought the same message;
+- a retained value (retain flag set: sent because a subscription was made, MQTT-3.3.1-8,
+  never for a live publish) equal to the last payload taken on its topic is the same
+  message sent again, and is not taken. A node publishing the same payload twice is two
+  live messages without the flag: both are shown.
+
+Left over MQTT 3.1.1 only: on a broker that duplicates overlapping subscriptions (amqtt;
+Mosquitto 2.0 does not over 3.1.1) a message published during the one round trip between
+an exact subscription and its removal shows twice, as nothing tells it from a repeat.
 """
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edged.ops.client import BrokerUnreachableError, Say, ToolClient, connect, refused
 from edged.ops.fleet import FleetView
@@ -28,8 +54,69 @@ RETAINED = tuple(
     s.name for s in TOPICS.values() if s.retain and s.direction == "out" and "{" not in s.name
 ) + tuple(ALARM.suffix(kind) for kind in ALARM_KINDS)
 """A node's retained topics, each subscribed exactly (see the module's docstring)."""
+_NAMES = frozenset(RETAINED)
 MAX_EXACT_NODES = 2_000
-"""Past this many nodes, no more exact subscriptions (each costs the broker one)."""
+"""Past this many nodes, no more exact subscriptions (each costs the broker one round trip
+and, for a moment, one subscription per retained topic)."""
+MAX_REMEMBERED = MAX_EXACT_NODES * len(RETAINED)
+"""Retained topics whose last payload is kept (a 16-byte digest each) to know a replay."""
+WILDCARD_ID = 1
+EXACT_ID = 2
+"""MQTT 5 subscription identifiers: which of our subscriptions a PUBLISH matched."""
+
+
+def subscription_id(identifier: int | None) -> Properties | None:
+    """SUBSCRIBE properties naming the subscription `identifier` (None: no properties)."""
+    if identifier is None:
+        return None
+    props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
+    props.SubscriptionIdentifier = identifier
+    return props
+
+
+def _digest(payload: object) -> bytes:
+    data = payload if isinstance(payload, bytes | bytearray) else str(payload).encode()
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class Copies:
+    """Which copies reaching one connection are repeats (see the module's docstring), decided
+    as they arrive, before the reader's queue, so a repeat takes no room in it and is not
+    counted as dropped: the MQTT 5 copy of a live message that matched only an exact
+    subscription, and a retained value equal to the last payload queued on its topic (a
+    copy dropped at the queue's bound is not remembered: its replay is a second chance)."""
+
+    def __init__(self, prefix: str, identifiers: bool) -> None:
+        self.prefix = f"{prefix}/"
+        self.identifiers = identifiers
+        """Whether our subscriptions carry identifiers (MQTT 5, unless the broker says no)."""
+        self._last: dict[str, bytes] = {}
+        """Digest of the last payload queued on each node's retained topic (a bounded few)."""
+
+    def repeat(self, message: mqtt.MQTTMessage) -> bool:
+        """Whether `message` is a copy of one already taken (then it is not queued)."""
+        return self._extra(message) or (
+            message.retain and self._last.get(message.topic) == _digest(message.payload)
+        )
+
+    def queued(self, message: mqtt.MQTTMessage) -> None:
+        """Note the payload queued on a node's retained topic, for its replay to match."""
+        topic = message.topic
+        if not topic.startswith(self.prefix):
+            return
+        parts = topic[len(self.prefix) :].split("/", 2)
+        if len(parts) < 3 or parts[2] not in _NAMES:
+            return
+        if topic in self._last or len(self._last) < MAX_REMEMBERED:
+            self._last[topic] = _digest(message.payload)
+
+    def _extra(self, message: mqtt.MQTTMessage) -> bool:
+        """A live message's copy for an exact subscription alone, over MQTT 5: the
+        wildcard subscription brought the same message."""
+        if not self.identifiers or message.retain:
+            return False
+        found = getattr(message.properties, "SubscriptionIdentifier", None)
+        return isinstance(found, list) and bool(found) and WILDCARD_ID not in found
 
 
 class FleetFeed:
@@ -63,6 +150,7 @@ class FleetFeed:
         self.sessions = 0
         self.version: str | None = None
         self._exact: set[str] = set()
+        self._copies = Copies(view.prefix, identifiers=False)
         self._client: ToolClient | None = None
         self._dropped_before = 0  # by the connections before this one
 
@@ -85,7 +173,15 @@ class FleetFeed:
             try:
                 async with connect(self.login, self.client_id, say=self.say) as client:
                     self._client = client
-                    granted = await client.subscribe([(f, 1) for f in self.topic_filters])
+                    identifiers = client.version == "5" and (
+                        client.connack_property("SubscriptionIdentifierAvailable") != 0
+                    )
+                    self._copies = Copies(self.view.prefix, identifiers)
+                    client.skip, client.taken = self._copies.repeat, self._copies.queued
+                    granted = await client.subscribe(
+                        [(f, 1) for f in self.topic_filters],
+                        properties=subscription_id(WILDCARD_ID if identifiers else None),
+                    )
                     if refused(granted):
                         raise BrokerUnreachableError(
                             f"the broker at {self.login.address} refused a subscription to "
@@ -127,13 +223,20 @@ class FleetFeed:
             await asyncio.sleep(min(5.0, 0.25 * 2**failures))
 
     async def _subscribe_exact(self, client: ToolClient, key: str) -> None:
+        """Subscribe the node's retained topics by name for the retained values the broker
+        sends for them, then unsubscribe: live messages come through the wildcard."""
         self._exact.add(key)
         if len(self._exact) > MAX_EXACT_NODES:
             return
         base = f"{self.view.prefix}/{key}"
-        granted = await client.subscribe([(f"{base}/{name}", 1) for name in RETAINED])
+        topics = [f"{base}/{name}" for name in RETAINED]
+        identifier = EXACT_ID if self._copies.identifiers else None
+        granted = await client.subscribe(
+            [(t, 1) for t in topics], properties=subscription_id(identifier)
+        )
         if refused(granted):
             log.info("the broker refused exact subscriptions under %s", base)
+        await client.unsubscribe(topics)
 
 
 class DropReport:

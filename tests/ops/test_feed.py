@@ -1,0 +1,185 @@
+"""`FleetFeed` (what `edgectl watch`, `edgectl feed` and the demo show) against a real
+Mosquitto and the embedded amqtt broker: each message reaches the view once, although the
+feed subscribes a node's retained topics by name beside `{prefix}/#`."""
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from edged.ops.client import connect
+from edged.ops.feed import EXACT_ID, WILDCARD_ID, Copies, FleetFeed, subscription_id
+from edged.ops.fleet import FleetView
+from edged.ops.login import Login
+from edged.ops.urls import parse_broker_url
+from edged.uplink.cancellable import CancellableClient
+from tests.helpers.amqtt import ThreadedAmqtt
+from tests.helpers.broker import Mosquitto
+from tests.helpers.quirks import QuirkProxy, Quirks
+
+PREFIX = "rnst/v1"
+NODE = f"{PREFIX}/test/n1"
+SETTLE_S = 0.5
+"""Long enough for a copy that would come to come (they come within milliseconds)."""
+
+
+@pytest.fixture
+def amqtt() -> Iterator[ThreadedAmqtt]:
+    b = ThreadedAmqtt().start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(params=["mosquitto-5", "mosquitto-3.1.1", "amqtt-3.1.1"])
+def where(request: pytest.FixtureRequest) -> tuple[int, str]:
+    """A broker's port and the protocol to speak to it: Mosquitto 2.0 sends a message once
+    per matching subscription over MQTT 5, amqtt over 3.1.1."""
+    name, protocol = request.param.split("-", 1)
+    port: int = request.getfixturevalue("broker" if name == "mosquitto" else "amqtt").port
+    return port, protocol
+
+
+@pytest.fixture
+def exact_only(broker: Mosquitto) -> Iterator[QuirkProxy]:
+    """Mosquitto behind a proxy giving retained messages only to subscriptions naming the
+    exact topic, as RabbitMQ 3.10 does (tests/helpers/quirks.py)."""
+    p = QuirkProxy(broker.port, Quirks(retained_exact_only=True)).start()
+    yield p
+    p.stop()
+
+
+def _state(seq: int) -> bytes:
+    body = {"v": 1, "seq": seq, "ts": int(time.time() * 1000), "clock": "ntp", "state": "online"}
+    return json.dumps(body).encode()
+
+
+@contextlib.asynccontextmanager
+async def _publisher(port: int) -> AsyncIterator[CancellableClient]:
+    async with CancellableClient("127.0.0.1", port, identifier="test-node-n1") as c:
+        yield c
+
+
+@contextlib.asynccontextmanager
+async def _feed(port: int, protocol: Any) -> AsyncIterator[tuple[FleetFeed, FleetView]]:
+    view = FleetView(PREFIX)
+    feed = FleetFeed(Login(parse_broker_url(f"mqtt://127.0.0.1:{port}"), protocol=protocol), view)
+    task = asyncio.create_task(feed.run())
+    try:
+        async with asyncio.timeout(10):
+            await feed.subscribed.wait()
+        yield feed, view
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _shown(view: FleetView, suffix: str = "state") -> int:
+    node = view.node("test", "n1")
+    return 0 if node is None else node.messages[suffix]
+
+
+async def _settled(view: FleetView, at_least: int, suffix: str = "state") -> int:
+    """How many messages on `suffix` the view took, once `at_least` came and then no more."""
+    async with asyncio.timeout(10):
+        while _shown(view, suffix) < at_least:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(SETTLE_S)
+    return _shown(view, suffix)
+
+
+async def test_a_retained_message_is_shown_once(where: tuple[int, str]) -> None:
+    """The broker gives it to `{prefix}/#`, and again to the exact subscription to `state`."""
+    port, protocol = where
+    async with _publisher(port) as node:
+        await node.publish(f"{NODE}/state", _state(1), qos=1, retain=True)
+    async with _feed(port, protocol) as (_, view):
+        assert await _settled(view, 1) == 1
+
+
+async def test_a_live_message_on_a_retained_topic_is_shown_once(where: tuple[int, str]) -> None:
+    """It matches `{prefix}/#` and the node's `state` subscribed by name."""
+    port, protocol = where
+    async with _publisher(port) as node:
+        await node.publish(f"{NODE}/state", _state(1), qos=1, retain=True)
+        async with _feed(port, protocol) as (_, view):
+            before = await _settled(view, 1)
+            await node.publish(f"{NODE}/state", _state(2), qos=1, retain=True)
+            assert await _settled(view, before + 1) == before + 1
+
+
+async def test_where_retained_goes_only_by_name_a_node_first_heard_live_shows_once(
+    exact_only: QuirkProxy, broker: Mosquitto
+) -> None:
+    """The `state` that made the feed notice the node came live through `{prefix}/#`; the
+    retained value its subscription by name brings next is that same message."""
+    async with _feed(exact_only.port, "3.1.1") as (_, view):
+        async with _publisher(broker.port) as node:
+            await node.publish(f"{NODE}/state", _state(1), qos=1, retain=True)
+        assert await _settled(view, 1) == 1
+
+
+async def test_the_same_payload_published_twice_is_shown_twice(where: tuple[int, str]) -> None:
+    """Two publishes of identical bytes are two messages (a node repeating its state, a
+    position that did not move), retained or not: none is taken for a copy of the other."""
+    port, protocol = where
+    async with _publisher(port) as node:
+        await node.publish(f"{NODE}/state", _state(1), qos=1, retain=True)
+        async with _feed(port, protocol) as (_, view):
+            before = await _settled(view, 1)
+            same = _state(2)
+            await node.publish(f"{NODE}/state", same, qos=1, retain=True)
+            await node.publish(f"{NODE}/state", same, qos=1, retain=True)
+            await node.publish(f"{NODE}/state", same, qos=0, retain=False)
+            assert await _settled(view, before + 3) == before + 3
+
+
+async def test_a_flood_on_a_retained_topic_counts_each_message_once(
+    where: tuple[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each message of a flood on a node's `health` is either read or dropped at the
+    reader's bound, once: the drop count is not inflated by a second copy of each."""
+    monkeypatch.setattr("edged.ops.client.MAX_QUEUED_MESSAGES", 8)
+    port, protocol = where
+    count = 3000
+    async with _publisher(port) as node:
+        await node.publish(f"{NODE}/state", _state(1), qos=1, retain=True)
+        async with _feed(port, protocol) as (feed, view):
+            await _settled(view, 1)
+            received, dropped = view.received, feed.dropped
+            for _ in range(count):
+                await node.publish(f"{NODE}/health", b"{}", qos=0)
+
+            def taken() -> int:
+                return view.received - received + feed.dropped - dropped
+
+            async with asyncio.timeout(30):
+                while taken() < count:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(SETTLE_S)
+            assert feed.dropped > dropped, "the reader kept up: nothing shows how drops count"
+            assert taken() == count, f"{feed.dropped - dropped} of them dropped"
+
+
+async def test_over_mqtt5_a_copy_for_an_exact_subscription_alone_is_never_queued(
+    broker: Mosquitto,
+) -> None:
+    """While both subscriptions stand (the feed's round trip to fetch a node's retained
+    topics), Mosquitto sends a live message once per subscription, each copy naming its
+    own: the exact one's copy takes no room in the reader's queue."""
+    login = Login(parse_broker_url(broker.url), protocol="5")
+    async with connect(login, "edgectl-test-ids") as reader:
+        copies = Copies(PREFIX, identifiers=True)
+        reader.skip, reader.taken = copies.repeat, copies.queued
+        await reader.subscribe(f"{PREFIX}/#", qos=1, properties=subscription_id(WILDCARD_ID))
+        await reader.subscribe(f"{NODE}/state", qos=1, properties=subscription_id(EXACT_ID))
+        async with _publisher(broker.port) as node:
+            await node.publish(f"{NODE}/state", _state(1), qos=1)
+        await asyncio.sleep(SETTLE_S)
+        assert len(reader.messages) == 1
+        message = await anext(aiter(reader.messages))
+        assert WILDCARD_ID in getattr(message.properties, "SubscriptionIdentifier", [])
