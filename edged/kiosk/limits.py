@@ -6,9 +6,10 @@ hotspot). Without limits, held `/api/events` streams locked the screen out, half
 requests never ended, and a thousand idle connections took every file descriptor, so the
 node could not reconnect to its broker. Here are the limits; every connection passes the
 HTTP layer's gate (`edged/web/gate.py`) with them before a byte is read: over a limit it is
-closed at once (counted, logged once per interval). The time limits (a request head that
-does not arrive in time, a body dripped in, a page that stops reading) are the HTTP
-layer's (`edged/web/server.py`), set from `header_timeout_s`.
+closed at once, counted and logged (a flood of refusals is bounded by the log's flood
+guard, `edged/logs.py`: the first lines of each kind, then how many more). The time limits
+(a request head that does not arrive in time, a body dripped in, a page that stops
+reading) are the HTTP layer's (`edged/web/server.py`), set from `header_timeout_s`.
 
 The screen's own addresses (`screen_addresses`, loopback by default) have a reserve no
 visitor can take: visitors together get at most `max_connections - max_connections_per_peer`
@@ -22,7 +23,6 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from core.counters import Counters
 from core.logs import flood_key
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 FD_RESERVE = 256
 """Descriptors the kiosk never takes: the broker, the outbox, serial ports, CAN, GPIO."""
 FD_CHECK_EVERY_S = 1.0
-LOG_EVERY_S = 10.0
 
 
 def open_fds() -> int:
@@ -54,26 +53,6 @@ def raise_fd_limit(wanted: int) -> int:
         except (ValueError, OSError):
             pass
     return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-class Throttled:
-    """One log line per kind of trouble per interval, with how many were not logged."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._last: dict[str, float] = {}
-        self._quiet: Counter[str] = Counter()
-
-    def warning(self, kind: str, message: str, *args: Any) -> None:
-        now = self.clock()
-        if now - self._last.get(kind, -math.inf) < LOG_EVERY_S:
-            self._quiet[kind] += 1
-            return
-        self._last[kind] = now
-        quiet = self._quiet.pop(kind, 0)
-        suffix = f" ({quiet} more like it not logged)" if quiet else ""
-        # one template whatever the count: the log's flood guard follows it as one
-        log.warning(message + "%s", *args, suffix, extra=flood_key(kind))
 
 
 class ConnectionLimits:
@@ -111,7 +90,6 @@ class ConnectionLimits:
         self.clock = clock
         self.connections: Counter[str] = Counter()
         self.streams: Counter[str] = Counter()
-        self.log = Throttled(clock)
         self._fd_checked = -math.inf
         self._fd_open = 0
 
@@ -152,20 +130,21 @@ class ConnectionLimits:
         return None
 
     def refused(self, what: str, peer: str, why: str) -> None:
+        """Count a refusal and log it; a flood of them is the log's flood guard's to bound
+        (first lines, then a count), each kind of refusal apart from the others."""
         self.counters.inc(f"{self.name}.refused_{what}.{why}")
         if why == "descriptors":
-            self.log.warning(
-                why,
+            log.warning(
                 "%s: refusing connections: %d of %d descriptors in use, %d kept for the "
                 "node (raise LimitNOFILE in the unit)",
                 self.name,
                 self._fd_open,
                 self.fd_limit,
                 self.fd_reserve,
+                extra=flood_key(f"{self.name}.{why}"),
             )
         else:
-            self.log.warning(
-                f"{what}.{why}",
+            log.warning(
                 "%s: %s from %s refused (%s limit: %d per peer, %d in all); "
                 "see its max_connections in the config",
                 self.name,
@@ -174,17 +153,18 @@ class ConnectionLimits:
                 why.replace("_", " "),
                 self.per_peer if what == "connection" else self.streams_per_peer,
                 self.max_connections if what == "connection" else self.max_streams,
+                extra=flood_key(f"{self.name}.{what}.{why}"),
             )
 
 
 class AcceptErrorFilter(logging.Filter):
     """asyncio logs a traceback for every failed accept(); under a descriptor flood that is
-    thousands a second. Keep one line per interval (with the count) and count them all."""
+    thousands a second. Each becomes a one-line warning of the kiosk's (no traceback), whose
+    flood the log's guard bounds, and is counted (`kiosk.accept_error`)."""
 
-    def __init__(self, counters: Counters, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, counters: Counters) -> None:
         super().__init__()
         self.counters = counters
-        self.throttle = Throttled(clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -192,5 +172,5 @@ class AcceptErrorFilter(logging.Filter):
             return True
         self.counters.inc("kiosk.accept_error")
         exc = record.exc_info[1] if record.exc_info else None
-        self.throttle.warning("accept", "kiosk: %s: %s", message.splitlines()[0], exc)
+        log.warning("kiosk: %s: %s", message.splitlines()[0], exc, extra=flood_key("kiosk.accept"))
         return False

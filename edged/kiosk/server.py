@@ -77,7 +77,6 @@ SSE_RETRY_MS = 1000
 FRAME_REUSE_S = 0.25
 """A state frame is shared by the pages woken by the same change (its clock is this fresh)."""
 BIND_RETRY_S = (2.0, 60.0)
-LOG_EVERY_S = 10.0
 
 
 class Screen(Protocol):
@@ -150,7 +149,6 @@ class KioskServer:
         self._clients: set[asyncio.Event] = set()
         self._closing = False
         self._state_frame: tuple[object, float, bytes] | None = None
-        self._logged: dict[str, float] = {}
         self.limits = ConnectionLimits(
             max_connections=config.max_connections,
             per_peer=config.max_connections_per_peer,
@@ -300,21 +298,19 @@ class KioskServer:
             )
 
     def refuse(self, error: HttpError, method: str, path: str) -> Response:
-        """A refusal as JSON, counted per status, logged once per interval per code."""
+        """A refusal as JSON, counted per status and logged: a flood of one code is the log's
+        flood guard's to bound (its first lines, then how many more), apart from the others."""
         self.counters.inc(f"{self.name}.http_{error.status}")
-        now = self.clock()
-        if now - self._logged.get(error.code, -math.inf) >= LOG_EVERY_S:  # a flood: one line
-            self._logged[error.code] = now
-            log.warning(
-                "%s: %s %s refused (%s %s): %s",
-                self.name,
-                method[:16],
-                path[:100] if self.names_peers else "(a path)",
-                error.status,
-                error.code,
-                printable(error.message),
-                extra=flood_key(f"{self.name}.{error.code}"),
-            )
+        log.warning(
+            "%s: %s %s refused (%s %s): %s",
+            self.name,
+            method[:16],
+            path[:100] if self.names_peers else "(a path)",
+            error.status,
+            error.code,
+            printable(error.message),
+            extra=flood_key(f"{self.name}.{error.code}"),
+        )
         headers = {k: v for k, v in error.headers.items() if k in ("Retry-After", "Allow")}
         body = {"error": error.code, "message": error.message}
         return self._headers(path, json_response(body, status=error.status, headers=headers))

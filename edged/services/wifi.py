@@ -13,7 +13,6 @@ from pathlib import Path
 from edged.config.kiosk import KioskConfig
 from edged.config.wifi import WifiConfig
 from edged.host import Host
-from edged.kiosk.limits import Throttled
 from edged.kiosk.server import Screen
 from edged.payloads import WifiHealth
 from edged.services.base import Service
@@ -81,7 +80,6 @@ class WifiService(Service):
         )
         self.dns_port: int | None = None
         self.dns_ready = asyncio.Event()
-        self.throttle = Throttled()
 
     def _on_link(self, event: LinkChanged) -> None:
         self.connected = event.connected
@@ -107,8 +105,7 @@ class WifiService(Service):
                 break
             except OSError as exc:
                 self.counters.inc("wifi.dns.listen_error")
-                self.throttle.warning(
-                    "dns",
+                log.warning(
                     "wifi: the captive DNS cannot listen on %s:%d (%s); retrying (is the "
                     "hotspot up? `edged doctor`)",
                     self.address,

@@ -34,9 +34,9 @@ from pydantic import BaseModel, ConfigDict
 
 from core.counters import Counters
 from core.errors import EdgedError
+from core.logs import flood_key
 from edged.config.kiosk import KioskConfig
 from edged.config.wifi import WifiConfig
-from edged.kiosk.limits import Throttled
 from edged.kiosk.ratelimit import RateLimiter
 from edged.kiosk.server import KioskServer, Screen
 from edged.web.message import HttpError, Request, Response, json_response
@@ -146,7 +146,6 @@ class PortalServer(KioskServer):
         self.internet = internet
         self.arp = arp
         self.sys_net = sys_net
-        self.throttle = Throttled(clock)
         self.accepts = RateLimiter(
             burst=ACCEPT_BURST,
             per_min=ACCEPT_PER_MIN,
@@ -274,7 +273,11 @@ class PortalServer(KioskServer):
             raise HttpError(503, "full", str(exc), {"Retry-After": "60"}) from None
         except FirewallError as exc:
             self.counters.inc("portal.firewall_error")
-            self.throttle.warning("firewall", "portal: a phone could not be let through: %s", exc)
+            log.warning(
+                "portal: a phone could not be let through: %s",
+                exc,
+                extra=flood_key("portal.firewall"),
+            )
             raise HttpError(503, "unavailable", "the wifi cannot let phones through now") from None
         self.counters.inc("portal.accepted")
         return json_response(self._access(ip, mac))

@@ -3,10 +3,11 @@
 import logging
 from typing import Any
 
-import pytest
-
 from core.counters import Counters
-from edged.kiosk.limits import AcceptErrorFilter, ConnectionLimits, Throttled, raise_fd_limit
+from edged import logs
+from edged.kiosk.limits import AcceptErrorFilter, ConnectionLimits, raise_fd_limit
+from edged.logs import BURST
+from tests.helpers.journal import Journal
 
 SCREEN = "127.0.0.1"
 
@@ -81,53 +82,62 @@ def test_connections_are_refused_when_descriptors_run_short() -> None:
     assert lim.refuse_connection(SCREEN) == "descriptors"
 
 
-def test_a_refusal_is_counted_every_time_and_logged_once_per_interval(
-    caplog: pytest.LogCaptureFixture,
+def said(journal: Journal, text: str) -> list[str]:
+    """The journal's lines holding `text`, the flood guard's summaries left out."""
+    return [line for line in journal.with_(text) if "more like this" not in line]
+
+
+def test_a_flood_of_refusals_leaves_its_first_lines_and_its_size_in_the_journal(
+    journal: Journal,
 ) -> None:
-    clock = Clock()
+    """The kiosk had its own throttle (a line per 10 s) before the log's flood guard: the
+    guard never saw the flood, and the last 10 s of one were never said, however many."""
     counters = Counters()
-    lim = limits(counters=counters, clock=clock)
-    with caplog.at_level(logging.WARNING, "edged.kiosk.limits"):
-        for _ in range(500):
-            lim.refused("connection", "10.0.0.2", "per_peer")
-        clock.t += 10
+    lim = limits(counters=counters)
+    for _ in range(500):
         lim.refused("connection", "10.0.0.2", "per_peer")
-    assert counters["kiosk.refused_connection.per_peer"] == 501
-    assert len(caplog.records) == 2
-    assert "499 more like it not logged" in caplog.records[1].getMessage()
+    logs.flush()  # the node's stop, or the minute's end
+    assert counters["kiosk.refused_connection.per_peer"] == 500
+    assert len(said(journal, "connection from 10.0.0.2 refused")) == BURST
+    summary = journal.with_("more like this")
+    assert len(summary) == 1 and f"{500 - BURST} more like this" in summary[0]
 
 
-def test_accept_errors_are_counted_and_logged_once_per_interval(
-    caplog: pytest.LogCaptureFixture,
+def test_a_flood_of_one_refusal_does_not_hold_back_the_first_of_another(
+    journal: Journal,
 ) -> None:
-    clock = Clock()
+    lim = limits()
+    for _ in range(500):
+        lim.refused("connection", "10.0.0.2", "per_peer")
+    lim.refused("connection", "10.0.0.3", "total")
+    lim.refused("stream", "10.0.0.2", "per_peer")
+    assert len(said(journal, "connection from 10.0.0.3 refused (total limit")) == 1
+    assert len(said(journal, "stream from 10.0.0.2 refused (per peer limit")) == 1
+
+
+def test_accept_errors_are_counted_and_logged_without_tracebacks_their_flood_bounded(
+    journal: Journal,
+) -> None:
     counters = Counters()
     asyncio_log = logging.getLogger("asyncio")
-    filt = AcceptErrorFilter(counters, clock)
+    filt = AcceptErrorFilter(counters)
     asyncio_log.addFilter(filt)
     try:
-        with caplog.at_level(logging.WARNING):
-            for _ in range(1000):
-                try:
-                    raise OSError(24, "Too many open files")
-                except OSError:
-                    asyncio_log.error("socket.accept() out of system resource", exc_info=True)
-            asyncio_log.error("something else")
+        for _ in range(1000):
+            try:
+                raise OSError(24, "Too many open files")
+            except OSError:
+                asyncio_log.error("socket.accept() out of system resource", exc_info=True)
+        asyncio_log.error("something else")
     finally:
         asyncio_log.removeFilter(filt)
+    logs.flush()
     assert counters["kiosk.accept_error"] == 1000
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2 and "Too many open files" in lines[0] and lines[1] == "something else"
-    assert not any(r.exc_info for r in caplog.records if "accept" in r.getMessage())
-
-
-def test_throttled_keeps_kinds_apart() -> None:
-    clock = Clock()
-    t = Throttled(clock)
-    t.warning("a", "a")
-    t.warning("b", "b")
-    t.warning("a", "a")
-    assert t._quiet == {"a": 1}
+    lines = said(journal, "accept")
+    assert len(lines) == BURST and all("Too many open files" in line for line in lines)
+    assert f"{1000 - BURST} more like this" in journal.with_("more like this")[0]
+    assert len(journal.with_("something else")) == 1
+    assert "Traceback" not in journal.text
 
 
 def test_the_soft_descriptor_limit_is_raised_towards_what_the_kiosk_needs() -> None:

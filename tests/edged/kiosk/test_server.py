@@ -12,11 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from edged import logs
 from edged.config.kiosk import KioskConfig
 from edged.kiosk import server as kiosk_server
 from edged.kiosk.server import STATIC, KioskServer, load_static
+from edged.logs import BURST
 from edged.node import Node
 from edged.services.kiosk import KioskService
+from tests.helpers.journal import Journal
 from tests.helpers.kiosk import Serve, stored
 
 JSON = {"Content-Type": "application/json"}
@@ -385,6 +388,30 @@ async def test_refusals_are_counted_per_status_for_health(
     await post(http, server, b"junk")
     await post(http, server, {"kind": "taxi"})
     assert node.counters["kiosk.http_400"] == 1 and node.counters["kiosk.http_422"] == 1
+
+
+async def test_a_flood_of_refused_requests_leaves_its_first_lines_and_its_size_in_the_journal(
+    http: aiohttp.ClientSession, server: KioskServer, node: Node, journal: Journal
+) -> None:
+    """The kiosk logged one refusal per code per 10 s itself, before the log's flood guard:
+    the guard never saw the flood, and the journal never said how big it was."""
+    for _ in range(100):
+        assert (await post(http, server, b"junk"))[0] == 400
+    logs.flush()  # the node's stop, or the minute's end
+    assert node.counters["kiosk.http_400"] == 100
+    refused = journal.with_("refused (400 bad_json)")
+    assert len([line for line in refused if "more like this" not in line]) == BURST
+    summary = journal.with_("more like this")
+    assert len(summary) == 1 and f"{100 - BURST} more like this" in summary[0]
+
+
+async def test_a_flood_of_one_refusal_does_not_hold_back_the_first_of_another(
+    http: aiohttp.ClientSession, server: KioskServer, journal: Journal
+) -> None:
+    for _ in range(30):
+        await post(http, server, b"junk")
+    await post(http, server, {"kind": "taxi"})
+    assert len(journal.with_("refused (422 bad_request)")) == 1
 
 
 # -- running --------------------------------------------------------------------------------
