@@ -145,6 +145,20 @@ class Topics:
                 return topic[len(head) :]
         return None
 
+    def spec_name(self, topic: str) -> str | None:
+        """The `TOPICS` entry one of this node's topics is of (`reply/{name}` for every
+        reply), None for another's: a name from the code whatever a commander names, to
+        tell kinds of topic apart where a topic itself would be too many (a log's flood key)."""
+        head = f"{self.base}/"
+        if not topic.startswith(head):
+            return None
+        tail = topic[len(head) :]
+        for name in TOPICS:
+            before, braces, _ = name.partition("{name}")
+            if tail == name or (braces and tail.startswith(before)):
+                return name
+        return None
+
     def command_topic(self, name: str) -> str:
         """The canonical (dotted) topic of a command: what signatures cover, however the
         command was spelled on the way."""

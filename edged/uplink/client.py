@@ -829,10 +829,15 @@ class Uplink:
 
     def _say_once(self, topic: str, cause: str, text: str) -> None:
         """A warning once a session per topic and cause: an ACL or a size limit meets every
-        message of the topic, and the log must not fill with them."""
+        message of the topic, and the log must not fill with them. Their one template
+        ("%s") is counted per kind of topic and cause in the log's flood guard: as one, a
+        broker refusing every reply, said again each session, held back the first word of
+        a tap too large to send."""
         if (topic, cause) not in self._said:
             self._said.add((topic, cause))
-            log.warning("%s", text)
+            kind = topic if topic == RESPONSE_TOPICS else self.topics.spec_name(topic)
+            why = "refused" if cause.startswith("0x") else cause  # not a code a broker chose
+            log.warning("%s", text, extra=flood_key(f"uplink {kind} {why}"))
 
     def hurry(self) -> None:
         """The node stops: samples waiting for company (`[broker] batch_s`, 20 s in a

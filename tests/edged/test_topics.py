@@ -209,3 +209,24 @@ async def test_the_commands_a_config_may_name_are_the_ones_a_node_answers(
     every_command: CommandRouter,
 ) -> None:
     assert set(every_command.names) == COMMANDS
+
+
+@pytest.mark.parametrize(
+    ("tail", "spec"),
+    [
+        ("reply/config/get", "reply/{name}"),
+        ("reply/x1", "reply/{name}"),
+        ("alarm/panic", "alarm/{name}"),
+        ("vehicle", "vehicle"),
+        ("vehicle/faults", "vehicle/faults"),
+        ("health/beat", "health/beat"),
+    ],
+)
+def test_a_topic_of_the_node_names_its_table_entry_whatever_its_name(tail: str, spec: str) -> None:
+    topics = Topics("rnst/v1", "f", "n1")
+    assert topics.spec_name(f"{topics.base}/{tail}") == spec
+
+
+@pytest.mark.parametrize("topic", ["ops/replies/c1", "rnst/v1/f/n2/state", "rnst/v1/f/n1/nope"])
+def test_a_topic_not_of_the_node_names_no_table_entry(topic: str) -> None:
+    assert Topics("rnst/v1", "f", "n1").spec_name(topic) is None

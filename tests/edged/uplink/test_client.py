@@ -10,6 +10,7 @@ import pytest
 
 from core.counters import Counters
 from edged.config.models import BrokerConfig
+from edged.logs import BURST
 from edged.outbox import Outbox, Publication
 from edged.payloads import Alarm, DoorEvent, Reply, State
 from edged.topics import ALARM, DOOR, REPLY, Topics
@@ -18,6 +19,7 @@ from edged.uplink.packets import varint
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
+from tests.helpers.journal import Journal
 
 TOPICS = Topics("rnst/v1", "test", "n1")
 
@@ -96,6 +98,43 @@ async def test_copies_on_response_topics_the_broker_refuses_are_dropped_and_said
         await wait_until(lambda: outbox.depth == 0, 5, "the outbox emptied")
         said = [r for r in caplog.records if "refused the copy of a reply" in r.getMessage()]
         assert len(said) == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()
+
+
+async def test_a_flood_of_refused_replies_does_not_hold_back_the_first_word_of_a_refused_door(
+    tmp_path: Path, outbox: Outbox, journal: Journal
+) -> None:
+    """Every refusal is said once a session per topic, all with one template ("%s"): the
+    log's flood guard counted them as one, so replies to a dozen commands the ACL refuses
+    held back the first line about door events refused, in the journal."""
+    acl = tmp_path / "state-only.acl"
+    acl.write_text("topic readwrite rnst/v1/test/n1/state\ntopic read rnst/v1/test/n1/cmd/#\n")
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
+    counters = Counters()
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=_ignore,
+        counters=counters,
+    )
+    for i in range(15):
+        reply = Reply(id=f"c{i}", ok=True, result={})
+        await outbox.put_nowait(Publication.make(TOPICS, REPLY, reply, name=f"ping{i}"))
+    await outbox.put_nowait(Publication.make(TOPICS, DOOR, DoorEvent(door="d1", open=True)))
+    task = asyncio.create_task(uplink.run())
+    try:
+        door = "the broker refused rnst/v1/test/n1/events/door"
+        await wait_until(lambda: counters["uplink.publish_refused"] >= 16, 10, "the refusals")
+        await wait_until(lambda: journal.with_(door), 3, "the door's refusal in the journal")
+        assert len(journal.with_(door)) == 1
+        assert len(journal.with_("the broker refused rnst/v1/test/n1/reply/")) == BURST
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
