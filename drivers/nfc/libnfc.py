@@ -64,7 +64,7 @@ from pydantic import Field, field_validator, model_validator
 from core.driver import Device, DriverContext, DriverOptions, Opens
 from core.errors import DriverError
 from core.events import Tap
-from drivers.nfc import abi, binding
+from drivers.nfc import abi, binding, quiet_libnfc
 from drivers.nfc.presence import Presence
 from drivers.nfc.uid import UID_LENGTHS
 
@@ -86,8 +86,7 @@ NEEDS_PORT = ("pn532_uart", "pn532_i2c", "pn532_spi", "acr122s", "arygon")
 SERIAL = ("pn532_uart", "acr122s", "arygon")
 SERIAL_SPEEDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
 
-LOG_LEVEL_ENV = "LIBNFC_LOG_LEVEL"
-"""libnfc's own log level (0 none, 1 errors, 3 debug), read by each nfc_init: 0 unless set."""
+quiet_libnfc()  # at import, before this driver's threads: never a setenv once they run
 
 
 class LibnfcOptions(DriverOptions):
@@ -310,11 +309,9 @@ class _Session:
     # -- event loop side ------------------------------------------------------------------
 
     def start(self) -> None:
-        # libnfc writes an error line to stderr (the journal) for every bad frame, a line
-        # per poll from a flaky reader; the driver logs each problem itself, with
-        # nfc_strerror. An operator's own LIBNFC_LOG_LEVEL (debugging a reader) is kept.
-        # Set here, on the loop's thread, before the thread that calls nfc_init starts.
-        os.environ.setdefault(LOG_LEVEL_ENV, "0")
+        # LIBNFC_LOG_LEVEL is in place already (drivers.nfc.quiet_libnfc, at process start
+        # and at this module's import): setting it here, with the node's threads running,
+        # raced their getenv (glibc's setenv is not thread-safe)
         self._thread.start()
 
     async def watch(self) -> None:

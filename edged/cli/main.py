@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import ConfigError, EdgedError
 from core.threads import DaemonThreadExecutor
+from drivers.nfc import quiet_libnfc
 from edged import __version__
 from edged.cli.signals import StopSignals
 from edged.logs import setup_logging
@@ -81,6 +82,10 @@ def _port(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the environment is written here, on the main thread before any other starts, or never
+    # (glibc's setenv races a getenv in another thread): a node's config may gain a reader
+    # on a `restart`, when threads of the previous node may still run
+    quiet_libnfc()
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return check_config(args.files)

@@ -1,13 +1,18 @@
 """`edged run` with a config it cannot use: one clear message and the exit status that
 tells systemd not to restart it (RestartPreventExitStatus= in systemd/edged.service)."""
 
+import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from edged.cli.main import EXIT_CONFIG
 from edged.config.probation import Probation
+from hil.nfc.emulator import Pn532Emulator
 from tests.helpers.nodes import ROOT, write_config
 
 
@@ -144,3 +149,67 @@ def test_a_config_on_probation_stopped_on_purpose_is_not_rolled_back_for_the_tim
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+WATCH_THREADS_AND_ENVIRONMENT = """
+import json, os, signal, sys, threading
+
+starts, writes = [], []
+thread_start, putenv = threading.Thread.start, os.putenv
+
+
+def start(self, *args, **kwargs):
+    starts.append([self.name, os.environ.get("LIBNFC_LOG_LEVEL")])
+    thread_start(self, *args, **kwargs)
+    if self.name.startswith("nfc-"):  # the reader's thread runs: the node may stop
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def watched_putenv(key, value):
+    writes.append([os.fsdecode(key), threading.active_count()])
+    putenv(key, value)
+
+
+threading.Thread.start, os.putenv = start, watched_putenv
+signal.setitimer(signal.ITIMER_REAL, 30)  # should the reader never start: SIGALRM ends it
+from edged.cli.main import main
+
+main(["run", "-c", sys.argv[1]])
+print(json.dumps({"starts": starts, "writes": writes}))
+"""
+
+
+@pytest.mark.parametrize(("operators", "level"), [(None, "0"), ("1", "1")])
+def test_libnfc_log_level_is_in_place_before_any_thread_starts_and_an_operators_wins(
+    tmp_path: Path, operators: str | None, level: str
+) -> None:
+    """glibc's setenv is not thread-safe against a getenv in another thread (libnfc's
+    nfc_init, localtime's TZ): the NFC driver set LIBNFC_LOG_LEVEL when the reader first
+    started, with the node's threads running. `edged run` as systemd starts it, watched:
+    every thread it starts, the reader's among them, finds the level set; it is written
+    only while the main thread is alone, and not at all when the operator set it."""
+    env = {k: v for k, v in os.environ.items() if k != "LIBNFC_LOG_LEVEL"}
+    if operators is not None:
+        env["LIBNFC_LOG_LEVEL"] = operators
+    with Pn532Emulator(tmp_path / "nfc0") as emu:
+        config = write_config(
+            tmp_path,
+            1,  # no broker: the node only has to start its reader
+            gps=False,
+            extra=f'[[drivers]]\nname = "reader"\ndriver = "nfc.libnfc"\n'
+            f'[drivers.options]\nconnstring = "{emu.connstring}"\n',
+        )
+        r = subprocess.run(
+            [sys.executable, "-c", WATCH_THREADS_AND_ENVIRONMENT, str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=env,
+        )
+    assert r.returncode == 0, r.stderr[-3000:]
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    assert any(name.startswith("nfc-") for name, _ in seen["starts"]), seen
+    assert all(value == level for _, value in seen["starts"]), seen["starts"]
+    libnfc_writes = [threads for key, threads in seen["writes"] if key == "LIBNFC_LOG_LEVEL"]
+    assert libnfc_writes == ([1] if operators is None else [])

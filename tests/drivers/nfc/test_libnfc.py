@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from core.errors import DriverError
 from core.events import Tap
+from drivers.nfc import quiet_libnfc
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
 from drivers.registry import driver_class
 from edged.config.models import SupervisorConfig
@@ -410,10 +411,22 @@ async def test_libnfc_writes_no_line_of_its_own_per_bad_frame(
     """libnfc printed "error libnfc.driver.pn532_uart Frame preamble+start code mismatch" to
     stderr, the journal, for each bad frame: past any limit edged sets on its own lines."""
     monkeypatch.delenv("LIBNFC_LOG_LEVEL", raising=False)
+    quiet_libnfc()  # as edged's entry point does, first thing (tests/cli/test_run.py)
     with Pn532Emulator(tmp_path / "nfc0", faults=Faults(garbage=0.5, seed=1)) as e:
         rec = await running.start(e, max_errors=100)
         await wait_until(lambda: rec.counts["poll_error"] >= 20, 10, "20 failed polls")
     assert "libnfc" not in capfd.readouterr().err
+
+
+def test_importing_the_driver_turns_libnfc_s_log_off_for_any_host_of_it() -> None:
+    """A host other than `edged run` (a rig, a bench) gets libnfc quiet too: at the import,
+    on its main thread, not when a reader starts among the host's threads."""
+    env = {k: v for k, v in os.environ.items() if k != "LIBNFC_LOG_LEVEL"}
+    code = "import os, drivers.nfc.libnfc; print(os.environ.get('LIBNFC_LOG_LEVEL'))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.stdout.strip() == "0", run.stderr[-2000:]
 
 
 async def test_an_operators_libnfc_log_level_is_kept(
