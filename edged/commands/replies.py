@@ -7,6 +7,11 @@ not undo it, an old `alarm.ack` must not clear a newer panic alarm. The same id 
 content is refused `reused_id`. Refusals before a command runs (authorisation, bad request)
 are not remembered: they changed nothing.
 
+Only the very bytes answered get the remembered reply, so a command signed once cannot be
+answered for anything else. What the bytes do not hold, the MQTT 5 response topic and
+correlation data, is kept in memory only (`Answer.via`): a copy of a remembered reply goes
+only back where the first delivery asked for it (edged.commands.router).
+
 The memory is one value of the node's state store (`STATE_KEY`), a list, oldest first, of
 `[id, digest, answered_ms, reply]`: `digest` is 128 bits of the SHA-256 of the command's
 topic and bytes, `answered_ms` the trusted UTC time of the reply (null when the clock was
@@ -53,6 +58,12 @@ NOT_KEPT = "reply_not_kept"
 class Answer:
     digest: str
     reply: Reply
+    via: str | None = None
+    """Where the first delivery asked for a copy of the reply: a digest of its MQTT 5
+    response topic and correlation data, None without one. Neither is in `digest` nor in
+    the signature, so a copy of this reply goes only back there (edged.commands.router).
+    In memory only (an entry read from the state store has None): the copy made at the
+    first delivery went to the outbox in the commit that kept this entry."""
 
 
 @dataclass(frozen=True)
@@ -96,16 +107,16 @@ class ReplyMemory:
         entry = self._memory.get(cmd_id)
         return None if entry is None else entry.answer
 
-    def remember(self, cmd_id: str, digest: str, reply: Reply) -> None:
-        """Keep `reply` as the answer to `cmd_id`, and write the memory to the state store
-        (with the next commit, the one that takes the reply)."""
+    def remember(self, cmd_id: str, digest: str, reply: Reply, via: str | None = None) -> None:
+        """Keep `reply` as the answer to `cmd_id` (`via`: `Answer.via`), and write the memory
+        to the state store (with the next commit, the one that takes the reply)."""
         entries = self._memory
         at = self._trusted_now()
         stored = [cmd_id, digest, at, self._kept(reply)]
         old = entries.pop(cmd_id, None)
         if old is not None:
             self._bytes -= old.size
-        entry = _Entry(Answer(digest, reply), at, stored, _size(stored) + 2)  # and ", "
+        entry = _Entry(Answer(digest, reply, via), at, stored, _size(stored) + 2)  # and ", "
         entries[cmd_id] = entry
         self._bytes += entry.size
         self._prune()

@@ -117,8 +117,9 @@ class CommandRouter:
         refusal = None
         if cmd.response_topic is not None:
             refusal = self.response_topics.refusal(cmd.response_topic)
+        withheld: list[str] = []
         try:
-            reply = self._encodable(await self._reply(name, cmd, refusal))
+            reply = self._encodable(await self._reply(name, cmd, refusal, withheld))
         except Exception as exc:
             log.exception("command %r failed", cmd.name[:80])
             reply = self._error(None, "internal", f"{type(exc).__name__}: {exc}"[:300])
@@ -130,10 +131,14 @@ class CommandRouter:
                 reply.error.message[:300],
                 extra=flood_key(reply.error.code),  # unauthorized, stale... each seen first
             )
-        response_topic = cmd.response_topic if refusal is None else None
+        response_topic = cmd.response_topic if refusal is None and not withheld else None
         return Outcome(name, reply, response_topic, cmd.correlation if response_topic else None)
 
-    async def _reply(self, name: str, cmd: IncomingCommand, refusal: str | None) -> Reply:
+    async def _reply(
+        self, name: str, cmd: IncomingCommand, refusal: str | None, withheld: list[str]
+    ) -> Reply:
+        """The reply to `cmd`; why its copy must not go to the response topic, if so, is
+        appended to `withheld`."""
         route = self._routes.get(name)
         limit = route.max_bytes if route is not None else MAX_COMMAND_BYTES
         if len(cmd.payload) > limit:
@@ -182,6 +187,7 @@ class CommandRouter:
             return self._error(command.id, "bad_response_topic", refusal)
         digest = hashlib.sha256(cmd.topic.encode() + b"\0" + cmd.payload).hexdigest()
         digest = digest[:DIGEST_HEX]
+        via = _via(cmd)
         answered = self.replies.get(command.id)
         if answered is not None:
             if answered.digest != digest:
@@ -189,6 +195,19 @@ class CommandRouter:
                     command.id, "reused_id", "this id was used for another command; use a new id"
                 )
             self.counters.inc("cmd.duplicate")
+            if via is not None and via != answered.via:
+                # the same bytes from anyone who saw them, with a response topic of their
+                # choosing: neither the digest nor the signature covers it
+                self.counters.inc("cmd.duplicate_elsewhere")
+                log.warning(
+                    "command %s came again with another response topic (%r): its remembered "
+                    "reply goes on reply/%s only",
+                    command.id,
+                    (cmd.response_topic or "")[:80],
+                    name.replace(".", "/"),
+                    extra=flood_key("duplicate_elsewhere"),
+                )
+                withheld.append("another response topic")
             return answered.reply
         route = self._routes.get(name)
         if route is None:
@@ -217,7 +236,7 @@ class CommandRouter:
         # a redelivered command (same id, same bytes) gets the same reply, runs once, even
         # after a restart: remembered before the node hands the reply to the outbox
         reply = self._encodable(reply)
-        self.replies.remember(command.id, digest, reply)
+        self.replies.remember(command.id, digest, reply, via)
         return reply
 
     def _error(self, cmd_id: str | None, code: str, message: str) -> Reply:
@@ -234,6 +253,17 @@ class CommandRouter:
             log.error("the reply to command %s cannot be encoded: %s", reply.id, exc)
             return self._error(reply.id, "internal", f"the result is not JSON: {exc}"[:300])
         return reply
+
+
+def _via(cmd: IncomingCommand) -> str | None:
+    """`Answer.via` for `cmd`: a digest of its response topic and correlation data."""
+    if cmd.response_topic is None:
+        return None
+    correlation = b"" if cmd.correlation is None else b"\1" + cmd.correlation
+    digest = hashlib.sha256(
+        cmd.response_topic.encode("utf-8", "surrogatepass") + b"\0" + correlation
+    )
+    return digest.hexdigest()[:DIGEST_HEX]
 
 
 def _loads(payload: bytes, not_numbers: list[str]) -> Any:

@@ -3,11 +3,15 @@ write (issue #12.6)."""
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.security.signing import public_key_text, sign
 from tests.helpers.broker import Mosquitto
-from tests.helpers.commands import BASE, online, replies, send, v5_properties
+from tests.helpers.commands import BASE, online, replies, send, signing_config, v5_properties
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
@@ -28,6 +32,33 @@ async def test_a_response_topic_on_the_nodes_own_alarm_is_refused_and_nothing_ru
         assert replies(c, "mode/set")[1]["result"]["previous"] == "on-demand", "r1 ran"
         await asyncio.sleep(0.3)
         assert not c.on("alarm/panic")
+
+
+async def test_a_captured_signed_command_sent_again_with_a_spys_response_topic_gets_no_copy(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """A peer that reads `cmd/` sends a signed command's bytes again, within its window,
+    with its own response topic: the node answers from its memory, on `reply/{name}` only."""
+    key = Ed25519PrivateKey.generate()
+    signing = signing_config(public_key_text(key.public_key()))
+    config = write_config(tmp_path, broker.port, gps=False, extra=signing)
+    ts, args = int(time.time() * 1000), {"mode": "school"}
+    doc = {"id": "s1", "ts": ts, "args": args, "kid": "ops"}
+    doc["sig"] = sign(key, f"{BASE}/cmd/mode.set", "s1", ts, args)
+    payload = json.dumps(doc).encode()
+    dispatch, spy = "rnst/v1/test/_replies/dispatch", "rnst/v1/test/_replies/spy"
+    async with Collector(broker.port, topic="#") as c:
+        await online(c, config, spawn)
+        await send(broker.port, "cmd/mode/set", payload, properties=v5_properties(dispatch, b"d"))
+        await c.wait_for(
+            lambda: any(m.topic == dispatch for m in c.messages), 10, "the copy to dispatch"
+        )
+        await send(broker.port, "cmd/mode/set", payload, properties=v5_properties(spy, b"s"))
+        await c.wait_for(lambda: len(replies(c, "mode/set")) == 2, 10, "the second reply")
+        await asyncio.sleep(0.3)
+    first, again = replies(c, "mode/set")
+    assert first["ok"] and again["result"] == first["result"]
+    assert not [m for m in c.messages if m.topic == spy]
 
 
 async def test_with_a_reply_prefix_only_topics_under_it_get_the_copy(

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.counters import Counters
+from edged.commands.replies import ReplyMemory
 from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.commands.spec import MAX_COMMAND_BYTES, SENT_AT, CommandSpec
@@ -188,6 +189,58 @@ async def test_response_topic_and_correlation_are_passed_through() -> None:
         cmd("echo", {"id": "a"}, response_topic="ops/replies/7", correlation=b"\x01\x02")
     )
     assert (out.response_topic, out.correlation) == ("ops/replies/7", b"\x01\x02")
+
+
+async def test_a_resent_command_naming_another_response_topic_gets_no_copy_there() -> None:
+    """Who saw a command can send its bytes again with a response topic of their own:
+    neither the remembered digest nor the signature covers it."""
+    r = router()
+    first = await r.handle(cmd("echo", {"id": "a"}, response_topic="ops/c1", correlation=b"1"))
+    again = await r.handle(cmd("echo", {"id": "a"}, response_topic="spy/x", correlation=b"1"))
+    assert again.reply == first.reply
+    assert (again.response_topic, again.correlation) == (None, None)
+    assert r.counters["cmd.duplicate_elsewhere"] == 1
+
+
+async def test_a_resent_command_with_its_response_topic_gets_the_copy_again() -> None:
+    r = router()
+    first = await r.handle(cmd("echo", {"id": "a"}, response_topic="ops/c1", correlation=b"1"))
+    again = await r.handle(cmd("echo", {"id": "a"}, response_topic="ops/c1", correlation=b"1"))
+    assert again == first
+
+
+async def test_a_resent_command_with_other_correlation_data_gets_no_copy() -> None:
+    r = router()
+    await r.handle(cmd("echo", {"id": "a"}, response_topic="ops/c1", correlation=b"1"))
+    again = await r.handle(cmd("echo", {"id": "a"}, response_topic="ops/c1", correlation=b"2"))
+    assert again.response_topic is None
+
+
+async def test_a_resent_command_that_first_came_without_a_response_topic_gets_no_copy() -> None:
+    r = router()
+    await r.handle(cmd("echo", {"id": "a"}))
+    again = await r.handle(cmd("echo", {"id": "a"}, response_topic="spy/x", correlation=b"1"))
+    assert again.reply.ok and again.response_topic is None
+
+
+async def test_a_command_resent_after_a_restart_gets_no_copy_on_its_response_topic() -> None:
+    """The disk keeps no response topic: the first copy went to the outbox with the entry."""
+    state: dict[str, Any] = {}
+    kept = {"get_state": state.get, "set_state": state.__setitem__}
+    first = CommandRouter(Counters(), replies=ReplyMemory(**kept))
+    first.add(CommandSpec("echo", _echo))
+    await first.handle(cmd("echo", {"id": "a"}, response_topic="ops/c1", correlation=b"1"))
+    restarted = CommandRouter(Counters(), replies=ReplyMemory(**kept))
+    restarted.add(CommandSpec("echo", _echo))
+    again = await restarted.handle(
+        cmd("echo", {"id": "a"}, response_topic="ops/c1", correlation=b"1")
+    )
+    assert again.reply.ok and again.response_topic is None
+    assert restarted.counters["cmd.duplicate"] == 1
+
+
+async def _echo(args: dict[str, Any]) -> dict[str, Any]:
+    return {"echo": args}
 
 
 async def test_deeply_nested_json_is_refused_not_a_crash() -> None:
