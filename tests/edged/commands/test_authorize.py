@@ -186,6 +186,23 @@ async def test_a_used_id_with_other_content_is_refused() -> None:
     assert len(w.opened) == 1
 
 
+async def test_an_answered_id_under_another_signature_gets_no_remembered_reply() -> None:
+    """The reply memory is read before the signature is checked: only the very bytes that
+    were answered may get its reply, never a forgery or an unsigned copy of the id."""
+    w = World()
+    good = signed(DISPATCH, "c1")
+    await w.send(good)
+    forged = signed(STRANGER, "c1", ts=good["ts"])
+    unsigned = {k: v for k, v in good.items() if k != "sig"}
+    for doc in (forged, unsigned):
+        out = await w.router.handle(
+            IncomingCommand(name="door.unlock", payload=json.dumps(doc).encode(), topic=TOPIC)
+        )
+        assert out.reply.error and out.reply.error.code == "reused_id"
+        assert out.reply.result is None
+    assert len(w.opened) == 1
+
+
 async def test_a_replay_after_a_restart_is_refused() -> None:
     w = World()
     doc = signed(DISPATCH)
