@@ -183,8 +183,6 @@ class CommandRouter:
                 f"{cmd.name[:64]!r} is not a valid command name: lower-case words separated "
                 "by dots, such as config.get",
             )
-        if refusal is not None:
-            return self._error(command.id, "bad_response_topic", refusal)
         digest = hashlib.sha256(cmd.topic.encode() + b"\0" + cmd.payload).hexdigest()
         digest = digest[:DIGEST_HEX]
         via = _via(cmd)
@@ -221,6 +219,10 @@ class CommandRouter:
                 self.authorizer.check(cmd.topic, name, route.scope, command)
         except CommandError as exc:
             return self._error(command.id, exc.code, exc.message)  # refusals are not cached
+        if refusal is not None:
+            # after the authoriser: a signed command's id is spent, so whoever saw it cannot
+            # run it within its window with a response topic the node takes (not signed)
+            return self._error(command.id, "bad_response_topic", refusal)
         sent_at = SENT_AT.set(command.ts)
         try:
             result = await route.run(command.args)

@@ -42,10 +42,7 @@ async def test_a_captured_signed_command_sent_again_with_a_spys_response_topic_g
     key = Ed25519PrivateKey.generate()
     signing = signing_config(public_key_text(key.public_key()))
     config = write_config(tmp_path, broker.port, gps=False, extra=signing)
-    ts, args = int(time.time() * 1000), {"mode": "school"}
-    doc = {"id": "s1", "ts": ts, "args": args, "kid": "ops"}
-    doc["sig"] = sign(key, f"{BASE}/cmd/mode.set", "s1", ts, args)
-    payload = json.dumps(doc).encode()
+    payload = _signed_mode_set(key, "s1")
     dispatch, spy = "rnst/v1/test/_replies/dispatch", "rnst/v1/test/_replies/spy"
     async with Collector(broker.port, topic="#") as c:
         await online(c, config, spawn)
@@ -59,6 +56,40 @@ async def test_a_captured_signed_command_sent_again_with_a_spys_response_topic_g
     first, again = replies(c, "mode/set")
     assert first["ok"] and again["result"] == first["result"]
     assert not [m for m in c.messages if m.topic == spy]
+
+
+async def test_a_signed_command_refused_for_its_response_topic_is_not_run_by_a_spys_resend(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """Dispatch names a response topic outside `response_topic_prefix`: refused, not run. A
+    peer that read the command sends its bytes again, in its window, with a response topic
+    under the prefix: refused `replayed`, still not run."""
+    key = Ed25519PrivateKey.generate()
+    signing = signing_config(public_key_text(key.public_key()))
+    prefix = 'response_topic_prefix = "ops/replies"'
+    config = write_config(tmp_path, broker.port, gps=False, extra=signing, broker=prefix)
+    payload = _signed_mode_set(key, "s1")
+    async with Collector(broker.port, topic="#") as c:
+        await online(c, config, spawn)
+        dispatch = v5_properties("rnst/v1/test/_replies/edgectl-1", b"d")
+        await send(broker.port, "cmd/mode/set", payload, properties=dispatch)
+        await c.wait_for(lambda: len(replies(c, "mode/set")) == 1, 10, "the refusal")
+        spy = v5_properties("ops/replies/spy", b"s")
+        await send(broker.port, "cmd/mode/set", payload, properties=spy)
+        await send(broker.port, "cmd/mode/set", b'{"id": "check", "args": {"mode": "school"}}')
+        await c.wait_for(lambda: len(replies(c, "mode/set")) == 3, 10, "three replies")
+    refused, resent, check = replies(c, "mode/set")
+    assert refused["error"]["code"] == "bad_response_topic"
+    assert resent["error"]["code"] == "replayed"
+    assert check["result"]["previous"] == "on-demand", "the resent command ran"
+
+
+def _signed_mode_set(key: Ed25519PrivateKey, cmd_id: str) -> bytes:
+    """`mode.set school`, signed by `key` (key id "ops") for the test node, sent now."""
+    ts, args = int(time.time() * 1000), {"mode": "school"}
+    doc = {"id": cmd_id, "ts": ts, "args": args, "kid": "ops"}
+    doc["sig"] = sign(key, f"{BASE}/cmd/mode.set", cmd_id, ts, args)
+    return json.dumps(doc).encode()
 
 
 async def test_with_a_reply_prefix_only_topics_under_it_get_the_copy(

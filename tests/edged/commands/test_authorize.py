@@ -16,6 +16,7 @@ from core.counters import Counters
 from edged.clock import Clock
 from edged.commands.authorize import SEEN_KEY, Authorizer
 from edged.commands.replies import ReplyMemory
+from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.commands.spec import CommandSpec
 from edged.config.security import COMMANDS, KeyConfig, SecurityConfig
@@ -201,6 +202,22 @@ async def test_an_answered_id_under_another_signature_gets_no_remembered_reply()
         assert out.reply.error and out.reply.error.code == "reused_id"
         assert out.reply.result is None
     assert len(w.opened) == 1
+
+
+async def test_a_signed_command_refused_for_its_response_topic_cannot_be_run_by_a_replay() -> None:
+    """Dispatch's response topic is refused, so the command is not run; whoever saw it must
+    not run it within its window by sending its bytes again with a response topic the node
+    takes (the response topic is outside the signature)."""
+    w = World()
+    w.router.response_topics = ResponseTopics(None, "ops/replies")
+    payload = json.dumps(signed(DISPATCH)).encode()
+    for response_topic in ("rnst/v1/creuse/_replies/edgectl-1", "ops/replies/spy"):
+        out = await w.router.handle(
+            IncomingCommand("door.unlock", payload, response_topic=response_topic, topic=TOPIC)
+        )
+        assert not out.reply.ok
+    assert out.reply.error and out.reply.error.code == "replayed"
+    assert w.opened == []
 
 
 async def test_a_replay_after_a_restart_is_refused() -> None:
