@@ -71,10 +71,15 @@ class Authorizer:
             raise CommandError("missing_ts", "a signed command needs `ts` (UTC milliseconds)")
         now, source = self.clock.now()
         if source is ClockSource.UNSYNCED:
+            # its id is spent all the same: dispatch is told it did not run, so whoever saw
+            # it must not run it, within its window, once the clock is synced
+            self._verify(topic, name, scope, command, command.sig, command.ts)
+            self._spend(command.id, command.ts)
             raise CommandError(
                 "clock_unsynced",
                 "the node's clock is not synced (no NTP, no GPS fix): it cannot tell a fresh "
-                "signed command from a replayed one; retry once it is synced",
+                "signed command from a replayed one; send a new command (new id and ts) once "
+                "it is synced",
             )
         skew_ms = abs(now - command.ts)  # integers: no float overflow (Command bounds ts)
         if skew_ms > self.config.max_skew_s * 1000:
@@ -83,8 +88,15 @@ class Authorizer:
                 f"ts is {skew_ms // 1000} s from the node's clock "
                 f"(limit {self.config.max_skew_s:.0f} s)",
             )
+        self._verify(topic, name, scope, command, command.sig, command.ts)
+        self._remember(command.id, command.ts, now)
+
+    def _verify(
+        self, topic: str, name: str, scope: Scope, command: Command, sig: str, ts: int
+    ) -> None:
+        """Raise unless `sig` (the command's, over `ts`) verifies with a key holding `scope`."""
         try:
-            message = signed_message(topic, command.id, command.ts, command.args)
+            message = signed_message(topic, command.id, ts, command.args)
         except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the command's JSON)
             raise CommandError(
                 "bad_request",
@@ -95,7 +107,7 @@ class Authorizer:
         verified = [
             kid
             for kid in candidates
-            if kid in self.keys and verify(self.keys[kid][0], command.sig, message)
+            if kid in self.keys and verify(self.keys[kid][0], sig, message)
         ]
         if not verified:
             raise CommandError("bad_signature", "the signature does not verify with any known key")
@@ -103,7 +115,14 @@ class Authorizer:
             raise CommandError(
                 "forbidden", f"key {verified[0]!r} lacks the scope {scope!r} needed for {name}"
             )
-        self._remember(command.id, command.ts, now)
+
+    def _spend(self, cmd_id: str, ts: int) -> None:
+        """Remember the id of a verified command the node could not judge (no trusted clock):
+        the seen ids and their floor move only with a trusted clock (`_remember`)."""
+        if cmd_id in self._seen:
+            raise CommandError("replayed", f"command id {cmd_id!r} was already used")
+        self._seen[cmd_id] = ts
+        self._set_state(SEEN_KEY, self._seen)
 
     def _remember(self, cmd_id: str, ts: int, now: int) -> None:
         if cmd_id in self._seen:

@@ -163,6 +163,28 @@ async def test_an_unsynced_clock_refuses_signed_commands_with_the_reason(
     assert (ok, code) == (False, "clock_unsynced")
 
 
+async def test_a_command_refused_while_unsynced_cannot_be_run_by_a_replay_once_synced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dispatch was told the door did not open; whoever saw the command must not open it
+    at their moment once the clock syncs, within the command's window."""
+    kernel_clock(monkeypatch, synced=False)
+    w = World(synced=False)
+    doc = signed(DISPATCH)
+    assert await w.send(doc) == (False, "clock_unsynced")
+    w.auth.clock = Clock(trust_system_clock=True)  # NTP came
+    assert await w.send(doc) == (False, "replayed")
+    assert w.opened == []
+
+
+async def test_a_forgery_while_unsynced_spends_no_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel_clock(monkeypatch, synced=False)
+    w = World(synced=False)
+    assert await w.send(signed(STRANGER)) == (False, "bad_signature")
+    w.auth.clock = Clock(trust_system_clock=True)
+    assert await w.send(signed(DISPATCH)) == (True, None)
+
+
 async def test_a_clock_the_kernel_says_is_synced_needs_no_trust_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
