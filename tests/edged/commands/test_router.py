@@ -223,6 +223,13 @@ async def test_a_resent_command_that_first_came_without_a_response_topic_gets_no
     assert again.reply.ok and again.response_topic is None
 
 
+async def test_a_resent_command_naming_a_refused_response_topic_gets_its_reply_only() -> None:
+    r = router()
+    first = await r.handle(cmd("echo", {"id": "a"}))
+    again = await r.handle(cmd("echo", {"id": "a"}, response_topic="x/#", correlation=b"1"))
+    assert again.reply == first.reply and again.response_topic is None
+
+
 async def test_a_command_resent_after_a_restart_gets_no_copy_on_its_response_topic() -> None:
     """The disk keeps no response topic: the first copy went to the outbox with the entry."""
     state: dict[str, Any] = {}
