@@ -411,9 +411,13 @@ class Uplink:
             return False, False, False
         hint = ""
         if self.config.tls is not None and tlsfail.reset_in_handshake(exc):
-            if self._own_certificate_expired(str(exc)):
-                return False, False, False
+            # a reset in the handshake is a plain port's, most often; never a TLS 1.3
+            # broker's refusal of the node's certificate, which comes after the node's
+            # handshake ended (`_closed_before_connack`): an expired one is said beside it
             hint = tlsfail.plain_port_hint(self.config.port)
+            expired = tlsfail.expired_own_certificate(self.config.tls.cert_file, refused=False)
+            if expired:
+                hint += f"; and {expired}"
         self.last_error = f"cannot reach the broker: {exc}{hint}"
         log.warning("cannot reach the broker at %s: %s%s", self.where, exc, hint)
         return False, False, False

@@ -152,9 +152,11 @@ def _validity(cert_file: Path | None) -> str:
     )
 
 
-def expired_own_certificate(cert_file: Path | None) -> str:
+def expired_own_certificate(cert_file: Path | None, *, refused: bool = True) -> str:
     """Advice when the node's own certificate has expired by its clock; "" when it has not
     (or there is none, or it cannot be read: the broker's answer, if any, says more).
+    `refused`: said as the broker's refusal; else as what a broker that checks it refuses
+    (a reset in the handshake: a plain port is the likelier cause, see `plain_port_hint`).
 
     For a TLS connection closed without a CONNACK: a broker refusing an expired client
     certificate sends an alert, but the alert is lost when its close resets the connection
@@ -166,9 +168,10 @@ def expired_own_certificate(cert_file: Path | None) -> str:
     until = _not_after(cert_file)
     if isinstance(until, str) or until >= datetime.now(UTC):
         return ""
+    who = "the broker refuses it" if refused else "a broker that checks it refuses it"
     return (
         f"this node's certificate {cert_file} expired on {until:%Y-%m-%d %H:%M} UTC, by its "
-        f"clock: the broker refuses it ({NEW_NODE_CERT})"
+        f"clock: {who} ({NEW_NODE_CERT})"
     )
 
 

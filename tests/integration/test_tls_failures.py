@@ -225,3 +225,20 @@ async def test_tls_against_a_plain_listener_asks_for_the_tls_port(
     assert lines_with(proc, f"is port {plain.port} the broker's TLS listener"), "\n".join(
         proc.lines
     )
+
+
+async def test_tls_against_a_plain_listener_asks_for_the_tls_port_with_an_expired_certificate(
+    tmp_path: Path, pki: Pki, brokers: list[Mosquitto], spawn: Any
+) -> None:
+    """A plain listener hangs up on the ClientHello and never reads a certificate: the port
+    is asked for, and an expired certificate is said beside it, not as the broker's refusal
+    (it was said alone, "the broker refuses it", and the port was not asked for)."""
+    plain = Mosquitto(tmp_path).start()
+    brokers.append(plain)
+    cert = pki.issue("node", NODE_CN, starts=-400 * DAY, ends=-2 * DAY)
+    proc = await spawn(node_config(tmp_path, plain.port, pki.ca, cert))
+    await attempts(proc, 3)
+    said = lines_with(proc, f"is port {plain.port} the broker's TLS listener")
+    assert said, "\n".join(proc.lines)
+    assert all(f"{cert[0]} expired on" in line for line in said), said
+    assert not lines_with(proc, "the broker refuses it"), "\n".join(proc.lines)
