@@ -150,6 +150,7 @@ class Uplink:
         self._retain_said_off = False  # an MQTT 5 CONNACK said Retain Available 0
         self._probing_311 = False  # MQTT 5 CONNECTs got no CONNACK: is it the version?
         self._no_connack_v5 = 0
+        self._probed_expired = False  # 3.1.1 fared no better with the certificate expired
         self.session_expiry_s: int | None = None
         self.session_present: bool | None = None
         self.last_error: str | None = None
@@ -286,14 +287,24 @@ class Uplink:
         """No CONNACK at all: a broker without MQTT 5 (RabbitMQ 3.10) does this to an MQTT 5
         client; so does TLS on a plain port, or a link lost at the wrong instant. Twice in
         a row over MQTT 5, the next attempt tries 3.1.1; if that one is answered, 3.1.1 it
-        is (see `_session`)."""
-        if self._own_certificate_expired(exc.reason):
-            return
-        self.counters.inc("uplink.no_connack")
+        is (see `_session`).
+
+        With the node's own certificate expired by its clock, the close is said as that
+        certificate's refusal, and 3.1.1 is tried once at most while it stays expired: a
+        broker that never asked for it (one taking passwords) or took it (its clock right,
+        the node's ahead) may still be one without MQTT 5, which only 3.1.1 reaches."""
+        expired = self._own_certificate_expired(exc.reason)
+        if not expired:
+            self.counters.inc("uplink.no_connack")
         if self._probing_311:  # 3.1.1 fared no better: the version was not the problem
             self._probing_311 = False
             self.protocol = "5"
-        elif self.protocol == "5" and self.config.protocol_fallback:
+            self._probed_expired = expired
+        elif (
+            self.protocol == "5"
+            and self.config.protocol_fallback
+            and not (expired and self._probed_expired)
+        ):
             self._no_connack_v5 += 1
             if self._no_connack_v5 >= NO_CONNACK_BEFORE_PROBE:
                 self._no_connack_v5 = 0
@@ -301,12 +312,15 @@ class Uplink:
                 self.protocol = "3.1.1"
                 log.warning(
                     "the broker at %s closed the connection without answering our MQTT 5 "
-                    "CONNECT (%s), %d times in a row: trying MQTT 3.1.1",
+                    "CONNECT (%s), %d times in a row: trying MQTT 3.1.1%s",
                     self.where,
                     exc.reason,
                     NO_CONNACK_BEFORE_PROBE,
+                    " once, in case the certificate is not what it refuses" if expired else "",
                 )
                 return
+        if expired:
+            return
         if self.protocol == "5":
             also = 'A broker without MQTT 5 does this too: [broker] protocol = "3.1.1"'
         else:  # a 3.1.1 broker refuses a CONNECT so: the node's will may be the cause
@@ -462,8 +476,8 @@ class Uplink:
 
     def _own_certificate_expired(self, how: str) -> bool:
         """A TLS connection ended before its CONNACK with no TLS alert read: when the node's
-        own certificate has expired, that is the reason (`tlsfail.expired_own_certificate`),
-        not the port or the MQTT version. Said (True), and no step towards 3.1.1."""
+        own certificate has expired, that is the likely reason
+        (`tlsfail.expired_own_certificate`), not the port: said, and True."""
         tls = self.config.tls
         advice = tlsfail.expired_own_certificate(tls.cert_file if tls is not None else None)
         if not advice:
@@ -558,6 +572,7 @@ class Uplink:
         async with client:
             client.pending_calls_threshold = self.config.window + 16
             self._no_connack_v5 = 0
+            self._probed_expired = False
             if self._probing_311:
                 self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
             # reading first: a connection lost while we subscribe or publish the birth ends
