@@ -76,7 +76,8 @@ class UpdateConfig(Strict):
         le=30 * 86400,
         description="the longest a download may take, connections, pauses and restarts "
         "included, before the update fails `download_failed` (a server that hangs up, or "
-        "stalls, before `slow_s` can judge it); default 48 h: 17 MB at 1 kB/s takes 5 h",
+        "stalls, before `slow_s` can judge it); time without any connection to the server "
+        "(out of coverage) does not count; default 48 h: 17 MB at 1 kB/s takes 5 h",
     )
 
     @model_validator(mode="after")

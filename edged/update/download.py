@@ -20,7 +20,8 @@ The whole download has a deadline too (`[update] download_max_s`, counted by the
 across connections, pauses and restarts): a drop is retried, and a drop resets that count,
 so a server that hangs up (or stalls past the read timeout) before a window is judged
 would otherwise keep the job `downloading` for as long as it liked. The same watcher ends a
-connection still under way at the deadline (`PastDeadline`).
+connection still under way at the deadline (`PastDeadline`). The time without any
+connection to the server (`Unreachable`: a truck out of coverage) does not count.
 
 http.client in a worker thread, not aiohttp: one request at a time, a few kilobytes of
 code already loaded, and no event loop time spent on the bytes.
@@ -59,6 +60,11 @@ class Dropped(EdgedError):
 
 class TooSlow(Dropped):
     """The connection brought less than the minimum rate over a window (module doc)."""
+
+
+class Unreachable(Dropped):
+    """No connection to the file server at all (no network, no route, no name, nothing
+    listening): out of coverage, whose time is not the download's (`download_max_s`)."""
 
 
 class PastDeadline(Dropped):
@@ -144,7 +150,10 @@ class Pace:
 def _open(host: str, port: int, ctx: ssl.SSLContext, pace: Pace) -> ssl.SSLSocket:
     """TCP, then TLS under the pace's watch from its first byte (a trickled handshake is as
     slow as a trickled file)."""
-    raw = socket.create_connection((host, port), timeout=TIMEOUT_S)
+    try:
+        raw = socket.create_connection((host, port), timeout=TIMEOUT_S)
+    except OSError as exc:
+        raise Unreachable(f"cannot reach {host}:{port}: {exc}") from exc
     try:
         tls = ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
     except BaseException:

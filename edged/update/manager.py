@@ -460,7 +460,7 @@ class UpdateManager:
             )
 
     async def _download(self, job: Job) -> Path:
-        from edged.update.download import Dropped, TooSlow, Transfer, fetch
+        from edged.update.download import Dropped, TooSlow, Transfer, Unreachable, fetch
 
         assert self.work is not None
         final = self.work.bundle(job)
@@ -468,13 +468,19 @@ class UpdateManager:
             return final
         self._set(job, "downloading")
         part = self.work.part(job)
-        # the time the download took before a restart counts: job.json keeps it
-        spent_before, began = job.download_s, time.monotonic()
-        deadline = began + max(self.config.download_max_s - spent_before, 0.0)
+        # the time the download took before a restart counts (job.json keeps it); the time
+        # without any connection to the server (out of coverage: `Unreachable`) does not
+        max_s = self.config.download_max_s
+        spent = job.download_s  # counted up to `since`
+        since: float | None = time.monotonic()  # counting since (None: out of coverage)
         transfer = Transfer(
             job.url, job.size, part, self.config.max_bytes_per_s, self.config.ca_file
-            or self.host.ca_file, self.config.min_rate(), self.config.slow_s, deadline,
+            or self.host.ca_file, self.config.min_rate(), self.config.slow_s,
         )  # fmt: skip
+
+        def taken() -> float:
+            return spent + (time.monotonic() - since if since is not None else 0.0)
+
         pause = 1.0
         slow = 0  # connections in a row that were too slow
         resumed = part.exists() and part.stat().st_size > 0
@@ -482,12 +488,18 @@ class UpdateManager:
         try:
             while True:
                 self._bytes = had = part.stat().st_size if part.exists() else 0
+                if since is None:  # a connection is tried again: its time counts
+                    since = time.monotonic()
+                transfer.deadline = since + max(max_s - spent, 0.0)
+                tried_at = time.monotonic()
                 try:
                     await in_daemon_thread(fetch, transfer, self._progress, self._cancel)
                 except Dropped as exc:
-                    job.download_s = spent_before + time.monotonic() - began
+                    if isinstance(exc, Unreachable) and since is not None:  # out of coverage
+                        spent, since = spent + tried_at - since, None
+                    job.download_s = taken()
                     self.work.save(job)
-                    if time.monotonic() >= deadline:
+                    if taken() >= max_s:
                         raise CommandError(
                             "download_failed",
                             f"the download took {job.download_s / 3600:.1f} h, longer than "
@@ -512,7 +524,9 @@ class UpdateManager:
                         ) from None
                     resumed = True
                     log.warning("update download: %s; again in %.0f s", exc, pause)
-                    await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+                    # not past the deadline while counting; out of coverage, the whole pause
+                    left = max(max_s - taken(), 0.0) if since is not None else pause
+                    await asyncio.sleep(min(pause, left))
                     pause = min(pause * 2, self.config.retry_max_s)
                     continue
                 digest = await asyncio.to_thread(sha256_file, part)
@@ -531,7 +545,7 @@ class UpdateManager:
                     f"the downloaded bundle's SHA-256 is {digest}, update.apply said {job.sha256}",
                 )
         except asyncio.CancelledError:  # the node stops: what it took counts after the start
-            job.download_s = spent_before + time.monotonic() - began
+            job.download_s = taken()
             with contextlib.suppress(OSError):
                 self.work.save(job)
             raise

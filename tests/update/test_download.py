@@ -2,8 +2,10 @@
 file is not the size the signed command said."""
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -353,6 +355,64 @@ async def test_the_time_a_download_took_before_a_restart_counts_against_download
         run.cancel()
     assert status.code == "download_failed", status
     assert "download_max_s" in (status.reason or ""), status.reason
+
+
+async def relay(port: int, upstream: int) -> asyncio.Server:
+    """The link to the file server back: bytes passed on from `port` to `upstream`."""
+
+    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    return await asyncio.start_server(serve, "127.0.0.1", port)
+
+
+async def test_time_without_a_connection_to_the_file_server_does_not_count_against_the_deadline(
+    server: FileServer, tmp_path: Path, server_pki: Path
+) -> None:
+    """A truck out of coverage (no route, no name, nothing answering) waits for the file
+    server with its job for as long as that lasts: `download_max_s` bounds a server that
+    answers and then fails, not the road. Here the link is down for twice download_max_s,
+    then up: the download goes on to the end (it failed `download_failed` at 1 s)."""
+    blob = tmp_path / "small.bin"
+    blob.write_bytes(os.urandom(7_000))
+    m = manager(tmp_path)
+    m.config = UpdateConfig(min_free_mb=0, retry_max_s=1, download_max_s=1)
+    m.host.ca_file = server_pki / "ca.crt"
+    said = recording(m)
+    down = socket.socket()  # bound, never listening: each connection is refused
+    down.bind(("127.0.0.1", 0))
+    port = down.getsockname()[1]
+    url = server.serve("b", blob).replace(f":{server.port}/", f":{port}/")
+    run = asyncio.create_task(m.run())
+    link = None
+    try:
+        await asyncio.sleep(0)
+        await m.command_apply(
+            {"version": "0.2.0", "url": url, "size": blob.stat().st_size,
+             "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
+        )  # fmt: skip
+        await asyncio.sleep(2.5)
+        down.close()
+        link = await relay(port, server.port)
+        for _ in range(200):  # the whole file, then its check (random bytes: bad_bundle)
+            if any(s.state in ("verifying", "failed") for s in said):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+        down.close()
+        if link is not None:
+            link.close()
+    assert "verifying" in [s.state for s in said], said[-1]
+    assert len(server.requests) == 1
 
 
 def test_the_minimum_rate_stays_under_a_bandwidth_cap() -> None:
