@@ -8,7 +8,9 @@ field (issue #22), so edgectl and broker-check meet each quirk in CI:
 - `retained_exact_only`: retained messages only to a subscription naming the exact topic
   (RabbitMQ 3.10), never to a wildcard one;
 - `connack_refusal`: every CONNECT refused with this MQTT 5 reason code (3.1.1 code mapped),
-  as a broker refuses an unknown user (ejabberd without a username).
+  as a broker refuses an unknown user (ejabberd without a username);
+- `hold_exact_s`: a SUBSCRIBE naming only exact topics reaches the broker this many seconds
+  late (its answer as late: a far or busy broker), the rest of the connection's packets not.
 
 It parses MQTT framing (fixed header, remaining length) and only the fields it rewrites; it
 runs its own event loop in a thread so sync tests can call `edgectl`'s `main()`.
@@ -36,6 +38,11 @@ async def _packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return first, await reader.readexactly(length)
 
 
+def _write_unless_closed(writer: asyncio.StreamWriter, data: bytes) -> None:
+    if not writer.is_closing():
+        writer.write(data)
+
+
 def _frame(first: int, body: bytes) -> bytes:
     return bytes([first]) + varint(len(body)) + body
 
@@ -56,6 +63,7 @@ class Quirks:
     refuse_v5: Literal["connack", "close"] | None = None
     retained_exact_only: bool = False
     connack_refusal: int | None = None
+    hold_exact_s: float = 0.0
 
 
 @dataclass
@@ -152,11 +160,18 @@ class QuirkProxy:
                 topic, at = _string(body, 0)
                 body = _encode(topic.replace(".", "/")) + body[at:]
             elif kind == 8:
-                body = self._subscribe(body, conn)
+                body, exact = self._subscribe(body, conn)
+                if exact and self.quirks.hold_exact_s:
+                    asyncio.get_running_loop().call_later(
+                        self.quirks.hold_exact_s, _write_unless_closed, up, _frame(first, body)
+                    )
+                    continue
             up.write(_frame(first, body))
             await up.drain()
 
-    def _subscribe(self, body: bytes, conn: _Conn) -> bytes:
+    def _subscribe(self, body: bytes, conn: _Conn) -> tuple[bytes, bool]:
+        """The SUBSCRIBE rewritten as asked, and whether it names only exact topics."""
+        exact = True
         at = 2
         if conn.version == 5:
             n, after = read_varint(body, at)
@@ -170,8 +185,10 @@ class QuirkProxy:
                 topic = topic.replace(".", "/")
             if "+" not in topic and "#" not in topic:
                 conn.exact.add(topic)
+            else:
+                exact = False
             out += _encode(topic) + bytes([options])
-        return bytes(out)
+        return bytes(out), exact
 
     async def _down(
         self,

@@ -183,3 +183,24 @@ async def test_over_mqtt5_a_copy_for_an_exact_subscription_alone_is_never_queued
         assert len(reader.messages) == 1
         message = await anext(aiter(reader.messages))
         assert WILDCARD_ID in getattr(message.properties, "SubscriptionIdentifier", [])
+
+
+async def test_a_slow_answer_to_the_subscriptions_by_name_holds_up_no_node(
+    broker: Mosquitto,
+) -> None:
+    """Each node first seen had its subscriptions by name answered (SUBACK, then UNSUBACK
+    since they last one round trip) before the feed read its next message: a fleet came on
+    screen a node per two round trips (measured through a 40 ms link: 100 nodes in 10.8 s,
+    4.3 s with one round trip). The retained values `{prefix}/#` brings show at once."""
+    nodes = 20
+    async with CancellableClient("127.0.0.1", broker.port, identifier="seed") as seed:
+        for i in range(nodes):
+            await seed.publish(f"{PREFIX}/test/n{i}/state", _state(1), qos=1, retain=True)
+    proxy = QuirkProxy(broker.port, Quirks(hold_exact_s=2.0)).start()
+    try:
+        async with _feed(proxy.port, "5") as (_, view):
+            async with asyncio.timeout(1.5):
+                while len(view.nodes) < nodes:
+                    await asyncio.sleep(0.02)
+    finally:
+        proxy.stop()
