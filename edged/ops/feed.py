@@ -57,11 +57,11 @@ RETAINED = tuple(
 """A node's retained topics, each subscribed exactly (see the module's docstring)."""
 _NAMES = frozenset(RETAINED)
 MAX_EXACT_NODES = 2_000
+"""Past this many nodes, no more exact subscriptions (each costs the broker one round trip
+and, for a moment, one subscription per retained topic)."""
 EXACT_AT_ONCE = 4
 """Nodes whose subscriptions by name are under way at once, beside the reading (under
 aiomqtt's warning of pending calls, 10)."""
-"""Past this many nodes, no more exact subscriptions (each costs the broker one round trip
-and, for a moment, one subscription per retained topic)."""
 MAX_REMEMBERED = MAX_EXACT_NODES * len(RETAINED)
 """Retained topics whose last payload is kept (a 16-byte digest each) to know a replay."""
 WILDCARD_ID = 1
