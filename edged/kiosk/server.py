@@ -283,7 +283,13 @@ class KioskServer:
             raise
         except Exception:
             self.counters.inc(f"{self.name}.error")
-            log.exception("%s: %s %s failed", self.name, request.method, request.path[:100])
+            log.exception(  # each server's own count in the flood guard: the screen's
+                "%s: %s %s failed",  # failures must not hold back the portal's first line
+                self.name,
+                request.method,
+                request.path[:100],
+                extra=flood_key(f"{self.name}.failed"),
+            )
             error = HttpError(500, "internal", "the kiosk failed; see logs")
             return self.refuse(error, request.method, request.path)
         return self._headers(request.path, response)

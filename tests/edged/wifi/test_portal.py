@@ -23,6 +23,7 @@ import pytest
 
 from edged.config.kiosk import KioskConfig
 from edged.kiosk.server import KioskServer
+from edged.logs import BURST
 from edged.node import Node
 from edged.services.kiosk import KioskService
 from edged.services.wifi import WifiService
@@ -34,6 +35,7 @@ from edged.wifi.render.nft import render_nft
 from edged.wifi.sessions import NftFirewall
 from tests.edged.wifi.conftest import Make
 from tests.helpers.broker import Mosquitto, free_port
+from tests.helpers.journal import Journal
 from tests.helpers.kiosk import Nodes
 from tests.helpers.netns import Netns, need_netns
 from tests.helpers.nodes import write_config
@@ -579,3 +581,24 @@ async def test_a_half_sent_request_is_closed_after_the_portals_header_timeout(
     writer.close()
     assert closed in (b"",) or closed.startswith(b"HTTP/1.")
     assert took <= limit + 2
+
+
+async def test_a_flood_of_the_kiosks_failures_does_not_hold_back_the_portals_first(
+    portal: Portal, journal: Journal
+) -> None:
+    """The kiosk and the portal log a failing request's traceback with one template: without
+    a key of each server's, the log's flood guard counted them as one, and the screen's
+    failures held back the first word of the riders' portal failing."""
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("a state that cannot be built")
+
+    portal.kiosk.snapshot = broken  # type: ignore[method-assign]
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2 * BURST):
+            async with http.get(f"{portal.kiosk.url}api/state") as r:
+                assert r.status == 500
+    portal.server.snapshot = broken  # type: ignore[method-assign]
+    status, _, _ = await get(portal, "/api/state")
+    assert status == 500
+    assert journal.with_("portal: GET /api/state failed"), journal.with_("failed")
