@@ -17,6 +17,7 @@ import pytest
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import write_config
 from tests.helpers.pki import DAY, Pki
+from tests.helpers.relay import relay
 
 NODE_CN = "test.a"
 
@@ -247,24 +248,6 @@ async def test_tls_against_a_plain_listener_asks_for_the_tls_port_with_an_expire
     assert not lines_with(proc, "the broker refuses it"), "\n".join(proc.lines)
 
 
-async def terminating(tls: ssl.SSLContext, upstream: int) -> asyncio.Server:
-    """A TLS front that asks no client certificate (a broker taking user names and
-    passwords, a balancer) and passes the bytes on to `upstream`."""
-
-    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        dst.close()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-
-    return await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
-
-
 async def test_a_broker_that_hangs_up_on_mqtt5_and_reads_no_certificate_gets_3_1_1(
     tmp_path: Path, pki: Pki, broker: Mosquitto, spawn: Any
 ) -> None:
@@ -274,7 +257,7 @@ async def test_a_broker_that_hangs_up_on_mqtt5_and_reads_no_certificate_gets_3_1
     from hil.proxy import MqttProxy, Quirks
 
     proxy = await MqttProxy(broker.port, Quirks(refuse_v5="close")).start()
-    front = await terminating(server_context(pki), proxy.port)
+    front = await relay(proxy.port, tls=server_context(pki))  # asks no certificate
     port = front.sockets[0].getsockname()[1]
     cert = pki.issue("node", NODE_CN, starts=-400 * DAY, ends=-2 * DAY)
     try:

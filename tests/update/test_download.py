@@ -2,7 +2,6 @@
 file is not the size the signed command said."""
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import socket
@@ -27,6 +26,7 @@ from edged.update.download import (
 from edged.update.job import WORK, Job, WorkDir
 from tests.helpers.disk import mounted_tmpfs
 from tests.helpers.fileserver import FileServer
+from tests.helpers.relay import relay
 from tests.update.test_manager import manager
 from tests.update.test_work_dir_faults import failed, recording
 
@@ -357,23 +357,6 @@ async def test_the_time_a_download_took_before_a_restart_counts_against_download
     assert "download_max_s" in (status.reason or ""), status.reason
 
 
-async def relay(port: int, upstream: int) -> asyncio.Server:
-    """The link to the file server back: bytes passed on from `port` to `upstream`."""
-
-    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        dst.close()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-
-    return await asyncio.start_server(serve, "127.0.0.1", port)
-
-
 async def test_time_without_a_connection_to_the_file_server_does_not_count_against_the_deadline(
     server: FileServer, tmp_path: Path, server_pki: Path
 ) -> None:
@@ -401,7 +384,7 @@ async def test_time_without_a_connection_to_the_file_server_does_not_count_again
         )  # fmt: skip
         await asyncio.sleep(2.5)
         down.close()
-        link = await relay(port, server.port)
+        link = await relay(server.port, port=port)
         for _ in range(200):  # the whole file, then its check (random bytes: bad_bundle)
             if any(s.state in ("verifying", "failed") for s in said):
                 break
