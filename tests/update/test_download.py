@@ -173,6 +173,12 @@ def test_a_url_whose_port_or_host_cannot_be_read_is_bad_args_before_the_job_star
     assert info.value.code == "bad_args"
 
 
+def apply_args(url: str, blob: Path) -> dict[str, object]:
+    """`update.apply`'s arguments for `blob` served at `url`."""
+    return {"version": "0.2.0", "url": url, "size": blob.stat().st_size,
+            "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}  # fmt: skip
+
+
 def ended_within(seconds: float, fn: Callable[[], None]) -> BaseException | None:
     """What `fn()` raised (None: it returned), run in a thread; fails if it still runs
     after `seconds` (a trickled download went on for days)."""
@@ -237,10 +243,7 @@ async def test_a_server_too_slow_three_connections_in_a_row_fails_the_update(
     run = asyncio.create_task(m.run())
     try:
         await asyncio.sleep(0)
-        await m.command_apply(
-            {"version": "0.2.0", "url": server.serve("b", blob, **TRICKLE),
-             "size": blob.stat().st_size, "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
-        )  # fmt: skip
+        await m.command_apply(apply_args(server.serve("b", blob, **TRICKLE), blob))
         status = await failed(said, run)
     finally:
         run.cancel()
@@ -268,10 +271,8 @@ async def test_connections_that_bring_a_window_s_worth_before_slowing_go_on_to_t
     run = asyncio.create_task(m.run())
     try:
         await asyncio.sleep(0)
-        await m.command_apply(
-            {"version": "0.2.0", "url": server.serve("b", blob, fast_first=2_000, **TRICKLE),
-             "size": blob.stat().st_size, "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
-        )  # fmt: skip
+        url = server.serve("b", blob, fast_first=2_000, **TRICKLE)
+        await m.command_apply(apply_args(url, blob))
         for _ in range(1200):  # the whole file, then its check (random bytes: bad_bundle)
             if any(s.state in ("verifying", "failed") for s in said):
                 break
@@ -320,10 +321,7 @@ async def test_a_server_that_hangs_up_each_trickled_connection_fails_at_download
     started = time.monotonic()
     try:
         await asyncio.sleep(0)
-        await m.command_apply(
-            {"version": "0.2.0", "url": server.serve("b", blob, **HANG_UP),
-             "size": blob.stat().st_size, "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
-        )  # fmt: skip
+        await m.command_apply(apply_args(server.serve("b", blob, **HANG_UP), blob))
         status = await failed(said, run)
     finally:
         run.cancel()
@@ -378,10 +376,7 @@ async def test_time_without_a_connection_to_the_file_server_does_not_count_again
     link = None
     try:
         await asyncio.sleep(0)
-        await m.command_apply(
-            {"version": "0.2.0", "url": url, "size": blob.stat().st_size,
-             "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
-        )  # fmt: skip
+        await m.command_apply(apply_args(url, blob))
         await asyncio.sleep(2.5)
         down.close()
         link = await relay(server.port, port=port)
