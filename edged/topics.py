@@ -126,6 +126,7 @@ class Topics:
 
     def __init__(self, prefix: str, fleet: str, node: str) -> None:
         self.base = f"{prefix}/{fleet}/{node}"
+        self._head = f"{self.base}/"
         # the base as a broker that rewrites `.` to `/` delivers it (a dotted prefix)
         self._heads = tuple(dict.fromkeys((f"{self.base}/cmd/", f"{levels(self.base)}/cmd/")))
 
@@ -145,14 +146,17 @@ class Topics:
                 return topic[len(head) :]
         return None
 
+    def owns(self, topic: str) -> bool:
+        """Whether `topic` is one of this node's (not, say, a commander's response topic)."""
+        return topic.startswith(self._head)
+
     def spec_name(self, topic: str) -> str | None:
         """The `TOPICS` entry one of this node's topics is of (`reply/{name}` for every
         reply), None for another's: a name from the code whatever a commander names, to
         tell kinds of topic apart where a topic itself would be too many (a log's flood key)."""
-        head = f"{self.base}/"
-        if not topic.startswith(head):
+        if not self.owns(topic):
             return None
-        tail = topic[len(head) :]
+        tail = topic[len(self._head) :]
         for name in TOPICS:
             before, braces, _ = name.partition("{name}")
             if tail == name or (braces and tail.startswith(before)):

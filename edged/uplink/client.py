@@ -737,7 +737,7 @@ class Uplink:
             batch_max=self.config.batch_max,
             retains=self.retains,
             ceiling=self.ceiling,
-            own=self._own,
+            own=self.topics.owns,
         )
         sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back
@@ -778,10 +778,6 @@ class Uplink:
         the node learned (`edged.uplink.ceiling`), the smaller."""
         return least(client.max_packet, self.ceiling.limit(time.monotonic()))
 
-    def _own(self, topic: str) -> bool:
-        """Whether `topic` is one of the node's own (not a commander's response topic)."""
-        return topic.startswith(f"{self.topics.base}/")
-
     def _publish_refused(
         self, topic: str, reason: int, messages: int, *, kept: bool = True
     ) -> None:
@@ -789,7 +785,7 @@ class Uplink:
         False: one made beside the outbox, the birth, a restored or direct one)."""
         self.counters.inc("uplink.publish_refused", messages)
         code = f"PUBACK {reason_name(reason)}, 0x{reason:02x}"
-        if not self._own(topic):  # a copy of a reply: said once a session for all of them
+        if not self.topics.owns(topic):  # a copy of a reply: said once a session for all of them
             self._say_once(
                 RESPONSE_TOPICS,
                 f"0x{reason:02x}",
@@ -818,7 +814,7 @@ class Uplink:
         client = self._client
         limit = self._max_packet(client) if client is not None else None
         announced = client is not None and limit == client.max_packet
-        key = topic if self._own(topic) else RESPONSE_TOPICS
+        key = topic if self.topics.owns(topic) else RESPONSE_TOPICS
         if size is None:
             self.counters.inc("uplink.publish_unsendable", messages)
             self._say_once(
