@@ -117,8 +117,9 @@ class Authorizer:
             )
 
     def _spend(self, cmd_id: str, ts: int) -> None:
-        """Remember the id of a verified command the node could not judge (no trusted clock):
-        the seen ids and their floor move only with a trusted clock (`_remember`)."""
+        """Remember the id of a verified command as used. Alone for a command the node could
+        not judge (no trusted clock): the seen ids' floor moves only with a trusted clock
+        (`_remember`, which ends here)."""
         if cmd_id in self._seen:
             raise CommandError("replayed", f"command id {cmd_id!r} was already used")
         self._seen[cmd_id] = ts
@@ -139,5 +140,4 @@ class Authorizer:
             self._floor_ms = horizon
             self._set_state(FLOOR_KEY, horizon)
         self._seen = {i: t for i, t in self._seen.items() if t >= self._floor}
-        self._seen[cmd_id] = ts
-        self._set_state(SEEN_KEY, self._seen)
+        self._spend(cmd_id, ts)
