@@ -96,6 +96,13 @@ UPDATE = TopicSpec("update", UpdateStatus, Priority.STATE, qos=1, retain=True, l
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
 
+COPY_FROM = "node"
+"""MQTT 5 user property on each copy of a reply on a commander's response topic: the base
+(`{prefix}/{fleet}/{node}`) of the node that wrote it. Every node may write the response
+topics (`{prefix}/{fleet}/_replies/+`), and whoever may write `cmd/` can make any node answer
+there with the correlation data it saw on another's command: the copy says which node it is
+from, so a commander takes only the one it asked (docs/topics.md, `reply/{name}`)."""
+
 TOPICS: dict[str, TopicSpec] = {
     s.name: s
     for s in (

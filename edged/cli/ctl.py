@@ -43,7 +43,13 @@ from edged.cli import update as update_cli
 from edged.config.base import NAME_PATTERN
 from edged.ops.brokercheck import CHECK_EPILOG, broker_check
 from edged.ops.client import BrokerUnreachableError, Say, connect, refused
-from edged.ops.commands import Request, default_response_topic, make_request, reply_of
+from edged.ops.commands import (
+    Request,
+    copy_from,
+    default_response_topic,
+    make_request,
+    reply_of,
+)
 from edged.ops.feed import DropReport, FleetFeed
 from edged.ops.fleet import FleetView
 from edged.ops.login import PROTOCOL_CHOICES, Login, LoginError
@@ -589,7 +595,8 @@ def _publish_properties(request: Request) -> Properties | None:
 async def _reply(client: aiomqtt.Client, request: Request) -> tuple[dict[str, Any], str]:
     async for message in client.messages:
         correlation = getattr(message.properties, "CorrelationData", None)
-        found = reply_of(request, str(message.topic), message.payload, correlation)
+        node = copy_from(message.properties)
+        found = reply_of(request, str(message.topic), message.payload, correlation, node)
         if found is not None:
             return found
     raise aiomqtt.MqttError("the connection closed before a reply came")

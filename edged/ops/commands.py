@@ -4,7 +4,8 @@ Spelling: the command goes on `cmd/` with `/` for each `.` of its name (`cmd/con
 one spelling no broker rewrites (RabbitMQ turns `.` into `/`); the signature covers the dotted
 topic (`cmd/config.get`), as the contract says. The reply is taken from `reply/#` whatever its
 spelling (`reply/config/get`, an older node's `reply/config.get`, `reply/_invalid`), matched by
-`id`; with MQTT 5 it may come first on our response topic, matched by correlation data.
+`id`; with MQTT 5 it may come first on our response topic, matched by correlation data and
+taken only from the node asked (the copy names its node: `edged.topics.COPY_FROM`).
 """
 
 import json
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.codec import PayloadError, decode
 from edged.security.signing import sign
+from edged.topics import COPY_FROM
 
 REPLIES_LEVEL = "_replies"
 """`{prefix}/{fleet}/_replies/...`: outside every node's base (a node id never starts with
@@ -82,17 +84,32 @@ def make_request(
     )
 
 
+def copy_from(properties: Any) -> str | None:
+    """The node a reply's copy on a response topic says it is from (MQTT 5 user property
+    `node`), None when it says none (a node of an earlier release)."""
+    for key, value in getattr(properties, "UserProperty", None) or ():
+        if key == COPY_FROM:
+            return str(value)
+    return None
+
+
 def reply_of(
-    request: Request, topic: str, payload: Any, correlation: Any
+    request: Request, topic: str, payload: Any, correlation: Any, node: str | None = None
 ) -> tuple[dict[str, Any], str] | None:
     """`(reply, how it came)` when this message is the node's reply to `request`, else None.
 
     Anyone allowed to publish may write on these topics: the reply must carry our `id` (and,
-    on the response topic, our correlation data), or it is not ours."""
+    on the response topic, our correlation data, and `node`, what `copy_from` read, naming
+    the node asked), or it is not ours. Every node may write the response topics, and whoever
+    reads a command can make another node answer there with its `id` and correlation data; a
+    node's own `reply/` only that node may write (the shipped ACL), so a copy that does not
+    name the node is left for the reply there."""
     if not isinstance(payload, bytes | bytearray):
         return None
     if topic == request.response_topic:
         if correlation is None or bytes(correlation) != request.correlation:
+            return None
+        if node != request.base:
             return None
         how = f"the MQTT 5 response topic {topic}"
     elif topic.startswith(f"{request.base}/reply/"):

@@ -738,6 +738,7 @@ class Uplink:
             retains=self.retains,
             ceiling=self.ceiling,
             own=self.topics.owns,
+            node=self.topics.base,
         )
         sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back

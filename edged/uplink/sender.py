@@ -49,6 +49,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.outbox import Outbox, Stored
+from edged.topics import COPY_FROM
 from edged.uplink.batching import Batch, Batcher
 from edged.uplink.ceiling import PacketCeiling, Suspect, least
 from edged.uplink.mqtt import MqttClient
@@ -118,11 +119,14 @@ class Sender:
         retains: bool = True,
         ceiling: PacketCeiling | None = None,
         own: Callable[[str], bool] | None = None,
+        node: str | None = None,
     ) -> None:
         self.client = client
         self.own = own
         """Whether a topic is the node's own (None: all are); a refused publish on another
         one is not kept (`_refused`)."""
+        self.copy_from = None if node is None or own is None else [(COPY_FROM, node)]
+        """The user property naming this node on each copy to a response topic (MQTT 5)."""
         self.ceiling = ceiling  # told each QoS 1 publish acknowledged; what it learned holds
         self.retains = retains  # False: the broker keeps no retained messages (`Uplink.retains`)
         self.outgoing = outgoing
@@ -445,9 +449,12 @@ class Sender:
         `retain`: the publish's flag."""
         first = msgs[0]
         properties = None
-        if first.correlation is not None and self.v5:
+        if self.v5 and (first.correlation is not None or self._is_copy(first.topic)):
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.CorrelationData = first.correlation
+            if first.correlation is not None:
+                properties.CorrelationData = first.correlation
+            if self._is_copy(first.topic):
+                properties.UserProperty = self.copy_from
         topic = first.topic
         if self.outgoing is not None:  # the fleet's encoding, topic aliases
             topic, payload, properties = self.outgoing(topic, payload, properties)
@@ -482,6 +489,11 @@ class Sender:
         mid = client.publish_nowait(topic, payload, first.qos, retain, properties)
         self._inflight[mid] = (msgs, now, False, size)
         return 1
+
+    def _is_copy(self, topic: str) -> bool:
+        """Whether `topic` is a commander's response topic (a reply's copy goes there)."""
+        own = self.own
+        return self.copy_from is not None and own is not None and not own(topic)
 
     def _unsent(self, topic: str) -> None:
         """A publish naming `topic` did not go: a topic alias it set up is not set up."""

@@ -21,6 +21,8 @@ from edged.cli.ctl import main
 from edged.uplink.cancellable import CancellableClient
 from tests.helpers.amqtt import ThreadedAmqtt
 from tests.helpers.broker import Mosquitto
+from tests.helpers.commands import v5_properties
+from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import start_daemon, write_config
 from tests.helpers.quirks import QuirkProxy, Quirks
 
@@ -98,6 +100,50 @@ async def test_mqtt5_commands_carry_a_response_topic_and_the_reply_comes_there_w
     topic, payload, corr = copies[0]
     assert topic.startswith("rnst/v1/test/_replies/edgectl-")
     assert corr is not None and bytes(corr) == json.loads(payload)["id"].encode()
+
+
+async def test_a_copy_on_the_response_topic_names_the_node_that_wrote_it(node: Mosquitto) -> None:
+    async with CancellableClient(
+        "127.0.0.1", node.port, protocol=aiomqtt.ProtocolVersion.V5, identifier="test-spy"
+    ) as spy:
+        await spy.subscribe("rnst/v1/test/_replies/#", qos=1)
+        code = await asyncio.to_thread(main, ["cmd", NODE, "ping", "--broker", node.url])
+        async with asyncio.timeout(5):
+            message = await anext(aiter(spy.messages))
+    assert code == 0
+    assert getattr(message.properties, "UserProperty", None) == [("node", f"rnst/v1/{NODE}")]
+
+
+async def test_a_reply_another_node_is_made_to_copy_to_our_response_topic_is_not_taken(
+    node: Mosquitto,
+) -> None:
+    """Whoever reads `cmd/` (a tool's certificate reads `{prefix}/#`) sees our command to a
+    node that is away, and sends a running node a `ping` with its id, response topic and
+    correlation data: that node's copy is not the answer of the node asked."""
+    relayed: list[str] = []
+
+    async def relay(spy: aiomqtt.Client) -> None:
+        async for message in spy.messages:
+            assert isinstance(message.payload, bytes)
+            props = message.properties
+            forged = v5_properties(props.ResponseTopic, props.CorrelationData)  # type: ignore[union-attr]
+            body = json.dumps({"id": json.loads(message.payload)["id"]}).encode()
+            await spy.publish(f"rnst/v1/{NODE}/cmd/ping", body, qos=1, properties=forged)
+            relayed.append(props.ResponseTopic)  # type: ignore[union-attr]
+
+    async with CancellableClient(
+        "127.0.0.1", node.port, protocol=aiomqtt.ProtocolVersion.V5, identifier="test-spy"
+    ) as spy:
+        await spy.subscribe("rnst/v1/test/away-01/cmd/#", qos=1)
+        copies = Collector(node.port, topic="rnst/v1/test/_replies/#")
+        async with copies, asyncio.TaskGroup() as tasks:
+            relaying = tasks.create_task(relay(spy))
+            argv = ["cmd", "test/away-01", "ping", "--broker", node.url, "--timeout", "3"]
+            code = await asyncio.to_thread(main, argv)
+            relaying.cancel()
+    assert relayed, "the spy never saw the command"
+    assert [m.topic for m in copies.messages] == relayed, "the running node made no copy"
+    assert code == 3  # no reply from away-01: before, the running node's pong, exit 0
 
 
 def test_no_response_topic_still_gets_the_reply_on_reply_name(
