@@ -12,13 +12,12 @@ A full list is ~3 MB of JSON (30,000 cards). The node checks it in a worker thre
 the event loop goes on deciding taps, and a worker thread only lets the loop run between
 two calls into C: one `json.dumps` or one pydantic validation of all of it holds the loop
 for a tenth of a second or more. So everything here that walks a whole list does it in
-pieces of about `STEP` entries (`canonical_json`, `_validate`, `dump`), each a millisecond
-or so, and gives the same result as the one-call version.
+pieces of about `STEP` entries (`edged.security.canonical`, `_validate`, `dump`), each a
+millisecond or so, and gives the same result as the one-call version.
 """
 
 import base64
 import hashlib
-import json
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -34,6 +33,7 @@ from pydantic import (
 
 from edged.commands.args import only
 from edged.errors import CommandError
+from edged.security.canonical import STEP, canonical_json
 from edged.security.signing import PublicKey, verify
 
 if TYPE_CHECKING:
@@ -125,93 +125,8 @@ class AccessDelta(_Model):
 
 EMPTY = AccessLists(fleet="", version=0)
 
-STEP = 1000
-"""Entries (cards, scalars, 64 characters of text) handled per call into C."""
-
 MAPS = ("cards", "deny", "bookings")
 """The maps that grow with the fleet's cards: checked and dumped in pieces."""
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _weight(value: Any, limit: int) -> int:
-    """How big `value` is (a scalar or a key 1, a text 1 per 64 characters), counted only
-    until it passes `limit`."""
-    if isinstance(value, str):
-        return 1 + len(value) // 64
-    if isinstance(value, dict):
-        total, children = 1 + len(value), iter(value.values())
-    elif isinstance(value, list):
-        total, children = 1, iter(value)
-    else:
-        return 1
-    for child in children:
-        if total > limit:
-            break
-        total += _weight(child, limit - total)
-    return total
-
-
-def _encode(value: Any, out: list[str], step: int) -> None:
-    if _weight(value, step) <= step:
-        out.append(_dumps(value))
-    elif isinstance(value, str):  # escaping is per character: any cut gives the same text
-        size = 64 * step
-        out.append('"')
-        out.extend(_dumps(value[i : i + size])[1:-1] for i in range(0, len(value), size))
-        out.append('"')
-    elif isinstance(value, dict):
-        _encode_items(value, out, step, "{}")
-    else:
-        _encode_items(value, out, step, "[]")
-
-
-def _encode_items(value: dict[str, Any] | list[Any], out: list[str], step: int, ends: str) -> None:
-    """A big object or array: its small members a batch of `step` at a time, its big ones
-    one by one."""
-    out.append(ends[0])
-    parts: list[str] = []
-    batch_d: dict[str, Any] = {}
-    batch_l: list[Any] = []
-    weight = 0
-
-    def flush() -> None:
-        nonlocal weight
-        if batch_d or batch_l:
-            parts.append(_dumps(batch_d if ends == "{}" else batch_l)[1:-1])
-            batch_d.clear()
-            batch_l.clear()
-            weight = 0
-
-    pairs = ((k, value[k]) for k in sorted(value)) if isinstance(value, dict) else enumerate(value)
-    for key, member in pairs:
-        w = _weight(member, step)
-        if w > step:
-            flush()
-            inner: list[str] = [_dumps(key) + ":"] if isinstance(value, dict) else []
-            _encode(member, inner, step)
-            parts.append("".join(inner))
-            continue
-        if weight + w > step:
-            flush()
-        if isinstance(value, dict):
-            batch_d[key] = member  # type: ignore[index]
-        else:
-            batch_l.append(member)
-        weight += w + 1
-    flush()
-    out.append(",".join(parts))
-    out.append(ends[1])
-
-
-def canonical_json(value: Any, *, step: int = STEP) -> str:
-    """`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, the
-    same text, made a piece of at most about `step` entries at a time."""
-    out: list[str] = []
-    _encode(value, out, step)
-    return "".join(out)
 
 
 def signed_bytes(document: dict[str, Any]) -> bytes:

@@ -58,8 +58,12 @@ class Authorizer:
             self._floor_ms = floor if type(floor) is int else 0
         return self._floor_ms
 
-    def check(self, topic: str, name: str, scope: Scope, command: Command) -> None:
-        """Raise CommandError with the reason when the command must not run."""
+    def check(
+        self, topic: str, name: str, scope: Scope, command: Command, message: bytes | None = None
+    ) -> None:
+        """Raise CommandError with the reason when the command must not run. `message`: what
+        the signature covers, when the caller made it already (`signed_message`, in a worker
+        thread for a large command); made here when None."""
         if command.sig is None:
             if name in self.config.signed_commands or scope in ALWAYS_SIGNED:
                 raise CommandError(
@@ -73,7 +77,7 @@ class Authorizer:
         if source is ClockSource.UNSYNCED:
             # its id is spent all the same: dispatch is told it did not run, so whoever saw
             # it must not run it, within its window, once the clock is synced
-            self._verify(topic, name, scope, command, command.sig, command.ts)
+            self._verify(topic, name, scope, command, command.sig, command.ts, message)
             self._spend(command.id, command.ts)
             raise CommandError(
                 "clock_unsynced",
@@ -88,15 +92,23 @@ class Authorizer:
                 f"ts is {skew_ms // 1000} s from the node's clock "
                 f"(limit {self.config.max_skew_s:.0f} s)",
             )
-        self._verify(topic, name, scope, command, command.sig, command.ts)
+        self._verify(topic, name, scope, command, command.sig, command.ts, message)
         self._remember(command.id, command.ts, now)
 
     def _verify(
-        self, topic: str, name: str, scope: Scope, command: Command, sig: str, ts: int
+        self,
+        topic: str,
+        name: str,
+        scope: Scope,
+        command: Command,
+        sig: str,
+        ts: int,
+        message: bytes | None,
     ) -> None:
         """Raise unless `sig` (the command's, over `ts`) verifies with a key holding `scope`."""
         try:
-            message = signed_message(topic, command.id, ts, command.args)
+            if message is None:
+                message = signed_message(topic, command.id, ts, command.args)
         except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the command's JSON)
             raise CommandError(
                 "bad_request",

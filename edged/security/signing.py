@@ -13,13 +13,13 @@ key files (`edgectl`, the tests) use `cryptography`, imported only there.
 
 import base64
 import binascii
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import EdgedError
 from edged.security import ed25519, keycheck
+from edged.security.canonical import canonical_json
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -44,8 +44,11 @@ class PublicKey:
 
 
 def signed_message(topic: str, cmd_id: str, ts: int, args: dict[str, Any]) -> bytes:
+    """What a command's signature covers. Made in pieces (`canonical_json`): the router
+    makes it in a worker thread for a command over 64 KiB (an access list), and the event
+    loop decides taps between two pieces."""
     doc = {"args": args, "id": cmd_id, "topic": topic, "ts": ts}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(doc).encode()
 
 
 def sign(key: "Ed25519PrivateKey", topic: str, cmd_id: str, ts: int, args: dict[str, Any]) -> str:

@@ -16,7 +16,6 @@ from edged.access.lists import (
     STEP,
     AccessLists,
     apply,
-    canonical_json,
     dump,
     parse_update,
 )
@@ -198,25 +197,6 @@ def test_arbitrary_signed_documents_are_refused_cleanly_or_parsed(doc: Any) -> N
 
 
 # -- big lists are checked in pieces (the event loop keeps deciding taps meanwhile) ----------
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(), inner, max_size=6),
-    max_leaves=60,
-)
-
-
-@given(JSON, st.integers(min_value=1, max_value=8))
-def test_canonical_json_in_pieces_is_the_one_call_text(value: Any, step: int) -> None:
-    one_call = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert canonical_json(value, step=step) == one_call
-
-
-def test_a_long_text_cut_in_pieces_keeps_its_escapes() -> None:
-    text = 'a"\\\n\u00e9\U0001f600' * 5000
-    assert canonical_json({"t": text}, step=3) == json.dumps(
-        {"t": text}, separators=(",", ":"), ensure_ascii=False
-    )
 
 
 def many_cards(n: int) -> dict[str, Any]:

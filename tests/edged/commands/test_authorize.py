@@ -1,8 +1,11 @@
+import asyncio
 import base64
+import gc
 import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -64,8 +67,14 @@ class World:
         async def ping(args: dict[str, Any]) -> dict[str, Any]:
             return {"pong": True}
 
+        async def lists(args: dict[str, Any]) -> dict[str, Any]:
+            self.lists.append(args)
+            return {"cards": len(args["cards"])}
+
+        self.lists: list[dict[str, Any]] = []
         self.router.add(CommandSpec("door.unlock", unlock, scope="door"))
         self.router.add(CommandSpec("ping", ping, scope="read"))
+        self.router.add(CommandSpec("access.update", lists, scope="access", max_bytes=4 << 20))
 
     async def send(self, doc: dict[str, Any], topic: str = TOPIC) -> tuple[bool, str | None]:
         name = topic.rsplit("/cmd/", 1)[1]
@@ -426,3 +435,64 @@ def test_a_signed_commands_entry_naming_no_command_is_refused_with_the_one_meant
 
 def test_every_command_may_be_named_in_signed_commands() -> None:
     assert SecurityConfig(signed_commands=sorted(COMMANDS)).signed_commands == sorted(COMMANDS)
+
+
+LISTS_TOPIC = "rnst/v1/creuse/venue-ahun/cmd/access.update"
+
+
+def _cards(n: int = 40_000) -> dict[str, Any]:
+    """About 3.5 MiB of JSON, as a full access list of a large fleet."""
+    return {"cards": {f"{i:014x}": {"name": f"rider {i}", "groups": ["a", "b"]} for i in range(n)}}
+
+
+async def _send_watching_the_loop(w: World, doc: dict[str, Any]) -> tuple[Any, float, float]:
+    """((ok, error code), the longest time the loop did not turn, the whole time). The
+    cyclic collector is off meanwhile: a full collection the list's objects set off pauses
+    every thread (~20-40 ms here), whatever the router does."""
+    done = False
+    turns: list[float] = []
+
+    async def turn() -> None:
+        while not done:
+            turns.append(time.perf_counter())
+            await asyncio.sleep(0)
+
+    cmd = IncomingCommand("access.update", json.dumps(doc).encode(), topic=LISTS_TOPIC)
+    ticker = asyncio.create_task(turn())
+    await asyncio.sleep(0)
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        reply = (await w.router.handle(cmd)).reply
+        ended = time.perf_counter()
+    finally:
+        gc.enable()
+    result = (reply.ok, reply.error.code if reply.error else None)
+    done = True
+    await ticker
+    marks = [started, *(t for t in turns if started < t < ended), ended]
+    return result, max(b - a for a, b in pairwise(marks)), ended - started
+
+
+async def test_a_forged_4_mib_command_is_refused_while_the_event_loop_goes_on_turning() -> None:
+    # A tool's certificate may write any node's cmd/: one forged access list held the loop
+    # (reading it, then the text its signature covers) ~115 ms here, ~0.6 s on a Pi Zero
+    # 2 W, and a rider's tap waited; a stream of them held it most of the time.
+    w = World()
+    doc = signed(STRANGER, args=_cards(), topic=LISTS_TOPIC)
+    result, longest, whole = await _send_watching_the_loop(w, doc)
+    assert result == (False, "bad_signature")
+    assert longest < whole / 3, (
+        f"the loop stood still {longest * 1000:.0f} of {whole * 1000:.0f} ms"
+    )
+
+
+async def test_a_signed_4_mib_command_verifies_over_the_text_made_in_pieces() -> None:
+    w = World()
+    args = _cards()
+    result, longest, whole = await _send_watching_the_loop(
+        w, signed(DISPATCH, args=args, topic=LISTS_TOPIC)
+    )
+    assert result == (True, None)
+    assert w.lists == [args]
+    assert longest < whole / 3
