@@ -59,11 +59,17 @@ class Authorizer:
         return self._floor_ms
 
     def check(
-        self, topic: str, name: str, scope: Scope, command: Command, message: bytes | None = None
+        self,
+        topic: str,
+        name: str,
+        scope: Scope,
+        command: Command,
+        message: bytes | CommandError | None = None,
     ) -> None:
         """Raise CommandError with the reason when the command must not run. `message`: what
-        the signature covers, when the caller made it already (`signed_message`, in a worker
-        thread for a large command); made here when None."""
+        the signature covers, when the caller made it already (`signed_text`, in a worker
+        thread for a large command), or why it could not be made (refused in this order,
+        never made again here: on the event loop); made here when None."""
         if command.sig is None:
             if name in self.config.signed_commands or scope in ALWAYS_SIGNED:
                 raise CommandError(
@@ -103,18 +109,13 @@ class Authorizer:
         command: Command,
         sig: str,
         ts: int,
-        message: bytes | None,
+        message: bytes | CommandError | None,
     ) -> None:
         """Raise unless `sig` (the command's, over `ts`) verifies with a key holding `scope`."""
-        try:
-            if message is None:
-                message = signed_message(topic, command.id, ts, command.args)
-        except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the command's JSON)
-            raise CommandError(
-                "bad_request",
-                "args hold text that is not Unicode (a lone UTF-16 surrogate such as "
-                "\\ud800): no signature can cover it",
-            ) from None
+        if message is None:
+            message = signed_text(topic, command.id, ts, command.args)
+        if isinstance(message, CommandError):
+            raise message
         candidates = [command.kid] if command.kid is not None else list(self.keys)
         verified = [
             kid
@@ -153,3 +154,18 @@ class Authorizer:
             self._set_state(FLOOR_KEY, horizon)
         self._seen = {i: t for i, t in self._seen.items() if t >= self._floor}
         self._spend(cmd_id, ts)
+
+
+def signed_text(topic: str, cmd_id: str, ts: int, args: dict[str, Any]) -> bytes | CommandError:
+    """What a command's signature covers (`signed_message`), or the refusal of args it
+    cannot be made of, returned (not raised): a worker thread makes it for a large command,
+    and the authoriser refuses it only where it would verify the signature, after `stale`
+    and the others (`Authorizer.check`)."""
+    try:
+        return signed_message(topic, cmd_id, ts, args)
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the command's JSON)
+        return CommandError(
+            "bad_request",
+            "args hold text that is not Unicode (a lone UTF-16 surrogate such as "
+            "\\ud800): no signature can cover it",
+        )

@@ -18,14 +18,13 @@ from pydantic import ValidationError
 
 from core.counters import Counters
 from core.logs import flood_key
-from edged.commands.authorize import Authorizer
+from edged.commands.authorize import Authorizer, signed_text
 from edged.commands.replies import DIGEST_HEX, ReplyMemory
 from edged.commands.response import ResponseTopics
 from edged.commands.spec import MAX_COMMAND_BYTES, SENT_AT, CommandSpec, Handler
 from edged.config.security import Scope
 from edged.errors import CommandError
 from edged.payloads import TS_RANGE, Command, Reply, ReplyError
-from edged.security.signing import signed_message
 from edged.topics import COMMAND_NAME, INVALID_COMMAND, name_of
 
 log = logging.getLogger(__name__)
@@ -303,12 +302,9 @@ def _same(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _signed(topic: str, command: Command) -> bytes | None:
-    """What `command`'s signature covers (None: unsigned, or text no signature can cover,
-    which the authoriser refuses in its own order)."""
+def _signed(topic: str, command: Command) -> bytes | CommandError | None:
+    """What `command`'s signature covers, or why it cannot be made (refused by the
+    authoriser in its own order, never made again on the event loop); None: unsigned."""
     if command.sig is None or command.ts is None:
         return None
-    try:
-        return signed_message(topic, command.id, command.ts, command.args)
-    except UnicodeEncodeError:
-        return None
+    return signed_text(topic, command.id, command.ts, command.args)

@@ -496,3 +496,16 @@ async def test_a_signed_4_mib_command_verifies_over_the_text_made_in_pieces() ->
     assert result == (True, None)
     assert w.lists == [args]
     assert longest < whole / 3
+
+
+async def test_a_forged_4_mib_command_with_a_lone_surrogate_is_refused_off_the_loop() -> None:
+    # The text its signature covers cannot be made (a lone surrogate): the worker thread
+    # found so, and the authoriser made it all again on the event loop to refuse it.
+    w = World()
+    doc = signed(STRANGER, args=_cards(), topic=LISTS_TOPIC)
+    doc["args"]["cards"][f"{0:014x}"]["name"] = "rider \ud800"
+    result, longest, whole = await _send_watching_the_loop(w, doc)
+    assert result == (False, "bad_request")
+    assert longest < whole / 3, (
+        f"the loop stood still {longest * 1000:.0f} of {whole * 1000:.0f} ms"
+    )
