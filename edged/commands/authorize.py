@@ -169,3 +169,8 @@ def signed_text(topic: str, cmd_id: str, ts: int, args: dict[str, Any]) -> bytes
             "args hold text that is not Unicode (a lone UTF-16 surrogate such as "
             "\\ud800): no signature can cover it",
         )
+    except RecursionError:  # args nested deeper than the text is made (in pieces, in Python)
+        return CommandError(
+            "bad_request",
+            "args nest too deep for the node to make the text a signature covers: nest them less",
+        )

@@ -509,3 +509,31 @@ async def test_a_forged_4_mib_command_with_a_lone_surrogate_is_refused_off_the_l
     assert longest < whole / 3, (
         f"the loop stood still {longest * 1000:.0f} of {whole * 1000:.0f} ms"
     )
+
+
+def _deep(ts: int, depth: int = 900) -> bytes:
+    """A command over 64 KiB with a fake signature, whose args nest `depth` objects: less
+    than Python's reader takes, more than the signed text made in pieces can."""
+    sig = base64.b64encode(b"\0" * 64).decode()
+    nest = '{"a":' * depth + "0" + "}" * depth
+    pad = "p" * (70 << 10)
+    args = f'{{"pad":"{pad}","x":{nest}}}'
+    return f'{{"id":"d1","ts":{ts},"sig":"{sig}","args":{args}}}'.encode()
+
+
+async def test_a_stale_command_nested_too_deep_to_sign_is_refused_stale() -> None:
+    w = World()
+    stale = int(time.time() * 1000) - 3_600_000
+    cmd = IncomingCommand("access.update", _deep(stale), topic=LISTS_TOPIC)
+    reply = (await w.router.handle(cmd)).reply
+    assert reply.error is not None
+    assert (reply.id, reply.error.code) == ("d1", "stale")
+
+
+async def test_a_command_nested_too_deep_to_sign_is_refused_with_its_id_not_internal() -> None:
+    w = World()
+    cmd = IncomingCommand("access.update", _deep(int(time.time() * 1000)), topic=LISTS_TOPIC)
+    reply = (await w.router.handle(cmd)).reply
+    assert reply.error is not None
+    assert (reply.id, reply.error.code) == ("d1", "bad_request")
+    assert w.lists == []
