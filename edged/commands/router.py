@@ -281,8 +281,9 @@ def _loads(payload: bytes, not_numbers: list[str], *, in_pieces: bool = False) -
     """`payload` as JSON; what Python's reader takes but JSON has no number for (NaN,
     Infinity, -Infinity, a literal beyond the largest double such as 1e999) is appended
     to `not_numbers` (and read as null) so that no handler ever computes with it.
-    `in_pieces`: the reader calls back into Python after each object, where a worker thread
-    lets the event loop run (the same result)."""
+    `in_pieces`: the reader calls back into Python after each object and each integer,
+    where a worker thread lets the event loop run (the same result): an array of two
+    million integers is no object, and was one call into C (90 ms here)."""
 
     def constant(text: str) -> None:
         not_numbers.append(text)
@@ -294,12 +295,24 @@ def _loads(payload: bytes, not_numbers: list[str], *, in_pieces: bool = False) -
         not_numbers.append(text)
         return None
 
-    hook = _same if in_pieces else None
-    return json.loads(payload, parse_constant=constant, parse_float=number, object_hook=hook)
+    if in_pieces:
+        return json.loads(
+            payload,
+            parse_constant=constant,
+            parse_float=number,
+            parse_int=_integer,
+            object_hook=_same,
+        )
+    return json.loads(payload, parse_constant=constant, parse_float=number)
 
 
 def _same(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
+
+
+def _integer(text: str) -> int:
+    """`int` itself the reader calls in C; a function of ours is Python, where it yields."""
+    return int(text)
 
 
 def _signed(topic: str, command: Command) -> bytes | CommandError | None:

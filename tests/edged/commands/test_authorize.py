@@ -511,6 +511,25 @@ async def test_a_forged_4_mib_command_with_a_lone_surrogate_is_refused_off_the_l
     )
 
 
+async def test_a_forged_4_mib_array_of_integers_is_read_while_the_loop_turns() -> None:
+    # No object in it for the reader's object hook: it was read in one call into C.
+    w = World()
+    doc = signed(STRANGER, args={"cards": [7] * 1_300_000}, topic=LISTS_TOPIC)
+    payload = json.dumps(doc).encode()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        json.loads(payload)
+        one_call = time.perf_counter() - started
+    finally:
+        gc.enable()
+    result, longest, _ = await _send_watching_the_loop(w, doc)
+    assert result == (False, "bad_signature")
+    assert longest < one_call / 2, (
+        f"the loop stood still {longest * 1000:.0f} ms; reading it takes {one_call * 1000:.0f}"
+    )
+
+
 def _deep(ts: int, depth: int = 900) -> bytes:
     """A command over 64 KiB with a fake signature, whose args nest `depth` objects: less
     than Python's reader takes, more than the signed text made in pieces can."""
