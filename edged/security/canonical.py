@@ -7,7 +7,9 @@ a piece of about `STEP` entries at a time, it lets the event loop decide taps be
 pieces, and gives the same text.
 """
 
+import heapq
 import json
+from collections.abc import Iterable
 from typing import Any
 
 STEP = 1000
@@ -67,7 +69,10 @@ def _encode_items(value: dict[str, Any] | list[Any], out: list[str], step: int, 
             batch_l.clear()
             weight = 0
 
-    pairs = ((k, value[k]) for k in sorted(value)) if isinstance(value, dict) else enumerate(value)
+    if isinstance(value, dict):
+        pairs: Iterable[tuple[Any, Any]] = ((k, value[k]) for k in _sorted_keys(value, step))
+    else:
+        pairs = enumerate(value)
     for key, member in pairs:
         w = _weight(member, step)
         if w > step:
@@ -79,13 +84,23 @@ def _encode_items(value: dict[str, Any] | list[Any], out: list[str], step: int, 
         if weight + w > step:
             flush()
         if isinstance(value, dict):
-            batch_d[key] = member  # type: ignore[index]
+            batch_d[key] = member
         else:
             batch_l.append(member)
         weight += w + 1
     flush()
     out.append(",".join(parts))
     out.append(ends[1])
+
+
+def _sorted_keys(value: dict[str, Any], step: int) -> Iterable[str]:
+    """The keys of `value` in order, sorted a piece of `step` at a time and merged in
+    Python: one `sorted` of a forged command's 250,000 keys in a shuffled order held the GIL
+    86 ms here."""
+    if len(value) <= step:
+        return sorted(value)
+    keys = list(value)
+    return heapq.merge(*(sorted(keys[i : i + step]) for i in range(0, len(keys), step)))
 
 
 def canonical_json(value: Any, *, step: int = STEP) -> str:

@@ -1,6 +1,11 @@
 """Canonical JSON in pieces is the one-call text a signature covers."""
 
+import asyncio
+import gc
 import json
+import random
+import time
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import given
@@ -35,3 +40,39 @@ def test_a_commands_signed_text_is_the_one_call_canonical_json() -> None:
     doc = {"args": args, "id": "c1", "topic": "t/cmd/x", "ts": 1}
     expected = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert signed_message("t/cmd/x", "c1", 1, args) == expected.encode()
+
+
+async def test_a_map_of_250_000_keys_in_a_shuffled_order_is_encoded_while_the_loop_turns() -> None:
+    # A forged command's args (no key needed to send one): sorting its keys in one call
+    # held the GIL, so the event loop, ~90 ms here.
+    keys = [f"k{i}" for i in range(250_000)]
+    random.Random(7).shuffle(keys)
+    value = {"args": dict.fromkeys(keys, "a")}
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        sorted(value["args"])
+        one_sort = time.perf_counter() - started
+        turns: list[float] = []
+        done = False
+
+        async def turn() -> None:
+            while not done:
+                turns.append(time.perf_counter())
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(turn())
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        text = await asyncio.to_thread(canonical_json, value)
+        ended = time.perf_counter()
+        done = True
+        await ticker
+    finally:
+        gc.enable()
+    assert text == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    marks = [started, *(t for t in turns if started < t < ended), ended]
+    longest = max(b - a for a, b in pairwise(marks))
+    assert longest < one_sort / 2, (
+        f"the loop stood still {longest * 1000:.0f} ms; one sort takes {one_sort * 1000:.0f}"
+    )
