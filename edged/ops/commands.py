@@ -2,10 +2,10 @@
 
 Spelling: the command goes on `cmd/` with `/` for each `.` of its name (`cmd/config/get`), the
 one spelling no broker rewrites (RabbitMQ turns `.` into `/`); the signature covers the dotted
-topic (`cmd/config.get`), as the contract says. The reply is taken from `reply/#` whatever its
-spelling (`reply/config/get`, an older node's `reply/config.get`, `reply/_invalid`), matched by
-`id`; with MQTT 5 it may come first on our response topic, matched by correlation data and
-taken only from the node asked (the copy names its node: `edged.topics.COPY_FROM`).
+topic (`cmd/config.get`), as the contract says. The reply is taken from the command's own
+reply topic whatever its spelling (`reply/config/get`, an older node's `reply/config.get`),
+matched by `id`; with MQTT 5 it may come first on our response topic, matched by correlation
+data and taken only from the node asked (the copy names its node: `edged.topics.COPY_FROM`).
 """
 
 import json
@@ -112,7 +112,10 @@ def reply_of(
         if node != request.base:
             return None
         how = f"the MQTT 5 response topic {topic}"
-    elif topic.startswith(f"{request.base}/reply/"):
+    elif topic.startswith(head := f"{request.base}/reply/"):
+        if topic[len(head) :].replace("/", ".") != request.name:
+            return None  # the node's reply to another command: one sent with our id by
+            # whoever read ours (a `ping` when ours was lost), or refused as `_invalid`
         how = topic
     else:
         return None

@@ -37,3 +37,19 @@ def test_a_copy_naming_the_node_asked_is_taken_on_the_response_topic() -> None:
     props.UserProperty = [("node", BASE)]
     found = reply_of(request, RESPONSE, _reply(request), request.correlation, copy_from(props))
     assert found is not None and found[1] == f"the MQTT 5 response topic {RESPONSE}"
+
+
+def test_a_reply_with_our_id_to_another_command_of_the_node_asked_is_not_taken() -> None:
+    # whoever read our door.unlock (lost on its way) sends the node a ping with its id:
+    # the pong on reply/ping is not the door's answer, nor an `_invalid` refusal
+    request = make_request(BASE, "door.unlock", {})
+    payload = json.dumps({"id": request.id, "ok": True, "result": {"pong": True}}).encode()
+    for other in ("ping", "_invalid", "door", "door/unlock/x"):
+        assert reply_of(request, f"{BASE}/reply/{other}", payload, None) is None, other
+
+
+def test_the_reply_is_taken_on_either_spelling_of_its_commands_reply_topic() -> None:
+    request = make_request(BASE, "door.unlock", {})
+    payload = json.dumps({"id": request.id, "ok": True, "result": {}}).encode()
+    for topic in (f"{BASE}/reply/door/unlock", f"{BASE}/reply/door.unlock"):
+        assert reply_of(request, topic, payload, None) == (json.loads(payload), topic)
