@@ -36,11 +36,73 @@ def test_other_record_types_get_an_empty_answer(qtype: int) -> None:
     assert got.rcode == 0 and got.addresses == []
 
 
+def test_an_empty_answer_is_authoritative_so_stub_resolvers_do_not_call_it_a_referral() -> None:
+    # glibc's res_send.c: NOERROR, no answer, AA and RA clear, no additional record is a
+    # referral, and the resolver moves to the next server (the phone's AAAA lookups)
+    reply = answer(dns_query("captive.apple.com", 28), NODE)
+    assert parse_answer(reply).flags & 0x0400
+
+
 @pytest.mark.parametrize(
     "name", ["use-application-dns.net", "mask.icloud.com", "MASK-H2.iCloud.com"]
 )
 def test_the_names_that_would_route_around_the_portal_do_not_exist(name: str) -> None:
     assert parse_answer(answer(dns_query(name), NODE)).rcode == 3
+
+
+def with_opt(query: bytes, *, version: int = 0, do: bool = False, count: int = 1) -> bytes:
+    """The query with `count` OPT records (EDNS, RFC 6891) carrying a DNS cookie option, as
+    Android's resolver and systemd-resolved send them."""
+    ttl = (version << 16) | (0x8000 if do else 0)
+    cookie = struct.pack("!HH", 10, 8) + b"\x11" * 8  # option 10: an 8-byte client cookie
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, ttl, len(cookie)) + cookie
+    return query[:10] + struct.pack("!H", count) + query[12:] + opt * count
+
+
+def opt_of(reply: bytes) -> tuple[int, int, int, int, int]:
+    """(payload size, extended rcode, version, flags, options length) of a reply's OPT,
+    which ends it (the only additional record)."""
+    assert struct.unpack_from("!H", reply, 10)[0] == 1, "no OPT record in the reply"
+    assert reply[-11] == 0, "the OPT record is not at the root"
+    rtype, size, ttl, rdlen = struct.unpack_from("!HHIH", reply, len(reply) - 10)
+    assert rtype == 41
+    return size, ttl >> 24, (ttl >> 16) & 0xFF, ttl & 0xFFFF, rdlen
+
+
+def test_the_answer_keeps_the_case_of_the_question_0x20() -> None:
+    # resolvers that randomise the case of a name (draft-vixie-dnsext-dns0x20) drop an
+    # answer whose question is not the one they sent, letter for letter
+    query = dns_query("CaPtIvE.aPpLe.CoM")
+    assert answer(query, NODE)[12 : len(query)] == query[12:]
+
+
+def test_an_edns_query_gets_a_minimal_opt_record_back() -> None:
+    # RFC 6891 section 7: a server either speaks EDNS (an OPT in the answer) or refuses the
+    # query with FORMERR; the answer without OPT did neither. RFC 8906 section 3.2.1:
+    # version 0, no options echoed; RFC 3225 section 3: the DO bit copied.
+    for do in (False, True):
+        reply = answer(with_opt(dns_query("captive.apple.com"), do=do), NODE)
+        assert parse_answer(reply).addresses == ["10.42.0.1"]
+        assert opt_of(reply) == (512, 0, 0, 0x8000 if do else 0, 0)
+
+
+def test_an_unknown_edns_version_gets_badvers() -> None:
+    # RFC 6891 section 6.1.3: BADVERS (16: 0 in the header, 1 in the OPT), with version 0
+    reply = answer(with_opt(dns_query("captive.apple.com"), version=1), NODE)
+    got = parse_answer(reply)
+    assert got.rcode == 0 and got.addresses == []
+    assert opt_of(reply)[1:3] == (1, 0)
+
+
+def test_two_opt_records_get_formerr() -> None:
+    # RFC 6891 section 6.1.1
+    reply = answer(with_opt(dns_query("captive.apple.com"), count=2), NODE)
+    assert parse_answer(reply).rcode == 1 and parse_answer(reply).addresses == []
+
+
+def test_an_additional_section_running_past_the_end_gets_no_reply() -> None:
+    with pytest.raises(Malformed, match="past the end"):
+        answer(with_opt(dns_query("captive.apple.com"))[:-3], NODE)
 
 
 def test_a_response_is_never_answered() -> None:
