@@ -10,7 +10,8 @@ portal: Firefox's DNS-over-HTTPS canary and iCloud Private Relay's.
 A query is parsed strictly (one question, no compression in it, at most 512 bytes); what
 does not parse is dropped and counted. An answer is at most 16 bytes longer than its
 query: the node cannot be used to amplify a flood towards another phone. Queries are
-rate-limited per phone (the firewall limits them too). Nothing is logged per query.
+rate-limited per phone by the firewall (by MAC), and in all here. Nothing is logged per
+query.
 
 EDNS (RFC 6891) is answered in its minimal form, as RFC 8906 section 3.2 expects of a
 server: a query with an OPT record gets one back (version 0, a 512-byte payload, its DO
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.counters import Counters
-from edged.kiosk.ratelimit import RateLimiter
+from edged.kiosk.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -190,36 +191,37 @@ def answer(packet: bytes, address: ipaddress.IPv4Address) -> bytes:
 
 
 class CaptiveDns(asyncio.DatagramProtocol):
-    """The UDP server; one per hotspot address."""
+    """The UDP server; one per hotspot address.
+
+    Its budget is for all phones together: it bounds the server's work. Each phone's share
+    is the firewall's, counted by MAC (`render/nft.py`, DNS_PER_S). The server sees only
+    source addresses, and any phone on the hotspot can write another phone's address as
+    its source: a share per address here let one phone spend another's (within seconds,
+    at the rate the firewall lets it send) and so keep it off the portal."""
 
     def __init__(
         self,
         address: ipaddress.IPv4Address,
         counters: Counters,
         *,
-        per_min: float = 600.0,
-        burst: int = 60,
+        per_s: float = 500.0,
+        burst: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.address = address
         self.counters = counters
-        self.limiter = RateLimiter(
-            burst=burst,
-            per_min=per_min,
-            global_burst=burst * 50,
-            global_per_min=per_min * 50,
-            max_keys=1024,
-            clock=clock,
-        )
+        self.clock = clock
+        self.budget = TokenBucket(burst, per_s * 60.0, clock())
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.limiter.check(addr[0]) > 0:
+        if self.budget.wait_s(self.clock()) > 0:
             self.counters.inc("wifi.dns.limited")
             return
+        self.budget.take()
         try:
             reply = answer(data, self.address)
         except Malformed:
