@@ -9,7 +9,8 @@ phones' own budget (`[wifi.portal]`): connections and live pages per phone and i
 presses per phone and in all, so the screen keeps what it needs.
 
 Requests for any other host (a phone's captive-portal check, any page it opens before
-accepting) are sent to the portal: 302 for GET and HEAD, 511 (RFC 6585) otherwise.
+accepting) are sent to the portal: 302 for GET and HEAD, 511 (RFC 6585) otherwise, and the
+connection is closed (a browser must not reuse it for that host once the phone is through).
 
 - `/`, `/static/*`, `/api/state`, `/api/events`, `/api/requests`: the kiosk's page, its
   live state and the rider presses;
@@ -193,7 +194,9 @@ class PortalServer(KioskServer):
             "<!doctype html><html lang=fr><meta charset=utf-8><title>Wi-Fi</title>"
             f'<p><a href="{link}">Wi-Fi à bord / On-board wifi</a></p></html>'
         ).encode()
-        headers = {"Location": url, "Cache-Control": "no-store"}
+        # closed after: the phone's connection to "another host" is the portal's, and NAT
+        # keeps it so after the phone accepts; a browser reusing it would get this again
+        headers = {"Location": url, "Cache-Control": "no-store", "Connection": "close"}
         status = 302 if request.method in ("GET", "HEAD") else 511
         return self._headers(
             request.path, Response(status, body, "text/html; charset=utf-8", headers)

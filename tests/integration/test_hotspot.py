@@ -16,6 +16,7 @@ does. Nothing outside the namespaces is touched.
 
 import asyncio
 import functools
+import http.client
 import json
 import os
 import shutil
@@ -464,6 +465,35 @@ def test_an_accepted_phone_gets_real_answers_to_its_checks_and_names(hotspot: Ho
         "ph1", phone.fetch, INET_IP, "/generate_204", host="connectivitycheck.gstatic.com"
     )
     assert got.status == 204
+
+
+def test_a_browsers_connection_redirected_before_accepting_is_not_reused_after(
+    hotspot: Hotspot,
+) -> None:
+    # A browser keeps an idle connection per host and reuses it for that host's next page.
+    # Before accepting, a connection to any web address is NAT'ed to the portal, and
+    # conntrack keeps that for the connection's life: kept open, the page the rider opens
+    # right after accepting came back as the portal's redirect again. (ph3 has not
+    # accepted yet here.)
+    def open_page() -> tuple[http.client.HTTPConnection, int]:
+        conn = http.client.HTTPConnection(INET_IP, 80, timeout=5)  # made in ph3's namespace
+        conn.request("GET", "/", headers={"Host": "news.example"})
+        first = conn.getresponse()
+        first.read()
+        return conn, first.status
+
+    def next_page(conn: http.client.HTTPConnection) -> tuple[int, bytes]:
+        try:
+            conn.request("GET", "/", headers={"Host": "news.example"})  # reused if still open
+            got = conn.getresponse()
+            return got.status, got.read()
+        finally:
+            conn.close()
+
+    conn, status = hotspot.on("ph3", open_page)
+    assert status == 302
+    hotspot.accepted("ph3")
+    assert hotspot.on("ph3", next_page, conn) == (200, b"the internet")
 
 
 def test_the_rate_cap_holds_a_phone_to_its_share(hotspot: Hotspot) -> None:

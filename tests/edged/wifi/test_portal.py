@@ -261,6 +261,25 @@ async def test_every_connectivity_check_is_sent_to_the_portal(portal: Portal, pr
         assert headers["Cache-Control"] == "no-store"  # a phone must ask again after accepting
 
 
+async def test_a_redirect_to_the_portal_closes_its_connection(portal: Portal) -> None:
+    # On the hotspot the connection a browser opened to another host (its name resolved to
+    # the node, tcp/80 redirected by NAT) is really the portal's, and conntrack keeps it so
+    # after the phone accepts. A browser pools an idle connection by host and reuses it for
+    # the next request to that host: kept open, the phone's first page after accepting could
+    # come back as the portal again. The answer says so and the portal hangs up at once.
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", portal.server.port, local_addr=("127.0.0.5", 0)
+    )
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: news.example\r\nConnection: keep-alive\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 0.5)  # to the end: closed, not idle
+    finally:
+        writer.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 302") and b"\r\nconnection: close" in head
+
+
 async def test_a_post_to_another_host_is_told_to_sign_in_first(portal: Portal) -> None:
     status, headers, body = await get(portal, "/login", host="bank.example", method="POST")
     assert status == 511 and headers["Location"] == PORTAL_URL
