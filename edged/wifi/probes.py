@@ -21,6 +21,7 @@ PROBES = (
     Probe("Android", "connectivitycheck.gstatic.com", "/generate_204", "204 No Content"),
     Probe("Android", "clients3.google.com", "/generate_204", "204 No Content"),
     Probe("Android", "www.google.com", "/gen_204", "204 No Content"),
+    Probe("Android", "play.googleapis.com", "/generate_204", "204 No Content"),  # AOSP fallback
     Probe("iOS, macOS", "captive.apple.com", "/hotspot-detect.html", "200 with Success"),
     Probe("iOS, macOS", "www.apple.com", "/library/test/success.html", "200 with Success"),
     Probe("Windows", "www.msftconnecttest.com", "/connecttest.txt", "Microsoft Connect Test"),

@@ -431,6 +431,8 @@ def test_a_phone_cannot_reach_another_phone_directly_or_through_the_node(hotspot
 def test_before_accepting_the_internet_is_refused(hotspot: Hotspot) -> None:
     assert hotspot.on("ph2", phone.tcp, INET_IP, 8080) == "refused"
     assert hotspot.on("ph2", phone.tcp, INET_IP, 443) == "refused"
+    # an https check (Android's www.google.com/generate_204): its name is the node's
+    assert hotspot.on("ph2", phone.tcp, NODE_IP, 443) == "refused"
 
 
 def test_accepting_lets_the_phone_through_for_the_session_length(hotspot: Hotspot) -> None:
