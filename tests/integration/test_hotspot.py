@@ -469,33 +469,39 @@ def test_an_accepted_phone_gets_real_answers_to_its_checks_and_names(hotspot: Ho
     assert got.status == 204
 
 
-def test_a_browsers_connection_redirected_before_accepting_is_not_reused_after(
+def test_what_a_phone_opened_before_accepting_does_not_keep_it_captive_after(
     hotspot: Hotspot,
 ) -> None:
-    # A browser keeps an idle connection per host and reuses it for that host's next page.
-    # Before accepting, a connection to any web address is NAT'ed to the portal, and
-    # conntrack keeps that for the connection's life: kept open, the page the rider opens
-    # right after accepting came back as the portal's redirect again. (ph3 has not
-    # accepted yet here.)
-    def open_page() -> tuple[http.client.HTTPConnection, int]:
+    # Before accepting, a phone's web connections and DNS queries are NAT'ed to the portal
+    # and the captive DNS, and conntrack keeps that for each flow's life. A browser keeps
+    # an idle connection per host and reuses it for that host's next page; a resolver may
+    # reuse its sockets (dnsmasq as a laptop's cache keeps a pool). Kept, the page opened
+    # right after accepting came back as the portal's redirect, and every name as the
+    # node's address, for as long as the flow lived. (ph3 has not accepted yet here.)
+    def before() -> tuple[http.client.HTTPConnection, int, socket.socket, list[str]]:
         conn = http.client.HTTPConnection(INET_IP, 80, timeout=5)  # made in ph3's namespace
         conn.request("GET", "/", headers={"Host": "news.example"})
         first = conn.getresponse()
         first.read()
-        return conn, first.status
+        dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dns.settimeout(2)
+        dns.sendto(phone.dns_query("news.example"), (NODE_IP, 53))
+        return conn, first.status, dns, phone.parse_answer(dns.recv(4096)).addresses
 
-    def next_page(conn: http.client.HTTPConnection) -> tuple[int, bytes]:
+    def after(conn: http.client.HTTPConnection, dns: socket.socket) -> tuple[int, bytes, list[str]]:
         try:
             conn.request("GET", "/", headers={"Host": "news.example"})  # reused if still open
             got = conn.getresponse()
-            return got.status, got.read()
+            dns.sendto(phone.dns_query("news.example"), (NODE_IP, 53))  # the same source port
+            return got.status, got.read(), phone.parse_answer(dns.recv(4096)).addresses
         finally:
             conn.close()
+            dns.close()
 
-    conn, status = hotspot.on("ph3", open_page)
-    assert status == 302
+    conn, status, dns, names = hotspot.on("ph3", before)
+    assert (status, names) == (302, [NODE_IP])
     hotspot.accepted("ph3")
-    assert hotspot.on("ph3", next_page, conn) == (200, b"the internet")
+    assert hotspot.on("ph3", after, conn, dns) == (200, b"the internet", [INET_IP])
 
 
 def test_the_rate_cap_holds_a_phone_to_its_share(hotspot: Hotspot) -> None:

@@ -316,6 +316,7 @@ async def test_accepting_puts_the_phones_mac_and_address_in_the_kernels_set(
     assert status == 200 and body["accepted"] is True and body["internet"] is True
     assert await in_set(portal) == {("02:00:00:00:00:05", "127.0.0.5")}
     assert portal.node.counters["portal.accepted"] == 1
+    assert portal.node.counters["portal.conntrack_error"] == 0
 
 
 async def test_without_an_uplink_the_phone_is_told_and_still_let_in(portal: Portal) -> None:

@@ -1,0 +1,52 @@
+"""Forgetting a phone's captive DNS flows, in the kernel's own connection table: the
+generated ruleset on a node's namespace, a phone beside it, real redirected flows."""
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from edged.wifi.conntrack import forget_redirected
+from tests.edged.wifi.test_firewall import NODE_IP, PHONE_IP, Cable, cable  # noqa: F401
+from tests.helpers.netns import NsThread
+from tests.helpers.phone import dns_query
+
+
+@pytest.fixture
+def node(cable: Cable) -> Iterator[NsThread]:  # noqa: F811
+    thread = NsThread(cable.node.name)
+    yield thread
+    thread.close()
+
+
+def flow_to(port: int) -> socket.socket:
+    """A phone's DNS socket that asked once through `port` (answered by the echo)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(2)
+    sock.bind((PHONE_IP, 0))
+    sock.sendto(dns_query("x.example"), (NODE_IP, port))
+    sock.recv(512)
+    return sock
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection((NODE_IP, port), timeout=2, source_address=(PHONE_IP, 0))
+
+
+def test_only_the_phones_flows_redirected_to_the_captive_dns_are_forgotten(
+    cable: Cable,  # noqa: F811
+    node: NsThread,
+) -> None:
+    redirected = cable.phone.call(flow_to, 53)  # udp/53, NAT'ed to the captive DNS
+    portal = cable.phone.call(connect, cable.portal_port)  # the phone's other flow: its own
+    assert isinstance(redirected, socket.socket) and isinstance(portal, socket.socket)
+    try:
+        other = ipaddress.IPv4Address("10.42.0.77")
+        assert node.call(forget_redirected, other, cable.dns_port) == 0  # another phone's
+        phone = ipaddress.IPv4Address(PHONE_IP)
+        assert node.call(forget_redirected, phone, cable.dns_port) == 1
+        assert node.call(forget_redirected, phone, cable.dns_port) == 0  # gone
+    finally:
+        redirected.close()
+        portal.close()
