@@ -16,10 +16,11 @@ query.
 EDNS (RFC 6891) is answered in its minimal form, as RFC 8906 section 3.2 expects of a
 server: a query with an OPT record gets one back (version 0, a 512-byte payload, its DO
 bit copied as RFC 3225 asks, no options); a higher EDNS version gets BADVERS, two OPT
-records or one not at the root FORMERR. Phones send EDNS queries (Android, systemd-resolved);
-an answer without OPT told them the server breaks the rule that a server either speaks
-EDNS or refuses it with FORMERR, and some then stop using EDNS with the address, which
-is also their resolver once the rider accepts.
+records or one not at the root FORMERR. Stub resolvers send EDNS queries (systemd-resolved
+does); an answer without OPT broke RFC 6891's rule that a server either speaks EDNS or
+refuses it with FORMERR, and a resolver that meets it may stop using EDNS with the
+address (systemd-resolved lowers its "feature level"), which is also its resolver once
+the rider accepts.
 """
 
 import asyncio
