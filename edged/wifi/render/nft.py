@@ -100,6 +100,10 @@ table inet {TABLE} {{
         # the caps on every packet, before conntrack's shortcut: the queries of one source
         # port, the pings of one identifier are ESTABLISHED after their first reply
         udp dport {{ 53, {dns} }} update @dns_rate {{ ether saddr {dns_cap} }} counter drop
+        # the resolver for phones that accepted, on every packet: a stranger's new udp/53
+        # was redirected to the captive DNS above, so what still comes to 53 is a flow
+        # opened before its session ended (conntrack's shortcut would keep it, a tunnel)
+        meta l4proto {{ udp, tcp }} th dport 53 {stranger} counter drop
         icmp type echo-request limit rate over 5/second counter drop
         ct state established,related accept
         udp dport {{ 53, {dns} }} accept comment "the resolver, or the captive DNS before accepting"

@@ -4,6 +4,7 @@ namespace, a phone on a cable beside it, and what the phone's packets actually g
 The caps a phone must not get around are counted by the replies it receives; the services
 behind them are plain echo stand-ins (the thing under test is the ruleset)."""
 
+import json
 import socket
 import struct
 import subprocess
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from edged.wifi.layout import ALLOWED_SET, TABLE
 from edged.wifi.render.nft import DNS_PER_S, render_nft
 from tests.edged.wifi.conftest import Make
 from tests.helpers.netns import Netns, NsThread, namespaces, need_netns, veth
@@ -215,3 +217,66 @@ def test_a_phone_at_many_addresses_gets_no_more_dns_answers_than_one_phone(
     got = cable.phone.call(dns_floods_from, aliases, cable.dns_port)
     # one burst, and what refills in the three half seconds the replies are awaited
     assert isinstance(got, int) and 1 <= got <= 2 * DNS_PER_S + 3 * DNS_PER_S // 2 + 5
+
+
+def udp_tagged(port: int, tag: bytes) -> socket.socket:
+    """A UDP server that answers `tag` + the query: which server answered shows."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((NODE_IP, port))
+
+    def serve() -> None:
+        try:
+            while True:
+                data, peer = sock.recvfrom(2048)
+                sock.sendto(tag + data, peer)
+        except OSError:
+            return  # closed
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock
+
+
+def ask(sock: socket.socket) -> bytes | None:
+    """One query to the node's udp/53 from `sock`'s port; the answer, or None."""
+    sock.sendto(b"\x12\x34query", (NODE_IP, 53))
+    try:
+        return sock.recv(2048)
+    except TimeoutError:
+        return None
+
+
+def dns_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(1)
+    sock.bind((PHONE_IP, 0))
+    return sock
+
+
+def test_a_phone_whose_session_ended_no_longer_reaches_the_resolver_on_an_old_flow(
+    cable: Cable,
+) -> None:
+    # The attack: accept once, then keep asking the resolver (which forwards names to the
+    # internet: a DNS tunnel) from one source port. The session ends in the kernel's set,
+    # but the input chain's `ct state established` shortcut let the old flow's queries
+    # through to the resolver, refreshed by each query, for as long as the phone wanted.
+    node = NsThread(cable.node.name)
+    resolver = node.call(udp_tagged, 53, b"resolver:")
+    assert isinstance(resolver, socket.socket)
+    mac = json.loads(cable.phone_ns.run("ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+    pair = ("inet", TABLE, ALLOWED_SET, f"{{ {mac} . {PHONE_IP} }}")
+    try:
+        cable.node.run("nft", "add", "element", *pair)
+        sock = cable.phone.call(dns_socket)
+        assert isinstance(sock, socket.socket)
+        got = cable.phone.call(ask, sock)
+        assert isinstance(got, bytes) and got.startswith(b"resolver:")  # accepted
+        cable.node.run("nft", "delete", "element", *pair)  # the session ends
+        assert cable.phone.call(ask, sock) is None  # the session ended: not on the old flow
+        fresh = cable.phone.call(dns_socket)
+        assert isinstance(fresh, socket.socket)
+        assert cable.phone.call(ask, fresh) == b"\x12\x34query"  # a new flow: the captive DNS
+        sock.close()
+        fresh.close()
+    finally:
+        resolver.close()
+        node.close()
