@@ -7,7 +7,8 @@
   firewall unit, so the radio never serves without it; `edged-hotspot-dhcp.service` runs
   dnsmasq.
 - `edged.service.d/hotspot.conf` gives the daemon CAP_NET_ADMIN: the portal adds a phone
-  that accepted the terms to the firewall's set (through `nft`), and nothing else needs it.
+  that accepted the terms to the firewall's set (through `nft`) and forgets its flows
+  redirected to the captive DNS (conntrack), and nothing else needs it.
 """
 
 from edged.config.wifi import WifiConfig
@@ -79,7 +80,8 @@ Wants={DHCP_UNIT}
 def render_edged_dropin(*, source: str) -> str:
     return f"""{HEAD.format(source=source)}
 # The captive portal adds a phone that accepted the terms to the set {TABLE} allowed
-# (the `nft` it runs inherits this capability). Nothing else of edged needs it.
+# (the `nft` it runs inherits this capability), and forgets the phone's DNS flows the
+# firewall redirected to the captive DNS (conntrack). Nothing else of edged needs it.
 [Service]
 CapabilityBoundingSet=CAP_NET_ADMIN
 AmbientCapabilities=CAP_NET_ADMIN
