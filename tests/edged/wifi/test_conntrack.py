@@ -2,7 +2,10 @@
 generated ruleset on a node's namespace, a phone beside it, real redirected flows."""
 
 import ipaddress
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from edged.wifi.conntrack import forget_redirected
 from tests.edged.wifi.test_firewall import NODE_IP, PHONE_IP, Cable, cable  # noqa: F401
 from tests.helpers.netns import NsThread
+from tests.helpers.nodes import ROOT
 from tests.helpers.phone import dns_query
 
 
@@ -50,3 +54,37 @@ def test_only_the_phones_flows_redirected_to_the_captive_dns_are_forgotten(
     finally:
         redirected.close()
         portal.close()
+
+
+def test_the_flows_are_forgotten_under_the_units_seccomp_filters(cable: Cable) -> None:  # noqa: F811
+    """As edged.service runs the daemon (its system-call filter and socket families,
+    tests/systemd/sandbox.py): the netlink socket is one of the families it keeps."""
+    redirected = cable.phone.call(flow_to, 53)
+    assert isinstance(redirected, socket.socket)
+    code = (
+        "import ipaddress, sys\n"
+        "from edged.wifi.conntrack import forget_redirected\n"
+        f"print(forget_redirected(ipaddress.IPv4Address({PHONE_IP!r}), {cable.dns_port}))\n"
+    )
+    try:
+        ran = subprocess.run(
+            [
+                *cable.node.prefix,
+                sys.executable,
+                str(ROOT / "tests/systemd/sandbox.py"),
+                str(ROOT / "systemd/edged.service"),
+                "--",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    finally:
+        redirected.close()
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["1"]
