@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from edged.config import parse_config
 from edged.wifi.layout import Layout
 from edged.wifi.probes import PROBES
 from edged.wifi.render.dnsmasq import render_dnsmasq
-from edged.wifi.render.nft import kbytes, render_nft
+from edged.wifi.render.nft import FLOWS_PER_PHONE, kbytes, render_nft
 from edged.wifi.render.system import render_sysctl
 from hil.broker import Mosquitto
 from hil.browser import CHROMIUM
@@ -702,3 +703,48 @@ def test_a_phone_using_an_accepted_phones_mac_is_not_let_through(hotspot: Hotspo
     finally:
         ph2.ip("link", "set", "wlan0", "address", own_mac)
         hotspot.ns["node"].run("ip", "neigh", "del", hotspot.ip("ph2"), "dev", "hs0", check=False)
+
+
+# -- last: its flows stay in the node's table for conntrack's UDP timeout -----------------------
+
+
+def test_an_accepted_phone_cannot_fill_the_nodes_connection_table(hotspot: Hotspot) -> None:
+    # The attack: a phone that accepted opens new flows as fast as its rate cap lets it
+    # (a bare UDP datagram or a SYN each: thousands a second). Every one is an entry in
+    # the node's connection tracking table, shared with the node's own traffic; at
+    # nf_conntrack_max (262144 here) the kernel drops every new connection, the node's MQTT
+    # reconnect and the kiosk screen's included: the node kept offline by one rider. SYNs
+    # at the 2 Mbit/s cap are about 4000 a second, each kept 120 s unanswered: past 262144
+    # in about a minute. Here 3 x FLOWS_PER_PHONE datagrams: 1493 flows went through.
+    hotspot.accepted("ph1")
+    seen: set[tuple[str, int]] = set()
+
+    def count() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((INET_IP, 9999))
+        sock.settimeout(0.5)
+
+        def listen() -> None:
+            try:
+                while True:
+                    _, peer = sock.recvfrom(64)
+                    seen.add(peer)
+            except OSError:
+                return  # closed (or quiet for long: the test is over)
+
+        threading.Thread(target=listen, daemon=True).start()
+        return sock
+
+    def flows(n: int) -> None:
+        for _ in range(n):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.sendto(b"x", (INET_IP, 9999))  # each from a port of its own: a new flow
+            time.sleep(0.0005)  # within the rate cap's budget: the cap is not the limit
+
+    server = hotspot.on("inet", count)
+    try:
+        hotspot.on("ph1", flows, 3 * FLOWS_PER_PHONE, wait_s=60)
+        time.sleep(0.5)
+    finally:
+        server.close()
+    assert FLOWS_PER_PHONE // 2 <= len(seen) <= FLOWS_PER_PHONE

@@ -6,7 +6,8 @@ What a phone on the hotspot can reach:
   which names every host as itself) and the portal (every tcp/80 it sends goes there);
   https fails at once (a reset), everything else is refused;
 - after accepting (its MAC *and* IP in the `allowed` set, with a timeout): the internet
-  through the uplinks, at most `client_mbit` each way and `total_mbit` for all phones;
+  through the uplinks, at most `client_mbit` each way and `total_mbit` for all phones, and
+  FLOWS_PER_PHONE flows at once (the node's connection table is not one phone's);
   never the node's other networks (private, link-local, CGNAT, multicast destinations);
 - never: the node's other ports (ssh, the kiosk screen's port, a local broker…), another
   phone (forwarding from the hotspot back to it), IPv6 of any kind.
@@ -33,6 +34,11 @@ LAN, a cellular router's admin page, a carrier's CGNAT neighbours), multicast, r
 DNS_PER_S = 20
 NEW_CONNECTIONS_PER_S = 20
 METER_SIZE = 1024
+FLOWS_PER_PHONE = 512
+"""Flows one phone may have through the node at once: the node's connection tracking
+table (nf_conntrack_max) is shared with its own traffic, and one phone at its rate cap
+could otherwise fill it (every new connection of the node then dropped). A phone's
+browser and apps use a few hundred at most."""
 
 
 def kbytes(mbit: float) -> int:
@@ -65,6 +71,7 @@ def render_nft(wifi: WifiConfig, *, source: str) -> str:
     conn_cap = (
         f"limit rate over {NEW_CONNECTIONS_PER_S}/second burst {2 * NEW_CONNECTIONS_PER_S} packets"
     )
+    flow_cap = f"add @flows {{ ip saddr ct count over {FLOWS_PER_PHONE} }}"
     one = f"limit rate over {client} kbytes/second burst {client} kbytes"
     all_ = f"limit rate over {total} kbytes/second burst {total} kbytes"
     return f"""#!/usr/sbin/nft -f
@@ -91,6 +98,8 @@ table inet {TABLE} {{
     set conn_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     # Portal connections open per phone, by MAC: the same whatever addresses it takes.
     set conn_open {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
+    # Flows through the node per phone (an accepted phone has one address).
+    set flows {{ type ipv4_addr; flags dynamic; size {METER_SIZE}; }}
 
     chain input {{
         type filter hook input priority filter; policy accept;
@@ -126,6 +135,8 @@ table inet {TABLE} {{
         iifname {hs} {stranger} reject with icmpx type admin-prohibited
         {out_ok}
         iifname {hs} ip daddr {{ {", ".join(NOT_INTERNET)} }} counter drop
+        # the node's connection table is shared with its own traffic: not one phone's
+        iifname {hs} ct state new {flow_cap} counter reject with icmpx type admin-prohibited
         iifname {hs} update @up_rate {{ ip saddr {one} }} drop
         iifname {hs} {all_} drop
         iifname {hs} accept
