@@ -146,8 +146,6 @@ def forget_redirected(ip: ipaddress.IPv4Address, port: int) -> int:
                         raise
         except TimeoutError:
             raise ConntrackError(errno.ETIMEDOUT, "the kernel did not answer") from None
-        except ConntrackError:
-            raise
         except OSError as exc:
             raise ConntrackError(exc.errno or errno.EIO, "the connection table") from None
     return gone
