@@ -95,8 +95,11 @@ async def main(out: Path) -> dict[str, Any]:
             seen["mediator"] = await page.text_content("#status-mediator")
             seen["mediator_status"] = await page.get_attribute("#status-mediator", "data-status")
 
+            await page.evaluate("() => { window.beforeAccepting = true; }")
             await page.tap("#portal-accept")
             await page.wait_for_selector('#portal-status[data-state="online"]')
+            # a sign-in window (Android's, iOS's) checks the network again on a page load
+            seen["loaded_again"] = await page.evaluate("() => window.beforeAccepting !== true")
             seen["after"] = await page_facts(page)
             await page.screenshot(path=str(out / "portal-accepted-fr.png"))
 

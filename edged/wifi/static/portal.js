@@ -150,6 +150,11 @@
       });
       if (answer.ok) {
         take(await answer.json());
+        // A sign-in window checks the network again when a page loads, not after a fetch
+        // (Android's asks the network stack on each page start and finish; iOS's probes
+        // again after a load): load this page again, so the phone sees it is online now
+        // and Android closes the window, iOS offers "Done". It shows the same state.
+        location.reload();
       } else {
         const body = await answer.json().catch(() => ({}));
         note =
