@@ -7,9 +7,11 @@ firewall that cannot be read is counted and logged once in a while.
 """
 
 import asyncio
+import ipaddress
 import logging
 from pathlib import Path
 
+from core.logs import flood_key
 from edged.config.kiosk import KioskConfig
 from edged.config.wifi import WifiConfig
 from edged.host import Host
@@ -17,6 +19,7 @@ from edged.kiosk.server import Screen
 from edged.payloads import WifiHealth
 from edged.services.base import Service
 from edged.services.events import LinkChanged
+from edged.wifi.conntrack import ConntrackError, forget_redirected
 from edged.wifi.dns import CaptiveDns
 from edged.wifi.neighbours import ARP, count_neighbours, stations
 from edged.wifi.portal import PortalServer
@@ -64,6 +67,7 @@ class WifiService(Service):
             timezone=host.node.timezone,
             get_state=host.state.get,
             set_state=host.state.set,
+            forget=self._forget_captive_dns,
         )
         self.internet = Internet(
             wifi.interface, wifi.uplinks, lambda: self.connected, routes=routes
@@ -80,6 +84,21 @@ class WifiService(Service):
         )
         self.dns_port: int | None = None
         self.dns_ready = asyncio.Event()
+
+    async def _forget_captive_dns(self, ip: ipaddress.IPv4Address) -> None:
+        """The phone's DNS flows the firewall redirected to the captive DNS stay so while
+        they last (conntrack): forgotten, its next query goes to the real resolver."""
+        try:
+            await asyncio.to_thread(forget_redirected, ip, self.wifi.portal.dns_port)
+        except ConntrackError as exc:
+            self.counters.inc("portal.conntrack_error")
+            log.warning(
+                "wifi: a phone's captive DNS flows could not be forgotten (%s); it may get "
+                "the node's address for names for up to 2 minutes. The daemon needs "
+                "CAP_NET_ADMIN: `sudo edged wifi apply`",
+                exc,
+                extra=flood_key("wifi.conntrack"),
+            )
 
     def _on_link(self, event: LinkChanged) -> None:
         self.connected = event.connected

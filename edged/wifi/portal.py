@@ -19,10 +19,9 @@ connection is closed (a browser must not reuse it for that host once the phone i
 - `POST /api/portal/accept`: the terms accepted; the phone's MAC and address enter the
   firewall's set for the session's length (one session per MAC: from another address of
   the same device, the session moves there), and its DNS flows still redirected to the
-  captive DNS are forgotten (`conntrack.py`).
+  captive DNS are forgotten (`Sessions` calls the wifi service's `forget`).
 """
 
-import asyncio
 import html
 import ipaddress
 import logging
@@ -44,7 +43,6 @@ from edged.kiosk.ratelimit import RateLimiter
 from edged.kiosk.server import KioskServer, Screen
 from edged.web.message import HttpError, Request, Response, json_response
 from edged.web.router import Router
-from edged.wifi.conntrack import ConntrackError, forget_redirected
 from edged.wifi.neighbours import ARP, SYS_NET, mac_of, on_hotspot
 from edged.wifi.sessions import FirewallError, PortalFull, Sessions
 from edged.wifi.uplink import Internet
@@ -286,20 +284,4 @@ class PortalServer(KioskServer):
             )
             raise HttpError(503, "unavailable", "the wifi cannot let phones through now") from None
         self.counters.inc("portal.accepted")
-        await self._forget_captive_dns(ip)
         return json_response(self._access(ip, mac))
-
-    async def _forget_captive_dns(self, ip: ipaddress.IPv4Address) -> None:
-        """The phone's DNS flows the firewall redirected to the captive DNS stay so while
-        they last (conntrack): forgotten, its next query goes to the real resolver."""
-        try:
-            await asyncio.to_thread(forget_redirected, ip, self.wifi.portal.dns_port)
-        except ConntrackError as exc:
-            self.counters.inc("portal.conntrack_error")
-            log.warning(
-                "portal: a phone's captive DNS flows could not be forgotten (%s); it may get "
-                "the portal's address for names for up to 2 minutes. The daemon needs "
-                "CAP_NET_ADMIN: `sudo edged wifi apply`",
-                exc,
-                extra=flood_key("portal.conntrack"),
-            )

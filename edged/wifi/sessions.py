@@ -60,6 +60,10 @@ def normal_mac(mac: str) -> str:
 Pair = tuple[str, ipaddress.IPv4Address]
 Present = Callable[[], Awaitable[set[str] | None]]
 """The MACs on the hotspot now (lower case), or None when that cannot be told."""
+Forget = Callable[[ipaddress.IPv4Address], Awaitable[None]]
+"""Called with a phone's address once the set lets it through (accepted, or put back after
+a reload): the flows the firewall redirected while it was a stranger stay redirected
+while they last (conntrack), so they are to be forgotten (`edged.wifi.conntrack`)."""
 
 
 class Firewall(Protocol):
@@ -172,8 +176,10 @@ class Sessions:
         set_state: Callable[[str, Any], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        forget: Forget | None = None,
     ) -> None:
         self.firewall = firewall
+        self.forget = forget
         self.session_s = session_s
         self.max_sessions = max_sessions
         self.counters = counters
@@ -261,6 +267,8 @@ class Sessions:
             self._table[mac] = Session(ip, self.clock() + self.session_s)
             if had is None:
                 self._count_one()
+            if self.forget is not None:
+                await self.forget(ip)
             return float(self.session_s)
 
     async def _gone(self, mac: str, present: Present | None) -> str | None:
@@ -295,5 +303,7 @@ class Sessions:
                 await self.firewall.allow(mac, session.ip, left, revoke=extra)
                 if session.ip not in there:
                     self.counters.inc("wifi.sessions.restored")
+                    if self.forget is not None:  # a stranger meanwhile: its new flows too
+                        await self.forget(session.ip)
                 if extra:
                     self.counters.inc("wifi.sessions.merged")

@@ -2,6 +2,7 @@
 generated ruleset on a node's namespace, a phone beside it, real redirected flows."""
 
 import ipaddress
+import json
 import os
 import socket
 import subprocess
@@ -10,8 +11,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.counters import Counters
 from edged.wifi.conntrack import forget_redirected
-from tests.edged.wifi.test_firewall import NODE_IP, PHONE_IP, Cable, cable  # noqa: F401
+from edged.wifi.layout import ALLOWED_SET, TABLE
+from edged.wifi.sessions import NftFirewall, Sessions
+from tests.edged.wifi.test_firewall import (  # noqa: F401
+    NODE_IP,
+    PHONE_IP,
+    Cable,
+    ask,
+    cable,
+    dns_socket,
+    udp_tagged,
+)
 from tests.helpers.netns import NsThread
 from tests.helpers.nodes import ROOT
 from tests.helpers.phone import dns_query
@@ -88,3 +100,40 @@ def test_the_flows_are_forgotten_under_the_units_seccomp_filters(cable: Cable) -
         redirected.close()
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["1"]
+
+
+async def test_a_session_put_back_after_a_firewall_reload_forgets_its_captive_flows(
+    cable: Cable,  # noqa: F811
+    node: NsThread,
+) -> None:
+    # A reload of the firewall (`edged wifi apply`) empties the set; until the daemon puts
+    # the sessions back (every 15 s), the phones are strangers and a new DNS flow is
+    # redirected to the captive DNS, which conntrack then keeps after the session is back:
+    # the same socket kept getting the node's address for every name.
+    resolver = node.call(udp_tagged, 53, b"resolver:")
+    assert isinstance(resolver, socket.socket)
+    mac = json.loads(cable.phone_ns.run("ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+    phone = ipaddress.IPv4Address(PHONE_IP)
+
+    async def forget(ip: ipaddress.IPv4Address) -> None:
+        node.call(forget_redirected, ip, cable.dns_port)
+
+    s = Sessions(
+        NftFirewall(prefix=cable.node.prefix),
+        session_s=300,
+        max_sessions=4,
+        counters=Counters(),
+        forget=forget,
+    )
+    sock = cable.phone.call(dns_socket)
+    assert isinstance(sock, socket.socket)
+    try:
+        await s.accept(mac, phone)
+        cable.node.run("nft", "flush", "set", "inet", TABLE, ALLOWED_SET)  # the reload
+        assert cable.phone.call(ask, sock) == b"\x12\x34query"  # the captive DNS's echo
+        await s.resync()  # the session is put back
+        got = cable.phone.call(ask, sock)
+        assert isinstance(got, bytes) and got.startswith(b"resolver:")
+    finally:
+        sock.close()
+        resolver.close()
