@@ -47,6 +47,30 @@ def _plain(text: str) -> str:
     return text
 
 
+_SPACES = re.compile(" {2,}")
+
+
+def screen_text(text: str) -> str:
+    """A name the kiosk did not validate itself (the node's name from the config, a fence's
+    from the config or `geofences.set`, kept on disk by older releases too) as the screen may
+    show it: bidi overrides, isolates and other invisible format characters dropped (a
+    U+202E turned "12:30" into "03:21" on the page), other control characters too, line
+    breaks and tabs made one space. Refusing them where they come in would lose a fence set
+    already stored."""
+    if text.isprintable() and not _BIDI.search(text):
+        return text
+    import unicodedata  # as in `_plain`
+
+    kept = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if ch.isspace() and category in ("Cc", "Zl", "Zp"):
+            kept.append(" ")
+        elif ch in _JOINERS or category not in ("Cc", "Cf", "Cs"):
+            kept.append(ch)
+    return _SPACES.sub(" ", "".join(kept)).strip()
+
+
 def _strip(n: int) -> StringConstraints:
     return StringConstraints(strip_whitespace=True, min_length=1, max_length=n)
 

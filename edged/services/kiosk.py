@@ -42,6 +42,7 @@ from edged.kiosk.models import (
     ScheduleArgs,
     ServiceSlot,
     parse_args,
+    screen_text,
 )
 from edged.kiosk.payloads import KioskRequest
 from edged.kiosk.server import KioskServer
@@ -222,7 +223,11 @@ class KioskService(Service):
         now = self._now_ms()
         node = self.host.node
         return {
-            "node": {"id": node.id, "name": node.name or node.id, "profile": node.profile.value},
+            "node": {
+                "id": node.id,
+                "name": screen_text(node.name) or node.id,
+                "profile": node.profile.value,
+            },
             "mode": self.mode,
             "connected": self.connected,
             "timezone": self.config.timezone,
@@ -272,7 +277,7 @@ class KioskService(Service):
         here = [g for g in self.fences if g.id in inside and g.kind in STOP_KINDS]
         if here:
             g = here[0]
-            stop = {"id": g.id, "name": g.name or g.id, "kind": g.kind}
+            stop = {"id": g.id, "name": screen_text(g.name) or g.id, "kind": g.kind}
         elif fix == "ok" and last is not None:
             if self._near[0] is not last:  # once per fix, not on every refresh
                 self._near = (last, self._nearest(self.fences, last))
@@ -287,7 +292,8 @@ class KioskService(Service):
         if not candidates:
             return None
         d, g = min(candidates, key=lambda c: c[0])
-        return {"name": g.name or g.id, "km": round(max(d, 0) / 1000, 1)} if d <= NEAR_M else None
+        name = screen_text(g.name) or g.id
+        return {"name": name, "km": round(max(d, 0) / 1000, 1)} if d <= NEAR_M else None
 
     def _occupancy(self) -> dict[str, Any] | None:
         """From the occupancy service's count and capacity, when there is one."""

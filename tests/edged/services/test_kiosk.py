@@ -100,6 +100,34 @@ async def test_between_stops_the_view_says_how_far_the_nearest_is(
     assert near["name"] == "Aubusson – gare routière" and 2.0 <= near["km"] <= 2.3
 
 
+GUERET = (46.1700, 1.8700)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Guéret \u202e(gare) 12:30\u202c", "Guéret (gare) 12:30"),  # else "03:21 (erag)"
+        ("Guéret\x1b[2J\x00 –\tgare\nroutière", "Guéret[2J – gare routière"),
+    ],
+)
+async def test_a_fence_name_reaches_the_screen_without_bidi_overrides_or_controls(
+    node: Node, kiosk: KioskService, name: str, shown: str
+) -> None:
+    """Fence names are not the kiosk's to validate (config, `geofences.set`, older state)."""
+    fence = {"id": "gueret", "name": name, "center": list(GUERET), "radius_m": 80}
+    await node.services["geofences"].command_set({"geofences": [fence]})
+    at(node, GUERET[0] + 0.01, GUERET[1])  # about 1.1 km north: "near"
+    assert kiosk.view()["where"]["near"]["name"] == shown
+    at(node, *GUERET)
+    assert kiosk.view()["where"]["stop"]["name"] == shown
+
+
+def test_the_node_name_reaches_the_screen_without_bidi_overrides_or_controls() -> None:
+    host = TestHost()
+    host.node = host.node.model_copy(update={"name": "Navette\u202e 12\n"})
+    assert KioskService(host, KioskConfig()).view()["node"]["name"] == "Navette 12"
+
+
 async def test_without_any_fix_the_view_says_none(kiosk: KioskService) -> None:
     assert kiosk.view()["where"] == {"fix": "none", "stop": None, "near": None}
 
