@@ -4,6 +4,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.e2e.conftest import Browser, Kiosk
+from tests.e2e.geometry import SCREENS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -24,3 +25,29 @@ async def test_an_assigned_line_shows_under_the_mode_and_goes_with_clear(
     await kiosk.command("journey.clear", {}, "j2")
     await expect(journey).to_be_hidden()
     assert browser.errors == []
+
+
+OVERLAP = """() => {
+    const a = document.getElementById("mode").getBoundingClientRect();
+    const b = document.getElementById("journey").getBoundingClientRect();
+    const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+    const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    return w > 0.5 && h > 0.5 ? `${w.toFixed(0)}x${h.toFixed(0)} px` : null;
+}"""
+
+
+async def test_the_line_never_covers_the_mode_on_any_screen(kiosk: Kiosk, browser: Browser) -> None:
+    page = browser.page
+    await page.goto(kiosk.url)
+    run = {"route_id": "L1", "trip_id": "L1-0815", "line": "1", "headsign": "Guéret – gare"}
+    await kiosk.command("journey.assign", run, "j3")
+    await expect(page.locator("#journey")).to_have_text("Ligne 1 → Guéret – gare")
+    await expect(page.locator("#mode")).to_have_text("Transport à la demande")
+    covered = {}
+    for screen in SCREENS:
+        await page.set_viewport_size(screen.viewport)
+        await page.evaluate("() => new Promise(r => requestAnimationFrame(r))")
+        if (overlap := await page.evaluate(OVERLAP)) is not None:
+            covered[screen.name] = overlap
+            await browser.shot(f"journey-covers-mode-{screen.name}")
+    assert covered == {}
