@@ -339,7 +339,9 @@ class KioskServer:
 
     def snapshot(self) -> dict[str, Any]:
         now, source = self.service.now()
-        return {"now_ms": now, "clock": source.value, **self.service.current}
+        # heartbeat_s: a page that hears nothing for longer knows its stream is dead
+        beat = self.config.heartbeat_s
+        return {"now_ms": now, "clock": source.value, "heartbeat_s": beat, **self.service.current}
 
     async def _state(self, request: Request) -> Response:
         return json_response(self.snapshot())

@@ -140,9 +140,7 @@ async def test_with_the_broker_down_the_screen_says_offline_and_the_request_is_s
         await page.get_by_role("button", name="Appeler le médiateur").click()
         status = page.locator("#status-mediator")
         await expect(status).to_have_attribute("data-status", "offline")
-        await expect(status).to_have_text(
-            "Pas de réseau : envoi plus tard."
-        )
+        await expect(status).to_have_text("Pas de réseau : envoi plus tard.")
         await expect(page.locator("#where")).to_have_text(HERE)  # the rest still works
         await browser.shot("05-offline")
         kiosk.broker.start()
@@ -174,9 +172,7 @@ async def test_html_in_the_schedule_is_shown_as_text(kiosk: Kiosk, browser: Brow
     plan = schedule()
     plan["services"][0]["provider"] = "<i>CPAM</i>"
     await kiosk.command("kiosk.schedule", plan, "s-evil")
-    await expect(page.locator('#services li[data-id="cpam"] .provider')).to_have_text(
-        "<i>CPAM</i>"
-    )
+    await expect(page.locator('#services li[data-id="cpam"] .provider')).to_have_text("<i>CPAM</i>")
     assert await page.locator("#services i").count() == 0
 
 
@@ -318,6 +314,32 @@ async def test_the_page_reconnects_by_itself_when_the_kiosk_server_restarts(
     assert kiosk.server.port == port
     await kiosk.command("kiosk.message", {"id": "back", "text": "De retour."}, "b1")
     await expect(page.locator("#messages li")).to_have_text("De retour.", timeout=5 * SECOND_MS)
+    await expect(page.locator("#lost")).to_be_hidden()
+    await expect(page.locator("#link")).to_have_attribute("data-state", "online")
+
+
+async def test_a_stream_gone_silent_is_said_lost_and_replaced_by_a_new_one(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    """No error, no data: a phone that walked out of the wifi, a hung daemon. The page must
+    not go on saying "online" over old times."""
+    page = browser.page
+    await page.clock.install()
+    page = await opened(kiosk, browser)
+    held: list[Any] = []
+
+    async def hold(route: Any) -> None:
+        held.append(route)  # not answered yet: the new stream hangs as the old one went
+
+    await page.route("**/api/events", hold)
+    beat = kiosk.server.config.heartbeat_s
+    await page.clock.fast_forward(int((2 * beat + 6) * SECOND_MS))  # not a word meanwhile
+    await page.clock.fast_forward(2 * SECOND_MS)  # the banner's delay
+    await expect(page.locator("#lost")).to_be_visible()
+    await expect(page.locator("#link")).to_have_attribute("data-state", "unknown")
+    assert len(held) == 1
+    await held[0].continue_()  # the network is back
+    await page.unroute("**/api/events")
     await expect(page.locator("#lost")).to_be_hidden()
     await expect(page.locator("#link")).to_have_attribute("data-state", "online")
 

@@ -178,6 +178,8 @@
   let lastTouch = Date.now();
   let idled = false; // the screen was reset for the next rider since the last touch
   let lostTimer = null;
+  let source = null; // the live stream (EventSource)
+  let heardAt = 0; // Date.now() when the stream last said anything (a state or a tick)
   let heard = null; // what screen readers were last told about (see `tell`)
   const mine = {}; // "kind|service" -> the last request this page made (from the POST answer)
   const notes = {}; // "kind|service" -> {key, until}: a passing note (saving, rate limited…)
@@ -824,8 +826,11 @@
   }
 
   function connect() {
-    const source = new EventSource("/api/events");
-    source.addEventListener("state", (e) => {
+    const stream = new EventSource("/api/events");
+    source = stream;
+    heardAt = Date.now();
+    stream.addEventListener("state", (e) => {
+      heardAt = Date.now();
       const data = JSON.parse(e.data);
       sync(data);
       state = data;
@@ -833,22 +838,35 @@
       render();
       tell();
     });
-    source.addEventListener("tick", (e) => {
+    stream.addEventListener("tick", (e) => {
+      heardAt = Date.now();
       sync(JSON.parse(e.data));
       renderClock();
     });
-    source.addEventListener("open", () => lost(false));
-    source.addEventListener("error", () => {
+    stream.addEventListener("open", () => lost(false));
+    stream.addEventListener("error", () => {
       lost(true);
-      if (source.readyState === EventSource.CLOSED) {
+      if (stream.readyState === EventSource.CLOSED && stream === source) {
         // refused (too many pages, a proxy…): EventSource gives up; we do not
         setTimeout(connect, 3000);
       }
     });
   }
 
+  // A stream can die without an error: a phone walked out of the wifi and back, a daemon
+  // that hangs. The daemon speaks every heartbeat_s; silent for two of them and more, the
+  // page says it lost the kiosk (not "online" over old times) and opens a new stream.
+  function watchStream() {
+    const beat = state && state.heartbeat_s > 0 ? state.heartbeat_s : 15;
+    if (!source || Date.now() - heardAt <= (2 * beat + 5) * 1000) return;
+    source.close();
+    lost(true);
+    connect();
+  }
+
   function everySecond() {
     renderClock();
+    watchStream();
     if (!state) return;
     // idle_reset_s is null on a rider's own phone (the captive portal): no reset there
     const idle = state.idle_reset_s;
