@@ -6,15 +6,18 @@ Dispatch is played through the real broker (commands on `cmd/kiosk.*`, a subscri
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
 from playwright.async_api import expect
 
+from edged.clock import ClockSource
 from tests.e2e.conftest import Browser, Kiosk, running_kiosk
 from tests.e2e.geometry import CONTRAST
 from tests.helpers.broker import Mosquitto
@@ -174,6 +177,24 @@ async def test_html_in_the_schedule_is_shown_as_text(kiosk: Kiosk, browser: Brow
     await kiosk.command("kiosk.schedule", plan, "s-evil")
     await expect(page.locator('#services li[data-id="cpam"] .provider')).to_have_text("<i>CPAM</i>")
     assert await page.locator("#services i").count() == 0
+
+
+async def test_with_the_node_clock_unsynced_stops_show_their_times_alone(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    """A Pi without NTP or a GPS fix may be days off (fake-hwclock's saved time): dispatch's
+    times are true, "dans 12 min" against that clock is not. (The node clock is the one
+    part played here: this machine's clock cannot be unsynchronised for a test.)"""
+    service = kiosk.server.service
+    days_behind = 3 * 86400 * SECOND_MS
+    service.now = lambda: (int(time.time() * 1000) - days_behind, ClockSource.UNSYNCED)  # type: ignore[method-assign]
+    plan = schedule()
+    await kiosk.command("kiosk.schedule", plan, "s-unsynced")
+    page = await opened(kiosk, browser)
+    first = page.locator("#stops li").first
+    eta = datetime.fromisoformat(plan["stops"][0]["eta"]).astimezone(ZoneInfo("Europe/Paris"))
+    await expect(first.locator(".eta")).to_have_text(f"{eta:%H:%M}", use_inner_text=True)
+    await expect(page.locator("#clock")).to_have_text("--:--")
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -362,9 +362,15 @@
     return Date.UTC(parts.year, parts.month - 1, parts.day) / 86400000;
   }
 
+  // The node's clock is not synchronised (no NTP, no GPS fix yet): a Pi without a battery
+  // may be hours or days off. The times dispatch sent are true, "in 5 min", "yesterday" or
+  // "since" against that clock are not: the page then shows the times alone.
+  const clockKnown = () => clockSource !== "unsynced";
+
   // "18:49" today; "hier 18:49", "demain 09:00"; else "lun. 3 mars 18:49"
   function when(ms) {
     const time = fmtTime(ms);
+    if (!clockKnown()) return time;
     const days = dayNumber(ms) - dayNumber(now());
     if (days === 0) return time;
     if (days === -1) return tr("yesterday", time);
@@ -374,8 +380,8 @@
   }
 
   function hours(s) {
-    const started = s.start_ms && s.start_ms <= now();
-    const today = s.start_ms && dayNumber(s.start_ms) === dayNumber(now());
+    const started = clockKnown() && s.start_ms && s.start_ms <= now();
+    const today = !clockKnown() || (s.start_ms && dayNumber(s.start_ms) === dayNumber(now()));
     if (s.start_ms && s.until_ms) {
       return today ? tr("from_to", when(s.start_ms), when(s.until_ms))
         : started ? tr("since_until", when(s.start_ms), when(s.until_ms))
@@ -387,6 +393,7 @@
   }
 
   function etaWords(etaMs) {
+    if (!clockKnown()) return "";
     const minutes = Math.round((etaMs - now()) / 60000);
     if (minutes < -1) return tr("eta_past");
     if (minutes <= 1) return tr("eta_now");
@@ -496,7 +503,9 @@
         const name = make("span", "stop-name");
         name.dir = "auto";
         const eta = make("span", "eta");
-        eta.append(make("span", "at"), document.createTextNode(" · "), make("span", "in"));
+        const sep = make("span", "sep");
+        sep.textContent = " · ";
+        eta.append(make("span", "at"), sep, make("span", "in"));
         li.append(name, eta);
         return li;
       },
@@ -505,7 +514,10 @@
         setText(name, clean(s.name));
         setLangOf(name, true);
         setText(li.querySelector(".at"), when(s.eta_ms));
-        setText(li.querySelector(".in"), etaWords(s.eta_ms));
+        const words = etaWords(s.eta_ms);
+        setText(li.querySelector(".in"), words);
+        setHidden(li.querySelector(".in"), !words);
+        setHidden(li.querySelector(".sep"), !words);
       },
     );
     setHidden($("stops-empty"), items.length > 0);
