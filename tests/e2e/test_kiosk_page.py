@@ -365,6 +365,56 @@ async def test_a_stream_gone_silent_is_said_lost_and_replaced_by_a_new_one(
     await expect(page.locator("#link")).to_have_attribute("data-state", "online")
 
 
+# What the page did with the next event of a type (a key's, not its modifier's): listened
+# for last, after the page's own listeners.
+WATCH = """(type) => {
+    window.__prevented = new Promise((resolve) => {
+        const seen = (e) => {
+            if (["Control", "Meta", "Shift", "Alt"].includes(e.key)) return;
+            removeEventListener(type, seen);
+            resolve(e.defaultPrevented);
+        };
+        addEventListener(type, seen);
+    });
+}"""
+
+
+async def test_a_long_press_or_right_click_on_the_screen_opens_no_browser_menu(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    await page.evaluate(WATCH, "contextmenu")
+    await page.locator("#where").click(button="right")
+    assert await page.evaluate("window.__prevented") is True
+
+
+@pytest.mark.parametrize("keys", ["Control+o", "Control+p", "Control+s", "Control+u"])
+async def test_a_keyboard_plugged_into_the_screen_opens_no_file_or_print_dialog(
+    kiosk: Kiosk, browser: Browser, keys: str
+) -> None:
+    page = await opened(kiosk, browser)
+    await page.evaluate(WATCH, "keydown")
+    await page.keyboard.press(keys)
+    assert await page.evaluate("window.__prevented") is True
+    assert page.url == kiosk.url
+
+
+async def test_a_link_dropped_on_the_page_is_taken_by_it_and_opens_nothing(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    taken = await page.evaluate(
+        """() => ["dragover", "drop"].map((type) => {
+            const data = new DataTransfer();
+            data.setData("text/uri-list", "https://example.org/");
+            const e = new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true});
+            document.getElementById("where").dispatchEvent(e);
+            return e.defaultPrevented;
+        })"""
+    )
+    assert taken == [True, True]
+
+
 async def test_the_screen_goes_back_to_french_for_the_next_rider(
     kiosk: Kiosk, browser: Browser
 ) -> None:

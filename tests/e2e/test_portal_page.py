@@ -20,6 +20,7 @@ from edged.config import parse_config
 from edged.services.wifi import WifiService
 from tests.e2e.conftest import SHOTS, Kiosk, open_browser
 from tests.e2e.test_kiosk_a11y import violations
+from tests.e2e.test_kiosk_page import WATCH
 from tests.helpers.broker import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -106,3 +107,13 @@ async def test_a_phone_the_hotspot_does_not_see_is_told_what_to_do(
         await expect(status).to_contain_text("déconnectez-vous puis reconnectez-vous")
         await expect(status).to_have_attribute("data-state", "error")
         await b.page.screenshot(path=str(SHOTS.parent / "portal" / "portal-unknown-phone-fr.png"))
+
+
+async def test_a_phone_keeps_its_own_long_press_menu(chromium: Any, portal_url: str) -> None:
+    """The screen's lock-down is the screen's: a rider may copy a phone number on a phone."""
+    async with open_browser(chromium, PHONE, is_mobile=True, has_touch=True) as b:
+        await b.page.goto(portal_url)
+        await expect(b.page.locator("#link")).to_have_attribute("data-state", "online")
+        await b.page.evaluate(WATCH, "contextmenu")
+        await b.page.locator("#where").click(button="right")
+        assert await b.page.evaluate("window.__prevented") is False

@@ -894,7 +894,30 @@
     }
   }
 
+  // A visitor at the screen (DESIGN.md rule 7) gets no browser menu from a long press or a
+  // right click ("Save as", "Print", "Inspect": a file dialog is a way out of the kiosk), no
+  // dialog from a keyboard plugged in (Ctrl+O, P, S, U), and cannot drop a link or a file
+  // on the page to open it. Riders' phones on the portal (idle_reset_s null) keep their
+  // menus; nothing dropped opens anywhere. The browser's own lock-down: docs/kiosk.md.
+  const onScreen = () => !state || state.idle_reset_s !== null;
+  const DIALOG_KEYS = new Set(["o", "p", "s", "u"]);
+
+  function lockDown() {
+    const screenOnly = (e) => {
+      if (onScreen()) e.preventDefault();
+    };
+    document.addEventListener("contextmenu", screenOnly);
+    document.addEventListener("dragstart", screenOnly);
+    for (const type of ["dragover", "drop"]) {
+      document.addEventListener(type, (e) => e.preventDefault()); // taken by the page: opens nothing
+    }
+    document.addEventListener("keydown", (e) => {
+      if ((e.ctrlKey || e.metaKey) && DIALOG_KEYS.has(e.key.toLowerCase())) screenOnly(e);
+    });
+  }
+
   function start() {
+    lockDown();
     $("lang").addEventListener("click", () => {
       lastTouch = Date.now();
       idled = false;
