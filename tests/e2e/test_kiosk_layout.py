@@ -28,7 +28,9 @@ LONG_NOTE = (
 
 async def settle(page: Any) -> None:
     """Two frames: styles and layout after a resize or a state push are in place."""
-    await page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    await page.evaluate(
+        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+    )
 
 
 async def problems_on_every_screen(browser: Browser, scenario: str) -> dict[str, Any]:
@@ -88,6 +90,27 @@ async def test_twelve_long_services_eight_stops_and_four_announcements_fit_every
     shared_kiosk.node_seats()
 
 
+async def test_an_assigned_run_with_a_long_headsign_and_twelve_services_fit_every_screen(
+    shared_kiosk: Kiosk, chromium: Any
+) -> None:
+    no_requests(shared_kiosk)
+    shared_kiosk.show_seats(27)
+    messages = [("urgent", URGENT), ("important", IMPORTANT), ("info", INFO), ("info", ARABIC)]
+    await show(shared_kiosk, services=12, stops=8, messages=messages)
+    headsign = "Guéret – marché de services, place Bonnyaud"
+    run = {"route_id": "L12", "trip_id": "L12-0815", "line": "12", "headsign": headsign}
+    await shared_kiosk.command("journey.assign", run, "layout-j1")
+    try:
+        async with open_browser(chromium, SCREENS[0].viewport) as browser:
+            page = await opened(shared_kiosk, browser)
+            await expect(page.locator("#journey")).to_have_text(f"Ligne 12 → {headsign}")
+            found = await problems_on_every_screen(browser, "journey")
+            assert found == {}, json.dumps(found, indent=1, ensure_ascii=False)
+    finally:
+        await shared_kiosk.command("journey.clear", {}, "layout-j2")
+        shared_kiosk.node_seats()
+
+
 async def test_requests_statuses_and_both_banners_still_fit_every_screen(
     shared_kiosk: Kiosk, chromium: Any
 ) -> None:
@@ -98,13 +121,15 @@ async def test_requests_statuses_and_both_banners_still_fit_every_screen(
     await show(shared_kiosk, services=12, stops=5, messages=messages)
     async with open_browser(chromium, SCREENS[0].viewport) as browser:
         page = await opened(shared_kiosk, browser)
-        for kind in ("Demander un transport", "Appeler le médiateur", "Une question sur un service"):
+        for kind in (
+            "Demander un transport",
+            "Appeler le médiateur",
+            "Une question sur un service",
+        ):
             await page.get_by_role("button", name=kind).click()
         await page.get_by_role("button", name="Poser une question sur CPAM de la Creuse").click()
         await expect(page.locator(".req-status[data-status='sent']")).to_have_count(4)
-        pickup = next(
-            r for r in shared_kiosk.server.service.requests if r.kind == "pickup"
-        )
+        pickup = next(r for r in shared_kiosk.server.service.requests if r.kind == "pickup")
         await shared_kiosk.server.service.command_ack(
             {"request_id": pickup.request_id, "note": LONG_NOTE}
         )
