@@ -214,6 +214,13 @@ class Journal:
         """Every record up to this rn is folded."""
         return (self._unfolded[0] if self._unfolded else self.next_rn) - 1
 
+    def mark_with(self, rns: "list[int]") -> int:
+        """The mark once `rns` are folded too: records written before them and not folded
+        (a batch the disk refused, kept in memory) stay beyond it, for the next start."""
+        done = set(rns)
+        rest = [rn for rn in self._unfolded if rn not in done]
+        return (rest[0] if rest else self.next_rn) - 1
+
     def close(self) -> None:
         if self.mm is not None:
             self.mm.close()

@@ -654,8 +654,11 @@ class Outbox:
         streams = {name: self._seqs[name] for name in self._streams_dirty}
         self._streams_dirty.clear()
         marks = dict(self._seqs) if streams else None
+        folded = self.journal.mark_with([item.rn for item in batch if item.rn is not None])
         try:
-            results = await self._call(self._commit, batch, acks, kv, streams, marks, state_rn)
+            results = await self._call(
+                self._commit, batch, acks, kv, streams, marks, state_rn, folded
+            )
         except Exception as exc:
             # nothing of this commit happened: acks, state and seqs are tried again; the
             # batch stays in memory and goes out live (the callers are told it is not
@@ -725,7 +728,10 @@ class Outbox:
         streams: dict[str, int],
         marks: dict[str, int] | None = None,
         state_rn: int = 0,
+        folded: int = 0,
     ) -> list[PutResult | BaseException]:
+        """One transaction of `batch`, `acks` and the state; `folded`: the journal's mark
+        once this batch is in (`Journal.mark_with`), never past a record not yet stored."""
         db = self._db
         assert db is not None, "outbox not open"
         if marks:  # first: this file takes writes when the disk refuses SQLite's
@@ -764,8 +770,8 @@ class Outbox:
                     "ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
                     streams.items(),
                 )
-            if rns:
-                self._set_meta(db, JOURNAL_MARK, str(max(rns)))
+            if rns:  # not max(rns): an older record the disk refused is not folded
+                self._set_meta(db, JOURNAL_MARK, str(folded))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite has already rolled back after SQLITE_FULL

@@ -584,3 +584,27 @@ async def test_a_page_going_bad_while_running_does_not_stop_sending(tmp_path: Pa
     assert box.read_errors >= 1
     assert (await box.stats()).read_errors >= 1
     await box.close()
+
+
+async def test_an_alarm_the_full_disk_refused_comes_back_after_a_restart_once_space_returned(
+    tmp_path: Path,
+) -> None:
+    """The panic pressed on a full disk waits in memory and in the journal; space comes
+    back, a tap commits; the ignition goes off before the link is back. The alarm must come
+    back from the journal at the next start, though a later journal record was committed."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        box = await started(config)
+        filler = fill(disk)
+        box.put_nowait(alarm())
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        filler.unlink()
+        committed = box.put_nowait(tap(1))
+        await box.flush()
+        await committed  # the disk takes writes again
+        await box.close()  # no link meanwhile: the alarm never left memory
+        box = await started(config)
+        topics = [m.topic for m in await drain(box)]
+        await box.close()
+    assert TOPICS.base + "/alarm/panic" in topics, topics
