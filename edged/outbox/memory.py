@@ -2,10 +2,12 @@
 
 When a commit fails (a full disk, a failing SD card, a page gone bad) the messages of that
 batch cannot be made durable, but they are not thrown away: they wait here and go out with
-the live lane of their class. They are lost if the process stops before the broker has
-them; their callers were told so (`NotDurableError`), and `alarm/outbox_full` says the disk
-refuses writes. Bounded: past `max_rows` the oldest of the lowest class goes first; a
-latest-only topic (retained state, health) keeps only its newest message.
+the live lane of their class. Once the disk takes writes again, the first commit that
+succeeds stores them in the outbox (`Outbox._store_again`) and they leave memory. They are lost
+if the process stops before either; their callers were told so (`NotDurableError`), and
+`alarm/outbox_full` says the disk refuses writes. Bounded: past `max_rows` the oldest of
+the lowest class goes first; a latest-only topic (retained state, health) keeps only its
+newest message.
 
 The event loop adds and acknowledges, the outbox's thread hands out: each method holds the
 lane's lock.
@@ -33,12 +35,23 @@ class MemoryLane:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, msg: Stored, *, latest_only: bool) -> None:
-        """Keep `msg` (its id is replaced by a negative one)."""
+    def add(self, msg: Stored, *, latest_only: bool) -> int:
+        """Keep `msg` (its id is replaced by a negative one, returned)."""
         with self._lock:
-            self._add(msg, latest_only)
+            return self._add(msg, latest_only)
 
-    def _add(self, msg: Stored, latest_only: bool) -> None:
+    def holds(self, mids: list[int]) -> bool:
+        """Whether any of these messages is still here (not acknowledged, not pushed out)."""
+        with self._lock:
+            return any(mid in self._rows for mid in mids)
+
+    def drop(self, mids: list[int]) -> None:
+        """These messages are stored in the outbox now: it sends them from there."""
+        with self._lock:
+            for mid in mids:
+                self._forget(mid)
+
+    def _add(self, msg: Stored, latest_only: bool) -> int:
         if latest_only:
             for old_id in [i for i in self._latest_only if self._rows[i].topic == msg.topic]:
                 if old_id not in self._handed:
@@ -63,6 +76,7 @@ class MemoryLane:
             victim = max(self._rows.values(), key=lambda m: (m.priority, -abs(m.id)))
             self._forget(victim.id)
             self.dropped += 1
+        return mid
 
     def take(self, prio: int, limit: int, session: int) -> list[Stored]:
         """Up to `limit` messages of class `prio` not handed out in `session` (the current

@@ -21,7 +21,8 @@ deletions left in pages SQLite does not fill again: thinned samples, acknowledge
 the WAL's bound, so `hard_max_bytes` bounds the files on disk.
 
 A disk that refuses writes does not stop anything: the batch's messages stay in memory
-(`edged.outbox.memory`) and still go out while the link holds; a database that cannot be
+(`edged.outbox.memory`) and still go out while the link holds, and are stored with the
+first commit the disk takes again (`_store_again`); a database that cannot be
 opened at all (a full disk at first start) is replaced by one in memory. A corrupt file is
 moved aside at open and a new one started (`edged.outbox.sqlitefile`); the services' state
 and the seq marks live in the state store beside it (`edged.outbox.state`), which notices
@@ -139,6 +140,8 @@ class _Pending:
     created: int
     future: "asyncio.Future[PutResult]"
     rn: int | None = None  # its journal record
+    again: list[int] | None = None
+    """Refused by the disk once, stored now from memory: its ids there (`_store_again`)."""
 
 
 @dataclass
@@ -177,6 +180,9 @@ class Outbox:
         self._seqs: dict[str, int] = {}
         self._pending: list[_Pending] = []
         self._acks: list[Stored] = []
+        self._unstored: list[tuple[_Pending, list[int]]] = []
+        """Puts the disk refused, with their messages' ids in the memory lane: stored in
+        the outbox once a commit succeeds again (`_store_again`)."""
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
         self._counts = _Counts()
@@ -666,7 +672,8 @@ class Outbox:
             self._acks[:0] = acks
             self._streams_dirty.update(streams)
             self._kv_dirty.update(kv or ())
-            self._keep_in_memory(batch, exc)
+            self._unstored.extend((i, i.again) for i in batch if i.again is not None)
+            self._keep_in_memory([i for i in batch if i.again is None], exc)
             log.error("outbox commit failed: %s", exc)
             raise
         self._acked.difference_update(m.id for m in acks)
@@ -688,16 +695,47 @@ class Outbox:
         if any(r is PutResult.STORED for r in results):
             self.lanes.committed(self._last_id)
             self._new_data.set()
+        for item, result in zip(batch, results, strict=True):
+            # one the caps refused, thinned or dropped stays in memory, to be sent
+            if item.again is not None and result is PutResult.STORED:
+                self.memory.drop(item.again)
+        if self.durable and self._unstored:
+            self._store_again()
         self._check_pressure()
 
+    def _store_again(self) -> None:
+        """The disk took a commit: what it refused before and memory still holds (not
+        acknowledged, not pushed out) goes into the next commit, so a restart before the
+        link is back does not lose it; memory sends it until that commit (one sent from
+        there meanwhile may go twice: QoS 1 allows it). Each is stored with its original
+        bytes (same epoch and seq) and its journal record, folded then."""
+        again: list[_Pending] = []
+        for item, mids in self._unstored:
+            if self.memory.holds(mids):
+                future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+                future.add_done_callback(_retrieved)  # its caller had NotDurableError
+                again.append(
+                    _Pending(item.pub, item.payload, item.seq, item.created, future, item.rn, mids)
+                )
+        self._unstored = []
+        if again:
+            self._pending[:0] = again
+            self._wake_writer.set()
+
     def _keep_in_memory(self, batch: list[_Pending], exc: BaseException) -> None:
+        """The batch's messages wait in memory, and for a commit that succeeds
+        (`_store_again`)."""
+        memory = self.memory
+        self._unstored = [(i, mids) for i, mids in self._unstored if memory.holds(mids)]
         for item in batch:
             pub = item.pub
             rows: list[tuple[str, bytes | None]] = [(pub.topic, None)]
             if pub.response_topic:
                 rows.append((pub.response_topic, pub.correlation))
+            mids: list[int] = []
+            self._unstored.append((item, mids))
             for topic, corr in rows:
-                self.memory.add(
+                mid = self.memory.add(
                     Stored(
                         0,
                         topic,
@@ -710,11 +748,13 @@ class Outbox:
                     ),
                     latest_only=pub.spec.latest_only or pub.priority >= Priority.SAMPLE,
                 )
+                mids.append(mid)
             if not item.future.done():
                 item.future.set_exception(
                     NotDurableError(
                         f"the outbox could not store the message ({exc}): kept in memory, "
-                        "sent if the link holds, lost on a restart"
+                        "sent if the link holds, stored once the disk takes writes again, "
+                        "lost on a restart before either"
                     )
                 )
         if batch:
@@ -1144,6 +1184,12 @@ class Outbox:
     def depth(self) -> int:
         """Messages waiting: in the database and, when the disk refused them, in memory."""
         return self._counts.rows + len(self.memory)
+
+
+def _retrieved(future: "asyncio.Future[PutResult]") -> None:
+    """A future nobody awaits (a message stored again): its outcome is read here."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _write(db: sqlite3.Connection, change: Callable[[], None], what: str) -> bool:

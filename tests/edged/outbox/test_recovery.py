@@ -608,3 +608,43 @@ async def test_an_alarm_the_full_disk_refused_comes_back_after_a_restart_once_sp
         topics = [m.topic for m in await drain(box)]
         await box.close()
     assert TOPICS.base + "/alarm/panic" in topics, topics
+
+
+async def test_messages_kept_in_memory_are_stored_once_the_disk_takes_writes_again(
+    tmp_path: Path,
+) -> None:
+    """A door event the full disk refused waits in memory; space comes back and the next
+    commit succeeds: the event is written to the outbox then, so a restart before the link
+    is back does not lose it."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        box = await started(config)
+        filler = fill(disk)
+        box.put_nowait(door(1))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        filler.unlink()
+        box.put_nowait(door(2))
+        await box.flush()
+        await box.close()  # no link meanwhile: door 1 never left memory
+        box = await started(config)
+        sent = seqs(await drain(box))
+        await box.close()
+    assert sorted(sent) == [1, 2], sent
+
+
+async def test_a_message_stored_again_from_memory_is_sent_once(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await started(cfg(disk))
+        filler = fill(disk)
+        box.put_nowait(door(1))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        filler.unlink()
+        box.put_nowait(door(2))
+        await box.flush()
+        sent = seqs(await drain(box))
+        stats = await box.stats()
+        await box.close()
+    assert sorted(sent) == [1, 2]
+    assert stats.in_memory == 0 and stats.depth == 0
