@@ -383,12 +383,16 @@ class Outbox:
             return
         if existed:
             listed = ", ".join(f"{s} {lo}-{hi}" for s, (lo, hi) in list(gaps.items())[:5])
-            log.error("the outbox went back in time (its WAL lost?): seq gaps %s", listed)
+            log.error(
+                "the outbox has fewer writes than its marks (a commit cut short by a power "
+                "cut or kill -9, or its WAL lost): seq gaps %s",
+                listed,
+            )
             self.losses.append(
                 Loss(
                     "rolled_back",
-                    "the outbox lost its last writes (its WAL?): messages in the gaps may "
-                    f"not have been sent: {listed}"[:200],
+                    "the outbox lost its last writes (a commit cut short, or its WAL): "
+                    f"messages in the gaps may not have been sent: {listed}"[:200],
                     gaps=gaps,
                 )
             )

@@ -3,6 +3,9 @@ behind it: the outbox holds its database exclusively, so tests read what it has 
 from a copy."""
 
 import contextlib
+import fcntl
+import os
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -15,7 +18,18 @@ import pytest
 from edged.outbox.sqlitefile import copy_database
 from hil.disk import fill, small_disk
 
-__all__ = ["fill", "mounted_tmpfs", "read_only", "rows_on_disk"]
+__all__ = [
+    "fill",
+    "mounted_tmpfs",
+    "power_back",
+    "power_cut",
+    "read_only",
+    "rows_on_disk",
+    "sd_card",
+]
+
+EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
+EXT4_GOING_FLAGS_NOLOGFLUSH = 2  # stop now: neither dirty pages nor the journal written
 
 
 @contextlib.contextmanager
@@ -50,3 +64,55 @@ def read_only(disk: Path) -> Iterator[Path]:
         yield disk
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def sd_card(where: Path, size_mib: int = 32) -> Iterator[Path]:
+    """An ext4 filesystem on a loop device mounted at `where`, a card that `power_cut` can
+    cut; skipped where it cannot be made (not root, no loop devices)."""
+    where.mkdir(parents=True, exist_ok=True)
+    image = where.with_name(where.name + ".img")
+    with image.open("wb") as f:
+        f.truncate(size_mib << 20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True)
+    mounted = made.returncode == 0 and _mount(image, where)
+    if not mounted:
+        image.unlink()
+        pytest.skip("cannot mount an ext4 image here (needs root and loop devices)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+        image.unlink()
+
+
+def _mount(image: Path, where: Path) -> bool:
+    done = subprocess.run(["mount", "-o", "loop", str(image), str(where)], capture_output=True)
+    return done.returncode == 0
+
+
+def power_cut(card: Path) -> None:
+    """The power goes: the filesystem stops at once (EXT4_IOC_SHUTDOWN without flushing
+    its journal), so only what was fsync'd is on the card; every later call on it fails
+    with EIO. Call `power_back` once the processes using it are gone."""
+    fd = os.open(card, os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, EXT4_GOING_FLAGS_NOLOGFLUSH.to_bytes(4, "little"))
+    finally:
+        os.close(fd)
+
+
+def power_back(card: Path) -> None:
+    """The card mounted again, as at boot (ext4 replays its journal). What is mounted is a
+    copy of the card as the cut left it: the cut filesystem may live on in a mount
+    namespace made meanwhile (another test's), and the same image mounted again would
+    give it back, still cut."""
+    image = card.with_name(card.name + ".img")
+    subprocess.run(["umount", "-l", str(card)], check=True, capture_output=True)
+    copy = image.with_name(image.name + ".new")
+    shutil.copyfile(image, copy)
+    os.replace(copy, image)
+    assert _mount(image, card), "the card did not mount again"
+    probe = card / ".power-back"
+    probe.write_bytes(b"")
+    probe.unlink()

@@ -17,7 +17,7 @@ import pytest
 from edged.uplink.cancellable import CancellableClient
 from hil.dispatch import Received, dedup_key, unique_by_seq
 from tests.helpers.broker import Mosquitto
-from tests.helpers.disk import fill, mounted_tmpfs
+from tests.helpers.disk import fill, mounted_tmpfs, power_back, power_cut, sd_card
 from tests.helpers.journal import FEW
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
@@ -219,3 +219,33 @@ async def test_taps_acted_on_just_before_a_kill_9_are_recorded(
             20,
             "every tap the node acted on",
         )
+
+
+@pytest.mark.parametrize("after", [300, 1500, 4000])
+async def test_a_power_cut_mid_burst_and_mid_drain_loses_no_event_reported_durable(
+    broker: Mosquitto, tmp_path: Path, spawn: Any, after: int
+) -> None:
+    """The ignition cuts the power while door events are written and the link drains them
+    (PUBACKs in flight, acknowledged rows being deleted): only what was fsync'd is on the
+    card at the next boot. Every event the outbox called durable reaches dispatch."""
+    with sd_card(tmp_path / "sd") as card:
+        config = node_config(tmp_path, broker.port, card, gps=False)
+        async with Collector(broker.port, topic=f"{BASE}/events/door") as c:
+            node = await spawn(config, "--count", "20000", "--chunk", "20", burst=True)
+            await node.wait_line("ready")
+            async with asyncio.timeout(30):
+                while len(node.durable()) < after:
+                    await asyncio.sleep(0.001)
+            power_cut(card)
+            node.kill9()
+            await node.stop()
+            durable = node.durable()
+            assert len(durable) < 20000, "the cut must land mid-burst"
+            power_back(card)
+            node = await spawn(config)
+            await c.wait_for(
+                lambda: {int(m.payload["door"][1:]) for m in c.on("events/door")} >= durable,
+                30,
+                "every durable event",
+            )
+            await node.stop()  # before the card is unmounted
