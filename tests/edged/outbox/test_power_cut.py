@@ -7,6 +7,7 @@ rows, mid-checkpoint of the WAL (64 KiB here: one every few commits), mid-thinni
 
 import asyncio
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.outbox import Outbox
-from tests.edged.outbox.test_store import TOPICS, drain
+from tests.edged.outbox.test_store import TOPICS, alarm, door, drain
 from tests.helpers.disk import power_back, power_cut, sd_card
 
 pytestmark = pytest.mark.slow
@@ -99,3 +100,23 @@ async def test_a_power_cut_loses_no_alarm_or_event_the_outbox_called_durable(
         for seq in range(lo, hi + 1)
     }
     assert not in_gaps & durable, sorted(in_gaps & durable)[:10]
+
+
+async def test_a_card_that_fails_every_call_with_eio_still_hands_out_the_panic(
+    tmp_path: Path,
+) -> None:
+    """An SD card giving up (every read and write EIO, as a cut filesystem does): the
+    commit fails, the alarm waits in memory and is the uplink's next message."""
+    with sd_card(tmp_path / "sd") as card:
+        box = Outbox(OutboxConfig(path=card / "outbox.sqlite", flush_interval_ms=0), Clock())
+        await box.open()
+        box.put_nowait(door(1))
+        await box.flush()
+        power_cut(card)
+        box.put_nowait(alarm())
+        with pytest.raises(sqlite3.OperationalError, match="I/O"):
+            await box.flush()
+        batch = await asyncio.wait_for(box.next_batch(10), 5)
+        await box.close()
+        power_back(card)
+    assert batch[0].topic == TOPICS.base + "/alarm/panic"
