@@ -12,6 +12,7 @@ Both files (the outbox and the state store) are opened the same way:
 - the page cache bounded to CACHE_KIB (SQLite's default is 2 MB a connection, filled at
   open by `quick_check`, which reads every page): a drain's working set (the head of each
   class, a commit's dirty pages) is a few hundred KB, and the OS caches the file anyway;
+- a `-wal` left beside it by another database set aside first (`set_aside_foreign_wal`);
 - checked with `PRAGMA quick_check`; a corrupt file is renamed aside (kept for forensics,
   with its `-wal`), never deleted;
 - on a disk that refuses writes (an SD card the kernel remounted read-only after an ext4
@@ -142,6 +143,65 @@ def _copy_to_memory(path: Path, copy: Path) -> sqlite3.Connection:
     finally:
         source.close()
     return memory
+
+
+def set_aside_foreign_wal(path: Path, table: str) -> Path | None:
+    """A `-wal` beside `path` that belongs to another database is renamed aside (returned);
+    None when there is none. SQLite cannot tell (https://www.sqlite.org/howtocorrupt.html,
+    2.4: mispairing database files and journals) and would apply its pages to this file,
+    then checkpoint them into it: an outbox or state store replaced by a stranger's pages
+    for good. Told apart by `table`: in the file alone (`immutable`: read without its WAL)
+    and gone once the WAL is read, which none of edged's writes can do."""
+    wal = path.with_name(path.name + "-wal")
+    shm = path.with_name(path.name + "-shm")
+    try:
+        if path.stat().st_size == 0 or wal.stat().st_size == 0:
+            return None
+    except OSError:
+        return None
+    had_shm = shm.exists()
+    try:
+        alone = _has_table(f"file:{path}?immutable=1", table)
+        with_wal = _has_table(f"file:{path}?mode=ro", table)
+    finally:
+        if not had_shm:  # the read-only look made one: the node's connection needs none
+            with contextlib.suppress(OSError):
+                shm.unlink()
+    if not (alone and with_wal is False):
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = wal.with_name(f"{wal.name}.foreign-{stamp}")
+    try:
+        os.replace(wal, target)
+    except OSError as exc:
+        log.error("%s belongs to another database, and cannot be moved aside: %s", wal, exc)
+        return None
+    log.error(
+        "%s belonged to another database (%s is not in it): moved aside to %s, and %s is "
+        "opened without it; if the files were copied from elsewhere, check that they match",
+        wal,
+        table,
+        target,
+        path,
+    )
+    return target
+
+
+def _has_table(uri: str, table: str) -> bool | None:
+    """Whether the database at `uri` has `table`; None when it cannot be read."""
+    try:
+        db = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        found = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return found is not None
 
 
 def problems(db: sqlite3.Connection) -> str | None:

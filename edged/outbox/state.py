@@ -114,6 +114,7 @@ class StateStore:
 
     def _connect(self) -> sqlite3.Connection:
         sqlitefile.make_private(self.path)
+        sqlitefile.set_aside_foreign_wal(self.path, "kv")
         db = sqlitefile.connect(self.path, wal_bytes=self.wal_bytes)
         return db
 

@@ -313,6 +313,7 @@ class Outbox:
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         sqlitefile.make_private(path)
+        sqlitefile.set_aside_foreign_wal(path, "msg")
         db = sqlitefile.connect(path, wal_bytes=self.config.wal_bytes)
         try:
             found = sqlitefile.problems(db)

@@ -182,6 +182,35 @@ async def test_a_corrupt_outbox_is_moved_aside_and_a_new_one_started(
     await box.close()
 
 
+def another_databases_wal(beside: Path) -> None:
+    """A `-wal` from another database at `beside`'s name (a file copied back without its
+    own WAL over a stale one, a card's files mixed up): SQLite cannot tell and applies it."""
+    other = beside.with_name("other.sqlite")
+    db = sqlite3.connect(other, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("CREATE TABLE t (a)")
+    shutil.copyfile(other.with_name("other.sqlite-wal"), beside.with_name(beside.name + "-wal"))
+    db.close()
+
+
+@pytest.mark.parametrize("store", ["outbox.sqlite", "state.sqlite"])
+async def test_another_databases_wal_is_set_aside_and_the_file_read_without_it(
+    tmp_path: Path, store: str
+) -> None:
+    config = cfg(tmp_path)
+    await with_history(config)  # two doors queued, the lists kept
+    another_databases_wal(tmp_path / store)
+    box = await started(config)
+    depth, lists = box.depth, box.get_state("access.lists")
+    await box.close()
+    assert (depth, lists) == (2, {"version": 7}), "the file's content is what opens"
+    assert box.losses == []
+    assert [f.name.split(".foreign-")[0] for f in tmp_path.glob("*.foreign-*")] == [
+        store + "-wal"
+    ], "the other WAL is kept aside"
+
+
 async def test_an_emptied_outbox_is_reported_and_its_seqs_are_not_reused(tmp_path: Path) -> None:
     config = cfg(tmp_path)
     first = await with_history(config)
