@@ -183,6 +183,10 @@ class Outbox:
         self._unstored: list[tuple[_Pending, list[int]]] = []
         """Puts the disk refused, with their messages' ids in the memory lane: stored in
         the outbox once a commit succeeds again (`_store_again`)."""
+        self._recovered: list[tuple[Record, int]] = []
+        """Journal records the disk refused at open, with their ids in the memory lane:
+        likewise (`_store_again`), and kept in the journal meanwhile."""
+        self._recovered_again: list[tuple[Record, int]] = []  # for the next commit
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
         self._counts = _Counts()
@@ -456,13 +460,17 @@ class Outbox:
                     )
             return top
         self._counts, self._last_id = saved
-        for r in records:  # the disk refuses them: they go out from memory (and stay
-            # in the journal for the next start)
+        self._streams_dirty.update(top)
+        for r in records:  # the disk refuses them: they go out from memory, stay in the
+            # journal (written again: unfolded, the mark stays below them and new records
+            # go after them) and are stored once the disk takes a commit (`_store_again`)
             size = len(r.topic) + len(r.payload) + _ROW_OVERHEAD
-            self.memory.add(
+            mid = self.memory.add(
                 Stored(0, r.topic, r.payload, r.qos, r.retain, None, size, r.prio),
                 latest_only=r.latest_only,
             )
+            self._recovered.append((r, mid))
+            self.journal.write(r)
         return top
 
     def _recover_journal_state(self, records: list[Record]) -> None:
@@ -638,7 +646,7 @@ class Outbox:
                 # all the time, and committing them back to back made 150-200
                 # commits a second, each one holding up the next fetch
                 await self._commit_gathered()
-                while self._pending:
+                while self._pending or self._recovered_again:
                     await self._commit_gathered()
             except (sqlite3.Error, OSError, EdgedError):
                 # the batch's callers got the error; keep writing what comes next
@@ -647,15 +655,26 @@ class Outbox:
 
     async def flush(self) -> None:
         """Commit everything gathered so far."""
-        while self._pending or self._acks or self._kv_dirty or self._streams_dirty:
+        while self._gathered():
             await self._commit_gathered()
+
+    def _gathered(self) -> bool:
+        """Something waits for a commit."""
+        return bool(
+            self._pending
+            or self._acks
+            or self._kv_dirty
+            or self._streams_dirty
+            or self._recovered_again
+        )
 
     async def _commit_gathered(self) -> None:
         """One commit of what is gathered now (puts: at most _BATCH_MAX of them)."""
-        if not (self._pending or self._acks or self._kv_dirty or self._streams_dirty):
+        if not self._gathered():
             return
         self._wake_writer.clear()
         batch, self._pending = self._pending[:_BATCH_MAX], self._pending[_BATCH_MAX:]
+        recovered, self._recovered_again = self._recovered_again, []
         acks, self._acks = self._acks, []
         # only the keys that changed: the access lists (megabytes) are not bound and
         # compared again at each trip or count change
@@ -665,10 +684,12 @@ class Outbox:
         streams = {name: self._seqs[name] for name in self._streams_dirty}
         self._streams_dirty.clear()
         marks = dict(self._seqs) if streams else None
-        folded = self.journal.mark_with([item.rn for item in batch if item.rn is not None])
+        rns = [item.rn for item in batch if item.rn is not None] + [r.rn for r, _ in recovered]
+        folded = self.journal.mark_with(rns)
+        records = [r for r, _ in recovered]
         try:
             results = await self._call(
-                self._commit, batch, acks, kv, streams, marks, state_rn, folded
+                self._commit, batch, acks, kv, streams, marks, state_rn, folded, records
             )
         except Exception as exc:
             # nothing of this commit happened: acks, state and seqs are tried again; the
@@ -678,6 +699,7 @@ class Outbox:
             self._streams_dirty.update(streams)
             self._kv_dirty.update(kv or ())
             self._unstored.extend((i, i.again) for i in batch if i.again is not None)
+            self._recovered.extend(recovered)
             self._keep_in_memory([i for i in batch if i.again is None], exc)
             log.error("outbox commit failed: %s", exc)
             raise
@@ -685,7 +707,8 @@ class Outbox:
         for m in acks:
             if self._taken.get(m.topic) is m:  # in `retained` now
                 del self._taken[m.topic]
-        self.journal.folded([item.rn for item in batch if item.rn is not None])
+        self.journal.folded(rns)
+        self.memory.drop([mid for _, mid in recovered])
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
                 continue
@@ -697,14 +720,14 @@ class Outbox:
                 )
             else:
                 item.future.set_result(result)
-        if any(r is PutResult.STORED for r in results):
+        if recovered or any(r is PutResult.STORED for r in results):
             self.lanes.committed(self._last_id)
             self._new_data.set()
         for item, result in zip(batch, results, strict=True):
             # one the caps refused, thinned or dropped stays in memory, to be sent
             if item.again is not None and result is PutResult.STORED:
                 self.memory.drop(item.again)
-        if self.durable and self._unstored:
+        if self.durable and (self._unstored or self._recovered):
             self._store_again()
         self._check_pressure()
 
@@ -723,8 +746,12 @@ class Outbox:
                     _Pending(item.pub, item.payload, item.seq, item.created, future, item.rn, mids)
                 )
         self._unstored = []
+        hold = self.memory.holds
+        self._recovered_again += [(r, mid) for r, mid in self._recovered if hold([mid])]
+        self._recovered = []
         if again:
             self._pending[:0] = again
+        if again or self._recovered_again:
             self._wake_writer.set()
 
     def _keep_in_memory(self, batch: list[_Pending], exc: BaseException) -> None:
@@ -774,15 +801,20 @@ class Outbox:
         marks: dict[str, int] | None = None,
         state_rn: int = 0,
         folded: int = 0,
+        records: list[Record] | None = None,
     ) -> list[PutResult | BaseException]:
         """One transaction of `batch`, `acks` and the state; `folded`: the journal's mark
-        once this batch is in (`Journal.mark_with`), never past a record not yet stored."""
+        once this batch is in (`Journal.mark_with`), never past a record not yet stored;
+        `records`: journal records the disk refused at open, stored as the open would."""
         db = self._db
         assert db is not None, "outbox not open"
         if marks:  # first: this file takes writes when the disk refuses SQLite's
             self.marks.write(marks)
-        important = any(item.pub.priority <= Priority.TRIP for item in batch)
+        important = any(item.pub.priority <= Priority.TRIP for item in batch) or any(
+            r.prio <= Priority.TRIP for r in records or ()
+        )
         rns = [item.rn for item in batch if item.rn is not None]
+        rns += [r.rn for r in records or ()]
         # the state store first: its seq marks are never below what the outbox holds, so
         # an outbox that loses writes shows as a gap (and its services' state stays whole)
         if kv is not None or streams:
@@ -809,6 +841,20 @@ class Outbox:
                 self._delete_acked(db, acks)
             for item in batch:
                 results.append(self._insert(db, item))
+            for r in records or ():
+                self._insert_row(
+                    db,
+                    r.prio,
+                    r.topic,
+                    r.payload,
+                    r.qos,
+                    r.retain,
+                    r.stream,
+                    r.seq,
+                    r.created,
+                    r.latest_only,
+                    None,
+                )
             if streams:
                 db.executemany(
                     "INSERT INTO streams(name, seq) VALUES (?, ?) "

@@ -677,3 +677,30 @@ async def test_a_message_stored_again_from_memory_is_sent_once(tmp_path: Path) -
         await box.close()
     assert sorted(sent) == [1, 2]
     assert stats.in_memory == 0 and stats.depth == 0
+
+
+async def test_an_alarm_recovered_from_the_journal_on_a_full_disk_survives_the_next_restart(
+    tmp_path: Path,
+) -> None:
+    """The process died with a panic in the journal only; it starts again on a full disk,
+    so the alarm waits in memory. Space comes back and a tap is committed; the ignition
+    goes off before the link is back: the next start still has the alarm."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        box = await started(config)
+        box.put_nowait(alarm()).cancel()  # journaled; the process dies before the commit
+        dies(box)
+        filler = fill(disk)
+        box = await started(config)
+        assert [m.topic for m in box.memory.take(0, 10, box.memory.session)] == [
+            TOPICS.base + "/alarm/panic"
+        ]
+        box.begin_session()  # the link dropped before that went anywhere
+        filler.unlink()
+        box.put_nowait(tap(1))
+        await box.flush()
+        await box.close()
+        box = await started(config)
+        topics = [m.topic for m in await drain(box)]
+        await box.close()
+    assert TOPICS.base + "/alarm/panic" in topics, topics
