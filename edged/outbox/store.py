@@ -16,6 +16,8 @@ When the outbox passes its soft cap, samples are thinned by a rule that keeps an
 spread: at thinning level L only samples whose `seq` is a multiple of 2**L are kept, both
 those stored and those arriving. Past the hard cap, events are refused with
 `OutboxFullError` (counted, and `on_pressure` raises an alarm); alarms still have a reserve.
+Replies to commands are refused from the soft cap on (counted, no alarm): a commander's flood
+cannot take the room the node's own events, state and trips have up to the hard cap.
 The byte caps compare what the database's pages take on disk (the rows, and the room
 deletions left in pages SQLite does not fill again: thinned samples, acknowledged rows) and
 the WAL's bound, so `hard_max_bytes` bounds the files on disk.
@@ -63,7 +65,7 @@ from edged.outbox.publication import Publication, Stored
 from edged.outbox.state import Loss, StateStore
 from edged.payloads import Body, OutboxHealth, encode
 from edged.release.schemas import open_stores
-from edged.topics import Priority
+from edged.topics import REPLY, Priority
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -936,14 +938,26 @@ class Outbox:
         superseded = self._superseded(db, pub.topic, prio) if pub.spec.latest_only else None
         freed_rows = superseded.count if superseded else 0
         freed_bytes = superseded.size if superseded else 0
-        if (
-            counts.rows - freed_rows + len(rows) > cfg.max_rows
-            or self._data_bytes() - freed_bytes + size > cfg.max_bytes
-        ):
+
+        def over_soft() -> bool:
+            return (
+                counts.rows - freed_rows + len(rows) > cfg.max_rows
+                or self._data_bytes() - freed_bytes + size > cfg.max_bytes
+            )
+
+        if over_soft():
             self._thin(db)
             if prio is Priority.SAMPLE and not self._keeps_sample(item.seq):
                 self.thinned += 1
                 return PutResult.THINNED
+            if pub.spec is REPLY and over_soft():
+                # what a commander makes the node say stops at the soft cap: a flood of
+                # commands (diag.dump: 60 KB of reply for 200 bytes) faster than the
+                # uplink takes their replies leaves the node room for its own events,
+                # journeys and trips up to the hard cap
+                # (counted in `refused`; `alarm/outbox_full` is for the hard cap)
+                self.refused += 1
+                return self._full_error(pub, "replies stop at the soft cap")
         over_hard = (
             counts.rows - freed_rows + len(rows) > cfg.hard_max_rows
             or self._data_bytes() - freed_bytes + size > cfg.hard_max_bytes
@@ -960,10 +974,7 @@ class Outbox:
                     self._refused_before_full = self.refused
                 self.refused += 1
                 self._full = True
-                return OutboxFullError(
-                    f"outbox full ({counts.rows} rows, {counts.bytes} bytes): {pub.topic} "
-                    "refused; the uplink has been down too long or the caps are too small"
-                )
+                return self._full_error(pub, "")
         if superseded is not None:
             self._delete(db, superseded)
         for topic, corr in rows:
@@ -981,6 +992,13 @@ class Outbox:
                 corr,
             )
         return PutResult.STORED
+
+    def _full_error(self, pub: Publication, why: str) -> OutboxFullError:
+        counts = self._counts
+        return OutboxFullError(
+            f"outbox full ({counts.rows} rows, {counts.bytes} bytes{', ' + why if why else ''}): "
+            f"{pub.topic} refused; the uplink has been down too long or the caps are too small"
+        )
 
     def _insert_row(
         self,

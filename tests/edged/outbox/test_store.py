@@ -12,8 +12,27 @@ from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError, OutboxFullError
 from edged.outbox import Outbox, Publication, PutResult, Stored, sqlitefile
-from edged.payloads import Alarm, DoorEvent, Health, Occupancy, OutboxHealth, Position
-from edged.topics import ALARM, DOOR, HEALTH, OCCUPANCY, POSITION, Priority, Topics
+from edged.payloads import (
+    Alarm,
+    DoorEvent,
+    Health,
+    Journey,
+    Occupancy,
+    OutboxHealth,
+    Position,
+    Reply,
+)
+from edged.topics import (
+    ALARM,
+    DOOR,
+    HEALTH,
+    JOURNEY,
+    OCCUPANCY,
+    POSITION,
+    REPLY,
+    Priority,
+    Topics,
+)
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
 
 TOPICS = Topics("rnst/v1", "test", "n1")
@@ -736,3 +755,40 @@ async def test_a_state_change_the_disk_refused_is_written_with_a_later_commit(
         box = await opened(config(disk))
         assert box.get_state("position.odometer_m") == 42.0
         await box.close()
+
+
+def diag_reply(i: int) -> Publication:
+    """A reply as big as `diag.dump`'s (its last 100 log lines), with a response copy:
+    ~60 KB of outbox for a command of 200 bytes."""
+    body = Reply(id=f"c{i}", ok=True, result={"log": ["x" * 300] * 100})
+    return Publication.make(TOPICS, REPLY, body, name="diag.dump",
+                            response_topic="tools/ops/r1", correlation=b"c")  # fmt: skip
+
+
+def ping_reply(i: int) -> Publication:
+    return Publication.make(TOPICS, REPLY, Reply(id=f"p{i}", ok=True), name="ping")
+
+
+def journey(run: str) -> Publication:
+    return Publication.make(TOPICS, JOURNEY, Journey(mode="school", assigned=True, route_id=run))
+
+
+async def test_a_flood_of_command_replies_leaves_the_node_room_for_taps_and_journeys(
+    tmp_path: Path,
+) -> None:
+    """A commander (a looping tool, a stolen ops credential) sends `diag.dump` faster than a
+    cellular uplink takes its replies: the replies stop at the soft cap, and what the
+    node itself says (a tap, a door, the journey, the panic) still finds room below the hard
+    cap."""
+    box = await opened(config(tmp_path, max_bytes=1 << 20, hard_max_bytes=2 << 20,
+                              wal_max_bytes=8_192))  # fmt: skip
+    box.put_nowait(journey("r1"))
+    flood = [box.put_nowait(diag_reply(i)) for i in range(200)]  # 12 MB asked
+    flood += [box.put_nowait(ping_reply(i)) for i in range(10_000)]  # and every byte left
+    await box.flush()
+    outcomes = await asyncio.gather(*flood, return_exceptions=True)
+    assert isinstance(outcomes[-1], OutboxFullError), "the flood was stopped"
+    own = [box.put_nowait(door(1)), box.put_nowait(journey("r2")), box.put_nowait(alarm())]
+    await box.flush()
+    assert await asyncio.gather(*own) == [PutResult.STORED] * 3
+    await box.close()
