@@ -97,7 +97,7 @@ async def test_events_made_on_a_full_disk_still_reach_dispatch(
             await c.wait_for(lambda: len(c.on("events/door")) >= 40, 10, "every door event")
             assert node.durable() == set(), "none of them could be made durable"
         doors = sorted(int(m.payload["door"][1:]) for m in unique_by_seq(c.on("events/door")))
-        assert doors == list(range(40))
+        assert doors == list(range(60))
 
 
 async def test_sigterm_on_a_full_disk_exits_0_and_says_offline(
@@ -249,3 +249,28 @@ async def test_a_power_cut_mid_burst_and_mid_drain_loses_no_event_reported_durab
                 "every durable event",
             )
             await node.stop()  # before the card is unmounted
+
+
+async def test_events_a_full_disk_refused_offline_survive_a_restart_once_space_returned(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """A day without network: the disk fills, door events wait in memory; the logs are
+    rotated and space returns; the ignition goes off before the link comes back. The
+    events were stored once the disk took writes again: dispatch gets every one."""
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        config = node_config(tmp_path, broker.port, disk, gps=False)
+        broker.stop()
+        node = await spawn(config, "--count", "60", "--interval", "0.1", burst=True)
+        await node.wait_line("ready")
+        filler = fill(disk)
+        await node.wait_line("sent", timeout=20)
+        assert len(node.durable()) < 50, "most of them waited in memory"
+        filler.unlink()
+        await asyncio.sleep(3)  # health (every 1 s) commits again
+        assert await node.stop(timeout=10) == 0
+        broker.start()
+        async with Collector(broker.port, topic=f"{BASE}/events/door") as c:
+            await spawn(config)
+            await c.wait_for(lambda: len(unique_by_seq(c.on("events/door"))) >= 60, 20, "all")
+        doors = sorted(int(m.payload["door"][1:]) for m in unique_by_seq(c.on("events/door")))
+        assert doors == list(range(60))
