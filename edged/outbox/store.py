@@ -2,7 +2,10 @@
 
 One connection, used from one worker thread, so the event loop never waits on the SD card.
 Writes gather for `flush_interval_ms` and commit together (SD cards wear); a caller of
-`put` is told its message is durable only after that commit. A tap is also written to the
+`put` is told its message is durable only after that commit. A commit holding an alarm, an
+event or a trip waits for the card (`synchronous=FULL`: it survives a power cut, and so do
+the commits before it, in the same WAL); one of samples and health alone does not
+(`NORMAL`: it survives the process, and a power cut only once the kernel wrote it). A tap is also written to the
 tap journal before the door moves, and an alarm as soon as it is raised
 (`edged.outbox.journal`).
 
