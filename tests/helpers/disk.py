@@ -19,6 +19,7 @@ from edged.outbox.sqlitefile import copy_database
 from hil.disk import fill, small_disk
 
 __all__ = [
+    "ext4_error",
     "fill",
     "mounted_tmpfs",
     "power_back",
@@ -100,6 +101,17 @@ def power_cut(card: Path) -> None:
         fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, EXT4_GOING_FLAGS_NOLOGFLUSH.to_bytes(4, "little"))
     finally:
         os.close(fd)
+
+
+def ext4_error(card: Path) -> None:
+    """The card's filesystem hits an error and the kernel remounts it read-only at once
+    (`errors=remount-ro`, as Raspberry Pi OS mounts its root), files open for writing
+    included: every write EROFS, reads still work, until fsck and a reboot."""
+    source = subprocess.run(
+        ["findmnt", "-n", "-o", "SOURCE", str(card)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(["mount", "-o", "remount,errors=remount-ro", str(card)], check=True)
+    Path(f"/sys/fs/ext4/{os.path.basename(source)}/trigger_fs_error").write_text("1")
 
 
 def power_back(card: Path) -> None:

@@ -14,8 +14,8 @@ from edged.errors import NotDurableError
 from edged.outbox import Outbox
 from edged.outbox.sqlitefile import copy_database
 from tests.edged.outbox.test_recovery import cfg, started, tap, with_history
-from tests.edged.outbox.test_store import door, drain, seqs
-from tests.helpers.disk import fill, mounted_tmpfs, read_only
+from tests.edged.outbox.test_store import alarm, door, drain, seqs
+from tests.helpers.disk import ext4_error, fill, mounted_tmpfs, read_only, sd_card
 
 
 def snapshot(box: Outbox, src: Path, dst: Path) -> None:
@@ -137,3 +137,22 @@ async def test_a_state_store_that_cannot_be_read_is_reported(tmp_path: Path) -> 
     assert [loss.cause for loss in box.losses] == ["state_missing"]
     assert "cannot be read" in box.losses[0].reason
     await box.close()
+
+
+async def test_a_card_the_kernel_remounts_read_only_while_running_still_sends_the_panic(
+    tmp_path: Path,
+) -> None:
+    """An ext4 error under the running node: the kernel remounts the card read-only, files
+    open for writing included. The panic's commit is refused and it goes out from memory
+    (the link holding); the outbox closes without an error."""
+    with sd_card(tmp_path / "sd") as card:
+        box = await started(cfg(card))
+        box.put_nowait(door(1))
+        await box.flush()
+        ext4_error(card)
+        box.put_nowait(alarm())
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        first = await box.next_batch(1)
+        await box.close()
+    assert first[0].topic.endswith("/alarm/panic")
