@@ -5,9 +5,9 @@ Writes gather for `flush_interval_ms` and commit together (SD cards wear); a cal
 `put` is told its message is durable only after that commit. A commit holding an alarm, an
 event or a trip waits for the card (`synchronous=FULL`: it survives a power cut, and so do
 the commits before it, in the same WAL); one of samples and health alone does not
-(`NORMAL`: it survives the process, and a power cut only once the kernel wrote it). A tap is also written to the
-tap journal before the door moves, and an alarm as soon as it is raised
-(`edged.outbox.journal`).
+(`NORMAL`: it survives the process, and a power cut only once the kernel wrote it). A tap
+is also written to the tap journal before the door moves, and an alarm as soon as it is
+raised (`edged.outbox.journal`).
 
 Sending order: priority class first (alarm > events > state > trips > samples > health);
 within a class, messages younger than `live_window_s` (the live lane) go before older ones
@@ -281,6 +281,10 @@ class Outbox:
             self._db = self._connect(path)
             return {}
         except (sqlite3.Error, OSError) as exc:
+            if path.is_dir():  # not the disk's fault: say so, and what to do
+                self._directory_in_place(path)
+                self._in_memory(path, exc, copy=False)
+                return {}
             if not (sqlitefile.is_corrupt(exc) or isinstance(exc, _Corrupt)):
                 if sqlitefile.is_disk_error(exc):
                     self._in_memory(path, exc)
@@ -334,6 +338,22 @@ class Outbox:
             db.close()
             raise
         return db
+
+    def _directory_in_place(self, path: Path) -> None:
+        """A directory where the outbox file should be: what it held is gone (reported,
+        `outbox_lost`), and only a person can put a file back."""
+        log.error(
+            "the outbox %s is a directory, not a file: remove it (or move it aside) and "
+            "restart edged; until then the outbox is in memory",
+            path,
+        )
+        self.losses.append(
+            Loss(
+                "missing",
+                f"the outbox {path} is a directory: messages queued before were not sent; "
+                "remove it and restart edged",
+            )
+        )
 
     def _in_memory(self, path: Path, exc: BaseException, *, copy: bool = True) -> None:
         """An outbox in memory; on a disk that refuses writes but reads (remounted

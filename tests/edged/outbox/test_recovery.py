@@ -211,6 +211,30 @@ async def test_another_databases_wal_is_set_aside_and_the_file_read_without_it(
     ], "the other WAL is kept aside"
 
 
+async def test_a_directory_in_the_outbox_s_place_is_reported_with_what_to_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory where the outbox was (a restore gone wrong, a mistyped `mkdir`): the
+    node runs with an outbox in memory, and says the queued messages are gone and how to
+    get a file back, not that the disk refuses writes."""
+    config = cfg(tmp_path)
+    await with_history(config)
+    for f in tmp_path.glob("outbox.sqlite*"):
+        if not f.name.endswith(("-taps", "-marks")):
+            f.unlink()
+    (tmp_path / "outbox.sqlite").mkdir()
+    box = await started(config)
+    future = box.put_nowait(alarm())
+    await box.flush()
+    batch = await box.next_batch(10)
+    await box.close()
+    assert isinstance(future.exception(), NotDurableError)
+    assert [m.topic for m in batch] == [TOPICS.base + "/alarm/panic"], "the panic still goes"
+    assert causes(box) == ["missing"]
+    assert "is a directory" in box.losses[0].reason
+    assert "remove" in caplog.text and "restart edged" in caplog.text
+
+
 async def test_an_emptied_outbox_is_reported_and_its_seqs_are_not_reused(tmp_path: Path) -> None:
     config = cfg(tmp_path)
     first = await with_history(config)
