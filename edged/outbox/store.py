@@ -41,6 +41,7 @@ the same epoch.
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -147,6 +148,7 @@ class _Pending:
     rn: int | None = None  # its journal record
     again: list[int] | None = None
     """Refused by the disk once, stored now from memory: its ids there (`_store_again`)."""
+    plain: bool = False  # stored without the retain flag: a newer one of its topic exists
 
 
 @dataclass
@@ -761,18 +763,32 @@ class Outbox:
         acknowledged, not pushed out) goes into the next commit, so a restart before the
         link is back does not lose it; memory sends it until that commit (one sent from
         there meanwhile may go twice: QoS 1 allows it). Each is stored with its original
-        bytes (same epoch and seq) and its journal record, folded then."""
+        bytes (same epoch and seq) and its journal record, folded then.
+
+        Stored now, it comes after what was stored meanwhile: one a newer message of its
+        stream was stamped after (`seq`) must not become its topic's value again. A
+        latest-only one stays in memory (the newer replaces it); a retained one is stored
+        without the retain flag (the broker's retained value stays the newer one's)."""
+        hold = self.memory.holds
         again: list[_Pending] = []
         for item, mids in self._unstored:
-            if self.memory.holds(mids):
-                future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
-                future.add_done_callback(_retrieved)  # its caller had NotDurableError
-                again.append(
-                    _Pending(item.pub, item.payload, item.seq, item.created, future, item.rn, mids)
-                )
+            pub = item.pub
+            overtaken = item.seq < self._seqs.get(pub.stream, 0)
+            if not hold(mids) or (overtaken and pub.spec.latest_only):
+                continue
+            future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieved)  # its caller had NotDurableError
+            plain = overtaken and pub.spec.retain
+            again.append(
+                _Pending(pub, item.payload, item.seq, item.created, future, item.rn, mids, plain)
+            )
         self._unstored = []
-        hold = self.memory.holds
-        self._recovered_again += [(r, mid) for r, mid in self._recovered if hold([mid])]
+        for r, mid in self._recovered:
+            overtaken = r.seq < self._seqs.get(r.stream, 0)
+            if not hold([mid]) or (overtaken and r.latest_only):
+                continue
+            record = dataclasses.replace(r, retain=False) if overtaken else r
+            self._recovered_again.append((record, mid))
         self._recovered = []
         if again:
             self._pending[:0] = again
@@ -1007,7 +1023,7 @@ class Outbox:
                 topic,
                 item.payload,
                 pub.qos,
-                bool(pub.spec.retain and corr is None),
+                bool(pub.spec.retain and corr is None and not item.plain),
                 pub.stream,
                 item.seq,
                 item.created,

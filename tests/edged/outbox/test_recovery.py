@@ -19,7 +19,8 @@ from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError
 from edged.outbox import Outbox, Publication, Stored
 from edged.outbox.journal import HEAD, MAGIC
-from edged.topics import TAP
+from edged.payloads import Alarm
+from edged.topics import ALARM, TAP
 from tests.edged.outbox.test_store import TOPICS, alarm, door, drain, position, seqs
 from tests.helpers.burst_node import tap_event
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
@@ -728,3 +729,47 @@ async def test_an_alarm_recovered_from_the_journal_on_a_full_disk_survives_the_n
         topics = [m.topic for m in await drain(box)]
         await box.close()
     assert TOPICS.base + "/alarm/panic" in topics, topics
+
+
+async def test_a_retained_message_stored_again_never_overtakes_a_newer_one_of_its_topic(
+    tmp_path: Path,
+) -> None:
+    """The panic raised on a full disk waits in memory; space comes back with its clearing,
+    committed first. Stored after the clearing, the raise must not become the topic's
+    retained value again (a cleared panic shown active): it goes without the retain flag."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await started(cfg(disk))
+        filler = fill(disk)
+        box.put_nowait(alarm())
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        filler.unlink()
+        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
+        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
+        await box.flush()
+        sent = await drain(box)
+        await box.close()
+    retained = [json.loads(m.payload)["active"] for m in sent if m.retain]
+    assert retained[-1] is False, retained
+    assert sorted(json.loads(m.payload)["seq"] for m in sent) == [1, 2], "both still go"
+
+
+async def test_a_journaled_alarm_stored_late_never_overtakes_its_clearing(
+    tmp_path: Path,
+) -> None:
+    """As above, for a panic the journal gave back at a start on a full disk."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        box = await started(config)
+        box.put_nowait(alarm()).cancel()  # journaled; the process dies before the commit
+        dies(box)
+        filler = fill(disk)
+        box = await started(config)
+        filler.unlink()
+        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
+        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
+        await box.flush()
+        sent = await drain(box)
+        await box.close()
+    retained = [json.loads(m.payload)["active"] for m in sent if m.retain]
+    assert retained[-1] is False, retained
