@@ -194,6 +194,12 @@ class Outbox:
         """Journal records the disk refused at open, with their ids in the memory lane:
         likewise (`_store_again`), and kept in the journal meanwhile."""
         self._recovered_again: list[tuple[Record, int]] = []  # for the next commit
+        self._memory_after: dict[int, int] = {}
+        """Memory lane id -> the newest row id when its message went to memory: every row
+        up to it was stamped before that message."""
+        self._overtaken: dict[str, int] = {}
+        """Retained topic -> rows up to this id are older than a message of that topic
+        handed out from memory (`next_batch`), which memory sends first: `superseded`."""
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
         self._counts = _Counts()
@@ -496,6 +502,7 @@ class Outbox:
                 Stored(0, r.topic, r.payload, r.qos, r.retain, None, size, r.prio),
                 latest_only=r.latest_only,
             )
+            self._memory_after[mid] = self._last_id  # stamped after every row
             self._recovered.append((r, mid))
             self.journal.write(r)
         return top
@@ -630,12 +637,19 @@ class Outbox:
         """The broker has the message (PUBACK, or written for QoS 0): delete it soon."""
         if msg.id < 0:
             self.memory.ack(msg.id)
+            self._memory_after.pop(msg.id, None)
+            if msg.retain:  # the topic's value now (`retained`), though in no row
+                self._taken[msg.topic] = msg
             return
         if msg.id not in self._inflight:
             return  # acknowledged twice, or from a session that was reset
         self._acked.add(msg.id)  # first: the outbox's thread sees it in one set or the other
         del self._inflight[msg.id]
-        if msg.retain and msg.id > self._retained_ids.get(msg.topic, 0):
+        if (
+            msg.retain
+            and msg.id > self._retained_ids.get(msg.topic, 0)
+            and msg.id > self._overtaken.get(msg.topic, 0)
+        ):
             self._retained_ids[msg.topic] = msg.id
             self._taken[msg.topic] = msg
             self.set_state(RETAINED_IDS_KEY, self._retained_ids)
@@ -647,7 +661,11 @@ class Outbox:
         retained, this one would become the topic's value, older than the one the broker
         has (a refused row tried again, a row a session left unsent). The sender sends it
         without the retain flag."""
-        return msg.retain and 0 < msg.id < self._retained_ids.get(msg.topic, 0)
+        if not msg.retain or msg.id <= 0:
+            return False
+        return msg.id < self._retained_ids.get(msg.topic, 0) or msg.id <= self._overtaken.get(
+            msg.topic, 0
+        )
 
     def set_state(self, key: str, value: Any) -> None:
         """Small persistent state for services (odometer, trip...), written with the next
@@ -800,6 +818,9 @@ class Outbox:
         (`_store_again`)."""
         memory = self.memory
         self._unstored = [(i, mids) for i, mids in self._unstored if memory.holds(mids)]
+        after = self._memory_after
+        for mid in [mid for mid in after if not memory.holds([mid])]:
+            del after[mid]
         for item in batch:
             pub = item.pub
             rows: list[tuple[str, bytes | None]] = [(pub.topic, None)]
@@ -822,6 +843,7 @@ class Outbox:
                     latest_only=pub.spec.latest_only or pub.priority >= Priority.SAMPLE,
                 )
                 mids.append(mid)
+                self._memory_after[mid] = self._last_id
             if not item.future.done():
                 item.future.set_exception(
                     NotDurableError(
@@ -931,7 +953,8 @@ class Outbox:
             self._counts.by_prio[m.priority] -= 1
         retained: dict[str, Stored] = {}
         for m in acks:  # the newest of each topic the broker took (`ack` noted its id)
-            if m.retain and m.id >= self._retained_ids.get(m.topic, 0):
+            newest = m.id >= self._retained_ids.get(m.topic, 0)
+            if m.retain and newest and m.id > self._overtaken.get(m.topic, 0):
                 retained[m.topic] = m
         if retained:
             db.executemany(
@@ -1180,6 +1203,11 @@ class Outbox:
         while True:
             self._new_data.clear()
             batch = await self._call(self._fetch, limit)
+            for m in batch:
+                if m.id < 0 and m.retain:
+                    after = self._memory_after.get(m.id, 0)
+                    if after > self._overtaken.get(m.topic, 0):
+                        self._overtaken[m.topic] = after
             if batch:
                 return batch
             if time.monotonic() - self._read_failed_at < READ_RETRY_S:

@@ -773,3 +773,29 @@ async def test_a_journaled_alarm_stored_late_never_overtakes_its_clearing(
         await box.close()
     retained = [json.loads(m.payload)["active"] for m in sent if m.retain]
     assert retained[-1] is False, retained
+
+
+async def test_a_retained_message_stored_before_one_kept_in_memory_is_superseded_by_it(
+    tmp_path: Path,
+) -> None:
+    """The panic is stored, unsent (the link down); the disk fills and its clearing waits
+    in memory. The link comes back: memory goes first within a class, so the clearing
+    leaves before the raise; the raise must then go without the retain flag, or the
+    broker keeps a cleared panic as active."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await started(cfg(disk))
+        box.put_nowait(alarm())
+        await box.flush()
+        fill(disk)
+        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
+        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        batch = await box.next_batch(10)
+        flags = [(json.loads(m.payload)["active"], box.superseded(m)) for m in batch]
+        for m in batch:  # the broker took both
+            box.ack(m)
+        restored = [json.loads(p)["active"] for _, p, _ in await box.retained()]
+        await box.close()
+    assert flags == [(False, False), (True, True)], flags
+    assert restored == [False], "a broker that lost its store gets the clearing back"
