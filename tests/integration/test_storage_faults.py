@@ -97,7 +97,7 @@ async def test_events_made_on_a_full_disk_still_reach_dispatch(
             await c.wait_for(lambda: len(c.on("events/door")) >= 40, 10, "every door event")
             assert node.durable() == set(), "none of them could be made durable"
         doors = sorted(int(m.payload["door"][1:]) for m in unique_by_seq(c.on("events/door")))
-        assert doors == list(range(60))
+        assert doors == list(range(40))
 
 
 async def test_sigterm_on_a_full_disk_exits_0_and_says_offline(
