@@ -29,7 +29,8 @@ A disk that refuses writes does not stop anything: the batch's messages stay in 
 (`edged.outbox.memory`) and still go out while the link holds, and are stored with the
 first commit the disk takes again (`_store_again`); a database that cannot be
 opened at all (a full disk at first start) is replaced by one in memory. A corrupt file is
-moved aside at open and a new one started (`edged.outbox.sqlitefile`); the services' state
+moved aside at open and a new one started (`edged.outbox.sqlitefile`), with the queued
+messages it still gives back (`_restore_rows`); the services' state
 and the seq marks live in the state store beside it (`edged.outbox.state`), which notices
 an outbox that went back in time.
 
@@ -307,29 +308,36 @@ class Outbox:
         except OSError as refused:  # a read-only disk: the file stays where it is
             where = f"left in place (the disk refused to move it: {refused})"
             self._in_memory(path, refused, copy=False)
+        if self._db is None:
+            try:
+                self._db = self._connect(path)
+            except (sqlite3.Error, OSError) as again:
+                self._in_memory(path, again, copy=False)
+        restored: dict[str, int] = {}
+        if moved is not None and self.durable and self._db is not None:
+            restored = _restore_rows(moved, self._db)
         queued = salvaged.get("queued", {})
+        total, back = sum(n for _, _, n in queued.values()), sum(restored.values())
         log.error(
-            "the outbox %s is corrupt (%s): %s and a new one started; "
-            "%d queued message(s) in it are not sent",
+            "the outbox %s is corrupt (%s): %s and a new one started; %d of %d queued "
+            "message(s) in it read back and sent",
             path,
             problem,
             where,
-            sum(n for _, _, n in queued.values()),
+            back,
+            total,
         )
+        sent = f"{back} of {total} queued message(s) in it read back and sent"
         loss = Loss(
             "corrupt",
-            f"the outbox was corrupt ({str(problem)[:80]}): {where}; "
+            f"the outbox was corrupt ({str(problem)[:80]}): {where}; {sent}"
+            if back
+            else f"the outbox was corrupt ({str(problem)[:80]}): {where}; "
             "messages queued in it were not sent",
             moved_to=None if moved is None else str(moved),
         )
-        loss.gaps = {s: [lo, hi] for s, (lo, hi, _) in queued.items()}
+        loss.gaps = {s: [lo, hi] for s, (lo, hi, n) in queued.items() if restored.get(s, 0) < n}
         self.losses.append(loss)
-        if self._db is not None:
-            return salvaged
-        try:
-            self._db = self._connect(path)
-        except (sqlite3.Error, OSError) as again:
-            self._in_memory(path, again, copy=False)
         return salvaged
 
     def _connect(self, path: Path) -> sqlite3.Connection:
@@ -1342,6 +1350,58 @@ def _write(db: sqlite3.Connection, change: Callable[[], None], what: str) -> boo
         log.error("outbox: %s failed: %s", what, exc)
         return False
     return True
+
+
+_ROW_COLS = "id, prio, topic, payload, qos, retain, stream, seq, created, size, latest_only, corr"
+
+
+def _restore_rows(source: Path, db: sqlite3.Connection) -> dict[str, int]:
+    """The queued messages a corrupt outbox still gives back, put into the new one with
+    their ids (their order) and bytes: a panic queued in a file whose page went bad still
+    goes. Read forward, then backward from the end, each up to the first bad page; best
+    effort, a duplicate of one already sent is dropped by dispatch. Returns per stream
+    how many came back."""
+    try:
+        old = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    restored: dict[str, int] = {}
+
+    def insert(rows: list[tuple[Any, ...]]) -> None:
+        marks = ",".join("?" * 12)
+        db.executemany(f"INSERT OR IGNORE INTO msg({_ROW_COLS}) VALUES ({marks})", rows)
+        for r in rows:
+            restored[str(r[6])] = restored.get(str(r[6]), 0) + 1
+
+    def read(order: str, stop: int) -> int:
+        """Rows in `order` up to the first bad page (or to id `stop`); the last id read."""
+        last, rows = stop, []
+        try:
+            for r in old.execute(f"SELECT {_ROW_COLS} FROM msg ORDER BY id {order}"):
+                if order == "DESC" and r[0] <= stop:
+                    break
+                rows.append(r)
+                last = r[0]
+                if len(rows) >= 1000:  # a full outbox is 100 MB: never all in memory
+                    insert(rows)
+                    rows = []
+        except sqlite3.Error as exc:
+            log.warning("reading the corrupt outbox %s stopped: %s", source, exc)
+        insert(rows)
+        return last
+
+    def restore() -> None:
+        read("DESC", read("ASC", 0))
+
+    try:
+        if not _write(db, restore, "restoring the messages of the corrupt outbox"):
+            restored = {}
+    except sqlite3.Error as exc:
+        log.error("cannot restore the messages of the corrupt outbox %s: %s", source, exc)
+        restored = {}
+    finally:
+        old.close()
+    return restored
 
 
 def _salvage(path: Path) -> dict[str, Any]:
