@@ -5,30 +5,16 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from edged.ops.rollout import NodeUpdate, Rollout, parse_canary, plan
 from tests.helpers.broker import Mosquitto
 from tests.helpers.fleet_sim import SimFleet
 from tests.helpers.rogue import acts_on_a_terminal, answering, edgectl, publish_retained
-from tests.release.support import KEY, WEAK, make_bundle
+from tests.release.support import KEY, WEAK, key_file, make_bundle
 
 NAMES = [f"bus-{i:02d}" for i in range(1, 21)]
 ROGUE = "rnst/v1/test/rogue-01"
 TERMINAL_TRICKS = "\x9b2J\x7f\u202edelif\u202c\u2028\u200b\ud800"
-
-
-def key_file(tmp_path: Path, key: object = KEY) -> Path:
-    path = tmp_path / "release.key"
-    path.write_bytes(
-        key.private_bytes(  # type: ignore[attr-defined]
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-    return path
 
 
 def rollout_args(broker: Mosquitto, bundle: Path, key: Path, *more: str) -> list[str]:

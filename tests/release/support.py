@@ -3,6 +3,7 @@
 import hashlib
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.release.bundle import Keys, write_bundle
@@ -77,3 +78,17 @@ def make_bundle(
     raw = manifest_bytes(m)
     write_bundle(out, raw, sign_manifest(raw, key, kid), files if members is None else members)
     return out
+
+
+def key_file(directory: Path, key: Ed25519PrivateKey = KEY) -> Path:
+    """`key` as the PEM file `edgectl update --key` reads (mode 600, as it wants)."""
+    path = directory / "release.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    return path

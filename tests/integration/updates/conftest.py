@@ -40,21 +40,6 @@ def fleet_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fleet_ca(tmp_path_factory.mktemp("fleet-pki"))
 
 
-def key_file(directory: Path, name: str, key: Ed25519PrivateKey) -> Path:
-    from cryptography.hazmat.primitives import serialization
-
-    path = directory / f"{name}.key"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-    return path
-
-
 def bumped_source(dest: Path, version: str) -> Path:
     """This checkout's package, as release `version`."""
     for name in ("pyproject.toml", "README.md"):
