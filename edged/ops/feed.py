@@ -36,7 +36,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import aiomqtt
 import paho.mqtt.client as mqtt
@@ -123,6 +123,107 @@ class Copies:
         return isinstance(found, list) and bool(found) and WILDCARD_ID not in found
 
 
+class ByName:
+    """One connection's subscriptions by name to nodes' retained topics (see the module's
+    docstring), beside its wildcard filters: both carry MQTT 5 subscription identifiers
+    when the broker takes them, and `Copies` keeps each message once.
+
+    A node is fetched once a connection: `named` ones at once (awaited: they are asked
+    for), each one `seen` by a few workers beside the reading, which never waits on them:
+    awaited there, each new node held the next message for two round trips (SUBACK,
+    UNSUBACK), and a fleet came on screen one node per two round trips (100 nodes through
+    a 40 ms link: 10.8 s)."""
+
+    def __init__(self, client: ToolClient, prefix: str, names: Sequence[str] = RETAINED) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.names = tuple(names)
+        self.identifiers = client.version == "5" and (
+            client.connack_property("SubscriptionIdentifierAvailable") != 0
+        )
+        """Whether our subscriptions carry identifiers (MQTT 5, unless the broker says no)."""
+        self.copies = Copies(prefix, self.identifiers)
+        client.skip, client.taken = self.copies.repeat, self.copies.queued
+        self.nodes: set[str] = set()
+        """Every node (`fleet/node`) seen or named on this connection."""
+        self._waiting: asyncio.Queue[str] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> "ByName":
+        self._workers = [asyncio.create_task(self._work()) for _ in range(EXACT_AT_ONCE)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await worker
+
+    async def subscribe(self, filters: Iterable[str]) -> bool:
+        """Subscribe the wildcard `filters` (QoS 1); whether the broker refused one."""
+        granted = await self.client.subscribe(
+            [(f, 1) for f in filters],
+            properties=subscription_id(WILDCARD_ID if self.identifiers else None),
+        )
+        return refused(granted)
+
+    async def named(self, keys: Iterable[str]) -> None:
+        """Fetch each node of `keys` (`fleet/node`) not fetched yet, now."""
+        for key in keys:
+            if key not in self.nodes and self._new(key):
+                await self._fetch(key)
+
+    def seen(self, key: str) -> None:
+        """Node `key` was heard: the workers fetch it unless done already."""
+        if key not in self.nodes and self._new(key):
+            self._waiting.put_nowait(key)
+
+    def check(self) -> None:
+        """Raise the error that ended a worker, if any (a refusal or a lost link ends the
+        session)."""
+        for worker in self._workers:
+            if worker.done():
+                worker.result()
+
+    async def settled(self) -> None:
+        """Once every node seen so far was fetched: the retained values the broker sent for
+        them are then in the client's queue (sent before its answer)."""
+        joined = asyncio.ensure_future(self._waiting.join())
+        try:
+            await asyncio.wait([joined, *self._workers], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            joined.cancel()
+        self.check()
+
+    def _new(self, key: str) -> bool:
+        """Note a node; whether it gets subscriptions by name (the first `MAX_EXACT_NODES`
+        do: each costs the broker a round trip)."""
+        self.nodes.add(key)
+        return len(self.nodes) <= MAX_EXACT_NODES
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._waiting.get()
+            try:
+                await self._fetch(key)
+            finally:
+                self._waiting.task_done()
+
+    async def _fetch(self, key: str) -> None:
+        """Subscribe the node's retained topics by name for the retained values the broker
+        sends for them, then unsubscribe: live messages come through the wildcard."""
+        base = f"{self.prefix}/{key}"
+        topics = [f"{base}/{name}" for name in self.names]
+        identifier = EXACT_ID if self.identifiers else None
+        granted = await self.client.subscribe(
+            [(t, 1) for t in topics], properties=subscription_id(identifier)
+        )
+        if refused(granted):
+            log.info("the broker refused exact subscriptions under %s", base)
+        await self.client.unsubscribe(topics)
+
+
 class FleetFeed:
     """Keep `view` fed from `{prefix}/#`; reconnect with backoff once it has worked once.
 
@@ -153,8 +254,6 @@ class FleetFeed:
         self.status = "connecting"
         self.sessions = 0
         self.version: str | None = None
-        self._exact: set[str] = set()
-        self._copies = Copies(view.prefix, identifiers=False)
         self._client: ToolClient | None = None
         self._dropped_before = 0  # by the connections before this one
 
@@ -175,33 +274,24 @@ class FleetFeed:
         failures = 0
         while True:
             try:
-                async with connect(self.login, self.client_id, say=self.say) as client:
+                async with (
+                    connect(self.login, self.client_id, say=self.say) as client,
+                    ByName(client, self.view.prefix) as by_name,
+                ):
                     self._client = client
-                    identifiers = client.version == "5" and (
-                        client.connack_property("SubscriptionIdentifierAvailable") != 0
-                    )
-                    self._copies = Copies(self.view.prefix, identifiers)
-                    client.skip, client.taken = self._copies.repeat, self._copies.queued
-                    granted = await client.subscribe(
-                        [(f, 1) for f in self.topic_filters],
-                        properties=subscription_id(WILDCARD_ID if identifiers else None),
-                    )
-                    if refused(granted):
+                    if await by_name.subscribe(self.topic_filters):
                         raise BrokerUnreachableError(
                             f"the broker at {self.login.address} refused a subscription to "
                             f"{' '.join(self.topic_filters)}: check its ACL for this client"
                         )
-                    self._exact = set()
                     self.connected = True
                     self.sessions += 1
                     self.version = client.version
                     failures = 0
                     self.status = "connected"
-                    for named in self.named:
-                        if self._new_node(named):
-                            await self._subscribe_exact(client, named)
+                    await by_name.named(self.named)
                     self.subscribed.set()
-                    await self._read(client)
+                    await self._read(client, by_name)
             except BrokerUnreachableError:
                 if not self.subscribed.is_set():
                     raise
@@ -221,54 +311,16 @@ class FleetFeed:
             failures += 1
             await asyncio.sleep(min(5.0, 0.25 * 2**failures))
 
-    async def _read(self, client: ToolClient) -> None:
-        """Ingest each message; a node first seen gets its subscriptions by name from a few
-        workers beside the reading, which never waits on them: awaited here, each new node
-        held the next message for two round trips (SUBACK, UNSUBACK), and a fleet came on
-        screen one node per two round trips (100 nodes through a 40 ms link: 10.8 s)."""
-        waiting: asyncio.Queue[str] = asyncio.Queue()
-
-        async def subscribing() -> None:
-            while True:
-                await self._subscribe_exact(client, await waiting.get())
-
-        workers = [asyncio.create_task(subscribing()) for _ in range(EXACT_AT_ONCE)]
-        try:
-            async for message in client.messages:
-                topic = str(message.topic)
-                if self.view.ingest(topic, message.payload) and self.on_change:
-                    self.on_change()
-                key = self.view.node_key(topic)
-                if key is not None and key not in self._exact and self._new_node(key):
-                    waiting.put_nowait(key)
-                for worker in workers:  # a refusal or a lost link ends the session
-                    if worker.done():
-                        worker.result()
-        finally:
-            for worker in workers:
-                worker.cancel()
-            for worker in workers:
-                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                    await worker
-
-    def _new_node(self, key: str) -> bool:
-        """Note a node seen; whether it gets subscriptions by name (the first
-        `MAX_EXACT_NODES` do: each costs the broker a round trip)."""
-        self._exact.add(key)
-        return len(self._exact) <= MAX_EXACT_NODES
-
-    async def _subscribe_exact(self, client: ToolClient, key: str) -> None:
-        """Subscribe the node's retained topics by name for the retained values the broker
-        sends for them, then unsubscribe: live messages come through the wildcard."""
-        base = f"{self.view.prefix}/{key}"
-        topics = [f"{base}/{name}" for name in RETAINED]
-        identifier = EXACT_ID if self._copies.identifiers else None
-        granted = await client.subscribe(
-            [(t, 1) for t in topics], properties=subscription_id(identifier)
-        )
-        if refused(granted):
-            log.info("the broker refused exact subscriptions under %s", base)
-        await client.unsubscribe(topics)
+    async def _read(self, client: ToolClient, by_name: ByName) -> None:
+        """Ingest each message; a node first seen gets its subscriptions by name."""
+        async for message in client.messages:
+            topic = str(message.topic)
+            if self.view.ingest(topic, message.payload) and self.on_change:
+                self.on_change()
+            key = self.view.node_key(topic)
+            if key is not None:
+                by_name.seen(key)
+            by_name.check()
 
 
 class DropReport:
