@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         login = _login(args, args.broker)
         prefix = _prefix(args.prefix)
         if args.command == "update":
+            args.node = [_node(n) for n in args.node] if args.node else None
             return update_cli.dispatch(
                 args, login, prefix, key=_signing_key(args.key), check_name=_fleet
             )
@@ -450,6 +451,15 @@ def _fleet(name: str) -> str:
     if not NAME.fullmatch(name):
         raise UsageError(
             f"{name!r} is not a fleet name: lowercase letters, digits, _ and -, e.g. creuse"
+        )
+    return name
+
+
+def _node(name: str) -> str:
+    """A node's id (`--node`): a topic level its retained topics are subscribed by."""
+    if not NAME.fullmatch(name):
+        raise UsageError(
+            f"--node {name!r} is not a node id: lowercase letters, digits, _ and -, e.g. shuttle-07"
         )
     return name
 

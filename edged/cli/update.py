@@ -2,7 +2,7 @@
 
     edgectl update creuse --bundle edged-0.2.0-aarch64.bundle \\
         --url https://files.example/edged-0.2.0-aarch64.bundle --key release.key --canary 10%
-    edgectl update status creuse
+    edgectl update status creuse [--node shuttle-07]
 
 The bundle file is read here only for its version, size and SHA-256: the nodes fetch it
 from --url (served with a certificate of their [update] ca_file) and check everything.
@@ -67,10 +67,20 @@ def add_parser(
         "--switch", choices=["now", "parked"], help="override the nodes' [update] switch"
     )
     up.add_argument(
-        "--node", action="append", metavar="NODE", help="only these nodes (repeat for more)"
+        "--node",
+        action="append",
+        metavar="NODE",
+        help="only these nodes (repeat for more); their retained topics are subscribed by "
+        "name, so a broker that gives retained messages only to exact subscriptions "
+        "(RabbitMQ 3.10) shows them even when they are silent",
     )
     up.add_argument(
-        "--wait", type=float, default=3.0, metavar="S", help="seconds to hear from the nodes (3)"
+        "--wait",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="seconds to hear from the nodes (3); without --node on RabbitMQ 3.10, a node is "
+        "found only if it publishes within them (docs/brokers.md)",
     )
 
 
@@ -123,7 +133,7 @@ def report(outcome: Outcome, version: str) -> None:
 
 
 async def run_status(args: argparse.Namespace, login: Login, prefix: str, fleet: str) -> int:
-    nodes = await fleet_status(login, prefix, fleet, args.wait)
+    nodes = await fleet_status(login, prefix, fleet, args.wait, nodes=args.node)
     console = Console() if sys.stdout.isatty() else Console(width=160, no_color=True)
     console.print(status_table(fleet, nodes))
     return EXIT_OK

@@ -126,7 +126,8 @@ class Copies:
 class ByName:
     """One connection's subscriptions by name to nodes' retained topics (see the module's
     docstring), beside its wildcard filters: both carry MQTT 5 subscription identifiers
-    when the broker takes them, and `Copies` keeps each message once.
+    when the broker takes them, and `Copies` keeps each message once. `edgectl watch`, the
+    fleet feed and `edgectl update` share it, so every tool hears a quiet node alike.
 
     A node is fetched once a connection: `named` ones at once (awaited: they are asked
     for), each one `seen` by a few workers beside the reading, which never waits on them:

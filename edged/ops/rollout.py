@@ -1,8 +1,9 @@
 """`edgectl update FLEET`: a staged rollout over MQTT, stopped by the first bad node.
 
 1. Who is there: each node's retained `state` (and `update`) under `{prefix}/{fleet}/+/`,
-   gathered for a few seconds. Nodes already on the version are left out; offline nodes
-   are reported and left out (a command is not kept for them: run it again later).
+   gathered for a few seconds (`Hearing`). Nodes already on the version are left out;
+   offline nodes are reported and left out (a command is not kept for them: run it again
+   later).
 2. Canaries first (`--canary N` or `P%` of the nodes to update), then waves twice the
    size of the one before (or `--wave-size N`), each one sent and then waited for.
 3. Each node gets a signed `update.apply`; its reply gives the update's id, and its
@@ -17,25 +18,35 @@ make one go on, since only an `update` carrying the id the node answered counts.
 """
 
 import asyncio
+import contextlib
 import json
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edged.ops.client import BrokerUnreachableError, Say, connect, refused
+from edged.ops.client import BrokerUnreachableError, Say, ToolClient, connect
 from edged.ops.commands import make_request, reply_of
+from edged.ops.feed import ByName
 from edged.ops.fleet import NAME, _text
 from edged.ops.login import Login
 
 DONE = "confirmed"
 BAD = ("rolled_back", "failed")
 MAX_NODES = 10_000
+BY_NAME = ("state", "update")
+"""A node's retained topics a rollout reads, also subscribed by name (`Hearing`)."""
+LIVE = ("health/#", "position")
+"""What names a node that is online on a broker giving retained messages only to
+subscriptions by name (RabbitMQ 3.10), beside a `state` or `update` it publishes: every node
+sends `health` or `health/beat` at least every `[health] beat_s` (300 s) plus `interval_s`
+(30 s), a vehicle on the move its `position` at least every `[services.position.moving]
+max_period_s` (30 s), a stopped one every 300 s (docs/topics.md)."""
 
 
 @dataclass
@@ -110,6 +121,80 @@ def _obj(payload: Any) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+class Hearing:
+    """One connection hearing a fleet for a rollout or `update status`: wildcard filters
+    under `{prefix}/{fleet}/+/`, and each node's `state` and `update` subscribed by name as
+    `edgectl watch` does (`ByName`), so a broker that gives retained messages only to such
+    subscriptions (RabbitMQ 3.10) still says who is there. Which nodes: those named, else
+    each one heard within the wait (`LIVE`, or a `state` or `update` it publishes)."""
+
+    def __init__(
+        self, client: ToolClient, prefix: str, fleet: str, ingest: Callable[[str, Any, Any], None]
+    ) -> None:
+        self.client = client
+        self.fleet = fleet
+        self.head = f"{prefix}/{fleet}/"
+        self.ingest = ingest
+        self.by_name = ByName(client, prefix, BY_NAME)
+        self._finding = False
+        self._taken = 0  # messages ingested
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "Hearing":
+        await self.by_name.__aenter__()
+        self._reader = asyncio.create_task(self._read(), name="hearing.reader")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await self._reader
+        await self.by_name.__aexit__(*exc)
+
+    async def subscribe(self, suffixes: Iterable[str]) -> None:
+        """`{prefix}/{fleet}/+/{suffix}` for each suffix; a refusal names the ACL to check."""
+        filters = [f"{self.head}+/{suffix}" for suffix in suffixes]
+        if await self.by_name.subscribe(filters):
+            raise BrokerUnreachableError(
+                f"the broker refused a subscription under {self.head[:-1]}: check its ACL for "
+                "this client"
+            )
+
+    async def find(self, named: list[str] | None, wait_s: float) -> None:
+        """Hear the fleet for `wait_s`, then until each node's retained values are in."""
+        live = [f"{self.head}+/{suffix}" for suffix in LIVE] if named is None else []
+        self._finding = named is None
+        if live and await self.by_name.subscribe(live):
+            live = []  # an ACL without them: nodes are found by their retained state only
+        for name in named or []:
+            self.by_name.seen(f"{self.fleet}/{name}")
+        await asyncio.sleep(wait_s)
+        self._finding = False
+        if live:
+            await self.client.unsubscribe(live)
+        await self.by_name.settled()
+        await self._drained()
+
+    async def _drained(self) -> None:
+        """Once the reader ingested every message queued by now."""
+        target = self._taken + len(self.client.messages)
+        while self._taken < target:
+            if self._reader is not None and self._reader.done():
+                self._reader.result()  # the link was lost
+                return
+            await asyncio.sleep(0.01)
+
+    async def _read(self) -> None:
+        async for message in self.client.messages:
+            topic = str(message.topic)
+            correlation = getattr(message.properties, "CorrelationData", None)
+            self.ingest(topic, message.payload, correlation)
+            self._taken += 1
+            if self._finding and (found := node_of(self.head, topic)) is not None:
+                self.by_name.seen(f"{self.fleet}/{found[0]}")
 
 
 class Rollout:
@@ -212,31 +297,19 @@ class Rollout:
     async def run(self) -> Outcome:
         client_id = f"edgectl-{uuid.uuid4().hex[:12]}"
         try:
-            async with connect(self.login, client_id, say=self.say) as client:
-                filters = [(f"{self.fleet_base}/+/{t}", 1) for t in ("state", "update", "reply/#")]
-                granted = await client.subscribe(filters)
-                if refused(granted):
-                    raise BrokerUnreachableError(
-                        f"the broker refused a subscription under {self.fleet_base}: check "
-                        "its ACL for this client"
-                    )
-                reader = asyncio.create_task(self._read(client), name="rollout.reader")
-                try:
-                    return await self._roll(client)
-                finally:
-                    reader.cancel()
+            async with (
+                connect(self.login, client_id, say=self.say) as client,
+                Hearing(client, self.prefix, self.fleet, self.ingest) as hearing,
+            ):
+                await hearing.subscribe(("state", "update", "reply/#"))
+                await hearing.find(self.named, self.discover_s)
+                return await self._roll(client)
         except aiomqtt.MqttError as exc:
             raise BrokerUnreachableError(
                 f"lost the broker at {self.login.address}: {exc}"
             ) from None
 
-    async def _read(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            correlation = getattr(message.properties, "CorrelationData", None)
-            self.ingest(str(message.topic), message.payload, correlation)
-
     async def _roll(self, client: aiomqtt.Client) -> Outcome:
-        await asyncio.sleep(self.discover_s)
         for name in self.named or []:
             self.nodes.setdefault(name, NodeUpdate(name))
         skipped: dict[str, str] = {}
@@ -304,33 +377,43 @@ class Rollout:
 
 
 async def fleet_status(
-    login: Login, prefix: str, fleet: str, wait_s: float, say: Say | None = None
+    login: Login,
+    prefix: str,
+    fleet: str,
+    wait_s: float,
+    say: Say | None = None,
+    nodes: list[str] | None = None,
 ) -> dict[str, NodeUpdate]:
-    """Each node's retained `state` and `update`: what `edgectl update status` shows."""
-    nodes: dict[str, NodeUpdate] = {}
+    """Each node's retained `state` and `update`: what `edgectl update status` shows (only
+    the `nodes` named, when given: each has a row, heard or not)."""
+    found: dict[str, NodeUpdate] = {name: NodeUpdate(name, state="-") for name in nodes or []}
     base = f"{prefix}/{fleet}/"
-    async with connect(login, f"edgectl-{uuid.uuid4().hex[:12]}", say=say) as client:
-        await client.subscribe([(f"{base}+/state", 1), (f"{base}+/update", 1)])
-        try:
-            async with asyncio.timeout(wait_s):
-                async for message in client.messages:
-                    found = node_of(base, str(message.topic))
-                    body = _obj(message.payload)
-                    if body is None or found is None or len(nodes) > MAX_NODES:
-                        continue
-                    name, rest = found
-                    node = nodes.setdefault(name, NodeUpdate(name, state="-"))
-                    if rest == "state":
-                        node.online = body.get("state") == "online"
-                        node.running = _text(body.get("version"), 64) or node.running
-                    elif rest == "update":
-                        node.state = _text(body.get("state"), 32) or "-"
-                        node.target = _text(body.get("version"), 64)
-                        node.code = _text(body.get("code"), 64)
-                        node.reason = _text(body.get("reason"), 300)
-                        p = body.get("percent")
-                        node.percent = p if isinstance(p, int) and 0 <= p <= 100 else None
-                        node.running = _text(body.get("running"), 64) or node.running
-        except TimeoutError:
-            pass
-    return nodes
+
+    def ingest(topic: str, payload: Any, _correlation: Any) -> None:
+        at = node_of(base, topic)
+        body = _obj(payload)
+        if body is None or at is None or len(found) > MAX_NODES:
+            return
+        name, rest = at
+        if nodes is not None and name not in found:
+            return
+        node = found.setdefault(name, NodeUpdate(name, state="-"))
+        if rest == "state":
+            node.online = body.get("state") == "online"
+            node.running = _text(body.get("version"), 64) or node.running
+        elif rest == "update":
+            node.state = _text(body.get("state"), 32) or "-"
+            node.target = _text(body.get("version"), 64)
+            node.code = _text(body.get("code"), 64)
+            node.reason = _text(body.get("reason"), 300)
+            p = body.get("percent")
+            node.percent = p if isinstance(p, int) and 0 <= p <= 100 else None
+            node.running = _text(body.get("running"), 64) or node.running
+
+    async with (
+        connect(login, f"edgectl-{uuid.uuid4().hex[:12]}", say=say) as client,
+        Hearing(client, prefix, fleet, ingest) as hearing,
+    ):
+        await hearing.subscribe(("state", "update"))
+        await hearing.find(nodes, wait_s)
+    return found

@@ -97,6 +97,16 @@ def test_a_target_that_is_not_fleet_slash_node_exits_2(
     assert "FLEET/NODE" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("node", ["+", "bus/01", "#", "Bus-01"])
+def test_update_node_that_is_not_a_node_id_exits_2(
+    node: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `--node` is subscribed by name: a wildcard there would subscribe other topics."""
+    argv = ["update", "status", "test", "--node", node, "--broker", "mqtt://127.0.0.1:1"]
+    assert main(argv) == 2
+    assert "not a node id" in capsys.readouterr().err
+
+
 def test_a_node_that_does_not_answer_times_out_with_exit_3(
     broker: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edged import __version__
 from edged.cli.ctl import main
 from edged.uplink.cancellable import CancellableClient
 from tests.helpers.amqtt import ThreadedAmqtt
@@ -25,6 +26,8 @@ from tests.helpers.commands import v5_properties
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import start_daemon, write_config
 from tests.helpers.quirks import QuirkProxy, Quirks
+from tests.helpers.rogue import publish_retained
+from tests.release.support import key_file, make_bundle
 
 NODE = "test/shuttle-07"
 
@@ -292,23 +295,103 @@ def test_watch_shows_an_online_node_when_retained_goes_only_to_exact_subscribers
     assert len(rows) == 1 and "online" in rows[0], out
 
 
+def _silent_node(port: int, **more: str) -> None:
+    """`test/ghost`'s retained `state`, offline, as its will leaves it: it says nothing more."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-ghost")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    state = {"v": 1, "seq": 1, "ts": int(time.time() * 1000), "clock": "ntp", "state": "offline"}
+    body = json.dumps(state | more)
+    c.publish("rnst/v1/test/ghost/state", body, qos=1, retain=True).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
 @pytest.mark.parametrize("proxy", [Quirks(retained_exact_only=True)], indirect=True)
 def test_watch_node_shows_a_silent_node_from_its_retained_state(
     broker: Mosquitto, proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-ghost")
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
-    state = {"v": 1, "seq": 1, "ts": int(time.time() * 1000), "clock": "ntp", "state": "offline"}
-    c.publish("rnst/v1/test/ghost/state", json.dumps(state), qos=1, retain=True).wait_for_publish(5)
-    c.disconnect()
-    c.loop_stop()
+    _silent_node(broker.port)
     assert main(["watch", "--broker", proxy.url, "--duration", "1.5"]) == 0
     assert "test/ghost" not in capsys.readouterr().out
     code = main(["watch", "--broker", proxy.url, "--duration", "1.5", "--node", "test/ghost"])
     rows = [line for line in capsys.readouterr().out.splitlines() if "test/ghost" in line]
     assert code == 0
     assert len(rows) == 1 and "offline" in rows[0]
+
+
+EXACT_ONLY = [
+    pytest.param(Quirks(retained_exact_only=True), id="exact-only"),
+    pytest.param(Quirks(retained_exact_only=True, refuse_v5="close"), id="rabbitmq-3.10"),
+]
+"""Retained messages only to exact subscriptions; and so over MQTT 3.1.1, as RabbitMQ 3.10."""
+
+
+def _rows(out: str, name: str) -> list[str]:
+    return [line for line in out.splitlines() if name in line]
+
+
+@pytest.mark.parametrize("proxy", EXACT_ONLY, indirect=True)
+def test_update_status_lists_a_node_heard_live_when_retained_goes_only_to_exact_subscribers(
+    node: Mosquitto, proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The node's `health` (every second here) names it; its retained `state`, subscribed
+    by name, says it is online and what it runs."""
+    code = main(["update", "status", "test", "--broker", proxy.url, "--wait", "3"])
+    out = capsys.readouterr().out
+    rows = _rows(out, "shuttle-07")
+    assert code == 0
+    assert len(rows) == 1, out
+    assert "yes" in rows[0] and __version__ in rows[0], out
+
+
+@pytest.mark.parametrize("proxy", [Quirks(retained_exact_only=True)], indirect=True)
+def test_update_status_node_lists_a_silent_node_when_retained_goes_only_to_exact_subscribers(
+    broker: Mosquitto, proxy: QuirkProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its retained `state` and `update` (how its last update ended), subscribed by name."""
+    _silent_node(broker.port, version="0.1.0")
+    update = {"state": "rolled_back", "running": "0.1.0", "version": "0.2.0", "code": "hung"}
+    asyncio.run(publish_retained(broker.port, ("rnst/v1/test/ghost/update", update)))
+    assert main(["update", "status", "test", "--broker", proxy.url, "--wait", "1"]) == 0
+    assert _rows(capsys.readouterr().out, "ghost") == [], "heard without being named"
+    argv = ["update", "status", "test", "--broker", proxy.url, "--wait", "1", "--node", "ghost"]
+    code = main(argv)
+    rows = _rows(capsys.readouterr().out, "ghost")
+    assert code == 0
+    assert len(rows) == 1, rows
+    assert all(word in rows[0] for word in ("no", "0.1.0", "rolled_back", "0.2.0", "hung"))
+
+
+@pytest.mark.parametrize("proxy", EXACT_ONLY, indirect=True)
+def test_a_rollout_reaches_a_named_node_when_retained_goes_only_to_exact_subscribers(
+    node: Mosquitto, proxy: QuirkProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its retained `state` (online) comes by name: the node is sent `update.apply` and
+    answers it (this node holds no update key: it refuses), instead of being skipped as
+    offline."""
+    bundle = make_bundle(tmp_path / "b.bundle")
+    code = main(["update", "test", "--bundle", str(bundle), "--url", "https://files.test/b",
+                 "--key", str(key_file(tmp_path)), "--kid", "release", "--broker", proxy.url,
+                 "--wait", "1", "--timeout", "20", "--node", "shuttle-07"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert "offline" not in captured.out, captured.out
+    assert "shuttle-07: wave 1, refused" in captured.out, captured
+    assert code == 1
+
+
+@pytest.mark.parametrize("proxy", [Quirks(retained_exact_only=True)], indirect=True)
+def test_a_rollout_reaches_a_node_heard_live_when_retained_goes_only_to_exact_subscribers(
+    node: Mosquitto, proxy: QuirkProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unnamed, the node is found by its `health` within `--wait`."""
+    bundle = make_bundle(tmp_path / "b.bundle")
+    code = main(["update", "test", "--bundle", str(bundle), "--url", "https://files.test/b",
+                 "--key", str(key_file(tmp_path)), "--kid", "release", "--broker", proxy.url,
+                 "--wait", "3", "--timeout", "20"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert "shuttle-07: wave 1, refused" in captured.out, captured
+    assert code == 1
 
 
 # -- logins ---------------------------------------------------------------------------------------

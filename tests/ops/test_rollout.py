@@ -1,12 +1,17 @@
 """`edgectl update FLEET` over 20 simulated nodes on a real Mosquitto: canaries, waves, and a
 node that rolls back stops the rollout naming it; `edgectl update status` shows the table."""
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from edged.ops.rollout import NodeUpdate, Rollout, parse_canary, plan
+from edged.ops.client import connect
+from edged.ops.login import Login
+from edged.ops.rollout import Hearing, NodeUpdate, Rollout, parse_canary, plan
+from edged.ops.urls import parse_broker_url
 from tests.helpers.broker import Mosquitto
 from tests.helpers.fleet_sim import SimFleet
 from tests.helpers.rogue import acts_on_a_terminal, answering, edgectl, publish_retained
@@ -207,3 +212,28 @@ async def test_update_status_lists_no_node_under_the_fleets_replies_level(
     assert code == 0, err
     assert "rogue-01" in out
     assert "_replies" not in out
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+@pytest.mark.parametrize("named", [None, ["rogue-01"]], ids=["heard", "named"])
+async def test_hearing_a_fleet_takes_each_retained_message_once(
+    broker: Mosquitto, protocol: Any, named: list[str] | None
+) -> None:
+    """The wildcard brings the node's retained `state` and `update`, and its subscriptions
+    by name bring them again (Mosquitto over MQTT 5 also copies a message once per
+    subscription): each is ingested once all the same."""
+    await publish_retained(
+        broker.port,
+        (f"{ROGUE}/state", {"state": "online", "version": "0.1"}),
+        (f"{ROGUE}/update", {"state": "idle", "running": "0.1"}),
+    )
+    taken: list[str] = []
+    login = Login(parse_broker_url(broker.url), protocol=protocol)
+    async with (
+        connect(login, "edgectl-test-hearing") as client,
+        Hearing(client, "rnst/v1", "test", lambda t, p, c: taken.append(t)) as hearing,
+    ):
+        await hearing.subscribe(("state", "update"))
+        await hearing.find(named, 0.5)
+        await asyncio.sleep(0.5)  # a copy that would come, comes within milliseconds
+    assert sorted(taken) == [f"{ROGUE}/state", f"{ROGUE}/update"]
