@@ -60,7 +60,8 @@ class AccessServiceConfig(Strict):
     repeat_unlocks: bool = Field(
         default=False,
         description="a repeat within repeat_window_s pulses the lock again (a venue door that "
-        "is slow to open); off: the feedback only, so one fare never lets two riders board",
+        "is slow to open) when the card may still pass now (a booking that ended since does "
+        "not); off: the feedback only, so one fare never lets two riders board",
     )
     free_exit: bool = Field(
         default=False,

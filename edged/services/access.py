@@ -10,10 +10,12 @@ in memory, logged, stored or published.
 
 A repeat (the same card within `repeat_window_s`, at a reader of the same role) shows its
 feedback again and is neither charged nor counted; it does not pulse the lock unless
-`repeat_unlocks` (a slow venue door): otherwise a card handed back through the door would
-let a second rider board. The same role, not the same reader: a card handed back through a
-bus's front door and tapped at the rear one is still the same card boarding; but a tap at
-an `exit` reader right after the `entry` one is someone going back out, decided as such.
+`repeat_unlocks` (a slow venue door), and then only when the card may pass now (a booking
+that ended since the first tap does not reopen the door): otherwise a card handed back
+through the door would let a second rider board. The same role, not the same reader: a
+card handed back through a bus's front door and tapped at the rear one is still the same
+card boarding; but a tap at an `exit` reader right after the `entry` one is someone going
+back out, decided as such.
 A list update keeps the repeat memory (a routine delta must not let a card board twice);
 a repeat is answered only while the lists in force still grant what was remembered, so
 a card denied or withdrawn by the update is decided anew, and refused, at once.
@@ -38,7 +40,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -190,7 +192,9 @@ class AccessService(Service):
         log.error(
             "the stored access lists (version %d) can match no card: %s. Deciding on empty "
             "lists (unknown cards: %s) until dispatch sends a full list made for this node",
-            lists.version, why, unknown_card_policy(self.config, self.profile),
+            lists.version,
+            why,
+            unknown_card_policy(self.config, self.profile),
         )
         return EMPTY
 
@@ -225,7 +229,14 @@ class AccessService(Service):
             del self._recent[ref]
             return None
         before = recent.decision
-        unlock = before.unlock and self.config.repeat_unlocks
+        unlock = False
+        if before.unlock and self.config.repeat_unlocks:
+            # the lock opens again only for a card that may pass now: a booking that ended
+            # (or a pass that expired, or a clock lost) since the first tap does not reopen
+            # the door for as long as the window lasts (up to an hour)
+            now, bound = self._now()
+            again = replace(recent.situation, now=now, bound=bound)
+            unlock = decide(self.lists, self.config, ref, again).unlock
         return Decision(True, "repeat", before.action, before.profile, None, 0, unlock)
 
     def on_tap(self, tap: Tap) -> None:

@@ -573,6 +573,35 @@ def test_a_guest_leaving_during_the_booking_opens_the_door(tmp_path: Path) -> No
     assert len(node.of_type(Unlock)) == 2
 
 
+def test_repeat_unlocks_does_not_reopen_the_door_once_the_booking_has_ended(
+    tmp_path: Path,
+) -> None:
+    # a repeat was answered on the moment of the first tap: with a long window, a guest
+    # whose booking ended at 10:00 opened the door again at 10:08 by tapping twice
+    node, _, clock = venue_with_booking(tmp_path, repeat_unlocks=True, repeat_window_s=600)
+    clock.at(datetime(2026, 11, 25, 9, 58, tzinfo=PARIS))
+    tap(node, UID_BOOKED, ts=100.0)
+    clock.at(datetime(2026, 11, 25, 10, 8, tzinfo=PARIS))
+    tap(node, UID_BOOKED, ts=580.0)
+    assert [(t.reason, t.unlocked) for t in taps(node)[-2:]] == [
+        ("booking", True),
+        ("repeat", False),
+    ]
+    assert len(node.of_type(Unlock)) == 1
+
+
+def test_repeat_unlocks_still_reopens_the_door_during_the_booking(tmp_path: Path) -> None:
+    node, _, clock = venue_with_booking(tmp_path, repeat_unlocks=True, repeat_window_s=600)
+    tap(node, UID_BOOKED, ts=100.0)
+    clock.at(datetime(2026, 11, 25, 9, 13, tzinfo=PARIS))
+    tap(node, UID_BOOKED, ts=580.0)
+    assert [(t.reason, t.unlocked) for t in taps(node)[-2:]] == [
+        ("booking", True),
+        ("repeat", True),
+    ]
+    assert len(node.of_type(Unlock)) == 2
+
+
 # -- issue #12.2: no trusted clock -----------------------------------------------------------
 
 
