@@ -18,12 +18,14 @@ millisecond or so, and gives the same result as the one-call version.
 
 import base64
 import hashlib
-from datetime import date, datetime
+import re
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -57,7 +59,20 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+_END_OF_DAY = re.compile(r"(\d{4}-\d{2}-\d{2})T24:00(?::00(?:\.0+)?)?(Z|[+-]\d{2}:?\d{2})")
+
+
+def _end_of_day(value: Any) -> Any:
+    """ISO 8601's 24:00 with a zone (a booking to midnight, as booking tools often write it)
+    is the next day's 00:00 at the same offset: pydantic reads no hour 24, and one such
+    booking made the whole list refused."""
+    if isinstance(value, str) and (found := _END_OF_DAY.fullmatch(value)):
+        day = date.fromisoformat(found[1]) + timedelta(days=1)
+        return f"{day.isoformat()}T00:00:00{found[2]}"
+    return value
+
+
+AwareDatetime = Annotated[datetime, BeforeValidator(_end_of_day), AfterValidator(_aware)]
 
 
 class _Model(BaseModel):

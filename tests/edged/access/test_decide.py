@@ -358,3 +358,27 @@ def test_an_out_of_service_shuttle_boards_nobody_but_staff(cfg: AccessServiceCon
     d = decide(lists(), cfg, REFS(UID_RESIDENT), at("shuttle", out_of_service=True))
     assert (d.granted, d.reason) == (False, "out_of_service")
     assert decide(lists(), cfg, REFS(UID_STAFF), at("shuttle", out_of_service=True)).granted
+
+
+def test_a_booking_for_a_card_not_on_the_cards_opens_nothing(cfg: AccessServiceConfig) -> None:
+    """docs/topics.md, *Access lists*: withdrawing a card from `cards` withdraws its
+    bookings too (dispatch need not remove them in the same update)."""
+    slot = {"room": "salle-1", "start": NOW - timedelta(hours=1), "end": NOW + timedelta(hours=1)}
+    d = decide(lists(bookings={REFS(UID_UNKNOWN): [slot]}), cfg, REFS(UID_UNKNOWN), at("venue"))
+    assert (d.granted, d.reason, d.unlock) == (False, "unknown", False)
+
+
+def test_a_booking_does_not_open_for_a_card_on_the_deny_list(cfg: AccessServiceConfig) -> None:
+    slot = {"room": "salle-1", "start": NOW - timedelta(hours=1), "end": NOW + timedelta(hours=1)}
+    d = decide(lists(bookings={REFS(UID_LOST): [slot]}), cfg, REFS(UID_LOST), at("venue"))
+    assert (d.granted, d.reason) == (False, "blocked")
+
+
+def test_a_booking_past_the_cards_last_valid_day_is_refused_expired(
+    cfg: AccessServiceConfig,
+) -> None:
+    slot = {"room": "salle-1", "start": NOW - timedelta(hours=1), "end": NOW + timedelta(days=2)}
+    cards = {REFS(UID_BOOKED): {"profile": "jobseeker", "valid_until": "2026-11-25"}}
+    booked = lists(cards=cards, bookings={REFS(UID_BOOKED): [slot]})
+    tomorrow = at("venue", now=NOW + timedelta(days=1))
+    assert decide(booked, cfg, REFS(UID_BOOKED), tomorrow).reason == "expired"

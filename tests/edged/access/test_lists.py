@@ -284,3 +284,25 @@ def test_a_card_takes_at_most_64_bookings(count: int, taken: bool) -> None:
         with pytest.raises(CommandError) as info:
             parse(signed(doc))
         assert info.value.code == "bad_lists" and "ab" * 16 in info.value.message
+
+
+@pytest.mark.parametrize(
+    "end",
+    ["2026-12-31T24:00:00+01:00", "2026-12-31T24:00+01:00", "2026-12-31T24:00:00.000+01:00"],
+)
+def test_a_booking_ending_at_24_00_ends_at_the_next_days_midnight(end: str) -> None:
+    """docs/topics.md, *Access lists*: ISO 8601's 24:00, a booking to midnight as it is
+    often written, was refused as no time, and with it the whole list."""
+    slot = {"room": "r1", "start": "2026-12-31T17:00:00+01:00", "end": end}
+    booking = parse(signed(full_lists(2, bookings={"ab" * 16: [slot]}))).bookings["ab" * 16][0]
+    assert booking.end.isoformat() == "2027-01-01T00:00:00+01:00"
+
+
+@pytest.mark.parametrize(
+    "start", ["2026-11-25T24:30:00+01:00", "2026-02-29T24:00:00+01:00", "2026-11-25T24:00:00"]
+)
+def test_24_00_is_only_the_end_of_a_real_day_with_a_zone(start: str) -> None:
+    slot = {"room": "r1", "start": start, "end": "2027-01-01T00:00:00Z"}
+    with pytest.raises(CommandError) as info:
+        parse(signed(full_lists(2, bookings={"ab" * 16: [slot]})))
+    assert info.value.code == "bad_lists"
