@@ -17,6 +17,7 @@ it advances, so the SD card sees a few small writes an hour.
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from edged.clock import Clock, ClockSource
 STATE_KEY = "clock.last_trusted"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SAVE_EVERY_S = 600.0
+LATEST_MS = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp() * 1000)
+"""No clock gives a time past this (Linux's clock ends in 2262): a stored bound beyond it is
+a corrupt state, and a date near the end of the calendar (year 9999) failed every tap."""
 
 
 def boot_id(path: Path = BOOT_ID) -> str | None:
@@ -66,7 +70,7 @@ class LastTrustedTime:
         if not isinstance(raw, dict):
             return
         ms, mono, boot = raw.get("ms"), raw.get("mono"), raw.get("boot")
-        if not isinstance(ms, int) or isinstance(ms, bool) or ms <= 0:
+        if not isinstance(ms, int) or isinstance(ms, bool) or not 0 < ms < LATEST_MS:
             return
         self._ms = self._saved_ms = ms
         self._mono = self._monotonic()

@@ -88,7 +88,10 @@ def test_a_node_that_never_had_a_trusted_clock_has_no_bound() -> None:
 
 @pytest.mark.parametrize(
     "stored",
-    [None, "x", 5, {}, {"ms": "late"}, {"ms": True}, {"ms": -4}, {"ms": 1.5e12}, [T]],
+    [
+        *(None, "x", 5, {}, {"ms": "late"}, {"ms": True}, {"ms": -4}, {"ms": 1.5e12}, [T]),
+        *({"ms": 10**17}, {"ms": 253_402_300_800_000}),  # past any clock: years 3170843, 10000
+    ],
 )
 def test_an_unreadable_stored_bound_is_no_bound(stored: Any) -> None:
     disk = Disk()

@@ -672,6 +672,19 @@ def test_the_last_trusted_time_is_kept_in_the_node_state(tmp_path: Path) -> None
     assert node.state[STATE_KEY]["ms"] == int(when.timestamp() * 1000)
 
 
+def test_a_stored_bound_no_calendar_holds_leaves_taps_decided(tmp_path: Path) -> None:
+    # a corrupt state made every tap fail (year out of range): no record, no light, no door
+    node = OrderedNode(
+        state={STATE_KEY: {"ms": 10**17, "mono": 0, "boot": "boot-0"}},
+        clock=SetClock(0, trusted=False),
+    )
+    service = service_on(node, tmp_path)
+    asyncio.run(service.command_update(signed(expiring(1, "2020-01-01"))))
+    tap(node, UID_RESIDENT, ts=1.0)
+    tap(node, UID_SENIOR, ts=2.0)
+    assert [(t.reason, t.unlocked) for t in taps(node)] == [("clock_unsynced", False), ("ok", True)]
+
+
 def test_a_node_that_never_had_a_trusted_clock_refuses_dated_passes(tmp_path: Path) -> None:
     node = OrderedNode(clock=SetClock(0, trusted=False))
     service = service_on(node, tmp_path)
