@@ -76,7 +76,10 @@ class AccessServiceConfig(Strict):
     )
     pulse_s: float = Field(default=3.0, gt=0, le=30, description="lock relay pulse on a grant")
     rooms: list[str] = Field(
-        default_factory=list, max_length=64, description="venue: the rooms this door opens"
+        default_factory=list,
+        max_length=64,
+        description="venue: the rooms this door opens (names are fleet-wide: the lists carry "
+        "every venue's bookings); unset: a booking of any room opens it",
     )
     booking_early_s: float = Field(
         default=600, ge=0, le=86400, description="venue: a booking opens this early"

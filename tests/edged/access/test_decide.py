@@ -382,3 +382,13 @@ def test_a_booking_past_the_cards_last_valid_day_is_refused_expired(
     booked = lists(cards=cards, bookings={REFS(UID_BOOKED): [slot]})
     tomorrow = at("venue", now=NOW + timedelta(days=1))
     assert decide(booked, cfg, REFS(UID_BOOKED), tomorrow).reason == "expired"
+
+
+def test_a_venue_without_rooms_opens_for_a_booking_of_any_room(tmp_path: Path) -> None:
+    """docs/topics.md, *Access lists*: `rooms` unset, every booking in the fleet's lists
+    opens this door (the shipped venue config names its rooms)."""
+    slot = {"room": "gueret-1", "start": NOW - timedelta(hours=1), "end": NOW + timedelta(hours=1)}
+    booked = lists(bookings={REFS(UID_BOOKED): [slot]})
+    assert decide(booked, config(tmp_path), REFS(UID_BOOKED), at("venue")).reason == "booking"
+    named = config(tmp_path, rooms=["ahun-salle-1"])
+    assert decide(booked, named, REFS(UID_BOOKED), at("venue")).reason == "no_booking"
