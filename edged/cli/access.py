@@ -15,12 +15,16 @@ from pydantic import ValidationError
 from core.errors import EdgedError
 from drivers.nfc.uid import parse_uid
 from edged.access.cardref import CardRefs, random_uid
-from edged.access.lists import AccessDelta, AccessLists, sign_lists
+from edged.access.lists import LIST_BYTES, AccessDelta, AccessLists, sign_lists
 from edged.security.signing import load_private_key
 
 
 class AccessToolError(EdgedError):
     pass
+
+
+ENVELOPE_BYTES = 1024
+"""Room left in an `access.update` for the command around the arguments (`id`, `ts`, `sig`)."""
 
 
 def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -56,7 +60,17 @@ def sign_file(path: Path, key_path: Path) -> str:
     except ValidationError as exc:
         raise AccessToolError(f"{path} is not a valid list:\n{exc}") from None
     key = load_private_key(key_path)
-    return json.dumps({"lists": document, "sig": sign_lists(key, document)}, ensure_ascii=False)
+    args = {"lists": document, "sig": sign_lists(key, document)}
+    text = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
+    size = len(text.encode())
+    if size + ENVELOPE_BYTES > LIST_BYTES:
+        # the list is valid, but every node would refuse the command `too_large`
+        raise AccessToolError(
+            f"{path} signed is {size} bytes: a node takes an access.update of at most "
+            f"{LIST_BYTES} bytes with the command around it. Send the change as a delta, or a "
+            "smaller full list (the deny list first) and the rest as deltas on it"
+        )
+    return text
 
 
 def card_ref(uid_hex: str, secret_file: Path, nbytes: int) -> str:

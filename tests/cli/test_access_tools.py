@@ -79,3 +79,19 @@ def test_card_ref_makes_a_ref_of_a_seven_byte_uid_beginning_with_08(
     assert main(["card-ref", "08a1b2c3d4e5f6", "--secret-file", str(secret)]) == 0
     expected = CardRefs(b"0123456789abcdef0123456789")(bytes.fromhex("08a1b2c3d4e5f6"))
     assert capsys.readouterr().out.strip() == expected
+
+
+def test_a_list_no_node_would_take_is_not_signed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """50,000 cards with a date each: a valid list, but ~4.3 MB, over the 4 MiB a node takes
+    in one access.update (refused `too_large` on every node, after dispatch sent it)."""
+    generate_key_file(tmp_path / "lists.key")
+    card = {"profile": "resident", "valid_until": "2026-12-31"}
+    cards = {f"{i:032x}": card for i in range(50_000)}
+    doc = {"kind": "full", "fleet": "creuse", "version": 4, "cards": cards}
+    code = main(
+        ["lists", "sign", str(lists_file(tmp_path, doc)), "--key", str(tmp_path / "lists.key")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "4194304" in err and "delta" in err
