@@ -392,3 +392,23 @@ def test_a_venue_without_rooms_opens_for_a_booking_of_any_room(tmp_path: Path) -
     assert decide(booked, config(tmp_path), REFS(UID_BOOKED), at("venue")).reason == "booking"
     named = config(tmp_path, rooms=["ahun-salle-1"])
     assert decide(booked, named, REFS(UID_BOOKED), at("venue")).reason == "no_booking"
+
+
+def test_a_booking_in_the_repeated_hour_of_autumn_opens_only_in_its_own_pass(
+    tmp_path: Path,
+) -> None:
+    """A booking is two instants: 02:00-03:00 after the clocks went back (`+01:00`) does not
+    open during the first 02:00-03:00 (`+02:00`), an hour before."""
+    slot = {
+        "room": "salle-1",
+        "start": "2026-10-25T02:00:00+01:00",
+        "end": "2026-10-25T03:00:00+01:00",
+    }
+    cfg = config(tmp_path, rooms=["salle-1"], booking_early_s=0)
+    booked = lists(bookings={REFS(UID_BOOKED): [slot]})
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=PARIS)  # fold 0: CEST, +02:00
+    second = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=PARIS)  # CET, +01:00
+    reasons = [
+        decide(booked, cfg, REFS(UID_BOOKED), at("venue", now=t)).reason for t in (first, second)
+    ]
+    assert reasons == ["no_booking", "booking"]

@@ -4,7 +4,7 @@ import asyncio
 import json
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -670,6 +670,34 @@ def test_the_last_trusted_time_is_kept_in_the_node_state(tmp_path: Path) -> None
     when = datetime(2026, 11, 25, 18, 0, tzinfo=PARIS)
     node = synced_node(tmp_path, when, "2026-12-31")
     assert node.state[STATE_KEY]["ms"] == int(when.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("zone", "last_day"),
+    [
+        ("Europe/Paris", "2026-10-25"),  # 25 hours: 02:00-03:00 twice
+        ("Europe/Paris", "2026-03-28"),  # the next day has no 02:00-03:00
+        ("Pacific/Kiritimati", "2026-12-31"),  # UTC+14: the day ends at 10:00 UTC
+        ("America/St_Johns", "2026-12-31"),  # UTC-03:30
+    ],
+)
+def test_a_pass_boards_to_the_last_millisecond_of_its_last_local_day(
+    tmp_path: Path, zone: str, last_day: str
+) -> None:
+    """docs/topics.md, *Access lists*: `valid_until` inclusive, in `[node] timezone`."""
+    clock = SetClock(0)
+    node = OrderedNode(clock=clock, timezone=zone)
+    service = service_on(node, tmp_path, repeat_window_s=0)
+    asyncio.run(service.command_update(signed(expiring(1, last_day))))
+    next_day = date.fromisoformat(last_day) + timedelta(days=1)
+    midnight = datetime.combine(next_day, datetime.min.time(), ZoneInfo(zone))
+    for ms, ts in (
+        (int(midnight.timestamp() * 1000) - 1, 1.0),
+        (int(midnight.timestamp() * 1000), 2.0),
+    ):
+        clock.ms = ms
+        tap(node, UID_RESIDENT, ts=ts)
+    assert [t.reason for t in taps(node)] == ["ok", "expired"]
 
 
 def test_a_stored_bound_no_calendar_holds_leaves_taps_decided(tmp_path: Path) -> None:
