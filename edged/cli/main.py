@@ -132,7 +132,7 @@ def not_started(config_file: Path) -> str:
 def check_config(files: list[Path]) -> int:
     """Exit 2 when a file is bad; a warning (edged.config.advice) leaves it ok."""
     from edged.config import load_config
-    from edged.config.advice import broker_in_clear
+    from edged.config.advice import broker_in_clear, venue_without_rooms
 
     bad = 0
     for file in files:
@@ -143,9 +143,10 @@ def check_config(files: list[Path]) -> int:
             print(exc, file=sys.stderr)
             continue
         print(f"{file}: ok")
-        if (clear := broker_in_clear(config.broker)) is not None:
-            what, todo = clear
-            print(f"{file}: warning: {what}; {todo}", file=sys.stderr)
+        for advice in (broker_in_clear(config.broker), venue_without_rooms(config)):
+            if advice is not None:
+                what, todo = advice
+                print(f"{file}: warning: {what}; {todo}", file=sys.stderr)
     return 2 if bad else 0
 
 

@@ -6,11 +6,14 @@ clear, and whoever is on the path (the venue's LAN, a hotspot, the mobile operat
 the node's traffic and can write its `cmd/` topics, so every command not signed is theirs
 to send. Local means on this machine: a loopback address (127.0.0.0/8, ::1) or `localhost`
 (and names under `.localhost`, RFC 6761); the node reaches its broker over TCP only.
+
+A venue whose door takes bookings without `[services.access] rooms`: the lists are the
+fleet's and carry every venue's bookings, so a booking of any room anywhere opens it.
 """
 
 import ipaddress
 
-from edged.config.models import BrokerConfig
+from edged.config.models import BrokerConfig, EdgedConfig
 
 
 def is_local_host(host: str) -> bool:
@@ -46,4 +49,18 @@ def broker_in_clear(broker: BrokerConfig) -> tuple[str, str] | None:
         "shipped broker, config/mosquitto/), with cert_file and key_file for a client "
         "certificate; or use a broker on this machine (localhost, 127.0.0.1, ::1)"
     )
+    return what, todo
+
+
+def venue_without_rooms(config: EdgedConfig) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when a venue's door opens for every booking in the
+    fleet's lists, because no room is named; None otherwise."""
+    access = config.services.access
+    if config.node.profile.value != "venue" or not access.enabled or access.rooms:
+        return None
+    what = (
+        "[services.access] rooms is not set at a venue: the access lists are the fleet's, so "
+        "a booking of any room, at any venue of the fleet, opens this door"
+    )
+    todo = 'name the rooms this door opens, e.g. rooms = ["ahun-salle-1"]'
     return what, todo

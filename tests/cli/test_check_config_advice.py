@@ -81,3 +81,35 @@ def test_a_name_that_only_looks_local_is_not_local(host: str) -> None:
 @pytest.mark.parametrize("host", ["LOCALHOST", "localhost.", "broker.localhost", "[::1]"])
 def test_the_spellings_of_this_machine_are_local(host: str) -> None:
     assert is_local_host(host)
+
+
+def venue_check(tmp_path: Path, access: str) -> subprocess.CompletedProcess[str]:
+    secret = tmp_path / "fleet.secret"
+    secret.write_bytes(os.urandom(32))
+    secret.chmod(0o600)
+    cfg = tmp_path / "venue.toml"
+    cfg.write_text(
+        '[node]\nfleet = "creuse"\nid = "venue-ahun"\nprofile = "venue"\n'
+        '[broker]\nhost = "localhost"\n'
+        f'[services.access]\nenabled = true\nsecret_file = "{secret}"\n{access}'
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=60,
+    )
+
+
+def test_a_venue_without_rooms_is_warned_that_every_fleet_booking_opens_it(
+    tmp_path: Path,
+) -> None:
+    out = venue_check(tmp_path, "")
+    assert out.returncode == 0 and ": ok" in out.stdout
+    assert "warning" in out.stderr and "rooms" in out.stderr and "any room" in out.stderr
+
+
+def test_a_venue_naming_its_rooms_gets_no_warning(tmp_path: Path) -> None:
+    out = venue_check(tmp_path, 'rooms = ["ahun-salle-1"]\n')
+    assert (out.returncode, out.stderr) == (0, "")

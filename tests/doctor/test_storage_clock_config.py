@@ -168,3 +168,17 @@ def test_a_remote_broker_without_tls_is_a_config_warning_that_says_to_add_tls(
 
 def test_a_broker_on_loopback_without_tls_is_no_warning(tmp_path: Path) -> None:
     assert clear_broker_lines(tmp_path, "127.0.0.1") == []
+
+
+def test_a_venue_door_without_rooms_is_a_config_warning(tmp_path: Path) -> None:
+    secret = tmp_path / "fleet.secret"
+    secret.write_bytes(os.urandom(32))
+    secret.chmod(0o600)
+    cfg = tmp_path / "venue.toml"
+    cfg.write_text(
+        '[node]\nfleet = "creuse"\nid = "venue-ahun"\nprofile = "venue"\n'
+        f'[broker]\nhost = "localhost"\n[outbox]\npath = "{tmp_path / "outbox.sqlite"}"\n'
+        f'[services.access]\nenabled = true\nsecret_file = "{secret}"\n'
+    )
+    (line,) = [c for c in load(cfg).checks if c.name == "venue_rooms"]
+    assert line.status is Status.WARN and "rooms = [" in line.advice
