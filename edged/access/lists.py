@@ -67,7 +67,10 @@ def _end_of_day(value: Any) -> Any:
     is the next day's 00:00 at the same offset: pydantic reads no hour 24, and one such
     booking made the whole list refused."""
     if isinstance(value, str) and (found := _END_OF_DAY.fullmatch(value)):
-        day = date.fromisoformat(found[1]) + timedelta(days=1)
+        try:
+            day = date.fromisoformat(found[1]) + timedelta(days=1)
+        except OverflowError:  # 9999-12-31: a bad list, not a command failing `internal`
+            raise ValueError("24:00 of 9999-12-31 is past the last time a list can hold") from None
         return f"{day.isoformat()}T00:00:00{found[2]}"
     return value
 

@@ -306,3 +306,12 @@ def test_24_00_is_only_the_end_of_a_real_day_with_a_zone(start: str) -> None:
     with pytest.raises(CommandError) as info:
         parse(signed(full_lists(2, bookings={"ab" * 16: [slot]})))
     assert info.value.code == "bad_lists"
+
+
+def test_24_00_on_the_calendars_last_day_is_refused_as_a_bad_list() -> None:
+    """The next day does not exist: the update is refused `bad_lists`, not failed
+    `internal` with an OverflowError (and a traceback in the log)."""
+    slot = {"room": "r1", "start": "9999-12-31T17:00:00Z", "end": "9999-12-31T24:00Z"}
+    with pytest.raises(CommandError) as info:
+        parse(signed(full_lists(2, bookings={"ab" * 16: [slot]})))
+    assert info.value.code == "bad_lists"
