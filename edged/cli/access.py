@@ -24,7 +24,8 @@ class AccessToolError(EdgedError):
 
 
 ENVELOPE_BYTES = 1024
-"""Room left in an `access.update` for the command around the arguments (`id`, `ts`, `sig`)."""
+"""Room left in an `access.update` for the command around the arguments (`id`, `ts`, `sig`,
+`kid`: ~250 bytes as `edgectl cmd` writes them, with the longest key id)."""
 
 
 def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -62,7 +63,8 @@ def sign_file(path: Path, key_path: Path) -> str:
     key = load_private_key(key_path)
     args = {"lists": document, "sig": sign_lists(key, document)}
     text = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
-    size = len(text.encode())
+    # measured as `edgectl cmd` sends it (non-ASCII as \uXXXX): never less than the text
+    size = len(json.dumps(args, separators=(",", ":")))
     if size + ENVELOPE_BYTES > LIST_BYTES:
         # the list is valid, but every node would refuse the command `too_large`
         raise AccessToolError(

@@ -95,3 +95,26 @@ def test_a_list_no_node_would_take_is_not_signed(
     )
     err = capsys.readouterr().err
     assert code == 2 and "4194304" in err and "delta" in err
+
+
+def test_a_list_signed_fits_the_access_update_edgectl_cmd_sends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lists sign` measures compact JSON; `edgectl cmd access.update @FILE` sent the same
+    arguments with a space after every `:` and `,` (~5 bytes a card), so a list it signed
+    near the limit was refused `too_large` by every node."""
+    from edged.access.lists import LIST_BYTES
+    from edged.ops.commands import make_request
+    from edged.security.signing import load_private_key
+
+    generate_key_file(tmp_path / "lists.key")
+    card = {"profile": "resident", "valid_until": "2026-12-31"}
+    cards = {f"{i:032x}": card for i in range(49_000)}
+    doc = {"kind": "full", "fleet": "creuse", "version": 4, "cards": cards}
+    key_file = tmp_path / "lists.key"
+    assert main(["lists", "sign", str(lists_file(tmp_path, doc)), "--key", str(key_file)]) == 0
+    args = json.loads(capsys.readouterr().out)
+    base = "edged/creuse/bus-12/cmd"
+    kid = "k" * 64  # the longest a [[security.keys]] id may be
+    request = make_request(base, "access.update", args, key=load_private_key(key_file), kid=kid)
+    assert len(request.payload) <= LIST_BYTES
