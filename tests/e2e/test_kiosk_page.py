@@ -365,6 +365,43 @@ async def test_a_stream_gone_silent_is_said_lost_and_replaced_by_a_new_one(
     await expect(page.locator("#link")).to_have_attribute("data-state", "online")
 
 
+async def test_a_stream_refused_after_a_silence_is_replaced_by_one_stream_not_two(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    """Back in the wifi after a long silence, the browser's own retry is refused (503): the
+    page's retry (3 s) and the watchdog's must not both open a stream, one of them never
+    closed (two streams a page, the second one soon refused by the server's limit)."""
+    page = browser.page
+    await page.clock.install()
+    page = await opened(kiosk, browser)
+    refused: list[Any] = []
+    opening: list[Any] = []
+
+    async def refuse(route: Any) -> None:
+        refused.append(route)
+        await route.fulfill(status=503, body="too_many_pages")
+
+    async def count(route: Any) -> None:
+        opening.append(route)
+        await route.continue_()
+
+    await page.route("**/api/events", refuse)
+    await kiosk.restart_server()  # the stream ends; the browser's retry is refused
+    for _ in range(100):
+        if refused:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # its error event: the page's retry is now pending
+    await page.unroute("**/api/events")
+    await page.route("**/api/events", count)
+    beat = kiosk.server.config.heartbeat_s
+    await page.clock.fast_forward(int((2 * beat + 6) * SECOND_MS))  # the retry and the watchdog
+    await expect(page.locator("#link")).to_have_attribute("data-state", "online")
+    await asyncio.sleep(1.0)
+    await page.unroute("**/api/events")
+    assert refused and len(opening) == 1
+
+
 # What the page did with the next event of a type (a key's, not its modifier's): listened
 # for last, after the page's own listeners.
 WATCH = """(type) => {

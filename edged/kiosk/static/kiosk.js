@@ -180,6 +180,7 @@
   let lostTimer = null;
   let source = null; // the live stream (EventSource)
   let heardAt = 0; // Date.now() when the stream last said anything (a state or a tick)
+  let retry = null; // the pending new stream after one was refused (setTimeout)
   let heard = null; // what screen readers were last told about (see `tell`)
   const mine = {}; // "kind|service" -> the last request this page made (from the POST answer)
   const notes = {}; // "kind|service" -> {key, until}: a passing note (saving, rate limited…)
@@ -838,6 +839,11 @@
   }
 
   function connect() {
+    // one stream a page: the watchdog's new stream and the retry after a refusal (the
+    // browser's own retry, back in the wifi after a silence) would otherwise both open one
+    clearTimeout(retry);
+    retry = null;
+    if (source) source.close();
     const stream = new EventSource("/api/events");
     source = stream;
     heardAt = Date.now();
@@ -860,7 +866,7 @@
       lost(true);
       if (stream.readyState === EventSource.CLOSED && stream === source) {
         // refused (too many pages, a proxy…): EventSource gives up; we do not
-        setTimeout(connect, 3000);
+        retry = setTimeout(connect, 3000);
       }
     });
   }
