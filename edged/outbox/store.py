@@ -195,6 +195,9 @@ class Outbox:
         """Journal records the disk refused at open, with their ids in the memory lane:
         likewise (`_store_again`), and kept in the journal meanwhile."""
         self._recovered_again: list[tuple[Record, int]] = []  # for the next commit
+        self._fold_next: list[int] = []
+        """Journal records of messages that left memory unstored (the broker took them, or a
+        newer one replaced them): folded with the next commit, or a restart sends them again."""
         self._memory_after: dict[int, int] = {}
         """Memory lane id -> the newest row id when its message went to memory: every row
         up to it was stamped before that message."""
@@ -719,6 +722,7 @@ class Outbox:
             or self._kv_dirty
             or self._streams_dirty
             or self._recovered_again
+            or self._fold_next
         )
 
     async def _commit_gathered(self) -> None:
@@ -737,8 +741,10 @@ class Outbox:
         streams = {name: self._seqs[name] for name in self._streams_dirty}
         self._streams_dirty.clear()
         marks = dict(self._seqs) if streams else None
+        gone, self._fold_next = self._fold_next, []
         rns = [item.rn for item in batch if item.rn is not None] + [r.rn for r, _ in recovered]
-        folded = self.journal.mark_with(rns)
+        rns += gone
+        folded = self.journal.mark_with(rns) if rns else None
         records = [r for r, _ in recovered]
         try:
             results = await self._call(
@@ -753,6 +759,7 @@ class Outbox:
             self._kv_dirty.update(kv or ())
             self._unstored.extend((i, i.again) for i in batch if i.again is not None)
             self._recovered.extend(recovered)
+            self._fold_next[:0] = gone
             self._keep_in_memory([i for i in batch if i.again is None], exc)
             log.error("outbox commit failed: %s", exc)
             raise
@@ -801,6 +808,8 @@ class Outbox:
             pub = item.pub
             overtaken = item.seq < self._seqs.get(pub.stream, 0)
             if not hold(mids) or (overtaken and pub.spec.latest_only):
+                if item.rn is not None:
+                    self._fold_next.append(item.rn)
                 continue
             future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
             future.add_done_callback(_retrieved)  # its caller had NotDurableError
@@ -812,20 +821,26 @@ class Outbox:
         for r, mid in self._recovered:
             overtaken = r.seq < self._seqs.get(r.stream, 0)
             if not hold([mid]) or (overtaken and r.latest_only):
+                self._fold_next.append(r.rn)
                 continue
             record = dataclasses.replace(r, retain=False) if overtaken else r
             self._recovered_again.append((record, mid))
         self._recovered = []
         if again:
             self._pending[:0] = again
-        if again or self._recovered_again:
+        if again or self._recovered_again or self._fold_next:
             self._wake_writer.set()
 
     def _keep_in_memory(self, batch: list[_Pending], exc: BaseException) -> None:
         """The batch's messages wait in memory, and for a commit that succeeds
         (`_store_again`)."""
         memory = self.memory
-        self._unstored = [(i, mids) for i, mids in self._unstored if memory.holds(mids)]
+        unstored, self._unstored = self._unstored, []
+        for i, held in unstored:
+            if memory.holds(held):
+                self._unstored.append((i, held))
+            elif i.rn is not None:  # sent from memory: not to be sent again at a restart
+                self._fold_next.append(i.rn)
         after = self._memory_after
         for mid in [mid for mid in after if not memory.holds([mid])]:
             del after[mid]
@@ -871,11 +886,12 @@ class Outbox:
         streams: dict[str, int],
         marks: dict[str, int] | None = None,
         state_rn: int = 0,
-        folded: int = 0,
+        folded: int | None = None,
         records: list[Record] | None = None,
     ) -> list[PutResult | BaseException]:
         """One transaction of `batch`, `acks` and the state; `folded`: the journal's mark
-        once this batch is in (`Journal.mark_with`), never past a record not yet stored;
+        once this batch is in (`Journal.mark_with`), never past a record not yet stored
+        (None: the mark does not move);
         `records`: journal records the disk refused at open, stored as the open would."""
         db = self._db
         assert db is not None, "outbox not open"
@@ -884,12 +900,10 @@ class Outbox:
         important = any(item.pub.priority <= Priority.TRIP for item in batch) or any(
             r.prio <= Priority.TRIP for r in records or ()
         )
-        rns = [item.rn for item in batch if item.rn is not None]
-        rns += [r.rn for r in records or ()]
         # the state store first: its seq marks are never below what the outbox holds, so
         # an outbox that loses writes shows as a gap (and its services' state stays whole)
         if kv is not None or streams:
-            meta = {JOURNAL_MARK: str(self.journal.mark)} if rns else {}
+            meta = {JOURNAL_MARK: str(self.journal.mark)} if folded is not None else {}
             if state_rn:
                 meta[JOURNAL_STATE_MARK] = str(state_rn)
             self.state.commit(kv, streams, sync=kv is not None and important, meta=meta)
@@ -932,7 +946,8 @@ class Outbox:
                     "ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
                     streams.items(),
                 )
-            if rns:  # not max(rns): an older record the disk refused is not folded
+            if folded is not None:  # not max(rns): an older record the disk refused is not
+                # folded
                 self._set_meta(db, JOURNAL_MARK, str(folded))
             db.execute("COMMIT")
         except BaseException:

@@ -828,3 +828,31 @@ async def test_a_retained_message_stored_before_one_kept_in_memory_is_superseded
         await box.close()
     assert flags == [(False, False), (True, True)], flags
     assert restored == [False], "a broker that lost its store gets the clearing back"
+
+
+async def test_an_alarm_sent_from_memory_is_not_sent_again_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The panic pressed on a full disk goes out from memory and the broker takes it;
+    space comes back and a tap commits. The journal's mark must pass the panic's record:
+    a restart sending it again would be a duplicate the broker had acknowledged (and, for
+    a journal that filled meanwhile, a raise over its clearing)."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        box = await started(config)
+        filler = fill(disk)
+        box.put_nowait(alarm())
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        sent = await box.next_batch(10)
+        assert [m.topic for m in sent] == [TOPICS.base + "/alarm/panic"]
+        box.ack(sent[0])
+        filler.unlink()
+        committed = box.put_nowait(tap(1))
+        await box.flush()
+        await committed
+        await box.close()
+        box = await started(config)
+        topics = [m.topic for m in await drain(box)]
+        await box.close()
+    assert TOPICS.base + "/alarm/panic" not in topics, topics
