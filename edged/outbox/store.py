@@ -86,6 +86,7 @@ JOURNAL_STATE_MARK = "journal_state_rn"
 """State store meta: the journal record (rn) up to which the state that journaled messages
 carried is in the state store; a newer record's state is applied at the next start."""
 RETAINED_IDS_KEY = "outbox.retained_ids"
+OVERTAKEN_KEY = "outbox.overtaken"  # `_overtaken` by a message the broker took from memory
 """State key: the row id of the newest message of each retained topic the broker took. An
 older row of that topic (refused, then tried again; left from a session that ended) is
 `superseded`: sent retained, it would put the broker's retained value back in time."""
@@ -204,6 +205,7 @@ class Outbox:
         self._overtaken: dict[str, int] = {}
         """Retained topic -> rows up to this id are older than a message of that topic
         handed out from memory (`next_batch`), which memory sends first: `superseded`."""
+        self._kept_overtaken: dict[str, int] = {}  # OVERTAKEN_KEY: those the broker took
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
         self._counts = _Counts()
@@ -285,6 +287,12 @@ class Outbox:
             self._retained_ids = {
                 str(t): i for t, i in known.items() if isinstance(i, int) and 0 < i <= top
             }
+        overtaken = self.get_state(OVERTAKEN_KEY, {})
+        if isinstance(overtaken, dict):  # rows still queued may be older than the broker's
+            self._overtaken = {
+                str(t): i for t, i in overtaken.items() if isinstance(i, int) and 0 < i <= top
+            }
+            self._kept_overtaken = dict(self._overtaken)
 
     def _open_database(self, path: Path) -> dict[str, Any]:
         """Open the outbox file; a corrupt one is moved aside (what it still gives back is
@@ -648,9 +656,13 @@ class Outbox:
         """The broker has the message (PUBACK, or written for QoS 0): delete it soon."""
         if msg.id < 0:
             self.memory.ack(msg.id)
-            self._memory_after.pop(msg.id, None)
+            after = self._memory_after.pop(msg.id, 0)
             if msg.retain:  # the topic's value now (`retained`), though in no row
                 self._taken[msg.topic] = msg
+                if after > self._kept_overtaken.get(msg.topic, 0):
+                    # kept: a restart must not send a row stamped before it retained
+                    self._kept_overtaken[msg.topic] = after
+                    self.set_state(OVERTAKEN_KEY, self._kept_overtaken)
             return
         if msg.id not in self._inflight:
             return  # acknowledged twice, or from a session that was reset

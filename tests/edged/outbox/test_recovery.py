@@ -856,3 +856,33 @@ async def test_an_alarm_sent_from_memory_is_not_sent_again_after_a_restart(
         topics = [m.topic for m in await drain(box)]
         await box.close()
     assert TOPICS.base + "/alarm/panic" not in topics, topics
+
+
+async def test_a_retained_message_overtaken_from_memory_stays_overtaken_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The panic is stored, unsent; the disk fills and its clearing waits in memory. The
+    link takes the clearing only, then drops; space comes back and the node restarts: the
+    raise, still queued, must go without the retain flag, or the broker keeps a cleared
+    panic as active."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        box = await started(config)
+        box.put_nowait(alarm())
+        await box.flush()
+        filler = fill(disk)
+        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
+        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        taken = await box.next_batch(1)
+        assert [json.loads(m.payload)["active"] for m in taken] == [False]
+        box.ack(taken[0])
+        filler.unlink()
+        await box.flush()
+        await box.close()
+        box = await started(config)
+        batch = await box.next_batch(10)
+        flags = [(json.loads(m.payload)["active"], box.superseded(m)) for m in batch]
+        await box.close()
+    assert flags == [(True, True)], flags
