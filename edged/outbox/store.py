@@ -663,6 +663,8 @@ class Outbox:
                     # kept: a restart must not send a row stamped before it retained
                     self._kept_overtaken[msg.topic] = after
                     self.set_state(OVERTAKEN_KEY, self._kept_overtaken)
+                self._acks.append(msg)  # to `retained`: a broker's restore after a restart
+                self._wake_writer.set()
             return
         if msg.id not in self._inflight:
             return  # acknowledged twice, or from a session that was reset
@@ -981,15 +983,16 @@ class Outbox:
     def _delete_acked(self, db: sqlite3.Connection, acks: list[Stored]) -> None:
         # one statement text for any number of acks (`edged.outbox.idsets`), a step per
         # run of consecutive ids: a drain acknowledges them mostly in order
-        db.executemany("DELETE FROM msg WHERE id BETWEEN ? AND ?", idsets.runs(m.id for m in acks))
-        for m in acks:
+        rows = [m for m in acks if m.id > 0]  # not those the broker took from memory
+        db.executemany("DELETE FROM msg WHERE id BETWEEN ? AND ?", idsets.runs(m.id for m in rows))
+        for m in rows:
             self._counts.rows -= 1
             self._counts.bytes -= m.size
             self._counts.by_prio[m.priority] -= 1
         retained: dict[str, Stored] = {}
         for m in acks:  # the newest of each topic the broker took (`ack` noted its id)
             newest = m.id >= self._retained_ids.get(m.topic, 0)
-            if m.retain and newest and m.id > self._overtaken.get(m.topic, 0):
+            if m.retain and (m.id < 0 or (newest and m.id > self._overtaken.get(m.topic, 0))):
                 retained[m.topic] = m
         if retained:
             db.executemany(

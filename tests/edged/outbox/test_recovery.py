@@ -886,3 +886,31 @@ async def test_a_retained_message_overtaken_from_memory_stays_overtaken_after_a_
         flags = [(json.loads(m.payload)["active"], box.superseded(m)) for m in batch]
         await box.close()
     assert flags == [(True, True)], flags
+
+
+async def test_a_retained_message_the_broker_took_from_memory_is_restored_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The panic is sent and taken; its clearing, refused by a full disk, goes out from
+    memory and the broker takes it; space comes back and the node restarts. A broker that
+    lost its store then gets the clearing back, not the raise."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        box = await started(config)
+        box.put_nowait(alarm())
+        await box.flush()
+        assert [json.loads(m.payload)["active"] for m in await drain(box)] == [True]
+        filler = fill(disk)
+        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
+        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
+        with pytest.raises(sqlite3.OperationalError):
+            await box.flush()
+        taken = await box.next_batch(10)
+        box.ack(taken[0])
+        filler.unlink()
+        await box.flush()
+        await box.close()
+        box = await started(config)
+        restored = [json.loads(p)["active"] for _, p, _ in await box.retained()]
+        await box.close()
+    assert restored == [False], restored
