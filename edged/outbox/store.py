@@ -483,19 +483,7 @@ class Outbox:
 
         def fold() -> None:
             for r in records:
-                self._insert_row(
-                    db,
-                    r.prio,
-                    r.topic,
-                    r.payload,
-                    r.qos,
-                    r.retain,
-                    r.stream,
-                    r.seq,
-                    r.created,
-                    r.latest_only,
-                    None,
-                )
+                self._insert_record(db, r)
             db.executemany(
                 "INSERT INTO streams(name, seq) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
@@ -941,19 +929,7 @@ class Outbox:
             for item in batch:
                 results.append(self._insert(db, item))
             for r in records or ():
-                self._insert_row(
-                    db,
-                    r.prio,
-                    r.topic,
-                    r.payload,
-                    r.qos,
-                    r.retain,
-                    r.stream,
-                    r.seq,
-                    r.created,
-                    r.latest_only,
-                    None,
-                )
+                self._insert_record(db, r)
             if streams:
                 db.executemany(
                     "INSERT INTO streams(name, seq) VALUES (?, ?) "
@@ -1099,6 +1075,13 @@ class Outbox:
             f"outbox full ({counts.rows} rows, {counts.bytes} bytes{', ' + why if why else ''}): "
             f"{pub.topic} refused; the uplink has been down too long or the caps are too small"
         )
+
+    def _insert_record(self, db: sqlite3.Connection, r: Record) -> None:
+        """A journal record as a row, as it was written (its epoch, seq and bytes)."""
+        self._insert_row(
+            db, r.prio, r.topic, r.payload, r.qos, r.retain, r.stream, r.seq, r.created,
+            r.latest_only, None,
+        )  # fmt: skip
 
     def _insert_row(
         self,
