@@ -5,6 +5,7 @@ or that allows few publishes in flight."""
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,19 @@ async def _ignore(_: object) -> None:
     return None
 
 
+def _uplink(port: int, outbox: Outbox, counters: Counters, **broker: Any) -> Uplink:
+    """The node's uplink to the broker on `port`; `broker`: its other `[broker]` settings."""
+    return Uplink(
+        BrokerConfig(host="127.0.0.1", port=port, **broker),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=_ignore,
+        counters=counters,
+    )
+
+
 async def test_a_birth_and_a_direct_publish_the_broker_refuses_are_not_taken_as_sent(
     tmp_path: Path, outbox: Outbox
 ) -> None:
@@ -38,15 +52,7 @@ async def test_a_birth_and_a_direct_publish_the_broker_refuses_are_not_taken_as_
     acl.write_text("topic readwrite rnst/v1/test/n1/position\ntopic read rnst/v1/test/n1/cmd/#\n")
     broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
     counters = Counters()
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=_ignore,
-        counters=counters,
-    )
+    uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=0.2)
     task = asyncio.create_task(uplink.run())
     try:
         for _ in range(200):
@@ -76,15 +82,7 @@ async def test_copies_on_response_topics_the_broker_refuses_are_dropped_and_said
     acl.write_text("topic readwrite rnst/v1/#\n")
     broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
     counters = Counters()
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=_ignore,
-        counters=counters,
-    )
+    uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=0.2)
     for i in range(100):
         reply = Reply(id=f"c{i}", ok=True, result={})
         outbox.put_nowait(
@@ -115,15 +113,7 @@ async def test_a_flood_of_refused_replies_does_not_hold_back_the_first_word_of_a
     acl.write_text("topic readwrite rnst/v1/test/n1/state\ntopic read rnst/v1/test/n1/cmd/#\n")
     broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
     counters = Counters()
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=_ignore,
-        counters=counters,
-    )
+    uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=0.2)
     for i in range(15):
         reply = Reply(id=f"c{i}", ok=True, result={})
         await outbox.put_nowait(Publication.make(TOPICS, REPLY, reply, name=f"ping{i}"))
@@ -151,15 +141,7 @@ async def test_a_broker_sending_the_node_to_another_server_names_it_in_the_log_a
     said which: played by the proxy in front of a real Mosquitto."""
     broker = Mosquitto(tmp_path).start()
     proxy = await MqttProxy(broker.port).start()
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=proxy.port, reconnect_min_s=5.0),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=_ignore,
-        counters=Counters(),
-    )
+    uplink = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=5.0)
     task = asyncio.create_task(uplink.run())
     try:
         await wait_until(lambda: uplink.connected, 10, "the session")
@@ -191,15 +173,7 @@ async def test_direct_publishes_beside_a_full_drain_wait_within_a_small_receive_
     proxy = await MqttProxy(broker.port, Quirks(withhold_pubacks=True, withhold_after=1)).start()
     for i in range(10):
         await outbox.put_nowait(Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=True)))
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=proxy.port, reconnect_min_s=5.0),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=_ignore,
-        counters=Counters(),
-    )
+    uplink = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=5.0)
     task = asyncio.create_task(uplink.run())
     try:
         await wait_until(lambda: proxy.withheld == receive_max, 10, "the drain's window")
@@ -226,15 +200,7 @@ async def test_a_direct_publish_waiting_for_room_goes_once_the_one_beside_it_is_
     when the first's PUBACK came, but only a PUBACK of the drain's woke a waiter: with
     nothing in the outbox the second waited its whole time-out and was not sent."""
     broker = Mosquitto(tmp_path, extra="max_inflight_messages 1").start()
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=5.0),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=_ignore,
-        counters=Counters(),
-    )
+    uplink = _uplink(broker.port, outbox, Counters(), reconnect_min_s=5.0)
     task = asyncio.create_task(uplink.run())
     try:
         await wait_until(lambda: uplink.connected, 10, "the session")
@@ -267,15 +233,7 @@ async def test_a_link_lost_twice_with_the_panic_alarm_in_flight_holds_it_back_no
     panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
     await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
     counters = Counters()
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=proxy.port, protocol=protocol, reconnect_min_s=0.1),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=_ignore,
-        counters=counters,
-    )
+    uplink = _uplink(proxy.port, outbox, counters, protocol=protocol, reconnect_min_s=0.1)
     task = asyncio.create_task(uplink.run())
     try:
         for lost in (1, 2):  # the birth's PUBACK comes, the alarm's does not: the link dies
