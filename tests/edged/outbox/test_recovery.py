@@ -19,9 +19,16 @@ from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError
 from edged.outbox import Outbox, Publication, Stored
 from edged.outbox.journal import HEAD, MAGIC
-from edged.payloads import Alarm
-from edged.topics import ALARM, TAP
-from tests.edged.outbox.test_store import TOPICS, alarm, door, drain, position, seqs
+from edged.topics import TAP
+from tests.edged.outbox.test_store import (
+    TOPICS,
+    alarm,
+    alarm_cleared,
+    door,
+    drain,
+    position,
+    seqs,
+)
 from tests.helpers.burst_node import tap_event
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
 
@@ -52,6 +59,16 @@ async def with_history(config: OutboxConfig, doors: int = 5) -> list[dict[str, o
 
 def tap(i: int) -> Publication:
     return Publication.make(TOPICS, TAP, tap_event(i))
+
+
+async def refused_by_full_disk(box: Outbox, disk: Path, pub: Publication) -> Path:
+    """`pub` put with the disk full: its commit fails and it waits in memory. The file
+    filling the disk is returned: removed, space is back."""
+    filler = fill(disk)
+    box.put_nowait(pub)
+    with pytest.raises(sqlite3.OperationalError):
+        await box.flush()
+    return filler
 
 
 def causes(box: Outbox) -> list[str]:
@@ -678,10 +695,7 @@ async def test_an_alarm_the_full_disk_refused_comes_back_after_a_restart_once_sp
     with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
         config = cfg(disk)
         box = await started(config)
-        filler = fill(disk)
-        box.put_nowait(alarm())
-        with pytest.raises(sqlite3.OperationalError):
-            await box.flush()
+        filler = await refused_by_full_disk(box, disk, alarm())
         filler.unlink()
         committed = box.put_nowait(tap(1))
         await box.flush()
@@ -702,10 +716,7 @@ async def test_messages_kept_in_memory_are_stored_once_the_disk_takes_writes_aga
     with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
         config = cfg(disk)
         box = await started(config)
-        filler = fill(disk)
-        box.put_nowait(door(1))
-        with pytest.raises(sqlite3.OperationalError):
-            await box.flush()
+        filler = await refused_by_full_disk(box, disk, door(1))
         filler.unlink()
         box.put_nowait(door(2))
         await box.flush()
@@ -719,10 +730,7 @@ async def test_messages_kept_in_memory_are_stored_once_the_disk_takes_writes_aga
 async def test_a_message_stored_again_from_memory_is_sent_once(tmp_path: Path) -> None:
     with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
         box = await started(cfg(disk))
-        filler = fill(disk)
-        box.put_nowait(door(1))
-        with pytest.raises(sqlite3.OperationalError):
-            await box.flush()
+        filler = await refused_by_full_disk(box, disk, door(1))
         filler.unlink()
         box.put_nowait(door(2))
         await box.flush()
@@ -768,13 +776,9 @@ async def test_a_retained_message_stored_again_never_overtakes_a_newer_one_of_it
     retained value again (a cleared panic shown active): it goes without the retain flag."""
     with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
         box = await started(cfg(disk))
-        filler = fill(disk)
-        box.put_nowait(alarm())
-        with pytest.raises(sqlite3.OperationalError):
-            await box.flush()
+        filler = await refused_by_full_disk(box, disk, alarm())
         filler.unlink()
-        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
-        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
+        box.put_nowait(alarm_cleared())
         await box.flush()
         sent = await drain(box)
         await box.close()
@@ -795,8 +799,7 @@ async def test_a_journaled_alarm_stored_late_never_overtakes_its_clearing(
         filler = fill(disk)
         box = await started(config)
         filler.unlink()
-        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
-        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
+        box.put_nowait(alarm_cleared())
         await box.flush()
         sent = await drain(box)
         await box.close()
@@ -815,11 +818,7 @@ async def test_a_retained_message_stored_before_one_kept_in_memory_is_superseded
         box = await started(cfg(disk))
         box.put_nowait(alarm())
         await box.flush()
-        fill(disk)
-        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
-        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
-        with pytest.raises(sqlite3.OperationalError):
-            await box.flush()
+        await refused_by_full_disk(box, disk, alarm_cleared())
         batch = await box.next_batch(10)
         flags = [(json.loads(m.payload)["active"], box.superseded(m)) for m in batch]
         for m in batch:  # the broker took both
@@ -840,10 +839,7 @@ async def test_an_alarm_sent_from_memory_is_not_sent_again_after_a_restart(
     with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
         config = cfg(disk)
         box = await started(config)
-        filler = fill(disk)
-        box.put_nowait(alarm())
-        with pytest.raises(sqlite3.OperationalError):
-            await box.flush()
+        filler = await refused_by_full_disk(box, disk, alarm())
         sent = await box.next_batch(10)
         assert [m.topic for m in sent] == [TOPICS.base + "/alarm/panic"]
         box.ack(sent[0])
@@ -870,11 +866,7 @@ async def test_a_retained_message_overtaken_from_memory_stays_overtaken_after_a_
         box = await started(config)
         box.put_nowait(alarm())
         await box.flush()
-        filler = fill(disk)
-        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
-        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
-        with pytest.raises(sqlite3.OperationalError):
-            await box.flush()
+        filler = await refused_by_full_disk(box, disk, alarm_cleared())
         taken = await box.next_batch(1)
         assert [json.loads(m.payload)["active"] for m in taken] == [False]
         box.ack(taken[0])
@@ -900,11 +892,7 @@ async def test_a_retained_message_the_broker_took_from_memory_is_restored_after_
         box.put_nowait(alarm())
         await box.flush()
         assert [json.loads(m.payload)["active"] for m in await drain(box)] == [True]
-        filler = fill(disk)
-        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
-        box.put_nowait(Publication.make(TOPICS, ALARM, cleared, name="panic"))
-        with pytest.raises(sqlite3.OperationalError):
-            await box.flush()
+        filler = await refused_by_full_disk(box, disk, alarm_cleared())
         taken = await box.next_batch(10)
         box.ack(taken[0])
         filler.unlink()
