@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edged.config.advice import is_local_host
+from tests.helpers.nodes import write_venue_config
 
 NODE = '[node]\nfleet = "creuse"\nid = "shuttle-07"\nprofile = "shuttle"\n'
 CREDENTIALS = 'username = "creuse.shuttle-07"\npassword_file = "pw"\n'
@@ -22,6 +23,11 @@ def check_config(tmp_path: Path, broker: str) -> subprocess.CompletedProcess[str
     (tmp_path / "ca.crt").write_text("not read by check-config\n")
     cfg = tmp_path / "n.toml"
     cfg.write_text(NODE + "[broker]\n" + broker)
+    return run_check_config(cfg)
+
+
+def run_check_config(cfg: Path) -> subprocess.CompletedProcess[str]:
+    """`edged check-config CFG` as a process: the CLI a person runs."""
     return subprocess.run(
         [sys.executable, "-m", "edged", "check-config", str(cfg)],
         capture_output=True,
@@ -84,22 +90,7 @@ def test_the_spellings_of_this_machine_are_local(host: str) -> None:
 
 
 def venue_check(tmp_path: Path, access: str) -> subprocess.CompletedProcess[str]:
-    secret = tmp_path / "fleet.secret"
-    secret.write_bytes(os.urandom(32))
-    secret.chmod(0o600)
-    cfg = tmp_path / "venue.toml"
-    cfg.write_text(
-        '[node]\nfleet = "creuse"\nid = "venue-ahun"\nprofile = "venue"\n'
-        '[broker]\nhost = "localhost"\n'
-        f'[services.access]\nenabled = true\nsecret_file = "{secret}"\n{access}'
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "edged", "check-config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=60,
-    )
+    return run_check_config(write_venue_config(tmp_path, access=access))
 
 
 def test_a_venue_without_rooms_is_warned_that_every_fleet_booking_opens_it(

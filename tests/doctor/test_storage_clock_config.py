@@ -14,6 +14,7 @@ from edged.doctor.storage import check_outbox
 from tests.doctor.conftest import as_nobody, config
 from tests.helpers.broker import free_port
 from tests.helpers.disk import mounted_tmpfs
+from tests.helpers.nodes import write_venue_config
 
 MiB = 1 << 20
 
@@ -171,14 +172,7 @@ def test_a_broker_on_loopback_without_tls_is_no_warning(tmp_path: Path) -> None:
 
 
 def test_a_venue_door_without_rooms_is_a_config_warning(tmp_path: Path) -> None:
-    secret = tmp_path / "fleet.secret"
-    secret.write_bytes(os.urandom(32))
-    secret.chmod(0o600)
-    cfg = tmp_path / "venue.toml"
-    cfg.write_text(
-        '[node]\nfleet = "creuse"\nid = "venue-ahun"\nprofile = "venue"\n'
-        f'[broker]\nhost = "localhost"\n[outbox]\npath = "{tmp_path / "outbox.sqlite"}"\n'
-        f'[services.access]\nenabled = true\nsecret_file = "{secret}"\n'
-    )
+    outbox = f'[outbox]\npath = "{tmp_path / "outbox.sqlite"}"\n'
+    cfg = write_venue_config(tmp_path, extra=outbox)
     (line,) = [c for c in load(cfg).checks if c.name == "venue_rooms"]
     assert line.status is Status.WARN and "rooms = [" in line.advice

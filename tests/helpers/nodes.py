@@ -94,6 +94,21 @@ enabled = {"true" if kiosk else "false"}  # tests that want the page turn it on
     return path
 
 
+def write_venue_config(tmp: Path, *, access: str = "", extra: str = "") -> Path:
+    """A venue's config with its door's access service on (a fleet secret made for it),
+    `access`: more `[services.access]` lines; `extra`: more sections before it."""
+    secret = tmp / "fleet.secret"
+    secret.write_bytes(os.urandom(32))
+    secret.chmod(0o600)
+    cfg = tmp / "venue.toml"
+    cfg.write_text(
+        '[node]\nfleet = "creuse"\nid = "venue-ahun"\nprofile = "venue"\n'
+        f'[broker]\nhost = "localhost"\n{extra}'
+        f'[services.access]\nenabled = true\nsecret_file = "{secret}"\n{access}'
+    )
+    return cfg
+
+
 def start_daemon(config: Path, log: Path) -> "subprocess.Popen[bytes]":
     """`edged run` as a separate process, as systemd would start it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
