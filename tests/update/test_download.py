@@ -28,7 +28,7 @@ from tests.helpers.disk import mounted_tmpfs
 from tests.helpers.fileserver import FileServer
 from tests.helpers.relay import relay
 from tests.update.test_manager import manager
-from tests.update.test_work_dir_faults import failed, recording
+from tests.update.test_work_dir_faults import recording, run_until_failed
 
 
 def transfer(url: str, blob: Path, tmp_path: Path, pki: Path, **kw: object) -> Transfer:
@@ -240,13 +240,7 @@ async def test_a_server_too_slow_three_connections_in_a_row_fails_the_update(
     m.config = UpdateConfig(min_free_mb=0, min_bytes_per_s=1000, slow_s=0.5)
     m.host.ca_file = server_pki / "ca.crt"
     said = recording(m)
-    run = asyncio.create_task(m.run())
-    try:
-        await asyncio.sleep(0)
-        await m.command_apply(apply_args(server.serve("b", blob, **TRICKLE), blob))
-        status = await failed(said, run)
-    finally:
-        run.cancel()
+    status = await run_until_failed(m, said, apply_args(server.serve("b", blob, **TRICKLE), blob))
     assert status.code == "download_failed", status
     assert "3 connections in a row" in (status.reason or ""), status.reason
     assert "min_bytes_per_s" in (status.reason or "")
@@ -317,14 +311,8 @@ async def test_a_server_that_hangs_up_each_trickled_connection_fails_at_download
     )
     m.host.ca_file = server_pki / "ca.crt"
     said = recording(m)
-    run = asyncio.create_task(m.run())
     started = time.monotonic()
-    try:
-        await asyncio.sleep(0)
-        await m.command_apply(apply_args(server.serve("b", blob, **HANG_UP), blob))
-        status = await failed(said, run)
-    finally:
-        run.cancel()
+    status = await run_until_failed(m, said, apply_args(server.serve("b", blob, **HANG_UP), blob))
     assert status.code == "download_failed", status
     assert "download_max_s" in (status.reason or ""), status.reason
     assert time.monotonic() - started < 6
@@ -346,11 +334,7 @@ async def test_the_time_a_download_took_before_a_restart_counts_against_download
             switch="now", download_s=99.5)
     )  # fmt: skip
     said = recording(m)
-    run = asyncio.create_task(m.run())
-    try:
-        status = await failed(said, run)
-    finally:
-        run.cancel()
+    status = await run_until_failed(m, said)
     assert status.code == "download_failed", status
     assert "download_max_s" in (status.reason or ""), status.reason
 

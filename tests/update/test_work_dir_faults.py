@@ -86,6 +86,21 @@ async def failed(said: list[UpdateStatus], run: "asyncio.Task[None]") -> UpdateS
     raise AssertionError(f"no `failed` said: {[s.state for s in said]}")
 
 
+async def run_until_failed(
+    m: UpdateManager, said: list[UpdateStatus], args: dict[str, Any] | None = None
+) -> UpdateStatus:
+    """Run the manager (sent `update.apply` with `args` first, if given) until it says
+    `failed`, and stop it."""
+    run = asyncio.create_task(m.run())
+    try:
+        if args is not None:
+            await asyncio.sleep(0)
+            await m.command_apply(args)
+        return await failed(said, run)
+    finally:
+        run.cancel()
+
+
 async def test_a_disk_filled_up_mid_download_gets_its_room_back_and_says_no_space(
     tmp_path: Path, server: FileServer, server_pki: Path, blob: Path
 ) -> None:
@@ -102,11 +117,7 @@ async def test_a_disk_filled_up_mid_download_gets_its_room_back_and_says_no_spac
         m = manager(tmp_path)
         m.host.ca_file = server_pki / "ca.crt"
         said = recording(m)
-        run = asyncio.create_task(m.run())
-        try:
-            status = await failed(said, run)
-        finally:
-            run.cancel()
+        status = await run_until_failed(m, said)
         assert status.code == "no_space", status
         assert not list((root / WORK).glob("*.part")), "the bundle's bytes are still there"
         job = WorkDir(root).job()
