@@ -71,6 +71,16 @@ async def refused_by_full_disk(box: Outbox, disk: Path, pub: Publication) -> Pat
     return filler
 
 
+async def sent_after_restart(box: Outbox, config: OutboxConfig) -> list[Stored]:
+    """`box` closed (the ignition off, the link still down) and opened again: what it
+    sends then."""
+    await box.close()
+    box = await started(config)
+    sent = await drain(box)
+    await box.close()
+    return sent
+
+
 def causes(box: Outbox) -> list[str]:
     return [loss.cause for loss in box.losses]
 
@@ -700,10 +710,8 @@ async def test_an_alarm_the_full_disk_refused_comes_back_after_a_restart_once_sp
         committed = box.put_nowait(tap(1))
         await box.flush()
         await committed  # the disk takes writes again
-        await box.close()  # no link meanwhile: the alarm never left memory
-        box = await started(config)
-        topics = [m.topic for m in await drain(box)]
-        await box.close()
+        # no link meanwhile: the alarm never left memory
+        topics = [m.topic for m in await sent_after_restart(box, config)]
     assert TOPICS.base + "/alarm/panic" in topics, topics
 
 
@@ -720,10 +728,8 @@ async def test_messages_kept_in_memory_are_stored_once_the_disk_takes_writes_aga
         filler.unlink()
         box.put_nowait(door(2))
         await box.flush()
-        await box.close()  # no link meanwhile: door 1 never left memory
-        box = await started(config)
-        sent = seqs(await drain(box))
-        await box.close()
+        # no link meanwhile: door 1 never left memory
+        sent = seqs(await sent_after_restart(box, config))
     assert sorted(sent) == [1, 2], sent
 
 
@@ -761,10 +767,7 @@ async def test_an_alarm_recovered_from_the_journal_on_a_full_disk_survives_the_n
         filler.unlink()
         box.put_nowait(tap(1))
         await box.flush()
-        await box.close()
-        box = await started(config)
-        topics = [m.topic for m in await drain(box)]
-        await box.close()
+        topics = [m.topic for m in await sent_after_restart(box, config)]
     assert TOPICS.base + "/alarm/panic" in topics, topics
 
 
@@ -847,10 +850,7 @@ async def test_an_alarm_sent_from_memory_is_not_sent_again_after_a_restart(
         committed = box.put_nowait(tap(1))
         await box.flush()
         await committed
-        await box.close()
-        box = await started(config)
-        topics = [m.topic for m in await drain(box)]
-        await box.close()
+        topics = [m.topic for m in await sent_after_restart(box, config)]
     assert TOPICS.base + "/alarm/panic" not in topics, topics
 
 
