@@ -73,7 +73,8 @@ def cable(make: Make) -> Iterator[Cable]:
             node.close()
 
 
-def udp_echo(port: int) -> socket.socket:
+def udp_tagged(port: int, tag: bytes) -> socket.socket:
+    """A UDP server that answers `tag` + the query: which server answered shows."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((NODE_IP, port))
 
@@ -81,12 +82,16 @@ def udp_echo(port: int) -> socket.socket:
         try:
             while True:
                 data, peer = sock.recvfrom(2048)
-                sock.sendto(data, peer)
+                sock.sendto(tag + data, peer)
         except OSError:
             return  # closed
 
     threading.Thread(target=serve, daemon=True).start()
     return sock
+
+
+def udp_echo(port: int) -> socket.socket:
+    return udp_tagged(port, b"")
 
 
 def tcp_listener(port: int) -> socket.socket:
@@ -217,23 +222,6 @@ def test_a_phone_at_many_addresses_gets_no_more_dns_answers_than_one_phone(
     got = cable.phone.call(dns_floods_from, aliases, cable.dns_port)
     # one burst, and what refills in the three half seconds the replies are awaited
     assert isinstance(got, int) and 1 <= got <= 2 * DNS_PER_S + 3 * DNS_PER_S // 2 + 5
-
-
-def udp_tagged(port: int, tag: bytes) -> socket.socket:
-    """A UDP server that answers `tag` + the query: which server answered shows."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((NODE_IP, port))
-
-    def serve() -> None:
-        try:
-            while True:
-                data, peer = sock.recvfrom(2048)
-                sock.sendto(tag + data, peer)
-        except OSError:
-            return  # closed
-
-    threading.Thread(target=serve, daemon=True).start()
-    return sock
 
 
 def ask(sock: socket.socket) -> bytes | None:
