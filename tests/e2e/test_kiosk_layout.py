@@ -72,13 +72,19 @@ async def test_three_services_and_an_urgent_announcement_fit_every_screen(
         assert browser.errors == []
 
 
+async def show_a_full_board(kiosk: Kiosk) -> None:
+    """Seats, twelve long services, eight stops and the four kinds of announcement (one
+    in Arabic), no request: the most a screen has to hold but the requests."""
+    no_requests(kiosk)
+    kiosk.show_seats(27)
+    messages = [("urgent", URGENT), ("important", IMPORTANT), ("info", INFO), ("info", ARABIC)]
+    await show(kiosk, services=12, stops=8, messages=messages)
+
+
 async def test_twelve_long_services_eight_stops_and_four_announcements_fit_every_screen(
     shared_kiosk: Kiosk, chromium: Any
 ) -> None:
-    no_requests(shared_kiosk)
-    shared_kiosk.show_seats(27)
-    messages = [("urgent", URGENT), ("important", IMPORTANT), ("info", INFO), ("info", ARABIC)]
-    await show(shared_kiosk, services=12, stops=8, messages=messages)
+    await show_a_full_board(shared_kiosk)
     async with open_browser(chromium, SCREENS[0].viewport) as browser:
         page = await opened(shared_kiosk, browser)
         await expect(page.locator("#services li")).to_have_count(12)
@@ -93,10 +99,7 @@ async def test_twelve_long_services_eight_stops_and_four_announcements_fit_every
 async def test_an_assigned_run_with_a_long_headsign_and_twelve_services_fit_every_screen(
     shared_kiosk: Kiosk, chromium: Any
 ) -> None:
-    no_requests(shared_kiosk)
-    shared_kiosk.show_seats(27)
-    messages = [("urgent", URGENT), ("important", IMPORTANT), ("info", INFO), ("info", ARABIC)]
-    await show(shared_kiosk, services=12, stops=8, messages=messages)
+    await show_a_full_board(shared_kiosk)
     headsign = "Guéret – marché de services, place Bonnyaud"
     run = {"route_id": "L12", "trip_id": "L12-0815", "line": "12", "headsign": headsign}
     await shared_kiosk.command("journey.assign", run, "layout-j1")
