@@ -40,11 +40,16 @@ def _plain(text: str) -> str:
     import unicodedata  # here: its tables are 0.1 MB a node without this text never needs
 
     for ch in text:
-        if ch in _ALLOWED_CONTROLS or ch in _JOINERS:
-            continue
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+        if ch not in _ALLOWED_CONTROLS and _hidden(ch, unicodedata.category(ch)):
             raise ValueError(f"text has a control character U+{ord(ch):04X}; send plain text")
     return text
+
+
+def _hidden(ch: str, category: str) -> bool:
+    """A control, format or surrogate character (`category` its Unicode category), but the
+    joiners: not shown as itself. Dispatch's text with one is refused (`_plain`), a name
+    the kiosk did not check is shown without it (`screen_text`)."""
+    return ch not in _JOINERS and category in ("Cc", "Cf", "Cs")
 
 
 _SPACES = re.compile(" {2,}")
@@ -66,7 +71,7 @@ def screen_text(text: str) -> str:
         category = unicodedata.category(ch)
         if ch.isspace() and category in ("Cc", "Zl", "Zp"):
             kept.append(" ")
-        elif ch in _JOINERS or category not in ("Cc", "Cf", "Cs"):
+        elif not _hidden(ch, category):
             kept.append(ch)
     return _SPACES.sub(" ", "".join(kept)).strip()
 
