@@ -193,6 +193,11 @@ class Reply(Body):
     keep_null: ClassVar[frozenset[str]] = frozenset({"id"})
 
     id: str | None = Field(description="the command's id; null when the command had none")
+    command: str | None = Field(
+        default=None,
+        description="the command's name, dotted, as the node answered it (`_invalid` for a "
+        "name that is not one): a copy on a response topic says which command it answers",
+    )
     ok: bool
     result: Any | None = None
     error: ReplyError | None = None

@@ -132,6 +132,9 @@ class CommandRouter:
                 reply.error.message[:300],
                 extra=flood_key(reply.error.code),  # unauthorized, stale... each seen first
             )
+        # the name travels in the reply: a copy on a response topic has no other way to say
+        # which command it answers (a `ping` sent with the `id` of a command still running)
+        reply = reply.model_copy(update={"command": name})
         response_topic = cmd.response_topic if refusal is None and not withheld else None
         return Outcome(name, reply, response_topic, cmd.correlation if response_topic else None)
 

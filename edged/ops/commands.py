@@ -5,7 +5,8 @@ one spelling no broker rewrites (RabbitMQ turns `.` into `/`); the signature cov
 topic (`cmd/config.get`), as the contract says. The reply is taken from the command's own
 reply topic whatever its spelling (`reply/config/get`, an older node's `reply/config.get`),
 matched by `id`; with MQTT 5 it may come first on our response topic, matched by correlation
-data and taken only from the node asked (the copy names its node: `edged.topics.COPY_FROM`).
+data and taken only from the node asked (the copy names its node: `edged.topics.COPY_FROM`)
+for the command asked (the reply names its command: `command`).
 """
 
 import json
@@ -101,11 +102,12 @@ def reply_of(
     """`(reply, how it came)` when this message is the node's reply to `request`, else None.
 
     Anyone allowed to publish may write on these topics: the reply must carry our `id` (and,
-    on the response topic, our correlation data, and `node`, what `copy_from` read, naming
-    the node asked), or it is not ours. Every node may write the response topics, and whoever
-    reads a command can make another node answer there with its `id` and correlation data; a
-    node's own `reply/` only that node may write (the shipped ACL), so a copy that does not
-    name the node is left for the reply there."""
+    on the response topic, our correlation data, `node`, what `copy_from` read, naming the
+    node asked, and `command`, naming our command), or it is not ours. Every node may write
+    the response topics, and whoever reads a command can make a node answer another one
+    there with its `id` and correlation data; a node's own `reply/` only that node may write
+    (the shipped ACL), so a copy that does not name the node and the command is left for
+    the reply there."""
     if not isinstance(payload, bytes | bytearray):
         return None
     if topic == request.response_topic:
@@ -127,4 +129,10 @@ def reply_of(
         return None
     if not isinstance(reply, dict) or reply.get("id") != request.id:
         return None
+    if reply.get("command", request.name) != request.name or (
+        topic == request.response_topic and "command" not in reply
+    ):
+        return None  # another command's answer with our id and correlation data (a `ping`
+        # sent while ours ran; ours refused `reused_id`): on the response topic the name
+        # is the one thing that tells them apart, and a copy without it waits for `reply/`
     return reply, how

@@ -7,6 +7,7 @@ import contextlib
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from tests.helpers.amqtt import ThreadedAmqtt
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import v5_properties
 from tests.helpers.mqtt import Collector
-from tests.helpers.nodes import start_daemon, write_config
+from tests.helpers.nodes import ROOT, start_daemon, write_config
 from tests.helpers.quirks import QuirkProxy, Quirks
 from tests.helpers.rogue import publish_retained
 from tests.release.support import key_file, make_bundle
@@ -147,6 +148,59 @@ async def test_a_reply_another_node_is_made_to_copy_to_our_response_topic_is_not
     assert relayed, "the spy never saw the command"
     assert [m.topic for m in copies.messages] == relayed, "the running node made no copy"
     assert code == 3  # no reply from away-01: before, the running node's pong, exit 0
+
+
+async def test_another_commands_reply_copied_with_our_id_is_not_taken(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Our `config.get` is lost (the node was away, with no session kept); whoever read it
+    sends the node, once back, a `ping` with its id, response topic and correlation data.
+    The node's copy names the node asked, but answers another command: not ours."""
+    seen: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+    async with CancellableClient(
+        "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5, identifier="test-spy"
+    ) as spy:
+        await spy.subscribe(f"rnst/v1/{NODE}/cmd/#", qos=1)
+
+        async def read() -> None:
+            async for message in spy.messages:
+                await seen.put(message)
+
+        reading = asyncio.create_task(read())
+        argv = ["cmd", NODE, "config.get", "--broker", broker.url, "--timeout", "60"]
+        ctl = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edged.cli.ctl", *argv, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(20):
+                ours = await seen.get()  # the node is not running: lost for it
+            reading.cancel()
+            props = ours.properties
+            assert isinstance(ours.payload, bytes)
+            forged = v5_properties(props.ResponseTopic, props.CorrelationData)  # type: ignore[union-attr]
+            body = json.dumps({"id": json.loads(ours.payload)["id"]}).encode()
+            log = tmp_path / "daemon.log"
+            daemon = start_daemon(write_config(tmp_path, broker.port, health_s=1), log)
+            try:
+                await _online(broker.port, 20)
+                copies = Collector(broker.port, topic="rnst/v1/test/_replies/#")
+                async with copies:
+                    await spy.publish(f"rnst/v1/{NODE}/cmd/ping", body, qos=1, properties=forged)
+                    await copies.wait_for(lambda: bool(copies.messages), 10, "the copy")
+                    copy = copies.messages[0]
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(2):  # it took the copy before: exit 0
+                            await ctl.wait()
+            finally:
+                daemon.terminate()
+                daemon.wait(timeout=10)
+            assert copy.payload["command"] == "ping"
+            assert ctl.returncode is None, "edgectl took the pong for config.get's answer"
+        finally:
+            if ctl.returncode is None:
+                ctl.kill()
+            await ctl.wait()
 
 
 def test_no_response_topic_still_gets_the_reply_on_reply_name(

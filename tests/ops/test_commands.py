@@ -16,7 +16,8 @@ def _request() -> Request:
 
 
 def _reply(request: Request) -> bytes:
-    return json.dumps({"id": request.id, "ok": True, "result": {"pong": True}}).encode()
+    reply = {"id": request.id, "command": request.name, "ok": True, "result": {"pong": True}}
+    return json.dumps(reply).encode()
 
 
 def test_a_copy_from_a_node_of_an_earlier_release_is_left_for_its_reply_on_reply() -> None:
@@ -53,3 +54,31 @@ def test_the_reply_is_taken_on_either_spelling_of_its_commands_reply_topic() -> 
     payload = json.dumps({"id": request.id, "ok": True, "result": {}}).encode()
     for topic in (f"{BASE}/reply/door/unlock", f"{BASE}/reply/door.unlock"):
         assert reply_of(request, topic, payload, None) == (json.loads(payload), topic)
+
+
+def test_a_copy_naming_the_node_but_answering_another_command_is_not_taken() -> None:
+    # our door.unlock was lost; whoever read it sent the node a ping with our id, response
+    # topic and correlation data: the copy names the node asked, but answers a ping
+    request = make_request(BASE, "door.unlock", {}, response_topic=RESPONSE)
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.UserProperty = [("node", BASE)]
+    for command in ("ping", "_invalid", "door"):
+        reply = {"id": request.id, "command": command, "ok": True, "result": {"pong": True}}
+        payload = json.dumps(reply).encode()
+        assert reply_of(request, RESPONSE, payload, request.correlation, BASE) is None, command
+
+
+def test_a_copy_that_names_no_command_is_left_for_the_reply_on_reply() -> None:
+    # a node of the release before names its node but not the command: its copy cannot
+    # tell a ping with our id from our answer
+    request = make_request(BASE, "door.unlock", {}, response_topic=RESPONSE)
+    payload = json.dumps({"id": request.id, "ok": True, "result": {}}).encode()
+    assert reply_of(request, RESPONSE, payload, request.correlation, BASE) is None
+    topic = f"{BASE}/reply/door/unlock"
+    assert reply_of(request, topic, payload, None) == (json.loads(payload), topic)
+
+
+def test_a_reply_on_reply_naming_another_command_is_not_taken() -> None:
+    request = make_request(BASE, "door.unlock", {})
+    reply = {"id": request.id, "command": "ping", "ok": True, "result": {}}
+    assert reply_of(request, f"{BASE}/reply/door/unlock", json.dumps(reply).encode(), None) is None
