@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from edged.commands.args import only
+from edged.config.access import LIST_NAME_PATTERN
 from edged.errors import CommandError
 from edged.security.canonical import STEP, canonical_json
 from edged.security.signing import PublicKey, verify
@@ -50,7 +51,7 @@ SIGNING_DOMAIN = b"edged-access-lists/v1\n"
 """Prefix of what is signed, so a list signature can never pass for a command's."""
 
 CardRef = Annotated[str, Field(pattern=r"^[0-9a-f]{16,64}$")]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+Name = Annotated[str, Field(pattern=LIST_NAME_PATTERN)]
 
 
 def _aware(value: datetime) -> datetime:

@@ -2,9 +2,9 @@
 
 import re
 from datetime import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from core.paths import PrivateConfigPath
 from edged.config.base import Strict
@@ -23,6 +23,30 @@ OccupancyStatus = Literal[
 """GTFS-Realtime `VehiclePosition.OccupancyStatus` names."""
 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+LIST_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+"""A room or profile name in the signed access lists (`edged.access.lists`): a name the
+config gives for them must be one the lists can hold, or it never matches anything."""
+_LIST_NAME = re.compile(LIST_NAME_PATTERN)
+
+
+def _list_name(value: str) -> str:
+    """Refuse a room or profile name the signed lists can never carry, saying what to write:
+    such a name matched no booking or card, silently (a door that opened for nobody)."""
+    if _LIST_NAME.fullmatch(value):
+        return value
+    hint = ""
+    lowered = value.strip().lower()
+    if lowered != value and _LIST_NAME.fullmatch(lowered):
+        hint = f" (did you mean {lowered!r}?)"
+    raise ValueError(
+        "not a name the access lists can hold, so no booking or card would ever match it"
+        f"{hint}: write it exactly as dispatch names it in the lists, 1 to 32 characters, "
+        "lowercase letters a-z, digits, '-' or '_', starting with a letter or a digit "
+        '(e.g. "ahun-salle-1")'
+    )
+
+
+ListName = Annotated[str, AfterValidator(_list_name)]
 NEVER = "never"
 """`[services.occupancy] reset_at = "never"`: no daily reset."""
 
@@ -75,7 +99,7 @@ class AccessServiceConfig(Strict):
         "trusted time can decide: refuse (staff_profiles still admitted) or allow",
     )
     pulse_s: float = Field(default=3.0, gt=0, le=30, description="lock relay pulse on a grant")
-    rooms: list[str] = Field(
+    rooms: list[ListName] = Field(
         default_factory=list,
         max_length=64,
         description="venue: the rooms this door opens (names are fleet-wide: the lists carry "
@@ -89,8 +113,8 @@ class AccessServiceConfig(Strict):
         description="reader driver name -> entry, exit or both (default: both; at a venue "
         "a card already inside leaves, see free_exit)",
     )
-    staff_profiles: list[str] = Field(default_factory=lambda: ["staff"])
-    provider_profiles: list[str] = Field(default_factory=lambda: ["provider"])
+    staff_profiles: list[ListName] = Field(default_factory=lambda: ["staff"], max_length=64)
+    provider_profiles: list[ListName] = Field(default_factory=lambda: ["provider"], max_length=64)
 
     @field_validator("lists_public_key")
     @classmethod

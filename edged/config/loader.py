@@ -131,9 +131,22 @@ def format_errors(
         else:
             msg = err["msg"]
             if "input" in err and not isinstance(err["input"], dict | list):
-                msg += f" (got {err['input']!r})"
+                msg += f" (got {_echo(err['input'])})"
         out.append(_with_line(f"{path or '(top level)'}: {msg}", text, loc))
     return out
+
+
+ECHO_CHARS = 80
+"""How much of a refused value a problem quotes: a 100,000-character value is not echoed."""
+
+
+def _echo(value: object) -> str:
+    """The refused value as the problem quotes it: its repr (control characters and escape
+    sequences escaped, never sent raw to the terminal), cut to `ECHO_CHARS`."""
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{value[:ECHO_CHARS]!r}… ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= 2 * ECHO_CHARS else f"{text[: 2 * ECHO_CHARS]}…"
 
 
 def _dotted(loc: Sequence[str | int]) -> str:

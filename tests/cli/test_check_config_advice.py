@@ -104,3 +104,11 @@ def test_a_venue_without_rooms_is_warned_that_every_fleet_booking_opens_it(
 def test_a_venue_naming_its_rooms_gets_no_warning(tmp_path: Path) -> None:
     out = venue_check(tmp_path, 'rooms = ["ahun-salle-1"]\n')
     assert (out.returncode, out.stderr) == (0, "")
+
+
+def test_a_venue_room_the_lists_cannot_hold_is_refused_saying_how_to_write_it(
+    tmp_path: Path,
+) -> None:
+    out = venue_check(tmp_path, 'rooms = ["Ahun salle 1"]\n')
+    assert out.returncode != 0 and "services.access.rooms[0]" in out.stderr
+    assert "write it exactly as dispatch names it in the lists" in out.stderr

@@ -176,3 +176,11 @@ def test_a_venue_door_without_rooms_is_a_config_warning(tmp_path: Path) -> None:
     cfg = write_venue_config(tmp_path, extra=outbox)
     (line,) = [c for c in load(cfg).checks if c.name == "venue_rooms"]
     assert line.status is Status.WARN and "rooms = [" in line.advice
+
+
+def test_a_venue_room_the_lists_cannot_hold_fails_the_config_line(tmp_path: Path) -> None:
+    outbox = f'[outbox]\npath = "{tmp_path / "outbox.sqlite"}"\n'
+    cfg = write_venue_config(tmp_path, extra=outbox, access='rooms = ["Salle 1"]\n')
+    config_line = load(cfg).checks[0]
+    assert config_line.status is Status.FAIL
+    assert any("services.access.rooms[0]" in p and "lowercase" in p for p in config_line.items)
