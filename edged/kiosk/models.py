@@ -113,7 +113,9 @@ def parse_args(model: type[M], args: dict[str, Any]) -> M:
 
 
 class ServiceSlot(Args):
-    """One provider at the market or venue today: a truck, a desk, a room."""
+    """One provider at the market or venue today: a truck, a desk, a room. It is shown
+    until `until`; without one, until the end of its day in the kiosk's time zone: the day
+    of `start`, else the day the schedule came (`edged.services.kiosk`)."""
 
     id: Id
     provider: Text80 = Field(description="who: France Services, CPAM, a repair workshop…")
@@ -160,6 +162,9 @@ class Schedule(BaseModel):
 
     place: LocalText80 | None = None
     services: list[ServiceSlot] = Field(default_factory=list)
+    services_ms: int | None = None
+    """Node time when dispatch sent `services`: a service with neither `until` nor `start`
+    is that day's. None in a schedule stored by an older release."""
     stops: list[NextStop] = Field(default_factory=list)
 
 

@@ -18,7 +18,10 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from datetime import time as day_time
 from typing import Any, TypeGuard, TypeVar
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
@@ -102,7 +105,12 @@ class KioskService(Service):
             if config.buttons is not None
             else default_buttons(host.node.profile.value)
         )
+        self.zone = ZoneInfo(config.timezone)
         self.schedule = self._load(SCHEDULE_KEY, Schedule, Schedule())
+        if self.schedule.services and self.schedule.services_ms is None:
+            # stored by an older release, which kept no day: today's, not for ever
+            self.schedule.services_ms = self._now_ms()
+            self._save_schedule()
         self.messages: list[Message] = self._load_list(MESSAGES_KEY, Message)
         self.requests: list[RequestRecord] = self._load_list(REQUESTS_KEY, RequestRecord)
         for r in self.requests:
@@ -240,11 +248,7 @@ class KioskService(Service):
                 for s in sorted(self.schedule.stops, key=lambda s: s.eta)
                 if _ms(s.eta) >= now - PASSED_GRACE_MS
             ],
-            "services": [
-                self._slot_view(s)
-                for s in self.schedule.services
-                if s.until is None or _ms(s.until) > now
-            ],
+            "services": [self._slot_view(s) for s in self.schedule.services if self._open(s, now)],
             "messages": [
                 m.model_dump(mode="json", exclude={"received_ms"})
                 for m in sorted(
@@ -257,6 +261,21 @@ class KioskService(Service):
             "requests": self._requests_view(now),
             "journey": self._journey(),
         }
+
+    def _open(self, s: ServiceSlot, now: int) -> bool:
+        """Whether `s` is still on today's programme: before its `until`; without one, before
+        the end of its day in the kiosk's time zone (the day of its `start`, else the day
+        dispatch sent it). "Services today" are a day's: one sent with no closing time
+        stayed on screen for ever."""
+        if s.until is not None:
+            return _ms(s.until) > now
+        anchor = _ms(s.start) if s.start is not None else self.schedule.services_ms
+        return anchor is None or now < self._end_of_day(anchor)
+
+    def _end_of_day(self, ms: int) -> int:
+        """The next local midnight after `ms` in the kiosk's time zone, in ms."""
+        day = datetime.fromtimestamp(ms / 1000, self.zone).date() + timedelta(days=1)
+        return _ms(datetime.combine(day, day_time(0), self.zone))
 
     def _slot_view(self, s: ServiceSlot) -> dict[str, Any]:
         return {
@@ -371,6 +390,8 @@ class KioskService(Service):
         for part in ("services", "stops"):
             if part in update and update[part] is None:
                 update[part] = []  # null clears the list, as [] does
+        if "services" in update:
+            update["services_ms"] = self._now_ms()
         self.schedule = self.schedule.model_copy(update=update)
         self._save_schedule()
         self.refresh()
@@ -456,7 +477,15 @@ class KioskService(Service):
         if post.service_id is not None:
             if post.kind != "service":
                 raise RequestRefused("bad_request", "service_id goes with kind service only")
-            slot = next((s for s in self.schedule.services if s.id == post.service_id), None)
+            now = self._now_ms()
+            slot = next(
+                (
+                    s
+                    for s in self.schedule.services
+                    if s.id == post.service_id and self._open(s, now)
+                ),
+                None,
+            )
             if slot is None:
                 raise RequestRefused(
                     "unknown_service", "that service is not in today's schedule any more"

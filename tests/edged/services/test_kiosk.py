@@ -5,6 +5,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,11 +20,14 @@ from edged.services.kiosk import (
     KEEP_REQUESTS,
     MESSAGES_KEY,
     REQUESTS_KEY,
+    SCHEDULE_KEY,
     KioskService,
     default_buttons,
 )
 from tests.helpers.host import TestHost
 from tests.helpers.kiosk import AUBUSSON, FELLETIN, T0, FakeTime, Nodes, at, stored
+
+PARIS = ZoneInfo("Europe/Paris")
 
 
 def iso(ms: int) -> str:
@@ -255,6 +259,93 @@ async def test_services_drop_out_once_closed(kiosk: KioskService, clock: FakeTim
     await kiosk.command_schedule({"services": [slot("a", until=iso(clock.ms + 60_000)), slot("b")]})
     clock.advance(61)
     assert [s["id"] for s in kiosk.view()["services"]] == ["b"]
+
+
+def shown(kiosk: KioskService) -> list[str]:
+    return [s["id"] for s in kiosk.view()["services"]]
+
+
+def paris_ms(day: int, hour: int, minute: int) -> int:
+    """That time in Europe/Paris (the kiosk's default zone) on 2026-11-`day`."""
+    return int(datetime(2026, 11, day, hour, minute, tzinfo=PARIS).timestamp() * 1000)
+
+
+async def test_a_service_without_until_drops_out_at_the_end_of_its_day(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    """ "Services today": a desk opening at 10:00 with no closing time given closes with the
+    day (the kiosk's time zone), not never; a schedule sent once stayed for ever."""
+    await kiosk.command_schedule({"services": [slot("a", start=iso(paris_ms(25, 10, 0)))]})
+    clock.ms = paris_ms(25, 23, 59)
+    assert shown(kiosk) == ["a"]
+    clock.ms = paris_ms(26, 0, 0)
+    assert shown(kiosk) == []
+
+
+async def test_a_service_without_until_for_tomorrow_is_shown_until_the_end_of_tomorrow(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    await kiosk.command_schedule({"services": [slot("a", start=iso(paris_ms(26, 9, 0)))]})
+    clock.ms = paris_ms(26, 23, 59)
+    assert shown(kiosk) == ["a"]
+    clock.ms = paris_ms(27, 0, 0)
+    assert shown(kiosk) == []
+
+
+async def test_a_service_with_no_times_drops_out_at_the_end_of_the_day_it_was_sent(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    clock.ms = paris_ms(25, 18, 0)
+    await kiosk.command_schedule({"services": [slot("a")]})
+    clock.ms = paris_ms(25, 23, 59)
+    assert shown(kiosk) == ["a"]
+    clock.ms = paris_ms(26, 0, 0)
+    assert shown(kiosk) == []
+
+
+async def test_the_day_a_service_ends_is_the_kiosk_time_zone_s(node: Node, clock: FakeTime) -> None:
+    """At Cayenne (UTC-3) a service of 20:00 is shown until local midnight, 03:00 UTC."""
+    k = KioskService(node.host, KioskConfig(timezone="America/Cayenne"), now_ms=clock)
+    start = int(datetime(2026, 11, 25, 23, 0, tzinfo=UTC).timestamp() * 1000)
+    await k.command_schedule({"services": [slot("a", start=iso(start))]})
+    clock.ms = start + (4 * 3600 - 60) * 1000
+    assert shown(k) == ["a"]
+    clock.ms = start + 4 * 3600 * 1000
+    assert shown(k) == []
+
+
+async def test_a_restarted_kiosk_keeps_the_day_its_services_were_sent(
+    node: Node, clock: FakeTime
+) -> None:
+    clock.ms = paris_ms(25, 18, 0)
+    first = KioskService(node.host, KioskConfig(), now_ms=clock)
+    await first.command_schedule({"services": [slot("a")]})
+    clock.ms = paris_ms(26, 8, 0)
+    second = KioskService(node.host, KioskConfig(), now_ms=clock)
+    assert shown(second) == []
+
+
+async def test_services_stored_by_an_older_release_without_their_day_are_today_s(
+    node: Node, clock: FakeTime
+) -> None:
+    node.host.state.set(SCHEDULE_KEY, {"services": [slot("a")]})
+    clock.ms = paris_ms(25, 18, 0)
+    k = KioskService(node.host, KioskConfig(), now_ms=clock)
+    assert shown(k) == ["a"]
+    clock.ms = paris_ms(26, 0, 0)
+    assert shown(k) == []
+
+
+async def test_a_question_about_a_service_closed_since_is_refused(
+    kiosk: KioskService, clock: FakeTime
+) -> None:
+    """A page showing an older state (or a crafted press) asks about a closed service: no
+    question goes to dispatch about a desk that is gone."""
+    await kiosk.command_schedule({"services": [slot("a", until=iso(clock.ms + 60_000))]})
+    clock.advance(61)
+    with pytest.raises(RequestRefused) as info:
+        await kiosk.ask(RiderPost(kind="service", service_id="a"))
+    assert info.value.code == "unknown_service"
 
 
 # -- kiosk.message ------------------------------------------------------------------------
