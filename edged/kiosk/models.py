@@ -21,6 +21,7 @@ from pydantic import (
 
 from core.errors import EdgedError
 from edged.errors import CommandError
+from edged.kiosk.marks import MAX_MARKS, cap_marks, longest_marks, too_many_marks
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 Lang = Literal["fr", "en"]
@@ -34,7 +35,8 @@ _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _plain(text: str) -> str:
-    """Refuse control and bidi-override characters: what dispatch typed is what riders read."""
+    """Refuse control and bidi-override characters, and more combining marks on a character
+    than the screen shows (`edged.kiosk.marks`): what dispatch typed is what riders read."""
     if _BIDI.search(text):
         raise ValueError("text has a bidi override or isolate; send plain text")
     import unicodedata  # here: its tables are 0.1 MB a node without this text never needs
@@ -42,6 +44,8 @@ def _plain(text: str) -> str:
     for ch in text:
         if ch not in _ALLOWED_CONTROLS and _hidden(ch, unicodedata.category(ch)):
             raise ValueError(f"text has a control character U+{ord(ch):04X}; send plain text")
+    if problem := too_many_marks(text):
+        raise ValueError(problem)
     return text
 
 
@@ -60,9 +64,10 @@ def screen_text(text: str) -> str:
     from the config or `geofences.set`, kept on disk by older releases too) as the screen may
     show it: bidi overrides, isolates and other invisible format characters dropped (a
     U+202E turned "12:30" into "03:21" on the page), other control characters too, line
-    breaks and tabs made one space. Refusing them where they come in would lose a fence set
-    already stored."""
-    if text.isprintable() and not _BIDI.search(text):
+    breaks and tabs made one space, and at most `MAX_MARKS` combining marks left on each
+    character (a "zalgo" name spilled over the screen). Refusing them where they come in
+    would lose a fence set already stored."""
+    if text.isprintable() and not _BIDI.search(text) and longest_marks(text) <= MAX_MARKS:
         return text
     import unicodedata  # as in `_plain`
 
@@ -73,7 +78,7 @@ def screen_text(text: str) -> str:
             kept.append(" ")
         elif not _hidden(ch, category):
             kept.append(ch)
-    return _SPACES.sub(" ", "".join(kept)).strip()
+    return cap_marks(_SPACES.sub(" ", "".join(kept)).strip())
 
 
 def _strip(n: int) -> StringConstraints:

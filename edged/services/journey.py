@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
 from edged.host import Host
+from edged.kiosk.marks import too_many_marks
 from edged.payloads import Journey
 from edged.services import mode
 from edged.services.base import Service
@@ -31,6 +32,8 @@ _TIME = re.compile(r"([0-3]\d|4[0-7]):[0-5]\d:[0-5]\d")
 def _printable(text: str) -> str:
     if not text.isprintable() or text != text.strip():
         raise ValueError("must be printable text without control characters or outer spaces")
+    if problem := too_many_marks(text):  # the line and headsign are on the kiosk's screen
+        raise ValueError(problem)
     return text
 
 

@@ -334,7 +334,10 @@ class KioskService(Service):
         if not isinstance(line, str):
             return None
         headsign = run.get("headsign")
-        return {"line": line, "headsign": headsign if isinstance(headsign, str) else None}
+        return {
+            "line": screen_text(line),
+            "headsign": screen_text(headsign) if isinstance(headsign, str) else None,
+        }
 
     def _requests_view(self, now: int) -> list[dict[str, Any]]:
         """The latest request per button, while it is recent enough to matter. Each service's

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from edged.kiosk.marks import MAX_MARKS
+from edged.kiosk.models import Message
+from edged.services.events import JourneyChanged
 from tests.e2e.conftest import Browser, Kiosk, open_browser
 from tests.e2e.content import ARABIC, IMPORTANT, INFO, URGENT, show
 from tests.e2e.geometry import CHECK, REGIONS, SCREENS, TARGET_PX
@@ -148,3 +151,76 @@ async def test_requests_statuses_and_both_banners_still_fit_every_screen(
             shared_kiosk.broker.start()
             await shared_kiosk.restart_server()
         await expect(page.locator("#lost")).to_be_hidden(timeout=10_000)
+
+
+MARKS = "".join(chr(0x0300 + i % 0x70) for i in range(200))  # every mark of U+0300..U+036F
+"""Zalgo: 200 combining marks on one letter, one character a line cannot break."""
+WRITTEN = {  # real writing with marks, which must reach the screen as written
+    "vi": "Xe buýt đến lúc 9 giờ: Tie\u0302\u0301ng Vie\u0323\u0302t",
+    "he": "הָאוֹטוֹבּוּס יַגִּיעַ בְּתֵשַׁע שִּׁ֤",
+    "hi": "बस नौ बजे आएगी। क्षमा करें",
+    "emoji": "Le bus 🚌 arrive 👩🏽‍🚒 1\ufe0f\u20e3",
+}
+# the longest run of combining marks in any text on the page, and the texts that hold it
+MOST_MARKS = """() => {
+    let most = 0, where = "";
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+        for (const run of t.data.replace(/[\\u200C\\u200D]/gu, "").match(/\\p{M}+/gu) || []) {
+            if (run.length > most) [most, where] = [run.length, t.parentElement.className];
+        }
+    }
+    return [most, where];
+}"""
+
+
+async def test_zalgo_in_every_text_the_screen_shows_keeps_every_screen_s_layout(
+    shared_kiosk: Kiosk, chromium: Any
+) -> None:
+    """Zalgo where dispatch's checks do not reach: an announcement and a run kept by an older
+    release, the node's stop renamed by `geofences.set`. Each letter keeps at most
+    MAX_MARKS marks and the page holds its layout at every screen; Vietnamese, Hebrew,
+    Devanagari and emoji sequences in announcements keep every mark they have."""
+    service = shared_kiosk.server.service
+    await show_a_full_board(shared_kiosk)
+    now = service._now_ms()
+    stored = [("zalgo", f"Route{MARKS} barrée{MARKS}"), *WRITTEN.items()]
+    for i, (mid, text) in enumerate(stored):  # as an older release kept them on disk
+        message = Message(
+            id=mid,
+            lang="fr",
+            text=text,
+            priority="urgent" if i == 0 else "info",
+            expires_ms=now + 3_600_000,
+            received_ms=now + i,
+        )
+        service.messages.append(message)
+    felletin = {"id": "felletin", "kind": "stop", "center": [45.8833, 2.1744], "radius_m": 80}
+    await shared_kiosk.geofences.command_set(
+        {"geofences": [{**felletin, "name": f"F{MARKS[:100]}elletin"}]}
+    )
+    shared_kiosk.node.bus.emit(
+        JourneyChanged({"route_id": "L12", "line": "12", "headsign": f"G{MARKS[:70]}uéret"})
+    )
+    service.refresh()
+    try:
+        async with open_browser(chromium, SCREENS[0].viewport) as browser:
+            page = browser.page
+            await page.goto(shared_kiosk.url)
+            await expect(page.locator("#messages li")).to_have_count(4 + len(stored))
+            await expect(page.locator("#journey")).to_contain_text("Ligne 12 → G")
+            await expect(page.locator("#where")).to_contain_text("elletin")
+            found = await problems_on_every_screen(browser, "zalgo")
+            assert found == {}, json.dumps(found, indent=1, ensure_ascii=False)
+            most, where = await page.evaluate(MOST_MARKS)
+            assert most <= MAX_MARKS, f"{most} marks on one letter in {where}"
+            for mid, text in WRITTEN.items():
+                shown = page.locator(f'#messages li[data-id="{mid}"] .text')
+                await expect(shown).to_have_text(text)
+            assert browser.errors == []
+    finally:
+        service.messages[:] = [m for m in service.messages if m.id not in dict(stored)]
+        await shared_kiosk.geofences.command_set({"geofences": []})
+        shared_kiosk.node.bus.emit(JourneyChanged(None))
+        shared_kiosk.node_seats()
+        service.refresh()

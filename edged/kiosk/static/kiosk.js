@@ -327,7 +327,31 @@
     return drawable.get(emoji);
   }
 
-  function clean(text) {
+  // At most MAX_MARKS combining marks on one character, as the daemon keeps them
+  // (edged/kiosk/marks.py): "A" and 200 marks ("zalgo") is one character a line cannot
+  // break, wider than its region, its marks drawn over the regions around it. Joiners
+  // between marks neither count nor end the run.
+  const MAX_MARKS = 4;
+  const MARK_RUN = /\p{M}(?:[\u200C\u200D]*\p{M})+/gu;
+
+  function capMarks(text) {
+    return text.replace(MARK_RUN, (run) => {
+      if (run.replace(/[\u200C\u200D]/gu, "").length <= MAX_MARKS) return run;
+      let marks = 0;
+      let out = "";
+      for (const ch of run) {
+        if (ch !== "\u200C" && ch !== "\u200D") marks += 1;
+        if (marks > MAX_MARKS) break;
+        out += ch;
+      }
+      return out;
+    });
+  }
+
+  // Every text from the daemon as the screen shows it: marks capped, emoji the screen
+  // cannot draw dropped.
+  function clean(raw) {
+    const text = capMarks(raw);
     if (!/[\p{Extended_Pictographic}\p{RI}\u20E3]/u.test(text)) return text;
     let dropped = false;
     const out = text.replace(EMOJI, (e) => {
@@ -405,7 +429,7 @@
 
   function applyLanguage() {
     setAttr(document.documentElement, "lang", lang);
-    const title = state ? `${state.node.name} – ${tr("title")}` : tr("title");
+    const title = state ? `${clean(state.node.name)} – ${tr("title")}` : tr("title");
     if (document.title !== title) document.title = title;
     for (const e of document.querySelectorAll("[data-i18n]")) setText(e, tr(e.dataset.i18n));
     const other = lang === "fr" ? "en" : "fr";
@@ -428,7 +452,7 @@
     applyLanguage();
     renderClock();
     if (!state) return;
-    setText($("node-name"), state.node.name);
+    setText($("node-name"), clean(state.node.name));
     setText($("mode"), TEXT[lang].modes[state.mode] || state.mode);
     renderLink();
     renderWhere();
@@ -627,7 +651,7 @@
         const ask = li.querySelector(".ask");
         setHidden(ask, !canAsk);
         setText(ask, tr("ask"));
-        setAttr(ask, "aria-label", tr("ask_label", s.provider));
+        setAttr(ask, "aria-label", tr("ask_label", clean(s.provider)));
         li.dataset.id = s.id;
         renderStatus(li.querySelector(".req-status"), "service", s.id);
       },
@@ -654,8 +678,8 @@
     let key = r.status;
     if (r.status === "sent" && !(state && state.connected)) key = "offline";
     const words = tr(key === "offline" ? "sent_offline" : r.status);
-    const about = r.service && !serviceId ? tr("about", r.service) : "";
-    const note2 = r.status === "received" && r.note ? `\n${r.note}` : "";
+    const about = r.service && !serviceId ? tr("about", clean(r.service)) : "";
+    const note2 = r.status === "received" && r.note ? `\n${clean(r.note)}` : "";
     return { key, words: `${about}${words}${note2}` };
   }
 

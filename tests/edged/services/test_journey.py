@@ -62,6 +62,7 @@ async def test_an_on_demand_run_is_an_added_trip_without_trip_id() -> None:
         ({**SCHEDULED, "route_id": "r" * 129}, "route_id"),
         ({**SCHEDULED, "route_id": 7}, "route_id"),
         ({**SCHEDULED, "line": "x" * 41}, "line"),
+        ({**SCHEDULED, "headsign": "Gu" + "\u0301" * 60 + "éret"}, "combining marks"),
         ({**SCHEDULED, "stop_id": "S1"}, "stop_id"),
         ({**SCHEDULED, "schedule_relationship": "CANCELED"}, "schedule_relationship"),
     ],

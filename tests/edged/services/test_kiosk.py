@@ -13,9 +13,10 @@ from core.errors import EdgedError
 from edged.commands.router import IncomingCommand
 from edged.config.kiosk import KioskConfig
 from edged.errors import CommandError
+from edged.kiosk.marks import MAX_MARKS
 from edged.kiosk.models import RequestRefused, RiderPost
 from edged.node import Node
-from edged.services.events import FixStatus, ModeChanged, OccupancyChanged
+from edged.services.events import FixStatus, JourneyChanged, ModeChanged, OccupancyChanged
 from edged.services.kiosk import (
     KEEP_REQUESTS,
     MESSAGES_KEY,
@@ -112,6 +113,8 @@ GUERET = (46.1700, 1.8700)
     [
         ("Guéret \u202e(gare) 12:30\u202c", "Guéret (gare) 12:30"),  # else "03:21 (erag)"
         ("Guéret\x1b[2J\x00 –\tgare\nroutière", "Guéret[2J – gare routière"),
+        ("G" + "\u0301" * 100 + "uéret", "G" + "\u0301" * MAX_MARKS + "uéret"),
+        ("Gu\u0301\u200d\u0301" * 3, "Gu\u0301\u200d\u0301" * 3),  # under the cap: kept
     ],
 )
 async def test_a_fence_name_reaches_the_screen_without_bidi_overrides_or_controls(
@@ -130,6 +133,27 @@ def test_the_node_name_reaches_the_screen_without_bidi_overrides_or_controls() -
     host = TestHost()
     host.node = host.node.model_copy(update={"name": "Navette\u202e 12\n"})
     assert KioskService(host, KioskConfig()).view()["node"]["name"] == "Navette 12"
+
+
+def test_the_node_name_reaches_the_screen_with_a_few_marks_per_letter_at_most() -> None:
+    host = TestHost()
+    host.node = host.node.model_copy(update={"name": "Navette" + "\u0489" * 60 + " 12"})
+    name = KioskService(host, KioskConfig()).view()["node"]["name"]
+    assert name == "Navette" + "\u0489" * MAX_MARKS + " 12"
+
+
+def test_a_run_s_line_and_headsign_reach_the_screen_with_a_few_marks_per_letter_at_most() -> None:
+    """A run stored by an older release, which took any printable headsign."""
+    host = TestHost()
+    kiosk = KioskService(host, KioskConfig())
+    zalgo = "Gu" + "\u0300" * 70 + "éret"
+    host.bus.emit(
+        JourneyChanged({"route_id": "L1", "line": "1" + "\u20dd" * 30, "headsign": zalgo})
+    )
+    assert kiosk.view()["journey"] == {
+        "line": "1" + "\u20dd" * MAX_MARKS,
+        "headsign": "Gu" + "\u0300" * MAX_MARKS + "éret",
+    }
 
 
 async def test_without_any_fix_the_view_says_none(kiosk: KioskService) -> None:
@@ -420,7 +444,18 @@ async def test_more_messages_than_the_limit_are_refused_saying_how_to_clear(
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "x" * 501, "bell\x07", "nul\x00", "\u202eevil", "zero\u200bwidth", "tab\there"],
+    [
+        "",
+        "   ",
+        "x" * 501,
+        "bell\x07",
+        "nul\x00",
+        "\u202eevil",
+        "zero\u200bwidth",
+        "tab\there",
+        "A" + "\u0301" * 200,
+        "Bonjour" + "\u0301\u200d" * (MAX_MARKS + 1),
+    ],
 )
 async def test_message_text_that_is_not_plain_text_is_refused(
     kiosk: KioskService, text: str
@@ -429,6 +464,31 @@ async def test_message_text_that_is_not_plain_text_is_refused(
         await kiosk.command_message({"text": text})
     assert err.value.code == "bad_args"
     assert kiosk.view()["messages"] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Tie\u0302\u0301ng Vie\u0323\u0302t : xe buy\u0301t đến lúc 9 giờ",
+        "बस नौ बजे आएगी। क्षमा करें",
+        "הָאוֹטוֹבּוּס יַגִּיעַ בְּתֵשַׁע שִּׁ֤",
+        "Le bus arrive 🚌👩🏽‍🚒 1\ufe0f\u20e3 ❤️‍🔥",
+    ],
+    ids=["vietnamese", "devanagari", "hebrew", "emoji"],
+)
+async def test_a_message_in_a_script_with_combining_marks_is_shown_as_written(
+    kiosk: KioskService, text: str
+) -> None:
+    await kiosk.command_message({"id": "w", "text": text})
+    assert kiosk.view()["messages"][0]["text"] == text
+
+
+async def test_zalgo_in_the_schedule_is_refused_saying_why(kiosk: KioskService) -> None:
+    with pytest.raises(CommandError) as err:
+        await kiosk.command_schedule({"services": [slot(provider="CPAM" + "\u0336" * 60)]})
+    assert (
+        err.value.code == "bad_args" and "60 combining marks on one character" in err.value.message
+    )
 
 
 async def test_html_in_a_message_is_kept_verbatim_as_text(kiosk: KioskService) -> None:
