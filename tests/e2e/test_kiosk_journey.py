@@ -51,3 +51,39 @@ async def test_the_line_never_covers_the_mode_on_any_screen(kiosk: Kiosk, browse
             covered[screen.name] = overlap
             await browser.shot(f"journey-covers-mode-{screen.name}")
     assert covered == {}
+
+
+ROW = """() => {
+    const top = document.querySelector(".top"), style = getComputedStyle(top);
+    const t = top.getBoundingClientRect();
+    const left = t.left + parseFloat(style.paddingLeft), right = t.right - parseFloat(style.paddingRight);
+    const j = document.getElementById("journey").getBoundingClientRect();
+    const m = document.getElementById("mode").getBoundingClientRect();
+    const bad = [];
+    if (j.left > left + 0.5 || j.right < right - 0.5) {
+        bad.push(`${j.left.toFixed(0)}..${j.right.toFixed(0)} of ${left.toFixed(0)}..${right.toFixed(0)}`);
+    }
+    if (j.top < m.bottom - 0.5) bad.push(`beside the mode, not under it`);
+    return bad;
+}"""
+
+
+async def test_the_line_has_the_whole_header_width_under_the_mode_on_every_screen(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    """A headsign in a half-width column beside the mode took five lines of a phone's
+    header (nine for 80 characters without a space), the announcements' room."""
+    page = browser.page
+    await page.goto(kiosk.url)
+    headsign = "Guéret – marché de services, place Bonnyaud"
+    run = {"route_id": "L1", "trip_id": "L1-0815", "line": "1", "headsign": headsign}
+    await kiosk.command("journey.assign", run, "j4")
+    await expect(page.locator("#journey")).to_have_text(f"Ligne 1 → {headsign}")
+    narrow = {}
+    for screen in SCREENS:
+        await page.set_viewport_size(screen.viewport)
+        await page.evaluate("() => new Promise(r => requestAnimationFrame(r))")
+        if bad := await page.evaluate(ROW):
+            narrow[screen.name] = bad
+            await browser.shot(f"journey-narrow-{screen.name}")
+    assert narrow == {}
