@@ -150,8 +150,11 @@ async def test_arriving_at_a_stop_and_an_urgent_announcement_are_told_once(
     fix = kiosk.fix
     away = {"id": "felletin", "name": HERE, "kind": "stop", "center": [46.5, 2.5], "radius_m": 80}
     gare = {
-        "id": "gare", "name": "Gare de Felletin", "kind": "stop",
-        "center": [fix.lat, fix.lon], "radius_m": 800,
+        "id": "gare",
+        "name": "Gare de Felletin",
+        "kind": "stop",
+        "center": [fix.lat, fix.lon],
+        "radius_m": 800,
     }
     async with open_browser(chromium) as browser:
         page = await opened(kiosk, browser)
@@ -209,7 +212,9 @@ async def test_the_answer_shows_beside_the_pressed_service_button(
     await show(kiosk, services=12, stops=4, messages=[("urgent", URGENT)])
     async with open_browser(chromium, SMALL) as browser:
         page = await opened(kiosk, browser)
-        button = page.get_by_role("button", name="Poser une question sur Caisse d'allocations familiales (CAF)")
+        button = page.get_by_role(
+            "button", name="Poser une question sur Caisse d'allocations familiales (CAF)"
+        )
         await button.click()
         status = page.locator('#services li[data-id="caf"] .req-status')
         await expect(status).to_have_text("Envoyé. En attente de la régulation.")
@@ -286,11 +291,21 @@ async def test_the_words_elision_days_french_names_and_direction(
         assert await french.evaluate("el => getComputedStyle(el).direction") == "ltr"
         try:
             for name, said in (("Ahun", "près d'Ahun"), ("Le Grand-Bourg", "près du Grand-Bourg")):
-                fence = {"id": "felletin", "name": name, "kind": "stop", "center": near, "radius_m": 100}
+                fence = {
+                    "id": "felletin",
+                    "name": name,
+                    "kind": "stop",
+                    "center": near,
+                    "radius_m": 100,
+                }
                 await geofences.command_set({"geofences": [fence]})
-                await expect(page.locator("#where")).to_contain_text(f"En route, {said} (", timeout=5_000)
+                await expect(page.locator("#where")).to_contain_text(
+                    f"En route, {said} (", timeout=5_000
+                )
             await page.locator("#lang").click()
-            await expect(page.locator("#where")).to_contain_text("On the way, near Le Grand-Bourg (")
+            await expect(page.locator("#where")).to_contain_text(
+                "On the way, near Le Grand-Bourg ("
+            )
             await expect(page.locator('#where span[lang="fr"]')).to_have_text("Le Grand-Bourg")
             await expect(cpam).to_contain_text("since yesterday 18:49, until tomorrow 12:00")
             for selector in ("#services .provider", "#stops .stop-name", "#place"):
@@ -300,6 +315,56 @@ async def test_the_words_elision_days_french_names_and_direction(
             await browser.shot("live/english-near-grand-bourg")
         finally:
             await geofences.command_set({"geofences": []})
+
+
+# Pairs of neighbouring parts of `el` (its child nodes) drawn out of their order on one
+# line: a part that begins left of where the part before it ends.
+OUT_OF_ORDER = """(el) => {
+    const boxes = [...el.childNodes].map((n) => {
+        const range = document.createRange();
+        range.selectNodeContents(n);
+        return [...range.getClientRects()];
+    });
+    const bad = [];
+    for (let i = 1; i < boxes.length; i++) {
+        for (const a of boxes[i - 1]) for (const b of boxes[i]) {
+            if (Math.abs(a.top - b.top) < 1 && b.left < a.right - 0.5) {
+                bad.push(`${el.childNodes[i].textContent} drawn before ${el.childNodes[i - 1].textContent}`);
+            }
+        }
+    }
+    return bad;
+}"""
+HEBREW = "תחנה מרכזית"
+
+
+async def test_a_right_to_left_name_leaves_the_words_around_it_in_their_place(
+    no_requests: Kiosk, chromium: Any
+) -> None:
+    """A Hebrew or Arabic name inside a French or English line is isolated: the distance
+    after it, or the opening hours, stay after it (unisolated, "(2,2 km)" took the name's
+    direction and was drawn before it)."""
+    kiosk = no_requests
+    await show(kiosk, services=1, stops=1, messages=[])
+    service = kiosk.server.service
+    slot = schedule(2)["services"][1]  # open today: "14:02 to 17:32" on the English page
+    await service.command_schedule({"services": [{**slot, "where": {"fr": HEBREW, "en": HEBREW}}]})
+    near = [kiosk.fix.lat + 0.02, kiosk.fix.lon]
+    fence = {"id": "felletin", "name": HEBREW, "kind": "stop", "center": near, "radius_m": 100}
+    async with open_browser(chromium) as browser:
+        page = await opened(kiosk, browser)
+        detail = page.locator('#services li[data-id="france-travail"] .detail')
+        try:
+            await kiosk.geofences.command_set({"geofences": [fence]})
+            await expect(page.locator("#where")).to_contain_text(f"près de {HEBREW} (")
+            for lang in ("fr", "en"):
+                await expect(page.locator("html")).to_have_attribute("lang", lang)
+                assert await page.locator("#where").evaluate(OUT_OF_ORDER) == [], lang
+                assert await detail.evaluate(OUT_OF_ORDER) == [], lang
+                await page.locator("#lang").click()
+            await browser.shot("live/hebrew-near")
+        finally:
+            await kiosk.geofences.command_set({"geofences": []})
 
 
 async def test_emoji_in_an_announcement_are_drawn_by_the_emoji_font(

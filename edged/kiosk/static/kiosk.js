@@ -219,16 +219,21 @@
     if (el.hidden !== hidden) el.hidden = hidden;
   }
 
-  // parts: strings, or {text, fr: true} for French names (lang="fr" on an English page)
+  // parts: strings (the page's words), or {text, fr} for a text from the daemon (a name,
+  // dispatch's words; fr: true for French, lang="fr" on an English page). Each text from
+  // the daemon is isolated (dir="auto"): a Hebrew or Arabic name takes its own direction
+  // and leaves the words around it in their place ("חדר · 09:00 to 12:00" drew the
+  // separator and the hours before the name).
   function setParts(el, parts) {
-    const list = parts.map((p) => (typeof p === "string" ? { text: p } : p));
+    const list = parts.map((p) => (typeof p === "string" ? { text: p, page: true } : p));
     const sig = JSON.stringify([lang, list]);
     if (el.dataset.sig === sig) return;
     el.dataset.sig = sig;
     const nodes = list.map((p) => {
-      if (!p.fr || lang === "fr") return document.createTextNode(p.text);
+      if (p.page) return document.createTextNode(p.text);
       const span = document.createElement("span");
-      span.lang = "fr";
+      span.dir = "auto";
+      if (p.fr && lang !== "fr") span.lang = "fr";
       span.textContent = p.text;
       return span;
     });
@@ -640,7 +645,7 @@
         setText(provider, clean(s.provider));
         setLangOf(provider, true);
         const parts = [];
-        for (const part of [local(s.what), local(s.where), { text: hours(s), fr: false }]) {
+        for (const part of [local(s.what), local(s.where), { text: hours(s), page: true }]) {
           if (!part || !part.text) continue;
           if (parts.length) parts.push(" · ");
           parts.push(part);
