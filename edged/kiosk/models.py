@@ -32,6 +32,10 @@ Status = Literal["saving", "sent", "failed", "received"]
 _ALLOWED_CONTROLS = {"\n"}
 _JOINERS = {"\u200c", "\u200d"}  # needed by some scripts and by emoji sequences
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_TAG_SEQUENCE = re.compile("(\U0001f3f4[\U000e0020-\U000e007e]{1,32}\U000e007f)")
+"""An emoji tag sequence (UTS #51 ED-14a): the flags of England, Scotland, Wales. Its tag
+characters are format characters, allowed there only: anywhere else they are invisible
+text (a message hidden in "plain" text)."""
 
 
 def _plain(text: str) -> str:
@@ -41,7 +45,7 @@ def _plain(text: str) -> str:
         raise ValueError("text has a bidi override or isolate; send plain text")
     import unicodedata  # here: its tables are 0.1 MB a node without this text never needs
 
-    for ch in text:
+    for ch in _TAG_SEQUENCE.sub("\U0001f3f4", text):
         if ch not in _ALLOWED_CONTROLS and _hidden(ch, unicodedata.category(ch)):
             raise ValueError(f"text has a control character U+{ord(ch):04X}; send plain text")
     if problem := too_many_marks(text):
@@ -72,12 +76,16 @@ def screen_text(text: str) -> str:
     import unicodedata  # as in `_plain`
 
     kept = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if ch.isspace() and category in ("Cc", "Zl", "Zp"):
-            kept.append(" ")
-        elif not _hidden(ch, category):
-            kept.append(ch)
+    for i, piece in enumerate(_TAG_SEQUENCE.split(text)):
+        if i % 2:  # an emoji tag sequence (the split's group), kept whole
+            kept.append(piece)
+            continue
+        for ch in piece:
+            category = unicodedata.category(ch)
+            if ch.isspace() and category in ("Cc", "Zl", "Zp"):
+                kept.append(" ")
+            elif not _hidden(ch, category):
+                kept.append(ch)
     return cap_marks(_SPACES.sub(" ", "".join(kept)).strip())
 
 

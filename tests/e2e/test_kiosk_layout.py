@@ -159,7 +159,7 @@ WRITTEN = {  # real writing with marks, which must reach the screen as written
     "vi": "Xe buýt đến lúc 9 giờ: Tie\u0302\u0301ng Vie\u0323\u0302t",
     "he": "הָאוֹטוֹבּוּס יַגִּיעַ בְּתֵשַׁע שִּׁ֤",
     "hi": "बस नौ बजे आएगी। क्षमा करें",
-    "emoji": "Le bus 🚌 arrive 👩🏽‍🚒 1\ufe0f\u20e3",
+    "emoji": "Le bus 🚌 arrive 👩🏽‍🚒 1\ufe0f\u20e3 🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
 }
 # the longest run of combining marks in any text on the page, and the texts that hold it
 MOST_MARKS = """() => {

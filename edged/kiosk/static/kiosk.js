@@ -302,7 +302,7 @@
   // Emoji: drawn by the screen's emoji font (fonts-noto-color-emoji); one the screen cannot
   // draw is dropped, never shown as an empty box.
   const EMOJI =
-    /\p{RI}\p{RI}|[#*0-9]\uFE0F?\u20E3|\p{Extended_Pictographic}(?:\p{EMod}|\uFE0F|\u200D\p{Extended_Pictographic}\uFE0F?)*/gu;
+    /\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|\p{RI}\p{RI}|[#*0-9]\uFE0F?\u20E3|\p{Extended_Pictographic}(?:\p{EMod}|\uFE0F|\u200D\p{Extended_Pictographic}\uFE0F?)*/gu;
   const drawable = new Map();
   let canvas = null;
 

@@ -29,6 +29,10 @@ from tests.helpers.host import TestHost
 from tests.helpers.kiosk import AUBUSSON, FELLETIN, T0, FakeTime, Nodes, at, stored
 
 PARIS = ZoneInfo("Europe/Paris")
+ENGLAND = "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+WALES = "🏴\U000e0067\U000e0062\U000e0077\U000e006c\U000e0073\U000e007f"
+SMUGGLED = "Bonjour\U000e0069\U000e0067\U000e006e\U000e006f\U000e0072\U000e0065"
+"""Tag characters outside a flag: invisible text riders never see."""
 
 
 def iso(ms: int) -> str:
@@ -115,6 +119,7 @@ GUERET = (46.1700, 1.8700)
         ("Guéret\x1b[2J\x00 –\tgare\nroutière", "Guéret[2J – gare routière"),
         ("G" + "\u0301" * 100 + "uéret", "G" + "\u0301" * MAX_MARKS + "uéret"),
         ("Gu\u0301\u200d\u0301" * 3, "Gu\u0301\u200d\u0301" * 3),  # under the cap: kept
+        (f"Pub {ENGLAND}\u202e {SMUGGLED}", f"Pub {ENGLAND} Bonjour"),
     ],
 )
 async def test_a_fence_name_reaches_the_screen_without_bidi_overrides_or_controls(
@@ -455,6 +460,8 @@ async def test_more_messages_than_the_limit_are_refused_saying_how_to_clear(
         "tab\there",
         "A" + "\u0301" * 200,
         "Bonjour" + "\u0301\u200d" * (MAX_MARKS + 1),
+        SMUGGLED,
+        "🏴\U000e0067\U000e0062",  # a flag's tags without their end
     ],
 )
 async def test_message_text_that_is_not_plain_text_is_refused(
@@ -473,8 +480,9 @@ async def test_message_text_that_is_not_plain_text_is_refused(
         "बस नौ बजे आएगी। क्षमा करें",
         "הָאוֹטוֹבּוּס יַגִּיעַ בְּתֵשַׁע שִּׁ֤",
         "Le bus arrive 🚌👩🏽‍🚒 1\ufe0f\u20e3 ❤️‍🔥",
+        f"Supporters {ENGLAND} et {WALES} bienvenus",
     ],
-    ids=["vietnamese", "devanagari", "hebrew", "emoji"],
+    ids=["vietnamese", "devanagari", "hebrew", "emoji", "flag-tag-sequences"],
 )
 async def test_a_message_in_a_script_with_combining_marks_is_shown_as_written(
     kiosk: KioskService, text: str
