@@ -224,3 +224,23 @@ async def test_zalgo_in_every_text_the_screen_shows_keeps_every_screen_s_layout(
         shared_kiosk.node.bus.emit(JourneyChanged(None))
         shared_kiosk.node_seats()
         service.refresh()
+
+
+async def test_an_announcement_of_blank_lines_shows_its_words_not_a_tall_blank(
+    shared_kiosk: Kiosk, chromium: Any
+) -> None:
+    """Dispatch's text keeps its line breaks (pre-line): 300 blank lines pasted between two
+    words made an announcement 300 lines tall, the other announcements far below the
+    region's view. A run of blank lines shows as one."""
+    no_requests(shared_kiosk)
+    pasted = "Route barrée." + "\n \n" * 150 + "Détour par Saint-Vaury."
+    await show(shared_kiosk, services=3, stops=3, messages=[("urgent", pasted), ("info", INFO)])
+    async with open_browser(chromium, SCREENS[0].viewport) as browser:
+        page = await opened(shared_kiosk, browser)
+        first = page.locator('#messages li[data-id="m0"]')
+        await expect(first).to_contain_text("Détour")
+        lines = await first.evaluate(
+            "el => el.querySelector('.text').getBoundingClientRect().height"
+            " / parseFloat(getComputedStyle(el).lineHeight)"
+        )
+        assert lines < 6, f"{lines:.0f} lines"  # the words, one blank line, the words

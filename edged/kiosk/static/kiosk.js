@@ -353,10 +353,14 @@
     });
   }
 
-  // Every text from the daemon as the screen shows it: marks capped, emoji the screen
-  // cannot draw dropped.
+  // Lines from dispatch are kept (announcements and notes are shown pre-line), but a run
+  // of blank lines is one: 300 pasted made an announcement 300 lines tall.
+  const BLANK_LINES = /\n[ \t]*(?:\n[ \t]*){2,}/g;
+
+  // Every text from the daemon as the screen shows it: marks capped, blank lines
+  // collapsed, emoji the screen cannot draw dropped.
   function clean(raw) {
-    const text = capMarks(raw);
+    const text = capMarks(raw).replace(BLANK_LINES, "\n\n");
     if (!/[\p{Extended_Pictographic}\p{RI}\u20E3]/u.test(text)) return text;
     let dropped = false;
     const out = text.replace(EMOJI, (e) => {
