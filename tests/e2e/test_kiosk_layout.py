@@ -244,3 +244,33 @@ async def test_an_announcement_of_blank_lines_shows_its_words_not_a_tall_blank(
             " / parseFloat(getComputedStyle(el).lineHeight)"
         )
         assert lines < 6, f"{lines:.0f} lines"  # the words, one blank line, the words
+
+
+UNBREAKABLE = {
+    "jamo": "Bus : " + "\u1100" * 240,  # Hangul leading consonants: one syllable to a line
+    "family": "Famille " + "👨" + "\u200d👨" * 120,  # a ZWJ chain: one emoji to a line
+    "prepend": "Malayalam " + "\u0d4e" * 200 + "ക",  # prepended dot rephs: one letter
+}
+
+
+async def test_a_character_of_hundreds_of_code_points_keeps_every_screen_s_layout(
+    shared_kiosk: Kiosk, chromium: Any
+) -> None:
+    """A grapheme cluster (what a line breaker takes as one character) can be made of any
+    number of code points without a combining mark: Hangul jamo, an emoji ZWJ chain,
+    prepended letters. Dispatch can send them; each was thousands of pixels wide on one
+    line. The page keeps at most MAX_CLUSTER code points of one, which the longest emoji
+    (a kiss with two skin tones) needs."""
+    no_requests(shared_kiosk)
+    messages = [("info", text) for text in UNBREAKABLE.values()]
+    await show(shared_kiosk, services=3, stops=3, messages=messages)
+    async with open_browser(chromium, SCREENS[0].viewport) as browser:
+        page = await opened(shared_kiosk, browser)
+        await expect(page.locator("#messages li")).to_have_count(len(UNBREAKABLE))
+        found = await problems_on_every_screen(browser, "unbreakable")
+        assert found == {}, json.dumps(found, indent=1)
+        kiss = "🧑🏻\u200d❤️\u200d💋\u200d🧑🏼"
+        await shared_kiosk.server.service.command_message({"id": "kiss", "text": f"Bravo {kiss}"})
+        await expect(page.locator('#messages li[data-id="kiss"] .text')).to_have_text(
+            f"Bravo {kiss}"
+        )

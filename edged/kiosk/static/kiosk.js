@@ -353,6 +353,32 @@
     });
   }
 
+  // At most MAX_CLUSTER code points in one grapheme cluster, what a line breaker takes as
+  // one character: without a single mark, 240 Hangul jamo, a chain of 120 emoji joined by
+  // ZWJ or 200 prepended Malayalam rephs are one, thousands of pixels wide on one line.
+  // The longest emoji (a kiss or a couple with two skin tones) is 10 code points; a
+  // letter with its MAX_MARKS marks, a Hangul syllable, an Indic conjunct are fewer. Past
+  // that the cluster keeps its first MAX_CLUSTER (the daemon cannot segment: no ICU).
+  const MAX_CLUSTER = 10;
+  const graphemes =
+    typeof Intl.Segmenter === "function" ? new Intl.Segmenter("und", { granularity: "grapheme" }) : null;
+
+  function capClusters(text) {
+    if (!graphemes || !/[^\x00-\x7F]/.test(text)) return text;
+    let cut = false;
+    const out = [];
+    for (const { segment } of graphemes.segment(text)) {
+      if (segment.length <= MAX_CLUSTER) {
+        out.push(segment); // UTF-16 units: never fewer than the code points
+        continue;
+      }
+      const points = [...segment];
+      cut ||= points.length > MAX_CLUSTER;
+      out.push(points.slice(0, MAX_CLUSTER).join(""));
+    }
+    return cut ? out.join("") : text;
+  }
+
   // Lines from dispatch are kept (announcements and notes are shown pre-line), but a run
   // of blank lines is one: 300 pasted made an announcement 300 lines tall.
   const BLANK_LINES = /\n[ \t]*(?:\n[ \t]*){2,}/g;
@@ -360,7 +386,7 @@
   // Every text from the daemon as the screen shows it: marks capped, blank lines
   // collapsed, emoji the screen cannot draw dropped.
   function clean(raw) {
-    const text = capMarks(raw).replace(BLANK_LINES, "\n\n");
+    const text = capClusters(capMarks(raw)).replace(BLANK_LINES, "\n\n");
     if (!/[\p{Extended_Pictographic}\p{RI}\u20E3]/u.test(text)) return text;
     let dropped = false;
     const out = text.replace(EMOJI, (e) => {
