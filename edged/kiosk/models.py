@@ -176,8 +176,9 @@ class Schedule(BaseModel):
     place: LocalText80 | None = None
     services: list[ServiceSlot] = Field(default_factory=list)
     services_ms: int | None = None
-    """Node time when dispatch sent `services`: a service with neither `until` nor `start`
-    is that day's. None in a schedule stored by an older release."""
+    """Node time when dispatch sent `services`, or when the node's clock was first known
+    after: a service with neither `until` nor `start` is that day's. None until then (and in
+    a schedule stored by an older release)."""
     stops: list[NextStop] = Field(default_factory=list)
 
 

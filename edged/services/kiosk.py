@@ -107,10 +107,7 @@ class KioskService(Service):
         )
         self.zone = ZoneInfo(config.timezone)
         self.schedule = self._load(SCHEDULE_KEY, Schedule, Schedule())
-        if self.schedule.services and self.schedule.services_ms is None:
-            # stored by an older release, which kept no day: today's, not for ever
-            self.schedule.services_ms = self._now_ms()
-            self._save_schedule()
+        self._date_services()  # a schedule stored by an older release kept no day
         self.messages: list[Message] = self._load_list(MESSAGES_KEY, Message)
         self.requests: list[RequestRecord] = self._load_list(REQUESTS_KEY, RequestRecord)
         for r in self.requests:
@@ -356,7 +353,20 @@ class KioskService(Service):
 
     # -- keeping time -----------------------------------------------------------------
 
+    def _date_services(self) -> None:
+        """Give the services their day (`services_ms`) once the node knows the date: sent
+        while the clock was unsynced (a Pi at boot on fake-hwclock's saved time, hours or
+        days behind), a service with neither start nor until would have been dated that
+        day and gone as soon as the clock was set; until then it is shown."""
+        if self.schedule.services_ms is not None or not self.schedule.services:
+            return
+        if self.now()[1] is ClockSource.UNSYNCED:
+            return
+        self.schedule.services_ms = self._now_ms()
+        self._save_schedule()
+
     def expire(self) -> None:
+        self._date_services()
         now = self._now_ms()
         kept = [m for m in self.messages if m.expires_ms > now]
         if len(kept) != len(self.messages):
@@ -394,9 +404,10 @@ class KioskService(Service):
             if part in update and update[part] is None:
                 update[part] = []  # null clears the list, as [] does
         if "services" in update:
-            update["services_ms"] = self._now_ms()
+            update["services_ms"] = None  # dated below, or when the clock is known
         self.schedule = self.schedule.model_copy(update=update)
         self._save_schedule()
+        self._date_services()
         self.refresh()
         return {
             "place": self.schedule.place is not None,

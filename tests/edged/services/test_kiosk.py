@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.errors import EdgedError
+from edged.clock import Clock
 from edged.commands.router import IncomingCommand
 from edged.config.kiosk import KioskConfig
 from edged.errors import CommandError
@@ -321,11 +322,37 @@ async def test_a_service_without_until_for_tomorrow_is_shown_until_the_end_of_to
     assert shown(kiosk) == []
 
 
+def dated(clock: FakeTime, host: TestHost | None = None) -> KioskService:
+    """A kiosk on a node whose clock is known (NTP), whatever this machine's state."""
+    return KioskService(host or TestHost(synced=True), KioskConfig(), now_ms=clock)
+
+
 async def test_a_service_with_no_times_drops_out_at_the_end_of_the_day_it_was_sent(
-    kiosk: KioskService, clock: FakeTime
+    clock: FakeTime,
 ) -> None:
+    kiosk = dated(clock)
     clock.ms = paris_ms(25, 18, 0)
     await kiosk.command_schedule({"services": [slot("a")]})
+    clock.ms = paris_ms(25, 23, 59)
+    assert shown(kiosk) == ["a"]
+    clock.ms = paris_ms(26, 0, 0)
+    assert shown(kiosk) == []
+
+
+async def test_a_service_with_no_times_sent_before_the_clock_was_set_is_that_day_s(
+    clock: FakeTime,
+) -> None:
+    """At boot a Pi runs on fake-hwclock's saved time, yesterday evening; dispatch sends the
+    day's services then. Dated by that clock they vanished as soon as NTP set it."""
+    synced = [False]
+    host = TestHost(clock=Clock(recheck_s=0, kernel_synced=lambda: synced[0]))
+    kiosk = dated(clock, host)
+    clock.ms = paris_ms(24, 19, 0)  # the saved time; really the 25th, 08:00
+    await kiosk.command_schedule({"services": [slot("a")]})
+    synced[0] = True
+    clock.ms = paris_ms(25, 8, 1)
+    kiosk.expire()  # the kiosk's tick
+    assert shown(kiosk) == ["a"]
     clock.ms = paris_ms(25, 23, 59)
     assert shown(kiosk) == ["a"]
     clock.ms = paris_ms(26, 0, 0)
@@ -343,23 +370,21 @@ async def test_the_day_a_service_ends_is_the_kiosk_time_zone_s(node: Node, clock
     assert shown(k) == []
 
 
-async def test_a_restarted_kiosk_keeps_the_day_its_services_were_sent(
-    node: Node, clock: FakeTime
-) -> None:
+async def test_a_restarted_kiosk_keeps_the_day_its_services_were_sent(clock: FakeTime) -> None:
+    host = TestHost(synced=True)
     clock.ms = paris_ms(25, 18, 0)
-    first = KioskService(node.host, KioskConfig(), now_ms=clock)
-    await first.command_schedule({"services": [slot("a")]})
+    await dated(clock, host).command_schedule({"services": [slot("a")]})
     clock.ms = paris_ms(26, 8, 0)
-    second = KioskService(node.host, KioskConfig(), now_ms=clock)
-    assert shown(second) == []
+    assert shown(dated(clock, host)) == []
 
 
 async def test_services_stored_by_an_older_release_without_their_day_are_today_s(
-    node: Node, clock: FakeTime
+    clock: FakeTime,
 ) -> None:
-    node.host.state.set(SCHEDULE_KEY, {"services": [slot("a")]})
+    host = TestHost(synced=True)
+    host.state.set(SCHEDULE_KEY, {"services": [slot("a")]})
     clock.ms = paris_ms(25, 18, 0)
-    k = KioskService(node.host, KioskConfig(), now_ms=clock)
+    k = dated(clock, host)
     assert shown(k) == ["a"]
     clock.ms = paris_ms(26, 0, 0)
     assert shown(k) == []
