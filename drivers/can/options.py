@@ -11,6 +11,7 @@ from core.driver import DriverOptions
 from core.errors import ConfigError
 from core.paths import ExistingConfigPath
 from drivers.can.decoder import SHIPPED_DBC, Decoders
+from drivers.can.table import load_table
 
 
 class CanDecodeOptions(DriverOptions):
@@ -51,6 +52,12 @@ class CanDecodeOptions(DriverOptions):
         except ConfigError as exc:
             raise ValueError("; ".join(exc.problems)) from None
         return self
+
+    def signals(self) -> dict[str, frozenset[str]]:
+        """Every signal of the DBC by message name, `pgns` or not: what `[services.vehicle]`
+        may name as `"MESSAGE.Signal"` (the config check holds it to them)."""
+        table = load_table(self.dbc or SHIPPED_DBC)
+        return {m["name"]: frozenset(s["name"] for s in m["signals"]) for m in table["messages"]}
 
     def decoders(self) -> Decoders:
         """The DBC indexed by PGN, read once per configuration (restarts reuse it)."""

@@ -50,6 +50,8 @@ def parse_config(
     except ValidationError as exc:
         problems.extend(format_errors(exc, text))
     settings = _driver_settings(data.get("drivers"), text, base_dir, problems)
+    if config is not None:
+        problems.extend(_vehicle_signals(config, settings, text))
     if problems or config is None:
         raise ConfigError(source, problems)
     for i, d in enumerate(config.drivers):
@@ -101,6 +103,58 @@ def _driver_settings(
         except ValidationError as exc:
             problems.extend(format_errors(exc, text, prefix=(*prefix, "options")))
     return settings
+
+
+def _vehicle_signals(
+    config: EdgedConfig, settings: dict[int, DriverOptions], text: str
+) -> list[str]:
+    """Each signal `[services.vehicle]` names must be in the DBC of an enabled CAN driver: a
+    misspelt one would leave its field empty for ever, with nothing in the log. No CAN driver
+    enabled: nothing to hold them to (a venue)."""
+    dbcs: list[tuple[str, dict[str, frozenset[str]]]] = []
+    for i, d in enumerate(config.drivers):
+        if d.enabled and d.driver.startswith("can.") and i in settings:
+            from drivers.can.options import CanDecodeOptions
+
+            options = settings[i]
+            if isinstance(options, CanDecodeOptions):
+                dbc = Path(options.dbc).name if options.dbc else "fms.dbc"
+                dbcs.append((dbc, options.signals()))
+    if not dbcs:
+        return []
+    vehicle = config.services.vehicle
+    named: list[tuple[tuple[str, ...], str | None]] = [
+        ((field,), getattr(vehicle, field))
+        for field in (
+            "speed",
+            "total_distance",
+            "fuel_used",
+            "fuel_level",
+            "engine_speed",
+            "engine_hours",
+        )
+    ]
+    named += [(("doors", door), ref) for door, ref in vehicle.doors.items()]
+    named += [(("extra", name), ref) for name, ref in vehicle.extra.items()]
+    problems = []
+    files = " or ".join(sorted({name for name, _ in dbcs}))
+    for key, ref in named:
+        if ref is None:
+            continue
+        message, _, signal = ref.partition(".")
+        if any(signal in table.get(message, ()) for _, table in dbcs):
+            continue
+        known = sorted({s for _, table in dbcs for s in table.get(message, ())})
+        if known:
+            why = f"{message} in {files} has no signal {signal} (it has {', '.join(known)})"
+        else:
+            messages = sorted({m for _, table in dbcs for m in table})
+            why = f"{files} has no message {message} (it has {', '.join(messages)})"
+        loc = ("services", "vehicle", *key)
+        problems.append(
+            _with_line(f"{_dotted(loc)}: {ref!r}: {why}; the field would stay empty", text, loc)
+        )
+    return problems
 
 
 def driver_options(driver: str, options: dict[str, Any], base_dir: Path | None) -> DriverOptions:

@@ -260,3 +260,32 @@ def test_the_daily_occupancy_reset_is_at_3_when_left_out() -> None:
 def test_another_way_to_say_never_is_a_config_error_naming_never(bad: str) -> None:
     (problem,) = problems(MINIMAL + f"[services.occupancy]\nreset_at = {bad}\n")
     assert "reset_at" in problem
+
+
+CAN_REPLAY = (
+    '\n[[drivers]]\nname = "can"\ndriver = "can.replay"\n[drivers.options]\n'
+    f'log = "{ROOT / "config" / "can" / "shuttle-day.log"}"\n'
+)
+
+
+def test_a_vehicle_signal_missing_from_the_dbc_is_named_with_the_dbc_s_own() -> None:
+    text = MINIMAL + CAN_REPLAY + '\n[services.vehicle]\nspeed = "CCVS1.WheelBasedVehicleSped"\n'
+    (msg,) = problems(text)
+    assert msg.startswith("services.vehicle.speed: 'CCVS1.WheelBasedVehicleSped'")
+    line = text.splitlines().index('speed = "CCVS1.WheelBasedVehicleSped"') + 1
+    assert "WheelBasedVehicleSpeed" in msg and f"(line {line})" in msg
+
+
+def test_a_vehicle_message_missing_from_the_dbc_is_named_with_the_dbc_s_own() -> None:
+    text = MINIMAL + CAN_REPLAY + (
+        '\n[services.vehicle.extra]\nadblue_pct = "AT1T1I.Level"\nrear = "DC2.Door3OpenStatus"\n'
+    )
+    (msg,) = problems(text)
+    assert msg.startswith("services.vehicle.extra.adblue_pct: 'AT1T1I.Level'")
+    line = text.splitlines().index('adblue_pct = "AT1T1I.Level"') + 1
+    assert "CCVS1" in msg and f"(line {line})" in msg
+
+
+def test_vehicle_signals_are_not_held_to_a_dbc_without_a_can_driver() -> None:
+    text = MINIMAL + '\n[services.vehicle]\nspeed = "CCVS1.WheelBasedVehicleSped"\n'
+    assert parse_config(text).services.vehicle.speed == "CCVS1.WheelBasedVehicleSped"
