@@ -30,7 +30,10 @@ class Admin:
 
     async def config_get(self, args: dict[str, Any]) -> dict[str, Any]:
         only("config.get", args)
-        return {"config": self.life.config.model_dump(mode="json"), "hash": self.life.config_hash}
+        # no nulls: TOML has none, so a key left unset is left out, and the `config` given
+        # here goes back through config.set as it is (the hash is the running one's)
+        config = self.life.config.model_dump(mode="json", exclude_none=True)
+        return {"config": config, "hash": self.life.config_hash}
 
     async def config_set(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate with the file's own models, write it on probation, restart with it."""
@@ -42,6 +45,10 @@ class Admin:
             raise CommandError("bad_args", 'config.set takes {"config": {...the whole config...}}')
         try:
             check_depth(new, "config.set")  # before tomli_w, which recurses
+            if (null := _first_null(new)) is not None:
+                raise CommandError(
+                    "bad_config", f"{null} is null: leave the key out (TOML has no null)"
+                )
             text = tomli_w.dumps(new)
             config = parse_config(text, source="config.set", base_dir=path.absolute().parent)
         except ConfigError as exc:
@@ -70,6 +77,18 @@ class Admin:
         only("restart", args)
         self.life.request_restart(after_reply=True)
         return {"restarting": True}
+
+
+def _first_null(value: Any, path: str = "") -> str | None:
+    """The key path of the first null in `value` (`broker.tls`, `drivers[0].options.x`)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        where = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
+        if item is None:
+            return where
+        if isinstance(item, dict | list) and (found := _first_null(item, where)) is not None:
+            return found
+    return None
 
 
 async def probation_watch(life: Lifecycle) -> None:

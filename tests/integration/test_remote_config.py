@@ -127,6 +127,38 @@ async def test_a_config_set_that_does_not_validate_is_refused_with_the_problems(
         assert error["code"] == "bad_config" and "broker.port" in error["message"]
 
 
+async def test_the_config_config_get_gives_goes_back_through_config_set_as_it_is(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    path = secured(tmp_path, broker.port)  # leaves keys unset: tls, username, capacity…
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        await command(broker.port, "config.get", {}, "g1", signed=False)
+        await c.wait_for(lambda: reply(c, "config.get", "g1") is not None, 5, "config.get")
+        got = reply(c, "config.get", "g1")["result"]  # type: ignore[index]
+        await command(broker.port, "config.set", {"config": got["config"]}, "s1")
+        await c.wait_for(lambda: reply(c, "config.set", "s1") is not None, 5, "config.set")
+        r = reply(c, "config.set", "s1")
+        assert r is not None and r["ok"], r
+        assert r["result"]["hash"] == r["result"]["previous_hash"] == got["hash"]
+
+
+async def test_a_null_in_config_set_is_refused_naming_its_key(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    path = secured(tmp_path, broker.port)
+    bad = tomllib.loads(path.read_text())
+    bad["broker"]["tls"] = None
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        await command(broker.port, "config.set", {"config": bad}, "n1")
+        await c.wait_for(lambda: reply(c, "config.set", "n1") is not None, 5, "the refusal")
+        error = reply(c, "config.set", "n1")["error"]  # type: ignore[index]
+        assert error["code"] == "bad_config" and "broker.tls is null" in error["message"]
+
+
 async def test_config_get_diag_dump_and_mode_set_answer(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
