@@ -19,7 +19,6 @@ make one go on, since only an `update` carrying the id the node answered counts.
 
 import asyncio
 import contextlib
-import json
 import math
 import time
 import uuid
@@ -30,6 +29,7 @@ from typing import Any
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edged.codec import PayloadError, decode
 from edged.ops.client import BrokerUnreachableError, Say, ToolClient, connect
 from edged.ops.commands import make_request, reply_of
 from edged.ops.feed import ByName
@@ -39,6 +39,8 @@ from edged.ops.login import Login
 DONE = "confirmed"
 BAD = ("rolled_back", "failed")
 MAX_NODES = 10_000
+MAX_PAYLOAD = 64 * 1024
+"""Bytes of a `state`, `update` or reply read at most, on the wire and decoded."""
 BY_NAME = ("state", "update")
 """A node's retained topics a rollout reads, also subscribed by name (`Hearing`)."""
 LIVE = ("health/#", "position")
@@ -114,11 +116,13 @@ def node_of(head: str, topic: str) -> tuple[str, str] | None:
 
 
 def _obj(payload: Any) -> dict[str, Any] | None:
-    if not isinstance(payload, bytes | bytearray) or len(payload) > 64 * 1024:
+    """The object a node's `state`, `update` or reply carries, in whichever encoding its
+    fleet uses (`[broker] encoding`: the shipped vehicle configs deflate)."""
+    if not isinstance(payload, bytes | bytearray) or len(payload) > MAX_PAYLOAD:
         return None
     try:
-        value = json.loads(payload)
-    except (ValueError, RecursionError):
+        value = decode(payload, MAX_PAYLOAD)
+    except PayloadError:
         return None
     return value if isinstance(value, dict) else None
 

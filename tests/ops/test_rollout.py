@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from edged.codec import to_wire
 from edged.ops.client import connect
 from edged.ops.login import Login
 from edged.ops.rollout import Hearing, NodeUpdate, Rollout, parse_canary, plan
 from edged.ops.urls import parse_broker_url
+from edged.uplink.cancellable import CancellableClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.fleet_sim import SimFleet
 from tests.helpers.rogue import acts_on_a_terminal, answering, edgectl, publish_retained
@@ -237,3 +239,38 @@ async def test_hearing_a_fleet_takes_each_retained_message_once(
         await hearing.find(named, 0.5)
         await asyncio.sleep(0.5)  # a copy that would come, comes within milliseconds
     assert sorted(taken) == [f"{ROGUE}/state", f"{ROGUE}/update"]
+
+
+ENCODINGS = ["cbor", "deflate"]
+
+
+def on_wire(body: dict[str, Any], encoding: Any) -> bytes:
+    """`body` as a node of a fleet with `[broker] encoding` puts it on the wire."""
+    return to_wire(json.dumps(body).encode(), encoding)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_rollout_hears_a_node_of_a_fleet_that_does_not_speak_json(encoding: Any) -> None:
+    r = rollout()
+    r.ingest("rnst/v1/test/bus-02/state", on_wire({"state": "online", "version": "0.1"}, encoding))
+    r.ingest("rnst/v1/test/bus-01/update", on_wire({"state": "confirmed", "id": "u1"}, encoding))
+    assert r.nodes["bus-02"].online and r.nodes["bus-02"].running == "0.1"
+    assert r.nodes["bus-01"].state == "confirmed"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+async def test_update_status_lists_a_node_of_a_fleet_that_does_not_speak_json(
+    broker: Mosquitto, encoding: Any
+) -> None:
+    async with CancellableClient("127.0.0.1", broker.port, identifier="bus-03") as c:
+        for topic, body in [
+            ("state", {"state": "online", "version": "0.1.0"}),
+            ("update", {"state": "failed", "code": "no_space", "version": "0.2.0"}),
+        ]:
+            await c.publish(f"rnst/v1/test/bus-03/{topic}", on_wire(body, encoding), 1, True)
+    code, out, err = await edgectl(
+        "update", "status", "test", "--broker", broker.url, "--wait", "1"
+    )
+    assert code == 0, err
+    (row,) = [line for line in out.splitlines() if "bus-03" in line]
+    assert "yes" in row and "0.1.0" in row and "failed" in row, out
