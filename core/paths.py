@@ -38,7 +38,7 @@ def _private(value: Path) -> Path:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ValueError(
             f"{value} is readable by other users (mode {stat.S_IMODE(mode):o}): run "
-            f"`chmod 600 {value}` (and chown it to the edged user)"
+            f"`chmod 600 {value}` (the user that reads it must own it: edged, on a node)"
         )
     return value
 

@@ -5,6 +5,7 @@ a node config), so a key file readable by others or a certificate without its ke
 by the same rules, and the TLS context and password come from the uplink's functions.
 """
 
+import re
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -131,5 +132,10 @@ def _system_ca_file() -> Path:
 
 
 def _as_options(problem: str) -> str:
+    """A `[broker]` problem as the tools' options say it: `--password-file: pw is readable…`,
+    without pydantic's "Value error, " and the `(got PosixPath('pw'))` the option shows."""
     key, sep, rest = problem.partition(": ")
-    return f"{OPTION_NAMES.get(key, key)}: {rest}" if sep else problem
+    if not sep:
+        return problem
+    rest = re.sub(r" \(got .*\)$", "", rest.removeprefix("Value error, "))
+    return f"{OPTION_NAMES.get(key, key)}: {rest}"
