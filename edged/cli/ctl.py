@@ -67,16 +67,18 @@ EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_BROKER = 4
 
-EPILOG = """exit codes:
+ENV_NOTE = """Each broker option has an environment default: $EDGECTL_BROKER, $EDGECTL_PROTOCOL,
+$EDGECTL_USERNAME, $EDGECTL_PASSWORD_FILE, $EDGECTL_CAFILE, $EDGECTL_CERT, $EDGECTL_CERT_KEY,
+$EDGECTL_PREFIX, $EDGECTL_RESPONSE_PREFIX."""
+
+EPILOG = f"""exit codes:
   0  done (cmd: the node replied ok)
   1  the node replied with an error (code and message on stderr)
   2  usage error: bad arguments, bad JSON, bad FLEET/NODE or broker URL
   3  no reply within --timeout: the node may be offline (check with edgectl watch)
   4  the broker could not be reached or refused the connection
 
-Each broker option has an environment default: $EDGECTL_BROKER, $EDGECTL_PROTOCOL,
-$EDGECTL_USERNAME, $EDGECTL_PASSWORD_FILE, $EDGECTL_CAFILE, $EDGECTL_CERT, $EDGECTL_CERT_KEY,
-$EDGECTL_PREFIX, $EDGECTL_RESPONSE_PREFIX."""
+{ENV_NOTE}"""
 
 NAME = re.compile(NAME_PATTERN)
 PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
@@ -261,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how long each probe waits for a message that should come (default: 3)",
     )
 
-    update_cli.add_parser(sub, common, EPILOG)
+    update_cli.add_parser(sub, common, ENV_NOTE)
     feed_cli.add_parser(sub, common)
 
     keys = sub.add_parser("keys", help="signing keys for commands")
@@ -290,7 +292,10 @@ def generate_key(name: str, directory: Path) -> int:
     print("[[security.keys]]")
     print(f'id = "{name}"')
     print(f'public_key = "{public}"')
-    print('scopes = ["read", "operate"]   # add "door", "access", "config" as this key needs')
+    print(
+        'scopes = ["read", "operate"]   # add "door", "access", "config", "update" as this key '
+        "needs"
+    )
     return EXIT_OK
 
 

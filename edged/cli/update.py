@@ -26,6 +26,12 @@ from edged.ops.rollout import NodeUpdate, Outcome, Rollout, fleet_status, parse_
 from edged.ops.table import DASH
 
 EXIT_OK, EXIT_STOPPED, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = """exit codes:
+  0  done: every node to update confirmed (or none needed it); `update status`: the table
+  1  stopped: a node rolled back, failed, refused update.apply or did not confirm within
+     --timeout (STOPPED: on stderr names it); no later wave was sent
+  2  usage error: bad arguments, an unreadable bundle, no --key
+  4  the broker could not be reached or refused the connection"""
 RESULT_STYLE = {"confirmed": "green", "rolled_back": "bold red", "failed": "bold red",
                 "refused": "bold red", "trial": "yellow"}  # fmt: skip
 
@@ -33,14 +39,14 @@ RESULT_STYLE = {"confirmed": "green", "rolled_back": "bold red", "failed": "bold
 def add_parser(
     sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
     common: argparse.ArgumentParser,
-    epilog: str,
+    env_note: str,
 ) -> None:
     up = sub.add_parser(
         "update",
         parents=[common],
         help="roll a release bundle out to a fleet in waves; `update status FLEET`: a table",
         description=__doc__,
-        epilog=epilog,
+        epilog=f"{EXIT_CODES}\n\n{env_note}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     up.add_argument("words", nargs="+", metavar="FLEET", help="FLEET, or: status FLEET")

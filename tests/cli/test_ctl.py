@@ -7,10 +7,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from edged.cli.ctl import main
+from edged.config.security import Scope
 from edged.uplink.cancellable import CancellableClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import ROOT, start_daemon, write_config
@@ -197,3 +199,12 @@ async def test_watch_says_when_a_flood_makes_it_drop_messages_and_how_many(
     assert stopped.startswith("edgectl: stopped dropping")
     dropped = int(total.removeprefix("edgectl: ").split(" ")[0].replace(",", ""))
     assert 0 < dropped < 160 and f"{dropped:,} dropped" in out
+
+
+def test_a_generated_key_s_block_names_every_scope_a_node_knows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A release key needs `update` (docs/updates.md): the hint lists it with the others."""
+    assert main(["keys", "generate", "release", "--dir", str(tmp_path)]) == 0
+    (scopes_line,) = [line for line in capsys.readouterr().out.splitlines() if "scopes" in line]
+    assert all(f'"{scope}"' in scopes_line for scope in get_args(Scope)), scopes_line

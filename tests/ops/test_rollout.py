@@ -3,6 +3,7 @@ node that rolls back stops the rollout naming it; `edgectl update status` shows 
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,23 @@ async def test_update_status_lists_a_node_of_a_fleet_that_does_not_speak_json(
     assert code == 0, err
     (row,) = [line for line in out.splitlines() if "bus-03" in line]
     assert "yes" in row and "0.1.0" in row and "failed" in row, out
+
+
+def exit_codes(help_text: str) -> dict[int, str]:
+    """The `exit codes:` of a --help: {code: what}."""
+    part = help_text.split("exit codes:\n", 1)[1].split("\n\n", 1)[0]
+    part = re.sub(r"\n {5,}", " ", part)  # an entry's continued lines
+    return {int(m[0]): m[1] for m in re.findall(r"^  (\d)  (.*)$", part, re.M)}
+
+
+async def test_a_node_silent_past_the_timeout_exits_as_update_help_says(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "b.bundle")
+    await publish_retained(broker.port, (f"{ROGUE}/state", {"state": "online", "version": "0.1"}))
+    args = rollout_args(broker, bundle, key_file(tmp_path), "--timeout", "1")
+    code, out, err = await edgectl(*args)  # nothing answers: the node stays silent
+    assert "rogue-01 did not confirm within 1 s" in err, (out, err)
+    _, help_text, _ = await edgectl("update", "--help")
+    assert code in exit_codes(help_text), help_text
+    assert "--timeout" in exit_codes(help_text)[code]
