@@ -123,6 +123,8 @@ def _vehicle_signals(
     if not dbcs:
         return []
     vehicle = config.services.vehicle
+    written = vehicle.model_fields_set  # a default the DBC lacks is no mistake of the file's:
+    # TOML cannot unset it, and a DBC of the bus's own (CCVS1 renamed) leaves that field empty
     named: list[tuple[tuple[str, ...], str | None]] = [
         ((field,), getattr(vehicle, field))
         for field in (
@@ -133,8 +135,10 @@ def _vehicle_signals(
             "engine_speed",
             "engine_hours",
         )
+        if field in written
     ]
-    named += [(("doors", door), ref) for door, ref in vehicle.doors.items()]
+    if "doors" in written:
+        named += [(("doors", door), ref) for door, ref in vehicle.doors.items()]
     named += [(("extra", name), ref) for name, ref in vehicle.extra.items()]
     problems = []
     files = " or ".join(sorted({name for name, _ in dbcs}))

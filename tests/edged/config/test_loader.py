@@ -289,3 +289,15 @@ def test_a_vehicle_message_missing_from_the_dbc_is_named_with_the_dbc_s_own() ->
 def test_vehicle_signals_are_not_held_to_a_dbc_without_a_can_driver() -> None:
     text = MINIMAL + '\n[services.vehicle]\nspeed = "CCVS1.WheelBasedVehicleSped"\n'
     assert parse_config(text).services.vehicle.speed == "CCVS1.WheelBasedVehicleSped"
+
+
+def test_a_bus_s_own_dbc_without_the_default_signals_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TOML cannot unset a default signal: one the DBC lacks is left empty, not an error."""
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its compiled table
+    dbc = tmp_path / "vehicle.dbc"
+    dbc.write_text((ROOT / "config" / "fms.dbc").read_text().replace("CCVS1", "SPEED"))
+    text = MINIMAL + CAN_REPLAY + f'dbc = "{dbc}"\n'
+    assert parse_config(text).services.vehicle.speed == "CCVS1.WheelBasedVehicleSpeed"
