@@ -79,6 +79,21 @@ def test_a_receive_maximum_below_the_window_is_limited_with_the_window_to_set(
     assert "window = 6" in found["edged"]  # two left for publishes outside the outbox
 
 
+def test_a_small_receive_maximum_gives_the_window_the_node_keeps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under 5 the node keeps three, or all the broker allows (docs/brokers.md's table:
+    3 in flight at `max_inflight_messages 3`), not the broker's less two."""
+    m = Mosquitto(tmp_path, extra="max_inflight_messages 3").start()
+    try:
+        code, report = _check(m.url, capsys, "--window", "32")
+    finally:
+        m.stop()
+    found = _by_key(report)["receive_maximum"]
+    assert code == 0 and found["verdict"] == "limited", found
+    assert "window = 3" in found["edged"] and "at most 3" in found["edged"], found
+
+
 def test_a_broker_without_retained_messages_is_limited_as_the_nodes_cope(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -33,7 +33,7 @@ from edged.ops.client import (
     refused,
 )
 from edged.ops.login import Login, Protocol
-from edged.uplink.sender import RESERVED
+from edged.uplink.sender import RESERVED, drain_share
 from edged.uplink.tls import TlsSessions
 
 SESSION_EXPIRY_S = 300
@@ -627,16 +627,21 @@ async def receive_maximum(run: Run) -> Finding:
             "the node's outbox window is not acknowledged: lower [broker] window",
             True,
         )
-    if announced is not None and int(announced) - RESERVED < run.window:
-        drain = max(1, int(announced) - RESERVED)
+    allowed = int(announced) if announced is not None else None
+    drain = run.window if allowed is None else drain_share(allowed)  # what the node keeps
+    if allowed is not None and drain < run.window:
+        why = (
+            f"the broker's {allowed}, less {RESERVED} left for publishes outside the outbox"
+            if drain < allowed
+            else f"all the broker's {allowed}: a publish outside the outbox waits for room"
+        )
         return Finding(
             "receive_maximum",
             title,
             Verdict.LIMITED,
             measured,
             f"the node keeps at most {drain} outbox publishes in flight instead of "
-            f"{run.window} (the broker's {announced}, less {RESERVED} left for publishes "
-            f"outside the outbox): set [broker] window = {drain} to match",
+            f"{run.window} ({why}): set [broker] window = {drain} to match",
             True,
         )
     return Finding(
