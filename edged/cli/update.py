@@ -139,7 +139,8 @@ def report(outcome: Outcome, version: str) -> None:
 
 
 async def run_status(args: argparse.Namespace, login: Login, prefix: str, fleet: str) -> int:
-    nodes = await fleet_status(login, prefix, fleet, args.wait, nodes=args.node)
+    say = (lambda m: print(f"edgectl: {m}", file=sys.stderr)) if args.verbose else None
+    nodes = await fleet_status(login, prefix, fleet, args.wait, say=say, nodes=args.node)
     console = Console() if sys.stdout.isatty() else Console(width=160, no_color=True)
     console.print(status_table(fleet, nodes))
     return EXIT_OK

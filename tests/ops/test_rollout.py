@@ -295,3 +295,10 @@ async def test_a_node_silent_past_the_timeout_exits_as_update_help_says(
     _, help_text, _ = await edgectl("update", "--help")
     assert code in exit_codes(help_text), help_text
     assert "--timeout" in exit_codes(help_text)[code]
+
+
+async def test_update_status_says_how_it_connected_with_v(broker: Mosquitto) -> None:
+    code, _, err = await edgectl(
+        "update", "status", "test", "--broker", broker.url, "--wait", "0.2", "-v"
+    )
+    assert code == 0 and "connected to" in err and "with MQTT 5" in err, err
