@@ -114,6 +114,17 @@ def build_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def refused_url(url: str) -> str | None:
+    """Why the nodes would refuse `url` in `update.apply` (their own rule), or None."""
+    from edged.update.download import check_url
+
+    try:
+        check_url(url)
+    except CommandError as exc:
+        return exc.message
+    return None
+
+
 def read_bundle_facts(path: Path) -> tuple[str, int, str]:
     """(version, size, sha256) of a bundle file: what `update.apply` carries."""
     raw, _ = read_head(path)
@@ -121,6 +132,9 @@ def read_bundle_facts(path: Path) -> tuple[str, int, str]:
 
 
 def show(path: Path, url: str | None) -> int:
+    if url is not None and (refused := refused_url(url)) is not None:
+        print(f"edgectl release show: --url: {refused}", file=sys.stderr)
+        return EXIT_USAGE
     raw, sig = read_head(path)
     manifest = parse_manifest(raw)
     try:

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from edged.cli.release import read_bundle_facts
+from edged.cli.release import read_bundle_facts, refused_url
 from edged.errors import CommandError
 from edged.ops.login import Login
 from edged.ops.rollout import NodeUpdate, Outcome, Rollout, fleet_status, parse_canary
@@ -95,6 +95,9 @@ async def run_rollout(
 ) -> int:
     if args.bundle is None or not args.url:
         print("edgectl update: --bundle FILE and --url URL are needed", file=sys.stderr)
+        return EXIT_USAGE
+    if (refused := refused_url(args.url)) is not None:
+        print(f"edgectl update: --url: {refused}", file=sys.stderr)
         return EXIT_USAGE
     if key is None:
         print(

@@ -302,3 +302,14 @@ async def test_update_status_says_how_it_connected_with_v(broker: Mosquitto) -> 
         "update", "status", "test", "--broker", broker.url, "--wait", "0.2", "-v"
     )
     assert code == 0 and "connected to" in err and "with MQTT 5" in err, err
+
+
+async def test_a_rollout_to_a_url_the_nodes_refuse_is_a_usage_error_before_any_send(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "b.bundle")
+    await publish_retained(broker.port, (f"{ROGUE}/state", {"state": "online", "version": "0.1"}))
+    args = rollout_args(broker, bundle, key_file(tmp_path), "--url", "http://files.test/b")
+    code, out, err = await edgectl(*args)
+    assert code == 2 and "https://" in err, (out, err)
+    assert "canary" not in err  # nothing was sent
