@@ -31,9 +31,6 @@ class Representation:
     content_type: str
     modified_s: int
     tag: str
-    shares_second: bool = False
-    """Another version of the document had the same Last-Modified second: a client that
-    sends that second back may hold the other one, so only If-None-Match can say 304."""
     _gzipped: bytes | None = field(default=None, repr=False)
 
     @property
@@ -61,7 +58,7 @@ class Representation:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         since_s = int(moment.timestamp())
-        return self.modified_s < since_s or (self.modified_s == since_s and not self.shares_second)
+        return self.modified_s <= since_s
 
     def respond(self, request: web.Request) -> web.Response:
         headers = {

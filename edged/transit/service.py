@@ -2,9 +2,11 @@
 
 Nothing here is kept that the broker cannot give again: the view is rebuilt from retained
 messages and live traffic after a restart, so replicas agree. Documents are built on
-request, at most once per second per change of the view, and kept with their validators;
-an unchanged one is stamped again (GTFS-RT header, SIRI ResponseTimestamp) at the first
-request of each new second, so a quiet feed never reads as a dead producer.
+request, at most once per second, and kept with their validators: within the second of the
+version served, that version is served (one content per timestamp, E017); at the first
+request of each new second the document is built again from what changed, or an unchanged
+one stamped again (GTFS-RT header, SIRI ResponseTimestamp), so a quiet feed never reads as
+a dead producer.
 """
 
 import logging
@@ -167,79 +169,79 @@ class FeedService:
     def _doc(
         self,
         name: str,
-        tag: str,
-        build: Callable[[int], tuple[bytes, str]],
+        content: Callable[[], tuple[str, Callable[[int], tuple[bytes, str]]]],
         stamp: int | None = None,
     ) -> Representation:
-        """The document `name` for content `tag`, built by `build(second)`: again when the
-        content changed, and stamped again when it did not but a later second `stamp` (the
-        clock's by default) asks for it. A feed's timestamp says when it was generated: one
-        kept at the last change reads hours old after a quiet night (W008), and a journey
-        planner drops the feed as dead. ETag and Last-Modified stay the content's: a
-        conditional request for unchanged content is still answered 304."""
+        """The document `name` at second `stamp` (the clock's by default). `content()` gives
+        the current content's tag and `build(second)`, which makes the document stamped
+        with that second: built again when the content changed, stamped again when it did
+        not but a later second asks for it. A feed's timestamp says when it was generated:
+        one kept at the last change reads hours old after a quiet night (W008), and a
+        journey planner drops the feed as dead. ETag and Last-Modified stay the content's: a
+        conditional request for unchanged content is still answered 304.
+
+        Within the second of the version served last (or before it, the clock stepped
+        back), that version stays, changed content or not: the timestamp counts seconds,
+        and two contents under one (MobilityData E017) would leave a consumer unable to
+        tell them apart. The change follows at the next second, under the next one."""
         doc = self._docs.setdefault(name, _Doc())
         second = int(self.clock()) if stamp is None else stamp
-        if doc.rep is None or doc.tag != tag:
-            body, content_type = build(second)
-            # Last-Modified has one-second resolution: a second version within the same
-            # second must not be answered 304 to a client holding the first
-            same = doc.rep is not None and doc.rep.modified_s >= second
-            doc.rep = Representation(body, content_type, second, tag, shares_second=same)
-        elif second > doc.stamp:
-            body, content_type = build(second)
-            doc.rep = Representation(
-                body, content_type, doc.rep.modified_s, tag, shares_second=doc.rep.shares_second
-            )
-        else:
+        if doc.rep is not None and second <= doc.stamp:
             return doc.rep
+        tag, build = content()
+        body, content_type = build(second)
+        modified = second if doc.rep is None or doc.tag != tag else doc.rep.modified_s
+        doc.rep = Representation(body, content_type, modified, tag)
         doc.tag, doc.stamp = tag, second
         return doc.rep
 
     def vehicle_positions(self) -> Representation:
-        chosen = self.selection()
-        frames = [self.encoder.framed(v) for v in chosen.vehicles]
-        tag = fingerprint(*frames)
+        def content() -> tuple[str, Callable[[int], tuple[bytes, str]]]:
+            chosen = self.selection()
+            frames = [self.encoder.framed(v) for v in chosen.vehicles]
 
-        def build(now: int) -> tuple[bytes, str]:
-            newest = max((int(v.fix_s) for v in chosen.vehicles), default=0)
-            self.encoder.forget(v.key for v in chosen.vehicles)
-            # the second the feed is generated, changed or not (W008); never before the
-            # newest fix (E012: fixes are stamped no later than the clock, so this is the
-            # clock's second) and never back (E018)
-            self._header_s = max(now, newest, self._header_s)
-            return self.encoder.feed(frames, self._header_s), "application/x-protobuf"
+            def build(now: int) -> tuple[bytes, str]:
+                newest = max((int(v.fix_s) for v in chosen.vehicles), default=0)
+                self.encoder.forget(v.key for v in chosen.vehicles)
+                # the second the feed is generated, changed or not (W008); never before the
+                # newest fix (E012: fixes are stamped no later than the clock, so this is
+                # the clock's second) and never back (E018)
+                self._header_s = max(now, newest, self._header_s)
+                return self.encoder.feed(frames, self._header_s), "application/x-protobuf"
 
-        return self._doc("gtfs-rt", tag, build)
+            return fingerprint(*frames), build
+
+        return self._doc("gtfs-rt", content)
 
     def vehicle_positions_json(self) -> Representation:
         pb = self.vehicle_positions()
         return self._doc(
             "gtfs-rt.json",
-            pb.tag,
-            lambda now: (gtfsrt.as_json(pb.body), "application/json"),
+            lambda: (pb.tag, lambda now: (gtfsrt.as_json(pb.body), "application/json")),
             stamp=self._docs["gtfs-rt"].stamp,  # a new header, a new JSON form
         )
 
     def vehicle_monitoring(self) -> Representation:
-        chosen = self.selection()
-        valid_s = self.settings.max_age_s
-        activities = []
-        for v in chosen.vehicles:
-            stamp = (v.node.changed, v.trip is not None, int(v.fix_s))
-            hit = self._siri_cache.get(v.key)
-            if hit is None or hit[0] != stamp:
-                hit = (stamp, siri.activity(v, valid_s, self.zone))
-                self._siri_cache[v.key] = hit
-            activities.append(hit[1])
-        if len(self._siri_cache) > 2 * max(len(chosen.vehicles), 1000):
-            self._siri_cache.clear()
-        tag = fingerprint(repr(activities).encode())
+        def content() -> tuple[str, Callable[[int], tuple[bytes, str]]]:
+            chosen = self.selection()
+            valid_s = self.settings.max_age_s
+            activities = []
+            for v in chosen.vehicles:
+                stamp = (v.node.changed, v.trip is not None, int(v.fix_s))
+                hit = self._siri_cache.get(v.key)
+                if hit is None or hit[0] != stamp:
+                    hit = (stamp, siri.activity(v, valid_s, self.zone))
+                    self._siri_cache[v.key] = hit
+                activities.append(hit[1])
+            if len(self._siri_cache) > 2 * max(len(chosen.vehicles), 1000):
+                self._siri_cache.clear()
 
-        def build(now: int) -> tuple[bytes, str]:
-            body = siri.delivery_of(activities, now, self.settings.producer)
-            return body, "application/json"
+            def build(now: int) -> tuple[bytes, str]:
+                return siri.delivery_of(activities, now, self.settings.producer), "application/json"
 
-        return self._doc("siri", tag, build)
+            return fingerprint(repr(activities).encode()), build
+
+        return self._doc("siri", content)
 
     # -- health -------------------------------------------------------------------------
 

@@ -104,26 +104,27 @@ def test_a_run_with_a_malformed_start_date_or_time_is_left_out_of_the_trip_descr
 async def test_a_change_within_the_second_of_the_last_one_is_not_hidden_by_if_modified_since() -> None:
     """Last-Modified has one-second resolution: a poller that got the feed at 12:00:00.1 and
     asked again with If-Modified-Since 12:00:00 got 304 for a feed changed at 12:00:00.9,
-    and kept the old positions until the next change (forever, for a quiet fleet)."""
+    and kept the old positions until the next change (forever, for a quiet fleet). Within
+    its second the version served stays (one content per timestamp, E017): the change
+    comes at the next second, with its own Last-Modified."""
     clock = Clock(NOW + 0.1)
     service = feed(clock)
     vehicle(service, "a")
     async with TestClient(TestServer(FeedServer(service, page=False).app)) as client:
-        for path in (VP, SIRI, VP + ".json"):
+        for step, path in enumerate((VP, SIRI, VP + ".json")):
             first = await client.get(path)
             since = first.headers["Last-Modified"]
             clock.t += 0.01
-            put(service, "a", "position", position(lat=45.9 + clock.t % 1 / 10, seq=int(clock.t * 100)))
+            put(service, "a", "position", position(lat=45.9 + step / 100, seq=10 + step))
+            held = await client.get(path, headers={"If-Modified-Since": since})
+            assert held.status == 304 and held.headers["ETag"] == first.headers["ETag"]
+            clock.t += 1
             again = await client.get(path, headers={"If-Modified-Since": since})
             assert again.status == 200 and again.headers["ETag"] != first.headers["ETag"]
             unchanged = await client.get(path, headers={"If-None-Match": again.headers["ETag"]})
             assert unchanged.status == 304
-        clock.t = NOW + 5  # a change alone in its second: the usual 304 again
-        put(service, "a", "position", position(lat=45.95, seq=10_000))
-        latest = await client.get(VP)
-        assert latest.status == 200
-        again = await client.get(VP, headers={"If-Modified-Since": latest.headers["Last-Modified"]})
-        assert again.status == 304
+            since = again.headers["Last-Modified"]
+            assert (await client.get(path, headers={"If-Modified-Since": since})).status == 304
 
 
 def test_the_header_timestamp_never_goes_back_when_a_vehicle_ahead_leaves() -> None:

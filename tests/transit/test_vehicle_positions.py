@@ -108,10 +108,12 @@ def test_a_position_at_zero_zero_is_left_out_as_no_fix(checker: FeedChecker) -> 
 
 
 def test_a_vehicle_back_online_returns_with_its_next_fix(checker: FeedChecker) -> None:
-    service = feed(Clock(NOW))
+    clock = Clock(NOW)
+    service = feed(clock)
     vehicle(service, "v")
     put(service, "v", "state", b'{"state":"offline"}')
     assert entities(service, checker) == {}
+    clock.t += 1  # a feed's version lasts its second (E017)
     put(service, "v", "state", msg_birth := b'{"state":"online","name":"V","since":2}')
     assert msg_birth and set(entities(service, checker)) == {"creuse/v"}
 
@@ -132,7 +134,8 @@ def test_occupancy_without_data_is_left_out_rather_than_invented(checker: FeedCh
 def test_an_assigned_run_the_timetable_does_not_know_is_left_out_and_reported(
     checker: FeedChecker,
 ) -> None:
-    service = feed(Clock(NOW))
+    clock = Clock(NOW)
+    service = feed(clock)
     vehicle(service, "a", run={**SCHEDULED, "trip_id": "no-such-trip"})
     vehicle(service, "b", run={**SCHEDULED, "route_id": "gueret-la-souterraine"})
     vehicle(service, "c", run={**ADDED, "trip_id": "creuse-shuttle-0600"})
@@ -144,6 +147,7 @@ def test_an_assigned_run_the_timetable_does_not_know_is_left_out_and_reported(
     assert "belongs to route 'creuse-shuttle'" in problems["creuse/b"]
     assert "ADDED trip_id" in problems["creuse/c"]
     put(service, "a", "journey", journey(**SCHEDULED))  # dispatch corrects it
+    clock.t += 1
     assert entities(service, checker)["creuse/a"].trip.trip_id == "creuse-shuttle-0800"
     assert "creuse/a" not in {p["vehicle"] for p in service.health()[1]["gtfs"]["unknown_ids"]}
 
@@ -185,12 +189,14 @@ def test_the_number_of_vehicles_kept_is_bounded() -> None:
 
 
 def test_a_vehicle_build_is_reused_until_the_vehicle_changes() -> None:
-    service = feed(Clock(NOW))
+    clock = Clock(NOW)
+    service = feed(clock)
     vehicle(service, "a")
     vehicle(service, "b")
     first = service.vehicle_positions()
     assert service.vehicle_positions() is first  # nothing changed: the same document
     put(service, "a", "position", position(lat=45.96, seq=2))
+    clock.t += 1
     second = service.vehicle_positions()
     assert second.tag != first.tag and second.body != first.body
 
@@ -272,7 +278,8 @@ def test_hostile_payloads_never_break_a_feed(
 ) -> None:
     import json
 
-    service = feed(Clock(NOW))
+    clock = Clock(NOW)
+    service = feed(clock)
     vehicle(service, "v", run=SCHEDULED)
     before = service.vehicle_positions().body
     try:
@@ -280,6 +287,7 @@ def test_hostile_payloads_never_break_a_feed(
     except ValueError:
         return
     put(service, "x", topic, raw)  # another node: whatever it sends, "v" is served unchanged
+    clock.t += 1  # the next version of the feed
     message = rt.FeedMessage()
     message.ParseFromString(service.vehicle_positions().body)
     v = {e.id: e for e in message.entity}["creuse/v"]
@@ -290,3 +298,26 @@ def test_hostile_payloads_never_break_a_feed(
     json.loads(service.vehicle_positions_json().body)
     service.health()
     assert service.view.internal_errors == 0
+
+
+def test_content_that_changes_within_a_second_waits_for_the_next_header_second(
+    checker: FeedChecker,
+) -> None:
+    """MobilityData E017: the header timestamp counts seconds, and a consumer polling twice
+    within one got two different contents under the same header timestamp. Within the
+    second of a served version the feed stays that version; the change follows at the next
+    second, under the next header."""
+    clock = Clock(NOW + 0.1)
+    service = feed(clock)
+    vehicle(service, "a", at=NOW)
+    polls = [(service.vehicle_positions().body, clock.t)]
+    clock.t = NOW + 0.6
+    vehicle(service, "a", at=NOW, lat=45.96)  # a new fix within the same second
+    polls.append((service.vehicle_positions().body, clock.t))
+    clock.t = NOW + 1.2
+    polls.append((service.vehicle_positions().body, clock.t))
+    checker.check_polls(polls)
+    latest = rt.FeedMessage()
+    latest.ParseFromString(polls[-1][0])
+    assert latest.entity[0].vehicle.position.latitude == pytest.approx(45.96)
+    assert latest.header.timestamp == int(NOW) + 1
