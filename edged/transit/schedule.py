@@ -9,7 +9,9 @@ E023 (start_time of a timetabled trip is its first arrival) and E006 (a trip of
 frequencies.txt names its instance with start_time).
 
 The timetable also says when a trip sent without `start_date` starts, so the feeds can
-name its service day (`service_day`).
+name its service day (`service_day`), and on which days its service runs (calendar.txt,
+calendar_dates.txt): a run named on a day its trip does not run names a run that does not
+exist, and is left out the same way.
 """
 
 import csv
@@ -19,7 +21,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import IO
@@ -62,13 +64,25 @@ def service_day(start_time: str, at: float, zone: ZoneInfo) -> str:
     25:10:00 running at 01:15 on the 16th is the 15th's, and a run that started at 23:30
     keeps its day after midnight. Not the day of `at`, which names the next day's run,
     nor UTC's. Only a run more than 12 h late is ambiguous: dispatch then sends start_date."""
+    return service_days(start_time, at, zone)[0]
+
+
+RUN_WINDOW_S = 24 * 3600
+"""How far from a fix a run's start may be for the run to be that day's, when the nearer
+days' service does not run that trip (calendar.txt, calendar_dates.txt)."""
+
+
+def service_days(start_time: str, at: float, zone: ZoneInfo) -> tuple[str, ...]:
+    """The service days (YYYYMMDD) whose start of the run is within `RUN_WINDOW_S` of `at`,
+    nearest first: `service_day`'s, then the others a trip whose service does not run on
+    the nearest may be on."""
     # cached per minute: a fleet's runs share a few start times, and a minute moves the
-    # 12 h boundary by less than any run could mean
-    return _service_day(start_time, int(at // 60), zone)
+    # boundaries by less than any run could mean
+    return _service_days(start_time, int(at // 60), zone)
 
 
 @functools.lru_cache(maxsize=4096)
-def _service_day(start_time: str, minute: int, zone: ZoneInfo) -> str:
+def _service_days(start_time: str, minute: int, zone: ZoneInfo) -> tuple[str, ...]:
     hours, minutes, seconds = start_time.split(":")
     offset = int(hours) * 3600 + int(minutes) * 60 + int(seconds)
     at = minute * 60
@@ -77,8 +91,75 @@ def _service_day(start_time: str, minute: int, zone: ZoneInfo) -> str:
     def start(day: date) -> float:
         return datetime.combine(day, time(12), zone).timestamp() - 12 * 3600 + offset
 
-    days = (guess + timedelta(days=d) for d in (-1, 0, 1))
-    return min(days, key=lambda day: abs(start(day) - at)).strftime("%Y%m%d")
+    days = sorted(
+        (abs(start(day) - at), day) for day in (guess + timedelta(days=d) for d in (-1, 0, 1))
+    )
+    nearest = [day for distance, day in days[:1]]
+    nearest += [day for distance, day in days[1:] if distance <= RUN_WINDOW_S]
+    return tuple(day.strftime("%Y%m%d") for day in nearest)
+
+
+@dataclass
+class Service:
+    """When one service_id runs: calendar.txt's weekdays between its start_date and
+    end_date (both included), then calendar_dates.txt's exceptions (1 adds a day, 2 removes
+    one). A service that calendar_dates.txt alone defines runs on its added days only."""
+
+    weekdays: tuple[bool, ...] = (False,) * 7
+    start: date | None = None
+    end: date | None = None
+    added: set[date] = field(default_factory=set)
+    removed: set[date] = field(default_factory=set)
+
+    def runs_on(self, day: date) -> bool:
+        if day in self.removed:
+            return False
+        if day in self.added:
+            return True
+        return (
+            self.start is not None
+            and self.end is not None
+            and self.start <= day <= self.end
+            and self.weekdays[day.weekday()]
+        )
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _gtfs_date(text: str) -> date | None:
+    if not START_DATE.fullmatch(text):
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def _services(tables: "_Tables") -> dict[str, Service] | None:
+    """Each service_id's days; None when the feed has neither calendar file (every trip is
+    then taken to run every day: nothing says otherwise). Rows whose dates cannot be read
+    are skipped."""
+    found = False
+    services: dict[str, Service] = {}
+    for r in _rows(tables, "calendar.txt", True):
+        found = True
+        start, end = _gtfs_date(r.get("start_date", "")), _gtfs_date(r.get("end_date", ""))
+        service = r.get("service_id", "")
+        if start is None or end is None or not service:
+            continue
+        entry = services.setdefault(service, Service())
+        entry.weekdays = tuple(r.get(d, "") == "1" for d in WEEKDAYS)
+        entry.start, entry.end = start, end
+    for r in _rows(tables, "calendar_dates.txt", True):
+        found = True
+        day, kind = _gtfs_date(r.get("date", "")), r.get("exception_type", "")
+        service = r.get("service_id", "")
+        if day is None or kind not in ("1", "2") or not service:
+            continue
+        entry = services.setdefault(service, Service())
+        (entry.added if kind == "1" else entry.removed).add(day)
+    return services if found else None
 
 
 class ScheduleError(EdgedError):
@@ -94,6 +175,7 @@ class TripRow:
     unscheduled: bool = False
     """In frequencies.txt with exact_times 0 (or empty): no fixed times, which GTFS-Realtime
     calls UNSCHEDULED (E013)."""
+    service_id: str = ""
 
 
 @dataclass
@@ -103,6 +185,8 @@ class Schedule:
     trips: dict[str, TripRow]
     timezone: str | None = None
     """agency.txt's agency_timezone: the zone of the timetable's service days."""
+    services: dict[str, Service] | None = None
+    """calendar.txt and calendar_dates.txt by service_id; None without either file."""
 
     @classmethod
     def load(cls, path: Path) -> "Schedule":
@@ -133,13 +217,15 @@ class Schedule:
                         trip in frequencies,
                         first[trip][1] if trip in first else None,
                         frequencies.get(trip, False),
+                        r.get("service_id", ""),
                     )
                     for r in _rows(open_table, "trips.txt")
                     if (trip := r.get("trip_id", ""))
                 }
+                services = _services(open_table)
         except (OSError, zipfile.BadZipFile, csv.Error, UnicodeDecodeError) as exc:
             raise ScheduleError(f"cannot read the static GTFS {path}: {exc}") from None
-        return cls(str(path), routes, trips, _zone(path, zones))
+        return cls(str(path), routes, trips, _zone(path, zones), services)
 
     def problems(self, run: JourneyInfo) -> list[str]:
         """What is wrong with an assigned run against this timetable (empty: it is fine)."""
@@ -176,7 +262,24 @@ class Schedule:
                 f"start_time {run.start_time} is not trip {run.trip_id!r}'s first arrival "
                 f"{row.first_arrival}"
             )
+        day = _gtfs_date(run.start_date or "")
+        if day is not None and not self.runs_on(run, run.start_date or ""):
+            out.append(
+                f"trip_id {run.trip_id!r} does not run on {run.start_date} (its service "
+                f"{row.service_id!r} in calendar.txt / calendar_dates.txt)"
+            )
         return out
+
+    def runs_on(self, run: JourneyInfo, day: str) -> bool:
+        """Whether the run's trip runs on service day `day` (YYYYMMDD) by the calendar: an
+        ADDED run or one not in the timetable runs any day, and so does every trip of a
+        feed without calendar.txt and calendar_dates.txt."""
+        row = self._timetabled(run)
+        if row is None or self.services is None:
+            return True
+        service = self.services.get(row.service_id)
+        moment = _gtfs_date(day)
+        return service is not None and moment is not None and service.runs_on(moment)
 
     def _timetabled(self, run: JourneyInfo) -> TripRow | None:
         if run.trip_id is None or run.schedule_relationship == "ADDED":

@@ -20,7 +20,7 @@ from edged.ops.fleet import FleetView, JourneyInfo
 from edged.transit import gtfsrt, siri
 from edged.transit.page import PageState
 from edged.transit.representation import Representation, fingerprint
-from edged.transit.schedule import Schedule, malformed, service_day
+from edged.transit.schedule import Schedule, malformed, service_days
 from edged.transit.vehicles import Left, Served, select
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class FeedService:
         self._siri_cache: dict[str, tuple[tuple[int, bool, int], dict[str, Any]]] = {}
         self.trip_problems: dict[str, list[str]] = {}
         """Per vehicle key: why its assigned run is left out of the trip descriptors."""
+        self.day_problems: dict[str, list[str]] = {}
+        """Per vehicle key: no service day of its run near its fix (the calendar)."""
         self._checked: dict[str, JourneyInfo] = {}
         self._named: dict[str, tuple[JourneyInfo, int, JourneyInfo | None]] = {}
         """Per vehicle key: its run, the minute of the fix it was named at, the run as named."""
@@ -118,21 +120,35 @@ class FeedService:
         hit = self._named.get(key)
         if hit is not None and hit[0] is run and hit[1] == minute:
             return hit[2]
-        named = None if self._problems(run) else self._name(run, fix_s)
+        named = None if self._problems(run) else self._name(key, run, fix_s)
         self._named[key] = (run, minute, named)
         return named
 
-    def _name(self, run: JourneyInfo, fix_s: float) -> JourneyInfo:
+    def _name(self, key: str, run: JourneyInfo, fix_s: float) -> JourneyInfo | None:
         """A run sent without start_date gets its service day when its start is known (its
         start_time, else its trip's first arrival in the timetable): for a timetabled trip
         GTFS-RT's start_date is what tells which day's run it is, and a consumer left to
-        guess takes its own today, the wrong one for a run after midnight. A run whose start
-        is not known keeps no start_date (GTFS-RT allows it; a wrong one is worse than none).
-        A run of an exact_times 0 trip is UNSCHEDULED (E013)."""
+        guess takes its own today, the wrong one for a run after midnight. The day is the
+        nearest on which the trip's service runs (calendar.txt, calendar_dates.txt); with
+        none within a day of the fix the run is left out (None), as one that does not
+        exist. A run whose start is not known keeps no start_date (GTFS-RT allows it; a
+        wrong one is worse than none). A run of an exact_times 0 trip is UNSCHEDULED (E013)."""
         start = run.start_time if self.schedule is None else self.schedule.start_time(run)
         day = run.start_date
+        before = self.day_problems.pop(key, None)
         if day is None and start is not None:
-            day = service_day(start, fix_s, self.zone)
+            days = service_days(start, fix_s, self.zone)
+            schedule = self.schedule
+            day = next((d for d in days if schedule is None or schedule.runs_on(run, d)), None)
+            if day is None:
+                problem = (
+                    f"trip_id {run.trip_id!r} does not run on {' or '.join(sorted(days))} (its "
+                    "service in calendar.txt / calendar_dates.txt): send start_date"
+                )
+                self.day_problems[key] = [problem]
+                if before != [problem]:
+                    log.warning("%s: assigned run left out of the feeds: %s", key, problem)
+                return None
         unscheduled = self.schedule is not None and self.schedule.unscheduled(run)
         if day == run.start_date and not unscheduled:
             return run
@@ -152,11 +168,13 @@ class FeedService:
             run = node.journey
             if run is None or not run.assigned:
                 self.trip_problems.pop(key, None)
+                self.day_problems.pop(key, None)
                 self._checked.pop(key, None)
                 continue
             if self._checked.get(key) == run:
                 continue
             self._checked[key] = run
+            self.day_problems.pop(key, None)
             problems = self._problems(run)
             if problems:
                 self.trip_problems[key] = problems
@@ -272,12 +290,13 @@ class FeedService:
             "uptime_s": round(now - self.status.started, 1),
         }
         if self.schedule is not None:
-            problems = sorted(self.trip_problems.items())[:MAX_REPORTED_PROBLEMS]
+            found = {**self.day_problems, **self.trip_problems}
+            problems = sorted(found.items())[:MAX_REPORTED_PROBLEMS]
             body["gtfs"] = {
                 "source": self.schedule.source,
                 "routes": len(self.schedule.routes),
                 "trips": len(self.schedule.trips),
                 "unknown_ids": [{"vehicle": k, "problems": p} for k, p in problems],
-                "unknown_count": len(self.trip_problems),
+                "unknown_count": len(found),
             }
         return connected, body

@@ -240,3 +240,103 @@ def test_the_feed_takes_a_zone_and_refuses_one_that_does_not_exist() -> None:
     for wrong in ("Europe/Pariss", "../etc/passwd", ""):
         with pytest.raises(ValueError, match=r"--timezone .*not an IANA time zone"):
             cli.options(_feed_args("--timezone", wrong), PREFIX, [])
+
+
+@pytest.fixture(scope="module")
+def calendar_gtfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated network with trips whose services do not run every day: `late-wd` at
+    23:50 on weekdays of January 2027 (calendar.txt, 4th to 29th, both included), not on
+    Tuesday the 19th but on Saturday the 16th (calendar_dates.txt, exceptions 2 and 1);
+    `late-cd` at 23:50 and `night-cd` at 25:10 of a service that calendar_dates.txt alone
+    defines: Monday the 18th only."""
+    folder = tmp_path_factory.mktemp("gtfs") / "calendar"
+    shutil.copytree(STATIC, folder)
+    with (folder / "calendar.txt").open("a") as calendar:
+        calendar.write("WD,1,1,1,1,1,0,0,20270104,20270129\n")
+    (folder / "calendar_dates.txt").write_text(
+        "service_id,date,exception_type\nWD,20270119,2\nWD,20270116,1\nCD,20270118,1\n"
+    )
+    with (folder / "trips.txt").open("a") as trips, (folder / "stop_times.txt").open("a") as st:
+        for trip, service, hour in (("late-wd", "WD", 23), ("late-cd", "CD", 23),
+                                    ("night-cd", "CD", 25)):
+            trips.write(f"creuse-shuttle,{service},{trip},0,creuse-shuttle\n")
+            st.write(f"{trip},{hour:02d}:50:00,{hour:02d}:51:00,felletin-place-courtaud,1\n")
+            st.write(f"{trip},{hour + 1:02d}:00:11,{hour + 1:02d}:01:41,aubusson-gare-routiere,2\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def calendar_checker(calendar_gtfs: Path) -> FeedChecker:
+    return FeedChecker(calendar_gtfs)
+
+
+def _paris(day: int, hour: int, minute: int = 0) -> float:
+    return datetime(2027, 1, day, hour, minute, tzinfo=PARIS).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("trip", "at", "day"),
+    [
+        ("late-wd", _paris(18, 11), "20270118"),  # Sunday's run is 11 h away but there is none
+        ("late-cd", _paris(18, 11), "20270118"),  # a service in calendar_dates.txt alone
+        ("late-wd", _paris(4, 11), "20270104"),  # the 3rd is before the service's start_date
+        ("late-wd", _paris(17, 11), "20270116"),  # Saturday the 16th: added (exception 1)
+        ("late-wd", _paris(21, 11), "20270120"),  # an ordinary weekday: the nearest run
+        ("night-cd", _paris(19, 1, 15), "20270118"),  # 25:50 of the 18th, on the 19th
+    ],
+)
+def test_a_run_is_named_by_the_nearest_day_its_service_runs(
+    calendar_gtfs: Path, calendar_checker: FeedChecker, trip: str, at: float, day: str
+) -> None:
+    """The nearest day by the clock can be one the trip does not run (a weekend, a
+    holiday): the run then named does not exist, and no consumer can match it."""
+    run = {"route_id": "creuse-shuttle", "trip_id": trip}
+    service = published(at, run, Schedule.load(calendar_gtfs), calendar_checker)
+    assert trip_of(service).start_date == day
+
+
+@pytest.mark.parametrize(
+    ("trip", "start_date", "at"),
+    [
+        ("late-wd", "20270119", None),  # removed (exception 2)
+        ("late-wd", "20270117", None),  # a Sunday
+        ("late-wd", "20270103", None),  # the day before start_date
+        ("late-wd", "20270201", None),  # a Monday after end_date
+        ("late-cd", "20270119", None),  # not in calendar_dates.txt
+        ("late-cd", None, _paris(20, 11)),  # no run of it within a day of the fix
+        ("late-wd", None, _paris(31, 11)),  # a Sunday; Monday the 1st is after end_date
+    ],
+)
+def test_a_run_on_a_day_its_service_does_not_run_is_left_out_saying_why(
+    calendar_gtfs: Path,
+    calendar_checker: FeedChecker,
+    trip: str,
+    start_date: str | None,
+    at: float | None,
+) -> None:
+    at = _paris(19, 23, 55) if at is None else at
+    run = {"route_id": "creuse-shuttle", "trip_id": trip}
+    if start_date is not None:
+        run["start_date"] = start_date
+    service = published(at, run, Schedule.load(calendar_gtfs), calendar_checker)
+    assert not trip_of(service).trip_id
+    (entry,) = service.health()[1]["gtfs"]["unknown_ids"]
+    assert entry["vehicle"] == "creuse/shuttle-01" and "does not run" in " ".join(entry["problems"])
+
+
+@pytest.mark.parametrize(
+    ("trip", "start_date"),
+    [
+        ("late-wd", "20270104"),  # start_date and end_date are service days
+        ("late-wd", "20270129"),
+        ("late-wd", "20270116"),  # added (exception 1)
+        ("late-cd", "20270118"),
+    ],
+)
+def test_a_run_sent_with_a_day_its_service_runs_keeps_it(
+    calendar_gtfs: Path, calendar_checker: FeedChecker, trip: str, start_date: str
+) -> None:
+    run = {"route_id": "creuse-shuttle", "trip_id": trip, "start_date": start_date}
+    at = _paris(int(start_date[6:]), 23, 55)
+    service = published(at, run, Schedule.load(calendar_gtfs), calendar_checker)
+    assert (trip_of(service).trip_id, trip_of(service).start_date) == (trip, start_date)
