@@ -17,6 +17,7 @@ exist, and is left out the same way.
 import csv
 import functools
 import io
+import math
 import re
 import zipfile
 from collections.abc import Iterator
@@ -162,6 +163,63 @@ def _services(tables: "_Tables") -> dict[str, Service] | None:
     return services if found else None
 
 
+AREA_MARGIN_M = 1500.0
+"""How far from the network's shapes (or stops) a vehicle is still in its area: a little
+less than the mile (1,609 m) of MobilityData's E028, so nothing served here fails it."""
+METRES_PER_DEGREE = 111_195.0
+
+
+@dataclass(frozen=True)
+class Area:
+    """The network's bounding box grown by `AREA_MARGIN_M`: what MobilityData's E028 calls
+    the agency's coverage area (over shapes.txt when it has more than three points, else
+    over stops.txt). A position outside it is not a vehicle of this network."""
+
+    min_lat: float
+    max_lat: float
+    min_lon: float
+    max_lon: float
+
+    @classmethod
+    def around(cls, lats: list[float], lons: list[float]) -> "Area | None":
+        """None when there is nothing to go by, or the points span more than half the
+        world's longitudes (a network across the antimeridian: no box is drawn)."""
+        if not lats or max(lons) - min(lons) > 180:
+            return None
+        grow = AREA_MARGIN_M / METRES_PER_DEGREE
+        nearest_equator = min(abs(min(lats)), abs(max(lats)))
+        if min(lats) < 0 < max(lats):
+            nearest_equator = 0.0
+        # a degree of longitude is shortest where the box is nearest a pole: growing by
+        # the widest one here keeps the box inside the validator's
+        widen = grow / max(math.cos(math.radians(nearest_equator)), 1e-6)
+        return cls(min(lats) - grow, max(lats) + grow, min(lons) - widen, max(lons) + widen)
+
+    def holds(self, lat: float, lon: float) -> bool:
+        return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
+
+
+def _points(tables: "_Tables", name: str, lat: str, lon: str) -> tuple[list[float], list[float]]:
+    lats: list[float] = []
+    lons: list[float] = []
+    for r in _rows(tables, name, True):
+        try:
+            y, x = float(r.get(lat, "")), float(r.get(lon, ""))
+        except ValueError:
+            continue
+        if -90 <= y <= 90 and -180 <= x <= 180:
+            lats.append(y)
+            lons.append(x)
+    return lats, lons
+
+
+def _area(tables: "_Tables") -> Area | None:
+    lats, lons = _points(tables, "shapes.txt", "shape_pt_lat", "shape_pt_lon")
+    if len(lats) <= 3:  # the validator's rule: its box is then the stops'
+        lats, lons = _points(tables, "stops.txt", "stop_lat", "stop_lon")
+    return Area.around(lats, lons)
+
+
 class ScheduleError(EdgedError):
     """The static GTFS cannot be read; the message says which file and what to do."""
 
@@ -187,6 +245,8 @@ class Schedule:
     """agency.txt's agency_timezone: the zone of the timetable's service days."""
     services: dict[str, Service] | None = None
     """calendar.txt and calendar_dates.txt by service_id; None without either file."""
+    area: Area | None = None
+    """Where the network's vehicles can be (E028); None when the feed does not say."""
 
     @classmethod
     def load(cls, path: Path) -> "Schedule":
@@ -223,9 +283,10 @@ class Schedule:
                     if (trip := r.get("trip_id", ""))
                 }
                 services = _services(open_table)
+                area = _area(open_table)
         except (OSError, zipfile.BadZipFile, csv.Error, UnicodeDecodeError) as exc:
             raise ScheduleError(f"cannot read the static GTFS {path}: {exc}") from None
-        return cls(str(path), routes, trips, _zone(path, zones), services)
+        return cls(str(path), routes, trips, _zone(path, zones), services, area)
 
     def problems(self, run: JourneyInfo) -> list[str]:
         """What is wrong with an assigned run against this timetable (empty: it is fine)."""

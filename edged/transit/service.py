@@ -106,7 +106,8 @@ class FeedService:
         if self._selection is not None and self._selection[0] == key:
             return self._selection[1]
         self.check_journeys()
-        vehicles, left = select(self.view, now, self.settings.max_age_s, self._trip_of)
+        area = None if self.schedule is None else self.schedule.area
+        vehicles, left = select(self.view, now, self.settings.max_age_s, self._trip_of, area)
         if len(self._named) > 2 * max(len(vehicles), 1000):
             self._named.clear()
         chosen = Selection(vehicles, left, now)

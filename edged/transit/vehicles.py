@@ -15,6 +15,7 @@ from typing import Any, get_args
 
 from edged.config.access import OccupancyStatus
 from edged.ops.fleet import FleetView, JourneyInfo, NodeView
+from edged.transit.schedule import Area
 
 OCCUPANCY_STATUSES = frozenset(get_args(OccupancyStatus))
 """GTFS-Realtime `OccupancyStatus` names a node may send; anything else is left out."""
@@ -28,6 +29,7 @@ class Left(StrEnum):
     OFFLINE = "offline"
     OUT_OF_SERVICE = "out_of_service"
     NO_FIX = "no_fix"
+    OUTSIDE_AREA = "outside_area"
     STALE = "stale"
     FUTURE = "future"
 
@@ -79,7 +81,9 @@ class Served:
         return round(occ.percent)
 
 
-def why_left(node: NodeView, now: float, max_age_s: float) -> Left | None:
+def why_left(
+    node: NodeView, now: float, max_age_s: float, area: Area | None = None
+) -> Left | None:
     if node.state != "online":
         return Left.OFFLINE
     if node.journey is not None and node.journey.mode == OUT_OF_SERVICE:
@@ -90,6 +94,10 @@ def why_left(node: NodeView, now: float, max_age_s: float) -> Left | None:
     if position.lat == 0 and position.lon == 0:
         # "null island": a receiver without a fix, not a place (validator E028)
         return Left.NO_FIX
+    if area is not None and not area.holds(position.lat, position.lon):
+        # far from every shape (or stop) of the static GTFS: a wrong fix or a hostile
+        # node, not a vehicle of this network (validator E028 fails the whole feed)
+        return Left.OUTSIDE_AREA
     age = now - position.fix_ms / 1000
     if age > max_age_s:
         return Left.STALE
@@ -103,14 +111,16 @@ def select(
     now: float,
     max_age_s: float,
     trip_of: Callable[[str, JourneyInfo, float], JourneyInfo | None],
+    area: Area | None = None,
 ) -> tuple[list[Served], dict[Left, int]]:
     """The vehicles to serve, sorted by key, and how many were left out and why.
-    `trip_of(key, run, fix_s)`: the run as the feeds name it, None to leave it out."""
+    `trip_of(key, run, fix_s)`: the run as the feeds name it, None to leave it out;
+    `area`: where the network's vehicles can be (the static GTFS's), None for anywhere."""
     served: list[Served] = []
     left = dict.fromkeys(Left, 0)
     for key in sorted(view.nodes):
         node = view.nodes[key]
-        why = why_left(node, now, max_age_s)
+        why = why_left(node, now, max_age_s, area)
         if why is not None:
             left[why] += 1
             continue

@@ -180,3 +180,51 @@ def test_an_added_run_sent_without_date_or_time_has_no_none_in_its_siri_referenc
     day = ref["DataFrameRef"]["value"].replace("-", "")
     assert "None" not in ref["DatedVehicleJourneyRef"]
     assert ref["DatedVehicleJourneyRef"].startswith(f"creuse/a:{day}")
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon"),
+    [
+        (89.9, 179.9),  # valid numbers (E026 passes), nowhere near the network
+        (-89.9, -179.9),
+        (45.9558, 2.1801 + 0.04),  # 3 km east of the network's shapes
+        (46.2383 + 0.025, 1.8),  # 2.8 km north of them
+    ],
+)
+def test_a_position_outside_the_networks_area_is_left_out_and_the_others_served(
+    checker: FeedChecker, lat: float, lon: float
+) -> None:
+    """MobilityData E028 ("vehicle position outside agency coverage area", more than a
+    mile from every shape, or every stop without shapes): one node with a valid
+    certificate publishing a position far from the network made the whole GTFS-RT feed
+    invalid for everyone. Such a vehicle is left out, as one without a fix."""
+    service = feed(Clock(NOW))
+    vehicle(service, "good")
+    vehicle(service, "evil", lat=lat, lon=lon)
+    assert set(entities_of(checker, service.vehicle_positions().body)) == {"creuse/good"}
+    siri = json.loads(service.vehicle_monitoring().body)
+    activities = siri["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    assert [a["VehicleMonitoringRef"]["value"] for a in activities] == ["creuse/good"]
+    assert service.health()[1]["vehicles"]["left_out"]["outside_area"] == 1
+
+
+def test_a_vehicle_a_kilometre_off_the_networks_shapes_is_still_served(
+    checker: FeedChecker,
+) -> None:
+    """A depot or a detour near the network is within the validator's mile: served."""
+    service = feed(Clock(NOW))
+    vehicle(service, "depot", lat=46.2383 + 0.009, lon=1.4878 - 0.012)  # 1 km N, 0.9 km W
+    assert entities_of(checker, service.vehicle_positions().body) == ["creuse/depot"]
+
+
+def test_without_a_timetable_no_position_is_outside_the_area() -> None:
+    """Without --gtfs the feed knows no network: every valid position is served."""
+    service = feed(Clock(NOW), schedule=False)
+    vehicle(service, "far", lat=-45.0, lon=170.0)
+    parsed = rt.FeedMessage()
+    parsed.ParseFromString(service.vehicle_positions().body)
+    assert [e.id for e in parsed.entity] == ["creuse/far"]
+
+
+def entities_of(checker: FeedChecker, body: bytes) -> list[str]:
+    return [e.id for e in checker.check(body, at=NOW).entity]

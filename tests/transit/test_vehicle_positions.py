@@ -89,6 +89,7 @@ def test_offline_out_of_service_stale_and_future_vehicles_are_left_out(
         "offline": 1,
         "out_of_service": 1,
         "no_fix": 1,
+        "outside_area": 0,
         "stale": 1,
         "future": 1,
     }
