@@ -199,6 +199,54 @@ class Area:
         return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
 
 
+SHAPE_MARGIN_DEG = 0.9 * 200 / METRES_PER_DEGREE
+"""How far from its trip's shape a vehicle may be for the feeds to name its run: 90 % of
+MobilityData's E029 buffer, which is 200 m counted in degrees of latitude and longitude
+alike (so about 140 m east to west in France)."""
+GRID_DEG = 0.01
+MAX_CELLS = 10_000
+
+
+class Shape:
+    """A shapes.txt polyline (lon, lat in degrees) and which of its segments pass near each
+    cell of a 0.01° grid, so a vehicle's distance costs a few segments, not the shape's."""
+
+    def __init__(self, points: list[tuple[float, float]]) -> None:
+        self.points = points
+        self.cells: dict[tuple[int, int], list[int]] = {}
+        self.wide: list[int] = []
+        last = len(points) - 1
+        for i in range(max(last, 1) if points else 0):
+            (x0, y0), (x1, y1) = points[i], points[min(i + 1, last)]
+            cx0 = _cell(min(x0, x1) - SHAPE_MARGIN_DEG)
+            cx1 = _cell(max(x0, x1) + SHAPE_MARGIN_DEG)
+            cy0 = _cell(min(y0, y1) - SHAPE_MARGIN_DEG)
+            cy1 = _cell(max(y0, y1) + SHAPE_MARGIN_DEG)
+            if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) > MAX_CELLS:
+                self.wide.append(i)
+                continue
+            for cx in range(cx0, cx1 + 1):
+                for cy in range(cy0, cy1 + 1):
+                    self.cells.setdefault((cx, cy), []).append(i)
+
+    def near(self, lat: float, lon: float) -> bool:
+        """Within `SHAPE_MARGIN_DEG` of the polyline, in the plane of degrees (E029's)."""
+        points, last = self.points, len(self.points) - 1
+        for i in (*self.cells.get((_cell(lon), _cell(lat)), ()), *self.wide):
+            (x0, y0), (x1, y1) = points[i], points[min(i + 1, last)]
+            dx, dy = x1 - x0, y1 - y0
+            length = dx * dx + dy * dy
+            along = ((lon - x0) * dx + (lat - y0) * dy) / length if length else 0.0
+            t = max(0.0, min(1.0, along))
+            if math.hypot(lon - (x0 + t * dx), lat - (y0 + t * dy)) <= SHAPE_MARGIN_DEG:
+                return True
+        return False
+
+
+def _cell(degrees: float) -> int:
+    return math.floor(degrees / GRID_DEG)
+
+
 def _points(tables: "_Tables", name: str, lat: str, lon: str) -> tuple[list[float], list[float]]:
     lats: list[float] = []
     lons: list[float] = []
@@ -213,11 +261,27 @@ def _points(tables: "_Tables", name: str, lat: str, lon: str) -> tuple[list[floa
     return lats, lons
 
 
-def _area(tables: "_Tables") -> Area | None:
-    lats, lons = _points(tables, "shapes.txt", "shape_pt_lat", "shape_pt_lon")
-    if len(lats) <= 3:  # the validator's rule: its box is then the stops'
-        lats, lons = _points(tables, "stops.txt", "stop_lat", "stop_lon")
-    return Area.around(lats, lons)
+def _shapes(tables: "_Tables") -> tuple[dict[str, Shape], Area | None]:
+    """The shapes by shape_id, and the network's area (E028). As the validator: with three
+    shape points or fewer in all there are no shapes (E029 is off) and the area is the
+    stops'."""
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    lats: list[float] = []
+    lons: list[float] = []
+    for r in _rows(tables, "shapes.txt", True):
+        try:
+            y, x = float(r.get("shape_pt_lat", "")), float(r.get("shape_pt_lon", ""))
+            seq = float(r.get("shape_pt_sequence", ""))
+        except ValueError:
+            continue
+        if -90 <= y <= 90 and -180 <= x <= 180 and math.isfinite(seq):
+            rows.setdefault(r.get("shape_id", ""), []).append((seq, x, y))
+            lats.append(y)
+            lons.append(x)
+    if len(lats) <= 3:
+        return {}, Area.around(*_points(tables, "stops.txt", "stop_lat", "stop_lon"))
+    shapes = {key: Shape([(x, y) for _, x, y in sorted(pts)]) for key, pts in rows.items()}
+    return shapes, Area.around(lats, lons)
 
 
 class ScheduleError(EdgedError):
@@ -234,6 +298,7 @@ class TripRow:
     """In frequencies.txt with exact_times 0 (or empty): no fixed times, which GTFS-Realtime
     calls UNSCHEDULED (E013)."""
     service_id: str = ""
+    shape_id: str = ""
 
 
 @dataclass
@@ -247,6 +312,8 @@ class Schedule:
     """calendar.txt and calendar_dates.txt by service_id; None without either file."""
     area: Area | None = None
     """Where the network's vehicles can be (E028); None when the feed does not say."""
+    shapes: dict[str, "Shape"] = field(default_factory=dict)
+    """shapes.txt by shape_id (E029); none when it has three points or fewer in all."""
 
     @classmethod
     def load(cls, path: Path) -> "Schedule":
@@ -278,15 +345,16 @@ class Schedule:
                         first[trip][1] if trip in first else None,
                         frequencies.get(trip, False),
                         r.get("service_id", ""),
+                        r.get("shape_id", ""),
                     )
                     for r in _rows(open_table, "trips.txt")
                     if (trip := r.get("trip_id", ""))
                 }
                 services = _services(open_table)
-                area = _area(open_table)
+                shapes, area = _shapes(open_table)
         except (OSError, zipfile.BadZipFile, csv.Error, UnicodeDecodeError) as exc:
             raise ScheduleError(f"cannot read the static GTFS {path}: {exc}") from None
-        return cls(str(path), routes, trips, _zone(path, zones), services, area)
+        return cls(str(path), routes, trips, _zone(path, zones), services, area, shapes)
 
     def problems(self, run: JourneyInfo) -> list[str]:
         """What is wrong with an assigned run against this timetable (empty: it is fine)."""
@@ -330,6 +398,14 @@ class Schedule:
                 f"{row.service_id!r} in calendar.txt / calendar_dates.txt)"
             )
         return out
+
+    def off_shape(self, run: JourneyInfo, lat: float, lon: float) -> bool:
+        """A run's vehicle too far from its trip's shape to be on it (E029)."""
+        if run.trip_id is None:
+            return False
+        row = self.trips.get(run.trip_id)
+        shape = None if row is None else self.shapes.get(row.shape_id)
+        return shape is not None and not shape.near(lat, lon)
 
     def runs_on(self, run: JourneyInfo, day: str) -> bool:
         """Whether the run's trip runs on service day `day` (YYYYMMDD) by the calendar: an

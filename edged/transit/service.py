@@ -92,6 +92,8 @@ class FeedService:
         """Per vehicle key: why its assigned run is left out of the trip descriptors."""
         self.day_problems: dict[str, list[str]] = {}
         """Per vehicle key: no service day of its run near its fix (the calendar)."""
+        self.shape_problems: dict[str, list[str]] = {}
+        """Per vehicle key: its fix is too far from its trip's shape (E029)."""
         self._checked: dict[str, JourneyInfo] = {}
         self._named: dict[str, tuple[JourneyInfo, int, JourneyInfo | None]] = {}
         """Per vehicle key: its run, the minute of the fix it was named at, the run as named."""
@@ -120,10 +122,30 @@ class FeedService:
         minute = int(fix_s // 60)
         hit = self._named.get(key)
         if hit is not None and hit[0] is run and hit[1] == minute:
-            return hit[2]
-        named = None if self._problems(run) else self._name(key, run, fix_s)
-        self._named[key] = (run, minute, named)
-        return named
+            named = hit[2]
+        else:
+            named = None if self._problems(run) else self._name(key, run, fix_s)
+            self._named[key] = (run, minute, named)
+        return None if named is None or self._off_shape(key, named) else named
+
+    def _off_shape(self, key: str, run: JourneyInfo) -> bool:
+        """Whether the vehicle is too far from its trip's shape for the feeds to name the
+        run (MobilityData E029 fails the whole feed on one such vehicle); said on /health
+        and in the log while it is."""
+        position = self.view.nodes[key].position
+        if self.schedule is None or position is None:
+            return False
+        if not self.schedule.off_shape(run, position.lat, position.lon):
+            self.shape_problems.pop(key, None)
+            return False
+        if key not in self.shape_problems:
+            problem = (
+                f"position ({position.lat:.5f}, {position.lon:.5f}) is off trip_id "
+                f"{run.trip_id!r}'s shape in shapes.txt (E029: 200 m counted in degrees)"
+            )
+            self.shape_problems[key] = [problem]
+            log.warning("%s: assigned run left out of the feeds while off: %s", key, problem)
+        return True
 
     def _name(self, key: str, run: JourneyInfo, fix_s: float) -> JourneyInfo | None:
         """A run sent without start_date gets its service day when its start is known (its
@@ -170,12 +192,14 @@ class FeedService:
             if run is None or not run.assigned:
                 self.trip_problems.pop(key, None)
                 self.day_problems.pop(key, None)
+                self.shape_problems.pop(key, None)
                 self._checked.pop(key, None)
                 continue
             if self._checked.get(key) == run:
                 continue
             self._checked[key] = run
             self.day_problems.pop(key, None)
+            self.shape_problems.pop(key, None)
             problems = self._problems(run)
             if problems:
                 self.trip_problems[key] = problems
@@ -291,7 +315,7 @@ class FeedService:
             "uptime_s": round(now - self.status.started, 1),
         }
         if self.schedule is not None:
-            found = {**self.day_problems, **self.trip_problems}
+            found = {**self.shape_problems, **self.day_problems, **self.trip_problems}
             problems = sorted(found.items())[:MAX_REPORTED_PROBLEMS]
             body["gtfs"] = {
                 "source": self.schedule.source,

@@ -228,3 +228,27 @@ def test_without_a_timetable_no_position_is_outside_the_area() -> None:
 
 def entities_of(checker: FeedChecker, body: bytes) -> list[str]:
     return [e.id for e in checker.check(body, at=NOW).entity]
+
+
+def test_a_vehicle_far_from_its_trips_shape_is_served_without_its_trip(
+    checker: FeedChecker,
+) -> None:
+    """MobilityData E029 ("vehicle position far from trip shape", 200 m): a node on a
+    timetabled run publishing a position inside the network's area but away from its trip's
+    shape made the whole feed invalid. The vehicle is served without the run while it is
+    off the shape, the problem listed on /health; back on it, the run is named again."""
+    clock = Clock(NOW)
+    service = feed(clock)
+    vehicle(service, "good", run=SCHEDULED)
+    vehicle(service, "evil", run=SCHEDULED, lat=46.17, lon=2.17)  # 20 km north of its shape
+    served = {e.id: e.vehicle for e in checker.check(service.vehicle_positions().body).entity}
+    assert served["creuse/good"].trip.trip_id == SCHEDULED["trip_id"]
+    assert set(served) == {"creuse/good", "creuse/evil"}
+    assert not served["creuse/evil"].HasField("trip")
+    (entry,) = service.health()[1]["gtfs"]["unknown_ids"]
+    assert entry["vehicle"] == "creuse/evil" and "shape" in " ".join(entry["problems"])
+    clock.t += 1
+    put(service, "evil", "position", position(at=NOW + 1, seq=2))  # back on its route
+    served = {e.id: e.vehicle for e in checker.check(service.vehicle_positions().body).entity}
+    assert served["creuse/evil"].trip.trip_id == SCHEDULED["trip_id"]
+    assert service.health()[1]["gtfs"]["unknown_ids"] == []
