@@ -12,7 +12,19 @@ from google.transit import gtfs_realtime_pb2 as rt
 
 from edged.transit.server import FeedServer, TileError, tile_origin
 from edged.transit.service import FeedService
-from tests.transit.support import ADDED, NOW, SCHEDULED, Clock, feed, position, put, vehicle
+from tests.transit.support import (
+    ADDED,
+    NOW,
+    SCHEDULED,
+    Clock,
+    feed,
+    journey,
+    msg,
+    occupancy,
+    position,
+    put,
+    vehicle,
+)
 
 VP = "/gtfs-rt/vehicle-positions"
 
@@ -175,3 +187,36 @@ async def test_the_page_stream_starts_with_the_whole_fleet(client: TestClient) -
 def test_a_tile_url_that_cannot_be_used_is_refused(url: str) -> None:
     with pytest.raises(TileError):
         tile_origin(url)
+
+
+SIRI_VM = "/siri-lite/vehicle-monitoring.json"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "payload"),
+    [
+        ("occupancy", occupancy(count=29, status="STANDING_ROOM_ONLY", percent=97)),
+        ("position", position(lat=45.96, seq=2)),
+        ("journey", journey(**{**SCHEDULED, "headsign": "Aubusson"})),
+        ("journey", journey()),  # the run cleared
+        ("state", msg(state="offline")),  # the vehicle leaves the feed
+    ],
+)
+async def test_siri_answers_304_while_its_content_is_the_same_and_a_new_tag_when_it_changes(
+    client: TestClient, service: FeedService, suffix: str, payload: bytes
+) -> None:
+    """SIRI Lite is polled like GTFS-RT: its ResponseTimestamp and ResponseMessageIdentifier
+    are new at every response, its (weak) ETag is the vehicles' content's. Anything a
+    vehicle activity shows changes the tag, or a poller holding the old one keeps it."""
+    first = await client.get(SIRI_VM)
+    service.clock.t += 5  # type: ignore[attr-defined]
+    held = await client.get(SIRI_VM, headers={"If-None-Match": first.headers["ETag"]})
+    assert held.status == 304
+    fresh = await (await client.get(SIRI_VM)).json()
+    assert fresh["Siri"]["ServiceDelivery"]["ResponseTimestamp"].endswith("Z")
+    put(service, "shuttle-01", suffix, payload)
+    service.clock.t += 1  # type: ignore[attr-defined]
+    changed = await client.get(SIRI_VM, headers={"If-None-Match": first.headers["ETag"]})
+    assert changed.status == 200 and changed.headers["ETag"] != first.headers["ETag"]
+    again = await client.get(SIRI_VM, headers={"If-None-Match": changed.headers["ETag"]})
+    assert again.status == 304
