@@ -284,6 +284,28 @@ def _shapes(tables: "_Tables") -> tuple[dict[str, Shape], Area | None]:
     return shapes, Area.around(lats, lons)
 
 
+def _seconds(clock: str) -> int:
+    hours, minutes, seconds = clock.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+
+
+def _period(row: dict[str, str]) -> tuple[int, int, int] | None:
+    """A frequencies.txt row as (start, end, headway) in seconds; None when unreadable."""
+    try:
+        start = _seconds(row.get("start_time", "").zfill(8))
+        end = _seconds(row.get("end_time", "").zfill(8))
+        headway = int(row.get("headway_secs", ""))
+    except ValueError:
+        return None
+    return (start, end, headway) if headway > 0 else None
+
+
+def _starts_a_period(start: int, periods: tuple[tuple[int, int, int], ...]) -> bool:
+    return any(
+        first <= start < end and (start - first) % headway == 0 for first, end, headway in periods
+    )
+
+
 class ScheduleError(EdgedError):
     """The static GTFS cannot be read; the message says which file and what to do."""
 
@@ -299,6 +321,9 @@ class TripRow:
     calls UNSCHEDULED (E013)."""
     service_id: str = ""
     shape_id: str = ""
+    exact_periods: tuple[tuple[int, int, int], ...] = ()
+    """frequencies.txt's exact_times 1 periods (start, end, headway, in seconds): its runs
+    start at start + n * headway, before end."""
 
 
 @dataclass
@@ -323,10 +348,14 @@ class Schedule:
                 agencies = _rows(open_table, "agency.txt", True)
                 zones = {z for r in agencies if (z := (r.get("agency_timezone") or "").strip())}
                 frequencies: dict[str, bool] = {}  # trip_id: exact_times is 0 (or empty)
+                exact: dict[str, list[tuple[int, int, int]]] = {}
                 for r in _rows(open_table, "frequencies.txt", True):
                     trip = r.get("trip_id", "")
                     zero = r.get("exact_times", "") in ("", "0")
                     frequencies[trip] = frequencies.get(trip, False) or zero
+                    period = _period(r)
+                    if not zero and period is not None:
+                        exact.setdefault(trip, []).append(period)
                 first: dict[str, tuple[int, str]] = {}
                 for r in _rows(open_table, "stop_times.txt", True):
                     try:
@@ -346,6 +375,7 @@ class Schedule:
                         frequencies.get(trip, False),
                         r.get("service_id", ""),
                         r.get("shape_id", ""),
+                        tuple(exact.get(trip, ())),
                     )
                     for r in _rows(open_table, "trips.txt")
                     if (trip := r.get("trip_id", ""))
@@ -380,6 +410,17 @@ class Schedule:
         if row.frequency_based and run.start_time is None:
             out.append(
                 f"trip_id {run.trip_id!r} is in frequencies.txt: the run needs its start_time"
+            )
+        if (
+            run.start_time is not None
+            and row.exact_periods
+            and START_TIME.fullmatch(run.start_time)
+            and not _starts_a_period(_seconds(run.start_time), row.exact_periods)
+        ):
+            out.append(
+                f"start_time {run.start_time} is not a run of trip {run.trip_id!r} in "
+                "frequencies.txt (exact_times 1: a period's start_time plus a number of "
+                "headway_secs, before its end_time)"
             )
         if (
             run.start_time is not None

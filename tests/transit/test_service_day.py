@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.transit import gtfs_realtime_pb2 as rt
 
-from edged.ops.fleet import FleetView
+from edged.ops.fleet import FleetView, JourneyInfo
 from edged.transit import cli
 from edged.transit.schedule import Schedule, ScheduleError, service_day
 from edged.transit.service import FeedService, FeedSettings
@@ -38,19 +38,27 @@ FREQUENT_RUN = {"route_id": "creuse-shuttle", "trip_id": "creuse-shuttle-navette
 @pytest.fixture(scope="module")
 def night_gtfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated network with a night run at 25:10:00 (after midnight, the 15th's run
-    on the 16th) and a shuttle every 30 minutes in frequencies.txt (exact_times 0)."""
+    on the 16th), a shuttle every 30 minutes in frequencies.txt (exact_times 0) and one
+    that keeps its times (exact_times 1): every 30 minutes from 06:00 to 10:00 (10:00
+    excluded), hourly from 16:00 to 19:00."""
     folder = tmp_path_factory.mktemp("gtfs") / "night"
     shutil.copytree(STATIC, folder)
     with (folder / "trips.txt").open("a") as trips:
-        for trip in ("creuse-shuttle-2510", "creuse-shuttle-navette"):
+        for trip in ("creuse-shuttle-2510", "creuse-shuttle-navette", "creuse-shuttle-cadence"):
             trips.write(f"creuse-shuttle,all,{trip},0,creuse-shuttle\n")
     with (folder / "stop_times.txt").open("a") as times:
-        for trip, hour in (("creuse-shuttle-2510", 25), ("creuse-shuttle-navette", 0)):
+        for trip, hour in (
+            ("creuse-shuttle-2510", 25),
+            ("creuse-shuttle-navette", 0),
+            ("creuse-shuttle-cadence", 0),
+        ):
             times.write(f"{trip},{hour:02d}:10:00,{hour:02d}:12:00,felletin-place-courtaud,1\n")
             times.write(f"{trip},{hour:02d}:20:11,{hour:02d}:21:41,aubusson-gare-routiere,2\n")
     (folder / "frequencies.txt").write_text(
         "trip_id,start_time,end_time,headway_secs,exact_times\n"
         "creuse-shuttle-navette,06:00:00,26:00:00,1800,0\n"
+        "creuse-shuttle-cadence,06:00:00,10:00:00,1800,1\n"
+        "creuse-shuttle-cadence,16:00:00,19:00:00,3600,1\n"
     )
     return folder
 
@@ -340,3 +348,51 @@ def test_a_run_sent_with_a_day_its_service_runs_keeps_it(
     at = _paris(int(start_date[6:]), 23, 55)
     service = published(at, run, Schedule.load(calendar_gtfs), calendar_checker)
     assert (trip_of(service).trip_id, trip_of(service).start_date) == (trip, start_date)
+
+
+@pytest.mark.parametrize(
+    ("start_time", "kept"),
+    [
+        ("06:00:00", True),
+        ("08:00:00", True),
+        ("17:00:00", True),
+        ("06:07:00", False),  # not a multiple of the headway after the period's start
+        ("10:00:00", False),  # end_time is not a start of the period
+        ("16:30:00", False),  # the headway of the 16:00 period is an hour
+        ("12:00:00", False),  # in no period
+    ],
+)
+def test_a_run_of_an_exact_times_trip_is_named_only_at_one_of_its_start_times(
+    night_gtfs: Path, checker: FeedChecker, start_time: str, kept: bool
+) -> None:
+    """frequencies.txt with exact_times 1 fixes the runs: start_time + n * headway_secs,
+    before end_time (MobilityData E019). Another start_time names no run, and made the
+    whole feed invalid."""
+    run = {**FREQUENT_RUN, "trip_id": "creuse-shuttle-cadence", "start_time": start_time}
+    at = datetime(2027, 1, 15, 12, 0, tzinfo=PARIS).timestamp()
+    service = published(at, run, Schedule.load(night_gtfs), checker)
+    trip = trip_of(service)
+    assert (trip.trip_id, trip.start_time) == (
+        ("creuse-shuttle-cadence", start_time) if kept else ("", "")
+    )
+    if kept:
+        assert trip.schedule_relationship == rt.TripDescriptor.SCHEDULED
+    else:
+        (problem,) = service.trip_problems["creuse/shuttle-01"]
+        assert "frequencies.txt" in problem and start_time in problem
+
+
+def test_a_half_hour_start_of_a_half_hourly_exact_times_trip_is_one_of_its_runs(
+    night_gtfs: Path,
+) -> None:
+    """The feed follows GTFS here, not the validator's port of upstream: its E019 for
+    VehiclePositions renders each candidate's minutes as seconds % 360, so it matches
+    whole hours only and reports 09:30:00 too (the TripUpdates branch reads it right)."""
+    run = JourneyInfo(
+        mode="on-demand",
+        assigned=True,
+        route_id="creuse-shuttle",
+        trip_id="creuse-shuttle-cadence",
+        start_time="09:30:00",
+    )
+    assert Schedule.load(night_gtfs).problems(run) == []
