@@ -97,6 +97,8 @@ class ToolClient(CancellableClient):
         `max_queued_incoming_messages` behind."""
         self.skip: Callable[[mqtt.MQTTMessage], bool] | None = None
         """Messages never to queue nor count as dropped: a copy of one already queued."""
+        self.refuse: Callable[[mqtt.MQTTMessage], bool] | None = None
+        """Messages to drop, counted in `dropped`: a node over its share of the queue."""
         self.taken: Callable[[mqtt.MQTTMessage], None] | None = None
         """Told of each message queued."""
 
@@ -123,6 +125,9 @@ class ToolClient(CancellableClient):
         aiomqtt's own drop at the count bound logs a warning per message, tens of
         thousands of lines on an operator's terminal), never all the memory."""
         if self.skip is not None and self.skip(message):
+            return
+        if self.refuse is not None and self.refuse(message):
+            self.dropped += 1
             return
         queue = self._queue  # one message, however large, when the reader has caught up
         held = queue.bytes if isinstance(queue, _Queue) else 0

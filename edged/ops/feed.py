@@ -64,6 +64,12 @@ EXACT_AT_ONCE = 4
 aiomqtt's warning of pending calls, 10)."""
 MAX_REMEMBERED = MAX_EXACT_NODES * len(RETAINED)
 """Retained topics whose last payload is kept (a 16-byte digest each) to know a replay."""
+MAX_NODE_QUEUED = 256 * 1024
+"""What one node may have in the reader's queue (payload bytes, plus `MESSAGE_WEIGHT` for
+each message): a flood from one node (a stolen certificate, a bug) fills its own share and
+is dropped there, and every other node's messages wait behind at most that much of it,
+not behind the whole queue (50,000 messages, seconds to minutes of reading)."""
+MESSAGE_WEIGHT = 64
 WILDCARD_ID = 1
 EXACT_ID = 2
 """MQTT 5 subscription identifiers: which of our subscriptions a PUBLISH matched."""
@@ -123,6 +129,48 @@ class Copies:
         return isinstance(found, list) and bool(found) and WILDCARD_ID not in found
 
 
+class Shares:
+    """How much of the reader's queue each node holds (see `MAX_NODE_QUEUED`). Counted as
+    messages are queued and read, both on the event loop (aiomqtt reads the socket there)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = f"{prefix}/"
+        self.held: dict[str, int] = {}
+
+    def _key(self, topic: str) -> str | None:
+        if not topic.startswith(self.prefix):
+            return None
+        parts = topic[len(self.prefix) :].split("/", 2)
+        return f"{parts[0]}/{parts[1]}" if len(parts) >= 2 else None
+
+    @staticmethod
+    def _weight(payload: object) -> int:
+        size = len(payload) if isinstance(payload, bytes | bytearray | str) else 8
+        return size + MESSAGE_WEIGHT
+
+    def over(self, message: mqtt.MQTTMessage) -> bool:
+        """Whether `message` would take its node past its share (a node with nothing
+        queued always gets one message in, however large)."""
+        key = self._key(message.topic)
+        held = 0 if key is None else self.held.get(key, 0)
+        return held > 0 and held + self._weight(message.payload) > MAX_NODE_QUEUED
+
+    def queued(self, message: mqtt.MQTTMessage) -> None:
+        key = self._key(message.topic)
+        if key is not None:
+            self.held[key] = self.held.get(key, 0) + self._weight(message.payload)
+
+    def read(self, topic: str, payload: object) -> None:
+        key = self._key(topic)
+        if key is None or key not in self.held:
+            return
+        left = self.held[key] - self._weight(payload)
+        if left > 0:
+            self.held[key] = left
+        else:
+            del self.held[key]
+
+
 class ByName:
     """One connection's subscriptions by name to nodes' retained topics (see the module's
     docstring), beside its wildcard filters: both carry MQTT 5 subscription identifiers
@@ -144,11 +192,16 @@ class ByName:
         )
         """Whether our subscriptions carry identifiers (MQTT 5, unless the broker says no)."""
         self.copies = Copies(prefix, self.identifiers)
-        client.skip, client.taken = self.copies.repeat, self.copies.queued
+        self.shares = Shares(prefix)
+        client.skip, client.refuse, client.taken = self.copies.repeat, self.shares.over, self._taken
         self.nodes: set[str] = set()
         """Every node (`fleet/node`) seen or named on this connection."""
         self._waiting: asyncio.Queue[str] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+
+    def _taken(self, message: mqtt.MQTTMessage) -> None:
+        self.copies.queued(message)
+        self.shares.queued(message)
 
     async def __aenter__(self) -> "ByName":
         self._workers = [asyncio.create_task(self._work()) for _ in range(EXACT_AT_ONCE)]
@@ -316,6 +369,7 @@ class FleetFeed:
         """Ingest each message; a node first seen gets its subscriptions by name."""
         async for message in client.messages:
             topic = str(message.topic)
+            by_name.shares.read(topic, message.payload)
             if self.view.ingest(topic, message.payload) and self.on_change:
                 self.on_change()
             key = self.view.node_key(topic)

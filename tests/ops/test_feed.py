@@ -5,10 +5,12 @@ feed subscribes a node's retained topics by name beside `{prefix}/#`."""
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from edged.ops.client import connect
@@ -204,3 +206,66 @@ async def test_a_slow_answer_to_the_subscriptions_by_name_holds_up_no_node(
                     await asyncio.sleep(0.02)
     finally:
         proxy.stop()
+
+
+FLOOD_PER_S = 300
+FLOOD_S = 8.0
+
+
+def _flood(port: int, stop: Any, sent: Any) -> None:
+    """A node with a valid certificate publishing, faster than the reader takes them, batches of a
+    thousand positions (one payload: a thousand messages for the reader to take)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-node-evil")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    now = int(time.time() * 1000)
+    batch = json.dumps(
+        [
+            {"v": 1, "ts": now + n, "clock": "ntp", "lat": 45.9, "lon": 2.1 + n / 1e6}
+            for n in range(1000)
+        ]
+    ).encode()
+    started = time.monotonic()
+    try:
+        while not stop.is_set():
+            client.publish(f"{PREFIX}/test/evil/position", batch, qos=0).wait_for_publish(5)
+            sent.value += 1
+            # 300 a second (40 MB/s): more than the reader takes, less than localhost carries
+            time.sleep(max(0.0, started + sent.value / FLOOD_PER_S - time.monotonic()))
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+async def test_a_flood_from_one_node_does_not_hold_up_the_others(broker: Mosquitto) -> None:
+    """One node flooding its topics made every message queue behind its own: the reader
+    fell behind by as long as the flood lasted, and the feed served every other vehicle
+    tens of seconds late, then as stale (left out). Each node now has a bounded share of
+    the reader's queue; what a flooding node sends over it is dropped (counted)."""
+    stop = multiprocessing.Event()
+    sent = multiprocessing.Value("i", 0)
+    published: dict[int, float] = {}
+    async with _feed(broker.port, "5") as (feed, view), _publisher(broker.port) as good:
+        flooder = multiprocessing.Process(target=_flood, args=(broker.port, stop, sent))
+        flooder.start()
+        try:
+            started = time.monotonic()
+            seq = 0
+            while time.monotonic() - started < FLOOD_S:
+                seq += 1
+                body = {"v": 1, "seq": seq, "ts": int(time.time() * 1000), "clock": "ntp",
+                        "lat": 45.95, "lon": 2.16, "fix_time": "2027-01-15T08:00:00+00:00"}
+                await good.publish(f"{NODE}/position", json.dumps(body).encode(), qos=1)
+                published[seq] = time.monotonic()
+                await asyncio.sleep(0.25)
+            node = view.node("test", "n1")
+            assert node is not None and node.position is not None and node.position.seq
+            lag = time.monotonic() - published[node.position.seq]
+        finally:
+            stop.set()
+            flooder.join(10)
+    assert sent.value > 50, "no flood"
+    # behind the whole queue, it lagged by most of the flood (6 s of 8 here); behind its
+    # share, by what the broker and the socket hold (well under a second when not loaded)
+    assert lag < 3.0, f"the other node's latest position shown was sent {lag:.1f} s ago"
+    assert feed.dropped > 0
