@@ -252,3 +252,20 @@ def test_a_vehicle_far_from_its_trips_shape_is_served_without_its_trip(
     served = {e.id: e.vehicle for e in checker.check(service.vehicle_positions().body).entity}
     assert served["creuse/evil"].trip.trip_id == SCHEDULED["trip_id"]
     assert service.health()[1]["gtfs"]["unknown_ids"] == []
+
+
+@pytest.mark.parametrize(
+    "node",
+    ["n" * 64, "n" * 100_000, "UPPER", "a/b", "+", "#", "caf\u00e9", "a b", "-dash-first"],
+)
+def test_a_topic_with_a_node_id_no_node_can_have_is_ignored_and_the_others_served(
+    checker: FeedChecker, node: str
+) -> None:
+    """Ids are `[a-z0-9][a-z0-9_-]{0,62}` by the topic rule (they become GTFS-RT's
+    entity and vehicle ids): anything else on the broker is not a vehicle of the feed."""
+    service = feed(Clock(NOW))
+    vehicle(service, "good")
+    service.view.ingest(f"rnst/v1/creuse/{node}/position", position())
+    service.view.ingest(f"rnst/v1/creuse/{node}/state", msg(state="online", since=1))
+    assert entities_of(checker, service.vehicle_positions().body) == ["creuse/good"]
+    assert service.view.ignored >= 2
