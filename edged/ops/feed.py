@@ -44,7 +44,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.ops.client import BrokerUnreachableError, Say, ToolClient, connect, refused
-from edged.ops.fleet import FleetView
+from edged.ops.fleet import MAX_PAYLOAD, FleetView
 from edged.ops.login import Login
 from edged.topics import ALARM, TOPICS
 
@@ -64,11 +64,13 @@ EXACT_AT_ONCE = 4
 aiomqtt's warning of pending calls, 10)."""
 MAX_REMEMBERED = MAX_EXACT_NODES * len(RETAINED)
 """Retained topics whose last payload is kept (a 16-byte digest each) to know a replay."""
-MAX_NODE_QUEUED = 256 * 1024
+MAX_NODE_QUEUED = 4 * MAX_PAYLOAD
 """What one node may have in the reader's queue (payload bytes, plus `MESSAGE_WEIGHT` for
 each message): a flood from one node (a stolen certificate, a bug) fills its own share and
 is dropped there, and every other node's messages wait behind at most that much of it,
-not behind the whole queue (50,000 messages, seconds to minutes of reading)."""
+not behind the whole queue (50,000 messages, seconds to minutes of reading). Four of the
+largest payloads the view reads: a node's ordinary burst (a reconnection's retained
+topics, an outbox replay's first batches) fits while the reader catches up."""
 MESSAGE_WEIGHT = 64
 WILDCARD_ID = 1
 EXACT_ID = 2

@@ -62,6 +62,8 @@ class Status:
 
     connected: Callable[[], bool] = lambda: False
     broker: Callable[[], str] = lambda: "not started"
+    dropped: Callable[[], int] = lambda: 0
+    """Messages the reader dropped while behind (a node over its share of the queue)."""
     last_message: float | None = None
     started: float = field(default_factory=time.time)
 
@@ -310,6 +312,7 @@ class FeedService:
                 "accepted": self.view.accepted,
                 "rejected": self.view.rejected,
                 "ignored": self.view.ignored,
+                "dropped": self.status.dropped(),
             },
             "max_age_s": self.settings.max_age_s,
             "uptime_s": round(now - self.status.started, 1),
