@@ -152,8 +152,12 @@ class Shares:
 
     def over(self, message: mqtt.MQTTMessage) -> bool:
         """Whether `message` would take its node past its share (a node with nothing
-        queued always gets one message in, however large)."""
+        queued always gets one message in, however large). An alarm never is: a panic
+        comes first in a node's burst after a dead zone, and must reach `edgectl watch`
+        whatever that node sent before it (it still counts in the share)."""
         key = self._key(message.topic)
+        if key is not None and message.topic.startswith(f"{self.prefix}{key}/alarm/"):
+            return False
         held = 0 if key is None else self.held.get(key, 0)
         return held > 0 and held + self._weight(message.payload) > MAX_NODE_QUEUED
 

@@ -14,7 +14,15 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edged.ops.client import connect
-from edged.ops.feed import EXACT_ID, WILDCARD_ID, Copies, FleetFeed, subscription_id
+from edged.ops.feed import (
+    EXACT_ID,
+    MAX_NODE_QUEUED,
+    WILDCARD_ID,
+    Copies,
+    FleetFeed,
+    Shares,
+    subscription_id,
+)
 from edged.ops.fleet import FleetView
 from edged.ops.login import Login
 from edged.ops.urls import parse_broker_url
@@ -253,8 +261,15 @@ async def test_a_flood_from_one_node_does_not_hold_up_the_others(broker: Mosquit
             seq = 0
             while time.monotonic() - started < FLOOD_S:
                 seq += 1
-                body = {"v": 1, "seq": seq, "ts": int(time.time() * 1000), "clock": "ntp",
-                        "lat": 45.95, "lon": 2.16, "fix_time": "2027-01-15T08:00:00+00:00"}
+                body = {
+                    "v": 1,
+                    "seq": seq,
+                    "ts": int(time.time() * 1000),
+                    "clock": "ntp",
+                    "lat": 45.95,
+                    "lon": 2.16,
+                    "fix_time": "2027-01-15T08:00:00+00:00",
+                }
                 await good.publish(f"{NODE}/position", json.dumps(body).encode(), qos=1)
                 published[seq] = time.monotonic()
                 await asyncio.sleep(0.25)
@@ -269,3 +284,24 @@ async def test_a_flood_from_one_node_does_not_hold_up_the_others(broker: Mosquit
     # share, by what the broker and the socket hold (well under a second when not loaded)
     assert lag < 3.0, f"the other node's latest position shown was sent {lag:.1f} s ago"
     assert feed.dropped > 0
+
+
+def _message(topic: str, payload: bytes) -> mqtt.MQTTMessage:
+    message = mqtt.MQTTMessage(topic=topic.encode())
+    message.payload = payload
+    return message
+
+
+def test_a_node_over_its_share_still_gets_its_alarms_in() -> None:
+    # a node's burst after a dead zone filled its share: its positions wait, not its panic
+    shares = Shares(PREFIX)
+    batch = _message(f"{NODE}/position", b"x" * (MAX_NODE_QUEUED - 100))
+    assert not shares.over(batch)
+    shares.queued(batch)
+    assert shares.over(_message(f"{NODE}/position", b"y" * 200))
+    panic = _message(f"{NODE}/alarm/panic", b"z" * 200)
+    assert not shares.over(panic)
+    shares.queued(panic)
+    assert shares.held[NODE.removeprefix(f"{PREFIX}/")] > MAX_NODE_QUEUED  # still counted
+    other = _message(f"{PREFIX}/test/n2/position", b"y" * 200)
+    assert not shares.over(other)  # another node's share is its own
