@@ -235,6 +235,7 @@ class Uplink:
         self._worked_at = None
         self._suspect = None
         taken_over = closed_under_us = pushed_back = False
+        probe = self._probing_311  # this attempt is the 3.1.1 probe
         try:
             await self._session()
         except* ClosedBeforeConnack as group:
@@ -251,6 +252,8 @@ class Uplink:
             if client is not None and client.session_present is not None:  # a CONNACK came
                 self._online_heard_at = client.heard_at if self.connected else None
             self.connected = False
+            if probe and self._probing_311:  # not answered, nor closed: `_end_probe`
+                self._end_probe()
             if self._client is not None and self._client.unreadable:
                 self.counters.inc("cmd.unreadable", self._client.unreadable)
             self._client = None
@@ -337,6 +340,21 @@ class Uplink:
             "See its log"
         )
         log.error("%s at %s", self.last_error, self.where)
+
+    def _end_probe(self) -> None:
+        """The 3.1.1 attempt ended without a CONNACK in another way than a close (a TLS
+        alert, a refused or unreachable port): it says nothing for 3.1.1, so MQTT 5 it is
+        again. Left on, the node stayed on 3.1.1, and the first CONNACK after the cause
+        was fixed (a renewed certificate) was taken for the broker refusing MQTT 5: the
+        fallback said so in health and lasted until edged restarted. A TLS refusal with
+        the node's certificate expired by its clock counts as the probe made
+        (`_probed_expired`): 3.1.1 is not tried again while it stays expired."""
+        self._probing_311 = False
+        self.protocol = "5"
+        tls = self.config.tls
+        cert = tls.cert_file if tls is not None else None
+        self._probed_expired = bool(tlsfail.expired_own_certificate(cert))
+        log.info("the MQTT 3.1.1 attempt ended before a CONNACK too: back to MQTT 5")
 
     def _fall_back(self, why: str) -> bool:
         """Use 3.1.1 from now on, if allowed; says so in the log and in health."""

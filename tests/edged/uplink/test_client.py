@@ -4,6 +4,7 @@ or that allows few publishes in flight."""
 
 import asyncio
 import contextlib
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
 from tests.helpers.journal import Journal
+from tests.helpers.pki import DAY, Pki
 
 TOPICS = Topics("rnst/v1", "test", "n1")
 
@@ -248,4 +250,72 @@ async def test_a_link_lost_twice_with_the_panic_alarm_in_flight_holds_it_back_no
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await proxy.close()
+        broker.stop()
+
+
+async def test_a_tls_refusal_met_by_the_3_1_1_probe_ends_the_probe_not_mqtt_5(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Two closes without a CONNACK (a broker's TLS 1.3 alert lost to its close's reset, here
+    a front that hangs up) make the next attempt try 3.1.1; when that attempt meets the
+    broker's TLS alert instead (the certificate, not the version), the node stayed on 3.1.1,
+    and once the certificate was renewed it connected over 3.1.1 and said the broker
+    refused MQTT 5, without MQTT 5 until edged restarted. Against a real Mosquitto with
+    TLS 1.2 (its alert always read: the probe meets it every time)."""
+    pki = Pki(tmp_path / "pki")
+    crt, key = pki.issue("broker", "localhost")
+    broker = Mosquitto(
+        tmp_path,
+        extra=(
+            f"allow_anonymous false\ncafile {pki.ca}\ncertfile {crt}\nkeyfile {key}\n"
+            "require_certificate true\nuse_identity_as_username true\n"
+        ),
+    ).start()
+    hang_up_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    hang_up_tls.load_cert_chain(*pki.issue("front", "localhost"))
+    connections = 0
+
+    async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The first two connections end TLS here and hang up at the CONNECT; the next ones
+        reach the broker."""
+        nonlocal connections
+        connections += 1
+        if connections <= 2:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.start_tls(hang_up_tls)
+                await asyncio.wait_for(reader.read(1), 5)
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", broker.port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    server = await asyncio.start_server(front, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cert, node_key = pki.issue("node", "test.a", starts=-400 * DAY, ends=-2 * DAY)
+    tls = {"ca_file": pki.ca, "cert_file": cert, "key_file": node_key, "max_version": "1.2"}
+    counters = Counters()
+    uplink = _uplink(port, outbox, counters, tls=tls, reconnect_min_s=0.1, reconnect_max_s=0.2)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: connections >= 4, 15, "the attempts after the probe")
+        assert "expired" in (uplink.last_error or ""), uplink.last_error
+        renewed = pki.issue("renewed", "test.a")  # the operator renews it in place
+        cert.write_bytes(renewed[0].read_bytes())
+        node_key.write_bytes(renewed[1].read_bytes())
+        await wait_until(lambda: uplink.connected, 15, "connected with the renewed certificate")
+        assert (uplink.protocol, uplink.fell_back) == ("5", False), uplink.last_error
+        assert counters["uplink.protocol_fallback"] == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        server.close()
         broker.stop()
