@@ -35,7 +35,7 @@ from edged.doctor.check import Check, fail, ok, warn
 from edged.uplink.client import read_password
 from edged.uplink.packets import varint
 from edged.uplink.tls import tls_context
-from edged.uplink.tlsfail import alert_advice, verify_advice
+from edged.uplink.tlsfail import alert_advice, kind, verify_advice
 
 SECTION = "broker"
 EXPIRY_WARN_DAYS = 30
@@ -292,8 +292,8 @@ def _verify_failed(cfg: BrokerConfig, exc: ssl.SSLCertVerificationError) -> Chec
 
 
 def _tls_refused(cfg: BrokerConfig, exc: ssl.SSLError) -> Check:
-    text = f"{exc.reason or ''} {exc}".upper()
-    if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER" in text or "PACKET_LENGTH" in text:
+    assert cfg.tls is not None
+    if kind(exc) == "not_tls":
         return fail(
             SECTION,
             "broker: tls",
@@ -305,7 +305,8 @@ def _tls_refused(cfg: BrokerConfig, exc: ssl.SSLError) -> Check:
         SECTION,
         "broker: tls",
         f"TLS handshake refused: {exc.reason or exc}",
-        alert_advice(text) or "the broker's log says why it refused the handshake",
+        alert_advice(exc, cfg.tls.cert_file)
+        or "the broker's log says why it refused the handshake",
     )
 
 
@@ -442,7 +443,7 @@ def _refused(cfg: BrokerConfig, raw: int) -> Check:
 def _broke(cfg: BrokerConfig, message: str) -> Check:
     """The broker hung up (or alerted) instead of answering the CONNECT."""
     name = "broker: mqtt"
-    alert = alert_advice(message)
+    alert = alert_advice(message, cfg.tls.cert_file if cfg.tls is not None else None)
     if alert:
         return fail(SECTION, name, f"the broker refused this node's TLS login ({message})", alert)
     if cfg.tls is None:

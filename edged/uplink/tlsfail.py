@@ -16,6 +16,7 @@ whether the kernel's clock is synchronised and what GPS says: the advice names t
 first when it is not.
 """
 
+import re
 import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,7 +28,6 @@ NOT_YET_VALID = 9  # X509_V_ERR_CERT_NOT_YET_VALID
 EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
 NEW_NODE_CERT = "`fleet-certs.sh DIR node FLEET NODE` on the fleet CA issues a new one"
-NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER", "PACKET_LENGTH")
 NOT_A_REFUSAL = (
     ssl.SSLWantReadError,  # nothing to read yet
     ssl.SSLWantWriteError,
@@ -71,33 +71,60 @@ def plain_port_hint(port: int) -> str:
     )
 
 
+ALERT = re.compile(r"\b(?:SSLV3|TLSV1|TLSV13)_ALERT_([A-Z0-9_]+)\b")
+"""OpenSSL's reason for an alert the peer sent: SSL_R_SSLV3_ALERT_*, SSL_R_TLSV1_ALERT_*,
+SSL_R_TLSV13_ALERT_* (their names are OpenSSL's, stable since 1.1; the alert's name after
+the prefix). An alert the node itself sends has another reason (CERTIFICATE_VERIFY_FAILED,
+...), so a match is always the broker's word."""
+ADVISED = (
+    "CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|CERTIFICATE_REQUIRED|UNKNOWN_CA|BAD_CERTIFICATE|"
+    "CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE|HANDSHAKE_FAILURE|PROTOCOL_VERSION"
+)
+NAMED = re.compile(rf"\b({ADVISED})\b")
+"""An alert named without OpenSSL's prefix, in a text (`edged doctor`'s)."""
+KINDS = {
+    "CERTIFICATE_EXPIRED": "expired",
+    "CERTIFICATE_REVOKED": "revoked",
+    "CERTIFICATE_REQUIRED": "no_cert",
+    "UNKNOWN_CA": "refused_cert",
+    "BAD_CERTIFICATE": "refused_cert",
+    "CERTIFICATE_UNKNOWN": "refused_cert",
+    "UNSUPPORTED_CERTIFICATE": "refused_cert",
+}
+"""Counter keys of the alerts a broker sends about the node's certificate."""
+NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
+"""OpenSSL's reasons when the other end does not speak TLS (a plain MQTT port answers the
+ClientHello with MQTT bytes)."""
+
+
+def alert_of(err: ssl.SSLError | str) -> str:
+    """The name of the TLS alert the broker sent ("CERTIFICATE_EXPIRED"), from the
+    error's `reason` (a string: the reason's name in it, as `edged doctor` has it); "" when
+    the error is not a received alert. Not the message's words: OpenSSL's reason is the
+    one field that names the alert whatever the version and wherever it arrived (in the
+    TLS 1.2 handshake, or at the first read after a TLS 1.3 one)."""
+    if isinstance(err, ssl.SSLError):
+        found = ALERT.fullmatch(reason_of(err))
+        return found.group(1) if found and getattr(err, "library", "SSL") == "SSL" else ""
+    found = ALERT.search(err.upper()) or NAMED.search(err.upper())
+    return found.group(1) if found else ""
+
+
 def kind(err: ssl.SSLError) -> str:
     """A short key for counters: clock, hostname, untrusted, expired, revoked, no_cert,
-    not_tls or other."""
+    refused_cert, not_tls or other."""
     if isinstance(err, ssl.SSLCertVerificationError):
         if err.verify_code in (NOT_YET_VALID, EXPIRED):
             return "clock"
         if err.verify_code == HOSTNAME_MISMATCH:
             return "hostname"
         return "untrusted"
-    text = _text(err)
-    if "CERTIFICATE_EXPIRED" in text:
-        return "expired"
-    if "CERTIFICATE_REVOKED" in text:
-        return "revoked"
-    if "CERTIFICATE_REQUIRED" in text or "PEER DID NOT RETURN A CERTIFICATE" in text:
-        return "no_cert"
-    if any(t in text for t in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
-        return "refused_cert"
-    if any(t in text for t in NOT_TLS):
+    alert = alert_of(err)
+    if alert:
+        return KINDS.get(alert, "other")
+    if reason_of(err) in NOT_TLS_REASONS:
         return "not_tls"
     return "other"
-
-
-def _text(err: ssl.SSLError | str) -> str:
-    if isinstance(err, str):
-        return err.upper()
-    return f"{reason_of(err)} {err}".upper()
 
 
 def reason_of(err: ssl.SSLError) -> str:
@@ -105,25 +132,87 @@ def reason_of(err: ssl.SSLError) -> str:
     return str(getattr(err, "reason", None) or "")
 
 
-def alert_advice(err: ssl.SSLError | str, cert_file: Path | None = None) -> str:
+def alert_advice(
+    err: ssl.SSLError | str, cert_file: Path | None = None, *, with_cert: bool | None = None
+) -> str:
     """Advice for a TLS alert the broker sent about this node's certificate; "" when the
-    error is not one."""
-    text = _text(err)
-    if "CERTIFICATE_REQUIRED" in text or "PEER DID NOT RETURN A CERTIFICATE" in text:
+    error is not one. `with_cert`: whether the node presented one (None: `cert_file` is
+    set). What each alert means is OpenSSL's mapping of the broker's verification error
+    (`ssl_x509err2alert`): a certificate not yet valid by the broker's clock is
+    `bad_certificate`, an expired CRL `certificate_expired`, a certificate without the TLS
+    client purpose `unsupported_certificate`; over TLS 1.2 a missing client certificate is
+    only `handshake_failure`."""
+    alert = alert_of(err)
+    if with_cert is None:
+        with_cert = cert_file is not None
+    if alert == "CERTIFICATE_REQUIRED" or (alert == "HANDSHAKE_FAILURE" and not with_cert):
         return (
             "the broker wants a client certificate: set [broker.tls] cert_file and key_file "
             f"({NEW_NODE_CERT})"
+            + ("" if alert == "CERTIFICATE_REQUIRED" else " (TLS 1.2 says only: handshake failure)")
         )
-    if "CERTIFICATE_REVOKED" in text:
+    if alert == "CERTIFICATE_REVOKED":
         return f"the broker says this node's certificate is revoked: {NEW_NODE_CERT}"
-    if "CERTIFICATE_EXPIRED" in text:
+    if alert == "CERTIFICATE_EXPIRED":
         return "the broker says this node's certificate expired" + _validity(cert_file)
-    if any(t in text for t in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
+    if alert == "BAD_CERTIFICATE":
+        return _bad_certificate(cert_file)
+    if alert == "UNSUPPORTED_CERTIFICATE":
+        return (
+            "the broker cannot use this node's certificate as a client's (its extended key "
+            f"usage leaves out TLS client authentication: a server's certificate?): {NEW_NODE_CERT}"
+        )
+    if alert in ("UNKNOWN_CA", "CERTIFICATE_UNKNOWN"):
         return (
             "the broker refused this node's certificate: cert_file must be issued by the CA "
             "the broker trusts (its `cafile`)"
         )
+    if alert == "HANDSHAKE_FAILURE":
+        return (
+            "the broker and this node share no TLS version or cipher: check [broker.tls] "
+            "min_version, max_version and ciphers against the broker's listener"
+        )
+    if alert == "PROTOCOL_VERSION":
+        return (
+            "the broker does not speak the TLS versions [broker.tls] min_version and "
+            "max_version allow"
+        )
     return ""
+
+
+def _bad_certificate(cert_file: Path | None) -> str:
+    """`bad_certificate`: OpenSSL's alert for a client certificate not yet valid by the
+    broker's clock (or one it cannot check: a key too small, a CRL not yet valid)."""
+    valid = _valid_from(cert_file) if cert_file is not None else None
+    if isinstance(valid, datetime):
+        now = datetime.now(UTC)
+        if valid > now:
+            return (
+                f"this node's certificate {cert_file} is not valid before "
+                f"{valid:%Y-%m-%d %H:%M} UTC, by this node's clock too: it was issued by a "
+                f"machine whose clock was ahead; {NEW_NODE_CERT}"
+            )
+        return (
+            f"the broker says this node's certificate is bad: OpenSSL says so of one not yet "
+            f"valid by the broker's clock ({cert_file} is valid from {valid:%Y-%m-%d %H:%M} "
+            "UTC: is the broker's clock behind?), or of one it cannot check (a key too small, "
+            "a CRL not yet valid): the broker's log says which"
+        )
+    said = f" ({valid})" if isinstance(valid, str) else ""
+    return (
+        f"the broker says this node's certificate is bad{said}: OpenSSL says so of one not "
+        "yet valid by the broker's clock, or of one it cannot check: the broker's log says which"
+    )
+
+
+def _valid_from(cert_file: Path) -> datetime | str:
+    """The start of `cert_file`'s validity, or why it cannot be read."""
+    try:
+        from cryptography import x509  # only on a failure: it is not light
+
+        return x509.load_pem_x509_certificate(cert_file.read_bytes()).not_valid_before_utc
+    except (OSError, ValueError) as exc:
+        return f"cannot read {cert_file}: {exc}"
 
 
 def _not_after(cert_file: Path) -> datetime | str:
@@ -148,7 +237,9 @@ def _validity(cert_file: Path | None) -> str:
         return f": {cert_file} expired on {until:%Y-%m-%d %H:%M} UTC; {NEW_NODE_CERT}"
     return (
         f", but by this node's clock ({now:%Y-%m-%d %H:%M} UTC) {cert_file} is valid until "
-        f"{until:%Y-%m-%d}: the broker's clock is wrong, or this node's is far behind"
+        f"{until:%Y-%m-%d}: the broker's clock is wrong, or this node's is far behind, or the "
+        "broker's CRL (Mosquitto's crlfile) is past its next update (OpenSSL says an expired "
+        "CRL so): issue it again"
     )
 
 

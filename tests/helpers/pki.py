@@ -47,13 +47,20 @@ class Pki:
         return self.directory / "ca.crt"
 
     def issue(
-        self, name: str, cn: str, *, starts: timedelta = -DAY, ends: timedelta = 400 * DAY
+        self,
+        name: str,
+        cn: str,
+        *,
+        starts: timedelta = -DAY,
+        ends: timedelta = 400 * DAY,
+        usage: list[x509.ObjectIdentifier] | None = None,
     ) -> tuple[Path, Path]:
         """A leaf valid from now+`starts` to now+`ends`, for localhost and 127.0.0.1 (a
-        broker) or a client named `cn`: (certificate, key)."""
+        broker) or a client named `cn`: (certificate, key). `usage`: its extended key
+        usage (None: none, any use)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
-        cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(_name(cn))
             .issuer_name(self._ca.subject)
@@ -67,8 +74,10 @@ class Pki:
                 ),
                 critical=False,
             )
-            .sign(self._key, hashes.SHA256())
         )
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        cert = builder.sign(self._key, hashes.SHA256())
         crt, pem = self.directory / f"{name}.crt", self.directory / f"{name}.key"
         crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         pem.write_bytes(
@@ -80,3 +89,21 @@ class Pki:
         )
         pem.chmod(0o600)
         return crt, pem
+
+    def crl(self, *, revoked: tuple[Path, ...] = (), next_update: timedelta = DAY) -> Path:
+        """The CA's CRL (crl.pem beside it) revoking the certificates `revoked`, past its
+        next update when `next_update` is negative."""
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self._ca.subject)
+            .last_update(now - 2 * DAY)
+            .next_update(now + next_update)
+        )
+        for path in revoked:
+            serial = x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+            entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now - DAY)
+            builder = builder.add_revoked_certificate(entry.build())
+        out = self.directory / "crl.pem"
+        out.write_bytes(builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+        return out
