@@ -56,12 +56,14 @@ from edged.uplink.reasons import (
     reason_for,
 )
 from edged.uplink.reconnect import Reconnect, SessionEnd
-from edged.uplink.sender import PubackTimeout, Sender
+from edged.uplink.sender import REFUSED_KEPT, PubackTimeout, Sender
 from edged.uplink.tls import TlsSessions
 from edged.uplink.tlsfail import tls_error
 
 log = logging.getLogger(__name__)
 
+NOT_AUTHORIZED = 0x87
+"""A PUBACK's reason code when the broker's ACL refuses the topic (MQTT 5)."""
 RESPONSE_TOPICS = "(response topics)"
 """What `_say_once` keys every commander's response topic under: topics chosen by whoever
 sends commands, one warning a session for all of them, not one remembered each."""
@@ -166,6 +168,9 @@ class Uplink:
         """When the broker last spoke to the node on the last connection that went online
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
         will's delay started no earlier (`_will_still_held`)."""
+        self.refused_topics: set[str] = set()
+        """The node's topics the broker refused and has not taken since: the next session
+        tries one message of each before the others (`Sender.parked`)."""
         self._said: set[tuple[str, str]] = set()
         """(topic, cause) of the publishes refused or held back that this session has
         logged (`_say_once`)."""
@@ -757,14 +762,18 @@ class Uplink:
             ceiling=self.ceiling,
             own=self.topics.owns,
             node=self.topics.base,
+            parked=self.refused_topics,
         )
         sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back
+        sender.on_dropped = self._refused_dropped
+        sender.on_taken_again = self._taken_again
         self._sender = sender
         try:
             await sender.run()
         finally:
             self._sender = None
+            self.refused_topics = set(sender.parked)
             self.sent += sender.sent
             self._suspect = sender.largest_unacked()
 
@@ -816,16 +825,43 @@ class Uplink:
             )
             return
         then = (
-            "kept in the outbox and tried again, later in this session and in the next"
+            "kept in the outbox; one message of it is tried again after 5 s, then up to "
+            "every 5 minutes and at each session, the others wait for the broker to take "
+            f"it (beyond {self._refused_kept()} waiting, the oldest are dropped, counted "
+            "as uplink.publish_refused_dropped)"
             if kept
             else "not delivered (it goes again at the next session)"
         )
+        fix = (
+            f"the broker's ACL does not let client id {self.client_id} (its user: the "
+            f"certificate's name, or [broker] username) publish it: allow it (the shipped "
+            "broker: `fleet-certs.sh DIR acl`), then reload the broker (SIGHUP)"
+            if reason == NOT_AUTHORIZED
+            else "check the broker's ACL and limits for it"
+        )
+        self._say_once(
+            topic, f"0x{reason:02x}", f"the broker refused {topic} ({code}): {then}; {fix}"
+        )
+        if kept and reason == NOT_AUTHORIZED:
+            self.counters.inc(f"uplink.acl_refused.{self.topics.spec_name(topic)}", messages)
+
+    def _refused_kept(self) -> int:
+        sender = self._sender
+        return sender.refused_kept if sender is not None else REFUSED_KEPT
+
+    def _refused_dropped(self, topic: str, messages: int) -> None:
+        """Messages of a refused topic deleted over the bound kept (`Sender._hold`)."""
+        self.counters.inc("uplink.publish_refused_dropped", messages)
         self._say_once(
             topic,
-            f"0x{reason:02x}",
-            f"the broker refused {topic} ({code}): {then}; check the broker's ACL and "
-            "limits for it",
+            "dropped",
+            f"dropping the oldest messages of {topic}: the broker refuses the topic and "
+            f"{self._refused_kept()} of them already wait for it (uplink.publish_refused_dropped "
+            "counts them); fix the broker's ACL for it",
         )
+
+    def _taken_again(self, topic: str) -> None:
+        log.warning("the broker takes %s again: the messages of it kept go now", topic)
 
     def _held_back(self, topic: str, messages: int, size: int | None, why: str) -> None:
         """A publish the broker cannot take, not sent (`Sender._held_back`): counted, and

@@ -25,8 +25,9 @@ paho's `on_publish` (written, for QoS 0):
 - a message the broker cannot take (a packet over its Maximum Packet Size, announced or
   learned from the sessions it ended: `edged.uplink.ceiling`; a `BadPublish`) is not sent,
   and the session goes on: `_held_back`;
-- a message the broker refused (a PUBACK's failure code) is tried again in the same
-  session after a growing delay, while the others go on: `_refused`;
+- a topic the broker refused (a PUBACK's failure code) is tried again with one message in
+  the same session after a growing delay, its other messages held, while the others go
+  on: `_refused`;
 - a message of a retained topic older than one the broker already took
   (`Outbox.superseded`: refused, then overtaken) goes without the retain flag: every
   transition reaches the subscribers, and the broker keeps the newer as the topic's value.
@@ -42,7 +43,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -75,6 +77,27 @@ RETRY_S = 5.0
 """First delay before a refused publish is tried again in the same session; it doubles at
 each refusal of the same rows, up to RETRY_MAX_S."""
 RETRY_MAX_S = 300.0
+OF_THE_MESSAGE = frozenset({0x95, 0x99})
+"""PUBACK reasons that refuse the message, not its topic: packet too large (Mosquitto's
+`message_size_limit`), payload format invalid. The topic's other messages go on."""
+REFUSED_KEPT = 5000
+"""Messages of a topic the broker refuses kept waiting for it, at most: beyond, the oldest
+is deleted (`Sender.dropped`). An ACL that refuses a topic refuses all its messages until an
+operator fixes it: kept without a bound, they filled the outbox to its hard cap, and then
+the node's other events were refused too."""
+
+
+@dataclass
+class Parked:
+    """A topic the broker refused: one publish of it (`probe`) is tried again after a delay
+    that doubles at each refusal; the others are held, not sent, until the broker takes the
+    probe."""
+
+    probe: tuple[Stored, ...] | None = None  # None: the next message of the topic is
+    held: deque[Stored] = field(default_factory=deque)
+    times: int = 0  # refusals of the probe in this session
+    due: bool = True  # the probe may go now
+    early: int = 0  # of `held`, the first ones: in flight before the topic was refused
 
 
 def drain_share(receive_max: int) -> int:
@@ -120,6 +143,7 @@ class Sender:
         ceiling: PacketCeiling | None = None,
         own: Callable[[str], bool] | None = None,
         node: str | None = None,
+        parked: Iterable[str] = (),
     ) -> None:
         self.client = client
         self.own = own
@@ -141,7 +165,15 @@ class Sender:
         """Told (topic, reason code, messages) for each publish the broker refused."""
         self.retry_s = RETRY_S  # first delay before a refused publish goes again
         self.retry_max_s = RETRY_MAX_S
-        self._refusals: dict[int, int] = {}  # row id -> times refused in this session
+        self._refusals: dict[int, int] = {}  # row id -> refusals of it (`_retry_rows`)
+        self.parked: dict[str, Parked] = {topic: Parked() for topic in parked}
+        """The node's topics the broker refused (`_refused`): `parked` given, in an earlier
+        session, whose first message goes at once as the probe."""
+        self.refused_kept = REFUSED_KEPT
+        self.dropped = 0  # messages of a refused topic deleted over `refused_kept`
+        self.on_dropped: Callable[[str, int], None] | None = None
+        self.on_taken_again: Callable[[str], None] | None = None
+        """Told a refused topic whose probe the broker took (its held messages go)."""
         self._retries: set[asyncio.TimerHandle] = set()
         self.unretained = 0  # retained messages sent without the flag: `Outbox.superseded`
         self.held_back = 0  # messages not sent in this session: the broker cannot take them
@@ -310,6 +342,9 @@ class Sender:
                 self.outbox.ack(msg)
                 self._refusals.pop(msg.id, None)
             self.sent += len(msgs)
+            parked = self.parked.get(msgs[0].topic)
+            if parked is not None and parked.probe is not None and parked.probe[0] is msgs[0]:
+                self._unpark(msgs[0].topic, parked)
             if self.ceiling is not None and msgs[0].qos > 0:  # QoS 0: written, not taken
                 self.ceiling.acknowledged(size)
         self._wake()
@@ -317,11 +352,14 @@ class Sender:
     def _refused(self, msgs: tuple[Stored, ...], reason: int) -> None:
         """The broker answered with a failure code (MQTT 5: not authorized, topic name
         invalid, quota exceeded...): it does not have the message. Not acknowledged, so
-        not deleted, and tried again in this session after a delay that doubles at each
-        refusal of the same rows (RETRY_S up to RETRY_MAX_S): a quota frees up, an ACL
-        is fixed and reloaded, and a session on a steady link may last for days (left to
-        the next session, a panic alarm refused once waited for the link to drop).
-        Meanwhile the others go on; the next session starts the delays again.
+        not deleted. The topic is refused as a whole (`Parked`): this publish (the probe)
+        goes again in this session after a delay that doubles at each refusal (RETRY_S up
+        to RETRY_MAX_S: a quota frees up, an ACL is fixed and reloaded, and a session on a
+        steady link may last for days), the topic's other messages wait for the broker to
+        take it, and the others go on. Each refused row used to go again on its own timer:
+        an ACL refusing a topic had all its messages sent again every few minutes, and at
+        each session, for as long as the node ran. A refusal of the message itself
+        (`OF_THE_MESSAGE`) holds nothing else back.
 
         Not so a copy of a reply on a commander's MQTT 5 response topic (not one of the
         node's own topics, `own`): refused, it is deleted. `reply/{name}` carries the reply,
@@ -335,6 +373,32 @@ class Sender:
             if self.on_refused is not None:
                 self.on_refused(msgs[0].topic, reason, len(msgs))
             return
+        topic = msgs[0].topic
+        if reason in OF_THE_MESSAGE:
+            self._retry_rows(msgs)
+            if self.on_refused is not None:
+                self.on_refused(topic, reason, len(msgs))
+            return
+        parked = self.parked.get(topic)
+        if parked is None:
+            parked = self.parked[topic] = Parked()
+        if parked.probe is None or parked.probe[0] is msgs[0]:
+            if parked.probe is not None:
+                parked.times += 1
+            parked.probe, parked.due = msgs, False
+            self._retry(parked)
+        else:  # in flight when its topic was refused: held behind the probe, before
+            for msg in msgs:  # those held since, which came after them
+                parked.held.insert(parked.early, msg)
+                parked.early += 1
+                self._hold(topic, parked, None)
+        if self.on_refused is not None:
+            self.on_refused(topic, reason, len(msgs))
+
+    def _retry_rows(self, msgs: tuple[Stored, ...]) -> None:
+        """A refusal of these messages, not of their topic (`OF_THE_MESSAGE`): they go
+        again after a delay that doubles at each refusal of the same rows; their topic's
+        other messages go on."""
         times = max(self._refusals.get(msg.id, 0) for msg in msgs)
         for msg in msgs:
             self._refusals[msg.id] = times + 1
@@ -350,8 +414,60 @@ class Sender:
 
         handle = self._loop.call_later(delay, again)
         self._retries.add(handle)
-        if self.on_refused is not None:
-            self.on_refused(msgs[0].topic, reason, len(msgs))
+
+    def _retry(self, parked: Parked) -> None:
+        """The probe goes again after a delay that doubles at each refusal."""
+        delay = min(self.retry_max_s, self.retry_s * 2 ** min(parked.times, 30))
+        handle: asyncio.TimerHandle | None = None
+
+        def again() -> None:
+            if handle is not None:
+                self._retries.discard(handle)
+            if not self._done and parked.probe is not None:
+                parked.due = True
+                self._take(sorted(parked.probe, key=_rank))
+                self._wake()
+
+        handle = self._loop.call_later(delay, again)
+        self._retries.add(handle)
+
+    def _hold(self, topic: str, parked: Parked, msg: Stored | None) -> None:
+        """Keep `msg` back until the broker takes its topic's probe; over `refused_kept`
+        held, the oldest held is deleted, counted and told (`on_dropped`). Not a retained
+        topic's: the outbox keeps only its latest messages, and a deletion would count as
+        the broker's copy (`Outbox.retained`, what a broker's lost store is restored to).
+        `msg` None: one was put in `held` already."""
+        if msg is not None:
+            parked.held.append(msg)
+        if len(parked.held) > self.refused_kept and not parked.held[0].retain:
+            self.outbox.ack(parked.held.popleft())
+            parked.early = max(0, parked.early - 1)
+            self.dropped += 1
+            if self.on_dropped is not None:
+                self.on_dropped(topic, 1)
+
+    def _unpark(self, topic: str, parked: Parked) -> None:
+        """The broker took the probe: the topic's held messages go, in sending order."""
+        del self.parked[topic]
+        if parked.held:
+            self._take(sorted(parked.held, key=_rank))
+        if self.on_taken_again is not None:
+            self.on_taken_again(topic)
+
+    def _gated(self, msg: Stored) -> bool:
+        """Whether `msg` waits behind its topic's probe (held now); False when it may go
+        (the probe, due; or the first message of a topic refused in an earlier session,
+        which becomes the probe)."""
+        parked = self.parked.get(msg.topic)
+        if parked is None:
+            return False
+        if parked.due and (parked.probe is None or parked.probe[0] is msg):
+            parked.probe, parked.due = (msg,), False
+            return False
+        if parked.probe is not None and parked.probe[0] is msg:
+            return True  # its retry is due later: `_retry` puts it back then
+        self._hold(msg.topic, parked, msg)
+        return True
 
     def _held_back(self, msgs: tuple[Stored, ...], size: int | None, why: str) -> None:
         """A publish the broker cannot take: not sent, and the session goes on (a broker
@@ -409,6 +525,15 @@ class Sender:
         try:
             while ahead:
                 msg = ahead[0]
+                if msg.topic in self.parked:  # refused: one probe goes, the rest is held
+                    if room <= 0:
+                        break
+                    if self._gated(msg):
+                        ahead.popleft()
+                        continue
+                    ahead.popleft()
+                    room -= self._send((msg,), msg.payload, now, retain=self._flag(msg))
+                    continue
                 if batcher.takes(msg):
                     if room <= 0 and batcher.ready:
                         break  # gathered enough to fill the window when it has room again
@@ -417,16 +542,7 @@ class Sender:
                 if room <= 0:
                     break
                 ahead.popleft()
-                # the flag on the wire only: the row stays a retained topic's message, so
-                # its PUBACK still makes it the topic's last delivered one (what a broker
-                # that lost its retained store gets back), unless it is superseded
-                retain = msg.retain
-                if retain and not self.retains:
-                    retain = False  # the broker would end the session
-                elif retain and self.outbox.superseded(msg):
-                    retain = False  # subscribers get it; the broker keeps
-                    self.unretained += 1  # the newer one as the topic's value
-                room -= self._send((msg,), msg.payload, now, retain=retain)
+                room -= self._send((msg,), msg.payload, now, retain=self._flag(msg))
             while room > 0:  # one at a time: a batch split in two goes on with its half
                 batches = batcher.take(now, 1)
                 if not batches:
@@ -440,6 +556,19 @@ class Sender:
         self._arm(batcher.next_due())
         if len(ahead) <= (READ_AHEAD - 1) * self.window:
             self._low.set()
+
+    def _flag(self, msg: Stored) -> bool:
+        """The retain flag of `msg`'s publish: on the wire only, the row stays a retained
+        topic's message, so its PUBACK still makes it the topic's last delivered one (what a
+        broker that lost its retained store gets back), unless it is superseded."""
+        if not msg.retain:
+            return False
+        if not self.retains:
+            return False  # the broker would end the session
+        if self.outbox.superseded(msg):
+            self.unretained += 1  # subscribers get it; the broker keeps the newer one
+            return False
+        return True
 
     def _send(
         self, msgs: tuple[Stored, ...], payload: bytes, now: float, *, retain: bool = False

@@ -4,6 +4,7 @@ or that allows few publishes in flight."""
 
 import asyncio
 import contextlib
+import signal
 import ssl
 from pathlib import Path
 from typing import Any
@@ -318,4 +319,53 @@ async def test_a_tls_refusal_met_by_the_3_1_1_probe_ends_the_probe_not_mqtt_5(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         server.close()
+        broker.stop()
+
+
+async def test_a_topic_the_acl_refuses_is_named_with_its_fix_and_tried_once_a_session(
+    tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MQTT 5, Mosquitto's ACL refusing the node's door events (PUBACK 0x87): the log names
+    the topic, the client id and the fix, `health.errors` the kind of topic; a new session
+    tries one door before the others (every refused row went again at each session); once
+    the ACL is fixed and reloaded, every door arrives, the alarm went all along."""
+    acl = tmp_path / "nodoor.acl"
+    acl.write_text(
+        "topic readwrite rnst/v1/test/n1/state\ntopic readwrite rnst/v1/test/n1/alarm/#\n"
+        "topic read rnst/v1/test/n1/cmd/#\n"
+    )
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    for i in range(30):
+        await outbox.put_nowait(Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=True)))
+    panic = Alarm(kind="panic", active=True, reason="panic button pressed")
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    counters = Counters()
+    uplink = _uplink(proxy.port, outbox, counters, reconnect_min_s=0.1, window=8)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 30, 10, "the alarm sent, the doors kept")
+        await wait_until(lambda: counters["uplink.publish_refused"] >= 8, 10, "a window refused")
+        said = [r.getMessage() for r in caplog.records if "rnst/v1/test/n1/events/door" in r.getMessage()]
+        assert any(
+            "edged-test-n1" in line and "fleet-certs.sh DIR acl" in line for line in said
+        ), said
+        assert counters["uplink.acl_refused.events/door"] >= 8
+        before = counters["uplink.publish_refused"]
+        sessions = uplink.sessions
+        proxy.cut()
+        await wait_until(lambda: uplink.sessions > sessions, 10, "the next session")
+        await wait_until(lambda: counters["uplink.publish_refused"] > before, 10, "its probe")
+        await asyncio.sleep(0.5)
+        assert counters["uplink.publish_refused"] == before + 1, "one door tried, not all"
+        acl.write_text("topic readwrite rnst/v1/test/n1/#\n")
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGHUP)
+        proxy.cut()  # the probe goes at once in the next session
+        await wait_until(lambda: outbox.depth == 0, 15, "every door, once the ACL allows it")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
         broker.stop()
