@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 NOT_AUTHORIZED = 0x87
 """A PUBACK's reason code when the broker's ACL refuses the topic (MQTT 5)."""
+PACKET_TOO_LARGE = 0x95
+"""A PUBACK's reason code for a message over a size limit the CONNACK did not announce."""
 RESPONSE_TOPICS = "(response topics)"
 """What `_say_once` keys every commander's response topic under: topics chosen by whoever
 sends commands, one warning a session for all of them, not one remembered each."""
@@ -837,6 +839,9 @@ class Uplink:
             f"certificate's name, or [broker] username) publish it: allow it (the shipped "
             "broker: `fleet-certs.sh DIR acl`), then reload the broker (SIGHUP)"
             if reason == NOT_AUTHORIZED
+            else "raise the broker's message_size_limit (Mosquitto) above this message's size, "
+            "or set max_packet_size instead, which MQTT 5 announces"
+            if reason == PACKET_TOO_LARGE
             else "check the broker's ACL and limits for it"
         )
         self._say_once(

@@ -23,6 +23,7 @@ from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
 from tests.helpers.journal import Journal
+from tests.helpers.mqtt import Collector
 from tests.helpers.pki import DAY, Pki
 
 TOPICS = Topics("rnst/v1", "test", "n1")
@@ -368,4 +369,40 @@ async def test_a_topic_the_acl_refuses_is_named_with_its_fix_and_tried_once_a_se
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await proxy.close()
+        broker.stop()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_message_over_an_unannounced_message_size_limit_holds_up_nothing(
+    tmp_path: Path, outbox: Outbox, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mosquitto's `message_size_limit` is announced in no CONNACK. Over MQTT 5 it answers a
+    publish over it with PUBACK 0x95 (packet too large): the message is kept and tried
+    again on its own (not its topic: `OF_THE_MESSAGE`), the session goes on, and the doors
+    behind it arrive. Over 3.1.1 it acknowledges the publish and drops it: the node cannot
+    know, the message leaves the outbox as delivered and never arrives (why docs/topics.md
+    says to bound sizes with `max_packet_size`, which the node learns over 3.1.1:
+    `edged.uplink.ceiling`). Neither holds up the queue or ends the session."""
+    limit = 2000
+    broker = Mosquitto(tmp_path, extra=f"message_size_limit {limit}").start()
+    large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 2 * limit})
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, large, name="lone_worker"))
+    for i in range(5):
+        await outbox.put_nowait(Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=True)))
+    counters = Counters()
+    uplink = _uplink(broker.port, outbox, counters, protocol=protocol, reconnect_min_s=0.1)
+    task = asyncio.create_task(uplink.run())
+    kept = 1 if protocol == "5" else 0
+    try:
+        async with Collector(broker.port, TOPICS.base + "/#") as c:
+            await c.wait_for(lambda: len(c.on("events/door")) >= 5, 15, "the doors")
+            await wait_until(lambda: outbox.depth == kept, 10, "the doors acknowledged")
+        assert uplink.sessions == 1 and not c.on("alarm/lone_worker")
+        assert counters["uplink.publish_refused"] == kept
+        said = [r.getMessage() for r in caplog.records if "0x95" in r.getMessage()]
+        assert len(said) == kept and all("message_size_limit" in line for line in said), said
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         broker.stop()
