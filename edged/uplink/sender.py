@@ -454,6 +454,14 @@ class Sender:
         if self.on_taken_again is not None:
             self.on_taken_again(topic)
 
+    def _no_probe(self, msg: Stored) -> None:
+        """`msg`, its topic's probe, was held back, not sent (`_held_back`): the topic's
+        next message is the probe. Left as the probe, nothing else of the topic went until
+        the session ended, and in every session where it came first."""
+        parked = self.parked.get(msg.topic)
+        if parked is not None and parked.probe is not None and parked.probe[0] is msg:
+            parked.probe, parked.due = None, True
+
     def _gated(self, msg: Stored) -> bool:
         """Whether `msg` waits behind its topic's probe (held now); False when it may go
         (the probe, due; or the first message of a topic refused in an earlier session,
@@ -532,7 +540,10 @@ class Sender:
                         ahead.popleft()
                         continue
                     ahead.popleft()
-                    room -= self._send((msg,), msg.payload, now, retain=self._flag(msg))
+                    sent = self._send((msg,), msg.payload, now, retain=self._flag(msg))
+                    if not sent:  # held back (too large): the topic's next one probes
+                        self._no_probe(msg)
+                    room -= sent
                     continue
                 if batcher.takes(msg):
                     if room <= 0 and batcher.ready:

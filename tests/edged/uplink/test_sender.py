@@ -845,3 +845,22 @@ async def test_the_messages_kept_of_a_refused_topic_are_bounded_oldest_dropped(
         Path(outbox.config.path), "SELECT payload FROM msg"
     ))
     assert kept[-10:] == list(range(31, 41)), "the newest are kept"
+
+
+async def test_a_refused_topic_whose_first_message_is_held_back_probes_with_the_next(
+    small: Mosquitto, outbox: Outbox
+) -> None:
+    """A topic refused in an earlier session is probed with its first message; when that
+    one is held back (over the broker's Maximum Packet Size), the next one is the probe, or
+    the whole topic waited for the session's end, in every session while it came first."""
+    await fill(outbox, [big_door(), *(door(i) for i in range(1, 6))])
+    sender = Sender(
+        MqttClient("127.0.0.1", small.port, identifier="n1", protocol=aiomqtt.ProtocolVersion.V5),
+        outbox,
+        window=8,
+        timeout_s=15.0,
+        v5=True,
+        parked=[TOPICS.of(DOOR)],
+    )
+    seqs = await delivered(small.port, outbox, sender, "events/door", 5, left=1)
+    assert sorted(seqs) == list(range(2, 7)) and sender.held_back == 1
