@@ -201,6 +201,8 @@ SIRI_VM = "/siri-lite/vehicle-monitoring.json"
         ("journey", journey()),  # the run cleared
         ("state", msg(state="offline")),  # the vehicle leaves the feed
     ],
+    ids=["occupancy", "position", "headsign", "run-cleared", "offline"],  # the payloads
+    # carry the time they were made: as ids, xdist's workers would each collect others
 )
 async def test_siri_answers_304_while_its_content_is_the_same_and_a_new_tag_when_it_changes(
     client: TestClient, service: FeedService, suffix: str, payload: bytes
