@@ -1371,9 +1371,11 @@ _ROW_COLS = "id, prio, topic, payload, qos, retain, stream, seq, created, size, 
 def _restore_rows(source: Path, db: sqlite3.Connection) -> dict[str, int]:
     """The queued messages a corrupt outbox still gives back, put into the new one with
     their ids (their order) and bytes: a panic queued in a file whose page went bad still
-    goes. Read forward, then backward from the end, each up to the first bad page; best
+    goes; and the last value of each retained topic (`retained`), which a broker's restore
+    reads. Read forward, then backward from the end, each up to the first bad page; best
     effort, a duplicate of one already sent is dropped by dispatch. Returns per stream
-    how many came back."""
+    how many came back: the rows the new file took (a damaged file may give a row twice,
+    which the new one takes once)."""
     try:
         old = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     except sqlite3.Error:
@@ -1382,9 +1384,10 @@ def _restore_rows(source: Path, db: sqlite3.Connection) -> dict[str, int]:
 
     def insert(rows: list[tuple[Any, ...]]) -> None:
         marks = ",".join("?" * 12)
-        db.executemany(f"INSERT OR IGNORE INTO msg({_ROW_COLS}) VALUES ({marks})", rows)
         for r in rows:
-            restored[str(r[6])] = restored.get(str(r[6]), 0) + 1
+            cur = db.execute(f"INSERT OR IGNORE INTO msg({_ROW_COLS}) VALUES ({marks})", r)
+            if cur.rowcount > 0:
+                restored[str(r[6])] = restored.get(str(r[6]), 0) + 1
 
     def read(order: str, stop: int) -> int:
         """Rows in `order` up to the first bad page (or to id `stop`); the last id read."""
@@ -1403,8 +1406,21 @@ def _restore_rows(source: Path, db: sqlite3.Connection) -> dict[str, int]:
         insert(rows)
         return last
 
+    def retained() -> None:
+        """Each topic's value as the old file has it (the first read of a topic wins)."""
+        try:
+            for row in old.execute("SELECT topic, payload, qos FROM retained"):
+                db.execute(
+                    "INSERT OR IGNORE INTO retained(topic, payload, qos) VALUES (?,?,?)", row
+                )
+        except sqlite3.Error as exc:
+            log.warning(
+                "reading the retained topics of the corrupt outbox %s stopped: %s", source, exc
+            )
+
     def restore() -> None:
         read("DESC", read("ASC", 0))
+        retained()
 
     try:
         if not _write(db, restore, "restoring the messages of the corrupt outbox"):

@@ -292,6 +292,75 @@ async def test_the_messages_a_corrupt_outbox_still_gives_back_are_sent(tmp_path:
     assert doors == set(range(1, 401))
 
 
+async def test_a_corrupt_outbox_s_retained_values_are_restored(tmp_path: Path) -> None:
+    """The panic was raised and its clearing sent (the broker retains the clearing), then a
+    page of the outbox went bad: the new file still knows each retained topic's value, so a
+    broker that lost its store is given the clearing back, not nothing."""
+    config = cfg(tmp_path)
+    box = await started(config)
+    box.put_nowait(alarm())
+    box.put_nowait(alarm_cleared())
+    await box.flush()
+    await drain(box)
+    for i in range(400):
+        box.put_nowait(door(i))
+    await box.close()
+    garble_index(tmp_path / "outbox.sqlite")
+    box = await started(config)
+    restored = [(t, json.loads(p)["active"]) for t, p, _ in await box.retained()]
+    await box.close()
+    assert causes(box) == ["corrupt"]
+    assert restored == [(TOPICS.base + "/alarm/panic", False)], restored
+
+
+def garble_index(path: Path) -> None:
+    """The root page of the outbox's index garbled: quick_check fails, the table reads."""
+    db = sqlite3.connect(path)
+    (index_root,) = db.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'msg_prio_id'"
+    ).fetchone()
+    db.close()
+    garble(path, index_root - 1)
+
+
+def leaf_read_twice(path: Path) -> int:
+    """The outbox's `msg` table with its second leaf's pointer aimed at its first leaf (a
+    stray write in the root page): a scan gives the first leaf's rows twice and never the
+    second's. Returns how many rows the second leaf held."""
+    db = sqlite3.connect(path)
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'msg'").fetchone()
+    db.close()
+    data = bytearray(path.read_bytes())
+    at = (root - 1) * 4096
+    assert data[at] == 0x05, "the root is an interior page"
+    cells = [int.from_bytes(data[at + 12 + 2 * i : at + 14 + 2 * i], "big") for i in range(2)]
+    first, second = (at + c for c in cells)
+    child = data[first : first + 4]
+    leaf = (int.from_bytes(data[second : second + 4], "big") - 1) * 4096
+    held = int.from_bytes(data[leaf + 3 : leaf + 5], "big")
+    data[second : second + 4] = child
+    path.write_bytes(bytes(data))
+    return held
+
+
+async def test_a_restore_counts_only_the_messages_really_restored(tmp_path: Path) -> None:
+    """A corrupt outbox that gives some rows twice and others never: the report counts the
+    rows the new file took, so the lost ones show as a gap, not as all restored."""
+    config = cfg(tmp_path)
+    box = await started(config)
+    for i in range(400):
+        box.put_nowait(door(i))
+    await box.close()
+    lost = leaf_read_twice(tmp_path / "outbox.sqlite")
+    box = await started(config)
+    sent = await drain(box)
+    await box.close()
+    assert causes(box) == ["corrupt"]
+    assert len(sent) == 400 - lost
+    assert f"{400 - lost} of " in box.losses[0].reason, box.losses[0].reason
+    assert box.losses[0].gaps, "the lost doors are a gap"
+
+
 async def test_an_emptied_outbox_is_reported_and_its_seqs_are_not_reused(tmp_path: Path) -> None:
     config = cfg(tmp_path)
     first = await with_history(config)
