@@ -169,8 +169,7 @@ def set_aside_foreign_wal(path: Path, table: str) -> Path | None:
                 shm.unlink()
     if not (alone and with_wal is False):
         return None
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = wal.with_name(f"{wal.name}.foreign-{stamp}")
+    target = aside_name(wal, "foreign")
     try:
         os.replace(wal, target)
     except OSError as exc:
@@ -213,15 +212,21 @@ def problems(db: sqlite3.Connection) -> str | None:
 def move_aside(path: Path) -> Path:
     """Rename a corrupt database and its companions to `NAME.corrupt-UTC`; returns the new
     name of the database (kept for forensics: never deleted by edged)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    target = aside_name(path, "corrupt", COMPANIONS)
     for file, suffix in zip(companions(path), ("", *COMPANIONS), strict=True):
         if file.exists():
             os.replace(file, target.with_name(target.name + suffix))
+    return target
+
+
+def aside_name(path: Path, why: str, companions: tuple[str, ...] = ()) -> Path:
+    """`NAME.WHY-UTC`, or `NAME.WHY-UTC-N` when that name (or one of its `companions`) is
+    taken: two files set aside in the same second keep both (never one over the other)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target, n = path.with_name(f"{path.name}.{why}-{stamp}"), 1
+    while any(target.with_name(target.name + s).exists() for s in ("", *companions)):
+        n += 1
+        target = path.with_name(f"{path.name}.{why}-{stamp}-{n}")
     return target
 
 

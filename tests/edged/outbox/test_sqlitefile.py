@@ -1,3 +1,5 @@
+import sqlite3
+import time
 from pathlib import Path
 
 from bench.memory import sqlite_memory_used
@@ -29,3 +31,32 @@ def test_reading_a_file_larger_than_the_cache_stays_within_its_bound(tmp_path: P
         db.close()
     # the cache's pages and their headers, the schema, the WAL index: not the whole file
     assert grown < 1.5 * sqlitefile.CACHE_KIB * 1024, f"{grown / 1e6:.2f} MB"
+
+
+def a_foreign_wal_beside(path: Path, table: str) -> bytes:
+    """A `-wal` of another database (one table `table`) put beside `path`; its bytes."""
+    other = path.with_name(f"other-{table}.sqlite")
+    db = sqlite3.connect(other, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute(f"CREATE TABLE {table} (a)")
+    data = other.with_name(other.name + "-wal").read_bytes()
+    db.close()
+    path.with_name(path.name + "-wal").write_bytes(data)
+    return data
+
+
+def test_foreign_wals_set_aside_in_the_same_second_are_all_kept(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    db = sqlitefile.connect(path, wal_bytes=65536)
+    db.execute("CREATE TABLE msg (a)")
+    db.close()
+    time.sleep(1 - time.time() % 1)  # both within the next second
+    kept = []
+    for table in ("first", "second"):
+        wal = a_foreign_wal_beside(path, table)
+        target = sqlitefile.set_aside_foreign_wal(path, "msg")
+        assert target is not None
+        kept.append(wal)
+    found = sorted(f.read_bytes() for f in tmp_path.glob("outbox.sqlite-wal.foreign-*"))
+    assert found == sorted(kept), "each foreign WAL is kept under a name of its own"
