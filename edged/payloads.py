@@ -104,6 +104,9 @@ class OutboxHealth(Body):
     by_class: dict[str, int]
     thin_level: int
     refused: int = Field(description="events refused at the hard cap since start")
+    refused_replies: int = Field(
+        default=0, description="command replies refused at the soft cap since start"
+    )
     thinned: int = Field(description="samples removed by the thinning rule since start")
     dropped: int = Field(
         default=0,

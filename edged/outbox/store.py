@@ -19,7 +19,7 @@ When the outbox passes its soft cap, samples are thinned by a rule that keeps an
 spread: at thinning level L only samples whose `seq` is a multiple of 2**L are kept, both
 those stored and those arriving. Past the hard cap, events are refused with
 `OutboxFullError` (counted, and `on_pressure` raises an alarm); alarms still have a reserve.
-Replies to commands are refused from the soft cap on (counted, no alarm): a commander's flood
+Replies to commands are refused from the soft cap on (counted apart, no alarm): a commander's flood
 cannot take the room the node's own events, state and trips have up to the hard cap.
 The byte caps compare what the database's pages take on disk (the rows, and the room
 deletions left in pages SQLite does not fill again: thinned samples, acknowledged rows) and
@@ -223,7 +223,8 @@ class Outbox:
         self._taken: dict[str, Stored] = {}  # the newest taken per retained topic, until
         # the commit that writes it to `retained`: what `retained()` restores meanwhile
         self.thin_level = 0
-        self.refused = 0
+        self.refused = 0  # events (alarms, trips) refused at the hard cap
+        self.refused_replies = 0  # replies refused at the soft cap: no event was lost
         self.thinned = 0
         self.dropped = 0
         self.write_errors = 0
@@ -918,6 +919,7 @@ class Outbox:
             self.thinned,
             self.dropped,
             self.refused,
+            self.refused_replies,
             self._full,
             self._refused_before_full,
         )
@@ -950,6 +952,7 @@ class Outbox:
                 self.thinned,
                 self.dropped,
                 self.refused,
+                self.refused_replies,
                 self._full,
                 self._refused_before_full,
             ) = saved
@@ -1031,8 +1034,9 @@ class Outbox:
                 # commands (diag.dump: 60 KB of reply for 200 bytes) faster than the
                 # uplink takes their replies leaves the node room for its own events,
                 # journeys and trips up to the hard cap
-                # (counted in `refused`; `alarm/outbox_full` is for the hard cap)
-                self.refused += 1
+                # (counted in `refused_replies`, apart: `alarm/outbox_full` counts the
+                # events refused at the hard cap, which dispatch reads as events lost)
+                self.refused_replies += 1
                 return self._full_error(pub, "replies stop at the soft cap")
         over_hard = (
             counts.rows - freed_rows + len(rows) > cfg.hard_max_rows
@@ -1330,6 +1334,7 @@ class Outbox:
             by_class={Priority(p).name.lower(): n for p, n in self._counts.by_prio.items()},
             thin_level=self.thin_level,
             refused=self.refused,
+            refused_replies=self.refused_replies,
             thinned=self.thinned,
             dropped=self.dropped + self.memory.dropped,
             write_errors=self.write_errors,

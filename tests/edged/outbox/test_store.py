@@ -450,6 +450,32 @@ async def test_the_cleared_cap_alarm_counts_every_refusal_of_the_episode(tmp_pat
     await box.close()
 
 
+async def test_replies_refused_during_a_full_episode_are_not_counted_as_events(
+    tmp_path: Path,
+) -> None:
+    """`alarm/outbox_full` tells dispatch how many events were lost: replies a commander
+    made the node refuse meanwhile (at the soft cap) are not events, and not in it."""
+    calls: list[tuple[bool, str, dict[str, object]]] = []
+    box = Outbox(
+        config(tmp_path, max_rows=10, hard_max_rows=20),
+        Clock(),
+        on_pressure=lambda active, why, details: calls.append((active, why, details)),
+    )
+    await box.open()
+    for i in range(23):  # 3 doors refused at the hard cap
+        box.put_nowait(door(i)).add_done_callback(lambda f: f.exception())
+    await box.flush()
+    replies = [box.put_nowait(ping_reply(i)) for i in range(5)]
+    await box.flush()
+    assert all(isinstance(r.exception(), OutboxFullError) for r in replies)
+    await drain(box)
+    (raised, _, first), (cleared, why, last) = calls
+    assert raised and not cleared
+    assert (first["refused"], last["refused"]) == (3, 3), (first, last)
+    assert "3 event(s) refused" in why
+    await box.close()
+
+
 async def test_alarms_use_the_reserve_past_the_hard_cap(tmp_path: Path) -> None:
     box = await opened(config(tmp_path, max_rows=10, hard_max_rows=20, alarm_reserve_rows=5))
     for i in range(20):
