@@ -19,6 +19,16 @@ With `[outbox] journal_sync = true` an `msync` of the record's pages follows, so
 survives a power cut too, at the price of that call in the decision (bench.tap measures
 both).
 
+A mapping has a fault a `pwrite` has not: touching a page the kernel cannot give is
+SIGBUS, the daemon killed, not an error (the moment a door opens). Two ways it could:
+the file cut short under the mapping (another process truncating it), and a page the
+kernel evicted (a node short of memory) read back from a card that fails. So the mapping
+is locked in memory (`mlock`: 256 KiB, within the default 8 MiB `RLIMIT_MEMLOCK`): its
+pages are never read from the card again; and each write first checks the file's size
+(`fstat`, about a microsecond): a file cut short is written out to its size again (its
+unfolded records are in the outbox's batch anyway), or the journal stops. Where the lock
+is refused, records are written with `pwrite` instead (safe, slower at p99).
+
 Records are `MAGIC, length, crc32, rn` then a JSON body; `rn` counts up across restarts.
 The write position goes back to the start whenever everything written is folded; a reader
 finds records by their magic and checksum, and keeps only those beyond the folded mark.
@@ -32,6 +42,9 @@ that dies right after a panic press is rolled back to that release at once
 for `MAGIC` only, so it reads the alarm and passes over its state.
 """
 
+import ctypes
+import ctypes.util
+import errno
 import json
 import logging
 import mmap
@@ -50,6 +63,17 @@ STATE_MAGIC = b"EJS1"
 """A message's state (module doc): unknown to a release before it, which skips it."""
 HEAD = struct.Struct("<4sIIQ")  # magic, body length, crc32 of the body, record number
 SIZE = 256 * 1024
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _lock(mm: mmap.mmap, size: int) -> int:
+    """mlock the mapping (its pages stay in memory: module doc); 0, or the errno."""
+    buf = (ctypes.c_char * size).from_buffer(mm)
+    try:
+        done = _libc.mlock(ctypes.c_void_p(ctypes.addressof(buf)), ctypes.c_size_t(size))
+    finally:
+        del buf  # an exported buffer would keep the mapping from closing
+    return 0 if done == 0 else ctypes.get_errno() or errno.EIO
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +145,7 @@ class Journal:
         self.sync = sync
         self.size = size
         self.fd: int | None = None
-        self.mm: mmap.mmap | None = None
+        self.mm: mmap.mmap | None = None  # None with `fd`: written with pwrite (module doc)
         self.pos = 0
         self.next_rn = 1
         self._unfolded: deque[int] = deque()  # rns written and not yet folded, in order
@@ -155,13 +179,24 @@ class Journal:
         if os.fstat(fd).st_mode & 0o077:
             os.fchmod(fd, 0o600)
         try:
-            self.mm = mmap.mmap(fd, self.size)
+            mm = mmap.mmap(fd, self.size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
         except (OSError, ValueError) as exc:
             os.close(fd)
             log.error(
                 "cannot map the tap journal %s (%s): taps rely on the outbox alone", self.path, exc
             )
             return self._beyond(folded, data)
+        refused = _lock(mm, self.size)
+        if refused:
+            mm.close()
+            log.warning(
+                "cannot lock the tap journal %s in memory (%s): written with pwrite instead "
+                "(a little slower at p99); raise LimitMEMLOCK to 1M or more",
+                self.path,
+                os.strerror(refused),
+            )
+        else:
+            self.mm = mm
         self.fd = fd
         return self._beyond(folded, data)
 
@@ -173,8 +208,8 @@ class Journal:
 
     def write(self, record: "Record") -> bool:
         """Append one record; False when it could not be (full, or the disk failed)."""
-        mm = self.mm
-        if mm is None:
+        fd, mm = self.fd, self.mm
+        if fd is None:
             return False
         body = record.body()
         blob = HEAD.pack(MAGIC, len(body), zlib.crc32(body), record.rn) + body
@@ -187,6 +222,10 @@ class Journal:
         if end > self.size:
             self.full += 1
             return False
+        if mm is None:
+            return self._pwrite(fd, blob, end, record.rn)
+        if not self._whole(fd, mm):
+            return False
         mm[self.pos : end] = blob
         if self.sync:
             start = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
@@ -198,6 +237,48 @@ class Journal:
                 return False
         self.pos = end
         self._unfolded.append(record.rn)
+        return True
+
+    def _pwrite(self, fd: int, blob: bytes, end: int, rn: int) -> bool:
+        """The record written without the mapping (its lock was refused: module doc)."""
+        try:
+            os.pwrite(fd, blob, self.pos)
+            if self.sync:
+                os.fdatasync(fd)
+        except OSError as exc:
+            self.errors += 1
+            log.error("tap journal write failed: %s", exc)
+            return False
+        self.pos = end
+        self._unfolded.append(rn)
+        return True
+
+    def _whole(self, fd: int, mm: mmap.mmap) -> bool:
+        """The file still spans the mapping: a page past its end is SIGBUS. One cut short
+        (another process truncated it) is written out to its size again, or the journal
+        stops (taps rely on the outbox alone)."""
+        try:
+            if os.fstat(fd).st_size >= self.size:
+                return True
+            have = os.fstat(fd).st_size
+            log.error(
+                "the tap journal %s was cut short to %d bytes by another process: written "
+                "out to its size again (taps not yet in the outbox are in its next commit)",
+                self.path,
+                have,
+            )
+            os.pwrite(fd, b"\0" * (self.size - have), have)
+            os.fsync(fd)
+            refused = _lock(mm, self.size)  # its pages are back in the file
+            if refused:
+                raise OSError(refused, os.strerror(refused))
+        except OSError as exc:
+            self.errors += 1
+            log.error(
+                "the tap journal %s stops (%s): taps rely on the outbox alone", self.path, exc
+            )
+            self.close()
+            return False
         return True
 
     def take_rn(self) -> int:
