@@ -88,7 +88,11 @@ class Node:
         state = OutboxState(self.outbox)
         self.host = NodeHost(config.node, self.clock, self.bus, self.counters, state, self.alarms)
         self.authorizer = Authorizer(
-            config.security, self.clock, get_state=state.get, set_state=state.set
+            config.security,
+            self.clock,
+            get_state=state.get,
+            set_state=state.set,
+            sync_state=self.outbox.sync_state,
         )
         replies = ResponseTopics(config.broker.prefix, config.broker.response_topic_prefix)
         answered = ReplyMemory(

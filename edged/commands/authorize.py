@@ -5,7 +5,9 @@ and ops may write `cmd/#`). A signed command is always checked, whatever its nam
 refusal names its reason, so ops can tell a skewed clock from an attack.
 """
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edged.clock import Clock, ClockSource
@@ -14,11 +16,16 @@ from edged.errors import CommandError
 from edged.payloads import Command
 from edged.security.signing import PublicKey, public_key_from_text, signed_message, verify
 
+log = logging.getLogger(__name__)
+
 SEEN_KEY = "security.seen_ids"
 FLOOR_KEY = "security.seen_floor"
 """The oldest `ts` the seen ids still cover (UTC ms): the ids of older commands have been
 forgotten, so such a command is refused, whatever the clock says now (it may have gone back:
 a GPS spoofer, an NTP step)."""
+SYNC_TIMEOUT_S = 2.0
+"""The longest a signed command waits for its spent id to reach the card (`spent_on_disk`):
+a card that takes longer (failing) delays no door further; the id is then kept in memory."""
 
 
 class Authorizer:
@@ -29,7 +36,9 @@ class Authorizer:
         *,
         get_state: Callable[[str, Any], Any],
         set_state: Callable[[str, Any], None],
+        sync_state: Callable[..., Awaitable[bool]] | None = None,
     ) -> None:
+        """`sync_state(*keys)`: the state set so far on the card (`Outbox.sync_state`)."""
         self.config = config
         self.clock = clock
         self._set_state = set_state
@@ -39,6 +48,9 @@ class Authorizer:
         self._get_state = get_state
         self._seen_ids: dict[str, int] | None = None  # read lazily: the store opens later
         self._floor_ms: int | None = None
+        self._sync_state = sync_state
+        self._spent = 0  # ids spent so far (`_spend`)
+        self._on_disk = 0  # of which known on the card (`spent_on_disk`)
 
     @property
     def _seen(self) -> dict[str, int]:
@@ -137,6 +149,29 @@ class Authorizer:
             raise CommandError("replayed", f"command id {cmd_id!r} was already used")
         self._seen[cmd_id] = ts
         self._set_state(SEEN_KEY, self._seen)
+        self._spent += 1
+
+    async def spent_on_disk(self) -> None:
+        """The ids spent so far on the card, before the command one let through acts: a
+        power cut as the door opens must not leave a node that forgot the id, and runs the
+        command again when it is replayed (a state commit alone does not wait for the card).
+        A card that refuses or takes over SYNC_TIMEOUT_S: the command runs, the id is kept
+        in memory (the disk degrades the node, never stops it)."""
+        spent = self._spent  # each command waits for its own: the commit after its id
+        if spent == self._on_disk or self._sync_state is None:
+            return
+        try:
+            async with asyncio.timeout(SYNC_TIMEOUT_S):
+                stored = await self._sync_state(SEEN_KEY, FLOOR_KEY)
+        except TimeoutError:
+            stored = False
+        if stored:
+            self._on_disk = max(self._on_disk, spent)
+        else:
+            log.error(
+                "the spent command ids could not be written to the card: they are kept in "
+                "memory, and a power cut before the next commit would forget them"
+            )
 
     def _remember(self, cmd_id: str, ts: int, now: int) -> None:
         if cmd_id in self._seen:

@@ -235,6 +235,8 @@ class CommandRouter:
             # after the authoriser: a signed command's id is spent, so whoever saw it cannot
             # run it within its window with a response topic the node takes (not signed)
             return self._error(command.id, "bad_response_topic", refusal)
+        if self.authorizer is not None:  # its spent id on the card before it acts
+            await self.authorizer.spent_on_disk()
         sent_at = SENT_AT.set(command.ts)
         try:
             result = await route.run(command.args)

@@ -5,7 +5,9 @@ Writes gather for `flush_interval_ms` and commit together (SD cards wear); a cal
 `put` is told its message is durable only after that commit. A commit holding an alarm, an
 event or a trip waits for the card (`synchronous=FULL`: it survives a power cut, and so do
 the commits before it, in the same WAL); one of samples and health alone does not
-(`NORMAL`: it survives the process, and a power cut only once the kernel wrote it). A tap
+(`NORMAL`: it survives the process, and a power cut only once the kernel wrote it), nor
+does the state store's commit of state alone, unless someone waits for it (`sync_state`:
+a signed command's spent id, on the card before the command acts). A tap
 is also written to the tap journal before the door moves, and an alarm as soon as it is
 raised (`edged.outbox.journal`).
 
@@ -234,6 +236,7 @@ class Outbox:
         self._refused_before_full = 0  # `refused` when the current full episode began
         self._pressure_reported = False
         self._kv_dirty: set[str] = set()  # state keys changed since the last commit
+        self._state_waiters: list[asyncio.Future[bool]] = []  # `sync_state`: the next commit
         self._streams_dirty: set[str] = set()
         self._state_rn = 0  # the last journal record that carried state (JOURNAL_STATE_MARK)
         self._last_id = 0
@@ -688,6 +691,20 @@ class Outbox:
         self._kv_dirty.add(key)
         self._wake_writer.set()
 
+    async def sync_state(self, *keys: str) -> bool:
+        """The state set so far on the card (the state store's next commit waits for it,
+        `synchronous=FULL`, whatever goes with it), `keys` written again so that there is
+        something to commit. For state that must survive a power cut before what it allows
+        happens: a spent command id before the door it opens moves. False when it is not
+        on the card (the disk refused the commit, or the state store is in memory)."""
+        if self._closed:
+            return False
+        self._kv_dirty.update(k for k in keys if k in self.state.kv)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._state_waiters.append(future)
+        self._wake_writer.set()
+        return await future
+
     def get_state(self, key: str, default: Any = None) -> Any:
         raw = self.state.kv.get(key)
         return default if raw is None else json.loads(raw)
@@ -696,7 +713,8 @@ class Outbox:
         """Commit gathered writes and acks; the only task that writes to the database."""
         while True:
             await self._wake_writer.wait()
-            if self.config.flush_interval_ms:
+            if self.config.flush_interval_ms and not self._state_waiters:
+                # (state waited for, `sync_state`: a command waits to act, commit now)
                 await asyncio.sleep(self.config.flush_interval_ms / 1000)
             try:
                 # one commit of all that gathered, then back to back only while puts
@@ -726,6 +744,7 @@ class Outbox:
             or self._streams_dirty
             or self._recovered_again
             or self._fold_next
+            or self._state_waiters
         )
 
     async def _commit_gathered(self) -> None:
@@ -745,15 +764,26 @@ class Outbox:
         self._streams_dirty.clear()
         marks = dict(self._seqs) if streams else None
         gone, self._fold_next = self._fold_next, []
+        waiters, self._state_waiters = self._state_waiters, []
         rns = [item.rn for item in batch if item.rn is not None] + [r.rn for r, _ in recovered]
         rns += gone
         folded = self.journal.mark_with(rns) if rns else None
         records = [r for r, _ in recovered]
         try:
             results = await self._call(
-                self._commit, batch, acks, kv, streams, marks, state_rn, folded, records
+                self._commit,
+                batch,
+                acks,
+                kv,
+                streams,
+                marks,
+                state_rn,
+                folded,
+                records,
+                bool(waiters),
             )
         except Exception as exc:
+            _settle(waiters, False)
             # nothing of this commit happened: acks, state and seqs are tried again; the
             # batch stays in memory and goes out live (the callers are told it is not
             # durable)
@@ -766,6 +796,7 @@ class Outbox:
             self._keep_in_memory([i for i in batch if i.again is None], exc)
             log.error("outbox commit failed: %s", exc)
             raise
+        _settle(waiters, self.state.durable)
         self._acked.difference_update(m.id for m in acks)
         for m in acks:
             if self._taken.get(m.topic) is m:  # in `retained` now
@@ -891,11 +922,13 @@ class Outbox:
         state_rn: int = 0,
         folded: int | None = None,
         records: list[Record] | None = None,
+        sync_state: bool = False,
     ) -> list[PutResult | BaseException]:
         """One transaction of `batch`, `acks` and the state; `folded`: the journal's mark
         once this batch is in (`Journal.mark_with`), never past a record not yet stored
         (None: the mark does not move);
-        `records`: journal records the disk refused at open, stored as the open would."""
+        `records`: journal records the disk refused at open, stored as the open would;
+        `sync_state`: the state store's commit waits for the card (`sync_state`)."""
         db = self._db
         assert db is not None, "outbox not open"
         if marks:  # first: this file takes writes when the disk refuses SQLite's
@@ -909,7 +942,8 @@ class Outbox:
             meta = {JOURNAL_MARK: str(self.journal.mark)} if folded is not None else {}
             if state_rn:
                 meta[JOURNAL_STATE_MARK] = str(state_rn)
-            self.state.commit(kv, streams, sync=kv is not None and important, meta=meta)
+            sync = kv is not None and (important or sync_state)
+            self.state.commit(kv, streams, sync=sync, meta=meta)
         db.execute(f"PRAGMA synchronous={'FULL' if important else 'NORMAL'}")
         results: list[PutResult | BaseException] = []
         saved = (
@@ -1346,6 +1380,12 @@ class Outbox:
     def depth(self) -> int:
         """Messages waiting: in the database and, when the disk refused them, in memory."""
         return self._counts.rows + len(self.memory)
+
+
+def _settle(waiters: "list[asyncio.Future[bool]]", stored: bool) -> None:
+    for future in waiters:
+        if not future.done():  # one given up on (a timeout) is cancelled
+            future.set_result(stored)
 
 
 def _retrieved(future: "asyncio.Future[PutResult]") -> None:
