@@ -3,10 +3,11 @@
 Writes a mix (a panic alarm every 20 messages, door events, positions) with the writer
 task as the node runs it, and plays an uplink that acknowledges what it reads after a few
 milliseconds (PUBACKs in flight, acknowledged rows deleted at the next commit). Prints
-`durable STREAM SEQ` when a put is reported stored (`refused STREAM SEQ` when the hard
-cap refused it), and `acked STREAM SEQ` before a
-message is acknowledged: the test demands from the outbox on disk every durable message
-that was not acknowledged, whatever happens to this process.
+`durable STREAM SEQ WHEN` when a put is reported stored (`WHEN`: `time.monotonic()` once it
+was, a clock the test shares), `refused STREAM SEQ` when the hard cap refused it, and
+`acked STREAM SEQ` before a message is acknowledged: the test demands from the outbox on
+disk every message reported durable before the cut that was not acknowledged, whatever
+happens to this process.
 
     python -m tests.helpers.outbox_child OUTBOX_PATH [--max-rows N] [--wal-bytes B]
         [--in-flight-ms MS]
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 from edged.clock import Clock
@@ -76,7 +78,7 @@ async def main() -> None:
             if f.cancelled():
                 return
             if f.exception() is None and f.result() is PutResult.STORED:
-                say(f"durable {pub.stream} {seq}")
+                say(f"durable {pub.stream} {seq} {time.monotonic()}")
             elif isinstance(f.exception(), OutboxFullError):
                 say(f"refused {pub.stream} {seq}")
 
