@@ -1,7 +1,9 @@
 """A real node (as `edged run`) plus a source of door events, for outage and crash tests.
 
-Prints `ready` once the node runs, then `durable I` for each event I once the outbox has
-it on disk — what the test may then demand from the broker, whatever happens next.
+Prints `ready` once the node runs, then `durable I WHEN` for each event I once the outbox
+has it on disk (`WHEN`: `time.monotonic()` then, a clock the test shares) — what the test
+may then demand from the broker, whatever happens next (after a power cut: what was said
+before the cut began, `tests.edged.outbox.test_power_cut` says why).
 With `--taps`, the events are taps (`events/tap`, card_ref ending in I) and `acted I` is
 printed as soon as `publish` returns: the instant the access service moves the relay.
 """
@@ -10,6 +12,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
 from pathlib import Path
 
 from edged.config import load_config
@@ -50,7 +53,7 @@ async def main() -> None:
     def report(i: int) -> "callable[[asyncio.Future[PutResult]], None]":  # type: ignore[valid-type]
         def done(f: "asyncio.Future[PutResult]") -> None:
             if not f.exception() and f.result() is PutResult.STORED:
-                sys.stdout.write(f"durable {i}\n")
+                sys.stdout.write(f"durable {i} {time.monotonic()}\n")
                 sys.stdout.flush()
 
         return done

@@ -43,8 +43,14 @@ class Proc:
                     raise AssertionError(f"process exited: see {self.log}")
                 await asyncio.sleep(0.02)
 
-    def durable(self) -> set[int]:
-        return {int(line.split()[1]) for line in self.lines if line.startswith("durable ")}
+    def durable(self, before: float | None = None) -> set[int]:
+        """Events the node reported on disk; `before`: only those reported before that
+        instant (`time.monotonic()`, the instant a power cut began)."""
+        return {
+            int(line.split()[1])
+            for line in self.lines
+            if line.startswith("durable ") and (before is None or float(line.split()[2]) < before)
+        }
 
     def acted(self) -> set[int]:
         """Taps whose relay the node would have moved (burst node `--taps`)."""
