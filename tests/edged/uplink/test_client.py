@@ -25,6 +25,7 @@ from tests.helpers.drivers import wait_until
 from tests.helpers.journal import Journal
 from tests.helpers.mqtt import Collector
 from tests.helpers.pki import DAY, Pki
+from tests.helpers.relay import pump
 
 TOPICS = Topics("rnst/v1", "test", "n1")
 
@@ -289,14 +290,6 @@ async def test_a_tls_refusal_met_by_the_3_1_1_probe_ends_the_probe_not_mqtt_5(
             writer.transport.abort()
             return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", broker.port)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
 
     server = await asyncio.start_server(front, "127.0.0.1", 0)
@@ -347,10 +340,14 @@ async def test_a_topic_the_acl_refuses_is_named_with_its_fix_and_tried_once_a_se
     try:
         await wait_until(lambda: outbox.depth == 30, 10, "the alarm sent, the doors kept")
         await wait_until(lambda: counters["uplink.publish_refused"] >= 8, 10, "a window refused")
-        said = [r.getMessage() for r in caplog.records if "rnst/v1/test/n1/events/door" in r.getMessage()]
-        assert any(
-            "edged-test-n1" in line and "fleet-certs.sh DIR acl" in line for line in said
-        ), said
+        said = [
+            r.getMessage()
+            for r in caplog.records
+            if "rnst/v1/test/n1/events/door" in r.getMessage()
+        ]
+        assert any("edged-test-n1" in line and "fleet-certs.sh DIR acl" in line for line in said), (
+            said
+        )
         assert counters["uplink.acl_refused.events/door"] >= 8
         before = counters["uplink.publish_refused"]
         sessions = uplink.sessions
