@@ -7,7 +7,9 @@ screen, touch targets are at least 44 px and text at least the screen's floor. S
 go to test-artifacts/kiosk/layout/.
 """
 
+import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -29,11 +31,31 @@ LONG_NOTE = (
 )
 
 
+STEADY_S = 3.0
+"""How long a problem must last to count: the layout as a rider sees it, not a frame
+taken while a font the page just asked for (an emoji's, a fallback for marks) loads."""
+
+
 async def settle(page: Any) -> None:
-    """Two frames: styles and layout after a resize or a state push are in place."""
+    """Fonts loaded, then two frames: styles and layout after a resize or a state push
+    are in place."""
     await page.evaluate(
-        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        "() => document.fonts.ready.then(() => new Promise("
+        "r => requestAnimationFrame(() => requestAnimationFrame(r))))"
     )
+
+
+async def steady_problems(page: Any, screen: Any) -> list[str]:
+    """The CHECK's problems on `screen` once they hold for `STEADY_S` (none: at once)."""
+    deadline = time.monotonic() + STEADY_S
+    while True:
+        await settle(page)
+        bad: list[str] = await page.evaluate(
+            CHECK, {"minPx": screen.min_text_px, "targetPx": TARGET_PX}
+        )
+        if not bad or time.monotonic() > deadline:
+            return bad
+        await asyncio.sleep(0.1)
 
 
 async def problems_on_every_screen(browser: Browser, scenario: str) -> dict[str, Any]:
@@ -41,8 +63,7 @@ async def problems_on_every_screen(browser: Browser, scenario: str) -> dict[str,
     found: dict[str, Any] = {}
     for screen in SCREENS:
         await page.set_viewport_size(screen.viewport)
-        await settle(page)
-        bad = await page.evaluate(CHECK, {"minPx": screen.min_text_px, "targetPx": TARGET_PX})
+        bad = await steady_problems(page, screen)
         if bad:
             found[screen.name] = {"bad": bad, "regions": await page.evaluate(REGIONS)}
         await browser.shot(f"layout/{scenario}-{screen.name}")
