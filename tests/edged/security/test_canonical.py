@@ -44,10 +44,24 @@ def test_a_commands_signed_text_is_the_one_call_canonical_json() -> None:
 
 async def test_a_map_of_250_000_keys_in_a_shuffled_order_is_encoded_while_the_loop_turns() -> None:
     # A forged command's args (no key needed to send one): sorting its keys in one call
-    # held the GIL, so the event loop, ~90 ms here.
+    # held the GIL, so the event loop, ~90 ms here. Measured in wall time, so a worker
+    # descheduled by the others on a loaded machine looks like a stand-still too: the
+    # best of three tries counts (one sort in one call stands still in every try).
     keys = [f"k{i}" for i in range(250_000)]
     random.Random(7).shuffle(keys)
     value = {"args": dict.fromkeys(keys, "a")}
+    tries = [await _encode_watching_the_loop(value) for _ in range(3)]
+    for text, _, _ in tries:
+        assert text == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert any(longest < one_sort / 2 for _, longest, one_sort in tries), "; ".join(
+        f"the loop stood still {longest * 1000:.0f} ms, one sort takes {one_sort * 1000:.0f}"
+        for _, longest, one_sort in tries
+    )
+
+
+async def _encode_watching_the_loop(value: dict[str, Any]) -> tuple[str, float, float]:
+    """`canonical_json(value)` in a worker thread: its text, the event loop's longest stand-
+    still meanwhile, and how long one sort of the args' keys takes (the collector off)."""
     gc.disable()
     try:
         started = time.perf_counter()
@@ -70,9 +84,5 @@ async def test_a_map_of_250_000_keys_in_a_shuffled_order_is_encoded_while_the_lo
         await ticker
     finally:
         gc.enable()
-    assert text == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     marks = [started, *(t for t in turns if started < t < ended), ended]
-    longest = max(b - a for a, b in pairwise(marks))
-    assert longest < one_sort / 2, (
-        f"the loop stood still {longest * 1000:.0f} ms; one sort takes {one_sort * 1000:.0f}"
-    )
+    return text, max(b - a for a, b in pairwise(marks)), one_sort
