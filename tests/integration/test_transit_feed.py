@@ -29,6 +29,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NODES = ("shuttle-07", "shuttle-08")
 SECOND = 1.0
+HELD = 1.0
+"""The longest a change waits for the next header second (docs/feed.md: one content per
+header second, GTFS-RT E017); what arrives is then served within a second of it."""
 
 
 @dataclass
@@ -112,7 +115,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         broker.stop()
 
 
-async def test_a_nodes_positions_reach_the_feed_within_a_second(world: World) -> None:
+async def test_a_nodes_positions_reach_the_feed_within_the_next_header_second(
+    world: World,
+) -> None:
     topic = "rnst/v1/test/shuttle-07/position"
     async with Collector(world.broker.port, topic, client_id="feed-test-positions") as c:
         lags = []
@@ -124,10 +129,12 @@ async def test_a_nodes_positions_reach_the_feed_within_a_second(world: World) ->
                 >= o - 0.01,
                 5, "the position in the feed")
             lags.append(time.time() - sent.at)
-        assert max(lags) < SECOND, lags
+        assert max(lags) < SECOND + HELD, lags
 
 
-async def test_an_occupancy_change_reaches_the_feed_within_a_second(world: World) -> None:
+async def test_an_occupancy_change_reaches_the_feed_within_the_next_header_second(
+    world: World,
+) -> None:
     sim = world.sim
     v = sim.vehicles[0]
     key = f"sim/{v.node}"
@@ -136,7 +143,7 @@ async def test_an_occupancy_change_reaches_the_feed_within_a_second(world: World
     started = time.monotonic()
     await publish(world.broker.port, sim.topic(v, "occupancy"), sim.occupancy(v, time.time()))
     await world.until(lambda e: key in e and e[key].occupancy_status == expected, 5, "the occupancy")
-    assert time.monotonic() - started < SECOND
+    assert time.monotonic() - started < SECOND + HELD
 
 
 async def test_a_journey_assigned_by_command_appears_in_the_trip_descriptor(world: World) -> None:
