@@ -474,17 +474,30 @@ async def _send_watching_the_loop(w: World, doc: dict[str, Any]) -> tuple[Any, f
     return result, max(b - a for a, b in pairwise(marks)), ended - started
 
 
+async def _three_tries(w: World, doc: dict[str, Any]) -> list[tuple[Any, float, float]]:
+    """`_send_watching_the_loop` three times (a forged command is refused each time, and
+    spends no id): measured in wall time, a worker the other test workers deschedule looks
+    like a stand-still too, so the best try counts; a call into C holding the loop holds it
+    in every try."""
+    return [await _send_watching_the_loop(w, doc) for _ in range(3)]
+
+
+def _stood_still(tries: list[tuple[Any, float, float]]) -> str:
+    return "; ".join(
+        f"the loop stood still {longest * 1000:.0f} of {whole * 1000:.0f} ms"
+        for _, longest, whole in tries
+    )
+
+
 async def test_a_forged_4_mib_command_is_refused_while_the_event_loop_goes_on_turning() -> None:
     # A tool's certificate may write any node's cmd/: one forged access list held the loop
     # (reading it, then the text its signature covers) ~115 ms here, ~0.6 s on a Pi Zero
     # 2 W, and a rider's tap waited; a stream of them held it most of the time.
     w = World()
     doc = signed(STRANGER, args=_cards(), topic=LISTS_TOPIC)
-    result, longest, whole = await _send_watching_the_loop(w, doc)
-    assert result == (False, "bad_signature")
-    assert longest < whole / 3, (
-        f"the loop stood still {longest * 1000:.0f} of {whole * 1000:.0f} ms"
-    )
+    tries = await _three_tries(w, doc)
+    assert {result for result, _, _ in tries} == {(False, "bad_signature")}
+    assert any(longest < whole / 3 for _, longest, whole in tries), _stood_still(tries)
 
 
 async def test_a_signed_4_mib_command_verifies_over_the_text_made_in_pieces() -> None:
@@ -504,11 +517,9 @@ async def test_a_forged_4_mib_command_with_a_lone_surrogate_is_refused_off_the_l
     w = World()
     doc = signed(STRANGER, args=_cards(), topic=LISTS_TOPIC)
     doc["args"]["cards"][f"{0:014x}"]["name"] = "rider \ud800"
-    result, longest, whole = await _send_watching_the_loop(w, doc)
-    assert result == (False, "bad_request")
-    assert longest < whole / 3, (
-        f"the loop stood still {longest * 1000:.0f} of {whole * 1000:.0f} ms"
-    )
+    tries = await _three_tries(w, doc)
+    assert {result for result, _, _ in tries} == {(False, "bad_request")}
+    assert any(longest < whole / 3 for _, longest, whole in tries), _stood_still(tries)
 
 
 async def test_a_forged_4_mib_array_of_integers_is_read_while_the_loop_turns() -> None:
@@ -523,10 +534,10 @@ async def test_a_forged_4_mib_array_of_integers_is_read_while_the_loop_turns() -
         one_call = time.perf_counter() - started
     finally:
         gc.enable()
-    result, longest, _ = await _send_watching_the_loop(w, doc)
-    assert result == (False, "bad_signature")
-    assert longest < one_call / 2, (
-        f"the loop stood still {longest * 1000:.0f} ms; reading it takes {one_call * 1000:.0f}"
+    tries = await _three_tries(w, doc)
+    assert {result for result, _, _ in tries} == {(False, "bad_signature")}
+    assert any(longest < one_call / 2 for _, longest, _ in tries), (
+        f"{_stood_still(tries)}; reading it takes {one_call * 1000:.0f} ms"
     )
 
 
