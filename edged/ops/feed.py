@@ -114,9 +114,7 @@ class Copies:
     def queued(self, message: mqtt.MQTTMessage) -> None:
         """Note the payload queued on a node's retained topic, for its replay to match."""
         topic = message.topic
-        if not topic.startswith(self.prefix):
-            return
-        parts = topic[len(self.prefix) :].split("/", 2)
+        parts = _levels(self.prefix, topic)
         if len(parts) < 3 or parts[2] not in _NAMES:
             return
         if topic in self._last or len(self._last) < MAX_REMEMBERED:
@@ -131,6 +129,12 @@ class Copies:
         return isinstance(found, list) and bool(found) and WILDCARD_ID not in found
 
 
+def _levels(prefix: str, topic: str) -> list[str]:
+    """`[fleet, node, rest]` of a topic under `prefix` (ending in `/`), fewer when it has
+    fewer levels; none for a topic outside it."""
+    return topic[len(prefix) :].split("/", 2) if topic.startswith(prefix) else []
+
+
 class Shares:
     """How much of the reader's queue each node holds (see `MAX_NODE_QUEUED`). Counted as
     messages are queued and read, both on the event loop (aiomqtt reads the socket there)."""
@@ -140,9 +144,7 @@ class Shares:
         self.held: dict[str, int] = {}
 
     def _key(self, topic: str) -> str | None:
-        if not topic.startswith(self.prefix):
-            return None
-        parts = topic[len(self.prefix) :].split("/", 2)
+        parts = _levels(self.prefix, topic)
         return f"{parts[0]}/{parts[1]}" if len(parts) >= 2 else None
 
     @staticmethod
@@ -155,10 +157,10 @@ class Shares:
         queued always gets one message in, however large). An alarm never is: a panic
         comes first in a node's burst after a dead zone, and must reach `edgectl watch`
         whatever that node sent before it (it still counts in the share)."""
-        key = self._key(message.topic)
-        if key is not None and message.topic.startswith(f"{self.prefix}{key}/alarm/"):
+        parts = _levels(self.prefix, message.topic)
+        if len(parts) < 2 or (len(parts) == 3 and parts[2].startswith("alarm/")):
             return False
-        held = 0 if key is None else self.held.get(key, 0)
+        held = self.held.get(f"{parts[0]}/{parts[1]}", 0)
         return held > 0 and held + self._weight(message.payload) > MAX_NODE_QUEUED
 
     def queued(self, message: mqtt.MQTTMessage) -> None:
