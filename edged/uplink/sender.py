@@ -402,33 +402,35 @@ class Sender:
         times = max(self._refusals.get(msg.id, 0) for msg in msgs)
         for msg in msgs:
             self._refusals[msg.id] = times + 1
-        delay = min(self.retry_max_s, self.retry_s * 2 ** min(times, 30))
-        handle: asyncio.TimerHandle | None = None
-
-        def again() -> None:
-            if handle is not None:
-                self._retries.discard(handle)
-            if not self._done:
-                self._take(sorted(msgs, key=_rank))
-                self._wake()
-
-        handle = self._loop.call_later(delay, again)
-        self._retries.add(handle)
+        self._later(times, lambda: msgs)
 
     def _retry(self, parked: Parked) -> None:
         """The probe goes again after a delay that doubles at each refusal."""
-        delay = min(self.retry_max_s, self.retry_s * 2 ** min(parked.times, 30))
+
+        def again() -> tuple[Stored, ...] | None:
+            if parked.probe is not None:
+                parked.due = True
+            return parked.probe
+
+        self._later(parked.times, again)
+
+    def _later(self, times: int, again: Callable[[], tuple[Stored, ...] | None]) -> None:
+        """After the delay for a `times`-th refusal (RETRY_S, doubling up to RETRY_MAX_S),
+        what `again()` returns then goes back into the sending order (None: nothing)."""
+        delay = min(self.retry_max_s, self.retry_s * 2 ** min(times, 30))
         handle: asyncio.TimerHandle | None = None
 
-        def again() -> None:
+        def fire() -> None:
             if handle is not None:
                 self._retries.discard(handle)
-            if not self._done and parked.probe is not None:
-                parked.due = True
-                self._take(sorted(parked.probe, key=_rank))
+            if self._done:
+                return
+            msgs = again()
+            if msgs:
+                self._take(sorted(msgs, key=_rank))
                 self._wake()
 
-        handle = self._loop.call_later(delay, again)
+        handle = self._loop.call_later(delay, fire)
         self._retries.add(handle)
 
     def _hold(self, topic: str, parked: Parked, msg: Stored | None) -> None:
