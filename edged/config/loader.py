@@ -125,21 +125,9 @@ def _vehicle_signals(
     vehicle = config.services.vehicle
     written = vehicle.model_fields_set  # a default the DBC lacks is no mistake of the file's:
     # TOML cannot unset it, and a DBC of the bus's own (CCVS1 renamed) leaves that field empty
-    named: list[tuple[tuple[str, ...], str | None]] = [
-        ((field,), getattr(vehicle, field))
-        for field in (
-            "speed",
-            "total_distance",
-            "fuel_used",
-            "fuel_level",
-            "engine_speed",
-            "engine_hours",
-        )
-        if field in written
-    ]
-    if "doors" in written:
-        named += [(("doors", door), ref) for door, ref in vehicle.doors.items()]
-    named += [(("extra", name), ref) for name, ref in vehicle.extra.items()]
+    under = {"field": (), "door": ("doors",), "extra": ("extra",)}
+    named = [((*under[kind], key), ref) for kind, key, ref in vehicle.signals()]
+    named = [(key, ref) for key, ref in named if key[0] in written]
     problems = []
     files = " or ".join(sorted({name for name, _ in dbcs}))
     for key, ref in named:

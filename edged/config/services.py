@@ -83,6 +83,17 @@ VEHICLE_DEADBANDS = {
 """Default deadbands of `vehicle`, in each field's unit."""
 
 
+VEHICLE_FIELDS = (
+    "speed",
+    "total_distance",
+    "fuel_used",
+    "fuel_level",
+    "engine_speed",
+    "engine_hours",
+)
+"""The fields of `vehicle` a DBC signal feeds (`VehicleServiceConfig`'s of the same names)."""
+
+
 class VehicleServiceConfig(Strict):
     """Which DBC signal feeds which vehicle field: `"MESSAGE.Signal"`, as named in the DBC."""
 
@@ -133,19 +144,20 @@ class VehicleServiceConfig(Strict):
                 raise ValueError(f"deadbands.{name} must be 0 or more, not {band}")
         return self
 
+    def signals(self) -> list[tuple[str, str, str | None]]:
+        """`(kind, key, "MESSAGE.Signal")` of each signal named here, in this order: each
+        field (`kind` "field", `key` its name; None when unset), each door ("door"), each
+        extra ("extra"). What the service decodes, and what the config check holds to the
+        DBC."""
+        return [
+            *(("field", name, getattr(self, name)) for name in VEHICLE_FIELDS),
+            *(("door", door, ref) for door, ref in self.doors.items()),
+            *(("extra", key, ref) for key, ref in self.extra.items()),
+        ]
+
     @model_validator(mode="after")
     def _signal_names(self) -> "VehicleServiceConfig":
-        named = [
-            self.speed,
-            self.total_distance,
-            self.fuel_used,
-            self.fuel_level,
-            self.engine_speed,
-            self.engine_hours,
-            *self.doors.values(),
-            *self.extra.values(),
-        ]
-        for ref in named:
+        for _, _, ref in self.signals():
             if ref is not None and not SIGNAL_REF.fullmatch(ref):
                 raise ValueError(f"{ref!r} is not MESSAGE.Signal as named in the DBC")
         return self

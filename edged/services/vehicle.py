@@ -26,7 +26,6 @@ from edged.services.events import VehicleStatus
 from edged.services.trips import OpenTrip, Reading, TripRecorder
 from edged.topics import DOOR, FAULTS, VEHICLE
 
-_FIELDS = ("speed", "total_distance", "fuel_used", "fuel_level", "engine_speed", "engine_hours")
 DOOR_STATES = {0: "closed", 1: "open"}  # J1939 2-bit status: 2 error, 3 not available
 SOURCE_HOLD_S = 5.0
 """How long a value stays with its ECU after that ECU's last value (VDHR and LFC come every
@@ -60,14 +59,9 @@ class VehicleService(Service):
         self._sent: tuple[Vehicle, float] | None = None  # the last `vehicle`, monotonic time
         self._wanted: dict[str, list[tuple[str, str, str]]] = {}  # message -> (kind, key, sig)
         self._sources: dict[str, tuple[int, float]] = {}  # key -> (ECU, ts of its last value)
-        for name in _FIELDS:
-            ref = getattr(config, name)
+        for kind, key, ref in config.signals():
             if ref:
-                self._want(ref, "field", name)
-        for door, ref in config.doors.items():
-            self._want(ref, "door", door)
-        for key, ref in config.extra.items():
-            self._want(ref, "extra", key)
+                self._want(ref, kind, key)
         self._distance_message = _split(config.total_distance or ".")[0]
         self._fuel_message = _split(config.fuel_used or ".")[0]
         if self.trips.trip is not None and self.trips.trip.trigger == "ignition":
