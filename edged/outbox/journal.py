@@ -258,9 +258,9 @@ class Journal:
         (another process truncated it) is written out to its size again, or the journal
         stops (taps rely on the outbox alone)."""
         try:
-            if os.fstat(fd).st_size >= self.size:
-                return True
             have = os.fstat(fd).st_size
+            if have >= self.size:
+                return True
             log.error(
                 "the tap journal %s was cut short to %d bytes by another process: written "
                 "out to its size again (taps not yet in the outbox are in its next commit)",
