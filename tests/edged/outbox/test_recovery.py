@@ -816,6 +816,19 @@ async def test_a_message_stored_again_from_memory_is_sent_once(tmp_path: Path) -
     assert stats.in_memory == 0 and stats.depth == 0
 
 
+async def restarted_full_with_a_journaled_alarm(
+    config: OutboxConfig, disk: Path
+) -> tuple[Outbox, Path]:
+    """A panic in the journal only (the process died before its commit), and the outbox
+    started again on a full disk: the alarm waits in memory. Returns the outbox and the
+    file filling the disk (removed, space is back)."""
+    box = await started(config)
+    box.put_nowait(alarm()).cancel()  # journaled; the process dies before the commit
+    dies(box)
+    filler = fill(disk)
+    return await started(config), filler
+
+
 async def test_an_alarm_recovered_from_the_journal_on_a_full_disk_survives_the_next_restart(
     tmp_path: Path,
 ) -> None:
@@ -824,11 +837,7 @@ async def test_an_alarm_recovered_from_the_journal_on_a_full_disk_survives_the_n
     goes off before the link is back: the next start still has the alarm."""
     with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
         config = cfg(disk)
-        box = await started(config)
-        box.put_nowait(alarm()).cancel()  # journaled; the process dies before the commit
-        dies(box)
-        filler = fill(disk)
-        box = await started(config)
+        box, filler = await restarted_full_with_a_journaled_alarm(config, disk)
         assert [m.topic for m in box.memory.take(0, 10, box.memory.session)] == [
             TOPICS.base + "/alarm/panic"
         ]
@@ -864,12 +873,7 @@ async def test_a_journaled_alarm_stored_late_never_overtakes_its_clearing(
 ) -> None:
     """As above, for a panic the journal gave back at a start on a full disk."""
     with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
-        config = cfg(disk)
-        box = await started(config)
-        box.put_nowait(alarm()).cancel()  # journaled; the process dies before the commit
-        dies(box)
-        filler = fill(disk)
-        box = await started(config)
+        box, filler = await restarted_full_with_a_journaled_alarm(cfg(disk), disk)
         filler.unlink()
         box.put_nowait(alarm_cleared())
         await box.flush()
