@@ -649,7 +649,9 @@ async def watch(
             f"{login.address.url} · {prefix}/# · {feed.status} · {view.received} messages"
             f"{dropped} · {elapsed:.0f} s" + (" · Ctrl-C to stop" if tty else "")
         )
-        return fleet_table(view, time.time(), title="edgectl watch", caption=caption)
+        return fleet_table(
+            view, time.time(), title="edgectl watch", caption=caption, named=nodes or ()
+        )
 
     feed_task = asyncio.create_task(feed.run(), name="feed")
     try:

@@ -4,6 +4,8 @@ Cells are `rich.text.Text`, never markup strings: a node name such as `[red]` mu
 as itself, not restyle the screen.
 """
 
+from collections.abc import Iterable
+
 from rich.table import Table
 from rich.text import Text
 
@@ -60,9 +62,16 @@ def alarms_text(node: NodeView) -> Text:
 
 
 def fleet_table(
-    view: FleetView, now: float, *, title: str | None = None, caption: str | None = None
+    view: FleetView,
+    now: float,
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    named: Iterable[str] = (),
 ) -> Table:
-    """Every node seen under the prefix: state, last position and its age, load, alarms."""
+    """Every node seen under the prefix: state, last position and its age, load, alarms.
+    A node `named` (FLEET/NODE, `edgectl watch --node`) that nothing was heard from gets a
+    row too: the operator asked for it, and a missing row reads as a typo of the tool's."""
     table = Table(title=title, caption=caption, expand=False)
     table.add_column("fleet/node", no_wrap=True)
     table.add_column("state", no_wrap=True)
@@ -86,6 +95,8 @@ def fleet_table(
             num(node.outbox_depth, "d"),
             alarms_text(node),
         )
-    if not view.nodes:
+    for key in sorted(set(named) - view.nodes.keys()):
+        table.add_row(Text(key), Text("nothing heard", style="yellow"), *[DASH] * 7)
+    if table.row_count == 0:
         table.add_row(Text("no node seen yet", style="dim"), *[""] * 8)
     return table

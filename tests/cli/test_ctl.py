@@ -138,6 +138,17 @@ def test_watch_lists_the_running_node_as_online(
     assert "online" in rows[0]
 
 
+def test_watch_node_shows_a_row_for_a_named_node_nothing_was_heard_from(
+    broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["watch", "--broker", broker.url, "--duration", "1", "--node", "test/nobody"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "test/nobody" in line]
+    assert code == 0
+    assert len(rows) == 1 and "nothing heard" in rows[0], out
+    assert "no node seen yet" not in out
+
+
 async def test_cmd_prints_a_hostile_reply_with_no_character_a_terminal_acts_on(
     broker: Mosquitto,
 ) -> None:
