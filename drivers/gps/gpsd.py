@@ -72,9 +72,11 @@ def _time(value: Any) -> datetime | None:
         raise Malformed(f"bad time {value!r:.60}")
     try:
         when = datetime.fromisoformat(value)
-    except ValueError:
+        # a zone offset at either end of the calendar (9999-12-31T23:59:59-05:00) has no
+        # UTC datetime: OverflowError, which would have ended the connection, not one report
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise Malformed(f"bad time {value!r}") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 class GpsdReports:

@@ -104,6 +104,8 @@ def test_reports_of_another_device_are_ignored() -> None:
         {"lat": 10**400},  # a JSON integer no float holds
         {"time": "yesterday"},
         {"time": 1718179200},
+        {"time": "9999-12-31T23:59:59.999999-05:00"},  # past the calendar's end in UTC
+        {"time": "0001-01-01T00:00:00+01:00"},  # before its start
     ],
 )
 def test_tpv_with_a_bad_field_is_malformed(bad: dict[str, Any]) -> None:
@@ -221,6 +223,19 @@ async def test_hostile_lines_are_counted_and_skipped(gpsd: FakeGpsd) -> None:
     )
     await wait_until(lambda: len(rec.fixes) == 1, 2, "the good TPV after the bad lines")
     assert rec.counts == {"bad_json": 3, "too_long": 1, "malformed": 3, "gpsd_error": 1}
+
+
+async def test_a_time_with_no_utc_date_is_counted_and_the_next_tpv_still_comes(
+    gpsd: FakeGpsd,
+) -> None:
+    """A zone offset at the end of the calendar has no UTC datetime: the OverflowError it
+    raised ended the connection, and a gpsd (or a peer posing as one) sending it every
+    cycle kept the node without position."""
+    rec = Recorder("gps")
+    task = await connected(gpsd, rec)
+    await gpsd.send(tpv(time="9999-12-31T23:59:59.999999-05:00"), TPV)
+    await wait_until(lambda: len(rec.fixes) == 1 or task.done(), 2, "the good TPV")
+    assert not task.done() and rec.counts == {"malformed": 1}
 
 
 async def test_a_gpsd_reporting_errors_in_a_loop_leaves_a_few_lines_in_the_journal(
