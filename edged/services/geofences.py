@@ -2,7 +2,9 @@
 
 A bus idling on a fence's border must not chatter: it arrives only after being inside for
 `dwell_s`, and departs only after being more than `hysteresis_m` outside for `dwell_s`.
-Times are the receiver's fix times, so replayed or delayed fixes give the same events. A fix
+Times are the receiver's fix times, so replayed or delayed fixes give the same events; a fix
+dated before the one that started a dwell (the receiver's time went back after a fix dated
+ahead) starts it again. A fix
 whose HDOP is above `max_hdop` is not looked at: it is too far from the truth to say which
 side of a stop's edge the bus is on.
 
@@ -242,6 +244,11 @@ class GeofenceService(Service):
         def held() -> bool:
             return track.since is not None and (t - track.since).total_seconds() >= dwell
 
+        if track.since is not None and t < track.since:
+            # the receiver's time went back (one fix dated ahead: a spoofer, a receiver's
+            # glitch): the dwell counts from this fix, or it would wait for the time of that
+            # one to come round again — a departure held back for a year
+            track.since = t
         if track.where is Where.OUTSIDE and d <= 0:
             track.where, track.since = Where.ENTERING, t
         elif track.where is Where.ENTERING and d > 0:

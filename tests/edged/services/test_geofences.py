@@ -91,6 +91,21 @@ async def test_departure_carries_the_time_spent_inside() -> None:
     assert depart.dwell_s == 60  # arrived at 0 s (entered), left at 60 s
 
 
+async def test_a_fix_dated_a_year_ahead_does_not_hold_back_the_departure() -> None:
+    # one fix out of the market dated a year ahead (a spoofer, a receiver's glitch), then
+    # the receiver's true time again: the dwell out counted from that fix never ended
+    node = TestHost()
+    svc = service(node, dwell_s=5, hysteresis_m=20)
+    for s in range(0, 30):
+        svc.on_fix(at(s, 0))
+    svc.on_fix(at(30 + 365 * 86400, 200))
+    for s in range(31, 60):
+        svc.on_fix(at(s, 200))
+    arrive, depart = events(node)
+    assert (arrive.event, depart.event) == ("arrive", "depart")
+    assert (depart.fix_time - T0).total_seconds() == 36  # out from 31 s, +5 s dwell
+
+
 async def test_idling_on_the_border_does_not_chatter() -> None:
     node = TestHost()
     svc = service(node, dwell_s=5, hysteresis_m=20)
