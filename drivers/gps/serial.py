@@ -9,8 +9,9 @@ of one per chunk is what keeps a Pi Zero idle. Parsing (drivers.gps.nmea) costs 
 sentence, so it runs on the loop.
 
 Unplug: a vanished device makes the descriptor readable with end-of-file or EIO; the driver
-then raises `DriverError`, and the supervisor reopens it with backoff until the port is back
-(opening a missing port raises with what to check). A port that stays open but says nothing
+then emits the epoch it was reading (the last position there is) and raises `DriverError`,
+and the supervisor reopens it with backoff until the port is back (opening a missing port
+raises with what to check). A port that stays open but says nothing
 valid for `silence_s` (receiver off, wrong baud rate) raises too, so health shows it.
 
 Ready: on the first sentence with a good checksum, not at open — an open port at the wrong
@@ -166,6 +167,13 @@ class NmeaSerialGps:
             if emit(decoder.poll(loop.time())):
                 watch_quiet()
 
+        def lost(why: str) -> None:
+            # the epoch read before the port went is the last position there is (a cable
+            # pulled, a receiver stolen): emitted as a quiet spell would, not dropped
+            if (last := decoder.flush()) is not None and not emit([last]):
+                return
+            fail(DriverError(f"GPS serial port {o.port} lost ({why}); {PLUG}"))
+
         def read() -> None:
             nonlocal last_good, talking, timer
             timer = None
@@ -174,10 +182,10 @@ class NmeaSerialGps:
             except BlockingIOError:
                 data = None
             except OSError as exc:
-                fail(DriverError(f"GPS serial port {o.port} lost ({exc.strerror or exc}); {PLUG}"))
+                lost(exc.strerror or str(exc))
                 return
             if data == b"":
-                fail(DriverError(f"GPS serial port {o.port} lost (end of file); {PLUG}"))
+                lost("end of file")
                 return
             if data:
                 seen = decoder.sentences

@@ -175,6 +175,27 @@ async def test_unplugged_port_raises_saying_it_was_lost(
         await asyncio.wait_for(task, 2)
 
 
+async def test_the_epoch_read_before_an_unplug_is_emitted_not_lost() -> None:
+    """The receiver's cable pulled (or the receiver taken) while its last epoch waited for
+    the quiet spell that ends it: that last position was dropped with the decoder."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.close(slave)
+    rec = Recorder("gps")
+    task = asyncio.create_task(driver(path).run(rec.ctx))
+    try:
+        await asyncio.sleep(0.1)  # the driver opens the port
+        os.write(master, nmea("GNRMC,213712.00,A,4111.5988,N,11156.5667,W,0.0,,120226,,,A"))
+        os.write(master, nmea("GNGGA,213712.00,4111.5988,N,11156.5667,W,1,09,0.9,1443.9,M,,M,,"))
+        await wait_until(lambda: rec.readies == 1, 1, "the epoch read")
+    finally:
+        os.close(master)  # unplugged before the epoch's quiet spell (0.15 s) is over
+    with pytest.raises(DriverError, match=r"lost .* unplugged"):
+        await asyncio.wait_for(task, 2)
+    assert [f.fix_time for f in rec.fixes] == [datetime(2026, 2, 12, 21, 37, 12, tzinfo=UTC)]
+
+
 async def test_silent_port_raises_after_silence_s_with_a_baud_hint(pty: tuple[int, str]) -> None:
     with pytest.raises(DriverError, match=r"no valid NMEA sentence .* check the baud rate"):
         await asyncio.wait_for(driver(pty[1], silence_s=0.2).run(Recorder("gps").ctx), 2)
