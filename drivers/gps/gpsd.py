@@ -6,6 +6,15 @@ each TPV report into one `Fix`; satellites used and HDOP come from the latest SK
 (gpsd sends it once per cycle, usually after the TPV, so they may lag by one epoch).
 A TPV with mode 0/1 (no fix) or without time is a void Fix (mode NONE, quality 0).
 
+A fix dated between the GPS epoch (6 January 1980) and 2017 is a week-number rollover, as
+the NMEA driver reads one: gpsd 3.20-3.22 dated every fix 1024 weeks early from 24 October
+2021 on, and a gpsd started on a Pi whose clock said 1970 resolves the week a rollover
+early. The date is moved by the NMEA driver's rule (drivers.gps.dating: whole 1024-week
+periods, no later than the system clock allows), counted `week_rollover`; one that rule
+refuses is kept as sent with `date_known=False` (counted `implausible_date`). Left as
+sent, such a position was 19.6 years old to dispatch (stale, out of the transit feeds)
+and never set the node's clock.
+
 Every line is bounded (`max_line`) and untrusted: a line that is not a JSON object, or a TPV
 with values of the wrong type or out of range, is counted (`bad_json`, `too_long`,
 `malformed`) and skipped; gpsd ERROR reports are counted as `gpsd_error` and logged.
@@ -18,7 +27,8 @@ Ready: on the first TPV, which is when the receiver behind gpsd answers.
 import asyncio
 import json
 import math
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -26,6 +36,10 @@ from pydantic import Field
 from core.driver import DriverContext, DriverOptions, Opens
 from core.errors import DriverError
 from core.events import Fix, FixMode
+from drivers.gps.dating import ROLLOVER_FLOOR, Dating
+
+GPS_EPOCH = date(1980, 1, 6)
+"""Week 0 of GPS time: a date before it is no week rollover, whatever else it is."""
 
 WATCH = b'?WATCH={"enable":true,"json":true}\n'
 READ_SIZE = 65536
@@ -82,8 +96,17 @@ def _time(value: Any) -> datetime | None:
 class GpsdReports:
     """gpsd JSON lines to Fixes: the protocol half of the driver, without the socket."""
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        count: Callable[[str, int], None] = lambda key, n: None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """`count(key, n)`: the driver's counters; `now`: the system clock (the rollover
+        rule's bound)."""
         self.device = device
+        self.dating = Dating(now, count)
         self.satellites: int | None = None
         self.hdop: float | None = None
         self.tpvs = 0  # TPV reports taken: the receiver behind gpsd is talking
@@ -135,6 +158,7 @@ class GpsdReports:
         track = _number(msg.get("track"))
         alt = _number(msg.get("altMSL"))
         status = msg.get("status")
+        when, known = self._unrolled(when)
         return Fix(
             fix_time=when,
             lat=lat,
@@ -146,7 +170,19 @@ class GpsdReports:
             quality=_STATUS_QUALITY.get(status, 1) if isinstance(status, int) else 1,
             satellites=self.satellites,
             hdop=self.hdop,
+            date_known=known,
         )
+
+    def _unrolled(self, when: datetime) -> tuple[datetime, bool]:
+        """(fix time, date known): a date of a week-number rollover moved past it (the
+        module docstring), one the rule refuses as sent and not known."""
+        day = when.date()
+        if not GPS_EPOCH <= day < ROLLOVER_FLOOR:
+            return when, True
+        moved = self.dating.unroll(day)
+        if moved is None:
+            return when, False
+        return when + (moved - day), True
 
 
 class GpsdGps:
@@ -186,7 +222,7 @@ class GpsdGps:
 
     async def _follow(self, reader: asyncio.StreamReader, ctx: DriverContext) -> None:
         o = self.options
-        reports = GpsdReports(o.device)
+        reports = GpsdReports(o.device, count=ctx.count)
         rest = b""
         discarding = False  # inside an over-long line, until its end
         while True:

@@ -124,6 +124,32 @@ def test_optional_field_out_of_range_is_dropped_not_passed_on(bad: dict[str, Any
     assert fix.course is None or 0 <= fix.course < 360
 
 
+def test_a_tpv_dated_1024_weeks_early_is_moved_past_the_week_rollover_and_counted() -> None:
+    # gpsd 3.20-3.22 from 24 October 2021 on: the day after, its fixes said 10 March 2002
+    counted: list[str] = []
+    reports = GpsdReports(
+        count=lambda key, n: counted.append(key),
+        now=lambda: datetime(2021, 10, 25, 12, 0, tzinfo=UTC),
+    )
+    fix = reports.handle(tpv(time="2002-03-11T09:30:00.000Z"))
+    assert fix is not None and fix.valid and fix.date_known
+    assert fix.fix_time == datetime(2021, 10, 25, 9, 30, tzinfo=UTC)
+    assert counted == ["week_rollover"]
+
+
+def test_a_date_before_2017_no_rollover_explains_is_kept_as_sent_and_said_unknown() -> None:
+    # 2015 against a clock in 2026: one rollover on is 2034, past what the clock allows
+    counted: list[str] = []
+    reports = GpsdReports(
+        count=lambda key, n: counted.append(key),
+        now=lambda: datetime(2026, 3, 10, tzinfo=UTC),
+    )
+    fix = reports.handle(tpv(time="2015-06-01T10:00:00.000Z"))
+    assert fix is not None and fix.valid and not fix.date_known
+    assert fix.fix_time == datetime(2015, 6, 1, 10, 0, tzinfo=UTC)
+    assert counted == ["implausible_date"]
+
+
 # -- the driver against a fake gpsd --------------------------------------------------------
 
 
@@ -236,6 +262,15 @@ async def test_a_time_with_no_utc_date_is_counted_and_the_next_tpv_still_comes(
     await gpsd.send(tpv(time="9999-12-31T23:59:59.999999-05:00"), TPV)
     await wait_until(lambda: len(rec.fixes) == 1 or task.done(), 2, "the good TPV")
     assert not task.done() and rec.counts == {"malformed": 1}
+
+
+async def test_the_driver_counts_a_week_rollover_it_corrects(gpsd: FakeGpsd) -> None:
+    rec = Recorder("gps")
+    await connected(gpsd, rec)
+    await gpsd.send(tpv(time="2002-03-10T00:00:01.000Z"))  # gpsd 3.22, 24 October 2021
+    await wait_until(lambda: len(rec.fixes) == 1, 2, "the fix")
+    assert rec.fixes[0].fix_time == datetime(2021, 10, 24, 0, 0, 1, tzinfo=UTC)
+    assert rec.counts == {"week_rollover": 1}
 
 
 async def test_a_gpsd_reporting_errors_in_a_loop_leaves_a_few_lines_in_the_journal(

@@ -228,16 +228,30 @@ def assert_gps_time_refused(sent: str) -> None:
 @pytest.mark.parametrize(
     "sent",
     [
-        "2006-06-18T10:00:00.000Z",  # a receiver (or gpsd 3.20-3.22) one week rollover behind
-        "1980-01-06T00:00:05.000Z",  # a receiver's default date, its fix flagged valid
-        "1970-01-01T00:00:10.000Z",  # a spoofer's epoch
+        "1980-01-06T00:00:05.000Z",  # a receiver's default date (moved to 2019), flagged valid
+        "1970-01-01T00:00:10.000Z",  # a spoofer's epoch, before GPS time began
+        "2024-12-31T23:59:59.000Z",  # a day before this release
     ],
 )
 async def test_a_gps_time_before_any_plausible_date_never_sets_the_clock(sent: str) -> None:
-    """gpsd's TPV goes to the clock as sent (the NMEA driver unrolls, gpsd is trusted to):
-    a date before this software existed is a rollover or a spoofer, never the time, and a
+    """gpsd's TPV goes to the clock as sent, after the NMEA driver's week-rollover rule: a
+    date before this software existed is a rollover or a spoofer, never the time, and a
     node on it would refuse every list, signed command and reset."""
     assert_gps_time_refused(sent)
+
+
+async def test_a_gpsd_one_week_rollover_behind_sets_the_clock_once_corrected() -> None:
+    """gpsd 3.20-3.22 (from 24 October 2021), or a gpsd started on a Pi whose clock said
+    1970, dates its fixes 1024 weeks early: corrected by the same rule as an NMEA receiver's
+    (test_dating.py), the fix is dated right and sets the node's clock as that one does."""
+    node = TestHost()  # a Pi whose clock is not synchronised
+    today = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
+    sent = today - timedelta(weeks=1024)
+    tpv = {"class": "TPV", "mode": 3, "time": f"{sent:%Y-%m-%dT%H:%M:%S}.000Z", "lat": 46.0}
+    the_fix = GpsdReports(now=lambda: today).handle({**tpv, "lon": 2.0})
+    assert the_fix is not None and the_fix.fix_time == today
+    service(node).on_fix(the_fix)
+    assert node.clock.source is ClockSource.GPS
 
 
 @pytest.mark.parametrize(
