@@ -111,8 +111,9 @@ class GpsdReports:
         self.hdop: float | None = None
         self.tpvs = 0  # TPV reports taken: the receiver behind gpsd is talking
 
-    def handle(self, msg: dict[str, Any]) -> Fix | None:
-        """One decoded report; raises Malformed for a TPV or SKY to count and skip."""
+    def handle(self, msg: dict[str, Any], at: float | None = None) -> Fix | None:
+        """One decoded report; raises Malformed for a TPV or SKY to count and skip. `at`:
+        when it arrived (monotonic s), the fix's `received`."""
         kind = msg.get("class")
         if kind not in ("TPV", "SKY"):
             return None
@@ -121,7 +122,7 @@ class GpsdReports:
         if kind == "SKY":
             self._sky(msg)
             return None
-        fix = self._tpv(msg)
+        fix = self._tpv(msg, at)
         self.tpvs += 1
         return fix
 
@@ -136,7 +137,7 @@ class GpsdReports:
         if hdop is not None and 0 <= hdop <= 100:
             self.hdop = hdop
 
-    def _tpv(self, msg: dict[str, Any]) -> Fix:
+    def _tpv(self, msg: dict[str, Any], at: float | None) -> Fix:
         mode = msg.get("mode", 0)
         if not isinstance(mode, int) or isinstance(mode, bool) or mode not in (0, 1, 2, 3):
             raise Malformed(f"bad TPV mode {mode!r:.40}")
@@ -150,6 +151,7 @@ class GpsdReports:
                 quality=0,
                 satellites=self.satellites,
                 hdop=self.hdop,
+                received=at,
             )
         lat, lon = _number(msg.get("lat")), _number(msg.get("lon"))
         if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
@@ -171,6 +173,7 @@ class GpsdReports:
             satellites=self.satellites,
             hdop=self.hdop,
             date_known=known,
+            received=at,
         )
 
     def _unrolled(self, when: datetime) -> tuple[datetime, bool]:
@@ -223,6 +226,7 @@ class GpsdGps:
     async def _follow(self, reader: asyncio.StreamReader, ctx: DriverContext) -> None:
         o = self.options
         reports = GpsdReports(o.device, count=ctx.count)
+        loop = asyncio.get_running_loop()
         rest = b""
         discarding = False  # inside an over-long line, until its end
         while True:
@@ -236,6 +240,7 @@ class GpsdGps:
                 ) from None
             if not data:
                 raise DriverError(f"{self.where} closed the connection")
+            at = loop.time()
             lines = (rest + data).split(b"\n")
             rest = lines.pop()
             if discarding and lines:
@@ -248,9 +253,9 @@ class GpsdGps:
                 if len(line) > o.max_line:
                     ctx.count("too_long")
                 elif line.strip():
-                    self._line(line, reports, ctx)
+                    self._line(line, reports, ctx, at)
 
-    def _line(self, line: bytes, reports: GpsdReports, ctx: DriverContext) -> None:
+    def _line(self, line: bytes, reports: GpsdReports, ctx: DriverContext, at: float) -> None:
         try:
             msg = json.loads(line)
         except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
@@ -265,7 +270,7 @@ class GpsdGps:
             return
         seen = reports.tpvs
         try:
-            fix = reports.handle(msg)
+            fix = reports.handle(msg, at)
         except Malformed as exc:
             ctx.count("malformed")
             ctx.log.debug("skipped a gpsd report: %s", exc)

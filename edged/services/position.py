@@ -15,7 +15,11 @@ gone since (its reported speed, a hard acceleration, at most `MAX_ROAD_SPEED_MPS
 jitter allowance): the next good fix counts from the last good one. A receiver that does not
 come back within `EXCURSION_MAX_S` is believed where it stays (the first fix was the wrong
 one), counting the way there at no more than `MAX_ROAD_SPEED_MPS`. All in the receiver's
-time, so a log replayed fast counts as it was driven. A fix the receiver did not measure
+time, so a log replayed fast counts as it was driven — but no more of it than
+`REPLAY_FACTOR_MAX` times the time between the fixes' arrivals (when the driver says when
+they came): a receiver's clock that jumps hours or years on (a spoofer moving the time
+with the position, a cold-start date, a gpsd reporting year 1 then 9999) would otherwise
+make any step reachable, and count it. A fix the receiver did not measure
 (`Fix.measured`: quality 6 estimated, as a receiver extrapolates or dead-reckons in a
 tunnel, 7 typed in, 8 simulated) is published, its quality saying so, but not counted:
 an extrapolation drifts off the road and back, and the next measured fix counts the way
@@ -50,11 +54,26 @@ ACCEL_MPS2 = 3.0  # harder than a bus or a truck speeds up or brakes in service
 EXCURSION_MAX_S = 10.0
 """Multipath excursions last seconds; a receiver still away after this long is believed."""
 EXCURSION_MAX_FIXES = 100  # the same, for a receiver whose fix times do not go forward
+REPLAY_FACTOR_MAX = 20.0
+"""The receiver's time between two fixes is believed up to this many times the time between
+their arrivals, plus EXCURSION_MAX_S (fixes read at once after a stalled read): a recording
+replayed up to 20 times as fast as it was driven counts as it was driven; beyond it the
+receiver's clock jumped."""
 
 
 def _jitter_m(fix: Fix) -> float:
     """How far a fix may be from the truth and still be the same place: 5 m per HDOP."""
     return max(10.0, 5.0 * (fix.hdop or 1.0))
+
+
+def _elapsed_s(a: Fix, b: Fix) -> float:
+    """Seconds from fix `a` to fix `b` in the receiver's time (none if it went back), no
+    more than `REPLAY_FACTOR_MAX` allows when both say when they arrived."""
+    dt = max(0.0, (b.fix_time - a.fix_time).total_seconds())
+    if a.received is not None and b.received is not None:
+        arrived = max(0.0, b.received - a.received)
+        dt = min(dt, REPLAY_FACTOR_MAX * arrived + EXCURSION_MAX_S)
+    return dt
 
 
 def heading_delta(a: float, b: float) -> float:
@@ -130,7 +149,7 @@ class PositionService(Service):
 
     def _reachable(self, good: Fix, fix: Fix) -> bool:
         """`fix` is no farther from `good` than the vehicle could have gone in between."""
-        dt = max(0.0, (fix.fix_time - good.fix_time).total_seconds())
+        dt = _elapsed_s(good, fix)
         speed = MAX_ROAD_SPEED_MPS
         if good.speed is not None and fix.speed is not None:
             reported = max(good.speed, fix.speed) + SPEED_MARGIN_MPS + ACCEL_MPS2 * dt / 2
@@ -157,7 +176,7 @@ class PositionService(Service):
         self._good = fix
         if fix.speed is not None and fix.speed < STATIONARY_SPEED:
             return
-        dt = max(0.0, (fix.fix_time - self._anchor.fix_time).total_seconds())
+        dt = _elapsed_s(self._anchor, fix)
         step = haversine_m(self._anchor.lat, self._anchor.lon, fix.lat, fix.lon)
         self._advance(fix, min(step, MAX_ROAD_SPEED_MPS * dt))
 

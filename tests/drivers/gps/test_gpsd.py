@@ -273,6 +273,18 @@ async def test_the_driver_counts_a_week_rollover_it_corrects(gpsd: FakeGpsd) -> 
     assert rec.counts == {"week_rollover": 1}
 
 
+async def test_a_fix_carries_when_its_tpv_arrived(gpsd: FakeGpsd) -> None:
+    """The position service bounds the receiver's time between two fixes by the time
+    between their arrivals: a gpsd's fix without it escaped that bound."""
+    rec = Recorder("gps")
+    await connected(gpsd, rec)
+    before = asyncio.get_running_loop().time()
+    await gpsd.send(TPV)
+    await wait_until(lambda: len(rec.fixes) == 1, 2, "the fix")
+    received = rec.fixes[0].received
+    assert received is not None and before <= received <= asyncio.get_running_loop().time()
+
+
 async def test_a_gpsd_reporting_errors_in_a_loop_leaves_a_few_lines_in_the_journal(
     gpsd: FakeGpsd, journal: Journal
 ) -> None:

@@ -15,8 +15,10 @@ from edged.clock import ClockSource
 from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.services.events import FixStatus, OdometerChanged, PositionUpdated
 from edged.services.position import (
+    EXCURSION_MAX_S,
     MAX_ROAD_SPEED_MPS,
     ODOMETER_KEY,
+    REPLAY_FACTOR_MAX,
     PositionService,
     heading_delta,
 )
@@ -444,3 +446,21 @@ async def test_a_receiver_faster_than_any_road_vehicle_is_counted_at_a_road_vehi
         la, lo = offset(46.0, 2.0, s * 100.0, 0)
         svc.on_fix(Fix(fix_time=t0 + timedelta(seconds=s), lat=la, lon=lo, speed=8.0, hdop=1.0))
     assert 0 < svc.odometer_m <= MAX_ROAD_SPEED_MPS * 60
+
+
+async def test_a_receiver_clock_jumping_hours_ahead_does_not_make_a_500_km_jump_count() -> None:
+    # a spoofer moves the vehicle 500 km and the receiver's clock 3 hours on at once (or a
+    # receiver's glitch does): in the receiver's time the step was reachable at 46 m/s,
+    # and all 500 km went on the odometer; the fixes came a second apart
+    node = TestHost()
+    svc = service(node)
+    t0, arrived = datetime(2026, 3, 10, 7, 0, tzinfo=UTC), 1000.0
+    svc.on_fix(Fix(fix_time=t0, lat=46.0, lon=2.0, speed=8.0, hdop=1.0, received=arrived))
+    for s in range(1, 31):  # then 8 m/s on from there, one fix a second
+        la, lo = offset(46.0, 2.0, 500_000.0 + s * 8.0, 0)
+        when = t0 + timedelta(hours=3, seconds=s)
+        svc.on_fix(Fix(fix_time=when, lat=la, lon=lo, speed=8.0, hdop=1.0, received=arrived + s))
+    # believed after EXCURSION_MAX_S, the way there counted as far as a road vehicle goes
+    # in the receiver's time that the arrivals allow
+    allowed_s = REPLAY_FACTOR_MAX * (EXCURSION_MAX_S + 1) + EXCURSION_MAX_S
+    assert svc.odometer_m <= MAX_ROAD_SPEED_MPS * allowed_s + 30 * 8.0
