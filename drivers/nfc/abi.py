@@ -30,6 +30,7 @@ import ctypes
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -156,6 +157,12 @@ with open("/proc/self/maps") as maps:  # the file the loader picked, for the rec
     found = [ln.partition("/")[2] for ln in maps if "/libnfc.so" in ln]
 sys.stdout.write("\\0/" + found[0].rstrip("\\n") if found else "")
 """
+FAULT_SIGNALS = frozenset(
+    int(s) for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT)
+)
+"""The signals a program dies of by its own fault (libnfc reading past a target it misread,
+or glibc aborting on what that corrupted). Any other, SIGKILL from the OOM killer above
+all, came from outside: it says nothing of the layout, and the check is tried again."""
 LIBRARY_MARK = "\0"
 """Ends what `str_nfc_target` printed; the path of the libnfc the child loaded follows."""
 
@@ -206,7 +213,7 @@ def check(lay: Layout = NATIVE, *, remember_in: Path | None = None) -> None:
     With `remember_in` (the node's state directory), an agreement is recorded there and the
     child is not run again while its libnfc and `lay` are the same (see the module doc);
     a refusal is never recorded. A `DriverError` (retried) if the check could not run to
-    an answer in time.
+    an answer: not in time, or its child killed from outside (not by a fault of its own).
     """
     if remember_in is not None and agreed_before(remember_in, lay):
         return
@@ -225,6 +232,11 @@ def check(lay: Layout = NATIVE, *, remember_in: Path | None = None) -> None:
             f"the check of libnfc's structure layout did not finish in {PROBE_TIMEOUT_S:g} s "
             "(machine overloaded?): it is tried again"
         ) from None
+    if run.returncode < 0 and -run.returncode not in FAULT_SIGNALS:
+        raise DriverError(
+            f"the check of libnfc's structure layout was killed by signal {-run.returncode} "
+            "from outside (out of memory? the service stopping?): it is tried again"
+        )
     if run.returncode != 0:
         how = (
             f"crashed (signal {-run.returncode})"

@@ -10,6 +10,7 @@ import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DriverError
 from drivers.nfc import abi, libnfc
 from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
 from hil.nfc.emulator import Pn532Emulator
@@ -170,6 +171,22 @@ def test_a_libnfc_crashing_on_the_probe_is_refused_and_this_process_lives(
 
     monkeypatch.setattr(abi, "probe_target", huge_uid_length)
     with pytest.raises(ConfigError, match=r"libnfc (crashed \(signal \d+\)|failed)"):
+        abi.check(abi.NATIVE)
+
+
+@pytest.mark.parametrize("name", ["KILL", "TERM"])
+def test_a_check_whose_child_is_killed_from_outside_is_tried_again_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The OOM killer's SIGKILL (a Pi Zero short of memory at boot) or a stray SIGTERM says
+    nothing of libnfc's layout: a refusal (ConfigError) left the node without its reader
+    until the next restart. The child here is a real process killed by that signal."""
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nkill -{name} $$\n")
+    python.chmod(0o755)
+    monkeypatch.setattr(abi.sys, "executable", str(python))
+    number = int(getattr(signal, f"SIG{name}"))
+    with pytest.raises(DriverError, match=rf"killed by signal {number} from outside.*tried again"):
         abi.check(abi.NATIVE)
 
 
