@@ -213,7 +213,8 @@ def check(lay: Layout = NATIVE, *, remember_in: Path | None = None) -> None:
     With `remember_in` (the node's state directory), an agreement is recorded there and the
     child is not run again while its libnfc and `lay` are the same (see the module doc);
     a refusal is never recorded. A `DriverError` (retried) if the check could not run to
-    an answer: not in time, or its child killed from outside (not by a fault of its own).
+    an answer: not in time, its child killed from outside (not by a fault of its own) or
+    failing by itself (a non-zero exit: short of memory to start, say).
     """
     if remember_in is not None and agreed_before(remember_in, lay):
         return
@@ -237,13 +238,19 @@ def check(lay: Layout = NATIVE, *, remember_in: Path | None = None) -> None:
             f"the check of libnfc's structure layout was killed by signal {-run.returncode} "
             "from outside (out of memory? the service stopping?): it is tried again"
         )
-    if run.returncode != 0:
-        how = (
-            f"crashed (signal {-run.returncode})"
-            if run.returncode < 0
-            else f"failed (exit {run.returncode}: {run.stderr.strip()[-300:]})"
+    if run.returncode > 0:
+        # the child itself failed (no memory to start Python or map libnfc): libnfc never
+        # read the target, so nothing is known of the layout; its disagreement would be
+        # printed (exit 0) or a crash by a fault signal
+        raise DriverError(
+            "the check of libnfc's structure layout could not run to an answer "
+            f"(exit {run.returncode}: {' '.join(run.stderr.split())[-300:]}): it is tried again"
         )
-        found = f"libnfc {how} reading a test target laid out as edged reads them"
+    if run.returncode < 0:
+        found = (
+            f"libnfc crashed (signal {-run.returncode}) reading a test target laid out as "
+            "edged reads them"
+        )
     else:
         printed, _, library = run.stdout.partition(LIBRARY_MARK)
         read = parse(printed)
