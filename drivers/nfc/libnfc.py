@@ -410,11 +410,17 @@ class _Session:
             raise _open_error(cs)
         with self._lock:
             self._device = device
+        if self._stop.is_set():
+            # stopped (a stall) while nfc_open ran, which has no device to abort yet: close,
+            # never a late `ready` (health read `running` during the supervisor's backoff)
+            return
         if self._timed(nfc.nfc_initiator_init, device) < 0:
             raise DriverError(f"NFC reader {cs} refused reader mode: {self._strerror()}")
         for prop in (binding.NP_INFINITE_SELECT, binding.NP_AUTO_ISO14443_4):
             if self._timed(nfc.nfc_device_set_property_bool, device, prop, False) < 0:
                 raise DriverError(f"NFC reader {cs} refused its settings: {self._strerror()}")
+        if self._stop.is_set():  # stopped during the settings: aborted, not open
+            return
         name = (nfc.nfc_device_get_name(device) or b"?").decode(errors="replace")
         self.ctx.log.info("NFC reader open: %s", name)
         self._later(self.ctx.count, "opened")

@@ -680,6 +680,24 @@ async def test_a_libnfc_call_stuck_past_stall_s_raises_and_the_thread_still_clea
     await wait_until(lambda: not nfc_threads(), 3, "the thread to finish and close libnfc")
 
 
+async def test_a_reader_stopped_while_still_opening_never_says_it_is_ready(
+    tmp_path: Path,
+) -> None:
+    """A slow PN532 (every answer 150 ms late: a busy chip, a slow UART) keeps nfc_open
+    past stall_s; the session is stopped, but nfc_open cannot be aborted before it has a
+    device. Its thread went on opening and said `ready` (and counted `opened`) after the
+    driver had raised: under the supervisor, `health` read `running` during the backoff."""
+    with Pn532Emulator(tmp_path / "nfc0", delay_s=0.15) as emu:
+        rec = Recorder("front-reader")
+        with pytest.raises(DriverError, match=r"a libnfc call has not returned for 0.5 s"):
+            await asyncio.wait_for(reader(emu, stall_s=0.5).run(rec.ctx), 5)
+        await wait_until(lambda: not nfc_threads(), 5, "the thread to finish and close libnfc")
+        await asyncio.sleep(0.05)  # anything it handed the loop has run
+    assert emu.commands["GetFirmwareVersion"] == 1  # it did talk to the chip
+    assert rec.readies == 0
+    assert rec.counts["opened"] == 0
+
+
 def test_without_libnfc_the_driver_fails_as_a_config_error(tmp_path: Path) -> None:
     """A node without the library: not retried, and the message says what to install.
     (The only mock here: a machine without libnfc, made by refusing to load it.)"""
