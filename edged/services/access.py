@@ -22,7 +22,10 @@ a card denied or withdrawn by the update is decided anew, and refused, at once.
 
 A random UID (ISO/IEC 14443-3: a phone, a privacy card; `random_uid`) names no card: it
 is refused with reason `random_uid` and counted (`access.random_uid`), never matched
-against the lists nor counted as a person.
+against the lists nor counted as a person. Read within `TOGETHER_S` after a card at the
+same reader, it is a phone carrying that card in its wallet case (the reader lists both,
+a poll or two apart): recorded and refused as ever, but with no light of its own, so the
+card's verdict stays on the reader instead of a red light and three beeps after a green.
 
 A list update is checked (signature, canonical JSON, validation, the stored form) in a
 worker thread, in small pieces, while taps go on being decided on the old lists; then
@@ -83,6 +86,9 @@ PROBE_UID = bytes(13)
 INSIDE_KEY = "access.inside"
 PROVIDER_KEY = "access.provider"
 MAX_INSIDE = 10_000
+TOGETHER_S = 1.0
+"""A random UID read this soon after a card, at the same reader, was presented with it
+(nfc.libnfc reads two targets in the field on alternate polls: ~0.1 s apart)."""
 MAX_RECENT = 1_000
 
 
@@ -135,6 +141,7 @@ class AccessService(Service):
         provider = host.state.get(PROVIDER_KEY)
         self.provider: str | None = provider if isinstance(provider, str) else None
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
+        self._card_read: dict[str, float] = {}  # reader -> Tap.ts of its last card's tap
         self._digest: tuple[AccessLists, str] | None = None  # the lists in force's, once known
         self._updating = asyncio.Lock()  # one update at a time, in the order they came
         self.taps = 0
@@ -244,9 +251,13 @@ class AccessService(Service):
         self.taps += 1
         role = self.config.readers.get(tap.reader, "both")
         situation: Situation | None = None
+        shown = True  # the reader shows this tap's verdict
         if random_uid(tap.uid):  # a phone or a privacy card: not a card's identity
             decision = Decision(False, "random_uid")
             self.host.counters.inc("access.random_uid")
+            # a phone held with a card in its case: the card's light stays
+            card_at = self._card_read.get(tap.reader)
+            shown = card_at is None or not 0 <= tap.ts - card_at < TOGETHER_S
         elif (repeat := self._repeat(ref, role, tap.ts)) is not None:
             decision = repeat
         else:
@@ -262,6 +273,8 @@ class AccessService(Service):
                 bound=bound,
             )
             decision = decide(self.lists, self.config, ref, situation)
+        if decision.reason != "random_uid":
+            self._card_read[tap.reader] = tap.ts
         # the record first (the tap journal: one write, microseconds), so a door that opened
         # is never without its record; then the door and the lights; then the counting
         event = TapEvent(
@@ -284,7 +297,8 @@ class AccessService(Service):
         bus = self.host.bus
         if decision.unlock:
             bus.emit(Unlock(self.config.pulse_s, now_s))
-        bus.emit(Feedback("granted" if decision.granted else "denied", now_s))
+        if shown:
+            bus.emit(Feedback("granted" if decision.granted else "denied", now_s))
         self.last_decision_s = time.monotonic() - tap.ts
         if decision.granted and situation is not None:  # a new grant, not a repeat
             self._recent[ref] = _Recent(tap.ts, role, decision, situation)

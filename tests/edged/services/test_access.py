@@ -282,6 +282,31 @@ def test_a_random_uid_is_refused_even_when_its_card_ref_is_on_the_lists(tmp_path
     assert node.of_type(Unlock) == [] and node.of_type(Feedback)[-1].pattern == "denied"
 
 
+@pytest.mark.parametrize("card", [UID_RESIDENT, UID_LOST])
+def test_a_phone_read_with_the_card_in_its_wallet_case_leaves_the_cards_light(
+    tmp_path: Path, card: bytes
+) -> None:
+    """A co-pass card carried in a phone's wallet case: the reader lists both (in turn,
+    nfc.libnfc taps each) a poll or two apart. The phone's random ID was shown red with
+    three beeps over the card's green, and a boarded rider was turned back."""
+    node, _, _ = make(tmp_path)
+    tap(node, card, ts=100.0)
+    tap(node, UID_PHONE, ts=100.1)
+    verdict = "granted" if card == UID_RESIDENT else "denied"
+    assert [f.pattern for f in node.of_type(Feedback)] == [verdict]
+    assert [t.reason for t in taps(node)][-1] == "random_uid"  # still recorded, refused
+    assert node.counters["access.random_uid"] == 1
+
+
+def test_a_phone_alone_after_a_card_was_read_is_still_shown_red(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_PHONE, ts=105.0)  # the next rider, with a phone
+    tap(node, UID_RESIDENT, ts=110.1, reader="rear")
+    tap(node, UID_PHONE_AGAIN, ts=110.2)  # at the front: nobody's card is there
+    assert [f.pattern for f in node.of_type(Feedback)] == ["granted", "denied", "granted", "denied"]
+
+
 def test_one_phone_presented_twice_checks_nobody_in_at_a_truck(tmp_path: Path) -> None:
     node, _, occupancy = make(tmp_path, "truck")  # unknown cards check in at a truck
     tap(node, UID_PHONE, ts=10.0)
