@@ -86,9 +86,11 @@ PROBE_UID = bytes(13)
 INSIDE_KEY = "access.inside"
 PROVIDER_KEY = "access.provider"
 MAX_INSIDE = 10_000
-TOGETHER_S = 1.0
-"""A random UID read this soon after a card, at the same reader, was presented with it
-(nfc.libnfc reads two targets in the field on alternate polls: ~0.1 s apart)."""
+TOGETHER_S = 0.5
+"""A random UID read this soon after a card, at the same reader, was in the field with it:
+nfc.libnfc reads two targets on alternate polls (50 ms apart by default), and a card is
+held longer than this. Not longer: a phone presented just after someone else's card was
+lifted (tailgating) must still show red."""
 MAX_RECENT = 1_000
 
 

@@ -301,7 +301,7 @@ def test_a_phone_read_with_the_card_in_its_wallet_case_leaves_the_cards_light(
 def test_a_phone_alone_after_a_card_was_read_is_still_shown_red(tmp_path: Path) -> None:
     node, _, _ = make(tmp_path)
     tap(node, UID_RESIDENT, ts=100.0)
-    tap(node, UID_PHONE, ts=105.0)  # the next rider, with a phone
+    tap(node, UID_PHONE, ts=100.6)  # the next rider's phone, once the card was lifted
     tap(node, UID_RESIDENT, ts=110.1, reader="rear")
     tap(node, UID_PHONE_AGAIN, ts=110.2)  # at the front: nobody's card is there
     assert [f.pattern for f in node.of_type(Feedback)] == ["granted", "denied", "granted", "denied"]
