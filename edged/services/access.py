@@ -92,6 +92,18 @@ nfc.libnfc reads two targets on alternate polls (50 ms apart by default), and a 
 held longer than this. Not longer: a phone presented just after someone else's card was
 lifted (tailgating) must still show red."""
 MAX_RECENT = 1_000
+STRANGERS_BURST = 10
+STRANGERS_EVERY_S = 2.0
+"""Cards a reader does not know (not on the lists, or a random UID): at most
+`STRANGERS_BURST` in a row, then one per `STRANGERS_EVERY_S` (a token bucket per reader).
+A queue of riders with unregistered cards never taps faster; a card emulator that changes
+its UID at each presentation (20 a second with the default poll) does: each would be a
+new person counted on board (a truck admits unknown cards: "full" turns real riders away)
+and a record in the outbox (its hard cap within hours offline, then real events refused).
+Past the budget such a card is refused `too_many_unknown`: no door, no count, red."""
+FLOOD_RECORD_S = 60.0
+"""Of the refusals past the budget, one record per reader in this time (dispatch sees the
+flood as it starts); the others are counted (`access.too_many_unknown`), not recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +156,8 @@ class AccessService(Service):
         self.provider: str | None = provider if isinstance(provider, str) else None
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._card_read: dict[str, float] = {}  # reader -> Tap.ts of its last card's tap
+        self._strangers: dict[str, tuple[float, float]] = {}  # reader -> (tokens, at Tap.ts)
+        self._flood_recorded: dict[str, float] = {}  # reader -> Tap.ts of its last record
         self._digest: tuple[AccessLists, str] | None = None  # the lists in force's, once known
         self._updating = asyncio.Lock()  # one update at a time, in the order they came
         self.taps = 0
@@ -254,7 +268,10 @@ class AccessService(Service):
         role = self.config.readers.get(tap.reader, "both")
         situation: Situation | None = None
         shown = True  # the reader shows this tap's verdict
-        if random_uid(tap.uid):  # a phone or a privacy card: not a card's identity
+        if self._stranger(tap.uid, ref) and not self._welcome(tap.reader, tap.ts):
+            decision = Decision(False, "too_many_unknown")
+            self.host.counters.inc("access.too_many_unknown")
+        elif random_uid(tap.uid):  # a phone or a privacy card: not a card's identity
             decision = Decision(False, "random_uid")
             self.host.counters.inc("access.random_uid")
             # a phone held with a card in its case: the card's light stays
@@ -275,8 +292,11 @@ class AccessService(Service):
                 bound=bound,
             )
             decision = decide(self.lists, self.config, ref, situation)
-        if decision.reason != "random_uid":
+        if decision.reason not in ("random_uid", "too_many_unknown"):
             self._card_read[tap.reader] = tap.ts
+        if decision.reason == "too_many_unknown" and not self._record_flood(tap.reader, tap.ts):
+            self.host.bus.emit(Feedback("denied", time.monotonic()))
+            return
         # the record first (the tap journal: one write, microseconds), so a door that opened
         # is never without its record; then the door and the lights; then the counting
         event = TapEvent(
@@ -312,6 +332,34 @@ class AccessService(Service):
             self.host.counters.inc(f"access.validity.{decision.validity}")
             if decision.validity == "undecided":
                 self.undecided += 1
+
+    def _stranger(self, uid: bytes, ref: str) -> bool:
+        """A card the lists do not know: a random UID, or one neither listed nor denied."""
+        lists = self.lists
+        return random_uid(uid) or (ref not in lists.cards and ref not in lists.deny)
+
+    def _welcome(self, reader: str, ts: float) -> bool:
+        """One more stranger at `reader` within its budget (`STRANGERS_BURST`)."""
+        tokens, at = self._strangers.get(reader, (float(STRANGERS_BURST), ts))
+        tokens = min(float(STRANGERS_BURST), tokens + max(0.0, ts - at) / STRANGERS_EVERY_S)
+        welcome = tokens >= 1.0
+        self._strangers[reader] = (tokens - 1.0 if welcome else tokens, ts)
+        return welcome
+
+    def _record_flood(self, reader: str, ts: float) -> bool:
+        """Whether this refusal past the budget is recorded (one per `FLOOD_RECORD_S`)."""
+        last = self._flood_recorded.get(reader)
+        if last is not None and 0 <= ts - last < FLOOD_RECORD_S:
+            return False
+        self._flood_recorded[reader] = ts
+        log.warning(
+            "reader %s: more cards it does not know than riders tap (a card emulator?): "
+            "refused past %d in a row, then one per %g s (access.too_many_unknown)",
+            reader,
+            STRANGERS_BURST,
+            STRANGERS_EVERY_S,
+        )
+        return True
 
     def _remember(self, ref: str, decision: Decision) -> None:
         self.host.bus.emit(AccessDecided(decision.action, decision.delta))

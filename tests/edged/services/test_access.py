@@ -18,7 +18,13 @@ from edged.access.lists import digest
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
-from edged.services.access import LISTS_KEY, MADE_FOR_KEY, AccessService
+from edged.services.access import (
+    LISTS_KEY,
+    MADE_FOR_KEY,
+    STRANGERS_BURST,
+    STRANGERS_EVERY_S,
+    AccessService,
+)
 from edged.services.events import AccessDecided, ModeChanged
 from edged.services.occupancy import OccupancyService
 from tests.edged.access.support import (
@@ -321,6 +327,65 @@ def test_a_random_uid_does_not_open_an_exit_reader(tmp_path: Path) -> None:
     assert taps(node)[-1].reason == "random_uid" and node.of_type(Unlock) == []
 
 
+def emulated(i: int) -> bytes:
+    """The i-th UID of a card emulator that changes it at each presentation (4 bytes, not
+    a random UID's 08h: it passes for a card)."""
+    return (0x04000000 + 0x1000 + i).to_bytes(4, "big")
+
+
+def test_a_card_emulator_changing_its_uid_checks_in_only_its_budget_at_a_truck(
+    tmp_path: Path,
+) -> None:
+    """A truck admits unknown cards: 200 new UIDs in 10 s (the emulator at 20 a second)
+    were 200 people checked in, the truck "full" for real ones, 200 records."""
+    node, _, occupancy = make(tmp_path, "truck", capacity=None)
+    for i in range(200):
+        tap(node, emulated(i), ts=100.0 + i * 0.05)
+    allowed = occupancy.count
+    most = STRANGERS_BURST + 10 / STRANGERS_EVERY_S + 1
+    assert STRANGERS_BURST <= allowed <= most
+    assert len(node.of_type(Unlock)) == allowed
+    reasons = [t.reason for t in taps(node)]
+    assert reasons.count("unknown_allowed") == allowed
+    assert reasons.count("too_many_unknown") == 1, "one record of the flood, not 190"
+    assert node.counters["access.too_many_unknown"] == 200 - allowed
+    patterns = [f.pattern for f in node.of_type(Feedback)]
+    assert (patterns.count("granted"), patterns.count("denied")) == (allowed, 200 - allowed)
+
+
+def test_a_queue_of_riders_with_unregistered_cards_all_check_in(tmp_path: Path) -> None:
+    node, _, occupancy = make(tmp_path, "truck", capacity=None)
+    for i in range(40):  # one every 2 s, and a group of 10 at once first
+        tap(node, emulated(i), ts=100.0 + (i * 0.3 if i < 10 else 3 + i * STRANGERS_EVERY_S))
+    assert occupancy.count == 40
+    assert "too_many_unknown" not in [t.reason for t in taps(node)]
+
+
+def test_a_known_card_and_another_reader_pass_during_a_flood(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path, readers={"front": "entry", "rear": "entry"})
+    for i in range(50):
+        tap(node, emulated(i), ts=100.0 + i * 0.05)
+    tap(node, UID_RESIDENT, ts=102.6)
+    tap(node, emulated(999), ts=102.7, reader="rear")
+    assert [t.reason for t in taps(node)][-2:] == ["ok", "unknown"]
+
+
+def test_a_flood_is_recorded_once_a_minute(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path)
+    for i in range(2_400):  # two minutes at 20 a second
+        tap(node, emulated(i), ts=100.0 + i * 0.05)
+    reasons = [t.reason for t in taps(node)]
+    assert reasons.count("too_many_unknown") == 2
+    assert len(reasons) < 100, "not a record per emulated card"
+
+
+def test_random_uids_spend_the_same_budget(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path)
+    for i in range(50):
+        tap(node, bytes([0x08, 0, 0, i]), ts=100.0 + i * 0.05)
+    assert node.counters["access.too_many_unknown"] > 30
+
+
 def test_a_tap_during_a_large_update_is_decided_within_100_ms(tmp_path: Path) -> None:
     node, service, _ = make(tmp_path)
     # 30,000 cards: ~2.7 MB, under the 4 MB access.update accepts ("~30,000 cards")
@@ -535,8 +600,8 @@ def test_status_counts_the_lists(tmp_path: Path) -> None:
 
 def test_a_flood_of_taps_is_each_decided_and_recorded_once(tmp_path: Path) -> None:
     node, service, occupancy = make(tmp_path, capacity=None, unknown_card="allow")
-    for i in range(2000):
-        tap(node, i.to_bytes(4, "big"), ts=float(i))
+    for i in range(2000):  # as fast as strangers may come (STRANGERS_EVERY_S)
+        tap(node, i.to_bytes(4, "big"), ts=i * STRANGERS_EVERY_S)
     assert len(taps(node)) == 2000 and occupancy.count == 2000
     assert len(node.of_type(Unlock)) == 2000 and service.taps == 2000
 
