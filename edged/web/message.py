@@ -79,6 +79,22 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+"""A Host value (RFC 9110 7.2): uri-host, an IP literal in brackets or a reg-name (RFC 3986
+3.2.2: letters, digits, `-._~`, sub-delims, %-escapes), then an optional `:port`."""
+
+
+def host_of(value: str) -> str | None:
+    """The host name of a Host value, lower case, without port or brackets; None when the
+    value is not a host and port (a loose reading found a name of ours in one naming
+    another: "localhost:80@evil.example" read up to its last ':' was "localhost")."""
+    m = _HOST.fullmatch(value)
+    if m is None:
+        return None
+    host = m.group(1)
+    return (host[1:-1] if host.startswith("[") else host).lower()
+
+
 _ABSOLUTE = re.compile(r"(?i:https?)://([^/?#]*)([^?#]*)(?:\?([^#]*))?", re.S)
 
 
@@ -122,10 +138,9 @@ class Request:
 
     @property
     def host(self) -> str:
-        """The Host header's name, lower case, without its port ('' when none was sent)."""
-        raw = self.headers.get("host") or ""
-        host = raw[1 : raw.find("]")] if raw.startswith("[") else raw.rsplit(":", 1)[0]
-        return host.lower()
+        """The Host header's name, lower case, without its port ('' when none was sent, or
+        when it is not a host and port, which the server refuses first)."""
+        return host_of(self.headers.get("host") or "") or ""
 
     @property
     def content_type(self) -> str:

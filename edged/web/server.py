@@ -22,10 +22,11 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
   9112 5.2 allows); this server refuses too a request with both Content-Length and
   Transfer-Encoding (request smuggling), an HTTP/1.0 request with Transfer-Encoding (RFC
   9112 6.1: its framing is faulty), control characters in a header value, an HTTP
-  version other than 1.0 or 1.1 (505), and a target that is neither a path nor an
-  absolute `http(s)://host/path` (RFC 9112 3.2.2: accepted, its host used instead of
-  Host). After such a refusal the connection is closed, the peer's unread bytes drained
-  briefly so the answer arrives.
+  version other than 1.0 or 1.1 (505), a Host that is not a host[:port] (RFC 9112 3.2;
+  read loosely, "localhost:80@evil.example" was "localhost"), and a target that is
+  neither a path nor an absolute `http(s)://host/path` (RFC 9112 3.2.2: accepted, its
+  host used instead of Host). After such a refusal the connection is closed, the peer's
+  unread bytes drained briefly so the answer arrives.
 - pipelining: requests are answered one at a time in order, the loop given a turn between
   two (a long pipeline must not hold the node's loop); what is read ahead stays in
   h11's buffer, at most one read (`READ_BYTES`) beyond the request being answered.
@@ -52,6 +53,7 @@ from edged.web.message import (
     Request,
     Response,
     StreamResponse,
+    host_of,
     split_target,
 )
 from edged.web.tcp import bound_unacknowledged
@@ -322,6 +324,10 @@ class HttpServer:
             raise HttpError(400, "bad_request", "the request target must be a path")
         if request.headers.has_controls():
             raise HttpError(400, "bad_request", "a header holds control characters")
+        host = request.headers.get("host")
+        if host is not None and host_of(host) is None:
+            # RFC 9112 3.2: MUST be 400
+            raise HttpError(400, "bad_request", "the Host header is not a host[:port]")
 
     async def _respond(self, request: Request) -> Response:
         try:

@@ -362,6 +362,16 @@ async def test_an_absolute_target_naming_a_foreign_host_gets_421_whatever_the_ho
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 
+@pytest.mark.parametrize(
+    "host", ["localhost:{port}@rebind.evil.example", "[::1]rebind.evil.example"]
+)
+async def test_a_host_value_naming_a_foreign_host_after_one_of_ours_is_never_served(
+    server: KioskServer, host: str
+) -> None:
+    answer = await raw_get(server, "/api/state", host.format(port=server.port))
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+
 async def test_a_host_name_in_allowed_hosts_is_served(
     http: aiohttp.ClientSession, serve: Serve
 ) -> None:

@@ -132,6 +132,37 @@ def test_an_absolute_form_targets_host_replaces_the_host_header() -> None:
     assert replaced.get("accept") == "*/*"
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"localhost:8080@evil.example",  # read up to its last ':' it was "localhost"
+        b"[::1]evil.example",  # read inside its brackets it was "::1"
+        b"localhost:http",
+        b"localhost/evil.example",
+        b"local host",
+        b"[::1",
+        b"evil.example\\@localhost",
+    ],
+)
+def test_a_host_header_that_is_not_a_host_and_port_gets_400_and_a_close(
+    served: Served, host: bytes
+) -> None:
+    """RFC 9112 3.2: a server MUST answer 400 to a Host field with an invalid value (RFC
+    9110 7.2: uri-host [":" port]); read loosely, such a value passed the kiosk's host check
+    as one of its own names."""
+    answer = exchange(served, b"GET /hello HTTP/1.1\r\nHost: " + host + b"\r\n\r\n" + HELLO)
+    assert statuses(answer) == [400], answer
+    still_serves(served)
+
+
+@pytest.mark.parametrize(
+    "host", [b"n", b"n:8080", b"127.0.0.1:80", b"[::1]:8080", b"[::ffff:10.0.0.1]", b"N.Example."]
+)
+def test_a_host_header_naming_a_host_and_port_is_served(served: Served, host: bytes) -> None:
+    answer = exchange(served, b"GET /hello HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert statuses(answer) == [200], answer
+
+
 def test_an_http_version_other_than_1_0_or_1_1_gets_505_and_a_close(served: Served) -> None:
     answer = exchange(served, b"GET /hello HTTP/9.9\r\nHost: n\r\n\r\n" + HELLO)
     assert statuses(answer) == [505]
