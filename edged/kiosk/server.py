@@ -295,6 +295,8 @@ class KioskServer:
         return self._headers(request.path, response)
 
     def _check_host(self, request: Request) -> None:
+        if not request.host:  # HTTP/1.0 without Host, or an empty one: no name to check
+            raise HttpError(400, "no_host", "send the page's host name in a Host header")
         if request.host not in self.hosts:
             raise HttpError(
                 421,

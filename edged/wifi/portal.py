@@ -11,6 +11,7 @@ presses per phone and in all, so the screen keeps what it needs.
 Requests for any other host (a phone's captive-portal check, any page it opens before
 accepting) are sent to the portal: 302 for GET and HEAD, 511 (RFC 6585) otherwise, and the
 connection is closed (a browser must not reuse it for that host once the phone is through).
+A request naming no host gets 400: sent to the portal, it would name none there either.
 
 - `/`, `/static/*`, `/api/state`, `/api/events`, `/api/requests`: the kiosk's page, its
   live state and the rider presses;
@@ -185,8 +186,10 @@ class PortalServer(KioskServer):
 
     async def handle(self, request: Request) -> Response:
         """A phone's connectivity check or any page it opens: to the portal (never a 204,
-        never a 'Success': the phone must see that this network has a portal)."""
-        if request.host in self.hosts:
+        never a 'Success': the phone must see that this network has a portal). A request
+        naming no host is refused (the kiosk's 400): redirected, it would come back to the
+        portal's address naming none again, a loop."""
+        if request.host in self.hosts or not request.host:
             return await super().handle(request)
         self.counters.inc("portal.redirect")
         url = self.wifi.portal_url

@@ -286,6 +286,25 @@ async def test_a_post_to_another_host_is_told_to_sign_in_first(portal: Portal) -
     assert b'href="http://10.42.0.1/"' in body
 
 
+@pytest.mark.parametrize("head", [b"GET / HTTP/1.0\r\n", b"GET / HTTP/1.1\r\nHost:\r\n"])
+async def test_a_request_naming_no_host_is_refused_never_sent_round_to_the_portal_again(
+    portal: Portal, head: bytes
+) -> None:
+    """Sent to the portal's own address with the same (empty) Host, a client that names no
+    host would be redirected there again and again: a loop, not a page."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", portal.server.port, local_addr=("127.0.0.5", 0)
+    )
+    try:
+        writer.write(head + b"\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 2)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"\r\nlocation:" not in answer.lower()
+
+
 @pytest.mark.parametrize("host", ["evil.example", "10.42.0.1.evil.example", "127.0.0.1.nip.io"])
 async def test_a_foreign_host_never_gets_the_api_dns_rebinding(portal: Portal, host: str) -> None:
     for path in ("/api/state", "/api/portal", "/api/captive"):
