@@ -298,10 +298,12 @@ class KioskServer:
         if not request.host:  # HTTP/1.0 without Host, or an empty one: no name to check
             raise HttpError(400, "no_host", "send the page's host name in a Host header")
         if request.host not in self.hosts:
+            # the names it answers to are the operator's to read in the config, not any
+            # visitor's (internal host names and addresses of the depot or venue)
             raise HttpError(
                 421,
                 "unknown_host",
-                f"this kiosk answers to {', '.join(sorted(self.hosts))}; "
+                "this kiosk does not answer to that host name; "
                 "add the screen's host name to [services.kiosk] allowed_hosts",
             )
 

@@ -362,6 +362,16 @@ async def test_an_absolute_target_naming_a_foreign_host_gets_421_whatever_the_ho
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 
+async def test_a_foreign_host_name_is_not_told_the_names_the_kiosk_answers_to(
+    http: aiohttp.ClientSession, serve: Serve
+) -> None:
+    server = await serve(allowed_hosts=["screen-7.depot.internal"])
+    async with http.get(server.url, headers={"Host": "rebind.evil.example"}) as r:
+        assert r.status == 421
+        body = await r.text()
+    assert "screen-7.depot.internal" not in body and "localhost" not in body, body
+
+
 @pytest.mark.parametrize(
     "host", ["localhost:{port}@rebind.evil.example", "[::1]rebind.evil.example"]
 )
