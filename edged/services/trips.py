@@ -60,6 +60,13 @@ class Totalizer:
     forward), readings that go on from the last are the new counter's, however long: only
     a step back comes back to the value held. A counter wrapping past its maximum
     continues across it.
+
+    What readings may add is one budget, not an allowance per reading: `rate` per second
+    since the last reading, plus what is left of `slack` (`spare`, never more than
+    `slack`). A reading that adds its steps uses the budget up, so a device on the bus
+    that sends the engine's total a little higher ten times a second (each step within
+    `slack`), or that alternates it with another value to be taken back each time, adds
+    no more than the vehicle could.
     """
 
     wrap: float
@@ -72,43 +79,51 @@ class Totalizer:
     at: float | None = None  # when `last` was read, on the trip clock; None: unknown
     held_at: float | None = None
     rate: float = math.inf  # the most the counter can add per second
-    slack: float = 0.0  # and at any reading: its resolution, a clock's step
+    slack: float = 0.0  # and beyond it, at most: its resolution, a clock's step
+    spare: float | None = None  # what is left of `slack` at `at`; None: all of it
+    held_spare: float | None = None  # and at `held_at`
 
-    def _continues(self, delta: float, since: float | None, at: float | None) -> bool:
-        if delta < 0:
-            return False
+    def _allowed(self, since: float | None, spare: float | None, at: float | None) -> float:
+        """The most the counter can have added between `since` and `at`."""
         if since is None or at is None or at < since:
             # how long since is unknown: a record of before, or one from a run whose clock
             # was set otherwise (a Pi rebooted on fake-hwclock's saved time, or in 1970)
-            return True
-        return delta <= self.rate * (at - since) + self.slack
+            return math.inf
+        return self.rate * (at - since) + (self.slack if spare is None else spare)
 
     def feed(self, value: float, at: float | None = None) -> None:
         self.samples += 1
+        spare: float | None = None  # after this reading; None: all of `slack`
         if self.last is not None:
             delta = value - self.last
             if delta < 0 and self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
                 delta += self.wrap  # the counter wrapped past its maximum
-            onward = self._continues(delta, self.at, at)
+            allowed = self._allowed(self.at, self.spare, at)
+            onward = 0 <= delta <= allowed
+            back = value - self.held if self.held is not None else -1.0
+            allowed_back = self._allowed(self.held_at, self.held_spare, at)
             # above a value held below it, what goes on is the new counter: the held value's
             # allowance grows with time and would take its readings in at length
             if (
                 self.held is not None
                 and (self.held > self.last or not onward)
-                and self._continues(value - self.held, self.held_at, at)
+                and 0 <= back <= allowed_back
             ):
-                self.total += value - self.held  # back where it was: the break was a glitch
-                self.held = self.held_at = None
+                self.total += back  # back where it was: the break was a glitch
+                spare = _left(allowed_back - back, self.slack)
+                self.held = self.held_at = self.held_spare = None
                 self.resets -= 1
                 self.glitches += 1
             else:
                 if onward:
                     self.total += delta
+                    spare = _left(allowed - delta, self.slack)
                 else:  # reset, replaced, another ECU's, a glitch: count on from the new value
                     self.resets += 1
+                    spare = _left(allowed, self.slack)
                     if self.held is None:
-                        self.held, self.held_at = self.last, self.at
-        self.last, self.at = value, at
+                        self.held, self.held_at, self.held_spare = self.last, self.at, self.spare
+        self.last, self.at, self.spare = value, at, spare
 
     def saved(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the fields the release before reads, the rest), for the state store: an update
@@ -120,7 +135,18 @@ class Totalizer:
         before = {name: getattr(self, name) for name in _READ_BEFORE}
         if self.held is not None and self.last is not None and self.held <= self.last:
             before["held"] = None
-        return before, {"held": self.held, "at": self.at, "held_at": self.held_at}
+        return before, {
+            "held": self.held,
+            "at": self.at,
+            "held_at": self.held_at,
+            "spare": self.spare,
+            "held_spare": self.held_spare,
+        }
+
+
+def _left(allowed: float, slack: float) -> float | None:
+    """What of `slack` is left once `allowed` was the budget: None when all of it."""
+    return None if allowed >= slack else allowed
 
 
 _READ_BEFORE = ("wrap", "last", "total", "resets", "samples", "held", "glitches")

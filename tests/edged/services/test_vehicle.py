@@ -934,3 +934,47 @@ def test_the_ignition_goes_off_when_the_engine_falls_silent_while_other_ecus_tal
         svc.check_ignition()
     assert svc.ignition is False and svc.trips.trip is None
     assert len(node.of_type(TripEnded)) == 1
+
+
+def lfc(litres: float) -> bytes:
+    return b"\xff" * 4 + round(litres / 0.5).to_bytes(4, "little")
+
+
+def test_a_device_stepping_the_totals_ten_times_a_second_adds_no_more_than_the_vehicle_can() -> (
+    None
+):
+    """A device on the FMS port sends the engine's LFC and VDHR (source 0x00) ten times a
+    second, each 2 L and 500 m above the one before: every step is within a reading's slack,
+    but a minute of them is not 1,200 L and 300 km. The trip counts no more than an engine
+    burns (0.1 L/s) and a bus drives (250 km/h) in that minute."""
+    pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0.1)
+    _, svc, _ = make()
+    now = 0.0
+
+    def receive(can_id: int, data: bytes) -> None:
+        msg = can.Message(arbitration_id=can_id, data=data, is_extended_id=True)
+        if (event := pipe.process(msg, now=now)) is not None:
+            svc.on_signals(event)
+        for held in pipe.tick(now):
+            svc.on_signals(held)
+
+    receive(0x0CF00400, bytes.fromhex("F07D7D401F00FFFF"))  # EEC1 1000 rpm
+    for i in range(1, 601):
+        now = 0.1 * i
+        receive(0x18FEE900, lfc(5_000.0 + 2.0 * i))
+        receive(0x18FEC100, vdhr(1_000_000 + 500 * i))
+    trip = svc.trips.stop()
+    assert trip is not None
+    assert trip.fuel_l <= 0.1 * 60 + 2.0
+    assert trip.distance_km <= (250 / 3.6 * 60 + 500) / 1000
+
+
+def test_a_total_alternating_with_zero_adds_no_more_than_the_vehicle_can() -> None:
+    """A device sends the fuel total alternately 2 L higher and 0, ten times a second: each
+    0 breaks the count and each higher value is taken as the counter come back from a
+    glitch, 2 L at a time. A minute of it adds no more than an engine burns in a minute."""
+    t = trips.fuel_totalizer()
+    t.feed(5_000.0, 0.0)
+    for i in range(1, 601):
+        t.feed(0.0 if i % 2 else 5_000.0 + i, 0.1 * i)
+    assert t.total <= 0.1 * 60 + 2.0
