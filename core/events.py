@@ -65,6 +65,7 @@ class J1939Signals:
     source: int
     signals: Mapping[str, float | int | None]
     ts: float  # seconds, time.monotonic() at reception
+    pace: float = 1.0  # the bus's seconds per second of `ts`: a recording replayed faster, more
 
 
 @dataclass(frozen=True, slots=True)

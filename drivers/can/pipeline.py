@@ -76,8 +76,10 @@ class Pipeline:
         decoders: Decoders,
         *,
         min_interval_s: float = 0.0,
+        pace: float = 1.0,
     ) -> None:
         self.decoders = decoders
+        self.pace = pace  # a replay's speed: the bus's seconds per second (J1939Signals.pace)
         self.by_pgn: dict[int, MessageDecoder] = dict(decoders.by_pgn)
         self.dm1 = decoders.dm1
         self.interval = min_interval_s
@@ -209,7 +211,12 @@ class Pipeline:
             return None
         self.decoded += 1
         return J1939Signals(
-            pgn=decoder.pgn, name=decoder.name, source=source, signals=signals, ts=now
+            pgn=decoder.pgn,
+            name=decoder.name,
+            source=source,
+            signals=signals,
+            ts=now,
+            pace=self.pace,
         )
 
     def _faults(self, source: int, data: Data, now: float) -> ActiveFaults | None:

@@ -172,7 +172,9 @@ class CanReplayDriver:
         channel = f"edged-replay-{uuid.uuid4().hex}"
         rx = can.Bus(interface="virtual", channel=channel, rx_queue_size=RX_QUEUE)
         tx = can.Bus(interface="virtual", channel=channel)
-        pipeline = Pipeline(self.decoders, min_interval_s=self.options.min_interval_s)
+        pipeline = Pipeline(
+            self.decoders, min_interval_s=self.options.min_interval_s, pace=self.options.speed
+        )
         sender = _Sender(self.options, ctx.log)
         receiver = Receiver(pipeline, extra_counts=[sender.counts.copy])
         sender.on_failure = receiver.stop

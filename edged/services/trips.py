@@ -43,6 +43,7 @@ class Reading(NamedTuple):
 
     value: float
     at: float
+    pace: float = 1.0  # the bus's seconds per second of `at` (a replay's speed)
 
 
 @dataclass
@@ -83,25 +84,28 @@ class Totalizer:
     spare: float | None = None  # what is left of `slack` at `at`; None: all of it
     held_spare: float | None = None  # and at `held_at`
 
-    def _allowed(self, since: float | None, spare: float | None, at: float | None) -> float:
-        """The most the counter can have added between `since` and `at`."""
+    def _allowed(
+        self, since: float | None, spare: float | None, at: float | None, pace: float
+    ) -> float:
+        """The most the counter can have added between `since` and `at` (`pace`: the
+        counter's seconds per second of those times, a replay's speed)."""
         if since is None or at is None or at < since:
             # how long since is unknown: a record of before, or one from a run whose clock
             # was set otherwise (a Pi rebooted on fake-hwclock's saved time, or in 1970)
             return math.inf
-        return self.rate * (at - since) + (self.slack if spare is None else spare)
+        return self.rate * pace * (at - since) + (self.slack if spare is None else spare)
 
-    def feed(self, value: float, at: float | None = None) -> None:
+    def feed(self, value: float, at: float | None = None, pace: float = 1.0) -> None:
         self.samples += 1
         spare: float | None = None  # after this reading; None: all of `slack`
         if self.last is not None:
             delta = value - self.last
             if delta < 0 and self.last > 0.9 * self.wrap and value < 0.1 * self.wrap:
                 delta += self.wrap  # the counter wrapped past its maximum
-            allowed = self._allowed(self.at, self.spare, at)
+            allowed = self._allowed(self.at, self.spare, at, pace)
             onward = 0 <= delta <= allowed
             back = value - self.held if self.held is not None else -1.0
-            allowed_back = self._allowed(self.held_at, self.held_spare, at)
+            allowed_back = self._allowed(self.held_at, self.held_spare, at, pace)
             # above a value held below it, what goes on is the new counter: the held value's
             # allowance grows with time and would take its readings in at length
             if (
@@ -262,9 +266,9 @@ class TripRecorder:
         if self.trip is None:
             return
         if distance is not None:
-            self.trip.distance.feed(distance.value, distance.at + self._trip_clock)
+            self.trip.distance.feed(distance.value, distance.at + self._trip_clock, distance.pace)
         if fuel is not None:
-            self.trip.fuel.feed(fuel.value, fuel.at + self._trip_clock)
+            self.trip.fuel.feed(fuel.value, fuel.at + self._trip_clock, fuel.pace)
         self.persist()
 
     def set_load(self, count: int, boarded: int = 0) -> None:

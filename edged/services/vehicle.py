@@ -53,6 +53,7 @@ class VehicleService(Service):
         self.ignition: bool | None = None
         self._engine_running_at: float | None = None
         self._last_can = 0.0
+        self._pace = 1.0  # the bus's seconds per second: a replay's speed (J1939Signals.pace)
         self._ecus: dict[int, ActiveFaults] = {}  # source -> its last DM1, while current
         self._silent: set[int] = set()  # sources whose DM1 stopped coming
         self._published_faults: Faults | None = None
@@ -89,6 +90,7 @@ class VehicleService(Service):
 
     def on_signals(self, event: J1939Signals) -> None:
         self._last_can = time.monotonic()
+        self._pace = event.pace
         changed = False
         taken: set[str] = set()
         for kind, key, signal in self._wanted.get(event.name, ()):
@@ -137,7 +139,9 @@ class VehicleService(Service):
         as its ECU's last word on it was a number, whose time `_sources` keeps)."""
         value = self._number(name)
         bound = self._sources.get(name)
-        return None if value is None or bound is None else Reading(value, bound[1])
+        if value is None or bound is None:
+            return None
+        return Reading(value, bound[1], self._pace)
 
     def _door(self, door: str, value: float | int | None) -> bool:
         state = DOOR_STATES.get(int(value)) if isinstance(value, int | float) else None

@@ -268,3 +268,9 @@ async def test_a_sender_thread_that_dies_fails_the_driver_and_the_supervisor_res
 async def _until(predicate: Any) -> None:
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+def test_a_replay_says_its_pace_with_every_parameter_group(shipped: Recorder) -> None:
+    """Replayed at 100,000x, the bus's totals rise 100,000 times faster than a vehicle
+    drives: the events say so (`pace`), so a trip does not take them for a leap."""
+    assert {e.pace for e in shipped.signals("VDHR")} == {100_000}

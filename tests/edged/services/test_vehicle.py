@@ -978,3 +978,36 @@ def test_a_total_alternating_with_zero_adds_no_more_than_the_vehicle_can() -> No
     for i in range(1, 601):
         t.feed(0.0 if i % 2 else 5_000.0 + i, 0.1 * i)
     assert t.total <= 0.1 * 60 + 2.0
+
+
+@pytest.mark.parametrize("speed", [10.0, 30.0])
+def test_a_recording_replayed_faster_gives_the_trip_of_its_own_pace(speed: float) -> None:
+    """The shipped shuttle log through the pipeline as `can.replay` reads it at `speed`
+    (frames `speed` times closer, `pace` set): the trip counts what it counts at 1x, not
+    just what 250 km/h allows in the compressed time."""
+    from drivers.can.candump import LogFrame
+    from drivers.can.recordings import read_recording
+    from tests.helpers.nodes import ROOT
+
+    def trip_of(speed: float) -> tuple[float, float]:
+        pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0.1, pace=speed)
+        _, svc, _ = make()
+        start: float | None = None
+        for _, frame in read_recording(ROOT / "config" / "can" / "shuttle-day.log"):
+            if not isinstance(frame, LogFrame) or frame.error or frame.remote:
+                continue
+            start = frame.ts if start is None else start
+            now = (frame.ts - start) / speed
+            msg = can.Message(
+                arbitration_id=frame.can_id, data=frame.data, is_extended_id=frame.extended
+            )
+            event = pipe.process(msg, now=now)
+            for e in [event, *pipe.tick(now)]:
+                if isinstance(e, J1939Signals):
+                    svc.on_signals(e)
+        trip = svc.trips.stop()
+        assert trip is not None
+        return trip.distance_km, trip.fuel_l
+
+    at_its_pace = trip_of(1.0)
+    assert at_its_pace[0] > 2 and trip_of(speed) == at_its_pace
