@@ -8,13 +8,21 @@ litre…), and at least every `heartbeat_s` while the bus talks (`on_change = fa
 `period_s`, the former rule). Each message carries every value at full precision: the
 deadbands decide when, never what. `vehicle/faults` only when the set of active DM1 codes
 or lamps changes, or an ECU's DM1 stops coming (`DM1_SILENT_S`).
+
+A door's changes go through the flap guard of a door contact on GPIO
+(drivers/gpio/flapping.py): a door status that changes faster than a door moves (a door
+controller's loose contact, a device on the FMS port sending DC2) is no door event per
+frame, QoS 1 each, filling the outbox for taps and alarms; it is counted
+(`vehicle.door_flapping`) and reported once steady.
 """
 
 import asyncio
+import logging
 import time
 from typing import Any, Literal
 
 from core.events import ActiveFaults, IgnitionInput, J1939Signals
+from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
@@ -25,6 +33,8 @@ from edged.services.base import Service
 from edged.services.events import VehicleStatus
 from edged.services.trips import OpenTrip, Reading, TripRecorder
 from edged.topics import DOOR, FAULTS, VEHICLE
+
+log = logging.getLogger(__name__)
 
 DOOR_STATES = {0: "closed", 1: "open"}  # J1939 2-bit status: 2 error, 3 not available
 SOURCE_HOLD_S = 5.0
@@ -48,7 +58,9 @@ class VehicleService(Service):
         self.trips_config = trips
         self.trips = TripRecorder(host, trips)
         self.values: dict[str, float | int | None] = {}
-        self.doors: dict[str, str] = {}
+        self.doors: dict[str, str] = {}  # as reported: a flapping door's stays as it was
+        self._door_guards: dict[str, FlapGuard] = {}
+        self._flap_warned: set[str] = set()
         self.extra: dict[str, float | int | None] = {}
         self.ignition: bool | None = None
         self._engine_running_at: float | None = None
@@ -105,7 +117,7 @@ class VehicleService(Service):
             elif kind == "extra":
                 self.extra[key] = value
             else:
-                changed |= self._door(key, value)
+                changed |= self._door(key, value, event.ts)
         if event.name == self._distance_message and "total_distance" in taken:
             self.trips.feed(distance=self._reading("total_distance"))
         if event.name == self._fuel_message and "fuel_used" in taken:
@@ -143,15 +155,46 @@ class VehicleService(Service):
             return None
         return Reading(value, bound[1], self._pace)
 
-    def _door(self, door: str, value: float | int | None) -> bool:
+    def _door(self, door: str, value: float | int | None, ts: float) -> bool:
         state = DOOR_STATES.get(int(value)) if isinstance(value, int | float) else None
-        if state is None or self.doors.get(door) == state:
+        if state is None:
             return False
-        first = door not in self.doors
-        self.doors[door] = state
-        if not first:
-            self.host.publish(DOOR, DoorEvent(door=door, open=state == "open", source="can"))
-        return True
+        guard = self._door_guards.get(door)
+        if guard is None:  # the first state is where the door is, not a change
+            self._door_guards[door] = FlapGuard(state == "open")
+            self.doors[door] = state
+            return True
+        return self._door_reports(door, guard.change(state == "open", ts))
+
+    def _door_reports(self, door: str, outputs: list[FlapOutput]) -> bool:
+        changed = False
+        for out in outputs:
+            if isinstance(out, Report):
+                self.doors[door] = "open" if out.value else "closed"
+                self.host.publish(DOOR, DoorEvent(door=door, open=out.value, source="can"))
+                changed = True
+            elif isinstance(out, Flapping):
+                self.host.counters.inc("vehicle.door_flapping")
+                if door not in self._flap_warned:
+                    self._flap_warned.add(door)
+                    log.warning(
+                        "door %s: its CAN status changes faster than a door moves (a loose "
+                        "contact, or a device on the bus?): no door events until it is steady; "
+                        "further flaps are only counted (vehicle.door_flapping)",
+                        door,
+                    )
+        return changed
+
+    def check_doors(self, now: float | None = None) -> None:
+        """A door whose status flapped and has been steady since reports where it is
+        (`now`: monotonic, as the events' `ts`)."""
+        now = time.monotonic() if now is None else now
+        changed = False
+        for door, guard in self._door_guards.items():
+            if guard.flapping:
+                changed |= self._door_reports(door, guard.advance(now))
+        if changed:
+            self.publish()
 
     def on_ignition_input(self, event: IgnitionInput) -> None:
         self._ignition_wired = True
@@ -317,6 +360,7 @@ class VehicleService(Service):
             await asyncio.sleep(1.0)
             self.check_ignition()
             self.check_faults()
+            self.check_doors()
             now = time.monotonic()
             if now - last >= self.config.period_s:
                 last = now

@@ -980,6 +980,29 @@ def test_a_total_alternating_with_zero_adds_no_more_than_the_vehicle_can() -> No
     assert t.total <= 0.1 * 60 + 2.0
 
 
+def test_a_can_door_flapping_faster_than_a_door_moves_is_reported_once_steady() -> None:
+    """DC2 frames (a door controller with a loose contact, or a device on the FMS port)
+    toggle door 1 every 100 ms for 10 s: a hundred changes no door can make. As for a
+    contact on GPIO (drivers/gpio/flapping.py), the first few go out, then nothing until
+    the door has been steady 2 s, and then its settled state once."""
+    pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0.1)
+    node, svc, _ = make()
+    now = 0.0
+    for i in range(101):
+        now = 0.1 * i
+        msg = _frame(64933, 0, 1, 0xF3 | (i % 2) << 2)  # door 1: closed, open, closed…
+        if (event := pipe.process(msg, now=now)) is not None:
+            svc.on_signals(event)
+        for held in pipe.tick(now):
+            svc.on_signals(held)
+    assert 1 <= len(node.bodies("events/door")) <= 3
+    assert node.counters["vehicle.door_flapping"] == 1
+    svc.check_doors(now=now + 2.5)
+    *_, last = node.bodies("events/door")
+    assert last.open is False and len(node.bodies("events/door")) <= 4
+    assert svc.doors["front"] == "closed" and node.bodies("vehicle")[-1].doors["front"] == "closed"
+
+
 @pytest.mark.parametrize("speed", [10.0, 30.0])
 def test_a_recording_replayed_faster_gives_the_trip_of_its_own_pace(speed: float) -> None:
     """The shipped shuttle log through the pipeline as `can.replay` reads it at `speed`
