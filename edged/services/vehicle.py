@@ -7,7 +7,10 @@ sent when one moved past its deadband since the last message (speed by 10 km/h, 
 litre…), and at least every `heartbeat_s` while the bus talks (`on_change = false`: every
 `period_s`, the former rule). Each message carries every value at full precision: the
 deadbands decide when, never what. `vehicle/faults` only when the set of active DM1 codes
-or lamps changes, or an ECU's DM1 stops coming (`DM1_SILENT_S`).
+or lamps changes, or an ECU's DM1 stops coming (`DM1_SILENT_S`), and no more often than
+`FAULTS_BURST` at once then `FAULTS_PER_S`: an ECU sends its DM1 once a second and on a
+change, so a list changing faster is a device on the bus, whose every change would be a
+retained message built and queued (the latest list goes out when its turn comes).
 
 A door's changes go through the flap guard of a door contact on GPIO
 (drivers/gpio/flapping.py): a door status that changes faster than a door moves (a door
@@ -44,6 +47,11 @@ DM1_SILENT_S = 3.5
 """An ECU broadcasts its DM1 every second, faults or none (J1939-73): after three periods
 and a slow BAM transfer's worth without one (powered off, unplugged, bus-off), what it last
 said is no longer current, and its codes are no longer published as active."""
+FAULTS_BURST = 10
+"""`vehicle/faults` sent at once, in a row (every ECU's first DM1 at key-on, a few changes)."""
+FAULTS_PER_S = 1.0
+"""And then at most this many a second: the changes in between are taken in, the latest
+list sent when its turn comes (`check_faults`, every second)."""
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -69,6 +77,9 @@ class VehicleService(Service):
         self._ecus: dict[int, ActiveFaults] = {}  # source -> its last DM1, while current
         self._silent: set[int] = set()  # sources whose DM1 stopped coming
         self._published_faults: Faults | None = None
+        self._fault_tokens = float(FAULTS_BURST)  # vehicle/faults that may go out now
+        self._fault_tokens_at = time.monotonic()
+        self._faults_due = False  # a change not published yet: its turn had not come
         self._sent: tuple[Vehicle, float] | None = None  # the last `vehicle`, monotonic time
         self._wanted: dict[str, list[tuple[str, str, str]]] = {}  # message -> (kind, key, sig)
         self._sources: dict[str, tuple[int, float]] = {}  # key -> (ECU, ts of its last value)
@@ -254,13 +265,27 @@ class VehicleService(Service):
         now = time.monotonic() if now is None else now
         gone = [src for src, dm1 in self._ecus.items() if now - dm1.ts >= DM1_SILENT_S]
         if not gone:
+            if self._faults_due:
+                self._publish_faults(now)
             return
         for src in gone:
             del self._ecus[src]
             self._silent.add(src)
-        self._publish_faults()
+        self._publish_faults(now)
 
-    def _publish_faults(self) -> None:
+    def _publish_faults(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        tokens = min(
+            float(FAULTS_BURST),
+            self._fault_tokens + max(0.0, now - self._fault_tokens_at) * FAULTS_PER_S,
+        )
+        self._fault_tokens, self._fault_tokens_at = tokens, now
+        if tokens < 1.0:  # faster than ECUs change their DM1: the latest goes out in turn
+            if not self._faults_due:
+                self._faults_due = True
+                self.host.counters.inc("vehicle.faults_deferred")
+            return
+        self._faults_due = False
         faults = Faults(
             active=[
                 FaultCode(source=src, spn=c.spn, fmi=c.fmi, occurrence=c.occurrence, cm=c.cm)
@@ -281,6 +306,7 @@ class VehicleService(Service):
         )
         if faults != self._published_faults:
             self._published_faults = faults
+            self._fault_tokens -= 1.0
             self.host.publish(FAULTS, faults)
 
     # -- publishing -------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -1034,3 +1035,31 @@ def test_a_recording_replayed_faster_gives_the_trip_of_its_own_pace(speed: float
 
     at_its_pace = trip_of(1.0)
     assert at_its_pace[0] > 2 and trip_of(speed) == at_its_pace
+
+
+def test_a_dm1_alternating_faster_than_an_ecu_sends_it_is_published_a_few_times_a_second() -> None:
+    """A device on the FMS port sends two DM1s of its own in turn, 500 a second (an ECU
+    sends its DM1 once a second, and on a change, J1939-73): each is a change, and each was
+    a retained `vehicle/faults` built and queued, the event loop's whole second spent on
+    them. The changes are taken in, and published a few times a second at most; the
+    latest list goes out once its turn comes, so nothing current is lost."""
+    pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0.1)
+    node, svc, _ = make()
+    codes = [bytes([0x04, 0xFF, 0x6E, 0x00, 0x10, count, 0xFF, 0xFF]) for count in (1, 2)]
+    start = time.monotonic()
+    for i in range(499):
+        msg = can.Message(
+            arbitration_id=make_id(65226, 0xF9), data=codes[i % 2], is_extended_id=True
+        )
+        event = pipe.process(msg, now=start + i / 500)
+        if isinstance(event, ActiveFaults):
+            svc.on_faults(event)
+    no_fault = can.Message(
+        arbitration_id=make_id(65226, 0xF9), data=bytes([0, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF])
+    )
+    event = pipe.process(no_fault, now=start + 1.0)
+    assert isinstance(event, ActiveFaults)
+    svc.on_faults(event)  # the last word: no fault
+    assert len(node.bodies("vehicle/faults")) <= 12
+    svc.check_faults(now=time.monotonic() + 1.0)
+    assert node.bodies("vehicle/faults")[-1].active == []
