@@ -139,11 +139,16 @@ class Pipeline:
         now: float | None = None,
     ) -> Event | None:
         """`process` once the PGN is looked up in `route`: the receive loop does that
-        inline and calls this only for PGNs in use, error frames and 11-bit frames."""
+        inline and calls this only for PGNs in use, error frames and 11-bit frames. A
+        remote or CAN FD frame of a PGN in use is no J1939 frame either: it is counted
+        before the throttle, so it neither replaces a held frame nor takes a decoding slot."""
         if msg.is_error_frame or not msg.is_extended_id:
             self._unusual(msg, _monotonic() if now is None else now)
             return None
         if route is None:
+            return None
+        if msg.is_remote_frame or msg.is_fd:
+            self._count("not_j1939")
             return None
         if now is None:
             now = _monotonic()
@@ -164,15 +169,9 @@ class Pipeline:
         return self._decode(route, msg, now)
 
     def _decode(self, decoder: MessageDecoder, msg: can.Message, now: float) -> J1939Signals | None:
-        if msg.is_remote_frame or msg.is_fd:
-            self._count("not_j1939")
-            return None
         return self._signals(decoder, msg.arbitration_id & 0xFF, msg.data, now)
 
     def _special_frame(self, msg: can.Message, pgn: int, now: float) -> Event | None:
-        if msg.is_remote_frame or msg.is_fd:
-            self._count("not_j1939")
-            return None
         can_id = msg.arbitration_id
         source = can_id & 0xFF
         if pgn == PGN_DM1:

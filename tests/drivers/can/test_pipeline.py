@@ -160,6 +160,31 @@ def test_throttle_delivers_the_last_held_value_when_the_sender_goes_quiet(
     assert pipeline.tick(0.5) == []
 
 
+@pytest.mark.parametrize(
+    "other",
+    [frame(65265, b"", is_remote_frame=True), frame(65265, bytes(12), is_fd=True)],
+    ids=["remote", "fd"],
+)
+def test_a_remote_or_fd_frame_with_the_same_id_neither_takes_nor_drops_a_held_value(
+    decoders: Decoders, other: can.Message
+) -> None:
+    """A remote frame (or a CAN FD one) with the CCVS1 identifier, on a bus shared with
+    other protocols or sent by a device on the port, is no J1939 frame: it neither
+    replaces the real frame the throttle holds back (the last speed before the sender went
+    quiet was lost) nor takes the decoding slot of the next real one."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    stopped = bytes([0xF4, 0x00, 0x00, 0x10, 0xFF, 0x50, 0xFF, 0xFF])  # 0 km/h
+    pipeline.process(frame(65265, CCVS1_37_5), 0.0)
+    assert pipeline.process(frame(65265, stopped), 0.03) is None  # held back
+    assert pipeline.process(other, 0.05) is None
+    (event,) = pipeline.tick(0.1)
+    assert isinstance(event, J1939Signals) and event.signals["WheelBasedVehicleSpeed"] == 0.0
+    assert pipeline.process(other, 0.2) is None
+    after = pipeline.process(frame(65265, CCVS1_37_5), 0.21)
+    assert isinstance(after, J1939Signals)
+    assert pipeline.counts["not_j1939"] == 2
+
+
 def test_without_throttle_every_frame_is_decoded(decoders: Decoders) -> None:
     pipeline = Pipeline(decoders, min_interval_s=0.0)
     assert all(pipeline.process(frame(65265, CCVS1_37_5), t / 1000) for t in range(10))
