@@ -328,6 +328,11 @@ class Faults(Body):
         description="source addresses of ECUs whose DM1 stopped coming: their faults are "
         "unknown, not cleared",
     )
+    omitted: int | None = Field(
+        default=None,
+        description="active codes left out of `active` beyond its 256 (lowest source "
+        "addresses first); absent when none",
+    )
 
 
 class Trip(Body):

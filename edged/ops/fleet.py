@@ -565,7 +565,7 @@ class FleetView:
         lit = [lamp for lamp in lamps[:MAX_FAULTS] if isinstance(lamp, dict)]
         view.faults = Faults(
             codes=codes,
-            count=len(active),
+            count=len(active) + (_int(body.get("omitted"), 0, 2**20) or 0),
             red=any(_int(lamp.get("red_stop")) == 1 for lamp in lit),
             amber=any(_int(lamp.get("amber_warning")) == 1 for lamp in lit),
         )

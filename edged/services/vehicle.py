@@ -20,6 +20,7 @@ frame, QoS 1 each, filling the outbox for taps and alarms; it is counted
 """
 
 import asyncio
+import itertools
 import logging
 import time
 from typing import Any, Literal
@@ -47,6 +48,10 @@ DM1_SILENT_S = 3.5
 """An ECU broadcasts its DM1 every second, faults or none (J1939-73): after three periods
 and a slow BAM transfer's worth without one (powered off, unplugged, bus-off), what it last
 said is no longer current, and its codes are no longer published as active."""
+MAX_ACTIVE_CODES = 256
+"""Codes listed in `vehicle/faults`, lowest source addresses first; more are counted in
+`omitted` (a truck with a cut harness shows a few dozen; 445 per ECU fit in a DM1, which
+from every address a device on the bus can use was a message of megabytes)."""
 FAULTS_BURST = 10
 """`vehicle/faults` sent at once, in a row (every ECU's first DM1 at key-on, a few changes)."""
 FAULTS_PER_S = 1.0
@@ -286,12 +291,17 @@ class VehicleService(Service):
                 self.host.counters.inc("vehicle.faults_deferred")
             return
         self._faults_due = False
+        ecus = sorted(self._ecus.items())
+        codes = itertools.islice(
+            ((src, c) for src, dm1 in ecus for c in dm1.codes), MAX_ACTIVE_CODES
+        )
+        active = [
+            FaultCode(source=src, spn=c.spn, fmi=c.fmi, occurrence=c.occurrence, cm=c.cm)
+            for src, c in codes
+        ]
+        omitted = sum(len(dm1.codes) for _, dm1 in ecus) - len(active)
         faults = Faults(
-            active=[
-                FaultCode(source=src, spn=c.spn, fmi=c.fmi, occurrence=c.occurrence, cm=c.cm)
-                for src, dm1 in sorted(self._ecus.items())
-                for c in dm1.codes
-            ],
+            active=active,
             lamps=[
                 EcuLamps(
                     source=src,
@@ -300,9 +310,10 @@ class VehicleService(Service):
                     amber_warning=dm1.lamps.get("amber_warning", 0),
                     protect=dm1.lamps.get("protect", 0),
                 )
-                for src, dm1 in sorted(self._ecus.items())
+                for src, dm1 in ecus
             ],
             silent=sorted(self._silent),
+            omitted=omitted or None,
         )
         if faults != self._published_faults:
             self._published_faults = faults

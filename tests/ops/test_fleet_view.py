@@ -264,6 +264,14 @@ def test_faults_keep_the_first_codes_their_count_and_the_lamps() -> None:
     assert f is not None and f.count == 40 and len(f.codes) == 16 and f.red and not f.amber
 
 
+def test_faults_count_the_codes_the_node_left_out() -> None:
+    v = view()
+    codes = [{"source": 0, "spn": 100 + i, "fmi": 1, "occurrence": 1} for i in range(256)]
+    assert v.ingest(f"{BASE}/vehicle/faults", msg(active=codes, lamps=[], omitted=1000))
+    f = v.nodes[KEY].faults
+    assert f is not None and f.count == 1256
+
+
 def test_an_alarm_keeps_its_id_and_who_acknowledged_it() -> None:
     v = view()
     details = {"alarm_id": "1-abc", "raised_at": NOW_MS, "acked_by": "régulation"}

@@ -1063,3 +1063,28 @@ def test_a_dm1_alternating_faster_than_an_ecu_sends_it_is_published_a_few_times_
     assert len(node.bodies("vehicle/faults")) <= 12
     svc.check_faults(now=time.monotonic() + 1.0)
     assert node.bodies("vehicle/faults")[-1].active == []
+
+
+def test_dm1s_from_every_source_address_with_every_code_make_a_bounded_faults_payload() -> None:
+    """A device on the FMS port sends, from 200 source addresses, a DM1 over BAM with the
+    most codes the transport protocol carries (445): a faults list of 89,000 codes was one
+    retained message of megabytes, built again at every change, sent over a mobile link.
+    The message is bounded, and says how many codes it leaves out."""
+    from drivers.can.dm1 import encode_dm1
+
+    pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0.1)
+    node, svc, _ = make()
+    codes = [TroubleCode(spn, 1, 1) for spn in range(1000, 1445)]
+    payload = encode_dm1({"amber_warning": 1}, codes)
+    assert len(payload) == 1782
+    now = time.monotonic()
+    for source in range(200):
+        for can_id, data in bam_frames(65226, source, payload):
+            now += 0.0005
+            msg = can.Message(arbitration_id=can_id, data=data, is_extended_id=True)
+            if isinstance(event := pipe.process(msg, now=now), ActiveFaults):
+                svc.on_faults(event)
+    svc.check_faults(now=max(now, time.monotonic()) + 1.0)
+    last = node.bodies("vehicle/faults")[-1]
+    assert last.lamps and len(last.model_dump_json()) <= 64 * 1024
+    assert last.omitted is not None and last.omitted > 0
