@@ -54,6 +54,7 @@ MAX_ALARMS_PER_NODE = 32
 MAX_DRIVERS = 32
 MAX_ERRORS = 64
 MAX_FAULTS = 16
+MAX_ECUS = 256  # J1939 source addresses: the lamps of a `vehicle/faults` looked at
 MAX_SPLITS = 100_000
 OTHER = "(other)"
 
@@ -562,7 +563,9 @@ class FleetView:
             and (spn := _int(c.get("spn"), 0, 2**19)) is not None
             and (fmi := _int(c.get("fmi"), 0, 31)) is not None
         ]
-        lit = [lamp for lamp in lamps[:MAX_FAULTS] if isinstance(lamp, dict)]
+        # every ECU's lamps count (each sends its DM1, faults or none): a truck has more than
+        # MAX_FAULTS of them; the 256 source addresses bound a hostile list
+        lit = [lamp for lamp in lamps[:MAX_ECUS] if isinstance(lamp, dict)]
         view.faults = Faults(
             codes=codes,
             count=len(active) + (_int(body.get("omitted"), 0, 2**20) or 0),

@@ -272,6 +272,24 @@ def test_faults_count_the_codes_the_node_left_out() -> None:
     assert f is not None and f.count == 1256
 
 
+def test_a_red_lamp_of_an_ecu_after_the_sixteenth_is_seen() -> None:
+    """Every ECU of a truck sends its DM1, faults or none (J1939-73): 20 on a backbone is
+    common, the node lists them by source address, and the tachograph (0xEE) comes last.
+    Its red stop lamp is a red lamp, whatever the codes kept for the view."""
+    v = view()
+    lamps = [
+        {"source": s, "malfunction": 0, "red_stop": 0, "amber_warning": 0, "protect": 0}
+        for s in range(19)
+    ]
+    lamps.append(
+        {"source": 0xEE, "malfunction": 0, "red_stop": 1, "amber_warning": 0, "protect": 0}
+    )
+    codes = [{"source": 0xEE, "spn": 1611, "fmi": 12, "occurrence": 1}]
+    assert v.ingest(f"{BASE}/vehicle/faults", msg(active=codes, lamps=lamps))
+    f = v.nodes[KEY].faults
+    assert f is not None and f.red
+
+
 def test_an_alarm_keeps_its_id_and_who_acknowledged_it() -> None:
     v = view()
     details = {"alarm_id": "1-abc", "raised_at": NOW_MS, "acked_by": "régulation"}
