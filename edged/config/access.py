@@ -79,7 +79,9 @@ class AccessServiceConfig(Strict):
         default=10.0,
         ge=0,
         le=3600,
-        description="the same card again this soon is answered as before, charged and counted once",
+        description="the same card again this soon is answered as before, charged and counted "
+        "once (and past it while the card is read again within 2 s: still at the reader); "
+        "0: no repeats",
     )
     repeat_unlocks: bool = Field(
         default=False,

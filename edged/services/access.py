@@ -101,20 +101,28 @@ its UID at each presentation (20 a second with the default poll) does: each woul
 new person counted on board (a truck admits unknown cards: "full" turns real riders away)
 and a record in the outbox (its hard cap within hours offline, then real events refused).
 Past the budget such a card is refused `too_many_unknown`: no door, no count, red."""
+STILL_THERE_S = 2.0
+"""A repeat read this soon after the card's previous read is the same card still at the
+reader (at the edge of its field, in a bag leaning on it: read, lost for more than the
+driver's `release_s`, read again), whatever the window: it was charged and counted at each
+`repeat_window_s` for as long as it stayed. Handing a card back to another rider takes
+longer, and a repeat opens no door unless `repeat_unlocks`."""
 FLOOD_RECORD_S = 60.0
 """Of the refusals past the budget, one record per reader in this time (dispatch sees the
 flood as it starts); the others are counted (`access.too_many_unknown`), not recorded."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Recent:
     """A granted tap, for the repeat window: when, at which kind of reader, what was
-    decided and on what (the situation, so the lists in force can be asked again)."""
+    decided and on what (the situation, so the lists in force can be asked again), and
+    when the card was last read as its repeat (`last`: a card flickering in the field)."""
 
     ts: float
     role: ReaderRole
     decision: Decision
     situation: Situation
+    last: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +249,11 @@ class AccessService(Service):
         """The answer to a repeat, or None when this tap is to be decided as new: none
         within the window, another kind of reader, or lists that no longer grant it."""
         recent = self._recent.get(ref)
-        if recent is None or ts - recent.ts >= self.config.repeat_window_s:
+        if recent is None:
+            return None
+        window = self.config.repeat_window_s
+        still_there = window > 0 and 0 <= ts - recent.last < STILL_THERE_S
+        if ts - recent.ts >= window and not still_there:
             return None
         if recent.role != role:  # entry then exit: someone going back out, not a bounce
             return None
@@ -251,6 +263,7 @@ class AccessService(Service):
         if not decide(self.lists, self.config, ref, recent.situation).granted:
             del self._recent[ref]
             return None
+        recent.last = ts
         before = recent.decision
         unlock = False
         if before.unlock and self.config.repeat_unlocks:
@@ -323,7 +336,7 @@ class AccessService(Service):
             bus.emit(Feedback("granted" if decision.granted else "denied", now_s))
         self.last_decision_s = time.monotonic() - tap.ts
         if decision.granted and situation is not None:  # a new grant, not a repeat
-            self._recent[ref] = _Recent(tap.ts, role, decision, situation)
+            self._recent[ref] = _Recent(tap.ts, role, decision, situation, tap.ts)
             self._recent.move_to_end(ref)
             while len(self._recent) > MAX_RECENT:
                 self._recent.popitem(last=False)

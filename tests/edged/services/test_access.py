@@ -21,6 +21,7 @@ from edged.errors import CommandError
 from edged.services.access import (
     LISTS_KEY,
     MADE_FOR_KEY,
+    STILL_THERE_S,
     STRANGERS_BURST,
     STRANGERS_EVERY_S,
     AccessService,
@@ -261,6 +262,35 @@ def test_an_exit_reader_right_after_the_entry_reader_lets_the_card_out(tmp_path:
     last = taps(node)[-1]
     assert (last.reason, last.action, last.unlocked) == ("exit", "exit", True)
     assert service.inside == set() and occupancy.count == 0
+
+
+def test_a_card_left_flickering_at_the_edge_of_the_field_is_charged_once(tmp_path: Path) -> None:
+    """A card in a bag leaning on the reader: read, lost for more than the driver's
+    release_s, read again, for a minute. It was charged and counted at each window."""
+    node, _, occupancy = make(tmp_path)
+    for i in range(60):
+        tap(node, UID_RESIDENT, ts=100.0 + i * (STILL_THERE_S - 0.5))
+    fares = [t.fare_cents for t in taps(node) if t.reason == "ok"]
+    assert fares == [150] and occupancy.count == 1
+    assert [t.reason for t in taps(node)][1:] == ["repeat"] * 59
+
+
+def test_the_same_card_after_a_pause_past_the_window_is_a_new_tap(tmp_path: Path) -> None:
+    node, _, occupancy = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_RESIDENT, ts=101.0)  # still there
+    tap(node, UID_RESIDENT, ts=101.0 + STILL_THERE_S + 10.0)  # away, back past the window
+    assert [t.reason for t in taps(node)] == ["ok", "repeat", "ok"]
+    assert occupancy.count == 2
+
+
+def test_no_repeat_at_all_when_the_window_is_zero_even_for_a_card_still_there(
+    tmp_path: Path,
+) -> None:
+    node, _, _ = make(tmp_path, repeat_window_s=0)
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_RESIDENT, ts=100.5)
+    assert [t.reason for t in taps(node)] == ["ok", "ok"]
 
 
 def test_the_same_card_at_another_reader_of_the_same_role_is_a_repeat(tmp_path: Path) -> None:
