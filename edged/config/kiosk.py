@@ -125,6 +125,8 @@ class KioskConfig(Strict):
                 ip = ipaddress.ip_address(v)
             except ValueError:
                 raise ValueError(f"{v!r} is not an IP address") from None
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped  # as peers are read (edged.web.gate.peer_of)
             out.append(str(ip))
         return out
 

@@ -48,3 +48,16 @@ def test_each_example_config_says_where_the_page_listens(example: str) -> None:
         kiosk = tomllib.load(f)["services"]["kiosk"]
     assert {"enabled", "host", "port"} <= set(kiosk)
     assert (kiosk["host"], kiosk["port"]) == (KioskConfig().host, KioskConfig().port)
+
+
+def test_a_screen_address_written_ipv4_mapped_is_kept_as_the_peer_it_will_be_read_as() -> None:
+    """The server reads an IPv4-mapped peer as IPv4 (edged.web.gate.peer_of): a screen
+    written `::ffff:10.0.0.5` was never matched, and silently lost its reserve."""
+    c = KioskConfig(screen_addresses=["::ffff:10.0.0.5", "::1", "10.0.0.6"])
+    assert c.screen_addresses == ["10.0.0.5", "::1", "10.0.0.6"]
+
+
+@pytest.mark.parametrize("address", ["screen.local", "10.0.0.300", "", "10.0.0.5\n"])
+def test_a_screen_address_that_is_not_an_ip_address_is_refused(address: str) -> None:
+    with pytest.raises(ValidationError, match="is not an IP address"):
+        KioskConfig(screen_addresses=[address])
