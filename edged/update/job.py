@@ -39,6 +39,7 @@ class Job:
     kid: str | None = None
     downloads: int = 0  # full restarts of the download after a hash mismatch
     switches: int = 0  # switches begun that did not happen (a cut, or a failure: see the log)
+    installs: int = 0  # verifications and installs begun (one that kills edged is not redone)
     download_s: float = 0.0  # time spent downloading, restarts included ([update] download_max_s)
     manifest: str | None = None  # base64 of the verified manifest.json and manifest.sig:
     signature: str | None = None  # checked again with the keys in force before the switch
@@ -72,7 +73,8 @@ class Job:
         except TypeError:
             return None
         ok = all(isinstance(getattr(job, k), str) for k in ("id", "version", "url", "sha256"))
-        counts = all(type(getattr(job, k)) is int for k in ("size", "downloads", "switches"))
+        numbers = ("size", "downloads", "switches", "installs")
+        counts = all(type(getattr(job, k)) is int for k in numbers)
         spent = type(job.download_s) in (int, float) and job.download_s >= 0
         head = all(isinstance(getattr(job, k), str | None) for k in ("manifest", "signature"))
         return job if ok and counts and spent and head else None

@@ -64,6 +64,10 @@ SLOW_CONNECTIONS = 3
 MAX_SWITCHES = 3
 """Switches begun that did not happen before the job fails: a power cut mid-switch is tried
 again, a switch that fails each time (a full disk) is not, node restart after restart."""
+MAX_INSTALLS = 3
+"""Verifications and installs begun that edged did not live through (killed: out of memory
+in its cgroup, a crash) before the job fails: a start that resumes them would die again,
+node restart after restart, doors and uplink down each time."""
 SHA256 = re.compile(r"[0-9a-f]{64}")
 APPLY_KEYS = {"version", "url", "size", "sha256", "switch", "allow_downgrade"}
 
@@ -163,6 +167,8 @@ class UpdateManager:
             self.job = job
             if job.state == "switching":  # the switch did not happen (cut before `current`)
                 self._switch_undone(job)
+            elif job.state in ("verifying", "installing") and job.installs >= MAX_INSTALLS:
+                self._install_undone(job)
             if job.active and self.config.enabled:
                 self._start(job)
             elif not job.active and job.state in ("failed", "confirmed", "rolled_back"):
@@ -194,6 +200,20 @@ class UpdateManager:
             )
             log.error("update to %s refused: %s", job.version, job.reason, extra=KEEP)
             self.work.drop_files()
+        self.work.save(job)
+
+    def _install_undone(self, job: Job) -> None:
+        """The job failed: edged stopped during its verification or install MAX_INSTALLS
+        times (a clean stop is not counted); what is on disk of it goes."""
+        assert self.work is not None
+        job.state, job.code = "failed", "install_failed"
+        job.reason = (
+            f"edged stopped {job.installs} times while it verified or installed release "
+            f"{job.version} (out of memory? the log of each start says): staying on "
+            f"{self.running}; send update.apply again once the cause is found"
+        )
+        log.error("update to %s refused: %s", job.version, job.reason, extra=KEEP)
+        self.work.drop_files()
         self.work.save(job)
 
     async def _sweep(self) -> None:
@@ -402,13 +422,27 @@ class UpdateManager:
 
     async def _install(self, job: Job) -> None:
         """Download, verify, install: `staged` at the end, or a refusal on the way."""
+        assert self.tree is not None and self.work is not None
+        bundle_file = await self._download(job)
+        job.installs += 1  # durable before the work: a death in it is counted (MAX_INSTALLS)
+        self._set(job, "verifying")
+        try:
+            await self._verify_and_install(job, bundle_file)
+        except asyncio.CancelledError:  # the node stops cleanly: not a death of the install
+            job.installs -= 1
+            with contextlib.suppress(OSError):
+                self.work.save(job)
+            raise
+        self.work.drop_files()
+        self._set(job, "staged")
+
+    async def _verify_and_install(self, job: Job, bundle_file: Path) -> None:
         from edged.release.bundle import verify_bundle
         from edged.release.platforms import this_machine
         from edged.update.install import install
 
         assert self.tree is not None and self.work is not None
-        bundle_file = await self._download(job)
-        self._set(job, "verifying")
+        _crash_point("verifying")
         bundle = await asyncio.to_thread(
             verify_bundle, bundle_file, self.host.keys(), version=job.version,
             target=this_machine(),
@@ -422,8 +456,6 @@ class UpdateManager:
         )
         self._set(job, "installing")
         await install(self.tree, bundle, self.python, self.host.config_path)
-        self.work.drop_files()
-        self._set(job, "staged")
 
     def _still_trusted(self, job: Job) -> None:
         """The staged release's signature, checked again with the keys of the config in

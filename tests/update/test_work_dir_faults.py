@@ -7,6 +7,10 @@ Real parts: a tmpfs remounted read-only, a directory where `job.json` should be.
 import asyncio
 import hashlib
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ import pytest
 from edged.config.update import UpdateConfig
 from edged.payloads import UpdateStatus
 from edged.update.job import JOB, WORK, Job, WorkDir
-from edged.update.manager import MAX_SWITCHES, UpdateManager
+from edged.update.manager import MAX_INSTALLS, MAX_SWITCHES, UpdateManager
 from tests.helpers.disk import fill, mounted_tmpfs, read_only
 from tests.helpers.fileserver import FileServer
 from tests.release.support import make_bundle
@@ -237,3 +241,48 @@ async def test_an_install_that_fails_otherwise_than_by_a_full_disk_removes_the_h
     assert not work.bundle(job).exists()
     assert status.code == "install_failed", status
     assert "0.2.0" in (status.reason or "") and "send update.apply again" in (status.reason or "")
+
+
+RESUME_ONCE = """
+import asyncio, sys
+from pathlib import Path
+from tests.update.test_manager import manager
+
+async def main() -> None:
+    task = asyncio.create_task(manager(Path(sys.argv[1])).run())
+    await asyncio.sleep(1.5)
+    task.cancel()
+
+asyncio.run(main())
+"""
+
+
+def start_of_edged(tmp_path: Path) -> int:
+    """One start of the node's update manager in a process of its own, which the test's
+    crash point kills (SIGKILL, as the kernel's OOM killer in edged's cgroup does) the
+    moment it begins to verify the bundle; its exit status."""
+    env = {**os.environ, "EDGED_TEST_CRASH_AT": "verifying",
+           "PYTHONPATH": str(Path(__file__).parents[2])}  # fmt: skip
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-P", "-c", RESUME_ONCE, str(tmp_path)], env=env, timeout=60
+    ).returncode
+
+
+def test_an_install_that_kills_edged_each_time_fails_after_three_starts(tmp_path: Path) -> None:
+    """A verification or install that kills edged (out of memory in its cgroup: pip and
+    compileall run in it too) was resumed at every start, so it killed the node again,
+    start after start, for ever: doors, taps and the uplink down each time."""
+    root = tmp_path / "releases"
+    root.mkdir()
+    staged(root, "downloading")
+    job = WorkDir(root).job()
+    assert job is not None
+    WorkDir(root).bundle(job).write_bytes(b"the bundle, downloaded whole")
+    deaths = [start_of_edged(tmp_path) for _ in range(MAX_INSTALLS)]
+    assert deaths == [-signal.SIGKILL] * MAX_INSTALLS
+    assert start_of_edged(tmp_path) == 0, "the next start lives"
+    job = WorkDir(root).job()
+    assert job is not None
+    assert (job.state, job.code, job.installs) == ("failed", "install_failed", MAX_INSTALLS)
+    assert f"stopped {MAX_INSTALLS} times" in (job.reason or "")
+    assert not WorkDir(root).bundle(job).exists(), "its files went"
