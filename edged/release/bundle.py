@@ -11,6 +11,7 @@ tarfile is imported in the functions that use it: the daemon imports this module
 (its update service) and needs tarfile (~0.2 MB) only during an update.
 """
 
+import functools
 import hashlib
 import io
 from collections.abc import Iterator, Mapping
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+MAX_HEADER_BYTES = 64 * 1024
+"""A tar member's own header records (a pax record, a GNU long name): a bundle's are a
+wheel's name at most. Nothing signs them, and tarfile reads each whole into memory."""
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 Keys = Mapping[str, tuple["PublicKey | Ed25519PublicKey", frozenset[str]]]
@@ -87,7 +91,7 @@ def read_head(path: Path) -> tuple[bytes, bytes]:
     import tarfile
 
     try:
-        with tarfile.open(path, "r:") as tar:
+        with _open_tar(path) as tar:
             members = _members(tar)
             return _head(tar, members)
     except (tarfile.TarError, EOFError, OSError) as exc:
@@ -102,7 +106,7 @@ def verify_bundle(path: Path, keys: Keys, *, version: str | None, target: Target
     import tarfile
 
     try:
-        with tarfile.open(path, "r:") as tar:
+        with _open_tar(path) as tar:
             members = _members(tar)
             raw, sig = _head(tar, members)
             kid = check_signature(raw, sig, keys)
@@ -138,12 +142,10 @@ def verify_bundle(path: Path, keys: Keys, *, version: str | None, target: Target
 
 def extract_wheels(bundle: VerifiedBundle, dest: Path) -> list[Path]:
     """Write the wheels into `dest`, hash-checked again; returns their paths."""
-    import tarfile
-
     dest.mkdir(parents=True, exist_ok=True)
     expected = {f.path: f for f in bundle.manifest.files}
     out: list[Path] = []
-    with tarfile.open(bundle.path, "r:") as tar:
+    with _open_tar(bundle.path) as tar:
         members = _members(tar)
         _head(tar, members)
         for member in members:
@@ -160,6 +162,41 @@ def extract_wheels(bundle: VerifiedBundle, dest: Path) -> list[Path]:
                 raise CommandError("hash_mismatch", f"{entry.path} changed since it was verified")
             out.append(target)
     return out
+
+
+def _open_tar(path: Path) -> "tarfile.TarFile":
+    """`path` for reading, member by member, each header bounded (`_bounded_info`)."""
+    import tarfile
+
+    return tarfile.open(path, "r:", tarinfo=_bounded_info())
+
+
+@functools.cache
+def _bounded_info() -> type["tarfile.TarInfo"]:
+    """A TarInfo that refuses, before reading it, a header record over MAX_HEADER_BYTES and
+    a GNU sparse member, whose map of pieces goes on in blocks for as long as the file
+    does: a bundle has neither, and both are read before the signature is checked (the
+    member list comes first), so a bundle the command's SHA-256 pins but no update key
+    signed would otherwise take edged's memory (its cgroup's limit: the node killed)."""
+    import tarfile
+
+    records = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+               tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)  # fmt: skip
+
+    class BoundedInfo(tarfile.TarInfo):
+        def _proc_member(self, archive: "tarfile.TarFile") -> "tarfile.TarInfo":
+            if self.type == tarfile.GNUTYPE_SPARSE:
+                raise CommandError("bad_bundle", "a sparse member: a bundle has none")
+            if self.type in records and self.size > MAX_HEADER_BYTES:
+                raise CommandError(
+                    "bad_bundle",
+                    f"a tar header record of {self.size} bytes (a bundle's are under "
+                    f"{MAX_HEADER_BYTES})",
+                )
+            member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+            return member
+
+    return BoundedInfo
 
 
 def _members(tar: "tarfile.TarFile") -> list["tarfile.TarInfo"]:

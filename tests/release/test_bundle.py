@@ -193,3 +193,58 @@ def test_a_signed_release_named_like_a_record_of_the_release_tree_is_refused(
     raw = json.dumps(m).encode()
     write_bundle(tmp_path / "b.bundle", raw, sign_manifest(raw, KEY, "release"), files)
     assert "version" in refused(tmp_path / "b.bundle", "bad_bundle", version=None)
+
+
+HEADER_BYTES = 32 << 20
+
+
+def _signed_bundle_with(path: Path, header: str) -> Path:
+    """A bundle an update key signed whose first member carries a tar header of
+    HEADER_BYTES (a pax record, a GNU long name) or a GNU sparse map: none is signed, and
+    tarfile reads each whole into memory as it reads the member list, before the
+    signature is checked."""
+    files = wheels(path.parent / "w")
+    raw = manifest_bytes(manifest_for(files))
+    fmt = tarfile.GNU_FORMAT if header != "pax" else tarfile.PAX_FORMAT
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name, data in (("manifest.json", raw),
+                           ("manifest.sig", sign_manifest(raw, KEY, "release"))):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            if name == "manifest.json" and header == "pax":
+                info.pax_headers = {"comment": "x" * HEADER_BYTES}
+            if name == "manifest.json" and header == "longname":
+                info.name = "./" * (HEADER_BYTES // 2 - 8) + "manifest.json"
+            tar.addfile(info, io.BytesIO(data))
+        for f in files:
+            tar.add(f, arcname=f"wheels/{f.name}")
+    if header == "sparse":  # GNU type S, its map continued in extension blocks
+        blocks = bytearray(path.read_bytes())
+        head = blocks[:512]
+        head[156:157] = tarfile.GNUTYPE_SPARSE
+        head[482:483] = b"\x01"  # isextended: an extension block follows
+        head[148:156] = b" " * 8
+        head[148:155] = b"%06o\x00" % sum(head)
+        ext = bytearray(b"%011o\x00%011o\x00" % (1, 1) * 21 + bytes(8))  # 21 pieces
+        ext[504:505] = b"\x01"  # and another, for HEADER_BYTES
+        more = bytes(ext) * (HEADER_BYTES // 512)
+        path.write_bytes(bytes(head) + more + bytes(512) + bytes(blocks[512:]))
+    return path
+
+
+@pytest.mark.parametrize("header", ["pax", "longname", "sparse"])
+def test_a_tar_header_no_bundle_needs_is_refused_before_it_is_read(
+    tmp_path: Path, header: str
+) -> None:
+    """Unsigned, and read before the signature is: a 32 MB one took ~100 MB of memory
+    (edged's cgroup allows 150 MB, pip included): a bundle that kills the node."""
+    import tracemalloc
+
+    path = _signed_bundle_with(tmp_path / "b.bundle", header)
+    tracemalloc.start()
+    try:
+        message = refused(path, "bad_bundle")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < HEADER_BYTES // 8, f"{peak >> 20} MB read for a refusal ({message})"
