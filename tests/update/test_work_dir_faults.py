@@ -5,6 +5,7 @@ whole node (doors, taps, the uplink), and at the next start the same disk does t
 Real parts: a tmpfs remounted read-only, a directory where `job.json` should be."""
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -263,7 +264,7 @@ def start_of_edged(tmp_path: Path) -> int:
     moment it begins to verify the bundle; its exit status."""
     env = {**os.environ, "EDGED_TEST_CRASH_AT": "verifying",
            "PYTHONPATH": str(Path(__file__).parents[2])}  # fmt: skip
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-P", "-c", RESUME_ONCE, str(tmp_path)], env=env, timeout=60
     ).returncode
 
@@ -286,3 +287,31 @@ def test_an_install_that_kills_edged_each_time_fails_after_three_starts(tmp_path
     assert (job.state, job.code, job.installs) == ("failed", "install_failed", MAX_INSTALLS)
     assert f"stopped {MAX_INSTALLS} times" in (job.reason or "")
     assert not WorkDir(root).bundle(job).exists(), "its files went"
+
+
+async def test_a_clean_stop_during_an_install_is_not_counted_against_it(tmp_path: Path) -> None:
+    """systemctl restart while pip runs: the node stops cleanly and the next start installs
+    again; only an install that edged did not live through counts (MAX_INSTALLS)."""
+    root = tmp_path / "releases"
+    root.mkdir()
+    bundle = make_bundle(tmp_path / "b.bundle")
+    digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    job = Job(id="j", version="0.2.0", url=str(GOOD["url"]), size=bundle.stat().st_size,
+              sha256=digest, switch="parked")  # fmt: skip
+    WorkDir(root).save(job)
+    bundle.replace(WorkDir(root).bundle(job))
+    m = manager(tmp_path)
+    run = asyncio.create_task(m.run())
+    for _ in range(200):  # until the install is under way: its venv is being made
+        if (root / "0.2.0").exists():
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the install did not begin")
+    run.cancel()  # the node stops; its loop then lets the pipeline end (as asyncio.run does)
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    assert m._pipeline is not None
+    await asyncio.wait([m._pipeline], timeout=30)
+    job = WorkDir(root).job()
+    assert job is not None and (job.state, job.installs) == ("installing", 0)
