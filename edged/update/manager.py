@@ -636,16 +636,22 @@ class UpdateManager:
                 )
 
     async def _wait_for_moment(self, job: Job) -> None:
+        """Parked (`switch = "parked"`), and in either mode connected to the broker: the
+        trial wants it within `trial_s`, so a switch made offline (the modem off with the
+        ignition, a depot without coverage, the broker blocked on the path) would be
+        rolled back whatever the release, and the update never kept."""
         reasons: list[str] | None = None
         while True:
             now = self.host.waiting_for() if job.switch == "parked" else []
+            if not self.host.checks.connected():
+                now = [*now, "not connected to the broker"]
             if not now:
                 return
             if now != reasons:
                 reasons = now
                 self._publish("staged", job, waiting_for=now)
-                log.info("release %s staged; switching once %s", job.version,
-                         "; ".join(f"not {r}" for r in now), extra=KEEP)  # fmt: skip
+                log.info("release %s staged; switching once none is so: %s", job.version,
+                         "; ".join(now), extra=KEEP)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._wake.wait()

@@ -1,7 +1,9 @@
 """A vehicle switches releases only when parked: ignition off, no trip, doors closed and
 left alone for a while. `Parked` keeps its view from the node's bus, as services do."""
 
+import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,9 @@ from core.counters import Counters
 from core.events import Crossing, DoorInput, Tap, Unlock
 from edged.services.events import VehicleStatus
 from edged.update.moment import Parked
+from tests.release.support import KEYS
+from tests.update.test_revoked_keys import node, staged
+from tests.update.test_work_dir_faults import recording
 
 TRIP = "20261204T080000Z-abcdef"
 
@@ -85,3 +90,33 @@ def test_a_door_tap_unlock_or_crossing_waits_for_quiet_again(event: object) -> N
     assert len(waiting) == 1 and "used" in waiting[0]
     time.sleep(0.35)
     assert p.waiting_for() == []
+
+
+@pytest.mark.parametrize("switch", ["now", "parked"])
+async def test_a_node_cut_off_from_the_broker_waits_to_switch_until_it_is_back(
+    tmp_path: Path, switch: str
+) -> None:
+    """The trial wants the broker within `trial_s`: a switch made offline (ignition off,
+    which can power the modem down; a depot without coverage; someone on the path
+    blocking the broker) was rolled back whatever the release, so a vehicle whose link
+    drops when parked never kept an update, and one who controls the path kept a node on
+    its old release without ever showing it offline outside the switch."""
+    staged(tmp_path, switch)
+    m, stops, _ = node(tmp_path, KEYS)
+    link = {"up": False}
+    m.host.checks.connected = lambda: link["up"]
+    said = recording(m)
+    run = asyncio.create_task(m.run())
+    try:
+        await asyncio.sleep(1.5)
+        assert stops == [], "switched with no broker to come online on"
+        assert said and said[-1].state == "staged"
+        assert said[-1].waiting_for == ["not connected to the broker"]
+        link["up"] = True
+        for _ in range(100):
+            if stops:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+    assert stops == [0] and said[-1].state == "switching", [s.state for s in said]
