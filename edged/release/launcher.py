@@ -33,6 +33,9 @@ resolves to a release that worked:
   outcome names the trial: trial.json removed, the new release runs.
 - roll back: outcome, config back, `current` -> previous, trial.json removed. Cut
   anywhere: the outcome names the trial, the remaining steps are done again (each is idempotent).
+
+A tree it cannot write (a full card, or one the kernel left read-only) does not stop the
+node: a release that worked is started with nothing written (`choose_unwritten`).
 """
 
 import argparse
@@ -385,6 +388,29 @@ class ReleaseTree:
             f"no complete release in {self.root}: run install.sh again (it installs one)"
         )
 
+    def choose_unwritten(self) -> str:
+        """The release to start when `choose` could not write (a full card, or one the
+        kernel left read-only): the node must run, on a release that worked, with nothing
+        written. A trial on is neither counted nor judged (its release could crash at
+        every start, uncounted): its previous release runs, and the trial goes on at a
+        start that can write. A confirmed trial whose record could not be removed runs."""
+        with contextlib.suppress(LauncherError):
+            trial = self.trial()
+            if trial is not None and self.link(CURRENT) == trial.version:
+                done = self.outcome() or {}
+                kept = done.get("trial") == trial.id and done.get("result") == "confirmed"
+                chosen = trial.version if kept else trial.previous
+                if self.complete(chosen):
+                    return chosen
+        failed = self._rolled_back_from()
+        names = [self.link(CURRENT), self.link(PREVIOUS), *reversed(self.releases())]
+        for name in [n for n in names if n != failed] + [failed]:
+            if name is not None and self.complete(name):
+                return name
+        raise LauncherError(
+            f"no complete release in {self.root}: run install.sh again (it installs one)"
+        )
+
     def _rolled_back_from(self) -> str | None:
         """The release the last trial rolled back from: when the release it went back to
         has gone (deleted, a damaged card), the fallback is any other complete release
@@ -555,7 +581,11 @@ def main(argv: list[str] | None = None) -> int:
         if ns.stopped:
             tree.record_stop(os.environ)
             return 0
-        version, trial = tree.choose()
+        try:
+            version, trial = tree.choose()
+        except OSError as exc:  # the card is full or read-only: run, writing nothing
+            version, trial = tree.choose_unwritten(), None
+            say(f"cannot write to {tree.root} ({exc}): starting {version}, nothing recorded")
     except (LauncherError, OSError) as exc:
         say(str(exc))
         return EX_SOFTWARE

@@ -23,6 +23,7 @@ from edged.release.launcher import (
     describe_end,
     sha256_file,
 )
+from tests.helpers.disk import mounted_tmpfs, read_only
 
 LAUNCHER = Path(launcher_module.__file__)
 
@@ -420,3 +421,33 @@ def test_reasons_say_how_far_the_release_got() -> None:
         trial, {"result": "signal", "code": "killed", "status": "ALRM", "attempt": 1}
     )
     assert code == "not_online" and "reached: running, drivers" in reason
+
+
+def test_a_card_left_read_only_mid_trial_starts_the_previous_release_writing_nothing(
+    tmp_path: Path,
+) -> None:
+    """A trial's start is counted on disk before the release runs; on a card the kernel
+    remounted read-only (an ext4 error: EROFS on every write), or a full one, the count
+    failed and the launcher exited 70 at every start: no release at all, doors and taps
+    down, against "a full or corrupt disk degrades the node, never stops it". The trial is
+    not judged then: the release that worked runs, and the trial goes on once the card
+    can be written."""
+    with mounted_tmpfs(tmp_path / "card") as card:
+        t = ReleaseTree(card / "releases")
+        t.root.mkdir()
+        release(t, "1.0")
+        release(t, "2.0")
+        t.point(CURRENT, "1.0")
+        t.begin_trial(trial_of())
+        with read_only(card):
+            out = subprocess.run(
+                [sys.executable, "-I", str(LAUNCHER), "--releases", str(t.root), "run"],
+                capture_output=True, text=True, timeout=15,
+            )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert f"{t.python('1.0')} -P -m edged run" in out.stdout
+        assert "nothing recorded" in out.stderr
+        on_disk = t.trial()
+        assert on_disk is not None and on_disk.attempts == 0, "the trial goes on later"
+        assert t.link(CURRENT) == "2.0"
+        assert t.choose()[0] == "2.0", "once the card is written again, the trial runs"
