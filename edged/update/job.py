@@ -39,7 +39,8 @@ class Job:
     kid: str | None = None
     downloads: int = 0  # full restarts of the download after a hash mismatch
     switches: int = 0  # switches begun that did not happen (a cut, or a failure: see the log)
-    installs: int = 0  # verifications and installs begun (one that kills edged is not redone)
+    installs: int = 0  # verifications and installs begun in the boot `install_boot`
+    install_boot: str | None = None  # (one that kills edged is not redone for ever)
     download_s: float = 0.0  # time spent downloading, restarts included ([update] download_max_s)
     manifest: str | None = None  # base64 of the verified manifest.json and manifest.sig:
     signature: str | None = None  # checked again with the keys in force before the switch
@@ -76,7 +77,8 @@ class Job:
         numbers = ("size", "downloads", "switches", "installs")
         counts = all(type(getattr(job, k)) is int for k in numbers)
         spent = type(job.download_s) in (int, float) and job.download_s >= 0
-        head = all(isinstance(getattr(job, k), str | None) for k in ("manifest", "signature"))
+        texts = ("manifest", "signature", "install_boot")
+        head = all(isinstance(getattr(job, k), str | None) for k in texts)
         return job if ok and counts and spent and head else None
 
 

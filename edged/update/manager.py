@@ -65,9 +65,11 @@ MAX_SWITCHES = 3
 """Switches begun that did not happen before the job fails: a power cut mid-switch is tried
 again, a switch that fails each time (a full disk) is not, node restart after restart."""
 MAX_INSTALLS = 3
-"""Verifications and installs begun that edged did not live through (killed: out of memory
-in its cgroup, a crash) before the job fails: a start that resumes them would die again,
-node restart after restart, doors and uplink down each time."""
+"""Verifications and installs begun in one boot that edged did not live through (killed: out
+of memory in its cgroup, a crash) before the job fails: a start that resumes them would die
+again, node restart after restart, doors and uplink down each time. A new boot starts the
+count again: what ended the last one was the power (a vehicle's ignition), not the install."""
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 APPLY_KEYS = {"version", "url", "size", "sha256", "switch", "allow_downgrade"}
 
@@ -87,6 +89,14 @@ class Host:
     """The SQLite file holding the `outbox` and `state` stores."""
     data_stamps: Callable[[], dict[str, tuple[int, int]]]
     ca_file: Path | None
+
+
+def boot_id() -> str | None:
+    """This boot's id (the kernel's, new at each boot), or None where it cannot be read."""
+    try:
+        return BOOT_ID.read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def free_bytes(path: Path) -> int:
@@ -167,7 +177,11 @@ class UpdateManager:
             self.job = job
             if job.state == "switching":  # the switch did not happen (cut before `current`)
                 self._switch_undone(job)
-            elif job.state in ("verifying", "installing") and job.installs >= MAX_INSTALLS:
+            elif (
+                job.state in ("verifying", "installing")
+                and job.installs >= MAX_INSTALLS
+                and job.install_boot == boot_id()
+            ):
                 self._install_undone(job)
             if job.active and self.config.enabled:
                 self._start(job)
@@ -204,7 +218,7 @@ class UpdateManager:
 
     def _install_undone(self, job: Job) -> None:
         """The job failed: edged stopped during its verification or install MAX_INSTALLS
-        times (a clean stop is not counted); what is on disk of it goes."""
+        times in this boot (a clean stop is not counted); what is on disk of it goes."""
         assert self.work is not None
         job.state, job.code = "failed", "install_failed"
         job.reason = (
@@ -424,6 +438,9 @@ class UpdateManager:
         """Download, verify, install: `staged` at the end, or a refusal on the way."""
         assert self.tree is not None and self.work is not None
         bundle_file = await self._download(job)
+        boot = boot_id()
+        if job.install_boot != boot:  # a new boot: the power ended the last ones
+            job.installs, job.install_boot = 0, boot
         job.installs += 1  # durable before the work: a death in it is counted (MAX_INSTALLS)
         self._set(job, "verifying")
         try:

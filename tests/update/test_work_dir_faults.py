@@ -21,7 +21,7 @@ import pytest
 from edged.config.update import UpdateConfig
 from edged.payloads import UpdateStatus
 from edged.update.job import JOB, WORK, Job, WorkDir
-from edged.update.manager import MAX_INSTALLS, MAX_SWITCHES, UpdateManager
+from edged.update.manager import MAX_INSTALLS, MAX_SWITCHES, UpdateManager, boot_id
 from tests.helpers.disk import fill, mounted_tmpfs, read_only
 from tests.helpers.fileserver import FileServer
 from tests.release.support import make_bundle
@@ -315,3 +315,20 @@ async def test_a_clean_stop_during_an_install_is_not_counted_against_it(tmp_path
     await asyncio.wait([m._pipeline], timeout=30)
     job = WorkDir(root).job()
     assert job is not None and (job.state, job.installs) == ("installing", 0)
+
+
+def test_installs_cut_short_in_an_earlier_boot_are_not_counted(tmp_path: Path) -> None:
+    """A vehicle's gateway may lose its power with the ignition: installs ended by power
+    cuts, each in its boot, are not an install that kills edged, and are begun again."""
+    root = tmp_path / "releases"
+    root.mkdir()
+    staged(root, "installing")
+    job = WorkDir(root).job()
+    assert job is not None
+    job.installs, job.install_boot = MAX_INSTALLS, "the boot before the last power cut"
+    WorkDir(root).save(job)
+    WorkDir(root).bundle(job).write_bytes(b"the bundle, downloaded whole")
+    assert start_of_edged(tmp_path) == -signal.SIGKILL, "the install was begun again"
+    job = WorkDir(root).job()
+    assert job is not None and (job.state, job.installs) == ("verifying", 1)
+    assert job.install_boot == boot_id()
