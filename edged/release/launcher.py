@@ -393,18 +393,23 @@ class ReleaseTree:
         kernel left read-only): the node must run, on a release that worked, with nothing
         written. A trial on is neither counted nor judged (its release could crash at
         every start, uncounted): its previous release runs, and the trial goes on at a
-        start that can write. A confirmed trial whose record could not be removed runs."""
-        with contextlib.suppress(LauncherError):
+        start that can write; its release runs only when no other is left, as one rolled
+        back from. A confirmed trial whose record could not be removed runs."""
+        current, previous = self.link(CURRENT), self.link(PREVIOUS)
+        first: list[str | None] = [current]
+        last: list[str | None] = [self._rolled_back_from()]
+        try:
             trial = self.trial()
-            if trial is not None and self.link(CURRENT) == trial.version:
+        except CorruptRecordError:  # not judged either: the previous first, as at a start
+            first, last = [previous], [current]
+        else:
+            if trial is not None and current == trial.version:
                 done = self.outcome() or {}
                 kept = done.get("trial") == trial.id and done.get("result") == "confirmed"
-                chosen = trial.version if kept else trial.previous
-                if self.complete(chosen):
-                    return chosen
-        failed = self._rolled_back_from()
-        names = [self.link(CURRENT), self.link(PREVIOUS), *reversed(self.releases())]
-        for name in [n for n in names if n != failed] + [failed]:
+                if not kept:
+                    first, last = [trial.previous], [current]
+        names = [*first, previous, *reversed(self.releases())]
+        for name in [n for n in names if n not in last] + last:
             if name is not None and self.complete(name):
                 return name
         raise LauncherError(

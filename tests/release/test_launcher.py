@@ -451,3 +451,25 @@ def test_a_card_left_read_only_mid_trial_starts_the_previous_release_writing_not
         assert on_disk is not None and on_disk.attempts == 0, "the trial goes on later"
         assert t.link(CURRENT) == "2.0"
         assert t.choose()[0] == "2.0", "once the card is written again, the trial runs"
+
+
+def test_an_unreadable_trial_on_a_read_only_card_starts_the_previous_release(
+    tmp_path: Path,
+) -> None:
+    """As at a start that can write (`_unreadable_trial`): a trial that cannot be judged
+    does not run its release, which could crash at every start with nothing counted."""
+    with mounted_tmpfs(tmp_path / "card") as card:
+        t = ReleaseTree(card / "releases")
+        t.root.mkdir()
+        release(t, "1.0")
+        release(t, "2.0")
+        t.point(CURRENT, "1.0")
+        t.begin_trial(trial_of())
+        (t.root / TRIAL).write_text("{ cut by the ext4 error")
+        with read_only(card):
+            out = subprocess.run(
+                [sys.executable, "-I", str(LAUNCHER), "--releases", str(t.root), "run"],
+                capture_output=True, text=True, timeout=15,
+            )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert f"{t.python('1.0')} -P -m edged run" in out.stdout
