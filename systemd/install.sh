@@ -233,6 +233,11 @@ if [ ! -x "$R$RELEASE/venv/bin/python" ] || ! "$R$RELEASE/venv/bin/python" -c 'i
     # system site packages: the GPIO pin drivers (lgpio) come from apt on a Pi
     "$PYTHON" -m venv --system-site-packages "$R$RELEASE/venv"
 fi
+# release.json says "installed to the end" (the launcher starts only such a release): taken
+# away while pip changes the venv, written again last. Installing again into the release
+# that runs (the same version), a power cut or a failure midway leaves it incomplete, so
+# the launcher starts `previous` instead of a venv half replaced.
+rm -f "$R$RELEASE/release.json"
 target=${WHEEL:-$SRC}
 # shellcheck source=tools/pip_install.sh disable=SC1091  # checked on its own by its tests
 . "$SRC/tools/pip_install.sh"

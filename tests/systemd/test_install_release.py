@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.systemd.test_install import PYTHON, REPO, ids, install, new_image, owner_mode
+from tests.systemd.test_install import (
+    INSTALL,
+    PYTHON,
+    REPO,
+    ids,
+    install,
+    new_image,
+    owner_mode,
+    run,
+)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="install.sh creates users and chowns files: run as root (CI does)"
@@ -96,3 +105,23 @@ def test_an_install_over_the_old_single_venv_moves_it_into_the_release_tree(
     subprocess.run([str(PYTHON), "-m", "venv", "--without-pip", str(old)], check=True)
     install(root, wheels["0.3.0"])
     assert old.is_symlink() and (old / "bin/python").exists()
+
+
+def test_a_reinstall_of_the_running_release_that_fails_midway_starts_the_previous_one(
+    tmp_path: Path, wheels: dict[str, Path]
+) -> None:
+    """install.sh run again for the version that runs changes its venv in place: failing
+    midway (here pip refuses the wheel; a power cut likewise) it left that release's
+    release.json, and the launcher started a venv half replaced as a complete release."""
+    root = new_image(tmp_path / "root")
+    install(root, wheels["0.3.0"])
+    install(root, wheels["0.4.0"])
+    broken = tmp_path / "broken" / wheels["0.4.0"].name
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a wheel")
+    r = run(INSTALL, "--root", str(root), "--wheel", str(broken), "--python", str(PYTHON))
+    assert r.returncode != 0, "pip took a file that is no wheel"
+    assert not (root / "opt/edged/releases/0.4.0/release.json").exists()
+    assert "stub edged 0.3.0" in launch(root, "run").stdout
+    install(root, wheels["0.4.0"])  # once it succeeds, it runs again
+    assert "stub edged 0.4.0" in launch(root, "run").stdout
