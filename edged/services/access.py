@@ -33,7 +33,7 @@ the new lists replace them in one step on the event loop. Updates apply one at a
 in the order they came.
 
 What it needs of the others comes on the bus (`OccupancyChanged`: a venue at capacity,
-`ModeChanged`: a shuttle out of service, `OccupancyReset`: nobody inside); what it decided
+`ModeChanged`: a shuttle out of service, `OccupancyReset`: who is still inside); what it decided
 goes out as `AccessDecided` (the occupancy service counts it) and as `Unlock` and
 `Feedback` for the GPIO driver.
 """
@@ -160,6 +160,7 @@ class AccessService(Service):
         self.lists = self._restore_lists()
         inside = host.state.get(INSIDE_KEY, [])
         self.inside: set[str] = set(inside) if isinstance(inside, list) else set()
+        self._entered: set[str] = set()  # of `inside`, those who entered since this start
         provider = host.state.get(PROVIDER_KEY)
         self.provider: str | None = provider if isinstance(provider, str) else None
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
@@ -379,18 +380,28 @@ class AccessService(Service):
         if self.profile == "venue" and decision.action in ("enter", "exit"):
             if decision.action == "enter" and len(self.inside) < MAX_INSIDE:
                 self.inside.add(ref)
+                self._entered.add(ref)
             else:
                 self.inside.discard(ref)
+                self._entered.discard(ref)
             self.host.state.set(INSIDE_KEY, sorted(self.inside))
         elif decision.action in ("login", "logout"):
             self.provider = ref if decision.action == "login" else None
             self.host.state.set(PROVIDER_KEY, self.provider)
 
-    def _everyone_left(self, _event: OccupancyReset) -> None:
-        """Occupancy was reset (end of day, by ops): nobody is counted as inside."""
-        if self.inside:
-            self.inside.clear()
-            self.host.state.set(INSIDE_KEY, [])
+    def _everyone_left(self, event: OccupancyReset) -> None:
+        """Occupancy was reset: to zero (end of day, a trip's end), nobody is inside; to the
+        count ops gave, whoever is known inside stays so (their tap out counts them out,
+        not in again: the count would drift up by two a person); by a daily reset made up
+        at start, only those who entered since this start stay inside, as they stay
+        counted."""
+        if event.count > 0 and not event.since_start:
+            return
+        kept = self.inside & self._entered if event.count > 0 else set()
+        self._entered = set(kept)
+        if kept != self.inside:
+            self.inside = kept
+            self.host.state.set(INSIDE_KEY, sorted(kept))
 
     # -- commands -----------------------------------------------------------------------
 

@@ -152,13 +152,17 @@ class OccupancyService(Service):
             self.exits += out
         self._changed(boarded)
 
-    def reset(self, count: int = 0, *, entries: int = 0, exits: int = 0) -> None:
+    def reset(
+        self, count: int = 0, *, entries: int = 0, exits: int = 0, since_start: bool = False
+    ) -> None:
+        """Set the count back to `count`; `since_start`: those are the ones counted since
+        this start (a made-up daily reset), the access service keeps only them inside."""
         self.count = count
         self.entries, self.exits = entries, exits
         self._baseline = (0, 0)
         self.reset_at_ms, source = self.host.clock.now()
         self.due_after = self.reset_at_ms if source is not ClockSource.UNSYNCED else None
-        self.host.bus.emit(OccupancyReset())
+        self.host.bus.emit(OccupancyReset(count, since_start and count > 0))
         self._changed(0)
 
     def _save(self) -> None:
@@ -274,7 +278,7 @@ class OccupancyService(Service):
             self.count,
             max(0, entries - exits),
         )
-        self.reset(max(0, entries - exits), entries=entries, exits=exits)
+        self.reset(max(0, entries - exits), entries=entries, exits=exits, since_start=True)
         return True
 
     async def run(self) -> None:

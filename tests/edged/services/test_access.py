@@ -873,3 +873,38 @@ def test_a_granted_tap_tells_the_counting_and_a_repeat_does_not(tmp_path: Path) 
     tap(node, UID_RESIDENT, ts=11.0)  # a repeat
     tap(node, UID_LOST, ts=12.0)  # denied
     assert node.of_type(AccessDecided) == [AccessDecided("board", 1)]
+
+
+def test_a_reset_to_the_count_ops_gave_keeps_who_is_inside_so_leaving_counts_out(
+    tmp_path: Path,
+) -> None:
+    node, _, occupancy = make(tmp_path, "venue", rooms=[])
+    tap(node, UID_STAFF, ts=10.0)
+    asyncio.run(occupancy.command_reset({"count": 1}))  # ops counted one person by eye
+    tap(node, UID_STAFF, ts=30.0)  # that person leaves
+    assert taps(node)[-1].action == "exit" and occupancy.count == 0
+
+
+def test_a_daily_reset_made_up_at_start_keeps_inside_only_who_entered_since(
+    tmp_path: Path,
+) -> None:
+    """Powered on at 8:00 after a night off, the clock trusted a minute later: the guest
+    still marked inside from yesterday (left without tapping) is forgotten, the staff who
+    came in during that minute is not: tapping out counts them out."""
+    two_days_ago = int((datetime.now(UTC) - timedelta(days=2)).timestamp() * 1000)
+    yesterday = {"count": 1, "entries": 1, "exits": 0, "reset_at": two_days_ago}
+    state = {"occupancy": yesterday, "access.inside": [REFS(UID_SENIOR)]}
+    node = OrderedNode("venue", synced=True, state=state)
+    node, service, occupancy = make(tmp_path, "venue", node=node, rooms=[])
+    tap(node, UID_STAFF, ts=10.0)
+
+    async def first_look() -> None:
+        task = asyncio.create_task(occupancy.run())
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(first_look())
+    assert occupancy.count == 1 and service.inside == {REFS(UID_STAFF)}
+    tap(node, UID_STAFF, ts=30.0)
+    assert taps(node)[-1].action == "exit" and occupancy.count == 0
