@@ -8,6 +8,8 @@ alarm is kept in the node's state, so a power cut or a restart brings it back (i
 and all) until dispatch acknowledges it with `alarm.ack`. While connected and
 unacknowledged it is sent again every `repeat_s`, so a dispatcher who missed it is
 reminded; while offline the first copy waits in the outbox rather than piling up repeats.
+A press again is sent at once, then at most one per `REPRESS_EVERY_S` (offline: one when
+the link is back), the presses in between counted in it.
 `alarm.ack` clears it (retained `active: false`), and the indicator says "help is coming"
 for `acked_indicator_s`.
 
@@ -61,6 +63,12 @@ TRUSTED_KEY = "panic.raised_trusted"
 """The active alarm's `raised_at` came from a trusted clock (NTP or GPS): an `alarm.ack`
 without `alarm_id` sent before it is refused."""
 KIND = "panic"
+REPRESS_EVERY_S = 10.0
+"""A press again is sent at once if none was in the last REPRESS_EVERY_S; later ones are
+folded into one sent when the window ends (their count in `presses`), so a rider jabbing
+the button (a press again every second through the driver) does not send one message a
+second, journaled each, for as long as the alarm lasts. Offline, presses again wait for
+the link as one message: the alarm itself is already in the outbox."""
 LASTING: frozenset[FeedbackPattern] = frozenset(("alarm", "alarm_acked"))
 
 
@@ -72,6 +80,8 @@ class PanicService(Service):
         self.active: dict[str, Any] | None = saved if isinstance(saved, dict) else None
         self._restored = self.active is not None
         self._sent_at = 0.0
+        self._repressed_at = -REPRESS_EVERY_S  # time.monotonic() of the last "pressed again"
+        self._repress_due = False  # presses again not sent yet (folded, or offline)
         self._off_timer: asyncio.TimerHandle | None = None
         self._lasting: FeedbackPattern = "alarm" if self._restored else "alarm_off"
         self.last_fix: Fix | None = None
@@ -93,6 +103,19 @@ class PanicService(Service):
 
     def _on_link(self, event: LinkChanged) -> None:
         self.connected = event.connected
+        if self.connected:
+            self._send_repress()
+
+    def _send_repress(self) -> None:
+        """Presses again not sent yet go now, as one, if the link is up and the window
+        since the last one sent is over."""
+        if (
+            self._repress_due
+            and self.connected
+            and time.monotonic() - self._repressed_at >= REPRESS_EVERY_S
+        ):
+            self._repressed_at = time.monotonic()
+            self._send("pressed again", {STATE_KEY: self.active})
 
     def _indicate(self, pattern: FeedbackPattern) -> None:
         self._lasting = pattern
@@ -117,7 +140,10 @@ class PanicService(Service):
             log.info("panic button still down after a driver start: the same press")
         elif self.active is not None:  # pressed again: still in danger, tell dispatch now
             self.active["presses"] = int(self.active.get("presses", 1)) + 1
-            self._send("pressed again", {STATE_KEY: self.active})
+            self._repress_due = True
+            self._send_repress()
+            if self._repress_due:  # folded into the next one: the count is kept meanwhile
+                self.host.state.set(STATE_KEY, self.active)
         elif (held := self._held()) is not None and self._down_at_start(event):
             self.host.counters.inc("panic.still_held")
             log.warning(
@@ -197,6 +223,7 @@ class PanicService(Service):
         if self.active is None:
             return
         self._sent_at = time.monotonic()
+        self._repress_due = False  # every message carries the presses so far
         self.host.publish(
             ALARM,
             Alarm(kind=KIND, active=True, reason=reason, details=self.active),
@@ -209,8 +236,9 @@ class PanicService(Service):
             self._indicate("alarm")
             self._send("still active after a restart")
         while True:
-            await asyncio.sleep(min(5.0, self.config.repeat_s))
+            await asyncio.sleep(min(5.0, self.config.repeat_s, REPRESS_EVERY_S))
             self._check_stuck()
+            self._send_repress()
             if (
                 self.active is not None
                 and self.connected
@@ -255,6 +283,7 @@ class PanicService(Service):
             )
         details = {**self.active, "acked_at": self.host.clock.now()[0], "acked_by": by}
         self.active = None
+        self._repress_due = False
         state: dict[str, Any] = {STATE_KEY: None, TRUSTED_KEY: None}
         if self.pressed:  # still down: a stuck button must not raise again at each start
             state[HELD_KEY] = {"alarm_id": details["alarm_id"]}

@@ -82,6 +82,32 @@ def test_pressing_again_resends_at_once_and_counts_the_presses() -> None:
     assert len({a.details["alarm_id"] for a in alarms(node)}) == 1
 
 
+def test_presses_again_while_offline_wait_as_one_message_with_their_count() -> None:
+    """A rider jabbing the button for as long as the link is down (a press again every
+    second through the real driver) piles up one message, not one per press."""
+    node, _ = make(connected=False)
+    for _ in range(50):
+        press(node)
+    assert len(alarms(node)) == 1  # the alarm itself, waiting in the outbox
+    assert node.state[STATE_KEY]["presses"] == 50  # kept across a restart all the same
+    node.emit(LinkChanged(True))
+    assert [(a.reason, a.details["presses"]) for a in alarms(node)[1:]] == [("pressed again", 50)]
+
+
+async def test_presses_again_in_a_row_are_sent_once_per_window_with_their_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("edged.services.panic.REPRESS_EVERY_S", 0.1, raising=False)
+    node, service = make()
+    for _ in range(30):
+        press(node)
+    assert [a.details["presses"] for a in alarms(node)] == [1, 2]  # the first again at once
+    task = asyncio.create_task(service.run())
+    await wait_until(lambda: len(alarms(node)) > 2, 2, "the presses folded in the window")
+    task.cancel()
+    assert (alarms(node)[2].reason, alarms(node)[2].details["presses"]) == ("pressed again", 30)
+
+
 def test_the_raised_alarm_is_stored_before_any_acknowledgement() -> None:
     node, service = make()
     press(node)
