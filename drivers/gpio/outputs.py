@@ -79,7 +79,8 @@ def patterns(t: FeedbackTimings) -> dict[str, Pattern]:
 
 
 SHORT = frozenset(("granted", "denied"))
-"""Shown for a moment over whatever the alarm state shows; the others set that state."""
+"""Shown for a moment on the indicators the alarm state leaves dark; the others set that
+state."""
 
 
 def changes(wave: Blink) -> Iterator[tuple[float, bool]]:
@@ -141,13 +142,21 @@ class _Track:
             self.handle = None
 
 
+def dark(wave: Blink) -> bool:
+    """The wave never lights or sounds its indicator."""
+    return wave.n == 0 or wave.on_s <= 0
+
+
 class Indicators:
-    """The green and red LEDs and the buzzer: an alarm state, and short patterns over it.
+    """The green and red LEDs and the buzzer: an alarm state, and short patterns beside it.
 
     "alarm", "alarm_acked" and "alarm_off" set the lasting state; "granted" and "denied"
-    take the indicators for their short duration and then give them back to that state,
-    so a tap during an alarm interrupts the alarm indication for about a second, no more.
-    A new alarm takes the indicators at once, even from a short pattern.
+    show for their short duration on the indicators that state leaves dark, then give them
+    back. An alarm keeps what it uses: during a panic a tap shows green, or nothing, and
+    the red light and the buzzer go on. (A tap used to take every indicator for its
+    second: someone tapping a card once a second kept a panic alarm dark and silent.)
+    A new alarm takes every indicator at once, even from a short pattern; "alarm_acked" and
+    "alarm_off" leave a short pattern the indicators they leave dark until its time is up.
     """
 
     def __init__(
@@ -163,33 +172,45 @@ class Indicators:
         self.tracks = {k: _Track(loop, line, guard) for k, line in lines.items()}
         self.state = "alarm_off"
         self.short_until: asyncio.TimerHandle | None = None
+        self.short: set[Indicator] = set()  # the indicators a short pattern shows on now
 
     def show(self, pattern: str) -> None:
         """Show a Feedback pattern (unknown names are the caller's to refuse)."""
+        lasting = self.patterns[self.state]
         if pattern in SHORT:
             self._end_short()
-            self._play(self.patterns[pattern])
-            duration = max(w.duration for w in self.patterns[pattern].values())
-            self.short_until = self.loop.call_later(duration, self._resume)
+            free = {key for key in self.tracks if dark(lasting[key])}
+            short = self.patterns[pattern]
+            self.short = free
+            for key in free:
+                self.tracks[key].play(short[key])
+            duration = max((short[key].duration for key in free), default=0.0)
+            if free:
+                self.short_until = self.loop.call_later(duration, self._resume)
             return
         previous, self.state = self.state, pattern
-        if pattern == "alarm" and previous != "alarm":
-            self._end_short()  # an alarm takes the indicators at once
-        elif self.short_until is not None or pattern == previous:
-            return  # shown when the short pattern ends, or already showing
-        self._play(self.patterns[pattern])
+        if pattern == previous:
+            return  # already showing (a driver's ready, the service saying it again)
+        lasting = self.patterns[pattern]
+        # a new alarm takes every indicator at once; a calmer state leaves a tap's pattern
+        # the indicators it leaves dark, until the tap's time is up
+        if pattern == "alarm":
+            self.short = set()
+        self.short = {key for key in self.short if dark(lasting[key])}
+        if not self.short:
+            self._end_short()
+        for key, track in self.tracks.items():
+            if key not in self.short:
+                track.play(lasting[key])
 
     def off(self) -> None:
         """Safe state: everything dark and silent, nothing scheduled."""
         self._end_short()
+        self.short = set()
         self.state = "alarm_off"
         for track in self.tracks.values():
             track.stop()
             track.line.set(False)
-
-    def _play(self, pattern: Pattern) -> None:
-        for key, track in self.tracks.items():
-            track.play(pattern[key])
 
     def _end_short(self) -> None:
         if self.short_until is not None:
@@ -198,8 +219,10 @@ class Indicators:
 
     def _resume(self) -> None:
         self.short_until = None
+        taken, self.short = self.short, set()
         try:
-            self._play(self.patterns[self.state])
+            for key in taken:
+                self.tracks[key].play(self.patterns[self.state][key])
         except Exception as exc:
             self.guard(exc)
 

@@ -2,6 +2,7 @@
 (the MockPin records every change with its time), and the safe state when it stops."""
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -193,23 +194,39 @@ async def test_alarm_off_turns_everything_off_and_keeps_it_off(
     assert all(timeline(p) == [] for p in pins)
 
 
-async def test_granted_during_an_alarm_shows_then_hands_back_to_the_alarm(
+async def test_granted_during_an_alarm_shows_green_and_the_alarm_goes_on(
     start: Start, factory: MockFactory
 ) -> None:
     r = await start(**OUTPUTS, feedback=FAST)
     red, green, buzzer = factory.pin(RED), factory.pin(GREEN), factory.pin(BUZZER)
     r.rec.send(feedback("alarm"))
     await asyncio.sleep(0.12)
-    r.rec.send(feedback("granted"))
-    assert green.state and not red.state
-    await asyncio.sleep(0.1)
-    assert not red.state  # the alarm waits while green shows
-    await asyncio.sleep(0.15)  # granted_s (0.2) is over: the alarm is back
     fresh(red, buzzer)
-    await asyncio.sleep(0.2)
+    r.rec.send(feedback("granted"))
+    assert green.state
+    await asyncio.sleep(0.15)
+    assert len(timeline(red)) >= 2 and len(timeline(buzzer)) >= 1  # the alarm goes on
+    await asyncio.sleep(0.1)  # granted_s (0.2) is over
     assert not green.state
-    assert len(timeline(red)) >= 3  # blinking again
-    assert len(timeline(buzzer)) >= 1
+
+
+async def test_taps_in_a_row_during_an_alarm_never_silence_it(
+    start: Start, factory: MockFactory
+) -> None:
+    """Someone tapping a card every 0.1 s (granted_s 0.2 here; a second by default) kept
+    the red light and the buzzer of a panic alarm off for as long as they went on."""
+    r = await start(**OUTPUTS, feedback=FAST | {"beep_s": 0.01})
+    red, buzzer = factory.pin(RED), factory.pin(BUZZER)
+    r.rec.send(feedback("alarm"))
+    await asyncio.sleep(0.05)
+    fresh(red, buzzer)
+    for _ in range(8):
+        r.rec.send(feedback("granted"))
+        await asyncio.sleep(0.1)
+    assert len(timeline(red)) >= 8  # blinking all along (0.05 on, 0.05 off)
+    changes = [*timeline(buzzer), (0.8, False)]
+    sounding = sum(t1 - t0 for (t0, on), (t1, _) in itertools.pairwise(changes) if on)
+    assert sounding > 0.25  # the alarm's 0.1 s on, 0.1 s off; the taps' beeps are 0.01 s
 
 
 async def test_acknowledging_during_a_short_pattern_resumes_with_the_slow_blink(
