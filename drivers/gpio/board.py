@@ -7,7 +7,8 @@ edge thread; the caller's thread for MockFactory). That callback only takes
 debouncing, the door flap guard, the panic hold, the beam direction machine — runs on
 the loop, which owns their timers and their state, so there are no locks. Events go out
 with `ctx.emit` from there. One hop per edge costs tens of µs; doors and beams make a few
-edges a second.
+edges a second. An input storming (`EDGE_STORM`) is read every `STORM_POLL_S` instead, its
+edges dropped in gpiozero's thread until it is quiet (`_EdgeGate`).
 
 Debouncing is done here, not with gpiozero's `bounce_time`: its meaning depends on the pin
 factory (lgpio: the level must be stable that long; RPi.GPIO: edges are ignored that long
@@ -120,6 +121,85 @@ def mock_factory() -> MockFactory:
     if _shared_mock is None:
         _shared_mock = MockFactory(pin_class=ShortHistoryPin)
     return _shared_mock
+
+
+EDGE_STORM = 500
+"""Edges in one second on one input beyond which it is storming: a floating line (a cut
+cable on a pin with `pull = "none"`), a receiver oscillating at its threshold. A door, a
+beam or a button makes a few changes a second, each with at most a few dozen bounce edges;
+a storm makes thousands, each a hop to the loop (~8 µs on a PC, several times that on a
+Pi Zero 2 W: a 10 kHz storm would take a core from the taps and the uplink)."""
+STORM_POLL_S = 0.25
+"""While an input storms its edges are dropped in gpiozero's thread and its level read on
+the loop this often instead; it is quiet again once a poll finds fewer edges since the last
+than a tenth of the storm rate."""
+
+
+class _EdgeGate:
+    """One input's edges from gpiozero's thread to the loop, with a storm brake. The
+    counters are plain ints shared by the two threads (the GIL makes each update whole; a
+    count off by one in a race changes nothing)."""
+
+    def __init__(self, board: "_Board", role: str, handler: Callable[[int, float], None]) -> None:
+        self.board = board
+        self.role = role
+        self.handler = handler
+        self.window = 0.0  # the second being counted began then
+        self.edges = 0  # in that second
+        self.storming = False
+        self.dropped = 0  # edges dropped since the last poll
+        self.timer: asyncio.TimerHandle | None = None
+
+    def changed(self, ticks: float, state: int) -> None:  # gpiozero's thread
+        ts = time.monotonic()
+        if self.storming:
+            self.dropped += 1
+            return
+        if ts - self.window >= 1.0:
+            self.window, self.edges = ts, 0
+        self.edges += 1
+        board = self.board
+        with contextlib.suppress(RuntimeError):  # loop closed: the driver is gone
+            if self.edges > EDGE_STORM:
+                self.storming = True
+                board.loop.call_soon_threadsafe(board._guarded, self._storm, ts)
+            else:
+                board.loop.call_soon_threadsafe(board._guarded, self.handler, state, ts)
+
+    def _storm(self, ts: float) -> None:
+        ctx = self.board.ctx
+        ctx.count("edge_storm")
+        ctx.log.warning(
+            "%s: more than %d edges in a second, faster than any door, beam or button: a "
+            "floating or oscillating line (a cut cable, a receiver at its threshold)? Its "
+            "edges are dropped and its level read every %g s until it is quiet (edge_storm)",
+            self.role,
+            EDGE_STORM,
+            STORM_POLL_S,
+            extra=flood_key(self.role),
+        )
+        self.dropped = 0
+        self._read()
+
+    def _read(self) -> None:
+        """Hand the handler the level of the pin now, and look again in STORM_POLL_S."""
+        self.handler(2, time.monotonic())  # no level given: the handler reads the pin
+        if self.storming:
+            self.timer = self.board.later(time.monotonic() + STORM_POLL_S, self._poll)
+
+    def _poll(self) -> None:
+        self.timer = None
+        dropped, self.dropped = self.dropped, 0
+        if dropped < EDGE_STORM * STORM_POLL_S / 10:
+            self.window, self.edges = time.monotonic(), 0
+            self.storming = False
+            self.board.ctx.log.info("%s: quiet again", self.role, extra=flood_key(self.role))
+        self._read()
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,6 +641,7 @@ class _Board:
         self.failed: asyncio.Future[None] = loop.create_future()
         self.closed = False
         self._callbacks: list[Callable[[float, int], None]] = []  # gpiozero keeps weak refs
+        self.gates: list[_EdgeGate] = []
         self.doors: list[_Door] = []
         self.doorways: list[_Doorway] = []
         self.panic: _Panic | None = None
@@ -636,21 +717,16 @@ class _Board:
             (device.pin.drive_high if driven else device.pin.drive_low)()
         return device
 
-    def _watch(self, device: InputDevice, handler: Callable[[int, float], None]) -> None:
-        """Edges of the pin, from gpiozero's thread to `handler(state, ts)` on the loop."""
-        loop = self.loop
-        guarded = self._guarded
-
-        def changed(ticks: float, state: int) -> None:  # gpiozero's thread
-            ts = time.monotonic()
-            with contextlib.suppress(RuntimeError):  # loop closed: the driver is gone
-                loop.call_soon_threadsafe(guarded, handler, state, ts)
-
-        self._callbacks.append(changed)
+    def _watch(self, role: str, device: InputDevice, handler: Callable[[int, float], None]) -> None:
+        """Edges of the pin, from gpiozero's thread to `handler(state, ts)` on the loop
+        (state 2: no level, read the pin), through a storm brake (`_EdgeGate`)."""
+        gate = _EdgeGate(self, role, handler)
+        self.gates.append(gate)
+        self._callbacks.append(gate.changed)
         pin = device.pin
         pin.bounce = None  # debounced here, the same on every pin factory
         pin.edges = "both"
-        pin.when_changed = changed
+        pin.when_changed = gate.changed
 
     def _output(self, role: str, cls: type[OutputDevice], bcm: int, active_high: bool) -> _OutLine:
         device: OutputDevice = self._open(
@@ -692,19 +768,19 @@ class _Board:
         for d in o.doors:
             dev = self._input(f"door {d.name}", d.pin, d.pull)
             door = _Door(self, d, dev)
-            self._watch(dev, door.contact.edge)
+            self._watch(f"door {d.name}", dev, door.contact.edge)
             self.doors.append(door)
         for b in o.beams:
             outer = self._input(f"door {b.door} outer beam", b.outer, b.pull)
             inner = self._input(f"door {b.door} inner beam", b.inner, b.pull)
             way = _Doorway(self, b, outer, inner)
-            self._watch(outer, functools.partial(way.edge, "outer"))
-            self._watch(inner, functools.partial(way.edge, "inner"))
+            self._watch(f"door {b.door} outer beam", outer, functools.partial(way.edge, "outer"))
+            self._watch(f"door {b.door} inner beam", inner, functools.partial(way.edge, "inner"))
             self.doorways.append(way)
         if o.panic is not None:
             dev = self._input("panic button", o.panic.pin, o.panic.pull)
             self.panic = _Panic(self, o.panic, dev)
-            self._watch(dev, self.panic.contact.edge)
+            self._watch("panic button", dev, self.panic.contact.edge)
         if o.ignition is not None:
             dev = self._input("ignition", o.ignition.pin, o.ignition.pull)
             # steady only: a starter's voltage dip that flickers must not read as "off"
@@ -718,7 +794,7 @@ class _Board:
                 self._ignition_changed,
                 mostly=False,
             )
-            self._watch(dev, self.ignition.edge)
+            self._watch("ignition", dev, self.ignition.edge)
 
     def start(self) -> None:
         """Tell the services the state of things now; a panic held at start starts its hold,
@@ -779,7 +855,7 @@ class _Board:
                     safe.off()
                 except Exception:
                     log.exception("could not put the %s in its safe state", type(safe).__name__)
-        for item in (*self.doors, *self.doorways, self.panic, self.ignition):
+        for item in (*self.gates, *self.doors, *self.doorways, self.panic, self.ignition):
             if item is not None:
                 item.stop()
         driven = [

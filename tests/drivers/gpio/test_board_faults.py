@@ -9,6 +9,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from core.events import Crossing, DoorInput
+from drivers.gpio import board
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import chatter, wait_until
 from tests.helpers.journal import FEW, Journal
@@ -252,3 +253,37 @@ async def test_covered_outer_lens_is_stuck_even_while_people_keep_crossing_the_i
         i.drive_low()
     assert r.rec.counts["beam_stuck"] == 1
     assert r.rec.of(Crossing) == []
+
+
+# -- a storm of edges ------------------------------------------------------------------
+
+
+async def test_an_input_storming_at_khz_is_read_not_followed_edge_by_edge_and_then_heard(
+    start: Start, factory: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A door contact on a floating line (a cut cable, `pull = "none"`) toggling 20,000
+    times: the loop is not handed each edge (each a hop ~8 µs here, several times that on a
+    Pi Zero), the storm is counted, and once it is quiet the door is heard again."""
+    handed: list[int] = []
+    edge = board._Debounced.edge
+
+    def counted(self: board._Debounced, state: int, ts: float) -> None:
+        handed.append(state)
+        edge(self, state, ts)
+
+    monkeypatch.setattr(board._Debounced, "edge", counted)
+    r = await start(doors=[{"name": "front", "pin": DOOR, "pull": "none", "bounce_s": 0.01}])
+    pin = factory.pin(DOOR)
+
+    def storm() -> None:  # the thread of gpiozero's pin factory, as lgpio's alerts come
+        for i in range(20_000):
+            (pin.drive_high if i % 2 else pin.drive_low)()
+
+    assert [e.open for e in r.rec.of(DoorInput)] == [False]  # floating low: closed
+    await asyncio.to_thread(storm)  # ends high: the door open
+    # (the few levels read during the storm may trip the flap guard: steady 2 s first)
+    await wait_until(lambda: changes(r.rec.of(DoorInput))[-1:] == [True], 5, "the opening")
+    assert len(handed) < 1_000
+    assert r.rec.counters.snapshot().get("driver.gpio.edge_storm") == 1
+    pin.drive_low()  # quiet again: the close is heard
+    await wait_until(lambda: changes(r.rec.of(DoorInput))[-1:] == [False], 5, "the close")
