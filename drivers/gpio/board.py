@@ -7,8 +7,8 @@ edge thread; the caller's thread for MockFactory). That callback only takes
 debouncing, the door flap guard, the panic hold, the beam direction machine — runs on
 the loop, which owns their timers and their state, so there are no locks. Events go out
 with `ctx.emit` from there. One hop per edge costs tens of µs; doors and beams make a few
-edges a second. An input storming (`EDGE_STORM`) is read every `STORM_POLL_S` instead, its
-edges dropped in gpiozero's thread until it is quiet (`_EdgeGate`).
+edges a second. An input storming (`EDGE_STORM`) is handed over every `STORM_POLL_S` instead,
+at the level it was at most of that time, until it is quiet (`_EdgeGate`).
 
 Debouncing is done here, not with gpiozero's `bounce_time`: its meaning depends on the pin
 factory (lgpio: the level must be stable that long; RPi.GPIO: edges are ignored that long
@@ -125,20 +125,23 @@ def mock_factory() -> MockFactory:
 
 EDGE_STORM = 500
 """Edges in one second on one input beyond which it is storming: a floating line (a cut
-cable on a pin with `pull = "none"`), a receiver oscillating at its threshold. A door, a
-beam or a button makes a few changes a second, each with at most a few dozen bounce edges;
-a storm makes thousands, each a hop to the loop (~8 µs on a PC, several times that on a
-Pi Zero 2 W: a 10 kHz storm would take a core from the taps and the uplink)."""
+cable on a pin with `pull = "none"`), a receiver oscillating at its threshold, a worn
+contact chattering at kHz. A door, a beam or a button makes a few changes a second, each
+with at most a few dozen bounce edges; a storm makes thousands, each a hop to the loop
+(~8 µs on a PC, several times that on a Pi Zero 2 W: a 10 kHz storm would take a core
+from the taps and the uplink)."""
 STORM_POLL_S = 0.25
-"""While an input storms its edges are dropped in gpiozero's thread and its level read on
-the loop this often instead; it is quiet again once a poll finds fewer edges since the last
-than a tenth of the storm rate."""
+"""While an input storms, its edges stay in gpiozero's thread, which only adds up how long
+the line was at each level; the loop is handed, this often, the level it was at most of
+that time (a worn panic button held down chattering is pressed, whatever instant one
+would read). It is quiet again once a poll finds fewer edges since the last than a tenth
+of the storm rate."""
 
 
 class _EdgeGate:
     """One input's edges from gpiozero's thread to the loop, with a storm brake. The
-    counters are plain ints shared by the two threads (the GIL makes each update whole; a
-    count off by one in a race changes nothing)."""
+    counters are plain values shared by the two threads (the GIL keeps each update whole;
+    a race misplaces one edge's time, which changes nothing)."""
 
     def __init__(self, board: "_Board", role: str, handler: Callable[[int, float], None]) -> None:
         self.board = board
@@ -147,13 +150,20 @@ class _EdgeGate:
         self.window = 0.0  # the second being counted began then
         self.edges = 0  # in that second
         self.storming = False
-        self.dropped = 0  # edges dropped since the last poll
+        self.dropped = 0  # edges kept from the loop since the last poll
+        self.state = 0  # the level of the last edge (storming)
+        self.at = 0.0  # the time of the last edge, or of the last poll (storming)
+        self.high = 0.0  # seconds at each level since the last poll (storming)
+        self.low = 0.0
         self.timer: asyncio.TimerHandle | None = None
 
     def changed(self, ticks: float, state: int) -> None:  # gpiozero's thread
         ts = time.monotonic()
         if self.storming:
+            self._spent(ts)
             self.dropped += 1
+            if state in (0, 1):
+                self.state = state
             return
         if ts - self.window >= 1.0:
             self.window, self.edges = ts, 0
@@ -161,40 +171,50 @@ class _EdgeGate:
         board = self.board
         with contextlib.suppress(RuntimeError):  # loop closed: the driver is gone
             if self.edges > EDGE_STORM:
+                self.state = state if state in (0, 1) else int(bool(self.state))
+                self.at, self.high, self.low, self.dropped = ts, 0.0, 0.0, 0
                 self.storming = True
-                board.loop.call_soon_threadsafe(board._guarded, self._storm, ts)
+                board.loop.call_soon_threadsafe(board._guarded, self._storm)
             else:
                 board.loop.call_soon_threadsafe(board._guarded, self.handler, state, ts)
 
-    def _storm(self, ts: float) -> None:
+    def _spent(self, ts: float) -> None:
+        """The line was at `state` from `at` to `ts`."""
+        if self.state:
+            self.high += ts - self.at
+        else:
+            self.low += ts - self.at
+        self.at = ts
+
+    def _storm(self) -> None:
         ctx = self.board.ctx
         ctx.count("edge_storm")
         ctx.log.warning(
             "%s: more than %d edges in a second, faster than any door, beam or button: a "
             "floating or oscillating line (a cut cable, a receiver at its threshold)? Its "
-            "edges are dropped and its level read every %g s until it is quiet (edge_storm)",
+            "level is taken every %g s, as it was most of the time, until it is quiet "
+            "(edge_storm)",
             self.role,
             EDGE_STORM,
             STORM_POLL_S,
             extra=flood_key(self.role),
         )
-        self.dropped = 0
-        self._read()
-
-    def _read(self) -> None:
-        """Hand the handler the level of the pin now, and look again in STORM_POLL_S."""
-        self.handler(2, time.monotonic())  # no level given: the handler reads the pin
-        if self.storming:
-            self.timer = self.board.later(time.monotonic() + STORM_POLL_S, self._poll)
+        self.timer = self.board.later(time.monotonic() + STORM_POLL_S, self._poll)
 
     def _poll(self) -> None:
         self.timer = None
-        dropped, self.dropped = self.dropped, 0
+        now = time.monotonic()
+        self._spent(now)
+        mostly = 1 if self.high > self.low else 0
+        dropped, self.dropped, self.high, self.low = self.dropped, 0, 0.0, 0.0
         if dropped < EDGE_STORM * STORM_POLL_S / 10:
-            self.window, self.edges = time.monotonic(), 0
+            self.window, self.edges = now, 0
             self.storming = False
             self.board.ctx.log.info("%s: quiet again", self.role, extra=flood_key(self.role))
-        self._read()
+            self.handler(2, now)  # quiet: the level now is the line's (2: read the pin)
+            return
+        self.handler(mostly, now)
+        self.timer = self.board.later(now + STORM_POLL_S, self._poll)
 
     def stop(self) -> None:
         if self.timer is not None:

@@ -4,17 +4,18 @@ MockFactory pins with the timing the faulty part has on a bus."""
 import asyncio
 import logging
 import random
+import time
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from core.events import Crossing, DoorInput
+from core.events import Crossing, DoorInput, PanicInput
 from drivers.gpio import board
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import chatter, wait_until
 from tests.helpers.journal import FEW, Journal
 
-DOOR, OUTER, INNER = 5, 6, 13
+DOOR, OUTER, INNER, PANIC = 5, 6, 13, 19
 REAR_OUTER, REAR_INNER = 20, 21
 
 
@@ -287,3 +288,30 @@ async def test_an_input_storming_at_khz_is_read_not_followed_edge_by_edge_and_th
     assert r.rec.counters.snapshot().get("driver.gpio.edge_storm") == 1
     pin.drive_low()  # quiet again: the close is heard
     await wait_until(lambda: changes(r.rec.of(DoorInput))[-1:] == [False], 5, "the close")
+
+
+async def test_a_panic_button_held_while_its_contact_chatters_at_khz_is_one_press(
+    start: Start, factory: MockFactory
+) -> None:
+    """A worn button held down, its contact breaking for 0.2 ms every 0.8 ms (some 2,500
+    edges a second): storming, yet pressed most of the time, so one press, never let go.
+    Read at single instants instead, one in four would say "up": released, and pressed
+    again."""
+    r = await start(panic={"pin": PANIC, "presses": 0})
+    pin = factory.pin(PANIC)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 2.5
+
+    def held() -> None:  # pressed is low (a button to ground, the pull-up)
+        while loop.time() < end:
+            for level, seconds in ((pin.drive_high, 0.0002), (pin.drive_low, 0.0006)):
+                level()
+                until = time.monotonic() + seconds
+                while time.monotonic() < until:  # not sleep(): too coarse for this
+                    pass
+        pin.drive_low()
+
+    await asyncio.to_thread(held)
+    await asyncio.sleep(0.3)
+    assert r.rec.counters.snapshot().get("driver.gpio.edge_storm") == 1
+    assert [e.pressed for e in r.rec.of(PanicInput)] == [False, True]  # up at start, then held
