@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 STATE_KEY = "occupancy"
 UNTRUSTED_RECHECK_S = 60.0
 """How often the daily reset looks again at a clock that is not trusted yet."""
+AHEAD_MS = 86_400_000
+"""A last reset stamped more than this after the trusted time now was stamped by a wrong
+clock: daily resets count from now, not from that date (see `_reset_if_due`)."""
 Source = Literal["tap", "beam", "door", "command"]
 
 
@@ -263,6 +266,19 @@ class OccupancyService(Service):
             self.due_after = int(now.timestamp() * 1000)
             self._save()
             return False
+        now_ms = int(now.timestamp() * 1000)
+        if self.due_after - now_ms > AHEAD_MS:
+            # the last reset was stamped by a clock then more than a day ahead (a spoofed
+            # GPS time, a bad NTP server, a wrong saved time): waiting for that date would
+            # stop the daily reset for as long; counted from now on instead. A smaller step
+            # back keeps its mark, so a reset just done is not done twice.
+            log.warning(
+                "the last occupancy reset is stamped %s, ahead of the trusted clock: daily "
+                "resets counted from now",
+                datetime.fromtimestamp(self.due_after / 1000, self.zone).isoformat("T", "minutes"),
+            )
+            self.due_after = now_ms
+            self._save()
         if due.timestamp() * 1000 <= self.due_after:
             return False
         if not late:

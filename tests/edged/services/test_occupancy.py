@@ -476,3 +476,32 @@ def test_a_reset_time_the_clocks_skip_resets_just_after_the_gap() -> None:
     _, service, _ = make(reset_at="02:30")
     due = service.next_reset(datetime(2026, 3, 29, 0, 0, tzinfo=PARIS))
     assert due is not None and due.astimezone(PARIS).strftime("%d %H:%M %Z") == "29 03:30 CEST"
+
+
+async def test_daily_resets_resume_after_a_clock_that_ran_a_year_ahead_is_set_right(
+    sims: Any,
+) -> None:
+    """A spoofed GPS time or a bad NTP server puts the clock a year ahead; a daily reset is
+    stamped then. Once the clock is right again, the next nights still reset."""
+    clock, node = on_clock(datetime(2026, 11, 25, 2, 0, tzinfo=PARIS), **YESTERDAY)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    sim = sims(service, clock)
+    await sim.until(datetime(2026, 11, 25, 3, 10, tzinfo=PARIS))
+    clock.t += timedelta(days=365)  # the clock steps a year ahead...
+    await sim.until(clock.t + timedelta(days=1))
+    clock.t -= timedelta(days=365)  # ...and back to the true time
+    before = len(sim.resets)
+    resets = await sim.until(clock.t + timedelta(days=2))
+    assert len(resets) - before == 2, [r.astimezone(PARIS) for r in resets[before:]]
+
+
+async def test_a_clock_set_back_minutes_across_the_reset_does_not_reset_twice(
+    sims: Any,
+) -> None:
+    clock, node = on_clock(datetime(2026, 11, 25, 2, 0, tzinfo=PARIS), **YESTERDAY)
+    _, service, _ = make(node, capacity=30, reset_at="03:00")
+    sim = sims(service, clock)
+    await sim.until(datetime(2026, 11, 25, 3, 10, tzinfo=PARIS))
+    clock.t -= timedelta(minutes=20)  # NTP corrects a clock 20 minutes fast
+    resets = await sim.until(datetime(2026, 11, 25, 4, 0, tzinfo=PARIS))
+    assert len(resets) == 1
