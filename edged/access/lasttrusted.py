@@ -10,10 +10,17 @@ restart of the daemon within the same boot, the monotonic clock still counts).
 The bound proves a card expired, or started, but never that a card is still valid: that
 needs a trusted clock (`decide` applies the configured policy to what it cannot decide).
 
+GPS time is trusted, but not below the last time NTP gave (plus the monotonic time since, in
+the same boot): a rider with a GPS spoofer on a node whose kernel clock has lost NTP (hours
+offline) could otherwise set the time back to a day an expired pass was valid. Such a GPS
+time is read as no trusted clock (the bound decides). NTP, when synchronised, wins over
+everything, even below the bound: a clock once wrong must be correctable.
+
 Stored in the node's small state (the outbox database) at most every `save_every_s` while
 it advances, so the SD card sees a few small writes an hour.
 """
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +30,17 @@ from typing import Any
 
 from edged.clock import Clock, ClockSource
 
+log = logging.getLogger(__name__)
+
 STATE_KEY = "clock.last_trusted"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SAVE_EVERY_S = 600.0
 LATEST_MS = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp() * 1000)
 """No clock gives a time past this (Linux's clock ends in 2262): a stored bound beyond it is
 a corrupt state, and a date near the end of the calendar (year 9999) failed every tap."""
+GPS_SLACK_MS = 120_000
+"""How far a GPS time may be below the NTP floor and still be believed (a receiver's time
+and NTP's agree within a second; the floor is saved every `save_every_s`)."""
 
 
 def boot_id(path: Path = BOOT_ID) -> str | None:
@@ -64,20 +76,39 @@ class LastTrustedTime:
         self._ms: int | None = None  # the bound at `_mono` (monotonic seconds)
         self._mono = 0.0
         self._saved_ms: int | None = None
+        self._ntp_ms: int | None = None  # the last NTP time at `_ntp_mono`: GPS's floor
+        self._ntp_mono = 0.0
+        self._gps_refused = False  # a GPS time below the floor was refused (logged once)
         self._restore(get_state(STATE_KEY, None))
 
     def _restore(self, raw: Any) -> None:
         if not isinstance(raw, dict):
             return
-        ms, mono, boot = raw.get("ms"), raw.get("mono"), raw.get("boot")
-        if not isinstance(ms, int) or isinstance(ms, bool) or not 0 < ms < LATEST_MS:
+        same_boot = self._boot is not None and raw.get("boot") == self._boot
+        restored = self._restored(raw.get("ms"), raw.get("mono"), same_boot)
+        if restored is None:
             return
-        self._ms = self._saved_ms = ms
-        self._mono = self._monotonic()
-        same_boot = self._boot is not None and boot == self._boot
-        if same_boot and isinstance(mono, int | float) and 0 <= mono <= self._mono:
+        self._ms, self._mono = restored
+        self._saved_ms = raw["ms"]
+        ntp = self._restored(raw.get("ntp"), raw.get("ntp_mono"), same_boot)
+        if ntp is not None:
+            self._ntp_ms, self._ntp_mono = ntp
+
+    def _restored(self, ms: Any, mono: Any, same_boot: bool) -> tuple[int, float] | None:
+        """(bound, at monotonic now) from a stored time, or None when it is unreadable."""
+        if not isinstance(ms, int) or isinstance(ms, bool) or not 0 < ms < LATEST_MS:
+            return None
+        now = self._monotonic()
+        if same_boot and isinstance(mono, int | float) and 0 <= mono <= now:
             # the daemon restarted, the machine did not: the monotonic clock kept counting
-            self._ms = ms + int((self._mono - mono) * 1000)
+            return ms + int((now - mono) * 1000), now
+        return ms, now
+
+    def ntp_floor(self) -> int | None:
+        """The last NTP time plus the monotonic time since: no GPS time below is believed."""
+        if self._ntp_ms is None:
+            return None
+        return self._ntp_ms + int((self._monotonic() - self._ntp_mono) * 1000)
 
     def bound(self) -> int | None:
         """The lower bound now, from the last trusted reading and the monotonic time since."""
@@ -88,10 +119,27 @@ class LastTrustedTime:
     def read(self) -> Reading:
         """The time now if a clock can be trusted (and remember it), else the lower bound."""
         ms, source = self.clock.now()
+        if source is ClockSource.GPS:
+            floor = self.ntp_floor()
+            if floor is not None and ms < floor - GPS_SLACK_MS:
+                if not self._gps_refused:
+                    self._gps_refused = True
+                    log.warning(
+                        "GPS says it is %s, before the last time NTP gave (%s): a spoofed "
+                        "or faulty GPS time is not trusted for card dates and bookings",
+                        _utc(ms),
+                        _utc(floor),
+                    )
+                bound = self.bound()
+                self.save()
+                return Reading(floor if bound is None else max(bound, floor), False)
+            self._gps_refused = False
         if source is not ClockSource.UNSYNCED:
             # a trusted clock wins, even below the stored bound: a clock that was wrong
             # once (and trusted) must not refuse every pass forever after it is corrected
             self._ms, self._mono = ms, self._monotonic()
+            if source is ClockSource.NTP:
+                self._ntp_ms, self._ntp_mono = ms, self._mono
             self.save()
             return Reading(ms, True)
         bound = self.bound()
@@ -108,4 +156,12 @@ class LastTrustedTime:
             return
         self._saved_ms = bound
         mono = self._monotonic()
-        self._set_state(STATE_KEY, {"ms": bound, "mono": round(mono, 3), "boot": self._boot})
+        state: dict[str, Any] = {"ms": bound, "mono": round(mono, 3), "boot": self._boot}
+        ntp = self.ntp_floor()
+        if ntp is not None:
+            state |= {"ntp": ntp, "ntp_mono": round(mono, 3)}
+        self._set_state(STATE_KEY, state)
+
+
+def _utc(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, UTC):%Y-%m-%d %H:%M} UTC"

@@ -79,15 +79,16 @@ def signed(doc: dict[str, Any], key: Ed25519PrivateKey = KEY) -> dict[str, Any]:
 
 
 class SetClock(Clock):
-    """A node clock the test sets: UTC ms and whether it is trusted (NTP) or not."""
+    """A node clock the test sets: UTC ms and whether it is trusted (NTP, or GPS) or not."""
 
     def __init__(self, ms: int, trusted: bool = True) -> None:
         super().__init__(trust_system_clock=True)
         self.ms = ms
         self.trusted = trusted
+        self.kind = ClockSource.NTP  # what a trusted reading comes from (NTP or GPS)
 
     def now(self) -> tuple[int, ClockSource]:
-        return self.ms, ClockSource.NTP if self.trusted else ClockSource.UNSYNCED
+        return self.ms, self.kind if self.trusted else ClockSource.UNSYNCED
 
     @property
     def source(self) -> ClockSource:

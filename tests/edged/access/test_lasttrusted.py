@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from edged.access.lasttrusted import STATE_KEY, LastTrustedTime, boot_id
+from edged.clock import ClockSource
 
 from .support import SetClock
 
@@ -132,3 +133,43 @@ def test_boot_id_reads_the_kernels_and_tolerates_its_absence(tmp_path: Path) -> 
     assert boot_id(tmp_path / "missing") is None
     (tmp_path / "id").write_text("abc-123\n")
     assert boot_id(tmp_path / "id") == "abc-123"
+
+
+def test_a_gps_time_below_the_last_ntp_time_is_not_trusted() -> None:
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    last = make(disk, clock, mono)
+    last.read()  # NTP
+    clock.kind, clock.ms = ClockSource.GPS, T - 30 * 86_400_000  # NTP lost, GPS a month back
+    mono.t += 3600
+    reading = last.read()
+    assert (reading.ms, reading.trusted) == (T + 3_600_000, False)
+
+
+def test_the_ntp_floor_for_gps_survives_a_reboot() -> None:
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    make(disk, clock, mono).read()
+    clock.kind, clock.ms = ClockSource.GPS, T + 86_400_000
+    make(disk, clock, Mono(3.0), boot="boot-2").read()  # a true GPS fix a day on: the bound
+    clock.ms = T - 86_400_000  # then a spoofer, after another power cycle
+    reading = make(disk, clock, Mono(9.0), boot="boot-3").read()
+    assert (reading.ms, reading.trusted) == (T + 86_400_000, False)
+
+
+def test_a_gps_time_after_the_last_ntp_time_is_trusted() -> None:
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    last = make(disk, clock, mono)
+    last.read()
+    clock.kind, clock.ms = ClockSource.GPS, T + 3 * 86_400_000  # a bus parked for a weekend
+    reading = make(disk, clock, Mono(3.0), boot="boot-2").read()
+    assert (reading.ms, reading.trusted) == (T + 3 * 86_400_000, True)
+
+
+def test_ntp_below_the_bound_a_gps_time_set_is_trusted() -> None:
+    # GPS spoofed ahead once: NTP, when it comes back, sets the time right
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    last = make(disk, clock, mono)
+    last.read()
+    clock.kind, clock.ms = ClockSource.GPS, T + 10**10
+    last.read()
+    clock.kind, clock.ms = ClockSource.NTP, T + 5000
+    assert (last.read().ms, last.read().trusted) == (T + 5000, True)

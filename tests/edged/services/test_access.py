@@ -15,6 +15,7 @@ from core.counters import Counters
 from core.events import Feedback, Tap, Unlock
 from edged.access.lasttrusted import STATE_KEY
 from edged.access.lists import digest
+from edged.clock import ClockSource
 from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
@@ -769,6 +770,22 @@ def test_an_expired_staff_card_does_not_open_a_venue_after_a_power_cycle(
     again = power_cycle(node, tmp_path, "venue", rooms=[])
     tap(again, UID_STAFF, ts=5.0)
     assert (taps(again)[-1].reason, again.of_type(Unlock)) == ("expired", [])
+
+
+def test_a_gps_time_set_back_before_the_last_ntp_time_boards_no_expired_pass(
+    tmp_path: Path,
+) -> None:
+    """A rider's GPS spoofer on a node that lost NTP: the GPS says a day the pass was valid."""
+    node = synced_node(tmp_path, datetime(2026, 11, 25, 18, 0, tzinfo=PARIS), "2026-11-24")
+    spoofed = SetClock(0)
+    spoofed.kind = ClockSource.GPS
+    spoofed.at(datetime(2026, 11, 20, 9, 0, tzinfo=PARIS))
+    again = OrderedNode(state=node.state, clock=spoofed)
+    service_on(again, tmp_path, boot="boot-2")
+    tap(again, UID_RESIDENT, ts=5.0)
+    event = taps(again)[-1]
+    assert (event.decision, event.reason, event.validity) == ("denied", "expired", "last_trusted")
+    assert again.of_type(Unlock) == []
 
 
 def test_a_pass_the_bound_cannot_decide_is_refused_and_counted_staff_admitted(
