@@ -218,6 +218,10 @@ class Message(BaseModel):
     priority: MessagePriority
     expires_ms: int
     received_ms: int
+    dated: bool = True
+    """False: received while the node's clock was not trusted; `expires_ms` is set again
+    (from `ttl_ms`, or capped at a week) once it is (`KioskService._date_messages`)."""
+    ttl_ms: int | None = None  # an undated message's ttl, when it came with one
 
 
 # -- kiosk.ack and rider requests -------------------------------------------------------

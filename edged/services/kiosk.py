@@ -78,6 +78,8 @@ NEAR_M = 5000.0
 """Farther than this from every stop, the screen says "on the way", not "near X"."""
 PASSED_GRACE_MS = 120_000
 """A stop stays listed this long after its ETA: buses are late more often than early."""
+MESSAGE_MAX_MS = 7 * 86_400_000
+"""The longest a message is shown (`kiosk.message`'s `expires_at` is capped to it)."""
 TICK_S = 0.5
 STORE_WAIT_S = 2.0
 
@@ -247,7 +249,7 @@ class KioskService(Service):
             ],
             "services": [self._slot_view(s) for s in self.schedule.services if self._open(s, now)],
             "messages": [
-                m.model_dump(mode="json", exclude={"received_ms"})
+                m.model_dump(mode="json", exclude={"received_ms", "dated", "ttl_ms"})
                 for m in sorted(
                     self.messages,
                     key=lambda m: (_PRIORITY_ORDER[m.priority], -m.received_ms),
@@ -365,8 +367,25 @@ class KioskService(Service):
         self.schedule.services_ms = self._now_ms()
         self._save_schedule()
 
+    def _date_messages(self) -> None:
+        """Count the ttl of messages received on an untrusted clock from the first trusted
+        look (shown up to the untrusted time longer, never cut short), and cap their
+        `expires_at` at a week of the true date."""
+        undated = [m for m in self.messages if not m.dated]
+        if not undated or self.now()[1] is ClockSource.UNSYNCED:
+            return
+        now = self._now_ms()
+        for m in undated:
+            if m.ttl_ms is not None:
+                m.expires_ms = now + m.ttl_ms
+            else:
+                m.expires_ms = min(m.expires_ms, now + MESSAGE_MAX_MS)
+            m.dated, m.ttl_ms = True, None
+        self._save_messages()
+
     def expire(self) -> None:
         self._date_services()
+        self._date_messages()
         now = self._now_ms()
         kept = [m for m in self.messages if m.expires_ms > now]
         if len(kept) != len(self.messages):
@@ -427,6 +446,11 @@ class KioskService(Service):
             self.refresh()
             return {"id": clear.id, "cleared": before - len(self.messages)}
         msg = parse_args(MessageArgs, args)
+        # on a clock not trusted yet (a Pi at boot on 1970 or fake-hwclock's saved time,
+        # hours or days behind) a ttl counted from it, or the week's cap, ran out as soon
+        # as NTP set the clock: such a message is dated again then (`_date_messages`)
+        dated = self.now()[1] is not ClockSource.UNSYNCED
+        ttl_ms: int | None = None
         if msg.expires_at is not None:
             expires = _ms(msg.expires_at)
             if expires <= now:
@@ -435,9 +459,11 @@ class KioskService(Service):
                     f"expires_at {msg.expires_at.isoformat()} is already past on the node "
                     f"(node time {_iso(now)}); send a later time or ttl_s",
                 )
-            expires = min(expires, now + 7 * 86400 * 1000)
+            if dated:
+                expires = min(expires, now + MESSAGE_MAX_MS)
         else:
-            expires = now + (msg.ttl_s or self.config.message_ttl_s) * 1000
+            ttl_ms = (msg.ttl_s or self.config.message_ttl_s) * 1000
+            expires = now + ttl_ms
         msg_id = msg.id or f"m-{secrets.token_hex(4)}"
         others = [m for m in self.messages if (m.id, m.lang) != (msg_id, msg.lang)]
         if len(others) >= self.config.max_messages:
@@ -455,6 +481,8 @@ class KioskService(Service):
                 priority=msg.priority,
                 expires_ms=expires,
                 received_ms=now,
+                dated=dated,
+                ttl_ms=None if dated else ttl_ms,
             ),
         ]
         self._save_messages()

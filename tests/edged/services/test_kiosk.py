@@ -415,6 +415,39 @@ async def test_a_message_shows_until_its_ttl_then_expires(
     assert kiosk.view()["messages"] == [] and kiosk.host.state.get(MESSAGES_KEY) == []
 
 
+async def test_a_message_with_a_ttl_sent_before_the_clock_was_set_shows_for_its_ttl(
+    clock: FakeTime,
+) -> None:
+    """At boot a Pi runs on fake-hwclock's saved time, 12 hours behind; a one-hour notice
+    sent then ran out at that clock's hour and vanished as soon as NTP set the clock."""
+    synced = [False]
+    kiosk = dated(clock, TestHost(clock=Clock(recheck_s=0, kernel_synced=lambda: synced[0])))
+    clock.ms = paris_ms(24, 20, 0)  # the saved time; really the 25th, 08:00
+    await kiosk.command_message({"id": "m", "text": "Retard", "ttl_s": 3600})
+    synced[0] = True
+    clock.ms = paris_ms(25, 8, 1)
+    kiosk.expire()  # the kiosk's tick
+    assert [m["text"] for m in kiosk.view()["messages"]] == ["Retard"]
+    clock.ms = paris_ms(25, 9, 2)
+    kiosk.expire()
+    assert kiosk.view()["messages"] == []
+
+
+async def test_a_message_sent_on_a_1970_clock_keeps_its_expires_at(clock: FakeTime) -> None:
+    synced = [False]
+    kiosk = dated(clock, TestHost(clock=Clock(recheck_s=0, kernel_synced=lambda: synced[0])))
+    clock.ms = 30_000  # a Pi booted without fake-hwclock
+    until = paris_ms(25, 18, 0)
+    await kiosk.command_message({"id": "m", "text": "Fermé", "expires_at": iso(until)})
+    synced[0] = True
+    clock.ms = paris_ms(25, 8, 0)
+    kiosk.expire()
+    assert [m["text"] for m in kiosk.view()["messages"]] == ["Fermé"]
+    clock.ms = until
+    kiosk.expire()
+    assert kiosk.view()["messages"] == []
+
+
 async def test_a_message_without_expiry_gets_the_configured_ttl(
     kiosk: KioskService, clock: FakeTime
 ) -> None:
