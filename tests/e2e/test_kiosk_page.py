@@ -365,6 +365,44 @@ async def test_a_stream_gone_silent_is_said_lost_and_replaced_by_a_new_one(
     await expect(page.locator("#link")).to_have_attribute("data-state", "online")
 
 
+async def test_a_screen_left_in_english_goes_back_to_french_after_the_clock_steps_back(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    """NTP corrects a clock two hours fast (a wrong fake-hwclock save) while the screen
+    waits for its next rider: the idle reset counts on the monotonic clock, not for hours."""
+    page = browser.page
+    await page.clock.install()
+    page = await opened(kiosk, browser)
+    await page.locator("#lang").click()
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    wall = await page.evaluate("Date.now()")
+    await page.clock.set_system_time(datetime.fromtimestamp(wall / SECOND_MS - 7200, UTC))
+    await page.clock.fast_forward(121 * SECOND_MS)  # idle_reset_s is 120 s
+    await expect(page.locator("html")).to_have_attribute("lang", "fr")
+
+
+async def test_a_stream_gone_silent_after_the_clock_stepped_back_is_replaced(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = browser.page
+    await page.clock.install()
+    page = await opened(kiosk, browser)
+    held: list[Any] = []
+
+    async def hold(route: Any) -> None:
+        held.append(route)
+
+    await page.route("**/api/events", hold)
+    wall = await page.evaluate("Date.now()")
+    await page.clock.set_system_time(datetime.fromtimestamp(wall / SECOND_MS - 7200, UTC))
+    beat = kiosk.server.config.heartbeat_s
+    await page.clock.fast_forward(int((2 * beat + 8) * SECOND_MS))
+    await expect(page.locator("#lost")).to_be_visible()
+    assert len(held) == 1
+    await held[0].continue_()
+    await page.unroute("**/api/events")
+
+
 async def test_a_stream_refused_after_a_silence_is_replaced_by_one_stream_not_two(
     kiosk: Kiosk, browser: Browser
 ) -> None:

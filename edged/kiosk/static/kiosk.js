@@ -173,13 +173,17 @@
 
   let lang = "fr";
   let state = null;
+  // Durations (a silent stream, an idle screen, a note's seconds) are measured on the
+  // monotonic clock: the screen's browser shares the Pi's wall clock, which NTP steps (hours
+  // back: an idle reset and a dead stream's watchdog waited for hours; forward: at once).
+  const elapsed = () => performance.now();
   let offsetMs = 0; // daemon clock (GPS or NTP) minus this browser's clock
   let clockSource = "unsynced";
-  let lastTouch = Date.now();
+  let lastTouch = elapsed();
   let idled = false; // the screen was reset for the next rider since the last touch
   let lostTimer = null;
   let source = null; // the live stream (EventSource)
-  let heardAt = 0; // Date.now() when the stream last said anything (a state or a tick)
+  let heardAt = 0; // elapsed() when the stream last said anything (a state or a tick)
   let retry = null; // the pending new stream after one was refused (setTimeout)
   let heard = null; // what screen readers were last told about (see `tell`)
   const mine = {}; // "kind|service" -> the last request this page made (from the POST answer)
@@ -707,7 +711,7 @@
 
   function statusOf(kind, serviceId) {
     const note = notes[slot(kind, serviceId)];
-    if (note && note.until > Date.now()) return { key: note.key, words: tr(note.key) };
+    if (note && note.until > elapsed()) return { key: note.key, words: tr(note.key) };
     const r = latest(kind, serviceId);
     if (!r) return { key: "", words: "" };
     let key = r.status;
@@ -797,7 +801,7 @@
   // -- rider presses -------------------------------------------------------------------
 
   function note(kind, serviceId, key, seconds) {
-    notes[slot(kind, serviceId)] = { key, until: Date.now() + seconds * 1000 };
+    notes[slot(kind, serviceId)] = { key, until: elapsed() + seconds * 1000 };
     if (state) renderActions();
     setTimeout(() => state && renderActions(), seconds * 1000 + 50);
   }
@@ -810,7 +814,7 @@
   }
 
   async function press(kind, serviceId, source) {
-    lastTouch = Date.now();
+    lastTouch = elapsed();
     idled = false;
     const id = slot(kind, serviceId);
     if (busy[id]) return;
@@ -905,9 +909,9 @@
     if (source) source.close();
     const stream = new EventSource("/api/events");
     source = stream;
-    heardAt = Date.now();
+    heardAt = elapsed();
     stream.addEventListener("state", (e) => {
-      heardAt = Date.now();
+      heardAt = elapsed();
       const data = JSON.parse(e.data);
       sync(data);
       state = data;
@@ -916,7 +920,7 @@
       tell();
     });
     stream.addEventListener("tick", (e) => {
-      heardAt = Date.now();
+      heardAt = elapsed();
       sync(JSON.parse(e.data));
       renderClock();
     });
@@ -935,7 +939,7 @@
   // page says it lost the kiosk (not "online" over old times) and opens a new stream.
   function watchStream() {
     const beat = state && state.heartbeat_s > 0 ? state.heartbeat_s : 15;
-    if (!source || Date.now() - heardAt <= (2 * beat + 5) * 1000) return;
+    if (!source || elapsed() - heardAt <= (2 * beat + 5) * 1000) return;
     source.close();
     lost(true);
     connect();
@@ -947,7 +951,7 @@
     if (!state) return;
     // idle_reset_s is null on a rider's own phone (the captive portal): no reset there
     const idle = state.idle_reset_s;
-    if (!idled && idle !== null && Date.now() - lastTouch > idle * 1000) {
+    if (!idled && idle !== null && elapsed() - lastTouch > idle * 1000) {
       idled = true;
       resetForNextRider();
     }
@@ -984,7 +988,7 @@
   function start() {
     lockDown();
     $("lang").addEventListener("click", () => {
-      lastTouch = Date.now();
+      lastTouch = elapsed();
       idled = false;
       setLanguage(lang === "fr" ? "en" : "fr");
     });
@@ -995,7 +999,7 @@
       document.addEventListener(
         type,
         () => {
-          lastTouch = Date.now();
+          lastTouch = elapsed();
           idled = false;
         },
         { passive: true, capture: true },
