@@ -11,10 +11,14 @@ The bound proves a card expired, or started, but never that a card is still vali
 needs a trusted clock (`decide` applies the configured policy to what it cannot decide).
 
 GPS time is trusted, but not below the last time NTP gave (plus the monotonic time since, in
-the same boot): a rider with a GPS spoofer on a node whose kernel clock has lost NTP (hours
-offline) could otherwise set the time back to a day an expired pass was valid. Such a GPS
-time is read as no trusted clock (the bound decides). NTP, when synchronised, wins over
-everything, even below the bound: a clock once wrong must be correctable.
+the same boot), nor away from the time a trusted reading of this run carried on the
+monotonic clock (true time moves with it; a spoofed one jumps): a rider with a GPS spoofer
+on a node whose kernel clock has lost NTP (hours offline) could otherwise set the time
+back to a day an expired pass was valid, or on to the slot of a booking not yet begun.
+Such a GPS time is read as no trusted clock (the bound decides) until it agrees again, NTP
+comes back or the daemon restarts (a spoofer present from the start is not told apart).
+NTP, when synchronised, wins over everything, even below the bound: a clock once wrong
+must be correctable.
 
 Stored in the node's small state (the outbox database) at most every `save_every_s` while
 it advances, so the SD card sees a few small writes an hour.
@@ -39,8 +43,9 @@ LATEST_MS = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp() * 1000)
 """No clock gives a time past this (Linux's clock ends in 2262): a stored bound beyond it is
 a corrupt state, and a date near the end of the calendar (year 9999) failed every tap."""
 GPS_SLACK_MS = 120_000
-"""How far a GPS time may be below the NTP floor and still be believed (a receiver's time
-and NTP's agree within a second; the floor is saved every `save_every_s`)."""
+"""How far a GPS time may be from the NTP floor or the time carried on since the last
+trusted reading and still be believed (a receiver's time and NTP's agree within a second;
+the floor is saved every `save_every_s`; a monotonic clock drifts some 10 s a day)."""
 
 
 def boot_id(path: Path = BOOT_ID) -> str | None:
@@ -78,7 +83,8 @@ class LastTrustedTime:
         self._saved_ms: int | None = None
         self._ntp_ms: int | None = None  # the last NTP time at `_ntp_mono`: GPS's floor
         self._ntp_mono = 0.0
-        self._gps_refused = False  # a GPS time below the floor was refused (logged once)
+        self._gps_refused = False  # a GPS time was refused (logged once until one is taken)
+        self._anchored = False  # the bound is a trusted reading of this run (not restored)
         self._restore(get_state(STATE_KEY, None))
 
     def _restore(self, raw: Any) -> None:
@@ -110,6 +116,20 @@ class LastTrustedTime:
             return None
         return self._ntp_ms + int((self._monotonic() - self._ntp_mono) * 1000)
 
+    def _gps_doubt(self, ms: int) -> str | None:
+        """Why a GPS time is not believed, or None: below the NTP floor, or away from the
+        time a trusted reading of this run carried on the monotonic clock (a GPS time
+        moving under a running node is a spoofer's; one right after a start is not told)."""
+        floor = self.ntp_floor()
+        if floor is not None and ms < floor - GPS_SLACK_MS:
+            return f"before the last time NTP gave ({_utc(floor)})"
+        expected = self.bound() if self._anchored else None
+        if expected is not None and abs(ms - expected) > GPS_SLACK_MS:
+            return (
+                f"while the time this node keeps since its last trusted reading is {_utc(expected)}"
+            )
+        return None
+
     def bound(self) -> int | None:
         """The lower bound now, from the last trusted reading and the monotonic time since."""
         if self._ms is None:
@@ -120,24 +140,27 @@ class LastTrustedTime:
         """The time now if a clock can be trusted (and remember it), else the lower bound."""
         ms, source = self.clock.now()
         if source is ClockSource.GPS:
-            floor = self.ntp_floor()
-            if floor is not None and ms < floor - GPS_SLACK_MS:
+            doubt = self._gps_doubt(ms)
+            if doubt is not None:
                 if not self._gps_refused:
                     self._gps_refused = True
                     log.warning(
-                        "GPS says it is %s, before the last time NTP gave (%s): a spoofed "
-                        "or faulty GPS time is not trusted for card dates and bookings",
+                        "GPS says it is %s, %s: a spoofed or faulty GPS time is not trusted "
+                        "for card dates and bookings",
                         _utc(ms),
-                        _utc(floor),
+                        doubt,
                     )
-                bound = self.bound()
+                bound, floor = self.bound(), self.ntp_floor()
                 self.save()
-                return Reading(floor if bound is None else max(bound, floor), False)
+                if bound is None or floor is None:
+                    return Reading(floor if bound is None else bound, False)
+                return Reading(max(bound, floor), False)
             self._gps_refused = False
         if source is not ClockSource.UNSYNCED:
             # a trusted clock wins, even below the stored bound: a clock that was wrong
             # once (and trusted) must not refuse every pass forever after it is corrected
             self._ms, self._mono = ms, self._monotonic()
+            self._anchored = True
             if source is ClockSource.NTP:
                 self._ntp_ms, self._ntp_mono = ms, self._mono
             self.save()

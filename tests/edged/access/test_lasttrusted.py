@@ -173,3 +173,26 @@ def test_ntp_below_the_bound_a_gps_time_set_is_trusted() -> None:
     last.read()
     clock.kind, clock.ms = ClockSource.NTP, T + 5000
     assert (last.read().ms, last.read().trusted) == (T + 5000, True)
+
+
+def test_a_gps_time_that_jumps_ahead_under_a_running_node_is_not_trusted() -> None:
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    clock.kind = ClockSource.GPS
+    last = make(disk, clock, mono)
+    last.read()  # the receiver's true time
+    mono.t += 60
+    clock.ms = T + 86_400_000  # a spoofer: tomorrow, a minute later
+    reading = last.read()
+    assert (reading.ms, reading.trusted) == (T + 60_000, False)
+
+
+def test_a_gps_time_that_agrees_again_after_a_jump_is_trusted() -> None:
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    clock.kind = ClockSource.GPS
+    last = make(disk, clock, mono)
+    last.read()
+    clock.ms = T + 86_400_000
+    last.read()
+    mono.t += 600
+    clock.ms = T + 600_500  # the spoofer gone: the receiver's time, half a second apart
+    assert (last.read().ms, last.read().trusted) == (T + 600_500, True)

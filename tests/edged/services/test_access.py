@@ -788,6 +788,31 @@ def test_a_gps_time_set_back_before_the_last_ntp_time_boards_no_expired_pass(
     assert again.of_type(Unlock) == []
 
 
+def test_a_gps_time_moved_on_to_a_booking_s_slot_does_not_open_the_venue(
+    tmp_path: Path,
+) -> None:
+    """A guest booked for tomorrow 09:00 spoofs the GPS of a venue node that lost NTP."""
+    clock = SetClock(0)
+    clock.kind = ClockSource.GPS
+    clock.at(datetime(2026, 11, 25, 8, 0, tzinfo=PARIS))
+    node = OrderedNode("venue", clock=clock)
+    mono = [100.0]
+    service = service_on(node, tmp_path, rooms=["salle-1"], monotonic=lambda: mono[0])
+    booking = {
+        "room": "salle-1",
+        "start": "2026-11-26T09:00:00+01:00",
+        "end": "2026-11-26T10:00:00+01:00",
+    }
+    lists = full_lists(bookings={REFS(UID_BOOKED): [booking]})
+    asyncio.run(service.command_update(signed(lists)))
+    tap(node, UID_BOOKED, ts=1.0)  # today: no booking now
+    mono[0] += 60
+    clock.at(datetime(2026, 11, 26, 9, 5, tzinfo=PARIS))  # a minute on, the GPS says tomorrow
+    tap(node, UID_BOOKED, ts=70.0)
+    assert [t.reason for t in taps(node)] == ["no_booking", "clock_unsynced"]
+    assert node.of_type(Unlock) == []
+
+
 def test_a_pass_the_bound_cannot_decide_is_refused_and_counted_staff_admitted(
     tmp_path: Path,
 ) -> None:
