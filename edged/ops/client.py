@@ -49,8 +49,9 @@ class ClosedBeforeConnackError(aiomqtt.MqttError):
 MAX_QUEUED_MESSAGES = 50_000
 """Messages received and not yet read: a fleet's retained topics arriving at once."""
 MAX_QUEUED_BYTES = 128 * 1024 * 1024
-"""Their payloads' bytes: 50,000 of a few kB each, but never 50,000 of the 4 MiB a peer
-may publish (a stolen node key on a fast link filled 4 GB of `edgectl watch` in 20 s)."""
+"""Their bytes, topic and payload: 50,000 of a few kB each, but never 50,000 of the 4 MiB a
+peer may publish (a stolen node key on a fast link filled 4 GB of `edgectl watch` in 20 s),
+nor of the 64 KiB topic names it may write with empty payloads (`events/{kind}`)."""
 
 
 class _Queue(asyncio.Queue[aiomqtt.Message]):
@@ -71,8 +72,16 @@ class _Queue(asyncio.Queue[aiomqtt.Message]):
 
 
 def _size(message: aiomqtt.Message) -> int:
-    payload = message.payload
+    return len(message.topic.value) + payload_size(message.payload)
+
+
+def payload_size(payload: object) -> int:
     return len(payload) if isinstance(payload, bytes | bytearray | str) else 8
+
+
+def wire_size(message: mqtt.MQTTMessage) -> int:
+    """What a received message will hold in the queue: its topic and its payload."""
+    return len(message._topic) + payload_size(message.payload)
 
 
 class ToolClient(CancellableClient):
@@ -131,7 +140,7 @@ class ToolClient(CancellableClient):
             return
         queue = self._queue  # one message, however large, when the reader has caught up
         held = queue.bytes if isinstance(queue, _Queue) else 0
-        if queue.full() or (held and held + len(message.payload) > self.max_queued_bytes):
+        if queue.full() or (held and held + wire_size(message) > self.max_queued_bytes):
             self.dropped += 1
             return
         super()._on_message(client, userdata, message)

@@ -43,7 +43,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edged.ops.client import BrokerUnreachableError, Say, ToolClient, connect, refused
+from edged.ops.client import (
+    BrokerUnreachableError,
+    Say,
+    ToolClient,
+    connect,
+    payload_size,
+    refused,
+)
 from edged.ops.fleet import MAX_PAYLOAD, FleetView
 from edged.ops.login import Login
 from edged.topics import ALARM, TOPICS
@@ -148,9 +155,10 @@ class Shares:
         return f"{parts[0]}/{parts[1]}" if len(parts) >= 2 else None
 
     @staticmethod
-    def _weight(payload: object) -> int:
-        size = len(payload) if isinstance(payload, bytes | bytearray | str) else 8
-        return size + MESSAGE_WEIGHT
+    def _weight(topic: str, payload: object) -> int:
+        """A message's weight: its topic (a node may write 64 KiB ones, `events/{kind}`),
+        its payload and `MESSAGE_WEIGHT`, alike when queued and when read."""
+        return len(topic) + payload_size(payload) + MESSAGE_WEIGHT
 
     def over(self, message: mqtt.MQTTMessage) -> bool:
         """Whether `message` would take its node past its share (a node with nothing
@@ -161,18 +169,19 @@ class Shares:
         if len(parts) < 2 or (len(parts) == 3 and parts[2].startswith("alarm/")):
             return False
         held = self.held.get(f"{parts[0]}/{parts[1]}", 0)
-        return held > 0 and held + self._weight(message.payload) > MAX_NODE_QUEUED
+        return held > 0 and held + self._weight(message.topic, message.payload) > MAX_NODE_QUEUED
 
     def queued(self, message: mqtt.MQTTMessage) -> None:
-        key = self._key(message.topic)
+        topic = message.topic
+        key = self._key(topic)
         if key is not None:
-            self.held[key] = self.held.get(key, 0) + self._weight(message.payload)
+            self.held[key] = self.held.get(key, 0) + self._weight(topic, message.payload)
 
     def read(self, topic: str, payload: object) -> None:
         key = self._key(topic)
         if key is None or key not in self.held:
             return
-        left = self.held[key] - self._weight(payload)
+        left = self.held[key] - self._weight(topic, payload)
         if left > 0:
             self.held[key] = left
         else:

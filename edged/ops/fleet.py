@@ -56,6 +56,10 @@ MAX_ERRORS = 64
 MAX_FAULTS = 16
 MAX_ECUS = 256  # J1939 source addresses: the lamps of a `vehicle/faults` looked at
 MAX_SPLITS = 100_000
+MAX_TOPIC_TAIL = 2 * (63 + 1) + len("reply/") + 4 * 32 + 3
+"""The longest a contract topic runs after `{prefix}/`: a fleet and a node of 63 characters
+(NAME_PATTERN), then `alarm/` or `reply/` and a command name of four 32-character words
+(COMMAND_NAME). A node may write longer ones (`events/{kind}`, 64 KiB): never remembered."""
 OTHER = "(other)"
 
 
@@ -368,9 +372,10 @@ class FleetView:
 
     def _split(self, topic: Any) -> tuple[str, str, str] | None:
         """`(fleet, node, suffix)` of a contract topic; remembered per topic (a fleet uses
-        a few per node), in a cache emptied when full so no flood of names can grow it."""
-        if not isinstance(topic, str):
-            return None
+        a few per node), in a cache emptied when full so no flood of names can grow it, of
+        names no longer than a contract topic can be."""
+        if not isinstance(topic, str) or len(topic) > len(self.prefix) + 1 + MAX_TOPIC_TAIL:
+            return None  # no contract topic is this long: not worth remembering
         cache = self._splits
         if topic in cache:
             return cache[topic]

@@ -54,3 +54,24 @@ async def test_a_flood_of_small_messages_is_dropped_and_counted_without_a_line_e
                         await asyncio.sleep(0.05)
             assert (len(reader.messages), reader.dropped) == (bound, count - bound)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_flood_of_long_topic_names_counts_against_the_queues_bound(
+    broker: Mosquitto,
+) -> None:
+    """A node may write `events/{kind}` with a kind as long as MQTT allows (64 KiB): a
+    flood of such topics with empty payloads held 64 KiB each in the reader's queue, counted
+    as nothing, so the 128 MiB bound let 50,000 of them (3 GiB) wait to be read."""
+    bound, count = MIB, 100
+    topic = "rnst/v1/test/rogue-01/events/" + "x" * 60_000
+    reader = ToolClient("127.0.0.1", broker.port, version="5", max_queued_bytes=bound)
+    async with reader:
+        await reader.subscribe("rnst/v1/#", qos=0)
+        async with CancellableClient("127.0.0.1", broker.port, identifier="rogue-topics") as rogue:
+            for i in range(count):
+                await rogue.publish(f"{topic}{i}", b"", qos=0)
+            async with asyncio.timeout(30):  # the reader reads nothing meanwhile: it lags
+                while len(reader.messages) + reader.dropped < count:
+                    await asyncio.sleep(0.05)
+        assert (len(reader.messages) - 1) * len(topic) <= bound
+        assert reader.dropped == count - len(reader.messages)

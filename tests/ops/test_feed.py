@@ -305,3 +305,18 @@ def test_a_node_over_its_share_still_gets_its_alarms_in() -> None:
     assert shares.held[NODE.removeprefix(f"{PREFIX}/")] > MAX_NODE_QUEUED  # still counted
     other = _message(f"{PREFIX}/test/n2/position", b"y" * 200)
     assert not shares.over(other)  # another node's share is its own
+
+
+def test_a_nodes_long_topic_names_count_in_its_share() -> None:
+    # `events/{kind}` may be 64 KiB long: empty payloads under such names took a node's
+    # share at 64 bytes each, and every other node waited behind thousands of them
+    shares = Shares(PREFIX)
+    topic = f"{NODE}/events/" + "x" * 60_000
+    queued = 0
+    while not shares.over(message := _message(topic, b"")):
+        assert queued <= MAX_NODE_QUEUED // 60_000, "the node's share never filled"
+        shares.queued(message)
+        queued += 1
+    for _ in range(queued):  # and reading them gives the share back, to the byte
+        shares.read(topic, b"")
+    assert shares.held == {}

@@ -684,3 +684,23 @@ def test_a_deflate_bomb_is_rejected_without_inflating_it() -> None:
     assert len(bomb) < 20_000
     assert not v.ingest(f"{BASE}/position", bomb)
     assert v.rejected == 1
+
+
+def test_long_topic_names_a_node_may_write_are_not_remembered() -> None:
+    """A node may write `events/{kind}` and `reply/+/+/+/+` with levels as long as MQTT
+    allows (64 KiB a topic): each name was remembered, up to MAX_SPLITS of them (6 GiB
+    kept by `edgectl watch` and the feed service after the flood had passed)."""
+    import tracemalloc
+
+    v = view()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):  # 18 MB of names
+            v.ingest(f"{BASE}/events/{i}" + "x" * 60_000, b"{}")
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000, f"{kept:,} bytes kept"
+    longest = f"{PREFIX}/{'f' * 63}/{'n' * 63}/reply/" + "/".join(["a" * 32] * 4)
+    assert v.ingest(longest, msg(id="1", ok=True))  # the longest contract topic still reads
