@@ -40,11 +40,35 @@ def _escaped(c: str) -> str:
     return json.dumps(c)[1:-1]  # `\u202e`, or a surrogate pair for a character past U+FFFF
 
 
+MAX_INDENTED_DEPTH = 32
+"""Deeper than any reply of edged's (CBOR's bound, `edged.codec.cbor.MAX_DEPTH`)."""
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests more than `limit` lists or objects deep (without recursing)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return False
+
+
 def json_for_terminal(value: Any) -> str:
     """`value` as indented JSON whose every character prints as itself: the others (only
     ever inside strings, where JSON already escapes C0 controls) as `\\uXXXX` escapes, so
-    the text reads back to the same value and pipes into `jq` unchanged."""
-    text = json.dumps(value, indent=2, ensure_ascii=False)
+    the text reads back to the same value and pipes into `jq` unchanged.
+
+    A value deeper than `MAX_INDENTED_DEPTH` is written on one line: indented, each line
+    carries two spaces a level, and a reply 900 levels deep printed 900 times its size
+    (gigabytes from a node's one 4 MiB reply)."""
+    indent = None if _deeper_than(value, MAX_INDENTED_DEPTH) else 2
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
     if all(line.isprintable() for line in text.split("\n")):
         return text
     return "".join(map(_escaped, text))

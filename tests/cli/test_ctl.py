@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 
@@ -219,3 +219,20 @@ def test_a_generated_key_s_block_names_every_scope_a_node_knows(
     assert main(["keys", "generate", "release", "--dir", str(tmp_path)]) == 0
     (scopes_line,) = [line for line in capsys.readouterr().out.splitlines() if "scopes" in line]
     assert all(f'"{scope}"' in scopes_line for scope in get_args(Scope)), scopes_line
+
+
+async def test_cmd_prints_a_deeply_nested_reply_in_about_its_own_size(
+    broker: Mosquitto,
+) -> None:
+    """Indented, a value 900 levels deep (JSON decodes up to ~990) printed 1.6 MB for its
+    2 kB: the node asked could make `edgectl cmd` build and print gigabytes from one 4 MiB
+    reply (or one deflated to 16 MiB)."""
+    deep: Any = []
+    for _ in range(900):
+        deep = [deep]
+    result = {"log": [deep] * 20}
+    async with answering(broker.port, ROGUE, lambda i: {"id": i, "ok": True, "result": result}):
+        code, out, err = await edgectl("cmd", "test/rogue-01", "diag.dump", "--broker", broker.url)
+    assert code == 0, err
+    assert len(out) < 4 * len(json.dumps(result)), f"{len(out):,} characters printed"
+    assert json.loads(out)["result"] == result  # the same value, for `jq`
