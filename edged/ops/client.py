@@ -104,6 +104,8 @@ class ToolClient(CancellableClient):
         self.dropped = 0
         """Messages discarded because the reader was `max_queued_bytes` or
         `max_queued_incoming_messages` behind."""
+        self.malformed = 0
+        """Messages left out because their topic is not UTF-8."""
         self.skip: Callable[[mqtt.MQTTMessage], bool] | None = None
         """Messages never to queue nor count as dropped: a copy of one already queued."""
         self.refuse: Callable[[mqtt.MQTTMessage], bool] | None = None
@@ -132,7 +134,18 @@ class ToolClient(CancellableClient):
         """Drop what arrives while the reader is `max_queued_bytes` or the count bound
         behind: a flood costs messages (counted in `dropped`, without a log line each —
         aiomqtt's own drop at the count bound logs a warning per message, tens of
-        thousands of lines on an operator's terminal), never all the memory."""
+        thousands of lines on an operator's terminal), never all the memory.
+
+        A topic that is not UTF-8 (a broker that passes a publisher's bytes on unchecked)
+        is left out and counted in `malformed`: read, it raised here, paho read the same
+        packet again and again (tens of thousands of log lines a second), and the
+        connection it then lost brought the same retained message back at each reconnection
+        (MQTT-1.5.4-1 says close; a message no one can name is better dropped)."""
+        try:
+            message.topic  # noqa: B018 - decodes the topic, as every reader does after
+        except UnicodeDecodeError:
+            self.malformed += 1
+            return
         if self.skip is not None and self.skip(message):
             return
         if self.refuse is not None and self.refuse(message):

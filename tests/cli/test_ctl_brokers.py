@@ -27,7 +27,7 @@ from tests.helpers.commands import v5_properties
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import ROOT, start_daemon, write_config
 from tests.helpers.quirks import QuirkProxy, Quirks
-from tests.helpers.rogue import publish_retained
+from tests.helpers.rogue import edgectl, publish_retained
 from tests.release.support import key_file, make_bundle
 
 NODE = "test/shuttle-07"
@@ -564,3 +564,23 @@ def test_a_missing_ca_file_exits_2_naming_cafile(
     argv = ["cmd", NODE, "ping", "--broker", "mqtts://h", "--cafile", str(tmp_path / "none.crt")]
     assert main(argv) == 2
     assert "--cafile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("proxy", [Quirks(raw_topics=True)], indirect=True)
+async def test_watch_leaves_out_a_topic_that_is_not_utf8_and_shows_the_fleet(
+    broker: Mosquitto, proxy: QuirkProxy
+) -> None:
+    """A broker that passes a topic's bytes on unchecked delivered one retained message
+    whose topic is not UTF-8: paho raised on it in the callback and read the same packet
+    again, `edgectl watch` wrote 69,000 lines in 3 s, dropped the connection, got the
+    same message at each reconnection, and never showed a node."""
+    online = {"state": "online"}
+    await publish_retained(
+        broker.port, ("rnst/v1/test/rogue%ff/state", online), ("rnst/v1/test/n1/state", online)
+    )
+    code, out, err = await edgectl("watch", "--broker", proxy.url, "--duration", "3")
+    assert code == 0, err
+    rows = _rows(out, "test/n1")
+    assert len(rows) == 1 and "online" in rows[0], out
+    assert "lost the broker" not in out
+    assert len(err.splitlines()) <= 1, err[:2000]

@@ -10,7 +10,10 @@ field (issue #22), so edgectl and broker-check meet each quirk in CI:
 - `connack_refusal`: every CONNECT refused with this MQTT 5 reason code (3.1.1 code mapped),
   as a broker refuses an unknown user (ejabberd without a username);
 - `hold_exact_s`: a SUBSCRIBE naming only exact topics reaches the broker this many seconds
-  late (its answer as late: a far or busy broker), the rest of the connection's packets not.
+  late (its answer as late: a far or busy broker), the rest of the connection's packets not;
+- `raw_topics`: a broker that passes a topic's bytes on unchecked (Mosquitto refuses a
+  topic that is not UTF-8 from its publisher; not every broker does): `%ff` in a topic
+  published reaches subscribers as the byte 0xFF.
 
 It parses MQTT framing (fixed header, remaining length) and only the fields it rewrites; it
 runs its own event loop in a thread so sync tests can call `edgectl`'s `main()`.
@@ -64,6 +67,7 @@ class Quirks:
     retained_exact_only: bool = False
     connack_refusal: int | None = None
     hold_exact_s: float = 0.0
+    raw_topics: bool = False
 
 
 @dataclass
@@ -200,6 +204,10 @@ class QuirkProxy:
         """Broker to client: retained PUBLISHes only to exact subscribers when asked."""
         while True:
             first, body = await _packet(up_reader)
+            if first >> 4 == 3 and self.quirks.raw_topics:
+                n = int.from_bytes(body[:2])
+                raw = body[2 : 2 + n].replace(b"%ff", b"\xff")
+                body = len(raw).to_bytes(2) + raw + body[2 + n :]
             if first >> 4 == 3 and first & 0x01 and self.quirks.retained_exact_only:
                 topic, at = _string(body, 0)
                 if topic not in conn.exact:
