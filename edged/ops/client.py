@@ -14,12 +14,15 @@ once instead of after the whole time-out.
 import asyncio
 import contextlib
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -105,13 +108,39 @@ class ToolClient(CancellableClient):
         """Messages discarded because the reader was `max_queued_bytes` or
         `max_queued_incoming_messages` behind."""
         self.malformed = 0
-        """Messages left out because their topic is not UTF-8."""
+        """Messages left out because their topic is not UTF-8, or paho could not read them
+        (`_unreadable`)."""
         self.skip: Callable[[mqtt.MQTTMessage], bool] | None = None
         """Messages never to queue nor count as dropped: a copy of one already queued."""
         self.refuse: Callable[[mqtt.MQTTMessage], bool] | None = None
         """Messages to drop, counted in `dropped`: a node over its share of the queue."""
         self.taken: Callable[[mqtt.MQTTMessage], None] | None = None
         """Told of each message queued."""
+        paho = self._client
+        handle_publish = paho._handle_publish
+
+        def handle_publish_or_leave_out() -> MQTTErrorCode:
+            try:
+                return handle_publish()
+            except (MalformedPacket, UnicodeDecodeError, struct.error):
+                return self._unreadable(paho)
+
+        paho._handle_publish = handle_publish_or_leave_out  # type: ignore[method-assign]
+
+    def _unreadable(self, paho: mqtt.Client) -> MQTTErrorCode:
+        """A PUBLISH paho cannot read (a property it refuses, such as U+FEFF in a user
+        property, MQTT-1.5.4-3, which Mosquitto passes on): left out, counted in
+        `malformed`, and acknowledged. paho closed the connection on it (the spec's rule),
+        and the broker sent it again at each reconnection while it was retained: one
+        node's `state` kept every MQTT 5 reader of the fleet from reading anything."""
+        self.malformed += 1
+        command, packet = paho._in_packet["command"], bytes(paho._in_packet["packet"])
+        qos = (command & 0x06) >> 1
+        at = 2 + int.from_bytes(packet[:2], "big")
+        if qos == 0 or len(packet) < at + 2:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        mid = int.from_bytes(packet[at : at + 2], "big")
+        return paho._send_puback(mid) if qos == 1 else paho._send_pubrec(mid)
 
     @property
     def paho(self) -> mqtt.Client:

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from aiomqtt import ProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edged.cli.ctl import main
 from edged.config.security import Scope
@@ -236,3 +239,25 @@ async def test_cmd_prints_a_deeply_nested_reply_in_about_its_own_size(
     assert code == 0, err
     assert len(out) < 4 * len(json.dumps(result)), f"{len(out):,} characters printed"
     assert json.loads(out)["result"] == result  # the same value, for `jq`
+
+
+async def test_watch_shows_the_fleet_when_a_node_sends_a_property_paho_cannot_read(
+    broker: Mosquitto,
+) -> None:
+    """One node's retained `state` with U+FEFF in an MQTT 5 user property (valid UTF-8:
+    Mosquitto passes it on; MQTT-1.5.4-3 lets a receiver refuse it, and paho does) made
+    every MQTT 5 reader drop its connection, reconnect, and get it again: `edgectl watch`
+    showed no node, and the feed service served none, for as long as it was retained."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.UserProperty = ("node", "rogue\ufeff-01")
+    async with CancellableClient(
+        "127.0.0.1", broker.port, identifier="rogue-feff", protocol=ProtocolVersion.V5
+    ) as rogue:
+        online = json.dumps({"state": "online"}).encode()
+        await rogue.publish(f"{ROGUE}/state", online, qos=1, retain=True, properties=props)
+    await publish_retained(broker.port, ("rnst/v1/test/n1/state", {"state": "online"}))
+    code, out, err = await edgectl("watch", "--broker", broker.url, "--duration", "3")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if "test/n1" in line]
+    assert len(rows) == 1 and "online" in rows[0], out
+    assert "lost the broker" not in out

@@ -4,6 +4,9 @@ import asyncio
 import logging
 
 import pytest
+from aiomqtt import ProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edged.ops.client import MAX_QUEUED_BYTES, ToolClient, connect
 from edged.ops.login import Login
@@ -75,3 +78,31 @@ async def test_a_flood_of_long_topic_names_counts_against_the_queues_bound(
                     await asyncio.sleep(0.05)
         assert (len(reader.messages) - 1) * len(topic) <= bound
         assert reader.dropped == count - len(reader.messages)
+
+
+async def test_messages_paho_cannot_read_are_acknowledged_and_the_next_one_comes(
+    broker: Mosquitto,
+) -> None:
+    """Left out, an unreadable QoS 1 message must still be acknowledged: unacknowledged,
+    a receive maximum of them (the window the broker may have in flight) would stop every
+    later delivery."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.UserProperty = ("node", "\ufeff")
+    window = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    window.ReceiveMaximum = 10
+    count = 30
+    reader = ToolClient(
+        "127.0.0.1", broker.port, version="5", protocol=ProtocolVersion.V5, properties=window
+    )
+    async with reader:
+        await reader.subscribe("rnst/v1/#", qos=1)
+        async with CancellableClient(
+            "127.0.0.1", broker.port, identifier="rogue-feff", protocol=ProtocolVersion.V5
+        ) as rogue:
+            for _ in range(count):
+                await rogue.publish("rnst/v1/test/rogue-01/health", b"{}", qos=1, properties=props)
+            await rogue.publish("rnst/v1/test/n1/health", b"{}", qos=1)
+        async with asyncio.timeout(10):
+            message = await anext(aiter(reader.messages))
+        assert str(message.topic) == "rnst/v1/test/n1/health"
+        assert reader.malformed == count
