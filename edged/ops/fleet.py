@@ -341,10 +341,14 @@ class FleetView:
                     self.ignored += 1
                     return False
                 view = NodeView(fleet, node)
+            read = []
             for body in bodies:  # a batch: each message as if it had come alone
-                if not self._apply(view, suffix, body):
+                if self._apply(view, suffix, body):
+                    read.append(body)
+                else:
                     self.rejected += 1
-                    return False
+            if not read:
+                return False
         except Exception:  # a bug of ours must not end a watch; the tests assert it never happens
             log.exception("could not read a message on %r", topic[:200])
             self.rejected += 1
@@ -355,7 +359,7 @@ class FleetView:
         self.version += 1
         view.changed = self.version
         view.last_received = self.clock()
-        for body in bodies:
+        for body in read:
             ts = trusted_ts(body)
             if ts is not None and (view.last_ts is None or ts > view.last_ts):
                 view.last_ts = ts

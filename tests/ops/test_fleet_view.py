@@ -704,3 +704,19 @@ def test_long_topic_names_a_node_may_write_are_not_remembered() -> None:
     assert kept < 1_000_000, f"{kept:,} bytes kept"
     longest = f"{PREFIX}/{'f' * 63}/{'n' * 63}/reply/" + "/".join(["a" * 32] * 4)
     assert v.ingest(longest, msg(id="1", ok=True))  # the longest contract topic still reads
+
+
+def test_a_message_of_a_batch_that_is_not_read_leaves_the_others_read_and_shown() -> None:
+    """A batch is its messages each as if it had come alone: one unusable stopped the
+    batch there, the messages after it were lost, and those before it changed the node
+    without marking it changed, so the feed and the page kept serving what was before."""
+    v = view()
+    first, third = json.loads(POSITION), json.loads(POSITION)
+    third.update(seq=3, lat=46.1)
+    batch = json.dumps([first, {"v": 1, "seq": 2, "lat": "north"}, third]).encode()
+    assert v.ingest(f"{BASE}/position", batch)
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert node.position.lat == 46.1
+    assert node.changed == v.version
+    assert v.rejected == 1
