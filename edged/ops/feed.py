@@ -51,7 +51,7 @@ from edged.ops.client import (
     payload_size,
     refused,
 )
-from edged.ops.fleet import MAX_PAYLOAD, FleetView
+from edged.ops.fleet import MAX_PAYLOAD, NAME, FleetView
 from edged.ops.login import Login
 from edged.topics import ALARM, TOPICS
 
@@ -124,6 +124,8 @@ class Copies:
         parts = _levels(self.prefix, topic)
         if len(parts) < 3 or parts[2] not in _NAMES:
             return
+        if not NAME.fullmatch(parts[0]) or not NAME.fullmatch(parts[1]):
+            return  # no node's topic (a broker without ACL delivers any): not remembered
         if topic in self._last or len(self._last) < MAX_REMEMBERED:
             self._last[topic] = _digest(message.payload)
 

@@ -320,3 +320,26 @@ def test_a_nodes_long_topic_names_count_in_its_share() -> None:
     for _ in range(queued):  # and reading them gives the share back, to the byte
         shares.read(topic, b"")
     assert shares.held == {}
+
+
+def test_only_retained_topics_of_a_node_id_are_remembered() -> None:
+    # under no ACL (a broker that delivers anything) a peer's retained `state` under
+    # 60 kB "fleet" names was each remembered, up to MAX_REMEMBERED (16,000: 1 GB)
+    import tracemalloc
+
+    copies = Copies(PREFIX, identifiers=True)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):  # 18 MB of names
+            message = _message(f"{PREFIX}/{i}{'f' * 60_000}/n1/state", b"{}")
+            message.retain = True
+            copies.queued(message)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000, f"{kept:,} bytes kept"
+    state = _message(f"{NODE}/state", b"{}")
+    state.retain = True
+    copies.queued(state)
+    assert copies.repeat(state)  # a node's own retained value is still known again
