@@ -234,6 +234,10 @@ class Rollout:
         self.say = say
         self.nodes: dict[str, NodeUpdate] = {}
         self._requests: dict[str, Any] = {}
+        self.unheard = 0
+        """Births of nodes past MAX_NODES, not taken: a rollout that cannot hear every node
+        of the fleet sends nothing (the nodes past the bound were left out without a word,
+        and every message past it was ignored, the canary's reply too)."""
         self._changed = asyncio.Event()
 
     @property
@@ -241,8 +245,7 @@ class Rollout:
         return f"{self.prefix}/{self.fleet}"
 
     def _node_of(self, topic: str) -> tuple[str, str] | None:
-        found = node_of(f"{self.fleet_base}/", topic)
-        return None if found is None or len(self.nodes) > MAX_NODES else found
+        return node_of(f"{self.fleet_base}/", topic)
 
     def ingest(self, topic: str, payload: Any, correlation: Any = None) -> None:
         """One message from the broker (hostile until proven otherwise)."""
@@ -254,6 +257,12 @@ class Rollout:
         if body is None:
             return
         node = self.nodes.get(name)
+        if rest == "state" and node is None:
+            if self.named is not None and name not in self.named:
+                return  # a node not asked for
+            if len(self.nodes) >= MAX_NODES:
+                self.unheard += 1  # past the bound: the rollout will not start (`_roll`)
+                return
         if rest == "state":
             node = node or self.nodes.setdefault(name, NodeUpdate(name))
             node.online = body.get("state") == "online"
@@ -314,6 +323,12 @@ class Rollout:
             ) from None
 
     async def _roll(self, client: aiomqtt.Client) -> Outcome:
+        if self.unheard:
+            return Outcome(
+                False, {},
+                why=f"more than {MAX_NODES} nodes under {self.fleet_base}: this rollout cannot "
+                "follow them all, nothing was sent; name the nodes to update with --node",
+            )  # fmt: skip
         for name in self.named or []:
             self.nodes.setdefault(name, NodeUpdate(name))
         skipped: dict[str, str] = {}

@@ -313,3 +313,25 @@ async def test_a_rollout_to_a_url_the_nodes_refuse_is_a_usage_error_before_any_s
     code, out, err = await edgectl(*args)
     assert code == 2 and "https://" in err, (out, err)
     assert "canary" not in err  # nothing was sent
+
+
+async def test_a_fleet_past_the_nodes_a_rollout_hears_is_refused_not_half_updated(
+    broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_NODES (10,000 ids under the fleet: a big fleet, or fake ids on a broker
+    without ACL) the rollout stopped hearing anything, its canary's reply too, and the
+    nodes after the bound were left out without a word: a rollout either hears every
+    node or sends nothing and says to name them (--node)."""
+    from edged.ops import rollout
+
+    monkeypatch.setattr(rollout, "MAX_NODES", 3)
+    args = {"url": "https://files.test/b.bundle", "size": 1, "sha256": "0" * 64}
+    async with SimFleet(broker.port, "test", NAMES[:5], KEY.public_key()) as sim:
+        outcome = await Rollout(
+            Login(parse_broker_url(broker.url)), "rnst/v1", "test", version="0.2.0",
+            args=args, key=KEY, kid="release", canary=parse_canary("1"), timeout_s=3,
+            discover_s=1,
+        ).run()  # fmt: skip
+    assert not outcome.ok
+    assert "more than 3 nodes" in outcome.why and "--node" in outcome.why
+    assert sim.commands == []
