@@ -122,14 +122,15 @@ class ToolClient(CancellableClient):
         def handle_publish_or_leave_out() -> MQTTErrorCode:
             try:
                 return handle_publish()
-            except (MalformedPacket, UnicodeDecodeError, struct.error):
-                return self._unreadable(paho)
+            except (MalformedPacket, ValueError, struct.error):  # UnicodeDecodeError is one,
+                return self._unreadable(paho)  # and aiomqtt's refusal of a wildcard topic
 
         paho._handle_publish = handle_publish_or_leave_out  # type: ignore[method-assign]
 
     def _unreadable(self, paho: mqtt.Client) -> MQTTErrorCode:
         """A PUBLISH paho cannot read (a property it refuses, such as U+FEFF in a user
-        property, MQTT-1.5.4-3, which Mosquitto passes on): left out, counted in
+        property, MQTT-1.5.4-3, which Mosquitto passes on) or aiomqtt cannot make a message
+        of (a topic with a wildcard, from a broker that does not check): left out, counted in
         `malformed`, and acknowledged. paho closed the connection on it (the spec's rule),
         and the broker sent it again at each reconnection while it was retained: one
         node's `state` kept every MQTT 5 reader of the fleet from reading anything."""

@@ -13,7 +13,8 @@ field (issue #22), so edgectl and broker-check meet each quirk in CI:
   late (its answer as late: a far or busy broker), the rest of the connection's packets not;
 - `raw_topics`: a broker that passes a topic's bytes on unchecked (Mosquitto refuses a
   topic that is not UTF-8 from its publisher; not every broker does): `%ff` in a topic
-  published reaches subscribers as the byte 0xFF.
+  published reaches subscribers as the byte 0xFF, `%2b` as a `+` (a wildcard, which no
+  PUBLISH may carry).
 
 It parses MQTT framing (fixed header, remaining length) and only the fields it rewrites; it
 runs its own event loop in a thread so sync tests can call `edgectl`'s `main()`.
@@ -206,7 +207,7 @@ class QuirkProxy:
             first, body = await _packet(up_reader)
             if first >> 4 == 3 and self.quirks.raw_topics:
                 n = int.from_bytes(body[:2])
-                raw = body[2 : 2 + n].replace(b"%ff", b"\xff")
+                raw = body[2 : 2 + n].replace(b"%ff", b"\xff").replace(b"%2b", b"+")
                 body = len(raw).to_bytes(2) + raw + body[2 + n :]
             if first >> 4 == 3 and first & 0x01 and self.quirks.retained_exact_only:
                 topic, at = _string(body, 0)
