@@ -14,15 +14,12 @@ once instead of after the whole time-out.
 import asyncio
 import contextlib
 import socket
-import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 from aiomqtt.exceptions import MqttConnectError
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -30,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from core.errors import EdgedError
 from edged.ops.login import Login, LoginError, Protocol
 from edged.uplink.cancellable import CancellableClient
+from edged.uplink.unreadable import leave_out_unreadable
 
 Say = Callable[[str], None]
 
@@ -116,32 +114,13 @@ class ToolClient(CancellableClient):
         """Messages to drop, counted in `dropped`: a node over its share of the queue."""
         self.taken: Callable[[mqtt.MQTTMessage], None] | None = None
         """Told of each message queued."""
-        paho = self._client
-        handle_publish = paho._handle_publish
+        leave_out_unreadable(self._client, self._unreadable)
 
-        def handle_publish_or_leave_out() -> MQTTErrorCode:
-            try:
-                return handle_publish()
-            except (MalformedPacket, ValueError, struct.error):  # UnicodeDecodeError is one,
-                return self._unreadable(paho)  # and aiomqtt's refusal of a wildcard topic
-
-        paho._handle_publish = handle_publish_or_leave_out  # type: ignore[method-assign]
-
-    def _unreadable(self, paho: mqtt.Client) -> MQTTErrorCode:
-        """A PUBLISH paho cannot read (a property it refuses, such as U+FEFF in a user
-        property, MQTT-1.5.4-3, which Mosquitto passes on) or aiomqtt cannot make a message
-        of (a topic with a wildcard, from a broker that does not check): left out, counted in
-        `malformed`, and acknowledged. paho closed the connection on it (the spec's rule),
-        and the broker sent it again at each reconnection while it was retained: one
-        node's `state` kept every MQTT 5 reader of the fleet from reading anything."""
+    def _unreadable(self, _exc: Exception) -> None:
+        """A message paho or aiomqtt cannot read (`edged.uplink.unreadable`): one node's
+        retained `state` with U+FEFF in a user property kept every MQTT 5 reader of the
+        fleet from reading anything."""
         self.malformed += 1
-        command, packet = paho._in_packet["command"], bytes(paho._in_packet["packet"])
-        qos = (command & 0x06) >> 1
-        at = 2 + int.from_bytes(packet[:2], "big")
-        if qos == 0 or len(packet) < at + 2:
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        mid = int.from_bytes(packet[at : at + 2], "big")
-        return paho._send_puback(mid) if qos == 1 else paho._send_pubrec(mid)
 
     @property
     def paho(self) -> mqtt.Client:

@@ -32,6 +32,7 @@ from edged.uplink.cancellable import CancellableClient
 from edged.uplink.packets import PubackFilter
 from edged.uplink.readahead import ReadAhead
 from edged.uplink.tlsfail import reason_of
+from edged.uplink.unreadable import leave_out_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,10 @@ class MqttClient(CancellableClient):
         self.ended: Ended | None = None
         self._checked: dict[int, int] = {}  # publish_acked's mids -> PUBACK reason (0: none)
         self.unreadable = 0
+        """Commands left out: aiomqtt could not make a message of them, or paho could not
+        read their packet (`edged.uplink.unreadable`: one QoS 1 command with U+FEFF in a
+        user property kept the node offline for good, sent again at each reconnection)."""
+        leave_out_unreadable(self._client, self._left_out)
         self.reader: ReadAhead | None = None  # this connection's socket, once open
         self._client._create_socket_connection = self._tcp_connection  # type: ignore[method-assign]
         self.on_delivered: Callable[[int, int], bool] | None = None
@@ -263,14 +268,17 @@ class MqttClient(CancellableClient):
         self.server_reference = _text(properties, "ServerReference")
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
+    def _left_out(self, exc: Exception) -> None:
+        self.unreadable += 1
+        log.warning("dropped a message the MQTT client cannot read: %s", exc)
+
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         """aiomqtt raises here on a topic it finds invalid, which would end the session;
         a broker that forwards such a topic loses us one message, not the link."""
         try:
             super()._on_message(client, userdata, message)
         except Exception as exc:
-            self.unreadable += 1
-            log.warning("dropped a message the MQTT client cannot read: %s", exc)
+            self._left_out(exc)
 
     def _on_disconnect(
         self,

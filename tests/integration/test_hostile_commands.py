@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edged.uplink.cancellable import CancellableClient
 from hil.scenarios.link import HOSTILE_COMMANDS
@@ -146,3 +148,20 @@ async def test_a_flood_of_bad_commands_leaves_a_few_lines_per_error_in_the_journ
         assert 1 <= len(said) <= FEW, f"{code}: {len(said)} lines"
     ignored = [line for line in proc.lines if "ignored: a retained message" in line]
     assert 1 <= len(ignored) <= FEW
+
+
+async def test_a_command_with_a_property_paho_refuses_is_left_out_and_the_session_stays(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """U+FEFF in a user property is valid UTF-8, which Mosquitto passes on, but paho refuses
+    it on receipt (MQTT-1.5.4-3) and closes the connection; a QoS 1 command in the node's
+    persistent session then came back at every reconnection: the node offline for good,
+    from one publish of anyone allowed to write `cmd/`."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.UserProperty = ("from", "\ufeff")
+    async with Collector(broker.port) as c:
+        await online(c, write_config(tmp_path, broker.port, gps=False), spawn)
+        await send(broker.port, "cmd/ping", b'{"id": "poison"}', properties=props)
+        await ping_answered(c, broker.port, "after")
+        assert reply_to(c, "poison") is None, "a message paho cannot read is left out"
+        assert len(births(c)) == 1 and not offlines(c), "the session was dropped"
