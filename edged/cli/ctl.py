@@ -645,6 +645,8 @@ async def watch(
     def table() -> RenderableType:
         elapsed = time.monotonic() - started
         dropped = f" · {feed.dropped:,} dropped" if feed.dropped else ""
+        if feed.unreadable:
+            dropped += f" · {feed.unreadable:,} unreadable"
         caption = (
             f"{login.address.url} · {prefix}/# · {feed.status} · {view.received} messages"
             f"{dropped} · {elapsed:.0f} s" + (" · Ctrl-C to stop" if tty else "")

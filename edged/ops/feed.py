@@ -329,6 +329,7 @@ class FleetFeed:
         self.version: str | None = None
         self._client: ToolClient | None = None
         self._dropped_before = 0  # by the connections before this one
+        self._unreadable_before = 0
 
     @property
     def dropped(self) -> int:
@@ -336,6 +337,14 @@ class FleetFeed:
         view shows may be older than what the nodes sent."""
         client = self._client
         return self._dropped_before + (client.dropped if client is not None else 0)
+
+    @property
+    def unreadable(self) -> int:
+        """Messages left out because they could not be read (`ToolClient.malformed`: a
+        topic that is not UTF-8, a property paho refuses): a node sending them is shown
+        from its other messages only."""
+        client = self._client
+        return self._unreadable_before + (client.malformed if client is not None else 0)
 
     @property
     def topic_filters(self) -> list[str]:
@@ -380,6 +389,7 @@ class FleetFeed:
                 self.connected = False
                 if self._client is not None:
                     self._dropped_before += self._client.dropped
+                    self._unreadable_before += self._client.malformed
                     self._client = None
             failures += 1
             await asyncio.sleep(min(5.0, 0.25 * 2**failures))

@@ -60,6 +60,7 @@ class RunningFeed:
         self.service.status.connected = lambda: self.feed.connected
         self.service.status.broker = lambda: self.feed.status
         self.service.status.dropped = lambda: self.feed.dropped
+        self.service.status.unreadable = lambda: self.feed.unreadable
         self.server = FeedServer(
             self.service,
             page=options.page,

@@ -64,6 +64,8 @@ class Status:
     broker: Callable[[], str] = lambda: "not started"
     dropped: Callable[[], int] = lambda: 0
     """Messages the reader dropped while behind (a node over its share of the queue)."""
+    unreadable: Callable[[], int] = lambda: 0
+    """Messages left out because they could not be read (`FleetFeed.unreadable`)."""
     last_message: float | None = None
     started: float = field(default_factory=time.time)
 
@@ -313,6 +315,7 @@ class FeedService:
                 "rejected": self.view.rejected,
                 "ignored": self.view.ignored,
                 "dropped": self.status.dropped(),
+                "unreadable": self.status.unreadable(),
             },
             "max_age_s": self.settings.max_age_s,
             "uptime_s": round(now - self.status.started, 1),

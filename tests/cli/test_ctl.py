@@ -261,3 +261,4 @@ async def test_watch_shows_the_fleet_when_a_node_sends_a_property_paho_cannot_re
     rows = [line for line in out.splitlines() if "test/n1" in line]
     assert len(rows) == 1 and "online" in rows[0], out
     assert "lost the broker" not in out
+    assert "1 unreadable" in out, "the operator is told a message was left out"

@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from google.transit import gtfs_realtime_pb2 as rt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from core.cancel import cancel_and_wait
 from hil.fleet.sim import FleetSim
@@ -165,6 +167,20 @@ async def test_a_journey_assigned_by_command_appears_in_the_trip_descriptor(worl
     (mine,) = [a for a in activities["VehicleActivity"]
                if a["VehicleMonitoringRef"]["value"] == "test/shuttle-08"]
     assert mine["MonitoredVehicleJourney"]["LineRef"] == {"value": "creuse-shuttle"}
+
+
+async def test_a_message_paho_cannot_read_is_counted_unreadable_on_health(world: World) -> None:
+    """Left out (a property paho refuses), not silently: /health says how many."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.UserProperty = ("from", "\ufeff")
+    v = world.sim.vehicles[0]
+    before = (await world.health())["messages"]["unreadable"]
+    await publish(world.broker.port, world.sim.topic(v, "health"), b"{}", properties=props)
+    deadline = time.monotonic() + 5
+    while (await world.health())["messages"]["unreadable"] < before + 1:
+        assert time.monotonic() < deadline, "the unreadable message was not counted"
+        await asyncio.sleep(0.1)
+    assert (await world.health())["broker"]["connected"] is True, "the reader stayed connected"
 
 
 async def test_hostile_payloads_change_nothing_in_the_feed(world: World) -> None:
