@@ -423,6 +423,26 @@ def test_reasons_say_how_far_the_release_got() -> None:
     assert code == "not_online" and "reached: running, drivers" in reason
 
 
+def on_trial_of_2_0(card: Path) -> ReleaseTree:
+    """Releases 1.0 and 2.0 on `card`, 2.0 on trial after 1.0."""
+    t = ReleaseTree(card / "releases")
+    t.root.mkdir()
+    release(t, "1.0")
+    release(t, "2.0")
+    t.point(CURRENT, "1.0")
+    t.begin_trial(trial_of())
+    return t
+
+
+def launch_read_only(t: ReleaseTree, card: Path) -> "subprocess.CompletedProcess[str]":
+    """The launcher's `run` while the kernel keeps `card` read-only."""
+    with read_only(card):
+        return subprocess.run(
+            [sys.executable, "-I", str(LAUNCHER), "--releases", str(t.root), "run"],
+            capture_output=True, text=True, timeout=15,
+        )  # fmt: skip
+
+
 def test_a_card_left_read_only_mid_trial_starts_the_previous_release_writing_nothing(
     tmp_path: Path,
 ) -> None:
@@ -433,17 +453,8 @@ def test_a_card_left_read_only_mid_trial_starts_the_previous_release_writing_not
     not judged then: the release that worked runs, and the trial goes on once the card
     can be written."""
     with mounted_tmpfs(tmp_path / "card") as card:
-        t = ReleaseTree(card / "releases")
-        t.root.mkdir()
-        release(t, "1.0")
-        release(t, "2.0")
-        t.point(CURRENT, "1.0")
-        t.begin_trial(trial_of())
-        with read_only(card):
-            out = subprocess.run(
-                [sys.executable, "-I", str(LAUNCHER), "--releases", str(t.root), "run"],
-                capture_output=True, text=True, timeout=15,
-            )  # fmt: skip
+        t = on_trial_of_2_0(card)
+        out = launch_read_only(t, card)
         assert out.returncode == 0, out.stderr
         assert f"{t.python('1.0')} -P -m edged run" in out.stdout
         assert "nothing recorded" in out.stderr
@@ -459,17 +470,8 @@ def test_an_unreadable_trial_on_a_read_only_card_starts_the_previous_release(
     """As at a start that can write (`_unreadable_trial`): a trial that cannot be judged
     does not run its release, which could crash at every start with nothing counted."""
     with mounted_tmpfs(tmp_path / "card") as card:
-        t = ReleaseTree(card / "releases")
-        t.root.mkdir()
-        release(t, "1.0")
-        release(t, "2.0")
-        t.point(CURRENT, "1.0")
-        t.begin_trial(trial_of())
+        t = on_trial_of_2_0(card)
         (t.root / TRIAL).write_text("{ cut by the ext4 error")
-        with read_only(card):
-            out = subprocess.run(
-                [sys.executable, "-I", str(LAUNCHER), "--releases", str(t.root), "run"],
-                capture_output=True, text=True, timeout=15,
-            )  # fmt: skip
+        out = launch_read_only(t, card)
         assert out.returncode == 0, out.stderr
         assert f"{t.python('1.0')} -P -m edged run" in out.stdout
