@@ -13,6 +13,15 @@ TABLE = "edged_hotspot"
 """The nftables table (family inet) holding every rule of the hotspot."""
 ALLOWED_SET = "allowed"
 """Phones that accepted the terms: `ether_addr . ipv4_addr`, each with its session timeout."""
+OWNERS_SET = "owners"
+"""In table `arp edged_hotspot`: the same (MAC, address) pairs as ALLOWED_SET, each the only
+device whose ARP may claim its address."""
+HELD_SET = "held"
+"""In table `arp edged_hotspot`: the addresses of accepted phones heard lately (HOLD_S)."""
+HOLD_S = 300
+"""How long an accepted phone's address stays held after its last ARP: well under half a
+DHCP lease (15 min with hostapd, 60 with NetworkManager), so a phone that left frees its
+address before DHCP can give it to the next phone."""
 CONNECTION = "edged-hotspot"
 """The NetworkManager connection id and the hostapd@ instance name."""
 FIREWALL_UNIT = "edged-hotspot.service"

@@ -32,7 +32,8 @@ from zoneinfo import ZoneInfo
 
 from core.counters import Counters
 from core.errors import EdgedError
-from edged.wifi.layout import ALLOWED_SET, TABLE
+from core.logs import flood_key
+from edged.wifi.layout import ALLOWED_SET, HELD_SET, HOLD_S, OWNERS_SET, TABLE
 from edged.wifi.tool import run_tool
 
 log = logging.getLogger(__name__)
@@ -110,16 +111,44 @@ class NftFirewall:
         """Add the pair, or start its timeout again: add, delete, add (an add alone leaves
         an existing element's timeout as it was); and take out each pair of `revoke`: add,
         delete (a delete alone fails on a pair the kernel already forgot). One transaction:
-        a moved session is never at both addresses, nor at neither."""
+        a moved session is never at both addresses, nor at neither. The same pairs go to
+        the ARP guard (`table arp edged_hotspot`): no other device may claim the address."""
         mac = normal_mac(mac)
-        lines = []
+        lines, guard = [], []
         for old_mac, old_ip in revoke:
-            old = f"inet {TABLE} {ALLOWED_SET} {{ {normal_mac(old_mac)} . {_ipv4(old_ip)} }}"
+            pair = f"{normal_mac(old_mac)} . {_ipv4(old_ip)}"
             if (normal_mac(old_mac), old_ip) != (mac, ip):
-                lines += [f"add element {old}", f"delete element {old}"]
-        element = f"inet {TABLE} {ALLOWED_SET} {{ {mac} . {_ipv4(ip)} timeout {timeout_s}s }}"
-        lines += [f"add element {element}", f"delete element {element}", f"add element {element}"]
+                lines += _out(f"inet {TABLE} {ALLOWED_SET} {{ {pair} }}")
+                guard += _out(f"arp {TABLE} {OWNERS_SET} {{ {pair} }}")
+                guard += _out(f"arp {TABLE} {HELD_SET} {{ {_ipv4(old_ip)} }}")
+        pair = f"{mac} . {_ipv4(ip)} timeout {timeout_s}s"
+        lines += _in(f"inet {TABLE} {ALLOWED_SET} {{ {pair} }}")
+        guard += _in(f"arp {TABLE} {OWNERS_SET} {{ {pair} }}")
+        guard += _in(f"arp {TABLE} {HELD_SET} {{ {_ipv4(ip)} timeout {min(HOLD_S, timeout_s)}s }}")
+        try:
+            await self._run(lines + guard)
+        except FirewallError:
+            if await self._has_guard():
+                raise
+            # a firewall loaded by an older edged: the sessions still work, unguarded
+            await self._run(lines)
+            log.warning(
+                "wifi: the hotspot's firewall has no ARP guard (table arp %s): another phone "
+                "can take an accepted phone's traffic from the internet; `sudo edged wifi "
+                "apply` loads the current one",
+                TABLE,
+                extra=flood_key("wifi.arp_guard"),
+            )
+
+    async def _run(self, lines: list[str]) -> None:
         await self._nft("-f", "-", stdin="".join(f"{line}\n" for line in lines).encode())
+
+    async def _has_guard(self) -> bool:
+        try:
+            await self._nft("list", "set", "arp", TABLE, OWNERS_SET)
+        except FirewallError:
+            return False
+        return True
 
     async def sessions(self) -> list[tuple[str, ipaddress.IPv4Address, float]]:
         raw = await self._nft("-j", "list", "set", "inet", TABLE, ALLOWED_SET)
@@ -128,6 +157,16 @@ class NftFirewall:
             return list(_elements(data))
         except (ValueError, KeyError, TypeError) as exc:
             raise FirewallError(f"nft listed the set in a form edged cannot read: {exc}") from None
+
+
+def _in(element: str) -> list[str]:
+    """Add an element, or start its timeout again (an add alone leaves it as it was)."""
+    return [f"add element {element}", f"delete element {element}", f"add element {element}"]
+
+
+def _out(element: str) -> list[str]:
+    """Delete an element, present or not (a delete alone fails on one the kernel forgot)."""
+    return [f"add element {element}", f"delete element {element}"]
 
 
 def _ipv4(ip: ipaddress.IPv4Address) -> str:

@@ -17,7 +17,7 @@ of accepted phones starts empty and the daemon puts back the sessions it knows.
 """
 
 from edged.config.wifi import WifiConfig
-from edged.wifi.layout import ALLOWED_SET, TABLE
+from edged.wifi.layout import ALLOWED_SET, HELD_SET, HOLD_S, OWNERS_SET, TABLE
 
 NOT_INTERNET = (
     "0.0.0.0/8",
@@ -157,6 +157,32 @@ table inet {TABLE} {{
     chain postrouting {{
         type nat hook postrouting priority srcnat; policy accept;
         ip saddr {net} {masq} masquerade
+    }}
+}}
+
+table arp {TABLE}
+delete table arp {TABLE}
+
+# An accepted phone's address is its own to the node's neighbour table: another device's ARP
+# claiming it (gratuitous, reply or request) would have the node send that phone's traffic
+# from the internet to the other device. Held while the phone itself speaks ARP (its
+# replies to the node's probes keep it), so a departed phone's address is free again long
+# before DHCP may give it to the next phone.
+table arp {TABLE} {{
+    # the daemon's copy of `inet {TABLE} {ALLOWED_SET}` (the same pairs, in one transaction)
+    set {OWNERS_SET} {{
+        type ether_addr . ipv4_addr
+        flags timeout
+        timeout {wifi.session_min}m
+        size {size}
+    }}
+    set {HELD_SET} {{ type ipv4_addr; flags dynamic, timeout; timeout {HOLD_S}s; size {size}; }}
+
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname != {hs} accept
+        arp saddr ether . arp saddr ip @{OWNERS_SET} update @{HELD_SET} {{ arp saddr ip }} accept
+        arp saddr ip @{HELD_SET} counter drop comment "another device claiming a phone's address"
     }}
 }}
 """

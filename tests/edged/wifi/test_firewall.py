@@ -4,6 +4,8 @@ namespace, a phone on a cable beside it, and what the phone's packets actually g
 The caps a phone must not get around are counted by the replies it receives; the services
 behind them are plain echo stand-ins (the thing under test is the ruleset)."""
 
+import asyncio
+import ipaddress
 import json
 import socket
 import struct
@@ -17,6 +19,7 @@ import pytest
 
 from edged.wifi.layout import ALLOWED_SET, TABLE
 from edged.wifi.render.nft import DNS_PER_S, render_nft
+from edged.wifi.sessions import NftFirewall
 from tests.edged.wifi.conftest import Make
 from tests.helpers.netns import Netns, NsThread, namespaces, need_netns, veth
 
@@ -268,3 +271,55 @@ def test_a_phone_whose_session_ended_no_longer_reaches_the_resolver_on_an_old_fl
     finally:
         resolver.close()
         node.close()
+
+
+def arp_reply(sender_mac: str, sender_ip: str, to_mac: str, to_ip: str) -> None:
+    """An ARP reply sent from the phone's cable as the device `sender_mac` (another station
+    of the access point: its own MAC, someone else's address)."""
+
+    def raw(mac: str) -> bytes:
+        return bytes.fromhex(mac.replace(":", ""))
+
+    head = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2)
+    arp = head + raw(sender_mac) + socket.inet_aton(sender_ip) + raw(to_mac)
+    frame = raw(to_mac) + raw(sender_mac) + b"\x08\x06" + arp + socket.inet_aton(to_ip)
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind(("eth0", 0))
+        sock.send(frame)
+
+
+def link_mac(ns: Netns, dev: str) -> str:
+    return str(json.loads(ns.run("ip", "-j", "link", "show", dev).stdout)[0]["address"])
+
+
+def neighbour(ns: Netns, ip: str) -> str | None:
+    found = json.loads(ns.run("ip", "-j", "neigh", "show", ip, "dev", "hs0").stdout)
+    return found[0].get("lladdr") if found else None
+
+
+def say_hello(port: int) -> None:
+    """One datagram to the node: it learns the phone's MAC (neighbour table) to answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"hello", (NODE_IP, port))
+
+
+def test_another_device_cannot_claim_an_accepted_phones_address_to_the_node(
+    cable: Cable,
+) -> None:
+    # The attack (ARP spoofing the node): another station sends the node one ARP reply
+    # "10.42.0.10 is at <my MAC>". Linux takes it over the entry it had (arp_process:
+    # any ARP naming a known address updates it once the 1 s locktime is past), and from
+    # then on sends the accepted phone's traffic from the internet to the attacker: the
+    # phone is cut off, and on WPA3, where the air between phones is private, the attacker
+    # reads what was meant for it. The access point's isolation does not see it: the frame
+    # goes to the node, not to the phone.
+    phone_mac, node_mac = link_mac(cable.phone_ns, "eth0"), link_mac(cable.node, "hs0")
+    phone = ipaddress.IPv4Address(PHONE_IP)
+    asyncio.run(NftFirewall(prefix=cable.node.prefix).allow(phone_mac, phone, 60))
+    cable.phone.call(say_hello, cable.dns_port)
+    time.sleep(0.3)
+    assert neighbour(cable.node, PHONE_IP) == phone_mac
+    time.sleep(1.1)  # past the neighbour table's locktime: the attack does not race it
+    cable.phone.call(arp_reply, "02:66:66:66:66:66", PHONE_IP, node_mac, NODE_IP)
+    time.sleep(0.3)
+    assert neighbour(cable.node, PHONE_IP) == phone_mac

@@ -280,3 +280,40 @@ async def test_a_hostile_pair_to_revoke_never_reaches_nft(firewall: NftFirewall,
     with pytest.raises(ValueError, match="not a"):
         await firewall.allow(A, IP_C, 60, revoke=[pair])
     assert await set_of(firewall) == {(B, IP_B)}
+
+
+# -- the ARP guard: an accepted phone's address is its own ----------------------------------
+
+
+def guard_of(netns: Netns) -> tuple[set[tuple[str, str]], set[str]]:
+    """(pairs, held addresses) of `table arp edged_hotspot`."""
+    out: list[set[Any]] = []
+    for name in ("owners", "held"):
+        listed = json.loads(
+            netns.run("nft", "-j", "list", "set", "arp", "edged_hotspot", name).stdout
+        )
+        [found] = [item["set"] for item in listed["nftables"] if "set" in item]
+        keys = [e["elem"]["val"] if isinstance(e, dict) else e for e in found.get("elem", [])]
+        out.append({tuple(k["concat"]) if isinstance(k, dict) else k for k in keys})
+    return out[0], out[1]
+
+
+async def test_a_moved_session_leaves_its_old_address_free_to_the_next_phone(
+    netns: Netns, firewall: NftFirewall
+) -> None:
+    # The guard holds an accepted phone's address against other devices' ARP; a session
+    # that moved (or was given up for a new phone) must not keep holding the old address,
+    # or the phone DHCP gives it to next could not even reach the portal.
+    s = sessions(firewall)
+    await s.accept(A, IP_A)
+    await s.accept(A, IP_B)
+    assert guard_of(netns) == ({(A, str(IP_B))}, {str(IP_B)})
+
+
+async def test_a_firewall_without_the_arp_guard_still_lets_phones_through(
+    netns: Netns, firewall: NftFirewall
+) -> None:
+    # A node updated before `edged wifi apply` loads the new firewall: riders still get on.
+    netns.run("nft", "delete", "table", "arp", "edged_hotspot")
+    await sessions(firewall).accept(A, IP_A)
+    assert await set_of(firewall) == {(A, IP_A)}
