@@ -29,6 +29,9 @@ DNS_SAFETY = [
 
 def _common(wifi: WifiConfig) -> list[str]:
     lines = [
+        "# a lease per MAC, whatever client id a request carries: with the firewall's check",
+        "# that a request's MAC is the sender's, one device on the radio holds one lease",
+        "dhcp-ignore-clid",
         "# RFC 8910: where the captive-portal API is (RFC 8908)",
         f'dhcp-option=114,"{wifi.api_url}"',
     ]

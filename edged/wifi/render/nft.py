@@ -2,9 +2,10 @@
 
 What a phone on the hotspot can reach:
 
-- before accepting: DHCP, the captive DNS (every udp/53 it sends is answered by the node,
-  which names every host as itself) and the portal (every tcp/80 it sends goes there);
-  https fails at once (a reset), everything else is refused;
+- before accepting: DHCP (for the sending device's own MAC only), the captive DNS (every
+  udp/53 it sends is answered by the node, which names every host as itself) and the
+  portal (every tcp/80 it sends goes there); https fails at once (a reset), everything
+  else is refused;
 - after accepting (its MAC *and* IP in the `allowed` set, with a timeout): the internet
   through the uplinks, at most `client_mbit` each way and `total_mbit` for all phones, and
   FLOWS_PER_PHONE flows at once (the node's connection table is not one phone's);
@@ -100,11 +101,25 @@ table inet {TABLE} {{
     set conn_open {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
     # Flows through the node per phone (an accepted phone has one address).
     set flows {{ type ipv4_addr; flags dynamic; size {METER_SIZE}; }}
+    # (MAC, MAC) of each phone asking DHCP: a request whose (sender, chaddr) is not in it
+    # asks for another device than the one sending it (an equality test nft can do).
+    set dhcp_self {{
+        typeof @ll,48,48 . @ih,224,48
+        flags dynamic, timeout
+        timeout 1m
+        size {METER_SIZE}
+    }}
 
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname != {hs} return
         meta nfproto ipv6 counter drop comment "the hotspot is IPv4 only"
+        # DHCP for the device that sends the request only (ethernet, 6-byte chaddr, the
+        # frame's own MAC; dnsmasq ignores client ids): one lease per MAC on the radio, not
+        # the whole pool from made-up MACs (DHCP starvation: no address for the next phone)
+        udp dport 67 @ih,8,16 != 0x0106 counter drop
+        udp dport 67 update @dhcp_self {{ @ll,48,48 . @ll,48,48 }}
+        udp dport 67 @ll,48,48 . @ih,224,48 != @dhcp_self counter drop
         udp dport 67 accept comment "DHCP"
         # the caps on every packet, before conntrack's shortcut: the queries of one source
         # port, the pings of one identifier are ESTABLISHED after their first reply

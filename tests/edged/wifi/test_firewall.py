@@ -10,18 +10,23 @@ import json
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from edged.wifi.layout import ALLOWED_SET, TABLE
+from edged.wifi.layout import ALLOWED_SET, TABLE, Layout
+from edged.wifi.render.dnsmasq import render_dnsmasq
 from edged.wifi.render.nft import DNS_PER_S, render_nft
 from edged.wifi.sessions import NftFirewall
 from tests.edged.wifi.conftest import Make
+from tests.helpers import dhcp
 from tests.helpers.netns import Netns, NsThread, namespaces, need_netns, veth
+from tests.helpers.nodes import ROOT
 
 NODE_IP, PHONE_IP = "10.42.0.1", "10.42.0.10"
 FLOOD = 200
@@ -323,3 +328,50 @@ def test_another_device_cannot_claim_an_accepted_phones_address_to_the_node(
     cable.phone.call(arp_reply, "02:66:66:66:66:66", PHONE_IP, node_mac, NODE_IP)
     time.sleep(0.3)
     assert neighbour(cable.node, PHONE_IP) == phone_mac
+
+
+def made_up_requests(own: bytes, n: int, vary: str) -> None:
+    """`n` DHCP REQUESTs from the phone's cable, each for another address, each for another
+    "device": a made-up chaddr, or the phone's own (`own`) with a made-up client id."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+        sock.bind(("0.0.0.0", 68))
+        for i in range(n):
+            fake = bytes([2, 0x66, 0, 0, 0, i])
+            extra = bytes([50, 4]) + socket.inet_aton(f"10.42.0.{2 + i}")
+            if vary == "client-id":
+                extra += bytes([61, 7, 1]) + fake
+            chaddr = fake if vary == "chaddr" else own
+            packet = dhcp._packet(dhcp.REQUEST, 0x5000 + i, chaddr, extra)
+            sock.sendto(packet, ("255.255.255.255", 67))
+
+
+@pytest.mark.parametrize("vary", ["chaddr", "client-id"])
+def test_one_phone_cannot_take_every_dhcp_lease_from_the_next_phone(
+    cable: Cable, make: Make, tmp_path: Path, vary: str
+) -> None:
+    # The attack (DHCP starvation): one phone sends a DHCP REQUEST per address of the pool,
+    # each for a made-up device (another chaddr, or its own with another client id, which
+    # dnsmasq keys a lease on). dnsmasq, authoritative, leases each one for 15 minutes:
+    # 45 packets, sent in under a millisecond, and no phone that joined after got an
+    # address, for as long as the attacker sent them again.
+    wifi = make(interface="hs0").wifi
+    layout = Layout().under(tmp_path / "etc", tmp_path / "run")
+    (tmp_path / "run" / "edged-hotspot").mkdir(parents=True)
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(render_dnsmasq(wifi, layout, source="t") + "port=0\n")  # DHCP only
+    server = cable.node.popen(["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}"])
+    try:
+        time.sleep(0.5)
+        own = bytes.fromhex(link_mac(cable.phone_ns, "eth0").replace(":", ""))
+        cable.phone.call(made_up_requests, own, 4 * wifi.max_clients + 5, vary)
+        time.sleep(0.3)
+        cable.phone_ns.ip("link", "set", "eth0", "address", "02:77:00:00:00:01")  # the next phone
+        # its own process: /sys/class/net (the MAC it asks for) is the namespace's there
+        env = f"PYTHONPATH={ROOT}"
+        got = cable.phone_ns.run("env", env, sys.executable, "-m", "tests.helpers.dhcp", "eth0")
+        assert json.loads(got.stdout)["address"].startswith("10.42.0.")
+    finally:
+        server.terminate()
+        server.wait(5)
