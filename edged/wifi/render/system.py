@@ -94,10 +94,12 @@ def render_sysctl(wifi: WifiConfig, *, forward: bool, source: str) -> str:
         HEAD.format(source=source),
         "# The hotspot: strict source checks, no redirects telling a phone about another,",
         "# no IPv6 (the hotspot is IPv4 only). '-': the radio may appear after boot.",
-        f"-net.ipv4.conf.{i}.rp_filter = 1",
-        f"-net.ipv4.conf.{i}.send_redirects = 0",
-        f"-net.ipv4.conf.{i}.accept_redirects = 0",
-        f"-net.ipv6.conf.{i}.disable_ipv6 = 1",
+        "# Keys with '/': an interface name may hold a dot (wlan0.10), which the dotted form",
+        "# would read as a separator (sysctl.d(5)).",
+        f"-net/ipv4/conf/{i}/rp_filter = 1",
+        f"-net/ipv4/conf/{i}/send_redirects = 0",
+        f"-net/ipv4/conf/{i}/accept_redirects = 0",
+        f"-net/ipv6/conf/{i}/disable_ipv6 = 1",
     ]
     if forward:  # NetworkManager's shared mode turns forwarding on by itself
         lines.append("net.ipv4.ip_forward = 1")

@@ -1,6 +1,7 @@
 """Every file `edged wifi apply` writes, read back by the tool that will use it: hostapd,
 dnsmasq, nft and NetworkManager each parse and check it as they will on a node."""
 
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from edged.wifi.render.dnsmasq import render_dnsmasq, render_nm_dnsmasq
 from edged.wifi.render.hostapd import render_hostapd
 from edged.wifi.render.networkmanager import NotSupported, render_keyfile
 from edged.wifi.render.nft import render_nft
+from edged.wifi.render.system import render_sysctl
 from edged.wifi.validate import (
     check_dnsmasq,
     check_hostapd,
@@ -24,6 +26,7 @@ from edged.wifi.validate import (
     parse_keyfile,
 )
 from tests.edged.wifi.conftest import Make, nmcli
+from tests.helpers.netns import Netns, need_netns, veth
 
 PASS = "correct horse battery staple"
 SECURED = [
@@ -220,3 +223,26 @@ def test_an_ssid_with_a_semicolon_reaches_networkmanager_byte_for_byte(
     verdict = check_keyfile(keyfile(w, None), nmcli=nmcli())
     assert verdict.ok is True and verdict.normalised is not None, verdict.message
     assert ssid_bytes(verdict.normalised) == w.ssid.encode()
+
+
+def test_the_sysctls_hold_for_a_radio_whose_name_has_a_dot(make: Make, tmp_path: Path) -> None:
+    # `interface = "wlan0.10"` is a valid name (IFNAMSIZ, no slash); in sysctl's dotted
+    # form `net.ipv4.conf.wlan0.10.rp_filter` its dot is a separator: `sysctl -p` (the
+    # apply's step) failed on it, and systemd-sysctl at boot skipped it ('-'), leaving the
+    # hotspot with IPv6 on and no strict source check.
+    need_netns()
+    wifi = make(interface="hs0.10").wifi
+    conf = tmp_path / "90-edged-hotspot.conf"
+    conf.write_text(render_sysctl(wifi, forward=True, source="t"))
+    node, other = Netns(f"e18-{os.getpid()}-sysn"), Netns(f"e18-{os.getpid()}-syso")
+    try:
+        veth(node, "hs0.10", other, "eth0")
+        node.run("sysctl", "-q", "-p", str(conf))
+        read = {
+            key: node.run("cat", f"/proc/sys/net/{key}").stdout.strip()
+            for key in ("ipv4/conf/hs0.10/rp_filter", "ipv6/conf/hs0.10/disable_ipv6")
+        }
+        assert read == {"ipv4/conf/hs0.10/rp_filter": "1", "ipv6/conf/hs0.10/disable_ipv6": "1"}
+    finally:
+        node.delete()
+        other.delete()
