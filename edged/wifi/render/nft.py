@@ -112,6 +112,9 @@ table inet {TABLE} {{
 
     chain input {{
         type filter hook input priority filter; policy accept;
+        # the hotspot's services (portal, captive DNS, DHCP, resolver) are the phones': a
+        # host beside an uplink (the venue's LAN) routing to the hotspot address gets none
+        iifname != {{ {hs}, "lo" }} ip daddr {wifi.address.ip} counter drop
         iifname != {hs} return
         meta nfproto ipv6 counter drop comment "the hotspot is IPv4 only"
         # DHCP for the device that sends the request only (ethernet, 6-byte chaddr, the

@@ -375,3 +375,30 @@ def test_one_phone_cannot_take_every_dhcp_lease_from_the_next_phone(
     finally:
         server.terminate()
         server.wait(5)
+
+
+def test_a_host_beside_an_uplink_reaches_none_of_the_hotspots_services(cable: Cable) -> None:
+    # A venue's node has its uplink on the venue's office LAN. Anyone there can route the
+    # hotspot's network through the node (`ip route add 10.42.0.0/24 via <node>`), and
+    # Linux takes a packet for any of its addresses on any interface: the input chain
+    # returned for every interface but the hotspot's, so the portal (the rider buttons, and
+    # the phones' shared press budget), the captive DNS and dnsmasq answered the LAN.
+    with namespaces("fwlan") as ns:
+        lan = ns["fwlan"]
+        veth(cable.node, "up0", lan, "eth0")
+        cable.node.ip("address", "add", "192.168.8.2/24", "dev", "up0")
+        lan.ip("address", "add", "192.168.8.50/24", "dev", "eth0")
+        lan.ip("route", "add", "10.42.0.0/24", "via", "192.168.8.2")
+        host = NsThread(lan.name)
+        try:
+            opened = host.call(connections_from, ["192.168.8.50"], cable.portal_port, 1)
+            assert isinstance(opened, list)
+            for sock in opened:
+                sock.close()
+            assert opened == []
+        finally:
+            host.close()
+    # the phone still gets the portal
+    opened = cable.phone.call(connections_from, [PHONE_IP], cable.portal_port, 1)
+    assert isinstance(opened, list) and len(opened) == 1
+    opened[0].close()
