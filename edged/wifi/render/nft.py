@@ -117,6 +117,10 @@ table inet {TABLE} {{
         iifname != {{ {hs}, "lo" }} ip daddr {wifi.address.ip} counter drop
         iifname != {hs} return
         meta nfproto ipv6 counter drop comment "the hotspot is IPv4 only"
+        # the node is at its hotspot address for the phones (and DHCP's broadcast): a DNS
+        # server, a portal port, of the node at another of its addresses (a vehicle LAN's
+        # resolver, loopback's) is not theirs
+        ip daddr != {{ {wifi.address.ip}, 255.255.255.255 }} counter drop
         # DHCP for the device that sends the request only (ethernet, 6-byte chaddr, the
         # frame's own MAC; dnsmasq ignores client ids): one lease per MAC on the radio, not
         # the whole pool from made-up MACs (DHCP starvation: no address for the next phone)

@@ -81,10 +81,10 @@ def cable(make: Make) -> Iterator[Cable]:
             node.close()
 
 
-def udp_tagged(port: int, tag: bytes) -> socket.socket:
+def udp_tagged(port: int, tag: bytes, address: str = NODE_IP) -> socket.socket:
     """A UDP server that answers `tag` + the query: which server answered shows."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((NODE_IP, port))
+    sock.bind((address, port))
 
     def serve() -> None:
         try:
@@ -232,9 +232,10 @@ def test_a_phone_at_many_addresses_gets_no_more_dns_answers_than_one_phone(
     assert isinstance(got, int) and 1 <= got <= 2 * DNS_PER_S + 3 * DNS_PER_S // 2 + 5
 
 
-def ask(sock: socket.socket) -> bytes | None:
-    """One query to the node's udp/53 from `sock`'s port; the answer, or None."""
-    sock.sendto(b"\x12\x34query", (NODE_IP, 53))
+def ask(sock: socket.socket, server: str = NODE_IP) -> bytes | None:
+    """One query to udp/53 of the node's `server` address from `sock`'s port; the answer,
+    or None."""
+    sock.sendto(b"\x12\x34query", (server, 53))
     try:
         return sock.recv(2048)
     except TimeoutError:
@@ -402,3 +403,35 @@ def test_a_host_beside_an_uplink_reaches_none_of_the_hotspots_services(cable: Ca
     opened = cable.phone.call(connections_from, [PHONE_IP], cable.portal_port, 1)
     assert isinstance(opened, list) and len(opened) == 1
     opened[0].close()
+
+
+def test_an_accepted_phone_reaches_the_nodes_services_at_its_hotspot_address_only(
+    cable: Cable,
+) -> None:
+    # The input chain let DNS, DHCP, the portal's port and ping in whatever the node's
+    # address they were sent to. A node that also serves a network beside the hotspot (a
+    # resolver for the vehicle LAN at 192.168.50.1, as NetworkManager's shared mode runs on
+    # eth0) answered an accepted phone there: the LAN's names and addresses (its devices'
+    # DHCP host names), and a resolver that is not the phones'.
+    with namespaces("fwvlan") as ns:
+        veth(cable.node, "lan0", ns["fwvlan"], "eth0")
+        cable.node.ip("address", "add", "192.168.50.1/24", "dev", "lan0")
+        cable.phone_ns.ip("route", "add", "default", "via", NODE_IP)
+        node = NsThread(cable.node.name)
+        lan_dns = node.call(udp_tagged, 53, b"lan:", "192.168.50.1")
+        hotspot_dns = node.call(udp_tagged, 53, b"hotspot:")
+        assert isinstance(lan_dns, socket.socket) and isinstance(hotspot_dns, socket.socket)
+        mac = link_mac(cable.phone_ns, "eth0")
+        cable.node.run(
+            "nft", "add", "element", "inet", TABLE, ALLOWED_SET, f"{{ {mac} . {PHONE_IP} }}"
+        )
+        try:
+            sock = cable.phone.call(dns_socket)
+            assert isinstance(sock, socket.socket)
+            assert cable.phone.call(ask, sock, "192.168.50.1") is None
+            assert cable.phone.call(ask, sock) == b"hotspot:\x12\x34query"  # its own resolver
+            sock.close()
+        finally:
+            lan_dns.close()
+            hotspot_dns.close()
+            node.close()
