@@ -34,6 +34,12 @@ NOT_INTERNET = (
 LAN, a cellular router's admin page, a carrier's CGNAT neighbours), multicast, reserved."""
 DNS_PER_S = 20
 NEW_CONNECTIONS_PER_S = 20
+DNS_TCP_PER_PHONE = 2
+"""Resolver connections (tcp/53, the fallback for a truncated answer) a phone may hold: a
+stub resolver opens one per query, and dnsmasq serves 20 at once for all phones (its
+MAX_PROCS), each kept up to 150 s; one phone holding 20 idle ones left every other phone
+without TCP DNS. A SYN over the share is dropped: the phone's retry gets through when one
+of its own connections closes."""
 METER_SIZE = 1024
 FLOWS_PER_PHONE = 512
 """Flows one phone may have through the node at once: the node's connection tracking
@@ -68,6 +74,7 @@ def render_nft(wifi: WifiConfig, *, source: str) -> str:
     size = max(64, 4 * wifi.max_clients)
     dns_cap = f"limit rate over {DNS_PER_S}/second burst {2 * DNS_PER_S} packets"
     open_cap = f"ct count over {wifi.portal.max_connections_per_peer}"
+    dns_open_cap = f"ct count over {DNS_TCP_PER_PHONE}"
     reset = "reject with tcp reset"
     conn_cap = (
         f"limit rate over {NEW_CONNECTIONS_PER_S}/second burst {2 * NEW_CONNECTIONS_PER_S} packets"
@@ -99,6 +106,9 @@ table inet {TABLE} {{
     set conn_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     # Portal connections open per phone, by MAC: the same whatever addresses it takes.
     set conn_open {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
+    # Resolver connections (tcp/53) open per phone, by MAC: dnsmasq serves 20 at once, all
+    # phones together.
+    set dns_open {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
     # Flows through the node per phone (an accepted phone has one address).
     set flows {{ type ipv4_addr; flags dynamic; size {METER_SIZE}; }}
     # (MAC, MAC) of each phone asking DHCP: a request whose (sender, chaddr) is not in it
@@ -138,6 +148,9 @@ table inet {TABLE} {{
         icmp type echo-request limit rate over 5/second counter drop
         ct state established,related accept
         udp dport {{ 53, {dns} }} accept comment "the resolver, or the captive DNS before accepting"
+        # dnsmasq answers tcp/53 with one worker per connection, 20 at most, held while the
+        # connection stays (up to 150 s): a phone's share, or one holds them all
+        tcp dport 53 ct state new add @dns_open {{ ether saddr {dns_open_cap} }} drop
         tcp dport 53 {who} accept
         tcp dport {portal} ct state new update @conn_rate {{ ether saddr {conn_cap} }} counter drop
         # a phone's share of the portal's connections, however many addresses it takes

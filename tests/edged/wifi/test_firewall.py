@@ -21,7 +21,7 @@ import pytest
 
 from edged.wifi.layout import ALLOWED_SET, TABLE, Layout
 from edged.wifi.render.dnsmasq import render_dnsmasq
-from edged.wifi.render.nft import DNS_PER_S, render_nft
+from edged.wifi.render.nft import DNS_PER_S, DNS_TCP_PER_PHONE, render_nft
 from edged.wifi.sessions import NftFirewall
 from tests.edged.wifi.conftest import Make
 from tests.helpers import dhcp
@@ -435,3 +435,26 @@ def test_an_accepted_phone_reaches_the_nodes_services_at_its_hotspot_address_onl
             lan_dns.close()
             hotspot_dns.close()
             node.close()
+
+
+def test_an_accepted_phone_holds_no_more_than_its_share_of_the_resolvers_tcp_workers(
+    cable: Cable,
+) -> None:
+    # The attack: an accepted phone opens 25 connections to the resolver's tcp/53 and sends
+    # nothing. dnsmasq gives each a worker process, 20 at most for all phones (MAX_PROCS),
+    # kept up to 150 s: every other phone's TCP DNS (the fallback for a truncated answer)
+    # timed out for as long as the phone held them (measured with dnsmasq 2.90).
+    node = NsThread(cable.node.name)
+    resolver = node.call(tcp_listener, 53)
+    assert isinstance(resolver, socket.socket)
+    mac = link_mac(cable.phone_ns, "eth0")
+    cable.node.run("nft", "add", "element", "inet", TABLE, ALLOWED_SET, f"{{ {mac} . {PHONE_IP} }}")
+    try:
+        opened = cable.phone.call(connections_from, [PHONE_IP], 53, DNS_TCP_PER_PHONE + 2)
+        assert isinstance(opened, list)
+        for sock in opened:
+            sock.close()
+        assert len(opened) == DNS_TCP_PER_PHONE
+    finally:
+        resolver.close()
+        node.close()
