@@ -34,6 +34,7 @@ NOT_INTERNET = (
 LAN, a cellular router's admin page, a carrier's CGNAT neighbours), multicast, reserved."""
 DNS_PER_S = 20
 NEW_CONNECTIONS_PER_S = 20
+PINGS_PER_S = 5
 DNS_TCP_PER_PHONE = 2
 """Resolver connections (tcp/53, the fallback for a truncated answer) a phone may hold: a
 stub resolver opens one per query, and dnsmasq serves 20 at once for all phones (its
@@ -75,6 +76,7 @@ def render_nft(wifi: WifiConfig, *, source: str) -> str:
     dns_cap = f"limit rate over {DNS_PER_S}/second burst {2 * DNS_PER_S} packets"
     open_cap = f"ct count over {wifi.portal.max_connections_per_peer}"
     dns_open_cap = f"ct count over {DNS_TCP_PER_PHONE}"
+    ping_cap = f"limit rate over {PINGS_PER_S}/second"
     reset = "reject with tcp reset"
     conn_cap = (
         f"limit rate over {NEW_CONNECTIONS_PER_S}/second burst {2 * NEW_CONNECTIONS_PER_S} packets"
@@ -104,6 +106,7 @@ table inet {TABLE} {{
     set down_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set dns_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set conn_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
+    set ping_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     # Portal connections open per phone, by MAC: the same whatever addresses it takes.
     set conn_open {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
     # Resolver connections (tcp/53) open per phone, by MAC: dnsmasq serves 20 at once, all
@@ -145,7 +148,7 @@ table inet {TABLE} {{
         # was redirected to the captive DNS above, so what still comes to 53 is a flow
         # opened before its session ended (conntrack's shortcut would keep it, a tunnel)
         meta l4proto {{ udp, tcp }} th dport 53 {stranger} counter drop
-        icmp type echo-request limit rate over 5/second counter drop
+        icmp type echo-request update @ping_rate {{ ether saddr {ping_cap} }} counter drop
         ct state established,related accept
         udp dport {{ 53, {dns} }} accept comment "the resolver, or the captive DNS before accepting"
         # dnsmasq answers tcp/53 with one worker per connection, 20 at most, held while the

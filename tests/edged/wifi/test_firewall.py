@@ -458,3 +458,50 @@ def test_an_accepted_phone_holds_no_more_than_its_share_of_the_resolvers_tcp_wor
     finally:
         resolver.close()
         node.close()
+
+
+def pings_while_flooded(device: str, source: str, count: int) -> int:
+    """`count` echo requests, one each 0.1 s, from `device` (another MAC on the phone's
+    cable), the replies counted."""
+    got = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+        sock.bind((source, 0))
+        for seq in range(count):
+            head = struct.pack("!BBHHH", 8, 0, 0, 0x4321, seq)
+            sock.sendto(
+                struct.pack("!BBHHH", 8, 0, checksum(head + b"edge"), 0x4321, seq) + b"edge",
+                (NODE_IP, 0),
+            )
+            got += replies(sock, 0.1)
+    return got
+
+
+def test_one_phones_ping_flood_leaves_the_other_phones_their_pings(cable: Cable) -> None:
+    # The ping cap (5 a second) was one bucket for all phones: a phone pinging the node
+    # without pause took every token, and no other phone's ping of its gateway was
+    # answered (a phone checking its network, a rider's "is the wifi alive?").
+    cable.phone_ns.sysctl("net.ipv4.conf.all.arp_ignore", "1")  # each device answers for itself
+    cable.phone_ns.ip(
+        "link", "add", "link", "eth0", "name", "mv0", "type", "macvlan", "mode", "bridge"
+    )
+    cable.phone_ns.ip("address", "add", "10.42.0.20/24", "dev", "mv0")
+    cable.phone_ns.ip("link", "set", "mv0", "up")
+    flooder = NsThread(cable.phone_ns.name)
+    stop = threading.Event()
+
+    def flood() -> None:
+        while not stop.is_set():
+            ping_flood_with_one_id()
+
+    try:
+        running = threading.Thread(target=lambda: flooder.call(flood, timeout=60))
+        running.start()
+        time.sleep(0.3)
+        got = cable.phone.call(pings_while_flooded, "mv0", "10.42.0.20", 5)
+        stop.set()
+        running.join(10)
+        assert got == 5
+    finally:
+        stop.set()
+        flooder.close()
