@@ -100,7 +100,9 @@ A queue of riders with unregistered cards never taps faster; a card emulator tha
 its UID at each presentation (20 a second with the default poll) does: each would be a
 new person counted on board (a truck admits unknown cards: "full" turns real riders away)
 and a record in the outbox (its hard cap within hours offline, then real events refused).
-Past the budget such a card is refused `too_many_unknown`: no door, no count, red."""
+Past the budget such a card is refused `too_many_unknown`: no door, no count, red. A repeat
+spends none (a card left at the reader is one stranger, not one per read), nor does the one
+random UID read beside a card (`TOGETHER_S`: the phone of its wallet case)."""
 STILL_THERE_S = 2.0
 """A repeat read this soon after the card's previous read is the same card still at the
 reader (at the edge of its field, in a bag leaning on it: read, lost for more than the
@@ -165,6 +167,7 @@ class AccessService(Service):
         self.provider: str | None = provider if isinstance(provider, str) else None
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._card_read: dict[str, float] = {}  # reader -> Tap.ts of its last card's tap
+        self._phone_spared: set[str] = set()  # readers whose last card's phone spent no budget
         self._strangers: dict[str, tuple[float, float]] = {}  # reader -> (tokens, at Tap.ts)
         self._flood_recorded: dict[str, float] = {}  # reader -> Tap.ts of its last record
         self._digest: tuple[AccessLists, str] | None = None  # the lists in force's, once known
@@ -281,18 +284,25 @@ class AccessService(Service):
         self.taps += 1
         role = self.config.readers.get(tap.reader, "both")
         situation: Situation | None = None
-        shown = True  # the reader shows this tap's verdict
-        if self._stranger(tap.uid, ref) and not self._welcome(tap.reader, tap.ts):
+        phone = random_uid(tap.uid)  # a phone or a privacy card: not a card's identity
+        # a phone held with a card in its case: the card's light stays (past the budget too)
+        card_at = self._card_read.get(tap.reader)
+        beside = phone and card_at is not None and 0 <= tap.ts - card_at < TOGETHER_S
+        shown = not beside  # the reader shows this tap's verdict
+        # the one phone a card travels in is no stranger of its own: it spends no budget
+        spared = beside and tap.reader not in self._phone_spared
+        if spared:
+            self._phone_spared.add(tap.reader)
+        # a repeat is no new stranger either (an unknown card left at a truck's reader)
+        repeat = None if phone else self._repeat(ref, role, tap.ts)
+        if repeat is not None:
+            decision = repeat
+        elif not spared and self._stranger(tap.uid, ref) and not self._welcome(tap.reader, tap.ts):
             decision = Decision(False, "too_many_unknown")
             self.host.counters.inc("access.too_many_unknown")
-        elif random_uid(tap.uid):  # a phone or a privacy card: not a card's identity
+        elif phone:
             decision = Decision(False, "random_uid")
             self.host.counters.inc("access.random_uid")
-            # a phone held with a card in its case: the card's light stays
-            card_at = self._card_read.get(tap.reader)
-            shown = card_at is None or not 0 <= tap.ts - card_at < TOGETHER_S
-        elif (repeat := self._repeat(ref, role, tap.ts)) is not None:
-            decision = repeat
         else:
             inside = ref in self.inside if self.profile == "venue" else ref == self.provider
             now, bound = self._now()
@@ -308,8 +318,10 @@ class AccessService(Service):
             decision = decide(self.lists, self.config, ref, situation)
         if decision.reason not in ("random_uid", "too_many_unknown"):
             self._card_read[tap.reader] = tap.ts
+            self._phone_spared.discard(tap.reader)
         if decision.reason == "too_many_unknown" and not self._record_flood(tap.reader, tap.ts):
-            self.host.bus.emit(Feedback("denied", time.monotonic()))
+            if shown:
+                self.host.bus.emit(Feedback("denied", time.monotonic()))
             return
         # the record first (the tap journal: one write, microseconds), so a door that opened
         # is never without its record; then the door and the lights; then the counting

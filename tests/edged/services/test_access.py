@@ -417,6 +417,48 @@ def test_random_uids_spend_the_same_budget(tmp_path: Path) -> None:
     assert node.counters["access.too_many_unknown"] > 30
 
 
+def test_an_unknown_card_left_at_a_trucks_reader_leaves_the_budget_to_the_next_clients(
+    tmp_path: Path,
+) -> None:
+    """A client's unregistered card in a bag leaning on the reader: read, lost, read again
+    (a repeat, still there). Each read spent the budget for strangers: the card itself went
+    red, and every client after it was refused too_many_unknown while the bag stayed."""
+    node, _, occupancy = make(tmp_path, "truck", capacity=None)
+    for i in range(60):  # for half a minute, read again each 0.5 s (release_s 0.3 s)
+        tap(node, UID_UNKNOWN, ts=100.0 + i * 0.5)
+    tap(node, emulated(0), ts=130.0)  # the next client
+    reasons = [t.reason for t in taps(node)]
+    assert reasons == ["unknown_allowed"] + ["repeat"] * 59 + ["unknown_allowed"]
+    assert occupancy.count == 2
+
+
+def test_riders_with_a_phone_in_their_wallet_case_keep_their_green_in_a_long_queue(
+    tmp_path: Path,
+) -> None:
+    """Each rider's card and then, 0.1 s later, the phone around it (a random ID). The
+    phones spent the budget for strangers; past it a phone was refused too_many_unknown
+    with a red light and three beeps over the card's green, despite the wallet-case rule."""
+    riders = [(0x04C00000 + i).to_bytes(4, "big") for i in range(40)]
+    node, service, _ = make(tmp_path)
+    cards = {REFS(uid): {"profile": "resident"} for uid in riders}
+    asyncio.run(service.command_update(signed(full_lists(2, cards=cards))))
+    for i, uid in enumerate(riders):  # one rider a second
+        tap(node, uid, ts=100.0 + i)
+        tap(node, bytes([0x08, 0xA0, 0, i]), ts=100.1 + i)
+    assert [f.pattern for f in node.of_type(Feedback)] == ["granted"] * 40
+    assert node.counters["access.too_many_unknown"] == 0
+
+
+def test_random_uids_held_beside_a_card_still_spend_the_budget_past_the_first(
+    tmp_path: Path,
+) -> None:
+    node, _, _ = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=100.0)
+    for i in range(50):  # an emulator of random IDs beside a card: one phone is spared
+        tap(node, bytes([0x08, 0xB0, 0, i]), ts=100.001 + i * 0.005)
+    assert node.counters["access.too_many_unknown"] == 50 - 1 - STRANGERS_BURST
+
+
 def test_a_tap_during_a_large_update_is_decided_within_100_ms(tmp_path: Path) -> None:
     node, service, _ = make(tmp_path)
     # 30,000 cards: ~2.7 MB, under the 4 MB access.update accepts ("~30,000 cards")
