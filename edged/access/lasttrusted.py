@@ -11,10 +11,12 @@ The bound proves a card expired, or started, but never that a card is still vali
 needs a trusted clock (`decide` applies the configured policy to what it cannot decide).
 
 GPS time is trusted, but not below the last time NTP gave (plus the monotonic time since, in
-the same boot), nor away from the time a trusted reading of this run carried on the
-monotonic clock (true time moves with it; a spoofed one jumps): a rider with a GPS spoofer
-on a node whose kernel clock has lost NTP (hours offline) could otherwise set the time
-back to a day an expired pass was valid, or on to the slot of a booking not yet begun.
+the same boot), nor away from the time the first trusted reading of this run (or the last
+NTP one) carried on the monotonic clock (true time moves with it, within `MONO_DRIFT`; a
+spoofed one jumps, or walks away in steps: a GPS reading never moves that anchor): a
+rider with a GPS spoofer on a node whose kernel clock has lost NTP (hours offline) could
+otherwise set the time back to a day an expired pass was valid, or on to the slot of a
+booking not yet begun.
 Such a GPS time is read as no trusted clock (the bound decides) until it agrees again, NTP
 comes back or the daemon restarts (a spoofer present from the start is not told apart).
 NTP, when synchronised, wins over everything, even below the bound: a clock once wrong
@@ -46,6 +48,10 @@ GPS_SLACK_MS = 120_000
 """How far a GPS time may be from the NTP floor or the time carried on since the last
 trusted reading and still be believed (a receiver's time and NTP's agree within a second;
 the floor is saved every `save_every_s`; a monotonic clock drifts some 10 s a day)."""
+MONO_DRIFT = 200e-6
+"""How fast the monotonic clock may drift from true time (a Pi's crystal: some 100 ppm, 10 s
+a day): the time carried on from the anchor is believed to within `GPS_SLACK_MS` plus this
+much of the time since."""
 
 
 def boot_id(path: Path = BOOT_ID) -> str | None:
@@ -84,7 +90,9 @@ class LastTrustedTime:
         self._ntp_ms: int | None = None  # the last NTP time at `_ntp_mono`: GPS's floor
         self._ntp_mono = 0.0
         self._gps_refused = False  # a GPS time was refused (logged once until one is taken)
-        self._anchored = False  # the bound is a trusted reading of this run (not restored)
+        # the first trusted reading of this run, or the last NTP one: (ms, monotonic s).
+        # Not moved by GPS readings, or a spoofer walks the time away in steps under the slack
+        self._anchor: tuple[int, float] | None = None
         self._restore(get_state(STATE_KEY, None))
 
     def _restore(self, raw: Any) -> None:
@@ -123,11 +131,13 @@ class LastTrustedTime:
         floor = self.ntp_floor()
         if floor is not None and ms < floor - GPS_SLACK_MS:
             return f"before the last time NTP gave ({_utc(floor)})"
-        expected = self.bound() if self._anchored else None
-        if expected is not None and abs(ms - expected) > GPS_SLACK_MS:
-            return (
-                f"while the time this node keeps since its last trusted reading is {_utc(expected)}"
-            )
+        if self._anchor is None:
+            return None
+        at_ms, at_mono = self._anchor
+        since = max(0.0, self._monotonic() - at_mono)
+        expected = at_ms + int(since * 1000)
+        if abs(ms - expected) > GPS_SLACK_MS + since * 1000 * MONO_DRIFT:
+            return f"while the time this node keeps since a trusted reading is {_utc(expected)}"
         return None
 
     def bound(self) -> int | None:
@@ -160,9 +170,10 @@ class LastTrustedTime:
             # a trusted clock wins, even below the stored bound: a clock that was wrong
             # once (and trusted) must not refuse every pass forever after it is corrected
             self._ms, self._mono = ms, self._monotonic()
-            self._anchored = True
             if source is ClockSource.NTP:
                 self._ntp_ms, self._ntp_mono = ms, self._mono
+            if source is ClockSource.NTP or self._anchor is None:
+                self._anchor = (ms, self._mono)
             self.save()
             return Reading(ms, True)
         bound = self.bound()

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from edged.access.lasttrusted import STATE_KEY, LastTrustedTime, boot_id
+from edged.access.lasttrusted import GPS_SLACK_MS, STATE_KEY, LastTrustedTime, boot_id
 from edged.clock import ClockSource
 
 from .support import SetClock
@@ -196,3 +196,31 @@ def test_a_gps_time_that_agrees_again_after_a_jump_is_trusted() -> None:
     mono.t += 600
     clock.ms = T + 600_500  # the spoofer gone: the receiver's time, half a second apart
     assert (last.read().ms, last.read().trusted) == (T + 600_500, True)
+
+
+def test_a_gps_time_walked_ahead_in_steps_under_the_slack_is_not_trusted() -> None:
+    """Each believed GPS reading carried the time on from itself: a spoofer moving the time
+    100 s at each reading (a tap of an unknown card makes one every 2 s) took it to a
+    booking's slot hours away in minutes, never jumping more than the slack."""
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    clock.kind = ClockSource.GPS
+    last = make(disk, clock, mono)
+    last.read()  # the receiver's true time
+    for step in range(1, 301):  # 10 minutes of taps, 100 s further at each
+        mono.t += 2
+        clock.ms = T + step * 2_000 + step * 100_000
+        reading = last.read()
+    assert clock.ms - (T + 600_000) > 8 * 3_600_000  # the spoofer's time: 8 hours ahead
+    assert not reading.trusted
+    assert reading.ms is not None and reading.ms - (T + 600_000) <= GPS_SLACK_MS
+
+
+def test_a_gps_time_is_believed_after_a_month_of_a_monotonic_clock_drifting() -> None:
+    disk, mono, clock = Disk(), Mono(), SetClock(T)
+    clock.kind = ClockSource.GPS
+    last = make(disk, clock, mono)
+    last.read()
+    for day in range(1, 31):  # no NTP for a month; the Pi's crystal 100 ppm slow
+        mono.t += 86_400 * (1 - 100e-6)
+        clock.ms = T + day * 86_400_000
+        assert last.read().trusted, f"day {day}"
