@@ -4,7 +4,8 @@ A bus idling on a fence's border must not chatter: it arrives only after being i
 `dwell_s`, and departs only after being more than `hysteresis_m` outside for `dwell_s`.
 Times are the receiver's fix times, so replayed or delayed fixes give the same events; a fix
 dated before the one that started a dwell (the receiver's time went back after a fix dated
-ahead) starts it again. A fix
+ahead), or further after it than position.py believes of the time between their arrivals
+(one fix dated back, then the true time again), starts it again. A fix
 whose HDOP is above `max_hdop` is not looked at: it is too far from the truth to say which
 side of a stop's edge the bus is on.
 
@@ -49,6 +50,7 @@ from edged.host import Host
 from edged.payloads import GeofenceEvent
 from edged.services.base import Service
 from edged.services.events import GeofencesChanged
+from edged.services.position import EXCURSION_MAX_S, REPLAY_FACTOR_MAX
 from edged.topics import GEOFENCE
 
 DYNAMIC_KEY = "geofences.dynamic"
@@ -100,6 +102,20 @@ class _Track:
     where: Where = Where.OUTSIDE
     since: datetime | None = None  # when the current state (or its candidate) began
     arrived: datetime | None = None
+    since_at: float | None = None  # when the fix of `since` arrived (monotonic s), if said
+
+
+def _jumped(since: datetime, since_at: float | None, fix: Fix) -> bool:
+    """The receiver's time from `since` to `fix` is no time the vehicle spent: it went back,
+    or on further than position.py's rule believes of the time between the two fixes'
+    arrivals (`since_at`, `fix.received`: when the driver says)."""
+    elapsed = (fix.fix_time - since).total_seconds()
+    if elapsed < 0:
+        return True
+    if since_at is None or fix.received is None:
+        return False
+    arrived = max(0.0, fix.received - since_at)
+    return elapsed > REPLAY_FACTOR_MAX * arrived + EXCURSION_MAX_S
 
 
 def signed_distance(fence: Geofence, lat: float, lon: float) -> float:
@@ -244,19 +260,24 @@ class GeofenceService(Service):
         def held() -> bool:
             return track.since is not None and (t - track.since).total_seconds() >= dwell
 
-        if track.since is not None and t < track.since:
+        def start(where: Where) -> None:
+            track.where, track.since, track.since_at = where, t, fix.received
+
+        if track.since is not None and _jumped(track.since, track.since_at, fix):
             # the receiver's time went back (one fix dated ahead: a spoofer, a receiver's
             # glitch): the dwell counts from this fix, or it would wait for the time of that
-            # one to come round again — a departure held back for a year
-            track.since = t
+            # one to come round again — a departure held back for a year; or it went on
+            # further than the time between the fixes' arrivals allows (one fix dated back,
+            # then the true time): counted, that year would end any dwell at once
+            start(track.where)
         if track.where is Where.OUTSIDE and d <= 0:
-            track.where, track.since = Where.ENTERING, t
+            start(Where.ENTERING)
         elif track.where is Where.ENTERING and d > 0:
-            track.where, track.since = Where.OUTSIDE, t  # not inside for all of the dwell
+            start(Where.OUTSIDE)  # not inside for all of the dwell
         elif track.where is Where.INSIDE and d > hysteresis:
-            track.where, track.since = Where.LEAVING, t
+            start(Where.LEAVING)
         elif track.where is Where.LEAVING and d <= hysteresis:
-            track.where, track.since = Where.INSIDE, t  # not far out for all of the dwell
+            start(Where.INSIDE)  # not far out for all of the dwell
 
         if track.where is Where.ENTERING and held():
             track.where, track.arrived = Where.INSIDE, track.since

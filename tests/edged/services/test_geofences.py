@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,6 +105,28 @@ async def test_a_fix_dated_a_year_ahead_does_not_hold_back_the_departure() -> No
     arrive, depart = events(node)
     assert (arrive.event, depart.event) == ("arrive", "depart")
     assert (depart.fix_time - T0).total_seconds() == 36  # out from 31 s, +5 s dwell
+
+
+async def test_a_fix_dated_a_year_before_does_not_cut_the_dwell_short() -> None:
+    # one fix inside dated a year before (a receiver's glitch, gpsd's year-1 date), then the
+    # receiver's true time again, each fix arriving a second after the last as a driver says
+    # (`received`): the dwell restarted at that fix must not count the year back to it
+    node = TestHost()
+    svc = service(node, dwell_s=10)
+
+    def fix(s: float, north_m: float, dated: float | None = None) -> Fix:
+        f = at(s if dated is None else dated, north_m)
+        return replace(f, received=1000.0 + s)
+
+    for s in range(0, 12):
+        svc.on_fix(fix(s, 300 - s * 20))  # inside from 10 s
+    svc.on_fix(fix(12, 0, dated=12 - 365 * 86400))
+    for s in range(13, 40):
+        svc.on_fix(fix(s, 0))
+    (arrive,) = events(node)
+    assert arrive.event == "arrive"
+    assert (arrive.fix_time - T0).total_seconds() >= 20  # not before a whole dwell inside
+    assert arrive.fix_time.year == T0.year
 
 
 async def test_idling_on_the_border_does_not_chatter() -> None:
