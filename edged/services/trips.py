@@ -83,6 +83,8 @@ class Totalizer:
     slack: float = 0.0  # and beyond it, at most: its resolution, a clock's step
     spare: float | None = None  # what is left of `slack` at `at`; None: all of it
     held_spare: float | None = None  # and at `held_at`
+    held_total: float | None = None  # `total` when `held` was held: what came since is
+    # the new counter's, taken from the same budget as the way back to `held`
 
     def _allowed(
         self, since: float | None, spare: float | None, at: float | None, pace: float
@@ -106,6 +108,8 @@ class Totalizer:
             onward = 0 <= delta <= allowed
             back = value - self.held if self.held is not None else -1.0
             allowed_back = self._allowed(self.held_at, self.held_spare, at, pace)
+            if self.held_total is not None:  # the budget the new counter's readings used
+                allowed_back -= max(0.0, self.total - self.held_total)
             # above a value held below it, what goes on is the new counter: the held value's
             # allowance grows with time and would take its readings in at length
             if (
@@ -115,7 +119,7 @@ class Totalizer:
             ):
                 self.total += back  # back where it was: the break was a glitch
                 spare = _left(allowed_back - back, self.slack)
-                self.held = self.held_at = self.held_spare = None
+                self.held = self.held_at = self.held_spare = self.held_total = None
                 self.resets -= 1
                 self.glitches += 1
             else:
@@ -127,6 +131,7 @@ class Totalizer:
                     spare = _left(allowed, self.slack)
                     if self.held is None:
                         self.held, self.held_at, self.held_spare = self.last, self.at, self.spare
+                        self.held_total = self.total
         self.last, self.at, self.spare = value, at, spare
 
     def saved(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -145,6 +150,7 @@ class Totalizer:
             "held_at": self.held_at,
             "spare": self.spare,
             "held_spare": self.held_spare,
+            "held_total": self.held_total,
         }
 
 

@@ -981,6 +981,25 @@ def test_a_total_alternating_with_zero_adds_no_more_than_the_vehicle_can() -> No
     assert t.total <= 0.1 * 60 + 2.0
 
 
+def test_a_total_that_steps_on_a_low_value_then_back_adds_no_more_than_the_vehicle_can() -> None:
+    """A device sends the distance total 500 km lower (a reset, to the totaliser), 500 m
+    above that (the new counter going on), then back above the true one by what the bus
+    could have driven (the counter come back from a glitch), every 7.2 s: the way on the
+    low counter and the way back each took the whole margin, one budget spent twice. Ten
+    minutes of it add no more than a bus drives in ten minutes."""
+    rate = 250 / 3.6
+    t = trips.distance_totalizer()
+    true, low, at = 1_000_000.0, 500_000.0, 0.0
+    t.feed(true, at)
+    while at < 600:
+        at += 7.2
+        t.feed(low, at)
+        t.feed(low + 500, at + 0.01)
+        true += rate * 7.2
+        t.feed(true, at + 0.02)
+    assert t.total <= rate * (at + 0.02) + 500
+
+
 def test_a_can_door_flapping_faster_than_a_door_moves_is_reported_once_steady() -> None:
     """DC2 frames (a door controller with a loose contact, or a device on the FMS port)
     toggle door 1 every 100 ms for 10 s: a hundred changes no door can make. As for a
