@@ -261,8 +261,6 @@ class Uplink:
             self.connected = False
             if probe and self._probing_311:  # not answered, nor closed: `_end_probe`
                 self._end_probe()
-            if self._client is not None and self._client.unreadable:
-                self.counters.inc("cmd.unreadable", self._client.unreadable)
             self._client = None
         worked = self._worked_at is not None
         lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
@@ -594,6 +592,7 @@ class Uplink:
         will, _, _ = self.outbox.stamp(STATE.name, State(state="offline", since=since))
         client = self._client_for(will)
         self._client = client
+        client.on_unreadable = lambda: self.counters.inc("cmd.unreadable")
         async with client:
             client.pending_calls_threshold = self.config.window + 16
             self._no_connack_v5 = 0

@@ -117,6 +117,8 @@ class MqttClient(CancellableClient):
         """Commands left out: aiomqtt could not make a message of them, or paho could not
         read their packet (`edged.uplink.unreadable`: one QoS 1 command with U+FEFF in a
         user property kept the node offline for good, sent again at each reconnection)."""
+        self.on_unreadable: Callable[[], None] | None = None
+        """Told of each one at once: the session goes on, so its end is no time to count."""
         leave_out_unreadable(self._client, self._left_out)
         self.reader: ReadAhead | None = None  # this connection's socket, once open
         self._client._create_socket_connection = self._tcp_connection  # type: ignore[method-assign]
@@ -271,6 +273,8 @@ class MqttClient(CancellableClient):
     def _left_out(self, exc: Exception) -> None:
         self.unreadable += 1
         log.warning("dropped a message the MQTT client cannot read: %s", exc)
+        if self.on_unreadable is not None:
+            self.on_unreadable()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         """aiomqtt raises here on a topic it finds invalid, which would end the session;

@@ -165,3 +165,24 @@ async def test_a_command_with_a_property_paho_refuses_is_left_out_and_the_sessio
         await ping_answered(c, broker.port, "after")
         assert reply_to(c, "poison") is None, "a message paho cannot read is left out"
         assert len(births(c)) == 1 and not offlines(c), "the session was dropped"
+
+
+async def test_a_command_paho_cannot_read_is_counted_on_health_while_the_session_lasts(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """`cmd.unreadable` was added to the counters when the session ended: now that such a
+    command no longer ends it, health never showed one while the node stayed online."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.UserProperty = ("from", "\ufeff")
+    async with Collector(broker.port) as c:
+        await online(c, write_config(tmp_path, broker.port, gps=False, health_s=1), spawn)
+        await send(broker.port, "cmd/ping", b'{"id": "poison"}', properties=props)
+        await ping_answered(c, broker.port, "after")
+        heard = len(c.on("health"))
+
+        def counted() -> bool:
+            later = c.on("health")[heard:]
+            return any(h.payload["errors"].get("cmd.unreadable") == 1 for h in later)
+
+        await c.wait_for(counted, 5, "cmd.unreadable on a health report")
+        assert len(births(c)) == 1 and not offlines(c), "the session was dropped"
