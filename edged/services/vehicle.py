@@ -259,7 +259,10 @@ class VehicleService(Service):
     # -- faults -----------------------------------------------------------------------
 
     def on_faults(self, event: ActiveFaults) -> None:
+        last = self._ecus.get(event.source)
         self._ecus[event.source] = event
+        if last is not None and last.codes == event.codes and last.lamps == event.lamps:
+            return  # its DM1 of every second, as before: no change to publish nor defer
         self._silent.discard(event.source)
         self._publish_faults()
 

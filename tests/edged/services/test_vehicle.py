@@ -314,6 +314,20 @@ def test_faults_are_published_on_change_only() -> None:
     assert [(c.source, c.spn, c.fmi) for c in published[-1].active] == [(0, 100, 1), (3, 5246, 0)]
 
 
+def test_an_ecus_unchanged_dm1_after_a_burst_is_no_deferred_change() -> None:
+    """Ten ECUs' first DM1s at key-on take the burst of ten `vehicle/faults`; each sends
+    the same DM1 again a second later (J1939-73). Nothing changed: nothing is deferred,
+    and `vehicle.faults_deferred` (a list changing faster than ECUs send it: a device on
+    the bus) stays at 0 on a truck with nothing wrong on its bus."""
+    node, svc, _ = make()
+    for source in range(10):
+        svc.on_faults(dm1(source, (100 + source, 1, 1)))
+    for source in range(10):
+        svc.on_faults(dm1(source, (100 + source, 1, 1), ts=1.0))
+    assert len(node.bodies("vehicle/faults")) == 10
+    assert node.counters["vehicle.faults_deferred"] == 0
+
+
 def test_the_conversion_method_of_each_code_is_published() -> None:
     node, svc, _ = make()
     svc.on_faults(
