@@ -396,18 +396,20 @@ class ReleaseTree:
         start that can write; its release runs only when no other is left, as one rolled
         back from. A confirmed trial whose record could not be removed runs."""
         current, previous = self.link(CURRENT), self.link(PREVIOUS)
+        failed = self._rolled_back_from()
         first: list[str | None] = [current]
-        last: list[str | None] = [self._rolled_back_from()]
+        last: list[str | None] = [failed]
         try:
             trial = self.trial()
         except CorruptRecordError:  # not judged either: the previous first, as at a start
-            first, last = [previous], [current]
+            if previous != current:  # else a switch cut before `current`: it worked
+                first, last = [previous], [current, failed]
         else:
             if trial is not None and current == trial.version:
                 done = self.outcome() or {}
                 kept = done.get("trial") == trial.id and done.get("result") == "confirmed"
                 if not kept:
-                    first, last = [trial.previous], [current]
+                    first, last = [trial.previous], [current, failed]
         names = [*first, previous, *reversed(self.releases())]
         for name in [n for n in names if n not in last] + last:
             if name is not None and self.complete(name):

@@ -475,3 +475,33 @@ def test_an_unreadable_trial_on_a_read_only_card_starts_the_previous_release(
         out = launch_read_only(t, card)
         assert out.returncode == 0, out.stderr
         assert f"{t.python('1.0')} -P -m edged run" in out.stdout
+
+
+def test_an_unreadable_trial_of_a_switch_cut_short_starts_current_when_nothing_is_written(
+    tree: ReleaseTree,
+) -> None:
+    """A switch cut after trial.json but before `current` (both links on 1.0), its
+    trial.json damaged by the error that left the card read-only: 1.0 is the release that
+    worked, as `choose` decides when it can write; 2.0 was never started."""
+    tree.point(PREVIOUS, "1.0")
+    (tree.root / TRIAL).write_text("{ cut by the ext4 error")
+    os.utime(tree.path("2.0") / "release.json", (2e9, 2e9))  # the newest install
+    assert tree.choose_unwritten() == "1.0"
+
+
+def test_a_release_rolled_back_from_is_the_last_choice_when_a_trial_waits_unwritten(
+    tree: ReleaseTree,
+) -> None:
+    """2.0 rolled back earlier; 3.0 on trial after 1.0, whose files are gone: nothing
+    written, the release that failed its trial comes after one that never did (0.9)."""
+    release(tree, "0.9")
+    release(tree, "3.0")
+    tree.begin_trial(trial_of("2.0"))
+    tree.choose()
+    tree.roll_back(trial_of("2.0"), "not_online", "never came online")
+    tree.begin_trial(Trial(id="t2", version="3.0", previous="1.0", trial_s=60,
+                           kill_after_s=75))  # fmt: skip
+    os.utime(tree.path("0.9") / "release.json", (1e9, 1e9))
+    os.utime(tree.path("2.0") / "release.json", (2e9, 2e9))
+    shutil.rmtree(tree.path("1.0"))
+    assert tree.choose_unwritten() == "0.9"
