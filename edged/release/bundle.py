@@ -196,6 +196,19 @@ def _bounded_info() -> type["tarfile.TarInfo"]:
             member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
             return member
 
+        # a pax record naming a GNU sparse format (GNU.sparse.*) makes tarfile read the map
+        # of the regular member after it: in the record (0.0, 0.1), or in that member's
+        # data (1.0), number by number for as long as the file goes on (~25 bytes of
+        # memory per byte): refused when the record is seen, before any map is read
+        def _proc_gnusparse_00(self, *args: object) -> None:
+            raise CommandError("bad_bundle", "a sparse member (pax 0.0): a bundle has none")
+
+        def _proc_gnusparse_01(self, *args: object) -> None:
+            raise CommandError("bad_bundle", "a sparse member (pax 0.1): a bundle has none")
+
+        def _proc_gnusparse_10(self, *args: object) -> None:
+            raise CommandError("bad_bundle", "a sparse member (pax 1.0): a bundle has none")
+
     return BoundedInfo
 
 

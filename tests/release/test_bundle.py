@@ -248,3 +248,35 @@ def test_a_tar_header_no_bundle_needs_is_refused_before_it_is_read(
     finally:
         tracemalloc.stop()
     assert peak < HEADER_BYTES // 8, f"{peak >> 20} MB read for a refusal ({message})"
+
+
+MAP_BYTES = 2 << 20
+
+
+def test_a_pax_sparse_map_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A small pax record (GNU.sparse.major 1, minor 0) makes tarfile read the next
+    member's data as a sparse map, number by number, for as long as the file goes on:
+    a header record under the 64 KiB bound, of a regular member, yet ~25 bytes of memory
+    for each byte of the map, all before the signature is checked."""
+    import tracemalloc
+
+    files = wheels(tmp_path / "w")
+    raw = manifest_bytes(manifest_for(files))
+    path = tmp_path / "b.bundle"
+    sparse_map = b"%d\n" % (MAP_BYTES // 4) + b"1\n" * (MAP_BYTES // 2)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(sparse_map)
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
+        tar.addfile(info, io.BytesIO(sparse_map))
+        sig = sign_manifest(raw, KEY, "release")
+        info = tarfile.TarInfo("manifest.sig")
+        info.size = len(sig)
+        tar.addfile(info, io.BytesIO(sig))
+    tracemalloc.start()
+    try:
+        message = refused(path, "bad_bundle")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MAP_BYTES // 4, f"{peak >> 20} MB read for a refusal ({message})"
