@@ -193,6 +193,7 @@ def _bounded_info() -> type["tarfile.TarInfo"]:
                     f"a tar header record of {self.size} bytes (a bundle's are under "
                     f"{MAX_HEADER_BYTES})",
                 )
+            _count_records(archive, self.type in records, self.type, self.size)
             member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
             return member
 
@@ -210,6 +211,38 @@ def _bounded_info() -> type["tarfile.TarInfo"]:
             raise CommandError("bad_bundle", "a sparse member (pax 1.0): a bundle has none")
 
     return BoundedInfo
+
+
+MAX_RECORDS_IN_A_ROW = 2
+"""Header records before one member: a pax record, or a GNU long name and long link."""
+MAX_RECORD_BYTES = 4 * MAX_HEADER_BYTES
+"""Header records of a whole bundle, each counted as one block at least: tarfile keeps a
+member's pax record as a dict (~10 bytes of memory per byte) in the member list, and reads
+records in a row recursively; a bundle's are a long wheel name's each (under 512 bytes)."""
+
+
+def _count_records(archive: "tarfile.TarFile", record: bool, kind: bytes, size: int) -> None:
+    """Refuse a global pax record (copied into each member's record after it: a bundle
+    has none), records in a row past MAX_RECORDS_IN_A_ROW, and records past
+    MAX_RECORD_BYTES in all, before tarfile reads the one at hand."""
+    import tarfile
+
+    seen = vars(archive).setdefault("_bundle_records", {"row": 0, "bytes": 0})
+    if not record:
+        seen["row"] = 0
+        return
+    if kind == tarfile.XGLTYPE:
+        raise CommandError("bad_bundle", "a global pax header: a bundle has none")
+    seen["row"] += 1
+    seen["bytes"] += max(size, tarfile.BLOCKSIZE)
+    if seen["row"] > MAX_RECORDS_IN_A_ROW:
+        raise CommandError(
+            "bad_bundle", f"more than {MAX_RECORDS_IN_A_ROW} tar header records in a row"
+        )
+    if seen["bytes"] > MAX_RECORD_BYTES:
+        raise CommandError(
+            "bad_bundle", f"tar header records of more than {MAX_RECORD_BYTES} bytes in all"
+        )
 
 
 def _members(tar: "tarfile.TarFile") -> list["tarfile.TarInfo"]:

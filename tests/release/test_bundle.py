@@ -280,3 +280,47 @@ def test_a_pax_sparse_map_is_refused_before_it_is_read(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < MAP_BYTES // 4, f"{peak >> 20} MB read for a refusal ({message})"
+
+
+def _pax_record(keys: int) -> dict[str, str]:
+    """A pax record just under the 64 KiB bound, of `keys` short keywords."""
+    return {f"k{j:05d}": "" for j in range(keys)}
+
+
+def _bundle_of_many_records(path: Path, layout: str) -> Path:
+    """Every member under the bound of one record, but the records add up: one on each of
+    MAX_FILES members ("spread"), or 200 in a row before one member ("chained")."""
+    from edged.release.manifest import MAX_FILES
+
+    record = _pax_record(5800)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        if layout == "chained":
+            head = tarfile.TarInfo("x")
+            head.pax_headers = record
+            one = head.tobuf(tarfile.PAX_FORMAT)[:-512]  # the record without its member
+            tar.fileobj.write(one * 200)
+            tar.offset += len(one) * 200
+        for i in range(MAX_FILES if layout == "spread" else 1):
+            info = tarfile.TarInfo(f"wheels/{i}.whl")
+            if layout == "spread":
+                info.pax_headers = record
+            tar.addfile(info, io.BytesIO(b""))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["spread", "chained"])
+def test_tar_header_records_are_bounded_in_all_not_only_each(tmp_path: Path, layout: str) -> None:
+    """tarfile keeps each member's pax record as a dict (~10 bytes of memory per byte of
+    record) with the member list, and reads records in a row recursively: 64 KiB each
+    took ~200 MB over a bundle's 400 members, ~110 MB for 200 in a row (a RecursionError
+    past ~330)."""
+    import tracemalloc
+
+    path = _bundle_of_many_records(tmp_path / "b.bundle", layout)
+    tracemalloc.start()
+    try:
+        message = refused(path, "bad_bundle")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak >> 20} MB read for a refusal ({message})"
