@@ -18,6 +18,9 @@ OWNERS_SET = "owners"
 device whose ARP may claim its address."""
 HELD_SET = "held"
 """In table `arp edged_hotspot`: the addresses of accepted phones heard lately (HOLD_S)."""
+HELD_BY_SET = "held_by"
+"""In table `arp edged_hotspot`: the (MAC, address) pair of each held address, kept as long:
+the phone that held an address is still heard at it once its session ended (to accept again)."""
 HOLD_S = 300
 """How long an accepted phone's address stays held after its last ARP: well under half a
 DHCP lease (15 min with hostapd, 60 with NetworkManager), so a phone that left frees its

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from core.counters import Counters
 from core.errors import EdgedError
 from core.logs import flood_key
-from edged.wifi.layout import ALLOWED_SET, HELD_SET, HOLD_S, OWNERS_SET, TABLE
+from edged.wifi.layout import ALLOWED_SET, HELD_BY_SET, HELD_SET, HOLD_S, OWNERS_SET, TABLE
 from edged.wifi.tool import run_tool
 
 log = logging.getLogger(__name__)
@@ -121,10 +121,13 @@ class NftFirewall:
                 lines += _out(f"inet {TABLE} {ALLOWED_SET} {{ {pair} }}")
                 guard += _out(f"arp {TABLE} {OWNERS_SET} {{ {pair} }}")
                 guard += _out(f"arp {TABLE} {HELD_SET} {{ {_ipv4(old_ip)} }}")
+                guard += _out(f"arp {TABLE} {HELD_BY_SET} {{ {pair} }}")
         pair = f"{mac} . {_ipv4(ip)} timeout {timeout_s}s"
         lines += _in(f"inet {TABLE} {ALLOWED_SET} {{ {pair} }}")
         guard += _in(f"arp {TABLE} {OWNERS_SET} {{ {pair} }}")
-        guard += _in(f"arp {TABLE} {HELD_SET} {{ {_ipv4(ip)} timeout {min(HOLD_S, timeout_s)}s }}")
+        held = min(HOLD_S, timeout_s)
+        guard += _in(f"arp {TABLE} {HELD_SET} {{ {_ipv4(ip)} timeout {held}s }}")
+        guard += _in(f"arp {TABLE} {HELD_BY_SET} {{ {mac} . {_ipv4(ip)} timeout {held}s }}")
         try:
             await self._run(lines + guard)
         except FirewallError:
@@ -145,7 +148,7 @@ class NftFirewall:
 
     async def _has_guard(self) -> bool:
         try:
-            await self._nft("list", "set", "arp", TABLE, OWNERS_SET)
+            await self._nft("list", "set", "arp", TABLE, HELD_BY_SET)  # the newest set
         except FirewallError:
             return False
         return True

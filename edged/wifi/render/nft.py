@@ -18,7 +18,7 @@ of accepted phones starts empty and the daemon puts back the sessions it knows.
 """
 
 from edged.config.wifi import WifiConfig
-from edged.wifi.layout import ALLOWED_SET, HELD_SET, HOLD_S, OWNERS_SET, TABLE
+from edged.wifi.layout import ALLOWED_SET, HELD_BY_SET, HELD_SET, HOLD_S, OWNERS_SET, TABLE
 
 NOT_INTERNET = (
     "0.0.0.0/8",
@@ -215,11 +215,20 @@ table arp {TABLE} {{
         size {size}
     }}
     set {HELD_SET} {{ type ipv4_addr; flags dynamic, timeout; timeout {HOLD_S}s; size {size}; }}
+    set {HELD_BY_SET} {{
+        type ether_addr . ipv4_addr
+        flags dynamic, timeout
+        timeout {HOLD_S}s
+        size {size}
+    }}
 
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname != {hs} accept
-        arp saddr ether . arp saddr ip @{OWNERS_SET} update @{HELD_SET} {{ arp saddr ip }} accept
+        arp saddr ether . arp saddr ip @{OWNERS_SET} update @{HELD_SET} {{ arp saddr ip }} \
+            update @{HELD_BY_SET} {{ arp saddr ether . arp saddr ip }} accept
+        # the phone that held it, its session over: it must reach the portal to accept again
+        arp saddr ether . arp saddr ip @{HELD_BY_SET} accept
         arp saddr ip @{HELD_SET} counter drop comment "another device claiming a phone's address"
     }}
 }}

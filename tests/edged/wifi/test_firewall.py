@@ -505,3 +505,24 @@ def test_one_phones_ping_flood_leaves_the_other_phones_their_pings(cable: Cable)
     finally:
         stop.set()
         flooder.close()
+
+
+def test_a_phone_whose_session_ended_is_heard_by_the_node_to_accept_again(
+    cable: Cable,
+) -> None:
+    # The guard held the address 5 min past the phone's last ARP as an owner: once its
+    # session ended, the phone's own ARP (its MAC no longer an owner) was dropped as
+    # another device's claim, so the node could not answer it, the portal included, and
+    # the rider could not accept again for up to 5 minutes.
+    phone_mac = link_mac(cable.phone_ns, "eth0")
+    phone = ipaddress.IPv4Address(PHONE_IP)
+    asyncio.run(NftFirewall(prefix=cable.node.prefix).allow(phone_mac, phone, 1))
+    cable.phone.call(say_hello, cable.dns_port)  # its ARP as an owner: the address held
+    time.sleep(0.3)
+    assert neighbour(cable.node, PHONE_IP) == phone_mac
+    time.sleep(1.5)  # the session is over
+    cable.node.ip("neigh", "flush", "dev", "hs0")
+    cable.phone_ns.ip("neigh", "flush", "dev", "eth0")
+    cable.phone.call(say_hello, cable.dns_port)
+    time.sleep(0.3)
+    assert neighbour(cable.node, PHONE_IP) == phone_mac
