@@ -236,8 +236,16 @@ fi
 # release.json says "installed to the end" (the launcher starts only such a release): taken
 # away while pip changes the venv, written again last. Installing again into the release
 # that runs (the same version), a power cut or a failure midway leaves it incomplete, so
-# the launcher starts `previous` instead of a venv half replaced.
-rm -f "$R$RELEASE/release.json"
+# the launcher starts `previous` instead of a venv half replaced. Only when another complete
+# release is there to start: with none, a venv perhaps half replaced is better than a node
+# that starts nothing (pip failing before it changed anything, say without network, leaves
+# the venv whole).
+fallback=
+for other in "$R$RELEASES"/*; do
+    [ ! -L "$other" ] && [ "$(basename "$other")" != "$version" ] \
+        && [ -f "$other/release.json" ] && [ -x "$other/venv/bin/python" ] && fallback=$other
+done
+[ -z "$fallback" ] || rm -f "$R$RELEASE/release.json"
 target=${WHEEL:-$SRC}
 # shellcheck source=tools/pip_install.sh disable=SC1091  # checked on its own by its tests
 . "$SRC/tools/pip_install.sh"

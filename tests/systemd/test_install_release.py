@@ -125,3 +125,19 @@ def test_a_reinstall_of_the_running_release_that_fails_midway_starts_the_previou
     assert "stub edged 0.3.0" in launch(root, "run").stdout
     install(root, wheels["0.4.0"])  # once it succeeds, it runs again
     assert "stub edged 0.4.0" in launch(root, "run").stdout
+
+
+def test_a_failed_reinstall_of_the_only_release_still_leaves_it_to_start(
+    tmp_path: Path, wheels: dict[str, Path]
+) -> None:
+    """With no other release to fall back on, release.json taken away before pip left none
+    to start: a reinstall whose pip failed before it changed anything (here a file that is
+    no wheel; in the field, no network) left a node that started nothing at its next boot."""
+    root = new_image(tmp_path / "root")
+    install(root, wheels["0.3.0"])
+    broken = tmp_path / "broken" / wheels["0.3.0"].name
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a wheel")
+    r = run(INSTALL, "--root", str(root), "--wheel", str(broken), "--python", str(PYTHON))
+    assert r.returncode != 0, "pip took a file that is no wheel"
+    assert "stub edged 0.3.0" in launch(root, "run").stdout
