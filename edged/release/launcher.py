@@ -410,6 +410,7 @@ class ReleaseTree:
                 kept = done.get("trial") == trial.id and done.get("result") == "confirmed"
                 if not kept:
                     first, last = [trial.previous], [current, failed]
+        last = [n for n in last if n not in first]  # what ran before stays first
         names = [*first, previous, *reversed(self.releases())]
         for name in [n for n in names if n not in last] + last:
             if name is not None and self.complete(name):

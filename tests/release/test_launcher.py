@@ -505,3 +505,19 @@ def test_a_release_rolled_back_from_is_the_last_choice_when_a_trial_waits_unwrit
     os.utime(tree.path("2.0") / "release.json", (2e9, 2e9))
     shutil.rmtree(tree.path("1.0"))
     assert tree.choose_unwritten() == "0.9"
+
+
+def test_a_trials_previous_release_runs_unwritten_even_if_it_once_was_rolled_back_from(
+    tree: ReleaseTree,
+) -> None:
+    """2.0 rolled back once, then installed again by hand (install.sh: current, it ran) and
+    3.0 put on trial after it: the release that ran before the switch is the one that
+    worked, whatever an older outcome says of it."""
+    release(tree, "3.0")
+    tree.begin_trial(trial_of("2.0"))
+    tree.choose()
+    tree.roll_back(trial_of("2.0"), "not_online", "never came online")
+    tree.point(CURRENT, "2.0")  # install.sh run for 2.0
+    tree.begin_trial(Trial(id="t2", version="3.0", previous="2.0", trial_s=60,
+                           kill_after_s=75))  # fmt: skip
+    assert tree.choose_unwritten() == "2.0"
