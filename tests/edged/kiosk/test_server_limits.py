@@ -4,18 +4,12 @@ screen)."""
 
 import asyncio
 import contextlib
-import ctypes
-import os
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from edged.config.kiosk import KioskConfig
 from edged.kiosk.server import KioskServer
 from edged.node import Node
 from tests.helpers.kiosk import Serve
-from tests.helpers.netns import CLONE_NEWNET, Netns, enter, need_netns
 
 
 class Conn:
@@ -186,89 +180,3 @@ async def test_closed_connections_give_their_place_back(serve: Serve) -> None:
         await c.writer.wait_closed()
     await asyncio.sleep(0.1)
     assert sum(server.limits.connections.values()) == 0
-
-
-@contextlib.contextmanager
-def in_namespace(name: str) -> Iterator[None]:
-    """This thread in namespace `name` meanwhile: the sockets made then live there."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        enter(name)
-        try:
-            yield
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back to the test's namespace")
-    finally:
-        os.close(home)
-
-
-@pytest.fixture
-def v6_lan() -> Iterator[Netns]:
-    """A namespace whose loopback answers for three IPv6 /64s: the kiosk's, and two
-    visitors' (each may take any address of its own)."""
-    need_netns()
-    ns = Netns(f"e18-{os.getpid()}-kv6")
-    try:
-        ns.sysctl("net.ipv6.ip_nonlocal_bind", "1")
-        for prefix in ("2001:db8:0:1::/64", "2001:db8:0:7::/64", "2001:db8:0:8::/64"):
-            ns.ip("-6", "route", "add", "local", prefix, "dev", "lo")
-        yield ns
-    finally:
-        ns.delete()
-
-
-async def v6_request(
-    server: KioskServer,
-    source: str,
-    head: str,
-    body: bytes = b"",
-    *,
-    held: list[Conn] | None = None,
-) -> bytes:
-    """The answer's head; the connection closed after, or kept open in `held`."""
-    r, w = await asyncio.open_connection("2001:db8:0:1::1", server.port, local_addr=(source, 0))
-    try:
-        w.write(f"{head}Host: [2001:db8:0:1::1]\r\nConnection: close\r\n".encode())
-        if body:
-            w.write(f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n".encode())
-        w.write(b"\r\n" + body)
-        return await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
-    finally:
-        if held is None:
-            w.close()
-        else:
-            held.append(Conn(r, w))
-
-
-async def test_one_ipv6_visitor_at_many_addresses_of_its_64_holds_one_share_of_live_pages(
-    serve: Serve, v6_lan: Netns
-) -> None:
-    live: list[Conn] = []
-    try:
-        with in_namespace(v6_lan.name):
-            server = await serve(host="2001:db8:0:1::1", max_streams_per_peer=2, max_clients=8)
-            page = "GET /api/events HTTP/1.1\r\n"
-            heads = [
-                await v6_request(server, f"2001:db8:0:7::{n}", page, held=live) for n in (1, 2, 3)
-            ]
-            other = await v6_request(server, "2001:db8:0:8::1", page, held=live)
-    finally:
-        for c in live:
-            c.close()
-    assert [h[:12] for h in heads] == [b"HTTP/1.1 200", b"HTTP/1.1 200", b"HTTP/1.1 503"]
-    assert other.startswith(b"HTTP/1.1 200")
-
-
-async def test_one_ipv6_visitor_at_many_addresses_of_its_64_has_one_budget_of_presses(
-    serve: Serve, v6_lan: Netns
-) -> None:
-    with in_namespace(v6_lan.name):
-        server = await serve(host="2001:db8:0:1::1", rate_burst=1, rate_per_min=0.1)
-        press = "POST /api/requests HTTP/1.1\r\n"
-        first = await v6_request(server, "2001:db8:0:7::1", press, b'{"kind": "pickup"}')
-        again = await v6_request(server, "2001:db8:0:7::2", press, b'{"kind": "mediator"}')
-        other = await v6_request(server, "2001:db8:0:8::1", press, b'{"kind": "mediator"}')
-    assert first.startswith(b"HTTP/1.1 202") and again.startswith(b"HTTP/1.1 429")
-    assert other.startswith(b"HTTP/1.1 202")
