@@ -71,13 +71,10 @@ class KioskConfig(Strict):
         default=64, ge=4, le=4096, description="HTTP connections at once, all peers together"
     )
     max_connections_per_peer: int = Field(
-        default=8, ge=1, le=1024, description="connections at once from one address (IPv6: its /64)"
+        default=8, ge=1, le=1024, description="connections at once from one address"
     )
     max_streams_per_peer: int = Field(
-        default=2,
-        ge=1,
-        le=100,
-        description="live pages (/api/events) at once from one address (IPv6: its /64)",
+        default=2, ge=1, le=100, description="live pages (/api/events) at once from one address"
     )
     screen_addresses: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"],

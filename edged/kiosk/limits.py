@@ -26,7 +26,6 @@ from collections.abc import Callable
 
 from core.counters import Counters
 from core.logs import flood_key
-from edged.web.gate import share_of
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +93,6 @@ class ConnectionLimits:
         self._fd_checked = -math.inf
         self._fd_open = 0
 
-    def share(self, peer: str) -> str:
-        """What `peer` counts as: a screen as itself, a visitor as its share (an IPv6
-        address's /64: `edged.web.gate.share_of`)."""
-        return peer if peer in self.screens else share_of(peer)
-
     def _visitors(self, counts: Counter[str]) -> int:
         return sum(n for peer, n in counts.items() if peer not in self.screens)
 
@@ -111,7 +105,7 @@ class ConnectionLimits:
 
     def refuse_connection(self, peer: str) -> str | None:
         """Why `peer` may not open another connection now, or None."""
-        if self.connections[self.share(peer)] >= self.per_peer:
+        if self.connections[peer] >= self.per_peer:
             return "per_peer"
         total = sum(self.connections.values())
         if total >= self.max_connections:
@@ -125,9 +119,7 @@ class ConnectionLimits:
         return None
 
     def refuse_stream(self, peer: str) -> str | None:
-        """Why `peer` may not open another live stream now, or None (`streams` is counted
-        per `share`, by the server)."""
-        if self.streams[self.share(peer)] >= self.streams_per_peer:
+        if self.streams[peer] >= self.streams_per_peer:
             return "per_peer"
         if sum(self.streams.values()) >= self.max_streams:
             return "total"

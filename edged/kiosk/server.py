@@ -377,14 +377,13 @@ class KioskServer:
             )
         wake = asyncio.Event()
         self._clients.add(wake)
-        share = self.limits.share(peer)
-        self.limits.streams[share] += 1
+        self.limits.streams[peer] += 1
 
         def release() -> None:
             self._clients.discard(wake)
-            self.limits.streams[share] -= 1
-            if self.limits.streams[share] <= 0:
-                del self.limits.streams[share]
+            self.limits.streams[peer] -= 1
+            if self.limits.streams[peer] <= 0:
+                del self.limits.streams[peer]
 
         async def produce(send: Send) -> None:
             ends = self.clock() + self.config.stream_max_s
@@ -469,8 +468,8 @@ class KioskServer:
 
     def presser(self, request: Request) -> str:
         """Whose presses a request counts among (`rate_burst`, `rate_per_min`): its address
-        here (an IPv6 one's /64), the phone's device on the portal."""
-        return self.limits.share(request.peer)
+        here, the phone's device on the portal."""
+        return request.peer
 
     def _same_origin(self, request: Request) -> None:
         """Only the kiosk's own page may press: not another site open in some browser."""

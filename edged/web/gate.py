@@ -21,27 +21,11 @@ def peer_of(transport: asyncio.BaseTransport) -> str:
     return str(ip)
 
 
-def share_of(peer: str) -> str:
-    """Whose share a peer's connections count in: an IPv6 address's /64, else the address.
-    One IPv6 host takes any address of its /64 at will (SLAAC, privacy addresses, `ip addr
-    add`): counted per address, one visitor had every visitor's share."""
-    try:
-        ip = ipaddress.ip_address(peer)
-    except ValueError:
-        return peer
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None and not ip.is_loopback:
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return peer
-
-
 class Admission(Protocol):
     """Who may open a connection (edged/kiosk/limits.py `ConnectionLimits`)."""
 
     connections: Counter[str]
-    """Open connections per share (`share`): the gate counts them in and out."""
-
-    def share(self, peer: str) -> str:
-        """What `peer`'s connections count as (`share_of`, or a screen's own address)."""
+    """Open connections per peer: the gate counts them in and out."""
 
     def refuse_connection(self, peer: str) -> str | None:
         """Why `peer` may not open one more now, or None."""
@@ -58,26 +42,25 @@ class Gate(asyncio.Protocol):
         self.admission = admission
         self.make = make
         self.inner: asyncio.Protocol | None = None
-        self.share = ""
+        self.peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = peer_of(transport)
-        why = self.admission.refuse_connection(peer)
+        self.peer = peer_of(transport)
+        why = self.admission.refuse_connection(self.peer)
         if why is not None:
-            self.admission.refused("connection", peer, why)
+            self.admission.refused("connection", self.peer, why)
             cast(asyncio.Transport, transport).abort()
             return
-        self.share = self.admission.share(peer)
-        self.admission.connections[self.share] += 1
+        self.admission.connections[self.peer] += 1
         self.inner = self.make()
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.inner is None:
             return
-        self.admission.connections[self.share] -= 1
-        if self.admission.connections[self.share] <= 0:
-            del self.admission.connections[self.share]
+        self.admission.connections[self.peer] -= 1
+        if self.admission.connections[self.peer] <= 0:
+            del self.admission.connections[self.peer]
         self.inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

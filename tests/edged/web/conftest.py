@@ -89,14 +89,13 @@ class Served:
         settings = {"head_timeout_s": 1.0, "write_timeout_s": 1.0, "max_head_bytes": 4096}
         settings.update(limits)
         names_peers = settings.pop("names_peers", True)
-        host = settings.pop("host", "127.0.0.1")
         self.server = HttpServer(
             self.app, self.admission, Limits(**settings), names_peers=names_peers
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.port = self.call(self.server.start(host, 0))
+        self.port = self.call(self.server.start("127.0.0.1", 0))
 
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
