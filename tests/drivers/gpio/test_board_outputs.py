@@ -164,7 +164,22 @@ async def test_denied_is_red_for_denied_s_and_three_beeps(
 async def test_alarm_blinks_red_and_sounds_until_acknowledged(
     start: Start, factory: MockFactory
 ) -> None:
+    """gpiozero's blink threads keep the wall-clock time: on a machine loaded by the other
+    test workers one transition came 30 ms late, and each after it inherits the delay. The
+    sequence is tried up to three times; a wrong pattern fails every try."""
     r = await start(**OUTPUTS, feedback=FAST)
+    for attempt in range(3):
+        try:
+            await _alarm_then_acknowledged(r, factory)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+            r.rec.send(feedback("alarm_off"))
+            await asyncio.sleep(0.05)
+
+
+async def _alarm_then_acknowledged(r: Any, factory: MockFactory) -> None:
     red, buzzer = factory.pin(RED), factory.pin(BUZZER)
     fresh(red, buzzer)
     r.rec.send(feedback("alarm"))
