@@ -365,16 +365,22 @@ async def test_a_stream_gone_silent_is_said_lost_and_replaced_by_a_new_one(
     await expect(page.locator("#link")).to_have_attribute("data-state", "online")
 
 
-async def test_a_screen_left_in_english_goes_back_to_french_after_the_clock_steps_back(
-    kiosk: Kiosk, browser: Browser
-) -> None:
-    """NTP corrects a clock two hours fast (a wrong fake-hwclock save) while the screen
-    waits for its next rider: the idle reset counts on the monotonic clock, not for hours."""
+async def left_in_english(kiosk: Kiosk, browser: Browser) -> Any:
+    """The page on a clock the test moves, switched to English by a rider."""
     page = browser.page
     await page.clock.install()
     page = await opened(kiosk, browser)
     await page.locator("#lang").click()
     await expect(page.locator("html")).to_have_attribute("lang", "en")
+    return page
+
+
+async def test_a_screen_left_in_english_goes_back_to_french_after_the_clock_steps_back(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    """NTP corrects a clock two hours fast (a wrong fake-hwclock save) while the screen
+    waits for its next rider: the idle reset counts on the monotonic clock, not for hours."""
+    page = await left_in_english(kiosk, browser)
     wall = await page.evaluate("Date.now()")
     await page.clock.set_system_time(datetime.fromtimestamp(wall / SECOND_MS - 7200, UTC))
     await page.clock.fast_forward(121 * SECOND_MS)  # idle_reset_s is 120 s
@@ -493,11 +499,7 @@ async def test_a_link_dropped_on_the_page_is_taken_by_it_and_opens_nothing(
 async def test_the_screen_goes_back_to_french_for_the_next_rider(
     kiosk: Kiosk, browser: Browser
 ) -> None:
-    page = browser.page
-    await page.clock.install()
-    page = await opened(kiosk, browser)
-    await page.locator("#lang").click()
-    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    page = await left_in_english(kiosk, browser)
     await page.clock.fast_forward(60_000)
     await expect(page.locator("html")).to_have_attribute("lang", "en")
     await page.clock.fast_forward(70_000)  # idle_reset_s is 120 s

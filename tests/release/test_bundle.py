@@ -232,21 +232,27 @@ def _signed_bundle_with(path: Path, header: str) -> Path:
     return path
 
 
+def refused_measured(path: Path) -> tuple[str, int]:
+    """`path` refused `bad_bundle`: the refusal's message, and the peak of Python's memory
+    while it was read."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        message = refused(path, "bad_bundle")
+        return message, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("header", ["pax", "longname", "sparse"])
 def test_a_tar_header_no_bundle_needs_is_refused_before_it_is_read(
     tmp_path: Path, header: str
 ) -> None:
     """Unsigned, and read before the signature is: a 32 MB one took ~100 MB of memory
     (edged's cgroup allows 150 MB, pip included): a bundle that kills the node."""
-    import tracemalloc
-
     path = _signed_bundle_with(tmp_path / "b.bundle", header)
-    tracemalloc.start()
-    try:
-        message = refused(path, "bad_bundle")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    message, peak = refused_measured(path)
     assert peak < HEADER_BYTES // 8, f"{peak >> 20} MB read for a refusal ({message})"
 
 
@@ -258,8 +264,6 @@ def test_a_pax_sparse_map_is_refused_before_it_is_read(tmp_path: Path) -> None:
     member's data as a sparse map, number by number, for as long as the file goes on:
     a header record under the 64 KiB bound, of a regular member, yet ~25 bytes of memory
     for each byte of the map, all before the signature is checked."""
-    import tracemalloc
-
     files = wheels(tmp_path / "w")
     raw = manifest_bytes(manifest_for(files))
     path = tmp_path / "b.bundle"
@@ -273,12 +277,7 @@ def test_a_pax_sparse_map_is_refused_before_it_is_read(tmp_path: Path) -> None:
         info = tarfile.TarInfo("manifest.sig")
         info.size = len(sig)
         tar.addfile(info, io.BytesIO(sig))
-    tracemalloc.start()
-    try:
-        message = refused(path, "bad_bundle")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    message, peak = refused_measured(path)
     assert peak < MAP_BYTES // 4, f"{peak >> 20} MB read for a refusal ({message})"
 
 
@@ -314,13 +313,6 @@ def test_tar_header_records_are_bounded_in_all_not_only_each(tmp_path: Path, lay
     record) with the member list, and reads records in a row recursively: 64 KiB each
     took ~200 MB over a bundle's 400 members, ~110 MB for 200 in a row (a RecursionError
     past ~330)."""
-    import tracemalloc
-
     path = _bundle_of_many_records(tmp_path / "b.bundle", layout)
-    tracemalloc.start()
-    try:
-        message = refused(path, "bad_bundle")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    message, peak = refused_measured(path)
     assert peak < 8 << 20, f"{peak >> 20} MB read for a refusal ({message})"

@@ -37,14 +37,19 @@ def release(tree: ReleaseTree, version: str, *, complete: bool = True) -> None:
         (tree.path(version) / "release.json").write_text(json.dumps({"version": version}))
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> ReleaseTree:
-    t = ReleaseTree(tmp_path / "releases")
+def two_releases(where: Path) -> ReleaseTree:
+    """Releases 1.0 and 2.0 under `where`, 1.0 current."""
+    t = ReleaseTree(where / "releases")
     t.root.mkdir()
     release(t, "1.0")
     release(t, "2.0")
     t.point(CURRENT, "1.0")
     return t
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> ReleaseTree:
+    return two_releases(tmp_path)
 
 
 def trial_of(version: str = "2.0", previous: str = "1.0", **kw: object) -> Trial:
@@ -425,11 +430,7 @@ def test_reasons_say_how_far_the_release_got() -> None:
 
 def on_trial_of_2_0(card: Path) -> ReleaseTree:
     """Releases 1.0 and 2.0 on `card`, 2.0 on trial after 1.0."""
-    t = ReleaseTree(card / "releases")
-    t.root.mkdir()
-    release(t, "1.0")
-    release(t, "2.0")
-    t.point(CURRENT, "1.0")
+    t = two_releases(card)
     t.begin_trial(trial_of())
     return t
 

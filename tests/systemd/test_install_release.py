@@ -107,6 +107,15 @@ def test_an_install_over_the_old_single_venv_moves_it_into_the_release_tree(
     assert old.is_symlink() and (old / "bin/python").exists()
 
 
+def install_fails(root: Path, tmp_path: Path, name: str) -> None:
+    """install.sh given a file named as wheel `name` that is no wheel: pip refuses it."""
+    broken = tmp_path / "broken" / name
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a wheel")
+    r = run(INSTALL, "--root", str(root), "--wheel", str(broken), "--python", str(PYTHON))
+    assert r.returncode != 0, "pip took a file that is no wheel"
+
+
 def test_a_reinstall_of_the_running_release_that_fails_midway_starts_the_previous_one(
     tmp_path: Path, wheels: dict[str, Path]
 ) -> None:
@@ -116,11 +125,7 @@ def test_a_reinstall_of_the_running_release_that_fails_midway_starts_the_previou
     root = new_image(tmp_path / "root")
     install(root, wheels["0.3.0"])
     install(root, wheels["0.4.0"])
-    broken = tmp_path / "broken" / wheels["0.4.0"].name
-    broken.parent.mkdir()
-    broken.write_bytes(b"not a wheel")
-    r = run(INSTALL, "--root", str(root), "--wheel", str(broken), "--python", str(PYTHON))
-    assert r.returncode != 0, "pip took a file that is no wheel"
+    install_fails(root, tmp_path, wheels["0.4.0"].name)
     assert not (root / "opt/edged/releases/0.4.0/release.json").exists()
     assert "stub edged 0.3.0" in launch(root, "run").stdout
     install(root, wheels["0.4.0"])  # once it succeeds, it runs again
@@ -135,9 +140,5 @@ def test_a_failed_reinstall_of_the_only_release_still_leaves_it_to_start(
     no wheel; in the field, no network) left a node that started nothing at its next boot."""
     root = new_image(tmp_path / "root")
     install(root, wheels["0.3.0"])
-    broken = tmp_path / "broken" / wheels["0.3.0"].name
-    broken.parent.mkdir()
-    broken.write_bytes(b"not a wheel")
-    r = run(INSTALL, "--root", str(root), "--wheel", str(broken), "--python", str(PYTHON))
-    assert r.returncode != 0, "pip took a file that is no wheel"
+    install_fails(root, tmp_path, wheels["0.3.0"].name)
     assert "stub edged 0.3.0" in launch(root, "run").stdout
