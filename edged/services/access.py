@@ -50,6 +50,7 @@ from zoneinfo import ZoneInfo
 
 from core.errors import ConfigError, EdgedError
 from core.events import Feedback, Tap, Unlock
+from core.ratelimit import TokenBucket
 from edged.access.cardref import CardRefs, random_uid
 from edged.access.decide import Decision, NodeProfile, Situation, decide, unknown_card_policy
 from edged.access.lasttrusted import SAVE_EVERY_S, LastTrustedTime
@@ -168,7 +169,7 @@ class AccessService(Service):
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._card_read: dict[str, float] = {}  # reader -> Tap.ts of its last card's tap
         self._phone_spared: set[str] = set()  # readers whose last card's phone spent no budget
-        self._strangers: dict[str, tuple[float, float]] = {}  # reader -> (tokens, at Tap.ts)
+        self._strangers: dict[str, TokenBucket] = {}  # reader -> its budget, in Tap.ts time
         self._flood_recorded: dict[str, float] = {}  # reader -> Tap.ts of its last record
         self._digest: tuple[AccessLists, str] | None = None  # the lists in force's, once known
         self._updating = asyncio.Lock()  # one update at a time, in the order they came
@@ -366,11 +367,14 @@ class AccessService(Service):
 
     def _welcome(self, reader: str, ts: float) -> bool:
         """One more stranger at `reader` within its budget (`STRANGERS_BURST`)."""
-        tokens, at = self._strangers.get(reader, (float(STRANGERS_BURST), ts))
-        tokens = min(float(STRANGERS_BURST), tokens + max(0.0, ts - at) / STRANGERS_EVERY_S)
-        welcome = tokens >= 1.0
-        self._strangers[reader] = (tokens - 1.0 if welcome else tokens, ts)
-        return welcome
+        budget = self._strangers.get(reader)
+        if budget is None:
+            budget = TokenBucket(STRANGERS_BURST, 60.0 / STRANGERS_EVERY_S, ts)
+            self._strangers[reader] = budget
+        if budget.wait_s(ts) > 0:
+            return False
+        budget.take()
+        return True
 
     def _record_flood(self, reader: str, ts: float) -> bool:
         """Whether this refusal past the budget is recorded (one per `FLOOD_RECORD_S`)."""

@@ -26,6 +26,7 @@ import time
 from typing import Any, Literal
 
 from core.events import ActiveFaults, IgnitionInput, J1939Signals
+from core.ratelimit import TokenBucket
 from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
@@ -82,8 +83,8 @@ class VehicleService(Service):
         self._ecus: dict[int, ActiveFaults] = {}  # source -> its last DM1, while current
         self._silent: set[int] = set()  # sources whose DM1 stopped coming
         self._published_faults: Faults | None = None
-        self._fault_tokens = float(FAULTS_BURST)  # vehicle/faults that may go out now
-        self._fault_tokens_at = time.monotonic()
+        # vehicle/faults that may go out now
+        self._fault_budget = TokenBucket(FAULTS_BURST, FAULTS_PER_S * 60.0, time.monotonic())
         self._faults_due = False  # a change not published yet: its turn had not come
         self._sent: tuple[Vehicle, float] | None = None  # the last `vehicle`, monotonic time
         self._wanted: dict[str, list[tuple[str, str, str]]] = {}  # message -> (kind, key, sig)
@@ -283,12 +284,8 @@ class VehicleService(Service):
 
     def _publish_faults(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        tokens = min(
-            float(FAULTS_BURST),
-            self._fault_tokens + max(0.0, now - self._fault_tokens_at) * FAULTS_PER_S,
-        )
-        self._fault_tokens, self._fault_tokens_at = tokens, now
-        if tokens < 1.0:  # faster than ECUs change their DM1: the latest goes out in turn
+        if self._fault_budget.wait_s(now) > 0:
+            # faster than ECUs change their DM1: the latest goes out in turn
             if not self._faults_due:
                 self._faults_due = True
                 self.host.counters.inc("vehicle.faults_deferred")
@@ -320,7 +317,7 @@ class VehicleService(Service):
         )
         if faults != self._published_faults:
             self._published_faults = faults
-            self._fault_tokens -= 1.0
+            self._fault_budget.take()
             self.host.publish(FAULTS, faults)
 
     # -- publishing -------------------------------------------------------------------

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.counters import Counters
-from edged.kiosk.ratelimit import TokenBucket
+from core.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
