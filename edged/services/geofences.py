@@ -50,7 +50,7 @@ from edged.host import Host
 from edged.payloads import GeofenceEvent
 from edged.services.base import Service
 from edged.services.events import GeofencesChanged
-from edged.services.position import EXCURSION_MAX_S, REPLAY_FACTOR_MAX
+from edged.services.position import believed_s
 from edged.topics import GEOFENCE
 
 DYNAMIC_KEY = "geofences.dynamic"
@@ -110,12 +110,7 @@ def _jumped(since: datetime, since_at: float | None, fix: Fix) -> bool:
     or on further than position.py's rule believes of the time between the two fixes'
     arrivals (`since_at`, `fix.received`: when the driver says)."""
     elapsed = (fix.fix_time - since).total_seconds()
-    if elapsed < 0:
-        return True
-    if since_at is None or fix.received is None:
-        return False
-    arrived = max(0.0, fix.received - since_at)
-    return elapsed > REPLAY_FACTOR_MAX * arrived + EXCURSION_MAX_S
+    return elapsed < 0 or elapsed > believed_s(since_at, fix.received)
 
 
 def signed_distance(fence: Geofence, lat: float, lon: float) -> float:

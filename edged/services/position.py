@@ -33,6 +33,7 @@ The other services hear of it on the bus: `PositionUpdated` (each valid fix),
 """
 
 import asyncio
+import math
 import time
 
 from core.events import SIMULATED, Fix, FixMode
@@ -66,14 +67,20 @@ def _jitter_m(fix: Fix) -> float:
     return max(10.0, 5.0 * (fix.hdop or 1.0))
 
 
+def believed_s(a_received: float | None, b_received: float | None) -> float:
+    """The most receiver time believed between two fixes that arrived at `a_received` and
+    `b_received` (monotonic s): `REPLAY_FACTOR_MAX` times the time between, plus
+    EXCURSION_MAX_S; unbounded when either does not say when it arrived."""
+    if a_received is None or b_received is None:
+        return math.inf
+    return REPLAY_FACTOR_MAX * max(0.0, b_received - a_received) + EXCURSION_MAX_S
+
+
 def _elapsed_s(a: Fix, b: Fix) -> float:
     """Seconds from fix `a` to fix `b` in the receiver's time (none if it went back), no
-    more than `REPLAY_FACTOR_MAX` allows when both say when they arrived."""
+    more than `believed_s`."""
     dt = max(0.0, (b.fix_time - a.fix_time).total_seconds())
-    if a.received is not None and b.received is not None:
-        arrived = max(0.0, b.received - a.received)
-        dt = min(dt, REPLAY_FACTOR_MAX * arrived + EXCURSION_MAX_S)
-    return dt
+    return min(dt, believed_s(a.received, b.received))
 
 
 def heading_delta(a: float, b: float) -> float:
