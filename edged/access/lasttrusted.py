@@ -31,15 +31,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from core.boot import boot_id
 from edged.clock import Clock, ClockSource
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "clock.last_trusted"
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SAVE_EVERY_S = 600.0
 LATEST_MS = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp() * 1000)
 """No clock gives a time past this (Linux's clock ends in 2262): a stored bound beyond it is
@@ -52,14 +51,6 @@ MONO_DRIFT = 200e-6
 """How fast the monotonic clock may drift from true time (a Pi's crystal: some 100 ppm, 10 s
 a day): the time carried on from the anchor is believed to within `GPS_SLACK_MS` plus this
 much of the time since."""
-
-
-def boot_id(path: Path = BOOT_ID) -> str | None:
-    """This boot's id (the monotonic clock's epoch); None where the kernel does not say."""
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ import stat
 import time
 from pathlib import Path
 
+from core.boot import boot_id
 from core.files import replace_atomically
 
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SINCE = "since_boottime_s"  # the marker's CLOCK_BOOTTIME reading at the probation's start
 PAUSED = "paused_after_s"  # or how long it had run when the node was stopped on purpose
 
@@ -45,7 +45,7 @@ class Probation:
         mode = _mode(self.path)
         # synced as the others: a `.previous` left empty by a power cut is no rollback
         replace_atomically(self.previous, self.path.read_bytes(), mode=mode, sync=True)
-        _write_atomically(self.marker, _marker_text(_boot_id(), _boottime()))
+        _write_atomically(self.marker, _marker_text(boot_id(), _boottime()))
         _write_atomically(self.path, new_text, mode)
 
     def elapsed_s(self) -> float:
@@ -53,7 +53,7 @@ class Probation:
 
         A marker from another boot, an older release's marker (plain text) or an unreadable
         one starts the count now, and says so on the disk for the next start."""
-        boot, now = _boot_id(), _boottime()
+        boot, now = boot_id(), _boottime()
         read = _read(self.marker, boot)
         if read is not None and read[0] == PAUSED:  # stopped on purpose: go on from there
             with contextlib.suppress(OSError):
@@ -68,7 +68,7 @@ class Probation:
     def pause(self) -> None:
         """A stop on purpose (SIGTERM: `systemctl stop`, a technician at work): the time
         until the next start of this boot does not count, as a crash's does."""
-        boot = _boot_id()
+        boot = boot_id()
         read = _read(self.marker, boot)
         if read is None or read[0] != SINCE:
             return
@@ -89,13 +89,6 @@ class Probation:
         mode = _mode(self.path) if self.path.exists() else _mode(self.previous)
         _write_atomically(self.path, self.previous.read_text(encoding="utf-8"), mode)
         self.marker.unlink(missing_ok=True)
-
-
-def _boot_id() -> str | None:
-    try:
-        return BOOT_ID.read_text(encoding="ascii").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _boottime() -> float:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from core.boot import boot_id
 from core.logs import KEEP
 from edged.commands.spec import CommandSpec
 from edged.config.update import UpdateConfig
@@ -69,7 +70,6 @@ MAX_INSTALLS = 3
 of memory in its cgroup, a crash) before the job fails: a start that resumes them would die
 again, node restart after restart, doors and uplink down each time. A new boot starts the
 count again: what ended the last one was the power (a vehicle's ignition), not the install."""
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 APPLY_KEYS = {"version", "url", "size", "sha256", "switch", "allow_downgrade"}
 
@@ -89,14 +89,6 @@ class Host:
     """The SQLite file holding the `outbox` and `state` stores."""
     data_stamps: Callable[[], dict[str, tuple[int, int]]]
     ca_file: Path | None
-
-
-def boot_id() -> str | None:
-    """This boot's id (the kernel's, new at each boot), or None where it cannot be read."""
-    try:
-        return BOOT_ID.read_text(encoding="ascii").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def free_bytes(path: Path) -> int:
