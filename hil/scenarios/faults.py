@@ -3,12 +3,13 @@ at its cap with the broker away, the receiver's clock jumping an hour, a flood o
 commands, a link that flaps (see `hil.scenarios.link`), the disk filling up (through a
 broker blip and a restart), and the outbox damaged four ways.
 
-What must hold: a driver that loses its device is restarted by itself and works again
-when the device is back; a power cut loses nothing that was stored (events keep counting
-up with no gap or duplicate); a full outbox raises `alarm/outbox_full` and counts what it
-refuses, so every event is either delivered or counted; a clock jump changes timestamps,
-not the daemon's life; a full disk or a damaged outbox never keeps the node off the broker
-or the doors shut, and is reported (`hil.scenarios.storage`). Dispatch's view is
+What must hold: a driver that loses its device is restarted by itself and works again when
+the device is back; a power cut loses nothing that was stored (events keep counting up with
+no gap or duplicate, but for a batch the cut catches mid-commit, never stored, whose seqs
+the node reports lost in `alarm/outbox_lost`); a full outbox raises `alarm/outbox_full` and
+counts what it refuses, so every event is either delivered or counted; a clock jump changes
+timestamps, not the daemon's life; a full disk or a damaged outbox never keeps the node off
+the broker or the doors shut, and is reported (`hil.scenarios.storage`). Dispatch's view is
 de-duplicated on (topic, epoch, seq), as docs/topics.md says.
 """
 
@@ -88,6 +89,7 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
 
     async def power_cuts() -> None:
         made, kills = 0, []
+        lost_before = len(rig.on("alarm/outbox_lost"))
         for _ in range(3):
             task = asyncio.create_task(toggle_door(rig, 20))
             await asyncio.sleep(rng.uniform(0.2, 1.5))  # somewhere in the flow
@@ -98,10 +100,17 @@ async def run(rig: Rig, report: Report, quick: bool) -> None:
             await asyncio.sleep(1.0)
         await asyncio.sleep(3.0)
         seqs = sorted({m.payload["seq"] for m in rig.on("events/door")})
-        assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a gap or a hole in events/door"
+        holes = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+        reported = await storage.losses_acked(rig, lost_before, "events/door")
+        unexplained = [s for s in holes if s not in reported]
+        assert not unexplained, f"a gap in events/door no alarm/outbox_lost reports: {unexplained}"
         report.measured["power_cuts"] = len(kills)
+        report.measured["power_cuts_mid_commit"] = {"door_seqs_reported_lost": holes}
 
-    await report.step("3 power cuts at random instants: events/door has no gap", power_cuts())
+    await report.step(
+        "3 power cuts at random instants: events/door has no gap the node does not report",
+        power_cuts(),
+    )
 
     async def outbox_full() -> None:
         rig.unplug("can")  # only the door makes events now, so every one can be accounted
