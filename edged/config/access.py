@@ -174,6 +174,14 @@ class OccupancyServiceConfig(Strict):
         "a key, and leaving it out means 03:00)",
     )
     reset_on_trip_end: bool = True
+    trip_end_grace_s: float = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="the reset at a trip's end waits this long, and is called off if a trip "
+        "starts meanwhile: an engine stopped at a stop or a level crossing (stop-start, a "
+        "key turned) ends a trip with riders aboard; 0: at once",
+    )
 
     @field_validator("reset_at")
     @classmethod

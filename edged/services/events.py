@@ -91,6 +91,14 @@ class TripEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class TripStarted:
+    """A trip was opened (vehicle service): by the ignition, a command, or a restart."""
+
+    trip_id: str
+    trigger: str
+
+
+@dataclass(frozen=True, slots=True)
 class AccessDecided:
     """A granted tap that is not a repeat: `delta` people in (+1) or out (-1), or 0 (a
     provider's login) (access service)."""

@@ -11,6 +11,13 @@ GTFS-Realtime OccupancyStatus — numbers, never who.
 Reset to zero at the end of a trip, every day at `reset_at` (local time) to undo the day's
 drift, and by `occupancy.reset`. The count survives a restart.
 
+The reset at a trip's end waits `trip_end_grace_s` and is called off by a trip that starts
+meanwhile: with the ignition read from engine speed, an engine stopped for
+`ignition_off_after_s` (a stop-start engine at a long stop, a key turned at a level
+crossing) ends the trip with riders aboard, and the next start of the engine opens a new
+one. Any other reset meanwhile (daily, ops') calls it off too: it is the newer count. A
+restart during the grace forgets it (the count is kept; the daily reset undoes it).
+
 The daily reset is once per local date, at the first occurrence of `reset_at` when the
 clocks go back (the repeated hour is not reset again) and just after the gap when they go
 forward (02:30 that does not exist is 03:30 summer time). It is judged on the node's clock
@@ -44,7 +51,13 @@ from edged.errors import CommandError
 from edged.host import Host
 from edged.payloads import Occupancy
 from edged.services.base import Service
-from edged.services.events import AccessDecided, OccupancyChanged, OccupancyReset, TripEnded
+from edged.services.events import (
+    AccessDecided,
+    OccupancyChanged,
+    OccupancyReset,
+    TripEnded,
+    TripStarted,
+)
 from edged.topics import OCCUPANCY
 
 log = logging.getLogger(__name__)
@@ -115,6 +128,8 @@ class OccupancyService(Service):
         if "taps" in config.count_from:
             bus.subscribe(AccessDecided, self.on_access)
         bus.subscribe(TripEnded, self.on_trip_end)
+        bus.subscribe(TripStarted, self.on_trip_start)
+        self._trip_end_reset: asyncio.TimerHandle | None = None
         bus.emit(OccupancyChanged(self.count, self.capacity))
 
     def commands(self) -> list[CommandSpec]:
@@ -160,6 +175,7 @@ class OccupancyService(Service):
     ) -> None:
         """Set the count back to `count`; `since_start`: those are the ones counted since
         this start (a made-up daily reset), the access service keeps only them inside."""
+        self._call_off_trip_end_reset()
         self.count = count
         self.entries, self.exits = entries, exits
         self._baseline = (0, 0)
@@ -218,8 +234,36 @@ class OccupancyService(Service):
     # -- resets -------------------------------------------------------------------------
 
     def on_trip_end(self, _event: TripEnded) -> None:
-        if self.config.reset_on_trip_end:
+        if not self.config.reset_on_trip_end:
+            return
+        grace = self.config.trip_end_grace_s
+        if grace <= 0:
             self.reset()
+            return
+        self._call_off_trip_end_reset()
+        self._trip_end_reset = asyncio.get_running_loop().call_later(grace, self._trip_end_due)
+
+    def on_trip_start(self, _event: TripStarted) -> None:
+        if self._trip_end_reset is not None:
+            log.info(
+                "a trip started within %g s of the last one's end: occupancy kept",
+                self.config.trip_end_grace_s,
+            )
+            self.host.counters.inc("occupancy.trip_end_reset_called_off")
+        self._call_off_trip_end_reset()
+
+    def _trip_end_due(self) -> None:
+        self._trip_end_reset = None
+        log.info(
+            "occupancy reset: the trip ended %g s ago and none started since",
+            self.config.trip_end_grace_s,
+        )
+        self.reset()
+
+    def _call_off_trip_end_reset(self) -> None:
+        if self._trip_end_reset is not None:
+            self._trip_end_reset.cancel()
+            self._trip_end_reset = None
 
     def scheduled(self, day: date) -> datetime | None:
         """The daily reset of local date `day`, aware in the configured zone: the first

@@ -14,7 +14,8 @@ closed on a trusted one (NTP came up meanwhile) is dated back from its end by th
 time it lasted, when the same run of the daemon saw both.
 
 The GPS odometer comes from the position service's `OdometerChanged`, the load from the
-occupancy service's `OccupancyChanged`; a closed trip goes on the bus as `TripEnded`.
+occupancy service's `OccupancyChanged`; a trip goes on the bus as `TripStarted` when
+opened and `TripEnded` when closed.
 """
 
 import math
@@ -28,7 +29,7 @@ from edged.clock import ClockSource
 from edged.config.services import TripServiceConfig
 from edged.host import Host
 from edged.payloads import Trip
-from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded
+from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded, TripStarted
 from edged.topics import TRIP
 
 OPEN_TRIP_KEY = "trips.open"
@@ -265,6 +266,7 @@ class TripRecorder:
         self._opened_at = (self.trip.trip_id, time.monotonic())
         self.feed(distance=distance, fuel=fuel)
         self.persist(force=True)
+        self.host.bus.emit(TripStarted(self.trip.trip_id, trigger))
         return self.trip
 
     def feed(self, *, distance: Reading | None = None, fuel: Reading | None = None) -> None:

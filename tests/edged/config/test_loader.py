@@ -262,6 +262,16 @@ def test_another_way_to_say_never_is_a_config_error_naming_never(bad: str) -> No
     assert "reset_at" in problem
 
 
+@pytest.mark.parametrize("bad", ["-1", "86401", "nan", "inf", '"10m"', "[]"])
+def test_a_trip_end_grace_out_of_range_or_not_seconds_is_a_config_error_naming_it(bad: str) -> None:
+    (problem,) = problems(MINIMAL + f"[services.occupancy]\ntrip_end_grace_s = {bad}\n")
+    assert "trip_end_grace_s" in problem
+
+
+def test_the_trip_end_grace_is_ten_minutes_when_left_out() -> None:
+    assert parse_config(MINIMAL).services.occupancy.trip_end_grace_s == 600
+
+
 CAN_REPLAY = (
     '\n[[drivers]]\nname = "can"\ndriver = "can.replay"\n[drivers.options]\n'
     f'log = "{ROOT / "config" / "can" / "shuttle-day.log"}"\n'

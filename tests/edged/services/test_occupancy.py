@@ -14,7 +14,13 @@ from edged.clock import Clock, ClockSource
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
 from edged.payloads import Trip
-from edged.services.events import AccessDecided, OccupancyChanged, OccupancyReset, TripEnded
+from edged.services.events import (
+    AccessDecided,
+    OccupancyChanged,
+    OccupancyReset,
+    TripEnded,
+    TripStarted,
+)
 from edged.services.occupancy import OccupancyService, coarse_percent
 from tests.helpers.host import TestHost
 
@@ -165,12 +171,55 @@ def test_every_change_publishes_occupancy() -> None:
     assert [b.count for b in node.bodies("occupancy")] == [1, 0]
 
 
-def test_end_of_trip_resets_to_zero_and_says_so_on_the_bus() -> None:
-    node, service, _ = make()
+def test_end_of_trip_without_a_grace_resets_to_zero_at_once_and_says_so_on_the_bus() -> None:
+    node, service, _ = make(trip_end_grace_s=0)
     service.add(4, "tap")
     node.emit(TripEnded(Trip.model_construct()))
     assert service.count == 0 and service.entries == 0
     assert len(node.of_type(OccupancyReset)) == 1
+
+
+GRACE_S = 0.05
+
+
+async def test_end_of_trip_resets_to_zero_once_its_grace_passes_with_no_trip_started() -> None:
+    node, service, _ = make(trip_end_grace_s=GRACE_S)
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    assert service.count == 4, "not before the grace"
+    await asyncio.sleep(3 * GRACE_S)
+    assert service.count == 0 and len(node.of_type(OccupancyReset)) == 1
+
+
+async def test_a_trip_started_within_the_grace_keeps_the_riders_on_board() -> None:
+    # a stop-start engine stopped past ignition_off_after_s at a stop: the trip ends, the
+    # engine starts again and opens the next one, with the same riders aboard
+    node, service, counted = make(trip_end_grace_s=GRACE_S)
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    node.emit(TripStarted("t2", "ignition"))
+    await asyncio.sleep(3 * GRACE_S)
+    assert service.count == 4 and node.of_type(OccupancyReset) == []
+    assert counted.snapshot()["occupancy.trip_end_reset_called_off"] == 1
+
+
+async def test_a_reset_by_ops_within_the_grace_is_not_undone_by_the_trip_end() -> None:
+    node, service, _ = make(trip_end_grace_s=GRACE_S)
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    await service.command_reset({"count": 3})
+    await asyncio.sleep(3 * GRACE_S)
+    assert service.count == 3
+
+
+async def test_a_second_trip_end_within_the_grace_resets_once_after_its_own_grace() -> None:
+    node, service, _ = make(trip_end_grace_s=GRACE_S)
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    node.emit(TripStarted("t2", "command"))
+    node.emit(TripEnded(Trip.model_construct()))
+    await asyncio.sleep(3 * GRACE_S)
+    assert service.count == 0 and len(node.of_type(OccupancyReset)) == 1
 
 
 def test_end_of_trip_reset_can_be_turned_off() -> None:
@@ -505,3 +554,26 @@ async def test_a_clock_set_back_minutes_across_the_reset_does_not_reset_twice(
     clock.t -= timedelta(minutes=20)  # NTP corrects a clock 20 minutes fast
     resets = await sim.until(datetime(2026, 11, 25, 4, 0, tzinfo=PARIS))
     assert len(resets) == 1
+
+
+async def test_a_stop_start_engine_stopped_at_a_stop_keeps_the_count_through_the_trips() -> None:
+    # the real vehicle service reads the ignition from engine speed: 0 rpm for longer than
+    # ignition_off_after_s ends the trip, the engine starting again opens the next one
+    from edged.config.services import TripServiceConfig, VehicleServiceConfig
+    from edged.services.vehicle import VehicleService
+    from tests.edged.services.test_vehicle import CanFeed
+
+    node = TestHost()
+    vehicle = VehicleService(node, VehicleServiceConfig(), TripServiceConfig())
+    _, occupancy, _ = make(node, trip_end_grace_s=GRACE_S * 4)
+    bus = CanFeed(vehicle)
+    bus.engine(800)
+    occupancy.add(12, "tap")
+    bus.engine(0)  # at the stop, riders boarding, the engine stopped by itself
+    vehicle.check_ignition(now=vehicle._engine_running_at + 31)  # type: ignore[operator]
+    assert vehicle.trips.trip is None, "the first trip ended"
+    occupancy.add(2, "tap")
+    bus.engine(800)  # off again
+    assert vehicle.trips.trip is not None, "the next trip opened"
+    await asyncio.sleep(8 * GRACE_S)
+    assert occupancy.count == 14 and node.of_type(OccupancyReset) == []
