@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from core.bus import Bus
+from core.confignumbers import NumbersNotBools
 from core.counters import Counters
 
 
-class DriverOptions(BaseModel):
+class DriverOptions(NumbersNotBools):
     """Base of every driver's options: unknown keys are errors, as in the rest of the config."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -14,8 +14,9 @@ Every output says whether HIGH energises it (many relay boards are active-low).
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from core.confignumbers import NumbersNotBools
 from core.driver import DriverOptions
 from drivers.gpio.flapping import FLAP_CHANGES, FLAP_STEADY_S, FLAP_WITHIN_S
 from drivers.gpio.pins import FIXED_PULL_UP, Pin, name
@@ -24,7 +25,7 @@ Pull = Literal["up", "down", "none"]
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
 
-class _Part(BaseModel):
+class _Part(NumbersNotBools):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 

@@ -4,13 +4,14 @@ import itertools
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from core.confignumbers import NumbersNotBools
 from core.errors import ConfigError
 from core.geo import bearing_deg, haversine_m
 
 
-class Waypoint(BaseModel):
+class Waypoint(NumbersNotBools):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     lat: float = Field(ge=-90, le=90)
@@ -21,7 +22,7 @@ class Waypoint(BaseModel):
     speed_kmh: float | None = Field(default=None, gt=0, le=130, description="to the next point")
 
 
-class Route(BaseModel):
+class Route(NumbersNotBools):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str

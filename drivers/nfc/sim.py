@@ -26,14 +26,15 @@ import time
 from collections.abc import Iterator
 from typing import ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from core.confignumbers import NumbersNotBools
 from core.driver import DriverContext, DriverOptions, Opens
 from core.events import Tap
 from drivers.nfc.uid import HexUid, valid_uid
 
 
-class ScriptedTap(BaseModel):
+class ScriptedTap(NumbersNotBools):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     at_s: float = Field(ge=0, le=86_400, description="seconds after the reader starts")

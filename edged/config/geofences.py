@@ -2,8 +2,9 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from core.confignumbers import NumbersNotBools
 from core.geo import ring_problem
 
 LatLon = tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]]
@@ -12,7 +13,7 @@ FenceName = Annotated[str, Field(max_length=120)]
 FenceKind = Literal["stop", "market", "depot", "venue", "zone"]
 
 
-class Geofence(BaseModel):
+class Geofence(NumbersNotBools):
     """A circle (`center` + `radius_m`) or a polygon (`points`), never both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -44,7 +45,7 @@ class Geofence(BaseModel):
         return self
 
 
-class GeofenceSet(BaseModel):
+class GeofenceSet(NumbersNotBools):
     """Arguments of the `geofences.set` command: the complete dynamic set, replacing the last."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

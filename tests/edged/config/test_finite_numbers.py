@@ -92,3 +92,60 @@ def test_an_infinite_knob_in_a_toml_file_is_refused_with_its_name() -> None:
 def test_a_nan_co2_factor_is_refused_with_its_name() -> None:
     text = MINIMAL + "[services.trips.co2e_kg_per_l]\ndiesel = nan\n"
     assert any("co2e_kg_per_l" in p for p in problems(text)), problems(text)
+
+
+# -- TOML true/false is no number ------------------------------------------------------
+
+
+def _number_fields() -> list[tuple[type[BaseModel], str]]:
+    """(model, field) of every field that takes an int or a float and no bool (nor a
+    string: a pin's number or name says its own error)."""
+    seen: set[type[BaseModel]] = set()
+    roots = [EdgedConfig, *(options_model(name) for name in REGISTRY)]
+    out = []
+    for root in roots:
+        for model in _models(root, seen):
+            for name, field in model.model_fields.items():
+                ann = field.annotation
+                origin = typing.get_origin(ann)
+                if any(type(m).__name__.endswith("Validator") for m in field.metadata):
+                    continue  # a pin: 17 or 'GPIO17', read by its own validator
+                if origin not in (None, typing.Union, types.UnionType):
+                    continue  # a list or a dict of numbers: its items are not looked at
+                args = typing.get_args(ann) if origin else (ann,)
+                if not {bool, str} & set(args) and any(a in (int, float) for a in args):
+                    out.append((model, name))
+    return out
+
+
+NUMBERS = _number_fields()
+
+
+def test_the_walk_finds_the_counts_and_periods_it_is_meant_to_hold() -> None:
+    names = {(m.__name__, f) for m, f in NUMBERS}
+    assert {("OccupancyServiceConfig", "capacity"), ("HealthConfig", "interval_s")} <= names
+    assert len(NUMBERS) > len(FLOATS), len(NUMBERS)
+
+
+@pytest.mark.parametrize(("model", "field"), NUMBERS, ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("value", [True, False])
+def test_no_number_in_the_config_takes_true_or_false(
+    model: type[BaseModel], field: str, value: bool
+) -> None:
+    # pydantic's lax mode read `capacity = true` as 1: a bus full with one rider
+    with pytest.raises(ValidationError) as info:
+        model.model_validate({field: value})
+    assert any(field in e["msg"] for e in info.value.errors()), info.value
+
+
+def test_a_capacity_of_true_in_a_toml_file_is_refused_with_its_name() -> None:
+    found = problems(MINIMAL + "[services.occupancy]\ncapacity = true\n")
+    assert any("capacity takes a number" in p for p in found), found
+
+
+def test_a_knob_that_takes_a_number_or_a_bool_still_takes_a_bool() -> None:
+    from core.confignumbers import _takes_a_number_not_a_bool
+
+    assert not _takes_a_number_not_a_bool(int | bool)
+    assert _takes_a_number_not_a_bool(float | None) and _takes_a_number_not_a_bool(int)
+    assert not _takes_a_number_not_a_bool(str) and not _takes_a_number_not_a_bool(int | str)
