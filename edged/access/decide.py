@@ -102,6 +102,7 @@ def _booked(lists: AccessLists, ref: str, config: AccessServiceConfig, now: date
     return any(
         (not config.rooms or b.room in config.rooms) and b.start - early <= now < b.end
         for b in lists.bookings.get(ref, ())
+        if b.start < b.end  # an empty slot (the hour the clocks skip) booked no time
     )
 
 

@@ -100,7 +100,11 @@ class Booking(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> "Booking":
-        if self.end <= self.start:
+        # one that ends as it starts is taken, and opens nothing (`decide._booked`): the
+        # slot 02:00-03:00 of a night the clocks go forward is one instant (02:00 is 03:00
+        # summer time), and refusing it refused the whole list with it (RFC 5545 too takes
+        # an event whose end is its start)
+        if self.end < self.start:
             raise ValueError("a booking ends after it starts")
         return self
 

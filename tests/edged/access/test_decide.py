@@ -412,3 +412,18 @@ def test_a_booking_in_the_repeated_hour_of_autumn_opens_only_in_its_own_pass(
         decide(booked, cfg, REFS(UID_BOOKED), at("venue", now=t)).reason for t in (first, second)
     ]
     assert reasons == ["no_booking", "booking"]
+
+
+def test_an_empty_booking_the_spring_forward_gap_made_opens_nothing(tmp_path: Path) -> None:
+    """The 02:00-03:00 slot of 2027-03-28 in Paris is one instant (02:00 is 03:00 summer
+    time): no hour was booked, so neither the slot nor `booking_early_s` before it opens."""
+    slot = {
+        "room": "salle-1",
+        "start": "2027-03-28T02:00:00+01:00",
+        "end": "2027-03-28T03:00:00+02:00",
+    }
+    cfg = config(tmp_path, rooms=["salle-1"], booking_early_s=600)
+    booked = lists(bookings={REFS(UID_BOOKED): [slot]})
+    moments = [datetime(2027, 3, 28, 1, 55, tzinfo=PARIS), datetime(2027, 3, 28, 3, 0, tzinfo=PARIS)]
+    reasons = [decide(booked, cfg, REFS(UID_BOOKED), at("venue", now=t)).reason for t in moments]
+    assert reasons == ["no_booking", "no_booking"]

@@ -315,3 +315,35 @@ def test_24_00_on_the_calendars_last_day_is_refused_as_a_bad_list() -> None:
     with pytest.raises(CommandError) as info:
         parse(signed(full_lists(2, bookings={"ab" * 16: [slot]})))
     assert info.value.code == "bad_lists"
+
+
+def _paris_slot(day: str, start: str, end: str) -> dict[str, str]:
+    """A booking tool's local slot: each wall time made an instant in Paris, a time the
+    clocks skip read with the offset before the gap (RFC 5545 3.3.5, Python's fold 0)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+
+    def instant(hhmm: str) -> str:
+        return datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=paris).isoformat()
+
+    return {"room": "r1", "start": instant(start), "end": instant(end)}
+
+
+def test_the_02_00_03_00_slot_of_the_spring_forward_night_does_not_refuse_the_list() -> None:
+    """On 2027-03-28 in Paris 02:00 is 03:00 summer time: a booking tool's hourly slot
+    02:00-03:00 that night starts and ends at one instant (01:00Z). That empty slot made
+    the whole list refused `bad_lists`, every other card and booking of the fleet with it;
+    it is taken, as RFC 5545 takes an event whose end is its start."""
+    slot = _paris_slot("2027-03-28", "02:00", "03:00")
+    assert slot["start"] != slot["end"]  # two spellings of one instant
+    booking = parse(signed(full_lists(2, bookings={"ab" * 16: [slot]}))).bookings["ab" * 16][0]
+    assert booking.start == booking.end
+
+
+def test_a_booking_that_ends_before_it_starts_still_refuses_the_list() -> None:
+    slot = {"room": "r1", "start": "2027-03-27T23:00:00+01:00", "end": "2027-03-27T01:00Z"}
+    with pytest.raises(CommandError) as info:
+        parse(signed(full_lists(2, bookings={"ab" * 16: [slot]})))
+    assert info.value.code == "bad_lists"
