@@ -42,7 +42,11 @@ class KioskConfig(Strict):
         description="rider buttons; unset: mediator and service on a shuttle, "
         "pickup too on a truck or venue screen",
     )
-    timezone: str = Field(default="Europe/Paris", description="IANA zone the times are shown in")
+    timezone: str | None = Field(
+        default=None,
+        description="IANA zone the times are shown in; unset: [node] timezone, the zone of "
+        "the node's validity days, bookings and daily reset",
+    )
     max_body_bytes: int = Field(default=4096, ge=512, le=65536)
     rate_burst: int = Field(default=3, ge=1, le=100, description="presses at once, per screen")
     rate_per_min: float = Field(default=6.0, gt=0, le=600, description="then per screen")
@@ -111,7 +115,10 @@ class KioskConfig(Strict):
             raise ValueError(f"not host names (no scheme, no port): {bad}")
         return [v.lower() for v in values]
 
-    _zone_ok = field_validator("timezone")(check_zone)
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_zone(value)
 
     @field_validator("screen_addresses")
     @classmethod

@@ -100,6 +100,8 @@ class KioskService(Service):
         now_ms: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(host)
+        if config.timezone is None:  # the node's local time, as its days and bookings
+            config = config.model_copy(update={"timezone": host.node.timezone})
         self.config = config
         self._now_ms = now_ms or (lambda: host.clock.now()[0])
         self.buttons: list[Button] = (
@@ -107,7 +109,7 @@ class KioskService(Service):
             if config.buttons is not None
             else default_buttons(host.node.profile.value)
         )
-        self.zone = ZoneInfo(config.timezone)
+        self.zone = ZoneInfo(config.timezone or host.node.timezone)
         self.schedule = self._load(SCHEDULE_KEY, Schedule, Schedule())
         self._date_services()  # a schedule stored by an older release kept no day
         self.messages: list[Message] = self._load_list(MESSAGES_KEY, Message)

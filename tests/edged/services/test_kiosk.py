@@ -370,6 +370,31 @@ async def test_the_day_a_service_ends_is_the_kiosk_time_zone_s(node: Node, clock
     assert shown(k) == []
 
 
+def test_without_a_kiosk_zone_the_screen_shows_the_node_s_local_time(clock: FakeTime) -> None:
+    """A node at Saint-Denis de La Réunion (`[node] timezone = "Indian/Reunion"`, UTC+4)
+    whose `[services.kiosk]` says no zone showed its riders Paris time, 3 hours behind the
+    validity days, bookings and daily reset of that same node."""
+    host = TestHost(synced=True, timezone="Indian/Reunion")
+    assert dated(clock, host).view()["timezone"] == "Indian/Reunion"
+
+
+async def test_without_a_kiosk_zone_a_service_ends_at_the_node_s_local_midnight(
+    clock: FakeTime,
+) -> None:
+    reunion = ZoneInfo("Indian/Reunion")
+    k = dated(clock, TestHost(synced=True, timezone="Indian/Reunion"))
+    clock.ms = int(datetime(2026, 11, 25, 18, 0, tzinfo=reunion).timestamp() * 1000)
+    await k.command_schedule({"services": [slot("a")]})
+    clock.ms = int(datetime(2026, 11, 26, 0, 0, tzinfo=reunion).timestamp() * 1000)
+    assert shown(k) == []  # 21:00 in Paris, where the day had 3 hours to go
+
+
+def test_a_kiosk_zone_given_wins_over_the_node_s(clock: FakeTime) -> None:
+    host = TestHost(synced=True, timezone="Indian/Reunion")
+    k = KioskService(host, KioskConfig(timezone="Europe/Paris"), now_ms=clock)
+    assert k.view()["timezone"] == "Europe/Paris"
+
+
 async def test_a_restarted_kiosk_keeps_the_day_its_services_were_sent(clock: FakeTime) -> None:
     host = TestHost(synced=True)
     clock.ms = paris_ms(25, 18, 0)
