@@ -13,7 +13,7 @@ usage() {
 Usage: sudo systemd/install.sh [OPTIONS]
 
 Installs edged as the systemd service edged.service:
-  - apt: python3-venv, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi;
+  - apt: python3-venv, tzdata, libnfc6, libnfc-bin, libfreefare-dev, can-utils (+ python3-lgpio on a Pi;
     + fonts-noto-color-emoji when the config enables [services.kiosk], for the screen's emoji;
     + build-essential python3-dev libffi-dev cmake libatomic1 only where a dependency has no
     wheel for this machine, as on 32-bit Raspberry Pi OS without piwheels)
@@ -109,7 +109,8 @@ sys.exit(0 if isinstance(kiosk, dict) and kiosk.get("enabled") is True else 1)
 PY
 }
 
-packages=(python3 python3-venv libnfc6 libnfc-bin libfreefare-dev can-utils)
+# tzdata: local days and times ([node] timezone); a minimal Debian image comes without it
+packages=(python3 python3-venv tzdata libnfc6 libnfc-bin libfreefare-dev can-utils)
 config_now="$R/etc/edged/edged.toml"                # the one kept, else the example copied
 [ -e "$config_now" ] || config_now=$EXAMPLE
 if kiosk_enabled "$config_now"; then

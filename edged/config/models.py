@@ -34,6 +34,7 @@ class NodeConfig(Strict):
     timezone: str = Field(
         default="Europe/Paris",
         description="IANA zone for local times: validity days, bookings, the daily reset",
+        validate_default=True,  # looked up at load too: an image without tzdata has none
     )
 
     _zone_ok = field_validator("timezone")(check_zone)

@@ -300,7 +300,7 @@ def test_install_adds_the_emoji_font_when_the_config_enables_the_kiosk(
     (fresh / "etc/edged/edged.toml").write_text(kiosk)  # the config kept decides
     r = install(fresh, wheel)
     (needs,) = [line for line in r.stderr.splitlines() if "the node needs" in line]
-    assert "libnfc6" in needs
+    assert "libnfc6" in needs and "tzdata" in needs  # local times need the zone database
     assert ("fonts-noto-color-emoji" in needs) is font, needs
 
 

@@ -311,3 +311,22 @@ def test_a_bus_s_own_dbc_without_the_default_signals_loads(
     dbc.write_text((ROOT / "config" / "fms.dbc").read_text().replace("CCVS1", "SPEED"))
     text = MINIMAL + CAN_REPLAY + f'dbc = "{dbc}"\n'
     assert parse_config(text).services.vehicle.speed == "CCVS1.WheelBasedVehicleSpeed"
+
+
+def test_a_config_without_a_zone_on_a_system_without_tzdata_is_refused_at_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`[node] timezone` left to its default, Europe/Paris, was never looked up at load:
+    `check-config` said ok on an image without the zone database, and the node then
+    failed to start in the access, occupancy or kiosk service."""
+    import zoneinfo
+
+    monkeypatch.setitem(sys.modules, "tzdata", None)
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        found = problems(MINIMAL)
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+    assert any("node.timezone" in p and "tzdata" in p for p in found), found
