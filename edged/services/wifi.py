@@ -67,6 +67,8 @@ class WifiService(Service):
             timezone=host.node.timezone,
             get_state=host.state.get,
             set_state=host.state.set,
+            # the day on the node's clock (NTP, else GPS), as its other daily things
+            wall=lambda: host.clock.now()[0] / 1000,
             forget=self._forget_captive_dns,
         )
         self.internet = Internet(
