@@ -60,7 +60,9 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-_END_OF_DAY = re.compile(r"(\d{4}-\d{2}-\d{2})T24:00(?::00(?:\.0+)?)?(Z|[+-]\d{2}:?\d{2})")
+_END_OF_DAY = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ]24:00(?::00(?:\.0+)?)?([Zz]|[+-]\d{2}:?\d{2})"
+)  # RFC 3339 5.6: `t` and `z` may be lower case, the `T` a space, as pydantic reads them
 
 
 def _end_of_day(value: Any) -> Any:
@@ -72,7 +74,7 @@ def _end_of_day(value: Any) -> Any:
             day = date.fromisoformat(found[1]) + timedelta(days=1)
         except OverflowError:  # 9999-12-31: a bad list, not a command failing `internal`
             raise ValueError("24:00 of 9999-12-31 is past the last time a list can hold") from None
-        return f"{day.isoformat()}T00:00:00{found[2]}"
+        return f"{day.isoformat()}T00:00:00{found[2].upper()}"
     return value
 
 

@@ -298,6 +298,18 @@ def test_a_booking_ending_at_24_00_ends_at_the_next_days_midnight(end: str) -> N
     assert booking.end.isoformat() == "2027-01-01T00:00:00+01:00"
 
 
+@pytest.mark.parametrize("end", ["2026-12-31t24:00:00z", "2026-12-31 24:00:00Z"])
+def test_24_00_is_read_in_each_spelling_of_rfc_3339_the_list_takes_for_other_times(
+    end: str,
+) -> None:
+    """RFC 3339 (5.6) lets `T` and `Z` be lower case and the `T` a space, and the lists take
+    `2026-12-31t23:00:00z`; a booking to midnight so written was refused, and with it the
+    whole list."""
+    slot = {"room": "r1", "start": "2026-12-31T17:00:00Z", "end": end}
+    booking = parse(signed(full_lists(2, bookings={"ab" * 16: [slot]}))).bookings["ab" * 16][0]
+    assert booking.end.isoformat() == "2027-01-01T00:00:00+00:00"
+
+
 @pytest.mark.parametrize(
     "start", ["2026-11-25T24:30:00+01:00", "2026-02-29T24:00:00+01:00", "2026-11-25T24:00:00"]
 )
