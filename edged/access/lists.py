@@ -18,8 +18,7 @@ millisecond or so, and gives the same result as the one-call version.
 
 import base64
 import hashlib
-import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -36,6 +35,7 @@ from pydantic import (
 from edged.commands.args import only
 from edged.config.access import LIST_NAME_PATTERN
 from edged.errors import CommandError
+from edged.instants import end_of_day
 from edged.security.canonical import STEP, canonical_json
 from edged.security.signing import PublicKey, verify
 
@@ -60,25 +60,7 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-_END_OF_DAY = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ]24:00(?::00(?:\.0+)?)?([Zz]|[+-]\d{2}:?\d{2})"
-)  # RFC 3339 5.6: `t` and `z` may be lower case, the `T` a space, as pydantic reads them
-
-
-def _end_of_day(value: Any) -> Any:
-    """ISO 8601's 24:00 with a zone (a booking to midnight, as booking tools often write it)
-    is the next day's 00:00 at the same offset: pydantic reads no hour 24, and one such
-    booking made the whole list refused."""
-    if isinstance(value, str) and (found := _END_OF_DAY.fullmatch(value)):
-        try:
-            day = date.fromisoformat(found[1]) + timedelta(days=1)
-        except OverflowError:  # 9999-12-31: a bad list, not a command failing `internal`
-            raise ValueError("24:00 of 9999-12-31 is past the last time a list can hold") from None
-        return f"{day.isoformat()}T00:00:00{found[2].upper()}"
-    return value
-
-
-AwareDatetime = Annotated[datetime, BeforeValidator(_end_of_day), AfterValidator(_aware)]
+AwareDatetime = Annotated[datetime, BeforeValidator(end_of_day), AfterValidator(_aware)]
 
 
 class _Model(BaseModel):

@@ -8,10 +8,11 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -21,8 +22,11 @@ from pydantic import (
 
 from core.errors import EdgedError
 from edged.errors import CommandError
+from edged.instants import end_of_day
 from edged.kiosk.marks import MAX_MARKS, cap_marks, longest_marks, too_many_marks
 
+AwareDatetime = Annotated[pydantic.AwareDatetime, BeforeValidator(end_of_day)]
+"""A time with a zone; `…T24:00+01:00`, a service until midnight, is the next day's 00:00."""
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 Lang = Literal["fr", "en"]
 Kind = Literal["pickup", "mediator", "service"]

@@ -395,6 +395,18 @@ def test_a_kiosk_zone_given_wins_over_the_node_s(clock: FakeTime) -> None:
     assert k.view()["timezone"] == "Europe/Paris"
 
 
+async def test_a_service_until_24_00_is_shown_until_that_midnight(clock: FakeTime) -> None:
+    """An evening market "until midnight", as ISO 8601 and planning tools write it: the
+    schedule was refused whole (`bad_args`: no hour 24), and the day's services with it."""
+    k = dated(clock)
+    clock.ms = paris_ms(25, 18, 0)
+    await k.command_schedule({"services": [slot("a", until="2026-11-25T24:00:00+01:00")]})
+    clock.ms = paris_ms(25, 23, 59)
+    assert shown(k) == ["a"]
+    clock.ms = paris_ms(26, 0, 0)
+    assert shown(k) == []
+
+
 async def test_a_restarted_kiosk_keeps_the_day_its_services_were_sent(clock: FakeTime) -> None:
     host = TestHost(synced=True)
     clock.ms = paris_ms(25, 18, 0)
