@@ -80,6 +80,8 @@ PASSED_GRACE_MS = 120_000
 """A stop stays listed this long after its ETA: buses are late more often than early."""
 MESSAGE_MAX_MS = 7 * 86_400_000
 """The longest a message is shown (`kiosk.message`'s `expires_at` is capped to it)."""
+NEVER_MS = 2**63 - 1
+"""Later than any time: the end of a day after which the calendar has none."""
 TICK_S = 0.5
 STORE_WAIT_S = 2.0
 
@@ -274,8 +276,13 @@ class KioskService(Service):
         return anchor is None or now < self._end_of_day(anchor)
 
     def _end_of_day(self, ms: int) -> int:
-        """The next local midnight after `ms` in the kiosk's time zone, in ms."""
-        day = datetime.fromtimestamp(ms / 1000, self.zone).date() + timedelta(days=1)
+        """The next local midnight after `ms` in the kiosk's time zone, in ms; none (the
+        largest ms) after the calendar's last day, 9999-12-31, which a time from dispatch
+        may be on: raising here froze the screen at every view of the stored schedule."""
+        try:
+            day = datetime.fromtimestamp(ms / 1000, self.zone).date() + timedelta(days=1)
+        except (OverflowError, ValueError, OSError):  # OSError: a platform's time_t
+            return NEVER_MS
         return _ms(datetime.combine(day, day_time(0), self.zone))
 
     def _slot_view(self, s: ServiceSlot) -> dict[str, Any]:

@@ -407,6 +407,20 @@ async def test_a_service_until_24_00_is_shown_until_that_midnight(clock: FakeTim
     assert shown(k) == []
 
 
+@pytest.mark.parametrize("start", ["9999-12-31T12:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+async def test_a_service_on_the_calendar_s_last_day_leaves_the_screen_working(
+    clock: FakeTime, start: str
+) -> None:
+    """A service starting on 9999-12-31 (a dispatch typo) with no `until` has no next
+    midnight to end at: the command failed and, the schedule kept, every view after it
+    (each tick, each restart) raised, the screen frozen on what it showed before."""
+    host = TestHost(synced=True)
+    k = dated(clock, host)
+    await k.command_schedule({"services": [slot("a", start=start), slot("b")]})
+    assert shown(k) == ["a", "b"]
+    assert shown(dated(clock, host)) == ["a", "b"]  # restarted on the stored schedule
+
+
 async def test_a_restarted_kiosk_keeps_the_day_its_services_were_sent(clock: FakeTime) -> None:
     host = TestHost(synced=True)
     clock.ms = paris_ms(25, 18, 0)
