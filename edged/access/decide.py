@@ -26,7 +26,7 @@ valid. What it cannot decide follows `unsynced_validity` (refuse, staff still ad
 """
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from edged.access.lists import AccessLists, Card
@@ -99,10 +99,15 @@ def _against(card: Card, today: date) -> str | None:
 
 def _booked(lists: AccessLists, ref: str, config: AccessServiceConfig, now: datetime) -> bool:
     early = timedelta(seconds=config.booking_early_s)
+    # `now + early`, not `start - early`: a start on 0001-01-01 has no time before it; and
+    # in UTC: a local time plus a timedelta is wall-clock arithmetic that drops `fold`, so
+    # the second 02:30 of a night the clocks go back would be taken for the first
+    instant = now.astimezone(UTC)
     return any(
-        (not config.rooms or b.room in config.rooms) and b.start - early <= now < b.end
+        b.start <= instant + early and instant < b.end
         for b in lists.bookings.get(ref, ())
-        if b.start < b.end  # an empty slot (the hour the clocks skip) booked no time
+        if (not config.rooms or b.room in config.rooms)
+        and b.start < b.end  # an empty slot (the hour the clocks skip) booked no time
     )
 
 

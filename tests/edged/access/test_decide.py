@@ -427,3 +427,14 @@ def test_an_empty_booking_the_spring_forward_gap_made_opens_nothing(tmp_path: Pa
     moments = [datetime(2027, 3, 28, 1, 55, tzinfo=PARIS), datetime(2027, 3, 28, 3, 0, tzinfo=PARIS)]
     reasons = [decide(booked, cfg, REFS(UID_BOOKED), at("venue", now=t)).reason for t in moments]
     assert reasons == ["no_booking", "no_booking"]
+
+
+def test_a_booking_from_the_calendar_s_first_day_opens_without_raising(
+    cfg: AccessServiceConfig,
+) -> None:
+    """"Booked since ever", written from 0001-01-01T00:00:00Z: the door's early opening
+    was counted back from that start, before the first day a date can hold, and every tap
+    of that card raised instead of being decided (no record, no light)."""
+    slot = {"room": "salle-1", "start": "0001-01-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
+    d = decide(lists(bookings={REFS(UID_BOOKED): [slot]}), cfg, REFS(UID_BOOKED), at("venue"))
+    assert (d.granted, d.reason) == (True, "booking")
