@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.zones import check_zone
+from core.zones import check_zone, zone_database
 
 if TYPE_CHECKING:  # aiohttp and protobuf load only when the feed runs, not for every edgectl
     from edged.transit.run import FeedOptions
@@ -73,7 +73,9 @@ def options(args: argparse.Namespace, prefix: str, fleets: list[str]) -> "FeedOp
     if args.timezone is not None:
         try:
             check_zone(args.timezone)
-        except ValueError:
+        except ValueError as exc:
+            if not zone_database():  # every name is unknown: say what is missing
+                raise ValueError(f"--timezone: {exc}") from None
             raise ValueError(
                 f"--timezone {args.timezone!r}: not an IANA time zone, e.g. Europe/Paris"
             ) from None

@@ -29,7 +29,7 @@ from typing import IO
 from zoneinfo import ZoneInfo
 
 from core.errors import EdgedError
-from core.zones import check_zone
+from core.zones import check_zone, zone_database
 from edged.ops.fleet import JourneyInfo
 
 MAX_FILE_BYTES = 2 * 1024**3
@@ -488,7 +488,9 @@ def _zone(path: Path, zones: set[str]) -> str | None:
     if zone is not None:
         try:
             check_zone(zone)
-        except ValueError:
+        except ValueError as exc:
+            if not zone_database():  # every name is unknown: say what is missing
+                raise ScheduleError(f"{path}: agency.txt's agency_timezone: {exc}") from None
             raise ScheduleError(
                 f"{path}: agency.txt's agency_timezone {zone!r} is not an IANA zone"
             ) from None

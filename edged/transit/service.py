@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.zones import check_zone
 from edged.ops.fleet import FleetView, JourneyInfo
 from edged.transit import gtfsrt, siri
 from edged.transit.page import PageState
@@ -82,8 +83,10 @@ class FeedService:
         self.view = view
         self.settings = settings or FeedSettings()
         self.schedule = schedule
+        # looked up by name first: without the zone database (a container without tzdata)
+        # a ValueError that says so, which `edgectl feed` reports as a usage error
         self.zone = ZoneInfo(
-            self.settings.timezone or (schedule and schedule.timezone) or DEFAULT_ZONE
+            check_zone(self.settings.timezone or (schedule and schedule.timezone) or DEFAULT_ZONE)
         )
         self.clock = clock
         self.status = Status()

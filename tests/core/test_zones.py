@@ -1,25 +1,17 @@
 """IANA zone names in the config, on a system that may lack the zone database."""
 
-import sys
-import zoneinfo
 from collections.abc import Iterator
 
 import pytest
 
 from core.zones import check_zone
+from tests.helpers.zones import no_zone_database as without_tzdata
 
 
 @pytest.fixture
 def no_zone_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A minimal Debian image without the `tzdata` package, and no pip `tzdata`."""
-    monkeypatch.setitem(sys.modules, "tzdata", None)  # `import tzdata` fails
-    zoneinfo.reset_tzpath(to=[])
-    zoneinfo.ZoneInfo.clear_cache()
-    try:
+    with without_tzdata(monkeypatch):
         yield
-    finally:
-        zoneinfo.reset_tzpath()
-        zoneinfo.ZoneInfo.clear_cache()
 
 
 def test_an_unknown_zone_is_refused_with_an_example() -> None:

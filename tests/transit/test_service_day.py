@@ -396,3 +396,27 @@ def test_a_half_hour_start_of_a_half_hourly_exact_times_trip_is_one_of_its_runs(
         start_time="09:30:00",
     )
     assert Schedule.load(night_gtfs).problems(run) == []
+
+
+def test_a_feed_on_a_system_without_tzdata_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgectl feed` in a container without the zone database (Debian trixie's images):
+    its default zone, Europe/Paris, could not be read and the command ended on a
+    ZoneInfoNotFoundError traceback; it now says what to install, as a usage error."""
+    from tests.helpers.zones import no_zone_database
+
+    with no_zone_database(monkeypatch), pytest.raises(ValueError, match="tzdata"):
+        FeedService(FleetView(PREFIX))
+
+
+def test_a_zone_given_to_a_feed_without_tzdata_is_not_called_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """"'Europe/Paris': not an IANA time zone" sent the operator hunting for a typo."""
+    from tests.helpers.zones import no_zone_database
+
+    gtfs = _gtfs_with_agencies(tmp_path, "a,A,https://a.example,Europe/Paris,fr")
+    with no_zone_database(monkeypatch):
+        with pytest.raises(ValueError, match="tzdata"):
+            cli.options(_feed_args("--timezone", "Europe/Paris"), PREFIX, [])
+        with pytest.raises(ScheduleError, match="tzdata"):
+            Schedule.load(gtfs)

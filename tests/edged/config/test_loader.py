@@ -319,14 +319,8 @@ def test_a_config_without_a_zone_on_a_system_without_tzdata_is_refused_at_load(
     """`[node] timezone` left to its default, Europe/Paris, was never looked up at load:
     `check-config` said ok on an image without the zone database, and the node then
     failed to start in the access, occupancy or kiosk service."""
-    import zoneinfo
+    from tests.helpers.zones import no_zone_database
 
-    monkeypatch.setitem(sys.modules, "tzdata", None)
-    zoneinfo.reset_tzpath(to=[])
-    zoneinfo.ZoneInfo.clear_cache()
-    try:
+    with no_zone_database(monkeypatch):
         found = problems(MINIMAL)
-    finally:
-        zoneinfo.reset_tzpath()
-        zoneinfo.ZoneInfo.clear_cache()
     assert any("node.timezone" in p and "tzdata" in p for p in found), found
