@@ -48,7 +48,7 @@ class Outcome:
 
 
 def _validate(m: Managed, content: str) -> Verdict | None:
-    if m.tool == "nft":
+    if m.tool in ("nft", "nft-optional"):
         return check_nft(content)
     if m.tool == "dnsmasq":
         return check_dnsmasq(content)
@@ -142,7 +142,10 @@ def apply_plan(
         verdict = _validate(m, content)
         if verdict is None:
             continue
-        if verdict.ok is False:
+        if verdict.ok is False and m.tool == "nft-optional":
+            out.say(f"{verdict.tool} refuses {m.path} (written all the same):")
+            out.lines += [f"    {line}" for line in verdict.message.splitlines()[:20]]
+        elif verdict.ok is False:
             refused = True
             out.say(f"{verdict.tool} refuses {m.path}:")
             out.lines += [f"    {line}" for line in verdict.message.splitlines()[:20]]
@@ -193,7 +196,7 @@ def _step(out: Outcome, step: Step, plan: Plan, run: Runner) -> None:
     why = (done.stderr or done.stdout).strip().splitlines()
     detail = why[-1] if why else f"exit {done.returncode}"
     if step.may_fail:
-        out.say(f"ran: {' '.join(argv)} (failed, not needed: {detail})")
+        out.say(f"ran: {' '.join(argv)} (failed, {step.if_failed}: {detail})")
     else:
         out.ok = False
         out.say(f"FAILED: {' '.join(argv)}: {detail}")

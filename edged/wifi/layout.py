@@ -11,6 +11,9 @@ from pathlib import Path
 
 TABLE = "edged_hotspot"
 """The nftables table (family inet) holding every rule of the hotspot."""
+TIMEOUTS_TABLE = "edged_hotspot_timeouts"
+"""The nftables table (family inet) giving the phones' flows shorter conntrack timeouts;
+apart from TABLE: a kernel without conntrack timeouts refuses it, not the firewall."""
 ALLOWED_SET = "allowed"
 """Phones that accepted the terms: `ether_addr . ipv4_addr`, each with its session timeout."""
 OWNERS_SET = "owners"
@@ -46,6 +49,10 @@ class Layout:
     @property
     def nft(self) -> Path:
         return self.dir / "hotspot.nft"
+
+    @property
+    def timeouts(self) -> Path:
+        return self.dir / "timeouts.nft"
 
     @property
     def dnsmasq(self) -> Path:

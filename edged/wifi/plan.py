@@ -19,12 +19,13 @@ from edged.wifi.layout import (
     FIREWALL_UNIT,
     HOSTAPD_UNIT,
     TABLE,
+    TIMEOUTS_TABLE,
     Layout,
 )
 from edged.wifi.render.dnsmasq import render_dnsmasq, render_nm_dnsmasq
 from edged.wifi.render.hostapd import render_hostapd
 from edged.wifi.render.networkmanager import render_keyfile
-from edged.wifi.render.nft import render_nft
+from edged.wifi.render.nft import render_nft, render_timeouts
 from edged.wifi.render.system import (
     render_dhcp_unit,
     render_edged_dropin,
@@ -49,6 +50,8 @@ class Step(Enum):
     REGDOM = (21, ("iw", "reg", "set", "{country}"), True)
     NFT_LOAD = (30, ("nft", "-f", "{nft}"), False)
     NFT_DELETE = (31, ("nft", "delete", "table", "inet", TABLE), True)
+    TIMEOUTS_LOAD = (32, ("nft", "-f", "{timeouts}"), True)
+    TIMEOUTS_DELETE = (33, ("nft", "delete", "table", "inet", TIMEOUTS_TABLE), True)
     DAEMON_RELOAD = (40, ("systemctl", "daemon-reload"), False)
     FIREWALL_ENABLE = (41, ("systemctl", "enable", FIREWALL_UNIT), False)
     FIREWALL_DISABLE = (42, ("systemctl", "disable", FIREWALL_UNIT), True)
@@ -74,6 +77,17 @@ class Step(Enum):
         """A failure is reported but does not stop the others (already down, no `iw`)."""
         return bool(self.value[2])
 
+    @property
+    def if_failed(self) -> str:
+        """What a failure of a step that may fail means."""
+        if self is Step.TIMEOUTS_LOAD:
+            return (
+                "this kernel has no conntrack timeouts (CONFIG_NF_CONNTRACK_TIMEOUT?); the "
+                "firewall works without them, but phones' closed connections stay in the "
+                "connection table the kernel's time (docs/wifi.md, Limits)"
+            )
+        return "not needed"
+
     def argv(self, values: dict[str, str]) -> list[str]:
         return [part.format(**values) for part in self.value[1]]
 
@@ -89,8 +103,10 @@ class Managed:
     mode: int = 0o644
     secret: bool = False
     """Holds the passphrase: mode 0600, and never shown in a diff."""
-    tool: Literal["nft", "dnsmasq", "nm-dnsmasq", "hostapd", "nmcli"] | None = None
-    """The validator that checks the content before it is written (edged.wifi.validate)."""
+    tool: Literal["nft", "nft-optional", "dnsmasq", "nm-dnsmasq", "hostapd", "nmcli"] | None = None
+    """The validator that checks the content before it is written (edged.wifi.validate);
+    "nft-optional": a refusal is reported, and the file written all the same (what the
+    kernel may lack, the rest works without)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,13 @@ def build_plan(
             (Step.NFT_LOAD,),
             (Step.NFT_DELETE,),
             tool="nft",
+        ),
+        Managed(
+            layout.timeouts,
+            text(enabled, lambda: render_timeouts(wifi, source=source)),
+            (Step.TIMEOUTS_LOAD,),
+            (Step.TIMEOUTS_DELETE,),
+            tool="nft-optional",
         ),
         Managed(
             layout.firewall_unit,
@@ -200,6 +223,7 @@ def build_plan(
     ]
     values = {
         "nft": str(layout.nft),
+        "timeouts": str(layout.timeouts),
         "sysctl": str(layout.sysctl),
         "country": wifi.country or "00",
     }

@@ -37,7 +37,7 @@ from edged.config import parse_config
 from edged.wifi.layout import Layout
 from edged.wifi.probes import PROBES
 from edged.wifi.render.dnsmasq import render_dnsmasq
-from edged.wifi.render.nft import FLOWS_PER_PHONE, kbytes, render_nft
+from edged.wifi.render.nft import FLOWS_PER_PHONE, kbytes, render_nft, render_timeouts
 from edged.wifi.render.system import render_sysctl
 from hil.broker import Mosquitto
 from hil.browser import CHROMIUM
@@ -219,6 +219,8 @@ def hotspot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotspot]:
             # -- the node's generated files ---------------------------------------------
             (tmp / "hotspot.nft").write_text(render_nft(wifi, source="test"))
             node.run("nft", "-f", str(tmp / "hotspot.nft"))
+            (tmp / "timeouts.nft").write_text(render_timeouts(wifi, source="test"))
+            node.run("nft", "-f", str(tmp / "timeouts.nft"))
             (tmp / "sysctl.conf").write_text(render_sysctl(wifi, forward=True, source="test"))
             node.run("sysctl", "-q", "-p", str(tmp / "sysctl.conf"))
             layout = Layout().under(tmp / "etc", tmp / "run")

@@ -7,18 +7,34 @@ What a phone on the hotspot can reach:
   portal (every tcp/80 it sends goes there); https fails at once (a reset), everything
   else is refused;
 - after accepting (its MAC *and* IP in the `allowed` set, with a timeout): the internet
-  through the uplinks, at most `client_mbit` each way and `total_mbit` for all phones, and
-  FLOWS_PER_PHONE flows at once (the node's connection table is not one phone's);
-  never the node's other networks (private, link-local, CGNAT, multicast destinations);
+  through the uplinks, at most `client_mbit` each way and `total_mbit` for all phones,
+  FLOWS_PER_PHONE flows at once and NEW_TCP_PER_S new TCP connections a second (the node's
+  connection table is not one phone's); never the node's other networks (private,
+  link-local, CGNAT, multicast destinations);
 - never: the node's other ports (ssh, the kiosk screen's port, a local broker…), another
   phone (forwarding from the hotspot back to it), IPv6 of any kind.
 
+- all phones together: PHONES_FLOWS flows open, through the node and to it, so the
+  connection table keeps room for the node's own (its MQTT link, the kiosk).
+
 Loading the file replaces the whole table at once (`nft -f` is one transaction); the set
 of accepted phones starts empty and the daemon puts back the sessions it knows.
+
+A second file (render_timeouts, its own table) shortens how long the kernel keeps the
+phones' finished flows: a kernel without conntrack timeouts refuses it, and the firewall
+above works without it.
 """
 
 from edged.config.wifi import WifiConfig
-from edged.wifi.layout import ALLOWED_SET, HELD_BY_SET, HELD_SET, HOLD_S, OWNERS_SET, TABLE
+from edged.wifi.layout import (
+    ALLOWED_SET,
+    HELD_BY_SET,
+    HELD_SET,
+    HOLD_S,
+    OWNERS_SET,
+    TABLE,
+    TIMEOUTS_TABLE,
+)
 
 NOT_INTERNET = (
     "0.0.0.0/8",
@@ -43,10 +59,34 @@ without TCP DNS. A SYN over the share is dropped: the phone's retry gets through
 of its own connections closes."""
 METER_SIZE = 1024
 FLOWS_PER_PHONE = 512
-"""Flows one phone may have through the node at once: the node's connection tracking
-table (nf_conntrack_max) is shared with its own traffic, and one phone at its rate cap
-could otherwise fill it (every new connection of the node then dropped). A phone's
-browser and apps use a few hundred at most."""
+"""Flows one phone (by MAC) may have through the node at once: the node's connection
+tracking table (nf_conntrack_max) is shared with its own traffic, and one phone at its rate
+cap could otherwise fill it (every new connection of the node then dropped). A phone's
+browser and apps use a few hundred at most. Counted by MAC, not address: the flows a phone
+that left keeps open in the table are not counted against the next phone DHCP gives its
+address to."""
+PHONES_FLOWS = 2048
+"""Flows all phones together may have open, through the node and to it: half the
+connection table of the smallest Pi (a Pi Zero 2 W's nf_conntrack_max is 4096), the other
+half the node's own and what the phones' finished connections leave (not counted, see
+NEW_TCP_PER_S)."""
+NEW_TCP_PER_S = 20
+NEW_TCP_BURST = 100
+"""New TCP connections a phone (by MAC) may open through the node: a second's page load
+(HTTP/1.1 browsers open 6 per host, a heavy page tens of hosts) in the burst, then 20 a
+second. The count above (nf_conncount) does not count a connection once it is closed
+(TIME_WAIT, CLOSE), while the kernel keeps it in the table (TIME_WAIT 120 s): without a
+rate a phone opening and closing connections at its bandwidth cap left thousands."""
+TCP_ESTABLISHED_S = 7440
+"""An idle established TCP connection of a phone: RFC 5382 REQ-5's least (2 h 4 min), in
+place of the kernel's 5 days (a phone that left kept its connections in the table)."""
+TCP_CLOSED_S = 5
+"""A phone's TCP connection once closed (TIME_WAIT, CLOSE), in place of 120 s and 10 s: the
+phone's own stack keeps TIME_WAIT; what the node would still carry is a late
+retransmission, which a new flow's rules then judge."""
+DNS_FLOW_S = 5
+"""A phone's DNS query (udp/53 anywhere, the captive DNS's port), in place of 30 s (120 s
+once the kernel calls it a stream): a query is answered in well under that."""
 
 
 def kbytes(mbit: float) -> int:
@@ -81,7 +121,13 @@ def render_nft(wifi: WifiConfig, *, source: str) -> str:
     conn_cap = (
         f"limit rate over {NEW_CONNECTIONS_PER_S}/second burst {2 * NEW_CONNECTIONS_PER_S} packets"
     )
-    flow_cap = f"add @flows {{ ip saddr ct count over {FLOWS_PER_PHONE} }}"
+    flow_cap = f"add @flows {{ ether saddr ct count over {FLOWS_PER_PHONE} }}"
+    phones_cap = f"add @phones {{ iifname ct count over {PHONES_FLOWS} }}"
+    tcp_cap = (
+        f"update @tcp_rate {{ ether saddr limit rate over {NEW_TCP_PER_S}/second "
+        f"burst {NEW_TCP_BURST} packets }}"
+    )
+    prohibited = "reject with icmpx type admin-prohibited"
     one = f"limit rate over {client} kbytes/second burst {client} kbytes"
     all_ = f"limit rate over {total} kbytes/second burst {total} kbytes"
     return f"""#!/usr/sbin/nft -f
@@ -112,8 +158,15 @@ table inet {TABLE} {{
     # Resolver connections (tcp/53) open per phone, by MAC: dnsmasq serves 20 at once, all
     # phones together.
     set dns_open {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
-    # Flows through the node per phone (an accepted phone has one address).
-    set flows {{ type ipv4_addr; flags dynamic; size {METER_SIZE}; }}
+    # Flows through the node per phone, by MAC: a phone that left keeps its flows in the
+    # table for a while, not counted against the next phone given its address.
+    set flows {{ type ether_addr; flags dynamic; size {METER_SIZE}; }}
+    # New TCP connections through the node per phone, by MAC (closed ones are not counted
+    # in @flows, but stay in the table).
+    set tcp_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
+    # Flows of all phones together (one element: the hotspot's interface), through the
+    # node and to it: room left in the table for the node's own.
+    set phones {{ type ifname; flags dynamic; size 4; }}
     # (MAC, MAC) of each phone asking DHCP: a request whose (sender, chaddr) is not in it
     # asks for another device than the one sending it (an equality test nft can do).
     set dhcp_self {{
@@ -150,6 +203,8 @@ table inet {TABLE} {{
         meta l4proto {{ udp, tcp }} th dport 53 {stranger} counter drop
         icmp type echo-request update @ping_rate {{ ether saddr {ping_cap} }} counter drop
         ct state established,related accept
+        # all phones' flows together leave room in the table for the node's own
+        ct state new {phones_cap} counter {prohibited}
         udp dport {{ 53, {dns} }} accept comment "the resolver, or the captive DNS before accepting"
         # dnsmasq answers tcp/53 with one worker per connection, 20 at most, held while the
         # connection stays (up to 150 s): a phone's share, or one holds them all
@@ -174,7 +229,11 @@ table inet {TABLE} {{
         {out_ok}
         iifname {hs} ip daddr {{ {", ".join(NOT_INTERNET)} }} counter drop
         # the node's connection table is shared with its own traffic: not one phone's
-        iifname {hs} ct state new {flow_cap} counter reject with icmpx type admin-prohibited
+        iifname {hs} ct state new {flow_cap} counter {prohibited}
+        iifname {hs} ct state new {phones_cap} counter {prohibited}
+        # a closed connection stays in the table (TIME_WAIT) but not in the count above: a
+        # phone's rate of new ones (dropped: the SYN's retry gets through a second later)
+        iifname {hs} meta l4proto tcp ct state new {tcp_cap} counter drop
         iifname {hs} update @up_rate {{ ip saddr {one} }} drop
         iifname {hs} {all_} drop
         iifname {hs} accept
@@ -230,6 +289,50 @@ table arp {TABLE} {{
         # the phone that held it, its session over: it must reach the portal to accept again
         arp saddr ether . arp saddr ip @{HELD_BY_SET} accept
         arp saddr ip @{HELD_SET} counter drop comment "another device claiming a phone's address"
+    }}
+}}
+"""
+
+
+def render_timeouts(wifi: WifiConfig, *, source: str) -> str:
+    """How long the kernel keeps the phones' flows, in a table of its own: a kernel built
+    without conntrack timeouts (CONFIG_NF_CONNTRACK_TIMEOUT) refuses this file, and the
+    firewall of render_nft, loaded apart, works without it. A timeout is given to a flow
+    on its first packet, once conntrack has made its entry and before the entry is
+    confirmed (priority mangle, after conntrack's -200: at priority raw there is no entry
+    yet and the kernel, 6.x, ignores the statement)."""
+    hs = f'"{wifi.interface}"'
+    dns = wifi.portal.dns_port
+    closed = TCP_CLOSED_S
+    tcp_policy = f"established: {TCP_ESTABLISHED_S}, time_wait: {closed}, close: {closed}"
+    return f"""#!/usr/sbin/nft -f
+# Generated by `edged wifi apply` from {source}: edit that file and apply again.
+# How long the node keeps the riders' flows on {wifi.interface} in its connection table;
+# docs/wifi.md ("What a phone can reach") says why. Loaded apart from hotspot.nft: a
+# kernel without conntrack timeouts refuses this file, the firewall works without it.
+
+table inet {TIMEOUTS_TABLE}
+delete table inet {TIMEOUTS_TABLE}
+
+table inet {TIMEOUTS_TABLE} {{
+    # idle established: RFC 5382's least (the kernel's own is 5 days); closed: 5 s
+    ct timeout phone_tcp {{
+        protocol tcp;
+        l3proto ip;
+        policy = {{ {tcp_policy} }};
+    }}
+    # a DNS query and its answer (the kernel's own: 30 s, 120 s as a "stream")
+    ct timeout phone_dns {{
+        protocol udp;
+        l3proto ip;
+        policy = {{ unreplied: {DNS_FLOW_S}, replied: {DNS_FLOW_S} }};
+    }}
+
+    chain prerouting {{
+        type filter hook prerouting priority mangle; policy accept;
+        iifname != {hs} return
+        meta l4proto tcp ct timeout set "phone_tcp"
+        udp dport {{ 53, {dns} }} ct timeout set "phone_dns"
     }}
 }}
 """

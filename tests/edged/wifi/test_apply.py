@@ -41,12 +41,12 @@ def files_under(root: Path) -> dict[str, int]:
 def test_a_first_apply_creates_every_file_of_the_backend(make: Make, tmp_path: Path) -> None:
     plan = build_plan(make(passphrase=PASS), "hostapd")
     out = apply_plan(plan, root=tmp_path / "img")
-    assert out.ok and out.changed == 9
+    assert out.ok and out.changed == 10
     made = files_under(tmp_path / "img")
     assert made["/etc/hostapd/edged-hotspot.conf"] == 0o600  # it holds the passphrase
     assert made["/etc/edged-hotspot/hotspot.nft"] == 0o644
     assert "/etc/NetworkManager/system-connections/edged-hotspot.nmconnection" not in made
-    assert sum(line.startswith("create ") for line in out.lines) == 9
+    assert sum(line.startswith("create ") for line in out.lines) == 10
 
 
 def test_a_second_apply_changes_nothing_and_runs_nothing(make: Make, tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_a_second_apply_changes_nothing_and_runs_nothing(make: Make, tmp_path: P
     out = apply_plan(plan, root=tmp_path / "img")
     assert out.changed == 0
     assert out.lines == [
-        "unchanged: 7 file(s)",
+        "unchanged: 8 file(s)",
         "nothing to do: the system already matches the config",
     ]
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "img").rglob("*") if p.is_file()}
@@ -188,3 +188,42 @@ def test_a_step_that_may_fail_does_not_fail_the_apply(make: Make, tmp_path: Path
     assert out.ok
     assert any("iw reg set FR (failed, not needed" in line for line in out.lines)
     assert Step.REGDOM.may_fail
+
+
+def test_a_kernel_without_conntrack_timeouts_still_gets_the_firewall_and_is_told(
+    make: Make, tmp_path: Path
+) -> None:
+    # Raspberry Pi OS may build its kernel without CONFIG_NF_CONNTRACK_TIMEOUT: the
+    # timeouts are a file (and a table) of their own, whose refusal leaves the firewall
+    # loaded and the apply successful, and says what it costs.
+    layout = Layout().under(tmp_path / "etc")
+    rec = Recorder(failing=(f"nft -f {layout.timeouts}",))
+    out = apply_plan(build_plan(make(), "hostapd", layout=layout), run=rec)
+    assert out.ok
+    ran = [" ".join(a) for a in rec.ran]
+    assert ran.index(f"nft -f {layout.nft}") < ran.index(f"nft -f {layout.timeouts}")
+    (said,) = [line for line in out.lines if f"nft -f {layout.timeouts}" in line]
+    assert "failed, this kernel has no conntrack timeouts" in said and "it broke" in said
+    assert layout.timeouts.exists()
+
+
+def test_a_timeouts_file_the_kernel_refuses_is_reported_and_written_all_the_same(
+    make: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `nft -c` of the timeouts on a kernel without them refuses the file: the apply must
+    # not stop there (the firewall is the point), but say so.
+    from edged.wifi import apply as apply_module
+    from edged.wifi.validate import Verdict
+
+    def refusing(text: str, **_: object) -> Verdict:
+        if "ct timeout" in text:
+            return Verdict("nft", False, "Error: Could not process rule: No such file or directory")
+        return Verdict("nft", True)
+
+    monkeypatch.setattr(apply_module, "check_nft", refusing)
+    layout = Layout().under(tmp_path / "etc")
+    rec = Recorder()
+    out = apply_plan(build_plan(make(), "hostapd", layout=layout), run=rec)
+    assert out.ok
+    assert f"nft refuses {layout.timeouts} (written all the same):" in out.lines
+    assert layout.nft.exists() and layout.timeouts.exists()

@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from edged.config.models import EdgedConfig
 from edged.config.wifi import WifiConfig
-from edged.wifi.layout import Layout
+from edged.wifi.layout import TABLE, TIMEOUTS_TABLE, Layout
 from edged.wifi.plan import build_plan
 from edged.wifi.render.dnsmasq import render_dnsmasq, render_nm_dnsmasq
 from edged.wifi.render.hostapd import render_hostapd
 from edged.wifi.render.networkmanager import NotSupported, render_keyfile
 from edged.wifi.render.nft import render_nft
-from edged.wifi.render.system import render_sysctl
+from edged.wifi.render.system import render_firewall_unit, render_sysctl
 from edged.wifi.validate import (
     check_dnsmasq,
     check_hostapd,
@@ -198,6 +198,7 @@ def test_every_file_of_a_backend_passes_its_tool(
             continue
         verdict = {
             "nft": lambda t: check_nft(t, netns=scratch_netns),
+            "nft-optional": lambda t: check_nft(t, netns=scratch_netns),
             "dnsmasq": check_dnsmasq,
             "nm-dnsmasq": lambda t: check_dnsmasq(t, networkmanager=True),
             "hostapd": check_hostapd,
@@ -206,9 +207,9 @@ def test_every_file_of_a_backend_passes_its_tool(
         assert verdict.ok is True, (m.path, verdict.message)
         checked.append(m.tool)
     assert sorted(checked) == sorted(
-        ["nft", "nmcli", "nm-dnsmasq"]
+        ["nft", "nft-optional", "nmcli", "nm-dnsmasq"]
         if backend == "networkmanager"
-        else ["nft", "hostapd", "dnsmasq"]
+        else ["nft", "nft-optional", "hostapd", "dnsmasq"]
     )
 
 
@@ -246,3 +247,40 @@ def test_the_sysctls_hold_for_a_radio_whose_name_has_a_dot(make: Make, tmp_path:
     finally:
         node.delete()
         other.delete()
+
+
+def test_the_firewall_unit_loads_the_firewall_even_when_the_kernel_refuses_the_timeouts(
+    make: Make, tmp_path: Path
+) -> None:
+    # The conntrack timeouts need CONFIG_NF_CONNTRACK_TIMEOUT, which a Raspberry Pi OS
+    # kernel may lack: their refusal must leave the firewall loaded and the unit up (the
+    # radio's unit requires it). systemd's part played: each ExecStart in order in a
+    # namespace of its own, a failure stopping the unit unless its line starts with '-'.
+    need_netns()
+    wifi = make(interface="hs0").wifi
+    layout = Layout().under(tmp_path / "etc")
+    layout.dir.mkdir(parents=True)
+    layout.nft.write_text(render_nft(wifi, source="t"))
+    # what such a kernel answers: the timeout objects do not exist for it
+    layout.timeouts.write_text(
+        f'table inet {TIMEOUTS_TABLE} {{ chain c {{ ct timeout set "absent" }} }}\n'
+    )
+    unit = render_firewall_unit(wifi, layout, source="t")
+    commands = [
+        line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart=")
+    ]
+    ns = Netns(f"e18-{os.getpid()}-unit")
+    try:
+        for command in commands:
+            tolerated = command.startswith("-")
+            argv = command.lstrip("-").split()
+            if "nft" not in argv[0]:
+                continue  # rfkill, iw: the radio, not here
+            done = ns.run(*argv, check=False)
+            if "timeouts" in command:
+                assert done.returncode != 0  # refused, as on such a kernel
+            assert done.returncode == 0 or tolerated, (command, done.stderr)
+        listed = ns.run("nft", "list", "tables").stdout
+    finally:
+        ns.delete()
+    assert f"table inet {TABLE}" in listed and TIMEOUTS_TABLE not in listed
