@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edged.config.wifi import WifiConfig
 from edged.doctor.check import Check, fail, ok, skip, warn
-from edged.wifi.layout import CONNECTION, TABLE
+from edged.wifi.layout import CONNECTION, TABLE, TIMEOUTS_TABLE
 from edged.wifi.tool import find, run_tool
 from edged.wifi.uplink import ROUTES, Internet, default_route_interfaces, route_table
 
@@ -330,6 +330,25 @@ async def tools_and_firewall(wifi: WifiConfig, backend: str | None, m: Machine) 
             )
         else:
             out.append(ok(SECTION, "wifi: firewall", f"table inet {TABLE} is loaded"))
+        got = await tool("nft", "list", "table", "inet", TIMEOUTS_TABLE)
+        if got is None or got[0] != 0:
+            out.append(
+                warn(
+                    SECTION,
+                    "wifi: conntrack timeouts",
+                    f"table inet {TIMEOUTS_TABLE} is not loaded: phones' closed connections "
+                    "stay in the node's connection table the kernel's time (120 s), enough "
+                    "for two or three phones to fill a small Pi's (the node's own new "
+                    "connections then dropped)",
+                    "sudo edged wifi apply; if nft refuses the file, the kernel lacks "
+                    "CONFIG_NF_CONNTRACK_TIMEOUT (`sudo modprobe configs; zgrep "
+                    "NF_CONNTRACK_TIMEOUT /proc/config.gz`): docs/wifi.md, Limits",
+                )
+            )
+        else:
+            out.append(
+                ok(SECTION, "wifi: conntrack timeouts", f"table inet {TIMEOUTS_TABLE} is loaded")
+            )
     if backend == "hostapd" and _read(m.forward) != "1":
         out.append(
             warn(

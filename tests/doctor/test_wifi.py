@@ -29,7 +29,7 @@ from edged.doctor.wifi import (
     tools_and_firewall,
     uplink,
 )
-from edged.wifi.render.nft import render_nft
+from edged.wifi.render.nft import render_nft, render_timeouts
 from tests.doctor.conftest import as_nobody
 from tests.helpers.netns import Netns, need_netns
 from tests.helpers.nodes import ROOT, write_config
@@ -234,6 +234,31 @@ def test_doctor_fails_a_hotspot_whose_firewall_is_not_loaded_and_passes_it_once_
         after = doctor_in(ns, config)
         assert after["wifi: firewall"]["status"] == "ok"
         assert after["wifi: uplink"]["status"] == "warn"  # no route out of the namespace
+    finally:
+        ns.delete()
+
+
+def test_doctor_warns_of_a_hotspot_without_its_conntrack_timeouts_and_passes_them_loaded(
+    tmp_path: Path,
+) -> None:
+    # A kernel without conntrack timeouts refuses timeouts.nft and the firewall loads
+    # without it: nothing failed, so the operator must be told where it shows.
+    need_netns()
+    wifi = '\n[wifi]\nenabled = true\nssid = "Navette 07"\ncountry = "FR"\nbackend = "hostapd"\n'
+    config = write_config(tmp_path, 1883, fleet="test", node="a", gps=False, kiosk=True, extra=wifi)
+    ns = Netns(f"e18-{os.getpid()}-doct")
+    try:
+        rules = tmp_path / "hotspot.nft"
+        rules.write_text(render_nft(WIFI, source="t"))
+        ns.run("nft", "-f", str(rules))
+        before = doctor_in(ns, config)
+        assert before["wifi: conntrack timeouts"]["status"] == "warn"
+        assert "CONFIG_NF_CONNTRACK_TIMEOUT" in before["wifi: conntrack timeouts"]["advice"]
+        timeouts = tmp_path / "timeouts.nft"
+        timeouts.write_text(render_timeouts(WIFI, source="t"))
+        ns.run("nft", "-f", str(timeouts))
+        after = doctor_in(ns, config)
+        assert after["wifi: conntrack timeouts"]["status"] == "ok"
     finally:
         ns.delete()
 
