@@ -134,6 +134,14 @@ class WifiConfig(Strict):
     )
     channel: int = Field(default=6, description="2.4 GHz 1-13, or 5 GHz 36, 40, 44, 48")
     max_clients: int = Field(default=10, ge=1, le=128, description="phones at once")
+    max_flows: int = Field(
+        default=2048,
+        ge=64,
+        le=4_194_304,
+        description="flows all phones together may hold open in the node's connection "
+        "table: half a Pi Zero 2 W's; `edged doctor` says what this machine's table has "
+        "room for",
+    )
     client_mbit: float = Field(
         default=2.0, gt=0, le=1000, description="per phone, each way (Mbit/s)"
     )

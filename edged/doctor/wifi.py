@@ -21,6 +21,7 @@ SYS_NET = Path("/sys/class/net")
 RFKILL = Path("/sys/class/rfkill")
 UDP = Path("/proc/net/udp")
 FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+CONNTRACK_MAX = Path("/proc/sys/net/netfilter/nf_conntrack_max")
 TOOL_TIMEOUT_S = 5.0
 
 
@@ -33,6 +34,7 @@ class Machine:
     routes: Path = ROUTES
     udp: Path = UDP
     forward: Path = FORWARD
+    conntrack_max: Path = CONNTRACK_MAX
 
 
 async def tool(*argv: str) -> tuple[int, str] | None:
@@ -395,4 +397,42 @@ async def check_wifi(
     found += uplink(wifi, machine)
     found += conflicts(wifi, machine)
     found += await tools_and_firewall(wifi, backend, machine)
+    found += connection_table(wifi, machine)
     return found
+
+
+def connection_table(wifi: WifiConfig, m: Machine) -> list[Check]:
+    """The phones' share (`max_flows`) against this machine's connection table: the kernel
+    sizes it from memory (about 4096 entries on a Pi Zero 2 W, 262144 above 4 GB), and a
+    full table drops the node's own new connections."""
+    name = "wifi: connection table"
+    text = _read(m.conntrack_max)
+    if text is None or not text.isdigit():
+        return [
+            skip(
+                SECTION,
+                name,
+                "not checked: no connection tracking here yet (nf_conntrack_max)",
+                "sudo edged doctor once the hotspot's firewall is loaded",
+            )
+        ]
+    size, half = int(text), int(text) // 2
+    if wifi.max_flows > half:
+        return [
+            warn(
+                SECTION,
+                name,
+                f"the phones may hold {wifi.max_flows} flows of this machine's "
+                f"{size}-entry connection table: with what their closed connections leave, "
+                "the node's own new connections (its broker link) may find no room",
+                f"set [wifi] max_flows to at most {half} and apply again",
+            )
+        ]
+    return [
+        ok(
+            SECTION,
+            name,
+            f"the phones may hold {wifi.max_flows} flows of {size} (up to {half} would "
+            "still leave the node half)",
+        )
+    ]

@@ -21,6 +21,7 @@ from edged.doctor.wifi import (
     ap_mode,
     check_wifi,
     conflicts,
+    connection_table,
     country_verdict,
     radio,
     radio_verdict,
@@ -87,7 +88,7 @@ def machine(tmp_path: Path) -> Machine:
     udp.write_text("  sl  local_address rem_address   st\n")
     return Machine(
         sys_net=net, rfkill=tmp_path / "sys/class/rfkill", routes=routes, udp=udp,
-        forward=tmp_path / "ip_forward",
+        forward=tmp_path / "ip_forward", conntrack_max=tmp_path / "nf_conntrack_max",
     )  # fmt: skip
 
 
@@ -199,6 +200,22 @@ def test_a_dns_server_on_every_address_is_a_conflict(machine: Machine) -> None:
 
 def test_no_conflict_is_ok(machine: Machine) -> None:
     assert statuses(conflicts(WIFI, machine)) == {"wifi: conflicts": Status.OK}
+
+
+@pytest.mark.parametrize(
+    ("table", "status"), [("4096", Status.OK), ("3000", Status.WARN), (None, Status.SKIP)]
+)
+def test_the_phones_share_of_the_connection_table_leaves_the_node_half_of_this_machines(
+    machine: Machine, table: str | None, status: Status
+) -> None:
+    # The kernel sizes the table from memory (4096 on a Pi Zero 2 W): a share set for a
+    # large Pi would let the phones fill a small one.
+    if table is not None:
+        machine.conntrack_max.write_text(table + "\n")
+    (check,) = connection_table(WIFI, machine)
+    assert check.status == status
+    if status == Status.WARN:
+        assert "max_flows to at most 1500" in check.advice
 
 
 async def test_a_disabled_hotspot_adds_no_lines(machine: Machine) -> None:

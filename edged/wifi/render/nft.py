@@ -14,8 +14,10 @@ What a phone on the hotspot can reach:
 - never: the node's other ports (ssh, the kiosk screen's port, a local broker…), another
   phone (forwarding from the hotspot back to it), IPv6 of any kind.
 
-- all phones together: PHONES_FLOWS flows open, through the node and to it, so the
-  connection table keeps room for the node's own (its MQTT link, the kiosk).
+- all phones together: `max_flows` flows open, through the node and to it, so the
+  connection table keeps room for the node's own (its MQTT link, the kiosk); the default
+  is half a Pi Zero 2 W's table (4096), and what the phones' finished connections leave
+  is not counted (see NEW_TCP_PER_S).
 
 Loading the file replaces the whole table at once (`nft -f` is one transaction); the set
 of accepted phones starts empty and the daemon puts back the sessions it knows.
@@ -65,11 +67,6 @@ cap could otherwise fill it (every new connection of the node then dropped). A p
 browser and apps use a few hundred at most. Counted by MAC, not address: the flows a phone
 that left keeps open in the table are not counted against the next phone DHCP gives its
 address to."""
-PHONES_FLOWS = 2048
-"""Flows all phones together may have open, through the node and to it: half the
-connection table of the smallest Pi (a Pi Zero 2 W's nf_conntrack_max is 4096), the other
-half the node's own and what the phones' finished connections leave (not counted, see
-NEW_TCP_PER_S)."""
 NEW_TCP_PER_S = 20
 NEW_TCP_BURST = 100
 """New TCP connections a phone (by MAC) may open through the node: a second's page load
@@ -122,7 +119,7 @@ def render_nft(wifi: WifiConfig, *, source: str) -> str:
         f"limit rate over {NEW_CONNECTIONS_PER_S}/second burst {2 * NEW_CONNECTIONS_PER_S} packets"
     )
     flow_cap = f"add @flows {{ ether saddr ct count over {FLOWS_PER_PHONE} }}"
-    phones_cap = f"add @phones {{ iifname ct count over {PHONES_FLOWS} }}"
+    phones_cap = f"add @phones {{ iifname ct count over {wifi.max_flows} }}"
     tcp_cap = (
         f"update @tcp_rate {{ ether saddr limit rate over {NEW_TCP_PER_S}/second "
         f"burst {NEW_TCP_BURST} packets }}"

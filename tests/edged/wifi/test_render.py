@@ -284,3 +284,12 @@ def test_the_firewall_unit_loads_the_firewall_even_when_the_kernel_refuses_the_t
     finally:
         ns.delete()
     assert f"table inet {TABLE}" in listed and TIMEOUTS_TABLE not in listed
+
+
+def test_the_phones_share_of_the_connection_table_is_the_configs(
+    make: Make, scratch_netns: str
+) -> None:
+    # A Pi with more memory than a Pi Zero 2 W gives its riders more of its larger table.
+    text = render_nft(make(max_flows=65536).wifi, source="t")
+    assert text.count("add @phones { iifname ct count over 65536 }") == 2  # to it, through it
+    assert check_nft(text, netns=scratch_netns).ok is True
