@@ -225,12 +225,13 @@ table inet {TABLE} {{
         iifname {hs} {stranger} reject with icmpx type admin-prohibited
         {out_ok}
         iifname {hs} ip daddr {{ {", ".join(NOT_INTERNET)} }} counter drop
-        # the node's connection table is shared with its own traffic: not one phone's
+        # the node's connection table is shared with its own traffic: not one phone's.
+        # A closed connection stays in it (TIME_WAIT) but not in the counts below: a
+        # phone's rate of new ones (dropped: the SYN's retry gets through a second later;
+        # first, so a dropped SYN costs no walk of the counts' lists)
+        iifname {hs} meta l4proto tcp ct state new {tcp_cap} counter drop
         iifname {hs} ct state new {flow_cap} counter {prohibited}
         iifname {hs} ct state new {phones_cap} counter {prohibited}
-        # a closed connection stays in the table (TIME_WAIT) but not in the count above: a
-        # phone's rate of new ones (dropped: the SYN's retry gets through a second later)
-        iifname {hs} meta l4proto tcp ct state new {tcp_cap} counter drop
         iifname {hs} update @up_rate {{ ip saddr {one} }} drop
         iifname {hs} {all_} drop
         iifname {hs} accept
