@@ -76,8 +76,9 @@ class OccupancyReset:
     """The count was set back (end of day, a trip's end, ops) to `count`: 0, nobody is
     inside; more, ops counted them by eye (`occupancy.reset {"count"}`: whoever the access
     service knows to be inside still is, so their tap out counts out), or a daily reset
-    missed while the node was off was made up (`since_start`: those counted since this
-    start are kept, and only they are still inside)."""
+    missed while the node was off was made up, or a trip's end came after its grace
+    (`since_start`: those counted since this start, or since the trip's end, are kept, and
+    only they are still inside)."""
 
     count: int = 0
     since_start: bool = False

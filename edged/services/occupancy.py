@@ -15,8 +15,11 @@ The reset at a trip's end waits `trip_end_grace_s` and is called off by a trip t
 meanwhile: with the ignition read from engine speed, an engine stopped for
 `ignition_off_after_s` (a stop-start engine at a long stop, a key turned at a level
 crossing) ends the trip with riders aboard, and the next start of the engine opens a new
-one. Any other reset meanwhile (daily, ops') calls it off too: it is the newer count. A
-restart during the grace forgets it (the count is kept; the daily reset undoes it).
+one. Any other reset meanwhile (daily, ops') calls it off too: it is the newer count. When
+it comes, those who boarded since the trip's end stay counted (the next run's riders,
+boarding at the terminus while the driver waits with the engine off), less the exits since
+beyond the last trip's count. A restart during the grace forgets it (the count is kept; the
+daily reset undoes it).
 
 The daily reset is once per local date, at the first occurrence of `reset_at` when the
 clocks go back (the repeated hour is not reset again) and just after the gap when they go
@@ -130,6 +133,7 @@ class OccupancyService(Service):
         bus.subscribe(TripEnded, self.on_trip_end)
         bus.subscribe(TripStarted, self.on_trip_start)
         self._trip_end_reset: asyncio.TimerHandle | None = None
+        self._trip_end_entries = 0  # `entries` when the trip ended
         bus.emit(OccupancyChanged(self.count, self.capacity))
 
     def commands(self) -> list[CommandSpec]:
@@ -174,7 +178,8 @@ class OccupancyService(Service):
         self, count: int = 0, *, entries: int = 0, exits: int = 0, since_start: bool = False
     ) -> None:
         """Set the count back to `count`; `since_start`: those are the ones counted since
-        this start (a made-up daily reset), the access service keeps only them inside."""
+        this start (a made-up daily reset) or since the trip's end (its reset after the
+        grace), the access service keeps only those it saw enter in this run inside."""
         self._call_off_trip_end_reset()
         self.count = count
         self.entries, self.exits = entries, exits
@@ -241,6 +246,7 @@ class OccupancyService(Service):
             self.reset()
             return
         self._call_off_trip_end_reset()
+        self._trip_end_entries = self.entries
         self._trip_end_reset = asyncio.get_running_loop().call_later(grace, self._trip_end_due)
 
     def on_trip_start(self, _event: TripStarted) -> None:
@@ -253,12 +259,19 @@ class OccupancyService(Service):
         self._call_off_trip_end_reset()
 
     def _trip_end_due(self) -> None:
+        """The trip's end, as of then: who boarded since (the next run's riders, boarding
+        while the driver waits with the engine off) stays counted; the exits since are the
+        last trip's riders first."""
         self._trip_end_reset = None
+        boarded = max(0, self.entries - self._trip_end_entries)
+        kept = min(self.count, boarded)
         log.info(
-            "occupancy reset: the trip ended %g s ago and none started since",
+            "occupancy reset: the trip ended %g s ago and none started since; %d who "
+            "boarded since kept",
             self.config.trip_end_grace_s,
+            kept,
         )
-        self.reset()
+        self.reset(kept, entries=boarded, exits=boarded - kept, since_start=True)
 
     def _call_off_trip_end_reset(self) -> None:
         if self._trip_end_reset is not None:

@@ -222,6 +222,28 @@ async def test_a_second_trip_end_within_the_grace_resets_once_after_its_own_grac
     assert service.count == 0 and len(node.of_type(OccupancyReset)) == 1
 
 
+async def test_riders_boarding_within_the_grace_stay_counted_by_the_trip_end_reset() -> None:
+    # the trip ends at the terminus (engine off), the next run's riders board while the
+    # driver waits with the engine off: the reset drops the last trip's count, not them
+    node, service, _ = make(trip_end_grace_s=GRACE_S)
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    service.add(3, "tap")
+    await asyncio.sleep(3 * GRACE_S)
+    assert service.count == 3 and len(node.of_type(OccupancyReset)) == 1
+
+
+async def test_the_last_trips_riders_leaving_within_the_grace_do_not_uncount_new_ones() -> None:
+    node, service, _ = make(count_from=["beams"], trip_end_grace_s=GRACE_S)
+    for _ in range(10):  # 8 really aboard: two crossings missed on the way out earlier
+        cross(node, "in")
+    node.emit(TripEnded(Trip.model_construct()))
+    for d in ["out"] * 8 + ["in"] * 5:
+        cross(node, d)
+    await asyncio.sleep(3 * GRACE_S)
+    assert service.count == 5
+
+
 def test_end_of_trip_reset_can_be_turned_off() -> None:
     node, service, _ = make(reset_on_trip_end=False)
     service.add(4, "tap")
