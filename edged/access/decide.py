@@ -107,7 +107,7 @@ def _booked(lists: AccessLists, ref: str, config: AccessServiceConfig, now: date
         b.start <= instant + early and instant < b.end
         for b in lists.bookings.get(ref, ())
         if (not config.rooms or b.room in config.rooms)
-        and b.start < b.end  # an empty slot (the hour the clocks skip) booked no time
+        and b.start < b.end  # an empty slot, or one the clocks skip, booked no time
     )
 
 

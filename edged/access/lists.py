@@ -88,9 +88,19 @@ class Booking(_Model):
         # slot 02:00-03:00 of a night the clocks go forward is one instant (02:00 is 03:00
         # summer time), and refusing it refused the whole list with it (RFC 5545 too takes
         # an event whose end is its start)
-        if self.end < self.start:
+        if self.end < self.start and not _skipped(self.start, self.end):
             raise ValueError("a booking ends after it starts")
         return self
+
+
+def _skipped(start: datetime, end: datetime) -> bool:
+    """`end` before `start` only because the clocks went forward between them: a slot from
+    a time they skip (02:30, read as 03:30 summer time) to one past the gap (03:00) books
+    no time, as the 02:00-03:00 slot; its wall times are in order, its offset went up.
+    Taken, and opens nothing (`decide._booked`): one such slot refused the whole list."""
+    start_offset, end_offset = start.utcoffset(), end.utcoffset()
+    assert start_offset is not None and end_offset is not None  # aware: `_aware`
+    return end_offset > start_offset and end.replace(tzinfo=None) >= start.replace(tzinfo=None)
 
 
 Bookings = Annotated[list[Booking], Field(max_length=MAX_BOOKINGS_PER_CARD)]

@@ -438,3 +438,20 @@ def test_a_booking_from_the_calendar_s_first_day_opens_without_raising(
     slot = {"room": "salle-1", "start": "0001-01-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
     d = decide(lists(bookings={REFS(UID_BOOKED): [slot]}), cfg, REFS(UID_BOOKED), at("venue"))
     assert (d.granted, d.reason) == (True, "booking")
+
+
+def test_a_slot_the_spring_forward_gap_turned_back_to_front_opens_nothing(
+    tmp_path: Path,
+) -> None:
+    """02:30-03:00 of 2027-03-28 in Paris: 02:30 (fold 0) is 03:30 summer time, after the
+    end; the slot booked no time, so neither 03:00-03:30 nor `booking_early_s` opens."""
+    slot = {
+        "room": "salle-1",
+        "start": "2027-03-28T02:30:00+01:00",
+        "end": "2027-03-28T03:00:00+02:00",
+    }
+    cfg = config(tmp_path, rooms=["salle-1"], booking_early_s=600)
+    booked = lists(bookings={REFS(UID_BOOKED): [slot]})
+    moments = [datetime(2027, 3, 28, 3, m, tzinfo=PARIS) for m in (0, 15, 25)]
+    reasons = [decide(booked, cfg, REFS(UID_BOOKED), at("venue", now=t)).reason for t in moments]
+    assert reasons == ["no_booking"] * 3

@@ -359,3 +359,23 @@ def test_a_booking_that_ends_before_it_starts_still_refuses_the_list() -> None:
     with pytest.raises(CommandError) as info:
         parse(signed(full_lists(2, bookings={"ab" * 16: [slot]})))
     assert info.value.code == "bad_lists"
+
+
+@pytest.mark.parametrize(("start", "end"), [("02:30", "03:00"), ("02:45", "03:15")])
+def test_a_slot_from_within_the_spring_forward_gap_to_past_it_does_not_refuse_the_list(
+    start: str, end: str
+) -> None:
+    """A booking tool's half-hour slot 02:30-03:00 of 2027-03-28 in Paris: 02:30, a time
+    the clocks skip, is 03:30 summer time (fold 0), after the end: the slot books no time,
+    and refusing it refused the whole list, as the hourly slot's did."""
+    slot = _paris_slot("2027-03-28", start, end)
+    booking = parse(signed(full_lists(2, bookings={"ab" * 16: [slot]}))).bookings["ab" * 16][0]
+    assert booking.end < booking.start
+
+
+def test_a_booking_ending_before_it_starts_across_a_change_of_offset_is_still_refused() -> None:
+    """The end's wall time before the start's is no gap's doing, whatever the offsets."""
+    slot = {"room": "r1", "start": "2027-03-28T03:30:00+01:00", "end": "2027-03-28T03:00:00+02:00"}
+    with pytest.raises(CommandError) as info:
+        parse(signed(full_lists(2, bookings={"ab" * 16: [slot]})))
+    assert info.value.code == "bad_lists"
