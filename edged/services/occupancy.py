@@ -18,8 +18,11 @@ crossing) ends the trip with riders aboard, and the next start of the engine ope
 one. Any other reset meanwhile (daily, ops') calls it off too: it is the newer count. When
 it comes, those who boarded since the trip's end stay counted (the next run's riders,
 boarding at the terminus while the driver waits with the engine off), less the exits since
-beyond the last trip's count. A restart during the grace forgets it (the count is kept; the
-daily reset undoes it).
+beyond the last trip's count. A reset pending when the daemon stops is kept with the count:
+at the next start it waits what is left of the grace when the node's clock, trusted at the
+trip's end and now, says how long ago that was; otherwise it is done at once (a Pi powered
+with the ignition is off from the key's turn until the next morning), or when a trip starts
+before the service looked.
 
 The daily reset is once per local date, at the first occurrence of `reset_at` when the
 clocks go back (the repeated hour is not reset again) and just after the gap when they go
@@ -106,6 +109,8 @@ class OccupancyService(Service):
         )
         """UTC ms after which a daily reset not done is made up; None: not known (the last
         reset was stamped by an untrusted clock) until the first trusted look."""
+        self._restored_end: tuple[int, bool, int] | None = None  # (UTC ms, trusted, entries)
+        self._trip_end_at: tuple[int, bool] = (0, False)  # when the pending one's trip ended
         saved = host.state.get(STATE_KEY)
         if isinstance(saved, dict):
             try:
@@ -116,8 +121,12 @@ class OccupancyService(Service):
                 # saved before `due_after` existed: the last reset, as it was then
                 after = saved.get("due_after", self.reset_at_ms)
                 self.due_after = None if after is None else int(after)
+                end = saved.get("trip_end")  # a trip-end reset pending when it stopped
+                if isinstance(end, dict):
+                    self._restored_end = (int(end["at"]), bool(end["trusted"]), int(end["entries"]))
             except (KeyError, TypeError, ValueError, OverflowError):
                 self.count = self.entries = self.exits = 0
+                self._restored_end = None
                 log.warning("the saved occupancy is unreadable; counting from zero")
         self._baseline = (self.entries, self.exits)  # counted before this start, or reset
         self._looked = False  # the daily reset has looked at a trusted clock in this run
@@ -198,8 +207,19 @@ class OccupancyService(Service):
                 "exits": self.exits,
                 "reset_at": self.reset_at_ms,
                 "due_after": self.due_after,
+                "trip_end": self._pending_end(),
             },
         )
+
+    def _pending_end(self) -> dict[str, Any] | None:
+        """The trip-end reset pending, as kept: scheduled, or restored and not yet looked at."""
+        if self._trip_end_reset is not None:
+            at, trusted = self._trip_end_at
+            return {"at": at, "trusted": trusted, "entries": self._trip_end_entries}
+        if self._restored_end is not None:
+            at, trusted, entries = self._restored_end
+            return {"at": at, "trusted": trusted, "entries": entries}
+        return None
 
     def _changed(self, boarded: int) -> None:
         self._save()
@@ -246,17 +266,23 @@ class OccupancyService(Service):
             self.reset()
             return
         self._call_off_trip_end_reset()
+        self._restored_end = None  # a newer end
         self._trip_end_entries = self.entries
+        at_ms, source = self.host.clock.now()
+        self._trip_end_at = (at_ms, source is not ClockSource.UNSYNCED)
         self._trip_end_reset = asyncio.get_running_loop().call_later(grace, self._trip_end_due)
+        self._save()  # a restart during the grace does not forget it
 
     def on_trip_start(self, _event: TripStarted) -> None:
+        self._resume_trip_end()
         if self._trip_end_reset is not None:
             log.info(
                 "a trip started within %g s of the last one's end: occupancy kept",
                 self.config.trip_end_grace_s,
             )
             self.host.counters.inc("occupancy.trip_end_reset_called_off")
-        self._call_off_trip_end_reset()
+            self._call_off_trip_end_reset()
+            self._save()
 
     def _trip_end_due(self) -> None:
         """The trip's end, as of then: who boarded since (the next run's riders, boarding
@@ -273,7 +299,29 @@ class OccupancyService(Service):
         )
         self.reset(kept, entries=boarded, exits=boarded - kept, since_start=True)
 
+    def _resume_trip_end(self) -> None:
+        """A trip-end reset pending when the daemon stopped: what is left of its grace, by
+        the node's clock trusted then and now; else due now (how long the node was off is
+        not known: a Pi powered with the ignition is off until the key turns again)."""
+        if self._restored_end is None:
+            return
+        at_ms, trusted_then, entries = self._restored_end
+        self._restored_end = None
+        if not self.config.reset_on_trip_end:
+            self._save()
+            return
+        now_ms, source = self.host.clock.now()
+        grace = self.config.trip_end_grace_s
+        left = grace - (now_ms - at_ms) / 1000
+        self._trip_end_entries = entries
+        if trusted_then and source is not ClockSource.UNSYNCED and 0 < left <= grace:
+            self._trip_end_at = (at_ms, True)
+            self._trip_end_reset = asyncio.get_running_loop().call_later(left, self._trip_end_due)
+            return  # a trip starting now calls it off (`on_trip_start`)
+        self._trip_end_due()
+
     def _call_off_trip_end_reset(self) -> None:
+        self._restored_end = None  # a newer count (a reset) than the one pending at a stop
         if self._trip_end_reset is not None:
             self._trip_end_reset.cancel()
             self._trip_end_reset = None
@@ -355,6 +403,7 @@ class OccupancyService(Service):
         return True
 
     async def run(self) -> None:
+        self._resume_trip_end()
         if self.config.reset_time is None:
             self.publish()  # the retained state right after a start; nothing is ever due
             return

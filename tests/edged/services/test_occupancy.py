@@ -244,6 +244,58 @@ async def test_the_last_trips_riders_leaving_within_the_grace_do_not_uncount_new
     assert service.count == 5
 
 
+async def test_a_trip_end_reset_pending_when_the_node_stops_is_done_at_its_next_start() -> None:
+    # the Pi is powered with the ignition: the key turned off ends the trip, and the node
+    # is off before the grace is over; the riders are long gone when it starts again
+    node, service, _ = make(trip_end_grace_s=GRACE_S, reset_at="never")
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    again_node, again, _ = make(
+        TestHost(state=node.state), trip_end_grace_s=GRACE_S, reset_at="never"
+    )
+    await again.run()
+    assert again.count == 0 and len(again_node.of_type(OccupancyReset)) == 1
+
+
+async def test_a_trip_end_pending_at_a_restart_is_done_when_a_trip_starts_first() -> None:
+    # the engine started (the Pi booted with the key) before the service looked: how long the
+    # node was off is not known, so the trip is not taken for the same riders' next one
+    node, service, _ = make(trip_end_grace_s=GRACE_S, reset_at="never")
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    again_node, again, _ = make(
+        TestHost(state=node.state), trip_end_grace_s=GRACE_S, reset_at="never"
+    )
+    again_node.emit(TripStarted("t2", "ignition"))
+    assert again.count == 0
+
+
+async def test_a_restart_within_the_grace_on_a_trusted_clock_leaves_it_to_a_trip() -> None:
+    # `config.set` restarts the node at a stop where a stop-start engine ended the trip
+    at = datetime(2026, 11, 25, 10, 0, tzinfo=PARIS)
+    clock, node = on_clock(at)
+    _, service, _ = make(node, trip_end_grace_s=600, reset_at="never")
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    clock.t += timedelta(seconds=20)
+    again_node = TestHost(state=node.state, clock=clock)
+    _, again, _ = make(again_node, trip_end_grace_s=600, reset_at="never")
+    await again.run()
+    assert again.count == 4, "not before the grace is over"
+    again_node.emit(TripStarted("t2", "ignition"))
+    assert again._trip_end_reset is None and again.count == 4
+
+
+async def test_a_reset_by_ops_after_a_restart_is_not_undone_by_the_trip_end_pending() -> None:
+    node, service, _ = make(trip_end_grace_s=GRACE_S, reset_at="never")
+    service.add(4, "tap")
+    node.emit(TripEnded(Trip.model_construct()))
+    _, again, _ = make(TestHost(state=node.state), trip_end_grace_s=GRACE_S, reset_at="never")
+    await again.command_reset({"count": 3})
+    await again.run()
+    assert again.count == 3
+
+
 def test_end_of_trip_reset_can_be_turned_off() -> None:
     node, service, _ = make(reset_on_trip_end=False)
     service.add(4, "tap")
