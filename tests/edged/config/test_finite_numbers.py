@@ -111,7 +111,7 @@ def _number_fields() -> list[tuple[type[BaseModel], str]]:
                 if any(type(m).__name__.endswith("Validator") for m in field.metadata):
                     continue  # a pin: 17 or 'GPIO17', read by its own validator
                 if origin not in (None, typing.Union, types.UnionType):
-                    continue  # a list or a dict of numbers: its items are not looked at
+                    continue  # a list or a dict of numbers: held below, by example
                 args = typing.get_args(ann) if origin else (ann,)
                 if not {bool, str} & set(args) and any(a in (int, float) for a in args):
                     out.append((model, name))
@@ -149,3 +149,30 @@ def test_a_knob_that_takes_a_number_or_a_bool_still_takes_a_bool() -> None:
     assert not _takes_a_number_not_a_bool(int | bool)
     assert _takes_a_number_not_a_bool(float | None) and _takes_a_number_not_a_bool(int)
     assert not _takes_a_number_not_a_bool(str) and not _takes_a_number_not_a_bool(int | str)
+
+
+@pytest.mark.parametrize(
+    ("section", "line"),
+    [
+        ("[services.trips.co2e_kg_per_l]", "diesel = true"),
+        ("[services.vehicle.deadbands]", "speed_kmh = true"),
+        ("[[services.geofences.fences]]", 'id = "depot"\ncenter = [true, false]\nradius_m = 50'),
+    ],
+    ids=["dict", "dict-deadband", "tuple"],
+)
+def test_true_or_false_among_a_knobs_numbers_is_refused_with_its_name(
+    section: str, line: str
+) -> None:
+    # `diesel = true` was a factor of 1 kg CO2e per litre, `center = [true, false]` a fence
+    # in the Gulf of Guinea: each without a word
+    name = section.strip("[]").split(".")[-1] if "fences" not in section else "center"
+    found = problems(MINIMAL + f"{section}\n{line}\n")
+    assert any(f"{name} takes numbers" in p for p in found), found
+
+
+def test_true_in_a_drivers_list_of_numbers_is_refused_with_its_name() -> None:
+    from drivers.can.options import CanDecodeOptions
+
+    with pytest.raises(ValidationError) as info:
+        CanDecodeOptions.model_validate({"pgns": [65265, True]})
+    assert any("pgns takes numbers" in e["msg"] for e in info.value.errors()), info.value
