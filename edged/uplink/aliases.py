@@ -7,6 +7,14 @@ alias. Aliases live as long as the connection: each session starts with an empty
 When the table is full, further topics go by name (the first topics a node publishes are
 its frequent ones: position, vehicle, health).
 
+Only topics `takes` says are worth one get an alias: the node's own streams, whose names are
+the code's. Not a reply (`reply/{name}`, whose name is whatever a commander wrote on `cmd/`,
+one publish each), nor a copy on a commander's MQTT 5 response topic: anyone allowed on
+`cmd/#` sending `cmd/x1`, `cmd/x2`... or naming a new response topic each time grew the
+table by one topic name each, up to the broker's maximum for as long as the connection lasted
+(EMQX allows 65,535: ~24 MB of topic names on a Pi Zero's 512 MB), and took the slots of the
+node's own topics published later.
+
 Publishes are handed to paho in the order they are assigned here (no await in between), so
 the one that carries a topic's name always goes out before those that use its alias.
 
@@ -14,6 +22,8 @@ A publish with nothing but its alias reuses one properties object per alias, pac
 building paho's `Properties` and packing it cost ~15 µs a message, a sixth of the drain's
 CPU (a profile of `bench.outbox`).
 """
+
+from collections.abc import Callable
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -32,10 +42,16 @@ class AliasOnly(Properties):
 
 
 class TopicAliases:
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, takes: Callable[[str], bool] | None = None) -> None:
+        """`takes(topic)`: whether a topic may have an alias (None: every topic)."""
         self.maximum = max(0, maximum)
+        self.takes = takes
         self._aliases: dict[str, int] = {}
         self._only: dict[int, AliasOnly] = {}
+
+    def __len__(self) -> int:
+        """Aliases set up in this connection."""
+        return len(self._aliases)
 
     def apply(self, topic: str, properties: Properties | None) -> tuple[str, Properties | None]:
         """The (topic, properties) to publish with: by alias when one is set up."""
@@ -48,7 +64,7 @@ class TopicAliases:
                 return "", only
             properties.TopicAlias = alias
             return "", properties
-        if len(self._aliases) >= self.maximum:
+        if len(self._aliases) >= self.maximum or (self.takes is not None and not self.takes(topic)):
             return topic, properties
         alias = len(self._aliases) + 1
         self._aliases[topic] = alias

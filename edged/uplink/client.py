@@ -41,7 +41,7 @@ from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
 from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
-from edged.topics import STATE, Topics
+from edged.topics import REPLY, STATE, Topics
 from edged.uplink import tlsfail
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.ceiling import PacketCeiling, Suspect, least
@@ -212,6 +212,11 @@ class Uplink:
     def wire(self, payload: bytes) -> bytes:
         """A stored (JSON) payload as the fleet's encoding puts it on the wire."""
         return to_wire(payload, self.config.encoding)
+
+    def _aliased(self, topic: str) -> bool:
+        """Whether `topic` may have a topic alias: one of the node's own streams, not a reply
+        nor a copy on a response topic (whose names a commander chooses: edged.uplink.aliases)."""
+        return self.topics.spec_name(topic) not in (None, REPLY.name)
 
     def outgoing(
         self, topic: str, payload: bytes, properties: Properties | None
@@ -609,7 +614,7 @@ class Uplink:
     async def _start(self, client: MqttClient, birth: bytes) -> None:
         """Subscribe, birth, retained topics again, then drain the outbox for good."""
         use_aliases = self.protocol == "5" and self.config.topic_aliases
-        self.aliases = TopicAliases(client.topic_alias_max if use_aliases else 0)
+        self.aliases = TopicAliases(client.topic_alias_max if use_aliases else 0, self._aliased)
         if self.protocol == "5":
             self._retain_per_connack(client.retain_available)
         self._said.clear()

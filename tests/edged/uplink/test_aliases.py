@@ -73,3 +73,11 @@ def test_an_alias_the_broker_has_is_kept_when_a_later_publish_does_not_go() -> N
     aliases.unsent("a/position")  # not the one just set up
     assert aliases.apply("a/position", None)[0] == ""
     assert aliases.apply("a/door", None)[0] == ""
+
+
+def test_a_topic_the_rule_does_not_take_goes_by_name_and_keeps_no_slot() -> None:
+    aliases = TopicAliases(2, takes=lambda topic: not topic.startswith("a/reply/"))
+    for i in range(5):
+        assert aliases.apply(f"a/reply/x{i}", None) == (f"a/reply/x{i}", None)
+    assert len(aliases) == 0
+    assert fields(aliases.apply("a/position", None)[1]) == {"TopicAlias": 1}

@@ -403,3 +403,39 @@ async def test_a_message_over_an_unannounced_message_size_limit_holds_up_nothing
         with contextlib.suppress(asyncio.CancelledError):
             await task
         broker.stop()
+
+
+async def test_replies_named_by_commanders_take_no_topic_alias_whatever_the_brokers_maximum(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A reply's topic is whatever a commander wrote on `cmd/` (`reply/x1`, `reply/x2`...),
+    its copy's a response topic of its choosing: each took an alias, the table grew by a
+    topic name per command up to the broker's maximum (EMQX: 65,535) for as long as the
+    connection lasted, and the node's own topics published later found no slot."""
+    broker = Mosquitto(tmp_path, extra="max_topic_alias 65535").start()
+    counters = Counters()
+    uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=0.2)
+    n = 300
+    for i in range(n):
+        reply = Reply(id=f"c{i}", ok=False, result=None)
+        outbox.put_nowait(Publication.make(TOPICS, REPLY, reply, name=f"x{i}"))
+        outbox.put_nowait(
+            Publication.make(
+                TOPICS, REPLY, reply, name="ping", response_topic=f"ops/c{i}", correlation=b"1"
+            )
+        )
+    outbox.put_nowait(Publication.make(TOPICS, DOOR, DoorEvent(door="front", open=True)))
+    task: asyncio.Task[None] | None = None
+    try:
+        async with Collector(broker.port, topic=TOPICS.of(DOOR)) as c:
+            task = asyncio.create_task(uplink.run())
+            await c.wait_for(lambda: len(c.messages) == 1, 20, "the door, after the replies")
+        assert uplink.aliases.maximum == 65535
+        assert 1 <= len(uplink.aliases) <= 2, len(uplink.aliases)  # the node's own: door, state
+        assert uplink.aliases.apply(TOPICS.of(DOOR), None)[0] == "", "its own topics still do"
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        broker.stop()
