@@ -14,7 +14,7 @@ Both files (the outbox and the state store) are opened the same way:
   class, a commit's dirty pages) is a few hundred KB, and the OS caches the file anyway;
 - a `-wal` left beside it by another database set aside first (`set_aside_foreign_wal`);
 - checked with `PRAGMA quick_check`; a corrupt file is renamed aside (kept for forensics,
-  with its `-wal`), never deleted;
+  with its `-wal`): the newest `KEEP_ASIDE` of a file's, older ones deleted (`prune_aside`);
 - on a disk that refuses writes (an SD card the kernel remounted read-only after an ext4
   error) read into memory: SQLite cannot read a WAL database it may not write (it needs a
   lock or a `-shm`), so the file and its WAL are copied to a RAM disk and read from there.
@@ -42,6 +42,11 @@ the WAL before COMMIT: still one transaction, and the default 2 MB did as much f
 payloads. Against that default: -1 MB of the node's RSS, and the outbox's CPU per message
 unchanged (measured with 1024, 512 and 256 KiB; issue #19)."""
 COMPANIONS = ("-wal", "-shm", "-journal")
+KEEP_ASIDE = 3
+"""Files set aside of one database, per reason (`corrupt`, `foreign`), kept for forensics:
+the newest ones. A card that fails at each boot corrupts the outbox at each start, and each
+copy kept was up to the outbox's hard cap (128 MiB): kept for ever, they filled the card
+within days of restarts, and a full card stays full (nothing else of edged deletes them)."""
 SCRATCH_DIRS = ("/dev/shm", "/run")
 """RAM disks to read a copy of a database from when its own disk refuses writes (the unit's
 `PrivateTmp` puts /tmp on the SD card); the system's temporary directory comes last."""
@@ -175,6 +180,7 @@ def set_aside_foreign_wal(path: Path, table: str) -> Path | None:
     except OSError as exc:
         log.error("%s belongs to another database, and cannot be moved aside: %s", wal, exc)
         return None
+    prune_aside(wal, "foreign", target)
     log.error(
         "%s belonged to another database (%s is not in it): moved aside to %s, and %s is "
         "opened without it; if the files were copied from elsewhere, check that they match",
@@ -211,12 +217,61 @@ def problems(db: sqlite3.Connection) -> str | None:
 
 def move_aside(path: Path) -> Path:
     """Rename a corrupt database and its companions to `NAME.corrupt-UTC`; returns the new
-    name of the database (kept for forensics: never deleted by edged)."""
+    name of the database (kept for forensics, the newest `KEEP_ASIDE`: `prune_aside`)."""
     target = aside_name(path, "corrupt", COMPANIONS)
     for file, suffix in zip(companions(path), ("", *COMPANIONS), strict=True):
         if file.exists():
             os.replace(file, target.with_name(target.name + suffix))
+    prune_aside(path, "corrupt", target, COMPANIONS)
     return target
+
+
+def prune_aside(
+    path: Path, why: str, newest: Path, companions: tuple[str, ...] = (), keep: int = KEEP_ASIDE
+) -> list[Path]:
+    """Delete the files `aside_name(path, why)` named (with their `companions`) but the
+    newest `keep`, `newest` (the one just set aside) always among them; returns those
+    deleted. Oldest by the time each was set aside (a rename sets its ctime): the name's
+    stamp is the clock's, and a Pi without a synced clock may start in the past. A file
+    that cannot be deleted is left, and said."""
+    head = f"{path.name}.{why}-"
+    try:
+        found = [
+            f
+            for f in path.parent.iterdir()
+            if f.name.startswith(head) and not f.name.endswith(companions)
+        ]
+    except OSError as exc:
+        log.error("cannot list %s to bound the files set aside: %s", path.parent, exc)
+        return []
+
+    def set_aside_at(f: Path) -> tuple[float, str]:
+        try:
+            return (f.stat().st_ctime, f.name)
+        except OSError:
+            return (float("-inf"), f.name)
+
+    older = sorted((f for f in found if f != newest), key=set_aside_at)
+    doomed = older[: max(0, len(older) - (keep - 1))]
+    for f in doomed:
+        for s in ("", *companions):
+            try:
+                f.with_name(f.name + s).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("cannot delete %s, an older copy set aside: %s", f.name + s, exc)
+    if doomed:
+        log.warning(
+            "deleted %d older cop%s of %s set aside (%s), keeping the newest %d: %s",
+            len(doomed),
+            "y" if len(doomed) == 1 else "ies",
+            path.name,
+            why,
+            keep,
+            ", ".join(f.name for f in doomed),
+        )
+    return doomed
 
 
 def aside_name(path: Path, why: str, companions: tuple[str, ...] = ()) -> Path:

@@ -17,7 +17,7 @@ from core.errors import EdgedError
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError
-from edged.outbox import Outbox, Publication, Stored
+from edged.outbox import Outbox, Publication, Stored, sqlitefile
 from edged.outbox.journal import HEAD, MAGIC
 from edged.topics import TAP
 from tests.edged.outbox.test_store import (
@@ -166,6 +166,32 @@ async def test_a_corrupt_state_store_is_moved_aside_and_the_node_starts(tmp_path
 
 
 # -- a corrupt outbox -------------------------------------------------------------------
+
+
+async def test_a_card_corrupting_the_outbox_at_each_start_keeps_a_few_copies_aside(
+    tmp_path: Path,
+) -> None:
+    """A failing card corrupts the outbox at each boot: each corrupt copy was kept for ever
+    (up to the hard cap, 128 MiB, each), until the card was full and stayed full."""
+    config = cfg(tmp_path)
+    moved: list[Path] = []
+    for start in range(sqlitefile.KEEP_ASIDE + 3):
+        box = await started(config)
+        if start:
+            assert causes(box) == ["corrupt"]
+            moved.append(Path(box.losses[0].moved_to or ""))
+        for i in range(50):
+            box.put_nowait(door(i))
+        await box.close()
+        db = tmp_path / "outbox.sqlite"
+        db.write_bytes(os.urandom(db.stat().st_size))
+    aside = sorted(
+        f.name for f in tmp_path.glob("outbox.sqlite.corrupt-*") if not f.name.endswith("-wal")
+    )
+    assert len(aside) == sqlitefile.KEEP_ASIDE, aside
+    assert sorted(m.name for m in moved[-sqlitefile.KEEP_ASIDE :]) == aside, "the newest"
+    companions = [f for f in tmp_path.glob("outbox.sqlite.corrupt-*") if f.name.endswith("-wal")]
+    assert len(companions) <= sqlitefile.KEEP_ASIDE, "an older copy's WAL goes with it"
 
 
 def garble(path: Path, page: int) -> None:
