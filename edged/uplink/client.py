@@ -598,6 +598,7 @@ class Uplink:
         client = self._client_for(will)
         self._client = client
         client.on_unreadable = lambda: self.counters.inc("cmd.unreadable")
+        client.on_flooded = lambda: self.counters.inc("cmd.flooded")
         async with client:
             client.pending_calls_threshold = self.config.window + 16
             self._no_connack_v5 = 0

@@ -28,6 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.logs import flood_key
 from edged.uplink.cancellable import CancellableClient
 from edged.uplink.packets import PubackFilter
 from edged.uplink.readahead import ReadAhead
@@ -97,9 +98,52 @@ class Ended:
     server moved)."""
 
 
+MAX_QUEUED = 1000
+"""Incoming messages read and not yet handled, at most (Mosquitto's own default bound on a
+client's queued messages): the node handles commands one at a time, a few hundred a second
+on a Pi Zero, and anyone allowed on `cmd/#` can send tens of thousands a second."""
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+"""And their payloads' bytes, at most (then one more message): two of the largest commands
+(`access.update`, 4 MiB; the node takes packets of up to 8 MiB)."""
+
+
+class Incoming(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's queue of incoming messages, bounded by count and by bytes (`full`). Without
+    a bound it held every message a flood on `cmd/` sent faster than the node handled them:
+    50,000 `ping`s sent in a second were 300 MB queued, a Pi Zero's memory."""
+
+    def __init__(self, maxsize: int = MAX_QUEUED, max_bytes: int = MAX_QUEUED_BYTES) -> None:
+        super().__init__(maxsize)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    def full(self) -> bool:
+        return super().full() or self.bytes >= self.max_bytes
+
+    def _put(self, item: aiomqtt.Message) -> None:
+        super()._put(item)
+        self.bytes += _size(item)
+
+    def _get(self) -> aiomqtt.Message:
+        item: aiomqtt.Message = super()._get()
+        self.bytes -= _size(item)
+        return item
+
+
+def _size(message: aiomqtt.Message) -> int:
+    payload = message.payload
+    return len(payload) if isinstance(payload, bytes | bytearray | str) else 0
+
+
 class MqttClient(CancellableClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("queue_type", Incoming)
+        kwargs.setdefault("max_queued_incoming_messages", MAX_QUEUED)
         super().__init__(*args, **kwargs)
+        self.flooded = 0
+        """Incoming messages dropped: the queue of those not yet handled was full (`Incoming`)."""
+        self.on_flooded: Callable[[], None] | None = None
+        """Told of each one at once (the health counter `cmd.flooded`)."""
         self.session_present: bool | None = None
         self.granted_expiry_s: int | None = None  # CONNACK's session expiry (MQTT 5)
         self.topic_alias_max = 0  # CONNACK's Topic Alias Maximum (MQTT 5; absent: none)
@@ -278,7 +322,21 @@ class MqttClient(CancellableClient):
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         """aiomqtt raises here on a topic it finds invalid, which would end the session;
-        a broker that forwards such a topic loses us one message, not the link."""
+        a broker that forwards such a topic loses us one message, not the link. A message
+        past the bound of those waiting (`Incoming`) is dropped, counted and said."""
+        if self._queue.full():
+            self.flooded += 1
+            log.warning(
+                "incoming messages come faster than the node handles them: %d (%d bytes) "
+                "wait; dropped one on %.120s (cmd.flooded counts them)",
+                self._queue.qsize(),
+                getattr(self._queue, "bytes", 0),
+                getattr(message, "topic", "?"),
+                extra=flood_key("cmd.flooded"),
+            )
+            if self.on_flooded is not None:
+                self.on_flooded()
+            return
         try:
             super()._on_message(client, userdata, message)
         except Exception as exc:

@@ -1,13 +1,14 @@
 """The MQTT client subclass: a message aiomqtt cannot read costs that message, not the link.
 Its cancels: test_cancellable.py."""
 
+import asyncio
 import inspect
 import subprocess
 import sys
 
 import paho.mqtt.client as paho
 
-from edged.uplink.mqtt import MqttClient
+from edged.uplink.mqtt import MAX_QUEUED, MAX_QUEUED_BYTES, MqttClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import ROOT
 
@@ -65,3 +66,56 @@ def test_the_paho_internals_the_uplink_reaches_into_are_there() -> None:
     queue = list(inspect.signature(client._packet_queue).parameters)
     assert queue[:4] == ["command", "packet", "mid", "qos"]
     assert isinstance(client._mid_generate(), int)
+
+
+def _flood(port: int, topic: str, payloads: list[bytes]) -> None:
+    """Publish `payloads` at QoS 0 as fast as paho writes them (its own thread)."""
+    sender = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    sender.connect("127.0.0.1", port)
+    sender.loop_start()
+    try:
+        infos = [sender.publish(topic, p, qos=0) for p in payloads]
+        for info in infos:
+            info.wait_for_publish(10)
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+
+
+async def _received(client: MqttClient, expected: int) -> None:
+    """Until the client has read `expected` messages, queued or dropped."""
+    for _ in range(400):
+        if client._queue.qsize() + getattr(client, "flooded", 0) >= expected:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_commands_flooding_in_faster_than_handled_wait_in_a_bounded_queue(
+    broker: Mosquitto,
+) -> None:
+    """aiomqtt's queue of messages not yet handled had no bound: anyone allowed on `cmd/#`
+    sending 50,000 `ping`s in a second had them all queued (300 MB, a Pi Zero's memory)
+    while the node handled a few hundred a second. Past the bound each is dropped and
+    counted; the node reads the next once it has handled one."""
+    n = MAX_QUEUED + 500
+    async with MqttClient("127.0.0.1", broker.port, identifier="n1") as client:
+        await client.subscribe("t/#")
+        await asyncio.to_thread(_flood, broker.port, "t/ping", [b'{"id":"x"}'] * n)
+        await _received(client, n)
+        assert client._queue.qsize() == MAX_QUEUED
+        assert client.flooded == n - MAX_QUEUED
+        await anext(client.messages.__aiter__())  # the node handled one: room for the next
+        await asyncio.to_thread(_flood, broker.port, "t/ping", [b'{"id":"y"}'])
+        await _received(client, n + 1)
+        assert client._queue.qsize() == MAX_QUEUED and client.flooded == n - MAX_QUEUED
+
+
+async def test_large_commands_waiting_are_bounded_by_their_bytes(broker: Mosquitto) -> None:
+    """Each up to 8 MiB (the packets the node takes): a thousand of them were 8 GB."""
+    size = 2 * 1024 * 1024
+    async with MqttClient("127.0.0.1", broker.port, identifier="n1") as client:
+        await client.subscribe("t/#")
+        await asyncio.to_thread(_flood, broker.port, "t/big", [bytes(size)] * 12)
+        await _received(client, 12)
+        assert client._queue.qsize() == MAX_QUEUED_BYTES // size
+        assert client.flooded == 12 - MAX_QUEUED_BYTES // size
