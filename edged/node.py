@@ -104,6 +104,8 @@ class Node:
         self.router = CommandRouter(
             self.counters, authorizer=self.authorizer, response_topics=replies, replies=answered
         )
+        # a refused reply to a command it does not know is not kept (edged.uplink.sender)
+        self.uplink.answers = lambda name: self.router.scope_of(name) is not None
         self.supervisor = Supervisor(
             config.supervisor, self.bus, self.counters, state_dir=Path(config.outbox.path).parent
         )

@@ -66,6 +66,9 @@ NOT_AUTHORIZED = 0x87
 """A PUBACK's reason code when the broker's ACL refuses the topic (MQTT 5)."""
 PACKET_TOO_LARGE = 0x95
 """A PUBACK's reason code for a message over a size limit the CONNACK did not announce."""
+UNKNOWN_REPLIES = "(replies to unknown commands)"
+"""What `_say_once` keys the replies to commands the node does not know under: their names
+are a commander's, one warning a session for all of them."""
 RESPONSE_TOPICS = "(response topics)"
 """What `_say_once` keys every commander's response topic under: topics chosen by whoever
 sends commands, one warning a session for all of them, not one remembered each."""
@@ -171,6 +174,10 @@ class Uplink:
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
         will's delay started no earlier (`_will_still_held`)."""
         self.refused_topics: set[str] = set()
+        self.answers: Callable[[str], bool] | None = None
+        """Whether the node answers a command of this (dotted) name (set by the node once its
+        router is built; None: every reply is kept when refused, `_kept_when_refused`)."""
+        self._reply_head = self.topics.of(REPLY, "x")[:-1]
         """The node's topics the broker refused and has not taken since: the next session
         tries one message of each before the others (`Sender.parked`)."""
         self._said: set[tuple[str, str]] = set()
@@ -212,6 +219,20 @@ class Uplink:
     def wire(self, payload: bytes) -> bytes:
         """A stored (JSON) payload as the fleet's encoding puts it on the wire."""
         return to_wire(payload, self.config.encoding)
+
+    def _kept_when_refused(self, topic: str) -> bool:
+        """Whether a publish on `topic` the broker refused is kept, to go once it takes the
+        topic: the node's own topics, not a copy on a response topic, nor the reply to a
+        command the node does not know (`answers`: its name is a commander's)."""
+        if not self.topics.owns(topic):
+            return False
+        if self.answers is None or self.topics.spec_name(topic) != REPLY.name:
+            return True
+        return self.answers(self._reply_name(topic))
+
+    def _reply_name(self, topic: str) -> str:
+        """The command name of a `reply/{name}` topic of this node, dotted."""
+        return topic[len(self._reply_head) :].replace("/", ".")
 
     def _aliased(self, topic: str) -> bool:
         """Whether `topic` may have a topic alias: one of the node's own streams, not a reply
@@ -770,6 +791,7 @@ class Uplink:
             own=self.topics.owns,
             node=self.topics.base,
             parked=self.refused_topics,
+            keep=self._kept_when_refused,
         )
         sender.on_refused = self._publish_refused
         sender.on_held_back = self._held_back
@@ -820,6 +842,15 @@ class Uplink:
         False: one made beside the outbox, the birth, a restored or direct one)."""
         self.counters.inc("uplink.publish_refused", messages)
         code = f"PUBACK {reason_name(reason)}, 0x{reason:02x}"
+        if self.topics.owns(topic) and not self._kept_when_refused(topic):
+            self._say_once(
+                UNKNOWN_REPLIES,
+                f"0x{reason:02x}",
+                f"the broker refused the reply to a command this node does not know on "
+                f"{topic[:120]!r} ({code}): not kept (it says only `unknown_command`); "
+                "commanders get such answers only where the broker's ACL lets this node write",
+            )
+            return
         if not self.topics.owns(topic):  # a copy of a reply: said once a session for all of them
             self._say_once(
                 RESPONSE_TOPICS,
@@ -915,7 +946,8 @@ class Uplink:
         a tap too large to send."""
         if (topic, cause) not in self._said:
             self._said.add((topic, cause))
-            kind = topic if topic == RESPONSE_TOPICS else self.topics.spec_name(topic)
+            kinds = (RESPONSE_TOPICS, UNKNOWN_REPLIES)
+            kind = topic if topic in kinds else self.topics.spec_name(topic)
             why = "refused" if cause.startswith("0x") else cause  # not a code a broker chose
             log.warning("%s", text, extra=flood_key(f"uplink {kind} {why}"))
 

@@ -144,11 +144,14 @@ class Sender:
         own: Callable[[str], bool] | None = None,
         node: str | None = None,
         parked: Iterable[str] = (),
+        keep: Callable[[str], bool] | None = None,
     ) -> None:
         self.client = client
         self.own = own
-        """Whether a topic is the node's own (None: all are); a refused publish on another
-        one is not kept (`_refused`)."""
+        """Whether a topic is the node's own (None: all are)."""
+        self.keep = keep or own
+        """Whether a refused publish on a topic is kept for the broker to take later (None:
+        all are; default: the node's own topics); one that is not is deleted (`_refused`)."""
         self.copy_from = None if node is None or own is None else [(COPY_FROM, node)]
         """The user property naming this node on each copy to a response topic (MQTT 5)."""
         self.ceiling = ceiling  # told each QoS 1 publish acknowledged; what it learned holds
@@ -365,9 +368,12 @@ class Sender:
         node's own topics, `own`): refused, it is deleted. `reply/{name}` carries the reply,
         and a broker's ACL refuses such a topic for good (the shipped broker takes only
         `{prefix}/{fleet}/_replies/+`): kept, the copies of every such command piled up in
-        the outbox, each sent again every few minutes for as long as the node ran."""
+        the outbox, each sent again every few minutes for as long as the node ran. Nor the
+        reply to a command the node does not know (`keep`): its topic is whatever name a
+        commander wrote on `cmd/`, and a broker whose ACL lists the replies it takes parked
+        each, a topic, a retry timer and a row kept for good per name made up."""
         self.refused += len(msgs)
-        if self.own is not None and not self.own(msgs[0].topic):
+        if self.keep is not None and not self.keep(msgs[0].topic):
             for msg in msgs:
                 self.outbox.ack(msg)
             if self.on_refused is not None:

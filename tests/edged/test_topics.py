@@ -230,3 +230,20 @@ def test_a_topic_of_the_node_names_its_table_entry_whatever_its_name(tail: str, 
 @pytest.mark.parametrize("topic", ["ops/replies/c1", "rnst/v1/f/n2/state", "rnst/v1/f/n1/nope"])
 def test_a_topic_not_of_the_node_names_no_table_entry(topic: str) -> None:
     assert Topics("rnst/v1", "f", "n1").spec_name(topic) is None
+
+
+async def test_the_uplink_keeps_a_refused_reply_only_to_a_command_the_node_answers(
+    tmp_path: Path,
+) -> None:
+    """The uplink learns from the node's router which replies are worth keeping when a
+    broker refuses them (edged.uplink.sender): not those to names a commander made up."""
+    node = Node(load_config(write_config(tmp_path, free_port(), gps=False)))
+    await node.outbox.open()
+    try:
+        node._start_services()
+    finally:
+        await node.outbox.close()
+    kept = node.uplink._kept_when_refused
+    assert kept(node.topics.of(REPLY, "ping")) and kept(node.topics.of(REPLY, "config.get"))
+    assert not kept(node.topics.of(REPLY, "x1"))
+    assert kept(node.topics.of(DOOR)) and not kept("ops/replies/1")

@@ -439,3 +439,42 @@ async def test_replies_named_by_commanders_take_no_topic_alias_whatever_the_brok
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         broker.stop()
+
+
+async def test_refused_replies_to_commands_the_node_does_not_know_are_not_kept_per_name(
+    tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker whose ACL lists the replies it takes refuses `reply/x1`, `reply/x2`...: each
+    name a commander made up on `cmd/` was a parked topic, a retry timer, a row kept and a
+    warning remembered, for good (300 names: 300 of each). The reply to a command the node
+    knows is still kept until the broker takes it."""
+    acl = tmp_path / "known-replies.acl"
+    acl.write_text(
+        "topic readwrite rnst/v1/test/n1/state\ntopic read rnst/v1/test/n1/cmd/#\n"
+        "topic readwrite rnst/v1/test/n1/reply/ping\n"
+    )
+    broker = Mosquitto(tmp_path, extra=f"acl_file {acl}").start()
+    counters = Counters()
+    uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=0.2)
+    uplink.answers = lambda name: name in ("ping", "config.get")  # as the node's router says
+    n = 300
+    for i in range(n):
+        reply = Reply(id=f"c{i}", ok=False)
+        outbox.put_nowait(Publication.make(TOPICS, REPLY, reply, name=f"x{i}"))
+    known = Reply(id="k", ok=True, result={})
+    outbox.put_nowait(Publication.make(TOPICS, REPLY, known, name="config.get"))
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: counters["uplink.publish_refused"] >= n + 1, 10, "the refusals")
+        await wait_until(lambda: outbox.depth == 1, 5, "the unknown ones deleted")
+        sender = uplink._sender
+        assert sender is not None
+        assert list(sender.parked) == [TOPICS.of(REPLY, "config.get")], "only the known one"
+        assert len(uplink._said) <= 2
+        said = [r for r in caplog.records if "a command this node does not know" in r.getMessage()]
+        assert len(said) == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()
