@@ -23,6 +23,13 @@ FLOOR_KEY = "security.seen_floor"
 """The oldest `ts` the seen ids still cover (UTC ms): the ids of older commands have been
 forgotten, so such a command is refused, whatever the clock says now (it may have gone back:
 a GPS spoofer, an NTP step)."""
+MAX_SEEN = 4096
+"""Spent ids kept at most. With a trusted clock only those of the last `2 * max_skew_s`
+are (a few dozen); without one (no NTP, no GPS fix: a venue whose firewall drops NTP) none
+left by age, and each signed command dispatch sent, refused `clock_unsynced`, stayed for
+as long as the clock did not sync, the whole map written to the state store at each. Past
+the bound the oldest id (by its `ts`) is forgotten and the floor moves above it: a command
+as old is refused `stale` from then on, whatever the clock says (as the floor does)."""
 SYNC_TIMEOUT_S = 2.0
 """The longest a signed command waits for its spent id to reach the card (`spent_on_disk`):
 a card that takes longer (failing) delays no door further; the id is then kept in memory."""
@@ -148,8 +155,20 @@ class Authorizer:
         if cmd_id in self._seen:
             raise CommandError("replayed", f"command id {cmd_id!r} was already used")
         self._seen[cmd_id] = ts
+        if len(self._seen) > MAX_SEEN:
+            self._forget_oldest()
         self._set_state(SEEN_KEY, self._seen)
         self._spent += 1
+
+    def _forget_oldest(self) -> None:
+        """Past `MAX_SEEN`: the oldest spent ids go, and the floor moves above them."""
+        seen = self._seen
+        while len(seen) > MAX_SEEN:
+            oldest = min(seen.values())
+            self._seen = seen = {i: t for i, t in seen.items() if t > oldest}
+            if oldest + 1 > self._floor:
+                self._floor_ms = oldest + 1
+                self._set_state(FLOOR_KEY, self._floor_ms)
 
     async def spent_on_disk(self) -> None:
         """The ids spent so far on the card, before the command one let through acts: a

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 import edged.clock
 from core.counters import Counters
 from edged.clock import Clock
-from edged.commands.authorize import SEEN_KEY, Authorizer
+from edged.commands.authorize import MAX_SEEN, SEEN_KEY, Authorizer
 from edged.commands.replies import ReplyMemory
 from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
@@ -567,3 +567,24 @@ async def test_a_command_nested_too_deep_to_sign_is_refused_with_its_id_not_inte
     assert reply.error is not None
     assert (reply.id, reply.error.code) == ("d1", "bad_request")
     assert w.lists == []
+
+
+async def test_ids_spent_on_an_unsynced_clock_stay_bounded_and_the_forgotten_stay_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No NTP, no GPS fix (a venue whose firewall drops NTP): every signed command dispatch
+    sent was refused `clock_unsynced` and its id kept, none leaving by age, for as long as
+    the clock did not sync, the whole map written to the state store at each. Past the
+    bound the oldest go; a replay of one is refused once the clock syncs, not run."""
+    kernel_clock(monkeypatch, synced=False)
+    w = World(synced=False)
+    now = int(time.time() * 1000)
+    docs = [signed(DISPATCH, f"c{i}", ts=now + i) for i in range(MAX_SEEN + 50)]
+    for doc in docs:
+        assert await w.send(doc) == (False, "clock_unsynced")
+    assert len(w.state[SEEN_KEY]) == MAX_SEEN
+    w.auth.clock = Clock(trust_system_clock=True)  # NTP came
+    assert await w.send(docs[0]) == (False, "stale"), "forgotten, and refused all the same"
+    assert await w.send(docs[-1]) == (False, "replayed")
+    assert await w.send(signed(DISPATCH, "fresh", ts=now + MAX_SEEN + 60)) == (True, None)
+    assert w.opened == [{"door": "main"}]
