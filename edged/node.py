@@ -19,9 +19,10 @@ from edged.clock import Clock
 from edged.commands.admin import Admin, probation_watch
 from edged.commands.authorize import Authorizer
 from edged.commands.builtin import Builtin
+from edged.commands.lanes import Lanes
 from edged.commands.replies import ReplyMemory
 from edged.commands.response import ResponseTopics
-from edged.commands.router import CommandRouter, IncomingCommand
+from edged.commands.router import CommandRouter, IncomingCommand, Outcome
 from edged.commands.spec import Declares
 from edged.config.loader import config_hash
 from edged.config.models import EdgedConfig
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_BUDGET_S = 4.0
 """SIGTERM to exit must fit in systemd's patience and the 5 s the contract promises."""
+COMMANDS_AT_STOP_S = 1.0
+"""Of that budget, what the commands taken may use to finish (edged.commands.lanes)."""
 FLOOD_SWEEP_S = 5.0
 """How often the log's flood summaries that are due are written (edged/logs.py)."""
 
@@ -78,7 +81,7 @@ class Node:
             self.outbox,
             client_id=config.broker.client_id or f"edged-{config.node.fleet}-{config.node.id}",
             birth=lambda since: birth(config, self.config_hash, since),
-            on_command=self.handle_command,
+            on_command=self._take_command,
             counters=self.counters,
             on_link=lambda up: self.bus.emit(LinkChanged(up)),
             clock=self.clock,
@@ -106,6 +109,9 @@ class Node:
         )
         # a refused reply to a command it does not know is not kept (edged.uplink.sender)
         self.uplink.answers = lambda name: self.router.scope_of(name) is not None
+        self.lanes = Lanes(
+            self.handle_command, self.router.lane_of, self._interrupted, self.counters
+        )
         self.supervisor = Supervisor(
             config.supervisor, self.bus, self.counters, state_dir=Path(config.outbox.path).parent
         )
@@ -188,8 +194,34 @@ class Node:
 
     # -- commands ---------------------------------------------------------------------
 
+    async def _take_command(self, cmd: IncomingCommand) -> None:
+        """From the uplink: into its lane (one at a time per owner, owners side by side)."""
+        await self.lanes.put(cmd)
+
+    def _interrupted(self, cmd: IncomingCommand, ran: bool) -> None:
+        """The node stops with `cmd` still queued (`ran` False) or running: say so."""
+        why = (
+            "the node stopped while this command ran: what it did may be partial"
+            if ran
+            else "the node stopped before this command ran: it did not run"
+        )
+        self._store_reply(self.router.refuse(cmd, "interrupted", why))
+
     async def handle_command(self, cmd: IncomingCommand) -> None:
         outcome = await self.router.handle(cmd)
+        # no await between the handler's return (a `restart` asking for one after its
+        # reply) and this check: no other command's reply is taken for this one's
+        stored = self._store_reply(outcome)
+        if stored is None:
+            return
+        if self._restart_after_reply:
+            self._restart_after_reply = False
+            with contextlib.suppress(EdgedError):  # not durable: sent from memory, if at all
+                await stored
+            await self.uplink.wait_idle(2.0)  # let the reply leave before we go
+            self._stop_now()
+
+    def _store_reply(self, outcome: Outcome) -> "asyncio.Future[Any] | None":
         known = outcome.name == INVALID_COMMAND or self.router.scope_of(outcome.name) is not None
         try:
             stored = self.alarms.publish(
@@ -203,23 +235,23 @@ class Node:
         except Exception:  # the outbox is closing, or a bug: the next command still comes
             self.counters.inc("cmd.reply_not_stored")
             log.exception("the reply to command %s could not be stored", outcome.reply.id)
-            return
-        if self._restart_after_reply:
-            self._restart_after_reply = False
-            with contextlib.suppress(EdgedError):  # not durable: sent from memory, if at all
-                await stored
-            await self.uplink.wait_idle(2.0)  # let the reply leave before we go
-            self._stop_now()
+            return None
+        return stored
 
     # -- running ----------------------------------------------------------------------
 
     def _start_services(self) -> None:
         """Build the services (they read their kept state) and route their commands."""
         self.services = table.build(self.host, self.config)
-        node_own: list[Declares] = [Builtin(self), Admin(self), self.alarms, self.updates]
-        for owner in [*self.services.values(), *node_own]:
+        node_own: dict[str, Declares] = {
+            "node": Builtin(self),
+            "admin": Admin(self),
+            "outbox": self.alarms,
+            "update": self.updates,
+        }
+        for lane, owner in [*self.services.items(), *node_own.items()]:
             for spec in owner.commands():
-                self.router.add(spec)
+                self.router.add(spec, lane=lane)  # an owner's commands: one at a time
 
     def status_line(self) -> str:
         """systemd's STATUS= line."""
@@ -275,10 +307,16 @@ class Node:
                     self.notifier.stopping("stopping")
                 for task in others:
                     task.cancel()
-                await drain_and_say_offline(self.outbox, self.uplink, SHUTDOWN_BUDGET_S)
+                # the commands taken finish (or are answered `interrupted`), so their
+                # replies go with the drain; the uplink reads no more meanwhile
+                began = time.monotonic()
+                await self.lanes.close(COMMANDS_AT_STOP_S)
+                left = SHUTDOWN_BUDGET_S - (time.monotonic() - began)
+                await drain_and_say_offline(self.outbox, self.uplink, left)
                 await cancel_and_wait([*others, uplink, writer])  # one cancel can be lost
         finally:
             try:
+                await self.lanes.close(0.0)  # a stop cut short: answered, not left running
                 await self.outbox.close()
             finally:
                 logs.flush()  # a flood's count is said before the process goes, whatever

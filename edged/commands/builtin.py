@@ -14,7 +14,7 @@ class Builtin:
 
     def commands(self) -> list[CommandSpec]:
         return [
-            CommandSpec("ping", self.ping, scope="read"),
+            CommandSpec("ping", self.ping, scope="read", lane="ping"),  # behind nothing else
             CommandSpec("republish", self.republish, scope="operate"),
         ]
 

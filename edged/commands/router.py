@@ -7,6 +7,7 @@ line; nothing a sender puts in a command can stop the daemon or end its MQTT ses
 """
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,11 +50,17 @@ class Outcome:
     correlation: bytes | None
 
 
+UNKNOWN_LANE = "_unknown"
+"""The lane of every name the router does not know (answered `unknown_command` at once):
+however many names a peer makes up, they make one lane."""
+
+
 @dataclass
 class _Route:
     handler: Handler
     scope: Scope
     max_bytes: int = MAX_COMMAND_BYTES
+    lane: str = ""
     kinds: dict[str, Handler] = field(default_factory=dict)
     """A command several owners share, by its `kind` argument (the first is the default)."""
 
@@ -84,17 +91,24 @@ class CommandRouter:
         self.response_topics = response_topics or ResponseTopics()
         self._routes: dict[str, _Route] = {}
         self.replies = ReplyMemory() if replies is None else replies
+        self._running: dict[str, str] = {}
+        """Ids of the commands running now (past their checks, not yet remembered), with
+        their digest: commands of other lanes run meanwhile (edged.commands.lanes)."""
 
-    def add(self, spec: CommandSpec) -> None:
+    def add(self, spec: CommandSpec, *, lane: str | None = None) -> None:
         """Add a command; its `scope` is what a signing key must hold to run it, and its
         `max_bytes` raises the size limit for the few commands that carry data (a full
-        access list) without raising it for every other command."""
+        access list) without raising it for every other command. `lane`: its owner's
+        (`spec.lane` wins; neither: the command's own), see `lane_of`; the kinds of a
+        shared command share the first one's."""
         name = spec.name
         if not COMMAND_NAME.fullmatch(name):
             raise ValueError(f"invalid command name {name!r}")
         route = self._routes.get(name)
         if route is None:
-            route = self._routes[name] = _Route(spec.handler, spec.scope, spec.max_bytes)
+            route = self._routes[name] = _Route(
+                spec.handler, spec.scope, spec.max_bytes, spec.lane or lane or name
+            )
             if spec.kind is not None:
                 route.kinds[spec.kind] = spec.handler
             return
@@ -111,6 +125,29 @@ class CommandRouter:
     def scope_of(self, name: str) -> Scope | None:
         route = self._routes.get(name)
         return route.scope if route else None
+
+    def lane_of(self, cmd: IncomingCommand) -> str:
+        """The lane `cmd` runs in, one command at a time (edged.commands.lanes): its
+        owner's, `UNKNOWN_LANE` for a name the router does not know. Read from the topic
+        alone: a command is queued in its lane before its payload is read."""
+        route = self._routes.get(name_of(cmd.name) or INVALID_COMMAND)
+        return route.lane if route is not None else UNKNOWN_LANE
+
+    def refuse(self, cmd: IncomingCommand, code: str, message: str) -> Outcome:
+        """An error reply to `cmd` without running it (the node stops), with its id when a
+        small payload names one; not remembered: sent again, it runs."""
+        name = name_of(cmd.name) or INVALID_COMMAND
+        cmd_id = None
+        if len(cmd.payload) <= MAX_COMMAND_BYTES:
+            with contextlib.suppress(ValueError, RecursionError):
+                raw = _loads(cmd.payload, [])
+                raw_id = raw.get("id") if isinstance(raw, dict) else None
+                cmd_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+        reply = self._error(cmd_id, code, message).model_copy(update={"command": name})
+        topic = cmd.response_topic
+        if topic is not None and self.response_topics.refusal(topic) is not None:
+            topic = None
+        return Outcome(name, reply, topic, cmd.correlation if topic else None)
 
     async def handle(self, cmd: IncomingCommand) -> Outcome:
         """Exactly one reply for `cmd`; never raises (a bug becomes an `internal` reply)."""
@@ -235,6 +272,34 @@ class CommandRouter:
             # after the authoriser: a signed command's id is spent, so whoever saw it cannot
             # run it within its window with a response topic the node takes (not signed)
             return self._error(command.id, "bad_response_topic", refusal)
+        if (other := self._claimed(command.id, digest)) is not None:
+            return other
+        self._running[command.id] = digest
+        try:
+            return await self._run(name, route, command, digest, via)
+        finally:
+            del self._running[command.id]
+
+    def _claimed(self, cmd_id: str, digest: str) -> Reply | None:
+        """Why `cmd_id` cannot run now: another command took it while this one was read and
+        checked, or is running with it (in another lane: edged.commands.lanes), `reused_id`;
+        the same bytes, answered or running meanwhile (never through the lanes, where the
+        same bytes come in the same lane, after it), their reply or `in_progress`."""
+        answered = self.replies.get(cmd_id)
+        running = self._running.get(cmd_id)
+        if answered is not None and answered.digest == digest:
+            return answered.reply
+        if answered is not None or (running is not None and running != digest):
+            return self._error(
+                cmd_id, "reused_id", "this id was used for another command; use a new id"
+            )
+        if running is not None:
+            return self._error(cmd_id, "in_progress", "this command is running: its reply follows")
+        return None
+
+    async def _run(
+        self, name: str, route: _Route, command: Command, digest: str, via: str | None
+    ) -> Reply:
         if self.authorizer is not None:  # its spent id on the card before it acts
             await self.authorizer.spent_on_disk()
         sent_at = SENT_AT.set(command.ts)

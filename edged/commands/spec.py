@@ -29,6 +29,9 @@ class CommandSpec(NamedTuple):
     argument (`alarm.ack`: `panic` is the panic service's, `outbox_lost` the outbox's);
     the first one added is the kind meant when none is given. The handler gets the
     arguments without `kind`."""
+    lane: str | None = None
+    """The commands that run one at a time with this one (edged.commands.lanes); None: its
+    owner's (the node names each owner's lane as it adds its commands)."""
 
 
 class Declares(Protocol):

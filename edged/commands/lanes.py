@@ -1,0 +1,146 @@
+"""Commands one at a time per lane, the lanes side by side, a bounded number held.
+
+The uplink reads a command and hands it here (`put`); its lane (its owner's: the access
+service's commands one lane, the updates' another, `ping` its own; `CommandRouter.lane_of`)
+runs it after the lane's earlier ones, in the order they came, while other lanes run theirs:
+a `door.unlock` no longer waits for a 4 MB `access.update` being checked, nor for a release
+tree being deleted by `update.cancel`.
+
+Bounds: at most `max_held` commands taken and not yet answered, at most `max_lane` of
+them in one lane; past either, `put` waits (the uplink reads no further: what the broker
+sends meanwhile waits in the MQTT client, as every command did before). One task per lane
+with work, never one per message, and the lanes are the router's (one for every name it
+does not know), so a flood of hostile commands holds a bounded amount of memory here.
+
+The node stops (`close`): nothing more is taken; what was taken runs to its reply within
+the time given, and what is still queued or running then is answered `interrupted`
+(queued: not run; running: cut short where it stood).
+"""
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from core.counters import Counters
+from edged.commands.router import IncomingCommand
+
+log = logging.getLogger(__name__)
+
+MAX_HELD = 64
+MAX_LANE = 16
+
+
+class Lanes:
+    def __init__(
+        self,
+        run: Callable[[IncomingCommand], Awaitable[None]],
+        lane_of: Callable[[IncomingCommand], str],
+        interrupted: Callable[[IncomingCommand, bool], None],
+        counters: Counters,
+        *,
+        max_held: int = MAX_HELD,
+        max_lane: int = MAX_LANE,
+    ) -> None:
+        """`run`: handle a command and store its one reply (never raises); `interrupted`:
+        store an `interrupted` reply to one the node stopped before (False) or while (True)
+        it ran."""
+        self._run = run
+        self._lane_of = lane_of
+        self._interrupted = interrupted
+        self.counters = counters
+        self.max_held = max_held
+        self.max_lane = max_lane
+        self._queues: dict[str, deque[IncomingCommand]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._held = 0
+        self._room = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed = False
+
+    @property
+    def held(self) -> int:
+        """Commands taken and not yet answered (queued or running)."""
+        return self._held
+
+    async def put(self, cmd: IncomingCommand) -> None:
+        """Queue `cmd` in its lane; wait while the lanes hold as much as they may."""
+        lane = self._lane_of(cmd)
+        while not self._closed and (
+            self._held >= self.max_held or len(self._queues.get(lane, ())) >= self.max_lane
+        ):
+            self._room.clear()
+            await self._room.wait()
+        if self._closed:  # the node stops: as before the lanes, taken by the client, unread
+            self.counters.inc("cmd.not_taken")
+            log.warning("command %r came as the node stopped: not run", cmd.name[:80])
+            return
+        queue = self._queues.setdefault(lane, deque())
+        queue.append(cmd)
+        self._held += 1
+        self._idle.clear()
+        if lane not in self._workers:
+            self._workers[lane] = asyncio.create_task(self._work(lane), name=f"cmd.{lane}")
+
+    async def _work(self, lane: str) -> None:
+        queue = self._queues[lane]
+        try:
+            while queue:
+                cmd = queue[0]
+                try:
+                    await self._run(cmd)
+                except Exception:  # `run` answers everything: a bug, and the lane goes on
+                    self.counters.inc("cmd.unhandled")
+                    log.exception("command %r could not be handled", cmd.name[:80])
+                except asyncio.CancelledError:
+                    self._answer_interrupted(queue, ran=True)
+                    raise
+                queue.popleft()
+                self._done()
+        finally:
+            del self._workers[lane]
+            if not queue:
+                del self._queues[lane]
+
+    def _done(self, n: int = 1) -> None:
+        self._held -= n
+        self._room.set()
+        if self._held == 0:
+            self._idle.set()
+
+    def _answer_interrupted(self, queue: deque[IncomingCommand], *, ran: bool) -> None:
+        """The lane is cut short: its running command (`ran`) and those behind it."""
+        first = ran
+        while queue:
+            cmd = queue.popleft()
+            try:
+                self._interrupted(cmd, first)
+            except Exception:
+                log.exception("the interrupted command %r could not be answered", cmd.name[:80])
+            first = False
+            self._done()
+
+    async def close(self, within_s: float) -> None:
+        """Take nothing more; let what was taken finish within `within_s`, then answer
+        what is left `interrupted`."""
+        self._closed = True
+        self._room.set()  # a `put` waiting for room gives up
+        try:
+            async with asyncio.timeout(within_s):
+                await self._idle.wait()
+            return
+        except TimeoutError:
+            pass
+        workers = list(self._workers.values())
+        log.warning(
+            "stopping: %d command(s) still queued or running after %.1f s: answered `interrupted`",
+            self._held,
+            within_s,
+        )
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for queue in list(self._queues.values()):  # a lane whose worker had not started
+            self._answer_interrupted(queue, ran=False)
+        self._queues.clear()

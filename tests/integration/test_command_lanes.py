@@ -1,0 +1,111 @@
+"""A slow command does not hold the others (docs/topics.md, `cmd/{name}`, *One at a time per
+owner*): over a real broker, a `ping` or a `door.unlock` sent behind a 4 MB `access.update`
+is answered while the update is still being checked, not after it."""
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.access.lists import LIST_BYTES, sign_lists
+from edged.security.signing import public_key_text, sign
+from tests.helpers.broker import Mosquitto
+from tests.helpers.commands import BASE, online, replies, send
+from tests.helpers.mqtt import Collector, Received
+from tests.helpers.nodes import write_config
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def config(tmp_path: Path, port: int) -> Path:
+    secret = tmp_path / "fleet.secret"
+    secret.write_bytes(os.urandom(32))
+    secret.chmod(0o600)
+    public = public_key_text(KEY.public_key())
+    return write_config(
+        tmp_path,
+        port,
+        gps=False,
+        extra=f"""
+[clock]
+trust_system_clock = true
+[[security.keys]]
+id = "ops"
+public_key = "{public}"
+scopes = ["read", "operate", "access", "door"]
+[services.access]
+enabled = true
+secret_file = "{secret}"
+lists_public_key = "{public}"
+""",
+    )
+
+
+def big_lists() -> dict[str, Any]:
+    """A full list a little under the 4 MiB one `access.update` carries (~45,000 cards)."""
+    cards: dict[str, Any] = {}
+    doc: dict[str, Any] = {"kind": "full", "fleet": "test", "version": 1, "cards": cards,
+                           "deny": {}, "bookings": {}, "fares": {"resident": 150}}  # fmt: skip
+    i = 0
+    while True:
+        cards[f"{i:032x}"] = {"profile": "resident", "valid_until": "2099-12-31"}
+        i += 1
+        if i % 1000 == 0 and len(json.dumps(doc)) > LIST_BYTES - 200_000:
+            return doc
+
+
+def signed_command(name: str, cmd_id: str, args: dict[str, Any]) -> bytes:
+    ts = int(time.time() * 1000)
+    sig = sign(KEY, f"{BASE}/cmd/{name}", cmd_id, ts, args)
+    return json.dumps({"id": cmd_id, "ts": ts, "args": args, "sig": sig}).encode()
+
+
+def arrival(c: Collector, suffix: str, cmd_id: str) -> Received | None:
+    return next((m for m in c.on(f"reply/{suffix}") if m.payload.get("id") == cmd_id), None)
+
+
+async def slow_update_then(
+    c: Collector, broker: Mosquitto, suffix: str, payload: bytes, cmd_id: str
+) -> tuple[Received, Received, float]:
+    """A 4 MB `access.update`, then at once the command `payload` on `suffix`: both
+    replies (the update's, the other's), and how long the other's took (s)."""
+    lists = big_lists()
+    update = signed_command("access.update", "big", {"lists": lists, "sig": sign_lists(KEY, lists)})
+    assert len(update) <= LIST_BYTES
+    await send(broker.port, "cmd/access/update", update)
+    sent = time.time()
+    await send(broker.port, suffix, payload)
+    await c.wait_for(lambda: arrival(c, "access/update", "big") is not None, 60, "the update")
+    name = suffix.removeprefix("cmd/")
+    await c.wait_for(lambda: arrival(c, name, cmd_id) is not None, 10, f"the reply to {cmd_id}")
+    big, other = arrival(c, "access/update", "big"), arrival(c, name, cmd_id)
+    assert big is not None and other is not None
+    assert big.payload["ok"], big.payload
+    print(f"{suffix} answered in {other.at - sent:.3f} s, the update in {big.at - sent:.3f} s")
+    return big, other, other.at - sent
+
+
+async def test_a_ping_behind_a_4_mb_access_update_is_answered_before_it(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    async with Collector(broker.port) as c:
+        await online(c, config(tmp_path, broker.port), spawn)
+        big, ping, took = await slow_update_then(c, broker, "cmd/ping", b'{"id": "p1"}', "p1")
+    assert ping.payload["ok"], ping.payload
+    assert ping.at < big.at, f"the ping took {took:.3f} s: it waited for the update's reply"
+
+
+async def test_a_door_unlock_behind_a_4_mb_access_update_is_answered_before_it(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """Someone waits at the door while dispatch pushes the day's lists: the unlock is
+    answered at once (what it answers is tests/edged/services/test_doors.py's business)."""
+    unlock = signed_command("door.unlock", "u1", {})
+    async with Collector(broker.port) as c:
+        await online(c, config(tmp_path, broker.port), spawn)
+        big, door, took = await slow_update_then(c, broker, "cmd/door/unlock", unlock, "u1")
+    assert door.at < big.at, f"door.unlock took {took:.3f} s: it waited for the update's reply"
+    assert len(replies(c, "door/unlock")) == 1
