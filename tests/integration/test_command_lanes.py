@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.lists import LIST_BYTES, sign_lists
 from edged.security.signing import public_key_text, sign
+from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, online, replies, send
 from tests.helpers.mqtt import Collector, Received
@@ -109,3 +110,26 @@ async def test_a_door_unlock_behind_a_4_mb_access_update_is_answered_before_it(
         big, door, took = await slow_update_then(c, broker, "cmd/door/unlock", unlock, "u1")
     assert door.at < big.at, f"door.unlock took {took:.3f} s: it waited for the update's reply"
     assert len(replies(c, "door/unlock")) == 1
+
+
+async def test_a_ping_behind_a_republish_the_broker_does_not_acknowledge_is_answered_first(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """`republish` waits up to 2 s for the broker's PUBACK of each retained topic; a ping
+    sent behind it does not."""
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    try:
+        async with Collector(broker.port) as c:
+            await online(c, write_config(tmp_path, proxy.port, gps=False), spawn)
+            proxy.quirks.withhold_pubacks = True
+            await send(broker.port, "cmd/republish", b'{"id": "r1"}')
+            sent = time.time()
+            await send(broker.port, "cmd/ping", b'{"id": "p1"}')
+            await c.wait_for(lambda: arrival(c, "republish", "r1") is not None, 30, "republish")
+            await c.wait_for(lambda: arrival(c, "ping", "p1") is not None, 10, "the ping")
+            again, ping = arrival(c, "republish", "r1"), arrival(c, "ping", "p1")
+            assert again is not None and ping is not None
+    finally:
+        await proxy.close()
+    print(f"ping answered in {ping.at - sent:.3f} s, republish in {again.at - sent:.3f} s")
+    assert ping.at < again.at, f"the ping took {ping.at - sent:.3f} s: it waited for republish"
