@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_BUDGET_S = 4.0
 """SIGTERM to exit must fit in systemd's patience and the 5 s the contract promises."""
-COMMANDS_AT_STOP_S = 1.0
-"""Of that budget, what the commands taken may use to finish (edged.commands.lanes)."""
+COMMANDS_AT_STOP_S = 2.0
+"""Of that budget, what the commands taken may use to finish (edged.commands.lanes); the
+rest (2 s at least) sends their replies and says offline."""
 FLOOD_SWEEP_S = 5.0
 """How often the log's flood summaries that are due are written (edged/logs.py)."""
 

@@ -2,6 +2,7 @@
 owner*): over a real broker, a `ping` or a `door.unlock` sent behind a 4 MB `access.update`
 is answered while the update is still being checked, not after it."""
 
+import asyncio
 import json
 import os
 import time
@@ -14,7 +15,7 @@ from edged.access.lists import LIST_BYTES, sign_lists
 from edged.security.signing import public_key_text, sign
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
-from tests.helpers.commands import BASE, online, replies, send
+from tests.helpers.commands import BASE, offlines, online, replies, send
 from tests.helpers.mqtt import Collector, Received
 from tests.helpers.nodes import write_config
 
@@ -133,3 +134,33 @@ async def test_a_ping_behind_a_republish_the_broker_does_not_acknowledge_is_answ
         await proxy.close()
     print(f"ping answered in {ping.at - sent:.3f} s, republish in {again.at - sent:.3f} s")
     assert ping.at < again.at, f"the ping took {ping.at - sent:.3f} s: it waited for republish"
+
+
+async def test_a_command_still_running_at_sigterm_is_answered_interrupted(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """A `republish` waiting on PUBACKs the broker withholds when SIGTERM comes (three
+    retained topics: 6 s): it ran on during the stop's drain and was cut off with the
+    session, never answered; now it is answered `interrupted` (it may have sent part of what
+    it sends), and the node still stops within its 5 s."""
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    try:
+        async with Collector(broker.port) as c:
+            proc = await online(c, write_config(tmp_path, proxy.port, gps=False), spawn)
+            journey = b'{"id": "j1", "args": {"route_id": "r1", "trip_id": "t1"}}'
+            await send(broker.port, "cmd/journey/assign", journey)  # retained: `journey`
+            await c.wait_for(lambda: arrival(c, "journey/assign", "j1") is not None, 10, "j1")
+            proxy.quirks.withhold_pubacks = True
+            await send(broker.port, "cmd/republish", b'{"id": "r1"}')
+            await asyncio.sleep(0.3)  # it runs: the birth awaits its PUBACK
+            started = time.monotonic()
+            assert await proc.stop(timeout=10) == 0
+            took = time.monotonic() - started
+            await c.wait_for(lambda: bool(offlines(c)), 3, "offline")
+            await asyncio.sleep(0.3)
+            answers = [r for r in replies(c, "republish") if r.get("id") == "r1"]
+    finally:
+        await proxy.close()
+    assert took < 5.0, f"SIGTERM to exit took {took:.2f} s"
+    assert len(answers) == 1, f"{len(answers)} replies to the republish cut off by the stop"
+    assert answers[0]["error"]["code"] == "interrupted", answers[0]
