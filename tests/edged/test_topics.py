@@ -5,11 +5,12 @@ import json
 import re
 import subprocess
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
-from edged.commands.router import CommandRouter
+from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config import load_config
 from edged.config.security import COMMANDS
 from edged.node import Node
@@ -247,3 +248,29 @@ async def test_the_uplink_keeps_a_refused_reply_only_to_a_command_the_node_answe
     assert kept(node.topics.of(REPLY, "ping")) and kept(node.topics.of(REPLY, "config.get"))
     assert not kept(node.topics.of(REPLY, "x1"))
     assert kept(node.topics.of(DOOR)) and not kept("ops/replies/1")
+def owners_written() -> list[set[str]]:
+    """The owners (lanes) the *One at a time per owner* paragraph lists, each as its
+    command names or `prefix.*` patterns."""
+    paragraph = DOC[DOC.index("**One at a time per owner.**") :].split("\n\n")[0]
+    listed = paragraph[paragraph.index("The owners:") : paragraph.index("every name the node")]
+    return [set(re.findall(r"`([a-z][a-z.]*\*?)`", group)) for group in listed.split(";")[:-1]]
+
+
+async def test_the_owners_the_doc_lists_are_the_lanes_commands_run_in(
+    every_command: CommandRouter,
+) -> None:
+    """A slow command holds only its lane: the doc says which commands share one."""
+
+    def lane(name: str) -> str:
+        return every_command.lane_of(IncomingCommand(name, b"{}"))
+
+    groups = [
+        {n for n in every_command.names for p in patterns if n == p or fnmatch(n, p)}
+        for patterns in owners_written()
+    ]
+    assert all(groups), f"a listed owner has no command: {owners_written()}"
+    assert set().union(*groups) == set(every_command.names)
+    lanes = [{lane(n) for n in group} for group in groups]
+    assert all(len(one) == 1 for one in lanes), list(zip(groups, lanes, strict=True))
+    assert len(set().union(*lanes)) == len(groups), "two owners listed share a lane"
+    assert lane("made.up") not in set().union(*lanes)
