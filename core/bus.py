@@ -40,6 +40,7 @@ class Bus:
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
         self._handlers: defaultdict[type, list[Handler]] = defaultdict(list)
+        self._watchers: defaultdict[type, list[Handler]] = defaultdict(list)  # acts=False
         self._retained: dict[type, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -48,11 +49,17 @@ class Bus:
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
 
-    def subscribe(self, event_type: type, handler: Handler) -> Callable[[], None]:
+    def subscribe(
+        self, event_type: type, handler: Handler, *, acts: bool = True
+    ) -> Callable[[], None]:
         """Call `handler` with every event of `event_type` (and at once with the retained
-        one, if any); returns the way to stop."""
+        one, if any); returns the way to stop. `acts=False`: it only watches (the update
+        manager noting activity), so `has_subscribers` does not count it: a command told
+        the lock relay pulsed must mean a relay took the `Unlock`."""
         handlers = self._handlers[event_type]
         handlers.append(handler)
+        if not acts:
+            self._watchers[event_type].append(handler)
         kept = self._retained.get(event_type)
         if kept is not None:
             self._deliver(handler, kept)
@@ -60,6 +67,9 @@ class Bus:
         def unsubscribe() -> None:
             if handler in handlers:
                 handlers.remove(handler)
+            watchers = self._watchers.get(event_type)
+            if not acts and watchers is not None and handler in watchers:
+                watchers.remove(handler)
 
         return unsubscribe
 
@@ -80,7 +90,8 @@ class Bus:
         self._loop.call_soon_threadsafe(self.emit, event)
 
     def has_subscribers(self, event_type: type) -> bool:
-        return bool(self._handlers.get(event_type))
+        """Whether a handler that acts on `event_type` is subscribed (watchers aside)."""
+        return len(self._handlers.get(event_type, ())) > len(self._watchers.get(event_type, ()))
 
     def _deliver(self, handler: Handler, event: Any) -> None:
         try:

@@ -21,7 +21,7 @@ class Parked:
         self.doors: dict[str, bool] = {}  # the door sensors (GPIO), open or not
         self.last_activity = time.monotonic()  # after a start, what came before is unknown
         for event in (DoorInput, Tap, Unlock, Crossing):
-            bus.subscribe(event, self._activity)
+            bus.subscribe(event, self._activity, acts=False)  # not a lock relay
         bus.subscribe(DoorInput, self._door)
         bus.subscribe(VehicleStatus, self._vehicle)
 

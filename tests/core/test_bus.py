@@ -111,3 +111,17 @@ def test_emit_threadsafe_before_any_loop_says_what_to_do() -> None:
     bus.bind()  # outside a loop: nothing to bind
     with pytest.raises(RuntimeError, match="bind"):
         bus.emit_threadsafe(Ping(1))
+
+
+def test_a_handler_that_only_watches_is_not_counted_as_one_that_acts() -> None:
+    bus = Bus(Counters())
+    got: list[object] = []
+    stop = bus.subscribe(Ping, got.append, acts=False)
+    assert not bus.has_subscribers(Ping), "a watcher is no lock relay"
+    bus.emit(Ping(1))
+    assert len(got) == 1, "it still gets the events"
+    stop_acting = bus.subscribe(Ping, got.append)
+    assert bus.has_subscribers(Ping)
+    stop_acting()
+    stop()
+    assert not bus.has_subscribers(Ping) and bus._watchers[Ping] == []

@@ -248,6 +248,8 @@ async def test_the_uplink_keeps_a_refused_reply_only_to_a_command_the_node_answe
     assert kept(node.topics.of(REPLY, "ping")) and kept(node.topics.of(REPLY, "config.get"))
     assert not kept(node.topics.of(REPLY, "x1"))
     assert kept(node.topics.of(DOOR)) and not kept("ops/replies/1")
+
+
 def owners_written() -> list[set[str]]:
     """The owners (lanes) the *One at a time per owner* paragraph lists, each as its
     command names or `prefix.*` patterns."""

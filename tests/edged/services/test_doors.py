@@ -1,6 +1,7 @@
 """GPIO doors: contact changes become events/door; door.unlock pulses the relay."""
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,3 +100,25 @@ async def test_a_door_opened_while_the_gpio_driver_was_down_is_published_open_wh
         assert [(e.door, e.open) for e in node.bodies("events/door")] == [("side", True)]
     finally:
         await gpio.stop()
+
+
+async def test_a_node_whose_lock_relay_is_not_running_answers_no_lock(tmp_path: Path) -> None:
+    # the real node's wiring: the update manager watches unlocks as activity (is it a safe
+    # moment to switch releases?); a watcher is no relay, so dispatch is not told a door
+    # opened when nothing took the pulse
+    from edged.config import load_config
+    from edged.node import Node
+    from tests.helpers.broker import free_port
+    from tests.helpers.nodes import write_config
+
+    node = Node(load_config(write_config(tmp_path, free_port(), gps=False)))
+    await node.outbox.open()
+    try:
+        node._start_services()  # the drivers (the GPIO board's relay) are not started
+        doors = node.services["doors"]
+        assert isinstance(doors, DoorService)
+        with pytest.raises(CommandError) as info:
+            await doors.command_unlock({})
+    finally:
+        await node.outbox.close()
+    assert info.value.code == "no_lock"
