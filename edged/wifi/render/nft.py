@@ -200,20 +200,28 @@ table inet {TABLE} {{
         meta l4proto {{ udp, tcp }} th dport 53 {stranger} counter drop
         icmp type echo-request update @ping_rate {{ ether saddr {ping_cap} }} counter drop
         ct state established,related accept
-        # all phones' flows together leave room in the table for the node's own
-        ct state new {phones_cap} counter {prohibited}
-        udp dport {{ 53, {dns} }} accept comment "the resolver, or the captive DNS before accepting"
+        # the resolver, or the captive DNS before accepting
+        udp dport {{ 53, {dns} }} goto admit
         # dnsmasq answers tcp/53 with one worker per connection, 20 at most, held while the
         # connection stays (up to 150 s): a phone's share, or one holds them all
         tcp dport 53 ct state new add @dns_open {{ ether saddr {dns_open_cap} }} drop
-        tcp dport 53 {who} accept
+        tcp dport 53 {who} goto admit
         tcp dport {portal} ct state new update @conn_rate {{ ether saddr {conn_cap} }} counter drop
         # a phone's share of the portal's connections, however many addresses it takes
         tcp dport {portal} ct state new add @conn_open {{ ether saddr {open_cap} }} {reset}
-        tcp dport {portal} accept comment "the portal (tcp/80 is redirected to it)"
-        icmp type echo-request accept
+        tcp dport {portal} goto admit comment "the portal (tcp/80 is redirected to it)"
+        icmp type echo-request goto admit
         tcp dport 443 reject with tcp reset comment "https before the portal: fail at once"
         counter drop comment "ssh, the kiosk screen, a broker, anything else of the node"
+    }}
+
+    # What the input chain lets in. All phones' flows together leave room in the table for
+    # the node's own: counted here, where a flow is let in, not before the input chain's
+    # drops (a dropped flow leaves no entry, but its tuple stayed in the count until a
+    # later clean-up: a phone sending to closed ports filled all phones' share)
+    chain admit {{
+        ct state new {phones_cap} counter {prohibited}
+        accept
     }}
 
     chain forward {{
