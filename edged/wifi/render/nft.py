@@ -51,6 +51,11 @@ NOT_INTERNET = (
 """Destinations a phone never reaches through the node: its other networks (the vehicle
 LAN, a cellular router's admin page, a carrier's CGNAT neighbours), multicast, reserved."""
 DNS_PER_S = 20
+DHCP_PER_S = 5
+DHCP_BURST = 10
+"""DHCP packets a phone (by MAC) may send the node: a client sends a few to join or renew,
+and retries after seconds. Each from another source port (or address) is a flow, kept
+30 s unanswered (the server answers to port 68), in no count of flows."""
 NEW_CONNECTIONS_PER_S = 20
 PINGS_PER_S = 5
 DNS_TCP_PER_PHONE = 2
@@ -111,6 +116,7 @@ def render_nft(wifi: WifiConfig, *, source: str) -> str:
     masq = f"oifname {quoted(wifi.uplinks)}" if wifi.uplinks else f"oifname != {hs}"
     size = max(64, 4 * wifi.max_clients)
     dns_cap = f"limit rate over {DNS_PER_S}/second burst {2 * DNS_PER_S} packets"
+    dhcp_cap = f"limit rate over {DHCP_PER_S}/second burst {DHCP_BURST} packets"
     open_cap = f"ct count over {wifi.portal.max_connections_per_peer}"
     dns_open_cap = f"ct count over {DNS_TCP_PER_PHONE}"
     ping_cap = f"limit rate over {PINGS_PER_S}/second"
@@ -148,6 +154,7 @@ table inet {TABLE} {{
     set up_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set down_rate {{ type ipv4_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set dns_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
+    set dhcp_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set conn_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     set ping_rate {{ type ether_addr; flags dynamic, timeout; timeout 1m; size {METER_SIZE}; }}
     # Portal connections open per phone, by MAC: the same whatever addresses it takes.
@@ -190,6 +197,9 @@ table inet {TABLE} {{
         udp dport 67 @ih,8,16 != 0x0106 counter drop
         udp dport 67 update @dhcp_self {{ @ll,48,48 . @ll,48,48 }}
         udp dport 67 @ll,48,48 . @ih,224,48 != @dhcp_self counter drop
+        # accepted before the counts of flows: each request from another port is a flow
+        # kept 30 s unanswered, so a phone's rate of them
+        udp dport 67 update @dhcp_rate {{ ether saddr {dhcp_cap} }} counter drop
         udp dport 67 accept comment "DHCP"
         # the caps on every packet, before conntrack's shortcut: the queries of one source
         # port, the pings of one identifier are ESTABLISHED after their first reply
