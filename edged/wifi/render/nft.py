@@ -88,7 +88,8 @@ phone's own stack keeps TIME_WAIT; what the node would still carry is a late
 retransmission, which a new flow's rules then judge."""
 DNS_FLOW_S = 5
 """A phone's DNS query (udp/53 anywhere, the captive DNS's port), in place of 30 s (120 s
-once the kernel calls it a stream): a query is answered in well under that."""
+once the kernel calls it a stream): a query is answered in well under that. A DHCP request
+(udp/67) too: its answer goes to port 68, never on the request's own flow."""
 
 
 def kbytes(mbit: float) -> int:
@@ -337,7 +338,8 @@ table inet {TIMEOUTS_TABLE} {{
         l3proto ip;
         policy = {{ {tcp_policy} }};
     }}
-    # a DNS query and its answer (the kernel's own: 30 s, 120 s as a "stream")
+    # a DNS query and its answer (the kernel's own: 30 s, 120 s as a "stream"); a DHCP
+    # request (answered to port 68, never on its own flow: the kernel's 30 s)
     ct timeout phone_dns {{
         protocol udp;
         l3proto ip;
@@ -348,7 +350,7 @@ table inet {TIMEOUTS_TABLE} {{
         type filter hook prerouting priority mangle; policy accept;
         iifname != {hs} return
         meta l4proto tcp ct timeout set "phone_tcp"
-        udp dport {{ 53, {dns} }} ct timeout set "phone_dns"
+        udp dport {{ 53, 67, {dns} }} ct timeout set "phone_dns"
     }}
 }}
 """
