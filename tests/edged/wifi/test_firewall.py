@@ -722,6 +722,36 @@ def test_an_idle_connection_through_the_node_is_kept_as_long_as_rfc_5382_asks_no
     assert TCP_ESTABLISHED_S >= 2 * 3600 + 4 * 60
 
 
+def test_loading_the_timeouts_again_leaves_a_live_connection_its_timeout(
+    road: Road, make: Make
+) -> None:
+    # The file replaced its table (`delete table`), and the kernel takes a deleted ct
+    # timeout back from every flow given it (nf_ct_untimeout): each phone's live
+    # connection was the kernel's 5 days again from its next packet. An apply whose file
+    # changed (an edged update, another interface) or a restart of edged-hotspot.service
+    # did it; the ones of phones that left then stayed 5 days.
+    listener = road.inet.call(tcp_listener_at, INET_IP, 8080)
+    assert isinstance(listener, socket.socket)
+    held = road.cable.phone.call(hold_connections, 1)
+    assert isinstance(held, list)
+    try:
+        subprocess.run(
+            [*road.cable.node.prefix, "nft", "-f", "-"],
+            input=render_timeouts(make(interface="hs0").wifi, source="another"),
+            text=True,
+            check=True,
+        )
+        road.cable.phone.call(held[0].send, b"x")
+        time.sleep(0.2)
+        (entry,) = [line for line in entries_from(road.cable.node) if "ESTABLISHED" in line]
+        timeout_s = int(entry.split()[4])
+    finally:
+        for sock in held:
+            sock.close()
+        listener.close()
+    assert timeout_s <= TCP_ESTABLISHED_S
+
+
 def tcp_listener_at(address: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((address, port))
