@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edged.config.wifi import WifiConfig
 from edged.doctor.check import Check, fail, ok, skip, warn
-from edged.wifi.layout import CONNECTION, TABLE, TIMEOUTS_TABLE
+from edged.wifi.layout import CONNECTION, TABLE, TIMEOUTS_TABLE, Layout
 from edged.wifi.tool import find, run_tool
 from edged.wifi.uplink import ROUTES, Internet, default_route_interfaces, route_table
 
@@ -342,8 +342,9 @@ async def tools_and_firewall(wifi: WifiConfig, backend: str | None, m: Machine) 
                     "stay in the node's connection table the kernel's time (120 s), enough "
                     "for two or three phones to fill a small Pi's (the node's own new "
                     "connections then dropped)",
-                    "sudo edged wifi apply; if nft refuses the file, the kernel lacks "
-                    "CONFIG_NF_CONNTRACK_TIMEOUT (`sudo modprobe configs; zgrep "
+                    f"sudo nft -f {Layout().timeouts} (`sudo edged wifi apply` writes it, "
+                    "but loads it only when it changes); if nft refuses the file, the kernel "
+                    "lacks CONFIG_NF_CONNTRACK_TIMEOUT (`sudo modprobe configs; zgrep "
                     "NF_CONNTRACK_TIMEOUT /proc/config.gz`): docs/wifi.md, Limits",
                 )
             )

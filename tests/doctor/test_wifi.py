@@ -30,6 +30,7 @@ from edged.doctor.wifi import (
     tools_and_firewall,
     uplink,
 )
+from edged.wifi.layout import Layout
 from edged.wifi.render.nft import render_nft, render_timeouts
 from tests.doctor.conftest import as_nobody
 from tests.helpers.netns import Netns, need_netns
@@ -287,3 +288,20 @@ def test_doctor_as_a_user_does_not_pretend_to_have_read_the_firewall(machine: Ma
 
     got = as_nobody(as_user)
     assert got["wifi: firewall"] == "skip"  # never an ok it could not know
+
+
+def test_doctors_advice_for_missing_conntrack_timeouts_is_a_command_that_loads_them(
+    tmp_path: Path,
+) -> None:
+    # The advice was `sudo edged wifi apply`: with the files already as the config says
+    # (a kernel that refused them then, a table deleted since), apply says "nothing to
+    # do" and loads nothing. `nft -f` of the file loads it, or says why not.
+    need_netns()
+    wifi = '\n[wifi]\nenabled = true\nssid = "Navette 07"\ncountry = "FR"\nbackend = "hostapd"\n'
+    config = write_config(tmp_path, 1883, fleet="test", node="a", gps=False, kiosk=True, extra=wifi)
+    ns = Netns(f"e18-{os.getpid()}-doct")
+    try:
+        advice = doctor_in(ns, config)["wifi: conntrack timeouts"]["advice"]
+    finally:
+        ns.delete()
+    assert f"sudo nft -f {Layout().timeouts}" in advice
