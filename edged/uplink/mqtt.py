@@ -99,34 +99,69 @@ class Ended:
 
 
 MAX_QUEUED = 1000
-"""Incoming messages read and not yet handled, at most (Mosquitto's own default bound on a
-client's queued messages): the node handles commands one at a time, a few hundred a second
-on a Pi Zero, and anyone allowed on `cmd/#` can send tens of thousands a second."""
+"""Incoming QoS 0 messages read and not yet handled, at most (Mosquitto's own default bound
+on a client's queued messages): the node handles commands one at a time, a few hundred a
+second on a Pi Zero, and anyone allowed on `cmd/#` can send tens of thousands a second."""
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
 """And their payloads' bytes, at most (then one more message): two of the largest commands
 (`access.update`, 4 MiB; the node takes packets of up to 8 MiB)."""
+RECEIVE_MAXIMUM = 16
+"""QoS 1 and 2 messages the broker may send the node before it acknowledges one (MQTT 5's
+Receive Maximum in CONNECT; over 3.1.1 the broker's own in-flight bound, Mosquitto's
+`max_inflight_messages`, 20 by default). The node acknowledges such a message only when it
+takes it from the queue (`Incoming`): the rest wait at the broker, in the node's session.
+Dropped after paho acknowledged it, a `door.unlock`, `alarm.ack` or `access.update` from
+dispatch was lost for good, unanswered, when another commander flooded `cmd/` or when the
+broker handed a resumed session its backlog (Mosquitto keeps up to `max_queued_messages` for
+a node away, 100,000 in the shipped config). Mosquitto 2.0.11 keeps to it loosely once
+acknowledgements flow (it sent a reader taking one at a time 1,000 ahead): past the
+queue's bounds a QoS 1 message is left unacknowledged, for the broker to send again at the
+next connection, not lost."""
 
 
 class Incoming(asyncio.Queue[aiomqtt.Message]):
-    """aiomqtt's queue of incoming messages, bounded by count and by bytes (`full`). Without
-    a bound it held every message a flood on `cmd/` sent faster than the node handled them:
-    50,000 `ping`s sent in a second were 300 MB queued, a Pi Zero's memory."""
+    """aiomqtt's queue of incoming messages, bounded by count and by bytes (`refuses`):
+    without a bound it held every message a flood on `cmd/` sent faster than the node
+    handled them (50,000 `ping`s sent in a second were 300 MB queued, a Pi Zero's memory).
+    QoS 0 messages and QoS 1 or 2 ones are bounded apart, so a QoS 0 flood leaves room for
+    dispatch's QoS 1 commands; the latter are acknowledged as they are taken (`taken`)."""
 
     def __init__(self, maxsize: int = MAX_QUEUED, max_bytes: int = MAX_QUEUED_BYTES) -> None:
-        super().__init__(maxsize)
+        super().__init__()  # the bounds are `refuses`, by QoS
+        self.max_messages = maxsize
         self.max_bytes = max_bytes
         self.bytes = 0
+        self.unacked = 0
+        """QoS 1 and 2 messages waiting, not yet acknowledged, and their bytes."""
+        self.unacked_bytes = 0
+        self.taken: Callable[[aiomqtt.Message], object] | None = None
+        """Told of each QoS 1 or 2 message as it is taken (to acknowledge it)."""
 
-    def full(self) -> bool:
-        return super().full() or self.bytes >= self.max_bytes
+    def refuses(self, qos: int) -> bool:
+        """Whether a message of this QoS does not go in: the bounds, for QoS 0 messages
+        and for the others apart."""
+        if qos > 0:
+            return self.unacked >= self.max_messages or self.unacked_bytes >= self.max_bytes
+        queued, queued_bytes = self.qsize() - self.unacked, self.bytes - self.unacked_bytes
+        return queued >= self.max_messages or queued_bytes >= self.max_bytes
 
     def _put(self, item: aiomqtt.Message) -> None:
         super()._put(item)
-        self.bytes += _size(item)
+        size = _size(item)
+        self.bytes += size
+        if item.qos > 0:
+            self.unacked += 1
+            self.unacked_bytes += size
 
     def _get(self) -> aiomqtt.Message:
         item: aiomqtt.Message = super()._get()
-        self.bytes -= _size(item)
+        size = _size(item)
+        self.bytes -= size
+        if item.qos > 0:
+            self.unacked -= 1
+            self.unacked_bytes -= size
+            if self.taken is not None:
+                self.taken(item)
         return item
 
 
@@ -138,8 +173,18 @@ def _size(message: aiomqtt.Message) -> int:
 class MqttClient(CancellableClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("queue_type", Incoming)
-        kwargs.setdefault("max_queued_incoming_messages", MAX_QUEUED)
+        kwargs.setdefault("max_queued_incoming_messages", MAX_QUEUED)  # Incoming's QoS 0 bound
         super().__init__(*args, **kwargs)
+        # QoS 1 and 2 messages are acknowledged as they are taken from the queue, not as
+        # they are read: the broker holds those the node has not taken (`RECEIVE_MAXIMUM`)
+        self._client.manual_ack_set(True)
+        if isinstance(self._queue, Incoming):
+            self._queue.taken = lambda m: self._client.ack(m.mid, m.qos)
+        if self._client.protocol == paho.MQTTv5:  # 3.1.1: the broker's in-flight bound
+            if self._properties is None:
+                self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            if getattr(self._properties, "ReceiveMaximum", None) is None:
+                self._properties.ReceiveMaximum = RECEIVE_MAXIMUM
         self.flooded = 0
         """Incoming messages dropped: the queue of those not yet handled was full (`Incoming`)."""
         self.on_flooded: Callable[[], None] | None = None
@@ -324,23 +369,40 @@ class MqttClient(CancellableClient):
         """aiomqtt raises here on a topic it finds invalid, which would end the session;
         a broker that forwards such a topic loses us one message, not the link. A message
         past the bound of those waiting (`Incoming`) is dropped, counted and said."""
-        if self._queue.full():
+        queue = self._queue
+        qos = getattr(message, "qos", 0)
+        if queue.refuses(qos) if isinstance(queue, Incoming) else queue.full():
             self.flooded += 1
             log.warning(
                 "incoming messages come faster than the node handles them: %d (%d bytes) "
-                "wait; dropped one on %.120s (cmd.flooded counts them)",
-                self._queue.qsize(),
-                getattr(self._queue, "bytes", 0),
+                "wait; %s on %.120s (cmd.flooded counts them)",
+                queue.qsize(),
+                getattr(queue, "bytes", 0),
+                "dropped one at QoS 0"
+                if qos == 0
+                else "left one unacknowledged, for the broker to send again at the next "
+                "connection,",
                 getattr(message, "topic", "?"),
                 extra=flood_key("cmd.flooded"),
             )
             if self.on_flooded is not None:
                 self.on_flooded()
+            if qos == 2:  # its PUBREC went: unacknowledged, it would never complete
+                self._acknowledge(message)
             return
         try:
             super()._on_message(client, userdata, message)
         except Exception as exc:
+            self._acknowledge(message)
             self._left_out(exc)
+
+    def _acknowledge(self, message: Any) -> None:
+        """A QoS 1 or 2 message that will never be taken from the queue is acknowledged
+        now (unacknowledged, it would hold one of the broker's in-flight slots, and come
+        again at each reconnection)."""
+        qos = getattr(message, "qos", 0)
+        if qos > 0:
+            self._client.ack(message.mid, qos)
 
     def _on_disconnect(
         self,

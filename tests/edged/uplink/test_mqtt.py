@@ -6,9 +6,12 @@ import inspect
 import subprocess
 import sys
 
+import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from edged.uplink.mqtt import MAX_QUEUED, MAX_QUEUED_BYTES, MqttClient
+from edged.uplink.mqtt import MAX_QUEUED, MAX_QUEUED_BYTES, RECEIVE_MAXIMUM, MqttClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import ROOT
 
@@ -68,13 +71,13 @@ def test_the_paho_internals_the_uplink_reaches_into_are_there() -> None:
     assert isinstance(client._mid_generate(), int)
 
 
-def _flood(port: int, topic: str, payloads: list[bytes]) -> None:
-    """Publish `payloads` at QoS 0 as fast as paho writes them (its own thread)."""
+def _flood(port: int, topic: str, payloads: list[bytes], qos: int = 0) -> None:
+    """Publish `payloads` at `qos` as fast as paho writes them (its own thread)."""
     sender = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     sender.connect("127.0.0.1", port)
     sender.loop_start()
     try:
-        infos = [sender.publish(topic, p, qos=0) for p in payloads]
+        infos = [sender.publish(topic, p, qos=qos) for p in payloads]
         for info in infos:
             info.wait_for_publish(10)
     finally:
@@ -119,3 +122,71 @@ async def test_large_commands_waiting_are_bounded_by_their_bytes(broker: Mosquit
         await _received(client, 12)
         assert client._queue.qsize() == MAX_QUEUED_BYTES // size
         assert client.flooded == 12 - MAX_QUEUED_BYTES // size
+
+
+async def _read(client: MqttClient, expected: int) -> list[bytes]:
+    """The payloads the client gives, until `expected` or 5 s without one."""
+    got: list[bytes] = []
+    messages = client.messages.__aiter__()
+    while len(got) < expected:
+        try:
+            message = await asyncio.wait_for(anext(messages), 5)
+        except TimeoutError:
+            break
+        got.append(bytes(message.payload))  # type: ignore[arg-type]
+    return got
+
+
+def _kept_session() -> Properties:
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 600
+    return properties
+
+
+async def test_qos1_commands_past_the_bound_are_not_lost_once_acknowledged(
+    broker: Mosquitto,
+) -> None:
+    """A QoS 1 message dropped after paho acknowledged it was lost for good: a
+    `door.unlock` from dispatch among another commander's flood, or in the backlog a broker
+    hands a resumed session, was never run nor answered. Acknowledged only as the node
+    takes it, each one arrives, the last ones at the next connection at worst (Mosquitto
+    2.0.11 keeps to the Receive Maximum loosely)."""
+    n = MAX_QUEUED + 100
+    payloads = [str(i).encode() for i in range(n)]
+    v5 = aiomqtt.ProtocolVersion.V5
+    kept = {"identifier": "n1", "protocol": v5, "clean_start": False}
+    async with MqttClient("127.0.0.1", broker.port, **kept, properties=_kept_session()) as c:
+        await c.subscribe("t/#", qos=1)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", payloads, 1)
+        got = await _read(c, n)
+    async with MqttClient("127.0.0.1", broker.port, **kept, properties=_kept_session()) as c:
+        got += await _read(c, n - len(got))
+    assert sorted(got, key=int) == payloads
+
+
+async def test_a_qos1_command_finds_room_in_a_qos0_flood(broker: Mosquitto) -> None:
+    """Another commander's QoS 0 flood filled the queue, and dispatch's `door.unlock`
+    that came next was dropped (after paho acknowledged it): QoS 0 and QoS 1 messages
+    waiting are bounded apart."""
+    n = MAX_QUEUED + 10
+    async with MqttClient("127.0.0.1", broker.port, identifier="n1") as client:
+        await client.subscribe("t/#", qos=1)
+        await asyncio.to_thread(_flood, broker.port, "t/ping", [b"p"] * n)
+        await _received(client, n)
+        await asyncio.to_thread(_flood, broker.port, "t/door.unlock", [b"u"], 1)
+        await _received(client, n + 1)
+        got = await _read(client, MAX_QUEUED + 1)
+        assert got[-1] == b"u" and client.flooded == n - MAX_QUEUED
+
+
+async def test_qos1_commands_waiting_are_bounded_by_the_receive_maximum(
+    broker: Mosquitto,
+) -> None:
+    """Those not yet taken are the broker's to hold: the node's memory holds at most
+    `RECEIVE_MAXIMUM` of them when the broker keeps to it."""
+    v5 = aiomqtt.ProtocolVersion.V5
+    async with MqttClient("127.0.0.1", broker.port, identifier="n1", protocol=v5) as client:
+        await client.subscribe("t/#", qos=1)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"x"] * 200, 1)
+        await asyncio.sleep(0.5)
+        assert client._queue.qsize() == RECEIVE_MAXIMUM
