@@ -150,8 +150,8 @@ class Authorizer:
 
     def _spend(self, cmd_id: str, ts: int) -> None:
         """Remember the id of a verified command as used. Alone for a command the node could
-        not judge (no trusted clock): the seen ids' floor moves only with a trusted clock
-        (`_remember`, which ends here)."""
+        not judge (no trusted clock): the seen ids' floor moves by time only with a trusted
+        clock (`_remember`, which ends here), and here only past `MAX_SEEN`."""
         if cmd_id in self._seen:
             raise CommandError("replayed", f"command id {cmd_id!r} was already used")
         self._seen[cmd_id] = ts

@@ -231,9 +231,11 @@ def prune_aside(
 ) -> list[Path]:
     """Delete the files `aside_name(path, why)` named (with their `companions`) but the
     newest `keep`, `newest` (the one just set aside) always among them; returns those
-    deleted. Oldest by the time each was set aside (a rename sets its ctime): the name's
-    stamp is the clock's, and a Pi without a synced clock may start in the past. A file
-    that cannot be deleted is left, and said."""
+    deleted. Oldest by the time each was set aside (a rename sets its ctime; a chmod, chown
+    or hard link by ops since sets it too, and keeps that copy a while longer). Both ctime
+    and the name's stamp come from the system clock: on a Pi that started without a synced
+    clock in the past, an older copy may pass for a newer one (the one just set aside is
+    kept whatever the clock). A file that cannot be deleted is left, and said."""
     head = f"{path.name}.{why}-"
     try:
         found = [
