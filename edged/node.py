@@ -215,6 +215,7 @@ class Node:
         stored = self._store_reply(outcome)
         if stored is None:
             return
+        self.lanes.answered(cmd)  # a stop during what follows adds no `interrupted` reply
         if self._restart_after_reply:
             self._restart_after_reply = False
             with contextlib.suppress(EdgedError):  # not durable: sent from memory, if at all

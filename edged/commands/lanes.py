@@ -53,6 +53,7 @@ class Lanes:
         self.max_lane = max_lane
         self._queues: dict[str, deque[IncomingCommand]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._answered: set[str] = set()  # lanes whose running command has its reply stored
         self._held = 0
         self._room = asyncio.Event()
         self._idle = asyncio.Event()
@@ -94,8 +95,9 @@ class Lanes:
                     self.counters.inc("cmd.unhandled")
                     log.exception("command %r could not be handled", cmd.name[:80])
                 except asyncio.CancelledError:
-                    self._answer_interrupted(queue, ran=True)
+                    self._answer_interrupted(lane, queue, ran=True)
                     raise
+                self._answered.discard(lane)
                 queue.popleft()
                 self._done()
         finally:
@@ -109,9 +111,19 @@ class Lanes:
         if self._held == 0:
             self._idle.set()
 
-    def _answer_interrupted(self, queue: deque[IncomingCommand], *, ran: bool) -> None:
+    def answered(self, cmd: IncomingCommand) -> None:
+        """`cmd`, running, has its one reply stored; what it still does after (a `restart`
+        waits for its reply to leave) may be cut short by a stop without another reply."""
+        self._answered.add(self._lane_of(cmd))
+
+    def _answer_interrupted(self, lane: str, queue: deque[IncomingCommand], *, ran: bool) -> None:
         """The lane is cut short: its running command (`ran`) and those behind it."""
         first = ran
+        if ran and lane in self._answered:  # answered already: not a second time
+            self._answered.discard(lane)
+            queue.popleft()
+            self._done()
+            first = False
         while queue:
             cmd = queue.popleft()
             try:
@@ -141,6 +153,6 @@ class Lanes:
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        for queue in list(self._queues.values()):  # a lane whose worker had not started
-            self._answer_interrupted(queue, ran=False)
+        for lane, queue in list(self._queues.items()):  # a lane whose worker had not started
+            self._answer_interrupted(lane, queue, ran=False)
         self._queues.clear()
