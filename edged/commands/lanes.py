@@ -8,7 +8,9 @@ tree being deleted by `update.cancel`.
 
 Bounds: at most `max_held` commands taken and not yet answered, at most `max_lane` of
 them in one lane; past either, `put` waits (the uplink reads no further: what the broker
-sends meanwhile waits in the MQTT client, as every command did before). One task per lane
+sends meanwhile waits in the MQTT client, as every command did before). A `put` cancelled
+while it waits (the session ends) takes its command all the same: the client acknowledged
+it on receipt, and nobody would send it again. One task per lane
 with work, never one per message, and the lanes are the router's (one for every name it
 does not know), so a flood of hostile commands holds a bounded amount of memory here.
 
@@ -68,15 +70,28 @@ class Lanes:
     async def put(self, cmd: IncomingCommand) -> None:
         """Queue `cmd` in its lane; wait while the lanes hold as much as they may."""
         lane = self._lane_of(cmd)
-        while not self._closed and (
-            self._held >= self.max_held or len(self._queues.get(lane, ())) >= self.max_lane
-        ):
-            self._room.clear()
-            await self._room.wait()
+        try:
+            while not self._closed and (
+                self._held >= self.max_held or len(self._queues.get(lane, ())) >= self.max_lane
+            ):
+                self._room.clear()
+                await self._room.wait()
+        except asyncio.CancelledError:
+            # the session ends (the reader's task is cancelled): the client acknowledged
+            # `cmd` as it came, so the broker never sends it again; it is taken past the
+            # bound (one more per session's end) rather than dropped without a reply
+            if self._closed:
+                self.counters.inc("cmd.not_taken")
+            else:
+                self._take(lane, cmd)
+            raise
         if self._closed:  # the node stops: as before the lanes, taken by the client, unread
             self.counters.inc("cmd.not_taken")
             log.warning("command %r came as the node stopped: not run", cmd.name[:80])
             return
+        self._take(lane, cmd)
+
+    def _take(self, lane: str, cmd: IncomingCommand) -> None:
         queue = self._queues.setdefault(lane, deque())
         queue.append(cmd)
         self._held += 1

@@ -191,3 +191,20 @@ async def test_after_a_stop_a_command_is_not_taken() -> None:
     await node.lanes.close(0.1)
     await node.lanes.put(cmd("ping", "late"))
     assert node.lanes.held == 0 and node.router.counters["cmd.not_taken"] == 1
+
+
+async def test_a_command_waiting_for_room_when_the_session_ends_is_still_answered() -> None:
+    """The uplink's reader waits in `put` (a full lane) when the connection drops: its
+    session's tasks are cancelled. The broker had the command acknowledged on receipt,
+    so it is never sent again: cut off there, it got no reply at all."""
+    node = Node(max_lane=2)
+    await node.lanes.put(cmd("update.cancel", "c1"))
+    await node.lanes.put(cmd("update.status", "s1"))
+    waiting = asyncio.create_task(node.lanes.put(cmd("update.status", "s2")))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    waiting.cancel()  # the session ends
+    await asyncio.gather(waiting, return_exceptions=True)
+    node.release.set()
+    await node.until(lambda: len(node.replies) == 3, "a reply to each of the three")
+    assert [o.reply.id for o in node.replies] == ["c1", "s1", "s2"]
