@@ -202,7 +202,8 @@ class Node:
     def _interrupted(self, cmd: IncomingCommand, ran: bool) -> None:
         """The node stops with `cmd` still queued (`ran` False) or running: say so."""
         why = (
-            "the node stopped while this command ran: what it did may be partial"
+            "the node stopped while this command ran: what it did may be partial; to run it "
+            "again, send it with a new id"
             if ran
             else "the node stopped before this command ran: it did not run"
         )
