@@ -7,7 +7,8 @@ a `door.unlock` no longer waits for a 4 MB `access.update` being checked, nor fo
 tree being deleted by `update.cancel`.
 
 Bounds: at most `max_held` commands taken and not yet answered, at most `max_lane` of
-them in one lane; past either, `put` waits (the uplink reads no further: what the broker
+them in one lane, at most `max_bytes` of their payloads (but one alone whatever its size);
+past any, `put` waits (the uplink reads no further: what the broker
 sends meanwhile waits in the MQTT client, as every command did before). A `put` cancelled
 while it waits (the session ends) takes its command all the same: the client acknowledged
 it on receipt, and nobody would send it again. One task per lane
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MAX_HELD = 64
 MAX_LANE = 16
+MAX_HELD_BYTES = 16 * 1024 * 1024
+"""The payloads held (the MQTT client's queue holds as much again, edged.uplink.mqtt):
+a command is taken before its size is checked, and the node takes packets of 8 MiB."""
 
 
 class Lanes:
@@ -43,6 +47,7 @@ class Lanes:
         *,
         max_held: int = MAX_HELD,
         max_lane: int = MAX_LANE,
+        max_bytes: int = MAX_HELD_BYTES,
     ) -> None:
         """`run`: handle a command and store its one reply (never raises); `interrupted`:
         store an `interrupted` reply to one the node stopped before (False) or while (True)
@@ -53,10 +58,12 @@ class Lanes:
         self.counters = counters
         self.max_held = max_held
         self.max_lane = max_lane
+        self.max_bytes = max_bytes
         self._queues: dict[str, deque[IncomingCommand]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._answered: set[str] = set()  # lanes whose running command has its reply stored
         self._held = 0
+        self._bytes = 0  # of the payloads held (one alone is taken whatever its size)
         self._room = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -72,7 +79,9 @@ class Lanes:
         lane = self._lane_of(cmd)
         try:
             while not self._closed and (
-                self._held >= self.max_held or len(self._queues.get(lane, ())) >= self.max_lane
+                self._held >= self.max_held
+                or len(self._queues.get(lane, ())) >= self.max_lane
+                or (self._held and self._bytes + len(cmd.payload) > self.max_bytes)
             ):
                 self._room.clear()
                 await self._room.wait()
@@ -95,6 +104,7 @@ class Lanes:
         queue = self._queues.setdefault(lane, deque())
         queue.append(cmd)
         self._held += 1
+        self._bytes += len(cmd.payload)
         self._idle.clear()
         if lane not in self._workers:
             self._workers[lane] = asyncio.create_task(self._work(lane), name=f"cmd.{lane}")
@@ -113,15 +123,15 @@ class Lanes:
                     self._answer_interrupted(lane, queue, ran=True)
                     raise
                 self._answered.discard(lane)
-                queue.popleft()
-                self._done()
+                self._done(queue.popleft())
         finally:
             del self._workers[lane]
             if not queue:
                 del self._queues[lane]
 
-    def _done(self, n: int = 1) -> None:
-        self._held -= n
+    def _done(self, cmd: IncomingCommand) -> None:
+        self._held -= 1
+        self._bytes -= len(cmd.payload)
         self._room.set()
         if self._held == 0:
             self._idle.set()
@@ -136,8 +146,7 @@ class Lanes:
         first = ran
         if ran and lane in self._answered:  # answered already: not a second time
             self._answered.discard(lane)
-            queue.popleft()
-            self._done()
+            self._done(queue.popleft())
             first = False
         while queue:
             cmd = queue.popleft()
@@ -146,7 +155,7 @@ class Lanes:
             except Exception:
                 log.exception("the interrupted command %r could not be answered", cmd.name[:80])
             first = False
-            self._done()
+            self._done(cmd)
 
     async def close(self, within_s: float) -> None:
         """Take nothing more; let what was taken finish within `within_s`, then answer

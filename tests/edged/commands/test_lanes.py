@@ -208,3 +208,25 @@ async def test_a_command_waiting_for_room_when_the_session_ends_is_still_answere
     node.release.set()
     await node.until(lambda: len(node.replies) == 3, "a reply to each of the three")
     assert [o.reply.id for o in node.replies] == ["c1", "s1", "s2"]
+
+
+async def test_big_commands_behind_a_slow_one_hold_at_most_16_mib() -> None:
+    """Each command taken leaves the MQTT client's queue (bounded at 16 MiB) for a lane, its
+    payload with it, before its size is checked: 64 commands of up to 8 MiB (the packet size
+    the node takes) were up to 512 MB held, a Pi Zero's memory."""
+    node = Node()
+    size = 2 << 20
+    await node.lanes.put(cmd("update.cancel", "c1"))
+    await node.until(lambda: node.ran == ["slow:None"], "the slow command running")
+
+    async def flood() -> None:
+        for i in range(15):
+            await node.lanes.put(cmd("update.status", f"s{i}", {"pad": "x" * size}))
+
+    flooding = asyncio.create_task(flood())
+    await asyncio.sleep(0.1)
+    assert not flooding.done(), "15 commands of 2 MiB were all taken"
+    assert (node.lanes.held - 1) * size <= 16 << 20
+    node.release.set()
+    await flooding
+    await node.until(lambda: len(node.replies) == 16, "a reply to each")
