@@ -139,7 +139,10 @@ class Lanes:
     def answered(self, cmd: IncomingCommand) -> None:
         """`cmd`, running, has its one reply stored; what it still does after (a `restart`
         waits for its reply to leave) may be cut short by a stop without another reply."""
-        self._answered.add(self._lane_of(cmd))
+        lane = self._lane_of(cmd)
+        queue = self._queues.get(lane)
+        if queue and queue[0] is cmd:  # run by its lane's worker (not by a caller of its own)
+            self._answered.add(lane)
 
     def _answer_interrupted(self, lane: str, queue: deque[IncomingCommand], *, ran: bool) -> None:
         """The lane is cut short: its running command (`ran`) and those behind it."""
