@@ -94,6 +94,10 @@ class CommandRouter:
         self._running: dict[str, str] = {}
         """Ids of the commands running now (past their checks, not yet remembered), with
         their digest: commands of other lanes run meanwhile (edged.commands.lanes)."""
+        self._read: dict[int, tuple[IncomingCommand, str]] = {}
+        """The id of each command in hand (by `id()` of the IncomingCommand), once read: a
+        stop cuts it short (`handle` cancelled), and `refuse` answers it with its id without
+        reading a 4 MB payload again on the loop."""
 
     def add(self, spec: CommandSpec, *, lane: str | None = None) -> None:
         """Add a command; its `scope` is what a signing key must hold to run it, and its
@@ -137,8 +141,9 @@ class CommandRouter:
         """An error reply to `cmd` without running it (the node stops), with its id when a
         small payload names one; not remembered: sent again, it runs."""
         name = name_of(cmd.name) or INVALID_COMMAND
-        cmd_id = None
-        if len(cmd.payload) <= MAX_COMMAND_BYTES:
+        read = self._read.pop(id(cmd), None)
+        cmd_id = read[1] if read is not None and read[0] is cmd else None
+        if cmd_id is None and len(cmd.payload) <= MAX_COMMAND_BYTES:
             with contextlib.suppress(ValueError, RecursionError):
                 raw = _loads(cmd.payload, [])
                 raw_id = raw.get("id") if isinstance(raw, dict) else None
@@ -158,7 +163,9 @@ class CommandRouter:
         withheld: list[str] = []
         try:
             reply = self._encodable(await self._reply(name, cmd, refusal, withheld))
+            self._read.pop(id(cmd), None)  # not when cancelled: `refuse` takes it then
         except Exception as exc:
+            self._read.pop(id(cmd), None)
             log.exception("command %r failed", cmd.name[:80])
             reply = self._error(None, "internal", f"{type(exc).__name__}: {exc}"[:300])
         if not reply.ok and reply.error is not None:
@@ -203,6 +210,8 @@ class CommandRouter:
             return self._error(None, "bad_json", f"payload is not JSON: {exc}"[:200])
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         cmd_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+        if cmd_id is not None:
+            self._read[id(cmd)] = (cmd, cmd_id)
         if not_numbers:
             return self._error(
                 cmd_id,

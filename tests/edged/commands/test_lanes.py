@@ -230,3 +230,22 @@ async def test_big_commands_behind_a_slow_one_hold_at_most_16_mib() -> None:
     node.release.set()
     await flooding
     await node.until(lambda: len(node.replies) == 16, "a reply to each")
+
+
+async def test_a_big_command_cut_short_at_a_stop_is_answered_with_its_id() -> None:
+    """The `interrupted` reply names the command's id, read from its payload when small;
+    a big one (a 4 MB `access.update`, the slowest, so the likeliest to be running at a
+    stop) is not read again at the stop, but the router read it before it ran."""
+    node = Node()
+
+    async def slow_big(args: dict[str, Any]) -> None:
+        await node.release.wait()
+
+    node.router.add(CommandSpec("access.load", slow_big, max_bytes=4 << 20), lane="access")
+    pad = "x" * (2 * MAX_COMMAND_BYTES)
+    await node.lanes.put(cmd("access.load", "big", {"pad": pad}))
+    await node.until(lambda: "big" in node.router._running, "the big command running")
+    await node.lanes.close(0.05)
+    (only,) = node.replies
+    assert only.reply.error is not None and only.reply.error.code == "interrupted"
+    assert only.reply.id == "big"
