@@ -82,6 +82,13 @@ __all__ = ["Outbox", "PutResult", "encode"]
 _ROW_OVERHEAD = 64  # bytes counted per row on top of topic and payload (≈ file size)
 _MAX_THIN_LEVEL = 16
 _BATCH_MAX = 2000
+ACK_COMMIT_S = 5.0
+"""Acknowledgements alone wait this long for a commit (a put's commit takes them at once):
+each commit writes whole pages to the WAL, and a message's delete would otherwise cost a
+commit of its own. A row whose delete is not yet committed is never handed out again; a
+restart (kill -9, power cut) sends it again, a duplicate dispatch drops (QoS 1 allows it)."""
+ACK_COMMIT_ROWS = 1000
+"""... or until this many are gathered: a fast drain commits them as often as before."""
 READ_RETRY_S = 5.0  # after a failed read, the database is tried again this much later
 JOURNAL_MARK = "journal_rn"
 JOURNAL_STATE_MARK = "journal_state_rn"
@@ -218,6 +225,8 @@ class Outbox:
         measured at each commit and after each thinning step (`_measure_slack`)."""
         self._inflight: dict[int, int] = {}  # id -> size
         self._acked: set[int] = set()
+        self._acked_waiting = 0  # rows in `_acks`: acknowledged, not yet in a commit
+        self._ack_timer: asyncio.TimerHandle | None = None  # ACK_COMMIT_S
         """Rows the broker acknowledged whose deletion is not committed yet (the next
         commit, or a later one while the disk refuses it): never handed out again, even
         by a new session, nor deleted by another statement (each is counted out once)."""
@@ -669,9 +678,17 @@ class Outbox:
         ):
             self._retained_ids[msg.topic] = msg.id
             self._taken[msg.topic] = msg
-            self.set_state(RETAINED_IDS_KEY, self._retained_ids)
+            # written with the acks' commit (`set_state` would wake the writer now)
+            self.state.kv[RETAINED_IDS_KEY] = json.dumps(self._retained_ids)
+            self._kv_dirty.add(RETAINED_IDS_KEY)
         self._acks.append(msg)
-        self._wake_writer.set()
+        self._acked_waiting += 1
+        if self._acked_waiting >= ACK_COMMIT_ROWS:
+            self._wake_writer.set()
+        elif self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(
+                ACK_COMMIT_S, self._wake_writer.set
+            )
 
     def superseded(self, msg: Stored) -> bool:
         """Whether the broker already took a newer message of this retained topic: sent
@@ -755,6 +772,10 @@ class Outbox:
         batch, self._pending = self._pending[:_BATCH_MAX], self._pending[_BATCH_MAX:]
         recovered, self._recovered_again = self._recovered_again, []
         acks, self._acks = self._acks, []
+        self._acked_waiting = 0
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         # only the keys that changed: the access lists (megabytes) are not bound and
         # compared again at each trip or count change
         kv = {k: self.state.kv[k] for k in self._kv_dirty} if self._kv_dirty else None
@@ -788,6 +809,7 @@ class Outbox:
             # batch stays in memory and goes out live (the callers are told it is not
             # durable)
             self._acks[:0] = acks
+            self._acked_waiting += sum(1 for m in acks if m.id > 0)
             self._streams_dirty.update(streams)
             self._kv_dirty.update(kv or ())
             self._unstored.extend((i, i.again) for i in batch if i.again is not None)
@@ -1361,7 +1383,7 @@ class Outbox:
         created = await self._call(oldest)
         now_ms, _ = self.clock.now()
         return OutboxHealth(
-            depth=self._counts.rows,
+            depth=self._counts.rows - self._acked_waiting,
             bytes=self._counts.bytes,
             oldest_age_s=None if created is None else round(max(0.0, (now_ms - created) / 1000), 1),
             in_flight=len(self._inflight),
@@ -1378,8 +1400,9 @@ class Outbox:
 
     @property
     def depth(self) -> int:
-        """Messages waiting: in the database and, when the disk refused them, in memory."""
-        return self._counts.rows + len(self.memory)
+        """Messages waiting: in the database and, when the disk refused them, in memory
+        (not those acknowledged whose delete waits for a commit: ACK_COMMIT_S)."""
+        return self._counts.rows - self._acked_waiting + len(self.memory)
 
 
 def _settle(waiters: "list[asyncio.Future[bool]]", stored: bool) -> None:

@@ -818,3 +818,42 @@ async def test_a_flood_of_command_replies_leaves_the_node_room_for_taps_and_jour
     await box.flush()
     assert await asyncio.gather(*own) == [PutResult.STORED] * 3
     await box.close()
+
+
+async def test_an_acknowledgement_waits_for_the_next_puts_commit_not_one_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """SD wear: each commit writes whole pages to the WAL; a delete of its own per message
+    doubled what a steady stream of positions wrote."""
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    await box.put(position(1))
+    (sent,) = await box.next_batch(10)
+    commits: list[str] = []
+    assert box._db is not None
+    box._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    box.ack(sent)
+    await asyncio.sleep(0.3)
+    assert commits == [] and box.depth == 0
+    await box.put(position(2))
+    box._db.set_trace_callback(None)
+    assert commits == ["COMMIT"]
+    ids = rows_on_disk(tmp_path / "outbox.sqlite", "SELECT seq FROM msg")
+    assert ids == [(2,)], "the delete went with the put's commit"
+    writer.cancel()
+    await box.close()
+
+
+async def test_an_acknowledgement_alone_is_committed_within_its_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("edged.outbox.store.ACK_COMMIT_S", 0.2)
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    await box.put(door(1))
+    (sent,) = await box.next_batch(10)
+    box.ack(sent)
+    await asyncio.sleep(0.6)
+    assert rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg") == [(0,)]
+    writer.cancel()
+    await box.close()
