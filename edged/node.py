@@ -84,9 +84,10 @@ class Node:
             birth=lambda since: birth(config, self.config_hash, since),
             on_command=self._take_command,
             counters=self.counters,
-            on_link=lambda up: self.bus.emit(LinkChanged(up)),
+            on_link=self._link_changed,
             clock=self.clock,
         )
+        self.outbox.linked = False  # until the first session: samples gather (SD wear)
         self.alarms = OutboxAlarms(self.outbox, self.topics, self.clock, self.counters, self.uplink)
         self.outbox.on_pressure = self.alarms.pressure
         state = OutboxState(self.outbox)
@@ -125,6 +126,10 @@ class Node:
         self.notifier = SystemdNotifier()
 
     # -- what the node's own commands see (edged.commands.lifecycle.Lifecycle) --------------
+
+    def _link_changed(self, up: bool) -> None:
+        self.outbox.set_linked(up)
+        self.bus.emit(LinkChanged(up))
 
     @property
     def connected(self) -> bool:

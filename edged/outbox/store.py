@@ -89,6 +89,13 @@ commit of its own. A row whose delete is not yet committed is never handed out a
 restart (kill -9, power cut) sends it again, a duplicate dispatch drops (QoS 1 allows it)."""
 ACK_COMMIT_ROWS = 1000
 """... or until this many are gathered: a fast drain commits them as often as before."""
+OFFLINE_GATHER_S = 10.0
+"""While the link is down (`set_linked`), a commit of samples and health alone (no event, no
+journaled message, no state someone waits for) waits this long for more: nobody can take
+them before the link is back, and each commit writes whole pages. A message that is not a
+sample commits at once, with the samples gathered. A kill -9 while offline may lose these
+(never acknowledged: their callers are told once they are durable); a power cut could lose
+them anyway (`synchronous=NORMAL`: on the card once the kernel writes them, ~30 s)."""
 READ_RETRY_S = 5.0  # after a failed read, the database is tried again this much later
 JOURNAL_MARK = "journal_rn"
 JOURNAL_STATE_MARK = "journal_state_rn"
@@ -251,6 +258,8 @@ class Outbox:
         self._last_id = 0
         self.schema_stamps: dict[str, tuple[int, int]] = {}  # edged.release.schemas
         self._closed = False
+        self.linked = True
+        """The uplink has a session (`set_linked`); False: samples gather (OFFLINE_GATHER_S)."""
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -726,6 +735,37 @@ class Outbox:
         raw = self.state.kv.get(key)
         return default if raw is None else json.loads(raw)
 
+    def set_linked(self, up: bool) -> None:
+        """The uplink's session came up or went down. Up: what gathered offline is
+        committed now, for the uplink to send."""
+        self.linked = up
+        if up:
+            self._wake_writer.set()
+
+    def _may_gather(self) -> bool:
+        """Offline, and only samples and health wait (module doc, OFFLINE_GATHER_S)."""
+        return (
+            not self.linked
+            and not self._closed
+            and not self._state_waiters
+            and not self._recovered_again
+            and not self._fold_next
+            and all(i.pub.priority >= Priority.SAMPLE and i.rn is None for i in self._pending)
+        )
+
+    async def _gather_offline(self) -> None:
+        """Wait up to OFFLINE_GATHER_S while `_may_gather`; a put that is not a sample,
+        the link back or a `sync_state` ends the wait (each wakes the writer)."""
+        deadline = time.monotonic() + OFFLINE_GATHER_S
+        while True:
+            self._wake_writer.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._may_gather():
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._wake_writer.wait()
+
     async def run_writer(self) -> None:
         """Commit gathered writes and acks; the only task that writes to the database."""
         while True:
@@ -733,6 +773,8 @@ class Outbox:
             if self.config.flush_interval_ms and not self._state_waiters:
                 # (state waited for, `sync_state`: a command waits to act, commit now)
                 await asyncio.sleep(self.config.flush_interval_ms / 1000)
+            if self._may_gather():
+                await self._gather_offline()
             try:
                 # one commit of all that gathered, then back to back only while puts
                 # wait (their callers wait for durability); acks that come in

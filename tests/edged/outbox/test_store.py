@@ -857,3 +857,63 @@ async def test_an_acknowledgement_alone_is_committed_within_its_wait(
     assert rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg") == [(0,)]
     writer.cancel()
     await box.close()
+
+
+def counting_commits(box: Outbox) -> list[str]:
+    commits: list[str] = []
+    assert box._db is not None
+    box._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    return commits
+
+
+async def test_offline_samples_gather_into_the_next_events_commit(tmp_path: Path) -> None:
+    """SD wear: nobody can take a sample while the link is down; a commit each costs pages."""
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    box.linked = False
+    commits = counting_commits(box)
+    for i in range(5):
+        box.put_nowait(position(i))
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    assert commits == []
+    await box.put(door(1))
+    assert commits == ["COMMIT"]
+    assert rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg") == [(6,)]
+    writer.cancel()
+    await box.close()
+
+
+async def test_samples_gathered_offline_are_committed_when_the_link_is_back(
+    tmp_path: Path,
+) -> None:
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    box.set_linked(False)
+    stored = box.put_nowait(position(1))
+    await asyncio.sleep(0.2)
+    assert not stored.done()
+    box.set_linked(True)
+    assert await asyncio.wait_for(stored, 1) is PutResult.STORED
+    writer.cancel()
+    await box.close()
+
+
+async def test_samples_gathered_offline_are_committed_within_the_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("edged.outbox.store.OFFLINE_GATHER_S", 0.3)
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    box.set_linked(False)
+    assert await asyncio.wait_for(box.put(position(1)), 2) is PutResult.STORED
+    writer.cancel()
+    await box.close()
+
+
+async def test_samples_are_committed_at_once_while_the_link_is_up(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    assert await asyncio.wait_for(box.put(position(1)), 0.5) is PutResult.STORED
+    writer.cancel()
+    await box.close()
