@@ -42,6 +42,7 @@ from edged.supervisor import Supervisor
 from edged.topics import INVALID_COMMAND, REPLY, UNKNOWN_COMMANDS_STREAM, Topics
 from edged.update.wiring import build_updates
 from edged.uplink import Uplink
+from edged.uplink.batching import outbox_share
 from edged.uplink.shutdown import drain_and_say_offline
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Node:
             clock=self.clock,
         )
         self.outbox.linked = False  # until the first session: samples gather (SD wear)
+        self.outbox.sample_gather_s = outbox_share(config.broker.batch_s)
         self.alarms = OutboxAlarms(self.outbox, self.topics, self.clock, self.counters, self.uplink)
         self.outbox.on_pressure = self.alarms.pressure
         state = OutboxState(self.outbox)

@@ -260,6 +260,10 @@ class Outbox:
         self._closed = False
         self.linked = True
         """The uplink has a session (`set_linked`); False: samples gather (OFFLINE_GATHER_S)."""
+        self.sample_gather_s = 0.0
+        """Online, a commit of samples alone waits this long for more (SD wear): the node
+        sets it to the uplink's share of `[broker] batch_s` (`edged.uplink.batching.
+        outbox_share`), samples waiting there for company anyway; 0: at once."""
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -743,28 +747,43 @@ class Outbox:
             self._wake_writer.set()
 
     def _may_gather(self) -> bool:
-        """Offline, and only samples and health wait (module doc, OFFLINE_GATHER_S)."""
+        """Only samples wait, and nobody needs them committed yet: offline, samples and
+        health (OFFLINE_GATHER_S); online, samples that will wait in the uplink for company
+        anyway (`sample_gather_s`)."""
+        if self._closed or self._state_waiters or self._recovered_again or self._fold_next:
+            return False
+        if not self.linked:
+            return all(i.pub.priority >= Priority.SAMPLE and i.rn is None for i in self._pending)
         return (
-            not self.linked
-            and not self._closed
-            and not self._state_waiters
-            and not self._recovered_again
-            and not self._fold_next
-            and all(i.pub.priority >= Priority.SAMPLE and i.rn is None for i in self._pending)
+            self.sample_gather_s > 0
+            and bool(self._pending)
+            and all(i.pub.priority == Priority.SAMPLE and i.rn is None for i in self._pending)
         )
 
-    async def _gather_offline(self) -> None:
-        """Wait up to OFFLINE_GATHER_S while `_may_gather`; a put that is not a sample,
-        the link back or a `sync_state` ends the wait (each wakes the writer)."""
-        deadline = time.monotonic() + OFFLINE_GATHER_S
+    async def _gather(self) -> None:
+        """Wait while `_may_gather`, up to OFFLINE_GATHER_S offline or `sample_gather_s`
+        online; a put that is not a sample, the link back or a `sync_state` ends the wait
+        (each wakes the writer)."""
+        start = time.monotonic()
         while True:
             self._wake_writer.clear()
-            remaining = deadline - time.monotonic()
+            wait = OFFLINE_GATHER_S if not self.linked else self.sample_gather_s
+            remaining = start + wait - time.monotonic()
             if remaining <= 0 or not self._may_gather():
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await self._wake_writer.wait()
+
+    def hurry(self) -> None:
+        """The node stops: nothing waits for company any more (`sample_gather_s`)."""
+        self.sample_gather_s = 0.0
+        self._wake_writer.set()
+
+    @property
+    def uncommitted(self) -> int:
+        """Puts waiting for their commit (not in `depth` yet)."""
+        return len(self._pending)
 
     async def run_writer(self) -> None:
         """Commit gathered writes and acks; the only task that writes to the database."""
@@ -774,7 +793,7 @@ class Outbox:
                 # (state waited for, `sync_state`: a command waits to act, commit now)
                 await asyncio.sleep(self.config.flush_interval_ms / 1000)
             if self._may_gather():
-                await self._gather_offline()
+                await self._gather()
             try:
                 # one commit of all that gathered, then back to back only while puts
                 # wait (their callers wait for durability); acks that come in

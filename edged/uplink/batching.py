@@ -30,6 +30,14 @@ from edged.topics import Priority
 
 MAX_BATCH_BYTES = 32 * 1024
 """JSON bytes in one batch at most: a few hundred positions, far below any broker's limit."""
+OUTBOX_SHARE_MAX_S = 10.0
+
+
+def outbox_share(batch_s: float) -> float:
+    """Of the `batch_s` a live sample may wait, how long it waits in the outbox for others
+    to share its commit (`Outbox.sample_gather_s`: each commit writes whole pages to the SD
+    card); the drain waits the rest, so a sample still goes within `batch_s` of its put."""
+    return min(batch_s / 2, OUTBOX_SHARE_MAX_S)
 
 
 @dataclass(slots=True)

@@ -44,6 +44,7 @@ from edged.payloads import MqttHealth, State
 from edged.topics import REPLY, STATE, Topics
 from edged.uplink import tlsfail
 from edged.uplink.aliases import TopicAliases
+from edged.uplink.batching import outbox_share
 from edged.uplink.ceiling import PacketCeiling, Suspect, least
 from edged.uplink.incoming import Dropped, incoming
 from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, PublishRefused, reason_name
@@ -784,7 +785,7 @@ class Uplink:
             v5=self.protocol == "5",
             outgoing=self.outgoing,
             unsent=self.aliases.unsent,
-            batch_s=0.0 if self._hurried else self.config.batch_s,
+            batch_s=0.0 if self._hurried else self._drain_batch_s,
             batch_max=self.config.batch_max,
             retains=self.retains,
             ceiling=self.ceiling,
@@ -951,10 +952,17 @@ class Uplink:
             why = "refused" if cause.startswith("0x") else cause  # not a code a broker chose
             log.warning("%s", text, extra=flood_key(f"uplink {kind} {why}"))
 
+    @property
+    def _drain_batch_s(self) -> float:
+        """What a live sample waits for company in the drain: the outbox took its share of
+        `batch_s` before the commit (`outbox_share`)."""
+        return self.config.batch_s - outbox_share(self.config.batch_s)
+
     def hurry(self) -> None:
         """The node stops: samples waiting for company (`[broker] batch_s`, 20 s in a
         vehicle's config) go now, not after the stop waited its whole budget for them."""
         self._hurried = True
+        self.outbox.hurry()
         if self._sender is not None:
             self._sender.hurry()
 
@@ -964,10 +972,10 @@ class Uplink:
         self.hurry()
         deadline = time.monotonic() + within_s
         while self.connected and time.monotonic() < deadline:
-            if self.outbox.depth == 0:
+            if self.outbox.depth == 0 and not self.outbox.uncommitted:
                 return True
             await asyncio.sleep(0.05)
-        return self.outbox.depth == 0
+        return self.outbox.depth == 0 and not self.outbox.uncommitted
 
     async def publish_direct(
         self, topic: str, payload: bytes, *, qos: int, retain: bool, within_s: float = 2.0

@@ -272,3 +272,18 @@ async def test_a_node_batches_its_positions_and_dispatch_gets_every_one_in_order
     seqs = [m.payload["seq"] for m in c.on("position")]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # each one, once, in order
     assert all(isinstance(m.payload["lat"], float) for m in c.on("position"))
+
+
+async def test_a_batched_position_still_reaches_dispatch_within_batch_s_of_its_stamp(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """The outbox holds a live sample for part of `batch_s` (one commit for several: SD
+    wear), the drain for the rest: together never longer than `batch_s`."""
+    config = write_config(tmp_path, broker.port, broker="batch_s = 4.0")
+    await spawn(config)
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await c.wait_for(lambda: len(c.on("position")) >= 30, 40, "30 positions")
+        lags = [m.at - m.payload["ts"] / 1000 for m in c.on("position")]
+        published = c.publishes["position"]
+    assert max(published) > 1  # batched
+    assert max(lags) < 4.0 + 1.0, sorted(lags)[-5:]

@@ -917,3 +917,37 @@ async def test_samples_are_committed_at_once_while_the_link_is_up(tmp_path: Path
     assert await asyncio.wait_for(box.put(position(1)), 0.5) is PutResult.STORED
     writer.cancel()
     await box.close()
+
+
+async def test_online_samples_gather_for_their_share_of_batch_s_into_one_commit(
+    tmp_path: Path,
+) -> None:
+    """With `[broker] batch_s` the drain holds a live sample for company anyway: the outbox
+    takes its share of that wait, and one commit stores what gathered (SD wear)."""
+    box = await opened(config(tmp_path))
+    box.sample_gather_s = 0.6
+    writer = asyncio.create_task(box.run_writer())
+    commits = counting_commits(box)
+    first = box.put_nowait(position(0))
+    for i in range(1, 4):
+        await asyncio.sleep(0.05)
+        box.put_nowait(position(i))
+    await asyncio.sleep(0.2)
+    assert commits == [] and not first.done()
+    await asyncio.wait_for(first, 1)
+    assert commits == ["COMMIT"]
+    assert rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg") == [(4,)]
+    writer.cancel()
+    await box.close()
+
+
+async def test_an_event_commits_the_samples_gathered_online_at_once(tmp_path: Path) -> None:
+    box = await opened(config(tmp_path))
+    box.sample_gather_s = 5.0
+    writer = asyncio.create_task(box.run_writer())
+    sample = box.put_nowait(position(0))
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(box.put(door(1)), 1)
+    assert sample.done()
+    writer.cancel()
+    await box.close()
