@@ -2,7 +2,11 @@
 
 One connection, used from one worker thread, so the event loop never waits on the SD card.
 Writes gather for `flush_interval_ms` and commit together (SD cards wear); a caller of
-`put` is told its message is durable only after that commit. A commit holding an alarm, an
+`put` is told its message is durable only after that commit. Some wait longer, as nobody
+needs them committed sooner (each commit writes whole pages: docs/storage.md):
+acknowledgements alone (ACK_COMMIT_S), samples and health while the link is down
+(OFFLINE_GATHER_S), samples for their share of `[broker] batch_s` while it is up
+(`sample_gather_s`). A commit holding an alarm, an
 event or a trip waits for the card (`synchronous=FULL`: it survives a power cut, and so do
 the commits before it, in the same WAL); one of samples and health alone does not
 (`NORMAL`: it survives the process, and a power cut only once the kernel wrote it), nor
