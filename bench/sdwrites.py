@@ -19,6 +19,9 @@ every 60 s, a person through the beams every 30 s (venue), health every 30 s wit
 measured after the last one's writes had 35 s to settle: `online` (the broker up), `offline`
 (the broker stopped: the backlog grows) and `drain` (35 s from the broker's return). Rates
 are extrapolated to a day (x 86,400 / the window's seconds).
+Before the windows, 900 door events at 12 a second fill both WALs to their bound, so that
+they are written over in place as on a node that has run a while (`--fresh-wal`: measured as
+a start leaves them, growing, where each synced commit also journals new blocks).
 
 Keys, per profile and window (`shuttle.online.card_bytes_per_day`...):
 - card_bytes_per_day, card_writes_per_day: the loop device's bytes and requests written;
@@ -57,6 +60,7 @@ SETTLE_S = 35.0
 """The kernel writes a dirty page back 30 s after it was dirtied (vm.dirty_expire_centisecs
 3000, looked at every 5 s): a window measured from this long after the last one's change
 counts its own writes, in the steady state."""
+WARM_DOOR_EVENTS = 900
 SHUTTLE_POSITION = """
 [services.position.moving]
 min_period_s = 1
@@ -220,7 +224,7 @@ async def _settle(act: Any, quiet: bool) -> None:
 
 
 async def run_profile(
-    profile: str, online_s: float, offline_s: float, quiet: bool, batch_s: float
+    profile: str, online_s: float, offline_s: float, quiet: bool, batch_s: float, warm: bool
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"batch_s": batch_s}
     strace = shutil.which("strace")
@@ -264,6 +268,11 @@ async def run_profile(
         trace = Trace(trace_path, card.mount, rig.daemon.log)
         act = _workload(rig, profile)
         try:
+            if warm:
+                await _fill_wal(rig, quiet)
+            out["wal_bytes_before"] = {
+                p.name: p.stat().st_size for p in sorted(card.mount.glob("*-wal"))
+            }
             await _settle(act, quiet)
             out["online"] = await _window(
                 rig, card, trace, online_s, act, quiet, f"[{profile}] online"
@@ -292,6 +301,18 @@ async def run_profile(
             _stop_traced(rig)
             await rig.close()
     return out
+
+
+async def _fill_wal(rig: Rig, quiet: bool) -> None:
+    """Door events, 12 a second (each a synced commit of its own), until both WALs have
+    reached their bound and wrap: a node that has run for a while writes over its WAL in
+    place, where a fresh one (each start: SQLite deletes it at a clean close) grows, and
+    each synced commit of a growing file also journals its new blocks."""
+    say(quiet, f"filling the WALs: {WARM_DOOR_EVENTS} door events")
+    for i in range(WARM_DOOR_EVENTS):
+        await rig.door(i % 2 == 0)
+        await asyncio.sleep(1 / 12)
+    await rig.door(False)
 
 
 def _stop_traced(rig: Rig) -> None:
@@ -325,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offline-s", type=float, default=60.0)
     p.add_argument("--quick", action="store_true", help="40 s online, 20 s offline")
     p.add_argument(
+        "--fresh-wal",
+        action="store_true",
+        help="measure with the WALs as a start leaves them (growing), not filled first",
+    )
+    p.add_argument(
         "--batch-s",
         type=float,
         default=None,
@@ -341,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         batch_s = (
             args.batch_s if args.batch_s is not None else (20.0 if profile == "shuttle" else 0.0)
         )
-        out[profile] = asyncio.run(run_profile(profile, online, offline, args.json, batch_s))
+        out[profile] = asyncio.run(
+            run_profile(profile, online, offline, args.json, batch_s, not args.fresh_wal)
+        )
     print(json.dumps(out) if args.json else json.dumps(out, indent=1))
     return 0
 
