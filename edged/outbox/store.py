@@ -111,6 +111,11 @@ OVERTAKEN_KEY = "outbox.overtaken"  # `_overtaken` by a message the broker took 
 older row of that topic (refused, then tried again; left from a session that ended) is
 `superseded`: sent retained, it would put the broker's retained value back in time."""
 STATE_STORE_MARK = "state_store"
+ACK_STATE = frozenset({RETAINED_IDS_KEY})
+"""State that acknowledgements write, committed with whatever commit comes next
+(ACK_COMMIT_S): alone, it does not make an event's commit sync the state store (it used to
+go in an unsynced commit of its own, and a power cut that loses it at worst lets a
+superseded retained row go once more, without the retain flag's protection)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS msg (
@@ -1029,7 +1034,8 @@ class Outbox:
             meta = {JOURNAL_MARK: str(self.journal.mark)} if folded is not None else {}
             if state_rn:
                 meta[JOURNAL_STATE_MARK] = str(state_rn)
-            sync = kv is not None and (important or sync_state)
+            # the acknowledgements' bookkeeping alone (ACK_STATE) is not the event's state
+            sync = kv is not None and (sync_state or (important and not kv.keys() <= ACK_STATE))
             self.state.commit(kv, streams, sync=sync, meta=meta)
         db.execute(f"PRAGMA synchronous={'FULL' if important else 'NORMAL'}")
         results: list[PutResult | BaseException] = []

@@ -951,3 +951,28 @@ async def test_an_event_commits_the_samples_gathered_online_at_once(tmp_path: Pa
     assert sample.done()
     writer.cancel()
     await box.close()
+
+
+async def test_an_acknowledgements_bookkeeping_alone_does_not_sync_an_events_state_commit(
+    tmp_path: Path,
+) -> None:
+    """SD wear: the retained ids an acknowledgement notes ride with the next commit; an
+    event's commit that carries only them need not sync the state store too."""
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    await box.put(health(1))
+    (sent,) = await box.next_batch(10)
+    box.ack(sent)
+    modes: list[str] = []
+    assert box.state.db is not None
+    box.state.db.set_trace_callback(lambda sql: modes.append(sql) if "synchronous" in sql else None)
+    await box.put(door(1))
+    box.state.db.set_trace_callback(None)
+    assert modes == ["PRAGMA synchronous=NORMAL"]
+    box.set_state("occupancy", {"count": 1})
+    box.state.db.set_trace_callback(lambda sql: modes.append(sql) if "synchronous" in sql else None)
+    await box.put(door(2))
+    box.state.db.set_trace_callback(None)
+    assert modes[-1] == "PRAGMA synchronous=FULL", "an event's own state is still synced"
+    writer.cancel()
+    await box.close()
