@@ -1443,22 +1443,34 @@ class Outbox:
     # -- health -----------------------------------------------------------------------
 
     async def stats(self) -> OutboxHealth:
+        # rows the broker acknowledged whose delete waits for a commit (ACK_COMMIT_S) are
+        # not waiting any more: left out of every figure
+        acked = idsets.as_json(self._acked)
+
         def oldest() -> int | None:
             assert self._db is not None
             try:
-                row = self._db.execute("SELECT created FROM msg ORDER BY id LIMIT 1").fetchone()
+                row = self._db.execute(
+                    "SELECT created FROM msg WHERE id NOT IN (SELECT value FROM json_each(?))"
+                    " ORDER BY id LIMIT 1",
+                    [acked],
+                ).fetchone()
             except sqlite3.Error:
                 return None
             return None if row is None else int(row[0])
 
         created = await self._call(oldest)
         now_ms, _ = self.clock.now()
+        waiting = [m for m in self._acks if m.id > 0]  # not yet counted out by a commit
+        by_prio = dict(self._counts.by_prio)
+        for m in waiting:
+            by_prio[m.priority] -= 1
         return OutboxHealth(
-            depth=self._counts.rows - self._acked_waiting,
-            bytes=self._counts.bytes,
+            depth=self._counts.rows - len(waiting),
+            bytes=self._counts.bytes - sum(m.size for m in waiting),
             oldest_age_s=None if created is None else round(max(0.0, (now_ms - created) / 1000), 1),
             in_flight=len(self._inflight),
-            by_class={Priority(p).name.lower(): n for p, n in self._counts.by_prio.items()},
+            by_class={Priority(p).name.lower(): n for p, n in by_prio.items()},
             thin_level=self.thin_level,
             refused=self.refused,
             refused_replies=self.refused_replies,

@@ -976,3 +976,23 @@ async def test_an_acknowledgements_bookkeeping_alone_does_not_sync_an_events_sta
     assert modes[-1] == "PRAGMA synchronous=FULL", "an event's own state is still synced"
     writer.cancel()
     await box.close()
+
+
+async def test_health_of_an_outbox_whose_rows_are_all_acknowledged_says_it_is_empty(
+    tmp_path: Path,
+) -> None:
+    """The delete of an acknowledged row waits for a later commit (ACK_COMMIT_S): `health`
+    must not show it meanwhile as waiting (bytes, classes, the age of the oldest)."""
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    await box.put(door(1))
+    await box.put(position(2))
+    sent = await box.next_batch(10)
+    for m in sent:
+        box.ack(m)
+    stats = await box.stats()
+    assert rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg") == [(2,)]
+    assert (stats.depth, stats.bytes, stats.oldest_age_s) == (0, 0, None)
+    assert set(stats.by_class.values()) <= {0}
+    writer.cancel()
+    await box.close()
