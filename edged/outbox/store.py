@@ -243,6 +243,7 @@ class Outbox:
         self._acked: set[int] = set()
         self._acked_waiting = 0  # rows in `_acks`: acknowledged, not yet in a commit
         self._ack_timer: asyncio.TimerHandle | None = None  # ACK_COMMIT_S
+        self._acks_due = False  # acks waited ACK_COMMIT_S: no gathering holds them longer
         """Rows the broker acknowledged whose deletion is not committed yet (the next
         commit, or a later one while the disk refuses it): never handed out again, even
         by a new session, nor deleted by another statement (each is counted out once)."""
@@ -708,9 +709,12 @@ class Outbox:
         if self._acked_waiting >= ACK_COMMIT_ROWS:
             self._wake_writer.set()
         elif self._ack_timer is None:
-            self._ack_timer = asyncio.get_running_loop().call_later(
-                ACK_COMMIT_S, self._wake_writer.set
-            )
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_COMMIT_S, self._ack_due)
+
+    def _ack_due(self) -> None:
+        """Acknowledgements waited ACK_COMMIT_S: committed now, samples gathering or not."""
+        self._acks_due = True
+        self._wake_writer.set()
 
     def superseded(self, msg: Stored) -> bool:
         """Whether the broker already took a newer message of this retained topic: sent
@@ -760,6 +764,8 @@ class Outbox:
         health (OFFLINE_GATHER_S); online, samples that will wait in the uplink for company
         anyway (`sample_gather_s`)."""
         if self._closed or self._state_waiters or self._recovered_again or self._fold_next:
+            return False
+        if self._acks_due:
             return False
         if not self.linked:
             return all(i.pub.priority >= Priority.SAMPLE and i.rn is None for i in self._pending)
@@ -843,6 +849,7 @@ class Outbox:
         recovered, self._recovered_again = self._recovered_again, []
         acks, self._acks = self._acks, []
         self._acked_waiting = 0
+        self._acks_due = False
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None

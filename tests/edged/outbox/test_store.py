@@ -996,3 +996,21 @@ async def test_health_of_an_outbox_whose_rows_are_all_acknowledged_says_it_is_em
     assert set(stats.by_class.values()) <= {0}
     writer.cancel()
     await box.close()
+
+
+async def test_an_acknowledgement_is_committed_within_its_wait_after_the_link_went_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/topics.md: a restart sends again what was acknowledged in the last ACK_COMMIT_S;
+    the offline gathering of samples (OFFLINE_GATHER_S) must not hold the delete longer."""
+    monkeypatch.setattr("edged.outbox.store.ACK_COMMIT_S", 0.2)
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    await box.put(door(1))
+    (sent,) = await box.next_batch(10)
+    box.ack(sent)
+    box.set_linked(False)
+    await asyncio.sleep(1.0)
+    assert rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg") == [(0,)]
+    writer.cancel()
+    await box.close()
