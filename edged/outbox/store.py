@@ -115,7 +115,8 @@ ACK_STATE = frozenset({RETAINED_IDS_KEY})
 """State that acknowledgements write, committed with whatever commit comes next
 (ACK_COMMIT_S): alone, it does not make an event's commit sync the state store (it used to
 go in an unsynced commit of its own, and a power cut that loses it at worst lets a
-superseded retained row go once more, without the retain flag's protection)."""
+superseded retained row go once more, without the retain flag's protection). The outbox's
+own commit, synced, notes them too (its `meta`), with the deletes they stand for."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS msg (
@@ -318,11 +319,17 @@ class Outbox:
         # make every new retained row look superseded
         issued = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'msg'").fetchone()
         top = int(issued[0]) if issued else 0
-        known = self.get_state(RETAINED_IDS_KEY, {})
-        if isinstance(known, dict):
-            self._retained_ids = {
-                str(t): i for t, i in known.items() if isinstance(i, int) and 0 < i <= top
-            }
+        retained_ids: dict[str, int] = {}
+        raw = self._meta(db, RETAINED_IDS_KEY)  # the newer after a power cut (`_commit`)
+        in_file: Any = {}
+        with contextlib.suppress(ValueError):
+            in_file = json.loads(raw) if raw else {}
+        for known in (self.get_state(RETAINED_IDS_KEY, {}), in_file):
+            if isinstance(known, dict):
+                for t, i in known.items():
+                    if isinstance(i, int) and 0 < i <= top:
+                        retained_ids[str(t)] = max(retained_ids.get(str(t), 0), i)
+        self._retained_ids = retained_ids
         overtaken = self.get_state(OVERTAKEN_KEY, {})
         if isinstance(overtaken, dict):  # rows still queued may be older than the broker's
             self._overtaken = {
@@ -1072,6 +1079,10 @@ class Outbox:
                     "ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
                     streams.items(),
                 )
+            if kv is not None and RETAINED_IDS_KEY in kv:
+                # with the deletes they note, in the outbox's own commit: the state store's
+                # is not synced for them (ACK_STATE), a power cut may lose it and keep this
+                self._set_meta(db, RETAINED_IDS_KEY, kv[RETAINED_IDS_KEY])
             if folded is not None:  # not max(rns): an older record the disk refused is not
                 # folded
                 self._set_meta(db, JOURNAL_MARK, str(folded))

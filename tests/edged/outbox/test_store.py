@@ -1014,3 +1014,30 @@ async def test_an_acknowledgement_is_committed_within_its_wait_after_the_link_we
     assert rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg") == [(0,)]
     writer.cancel()
     await box.close()
+
+
+async def test_a_superseded_row_is_still_known_after_a_power_cut_kept_the_events_commit(
+    tmp_path: Path,
+) -> None:
+    """The clear's acknowledgement is committed with the next event's commit: the outbox
+    syncs it (the clear's row deleted for good), the state store does not (ACK_STATE). A
+    power cut that loses the state store's commit (here: its files as they were before)
+    must not make the next start send the refused raise as the alarm's value."""
+    cfg = config(tmp_path)
+    box = await opened(cfg)
+    _raised, cleared = await raised_then_cleared(box)
+    await box.flush()
+    before = {p.name: p.read_bytes() for p in tmp_path.glob(cfg.state_file.name + "*")}
+    box.ack(cleared)
+    box.put_nowait(door(1))  # an important commit: the outbox's side synced
+    await box.flush()
+    await box.close()
+    for p in tmp_path.glob(cfg.state_file.name + "*"):
+        p.unlink()
+    for name, data in before.items():  # the state store's unsynced commit lost
+        (tmp_path / name).write_bytes(data)
+    again = await opened(cfg)
+    left = [m for m in await again.next_batch(10) if m.topic.endswith("/alarm/panic")]
+    assert [json.loads(m.payload)["active"] for m in left] == [True]
+    assert again.superseded(left[0])
+    await again.close()
