@@ -1041,3 +1041,27 @@ async def test_a_superseded_row_is_still_known_after_a_power_cut_kept_the_events
     assert [json.loads(m.payload)["active"] for m in left] == [True]
     assert again.superseded(left[0])
     await again.close()
+
+
+async def test_an_acknowledgement_a_failed_commit_gave_back_is_committed_without_another_put(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk refused the commit that carried the delete: once it takes writes again, the
+    delete is committed within ACK_COMMIT_S (and what memory kept is stored), even when
+    nothing else is put."""
+    monkeypatch.setattr("edged.outbox.store.ACK_COMMIT_S", 0.2)
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await opened(config(disk))
+        writer = asyncio.create_task(box.run_writer())
+        await box.put(door(1))
+        (sent,) = await box.next_batch(10)
+        box.ack(sent)
+        filler = fill(disk)  # the disk refuses the next commit, the delete with it
+        with pytest.raises(NotDurableError, match="could not store"):
+            await asyncio.wait_for(box.put(door(2)), 10)
+        filler.unlink()
+        await asyncio.sleep(2.5)  # the writer's back-off after an error, then the wait
+        seqs_on_disk = rows_on_disk(disk / "outbox.sqlite", "SELECT seq FROM msg")
+        assert seqs_on_disk == [(2,)], "the delete committed, the refused door stored"
+        writer.cancel()
+        await box.close()
