@@ -895,9 +895,7 @@ class Outbox:
             self._acks[:0] = acks
             self._acked_waiting += sum(1 for m in acks if m.id > 0)
             if acks and self._ack_timer is None:  # tried again, whether or not more come
-                self._ack_timer = asyncio.get_running_loop().call_later(
-                    ACK_COMMIT_S, self._ack_due
-                )
+                self._ack_timer = asyncio.get_running_loop().call_later(ACK_COMMIT_S, self._ack_due)
             self._streams_dirty.update(streams)
             self._kv_dirty.update(kv or ())
             self._unstored.extend((i, i.again) for i in batch if i.again is not None)
