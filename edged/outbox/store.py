@@ -245,6 +245,7 @@ class Outbox:
         self._acked_waiting = 0  # rows in `_acks`: acknowledged, not yet in a commit
         self._ack_timer: asyncio.TimerHandle | None = None  # ACK_COMMIT_S
         self._acks_due = False  # acks waited ACK_COMMIT_S: no gathering holds them longer
+        self._committing = 0  # puts in the commit under way, not yet counted in `depth`
         """Rows the broker acknowledged whose deletion is not committed yet (the next
         commit, or a later one while the disk refuses it): never handed out again, even
         by a new session, nor deleted by another statement (each is counted out once)."""
@@ -804,8 +805,8 @@ class Outbox:
 
     @property
     def uncommitted(self) -> int:
-        """Puts waiting for their commit (not in `depth` yet)."""
-        return len(self._pending)
+        """Puts waiting for their commit, or in the commit under way (not in `depth` yet)."""
+        return len(self._pending) + self._committing
 
     async def run_writer(self) -> None:
         """Commit gathered writes and acks; the only task that writes to the database."""
@@ -874,6 +875,7 @@ class Outbox:
         rns += gone
         folded = self.journal.mark_with(rns) if rns else None
         records = [r for r, _ in recovered]
+        self._committing = len(batch)
         try:
             results = await self._call(
                 self._commit,
@@ -904,6 +906,8 @@ class Outbox:
             self._keep_in_memory([i for i in batch if i.again is None], exc)
             log.error("outbox commit failed: %s", exc)
             raise
+        finally:
+            self._committing = 0
         _settle(waiters, self.state.durable)
         self._acked.difference_update(m.id for m in acks)
         for m in acks:

@@ -3,6 +3,7 @@ import dataclasses
 import itertools
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -1065,3 +1066,27 @@ async def test_an_acknowledgement_a_failed_commit_gave_back_is_committed_without
         assert seqs_on_disk == [(2,)], "the delete committed, the refused door stored"
         writer.cancel()
         await box.close()
+
+
+async def test_a_put_whose_commit_is_under_way_still_counts_as_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Uplink.wait_idle` (a stop's drain) waits while `depth` or `uncommitted`: a sample the
+    stop's hurry sent to a slow card's commit must not look sent meanwhile."""
+    box = await opened(config(tmp_path))
+    slow = box.marks.write
+
+    def slow_card(seqs: dict[str, int]) -> None:
+        time.sleep(0.3)  # a slow card: the fault cannot be made on a tmpfs
+        slow(seqs)
+
+    monkeypatch.setattr(box.marks, "write", slow_card)
+    writer = asyncio.create_task(box.run_writer())
+    stored = box.put_nowait(position(1))
+    seen: list[int] = []
+    while not stored.done():
+        seen.append(box.depth + box.uncommitted)
+        await asyncio.sleep(0.01)
+    assert seen and min(seen) > 0
+    writer.cancel()
+    await box.close()
