@@ -49,10 +49,6 @@ IN_ROOT = Path("/fresh-check")
 CLONE = Path("/root/edged")
 SUITE = "bookworm"
 DEMO_S = 20
-INSTALL_PACKAGES = ["python3", "python3-venv", "libnfc6", "libnfc-bin", "libfreefare-dev"]
-INSTALL_PACKAGES += ["can-utils", "mosquitto", "mosquitto-clients"]
-"""What systemd/install.sh installs with apt, plus the broker the example config talks to:
-fetched (not installed) beforehand, so the offline booted root installs them itself."""
 NSPAWN_SYSCALLS = "adjtimex clock_adjtime clock_adjtime64"
 """nspawn's own filter refuses these; a real machine does not (edged reads the clock with
 them). Without CAP_SYS_TIME, which nspawn drops, they can only read."""
@@ -73,6 +69,21 @@ machine's pip configuration lacks; nspawn's, about its own propagation directory
 
 class CheckError(Exception):
     """fresh-check cannot go on; the message says what to do."""
+
+
+def install_sh_packages(script: Path = REPO / "systemd/install.sh") -> list[str]:
+    """The `packages=(...)` systemd/install.sh installs with apt, read from it: a copy of
+    the list here missed `tzdata` when install.sh gained it, and the offline root's apt
+    then failed to fetch it (the check failed on the install, not on a node)."""
+    found = re.search(r"^packages=\(([^)]*)\)", script.read_text(encoding="utf-8"), re.M)
+    if found is None:
+        raise CheckError(f"{script} has no packages=(...) line: update tools/fresh_check.py")
+    return found.group(1).split()
+
+
+INSTALL_PACKAGES = [*install_sh_packages(), "mosquitto", "mosquitto-clients"]
+"""What systemd/install.sh installs with apt, plus the broker the example config talks to:
+fetched (not installed) beforehand, so the offline booted root installs them itself."""
 
 
 # -- what this machine uses to reach its package sources ----------------------------------

@@ -244,3 +244,18 @@ def test_dev_fresh_check_hands_a_foreign_architecture_to_arch_check() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"arch {foreign} on {fc.host_arch()}" in done.stdout + done.stderr
+
+
+def test_the_offline_root_is_given_every_package_install_sh_installs() -> None:
+    # a copy of install.sh's list here missed tzdata when install.sh gained it: the booted
+    # root, offline, could not fetch it and the install failed
+    text = (REPO / "systemd/install.sh").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("packages=("))
+    listed = line[len("packages=(") : line.index(")")].split()
+    assert "tzdata" in listed and set(listed) <= set(fc.INSTALL_PACKAGES)
+
+
+def test_an_install_sh_without_its_packages_line_is_a_clear_error(tmp_path: Path) -> None:
+    script = write(tmp_path / "install.sh", "apt-get install -y python3\n")
+    with pytest.raises(fc.CheckError, match="packages="):
+        fc.install_sh_packages(script)
