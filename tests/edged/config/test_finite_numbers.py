@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from drivers.registry import REGISTRY, options_model
 from edged.config.models import EdgedConfig
@@ -38,23 +39,28 @@ def _types(annotation: Any) -> Iterator[Any]:
         yield from _types(arg)
 
 
-def _float_fields() -> list[tuple[type[BaseModel], str, str]]:
-    """(model, field, shape): shape is "value", "list" or "dict" of floats."""
+def _config_fields() -> Iterator[tuple[type[BaseModel], str, FieldInfo]]:
+    """(model, name, field) of every model a config reaches, the drivers' options included."""
     seen: set[type[BaseModel]] = set()
-    roots = [EdgedConfig, *(options_model(name) for name in REGISTRY)]
-    out = []
-    for root in roots:
+    for root in [EdgedConfig, *(options_model(name) for name in REGISTRY)]:
         for model in _models(root, seen):
             for name, field in model.model_fields.items():
-                ann = field.annotation
-                origin = typing.get_origin(ann)
-                args = [a for a in typing.get_args(ann) if a is not type(None)]
-                if ann is float or (origin in (typing.Union, types.UnionType) and float in args):
-                    out.append((model, name, "value"))
-                elif origin is list and _is_float(args[0]):
-                    out.append((model, name, "list"))
-                elif origin is dict and _is_float(args[1]):
-                    out.append((model, name, "dict"))
+                yield model, name, field
+
+
+def _float_fields() -> list[tuple[type[BaseModel], str, str]]:
+    """(model, field, shape): shape is "value", "list" or "dict" of floats."""
+    out = []
+    for model, name, field in _config_fields():
+        ann = field.annotation
+        origin = typing.get_origin(ann)
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if ann is float or (origin in (typing.Union, types.UnionType) and float in args):
+            out.append((model, name, "value"))
+        elif origin is list and _is_float(args[0]):
+            out.append((model, name, "list"))
+        elif origin is dict and _is_float(args[1]):
+            out.append((model, name, "dict"))
     return out
 
 
@@ -100,21 +106,17 @@ def test_a_nan_co2_factor_is_refused_with_its_name() -> None:
 def _number_fields() -> list[tuple[type[BaseModel], str]]:
     """(model, field) of every field that takes an int or a float and no bool (nor a
     string: a pin's number or name says its own error)."""
-    seen: set[type[BaseModel]] = set()
-    roots = [EdgedConfig, *(options_model(name) for name in REGISTRY)]
     out = []
-    for root in roots:
-        for model in _models(root, seen):
-            for name, field in model.model_fields.items():
-                ann = field.annotation
-                origin = typing.get_origin(ann)
-                if any(type(m).__name__.endswith("Validator") for m in field.metadata):
-                    continue  # a pin: 17 or 'GPIO17', read by its own validator
-                if origin not in (None, typing.Union, types.UnionType):
-                    continue  # a list or a dict of numbers: held below, by example
-                args = typing.get_args(ann) if origin else (ann,)
-                if not {bool, str} & set(args) and any(a in (int, float) for a in args):
-                    out.append((model, name))
+    for model, name, field in _config_fields():
+        ann = field.annotation
+        origin = typing.get_origin(ann)
+        if any(type(m).__name__.endswith("Validator") for m in field.metadata):
+            continue  # a pin: 17 or 'GPIO17', read by its own validator
+        if origin not in (None, typing.Union, types.UnionType):
+            continue  # a list or a dict of numbers: held below, by example
+        args = typing.get_args(ann) if origin else (ann,)
+        if not {bool, str} & set(args) and any(a in (int, float) for a in args):
+            out.append((model, name))
     return out
 
 
