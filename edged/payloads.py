@@ -7,10 +7,21 @@ every topic.
 
 import json
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
+
+ERROR_TEXT_MAX = 500
+"""Characters of an error said in health: the text can hold what a device, a broker or an
+exception put in it, and health carries it in every report until the next error."""
+
+
+def clip_error(text: str) -> str:
+    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 1] + "…"
+
+
+ErrorText = Annotated[str, AfterValidator(clip_error)]
 
 
 class Body(BaseModel):
@@ -53,7 +64,7 @@ class DriverStatus(Body):
     driver: str
     state: Literal["starting", "running", "backoff", "failed", "stopped"]
     restarts: int = 0
-    last_error: str | None = None
+    last_error: ErrorText | None = None
 
 
 class State(Body):
@@ -129,7 +140,7 @@ class MqttHealth(Body):
     session_present: bool | None = Field(
         default=None, description="the broker still had our session at the last connection"
     )
-    last_error: str | None = Field(
+    last_error: ErrorText | None = Field(
         default=None, description="why the last connection was refused or lost, with the remedy"
     )
     tls_resumed: bool | None = Field(

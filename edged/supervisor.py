@@ -21,7 +21,7 @@ from core.logs import KEEP
 from drivers.registry import driver_class
 from edged.backoff import jittered_backoff
 from edged.config.models import DriverConfig, SupervisorConfig
-from edged.payloads import DriverStatus
+from edged.payloads import DriverStatus, clip_error
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Supervisor:
                 sup.state = "stopped"
                 raise
             except ConfigError as exc:
-                sup.state, sup.last_error = "failed", str(exc)
+                sup.state, sup.last_error = "failed", clip_error(str(exc))
                 self.counters.inc(f"driver.{name}.failed")
                 log.error(
                     "driver %s cannot run with its config, not restarting: %s",
@@ -140,7 +140,7 @@ class Supervisor:
                 )
                 return
             except Exception as exc:  # a driver's failure must never reach the other drivers
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = clip_error(f"{type(exc).__name__}: {exc}")
                 if time.monotonic() - started >= self.config.stable_after_s:
                     sup.failures = 0
                 sup.failures += 1

@@ -9,6 +9,7 @@ from core.errors import ConfigError
 from edged.config.loader import load_config
 from edged.config.models import SupervisorConfig
 from edged.node import Node
+from edged.payloads import ERROR_TEXT_MAX
 from edged.supervisor import Supervisor, backoff_delay, restart_delay
 from tests.helpers.drivers import Recorder
 from tests.helpers.journal import FEW, Journal
@@ -55,6 +56,17 @@ class Stamped:
         raise OSError(5, "Input/output error")
 
 
+class Garbled:
+    """Fails with a device's whole garbled read in its message."""
+
+    Options = DriverOptions
+
+    async def run(self, ctx: DriverContext) -> None:
+        ctx.ready()
+        await asyncio.sleep(0.01)
+        raise ValueError("cannot parse " + "\x00garbage" * 100_000)
+
+
 class Misconfigured:
     Options = DriverOptions
 
@@ -90,6 +102,16 @@ async def test_a_crashing_driver_is_restarted_with_its_error_recorded() -> None:
     assert Flaky.starts >= 3
     assert status.restarts >= 2
     assert status.last_error == "OSError: [Errno 5] Input/output error"
+
+
+async def test_a_drivers_error_in_health_is_clipped_whatever_its_message_held() -> None:
+    """Health carries `last_error` in every report until the next error: a 1 MB message
+    must not ride in each of them."""
+    sup = Recorder().supervisor(FAST)
+    await run_for(sup, 0.2, garbled=Garbled)
+    said = sup.statuses()[0].last_error or ""
+    assert said.startswith("ValueError: cannot parse") and said.endswith("…")
+    assert len(said) == ERROR_TEXT_MAX
 
 
 async def test_other_drivers_keep_running_while_one_crashes() -> None:
