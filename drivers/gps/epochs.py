@@ -6,7 +6,9 @@ Which sentences form an epoch:
 
 1. The UTC time is the key. GGA, RMC, GNS, GLL and ZDA carry it: every sentence with the
    same time joins the same epoch, from any talker ($GPGGA + $GLGGA, $GNRMC + $GARMC, a
-   ZDA before a GNS…), and a sentence with another time starts the next epoch. A sentence
+   ZDA before a GNS…), and a sentence with another time starts the next epoch. Times sent
+   to different precisions are the same time when the finer rounds to the coarser
+   (`same_instant`); the epoch takes the time of its RMC, else GGA/GNS, else GLL. A sentence
    with the time of an epoch already emitted is late: it is dropped and counted `late`
    (its date is still noted). Receivers without time yet (cold start, empty time fields)
    start a new epoch when a sentence type repeats.
@@ -86,6 +88,24 @@ GSA_SLOTS = 12
 """Satellites one GSA can list: a receiver using more of one constellation sends another."""
 TALKER_SYSTEM = {"GP": 1, "GL": 2, "GA": 3, "GB": 4, "BD": 4, "GQ": 5, "QZ": 5, "GI": 6}
 """NMEA 4.10 system ids of the constellation talkers (GN is all of them: no id)."""
+
+TIME_RANK = {"RMC": 0, "GGA": 1, "GNS": 1, "GLL": 2, "ZDA": 3}
+"""Whose time an epoch takes when its sentences give it to different precisions: the
+sentence its position and date come from first."""
+
+
+def same_instant(t1: int, digits1: int, t2: int, digits2: int) -> bool:
+    """Whether two times of day (µs) sent with `digits` decimals of the second are one
+    instant: equal, or, when sent to different precisions, the finer one rounding to the
+    coarser (a Magellan eXplorist 210 sends GLL at `200619.295`, GGA and RMC at
+    `200619.30`). Two times of one precision are one instant only when equal: 10 Hz
+    epochs a tenth apart stay apart."""
+    if t1 == t2:
+        return True
+    if digits1 == digits2:
+        return False
+    unit: int = 10 ** (6 - min(digits1, digits2, 6))
+    return 2 * abs(t1 - t2) <= unit
 
 
 def _rank(s: Sentence) -> tuple[bool, int, bool]:
@@ -181,6 +201,8 @@ class Epoch:
         "gsas",
         "rmcs",
         "size",
+        "time_digits",
+        "time_rank",
         "time_us",
         "timed",
         "vtgs",
@@ -191,6 +213,8 @@ class Epoch:
         self.first_at = at  # arrival of its first sentence
         self.size = 0  # sentences added
         self.time_us: int | None = None
+        self.time_digits = 0  # decimals of the seconds of the sentence time_us comes from
+        self.time_rank = len(TIME_RANK)  # TIME_RANK of that sentence
         self.timed = False  # has a timed sentence (with or without a time)
         self.rmcs: list[Sentence] = []
         self.fixes: list[Sentence] = []  # GGA and GNS
@@ -245,13 +269,13 @@ class EpochMerger:
         self.dating = Dating(now, count)
         self._open: Epoch | None = None
         self._tail: list[Sentence] = []  # untimed, after the open epoch's timed sentences
-        self._closed: deque[int] = deque(maxlen=RECENT)
+        self._closed: deque[tuple[int, int]] = deque(maxlen=RECENT)  # (time_us, digits)
         self._last_at: float | None = None  # arrival of the last sentence of any type
         self._gap = 0.0  # the last quiet spell seen, in s
         self._after_gap = False  # the next parsed sentence opens a burst
         self._lead: str | None = None  # the type that opens the receiver's bursts
         self._lead_before: str | None = None  # before the last quiet spell taught `_lead`
-        self._quiet_closed: int | None = None  # time of the last epoch closed by a quiet
+        self._quiet_closed: tuple[int, int] | None = None  # the last epoch closed by a quiet
         self._last_start: float | None = None
         self._intervals: deque[float] = deque(maxlen=9)
         self._floor = 0.0  # raised by quiet spells that proved to be inside a burst
@@ -319,9 +343,11 @@ class EpochMerger:
 
     def _timed(self, s: Sentence, at: float, out: list[Fix]) -> None:
         t = s.time_us
-        if t is not None and t in self._closed:
+        digits = s.time_digits
+        if t is not None and any(same_instant(t, digits, *c) for c in self._closed):
             self.count("late", 1)
-            if t == self._quiet_closed:
+            q = self._quiet_closed
+            if q is not None and same_instant(t, digits, *q):
                 self._inside_burst()
             if s.day is not None and (s.kind == "ZDA" or s.quality):
                 self.dating.note(t, s.day, at)
@@ -330,7 +356,11 @@ class EpochMerger:
         if e is None:
             e = self._open = Epoch(at)
         elif e.timed:
-            if t == e.time_us and (t is not None or not e.has(s.kind)):
+            if (t == e.time_us and (t is not None or not e.has(s.kind))) or (
+                t is not None
+                and e.time_us is not None
+                and same_instant(t, digits, e.time_us, e.time_digits)
+            ):
                 for untimed in self._tail:  # sandwiched: they belong here
                     e.add(untimed)
                 self._tail.clear()
@@ -340,8 +370,10 @@ class EpochMerger:
                 e = self._open = Epoch(at)
                 for untimed in head:
                     e.add(untimed)
+        rank = TIME_RANK[s.kind]
+        if not e.timed or rank < e.time_rank:  # the epoch's time: its best sentence's
+            e.time_us, e.time_digits, e.time_rank = t, digits, rank
         e.timed = True
-        e.time_us = t
         e.add(s)
 
     def _split_tail(self) -> list[Sentence]:
@@ -404,9 +436,10 @@ class EpochMerger:
             return  # nothing emitted (a ZDA alone): its time may still come with a fix
         out.append(fix)
         if e.time_us is not None:
-            self._closed.append(e.time_us)
+            closed = (e.time_us, e.time_digits)
+            self._closed.append(closed)
             if quiet:
-                self._quiet_closed = e.time_us
+                self._quiet_closed = closed
 
     def _measure(self, start: float) -> None:
         """Learn the receiver's period from the arrival of its bursts."""

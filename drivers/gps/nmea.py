@@ -155,6 +155,7 @@ class Sentence:
     kind: str  # GGA, RMC, GNS, GLL, ZDA, VTG, GSA (the talker is apart)
     talker: str  # GP, GN, GL, GA, GB, BD, GQ, QZ, GI…
     time_us: int | None = None  # UTC time of day in µs, the epoch key; None for VTG/GSA
+    time_digits: int = 0  # decimals of the seconds as sent: the precision of time_us
     quality: int | None = None  # 0: says no fix; None: says nothing about the fix
     lat: float | None = None
     lon: float | None = None
@@ -221,6 +222,11 @@ def _int(s: str, low: int, high: int) -> int | None:
 def _dop(s: str) -> float | None:
     value = _float(s, 0.0, 100.0)
     return None if value is None or value >= NO_DOP else value
+
+
+def _time_digits(s: str) -> int:
+    """Decimals of the seconds of `hhmmss[.sss]` (a time _time_us read)."""
+    return max(0, len(s) - 7)
 
 
 def _time_us(s: str) -> int | None:
@@ -373,7 +379,7 @@ def _need(f: list[str], n: int, kind: str, full: int) -> list[str]:
 
 def _gga(f: list[str]) -> Sentence:
     f = _need(f, 7, "GGA", 15)  # up to the quality: older receivers stop after the age (14)
-    s = Sentence("GGA", f[0][:2], _time_us(f[1]))
+    s = Sentence("GGA", f[0][:2], _time_us(f[1]), _time_digits(f[1]))
     try:
         s.quality = _int(f[6], 0, 9)
     except BadSentence:
@@ -383,7 +389,7 @@ def _gga(f: list[str]) -> Sentence:
 
 def _gns(f: list[str]) -> Sentence:
     f = _need(f, 7, "GNS", 14)
-    s = Sentence("GNS", f[0][:2], _time_us(f[1]))
+    s = Sentence("GNS", f[0][:2], _time_us(f[1]), _time_digits(f[1]))
     modes = f[6]
     if modes and not modes.isalpha():
         s.bad += 1
@@ -395,7 +401,7 @@ def _gns(f: list[str]) -> Sentence:
 
 def _rmc(f: list[str]) -> Sentence:
     f = _need(f, 3, "RMC", 13)
-    s = Sentence("RMC", f[0][:2], _time_us(f[1]))
+    s = Sentence("RMC", f[0][:2], _time_us(f[1]), _time_digits(f[1]))
     status = f[2]
     if status == "V":
         s.quality = 0
@@ -424,7 +430,7 @@ def _rmc(f: list[str]) -> Sentence:
 
 def _gll(f: list[str]) -> Sentence:
     f = _need(f, 6, "GLL", 8)  # up to the time: NMEA 1.x GLL without it cannot be placed
-    s = Sentence("GLL", f[0][:2], _time_us(f[5]))
+    s = Sentence("GLL", f[0][:2], _time_us(f[5]), _time_digits(f[5]))
     status = f[6]
     if status == "V":
         s.quality = 0
@@ -439,7 +445,7 @@ def _gll(f: list[str]) -> Sentence:
 def _zda(f: list[str]) -> Sentence:
     """`$--ZDA,hhmmss.ss,dd,mm,yyyy,zh,zm`: the date of the epoch of that time."""
     f = _need(f, 5, "ZDA", 5)
-    s = Sentence("ZDA", f[0][:2], _time_us(f[1]))
+    s = Sentence("ZDA", f[0][:2], _time_us(f[1]), _time_digits(f[1]))
     day, month, year = f[2], f[3], f[4]
     if day or month or year:
         if len(year) == 4 and year.isdigit() and 1980 <= int(year) <= 2200:

@@ -163,6 +163,47 @@ def test_epochs_read_together_are_told_apart_by_time_alone() -> None:
     assert [f.fix_time.second for f in fixes] == [0, 1, 2]
 
 
+def magellan(gll: str, t: str, lat: str = "5313.2228") -> list[str]:
+    """GLL with the time in ms, then GGA and RMC with it in hundredths: a Magellan
+    eXplorist 210 (gpsd's test/daemon/eXplorist210.log)."""
+    return [
+        f"GPGLL,{lat},N,00634.4228,E,{gll},A",
+        f"GPGGA,{t},{lat},N,00634.4228,E,1,05,2.6,00000,M,,,,",
+        f"GPRMC,{t},A,{lat},N,00634.4228,E,00.0,000.0,200519,00,W",
+        "GPGSA,A,3,26,05,22,09,18,,,,,,,,05.1,02.6,04.4",
+    ]
+
+
+def test_times_of_one_instant_sent_to_different_precisions_are_one_epoch() -> None:
+    fixes, counts = bursts(
+        magellan("200619.295", "200619.30"),
+        magellan("200620.303", "200620.30"),
+        magellan("200621.297", "200621.30", lat="5313.2227"),
+        magellan("200622.305", "200622.31", lat="5313.2227"),
+    )
+    assert [(f.fix_time.second, f.fix_time.microsecond) for f in fixes] == [
+        (19, 300_000),
+        (20, 300_000),
+        (21, 300_000),
+        (22, 310_000),
+    ]
+    assert all(f.mode is FixMode.THREE_D and f.date_known for f in fixes)
+    assert "late" not in counts
+
+
+def test_times_of_one_precision_a_hundredth_apart_are_two_epochs() -> None:
+    fixes = decode(*ublox("081500.10"), *ublox("081500.11"))
+    assert [f.fix_time.microsecond for f in fixes] == [100_000, 110_000]
+
+
+def test_a_late_sentence_of_an_emitted_epoch_at_a_finer_precision_is_late() -> None:
+    fixes, counts = bursts(
+        magellan("200619.295", "200619.30"),
+        ["GPGLL,5313.2228,N,00634.4228,E,200619.301,A"],  # after the quiet: late
+    )
+    assert len(fixes) == 1 and counts == {"late": 1}
+
+
 def test_gsa_sandwiched_between_sentences_of_one_time_belongs_to_that_epoch() -> None:
     fixes = decode(
         "GNRMC,081500.00,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
