@@ -82,7 +82,8 @@ at once by <CR><LF>, and allows only printable ASCII inside, so spaces, tabs or 
 
 
 class LineSplitter:
-    """Bytes from the wire to candidate sentences, each starting at `$`, without line end.
+    """Bytes from the wire to candidate sentences, each starting at `$` (or at `!`, NMEA's
+    encapsulation sentences: AIS `!AIVDM` from a transponder's GPS), without line end.
 
     A line ends at CR or LF, whichever the receiver sends: CRLF (the standard), CR alone,
     LF alone or LFCR all give the same sentences, and the empty pieces between two line-end
@@ -112,6 +113,8 @@ class LineSplitter:
         for line in lines:
             line = line.strip(PADDING)
             start = line.rfind(b"$")
+            if start < 0 and line[:1] == b"!":
+                start = 0  # NMEA's encapsulation sentence (AIS !AIVDM): checked, skipped
             if self._discarding:
                 self._discarding = False
                 if start < 0:

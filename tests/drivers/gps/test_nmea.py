@@ -82,6 +82,19 @@ def test_binary_noise_line_is_counted_and_the_next_sentence_kept() -> None:
     assert len(fixes) == 1 and counts == {"noise": 1}
 
 
+def test_an_ais_sentence_is_a_sentence_of_another_type_not_noise() -> None:
+    # a Saab R4 AIS transponder's GPS (gpsd's test/daemon/saab-r4.log): `!` opens NMEA's
+    # encapsulation sentences, checksummed like the others
+    ais = b"!AIVDO,1,1,,B,13`kvwO005wJnb0Lfo:@7P8F05`L,0*5B\r\n"
+    fixes, counts = decode(ais + RMC26 + b"\r\n" + ais)
+    assert len(fixes) == 1 and counts == {}
+
+
+def test_an_ais_sentence_with_a_bad_checksum_is_counted() -> None:
+    fixes, counts = decode(b"!AIVDO,1,1,,B,13`kvwO005wJnb0Lfo:@7P8F05`L,0*5C\r\n" + RMC26 + b"\r\n")
+    assert len(fixes) == 1 and counts == {"bad_checksum": 1}
+
+
 def test_sentence_split_across_reads_is_reassembled() -> None:
     d, counts = decoder()
     data = RMC26 + b"\r\n"
