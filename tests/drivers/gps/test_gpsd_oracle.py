@@ -102,7 +102,8 @@ def bursts(log: bytes, opener: str) -> list[bytes]:
 
 def edged_epochs(log: bytes, opener: str) -> dict[str, list[Seen]]:
     """The valid fixes of the parser fed one burst a second, as a 1 Hz receiver sends."""
-    decoder = NmeaDecoder(now=lambda: NOW)
+    errors: list[str] = []
+    decoder = NmeaDecoder(now=lambda: NOW, count=lambda k, n: errors.append(k))
     fixes: list[Fix] = []
     at = 100.0
     for burst in bursts(log, opener):
@@ -110,6 +111,7 @@ def edged_epochs(log: bytes, opener: str) -> dict[str, list[Seen]]:
         fixes += decoder.feed(burst, at)
         at += PERIOD_S
     fixes += decoder.poll(at + PERIOD_S)
+    assert "parser_error" not in errors
     got: dict[str, list[Seen]] = {}
     for f in fixes:
         if not f.valid:
