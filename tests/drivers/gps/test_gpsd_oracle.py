@@ -176,6 +176,24 @@ def test_a_date_before_2017_is_moved_by_1024_weeks_only_where_the_log_says_so(
 
 
 @pytest.mark.parametrize("name", LOGS)
+def test_the_log_read_in_one_go_gives_the_same_positions(name: str) -> None:
+    """Without timing (a log file, a reader that fell behind), time alone splits epochs."""
+    spec = tomllib.loads((GPSD / f"{name}.toml").read_text())
+    log = (GPSD / f"{name}.nmea").read_bytes()
+    decoder = NmeaDecoder(now=lambda: NOW)
+    fixes = decoder.feed(log, 100.0)
+    if (last := decoder.flush()) is not None:
+        fixes.append(last)
+    got: dict[str, list[Seen]] = {}
+    for f in fixes:
+        if f.valid:
+            key = f.fix_time.strftime("%H:%M:%S.%f")[:12]
+            mode = 3 if f.mode is FixMode.THREE_D else 2
+            got.setdefault(key, []).append(Seen(f.fix_time.date(), f.lat, f.lon, mode))
+    assert got == edged_epochs(log, spec["opener"])
+
+
+@pytest.mark.parametrize("name", LOGS)
 def test_the_log_is_the_sentences_gpsd_read(name: str) -> None:
     chk = (GPSD / f"{name}.chk").read_text().splitlines()
     sentences = [line for line in chk if not line.startswith("{")]
