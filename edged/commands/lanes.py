@@ -9,15 +9,17 @@ tree being deleted by `update.cancel`.
 Bounds: at most `max_held` commands taken and not yet answered, at most `max_lane` of
 them in one lane, at most `max_bytes` of their payloads (but one alone whatever its size);
 past any, `put` waits (the uplink reads no further: what the broker
-sends meanwhile waits in the MQTT client, as every command did before). A `put` cancelled
-while it waits (the session ends) takes its command all the same: the client acknowledged
-it on receipt, and nobody would send it again. One task per lane
+sends meanwhile waits in the MQTT client, as every command did before). A command is
+acknowledged to the broker (`IncomingCommand.ack`, QoS 1: its PUBACK) when it is taken
+here, so one the node does not take (it stops) comes again at the next connection. A `put`
+cancelled while it waits (the session ends) takes its command all the same: a session the
+broker does not keep would not send it again. One task per lane
 with work, never one per message, and the lanes are the router's (one for every name it
 does not know), so a flood of hostile commands holds a bounded amount of memory here.
 
-The node stops (`close`): nothing more is taken; what was taken runs to its reply within
-the time given, and what is still queued or running then is answered `interrupted`
-(queued: not run; running: cut short where it stood).
+The node stops (`close`): nothing more is taken (nor acknowledged); what was taken runs to
+its reply within the time given, and what is still queued or running then is answered
+`interrupted` (queued: not run; running: cut short where it stood).
 """
 
 import asyncio
@@ -86,21 +88,36 @@ class Lanes:
                 self._room.clear()
                 await self._room.wait()
         except asyncio.CancelledError:
-            # the session ends (the reader's task is cancelled): the client acknowledged
-            # `cmd` as it came, so the broker never sends it again; it is taken past the
-            # bound (one more per session's end) rather than dropped without a reply
+            # the session ends (the reader's task is cancelled): a session the broker does
+            # not keep would not send `cmd` again; it is taken past the bound (one more per
+            # session's end), and acknowledged if the connection still holds
             if self._closed:
-                self.counters.inc("cmd.not_taken")
+                self._not_taken(cmd)
             else:
                 self._take(lane, cmd)
             raise
-        if self._closed:  # the node stops: as before the lanes, taken by the client, unread
-            self.counters.inc("cmd.not_taken")
-            log.warning("command %r came as the node stopped: not run", cmd.name[:80])
+        if self._closed:
+            self._not_taken(cmd)
             return
         self._take(lane, cmd)
 
+    def _not_taken(self, cmd: IncomingCommand) -> None:
+        """The node stops: `cmd` is not run, nor acknowledged (the broker sends it again
+        when the node is back, with its session kept)."""
+        self.counters.inc("cmd.not_taken")
+        log.warning(
+            "command %r came as the node stopped: not run, left unacknowledged for the broker "
+            "to send again",
+            cmd.name[:80],
+        )
+
     def _take(self, lane: str, cmd: IncomingCommand) -> None:
+        """`cmd` is the node's to answer from now on: acknowledged to the broker."""
+        if cmd.ack is not None:
+            try:
+                cmd.ack()
+            except Exception:  # the client's: the broker sends it again, answered again
+                log.exception("command %r could not be acknowledged", cmd.name[:80])
         queue = self._queues.setdefault(lane, deque())
         queue.append(cmd)
         self._held += 1

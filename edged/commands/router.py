@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,10 @@ class IncomingCommand:
     response_topic: str | None = None
     correlation: bytes | None = None
     topic: str = ""  # the full topic, name dotted: signatures and de-duplication cover it
+    ack: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    """Acknowledges its MQTT message (QoS 1: PUBACK), once the node took it to be answered
+    (edged.commands.lanes); never called: the broker sends it again at the next connection
+    (a kept session)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 import aiomqtt
@@ -99,6 +100,14 @@ def read_password(config: BrokerConfig) -> str | None:
         raise ConfigError(
             "broker.password_file", [f"cannot read {config.password_file}: {exc.strerror}"]
         ) from exc
+
+
+def _acknowledge(client: MqttClient, message: aiomqtt.Message) -> None:
+    """Acknowledge `message` on the session that read it (on one ended, nothing goes)."""
+    try:
+        client.acknowledge(message)
+    except Exception:  # paho on a socket that closed: the broker sends it again
+        log.debug("could not acknowledge message %s", message.mid, exc_info=True)
 
 
 def _named(server: str | None) -> str:
@@ -621,6 +630,7 @@ class Uplink:
         self._client = client
         client.on_unreadable = lambda: self.counters.inc("cmd.unreadable")
         client.on_flooded = lambda: self.counters.inc("cmd.flooded")
+        client.ack_when_handed()  # a command is acknowledged once the node took it (`_take`)
         async with client:
             client.pending_calls_threshold = self.config.window + 16
             self._no_connack_v5 = 0
@@ -757,22 +767,27 @@ class Uplink:
                 self.where,
             )
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
+    async def _receive(self, client: MqttClient) -> None:
         """Each incoming message on its own: whatever one does, the next is read."""
         async for message in client.messages:
             try:
-                await self._take(message)
+                await self._take(client, message)
             except Exception:
+                _acknowledge(client, message)  # a bug: not again at every connection
                 self.counters.inc("cmd.unhandled")
                 log.exception("an incoming message on %s could not be handled", message.topic)
 
-    async def _take(self, message: aiomqtt.Message) -> None:
+    async def _take(self, client: MqttClient, message: aiomqtt.Message) -> None:
+        """Hand a command on (`on_command`), which acknowledges it (`IncomingCommand.ack`)
+        once it is the node's to answer: one the node does not take (it stops) stays
+        unacknowledged, for the broker to send again at the next connection."""
         item = incoming(message, self.topics)
         if isinstance(item, Dropped):
+            _acknowledge(client, message)
             self.counters.inc(f"cmd.{item.counter}")
             log.warning("ignored: %s", item.why, extra=flood_key(item.counter))
             return
-        await self.on_command(item)
+        await self.on_command(replace(item, ack=lambda: _acknowledge(client, message)))
 
     async def _drain(self, client: MqttClient) -> None:
         """Keep `window` publishes awaiting PUBACK, in outbox order; each acks on PUBACK

@@ -179,7 +179,7 @@ class MqttClient(CancellableClient):
         # they are read: the broker holds those the node has not taken (`RECEIVE_MAXIMUM`)
         self._client.manual_ack_set(True)
         if isinstance(self._queue, Incoming):
-            self._queue.taken = lambda m: self._client.ack(m.mid, m.qos)
+            self._queue.taken = self.acknowledge
         if self._client.protocol == paho.MQTTv5:  # 3.1.1: the broker's in-flight bound
             if self._properties is None:
                 self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -388,21 +388,31 @@ class MqttClient(CancellableClient):
             if self.on_flooded is not None:
                 self.on_flooded()
             if qos == 2:  # its PUBREC went: unacknowledged, it would never complete
-                self._acknowledge(message)
+                self.acknowledge(message)
             return
         try:
             super()._on_message(client, userdata, message)
         except Exception as exc:
-            self._acknowledge(message)
+            self.acknowledge(message)
             self._left_out(exc)
 
-    def _acknowledge(self, message: Any) -> None:
-        """A QoS 1 or 2 message that will never be taken from the queue is acknowledged
-        now (unacknowledged, it would hold one of the broker's in-flight slots, and come
-        again at each reconnection)."""
+    def acknowledge(self, message: Any) -> None:
+        """Acknowledge a QoS 1 or 2 message (PUBACK, PUBCOMP; QoS 0: nothing): as it is
+        taken from the queue, or by whoever took over that (`ack_when_handed`); now, one
+        that will never be taken (unacknowledged, it would hold one of the broker's
+        in-flight slots, and come again at each reconnection)."""
         qos = getattr(message, "qos", 0)
         if qos > 0:
             self._client.ack(message.mid, qos)
+
+    def ack_when_handed(self) -> None:
+        """QoS 1 and 2 messages are no longer acknowledged as they are taken from the queue:
+        the reader calls `acknowledge` once it has handed one on for good (edged.uplink.client:
+        once the node's command lanes took it). One read and not handed on (the node stops,
+        the reader is cancelled as it took it) stays unacknowledged, in the session, and the
+        broker sends it again at the next connection."""
+        if isinstance(self._queue, Incoming):
+            self._queue.taken = None
 
     def _on_disconnect(
         self,

@@ -164,3 +164,35 @@ async def test_a_command_still_running_at_sigterm_is_answered_interrupted(
     assert took < 5.0, f"SIGTERM to exit took {took:.2f} s"
     assert len(answers) == 1, f"{len(answers)} replies to the republish cut off by the stop"
     assert answers[0]["error"]["code"] == "interrupted", answers[0]
+
+
+async def test_a_command_that_comes_during_the_stop_is_answered_after_the_restart(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """While the stop gives a `republish` cut short its 2 s, a `ping` comes: the node no
+    longer takes commands. It was read, acknowledged and dropped (no reply, ever); now it is
+    left unacknowledged in the node's kept session, and the node answers it once back."""
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    try:
+        async with Collector(broker.port) as c:
+            cfg = write_config(tmp_path, proxy.port, gps=False)
+            proc = await online(c, cfg, spawn)
+            journey = b'{"id": "j1", "args": {"route_id": "r1", "trip_id": "t1"}}'
+            await send(broker.port, "cmd/journey/assign", journey)  # retained: `journey`
+            await c.wait_for(lambda: arrival(c, "journey/assign", "j1") is not None, 10, "j1")
+            proxy.quirks.withhold_pubacks = True
+            await send(broker.port, "cmd/republish", b'{"id": "r1"}')
+            await asyncio.sleep(0.3)  # it runs: the birth awaits its PUBACK
+            stopping = asyncio.create_task(proc.stop(timeout=10))
+            await proc.wait_containing("stopping", 5)
+            await send(broker.port, "cmd/ping", b'{"id": "p1"}')  # the lanes are closed
+            assert await stopping == 0
+            assert arrival(c, "ping", "p1") is None  # not run during the stop
+            proxy.quirks.withhold_pubacks = False
+            await online(c, cfg, spawn, after=1)
+            await c.wait_for(lambda: arrival(c, "ping", "p1") is not None, 10, "the ping")
+            await asyncio.sleep(0.3)
+            answers = [r for r in replies(c, "ping") if r.get("id") == "p1"]
+    finally:
+        await proxy.close()
+    assert len(answers) == 1 and answers[0]["ok"], answers
