@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,6 +154,8 @@ class CommandRouter:
                 raw = _loads(cmd.payload, [])
                 raw_id = raw.get("id") if isinstance(raw, dict) else None
                 cmd_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+        elif cmd_id is None:  # a big one never read (queued behind another at a stop)
+            cmd_id = _leading_id(cmd.payload)
         reply = self._error(cmd_id, code, message).model_copy(update={"command": name})
         topic = cmd.response_topic
         if topic is not None and self.response_topics.refusal(topic) is not None:
@@ -388,6 +391,55 @@ def _loads(payload: bytes, not_numbers: list[str], *, in_pieces: bool = False) -
             object_hook=_same,
         )
     return json.loads(payload, parse_constant=constant, parse_float=number)
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's white space (matches everywhere, maybe empty)
+
+
+def _leading_id(payload: bytes) -> str | None:
+    """The `id` of a big command's payload, read from its head only (not a 4 MB parse on
+    the event loop): its members in order up to the first object or array (`args`, which
+    edgectl and dispatch write after `id`); None when it is not among them."""
+    head = payload[:MAX_COMMAND_BYTES]
+    for cut in range(4):  # the head may end inside a character
+        try:
+            text = head[: len(head) - cut].decode()
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        return None
+    decoder = json.JSONDecoder()
+    found: str | None = None
+    try:
+        i = _skip(text, 0)
+        if text[i] != "{":
+            return None
+        i = _skip(text, i + 1)
+        while text[i] == '"':
+            key, i = decoder.raw_decode(text, i)
+            i = _skip(text, i)
+            if text[i] != ":":
+                return found
+            i = _skip(text, i + 1)
+            if text[i] in "{[":
+                return found
+            value, i = decoder.raw_decode(text, i)
+            if key == "id":
+                found = value if isinstance(value, str) and len(value) <= 64 else None
+            i = _skip(text, i)
+            if text[i] != ",":
+                return found
+            i = _skip(text, i + 1)
+    except (ValueError, IndexError, RecursionError):  # the head ends, or no JSON
+        pass
+    return found
+
+
+def _skip(text: str, i: int) -> int:
+    """Past the white space at `i`."""
+    space = _SPACE.match(text, i)
+    return space.end() if space is not None else i
 
 
 def _same(obj: dict[str, Any]) -> dict[str, Any]:

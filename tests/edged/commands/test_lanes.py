@@ -249,3 +249,23 @@ async def test_a_big_command_cut_short_at_a_stop_is_answered_with_its_id() -> No
     (only,) = node.replies
     assert only.reply.error is not None and only.reply.error.code == "interrupted"
     assert only.reply.id == "big"
+
+
+async def test_a_big_command_still_queued_at_a_stop_is_answered_with_its_id() -> None:
+    """Two 4 MB `access.update`s in a row and the node stops while the first is checked:
+    the second, never read, was answered `interrupted` with no id (dispatch could not tell
+    which update did not run); its id is read from the head of its payload."""
+    node = Node()
+
+    async def slow_big(args: dict[str, Any]) -> None:
+        await node.release.wait()
+
+    node.router.add(CommandSpec("access.load", slow_big, max_bytes=4 << 20), lane="access")
+    pad = "x" * (2 * MAX_COMMAND_BYTES)
+    await node.lanes.put(cmd("access.load", "first", {"pad": pad}))
+    await node.lanes.put(cmd("access.load", "second", {"pad": pad}))
+    await node.until(lambda: "first" in node.router._running, "the first one running")
+    await node.lanes.close(0.05)
+    assert [o.reply.id for o in node.replies] == ["first", "second"]
+    assert all(o.reply.error is not None for o in node.replies)
+    assert [o.reply.error.code for o in node.replies if o.reply.error] == ["interrupted"] * 2
