@@ -102,6 +102,15 @@ def read_password(config: BrokerConfig) -> str | None:
         ) from exc
 
 
+class Retake(Exception):
+    """The session ends for the broker to send again the commands left unacknowledged
+    (`Uplink._receive`): it keeps them, and sends them again only in another connection."""
+
+    def __init__(self, left_out: int) -> None:
+        super().__init__(f"{left_out} command(s) left unacknowledged")
+        self.left_out = left_out
+
+
 def _acknowledge(client: MqttClient, message: aiomqtt.Message) -> None:
     """Acknowledge `message` on the session that read it (on one ended, nothing goes)."""
     try:
@@ -281,6 +290,8 @@ class Uplink:
         probe = self._probing_311  # this attempt is the 3.1.1 probe
         try:
             await self._session()
+        except* Retake as group:
+            self._retaken(_first(group))
         except* ClosedBeforeConnack as group:
             self._closed_before_connack(_first(group))
         except* MqttConnectError as group:
@@ -768,7 +779,13 @@ class Uplink:
             )
 
     async def _receive(self, client: MqttClient) -> None:
-        """Each incoming message on its own: whatever one does, the next is read."""
+        """Each incoming message on its own: whatever one does, the next is read. Once the
+        node has taken every QoS 1 command read before those it left unacknowledged (past
+        the bound of those waiting), the session ends (`Retake`): the broker sends those
+        again only in another connection, and meanwhile they held a `door.unlock` sent
+        behind a flood for as long as the connection lasted (days), and each one of the
+        broker's slots for the node (Receive Maximum: on a broker keeping to it, after 16
+        no QoS 1 command came at all)."""
         async for message in client.messages:
             try:
                 await self._take(client, message)
@@ -776,6 +793,23 @@ class Uplink:
                 _acknowledge(client, message)  # a bug: not again at every connection
                 self.counters.inc("cmd.unhandled")
                 log.exception("an incoming message on %s could not be handled", message.topic)
+            if client.left_out and client.caught_up() and self._session_kept(client):
+                raise Retake(client.left_out)
+
+    def _session_kept(self, client: MqttClient) -> bool:
+        """Whether the broker keeps the session, with what it has not had acknowledged,
+        when this connection ends."""
+        if self.config.session_expiry_s <= 0:
+            return False
+        return self.protocol != "5" or client.granted_expiry_s != 0
+
+    def _retaken(self, retake: "Retake") -> None:
+        self.counters.inc("uplink.retaken")
+        log.warning(
+            "%d command(s) came past the bound of those waiting and were left "
+            "unacknowledged: taking the session up again, for the broker to send them",
+            retake.left_out,
+        )
 
     async def _take(self, client: MqttClient, message: aiomqtt.Message) -> None:
         """Hand a command on (`on_command`), which acknowledges it (`IncomingCommand.ack`)

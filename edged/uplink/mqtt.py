@@ -189,6 +189,11 @@ class MqttClient(CancellableClient):
         """Incoming messages dropped: the queue of those not yet handled was full (`Incoming`)."""
         self.on_flooded: Callable[[], None] | None = None
         """Told of each one at once (the health counter `cmd.flooded`)."""
+        self.left_out = 0
+        """QoS 1 messages left unacknowledged in this connection (past the bound, or behind
+        one that was): the broker sends them again only in another connection, and holds
+        each in one of the node's `RECEIVE_MAXIMUM` slots meanwhile (edged.uplink.client
+        takes the session up again once the node has caught up: `caught_up`)."""
         self.session_present: bool | None = None
         self.granted_expiry_s: int | None = None  # CONNACK's session expiry (MQTT 5)
         self.topic_alias_max = 0  # CONNACK's Topic Alias Maximum (MQTT 5; absent: none)
@@ -371,8 +376,13 @@ class MqttClient(CancellableClient):
         past the bound of those waiting (`Incoming`) is dropped, counted and said."""
         queue = self._queue
         qos = getattr(message, "qos", 0)
-        if queue.refuses(qos) if isinstance(queue, Incoming) else queue.full():
+        full = queue.refuses(qos) if isinstance(queue, Incoming) else queue.full()
+        # once one QoS 1 message is left out, every later one is too: the broker sends
+        # them again in their order (`left_out`), none taken ahead of an earlier one
+        if full or (qos == 1 and self.left_out):
             self.flooded += 1
+            if qos == 1:
+                self.left_out += 1
             log.warning(
                 "incoming messages come faster than the node handles them: %d (%d bytes) "
                 "wait; %s on %.120s (cmd.flooded counts them)",
@@ -380,8 +390,8 @@ class MqttClient(CancellableClient):
                 getattr(queue, "bytes", 0),
                 "dropped one at QoS 0"
                 if qos == 0
-                else "left one unacknowledged, for the broker to send again at the next "
-                "connection,",
+                else "left one unacknowledged, for the broker to send again once the node "
+                "has caught up (it takes its session up again),",
                 getattr(message, "topic", "?"),
                 extra=flood_key("cmd.flooded"),
             )
@@ -404,6 +414,11 @@ class MqttClient(CancellableClient):
         qos = getattr(message, "qos", 0)
         if qos > 0:
             self._client.ack(message.mid, qos)
+
+    def caught_up(self) -> bool:
+        """No QoS 1 or 2 message waits in the queue to be taken."""
+        queue = self._queue
+        return queue.unacked == 0 if isinstance(queue, Incoming) else queue.empty()
 
     def ack_when_handed(self) -> None:
         """QoS 1 and 2 messages are no longer acknowledged as they are taken from the queue:

@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.lists import LIST_BYTES, sign_lists
 from edged.security.signing import public_key_text, sign
+from edged.uplink.cancellable import CancellableClient
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.commands import BASE, offlines, online, replies, send
@@ -196,3 +198,33 @@ async def test_a_command_that_comes_during_the_stop_is_answered_after_the_restar
     finally:
         await proxy.close()
     assert len(answers) == 1 and answers[0]["ok"], answers
+
+
+async def test_a_door_unlock_left_unacknowledged_in_a_flood_is_answered_once_it_passes(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """A commander floods `cmd/access/update` with 4 MB lists whose signature is forged:
+    the access lane checks one at a time, the lanes and the queue of those read fill, and
+    dispatch's `door.unlock` sent next is left unacknowledged (past the bound). It came
+    again only at the next connection, which may be days away; now the node takes its
+    session up again once it has caught up, and the unlock is answered."""
+    lists = big_lists()
+    forged = sign_lists(Ed25519PrivateKey.generate(), lists)
+    updates = [
+        signed_command("access.update", f"f{i}", {"lists": lists, "sig": forged}) for i in range(14)
+    ]
+    unlock = signed_command("door.unlock", "u1", {})
+    async with Collector(broker.port) as c:
+        await online(c, config(tmp_path, broker.port), spawn)
+        async with CancellableClient(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as peer:
+            for update in updates:
+                await peer.publish(f"{BASE}/cmd/access/update", update, qos=1)
+            await peer.publish(f"{BASE}/cmd/door/unlock", unlock, qos=1)
+        last = f"f{len(updates) - 1}"
+        await c.wait_for(lambda: arrival(c, "access/update", last) is not None, 60, "the flood")
+        await c.wait_for(lambda: arrival(c, "door/unlock", "u1") is not None, 15, "the unlock")
+        answers = [r for r in replies(c, "access/update")]
+    assert [a["id"] for a in answers] == [f"f{i}" for i in range(len(updates))]
+    assert all(a["error"]["code"] == "bad_signature" for a in answers), answers[0]

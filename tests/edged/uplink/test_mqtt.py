@@ -11,7 +11,13 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edged.uplink.mqtt import MAX_QUEUED, MAX_QUEUED_BYTES, RECEIVE_MAXIMUM, MqttClient
+from edged.uplink.mqtt import (
+    MAX_QUEUED,
+    MAX_QUEUED_BYTES,
+    RECEIVE_MAXIMUM,
+    Incoming,
+    MqttClient,
+)
 from tests.helpers.broker import Mosquitto
 from tests.helpers.nodes import ROOT
 
@@ -190,3 +196,34 @@ async def test_qos1_commands_waiting_are_bounded_by_the_receive_maximum(
         await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"x"] * 200, 1)
         await asyncio.sleep(0.5)
         assert client._queue.qsize() == RECEIVE_MAXIMUM
+
+
+class _SmallIncoming(Incoming):
+    """The queue's bounds at 1,000 bytes, so that four small commands reach them."""
+
+    def __init__(self, maxsize: int = MAX_QUEUED, max_bytes: int = 1000) -> None:
+        super().__init__(maxsize, max_bytes)
+
+
+async def test_qos1_commands_behind_one_left_unacknowledged_keep_their_order(
+    broker: Mosquitto,
+) -> None:
+    """`c` is left unacknowledged past the bound; `d`, sent once the queue had room, was
+    taken at once, ahead of `c` (which came only in the next connection): two
+    `access.update` run in the wrong order. Every QoS 1 message behind one left out is
+    left out too, and the next connection brings them in the order sent."""
+    v5 = aiomqtt.ProtocolVersion.V5
+    kept = {"identifier": "n1", "protocol": v5, "clean_start": False}
+    small = {"queue_type": _SmallIncoming, "properties": _kept_session()}
+    async with MqttClient("127.0.0.1", broker.port, **kept, **small) as client:
+        await client.subscribe("t/#", qos=1)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"a" * 600, b"b" * 600], 1)
+        await _received(client, 2)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"c" * 600], 1)
+        await _received(client, 3)
+        got = await _read(client, 2)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"d"], 1)
+        got += await _read(client, 1)
+    async with MqttClient("127.0.0.1", broker.port, **kept, **small) as client:
+        got += await _read(client, 2)
+    assert [g[:1] for g in got] == [b"a", b"b", b"c", b"d"]
