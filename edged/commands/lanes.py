@@ -10,10 +10,11 @@ Bounds: at most `max_held` commands taken and not yet answered, at most `max_lan
 them in one lane, at most `max_bytes` of their payloads (but one alone whatever its size);
 past any, `put` waits (the uplink reads no further: what the broker
 sends meanwhile waits in the MQTT client, as every command did before). A command is
-acknowledged to the broker (`IncomingCommand.ack`, QoS 1: its PUBACK) when it is taken
-here, so one the node does not take (it stops) comes again at the next connection. A `put`
-cancelled while it waits (the session ends) takes its command all the same: a session the
-broker does not keep would not send it again. One task per lane
+acknowledged to the broker (`IncomingCommand.ack`, QoS 1: its PUBACK) when it comes here,
+before it waits for room, unless the node stops: one the node does not take then comes
+again at the next connection. A `put` cancelled while it waits (the session ends) takes its
+command all the same (the broker will not send it again); one waiting when the node stops
+is answered `interrupted`. One task per lane
 with work, never one per message, and the lanes are the router's (one for every name it
 does not know), so a flood of hostile commands holds a bounded amount of memory here.
 
@@ -28,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from core.counters import Counters
+from core.logs import flood_key
 from edged.commands.router import IncomingCommand
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,19 @@ class Lanes:
         return self._held
 
     async def put(self, cmd: IncomingCommand) -> None:
-        """Queue `cmd` in its lane; wait while the lanes hold as much as they may."""
+        """Queue `cmd` in its lane; wait while the lanes hold as much as they may. Once the
+        node stops, `cmd` is not taken: left unacknowledged (`IncomingCommand.ack`), for the
+        broker to send again when the node is back (its session kept)."""
+        if self._closed:
+            self._not_taken(cmd)
+            return
+        # acknowledged now, not once there is room: a connection that drops while it waits
+        # must not have the broker send it again, run and answered twice
+        if cmd.ack is not None:
+            try:
+                cmd.ack()
+            except Exception:  # the client's: the broker sends it again, answered again
+                log.exception("command %r could not be acknowledged", cmd.name[:80])
         lane = self._lane_of(cmd)
         try:
             while not self._closed and (
@@ -88,36 +102,35 @@ class Lanes:
                 self._room.clear()
                 await self._room.wait()
         except asyncio.CancelledError:
-            # the session ends (the reader's task is cancelled): a session the broker does
-            # not keep would not send `cmd` again; it is taken past the bound (one more per
-            # session's end), and acknowledged if the connection still holds
-            if self._closed:
-                self._not_taken(cmd)
-            else:
-                self._take(lane, cmd)
+            # the session ends (the reader's task is cancelled): it is taken past the
+            # bound (one more per session's end), or answered if the node stops
+            self._take_or_answer(lane, cmd)
             raise
-        if self._closed:
-            self._not_taken(cmd)
+        self._take_or_answer(lane, cmd)
+
+    def _take_or_answer(self, lane: str, cmd: IncomingCommand) -> None:
+        """`cmd`, acknowledged, into its lane; answered `interrupted` (not run) if the node
+        stopped while it waited for room."""
+        if not self._closed:
+            self._take(lane, cmd)
             return
-        self._take(lane, cmd)
+        self.counters.inc("cmd.not_taken")
+        try:
+            self._interrupted(cmd, False)
+        except Exception:
+            log.exception("the interrupted command %r could not be answered", cmd.name[:80])
 
     def _not_taken(self, cmd: IncomingCommand) -> None:
-        """The node stops: `cmd` is not run, nor acknowledged (the broker sends it again
-        when the node is back, with its session kept)."""
+        """The node stops: `cmd` is not run, nor acknowledged."""
         self.counters.inc("cmd.not_taken")
         log.warning(
             "command %r came as the node stopped: not run, left unacknowledged for the broker "
             "to send again",
             cmd.name[:80],
+            extra=flood_key("cmd.not_taken"),
         )
 
     def _take(self, lane: str, cmd: IncomingCommand) -> None:
-        """`cmd` is the node's to answer from now on: acknowledged to the broker."""
-        if cmd.ack is not None:
-            try:
-                cmd.ack()
-            except Exception:  # the client's: the broker sends it again, answered again
-                log.exception("command %r could not be acknowledged", cmd.name[:80])
         queue = self._queues.setdefault(lane, deque())
         queue.append(cmd)
         self._held += 1

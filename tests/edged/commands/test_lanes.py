@@ -2,6 +2,7 @@
 (edged.commands.lanes), on the real router."""
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -269,3 +270,35 @@ async def test_a_big_command_still_queued_at_a_stop_is_answered_with_its_id() ->
     assert [o.reply.id for o in node.replies] == ["first", "second"]
     assert all(o.reply.error is not None for o in node.replies)
     assert [o.reply.error.code for o in node.replies if o.reply.error] == ["interrupted"] * 2
+
+
+async def test_a_command_waiting_for_room_when_the_node_stops_is_answered() -> None:
+    """The reader waits in `put` (a full lane) with a command the broker already has
+    acknowledged (the node acknowledges one as it starts to wait: a connection that drops
+    meanwhile must not have it sent and answered twice); the node stops. It gave up without
+    a reply: the command was lost."""
+    node = Node(max_lane=2)
+    acked: list[str] = []
+
+    def acking(name: str, cmd_id: str) -> IncomingCommand:
+        return dataclasses.replace(cmd(name, cmd_id), ack=lambda: acked.append(cmd_id))
+
+    await node.lanes.put(acking("update.cancel", "c1"))
+    await node.lanes.put(acking("update.status", "s1"))
+    waiting = asyncio.create_task(node.lanes.put(acking("update.status", "s2")))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and acked == ["c1", "s1", "s2"]
+    await node.lanes.close(0.05)
+    await waiting
+    assert sorted(str(o.reply.id) for o in node.replies) == ["c1", "s1", "s2"]
+    assert {o.reply.error.code for o in node.replies if o.reply.error} == {"interrupted"}
+
+
+async def test_a_command_that_comes_once_the_node_stops_is_not_acknowledged() -> None:
+    """Left for the broker to send again when the node is back (its session kept)."""
+    node = Node()
+    acked: list[str] = []
+    await node.lanes.close(0.05)
+    late = dataclasses.replace(cmd("ping", "late"), ack=lambda: acked.append("late"))
+    await node.lanes.put(late)
+    assert acked == [] and node.replies == [] and node.router.counters["cmd.not_taken"] == 1
