@@ -111,12 +111,25 @@ class Retake(Exception):
         self.left_out = left_out
 
 
-def _acknowledge(client: MqttClient, message: aiomqtt.Message) -> None:
-    """Acknowledge `message` on the session that read it (on one ended, nothing goes)."""
-    try:
-        client.acknowledge(message)
-    except Exception:  # paho on a socket that closed: the broker sends it again
-        log.debug("could not acknowledge message %s", message.mid, exc_info=True)
+class _Ack:
+    """Acknowledges one message, once, on the session that read it (on one ended, nothing
+    goes): holds its id, not the message."""
+
+    __slots__ = ("client", "mid", "qos")
+
+    def __init__(self, client: MqttClient, message: aiomqtt.Message) -> None:
+        self.client: MqttClient | None = client
+        self.mid = message.mid
+        self.qos = message.qos
+
+    def __call__(self) -> None:
+        client, self.client = self.client, None
+        if client is None or self.qos == 0:
+            return
+        try:
+            client.acknowledge(self)
+        except Exception:  # paho on a socket that closed: the broker sends it again
+            log.debug("could not acknowledge message %s", self.mid, exc_info=True)
 
 
 def _named(server: str | None) -> str:
@@ -787,10 +800,11 @@ class Uplink:
         broker's slots for the node (Receive Maximum: on a broker keeping to it, after 16
         no QoS 1 command came at all)."""
         async for message in client.messages:
+            ack = _Ack(client, message)
             try:
-                await self._take(client, message)
+                await self._take(ack, message)
             except Exception:
-                _acknowledge(client, message)  # a bug: not again at every connection
+                ack()  # a bug: not again at every connection
                 self.counters.inc("cmd.unhandled")
                 log.exception("an incoming message on %s could not be handled", message.topic)
             if client.left_out and client.caught_up() and self._session_kept(client):
@@ -811,17 +825,17 @@ class Uplink:
             retake.left_out,
         )
 
-    async def _take(self, client: MqttClient, message: aiomqtt.Message) -> None:
+    async def _take(self, ack: "_Ack", message: aiomqtt.Message) -> None:
         """Hand a command on (`on_command`), which acknowledges it (`IncomingCommand.ack`)
         once it is the node's to answer: one the node does not take (it stops) stays
         unacknowledged, for the broker to send again at the next connection."""
         item = incoming(message, self.topics)
         if isinstance(item, Dropped):
-            _acknowledge(client, message)
+            ack()
             self.counters.inc(f"cmd.{item.counter}")
             log.warning("ignored: %s", item.why, extra=flood_key(item.counter))
             return
-        await self.on_command(replace(item, ack=lambda: _acknowledge(client, message)))
+        await self.on_command(replace(item, ack=ack))
 
     async def _drain(self, client: MqttClient) -> None:
         """Keep `window` publishes awaiting PUBACK, in outbox order; each acks on PUBACK
