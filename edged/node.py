@@ -320,6 +320,7 @@ class Node:
                 # the commands taken finish (or are answered `interrupted`), so their
                 # replies go with the drain; the uplink reads no more meanwhile
                 began = time.monotonic()
+                self.uplink.stopping = True  # what it left unacknowledged waits for the next start
                 await self.lanes.close(COMMANDS_AT_STOP_S)
                 left = SHUTDOWN_BUDGET_S - (time.monotonic() - began)
                 await drain_and_say_offline(self.outbox, self.uplink, left)

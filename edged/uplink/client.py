@@ -206,6 +206,9 @@ class Uplink:
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
         will's delay started no earlier (`_will_still_held`)."""
         self.refused_topics: set[str] = set()
+        self.stopping = False
+        """The node stops (set by it): no session is taken up again for the commands left
+        unacknowledged (`_receive`); the next start gets them."""
         self.answers: Callable[[str], bool] | None = None
         """Whether the node answers a command of this (dotted) name (set by the node once its
         router is built; None: every reply is kept when refused, `_kept_when_refused`)."""
@@ -807,7 +810,9 @@ class Uplink:
                 ack()  # a bug: not again at every connection
                 self.counters.inc("cmd.unhandled")
                 log.exception("an incoming message on %s could not be handled", message.topic)
-            if client.left_out and client.caught_up() and self._session_kept(client):
+            if self.stopping or not client.left_out:
+                continue
+            if client.caught_up() and self._session_kept(client):
                 raise Retake(client.left_out)
 
     def _session_kept(self, client: MqttClient) -> bool:

@@ -228,3 +228,33 @@ async def test_a_door_unlock_left_unacknowledged_in_a_flood_is_answered_once_it_
         answers = [r for r in replies(c, "access/update")]
     assert [a["id"] for a in answers] == [f"f{i}" for i in range(len(updates))]
     assert all(a["error"]["code"] == "bad_signature" for a in answers), answers[0]
+
+
+async def test_commands_left_unacknowledged_at_a_stop_wait_for_the_next_start(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """SIGTERM while commands left unacknowledged in a flood wait at the broker: the stop
+    takes no session up again for them (it would spend the stop's seconds reconnecting);
+    the next start gets them."""
+    lists = big_lists()
+    forged = sign_lists(Ed25519PrivateKey.generate(), lists)
+    updates = [
+        signed_command("access.update", f"f{i}", {"lists": lists, "sig": forged}) for i in range(14)
+    ]
+    async with Collector(broker.port) as c:
+        cfg = config(tmp_path, broker.port)
+        proc = await online(c, cfg, spawn)
+        async with CancellableClient(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as peer:
+            for update in updates:
+                await peer.publish(f"{BASE}/cmd/access/update", update, qos=1)
+        await proc.wait_containing("left one unacknowledged", 30)
+        started = time.monotonic()
+        assert await proc.stop(timeout=10) == 0
+        took = time.monotonic() - started
+        assert not any("taking the session up again" in line for line in proc.lines)
+        await online(c, cfg, spawn, after=1)
+        last = f"f{len(updates) - 1}"
+        await c.wait_for(lambda: arrival(c, "access/update", last) is not None, 60, "the last")
+    assert took < 5.0, f"SIGTERM to exit took {took:.2f} s"
