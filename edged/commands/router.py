@@ -172,10 +172,11 @@ class CommandRouter:
         try:
             reply = self._encodable(await self._reply(name, cmd, refusal, withheld))
             self._read.pop(id(cmd), None)  # not when cancelled: `refuse` takes it then
-        except Exception as exc:
-            self._read.pop(id(cmd), None)
+        except Exception as exc:  # a bug, or the reply not kept: with its id when read
+            read = self._read.pop(id(cmd), None)
             log.exception("command %r failed", cmd.name[:80])
-            reply = self._error(None, "internal", f"{type(exc).__name__}: {exc}"[:300])
+            cmd_id = read[1] if read is not None and read[0] is cmd else None
+            reply = self._error(cmd_id, "internal", f"{type(exc).__name__}: {exc}"[:300])
         if not reply.ok and reply.error is not None:
             log.warning(
                 "command %r refused: %s %s",

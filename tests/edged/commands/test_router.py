@@ -184,6 +184,27 @@ async def test_a_failure_outside_the_handler_is_still_one_reply() -> None:
     assert out.reply.error and out.reply.error.code == "internal"
 
 
+async def test_a_failure_after_the_handler_is_answered_with_the_command_id() -> None:
+    """The handler ran (a door may have opened) and keeping its reply failed (the state
+    store refused it): the reply is `internal`, and with no id dispatch could not tell which
+    command it answered."""
+
+    def refused(key: str, value: Any) -> None:
+        raise RuntimeError("the state store is closed")
+
+    r = CommandRouter(Counters(), replies=ReplyMemory(get_state=lambda k, d: d, set_state=refused))
+    ran: list[int] = []
+
+    async def fine(args: dict[str, Any]) -> int:
+        ran.append(1)
+        return 1
+
+    r.add(CommandSpec("fine", fine))
+    out = await r.handle(cmd("fine", {"id": "x"}))
+    assert ran == [1]
+    assert out.reply.error and out.reply.error.code == "internal" and out.reply.id == "x"
+
+
 async def test_response_topic_and_correlation_are_passed_through() -> None:
     out = await router().handle(
         cmd("echo", {"id": "a"}, response_topic="ops/replies/7", correlation=b"\x01\x02")
