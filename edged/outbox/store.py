@@ -812,6 +812,12 @@ class Outbox:
         """Commit gathered writes and acks; the only task that writes to the database."""
         while True:
             await self._wake_writer.wait()
+            if not self._gathered():
+                # woken with nothing to commit (the link back, a stop's `hurry`): only a
+                # commit clears the wake, and a wake left set looped here for good (with
+                # flush_interval_ms = 0 without ever yielding: the event loop froze)
+                self._wake_writer.clear()
+                continue
             if self.config.flush_interval_ms and not self._state_waiters:
                 # (state waited for, `sync_state`: a command waits to act, commit now)
                 await asyncio.sleep(self.config.flush_interval_ms / 1000)

@@ -3,6 +3,8 @@ import dataclasses
 import itertools
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from edged.topics import (
 from tests.helpers.disk import fill, mounted_tmpfs, rows_on_disk
 
 TOPICS = Topics("rnst/v1", "test", "n1")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def door(i: int) -> Publication:
@@ -1090,3 +1093,28 @@ async def test_a_put_whose_commit_is_under_way_still_counts_as_waiting(
     assert seen and min(seen) > 0
     writer.cancel()
     await box.close()
+
+
+def gather_child(tmp_path: Path, scenario: str) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.gather_child", str(tmp_path / "outbox.sqlite"),
+         scenario],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def test_the_link_coming_back_with_nothing_to_commit_leaves_the_loop_turning(
+    tmp_path: Path,
+) -> None:
+    """`set_linked(True)` (and a stop's `hurry`) wake the writer: with nothing gathered it
+    must go back to sleep, not loop on a wake nobody clears (flush_interval_ms = 0: the
+    event loop froze for good, no tap, no health, no watchdog beat)."""
+    child = gather_child(tmp_path, "relink")
+    try:
+        out, _ = child.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        out, _ = child.communicate()
+    assert out.split() == ["turned"]
