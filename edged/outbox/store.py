@@ -244,7 +244,8 @@ class Outbox:
         self._acked: set[int] = set()
         self._acked_waiting = 0  # rows in `_acks`: acknowledged, not yet in a commit
         self._ack_timer: asyncio.TimerHandle | None = None  # ACK_COMMIT_S
-        self._acks_due = False  # acks waited ACK_COMMIT_S: no gathering holds them longer
+        self._acks_due = False  # acks waited ACK_COMMIT_S (or are ACK_COMMIT_ROWS): no
+        # gathering holds them longer
         self._committing = 0  # puts in the commit under way, not yet counted in `depth`
         """Rows the broker acknowledged whose deletion is not committed yet (the next
         commit, or a later one while the disk refuses it): never handed out again, even
@@ -718,12 +719,13 @@ class Outbox:
         self._acks.append(msg)
         self._acked_waiting += 1
         if self._acked_waiting >= ACK_COMMIT_ROWS:
-            self._wake_writer.set()
+            self._ack_due()  # no gathering holds them: a restart would send them again
         elif self._ack_timer is None:
             self._ack_timer = asyncio.get_running_loop().call_later(ACK_COMMIT_S, self._ack_due)
 
     def _ack_due(self) -> None:
-        """Acknowledgements waited ACK_COMMIT_S: committed now, samples gathering or not."""
+        """Acknowledgements waited ACK_COMMIT_S (or ACK_COMMIT_ROWS of them gathered):
+        committed now, samples gathering or not."""
         self._acks_due = True
         self._wake_writer.set()
 

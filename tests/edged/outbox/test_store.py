@@ -15,6 +15,7 @@ from edged.clock import Clock
 from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError, OutboxFullError
 from edged.outbox import Outbox, Publication, PutResult, Stored, sqlitefile
+from edged.outbox.store import ACK_COMMIT_ROWS
 from edged.payloads import (
     Alarm,
     DoorEvent,
@@ -1151,5 +1152,31 @@ async def test_a_samples_own_state_gathers_with_it_offline(tmp_path: Path) -> No
     box.set_state("panic.held", None)
     await asyncio.sleep(0.2)
     assert commits == ["COMMIT"]
+    writer.cancel()
+    await box.close()
+
+
+async def test_a_thousand_acknowledgements_are_committed_while_samples_gather(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ACK_COMMIT_ROWS: a fast drain commits its deletes every thousand acknowledgements (a
+    restart sends those again), even while a live sample gathers for its share of
+    `batch_s`: it must not hold them for its whole wait."""
+    monkeypatch.setattr("edged.outbox.store.ACK_COMMIT_S", 30.0)
+    box = await opened(config(tmp_path))
+    box.sample_gather_s = 10.0
+    writer = asyncio.create_task(box.run_writer())
+    for i in range(ACK_COMMIT_ROWS):
+        box.put_nowait(door(i))
+    await box.flush()
+    sent = await box.next_batch(ACK_COMMIT_ROWS)
+    sample = box.put_nowait(position(1))  # gathers online
+    await asyncio.sleep(0.1)
+    for m in sent:
+        box.ack(m)
+    await asyncio.sleep(1.0)
+    doors = rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg WHERE prio = 1")
+    assert doors == [(0,)], "the deletes committed"
+    assert sample.done()
     writer.cancel()
     await box.close()
