@@ -10,10 +10,13 @@ disk every message reported durable before the cut that was not acknowledged, wh
 happens to this process.
 
     python -m tests.helpers.outbox_child OUTBOX_PATH [--max-rows N] [--wal-bytes B]
-        [--in-flight-ms MS]
+        [--in-flight-ms MS] [--gather offline|online]
 
 A slow uplink (`--in-flight-ms 50`) with small caps (`--max-rows 300`) keeps the outbox at
-its caps: samples thinned, events refused, alarms in their reserve.
+its caps: samples thinned, events refused, alarms in their reserve. `--gather` makes runs of
+positions alone between the mix, which gather for one commit (SD wear): `offline` as with
+the link down (`set_linked(False)`: the uplink still acknowledges, as PUBACKs of a session
+that just ended do), `online` for their share of `batch_s` (`sample_gather_s`).
 """
 
 import argparse
@@ -45,6 +48,7 @@ async def main() -> None:
     ap.add_argument("--max-rows", type=int, default=200_000)
     ap.add_argument("--wal-bytes", type=int, default=64 * 1024)
     ap.add_argument("--in-flight-ms", type=float, default=3.0)
+    ap.add_argument("--gather", choices=["offline", "online"])
     args = ap.parse_args()
     config = OutboxConfig(
         path=args.path,
@@ -56,6 +60,10 @@ async def main() -> None:
     )
     box = Outbox(config, Clock())
     await box.open()
+    if args.gather == "offline":
+        box.set_linked(False)
+    elif args.gather == "online":
+        box.sample_gather_s = 0.05
     writer = asyncio.create_task(box.run_writer())
     say("ready")
 
@@ -90,6 +98,10 @@ async def main() -> None:
     i = 0
     while True:
         i += 1
+        if args.gather and i % 40 < 20:  # positions alone for a while: they gather
+            report(position(i))
+            await asyncio.sleep(0.002)
+            continue
         report(alarm() if i % 20 == 0 else door(i) if i % 2 else position(i))
         if i % 10 == 0:
             await asyncio.sleep(0.001)

@@ -84,14 +84,17 @@ def said(lines: list[str], what: str) -> set[tuple[str, int]]:
 
 @pytest.mark.parametrize("durable_lines", [50, 700, 3000, 9000])
 @pytest.mark.parametrize("caps", ["200000:3", "300:50"])
+@pytest.mark.parametrize("gather", ["", "offline", "online"])
 async def test_a_power_cut_loses_no_alarm_or_event_the_outbox_called_durable(
-    tmp_path: Path, durable_lines: int, caps: str
+    tmp_path: Path, durable_lines: int, caps: str, gather: str
 ) -> None:
-    """`caps`: max_rows and the uplink's delay before an ack (at its caps: thinning)."""
+    """`caps`: max_rows and the uplink's delay before an ack (at its caps: thinning);
+    `gather`: runs of samples gathering for one commit (the link down, or `batch_s`)."""
     max_rows, in_flight_ms = caps.split(":")
+    extra = ["--gather", gather] if gather else []
     with sd_card(tmp_path / "sd") as card:
         lines, cut = await run_until_cut(
-            card, durable_lines, "--max-rows", max_rows, "--in-flight-ms", in_flight_ms
+            card, durable_lines, "--max-rows", max_rows, "--in-flight-ms", in_flight_ms, *extra
         )
         power_back(card)
         box = Outbox(OutboxConfig(path=card / "outbox.sqlite", flush_interval_ms=0), Clock())
