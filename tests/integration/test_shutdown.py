@@ -263,3 +263,19 @@ async def test_sigterm_sends_the_samples_waiting_for_a_batch_at_once(
             f"{BASE}/state"
         ), "the positions came before offline"
     assert queued(config, POSITION) == 0
+
+
+async def test_sigterm_offline_stores_the_positions_gathered_for_one_commit(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """Offline, positions gather up to 10 s for one commit (SD wear, docs/storage.md): a
+    stop commits them for the next start, it does not leave them behind in memory."""
+    every_fix = "[services.position.stopped]\nmin_period_s = 0\nmax_period_s = 0.5\n"
+    config = write_config(tmp_path, free_port(), extra=every_fix)  # nothing listens: offline
+    proc = await spawn(config)
+    await proc.wait_containing("running as")
+    await asyncio.sleep(3)  # positions made, gathering (the first start's commits may
+    # take one or two: an alarm, health)
+    committed = queued(config, POSITION)
+    await stopped_within(proc, NOTHING_TO_WAIT_FOR_S)
+    assert queued(config, POSITION) >= committed + 2
