@@ -95,7 +95,7 @@ ACK_COMMIT_ROWS = 1000
 """... or until this many are gathered: a fast drain commits them as often as before."""
 OFFLINE_GATHER_S = 10.0
 """While the link is down (`set_linked`), a commit of samples and health alone (no event, no
-journaled message, no state set alone or waited for) waits this long for more: nobody can take
+journaled message, no state someone waits for) waits this long for more: nobody can take
 them before the link is back, and each commit writes whole pages. A message that is not a
 sample commits at once, with the samples gathered. A kill -9 while offline may lose these
 (never acknowledged: their callers are told once they are durable); a power cut could lose
