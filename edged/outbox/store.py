@@ -265,7 +265,6 @@ class Outbox:
         self._refused_before_full = 0  # `refused` when the current full episode began
         self._pressure_reported = False
         self._kv_dirty: set[str] = set()  # state keys changed since the last commit
-        self._state_alone = False  # `set_state` since: no gathering holds it (samples')
         self._state_waiters: list[asyncio.Future[bool]] = []  # `sync_state`: the next commit
         self._streams_dirty: set[str] = set()
         self._state_rn = 0  # the last journal record that carried state (JOURNAL_STATE_MARK)
@@ -635,10 +634,8 @@ class Outbox:
         if self._closed:
             raise EdgedError("the outbox is closed: edged is shutting down")
         payload, seq, ts = self.stamp(pub.stream, pub.body, pub.spec.version)
-        for key, value in (state or {}).items():  # kept or lost with the message: a
-            # sample's (the odometer with its position) may gather with it
-            self.state.kv[key] = json.dumps(value)
-            self._kv_dirty.add(key)
+        for key, value in (state or {}).items():
+            self.set_state(key, value)
         future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
         item = _Pending(pub, payload, seq, ts, future)
         if pub.spec.journal and pub.response_topic is None:
@@ -741,12 +738,10 @@ class Outbox:
         )
 
     def set_state(self, key: str, value: Any) -> None:
-        """Small persistent state for services (an open trip, a panic button let go...),
-        written with the next batch to the state store, at once: it does not wait with
-        samples gathering (state that goes with a sample: `put_nowait`'s `state`)."""
+        """Small persistent state for services (odometer, trip...), written with the next
+        batch to the state store."""
         self.state.kv[key] = json.dumps(value)
         self._kv_dirty.add(key)
-        self._state_alone = True
         self._wake_writer.set()
 
     async def sync_state(self, *keys: str) -> bool:
@@ -780,7 +775,7 @@ class Outbox:
         anyway (`sample_gather_s`)."""
         if self._closed or self._state_waiters or self._recovered_again or self._fold_next:
             return False
-        if self._acks_due or self._state_alone:
+        if self._acks_due:
             return False
         if not self.linked:
             return all(i.pub.priority >= Priority.SAMPLE and i.rn is None for i in self._pending)
@@ -878,7 +873,6 @@ class Outbox:
         # compared again at each trip or count change
         kv = {k: self.state.kv[k] for k in self._kv_dirty} if self._kv_dirty else None
         self._kv_dirty = set()
-        state_alone, self._state_alone = self._state_alone, False
         state_rn = self._state_rn if kv is not None else 0  # its state is in `kv`
         streams = {name: self._seqs[name] for name in self._streams_dirty}
         self._streams_dirty.clear()
@@ -914,7 +908,6 @@ class Outbox:
                 self._ack_timer = asyncio.get_running_loop().call_later(ACK_COMMIT_S, self._ack_due)
             self._streams_dirty.update(streams)
             self._kv_dirty.update(kv or ())
-            self._state_alone |= state_alone
             self._unstored.extend((i, i.again) for i in batch if i.again is not None)
             self._recovered.extend(recovered)
             self._fold_next[:0] = gone

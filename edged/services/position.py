@@ -128,13 +128,8 @@ class PositionService(Service):
         self._count_distance(fix)
         if self._due(fix, now):
             self._last_sent = (fix, now)
-            self.host.publish(
-                POSITION,
-                self.payload(fix),
-                qos=self.config.qos,
-                # kept or lost with the position: both may wait for a commit together
-                state={ODOMETER_KEY: round(self.odometer_m, 1)},
-            )
+            self.host.state.set(ODOMETER_KEY, round(self.odometer_m, 1))
+            self.host.publish(POSITION, self.payload(fix), qos=self.config.qos)
         self.host.bus.emit(PositionUpdated(fix))
 
     def _count_distance(self, fix: Fix) -> None:

@@ -1121,41 +1121,6 @@ def test_the_link_coming_back_with_nothing_to_commit_leaves_the_loop_turning(
     assert out.split() == ["turned"]
 
 
-async def test_state_set_alone_offline_survives_a_kill_as_soon_as_before(tmp_path: Path) -> None:
-    """Only samples and health gather offline (docs/storage.md); a service's state set
-    alone (a panic button let go, an open trip's progress) is committed at once, as online:
-    a kill -9 a moment later keeps it."""
-    child = gather_child(tmp_path, "state")
-    assert child.stdout is not None
-    try:
-        assert child.stdout.readline().strip() == "set"
-    finally:
-        child.kill()
-        child.wait(10)
-    box = await opened(config(tmp_path))
-    assert box.get_state("panic.held") == {"alarm_id": "a1"}
-    await box.close()
-
-
-async def test_a_samples_own_state_gathers_with_it_offline(tmp_path: Path) -> None:
-    """The odometer goes with its position (`put_nowait`'s `state`): it does not end the
-    offline gathering that state set alone ends."""
-    box = await opened(config(tmp_path))
-    writer = asyncio.create_task(box.run_writer())
-    box.set_linked(False)
-    commits = counting_commits(box)
-    for i in range(3):
-        box.put_nowait(position(i), state={"position.odometer_m": float(i)})
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
-    assert commits == []
-    box.set_state("panic.held", None)
-    await asyncio.sleep(0.2)
-    assert commits == ["COMMIT"]
-    writer.cancel()
-    await box.close()
-
-
 async def test_a_thousand_acknowledgements_are_committed_while_samples_gather(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
