@@ -1433,24 +1433,30 @@ class Outbox:
         for lo, hi in ((boundary, None), (0, boundary)):
             live = hi is None
             for after, upto in self.lanes.gaps(prio, lo, hi):
-                room = limit - len(out)
-                if room <= 0:
-                    return
                 bound, args = ("", []) if upto is None else (" AND id <= ?", [upto])
-                rows = db.execute(
-                    f"SELECT {cols} FROM msg WHERE prio = ? AND id > ?{bound} ORDER BY id LIMIT ?",
-                    [prio, after, *args, room],
-                ).fetchall()
-                acked = self._acked
-                for r in rows:
-                    if r[0] in acked:  # the broker has it; its deletion is not committed yet
-                        continue
-                    msg = Stored(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], live)
-                    self._inflight[msg.id] = msg.size
-                    out.append(msg)
-                exhausted = len(rows) < room
-                end = (upto if upto is not None else self._last_id) if exhausted else rows[-1][0]
-                self.lanes.take(prio, after, end, session)
+                while True:  # on past rows acknowledged whose delete waits for a commit
+                    room = limit - len(out)
+                    if room <= 0:
+                        return
+                    rows = db.execute(
+                        f"SELECT {cols} FROM msg WHERE prio = ? AND id > ?{bound} "
+                        "ORDER BY id LIMIT ?",
+                        [prio, after, *args, room],
+                    ).fetchall()
+                    acked = self._acked
+                    for r in rows:
+                        if r[0] in acked:  # the broker has it; its deletion is not committed
+                            continue
+                        msg = Stored(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], live)
+                        self._inflight[msg.id] = msg.size
+                        out.append(msg)
+                    if len(rows) < room:  # the gap read to its end
+                        self.lanes.take(
+                            prio, after, upto if upto is not None else self._last_id, session
+                        )
+                        break
+                    self.lanes.take(prio, after, rows[-1][0], session)
+                    after = rows[-1][0]
 
     async def retained(self) -> list[tuple[str, bytes, int]]:
         """The last delivered message of each retained topic, to restore a broker's memory.

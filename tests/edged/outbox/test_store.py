@@ -1145,3 +1145,24 @@ async def test_a_thousand_acknowledgements_are_committed_while_samples_gather(
     assert sample.done()
     writer.cancel()
     await box.close()
+
+
+async def test_a_new_session_reads_past_rows_acknowledged_whose_delete_waits(
+    tmp_path: Path,
+) -> None:
+    """The link drops mid-drain and comes back within ACK_COMMIT_S: the rows the broker
+    acknowledged before are still in the file (their delete waits for a commit) and are
+    never handed out again; the new session's first read must hand out the unsent rows
+    behind them, not nothing (the drain then waited for the next put's commit, and for as
+    many more as it took to read past them a batch at a time)."""
+    box = await opened(config(tmp_path))
+    for i in range(400):
+        box.put_nowait(door(i))
+    await box.flush()
+    box.begin_session()
+    for m in await box.next_batch(300):
+        box.ack(m)
+    box.begin_session()  # the link back: nothing committed meanwhile
+    batch = await asyncio.wait_for(box.next_batch(100), 2)
+    assert seqs(batch) == list(range(301, 401))
+    await box.close()
