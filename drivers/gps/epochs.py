@@ -5,13 +5,13 @@ A receiver sends one burst of sentences per measurement epoch, then is quiet unt
 Which sentences form an epoch:
 
 1. The UTC time is the key. GGA, RMC, GNS, GLL and ZDA carry it: every sentence with the
-   same time joins the same epoch, from any talker ($GPGGA + $GLGGA, $GNRMC + $GARMC, a
-   ZDA before a GNS…), and a sentence with another time starts the next epoch. Times sent
-   to different precisions are the same time when the finer rounds to the coarser
-   (`same_instant`); the epoch takes the time of its RMC, else GGA/GNS, else GLL. A sentence
-   with the time of an epoch already emitted is late: it is dropped and counted `late`
-   (its date is still noted). Receivers without time yet (cold start, empty time fields)
-   start a new epoch when a sentence type repeats.
+   same time joins the same epoch, from any talker ($GPGGA + $GLGGA, $GNRMC + $GARMC, a ZDA
+   before a GNS…), and a sentence with another time starts the next epoch. Times sent to
+   different precisions are the same time when the finer rounds to the coarser
+   (`same_instant`; a time in whole seconds only when equal); the epoch takes the time of
+   its RMC, else GGA/GNS, else GLL. A sentence with the time of an epoch already emitted is
+   late: it is dropped and counted `late` (its date is still noted). Receivers without time
+   yet (cold start, empty time fields) start a new epoch when a sentence type repeats.
 2. GSA and VTG carry no time. Before any timed sentence of a burst they open it (a receiver
    that sends GSA first); after one they wait: the next sentence with the epoch's time
    takes them into the epoch; a quiet spell after them proves they ended it; the next
@@ -99,12 +99,18 @@ def same_instant(t1: int, digits1: int, t2: int, digits2: int) -> bool:
     instant: equal, or, when sent to different precisions, the finer one rounding to the
     coarser (a Magellan eXplorist 210 sends GLL at `200619.295`, GGA and RMC at
     `200619.30`). Two times of one precision are one instant only when equal: 10 Hz
-    epochs a tenth apart stay apart."""
+    epochs a tenth apart stay apart. A time in whole seconds is only ever the instant it
+    equals: a 5 or 10 Hz receiver sending one sentence in whole seconds (`123519`) sends
+    it in every epoch of that second, and `123519.10`, `123519.40` are epochs of their
+    own, not `123519`'s."""
     if t1 == t2:
         return True
     if digits1 == digits2:
         return False
-    unit: int = 10 ** (6 - min(digits1, digits2, 6))
+    coarse = min(digits1, digits2)
+    if coarse == 0:
+        return False
+    unit: int = 10 ** (6 - min(coarse, 6))
     return 2 * abs(t1 - t2) <= unit
 
 

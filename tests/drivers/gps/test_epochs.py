@@ -204,6 +204,34 @@ def test_a_late_sentence_of_an_emitted_epoch_at_a_finer_precision_is_late() -> N
     assert len(fixes) == 1 and counts == {"late": 1}
 
 
+def ten_hz(rmc: str, gga: str) -> list[str]:
+    """RMC and GGA of one epoch of a 10 Hz receiver, each with its time as given."""
+    return [
+        f"GNRMC,{rmc},A,4553.00000,N,00210.46400,E,10.000,12.50,120226,,,A",
+        f"GNGGA,{gga},4553.00000,N,00210.46400,E,1,09,1.10,452.0,M,49.2,M,,",
+    ]
+
+
+def tenths(n: int) -> list[str]:
+    """The times of `n` 10 Hz epochs from 12:35:19.00, in hundredths."""
+    return [f"1235{19 + i // 10:02d}.{i % 10}0" for i in range(n)]
+
+
+def test_sub_second_epochs_are_kept_when_another_sentence_gives_whole_seconds() -> None:
+    # RMC "123519" (whole seconds) in each of the ten epochs of 12:35:19, GGA to 0.01 s:
+    # "123519.10" rounds to "123519", yet it is the next epoch, not the emitted one's
+    fixes, _ = bursts(*(ten_hz(t[:6], t) for t in tenths(12)), every=0.1)
+    times = {f.fix_time.strftime("%H%M%S.%f")[:9] for f in fixes}
+    assert times >= set(tenths(12))
+
+
+def test_a_whole_second_epoch_keeps_its_sentence_sent_in_whole_seconds() -> None:
+    # GGA "123520" is 12:35:20.00's (equal), not late for rounding to 12:35:19.60's time
+    fixes, _ = bursts(*(ten_hz(t, t[:6]) for t in tenths(12)), every=0.1)
+    (whole,) = [f for f in fixes if f.fix_time.second == 20 and f.fix_time.microsecond == 0]
+    assert whole.mode is FixMode.THREE_D and whole.alt == 452.0
+
+
 def test_gsa_sandwiched_between_sentences_of_one_time_belongs_to_that_epoch() -> None:
     fixes = decode(
         "GNRMC,081500.00,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
