@@ -63,7 +63,7 @@ same type from several talkers the GN one, else a valid one, else the first):
 import statistics
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from core.events import Fix, FixMode
 from drivers.gps.dating import Dating
@@ -94,11 +94,16 @@ TIME_RANK = {"RMC": 0, "GGA": 1, "GNS": 1, "GLL": 2, "ZDA": 3}
 sentence its position and date come from first."""
 
 
+DAY_US = 86_400_000_000
+"""A UTC day in µs (one with the leap second 23:59:60 has a second more)."""
+
+
 def same_instant(t1: int, digits1: int, t2: int, digits2: int) -> bool:
     """Whether two times of day (µs) sent with `digits` decimals of the second are one
     instant: equal, or, when sent to different precisions, the finer one rounding to the
     coarser (a Magellan eXplorist 210 sends GLL at `200619.295`, GGA and RMC at
-    `200619.30`). Two times of one precision are one instant only when equal: 10 Hz
+    `200619.30`), across midnight too (`235959.995` is the next day's `000000.00`). Two
+    times of one precision are one instant only when equal: 10 Hz
     epochs a tenth apart stay apart. A time in whole seconds is only ever the instant it
     equals: a 5 or 10 Hz receiver sending one sentence in whole seconds (`123519`) sends
     it in every epoch of that second, and `123519.10`, `123519.40` are epochs of their
@@ -110,8 +115,21 @@ def same_instant(t1: int, digits1: int, t2: int, digits2: int) -> bool:
     coarse = min(digits1, digits2)
     if coarse == 0:
         return False
+    d = abs(t1 - t2)
+    if 2 * d > DAY_US:  # on either side of midnight (after a leap second, 23:59:60.995)
+        d = DAY_US + (1_000_000 if max(t1, t2) >= DAY_US else 0) - d
     unit: int = 10 ** (6 - min(coarse, 6))
-    return 2 * abs(t1 - t2) <= unit
+    return 2 * d <= unit
+
+
+def _day_at(s: Sentence, day: date, time_us: int) -> date:
+    """The date `s` gives (`day`, of its own time) at the epoch's time `time_us`: the day
+    after when `s` was sent just before midnight and the epoch takes a time just after it
+    (`235959.995` of the 20th is `000000.00` of the 21st), the day before the other way."""
+    t = s.time_us
+    if t is None or 2 * abs(t - time_us) <= DAY_US:
+        return day
+    return day + timedelta(days=1 if t > time_us else -1)
 
 
 def _rank(s: Sentence) -> tuple[bool, int, bool]:
@@ -581,11 +599,11 @@ class EpochMerger:
             return self.dating.now(), False
         for z in e.zdas:  # a void epoch's ZDA may be the RTC default (06,01,1980) like RMC's
             if z.day is not None:
-                return self.dating.stamp(e.time_us, z.day, e.first_at, reference=valid)
-        day = rmc.day if rmc is not None else None
-        if day is None:
-            for r in e.rmcs:
-                if r.day is not None:
-                    day = r.day
-                    break
+                zday = _day_at(z, z.day, e.time_us)
+                return self.dating.stamp(e.time_us, zday, e.first_at, reference=valid)
+        day: date | None = None
+        for r in (rmc, *e.rmcs) if rmc is not None else e.rmcs:
+            if r.day is not None:
+                day = _day_at(r, r.day, e.time_us)
+                break
         return self.dating.stamp(e.time_us, day, e.first_at, reference=valid)

@@ -232,6 +232,42 @@ def test_a_whole_second_epoch_keeps_its_sentence_sent_in_whole_seconds() -> None
     assert whole.mode is FixMode.THREE_D and whole.alt == 452.0
 
 
+def test_times_of_one_instant_on_either_side_of_midnight_are_one_epoch() -> None:
+    # the GLL's 23:59:59.995 rounds to the RMC's 00:00:00.00 of the next day
+    fixes, counts = bursts(
+        magellan("235958.995", "235959.00"),
+        [
+            "GPGLL,5313.2228,N,00634.4228,E,235959.995,A",
+            "GPGGA,000000.00,5313.2228,N,00634.4228,E,1,05,2.6,00000,M,,,,",
+            "GPRMC,000000.00,A,5313.2228,N,00634.4228,E,00.0,000.0,210519,00,W",
+        ],
+    )
+    assert [f.fix_time for f in fixes] == [
+        datetime(2019, 5, 20, 23, 59, 59, tzinfo=UTC),
+        datetime(2019, 5, 21, tzinfo=UTC),
+    ]
+    assert all(f.mode is FixMode.THREE_D for f in fixes) and "late" not in counts
+
+
+def test_a_zda_of_the_day_before_midnight_dates_the_epoch_after_it_a_day_on() -> None:
+    # the ZDA's 23:59:59.995 of the 20th is the RMC's 00:00:00.00 of the 21st
+    def burst(zda: str, day: int, t: str, ddmmyy: str) -> list[str]:
+        return [
+            f"GPZDA,{zda},{day},05,2019,00,00",
+            f"GPGGA,{t},5313.2228,N,00634.4228,E,1,05,2.6,00000,M,,,,",
+            f"GPRMC,{t},A,5313.2228,N,00634.4228,E,00.0,000.0,{ddmmyy},00,W",
+        ]
+
+    fixes, _ = bursts(
+        burst("235958.995", 20, "235959.00", "200519"),
+        burst("235959.995", 20, "000000.00", "210519"),
+    )
+    assert [f.fix_time for f in fixes] == [
+        datetime(2019, 5, 20, 23, 59, 59, tzinfo=UTC),
+        datetime(2019, 5, 21, tzinfo=UTC),
+    ]
+
+
 def test_gsa_sandwiched_between_sentences_of_one_time_belongs_to_that_epoch() -> None:
     fixes = decode(
         "GNRMC,081500.00,A,4553.0,N,00210.4,E,1.0,12.5,120226,,,A",
