@@ -368,7 +368,7 @@ class EpochMerger:
     def _timed(self, s: Sentence, at: float, out: list[Fix]) -> None:
         t = s.time_us
         digits = s.time_digits
-        if t is not None and any(same_instant(t, digits, *c) for c in self._closed):
+        if t is not None and self._late(t, digits):
             self.count("late", 1)
             q = self._quiet_closed
             if q is not None and same_instant(t, digits, *q):
@@ -399,6 +399,17 @@ class EpochMerger:
             e.time_us, e.time_digits, e.time_rank = t, digits, rank
         e.timed = True
         e.add(s)
+
+    def _late(self, t: int, digits: int) -> bool:
+        """Whether a sentence of time `t` (`digits` decimals) is of an epoch emitted already
+        (a loop, not any() over a generator of same_instant calls: this runs for every
+        timed sentence, and a call per emitted epoch cost the parse 15 %)."""
+        for closed, closed_digits in self._closed:
+            if closed == t or (
+                closed_digits != digits and same_instant(t, digits, closed, closed_digits)
+            ):
+                return True
+        return False
 
     def _split_tail(self) -> list[Sentence]:
         """The untimed sentences between two epochs that open the next one: from the first
