@@ -9,9 +9,10 @@ Which sentences form an epoch:
    before a GNS…), and a sentence with another time starts the next epoch. Times sent to
    different precisions are the same time when the finer rounds to the coarser
    (`same_instant`; a time in whole seconds only when equal); the epoch takes the time of
-   its RMC, else GGA/GNS, else GLL. A sentence with the time of an epoch already emitted is
-   late: it is dropped and counted `late` (its date is still noted). Receivers without time
-   yet (cold start, empty time fields) start a new epoch when a sentence type repeats.
+   its RMC, else GGA/GNS, else GLL. A sentence with the time of an epoch already emitted,
+   or less than a second before the last one (`LATE_WINDOW_US`), is late: it is dropped and
+   counted `late` (its date is still noted). Receivers without time yet (cold start, empty
+   time fields) start a new epoch when a sentence type repeats.
 2. GSA and VTG carry no time. Before any timed sentence of a burst they open it (a receiver
    that sends GSA first); after one they wait: the next sentence with the epoch's time
    takes them into the epoch; a quiet spell after them proves they ended it; the next
@@ -77,6 +78,11 @@ MIN_INTERVAL_S = 0.01
 """Bursts closer than this arrived in the same read: they say nothing of the period."""
 RECENT = 4
 """Times of emitted epochs remembered, to know a late sentence."""
+LATE_WINDOW_US = 1_000_000
+"""A time less than this before the last emitted epoch's is late too, whichever epochs
+are remembered: a 10 Hz receiver sending one sentence in whole seconds (`123519`) sends
+it in all ten epochs of the second, and once 123519.00 was no longer among the `RECENT`
+ones it made a position dated back to it."""
 MAX_EPOCH_SENTENCES = 256
 """Sentences an open epoch (with the untimed ones after it) holds at most. A real epoch has
 a few dozen (GGA, RMC, GSA... per talker and constellation); past this it is a receiver
@@ -300,6 +306,7 @@ class EpochMerger:
         self._lead: str | None = None  # the type that opens the receiver's bursts
         self._lead_before: str | None = None  # before the last quiet spell taught `_lead`
         self._quiet_closed: tuple[int, int] | None = None  # the last epoch closed by a quiet
+        self._newest: int | None = None  # the time of the last epoch emitted
         self._last_start: float | None = None
         self._intervals: deque[float] = deque(maxlen=9)
         self._floor = 0.0  # raised by quiet spells that proved to be inside a burst
@@ -401,15 +408,20 @@ class EpochMerger:
         e.add(s)
 
     def _late(self, t: int, digits: int) -> bool:
-        """Whether a sentence of time `t` (`digits` decimals) is of an epoch emitted already
-        (a loop, not any() over a generator of same_instant calls: this runs for every
-        timed sentence, and a call per emitted epoch cost the parse 15 %)."""
+        """Whether a sentence of time `t` (`digits` decimals) is of an epoch emitted already,
+        or less than `LATE_WINDOW_US` before the last one (a loop, not any() over a
+        generator of same_instant calls: this runs for every timed sentence, and a call per
+        emitted epoch cost the merge 15 %)."""
         for closed, closed_digits in self._closed:
             if closed == t or (
                 closed_digits != digits and same_instant(t, digits, closed, closed_digits)
             ):
                 return True
-        return False
+        newest = self._newest
+        if newest is None:
+            return False
+        day = DAY_US + 1_000_000 if newest >= DAY_US else DAY_US  # a leap second's day
+        return 0 < (newest - t) % day < LATE_WINDOW_US
 
     def _split_tail(self) -> list[Sentence]:
         """The untimed sentences between two epochs that open the next one: from the first
@@ -473,6 +485,7 @@ class EpochMerger:
         if e.time_us is not None:
             closed = (e.time_us, e.time_digits)
             self._closed.append(closed)
+            self._newest = e.time_us
             if quiet:
                 self._quiet_closed = closed
 

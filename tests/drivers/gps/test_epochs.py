@@ -232,6 +232,20 @@ def test_a_whole_second_epoch_keeps_its_sentence_sent_in_whole_seconds() -> None
     assert whole.mode is FixMode.THREE_D and whole.alt == 452.0
 
 
+@pytest.mark.parametrize("whole", ["RMC", "GGA"])
+def test_a_sentence_in_whole_seconds_of_a_10hz_receiver_never_dates_a_position_back(
+    whole: str,
+) -> None:
+    # "123519" comes in each of the ten epochs of 12:35:19: once 123519.00 is no longer
+    # among the epochs remembered, it must not make a position 0.5 s back in time
+    fixes, _ = bursts(
+        *(ten_hz(t[:6], t) if whole == "RMC" else ten_hz(t, t[:6]) for t in tenths(12)),
+        every=0.1,
+    )
+    times = [f.fix_time.strftime("%H%M%S.%f")[:9] for f in fixes]
+    assert times == tenths(12)
+
+
 def test_times_of_one_instant_on_either_side_of_midnight_are_one_epoch() -> None:
     # the GLL's 23:59:59.995 rounds to the RMC's 00:00:00.00 of the next day
     fixes, counts = bursts(
