@@ -113,7 +113,7 @@ class LineSplitter:
         for line in lines:
             line = line.strip(PADDING)
             start = line.rfind(b"$")
-            if start < 0 and line[:1] == b"!":
+            if start < 0 and line[:1] == b"!" and not self._discarding:
                 start = 0  # NMEA's encapsulation sentence (AIS !AIVDM): checked, skipped
             if self._discarding:
                 self._discarding = False

@@ -95,6 +95,15 @@ def test_an_ais_sentence_with_a_bad_checksum_is_counted() -> None:
     assert len(fixes) == 1 and counts == {"bad_checksum": 1}
 
 
+def test_the_tail_of_an_over_long_line_starting_with_a_bang_is_not_counted_again() -> None:
+    # the read boundary fell inside an over-long line (counted once, when it was cut) just
+    # before a `!`: what follows to the line's end is that line's, not an AIS sentence
+    d, counts = decoder()
+    d.feed(b"\xaa" * 300, 0.0)
+    d.feed(b"!\xaa\xaa\r\n" + RMC26 + b"\r\n", 0.0)
+    assert d.flush() is not None and counts == {"noise": 1}
+
+
 def test_sentence_split_across_reads_is_reassembled() -> None:
     d, counts = decoder()
     data = RMC26 + b"\r\n"
