@@ -264,6 +264,14 @@ class Epoch:
             return any(v.talker == s.talker for v in self.vtgs)
         return False
 
+    def sources(self) -> frozenset[tuple[str, str]]:
+        """(type, talker) of its timed sentences."""
+        return frozenset(
+            (s.kind, s.talker)
+            for group in (self.rmcs, self.fixes, self.glls, self.zdas)
+            for s in group
+        )
+
     def has(self, kind: str) -> bool:
         """Whether a sentence of this type is in the epoch already."""
         if kind == "GGA" or kind == "GNS":
@@ -306,6 +314,7 @@ class EpochMerger:
         self._lead: str | None = None  # the type that opens the receiver's bursts
         self._lead_before: str | None = None  # before the last quiet spell taught `_lead`
         self._quiet_closed: tuple[int, int] | None = None  # the last epoch closed by a quiet
+        self._quiet_sources: frozenset[tuple[str, str]] = frozenset()  # its (type, talker)
         self._newest: int | None = None  # the time of the last epoch emitted
         self._last_start: float | None = None
         self._intervals: deque[float] = deque(maxlen=9)
@@ -361,7 +370,9 @@ class EpochMerger:
             self._tail = []
 
     def _inside_burst(self) -> None:
-        """A sentence of the epoch a quiet spell closed came after it: the spell was a
+        """A sentence of the epoch a quiet spell closed came after it, of a source that
+        epoch had not sent yet (a repeat is no sign: a 10 Hz receiver sends its RMC in whole
+        seconds, `123519`, at the start of each burst of that second): the spell was a
         pause inside a burst (a stalled reader, a receiver that pauses). Wait longer from
         now on, forget what it taught, and drop the untimed sentences that followed it:
         they were the emitted epoch's, not the next one's."""
@@ -378,7 +389,11 @@ class EpochMerger:
         if t is not None and self._late(t, digits):
             self.count("late", 1)
             q = self._quiet_closed
-            if q is not None and same_instant(t, digits, *q):
+            if (
+                q is not None
+                and same_instant(t, digits, *q)
+                and (s.kind, s.talker) not in self._quiet_sources
+            ):  # the rest of its burst, not a sentence it has already sent again
                 self._inside_burst()
             if s.day is not None and (s.kind == "ZDA" or s.quality):
                 self.dating.note(t, s.day, at)
@@ -488,6 +503,7 @@ class EpochMerger:
             self._newest = e.time_us
             if quiet:
                 self._quiet_closed = closed
+                self._quiet_sources = e.sources()
 
     def _measure(self, start: float) -> None:
         """Learn the receiver's period from the arrival of its bursts."""

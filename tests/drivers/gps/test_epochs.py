@@ -381,6 +381,19 @@ def test_a_pause_inside_a_burst_makes_no_second_fix_nor_lends_its_gsa_to_the_nex
     assert d.merger.quiet == QUIET_MAX_S  # it waits longer: a 1 s pause was inside a burst
 
 
+def test_a_sentence_repeated_after_the_quiet_is_no_pause_inside_a_burst() -> None:
+    # a 10 Hz receiver sending RMC in whole seconds repeats "123519" at the start of each
+    # burst of that second: late, but no sign that the quiet spell before it was a stalled
+    # reader (the epoch it is late for has its RMC already)
+    d, _ = decoder()
+    fixes: list[Fix] = []
+    for i, t in enumerate(tenths(30)):
+        fixes += d.poll(100.0 + i * 0.1)
+        fixes += d.feed(b"".join(nmea(b) for b in ten_hz(t[:6], t)), 100.0 + i * 0.1)
+    assert len(fixes) == 29
+    assert d.merger.quiet == QUIET_MIN_S  # a quarter of its 0.1 s period, within bounds
+
+
 def ubx(cls: int, msg: int, payload: bytes) -> bytes:
     """A UBX frame (u-blox binary protocol) with its Fletcher checksum."""
     body = bytes([cls, msg]) + len(payload).to_bytes(2, "little") + payload
