@@ -159,3 +159,60 @@ def test_lost_timed_sentences_never_lend_a_gsa_to_another_epoch(
     listed = {(START + timedelta(seconds=i)).time(): len(p) for i, p in enumerate(skies)}
     for fix in fixes:
         assert fix.satellites == listed[fix.fix_time.time()]
+
+
+def clock(t: datetime, digits: int) -> tuple[str, datetime]:
+    """`t` as a receiver sends it to `digits` decimals of the second: rounded (its date
+    with it: 23:59:59.995 to hundredths is 00:00:00.00 of the next day)."""
+    unit = 10 ** (6 - digits)
+    us = (t.microsecond + unit // 2) // unit * unit
+    r = t.replace(microsecond=0) + timedelta(microseconds=us)
+    text = r.strftime("%H%M%S")
+    return (text + "." + f"{r.microsecond:06d}"[:digits] if digits else text), r
+
+
+def mixed_sentence(kind: str, t: datetime, digits: int) -> str:
+    hhmmss, r = clock(t, digits)
+    pos = "5313.2228,N,00634.4228,E"
+    if kind == "GGA":
+        return f"GPGGA,{hhmmss},{pos},1,05,2.6,10.0,M,,,,"
+    if kind == "RMC":
+        return f"GPRMC,{hhmmss},A,{pos},00.0,000.0,{r:%d%m%y},,"
+    if kind == "ZDA":
+        return f"GPZDA,{hhmmss},{r:%d},{r:%m},{r:%Y},00,00"
+    return f"GPGLL,{pos},{hhmmss},A"
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    hz=st.sampled_from([1, 2, 5, 10]),
+    offset_ms=st.sampled_from([0, 3, -3, 300]),
+    kinds=st.lists(st.sampled_from(["GGA", "GLL", "ZDA"]), max_size=3, unique=True).map(
+        lambda k: ["RMC", *k]
+    ),
+    data=st.data(),
+)
+def test_times_sent_to_several_precisions_by_one_clock_make_one_fix_per_epoch(
+    hz: int, offset_ms: int, kinds: list[str], data: st.DataObject
+) -> None:
+    # a receiver rounding one time to each sentence's precision (a Magellan eXplorist: GLL
+    # to the ms, GGA and RMC to the hundredth), its sentences in any order, across
+    # midnight. Whole seconds only from a clock on the whole second at 1 Hz: at 5 Hz they
+    # cannot tell the epochs apart, and off the whole second they are another instant
+    if hz > 1 and offset_ms == 300:
+        offset_ms = 30
+    least = 0 if hz == 1 and offset_ms == 0 else 1
+    digits = {k: data.draw(st.integers(least, 3), label=k) for k in kinds}
+    order = data.draw(st.permutations(kinds), label="order")
+    first = datetime(2026, 2, 12, 23, 59, 58, tzinfo=UTC) + timedelta(milliseconds=offset_ms)
+    d = NmeaDecoder(now=lambda: first)
+    fixes: list[Fix] = []
+    at = 1000.0
+    for i in range(3 * hz):
+        t = first + timedelta(seconds=i / hz)
+        fixes += d.poll(at)
+        fixes += d.feed(b"".join(nmea(mixed_sentence(k, t, digits[k])) for k in order), at)
+        at += 1 / hz
+    fixes += d.poll(at + 1.0)
+    times = [f.fix_time for f in fixes]
+    assert len(times) == 3 * hz and times == sorted(times)
