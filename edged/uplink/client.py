@@ -812,15 +812,8 @@ class Uplink:
                 log.exception("an incoming message on %s could not be handled", message.topic)
             if self.stopping or not client.left_out:
                 continue
-            if client.caught_up() and self._session_kept(client):
+            if client.caught_up():  # left out only in a session the broker keeps
                 raise Retake(client.left_out)
-
-    def _session_kept(self, client: MqttClient) -> bool:
-        """Whether the broker keeps the session, with what it has not had acknowledged,
-        when this connection ends."""
-        if self.config.session_expiry_s <= 0:
-            return False
-        return self.protocol != "5" or client.granted_expiry_s != 0
 
     def _retaken(self, retake: "Retake") -> None:
         self.counters.inc("uplink.retaken")

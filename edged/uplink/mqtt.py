@@ -378,10 +378,12 @@ class MqttClient(CancellableClient):
         qos = getattr(message, "qos", 0)
         full = queue.refuses(qos) if isinstance(queue, Incoming) else queue.full()
         # once one QoS 1 message is left out, every later one is too: the broker sends
-        # them again in their order (`left_out`), none taken ahead of an earlier one
+        # them again in their order (`left_out`), none taken ahead of an earlier one. Only
+        # in a session the broker keeps: in another it never sends them again
         if full or (qos == 1 and self.left_out):
             self.flooded += 1
-            if qos == 1:
+            kept = qos == 1 and self.session_kept()
+            if kept:
                 self.left_out += 1
             log.warning(
                 "incoming messages come faster than the node handles them: %d (%d bytes) "
@@ -391,13 +393,19 @@ class MqttClient(CancellableClient):
                 "dropped one at QoS 0"
                 if qos == 0
                 else "left one unacknowledged, for the broker to send again once the node "
-                "has caught up (it takes its session up again),",
+                "has caught up (it takes its session up again),"
+                if kept
+                else f"dropped one at QoS {qos}, lost: the broker keeps no session for the "
+                "node, so it would not send it again (set [broker] session_expiry_s)",
                 getattr(message, "topic", "?"),
                 extra=flood_key("cmd.flooded"),
             )
             if self.on_flooded is not None:
                 self.on_flooded()
-            if qos == 2:  # its PUBREC went: unacknowledged, it would never complete
+            if not kept:
+                # QoS 2: its PUBREC went, unacknowledged it would never complete; QoS 1 in
+                # a session not kept: it would hold one of the broker's slots for the node
+                # (`RECEIVE_MAXIMUM`) as long as the connection lasts, and never come again
                 self.acknowledge(message)
             return
         try:
@@ -414,6 +422,17 @@ class MqttClient(CancellableClient):
         qos = getattr(message, "qos", 0)
         if qos > 0:
             self._client.ack(message.mid, qos)
+
+    def session_kept(self) -> bool:
+        """Whether the broker keeps this session, with the messages the node has not
+        acknowledged, once the connection ends (and sends those again in the next one):
+        MQTT 5, a session expiry asked (none: 0) that the CONNACK did not cut to 0; 3.1.1,
+        clean session off."""
+        if self._client.protocol == paho.MQTTv5:
+            asked = getattr(self._properties, "SessionExpiryInterval", 0)
+            granted = self.granted_expiry_s if self.granted_expiry_s is not None else asked
+            return isinstance(granted, int) and granted > 0
+        return not self._client._clean_session
 
     def caught_up(self) -> bool:
         """No QoS 1 or 2 message waits in the queue to be taken."""

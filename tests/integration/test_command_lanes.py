@@ -24,7 +24,7 @@ from tests.helpers.nodes import write_config
 KEY = Ed25519PrivateKey.generate()
 
 
-def config(tmp_path: Path, port: int) -> Path:
+def config(tmp_path: Path, port: int, broker: str = "") -> Path:
     secret = tmp_path / "fleet.secret"
     secret.write_bytes(os.urandom(32))
     secret.chmod(0o600)
@@ -33,6 +33,7 @@ def config(tmp_path: Path, port: int) -> Path:
         tmp_path,
         port,
         gps=False,
+        broker=broker,
         extra=f"""
 [clock]
 trust_system_clock = true
@@ -258,3 +259,36 @@ async def test_commands_left_unacknowledged_at_a_stop_wait_for_the_next_start(
         last = f"f{len(updates) - 1}"
         await c.wait_for(lambda: arrival(c, "access/update", last) is not None, 60, "the last")
     assert took < 5.0, f"SIGTERM to exit took {took:.2f} s"
+
+
+async def test_a_ping_after_a_flood_in_a_session_the_broker_does_not_keep_is_answered(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """`session_expiry_s = 0`: the broker keeps no session, so the commands a flood left
+    out past the bound never come again and the node takes no session up for them. Every
+    QoS 1 command behind them was left out all the same, for as long as the connection
+    lasted: a `ping` sent once the flood was answered was never answered. Those past the
+    bound are lost (said so), and the next command is taken."""
+    lists = big_lists()
+    forged = sign_lists(Ed25519PrivateKey.generate(), lists)
+    updates = [
+        signed_command("access.update", f"f{i}", {"lists": lists, "sig": forged}) for i in range(14)
+    ]
+    async with Collector(broker.port) as c:
+        proc = await online(c, config(tmp_path, broker.port, "session_expiry_s = 0"), spawn)
+        async with CancellableClient(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as peer:
+            for update in updates:
+                await peer.publish(f"{BASE}/cmd/access/update", update, qos=1)
+        await proc.wait_containing("come faster than the node handles them", 30)
+        answered = -1
+        for _ in range(60):  # until the flood is answered: no new reply for a second
+            await asyncio.sleep(1.0)
+            if len(replies(c, "access/update")) == answered:
+                break
+            answered = len(replies(c, "access/update"))
+        await send(broker.port, "cmd/ping", b'{"id": "p1"}')
+        await c.wait_for(lambda: arrival(c, "ping", "p1") is not None, 10, "the ping")
+    assert any("lost: the broker keeps no session" in line for line in proc.lines)
+    assert not any("taking the session up again" in line for line in proc.lines)

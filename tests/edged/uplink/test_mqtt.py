@@ -227,3 +227,45 @@ async def test_qos1_commands_behind_one_left_unacknowledged_keep_their_order(
     async with MqttClient("127.0.0.1", broker.port, **kept, **small) as client:
         got += await _read(client, 2)
     assert [g[:1] for g in got] == [b"a", b"b", b"c", b"d"]
+
+
+async def test_in_a_session_the_broker_does_not_keep_commands_after_one_past_the_bound_come(
+    broker: Mosquitto,
+) -> None:
+    """`c` came past the bound in a clean session: the broker never sends it again (it
+    drops the session with the connection), yet every QoS 1 message behind it was left
+    out too, for as long as the connection lasted: `d`, sent once the node had caught
+    up, never came. Only where the broker keeps the session do later ones wait for `c`."""
+    small = {"identifier": "n1", "queue_type": _SmallIncoming}  # 3.1.1, clean session
+    async with MqttClient("127.0.0.1", broker.port, **small) as client:
+        await client.subscribe("t/#", qos=1)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"a" * 600, b"b" * 600], 1)
+        await _received(client, 2)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"c" * 600], 1)
+        await _received(client, 3)
+        got = await _read(client, 2)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"d"], 1)
+        got += await _read(client, 1)
+    assert [g[:1] for g in got] == [b"a", b"b", b"d"]
+
+
+async def test_in_a_session_the_broker_does_not_keep_commands_past_the_bound_free_its_slots(
+    broker: Mosquitto,
+) -> None:
+    """Left unacknowledged in a clean session, the commands past the bound held the
+    broker's slots for the node (Receive Maximum) for as long as the connection lasted:
+    after 16 of them, no QoS 1 command reached the node at all. They are acknowledged
+    (lost: the broker would not send them again), and the next one comes."""
+    v5 = aiomqtt.ProtocolVersion.V5
+    small = {"identifier": "n1", "protocol": v5, "queue_type": _SmallIncoming}  # no expiry
+    async with MqttClient("127.0.0.1", broker.port, **small) as client:
+        await client.subscribe("t/#", qos=1)
+        flood = [b"f" * 600] * (2 * RECEIVE_MAXIMUM)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", flood, 1)
+        await _received(client, len(flood))
+        while client._queue.qsize():
+            await _read(client, client._queue.qsize())
+            await asyncio.sleep(0.2)
+        await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"d"], 1)
+        got = await _read(client, 1)
+    assert got == [b"d"]
