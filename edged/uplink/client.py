@@ -84,6 +84,12 @@ MAX_INCOMING_BYTES = 8 * 1024 * 1024
 4 MiB). A broker drops bigger messages for us: a 200 MB command would not reach a Pi Zero's
 512 MB of memory."""
 NO_CONNACK_BEFORE_PROBE = 2
+RETAKE_AFTER_S = 10.0
+"""How long a session has been online (its birth acknowledged) at least before the node ends
+it for the broker to send again the commands it left unacknowledged (`Retake`): a flood
+that goes on refills the queue at once in each new session, and retaken as soon as it
+caught up, before its birth was acknowledged, the node was never online (the outbox not
+drained) and reconnected again and again (the backoff growing to `reconnect_max_s`)."""
 WILL_DELAY_MARGIN_S = 5.0
 """How long the broker's last bytes may have taken to reach the node: its will's delay
 started no earlier than they left it."""
@@ -106,9 +112,10 @@ class Retake(Exception):
     """The session ends for the broker to send again the commands left unacknowledged
     (`Uplink._receive`): it keeps them, and sends them again only in another connection."""
 
-    def __init__(self, left_out: int) -> None:
+    def __init__(self, left_out: int, dropped: int = 0) -> None:
         super().__init__(f"{left_out} command(s) left unacknowledged")
         self.left_out = left_out
+        self.dropped = dropped  # QoS 0 messages still waiting, lost with the connection
 
 
 class _Ack:
@@ -803,24 +810,51 @@ class Uplink:
         broker's slots for the node (Receive Maximum: on a broker keeping to it, after 16
         no QoS 1 command came at all)."""
         async for message in client.messages:
-            ack = _Ack(client, message)
-            try:
-                await self._take(ack, message)
-            except Exception:
-                ack()  # a bug: not again at every connection
-                self.counters.inc("cmd.unhandled")
-                log.exception("an incoming message on %s could not be handled", message.topic)
-            if self.stopping or not client.left_out:
+            await self._handle(client, message)
+            if self.stopping or not client.left_out or not client.caught_up():
                 continue
-            if client.caught_up():  # left out only in a session the broker keeps
-                raise Retake(client.left_out)
+            # left out only in a session the broker keeps; not taken up again at once:
+            # `RETAKE_AFTER_S`
+            if not await self._retake_due():
+                continue
+            for waiting in client.waiting():  # QoS 0 ones read meanwhile: handled, not lost
+                await self._handle(client, waiting)
+            if not self.stopping:
+                raise Retake(client.left_out, client.queued_qos0())
+
+    async def _handle(self, client: MqttClient, message: aiomqtt.Message) -> None:
+        ack = _Ack(client, message)
+        try:
+            await self._take(ack, message)
+        except Exception:
+            ack()  # a bug: not again at every connection
+            self.counters.inc("cmd.unhandled")
+            log.exception("an incoming message on %s could not be handled", message.topic)
+
+    async def _retake_due(self) -> bool:
+        """Wait until the session has been online `RETAKE_AFTER_S`; False if the node stops
+        first. Meanwhile nothing is read: every QoS 1 command is left out until then all
+        the same, and QoS 0 ones wait in their bounded queue."""
+        while not self.stopping:
+            worked = self._worked_at
+            due = RETAKE_AFTER_S if worked is None else worked + RETAKE_AFTER_S - time.monotonic()
+            if worked is not None and due <= 0:
+                return True
+            await asyncio.sleep(min(due, 1.0))
+        return False
 
     def _retaken(self, retake: "Retake") -> None:
         self.counters.inc("uplink.retaken")
+        if retake.dropped:
+            self.counters.inc("cmd.flooded", retake.dropped)
         log.warning(
             "%d command(s) came past the bound of those waiting and were left "
-            "unacknowledged: taking the session up again, for the broker to send them",
+            "unacknowledged: taking the session up again, for the broker to send them%s",
             retake.left_out,
+            f" ({retake.dropped} QoS 0 message(s) that came meanwhile are dropped with the "
+            "connection, counted cmd.flooded)"
+            if retake.dropped
+            else "",
         )
 
     async def _take(self, ack: "_Ack", message: aiomqtt.Message) -> None:

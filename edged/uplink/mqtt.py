@@ -434,6 +434,19 @@ class MqttClient(CancellableClient):
             return isinstance(granted, int) and granted > 0
         return not self._client._clean_session
 
+    def waiting(self) -> list[aiomqtt.Message]:
+        """Every message waiting in the queue now, taken from it (not acknowledged: the
+        reader's to hand on, as `messages` gives them)."""
+        taken: list[aiomqtt.Message] = []
+        while not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
+
+    def queued_qos0(self) -> int:
+        """QoS 0 messages waiting in the queue (lost if the connection ends now)."""
+        queue = self._queue
+        return queue.qsize() - queue.unacked if isinstance(queue, Incoming) else 0
+
     def caught_up(self) -> bool:
         """No QoS 1 or 2 message waits in the queue to be taken."""
         queue = self._queue

@@ -5,11 +5,13 @@ is answered while the update is still being checked, not after it."""
 import asyncio
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.lists import LIST_BYTES, sign_lists
@@ -292,3 +294,62 @@ async def test_a_ping_after_a_flood_in_a_session_the_broker_does_not_keep_is_ans
         await c.wait_for(lambda: arrival(c, "ping", "p1") is not None, 10, "the ping")
     assert any("lost: the broker keeps no session" in line for line in proc.lines)
     assert not any("taking the session up again" in line for line in proc.lines)
+
+
+def _flood_for(port: int, topic: str, payloads: list[bytes], seconds: float) -> int:
+    """A peer publishing `payloads` at QoS 1 over and over for `seconds`; how many it sent."""
+    peer = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    peer.connect("127.0.0.1", port)
+    peer.loop_start()
+    sent = 0
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            for info in [peer.publish(topic, p, qos=1) for p in payloads]:
+                info.wait_for_publish(10)
+            sent += len(payloads)
+    finally:
+        peer.disconnect()
+        peer.loop_stop()
+    return sent
+
+
+def _retaken_offline(lines: list[str]) -> int:
+    """Sessions the node ended to be sent again what it left out (`uplink.retaken`) before
+    they went online (no `connected to` since the last reconnect)."""
+    online, offline = False, 0
+    for line in lines:
+        if "connected to" in line:
+            online = True
+        elif "taking the session up again" in line:
+            offline += not online
+        elif "reconnecting to the broker" in line:
+            online = False
+    return offline
+
+
+async def test_a_sustained_flood_does_not_keep_the_node_from_going_online(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """A peer floods `cmd/access/update` with forged 4 MB lists for 20 s. The node ended
+    each session for the broker to send again what it left out as soon as it had caught
+    up: in a new session the broker's backlog refilled the queue at once, and the node
+    ended it before its birth was even acknowledged, again and again (the backoff growing):
+    offline, its outbox not drained, for as long as the flood lasted. A session is now
+    taken up again only once it has been online a while, and each one goes online."""
+    lists = big_lists()
+    forged = sign_lists(Ed25519PrivateKey.generate(), lists)
+    updates = [
+        signed_command("access.update", f"f{i}", {"lists": lists, "sig": forged}) for i in range(10)
+    ]
+    topic = f"{BASE}/cmd/access/update"
+    async with Collector(broker.port) as c:
+        cfg = config(tmp_path, broker.port)
+        cfg.write_text(cfg.read_text().replace("reconnect_max_s = 1.0", "reconnect_max_s = 60"))
+        proc = await online(c, cfg, spawn)
+        sent = await asyncio.to_thread(_flood_for, broker.port, topic, updates, 20.0)
+        lines = list(proc.lines)
+    retaken = sum("taking the session up again" in line for line in lines)
+    print(f"{sent} updates sent; {retaken} sessions taken up again")
+    assert retaken >= 1, "the flood left nothing out: it tests nothing"
+    assert _retaken_offline(lines) == 0

@@ -17,6 +17,7 @@ from edged.logs import BURST
 from edged.outbox import Outbox, Publication
 from edged.payloads import Alarm, DoorEvent, Reply, State
 from edged.topics import ALARM, DOOR, REPLY, Topics
+from edged.uplink.cancellable import CancellableClient
 from edged.uplink.client import Uplink
 from edged.uplink.packets import varint
 from hil.proxy import MqttProxy, Quirks
@@ -478,3 +479,46 @@ async def test_refused_replies_to_commands_the_node_does_not_know_are_not_kept_p
         with contextlib.suppress(asyncio.CancelledError):
             await task
         broker.stop()
+
+
+async def test_qos0_commands_read_before_the_node_takes_its_session_up_again_are_handled(
+    broker: Mosquitto, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood left QoS 1 commands out past the bound; QoS 0 `ping`s came behind it. Once
+    the node had taken the QoS 1 ones read before, it ended the session at once, and the
+    `ping`s waiting in its queue went with the connection: never handled, never counted
+    (the broker does not send QoS 0 messages again). They are handled first."""
+    from edged.uplink import client as uplink_client
+
+    monkeypatch.setattr(uplink_client, "RETAKE_AFTER_S", 0.2, raising=False)
+    gate = asyncio.Event()
+    names: list[str] = []
+
+    async def lane(cmd: Any) -> None:  # the node's lanes: acknowledged, then one at a time
+        cmd.ack()
+        names.append(cmd.name)
+        await gate.wait()
+
+    counters = Counters()
+    uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=0.2)
+    uplink.on_command = lane
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: uplink.connected, 10, "the session")
+        base = TOPICS.base
+        big = b" " * (4 * 1024 * 1024)  # the queue holds 16 MiB: the sixth is left out
+        async with CancellableClient("127.0.0.1", broker.port) as peer:
+            for _ in range(7):
+                await peer.publish(f"{base}/cmd/access/update", big, qos=1)
+            for _ in range(3):
+                await peer.publish(f"{base}/cmd/ping", b'{"id": "p"}', qos=0)
+        client = uplink._client
+        await wait_until(lambda: client is not None and client.left_out > 0, 10, "one left out")
+        await asyncio.sleep(0.3)  # the pings are read
+        gate.set()
+        await wait_until(lambda: counters["uplink.retaken"] >= 1, 10, "the session taken up")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert names.count("ping") == 3, names
