@@ -5,7 +5,6 @@ is answered while the update is still being checked, not after it."""
 import asyncio
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
