@@ -18,7 +18,9 @@ is answered `interrupted`. One task per lane
 with work, never one per message, and the lanes are the router's (one for every name it
 does not know), so a flood of hostile commands holds a bounded amount of memory here.
 
-The node stops (`close`): nothing more is taken (nor acknowledged); what was taken runs to
+The node stops (`close`): nothing more is taken (nor acknowledged; in a session the broker
+does not keep, which would never send it again, it is answered `interrupted` and
+acknowledged: `IncomingCommand.sent_again`); what was taken runs to
 its reply within the time given, and what is still queued or running then is answered
 `interrupted` (queued: not run; running: cut short where it stood).
 """
@@ -87,11 +89,7 @@ class Lanes:
             return
         # acknowledged now, not once there is room: a connection that drops while it waits
         # must not have the broker send it again, run and answered twice
-        if cmd.ack is not None:
-            try:
-                cmd.ack()
-            except Exception:  # the client's: the broker sends it again, answered again
-                log.exception("command %r could not be acknowledged", cmd.name[:80])
+        self._acknowledge(cmd)
         lane = self._lane_of(cmd)
         try:
             while not self._closed and (
@@ -121,14 +119,35 @@ class Lanes:
             log.exception("the interrupted command %r could not be answered", cmd.name[:80])
 
     def _not_taken(self, cmd: IncomingCommand) -> None:
-        """The node stops: `cmd` is not run, nor acknowledged."""
+        """The node stops: `cmd` is not run, nor acknowledged; in a session the broker does
+        not keep (it would never send it again), acknowledged and answered `interrupted`."""
         self.counters.inc("cmd.not_taken")
+        if not cmd.sent_again:
+            log.warning(
+                "command %r came as the node stopped: not run, answered `interrupted` (the "
+                "broker keeps no session for the node: it would not send it again)",
+                cmd.name[:80],
+                extra=flood_key("cmd.not_taken"),
+            )
+            self._acknowledge(cmd)
+            try:
+                self._interrupted(cmd, False)
+            except Exception:
+                log.exception("the interrupted command %r could not be answered", cmd.name[:80])
+            return
         log.warning(
             "command %r came as the node stopped: not run, left unacknowledged for the broker "
             "to send again",
             cmd.name[:80],
             extra=flood_key("cmd.not_taken"),
         )
+
+    def _acknowledge(self, cmd: IncomingCommand) -> None:
+        if cmd.ack is not None:
+            try:
+                cmd.ack()
+            except Exception:  # the client's: the broker sends it again, answered again
+                log.exception("command %r could not be acknowledged", cmd.name[:80])
 
     def _take(self, lane: str, cmd: IncomingCommand) -> None:
         queue = self._queues.setdefault(lane, deque())

@@ -44,6 +44,10 @@ class IncomingCommand:
     """Acknowledges its MQTT message (QoS 1: PUBACK), once the node took it to be answered
     (edged.commands.lanes); never called: the broker sends it again at the next connection
     (a kept session)."""
+    sent_again: bool = field(default=True, compare=False, repr=False)
+    """Whether the broker sends it again at the next connection if it is not acknowledged:
+    False in a session the broker does not keep (edged.uplink: `[broker] session_expiry_s`
+    0), where one the node does not take is answered instead (edged.commands.lanes)."""
 
 
 @dataclass(frozen=True)

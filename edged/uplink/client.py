@@ -867,7 +867,9 @@ class Uplink:
             self.counters.inc(f"cmd.{item.counter}")
             log.warning("ignored: %s", item.why, extra=flood_key(item.counter))
             return
-        await self.on_command(replace(item, ack=ack))
+        client = ack.client
+        kept = client is None or client.session_kept()
+        await self.on_command(replace(item, ack=ack, sent_again=kept))
 
     async def _drain(self, client: MqttClient) -> None:
         """Keep `window` publishes awaiting PUBACK, in outbox order; each acks on PUBACK
