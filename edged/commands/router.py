@@ -202,9 +202,9 @@ class CommandRouter:
         appended to `withheld`."""
         route = self._routes.get(name)
         limit = route.max_bytes if route is not None else MAX_COMMAND_BYTES
-        if len(cmd.payload) > limit:
+        if len(cmd.payload) > limit:  # not read: its id from its head (not remembered)
             return self._error(
-                None,
+                _leading_id(cmd.payload),
                 "too_large",
                 f"command is {len(cmd.payload)} bytes; the limit for {name} is {limit}",
             )

@@ -64,6 +64,16 @@ async def test_oversized_payload_is_refused_before_parsing() -> None:
     assert out.reply.error and out.reply.error.code == "too_large"
 
 
+async def test_an_oversized_command_is_refused_with_the_id_at_its_head() -> None:
+    """A `ping` of 100 KiB was refused `too_large` with a null id: dispatch, told to match
+    replies by id, could not tell which command it refused. Its id is read from the
+    payload's head (not the whole payload), as for one answered `interrupted` unread."""
+    payload = b'{"id": "p7", "args": {"pad": "' + b"x" * (100 * 1024) + b'"}}'
+    out = await router().handle(cmd("echo", payload))
+    assert out.reply.error and out.reply.error.code == "too_large"
+    assert out.reply.id == "p7"
+
+
 async def test_missing_id_is_refused_with_missing_id() -> None:
     out = await router().handle(cmd("echo", {"args": {}}))
     assert out.reply.error and out.reply.error.code == "missing_id"
