@@ -18,9 +18,9 @@ is answered `interrupted`. One task per lane
 with work, never one per message, and the lanes are the router's (one for every name it
 does not know), so a flood of hostile commands holds a bounded amount of memory here.
 
-The node stops (`close`): nothing more is taken (nor acknowledged; in a session the broker
-does not keep, which would never send it again, it is answered `interrupted` and
-acknowledged: `IncomingCommand.sent_again`); what was taken runs to
+The node stops (`close`): nothing more is taken (nor acknowledged; one the broker would
+never send again, QoS 0 or in a session it does not keep, is answered `interrupted`:
+`IncomingCommand.sent_again`); what was taken runs to
 its reply within the time given, and what is still queued or running then is answered
 `interrupted` (queued: not run; running: cut short where it stood).
 """
@@ -125,7 +125,7 @@ class Lanes:
         if not cmd.sent_again:
             log.warning(
                 "command %r came as the node stopped: not run, answered `interrupted` (the "
-                "broker keeps no session for the node: it would not send it again)",
+                "broker would not send it again: QoS 0, or no session kept for the node)",
                 cmd.name[:80],
                 extra=flood_key("cmd.not_taken"),
             )

@@ -46,8 +46,9 @@ class IncomingCommand:
     (a kept session)."""
     sent_again: bool = field(default=True, compare=False, repr=False)
     """Whether the broker sends it again at the next connection if it is not acknowledged:
-    False in a session the broker does not keep (edged.uplink: `[broker] session_expiry_s`
-    0), where one the node does not take is answered instead (edged.commands.lanes)."""
+    False at QoS 0, and in a session the broker does not keep (edged.uplink: `[broker]
+    session_expiry_s` 0), where one the node does not take is answered instead
+    (edged.commands.lanes)."""
 
 
 @dataclass(frozen=True)

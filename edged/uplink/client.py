@@ -867,9 +867,10 @@ class Uplink:
             self.counters.inc(f"cmd.{item.counter}")
             log.warning("ignored: %s", item.why, extra=flood_key(item.counter))
             return
+        # the broker sends it again if not acknowledged: QoS 1, in a session it keeps
         client = ack.client
-        kept = client is None or client.session_kept()
-        await self.on_command(replace(item, ack=ack, sent_again=kept))
+        again = ack.qos > 0 and (client is None or client.session_kept())
+        await self.on_command(replace(item, ack=ack, sent_again=again))
 
     async def _drain(self, client: MqttClient) -> None:
         """Keep `window` publishes awaiting PUBACK, in outbox order; each acks on PUBACK

@@ -385,3 +385,38 @@ async def test_a_command_that_comes_during_the_stop_in_a_session_not_kept_is_ans
         await proxy.close()
     assert len(answers) == 1, answers
     assert answers[0]["error"]["code"] == "interrupted", answers[0]
+
+
+async def test_a_qos0_command_that_comes_during_the_stop_is_answered(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """A `ping` sent at QoS 0 while the stop gives a `republish` its 2 s was not taken and
+    left "for the broker to send again", which it never does with a QoS 0 message, kept
+    session or not: never run, never answered. It is answered `interrupted` (not run)."""
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    try:
+        async with Collector(broker.port) as c:
+            cfg = write_config(tmp_path, proxy.port, gps=False)
+            proc = await online(c, cfg, spawn)
+            journey = b'{"id": "j1", "args": {"route_id": "r1", "trip_id": "t1"}}'
+            await send(broker.port, "cmd/journey/assign", journey)  # retained: `journey`
+            await c.wait_for(lambda: arrival(c, "journey/assign", "j1") is not None, 10, "j1")
+            proxy.quirks.withhold_pubacks = True
+            await send(broker.port, "cmd/republish", b'{"id": "r1"}')
+            await asyncio.sleep(0.3)  # it runs: the birth awaits its PUBACK
+            stopping = asyncio.create_task(proc.stop(timeout=10))
+            await proc.wait_containing("stopping", 5)
+            async with CancellableClient(
+                "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+            ) as peer:
+                await peer.publish(f"{BASE}/cmd/ping", b'{"id": "p1"}', qos=0)
+            assert await stopping == 0
+            proxy.quirks.withhold_pubacks = False
+            await online(c, cfg, spawn, after=1)  # a reply kept in the outbox goes now
+            await c.wait_for(lambda: arrival(c, "ping", "p1") is not None, 10, "the ping")
+            await asyncio.sleep(0.3)
+            answers = [r for r in replies(c, "ping") if r.get("id") == "p1"]
+    finally:
+        await proxy.close()
+    assert len(answers) == 1, answers
+    assert answers[0]["error"]["code"] == "interrupted", answers[0]
