@@ -1166,3 +1166,65 @@ async def test_a_new_session_reads_past_rows_acknowledged_whose_delete_waits(
     batch = await asyncio.wait_for(box.next_batch(100), 2)
     assert seqs(batch) == list(range(301, 401))
     await box.close()
+
+
+async def test_a_thousand_acknowledgements_during_a_commit_are_committed_after_it_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ACK_COMMIT_ROWS acknowledgements that come in while a commit is under way (a slow
+    card) are not in it: the next commit takes them at once, not after the 10 s a gathering
+    offline waits (the count must outlive the commit it came during)."""
+    monkeypatch.setattr("edged.outbox.store.ACK_COMMIT_S", 30.0)
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    for i in range(ACK_COMMIT_ROWS):
+        box.put_nowait(door(i))
+    await box.flush()
+    sent = await box.next_batch(ACK_COMMIT_ROWS)
+    slow = box.marks.write
+
+    def slow_card(seqs: dict[str, int]) -> None:
+        time.sleep(0.3)  # a slow card: the fault cannot be made on a tmpfs
+        slow(seqs)
+
+    monkeypatch.setattr(box.marks, "write", slow_card)
+    box.set_linked(False)
+    stored = box.put_nowait(door(ACK_COMMIT_ROWS))
+    await asyncio.sleep(0.1)  # its commit is under way
+    assert box.uncommitted == 1
+    for m in sent:
+        box.ack(m)
+    await stored
+    await asyncio.sleep(1.0)
+    doors = rows_on_disk(tmp_path / "outbox.sqlite", "SELECT count(*) FROM msg WHERE prio = 1")
+    assert doors == [(1,)], "the deletes committed"
+    writer.cancel()
+    await box.close()
+
+
+async def test_a_new_session_hands_out_each_row_not_acknowledged_once_in_order(
+    tmp_path: Path,
+) -> None:
+    """The rows the broker acknowledged before the link dropped (their delete waits for a
+    commit) are scattered among those it did not: a new session's small reads skip the
+    first, hand out each of the others once, in order, and none beyond a read's size."""
+    box = await opened(config(tmp_path))
+    for i in range(400):
+        box.put_nowait(door(i))
+    await box.flush()
+    box.begin_session()
+    for m in await box.next_batch(300):
+        if json.loads(m.payload)["seq"] % 3:  # two in three acknowledged
+            box.ack(m)
+    box.begin_session()
+    got: list[Stored] = []
+    while True:
+        try:
+            batch = await asyncio.wait_for(box.next_batch(7), 0.5)
+        except TimeoutError:
+            break
+        assert len(batch) <= 7
+        got += batch
+    expected = [s for s in range(1, 301) if s % 3 == 0] + list(range(301, 401))
+    assert seqs(got) == expected
+    await box.close()
