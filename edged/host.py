@@ -27,7 +27,10 @@ class State(Protocol):
 
     def get(self, key: str, default: Any = None) -> Any: ...
 
-    def set(self, key: str, value: Any) -> None: ...
+    def set(self, key: str, value: Any, *, may_wait: bool = False) -> None:
+        """`may_wait`: set often, and cheap to lose to a crash: it may wait with samples
+        gathering for one commit (`Outbox.set_state`)."""
+        ...
 
 
 class Publisher(Protocol):
@@ -95,13 +98,13 @@ class OutboxState:
     def get(self, key: str, default: Any = None) -> Any:
         return self._outbox.get_state(key, default)
 
-    def set(self, key: str, value: Any) -> None:
-        self._outbox.set_state(key, value)
+    def set(self, key: str, value: Any, *, may_wait: bool = False) -> None:
+        self._outbox.set_state(key, value, may_wait=may_wait)
 
 
 class MemoryState(dict[str, Any]):
     """`State` in memory only, each value stored as the state store stores it (through
     JSON), for a service run without a node (a benchmark, a test)."""
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, *, may_wait: bool = False) -> None:
         self[key] = json.loads(json.dumps(value))

@@ -95,7 +95,7 @@ ACK_COMMIT_ROWS = 1000
 """... or until this many are gathered: a fast drain commits them as often as before."""
 OFFLINE_GATHER_S = 10.0
 """While the link is down (`set_linked`), a commit of samples and health alone (no event, no
-journaled message, no state someone waits for) waits this long for more: nobody can take
+journaled message, no state set without `may_wait`) waits this long for more: nobody can take
 them before the link is back, and each commit writes whole pages. A message that is not a
 sample commits at once, with the samples gathered. A kill -9 while offline may lose these
 (never acknowledged: their callers are told once they are durable); a power cut could lose
@@ -265,6 +265,7 @@ class Outbox:
         self._refused_before_full = 0  # `refused` when the current full episode began
         self._pressure_reported = False
         self._kv_dirty: set[str] = set()  # state keys changed since the last commit
+        self._state_now = False  # state set that no gathering of samples holds (`set_state`)
         self._state_waiters: list[asyncio.Future[bool]] = []  # `sync_state`: the next commit
         self._streams_dirty: set[str] = set()
         self._state_rn = 0  # the last journal record that carried state (JOURNAL_STATE_MARK)
@@ -737,11 +738,17 @@ class Outbox:
             msg.topic, 0
         )
 
-    def set_state(self, key: str, value: Any) -> None:
-        """Small persistent state for services (odometer, trip...), written with the next
-        batch to the state store."""
+    def set_state(self, key: str, value: Any, *, may_wait: bool = False) -> None:
+        """Small persistent state for services (a panic button let go, the mode, an open
+        trip...), written with the next commit to the state store, within
+        `flush_interval_ms`. `may_wait`: state set often whose loss to a kill -9 costs
+        little (the odometer, an open trip's progress) waits with samples gathering
+        instead (up to OFFLINE_GATHER_S): ended at each set, the gathering would hardly
+        save a write."""
         self.state.kv[key] = json.dumps(value)
         self._kv_dirty.add(key)
+        if not may_wait:
+            self._state_now = True
         self._wake_writer.set()
 
     async def sync_state(self, *keys: str) -> bool:
@@ -775,7 +782,7 @@ class Outbox:
         anyway (`sample_gather_s`)."""
         if self._closed or self._state_waiters or self._recovered_again or self._fold_next:
             return False
-        if self._acks_due:
+        if self._acks_due or self._state_now:
             return False
         if not self.linked:
             return all(i.pub.priority >= Priority.SAMPLE and i.rn is None for i in self._pending)
@@ -873,6 +880,7 @@ class Outbox:
         # compared again at each trip or count change
         kv = {k: self.state.kv[k] for k in self._kv_dirty} if self._kv_dirty else None
         self._kv_dirty = set()
+        state_now, self._state_now = self._state_now, False
         state_rn = self._state_rn if kv is not None else 0  # its state is in `kv`
         streams = {name: self._seqs[name] for name in self._streams_dirty}
         self._streams_dirty.clear()
@@ -908,6 +916,7 @@ class Outbox:
                 self._ack_timer = asyncio.get_running_loop().call_later(ACK_COMMIT_S, self._ack_due)
             self._streams_dirty.update(streams)
             self._kv_dirty.update(kv or ())
+            self._state_now |= state_now
             self._unstored.extend((i, i.again) for i in batch if i.again is not None)
             self._recovered.extend(recovered)
             self._fold_next[:0] = gone

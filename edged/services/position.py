@@ -128,7 +128,7 @@ class PositionService(Service):
         self._count_distance(fix)
         if self._due(fix, now):
             self._last_sent = (fix, now)
-            self.host.state.set(ODOMETER_KEY, round(self.odometer_m, 1))
+            self.host.state.set(ODOMETER_KEY, round(self.odometer_m, 1), may_wait=True)
             self.host.publish(POSITION, self.payload(fix), qos=self.config.qos)
         self.host.bus.emit(PositionUpdated(fix))
 

@@ -301,7 +301,9 @@ class TripRecorder:
         now = time.monotonic()
         if force or now - self._persisted_at >= PERSIST_EVERY_S:
             self._persisted_at = now
-            self.host.state.set(OPEN_TRIP_KEY, self.trip.saved() if self.trip else None)
+            saved = self.trip.saved() if self.trip else None
+            # its progress every PERSIST_EVERY_S may wait with samples; a start or an end not
+            self.host.state.set(OPEN_TRIP_KEY, saved, may_wait=not force)
 
     def _now(self) -> tuple[datetime, ClockSource]:
         ms, source = self.host.clock.now()

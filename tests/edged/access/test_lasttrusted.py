@@ -23,7 +23,7 @@ class Disk:
     def get(self, key: str, default: Any = None) -> Any:
         return self.state.get(key, default)
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, *, may_wait: bool = False) -> None:
         self.writes += 1
         self.state[key] = value
 

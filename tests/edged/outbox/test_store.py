@@ -1228,3 +1228,39 @@ async def test_a_new_session_hands_out_each_row_not_acknowledged_once_in_order(
     expected = [s for s in range(1, 301) if s % 3 == 0] + list(range(301, 401))
     assert seqs(got) == expected
     await box.close()
+
+
+async def test_state_set_offline_survives_a_kill_while_samples_gather(tmp_path: Path) -> None:
+    """A panic button let go, the mode, the last trusted time: state a service sets is
+    committed within flush_interval_ms, samples gathering or not (a kill -9 a moment later
+    keeps it)."""
+    child = gather_child(tmp_path, "state")
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "set"
+    finally:
+        child.kill()
+        child.wait(10)
+    box = await opened(config(tmp_path))
+    assert box.get_state("panic.held") == {"alarm_id": "a1"}
+    await box.close()
+
+
+async def test_state_that_may_wait_gathers_with_samples_offline(tmp_path: Path) -> None:
+    """The odometer and an open trip's progress, set often and cheap to lose, wait with the
+    samples (SD wear); state set without `may_wait` ends the gathering."""
+    box = await opened(config(tmp_path))
+    writer = asyncio.create_task(box.run_writer())
+    box.set_linked(False)
+    commits = counting_commits(box)
+    for i in range(3):
+        box.put_nowait(position(i))
+        box.set_state("position.odometer_m", float(i), may_wait=True)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert commits == []
+    box.set_state("panic.held", None)
+    await asyncio.sleep(0.2)
+    assert commits == ["COMMIT"]
+    writer.cancel()
+    await box.close()
