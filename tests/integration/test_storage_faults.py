@@ -203,8 +203,11 @@ async def test_taps_acted_on_just_before_a_kill_9_are_recorded(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
     """The tap journal: a door that opened always has its record. The outbox commits every
-    second here, so without the journal the taps of the last second would be lost."""
-    config = write_config(tmp_path, broker.port, gps=False, outbox="flush_interval_ms = 1000")
+    5 s here (the most the config allows), so without the journal the taps not yet
+    committed would be lost. With a 1 s interval, 150 taps 5 ms apart took longer than the
+    first commit on a loaded machine, whose commits then ran back to back behind the taps:
+    the kill found 5 or fewer taps uncommitted and the test could not tell."""
+    config = write_config(tmp_path, broker.port, gps=False, outbox="flush_interval_ms = 5000")
     async with Collector(broker.port, topic=f"{BASE}/events/tap") as c:
         node = await spawn(config, "--count", "400", "--interval", "0.005", "--taps", burst=True)
         async with asyncio.timeout(20):
