@@ -446,15 +446,18 @@ def _cards(n: int = 40_000) -> dict[str, Any]:
 
 
 async def _send_watching_the_loop(w: World, doc: dict[str, Any]) -> tuple[Any, float, float]:
-    """((ok, error code), the longest time the loop did not turn, the whole time). The
-    cyclic collector is off meanwhile: a full collection the list's objects set off pauses
-    every thread (~20-40 ms here), whatever the router does."""
+    """((ok, error code), the longest time the loop did not turn, the whole time), in the
+    process's CPU time: a call into C holding the GIL spends CPU all the while the loop
+    stands still; a worker descheduled by the other test workers on a loaded machine spends
+    none (in wall time it looked like a stand-still too). The cyclic collector is off
+    meanwhile: a full collection the list's objects set off pauses every thread (~20-40 ms
+    here), whatever the router does."""
     done = False
     turns: list[float] = []
 
     async def turn() -> None:
         while not done:
-            turns.append(time.perf_counter())
+            turns.append(time.process_time())
             await asyncio.sleep(0)
 
     cmd = IncomingCommand("access.update", json.dumps(doc).encode(), topic=LISTS_TOPIC)
@@ -462,9 +465,9 @@ async def _send_watching_the_loop(w: World, doc: dict[str, Any]) -> tuple[Any, f
     await asyncio.sleep(0)
     gc.disable()
     try:
-        started = time.perf_counter()
+        started = time.process_time()
         reply = (await w.router.handle(cmd)).reply
-        ended = time.perf_counter()
+        ended = time.process_time()
     finally:
         gc.enable()
     result = (reply.ok, reply.error.code if reply.error else None)
@@ -474,19 +477,8 @@ async def _send_watching_the_loop(w: World, doc: dict[str, Any]) -> tuple[Any, f
     return result, max(b - a for a, b in pairwise(marks)), ended - started
 
 
-async def _three_tries(w: World, doc: dict[str, Any]) -> list[tuple[Any, float, float]]:
-    """`_send_watching_the_loop` three times (a forged command is refused each time, and
-    spends no id): measured in wall time, a worker the other test workers deschedule looks
-    like a stand-still too, so the best try counts; a call into C holding the loop holds it
-    in every try."""
-    return [await _send_watching_the_loop(w, doc) for _ in range(3)]
-
-
-def _stood_still(tries: list[tuple[Any, float, float]]) -> str:
-    return "; ".join(
-        f"the loop stood still {longest * 1000:.0f} of {whole * 1000:.0f} ms"
-        for _, longest, whole in tries
-    )
+def _stood_still(longest: float, whole: float) -> str:
+    return f"the loop stood still {longest * 1000:.0f} of {whole * 1000:.0f} ms of CPU"
 
 
 async def test_a_forged_4_mib_command_is_refused_while_the_event_loop_goes_on_turning() -> None:
@@ -495,9 +487,9 @@ async def test_a_forged_4_mib_command_is_refused_while_the_event_loop_goes_on_tu
     # 2 W, and a rider's tap waited; a stream of them held it most of the time.
     w = World()
     doc = signed(STRANGER, args=_cards(), topic=LISTS_TOPIC)
-    tries = await _three_tries(w, doc)
-    assert {result for result, _, _ in tries} == {(False, "bad_signature")}
-    assert any(longest < whole / 3 for _, longest, whole in tries), _stood_still(tries)
+    result, longest, whole = await _send_watching_the_loop(w, doc)
+    assert result == (False, "bad_signature")
+    assert longest < whole / 3, _stood_still(longest, whole)
 
 
 async def test_a_signed_4_mib_command_verifies_over_the_text_made_in_pieces() -> None:
@@ -508,7 +500,7 @@ async def test_a_signed_4_mib_command_verifies_over_the_text_made_in_pieces() ->
     )
     assert result == (True, None)
     assert w.lists == [args]
-    assert longest < whole / 3
+    assert longest < whole / 3, _stood_still(longest, whole)
 
 
 async def test_a_forged_4_mib_command_with_a_lone_surrogate_is_refused_off_the_loop() -> None:
@@ -517,9 +509,9 @@ async def test_a_forged_4_mib_command_with_a_lone_surrogate_is_refused_off_the_l
     w = World()
     doc = signed(STRANGER, args=_cards(), topic=LISTS_TOPIC)
     doc["args"]["cards"][f"{0:014x}"]["name"] = "rider \ud800"
-    tries = await _three_tries(w, doc)
-    assert {result for result, _, _ in tries} == {(False, "bad_request")}
-    assert any(longest < whole / 3 for _, longest, whole in tries), _stood_still(tries)
+    result, longest, whole = await _send_watching_the_loop(w, doc)
+    assert result == (False, "bad_request")
+    assert longest < whole / 3, _stood_still(longest, whole)
 
 
 async def test_a_forged_4_mib_array_of_integers_is_read_while_the_loop_turns() -> None:
@@ -529,15 +521,15 @@ async def test_a_forged_4_mib_array_of_integers_is_read_while_the_loop_turns() -
     payload = json.dumps(doc).encode()
     gc.disable()
     try:
-        started = time.perf_counter()
+        started = time.process_time()
         json.loads(payload)
-        one_call = time.perf_counter() - started
+        one_call = time.process_time() - started
     finally:
         gc.enable()
-    tries = await _three_tries(w, doc)
-    assert {result for result, _, _ in tries} == {(False, "bad_signature")}
-    assert any(longest < one_call / 2 for _, longest, _ in tries), (
-        f"{_stood_still(tries)}; reading it takes {one_call * 1000:.0f} ms"
+    result, longest, whole = await _send_watching_the_loop(w, doc)
+    assert result == (False, "bad_signature")
+    assert longest < one_call / 2, (
+        f"{_stood_still(longest, whole)}; reading it takes {one_call * 1000:.0f} ms"
     )
 
 
