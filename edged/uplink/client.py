@@ -506,7 +506,12 @@ class Uplink:
                 todo,
             )
             return False, False, asks_for_room(ended.code)
-        if self.connected:
+        if self.connected or self._worked_at is not None:
+            # the birth acknowledged: a session, lost under us, even while the retained
+            # topics were still being restored (before `connected`): taken for a broker
+            # we cannot reach, a client with our id throwing us off in that moment (most
+            # sessions, on a loaded node) was never counted short, and the backoff began
+            # again from the shortest delay
             self.last_error = f"lost the broker: {exc}"
             log.warning("lost the broker at %s: %s", self.where, exc)
             if not isinstance(exc, PubackTimeout) and self._too_large_at_close():

@@ -517,8 +517,42 @@ async def test_qos0_commands_read_before_the_node_takes_its_session_up_again_are
         await asyncio.sleep(0.3)  # the pings are read
         gate.set()
         await wait_until(lambda: counters["uplink.retaken"] >= 1, 10, "the session taken up")
+async def test_a_session_lost_while_its_retained_topics_are_restored_is_one_lost_under_us(
+    tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The birth acknowledged, a broker with no session for the node gets its retained
+    topics again before the node calls itself connected. A session lost then was said to
+    be a broker the node 'cannot reach', not one closed under it: it was never short, so
+    another client with the node's id that took it back in that moment started the count
+    of short sessions again, and the backoff from the shortest delay. On a loaded machine
+    the node lost most of its sessions there (the id fight: 14 sessions in 6 s, the delay
+    back to 0.1 s). Here the proxy withholds the restored topic's PUBACK and cuts the link:
+    three such sessions in a row are taken for another client with the node's id."""
+    broker = Mosquitto(tmp_path).start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    counters = Counters()
+    uplink = _uplink(
+        proxy.port, outbox, counters, protocol="3.1.1", session_expiry_s=0,
+        reconnect_min_s=0.1, reconnect_max_s=2.0,
+    )  # fmt: skip
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarm acknowledged: retained")
+        for lost in (1, 2, 3):
+            proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
+            proxy.quirks.withhold_pubacks = True
+            proxy.cut()
+            await wait_until(lambda: proxy.withheld == lost, 10, "the alarm restored")  # noqa: B023
+        proxy.cut()
+        await wait_until(lambda: counters["uplink.takeover"] > 0, 10, "a takeover suspected")
+        said = [r.getMessage() for r in caplog.records if r.name == "edged.uplink.client"]
+        assert not [line for line in said if line.startswith("cannot reach")], said
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert names.count("ping") == 3, names
+        await proxy.close()
+        broker.stop()
