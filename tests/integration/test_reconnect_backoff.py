@@ -4,6 +4,7 @@ issue #13.7), grown when another client takes the node's client id (issue #12.4)
 import asyncio
 import contextlib
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,45 @@ MIN_S, MAX_S = 0.2, 6.0
 DELAY = re.compile(r"reconnecting to the broker in ([0-9.]+) s")
 
 
+SUSPECTED = re.compile(r"probably uses our client id .*closed (\d+) sessions in a row")
+
+
 def delays(proc: Any) -> list[float]:
     return [float(m.group(1)) for line in proc.lines if (m := DELAY.search(line))]
+
+
+def _at(line: str) -> float:
+    """A log line's time (`%(asctime)s`), in seconds."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def delays_after_suspicions(proc: Any) -> list[tuple[int, float]]:
+    """(short sessions in a row the node counted, the delay it chose next), for each time
+    it took them for another client with its id."""
+    out: list[tuple[int, float]] = []
+    in_a_row: int | None = None
+    for line in proc.lines:
+        if m := SUSPECTED.search(line):
+            in_a_row = int(m.group(1))
+        elif in_a_row is not None and (m := DELAY.search(line)):
+            out.append((in_a_row, float(m.group(1))))
+            in_a_row = None
+        elif "connected to" in line:
+            in_a_row = None
+    return out
+
+
+def waits(proc: Any) -> list[tuple[float, float]]:
+    """(the delay the node said, the time from saying it to its next session), each."""
+    out: list[tuple[float, float]] = []
+    said: tuple[float, float] | None = None
+    for line in proc.lines:
+        if m := DELAY.search(line):
+            said = (float(m.group(1)), _at(line))
+        elif said is not None and "connected to" in line:
+            out.append((said[0], _at(line) - said[1]))
+            said = None
+    return out
 
 
 async def test_on_a_link_cut_every_two_seconds_every_delay_stays_the_shortest(
@@ -81,10 +119,23 @@ async def test_a_client_looping_on_the_nodes_id_is_named_and_the_node_backs_off(
     assert any("another client probably uses our client id" in line for line in node.lines)
     got = delays(node)
     assert max(got) >= 0.8, f"the node fought for its id without backing off: {got}"
-    # under load (CI's 2 cores, the HIL rig beside) a session thrown off now and then
-    # lasts past SHORT_SESSION_S and starts the count again: 9 seen once; at the shortest
-    # delay (MIN_S) the node would have many more in the 6 s
+    # What the node promises, whatever the machine's load: the N-th short session in a row
+    # (N >= 3) is followed by the backoff of N - 1 failures, drawn from the upper half of
+    # MIN_S doubled N - 2 times (logged to 0.1 s), and each delay it says, it waits. A
+    # session the intruder takes back only after SHORT_SESSION_S (1 s) is rightly not
+    # short and starts the count again, hence the count's margin of one such restart (7
+    # sessions without one). The 9 and more seen under load were sessions lost while the
+    # retained topics were restored, taken for a broker out of reach (the uplink's fix:
+    # test_a_session_lost_while_its_retained_topics_are_restored_is_one_lost_under_us).
     assert sessions <= 10, f"the node kept taking its id back: {sessions} sessions, {got}"
+    suspicions = delays_after_suspicions(node)
+    assert suspicions, node.lines
+    for n, delay in suspicions:
+        floor = min(MAX_S, MIN_S * 2 ** (n - 2)) / 2
+        assert delay >= floor - 0.05, f"{n} short sessions in a row, then {delay} s: {got}"
+    waited = waits(node)
+    assert len(waited) >= 3, (sessions, waited)
+    assert all(took >= delay - 0.05 for delay, took in waited), waited
 
 
 async def test_a_broker_that_says_the_session_was_taken_over_is_believed_at_once(
