@@ -10,15 +10,25 @@ A reader only answers "these UIDs are in the field now"; a tap is a presentation
 - a UID counts as taken off once it has been missing `release_s` since it was last seen,
   judged only after completed polls: a read glitch shorter than that (the card at the
   edge of the field, one missed poll) is the same presentation, and a poll that failed
-  or stalled is not evidence that the card left. Presented again after that: a new tap.
+  or stalled is not evidence that the card left. Nor is one poll that saw another card:
+  with one target per poll, anticollision shows two cards held together in turn, so a
+  held one is missing from every other poll, whatever their pace (a poll late by more
+  than `release_s` on a loaded node, and a card held beside another tapped again). It is
+  off after `release_s` and either a poll that saw no card or `TURNS` polls in a row
+  that saw another. Presented again after that: a new tap.
   A reader reopened is the same: nfc.libnfc keeps one `Presence` per reader across its
   reopens, so a card still there at the first completed poll after an outage is held, and
-  one gone by then is off at once (it has been unseen longer than `release_s`).
+  one gone by then is off at once (it has been unseen longer than `release_s`), or at the
+  next poll when that one saw another card.
 
 Pure and clock-free (the caller passes `now`), so it is tested without a reader.
 """
 
 from collections.abc import Collection
+
+TURNS = 2
+"""Polls in a row that saw another card before a card missing `release_s` is off: two
+cards held together, shown in turn."""
 
 
 class Presence:
@@ -27,6 +37,7 @@ class Presence:
         self.repeat_s = repeat_s
         self._last_seen: dict[bytes, float] = {}
         self._last_tap: dict[bytes, float] = {}
+        self._missed: dict[bytes, int] = {}  # completed polls in a row without it
 
     def __len__(self) -> int:
         return len(self._last_seen)
@@ -43,8 +54,13 @@ class Presence:
                 taps.append(uid)
                 self._last_tap[uid] = now
             self._last_seen[uid] = now
+            self._missed[uid] = 0
         for uid, last in list(self._last_seen.items()):
-            if uid not in seen and now - last >= self.release_s:
+            if uid in seen:
+                continue
+            missed = self._missed[uid] = self._missed[uid] + 1
+            if now - last >= self.release_s and (not seen or missed >= TURNS):
                 del self._last_seen[uid]
                 del self._last_tap[uid]
+                del self._missed[uid]
         return taps

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.nfc.presence import Presence
+from drivers.nfc.presence import TURNS, Presence
 
 A, B = b"\x04\xa1\xb2\xc3", b"\x04\x11\x22\x33\x44\x55\x66"
 POLL = 0.05
@@ -52,10 +52,28 @@ def test_repeat_s_taps_a_held_card_again_every_repeat_s() -> None:
 
 
 def test_cards_gone_are_forgotten() -> None:
+    """A card after another, each once: the one before may still be held beside it (its
+    turn), the others are off."""
     presence = Presence(0.3)
     for i in range(100):
         presence.update([i.to_bytes(4, "big")], i * 1.0)
-    assert len(presence) == 1
+    assert len(presence) == TURNS
+    presence.update([], 100.0)
+    assert len(presence) == 0
+
+
+def test_two_cards_seen_alternately_by_slow_polls_tap_once_each() -> None:
+    """Polls further apart than release_s (a loaded node): each card is missing longer
+    than release_s from every other poll, still held."""
+    polls = [(i * 0.35, [A if i % 2 else B]) for i in range(20)]
+    assert run(Presence(0.3), polls) == [(0.0, B), (0.35, A)]
+
+
+def test_one_of_two_cards_taken_off_is_off_after_release_and_two_polls_without_it() -> None:
+    polls = [(i * POLL, [A if i % 2 else B]) for i in range(10)]  # both held
+    polls += [(0.5 + i * POLL, [A]) for i in range(10)]  # B taken off at 0.45
+    polls += [(1.0, [B])]  # and put back
+    assert run(Presence(0.3), polls) == [(0.0, B), (POLL, A), (1.0, B)]
 
 
 @given(st.lists(st.tuples(st.floats(0.05, 3.0), st.floats(0.31, 3.0)), min_size=1, max_size=20))
