@@ -1083,9 +1083,12 @@ class Uplink:
     async def publish_direct(
         self, topic: str, payload: bytes, *, qos: int, retain: bool, within_s: float = 2.0
     ) -> bool:
-        """Publish outside the outbox (state offline on shutdown); False when not connected."""
+        """Publish outside the outbox (state offline on shutdown); False when no session
+        works: one whose birth was acknowledged does, while its retained topics are still
+        being restored too (a stop then said no offline, and its DISCONNECT dropped the
+        will: dispatch kept `online`)."""
         client = self._client
-        if client is None or not self.connected:
+        if client is None or not (self.connected or self._worked_at is not None):
             return False
         sender = self._sender
         try:

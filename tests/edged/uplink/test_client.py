@@ -18,6 +18,7 @@ from edged.outbox import Outbox, Publication
 from edged.payloads import Alarm, DoorEvent, Reply, State
 from edged.topics import ALARM, DOOR, REPLY, Topics
 from edged.uplink.cancellable import CancellableClient
+from edged.topics import STATE as STATE_TOPIC
 from edged.uplink.client import Uplink
 from edged.uplink.packets import varint
 from hil.proxy import MqttProxy, Quirks
@@ -554,5 +555,40 @@ async def test_a_session_lost_while_its_retained_topics_are_restored_is_one_lost
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert names.count("ping") == 3, names
+        await proxy.close()
+        broker.stop()
+
+
+async def test_offline_is_said_in_a_session_stopped_while_its_retained_topics_are_restored(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """SIGTERM right after the birth's PUBACK, while a broker with no session for the node
+    gets its retained topics again: the stop's `say_offline` found the node not yet
+    connected and said nothing, and the session's end (a DISCONNECT) made the broker drop
+    the will: dispatch kept `online` for a node that had stopped (test_shutdown's hung
+    stop, under load). The restored alarm's PUBACK is withheld by the proxy to hold the
+    node there."""
+    broker = Mosquitto(tmp_path).start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    uplink = _uplink(proxy.port, outbox, Counters(), session_expiry_s=0, reconnect_min_s=0.1)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarm acknowledged: retained")
+        proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
+        proxy.quirks.withhold_pubacks = True
+        proxy.cut()
+        await wait_until(lambda: proxy.withheld == 1, 10, "the alarm restored")
+        proxy.quirks.withhold_pubacks = False  # the next PUBACKs go through
+        async with Collector(broker.port, TOPICS.of(STATE_TOPIC)) as c:
+            assert await uplink.say_offline()
+            await c.wait_for(
+                lambda: any(m.payload.get("state") == "offline" for m in c.messages), 5, "offline"
+            )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await proxy.close()
         broker.stop()
