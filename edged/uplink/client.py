@@ -1069,12 +1069,20 @@ class Uplink:
         if self._sender is not None:
             self._sender.hurry()
 
+    @property
+    def _session_works(self) -> bool:
+        """A session whose birth was acknowledged is up: connected, or its retained topics
+        still being restored (the drain starts right after)."""
+        return self._client is not None and (self.connected or self._worked_at is not None)
+
     async def wait_idle(self, within_s: float) -> bool:
         """Wait (bounded) until everything stored has been acknowledged, samples waiting
-        for a batch sent at once (`hurry`); for a stop."""
+        for a batch sent at once (`hurry`); for a stop. A session still restoring the
+        retained topics is waited for too: its drain follows (a stop then left the queued
+        messages on the node until its next start)."""
         self.hurry()
         deadline = time.monotonic() + within_s
-        while self.connected and time.monotonic() < deadline:
+        while self._session_works and time.monotonic() < deadline:
             if self.outbox.depth == 0 and not self.outbox.uncommitted:
                 return True
             await asyncio.sleep(0.05)
@@ -1088,7 +1096,7 @@ class Uplink:
         being restored too (a stop then said no offline, and its DISCONNECT dropped the
         will: dispatch kept `online`)."""
         client = self._client
-        if client is None or not (self.connected or self._worked_at is not None):
+        if client is None or not self._session_works:
             return False
         sender = self._sender
         try:

@@ -598,3 +598,36 @@ async def test_offline_is_said_in_a_session_stopped_while_its_retained_topics_ar
             await task
         await proxy.close()
         broker.stop()
+
+
+async def test_a_stop_while_the_retained_topics_are_restored_waits_for_the_outboxs_messages(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """SIGTERM right after the birth's PUBACK, while a broker with no session for the node
+    gets its retained topics again: `wait_idle` (the stop's drain) found the node not
+    connected and gave up at once, though the session worked and its drain was to start a
+    few PUBACKs later: a tap queued then stayed on the node until its next start (a bus
+    parked for the night). Many retained topics make the restore last."""
+    broker = Mosquitto(tmp_path).start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    for i in range(300):
+        alarm = Alarm(kind=f"a{i}", active=True, reason="test", details={"n": i})
+        await outbox.put_nowait(Publication.make(TOPICS, ALARM, alarm, name=f"a{i}"))
+    uplink = _uplink(proxy.port, outbox, Counters(), session_expiry_s=0, reconnect_min_s=0.1)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 30, "the alarms acknowledged: retained")
+        before = proxy.pubacks
+        proxy.cut()
+        await wait_until(lambda: proxy.pubacks >= before + 2, 10, "the restore begun")
+        assert not uplink.connected, "the restore was over before the test saw it"
+        door = DoorEvent(door="front", open=True)
+        await outbox.put_nowait(Publication.make(TOPICS, DOOR, door))
+        assert await uplink.wait_idle(10), "the stop gave up on the door event"
+        assert outbox.depth == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
