@@ -22,7 +22,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
@@ -184,6 +184,10 @@ class Uplink:
         self.sent = 0
         self._client: MqttClient | None = None
         self._sender: Sender | None = None  # this session's drain, while it runs
+        self._outside = 0
+        """Publishes in flight before the drain runs (a restored topic, a direct publish
+        made meanwhile: `_before_drain`)."""
+        self._outside_freed = asyncio.Condition()
         self._hurried = False  # stopping: no sample waits for a batch (`hurry`)
         self.protocol: Protocol = config.protocol
         self.fell_back = False  # on 3.1.1 because the broker refused MQTT 5
@@ -711,11 +715,41 @@ class Uplink:
             for topic, payload, qos in await self.outbox.retained():
                 wire = self.wire(payload)
                 if self._fits(client, topic, topic, wire, qos, None):
-                    await self._publish_acked(client, topic, wire, qos)
+                    async with self._before_drain(client, None):
+                        await self._publish_acked(client, topic, wire, qos)
+        async with self._outside_freed:  # the drain counts none of theirs in flight
+            await self._outside_freed.wait_for(lambda: self._outside == 0)
         self.connected = True
         self.sessions += 1
         self._connected_as(client)
         await self._drain(client)
+
+    @contextlib.asynccontextmanager
+    async def _before_drain(
+        self, client: MqttClient, within_s: float | None
+    ) -> AsyncIterator[None]:
+        """Room within the broker's Receive Maximum for a publish made before the drain
+        runs, which keeps a share of it for them (`Sender.beside`): the restore's, and a
+        direct publish beside it (a stop's `offline`), which under an allowance of one
+        went over it (HiveMQ ends the session: 0x93). Waits at most `within_s`, then
+        `PubackTimeout`."""
+        allowed = client.receive_max
+        try:
+            async with asyncio.timeout(within_s), self._outside_freed:
+                await self._outside_freed.wait_for(
+                    lambda: allowed is None or self._outside < allowed
+                )
+                self._outside += 1
+        except TimeoutError:
+            raise PubackTimeout(
+                f"no room within the broker's Receive Maximum of {allowed} after {within_s:g} s"
+            ) from None
+        try:
+            yield
+        finally:
+            async with self._outside_freed:
+                self._outside -= 1
+                self._outside_freed.notify_all()
 
     async def _publish_acked(self, client: MqttClient, topic: str, wire: bytes, qos: int) -> bool:
         """A retained publish of the session's start (the birth, a restored topic); one the
@@ -1103,6 +1137,8 @@ class Uplink:
             async with (
                 sender.beside(within_s)
                 if sender is not None and qos > 0
+                else self._before_drain(client, within_s)
+                if qos > 0
                 else contextlib.nullcontext()
             ):
                 name, wire, properties = self.outgoing(topic, payload, None)

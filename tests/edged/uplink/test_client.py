@@ -631,3 +631,34 @@ async def test_a_stop_while_the_retained_topics_are_restored_waits_for_the_outbo
             await task
         await proxy.close()
         broker.stop()
+
+
+async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_receive_maximum(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Under a Receive Maximum of one, a stop while a restored topic awaits its PUBACK:
+    `say_offline` went at once beside it (no drain yet, so no share of the allowance kept
+    for it), two publishes in flight where the broker allows one (HiveMQ ends the session:
+    0x93). It waits for the restore's slot; here none comes (the proxy withholds the
+    restored alarm's PUBACK) and it gives up."""
+    broker = Mosquitto(tmp_path, extra="max_inflight_messages 1").start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    uplink = _uplink(proxy.port, outbox, Counters(), session_expiry_s=0, reconnect_min_s=5.0)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarm acknowledged: retained")
+        proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
+        proxy.quirks.withhold_pubacks = True
+        proxy.cut()
+        await wait_until(lambda: proxy.withheld == 1, 10, "the alarm restored")
+        state = TOPICS.of(STATE_TOPIC)
+        assert not await uplink.publish_direct(state, b"{}", qos=1, retain=True, within_s=1)
+        assert proxy.withheld == 1, "more in flight than the broker allows"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
