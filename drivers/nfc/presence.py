@@ -18,8 +18,8 @@ A reader only answers "these UIDs are in the field now"; a tap is a presentation
   that saw another. Presented again after that: a new tap.
   A reader reopened is the same: nfc.libnfc keeps one `Presence` per reader across its
   reopens, so a card still there at the first completed poll after an outage is held, and
-  one gone by then is off at once (it has been unseen longer than `release_s`), or at the
-  next poll when that one saw another card.
+  one gone by then is off at once (it has been unseen longer than `release_s`), or, when
+  the polls after it see another card, at the second of them in a row.
 
 Pure and clock-free (the caller passes `now`), so it is tested without a reader.
 """
