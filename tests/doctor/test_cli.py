@@ -1,9 +1,11 @@
 """`edged doctor` end to end: the exit codes a technician (and a script) relies on."""
 
 import json
+import re
 import time
 from pathlib import Path
 
+from edged.doctor.runner import GRACE_S
 from hil.gps.emulator import NmeaEmulator
 from tests.doctor.conftest import config, doctor, serial_gps
 from tests.helpers.broker import Mosquitto, free_port
@@ -81,12 +83,22 @@ def test_an_unreadable_or_unparsable_config_exits_2(tmp_path: Path) -> None:
 
 def test_a_silent_device_fails_within_the_timeout(silent_pty: str, tmp_path: Path) -> None:
     cfg = config(tmp_path, free_port(), gps=False, drivers=serial_gps(silent_pty))
-    started = time.monotonic()
     done = doctor("-c", str(cfg), "--timeout", "0.5", "--json")
-    took = time.monotonic() - started
     assert done.returncode == 1
     answers = next(c for c in json.loads(done.stdout) if c["name"] == "gps: answers")
     assert answers["status"] == "fail"
     assert "no answer within 0.5 s" in answers["detail"]
     assert "baud rate" in answers["advice"]
-    assert took < 4, f"took {took:.1f} s"
+
+
+def test_a_silent_device_ends_the_report_within_the_timeout_and_its_grace(
+    silent_pty: str, tmp_path: Path
+) -> None:
+    """The report's own time, which the technician reads on its last line: the wall time of
+    the whole command also holds the interpreter's start, 4.3 s once on a loaded CI."""
+    cfg = config(tmp_path, free_port(), gps=False, drivers=serial_gps(silent_pty))
+    done = doctor("-c", str(cfg), "--timeout", "0.5")
+    assert done.returncode == 1
+    said = re.search(r" in (\d+\.\d) s$", done.stdout.rstrip())
+    assert said is not None, done.stdout
+    assert float(said.group(1)) <= 0.5 + GRACE_S, done.stdout
