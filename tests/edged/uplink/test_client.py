@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -525,6 +526,40 @@ async def test_qos0_commands_read_before_the_node_takes_its_session_up_again_are
     assert names.count("ping") == 3, names
 
 
+PANIC = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
+
+
+@contextlib.asynccontextmanager
+async def with_a_retained_alarm(
+    tmp_path: Path, outbox: Outbox, counters: Counters, broker_extra: str = "", **broker: Any
+) -> AsyncIterator[tuple[Uplink, MqttProxy]]:
+    """The uplink running through `hil.proxy` to a real Mosquitto, a panic alarm already
+    retained by it: each new session restores it (`session_expiry_s = 0`)."""
+    mosquitto = Mosquitto(tmp_path, extra=broker_extra).start()
+    proxy = await MqttProxy(mosquitto.port, Quirks()).start()
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, PANIC, name="panic"))
+    uplink = _uplink(proxy.port, outbox, counters, session_expiry_s=0, **broker)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarm acknowledged: retained")
+        yield uplink, proxy
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        mosquitto.stop()
+
+
+async def held_in_the_restore(proxy: MqttProxy, sessions: int = 1) -> None:
+    """Cut the link; the next session's birth goes through and its restored alarm's PUBACK
+    is withheld: the node is held between its birth and `connected`."""
+    proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
+    proxy.quirks.withhold_pubacks = True
+    proxy.cut()
+    await wait_until(lambda: proxy.withheld == sessions, 10, "the alarm restored")
+
+
 async def test_a_session_lost_while_its_retained_topics_are_restored_is_one_lost_under_us(
     tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -536,33 +571,15 @@ async def test_a_session_lost_while_its_retained_topics_are_restored_is_one_lost
     the node lost most of its sessions there (the id fight: 14 sessions in 6 s, the delay
     back to 0.1 s). Here the proxy withholds the restored topic's PUBACK and cuts the link:
     three such sessions in a row are taken for another client with the node's id."""
-    broker = Mosquitto(tmp_path).start()
-    proxy = await MqttProxy(broker.port, Quirks()).start()
-    panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
-    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
     counters = Counters()
-    uplink = _uplink(
-        proxy.port, outbox, counters, protocol="3.1.1", session_expiry_s=0,
-        reconnect_min_s=0.1, reconnect_max_s=2.0,
-    )  # fmt: skip
-    task = asyncio.create_task(uplink.run())
-    try:
-        await wait_until(lambda: outbox.depth == 0, 10, "the alarm acknowledged: retained")
+    options: dict[str, Any] = {"protocol": "3.1.1", "reconnect_min_s": 0.1, "reconnect_max_s": 2.0}
+    async with with_a_retained_alarm(tmp_path, outbox, counters, **options) as (_, proxy):
         for lost in (1, 2, 3):
-            proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
-            proxy.quirks.withhold_pubacks = True
-            proxy.cut()
-            await wait_until(lambda: proxy.withheld == lost, 10, "the alarm restored")  # noqa: B023
+            await held_in_the_restore(proxy, sessions=lost)
         proxy.cut()
         await wait_until(lambda: counters["uplink.takeover"] > 0, 10, "a takeover suspected")
         said = [r.getMessage() for r in caplog.records if r.name == "edged.uplink.client"]
         assert not [line for line in said if line.startswith("cannot reach")], said
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
 
 
 async def test_offline_is_said_in_a_session_stopped_while_its_retained_topics_are_restored(
@@ -574,30 +591,15 @@ async def test_offline_is_said_in_a_session_stopped_while_its_retained_topics_ar
     the will: dispatch kept `online` for a node that had stopped (test_shutdown's hung
     stop, under load). The restored alarm's PUBACK is withheld by the proxy to hold the
     node there."""
-    broker = Mosquitto(tmp_path).start()
-    proxy = await MqttProxy(broker.port, Quirks()).start()
-    panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
-    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
-    uplink = _uplink(proxy.port, outbox, Counters(), session_expiry_s=0, reconnect_min_s=0.1)
-    task = asyncio.create_task(uplink.run())
-    try:
-        await wait_until(lambda: outbox.depth == 0, 10, "the alarm acknowledged: retained")
-        proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
-        proxy.quirks.withhold_pubacks = True
-        proxy.cut()
-        await wait_until(lambda: proxy.withheld == 1, 10, "the alarm restored")
+    restoring = with_a_retained_alarm(tmp_path, outbox, Counters(), reconnect_min_s=0.1)
+    async with restoring as (uplink, proxy):
+        await held_in_the_restore(proxy)
         proxy.quirks.withhold_pubacks = False  # the next PUBACKs go through
-        async with Collector(broker.port, TOPICS.of(STATE_TOPIC)) as c:
+        async with Collector(proxy.upstream_port, TOPICS.of(STATE_TOPIC)) as c:
             assert await uplink.say_offline()
             await c.wait_for(
                 lambda: any(m.payload.get("state") == "offline" for m in c.messages), 5, "offline"
             )
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
 
 
 async def test_a_stop_while_the_retained_topics_are_restored_waits_for_the_outboxs_messages(
@@ -641,24 +643,11 @@ async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_rece
     for it), two publishes in flight where the broker allows one (HiveMQ ends the session:
     0x93). It waits for the restore's slot; here none comes (the proxy withholds the
     restored alarm's PUBACK) and it gives up."""
-    broker = Mosquitto(tmp_path, extra="max_inflight_messages 1").start()
-    proxy = await MqttProxy(broker.port, Quirks()).start()
-    panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={"n": 1})
-    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
-    uplink = _uplink(proxy.port, outbox, Counters(), session_expiry_s=0, reconnect_min_s=5.0)
-    task = asyncio.create_task(uplink.run())
-    try:
-        await wait_until(lambda: outbox.depth == 0, 10, "the alarm acknowledged: retained")
-        proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
-        proxy.quirks.withhold_pubacks = True
-        proxy.cut()
-        await wait_until(lambda: proxy.withheld == 1, 10, "the alarm restored")
+    restoring = with_a_retained_alarm(
+        tmp_path, outbox, Counters(), "max_inflight_messages 1", reconnect_min_s=5.0
+    )
+    async with restoring as (uplink, proxy):
+        await held_in_the_restore(proxy)
         state = TOPICS.of(STATE_TOPIC)
         assert not await uplink.publish_direct(state, b"{}", qos=1, retain=True, within_s=1)
         assert proxy.withheld == 1, "more in flight than the broker allows"
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
