@@ -113,10 +113,7 @@ class Lanes:
             self._take(lane, cmd)
             return
         self.counters.inc("cmd.not_taken")
-        try:
-            self._interrupted(cmd, False)
-        except Exception:
-            log.exception("the interrupted command %r could not be answered", cmd.name[:80])
+        self._answer_one(cmd, ran=False)
 
     def _not_taken(self, cmd: IncomingCommand) -> None:
         """The node stops: `cmd` is not run, nor acknowledged; in a session the broker does
@@ -130,10 +127,7 @@ class Lanes:
                 extra=flood_key("cmd.not_taken"),
             )
             self._acknowledge(cmd)
-            try:
-                self._interrupted(cmd, False)
-            except Exception:
-                log.exception("the interrupted command %r could not be answered", cmd.name[:80])
+            self._answer_one(cmd, ran=False)
             return
         log.warning(
             "command %r came as the node stopped: not run, left unacknowledged for the broker "
@@ -193,6 +187,14 @@ class Lanes:
         if queue and queue[0] is cmd:  # run by its lane's worker (not by a caller of its own)
             self._answered.add(lane)
 
+    def _answer_one(self, cmd: IncomingCommand, *, ran: bool) -> None:
+        """`cmd` answered `interrupted` (`ran`: cut short where it stood, else not run); a
+        failure to answer is logged, never raised into the stop."""
+        try:
+            self._interrupted(cmd, ran)
+        except Exception:
+            log.exception("the interrupted command %r could not be answered", cmd.name[:80])
+
     def _answer_interrupted(self, lane: str, queue: deque[IncomingCommand], *, ran: bool) -> None:
         """The lane is cut short: its running command (`ran`) and those behind it."""
         first = ran
@@ -202,10 +204,7 @@ class Lanes:
             first = False
         while queue:
             cmd = queue.popleft()
-            try:
-                self._interrupted(cmd, first)
-            except Exception:
-                log.exception("the interrupted command %r could not be answered", cmd.name[:80])
+            self._answer_one(cmd, ran=first)
             first = False
             self._done(cmd)
 
