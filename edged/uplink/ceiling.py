@@ -9,8 +9,10 @@ sessions in a row were taken for another client with our id.
 
 A session over MQTT 3.1.1 that the broker ended by closing the connection (no DISCONNECT,
 no time-out of ours) names a suspect: the largest publish of the drain's still
-unacknowledged, when it is larger than any QoS 1 publish the broker acknowledged since
-edged started (a packet the broker took proves its limit is not below it). The same
+unacknowledged (or the retained message being restored), when it is larger than any QoS 1
+publish the broker acknowledged since edged started or since the broker last lost the
+node's session (a packet the broker took proves its limit is not below it; a broker that
+lost the session may have restarted with another limit). The same
 publish suspected at the end of LEARN_AFTER sessions in a row teaches a limit one byte
 under it: a publish over it is held back as under an announced one (kept in the outbox,
 counted, said once a session) and the rest goes. A batch of samples suspected teaches
@@ -51,7 +53,7 @@ def least(a: int | None, b: int | None) -> int | None:
 class Suspect:
     """A publish unacknowledged when the broker closed the connection."""
 
-    row: int  # the outbox id of the (first) message it carries
+    row: int | str  # the outbox id of the (first) message it carries; a restored topic
     topic: str
     size: int  # bytes of its PUBLISH packet
     batch: bool  # it carries several samples
@@ -82,6 +84,13 @@ class PacketCeiling:
 
     def acknowledged(self, size: int) -> None:
         self.acked = max(self.acked, size)
+
+    def broker_changed(self) -> None:
+        """The broker lost the session it kept for the node: restarted without its store,
+        or another in its place, whose limit may be smaller. What the last one took proves
+        nothing of it (a restored message the old one took, over the new one's limit, was
+        never a suspect: every session ended at it)."""
+        self.acked = 0
 
     def ended(self, suspect: Suspect | None, now: float) -> bool:
         """A session the broker ended by closing the connection, with `suspect` the largest

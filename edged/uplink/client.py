@@ -211,7 +211,12 @@ class Uplink:
         self.tls_resumed: bool | None = None
         self.aliases = TopicAliases(0)  # this connection's; set up at each CONNACK
         self.ceiling = PacketCeiling()  # a Maximum Packet Size the broker does not announce
-        self._suspect: Suspect | None = None  # the drain's largest publish left unacked
+        self._suspect: Suspect | None = None  # the largest publish left unacked (drain, restore)
+        self._restore_due = False
+        """The retained topics are to be restored: a session the broker did not keep was
+        begun, and no restore has ended since. A connection lost in the restore left the
+        broker a session for the node, made by that connection: the next one, resuming it,
+        restored nothing, and the broker held none of the topics after the one cut short."""
         self._online_heard_at: float | None = None
         """When the broker last spoke to the node on the last connection that went online
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
@@ -697,6 +702,8 @@ class Uplink:
         if self.tls is not None:
             self.tls_resumed = self.tls.connected()
             self.counters.inc(f"uplink.tls.{'resumed' if self.tls_resumed else 'full'}")
+        if not client.session_present and self._subscribed is not None:
+            self.ceiling.broker_changed()  # it had kept one: restarted without it, or another
         if client.session_present and self._subscribed == self.topics.commands:
             self.counters.inc("uplink.subscription_kept")  # the broker kept it with the session
         else:
@@ -708,15 +715,19 @@ class Uplink:
             await self._publish_acked(client, self.topics.of(STATE), self.wire(birth), 1)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
-        if not client.session_present and self.retains:
+        if not client.session_present:
             # the broker kept no session for us: it may have lost its retained store too
             # (a restart without persistence). Restored messages are the ones delivered
             # before, byte for byte: the same (topic, epoch, seq)
+            self._restore_due = True
+        if self._restore_due and self.retains:
             for topic, payload, qos in await self.outbox.retained():
                 wire = self.wire(payload)
-                if self._fits(client, topic, topic, wire, qos, None):
+                size = self._fits(client, topic, topic, wire, qos, None)
+                if size is not None:
                     async with self._before_drain(client, None):
-                        await self._publish_acked(client, topic, wire, qos)
+                        await self._restore(client, topic, wire, qos, size)
+            self._restore_due = False
         async with self._outside_freed:  # the drain counts none of theirs in flight
             await self._outside_freed.wait_for(lambda: self._outside == 0)
         self.connected = True
@@ -750,6 +761,19 @@ class Uplink:
             async with self._outside_freed:
                 self._outside -= 1
                 self._outside_freed.notify_all()
+
+    async def _restore(
+        self, client: MqttClient, topic: str, wire: bytes, qos: int, size: int
+    ) -> None:
+        """A retained message again: in flight, it is the session's suspect as the drain's
+        are (`edged.uplink.ceiling`). Over 3.1.1 a broker closing the connection at one too
+        large for it ended every session there (never online, nothing behind it restored
+        or drained): two such sessions in a row teach the limit, and `_fits` holds it back."""
+        if qos > 0:
+            self._suspect = Suspect(topic, topic, size, batch=False)
+        if await self._publish_acked(client, topic, wire, qos) and qos > 0:
+            self.ceiling.acknowledged(size)
+        self._suspect = None
 
     async def _publish_acked(self, client: MqttClient, topic: str, wire: bytes, qos: int) -> bool:
         """A retained publish of the session's start (the birth, a restored topic); one the
@@ -952,21 +976,21 @@ class Uplink:
         wire: bytes,
         qos: int,
         properties: Properties | None,
-    ) -> bool:
-        """Whether the broker can take a publish on `topic` (`name`: by alias, "") made
-        outside the drain (a restored retained message, `publish_direct`): what it cannot
-        is held back as the drain does, not sent to end the session."""
+    ) -> int | None:
+        """The size of a publish on `topic` (`name`: by alias, "") made outside the drain
+        (a restored retained message, `publish_direct`), or None when the broker cannot
+        take it: held back as the drain does, not sent to end the session."""
         try:
             props = packed(properties, v5=self.protocol == "5")
             size = publish_size(name, len(wire), qos=qos, properties=props)
         except BadPublish as exc:
             self._held_back(topic, 1, None, str(exc))
-            return False
+            return None
         limit = self._max_packet(client)
         if limit is not None and size > limit:
             self._held_back(topic, 1, size, "")
-            return False
-        return True
+            return None
+        return size
 
     def _max_packet(self, client: MqttClient) -> int | None:
         """The largest publish the broker takes: what its CONNACK says (MQTT 5), or what
@@ -1142,7 +1166,7 @@ class Uplink:
                 else contextlib.nullcontext()
             ):
                 name, wire, properties = self.outgoing(topic, payload, None)
-                if not self._fits(client, topic, name, wire, qos, properties):
+                if self._fits(client, topic, name, wire, qos, properties) is None:
                     self.aliases.unsent(name)
                     return False
                 await client.publish_acked(

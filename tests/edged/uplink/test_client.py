@@ -635,6 +635,46 @@ async def test_a_stop_while_the_retained_topics_are_restored_waits_for_the_outbo
         broker.stop()
 
 
+async def test_a_restore_cut_short_is_done_again_in_the_session_the_cut_one_left(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A broker restarted without its store gets the node's retained topics again. The link
+    lost while the first of them awaited its PUBACK left the broker a session for the node,
+    begun by that connection: the next connection resumed it and restored nothing, and the
+    broker held none of the topics after the one cut short (a dispatcher subscribing later
+    never heard of that alarm). Here the proxy withholds the first restored PUBACK and cuts."""
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b2").mkdir()
+    broker = Mosquitto(tmp_path / "b1").start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    kinds = ("a0", "a1", "a2")
+    for kind in kinds:
+        alarm = Alarm(kind=kind, active=True, reason="test")
+        await outbox.put_nowait(Publication.make(TOPICS, ALARM, alarm, name=kind))
+    uplink = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=0.1, reconnect_max_s=0.5)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
+        proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
+        proxy.quirks.withhold_pubacks = True
+        broker.stop()
+        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
+        await wait_until(lambda: proxy.withheld == 1, 10, "the first alarm restored")
+        sessions = uplink.sessions
+        proxy.quirks.withhold_pubacks = False
+        proxy.cut()
+        await wait_until(lambda: uplink.sessions > sessions, 10, "the next session online")
+        async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
+            await c.wait_for(lambda: len(c.messages) >= len(kinds), 5, "every alarm retained")
+        assert sorted(m.topic.rsplit("/", 1)[1] for m in c.messages) == list(kinds)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
+
+
 async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_receive_maximum(
     tmp_path: Path, outbox: Outbox
 ) -> None:
