@@ -14,6 +14,8 @@ What it can do, each on demand:
   closes the connection);
 - withhold the broker's PUBACKs from the client (`withhold_pubacks`, on and off at any
   time): the broker has the messages, the client never hears it;
+- swallow the client's SUBSCRIBEs (`swallow_subscribes`): a link lost before one reached
+  the broker;
 - hold an MQTT 5 client to the Receive Maximum of the broker's CONNACK
   (`enforce_receive_max`), as HiveMQ does: a QoS 1 or 2 publish beyond it ends the session
   with DISCONNECT 0x93 (Mosquitto 2.0 announces its `max_inflight_messages` but takes more).
@@ -34,7 +36,7 @@ from typing import Literal
 
 from edged.uplink.packets import varint
 
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC = 1, 2, 3, 4, 5
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, SUBSCRIBE = 1, 2, 3, 4, 5, 8
 SESSION_EXPIRY_INTERVAL = 0x11
 MAXIMUM_PACKET_SIZE = 0x27
 RETAIN_AVAILABLE = 0x25
@@ -75,6 +77,7 @@ class Quirks:
     withhold_pubacks: bool = False
     withhold_after: int = 0  # PUBACKs passed on (across connections) before withholding
     enforce_receive_max: bool = False  # DISCONNECT 0x93 past the CONNACK's Receive Maximum
+    swallow_subscribes: bool = False  # the client's SUBSCRIBEs never reach the broker
 
 
 @dataclass
@@ -206,6 +209,7 @@ class MqttProxy:
         self.cut_at: list[float] = []  # monotonic time of each cut (`cut`, `blackhole`)
         self.withheld = 0  # PUBACKs not passed on
         self.pubacks = 0  # PUBACKs passed on
+        self.swallowed = 0  # SUBSCRIBEs not passed on
         self.most_in_flight = 0  # QoS 1 and 2 publishes unacknowledged at once, at most
         self.over_receive_max = 0  # sessions ended for exceeding it (`enforce_receive_max`)
         self._server: asyncio.Server | None = None
@@ -436,7 +440,8 @@ class MqttProxy:
     ) -> None:
         q = self.quirks
         enforce = q.enforce_receive_max and level == 5
-        parse = q.rewrite_dots or enforce or not to_broker  # PUBACKs may be withheld any time
+        # PUBACKs may be withheld, SUBSCRIBEs swallowed, at any time
+        parse = q.rewrite_dots or enforce or not to_broker or q.swallow_subscribes
         if not parse:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -457,6 +462,9 @@ class MqttProxy:
                     packet = connack_with(packet, MAXIMUM_PACKET_SIZE, q.max_packet_size)
                 if q.retain_available is not None:
                     packet = connack_with(packet, RETAIN_AVAILABLE, int(q.retain_available), 1)
+            elif kind == SUBSCRIBE and to_broker and q.swallow_subscribes:
+                self.swallowed += 1
+                continue
             elif kind == PUBACK and not to_broker:
                 if q.withhold_pubacks and self.pubacks >= q.withhold_after:
                     self.withheld += 1

@@ -707,8 +707,11 @@ class Uplink:
         if client.session_present and self._subscribed == self.topics.commands:
             self.counters.inc("uplink.subscription_kept")  # the broker kept it with the session
         else:
-            await self._subscribe(client)
-        self._subscribed = self.topics.commands if self.config.session_expiry_s > 0 else None
+            # none until the broker granted it: a connection lost before that (or a refusal)
+            # left a session without it, which the next connection resumes
+            self._subscribed = None
+            if await self._subscribe(client) and self.config.session_expiry_s > 0:
+                self._subscribed = self.topics.commands
         if self._will_still_held(client):
             self.counters.inc("uplink.birth_kept")  # `online` is still the retained state
         else:
@@ -810,9 +813,9 @@ class Uplink:
             return False
         return time.monotonic() - heard < delay - WILL_DELAY_MARGIN_S
 
-    async def _subscribe(self, client: MqttClient) -> None:
+    async def _subscribe(self, client: MqttClient) -> bool:
         """Commands, QoS 1; over MQTT 5 with "retain as published", so a retained command
-        is seen as such even when it arrives live (it is never run)."""
+        is seen as such even when it arrives live (it is never run). False: refused."""
         if self.protocol == "5":
             options = SubscribeOptions(qos=1, retainAsPublished=True)
             granted = await client.subscribe(self.topics.commands, options=options)
@@ -828,6 +831,7 @@ class Uplink:
                 refused[0],
                 self.client_id,
             )
+        return not refused
 
     def _connected_as(self, client: MqttClient) -> None:
         """Log the session, and what the broker keeps of it while we are away."""
