@@ -122,6 +122,10 @@ class UpdateManager:
         self._cancel = threading.Event()
         self._bytes = 0
         self._wake = asyncio.Event()
+        self._loading: asyncio.Event | None = None
+        """Set once `run` has read the job on disk and begun it: until then `update.apply`
+        and `update.cancel` wait, or the job they save would be read back and begun a second
+        time, and the job on disk would be neither replaced nor cancelled."""
 
     # -- the node's service life ----------------------------------------------------------
 
@@ -137,9 +141,11 @@ class UpdateManager:
         node stops, the pipeline stops with it (a download ends at its next chunk)."""
         if self.tree is None or self.work is None:
             return
+        self._loading = asyncio.Event()
         try:
             await self._run()
         except OSError as exc:
+            self._loading.set()  # the commands fail on the same disk, and say so
             # this task is one of the node's: raising would stop the doors and the uplink
             # too, and again at every start on the same disk
             log.error(
@@ -160,6 +166,7 @@ class UpdateManager:
         if self.trial_id is not None:
             trial = self.tree.trial()
             if trial is not None and trial.id == self.trial_id and trial.version == self.running:
+                self._loaded()  # update.apply is refused `busy` meanwhile
                 await self._run_trial(trial)
                 return
             self.trial_id = None  # confirmed before an in-process restart: a release like any
@@ -182,7 +189,18 @@ class UpdateManager:
                 self._publish(state, job, code=job.code, reason=job.reason)
         elif self.tree.outcome() is None:
             self._publish("idle")
+        self._loaded()
         await asyncio.Event().wait()  # the pipeline runs as its own task
+
+    def _loaded(self) -> None:
+        if self._loading is not None:
+            self._loading.set()
+
+    async def _job_loaded(self) -> None:
+        """Wait until the start has read the job on disk (`_loading`): a command the broker
+        kept arrives as the node connects, while the start may still delete old releases."""
+        if self._loading is not None:
+            await self._loading.wait()
 
     def _switch_undone(self, job: Job) -> None:
         """Staged again, to switch at the next moment; failed once MAX_SWITCHES did not
@@ -293,6 +311,7 @@ class UpdateManager:
         if not self.config.enabled:
             raise CommandError("disabled", "[update] enabled = false on this node")
         job = self._job_from(args)
+        await self._job_loaded()
         if self.trial_id is not None or self.tree.trial() is not None:
             raise CommandError(
                 "busy", f"release {self.running} is on trial: wait for its confirmation"
@@ -366,6 +385,7 @@ class UpdateManager:
     async def command_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
         if args:
             raise CommandError("bad_args", "update.cancel takes no arguments")
+        await self._job_loaded()
         job = self.job
         if job is None or not job.active:
             raise CommandError("no_update", "no update in progress")
