@@ -270,7 +270,16 @@ class UpdateManager:
         result = outcome.get("result")
         version = str(outcome.get("version") or "")
         job = self.work.job()
-        same = job is not None and job.id == outcome.get("update_id")
+        update_id = outcome.get("update_id")
+        # a trial record the launcher could not read cannot name its update: the job that
+        # switched to that release is the one (it would otherwise be taken for a switch cut
+        # short, staged again, and the release just rolled back from switched to again)
+        switched = job is not None and job.state in ("switching", "trial")
+        same = job is not None and (
+            job.id == update_id or (update_id is None and switched and job.version == version)
+        )
+        if same and job is not None:
+            update_id = job.id
         state: UpdateState = "rolled_back" if result == "rolled_back" else "confirmed"
         code = outcome.get("code") if state == "rolled_back" else None
         reason = str(outcome.get("reason") or "")[:500] if state == "rolled_back" else None
@@ -281,7 +290,7 @@ class UpdateManager:
             UpdateStatus(
                 state=state,
                 running=self.running,
-                id=str(outcome.get("update_id") or "") or None,
+                id=str(update_id or "") or None,
                 version=version or None,
                 previous=self.tree.link("previous"),
                 code=code,
