@@ -330,11 +330,21 @@ def _receive(
             f"the disk filled up after {have} bytes of the bundle were written to "
             f"{transfer.part.parent}: free some space and send update.apply again",
         ) from exc
-    if have == transfer.size and resp.read(1):
+    if have == transfer.size and _more_after_the_end(resp):
         raise CommandError(
             "size_mismatch",
             f"the server sends more than the {transfer.size} bytes update.apply said",
         )
+
+
+def _more_after_the_end(resp: http.client.HTTPResponse) -> bool:
+    """Whether the server sends bytes past the whole file. A response that ends otherwise
+    than cleanly there (cut before a chunked body's last chunk, or held open until the read
+    timeout) sent the file whole all the same: its SHA-256 decides, as for any file."""
+    try:
+        return bool(resp.read(1))
+    except (OSError, http.client.HTTPException):
+        return False
 
 
 def _ended_early(resp: http.client.HTTPResponse, have: int, size: int) -> Exception:
