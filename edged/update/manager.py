@@ -657,7 +657,17 @@ class UpdateManager:
         for store, ours in SCHEMAS.items():
             if store not in theirs:
                 continue
-            version = ours.version if store == "config" else on_disk.get(store, (0, 0))[0]
+            if store == "config":
+                version, compat = ours.version, ours.compat
+            else:
+                version, compat = on_disk.get(store, (0, 0))
+            if compat > theirs[store].version:  # as `open_stores` refuses it at its start
+                raise CommandError(
+                    "incompatible_data",
+                    f"release {new} reads {store} data up to format {theirs[store].version}; "
+                    f"this node's is format {version}, which needs a reader of format "
+                    f"{compat} or newer: choose a release that reads it",
+                )
             if version < theirs[store].reads_from:
                 raise CommandError(
                     "incompatible_data",

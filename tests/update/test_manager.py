@@ -135,6 +135,25 @@ async def test_a_release_whose_data_this_one_could_not_read_back_is_refused(tmp_
     assert info.value.code == "incompatible_data" and "after a rollback" in info.value.message
 
 
+async def test_a_downgrade_to_a_release_that_cannot_read_the_data_on_disk_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This release writes outbox format 3, readable from 2 on (a contraction done in two
+    releases); a release of format 1 (allow_downgrade) refuses that file at its start
+    (`open_stores`: compat above its version), so its trial crashes and is rolled back,
+    after the whole download and install. It is refused before, as the docs promise for
+    a release that cannot read the data on disk."""
+    import edged.update.manager as manager_module
+    from edged.release.schemas import Schema
+
+    monkeypatch.setitem(manager_module.SCHEMAS, "outbox", Schema("outbox", 3, 2, 0))
+    bundle = await verified(tmp_path, outbox=SchemaInfo(version=1, compat=1, reads_from=0))
+    m = manager(tmp_path, running="0.3.0", stamps={"outbox": (3, 2), "state": (1, 1)})
+    with pytest.raises(CommandError) as info:
+        m._check_data(bundle)
+    assert info.value.code == "incompatible_data" and "format 3" in info.value.message
+
+
 async def test_an_additive_change_of_format_is_taken(tmp_path: Path) -> None:
     bundle = await verified(tmp_path, outbox=SchemaInfo(version=2, compat=1, reads_from=0))
     manager(tmp_path)._check_data(bundle)
