@@ -40,6 +40,7 @@ from edged.release.launcher import (
     ReleaseTree,
     Trial,
     sha256_file,
+    valid_version,
     write_atomically,
 )
 from edged.release.schemas import SCHEMAS
@@ -346,7 +347,7 @@ class UpdateManager:
         if unknown:
             raise CommandError("bad_args", f"unknown arguments: {sorted(unknown)}")
         version, url, size, sha = (args.get(k) for k in ("version", "url", "size", "sha256"))
-        if not isinstance(version, str) or not VERSION_NAME.fullmatch(version):
+        if not isinstance(version, str) or not valid_version(version):  # never a link, a record
             raise CommandError("bad_args", "version: a release name such as 0.2.0")
         if not isinstance(url, str) or len(url) > 2000:
             raise CommandError("bad_args", "url: https://… of the bundle")

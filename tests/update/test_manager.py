@@ -72,6 +72,8 @@ def manager(
     ("change", "code"),
     [
         ({"version": "../../etc"}, "bad_args"),
+        ({"version": "current", "allow_downgrade": True}, "bad_args"),  # a link of the tree
+        ({"version": "trial.json", "allow_downgrade": True}, "bad_args"),  # a record of it
         ({"url": "http://files.test/b.bundle"}, "bad_args"),
         ({"url": "https://user:pw@files.test/b"}, "bad_args"),
         ({"size": 0}, "bad_args"),
