@@ -348,10 +348,14 @@ def _more_after_the_end(resp: http.client.HTTPResponse) -> bool:
 
 
 def _ended_early(resp: http.client.HTTPResponse, have: int, size: int) -> Exception:
-    """EOF before `size`: a drop when the server promised more, else the file is short."""
+    """EOF before `size`: a drop when the server promised more, or sent a range of a file
+    it said is `size` bytes (a 206 may bring a piece: the next request goes on from it; a
+    file shorter than that answers the next one 416), else the file is short."""
     promised = resp.length  # bytes http.client still expected (None: no Content-Length)
     if promised:
         return Dropped(f"the connection closed after {have} of {size} bytes")
+    if resp.status == 206:
+        return Dropped(f"the server sent the file up to byte {have} of {size}: the rest next")
     return CommandError(
         "size_mismatch", f"the file on the server ended at {have} bytes, update.apply said {size}"
     )

@@ -5,6 +5,7 @@ it open. The bundle is whole: its SHA-256 decides, not what came after it.
 Real parts: a TLS server of the fleet CA sending a raw HTTP response, `fetch` as the
 manager runs it."""
 
+import contextlib
 import os
 import socket
 import ssl
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edged.update import download
-from edged.update.download import Transfer, fetch
+from edged.update.download import Dropped, Transfer, fetch
 
 
 def _serve_once(pki: Path, body: bytes, ending: str) -> Iterator[int]:
@@ -62,3 +63,54 @@ def test_a_whole_bundle_whose_response_does_not_end_cleanly_is_kept(
         fetch(t, lambda _: None, threading.Event())
         assert part.read_bytes() == body
         assert time.monotonic() - began < 1.5
+
+
+def _serve_range(pki: Path, data: bytes, piece: int) -> Iterator[int]:
+    """A server that answers each `Range: bytes=N-` with `piece` bytes of it at most, as
+    its 206 says (`Content-Range: bytes N-M/size`): a cap some object stores and caches
+    have, and RFC 9110 lets a client resume from."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki / "broker.crt"), str(pki / "broker.key"))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                raw, _ = listener.accept()
+                with ctx.wrap_socket(raw, server_side=True) as conn:
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += conn.recv(4096)
+                    start = int(head.split(b"bytes=")[1].split(b"-")[0])
+                    end = min(start + piece, len(data)) - 1
+                    conn.sendall(
+                        f"HTTP/1.1 206 Partial Content\r\nContent-Length: {end - start + 1}\r\n"
+                        f"Content-Range: bytes {start}-{end}/{len(data)}\r\n\r\n".encode()
+                        + data[start : end + 1]
+                    )
+
+    threading.Thread(target=answer, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_a_server_that_answers_a_range_in_pieces_is_resumed_not_refused(
+    tmp_path: Path, server_pki: Path
+) -> None:
+    """Its 206 says the file is `size` bytes and which piece comes: the end of the piece
+    was taken for the end of the file (`size_mismatch`, the update failed and the bytes
+    thrown away) though the server had said the file is whole. It is a drop: the next
+    connection goes on from there."""
+    data = os.urandom(40_000)
+    part = tmp_path / "b.part"
+    part.write_bytes(data[:5_000])  # a download resumed after a cut
+    for port in _serve_range(server_pki, data, piece=15_000):
+        t = Transfer(f"https://127.0.0.1:{port}/b", len(data), part, ca_file=server_pki / "ca.crt")
+        for _ in range(5):
+            try:
+                fetch(t, lambda _: None, threading.Event())
+                break
+            except Dropped:
+                continue
+        assert part.read_bytes() == data
