@@ -331,6 +331,16 @@ class UpdateManager:
             if current.id == job.id or (
                 current.sha256 == job.sha256 and current.version == job.version
             ):
+                # the same bundle asked again: what the new command says of how to get it
+                # (another url: the first one's server is gone) and when to switch (`now`
+                # for a bus staged for `parked` that drives all day) is taken, not dropped
+                if current.state != "switching" and (current.url, current.switch) != (
+                    job.url,
+                    job.switch,
+                ):
+                    current.url, current.switch = job.url, job.switch
+                    self.work.save(current)
+                    self._wake.set()
                 return self._accepted(current)
             if current.state == "switching":
                 raise CommandError("busy", f"switching to {current.version} now")
@@ -558,6 +568,7 @@ class UpdateManager:
         reporter = asyncio.create_task(self._report_progress(job), name="update.progress")
         try:
             while True:
+                transfer.url = job.url  # update.apply may have given another since
                 self._bytes = had = part.stat().st_size if part.exists() else 0
                 if since is None:  # a connection is tried again: its time counts
                     since = time.monotonic()
@@ -704,6 +715,7 @@ class UpdateManager:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._wake.wait()
+            self._wake.clear()
 
     # -- the switch (after the node stopped) and the trial ------------------------------------
 

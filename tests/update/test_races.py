@@ -4,16 +4,26 @@ one job, or files written after the job was said to be gone."""
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edged.release.bundle import verify_bundle
+from edged.release.launcher import ReleaseTree
+from edged.release.platforms import this_machine
 from edged.update.job import Job, WorkDir
 from edged.update.manager import UpdateManager
+from tests.helpers.fileserver import FileServer
+from tests.release.support import KEYS, make_bundle
+from tests.update.test_download import apply_args
 from tests.update.test_manager import GOOD, manager
+from tests.update.test_work_dir_faults import recording
 
 
 def _slow_rmtree(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
@@ -93,3 +103,93 @@ async def test_an_update_cancel_during_the_start_s_sweep_cancels_the_job_on_disk
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await run
+
+
+def staged_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Release 0.2.0 installed from a signed bundle and its job staged for `parked`, as
+    update.apply leaves them; the release's own start (`check_release`) is not run."""
+    import edged.update.manager as manager_module
+
+    async def starts(*args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(manager_module, "check_release", starts)
+    root = tmp_path / "releases"
+    root.mkdir(exist_ok=True)
+    tree = ReleaseTree(root)
+    bundle = verify_bundle(make_bundle(tmp_path / "b.bundle"), KEYS, version="0.2.0",
+                           target=this_machine())  # fmt: skip
+    tree.python("0.2.0").parent.mkdir(parents=True)
+    tree.python("0.2.0").write_text("")
+    digest = hashlib.sha256(bundle.raw_manifest).hexdigest()
+    (tree.path("0.2.0") / "release.json").write_text(json.dumps({"manifest_sha256": digest}))
+    job = Job(id="j", version="0.2.0", url=str(GOOD["url"]), size=1, sha256="a" * 64,
+              switch="parked", state="staged", kid=bundle.kid)  # fmt: skip
+    job.signed(bundle.raw_manifest, bundle.raw_signature)
+    WorkDir(root).save(job)
+
+
+async def test_update_apply_of_the_staged_bundle_with_switch_now_switches_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bus staged for `parked` drives all day (ignition on); dispatch sends the same
+    bundle again with `switch: now`. The node answered `accepted` with the job's id and
+    went on waiting for the ignition: the `switch` asked was dropped without a word, and
+    only update.cancel and a second download would have done what was asked."""
+    staged_bundle(tmp_path, monkeypatch)
+    m = manager(tmp_path)
+    stops: list[int] = []
+    m.host.stop = stops.append
+    m.host.waiting_for = lambda: ["ignition on"]
+    run = asyncio.create_task(m.run())
+    try:
+        for _ in range(100):
+            if m.status.waiting_for:
+                break
+            await asyncio.sleep(0.05)
+        assert m.status.waiting_for == ["ignition on"], m.status
+        again = GOOD | {"version": "0.2.0", "size": 1, "sha256": "a" * 64, "switch": "now"}
+        reply = await m.command_apply(again)
+        assert reply["id"] == "j"
+        for _ in range(60):
+            if stops:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    assert stops == [0], m.status
+    job = WorkDir(tmp_path / "releases").job()
+    assert job is not None and job.switch == "now"
+
+
+async def test_update_apply_of_the_same_bundle_at_another_url_downloads_from_there(
+    tmp_path: Path, server: FileServer, server_pki: Path, blob: Path
+) -> None:
+    """The file server named first is gone (a mirror taken down): the node retries it for
+    as long as the job lasts. The same bundle sent again at another url was answered
+    `accepted` and the node went on retrying the dead one."""
+    m = manager(tmp_path)
+    m.host.ca_file = server_pki / "ca.crt"
+    said = recording(m)
+    dead = socket.create_server(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: `cannot reach`, retried
+    args = apply_args(f"https://127.0.0.1:{port}/b", blob)
+    run = asyncio.create_task(m.run())
+    try:
+        await asyncio.sleep(0)
+        first = await m.command_apply(args)
+        await asyncio.sleep(0.3)
+        again = await m.command_apply(args | {"url": server.serve("b", blob)})
+        assert again["id"] == first["id"]
+        for _ in range(60):  # the bundle whole, then its check (random bytes: bad_bundle)
+            if "verifying" in [s.state for s in said]:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    assert "verifying" in [s.state for s in said], said[-1]
