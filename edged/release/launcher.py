@@ -537,6 +537,11 @@ def describe_end(trial: Trial, end: Mapping[str, Any] | None = None) -> tuple[st
         return "hung", "hung: it stopped pinging the watchdog and systemd killed it" + got
     if result == "timeout":
         return "start_timeout", "did not start in time (TimeoutStartSec)" + got
+    if result == "success" and code == "exited" and status in ("0", ""):
+        return "stopped", (
+            f"stopped cleanly during its trial (systemctl stop or restart, a shutdown) "
+            f"{trial.attempts} time(s) without confirming" + got
+        )
     if code in ("killed", "dumped") and status in ("ALRM", "14"):
         return "not_online", f"did not come online within {trial.trial_s:g} s" + got
     if code == "exited" and status in CONFIG_EXITS and "running" not in reached:

@@ -120,6 +120,22 @@ def test_a_clean_stop_during_the_trial_is_recorded_not_judged(tree: ReleaseTree)
     assert tree.choose()[0] == "2.0"
 
 
+def test_a_trial_ended_by_clean_stops_is_not_called_a_crash(tree: ReleaseTree) -> None:
+    """Each attempt stopped cleanly (a shutdown when the ignition goes off, systemctl
+    restart): the attempts are used up and the release goes back, as after power cuts, but
+    the reason said `crashed at start (exit status 0)`, sending whoever reads the rollout's
+    STOPPED line after a crash that never was."""
+    tree.begin_trial(trial_of(max_attempts=2))
+    for _ in range(2):
+        tree.choose()
+        tree.record_stop({"SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0"})
+    assert tree.choose() == ("1.0", None)
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["result"] == "rolled_back"
+    assert outcome["code"] == "stopped" and "crash" not in outcome["reason"], outcome
+    assert "stopped cleanly" in outcome["reason"]
+
+
 def test_the_stop_of_the_release_that_switched_is_not_a_trial_attempt(tree: ReleaseTree) -> None:
     tree.begin_trial(trial_of())
     tree.record_stop({"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "1"})
