@@ -29,6 +29,7 @@ code already loaded, and no event loop time spent on the bytes.
 
 import contextlib
 import errno
+import fcntl
 import http.client
 import logging
 import os
@@ -290,6 +291,7 @@ def _receive(
     try:  # every OSError here is the disk's: the network's are Dropped where they happen
         fd = os.open(transfer.part, os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "wb") as f:
+            _own(fd, cancelled)
             f.seek(start)
             f.truncate(start)
             try:
@@ -335,6 +337,22 @@ def _receive(
             "size_mismatch",
             f"the server sends more than the {transfer.size} bytes update.apply said",
         )
+
+
+def _own(fd: int, cancelled: threading.Event) -> None:
+    """Take the `.part` for this transfer before cutting it to where the response starts.
+    The thread of a download cancelled or replaced may still be waiting for its server's
+    head (the manager does not wait for it): once the head came it cut the file of the
+    download begun after it, whose bytes were then lost under it (`hash_mismatch`). A
+    lock held while writing keeps it out; a cancelled transfer writes nothing."""
+    if cancelled.is_set():
+        raise Cancelled
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise Dropped("another download is writing this bundle's file") from None
+    if cancelled.is_set():  # between the look and the lock
+        raise Cancelled
 
 
 def _more_after_the_end(resp: http.client.HTTPResponse) -> bool:

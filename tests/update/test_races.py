@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import socket
 import time
@@ -193,3 +194,38 @@ async def test_update_apply_of_the_same_bundle_at_another_url_downloads_from_the
         with contextlib.suppress(asyncio.CancelledError):
             await run
     assert "verifying" in [s.state for s in said], said[-1]
+
+
+async def test_a_cancelled_download_waiting_for_its_head_leaves_the_next_one_whole(
+    tmp_path: Path, server: FileServer, server_pki: Path
+) -> None:
+    """update.cancel, then the same bundle sent again: the cancelled download's thread
+    was still waiting for its server's head (a slow server, or one on the path that holds
+    it). When the head came it opened the `.part` the new download was writing and cut it
+    to where its own had started, before it looked whether it was cancelled: the new
+    download's bytes were gone under it, and the update failed `hash_mismatch`."""
+    blob = tmp_path / "small.bin"
+    blob.write_bytes(os.urandom(150_000))
+    m = manager(tmp_path)
+    m.host.ca_file = server_pki / "ca.crt"
+    said = recording(m)
+    # the head trickled over ~0.7 s, then the file at once; the second server takes ~1 s
+    slow = server.serve("slow", blob, rate=60, chunk=20, slow_head=1, fast_first=10**6)
+    fast = server.serve("fast", blob, rate=150_000, chunk=15_000, fast_first=1)
+    run = asyncio.create_task(m.run())
+    try:
+        await asyncio.sleep(0)
+        await m.command_apply(apply_args(slow, blob))
+        await asyncio.sleep(0.2)  # connected, asked, waiting for the head
+        await m.command_cancel({})
+        await m.command_apply(apply_args(fast, blob))
+        for _ in range(60):  # the bundle whole, then its check (random bytes: bad_bundle)
+            if {"verifying", "failed"} & {s.state for s in said[3:]}:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    after = [(s.state, s.code) for s in said if s.state in ("verifying", "failed")]
+    assert after[:2] == [("failed", "cancelled"), ("verifying", None)], after
