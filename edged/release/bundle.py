@@ -33,6 +33,7 @@ from edged.security.signing import PublicKey
 
 if TYPE_CHECKING:
     import tarfile
+    import threading
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -140,8 +141,12 @@ def verify_bundle(path: Path, keys: Keys, *, version: str | None, target: Target
     return VerifiedBundle(path, manifest, raw, kid, sig)
 
 
-def extract_wheels(bundle: VerifiedBundle, dest: Path) -> list[Path]:
-    """Write the wheels into `dest`, hash-checked again; returns their paths."""
+def extract_wheels(
+    bundle: VerifiedBundle, dest: Path, stop: "threading.Event | None" = None
+) -> list[Path]:
+    """Write the wheels into `dest`, hash-checked again; returns their paths. Once `stop`
+    is set nothing more is written (CommandError `cancelled`): the install was cancelled,
+    and its directory is being removed, or made again by the install after it."""
     dest.mkdir(parents=True, exist_ok=True)
     expected = {f.path: f for f in bundle.manifest.files}
     out: list[Path] = []
@@ -154,14 +159,21 @@ def extract_wheels(bundle: VerifiedBundle, dest: Path) -> list[Path]:
                 raise CommandError("bad_bundle", f"{member.name[:100]!r} is not in the manifest")
             target = dest / entry.name
             digest = hashlib.sha256()
+            _stopped(stop)
             with _open(tar, member) as src, target.open("wb") as f:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
+                    _stopped(stop)
                     digest.update(chunk)
                     f.write(chunk)
             if digest.hexdigest() != entry.sha256:
                 raise CommandError("hash_mismatch", f"{entry.path} changed since it was verified")
             out.append(target)
     return out
+
+
+def _stopped(stop: "threading.Event | None") -> None:
+    if stop is not None and stop.is_set():
+        raise CommandError("cancelled", "the install was cancelled")
 
 
 def _open_tar(path: Path) -> "tarfile.TarFile":

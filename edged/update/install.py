@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -173,6 +175,26 @@ async def install(
     return dest
 
 
+async def _to_the_end(
+    extract: "Callable[[VerifiedBundle, Path, threading.Event], list[Path]]",
+    bundle: "VerifiedBundle",
+    dest: Path,
+) -> list[Path]:
+    """`extract` in a worker thread, and when this is cancelled, the thread stopped and
+    waited for before the cancel goes on: the manager then removes the release directory
+    (or an install after it makes it again), which the thread must no longer write into."""
+    stop = threading.Event()
+    work = asyncio.ensure_future(asyncio.to_thread(extract, bundle, dest, stop))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([work])  # ends at its next chunk (1 MiB)
+        if not work.cancelled():
+            work.exception()  # its `cancelled` refusal: retrieved, not logged as lost
+        raise
+
+
 def install_error(exc: OSError, version: str, dest: Path) -> CommandError:
     """What went wrong writing a release, as the job's failure. Whatever it is, the
     manager then removes the half release and the bundle (as for any failed job), so the
@@ -203,7 +225,7 @@ async def _install_new(
     dest = tree.path(version)
     dest.mkdir(mode=0o755)
     wheels = dest / "wheels"
-    files = await asyncio.to_thread(extract_wheels, bundle, wheels)  # ~20 MB hashed, written
+    files = await _to_the_end(extract_wheels, bundle, wheels)  # ~20 MB hashed, written
     by_name = {p.name: p for p in files}
     pip_entry = manifest.pip_wheel()
     if pip_entry is None:  # refused at verification (check_consistent): never trust an assert

@@ -229,3 +229,48 @@ async def test_a_cancelled_download_waiting_for_its_head_leaves_the_next_one_who
             await run
     after = [(s.state, s.code) for s in said if s.state in ("verifying", "failed")]
     assert after[:2] == [("failed", "cancelled"), ("verifying", None)], after
+
+
+async def test_a_cancelled_install_writes_no_wheel_after_its_cancel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """update.cancel, a replacing update.apply or a config.set (the node restarts in its
+    process) cancel an install while its wheels are written: the thread writing them went
+    on, into a release directory the manager was removing, or that the install begun next
+    had made again (a wheel cut under the pip reading it)."""
+    import edged.release.bundle as bundle_module
+    import edged.update.install as install_module
+
+    bundle = verify_bundle(make_bundle(tmp_path / "b.bundle"), KEYS, version="0.2.0",
+                           target=this_machine())  # fmt: skip
+    tree = ReleaseTree(tmp_path / "releases")
+    tree.root.mkdir()
+    real_open = bundle_module._open
+
+    class Slow:  # an SD card: each wheel takes a while
+        def __init__(self, f: Any) -> None:
+            self.f = f
+
+        def read(self, n: int = -1) -> bytes:
+            time.sleep(0.15)
+            return bytes(self.f.read(n))
+
+        def __enter__(self) -> "Slow":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()
+
+    monkeypatch.setattr(bundle_module, "_open", lambda tar, m: Slow(real_open(tar, m)))
+    task = asyncio.create_task(install_module.install(tree, bundle, Path("/usr/bin/python3"), None))
+    wheels = tree.path("0.2.0") / "wheels"
+    for _ in range(100):
+        if wheels.is_dir() and any(wheels.iterdir()):
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    written = sorted(p.name for p in wheels.iterdir())
+    await asyncio.sleep(0.8)  # the rest of the wheels, had the thread gone on
+    assert sorted(p.name for p in wheels.iterdir()) == written
