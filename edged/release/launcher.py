@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -63,6 +64,7 @@ CURRENT = "current"
 PREVIOUS = "previous"
 COMPLETE = "release.json"
 EX_SOFTWARE = 70
+MAX_ALARM_S = 7 * 86400
 MILESTONES = ("running", "broker", "drivers")
 """What a trial release reports reaching, in order: started with its config and outbox open,
 connected to the broker, every configured driver running."""
@@ -167,13 +169,40 @@ class Trial:
             and isinstance(trial.max_attempts, int)
             and isinstance(trial.reached, dict)
             and isinstance(trial.exits, list)
+            and all(isinstance(end, dict) for end in trial.exits)
+            and all(_number(getattr(trial, k)) for k in _NUMBERS)
+            and all(isinstance(getattr(trial, k), str | None) for k in _TEXTS)
+            and _config_record(trial.config)
         ):
+            # the releases write this record, and this launcher is never updated by one: a
+            # field in another shape is a record it cannot judge (back to `previous`), never
+            # an exception at every start and stop, which would leave no release running
             raise CorruptRecordError(f"{TRIAL}: fields of the wrong type")
         return trial
 
     def to_json(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in _trial_fields()}
         return {**self.extra, "v": FORMAT, **out}
+
+
+_NUMBERS = ("trial_s", "kill_after_s", "started", "attempt_started", "attempt_monotonic")
+_TEXTS = ("update_id", "failure", "failure_code")
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _config_record(config: Any) -> bool:
+    """None, or {"path", "copy", "sha256"} as `restore_config` reads it."""
+    if config is None:
+        return True
+    return (
+        isinstance(config, dict)
+        and isinstance(config.get("path"), str)
+        and isinstance(config.get("copy"), str)
+        and isinstance(config.get("sha256", ""), str)
+    )
 
 
 def _trial_fields() -> list[str]:
@@ -607,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     argv_out = [str(python), *optimize_flags(), "-P", "-m", "edged", *args]
     if trial is not None:
         say(f"starting {version} on trial (attempt {trial.attempts} of {trial.max_attempts})")
-        signal.alarm(max(1, int(trial.kill_after_s)))  # survives exec; the release cancels it
+        # survives exec; the release cancels it (bounded: alarm() takes an unsigned int)
+        signal.alarm(min(max(1, int(trial.kill_after_s)), MAX_ALARM_S))
     try:
         os.execve(python, argv_out, launch_env(tree, version, trial))
     except OSError as exc:

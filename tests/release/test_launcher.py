@@ -538,3 +538,48 @@ def test_a_trials_previous_release_runs_unwritten_even_if_it_once_was_rolled_bac
     tree.begin_trial(Trial(id="t2", version="3.0", previous="2.0", trial_s=60,
                            kill_after_s=75))  # fmt: skip
     assert tree.choose_unwritten() == "2.0"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        {"config": {"path": "/etc/edged/edged.toml"}},  # no copy named
+        {"config": "/etc/edged/edged.toml"},
+        {"kill_after_s": "75.5"},
+        {"kill_after_s": 1e300},
+        {"trial_s": "sixty"},
+        {"exits": ["crashed"]},
+    ],
+    ids=["config without its copy", "config as text", "kill_after_s as text", "kill_after_s past alarm()",
+         "trial_s as text", "exits not records"],
+)  # fmt: skip
+@pytest.mark.parametrize("end", ["crashed", "power cut"])
+def test_a_trial_record_in_a_shape_this_launcher_does_not_read_still_goes_back(
+    tmp_path: Path, written: dict[str, object], end: str
+) -> None:
+    """trial.json is written by the releases (the old one at the switch, the one on trial
+    as it goes), and the launcher is install.sh's, never updated by a bundle: a release
+    that writes a field in another shape (a bug, a rename) made the launcher raise
+    (KeyError, TypeError, ValueError) at every start and every stop, before it went back:
+    systemd restarted it for ever and the node ran no release at all."""
+    tree = two_releases(tmp_path)
+    config = tmp_path / "edged.toml"
+    config.write_text("[node]\n")
+    copy = tmp_path / "config-at-switch.toml"
+    copy.write_text("[node]\n")
+    tree.begin_trial(trial_of(config={"path": str(config), "copy": str(copy),
+                                      "sha256": sha256_file(config)}))  # fmt: skip
+    tree.choose()  # attempt 1: the release on trial runs, and rewrites its record
+    record = json.loads((tree.root / TRIAL).read_text()) | written
+    (tree.root / TRIAL).write_text(json.dumps(record))
+    launcher = [sys.executable, "-I", str(LAUNCHER), "--releases", str(tree.root)]
+    if end == "crashed":  # ExecStopPost
+        env = os.environ | {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited",
+                            "EXIT_STATUS": "1"}  # fmt: skip
+        subprocess.run([*launcher, "--stopped"], env=env, capture_output=True, timeout=15)
+    else:  # a power cut during attempt 1, then two starts
+        subprocess.run([*launcher, "run"], capture_output=True, timeout=15)
+    started = subprocess.run([*launcher, "run"], capture_output=True, text=True, timeout=15)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith(f"{tree.python('1.0')} "), (started.stdout, started.stderr)
+    assert tree.link(CURRENT) == "1.0" and tree.trial() is None
