@@ -380,7 +380,7 @@ async def run_node(
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from core.events import Tap, Unlock
-    from drivers.gpio.board import mock_factory
+    from drivers.gpio.mock import mock_factory
     from drivers.nfc.libnfc import LibnfcOptions
     from drivers.nfc.sim import present
     from edged.access.lists import sign_lists

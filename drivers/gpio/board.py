@@ -57,15 +57,15 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from gpiozero import LED, Buzzer, Device, InputDevice, OutputDevice
 from gpiozero.exc import BadPinFactory, GPIOPinInUse
-from gpiozero.pins.mock import MockFactory, MockPin
 
 from core.driver import DriverContext, DriverOptions, Opens
 from core.errors import DriverError
@@ -81,47 +81,19 @@ from core.events import (
 from core.logs import flood_key
 from drivers.gpio.beams import BeamCounter, Glitch, Moving, OneSided, Output, Passage, Stuck
 from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report, Steady
-from drivers.gpio.mockwire import MockWire
 from drivers.gpio.options import BeamPair, DoorContact, GpioOptions, PanicButton, Pull
 from drivers.gpio.outputs import INDICATORS, Indicator, Indicators, LockRelay
 from drivers.gpio.pins import name
+
+if TYPE_CHECKING:  # the mock pins and their control socket: only with pin_factory = "mock"
+    from gpiozero.pins.mock import MockFactory
+
+    from drivers.gpio.mockwire import MockWire
 
 log = logging.getLogger(__name__)
 
 PULL_UP: dict[Pull, bool | None] = {"up": True, "down": False, "none": None}
 FEEDBACK_PATTERNS = frozenset(get_args(FeedbackPattern))
-
-_shared_mock: MockFactory | None = None
-
-MOCK_HISTORY = 1000
-"""Changes each pin of the process's own mock factory remembers (`ShortHistoryPin`)."""
-
-
-class ShortHistoryPin(MockPin):  # type: ignore[misc]
-    """A MockPin that keeps its last `MOCK_HISTORY` changes in `states`, not all of them:
-    gpiozero's keeps every change (for a test's timeline), and a demo or rig node that runs
-    for weeks grew by ~80 bytes a change (a tap every 20 s blinks the LEDs and beeps: about
-    2.7 MB a day). `states` stays a list, as gpiozero's tools and the benchmarks read it
-    (sliced): past MOCK_HISTORY changes the oldest are dropped."""
-
-    def _change_state(self, value: bool) -> bool:
-        changed: bool = super()._change_state(value)
-        if changed and len(self.states) > MOCK_HISTORY:
-            del self.states[: len(self.states) - MOCK_HISTORY]
-        return changed
-
-
-def mock_factory() -> MockFactory:
-    """The MockFactory the mock board uses: gpiozero's own if a test installed one
-    (`Device.pin_factory = MockFactory()`, then `Device.pin_factory.pin(17).drive_low()`),
-    else one for the process, so a restarted driver finds the levels it left."""
-    global _shared_mock
-    if isinstance(Device.pin_factory, MockFactory):
-        return Device.pin_factory
-    if _shared_mock is None:
-        _shared_mock = MockFactory(pin_class=ShortHistoryPin)
-    return _shared_mock
-
 
 EDGE_STORM = 500
 """Edges in one second on one input beyond which it is storming: a floating line (a cut
@@ -654,7 +626,11 @@ class _Board:
         self.options = options
         self.ctx = ctx
         self.loop = loop
-        self.factory: MockFactory | None = mock_factory() if options.pin_factory == "mock" else None
+        self.factory: MockFactory | None = None
+        if options.pin_factory == "mock":
+            from drivers.gpio.mock import mock_factory
+
+            self.factory = mock_factory()
         self.devices: list[Device] = []
         self.pins: dict[int, PinUse] = {}
         self.watchers: list[Callable[[int, bool, float], None]] = []
@@ -878,10 +854,11 @@ class _Board:
         for item in (*self.gates, *self.doors, *self.doorways, self.panic, self.ignition):
             if item is not None:
                 item.stop()
+        mock = sys.modules.get("gpiozero.pins.mock")  # no pin is a MockPin unless it is loaded
         driven = [
             (use.pin, use.pin.state)
             for use in self.pins.values()
-            if use.direction == "in" and isinstance(use.pin, MockPin)
+            if use.direction == "in" and mock is not None and isinstance(use.pin, mock.MockPin)
         ]
         for device in reversed(self.devices):
             try:
@@ -920,8 +897,10 @@ class GpioBoard:
                 ctx.subscribe(Unlock, board.on_unlock)
             ctx.subscribe(Feedback, board.on_feedback)
             board.start()
-            if self.options.mock_control is not None:
-                wire = MockWire(board.pins, board.watchers, ctx.log)
+            if self.options.mock_control is not None:  # only with the mock factory (its options)
+                from drivers.gpio import mockwire
+
+                wire = mockwire.MockWire(board.pins, board.watchers, ctx.log)
                 await wire.start(self.options.mock_control)
             ctx.log.info("gpio ready: %s", describe(board))
             ctx.ready()

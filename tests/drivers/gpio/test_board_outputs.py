@@ -13,7 +13,7 @@ from gpiozero.pins.mock import MockFactory
 
 from core.errors import DriverError
 from core.events import DoorInput, Feedback, Unlock
-from drivers.gpio import board
+from drivers.gpio import mock
 from drivers.gpio.board import GpioBoard
 from drivers.gpio.options import GpioOptions
 from edged.config.loader import load_config
@@ -55,15 +55,15 @@ def feedback(pattern: str) -> Feedback:
 def test_the_mock_pins_of_a_node_keep_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo's and the rig's pins (no test installed a factory): a node that blinks its
     LEDs for weeks must not keep every change of every pin."""
-    monkeypatch.setattr(board, "_shared_mock", None)
+    monkeypatch.setattr(mock, "_shared_mock", None)
     monkeypatch.setattr(Device, "pin_factory", None)
-    factory = board.mock_factory()
+    factory = mock.mock_factory()
     try:
         pin = factory.pin(GREEN)
         pin.function = "output"
         for i in range(10_000):
             pin.state = i % 2 == 0
-        assert len(pin.states) <= board.MOCK_HISTORY
+        assert len(pin.states) <= mock.MOCK_HISTORY
         # still gpiozero's list, as bench.tap and the rig read it (sliced), newest last
         assert isinstance(pin.states, list) and [s.state for s in pin.states[-2:]] == [1, 0]
     finally:
