@@ -4,8 +4,6 @@ config pushed by `config.set`."""
 import asyncio
 from typing import Any
 
-import tomli_w
-
 from core.errors import ConfigError
 from edged.commands.args import only
 from edged.commands.lifecycle import Lifecycle
@@ -49,6 +47,8 @@ class Admin:
                 raise CommandError(
                     "bad_config", f"{null} is null: leave the key out (TOML has no null)"
                 )
+            import tomli_w  # a config.set's only: not loaded by a node at rest
+
             text = tomli_w.dumps(new)
             config = parse_config(text, source="config.set", base_dir=path.absolute().parent)
         except ConfigError as exc:
