@@ -78,6 +78,8 @@ class Quirks:
     withhold_after: int = 0  # PUBACKs passed on (across connections) before withholding
     enforce_receive_max: bool = False  # DISCONNECT 0x93 past the CONNACK's Receive Maximum
     swallow_subscribes: bool = False  # the client's SUBSCRIBEs never reach the broker
+    close_at: bytes | None = None  # close the connection at a PUBLISH whose topic ends so
+    # (as AWS IoT at a publish its policy denies, a 3.1.1 broker at one over its limit)
 
 
 @dataclass
@@ -128,6 +130,12 @@ def publish_with_slashes(packet: bytes) -> bytes:
     n = int.from_bytes(packet[at : at + 2], "big")
     topic = packet[at + 2 : at + 2 + n].replace(b".", b"/")
     return packet[: at + 2] + topic + packet[at + 2 + n :]
+
+
+def publish_topic(packet: bytes) -> bytes:
+    at = body_offset(packet)
+    n = int.from_bytes(packet[at : at + 2], "big")
+    return packet[at + 2 : at + 2 + n]
 
 
 def connect_level(packet: bytes) -> int:
@@ -212,6 +220,7 @@ class MqttProxy:
         self.swallowed = 0  # SUBSCRIBEs not passed on
         self.most_in_flight = 0  # QoS 1 and 2 publishes unacknowledged at once, at most
         self.over_receive_max = 0  # sessions ended for exceeding it (`enforce_receive_max`)
+        self.closed_at = 0  # connections closed at a publish (`close_at`)
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._by_id: dict[bytes, asyncio.StreamWriter] = {}
@@ -442,6 +451,8 @@ class MqttProxy:
         enforce = q.enforce_receive_max and level == 5
         # PUBACKs may be withheld, SUBSCRIBEs swallowed, at any time
         parse = q.rewrite_dots or enforce or not to_broker or q.swallow_subscribes
+        closing = q.close_at is not None and to_broker
+        parse = q.rewrite_dots or enforce or closing or not to_broker  # PUBACKs: any time
         if not parse:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -452,6 +463,9 @@ class MqttProxy:
             kind = packet[0] >> 4
             if kind == PUBLISH and q.rewrite_dots:
                 packet = publish_with_slashes(packet)
+            if kind == PUBLISH and closing and publish_topic(packet).endswith(q.close_at or b""):
+                self.closed_at += 1
+                raise ConnectionError("closed at a publish")
             if kind == PUBLISH and to_broker and enforce and await self._over(packet, flight):
                 raise ConnectionError("receive maximum exceeded")
             if kind == CONNACK and level == 5:

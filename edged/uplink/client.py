@@ -68,6 +68,15 @@ NOT_AUTHORIZED = 0x87
 """A PUBACK's reason code when the broker's ACL refuses the topic (MQTT 5)."""
 PACKET_TOO_LARGE = 0x95
 """A PUBACK's reason code for a message over a size limit the CONNACK did not announce."""
+RESTORE_CUTS_TO_GIVE_UP = 3
+"""Sessions in a row cut short with the same retained topic in flight in their restore
+before it is given up in the next (not restored until the restore is due again). A restore
+cut short is done again; but a broker that closes the connection at one topic whatever its
+size (AWS IoT at a publish its policy denies; over 3.1.1 one too large for a broker the
+node cannot tell changed, `session_expiry_s = 0`) cut every session's restore there: the
+node never online, nothing drained. One more than `ceiling.LEARN_AFTER`: a limit the node
+can learn is learned first (held back, said with its remedy); and a flaky link cutting
+twice in a row at the panic alarm does not cost it its restore."""
 UNKNOWN_REPLIES = "(replies to unknown commands)"
 """What `_say_once` keys the replies to commands the node does not know under: their names
 are a commander's, one warning a session for all of them."""
@@ -217,6 +226,14 @@ class Uplink:
         begun, and no restore has ended since. A connection lost in the restore left the
         broker a session for the node, made by that connection: the next one, resuming it,
         restored nothing, and the broker held none of the topics after the one cut short."""
+        self._restored: set[str] = set()
+        """Topics the due restore is done with (taken, refused, held back, a QoS 0 one
+        handed on): not sent again while it is due, in a session the broker kept."""
+        self._restoring: str | None = None  # the restored topic in flight
+        self._restore_cut: str | None = None
+        """The topic in flight when the last restore was cut short, `_restore_cuts` times in
+        a row; at RESTORE_CUTS_TO_GIVE_UP it is given up (`_restore_cut_short`)."""
+        self._restore_cuts = 0
         self._online_heard_at: float | None = None
         """When the broker last spoke to the node on the last connection that went online
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
@@ -718,19 +735,31 @@ class Uplink:
             await self._publish_acked(client, self.topics.of(STATE), self.wire(birth), 1)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
+        cut, self._restoring = self._restoring, None
         if not client.session_present:
             # the broker kept no session for us: it may have lost its retained store too
             # (a restart without persistence). Restored messages are the ones delivered
             # before, byte for byte: the same (topic, epoch, seq)
             self._restore_due = True
+            self._restored.clear()
         if self._restore_due and self.retains:
+            given_up = self._restore_cut_short(cut)
             for topic, payload, qos in await self.outbox.retained():
+                if topic in self._restored:
+                    continue
                 wire = self.wire(payload)
                 size = self._fits(client, topic, topic, wire, qos, None)
-                if size is not None:
+                if size is not None and topic == given_up:
+                    self._restore_given_up(topic)
+                elif size is not None:
                     async with self._before_drain(client, None):
+                        self._restoring = topic
                         await self._restore(client, topic, wire, qos, size)
+                        self._restoring = None
+                self._restored.add(topic)
             self._restore_due = False
+            self._restored.clear()
+            self._restore_cut, self._restore_cuts = None, 0
         async with self._outside_freed:  # the drain counts none of theirs in flight
             await self._outside_freed.wait_for(lambda: self._outside == 0)
         self.connected = True
@@ -764,6 +793,28 @@ class Uplink:
             async with self._outside_freed:
                 self._outside -= 1
                 self._outside_freed.notify_all()
+
+    def _restore_cut_short(self, cut: str | None) -> str | None:
+        """The last restore was cut short with `cut` in flight (None: none was); the topic
+        to give up in this one: the same in flight at RESTORE_CUTS_TO_GIVE_UP cuts in a
+        row."""
+        same = cut is not None and cut == self._restore_cut
+        self._restore_cut, self._restore_cuts = cut, self._restore_cuts + 1 if same else 1
+        if cut is None or self._restore_cuts < RESTORE_CUTS_TO_GIVE_UP:
+            return None
+        self._restore_cut, self._restore_cuts = None, 0
+        return cut
+
+    def _restore_given_up(self, topic: str) -> None:
+        self.counters.inc("uplink.restore_given_up")
+        log.warning(
+            "the connection to %s was lost %d times in a row while %s was restored: it is not "
+            "restored in this session (the broker may close the connection at it: its ACL "
+            "or policy, its packet size), the other retained topics are",
+            self.where,
+            RESTORE_CUTS_TO_GIVE_UP,
+            topic,
+        )
 
     async def _restore(
         self, client: MqttClient, topic: str, wire: bytes, qos: int, size: int

@@ -683,6 +683,14 @@ async def test_a_subscription_cut_short_is_made_again_in_the_session_the_cut_one
     no subscription, made by that connection's CONNECT: the next connection resumed it and
     took the subscription for kept, and the node heard no command until the broker lost
     the session again (a `door.unlock` from dispatch went nowhere)."""
+async def test_a_restored_topic_the_broker_closes_the_connection_at_is_given_up_not_tried_forever(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A restore cut short is done again (above); but a broker that closes the connection
+    at one restored topic whatever its size (AWS IoT at a publish its policy denies) cut
+    every session's restore there: never online, nothing drained. The topics the broker
+    took are not sent again, and one in flight at three cuts in a row is given up
+    (`RESTORE_CUTS_TO_GIVE_UP`): the node goes online, the topics behind it restored."""
     (tmp_path / "b1").mkdir()
     (tmp_path / "b2").mkdir()
     broker = Mosquitto(tmp_path / "b1").start()
@@ -716,6 +724,23 @@ async def test_a_subscription_cut_short_is_made_again_in_the_session_the_cut_one
         assert uplink.session_present, "the broker kept no session: nothing tested"
         await send_ping(broker.port)
         await wait_until(lambda: heard == ["ping"], 5, "the ping heard")
+    kinds = ("a0", "a1", "a2")
+    for kind in kinds:
+        alarm = Alarm(kind=kind, active=True, reason="test")
+        await outbox.put_nowait(Publication.make(TOPICS, ALARM, alarm, name=kind))
+    uplink = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=0.1, reconnect_max_s=0.3)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
+        proxy.quirks.close_at = b"/alarm/a1"
+        sessions = uplink.sessions
+        broker.stop()
+        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
+        await wait_until(lambda: uplink.sessions > sessions, 10, "the node online again")
+        assert proxy.closed_at == 3
+        async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
+            await c.wait_for(lambda: len(c.messages) >= 2, 5, "the other alarms retained")
+        assert sorted(m.topic.rsplit("/", 1)[1] for m in c.messages) == ["a0", "a2"]
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -727,6 +752,46 @@ async def test_a_subscription_cut_short_is_made_again_in_the_session_the_cut_one
 async def send_ping(port: int) -> None:
     async with CancellableClient("127.0.0.1", port) as client:
         await client.publish(TOPICS.command_topic("ping"), b'{"id": "p1"}', qos=1)
+async def test_over_3_1_1_without_kept_sessions_a_restored_topic_too_large_is_given_up(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """`session_expiry_s = 0` over MQTT 3.1.1: every session restores, and the large alarm
+    every session restored to the old broker proved a limit above it (no session lost to
+    reset it: `broker_changed`). A broker restarted with a smaller `max_packet_size`
+    closed every session at it, the panic alarm behind it never restored. Three cuts in
+    a row at it give it up."""
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b2").mkdir()
+    broker = Mosquitto(tmp_path / "b1").start()
+    large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 8192})
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, large, name="lone_worker"))
+    panic = Alarm(kind="panic", active=True)
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    counters = Counters()
+    uplink = _uplink(
+        broker.port,
+        outbox,
+        counters,
+        protocol="3.1.1",
+        session_expiry_s=0,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.3,
+    )
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
+        broker.stop()
+        broker = Mosquitto(tmp_path / "b2", port=broker.port, extra="max_packet_size 4096")
+        broker.start()
+        async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
+            await c.wait_for(lambda: bool(c.messages), 8, "the panic alarm restored")
+        assert [m.topic.rsplit("/", 1)[1] for m in c.messages] == ["panic"]
+        assert counters["uplink.restore_given_up"] == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()
 
 
 async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_receive_maximum(
