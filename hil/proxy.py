@@ -449,10 +449,9 @@ class MqttProxy:
     ) -> None:
         q = self.quirks
         enforce = q.enforce_receive_max and level == 5
-        # PUBACKs may be withheld, SUBSCRIBEs swallowed, at any time
-        parse = q.rewrite_dots or enforce or not to_broker or q.swallow_subscribes
         closing = q.close_at is not None and to_broker
-        parse = q.rewrite_dots or enforce or closing or not to_broker  # PUBACKs: any time
+        # PUBACKs may be withheld, SUBSCRIBEs swallowed, at any time
+        parse = q.rewrite_dots or enforce or closing or not to_broker or q.swallow_subscribes
         if not parse:
             while data := await reader.read(65536):
                 writer.write(data)

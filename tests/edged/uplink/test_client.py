@@ -675,14 +675,6 @@ async def test_a_restore_cut_short_is_done_again_in_the_session_the_cut_one_left
         broker.stop()
 
 
-async def test_a_subscription_cut_short_is_made_again_in_the_session_the_cut_one_left(
-    tmp_path: Path, outbox: Outbox
-) -> None:
-    """A broker restarted without its store: the node subscribes to its commands again. The
-    link lost before that SUBSCRIBE reached the broker left it a session for the node with
-    no subscription, made by that connection's CONNECT: the next connection resumed it and
-    took the subscription for kept, and the node heard no command until the broker lost
-    the session again (a `door.unlock` from dispatch went nowhere)."""
 async def test_a_restored_topic_the_broker_closes_the_connection_at_is_given_up_not_tried_forever(
     tmp_path: Path, outbox: Outbox
 ) -> None:
@@ -695,35 +687,6 @@ async def test_a_restored_topic_the_broker_closes_the_connection_at_is_given_up_
     (tmp_path / "b2").mkdir()
     broker = Mosquitto(tmp_path / "b1").start()
     proxy = await MqttProxy(broker.port, Quirks()).start()
-    heard: list[str] = []
-
-    async def on_command(cmd: Any) -> None:
-        cmd.ack()
-        heard.append(cmd.name)
-
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=proxy.port, reconnect_min_s=0.1, reconnect_max_s=0.5),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=on_command,
-        counters=Counters(),
-    )
-    task = asyncio.create_task(uplink.run())
-    try:
-        await wait_until(lambda: uplink.connected, 10, "the first session")
-        proxy.quirks.swallow_subscribes = True
-        broker.stop()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
-        await wait_until(lambda: proxy.swallowed == 1, 10, "the subscription sent")
-        sessions = uplink.sessions
-        proxy.quirks.swallow_subscribes = False
-        proxy.cut()
-        await wait_until(lambda: uplink.sessions > sessions, 10, "the next session online")
-        assert uplink.session_present, "the broker kept no session: nothing tested"
-        await send_ping(broker.port)
-        await wait_until(lambda: heard == ["ping"], 5, "the ping heard")
     kinds = ("a0", "a1", "a2")
     for kind in kinds:
         alarm = Alarm(kind=kind, active=True, reason="test")
@@ -749,9 +712,6 @@ async def test_a_restored_topic_the_broker_closes_the_connection_at_is_given_up_
         broker.stop()
 
 
-async def send_ping(port: int) -> None:
-    async with CancellableClient("127.0.0.1", port) as client:
-        await client.publish(TOPICS.command_topic("ping"), b'{"id": "p1"}', qos=1)
 async def test_over_3_1_1_without_kept_sessions_a_restored_topic_too_large_is_given_up(
     tmp_path: Path, outbox: Outbox
 ) -> None:
@@ -792,6 +752,60 @@ async def test_over_3_1_1_without_kept_sessions_a_restored_topic_too_large_is_gi
         with contextlib.suppress(asyncio.CancelledError):
             await task
         broker.stop()
+
+
+async def test_a_subscription_cut_short_is_made_again_in_the_session_the_cut_one_left(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A broker restarted without its store: the node subscribes to its commands again. The
+    link lost before that SUBSCRIBE reached the broker left it a session for the node with
+    no subscription, made by that connection's CONNECT: the next connection resumed it and
+    took the subscription for kept, and the node heard no command until the broker lost
+    the session again (a `door.unlock` from dispatch went nowhere)."""
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b2").mkdir()
+    broker = Mosquitto(tmp_path / "b1").start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    heard: list[str] = []
+
+    async def on_command(cmd: Any) -> None:
+        cmd.ack()
+        heard.append(cmd.name)
+
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=proxy.port, reconnect_min_s=0.1, reconnect_max_s=0.5),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=on_command,
+        counters=Counters(),
+    )
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: uplink.connected, 10, "the first session")
+        proxy.quirks.swallow_subscribes = True
+        broker.stop()
+        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
+        await wait_until(lambda: proxy.swallowed == 1, 10, "the subscription sent")
+        sessions = uplink.sessions
+        proxy.quirks.swallow_subscribes = False
+        proxy.cut()
+        await wait_until(lambda: uplink.sessions > sessions, 10, "the next session online")
+        assert uplink.session_present, "the broker kept no session: nothing tested"
+        await send_ping(broker.port)
+        await wait_until(lambda: heard == ["ping"], 5, "the ping heard")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
+
+
+async def send_ping(port: int) -> None:
+    async with CancellableClient("127.0.0.1", port) as client:
+        await client.publish(TOPICS.command_topic("ping"), b'{"id": "p1"}', qos=1)
 
 
 async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_receive_maximum(
