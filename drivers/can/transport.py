@@ -16,12 +16,24 @@ sequence number 1..n, then 7 data bytes).
   packet arrived.
 
 Both refuse the same things and count them: an impossible announcement (`*_refused`), a new
-announcement over an open session or an abort (`*_aborted`), a packet out of order,
-repeated or missing (`*_sequence`), silence beyond the protocol's timeout (`*_timeout`), a
-packet or grant without announcement (`*_orphan`), a frame too short to be a TP frame
-(`*_malformed`), with `bam_` or `rts_` in front. A bus with a flaky ECU, or a peer that
-floods announcements, must cost a counter, never a wrong value, a crash or unbounded
-memory: RTS/CTS sessions are capped (`rts_busy` beyond).
+announcement over an open session or an abort (`*_aborted`), a message given up for a
+packet out of order or missing (`*_sequence`), silence beyond the protocol's timeout
+(`*_timeout`), a packet or grant without announcement (`*_orphan`), a frame too short to be
+a TP frame (`*_malformed`), with `bam_` or `rts_` in front. A bus with a flaky ECU, or a
+peer that floods announcements, must cost a counter, never a wrong value, a crash or
+unbounded memory: RTS/CTS sessions are capped (`rts_busy` beyond).
+
+A packet that is not the next one is not always the end of the message (`*_ignored`: the
+packet is left out, the session goes on):
+
+- a CAN frame reaches its receivers twice when an error hits the last bit of its end of
+  frame (the sender sends it again, the receivers had it already): a BAM packet that
+  repeats the last one byte for byte is ignored; any other is the end of the message;
+- in RTS/CTS the responder sees the same bus and decides: a packet out of order, repeated
+  or beyond its grant is the reason it asks for packets again (a CTS naming the next one
+  it wants), and it acknowledges the message or aborts. The listener ignores such a packet
+  and follows the responder's next word; an EndOfMsgAck while packets are missing here is
+  the loss (`rts_sequence`).
 """
 
 from collections.abc import Callable, MutableMapping
@@ -132,6 +144,9 @@ class BamReassembler(_Reassembler):
             self._count("bam_timeout")
             return None
         if not data or data[0] != session.next_seq:
+            if data and _repeats_the_last(session, data):
+                self._count("bam_ignored")  # the same frame received twice
+                return None
             del self.sessions[source]
             self._count("bam_sequence")
             return None
@@ -158,6 +173,18 @@ class BamReassembler(_Reassembler):
         for source in stale:
             del self.sessions[source]
             self._count("bam_timeout")
+
+
+def _same_as_held(session: _Session, data: bytes | bytearray) -> bool:
+    """Whether a TP.DT of a packet already stored has the stored bytes (a message nobody
+    decodes keeps no bytes: its sequence number has to do)."""
+    seq = data[0]
+    return not session.wanted or bytes(data[1:8]) == session.data[(seq - 1) * 7 : seq * 7]
+
+
+def _repeats_the_last(session: _Session, data: bytes | bytearray) -> bool:
+    """Whether a TP.DT is the packet just received, again, byte for byte."""
+    return 1 <= data[0] == session.next_seq - 1 and _same_as_held(session, data)
 
 
 @dataclass(slots=True)
@@ -266,7 +293,15 @@ class ConnectionReassembler(_Reassembler):
             return None
         seq = data[0]
         if seq != session.next_seq or (session.granted and seq > session.granted):
-            self._drop(key, "rts_sequence")  # out of order, or more than the CTS granted
+            if seq <= session.received and not _same_as_held(session, data):
+                # a packet we hold, sent again with other bytes and not asked for: which
+                # copy the responder kept is not on the bus
+                self._drop(key, "rts_sequence")
+                return None
+            # ahead of the next one, beyond the grant, or one we hold sent again byte for
+            # byte: the responder saw it too, and its next CTS, acknowledgement or abort
+            # says what becomes of the message
+            self._count("rts_ignored")
             return None
         remaining = session.size - (seq - 1) * 7
         if len(data) < 1 + min(7, remaining):

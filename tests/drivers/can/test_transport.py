@@ -51,11 +51,36 @@ def test_missing_packet_drops_the_message(bam: BamReassembler, counts: dict[str,
     assert counts == {"bam_sequence": 1}
 
 
-def test_repeated_packet_drops_the_message(bam: BamReassembler, counts: dict[str, int]) -> None:
+def test_a_packet_received_twice_byte_for_byte_is_ignored(
+    bam: BamReassembler, counts: dict[str, int]
+) -> None:
+    # a CAN frame reaches a receiver twice when an error hits the last bit of its end of
+    # frame: the sender sends it again, the receivers had taken it already
     bam.on_cm(0x00, cm(10, 2), 0.0)
     bam.on_dt(0x00, dt(1, PAYLOAD[:7]), 0.05)
-    assert bam.on_dt(0x00, dt(1, PAYLOAD[:7]), 0.10) is None
-    assert counts == {"bam_sequence": 1}
+    assert bam.on_dt(0x00, dt(1, PAYLOAD[:7]), 0.0501) is None
+    assert bam.on_dt(0x00, dt(2, PAYLOAD[7:]), 0.10) == (DM1, PAYLOAD)
+    assert counts == {"bam_ignored": 1, "bam_complete": 1}
+
+
+def test_a_packet_received_twice_is_ignored_for_a_message_nobody_decodes_too(
+    bam: BamReassembler, counts: dict[str, int]
+) -> None:
+    bam.on_cm(0x00, cm(10, 2, pgn=65242), 0.0)  # not wanted: its bytes are not kept
+    bam.on_dt(0x00, dt(1, PAYLOAD[:7]), 0.05)
+    bam.on_dt(0x00, dt(1, PAYLOAD[:7]), 0.0501)
+    assert bam.on_dt(0x00, dt(2, PAYLOAD[7:]), 0.10) is None
+    assert counts == {"bam_ignored": 1, "bam_complete": 1}
+
+
+def test_a_repeated_sequence_number_with_other_bytes_drops_the_message(
+    bam: BamReassembler, counts: dict[str, int]
+) -> None:
+    bam.on_cm(0x00, cm(10, 2), 0.0)
+    bam.on_dt(0x00, dt(1, PAYLOAD[:7]), 0.05)
+    assert bam.on_dt(0x00, dt(1, bytes(7)), 0.10) is None  # not a frame received twice
+    assert bam.on_dt(0x00, dt(2, PAYLOAD[7:]), 0.15) is None
+    assert counts == {"bam_sequence": 1, "bam_orphan": 1}
 
 
 def test_packet_later_than_t1_times_the_message_out(

@@ -101,26 +101,89 @@ def test_a_grant_of_a_whole_window_past_the_last_packet_takes_what_remains(
     assert counts == {"rts_complete": 1} and not tp.sessions
 
 
-def test_a_packet_beyond_what_the_responder_granted_drops_the_session(
+def test_a_packet_beyond_what_the_responder_granted_is_ignored_until_it_grants_it(
     tp: ConnectionReassembler, counts: dict[str, int]
 ) -> None:
     tp.on_cm(ECU, R, rts(), 0.0)
     tp.on_cm(R, ECU, cts(1, 1), 0.01)
     tp.on_dt(ECU, R, dt(1), 0.02)
-    assert tp.on_dt(ECU, R, dt(2), 0.03) is None
-    assert counts == {"rts_sequence": 1} and not tp.sessions
+    assert tp.on_dt(ECU, R, dt(2), 0.03) is None  # not granted: the responder did not take it
+    assert counts == {"rts_ignored": 1} and tp.sessions
+    tp.on_cm(R, ECU, cts(2, 2), 0.04)
+    tp.on_dt(ECU, R, dt(2), 0.05)
+    assert tp.on_dt(ECU, R, dt(3), 0.06) == (DM1, PAYLOAD)
 
 
-@pytest.mark.parametrize(
-    "order", [[2, 1, 3], [1, 1, 2, 3], [1, 3]], ids=["swapped", "repeated", "missing"]
-)
-def test_a_packet_out_of_order_drops_the_session(
+@pytest.mark.parametrize("order", [[2, 1, 3], [1, 3]], ids=["swapped", "missing"])
+def test_a_packet_out_of_order_is_ignored_and_the_acknowledgement_tells_the_loss(
     tp: ConnectionReassembler, counts: dict[str, int], order: list[int]
 ) -> None:
     tp.on_cm(ECU, R, rts(), 0.0)
     tp.on_cm(R, ECU, cts(3, 1), 0.01)
     done = [tp.on_dt(ECU, R, dt(seq), 0.02 + i * 0.01) for i, seq in enumerate(order)]
-    assert done.count(None) == len(done) and counts["rts_sequence"] == 1
+    assert done.count(None) == len(done) and counts["rts_ignored"] >= 1
+    assert tp.sessions  # the responder's word decides, not a packet the listener saw
+    tp.on_cm(R, ECU, ack(), 0.1)  # the responder placed them all; we cannot
+    assert counts["rts_sequence"] == 1 and not tp.sessions
+
+
+@pytest.mark.parametrize(
+    ("order", "asked"),
+    [
+        ([1, 3, 2], [(1, 3), 3]),  # swapped on the bus: the responder asks for packet 3 again
+        ([1, 3, 2], [(2, 2), 2, 3]),  # ... or for everything from packet 2
+        ([1, 3], [(2, 2), 2, 3]),  # packet 2 lost: asked again
+        ([2, 1], [(2, 2), 2, 3]),  # the first two swapped, then the rest asked for
+    ],
+    ids=["swapped-last", "swapped-from-2", "lost", "swapped-first"],
+)
+def test_a_retransmission_of_packets_out_of_order_on_the_bus_completes_the_message(
+    tp: ConnectionReassembler, counts: dict[str, int], order: list[int], asked: list
+) -> None:
+    # J1939-21: the responder asks for the packets it misses with a CTS naming the next
+    # one. It sees the same bus as the listener: a packet out of order there is the very
+    # reason it asks; the listener that gave the session up at that packet lost the message
+    # the two nodes then completed
+    tp.on_cm(ECU, R, rts(), 0.0)
+    tp.on_cm(R, ECU, cts(3, 1), 0.01)
+    now = 0.02
+    for seq in order:
+        assert tp.on_dt(ECU, R, dt(seq), now) is None
+        now += 0.01
+    (count, first), *resent = asked
+    tp.on_cm(R, ECU, cts(count, first), now)
+    done = [tp.on_dt(ECU, R, dt(seq), now + 0.01 * (i + 1)) for i, seq in enumerate(resent)]
+    assert done[-1] == (DM1, PAYLOAD)
+    tp.on_cm(R, ECU, ack(), now + 0.1)
+    assert counts["rts_complete"] == 1 and "rts_sequence" not in counts and not tp.sessions
+
+
+def test_a_packet_sent_again_with_other_bytes_unasked_drops_the_session(
+    tp: ConnectionReassembler, counts: dict[str, int]
+) -> None:
+    # which of the two copies of packet 1 the responder kept is not on the bus: no message
+    # is better than one it may not have received
+    tp.on_cm(ECU, R, rts(), 0.0)
+    tp.on_cm(R, ECU, cts(3, 1), 0.01)
+    tp.on_dt(ECU, R, dt(1), 0.02)
+    tp.on_dt(ECU, R, dt(1, bytes(17)), 0.03)
+    tp.on_dt(ECU, R, dt(2), 0.04)
+    assert tp.on_dt(ECU, R, dt(3), 0.05) is None
+    assert counts == {"rts_sequence": 1, "rts_orphan": 2} and not tp.sessions
+
+
+def test_a_packet_received_twice_is_ignored_and_the_message_completes(
+    tp: ConnectionReassembler, counts: dict[str, int]
+) -> None:
+    # a CAN frame reaches a receiver twice when an error hits the last bit of its end of
+    # frame (the sender sends it again; the receivers had taken it already)
+    tp.on_cm(ECU, R, rts(), 0.0)
+    tp.on_cm(R, ECU, cts(3, 1), 0.01)
+    tp.on_dt(ECU, R, dt(1), 0.02)
+    tp.on_dt(ECU, R, dt(1), 0.021)
+    tp.on_dt(ECU, R, dt(2), 0.03)
+    assert tp.on_dt(ECU, R, dt(3), 0.04) == (DM1, PAYLOAD)
+    assert counts == {"rts_ignored": 1, "rts_complete": 1}
 
 
 def test_an_abort_from_either_side_drops_the_session(
