@@ -77,9 +77,15 @@ class Pipeline:
         *,
         min_interval_s: float = 0.0,
         pace: float = 1.0,
+        frame_clock: bool = False,
     ) -> None:
         self.decoders = decoders
         self.pace = pace  # a replay's speed: the bus's seconds per second (J1939Signals.pace)
+        self.frame_clock = frame_clock
+        """Transport timeouts (T1, T2) on each frame's own timestamp, not on when it is
+        processed: a replay stamps its frames with the log's time, so that a sender's pause
+        in the log is judged as on the bus whatever the replay's speed."""
+        self._frame_now: float | None = None  # the latest transport frame's timestamp
         self.by_pgn: dict[int, MessageDecoder] = dict(decoders.by_pgn)
         self.dm1 = decoders.dm1
         self.interval = min_interval_s
@@ -177,16 +183,19 @@ class Pipeline:
         if pgn == PGN_DM1:
             return self._faults(source, msg.data, now)
         destination = (can_id >> 8) & 0xFF
+        clock = now  # the transport's timeouts; the events keep `now`
+        if self.frame_clock:
+            clock = self._frame_now = msg.timestamp
         if destination == GLOBAL:
             if pgn == PGN_TP_CM:
-                self.bam.on_cm(source, msg.data, now)
+                self.bam.on_cm(source, msg.data, clock)
                 return None
-            done = self.bam.on_dt(source, msg.data, now)
+            done = self.bam.on_dt(source, msg.data, clock)
         else:  # an RTS/CTS session between two other nodes: read by watching both sides
             if pgn == PGN_TP_CM:
-                self.rts.on_cm(source, destination, msg.data, now)
+                self.rts.on_cm(source, destination, msg.data, clock)
                 return None
-            done = self.rts.on_dt(source, destination, msg.data, now)
+            done = self.rts.on_dt(source, destination, msg.data, clock)
         if done is None:
             return None
         inner, payload = done
@@ -253,10 +262,12 @@ class Pipeline:
     def tick(self, now: float) -> list[Event]:
         """Housekeeping a few times a second: time out silent transport sessions, and emit
         the frames the throttle held back whose interval is over."""
-        if self.bam.sessions:
-            self.bam.expire(now)
-        if self.rts.sessions:
-            self.rts.expire(now)
+        bus_now = self._frame_now if self.frame_clock else now
+        if bus_now is not None:  # on a frame clock: only as far as the frames went
+            if self.bam.sessions:
+                self.bam.expire(bus_now)
+            if self.rts.sessions:
+                self.rts.expire(bus_now)
         out: list[Event] = []
         if self._held:
             due = [k for k, held in self._held.items() if now - self._last[k] >= self.interval]

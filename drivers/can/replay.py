@@ -66,6 +66,9 @@ class _Sender:
         self.stop = threading.Event()
         self.counts: dict[str, int] = {"replayed": 0, "malformed_lines": 0, "time_jumps": 0}
         self.failure: BaseException | None = None
+        self.log_now = 0.0
+        """The log's time as replayed, each frame's timestamp: its steps are the pacing's
+        (a jump in the capture's clock cut to max_gap_s, a step back to none)."""
 
     def _bad_line(self, lineno: int, exc: LogLineError, shown: int) -> None:
         self.counts["malformed_lines"] += 1
@@ -84,6 +87,7 @@ class _Sender:
 
     def _send(self, bus: can.BusABC, frame: LogFrame) -> None:
         msg = can.Message(
+            timestamp=self.log_now,
             arbitration_id=frame.can_id,
             is_extended_id=frame.extended,
             is_remote_frame=frame.remote,
@@ -140,6 +144,7 @@ class _Sender:
                         self._jump(lineno, step)
                         step = max_gap if step > max_gap else 0.0
                     due += step / speed
+                    self.log_now += step
                 last_ts = item.ts
                 delay = due - clock()
                 if delay > 0.001 and self.stop.wait(delay):
@@ -171,9 +176,14 @@ class CanReplayDriver:
             ctx.log.warning("%s", note)
         channel = f"edged-replay-{uuid.uuid4().hex}"
         rx = can.Bus(interface="virtual", channel=channel, rx_queue_size=RX_QUEUE)
-        tx = can.Bus(interface="virtual", channel=channel)
+        # frames carry the log's time to the pipeline, which times the transport protocol
+        # on it: a pause in the log is judged as on the bus, at any replay speed
+        tx = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
         pipeline = Pipeline(
-            self.decoders, min_interval_s=self.options.min_interval_s, pace=self.options.speed
+            self.decoders,
+            min_interval_s=self.options.min_interval_s,
+            pace=self.options.speed,
+            frame_clock=True,
         )
         sender = _Sender(self.options, ctx.log)
         receiver = Receiver(pipeline, extra_counts=[sender.counts.copy])

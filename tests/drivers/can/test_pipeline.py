@@ -278,3 +278,27 @@ def test_a_dbc_message_longer_than_a_frame_is_decoded_from_bam(tmp_path: Path) -
     last = events[-1]
     assert isinstance(last, J1939Signals)
     assert (last.name, last.source, last.signals["Counter"]) == ("LONG", 0x42, 123456)
+
+
+def test_on_a_frame_clock_the_transport_is_timed_by_the_frames_timestamps(
+    decoders: Decoders,
+) -> None:
+    # can.replay stamps frames with the log's time: a 0.8 s pause between two packets in the
+    # log is past T1 however fast they are processed, and housekeeping expires a session
+    # only as far as the frames' time went, not the node's clock
+    pipeline = Pipeline(decoders, min_interval_s=0, frame_clock=True)
+    cm = bytes([32, 10, 0, 2, 0xFF, 0xCA, 0xFE, 0x00])
+    stamped = [
+        (10.0, frame(60416, cm)),
+        (10.05, frame(60160, bytes.fromhex("0104FF6E00100364"))),
+        (10.85, frame(60160, bytes.fromhex("0200010AFFFFFFFF"))),
+    ]
+    for ts, msg in stamped[:2]:
+        msg.timestamp = ts
+        assert pipeline.process(msg, now=500.0) is None
+    pipeline.tick(10_000.0)
+    assert pipeline.bam.sessions  # the node's clock went on; the log's did not
+    ts, msg = stamped[2]
+    msg.timestamp = ts
+    assert pipeline.process(msg, now=500.001) is None
+    assert pipeline.counts == {"bam_timeout": 1}

@@ -256,17 +256,14 @@ def test_the_declared_differences_are_each_a_disagreement_of_the_tool(
             assert not [m for m in ours.transport if m[:2] == (d["pgn"], d["source"])]
 
 
-REPLAYED = [name for name in LOGS if not meta(name).get("log_time")]
-
-
-def test_can_replay_on_the_virtual_bus_gives_the_same_events(
+def test_can_replay_on_the_virtual_bus_gives_the_same_events_and_verdicts(
     decoded: dict[str, tuple[Decoded, Decoded, dict[str, int]]],
 ) -> None:
     """The same logs through `can.replay` (candump reader, python-can's virtual bus, the
-    receive thread): the same DM1s and FMS signals as frame by frame. Logs whose verdict
-    hangs on their own times (T1) are left out: a replay is paced, not timed by the log."""
+    receive thread) as fast as it goes: the same DM1s and FMS signals as frame by frame,
+    and the same transport counters, T1 included (judged on the log's time)."""
 
-    async def run(name: str) -> Decoded:
+    async def run(name: str) -> tuple[Decoded, dict[str, int]]:
         rec = Recorder("replay")
         total = len(log_frames(name))
         async with replaying(rec, log=CORPUS / f"{name}.log", speed=1_000_000, min_interval_s=0):
@@ -275,13 +272,16 @@ def test_can_replay_on_the_virtual_bus_gives_the_same_events(
         for event in rec.events:
             record(out, event, 0.0)
         assert rec.counts.get("malformed_lines", 0) == 0
-        return out
+        return out, dict(rec.counts)
 
-    async def all_logs() -> dict[str, Decoded]:  # each on its own virtual channel, at once
-        return dict(zip(REPLAYED, await asyncio.gather(*map(run, REPLAYED)), strict=True))
+    async def all_logs() -> dict[str, tuple[Decoded, dict[str, int]]]:  # all at once
+        return dict(zip(LOGS, await asyncio.gather(*map(run, LOGS)), strict=True))
 
     replayed = asyncio.run(all_logs())
-    for name in REPLAYED:
+    for name in LOGS:
         _, ours, _ = decoded[name]
-        assert replayed[name].faults == ours.faults, name
-        assert [s[1:] for s in replayed[name].signals] == [s[1:] for s in ours.signals], name
+        events, counts = replayed[name]
+        assert events.faults == ours.faults, name
+        assert [s[1:] for s in events.signals] == [s[1:] for s in ours.signals], name
+        counted = {k: n for k, n in counts.items() if TRANSPORT_COUNTERS.fullmatch(k) and n}
+        assert counted == meta(name)["counts"], name

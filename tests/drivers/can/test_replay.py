@@ -274,3 +274,41 @@ def test_a_replay_says_its_pace_with_every_parameter_group(shipped: Recorder) ->
     """Replayed at 100,000x, the bus's totals rise 100,000 times faster than a vehicle
     drives: the events say so (`pace`), so a trip does not take them for a leap."""
     assert {e.pace for e in shipped.signals("VDHR")} == {100_000}
+
+
+def _dm1_bam(t0: float, gaps: tuple[float, float]) -> list[str]:
+    """A DM1 of two codes from the engine over BAM: the announcement at t0, its two packets
+    `gaps` seconds after what came before each."""
+    payload = bytes.fromhex("04FF6E0010036400010AFFFF")[:10]
+    cm = bytes([32, 10, 0, 2, 0xFF, 0xCA, 0xFE, 0x00])
+    t1, t2 = t0 + gaps[0], t0 + gaps[0] + gaps[1]
+    return [
+        format_line(t0, "can0", 0x1CECFF00, cm),
+        format_line(t1, "can0", 0x1CEBFF00, b"\x01" + payload[:7]),
+        format_line(t2, "can0", 0x1CEBFF00, b"\x02" + payload[7:] + b"\xff" * 4),
+    ]
+
+
+async def test_a_bam_paused_past_t1_in_the_log_is_dropped_however_fast_it_is_replayed(
+    tmp_path: Path,
+) -> None:
+    # J1939-21's T1 is the bus's time between two packets: 0.8 s in the log, replayed at
+    # 1000x in under a millisecond, is still a sender that went quiet too long
+    log = _log(tmp_path, [*_dm1_bam(1.0, (0.05, 0.8)), *_dm1_bam(3.0, (0.05, 0.05))])
+    rec = Recorder("can")
+    async with replaying(rec, log=log, speed=1000, min_interval_s=0):
+        await rec.wait_for(lambda: rec.counts.get("frames", 0) >= 6, "the log")
+    assert [len(f.codes) for f in rec.faults()] == [2]  # the second DM1 only
+    assert rec.counts["bam_timeout"] == 1 and rec.counts["bam_complete"] == 1
+
+
+async def test_a_bam_within_t1_in_the_log_is_reassembled_when_replayed_slower(
+    tmp_path: Path,
+) -> None:
+    # 0.5 s between packets in the log, within T1; at 0.6x they come 0.83 s apart
+    log = _log(tmp_path, _dm1_bam(1.0, (0.05, 0.5)))
+    rec = Recorder("can")
+    async with replaying(rec, log=log, speed=0.6, min_interval_s=0):
+        await rec.wait_for(lambda: bool(rec.faults()), "the DM1", 3)
+    assert rec.faults()[0].codes[0].spn == 110
+    assert "bam_timeout" not in rec.counts
