@@ -33,7 +33,12 @@ packet is left out, the session goes on):
   or beyond its grant is the reason it asks for packets again (a CTS naming the next one
   it wants), and it acknowledges the message or aborts. The listener ignores such a packet
   and follows the responder's next word; an EndOfMsgAck while packets are missing here is
-  the loss (`rts_sequence`).
+  the loss (`rts_sequence`), and so is a packet it holds sent again, unasked, with other
+  bytes (which copy the responder kept is not on the bus).
+
+The Linux J1939 stack keeps a session through such packets too (net/can/j1939/transport.c,
+j1939_xtp_rx_dat_one: a packet other than the next is stored, the count of packets in
+order does not move, only a packet beyond the last ends the session).
 """
 
 from collections.abc import Callable, MutableMapping
