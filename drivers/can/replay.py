@@ -39,6 +39,11 @@ from drivers.can.recordings import FORMATS, read_recording
 RX_QUEUE = 10_000
 """Frames the receiving side buffers; a faster sender waits (no frame of a log is lost)."""
 LOGGED_BAD_LINES = 5
+SEAM_S = 60.0
+"""What a seam in the log stands for on the frames' clock (which times the transport
+protocol): a jump of the capture's clock beyond max_gap_s, forward or back, and a looped
+log's return to its start. Longer than any transport timeout (T1 0.75 s, T2 1.25 s): the
+frames either side are not one moment of a bus, and no BAM or RTS/CTS session spans them."""
 
 
 class CanReplayOptions(CanDecodeOptions):
@@ -68,7 +73,8 @@ class _Sender:
         self.failure: BaseException | None = None
         self.log_now = 0.0
         """The log's time as replayed, each frame's timestamp: its steps are the pacing's
-        (a jump in the capture's clock cut to max_gap_s, a step back to none)."""
+        (a step back within max_gap_s is none), and a seam (SEAM_S) at a jump beyond
+        max_gap_s or the start of a looped log again."""
 
     def _bad_line(self, lineno: int, exc: LogLineError, shown: int) -> None:
         self.counts["malformed_lines"] += 1
@@ -128,6 +134,8 @@ class _Sender:
         clock = time.monotonic
         while not self.stop.is_set():
             sent_before = self.counts["replayed"]
+            if sent_before:  # looped: the log's end and its start are no one moment
+                self.log_now += SEAM_S
             last_ts: float | None = None
             due = clock()
             shown = 0
@@ -142,6 +150,8 @@ class _Sender:
                     step = item.ts - last_ts
                     if not 0.0 <= step <= max_gap:
                         self._jump(lineno, step)
+                        if abs(step) > max_gap:  # a clock set, two captures joined
+                            self.log_now += SEAM_S
                         step = max_gap if step > max_gap else 0.0
                     due += step / speed
                     self.log_now += step

@@ -312,3 +312,52 @@ async def test_a_bam_within_t1_in_the_log_is_reassembled_when_replayed_slower(
         await rec.wait_for(lambda: bool(rec.faults()), "the DM1", 3)
     assert rec.faults()[0].codes[0].spn == 110
     assert "bam_timeout" not in rec.counts
+
+
+def _dm1_packets(t0: float, payload: bytes) -> list[str]:
+    """The BAM of a 10-byte DM1 (two codes) from the engine: announcement, packet 1 and
+    packet 2, 0.05 s apart."""
+    cm = bytes([32, 10, 0, 2, 0xFF, 0xCA, 0xFE, 0x00])
+    return [
+        format_line(t0, "can0", 0x1CECFF00, cm),
+        format_line(t0 + 0.05, "can0", 0x1CEBFF00, b"\x01" + payload[:7]),
+        format_line(t0 + 0.1, "can0", 0x1CEBFF00, b"\x02" + payload[7:] + b"\xff" * 4),
+    ]
+
+
+DM1_A = bytes.fromhex("04FF6E00100364000101")  # SPN 110 FMI 16, SPN 100 FMI 1
+DM1_B = bytes.fromhex("04FFE106120101020205")  # SPN 1761 FMI 18, SPN 513 FMI 2
+
+
+@pytest.mark.parametrize(
+    "seam", [(2000.0, 1000.0), (1000.0, 2000.0)], ids=["clock-set-back", "clock-set-forward"]
+)
+async def test_a_bam_cut_by_a_jump_in_the_logs_clock_is_not_finished_by_the_frames_after_it(
+    tmp_path: Path, seam: tuple[float, float]
+) -> None:
+    # two captures concatenated: the first ends within a DM1 (its announcement and packet
+    # 1), the second begins within another (its packet 2). On the log's clock as replayed a
+    # step back was no time at all and a step forward max_gap_s (here within T1): the two
+    # halves made one DM1 no ECU sent (SPN 110 and a phantom SPN 612)
+    before, after = seam
+    head = _dm1_packets(before, DM1_A)[:2]
+    tail = _dm1_packets(after - 0.1, DM1_B)[2:]
+    log = _log(tmp_path, [*head, *tail, *_dm1_packets(after + 0.3, DM1_B)])
+    rec = Recorder("can")
+    async with replaying(rec, log=log, speed=1000, min_interval_s=0, max_gap_s=0.5):
+        await rec.wait_for(lambda: rec.counts.get("frames", 0) >= 6, "the log")
+        await rec.wait_for(lambda: bool(rec.faults()), "the DM1 after the seam")
+    assert [[c.spn for c in f.codes] for f in rec.faults()] == [[1761, 513]]
+    assert rec.counts["time_jumps"] == 1 and rec.counts["bam_complete"] == 1
+
+
+async def test_a_looped_log_does_not_finish_its_last_bam_with_its_first_packets(
+    tmp_path: Path,
+) -> None:
+    # a capture that begins within a DM1 and ends within another: looped, its end and its
+    # start are two moments of the bus, not one message
+    lines = [_dm1_packets(0.9, DM1_B)[2], _ccvs1(1.0), *_dm1_packets(1.1, DM1_A)[:2]]
+    rec = Recorder("can")
+    async with replaying(rec, log=_log(tmp_path, lines), speed=1000, loop=True, min_interval_s=0):
+        await rec.wait_for(lambda: rec.counts.get("frames", 0) >= 20, "a few passes")
+    assert not rec.faults() and "bam_complete" not in rec.counts
