@@ -302,3 +302,26 @@ def test_on_a_frame_clock_the_transport_is_timed_by_the_frames_timestamps(
     msg.timestamp = ts
     assert pipeline.process(msg, now=500.001) is None
     assert pipeline.counts == {"bam_timeout": 1}
+
+
+def test_a_bam_and_an_rts_cts_message_from_one_source_interleaved_keep_their_bytes(
+    decoders: Decoders,
+) -> None:
+    # one ECU broadcasts its DM1 and sends another DM1 to a tool at once, packet for packet:
+    # the two sessions have the same source and PGN and must not take each other's packets
+    other = bytes([0x04, 0xFF, 0x5B, 0x00, 0x03, 0x01, 0x5C, 0x00, 0x04, 0x02])  # 91/3, 92/4
+    bam = bam_frames(65226, 0x00, DM1_TWO_CODES)
+    rts = rts_cts_frames(65226, 0x00, 0xF9, other)
+    mixed = [f for pair in zip(bam, rts, strict=False) for f in pair]
+    mixed += rts[len(bam) :]
+    pipeline = Pipeline(decoders, min_interval_s=0)
+    events = [
+        e
+        for i, (can_id, data) in enumerate(mixed)
+        if (e := pipeline.process(can.Message(arbitration_id=can_id, data=data), i * 0.01))
+    ]
+    assert [[c.spn for c in e.codes] for e in events if isinstance(e, ActiveFaults)] == [
+        [110, 1761],
+        [91, 92],
+    ]
+    assert pipeline.counts == {"bam_complete": 1, "rts_complete": 1, "faults": 2}

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from drivers.can.transport import BamReassembler
@@ -191,3 +193,20 @@ def test_message_nobody_decodes_is_followed_but_not_returned(
     bam.on_dt(0x00, dt(1, PAYLOAD[:7]), 0.05)
     assert bam.on_dt(0x00, dt(2, PAYLOAD[7:]), 0.10) is None
     assert counts == {"bam_complete": 1}
+
+
+def test_a_bam_is_made_of_the_one_copy_of_each_packet_on_the_bus() -> None:
+    # a packet left out (received twice) never stands in the message for other bytes: every
+    # run of up to 6 packets of 3 numbers and two contents after an announcement of 3
+    packets = [(seq, fill) for seq in (1, 2, 3) for fill in (0, 1)]
+    runs = itertools.chain(*(itertools.product(packets, repeat=n) for n in range(1, 7)))
+    for run in runs:
+        bam = BamReassembler({})
+        bam.on_cm(0x00, cm(17, 3), 0.0)
+        on_bus: dict[int, set[bytes]] = {}
+        for seq, fill in run:
+            on_bus.setdefault(seq, set()).add(bytes([fill]) * 7)
+            done = bam.on_dt(0x00, bytes([seq, *[fill] * 7]), 0.01)
+            if done is not None:
+                assert all(len(copies) == 1 for copies in on_bus.values()), run
+                assert done[1] == b"".join(on_bus[s].pop() for s in (1, 2, 3))[:17], run

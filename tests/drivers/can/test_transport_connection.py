@@ -1,5 +1,7 @@
 """RTS/CTS sessions between two other nodes, reassembled by a listener watching both sides."""
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -343,3 +345,33 @@ def test_any_frames_never_raise_and_complete_messages_have_their_size(
                 pgn, payload = done
                 assert 9 <= len(payload) <= 1785 and 0 <= pgn <= 0x3FFFF
         assert len(tp.sessions) <= 4
+
+
+# A listener's packet k must be the last TP.DT numbered k the originator put on the bus
+# since its RTS: what a responder keeping the latest copy (the Linux stack) holds. A packet
+# the listener leaves out (out of order, repeated, beyond the grant) may never stand in a
+# message for a later copy. Every exchange up to 4 frames (grants, acknowledgement, packets
+# of two contents), and up to 5 of packets and grants of the rest, after an RTS of 3 packets.
+PACKETS = [("dt", seq, fill) for seq in (1, 2, 3) for fill in (0, 1)]
+EXCHANGE = [*PACKETS, *(("cts", n, first) for n in (1, 3) for first in (1, 2, 3)), ("ack", 0, 0)]
+
+
+def test_a_message_is_made_of_the_last_copy_of_each_packet_on_the_bus() -> None:
+    exchanges = itertools.chain(
+        *(itertools.product(EXCHANGE, repeat=n) for n in range(1, 5)),
+        itertools.product([*PACKETS, *(("cts", 3, first) for first in (1, 2, 3))], repeat=5),
+    )
+    for frames in exchanges:
+        tp = ConnectionReassembler({})
+        tp.on_cm(ECU, R, rts(), 0.0)
+        on_bus: dict[int, bytes] = {}
+        for kind, a, b in frames:
+            if kind == "cts":
+                tp.on_cm(R, ECU, cts(a, b), 0.01)
+            elif kind == "ack":
+                tp.on_cm(R, ECU, ack(), 0.01)
+            else:
+                on_bus[a] = bytes([b]) * 7
+                done = tp.on_dt(ECU, R, bytes([a]) + on_bus[a], 0.01)
+                if done is not None:
+                    assert done[1] == (on_bus[1] + on_bus[2] + on_bus[3])[:17], frames
