@@ -5,7 +5,11 @@ checkout whose version is 0.1.1 (the node starts on 0.1.0, a copy of the same co
 wheels from the index, signed by an update key, installed by the node for real.
 """
 
+import fcntl
+import hashlib
 import json
+import os
+import pickle
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +33,18 @@ from tests.helpers.service import Service
 FLEET, NODE = "test", "shuttle-07"
 BASE = f"rnst/v1/{FLEET}/{NODE}"
 NEW = "0.1.1"
-UPDATE_KEY = Ed25519PrivateKey.generate()
+
+
+def _update_key() -> Ed25519PrivateKey:
+    """A new key for each run; the same one in every worker of a run (xdist's run id is
+    new at each run), since they share one bundle signed with it (`bundle`)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        return Ed25519PrivateKey.generate()
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"update {run}".encode()).digest())
+
+
+UPDATE_KEY = _update_key()
 CONFIG_KEY = Ed25519PrivateKey.generate()  # a key without the update scope
 
 
@@ -56,8 +71,26 @@ def bumped_source(dest: Path, version: str) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
-    """Release 0.1.1 for this machine, built and signed once per session."""
-    work = tmp_path_factory.mktemp("bundle")
+    """Release 0.1.1 for this machine, built and signed once per run: the first worker
+    that needs it builds it (a build is ~10 s of pip on 2 busy cores, and the files of
+    this folder go to different workers), the others wait for it and read it. The tests
+    only read the bundle (`variant` writes its own copy)."""
+    if os.environ.get("PYTEST_XDIST_TESTRUNUID") is None:
+        return _build(tmp_path_factory.mktemp("bundle"))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
+    with (shared / "bundle.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = shared / "bundle.pickle"
+        if done.exists():
+            result: BuildResult = pickle.loads(done.read_bytes())
+            return result
+        result = _build(shared / "bundle")
+        done.write_bytes(pickle.dumps(result))
+        return result
+
+
+def _build(work: Path) -> BuildResult:
+    work.mkdir(exist_ok=True)
     (work / "src").mkdir()
     source = bumped_source(work / "src", NEW)
     started = time.monotonic()
