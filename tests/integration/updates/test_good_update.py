@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from edged.release.build import BuildResult
 from tests.helpers.broker import Mosquitto
 from tests.helpers.fileserver import FileServer
@@ -31,6 +33,7 @@ from tests.integration.updates.conftest import (
 INSTALLING = ("installing", "staged", "switching")
 
 
+@pytest.mark.slow
 async def test_a_good_update_is_installed_switched_to_and_confirmed_losing_nothing(
     broker: Mosquitto,
     fleet_pki: Path,
