@@ -324,7 +324,8 @@ class Node:
                 await self.lanes.close(COMMANDS_AT_STOP_S)
                 left = SHUTDOWN_BUDGET_S - (time.monotonic() - began)
                 await drain_and_say_offline(self.outbox, self.uplink, left)
-                await cancel_and_wait([*others, uplink, writer])  # one cancel can be lost
+                # one cancel can be lost
+                await cancel_and_wait([*others, uplink, writer], cancelled=others)
         finally:
             try:
                 await self.lanes.close(0.0)  # a stop cut short: answered, not left running

@@ -33,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.cancel import drop_stale_cancels
 from core.counters import Counters
 from core.errors import ConfigError
 from core.logs import flood_key
@@ -337,6 +338,8 @@ class Uplink:
         self._suspect = None
         taken_over = closed_under_us = pushed_back = False
         probe = self._probing_311  # this attempt is the 3.1.1 probe
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             await self._session()
         except* Retake as group:
@@ -358,6 +361,7 @@ class Uplink:
             if probe and self._probing_311:  # not answered, nor closed: `_end_probe`
                 self._end_probe()
             self._client = None
+        drop_stale_cancels(cancels)  # the session's TaskGroup, failing, left one (3.11)
         worked = self._worked_at is not None
         lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
         return SessionEnd(worked, lasted, taken_over, closed_under_us, pushed_back)
