@@ -199,10 +199,14 @@ def _config_record(config: Any) -> bool:
         return True
     return (
         isinstance(config, dict)
-        and isinstance(config.get("path"), str)
-        and isinstance(config.get("copy"), str)
+        and all(_path_text(config.get(k)) for k in ("path", "copy"))
         and isinstance(config.get("sha256", ""), str)
     )
+
+
+def _path_text(value: Any) -> bool:
+    """A file name the system takes (a NUL in it: ValueError at every open)."""
+    return isinstance(value, str) and bool(value) and "\0" not in value
 
 
 def _trial_fields() -> list[str]:
@@ -304,7 +308,7 @@ class ReleaseTree:
     def outcome(self) -> dict[str, Any] | None:
         try:
             return self.read(OUTCOME)
-        except CorruptRecordError:
+        except (CorruptRecordError, OSError):  # damaged, or a read error of the card
             return None  # only a report: never a reason not to start
 
     # -- the three changes (module docstring), each resumable -----------------------------
@@ -341,7 +345,7 @@ class ReleaseTree:
         if one is on (attempts not used up, no failure recorded), else None."""
         try:
             trial = self.trial()
-        except CorruptRecordError as exc:
+        except (CorruptRecordError, OSError) as exc:  # OSError: the card's read error (EIO)
             self._unreadable_trial(str(exc))
             return None
         if trial is None:
@@ -430,7 +434,7 @@ class ReleaseTree:
         last: list[str | None] = [failed]
         try:
             trial = self.trial()
-        except CorruptRecordError:  # not judged either: the previous first, as at a start
+        except (CorruptRecordError, OSError):  # not judged: the previous first, as at a start
             if previous != current:  # else a switch cut before `current`: it worked
                 first, last = [previous], [current, failed]
         else:
@@ -628,6 +632,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:  # the card is full or read-only: run, writing nothing
             version, trial = tree.choose_unwritten(), None
             say(f"cannot write to {tree.root} ({exc}): starting {version}, nothing recorded")
+        except LauncherError:
+            raise
+        except Exception as exc:  # a record in a shape no check here foresaw: this runs at
+            # every start, and raising would leave the node with no release running
+            version, trial = tree.choose_unwritten(), None
+            say(f"cannot judge {tree.root} ({type(exc).__name__}: {exc}): starting {version}")
     except (LauncherError, OSError) as exc:
         say(str(exc))
         return EX_SOFTWARE

@@ -583,3 +583,67 @@ def test_a_trial_record_in_a_shape_this_launcher_does_not_read_still_goes_back(
     assert started.returncode == 0, started.stderr
     assert started.stdout.startswith(f"{tree.python('1.0')} "), (started.stdout, started.stderr)
     assert tree.link(CURRENT) == "1.0" and tree.trial() is None
+
+
+def _trial_dir(t: ReleaseTree) -> None:  # EISDIR: the path of a read that fails (EIO)
+    (t.root / TRIAL).unlink()
+    (t.root / TRIAL).mkdir()
+
+
+def _outcome_dir(t: ReleaseTree) -> None:
+    (t.root / OUTCOME).mkdir()
+
+
+def _config_path_with_nul(t: ReleaseTree) -> None:
+    record = json.loads((t.root / TRIAL).read_text())
+    record["config"] = {"path": "/etc/edged/edged\u0000.toml", "copy": "/x", "sha256": ""}
+    record["attempts"] = record["max_attempts"]  # judged now
+    (t.root / TRIAL).write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    "damage", [_trial_dir, _outcome_dir, _config_path_with_nul],
+    ids=["trial.json unreadable", "outcome.json unreadable", "config path with a NUL"],
+)  # fmt: skip
+def test_a_record_the_launcher_cannot_read_or_use_still_starts_a_release(
+    tmp_path: Path, damage: Callable[[ReleaseTree], None]
+) -> None:
+    """The launcher runs at every start: a record it could not read (a read error of a
+    failing card) or use (a path Python refuses) made it exit 70 or raise, at every start,
+    and the node ran no release at all. A release that worked runs."""
+    tree = two_releases(tmp_path)
+    tree.begin_trial(trial_of())
+    tree.choose()  # attempt 1 of 2 counted
+    damage(tree)
+    launcher = [sys.executable, "-I", str(LAUNCHER), "--releases", str(tree.root), "run"]
+    started = subprocess.run(launcher, capture_output=True, text=True, timeout=15)
+    assert started.returncode == 0, started.stderr
+    ran = started.stdout.split(" ")[0]
+    assert ran in (str(tree.python("1.0")), str(tree.python("2.0"))), started.stdout
+    if damage is not _outcome_dir:  # the trial cannot be judged: the release that worked
+        assert ran == str(tree.python("1.0")), (started.stdout, started.stderr)
+
+
+class _Exec(Exception):
+    pass
+
+
+def test_an_error_no_check_foresaw_while_judging_the_trial_still_starts_a_release(
+    tree: ReleaseTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a record holds that the checks did not foresee (KeyError, TypeError,
+    ValueError while judging it), the launcher starts a release that worked, judging and
+    writing nothing, rather than raising at every start with no release running."""
+    tree.begin_trial(trial_of())
+
+    def unforeseen(self: ReleaseTree) -> None:
+        raise KeyError("copy")
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        raise _Exec(path)
+
+    monkeypatch.setattr(ReleaseTree, "settle", unforeseen)
+    monkeypatch.setattr(launcher_module.os, "execve", execve)
+    with pytest.raises(_Exec) as ran:
+        launcher_module.main(["--releases", str(tree.root), "run"])
+    assert str(ran.value) == str(tree.python("1.0"))
