@@ -127,6 +127,10 @@ class UpdateManager:
         """Set once `run` has read the job on disk and begun it: until then `update.apply`
         and `update.cancel` wait, or the job they save would be read back and begun a second
         time, and the job on disk would be neither replaced nor cancelled."""
+        self._ended = False
+        """`run` is over (the node stops): a command no longer starts or abandons a job."""
+        self._marking: asyncio.Task[None] | None = None
+        """The last trial's outcome marked reported once the outbox has stored it."""
 
     # -- the node's service life ----------------------------------------------------------
 
@@ -157,9 +161,13 @@ class UpdateManager:
             )
             await asyncio.Event().wait()
         finally:
+            self._ended = True
+            self._loading.set()  # a command waiting is answered now, not at the stop's end
             self._cancel.set()
             if self._pipeline is not None:
                 self._pipeline.cancel()
+            if self._marking is not None:
+                self._marking.cancel()  # not stored yet: reported again at the next start
 
     async def _run(self) -> None:
         assert self.tree is not None and self.work is not None
@@ -202,6 +210,8 @@ class UpdateManager:
         kept arrives as the node connects, while the start may still delete old releases."""
         if self._loading is not None:
             await self._loading.wait()
+        if self._ended:  # the start never loaded the job, or the node stops: nothing begun
+            raise CommandError("busy", "edged is stopping: send the command again once it is back")
 
     def _switch_undone(self, job: Job) -> None:
         """Staged again, to switch at the next moment; failed once MAX_SWITCHES did not
@@ -304,6 +314,12 @@ class UpdateManager:
             if version and version != self.running:
                 await self._remove(version)
         self.work.drop_trial_files()
+        # marked once the outbox has it, without the start waiting (update.apply and
+        # update.cancel wait for the start): a store that takes long holds up nothing
+        self._marking = asyncio.create_task(self._mark_reported(stored, outcome))
+
+    async def _mark_reported(self, stored: "asyncio.Future[Any]", outcome: dict[str, Any]) -> None:
+        assert self.tree is not None
         with contextlib.suppress(Exception):
             await stored  # durable (or refused by a full disk: reported again next start)
             self.tree.write(OUTCOME, {**outcome, "reported": True})

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from edged.errors import CommandError
 from edged.release.bundle import verify_bundle
 from edged.release.launcher import ReleaseTree
 from edged.release.platforms import this_machine
@@ -274,3 +275,69 @@ async def test_a_cancelled_install_writes_no_wheel_after_its_cancel(
     written = sorted(p.name for p in wheels.iterdir())
     await asyncio.sleep(0.8)  # the rest of the wheels, had the thread gone on
     assert sorted(p.name for p in wheels.iterdir()) == written
+
+
+async def test_update_apply_waiting_for_the_start_is_answered_when_the_node_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node stops (SIGTERM, a switch) while its start still deletes an old release and
+    an update.apply waits for the job on disk to be loaded: the start never loaded it, and
+    the command waited until the stop's time for commands ran out, taken from the drain's
+    (or, run after the manager's task ended, began a pipeline nothing would stop)."""
+    root = tmp_path / "releases"
+    root.mkdir()
+    (root / "0.0.5" / "venv").mkdir(parents=True)
+    WorkDir(root).save(Job(id="old", version="0.2.0", url=str(GOOD["url"]), size=1,
+                           sha256="b" * 64, switch="parked"))  # fmt: skip
+    _slow_rmtree(monkeypatch, 0.4)
+    m = manager(tmp_path)
+    run = asyncio.create_task(m.run())
+    await asyncio.sleep(0.1)  # the start is deleting 0.0.5
+    apply = asyncio.create_task(m.command_apply(GOOD))
+    await asyncio.sleep(0.05)
+    run.cancel()  # the node stops
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    try:
+        async with asyncio.timeout(1.0):
+            with pytest.raises(CommandError) as info:
+                await apply
+    finally:
+        apply.cancel()
+    assert info.value.code == "busy"
+    assert m._pipeline is None
+    job = WorkDir(root).job()
+    assert job is not None and job.id == "old", job  # resumed at the next start
+
+
+async def test_update_apply_does_not_wait_for_the_outbox_to_store_the_last_trial_s_report(
+    tmp_path: Path,
+) -> None:
+    """The start says how the last trial ended and waited for the outbox to store it before
+    it loaded the job on disk: update.apply and update.cancel waited with it, holding the
+    update lane, for as long as the store took (for ever if it never completes)."""
+    root = tmp_path / "releases"
+    root.mkdir()
+    (root / "outcome.json").write_text(json.dumps(
+        {"v": 1, "trial": "t", "update_id": "u", "version": "0.1.0", "previous": "0.0.9",
+         "result": "confirmed", "code": None, "reason": "came online"}))  # fmt: skip
+    m = manager(tmp_path)
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    m.host.publish = lambda body: never
+    run = asyncio.create_task(m.run())
+    await asyncio.sleep(0.05)  # the start is under way
+    try:
+        async with asyncio.timeout(1.0):
+            reply = await m.command_apply(GOOD)
+        assert reply["accepted"]
+        assert not json.loads((root / "outcome.json").read_text()).get("reported")
+        never.set_result(None)  # stored at last: said once, not again at the next start
+        for _ in range(50):
+            if json.loads((root / "outcome.json").read_text()).get("reported"):
+                break
+            await asyncio.sleep(0.01)
+        assert json.loads((root / "outcome.json").read_text())["reported"] is True
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
