@@ -850,12 +850,15 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
             future.set_result(result)
 
     def work() -> None:
+        result: Any = None
+        error: BaseException | None = None
         try:
             result = fn(*args)
         except BaseException as exc:  # handed to the awaiting task, whatever it is
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            error = exc
+        # the loop may be gone (the node stopped or restarted meanwhile): nobody to tell
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
 
     threading.Thread(target=work, name="update.download", daemon=True).start()
     return await future

@@ -341,3 +341,30 @@ async def test_update_apply_does_not_wait_for_the_outbox_to_store_the_last_trial
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await run
+
+
+def test_a_download_thread_that_ends_after_its_loop_closed_ends_quietly() -> None:
+    """The download's thread is a daemon the loop does not wait for: one that ended after
+    its node's loop had closed (an in-process restart, a stop mid-download) died with
+    `RuntimeError: Event loop is closed` in the journal, a traceback about nothing."""
+    import threading
+
+    from edged.update.manager import in_daemon_thread
+
+    go, died = threading.Event(), []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: died.append(args.exc_value)
+    try:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(in_daemon_thread(go.wait, 5.0))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        loop.close()
+        thread = next(t for t in threading.enumerate() if t.name == "update.download")
+        go.set()
+        thread.join(2.0)
+    finally:
+        threading.excepthook = hook
+    assert died == []
