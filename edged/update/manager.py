@@ -349,12 +349,14 @@ class UpdateManager:
             ):
                 # the same bundle asked again: what the new command says of how to get it
                 # (another url: the first one's server is gone) and when to switch (`now`
-                # for a bus staged for `parked` that drives all day) is taken, not dropped
+                # for a bus staged for `parked` that drives all day) is taken, not dropped;
+                # a command that says nothing of the switch leaves the one asked before
+                switch = job.switch if "switch" in args else current.switch
                 if current.state != "switching" and (current.url, current.switch) != (
                     job.url,
-                    job.switch,
+                    switch,
                 ):
-                    current.url, current.switch = job.url, job.switch
+                    current.url, current.switch = job.url, switch
                     self.work.save(current)
                     self._wake.set()
                 return self._accepted(current)

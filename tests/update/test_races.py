@@ -368,3 +368,20 @@ def test_a_download_thread_that_ends_after_its_loop_closed_ends_quietly() -> Non
     finally:
         threading.excepthook = hook
     assert died == []
+
+
+async def test_the_same_bundle_at_another_url_without_a_switch_keeps_the_switch_asked_before(
+    tmp_path: Path,
+) -> None:
+    """Dispatch asked `switch: now`, then sent the same bundle again at a new url (its
+    mirror moved) saying nothing of the switch: the job took the config's `parked` in its
+    place, and the bus it was meant to switch at once waited for the ignition."""
+    m = manager(tmp_path)
+    assert m.config.switch == "parked"
+    m.job = Job(id="j", version="0.2.0", url=str(GOOD["url"]), size=1000,
+                sha256=str(GOOD["sha256"]), switch="now", state="staged")  # fmt: skip
+    reply = await m.command_apply(GOOD | {"url": "https://mirror.test/b.bundle"})
+    assert reply["id"] == "j"
+    assert (m.job.url, m.job.switch) == ("https://mirror.test/b.bundle", "now")
+    on_disk = WorkDir(tmp_path / "releases").job()
+    assert on_disk is not None and on_disk.switch == "now"
