@@ -546,10 +546,13 @@ CONFIG_EXITS = ("78", "2")
 
 def failure_of(end: Mapping[str, Any], trial: Trial) -> tuple[str, str] | None:
     """(code, reason) of an attempt that ended this way, or None when it was a clean stop."""
+    return None if clean_stop(end) else describe_end(trial, end)
+
+
+def clean_stop(end: Mapping[str, Any]) -> bool:
+    """An attempt that ended as asked (a shutdown, `systemctl stop` or `restart`)."""
     result, code, status = end.get("result"), end.get("code"), str(end.get("status", ""))
-    if result == "success" and code == "exited" and status in ("0", ""):
-        return None
-    return describe_end(trial, end)
+    return result == "success" and code == "exited" and status in ("0", "")
 
 
 def describe_end(trial: Trial, end: Mapping[str, Any] | None = None) -> tuple[str, str]:
@@ -570,10 +573,11 @@ def describe_end(trial: Trial, end: Mapping[str, Any] | None = None) -> tuple[st
         return "hung", "hung: it stopped pinging the watchdog and systemd killed it" + got
     if result == "timeout":
         return "start_timeout", "did not start in time (TimeoutStartSec)" + got
-    if result == "success" and code == "exited" and status in ("0", ""):
+    if clean_stop(end):
+        stops = sum(1 for e in trial.exits if isinstance(e, dict) and clean_stop(e))
         return "stopped", (
-            f"stopped cleanly during its trial (systemctl stop or restart, a shutdown) "
-            f"{trial.attempts} time(s) without confirming" + got
+            f"stopped cleanly in {stops} of its {trial.attempts} starts on trial (systemctl "
+            "stop or restart, a shutdown) without confirming" + got
         )
     if code in ("killed", "dumped") and status in ("ALRM", "14"):
         return "not_online", f"did not come online within {trial.trial_s:g} s" + got

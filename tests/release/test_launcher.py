@@ -647,3 +647,16 @@ def test_an_error_no_check_foresaw_while_judging_the_trial_still_starts_a_releas
     with pytest.raises(_Exec) as ran:
         launcher_module.main(["--releases", str(tree.root), "run"])
     assert str(ran.value) == str(tree.python("1.0"))
+
+
+def test_a_trial_cut_by_a_power_cut_then_a_clean_stop_says_so(tree: ReleaseTree) -> None:
+    """Attempt 1 ended with the power, attempt 2 with a clean stop: the reason said the
+    release "stopped cleanly ... 2 time(s)", a stop that never was for the first."""
+    tree.begin_trial(trial_of(max_attempts=2))
+    tree.choose()  # attempt 1: the power goes, nothing recorded
+    tree.choose()  # attempt 2
+    tree.record_stop({"SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0"})
+    assert tree.choose() == ("1.0", None)
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["code"] == "stopped"
+    assert "stopped cleanly in 1 of its 2 starts" in outcome["reason"], outcome["reason"]
