@@ -16,6 +16,9 @@ What it can do, each on demand:
   time): the broker has the messages, the client never hears it;
 - swallow the client's SUBSCRIBEs (`swallow_subscribes`): a link lost before one reached
   the broker;
+- refuse every subscription in the broker's SUBACKs (`refuse_subscribes`: 0x80 over 3.1.1,
+  0x87 not authorized over MQTT 5), as a broker whose ACL denies it (Mosquitto's ACL file
+  grants every subscription and filters what it delivers);
 - hold an MQTT 5 client to the Receive Maximum of the broker's CONNACK
   (`enforce_receive_max`), as HiveMQ does: a QoS 1 or 2 publish beyond it ends the session
   with DISCONNECT 0x93 (Mosquitto 2.0 announces its `max_inflight_messages` but takes more).
@@ -36,7 +39,7 @@ from typing import Literal
 
 from edged.uplink.packets import varint
 
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, SUBSCRIBE = 1, 2, 3, 4, 5, 8
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 5, 8, 9
 SESSION_EXPIRY_INTERVAL = 0x11
 MAXIMUM_PACKET_SIZE = 0x27
 RETAIN_AVAILABLE = 0x25
@@ -78,6 +81,7 @@ class Quirks:
     withhold_after: int = 0  # PUBACKs passed on (across connections) before withholding
     enforce_receive_max: bool = False  # DISCONNECT 0x93 past the CONNACK's Receive Maximum
     swallow_subscribes: bool = False  # the client's SUBSCRIBEs never reach the broker
+    refuse_subscribes: bool = False  # every SUBACK's codes a refusal (0x80; 0x87 over MQTT 5)
     close_at: bytes | None = None  # close the connection at a PUBLISH whose topic ends so
     # (as AWS IoT at a publish its policy denies, a 3.1.1 broker at one over its limit)
 
@@ -136,6 +140,16 @@ def publish_topic(packet: bytes) -> bytes:
     at = body_offset(packet)
     n = int.from_bytes(packet[at : at + 2], "big")
     return packet[at + 2 : at + 2 + n]
+
+
+def suback_refused(packet: bytes, level: int) -> bytes:
+    """The same SUBACK with each of its return codes a refusal: 0x80 (MQTT 3.1.1's only
+    one), 0x87 not authorized (MQTT 5)."""
+    at = body_offset(packet) + 2  # the packet id
+    if level == 5:
+        plen, props_at = read_varint(packet, at)
+        at = props_at + plen
+    return packet[:at] + bytes([0x87 if level == 5 else 0x80]) * (len(packet) - at)
 
 
 def connect_level(packet: bytes) -> int:
@@ -218,6 +232,7 @@ class MqttProxy:
         self.withheld = 0  # PUBACKs not passed on
         self.pubacks = 0  # PUBACKs passed on
         self.swallowed = 0  # SUBSCRIBEs not passed on
+        self.refused_subscribes = 0  # SUBACKs made refusals (`refuse_subscribes`)
         self.most_in_flight = 0  # QoS 1 and 2 publishes unacknowledged at once, at most
         self.over_receive_max = 0  # sessions ended for exceeding it (`enforce_receive_max`)
         self.closed_at = 0  # connections closed at a publish (`close_at`)
@@ -475,6 +490,9 @@ class MqttProxy:
                     packet = connack_with(packet, MAXIMUM_PACKET_SIZE, q.max_packet_size)
                 if q.retain_available is not None:
                     packet = connack_with(packet, RETAIN_AVAILABLE, int(q.retain_available), 1)
+            elif kind == SUBACK and not to_broker and q.refuse_subscribes:
+                self.refused_subscribes += 1
+                packet = suback_refused(packet, level)
             elif kind == SUBSCRIBE and to_broker and q.swallow_subscribes:
                 self.swallowed += 1
                 continue

@@ -252,6 +252,10 @@ class Uplink:
         self._said: set[tuple[str, str]] = set()
         """(topic, cause) of the publishes refused or held back that this session has
         logged (`_say_once`)."""
+        self._session_kept = False
+        """A connection of this process got a CONNACK asking the broker to keep its session
+        (`session_expiry_s` > 0): the next one that finds none tells a broker that lost it.
+        Not told by `_subscribed`, which a refused subscription never sets."""
         self._subscribed: str | None = None
         """The command filter this process subscribed to in a session the broker may keep:
         when it says it kept the session, the subscription is in it (not sent again). Not
@@ -723,8 +727,9 @@ class Uplink:
         if self.tls is not None:
             self.tls_resumed = self.tls.connected()
             self.counters.inc(f"uplink.tls.{'resumed' if self.tls_resumed else 'full'}")
-        if not client.session_present and self._subscribed is not None:
+        if not client.session_present and self._session_kept:
             self.ceiling.broker_changed()  # it had kept one: restarted without it, or another
+        self._session_kept = self.config.session_expiry_s > 0
         if client.session_present and self._subscribed == self.topics.commands:
             self.counters.inc("uplink.subscription_kept")  # the broker kept it with the session
         else:

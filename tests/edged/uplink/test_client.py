@@ -824,3 +824,44 @@ async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_rece
         state = TOPICS.of(STATE_TOPIC)
         assert not await uplink.publish_direct(state, b"{}", qos=1, retain=True, within_s=1)
         assert proxy.withheld == 1, "more in flight than the broker allows"
+
+
+async def test_over_3_1_1_a_broker_that_lost_the_session_is_new_to_a_node_it_refuses_commands(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """The broker refuses the node's command subscription (its ACL), and the node keeps
+    sessions over 3.1.1. A broker restarted without its store and with a smaller
+    `max_packet_size` closed the connection at the large retained alarm the node restored:
+    the lost session went unnoticed (it was told by the subscription kept, which a refused
+    one never is), so what the old broker took proved a limit above the alarm, and three
+    sessions ended at it: taken for another client with the node's id, then the alarm given
+    up, where two teach the limit (`ceiling.broker_changed`)."""
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b2").mkdir()
+    broker = Mosquitto(tmp_path / "b1").start()
+    proxy = await MqttProxy(broker.port, Quirks(refuse_subscribes=True)).start()
+    large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 8192})
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, large, name="lone_worker"))
+    panic = Alarm(kind="panic", active=True)
+    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    counters = Counters()
+    options: dict[str, Any] = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.3}
+    uplink = _uplink(proxy.port, outbox, counters, protocol="3.1.1", **options)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
+        assert counters["uplink.subscribe_refused"] == 1
+        sessions = uplink.sessions
+        broker.stop()
+        broker = Mosquitto(tmp_path / "b2", port=broker.port, extra="max_packet_size 4096")
+        broker.start()
+        await wait_until(lambda: uplink.sessions > sessions, 10, "the node online again")
+        assert counters["uplink.packet_limit_learned"] == 1
+        assert counters["uplink.restore_given_up"] == 0
+        assert counters["uplink.takeover"] == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
