@@ -230,6 +230,11 @@ class Uplink:
         self._restored: set[str] = set()
         """Topics the due restore is done with (taken, refused, held back, a QoS 0 one
         handed on): not sent again while it is due, in a session the broker kept."""
+        self._given_up: set[str] = set()
+        """Topics given up (`_restore_cut_short`) since a restore last ended: not sent again
+        until one ends, though a session the broker did not keep restores from the first
+        (`session_expiry_s = 0`): else a second topic it closes the connection at restarted
+        the count, at the first topic again in the next session, for ever."""
         self._restoring: str | None = None  # the restored topic in flight
         self._restore_cut: str | None = None
         """The topic in flight when the last restore was cut short, `_restore_cuts` times in
@@ -753,13 +758,16 @@ class Uplink:
             self._restored.clear()
         if self._restore_due and self.retains:
             given_up = self._restore_cut_short(cut)
+            if given_up is not None:
+                self._given_up.add(given_up)
             for topic, payload, qos in await self.outbox.retained():
                 if topic in self._restored:
                     continue
                 wire = self.wire(payload)
                 size = self._fits(client, topic, topic, wire, qos, None)
-                if size is not None and topic == given_up:
-                    self._restore_given_up(topic)
+                if size is not None and topic in self._given_up:
+                    if topic == given_up:
+                        self._restore_given_up(topic)
                 elif size is not None:
                     async with self._before_drain(client, None):
                         self._restoring = topic
@@ -768,6 +776,7 @@ class Uplink:
                 self._restored.add(topic)
             self._restore_due = False
             self._restored.clear()
+            self._given_up.clear()
             self._restore_cut, self._restore_cuts = None, 0
         async with self._outside_freed:  # the drain counts none of theirs in flight
             await self._outside_freed.wait_for(lambda: self._outside == 0)

@@ -865,3 +865,42 @@ async def test_over_3_1_1_a_broker_that_lost_the_session_is_new_to_a_node_it_ref
             await task
         await proxy.close()
         broker.stop()
+
+
+async def test_without_kept_sessions_two_restored_topics_the_broker_closes_at_are_both_given_up(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """`session_expiry_s = 0`: every session restores from the first topic. A broker that
+    closes the connection at two of them (a policy denying both): the first was given up
+    after three cuts, the session ended at the second, and the next session, forgetting
+    the first (a session without a kept one restores all), was cut at it again: the
+    count went from one topic to the other for ever, never online."""
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b2").mkdir()
+    broker = Mosquitto(tmp_path / "b1").start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    kinds = ("a0", "one_bad", "two_bad", "a3")
+    for kind in kinds:
+        alarm = Alarm(kind=kind, active=True, reason="test")
+        await outbox.put_nowait(Publication.make(TOPICS, ALARM, alarm, name=kind))
+    counters = Counters()
+    options: dict[str, Any] = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.1}
+    uplink = _uplink(proxy.port, outbox, counters, session_expiry_s=0, **options)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
+        proxy.quirks.close_at = b"_bad"  # one_bad and two_bad
+        sessions = uplink.sessions
+        broker.stop()
+        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
+        await wait_until(lambda: uplink.sessions > sessions, 10, "the node online again")
+        assert counters["uplink.restore_given_up"] == 2
+        async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
+            await c.wait_for(lambda: len(c.messages) >= 2, 5, "the other alarms retained")
+        assert sorted(m.topic.rsplit("/", 1)[1] for m in c.messages) == ["a0", "a3"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
