@@ -904,3 +904,54 @@ async def test_without_kept_sessions_two_restored_topics_the_broker_closes_at_ar
             await task
         await proxy.close()
         broker.stop()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_refused_subscription_is_asked_for_once_a_session_until_the_broker_grants_it(
+    tmp_path: Path, outbox: Outbox, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker refuses the command subscription (SUBACK 0x87 over MQTT 5, 0x80 over
+    3.1.1: paho's `is_failure` for both). A refusal is not kept with the session: each new
+    connection asks again, once, with one error in the log (no loop, no flood), and the
+    node goes online each time; once the broker grants it, commands are heard."""
+    broker = Mosquitto(tmp_path).start()
+    proxy = await MqttProxy(broker.port, Quirks(refuse_subscribes=True)).start()
+    heard: list[str] = []
+
+    async def on_command(cmd: Any) -> None:
+        cmd.ack()
+        heard.append(cmd.name)
+
+    counters = Counters()
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=proxy.port, protocol=protocol, reconnect_min_s=0.1),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=on_command,
+        counters=counters,
+    )
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: uplink.connected, 10, "the first session")
+        for sessions in (1, 2):
+            proxy.cut()
+            await wait_until(lambda s=sessions: uplink.sessions > s, 10, "the next session")
+            assert uplink.session_present
+        await asyncio.sleep(0.3)
+        said = [r for r in caplog.records if "refused our subscription" in r.getMessage()]
+        assert counters["uplink.subscribe_refused"] == len(said) == uplink.sessions == 3
+        assert proxy.refused_subscribes == 3
+        proxy.quirks.refuse_subscribes = False
+        sessions = uplink.sessions
+        proxy.cut()
+        await wait_until(lambda: uplink.sessions > sessions, 10, "a session granted it")
+        await send_ping(broker.port)
+        await wait_until(lambda: heard == ["ping"], 5, "the ping heard")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
