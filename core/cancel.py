@@ -64,7 +64,10 @@ def drop_stale_cancels(before: int) -> None:
     `cancelling()` when it entered the TaskGroup whose errors it handled and goes on past):
     on Python 3.11 the group leaves one when a child fails during its `__aexit__`. A real
     cancel the group swallowed with them is lost either way (`cancel_and_wait` sends it
-    again)."""
+    again). Left, such a count kills the task on bookworm's Python 3.11.2, whose
+    `asyncio.timeout` compares `uncancel()` to 0 (CPython gh-102780, fixed in 3.11.3): a
+    timeout that expires there raises CancelledError, not TimeoutError. CI's 3.11.7 does not
+    show it."""
     task = asyncio.current_task()
     while task is not None and task.cancelling() > before:
         task.uncancel()
