@@ -808,6 +808,32 @@ async def send_ping(port: int) -> None:
         await client.publish(TOPICS.command_topic("ping"), b'{"id": "p1"}', qos=1)
 
 
+async def test_a_lost_session_leaves_the_uplinks_task_no_cancel_request(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Python 3.11's TaskGroup cancels the task around it when a child fails in its
+    `__aexit__` and never takes it back: the uplink went on from each lost session with its
+    `cancelling()` one higher. The node's stop took it for cancelled already (1.6 s more);
+    on the Pi's 3.11.2 an `asyncio.timeout` that expires in such a task raises
+    CancelledError, not TimeoutError (core/cancel.py)."""
+    broker = Mosquitto(tmp_path).start()
+    proxy = await MqttProxy(broker.port, Quirks()).start()
+    uplink = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=0.1, reconnect_max_s=0.5)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: uplink.connected, 10, "online")
+        for lost in (1, 2):
+            proxy.cut()
+            await wait_until(lambda n=lost: uplink.sessions > n and uplink.connected, 10, "on")
+        assert task.cancelling() == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await proxy.close()
+        broker.stop()
+
+
 async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_receive_maximum(
     tmp_path: Path, outbox: Outbox
 ) -> None:
