@@ -7,6 +7,7 @@ import contextlib
 import signal
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
 from tests.helpers.journal import Journal
-from tests.helpers.mqtt import Collector
+from tests.helpers.mqtt import Collector, Received
 from tests.helpers.pki import DAY, Pki
 from tests.helpers.relay import pump
 
@@ -635,6 +636,74 @@ async def test_a_stop_while_the_retained_topics_are_restored_waits_for_the_outbo
         broker.stop()
 
 
+@dataclass
+class Linked:
+    """The uplink running through `hil.proxy` to a real Mosquitto (`linked`)."""
+
+    tmp_path: Path
+    broker: Mosquitto
+    proxy: MqttProxy
+    uplink: Uplink
+    task: "asyncio.Task[None]"
+
+    def restart(self, extra: str = "") -> Mosquitto:
+        """The broker replaced by one on its port without its store (sessions, retained
+        messages), as a restart without persistence; `extra`: its config's other lines."""
+        self.broker.stop()
+        directory = self.tmp_path / f"b{len(list(self.tmp_path.glob('b*'))) + 1}"
+        directory.mkdir()
+        self.broker = Mosquitto(directory, port=self.broker.port, extra=extra).start()
+        return self.broker
+
+
+@contextlib.asynccontextmanager
+async def linked(
+    tmp_path: Path,
+    outbox: Outbox,
+    *,
+    counters: Counters | None = None,
+    quirks: Quirks | None = None,
+    on_command: Any = _ignore,
+    alarms: tuple[Alarm, ...] = (),
+    **broker: Any,
+) -> AsyncIterator[Linked]:
+    """The uplink (`broker`: its `[broker]` settings; reconnecting within 0.1-0.5 s unless
+    said) through a proxy to a Mosquitto, `alarms` queued first (retained once sent)."""
+    first = tmp_path / "b1"
+    first.mkdir()
+    mosquitto = Mosquitto(first).start()
+    proxy = await MqttProxy(mosquitto.port, quirks or Quirks()).start()
+    for alarm in alarms:
+        await outbox.put_nowait(Publication.make(TOPICS, ALARM, alarm, name=alarm.kind))
+    config = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, **broker}
+    uplink = Uplink(
+        BrokerConfig(host="127.0.0.1", port=proxy.port, **config),
+        TOPICS,
+        outbox,
+        client_id="edged-test-n1",
+        birth=lambda since: State(state="online", since=since),
+        on_command=on_command,
+        counters=counters or Counters(),
+    )
+    link = Linked(tmp_path, mosquitto, proxy, uplink, asyncio.create_task(uplink.run()))
+    try:
+        yield link
+    finally:
+        link.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link.task
+        await proxy.close()
+        link.broker.stop()
+
+
+def kinds_retained(messages: list[Received]) -> list[str]:
+    return sorted(m.topic.rsplit("/", 1)[1] for m in messages)
+
+
+def alarms_of(*kinds: str) -> tuple[Alarm, ...]:
+    return tuple(Alarm(kind=kind, active=True, reason="test") for kind in kinds)
+
+
 async def test_a_restore_cut_short_is_done_again_in_the_session_the_cut_one_left(
     tmp_path: Path, outbox: Outbox
 ) -> None:
@@ -643,36 +712,20 @@ async def test_a_restore_cut_short_is_done_again_in_the_session_the_cut_one_left
     begun by that connection: the next connection resumed it and restored nothing, and the
     broker held none of the topics after the one cut short (a dispatcher subscribing later
     never heard of that alarm). Here the proxy withholds the first restored PUBACK and cuts."""
-    (tmp_path / "b1").mkdir()
-    (tmp_path / "b2").mkdir()
-    broker = Mosquitto(tmp_path / "b1").start()
-    proxy = await MqttProxy(broker.port, Quirks()).start()
-    kinds = ("a0", "a1", "a2")
-    for kind in kinds:
-        alarm = Alarm(kind=kind, active=True, reason="test")
-        await outbox.put_nowait(Publication.make(TOPICS, ALARM, alarm, name=kind))
-    uplink = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=0.1, reconnect_max_s=0.5)
-    task = asyncio.create_task(uplink.run())
-    try:
+    async with linked(tmp_path, outbox, alarms=alarms_of("a0", "a1", "a2")) as link:
+        uplink, proxy = link.uplink, link.proxy
         await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
         proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
         proxy.quirks.withhold_pubacks = True
-        broker.stop()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
+        broker = link.restart()
         await wait_until(lambda: proxy.withheld == 1, 10, "the first alarm restored")
         sessions = uplink.sessions
         proxy.quirks.withhold_pubacks = False
         proxy.cut()
         await wait_until(lambda: uplink.sessions > sessions, 10, "the next session online")
         async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
-            await c.wait_for(lambda: len(c.messages) >= len(kinds), 5, "every alarm retained")
-        assert sorted(m.topic.rsplit("/", 1)[1] for m in c.messages) == list(kinds)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
+            await c.wait_for(lambda: len(c.messages) >= 3, 5, "every alarm retained")
+        assert kinds_retained(c.messages) == ["a0", "a1", "a2"]
 
 
 async def test_a_restored_topic_the_broker_closes_the_connection_at_is_given_up_not_tried_forever(
@@ -683,33 +736,18 @@ async def test_a_restored_topic_the_broker_closes_the_connection_at_is_given_up_
     every session's restore there: never online, nothing drained. The topics the broker
     took are not sent again, and one in flight at three cuts in a row is given up
     (`RESTORE_CUTS_TO_GIVE_UP`): the node goes online, the topics behind it restored."""
-    (tmp_path / "b1").mkdir()
-    (tmp_path / "b2").mkdir()
-    broker = Mosquitto(tmp_path / "b1").start()
-    proxy = await MqttProxy(broker.port, Quirks()).start()
-    kinds = ("a0", "a1", "a2")
-    for kind in kinds:
-        alarm = Alarm(kind=kind, active=True, reason="test")
-        await outbox.put_nowait(Publication.make(TOPICS, ALARM, alarm, name=kind))
-    uplink = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=0.1, reconnect_max_s=0.3)
-    task = asyncio.create_task(uplink.run())
-    try:
+    alarms = alarms_of("a0", "a1", "a2")
+    async with linked(tmp_path, outbox, alarms=alarms, reconnect_max_s=0.3) as link:
+        uplink, proxy = link.uplink, link.proxy
         await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
         proxy.quirks.close_at = b"/alarm/a1"
         sessions = uplink.sessions
-        broker.stop()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
+        broker = link.restart()
         await wait_until(lambda: uplink.sessions > sessions, 10, "the node online again")
         assert proxy.closed_at == 3
         async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
             await c.wait_for(lambda: len(c.messages) >= 2, 5, "the other alarms retained")
-        assert sorted(m.topic.rsplit("/", 1)[1] for m in c.messages) == ["a0", "a2"]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
+        assert kinds_retained(c.messages) == ["a0", "a2"]
 
 
 async def test_over_3_1_1_without_kept_sessions_a_restored_topic_too_large_is_given_up(
@@ -720,38 +758,17 @@ async def test_over_3_1_1_without_kept_sessions_a_restored_topic_too_large_is_gi
     reset it: `broker_changed`). A broker restarted with a smaller `max_packet_size`
     closed every session at it, the panic alarm behind it never restored. Three cuts in
     a row at it give it up."""
-    (tmp_path / "b1").mkdir()
-    (tmp_path / "b2").mkdir()
-    broker = Mosquitto(tmp_path / "b1").start()
     large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 8192})
-    await outbox.put_nowait(Publication.make(TOPICS, ALARM, large, name="lone_worker"))
-    panic = Alarm(kind="panic", active=True)
-    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    alarms = (large, Alarm(kind="panic", active=True))
     counters = Counters()
-    uplink = _uplink(
-        broker.port,
-        outbox,
-        counters,
-        protocol="3.1.1",
-        session_expiry_s=0,
-        reconnect_min_s=0.1,
-        reconnect_max_s=0.3,
-    )
-    task = asyncio.create_task(uplink.run())
-    try:
+    options: dict[str, Any] = {"protocol": "3.1.1", "session_expiry_s": 0, "reconnect_max_s": 0.3}
+    async with linked(tmp_path, outbox, counters=counters, alarms=alarms, **options) as link:
         await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
-        broker.stop()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port, extra="max_packet_size 4096")
-        broker.start()
+        broker = link.restart("max_packet_size 4096")
         async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
             await c.wait_for(lambda: bool(c.messages), 8, "the panic alarm restored")
-        assert [m.topic.rsplit("/", 1)[1] for m in c.messages] == ["panic"]
+        assert kinds_retained(c.messages) == ["panic"]
         assert counters["uplink.restore_given_up"] == 1
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        broker.stop()
 
 
 async def test_a_subscription_cut_short_is_made_again_in_the_session_the_cut_one_left(
@@ -762,31 +779,17 @@ async def test_a_subscription_cut_short_is_made_again_in_the_session_the_cut_one
     no subscription, made by that connection's CONNECT: the next connection resumed it and
     took the subscription for kept, and the node heard no command until the broker lost
     the session again (a `door.unlock` from dispatch went nowhere)."""
-    (tmp_path / "b1").mkdir()
-    (tmp_path / "b2").mkdir()
-    broker = Mosquitto(tmp_path / "b1").start()
-    proxy = await MqttProxy(broker.port, Quirks()).start()
     heard: list[str] = []
 
     async def on_command(cmd: Any) -> None:
         cmd.ack()
         heard.append(cmd.name)
 
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=proxy.port, reconnect_min_s=0.1, reconnect_max_s=0.5),
-        TOPICS,
-        outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=on_command,
-        counters=Counters(),
-    )
-    task = asyncio.create_task(uplink.run())
-    try:
+    async with linked(tmp_path, outbox, on_command=on_command) as link:
+        uplink, proxy = link.uplink, link.proxy
         await wait_until(lambda: uplink.connected, 10, "the first session")
         proxy.quirks.swallow_subscribes = True
-        broker.stop()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
+        broker = link.restart()
         await wait_until(lambda: proxy.swallowed == 1, 10, "the subscription sent")
         sessions = uplink.sessions
         proxy.quirks.swallow_subscribes = False
@@ -795,12 +798,6 @@ async def test_a_subscription_cut_short_is_made_again_in_the_session_the_cut_one
         assert uplink.session_present, "the broker kept no session: nothing tested"
         await send_ping(broker.port)
         await wait_until(lambda: heard == ["ping"], 5, "the ping heard")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
 
 
 async def send_ping(port: int) -> None:
@@ -816,22 +813,13 @@ async def test_a_lost_session_leaves_the_uplinks_task_no_cancel_request(
     `cancelling()` one higher. The node's stop took it for cancelled already (1.6 s more);
     on the Pi's 3.11.2 an `asyncio.timeout` that expires in such a task raises
     CancelledError, not TimeoutError (core/cancel.py)."""
-    broker = Mosquitto(tmp_path).start()
-    proxy = await MqttProxy(broker.port, Quirks()).start()
-    uplink = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=0.1, reconnect_max_s=0.5)
-    task = asyncio.create_task(uplink.run())
-    try:
+    async with linked(tmp_path, outbox) as link:
+        uplink = link.uplink
         await wait_until(lambda: uplink.connected, 10, "online")
         for lost in (1, 2):
-            proxy.cut()
+            link.proxy.cut()
             await wait_until(lambda n=lost: uplink.sessions > n and uplink.connected, 10, "on")
-        assert task.cancelling() == 0
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
+        assert link.task.cancelling() == 0
 
 
 async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_receive_maximum(
@@ -862,35 +850,23 @@ async def test_over_3_1_1_a_broker_that_lost_the_session_is_new_to_a_node_it_ref
     one never is), so what the old broker took proved a limit above the alarm, and three
     sessions ended at it: taken for another client with the node's id, then the alarm given
     up, where two teach the limit (`ceiling.broker_changed`)."""
-    (tmp_path / "b1").mkdir()
-    (tmp_path / "b2").mkdir()
-    broker = Mosquitto(tmp_path / "b1").start()
-    proxy = await MqttProxy(broker.port, Quirks(refuse_subscribes=True)).start()
     large = Alarm(kind="lone_worker", active=True, details={"trace": "x" * 8192})
-    await outbox.put_nowait(Publication.make(TOPICS, ALARM, large, name="lone_worker"))
-    panic = Alarm(kind="panic", active=True)
-    await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+    alarms = (large, Alarm(kind="panic", active=True))
     counters = Counters()
-    options: dict[str, Any] = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.3}
-    uplink = _uplink(proxy.port, outbox, counters, protocol="3.1.1", **options)
-    task = asyncio.create_task(uplink.run())
-    try:
+    refusing = Quirks(refuse_subscribes=True)
+    options: dict[str, Any] = {"protocol": "3.1.1", "reconnect_max_s": 0.3}
+    async with linked(
+        tmp_path, outbox, counters=counters, quirks=refusing, alarms=alarms, **options
+    ) as link:
+        uplink = link.uplink
         await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
         assert counters["uplink.subscribe_refused"] == 1
         sessions = uplink.sessions
-        broker.stop()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port, extra="max_packet_size 4096")
-        broker.start()
+        link.restart("max_packet_size 4096")
         await wait_until(lambda: uplink.sessions > sessions, 10, "the node online again")
         assert counters["uplink.packet_limit_learned"] == 1
         assert counters["uplink.restore_given_up"] == 0
         assert counters["uplink.takeover"] == 0
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
 
 
 async def test_without_kept_sessions_two_restored_topics_the_broker_closes_at_are_both_given_up(
@@ -901,35 +877,24 @@ async def test_without_kept_sessions_two_restored_topics_the_broker_closes_at_ar
     after three cuts, the session ended at the second, and the next session, forgetting
     the first (a session without a kept one restores all), was cut at it again: the
     count went from one topic to the other for ever, never online."""
-    (tmp_path / "b1").mkdir()
-    (tmp_path / "b2").mkdir()
-    broker = Mosquitto(tmp_path / "b1").start()
-    proxy = await MqttProxy(broker.port, Quirks()).start()
-    kinds = ("a0", "one_bad", "two_bad", "a3")
-    for kind in kinds:
-        alarm = Alarm(kind=kind, active=True, reason="test")
-        await outbox.put_nowait(Publication.make(TOPICS, ALARM, alarm, name=kind))
     counters = Counters()
-    options: dict[str, Any] = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.1}
-    uplink = _uplink(proxy.port, outbox, counters, session_expiry_s=0, **options)
-    task = asyncio.create_task(uplink.run())
-    try:
+    alarms = alarms_of("a0", "one_bad", "two_bad", "a3")
+    options: dict[str, Any] = {
+        "session_expiry_s": 0,
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.1,
+    }
+    async with linked(tmp_path, outbox, counters=counters, alarms=alarms, **options) as link:
+        uplink = link.uplink
         await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
-        proxy.quirks.close_at = b"_bad"  # one_bad and two_bad
+        link.proxy.quirks.close_at = b"_bad"  # one_bad and two_bad
         sessions = uplink.sessions
-        broker.stop()
-        broker = Mosquitto(tmp_path / "b2", port=broker.port).start()
+        broker = link.restart()
         await wait_until(lambda: uplink.sessions > sessions, 10, "the node online again")
         assert counters["uplink.restore_given_up"] == 2
         async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
             await c.wait_for(lambda: len(c.messages) >= 2, 5, "the other alarms retained")
-        assert sorted(m.topic.rsplit("/", 1)[1] for m in c.messages) == ["a0", "a3"]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
+        assert kinds_retained(c.messages) == ["a0", "a3"]
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -940,8 +905,6 @@ async def test_a_refused_subscription_is_asked_for_once_a_session_until_the_brok
     3.1.1: paho's `is_failure` for both). A refusal is not kept with the session: each new
     connection asks again, once, with one error in the log (no loop, no flood), and the
     node goes online each time; once the broker grants it, commands are heard."""
-    broker = Mosquitto(tmp_path).start()
-    proxy = await MqttProxy(broker.port, Quirks(refuse_subscribes=True)).start()
     heard: list[str] = []
 
     async def on_command(cmd: Any) -> None:
@@ -949,17 +912,17 @@ async def test_a_refused_subscription_is_asked_for_once_a_session_until_the_brok
         heard.append(cmd.name)
 
     counters = Counters()
-    uplink = Uplink(
-        BrokerConfig(host="127.0.0.1", port=proxy.port, protocol=protocol, reconnect_min_s=0.1),
-        TOPICS,
+    refusing = Quirks(refuse_subscribes=True)
+    async with linked(
+        tmp_path,
         outbox,
-        client_id="edged-test-n1",
-        birth=lambda since: State(state="online", since=since),
-        on_command=on_command,
         counters=counters,
-    )
-    task = asyncio.create_task(uplink.run())
-    try:
+        quirks=refusing,
+        on_command=on_command,
+        protocol=protocol,
+        reconnect_max_s=2.0,
+    ) as link:
+        uplink, proxy = link.uplink, link.proxy
         await wait_until(lambda: uplink.connected, 10, "the first session")
         for sessions in (1, 2):
             proxy.cut()
@@ -973,11 +936,5 @@ async def test_a_refused_subscription_is_asked_for_once_a_session_until_the_brok
         sessions = uplink.sessions
         proxy.cut()
         await wait_until(lambda: uplink.sessions > sessions, 10, "a session granted it")
-        await send_ping(broker.port)
+        await send_ping(link.broker.port)
         await wait_until(lambda: heard == ["ping"], 5, "the ping heard")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await proxy.close()
-        broker.stop()
