@@ -78,6 +78,8 @@ node cannot tell changed, `session_expiry_s = 0`) cut every session's restore th
 node never online, nothing drained. One more than `ceiling.LEARN_AFTER`: a limit the node
 can learn is learned first (held back, said with its remedy); and a flaky link cutting
 twice in a row at the panic alarm does not cost it its restore."""
+RESTORE_DUE_KEY = "uplink.restore_due"
+"""The state store's key for a restore of the retained topics begun and not ended."""
 UNKNOWN_REPLIES = "(replies to unknown commands)"
 """What `_say_once` keys the replies to commands the node does not know under: their names
 are a commander's, one warning a session for all of them."""
@@ -754,8 +756,10 @@ class Uplink:
             # the broker kept no session for us: it may have lost its retained store too
             # (a restart without persistence). Restored messages are the ones delivered
             # before, byte for byte: the same (topic, epoch, seq)
-            self._restore_due = True
+            self._set_restore_due(True)
             self._restored.clear()
+        elif self.sessions == 0 and self.outbox.get_state(RESTORE_DUE_KEY, False):
+            self._restore_due = True  # the last process's restore was cut short
         if self._restore_due and self.retains:
             given_up = self._restore_cut_short(cut)
             if given_up is not None:
@@ -774,7 +778,7 @@ class Uplink:
                         await self._restore(client, topic, wire, qos, size)
                         self._restoring = None
                 self._restored.add(topic)
-            self._restore_due = False
+            self._set_restore_due(False)
             self._restored.clear()
             self._given_up.clear()
             self._restore_cut, self._restore_cuts = None, 0
@@ -811,6 +815,14 @@ class Uplink:
             async with self._outside_freed:
                 self._outside -= 1
                 self._outside_freed.notify_all()
+
+    def _set_restore_due(self, due: bool) -> None:
+        """In the state store too, where the broker keeps the node's session: the next
+        process, finding the session kept, restored nothing after a restore cut short by a
+        restart (an ignition cut, the watchdog)."""
+        if due != self._restore_due and self.config.session_expiry_s > 0:
+            self.outbox.set_state(RESTORE_DUE_KEY, due)
+        self._restore_due = due
 
     def _restore_cut_short(self, cut: str | None) -> str | None:
         """The last restore was cut short with `cut` in flight (None: none was); the topic

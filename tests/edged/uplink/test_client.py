@@ -728,6 +728,38 @@ async def test_a_restore_cut_short_is_done_again_in_the_session_the_cut_one_left
         assert kinds_retained(c.messages) == ["a0", "a1", "a2"]
 
 
+async def test_a_restore_cut_short_by_a_restart_of_edged_is_done_by_the_next_process(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """The same cut, then edged restarted before its next session (an ignition cut, the
+    watchdog): the new process found the broker's kept session and restored nothing, the
+    restore due being known only to the old one. It is kept in the state store."""
+    async with linked(tmp_path, outbox, alarms=alarms_of("a0", "a1", "a2")) as link:
+        proxy = link.proxy
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
+        proxy.quirks.withhold_after = proxy.pubacks + 1  # the next session's birth
+        proxy.quirks.withhold_pubacks = True
+        broker = link.restart()
+        await wait_until(lambda: proxy.withheld == 1, 10, "the first alarm restored")
+        link.task.cancel()  # the process ends here
+        with contextlib.suppress(asyncio.CancelledError):
+            await link.task
+        proxy.quirks.withhold_pubacks = False
+        proxy.cut()
+        again = _uplink(proxy.port, outbox, Counters(), reconnect_min_s=0.1)
+        task = asyncio.create_task(again.run())
+        try:
+            await wait_until(lambda: again.connected, 10, "the next process online")
+            assert again.session_present, "the broker kept no session: nothing tested"
+            async with Collector(broker.port, topic=f"{TOPICS.base}/alarm/+") as c:
+                await c.wait_for(lambda: len(c.messages) >= 3, 5, "every alarm retained")
+            assert kinds_retained(c.messages) == ["a0", "a1", "a2"]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def test_a_restored_topic_the_broker_closes_the_connection_at_is_given_up_not_tried_forever(
     tmp_path: Path, outbox: Outbox
 ) -> None:
