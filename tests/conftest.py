@@ -1,7 +1,6 @@
 import importlib.util
 import platform
 import shutil
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,15 +39,6 @@ def pytest_report_header() -> list[str]:
             "so the kiosk page's browser tests cannot run on this machine"
         )
     return lines
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files with the most `slow` tests first, the rest in their order. `./dev test`
-    hands xdist a whole file at a time in this order (`--no-loadscope-reorder`; by default
-    xdist starts with the files of most tests, which left the few long update and flood
-    tests to the end, one worker still on them while the others had finished)."""
-    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[item.path])  # stable: each file's tests stay in order
 
 
 def not_installed(program: str) -> str:

@@ -26,7 +26,6 @@ from tests.helpers.tls_capture import capture
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
 def test_the_budget_bench_measures_both_phases_and_loses_no_event(tmp_path: Path) -> None:
     out = subprocess.run(
         [

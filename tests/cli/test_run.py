@@ -114,7 +114,6 @@ def test_a_config_on_probation_that_keeps_crashing_is_rolled_back_when_its_time_
     assert starts <= 3
 
 
-@pytest.mark.slow
 def test_a_config_on_probation_stopped_on_purpose_is_not_rolled_back_for_the_time_stopped(
     tmp_path: Path,
 ) -> None:

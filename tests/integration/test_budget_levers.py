@@ -257,7 +257,6 @@ async def test_a_resumed_session_keeps_its_subscription_and_commands_still_arriv
 # -- batches ------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 async def test_a_node_batches_its_positions_and_dispatch_gets_every_one_in_order(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
@@ -275,7 +274,6 @@ async def test_a_node_batches_its_positions_and_dispatch_gets_every_one_in_order
     assert all(isinstance(m.payload["lat"], float) for m in c.on("position"))
 
 
-@pytest.mark.slow
 async def test_a_batched_position_still_reaches_dispatch_within_batch_s_of_its_stamp(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:

@@ -200,7 +200,6 @@ async def target(broker: Mosquitto, tmp_path: Path, spawn: Any) -> AsyncIterator
     retain=st.integers(0, 7).map(lambda n: n == 0),
     props=properties(),
 )
-@pytest.mark.slow
 async def test_no_command_message_ends_the_session_and_each_gets_one_reply(
     target: Target, name: str, payload: bytes, retain: bool, props: Properties | None
 ) -> None:

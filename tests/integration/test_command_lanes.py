@@ -12,7 +12,6 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.lists import LIST_BYTES, sign_lists
@@ -102,7 +101,6 @@ async def slow_update_then(
     return big, other, other.at - sent
 
 
-@pytest.mark.slow
 async def test_a_ping_behind_a_4_mb_access_update_is_answered_before_it(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
@@ -113,7 +111,6 @@ async def test_a_ping_behind_a_4_mb_access_update_is_answered_before_it(
     assert ping.at < big.at, f"the ping took {took:.3f} s: it waited for the update's reply"
 
 
-@pytest.mark.slow
 async def test_a_door_unlock_behind_a_4_mb_access_update_is_answered_before_it(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
@@ -212,7 +209,6 @@ async def test_a_command_that_comes_during_the_stop_is_answered_after_the_restar
     assert len(answers) == 1 and answers[0]["ok"], answers
 
 
-@pytest.mark.slow
 async def test_a_door_unlock_left_unacknowledged_in_a_flood_is_answered_once_it_passes(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
@@ -243,7 +239,6 @@ async def test_a_door_unlock_left_unacknowledged_in_a_flood_is_answered_once_it_
     assert all(a["error"]["code"] == "bad_signature" for a in answers), answers[0]
 
 
-@pytest.mark.slow
 async def test_commands_left_unacknowledged_at_a_stop_wait_for_the_next_start(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
@@ -274,7 +269,6 @@ async def test_commands_left_unacknowledged_at_a_stop_wait_for_the_next_start(
     assert took < 5.0, f"SIGTERM to exit took {took:.2f} s"
 
 
-@pytest.mark.slow
 async def test_a_ping_after_a_flood_in_a_session_the_broker_does_not_keep_is_answered(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:
@@ -340,7 +334,6 @@ def _retaken_offline(lines: list[str]) -> int:
     return offline
 
 
-@pytest.mark.slow
 async def test_a_sustained_flood_does_not_keep_the_node_from_going_online(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:

@@ -7,8 +7,6 @@ page, and the log must stay small. `bench.kiosk_flood` does the measuring; it pr
 import json
 from pathlib import Path
 
-import pytest
-
 from bench.kiosk_flood import measure
 from edged.config.services import KioskConfig
 from hil.kioskflood import unit_nofile
@@ -16,7 +14,6 @@ from hil.kioskflood import unit_nofile
 HEADER_TIMEOUT_S = 3
 
 
-@pytest.mark.slow
 async def test_the_uplink_reconnects_while_the_kiosk_is_flooded(tmp_path: Path) -> None:
     limit = unit_nofile()
     m = await measure(

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 
 from edged.uplink.cancellable import CancellableClient
 from hil.proxy import MqttProxy, Quirks
@@ -64,7 +63,6 @@ def waits(proc: Any) -> list[tuple[float, float]]:
     return out
 
 
-@pytest.mark.slow
 async def test_on_a_link_cut_every_two_seconds_every_delay_stays_the_shortest(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:

@@ -222,7 +222,6 @@ def tls_node_config(
     return config
 
 
-@pytest.mark.slow
 async def test_a_node_back_within_its_will_delay_sends_no_birth_and_stays_online(
     fleet: FleetBroker, tls_proxy: MqttProxy, tmp_path: Path, spawn: Any
 ) -> None:

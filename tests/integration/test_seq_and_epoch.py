@@ -37,7 +37,6 @@ async def test_the_will_carries_a_higher_seq_than_the_birth_before_it(
     assert will.payload["epoch"] == birth.payload["epoch"]
 
 
-@pytest.mark.slow
 async def test_a_broker_blip_does_not_replay_retained_messages_to_live_subscribers(
     tmp_path: Path, spawn: Any
 ) -> None:

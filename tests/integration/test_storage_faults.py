@@ -256,7 +256,6 @@ async def test_a_power_cut_mid_burst_and_mid_drain_loses_no_event_reported_durab
             await node.stop()  # before the card is unmounted
 
 
-@pytest.mark.slow
 async def test_events_a_full_disk_refused_offline_survive_a_restart_once_space_returned(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:

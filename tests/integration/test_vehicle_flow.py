@@ -4,8 +4,6 @@ state, doors, DM1 faults appearing and clearing, and a closed trip with its CO2e
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.helpers.broker import Mosquitto
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import ROOT, write_config
@@ -29,7 +27,6 @@ speed = {speed}
 """
 
 
-@pytest.mark.slow
 async def test_the_replayed_bus_gives_vehicle_doors_faults_and_a_trip(
     broker: Mosquitto, tmp_path: Path, spawn: Any
 ) -> None:

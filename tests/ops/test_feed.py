@@ -245,7 +245,6 @@ def _flood(port: int, stop: Any, sent: Any) -> None:
         client.disconnect()
 
 
-@pytest.mark.slow
 async def test_a_flood_from_one_node_does_not_hold_up_the_others(broker: Mosquitto) -> None:
     """One node flooding its topics made every message queue behind its own: the reader
     fell behind by as long as the flood lasted, and the feed served every other vehicle

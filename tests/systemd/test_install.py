@@ -222,7 +222,6 @@ def test_the_installed_config_passes_check_config(installed: Path) -> None:
 
 @needs_root
 @pytest.mark.parametrize("example", ["truck.toml", "venue.toml"])
-@pytest.mark.slow
 def test_each_example_installs_as_a_config_that_passes_check_config(
     fresh: Path, wheel: Path, example: str
 ) -> None:
@@ -453,7 +452,6 @@ def test_uninstall_purge_also_removes_config_data_and_user(fresh: Path) -> None:
 
 
 @needs_root
-@pytest.mark.slow
 def test_on_raspberry_pi_os_edged_joins_the_device_groups_beside_their_members(
     tmp_path: Path, wheel: Path
 ) -> None:
@@ -479,7 +477,6 @@ def test_uninstall_twice_is_harmless(fresh: Path) -> None:
 
 
 @needs_root
-@pytest.mark.slow
 def test_install_after_uninstall_keeps_the_old_config_and_outbox(fresh: Path, wheel: Path) -> None:
     config = fresh / "etc/edged/edged.toml"
     config.write_text("# kept across a reinstall\n")

@@ -116,7 +116,6 @@ def install_fails(root: Path, tmp_path: Path, name: str) -> None:
     assert r.returncode != 0, "pip took a file that is no wheel"
 
 
-@pytest.mark.slow
 def test_a_reinstall_of_the_running_release_that_fails_midway_starts_the_previous_one(
     tmp_path: Path, wheels: dict[str, Path]
 ) -> None:

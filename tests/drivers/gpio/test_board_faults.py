@@ -164,7 +164,6 @@ async def _outer_only(factory: MockFactory, people: int) -> None:
         await asyncio.sleep(0.15)
 
 
-@pytest.mark.slow
 async def test_inner_beam_stuck_clear_is_reported_after_ten_outer_back_outs(
     start: Start, factory: MockFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -179,7 +178,6 @@ async def test_inner_beam_stuck_clear_is_reported_after_ten_outer_back_outs(
     assert len([m for m in caplog.messages if "stuck clear" in m]) == 1
 
 
-@pytest.mark.slow
 async def test_one_sided_beams_clear_when_the_silent_beam_moves_and_can_report_again(
     start: Start, factory: MockFactory
 ) -> None:

@@ -4,7 +4,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,7 +70,6 @@ def burst() -> st.SearchStrategy[Burst]:
     period=st.sampled_from([0.1, 0.2, 1.0]),
     same_read=st.booleans(),
 )
-@pytest.mark.slow
 def test_every_epoch_gives_exactly_one_fix_at_its_time(
     bursts: list[Burst], period: float, same_read: bool
 ) -> None:

@@ -509,7 +509,6 @@ def occupancy(status: str) -> Publication:
     return Publication.make(TOPICS, OCCUPANCY, body)
 
 
-@pytest.mark.slow
 async def test_a_latest_only_value_refused_at_the_hard_cap_leaves_the_one_before(
     tmp_path: Path,
 ) -> None:

@@ -8,7 +8,6 @@ import sys
 
 import aiomqtt
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -100,7 +99,6 @@ async def _received(client: MqttClient, expected: int) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.slow
 async def test_commands_flooding_in_faster_than_handled_wait_in_a_bounded_queue(
     broker: Mosquitto,
 ) -> None:

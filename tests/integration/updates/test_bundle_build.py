@@ -11,8 +11,6 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from edged.release.build import (
     BuildResult,
     Requirement,
@@ -88,7 +86,6 @@ def stub_wheel(directory: Path, req: Requirement, machine: str) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_the_builder_says_what_armv7l_lacks_and_takes_a_wheel_built_ahead(
     bundle: BuildResult, tmp_path: Path
 ) -> None:

@@ -8,7 +8,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.lists import sign_lists
@@ -71,7 +70,6 @@ def positions_without_gap(c: Collector) -> list[int]:
     return seqs
 
 
-@pytest.mark.slow
 async def test_the_data_round_trips_between_a_release_and_the_one_before(
     broker: Mosquitto, fleet_pki: Path, node_root: NodeRoot, tmp_path: Path
 ) -> None:

@@ -8,8 +8,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from edged.release.build import BuildResult
 from tests.helpers.broker import Mosquitto
 from tests.helpers.fileserver import FileServer
@@ -33,7 +31,6 @@ from tests.integration.updates.conftest import (
 INSTALLING = ("installing", "staged", "switching")
 
 
-@pytest.mark.slow
 async def test_a_good_update_is_installed_switched_to_and_confirmed_losing_nothing(
     broker: Mosquitto,
     fleet_pki: Path,

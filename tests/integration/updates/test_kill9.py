@@ -6,8 +6,6 @@ import asyncio
 import itertools
 from pathlib import Path
 
-import pytest
-
 from edged.release.build import BuildResult
 from tests.helpers.broker import Mosquitto
 from tests.helpers.fileserver import FileServer
@@ -46,7 +44,6 @@ def no_gap(c: Collector) -> int:
     return len(positions)
 
 
-@pytest.mark.slow
 async def test_an_update_killed_at_every_step_still_ends_confirmed_with_its_data(
     broker: Mosquitto,
     fleet_pki: Path,

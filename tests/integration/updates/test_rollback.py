@@ -54,7 +54,6 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.slow
 async def test_a_bad_release_is_rolled_back_by_itself(
     case: str, broker: Mosquitto, fleet_pki: Path, node_root: NodeRoot, tmp_path: Path
 ) -> None:
