@@ -751,37 +751,7 @@ class Uplink:
             await self._publish_acked(client, self.topics.of(STATE), self.wire(birth), 1)
         self._worked_at = time.monotonic()
         self.outbox.begin_session()
-        cut, self._restoring = self._restoring, None
-        if not client.session_present:
-            # the broker kept no session for us: it may have lost its retained store too
-            # (a restart without persistence). Restored messages are the ones delivered
-            # before, byte for byte: the same (topic, epoch, seq)
-            self._set_restore_due(True)
-            self._restored.clear()
-        elif self.sessions == 0 and self.outbox.get_state(RESTORE_DUE_KEY, False):
-            self._restore_due = True  # the last process's restore was cut short
-        if self._restore_due and self.retains:
-            given_up = self._restore_cut_short(cut)
-            if given_up is not None:
-                self._given_up.add(given_up)
-            for topic, payload, qos in await self.outbox.retained():
-                if topic in self._restored:
-                    continue
-                wire = self.wire(payload)
-                size = self._fits(client, topic, topic, wire, qos, None)
-                if size is not None and topic in self._given_up:
-                    if topic == given_up:
-                        self._restore_given_up(topic)
-                elif size is not None:
-                    async with self._before_drain(client, None):
-                        self._restoring = topic
-                        await self._restore(client, topic, wire, qos, size)
-                        self._restoring = None
-                self._restored.add(topic)
-            self._set_restore_due(False)
-            self._restored.clear()
-            self._given_up.clear()
-            self._restore_cut, self._restore_cuts = None, 0
+        await self._restore_retained(client)
         async with self._outside_freed:  # the drain counts none of theirs in flight
             await self._outside_freed.wait_for(lambda: self._outside == 0)
         self.connected = True
@@ -815,6 +785,41 @@ class Uplink:
             async with self._outside_freed:
                 self._outside -= 1
                 self._outside_freed.notify_all()
+
+    async def _restore_retained(self, client: MqttClient) -> None:
+        """The retained topics again, when the broker kept no session for the node, or the
+        last restore was cut short (by a lost link, or a restart of edged: the state store)."""
+        cut, self._restoring = self._restoring, None
+        if not client.session_present:
+            # the broker kept no session for us: it may have lost its retained store too
+            # (a restart without persistence). Restored messages are the ones delivered
+            # before, byte for byte: the same (topic, epoch, seq)
+            self._set_restore_due(True)
+            self._restored.clear()
+        elif self.sessions == 0 and self.outbox.get_state(RESTORE_DUE_KEY, False):
+            self._restore_due = True  # the last process's restore was cut short
+        if self._restore_due and self.retains:
+            given_up = self._restore_cut_short(cut)
+            if given_up is not None:
+                self._given_up.add(given_up)
+            for topic, payload, qos in await self.outbox.retained():
+                if topic in self._restored:
+                    continue
+                wire = self.wire(payload)
+                size = self._fits(client, topic, topic, wire, qos, None)
+                if size is not None and topic in self._given_up:
+                    if topic == given_up:
+                        self._restore_given_up(topic)
+                elif size is not None:
+                    async with self._before_drain(client, None):
+                        self._restoring = topic
+                        await self._restore(client, topic, wire, qos, size)
+                        self._restoring = None
+                self._restored.add(topic)
+            self._set_restore_due(False)
+            self._restored.clear()
+            self._given_up.clear()
+            self._restore_cut, self._restore_cuts = None, 0
 
     def _set_restore_due(self, due: bool) -> None:
         """In the state store too, where the broker keeps the node's session: the next
