@@ -175,7 +175,7 @@ def run(config_file: Path) -> int:
     from edged.config import load_config
     from edged.config.probation import Probation
     from edged.node import Node
-    from edged.update.trial import EX_TEMPFAIL, on_trial_failure
+    from edged.update.trial import EX_TEMPFAIL, on_trial_failure, record_asked_stop
 
     while signals.received is None:
         try:
@@ -216,12 +216,15 @@ def run(config_file: Path) -> int:
         if node.updates.switch_pending is not None:
             node.updates.finish_switch()
             return 0
+        if signals.received is not None:
+            record_asked_stop()  # a trial's start stopped on purpose is not held against it
         if signals.received is not None and probation.active:
             probation.pause()  # stopped on purpose: the time until the next start is not its
         if node.exit_code or not node.restart_requested or signals.received is not None:
             return node.exit_code
         logging.getLogger("edged").info("restarting from %s", config_file)
         startgc.hold_full_collections()  # and the old node's cycles collectable again
+    record_asked_stop()
     return 0  # stopped by a signal between two nodes
 
 

@@ -65,6 +65,11 @@ PREVIOUS = "previous"
 COMPLETE = "release.json"
 EX_SOFTWARE = 70
 MAX_ALARM_S = 7 * 86400
+MAX_ASKED_STOPS = 8
+"""Starts of a trial that end in a stop asked of the release (a shutdown, `systemctl
+restart`) are not counted against it, up to this many: a vehicle whose power management
+shuts the Pi down minutes after the ignition goes off, when the switch was made, must not
+roll a good release back; a release stopped at every start must still end its trial."""
 MILESTONES = ("running", "broker", "drivers")
 """What a trial release reports reaching, in order: started with its config and outbox open,
 connected to the broker, every configured driver running."""
@@ -151,6 +156,13 @@ class Trial:
     config: dict[str, str] | None = None
     """{"path", "copy", "sha256"}: the config at the switch, put back by a rollback when it
     changed during the trial."""
+    asked_stops: list[int] = field(default_factory=list)
+    """The attempts the release was asked to stop (a stop signal) before it confirmed,
+    written by the release as it exits: with a clean end, they are not counted."""
+    drivers_before: dict[str, str] | None = None
+    """Each configured driver's state in the release that switched, at the switch: the
+    trial wants running only the drivers that ran there (an unplugged reader is not the new
+    release's fault). None (a release that did not note them): every driver."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -173,6 +185,9 @@ class Trial:
             and all(_number(getattr(trial, k)) for k in _NUMBERS)
             and all(isinstance(getattr(trial, k), str | None) for k in _TEXTS)
             and _config_record(trial.config)
+            and isinstance(trial.asked_stops, list)
+            and all(type(n) is int for n in trial.asked_stops)
+            and _drivers_record(trial.drivers_before)
         ):
             # the releases write this record, and this launcher is never updated by one: a
             # field in another shape is a record it cannot judge (back to `previous`), never
@@ -201,6 +216,13 @@ def _config_record(config: Any) -> bool:
         isinstance(config, dict)
         and all(_path_text(config.get(k)) for k in ("path", "copy"))
         and isinstance(config.get("sha256", ""), str)
+    )
+
+
+def _drivers_record(drivers: Any) -> bool:
+    """None, or {driver name: state}."""
+    return drivers is None or (
+        isinstance(drivers, dict) and all(isinstance(v, str) for v in drivers.values())
     )
 
 
@@ -370,7 +392,7 @@ class ReleaseTree:
         if trial.failure:
             self.roll_back(trial, trial.failure_code or "failed", trial.failure)
             return None
-        if trial.attempts >= trial.max_attempts:
+        if counted_attempts(trial) >= trial.max_attempts:
             self.roll_back(trial, *describe_end(trial))
             return None
         return trial
@@ -544,6 +566,17 @@ CONFIG_EXITS = ("78", "2")
 """`edged run`'s exit statuses for a config it cannot use (78, EX_CONFIG; 2 before that)."""
 
 
+def counted_attempts(trial: Trial) -> int:
+    """The starts that count against the trial: all of them but those that ended in a clean
+    stop the release was asked for (`asked_stops`), at most `MAX_ASKED_STOPS` of those."""
+    asked = {
+        e.get("attempt")
+        for e in trial.exits
+        if clean_stop(e) and e.get("attempt") in trial.asked_stops
+    }
+    return trial.attempts - min(len(asked), MAX_ASKED_STOPS)
+
+
 def failure_of(end: Mapping[str, Any], trial: Trial) -> tuple[str, str] | None:
     """(code, reason) of an attempt that ended this way, or None when it was a clean stop."""
     return None if clean_stop(end) else describe_end(trial, end)
@@ -649,7 +682,12 @@ def main(argv: list[str] | None = None) -> int:
     python = tree.python(version)
     argv_out = [str(python), *optimize_flags(), "-P", "-m", "edged", *args]
     if trial is not None:
-        say(f"starting {version} on trial (attempt {trial.attempts} of {trial.max_attempts})")
+        asked = trial.attempts - counted_attempts(trial)
+        stops = f", {asked} asked stop(s) not counted" if asked > 0 else ""
+        say(
+            f"starting {version} on trial (attempt {counted_attempts(trial)} of "
+            f"{trial.max_attempts}{stops})"
+        )
         # survives exec; the release cancels it (bounded: alarm() takes an unsigned int)
         signal.alarm(min(max(1, int(trial.kill_after_s)), MAX_ALARM_S))
     try:

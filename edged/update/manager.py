@@ -118,6 +118,7 @@ class UpdateManager:
         self.job: Job | None = None
         self.status = UpdateStatus(state="idle", running=running)
         self.switch_pending: Job | None = None
+        self.drivers_at_switch: dict[str, str] | None = None
         self.watch: TrialWatch | None = None
         self._pipeline: asyncio.Task[None] | None = None
         self._cancel = threading.Event()
@@ -467,6 +468,8 @@ class UpdateManager:
             self._still_trusted(job)  # ...or while the release waited for its moment
             await check_release(self.tree.python(job.version), job.version, self.host.config_path)
             self._set(job, "switching")
+            # what ran here: the trial waits only for those (edged.update.trial)
+            self.drivers_at_switch = dict(self.host.checks.drivers())
             self.switch_pending = job
             log.info(
                 "switching to release %s: edged stops, systemd starts it", job.version, extra=KEEP
@@ -764,6 +767,7 @@ class UpdateManager:
             max_attempts=self.config.max_attempts,
             update_id=job.id,
             config=config,
+            drivers_before=self.drivers_at_switch,
         )
         self.tree.begin_trial(trial)
         _crash_point("after_switch")

@@ -1,7 +1,9 @@
 """The new release on trial judges itself: online in time, then confirmed; else it gives up.
 
 Online means what the issue of the node's day needs: connected to the broker (its birth
-sent), every configured driver running, and the outbox readable; and all three for
+sent), every configured driver running that ran in the release before it at the switch
+(`Trial.drivers_before`: a reader unplugged then is not the new release's fault), and the
+outbox readable; and all three for
 `stable_s` in a row, so a release that connects and falls over two seconds later is not
 kept. Each first time is written to trial.json (`reached`), which is how a rollback's reason
 can say "never reached the broker". Past the trial's time the release writes why it failed
@@ -31,6 +33,14 @@ class Checks:
     connected: Callable[[], bool]
     drivers: Callable[[], list[tuple[str, str]]]  # (name, state) of each configured driver
     outbox_readable: Callable[[], Awaitable[bool]]
+
+
+def required(trial: Trial, drivers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The drivers the trial waits for: those running at the switch, when it noted them."""
+    before = trial.drivers_before
+    if before is None:
+        return drivers
+    return [(name, state) for name, state in drivers if before.get(name) == "running"]
 
 
 def missing(connected: bool, drivers: list[tuple[str, str]], outbox_ok: bool) -> list[str]:
@@ -97,7 +107,7 @@ class TrialWatch:
         ok_since: float | None = None
         while True:
             connected = self.checks.connected()
-            drivers = self.checks.drivers()
+            drivers = required(self.trial, self.checks.drivers())
             try:
                 outbox_ok = await self.checks.outbox_readable()
             except Exception:
@@ -132,7 +142,34 @@ class TrialWatch:
         self.done = True
         log.info("release %s confirmed: %s kept as the fallback", self.trial.version,
                  self.trial.previous, extra=KEEP)  # fmt: skip
+        drivers = self.checks.drivers()
+        waited = required(self.trial, drivers)
+        idle = [f"{name} {state}" for name, state in drivers if (name, state) not in waited]
+        if idle:
+            log.warning("release %s confirmed without these drivers, which did not run in %s "
+                        "at the switch either: %s", self.trial.version, self.trial.previous,
+                        ", ".join(idle), extra=KEEP)  # fmt: skip
         await self.on_confirmed(self.trial)
+
+
+def record_asked_stop() -> None:
+    """`edged run` stopped by a stop signal: when this process is a release on trial, not yet
+    confirmed, write that this attempt was asked to stop, so the launcher does not count it
+    (a shutdown minutes after a switch made at the ignition's off is not the release's
+    failure; `MAX_ASKED_STOPS` bounds it)."""
+    trial_id, releases = os.environ.get("EDGED_TRIAL"), os.environ.get("EDGED_RELEASES")
+    if not trial_id or not releases:
+        return
+    try:
+        tree = ReleaseTree(releases)
+        trial = tree.trial()
+        if trial is None or trial.id != trial_id or trial.failure:
+            return
+        if trial.attempts not in trial.asked_stops:
+            trial.asked_stops.append(trial.attempts)
+            tree.save_trial(trial)
+    except Exception as exc:  # the attempt then counts, as it did before: nothing worse
+        log.error("cannot record that the trial was asked to stop: %s", exc)
 
 
 def on_trial_failure(code: str, reason: str) -> bool:

@@ -15,6 +15,7 @@ import pytest
 from edged.release import launcher as launcher_module
 from edged.release.launcher import (
     CURRENT,
+    MAX_ASKED_STOPS,
     OUTCOME,
     PREVIOUS,
     TRIAL,
@@ -549,9 +550,14 @@ def test_a_trials_previous_release_runs_unwritten_even_if_it_once_was_rolled_bac
         {"kill_after_s": 1e300},
         {"trial_s": "sixty"},
         {"exits": ["crashed"]},
+        {"asked_stops": "1"},
+        {"asked_stops": [True]},
+        {"drivers_before": ["gps"]},
+        {"drivers_before": {"gps": 1}},
     ],
     ids=["config without its copy", "config as text", "kill_after_s as text", "kill_after_s past alarm()",
-         "trial_s as text", "exits not records"],
+         "trial_s as text", "exits not records", "asked_stops as text", "asked_stops of booleans",
+         "drivers_before as a list", "drivers_before of numbers"],
 )  # fmt: skip
 @pytest.mark.parametrize("end", ["crashed", "power cut"])
 def test_a_trial_record_in_a_shape_this_launcher_does_not_read_still_goes_back(
@@ -660,3 +666,102 @@ def test_a_trial_cut_by_a_power_cut_then_a_clean_stop_says_so(tree: ReleaseTree)
     outcome = tree.outcome()
     assert outcome is not None and outcome["code"] == "stopped"
     assert "stopped cleanly in 1 of its 2 starts" in outcome["reason"], outcome["reason"]
+
+
+CLEAN = {"SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0"}
+
+
+def _asked_to_stop(tree: ReleaseTree) -> None:
+    """What the release on trial writes as a stop signal ends it (`record_asked_stop`)."""
+    trial = tree.trial()
+    assert trial is not None
+    trial.asked_stops.append(trial.attempts)
+    tree.save_trial(trial)
+
+
+def test_starts_stopped_on_request_before_confirming_are_not_counted(tree: ReleaseTree) -> None:
+    """The switch is made parked, ignition off, and the Pi's power management shuts it down
+    cleanly minutes later, before the trial confirms; the next day the same. Each clean stop
+    used an attempt as a power cut does: two of them rolled a good release back (`stopped`)."""
+    tree.begin_trial(trial_of(max_attempts=2))
+    for _ in range(4):
+        assert tree.choose()[0] == "2.0"
+        _asked_to_stop(tree)
+        tree.record_stop(CLEAN)
+    version, trial = tree.choose()
+    assert version == "2.0" and trial is not None and trial.attempts == 5
+    assert tree.outcome() is None
+
+
+def test_starts_stopped_on_request_are_not_counted_beyond_a_bound(tree: ReleaseTree) -> None:
+    """A release stopped at every start must still end its trial."""
+    tree.begin_trial(trial_of(max_attempts=2))
+    starts = 0
+    while tree.choose()[0] == "2.0":
+        starts += 1
+        _asked_to_stop(tree)
+        tree.record_stop(CLEAN)
+        assert starts <= 20, "never judged"
+    assert starts == 2 + MAX_ASKED_STOPS
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["code"] == "stopped", outcome
+
+
+def test_a_clean_exit_the_release_was_not_asked_for_still_counts(tree: ReleaseTree) -> None:
+    """Exit 0 by itself (no stop signal: the release's own bug) is no reason to wait."""
+    tree.begin_trial(trial_of(max_attempts=2))
+    tree.choose()
+    _asked_to_stop(tree)
+    tree.record_stop(CLEAN)
+    tree.choose()  # attempt 2 ends by itself: exit 0, not asked
+    tree.record_stop(CLEAN)
+    tree.choose()  # attempt 3 (attempt 1 not counted): a power cut, nothing recorded
+    assert tree.choose() == ("1.0", None)
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["result"] == "rolled_back"
+
+
+def test_a_stop_asked_but_ended_by_the_power_counts(tree: ReleaseTree) -> None:
+    """The release wrote that it was asked to stop, and the power went before systemd
+    recorded the end: not known to be clean, so counted."""
+    tree.begin_trial(trial_of(max_attempts=2))
+    tree.choose()
+    _asked_to_stop(tree)
+    tree.choose()
+    assert tree.choose() == ("1.0", None)
+
+
+def test_a_stop_asked_that_systemd_had_to_kill_is_a_failure(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of(max_attempts=3))
+    tree.choose()
+    _asked_to_stop(tree)
+    tree.record_stop({"SERVICE_RESULT": "timeout", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"})
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["result"] == "rolled_back"
+    assert tree.link(CURRENT) == "1.0"
+
+
+def test_the_launcher_says_which_starts_it_did_not_count(tree: ReleaseTree) -> None:
+    tree.begin_trial(trial_of(max_attempts=2))
+    tree.choose()
+    _asked_to_stop(tree)
+    tree.record_stop(CLEAN)
+    launcher = [sys.executable, "-I", str(LAUNCHER), "--releases", str(tree.root), "run"]
+    started = subprocess.run(launcher, capture_output=True, text=True, timeout=15)
+    assert started.returncode == 0, started.stderr
+    assert "(attempt 1 of 2, 1 asked stop(s) not counted)" in started.stderr, started.stderr
+
+
+def test_a_trial_record_without_the_new_fields_is_read_as_before(tree: ReleaseTree) -> None:
+    """trial.json written by a release from before `asked_stops` and `drivers_before`."""
+    tree.begin_trial(trial_of(max_attempts=2))
+    record = json.loads((tree.root / TRIAL).read_text())
+    for key in ("asked_stops", "drivers_before"):
+        del record[key]
+    (tree.root / TRIAL).write_text(json.dumps(record))
+    _, trial = tree.choose()
+    assert trial is not None and trial.asked_stops == [] and trial.drivers_before is None
+    tree.record_stop(CLEAN)
+    tree.choose()
+    tree.record_stop(CLEAN)
+    assert tree.choose() == ("1.0", None)

@@ -1,14 +1,22 @@
 """The release on trial judges its own time: a wall clock that jumps at boot (a Pi has no
 real-time clock: fake-hwclock, then NTP) must not fail a release that comes online."""
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from edged.release.launcher import CURRENT, ReleaseTree, Trial, now_ms
-from edged.update.trial import Checks, TrialWatch
+from edged.update.trial import Checks, TrialWatch, record_asked_stop
+from tests.helpers.nodes import ROOT, write_config
+from tests.release.support import KEYS
 from tests.release.test_launcher import release
+from tests.update.test_revoked_keys import node, staged
 
 
 async def _readable() -> bool:
@@ -72,3 +80,153 @@ def test_the_launcher_notes_the_monotonic_time_of_each_attempt(
     on_disk = tree.trial()
     assert on_disk is not None
     assert 0 < time.monotonic() - on_disk.attempt_monotonic < 5
+
+
+def _watch_drivers(
+    tree: ReleaseTree, trial: Trial, drivers: list[tuple[str, str]], outcome: list[str]
+) -> TrialWatch:
+    async def confirmed(_: Trial) -> None:
+        outcome.append("confirmed")
+
+    return TrialWatch(
+        tree, trial, Checks(lambda: True, lambda: drivers, _readable), stable_s=0.2,
+        on_confirmed=confirmed, on_failed=lambda why: outcome.append(f"failed: {why}"),
+        poll_s=0.05,
+    )  # fmt: skip
+
+
+async def test_a_driver_that_did_not_run_before_the_switch_does_not_fail_the_trial(
+    on_trial: tuple[ReleaseTree, Trial],
+) -> None:
+    """An unplugged reader (its driver in backoff in the release that switched) rolled back
+    every update: the new release was waited for on a reader no release could open."""
+    tree, trial = on_trial
+    trial.drivers_before = {"gps": "running", "reader": "backoff"}
+    outcome: list[str] = []
+    await _watch_drivers(tree, trial, [("gps", "running"), ("reader", "backoff")], outcome).run()
+    assert outcome == ["confirmed"]
+
+
+async def test_a_driver_that_ran_before_the_switch_must_run_on_trial(
+    on_trial: tuple[ReleaseTree, Trial],
+) -> None:
+    tree, trial = on_trial
+    trial.trial_s = 1.0
+    trial.drivers_before = {"gps": "running", "reader": "backoff"}
+    outcome: list[str] = []
+    await _watch_drivers(tree, trial, [("gps", "failed"), ("reader", "running")], outcome).run()
+    assert len(outcome) == 1 and outcome[0].startswith("failed: "), outcome
+    assert "driver gps failed" in outcome[0] and "reader" not in outcome[0]
+
+
+async def test_a_trial_that_did_not_note_the_drivers_wants_every_one_running(
+    on_trial: tuple[ReleaseTree, Trial],
+) -> None:
+    tree, trial = on_trial
+    trial.trial_s = 1.0
+    assert trial.drivers_before is None  # a switch by a release from before the field
+    outcome: list[str] = []
+    await _watch_drivers(tree, trial, [("gps", "running"), ("reader", "backoff")], outcome).run()
+    assert len(outcome) == 1 and "driver reader backoff" in outcome[0], outcome
+
+
+def _env_of(monkeypatch: pytest.MonkeyPatch, tree: ReleaseTree, trial_id: str) -> None:
+    monkeypatch.setenv("EDGED_TRIAL", trial_id)
+    monkeypatch.setenv("EDGED_RELEASES", str(tree.root))
+
+
+def test_a_stop_asked_of_the_release_on_trial_is_written_for_the_launcher(
+    on_trial: tuple[ReleaseTree, Trial], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree, _ = on_trial
+    _env_of(monkeypatch, tree, "t1")
+    record_asked_stop()
+    record_asked_stop()  # twice in one attempt: noted once
+    on_disk = tree.trial()
+    assert on_disk is not None and on_disk.asked_stops == [1]
+
+
+@pytest.mark.parametrize("case", ["another trial", "failure recorded", "confirmed", "no trial"])
+def test_a_stop_asked_is_written_only_for_this_trial_still_on(
+    on_trial: tuple[ReleaseTree, Trial], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    tree, trial = on_trial
+    _env_of(monkeypatch, tree, "t0" if case == "another trial" else "t1")
+    if case == "failure recorded":  # it gave up: its exit 75 is the verdict
+        trial.failure, trial.failure_code = "did not come online", "not_online"
+        tree.save_trial(trial)
+    if case == "confirmed":
+        tree.confirm(trial)
+    if case == "no trial":
+        monkeypatch.delenv("EDGED_TRIAL")
+    record_asked_stop()
+    on_disk = tree.trial()
+    assert on_disk is None or on_disk.asked_stops == []
+
+
+def test_a_stop_asked_with_an_unwritable_record_is_logged_not_raised(
+    on_trial: tuple[ReleaseTree, Trial], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    tree, _ = on_trial
+    _env_of(monkeypatch, tree, "t1")
+    (tree.root / "trial.json").write_text("{not json")
+    record_asked_stop()
+    assert "cannot record that the trial was asked to stop" in caplog.text
+
+
+async def test_the_switch_notes_which_drivers_ran_for_the_trial(tmp_path: Path) -> None:
+    """What the release that switches saw run is what its successor is judged on."""
+    staged(tmp_path, "now")
+    m, stops, _ = node(tmp_path, KEYS)
+    m.host.checks.drivers = lambda: [("gps", "running"), ("reader", "backoff")]
+    run = asyncio.create_task(m.run())
+    try:
+        for _ in range(200):
+            if stops:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+    assert stops == [0]
+    m.finish_switch()
+    trial = ReleaseTree(tmp_path / "releases").trial()
+    assert trial is not None and trial.version == "0.2.0"
+    assert trial.drivers_before == {"gps": "running", "reader": "backoff"}
+
+
+def test_edged_run_on_trial_stopped_by_systemd_writes_the_asked_stop(tmp_path: Path) -> None:
+    """The whole path: `edged run` as the launcher starts a release on trial (no broker to
+    confirm on), SIGTERM as `systemctl stop` or a shutdown sends it, then ExecStopPost: the
+    start is not counted, and the trial goes on at the next one."""
+    tree = ReleaseTree(tmp_path / "releases")
+    tree.root.mkdir()
+    release(tree, "1.0")
+    release(tree, "2.0")
+    tree.point(CURRENT, "1.0")
+    tree.begin_trial(Trial(id="t1", version="2.0", previous="1.0", trial_s=60,
+                           kill_after_s=75, max_attempts=1))  # fmt: skip
+    tree.choose()
+    config = write_config(tmp_path, 1, gps=False)  # no broker: it cannot confirm
+    env = os.environ | {"EDGED_TRIAL": "t1", "EDGED_RELEASES": str(tree.root),
+                        "EDGED_RELEASE": "2.0"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edged", "run", "-c", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the trial's watch has noted its start
+            on_disk = tree.trial()
+            if on_disk is not None and "running" in on_disk.reached:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    on_disk = tree.trial()
+    assert on_disk is not None and on_disk.asked_stops == [1]
+    tree.record_stop({"SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0"})
+    assert tree.choose()[0] == "2.0", "the one start it had was held against it"
