@@ -247,6 +247,7 @@ class Uplink:
         (birth sent, or kept); None: unknown, or that connection did not go online. Its
         will's delay started no earlier (`_will_still_held`)."""
         self.refused_topics: set[str] = set()
+        self._closed = False
         self.stopping = False
         """The node stops (set by it): no session is taken up again for the commands left
         unacknowledged (`_receive`); the next start gets them."""
@@ -332,10 +333,20 @@ class Uplink:
     def where(self) -> str:
         return f"{self.config.host}:{self.config.port}"
 
+    def close(self) -> None:
+        """The node's stop is done with the uplink (`offline` said, or given up): no session
+        is taken up after the one that runs. The node's cancel comes next, and on Python
+        3.11 a cancel that comes as the session is lost is swallowed with the session's
+        errors (core/cancel.py): the uplink reconnected and said `online` after `offline`,
+        until the node cancelled it again 1.6 s later."""
+        self._closed = True
+
     async def run(self) -> None:
-        """Keep a session up for as long as the node runs."""
-        while True:
+        """Keep a session up for as long as the node runs (until `close`)."""
+        while not self._closed:
             end = await self._attempt()
+            if self._closed:
+                return
             takeover = end.taken_over or self.reconnect.probable_takeover(end)
             if takeover:
                 self._taken_over(end)
