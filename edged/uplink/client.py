@@ -70,6 +70,11 @@ NOT_AUTHORIZED = 0x87
 PACKET_TOO_LARGE = 0x95
 """A PUBACK's reason code for a message over a size limit the CONNACK did not announce."""
 RESTORE_CUTS_TO_GIVE_UP = 3
+GIVEN_UP_FOR_S = 3600.0
+"""How long a retained message given up in a restore is not restored again, unchanged: a
+node without kept sessions restores at every connection, and would be cut at it three times
+at each (the broker's policy, not the link); a changed message, or this time gone (the
+policy may have been fixed), is tried again."""
 """Sessions in a row cut short with the same retained topic in flight in their restore
 before it is given up in the next (not restored until the restore is due again). A restore
 cut short is done again; but a broker that closes the connection at one topic whatever its
@@ -237,6 +242,9 @@ class Uplink:
         until one ends, though a session the broker did not keep restores from the first
         (`session_expiry_s = 0`): else a second topic it closes the connection at restarted
         the count, at the first topic again in the next session, for ever."""
+        self._kept_out: dict[str, tuple[int, float]] = {}
+        """Topic -> (hash of the message, when) of the retained messages given up in a
+        restore: not restored again unchanged for GIVEN_UP_FOR_S, whichever restore."""
         self._restoring: str | None = None  # the restored topic in flight
         self._restore_cut: str | None = None
         """The topic in flight when the last restore was cut short, `_restore_cuts` times in
@@ -821,7 +829,8 @@ class Uplink:
                 if size is not None and topic in self._given_up:
                     if topic == given_up:
                         self._restore_given_up(topic)
-                elif size is not None:
+                        self._kept_out[topic] = (hash(wire), time.monotonic())
+                elif size is not None and not self._kept_out_still(topic, wire):
                     async with self._before_drain(client, None):
                         self._restoring = topic
                         await self._restore(client, topic, wire, qos, size)
@@ -851,15 +860,28 @@ class Uplink:
         self._restore_cut, self._restore_cuts = None, 0
         return cut
 
+    def _kept_out_still(self, topic: str, wire: bytes) -> bool:
+        """`topic`'s message, unchanged, was given up in a restore less than
+        GIVEN_UP_FOR_S ago."""
+        kept = self._kept_out.get(topic)
+        if kept is None:
+            return False
+        if kept[0] == hash(wire) and time.monotonic() - kept[1] < GIVEN_UP_FOR_S:
+            return True
+        del self._kept_out[topic]
+        return False
+
     def _restore_given_up(self, topic: str) -> None:
         self.counters.inc("uplink.restore_given_up")
         log.warning(
             "the connection to %s was lost %d times in a row while %s was restored: it is not "
-            "restored in this session (the broker may close the connection at it: its ACL "
-            "or policy, its packet size), the other retained topics are",
+            "restored again for %d min unless it changes (the broker may close the "
+            "connection at it: its ACL or policy, its packet size), the other retained "
+            "topics are",
             self.where,
             RESTORE_CUTS_TO_GIVE_UP,
             topic,
+            GIVEN_UP_FOR_S // 60,
         )
 
     async def _restore(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from edged.payloads import Alarm, DoorEvent, Reply, State
 from edged.topics import ALARM, DOOR, REPLY, Topics
 from edged.topics import STATE as STATE_TOPIC
 from edged.uplink.cancellable import CancellableClient
-from edged.uplink.client import Uplink
+from edged.uplink.client import GIVEN_UP_FOR_S, Uplink
 from edged.uplink.packets import varint
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
@@ -945,6 +946,35 @@ async def test_without_kept_sessions_two_restored_topics_the_broker_closes_at_ar
         assert kinds_retained(c.messages) == ["a0", "a3"]
 
 
+async def test_without_kept_sessions_a_topic_given_up_is_not_restored_again_at_each_connection(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """`session_expiry_s = 0`: every connection restores. A topic given up (the broker's
+    policy closes the connection at it) was tried again at the next connection, cut three
+    more times there: every lost link cost three short sessions more, with growing delays.
+    Unchanged, it is not restored again (GIVEN_UP_FOR_S); changed, it is."""
+    counters = Counters()
+    options: dict[str, Any] = {
+        "session_expiry_s": 0,
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.1,
+    }
+    alarms = alarms_of("a0", "one_bad", "a2")
+    async with linked(tmp_path, outbox, counters=counters, alarms=alarms, **options) as link:
+        uplink, proxy = link.uplink, link.proxy
+        await wait_until(lambda: outbox.depth == 0, 10, "the alarms acknowledged: retained")
+        proxy.quirks.close_at = b"_bad"
+        sessions = uplink.sessions
+        link.restart()
+        await wait_until(lambda: uplink.sessions > sessions and uplink.connected, 10, "online")
+        assert proxy.closed_at == 3 and counters["uplink.restore_given_up"] == 1
+        sessions = uplink.sessions
+        proxy.cut()
+        await wait_until(lambda: uplink.sessions > sessions and uplink.connected, 10, "again")
+        assert proxy.closed_at == 3, "the topic given up was restored again"
+        assert uplink.sessions == sessions + 1
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_a_refused_subscription_is_asked_for_once_a_session_until_the_broker_grants_it(
     tmp_path: Path, outbox: Outbox, protocol: str, caplog: pytest.LogCaptureFixture
@@ -986,3 +1016,15 @@ async def test_a_refused_subscription_is_asked_for_once_a_session_until_the_brok
         await wait_until(lambda: uplink.sessions > sessions, 10, "a session granted it")
         await send_ping(link.broker.port)
         await wait_until(lambda: heard == ["ping"], 5, "the ping heard")
+
+
+def test_a_topic_given_up_is_restored_again_once_changed_or_after_its_time(
+    outbox: Outbox,
+) -> None:
+    uplink = _uplink(1, outbox, Counters())
+    uplink._kept_out["t"] = (hash(b"old"), time.monotonic())
+    assert uplink._kept_out_still("t", b"old")
+    assert not uplink._kept_out_still("t", b"new"), "a changed message is tried again"
+    uplink._kept_out["t"] = (hash(b"old"), time.monotonic() - GIVEN_UP_FOR_S - 1)
+    assert not uplink._kept_out_still("t", b"old"), "the policy may have been fixed since"
+    assert "t" not in uplink._kept_out
