@@ -27,6 +27,7 @@ from typing import Final
 import can
 
 from core.events import ActiveFaults, J1939Signals
+from drivers.can.busclock import BusClock
 from drivers.can.decoder import Decoders, MessageDecoder
 from drivers.can.dm1 import parse_dm1
 from drivers.can.j1939 import GLOBAL, PGN_DM1, PGN_TP_CM, PGN_TP_DT, pgn_of
@@ -82,10 +83,14 @@ class Pipeline:
         self.decoders = decoders
         self.pace = pace  # a replay's speed: the bus's seconds per second (J1939Signals.pace)
         self.frame_clock = frame_clock
-        """Transport timeouts (T1, T2) on each frame's own timestamp, not on when it is
-        processed: a replay stamps its frames with the log's time, so that a sender's pause
-        in the log is judged as on the bus whatever the replay's speed."""
+        """Transport timeouts (T1, T2) on each frame's own timestamp as it is: a replay
+        stamps its frames with the log's time (made monotonic by its sender), so that a
+        sender's pause in the log is judged as on the bus whatever the replay's speed.
+        Otherwise (a live bus) on the bus time `BusClock` makes of the frames' timestamps
+        and the monotonic clock: a stalled receive thread does not time out packets that
+        were on time on the bus, a frame clock that steps or stops cannot hold a session."""
         self._frame_now: float | None = None  # the latest transport frame's timestamp
+        self.bus_clock = BusClock()
         self.by_pgn: dict[int, MessageDecoder] = dict(decoders.by_pgn)
         self.dm1 = decoders.dm1
         self.interval = min_interval_s
@@ -97,7 +102,9 @@ class Pipeline:
         self.throttled = 0
         self.bus_off_at: float | None = None  # cleared by the next frame of a PGN in use
         self._last: dict[int, float] = {}  # identifier less priority -> when last decoded
-        self._held: dict[int, can.Message] = {}  # the latest frame held back, per key
+        # the latest frame held back per key, and when: the frame keeps its own timestamp,
+        # which is the bus's clock (BusClock), not the node's
+        self._held: dict[int, tuple[can.Message, float]] = {}
         self._last_dm1: dict[int, tuple[float, bytes]] = {}  # source -> (when, payload)
         wanted = decoders.pgns()
         self.bam = BamReassembler(self.counts, wanted=wanted.__contains__)
@@ -166,8 +173,7 @@ class Pipeline:
             key = msg.arbitration_id & 0x3FFFFFF  # PGN (with a PDU1 destination), source
             last = self._last.get(key)
             if last is not None and now - last < self._let_through:
-                msg.timestamp = now  # our own copy of the frame: it carries its time
-                self._held[key] = msg
+                self._held[key] = (msg, now)
                 self.throttled += 1
                 return None
             self._last[key] = now
@@ -183,9 +189,11 @@ class Pipeline:
         if pgn == PGN_DM1:
             return self._faults(source, msg.data, now)
         destination = (can_id >> 8) & 0xFF
-        clock = now  # the transport's timeouts; the events keep `now`
+        # the transport's timeouts are on the bus's time; the events keep `now`
         if self.frame_clock:
             clock = self._frame_now = msg.timestamp
+        else:
+            clock = self.bus_clock.frame(msg.timestamp, now)
         if destination == GLOBAL:
             if pgn == PGN_TP_CM:
                 self.bam.on_cm(source, msg.data, clock)
@@ -259,11 +267,20 @@ class Pipeline:
         if cls & CAN_ERR_CRTL and len(msg.data) > 1 and msg.data[1] & CAN_ERR_CRTL_RX_OVERFLOW:
             self._count("rx_overflow")
 
-    def tick(self, now: float) -> list[Event]:
+    def tick(self, now: float, latest: can.Message | None = None) -> list[Event]:
         """Housekeeping a few times a second: time out silent transport sessions, and emit
-        the frames the throttle held back whose interval is over."""
-        bus_now = self._frame_now if self.frame_clock else now
-        if bus_now is not None:  # on a frame clock: only as far as the frames went
+        the frames the throttle held back whose interval is over. `latest`: the frame the
+        receiver just read (more may wait), or None when it found none waiting, so that a
+        session is timed out on the bus's time, never for packets still in the queue."""
+        if self.frame_clock:  # only as far as the frames went
+            bus_now = self._frame_now
+        elif not (self.bam.sessions or self.rts.sessions):
+            bus_now = None
+        elif latest is None:
+            bus_now = self.bus_clock.idle(now)
+        else:
+            bus_now = self.bus_clock.frame(latest.timestamp, now)
+        if bus_now is not None:
             if self.bam.sessions:
                 self.bam.expire(bus_now)
             if self.rts.sessions:
@@ -272,9 +289,9 @@ class Pipeline:
         if self._held:
             due = [k for k, held in self._held.items() if now - self._last[k] >= self.interval]
             for key in due:
-                msg = self._held.pop(key)
+                msg, held_at = self._held.pop(key)
                 self._last[key] = now
-                event = self._decode(self.by_pgn[pgn_of(key)], msg, msg.timestamp)
+                event = self._decode(self.by_pgn[pgn_of(key)], msg, held_at)
                 if event is not None:
                     out.append(event)
         return out

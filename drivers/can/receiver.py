@@ -123,7 +123,9 @@ class Receiver:
                     loop.call_soon_threadsafe(flush)
                 if now >= next_tick:
                     next_tick = now + TICK_S
-                    for event in pipeline.tick(now):
+                    # the frame just read tells the bus's time; none read (the queue
+                    # is empty, or a garbled line), the time the thread waited does
+                    for event in pipeline.tick(now, msg):
                         append(event)
                     off = pipeline.bus_off_at
                     if off is not None and now - off > self.busoff_reopen_s:

@@ -15,7 +15,11 @@ subclass:
   and a set lookup, no `can.Message` (python-can's `_apply_filters` hook: the driver sets
   the filters where the interface applies them itself, as it does for SocketCAN);
 - skips `BusABC.recv`'s per-frame `LOG.log(9, ...)` call and filter loop (`recv` is
-  `_recv_internal`, which filters and honours the time-out itself).
+  `_recv_internal`, which filters and honours the time-out itself);
+- stamps each frame (`timestamp`, `time.time()` as python-can's parser does) with the time
+  of the read that brought its line, not of its parsing: the transport protocol's timeouts
+  are judged on frame times (drivers/can/busclock.py), and a receive thread that stalls
+  while lines wait parsed does not make the packets among them late.
 
 A line of noise (not hex, an identifier over 29 or 11 bits, a DLC over 8, a short frame, a
 byte no slcan reply starts with, over MAX_LINE bytes without a CR) raises ValueError, which
@@ -94,6 +98,7 @@ class BufferedSlcanBus(slcanBus):
         self._overlong = False  # dropping the rest of a line longer than MAX_LINE
         self._read_gap_s = read_gap_s
         self._last_read = 0.0
+        self._read_at = 0.0  # time.time() of the read that completed the lines queued
         self._accept_ext: Accept | None = None  # None: everything passes
         self._accept_std: Accept | None = None
         self.filtered = 0  # frames the acceptance filters dropped (read by another thread)
@@ -151,7 +156,7 @@ class BufferedSlcanBus(slcanBus):
                         else:
                             self.filtered += 1  # before anything is built
                             continue
-                    return self._frame(can_id, line, at, extended), True
+                    return self._frame(can_id, line, at, extended, self._read_at), True
                 if kind not in REPLIES:
                     raise ValueError(f"slcan: not a reply: {line[:40]!r}")
                 # anything else: python-can's parser, from its queue
@@ -166,7 +171,7 @@ class BufferedSlcanBus(slcanBus):
                 return None, True
 
     @staticmethod
-    def _frame(can_id: int, line: bytes, at: int, extended: bool) -> Message:
+    def _frame(can_id: int, line: bytes, at: int, extended: bool, read_at: float) -> Message:
         dlc = line[at] - 0x30
         if not 0 <= dlc <= 8:
             raise ValueError(f"slcan: DLC {chr(line[at])!r} in {line[:40]!r}")
@@ -178,7 +183,7 @@ class BufferedSlcanBus(slcanBus):
         return Message(
             arbitration_id=can_id,
             is_extended_id=extended,
-            timestamp=time.time(),
+            timestamp=read_at,
             dlc=dlc,
             data=binascii.unhexlify(line[at + 1 : end]),
         )
@@ -216,6 +221,7 @@ class BufferedSlcanBus(slcanBus):
             if not data:  # readable with nothing to read: the device is gone
                 raise OSError("the serial device returned no data (unplugged?)")
         self._last_read = time.monotonic()
+        self._read_at = time.time()  # python-can's clock for slcan frames, taken per read
         self._split(self._rest + data)
         return True
 

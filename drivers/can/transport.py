@@ -39,6 +39,10 @@ packet is left out, the session goes on):
 The Linux J1939 stack keeps a session through such packets too (net/can/j1939/transport.c,
 j1939_xtp_rx_dat_one: a packet other than the next is stored, the count of packets in
 order does not move, only a packet beyond the last ends the session).
+
+Every `now` is the caller's clock. The pipeline gives the bus's time (each frame's own
+timestamp, made safe by drivers/can/busclock.py, or a replayed log's time), not when a frame
+is processed: a receiver that stalls must not time out packets that were on time.
 """
 
 from collections.abc import Callable, MutableMapping

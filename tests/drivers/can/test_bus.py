@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from core.errors import DriverError
 from core.events import TroubleCode
 from drivers.can.bus import CanBusDriver, CanBusOptions, _open_hint
 from drivers.can.decoder import SHIPPED_DBC
-from drivers.can.j1939 import make_id
+from drivers.can.j1939 import PGN_TP_DT, make_id
+from drivers.can.pipeline import Pipeline
 from edged.config.loader import driver_options
 from hil.can.fms import bam_frames, rts_cts_frames
 from hil.can.slcan import SlcanEmulator
@@ -215,6 +217,124 @@ async def test_the_driver_never_transmits(rig: Rig) -> None:
     if rig.emulator is not None:
         assert rig.emulator.commands[:4] == ["C", "S5", "", "L"]  # listen-only at 250 kbit/s
         assert rig.emulator.bitrate == 250_000
+
+
+# -- the transport protocol on the bus's time ----------------------------------------------
+
+DM1_A_CODES = (TroubleCode(110, 16, 1), TroubleCode(1761, 18, 2))
+DM1_B_CODES = (TroubleCode(100, 1, 1), TroubleCode(190, 2, 3))
+
+
+def stall_after_first_packet(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[float]:
+    """The receive thread stalls for `seconds` once it has processed the first packet of a
+    message (as a garbage collection, an SD card stall or a loaded Pi Zero stall it), once;
+    returns when it did, filled once it has."""
+    original = Pipeline.routed
+    stalled: list[float] = []
+
+    def routed(self: Pipeline, msg: can.Message, pgn: int, route: Any, now: Any = None) -> Any:
+        event = original(self, msg, pgn, route, now)
+        if not stalled and pgn == PGN_TP_DT and msg.data[:1] == b"\x01":
+            stalled.append(time.monotonic())
+            time.sleep(seconds)
+        return event
+
+    monkeypatch.setattr(Pipeline, "routed", routed)
+    return stalled
+
+
+async def test_a_message_on_time_on_the_bus_survives_a_stalled_receive_thread(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the packets were 0 ms apart on the bus but the second is processed 1 s after the first
+    # (past T1): judged on when each was on the bus, the DM1 is whole. Frames of another
+    # PGN queued between them (most held back by the throttle) run the housekeeping, which
+    # must not time the session out.
+    stalled = stall_after_first_packet(monkeypatch, 1.0)
+    cm, dt1, dt2 = bam_frames(65226, 0x00, DM1_A)
+    rec = Recorder("can")
+    async with running(rig.options.model_copy(update={"min_interval_s": 0.1}), rec):
+        rig.send([cm, dt1, *[(make_id(65265, 0x17), CCVS1_37_5)] * 40, dt2])
+        await rec.wait_for(
+            lambda: bool(rec.faults() or rec.counts.get("bam_timeout")), "the DM1 or a timeout"
+        )
+    assert stalled
+    assert [f.codes for f in rec.faults()] == [DM1_A_CODES]
+    assert "bam_timeout" not in rec.counts
+
+
+async def test_a_sender_quiet_on_the_bus_is_timed_out_even_while_the_receive_thread_stalls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the sender waits 0.9 s (past T1) before its second packet, while the receive thread
+    # is stalled: the packet is processed with no delay after the stall, but it was late
+    # on the bus, and the message is dropped; the next one from that ECU is read
+    stall_after_first_packet(monkeypatch, 1.2)
+    cm, dt1, dt2 = bam_frames(65226, 0x00, DM1_A)
+    with python_can_rig("virtual", "virtual", f"test-{uuid.uuid4().hex}") as rig:
+        rec = Recorder("can")
+        async with running(rig.options, rec):
+            rig.send([cm, dt1])
+            await asyncio.sleep(0.9)
+            rig.send([dt2, *bam_frames(65226, 0x00, DM1_B)])
+            await rec.wait_for(lambda: bool(rec.faults()), "the second DM1")
+            await rec.wait_for(lambda: rec.counts.get("bam_timeout") == 1, "the timeout")
+    assert [f.codes for f in rec.faults()] == [DM1_B_CODES]
+
+
+UNSTAMPED = 0.0
+
+
+def _ahead(t0: float, sent: float) -> float:
+    return t0 + 3600
+
+
+@pytest.mark.parametrize(
+    ("stamps", "quiet_s", "whole"),
+    [
+        # how the frames' clock stamps (cm, dt1, dt2), from the session's start t0 and the
+        # time each is sent; whether the sender waits before dt2 (past T1); whether the
+        # DM1 must be read
+        ((None, None, lambda t0, sent: t0 - 3600), 0.0, True),
+        ((None, None, lambda t0, sent: t0 + 3600), 0.0, True),
+        ((lambda t0, sent: UNSTAMPED,) * 3, 0.0, True),
+        ((lambda t0, sent: t0,) * 3, 1.0, False),
+        ((_ahead, _ahead, None), 1.0, False),
+    ],
+    ids=[
+        "stepped-back-an-hour",
+        "stepped-forward-an-hour",
+        "unstamped",
+        "stuck-while-quiet",
+        "an-hour-ahead-then-right-after-quiet",
+    ],
+)
+async def test_a_frame_clock_that_jumps_or_stops_neither_drops_a_good_message_nor_holds_a_late_one(
+    stamps: tuple[Callable[[float, float], float] | None, ...], quiet_s: float, whole: bool
+) -> None:
+    channel = f"test-{uuid.uuid4().hex}"
+    sender = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+    options = CanBusOptions(interface="virtual", channel=channel, min_interval_s=0)
+    frames = bam_frames(65226, 0x00, DM1_A)
+    rec = Recorder("can")
+    try:
+        async with running(options, rec):
+            t0 = time.time()
+            for (can_id, data), stamp in zip(frames, stamps, strict=True):
+                if can_id == frames[2][0] and data == frames[2][1]:
+                    await asyncio.sleep(quiet_s)
+                sent = time.time()
+                ts = sent if stamp is None else stamp(t0, sent)
+                sender.send(can.Message(timestamp=ts, arbitration_id=can_id, data=data))
+            await rec.wait_for(
+                lambda: bool(rec.faults() or rec.counts.get("bam_timeout")),
+                "the DM1 or a timeout",
+            )
+            await asyncio.sleep(0.05)
+    finally:
+        sender.shutdown()
+    assert [f.codes for f in rec.faults()] == ([DM1_A_CODES] if whole else [])
+    assert rec.counts.get("bam_timeout", 0) == (0 if whole else 1)
 
 
 # -- slcan adapter: what only a serial adapter does ---------------------------------------

@@ -325,3 +325,78 @@ def test_a_bam_and_an_rts_cts_message_from_one_source_interleaved_keep_their_byt
         [91, 92],
     ]
     assert pipeline.counts == {"bam_complete": 1, "rts_complete": 1, "faults": 2}
+
+
+def stamped(frames: list[tuple[int, bytes]], start: float, step: float) -> list[can.Message]:
+    """Frames as a live bus gives them: stamped `step` apart on the bus (the wall clock)."""
+    return [
+        can.Message(timestamp=start + i * step, arbitration_id=i_d, data=d, is_extended_id=True)
+        for i, (i_d, d) in enumerate(frames)
+    ]
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [bam_frames(65226, 0x00, DM1_TWO_CODES), rts_cts_frames(65226, 0x00, 0xF9, DM1_TWO_CODES)],
+    ids=["bam", "rts-cts"],
+)
+def test_on_a_live_bus_packets_on_time_but_processed_late_make_the_message(
+    decoders: Decoders, frames: list[tuple[int, bytes]]
+) -> None:
+    # the receive thread stalled for 1.5 s (past T1 and T2) after the first frame: the rest
+    # waited in the kernel's queue, stamped when they were on the bus, 20 ms apart
+    pipeline = Pipeline(decoders, min_interval_s=0)
+    first, *rest = stamped(frames, 1.7e9, 0.02)
+    assert pipeline.process(first, now=100.0) is None
+    pipeline.tick(101.5, rest[0])  # housekeeping between frames of the backlog
+    events = [pipeline.process(m, now=101.5 + i * 1e-4) for i, m in enumerate(rest)]
+    assert [[c.spn for c in e.codes] for e in events if isinstance(e, ActiveFaults)] == [
+        [110, 1761]
+    ]
+    assert not any(k.endswith("_timeout") for k in pipeline.counts)
+
+
+def test_on_a_live_bus_a_sender_quiet_on_the_bus_is_timed_out_even_when_processed_late(
+    decoders: Decoders,
+) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0)
+    cm, dt1, dt2 = stamped(bam_frames(65226, 0x00, DM1_TWO_CODES), 1.7e9, 0.02)
+    dt2.timestamp += 0.8  # 0.82 s after the first packet on the bus: past T1
+    pipeline.process(cm, now=100.0)
+    pipeline.process(dt1, now=100.02)
+    assert pipeline.process(dt2, now=101.5) is None  # stalled too, it changes nothing
+    assert pipeline.counts == {"bam_timeout": 1}
+
+
+def test_on_a_live_bus_a_session_the_sender_left_is_timed_out_whatever_the_frames_clock(
+    decoders: Decoders,
+) -> None:
+    # the last frame stamped an hour ahead (a clock step): nothing comes after it, and once
+    # the receiver waits with nothing queued, the node's clock times the session out
+    pipeline = Pipeline(decoders, min_interval_s=0)
+    cm, dt1, _ = stamped(bam_frames(65226, 0x00, DM1_TWO_CODES), 1.7e9, 0.02)
+    dt1.timestamp += 3600
+    pipeline.process(cm, now=100.0)
+    pipeline.process(dt1, now=100.02)
+    pipeline.tick(100.5)
+    assert pipeline.bam.sessions
+    pipeline.tick(100.8)
+    assert not pipeline.bam.sessions and pipeline.counts == {"bam_timeout": 1}
+
+
+def test_on_a_live_bus_a_frame_held_back_by_the_throttle_keeps_its_bus_time(
+    decoders: Decoders,
+) -> None:
+    # the housekeeping reads the bus's time from the frame just read, which may be one the
+    # throttle held back: its timestamp is still the bus's, not the node's
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    cm, dt1, dt2 = stamped(bam_frames(65226, 0x00, DM1_TWO_CODES), 1.7e9, 0.02)
+    ccvs = stamped([(frame(65265, CCVS1_37_5).arbitration_id, CCVS1_37_5)] * 2, 1.7e9 + 0.03, 0)
+    pipeline.process(cm, now=100.0)
+    pipeline.process(dt1, now=100.02)
+    assert pipeline.process(ccvs[0], now=101.5) is not None  # after a stall of 1.5 s
+    assert pipeline.process(ccvs[1], now=101.5001) is None  # held back
+    pipeline.tick(101.5002, ccvs[1])
+    dm1 = pipeline.process(dt2, now=101.5003)
+    assert isinstance(dm1, ActiveFaults) and pipeline.counts["bam_complete"] == 1
+    assert ccvs[1].timestamp == 1.7e9 + 0.03
