@@ -4,6 +4,8 @@ clock allows (drivers/can/busclock.py)."""
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.can.busclock import WINDOW_S, BusClock
 
@@ -84,3 +86,41 @@ def test_a_slow_frame_clock_is_anchored_anew_and_a_stall_is_not() -> None:
     mono += 1.0  # the thread stalls for a second; the frames go on on the bus
     stamp += 0.0099
     assert clock.frame(stamp, mono) == pytest.approx(bus + 0.0099, abs=0.02)
+
+
+stamps = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(0, 2e9),
+    st.sampled_from([0.0, WALL]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(stamps, st.floats(0, 3), st.booleans()),  # stamp, time since, idle first
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_whatever_the_stamps_the_bus_time_goes_forward_and_never_lags_far(
+    frames: list[tuple[float | None, float, bool]],
+) -> None:
+    # the bus time never goes back, never passes the node's clock, and never lags it by
+    # more than two windows plus the longest the receiver went without a frame (which may
+    # be a stall, whose frames were on the bus right after the one before): a frame clock,
+    # however wrong, holds no session open for good
+    clock = BusClock()
+    mono, last, longest = 1000.0, -math.inf, 0.0
+    for stamp, step, idle in frames:
+        mono += step
+        if idle and (t := clock.idle(mono)) is not None:
+            assert last <= t <= mono
+            last = t
+        else:
+            longest = max(longest, step)
+        bus = clock.frame(stamp, mono)
+        assert last <= bus <= mono
+        assert mono - bus <= 2 * WINDOW_S + longest + 1e-9
+        last = bus
