@@ -127,6 +127,7 @@ class BufferedSlcanBus(slcanBus):
             return msg, filtered
         deadline = None if timeout is None else time.monotonic() + timeout
         lines = self._lines
+        polled = False
         while True:
             while lines:
                 line = lines.popleft()
@@ -166,7 +167,13 @@ class BufferedSlcanBus(slcanBus):
                     return msg, True
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                return None, True
+                # the time is up (a poll, or a thread stalled on the way): a last look at
+                # the port, so that None means nothing waits there, which the receiver
+                # takes as the bus being quiet (drivers/can/busclock.py)
+                if polled or not self._fill(0):
+                    return None, True
+                polled = True
+                continue
             if not self._fill(remaining):
                 return None, True
 

@@ -1,6 +1,7 @@
 """The chunked slcan reader: its filters are python-can's, applied before a frame is parsed;
 line noise of every shape is counted, never guessed; nothing is lost in a burst."""
 
+import time
 import uuid
 from pathlib import Path
 
@@ -205,5 +206,50 @@ def test_a_stream_that_never_ends_a_line_is_garbled_once_and_not_held(tmp_path: 
             emulator.inject_raw(b"\r" + _ccvs1_line(b"\r"))
             msg = bus.recv(2.0)
             assert msg is not None and bytes(msg.data) == CCVS1_37_5
+        finally:
+            bus.shutdown()
+
+
+def _written(emulator: SlcanEmulator, lines: int) -> None:
+    """Wait until the emulated adapter has written `lines` lines to the host's side."""
+    deadline = time.monotonic() + 5
+    while emulator.sent < lines or emulator._inject:
+        assert time.monotonic() < deadline, "the emulator never wrote the lines"
+        time.sleep(0.005)
+    time.sleep(0.05)
+
+
+def test_none_from_recv_means_nothing_waits_at_the_port(tmp_path: Path) -> None:
+    """The receiver takes None for "no frame waits" (the bus's time then moves on with the
+    node's): a poll (`recv(0)`), or a time-out spent before the port was looked at (the
+    thread stalled), must still read what the port holds."""
+    with SlcanEmulator(link=tmp_path / "ttyACM-can") as emulator:
+        bus = BufferedSlcanBus(emulator.path, bitrate=250_000, sleep_after_open=0)
+        try:
+            assert emulator.wait_open()
+            emulator.inject_raw(_ccvs1_line(b"\r"))
+            _written(emulator, 1)
+            msg = bus.recv(0)
+            assert msg is not None and bytes(msg.data) == CCVS1_37_5
+            assert bus.recv(0) is None
+        finally:
+            bus.shutdown()
+
+
+def test_frames_are_stamped_when_their_lines_are_read_not_when_parsed(tmp_path: Path) -> None:
+    """The transport protocol is timed on frame stamps: a thread that stalls between two
+    frames of one read must not make the second one late."""
+    with SlcanEmulator(link=tmp_path / "ttyACM-can") as emulator:
+        bus = BufferedSlcanBus(emulator.path, bitrate=250_000, sleep_after_open=0)
+        try:
+            assert emulator.wait_open()
+            emulator.inject_raw(_ccvs1_line(b"\r") * 2)
+            _written(emulator, 1)
+            before = time.time()
+            first = bus.recv(1.0)
+            time.sleep(0.2)  # stalled
+            second = bus.recv(1.0)
+            assert first is not None and second is not None
+            assert second.timestamp == first.timestamp >= before
         finally:
             bus.shutdown()
