@@ -13,7 +13,8 @@ timestamp, which python-can takes from:
   past and steps forward by days), and chrony may slew it by up to 8 %;
 - `slcan`: the host, when the line is read (drivers/can/slcan.py stamps a whole chunk at
   its read; python-can's own reader, at parse): a frame that waited in the tty buffer
-  while the thread was stalled is stamped late;
+  while the thread was stalled is stamped late, unless the adapter stamps its frames
+  (Lawicel `Z1`, which drivers/can/slcan.py turns into the host's clock);
 - `virtual`: the sender's `time.time()` at send, or the message's own with
   `preserve_timestamps` (then anything);
 - other interfaces: often the adapter's clock (seconds since it powered up, reset with it);

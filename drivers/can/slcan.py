@@ -25,7 +25,9 @@ A line of noise (not hex, an identifier over 29 or 11 bits, a DLC over 8, a shor
 byte no slcan reply starts with, over MAX_LINE bytes without a CR) raises ValueError, which
 the receiver counts as `garbled`: the line is gone, the next one is fine. A frame may end
 in the 4 hex digits of an adapter's millisecond timestamp (Lawicel `Z1`, kept in the
-adapter's EEPROM across resets): they are read past. A LF before a line (an adapter ending
+adapter's EEPROM across resets): the frame is then stamped with the time the adapter took
+it off the bus (`AdapterClock`), so that a thread that stalls before the read does not make
+the frames that waited in the tty buffer late either. A LF before a line (an adapter ending
 its lines CR LF) is dropped. Every other reply (remote and FD frames, command answers) goes
 through python-can's own parser; commands, send and shutdown are python-can's.
 """
@@ -58,6 +60,8 @@ costs one garbled line, never memory."""
 OVERLONG = b"\x00overlong"
 """Stands in the line queue for a line dropped for its length (raised as garbled)."""
 STAMP = 4  # hex digits of a Lawicel `Z1` timestamp after the data
+Z1_TURN_MS = 60_000
+"""A Lawicel `Z1` stamp counts milliseconds from 0 to 59999 (0xEA5F), then starts again."""
 READ_GAP_S = 0.005
 """Least time between two reads of the port while frames stream in."""
 CHUNK = 65536
@@ -99,6 +103,7 @@ class BufferedSlcanBus(slcanBus):
         self._read_gap_s = read_gap_s
         self._last_read = 0.0
         self._read_at = 0.0  # time.time() of the read that completed the lines queued
+        self._adapter_clock = AdapterClock()
         self._accept_ext: Accept | None = None  # None: everything passes
         self._accept_std: Accept | None = None
         self.filtered = 0  # frames the acceptance filters dropped (read by another thread)
@@ -157,7 +162,7 @@ class BufferedSlcanBus(slcanBus):
                         else:
                             self.filtered += 1  # before anything is built
                             continue
-                    return self._frame(can_id, line, at, extended, self._read_at), True
+                    return self._frame(can_id, line, at, extended), True
                 if kind not in REPLIES:
                     raise ValueError(f"slcan: not a reply: {line[:40]!r}")
                 # anything else: python-can's parser, from its queue
@@ -177,20 +182,22 @@ class BufferedSlcanBus(slcanBus):
             if not self._fill(remaining):
                 return None, True
 
-    @staticmethod
-    def _frame(can_id: int, line: bytes, at: int, extended: bool, read_at: float) -> Message:
+    def _frame(self, can_id: int, line: bytes, at: int, extended: bool) -> Message:
         dlc = line[at] - 0x30
         if not 0 <= dlc <= 8:
             raise ValueError(f"slcan: DLC {chr(line[at])!r} in {line[:40]!r}")
         end = at + 1 + 2 * dlc
+        stamp = self._read_at
         if len(line) != end:
             if len(line) != end + STAMP:
                 raise ValueError(f"slcan: {dlc} data bytes announced in {line[:40]!r}")
-            _hex(line[end:], line)  # a timestamp (Z1): checked, not used (the adapter's ms)
+            ms = _hex(line[end:], line)  # the adapter's Z1 stamp
+            if ms < Z1_TURN_MS:
+                stamp = self._adapter_clock.time(ms, stamp)
         return Message(
             arbitration_id=can_id,
             is_extended_id=extended,
-            timestamp=read_at,
+            timestamp=stamp,
             dlc=dlc,
             data=binascii.unhexlify(line[at + 1 : end]),
         )
@@ -261,6 +268,39 @@ class BufferedSlcanBus(slcanBus):
         self._rest = b""
         self._overlong = False
         super().flush()
+
+
+class AdapterClock:
+    """When an adapter's `Z1` stamps say each frame was on the bus, on the host's clock
+    (`time.time()`, as the frames' other stamps).
+
+    A stamp is the adapter's milliseconds modulo a minute, so the time between two frames
+    is the difference of their stamps modulo a minute, plus the minutes the counter turned
+    unseen: as many as fit before the frame's read (a bus quiet for over a minute). A frame
+    is never on the bus after it was read: a stamp that says so (the adapter reset, its
+    clock runs fast, the host's clock was set back) takes the read's time, which anchors
+    the stamps that follow. Stamps so stay in order, and the first frames, read a little
+    after they were on the bus, anchor the stamps no later than the reads say."""
+
+    __slots__ = ("_at", "_ms")
+
+    def __init__(self) -> None:
+        self._at: float | None = None  # the last frame's time
+        self._ms = 0  # its stamp
+
+    def time(self, ms: int, read_at: float) -> float:
+        """The time on the bus of a frame stamped `ms` and read at `read_at`."""
+        at = self._at
+        if at is None:
+            at = read_at
+        else:
+            at += (ms - self._ms) % Z1_TURN_MS / 1000
+            if at > read_at:
+                at = read_at
+            else:  # the minutes the counter turned with no frame
+                at += (read_at - at) // 60.0 * 60.0
+        self._at, self._ms = at, ms
+        return at
 
 
 def _hex(digits: bytes, line: bytes) -> int:

@@ -5,11 +5,13 @@ sends to a CANable or a USBtin: `C` (close), `S5`/`S6` (bitrate), an empty line,
 `L` for listen-only) — twice. The emulator answers like firmware (CR for OK, BEL for an
 error) and, once opened, streams received frames as `T` + 8 hex id + DLC + data + CR
 (`t` + 3 hex id for 11-bit frames): a candump log paced by its timestamps, a synthetic
-FMS bus at a given frame rate, or frames a test injects. Like a real adapter it has a
-small output FIFO: when the host does not read fast enough (its side of the pty full, then
-the FIFO), frames are dropped and counted (`dropped`), never cut in half. `unplug()` hangs
-the pty up as a pulled USB cable does; `plug()` brings a new one up behind the same symlink
-(as udev's by-id link).
+FMS bus at a given frame rate, or frames a test injects. Set to `Z1` (`z1=True`, as an
+adapter whose EEPROM keeps it, or the `Z1` command), each frame ends in the 4 hex digits of
+the milliseconds, modulo a minute, at which it went into the FIFO (off the bus). Like a
+real adapter it has a small output FIFO: when the host does not read fast enough (its side
+of the pty full, then the FIFO), frames are dropped and counted (`dropped`), never cut in
+half. `unplug()` hangs the pty up as a pulled USB cable does; `plug()` brings a new one up
+behind the same symlink (as udev's by-id link).
 
     python -m hil.can.slcan --link /tmp/ttyCAN0 --log config/can/shuttle-day.log --loop
     python -m hil.can.slcan --link /tmp/ttyCAN0 --flood 3450
@@ -90,8 +92,10 @@ class SlcanEmulator:
         *,
         link: Path | None = None,
         speed: float = 1.0,
+        z1: bool = False,
     ) -> None:
         self.source = iter(source)
+        self.z1 = z1
         self.link = link
         self.speed = speed
         self.commands: list[str] = []  # every command the host sent, in order
@@ -105,7 +109,9 @@ class SlcanEmulator:
         self._slave = -1
         self._tty = ""
         self._out = bytearray()
-        self._inject: collections.deque[bytes] = collections.deque()
+        # (line, whether it is a frame the adapter stamps when set to Z1)
+        self._inject: collections.deque[tuple[bytes, bool]] = collections.deque()
+        self._z0 = time.monotonic()  # the adapter's millisecond counter started
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -164,12 +170,12 @@ class SlcanEmulator:
         """Frames to stream as soon as possible (only while the channel is open)."""
         lines = [encode(can_id, data, extended) for can_id, data in frames]
         with self._lock:
-            self._inject.extend(lines)
+            self._inject.extend((line, True) for line in lines)
 
     def inject_raw(self, line: bytes) -> None:
         """Bytes as the adapter would send them, garbled ones included."""
         with self._lock:
-            self._inject.append(line)
+            self._inject.append((line, False))
 
     def wait_open(self, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -210,6 +216,9 @@ class SlcanEmulator:
         replies = {"V": b"V1013\r", "v": b"vSL01\r", "N": b"NA123\r", "F": b"F00\r"}
         if cmd in replies:
             return replies[cmd]
+        if cmd in ("Z0", "Z1"):
+            self.z1 = cmd == "Z1"
+            return b"\r"
         if head in "Zz" and head:
             return b"\r"
         return b"\a"
@@ -229,9 +238,16 @@ class SlcanEmulator:
             ts, can_id, data, extended = self._next
             if ts > elapsed:
                 break
-            lines.append(encode(can_id, data, extended))
+            lines.append(self._stamped(encode(can_id, data, extended)))
             self._next = None
         return lines
+
+    def _stamped(self, line: bytes) -> bytes:
+        """A frame's line, with the Z1 stamp when set to it."""
+        if not self.z1:
+            return line
+        ms = int((time.monotonic() - self._z0) * 1000) % 60_000
+        return b"%s%04X\r" % (line[:-1], ms)
 
     def _run(self) -> None:
         pending = b""
@@ -259,8 +275,14 @@ class SlcanEmulator:
                     for raw in cmds:
                         self._out += self._command(raw.decode("ascii", "replace"))
                 if self.mode is not None:  # injected frames wait for room, never dropped
-                    while self._inject and len(self._out) + len(self._inject[0]) <= FIFO_BYTES:
-                        self._out += self._inject.popleft()
+                    while self._inject:
+                        line, frame = self._inject[0]
+                        if frame:
+                            line = self._stamped(line)
+                        if len(self._out) + len(line) > FIFO_BYTES:
+                            break
+                        self._inject.popleft()
+                        self._out += line
                         self.sent += 1
                 for line in self._due_frames():
                     if len(self._out) + len(line) > FIFO_BYTES:

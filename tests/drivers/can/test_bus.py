@@ -77,8 +77,8 @@ def python_can_rig(kind: str, interface: str, channel: str) -> Iterator[Rig]:
 
 
 @contextlib.contextmanager
-def slcan_rig(tmp_path: Path) -> Iterator[Rig]:
-    emulator = SlcanEmulator(link=tmp_path / "ttyACM-can").start()
+def slcan_rig(tmp_path: Path, *, z1: bool = False) -> Iterator[Rig]:
+    emulator = SlcanEmulator(link=tmp_path / "ttyACM-can", z1=z1).start()
 
     def send(frames: Frames) -> None:
         assert emulator.wait_open(), "the driver never opened the slcan channel"
@@ -280,6 +280,31 @@ async def test_a_sender_quiet_on_the_bus_is_timed_out_even_while_the_receive_thr
             await rec.wait_for(lambda: bool(rec.faults()), "the second DM1")
             await rec.wait_for(lambda: rec.counts.get("bam_timeout") == 1, "the timeout")
     assert [f.codes for f in rec.faults()] == [DM1_B_CODES]
+
+
+
+@pytest.mark.parametrize("quiet_s", [0.1, 0.9], ids=["on-time", "sender-quiet-past-t1"])
+async def test_an_slcan_adapter_set_to_z1_times_the_packets_that_waited_in_the_tty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet_s: float
+) -> None:
+    # the thread stalls for 1.2 s after the first packet; the second leaves the adapter
+    # 0.1 s (or 0.9 s: past T1) later and waits in the tty buffer, read after the stall: its
+    # read says 1.2 s, the adapter's Z1 stamp what the bus saw
+    stall_after_first_packet(monkeypatch, 1.2)
+    cm, dt1, dt2 = bam_frames(65226, 0x00, DM1_A)
+    with slcan_rig(tmp_path, z1=True) as rig:
+        rec = Recorder("can")
+        async with running(rig.options, rec):
+            rig.send([cm, dt1])
+            await asyncio.sleep(quiet_s)
+            rig.send([dt2])
+            await rec.wait_for(
+                lambda: bool(rec.faults() or rec.counts.get("bam_timeout")), "the DM1 or a timeout"
+            )
+    if quiet_s < 0.75:
+        assert [f.codes for f in rec.faults()] == [DM1_A_CODES] and "bam_timeout" not in rec.counts
+    else:
+        assert rec.faults() == [] and rec.counts["bam_timeout"] == 1
 
 
 UNSTAMPED = 0.0

@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.can.j1939 import make_id
-from drivers.can.slcan import MAX_LINE, BufferedSlcanBus, compile_filters, passes
+from drivers.can.slcan import (
+    MAX_LINE,
+    AdapterClock,
+    BufferedSlcanBus,
+    compile_filters,
+    passes,
+)
 from hil.can.slcan import SlcanEmulator
 from tests.drivers.can.test_bus import CCVS1_37_5, running, slcan_rig
 from tests.helpers.drivers import Recorder
@@ -253,3 +259,26 @@ def test_frames_are_stamped_when_their_lines_are_read_not_when_parsed(tmp_path: 
             assert second.timestamp == first.timestamp >= before
         finally:
             bus.shutdown()
+
+
+def test_z1_stamps_time_frames_read_late_as_the_adapter_saw_them() -> None:
+    clock = AdapterClock()
+    assert clock.time(59_990, 100.0) == 100.0  # the first anchors at its read
+    # read together after a stall of 1.5 s: 10 ms, then 30 ms, after it (the counter turns)
+    assert clock.time(0, 101.5) == pytest.approx(100.01)
+    assert clock.time(20, 101.5) == pytest.approx(100.03)
+
+
+def test_z1_stamps_add_the_minutes_the_counter_turned_with_no_frame() -> None:
+    clock = AdapterClock()
+    clock.time(1_000, 100.0)
+    assert clock.time(16_000, 175.01) == pytest.approx(175.0)  # 75 s later, not 15 s
+
+
+def test_a_z1_stamp_past_its_read_takes_the_read_time_and_anchors_the_next() -> None:
+    clock = AdapterClock()
+    clock.time(5_000, 100.0)
+    assert clock.time(40_000, 100.02) == 100.02  # the adapter reset (or its clock is fast)
+    assert clock.time(40_050, 100.2) == pytest.approx(100.07)
+    times = [clock.time(ms, 100.3) for ms in (30_000, 30_010, 59_999, 0)]
+    assert times == sorted(times) and times[-1] <= 100.3
