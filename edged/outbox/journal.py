@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edged.topics import Priority
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"EJR1"
@@ -63,6 +65,11 @@ STATE_MAGIC = b"EJS1"
 """A message's state (module doc): unknown to a release before it, which skips it."""
 HEAD = struct.Struct("<4sIIQ")  # magic, body length, crc32 of the body, record number
 SIZE = 256 * 1024
+ALARM_ROOM = 32 * 1024
+"""The journal's last bytes take alarms only (some 30 panic records with their state). A
+record is folded only by a commit that succeeds: on a full card with the link down none
+does, and a service day of taps (~600) filled the whole file, so the panic pressed then was
+in memory only and a power cut lost it, with the panic service's memory of it."""
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
@@ -219,7 +226,7 @@ class Journal:
         if not self._unfolded:
             self.pos = 0
         end = self.pos + len(blob)
-        if end > self.size:
+        if end > (self.size if record.prio == Priority.ALARM else self.size - ALARM_ROOM):
             self.full += 1
             return False
         if mm is None:

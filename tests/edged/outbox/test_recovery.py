@@ -19,7 +19,8 @@ from edged.config.models import OutboxConfig
 from edged.errors import NotDurableError
 from edged.outbox import Outbox, Publication, Stored, sqlitefile
 from edged.outbox.journal import HEAD, MAGIC
-from edged.topics import TAP
+from edged.payloads import Alarm
+from edged.topics import ALARM, TAP
 from tests.edged.outbox.test_store import (
     TOPICS,
     alarm,
@@ -1001,3 +1002,50 @@ async def test_a_retained_message_the_broker_took_from_memory_is_restored_after_
         restored = [json.loads(p)["active"] for _, p, _ in await box.retained()]
         await box.close()
     assert restored == [False], restored
+
+
+async def test_taps_that_filled_the_journal_on_a_full_disk_leave_room_for_the_panic(
+    tmp_path: Path,
+) -> None:
+    """A service day of taps on a full card with the link down: no commit succeeds, so no
+    journal record is folded, and the taps filled the journal (256 KiB, ~600 taps). The
+    panic pressed then found no room: only in memory, a power cut lost it (and the panic
+    service's memory of it). Taps now stop short of the journal's end: room for alarms."""
+    details = {
+        "alarm_id": "1796646210475-a1b2c3",
+        "raised_at": 1796646210475,
+        "presses": 1,
+        "lat": 46.1712345,
+        "lon": 1.8712345,
+        "fix_time": "2026-12-07T12:19:41.123000+00:00",
+        "speed": 0.0,
+    }
+    panic = Alarm(kind="panic", active=True, reason="panic button pressed", details=details)
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        config = cfg(disk)
+        box = await started(config)
+        filler = fill(disk)
+        n = 0
+        while box.journal.full < 20 and n < 3000:  # the taps go on once it refuses them
+            box.put_nowait(tap(n))
+            n += 1
+            if n % 100 == 0:
+                with contextlib.suppress(sqlite3.OperationalError, NotDurableError):
+                    await box.flush()
+        assert box.journal.full, "the taps never filled the journal"
+        raised = box.put_nowait(
+            Publication.make(TOPICS, ALARM, panic, name="panic"),
+            state={"panic.active": details, "panic.raised_trusted": True},
+        )
+        with contextlib.suppress(sqlite3.OperationalError):
+            await box.flush()
+        with pytest.raises(NotDurableError):
+            await raised  # in memory only: the disk refuses it
+        dies(box)  # the power cut, before the disk or the link is back
+        filler.unlink()
+        box = await started(config)
+        topics = [m.topic for m in await drain(box)]
+        kept = box.get_state("panic.active")
+        await box.close()
+    assert TOPICS.base + "/alarm/panic" in topics, f"{n} taps, then the panic: lost"
+    assert kept == details, "the panic service forgot its alarm"
