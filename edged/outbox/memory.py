@@ -45,6 +45,11 @@ class MemoryLane:
         with self._lock:
             return any(mid in self._rows for mid in mids)
 
+    def has(self, prio: int) -> bool:
+        """Whether a message of class `prio` is here."""
+        with self._lock:
+            return any(m.priority == prio for m in self._rows.values())
+
     def drop(self, mids: list[int]) -> None:
         """These messages are stored in the outbox now: it sends them from there."""
         with self._lock:

@@ -234,6 +234,10 @@ class Outbox:
         self._kept_overtaken: dict[str, int] = {}  # OVERTAKEN_KEY: those the broker took
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
+        self.alarm_put = asyncio.Event()
+        """Set at each put of an alarm (the panic): the uplink, waiting to reconnect, tries
+        at once (`edged.uplink.client.Uplink.run`); it clears it."""
+        self._in_commit: list[_Pending] = []  # the puts of the commit under way
         self._counts = _Counts()
         self._slack = 0
         self._page_size = 0
@@ -646,6 +650,8 @@ class Outbox:
                 self._state_rn = item.rn
         self._pending.append(item)
         self._wake_writer.set()
+        if pub.priority is Priority.ALARM:
+            self.alarm_put.set()
         return future
 
     def _journal(self, item: _Pending, state: dict[str, str] | None) -> int | None:
@@ -892,6 +898,7 @@ class Outbox:
         folded = self.journal.mark_with(rns) if rns else None
         records = [r for r, _ in recovered]
         self._committing = len(batch)
+        self._in_commit = batch
         try:
             results = await self._call(
                 self._commit,
@@ -925,6 +932,7 @@ class Outbox:
             raise
         finally:
             self._committing = 0
+            self._in_commit = []
         _settle(waiters, self.state.durable)
         self._acked.difference_update(m.id for m in acks)
         for m in acks:
@@ -1527,6 +1535,14 @@ class Outbox:
             in_memory=len(self.memory),
             read_errors=self.read_errors,
         )
+
+    def waiting(self, prio: Priority) -> bool:
+        """Whether a message of class `prio` waits to be sent: put and not yet committed,
+        stored, or in memory (the disk refused it), and not acknowledged by the broker."""
+        if any(i.pub.priority == prio for i in (*self._pending, *self._in_commit)):
+            return True
+        acked = sum(1 for m in self._acks if m.id > 0 and m.priority == prio)
+        return self._counts.by_prio[prio] - acked > 0 or self.memory.has(prio)
 
     @property
     def depth(self) -> int:

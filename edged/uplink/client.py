@@ -43,7 +43,7 @@ from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
 from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
-from edged.topics import REPLY, STATE, Topics
+from edged.topics import REPLY, STATE, Priority, Topics
 from edged.uplink import tlsfail
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.batching import outbox_share
@@ -69,6 +69,10 @@ NOT_AUTHORIZED = 0x87
 """A PUBACK's reason code when the broker's ACL refuses the topic (MQTT 5)."""
 PACKET_TOO_LARGE = 0x95
 """A PUBACK's reason code for a message over a size limit the CONNACK did not announce."""
+ALARM_RETRY_S = 5.0
+"""While an alarm waits to be sent, the reconnect delay is at most this (drawn from its
+upper half): a panic pressed in a dead zone reaches dispatch within seconds of the link's
+return, not after a backoff grown to `reconnect_max_s` over a day offline."""
 RESTORE_CUTS_TO_GIVE_UP = 3
 GIVEN_UP_FOR_S = 3600.0
 """How long a retained message given up in a restore is not restored again, unchanged: a
@@ -352,6 +356,15 @@ class Uplink:
     async def run(self) -> None:
         """Keep a session up for as long as the node runs (until `close`)."""
         while not self._closed:
+        """Keep a session up for as long as the node runs.
+
+        An alarm (the panic) does not wait out the backoff: put while the node waits to
+        reconnect, it makes it try at once, and while one waits unsent the delay is at most
+        ALARM_RETRY_S, whatever `reconnect_min_s` says, so it goes within seconds of the
+        link's return, not up to `reconnect_max_s` later. Not when the broker asked for room
+        or another client holds the node's id: those delays stand."""
+        while True:
+            self.outbox.alarm_put.clear()
             end = await self._attempt()
             if self._closed:
                 return
@@ -359,8 +372,24 @@ class Uplink:
             if takeover:
                 self._taken_over(end)
             delay = self.reconnect.delay(end, takeover=takeover)
-            log.info("reconnecting to the broker in %.1f s", delay)
+            urgent = not takeover and not end.pushed_back
+            if urgent and self.outbox.waiting(Priority.ALARM):
+                delay = min(delay, self.rng.uniform(ALARM_RETRY_S / 2, ALARM_RETRY_S))
+                log.info("reconnecting to the broker in %.1f s: an alarm waits", delay)
+            else:
+                log.info("reconnecting to the broker in %.1f s", delay)
+            await self._backoff(delay, woken_by_alarm=urgent)
+
+    async def _backoff(self, delay: float, *, woken_by_alarm: bool) -> None:
+        """Wait `delay` before the next attempt; `woken_by_alarm`: an alarm put meanwhile
+        (or during the attempt that failed) ends the wait."""
+        if not woken_by_alarm:
             await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self.outbox.alarm_put.wait()
+                log.info("an alarm to send: trying the broker now")
 
     async def _attempt(self) -> SessionEnd:
         """One connection and session, to its end; says how it ended, never raises."""

@@ -1028,3 +1028,42 @@ def test_a_topic_given_up_is_restored_again_once_changed_or_after_its_time(
     uplink._kept_out["t"] = (hash(b"old"), time.monotonic() - GIVEN_UP_FOR_S - 1)
     assert not uplink._kept_out_still("t", b"old"), "the policy may have been fixed since"
     assert "t" not in uplink._kept_out
+async def test_a_panic_waiting_offline_goes_within_seconds_of_the_link_back_not_the_backoff(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day without network grows the reconnect delay to `reconnect_max_s` (60 s as
+    shipped, 30-60 s drawn): a panic pressed meanwhile waited up to a minute after the link
+    came back. A new alarm makes the uplink try at once, and while one waits the delay is
+    capped (ALARM_RETRY_S, shortened here); a door event changes nothing."""
+    monkeypatch.setattr("edged.uplink.client.ALARM_RETRY_S", 0.4, raising=False)
+    broker = Mosquitto(tmp_path).start()
+    broker.stop()  # the dead zone: its port refuses
+    counters = Counters()
+    uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=20.0, reconnect_max_s=20.0)
+    attempts = 0
+    attempt = uplink._attempt
+
+    async def counted() -> Any:
+        nonlocal attempts
+        attempts += 1
+        return await attempt()
+
+    monkeypatch.setattr(uplink, "_attempt", counted)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: attempts == 1, 5, "the first attempt")
+        await outbox.put_nowait(Publication.make(TOPICS, DOOR, DoorEvent(door="d1", open=True)))
+        await asyncio.sleep(0.3)
+        assert attempts == 1, "an event is no reason to try before the backoff's end"
+        panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={})
+        await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+        await wait_until(lambda: attempts == 2, 1, "an attempt at the press")
+        await asyncio.sleep(0.5)  # the link still down: tried again within ALARM_RETRY_S
+        assert attempts >= 3
+        broker.start()  # the link is back
+        await wait_until(lambda: outbox.depth == 0, 2, "the alarm (and the event) sent")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()
