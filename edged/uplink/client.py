@@ -368,6 +368,8 @@ class Uplink:
             end = await self._attempt()
             if self._closed:
                 return
+            if end.worked:  # what was put in a session went in it, or waits: the cap below
+                self.outbox.alarm_put.clear()
             takeover = end.taken_over or self.reconnect.probable_takeover(end)
             if takeover:
                 self._taken_over(end)
