@@ -207,7 +207,6 @@ class PanicService(Service):
         self.active = details
         if self._off_timer is not None:
             self._off_timer.cancel()
-        self._indicate("alarm")
         state: dict[str, Any] = {
             STATE_KEY: details,
             TRUSTED_KEY: source is not ClockSource.UNSYNCED,
@@ -215,6 +214,10 @@ class PanicService(Service):
         if self.host.state.get(HELD_KEY) is not None:  # a new press: its release was missed
             state[HELD_KEY] = None
         self._send("panic button pressed", state)
+        # only then the light: it tells the provider the alarm is taken, and a power cut
+        # right after it must find the alarm in the journal (an outbox that refuses it,
+        # closed at a stop, raises before the light says so)
+        self._indicate("alarm")
         log.warning("PANIC alarm %s raised", details["alarm_id"], extra=KEEP)
 
     def _send(self, reason: str, state: dict[str, Any] | None = None) -> None:

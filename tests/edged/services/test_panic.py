@@ -18,6 +18,8 @@ from edged.commands.spec import SENT_AT
 from edged.config.access import PanicServiceConfig
 from edged.config.models import SupervisorConfig
 from edged.errors import CommandError
+from edged.node import Node
+from edged.outbox.journal import read as journal_read
 from edged.services.events import LinkChanged, PositionUpdated
 from edged.services.panic import HELD_KEY, STATE_KEY, PanicService
 from tests.drivers.gpio.fakes import SupervisedBoard
@@ -664,3 +666,24 @@ async def test_a_press_right_after_a_gpio_driver_failure_raises_when_it_ran_well
         assert raises(node) == ["panic button pressed"]
     finally:
         await gpio.stop()
+
+
+async def test_the_alarm_is_in_the_journal_before_the_light_says_it_was_taken(
+    node: Node,
+) -> None:
+    """The red light tells the provider the alarm is taken: a power cut right after it must
+    still find the alarm in the journal. The light went on first, the journal record after
+    (the message built and encoded in between); and an outbox that refused it (closed at
+    a stop) left the light saying it was taken."""
+    assert "panic" in node.services
+    lit_with: list[list[str]] = []
+
+    def on_light(event: Feedback) -> None:
+        if event.pattern == "alarm":
+            records = journal_read(node.outbox.journal.path.read_bytes())
+            lit_with.append([r.topic for r in records])
+
+    node.bus.subscribe(Feedback, on_light)
+    node.bus.emit(PanicInput(True, time.monotonic()))
+    assert lit_with, "the light never went on"
+    assert f"{node.topics.base}/alarm/panic" in lit_with[0], "lit before it was journaled"
