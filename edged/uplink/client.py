@@ -354,16 +354,14 @@ class Uplink:
         self._closed = True
 
     async def run(self) -> None:
-        """Keep a session up for as long as the node runs (until `close`)."""
-        while not self._closed:
-        """Keep a session up for as long as the node runs.
+        """Keep a session up for as long as the node runs (until `close`).
 
         An alarm (the panic) does not wait out the backoff: put while the node waits to
         reconnect, it makes it try at once, and while one waits unsent the delay is at most
         ALARM_RETRY_S, whatever `reconnect_min_s` says, so it goes within seconds of the
         link's return, not up to `reconnect_max_s` later. Not when the broker asked for room
         or another client holds the node's id: those delays stand."""
-        while True:
+        while not self._closed:
             self.outbox.alarm_put.clear()
             end = await self._attempt()
             if self._closed:
