@@ -324,7 +324,7 @@ class Node:
                 await self.lanes.close(COMMANDS_AT_STOP_S)
                 left = SHUTDOWN_BUDGET_S - (time.monotonic() - began)
                 await drain_and_say_offline(self.outbox, self.uplink, left)
-                self.uplink.close()  # after `offline`, no session again: no `online` after it
+                self.uplink.close()  # closed before `offline` too; here if the budget ran out
                 # one cancel can be lost
                 await cancel_and_wait([*others, uplink, writer], cancelled=others)
         finally:

@@ -20,6 +20,10 @@ async def drain_and_say_offline(outbox: Outbox, uplink: Uplink, budget_s: float)
         async with asyncio.timeout(budget_s - 0.5):
             await _flush(outbox)
             await uplink.wait_idle(max(0.0, deadline - time.monotonic() - 1.5))
+            # closed before `offline`, said or not: a link lost from here on (in the last
+            # commit, on a slow disk) took a session up again, its birth after `offline`,
+            # and the stop's cancel ended it with a DISCONNECT, which drops the will
+            uplink.close()
             await uplink.say_offline()
             await _flush(outbox)
     except TimeoutError:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from core.cancel import cancel_and_wait
 from core.counters import Counters
 from edged.config.models import BrokerConfig
 from edged.logs import BURST
@@ -24,6 +25,7 @@ from edged.topics import STATE as STATE_TOPIC
 from edged.uplink.cancellable import CancellableClient
 from edged.uplink.client import GIVEN_UP_FOR_S, Uplink
 from edged.uplink.packets import varint
+from edged.uplink.shutdown import drain_and_say_offline
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
@@ -869,6 +871,65 @@ async def test_a_closed_uplink_takes_no_session_up_again_when_its_link_is_lost(
         link.proxy.cut()  # the cancel that should come with it: lost
         await asyncio.wait_for(asyncio.shield(link.task), 5)
         assert uplink.sessions == 1 and not uplink.connected
+
+
+async def retained_state(port: int) -> str:
+    async with Collector(port, topic=f"{TOPICS.base}/state", client_id="test-state") as c:
+        await c.wait_for(lambda: len(c.messages) >= 1, 5, "the retained state")
+    return str(c.messages[-1].payload.get("state"))
+
+
+async def test_a_cancel_swallowed_as_the_link_is_lost_after_offline_leaves_offline_retained(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """The race itself: the node's cancel in the same turn of the loop as the session's
+    end (its reading child failed). Python 3.11's TaskGroup swallowed the cancel; not
+    closed, the uplink took a session up again with its birth, and the node's second cancel
+    ended that one with a DISCONNECT, which drops the will: `online` stayed retained."""
+    async with linked(tmp_path, outbox) as link:
+        uplink = link.uplink
+        await wait_until(lambda: uplink.connected, 10, "online")
+        assert await uplink.say_offline()
+        uplink.close()
+        reading = next(t for t in asyncio.all_tasks() if t.get_name() == "uplink.receive")
+        reading.add_done_callback(lambda _: link.task.cancel())
+        link.proxy.cut()
+        assert await cancel_and_wait([link.task], cancelled=[link.task], again_s=1.0) == 0
+        assert uplink.sessions == 1
+        assert await retained_state(link.broker.port) == "offline"
+
+
+async def test_a_link_lost_as_the_stop_commits_after_offline_takes_no_session_up_again(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`offline` said, the stop's last commit (a slow disk) outlasted the reconnect delay
+    of a link lost meanwhile: the uplink, closed only after it, took a session up again
+    and said `online`; the stop's cancel ended it with a DISCONNECT, which drops the will:
+    `online` stayed retained for a node that had stopped."""
+    async with linked(tmp_path, outbox) as link:
+        uplink = link.uplink
+        await wait_until(lambda: uplink.connected, 10, "online")
+        commit = outbox.flush
+        commits = 0
+
+        async def slow_commit() -> None:
+            nonlocal commits
+            commits += 1
+            await commit()
+            if commits == 2:  # the one after `offline`
+                link.proxy.cut()
+                for _ in range(12):
+                    if uplink.sessions > 1:
+                        break
+                    await asyncio.sleep(0.05)
+
+        monkeypatch.setattr(outbox, "flush", slow_commit)
+        await drain_and_say_offline(outbox, uplink, 4.0)
+        uplink.close()  # as the node does
+        await cancel_and_wait([link.task], again_s=1.0)
+        assert commits == 2
+        assert uplink.sessions == 1, "a session taken up after `offline`"
+        assert await retained_state(link.broker.port) == "offline"
 
 
 async def test_offline_said_while_the_retained_topics_are_restored_keeps_to_receive_maximum(
