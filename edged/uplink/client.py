@@ -74,11 +74,6 @@ ALARM_RETRY_S = 5.0
 upper half): a panic pressed in a dead zone reaches dispatch within seconds of the link's
 return, not after a backoff grown to `reconnect_max_s` over a day offline."""
 RESTORE_CUTS_TO_GIVE_UP = 3
-GIVEN_UP_FOR_S = 3600.0
-"""How long a retained message given up in a restore is not restored again, unchanged: a
-node without kept sessions restores at every connection, and would be cut at it three times
-at each (the broker's policy, not the link); a changed message, or this time gone (the
-policy may have been fixed), is tried again."""
 """Sessions in a row cut short with the same retained topic in flight in their restore
 before it is given up in the next (not restored until the restore is due again). A restore
 cut short is done again; but a broker that closes the connection at one topic whatever its
@@ -87,6 +82,18 @@ node cannot tell changed, `session_expiry_s = 0`) cut every session's restore th
 node never online, nothing drained. One more than `ceiling.LEARN_AFTER`: a limit the node
 can learn is learned first (held back, said with its remedy); and a flaky link cutting
 twice in a row at the panic alarm does not cost it its restore."""
+GIVEN_UP_FIRST_S = 60.0
+"""How long a retained message given up in a restore is first left out of the restores
+that follow, unchanged: a node without kept sessions restores at every connection, and a
+topic the broker closes the connection at (its policy) cost three short sessions at each.
+Not at once the hour: three cuts in a row at one topic may be a flaky link's (the first
+restored topic is in flight when a connection made in a poor signal dies), and that topic
+may be `alarm/panic`, which a broker that lost its store would lack meanwhile for a
+dispatcher subscribing anew. Given up again unchanged, twice as long each time, up to
+GIVEN_UP_FOR_S; restored (or changed), it starts over."""
+GIVEN_UP_FOR_S = 3600.0
+"""The longest a message given up again and again is left out (the policy may have been
+fixed since: `republish` sends it at once)."""
 RESTORE_DUE_KEY = "uplink.restore_due"
 """The state store's key for a restore of the retained topics begun and not ended."""
 UNKNOWN_REPLIES = "(replies to unknown commands)"
@@ -246,9 +253,11 @@ class Uplink:
         until one ends, though a session the broker did not keep restores from the first
         (`session_expiry_s = 0`): else a second topic it closes the connection at restarted
         the count, at the first topic again in the next session, for ever."""
-        self._kept_out: dict[str, tuple[int, float]] = {}
-        """Topic -> (hash of the message, when) of the retained messages given up in a
-        restore: not restored again unchanged for GIVEN_UP_FOR_S, whichever restore."""
+        self._kept_out: dict[str, tuple[int, float, float]] = {}
+        """Topic -> (hash of the message, until when, for how long) of the retained messages
+        given up in a restore: not restored again unchanged until then, whichever restore
+        (GIVEN_UP_FIRST_S). Left when that time is gone, for a next give-up to double it;
+        dropped once the topic is restored, changes, or is no longer retained."""
         self._restoring: str | None = None  # the restored topic in flight
         self._restore_cut: str | None = None
         """The topic in flight when the last restore was cut short, `_restore_cuts` times in
@@ -852,20 +861,23 @@ class Uplink:
             given_up = self._restore_cut_short(cut)
             if given_up is not None:
                 self._given_up.add(given_up)
-            for topic, payload, qos in await self.outbox.retained():
+            retained = await self.outbox.retained()
+            for topic in self._kept_out.keys() - {topic for topic, _, _ in retained}:
+                del self._kept_out[topic]  # no longer retained (cleared)
+            for topic, payload, qos in retained:
                 if topic in self._restored:
                     continue
                 wire = self.wire(payload)
                 size = self._fits(client, topic, topic, wire, qos, None)
                 if size is not None and topic in self._given_up:
                     if topic == given_up:
-                        self._restore_given_up(topic)
-                        self._kept_out[topic] = (hash(wire), time.monotonic())
+                        self._keep_out(topic, wire)
                 elif size is not None and not self._kept_out_still(topic, wire):
                     async with self._before_drain(client, None):
                         self._restoring = topic
                         await self._restore(client, topic, wire, qos, size)
                         self._restoring = None
+                    self._kept_out.pop(topic, None)  # not cut: a next give-up starts over
                 self._restored.add(topic)
             self._set_restore_due(False)
             self._restored.clear()
@@ -892,26 +904,35 @@ class Uplink:
         return cut
 
     def _kept_out_still(self, topic: str, wire: bytes) -> bool:
-        """`topic`'s message, unchanged, was given up in a restore less than
-        GIVEN_UP_FOR_S ago."""
+        """`topic`'s message, unchanged, is still left out of restores (`_keep_out`)."""
         kept = self._kept_out.get(topic)
         if kept is None:
             return False
-        if kept[0] == hash(wire) and time.monotonic() - kept[1] < GIVEN_UP_FOR_S:
-            return True
-        del self._kept_out[topic]
-        return False
+        if kept[0] != hash(wire):  # changed: tried again, a next give-up starts over
+            del self._kept_out[topic]
+            return False
+        return time.monotonic() < kept[1]
 
-    def _restore_given_up(self, topic: str) -> None:
+    def _keep_out(self, topic: str, wire: bytes) -> None:
+        """`topic` given up in this restore: left out of the next ones, unchanged, for
+        GIVEN_UP_FIRST_S, twice as long as last time if it was given up before unchanged
+        (up to GIVEN_UP_FOR_S)."""
+        digest = hash(wire)
+        kept = self._kept_out.get(topic)
+        again = kept is not None and kept[0] == digest
+        for_s = min(GIVEN_UP_FOR_S, kept[2] * 2) if kept is not None and again else GIVEN_UP_FIRST_S
+        self._kept_out[topic] = (digest, time.monotonic() + for_s, for_s)
         self.counters.inc("uplink.restore_given_up")
         log.warning(
             "the connection to %s was lost %d times in a row while %s was restored: it is not "
-            "restored again for %d min unless it changes (the broker may close the "
-            "connection at it: its ACL or policy, its packet size), the other retained "
-            "topics are",
+            "restored again for %d s unless it changes (longer each time it is given up "
+            "again, up to %d min; `republish` sends it): the broker may close the connection "
+            "at it (its ACL or policy, its packet size), or the link was flaky. The other "
+            "retained topics are restored",
             self.where,
             RESTORE_CUTS_TO_GIVE_UP,
             topic,
+            for_s,
             GIVEN_UP_FOR_S // 60,
         )
 
