@@ -269,6 +269,7 @@ class Uplink:
         will's delay started no earlier (`_will_still_held`)."""
         self.refused_topics: set[str] = set()
         self._closed = False
+        self._offline_said = False  # by `say_offline`: a stop then needs no will
         self.stopping = False
         """The node stops (set by it): no session is taken up again for the commands left
         unacknowledged (`_receive`); the next start gets them."""
@@ -771,17 +772,25 @@ class Uplink:
         client.on_flooded = lambda: self.counters.inc("cmd.flooded")
         client.ack_when_handed()  # a command is acknowledged once the node took it (`_take`)
         async with client:
-            client.pending_calls_threshold = self.config.window + 16
-            self._no_connack_v5 = 0
-            self._probed_expired = False
-            if self._probing_311:
-                self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
-            # reading first: a connection lost while we subscribe or publish the birth ends
-            # the session now (aiomqtt would wait out its time-out on the SUBACK or PUBACK),
-            # and the commands a resumed session holds for us come in at once
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._receive(client), name="uplink.receive")
-                tg.create_task(self._start(client, birth), name="uplink.start")
+            try:
+                await self._connected_session(client, birth)
+            finally:
+                # a stop that could not say `offline` (no answer in time, refused): the
+                # will says it, where aiomqtt's DISCONNECT would drop it and leave `online`
+                client.keep_will = self.stopping and not self._offline_said
+
+    async def _connected_session(self, client: MqttClient, birth: bytes) -> None:
+        client.pending_calls_threshold = self.config.window + 16
+        self._no_connack_v5 = 0
+        self._probed_expired = False
+        if self._probing_311:
+            self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
+        # reading first: a connection lost while we subscribe or publish the birth ends
+        # the session now (aiomqtt would wait out its time-out on the SUBACK or PUBACK),
+        # and the commands a resumed session holds for us come in at once
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._receive(client), name="uplink.receive")
+            tg.create_task(self._start(client, birth), name="uplink.start")
 
     async def _start(self, client: MqttClient, birth: bytes) -> None:
         """Subscribe, birth, retained topics again, then drain the outbox for good."""
@@ -1363,7 +1372,9 @@ class Uplink:
     async def say_offline(self) -> bool:
         since, _ = self.outbox.clock.now()
         payload, _, _ = self.outbox.stamp(STATE.name, State(state="offline", since=since))
-        return await self.publish_direct(self.topics.of(STATE), payload, qos=1, retain=True)
+        said = await self.publish_direct(self.topics.of(STATE), payload, qos=1, retain=True)
+        self._offline_said = self._offline_said or said
+        return said
 
     async def republish(self) -> dict[str, Any]:
         """Birth and retained topics again (the `republish` command)."""

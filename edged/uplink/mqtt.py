@@ -170,6 +170,10 @@ def _size(message: aiomqtt.Message) -> int:
     return len(payload) if isinstance(payload, bytes | bytearray | str) else 0
 
 
+DISCONNECT_WITH_WILL = 0x04
+"""MQTT 5's DISCONNECT reason "Disconnect with Will Message": the broker sends the will."""
+
+
 class MqttClient(CancellableClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("queue_type", Incoming)
@@ -185,6 +189,9 @@ class MqttClient(CancellableClient):
                 self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             if getattr(self._properties, "ReceiveMaximum", None) is None:
                 self._properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        self.keep_will = False
+        """End the connection so that the broker sends the will (`__aexit__`): set by the
+        uplink when the node stops without `offline` said in this session."""
         self.flooded = 0
         """Incoming messages dropped: the queue of those not yet handled was full (`Incoming`)."""
         self.on_flooded: Callable[[], None] | None = None
@@ -460,6 +467,22 @@ class MqttClient(CancellableClient):
         broker sends it again at the next connection."""
         if isinstance(self._queue, Incoming):
             self._queue.taken = None
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Disconnect. aiomqtt's DISCONNECT (reason 0) tells the broker to drop the will:
+        with `keep_will`, MQTT 5 says 0x04 instead, and over 3.1.1, which has no reason, the
+        connection is closed without a DISCONNECT, as a lost link is; the broker then sends
+        the will (`offline`, after its delay if it has one)."""
+        if self.keep_will and not self._disconnected.done():
+            if self._client.protocol == paho.MQTTv5:
+                reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
+                if self._client.disconnect(reasoncode=reason) == paho.MQTT_ERR_SUCCESS:
+                    await self._wait_for(self._disconnected, timeout=None)
+            else:
+                self._client._sock_close()  # paho 2.1/2.2's own close (pinned: pyproject)
+            if not self._disconnected.done():
+                self._disconnected.set_result(None)
+        await super().__aexit__(exc_type, exc, tb)
 
     def _on_disconnect(
         self,

@@ -606,6 +606,27 @@ async def test_offline_is_said_in_a_session_stopped_while_its_retained_topics_ar
             )
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_stop_that_could_not_say_offline_leaves_it_to_the_will(
+    tmp_path: Path, outbox: Outbox, protocol: str
+) -> None:
+    """The stop's `offline` not said (the broker did not answer in time, or its ACL refused
+    it) and the session ended by the stop's cancel: aiomqtt's DISCONNECT (reason 0) told
+    the broker to drop the will, so dispatch kept `online` retained for a stopped node
+    until its next start. The session now ends so that the broker sends the will: MQTT 5's
+    DISCONNECT 0x04, or over 3.1.1 the connection closed without a DISCONNECT."""
+    async with linked(tmp_path, outbox, protocol=protocol) as link:
+        uplink = link.uplink
+        await wait_until(lambda: uplink.connected, 10, "online")
+        uplink.stopping = True  # the node stops; its `say_offline`: no answer in time
+        link.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link.task
+        async with Collector(link.broker.port, TOPICS.of(STATE_TOPIC)) as c:
+            await c.wait_for(lambda: bool(c.messages), 5, "the retained state")
+            assert c.messages[-1].payload["state"] == "offline", c.messages[-1].payload
+
+
 async def test_a_stop_while_the_retained_topics_are_restored_waits_for_the_outboxs_messages(
     tmp_path: Path, outbox: Outbox
 ) -> None:
