@@ -6,12 +6,13 @@ can be days or years off. When the kernel says the clock is not synchronised, GP
 """
 
 import ctypes
-import ctypes.util
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
+
+from core.libc import LIBC
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,8 @@ class ClockSource(StrEnum):
 def kernel_clock_synced() -> bool | None:
     """True/False from adjtimex(2); None where it cannot be asked."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
-        state = libc.adjtimex(buf)
+        state = LIBC.adjtimex(buf)
     except (OSError, AttributeError):
         return None
     if state < 0:

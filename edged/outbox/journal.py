@@ -43,7 +43,6 @@ for `MAGIC` only, so it reads the alarm and passes over its state.
 """
 
 import ctypes
-import ctypes.util
 import errno
 import json
 import logging
@@ -57,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.topics import Priority
+from core.libc import LIBC
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _lock(mm: mmap.mmap, size: int) -> int:
     """mlock the mapping (its pages stay in memory: module doc); 0, or the errno."""
     buf = (ctypes.c_char * size).from_buffer(mm)
     try:
-        done = _libc.mlock(ctypes.c_void_p(ctypes.addressof(buf)), ctypes.c_size_t(size))
+        done = LIBC.mlock(ctypes.c_void_p(ctypes.addressof(buf)), ctypes.c_size_t(size))
     finally:
         del buf  # an exported buffer would keep the mapping from closing
     return 0 if done == 0 else ctypes.get_errno() or errno.EIO
