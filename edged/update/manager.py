@@ -44,7 +44,6 @@ from edged.release.launcher import (
     write_atomically,
 )
 from edged.release.schemas import SCHEMAS
-from edged.update.install import check_release, remove_release_off_loop
 from edged.update.job import Job, WorkDir
 from edged.update.trial import EX_TEMPFAIL, Checks, TrialWatch
 from edged.update.versions import release_key
@@ -270,6 +269,8 @@ class UpdateManager:
         """Delete a release that is not in use, off the loop; one in use is kept."""
         if self.tree is None:
             return
+        from edged.update.install import remove_release_off_loop
+
         with contextlib.suppress(ValueError, LauncherError):
             await remove_release_off_loop(self.tree, version)
 
@@ -466,6 +467,8 @@ class UpdateManager:
                 await self._install(job)
             await self._wait_for_moment(job)
             self._still_trusted(job)  # ...or while the release waited for its moment
+            from edged.update.install import check_release  # not at every start: 16 KB
+
             await check_release(self.tree.python(job.version), job.version, self.host.config_path)
             self._set(job, "switching")
             # what ran here: the trial waits only for those (edged.update.trial)

@@ -110,12 +110,12 @@ async def test_an_update_cancel_during_the_start_s_sweep_cancels_the_job_on_disk
 def staged_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Release 0.2.0 installed from a signed bundle and its job staged for `parked`, as
     update.apply leaves them; the release's own start (`check_release`) is not run."""
-    import edged.update.manager as manager_module
+    import edged.update.install as install_module
 
     async def starts(*args: Any) -> None:
         return None
 
-    monkeypatch.setattr(manager_module, "check_release", starts)
+    monkeypatch.setattr(install_module, "check_release", starts)
     root = tmp_path / "releases"
     root.mkdir(exist_ok=True)
     tree = ReleaseTree(root)
