@@ -45,6 +45,7 @@ from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
 from edged.topics import REPLY, STATE, Priority, Topics
 from edged.uplink import tlsfail
+from edged.topics import REPLY, STATE, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.batching import outbox_share
 from edged.uplink.ceiling import PacketCeiling, Suspect, least
@@ -61,7 +62,6 @@ from edged.uplink.reasons import (
 from edged.uplink.reconnect import Reconnect, SessionEnd
 from edged.uplink.sender import REFUSED_KEPT, PubackTimeout, Sender
 from edged.uplink.tls import TlsSessions
-from edged.uplink.tlsfail import tls_error
 
 log = logging.getLogger(__name__)
 
@@ -525,6 +525,8 @@ class Uplink:
         fallback said so in health and lasted until edged restarted. A TLS refusal with
         the node's certificate expired by its clock counts as the probe made
         (`_probed_expired`): 3.1.1 is not tried again while it stays expired."""
+        from edged.uplink import tlsfail  # the advice on a failure, not at every start
+
         self._probing_311 = False
         self.protocol = "5"
         tls = self.config.tls
@@ -588,6 +590,8 @@ class Uplink:
     def _lost(self, exc: BaseException) -> tuple[bool, bool, bool]:
         """A session or a connection attempt ended; (taken over, closed under us, the
         broker asked for room: `asks_for_room`)."""
+        from edged.uplink import tlsfail  # the advice on a failure, not at every start
+
         self.counters.inc("uplink.disconnect")
         client = self._client
         ended = client.ended if client is not None else None
@@ -618,7 +622,7 @@ class Uplink:
             if not isinstance(exc, PubackTimeout) and self._too_large_at_close():
                 return False, False, False  # not another client with our id
             return False, True, False
-        tls = tls_error(exc)
+        tls = tlsfail.tls_error(exc)
         if tls is not None:
             self._tls_failed(tls)
             return False, False, False
@@ -677,6 +681,8 @@ class Uplink:
         """A TLS connection ended before its CONNACK with no TLS alert read: when the node's
         own certificate has expired, that is the likely reason
         (`tlsfail.expired_own_certificate`), not the port: said, and True."""
+        from edged.uplink import tlsfail  # the advice on a failure, not at every start
+
         tls = self.config.tls
         advice = tlsfail.expired_own_certificate(tls.cert_file if tls is not None else None)
         if not advice:
@@ -690,6 +696,8 @@ class Uplink:
         """TLS refused the connection: which side refused what, and what to do. A broker
         certificate that looks expired or not yet valid is said with what the node's clocks
         say: after a cold boot without network time, the clock is the usual fault."""
+        from edged.uplink import tlsfail  # the advice on a failure, not at every start
+
         tls = self.config.tls
         clock = self.clock
         self.counters.inc(f"uplink.tls_refused.{tlsfail.kind(err)}")

@@ -32,7 +32,6 @@ from core.logs import flood_key
 from edged.uplink.cancellable import CancellableClient
 from edged.uplink.packets import PubackFilter
 from edged.uplink.readahead import ReadAhead
-from edged.uplink.tlsfail import reason_of
 from edged.uplink.unreadable import leave_out_unreadable
 
 log = logging.getLogger(__name__)
@@ -71,6 +70,8 @@ class TlsEnded(aiomqtt.MqttError):
     of the MQTT version: no fallback to 3.1.1 follows it."""
 
     def __init__(self, tls: ssl.SSLError) -> None:
+        from edged.uplink.tlsfail import reason_of  # a refusal's words, not at every start
+
         super().__init__(f"the broker ended the TLS session: {reason_of(tls) or tls}")
         self.tls = tls
 

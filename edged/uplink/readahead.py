@@ -18,9 +18,17 @@ import time
 from typing import Any
 
 from edged.uplink.packets import PubackFilter
-from edged.uplink.tlsfail import NOT_A_REFUSAL
 
 CHUNK = 65536
+NOT_A_REFUSAL = (
+    ssl.SSLWantReadError,  # nothing to read yet
+    ssl.SSLWantWriteError,
+    ssl.SSLZeroReturnError,  # a clean TLS close: the broker's answer, if any, is MQTT's
+    ssl.SSLEOFError,  # the connection cut
+    ssl.SSLSyscallError,
+)
+"""TLS errors that say nothing about certificates: not reported as a refusal (here, not in
+`edged.uplink.tlsfail`, which loads on a failure: a TLS read meets the first one often)."""
 
 
 class ReadAhead:

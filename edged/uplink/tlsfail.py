@@ -23,19 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edged.clock import ENABLE_NTP
+from edged.uplink.readahead import NOT_A_REFUSAL
 
 NOT_YET_VALID = 9  # X509_V_ERR_CERT_NOT_YET_VALID
 EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
 NEW_NODE_CERT = "`fleet-certs.sh DIR node FLEET NODE` on the fleet CA issues a new one"
-NOT_A_REFUSAL = (
-    ssl.SSLWantReadError,  # nothing to read yet
-    ssl.SSLWantWriteError,
-    ssl.SSLZeroReturnError,  # a clean TLS close: the broker's answer, if any, is MQTT's
-    ssl.SSLEOFError,  # the connection cut
-    ssl.SSLSyscallError,
-)
-"""TLS errors that say nothing about certificates: not reported as a refusal."""
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
