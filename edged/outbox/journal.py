@@ -55,8 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edged.topics import Priority
 from core.libc import LIBC
+from edged.topics import Priority
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ ALARM_ROOM = 32 * 1024
 record is folded only by a commit that succeeds: on a full card with the link down none
 does, and a service day of taps (~600) filled the whole file, so the panic pressed then was
 in memory only and a power cut lost it, with the panic service's memory of it."""
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _lock(mm: mmap.mmap, size: int) -> int:
