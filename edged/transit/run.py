@@ -76,7 +76,7 @@ class RunningFeed:
         self.service.status.last_message = time.time()
 
     async def serve(self) -> None:
-        runner = web.AppRunner(self.server.app, shutdown_timeout=1.0, access_log=None)
+        runner = self.server.runner()
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.options.host, self.options.port)

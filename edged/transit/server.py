@@ -48,7 +48,16 @@ WRITE_TIMEOUT_S = 10.0
 """A piece of the stream the page does not take in this time (a tab that stopped reading, a
 laptop closed behind a balancer that passes back-pressure) ends the stream and frees its
 slot. The same time bounds data the page's TCP does not acknowledge (TCP_USER_TIMEOUT): a
-peer gone without a FIN is found in seconds, not after the kernel's ~15 min of retries."""
+peer gone without a FIN is found in seconds, not after the kernel's ~15 min of retries.
+It bounds every answer the same way: a poller that asks for the feed and never reads it
+(its window shut) does not hold its connection, its descriptor and the answer for ever."""
+HEAD_TIMEOUT_S = 10.0
+"""A request's head must be in this long after the connection opened or the previous answer
+was sent, however its bytes trickle in (aiohttp's keep-alive deadline, which it sets at the
+connection's start and after each answer, and which data arriving does not move): aiohttp's
+own, an hour, let a client that sent nothing, or a header byte now and then (slowloris),
+hold a descriptor that long; a few hundred such held the feed's whole descriptor limit.
+An idle keep-alive connection is closed after it too: a poller reconnects."""
 
 
 class TileError(EdgedError):
@@ -90,6 +99,7 @@ class FeedServer:
         max_pages: int = MAX_PAGES,
         stream_max_s: float = STREAM_MAX_S,
         write_timeout_s: float = WRITE_TIMEOUT_S,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
     ) -> None:
         self.service = service
         self.page = page
@@ -98,6 +108,7 @@ class FeedServer:
         self.max_pages = max_pages
         self.stream_max_s = stream_max_s
         self.write_timeout_s = write_timeout_s
+        self.head_timeout_s = head_timeout_s
         csp = CSP
         if tile_url is not None:
             csp = csp.replace("img-src 'self'", f"img-src 'self' {tile_origin(tile_url)}")
@@ -106,6 +117,13 @@ class FeedServer:
         self.pages = 0
         self.closing = asyncio.Event()
         self.app = self._make_app()
+
+    def runner(self) -> web.AppRunner:
+        """The app's runner with the connection limits (`HEAD_TIMEOUT_S`): what `edgectl
+        feed` serves with, so what the tests serve with too."""
+        return web.AppRunner(
+            self.app, shutdown_timeout=1.0, access_log=None, keepalive_timeout=self.head_timeout_s
+        )
 
     def _make_app(self) -> web.Application:
         app = web.Application(client_max_size=4096, middlewares=[self._guard])
@@ -138,6 +156,8 @@ class FeedServer:
     async def _guard(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if request.transport is not None:  # every answer, not only the page's streams
+            bound_unacknowledged(request.transport.get_extra_info("socket"), self.write_timeout_s)
         try:
             return await handler(request)
         except web.HTTPException as exc:

@@ -1,0 +1,111 @@
+"""A client of the feed's HTTP side cannot hold a connection: a head must come within
+`head_timeout_s` (a client that sends nothing, or trickles its header bytes: slowloris),
+and an answer the client does not take is ended by the kernel (TCP_USER_TIMEOUT). Through
+the runner `edgectl feed` serves with, on a real port, with real sockets."""
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import ClientSession, web
+
+from edged.transit.server import FeedServer
+from tests.transit.support import NOW, Clock, feed, vehicle
+
+
+@contextlib.asynccontextmanager
+async def _serving(server: FeedServer) -> AsyncIterator[tuple[web.AppRunner, int]]:
+    runner = server.runner()
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield runner, port
+    finally:
+        server.closing.set()
+        await runner.cleanup()
+
+
+async def _connect(port: int, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closed `sock` (EOF or reset) within `seconds`, reading what comes."""
+    loop = asyncio.get_running_loop()
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 0.2)
+        except TimeoutError:
+            continue
+        except ConnectionError:
+            return True
+        if not data:
+            return True
+    return False
+
+
+async def test_a_client_that_sends_no_head_or_trickles_it_is_closed_and_others_served() -> None:
+    service = feed(Clock(NOW), schedule=False)
+    vehicle(service, "shuttle-07")
+    server = FeedServer(service, head_timeout_s=0.5)
+    async with _serving(server) as (_, port):
+        silent = await _connect(port)
+        trickle = await _connect(port)
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(trickle, b"GET /health HTTP/1.1\r\nHost: feed\r\n")
+
+        async def drip() -> None:
+            for _ in range(40):  # a header line every 0.1 s: 4 s of head if let
+                await asyncio.sleep(0.1)
+                with contextlib.suppress(OSError):
+                    await loop.sock_sendall(trickle, b"X-Slow: 1\r\n")
+
+        dripping = asyncio.create_task(drip())
+        try:
+            started = time.monotonic()
+            silent_closed, trickle_closed = await asyncio.gather(
+                _closed_within(silent, 3.0), _closed_within(trickle, 3.0)
+            )
+            assert silent_closed, "a connection that sent nothing was kept"
+            assert trickle_closed, "a head trickled in byte by byte was waited for"
+            assert time.monotonic() - started < 3.0
+            async with ClientSession() as http, http.get(
+                f"http://127.0.0.1:{port}/gtfs-rt/vehicle-positions"
+            ) as r:
+                assert r.status == 200 and len(await r.read()) > 0
+        finally:
+            dripping.cancel()
+            silent.close()
+            trickle.close()
+
+
+async def test_a_poller_that_never_reads_its_answer_loses_the_connection() -> None:
+    # 3,000 vehicles: the JSON feed is about 1 MB, far more than the shut window takes
+    service = feed(Clock(NOW), schedule=False)
+    for i in range(3000):
+        vehicle(service, f"shuttle-{i:04d}")
+    server = FeedServer(service, write_timeout_s=0.5)
+    async with _serving(server) as (runner, port):
+        stuck = [await _connect(port, rcvbuf=4096) for _ in range(4)]
+        try:
+            for sock in stuck:
+                await asyncio.get_running_loop().sock_sendall(
+                    sock, b"GET /gtfs-rt/vehicle-positions.json HTTP/1.1\r\nHost: feed\r\n\r\n"
+                )
+            ends = time.monotonic() + 8.0
+            while runner.server is not None and runner.server.connections:
+                assert time.monotonic() < ends, "pollers that never read kept their connections"
+                await asyncio.sleep(0.1)
+        finally:
+            for sock in stuck:
+                sock.close()
