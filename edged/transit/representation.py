@@ -53,11 +53,13 @@ class Representation:
             return False
         try:
             moment = parsedate_to_datetime(since)
-        except (TypeError, ValueError, IndexError):
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            since_s = int(moment.timestamp())
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
+            # not an HTTP-date (RFC 9110 13.1.3: ignored); a year past a C long raised
+            # OverflowError, a 500 and a traceback in the log at every such request
             return False
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        since_s = int(moment.timestamp())
         return self.modified_s <= since_s
 
     def respond(self, request: web.Request) -> web.Response:

@@ -222,3 +222,24 @@ async def test_siri_answers_304_while_its_content_is_the_same_and_a_new_tag_when
     assert changed.status == 200 and changed.headers["ETag"] != first.headers["ETag"]
     again = await client.get(SIRI_VM, headers={"If-None-Match": changed.headers["ETag"]})
     assert again.status == 304
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "Mon, 1 Jan 99999999999 00:00:00 GMT",  # a year past a C long: OverflowError
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "Mon, 01 Jan 0000 00:00:00 GMT",
+        "Mon, 01 Jan 2020 00:00:00 +9999",
+        "not a date",
+    ],
+)
+async def test_an_if_modified_since_that_is_no_date_is_ignored_not_a_500(
+    client: TestClient, since: str
+) -> None:
+    # RFC 9110 13.1.3: a value that is not a valid HTTP-date is ignored; a 500 also logged
+    # a traceback per request, which any client could repeat
+    for path in (VP, "/siri-lite/vehicle-monitoring.json"):
+        r = await client.get(path, headers={"If-Modified-Since": since})
+        assert r.status in (200, 304), (path, since, r.status)
+        assert r.status == 200 or since.startswith("Fri, 31 Dec 9999")
