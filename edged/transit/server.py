@@ -51,13 +51,15 @@ slot. The same time bounds data the page's TCP does not acknowledge (TCP_USER_TI
 peer gone without a FIN is found in seconds, not after the kernel's ~15 min of retries.
 It bounds every answer the same way: a poller that asks for the feed and never reads it
 (its window shut) does not hold its connection, its descriptor and the answer for ever."""
-HEAD_TIMEOUT_S = 10.0
+HEAD_TIMEOUT_S = 75.0
 """A request's head must be in this long after the connection opened or the previous answer
 was sent, however its bytes trickle in (aiohttp's keep-alive deadline, which it sets at the
 connection's start and after each answer, and which data arriving does not move): aiohttp's
 own, an hour, let a client that sent nothing, or a header byte now and then (slowloris),
-hold a descriptor that long; a few hundred such held the feed's whole descriptor limit.
-An idle keep-alive connection is closed after it too: a poller reconnects."""
+hold a descriptor that long. An idle keep-alive connection is closed after it too, so it
+stays above the idle time balancers keep their connections to a backend (nginx's upstream
+`keepalive_timeout` and AWS ALB's idle timeout: 60 s): below it, a balancer would send a
+request on a connection the feed is closing and answer its client 502."""
 
 
 class TileError(EdgedError):
