@@ -109,3 +109,17 @@ async def test_a_poller_that_never_reads_its_answer_loses_the_connection() -> No
         finally:
             for sock in stuck:
                 sock.close()
+
+
+async def test_a_live_page_stream_outlives_the_head_deadline() -> None:
+    # the head deadline is aiohttp's keep-alive timer: it must not end a stream being served
+    service = feed(Clock(NOW), schedule=False)
+    vehicle(service, "shuttle-07")
+    server = FeedServer(service, head_timeout_s=0.3, stream_max_s=1.5)
+    async with _serving(server) as (_, port), ClientSession() as http:
+        started = time.monotonic()
+        async with http.get(f"http://127.0.0.1:{port}/api/events") as page:
+            assert page.status == 200
+            body = await asyncio.wait_for(page.content.read(), 10)  # until the server ends it
+        assert time.monotonic() - started >= 1.5, "the stream was cut at the head deadline"
+        assert body.startswith(b"retry: ") and b"event: fleet\n" in body
