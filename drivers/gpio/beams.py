@@ -37,11 +37,16 @@ together only ever show "someone is on this beam"):
   counts a passage in a direction the shape did not show. Two-way doorways wide enough to
   pass in need one beam pair per lane.
 - A beam blocked for `max_transit_s` (dirty lens, knocked reflector, a person standing in
-  the door): the pass in progress is dropped and reported as `Stuck` once; nothing counts
-  until both beams have been clear again. The time is each beam's own: the other beam
-  changing (people still squeezing past on it) does not restart it. If the beams reported
-  clear while the other is still blocked (a trolley pushed from one beam onto the other),
-  that one is timed and reported in turn.
+  the door) is reported as `Stuck` once, and that is all it does: the walk in progress is
+  kept. A rider who stands in the doorway that long (paying the driver on the step, an
+  elderly rider with a walker, a wheelchair or a pram lifted up the steps) and then walks
+  on counts once; one who backs out counts nothing, as ever. A beam really stuck (a dirty
+  lens, a parked case) completes no walk by itself: people crossing the other beam read
+  as stepping back and count nothing, and at most one passage counts when it clears while
+  someone is on the other beam. The time is each beam's own: the other beam changing
+  (people still squeezing past on it) does not restart it. If the beams reported clear
+  while the other is still blocked (a trolley pushed from one beam onto the other), that
+  one is timed and reported in turn.
 - A beam stuck *clear* (a receiver that always sees light: misaligned onto a reflection, a
   shorted output) shows nothing by itself: everyone then makes edges on the other beam
   only, which read as back-outs. `ONE_SIDED_BACKOUTS` back-outs in a row on one beam with
@@ -69,7 +74,8 @@ IDLE = 0
 2: on both, 3: on the exit beam only); 4: both blocked by a leader on the exit beam and a
 follower on the entry beam."""
 SETTLING = -1
-"""After a stuck beam or a start with a beam blocked: wait until both are clear."""
+"""After a start with a beam blocked (what was going on is not known): wait until both are
+clear."""
 ONE_SIDED_BACKOUTS = 10
 """Back-outs in a row on one beam, the other never changing, that report it `OneSided`."""
 EPSILON = 1e-6
@@ -87,8 +93,9 @@ class Passage:
 
 @dataclass(frozen=True, slots=True)
 class Stuck:
-    """A beam stayed blocked `max_transit_s`: a fault, or someone standing in the door.
-    `blocked`: the beams blocked that long (at `ts`, when the first of them got there)."""
+    """A beam stayed blocked `max_transit_s`: a fault, or someone standing in the door (a
+    report only: the walk in progress goes on). `blocked`: the beams blocked that long (at
+    `ts`, when the first of them got there)."""
 
     ts: float
     blocked: tuple[Beam, ...]
@@ -247,9 +254,7 @@ class BeamCounter:
     def _report_stuck(self) -> Stuck:
         deadline = self._stuck_deadline()
         assert deadline is not None
-        self._stuck_reported = True
-        self._held = None  # the pass in progress is not trusted
-        self._phase = SETTLING
+        self._stuck_reported = True  # a report only: someone standing in the door walks on
         self._stuck_beams = tuple(
             i
             for i, since in enumerate(self._blocked_since)
@@ -265,14 +270,18 @@ class BeamCounter:
         if self._one_sided[i]:
             self._one_sided[i] = False
             out.append(Moving(_BEAMS[i], t))
+        if (
+            self._stuck_reported
+            and any(self._level)
+            and not any(self._level[b] for b in self._stuck_beams)
+        ):
+            # what was reported stuck is clear, the other beam is still blocked (a blockage
+            # moved across): time that one, or nothing says why nothing counts
+            self._stuck_reported = False
         phase = self._phase
         if phase == SETTLING:
             if not any(self._level):
                 self._idle()
-            elif self._stuck_reported and not any(self._level[b] for b in self._stuck_beams):
-                # what was reported stuck is clear, the other beam is still blocked (a
-                # blockage moved across): time that one, or nothing says why nothing counts
-                self._stuck_reported = False
             return
         if phase == IDLE:
             if blocked:  # from idle only a block can come
@@ -307,7 +316,10 @@ class BeamCounter:
             self._phase = 3
         else:  # cannot happen while the phase matches the levels; never trust a guess
             self._held = None
-            self._phase = SETTLING if any(self._level) else IDLE
+            if any(self._level):
+                self._phase = SETTLING
+            else:
+                self._idle()
 
     def _idle(self) -> None:
         self._phase = IDLE

@@ -580,7 +580,8 @@ class _Doorway:
                 ctx.count("beam_stuck")
                 ctx.log.warning(
                     "door %s: %s beam blocked for %g s: dirty or misaligned, or someone "
-                    "standing in the door; not counting until both are clear",
+                    "standing in the door (who counts if they walk on; a beam stuck blocked "
+                    "counts nobody crossing the other)",
                     door,
                     " and ".join(out.blocked) or "a",
                     self.options.max_transit_s,

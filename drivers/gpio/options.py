@@ -88,8 +88,9 @@ class BeamPair(_Part):
         default=10.0,
         gt=0,
         le=600,
-        description="a beam blocked with no change this long is reported stuck; the pass "
-        "in progress is dropped",
+        description="a beam blocked with no change this long is reported stuck (counted "
+        "beam_stuck; the walk in progress goes on: whoever stood in the door and walks on "
+        "counts)",
     )
 
     @model_validator(mode="after")

@@ -132,13 +132,48 @@ def test_block_of_exactly_min_block_s_counts() -> None:
     assert c.blocked("outer")  # the block is confirmed; the clear now waits its turn
 
 
-def test_beam_stuck_blocked_is_reported_once_and_nothing_counts_until_clear() -> None:
+def test_beam_stuck_blocked_is_reported_once_and_a_back_out_after_it_counts_nothing() -> None:
     c = BeamCounter(MIN, 2.0)
     out = c.feed("outer", True, 0.0) + c.feed("inner", True, 0.1)
     out += c.advance(10.0) + c.advance(20.0)
     stuck = [o for o in out if isinstance(o, Stuck)]
     assert stuck == [Stuck(2.0, ("outer",))]  # outer blocked 2 s; inner only 1.9 s then
-    out = c.feed("outer", False, 21.0) + c.feed("inner", False, 21.5) + c.advance(22.0)
+    out = c.feed("inner", False, 21.0) + c.feed("outer", False, 21.5) + c.advance(22.0)
+    assert passages(out) == []
+    assert c.idle
+
+
+@pytest.mark.parametrize("direction", ["in", "out"])
+def test_a_rider_standing_in_the_door_past_max_transit_s_then_walking_on_counts_once(
+    direction: str,
+) -> None:
+    # paying the driver on the step, a walker, a pram lifted up the steps: on both beams
+    # far longer than a walk, then through; the stuck report is for ops, the rider counts
+    entry, exit_ = ("outer", "inner") if direction == "in" else ("inner", "outer")
+    c = BeamCounter(MIN, 2.0)
+    out = c.feed(entry, True, 0.0) + c.feed(exit_, True, 0.4) + c.advance(30.0)
+    out += c.feed(entry, False, 30.5) + c.feed(exit_, False, 30.9) + c.advance(32.0)
+    # each beam named once it has been blocked that long and the other is clear
+    assert [o for o in out if isinstance(o, Stuck)] == [Stuck(2.0, (entry,)), Stuck(2.4, (exit_,))]
+    assert passages(out) == [direction]
+    assert c.idle
+
+
+def test_a_leader_held_while_the_follower_stands_in_the_door_counts_with_the_follower() -> None:
+    c = BeamCounter(MIN, 2.0)
+    out = walk("O+", "I+", "O-", "O+", "I-", counter=c)  # the leader is through, held
+    out += c.advance(20.0)  # the follower stands on the outer beam
+    out += c.feed("inner", True, 20.1) + c.feed("outer", False, 20.2)
+    out += c.feed("inner", False, 20.3) + c.advance(21.0)
+    assert passages(out) == ["in", "in"]
+
+
+def test_a_lens_stuck_blocked_counts_nobody_crossing_the_other_beam() -> None:
+    c = BeamCounter(MIN, 2.0)
+    out = c.feed("outer", True, 0.0)  # a dirty outer lens
+    for k in range(20):
+        out += c.feed("inner", True, 3.0 + k) + c.feed("inner", False, 3.4 + k)
+    out += c.feed("outer", False, 30.0) + c.advance(31.0)  # wiped
     assert passages(out) == []
     assert c.idle
 

@@ -6,6 +6,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from edged.services.events import (
     TripStarted,
 )
 from edged.services.occupancy import OccupancyService, coarse_percent
+from tests.drivers.gpio.fakes import SupervisedBoard, wait_until
 from tests.helpers.host import TestHost
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -651,3 +653,32 @@ async def test_a_stop_start_engine_stopped_at_a_stop_keeps_the_count_through_the
     assert vehicle.trips.trip is not None, "the next trip opened"
     await asyncio.sleep(8 * GRACE_S)
     assert occupancy.count == 14 and node.of_type(OccupancyReset) == []
+
+
+async def test_a_rider_standing_in_the_beams_past_max_transit_s_then_boarding_is_counted(
+    pins: MockFactory,
+) -> None:
+    """The real GPIO driver on mock pins, the real service: a rider stops on both beams
+    (paying the driver on the step, a walker, a pram lifted up) longer than max_transit_s,
+    then boards. The stuck report goes to health; the rider is on board."""
+    node, service, counted = make(count_from=["beams"])
+    beams = [{"door": "front", "outer": 20, "inner": 21, "min_block_s": 0.005}]
+    gpio = SupervisedBoard(node, beams=[{**beams[0], "max_transit_s": 0.1}])
+    outer, inner = pins.pin(20), pins.pin(21)
+    outer.drive_low()
+    inner.drive_low()
+    try:
+        await gpio.start()
+        outer.drive_high()
+        await asyncio.sleep(0.02)
+        inner.drive_high()
+        await wait_until(
+            lambda: any(k.endswith("beam_stuck") for k in counted.snapshot()), 1, "a stuck report"
+        )
+        outer.drive_low()
+        await asyncio.sleep(0.02)
+        inner.drive_low()
+        await wait_until(lambda: service.count == 1, 1, "the rider counted")
+        assert node.bodies("occupancy")[-1].count == 1
+    finally:
+        await gpio.stop()
