@@ -85,10 +85,12 @@ the rounding of `since + min_block_s` in binary floating point."""
 
 @dataclass(frozen=True, slots=True)
 class Passage:
-    """One person went through; `ts` is when they cleared the inner (or outer) beam."""
+    """One person went through; `ts` is when they cleared the inner (or outer) beam,
+    `began` when they blocked the other one first (the walk's first edge)."""
 
     direction: Direction
     ts: float
+    began: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +165,10 @@ class BeamCounter:
         self._since: list[float | None] = [None, None]  # a pending change began then
         self._phase = SETTLING if (outer_blocked or inner_blocked) else IDLE
         self._entry = OUTER  # the beam this pass came in by: OUTER going in
-        self._held: float | None = None  # a leader's passage not yet certain (follower rule)
+        self._held: tuple[float, float] | None = None  # a leader's passage not yet certain
+        # (follower rule): when it ended, when it began
+        self._began = now  # the walk going on began then (its first edge)
+        self._follower_began = now  # the follower on the entry beam (phase 4) came then
         # since when each beam has been blocked (confirmed, dated at its edge); None: clear
         self._blocked_since: list[float | None] = [
             now if outer_blocked else None,
@@ -287,6 +292,7 @@ class BeamCounter:
             if blocked:  # from idle only a block can come
                 self._entry = i
                 self._phase = 1
+                self._began = t
             return
         entering = i == self._entry  # an edge on the beam this pass came in by
         direction: Direction = "in" if self._entry == OUTER else "out"
@@ -302,15 +308,17 @@ class BeamCounter:
             self._phase = 3 if entering else 1  # past the entry beam, or stepping back
         elif phase == 3 and not entering and not blocked:  # through
             if self._held is not None:
-                out.append(Passage(direction, self._held))
-            out.append(Passage(direction, t))
+                out.append(Passage(direction, *self._held))
+            out.append(Passage(direction, t, self._began))
             self._idle()
         elif phase == 3 and entering and blocked:  # a follower on the entry beam
             self._phase = 4
+            self._follower_began = t
         elif phase == 4 and not entering and not blocked:  # the leader went through
             if self._held is not None:  # a second one: the first is certain now
-                out.append(Passage(direction, self._held))
-            self._held = t
+                out.append(Passage(direction, *self._held))
+            self._held = (t, self._began)
+            self._began = self._follower_began
             self._phase = 1
         elif phase == 4 and entering and not blocked:  # the follower stepped back
             self._phase = 3

@@ -347,11 +347,28 @@ class _Door:
         )
         self.timer: asyncio.TimerHandle | None = None
         self.warned = False  # one warning per door and run; the counter counts every flap
+        # what the services were told and since when (a gate for the door's beams)
+        self.history: deque[tuple[float, bool]] = deque(
+            [(float("-inf"), self.value)], maxlen=DOOR_HISTORY
+        )
 
     @property
     def value(self) -> bool:
         """Open, as the services were last told."""
         return self.guard.reported
+
+    def open_between(self, start: float, end: float) -> bool:
+        """Was the door open at some moment from `start` to `end` (as reported)? Yes while
+        its contact flaps (it cannot tell), or before what the history remembers."""
+        if self.guard.flapping or self.history[0][0] > start:
+            return True
+        was = self.history[0][1]
+        for ts, is_open in self.history:
+            if ts <= start:
+                was = is_open
+            elif ts <= end and is_open:
+                return True
+        return was
 
     def changed(self, is_open: bool, ts: float) -> None:
         self.handle(self.guard.change(is_open, ts))
@@ -364,6 +381,7 @@ class _Door:
         ctx, o = self.board.ctx, self.options
         for out in outputs:
             if isinstance(out, Report):
+                self.history.append((out.ts, out.value))
                 ctx.emit(DoorInput(o.name, out.value, out.ts))
             elif isinstance(out, Flapping):
                 ctx.count("door_flapping")
@@ -400,6 +418,15 @@ class _Door:
             self.timer.cancel()
             self.timer = None
 
+
+DOOR_GRACE_S = 2.0
+"""A walk through the beams of a door that has a contact counts only if the door was open
+at some moment of it, give or take this: a rider who boards as the door closes behind them
+clears the inner beam a second or so after it shut, and one leaving reaches the handle as
+the contact opens. A walk wholly inside a closed door's time is no one going through it:
+someone inside moving about the door, a hand waved through the beams."""
+DOOR_HISTORY = 32
+"""The door changes kept to judge walks by: far more than happen during one walk."""
 
 SERIES_PRESS_MIN_S = 0.1
 """A press counts towards `presses` once down this long: a deliberate jab lasts longer, a
@@ -540,14 +567,29 @@ class _Panic:
 
 
 class _Doorway:
-    """A pair of beams feeding the direction machine; Crossing events out."""
+    """A pair of beams feeding the direction machine; Crossing events out.
+
+    Where the board has a contact on the same door (`door` of the beams = `name` of the
+    contact), a walk counts only if that door was open at some moment of it, give or take
+    `DOOR_GRACE_S`: one wholly inside the door's closed time is counted `beam_door_closed`
+    and no Crossing. A walk that ends with the door closed waits until the grace is over
+    (the contact may report the opening a debounce later), and those after it wait with it,
+    so Crossings keep their order."""
 
     def __init__(
-        self, board: "_Board", options: BeamPair, outer: InputDevice, inner: InputDevice
+        self,
+        board: "_Board",
+        options: BeamPair,
+        outer: InputDevice,
+        inner: InputDevice,
+        door: "_Door | None" = None,
     ) -> None:
         self.board = board
         self.options = options
         self.devices = {"outer": outer, "inner": inner}
+        self.door = door
+        self.waiting: deque[Passage] = deque()  # walks not yet judged against the door
+        self.gate_timer: asyncio.TimerHandle | None = None
         self.counter = BeamCounter(
             options.min_block_s,
             options.max_transit_s,
@@ -573,7 +615,8 @@ class _Doorway:
         ctx, door = self.board.ctx, self.options.door
         for out in outputs:
             if isinstance(out, Passage):
-                ctx.emit(Crossing(door, out.direction, out.ts))
+                self.waiting.append(out)
+                self.judge()
             elif isinstance(out, Glitch):
                 ctx.count("beam_glitch")
             elif isinstance(out, Stuck):
@@ -612,10 +655,49 @@ class _Doorway:
         if deadline is not None:
             self.timer = self.board.later(deadline, self.tick)
 
+    def due(self, walk: Passage) -> float:
+        """When a walk's door is known for its grace: the contact's report of a change
+        comes a debounce after it."""
+        bounce = self.door.options.bounce_s if self.door is not None else 0.0
+        return walk.ts + DOOR_GRACE_S + bounce + 0.01
+
+    def judge(self) -> None:
+        """Let through, in order, the walks the door was open for; count those it was
+        closed for all along; wait for the rest."""
+        if self.gate_timer is not None:
+            self.gate_timer.cancel()
+            self.gate_timer = None
+        ctx, name_ = self.board.ctx, self.options.door
+        now = time.monotonic()
+        while self.waiting:
+            walk = self.waiting[0]
+            door = self.door
+            if door is None or door.open_between(walk.began - DOOR_GRACE_S, now):
+                ctx.emit(Crossing(name_, walk.direction, walk.ts))
+            elif now >= self.due(walk):
+                ctx.count("beam_door_closed")
+                ctx.log.warning(
+                    "door %s: a walk %s through the beams while the door was closed (no "
+                    "opening from %g s before it to %g s after): not counted. Someone inside "
+                    "moving about the door, a hand waved through the beams, or a door "
+                    "contact that reads closed when open (its pin, active_high)? "
+                    "(beam_door_closed)",
+                    name_,
+                    walk.direction,
+                    DOOR_GRACE_S,
+                    DOOR_GRACE_S,
+                    extra=flood_key(f"{name_} closed"),
+                )
+            else:
+                self.gate_timer = self.board.later(self.due(walk), self.judge)
+                return
+            self.waiting.popleft()
+
     def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.timer, self.gate_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.gate_timer = None
 
 
 class _Board:
@@ -770,7 +852,8 @@ class _Board:
         for b in o.beams:
             outer = self._input(f"door {b.door} outer beam", b.outer, b.pull)
             inner = self._input(f"door {b.door} inner beam", b.inner, b.pull)
-            way = _Doorway(self, b, outer, inner)
+            gate = next((d for d in self.doors if d.options.name == b.door), None)
+            way = _Doorway(self, b, outer, inner, gate)
             self._watch(f"door {b.door} outer beam", outer, functools.partial(way.edge, "outer"))
             self._watch(f"door {b.door} inner beam", inner, functools.partial(way.edge, "inner"))
             self.doorways.append(way)

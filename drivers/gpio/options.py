@@ -69,7 +69,12 @@ class DoorContact(_Input):
 
 
 class BeamPair(_Part):
-    door: str = Field(min_length=1, max_length=40, description="door name in Crossing events")
+    door: str = Field(
+        min_length=1,
+        max_length=40,
+        description="door name in Crossing events; a door contact of this name gates the "
+        "beams: a walk counts only if the door was open at some moment of it",
+    )
     outer: Pin = Field(description="pin of the beam on the outside of the doorway")
     inner: Pin = Field(description="pin of the beam on the inside of the doorway")
     pull: Pull = Field(default="up", description="internal resistor on both beam inputs")

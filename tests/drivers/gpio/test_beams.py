@@ -291,3 +291,12 @@ def test_clock_going_backwards_is_clamped() -> None:
 def test_nonsense_timings_are_refused() -> None:
     with pytest.raises(ValueError, match="min_block_s"):
         BeamCounter(1.0, 0.5)
+
+
+def test_each_passage_says_when_its_walk_began_a_held_leader_its_own() -> None:
+    # the driver judges a walk by the door's state during it (a shut door gates the beams)
+    out = walk("O+", "I+", "O-", "O+", "I-", "I+", "O-", "I-")
+    assert [(p.began, p.ts) for p in out if isinstance(p, Passage)] == [
+        pytest.approx((0.1, 0.5)),
+        pytest.approx((0.4, 0.8)),
+    ]

@@ -682,3 +682,64 @@ async def test_a_rider_standing_in_the_beams_past_max_transit_s_then_boarding_is
         assert node.bodies("occupancy")[-1].count == 1
     finally:
         await gpio.stop()
+
+
+async def _walk(outer: Any, inner: Any, direction: str, step_s: float = 0.02) -> None:
+    first, second = (outer, inner) if direction == "in" else (inner, outer)
+    for pin, drive in ((first, "high"), (second, "high"), (first, "low"), (second, "low")):
+        getattr(pin, f"drive_{drive}")()
+        await asyncio.sleep(step_s)
+
+
+async def test_beams_behind_a_closed_door_count_no_one_and_tell_ops(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A venue: the door contact and the beams of one door (config/venue.toml), the real
+    GPIO driver on mock pins, the real service. Someone inside waves a hand through the
+    beams while the door is shut: nobody went through it, and the room must not fill up
+    (a full venue refuses its booked providers at the door). Walks the door was open for,
+    even for a moment of them (the door shutting behind a rider still on the beams, a
+    rider crossing the beams to the handle), count."""
+    from drivers.gpio import board
+
+    monkeypatch.setattr(board, "DOOR_GRACE_S", 0.2, raising=False)
+    node, service, counted = make(count_from=["beams"], capacity=3)
+    door, outer, inner = pins.pin(17), pins.pin(20), pins.pin(21)
+    door.drive_low()  # closed: a reed contact to ground, the pull-up
+    outer.drive_low()
+    inner.drive_low()
+    gpio = SupervisedBoard(
+        node,
+        doors=[{"name": "entrance", "pin": 17}],
+        beams=[{"door": "entrance", "outer": 20, "inner": 21, "min_block_s": 0.005}],
+    )
+
+    def dropped() -> int:
+        return sum(n for k, n in counted.snapshot().items() if k.endswith("beam_door_closed"))
+
+    try:
+        await gpio.start()
+        for _ in range(4):  # four sweeps "in": the room would be full
+            await _walk(outer, inner, "in")
+        await wait_until(lambda: dropped() == 4, 1.5, "four walks judged")
+        assert service.count == 0 and not service.full
+        door.drive_high()  # opened
+        await _walk(outer, inner, "in")
+        await wait_until(lambda: service.count == 1, 0.5, "the one who came in")
+        outer.drive_high()
+        inner.drive_high()
+        await asyncio.sleep(0.03)
+        door.drive_low()  # shut behind the next one, still on the beams
+        await asyncio.sleep(0.1)
+        outer.drive_low()
+        await asyncio.sleep(0.03)
+        inner.drive_low()
+        await wait_until(lambda: service.count == 2, 1, "the one the door shut behind")
+        await asyncio.sleep(0.35)  # past the grace
+        await _walk(outer, inner, "out")  # to the handle, then the door opens
+        await asyncio.sleep(0.05)
+        door.drive_high()
+        await wait_until(lambda: service.count == 1, 1, "the one who left")
+        assert dropped() == 4
+    finally:
+        await gpio.stop()
