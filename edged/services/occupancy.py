@@ -4,9 +4,13 @@ Counted from granted taps, from the counting beams' crossings, and from door ope
 where a door is configured to count; which sources count is config, because one person
 crossing the beams after tapping must not count twice. The count never goes below zero (a
 missed entry then an exit is noise, not a negative bus): the exit is counted in `health`
-as `occupancy.underflow`. Published as the count, the capacity, a percentage rounded to
-`percent_step` (never across empty, full or over capacity: `coarse_percent`) and the
-GTFS-Realtime OccupancyStatus — numbers, never who.
+as `occupancy.underflow`. Nor above twice the capacity (`ceiling`: no vehicle or room
+holds that; the most `occupancy.reset` takes too): an entry beyond is a counting fault or
+a hand waved through the beams again and again to make the vehicle look full, counted
+`occupancy.overflow` with a warning, so the drift is bounded and ops see it. Published as
+the count, the capacity, a percentage rounded to `percent_step` (never across empty, full
+or over capacity: `coarse_percent`) and the GTFS-Realtime OccupancyStatus — numbers,
+never who.
 
 Reset to zero at the end of a trip, every day at `reset_at` (local time) to undo the day's
 drift, and by `occupancy.reset`. The count survives a restart.
@@ -49,6 +53,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from core.events import Crossing, DoorInput
+from core.logs import flood_key
 from edged.clock import ClockSource
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
@@ -167,14 +172,32 @@ class OccupancyService(Service):
         if direction is not None and event.open and was_open is False:
             self.add(1 if direction == "in" else -1, "door")
 
+    @property
+    def ceiling(self) -> int:
+        """The most the count can be: twice the capacity (no vehicle or room holds that),
+        the same bound as `occupancy.reset`'s."""
+        return 2 * self.capacity if self.capacity else 100_000
+
     def add(self, delta: int, source: Source) -> None:
         if delta == 0:
             return
         boarded = 0
         if delta > 0:
-            self.count += delta
-            self.entries += delta
-            boarded = delta
+            boarded = min(delta, max(0, self.ceiling - self.count))
+            if boarded < delta:
+                self.host.counters.inc("occupancy.overflow", delta - boarded)
+                log.warning(
+                    "occupancy: %d counted in (%s) beyond twice the capacity (%d), not counted: "
+                    "a counting fault, or someone waving through the beams? (occupancy.overflow)",
+                    delta - boarded,
+                    source,
+                    self.ceiling,
+                    extra=flood_key("occupancy.overflow"),
+                )
+                if boarded == 0:
+                    return
+            self.count += boarded
+            self.entries += boarded
         else:
             out = min(-delta, self.count)
             if out < -delta:
@@ -423,7 +446,7 @@ class OccupancyService(Service):
         """`occupancy.reset` with an optional `count`, when ops counted by eye."""
         only("occupancy.reset", args, "count")
         count = args.get("count", 0)
-        limit = 2 * self.capacity if self.capacity else 100_000
+        limit = self.ceiling
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= limit:
             raise CommandError("bad_args", f"count must be an integer from 0 to {limit}")
         before = self.count

@@ -743,3 +743,36 @@ async def test_beams_behind_a_closed_door_count_no_one_and_tell_ops(
         assert dropped() == 4
     finally:
         await gpio.stop()
+
+
+async def test_a_hand_waved_through_the_beams_fills_the_count_to_twice_the_capacity_at_most(
+    pins: MockFactory,
+) -> None:
+    """A rider sweeps an arm through the beams, outer to inner, again and again, to make
+    the shuttle look full (its doors are on the CAN bus: no contact gates the beams). The
+    count stops at twice the capacity, which no vehicle holds, and ops see the rest."""
+    node, service, counted = make(count_from=["beams"], capacity=3)
+    outer, inner = pins.pin(20), pins.pin(21)
+    outer.drive_low()
+    inner.drive_low()
+    gpio = SupervisedBoard(
+        node, beams=[{"door": "rear", "outer": 20, "inner": 21, "min_block_s": 0.002}]
+    )
+    try:
+        await gpio.start()
+        for _ in range(9):
+            await _walk(outer, inner, "in", step_s=0.006)
+        await wait_until(lambda: counted.snapshot().get("occupancy.overflow") == 3, 1, "three over")
+        assert service.count == 6 and service.entries == 6
+        assert node.bodies("occupancy")[-1].count == 6
+        await _walk(outer, inner, "out", step_s=0.006)  # and the real ones still count
+        await wait_until(lambda: service.count == 5, 1, "one out")
+    finally:
+        await gpio.stop()
+
+
+def test_the_count_stops_at_twice_the_capacity_whatever_counts_in() -> None:
+    node, service, counted = make(count_from=["taps"], capacity=2)
+    for _ in range(3):
+        node.emit(AccessDecided("entry", 2))
+    assert service.count == 4 and counted.snapshot()["occupancy.overflow"] == 2
