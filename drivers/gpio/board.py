@@ -351,6 +351,7 @@ class _Door:
         self.history: deque[tuple[float, bool]] = deque(
             [(float("-inf"), self.value)], maxlen=DOOR_HISTORY
         )
+        self.opened: list[Callable[[], None]] = []  # its beams, told of each opening
 
     @property
     def value(self) -> bool:
@@ -383,6 +384,9 @@ class _Door:
             if isinstance(out, Report):
                 self.history.append((out.ts, out.value))
                 ctx.emit(DoorInput(o.name, out.value, out.ts))
+                if out.value:
+                    for opened in self.opened:
+                        opened()
             elif isinstance(out, Flapping):
                 ctx.count("door_flapping")
                 if not self.warned:
@@ -427,6 +431,14 @@ the contact opens. A walk wholly inside a closed door's time is no one going thr
 someone inside moving about the door, a hand waved through the beams."""
 DOOR_HISTORY = 32
 """The door changes kept to judge walks by: far more than happen during one walk."""
+SILENT_OPENINGS = 20
+"""Openings of a door in a row with not one edge on either of its beams that report the
+beams `beam_silent`. A pair that sees nothing makes no edge, and nothing else tells: a
+receiver whose output reads clear however dark (unplugged where the wiring reads that as
+clear, `active_high = false` with the pull-up; a shorted output), both beams on pins no
+one wired. A door opens for someone going through it almost every time (a venue's door
+closer, a bus at a stop with riders at that door); twenty in a row with no edge at all is
+a dead pair far more often than twenty stops where nobody used the door."""
 
 SERIES_PRESS_MIN_S = 0.1
 """A press counts towards `presses` once down this long: a deliberate jab lasts longer, a
@@ -590,6 +602,10 @@ class _Doorway:
         self.door = door
         self.waiting: deque[Passage] = deque()  # walks not yet judged against the door
         self.gate_timer: asyncio.TimerHandle | None = None
+        self.quiet_openings = 0  # of the door since the last edge of either beam
+        self.silent = False  # reported beam_silent, no edge since
+        if door is not None:
+            door.opened.append(self.door_opened)
         self.counter = BeamCounter(
             options.min_block_s,
             options.max_transit_s,
@@ -605,6 +621,14 @@ class _Doorway:
     def edge(self, beam: Literal["outer", "inner"], state: int, ts: float) -> None:
         # lgpio reports 2 for a watchdog timeout: no level, so read it
         blocked = bool(state) == self.options.active_high if state in (0, 1) else self.read(beam)
+        self.quiet_openings = 0
+        if self.silent:
+            self.silent = False
+            self.board.ctx.log.info(
+                "door %s: the beams change again",
+                self.options.door,
+                extra=flood_key(self.options.door),
+            )
         self.handle(self.counter.feed(beam, blocked, ts))
 
     def tick(self) -> None:
@@ -654,6 +678,22 @@ class _Doorway:
         deadline = self.counter.next_deadline()
         if deadline is not None:
             self.timer = self.board.later(deadline, self.tick)
+
+    def door_opened(self) -> None:
+        """The door opened: twenty times with not one edge on the beams is a dead pair."""
+        self.quiet_openings += 1
+        if self.quiet_openings == SILENT_OPENINGS and not self.silent:
+            self.silent = True
+            self.board.ctx.count("beam_silent")
+            self.board.ctx.log.warning(
+                "door %s: opened %d times in a row and not one edge on either beam: are the "
+                "beams dead (a receiver that reads clear however dark: unplugged with "
+                "active_high = false, a shorted output; pins nobody wired)? Nobody is "
+                "counted at this door (beam_silent)",
+                self.options.door,
+                SILENT_OPENINGS,
+                extra=flood_key(self.options.door),
+            )
 
     def due(self, walk: Passage) -> float:
         """When a walk's door is known for its grace: the contact's report of a change

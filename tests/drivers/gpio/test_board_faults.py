@@ -347,3 +347,42 @@ def _not_the_chatter(edges: list[tuple[float, int]], poll_s: float, parts: int =
     if most >= poll_s / 2:
         return f"the line up {most:.3f} s in {(parts + 1) * bin_s:.3f} s"
     return ""
+
+
+async def test_a_door_opening_again_and_again_with_dead_beams_reports_them_silent_once(
+    start: Start,
+    factory: MockFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Both receivers read clear however dark (active-low receivers unplugged, the
+    pull-up then reads clear): no edge ever, nothing counted, and only the door says
+    people come and go. SILENT_OPENINGS (20) openings with not one beam edge report it
+    once; an edge clears it, and the count starts over."""
+    monkeypatch.setattr(board, "SILENT_OPENINGS", 3, raising=False)
+    r = await start(
+        doors=[{"name": "entrance", "pin": DOOR, "bounce_s": 0.005, "flap_changes": 50}],
+        beams=[{"door": "entrance", "outer": OUTER, "inner": INNER, "active_high": False}],
+    )
+    door = factory.pin(DOOR)
+
+    async def cycles(n: int) -> None:
+        for _ in range(n):
+            door.drive_high()
+            await asyncio.sleep(0.02)
+            door.drive_low()
+            await asyncio.sleep(0.02)
+
+    with caplog.at_level(logging.WARNING):
+        await cycles(2)
+        assert r.rec.counts["beam_silent"] == 0
+        await cycles(4)
+        assert r.rec.counts["beam_silent"] == 1
+    assert len([m for m in caplog.messages if "beam_silent" in m]) == 1
+    factory.pin(OUTER).drive_low()  # blocked (active low): alive
+    await asyncio.sleep(0.02)
+    factory.pin(OUTER).drive_high()
+    await cycles(2)
+    assert r.rec.counts["beam_silent"] == 1
+    await cycles(1)
+    assert r.rec.counts["beam_silent"] == 2
