@@ -132,7 +132,11 @@ def not_started(config_file: Path) -> str:
 def check_config(files: list[Path]) -> int:
     """Exit 2 when a file is bad; a warning (edged.config.advice) leaves it ok."""
     from edged.config import load_config
-    from edged.config.advice import broker_in_clear, venue_without_rooms
+    from edged.config.advice import (
+        beams_without_their_door,
+        broker_in_clear,
+        venue_without_rooms,
+    )
 
     bad = 0
     for file in files:
@@ -143,7 +147,11 @@ def check_config(files: list[Path]) -> int:
             print(exc, file=sys.stderr)
             continue
         print(f"{file}: ok")
-        for advice in (broker_in_clear(config.broker), venue_without_rooms(config)):
+        for advice in (
+            broker_in_clear(config.broker),
+            venue_without_rooms(config),
+            beams_without_their_door(config),
+        ):
             if advice is not None:
                 what, todo = advice
                 print(f"{file}: warning: {what}; {todo}", file=sys.stderr)

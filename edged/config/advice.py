@@ -9,6 +9,10 @@ to send. Local means on this machine: a loopback address (127.0.0.0/8, ::1) or `
 
 A venue whose door takes bookings without `[services.access] rooms`: the lists are the
 fleet's and carry every venue's bookings, so a booking of any room anywhere opens it.
+
+Counting beams whose `door` names no contact of their GPIO driver, when it has contacts:
+the contact of the beams' door gates them (a walk while it was shut all along is not
+counted, docs/drivers.md), and a door named otherwise there leaves them ungated, silently.
 """
 
 import ipaddress
@@ -64,3 +68,27 @@ def venue_without_rooms(config: EdgedConfig) -> tuple[str, str] | None:
     )
     todo = 'name the rooms this door opens, e.g. rooms = ["ahun-salle-1"]'
     return what, todo
+
+
+def beams_without_their_door(config: EdgedConfig) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when a GPIO driver with door contacts has beams whose
+    `door` is none of them: not gated by a door, maybe a typo; None otherwise."""
+    for driver in config.drivers:
+        if not driver.enabled:
+            continue
+        try:
+            settings = driver.settings
+        except Exception:  # not validated (a config built by hand): nothing to say
+            continue
+        doors = [d.name for d in getattr(settings, "doors", ())]
+        beams = [b.door for b in getattr(settings, "beams", ())]
+        loose = [door for door in beams if door not in doors]
+        if doors and loose:
+            what = (
+                f"drivers {driver.name}: the counting beams of door {loose[0]!r} have no door "
+                f"contact of that name (doors: {', '.join(map(repr, doors))}): they count "
+                "whatever the door does, shut or open"
+            )
+            todo = "name the beams' door as its contact's name, so nothing counts while it is shut"
+            return what, todo
+    return None

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ValidationError
 from core.errors import ConfigError
 from core.paths import PrivateConfigPath
 from edged.config import load_config
-from edged.config.advice import broker_in_clear, venue_without_rooms
+from edged.config.advice import beams_without_their_door, broker_in_clear, venue_without_rooms
 from edged.config.kiosk import KioskConfig
 from edged.config.models import BrokerConfig, DriverConfig, OutboxConfig
 from edged.config.security import ClockConfig
@@ -96,6 +96,8 @@ def load(path: Path) -> Loaded:
     loaded.checks.extend(clear_broker_check(config.broker))
     if (rooms := venue_without_rooms(config)) is not None:
         loaded.checks.append(warn(SECTION, "venue_rooms", *rooms))
+    if (beams := beams_without_their_door(config)) is not None:
+        loaded.checks.append(warn(SECTION, "beams_door", *beams))
     return loaded
 
 
