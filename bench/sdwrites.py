@@ -14,8 +14,9 @@ pty; mock GPIO), started under `strace -f --seccomp-bpf`, which lists each write
 call with its file: the per-file figures. strace changes no byte written.
 
 Workload, per profile: a tap every 10 s (shuttle) or 60 s (venue), the door opened and closed
-every 60 s, a person through the beams every 30 s (venue), health every 30 s with a beat every
-300 s (the shipped configs'), a position for every 1 Hz fix (shuttle). Three windows, each
+every 60 s, a person through the door and the beams every 30 s (venue: the door opens for
+them, two more door events), health every 30 s with a beat every 300 s (the shipped
+configs'), a position for every 1 Hz fix (shuttle). Three windows, each
 measured after the last one's writes had 35 s to settle: `online` (the broker up), `offline`
 (the broker stopped: the backlog grows) and `drain` (35 s from the broker's return). Rates
 are extrapolated to a day (x 86,400 / the window's seconds).
