@@ -267,6 +267,7 @@ class Uplink:
         will's delay started no earlier (`_will_still_held`)."""
         self.refused_topics: set[str] = set()
         self._closed = False
+        self._session_since = 0  # `since` of this session's birth and will (`_session`)
         self._offline_said = False  # by `say_offline`: a stop then needs no will
         self.stopping = False
         """The node stops (set by it): no session is taken up again for the commands left
@@ -766,6 +767,7 @@ class Uplink:
 
     async def _session(self) -> None:
         since, _ = self.outbox.clock.now()
+        self._session_since = since
         # the birth is stamped before the will, so the will's seq is above the birth's:
         # dispatch ordering by seq keeps "offline" after a crash. No flush before connecting:
         # a disk that refuses writes must not keep the node off the broker, and the epoch
@@ -1386,8 +1388,9 @@ class Uplink:
         """Birth and retained topics again (the `republish` command)."""
         if self._client is None or not self.connected:
             return {"birth": False, "retained": 0}
-        since, _ = self.outbox.clock.now()
-        birth, _, _ = self.outbox.stamp(STATE.name, self.birth(since))
+        # `since` is when this session began (docs/topics.md), as its first birth said: a
+        # later one would pass a will of this session that a broker cluster delivers late
+        birth, _, _ = self.outbox.stamp(STATE.name, self.birth(self._session_since))
         ok = await self.publish_direct(self.topics.of(STATE), birth, qos=1, retain=True)
         n = 0
         for topic, payload, qos in await self.outbox.retained():

@@ -1201,3 +1201,23 @@ async def test_an_alarm_given_up_by_chance_is_restored_again_at_a_connection_aft
             await c.wait_for(lambda: len(c.messages) >= 3, 5, "every alarm retained")
         assert kinds_retained(c.messages) == ["a0", "a2", "panic_"]
         assert not uplink._kept_out, "restored: a next give-up starts short again"
+
+
+async def test_a_republished_birth_says_when_the_session_began_as_the_first(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """docs/topics.md: `since` is when this MQTT session began, and the will carries it
+    too. `republish` stamped its birth with the time of the command: a will of the same
+    session that a broker cluster delivers after it could not be told from a newer one."""
+    async with linked(tmp_path, outbox) as link:
+        uplink = link.uplink
+        await wait_until(lambda: uplink.connected, 10, "online")
+        async with Collector(link.broker.port, TOPICS.of(STATE_TOPIC)) as c:
+            await c.wait_for(lambda: bool(c.messages), 5, "the retained birth")
+            first = c.messages[-1].payload
+            await asyncio.sleep(0.05)  # the clock moves on
+            assert (await uplink.republish())["birth"]
+            await c.wait_for(lambda: len(c.messages) >= 2, 5, "the birth again")
+        again = c.messages[-1].payload
+        assert again["state"] == first["state"] == "online"
+        assert again["since"] == first["since"] and again["seq"] > first["seq"]
