@@ -444,6 +444,10 @@ class FleetView:
         state = body.get("state")
         if state not in ("online", "offline"):
             return False
+        since = _int(body.get("since"), 1)
+        earlier = since is not None and view.since is not None and since < view.since
+        if state == "offline" and view.state == "online" and earlier:
+            return True  # the will of an earlier session, after this one's birth (a cluster)
         if state != view.state:
             view.state_changed_at = self.clock()
         view.state = state

@@ -242,6 +242,20 @@ def test_the_will_stamped_before_the_birth_still_makes_the_node_offline() -> Non
     assert node is not None and node.state == "offline"
 
 
+def test_the_will_of_an_earlier_session_come_after_the_birth_keeps_the_node_online() -> None:
+    """`since` is when a session began, in its birth and its will (and in a `republish`'s
+    birth): a broker cluster may deliver the will of the session before after the birth
+    of the next. That node is online: it was shown offline, out of the feed, until its
+    next session."""
+    v = view()
+    v.ingest(f"{BASE}/state", msg(state="online", version="0.1.0", since=NOW_MS, seq=20))
+    v.ingest(f"{BASE}/state", msg(state="offline", since=NOW_MS - 60_000, seq=12))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.state == "online"
+    v.ingest(f"{BASE}/state", msg(state="offline", since=NOW_MS, seq=21))  # this session's
+    assert node.state == "offline"
+
+
 def test_journey_keeps_the_mode_and_the_run_as_bounded_text() -> None:
     v = view()
     run = {"route_id": "L1", "trip_id": "t" * 500, "direction_id": 1, "line": "1\x1b[2J"}
