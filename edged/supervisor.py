@@ -35,6 +35,17 @@ class Supervised:
     failures: int = 0  # consecutive, reset once the driver has been stable
     last_error: str | None = None
     since: float = field(default_factory=time.monotonic)
+    came_up: bool = True
+    """Whether its last start before this one came to run (True before any failure): a start
+    after one that never ran retries a device that is missing, a driver that ran is coming
+    back (`state_at_switch`)."""
+
+    def state_at_switch(self) -> str:
+        """The state a switch notes for the trial (`Trial.drivers_before`): a start retrying a
+        device that did not come up is `backoff`, as between those retries (a reader
+        unplugged, a GPS silent for `silence_s`); a start of a driver that ran, or its first
+        one, is `starting`, which the trial waits for."""
+        return "backoff" if self.state == "starting" and not self.came_up else self.state
 
     def ready(self) -> None:
         """The driver said its device answers."""
@@ -106,6 +117,10 @@ class Supervisor:
     def statuses(self) -> list[DriverStatus]:
         return [s.status() for s in self.drivers.values()]
 
+    def states_at_switch(self) -> dict[str, str]:
+        """What a switch to another release notes for its trial (`Supervised.state_at_switch`)."""
+        return {s.name: s.state_at_switch() for s in self.drivers.values()}
+
     async def run(self, d: DriverConfig) -> None:
         """Run a configured driver forever (until cancelled)."""
         await self.supervise(d.name, d.driver, driver_factory(d))
@@ -141,6 +156,7 @@ class Supervisor:
                 return
             except Exception as exc:  # a driver's failure must never reach the other drivers
                 reason = clip_error(f"{type(exc).__name__}: {exc}")
+                sup.came_up = sup.state == "running"
                 if time.monotonic() - started >= self.config.stable_after_s:
                     sup.failures = 0
                 sup.failures += 1

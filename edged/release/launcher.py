@@ -161,8 +161,8 @@ class Trial:
     written by the release as it exits: with a clean end, they are not counted."""
     drivers_before: dict[str, str] | None = None
     """Each configured driver's state in the release that switched, at the switch: the
-    trial wants running only the drivers that ran there (an unplugged reader is not the new
-    release's fault). None (a release that did not note them): every driver."""
+    trial does not wait for those failing there, `backoff` or `failed` (an unplugged reader is
+    not the new release's fault). None (a release that did not note them): every driver."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

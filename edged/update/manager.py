@@ -471,8 +471,9 @@ class UpdateManager:
 
             await check_release(self.tree.python(job.version), job.version, self.host.config_path)
             self._set(job, "switching")
-            # what ran here: the trial waits only for those (edged.update.trial)
-            self.drivers_at_switch = dict(self.host.checks.drivers())
+            # what ran here, what was failing: the trial does not wait for those (update.trial)
+            at_switch = self.host.checks.at_switch
+            self.drivers_at_switch = at_switch() if at_switch else dict(self.host.checks.drivers())
             self.switch_pending = job
             log.info(
                 "switching to release %s: edged stops, systemd starts it", job.version, extra=KEEP

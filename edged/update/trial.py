@@ -1,9 +1,9 @@
 """The new release on trial judges itself: online in time, then confirmed; else it gives up.
 
 Online means what the issue of the node's day needs: connected to the broker (its birth
-sent), every configured driver running that ran in the release before it at the switch
-(`Trial.drivers_before`: a reader unplugged then is not the new release's fault), and the
-outbox readable; and all three for
+sent), every configured driver running but those failing in the release before it at the
+switch (`Trial.drivers_before`: a reader unplugged then is not the new release's fault), and
+the outbox readable; and all three for
 `stable_s` in a row, so a release that connects and falls over two seconds later is not
 kept. Each first time is written to trial.json (`reached`), which is how a rollback's reason
 can say "never reached the broker". Past the trial's time the release writes why it failed
@@ -33,14 +33,24 @@ class Checks:
     connected: Callable[[], bool]
     drivers: Callable[[], list[tuple[str, str]]]  # (name, state) of each configured driver
     outbox_readable: Callable[[], Awaitable[bool]]
+    at_switch: Callable[[], dict[str, str]] | None = None
+    """Each configured driver's state as the switch notes it (`Trial.drivers_before`);
+    None: `drivers`' states as they are."""
+
+
+FAILING = ("backoff", "failed")
+"""Driver states noted at the switch that the trial does not wait for: the device missing
+(its retries), or the driver refusing its config. Any other (`running`, `starting`: a slow
+open, a driver coming back after a failure) ran, or was about to, in the release before."""
 
 
 def required(trial: Trial, drivers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The drivers the trial waits for: those running at the switch, when it noted them."""
+    """The drivers the trial waits for: those not failing at the switch, when it noted them
+    (one it did not note was not configured then: nothing says it can run)."""
     before = trial.drivers_before
     if before is None:
         return drivers
-    return [(name, state) for name, state in drivers if before.get(name) == "running"]
+    return [(n, state) for n, state in drivers if n in before and before[n] not in FAILING]
 
 
 def missing(connected: bool, drivers: list[tuple[str, str]], outbox_ok: bool) -> list[str]:
@@ -146,9 +156,9 @@ class TrialWatch:
         waited = required(self.trial, drivers)
         idle = [f"{name} {state}" for name, state in drivers if (name, state) not in waited]
         if idle:
-            log.warning("release %s confirmed without these drivers, which did not run in %s "
-                        "at the switch either: %s", self.trial.version, self.trial.previous,
-                        ", ".join(idle), extra=KEEP)  # fmt: skip
+            log.warning("release %s confirmed without these drivers, failing in %s at the "
+                        "switch or not configured then: %s", self.trial.version,
+                        self.trial.previous, ", ".join(idle), extra=KEEP)  # fmt: skip
         await self.on_confirmed(self.trial)
 
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # a bundle's code loads on the first update.apply
 class _Drivers(Protocol):
     def statuses(self) -> list[DriverStatus]: ...
 
+    def states_at_switch(self) -> dict[str, str]: ...
+
 
 class _Store(Protocol):
     @property
@@ -72,6 +74,10 @@ def build_updates(node: UpdateNode, bus: Bus, door: Publisher) -> UpdateManager:
         states = {s.name: s.state for s in node.supervisor.statuses()}
         return [(name, states.get(name, "not started")) for name in enabled]
 
+    def at_switch() -> dict[str, str]:
+        noted = node.supervisor.states_at_switch()
+        return {name: noted.get(name, "not started") for name in enabled}
+
     async def outbox_readable() -> bool:
         await node.outbox.stats()
         return True
@@ -79,7 +85,7 @@ def build_updates(node: UpdateNode, bus: Bus, door: Publisher) -> UpdateManager:
     host = Host(
         publish=lambda body: door.publish(UPDATE, body),
         keys=lambda: node.authorizer.keys,
-        checks=Checks(lambda: node.connected, drivers, outbox_readable),
+        checks=Checks(lambda: node.connected, drivers, outbox_readable, at_switch),
         waiting_for=parked.waiting_for,
         stop=node.request_exit,
         config_path=node.config_path,

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from core.driver import DriverContext, DriverOptions
+from edged.config.models import SupervisorConfig
 from edged.release.launcher import CURRENT, ReleaseTree, Trial, now_ms
-from edged.update.trial import Checks, TrialWatch, record_asked_stop
+from edged.update.trial import Checks, TrialWatch, record_asked_stop, required
+from tests.helpers.drivers import Recorder, wait_until
 from tests.helpers.nodes import ROOT, write_config
 from tests.release.support import KEYS
 from tests.release.test_launcher import release
@@ -117,6 +120,95 @@ async def test_a_driver_that_ran_before_the_switch_must_run_on_trial(
     await _watch_drivers(tree, trial, [("gps", "failed"), ("reader", "running")], outcome).run()
     assert len(outcome) == 1 and outcome[0].startswith("failed: "), outcome
     assert "driver gps failed" in outcome[0] and "reader" not in outcome[0]
+
+
+async def test_a_driver_starting_at_the_switch_must_run_on_trial(
+    on_trial: tuple[ReleaseTree, Trial],
+) -> None:
+    """`starting` at the switch is a driver opening its device (a slow open, a reader
+    reopened after one failure), not one whose device is missing: a release that breaks it
+    was confirmed, the trial waiting only for the drivers `running` at that instant."""
+    tree, trial = on_trial
+    trial.trial_s = 1.0
+    trial.drivers_before = {"gps": "running", "reader": "starting"}
+    outcome: list[str] = []
+    await _watch_drivers(tree, trial, [("gps", "running"), ("reader", "backoff")], outcome).run()
+    assert len(outcome) == 1 and "driver reader backoff" in outcome[0], outcome
+
+
+async def test_a_driver_configured_after_the_switch_is_not_waited_for(
+    on_trial: tuple[ReleaseTree, Trial],
+) -> None:
+    """A `config.set` during the trial adds a driver: nothing says it could run before."""
+    tree, trial = on_trial
+    trial.drivers_before = {"gps": "running"}
+    outcome: list[str] = []
+    await _watch_drivers(tree, trial, [("gps", "running"), ("can", "backoff")], outcome).run()
+    assert outcome == ["confirmed"]
+
+
+class _ComesBack:
+    """Runs, fails once (a USB hiccup), then takes its time to open again."""
+
+    Options = DriverOptions
+    starts = 0
+
+    async def run(self, ctx: DriverContext) -> None:
+        _ComesBack.starts += 1
+        if _ComesBack.starts == 1:
+            ctx.ready()
+            await asyncio.sleep(0.01)
+            raise OSError(5, "Input/output error")
+        await asyncio.Event().wait()
+
+
+class _Missing:
+    """Its device is not there: fails twice at once, then waits its silence out, never up."""
+
+    Options = DriverOptions
+    starts = 0
+
+    async def run(self, ctx: DriverContext) -> None:
+        _Missing.starts += 1
+        if _Missing.starts <= 2:
+            raise OSError(2, "No such file or directory")
+        await asyncio.Event().wait()
+
+
+class _Slow:
+    """Its first open takes seconds."""
+
+    Options = DriverOptions
+
+    async def run(self, ctx: DriverContext) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_the_switch_notes_a_driver_coming_back_as_starting_and_a_missing_one_failing() -> (
+    None
+):
+    """All three are `starting` when the switch comes: the one coming back and the slow one
+    are waited for on trial; the one retrying a missing device is noted `backoff`, as it is
+    between its retries."""
+    _ComesBack.starts = _Missing.starts = 0
+    sup = Recorder().supervisor(
+        SupervisorConfig(backoff_initial_s=0.01, backoff_max_s=0.02, stable_after_s=10)
+    )
+    drivers = {"reader": _ComesBack, "gps": _Missing, "can": _Slow}
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(sup.supervise(n, "test", cls)) for n, cls in drivers.items()]
+        await wait_until(lambda: _ComesBack.starts == 2 and _Missing.starts == 3, 5, "restarts")
+        states = {s.name: s.state for s in sup.statuses()}
+        noted = sup.states_at_switch()
+        for t in tasks:
+            t.cancel()
+    assert states == {"reader": "starting", "gps": "starting", "can": "starting"}
+    assert noted == {"reader": "starting", "gps": "backoff", "can": "starting"}
+    trial = Trial(id="t", version="2.0", previous="1.0", trial_s=5, kill_after_s=20,
+                  drivers_before=noted)  # fmt: skip
+    assert required(trial, [(n, "running") for n in drivers]) == [
+        ("reader", "running"), ("can", "running"),
+    ]  # fmt: skip
 
 
 async def test_a_trial_that_did_not_note_the_drivers_wants_every_one_running(
