@@ -597,9 +597,11 @@ def describe_end(trial: Trial, end: Mapping[str, Any] | None = None) -> tuple[st
     reached = [m for m in MILESTONES if m in trial.reached]
     got = f" (reached: {', '.join(reached)})" if reached else " (reached nothing)"
     if end is None:
+        ended = {e.get("attempt") for e in trial.exits if type(e.get("attempt")) is int}
+        unended = sum(1 for n in range(1, trial.attempts + 1) if n not in ended)
         return "no_exit", (
-            f"started {trial.attempts} time(s) without confirming and without a recorded "
-            f"exit (power cut, or killed with the service manager)" + got
+            f"started {trial.attempts} time(s) without confirming, {unended} of them without a "
+            f"recorded exit (power cut, or killed with the service manager)" + got
         )
     result, code, status = end.get("result"), end.get("code"), str(end.get("status", ""))
     if result == "watchdog":

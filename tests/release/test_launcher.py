@@ -765,3 +765,35 @@ def test_a_trial_record_without_the_new_fields_is_read_as_before(tree: ReleaseTr
     tree.choose()
     tree.record_stop(CLEAN)
     assert tree.choose() == ("1.0", None)
+
+
+def test_a_rollback_for_power_cuts_says_how_many_starts_had_no_recorded_end(
+    tree: ReleaseTree,
+) -> None:
+    """A start stopped on request is not counted, but it ended: the reason said that all
+    the starts had no recorded exit ("started 3 time(s) ... without a recorded exit")."""
+    tree.begin_trial(trial_of(max_attempts=2))
+    tree.choose()
+    _asked_to_stop(tree)
+    tree.record_stop(CLEAN)
+    tree.choose()  # attempts 2 and 3: the power goes
+    tree.choose()
+    assert tree.choose() == ("1.0", None)
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["code"] == "no_exit", outcome
+    said = "started 3 time(s) without confirming, 2 of them without a recorded exit"
+    assert said in outcome["reason"], outcome["reason"]
+
+
+def test_a_start_that_timed_out_is_a_failure_though_it_exited_cleanly_on_sigterm(
+    tree: ReleaseTree,
+) -> None:
+    """TimeoutStartSec: systemd sends SIGTERM, the release writes it was asked to stop and
+    exits 0; the end is `timeout`, not a stop anyone asked for."""
+    tree.begin_trial(trial_of(max_attempts=3))
+    tree.choose()
+    _asked_to_stop(tree)
+    tree.record_stop({"SERVICE_RESULT": "timeout", "EXIT_CODE": "exited", "EXIT_STATUS": "0"})
+    outcome = tree.outcome()
+    assert outcome is not None and outcome["code"] == "start_timeout", outcome
+    assert tree.link(CURRENT) == "1.0"
