@@ -49,13 +49,17 @@ async def test_a_good_update_is_installed_switched_to_and_confirmed_losing_nothi
     assert answer is not None and answer["ok"], answer
     update_id = answer["result"]["id"]
     await wait_any_state(c, INSTALLING, 60)
-    # the broker stops answering while the node installs and switches: what the old release
-    # writes then is still in its outbox when it exits, and must leave from the new one
+    # the broker stops answering as the node switches: what the old release writes then is
+    # still in its outbox when it exits, and must leave from the new one. Not earlier: the
+    # switch waits for the broker (docs/updates.md), and an install slower than the node's
+    # time to find a silent broker gone (a loaded machine: 17 s) left it waiting for good
+    # an install takes ~10 s, more on a busy machine; `trial`: `switching` replaced unsent
+    await wait_any_state(c, ("switching", "trial"), 120)
     assert broker.pid is not None
     os.kill(broker.pid, signal.SIGSTOP)
     paused_at = time.time()
     try:
-        await service.wait_runs(2, 90)  # an install takes ~10 s; more on a busy machine
+        await service.wait_runs(2, 60)
         await asyncio.sleep(1.0)  # the new release writes while the broker is silent
     finally:
         os.kill(broker.pid, signal.SIGCONT)
