@@ -213,10 +213,21 @@ class PanicService(Service):
         }
         if self.host.state.get(HELD_KEY) is not None:  # a new press: its release was missed
             state[HELD_KEY] = None
-        self._send("panic button pressed", state)
-        # only then the light: it tells the provider the alarm is taken, and a power cut
-        # right after it must find the alarm in the journal (an outbox that refuses it,
-        # closed at a stop, raises before the light says so)
+        try:
+            self._send("panic button pressed", state)
+        except Exception:
+            # not taken (the outbox closed at a stop, a bug): no alarm held in memory either,
+            # which made every next press a "pressed again" of an alarm never sent, and
+            # left the light dark for good; "denied" (red, three beeps) says press again
+            self.active = None
+            self.host.counters.inc("panic.not_taken")
+            log.exception("panic button pressed, the alarm NOT taken: press again", extra=KEEP)
+            self.host.bus.emit(Feedback("denied", time.monotonic()))
+            return
+        # only then the light: it tells the provider the alarm is taken, and (with
+        # `journal_sync`) a power cut right after it finds the alarm in the journal. A
+        # journal that refused the record (full, a disk error) does not hold the light
+        # back: the alarm is in the outbox's memory and goes when the link is back
         self._indicate("alarm")
         log.warning("PANIC alarm %s raised", details["alarm_id"], extra=KEEP)
 

@@ -17,7 +17,7 @@ from drivers.gpio.options import GpioOptions
 from edged.commands.spec import SENT_AT
 from edged.config.access import PanicServiceConfig
 from edged.config.models import SupervisorConfig
-from edged.errors import CommandError
+from edged.errors import CommandError, EdgedError
 from edged.node import Node
 from edged.outbox.journal import read as journal_read
 from edged.services.events import LinkChanged, PositionUpdated
@@ -687,3 +687,24 @@ async def test_the_alarm_is_in_the_journal_before_the_light_says_it_was_taken(
     node.bus.emit(PanicInput(True, time.monotonic()))
     assert lit_with, "the light never went on"
     assert f"{node.topics.base}/alarm/panic" in lit_with[0], "lit before it was journaled"
+
+
+def test_a_press_the_outbox_refuses_says_so_and_the_next_press_raises_the_alarm() -> None:
+    """The light waits for the alarm to be put; an outbox that raised (closed at a stop, a
+    bug) left the alarm held in memory, unsent and dark: every next press was taken for a
+    "pressed again" of it, and no press ever lit the light or raised an alarm. Now the press
+    says it was not taken (the "denied" pattern) and the next one raises the alarm."""
+    node, service = make()
+    publish = node.publish
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise EdgedError("the outbox is closed: edged is shutting down")
+
+    node.publish = refuse  # type: ignore[method-assign]
+    press(node)
+    assert patterns(node) == ["denied"], "the light said the alarm was taken, or nothing did"
+    assert service.active is None and node.counters["panic.not_taken"] == 1
+    node.publish = publish  # type: ignore[method-assign]
+    press(node)
+    assert patterns(node)[-1] == "alarm", "the press after it never lit the light"
+    assert [a.reason for a in alarms(node)] == ["panic button pressed"]
