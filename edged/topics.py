@@ -96,6 +96,18 @@ UPDATE = TopicSpec("update", UpdateStatus, Priority.STATE, qos=1, retain=True, l
 REPLY = TopicSpec("reply/{name}", p.Reply, Priority.EVENT, qos=1, retain=False)
 COMMAND = TopicSpec("cmd/{name}", p.Command, None, qos=1, retain=False, direction="in")
 
+URGENT_ALARMS = frozenset({"panic"})
+"""Alarms a person raised: one waiting unsent cuts the uplink's reconnect backoff short
+(`edged.uplink.client.ALARM_RETRY_S`). Not the node's own (`outbox_full`, `outbox_lost`):
+a broker down for days raises them on a whole fleet at once, which would then try it every
+few seconds, each attempt a TCP (or TLS) handshake on every SIM."""
+
+
+def urgent(priority: int, topic: str) -> bool:
+    """Whether a message of this class on this (whole) topic is an URGENT_ALARMS alarm."""
+    return priority == Priority.ALARM and topic.rsplit("/", 1)[-1] in URGENT_ALARMS
+
+
 COPY_FROM = "node"
 """MQTT 5 user property on each copy of a reply on a commander's response topic: the base
 (`{prefix}/{fleet}/{node}`) of the node that wrote it. Every node may write the response

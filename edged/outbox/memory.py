@@ -16,7 +16,7 @@ lane's lock.
 import threading
 
 from edged.outbox.publication import Stored
-from edged.topics import Priority
+from edged.topics import Priority, urgent
 
 MAX_ROWS = 2000
 
@@ -45,10 +45,10 @@ class MemoryLane:
         with self._lock:
             return any(mid in self._rows for mid in mids)
 
-    def has(self, prio: int) -> bool:
-        """Whether a message of class `prio` is here."""
+    def has_urgent(self) -> bool:
+        """Whether an alarm a person raised (`edged.topics.urgent`) is here."""
         with self._lock:
-            return any(m.priority == prio for m in self._rows.values())
+            return any(urgent(m.priority, m.topic) for m in self._rows.values())
 
     def drop(self, mids: list[int]) -> None:
         """These messages are stored in the outbox now: it sends them from there."""

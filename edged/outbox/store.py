@@ -76,7 +76,7 @@ from edged.outbox.publication import Publication, Stored
 from edged.outbox.state import Loss, StateStore
 from edged.payloads import Body, OutboxHealth, encode
 from edged.release.schemas import open_stores
-from edged.topics import REPLY, Priority
+from edged.topics import REPLY, Priority, urgent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -234,9 +234,11 @@ class Outbox:
         self._kept_overtaken: dict[str, int] = {}  # OVERTAKEN_KEY: those the broker took
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
-        self.alarm_put = asyncio.Event()
-        """Set at each put of an alarm (the panic): the uplink, waiting to reconnect, tries
-        at once (`edged.uplink.client.Uplink.run`); it clears it."""
+        self.urgent_put = asyncio.Event()
+        """Set at each put of an alarm a person raised (the panic: `edged.topics.urgent`):
+        the uplink, waiting to reconnect, tries at once (`edged.uplink.client.Uplink.run`);
+        it clears it."""
+        self._urgent_rows: set[int] = set()  # ids of such alarms' rows (`urgent_waiting`)
         self._in_commit: list[_Pending] = []  # the puts of the commit under way
         self._counts = _Counts()
         self._slack = 0
@@ -309,6 +311,7 @@ class Outbox:
             counts.rows += n
             counts.bytes += size or 0
         self._counts = counts
+        self._find_urgent_rows(db)
         self._page_size = 0  # this file's, read again
         self._measure_slack(db)
         self._last_id = int(db.execute("SELECT coalesce(max(id), 0) FROM msg").fetchone()[0])
@@ -650,8 +653,8 @@ class Outbox:
                 self._state_rn = item.rn
         self._pending.append(item)
         self._wake_writer.set()
-        if pub.priority is Priority.ALARM:
-            self.alarm_put.set()
+        if urgent(pub.priority, pub.topic):
+            self.urgent_put.set()
         return future
 
     def _journal(self, item: _Pending, state: dict[str, str] | None) -> int | None:
@@ -1144,6 +1147,7 @@ class Outbox:
             self._counts.rows -= 1
             self._counts.bytes -= m.size
             self._counts.by_prio[m.priority] -= 1
+        self._urgent_rows.difference_update(m.id for m in rows)
         retained: dict[str, Stored] = {}
         for m in acks:  # the newest of each topic the broker took (`ack` noted its id)
             newest = m.id >= self._retained_ids.get(m.topic, 0)
@@ -1297,6 +1301,8 @@ class Outbox:
         )
         assert cur.lastrowid is not None
         self._last_id = int(cur.lastrowid)
+        if urgent(prio, topic):
+            self._urgent_rows.add(self._last_id)
         self._counts.rows += 1
         self._counts.bytes += size
         self._counts.by_prio[prio] += 1
@@ -1334,6 +1340,8 @@ class Outbox:
             self._counts.rows -= count
             self._counts.bytes -= size
             self._counts.by_prio[prio] -= count
+        if any(prio == Priority.ALARM for prio, _, _ in rows.found):
+            self._find_urgent_rows(db)
         return rows.count
 
     def _superseded(self, db: sqlite3.Connection, topic: str, prio: Priority) -> _Matching:
@@ -1536,13 +1544,20 @@ class Outbox:
             read_errors=self.read_errors,
         )
 
-    def waiting(self, prio: Priority) -> bool:
-        """Whether a message of class `prio` waits to be sent: put and not yet committed,
-        stored, or in memory (the disk refused it), and not acknowledged by the broker."""
-        if any(i.pub.priority == prio for i in (*self._pending, *self._in_commit)):
+    def urgent_waiting(self) -> bool:
+        """Whether an alarm a person raised (the panic: `edged.topics.urgent`) waits to be
+        sent: put and not yet committed, stored, or in memory (the disk refused it), and
+        not acknowledged by the broker. From memory only: the uplink asks it after each
+        failed attempt, and a disk stalling the outbox's thread must not stall it."""
+        if any(urgent(i.pub.priority, i.pub.topic) for i in (*self._pending, *self._in_commit)):
             return True
-        acked = sum(1 for m in self._acks if m.id > 0 and m.priority == prio)
-        return self._counts.by_prio[prio] - acked > 0 or self.memory.has(prio)
+        # set operations in C, each whole under the GIL: the outbox's thread changes both
+        return bool(self._urgent_rows - self._acked) or self.memory.has_urgent()
+
+    def _find_urgent_rows(self, db: sqlite3.Connection) -> None:
+        """The rows of alarms a person raised (at open, and after a bulk delete of alarms)."""
+        found = db.execute("SELECT id, topic FROM msg WHERE prio = ?", [int(Priority.ALARM)])
+        self._urgent_rows = {int(i) for i, topic in found if urgent(Priority.ALARM, str(topic))}
 
     @property
     def depth(self) -> int:

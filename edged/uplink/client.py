@@ -44,6 +44,8 @@ from edged.config.models import BrokerConfig
 from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
 from edged.topics import REPLY, STATE, Priority, Topics
+from edged.topics import REPLY, STATE, Topics
+from edged.uplink import tlsfail
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.batching import outbox_share
 from edged.uplink.ceiling import PacketCeiling, Suspect, least
@@ -68,9 +70,14 @@ NOT_AUTHORIZED = 0x87
 PACKET_TOO_LARGE = 0x95
 """A PUBACK's reason code for a message over a size limit the CONNACK did not announce."""
 ALARM_RETRY_S = 5.0
-"""While an alarm waits to be sent, the reconnect delay is at most this (drawn from its
-upper half): a panic pressed in a dead zone reaches dispatch within seconds of the link's
-return, not after a backoff grown to `reconnect_max_s` over a day offline."""
+"""While a panic (`edged.topics.URGENT_ALARMS`) waits to be sent, the reconnect delay is at
+most this (drawn from its upper half): a panic pressed in a dead zone reaches dispatch
+within seconds of the link's return, not after a backoff grown to `reconnect_max_s` over
+a day offline. Only after an attempt the broker did not answer (no network, no route, its
+port closed: a few hundred bytes at most, nothing billed in a dead zone); not after one it
+refused (a CONNACK refusal, a TLS alert, a close before the CONNACK): it is there and will
+not take the node, each attempt costs a handshake (0.7-4.7 KB, docs/budget.md), some
+20,000 a day, and trying sooner changes nothing."""
 RESTORE_CUTS_TO_GIVE_UP = 3
 """Sessions in a row cut short with the same retained topic in flight in their restore
 before it is given up in the next (not restored until the restore is due again). A restore
@@ -238,6 +245,7 @@ class Uplink:
         self.aliases = TopicAliases(0)  # this connection's; set up at each CONNACK
         self.ceiling = PacketCeiling()  # a Maximum Packet Size the broker does not announce
         self._suspect: Suspect | None = None  # the largest publish left unacked (drain, restore)
+        self._refused_now = False  # this attempt was answered with a refusal (`SessionEnd`)
         self._restore_due = False
         """The retained topics are to be restored: a session the broker did not keep was
         begun, and no restore has ended since. A connection lost in the restore left the
@@ -367,45 +375,49 @@ class Uplink:
     async def run(self) -> None:
         """Keep a session up for as long as the node runs (until `close`).
 
-        An alarm (the panic) does not wait out the backoff: put while the node waits to
-        reconnect, it makes it try at once, and while one waits unsent the delay is at most
-        ALARM_RETRY_S, whatever `reconnect_min_s` says, so it goes within seconds of the
+        A panic (`edged.topics.URGENT_ALARMS`, not the node's own alarms) does not wait out
+        the backoff: put while the node waits to reconnect, it makes it try at once, and
+        while one waits unsent after an attempt the broker did not answer, the delay is at
+        most ALARM_RETRY_S, whatever `reconnect_min_s` says, so it goes within seconds of the
         link's return, not up to `reconnect_max_s` later. Not when the broker asked for room
-        or another client holds the node's id: those delays stand."""
+        or another client holds the node's id, and no cap after a refusal: those delays
+        stand."""
         while not self._closed:
-            self.outbox.alarm_put.clear()
+            self.outbox.urgent_put.clear()
             end = await self._attempt()
             if self._closed:
                 return
             if end.worked:  # what was put in a session went in it, or waits: the cap below
-                self.outbox.alarm_put.clear()
+                self.outbox.urgent_put.clear()
             takeover = end.taken_over or self.reconnect.probable_takeover(end)
             if takeover:
                 self._taken_over(end)
             delay = self.reconnect.delay(end, takeover=takeover)
-            urgent = not takeover and not end.pushed_back
-            if urgent and self.outbox.waiting(Priority.ALARM):
+            wake = not takeover and not end.pushed_back
+            if wake and not end.refused and self.outbox.urgent_waiting():
                 delay = min(delay, self.rng.uniform(ALARM_RETRY_S / 2, ALARM_RETRY_S))
-                log.info("reconnecting to the broker in %.1f s: an alarm waits", delay)
+                log.info("reconnecting to the broker in %.1f s: a panic waits", delay)
             else:
                 log.info("reconnecting to the broker in %.1f s", delay)
-            await self._backoff(delay, woken_by_alarm=urgent)
+            await self._backoff(delay, woken_by_alarm=wake)
 
     async def _backoff(self, delay: float, *, woken_by_alarm: bool) -> None:
-        """Wait `delay` before the next attempt; `woken_by_alarm`: an alarm put meanwhile
-        (or during the attempt that failed) ends the wait."""
+        """Wait `delay` before the next attempt; `woken_by_alarm`: a panic put meanwhile
+        (or during the attempt that failed) ends the wait: one attempt a put, even at a
+        broker that refused the last one (it may have been fixed)."""
         if not woken_by_alarm:
             await asyncio.sleep(delay)
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
-                await self.outbox.alarm_put.wait()
-                log.info("an alarm to send: trying the broker now")
+                await self.outbox.urgent_put.wait()
+                log.info("a panic to send: trying the broker now")
 
     async def _attempt(self) -> SessionEnd:
         """One connection and session, to its end; says how it ended, never raises."""
         self._worked_at = None
         self._suspect = None
+        self._refused_now = False
         taken_over = closed_under_us = pushed_back = False
         probe = self._probing_311  # this attempt is the 3.1.1 probe
         task = asyncio.current_task()
@@ -415,8 +427,10 @@ class Uplink:
         except* Retake as group:
             self._retaken(_first(group))
         except* ClosedBeforeConnack as group:
+            self._refused_now = True  # the broker (or a front) answered, then hung up
             self._closed_before_connack(_first(group))
         except* MqttConnectError as group:
+            self._refused_now = True
             self._refused(_first(group))
         except* (aiomqtt.MqttError, OSError) as group:
             taken_over, closed_under_us, pushed_back = self._lost(_first(group))
@@ -434,7 +448,9 @@ class Uplink:
         drop_stale_cancels(cancels)  # the session's TaskGroup, failing, left one (3.11)
         worked = self._worked_at is not None
         lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
-        return SessionEnd(worked, lasted, taken_over, closed_under_us, pushed_back)
+        return SessionEnd(
+            worked, lasted, taken_over, closed_under_us, pushed_back, refused=self._refused_now
+        )
 
     def _refused(self, exc: BaseException) -> None:
         """A CONNACK refusal: its reason and the remedy, not a time-out."""
@@ -623,6 +639,7 @@ class Uplink:
             return False, True, False
         tls = tlsfail.tls_error(exc)
         if tls is not None:
+            self._refused_now = True  # a TLS alert: the broker is there, and says no
             self._tls_failed(tls)
             return False, False, False
         hint = ""

@@ -32,6 +32,7 @@ class SessionEnd:
     taken_over: bool  # the broker said so (MQTT 5 reason 0x8E)
     closed_under_us: bool  # the connection was lost without a DISCONNECT from the broker
     pushed_back: bool = False  # the broker's DISCONNECT asked for room (`asks_for_room`)
+    refused: bool = False  # the broker answered the attempt with a no (CONNACK, TLS, a close)
 
 
 class Reconnect:

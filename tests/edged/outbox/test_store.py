@@ -1264,3 +1264,27 @@ async def test_state_that_may_wait_gathers_with_samples_offline(tmp_path: Path) 
     assert commits == ["COMMIT"]
     writer.cancel()
     await box.close()
+
+
+async def test_a_panic_waits_until_the_broker_took_it_even_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """What cuts the uplink's reconnect backoff short (`urgent_waiting`): a panic put,
+    stored, or left by the run before, until acknowledged; never the node's own alarms."""
+    box = await opened(config(tmp_path))
+    own = Alarm(kind="outbox_full", active=True, reason="outbox at its hard cap")
+    box.put_nowait(Publication.make(TOPICS, ALARM, own, name="outbox_full"))
+    await box.flush()
+    assert not box.urgent_waiting(), "the node's own alarm"
+    box.put_nowait(alarm())
+    assert box.urgent_waiting(), "put, not yet committed"
+    await box.flush()
+    assert box.urgent_waiting(), "stored"
+    await box.close()
+    box = await opened(config(tmp_path))
+    try:
+        assert box.urgent_waiting(), "stored by the run before"
+        await drain(box)
+        assert not box.urgent_waiting(), "the broker took it"
+    finally:
+        await box.close()

@@ -1153,6 +1153,69 @@ async def test_a_panic_waiting_offline_goes_within_seconds_of_the_link_back_not_
         broker.stop()
 
 
+def _counting(uplink: Uplink, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The ends of the uplink's attempts, as they come."""
+    ends: list[Any] = []
+    attempt = uplink._attempt
+
+    async def counted() -> Any:
+        end = await attempt()
+        ends.append(end)
+        return end
+
+    monkeypatch.setattr(uplink, "_attempt", counted)
+    return ends
+
+
+async def test_the_nodes_own_alarms_do_not_cut_the_reconnect_backoff_short(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a panic (a person) does: `alarm/outbox_full` and `alarm/outbox_lost` come on a
+    whole fleet at once when its broker is down for days, and every vehicle then tried the
+    broker every 2.5-5 s (some 23,000 attempts a day each, against ~1,900), and came back
+    on it all within 5 s. Put offline, such an alarm woke the backoff, then capped it."""
+    monkeypatch.setattr("edged.uplink.client.ALARM_RETRY_S", 0.4, raising=False)
+    broker = Mosquitto(tmp_path).start()
+    broker.stop()  # the broker down: its port refuses
+    uplink = _uplink(broker.port, outbox, Counters(), reconnect_min_s=20.0, reconnect_max_s=20.0)
+    ends = _counting(uplink, monkeypatch)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: len(ends) == 1, 5, "the first attempt")
+        full = Alarm(kind="outbox_full", active=True, reason="outbox at its hard cap", details={})
+        await outbox.put_nowait(Publication.make(TOPICS, ALARM, full, name="outbox_full"))
+        await asyncio.sleep(0.9)
+        assert len(ends) == 1, "the node's own alarm cut the backoff short"
+    finally:
+        await cancel_and_wait([task])
+
+
+async def test_a_broker_that_refuses_the_node_is_not_tried_every_few_seconds_for_a_panic(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker that answers no (a CONNACK refusal here: credentials revoked, a TLS alert,
+    a close before the CONNACK) is there and will not take the node; with a panic waiting
+    it was tried every 2.5-5 s for as long as that lasted, each attempt a handshake (0.7
+    KB resumed, 2.8-4.7 KB not: up to ~100 MB a day against 32 MB a month in service).
+    The press still makes one attempt at once (the cause may be fixed); then the backoff."""
+    monkeypatch.setattr("edged.uplink.client.ALARM_RETRY_S", 0.4, raising=False)
+    broker = Mosquitto(tmp_path, extra="allow_anonymous false").start()
+    uplink = _uplink(broker.port, outbox, Counters(), reconnect_min_s=20.0, reconnect_max_s=20.0)
+    ends = _counting(uplink, monkeypatch)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: len(ends) == 1, 5, "the first attempt")
+        assert not ends[0].worked
+        panic = Alarm(kind="panic", active=True, reason="panic button pressed", details={})
+        await outbox.put_nowait(Publication.make(TOPICS, ALARM, panic, name="panic"))
+        await wait_until(lambda: len(ends) == 2, 2, "an attempt at the press")
+        await asyncio.sleep(0.9)
+        assert len(ends) == 2, "a refusing broker tried again every ALARM_RETRY_S"
+    finally:
+        await cancel_and_wait([task])
+        broker.stop()
+
+
 def test_a_message_given_up_again_unchanged_is_left_out_longer_each_time_up_to_an_hour(
     outbox: Outbox,
 ) -> None:
