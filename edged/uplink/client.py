@@ -43,9 +43,7 @@ from edged.commands.router import IncomingCommand
 from edged.config.models import BrokerConfig
 from edged.outbox import Outbox
 from edged.payloads import MqttHealth, State
-from edged.topics import REPLY, STATE, Priority, Topics
 from edged.topics import REPLY, STATE, Topics
-from edged.uplink import tlsfail
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.batching import outbox_share
 from edged.uplink.ceiling import PacketCeiling, Suspect, least
