@@ -29,9 +29,12 @@ for the time between frames only, within what the node's monotonic clock allows:
   back, an adapter reset) or not stamped (0, negative, NaN) is placed as long after the
   previous frame as it was processed after it; the frames after it go on from there;
 - the frames' clock is anchored anew, by the least lag seen, when every frame of a window
-  of `WINDOW_S` and the one that ends it were processed some time after their bus time: a
-  clock that runs slow or stands still cannot hold the bus time back by more than about
-  two windows, while a consumer stall (prompt frames before it) leaves the anchor alone;
+  of `WINDOW_S` and the one that ends it were processed some time after their bus time,
+  and the lag did not shrink over the window: a clock that runs slow or stands still
+  cannot hold the bus time back by more than about two windows, while a consumer stall
+  (prompt frames before it) and the backlog after it (worked off faster than the bus made
+  it: the lag shrinks, for as many windows as that takes) leave the anchor alone, up to a
+  lag of `BACKLOG_S`;
 - when the receiver found its queue empty (`idle`), nothing waits, so the bus went quiet
   at least as long as the node waited since the last frame: the bus time moves on with
   the monotonic clock, and a session whose sender went quiet is expired even if no frame
@@ -50,11 +53,26 @@ time on anyway), a slow or stuck frame clock holds a session at most about twice
 beyond its timeout."""
 
 
+BACKLOG_S = 3.0
+"""The longest lag a backlog being worked off keeps (the anchor is left alone while the lag
+shrinks): a kernel socket or tty buffer holds no more of a busy bus; beyond it, a lag that
+shrinks is anchored anew too, so that frames' clocks that run fast after a stall cannot
+hold a session for ever."""
+
+
 class BusClock:
     """Bus time (monotonic seconds) of each frame, from its timestamp and when it is
     processed. Not thread-safe: the receive thread owns it."""
 
-    __slots__ = ("_bus", "_mono", "_offset", "_stamp", "_window_end", "_window_lag")
+    __slots__ = (
+        "_bus",
+        "_mono",
+        "_offset",
+        "_stamp",
+        "_window_end",
+        "_window_lag",
+        "_window_start_lag",
+    )
 
     def __init__(self) -> None:
         self._bus: float | None = None  # the latest bus time given
@@ -62,6 +80,7 @@ class BusClock:
         self._offset: float | None = None  # bus time - frame timestamp, once one is usable
         self._stamp = -math.inf  # the latest usable frame timestamp
         self._window_lag = math.inf  # the least (monotonic - bus time) in this window
+        self._window_start_lag = 0.0  # (monotonic - bus time) when this window began
         self._window_end = 0.0
 
     def frame(self, stamp: float | None, mono: float) -> float:
@@ -81,14 +100,16 @@ class BusClock:
                 bus = min(bus + max(0.0, mono - self._mono), mono)
             lag = mono - bus
             if mono >= self._window_end:
-                # every frame of the window and this one processed late: the frames' clock
-                # runs slow or stands still, not the consumer (a stall has prompt frames
-                # around it)
+                # every frame of the window and this one processed late, and no less late
+                # at its end than at its start: the frames' clock runs slow or stands still,
+                # not the consumer (a stall has prompt frames before it; the backlog after
+                # it is worked off faster than the bus made it, so the lag shrinks, however
+                # many windows that takes)
                 shift = min(self._window_lag, lag)
-                if shift > 0.0:
+                if shift > 0.0 and (lag >= self._window_start_lag or lag > BACKLOG_S):
                     bus += shift
                     lag -= shift
-                self._window_lag = lag
+                self._window_lag = self._window_start_lag = lag
                 self._window_end = mono + WINDOW_S
             elif lag < self._window_lag:
                 self._window_lag = lag
