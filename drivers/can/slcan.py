@@ -276,7 +276,7 @@ class AdapterClock:
 
     A stamp is the adapter's milliseconds modulo a minute, so the time between two frames
     is the difference of their stamps modulo a minute, plus the minutes the counter turned
-    unseen: as many as fit before the frame's read (a bus quiet for over a minute). A frame
+    unseen: as many as bring it nearest its read (a bus quiet for over a minute). A frame
     is never on the bus after it was read: a stamp that says so (the adapter reset, its
     clock runs fast, the host's clock was set back) takes the read's time, which anchors
     the stamps that follow. Stamps so stay in order, and the first frames, read a little
@@ -295,10 +295,15 @@ class AdapterClock:
             at = read_at
         else:
             at += (ms - self._ms) % Z1_TURN_MS / 1000
+            # the minutes the counter turned with no frame: as many as bring the frame
+            # nearest its read (give or take half a minute of stall), since the last
+            # frame's time may itself be late (anchored at a late read), and counting one
+            # minute short would place the frame a minute early
+            turns = round((read_at - at) / 60.0)
+            if turns > 0:
+                at += turns * 60.0
             if at > read_at:
                 at = read_at
-            else:  # the minutes the counter turned with no frame
-                at += (read_at - at) // 60.0 * 60.0
         self._at, self._ms = at, ms
         return at
 

@@ -282,3 +282,15 @@ def test_a_z1_stamp_past_its_read_takes_the_read_time_and_anchors_the_next() -> 
     assert clock.time(40_050, 100.2) == pytest.approx(100.07)
     times = [clock.time(ms, 100.3) for ms in (30_000, 30_010, 59_999, 0)]
     assert times == sorted(times) and times[-1] <= 100.3
+
+
+def test_a_late_anchor_and_a_minute_of_silence_do_not_put_a_frame_a_minute_early() -> None:
+    # the first frame was read 2 s after it was on the bus (the thread started late, or
+    # stalled); the bus then went quiet for 75 s. Counting the turns of the counter by what
+    # fits before the read counted one short: the frame was placed 58 s early, and the
+    # minute came back as a jump at the next read later than 2 s (a stall), which timed
+    # out a session whose packets were on time
+    clock = AdapterClock()
+    clock.time(1_000, 102.0)  # on the bus at 100.0
+    assert clock.time(16_000, 175.01) == pytest.approx(175.01)  # on the bus at 175.0
+    assert clock.time(16_050, 178.0) == pytest.approx(175.06)  # read after a 3 s stall
