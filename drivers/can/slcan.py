@@ -27,7 +27,9 @@ the receiver counts as `garbled`: the line is gone, the next one is fine. A fram
 in the 4 hex digits of an adapter's millisecond timestamp (Lawicel `Z1`, kept in the
 adapter's EEPROM across resets): the frame is then stamped with the time the adapter took
 it off the bus (`AdapterClock`), so that a thread that stalls before the read does not make
-the frames that waited in the tty buffer late either. A LF before a line (an adapter ending
+the frames that waited in the tty buffer late either. The 8 hex digits of a microsecond
+stamp (CANable 2.0 / usb2canfd firmware set to `Z2`) are read past: such a frame is timed
+by its read. A LF before a line (an adapter ending
 its lines CR LF) is dropped. Every other reply (remote and FD frames, command answers) goes
 through python-can's own parser; commands, send and shutdown are python-can's.
 """
@@ -60,6 +62,9 @@ costs one garbled line, never memory."""
 OVERLONG = b"\x00overlong"
 """Stands in the line queue for a line dropped for its length (raised as garbled)."""
 STAMP = 4  # hex digits of a Lawicel `Z1` timestamp after the data
+STAMP_US = 8
+"""Hex digits of a microsecond timestamp after the data: CANable 2.0 / usb2canfd slcan
+firmware set to `Z2` (kept in its flash, like `Z1`)."""
 Z1_TURN_MS = 60_000
 """A Lawicel `Z1` stamp counts milliseconds from 0 to 59999 (0xEA5F), then starts again."""
 READ_GAP_S = 0.005
@@ -189,11 +194,14 @@ class BufferedSlcanBus(slcanBus):
         end = at + 1 + 2 * dlc
         stamp = self._read_at
         if len(line) != end:
-            if len(line) != end + STAMP:
+            if len(line) == end + STAMP:
+                ms = _hex(line[end:], line)  # the adapter's Z1 stamp
+                if ms < Z1_TURN_MS:
+                    stamp = self._adapter_clock.time(ms, stamp)
+            elif len(line) == end + STAMP_US:
+                _hex(line[end:], line)  # a Z2 stamp (µs): checked, timed by the read
+            else:
                 raise ValueError(f"slcan: {dlc} data bytes announced in {line[:40]!r}")
-            ms = _hex(line[end:], line)  # the adapter's Z1 stamp
-            if ms < Z1_TURN_MS:
-                stamp = self._adapter_clock.time(ms, stamp)
         return Message(
             arbitration_id=can_id,
             is_extended_id=extended,

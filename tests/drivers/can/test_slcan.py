@@ -145,6 +145,21 @@ async def test_frames_stamped_by_an_adapter_set_to_z1_are_decoded(tmp_path: Path
         assert {e.signals["WheelBasedVehicleSpeed"] for e in ctx.signals("CCVS1")} == {37.5}
 
 
+async def test_frames_stamped_in_microseconds_by_a_canable2_set_to_z2_are_decoded(
+    tmp_path: Path,
+) -> None:
+    """CANable 2.0 / usb2canfd slcan firmware set to `Z2` (kept in its flash) ends each frame
+    in 8 hex digits of microseconds: every frame was garbled, the bus read as silent."""
+    with slcan_rig(tmp_path) as r:
+        assert r.emulator is not None
+        ctx = Recorder("can")
+        async with running(r.options, ctx):
+            assert r.emulator.wait_open()
+            r.emulator.inject_raw(_ccvs1_line(b"0012D687\r") + _ccvs1_line(b"FFFFFFFF\r"))
+            await ctx.wait_for(lambda: len(ctx.signals("CCVS1")) == 2, "both stamped frames")
+        assert "garbled" not in ctx.counts
+
+
 async def test_frames_of_an_adapter_ending_its_lines_cr_lf_are_all_decoded(
     tmp_path: Path,
 ) -> None:
@@ -168,6 +183,8 @@ GARBLED = {
     "a letter no reply starts with": _ccvs1_line(b"\r", prefix=b"q"),
     "a stamp that is not hex": _ccvs1_line(b"1G2B\r"),
     "a stamp of 3 digits": _ccvs1_line(b"1A2\r"),
+    "a stamp of 6 digits": _ccvs1_line(b"1A2B3C\r"),
+    "a stamp of 8 digits, not hex": _ccvs1_line(b"1A2B3C4G\r"),
 }
 
 
