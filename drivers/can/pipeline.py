@@ -267,14 +267,19 @@ class Pipeline:
         if cls & CAN_ERR_CRTL and len(msg.data) > 1 and msg.data[1] & CAN_ERR_CRTL_RX_OVERFLOW:
             self._count("rx_overflow")
 
-    def tick(self, now: float, latest: can.Message | None = None) -> list[Event]:
+    def tick(
+        self, now: float, latest: can.Message | None = None, *, garbled: bool = False
+    ) -> list[Event]:
         """Housekeeping a few times a second: time out silent transport sessions, and emit
         the frames the throttle held back whose interval is over. `latest`: the frame the
         receiver just read (more may wait), or None when it found none waiting, so that a
-        session is timed out on the bus's time, never for packets still in the queue."""
+        session is timed out on the bus's time, never for packets still in the queue.
+        `garbled`: what the receiver read was a line it could not parse, which tells
+        neither the bus's time nor that nothing waits behind it: no session is timed out
+        (the next frame, or the receiver finding none, does it)."""
         if self.frame_clock:  # only as far as the frames went
             bus_now = self._frame_now
-        elif not (self.bam.sessions or self.rts.sessions):
+        elif garbled or not (self.bam.sessions or self.rts.sessions):
             bus_now = None
         elif latest is None:
             bus_now = self.bus_clock.idle(now)

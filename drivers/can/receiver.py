@@ -88,6 +88,7 @@ class Receiver:
         n = pipeline.frames
         try:
             while True:
+                garbled = False
                 try:
                     msg = recv(batch_s if pending else idle_s)
                 except can.CanError as exc:
@@ -97,6 +98,7 @@ class Receiver:
                     # before a Message exists; the line is gone, the next one is fine
                     pipeline.counts["garbled"] = pipeline.counts.get("garbled", 0) + 1
                     msg = None
+                    garbled = True
                 if msg is not None:
                     n += 1
                     # Pipeline.process, with the PGN lookup inline: most frames end here
@@ -123,9 +125,10 @@ class Receiver:
                     loop.call_soon_threadsafe(flush)
                 if now >= next_tick:
                     next_tick = now + TICK_S
-                    # the frame just read tells the bus's time; none read (the queue
-                    # is empty, or a garbled line), the time the thread waited does
-                    for event in pipeline.tick(now, msg):
+                    # the frame just read tells the bus's time; none read, the time the
+                    # thread waited does (the queue is empty), or nothing (a garbled
+                    # line: frames may wait behind it)
+                    for event in pipeline.tick(now, msg, garbled=garbled):
                         append(event)
                     off = pipeline.bus_off_at
                     if off is not None and now - off > self.busoff_reopen_s:

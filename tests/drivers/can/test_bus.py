@@ -307,6 +307,30 @@ async def test_an_slcan_adapter_set_to_z1_times_the_packets_that_waited_in_the_t
         assert rec.faults() == [] and rec.counts["bam_timeout"] == 1
 
 
+async def test_a_garbled_line_read_after_a_stall_does_not_time_out_the_packets_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the thread stalls for 1.2 s after the first packet; a line of noise and the second
+    # packet (0.1 s later on the bus, by its Z1 stamp) wait in the tty and are read after
+    # the stall. The noise is no sign that the queue is empty: the bus's time must not move
+    # on by the stall as if the bus had gone quiet, or the session behind it is timed out
+    stall_after_first_packet(monkeypatch, 1.2)
+    cm, dt1, dt2 = bam_frames(65226, 0x00, DM1_A)
+    with slcan_rig(tmp_path, z1=True) as rig:
+        assert rig.emulator is not None
+        rec = Recorder("can")
+        async with running(rig.options, rec):
+            rig.send([cm, dt1])
+            await asyncio.sleep(0.1)
+            rig.emulator.inject_raw(b"\x00noise\r")
+            rig.send([dt2])
+            await rec.wait_for(
+                lambda: bool(rec.faults() or rec.counts.get("bam_timeout")), "the DM1 or a timeout"
+            )
+    assert rec.counts.get("garbled") == 1
+    assert [f.codes for f in rec.faults()] == [DM1_A_CODES] and "bam_timeout" not in rec.counts
+
+
 UNSTAMPED = 0.0
 
 
