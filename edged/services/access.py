@@ -103,7 +103,9 @@ new person counted on board (a truck admits unknown cards: "full" turns real rid
 and a record in the outbox (its hard cap within hours offline, then real events refused).
 Past the budget such a card is refused `too_many_unknown`: no door, no count, red. A repeat
 spends none (a card left at the reader is one stranger, not one per read), nor does the one
-random UID read beside a card (`TOGETHER_S`: the phone of its wallet case)."""
+random UID read beside a card (`TOGETHER_S`: the phone of its wallet case). A card on the
+lists that is refused spends none either; its refusals repeated are recorded once a minute
+(`_refused_again`)."""
 STILL_THERE_S = 2.0
 """A repeat read this soon after the card's previous read is the same card still at the
 reader (at the edge of its field, in a bag leaning on it: read, lost for more than the
@@ -112,7 +114,8 @@ driver's `release_s`, read again), whatever the window: it was charged and count
 longer, and a repeat opens no door unless `repeat_unlocks`."""
 FLOOD_RECORD_S = 60.0
 """Of the refusals past the budget, one record per reader in this time (dispatch sees the
-flood as it starts); the others are counted (`access.too_many_unknown`), not recorded."""
+flood as it starts); the others are counted (`access.too_many_unknown`), not recorded.
+Likewise a card refused again and again (`_refused_again`): one record in this time."""
 
 
 @dataclass(slots=True)
@@ -125,6 +128,17 @@ class _Recent:
     role: ReaderRole
     decision: Decision
     situation: Situation
+    last: float
+
+
+@dataclass(slots=True)
+class _Refusal:
+    """A card's last recorded refusal, for `_refused_again`: when it was recorded, at which
+    kind of reader, why, and when the card was last read since."""
+
+    recorded: float
+    role: ReaderRole
+    reason: str
     last: float
 
 
@@ -167,6 +181,7 @@ class AccessService(Service):
         provider = host.state.get(PROVIDER_KEY)
         self.provider: str | None = provider if isinstance(provider, str) else None
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
+        self._refused: OrderedDict[str, _Refusal] = OrderedDict()  # card_ref -> last recorded
         self._card_read: dict[str, float] = {}  # reader -> Tap.ts of its last card's tap
         self._phone_spared: set[str] = set()  # readers whose last card's phone spent no budget
         self._strangers: dict[str, TokenBucket] = {}  # reader -> its budget, in Tap.ts time
@@ -320,7 +335,14 @@ class AccessService(Service):
         if decision.reason not in ("random_uid", "too_many_unknown"):
             self._card_read[tap.reader] = tap.ts
             self._phone_spared.discard(tap.reader)
-        if decision.reason == "too_many_unknown" and not self._record_flood(tap.reader, tap.ts):
+        if decision.reason == "too_many_unknown":
+            recorded = self._record_flood(tap.reader, tap.ts)
+        else:
+            recorded = not self._refused_again(ref, role, decision, tap.ts)
+        if not recorded:
+            if decision.reason != "too_many_unknown":
+                self.host.counters.inc("access.refused_repeat")
+                self._count_validity(decision)
             if shown:
                 self.host.bus.emit(Feedback("denied", time.monotonic()))
             return
@@ -355,6 +377,9 @@ class AccessService(Service):
             while len(self._recent) > MAX_RECENT:
                 self._recent.popitem(last=False)
             self._remember(ref, decision)
+        self._count_validity(decision)
+
+    def _count_validity(self, decision: Decision) -> None:
         if decision.validity is not None:
             self.host.counters.inc(f"access.validity.{decision.validity}")
             if decision.validity == "undecided":
@@ -364,6 +389,37 @@ class AccessService(Service):
         """A card the lists do not know: a random UID, or one neither listed nor denied."""
         lists = self.lists
         return random_uid(uid) or (ref not in lists.cards and ref not in lists.deny)
+
+    def _refused_again(self, ref: str, role: ReaderRole, decision: Decision, ts: float) -> bool:
+        """Whether this refusal repeats one recorded less than `FLOOD_RECORD_S` ago, the card
+        read again each time within `repeat_window_s` (the same reason, at a reader of the
+        same role): decided anew, shown red, counted (`access.refused_repeat`), not recorded
+        again. A card on the lists that is refused (lost, expired, no booking) spends no
+        budget for strangers: held at the edge of the field, or presented again and again by
+        a card emulator (its field switched on and off), each read was a record, ~3 a second
+        (the outbox's hard cap in two days offline, then real taps' records refused)."""
+        if decision.granted:
+            self._refused.pop(ref, None)
+            return False
+        window = self.config.repeat_window_s
+        before = self._refused.get(ref)
+        again = (
+            window > 0
+            and before is not None
+            and before.role == role
+            and before.reason == decision.reason
+            and 0 <= ts - before.last < window
+            and 0 <= ts - before.recorded < FLOOD_RECORD_S
+        )
+        if again:
+            assert before is not None
+            before.last = ts
+            return True
+        self._refused[ref] = _Refusal(ts, role, decision.reason, ts)
+        self._refused.move_to_end(ref)
+        while len(self._refused) > MAX_RECENT:
+            self._refused.popitem(last=False)
+        return False
 
     def _welcome(self, reader: str, ts: float) -> bool:
         """One more stranger at `reader` within its budget (`STRANGERS_BURST`)."""

@@ -410,6 +410,65 @@ def test_a_flood_is_recorded_once_a_minute(tmp_path: Path) -> None:
     assert len(reasons) < 100, "not a record per emulated card"
 
 
+def expired_pass(service: AccessService) -> None:
+    doc = full_lists(2)
+    doc["cards"][REFS(UID_RESIDENT)] = {"profile": "resident", "valid_until": "2001-01-31"}
+    asyncio.run(service.command_update(signed(doc)))
+
+
+@pytest.mark.parametrize("card", ["lost", "expired"])
+def test_a_refused_card_presented_again_and_again_is_recorded_once_a_minute(
+    tmp_path: Path, card: str
+) -> None:
+    """A card on the lists that is refused (on the deny list, a pass that expired: every
+    former subscriber has one) spends no budget for strangers. A card emulator switching
+    its field on and off with that card's UID (or the card at the edge of the field) was
+    a record per presentation, ~3 a second: the outbox's hard cap (400,000) in under two
+    days offline, then real taps' records refused. Each is still decided and shown red."""
+    node, service, _ = make(tmp_path)
+    uid = UID_LOST
+    if card == "expired":
+        expired_pass(service)
+        uid = UID_RESIDENT
+    for i in range(200):  # 80 s, one presentation every 0.4 s
+        tap(node, uid, ts=100.0 + i * 0.4)
+    reasons = [t.reason for t in taps(node)]
+    assert reasons == ["blocked" if card == "lost" else "expired"] * 2, "one record a minute"
+    assert node.of_type(Unlock) == []
+    assert [f.pattern for f in node.of_type(Feedback)] == ["denied"] * 200
+    assert node.counters["access.refused_repeat"] == 198
+
+
+def test_a_refused_card_granted_since_is_decided_anew_and_recorded(tmp_path: Path) -> None:
+    """The repeat of a refusal is only not recorded: the decision is made anew each time,
+    so a card the lists grant since (taken off the deny list) opens at once."""
+    node, service, _ = make(tmp_path)
+    tap(node, UID_LOST, ts=100.0)
+    tap(node, UID_LOST, ts=101.0)
+    doc = full_lists(2, deny={})
+    asyncio.run(service.command_update(signed(doc)))
+    tap(node, UID_LOST, ts=102.0)
+    assert [t.reason for t in taps(node)] == ["blocked", "ok"]
+    assert len(node.of_type(Unlock)) == 1
+
+
+def test_a_refusal_after_a_pause_or_for_another_reason_is_recorded(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path)
+    tap(node, UID_LOST, ts=100.0)
+    tap(node, UID_LOST, ts=111.0)  # past repeat_window_s (10 s) since its last read
+    tap(node, UID_LOST, ts=112.0, reader="rear")  # same role: a repeat
+    tap(node, UID_UNKNOWN, ts=113.0)
+    tap(node, UID_UNKNOWN, ts=114.0)
+    assert [t.reason for t in taps(node)] == ["blocked", "blocked", "unknown"]
+
+
+def test_without_a_repeat_window_every_refusal_is_recorded(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path, repeat_window_s=0)
+    for i in range(5):
+        tap(node, UID_LOST, ts=100.0 + i * 0.4)
+    assert len(taps(node)) == 5
+
+
 def test_random_uids_spend_the_same_budget(tmp_path: Path) -> None:
     node, _, _ = make(tmp_path)
     for i in range(50):
