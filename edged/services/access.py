@@ -67,6 +67,7 @@ from edged.access.lists import (
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
 from edged.config.access import AccessServiceConfig, ReaderRole
+from edged.errors import CommandError
 from edged.host import Host
 from edged.payloads import TapEvent
 from edged.security.signing import public_key_from_text
@@ -152,6 +153,15 @@ class _Prepared:
     kind: Literal["full", "delta"]
 
 
+def _stored_version(raw: Any, fleet: str) -> int:
+    """The version of stored lists of this node's fleet, readable or not (a release that
+    wrote a field this one does not know): 0 when it cannot be told."""
+    if not isinstance(raw, dict) or raw.get("fleet") != fleet:
+        return 0
+    version = raw.get("version")
+    return version if type(version) is int and version > 0 else 0
+
+
 class AccessService(Service):
     def __init__(
         self,
@@ -174,6 +184,7 @@ class AccessService(Service):
         self.key = (
             public_key_from_text(config.lists_public_key) if config.lists_public_key else None
         )
+        self._floor = 0  # the version of lists set aside at start: none older is taken
         self.lists = self._restore_lists()
         inside = host.state.get(INSIDE_KEY, [])
         self.inside: set[str] = set(inside) if isinstance(inside, list) else set()
@@ -217,10 +228,14 @@ class AccessService(Service):
         another fleet secret or `card_ref_bytes`, none of their card_refs can: a denied
         card would then pass where unknown cards do, silently. They are left out (the
         version in force is 0, which taps and `access.status` report, so dispatch sends a
-        full list) and kept on disk, to be used again if the config goes back."""
+        full list) and kept on disk, to be used again if the config goes back. Set aside,
+        or unreadable (written by a newer release), their version stays the oldest one
+        taken (`_floor`): version 0 in force must not let an older signed list be played
+        back."""
         raw = self.host.state.get(LISTS_KEY)
         if raw is None:
             return EMPTY
+        self._floor = _stored_version(raw, self.fleet)
         try:
             lists = AccessLists.model_validate(raw)
         except ValueError:
@@ -505,6 +520,14 @@ class AccessService(Service):
         update = parse_update(
             args, key=self.key, fleet=self.fleet, card_ref_chars=2 * self.config.card_ref_bytes
         )
+        if update.version < self._floor:
+            # lists set aside at start leave version 0 in force, which any signed list
+            # passes: an old one played back (a card revoked since still allowed) too
+            raise CommandError(
+                "stale_version",
+                f"version {update.version} is older than the lists this node had before "
+                f"they were set aside at start ({self._floor})",
+            )
         new = apply(current, update)
         stored = dump(new)
         return _Prepared(new, digest_of(stored), stored, update.kind)

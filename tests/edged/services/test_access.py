@@ -690,6 +690,41 @@ def test_unreadable_stored_lists_mean_empty_lists_not_a_crash(tmp_path: Path) ->
     assert taps(node)[-1].reason == "unknown"
 
 
+def test_lists_set_aside_at_start_are_no_way_back_to_an_older_signed_list(
+    tmp_path: Path,
+) -> None:
+    """Lists a release cannot read (written by a newer one it was rolled back from: a field
+    it does not know), or made under another secret, are set aside: version 0 in force.
+    Any signed list passed that, so one played back from before a card was put on the deny
+    list (captured on the broker, where any tool's certificate can send it) was taken, and
+    the stolen card let in. No list older than the ones set aside is taken."""
+    node, service, _ = make(tmp_path)
+    old = signed(full_lists(2, deny={}))  # before the card was lost
+    asyncio.run(service.command_update(old))
+    asyncio.run(service.command_update(signed(full_lists(5))))
+    stored = node.state[LISTS_KEY]
+    node.state.set(LISTS_KEY, {**stored, "issued_at": "2026-12-01T00:00:00Z"})  # a newer release's
+    restarted = _restarted(node, tmp_path, "shuttle")
+    assert restarted.lists.version == 0
+    with pytest.raises(CommandError, match="older than the lists this node had") as refused:
+        asyncio.run(restarted.command_update(old))
+    assert refused.value.code == "stale_version"
+    assert isinstance(restarted.host, TestHost)
+    tap(restarted.host, UID_LOST)
+    assert taps(restarted.host)[-1].decision == "denied"
+    asyncio.run(restarted.command_update(signed(full_lists(5))))  # dispatch's current one
+    assert restarted.lists.version == 5
+
+
+def test_lists_set_aside_under_another_fleet_set_no_floor(tmp_path: Path) -> None:
+    node, service, _ = make(tmp_path)
+    asyncio.run(service.command_update(signed(full_lists(5))))
+    node.state.set(LISTS_KEY, {**node.state[LISTS_KEY], "fleet": "elsewhere", "x": 1})
+    restarted = _restarted(node, tmp_path, "shuttle")
+    asyncio.run(restarted.command_update(signed(full_lists(2))))
+    assert restarted.lists.version == 2
+
+
 def test_a_refused_update_changes_nothing(tmp_path: Path) -> None:
     node, service, _ = make(tmp_path)
     before = dict(node.state)
