@@ -105,8 +105,8 @@ and a record in the outbox (its hard cap within hours offline, then real events 
 Past the budget such a card is refused `too_many_unknown`: no door, no count, red. A repeat
 spends none (a card left at the reader is one stranger, not one per read), nor does the one
 random UID read beside a card (`TOGETHER_S`: the phone of its wallet case). A card on the
-lists that is refused spends none either; its refusals repeated are recorded once a minute
-(`_refused_again`)."""
+lists that is refused spends none either; its refusals repeated, as its repeats, are
+recorded once a minute (`_said_again`)."""
 STILL_THERE_S = 2.0
 """A repeat read this soon after the card's previous read is the same card still at the
 reader (at the edge of its field, in a bag leaning on it: read, lost for more than the
@@ -116,7 +116,8 @@ longer, and a repeat opens no door unless `repeat_unlocks`."""
 FLOOD_RECORD_S = 60.0
 """Of the refusals past the budget, one record per reader in this time (dispatch sees the
 flood as it starts); the others are counted (`access.too_many_unknown`), not recorded.
-Likewise a card refused again and again (`_refused_again`): one record in this time."""
+Likewise a card refused, or answered `repeat`, again and again (`_said_again`): one
+record in this time."""
 
 
 @dataclass(slots=True)
@@ -133,9 +134,9 @@ class _Recent:
 
 
 @dataclass(slots=True)
-class _Refusal:
-    """A card's last recorded refusal, for `_refused_again`: when it was recorded, at which
-    kind of reader, why, and when the card was last read since."""
+class _Said:
+    """A card's last recorded refusal or repeat, for `_said_again`: when it was recorded, at
+    which kind of reader, its reason, and when the card was last read since."""
 
     recorded: float
     role: ReaderRole
@@ -192,7 +193,7 @@ class AccessService(Service):
         provider = host.state.get(PROVIDER_KEY)
         self.provider: str | None = provider if isinstance(provider, str) else None
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
-        self._refused: OrderedDict[str, _Refusal] = OrderedDict()  # card_ref -> last recorded
+        self._said: OrderedDict[str, _Said] = OrderedDict()  # card_ref -> last recorded
         self._card_read: dict[str, float] = {}  # reader -> Tap.ts of its last card's tap
         self._phone_spared: set[str] = set()  # readers whose last card's phone spent no budget
         self._strangers: dict[str, TokenBucket] = {}  # reader -> its budget, in Tap.ts time
@@ -353,13 +354,15 @@ class AccessService(Service):
         if decision.reason == "too_many_unknown":
             recorded = self._record_flood(tap.reader, tap.ts)
         else:
-            recorded = not self._refused_again(ref, role, decision, tap.ts)
-        if not recorded:
+            recorded = not self._said_again(ref, role, decision, tap.ts)
+        if not recorded:  # never a tap that opens the door, charges or counts
             if decision.reason != "too_many_unknown":
-                self.host.counters.inc("access.refused_repeat")
+                again = "repeat_again" if decision.granted else "refused_repeat"
+                self.host.counters.inc(f"access.{again}")
                 self._count_validity(decision)
             if shown:
-                self.host.bus.emit(Feedback("denied", time.monotonic()))
+                light = Feedback("granted" if decision.granted else "denied", time.monotonic())
+                self.host.bus.emit(light)
             return
         # the record first (the tap journal: one write, microseconds), so a door that opened
         # is never without its record; then the door and the lights; then the counting
@@ -405,19 +408,21 @@ class AccessService(Service):
         lists = self.lists
         return random_uid(uid) or (ref not in lists.cards and ref not in lists.deny)
 
-    def _refused_again(self, ref: str, role: ReaderRole, decision: Decision, ts: float) -> bool:
-        """Whether this refusal repeats one recorded less than `FLOOD_RECORD_S` ago, the card
-        read again each time within `repeat_window_s` (the same reason, at a reader of the
-        same role): decided anew, shown red, counted (`access.refused_repeat`), not recorded
-        again. A card on the lists that is refused (lost, expired, no booking) spends no
-        budget for strangers: held at the edge of the field, or presented again and again by
-        a card emulator (its field switched on and off), each read was a record, ~3 a second
-        (the outbox's hard cap in two days offline, then real taps' records refused)."""
-        if decision.granted:
-            self._refused.pop(ref, None)
+    def _said_again(self, ref: str, role: ReaderRole, decision: Decision, ts: float) -> bool:
+        """Whether this refusal, or this `repeat` that opens nothing, says again what was
+        recorded for the card less than `FLOOD_RECORD_S` ago, the card read again each time
+        within `repeat_window_s` (the same reason, at a reader of the same role): shown,
+        counted (`access.refused_repeat`, `access.repeat_again`), not recorded again.
+        A refusal is decided anew all the same (let in as soon as it may be). A card on the
+        lists, refused (lost, expired) or granted (a rider's own pass), spends no budget for
+        strangers: held at the edge of the field, or presented again and again by a card
+        emulator switching its field on and off, each read was a record, ~2-3 a second (the
+        outbox's hard cap in two days offline, then real taps' records refused)."""
+        if decision.unlock or (decision.granted and decision.reason != "repeat"):
+            self._said.pop(ref, None)  # a door that opens, a charge, a count: recorded
             return False
         window = self.config.repeat_window_s
-        before = self._refused.get(ref)
+        before = self._said.get(ref)
         again = (
             window > 0
             and before is not None
@@ -430,10 +435,10 @@ class AccessService(Service):
             assert before is not None
             before.last = ts
             return True
-        self._refused[ref] = _Refusal(ts, role, decision.reason, ts)
-        self._refused.move_to_end(ref)
-        while len(self._refused) > MAX_RECENT:
-            self._refused.popitem(last=False)
+        self._said[ref] = _Said(ts, role, decision.reason, ts)
+        self._said.move_to_end(ref)
+        while len(self._said) > MAX_RECENT:
+            self._said.popitem(last=False)
         return False
 
     def _welcome(self, reader: str, ts: float) -> bool:
