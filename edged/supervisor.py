@@ -7,6 +7,7 @@ when it is plugged in again, and must not take the NFC reader down with it.
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -24,6 +25,13 @@ from edged.config.models import DriverConfig, SupervisorConfig
 from edged.payloads import DriverStatus, clip_error
 
 log = logging.getLogger(__name__)
+
+APPEAR_POLL_S = 0.5
+"""While a driver backs off with a device file of its missing (a USB serial adapter
+unplugged: /dev/ttyUSB0, a /dev/serial/by-id/ link gone), how often the supervisor looks
+for it: plugged back, the driver restarts within about this long (and as long again for
+udev to give the node its group), not at the end of a backoff grown to a minute while it
+was away, with riders tapping at a dead reader meanwhile."""
 
 
 @dataclass
@@ -76,6 +84,15 @@ def driver_factory(d: DriverConfig) -> Callable[[], Driver]:
     return make
 
 
+def device_files(d: DriverConfig) -> tuple[str, ...]:
+    """The device files `d` opens (`Driver.opens`), watched while it backs off."""
+    try:
+        opens = driver_class(d.driver).opens(d.settings)
+    except Exception:  # what the doctor reports; never a reason not to run the driver
+        return ()
+    return tuple(dev.path for dev in opens.devices if dev.path.startswith("/"))
+
+
 def backoff_delay(failures: int, config: SupervisorConfig, rng: random.Random) -> float:
     """Exponential backoff, capped, with jitter so a fleet does not retry in lockstep."""
     return jittered_backoff(failures, config.backoff_initial_s, config.backoff_max_s, rng)
@@ -123,10 +140,18 @@ class Supervisor:
 
     async def run(self, d: DriverConfig) -> None:
         """Run a configured driver forever (until cancelled)."""
-        await self.supervise(d.name, d.driver, driver_factory(d))
+        await self.supervise(d.name, d.driver, driver_factory(d), files=device_files(d))
 
-    async def supervise(self, name: str, kind: str, factory: Callable[[], Driver]) -> None:
-        """Run one driver forever (until cancelled), restarting it after each failure."""
+    async def supervise(
+        self,
+        name: str,
+        kind: str,
+        factory: Callable[[], Driver],
+        *,
+        files: tuple[str, ...] = (),
+    ) -> None:
+        """Run one driver forever (until cancelled), restarting it after each failure, or
+        as soon as a device file of `files` missing when it failed is back."""
         sup = self.drivers.setdefault(name, Supervised(name, kind))
         while True:
             sup.state = "starting"
@@ -169,7 +194,26 @@ class Supervisor:
                     "driver %s failed (%s); restarting in %.1f s", name, reason, delay, extra=KEEP
                 )
                 try:
-                    await asyncio.sleep(delay)
+                    await self._back_off(name, delay, [f for f in files if not _exists(f)])
                 except asyncio.CancelledError:
                     sup.state = "stopped"
                     raise
+
+    async def _back_off(self, name: str, delay: float, missing: list[str]) -> None:
+        """Sleep `delay`, or until a file of `missing` exists again (then a moment more:
+        udev gives a new device node its group and mode just after it appears)."""
+        if not missing:
+            await asyncio.sleep(delay)
+            return
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(APPEAR_POLL_S, left))
+            back = next((f for f in missing if _exists(f)), None)
+            if back is not None:
+                log.info("driver %s: %s is back, restarting it now", name, back, extra=KEEP)
+                await asyncio.sleep(min(APPEAR_POLL_S, max(0.0, end - time.monotonic())))
+                return
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)

@@ -25,7 +25,7 @@ from edged.config.models import SupervisorConfig
 from edged.supervisor import Supervised
 from hil.nfc.cards import CardKind
 from hil.nfc.emulator import Fault, Faults, Pn532Emulator
-from tests.helpers.drivers import Recorder, wait_until
+from tests.helpers.drivers import Recorder, configured, wait_until
 from tests.helpers.journal import FEW, Journal
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -519,6 +519,32 @@ async def test_under_the_supervisor_a_replugged_reader_taps_again(emu: Pn532Emul
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_reader_plugged_back_after_a_long_unplug_reads_within_a_second(
+    emu: Pn532Emulator,
+) -> None:
+    """A USB serial adapter unplugged for minutes (a cable shaken loose on the road): its
+    device file is gone, each reopen fails, and the backoff grows to a minute. Plugged
+    back, the reader waited for the end of that backoff, riders tapping at a dead reader
+    meanwhile; the supervisor now watches the missing file and restarts it when it is back."""
+    rec = Recorder("front-reader")
+    slow = SupervisorConfig(backoff_initial_s=20, backoff_max_s=60, stable_after_s=30)
+    d = configured("front-reader", "nfc.libnfc", {"connstring": emu.connstring, **QUICK})
+    status, task = await rec.supervised(d, slow)
+    try:
+        emu.unplug()
+        await wait_until(lambda: status.failures >= 2, 5, "a reopen failed: backing off")
+        assert "does not exist" in (status.last_error or "")
+        emu.replug()
+        plugged = time.monotonic()
+        await wait_until(lambda: status.state == "running", 3, "running after the replug")
+        assert time.monotonic() - plugged < 1.5
+        emu.put(A)
+        await wait_until(lambda: any(isinstance(e, Tap) for e in rec.events), 2, "a tap")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @contextlib.asynccontextmanager
 async def supervised(emu: Pn532Emulator, rec: Recorder) -> AsyncIterator[Supervised]:
     """The reader under a real supervisor, which builds it afresh at each start, as the node;
@@ -737,7 +763,7 @@ def test_a_reader_reads_a_card_without_loading_pynfc_or_libfreefare(tmp_path: Pa
         "from pathlib import Path\n"
         "from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader\n"
         "from hil.nfc.emulator import Pn532Emulator\n"
-        "from tests.helpers.drivers import Recorder, wait_until\n"
+        "from tests.helpers.drivers import Recorder, configured, wait_until\n"
         "async def main():\n"
         "    with Pn532Emulator(Path(sys.argv[1])) as emu:\n"
         "        rec = Recorder('front-reader')\n"
