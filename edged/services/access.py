@@ -11,7 +11,8 @@ in memory, logged, stored or published.
 A repeat (the same card within `repeat_window_s`, at a reader of the same role) shows its
 feedback again and is neither charged nor counted; it does not pulse the lock unless
 `repeat_unlocks` (a slow venue door), and then only when the card may pass now (a booking
-that ended since the first tap does not reopen the door): otherwise a card handed back
+that ended since the first tap does not reopen the door) and was presented again, not
+read again while still at the reader (`STILL_THERE_S`): otherwise a card handed back
 through the door would let a second rider board. The same role, not the same reader: a
 card handed back through a bus's front door and tapped at the rear one is still the same
 card boarding; but a tap at an `exit` reader right after the `entry` one is someone going
@@ -302,10 +303,13 @@ class AccessService(Service):
         recent.last = ts
         before = recent.decision
         unlock = False
-        if before.unlock and self.config.repeat_unlocks:
+        if before.unlock and self.config.repeat_unlocks and not still_there:
             # the lock opens again only for a card that may pass now: a booking that ended
             # (or a pass that expired, or a clock lost) since the first tap does not reopen
-            # the door for as long as the window lasts (up to an hour)
+            # the door for as long as the window lasts (up to an hour); and only for a card
+            # presented again, not one still at the reader (a badge on a lanyard resting on
+            # it, a card in a bag left leaning on it: read, lost, read again each second or
+            # so, it pulsed the lock at each read, and held the door open for anyone)
             now, bound = self._now()
             again = replace(recent.situation, now=now, bound=bound)
             unlock = decide(self.lists, self.config, ref, again).unlock
