@@ -70,6 +70,10 @@ class Opens:
     """A gpiozero pin factory that needs the kernel's GPIO character devices."""
     silence: str = ""
     """What to check when the device opens but the driver never says it is ready."""
+    plugged_in: str = ""
+    """A directory where the device's node appears when it is plugged in, for a device no
+    option names (a USB reader libnfc finds by itself: /dev/bus/usb): the supervisor,
+    backing off after a failure, restarts the driver when a node appears there."""
 
 
 @dataclass(frozen=True, slots=True)

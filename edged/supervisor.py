@@ -6,6 +6,7 @@ when it is plugged in again, and must not take the NFC reader down with it.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -84,13 +85,14 @@ def driver_factory(d: DriverConfig) -> Callable[[], Driver]:
     return make
 
 
-def device_files(d: DriverConfig) -> tuple[str, ...]:
-    """The device files `d` opens (`Driver.opens`), watched while it backs off."""
+def watched(d: DriverConfig) -> tuple[tuple[str, ...], str]:
+    """What tells that `d`'s device is back while it backs off (`Driver.opens`): the device
+    files it opens, and where its node appears when plugged in (a USB reader)."""
     try:
         opens = driver_class(d.driver).opens(d.settings)
     except Exception:  # what the doctor reports; never a reason not to run the driver
-        return ()
-    return tuple(dev.path for dev in opens.devices if dev.path.startswith("/"))
+        return (), ""
+    return tuple(dev.path for dev in opens.devices if dev.path.startswith("/")), opens.plugged_in
 
 
 def backoff_delay(failures: int, config: SupervisorConfig, rng: random.Random) -> float:
@@ -140,7 +142,10 @@ class Supervisor:
 
     async def run(self, d: DriverConfig) -> None:
         """Run a configured driver forever (until cancelled)."""
-        await self.supervise(d.name, d.driver, driver_factory(d), files=device_files(d))
+        files, plugged_in = watched(d)
+        await self.supervise(
+            d.name, d.driver, driver_factory(d), files=files, plugged_in=plugged_in
+        )
 
     async def supervise(
         self,
@@ -149,9 +154,11 @@ class Supervisor:
         factory: Callable[[], Driver],
         *,
         files: tuple[str, ...] = (),
+        plugged_in: str = "",
     ) -> None:
         """Run one driver forever (until cancelled), restarting it after each failure, or
-        as soon as a device file of `files` missing when it failed is back."""
+        as soon as a device file of `files` missing when it failed is back, or a device
+        node appears in the directory `plugged_in` (a USB device plugged in)."""
         sup = self.drivers.setdefault(name, Supervised(name, kind))
         while True:
             sup.state = "starting"
@@ -194,21 +201,30 @@ class Supervisor:
                     "driver %s failed (%s); restarting in %.1f s", name, reason, delay, extra=KEEP
                 )
                 try:
-                    await self._back_off(name, delay, [f for f in files if not _exists(f)])
+                    missing = [f for f in files if not _exists(f)]
+                    await self._back_off(name, delay, missing, plugged_in)
                 except asyncio.CancelledError:
                     sup.state = "stopped"
                     raise
 
-    async def _back_off(self, name: str, delay: float, missing: list[str]) -> None:
-        """Sleep `delay`, or until a file of `missing` exists again (then a moment more:
-        udev gives a new device node its group and mode just after it appears)."""
-        if not missing:
+    async def _back_off(
+        self, name: str, delay: float, missing: list[str], plugged_in: str = ""
+    ) -> None:
+        """Sleep `delay`, or until a file of `missing` exists again or a node appears in
+        `plugged_in` (then a moment more: udev gives a new device node its group and mode
+        just after it appears)."""
+        if not missing and not plugged_in:
             await asyncio.sleep(delay)
             return
+        nodes = _nodes(plugged_in)
         end = time.monotonic() + delay
         while (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(APPEAR_POLL_S, left))
             back = next((f for f in missing if _exists(f)), None)
+            if back is None and plugged_in:
+                now = _nodes(plugged_in)
+                back = next(iter(sorted(now - nodes)), None)
+                nodes = now  # one gone is no reason; one that comes is
             if back is not None:
                 log.info("driver %s: %s is back, restarting it now", name, back, extra=KEEP)
                 await asyncio.sleep(min(APPEAR_POLL_S, max(0.0, end - time.monotonic())))
@@ -217,3 +233,21 @@ class Supervisor:
 
 def _exists(path: str) -> bool:
     return os.path.exists(path)
+
+
+def _nodes(directory: str) -> set[str]:
+    """The device nodes under `directory` and one level of directories below it (USB:
+    /dev/bus/usb/001/004): a few dozen names, read every `APPEAR_POLL_S` while backing off."""
+    if not directory:
+        return set()
+    found: set[str] = set()
+    try:
+        with os.scandir(directory) as top:
+            for entry in top:
+                found.add(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    with contextlib.suppress(OSError), os.scandir(entry.path) as inner:
+                        found.update(e.path for e in inner)
+    except OSError:
+        pass
+    return found

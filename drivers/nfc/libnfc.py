@@ -84,6 +84,9 @@ LIBNFC_DRIVERS = (
 )
 NEEDS_PORT = ("pn532_uart", "pn532_i2c", "pn532_spi", "acr122s", "arygon")
 SERIAL = ("pn532_uart", "acr122s", "arygon")
+USB = ("pn53x_usb", "acr122_usb")
+USB_NODES = "/dev/bus/usb"
+"""Where a USB reader's device node appears when it is plugged in (or back after a reset)."""
 SERIAL_SPEEDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
 
 quiet_libnfc()  # at import, before this driver's threads: never a setenv once they run
@@ -268,11 +271,13 @@ class LibnfcReader:
     def opens(cls, options: LibnfcOptions) -> Opens:
         """The device in the connection string (pn532_uart:/dev/ttyS0); none for a USB
         reader or libnfc's own autodetection."""
-        path = options.connstring.partition(":")[2].partition(":")[0]
+        driver, _, rest = options.connstring.partition(":")
+        path = rest.partition(":")[0]
         return Opens(
             devices=(Device.at(path, "connstring"),) if path.startswith("/") else (),
             silence="the reader did not answer: check its wiring, its interface switches "
             "(PN532 boards select UART/I2C/SPI with jumpers) and `nfc-list`",
+            plugged_in=USB_NODES if driver in USB else "",
         )
 
     def __init__(self, options: LibnfcOptions) -> None:

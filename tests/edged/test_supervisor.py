@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.driver import DriverContext, DriverOptions
-from core.errors import ConfigError
+from core.errors import ConfigError, DriverError
 from edged.config.loader import load_config
 from edged.config.models import SupervisorConfig
 from edged.node import Node
@@ -255,3 +255,56 @@ async def test_every_failure_and_restart_of_a_driver_is_in_the_journal(journal: 
         await asyncio.gather(task, return_exceptions=True)
     assert len(journal.with_("driver flaky failed (OSError")) >= 3 * FEW
     assert len(journal.with_("driver flaky running")) >= 3 * FEW
+
+
+class UsbReaderAway:
+    """A USB reader gone (libnfc: "no such USB reader"): each start fails until it is back."""
+
+    Options = DriverOptions
+    back: ClassVar[bool] = False
+
+    async def run(self, ctx: DriverContext) -> None:
+        if not UsbReaderAway.back:
+            raise DriverError("cannot open NFC reader acr122_usb: no such USB reader")
+        ctx.ready()
+        await asyncio.Event().wait()
+
+
+async def test_a_usb_device_plugged_back_restarts_its_driver_before_its_backoff_ends(
+    tmp_path: Path,
+) -> None:
+    """An ACR122U unplugged for minutes names no device file: its node comes back in
+    /dev/bus/usb (`Opens.plugged_in`). The backoff grown meanwhile (a minute) kept the
+    reader down that long after it was plugged back in."""
+    usb = tmp_path / "usb"
+    (usb / "001").mkdir(parents=True)
+    (usb / "001" / "001").touch()  # the root hub
+    slow = SupervisorConfig(backoff_initial_s=20, backoff_max_s=60, stable_after_s=30)
+    sup = Recorder().supervisor(slow)
+    UsbReaderAway.back = False
+    task = asyncio.create_task(
+        sup.supervise("reader", "nfc.libnfc", UsbReaderAway, plugged_in=str(usb))
+    )
+    try:
+        await wait_until(
+            lambda: "reader" in sup.drivers and sup.drivers["reader"].failures >= 2, 2, "backoff"
+        )
+        (usb / "001" / "001").unlink()  # something else leaves: no reason to restart
+        await asyncio.sleep(0.6)
+        assert sup.drivers["reader"].restarts == 2
+        UsbReaderAway.back = True
+        (usb / "001" / "007").touch()  # the reader, plugged back in
+        plugged = time.monotonic()
+        await wait_until(lambda: sup.drivers["reader"].state == "running", 3, "running")
+        assert time.monotonic() - plugged < 1.5
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_a_usb_nfc_reader_says_where_it_appears_when_plugged_in() -> None:
+    from drivers.nfc.libnfc import LibnfcOptions, LibnfcReader
+
+    assert LibnfcReader.opens(LibnfcOptions(connstring="acr122_usb")).plugged_in == "/dev/bus/usb"
+    serial = LibnfcReader.opens(LibnfcOptions(connstring="pn532_uart:/dev/ttyUSB0"))
+    assert serial.plugged_in == "" and serial.devices[0].path == "/dev/ttyUSB0"
