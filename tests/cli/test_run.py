@@ -100,13 +100,23 @@ def test_a_config_on_probation_that_keeps_crashing_is_rolled_back_when_its_time_
     starts = 0
     while config.read_text() != previous and starts < 4:
         starts += 1
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edged", "run", "-c", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        time.sleep(3.0)  # up and waiting for a broker that is not there
+        log = tmp_path / f"start{starts}.log"
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edged", "run", "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=ROOT,
+            )
+        # up and waiting for a broker that is not there, then killed: not after a fixed
+        # time, which a loaded machine's start (imports, config) could use up before the
+        # node even looked at its probation (a CI run beside other work: never rolled back)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            if "running as" in log.read_text(errors="replace"):
+                break
+            time.sleep(0.05)
+        time.sleep(2.0)
         proc.kill()
         proc.wait(timeout=30)
     assert config.read_text() == previous, f"still on probation after {starts} starts"
