@@ -160,6 +160,7 @@ class Supervisor:
         as soon as a device file of `files` missing when it failed is back, or a device
         node appears in the directory `plugged_in` (a USB device plugged in)."""
         sup = self.drivers.setdefault(name, Supervised(name, kind))
+        watch = True  # no early restart since the last backoff waited in full
         while True:
             sup.state = "starting"
             started = time.monotonic()
@@ -191,6 +192,7 @@ class Supervisor:
                 sup.came_up = sup.state == "running"
                 if time.monotonic() - started >= self.config.stable_after_s:
                     sup.failures = 0
+                    watch = True
                 sup.failures += 1
                 sup.restarts += 1
                 sup.last_error = reason
@@ -201,21 +203,27 @@ class Supervisor:
                     "driver %s failed (%s); restarting in %.1f s", name, reason, delay, extra=KEEP
                 )
                 try:
-                    missing = [f for f in files if not _exists(f)]
-                    await self._back_off(name, delay, missing, plugged_in)
+                    # a device that comes back restarts its driver early once; failing
+                    # again, the next backoff is waited in full: a device in a reset loop
+                    # (a Pi short of power, a flaky hub; another USB device re-enumerating
+                    # again and again) is no restart at each return
+                    missing = [f for f in files if not _exists(f)] if watch else []
+                    watch = not await self._back_off(
+                        name, delay, missing, plugged_in if watch else ""
+                    )
                 except asyncio.CancelledError:
                     sup.state = "stopped"
                     raise
 
     async def _back_off(
         self, name: str, delay: float, missing: list[str], plugged_in: str = ""
-    ) -> None:
+    ) -> bool:
         """Sleep `delay`, or until a file of `missing` exists again or a node appears in
         `plugged_in` (then a moment more: udev gives a new device node its group and mode
-        just after it appears)."""
+        just after it appears). Whether it ended early."""
         if not missing and not plugged_in:
             await asyncio.sleep(delay)
-            return
+            return False
         nodes = _nodes(plugged_in)
         end = time.monotonic() + delay
         while (left := end - time.monotonic()) > 0:
@@ -228,7 +236,8 @@ class Supervisor:
             if back is not None:
                 log.info("driver %s: %s is back, restarting it now", name, back, extra=KEEP)
                 await asyncio.sleep(min(APPEAR_POLL_S, max(0.0, end - time.monotonic())))
-                return
+                return True
+        return False
 
 
 def _exists(path: str) -> bool:

@@ -308,3 +308,54 @@ def test_a_usb_nfc_reader_says_where_it_appears_when_plugged_in() -> None:
     assert LibnfcReader.opens(LibnfcOptions(connstring="acr122_usb")).plugged_in == "/dev/bus/usb"
     serial = LibnfcReader.opens(LibnfcOptions(connstring="pn532_uart:/dev/ttyUSB0"))
     assert serial.plugged_in == "" and serial.devices[0].path == "/dev/ttyUSB0"
+
+
+class OnWhileThere:
+    """A driver on a USB serial adapter in a reset loop (a Pi short of power, a flaky hub):
+    it runs while its device file is there and fails when the file goes."""
+
+    Options = DriverOptions
+    path: ClassVar[Path]
+
+    async def run(self, ctx: DriverContext) -> None:
+        if not OnWhileThere.path.exists():
+            raise DriverError("could not open port: No such file or directory")
+        ctx.ready()
+        while OnWhileThere.path.exists():
+            await asyncio.sleep(0.01)
+        raise OSError(5, "Input/output error")
+
+
+async def test_a_device_file_flapping_does_not_restart_its_driver_at_each_return(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A device that comes and goes every fraction of a second (a USB reset loop) restarted
+    its driver at each return, whatever the backoff: a restart storm (each one a failure
+    logged to the kept journal). One early restart, then the backoff is waited in full."""
+    import edged.supervisor
+
+    monkeypatch.setattr(edged.supervisor, "APPEAR_POLL_S", 0.02)
+    OnWhileThere.path = tmp_path / "ttyUSB0"
+    slow = SupervisorConfig(backoff_initial_s=20, backoff_max_s=60, stable_after_s=30)
+    sup = Recorder().supervisor(slow)
+    stop = asyncio.Event()
+
+    async def flap() -> None:
+        while not stop.is_set():
+            OnWhileThere.path.touch()
+            await asyncio.sleep(0.1)
+            OnWhileThere.path.unlink()
+            await asyncio.sleep(0.1)
+
+    flapping = asyncio.create_task(flap())
+    task = asyncio.create_task(
+        sup.supervise("reader", "nfc.libnfc", OnWhileThere, files=(str(OnWhileThere.path),))
+    )
+    try:
+        await asyncio.sleep(1.0)  # ~5 returns of the file
+        # at once after the first failure, early after the second, then 20 s of backoff
+        assert sup.drivers["reader"].restarts <= 3
+    finally:
+        stop.set()
+        task.cancel()
+        await asyncio.gather(task, flapping, return_exceptions=True)
