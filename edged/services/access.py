@@ -107,7 +107,7 @@ Past the budget such a card is refused `too_many_unknown`: no door, no count, re
 spends none (a card left at the reader is one stranger, not one per read), nor does the one
 random UID read beside a card (`TOGETHER_S`: the phone of its wallet case). A card on the
 lists that is refused spends none either; its refusals repeated, as its repeats, are
-recorded once a minute (`_said_again`)."""
+recorded once a minute (`_said_again`), but for a repeat presented again (pass-back)."""
 STILL_THERE_S = 2.0
 """A repeat read this soon after the card's previous read is the same card still at the
 reader (at the edge of its field, in a bag leaning on it: read, lost for more than the
@@ -198,6 +198,7 @@ class AccessService(Service):
         self._card_read: dict[str, float] = {}  # reader -> Tap.ts of its last card's tap
         self._phone_spared: set[str] = set()  # readers whose last card's phone spent no budget
         self._strangers: dict[str, TokenBucket] = {}  # reader -> its budget, in Tap.ts time
+        self._again: dict[str, TokenBucket] = {}  # reader -> its budget of repeats recorded
         self._flood_recorded: dict[str, float] = {}  # reader -> Tap.ts of its last record
         self._digest: tuple[AccessLists, str] | None = None  # the lists in force's, once known
         self._updating = asyncio.Lock()  # one update at a time, in the order they came
@@ -358,7 +359,7 @@ class AccessService(Service):
         if decision.reason == "too_many_unknown":
             recorded = self._record_flood(tap.reader, tap.ts)
         else:
-            recorded = not self._said_again(ref, role, decision, tap.ts)
+            recorded = not self._said_again(ref, tap.reader, role, decision, tap.ts)
         if not recorded:  # never a tap that opens the door, charges or counts
             if decision.reason != "too_many_unknown":
                 again = "repeat_again" if decision.granted else "refused_repeat"
@@ -412,7 +413,9 @@ class AccessService(Service):
         lists = self.lists
         return random_uid(uid) or (ref not in lists.cards and ref not in lists.deny)
 
-    def _said_again(self, ref: str, role: ReaderRole, decision: Decision, ts: float) -> bool:
+    def _said_again(
+        self, ref: str, reader: str, role: ReaderRole, decision: Decision, ts: float
+    ) -> bool:
         """Whether this refusal, or this `repeat` that opens nothing, says again what was
         recorded for the card less than `FLOOD_RECORD_S` ago, the card read again each time
         within `repeat_window_s` (the same reason, at a reader of the same role): shown,
@@ -421,7 +424,12 @@ class AccessService(Service):
         lists, refused (lost, expired) or granted (a rider's own pass), spends no budget for
         strangers: held at the edge of the field, or presented again and again by a card
         emulator switching its field on and off, each read was a record, ~2-3 a second (the
-        outbox's hard cap in two days offline, then real taps' records refused)."""
+        outbox's hard cap in two days offline, then real taps' records refused).
+        But a `repeat` of a card presented again (away `STILL_THERE_S` or more since its
+        last read) is a rider's act: a pass handed back through the door to rider after
+        rider (pass-back), each shown green, is a record each, for dispatch to count, within
+        a per-reader budget (`_presented`) that clones of a few passes read in turn by an
+        emulator soon spend."""
         if decision.unlock or (decision.granted and decision.reason != "repeat"):
             self._said.pop(ref, None)  # a door that opens, a charge, a count: recorded
             return False
@@ -437,13 +445,29 @@ class AccessService(Service):
         )
         if again:
             assert before is not None
+            away = ts - before.last >= STILL_THERE_S
             before.last = ts
-            return True
+            if not (decision.reason == "repeat" and away and self._presented(reader, ts)):
+                return True
+            before.recorded = ts
+            return False
         self._said[ref] = _Said(ts, role, decision.reason, ts)
         self._said.move_to_end(ref)
         while len(self._said) > MAX_RECENT:
             self._said.popitem(last=False)
         return False
+
+    def _presented(self, reader: str, ts: float) -> bool:
+        """One more repeat of a card presented again recorded at `reader`, within its budget
+        (`STRANGERS_BURST`, then one per `STRANGERS_EVERY_S`, apart from the strangers')."""
+        budget = self._again.get(reader)
+        if budget is None:
+            budget = TokenBucket(STRANGERS_BURST, 60.0 / STRANGERS_EVERY_S, ts)
+            self._again[reader] = budget
+        if budget.wait_s(ts) > 0:
+            return False
+        budget.take()
+        return True
 
     def _welcome(self, reader: str, ts: float) -> bool:
         """One more stranger at `reader` within its budget (`STRANGERS_BURST`)."""

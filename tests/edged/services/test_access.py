@@ -454,6 +454,39 @@ def test_a_pass_presented_again_and_again_is_recorded_once_a_minute(tmp_path: Pa
     assert node.counters["access.repeat_again"] == 197
 
 
+def test_a_pass_handed_back_to_rider_after_rider_is_recorded_at_each_presentation(
+    tmp_path: Path,
+) -> None:
+    """Pass-back: one valid pass handed back through the door to one rider after another.
+    Each one's tap is a `repeat` (no charge, no count) shown green, and a record dispatch
+    counts them from; only the first was recorded in a minute, the others folded into a
+    counter with no card nor reader. A card presented again (away `STILL_THERE_S` or more)
+    is a rider's act, recorded; one read again and again (an emulator) still once a minute."""
+    node, _, _ = make(tmp_path)
+    for i in range(4):  # the pass, then three riders it is handed back to, within 10 s
+        tap(node, UID_RESIDENT, ts=100.0 + i * 3.0)
+    assert [t.reason for t in taps(node)] == ["ok"] + ["repeat"] * 3
+    for i in range(100):  # then an emulator with its UID, every 0.4 s: once a minute
+        tap(node, UID_RESIDENT, ts=200.0 + i * 0.4)
+    assert [t.reason for t in taps(node)][4:] == ["ok", "repeat"]
+    assert node.counters["access.repeat_again"] == 98
+
+
+def test_passes_presented_again_by_clones_at_one_reader_are_still_a_bounded_flood(
+    tmp_path: Path,
+) -> None:
+    """Presentations recorded as a rider's act spend a per-reader budget (10, then one per
+    2 s, as strangers do): ten valid passes' UIDs read in turn by an emulator, each away
+    2 s and more, are no new flood of records (480 in 2 minutes without it)."""
+    node, service, _ = make(tmp_path, repeat_window_s=3600)
+    clones = [bytes([4, 0xAB, 0xCD, i]) for i in range(10)]
+    cards = {REFS(uid): {"profile": "resident"} for uid in clones}
+    asyncio.run(service.command_update(signed(full_lists(2, cards=cards))))
+    for i in range(480):  # 2 minutes, one read every 0.25 s: each UID away 2.25 s
+        tap(node, clones[i % 10], ts=100.0 + i * 0.25)
+    assert 10 + 10 + 60 <= len(taps(node)) <= 10 + 10 + 60 + 2 * 10
+
+
 def test_a_repeat_that_opens_the_door_is_always_recorded(tmp_path: Path) -> None:
     node, _, _ = make(tmp_path, "venue", repeat_unlocks=True, repeat_window_s=60)
     for i in range(5):  # presented again each 2.5 s: the slow door opened again each time
