@@ -371,6 +371,12 @@ class _Door:
                 return True
         return was
 
+    def deciding(self, by: float) -> float | None:
+        """When a change of the contact that began by `by` and is still being debounced
+        (a reed chattering as the door is pushed open slowly) will be decided; None if none."""
+        began = self.contact.began
+        return None if began is None or began > by else self.contact.deadline()
+
     def changed(self, is_open: bool, ts: float) -> None:
         self.handle(self.guard.change(is_open, ts))
 
@@ -697,7 +703,7 @@ class _Doorway:
 
     def due(self, walk: Passage) -> float:
         """When a walk's door is known for its grace: the contact's report of a change
-        comes a debounce after it."""
+        comes a debounce after it (a chattering contact's later: `judge` waits for it)."""
         bounce = self.door.options.bounce_s if self.door is not None else 0.0
         return walk.ts + DOOR_GRACE_S + bounce + 0.01
 
@@ -712,9 +718,18 @@ class _Doorway:
         while self.waiting:
             walk = self.waiting[0]
             door = self.door
-            if door is None or door.open_between(walk.began - DOOR_GRACE_S, now):
+            due = self.due(walk)
+            # a change of the contact begun within the grace and still being debounced
+            pending = None if door is None else door.deciding(walk.ts + DOOR_GRACE_S)
+            if (
+                door is None
+                or door.open_between(walk.began - DOOR_GRACE_S, now)
+                # still undecided a grace after its due (chattering on): cannot tell, as
+                # while the contact flaps
+                or (pending is not None and now >= due + DOOR_GRACE_S)
+            ):
                 ctx.emit(Crossing(name_, walk.direction, walk.ts))
-            elif now >= self.due(walk):
+            elif now >= due and pending is None:
                 ctx.count("beam_door_closed")
                 ctx.log.warning(
                     "door %s: a walk %s through the beams while the door was closed (no "
@@ -728,8 +743,11 @@ class _Doorway:
                     DOOR_GRACE_S,
                     extra=flood_key(f"{name_} closed"),
                 )
-            else:
-                self.gate_timer = self.board.later(self.due(walk), self.judge)
+            else:  # the grace not over, or the door's change in it not yet decided
+                wake = due
+                if now >= due and pending is not None:
+                    wake = min(max(pending, now) + 0.01, due + DOOR_GRACE_S)
+                self.gate_timer = self.board.later(wake, self.judge)
                 return
             self.waiting.popleft()
 
