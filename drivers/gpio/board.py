@@ -445,6 +445,15 @@ clear, `active_high = false` with the pull-up; a shorted output), both beams on 
 one wired. A door opens for someone going through it almost every time (a venue's door
 closer, a bus at a stop with riders at that door); twenty in a row with no edge at all is
 a dead pair far more often than twenty stops where nobody used the door."""
+DOOR_SILENT_WALKS = 20
+"""Walks through a door's beams in a row not counted because its contact read shut, with
+no opening of the door between them, that report the contact `door_silent`. A contact
+stuck shut (a reed whose magnet came off the door, a wire shorted to ground, a pin that
+is not the door's) drops every walk at that door for ever: nobody is counted in or out,
+and a venue's count never reaches its limit. Each walk is `beam_door_closed` with a
+warning that may as well mean a hand waved through the beams; twenty with the door never
+once reported open say the contact is the likelier fault, once, in words. Counting stays
+gated: a hand waved twenty times must not open the gate."""
 
 SERIES_PRESS_MIN_S = 0.1
 """A press counts towards `presses` once down this long: a deliberate jab lasts longer, a
@@ -610,6 +619,8 @@ class _Doorway:
         self.gate_timer: asyncio.TimerHandle | None = None
         self.quiet_openings = 0  # of the door since the last edge of either beam
         self.silent = False  # reported beam_silent, no edge since
+        self.shut_walks = 0  # walks not counted, the door shut, since it last opened
+        self.door_silent = False  # reported door_silent, the door not opened since
         if door is not None:
             door.opened.append(self.door_opened)
         self.counter = BeamCounter(
@@ -687,6 +698,14 @@ class _Doorway:
 
     def door_opened(self) -> None:
         """The door opened: twenty times with not one edge on the beams is a dead pair."""
+        self.shut_walks = 0
+        if self.door_silent:
+            self.door_silent = False
+            self.board.ctx.log.info(
+                "door %s: its contact opens again",
+                self.options.door,
+                extra=flood_key(self.options.door),
+            )
         self.quiet_openings += 1
         if self.quiet_openings == SILENT_OPENINGS and not self.silent:
             self.silent = True
@@ -728,9 +747,24 @@ class _Doorway:
                 # while the contact flaps
                 or (pending is not None and now >= due + DOOR_GRACE_S)
             ):
+                self.shut_walks = 0
                 ctx.emit(Crossing(name_, walk.direction, walk.ts))
             elif now >= due and pending is None:
                 ctx.count("beam_door_closed")
+                self.shut_walks += 1
+                if self.shut_walks == DOOR_SILENT_WALKS and not self.door_silent:
+                    self.door_silent = True
+                    ctx.count("door_silent")
+                    ctx.log.warning(
+                        "door %s: %d walks in a row through its beams not counted, the door "
+                        "not once reported open: is its contact stuck shut (a magnet off the "
+                        "door, a wire to ground, the wrong pin)? "
+                        "Nobody in or out is counted at this door until it opens, or "
+                        "someone keeps waving through the beams (door_silent)",
+                        name_,
+                        DOOR_SILENT_WALKS,
+                        extra=flood_key(name_),
+                    )
                 ctx.log.warning(
                     "door %s: a walk %s through the beams while the door was closed (no "
                     "opening from %g s before it to %g s after): not counted. Someone inside "

@@ -386,3 +386,54 @@ async def test_a_door_opening_again_and_again_with_dead_beams_reports_them_silen
     assert r.rec.counts["beam_silent"] == 1
     await cycles(1)
     assert r.rec.counts["beam_silent"] == 2
+
+
+async def test_a_door_contact_stuck_shut_while_people_walk_through_is_reported_once(
+    start: Start,
+    factory: MockFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The magnet came off the door: its contact reads shut for ever, and the gate drops
+    every walk through the beams, in and out, so nobody is counted at that door. Each is
+    `beam_door_closed` with a warning that may as well mean a hand waved through the beams;
+    DOOR_SILENT_WALKS (20) of them in a row, the door never once reported open, say the
+    contact is the likelier fault, once. Counting stays gated; the door opening clears it,
+    and the count starts over."""
+    monkeypatch.setattr(board, "DOOR_GRACE_S", 0.02, raising=False)
+    monkeypatch.setattr(board, "DOOR_SILENT_WALKS", 4, raising=False)
+    r = await start(
+        doors=[{"name": "entrance", "pin": DOOR, "bounce_s": 0.005}],
+        beams=[{"door": "entrance", "outer": OUTER, "inner": INNER, "min_block_s": 0.002}],
+    )
+    door, outer, inner = factory.pin(DOOR), factory.pin(OUTER), factory.pin(INNER)
+
+    async def walks(n: int) -> None:
+        judged = r.rec.counts["beam_door_closed"] + n
+        for i in range(n):
+            first, second = (outer, inner) if i % 2 else (inner, outer)
+            for pin, high in ((first, True), (second, True), (first, False), (second, False)):
+                pin.drive_high() if high else pin.drive_low()
+                await asyncio.sleep(0.005)
+        await wait_until(lambda: r.rec.counts["beam_door_closed"] == judged, 1, "the walks judged")
+
+    door.drive_low()  # shut, and stuck so
+    for pin in (outer, inner):
+        pin.drive_low()
+    await asyncio.sleep(0.02)
+    with caplog.at_level(logging.WARNING):
+        await walks(3)
+        assert r.rec.counts["door_silent"] == 0
+        await walks(1)
+        assert r.rec.counts["door_silent"] == 1
+        await walks(4)
+    assert r.rec.counts["door_silent"] == 1 and r.rec.of(Crossing) == []
+    assert len([m for m in caplog.messages if "door_silent" in m]) == 1
+    door.drive_high()  # it opens after all
+    await wait_until(lambda: r.rec.of(DoorInput)[-1].open, 1, "the opening")
+    door.drive_low()
+    await asyncio.sleep(0.05)
+    await walks(3)
+    assert r.rec.counts["door_silent"] == 1
+    await walks(1)
+    assert r.rec.counts["door_silent"] == 2
