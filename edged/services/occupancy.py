@@ -7,7 +7,9 @@ missed entry then an exit is noise, not a negative bus): the exit is counted in 
 as `occupancy.underflow`. Nor above twice the capacity (`ceiling`: no vehicle or room
 holds that; the most `occupancy.reset` takes too): an entry beyond is a counting fault or
 a hand waved through the beams again and again to make the vehicle look full, counted
-`occupancy.overflow` with a warning, so the drift is bounded and ops see it. Published as
+`occupancy.overflow` with a warning, so the drift is bounded and ops see it; so is a
+count saved with a larger capacity (the node moved to a smaller vehicle, a room re-rated)
+at the start. Published as
 the count, the capacity, a percentage rounded to `percent_step` (never across empty, full
 or over capacity: `coarse_percent`) and the GTFS-Realtime OccupancyStatus — numbers,
 never who.
@@ -133,6 +135,16 @@ class OccupancyService(Service):
                 self.count = self.entries = self.exits = 0
                 self._restored_end = None
                 log.warning("the saved occupancy is unreadable; counting from zero")
+        if self.count > self.ceiling:  # saved with a larger capacity (another vehicle, room)
+            log.warning(
+                "occupancy: the saved count %d is above twice the capacity now (%d): counted "
+                "as %d (occupancy.overflow)",
+                self.count,
+                self.ceiling,
+                self.ceiling,
+            )
+            host.counters.inc("occupancy.overflow", self.count - self.ceiling)
+            self.count = self.ceiling
         self._baseline = (self.entries, self.exits)  # counted before this start, or reset
         self._looked = False  # the daily reset has looked at a trusted clock in this run
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests simulate time

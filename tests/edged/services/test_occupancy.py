@@ -166,6 +166,17 @@ def test_the_count_survives_a_restart() -> None:
     assert again.count == 7 and again.entries == 7
 
 
+def test_a_count_saved_with_a_larger_capacity_starts_at_twice_the_new_one() -> None:
+    """The node moved from a 30-place shuttle to an 8-place truck (or the room was
+    re-rated) with 40 counted: the count is never above twice the capacity, from the start."""
+    node, service, _ = make(capacity=30)
+    service.add(40, "tap")
+    _, again, counted = make(TestHost(state=node.state), capacity=8)
+    assert again.count == 16 and counted.snapshot() == {"occupancy.overflow": 24}
+    again.add(1, "tap")
+    assert again.count == 16
+
+
 def test_every_change_publishes_occupancy() -> None:
     node, service, _ = make()
     service.add(1, "tap")
