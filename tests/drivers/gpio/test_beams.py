@@ -178,6 +178,27 @@ def test_a_lens_stuck_blocked_counts_nobody_crossing_the_other_beam() -> None:
     assert c.idle
 
 
+def test_a_stuck_beam_wiped_while_someone_is_on_the_other_counts_one_phantom_at_most() -> None:
+    """The one phantom a beam stuck blocked can make since stuck no longer drops the walk:
+    a dirty outer lens, people crossing the inner beam (none counted), the lens wiped while
+    someone stands on the inner beam, who then steps back inside: one "in", dated from the
+    stuck beam's first edge. Levels alone cannot tell it from a rider who stood on the
+    outer beam and walked in (who must count); it is one per stuck episode, and counting is
+    exact again at once."""
+    c = BeamCounter(MIN, 2.0)
+    out = c.feed("outer", True, 0.0)
+    for k in range(5):
+        out += c.feed("inner", True, 3.0 + k) + c.feed("inner", False, 3.4 + k)
+    out += c.feed("inner", True, 10.0) + c.feed("outer", False, 10.5)  # wiped
+    out += c.feed("inner", False, 11.0) + c.advance(12.0)  # back inside
+    assert [(o.direction, o.began) for o in out if isinstance(o, Passage)] == [("in", 0.0)]
+    assert c.idle
+    for i, (beam, level) in enumerate((("inner", True), ("outer", True), ("inner", False))):
+        out += c.feed(beam, level, 13.0 + i * 0.1)  # type: ignore[arg-type]
+    out += c.feed("outer", False, 13.3) + c.advance(14.0)
+    assert passages(out) == ["in", "out"]
+
+
 def test_after_a_stuck_beam_clears_counting_resumes() -> None:
     c = BeamCounter(MIN, 2.0)
     c.feed("outer", True, 0.0)
