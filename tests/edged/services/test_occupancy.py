@@ -773,7 +773,7 @@ async def test_a_rider_who_pushes_the_door_open_as_its_contact_chatters_is_count
         pin.drive_low()
     gpio = SupervisedBoard(
         node,
-        doors=[{"name": "entrance", "pin": 17}],  # bounce_s 0.05
+        doors=[{"name": "entrance", "pin": 17, "bounce_s": 0.2}],
         beams=[{"door": "entrance", "outer": 20, "inner": 21, "min_block_s": 0.005}],
     )
     try:
@@ -781,7 +781,7 @@ async def test_a_rider_who_pushes_the_door_open_as_its_contact_chatters_is_count
         service.add(1, "command")  # someone inside, who leaves
         await _walk(outer, inner, "out", step_s=0.01)
         await asyncio.sleep(0.05)  # the beams cleared some 0.06 s ago: to the handle
-        for _ in range(25):  # 0.5 s of a reed making and breaking, then open
+        for _ in range(30):  # 0.6 s of a reed making and breaking, then open
             door.drive_high()
             await asyncio.sleep(0.01)
             door.drive_low()
