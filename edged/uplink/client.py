@@ -434,15 +434,34 @@ class Uplink:
             taken_over, closed_under_us, pushed_back = self._lost(_first(group))
         except* Exception as group:  # a bug here must not end the node: log, retry
             log.error("uplink session failed", exc_info=_first(group))
+            try:
+                await self._session()
+            except* Retake as group:
+                self._retaken(_first(group))
+            except* ClosedBeforeConnack as group:
+                self._closed_before_connack(_first(group))
+            except* MqttConnectError as group:
+                self._refused(_first(group))
+            except* (aiomqtt.MqttError, OSError) as group:
+                taken_over, closed_under_us, pushed_back = self._lost(_first(group))
+            except* Exception as group:  # a bug here must not end the node: log, retry
+                log.error("uplink session failed", exc_info=_first(group))
+                self.counters.inc("uplink.internal_error")
+            finally:
+                client = self._client
+                if client is not None and client.session_present is not None:  # a CONNACK
+                    self._online_heard_at = client.heard_at if self.connected else None
+                self.connected = False
+                self._client = None
+                if probe and self._probing_311:  # not answered, nor closed: `_end_probe`
+                    self._end_probe()
+        except Exception as exc:
+            # telling how the session ended failed: the advice's lazy import (tlsfail) in a
+            # process out of descriptors (EMFILE), the very cause the connection failed
+            # for, cannot open its file. Retried as any failure, not the uplink's end (the
+            # node's: its TaskGroup), as when the advice was loaded at start
+            log.error("uplink: the end of a session could not be told: %r", exc)
             self.counters.inc("uplink.internal_error")
-        finally:
-            client = self._client
-            if client is not None and client.session_present is not None:  # a CONNACK came
-                self._online_heard_at = client.heard_at if self.connected else None
-            self.connected = False
-            if probe and self._probing_311:  # not answered, nor closed: `_end_probe`
-                self._end_probe()
-            self._client = None
         drop_stale_cancels(cancels)  # the session's TaskGroup, failing, left one (3.11)
         worked = self._worked_at is not None
         lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
@@ -538,10 +557,10 @@ class Uplink:
         fallback said so in health and lasted until edged restarted. A TLS refusal with
         the node's certificate expired by its clock counts as the probe made
         (`_probed_expired`): 3.1.1 is not tried again while it stays expired."""
+        self._probing_311 = False  # first: the import below may fail (`_attempt`)
+        self.protocol = "5"
         from edged.uplink import tlsfail  # the advice on a failure, not at every start
 
-        self._probing_311 = False
-        self.protocol = "5"
         tls = self.config.tls
         cert = tls.cert_file if tls is not None else None
         self._probed_expired = bool(tlsfail.expired_own_certificate(cert))
