@@ -94,7 +94,7 @@ async def test_a_poller_that_never_reads_its_answer_loses_the_connection() -> No
     service = feed(Clock(NOW), schedule=False)
     for i in range(3000):
         vehicle(service, f"shuttle-{i:04d}")
-    server = FeedServer(service, write_timeout_s=0.5)
+    server = FeedServer(service, answer_timeout_s=0.5)
     async with _serving(server) as (runner, port):
         stuck = [await _connect(port, rcvbuf=4096) for _ in range(4)]
         try:
@@ -123,3 +123,31 @@ async def test_a_live_page_stream_outlives_the_head_deadline() -> None:
             body = await asyncio.wait_for(page.content.read(), 10)  # until the server ends it
         assert time.monotonic() - started >= 1.5, "the stream was cut at the head deadline"
         assert body.startswith(b"retry: ") and b"event: fleet\n" in body
+
+
+async def test_a_poller_that_stops_reading_for_longer_than_a_page_stream_may_gets_its_answer() -> None:
+    # the page's stream is cut after write_timeout_s of unacknowledged data (it reconnects);
+    # a document is not: its client on a lossy link goes that long without an ACK at times
+    service = feed(Clock(NOW), schedule=False)
+    for i in range(3000):
+        vehicle(service, f"shuttle-{i:04d}")
+    server = FeedServer(service, write_timeout_s=0.2)
+    async with _serving(server) as (_, port):
+        sock = await _connect(port, rcvbuf=4096)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendall(
+                sock, b"GET /gtfs-rt/vehicle-positions.json HTTP/1.1\r\nHost: feed\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            await asyncio.sleep(1.0)  # its window shut five times the stream's bound
+            got = bytearray()
+            while data := await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+                got += data
+        finally:
+            sock.close()
+        head, _, body = bytes(got).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        assert len(body) == length > 500_000
+
