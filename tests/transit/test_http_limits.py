@@ -9,9 +9,13 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
+import pytest
 from aiohttp import ClientSession, web
 
-from edged.transit.server import FeedServer
+from edged.ops.login import Login
+from edged.ops.urls import BrokerAddress
+from edged.transit.run import FeedOptions, RunningFeed
+from edged.transit.server import HEAD_TIMEOUT_S, FeedServer
 from tests.transit.support import NOW, Clock, feed, vehicle
 
 
@@ -151,3 +155,36 @@ async def test_a_poller_that_stops_reading_for_longer_than_a_page_stream_may_get
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
         assert len(body) == length > 500_000
 
+
+async def test_edgectl_feed_serves_with_the_runner_that_carries_the_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the limits live in FeedServer.runner(); a RunningFeed (edgectl feed) that made its own
+    # AppRunner would serve with aiohttp's hour and no test above would see it
+    made: list[web.AppRunner] = []
+    runner = FeedServer.runner
+
+    def recorded(self: FeedServer) -> web.AppRunner:
+        made.append(runner(self))
+        return made[-1]
+
+    monkeypatch.setattr(FeedServer, "runner", recorded)
+    login = Login(BrokerAddress("127.0.0.1", 1))  # not reached: serve() is the HTTP side only
+    running = RunningFeed(login, FeedOptions(prefix="rnst/v1", port=0))
+    serving = asyncio.create_task(running.serve())
+    try:
+        await asyncio.wait_for(running.listening.wait(), 5)
+        assert running.port is not None
+        sock = await _connect(running.port)
+        try:
+            for _ in range(100):
+                if made and made[0].server is not None and made[0].server.connections:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(made) == 1 and made[0].server is not None
+            assert made[0].server.connections[0].keepalive_timeout == HEAD_TIMEOUT_S
+        finally:
+            sock.close()
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
