@@ -421,26 +421,15 @@ class Uplink:
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
         try:
-            await self._session()
-        except* Retake as group:
-            self._retaken(_first(group))
-        except* ClosedBeforeConnack as group:
-            self._refused_now = True  # the broker (or a front) answered, then hung up
-            self._closed_before_connack(_first(group))
-        except* MqttConnectError as group:
-            self._refused_now = True
-            self._refused(_first(group))
-        except* (aiomqtt.MqttError, OSError) as group:
-            taken_over, closed_under_us, pushed_back = self._lost(_first(group))
-        except* Exception as group:  # a bug here must not end the node: log, retry
-            log.error("uplink session failed", exc_info=_first(group))
             try:
                 await self._session()
             except* Retake as group:
                 self._retaken(_first(group))
             except* ClosedBeforeConnack as group:
+                self._refused_now = True  # the broker (or a front) answered, then hung up
                 self._closed_before_connack(_first(group))
             except* MqttConnectError as group:
+                self._refused_now = True
                 self._refused(_first(group))
             except* (aiomqtt.MqttError, OSError) as group:
                 taken_over, closed_under_us, pushed_back = self._lost(_first(group))
