@@ -459,26 +459,13 @@ class AccessService(Service):
 
     def _presented(self, reader: str, ts: float) -> bool:
         """One more repeat of a card presented again recorded at `reader`, within its budget
-        (`STRANGERS_BURST`, then one per `STRANGERS_EVERY_S`, apart from the strangers')."""
-        budget = self._again.get(reader)
-        if budget is None:
-            budget = TokenBucket(STRANGERS_BURST, 60.0 / STRANGERS_EVERY_S, ts)
-            self._again[reader] = budget
-        if budget.wait_s(ts) > 0:
-            return False
-        budget.take()
-        return True
+        (as the strangers', apart from theirs)."""
+        return _within(self._again, reader, ts)
 
     def _welcome(self, reader: str, ts: float) -> bool:
-        """One more stranger at `reader` within its budget (`STRANGERS_BURST`)."""
-        budget = self._strangers.get(reader)
-        if budget is None:
-            budget = TokenBucket(STRANGERS_BURST, 60.0 / STRANGERS_EVERY_S, ts)
-            self._strangers[reader] = budget
-        if budget.wait_s(ts) > 0:
-            return False
-        budget.take()
-        return True
+        """One more stranger at `reader` within its budget (`STRANGERS_BURST`, then one per
+        `STRANGERS_EVERY_S`)."""
+        return _within(self._strangers, reader, ts)
 
     def _record_flood(self, reader: str, ts: float) -> bool:
         """Whether this refusal past the budget is recorded (one per `FLOOD_RECORD_S`)."""
@@ -583,3 +570,14 @@ class AccessService(Service):
         only("access.status", args)
         lists = self.lists
         return self._status(lists, await self._digest_of(lists))
+
+
+def _within(budgets: dict[str, TokenBucket], reader: str, ts: float) -> bool:
+    """One more taken from `reader`'s budget (made at its first use), if it has one left."""
+    budget = budgets.get(reader)
+    if budget is None:
+        budget = budgets[reader] = TokenBucket(STRANGERS_BURST, 60.0 / STRANGERS_EVERY_S, ts)
+    if budget.wait_s(ts) > 0:
+        return False
+    budget.take()
+    return True

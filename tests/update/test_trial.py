@@ -26,12 +26,19 @@ async def _readable() -> bool:
     return True
 
 
-def _watch(tree: ReleaseTree, trial: Trial, outcome: list[str]) -> TrialWatch:
+def _watch(
+    tree: ReleaseTree,
+    trial: Trial,
+    outcome: list[str],
+    drivers: list[tuple[str, str]] | None = None,
+) -> TrialWatch:
+    """The trial's watch, connected and the outbox readable; `drivers`: (name, state)."""
+
     async def confirmed(_: Trial) -> None:
         outcome.append("confirmed")
 
     return TrialWatch(
-        tree, trial, Checks(lambda: True, lambda: [], _readable), stable_s=0.2,
+        tree, trial, Checks(lambda: True, lambda: drivers or [], _readable), stable_s=0.2,
         on_confirmed=confirmed, on_failed=lambda why: outcome.append(f"failed: {why}"),
         poll_s=0.05,
     )  # fmt: skip
@@ -85,19 +92,6 @@ def test_the_launcher_notes_the_monotonic_time_of_each_attempt(
     assert 0 < time.monotonic() - on_disk.attempt_monotonic < 5
 
 
-def _watch_drivers(
-    tree: ReleaseTree, trial: Trial, drivers: list[tuple[str, str]], outcome: list[str]
-) -> TrialWatch:
-    async def confirmed(_: Trial) -> None:
-        outcome.append("confirmed")
-
-    return TrialWatch(
-        tree, trial, Checks(lambda: True, lambda: drivers, _readable), stable_s=0.2,
-        on_confirmed=confirmed, on_failed=lambda why: outcome.append(f"failed: {why}"),
-        poll_s=0.05,
-    )  # fmt: skip
-
-
 async def test_a_driver_that_did_not_run_before_the_switch_does_not_fail_the_trial(
     on_trial: tuple[ReleaseTree, Trial],
 ) -> None:
@@ -106,7 +100,7 @@ async def test_a_driver_that_did_not_run_before_the_switch_does_not_fail_the_tri
     tree, trial = on_trial
     trial.drivers_before = {"gps": "running", "reader": "backoff"}
     outcome: list[str] = []
-    await _watch_drivers(tree, trial, [("gps", "running"), ("reader", "backoff")], outcome).run()
+    await _watch(tree, trial, outcome, [("gps", "running"), ("reader", "backoff")]).run()
     assert outcome == ["confirmed"]
 
 
@@ -117,7 +111,7 @@ async def test_a_driver_that_ran_before_the_switch_must_run_on_trial(
     trial.trial_s = 1.0
     trial.drivers_before = {"gps": "running", "reader": "backoff"}
     outcome: list[str] = []
-    await _watch_drivers(tree, trial, [("gps", "failed"), ("reader", "running")], outcome).run()
+    await _watch(tree, trial, outcome, [("gps", "failed"), ("reader", "running")]).run()
     assert len(outcome) == 1 and outcome[0].startswith("failed: "), outcome
     assert "driver gps failed" in outcome[0] and "reader" not in outcome[0]
 
@@ -132,7 +126,7 @@ async def test_a_driver_starting_at_the_switch_must_run_on_trial(
     trial.trial_s = 1.0
     trial.drivers_before = {"gps": "running", "reader": "starting"}
     outcome: list[str] = []
-    await _watch_drivers(tree, trial, [("gps", "running"), ("reader", "backoff")], outcome).run()
+    await _watch(tree, trial, outcome, [("gps", "running"), ("reader", "backoff")]).run()
     assert len(outcome) == 1 and "driver reader backoff" in outcome[0], outcome
 
 
@@ -143,7 +137,7 @@ async def test_a_driver_configured_after_the_switch_is_not_waited_for(
     tree, trial = on_trial
     trial.drivers_before = {"gps": "running"}
     outcome: list[str] = []
-    await _watch_drivers(tree, trial, [("gps", "running"), ("can", "backoff")], outcome).run()
+    await _watch(tree, trial, outcome, [("gps", "running"), ("can", "backoff")]).run()
     assert outcome == ["confirmed"]
 
 
@@ -218,7 +212,7 @@ async def test_a_trial_that_did_not_note_the_drivers_wants_every_one_running(
     trial.trial_s = 1.0
     assert trial.drivers_before is None  # a switch by a release from before the field
     outcome: list[str] = []
-    await _watch_drivers(tree, trial, [("gps", "running"), ("reader", "backoff")], outcome).run()
+    await _watch(tree, trial, outcome, [("gps", "running"), ("reader", "backoff")]).run()
     assert len(outcome) == 1 and "driver reader backoff" in outcome[0], outcome
 
 
