@@ -496,6 +496,87 @@ async def test_a_link_dropped_on_the_page_is_taken_by_it_and_opens_nothing(
     assert taken == [True, True]
 
 
+# Shortcuts a keyboard plugged into the screen has, each a way out of the page or onto
+# the node: history, downloads (its "show in folder" opens a file manager), developer
+# tools, help (a web page), caret browsing's dialog, clearing data (the settings), zoom.
+SHORTCUTS = [
+    "Control+h",
+    "Control+j",
+    "F12",
+    "Control+Shift+i",
+    "Control+Shift+j",
+    "F1",
+    "F7",
+    "Control+Shift+Delete",
+    "Control+d",
+    "Control+Equal",
+    "Alt+Home",
+]
+
+
+async def test_a_keyboard_plugged_into_the_screen_opens_no_browser_page_or_tool(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    page = await opened(kiosk, browser)
+    let_through = []
+    for keys in SHORTCUTS:
+        await page.evaluate(WATCH, "keydown")
+        await page.keyboard.press(keys)
+        if not await page.evaluate("window.__prevented"):
+            let_through.append(keys)
+    assert let_through == []
+    # the keys a rider uses are the page's own
+    for keys in ["Tab", "Enter", "ArrowDown"]:
+        await page.evaluate(WATCH, "keydown")
+        await page.keyboard.press(keys)
+        assert await page.evaluate("window.__prevented") is False, keys
+
+
+async def test_the_screen_s_link_opens_no_new_window_tab_or_download(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    """Shift, Ctrl or a middle click on a link opened the page again in a new window or tab
+    (each one more live page, more of the Pi's memory: a few filled the screen's share of
+    streams), Alt+click downloaded it."""
+    page = await opened(kiosk, browser)
+    opened_pages: list[Any] = []
+    downloads: list[Any] = []
+    page.context.on("page", lambda p: opened_pages.append(p))
+    page.on("download", lambda d: downloads.append(d))
+    skip = page.locator("a.skip")
+    await skip.focus()
+    await page.keyboard.press("Shift+Enter")
+    await page.keyboard.press("Control+Enter")
+    for modifier in ["Shift", "Control", "Alt"]:
+        await skip.click(modifiers=[modifier], force=True)
+    await skip.click(button="middle", force=True)
+    await asyncio.sleep(0.5)
+    assert [p.url for p in opened_pages] == [] and len(downloads) == 0
+    await skip.click(force=True)  # a plain tap still skips to the buttons
+    assert page.url == f"{kiosk.url}#actions"
+
+
+async def test_a_pinch_on_the_screen_leaves_it_unzoomed_for_the_next_rider(
+    kiosk: Kiosk, browser: Browser
+) -> None:
+    """A page zoomed by a pinch stayed zoomed for every rider after (a reload kept it; the
+    idle reset cannot undo it): the screen refuses the zoom. A touchpad's pinch (Ctrl and
+    the wheel, as Chromium sends it) is played; a touch screen's is refused by
+    `touch-action`, which headless Chromium does not play."""
+    page = await opened(kiosk, browser)
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send(
+        "Input.synthesizePinchGesture",
+        {"x": 300, "y": 300, "scaleFactor": 3, "gestureSourceType": "mouse"},
+    )
+    assert await page.evaluate("visualViewport.scale") == 1
+    root = "getComputedStyle(document.documentElement)"
+    assert await page.evaluate(f"{root}.touchAction") == "pan-x pan-y"
+    # nor is a word left selected by a long press, its handles on screen for the next rider
+    where = "getComputedStyle(document.getElementById('where'))"
+    assert await page.evaluate(f"{where}.userSelect") == "none"
+
+
 async def test_the_screen_goes_back_to_french_for_the_next_rider(
     kiosk: Kiosk, browser: Browser
 ) -> None:

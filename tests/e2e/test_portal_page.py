@@ -117,3 +117,22 @@ async def test_a_phone_keeps_its_own_long_press_menu(chromium: Any, portal_url: 
         await b.page.evaluate(WATCH, "contextmenu")
         await b.page.locator("#where").click(button="right")
         assert await b.page.evaluate("window.__prevented") is False
+
+
+async def test_a_phone_keeps_its_zoom_and_its_text_selection(
+    chromium: Any, portal_url: str
+) -> None:
+    """The screen refuses a pinch (it would stay for the next rider); a rider's own phone
+    zooms (WCAG 1.4.4) and selects text to copy."""
+    async with open_browser(chromium, PHONE, is_mobile=True, has_touch=True) as b:
+        await b.page.goto(portal_url)
+        await expect(b.page.locator("#link")).to_have_attribute("data-state", "online")
+        cdp = await b.page.context.new_cdp_session(b.page)
+        await cdp.send(
+            "Input.synthesizePinchGesture",
+            {"x": 150, "y": 300, "scaleFactor": 2, "gestureSourceType": "mouse"},
+        )
+        assert await b.page.evaluate("visualViewport.scale") > 1.5
+        root = "getComputedStyle(document.documentElement)"
+        assert await b.page.evaluate(f"{root}.touchAction") == "auto"
+        assert await b.page.evaluate(f"{root}.userSelect") != "none"

@@ -501,6 +501,7 @@
     renderServices();
     renderActions();
     if (window.edgedJourney) window.edgedJourney(state.journey, lang); // journey.js
+    markScreen();
     fitRegions();
   }
 
@@ -965,11 +966,23 @@
 
   // A visitor at the screen (DESIGN.md rule 7) gets no browser menu from a long press or a
   // right click ("Save as", "Print", "Inspect": a file dialog is a way out of the kiosk), no
-  // dialog from a keyboard plugged in (Ctrl+O, P, S, U), and cannot drop a link or a file
-  // on the page to open it. Riders' phones on the portal (idle_reset_s null) keep their
-  // menus; nothing dropped opens anywhere. The browser's own lock-down: docs/kiosk.md.
+  // browser shortcut from a keyboard plugged in (Ctrl, Alt or Meta with any key, a function
+  // key: a file or print dialog, history, downloads and their "show in folder", developer
+  // tools, help, zoom), no new window, tab or download from a link (Shift, Ctrl, Alt, a middle
+  // click), no zoom (a pinch, Ctrl and the wheel: it stayed for the next rider, a reload
+  // kept it) and no text left selected (kiosk.css, html[data-screen]), and cannot drop a link
+  // or a file on the page to open it. Riders' phones on the portal (idle_reset_s null) keep
+  // their menus, shortcuts, zoom and selection; nothing dropped opens anywhere. The
+  // browser's own lock-down: docs/kiosk.md.
   const onScreen = () => !state || state.idle_reset_s !== null;
-  const DIALOG_KEYS = new Set(["o", "p", "s", "u"]);
+  const MODIFIER_KEYS = new Set(["Control", "Shift", "Alt", "AltGraph", "Meta", "OS", "CapsLock"]);
+  const shortcut = (e) =>
+    !MODIFIER_KEYS.has(e.key) && (e.ctrlKey || e.altKey || e.metaKey || /^F\d{1,2}$/.test(e.key));
+  const onLink = (e) => e.target instanceof Element && e.target.closest("a[href]") !== null;
+
+  function markScreen() {
+    setAttr(document.documentElement, "data-screen", onScreen() ? "" : null);
+  }
 
   function lockDown() {
     const screenOnly = (e) => {
@@ -981,8 +994,22 @@
       document.addEventListener(type, (e) => e.preventDefault()); // taken by the page: opens nothing
     }
     document.addEventListener("keydown", (e) => {
-      if ((e.ctrlKey || e.metaKey) && DIALOG_KEYS.has(e.key.toLowerCase())) screenOnly(e);
+      if (shortcut(e)) screenOnly(e);
     });
+    for (const type of ["click", "auxclick"]) {
+      document.addEventListener(type, (e) => {
+        const plain = e.button === 0 && !(e.ctrlKey || e.shiftKey || e.altKey || e.metaKey);
+        if (!plain && onLink(e)) screenOnly(e);
+      });
+    }
+    document.addEventListener(
+      "wheel",
+      (e) => {
+        if (e.ctrlKey) screenOnly(e); // zoom, and a touchpad's pinch
+      },
+      { passive: false },
+    );
+    markScreen();
   }
 
   function start() {
