@@ -14,6 +14,13 @@ reading) are the HTTP layer's (`edged/web/server.py`), set from `header_timeout_
 The screen's own addresses (`screen_addresses`, loopback by default) have a reserve no
 visitor can take: visitors together get at most `max_connections - max_connections_per_peer`
 connections and `max_clients - max_streams_per_peer` live streams.
+
+Each visitor has a budget of requests too (`REQUEST_BURST`, then `REQUESTS_PER_S`; the
+screen's addresses have none): without it one peer pipelining `GET /api/state` on its 8
+connections had 2,500 answers a second and kept the node's loop 94 % busy (every other
+page, press and the broker link waited their turn behind it). Past the budget a request
+gets 429 and its connection is closed, and the peer's new connections are closed at once
+until the budget has a request again.
 """
 
 import logging
@@ -21,17 +28,26 @@ import math
 import os
 import resource
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from core.counters import Counters
 from core.logs import flood_key
+from core.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 FD_RESERVE = 256
 """Descriptors the kiosk never takes: the broker, the outbox, serial ports, CAN, GPIO."""
 FD_CHECK_EVERY_S = 1.0
+REQUEST_BURST = 120
+"""Requests a visitor may send at once: a page's load is about ten (the portal's too), a
+rider reloading it in a hurry a few dozen."""
+REQUESTS_PER_S = 10.0
+"""Then per second: a page's live stream, a press or a poll now and then need a few a
+minute (`python -m bench.portal`'s phones, harsher than any page, poll every 2 s)."""
+MAX_BUDGETS = 1024
+"""Peers whose request budget is kept (the least recent forgotten: a full budget again)."""
 
 
 def open_fds() -> int:
@@ -73,7 +89,10 @@ class ConnectionLimits:
         fds: Callable[[], int] = open_fds,
         clock: Callable[[], float] = time.monotonic,
         names_peers: bool = True,
+        request_burst: int | None = None,
+        requests_per_s: float = REQUESTS_PER_S,
     ) -> None:
+        """`request_burst` None: no budget of requests (the HTTP layer's own tests)."""
         self.names_peers = names_peers
         """Whether a refusal's log line names the peer's address (not a phone's: the
         portal's privacy promise, docs/wifi.md)."""
@@ -92,6 +111,9 @@ class ConnectionLimits:
         self.streams: Counter[str] = Counter()
         self._fd_checked = -math.inf
         self._fd_open = 0
+        self.request_burst = request_burst
+        self.requests_per_s = requests_per_s
+        self._budgets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def _visitors(self, counts: Counter[str]) -> int:
         return sum(n for peer, n in counts.items() if peer not in self.screens)
@@ -114,9 +136,38 @@ class ConnectionLimits:
             self.max_connections - self.per_peer
         ):
             return "total"  # the rest is the screen's
+        if self._out_of_requests(peer):
+            return "requests"
         if self._fds_short():
             return "descriptors"
         return None
+
+    def _budget(self, peer: str) -> TokenBucket | None:
+        if self.request_burst is None or peer in self.screens:
+            return None
+        bucket = self._budgets.get(peer)
+        if bucket is None:
+            per_min = self.requests_per_s * 60
+            bucket = self._budgets[peer] = TokenBucket(self.request_burst, per_min, self.clock())
+            while len(self._budgets) > MAX_BUDGETS:
+                self._budgets.popitem(last=False)
+        self._budgets.move_to_end(peer)
+        return bucket
+
+    def _out_of_requests(self, peer: str) -> bool:
+        bucket = self._budget(peer)
+        return bucket is not None and bucket.wait_s(self.clock()) > 0
+
+    def refuse_request(self, peer: str) -> float:
+        """Take a request from `peer`'s budget: 0.0, or the seconds until it has one again
+        (nothing taken)."""
+        bucket = self._budget(peer)
+        if bucket is None:
+            return 0.0
+        wait = bucket.wait_s(self.clock())
+        if wait <= 0:
+            bucket.take()
+        return wait
 
     def refuse_stream(self, peer: str) -> str | None:
         if self.streams[peer] >= self.streams_per_peer:
@@ -133,7 +184,17 @@ class ConnectionLimits:
         """Count a refusal and log it; a flood of them is the log's flood guard's to bound
         (first lines, then a count), each kind of refusal apart from the others."""
         self.counters.inc(f"{self.name}.refused_{what}.{why}")
-        if why == "descriptors":
+        if why == "requests":
+            log.warning(
+                "%s: %s from %s refused: over its %d requests at once, %g a second",
+                self.name,
+                what,
+                peer if self.names_peers else "a peer",
+                self.request_burst or 0,
+                self.requests_per_s,
+                extra=flood_key(f"{self.name}.{what}.{why}"),
+            )
+        elif why == "descriptors":
             log.warning(
                 "%s: refusing connections: %d of %d descriptors in use, %d kept for the "
                 "node (raise LimitNOFILE in the unit)",

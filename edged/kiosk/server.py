@@ -28,7 +28,13 @@ from core.errors import EdgedError
 from core.logs import flood_key
 from edged.clock import ClockSource
 from edged.config.kiosk import KioskConfig
-from edged.kiosk.limits import FD_RESERVE, AcceptErrorFilter, ConnectionLimits, raise_fd_limit
+from edged.kiosk.limits import (
+    FD_RESERVE,
+    REQUEST_BURST,
+    AcceptErrorFilter,
+    ConnectionLimits,
+    raise_fd_limit,
+)
 from edged.kiosk.models import Asked, RequestRefused, RiderPost
 from edged.kiosk.ratelimit import RateLimiter
 from edged.web import sse
@@ -160,6 +166,7 @@ class KioskServer:
             fd_limit=1 << 20,  # set from the process's limit when serving starts
             clock=clock,
             names_peers=self.names_peers,
+            request_burst=REQUEST_BURST,
         )
         service.listen(self._on_view)
 

@@ -30,6 +30,9 @@ class Admission(Protocol):
     def refuse_connection(self, peer: str) -> str | None:
         """Why `peer` may not open one more now, or None."""
 
+    def refuse_request(self, peer: str) -> float:
+        """Take one request from `peer`'s budget: 0.0, or the seconds until it has one."""
+
     def refused(self, what: str, peer: str, why: str) -> None:
         """Count (and log, sparingly) a refusal."""
 

@@ -32,6 +32,9 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
   h11's buffer, at most one read (`READ_BYTES`) beyond the request being answered.
 - connections: the gate (`gate.Gate`) counts every connection before it is read; over the
   limits it is aborted at once.
+- requests: a peer past its budget (`Admission.refuse_request`) gets 429 and the
+  connection is closed; the gate closes its new connections at once until the budget has a
+  request again (one peer pipelining on all its connections kept the loop busy).
 - stopping: `stop` closes the listener, closes idle connections at once and gives the ones
   answering `Limits.stop_grace_s` before cancelling them; streams end when their producer
   returns (the app wakes them first).
@@ -40,6 +43,7 @@ What each limit protects against (a visitor on the riders' hotspot is the advers
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
@@ -284,6 +288,7 @@ class HttpServer:
         )
         try:
             self._check(request)
+            self._within_budget(peer)
             refused = False
         except HttpError as exc:
             response, refused = self.app.refuse(exc, method, path[:100]), True
@@ -305,6 +310,18 @@ class HttpServer:
             if isinstance(response, StreamResponse) and response.on_close is not None:
                 response.on_close()
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+    def _within_budget(self, peer: str) -> None:
+        """A peer past its budget of requests (`Admission.refuse_request`) gets 429, and
+        the connection is closed after it (its pipeline is not read)."""
+        wait = self.admission.refuse_request(peer)
+        if wait > 0:  # counted and logged as the app's refusals are (its 429)
+            raise HttpError(
+                429,
+                "too_many_requests",
+                "too many requests from this device; wait a moment",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
 
     @staticmethod
     def _check(request: Request) -> None:

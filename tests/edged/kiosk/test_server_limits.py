@@ -180,3 +180,42 @@ async def test_closed_connections_give_their_place_back(serve: Serve) -> None:
         await c.writer.wait_closed()
     await asyncio.sleep(0.1)
     assert sum(server.limits.connections.values()) == 0
+
+
+async def test_a_visitor_pipelining_requests_is_cut_off_at_its_budget_and_the_screen_is_not(
+    serve: Serve, node: Node
+) -> None:
+    """One peer pipelining `GET /api/state` on its connections had 2,500 answers a second
+    and kept the node's loop 94 % busy; past its budget a request gets 429 and the
+    connection is closed, and the peer's next connection is closed at once. Another
+    visitor, and the screen however many requests it sends, are served."""
+    server = await serve()
+    server.limits.request_burst, server.limits.requests_per_s = 20, 1 / 60
+    one = b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    async def pipeline(source: str, n: int) -> bytes:
+        conn = await Conn.open(server, source)
+        conn.writer.write(one * n)
+        await conn.writer.drain()
+        answers = bytearray()
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(5):
+                while chunk := await conn.reader.read(65536):
+                    answers += chunk
+                    if answers.count(b"HTTP/1.1 ") >= n:
+                        break
+        conn.close()
+        return bytes(answers)
+
+    answers = await pipeline("127.0.0.2", 30)
+    assert answers.count(b"HTTP/1.1 200 OK") == 20
+    assert answers.count(b"HTTP/1.1 429 ") == 1 and b"Retry-After: " in answers
+    assert answers.count(b"HTTP/1.1 ") == 21  # closed after the 429: the rest never read
+    again = await Conn.open(server, "127.0.0.2")
+    assert await again.closed_within(0.5)
+    assert node.counters["kiosk.refused_connection.requests"] == 1
+    other = await Conn.open(server, "127.0.0.3")
+    assert (await other.request("/api/state")).startswith(b"HTTP/1.1 200")
+    other.close()
+    screen = await pipeline("127.0.0.1", 60)
+    assert screen.count(b"HTTP/1.1 200 OK") == 60
