@@ -136,3 +136,30 @@ async def test_a_phone_keeps_its_zoom_and_its_text_selection(
         root = "getComputedStyle(document.documentElement)"
         assert await b.page.evaluate(f"{root}.touchAction") == "auto"
         assert await b.page.evaluate(f"{root}.userSelect") != "none"
+
+
+async def test_a_phone_refused_its_live_page_still_zooms_and_selects(
+    chromium: Any, portal_url: str
+) -> None:
+    """Until the first state the page took itself for the screen (`!state`): a phone whose
+    live page was refused (the hotspot's pages all taken, its budget of requests spent) or
+    not yet answered could neither zoom nor select the portal's terms, for as long as it
+    lasted. The portal's page is a phone's from its first line."""
+    async with open_browser(chromium, PHONE, is_mobile=True, has_touch=True) as b:
+        await b.page.route("**/api/events", lambda route: route.fulfill(status=503, body=""))
+        await b.page.goto(portal_url)
+        await expect(b.page.locator("#portal-status")).not_to_have_attribute(
+            "data-state", "loading"
+        )
+        root = "getComputedStyle(document.documentElement)"
+        assert (
+            await b.page.evaluate("document.documentElement.hasAttribute('data-screen')") is False
+        )
+        assert await b.page.evaluate(f"{root}.touchAction") == "auto"
+        assert await b.page.evaluate(f"{root}.userSelect") != "none"
+        cdp = await b.page.context.new_cdp_session(b.page)
+        await cdp.send(
+            "Input.synthesizePinchGesture",
+            {"x": 150, "y": 300, "scaleFactor": 2, "gestureSourceType": "mouse"},
+        )
+        assert await b.page.evaluate("visualViewport.scale") > 1.5

@@ -973,8 +973,12 @@
   // kept it) and no text left selected (kiosk.css, html[data-screen]), and cannot drop a link
   // or a file on the page to open it. Riders' phones on the portal (idle_reset_s null) keep
   // their menus, shortcuts, zoom and selection; nothing dropped opens anywhere. The
-  // browser's own lock-down: docs/kiosk.md.
-  const onScreen = () => !state || state.idle_reset_s !== null;
+  // browser's own lock-down: docs/kiosk.md. The portal's page (edged/wifi/portal.py puts
+  // #portal in it) is a phone's from its first line: waiting for a state to tell, a phone
+  // whose live page was refused (the hotspot's pages all taken, its budget of requests
+  // spent) was "a screen" for as long as that lasted, and could not zoom the terms.
+  const phonePage = document.getElementById("portal") !== null;
+  const onScreen = () => !phonePage && (!state || state.idle_reset_s !== null);
   const MODIFIER_KEYS = new Set(["Control", "Shift", "Alt", "AltGraph", "Meta", "OS", "CapsLock"]);
   const shortcut = (e) =>
     !MODIFIER_KEYS.has(e.key) && (e.ctrlKey || e.altKey || e.metaKey || /^F\d{1,2}$/.test(e.key));
