@@ -114,6 +114,9 @@ class ConnectionLimits:
         self.request_burst = request_burst
         self.requests_per_s = requests_per_s
         self._budgets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self.budget_key: Callable[[str], str] = lambda peer: peer
+        """Whose budget a peer's requests take: its address, or on the portal the phone's MAC
+        (one device taking many addresses had a full budget at each)."""
 
     def _visitors(self, counts: Counter[str]) -> int:
         return sum(n for peer, n in counts.items() if peer not in self.screens)
@@ -145,13 +148,14 @@ class ConnectionLimits:
     def _budget(self, peer: str) -> TokenBucket | None:
         if self.request_burst is None or peer in self.screens:
             return None
-        bucket = self._budgets.get(peer)
+        key = self.budget_key(peer)
+        bucket = self._budgets.get(key)
         if bucket is None:
             per_min = self.requests_per_s * 60
-            bucket = self._budgets[peer] = TokenBucket(self.request_burst, per_min, self.clock())
+            bucket = self._budgets[key] = TokenBucket(self.request_burst, per_min, self.clock())
             while len(self._budgets) > MAX_BUDGETS:
                 self._budgets.popitem(last=False)
-        self._budgets.move_to_end(peer)
+        self._budgets.move_to_end(key)
         return bucket
 
     def _out_of_requests(self, peer: str) -> bool:

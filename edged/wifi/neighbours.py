@@ -78,6 +78,27 @@ def neighbour_macs(interface: str, *, table: Path = ARP) -> set[str] | None:
     return macs
 
 
+def macs_by_address(interface: str, *, table: Path = ARP) -> dict[str, str]:
+    """{address: MAC} the kernel has resolved on `interface` (empty when the table cannot be
+    read)."""
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return {}
+    macs = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 6 or parts[5] != interface:
+            continue
+        try:
+            complete = int(parts[2], 16) & COMPLETE
+        except ValueError:
+            continue
+        if complete and parts[3] != "00:00:00:00:00:00":
+            macs[parts[0]] = parts[3].lower()
+    return macs
+
+
 async def stations(interface: str, *, sys_net: Path = SYS_NET) -> set[str] | None:
     """MACs associated with the radio (`iw dev IF station dump`); None without a radio on
     `interface`, without `iw`, or when it fails."""

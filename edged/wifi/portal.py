@@ -44,7 +44,7 @@ from edged.kiosk.ratelimit import RateLimiter
 from edged.kiosk.server import KioskServer, Screen
 from edged.web.message import HttpError, Request, Response, json_response
 from edged.web.router import Router
-from edged.wifi.neighbours import ARP, SYS_NET, mac_of, on_hotspot
+from edged.wifi.neighbours import ARP, SYS_NET, mac_of, macs_by_address, on_hotspot
 from edged.wifi.sessions import FirewallError, PortalFull, Sessions
 from edged.wifi.uplink import Internet
 
@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 PORTAL_STATIC = {"portal.js": "text/javascript", "portal.css": "text/css"}
 CAPTIVE_JSON = "application/captive+json"
 ACCEPT_BURST, ACCEPT_PER_MIN = 3, 6.0
+MACS_FRESH_S, MACS_MISS_S = 1.0, 0.1
+"""The neighbour table behind the budget of requests (`PortalServer._device_of`) is read
+again after this, or after that for an address it did not have."""
 
 
 class AcceptPost(BaseModel):
@@ -163,6 +166,9 @@ class PortalServer(KioskServer):
             self.files[name] = extra[name]
             self.types[name] = kind
         self.hosts = frozenset({str(wifi.address.ip), *self.config.allowed_hosts, self.config.host})
+        self._macs: dict[str, str] = {}
+        self._macs_read = -math.inf
+        self.limits.budget_key = self._device_of
 
     async def run(self) -> None:
         """Serve only: the kiosk's own server keeps the view fresh for both."""
@@ -181,6 +187,24 @@ class PortalServer(KioskServer):
         share of its own, and together the whole budget: every other phone then 429)."""
         ip, mac = self._phone(request)
         return mac or str(ip)
+
+    def _device_of(self, peer: str) -> str:
+        """Whose budget of requests `peer`'s are (`ConnectionLimits.budget_key`): the
+        phone's MAC, so that a device taking address after address in the subnet has one
+        budget, not a full one at each (through the firewall's 20 new portal connections a
+        second, each pipelining a whole budget, the flood the budget is for); its address
+        when the kernel has none. The neighbour table is read at most once a second, and
+        again for an address it did not have (a new phone, a new alias) at most ten times a
+        second: every request of a flood does not read it."""
+        now = self.clock()
+        mac = self._macs.get(peer)
+        if now - self._macs_read >= MACS_FRESH_S or (
+            mac is None and now - self._macs_read >= MACS_MISS_S
+        ):
+            self._macs = macs_by_address(self.wifi.interface, table=self.arp)
+            self._macs_read = now
+            mac = self._macs.get(peer)
+        return mac or peer
 
     # -- every other host: the portal ---------------------------------------------------
 

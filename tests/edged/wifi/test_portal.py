@@ -517,6 +517,22 @@ async def test_rider_presses_are_limited_per_device_whatever_its_addresses(
     assert await press(portal, "127.0.0.40", "service") in (200, 202)  # another phone: not 429
 
 
+async def test_a_device_at_many_addresses_has_one_budget_of_requests(portal: Portal) -> None:
+    """Counted by address, a laptop taking address after address in the hotspot's subnet
+    (`ip address add`) had a full budget of requests at each: through the firewall's 20
+    new portal connections a second, each pipelining its 120, the flood the budget was
+    for (2,500 answers a second). Counted by MAC, as presses and accepts are."""
+    limits = portal.server.limits
+    limits.request_burst, limits.requests_per_s = 5, 1 / 60
+    portal.sees(**{f"127_0_0_{n}": LAPTOP for n in range(50, 57)})
+    served = 0
+    for n in range(50, 57):
+        with contextlib.suppress(aiohttp.ClientError):
+            served += (await get(portal, "/api/portal", ip=f"127.0.0.{n}"))[0] == 200
+    assert served == 5
+    assert (await get(portal, "/api/portal", ip="127.0.0.60"))[0] == 200  # another phone
+
+
 async def test_one_phone_cannot_hold_more_connections_than_its_share(portal: Portal) -> None:
     per_peer = portal.wifi.wifi.portal.max_connections_per_peer
     held = []
