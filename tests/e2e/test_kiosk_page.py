@@ -525,8 +525,9 @@ async def test_a_keyboard_plugged_into_the_screen_opens_no_browser_page_or_tool(
         if not await page.evaluate("window.__prevented"):
             let_through.append(keys)
     assert let_through == []
-    # the keys a rider uses are the page's own
-    for keys in ["Tab", "Enter", "ArrowDown"]:
+    # the keys a rider uses are the page's own (a keyboard, a switch device sending them)
+    for keys in ["Tab", "Shift+Tab", "Enter", "Space", "ArrowUp", "ArrowDown", "ArrowLeft",
+                 "ArrowRight", "Home", "End", "PageDown", "Escape", "Shift+Space"]:  # fmt: skip
         await page.evaluate(WATCH, "keydown")
         await page.keyboard.press(keys)
         assert await page.evaluate("window.__prevented") is False, keys
