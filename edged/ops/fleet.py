@@ -247,6 +247,8 @@ class NodeView:
     config_hash: str | None = None
     drivers: list[str] = field(default_factory=list)
     since: int | None = None
+    birth: Mark | None = None
+    """The envelope of the birth shown (`_state`): a late will is older than it."""
     state_changed_at: float | None = None
     position: Position | None = None
     positions: int = 0
@@ -445,14 +447,21 @@ class FleetView:
         if state not in ("online", "offline"):
             return False
         since = _int(body.get("since"), 1)
+        mark = Mark(_int(body.get("ts"), 1), _int(body.get("seq")), _text(body.get("epoch")))
         earlier = since is not None and view.since is not None and since < view.since
         if state == "offline" and view.state == "online" and earlier:
-            return True  # the will of an earlier session, after this one's birth (a cluster)
+            # the will of an earlier session, after this one's birth (a cluster): sent before
+            # that birth too. `since` alone is the node's clock, which NTP may step back: the
+            # `offline` said at a stop after such a step, or the will of a connection that
+            # kept the birth before it (`will_delay_s`), has an earlier `since` and is real
+            if _older(mark.ts, mark.seq, mark.epoch, view.birth):
+                return True
         if state != view.state:
             view.state_changed_at = self.clock()
         view.state = state
         view.since = _int(body.get("since"), 1) or view.since
         if state == "online":  # the will says only "offline": keep what the birth told
+            view.birth = mark
             view.version = _text(body.get("version"), 40)
             view.profile = _text(body.get("profile"), 40)
             view.name = _text(body.get("name"))

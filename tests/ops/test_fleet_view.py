@@ -249,11 +249,36 @@ def test_the_will_of_an_earlier_session_come_after_the_birth_keeps_the_node_onli
     next session."""
     v = view()
     v.ingest(f"{BASE}/state", msg(state="online", version="0.1.0", since=NOW_MS, seq=20))
-    v.ingest(f"{BASE}/state", msg(state="offline", since=NOW_MS - 60_000, seq=12))
+    # stamped as its session began: `ts` too is a minute before
+    v.ingest(
+        f"{BASE}/state", msg(state="offline", since=NOW_MS - 60_000, seq=12, ts=NOW_MS - 60_000)
+    )
     node = v.node("creuse", "shuttle-07")
     assert node is not None and node.state == "online"
     v.ingest(f"{BASE}/state", msg(state="offline", since=NOW_MS, seq=21))  # this session's
     assert node.state == "offline"
+
+
+@pytest.mark.parametrize(
+    "offline",
+    [
+        pytest.param({"seq": 21, "ts": NOW_MS - 50_000}, id="said-after-a-clock-step-back"),
+        pytest.param({"seq": 21, "ts": NOW_MS - 60_000}, id="will-of-a-connection-that-kept-it"),
+    ],
+)
+def test_an_offline_of_this_session_with_an_earlier_since_still_makes_the_node_offline(
+    offline: dict[str, Any],
+) -> None:
+    """`since` is the node's clock, and NTP may step it back within a session (or between a
+    birth and the reconnect that kept it, `will_delay_s`): the `offline` said at the stop,
+    or the will of that reconnect, then has a `since` older than the birth's, and was passed
+    over as a late will of an earlier session: the stopped node stayed online for good.
+    Sent after the birth (its `seq`), it is this node's news."""
+    v = view()
+    v.ingest(f"{BASE}/state", msg(state="online", version="0.1.0", since=NOW_MS, seq=20, epoch=E))
+    v.ingest(f"{BASE}/state", msg(state="offline", since=NOW_MS - 60_000, epoch=E, **offline))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.state == "offline"
 
 
 def test_journey_keeps_the_mode_and_the_run_as_bounded_text() -> None:
