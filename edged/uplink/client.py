@@ -807,8 +807,10 @@ class Uplink:
                 await self._connected_session(client, birth)
             finally:
                 # a stop that could not say `offline` (no answer in time, refused): the
-                # will says it, where aiomqtt's DISCONNECT would drop it and leave `online`
-                client.keep_will = self.stopping and not self._offline_said
+                # will says it, where aiomqtt's DISCONNECT would drop it and leave `online`.
+                # Closed, not only stopping: a session the stop's drain ends (a PUBACK timed
+                # out) is followed by another, and its will said `offline` before `online`
+                client.keep_will = self._closed and not self._offline_said
 
     async def _connected_session(self, client: MqttClient, birth: bytes) -> None:
         client.pending_calls_threshold = self.config.window + 16

@@ -192,7 +192,7 @@ class MqttClient(CancellableClient):
                 self._properties.ReceiveMaximum = RECEIVE_MAXIMUM
         self.keep_will = False
         """End the connection so that the broker sends the will (`__aexit__`): set by the
-        uplink when the node stops without `offline` said in this session."""
+        uplink for the last session of a stop (the uplink closed) without `offline` said."""
         self.flooded = 0
         """Incoming messages dropped: the queue of those not yet handled was full (`Incoming`)."""
         self.on_flooded: Callable[[], None] | None = None

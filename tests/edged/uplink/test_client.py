@@ -619,12 +619,41 @@ async def test_a_stop_that_could_not_say_offline_leaves_it_to_the_will(
         uplink = link.uplink
         await wait_until(lambda: uplink.connected, 10, "online")
         uplink.stopping = True  # the node stops; its `say_offline`: no answer in time
+        uplink.close()  # as the node does before its cancel
         link.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await link.task
         async with Collector(link.broker.port, TOPICS.of(STATE_TOPIC)) as c:
             await c.wait_for(lambda: bool(c.messages), 5, "the retained state")
             assert c.messages[-1].payload["state"] == "offline", c.messages[-1].payload
+
+
+async def test_a_session_a_stop_ends_before_the_uplink_is_closed_does_not_send_the_will(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """The node stops (`stopping`) and drains: the broker stalls and a PUBACK times out,
+    which ends the session with the link up, and the uplink takes another up for the drain
+    (it is closed only as it says `offline`). That session's end sent the will (`keep_will`
+    followed `stopping`): dispatch saw `offline`, then `online` again, before the stop's
+    own `offline`. Only the last session, once the uplink is closed, leaves it to the will."""
+    async with linked(tmp_path, outbox, publish_timeout_s=0.5) as link:
+        uplink, proxy = link.uplink, link.proxy
+        await wait_until(lambda: uplink.connected, 10, "online")
+        async with Collector(link.broker.port, TOPICS.of(STATE_TOPIC)) as c:
+            await c.wait_for(lambda: bool(c.messages), 5, "the retained birth")
+            uplink.stopping = True  # the node's stop, draining
+            proxy.quirks.withhold_after = proxy.pubacks
+            proxy.quirks.withhold_pubacks = True
+            await outbox.put_nowait(
+                Publication.make(TOPICS, DOOR, DoorEvent(door="front", open=True))
+            )
+            await wait_until(lambda: not uplink.connected, 5, "the session ended by the time-out")
+            proxy.quirks.withhold_pubacks = False
+            await wait_until(lambda: uplink.sessions >= 2 and uplink.connected, 10, "online again")
+            assert await uplink.wait_idle(5)
+            await asyncio.sleep(0.3)
+        states = [m.payload["state"] for m in c.messages]
+        assert "offline" not in states, states
 
 
 async def test_a_stop_while_the_retained_topics_are_restored_waits_for_the_outboxs_messages(
