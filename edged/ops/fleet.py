@@ -449,13 +449,13 @@ class FleetView:
         since = _int(body.get("since"), 1)
         mark = Mark(_int(body.get("ts"), 1), _int(body.get("seq")), _text(body.get("epoch")))
         earlier = since is not None and view.since is not None and since < view.since
-        if state == "offline" and view.state == "online" and earlier:
-            # the will of an earlier session, after this one's birth (a cluster): sent before
-            # that birth too. `since` alone is the node's clock, which NTP may step back: the
-            # `offline` said at a stop after such a step, or the will of a connection that
-            # kept the birth before it (`will_delay_s`), has an earlier `since` and is real
-            if _older(mark.ts, mark.seq, mark.epoch, view.birth):
-                return True
+        # the will of an earlier session, after this one's birth (a cluster): sent before that
+        # birth too. `since` alone is the node's clock, which NTP may step back: the `offline`
+        # said at a stop after such a step, or the will of a connection that kept the birth
+        # before it (`will_delay_s`), has an earlier `since` and is real
+        sent_before = _older(mark.ts, mark.seq, mark.epoch, view.birth)
+        if state == "offline" and view.state == "online" and earlier and sent_before:
+            return True
         if state != view.state:
             view.state_changed_at = self.clock()
         view.state = state
