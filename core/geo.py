@@ -29,8 +29,15 @@ def offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float
     return lat + math.degrees(dlat), lon + math.degrees(dlon)
 
 
+def lon_delta(lon0: float, lon: float) -> float:
+    """Degrees east from `lon0` to `lon`, the short way round: -180..180. Across the 180th
+    meridian (Fiji's Taveuni, Chukotka) 179.99 to -179.99 is 0.02° east, not 359.98° west."""
+    return (lon - lon0 + 180.0) % 360.0 - 180.0
+
+
 def _local_xy(lat0: float, lon0: float, lat: float, lon: float) -> tuple[float, float]:
-    """Equirectangular metres east/north of (lat0, lon0): exact enough within a few km."""
+    """Equirectangular metres east/north of (lat0, lon0): exact enough within a few km.
+    Longitudes as given (unwrapped by the caller, all from one reference)."""
     x = math.radians(lon - lon0) * EARTH_RADIUS_M * math.cos(math.radians(lat0))
     y = math.radians(lat - lat0) * EARTH_RADIUS_M
     return x, y
@@ -44,8 +51,13 @@ def _segment_distance(px: float, py: float, ax: float, ay: float, bx: float, by:
 
 
 def polygon_signed_distance(lat: float, lon: float, points: list[tuple[float, float]]) -> float:
-    """Metres from the polygon's edge: negative inside, positive outside."""
-    xy = [_local_xy(lat, lon, plat, plon) for plat, plon in points]
+    """Metres from the polygon's edge: negative inside, positive outside. Longitudes are
+    read the short way round from the first corner (the fence's side of the globe), the
+    position's too: a fence across the 180th meridian is the small area it encloses there,
+    and a position half a world away is far outside it."""
+    ref = points[0][1]
+    here = ref + lon_delta(ref, lon)
+    xy = [_local_xy(lat, here, plat, ref + lon_delta(ref, plon)) for plat, plon in points]
     inside = False
     edge = math.inf
     for (ax, ay), (bx, by) in zip(xy, xy[1:] + xy[:1], strict=True):
@@ -82,9 +94,12 @@ def _meet(
 def ring_problem(points: Sequence[tuple[float, float]]) -> str | None:
     """Why a polygon's ring, open or closed, bounds no area or not the one it seems to: a
     ring is closed and simple (OGC Simple Features 1.1: no edge crosses or touches another
-    but its neighbours at their shared corner). None when it is a polygon."""
+    but its neighbours at their shared corner). None when it is a polygon. Longitudes are
+    read the short way round from the first corner, as the fence is judged: a ring across
+    the 180th meridian is the small area it encloses there."""
     corners: list[tuple[float, float]] = []
-    for p in points:
+    for lat, lon in points:
+        p = (lat, points[0][1] + lon_delta(points[0][1], lon))
         if not corners or p != corners[-1]:
             corners.append(p)
     while len(corners) > 1 and corners[0] == corners[-1]:

@@ -47,3 +47,22 @@ def test_a_simple_ring_is_a_polygon_open_or_closed_either_way_round(
     # RFC 7946 §3.1.6: "parsers SHOULD NOT reject Polygons that do not follow the
     # right-hand rule"; the config does not ask for the ring to be closed.
     assert Geofence(id="market", points=points).points == points
+
+
+def test_a_ring_across_the_180th_meridian_is_judged_the_short_way_round() -> None:
+    # A stop on Taveuni (Fiji), whose map tool puts a corner on the meridian as 180: read
+    # as raw numbers, the edge from 180 to -179.999 runs back west round the whole world
+    # over the one before, and a good fence was refused ("turns back on itself").
+    stop = [(-16.799, 179.999), (-16.799, 180.0), (-16.799, -179.999), (-16.801, -179.999)]
+    Geofence(id="waiyevo", points=[*stop, (-16.801, 179.999)])
+    # and a bow tie there is still one
+    with pytest.raises(ValidationError, match="cross"):
+        Geofence(
+            id="waiyevo",
+            points=[
+                (-16.799, 179.999),
+                (-16.801, -179.999),
+                (-16.799, -179.999),
+                (-16.802, 179.999),
+            ],
+        )

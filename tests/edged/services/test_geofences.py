@@ -1,5 +1,6 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from edged.services.geofences import (
     GeofenceService,
     signed_distance,
 )
+from tests.drivers.gps.fakes import nmea, through_driver
 from tests.helpers.host import TestHost
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -624,3 +626,40 @@ async def test_a_flood_of_config_and_dispatch_changes_departs_no_more_than_it_ar
         kinds = [e.event for e in made if e.geofence == fence_id]
         assert kinds[::2] == ["arrive"] * len(kinds[::2])  # strictly alternating
         assert kinds[1::2] == ["depart"] * len(kinds[1::2])
+
+
+# Taveuni, Fiji: the 180th meridian runs across the island by Waiyevo, its buses cross it.
+# A stop 220 m wide from 179.999° E to 179.999° W (-179.999), as a map tool writes it.
+MERIDIAN_STOP = Geofence(
+    id="waiyevo",
+    points=[(-16.799, 179.999), (-16.799, -179.999), (-16.801, -179.999), (-16.801, 179.999)],
+)
+
+
+async def test_a_bus_at_a_stop_across_the_180th_meridian_arrives(tmp_path: Path) -> None:
+    """An NMEA receiver on a pty, through the real driver: a bus parked 20 m east of the
+    meridian (W longitude) inside a stop whose corners lie both sides of it. Read the
+    long way round, the fence was the rest of the world but its 220 m: never an arrival
+    there, and one anywhere else."""
+    raw = [
+        nmea(f"GNRMC,2300{s:02d}.00,A,1648.00000,S,17959.98874,W,0.0,,071226,,,A")
+        + nmea(f"GNGGA,2300{s:02d}.00,1648.00000,S,17959.98874,W,1,09,1.1,12.0,M,55.1,M,,")
+        for s in range(8)
+    ]
+    node = TestHost()
+    service(node, MERIDIAN_STOP, dwell_s=3)
+    await through_driver(raw, tmp_path / "gps0", node, fixes=8, burst_s=0.1, what="8 fixes")
+    assert [round(f.lon, 5) for f in node.of_type(Fix)][:1] == [-179.99981]
+    (arrive,) = events(node)
+    assert arrive.event == "arrive" and arrive.geofence == "waiyevo"
+
+
+def test_a_fence_across_the_180th_meridian_is_the_small_area_it_encloses() -> None:
+    for lon in (180.0, -180.0):  # on the meridian: 0.001° of longitude from either edge
+        assert signed_distance(MERIDIAN_STOP, -16.8, lon) == pytest.approx(-106.6, abs=1)
+    for lon in (179.9995, -179.9995):
+        assert signed_distance(MERIDIAN_STOP, -16.8, lon) == pytest.approx(-53.3, abs=1)
+    assert signed_distance(MERIDIAN_STOP, -16.8, 0.0) > 1e6  # Greenwich: half a world away
+    assert signed_distance(MERIDIAN_STOP, -16.8, 179.998) == pytest.approx(106.6, abs=1)
+    # and a fence anywhere else is not inside out for a position half a world east of it
+    assert signed_distance(SQUARE, 46.005, 2.005 - 180) > 1e6
