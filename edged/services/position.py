@@ -14,7 +14,8 @@ HDOP is above `max_hdop`, and one farther from the last good fix than the vehicl
 gone since (its reported speed, a hard acceleration, at most `MAX_ROAD_SPEED_MPS`, plus the
 jitter allowance): the next good fix counts from the last good one. A receiver that does not
 come back within `EXCURSION_MAX_S` is believed where it stays (the first fix was the wrong
-one), counting the way there at no more than `MAX_ROAD_SPEED_MPS`. All in the receiver's
+one), counting the way there at no more than `MAX_ROAD_SPEED_MPS` (nothing, standing still:
+the receiver moved, not the vehicle). All in the receiver's
 time, so a log replayed fast counts as it was driven — but no more of it than
 `REPLAY_FACTOR_MAX` times the time between the fixes' arrivals (when the driver says when
 they came): a receiver's clock that jumps hours or years on (a spoofer moving the time
@@ -182,6 +183,10 @@ class PositionService(Service):
         self._excursion.clear()
         self._good = fix
         if fix.speed is not None and fix.speed < STATIONARY_SPEED:
+            # standing still, the receiver moved, not the vehicle: count from here on, or
+            # the first metre driven adds the whole jump (a wrong first fix after a cold
+            # start, the receiver then settling where the bus is parked)
+            self._anchor = fix
             return
         dt = _elapsed_s(self._anchor, fix)
         step = haversine_m(self._anchor.lat, self._anchor.lon, fix.lat, fix.lon)

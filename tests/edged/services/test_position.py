@@ -464,3 +464,33 @@ async def test_a_receiver_clock_jumping_hours_ahead_does_not_make_a_500_km_jump_
     # in the receiver's time that the arrivals allow
     allowed_s = REPLAY_FACTOR_MAX * (EXCURSION_MAX_S + 1) + EXCURSION_MAX_S
     assert svc.odometer_m <= MAX_ROAD_SPEED_MPS * allowed_s + 30 * 8.0
+
+
+async def test_a_wrong_first_fix_after_a_cold_start_is_not_added_when_the_bus_pulls_out(
+    tmp_path: Path,
+) -> None:
+    """A receiver's first fix after a cold start, 2D from 4 satellites (GSA fix type 2),
+    puts the bus parked at the depot 1.5 km north, with an HDOP good enough (3.0) to be
+    believed; the next fixes are where it is. The odometer rightly settles there after
+    10 s, standing still, and counts nothing — but it kept counting from the wrong fix:
+    the first metres driven out of the depot added the whole 1.5 km."""
+
+    def epoch(second: int, north_m: float, east_m: float, knots: float, first: bool) -> bytes:
+        lat, lon = offset(45.88, 2.175, north_m, east_m)
+        t, where = f"0530{second:02d}.00", f"{_ddmm(lat, 2)},N,{_ddmm(lon, 3)},E"
+        sats, hdop, fix_type = ("04", "3.0", "2") if first else ("09", "1.1", "3")
+        return (
+            nmea(f"GNRMC,{t},A,{where},{knots:.3f},90.0,071226,,,A")
+            + nmea(f"GNGGA,{t},{where},1,{sats},{hdop},452.0,M,49.2,M,,")
+            + nmea(f"GNGSA,A,{fix_type},01,03,06,09,,,,,,,,,{hdop},{hdop},{hdop}")
+        )
+
+    raw = [epoch(0, 1500.0, 0.0, 0.0, True)]
+    raw += [epoch(s, 0.0, 0.0, 0.0, False) for s in range(1, 13)]  # parked, settled at 10 s
+    raw += [epoch(s, 0.0, 2.0 * (s - 12), 3.888, False) for s in range(13, 20)]  # 14 m at 2 m/s
+    node = TestHost()
+    svc = service(node)
+    await through_driver(raw, tmp_path / "gps0", node, fixes=20, burst_s=0.05, what="20 fixes")
+    assert [f.satellites for f in node.of_type(Fix)][:2] == [4, 9]
+    assert node.counters.snapshot()["position.odometer_settled"] == 1
+    assert svc.odometer_m <= 14.0 + 1
