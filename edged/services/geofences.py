@@ -1,7 +1,11 @@
 """Geofences: stops and service markets, `events/geofence` arrive and depart.
 
 A bus idling on a fence's border must not chatter: it arrives only after being inside for
-`dwell_s`, and departs only after being more than `hysteresis_m` outside for `dwell_s`.
+`dwell_s`, and departs only after being more than `hysteresis_m` outside for `dwell_s`. A
+parked receiver's position drifts for minutes (±10-30 m in a covered depot, among other
+buses), slower than any dwell, while its Doppler speed stays near zero: a vehicle standing
+still starts to leave only `STILL_MARGIN_M` further out, so that drift is no departure
+(and no arrival again after it) while the bus stands there.
 Times are the receiver's fix times, so replayed or delayed fixes give the same events; a fix
 dated before the one that started a dwell (the receiver's time went back after a fix dated
 ahead), or further after it than position.py believes of the time between their arrivals
@@ -50,9 +54,13 @@ from edged.host import Host
 from edged.payloads import GeofenceEvent
 from edged.services.base import Service
 from edged.services.events import GeofencesChanged
-from edged.services.position import believed_s
+from edged.services.position import STATIONARY_SPEED, believed_s
 from edged.topics import GEOFENCE
 
+STILL_MARGIN_M = 50.0
+"""How much further than `hysteresis_m` a vehicle standing still must seem to be outside to
+start leaving: more than a parked receiver drifts, less than a fence a bus was restarted,
+or reshaped, away from is."""
 DYNAMIC_KEY = "geofences.dynamic"
 INSIDE_KEY = "geofences.inside"
 """{fence id: ISO time of its arrival}: the fences the vehicle had arrived at and not left."""
@@ -251,6 +259,7 @@ class GeofenceService(Service):
         hysteresis = self.config.hysteresis_m if fence.hysteresis_m is None else fence.hysteresis_m
         dwell = self.config.dwell_s if fence.dwell_s is None else fence.dwell_s
         t = fix.fix_time
+        still = fix.speed is not None and fix.speed < STATIONARY_SPEED
 
         def held() -> bool:
             return track.since is not None and (t - track.since).total_seconds() >= dwell
@@ -269,7 +278,7 @@ class GeofenceService(Service):
             start(Where.ENTERING)
         elif track.where is Where.ENTERING and d > 0:
             start(Where.OUTSIDE)  # not inside for all of the dwell
-        elif track.where is Where.INSIDE and d > hysteresis:
+        elif track.where is Where.INSIDE and d > hysteresis + (STILL_MARGIN_M if still else 0):
             start(Where.LEAVING)
         elif track.where is Where.LEAVING and d <= hysteresis:
             start(Where.INSIDE)  # not far out for all of the dwell

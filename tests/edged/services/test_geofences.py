@@ -663,3 +663,36 @@ def test_a_fence_across_the_180th_meridian_is_the_small_area_it_encloses() -> No
     assert signed_distance(MERIDIAN_STOP, -16.8, 179.998) == pytest.approx(106.6, abs=1)
     # and a fence anywhere else is not inside out for a position half a world east of it
     assert signed_distance(SQUARE, 46.005, 2.005 - 180) > 1e6
+
+
+async def test_a_bus_parked_on_the_border_whose_fix_drifts_out_does_not_depart(
+    tmp_path: Path,
+) -> None:
+    """An NMEA receiver on a pty, through the real driver. A bus parks at a stop with its
+    antenna 10 m inside the edge; in a covered depot its position then drifts 25-45 m out,
+    beyond the 20 m hysteresis, for longer than the dwell (such drift lasts minutes), its
+    Doppler speed 0 all along. It departed 4 s into the drift, standing at the stop (and
+    arrived again at each drift back, all night). It is still there; it departs once it
+    drives off."""
+
+    def epoch(second: int, north_m: float, knots: float) -> bytes:
+        lat, lon = offset(46.1714, 1.8717, north_m, 0)
+        t = f"2230{second:02d}.00"
+        where = f"{int(lat):02d}{(lat % 1) * 60:08.5f},N,{int(lon):03d}{(lon % 1) * 60:08.5f},E"
+        return nmea(f"GNRMC,{t},A,{where},{knots:.3f},0.0,071226,,,A") + nmea(
+            f"GNGGA,{t},{where},1,09,1.1,452.0,M,49.2,M,,"
+        )
+
+    norths = [130, 120, 110, 100, 90, 90, 90, 90]  # drives in at 10 m/s, parks 10 m inside
+    norths += [125, 135, 145, 140, 130, 125, 135, 145, 140, 130, 125, 135]  # the drift
+    norths += [95, 95, 95]
+    moving = {0, 1, 2, 3, 4}
+    norths += [105, 115, 125, 135, 145, 155, 165]  # drives off north at 10 m/s
+    moving |= set(range(23, 30))
+    raw = [epoch(s, n, 19.438 if s in moving else 0.0) for s, n in enumerate(norths)]
+    node = TestHost()
+    service(node, dwell_s=3, hysteresis_m=20)
+    await through_driver(raw, tmp_path / "gps0", node, fixes=30, burst_s=0.03, what="30 fixes")
+    assert [e.event for e in events(node)] == ["arrive", "depart"]
+    depart = events(node)[1]  # 25 m out at 25 s, driving: out for the 3 s dwell at 28 s
+    assert depart.fix_time == datetime(2026, 12, 7, 22, 30, 28, tzinfo=UTC)
