@@ -35,6 +35,16 @@ def lon_delta(lon0: float, lon: float) -> float:
     return (lon - lon0 + 180.0) % 360.0 - 180.0
 
 
+def unwrapped(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The corners with each edge's longitudes read the short way round from the corner
+    before: across the 180th meridian 179.99 to -179.99 is 0.02° east, and a region wider
+    than half the world (a fleet's, Russia with Alaska) is read as drawn, edge by edge."""
+    out: list[tuple[float, float]] = []
+    for lat, lon in points:
+        out.append((lat, lon if not out else out[-1][1] + lon_delta(out[-1][1], lon)))
+    return out
+
+
 def _local_xy(lat0: float, lon0: float, lat: float, lon: float) -> tuple[float, float]:
     """Equirectangular metres east/north of (lat0, lon0): exact enough within a few km.
     Longitudes as given (unwrapped by the caller, all from one reference)."""
@@ -52,12 +62,14 @@ def _segment_distance(px: float, py: float, ax: float, ay: float, bx: float, by:
 
 def polygon_signed_distance(lat: float, lon: float, points: list[tuple[float, float]]) -> float:
     """Metres from the polygon's edge: negative inside, positive outside. Longitudes are
-    read the short way round from the first corner (the fence's side of the globe), the
-    position's too: a fence across the 180th meridian is the small area it encloses there,
-    and a position half a world away is far outside it."""
-    ref = points[0][1]
+    read the short way round along each edge, the position's from the fence's middle: a
+    fence across the 180th meridian is the small area it encloses there, a region wider
+    than half the world is the one drawn, and a position half a world away is outside."""
+    corners = unwrapped(points)
+    lons = [plon for _, plon in corners]
+    ref = (min(lons) + max(lons)) / 2  # the position on the fence's side of the globe
     here = ref + lon_delta(ref, lon)
-    xy = [_local_xy(lat, here, plat, ref + lon_delta(ref, plon)) for plat, plon in points]
+    xy = [_local_xy(lat, here, plat, plon) for plat, plon in corners]
     inside = False
     edge = math.inf
     for (ax, ay), (bx, by) in zip(xy, xy[1:] + xy[:1], strict=True):
@@ -94,16 +106,26 @@ def _meet(
 def ring_problem(points: Sequence[tuple[float, float]]) -> str | None:
     """Why a polygon's ring, open or closed, bounds no area or not the one it seems to: a
     ring is closed and simple (OGC Simple Features 1.1: no edge crosses or touches another
-    but its neighbours at their shared corner). None when it is a polygon. Longitudes are
-    read the short way round from the first corner, as the fence is judged: a ring across
-    the 180th meridian is the small area it encloses there."""
+    but its neighbours at their shared corner). None when it is a polygon. Each edge's
+    longitudes are read the short way round, as the fence is judged: a ring across the 180th
+    meridian is the small area it encloses there; an edge half way round the Earth has no
+    short way, and a ring all the way round it (a fence around a pole) no inside."""
+    if len(points) > 1:
+        ring = unwrapped([*points, points[0]])
+        if any(abs(b[1] - a[1]) >= 180.0 for a, b in zip(ring, ring[1:], strict=False)):
+            return (
+                "an edge spans half the Earth's longitudes or more: which way round is "
+                "unknown; add a corner on it"
+            )
+        if abs(ring[-1][1] - ring[0][1]) > 1.0:
+            return "the ring goes all the way round the Earth (around a pole): it has no inside"
     corners: list[tuple[float, float]] = []
-    for lat, lon in points:
-        p = (lat, points[0][1] + lon_delta(points[0][1], lon))
+    for p in points:
         if not corners or p != corners[-1]:
             corners.append(p)
     while len(corners) > 1 and corners[0] == corners[-1]:
         corners.pop()  # closed as GeoJSON closes it
+    corners = unwrapped(corners)
     n = len(corners)
     if n < 3:
         return "a polygon needs three distinct corners"

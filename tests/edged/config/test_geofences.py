@@ -66,3 +66,33 @@ def test_a_ring_across_the_180th_meridian_is_judged_the_short_way_round() -> Non
                 (-16.802, 179.999),
             ],
         )
+
+
+# A fleet's region from the Baltic to Alaska, 200° of longitude across the 180th meridian,
+# each edge under 180° (as a map tool draws a region that wide: corners along the way).
+RUSSIA_WITH_ALASKA = [
+    (41.0, 19.0),
+    (41.0, 100.0),
+    (50.0, 180.0),
+    (50.0, -141.0),
+    (72.0, -141.0),
+    (72.0, 180.0),
+    (78.0, 100.0),
+    (60.0, 19.0),
+]
+
+
+def test_a_region_wider_than_half_the_world_is_read_edge_by_edge() -> None:
+    # Read from the first corner, Alaska's -141 was 160° west of the Baltic, not 220° east:
+    # the ring crossed itself and the region was refused.
+    Geofence(id="fleet", points=RUSSIA_WITH_ALASKA)
+    # an edge half way round has no short way (a box from 90° W to 90° E: which half?); a
+    # box from -180 to 180 is a line (the same meridian); a ring round a pole has no inside
+    half = [(-60.0, -90.0), (-60.0, 90.0), (75.0, 90.0), (75.0, -90.0)]
+    with pytest.raises(ValidationError, match="half the Earth"):
+        Geofence(id="half", points=half)
+    world = [(-60.0, -180.0), (-60.0, 180.0), (75.0, 180.0), (75.0, -180.0)]
+    with pytest.raises(ValidationError, match="one line"):
+        Geofence(id="world", points=world)
+    with pytest.raises(ValidationError, match="all the way round"):
+        Geofence(id="arctic", points=[(80.0, 0.0), (80.0, 90.0), (80.0, 180.0), (80.0, -90.0)])

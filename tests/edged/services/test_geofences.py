@@ -696,3 +696,14 @@ async def test_a_bus_parked_on_the_border_whose_fix_drifts_out_does_not_depart(
     assert [e.event for e in events(node)] == ["arrive", "depart"]
     depart = events(node)[1]  # 25 m out at 25 s, driving: out for the 3 s dwell at 28 s
     assert depart.fix_time == datetime(2026, 12, 7, 22, 30, 28, tzinfo=UTC)
+
+
+def test_a_region_wider_than_half_the_world_holds_what_it_was_drawn_around() -> None:
+    from tests.edged.config.test_geofences import RUSSIA_WITH_ALASKA
+
+    region = Geofence(id="fleet", points=RUSSIA_WITH_ALASKA)
+    assert signed_distance(region, 61.2, -149.9) < 0  # Anchorage, 220° east of the Baltic
+    assert signed_distance(region, 55.75, 37.6) < 0  # Moscow
+    assert signed_distance(region, 64.7, 177.5) < 0  # Anadyr, by the meridian
+    assert signed_distance(region, 48.85, 2.35) > 0  # Paris
+    assert signed_distance(region, 40.7, -74.0) > 0  # New York
