@@ -14,8 +14,8 @@ HDOP is above `max_hdop`, and one farther from the last good fix than the vehicl
 gone since (its reported speed, a hard acceleration, at most `MAX_ROAD_SPEED_MPS`, plus the
 jitter allowance): the next good fix counts from the last good one. A receiver that does not
 come back within `EXCURSION_MAX_S` is believed where it stays (the first fix was the wrong
-one), counting the way there at no more than `MAX_ROAD_SPEED_MPS` (nothing, standing still:
-the receiver moved, not the vehicle). All in the receiver's
+one), counting the way there at no more than `MAX_ROAD_SPEED_MPS` (standing still, the
+receiver moved, not the vehicle: only the crawl believed before, and its speeds meanwhile). All in the receiver's
 time, so a log replayed fast counts as it was driven — but no more of it than
 `REPLAY_FACTOR_MAX` times the time between the fixes' arrivals (when the driver says when
 they came): a receiver's clock that jumps hours or years on (a spoofer moving the time
@@ -34,6 +34,7 @@ The other services hear of it on the bus: `PositionUpdated` (each valid fix),
 """
 
 import asyncio
+import itertools
 import math
 import time
 
@@ -178,15 +179,22 @@ class PositionService(Service):
     def _settle(self, fix: Fix) -> None:
         """The receiver stayed away: believe it from `fix` on, the way there counted no
         faster than a road vehicle goes (nothing if its fix times went back)."""
-        assert self._anchor is not None
+        assert self._anchor is not None and self._good is not None
         self.host.counters.inc("position.odometer_settled")
+        good, away = self._good, [self._good, *self._excursion]
         self._excursion.clear()
         self._good = fix
         if fix.speed is not None and fix.speed < STATIONARY_SPEED:
             # standing still, the receiver moved, not the vehicle: count from here on, or
             # the first metre driven adds the whole jump (a wrong first fix after a cold
-            # start, the receiver then settling where the bus is parked)
-            self._anchor = fix
+            # start, the receiver then settling where the bus is parked) -- but keep the
+            # way believed and not yet counted (a crawl in a jam, under STATIONARY_SPEED)
+            # and what the speeds say it went while the receiver was away
+            before = haversine_m(self._anchor.lat, self._anchor.lon, good.lat, good.lon)
+            metres = before if before >= _jitter_m(good) else 0.0
+            for a, b in itertools.pairwise(away):
+                metres += ((a.speed or 0.0) + (b.speed or 0.0)) / 2 * _elapsed_s(a, b)
+            self._advance(fix, metres)
             return
         dt = _elapsed_s(self._anchor, fix)
         step = haversine_m(self._anchor.lat, self._anchor.lon, fix.lat, fix.lon)

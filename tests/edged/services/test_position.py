@@ -494,3 +494,34 @@ async def test_a_wrong_first_fix_after_a_cold_start_is_not_added_when_the_bus_pu
     assert [f.satellites for f in node.of_type(Fix)][:2] == [4, 9]
     assert node.counters.snapshot()["position.odometer_settled"] == 1
     assert svc.odometer_m <= 14.0 + 1
+
+
+async def test_a_bus_crawling_in_a_jam_keeps_its_way_when_the_receiver_settles(
+    tmp_path: Path,
+) -> None:
+    """A bus crawls in a jam at 0.3 m/s (Doppler below the 0.5 m/s of standing still) for
+    two minutes, 36 m, in a street canyon: the receiver puts it 300 m off the street for
+    over 10 s, is believed there (standing still: nothing counted for the jump), then comes
+    back and is believed again; the bus then drives off at 5 m/s. The crawl not yet counted
+    when the receiver settled was lost with the anchor: 94 m driven, 50 counted."""
+
+    def epoch(second: int, north_m: float, east_m: float, mps: float) -> bytes:
+        lat, lon = offset(45.88, 2.175, north_m, east_m)
+        t = f"05{second // 60:02d}{second % 60:02d}.00"
+        where = f"{_ddmm(lat, 2)},N,{_ddmm(lon, 3)},E"
+        return nmea(f"GNRMC,{t},A,{where},{mps / 0.514444:.3f},90.0,071226,,,A") + nmea(
+            f"GNGGA,{t},{where},1,09,1.1,452.0,M,49.2,M,,"
+        )
+
+    raw = [epoch(s, 0.0, 0.3 * s, 0.3) for s in range(0, 121, 5)]  # the crawl: 36 m
+    raw += [epoch(s, 300.0, 0.3 * s, 0.3) for s in range(122, 135, 2)]  # off the street
+    raw += [epoch(s, 0.0, 0.3 * s, 0.3) for s in range(136, 149, 2)]  # back on it
+    raw += [epoch(s, 0.0, 44.4 + 5.0 * (s - 148), 5.0) for s in range(150, 171, 2)]  # off
+    node = TestHost()
+    svc = service(node)
+    await through_driver(
+        raw, tmp_path / "gps0", node, fixes=len(raw) // 2, burst_s=0.02, what="the jam"
+    )
+    assert node.counters.snapshot()["position.odometer_settled"] == 2
+    driven = 0.3 * 148 + 5.0 * 22
+    assert driven - 10 <= svc.odometer_m <= driven + 10
