@@ -5,7 +5,8 @@ A bus idling on a fence's border must not chatter: it arrives only after being i
 parked receiver's position drifts for minutes (±10-30 m in a covered depot, among other
 buses), slower than any dwell, while its Doppler speed stays near zero: a vehicle standing
 still starts to leave only `STILL_MARGIN_M` further out, so that drift is no departure
-(and no arrival again after it) while the bus stands there.
+(and no arrival again after it) while the bus stands there; nor is one fix in it whose
+speed flickers above standing still, the fixes after it standing still within the margin.
 Times are the receiver's fix times, so replayed or delayed fixes give the same events; a fix
 dated before the one that started a dwell (the receiver's time went back after a fix dated
 ahead), or further after it than position.py believes of the time between their arrivals
@@ -111,6 +112,7 @@ class _Track:
     since: datetime | None = None  # when the current state (or its candidate) began
     arrived: datetime | None = None
     since_at: float | None = None  # when the fix of `since` arrived (monotonic s), if said
+    moves: int = 0  # fixes not standing still since a departure began
 
 
 def _jumped(since: datetime, since_at: float | None, fix: Fix) -> bool:
@@ -280,8 +282,15 @@ class GeofenceService(Service):
             start(Where.OUTSIDE)  # not inside for all of the dwell
         elif track.where is Where.INSIDE and d > hysteresis + (STILL_MARGIN_M if still else 0):
             start(Where.LEAVING)
-        elif track.where is Where.LEAVING and d <= hysteresis:
-            start(Where.INSIDE)  # not far out for all of the dwell
+            track.moves = 0
+        elif track.where is Where.LEAVING and (
+            d <= hysteresis or (still and track.moves < 2 and d <= hysteresis + STILL_MARGIN_M)
+        ):
+            # not far out for all of the dwell; or standing still near, the departure
+            # started by one fix alone that did not (a parked receiver's Doppler flickers)
+            start(Where.INSIDE)
+        if track.where is Where.LEAVING and not still:
+            track.moves += 1
 
         if track.where is Where.ENTERING and held():
             track.where, track.arrived = Where.INSIDE, track.since

@@ -707,3 +707,36 @@ def test_a_region_wider_than_half_the_world_holds_what_it_was_drawn_around() -> 
     assert signed_distance(region, 64.7, 177.5) < 0  # Anadyr, by the meridian
     assert signed_distance(region, 48.85, 2.35) > 0  # Paris
     assert signed_distance(region, 40.7, -74.0) > 0  # New York
+
+
+async def test_a_parked_bus_whose_doppler_flickers_once_while_drifting_out_does_not_depart(
+    tmp_path: Path,
+) -> None:
+    """As above, through the real driver: parked 10 m inside the stop's edge, the fix
+    drifting 25-45 m out, but one fix of the drift with a Doppler speed of 0.6 m/s (a parked
+    receiver's speed flickers so in a covered depot). That one fix started the departure,
+    and the still fixes after it, out beyond the hysteresis, completed it: the margin for a
+    vehicle standing still held only while no fix said otherwise (8 h simulated, one such
+    fix in a thousand: 12 events instead of 1). A lone moving fix is no departure; it
+    departs once it drives off."""
+
+    def epoch(second: int, north_m: float, knots: float) -> bytes:
+        lat, lon = offset(46.1714, 1.8717, north_m, 0)
+        t = f"2230{second:02d}.00"
+        where = f"{int(lat):02d}{(lat % 1) * 60:08.5f},N,{int(lon):03d}{(lon % 1) * 60:08.5f},E"
+        return nmea(f"GNRMC,{t},A,{where},{knots:.3f},0.0,071226,,,A") + nmea(
+            f"GNGGA,{t},{where},1,09,1.1,452.0,M,49.2,M,,"
+        )
+
+    norths = [130, 120, 110, 100, 90, 90, 90, 90]  # drives in at 10 m/s, parks 10 m inside
+    norths += [125, 135, 145, 140, 130, 125, 135, 145]  # the drift, the flicker at its start
+    norths += [95, 95]
+    norths += [105, 115, 125, 135, 145, 155, 165]  # drives off north at 10 m/s
+    knots = {s: 19.438 for s in [0, 1, 2, 3, 4, *range(18, 25)]} | {8: 1.166}
+    raw = [epoch(s, n, knots.get(s, 0.0)) for s, n in enumerate(norths)]
+    node = TestHost()
+    service(node, dwell_s=3, hysteresis_m=20)
+    await through_driver(raw, tmp_path / "gps0", node, fixes=25, burst_s=0.03, what="25 fixes")
+    assert [e.event for e in events(node)] == ["arrive", "depart"]
+    depart = events(node)[1]  # 25 m out at 20 s, driving: out for the 3 s dwell at 23 s
+    assert depart.fix_time == datetime(2026, 12, 7, 22, 30, 23, tzinfo=UTC)
