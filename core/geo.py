@@ -1,5 +1,6 @@
 """Small geodesy for distances between fixes (no library needed for a haversine)."""
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -112,7 +113,7 @@ def ring_problem(points: Sequence[tuple[float, float]]) -> str | None:
     short way, and a ring all the way round it (a fence around a pole) no inside."""
     if len(points) > 1:
         ring = unwrapped([*points, points[0]])
-        if any(abs(b[1] - a[1]) >= 180.0 for a, b in zip(ring, ring[1:], strict=False)):
+        if any(abs(b[1] - a[1]) >= 180.0 for a, b in itertools.pairwise(ring)):
             return (
                 "an edge spans half the Earth's longitudes or more: which way round is "
                 "unknown; add a corner on it"

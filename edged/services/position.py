@@ -15,8 +15,8 @@ gone since (its reported speed, a hard acceleration, at most `MAX_ROAD_SPEED_MPS
 jitter allowance): the next good fix counts from the last good one. A receiver that does not
 come back within `EXCURSION_MAX_S` is believed where it stays (the first fix was the wrong
 one), counting the way there at no more than `MAX_ROAD_SPEED_MPS` (standing still, the
-receiver moved, not the vehicle: only the crawl believed before, and its speeds meanwhile). All in the receiver's
-time, so a log replayed fast counts as it was driven — but no more of it than
+receiver moved, not the vehicle: only the crawl believed before, and its speeds meanwhile).
+All in the receiver's time, so a log replayed fast counts as it was driven — but no more of it than
 `REPLAY_FACTOR_MAX` times the time between the fixes' arrivals (when the driver says when
 they came): a receiver's clock that jumps hours or years on (a spoofer moving the time
 with the position, a cold-start date, a gpsd reporting year 1 then 9999) would otherwise
