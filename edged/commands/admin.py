@@ -96,12 +96,20 @@ async def probation_watch(life: Lifecycle) -> None:
     assert life.config_path is not None
     probation = Probation(life.config_path)
     left = probation.remaining_s(life.config.remote.rollback_after_s)
+    ours = probation.token()  # after remaining_s, which may write the marker again
     deadline = asyncio.get_running_loop().time() + left
     while asyncio.get_running_loop().time() < deadline:
+        # a config.set taken meanwhile (queued at the broker, handed over as the node came
+        # back) began its own probation: the running config reached the broker, and the new
+        # one is decided by the next start, not committed here for the one that ran
+        if probation.token() != ours:
+            return
         if life.connected:
             probation.commit()
             return
         await asyncio.sleep(0.2)
+    if probation.token() != ours:
+        return
     probation.rollback()
     life.counters.inc("config.rolled_back")
     life.request_restart(after_reply=False)

@@ -81,6 +81,14 @@ class Probation:
         """What is left of `rollback_after_s` for the node to reach the broker (0 when over)."""
         return max(0.0, rollback_after_s - self.elapsed_s())
 
+    def token(self) -> bytes | None:
+        """The marker as it stands: a watch decides only the probation it began with, not
+        one a second `config.set` began meanwhile (None: no probation)."""
+        try:
+            return self.marker.read_bytes()
+        except FileNotFoundError:
+            return None
+
     def commit(self) -> None:
         self.marker.unlink(missing_ok=True)
 

@@ -1,15 +1,19 @@
 """A config on probation (edged/config/probation.py): the previous file must be there to roll
 back to, whenever the power is cut."""
 
+import asyncio
 import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.counters import Counters
+from edged.commands.admin import probation_watch
 from edged.config.probation import Probation
 
 
@@ -167,3 +171,29 @@ def test_a_stop_on_purpose_keeps_the_time_run_and_not_the_time_stopped(tmp_path:
     # however long it stayed stopped, the next start has what was left
     assert 67 < Probation(probation.path).remaining_s(120) <= 71
     assert 67 < Probation(probation.path).remaining_s(120) <= 71  # and the start after
+
+
+async def test_a_second_config_set_during_a_probation_is_not_committed_by_the_first_watch(
+    tmp_path: Path,
+) -> None:
+    """Dispatch pushes A, then B while the node restarts with A: the broker hands B over as
+    the node connects, and its config.set may run before A's watch next looks (it looks
+    every 0.2 s). That watch then saw the node connected and removed B's marker as A's: B
+    ran with no probation, and a B that cannot reach the broker was kept for good."""
+    probation = _on_probation(tmp_path)  # A on probation
+    life = SimpleNamespace(
+        config_path=probation.path,
+        connected=False,
+        counters=Counters(),
+        config=SimpleNamespace(remote=SimpleNamespace(rollback_after_s=5.0)),
+        restarts=[],
+    )
+    life.request_restart = lambda *, after_reply: life.restarts.append(after_reply)
+    watch = asyncio.create_task(probation_watch(life))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)  # the watch has looked: not connected yet
+    life.connected = True
+    Probation(probation.path).begin('[node]\nfleet = "f"\nid = "b"\nprofile = "shuttle"\n')
+    await asyncio.wait_for(watch, 1)
+    assert probation.active, "B's probation was taken for A's and committed"
+    assert 'id = "n2"' in probation.previous.read_text()  # A, which reached the broker
+    assert life.restarts == []
