@@ -9,6 +9,7 @@ from edged.commands.args import only
 from edged.commands.lifecycle import Lifecycle
 from edged.commands.spec import CommandSpec
 from edged.config.loader import check_depth, config_hash, parse_config
+from edged.config.models import EdgedConfig
 from edged.config.probation import Probation
 from edged.diag import versions
 from edged.errors import CommandError
@@ -55,6 +56,13 @@ class Admin:
             raise CommandError("bad_config", "; ".join(exc.problems)[:1000]) from None
         except (TypeError, ValueError) as exc:  # not representable as TOML (nulls…)
             raise CommandError("bad_config", f"cannot be written as TOML: {exc}") from None
+        if _locks_config_out(config):
+            raise CommandError(
+                "bad_config",
+                "no [[security.keys]] would hold the scope config while config.set is signed: "
+                "no config.set could ever be taken again (a technician's trip to undo); keep "
+                "a key with scope config, or take config.set out of signed_commands",
+            )
         Probation(path).begin(text)
         self.life.request_restart(after_reply=True)
         return {
@@ -77,6 +85,15 @@ class Admin:
         only("restart", args)
         self.life.request_restart(after_reply=True)
         return {"restarting": True}
+
+
+def _locks_config_out(config: EdgedConfig) -> bool:
+    """A config that reaches the broker but refuses every config.set: the probation commits
+    it (it connected), and nothing remote can undo it."""
+    security = config.security
+    return "config.set" in security.signed_commands and not any(
+        "config" in key.scopes for key in security.keys
+    )
 
 
 def _first_null(value: Any, path: str = "") -> str | None:
