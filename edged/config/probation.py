@@ -35,6 +35,7 @@ class Probation:
         self.path = path
         self.previous = path.with_name(path.name + ".previous")
         self.marker = path.with_name(path.name + ".pending")
+        self.rolled_back = path.with_name(path.name + ".rolled-back")
 
     @property
     def active(self) -> bool:
@@ -93,9 +94,20 @@ class Probation:
         self.marker.unlink(missing_ok=True)
 
     def rollback(self) -> None:
-        # the running file's mode; the previous one's if it is gone (deleted by hand)
-        mode = _mode(self.path) if self.path.exists() else _mode(self.previous)
-        _write_atomically(self.path, self.previous.read_text(encoding="utf-8"), mode)
+        """Put `.previous` back; the file taken out is kept as `.rolled-back` (as the
+        launcher keeps a config a failed trial changed): what a technician edited on the
+        device during the probation is not lost, nor the pushed config to look at."""
+        previous = self.previous.read_bytes()
+        try:
+            taken_out: bytes | None = self.path.read_bytes()
+        except FileNotFoundError:  # deleted by hand: the previous one's mode
+            taken_out = None
+        mode = _mode(self.path) if taken_out is not None else _mode(self.previous)
+        # a rollback again after a power cut cut the first short finds `.previous` in place
+        # already: the file taken out the first time stays
+        if taken_out is not None and taken_out != previous:
+            replace_atomically(self.rolled_back, taken_out, mode=mode, sync=True)
+        replace_atomically(self.path, previous, mode=mode, sync=True)
         self.marker.unlink(missing_ok=True)
 
 

@@ -82,6 +82,8 @@ def test_a_config_on_probation_that_cannot_start_is_rolled_back_at_once(tmp_path
         time.sleep(1.0)  # the rolled-back node starts, or the process exits
         assert proc.poll() is None, proc.communicate()[1]
         assert config.read_text() == previous and not pending.exists()
+        # what was taken out (pushed, or edited by a technician on the device) is kept
+        assert config.with_name(config.name + ".rolled-back").read_text() == broken
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

@@ -197,3 +197,20 @@ async def test_a_second_config_set_during_a_probation_is_not_committed_by_the_fi
     assert probation.active, "B's probation was taken for A's and committed"
     assert 'id = "n2"' in probation.previous.read_text()  # A, which reached the broker
     assert life.restarts == []
+
+
+def test_a_rollback_keeps_the_config_it_takes_out_even_when_done_twice(tmp_path: Path) -> None:
+    """A technician who edits the file on the device during a probation (the pushed config
+    fixed by hand, another driver option) lost the edit at the rollback: `.previous` was
+    written over it and nothing kept it. A power cut after the file is put back and before
+    the marker is removed rolls back again at the next start: the file taken out the first
+    time must stay, not be replaced by `.previous` itself."""
+    probation = _on_probation(tmp_path)
+    edited = probation.path.read_text() + "# edited on the bus\n"
+    probation.path.write_text(edited)
+    probation.rollback()
+    assert probation.rolled_back.read_text() == edited
+    assert '"n"' in probation.path.read_text()
+    probation.marker.write_text("on probation\n")  # the unlink lost to the power cut
+    probation.rollback()
+    assert probation.rolled_back.read_text() == edited
