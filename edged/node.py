@@ -137,6 +137,10 @@ class Node:
     def connected(self) -> bool:
         return self.uplink.connected
 
+    @property
+    def hears_commands(self) -> bool:
+        return self.uplink.connected and self.uplink.hears_commands
+
     def uptime_s(self) -> float:
         return time.monotonic() - self.started
 

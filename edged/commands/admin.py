@@ -109,7 +109,8 @@ def _first_null(value: Any, path: str = "") -> str | None:
 
 
 async def probation_watch(life: Lifecycle) -> None:
-    """Commit a config on probation once connected; otherwise roll back and restart."""
+    """Commit a config on probation once connected with commands heard (the next config.set
+    can reach the node); otherwise roll back and restart."""
     assert life.config_path is not None
     probation = Probation(life.config_path)
     left = probation.remaining_s(life.config.remote.rollback_after_s)
@@ -121,7 +122,7 @@ async def probation_watch(life: Lifecycle) -> None:
         # one is decided by the next start, not committed here for the one that ran
         if probation.token() != ours:
             return
-        if life.connected:
+        if life.hears_commands:  # online and deaf (the broker's ACL) is no way back
             probation.commit()
             return
         await asyncio.sleep(0.2)

@@ -23,6 +23,11 @@ class Lifecycle(Protocol):
     def connected(self) -> bool:
         """The node has a session with the broker now."""
 
+    @property
+    def hears_commands(self) -> bool:
+        """Connected, and the broker granted the command subscription: a config.set can
+        reach the node (what a config on probation must show)."""
+
     def uptime_s(self) -> float: ...
 
     def outbox_depth(self) -> int: ...

@@ -291,6 +291,10 @@ class Uplink:
         """A connection of this process got a CONNACK asking the broker to keep its session
         (`session_expiry_s` > 0): the next one that finds none tells a broker that lost it.
         Not told by `_subscribed`, which a refused subscription never sets."""
+        self.hears_commands = False
+        """The session's command subscription was granted (or kept by the broker): a
+        node online and deaf (the broker's ACL refused it) cannot be sent a config.set
+        again, so a config on probation is not committed on `connected` alone."""
         self._subscribed: str | None = None
         """The command filter this process subscribed to in a session the broker may keep:
         when it says it kept the session, the subscription is in it (not sent again). Not
@@ -838,13 +842,16 @@ class Uplink:
         if not client.session_present and self._session_kept:
             self.ceiling.broker_changed()  # it had kept one: restarted without it, or another
         self._session_kept = self.config.session_expiry_s > 0
+        self.hears_commands = False
         if client.session_present and self._subscribed == self.topics.commands:
             self.counters.inc("uplink.subscription_kept")  # the broker kept it with the session
+            self.hears_commands = True
         else:
             # none until the broker granted it: a connection lost before that (or a refusal)
             # left a session without it, which the next connection resumes
             self._subscribed = None
-            if await self._subscribe(client) and self.config.session_expiry_s > 0:
+            self.hears_commands = await self._subscribe(client)
+            if self.hears_commands and self.config.session_expiry_s > 0:
                 self._subscribed = self.topics.commands
         if self._will_still_held(client):
             self.counters.inc("uplink.birth_kept")  # `online` is still the retained state

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.security.signing import public_key_text, sign
 from edged.topics import levels
+from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.mqtt import Collector, publish
 from tests.helpers.nodes import write_config
@@ -236,3 +237,30 @@ async def test_a_config_fence_taken_out_by_config_set_with_the_vehicle_in_it_dep
         await command(broker.port, "ping", {}, "p1", signed=False)
         await c.wait_for(lambda: reply(c, "ping", "p1") is not None, 5, "a ping after it")
         assert len(c.on("events/geofence")) == 2  # once
+
+
+async def test_a_config_whose_command_subscription_the_broker_refuses_is_rolled_back(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """A config that connects but whose command subscription the broker refuses (its ACL:
+    another node id, another certificate's identity; here a proxy refusing every SUBACK)
+    is a node online and deaf: its probation committed it at the connection, and no
+    config.set could reach the node again. It now passes only with commands heard.
+    (Mosquitto 2.0 grants any subscription and filters at delivery: that deafness no node
+    can see; see docs/security.md.)"""
+    proxy = await MqttProxy(broker.port, Quirks(refuse_subscribes=True)).start()
+    try:
+        path = secured(tmp_path, broker.port)
+        before = path.read_text()
+        deaf = tomllib.loads(before)
+        deaf["broker"]["port"] = proxy.port
+        async with Collector(broker.port, topic=f"{BASE}/#") as c:
+            await spawn(path)
+            await c.wait_for(lambda: bool(births(c)), 10, "birth")
+            await command(broker.port, "config.set", {"config": deaf}, "d1")
+            await c.wait_for(lambda: len(births(c)) >= 2, 10, "online with the deaf config")
+            await c.wait_for(lambda: len(births(c)) >= 3, 15, "the node back, rolled back")
+        assert proxy.refused_subscribes >= 1
+        assert path.read_text() == before
+    finally:
+        await proxy.close()

@@ -183,7 +183,7 @@ async def test_a_second_config_set_during_a_probation_is_not_committed_by_the_fi
     probation = _on_probation(tmp_path)  # A on probation
     life = SimpleNamespace(
         config_path=probation.path,
-        connected=False,
+        hears_commands=False,
         counters=Counters(),
         config=SimpleNamespace(remote=SimpleNamespace(rollback_after_s=5.0)),
         restarts=[],
@@ -191,7 +191,7 @@ async def test_a_second_config_set_during_a_probation_is_not_committed_by_the_fi
     life.request_restart = lambda *, after_reply: life.restarts.append(after_reply)
     watch = asyncio.create_task(probation_watch(life))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)  # the watch has looked: not connected yet
-    life.connected = True
+    life.hears_commands = True
     Probation(probation.path).begin('[node]\nfleet = "f"\nid = "b"\nprofile = "shuttle"\n')
     await asyncio.wait_for(watch, 1)
     assert probation.active, "B's probation was taken for A's and committed"
