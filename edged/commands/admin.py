@@ -18,6 +18,9 @@ from edged.errors import CommandError
 class Admin:
     def __init__(self, life: Lifecycle) -> None:
         self.life = life
+        self.applying: str | None = None
+        """The hash of the config a config.set of this node wrote (the node restarting with
+        it): one more would keep that one, never run, as `.previous`."""
 
     def commands(self) -> list[CommandSpec]:
         return [
@@ -42,6 +45,13 @@ class Admin:
         new = args.get("config")
         if set(args) != {"config"} or not isinstance(new, dict):
             raise CommandError("bad_args", 'config.set takes {"config": {...the whole config...}}')
+        if self.applying is not None:
+            raise CommandError(
+                "busy",
+                f"the node is restarting with the config {self.applying} of a config.set: send "
+                "a new config.set once it is back (its birth): this one would have kept that "
+                "config, never run, as the one to roll back to",
+            )
         try:
             check_depth(new, "config.set")  # before tomli_w, which recurses
             if (null := _first_null(new)) is not None:
@@ -64,9 +74,10 @@ class Admin:
                 "a key with scope config, or take config.set out of signed_commands",
             )
         Probation(path).begin(text)
+        self.applying = config_hash(config)
         self.life.request_restart(after_reply=True)
         return {
-            "hash": config_hash(config),
+            "hash": self.applying,
             "previous_hash": self.life.config_hash,
             "rollback_after_s": config.remote.rollback_after_s,
         }

@@ -264,3 +264,29 @@ async def test_a_config_whose_command_subscription_the_broker_refuses_is_rolled_
         assert path.read_text() == before
     finally:
         await proxy.close()
+
+
+async def test_a_config_set_behind_another_in_the_same_stop_is_refused(
+    broker: Mosquitto, tmp_path: Path, spawn: Any
+) -> None:
+    """Two config.set sent back to back: the second ran as the node stopped for the first,
+    and kept the first (never run, never proven) as `.previous`: a second that cannot reach
+    the broker rolled back to a first that may not either, with no probation left."""
+    path = secured(tmp_path, broker.port)
+    before = path.read_text()
+    first = tomllib.loads(before)
+    first["node"]["name"] = "A"
+    second = tomllib.loads(before)
+    second["node"]["name"] = "B"
+    async with Collector(broker.port, topic=f"{BASE}/#") as c:
+        await spawn(path)
+        await c.wait_for(lambda: bool(births(c)), 10, "birth")
+        await command(broker.port, "config.set", {"config": first}, "a1")
+        await command(broker.port, "config.set", {"config": second}, "b1")
+        await c.wait_for(lambda: reply(c, "config.set", "b1") is not None, 10, "B's reply")
+        b = reply(c, "config.set", "b1")
+        assert b is not None and not b["ok"], b
+        assert b["error"]["code"] in ("busy", "interrupted"), b
+        await c.wait_for(lambda: len(births(c)) >= 2, 15, "the node back with A")
+        assert births(c)[-1]["name"] == "A"
+    assert path.with_name(path.name + ".previous").read_text() == before
