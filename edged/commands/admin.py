@@ -102,8 +102,10 @@ def _locks_config_out(config: EdgedConfig) -> bool:
     """A config that reaches the broker but refuses every config.set: the probation commits
     it (it connected), and nothing remote can undo it."""
     security = config.security
+    # as the Authorizer holds them: one key per id, the last of that id
+    scopes = {key.id: key.scopes for key in security.keys}
     return "config.set" in security.signed_commands and not any(
-        "config" in key.scopes for key in security.keys
+        "config" in held for held in scopes.values()
     )
 
 

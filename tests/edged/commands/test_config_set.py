@@ -42,6 +42,11 @@ scopes = ["read", "config"]
     [
         pytest.param(lambda s: s.update(keys=[]), id="keys-removed"),
         pytest.param(lambda s: s["keys"][0].update(scopes=["read"]), id="scope-removed"),
+        # the node keeps one key per id, the last: the first's scope config is gone
+        pytest.param(
+            lambda s: s["keys"].append({**s["keys"][0], "scopes": ["read"]}),
+            id="config-key-shadowed-by-a-later-key-of-its-id",
+        ),
     ],
 )
 async def test_a_config_set_that_leaves_no_key_for_config_set_is_refused(
