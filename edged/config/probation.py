@@ -18,6 +18,7 @@ count, so a technician's `systemctl stop` does not cost the new config its trial
 
 import contextlib
 import json
+import logging
 import math
 import stat
 import time
@@ -25,6 +26,8 @@ from pathlib import Path
 
 from core.boot import boot_id
 from core.files import replace_atomically
+
+log = logging.getLogger(__name__)
 
 SINCE = "since_boottime_s"  # the marker's CLOCK_BOOTTIME reading at the probation's start
 PAUSED = "paused_after_s"  # or how long it had run when the node was stopped on purpose
@@ -100,14 +103,32 @@ class Probation:
         previous = self.previous.read_bytes()
         try:
             taken_out: bytes | None = self.path.read_bytes()
-        except FileNotFoundError:  # deleted by hand: the previous one's mode
+        except OSError as exc:  # deleted by hand, or a card that no longer reads it
             taken_out = None
-        mode = _mode(self.path) if taken_out is not None else _mode(self.previous)
+            if not isinstance(exc, FileNotFoundError):
+                log.error("%s not kept as %s: %s", self.path, self.rolled_back.name, exc)
+        try:
+            mode = _mode(self.path)
+        except OSError:  # gone: the previous one's
+            mode = _mode(self.previous)
         # a rollback again after a power cut cut the first short finds `.previous` in place
         # already: the file taken out the first time stays
+        kept = False
         if taken_out is not None and taken_out != previous:
-            replace_atomically(self.rolled_back, taken_out, mode=mode, sync=True)
-        replace_atomically(self.path, previous, mode=mode, sync=True)
+            try:
+                replace_atomically(self.rolled_back, taken_out, mode=mode, sync=True)
+                kept = True
+            except OSError as exc:  # a courtesy: the rollback must not wait on it
+                log.error("%s not kept as %s: %s", self.path, self.rolled_back.name, exc)
+        try:
+            replace_atomically(self.path, previous, mode=mode, sync=True)
+        except OSError as exc:
+            if not kept:
+                raise
+            # the copy took the room the rollback needed (a full card): the rollback first
+            log.error("%s given up for the rollback: %s", self.rolled_back.name, exc)
+            self.rolled_back.unlink(missing_ok=True)
+            replace_atomically(self.path, previous, mode=mode, sync=True)
         self.marker.unlink(missing_ok=True)
 
 

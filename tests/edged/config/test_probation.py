@@ -2,11 +2,13 @@
 back to, whenever the power is cut."""
 
 import asyncio
+import errno
 import json
 import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from core.counters import Counters
 from edged.commands.admin import probation_watch
+from edged.config import probation as probation_module
 from edged.config.probation import Probation
 
 
@@ -214,3 +217,50 @@ def test_a_rollback_keeps_the_config_it_takes_out_even_when_done_twice(tmp_path:
     probation.marker.write_text("on probation\n")  # the unlink lost to the power cut
     probation.rollback()
     assert probation.rolled_back.read_text() == edited
+
+
+@pytest.mark.parametrize(
+    "cause", ["no-room-for-both", "rolled-back-unwritable", "taken-out-unreadable"]
+)
+def test_a_rollback_is_not_held_up_by_the_copy_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cause: str
+) -> None:
+    """`.rolled-back` is a courtesy, the rollback is the point: a card with room for one
+    more config file (the rollback's own temporary file, enough before `.rolled-back`) had
+    that room taken by the copy and the rollback failed `ENOSPC`; a `.rolled-back` that
+    cannot be written (a directory in its place), or a pushed file the card no longer reads
+    (`EIO`: the probation's own case, a config that does not load), failed it too. Either way the pushed
+    config stayed, and every start after (`edged run`, its time over) failed the same
+    rollback again: a node off the broker for good."""
+    probation = _on_probation(tmp_path)
+    probation.path.write_text(probation.path.read_text() + "# pushed, padded\n" * 8)
+    pushed = probation.path.read_bytes()
+    if cause == "rolled-back-unwritable":
+        probation.rolled_back.mkdir()
+    elif cause == "taken-out-unreadable":
+        real_read = Path.read_bytes
+
+        def read_bytes(self: Path) -> bytes:
+            if self == probation.path:
+                raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+            return real_read(self)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    else:
+        real = probation_module.replace_atomically
+
+        def used() -> int:
+            return sum(p.stat().st_size for p in tmp_path.iterdir() if p.is_file())
+
+        room = used() + max(len(pushed), probation.previous.stat().st_size) + 8
+
+        def on_a_full_card(path: Path, data: str | bytes, **kwargs: Any) -> None:
+            if used() + len(data) > room:  # the temporary file beside `path`
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            real(path, data, **kwargs)
+
+        monkeypatch.setattr(probation_module, "replace_atomically", on_a_full_card)
+    probation.rollback()
+    back = probation.path.read_text()
+    assert '"n"' in back and "pushed" not in back
+    assert not probation.active
