@@ -71,7 +71,8 @@ class Admin:
                 "bad_config",
                 "no [[security.keys]] would hold the scope config while config.set is signed: "
                 "no config.set could ever be taken again (a technician's trip to undo); keep "
-                "a key with scope config, or take config.set out of signed_commands",
+                "a key with scope config (config.set unsigned would be anyone's the broker "
+                "lets write cmd/#, with every secret of the node)",
             )
         Probation(path).begin(text)
         self.applying = config_hash(config)

@@ -61,6 +61,8 @@ async def test_a_config_set_that_leaves_no_key_for_config_set_is_refused(
     with pytest.raises(CommandError) as refused:
         await admin.config_set({"config": new})
     assert refused.value.code == "bad_config" and "scope config" in str(refused.value)
+    # never steered to the way out that opens config.set to anyone on the broker
+    assert "out of signed_commands" not in str(refused.value)
     assert admin.life.config_path.read_text() == before  # type: ignore[union-attr]
     assert not Probation(admin.life.config_path).active  # type: ignore[arg-type]
     assert restarts == []
