@@ -99,7 +99,8 @@ class Probation:
     def rollback(self) -> None:
         """Put `.previous` back; the file taken out is kept as `.rolled-back` (as the
         launcher keeps a config a failed trial changed): what a technician edited on the
-        device during the probation is not lost, nor the pushed config to look at."""
+        device during the probation is not lost, nor the pushed config to look at. Kept
+        only as it can be: the rollback never fails for it (a full card, `EIO`)."""
         previous = self.previous.read_bytes()
         try:
             taken_out: bytes | None = self.path.read_bytes()
