@@ -1121,12 +1121,20 @@ async def test_a_refused_subscription_is_asked_for_once_a_session_until_the_brok
         said = [r for r in caplog.records if "refused our subscription" in r.getMessage()]
         assert counters["uplink.subscribe_refused"] == len(said) == uplink.sessions == 3
         assert proxy.refused_subscribes == 3
+        assert uplink.connected and not uplink.hears_commands  # no probation passes so
         proxy.quirks.refuse_subscribes = False
         sessions = uplink.sessions
         proxy.cut()
         await wait_until(lambda: uplink.sessions > sessions, 10, "a session granted it")
+        assert uplink.hears_commands
         await send_ping(link.broker.port)
         await wait_until(lambda: heard == ["ping"], 5, "the ping heard")
+        # a session the broker kept with the subscription: no SUBACK this time, heard all
+        # the same (a config on probation is not rolled back for it)
+        sessions = uplink.sessions
+        proxy.cut()
+        await wait_until(lambda: uplink.sessions > sessions and uplink.connected, 10, "kept")
+        assert counters["uplink.subscription_kept"] == 1 and uplink.hears_commands
 
 
 def test_a_topic_given_up_is_restored_again_once_changed_or_after_its_time(
