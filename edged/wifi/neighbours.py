@@ -60,31 +60,22 @@ def count_neighbours(interface: str, *, table: Path = ARP) -> int:
 
 def neighbour_macs(interface: str, *, table: Path = ARP) -> set[str] | None:
     """MACs the kernel has resolved on `interface` (None when the table cannot be read)."""
-    try:
-        lines = table.read_text().splitlines()[1:]
-    except OSError:
-        return None
-    macs = set()
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 6 or parts[5] != interface:
-            continue
-        try:
-            complete = int(parts[2], 16) & COMPLETE
-        except ValueError:
-            continue
-        if complete and parts[3] != "00:00:00:00:00:00":
-            macs.add(parts[3].lower())
-    return macs
+    resolved = _resolved(interface, table)
+    return None if resolved is None else set(resolved.values())
 
 
 def macs_by_address(interface: str, *, table: Path = ARP) -> dict[str, str]:
     """{address: MAC} the kernel has resolved on `interface` (empty when the table cannot be
     read)."""
+    return _resolved(interface, table) or {}
+
+
+def _resolved(interface: str, table: Path) -> dict[str, str] | None:
+    """{address: MAC} of the complete entries of `table` on `interface`; None: unreadable."""
     try:
         lines = table.read_text().splitlines()[1:]
     except OSError:
-        return {}
+        return None
     macs = {}
     for line in lines:
         parts = line.split()
