@@ -665,6 +665,17 @@ def test_a_fence_across_the_180th_meridian_is_the_small_area_it_encloses() -> No
     assert signed_distance(SQUARE, 46.005, 2.005 - 180) > 1e6
 
 
+def _depot_epoch(second: int, north_m: float, knots: float) -> bytes:
+    """RMC and GGA at 22:30:`second` UTC, `north_m` north of the depot stop's reference, at
+    `knots` (Doppler)."""
+    lat, lon = offset(46.1714, 1.8717, north_m, 0)
+    t = f"2230{second:02d}.00"
+    where = f"{int(lat):02d}{(lat % 1) * 60:08.5f},N,{int(lon):03d}{(lon % 1) * 60:08.5f},E"
+    return nmea(f"GNRMC,{t},A,{where},{knots:.3f},0.0,071226,,,A") + nmea(
+        f"GNGGA,{t},{where},1,09,1.1,452.0,M,49.2,M,,"
+    )
+
+
 async def test_a_bus_parked_on_the_border_whose_fix_drifts_out_does_not_depart(
     tmp_path: Path,
 ) -> None:
@@ -675,21 +686,13 @@ async def test_a_bus_parked_on_the_border_whose_fix_drifts_out_does_not_depart(
     arrived again at each drift back, all night). It is still there; it departs once it
     drives off."""
 
-    def epoch(second: int, north_m: float, knots: float) -> bytes:
-        lat, lon = offset(46.1714, 1.8717, north_m, 0)
-        t = f"2230{second:02d}.00"
-        where = f"{int(lat):02d}{(lat % 1) * 60:08.5f},N,{int(lon):03d}{(lon % 1) * 60:08.5f},E"
-        return nmea(f"GNRMC,{t},A,{where},{knots:.3f},0.0,071226,,,A") + nmea(
-            f"GNGGA,{t},{where},1,09,1.1,452.0,M,49.2,M,,"
-        )
-
     norths = [130, 120, 110, 100, 90, 90, 90, 90]  # drives in at 10 m/s, parks 10 m inside
     norths += [125, 135, 145, 140, 130, 125, 135, 145, 140, 130, 125, 135]  # the drift
     norths += [95, 95, 95]
     moving = {0, 1, 2, 3, 4}
     norths += [105, 115, 125, 135, 145, 155, 165]  # drives off north at 10 m/s
     moving |= set(range(23, 30))
-    raw = [epoch(s, n, 19.438 if s in moving else 0.0) for s, n in enumerate(norths)]
+    raw = [_depot_epoch(s, n, 19.438 if s in moving else 0.0) for s, n in enumerate(norths)]
     node = TestHost()
     service(node, dwell_s=3, hysteresis_m=20)
     await through_driver(raw, tmp_path / "gps0", node, fixes=30, burst_s=0.03, what="30 fixes")
@@ -720,20 +723,12 @@ async def test_a_parked_bus_whose_doppler_flickers_once_while_drifting_out_does_
     fix in a thousand: 12 events instead of 1). A lone moving fix is no departure; it
     departs once it drives off."""
 
-    def epoch(second: int, north_m: float, knots: float) -> bytes:
-        lat, lon = offset(46.1714, 1.8717, north_m, 0)
-        t = f"2230{second:02d}.00"
-        where = f"{int(lat):02d}{(lat % 1) * 60:08.5f},N,{int(lon):03d}{(lon % 1) * 60:08.5f},E"
-        return nmea(f"GNRMC,{t},A,{where},{knots:.3f},0.0,071226,,,A") + nmea(
-            f"GNGGA,{t},{where},1,09,1.1,452.0,M,49.2,M,,"
-        )
-
     norths = [130, 120, 110, 100, 90, 90, 90, 90]  # drives in at 10 m/s, parks 10 m inside
     norths += [125, 135, 145, 140, 130, 125, 135, 145]  # the drift, the flicker at its start
     norths += [95, 95]
     norths += [105, 115, 125, 135, 145, 155, 165]  # drives off north at 10 m/s
     knots = {s: 19.438 for s in [0, 1, 2, 3, 4, *range(18, 25)]} | {8: 1.166}
-    raw = [epoch(s, n, knots.get(s, 0.0)) for s, n in enumerate(norths)]
+    raw = [_depot_epoch(s, n, knots.get(s, 0.0)) for s, n in enumerate(norths)]
     node = TestHost()
     service(node, dwell_s=3, hysteresis_m=20)
     await through_driver(raw, tmp_path / "gps0", node, fixes=25, burst_s=0.03, what="25 fixes")
