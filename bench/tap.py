@@ -103,8 +103,10 @@ class PinRecord:
     """Rising edges of a gpiozero MockPin, as `time.monotonic()` instants.
 
     `MockPin.states` holds (seconds since the previous change, level), starting from
-    `clear_states()`; the instant of the clear is taken just before calling it (the error
-    is the length of that call, under a microsecond)."""
+    `clear_states()`, whose own `monotonic()` reading (gpiozero's `_last_change`, the same
+    clock) is the base; where a gpiozero has no such attribute, the instant just before the
+    call (a process descheduled between the two moved every edge that much earlier: a
+    start then seemed to have no edge)."""
 
     def __init__(self, pin: Any) -> None:
         self.pin = pin
@@ -112,8 +114,10 @@ class PinRecord:
         self.clear()
 
     def clear(self) -> None:
-        self.t0 = time.monotonic()
+        before = time.monotonic()
         self.pin.clear_states()
+        base = getattr(self.pin, "_last_change", None)
+        self.t0 = base if isinstance(base, float) else before
 
     def rising(self) -> list[float]:
         t, edges = self.t0, []
