@@ -28,18 +28,24 @@ FIGURES = (
 )
 
 
+def _three_pulses(device: OutputDevice) -> tuple[list[float], list[float]]:
+    """Three 2 ms pulses on `device`: when each was asked for, and the rising edges its
+    mock pin's record gives back."""
+    record = PinRecord(device.pin)
+    starts = []
+    for _ in range(3):
+        starts.append(time.monotonic())
+        device.on()
+        time.sleep(0.002)
+        device.off()
+        time.sleep(0.002)
+    return starts, record.rising()
+
+
 def test_rising_edges_are_rebuilt_from_the_mock_pins_record() -> None:
     device = OutputDevice(5, initial_value=False, pin_factory=MockFactory())
     try:
-        record = PinRecord(device.pin)
-        starts = []
-        for _ in range(3):
-            starts.append(time.monotonic())
-            device.on()
-            time.sleep(0.002)
-            device.off()
-            time.sleep(0.002)
-        edges = record.rising()
+        starts, edges = _three_pulses(device)
     finally:
         device.close()
     assert len(edges) == 3
@@ -64,15 +70,7 @@ def test_edges_keep_their_instants_when_the_record_s_start_is_descheduled() -> N
 
     device.pin.clear_states = descheduled
     try:
-        record = PinRecord(device.pin)
-        starts = []
-        for _ in range(3):
-            starts.append(time.monotonic())
-            device.on()
-            time.sleep(0.002)
-            device.off()
-            time.sleep(0.002)
-        edges = record.rising()
+        starts, edges = _three_pulses(device)
     finally:
         device.close()
     latencies, missed = match_edges(starts, edges)
