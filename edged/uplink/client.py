@@ -741,19 +741,28 @@ class Uplink:
     def _taken_over(self, end: SessionEnd) -> None:
         self.counters.inc("uplink.takeover")
         certain = end.taken_over
+        todo = reason_for(SESSION_TAKEN_OVER).todo
+        # each short session cut while the same retained topic was restored: another client
+        # with our id, or a broker that closes the connection at that topic, which the next
+        # restore gives up (`_restore_cut_short`); the log says both, not a takeover alone
+        at = self._restoring if not certain and self._restoring == self._restore_cut else None
         self.last_error = (
-            "another client uses our client id: " + reason_for(SESSION_TAKEN_OVER).todo
+            f"another client uses our client id: {todo}"
+            if at is None
+            else f"another client may use our client id, or the broker closes the "
+            f"connection at {at}: {todo}"
         )
         log.error(
             "another client %s our client id %r: the broker %s (%s); %s",
-            "uses" if certain else "probably uses",
+            "uses" if certain else "probably uses" if at is None else "may use",
             self.client_id,
             "gave it our session (MQTT 5 reason 0x8E, session taken over)"
             if certain
             else f"closed {self.reconnect.short_in_a_row} sessions in a row within a second of "
-            "their start, without a reason",
+            "their start, without a reason"
+            + ("" if at is None else f", each while {at} was restored: or it closes at it"),
             self.where,
-            reason_for(SESSION_TAKEN_OVER).todo,
+            todo,
         )
 
     def _client_for(self, will_payload: bytes) -> MqttClient:
@@ -807,14 +816,22 @@ class Uplink:
         client.on_flooded = lambda: self.counters.inc("cmd.flooded")
         client.ack_when_handed()  # a command is acknowledged once the node took it (`_take`)
         async with client:
+            ending = False
             try:
                 await self._connected_session(client, birth)
+            except asyncio.CancelledError:
+                # the uplink's end without the stop's `close()`: another of the node's tasks
+                # failed and its TaskGroup cancels the rest. The process is about to end:
+                # the will says so. A DISCONNECT dropped it, `online` stayed retained for a
+                # node that was gone (for good after systemd's start limit)
+                ending = True
+                raise
             finally:
                 # a stop that could not say `offline` (no answer in time, refused): the
                 # will says it, where aiomqtt's DISCONNECT would drop it and leave `online`.
                 # Closed, not only stopping: a session the stop's drain ends (a PUBACK timed
                 # out) is followed by another, and its will said `offline` before `online`
-                client.keep_will = self._closed and not self._offline_said
+                client.keep_will = (self._closed or ending) and not self._offline_said
 
     async def _connected_session(self, client: MqttClient, birth: bytes) -> None:
         client.pending_calls_threshold = self.config.window + 16

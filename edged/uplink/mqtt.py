@@ -15,6 +15,7 @@ write queue), hence the pins `aiomqtt>=2.5,<3` and `paho-mqtt>=2.1,<2.3`.
 """
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -478,10 +479,16 @@ class MqttClient(CancellableClient):
             if self._client.protocol == paho.MQTTv5:
                 reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
                 if self._client.disconnect(reasoncode=reason) == paho.MQTT_ERR_SUCCESS:
-                    await self._wait_for(self._disconnected, timeout=None)
-            else:
-                self._client._sock_close()  # paho 2.1/2.2's own close (pinned: pyproject)
+                    # within the client's time-out; not raised: a broker that does not
+                    # take the DISCONNECT in time gets the connection closed under it,
+                    # which sends the will too (a MqttError here would replace the cancel
+                    # of a node that is ending, and its uplink would go on). Shielded: a
+                    # time-out cancels what it waits for, and a cancelled `_disconnected`
+                    # reads as done, the socket then left open and the will dropped
+                    with contextlib.suppress(aiomqtt.MqttError):
+                        await self._wait_for(asyncio.shield(self._disconnected), timeout=None)
             if not self._disconnected.done():
+                self._client._sock_close()  # paho 2.1/2.2's own close (pinned: pyproject)
                 self._disconnected.set_result(None)
         await super().__aexit__(exc_type, exc, tb)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 
 from core.cancel import cancel_and_wait
@@ -586,6 +587,26 @@ async def test_a_session_lost_while_its_retained_topics_are_restored_is_one_lost
         assert not [line for line in said if line.startswith("cannot reach")], said
 
 
+async def test_sessions_cut_at_the_same_restored_topic_are_not_said_a_takeover_alone(
+    tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three short sessions cut while the same retained topic was restored: another client
+    with the node's id, or a broker closing the connection at that topic (its ACL, its
+    packet size), which the next restore gives up. The log said "another client probably
+    uses our client id" alone, and sent the technician after a twin that may not exist."""
+    counters = Counters()
+    options: dict[str, Any] = {"protocol": "3.1.1", "reconnect_min_s": 0.1, "reconnect_max_s": 2.0}
+    async with with_a_retained_alarm(tmp_path, outbox, counters, **options) as (uplink, proxy):
+        for lost in (1, 2, 3):
+            await held_in_the_restore(proxy, sessions=lost)
+        proxy.cut()
+        await wait_until(lambda: counters["uplink.takeover"] > 0, 10, "a takeover suspected")
+        alarm = TOPICS.of(ALARM, "panic")
+        said = [r.getMessage() for r in caplog.records if "our client id" in r.getMessage()]
+        assert said and all(f"while {alarm} was restored" in line for line in said), said
+        assert f"closes the connection at {alarm}" in uplink.last_error, uplink.last_error
+
+
 async def test_offline_is_said_in_a_session_stopped_while_its_retained_topics_are_restored(
     tmp_path: Path, outbox: Outbox
 ) -> None:
@@ -626,6 +647,46 @@ async def test_a_stop_that_could_not_say_offline_leaves_it_to_the_will(
         async with Collector(link.broker.port, TOPICS.of(STATE_TOPIC)) as c:
             await c.wait_for(lambda: bool(c.messages), 5, "the retained state")
             assert c.messages[-1].payload["state"] == "offline", c.messages[-1].payload
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_an_uplink_cancelled_without_its_stop_leaves_offline_to_the_will(
+    tmp_path: Path, outbox: Outbox, protocol: str
+) -> None:
+    """Another of the node's tasks fails: its TaskGroup cancels the uplink, no stop ran
+    (no `close()`, no `offline` said) and the process is about to end. The session ended
+    with aiomqtt's DISCONNECT (reason 0), which drops the will: `online` stayed retained
+    for a node that was gone, for good once systemd gave up restarting it."""
+    async with linked(tmp_path, outbox, protocol=protocol) as link:
+        await wait_until(lambda: link.uplink.connected, 10, "online")
+        link.task.cancel()  # as the node's TaskGroup does when another task fails
+        with contextlib.suppress(asyncio.CancelledError):
+            await link.task
+        async with Collector(link.broker.port, TOPICS.of(STATE_TOPIC)) as c:
+            await c.wait_for(lambda: bool(c.messages), 5, "the retained state")
+            assert c.messages[-1].payload["state"] == "offline", c.messages[-1].payload
+
+
+async def test_a_broker_that_does_not_take_the_last_disconnect_in_time_gets_the_will(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """The node ends and its last session's DISCONNECT 0x04 is never written (a socket
+    that takes nothing more: the fault is injected, paho's `disconnect` queues and does not
+    send): the wait for it ends at the client's time-out, the connection is closed (the
+    will goes), and the uplink's task ends with its cancel, not a MqttError that would have
+    it take up another session while the node waits for it to end."""
+    async with linked(tmp_path, outbox, publish_timeout_s=0.5) as link:
+        await wait_until(lambda: link.uplink.connected, 10, "online")
+        client = link.uplink._client
+        assert client is not None
+        client._client.disconnect = lambda **_: paho.MQTT_ERR_SUCCESS  # type: ignore[method-assign]
+        link.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(link.task, 3)
+        assert link.uplink.sessions == 1
+        async with Collector(link.broker.port, TOPICS.of(STATE_TOPIC)) as c:
+            said = lambda: [m.payload["state"] for m in c.messages]  # noqa: E731
+            await c.wait_for(lambda: said()[-1:] == ["offline"], 5, f"offline: {said()}")
 
 
 async def test_a_session_a_stop_ends_before_the_uplink_is_closed_does_not_send_the_will(
