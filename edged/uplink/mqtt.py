@@ -476,20 +476,26 @@ class MqttClient(CancellableClient):
         connection is closed without a DISCONNECT, as a lost link is; the broker then sends
         the will (`offline`, after its delay if it has one)."""
         if self.keep_will and not self._disconnected.done():
-            if self._client.protocol == paho.MQTTv5:
-                reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
-                if self._client.disconnect(reasoncode=reason) == paho.MQTT_ERR_SUCCESS:
-                    # within the client's time-out; not raised: a broker that does not
-                    # take the DISCONNECT in time gets the connection closed under it,
-                    # which sends the will too (a MqttError here would replace the cancel
-                    # of a node that is ending, and its uplink would go on). Shielded: a
-                    # time-out cancels what it waits for, and a cancelled `_disconnected`
-                    # reads as done, the socket then left open and the will dropped
-                    with contextlib.suppress(aiomqtt.MqttError):
-                        await self._wait_for(asyncio.shield(self._disconnected), timeout=None)
-            if not self._disconnected.done():
-                self._client._sock_close()  # paho 2.1/2.2's own close (pinned: pyproject)
-                self._disconnected.set_result(None)
+            try:
+                if self._client.protocol == paho.MQTTv5:
+                    reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
+                    if self._client.disconnect(reasoncode=reason) == paho.MQTT_ERR_SUCCESS:
+                        # within the client's time-out; not raised: a broker that does not
+                        # take the DISCONNECT in time gets the connection closed under it,
+                        # which sends the will too (a MqttError here would replace the
+                        # cancel of a node that is ending, and its uplink would go on).
+                        # Shielded: a time-out cancels what it waits for, and a cancelled
+                        # `_disconnected` reads as done, the socket then left open and the
+                        # will dropped
+                        with contextlib.suppress(aiomqtt.MqttError):
+                            await self._wait_for(asyncio.shield(self._disconnected), timeout=None)
+            finally:
+                # closed on a second cancel too (the stop's `cancel_and_wait`, 1.6 s on):
+                # left open, the broker never sent the will, and an in-process restart
+                # kept the old connection and its descriptor
+                if not self._disconnected.done():
+                    self._client._sock_close()  # paho 2.1/2.2's own close (pinned: pyproject)
+                    self._disconnected.set_result(None)
         await super().__aexit__(exc_type, exc, tb)
 
     def _on_disconnect(

@@ -689,6 +689,27 @@ async def test_a_broker_that_does_not_take_the_last_disconnect_in_time_gets_the_
             await c.wait_for(lambda: said()[-1:] == ["offline"], 5, f"offline: {said()}")
 
 
+async def test_a_last_disconnect_cut_short_by_a_second_cancel_still_closes_for_the_will(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """The stop could not say `offline` (a link that takes nothing more: the DISCONNECT
+    0x04 is never written, injected as above) and its `cancel_and_wait` cancels the uplink
+    again while it waits for that DISCONNECT. The second cancel ended the wait before the
+    connection was closed: the socket stayed open, the broker never sent the will, and an
+    in-process restart (`restart`, `config.set`) kept the old connection and its descriptor."""
+    async with linked(tmp_path, outbox, publish_timeout_s=10.0) as link:
+        await wait_until(lambda: link.uplink.connected, 10, "online")
+        client = link.uplink._client
+        assert client is not None
+        client._client.disconnect = lambda **_: paho.MQTT_ERR_SUCCESS  # type: ignore[method-assign]
+        link.uplink.close()  # as the node's stop does before its cancel
+        again = await asyncio.wait_for(cancel_and_wait([link.task], again_s=0.2), 3)
+        assert again == 1, again
+        async with Collector(link.broker.port, TOPICS.of(STATE_TOPIC)) as c:
+            said = lambda: [m.payload["state"] for m in c.messages]  # noqa: E731
+            await c.wait_for(lambda: said()[-1:] == ["offline"], 3, f"offline: {said()}")
+
+
 async def test_a_session_a_stop_ends_before_the_uplink_is_closed_does_not_send_the_will(
     tmp_path: Path, outbox: Outbox
 ) -> None:
