@@ -667,6 +667,43 @@ async def test_an_uplink_cancelled_without_its_stop_leaves_offline_to_the_will(
             assert c.messages[-1].payload["state"] == "offline", c.messages[-1].payload
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_an_uplink_cancelled_over_tls_leaves_offline_to_the_will(
+    tmp_path: Path, outbox: Outbox, protocol: str
+) -> None:
+    """Over TLS the last close is paho's, a bare close without TLS close_notify: Mosquitto
+    takes it (and, over MQTT 5, the DISCONNECT 0x04 before it) for a node gone, and sends
+    the will, as over plain TCP."""
+    pki = Pki(tmp_path / "pki")
+    crt, key = pki.issue("broker", "localhost")
+    broker = Mosquitto(
+        tmp_path,
+        extra=(
+            f"allow_anonymous false\ncafile {pki.ca}\ncertfile {crt}\nkeyfile {key}\n"
+            "require_certificate true\nuse_identity_as_username true\n"
+        ),
+    ).start()
+    node_crt, node_key = pki.issue("node", "test.a")
+    tls = {"ca_file": pki.ca, "cert_file": node_crt, "key_file": node_key}
+    uplink = _uplink(broker.port, outbox, Counters(), tls=tls, protocol=protocol)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: uplink.connected, 10, "online")
+        task.cancel()  # as the node's TaskGroup does when another task fails
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        dispatch = ssl.create_default_context(cafile=str(pki.ca))
+        dispatch.load_cert_chain(*map(str, pki.issue("dispatch", "dispatch")))
+        async with Collector(broker.port, TOPICS.of(STATE_TOPIC), tls=dispatch) as c:
+            said = lambda: [m.payload["state"] for m in c.messages]  # noqa: E731
+            await c.wait_for(lambda: said()[-1:] == ["offline"], 5, "offline")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()
+
+
 async def test_a_broker_that_does_not_take_the_last_disconnect_in_time_gets_the_will(
     tmp_path: Path, outbox: Outbox
 ) -> None:
