@@ -742,10 +742,14 @@ class Uplink:
         self.counters.inc("uplink.takeover")
         certain = end.taken_over
         todo = reason_for(SESSION_TAKEN_OVER).todo
-        # each short session cut while the same retained topic was restored: another client
+        # short sessions cut while the same retained topic was restored: another client
         # with our id, or a broker that closes the connection at that topic, which the next
-        # restore gives up (`_restore_cut_short`); the log says both, not a takeover alone
+        # restore gives up (`_restore_cut_short`); the log says both, not a takeover alone,
+        # and how many were cut there (the first may have been cut in the drain)
         at = self._restoring if not certain and self._restoring == self._restore_cut else None
+        short = self.reconnect.short_in_a_row
+        cut_at = min(short, self._restore_cuts + 1)  # this one and the restores cut before it
+        where = "each" if cut_at == short else f"the last {cut_at}"
         self.last_error = (
             f"another client uses our client id: {todo}"
             if at is None
@@ -758,9 +762,9 @@ class Uplink:
             self.client_id,
             "gave it our session (MQTT 5 reason 0x8E, session taken over)"
             if certain
-            else f"closed {self.reconnect.short_in_a_row} sessions in a row within a second of "
+            else f"closed {short} sessions in a row within a second of "
             "their start, without a reason"
-            + ("" if at is None else f", each while {at} was restored: or it closes at it"),
+            + ("" if at is None else f", {where} while {at} was restored: or it closes at it"),
             self.where,
             todo,
         )

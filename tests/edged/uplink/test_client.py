@@ -607,6 +607,28 @@ async def test_sessions_cut_at_the_same_restored_topic_are_not_said_a_takeover_a
         assert f"closes the connection at {alarm}" in uplink.last_error, uplink.last_error
 
 
+async def test_short_sessions_not_all_cut_at_one_restored_topic_say_how_many_were(
+    tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Short sessions in a row, the first ones cut outside the restore (in the drain), the
+    last two while the same retained topic was restored: the log said the broker closed
+    them all "each while" that topic was restored, a cut the others never reached. It says
+    how many were: the last two."""
+    counters = Counters()
+    options: dict[str, Any] = {"protocol": "3.1.1", "reconnect_min_s": 0.1, "reconnect_max_s": 2.0}
+    async with with_a_retained_alarm(tmp_path, outbox, counters, **options) as (uplink, proxy):
+        proxy.cut()
+        await wait_until(lambda: uplink.sessions == 2, 10, "a session restored, then online")
+        for lost in (1, 2):  # that one cut short, the next two in their restore
+            await held_in_the_restore(proxy, sessions=lost)
+        lost_before = counters["uplink.disconnect"]
+        proxy.cut()
+        await wait_until(lambda: counters["uplink.disconnect"] > lost_before, 10, "the last cut")
+        said = [r.getMessage() for r in caplog.records if "our client id" in r.getMessage()]
+        alarm = TOPICS.of(ALARM, "panic")
+        assert said and f", the last 2 while {alarm} was restored" in said[-1], said[-1]
+
+
 async def test_offline_is_said_in_a_session_stopped_while_its_retained_topics_are_restored(
     tmp_path: Path, outbox: Outbox
 ) -> None:
