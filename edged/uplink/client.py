@@ -827,7 +827,8 @@ class Uplink:
                 # the uplink's end without the stop's `close()`: another of the node's tasks
                 # failed and its TaskGroup cancels the rest. The process is about to end:
                 # the will says so. A DISCONNECT dropped it, `online` stayed retained for a
-                # node that was gone (for good after systemd's start limit)
+                # node that was gone (until a next start; one failing at each start showed
+                # `online` throughout: systemd restarts it for ever)
                 ending = True
                 raise
             finally:

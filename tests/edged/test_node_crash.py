@@ -35,8 +35,8 @@ async def test_a_node_ended_by_a_failing_task_is_offline_for_dispatch(
 ) -> None:
     """One task fails: the node's TaskGroup cancels the others and the process ends, no
     stop run. Its uplink ended its session with a DISCONNECT, which drops the will: the
-    node stayed `online` at dispatch while it was gone (for good once systemd gave up
-    restarting a node that fails at each start)."""
+    node stayed `online` at dispatch while it was gone (throughout, for a node that fails
+    at each start: systemd restarts it for ever, `StartLimitIntervalSec=0`)."""
     broker = Mosquitto(tmp_path).start()
     failing = Failing()
     build = table.build

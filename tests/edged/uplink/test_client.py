@@ -678,7 +678,7 @@ async def test_an_uplink_cancelled_without_its_stop_leaves_offline_to_the_will(
     """Another of the node's tasks fails: its TaskGroup cancels the uplink, no stop ran
     (no `close()`, no `offline` said) and the process is about to end. The session ended
     with aiomqtt's DISCONNECT (reason 0), which drops the will: `online` stayed retained
-    for a node that was gone, for good once systemd gave up restarting it."""
+    for a node that was gone, through a crash loop too (systemd restarts it for ever)."""
     async with linked(tmp_path, outbox, protocol=protocol) as link:
         await wait_until(lambda: link.uplink.connected, 10, "online")
         link.task.cancel()  # as the node's TaskGroup does when another task fails
