@@ -200,6 +200,16 @@ class Node:
         self._restart_after_reply = False
         self._stop_now()
 
+    def _task_ended(self, task: "asyncio.Task[Any]") -> None:
+        """A task of the node failed: its TaskGroup cancels the others and the node ends.
+        The uplink is closed with it, in the same turn of the loop (this runs after the
+        group's own callback): a cancel that comes as its session fails is swallowed with
+        that session's error (a TaskGroup's errors come first), and the uplink took another
+        session up, said `online`, and kept the node from ending until the watchdog killed
+        it. Closed, it takes none up and its last session leaves `offline` to the will."""
+        if not task.cancelled() and task.exception() is not None:
+            self.uplink.close()
+
     def _stop_now(self) -> None:
         if self._stop is not None:
             self._stop.set()
@@ -309,6 +319,8 @@ class Node:
                 alive.append(beat_recent(lambda: self.lag.last_beat, 5.0, "loop-lag probe"))
                 watchdog = watchdog_loop(self.notifier, alive, status=self.status_line)
                 others.append(tg.create_task(watchdog, name="watchdog"))
+                for task in [writer, uplink, *others]:
+                    task.add_done_callback(self._task_ended)
                 self.ready.set()
                 self.notifier.ready()
                 profile = self.config.node.profile.value

@@ -366,10 +366,11 @@ class Uplink:
 
     def close(self) -> None:
         """The node's stop is about to say `offline` (`drain_and_say_offline`, and the node
-        again after it, the budget gone or not): no session is taken up after the one that
-        runs. A link lost after it (the stop's last commit on a slow disk), or a cancel that
-        comes as the session is lost (swallowed with the session's errors on Python 3.11:
-        core/cancel.py), had the uplink reconnect and say `online` after `offline`; the
+        again after it, the budget gone or not), or the node ends on a failed task
+        (`Node._task_ended`): no session is taken up after the one that runs. A link lost
+        after it (the stop's last commit on a slow disk), or a cancel that comes as the
+        session is lost (swallowed with the session's errors: core/cancel.py), had the
+        uplink reconnect and say `online` after `offline`; the
         node's next cancel ended that session with a DISCONNECT, which drops the will:
         `online` stayed retained for a stopped node."""
         self._closed = True

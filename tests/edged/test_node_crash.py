@@ -10,7 +10,9 @@ from edged.config import load_config
 from edged.node import Node
 from edged.services import table
 from edged.topics import STATE
+from edged.uplink import Uplink
 from tests.helpers.broker import Mosquitto
+from tests.helpers.drivers import wait_until
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
@@ -53,4 +55,45 @@ async def test_a_node_ended_by_a_failing_task_is_offline_for_dispatch(
                 await asyncio.wait_for(task, 10)
             await c.wait_for(lambda: said()[-1:] == ["offline"], 5, "offline")
     finally:
+        broker.stop()
+
+
+async def test_a_node_whose_uplink_session_fails_as_it_ends_still_ends_and_says_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One task fails and, in the same turn of the loop, the uplink's session fails too (a
+    common cause; injected here: the drain fails, in every session, on the event that
+    fails the service). The session's TaskGroup raises that error, not the node's cancel
+    (a TaskGroup's errors come first), and the uplink, taking it for a session lost,
+    dropped the count (`drop_stale_cancels`): it took another session up, said `online`,
+    and the node waited for it for good (no `cancel_and_wait` on this path), until the
+    watchdog killed it 30 s on."""
+    broker = Mosquitto(tmp_path).start()
+    failing = Failing()
+    build = table.build
+    monkeypatch.setattr(table, "build", lambda host, c: {**build(host, c), "failing": failing})
+
+    async def drain_failing_with_it(self: Uplink, client: Any) -> None:
+        await failing.fail.wait()
+        raise RuntimeError("the same defect, met by the uplink's session")
+
+    monkeypatch.setattr(Uplink, "_drain", drain_failing_with_it)
+    node = Node(load_config(write_config(tmp_path, broker.port, gps=False)))
+    state = node.topics.of(STATE)
+    try:
+        task = asyncio.create_task(node.run(asyncio.Event()))
+        async with Collector(broker.port, state) as c:
+            said = lambda: [m.payload["state"] for m in c.messages]  # noqa: E731
+            await c.wait_for(lambda: said()[-1:] == ["online"], 10, "online")
+            await wait_until(lambda: node.uplink.connected, 10, "the uplink in its drain")
+            failing.fail.set()
+            ended, _ = await asyncio.wait({task}, timeout=5)  # not cancelled if it hangs
+            assert ended, f"the node still runs; its uplink said {said()}"
+            await c.wait_for(lambda: said()[-1:] == ["offline"], 5, f"offline: {said()}")
+            with pytest.raises(BaseExceptionGroup):
+                task.result()
+    finally:
+        node.uplink.close()  # a node left hanging ends all the same
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
         broker.stop()
