@@ -112,6 +112,18 @@ class DoorInput:
 
 
 @dataclass(frozen=True, slots=True)
+class VehicleDoorStatus:
+    """A door's 2-bit open status in one frame of the vehicle's bus (DC2): 0 closed, 1 open,
+    2 error, 3 not available; None when the frame did not carry it. Every frame of the ECU
+    the vehicle service follows, not only changes: the GPIO driver gates the counting beams
+    of a door of that name by it, and a status that stops coming is a bus gone quiet."""
+
+    door: str
+    status: int | None
+    ts: float  # time.monotonic() when the frame was taken, as J1939Signals.ts
+
+
+@dataclass(frozen=True, slots=True)
 class Crossing:
     """One person went through a door's pair of counting beams, in the direction given."""
 

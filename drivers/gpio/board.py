@@ -77,9 +77,12 @@ from core.events import (
     IgnitionInput,
     PanicInput,
     Unlock,
+    VehicleDoorStatus,
 )
 from core.logs import flood_key
+from drivers.gpio import candoor
 from drivers.gpio.beams import BeamCounter, Glitch, Moving, OneSided, Output, Passage, Stuck
+from drivers.gpio.candoor import CanDoor, Verdict
 from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report, Steady
 from drivers.gpio.options import BeamPair, DoorContact, GpioOptions, PanicButton, Pull
 from drivers.gpio.outputs import INDICATORS, Indicator, Indicators, LockRelay
@@ -377,6 +380,22 @@ class _Door:
         began = self.contact.began
         return None if began is None or began > by else self.contact.deadline()
 
+    def verdict(self, start: float, end: float, now: float) -> "Verdict | float":
+        """Was the door open at some moment from `start` to `end` (the grace around a
+        walk)? "open" or "closed", or when to ask again: the contact reports a change a
+        debounce after it began, and a change begun by `end` still being debounced (a reed
+        chattering as the door is pushed open slowly) is waited for, `DOOR_GRACE_S` more at
+        most (undecided then: "open", as while the contact flaps)."""
+        due = end + self.options.bounce_s + 0.01
+        pending = self.deciding(end)
+        if self.open_between(start, now) or (pending is not None and now >= due + DOOR_GRACE_S):
+            return "open"
+        if now >= due and pending is None:
+            return "closed"
+        if pending is None or now < due:
+            return due
+        return min(max(pending, now) + 0.01, due + DOOR_GRACE_S)
+
     def changed(self, is_open: bool, ts: float) -> None:
         self.handle(self.guard.change(is_open, ts))
 
@@ -597,11 +616,12 @@ class _Doorway:
     """A pair of beams feeding the direction machine; Crossing events out.
 
     Where the board has a contact on the same door (`door` of the beams = `name` of the
-    contact), a walk counts only if that door was open at some moment of it, give or take
-    `DOOR_GRACE_S`: one wholly inside the door's closed time is counted `beam_door_closed`
-    and no Crossing. A walk that ends with the door closed waits until the grace is over
-    (the contact may report the opening a debounce later), and those after it wait with it,
-    so Crossings keep their order."""
+    contact), or else the vehicle's bus reports a door of that name (`attach`,
+    drivers/gpio/candoor.py), a walk counts only if that door was open at some moment of
+    it, give or take `DOOR_GRACE_S`: one wholly inside the door's closed time is counted
+    `beam_door_closed` and no Crossing. A walk that ends with the door closed waits until
+    the grace is over (the contact may report the opening a debounce later, the bus with
+    its next frame), and those after it wait with it, so Crossings keep their order."""
 
     def __init__(
         self,
@@ -609,7 +629,7 @@ class _Doorway:
         options: BeamPair,
         outer: InputDevice,
         inner: InputDevice,
-        door: "_Door | None" = None,
+        door: "_Door | CanDoor | None" = None,
     ) -> None:
         self.board = board
         self.options = options
@@ -720,15 +740,22 @@ class _Doorway:
                 extra=flood_key(self.options.door),
             )
 
-    def due(self, walk: Passage) -> float:
-        """When a walk's door is known for its grace: the contact's report of a change
-        comes a debounce after it (a chattering contact's later: `judge` waits for it)."""
-        bounce = self.door.options.bounce_s if self.door is not None else 0.0
-        return walk.ts + DOOR_GRACE_S + bounce + 0.01
+    def attach(self, door: CanDoor) -> None:
+        """Gate the beams by a door the vehicle's bus reports (no contact of that name)."""
+        self.door = door
+        door.opened.append(self.door_opened)
+        door.heard.append(self.heard)
+
+    def heard(self) -> None:
+        """A frame of the door's status: a walk waiting for one is judged now."""
+        if self.waiting:
+            self.judge()
 
     def judge(self) -> None:
         """Let through, in order, the walks the door was open for; count those it was
-        closed for all along; wait for the rest."""
+        closed for all along; wait for the rest. A door on the CAN bus that did not say
+        (`unknown`: status error or not available; `unheard`: the bus quiet) lets the walk
+        through, counted and reported: a door nobody sees must not drop every rider."""
         if self.gate_timer is not None:
             self.gate_timer.cancel()
             self.gate_timer = None
@@ -737,53 +764,78 @@ class _Doorway:
         while self.waiting:
             walk = self.waiting[0]
             door = self.door
-            due = self.due(walk)
-            # a change of the contact begun within the grace and still being debounced
-            pending = None if door is None else door.deciding(walk.ts + DOOR_GRACE_S)
-            if (
-                door is None
-                or door.open_between(walk.began - DOOR_GRACE_S, now)
-                # still undecided a grace after its due (chattering on): cannot tell, as
-                # while the contact flaps
-                or (pending is not None and now >= due + DOOR_GRACE_S)
-            ):
-                self.shut_walks = 0
-                ctx.emit(Crossing(name_, walk.direction, walk.ts))
-            elif now >= due and pending is None:
-                ctx.count("beam_door_closed")
-                self.shut_walks += 1
-                if self.shut_walks == DOOR_SILENT_WALKS and not self.door_silent:
-                    self.door_silent = True
-                    ctx.count("door_silent")
-                    ctx.log.warning(
-                        "door %s: %d walks in a row through its beams not counted, the door "
-                        "not once reported open: is its contact stuck shut (a magnet off the "
-                        "door, a wire to ground, the wrong pin)? "
-                        "Nobody in or out is counted at this door until it opens, or "
-                        "someone keeps waving through the beams (door_silent)",
-                        name_,
-                        DOOR_SILENT_WALKS,
-                        extra=flood_key(name_),
-                    )
-                ctx.log.warning(
-                    "door %s: a walk %s through the beams while the door was closed (no "
-                    "opening from %g s before it to %g s after): not counted. Someone inside "
-                    "moving about the door, a hand waved through the beams, or a door "
-                    "contact that reads closed when open (its pin, active_high)? "
-                    "(beam_door_closed)",
-                    name_,
-                    walk.direction,
-                    DOOR_GRACE_S,
-                    DOOR_GRACE_S,
-                    extra=flood_key(f"{name_} closed"),
-                )
-            else:  # the grace not over, or the door's change in it not yet decided
-                wake = due
-                if now >= due and pending is not None:
-                    wake = min(max(pending, now) + 0.01, due + DOOR_GRACE_S)
-                self.gate_timer = self.board.later(wake, self.judge)
+            verdict = (
+                "open"
+                if door is None
+                else door.verdict(walk.began - DOOR_GRACE_S, walk.ts + DOOR_GRACE_S, now)
+            )
+            if isinstance(verdict, float):  # the grace not over, or the door not yet known
+                self.gate_timer = self.board.later(verdict, self.judge)
                 return
             self.waiting.popleft()
+            if verdict == "closed":
+                self.shut(walk)
+                continue
+            self.shut_walks = 0
+            if verdict != "open":
+                self.unseen(walk, verdict)
+            ctx.emit(Crossing(name_, walk.direction, walk.ts))
+
+    def unseen(self, walk: Passage, verdict: str) -> None:
+        """A walk counted though its door's CAN status did not say whether it was open."""
+        self.board.ctx.count(f"beam_door_{verdict}")
+        why = (
+            "its status was error or not available (2 or 3) in DC2"
+            if verdict == "unknown"
+            else f"no DC2 status of it for {candoor.CAN_SILENT_S:g} s (ignition off, the bus "
+            "or the CAN adapter down?)"
+        )
+        self.board.ctx.log.warning(
+            "door %s: a walk %s through the beams counted without knowing whether the door "
+            "was open: %s (beam_door_%s)",
+            self.options.door,
+            walk.direction,
+            why,
+            verdict,
+            extra=flood_key(f"{self.options.door} {verdict}"),
+        )
+
+    def shut(self, walk: Passage) -> None:
+        """A walk wholly inside the door's closed time: not counted, and reported."""
+        ctx, name_ = self.board.ctx, self.options.door
+        ctx.count("beam_door_closed")
+        self.shut_walks += 1
+        if self.shut_walks == DOOR_SILENT_WALKS and not self.door_silent:
+            self.door_silent = True
+            ctx.count("door_silent")
+            ctx.log.warning(
+                "door %s: %d walks in a row through its beams not counted, the door "
+                "not once reported open: is its %s stuck shut (%s)? "
+                "Nobody in or out is counted at this door until it opens, or "
+                "someone keeps waving through the beams (door_silent)",
+                name_,
+                DOOR_SILENT_WALKS,
+                *(
+                    ("CAN status", "DC2 from the wrong door, a door controller fault")
+                    if isinstance(self.door, CanDoor)
+                    else ("contact", "a magnet off the door, a wire to ground, the wrong pin")
+                ),
+                extra=flood_key(name_),
+            )
+        ctx.log.warning(
+            "door %s: a walk %s through the beams while the door was closed (no "
+            "opening from %g s before it to %g s after): not counted. Someone inside "
+            "moving about the door, a hand waved through the beams, or a door "
+            "%s that reads closed when open? (beam_door_closed)",
+            name_,
+            walk.direction,
+            DOOR_GRACE_S,
+            DOOR_GRACE_S,
+            "status on the CAN bus"
+            if isinstance(self.door, CanDoor)
+            else "contact (its pin, active_high)",
+            extra=flood_key(f"{name_} closed"),
+        )
 
     def stop(self) -> None:
         for timer in (self.timer, self.gate_timer):
@@ -815,6 +867,7 @@ class _Board:
         self.gates: list[_EdgeGate] = []
         self.doors: list[_Door] = []
         self.doorways: list[_Doorway] = []
+        self.can_doors: dict[str, CanDoor] = {}  # doors the vehicle's bus told of, gating beams
         self.panic: _Panic | None = None
         self.ignition: _Debounced | None = None
         self.lock: LockRelay | None = None
@@ -985,6 +1038,23 @@ class _Board:
 
     # -- inputs -------------------------------------------------------------------------
 
+    def on_door_status(self, event: VehicleDoorStatus) -> None:
+        """A door's status in a frame of the vehicle's bus: the first one makes it the gate
+        of the beams of that name that have no contact on GPIO (a contact, on the door
+        itself and debounced, outranks a bus)."""
+        door = self.can_doors.get(event.door)
+        if door is None:
+            ways = [w for w in self.doorways if w.door is None and w.options.door == event.door]
+            if not ways:
+                return
+            door = self.can_doors[event.door] = CanDoor(event.door)
+            for way in ways:
+                way.attach(door)
+            self.ctx.log.info(
+                "door %s: its beams are gated by its status on the CAN bus", event.door
+            )
+        door.status(event.status, event.ts)
+
     def _ignition_changed(self, on: bool, ts: float) -> None:
         self.ctx.emit(IgnitionInput(on, ts))
 
@@ -1072,6 +1142,8 @@ class GpioBoard:
             if self.options.lock is not None:  # door.unlock says no_lock when nobody listens
                 ctx.subscribe(Unlock, board.on_unlock)
             ctx.subscribe(Feedback, board.on_feedback)
+            if any(way.door is None for way in board.doorways):  # beams a bus door may gate
+                ctx.subscribe(VehicleDoorStatus, board.on_door_status)
             board.start()
             if self.options.mock_control is not None:  # only with the mock factory (its options)
                 from drivers.gpio import mockwire

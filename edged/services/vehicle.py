@@ -16,7 +16,9 @@ A door's changes go through the flap guard of a door contact on GPIO
 (drivers/gpio/flapping.py): a door status that changes faster than a door moves (a door
 controller's loose contact, a device on the FMS port sending DC2) is no door event per
 frame, QoS 1 each, filling the outbox for taps and alarms; it is counted
-(`vehicle.door_flapping`) and reported once steady.
+(`vehicle.door_flapping`) and reported once steady. Each frame's door status also goes on
+the node's bus as it came (`VehicleDoorStatus`, unguarded: the GPIO driver gates the
+counting beams of that door by it, and wants every frame, to tell a bus gone quiet).
 """
 
 import asyncio
@@ -25,7 +27,7 @@ import logging
 import time
 from typing import Any, Literal
 
-from core.events import ActiveFaults, IgnitionInput, J1939Signals
+from core.events import ActiveFaults, IgnitionInput, J1939Signals, VehicleDoorStatus
 from core.ratelimit import TokenBucket
 from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report
 from edged.commands.args import only
@@ -134,6 +136,8 @@ class VehicleService(Service):
             elif kind == "extra":
                 self.extra[key] = value
             else:
+                status = int(value) if isinstance(value, int | float) else None
+                self.host.bus.emit(VehicleDoorStatus(key, status, event.ts))
                 changed |= self._door(key, value, event.ts)
         if event.name == self._distance_message and "total_distance" in taken:
             self.trips.feed(distance=self._reading("total_distance"))

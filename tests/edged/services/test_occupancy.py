@@ -797,7 +797,8 @@ async def test_a_hand_waved_through_the_beams_fills_the_count_to_twice_the_capac
     pins: MockFactory,
 ) -> None:
     """A rider sweeps an arm through the beams, outer to inner, again and again, to make
-    the shuttle look full (its doors are on the CAN bus: no contact gates the beams). The
+    the shuttle look full (its doors are on the CAN bus, which has not said a word: nothing
+    gates the beams, test_occupancy_can_doors.py for a bus that speaks). The
     count stops at twice the capacity, which no vehicle holds, and ops see the rest."""
     node, service, counted = make(count_from=["beams"], capacity=3)
     outer, inner = pins.pin(20), pins.pin(21)

@@ -8,7 +8,7 @@ from typing import Any
 import can
 import pytest
 
-from core.events import ActiveFaults, J1939Signals, TroubleCode
+from core.events import ActiveFaults, J1939Signals, TroubleCode, VehicleDoorStatus
 from drivers.can.decoder import SHIPPED_DBC, Decoders
 from drivers.can.j1939 import make_id
 from drivers.can.pipeline import Pipeline
@@ -188,6 +188,19 @@ def test_door_status_error_or_not_available_is_ignored() -> None:
     bus.send("DC2", Door1OpenStatus=3)
     bus.send("DC2", Door1OpenStatus=2)
     assert node.bodies("events/door") == [] and svc.doors == {"front": "closed"}
+
+
+def test_each_frame_s_door_status_goes_on_the_bus_as_it_came_for_the_beams_gate() -> None:
+    """Every frame, error and not available included (the GPIO driver gates the beams by
+    it and tells a quiet bus), from the ECU the door follows only."""
+    node, _, bus = make()
+    for status in (0, 0, 3, 2, 1):
+        bus.send("DC2", Door1OpenStatus=status)
+    bus.svc.on_signals(
+        J1939Signals(pgn=0, name="DC2", source=0x33, signals={"Door1OpenStatus": 1}, ts=0.0)
+    )
+    statuses = [(e.door, e.status) for e in node.emitted if isinstance(e, VehicleDoorStatus)]
+    assert statuses == [("front", s) for s in (0, 0, 3, 2, 1)]
 
 
 def test_ignition_on_opens_a_trip_and_off_closes_it_with_can_totals_and_co2() -> None:

@@ -1,0 +1,85 @@
+"""The gate a door on the CAN bus makes for its beams: what a walk's window is judged, from
+DC2 statuses as the node took them (times in seconds; CAN_SILENT_S is 3)."""
+
+from drivers.gpio.candoor import CAN_HISTORY, CAN_SILENT_S, CanDoor
+
+CLOSED, OPEN, ERROR, NOT_AVAILABLE = 0, 1, 2, 3
+
+
+def door(*frames: tuple[float, int | None]) -> CanDoor:
+    gate = CanDoor("front")
+    for ts, status in frames:
+        gate.status(status, ts)
+    return gate
+
+
+def every(status: int | None, start: float, end: float, period: float = 1.0) -> list[tuple]:
+    n = round((end - start) / period)
+    return [(start + i * period, status) for i in range(n + 1)]
+
+
+def test_a_window_closed_all_along_is_closed_once_a_frame_after_it_came() -> None:
+    assert door(*every(CLOSED, 0, 20)).verdict(10, 14, now=20) == "closed"
+
+
+def test_a_window_not_yet_followed_by_a_frame_waits_for_one() -> None:
+    """The frame that says the door opened at the end of the window may be on its way."""
+    gate = door(*every(CLOSED, 0, 13))
+    assert gate.verdict(10, 14, now=14.5) == 14 + CAN_SILENT_S
+    gate.status(CLOSED, 14.2)
+    assert gate.verdict(10, 14, now=14.5) == "closed"
+
+
+def test_the_first_frame_after_the_window_saying_open_counts_the_walk() -> None:
+    """Frames a second apart: the door opened between the last frame in the window and the
+    first after it, maybe within the window."""
+    gate = door(*every(CLOSED, 0, 13), (14.8, OPEN))
+    assert gate.verdict(10, 14, now=15) == "open"
+
+
+def test_an_opening_within_the_window_counts_at_once() -> None:
+    gate = door(*every(CLOSED, 0, 11), (11.5, OPEN))
+    assert gate.verdict(10, 14, now=11.6) == "open"
+
+
+def test_an_opening_long_before_the_window_does_not_count() -> None:
+    gate = door((0, OPEN), *every(CLOSED, 1, 20))
+    assert gate.verdict(10, 14, now=20) == "closed"
+
+
+def test_no_frame_by_the_end_of_the_wait_is_unheard() -> None:
+    gate = door(*every(CLOSED, 0, 12))
+    assert gate.verdict(10, 14, now=14 + CAN_SILENT_S) == "unheard"
+
+
+def test_a_silence_inside_the_window_is_unheard_though_frames_came_after() -> None:
+    """The bus quiet for 4 s during the walk: the door may have opened and shut unseen."""
+    gate = door(*every(CLOSED, 0, 9), *every(CLOSED, 13.5, 20))
+    assert gate.verdict(10, 14, now=20) == "unheard"
+
+
+def test_a_window_before_the_first_frame_heard_is_unheard() -> None:
+    gate = door(*every(CLOSED, 13.5, 20))
+    assert gate.verdict(10, 14, now=20) == "unheard"
+
+
+def test_error_or_not_available_in_the_window_is_unknown() -> None:
+    for status in (ERROR, NOT_AVAILABLE, None):
+        gate = door(*every(CLOSED, 0, 11), (12, status), *every(CLOSED, 13, 20))
+        assert gate.verdict(10, 14, now=20) == "unknown", status
+
+
+def test_a_status_changing_with_every_frame_beyond_the_history_is_unknown() -> None:
+    """A device on the FMS port alternating closed and error faster than the history keeps."""
+    frames = [(10 + i * 0.01, (CLOSED, ERROR)[i % 2]) for i in range(CAN_HISTORY * 2)]
+    gate = door(*frames, (20, CLOSED))
+    assert gate.verdict(10, 14, now=20) == "unknown"
+
+
+def test_only_a_change_to_open_tells_the_beams_the_door_opened() -> None:
+    gate = CanDoor("front")
+    openings: list[int] = []
+    gate.opened.append(lambda: openings.append(1))
+    for ts, status in [(0, CLOSED), (1, OPEN), (2, OPEN), (3, CLOSED), (4, OPEN)]:
+        gate.status(status, ts)
+    assert len(openings) == 2

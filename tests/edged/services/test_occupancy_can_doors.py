@@ -1,0 +1,202 @@
+"""A shuttle's counting beams gated by a door known only from its CAN bus (DC2), through the
+real path: DC2 frames on python-can's virtual bus, the real CAN driver, the vehicle service,
+the real GPIO driver on mock pins, the occupancy service. Times are scaled down (a grace of
+0.3 s, a bus silent after 0.4 s, DC2 every 0.1 s) so each test takes about a second."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import can
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from core.driver import DriverContext
+from drivers.can.bus import CanBusDriver, CanBusOptions
+from drivers.can.j1939 import make_id
+from edged.config.services import TripServiceConfig, VehicleServiceConfig
+from edged.services.occupancy import OccupancyService
+from edged.services.vehicle import VehicleService
+from tests.drivers.gpio.fakes import SupervisedBoard, wait_until
+from tests.edged.services.test_occupancy import _walk, make
+from tests.helpers.host import TestHost
+
+GRACE_S = 0.3
+SILENT_S = 0.4
+PERIOD_S = 0.1
+CLOSED, OPEN, ERROR, NOT_AVAILABLE = 0, 1, 2, 3
+
+
+@dataclass
+class Shuttle:
+    node: TestHost
+    occupancy: OccupancyService
+    sender: "can.BusABC"
+    outer: Any
+    inner: Any
+    front: int | None = CLOSED  # the status DC2 sends for door 1; None: DC2 stopped
+    period_s: float = PERIOD_S
+
+    def counted(self, key: str) -> int:
+        return self.node.counters.snapshot().get(f"driver.gpio.{key}", 0)
+
+    async def dc2(self) -> None:
+        """The door controller: DC2 every `period_s`, door 2 not available."""
+        while True:
+            if self.front is not None:
+                data = bytes([0xF3 | self.front << 2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+                self.sender.send(
+                    can.Message(arbitration_id=make_id(64933, 0x21), data=data, is_extended_id=True)
+                )
+            await asyncio.sleep(self.period_s)
+
+    async def walk(self, direction: str = "in") -> None:
+        await _walk(self.outer, self.inner, direction, step_s=0.01)
+
+
+@contextlib.asynccontextmanager
+async def shuttle(pins: MockFactory, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Shuttle]:
+    """Beams at `front`, no contact on GPIO; `front` is a door of [services.vehicle.doors]."""
+    from drivers.gpio import board, candoor
+
+    monkeypatch.setattr(board, "DOOR_GRACE_S", GRACE_S)
+    monkeypatch.setattr(candoor, "CAN_SILENT_S", SILENT_S)
+    node, occupancy, _ = make(count_from=["beams"], capacity=20)
+    VehicleService(node, VehicleServiceConfig(), TripServiceConfig(auto=False))
+    channel = f"candoors-{uuid.uuid4().hex}"
+    sender = can.Bus(interface="virtual", channel=channel)
+    options = CanBusOptions(interface="virtual", channel=channel, min_interval_s=0)
+    ctx = DriverContext("can", node.bus, node.counters)
+    can_task = asyncio.create_task(CanBusDriver(options).run(ctx))
+    outer, inner = pins.pin(20), pins.pin(21)
+    outer.drive_low()
+    inner.drive_low()
+    gpio = SupervisedBoard(
+        node, beams=[{"door": "front", "outer": 20, "inner": 21, "min_block_s": 0.005}]
+    )
+    bus = Shuttle(node, occupancy, sender, outer, inner)
+    dc2 = asyncio.create_task(bus.dc2())
+    try:
+        await gpio.start()
+        await wait_until(lambda: bool(bus.node.counters.snapshot().get("driver.can.decoded")), 2, "DC2")
+        await asyncio.sleep(0.2)  # the gate knows the door
+        yield bus
+    finally:
+        dc2.cancel()
+        await gpio.stop()
+        can_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await can_task
+        sender.shutdown()
+
+
+async def test_hands_waved_either_way_behind_a_shut_can_door_count_no_one_and_tell_ops(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rider waves at the beams to make the shuttle look full, or walks a hand "out" to
+    make it look empty, while DC2 says the front door is shut: nobody is counted."""
+    async with shuttle(pins, monkeypatch) as bus:
+        bus.occupancy.add(2, "command")
+        for direction in ("in", "in", "out"):
+            await bus.walk(direction)
+        await wait_until(lambda: bus.counted("beam_door_closed") == 3, 2, "three walks judged")
+        assert bus.occupancy.count == 2 and bus.counted("beam_door_unheard") == 0
+
+
+async def test_a_rider_walking_through_the_open_can_door_is_counted(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with shuttle(pins, monkeypatch) as bus:
+        bus.front = OPEN
+        await asyncio.sleep(0.15)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 1, "the rider")
+        assert bus.counted("beam_door_closed") == 0
+
+
+async def test_a_rider_pushing_in_as_the_can_door_opens_is_counted(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rider is on the beams before the door opens; DC2 says open a moment later."""
+    async with shuttle(pins, monkeypatch) as bus:
+        await bus.walk("in")
+        await asyncio.sleep(0.1)
+        bus.front = OPEN
+        await wait_until(lambda: bus.occupancy.count == 1, 1, "the rider")
+        assert bus.counted("beam_door_closed") == 0
+
+
+async def test_a_door_opening_told_by_the_first_frame_after_the_grace_still_counts(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DC2 every second and a grace of two (scaled: 0.35 s and 0.3 s): the door opened
+    within the grace, but the frame that says so comes after it. The walk waits for it."""
+    async with shuttle(pins, monkeypatch) as bus:
+        bus.period_s = 0.35
+        await asyncio.sleep(0.35)  # a frame just went: the next is 0.35 s away
+        await bus.walk("in")  # 0.04 s
+        bus.front = OPEN  # sent with the next frame, some 0.3-0.35 s after the walk
+        await wait_until(lambda: bus.occupancy.count == 1, 1.5, "the rider")
+        assert bus.counted("beam_door_closed") == 0
+
+
+async def test_walks_count_ungated_and_reported_while_dc2_is_silent_and_gated_once_back(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The FMS adapter unplugged: the door is unknown, and real riders must not be dropped
+    for ever; each walk counts and `beam_door_unheard` tells ops. DC2 back, the gate is."""
+    async with shuttle(pins, monkeypatch) as bus:
+        bus.front = None
+        await asyncio.sleep(SILENT_S)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 2, "the walk, ungated")
+        assert bus.counted("beam_door_unheard") == 1 and bus.counted("beam_door_closed") == 0
+        bus.front = CLOSED
+        await asyncio.sleep(GRACE_S + 0.1)  # the window of the next walk all heard
+        await bus.walk("in")
+        await wait_until(lambda: bus.counted("beam_door_closed") == 1, 2, "gated again")
+        assert bus.occupancy.count == 1
+
+
+async def test_a_walk_as_dc2_stops_waits_for_the_silence_then_counts(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bus goes quiet during the walk's grace (ignition off at the stop): no frame
+    closes its window, so it is not judged shut; it counts once the bus is silent."""
+    async with shuttle(pins, monkeypatch) as bus:
+        await bus.walk("in")
+        bus.front = None
+        await wait_until(lambda: bus.occupancy.count == 1, 2, "the walk")
+        assert bus.counted("beam_door_unheard") == 1
+
+
+@pytest.mark.parametrize("status", [ERROR, NOT_AVAILABLE])
+async def test_walks_count_and_are_reported_while_the_can_door_is_in_error_or_not_available(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    async with shuttle(pins, monkeypatch) as bus:
+        bus.front = status
+        await asyncio.sleep(0.15)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 2, "the walk")
+        assert bus.counted("beam_door_unknown") == 1 and bus.counted("beam_door_closed") == 0
+
+
+async def test_a_rider_leaning_on_a_beam_and_waving_behind_the_shut_can_door_counts_no_one(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Holding the outer beam and sweeping the inner one again and again, door shut."""
+    async with shuttle(pins, monkeypatch) as bus:
+        bus.outer.drive_high()
+        for _ in range(4):
+            await asyncio.sleep(0.02)
+            bus.inner.drive_high()
+            await asyncio.sleep(0.02)
+            bus.inner.drive_low()
+        bus.outer.drive_low()
+        await bus.walk("in")
+        await asyncio.sleep(GRACE_S + 0.3)
+        assert bus.occupancy.count == 0 and bus.counted("beam_door_closed") >= 1
