@@ -10,9 +10,11 @@ to send. Local means on this machine: a loopback address (127.0.0.0/8, ::1) or `
 A venue whose door takes bookings without `[services.access] rooms`: the lists are the
 fleet's and carry every venue's bookings, so a booking of any room anywhere opens it.
 
-Counting beams whose `door` names no contact of their GPIO driver, when it has contacts:
-the contact of the beams' door gates them (a walk while it was shut all along is not
-counted, docs/drivers.md), and a door named otherwise there leaves them ungated, silently.
+Counting beams whose `door` names neither a contact of their GPIO driver nor a door of
+`[services.vehicle.doors]` (with a CAN driver to report it), when there is either: the
+contact, or else the door's status on the CAN bus (DC2), gates them (a walk while it was
+shut all along is not counted, docs/drivers.md), and a door named otherwise leaves them
+ungated, silently.
 """
 
 import ipaddress
@@ -71,8 +73,11 @@ def venue_without_rooms(config: EdgedConfig) -> tuple[str, str] | None:
 
 
 def beams_without_their_door(config: EdgedConfig) -> tuple[str, str] | None:
-    """(what is wrong, what to do) when a GPIO driver with door contacts has beams whose
-    `door` is none of them: not gated by a door, maybe a typo; None otherwise."""
+    """(what is wrong, what to do) when a GPIO driver has beams whose `door` is none of its
+    contacts nor a door the vehicle's bus reports, where there is one of either: not gated
+    by a door, maybe a typo; None otherwise."""
+    can = any(d.enabled and d.driver.startswith("can.") for d in config.drivers)
+    on_the_bus = list(config.services.vehicle.doors) if can else []
     for driver in config.drivers:
         if not driver.enabled:
             continue
@@ -82,13 +87,21 @@ def beams_without_their_door(config: EdgedConfig) -> tuple[str, str] | None:
             continue
         doors = [d.name for d in getattr(settings, "doors", ())]
         beams = [b.door for b in getattr(settings, "beams", ())]
-        loose = [door for door in beams if door not in doors]
-        if doors and loose:
+        loose = [door for door in beams if door not in doors and door not in on_the_bus]
+        if (doors or on_the_bus) and loose:
+            named = []
+            if doors:
+                named.append(f"contacts: {', '.join(map(repr, doors))}")
+            if on_the_bus:
+                named.append(f"doors on the CAN bus: {', '.join(map(repr, on_the_bus))}")
             what = (
-                f"drivers {driver.name}: the counting beams of door {loose[0]!r} have no door "
-                f"contact of that name (doors: {', '.join(map(repr, doors))}): they count "
-                "whatever the door does, shut or open"
+                f"drivers {driver.name}: the counting beams of door {loose[0]!r} name neither "
+                f"a door contact nor a door of [services.vehicle.doors] ({'; '.join(named)}): "
+                "they count whatever the door does, shut or open"
             )
-            todo = "name the beams' door as its contact's name, so nothing counts while it is shut"
+            todo = (
+                "name the beams' door as its contact's name, or as the vehicle's door in "
+                "[services.vehicle.doors], so nothing counts while it is shut"
+            )
             return what, todo
     return None

@@ -135,3 +135,33 @@ def test_beams_whose_door_names_no_contact_of_their_driver_are_warned_they_are_n
     same.mkdir()
     out = run_check_config(write_venue_config(same, access=rooms, extra=gpio_section("entrance")))
     assert (out.returncode, out.stderr) == (0, "")
+
+
+def shuttle_with_beams(tmp_path: Path, door: str) -> Path:
+    """config/shuttle.toml (its GPIO driver has no door contact; its doors are on the CAN
+    bus) with counting beams at `door`."""
+    shipped = Path(__file__).resolve().parents[2] / "config"
+    for linked in ("routes", "can"):
+        (tmp_path / linked).symlink_to(shipped / linked)
+    text = (shipped / "shuttle.toml").read_text(encoding="utf-8")
+    beams = '# beams = [{ door = "front"'
+    assert beams in text
+    cfg = tmp_path / "shuttle.toml"
+    cfg.write_text(text.replace(beams, f'beams = [{{ door = "{door}"'), encoding="utf-8")
+    return cfg
+
+
+def test_beams_at_a_door_on_the_can_bus_are_gated_by_it_and_get_no_warning(
+    tmp_path: Path,
+) -> None:
+    out = run_check_config(shuttle_with_beams(tmp_path, "front"))
+    assert (out.returncode, out.stderr) == (0, "")
+
+
+def test_beams_naming_neither_a_contact_nor_a_door_on_the_can_bus_are_warned(
+    tmp_path: Path,
+) -> None:
+    out = run_check_config(shuttle_with_beams(tmp_path, "middle"))
+    assert out.returncode == 0 and ": ok" in out.stdout
+    assert "'middle'" in out.stderr and "'front', 'rear'" in out.stderr
+    assert "[services.vehicle.doors]" in out.stderr
