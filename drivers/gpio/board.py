@@ -722,7 +722,7 @@ class _Doorway:
         if self.door_silent:
             self.door_silent = False
             self.board.ctx.log.info(
-                "door %s: its contact opens again",
+                "door %s: it opens again",
                 self.options.door,
                 extra=flood_key(self.options.door),
             )
