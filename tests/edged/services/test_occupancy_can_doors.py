@@ -60,8 +60,11 @@ class Shuttle:
 
 
 @contextlib.asynccontextmanager
-async def shuttle(pins: MockFactory, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Shuttle]:
-    """Beams at `front`, no contact on GPIO; `front` is a door of [services.vehicle.doors]."""
+async def shuttle(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, **gpio_options: Any
+) -> AsyncIterator[Shuttle]:
+    """Beams at `front`, no contact on GPIO (unless `gpio_options` add one); `front` is a
+    door of [services.vehicle.doors]."""
     from drivers.gpio import board, candoor
 
     monkeypatch.setattr(board, "DOOR_GRACE_S", GRACE_S)
@@ -77,7 +80,9 @@ async def shuttle(pins: MockFactory, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     outer.drive_low()
     inner.drive_low()
     gpio = SupervisedBoard(
-        node, beams=[{"door": "front", "outer": 20, "inner": 21, "min_block_s": 0.005}]
+        node,
+        beams=[{"door": "front", "outer": 20, "inner": 21, "min_block_s": 0.005}],
+        **gpio_options,
     )
     bus = Shuttle(node, occupancy, sender, outer, inner)
     dc2 = asyncio.create_task(bus.dc2())
@@ -205,3 +210,18 @@ async def test_a_rider_leaning_on_a_beam_and_waving_behind_the_shut_can_door_cou
         await bus.walk("in")
         await asyncio.sleep(GRACE_S + 0.3)
         assert bus.occupancy.count == 0 and bus.counted("beam_door_closed") >= 1
+
+
+async def test_a_contact_on_the_door_outranks_its_status_on_the_can_bus(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A contact wired on the door itself, and DC2 saying open (a door controller that
+    reports the wrong door): the contact, shut, gates the beams."""
+    pins.pin(17).drive_low()
+    contact = {"doors": [{"name": "front", "pin": 17}]}
+    async with shuttle(pins, monkeypatch, **contact) as bus:
+        bus.front = OPEN
+        await asyncio.sleep(0.15)
+        await bus.walk("in")
+        await wait_until(lambda: bus.counted("beam_door_closed") == 1, 2, "the walk judged")
+        assert bus.occupancy.count == 0
