@@ -85,8 +85,9 @@ class CanDoor:
         said error or not available, or "unheard" if the bus left part of it uncovered; or
         when to ask again (no frame after `end` yet: at most `CAN_SILENT_S` more)."""
         window: list[_Run] = []
-        for run in self.runs:
-            if run.last + CAN_SILENT_S < start:
+        runs = list(self.runs)
+        for run, after in zip(runs, [*runs[1:], None], strict=True):
+            if _until(run, after) < start:
                 continue  # over before the window
             window.append(run)
             if run.last >= end:
@@ -106,3 +107,11 @@ class CanDoor:
         if any(run.state == "unknown" for run in window):
             return "unknown"
         return "closed"
+
+
+def _until(run: _Run, after: _Run | None) -> float:
+    """Until when `run` tells the door: `CAN_SILENT_S` after its last frame, or the first
+    frame of the run `after` it if sooner (the door changed by then: an opening is not
+    stretched past the frame that said it shut)."""
+    until = run.last + CAN_SILENT_S
+    return until if after is None else min(until, after.first)

@@ -83,3 +83,11 @@ def test_only_a_change_to_open_tells_the_beams_the_door_opened() -> None:
     for ts, status in [(0, CLOSED), (1, OPEN), (2, OPEN), (3, CLOSED), (4, OPEN)]:
         gate.status(status, ts)
     assert len(openings) == 2
+
+
+def test_an_opening_shut_before_the_grace_does_not_count_though_its_last_frame_is_recent() -> None:
+    """The door shut between its last "open" frame (7.1) and the first "closed" one (7.2),
+    2.8 s before the window: a hand waved then is behind a shut door, as with a contact."""
+    gate = door(*every(OPEN, 0, 7.1, 0.1), *every(CLOSED, 7.2, 20, 0.1))
+    assert gate.verdict(10, 14, now=20) == "closed"
+
