@@ -56,6 +56,7 @@ class CanDoor:
     def __init__(self, name: str) -> None:
         self.name = name
         self.runs: deque[_Run] = deque(maxlen=CAN_HISTORY)
+        self.forgot = float("-inf")  # until when the runs let go of told the door
         self.opened: list[Callable[[], None]] = []  # its beams, told of each opening
         self.heard: list[Callable[[], None]] = []  # its beams, told of each frame
 
@@ -72,6 +73,8 @@ class CanDoor:
         if last is not None and last.state == state and ts - last.last <= CAN_SILENT_S:
             last.last = ts
         else:
+            if len(self.runs) == self.runs.maxlen:
+                self.forgot = _until(self.runs[0], self.runs[1])
             self.runs.append(_Run(ts, ts, state))
             if state == "open" and (last is None or last.state != "open"):
                 for opened in self.opened:
@@ -97,7 +100,7 @@ class CanDoor:
         if not window or window[-1].last < end:
             wake = end + CAN_SILENT_S
             return "unheard" if now >= wake else wake
-        if window[0].first > start and len(self.runs) == self.runs.maxlen:
+        if window[0] is self.runs[0] and window[0].first > start and self.forgot >= start:
             return "unknown"  # the history does not reach back: a status changing each frame
         covered = start  # known up to here: a frame tells the door for CAN_SILENT_S after it
         for run in window:

@@ -91,3 +91,10 @@ def test_an_opening_shut_before_the_grace_does_not_count_though_its_last_frame_i
     gate = door(*every(OPEN, 0, 7.1, 0.1), *every(CLOSED, 7.2, 20, 0.1))
     assert gate.verdict(10, 14, now=20) == "closed"
 
+
+def test_a_silence_before_the_window_is_unheard_though_the_history_is_full() -> None:
+    """A day of stops fills the history; the bus quiet until just before the walk (ignition
+    off at the terminus) is a bus unheard, not a door in error."""
+    frames = [(float(i), (OPEN, CLOSED)[i % 2]) for i in range(CAN_HISTORY * 2)]
+    gate = door(*frames, *every(CLOSED, 200.5, 220, 0.1))
+    assert gate.verdict(198, 202, now=220) == "unheard"
