@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from drivers.gpio.flapping import FlapGuard, Report
+
 CAN_SILENT_S = 3.0
 """A door status not repeated for this long is no longer known. DC2 comes every 100 ms to
 1 s (on a change at once); three of the slowest periods without one is a bus gone quiet,
@@ -58,6 +60,9 @@ class CanDoor:
         self.runs: deque[_Run] = deque(maxlen=CAN_HISTORY)
         self.forgot = float("-inf")  # until when the runs let go of told the door
         self.opened: list[Callable[[], None]] = []  # its beams, told of each opening
+        # openings for the beams' `beam_silent`, guarded as a contact's: a status flapping
+        # 0/1 (a loose door switch, a device on the FMS port) is not an opening per frame
+        self.guard = FlapGuard(False)
         self.heard: list[Callable[[], None]] = []  # its beams, told of each frame
 
     @property
@@ -76,9 +81,10 @@ class CanDoor:
             if len(self.runs) == self.runs.maxlen:
                 self.forgot = _until(self.runs[0], self.runs[1])
             self.runs.append(_Run(ts, ts, state))
-            if state == "open" and (last is None or last.state != "open"):
-                for opened in self.opened:
-                    opened()
+        reports = [*self.guard.advance(ts), *self.guard.change(state == "open", ts)]
+        if any(isinstance(out, Report) and out.value for out in reports):
+            for opened in self.opened:
+                opened()
         for heard in self.heard:
             heard()
 

@@ -98,3 +98,14 @@ def test_a_silence_before_the_window_is_unheard_though_the_history_is_full() -> 
     frames = [(float(i), (OPEN, CLOSED)[i % 2]) for i in range(CAN_HISTORY * 2)]
     gate = door(*frames, *every(CLOSED, 200.5, 220, 0.1))
     assert gate.verdict(198, 202, now=220) == "unheard"
+
+
+def test_a_status_flapping_open_and_closed_is_not_an_opening_per_frame() -> None:
+    """A loose door switch or a device on the FMS port: 4 s of 0/1 at 10 Hz is not twenty
+    openings with nobody through the beams (a dead pair, `beam_silent`), as with a contact."""
+    gate = CanDoor("front")
+    openings: list[int] = []
+    gate.opened.append(lambda: openings.append(1))
+    for i in range(40):
+        gate.status((OPEN, CLOSED)[i % 2], i * 0.1)
+    assert len(openings) <= 2
