@@ -28,11 +28,15 @@ from typing import Literal
 
 from drivers.gpio.flapping import FlapGuard, Report
 
-CAN_SILENT_S = 3.0
-"""A door status not repeated for this long is no longer known. DC2 comes every 100 ms to
-1 s (on a change at once); three of the slowest periods without one is a bus gone quiet,
-not a slow frame. Also how long a walk waits, past its grace, for the frame that closes its
-window before it counts `unheard`."""
+CAN_SILENT_S = 2.0
+"""Frames of a door this far apart leave it unknown between them. A door opened for a
+rider is open longer than this (1-3 s each way), so two "closed" frames closer together
+cannot hide it; DC2 comes every 100 ms to 1 s (on a change at once), and a longer gap is a
+bus gone quiet, a receive thread that stalled, or frames thinned by the throttle
+(`min_interval_s` above 2 s). No more than the beams' grace (board.DOOR_GRACE_S): frames
+stamped late by a shorter stall still fall in the window of a walk at the opening they
+tell. Also how long a walk waits, past its grace, for the frame that closes its window
+before it counts `unheard`."""
 CAN_HISTORY = 64
 """Runs of one status kept per door: far more than one walk's window holds, unless the
 status changes with every frame (a device on the FMS port): then the walks count, as while

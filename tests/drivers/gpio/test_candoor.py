@@ -109,3 +109,18 @@ def test_a_status_flapping_open_and_closed_is_not_an_opening_per_frame() -> None
     for i in range(40):
         gate.status((OPEN, CLOSED)[i % 2], i * 0.1)
     assert len(openings) <= 2
+
+
+def test_frames_further_apart_than_a_short_opening_leave_the_window_unheard_not_closed() -> None:
+    """`min_interval_s = 3` lets one DC2 through every 2.3 s: a 2 s opening for one rider
+    (10.0 to 12.0) falls between two "closed" frames. Judged "closed", the rider is lost."""
+    gate = door(*every(CLOSED, 0, 23, 2.3))
+    assert gate.verdict(8, 12.5, now=23) == "unheard"
+
+
+def test_a_receive_stall_that_stamps_the_frames_before_the_opening_late_drops_no_rider() -> None:
+    """The CAN thread stalls 2.95 s (9.0 to 11.95) as the door opens at 9.5: the backlog,
+    "closed" frames from before the opening, is stamped 11.95, past the window of a rider
+    through at 9.6 to 9.9 (7.6 to 11.9), and "open" comes after it."""
+    gate = door(*every(CLOSED, 0, 9, 0.1), (11.95, CLOSED), (11.96, OPEN))
+    assert gate.verdict(7.6, 11.9, now=11.96) != "closed"
