@@ -31,7 +31,7 @@ from edged.diag import RecentLog
 from edged.health import CpuMeter, LoopLag, birth, build_health, every
 from edged.heartbeat import HealthReporter
 from edged.host import NodeHost, OutboxState
-from edged.outbox import Outbox
+from edged.outbox import Outbox, moves
 from edged.outbox.alarms import OutboxAlarms
 from edged.payloads import Health
 from edged.sdnotify import SystemdNotifier, beat_recent, task_alive, watchdog_loop
@@ -288,7 +288,13 @@ class Node:
         self._stop = stop
         self.bus.bind()
         logging.getLogger().addHandler(self.log_tail)
+        note = moves.note_of(self.config_path) if self.config_path is not None else None
+        if note is not None:  # a config that moved the state store: it comes along
+            store = self.config.outbox.state_file
+            self.outbox.state.path = await asyncio.to_thread(moves.follow, note, store)
         await self.outbox.open()
+        if note is not None and self.outbox.state.durable:
+            await asyncio.to_thread(moves.settle, note, self.outbox.state.path)
         try:
             self.alarms.report_losses()
             self._start_services()

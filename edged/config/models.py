@@ -243,7 +243,8 @@ class OutboxConfig(Strict):
     state_path: ConfigPath | None = Field(
         default=None,
         description="the state store (access lists, counters' marks…); default: beside "
-        "the outbox, named like it with `state` for `outbox` (state.sqlite)",
+        "the outbox, named like it with `state` for `outbox` (state.sqlite); a new place is "
+        "given the store the node ran with at its next start (edged/outbox/moves.py)",
     )
     live_window_s: float = Field(
         default=30.0, ge=0, le=3600, description="messages younger than this go before older"

@@ -1,0 +1,134 @@
+"""The state store follows the node when its config moves it (`[outbox] path`, `state_path`).
+
+The state store holds what protects the node's signed inputs: the command ids it spent
+(`security.seen_ids`, no replay of a signed `door.unlock`) and the access lists' version
+(no older signed list played back). A config that names another place for it, pushed by
+`config.set` or edited by a technician, would start the node on an empty store there, and
+whoever recorded signed commands of the last minutes or an old signed list could play them
+again. So the node notes, beside its config file (`NAME.state-store`, a place a config
+cannot move), which state store it last ran with; at a start whose config names another,
+that one is carried to the new place first (what ops expect of a move: the access lists,
+the open trip and the odometer come along too), and the old file is removed once the note
+names the new one. A store that cannot be carried (the new disk refuses it) is not left
+behind: the node keeps the old one, and says so. To start a node on an empty state store
+on purpose, remove the file (the note names it, or the config does).
+"""
+
+import contextlib
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from core.files import replace_atomically
+from edged.outbox import sqlitefile
+
+log = logging.getLogger(__name__)
+
+NOTE_SUFFIX = ".state-store"
+
+
+def note_of(config_path: Path) -> Path:
+    """Where the node notes the state store it ran with: beside its config file."""
+    return config_path.with_name(config_path.name + NOTE_SUFFIX)
+
+
+def last_store(note: Path) -> Path | None:
+    """The state store the note names (None: no note, or one unreadable)."""
+    try:
+        text = note.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    path = Path(text)
+    return path if text and path.is_absolute() else None
+
+
+def follow(note: Path, configured: Path) -> Path:
+    """The state store to open: `configured`, with the one the note names carried there
+    first when it is another; that old one when it cannot be carried (nothing lost)."""
+    configured = configured.absolute()
+    last = last_store(note)
+    if last is None or last == configured or not _has_data(last):
+        return configured
+    try:
+        _carry(last, configured)
+    except (sqlite3.Error, OSError) as exc:
+        log.error(
+            "the config moved the state store from %s to %s, which cannot be written (%s): "
+            "the node keeps the one at %s (its spent command ids, access lists, trips); "
+            "make the new place writable, or put the old path back in the config",
+            last,
+            configured,
+            exc,
+            last,
+        )
+        return last
+    log.warning("the config moved the state store: carried from %s to %s", last, configured)
+    return configured
+
+
+def settle(note: Path, used: Path) -> None:
+    """After the store at `used` opened on the disk: the note names it, and the store the
+    node ran with before (carried here) is removed. Never fails the start."""
+    last = last_store(note)
+    if last == used:
+        return
+    try:
+        replace_atomically(note, f"{used}\n", sync=True)
+    except OSError as exc:
+        log.error("cannot note the state store's place in %s: %s", note, exc)
+        return
+    if last is not None and _has_data(last):
+        for file in sqlitefile.companions(last):
+            with contextlib.suppress(FileNotFoundError):
+                try:
+                    file.unlink()
+                except OSError as exc:
+                    log.error("cannot remove %s, carried to %s: %s", file, used, exc)
+
+
+def _has_data(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _carry(last: Path, configured: Path) -> None:
+    """`last` copied to `configured` (its WAL's committed frames included), on the disk
+    before the rename; a file found at `configured` is set aside, not overwritten."""
+    copy = sqlitefile.read_only_copy(last)
+    if copy is None:
+        raise OSError(f"cannot read {last}")
+    configured.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    tmp = configured.with_name(f".{configured.name}.carried")
+    for file in sqlitefile.companions(tmp):
+        file.unlink(missing_ok=True)
+    try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+        target = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            copy.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")  # one file to rename
+        finally:
+            target.close()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if any(f.exists() for f in sqlitefile.companions(configured)):
+            aside = sqlitefile.aside_name(configured, "replaced", sqlitefile.COMPANIONS)
+            for file, suffix in zip(
+                sqlitefile.companions(configured), ("", *sqlitefile.COMPANIONS), strict=True
+            ):
+                if file.exists():
+                    os.replace(file, aside.with_name(aside.name + suffix))
+            log.warning("%s was there already: set aside as %s", configured, aside.name)
+        os.replace(tmp, configured)
+        fd = os.open(configured.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        copy.close()
+        for file in sqlitefile.companions(tmp):
+            file.unlink(missing_ok=True)

@@ -1,0 +1,117 @@
+"""A config that moves the state store (`[outbox] state_path`, `path`) carries it along
+(edged/outbox/moves.py): the spent command ids and the access lists' version still bar
+a replay at the new place. In-process nodes, no broker: commands handed to the router."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.commands.router import IncomingCommand, Outcome
+from edged.config import load_config
+from edged.node import Node
+from edged.outbox import moves
+from edged.security.signing import public_key_text, sign
+from tests.edged.access.support import PUBLIC, full_lists, secret_file, signed
+
+OPS = Ed25519PrivateKey.generate()
+BASE = "rnst/v1/creuse/bus-1/cmd"
+
+
+def write(tmp: Path, outbox: str) -> Path:
+    """A shuttle's config with the access service and an ops key; `outbox`: its [outbox]."""
+    cfg = tmp / "edged.toml"
+    cfg.write_text(
+        '[node]\nfleet = "creuse"\nid = "bus-1"\nprofile = "shuttle"\n'
+        '[broker]\nhost = "127.0.0.1"\nport = 9\n'
+        f"[outbox]\n{outbox}\n"
+        "[clock]\ntrust_system_clock = true\n"
+        '[security]\nsigned_commands = ["restart"]\n'
+        '[[security.keys]]\nid = "ops"\n'
+        f'public_key = "{public_key_text(OPS.public_key())}"\nscopes = ["config"]\n'
+        "[services.access]\nenabled = true\n"
+        f'secret_file = "{secret_file(tmp)}"\nlists_public_key = "{PUBLIC}"\n'
+    )
+    return cfg
+
+
+@asynccontextmanager
+async def running(cfg: Path) -> AsyncIterator[Node]:
+    node = Node(load_config(cfg), config_path=cfg)
+    stop = asyncio.Event()
+    task = asyncio.create_task(node.run(stop))
+    await asyncio.wait_for(node.ready.wait(), 5)
+    try:
+        yield node
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def send(node: Node, name: str, payload: dict[str, Any]) -> Outcome:
+    topic = f"{BASE}/{name.replace('.', '/')}"
+    cmd = IncomingCommand(name=name, payload=json.dumps(payload).encode(), topic=topic)
+    return await node.router.handle(cmd)
+
+
+def signed_restart() -> dict[str, Any]:
+    ts = int(time.time() * 1000)
+    return {"id": "r1", "ts": ts, "args": {}, "sig": sign(OPS, f"{BASE}/restart", "r1", ts, {})}
+
+
+async def test_a_signed_command_taken_before_the_state_path_moved_does_not_run_again(
+    tmp_path: Path,
+) -> None:
+    """A peer that recorded a signed `restart` (or `door.unlock`) plays it again once the
+    node runs at the new place: it must not run."""
+    command = signed_restart()
+    async with running(write(tmp_path, f'state_path = "{tmp_path / "a" / "state.sqlite"}"')) as n:
+        assert (await send(n, "restart", command)).reply.ok
+    async with running(write(tmp_path, f'state_path = "{tmp_path / "b" / "state.sqlite"}"')) as n:
+        out = await send(n, "restart", command)
+        assert not n.restart_requested, f"the replay ran again: {out.reply}"
+
+
+async def test_an_old_signed_list_is_refused_after_the_outbox_path_moved(tmp_path: Path) -> None:
+    """The state store named after the outbox (no state_path) moves with it: a list older
+    than the one in force, sent again under a new id, is still `stale_version`."""
+    old, new = signed(full_lists(version=1)), signed(full_lists(version=2))
+    async with running(write(tmp_path, f'path = "{tmp_path / "a" / "outbox.sqlite"}"')) as n:
+        assert (await send(n, "access.update", {"id": "l1", "args": old})).reply.ok
+        assert (await send(n, "access.update", {"id": "l2", "args": new})).reply.ok
+    async with running(write(tmp_path, f'path = "{tmp_path / "b" / "outbox.sqlite"}"')) as n:
+        out = await send(n, "access.update", {"id": "l3", "args": old})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+
+
+async def test_the_state_store_is_carried_to_the_new_place_and_the_old_one_removed(
+    tmp_path: Path,
+) -> None:
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (await send(n, "access.update", {"id": "l1", "args": signed(full_lists())})).reply.ok
+    async with running(write(tmp_path, f'state_path = "{b}"')):
+        pass
+    assert b.stat().st_size > 0 and not a.exists()
+    assert moves.last_store(moves.note_of(tmp_path / "edged.toml")) == b
+
+
+async def test_a_state_store_that_cannot_be_carried_is_kept_where_it_was(tmp_path: Path) -> None:
+    """The new place refuses the copy (a file where its directory should be): the node keeps
+    the old store, protection and all, rather than start on an empty one."""
+    a = tmp_path / "a" / "state.sqlite"
+    (tmp_path / "blocked").write_text("not a directory")
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (
+            await send(n, "access.update", {"id": "l1", "args": signed(full_lists(2))})
+        ).reply.ok
+    moved = f'state_path = "{tmp_path / "blocked" / "state.sqlite"}"'
+    async with running(write(tmp_path, moved)) as n:
+        assert n.outbox.state.path == a
+        out = await send(n, "access.update", {"id": "l2", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version"
