@@ -26,6 +26,7 @@ from edged.outbox import sqlitefile
 log = logging.getLogger(__name__)
 
 NOTE_SUFFIX = ".state-store"
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def note_of(config_path: Path) -> Path:
@@ -94,6 +95,14 @@ def _has_data(path: Path) -> bool:
         return False
 
 
+def _sqlite_or_absent(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(len(SQLITE_HEADER)) in (b"", SQLITE_HEADER)
+    except FileNotFoundError:
+        return True
+
+
 def _carry(last: Path, configured: Path) -> None:
     """`last` copied to `configured` (its WAL's committed frames included), on the disk
     before the rename; a file found at `configured` is set aside, not overwritten."""
@@ -114,6 +123,8 @@ def _carry(last: Path, configured: Path) -> None:
             target.close()
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if not _sqlite_or_absent(configured):  # the config file, a key: not ours to move
+            raise OSError(f"{configured} is a file but no SQLite database")
         if any(f.exists() for f in sqlitefile.companions(configured)):
             aside = sqlitefile.aside_name(configured, "replaced", sqlitefile.COMPANIONS)
             for file, suffix in zip(

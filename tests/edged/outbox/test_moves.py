@@ -115,3 +115,16 @@ async def test_a_state_store_that_cannot_be_carried_is_kept_where_it_was(tmp_pat
         assert n.outbox.state.path == a
         out = await send(n, "access.update", {"id": "l2", "args": signed(full_lists(1))})
     assert out.reply.error is not None and out.reply.error.code == "stale_version"
+
+
+async def test_a_file_of_another_kind_at_the_new_place_is_left_alone(tmp_path: Path) -> None:
+    """A technician's slip names the config file as the state store: it is not set aside
+    (the node would have no config to start from); the node keeps its store."""
+    a = tmp_path / "a" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+    cfg = write(tmp_path, f'state_path = "{tmp_path / "edged.toml"}"')
+    text = cfg.read_text()
+    async with running(cfg) as n:
+        assert n.outbox.state.path == a
+    assert cfg.read_text() == text
