@@ -79,7 +79,7 @@ def compile_dbc(path: Path, data: bytes | None = None) -> Table:
         db.add_dbc(io.TextIOWrapper(io.BytesIO(data), encoding="cp1252", errors="replace"))
     except Exception as exc:  # cantools raises many kinds: parse, overlap, encoding…
         raise ConfigError(
-            str(path), [f"dbc: cannot read this DBC ({type(exc).__name__}: {exc})"]
+            str(path), [f"dbc: cannot read this DBC ({type(exc).__name__}: {_why(exc)})"]
         ) from exc
     return {
         "format": FORMAT,
@@ -100,6 +100,16 @@ def compile_dbc(path: Path, data: bytes | None = None) -> Table:
             for m in db.messages
         ],
     }
+
+
+def _why(exc: Exception) -> str:
+    """What cantools says, without the text of the file it quotes at a syntax error: the
+    file named may be no DBC at all but a secret (a password file: its one line), and the
+    refusal goes to a `config.set`'s sender, the log, `edged check-config`."""
+    line, column = getattr(exc, "line", None), getattr(exc, "column", None)
+    if isinstance(line, int) and isinstance(column, int):
+        return f"invalid syntax at line {line}, column {column}"
+    return str(exc)
 
 
 def cache_dir() -> Path:

@@ -7,10 +7,12 @@ from typing import Any
 from core.errors import ConfigError
 from edged.commands.args import only
 from edged.commands.lifecycle import Lifecycle
-from edged.commands.spec import CommandSpec
+from edged.commands.spec import SIGNED_SCOPES, CommandSpec
+from edged.config import pushed
 from edged.config.loader import check_depth, config_hash, parse_config
 from edged.config.models import EdgedConfig
 from edged.config.probation import Probation
+from edged.config.security import ALWAYS_SIGNED
 from edged.diag import versions
 from edged.errors import CommandError
 
@@ -74,6 +76,11 @@ class Admin:
                 "a key with scope config (config.set unsigned would be anyone's the broker "
                 "lets write cmd/#, with every secret of the node)",
             )
+        found = pushed.problems(self.life.config, config, path)
+        if (granted := _granted_beyond(self.life.config, config, SIGNED_SCOPES.get())) is not None:
+            raise CommandError("forbidden", granted)
+        if found:
+            raise CommandError("bad_config", "; ".join(found)[:1000])
         Probation(path).begin(text)
         self.applying = config_hash(config)
         self.life.request_restart(after_reply=True)
@@ -108,6 +115,31 @@ def _locks_config_out(config: EdgedConfig) -> bool:
     return "config.set" in security.signed_commands and not any(
         "config" in held for held in scopes.values()
     )
+
+
+BEYOND_CONFIG: frozenset[str] = frozenset(ALWAYS_SIGNED)
+"""Scopes the scope `config` cannot reach otherwise (it can make any other command
+unsigned): a config.set gives them to a key only when signed by a key holding them."""
+
+
+def _granted_beyond(
+    running: EdgedConfig, new: EdgedConfig, signer: frozenset[str] | None
+) -> str | None:
+    """Why `new` gives a key a scope the config.set's own key lacks (`update`: the node's
+    code), or None. A key keeps what it held in the running config (same id and public key)."""
+    held = {k.id: (k.public_key, set(k.scopes)) for k in running.security.keys}
+    for key in {k.id: k for k in new.security.keys}.values():  # one per id, the last
+        before = held.get(key.id)
+        kept = before[1] if before is not None and before[0] == key.public_key else set()
+        beyond = sorted((set(key.scopes) - kept) & BEYOND_CONFIG - (signer or frozenset()))
+        if beyond:
+            return (
+                f"security.keys: key {key.id!r} would be given the scope "
+                f"{', '.join(beyond)}, which the key that signed this config.set does not "
+                "hold (the scope config is not the node's code): sign it with a key that "
+                "holds it too"
+            )
+    return None
 
 
 def _first_null(value: Any, path: str = "") -> str | None:

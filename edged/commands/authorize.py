@@ -84,8 +84,9 @@ class Authorizer:
         scope: Scope,
         command: Command,
         message: bytes | CommandError | None = None,
-    ) -> None:
-        """Raise CommandError with the reason when the command must not run. `message`: what
+    ) -> frozenset[str] | None:
+        """Raise CommandError with the reason when the command must not run; else the scopes
+        of the key that signed it (None: unsigned). `message`: what
         the signature covers, when the caller made it already (`signed_text`, in a worker
         thread for a large command), or why it could not be made (refused in this order,
         never made again here: on the event loop); made here when None."""
@@ -95,7 +96,7 @@ class Authorizer:
                     "unsigned",
                     f"{name} must be signed by a key with scope {scope!r} (edgectl cmd --key)",
                 )
-            return
+            return None
         if command.ts is None:
             raise CommandError("missing_ts", "a signed command needs `ts` (UTC milliseconds)")
         now, source = self.clock.now()
@@ -117,8 +118,9 @@ class Authorizer:
                 f"ts is {skew_ms // 1000} s from the node's clock "
                 f"(limit {self.config.max_skew_s:.0f} s)",
             )
-        self._verify(topic, name, scope, command, command.sig, command.ts, message)
+        scopes = self._verify(topic, name, scope, command, command.sig, command.ts, message)
         self._remember(command.id, command.ts, now)
+        return scopes
 
     def _verify(
         self,
@@ -129,8 +131,9 @@ class Authorizer:
         sig: str,
         ts: int,
         message: bytes | CommandError | None,
-    ) -> None:
-        """Raise unless `sig` (the command's, over `ts`) verifies with a key holding `scope`."""
+    ) -> frozenset[str]:
+        """Raise unless `sig` (the command's, over `ts`) verifies with a key holding `scope`;
+        that key's scopes."""
         if message is None:
             message = signed_text(topic, command.id, ts, command.args)
         if isinstance(message, CommandError):
@@ -143,10 +146,12 @@ class Authorizer:
         ]
         if not verified:
             raise CommandError("bad_signature", "the signature does not verify with any known key")
-        if not any(scope in self.keys[kid][1] for kid in verified):
+        holding = [self.keys[kid][1] for kid in verified if scope in self.keys[kid][1]]
+        if not holding:
             raise CommandError(
                 "forbidden", f"key {verified[0]!r} lacks the scope {scope!r} needed for {name}"
             )
+        return holding[0]
 
     def _spend(self, cmd_id: str, ts: int) -> None:
         """Remember the id of a verified command as used. Alone for a command the node could

@@ -24,7 +24,13 @@ from core.logs import flood_key
 from edged.commands.authorize import Authorizer, signed_text
 from edged.commands.replies import DIGEST_HEX, ReplyMemory
 from edged.commands.response import ResponseTopics
-from edged.commands.spec import MAX_COMMAND_BYTES, SENT_AT, CommandSpec, Handler
+from edged.commands.spec import (
+    MAX_COMMAND_BYTES,
+    SENT_AT,
+    SIGNED_SCOPES,
+    CommandSpec,
+    Handler,
+)
 from edged.config.security import Scope
 from edged.errors import CommandError
 from edged.payloads import TS_RANGE, Command, Reply, ReplyError
@@ -285,10 +291,11 @@ class CommandRouter:
                 "unknown_command",
                 f"unknown command {name!r}; known: {', '.join(self.names)}",
             )
+        signer: frozenset[str] | None = None  # no authoriser: nothing is signed
         try:
             if self.authorizer is not None:
                 message = await asyncio.to_thread(_signed, cmd.topic, command) if big else None
-                self.authorizer.check(cmd.topic, name, route.scope, command, message)
+                signer = self.authorizer.check(cmd.topic, name, route.scope, command, message)
         except CommandError as exc:
             return self._error(command.id, exc.code, exc.message)  # refusals are not cached
         if refusal is not None:
@@ -299,7 +306,7 @@ class CommandRouter:
             return other
         self._running[command.id] = digest
         try:
-            return await self._run(name, route, command, digest, via)
+            return await self._run(name, route, command, digest, via, signer)
         finally:
             del self._running[command.id]
 
@@ -321,11 +328,17 @@ class CommandRouter:
         return None
 
     async def _run(
-        self, name: str, route: _Route, command: Command, digest: str, via: str | None
+        self,
+        name: str,
+        route: _Route,
+        command: Command,
+        digest: str,
+        via: str | None,
+        signer: frozenset[str] | None,
     ) -> Reply:
         if self.authorizer is not None:  # its spent id on the card before it acts
             await self.authorizer.spent_on_disk()
-        sent_at = SENT_AT.set(command.ts)
+        sent_at, scopes = SENT_AT.set(command.ts), SIGNED_SCOPES.set(signer)
         try:
             result = await route.run(command.args)
             reply = Reply(id=command.id, ok=True, result=result)
@@ -337,6 +350,7 @@ class CommandRouter:
             reply = self._error(command.id, "internal", f"{type(exc).__name__}: {exc}")
         finally:
             SENT_AT.reset(sent_at)
+            SIGNED_SCOPES.reset(scopes)
         # a redelivered command (same id, same bytes) gets the same reply, runs once, even
         # after a restart: remembered before the node hands the reply to the outbox
         reply = self._encodable(reply)

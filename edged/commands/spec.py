@@ -11,6 +11,11 @@ MAX_COMMAND_BYTES = 64 * 1024
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
+SIGNED_SCOPES: ContextVar[frozenset[str] | None] = ContextVar("command_scopes", default=None)
+"""While a handler runs: the scopes of the key whose signature the command carries (None:
+unsigned). For a handler whose command may hand out more than its own scope (`config.set`
+giving a key the scope `update`): no key gives what it does not hold."""
+
 SENT_AT: ContextVar[int | None] = ContextVar("command_sent_at", default=None)
 """While a handler runs: the command's `ts` (UTC ms when dispatch sent it; None when it has
 none). For a handler that must not act on what began after the command was sent: an

@@ -10,16 +10,14 @@ import os
 import pwd
 import stat
 import tomllib
-import typing
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from core.errors import ConfigError
-from core.paths import PrivateConfigPath
+from core.paths import private_files
 from edged.config import load_config
 from edged.config.advice import beams_without_their_door, broker_in_clear, venue_without_rooms
 from edged.config.kiosk import KioskConfig
@@ -162,33 +160,6 @@ def _client_id(broker: BrokerConfig | None, fleet: str, node: str) -> str:
     if broker is not None and broker.client_id:
         return broker.client_id
     return f"edged-{fleet}-{node}" if fleet and node else "edged"
-
-
-def _is_private(annotation: Any) -> bool:
-    """Whether a field's type is (or contains) PrivateConfigPath."""
-    private = typing.get_args(PrivateConfigPath)[-1]
-    assert isinstance(private, AfterValidator)
-    if typing.get_origin(annotation) is typing.Annotated and any(
-        isinstance(m, AfterValidator) and m.func is private.func
-        for m in typing.get_args(annotation)[1:]
-    ):
-        return True
-    return any(_is_private(arg) for arg in typing.get_args(annotation))
-
-
-def private_files(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, Path]]:
-    """Every secret file a config names, found by type so new ones are checked too."""
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        key = f"{prefix}{name}"
-        if isinstance(value, Path) and _is_private(info.annotation):
-            yield key, value
-        elif isinstance(value, BaseModel):
-            yield from private_files(value, f"{key}.")
-        elif isinstance(value, list | tuple):
-            for i, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    yield from private_files(item, f"{key}[{i}].")
 
 
 def secrets_check(files: list[tuple[str, Path]]) -> list[Check]:

@@ -21,7 +21,7 @@ from edged.commands.authorize import MAX_SEEN, SEEN_KEY, Authorizer
 from edged.commands.replies import ReplyMemory
 from edged.commands.response import ResponseTopics
 from edged.commands.router import CommandRouter, IncomingCommand
-from edged.commands.spec import CommandSpec
+from edged.commands.spec import SIGNED_SCOPES, CommandSpec
 from edged.config.security import COMMANDS, KeyConfig, SecurityConfig
 from edged.security.signing import public_key_text, sign
 
@@ -580,3 +580,20 @@ async def test_ids_spent_on_an_unsynced_clock_stay_bounded_and_the_forgotten_sta
     assert await w.send(docs[-1]) == (False, "replayed")
     assert await w.send(signed(DISPATCH, "fresh", ts=now + MAX_SEEN + 60)) == (True, None)
     assert w.opened == [{"door": "main"}]
+
+
+async def test_a_handler_sees_the_scopes_of_the_key_that_signed_its_command() -> None:
+    """What `config.set` holds a grant of the scope update to (edged/commands/admin.py)."""
+    w = World()
+    seen: list[frozenset[str] | None] = []
+
+    async def look(args: dict[str, Any]) -> dict[str, Any]:
+        seen.append(SIGNED_SCOPES.get())
+        return {}
+
+    w.router.add(CommandSpec("occupancy.reset", look, scope="operate"))
+    topic = TOPIC.replace("door.unlock", "occupancy.reset")
+    assert await w.send(signed(DISPATCH, "s1", topic=topic), topic) == (True, None)
+    assert await w.send({"id": "s2", "args": {}}, topic) == (True, None)
+    assert seen == [frozenset({"door", "access", "operate", "read"}), None]
+    assert SIGNED_SCOPES.get() is None  # not left set after the handler

@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.commands.admin import Admin
+from edged.config import load_config
 from edged.config.probation import Probation
 from edged.errors import CommandError
 from edged.security.signing import public_key_text
@@ -30,6 +31,7 @@ scopes = ["read", "config"]
     )
     restarts: list[bool] = []
     life = SimpleNamespace(
+        config=load_config(path),
         config_path=path,
         config_hash="h",
         request_restart=lambda *, after_reply: restarts.append(after_reply),

@@ -1,0 +1,137 @@
+"""What a config pushed by `config.set` may not do that a technician's edit may.
+
+The scope `config` is the node's configuration, not its secrets, its trust or its code. A
+config names files, and the node reads them: without these limits a holder of that scope
+could have the node send one secret as another (`[broker] password_file` pointed at the
+TLS key, to a broker of theirs), quote one in a refusal (a DBC that does not parse is
+quoted), set a file aside as a corrupt database (the config file itself named as the state
+store: the node cannot start again, whatever the probation), or run a program of their
+choosing (`[update] python`). docs/security.md lists what each limit closes.
+
+Each limit compares the pushed config with the one running, so a config.set that keeps
+these keys as they are (config.get's config sent back, any other change) passes."""
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.paths import private_files
+from edged.config.models import EdgedConfig
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def problems(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> list[str]:
+    """Why `new` may not be taken by config.set (empty: it may)."""
+    out = [*_secrets(running, new), *_trust(running, new)]
+    if running.update.python != new.update.python:
+        out.append(
+            "update.python: names the program the node runs to install a release; a "
+            "config.set cannot change it (a program of the sender's choosing would run as "
+            "edged); change it on the device"
+        )
+    out += _stores(running, new, config_path)
+    out += _data_files(running, new, config_path)
+    return out
+
+
+def _secrets(running: EdgedConfig, new: EdgedConfig) -> Iterator[str]:
+    before, after = dict(private_files(running)), dict(private_files(new))
+    for key in sorted(before.keys() | after.keys()):
+        if before.get(key) != after.get(key):
+            yield (
+                f"{key}: a secret file; a config.set cannot name another ({after.get(key)}, "
+                f"running: {before.get(key)}): the node could be made to use one secret as "
+                "another (its TLS key sent as the broker password); lay secrets and the keys "
+                "naming them on the device"
+            )
+
+
+def _trust(running: EdgedConfig, new: EdgedConfig) -> Iterator[str]:
+    """Once the node checks its broker's certificate, a config.set keeps it checked against
+    the same CA: otherwise it could send the node, and its password, to any broker."""
+    was, tls = running.broker.tls, new.broker.tls
+    if was is None:
+        return
+    if tls is None:
+        yield (
+            "broker.tls: a config.set cannot take TLS off (the node's password and commands "
+            "would cross in clear, to any broker named); change it on the device"
+        )
+    elif tls.ca_file != was.ca_file:
+        yield (
+            f"broker.tls.ca_file: a config.set cannot change the CA the broker is checked "
+            f"against ({tls.ca_file}, running: {was.ca_file}); change it on the device"
+        )
+
+
+def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterator[str]:
+    """A new place for the outbox or the state store holds no other kind of file: the node
+    would set it aside as a corrupt database (the config file, a key: gone from its place)."""
+    places = {
+        "outbox.path": (running.outbox.path, new.outbox.path),
+        "outbox.state_path": (running.outbox.state_file, new.outbox.state_file),
+    }
+    for key, (was, path) in places.items():
+        if Path(path) == Path(was):
+            continue
+        if _same(path, config_path) or not _sqlite_or_absent(Path(path)):
+            yield (
+                f"{key}: {path} is a file but no SQLite database: the node would set it "
+                "aside as a corrupt store; name a new file (or an outbox or state store)"
+            )
+
+
+def _data_files(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterator[str]:
+    """A file a driver reads (a DBC, a route, a CAN log) is no secret of the node's: what
+    does not parse is quoted in the refusal, the log, the health."""
+    secrets = [p for _, p in (*private_files(running), *private_files(new))]
+    for i, driver in enumerate(new.drivers):
+        if driver._settings is None:
+            continue
+        for key, path in _paths(driver._settings, f"drivers[{i}].options."):
+            if not path.is_file():
+                continue
+            if any(_same(path, s) for s in (*secrets, config_path)) or _private(path):
+                yield (
+                    f"{key}: {path} is a file kept private (mode 600, a secret's); a "
+                    "config.set cannot have a driver read it: make the file readable by "
+                    "others if it holds no secret"
+                )
+
+
+def _paths(model: BaseModel, prefix: str) -> Iterator[tuple[str, Path]]:
+    for name in type(model).model_fields:
+        value: Any = getattr(model, name)
+        if isinstance(value, Path):
+            yield f"{prefix}{name}", value
+        elif isinstance(value, BaseModel):
+            yield from _paths(value, f"{prefix}{name}.")
+
+
+def _private(path: Path) -> bool:
+    try:
+        return not stat.S_IMODE(path.stat().st_mode) & (stat.S_IRGRP | stat.S_IROTH)
+    except OSError:
+        return False
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def _sqlite_or_absent(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return not path.exists()
+    return head in (b"", SQLITE_HEADER)

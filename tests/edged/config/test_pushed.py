@@ -1,0 +1,176 @@
+"""What a config pushed by `config.set` may not do (edged/config/pushed.py, and the scope
+`update` in edged/commands/admin.py): the holder of the scope `config` gets the node's
+configuration, not its secrets, its trust anchors, its files or its code."""
+
+import os
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.commands.admin import Admin
+from edged.commands.spec import SIGNED_SCOPES
+from edged.config import load_config
+from edged.config.probation import Probation
+from edged.errors import CommandError
+from edged.security.signing import public_key_text
+from tests.helpers.nodes import write_config
+
+PASSWORD = "hunter2-the-broker-password"
+
+
+def _private(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def _node(tmp: Path, broker: str = "") -> tuple[Admin, dict[str, Any]]:
+    """A node whose config holds an ops key (`config`) and, `broker`, more [broker] lines."""
+    key = public_key_text(Ed25519PrivateKey.generate().public_key())
+    path = write_config(
+        tmp,
+        1883,
+        gps=False,
+        broker=broker,
+        extra=f'[[security.keys]]\nid = "ops"\npublic_key = "{key}"\nscopes = ["config"]\n',
+    )
+    life = SimpleNamespace(
+        config=load_config(path),
+        config_path=path,
+        config_hash="h",
+        request_restart=lambda *, after_reply: None,
+    )
+    return Admin(life), tomllib.loads(path.read_text())  # type: ignore[arg-type]
+
+
+async def _refused(admin: Admin, new: dict[str, Any], code: str = "bad_config") -> str:
+    path: Path = admin.life.config_path  # type: ignore[assignment]
+    before = path.read_bytes()
+    with pytest.raises(CommandError) as refused:
+        await admin.config_set({"config": new})
+    assert refused.value.code == code, refused.value
+    assert path.read_bytes() == before and not Probation(path).active
+    return str(refused.value)
+
+
+async def test_the_running_config_sent_back_is_taken(tmp_path: Path) -> None:
+    """No limit refuses what is already running (config.get's config, secrets and all)."""
+    pw = _private(tmp_path / "mqtt.password", PASSWORD)
+    admin, new = _node(tmp_path, f'password_file = "{pw}"')
+    await admin.config_set({"config": new})
+    assert Probation(admin.life.config_path).active  # type: ignore[arg-type]
+
+
+async def test_the_password_file_cannot_be_pointed_at_another_secret(tmp_path: Path) -> None:
+    """Else the node sends that secret (its TLS key) as its password, to a broker named in
+    the same config.set."""
+    key = _private(tmp_path / "node.key", "-----BEGIN PRIVATE KEY-----\nsecret\n")
+    admin, new = _node(tmp_path)
+    new["broker"].update(host="broker.attacker.example", password_file=str(key))
+    assert "broker.password_file" in await _refused(admin, new)
+
+
+async def test_a_secret_file_named_already_cannot_be_changed(tmp_path: Path) -> None:
+    pw = _private(tmp_path / "mqtt.password", PASSWORD)
+    other = _private(tmp_path / "wifi.passphrase", "a passphrase")
+    admin, new = _node(tmp_path, f'password_file = "{pw}"')
+    new["broker"]["password_file"] = str(other)
+    assert "broker.password_file" in await _refused(admin, new)
+
+
+async def test_a_dbc_that_does_not_parse_is_not_quoted_in_the_refusal(tmp_path: Path) -> None:
+    """cantools quotes the line it stopped at: the one line of a password file, sent back
+    to whoever pushed the config."""
+    pw = _private(tmp_path / "mqtt.password", PASSWORD)
+    admin, new = _node(tmp_path, f'password_file = "{pw}"')
+    options = {"interface": "virtual", "dbc": str(pw)}
+    new["drivers"] = [{"name": "can", "driver": "can.bus", "options": options}]
+    message = await _refused(admin, new)
+    assert "line 1, column 1" in message and PASSWORD not in message
+
+
+async def test_a_driver_cannot_be_made_to_read_a_secret(tmp_path: Path) -> None:
+    """A route that is no JSON is refused when the driver starts: in the log, the health."""
+    pw = _private(tmp_path / "mqtt.password", PASSWORD)
+    admin, new = _node(tmp_path, f'password_file = "{pw}"')
+    new["drivers"] = [{"name": "gps", "driver": "gps.sim", "options": {"route": str(pw)}}]
+    assert "drivers[0].options.route" in await _refused(admin, new)
+
+
+async def test_the_state_store_cannot_be_pointed_at_the_config_file(tmp_path: Path) -> None:
+    """The node would set the file aside as a corrupt store and put a database in its
+    place: no config to start from, whatever the probation."""
+    admin, new = _node(tmp_path)
+    new["outbox"]["state_path"] = str(admin.life.config_path)  # type: ignore[attr-defined]
+    assert "outbox.state_path" in await _refused(admin, new)
+
+
+async def test_the_outbox_cannot_be_pointed_at_a_key(tmp_path: Path) -> None:
+    key = _private(tmp_path / "node.key", "-----BEGIN PRIVATE KEY-----\nsecret\n")
+    admin, new = _node(tmp_path)
+    new["outbox"]["path"] = str(key)
+    assert "outbox.path" in await _refused(admin, new)
+    assert key.read_text().startswith("-----BEGIN")
+
+
+async def test_the_interpreter_of_updates_cannot_be_changed(tmp_path: Path) -> None:
+    admin, new = _node(tmp_path)
+    new.setdefault("update", {})["python"] = "/bin/sh"
+    assert "update.python" in await _refused(admin, new)
+
+
+async def test_tls_cannot_be_taken_off(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("a CA")
+    admin, new = _node(tmp_path, f'[broker.tls]\nca_file = "{ca}"')
+    del new["broker"]["tls"]
+    assert "broker.tls" in await _refused(admin, new)
+
+
+async def test_the_brokers_ca_cannot_be_changed(tmp_path: Path) -> None:
+    ca, theirs = tmp_path / "ca.pem", tmp_path / "theirs.pem"
+    ca.write_text("a CA")
+    theirs.write_text("their CA")
+    admin, new = _node(tmp_path, f'[broker.tls]\nca_file = "{ca}"')
+    new["broker"]["tls"]["ca_file"] = str(theirs)
+    assert "broker.tls.ca_file" in await _refused(admin, new)
+
+
+def _update_key() -> dict[str, Any]:
+    public = public_key_text(Ed25519PrivateKey.generate().public_key())
+    return {"id": "mine", "public_key": public, "scopes": ["update"]}
+
+
+@pytest.mark.parametrize("signer", [None, frozenset({"config"})], ids=["unsigned", "config"])
+async def test_a_key_with_the_scope_update_cannot_be_added_by_the_scope_config(
+    tmp_path: Path, signer: frozenset[str] | None
+) -> None:
+    """The scope update is the node's code (a bundle it signs is installed): the holder of
+    config alone must not give it to a key of theirs."""
+    admin, new = _node(tmp_path)
+    new["security"]["keys"].append(_update_key())
+    token = SIGNED_SCOPES.set(signer)
+    try:
+        assert "update" in await _refused(admin, new, "forbidden")
+    finally:
+        SIGNED_SCOPES.reset(token)
+
+
+async def test_a_key_holding_update_may_give_it(tmp_path: Path) -> None:
+    """The rotation of a leaked update key (docs/updates.md) stays possible remotely."""
+    admin, new = _node(tmp_path)
+    new["security"]["keys"].append(_update_key())
+    token = SIGNED_SCOPES.set(frozenset({"config", "update"}))
+    try:
+        await admin.config_set({"config": new})
+    finally:
+        SIGNED_SCOPES.reset(token)
+    assert Probation(admin.life.config_path).active  # type: ignore[arg-type]
+
+
+def test_the_helpers_secret_files_are_private(tmp_path: Path) -> None:
+    assert os.stat(_private(tmp_path / "x", "y")).st_mode & 0o077 == 0
