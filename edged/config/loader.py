@@ -30,10 +30,18 @@ def load_config(path: str | Path) -> EdgedConfig:
 
 MAX_DEPTH = 32
 """No edged config nests deeper than a handful of tables; far below Python's recursion limit."""
+MAX_PROBLEMS = 50
+"""Problems of a config told with their line, at most: each line is looked for through the
+whole text, and a config.set of 64 KiB of wrong options (4,000 problems) held the node's
+event loop 38 s to locate them all; the rest are counted."""
 
 
 def parse_config(
-    text: str, *, source: str = "<config>", base_dir: Path | None = None
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    max_problems: int = MAX_PROBLEMS,
 ) -> EdgedConfig:
     try:
         data = tomllib.loads(text)
@@ -45,13 +53,18 @@ def parse_config(
     context = {"base_dir": base_dir}
     problems: list[str] = []
     config: EdgedConfig | None = None
+    more = 0  # problems found beyond MAX_PROBLEMS, counted, not located
     try:
         config = EdgedConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        problems.extend(format_errors(exc, text))
-    settings = _driver_settings(data.get("drivers"), text, base_dir, problems)
+        problems.extend(format_errors(exc, text, room=max_problems))
+        more += exc.error_count() - len(problems)
+    settings, beyond = _driver_settings(data.get("drivers"), text, base_dir, problems, max_problems)
+    more += beyond
     if config is not None:
         problems.extend(_vehicle_signals(config, settings, text))
+    if more:
+        problems.append(f"… and {more} more problem(s) like these")
     if problems or config is None:
         raise ConfigError(source, problems)
     for i, d in enumerate(config.drivers):
@@ -81,14 +94,16 @@ def check_depth(data: Any, source: str) -> None:
 
 
 def _driver_settings(
-    drivers: Any, text: str, base_dir: Path | None, problems: list[str]
-) -> dict[int, DriverOptions]:
-    """Each driver validates its own options; a bad driver name lists the known ones.
+    drivers: Any, text: str, base_dir: Path | None, problems: list[str], max_problems: int
+) -> tuple[dict[int, DriverOptions], int]:
+    """Each driver validates its own options; a bad driver name lists the known ones; and
+    the problems beyond `max_problems`, counted only.
 
     Runs on the raw data, so driver problems show up alongside every other problem."""
     if not isinstance(drivers, list):
-        return {}
+        return {}, 0
     settings: dict[int, DriverOptions] = {}
+    more = 0
     for i, d in enumerate(drivers):
         if not isinstance(d, dict) or not isinstance(d.get("driver"), str):
             continue  # the main model already reports it
@@ -96,13 +111,20 @@ def _driver_settings(
         options = d.get("options", {})
         if not isinstance(options, dict):
             continue
+        room = max_problems - len(problems)
         try:
             settings[i] = driver_options(d["driver"], options, base_dir)
         except EdgedError as exc:
-            problems.append(_with_line(f"drivers[{i}].driver: {exc}", text, (*prefix, "driver")))
+            if room > 0:
+                where = (*prefix, "driver")
+                problems.append(_with_line(f"drivers[{i}].driver: {exc}", text, where))
+            else:
+                more += 1
         except ValidationError as exc:
-            problems.extend(format_errors(exc, text, prefix=(*prefix, "options")))
-    return settings
+            told = format_errors(exc, text, prefix=(*prefix, "options"), room=max(room, 0))
+            problems.extend(told)
+            more += exc.error_count() - len(told)
+    return settings, more
 
 
 def _vehicle_signals(
@@ -164,10 +186,14 @@ def with_settings(d: DriverConfig, base_dir: Path | None) -> DriverConfig:
 
 
 def format_errors(
-    exc: ValidationError, text: str = "", prefix: Sequence[str | int] = ()
+    exc: ValidationError,
+    text: str = "",
+    prefix: Sequence[str | int] = (),
+    room: int | None = None,
 ) -> list[str]:
+    """Each error with its key path (and line, in `text`); the first `room` only."""
     out = []
-    for err in exc.errors():
+    for err in exc.errors()[:room]:
         loc = (*prefix, *err["loc"])
         path = _dotted(loc)
         if err["type"] == "extra_forbidden":
