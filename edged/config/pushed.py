@@ -11,6 +11,7 @@ choosing (`[update] python`). docs/security.md lists what each limit closes.
 Each limit compares the pushed config with the one running, so a config.set that keeps
 these keys as they are (config.get's config sent back, any other change) passes."""
 
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ from pydantic import BaseModel
 
 from core.paths import private_files
 from edged.config.models import EdgedConfig
+
+DEFAULT_RELEASES = "/opt/edged/releases"  # edged.release.launcher's, not loaded by a node
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -75,10 +78,21 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
         "outbox.path": (running.outbox.path, new.outbox.path),
         "outbox.state_path": (running.outbox.state_file, new.outbox.state_file),
     }
+    releases = Path(os.environ.get("EDGED_RELEASES") or DEFAULT_RELEASES).absolute()
     for key, (was, path) in places.items():
-        if Path(path) == Path(was):
+        path = Path(path).absolute()
+        if path == Path(was).absolute():
             continue
-        if _same(path, config_path) or not _sqlite_or_absent(Path(path)):
+        if path.is_relative_to(releases) or (
+            path.parent == config_path.absolute().parent
+            and path.name.startswith(f"{config_path.name}.")
+        ):
+            yield (
+                f"{key}: {path} is among the node's releases or its config file's own "
+                f"files ({config_path.name}.previous, .pending…): a database there would "
+                "pass for one of them; name a place of data"
+            )
+        elif _same(path, config_path) or not _sqlite_or_absent(path):
             yield (
                 f"{key}: {path} is a file but no SQLite database: the node would set it "
                 "aside as a corrupt store; name a new file (or an outbox or state store)"

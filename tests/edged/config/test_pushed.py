@@ -174,3 +174,28 @@ async def test_a_key_holding_update_may_give_it(tmp_path: Path) -> None:
 
 def test_the_helpers_secret_files_are_private(tmp_path: Path) -> None:
     assert os.stat(_private(tmp_path / "x", "y")).st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("place", ["releases", "sidecar"])
+async def test_the_state_store_cannot_be_put_among_releases_or_the_configs_own_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, place: str
+) -> None:
+    """A database named `edged.toml.pending` keeps the node on probation at every start; one
+    under the releases passes for a release's file (`COMPLETE`, its python)."""
+    releases = tmp_path / "releases"
+    monkeypatch.setenv("EDGED_RELEASES", str(releases))
+    admin, new = _node(tmp_path)
+    config_path: Path = admin.life.config_path  # type: ignore[assignment]
+    where = {
+        "releases": releases / "9.9.9" / "COMPLETE",
+        "sidecar": config_path.with_name(config_path.name + ".pending"),
+    }[place]
+    new["outbox"]["state_path"] = str(where)
+    assert "outbox.state_path" in await _refused(admin, new)
+
+
+def test_the_releases_are_where_the_launcher_keeps_them() -> None:
+    from edged.config import pushed
+    from edged.release import launcher
+
+    assert pushed.DEFAULT_RELEASES == launcher.DEFAULT_RELEASES
