@@ -128,3 +128,20 @@ async def test_a_file_of_another_kind_at_the_new_place_is_left_alone(tmp_path: P
     async with running(cfg) as n:
         assert n.outbox.state.path == a
     assert cfg.read_text() == text
+
+
+async def test_a_move_undone_carries_the_store_back(tmp_path: Path) -> None:
+    """A config.set's probation rolled back (or a technician's edit undone) names the old
+    place again: the store comes back with what the node took meanwhile."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+    async with running(write(tmp_path, f'state_path = "{b}"')) as n:
+        assert (await send(n, "restart", signed_restart())).reply.ok
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert n.outbox.state.path == a and not b.exists()
+        out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+        assert out.reply.error is not None and out.reply.error.code == "stale_version"
