@@ -145,3 +145,12 @@ async def test_a_move_undone_carries_the_store_back(tmp_path: Path) -> None:
         assert n.outbox.state.path == a and not b.exists()
         out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
         assert out.reply.error is not None and out.reply.error.code == "stale_version"
+
+
+async def test_a_moved_outbox_says_its_old_messages_are_not_sent_from_it(tmp_path: Path) -> None:
+    """The outbox is not carried: the new one starts below the carried `seq` marks, and
+    the node says so (docs/security.md: move it on the device to keep its messages)."""
+    async with running(write(tmp_path, f'path = "{tmp_path / "a" / "outbox.sqlite"}"')) as n:
+        await n.publish_health(full=True)
+    async with running(write(tmp_path, f'path = "{tmp_path / "b" / "outbox.sqlite"}"')) as n:
+        assert [loss.cause for loss in n.outbox.losses] == ["missing"]
