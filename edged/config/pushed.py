@@ -30,7 +30,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 def problems(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> list[str]:
     """Why `new` may not be taken by config.set (empty: it may)."""
     out = [*_secrets(running, new), *_trust(running, new)]
-    if running.update.python != new.update.python:
+    if not _is(running.update.python, new.update.python):
         out.append(
             "update.python: names the program the node runs to install a release; a "
             "config.set cannot change it (a program of the sender's choosing would run as "
@@ -44,7 +44,7 @@ def problems(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> list[
 def _secrets(running: EdgedConfig, new: EdgedConfig) -> Iterator[str]:
     before, after = dict(private_files(running)), dict(private_files(new))
     for key in sorted(before.keys() | after.keys()):
-        if before.get(key) != after.get(key):
+        if not _is(before.get(key), after.get(key)):
             yield (
                 f"{key}: a secret file; a config.set cannot name another ({after.get(key)}, "
                 f"running: {before.get(key)}): the node could be made to use one secret as "
@@ -64,7 +64,7 @@ def _trust(running: EdgedConfig, new: EdgedConfig) -> Iterator[str]:
             "broker.tls: a config.set cannot take TLS off (the node's password and commands "
             "would cross in clear, to any broker named); change it on the device"
         )
-    elif tls.ca_file != was.ca_file:
+    elif not _is(tls.ca_file, was.ca_file):
         yield (
             f"broker.tls.ca_file: a config.set cannot change the CA the broker is checked "
             f"against ({tls.ca_file}, running: {was.ca_file}); change it on the device"
@@ -131,6 +131,12 @@ def _private(path: Path) -> bool:
         return not stat.S_IMODE(path.stat().st_mode) & (stat.S_IRGRP | stat.S_IROTH)
     except OSError:
         return False
+
+
+def _is(a: Path | None, b: Path | None) -> bool:
+    """The same file named: one path, or two ways to one file (a config directory reached
+    through a link is resolved at load, not in a config.set)."""
+    return a == b or (a is not None and b is not None and _same(a, b))
 
 
 def _same(a: Path, b: Path) -> bool:

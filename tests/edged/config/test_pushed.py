@@ -199,3 +199,18 @@ def test_the_releases_are_where_the_launcher_keeps_them() -> None:
     from edged.release import launcher
 
     assert pushed.DEFAULT_RELEASES == launcher.DEFAULT_RELEASES
+
+
+async def test_a_secret_named_through_a_linked_config_directory_is_the_same(
+    tmp_path: Path,
+) -> None:
+    """/etc/edged reached through a link: the file is resolved at load, not in a
+    config.set; the same password file, named relatively, is no other secret."""
+    real = tmp_path / "real"
+    real.mkdir()
+    _private(real / "mqtt.password", PASSWORD)
+    (tmp_path / "link").symlink_to(real)
+    admin, new = _node(real, 'password_file = "mqtt.password"')
+    admin.life.config_path = tmp_path / "link" / admin.life.config_path.name  # type: ignore[attr-defined]
+    await admin.config_set({"config": new})
+    assert Probation(admin.life.config_path).active  # type: ignore[arg-type]
