@@ -1,8 +1,10 @@
 """Replacing a file whole, for the node's small state files (caches, records, configs)."""
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 
 
@@ -35,3 +37,26 @@ def replace_atomically(
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def head_of(path: Path, size: int) -> bytes | None:
+    """The first `size` bytes of the regular file at `path` (None: nothing there); raises
+    OSError for anything else found there, never opened: a FIFO or a serial port, read like
+    a file, waits for a writer for ever (a check on the event loop stood the node still),
+    and opening a device may act (a watchdog armed, a board reset by DTR). Opened without
+    waiting, and told again by the file opened, should it have been swapped meanwhile."""
+
+    def regular(mode: int) -> None:
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"no regular file ({stat.filemode(mode)})", str(path))
+
+    try:
+        regular(os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        return None
+    try:
+        regular(os.fstat(fd).st_mode)
+        return os.read(fd, size)
+    finally:
+        os.close(fd)

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from core.files import head_of
 from core.paths import private_files
 from edged.config.models import EdgedConfig
 
@@ -148,10 +149,7 @@ def _same(a: Path, b: Path) -> bool:
 
 def _sqlite_or_absent(path: Path) -> bool:
     try:
-        with path.open("rb") as f:
-            head = f.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return not path.exists()
-    return head in (b"", SQLITE_HEADER)
+        head = head_of(path, len(SQLITE_HEADER))
+    except OSError:  # a FIFO, a device, a directory, unreadable: not a store to replace
+        return False
+    return head in (None, b"", SQLITE_HEADER)

@@ -20,7 +20,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from core.files import replace_atomically
+from core.files import head_of, replace_atomically
 from edged.outbox import sqlitefile
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,12 @@ def _has_data(path: Path) -> bool:
 
 
 def _sqlite_or_absent(path: Path) -> bool:
+    """A SQLite database or nothing at `path`; False for anything else (a FIFO or a device
+    never opened: a FIFO would hold the start until a writer came)."""
     try:
-        with path.open("rb") as f:
-            return f.read(len(SQLITE_HEADER)) in (b"", SQLITE_HEADER)
-    except FileNotFoundError:
-        return True
+        return head_of(path, len(SQLITE_HEADER)) in (None, b"", SQLITE_HEADER)
+    except OSError:
+        return False
 
 
 def _carry(last: Path, configured: Path) -> None:

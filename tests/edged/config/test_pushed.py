@@ -2,7 +2,10 @@
 `update` in edged/commands/admin.py): the holder of the scope `config` gets the node's
 configuration, not its secrets, its trust anchors, its files or its code."""
 
+import contextlib
 import os
+import threading
+import time
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,3 +217,29 @@ async def test_a_secret_named_through_a_linked_config_directory_is_the_same(
     admin.life.config_path = tmp_path / "link" / admin.life.config_path.name  # type: ignore[attr-defined]
     await admin.config_set({"config": new})
     assert Probation(admin.life.config_path).active  # type: ignore[arg-type]
+
+
+async def test_a_fifo_named_as_the_state_store_is_refused_without_waiting_on_it(
+    tmp_path: Path,
+) -> None:
+    """Opened to read its head, a FIFO (or a serial port) waits for a writer: on the event
+    loop, the node stood still, and the watchdog restarted it at each such config.set."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def unblock() -> None:  # the code before waited here: a writer lets it go on
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(1.5, unblock)
+    timer.start()
+    try:
+        admin, new = _node(tmp_path)
+        new["outbox"]["state_path"] = str(fifo)
+        started = time.monotonic()
+        assert "outbox.state_path" in await _refused(admin, new)
+        assert time.monotonic() - started < 1.0
+    finally:
+        timer.cancel()
+        timer.join()
+

@@ -3,7 +3,11 @@
 a replay at the new place. In-process nodes, no broker: commands handed to the router."""
 
 import asyncio
+import contextlib
 import json
+import os
+import stat
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -154,3 +158,29 @@ async def test_a_moved_outbox_says_its_old_messages_are_not_sent_from_it(tmp_pat
         await n.publish_health(full=True)
     async with running(write(tmp_path, f'path = "{tmp_path / "b" / "outbox.sqlite"}"')) as n:
         assert [loss.cause for loss in n.outbox.losses] == ["missing"]
+
+
+async def test_a_fifo_at_the_new_place_is_left_alone_without_waiting_on_it(
+    tmp_path: Path,
+) -> None:
+    """Read to tell a store from another file, a FIFO waits for a writer: the node's start
+    stood still (until the watchdog), then put the store in its place."""
+    a, fifo = tmp_path / "a" / "state.sqlite", tmp_path / "pipe"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+    os.mkfifo(fifo)
+
+    def unblock() -> None:  # the code before waited here: a writer lets it go on
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(1.5, unblock)
+    timer.start()
+    try:
+        async with running(write(tmp_path, f'state_path = "{fifo}"')) as n:
+            assert n.outbox.state.path == a
+        assert stat.S_ISFIFO(fifo.stat().st_mode)
+    finally:
+        timer.cancel()
+        timer.join()
+
