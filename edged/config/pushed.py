@@ -85,7 +85,7 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
         if path == Path(was).absolute():
             continue
         if path.is_relative_to(releases) or (
-            path.parent == config_path.absolute().parent
+            _same_dir(path.parent, config_path.absolute().parent)
             and path.name.startswith(f"{config_path.name}.")
         ):
             yield (
@@ -116,6 +116,12 @@ def _data_files(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> It
                     "config.set cannot have a driver read it: make the file readable by "
                     "others if it holds no secret"
                 )
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    """One directory, named alike or through a link (/etc/edged linked to the data disk):
+    the config's own files are found by their names in it."""
+    return a == b or a.resolve() == b.resolve()
 
 
 def _paths(model: BaseModel, prefix: str) -> Iterator[tuple[str, Path]]:

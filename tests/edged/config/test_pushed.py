@@ -243,3 +243,17 @@ async def test_a_fifo_named_as_the_state_store_is_refused_without_waiting_on_it(
         timer.cancel()
         timer.join()
 
+
+async def test_the_configs_own_files_are_refused_through_a_linked_config_directory(
+    tmp_path: Path,
+) -> None:
+    """/etc/edged reached through a link: `.rolled-back` named by the real directory is the
+    config's own file all the same (a rollback writes the config over it)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    admin, new = _node(real)
+    name = admin.life.config_path.name  # type: ignore[attr-defined]
+    admin.life.config_path = tmp_path / "link" / name  # type: ignore[attr-defined]
+    new["outbox"]["state_path"] = str(real / f"{name}.rolled-back")
+    assert "outbox.state_path" in await _refused(admin, new)
