@@ -14,7 +14,6 @@ behind: the node keeps the old one, and says so. To start a node on an empty sta
 on purpose, remove the file (the note names it, or the config does).
 """
 
-import contextlib
 import logging
 import os
 import sqlite3
@@ -46,7 +45,8 @@ def last_store(note: Path) -> Path | None:
 
 def follow(note: Path, configured: Path) -> Path:
     """The state store to open: `configured`, with the one the note names carried there
-    first when it is another; that old one when it cannot be carried (nothing lost)."""
+    first when it is another (the note then names the copy); that old one when it cannot
+    be carried or the note cannot say so (nothing lost)."""
     configured = configured.absolute()
     last = last_store(note)
     if last is None or last == configured or not _has_data(last):
@@ -64,28 +64,46 @@ def follow(note: Path, configured: Path) -> Path:
             last,
         )
         return last
+    # the note names the copy before the node runs on it: a copy the note did not name
+    # would be carried over again at the next start, with the commands spent meanwhile
+    try:
+        replace_atomically(note, f"{configured}\n", sync=True)
+    except OSError as exc:
+        log.error(
+            "the config moved the state store from %s to %s, but %s cannot say so (%s): "
+            "the node keeps the one at %s; free room beside the config",
+            last,
+            configured,
+            note,
+            exc,
+            last,
+        )
+        _remove(configured)
+        return last
     log.warning("the config moved the state store: carried from %s to %s", last, configured)
     return configured
 
 
-def settle(note: Path, used: Path) -> None:
-    """After the store at `used` opened on the disk: the note names it, and the store the
-    node ran with before (carried here) is removed. Never fails the start."""
-    last = last_store(note)
-    if last == used:
-        return
-    try:
-        replace_atomically(note, f"{used}\n", sync=True)
-    except OSError as exc:
-        log.error("cannot note the state store's place in %s: %s", note, exc)
-        return
-    if last is not None and _has_data(last):
-        for file in sqlitefile.companions(last):
-            with contextlib.suppress(FileNotFoundError):
-                try:
-                    file.unlink()
-                except OSError as exc:
-                    log.error("cannot remove %s, carried to %s: %s", file, used, exc)
+def settle(note: Path, used: Path, before: Path | None) -> None:
+    """After the store at `used` opened on the disk: the note names it, and `before` (the
+    store the note named at this start, carried here) is removed. Never fails the start."""
+    if last_store(note) != used:
+        try:
+            replace_atomically(note, f"{used}\n", sync=True)
+        except OSError as exc:
+            log.error("cannot note the state store's place in %s: %s", note, exc)
+            return
+    if before is not None and before != used and _has_data(before):
+        _remove(before)
+
+
+def _remove(store: Path) -> None:
+    """`store` and its companions, each that is there."""
+    for file in sqlitefile.companions(store):
+        try:
+            file.unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("cannot remove %s, of the state store %s: %s", file, store, exc)
 
 
 def _has_data(path: Path) -> bool:

@@ -4,7 +4,9 @@ a replay at the new place. In-process nodes, no broker: commands handed to the r
 
 import asyncio
 import contextlib
+import errno
 import json
+import logging
 import os
 import stat
 import threading
@@ -14,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.commands.router import IncomingCommand, Outcome
@@ -184,3 +187,44 @@ async def test_a_fifo_at_the_new_place_is_left_alone_without_waiting_on_it(
         timer.cancel()
         timer.join()
 
+
+async def test_a_store_carried_whose_place_cannot_be_noted_is_not_carried_again_over_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note cannot be written (a full disk, `EIO`) after the store was carried: had the
+    node run on the copy, the next start would carry the old store over it again, and the
+    commands spent meanwhile would run again. It runs on the store the note names."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cfg = write(tmp_path, f'state_path = "{b}"')
+    with monkeypatch.context() as patch:
+        patch.setattr(moves, "replace_atomically", refused)
+        async with running(cfg) as n:
+            assert (await send(n, "restart", signed_restart())).reply.ok
+    async with running(cfg) as n:
+        out = await send(n, "restart", signed_restart())
+        assert not n.restart_requested, f"the replay ran again: {out.reply}"
+
+
+async def test_a_move_logs_no_error_for_the_companions_the_old_store_did_not_have(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store closed cleanly has no `-wal`, `-shm` or `-journal`: each was logged an ERROR
+    `cannot remove` at every move, an alarm for ops over nothing."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+    caplog.clear()
+    async with running(write(tmp_path, f'state_path = "{b}"')):
+        pass
+    assert not a.exists()
+    assert not [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == moves.__name__ and r.levelno >= logging.ERROR
+    ]
