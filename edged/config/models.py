@@ -267,6 +267,11 @@ class OutboxConfig(Strict):
             raise ValueError("hard_max_rows must be at least max_rows")
         if self.hard_max_bytes < self.max_bytes:
             raise ValueError("hard_max_bytes must be at least max_bytes")
+        if Path(self.state_file).absolute() == Path(self.path).absolute():
+            raise ValueError(
+                "state_path names the outbox's own file: the state store lives apart (a "
+                "corrupt outbox set aside keeps the access lists); name another file"
+            )
         if self.wal_bytes * 2 > self.max_bytes:
             raise ValueError(
                 f"wal_max_bytes ({self.wal_bytes}) must be at most half of max_bytes: the WAL "

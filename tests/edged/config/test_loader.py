@@ -145,6 +145,13 @@ def test_caps_must_be_ordered() -> None:
     assert any("hard_max_rows must be at least max_rows" in p for p in found)
 
 
+def test_the_state_store_cannot_be_the_outbox_file() -> None:
+    """One file for both: the state store, carried there, set the outbox aside (its unsent
+    messages), then the two exclusive connections locked each other out at every start."""
+    found = problems(MINIMAL + '\n[outbox]\npath = "/d/o.sqlite"\nstate_path = "/d/o.sqlite"\n')
+    assert any("state_path" in p and "outbox" in p for p in found), found
+
+
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
