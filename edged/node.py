@@ -296,7 +296,8 @@ class Node:
             self.outbox.state.path = await asyncio.to_thread(moves.follow, note, store)
         await self.outbox.open()
         if note is not None and self.outbox.state.durable:
-            await asyncio.to_thread(moves.settle, note, self.outbox.state.path, before)
+            used, outbox = self.outbox.state.path, self.config.outbox.path
+            await asyncio.to_thread(moves.settle, note, used, before, outbox)
         try:
             self.alarms.report_losses()
             self._start_services()

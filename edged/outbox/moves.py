@@ -84,16 +84,23 @@ def follow(note: Path, configured: Path) -> Path:
     return configured
 
 
-def settle(note: Path, used: Path, before: Path | None) -> None:
+def settle(note: Path, used: Path, before: Path | None, outbox: Path) -> None:
     """After the store at `used` opened on the disk: the note names it, and `before` (the
-    store the note named at this start, carried here) is removed. Never fails the start."""
+    store the note named at this start, carried here) is removed, unless the config made
+    it the `outbox`'s file. Never fails the start."""
     if last_store(note) != used:
         try:
             replace_atomically(note, f"{used}\n", sync=True)
         except OSError as exc:
             log.error("cannot note the state store's place in %s: %s", note, exc)
             return
-    if before is not None and before != used and _has_data(before):
+    if before is None or before == used or not _has_data(before):
+        return
+    try:  # the outbox opened it: removed, its messages would go with the next start
+        opened = before == outbox.absolute() or (outbox.exists() and before.samefile(outbox))
+    except OSError:
+        opened = True  # not known: kept
+    if not opened:
         _remove(before)
 
 

@@ -228,3 +228,17 @@ async def test_a_move_logs_no_error_for_the_companions_the_old_store_did_not_hav
         for r in caplog.records
         if r.name == moves.__name__ and r.levelno >= logging.ERROR
     ]
+
+
+async def test_an_outbox_moved_onto_the_old_state_stores_place_is_not_removed(
+    tmp_path: Path,
+) -> None:
+    """The state store carried away, its old file became the outbox: removed as the store
+    left behind, the outbox ran on a file gone from the disk, its messages lost at the
+    next start."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+    async with running(write(tmp_path, f'path = "{a}"\nstate_path = "{b}"')) as n:
+        await n.publish_health(full=True)
+        assert a.exists()
