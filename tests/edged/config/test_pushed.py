@@ -5,7 +5,6 @@ configuration, not its secrets, its trust anchors, its files or its code."""
 import contextlib
 import os
 import threading
-import time
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -236,9 +235,7 @@ async def test_a_fifo_named_as_the_state_store_is_refused_without_waiting_on_it(
     try:
         admin, new = _node(tmp_path)
         new["outbox"]["state_path"] = str(fifo)
-        started = time.monotonic()
-        assert "outbox.state_path" in await _refused(admin, new)
-        assert time.monotonic() - started < 1.0
+        assert "outbox.state_path" in await _refused(admin, new)  # before: taken, at 1.5 s
     finally:
         timer.cancel()
         timer.join()
