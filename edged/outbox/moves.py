@@ -80,6 +80,10 @@ def follow(note: Path, configured: Path) -> Path:
         )
         _remove(configured)
         return last
+    try:  # the rename on the disk too: the config may be on another file system
+        _sync_dir(note.parent)
+    except OSError as exc:  # the note names the copy already: the node runs on it
+        log.error("cannot sync %s, which notes the state store's place: %s", note.parent, exc)
     log.warning("the config moved the state store: carried from %s to %s", last, configured)
     return configured
 
@@ -160,12 +164,17 @@ def _carry(last: Path, configured: Path) -> None:
                     os.replace(file, aside.with_name(aside.name + suffix))
             log.warning("%s was there already: set aside as %s", configured, aside.name)
         os.replace(tmp, configured)
-        fd = os.open(configured.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _sync_dir(configured.parent)
     finally:
         copy.close()
         for file in sqlitefile.companions(tmp):
             file.unlink(missing_ok=True)
+
+
+def _sync_dir(directory: Path) -> None:
+    """A rename in `directory` on the disk."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -242,3 +242,27 @@ async def test_an_outbox_moved_onto_the_old_state_stores_place_is_not_removed(
     async with running(write(tmp_path, f'path = "{a}"\nstate_path = "{b}"')) as n:
         await n.publish_health(full=True)
         assert a.exists()
+
+
+async def test_the_note_naming_the_copy_is_synced_with_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note's rename on the disk before the node runs on the copy: lost in a power cut
+    (the config on another file system than the store, whose syncs do not carry it), the
+    next start would carry the old store over the copy, the commands spent since with it."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+    synced: set[int] = set()
+    fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            synced.add(st.st_ino)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    async with running(write(tmp_path, f'state_path = "{b}"')) as n:
+        assert n.outbox.state.path == b
+    assert tmp_path.stat().st_ino in synced
