@@ -107,7 +107,24 @@ Bookings = Annotated[list[Booking], Field(max_length=MAX_BOOKINGS_PER_CARD)]
 Fare = Annotated[int, Field(ge=0, le=100_000, description="euro cents")]
 
 
-class AccessLists(_Model):
+class _Validity(_Model):
+    """When dispatch issued the lists and until when it vouches for them. Signed with the
+    rest (a fleet peer cannot move `expires` on: the signature no longer verifies); absent
+    in lists from a dispatch that sets none, which never expire (`freshness`)."""
+
+    issued: AwareDatetime | None = Field(default=None, description="when dispatch signed them")
+    expires: AwareDatetime | None = Field(
+        default=None, description="past this, the node holds them stale (`expired_lists`)"
+    )
+
+    @model_validator(mode="after")
+    def _expires_after_issued(self) -> "_Validity":
+        if self.issued is not None and self.expires is not None and self.expires <= self.issued:
+            raise ValueError("lists expire after they are issued")
+        return self
+
+
+class AccessLists(_Validity):
     """Everything a node decides from; `version` grows with every change at dispatch."""
 
     kind: Literal["full"] = "full"
@@ -119,8 +136,9 @@ class AccessLists(_Model):
     fares: dict[Name, Fare] = Field(default_factory=dict, max_length=64)
 
 
-class AccessDelta(_Model):
-    """Changes from `base_version` to `version`; null removes an entry."""
+class AccessDelta(_Validity):
+    """Changes from `base_version` to `version`; null removes an entry. Its `issued` and
+    `expires` become the lists' (an empty delta renews their validity)."""
 
     model_config = ConfigDict(defer_build=True)  # built on the first access.delta (#19)
 
@@ -142,6 +160,7 @@ class AccessDelta(_Model):
 
 EMPTY = AccessLists(fleet="", version=0)
 
+VALIDITY = ("issued", "expires")
 MAPS = ("cards", "deny", "bookings")
 """The maps that grow with the fleet's cards: checked and dumped in pieces."""
 
@@ -177,7 +196,13 @@ def dump(lists: AccessLists, *, step: int = STEP) -> dict[str, Any]:
         for i in range(0, len(entries), step):
             dumped.update(_DUMPERS[name].dump_python(dict(entries[i : i + step]), mode="json"))
         out[name] = dumped
-    return {name: out[name] for name in AccessLists.model_fields}
+    # a validity not given is left out, not null: lists without one keep the digest (and
+    # the stored form) they had before lists could carry one
+    return {
+        name: out[name]
+        for name in AccessLists.model_fields
+        if out[name] is not None or name not in VALIDITY
+    }
 
 
 def digest_of(dumped: dict[str, Any]) -> str:
@@ -294,6 +319,8 @@ def apply(current: AccessLists, update: AccessLists | AccessDelta) -> AccessList
     return AccessLists.model_construct(
         fleet=current.fleet or update.fleet,
         version=update.version,
+        issued=update.issued,
+        expires=update.expires,
         cards=maps["cards"],
         deny=maps["deny"],
         bookings=maps["bookings"],

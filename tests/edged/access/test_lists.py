@@ -2,6 +2,7 @@
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from edged.access.lists import (
     STEP,
     AccessLists,
     apply,
+    digest,
     dump,
     parse_update,
 )
@@ -231,7 +233,7 @@ def test_the_dump_in_pieces_is_the_models_dump() -> None:
     refs = sorted(many_cards(7))
     doc = full_lists(2, cards=many_cards(7), bookings={ref: [booking] for ref in refs})
     lists = AccessLists.model_validate(doc)
-    assert dump(lists, step=2) == lists.model_dump(mode="json")
+    assert dump(lists, step=2) == lists.model_dump(mode="json", exclude={"issued", "expires"})
 
 
 def test_lists_with_text_that_is_not_unicode_are_refused_not_a_crash() -> None:
@@ -379,3 +381,59 @@ def test_a_booking_ending_before_it_starts_across_a_change_of_offset_is_still_re
     with pytest.raises(CommandError) as info:
         parse(signed(full_lists(2, bookings={"ab" * 16: [slot]})))
     assert info.value.code == "bad_lists"
+
+
+# -- validity: issued, expires ---------------------------------------------------------------
+
+ISSUED = "2026-12-01T08:00:00Z"
+EXPIRES = "2026-12-08T08:00:00Z"
+
+
+def test_lists_carry_when_dispatch_issued_them_and_until_when_they_hold() -> None:
+    lists = apply(EMPTY, parse(signed(full_lists(2, issued=ISSUED, expires=EXPIRES))))
+    assert (lists.issued, lists.expires) == (
+        datetime(2026, 12, 1, 8, tzinfo=UTC),
+        datetime(2026, 12, 8, 8, tzinfo=UTC),
+    )
+
+
+def test_a_peer_moving_expires_on_breaks_the_signature() -> None:
+    args = signed(full_lists(2, issued=ISSUED, expires=EXPIRES))
+    args["lists"] = {**args["lists"], "expires": "2027-12-08T08:00:00Z"}
+    assert code_of(args) == "bad_signature"
+
+
+def test_a_peer_taking_expires_out_breaks_the_signature() -> None:
+    args = signed(full_lists(2, issued=ISSUED, expires=EXPIRES))
+    args["lists"] = {k: v for k, v in args["lists"].items() if k != "expires"}
+    assert code_of(args) == "bad_signature"
+
+
+def test_lists_that_expire_before_they_are_issued_are_refused() -> None:
+    assert code_of(signed(full_lists(2, issued=EXPIRES, expires=ISSUED))) == "bad_lists"
+
+
+def test_an_expiry_without_a_time_zone_is_refused() -> None:
+    assert code_of(signed(full_lists(2, expires="2026-12-08T08:00:00"))) == "bad_lists"
+
+
+def test_lists_without_a_validity_keep_the_digest_they_had_before_lists_could_carry_one() -> None:
+    lists = apply(EMPTY, parse(signed(full_lists(2))))
+    assert "issued" not in dump(lists) and "expires" not in dump(lists)
+    assert lists.issued is None and lists.expires is None
+
+
+def test_an_empty_delta_renews_the_lists_validity() -> None:
+    current = apply(EMPTY, parse(signed(full_lists(2, issued=ISSUED, expires=EXPIRES))))
+    later = {"issued": "2026-12-07T08:00:00Z", "expires": "2026-12-14T08:00:00Z"}
+    delta = {"kind": "delta", "fleet": FLEET, "version": 3, "base_version": 2, **later}
+    renewed = apply(current, parse(signed(delta)))
+    assert renewed.expires == datetime(2026, 12, 14, 8, tzinfo=UTC)
+    assert renewed.cards == current.cards and renewed.version == 3
+
+
+def test_a_validity_given_is_in_the_dump_and_the_digest() -> None:
+    plain = apply(EMPTY, parse(signed(full_lists(2))))
+    dated = apply(EMPTY, parse(signed(full_lists(2, issued=ISSUED, expires=EXPIRES))))
+    assert dump(dated)["expires"] == "2026-12-08T08:00:00Z"
+    assert digest(dated) != digest(plain)
