@@ -4,7 +4,7 @@ A full report is 800–900 bytes of JSON and says much that rarely changes (driv
 error counters, the MQTT session). It is sent on the first look after each connection, when
 something in it changes beyond `[health]`'s thresholds (a driver's state or restarts, a new
 kind of error counter, the link or the clock, the riders' hotspot losing or regaining
-the internet, the outbox's losses and its depth crossing
+the internet, the access lists changing or expiring, the outbox's losses and its depth crossing
 `depth_above`, CPU or loop lag crossing their limits, memory moving `rss_step_mb`), at
 least every `full_every_s`, and on `republish`. Otherwise a `health/beat` every `beat_s`
 carries what moves all the time. The retained `health` is always the last full report.
@@ -52,6 +52,7 @@ class HealthReporter:
             h.cpu_pct > c.cpu_above_pct,
             h.loop_lag_ms > c.lag_above_ms,
             None if h.wifi is None else h.wifi.internet,  # the hotspot's counts wait
+            None if h.access is None else (h.access.version, h.access.expired),  # ages wait
         )
 
     def report(

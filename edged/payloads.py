@@ -168,6 +168,28 @@ class WifiHealth(Body):
     pages: int = Field(description="portal pages open with live updates")
 
 
+class AccessHealth(Body):
+    """The access lists in force and how old they are: a node whose lists dispatch has not
+    renewed (offline, or refusing them) lets in cards revoked since."""
+
+    version: int = Field(description="version of the access lists in force (0: none)")
+    issued: int | None = Field(
+        default=None, description="UTC ms dispatch signed them (absent: the lists do not say)"
+    )
+    expires: int | None = Field(
+        default=None, description="UTC ms dispatch vouches for them until (absent: never)"
+    )
+    received: int | None = Field(
+        default=None, description="UTC ms the node took them, on its clock (`received_clock`)"
+    )
+    received_clock: Literal["ntp", "gps", "unsynced"] | None = None
+    held_s: int = Field(description="how long the node has run with them, at least")
+    age_s: int | None = Field(
+        default=None, description="since issued, at least (never from a clock that can jump)"
+    )
+    expired: bool = Field(description="proven past expires: [services.access] expired_lists")
+
+
 class Health(Body):
     uptime_s: float
     rss_mb: float
@@ -181,6 +203,7 @@ class Health(Body):
     errors: dict[str, int] = Field(description="counters per edge, e.g. cmd.bad_json")
     mqtt: MqttHealth | None = None
     wifi: WifiHealth | None = Field(default=None, description="with [wifi] enabled only")
+    access: AccessHealth | None = Field(default=None, description="with access enabled only")
 
 
 class HealthBeat(Body):
@@ -374,7 +397,7 @@ class TapEvent(Body):
     reason: str = Field(
         description="ok, booking, staff, provider, exit, unknown_allowed, repeat; denied: "
         "blocked, unknown, expired, not_yet_valid, no_booking, full, clock_unsynced, "
-        "out_of_service"
+        "out_of_service, lists_expired"
     )
     action: Literal["board", "enter", "exit", "checkin", "login", "logout"] | None = None
     profile: str | None = Field(description="the card's profile; null for an unknown card")
@@ -389,6 +412,10 @@ class TapEvent(Body):
         description="how the card's validity dates were read: a trusted clock, the last "
         "trusted time (no synced clock), or not decidable (unsynced_validity decided); "
         "absent: no dates to read",
+    )
+    lists_expired: bool | None = Field(
+        default=None,
+        description="true: decided on lists past their signed expires; absent otherwise",
     )
 
 

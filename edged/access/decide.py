@@ -20,6 +20,11 @@ so its exit is always recorded but unlocks only when that card may enter now: a 
 booking ended, or whose card was withdrawn, is not let back in by tapping "out" (with
 `free_exit`, the door opens from inside without the lock, and an exit never unlocks).
 
+Lists past their signed `expires` (dispatch has not been heard from since: revocations may
+be missing) follow `expired_lists`: `allow` (default) decides on them as ever, the taps
+flagged; `refuse` lets in only `staff_profiles` on the strength of the lists (the deny list
+applies either way, and what the config alone lets in, `unknown_card = "allow"`, stays).
+
 Validity dates need a trusted clock. Without one, they are read against the last trusted
 time (a lower bound on now): it proves a card expired or started, never that it is still
 valid. What it cannot decide follows `unsynced_validity` (refuse, staff still admitted).
@@ -49,6 +54,7 @@ class Situation:
     full: bool = False  # occupancy at capacity
     out_of_service: bool = False  # `mode.set out-of-service`: a shuttle takes no riders
     bound: datetime | None = None  # without `now`: the last trusted time, a lower bound
+    lists_expired: bool = False  # the lists are past their signed `expires` (`freshness`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +158,8 @@ def _enter(lists: AccessLists, config: AccessServiceConfig, ref: str, s: Situati
             return Decision(False, "full")
         fare = config.unknown_fare_cents if s.profile == "shuttle" else None
         return _grant("unknown_allowed", ENTRY[s.profile], None, fare, delta=1)
+    if s.lists_expired and not staff and config.expired_lists == "refuse":
+        return Decision(False, "lists_expired", profile=profile)
     problem, validity = _dates(card, s)
     if problem is not None:
         return Decision(False, problem, profile=profile, validity=validity)

@@ -100,6 +100,13 @@ class AccessServiceConfig(Strict):
         description="a card whose valid_from/valid_until neither a trusted clock nor the last "
         "trusted time can decide: refuse (staff_profiles still admitted) or allow",
     )
+    expired_lists: Literal["allow", "refuse"] = Field(
+        default="allow",
+        description="lists past the `expires` dispatch signed into them (a node offline "
+        "since: cards revoked meanwhile are not on them): allow (decide on them as ever, each "
+        "tap flagged lists_expired, health says so) or refuse (only staff_profiles let in by "
+        "the lists); the deny list applies either way",
+    )
     pulse_s: float = Field(default=3.0, gt=0, le=30, description="lock relay pulse on a grant")
     rooms: list[ListName] = Field(
         default_factory=list,

@@ -45,7 +45,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -54,7 +54,8 @@ from core.events import Feedback, Tap, Unlock
 from core.ratelimit import TokenBucket
 from edged.access.cardref import CardRefs, random_uid
 from edged.access.decide import Decision, NodeProfile, Situation, decide, unknown_card_policy
-from edged.access.lasttrusted import SAVE_EVERY_S, LastTrustedTime
+from edged.access.freshness import Age, ListsAge
+from edged.access.lasttrusted import SAVE_EVERY_S, LastTrustedTime, Reading
 from edged.access.lists import (
     EMPTY,
     LIST_BYTES,
@@ -70,7 +71,7 @@ from edged.commands.spec import CommandSpec
 from edged.config.access import AccessServiceConfig, ReaderRole
 from edged.errors import CommandError
 from edged.host import Host
-from edged.payloads import TapEvent
+from edged.payloads import AccessHealth, TapEvent
 from edged.security.signing import public_key_from_text
 from edged.services.base import Service
 from edged.services.events import AccessDecided, ModeChanged, OccupancyChanged, OccupancyReset
@@ -171,6 +172,7 @@ class AccessService(Service):
         config: AccessServiceConfig,
         *,
         last_trusted: LastTrustedTime | None = None,
+        lists_age: ListsAge | None = None,
     ) -> None:
         super().__init__(host)
         if config.secret_file is None:
@@ -188,6 +190,9 @@ class AccessService(Service):
         )
         self._floor = 0  # the version of lists set aside at start: none older is taken
         self.lists = self._restore_lists()
+        self.age = lists_age or ListsAge(host.state.get, host.state.set)
+        self.age.restore(self.lists.version)
+        self._expired_said: int | None = None  # the version whose expiry was logged
         inside = host.state.get(INSIDE_KEY, [])
         self.inside: set[str] = set(inside) if isinstance(inside, list) else set()
         self._entered: set[str] = set()  # of `inside`, those who entered since this start
@@ -269,9 +274,9 @@ class AccessService(Service):
 
     # -- taps -------------------------------------------------------------------------
 
-    def _now(self) -> tuple[datetime | None, datetime | None]:
+    def _now(self, reading: Reading | None = None) -> tuple[datetime | None, datetime | None]:
         """(trusted local time, or None; else the last trusted time as a lower bound)."""
-        reading = self.time.read()
+        reading = reading or self.time.read()
         if reading.ms is None:
             return None, None
         moment = datetime.fromtimestamp(reading.ms / 1000, self.zone)
@@ -281,7 +286,23 @@ class AccessService(Service):
         """Keep the last trusted time on disk while the node runs, tap or no tap."""
         while True:
             await asyncio.sleep(SAVE_EVERY_S)
-            self.time.read()
+            self._age(self.time.read())  # the lists' held time too, and their expiry said
+
+    def _age(self, reading: Reading) -> Age:
+        """The lists' age now; the first time lists are found expired, a warning."""
+        lists = self.lists
+        age = self.age.age(lists, reading)
+        if age.expired and self._expired_said != lists.version:
+            self._expired_said = lists.version
+            log.warning(
+                "the access lists (version %d) expired at %s: dispatch has not renewed them "
+                "since; cards revoked meanwhile are not refused here. Taps go on flagged "
+                "lists_expired ([services.access] expired_lists = %r)",
+                lists.version,
+                lists.expires,
+                self.config.expired_lists,
+            )
+        return age
 
     def _repeat(self, ref: str, role: ReaderRole, ts: float) -> Decision | None:
         """The answer to a repeat, or None when this tap is to be decided as new: none
@@ -311,14 +332,18 @@ class AccessService(Service):
             # presented again, not one still at the reader (a badge on a lanyard resting on
             # it, a card in a bag left leaning on it: read, lost, read again each second or
             # so, it pulsed the lock at each read, and held the door open for anyone)
-            now, bound = self._now()
-            again = replace(recent.situation, now=now, bound=bound)
+            reading = self.time.read()
+            now, bound = self._now(reading)
+            expired = self.age.age(self.lists, reading).expired
+            again = replace(recent.situation, now=now, bound=bound, lists_expired=expired)
             unlock = decide(self.lists, self.config, ref, again).unlock
         return Decision(True, "repeat", before.action, before.profile, None, 0, unlock)
 
     def on_tap(self, tap: Tap) -> None:
         ref = self.card_ref(tap.uid)  # a random UID's too: the record has a card_ref
         self.taps += 1
+        reading = self.time.read()
+        expired = self._age(reading).expired
         role = self.config.readers.get(tap.reader, "both")
         situation: Situation | None = None
         phone = random_uid(tap.uid)  # a phone or a privacy card: not a card's identity
@@ -342,7 +367,7 @@ class AccessService(Service):
             self.host.counters.inc("access.random_uid")
         else:
             inside = ref in self.inside if self.profile == "venue" else ref == self.provider
-            now, bound = self._now()
+            now, bound = self._now(reading)
             situation = Situation(
                 profile=self.profile,
                 now=now,
@@ -351,6 +376,7 @@ class AccessService(Service):
                 full=self.full,
                 out_of_service=self.out_of_service,
                 bound=bound,
+                lists_expired=expired,
             )
             decision = decide(self.lists, self.config, ref, situation)
         if decision.reason not in ("random_uid", "too_many_unknown"):
@@ -382,6 +408,7 @@ class AccessService(Service):
             lists_version=self.lists.version,
             unlocked=decision.unlock,
             validity=decision.validity,
+            lists_expired=True if expired else None,
         )
         try:
             self.host.publish(TAP, event)
@@ -394,6 +421,8 @@ class AccessService(Service):
         if shown:
             bus.emit(Feedback("granted" if decision.granted else "denied", now_s))
         self.last_decision_s = time.monotonic() - tap.ts
+        if expired:
+            self.host.counters.inc("access.lists_expired")
         if decision.granted and situation is not None:  # a new grant, not a repeat
             self._recent[ref] = _Recent(tap.ts, role, decision, situation, tap.ts)
             self._recent.move_to_end(ref)
@@ -521,8 +550,26 @@ class AccessService(Service):
             return value
         return self._digest[1]
 
+    def _health(self) -> AccessHealth:
+        age = self._age(self.time.read())
+        return AccessHealth(
+            version=self.lists.version,
+            issued=age.issued,
+            expires=age.expires,
+            received=age.received,
+            received_clock=age.received_clock,
+            held_s=int(age.held_s),
+            age_s=None if age.age_s is None else int(age.age_s),
+            expired=age.expired,
+        )
+
+    async def report(self) -> dict[str, AccessHealth]:
+        return {"access": self._health()}
+
     def _status(self, lists: AccessLists, lists_digest: str) -> dict[str, Any]:
+        health = self._health().to_json_dict()
         return {
+            **{k: v for k, v in health.items() if k != "version"},
             "version": lists.version,
             "digest": lists_digest,
             "cards": len(lists.cards),
@@ -533,7 +580,7 @@ class AccessService(Service):
             "undecided": self.undecided,
         }
 
-    def _prepare(self, args: dict[str, Any], current: AccessLists) -> _Prepared:
+    def _prepare(self, args: dict[str, Any], current: AccessLists, floor: int | None) -> _Prepared:
         """Everything an update needs that takes time (the signature over the canonical
         JSON, validation, the delta applied, the stored form, the digest): in a worker
         thread, on lists nobody modifies. CommandError when it is refused."""
@@ -548,6 +595,17 @@ class AccessService(Service):
                 f"version {update.version} is older than the lists this node had before "
                 f"they were set aside at start ({self._floor})",
             )
+        if update.expires is not None and floor is not None:
+            expires = int(update.expires.timestamp() * 1000)
+            if floor > expires:
+                # played back by whoever kept it (any certificate may write `cmd/`): on a
+                # node that lost its lists, it would let in every card revoked since
+                raise CommandError(
+                    "expired",
+                    f"these lists expired at {update.expires.isoformat()} and it is at least "
+                    f"{datetime.fromtimestamp(floor / 1000, UTC).isoformat()} here: dispatch "
+                    "signs lists with a later expires (is this node's clock right?)",
+                )
         new = apply(current, update)
         stored = dump(new)
         return _Prepared(new, digest_of(stored), stored, update.kind)
@@ -556,13 +614,16 @@ class AccessService(Service):
         """`access.update {"lists": {...}, "sig": "..."}`: all of it, or nothing."""
         async with self._updating:
             current = self.lists
-            ready = await asyncio.to_thread(self._prepare, args, current)
+            reading = self.time.read()
+            ready = await asyncio.to_thread(self._prepare, args, current, reading.ms)
             # one step on the loop: a tap before it was decided on the old lists, any tap
             # after it on the new ones (the repeat memory stays: see `_repeat`)
             assert self.lists is current, "the lists changed outside an update"
             self.lists, self._digest = ready.lists, (ready.lists, ready.digest)
             self.host.state.set(MADE_FOR_KEY, self._card_ref_check())
             self.host.state.set(LISTS_KEY, ready.stored)
+            ms, source = self.host.clock.now()
+            self.age.taken(ready.lists.version, (ms, source.value), reading)
         log.info("access lists version %d in force (%s)", ready.lists.version, ready.kind)
         return {"applied": ready.kind, **self._status(ready.lists, ready.digest)}
 

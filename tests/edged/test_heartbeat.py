@@ -4,7 +4,14 @@ from typing import Any
 
 from edged.config.models import HealthConfig
 from edged.heartbeat import HealthReporter
-from edged.payloads import DriverStatus, Health, MqttHealth, OutboxHealth, WifiHealth
+from edged.payloads import (
+    AccessHealth,
+    DriverStatus,
+    Health,
+    MqttHealth,
+    OutboxHealth,
+    WifiHealth,
+)
 from tests.drivers.gpio.fakes import SupervisedBoard, mock_pins
 from tests.helpers.drivers import Recorder
 
@@ -141,6 +148,28 @@ def test_the_hotspot_losing_the_internet_makes_a_full_report_and_its_counts_do_n
     assert kind(r.report(health(wifi=hotspot(internet=True, clients=9)), 1)) is None
     clock.now += 30
     assert kind(r.report(health(wifi=hotspot(internet=False, clients=9)), 1)) == "health"
+
+
+def lists(version: int = 1, held_s: int = 60, expired: bool = False) -> AccessHealth:
+    return AccessHealth(version=version, held_s=held_s, age_s=held_s, expired=expired)
+
+
+def test_access_lists_expiring_make_a_full_report_and_their_age_does_not() -> None:
+    r, clock = reporter()
+    clock.now += 30
+    assert kind(r.report(health(access=lists()), 1)) == "health"
+    clock.now += 30
+    assert kind(r.report(health(access=lists(held_s=90)), 1)) is None
+    clock.now += 30
+    assert kind(r.report(health(access=lists(held_s=120, expired=True)), 1)) == "health"
+
+
+def test_new_access_lists_make_a_full_report() -> None:
+    r, clock = reporter()
+    clock.now += 30
+    assert kind(r.report(health(access=lists()), 1)) == "health"
+    clock.now += 30
+    assert kind(r.report(health(access=lists(version=2, held_s=0)), 1)) == "health"
 
 
 async def test_a_gpio_driver_failure_makes_a_full_report_naming_it() -> None:

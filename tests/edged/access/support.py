@@ -10,6 +10,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.access.cardref import CardRefs
+from edged.access.freshness import ListsAge
 from edged.access.lasttrusted import LastTrustedTime
 from edged.access.lists import sign_lists
 from edged.clock import Clock, ClockSource
@@ -119,4 +120,5 @@ def service_on(
         last_trusted=LastTrustedTime(
             node.clock, node.state.get, node.state.set, boot=boot, monotonic=monotonic
         ),
+        lists_age=ListsAge(node.state.get, node.state.set, boot=boot, monotonic=monotonic),
     )

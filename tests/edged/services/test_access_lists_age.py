@@ -1,0 +1,236 @@
+"""The access lists' age on a node: reported, judged without a clock that can jump, and what
+the node does past the `expires` dispatch signed into them."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.events import Tap, Unlock
+from edged.errors import CommandError
+from edged.services.access import AccessService
+from tests.edged.access.support import (
+    UID_LOST,
+    UID_RESIDENT,
+    UID_SENIOR,
+    UID_STAFF,
+    SetClock,
+    full_lists,
+    host,
+    service_on,
+    signed,
+)
+from tests.helpers.host import TestHost
+
+ISSUED = datetime(2026, 12, 1, 8, tzinfo=UTC)
+EXPIRES = ISSUED + timedelta(days=7)
+WEEK_S = 7 * 86_400.0
+
+
+class Mono:
+    def __init__(self, at: float = 1000.0) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def dated(version: int = 1, issued: datetime = ISSUED, expires: datetime = EXPIRES) -> Any:
+    return signed(full_lists(version, issued=issued.isoformat(), expires=expires.isoformat()))
+
+
+def node_with_lists(
+    tmp_path: Path,
+    *,
+    trusted: bool = True,
+    at: datetime = ISSUED + timedelta(hours=1),
+    mono: Mono | None = None,
+    **config: Any,
+) -> tuple[TestHost, AccessService, SetClock, Mono]:
+    clock = SetClock(0, trusted=trusted)
+    clock.at(at)
+    node = host(clock=clock)
+    mono = mono or Mono()
+    service = service_on(node, tmp_path, monotonic=mono, **config)
+    asyncio.run(service.command_update(dated()))
+    return node, service, clock, mono
+
+
+def tap(node: TestHost, uid: bytes, ts: float = 100.0, reader: str = "front") -> Any:
+    node.emit(Tap(uid=uid, reader=reader, ts=ts))
+    return node.bodies("events/tap")[-1]
+
+
+def health(service: AccessService) -> Any:
+    return asyncio.run(service.report())["access"]
+
+
+# -- what ops sees ---------------------------------------------------------------------------
+
+
+def test_health_says_when_dispatch_issued_the_lists_and_when_the_node_took_them(
+    tmp_path: Path,
+) -> None:
+    _, service, clock, mono = node_with_lists(tmp_path)
+    mono.at += 7200
+    report = health(service)
+    assert (report.version, report.issued, report.expires) == (
+        1,
+        int(ISSUED.timestamp() * 1000),
+        int(EXPIRES.timestamp() * 1000),
+    )
+    assert (report.received, report.received_clock) == (clock.ms, "ntp")
+    assert (report.held_s, report.expired) == (7200, False)
+    # taken an hour after issued, held two since: the trusted clock that did not move is
+    # no reason to say less
+    assert report.age_s == 3 * 3600
+
+
+def test_health_of_lists_without_a_validity_has_their_version_and_held_time_only(
+    tmp_path: Path,
+) -> None:
+    node = host(clock=SetClock(int(ISSUED.timestamp() * 1000)))
+    service = service_on(node, tmp_path)
+    asyncio.run(service.command_update(signed(full_lists(3))))
+    report = health(service).to_json_dict()
+    assert "issued" not in report and "expires" not in report and "age_s" not in report
+    assert (report["version"], report["expired"]) == (3, False)
+
+
+def test_access_status_gives_the_lists_age(tmp_path: Path) -> None:
+    _, service, _, _ = node_with_lists(tmp_path)
+    status = asyncio.run(service.command_status({}))
+    assert status["expires"] == int(EXPIRES.timestamp() * 1000) and status["expired"] is False
+
+
+# -- past expires ---------------------------------------------------------------------------
+
+
+def test_lists_past_expires_keep_boarding_riders_by_default_each_tap_flagged(
+    tmp_path: Path,
+) -> None:
+    node, service, clock, _ = node_with_lists(tmp_path)
+    clock.at(EXPIRES + timedelta(minutes=1))
+    event = tap(node, UID_RESIDENT)
+    assert (event.decision, event.reason, event.lists_expired) == ("granted", "ok", True)
+    assert node.counters["access.lists_expired"] == 1 and health(service).expired
+
+
+def test_a_tap_on_fresh_lists_is_not_flagged(tmp_path: Path) -> None:
+    node, _, _, _ = node_with_lists(tmp_path)
+    assert "lists_expired" not in tap(node, UID_RESIDENT).to_json_dict()
+
+
+def test_the_deny_list_still_refuses_past_expires(tmp_path: Path) -> None:
+    node, _, clock, _ = node_with_lists(tmp_path)
+    clock.at(EXPIRES + timedelta(days=30))
+    event = tap(node, UID_LOST)
+    assert (event.decision, event.reason) == ("denied", "blocked")
+    assert node.of_type(Unlock) == []
+
+
+def test_refuse_past_expires_turns_riders_away_with_reason_lists_expired(tmp_path: Path) -> None:
+    node, _, clock, _ = node_with_lists(tmp_path, expired_lists="refuse")
+    clock.at(EXPIRES + timedelta(minutes=1))
+    event = tap(node, UID_RESIDENT)
+    assert (event.decision, event.reason) == ("denied", "lists_expired")
+    assert node.of_type(Unlock) == []
+
+
+def test_refuse_past_expires_still_lets_staff_in(tmp_path: Path) -> None:
+    node, _, clock, _ = node_with_lists(tmp_path, expired_lists="refuse")
+    clock.at(EXPIRES + timedelta(minutes=1))
+    assert tap(node, UID_STAFF).decision == "granted"
+
+
+def test_an_expiry_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    node, _, clock, _ = node_with_lists(tmp_path)
+    clock.at(EXPIRES + timedelta(minutes=1))
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_SENIOR, ts=200.0)
+    assert sum("expired at" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_empty_delta_one_version_up_renews_expired_lists(tmp_path: Path) -> None:
+    node, service, clock, _ = node_with_lists(tmp_path)
+    clock.at(EXPIRES + timedelta(minutes=1))
+    later = {"issued": clock_iso(clock), "expires": (EXPIRES + timedelta(days=7)).isoformat()}
+    delta = {"kind": "delta", "fleet": service.fleet, "version": 2, "base_version": 1, **later}
+    asyncio.run(service.command_update(signed(delta)))
+    assert not health(service).expired
+    assert "lists_expired" not in tap(node, UID_RESIDENT).to_json_dict()
+
+
+def clock_iso(clock: SetClock) -> str:
+    return datetime.fromtimestamp(clock.ms / 1000, UTC).isoformat()
+
+
+# -- the adversaries -------------------------------------------------------------------------
+
+
+def test_a_peer_playing_back_an_expired_list_to_a_node_that_lost_its_own_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A fleet peer (any certificate may write cmd/) kept a signed list from before a card
+    was revoked; the node lost its state: an expired list is no way back to it."""
+    clock = SetClock(0)
+    clock.at(EXPIRES + timedelta(days=60))
+    service = service_on(host(clock=clock), tmp_path)
+    with pytest.raises(CommandError) as info:
+        asyncio.run(service.command_update(dated(5)))
+    assert info.value.code == "expired" and service.lists.version == 0
+
+
+def test_a_clock_set_back_does_not_make_expired_lists_fresh(tmp_path: Path) -> None:
+    """Someone at the node's clock (`date -s` with trust_system_clock) sets it back to a
+    day the lists held: they were held past their validity, on the monotonic clock."""
+    node, service, clock, mono = node_with_lists(tmp_path)
+    mono.at += WEEK_S
+    clock.at(ISSUED + timedelta(hours=2))
+    assert tap(node, UID_RESIDENT).lists_expired is True and health(service).expired
+
+
+def test_a_clock_set_back_across_a_restart_does_not_make_expired_lists_fresh(
+    tmp_path: Path,
+) -> None:
+    node, _, clock, mono = node_with_lists(tmp_path)
+    mono.at += WEEK_S
+    clock.at(ISSUED + timedelta(hours=2))
+    again = host(clock=clock)
+    again.state = node.state
+    service = service_on(again, tmp_path, monotonic=mono)  # same boot: the daemon restarted
+    assert health(service).expired
+
+
+def test_an_unsynced_clock_stepped_forward_does_not_expire_the_lists(tmp_path: Path) -> None:
+    """A node without NTP whose clock jumps on a year (a GPS fix not believed, a guess):
+    riders keep boarding unflagged; only a trusted time or the time held expire them."""
+    node, service, clock, mono = node_with_lists(tmp_path)
+    clock.trusted = False
+    clock.at(EXPIRES + timedelta(days=365))
+    mono.at += 3600
+    assert "lists_expired" not in tap(node, UID_RESIDENT).to_json_dict()
+    assert not health(service).expired
+
+
+def test_a_node_that_never_had_a_clock_expires_its_lists_after_their_validity_of_running(
+    tmp_path: Path,
+) -> None:
+    node, service, _, mono = node_with_lists(
+        tmp_path, trusted=False, at=datetime(1970, 1, 2, tzinfo=UTC)
+    )
+    mono.at += WEEK_S - 3600  # issued + held: still an hour to go
+    assert not health(service).expired
+    mono.at += 7200
+    assert tap(node, UID_RESIDENT).lists_expired is True
+
+
+def test_a_revoked_card_boarding_on_expired_lists_is_flagged_for_dispatch(tmp_path: Path) -> None:
+    """The rider's gain on a node offline past expires (default `allow`): a ride, recorded
+    with the lists' staleness so dispatch can act on it."""
+    node, _, clock, _ = node_with_lists(tmp_path)
+    clock.at(EXPIRES + timedelta(days=3))
+    event = tap(node, UID_SENIOR)  # revoked at dispatch since; this node never heard
+    assert (event.decision, event.lists_expired, event.lists_version) == ("granted", True, 1)
