@@ -397,7 +397,7 @@ class TapEvent(Body):
     reason: str = Field(
         description="ok, booking, staff, provider, exit, unknown_allowed, repeat; denied: "
         "blocked, unknown, expired, not_yet_valid, no_booking, full, clock_unsynced, "
-        "out_of_service, lists_expired"
+        "out_of_service, lists_expired, together"
     )
     action: Literal["board", "enter", "exit", "checkin", "login", "logout"] | None = None
     profile: str | None = Field(description="the card's profile; null for an unknown card")

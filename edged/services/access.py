@@ -95,6 +95,12 @@ TOGETHER_S = 0.5
 nfc.libnfc reads two targets on alternate polls (50 ms apart by default), and a card is
 held longer than this. Not longer: a phone presented just after someone else's card was
 lifted (tailgating) must still show red."""
+HELD_TOGETHER_S = 0.25
+"""Two cards granted at one reader this close were held to it together (a wallet): the
+driver reports each, in the same poll or on alternate ones (50 ms apart by default). The
+second is refused `together`: one presentation is one rider, one fare, one count. Riders
+tapping in turn take longer (one lifts a card, the next presents one); a rider boarding
+with a second pass taps it on its own."""
 MAX_RECENT = 1_000
 STRANGERS_BURST = 10
 STRANGERS_EVERY_S = 2.0
@@ -201,6 +207,7 @@ class AccessService(Service):
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._said: OrderedDict[str, _Said] = OrderedDict()  # card_ref -> last recorded
         self._card_read: dict[str, float] = {}  # reader -> Tap.ts of its last card's tap
+        self._granted: dict[str, tuple[float, str]] = {}  # reader -> its last new grant
         self._phone_spared: set[str] = set()  # readers whose last card's phone spent no budget
         self._strangers: dict[str, TokenBucket] = {}  # reader -> its budget, in Tap.ts time
         self._again: dict[str, TokenBucket] = {}  # reader -> its budget of repeats recorded
@@ -379,6 +386,12 @@ class AccessService(Service):
                 lists_expired=expired,
             )
             decision = decide(self.lists, self.config, ref, situation)
+            if decision.granted and self._together(ref, tap.reader, tap.ts):
+                # one presentation, one rider: the second card of a wallet held to the reader
+                # is not charged nor counted, and leaves the first one's light alone
+                decision = Decision(False, "together", profile=decision.profile)
+                self.host.counters.inc("access.together")
+                shown = False
         if decision.reason not in ("random_uid", "too_many_unknown"):
             self._card_read[tap.reader] = tap.ts
             self._phone_spared.discard(tap.reader)
@@ -424,12 +437,20 @@ class AccessService(Service):
         if expired:
             self.host.counters.inc("access.lists_expired")
         if decision.granted and situation is not None:  # a new grant, not a repeat
+            self._granted[tap.reader] = (tap.ts, ref)
             self._recent[ref] = _Recent(tap.ts, role, decision, situation, tap.ts)
             self._recent.move_to_end(ref)
             while len(self._recent) > MAX_RECENT:
                 self._recent.popitem(last=False)
             self._remember(ref, decision)
         self._count_validity(decision)
+
+    def _together(self, ref: str, reader: str, ts: float) -> bool:
+        """Whether another card was granted at `reader` just before: two cards
+        held to it together (a wallet), which the driver reports as two taps, one poll or
+        two apart (`HELD_TOGETHER_S`). The first read boards."""
+        last = self._granted.get(reader)
+        return last is not None and last[1] != ref and 0 <= ts - last[0] < HELD_TOGETHER_S
 
     def _count_validity(self, decision: Decision) -> None:
         if decision.validity is not None:

@@ -20,6 +20,7 @@ from edged.commands.router import CommandRouter, IncomingCommand
 from edged.config.access import OccupancyServiceConfig
 from edged.errors import CommandError
 from edged.services.access import (
+    HELD_TOGETHER_S,
     LISTS_KEY,
     MADE_FOR_KEY,
     STILL_THERE_S,
@@ -369,13 +370,14 @@ def emulated(i: int) -> bytes:
 def test_a_card_emulator_changing_its_uid_checks_in_only_its_budget_at_a_truck(
     tmp_path: Path,
 ) -> None:
-    """A truck admits unknown cards: 200 new UIDs in 10 s (the emulator at 20 a second)
-    were 200 people checked in, the truck "full" for real ones, 200 records."""
+    """A truck admits unknown cards: 200 new UIDs in 50 s (the emulator at 4 a second,
+    each just apart enough not to be taken for cards held together) were 200 people
+    checked in, the truck "full" for real ones, 200 records."""
     node, _, occupancy = make(tmp_path, "truck", capacity=None)
     for i in range(200):
-        tap(node, emulated(i), ts=100.0 + i * 0.05)
+        tap(node, emulated(i), ts=100.0 + i * HELD_TOGETHER_S)
     allowed = occupancy.count
-    most = STRANGERS_BURST + 10 / STRANGERS_EVERY_S + 1
+    most = STRANGERS_BURST + 200 * HELD_TOGETHER_S / STRANGERS_EVERY_S + 1
     assert STRANGERS_BURST <= allowed <= most
     assert len(node.of_type(Unlock)) == allowed
     reasons = [t.reason for t in taps(node)]
@@ -1157,3 +1159,46 @@ def test_a_daily_reset_made_up_at_start_keeps_inside_only_who_entered_since(
     assert occupancy.count == 1 and service.inside == {REFS(UID_STAFF)}
     tap(node, UID_STAFF, ts=30.0)
     assert taps(node)[-1].action == "exit" and occupancy.count == 0
+
+
+# -- two cards held together -----------------------------------------------------------------
+
+
+def test_two_cards_held_together_board_once(tmp_path: Path) -> None:
+    node, _, occupancy = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_SENIOR, ts=100.05)  # the next poll: both cards in the field (a wallet)
+    second = taps(node)[-1]
+    assert (second.decision, second.reason, second.fare_cents) == ("denied", "together", None)
+    assert occupancy.count == 1 and len(node.of_type(Unlock)) == 1
+    assert node.counters["access.together"] == 1
+
+
+def test_the_second_of_two_cards_held_together_leaves_the_first_one_s_light(
+    tmp_path: Path,
+) -> None:
+    node, _, _ = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_SENIOR, ts=100.05)
+    assert [f.pattern for f in node.of_type(Feedback)] == ["granted"]
+
+
+def test_two_riders_tapping_in_turn_both_board(tmp_path: Path) -> None:
+    node, _, occupancy = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_SENIOR, ts=100.0 + HELD_TOGETHER_S)
+    assert taps(node)[-1].decision == "granted" and occupancy.count == 2
+
+
+def test_a_refused_card_held_with_a_valid_one_does_not_stop_it(tmp_path: Path) -> None:
+    node, _, _ = make(tmp_path)
+    tap(node, UID_LOST, ts=100.0)
+    tap(node, UID_RESIDENT, ts=100.05)
+    assert taps(node)[-1].decision == "granted"
+
+
+def test_two_cards_held_together_at_two_readers_are_two_riders(tmp_path: Path) -> None:
+    node, _, occupancy = make(tmp_path, readers={"front": "entry", "rear": "entry"})
+    tap(node, UID_RESIDENT, ts=100.0, reader="front")
+    tap(node, UID_SENIOR, ts=100.05, reader="rear")
+    assert occupancy.count == 2
