@@ -169,6 +169,17 @@ class DriverState:
 
 
 @dataclass
+class ListsInfo:
+    """The access lists a node reports (`health.access`): how old they are."""
+
+    version: int
+    issued: int | None  # UTC ms, signed by dispatch
+    expires: int | None
+    held_s: int | None
+    expired: bool  # the node proved them past `expires`
+
+
+@dataclass
 class HealthInfo:
     uptime_s: float | None
     rss_mb: float | None
@@ -181,6 +192,7 @@ class HealthInfo:
     outbox_oldest_age_s: float | None
     drivers: list[DriverState]
     errors: dict[str, int]
+    lists: ListsInfo | None = None
 
 
 @dataclass
@@ -278,6 +290,24 @@ class NodeView:
     def outbox_depth(self) -> int | None:
         return None if self.health is None else self.health.outbox_depth
 
+    def lists_age_s(self, now: float) -> float | None:
+        """How old the node's access lists are: from the `issued` dispatch signed, on this
+        machine's clock; without it, the time the node says it has held them."""
+        lists = None if self.health is None else self.health.lists
+        if lists is None:
+            return None
+        if lists.issued is not None:
+            return max(0.0, now - lists.issued / 1000)
+        return None if lists.held_s is None else float(lists.held_s)
+
+    def lists_expired(self, now: float) -> bool:
+        """Past their `expires`, as the node proved it or as this machine's clock says (a
+        node without a clock, or off for weeks, may not know yet)."""
+        lists = None if self.health is None else self.health.lists
+        if lists is None:
+            return False
+        return lists.expired or (lists.expires is not None and now * 1000 > lists.expires)
+
     def fix_age_s(self, now: float) -> float | None:
         if self.position is None or self.position.fix_ms is None:
             return None
@@ -290,6 +320,19 @@ class NodeView:
         if self.last_received is not None:
             return max(0.0, now - self.last_received)
         return None
+
+
+def _lists(access: Mapping[str, Any] | None) -> ListsInfo | None:
+    version = None if access is None else _int(access.get("version"))
+    if access is None or version is None:
+        return None
+    return ListsInfo(
+        version=version,
+        issued=_int(access.get("issued")),
+        expires=_int(access.get("expires")),
+        held_s=_int(access.get("held_s")),
+        expired=access.get("expired") is True,
+    )
 
 
 # -- the view --------------------------------------------------------------------------------
@@ -538,6 +581,7 @@ class FleetView:
             outbox_oldest_age_s=_num(outbox.get("oldest_age_s"), 0),
             drivers=drivers,
             errors=errors,
+            lists=_lists(_obj(body.get("access"))),
         )
         return True
 

@@ -54,6 +54,18 @@ def occupancy_text(node: NodeView) -> str:
     return text
 
 
+def lists_text(node: NodeView, now: float) -> Text:
+    """The access lists' version and age; red when past their expires (revocations since
+    do not reach that node)."""
+    lists = None if node.health is None else node.health.lists
+    if lists is None:
+        return Text(DASH)
+    text = f"v{lists.version} {age(node.lists_age_s(now))}"
+    if node.lists_expired(now):
+        return Text(f"{text} expired", style="bold red")
+    return Text(text)
+
+
 def alarms_text(node: NodeView) -> Text:
     active = node.active_alarms
     if not active:
@@ -81,6 +93,7 @@ def fleet_table(
     table.add_column("fix age", justify="right", no_wrap=True)
     table.add_column("occupancy", justify="right", no_wrap=True)
     table.add_column("outbox", justify="right", no_wrap=True)
+    table.add_column("lists", no_wrap=True)
     table.add_column("alarms")
     for node in view.sorted_nodes():
         pos = node.position
@@ -93,10 +106,11 @@ def fleet_table(
             age(node.fix_age_s(now)),
             occupancy_text(node),
             num(node.outbox_depth, "d"),
+            lists_text(node, now),
             alarms_text(node),
         )
     for key in sorted(set(named) - view.nodes.keys()):
-        table.add_row(Text(key), Text("nothing heard", style="yellow"), *[DASH] * 7)
+        table.add_row(Text(key), Text("nothing heard", style="yellow"), *[DASH] * 8)
     if table.row_count == 0:
-        table.add_row(Text("no node seen yet", style="dim"), *[""] * 8)
+        table.add_row(Text("no node seen yet", style="dim"), *[""] * 9)
     return table

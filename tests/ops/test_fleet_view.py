@@ -759,3 +759,72 @@ def test_a_message_of_a_batch_that_is_not_read_leaves_the_others_read_and_shown(
     assert node.position.lat == 46.1
     assert node.changed == v.version
     assert v.rejected == 1
+
+
+# -- the access lists' age ---------------------------------------------------------------------
+
+
+def health_with_lists(**access: Any) -> bytes:
+    return msg(
+        uptime_s=1.0,
+        clock="ntp",
+        connected=True,
+        reconnects=0,
+        outbox={"depth": 0},
+        drivers=[],
+        errors={},
+        access={"version": 12, "held_s": 60, "expired": False, **access},
+    )
+
+
+def lists_cell(v: FleetView) -> str:
+    out = io.StringIO()
+    Console(file=out, width=250, no_color=True).print(fleet_table(v, NOW))
+    return out.getvalue()
+
+
+def test_the_lists_age_is_counted_from_the_issued_dispatch_signed() -> None:
+    v = view()
+    v.ingest(f"{BASE}/health", health_with_lists(issued=NOW_MS - 3 * 86_400_000))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.lists_age_s(NOW) == 3 * 86_400
+    assert "v12 3 d" in lists_cell(v)
+
+
+def test_lists_past_expires_on_this_machine_s_clock_show_expired_before_the_node_knows() -> None:
+    """A node without a clock, or one that was off, may not have proven it yet."""
+    v = view()
+    v.ingest(f"{BASE}/health", health_with_lists(expires=NOW_MS - 1000, expired=False))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.lists_expired(NOW)
+    assert "expired" in lists_cell(v)
+
+
+def test_lists_the_node_says_expired_show_expired() -> None:
+    v = view()
+    v.ingest(f"{BASE}/health", health_with_lists(expired=True))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.lists_expired(NOW)
+
+
+def test_lists_without_issued_are_as_old_as_the_node_has_held_them() -> None:
+    v = view()
+    v.ingest(f"{BASE}/health", health_with_lists(held_s=7200))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.lists_age_s(NOW) == 7200 and not node.lists_expired(NOW)
+
+
+def test_a_health_without_access_has_no_lists() -> None:
+    v = view()
+    v.ingest(f"{BASE}/health", HEALTH)
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.health is not None and node.health.lists is None
+
+
+def test_wrong_types_in_health_access_become_unknowns_not_errors() -> None:
+    v = view()
+    v.ingest(f"{BASE}/health", health_with_lists(issued="yesterday", expires=-5, expired="yes"))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.health is not None and node.health.lists is not None
+    assert (node.health.lists.issued, node.health.lists.expires) == (None, None)
+    assert not node.health.lists.expired
