@@ -8,6 +8,7 @@ any language to check itself against.
 import argparse
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -37,6 +38,13 @@ def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     )
     sign.add_argument("file", type=Path, metavar="LISTS.json", help="a full list or a delta")
     sign.add_argument("--key", type=Path, required=True, metavar="FILE", help="list-signing key")
+    sign.add_argument(
+        "--valid-days",
+        type=float,
+        metavar="DAYS",
+        help="sign issued (now) and expires (now + DAYS) into the lists: past it a node "
+        "flags its taps and applies expired_lists (docs/topics.md, How long the lists hold)",
+    )
     ref = sub.add_parser(
         "card-ref",
         help="the card_ref a node computes for a card UID (not for a random ID: 4 bytes from 08)",
@@ -46,7 +54,14 @@ def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     ref.add_argument("--bytes", type=int, default=16, help="card_ref_bytes of the nodes (16)")
 
 
-def sign_file(path: Path, key_path: Path) -> str:
+MAX_VALID_DAYS = 3650.0
+
+
+def sign_file(
+    path: Path, key_path: Path, valid_days: float | None = None, now: datetime | None = None
+) -> str:
+    """The `access.update` arguments for the lists in `path`, signed; `valid_days`: with
+    `issued` and `expires` set from `now` (default the clock of this machine)."""
     try:
         document = json.loads(path.read_text())
     except OSError as exc:
@@ -55,6 +70,12 @@ def sign_file(path: Path, key_path: Path) -> str:
         raise AccessToolError(f"{path} is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise AccessToolError(f"{path} must hold a JSON object (a full list or a delta)")
+    if valid_days is not None:
+        if not 0 < valid_days <= MAX_VALID_DAYS:
+            raise AccessToolError(f"--valid-days must be above 0 and at most {MAX_VALID_DAYS:g}")
+        issued = (now or datetime.now(UTC)).replace(microsecond=0)
+        document["issued"] = issued.isoformat()
+        document["expires"] = (issued + timedelta(days=valid_days)).isoformat()
     model = AccessDelta if document.get("kind") == "delta" else AccessLists
     try:
         model.model_validate(document)
@@ -95,7 +116,7 @@ def card_ref(uid_hex: str, secret_file: Path, nbytes: int) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "lists":
-            print(sign_file(args.file, args.key))
+            print(sign_file(args.file, args.key, args.valid_days))
         else:
             print(card_ref(args.uid, args.secret_file, args.bytes))
     except EdgedError as exc:

@@ -2,6 +2,7 @@
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,25 @@ def test_a_list_signed_fits_the_access_update_edgectl_cmd_sends(
     kid = "k" * 64  # the longest a [[security.keys]] id may be
     request = make_request(base, "access.update", args, key=load_private_key(key_file), kid=kid)
     assert len(request.payload) <= LIST_BYTES
+
+
+def test_valid_days_signs_issued_and_expires_into_the_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    public = generate_key_file(tmp_path / "lists.key")
+    doc = {"kind": "full", "fleet": "creuse", "version": 4}
+    path, key = str(lists_file(tmp_path, doc)), str(tmp_path / "lists.key")
+    assert main(["lists", "sign", path, "--key", key, "--valid-days", "7"]) == 0
+    args = json.loads(capsys.readouterr().out)
+    parsed = parse_update(args, key=public_key_from_text(public), fleet="creuse", card_ref_chars=32)
+    assert parsed.issued is not None and parsed.expires is not None
+    assert parsed.expires - parsed.issued == timedelta(days=7)
+    assert abs(parsed.issued - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_valid_days_of_zero_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    generate_key_file(tmp_path / "lists.key")
+    doc = {"kind": "full", "fleet": "creuse", "version": 4}
+    path, key = str(lists_file(tmp_path, doc)), str(tmp_path / "lists.key")
+    assert main(["lists", "sign", path, "--key", key, "--valid-days", "0"]) == 2
+    assert "--valid-days" in capsys.readouterr().err
