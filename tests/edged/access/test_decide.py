@@ -455,3 +455,40 @@ def test_a_slot_the_spring_forward_gap_turned_back_to_front_opens_nothing(
     moments = [datetime(2027, 3, 28, 3, m, tzinfo=PARIS) for m in (0, 15, 25)]
     reasons = [decide(booked, cfg, REFS(UID_BOOKED), at("venue", now=t)).reason for t in moments]
     assert reasons == ["no_booking"] * 3
+
+
+# -- lists past their signed expires -------------------------------------------------------------
+
+
+def test_expired_lists_decide_as_ever_by_default(cfg: AccessServiceConfig) -> None:
+    d = decide(lists(), cfg, REFS(UID_RESIDENT), at("shuttle", lists_expired=True))
+    assert (d.granted, d.reason, d.fare_cents) == (True, "ok", 150)
+
+
+def test_expired_lists_under_refuse_board_no_rider(tmp_path: Path) -> None:
+    strict = config(tmp_path, expired_lists="refuse")
+    d = decide(lists(), strict, REFS(UID_RESIDENT), at("shuttle", lists_expired=True))
+    assert (d.granted, d.reason, d.profile) == (False, "lists_expired", "resident")
+
+
+def test_expired_lists_under_refuse_still_let_staff_in(tmp_path: Path) -> None:
+    strict = config(tmp_path, expired_lists="refuse", rooms=["salle-1"])
+    assert decide(lists(), strict, REFS(UID_STAFF), at("venue", lists_expired=True)).granted
+
+
+def test_expired_lists_under_refuse_still_let_everyone_out(tmp_path: Path) -> None:
+    strict = config(tmp_path, expired_lists="refuse")
+    d = decide(lists(), strict, REFS(UID_RESIDENT), at("venue", role="exit", lists_expired=True))
+    assert (d.granted, d.action) == (True, "exit")
+
+
+def test_expired_lists_under_refuse_leave_the_config_s_unknown_card_allow(tmp_path: Path) -> None:
+    """A truck's client check-in is the config's word, not the lists'."""
+    strict = config(tmp_path, expired_lists="refuse")
+    d = decide(lists(), strict, REFS(UID_UNKNOWN), at("truck", lists_expired=True))
+    assert (d.granted, d.reason) == (True, "unknown_allowed")
+
+
+def test_expired_lists_still_refuse_a_denied_card(tmp_path: Path) -> None:
+    d = decide(lists(), config(tmp_path), REFS(UID_LOST), at("shuttle", lists_expired=True))
+    assert (d.granted, d.reason) == (False, "blocked")

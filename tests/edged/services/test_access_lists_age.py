@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from core.events import Tap, Unlock
+from edged.clock import ClockSource
 from edged.errors import CommandError
 from edged.services.access import AccessService
 from tests.edged.access.support import (
@@ -234,3 +235,17 @@ def test_a_revoked_card_boarding_on_expired_lists_is_flagged_for_dispatch(tmp_pa
     clock.at(EXPIRES + timedelta(days=3))
     event = tap(node, UID_SENIOR)  # revoked at dispatch since; this node never heard
     assert (event.decision, event.lists_expired, event.lists_version) == ("granted", True, 1)
+
+
+def test_a_gps_time_jumping_a_year_on_under_a_running_node_does_not_expire_the_lists(
+    tmp_path: Path,
+) -> None:
+    """A spoofer moving GPS time on (the kernel clock without NTP) to lock riders out
+    where `expired_lists = "refuse"`: a GPS time away from the one carried on is not
+    believed, so only the time held counts."""
+    node, service, clock, mono = node_with_lists(tmp_path, expired_lists="refuse")
+    clock.kind = ClockSource.GPS
+    clock.at(EXPIRES + timedelta(days=365))
+    mono.at += 60
+    assert tap(node, UID_SENIOR).decision == "granted"  # no dates of its own to doubt
+    assert not health(service).expired
