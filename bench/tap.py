@@ -295,6 +295,7 @@ secret_file = "{secret}"
 lists_public_key = "{public_key}"
 unknown_card = "deny"
 pulse_s = {pulse_s}
+together_s = 0  # cards follow each other faster than riders: each one is measured
 
 [services.occupancy]
 enabled = true

@@ -47,6 +47,12 @@ def _list_name(value: str) -> str:
 
 
 ListName = Annotated[str, AfterValidator(_list_name)]
+HELD_TOGETHER_S = 0.25
+"""`together_s` by default. Two cards granted at one reader this close were held to it
+together (a wallet): the driver reports each, in the same poll or on alternate ones (50 ms
+apart by default). The second is refused `together`: one presentation is one rider, one
+fare, one count. Riders tapping in turn take longer (one lifts a card, the next presents
+one); a rider boarding with a second pass taps it on its own."""
 NEVER = "never"
 """`[services.occupancy] reset_at = "never"`: no daily reset."""
 
@@ -106,6 +112,13 @@ class AccessServiceConfig(Strict):
         "since: cards revoked meanwhile are not on them): allow (decide on them as ever, each "
         "tap flagged lists_expired, health says so) or refuse (only staff_profiles let in by "
         "the lists); the deny list applies either way",
+    )
+    together_s: float = Field(
+        default=HELD_TOGETHER_S,
+        ge=0,
+        le=2,
+        description="cards granted at one reader this close were held together (a wallet): "
+        "the second is refused `together`, one presentation one rider; 0: each card boards",
     )
     pulse_s: float = Field(default=3.0, gt=0, le=30, description="lock relay pulse on a grant")
     rooms: list[ListName] = Field(

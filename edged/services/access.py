@@ -95,12 +95,6 @@ TOGETHER_S = 0.5
 nfc.libnfc reads two targets on alternate polls (50 ms apart by default), and a card is
 held longer than this. Not longer: a phone presented just after someone else's card was
 lifted (tailgating) must still show red."""
-HELD_TOGETHER_S = 0.25
-"""Two cards granted at one reader this close were held to it together (a wallet): the
-driver reports each, in the same poll or on alternate ones (50 ms apart by default). The
-second is refused `together`: one presentation is one rider, one fare, one count. Riders
-tapping in turn take longer (one lifts a card, the next presents one); a rider boarding
-with a second pass taps it on its own."""
 MAX_RECENT = 1_000
 STRANGERS_BURST = 10
 STRANGERS_EVERY_S = 2.0
@@ -448,9 +442,9 @@ class AccessService(Service):
     def _together(self, ref: str, reader: str, ts: float) -> bool:
         """Whether another card was granted at `reader` just before: two cards
         held to it together (a wallet), which the driver reports as two taps, one poll or
-        two apart (`HELD_TOGETHER_S`). The first read boards."""
-        last = self._granted.get(reader)
-        return last is not None and last[1] != ref and 0 <= ts - last[0] < HELD_TOGETHER_S
+        two apart (`together_s`, default `HELD_TOGETHER_S`). The first read boards."""
+        last, window = self._granted.get(reader), self.config.together_s
+        return last is not None and last[1] != ref and 0 <= ts - last[0] < window
 
     def _count_validity(self, decision: Decision) -> None:
         if decision.validity is not None:

@@ -17,10 +17,9 @@ from edged.access.lasttrusted import STATE_KEY
 from edged.access.lists import digest
 from edged.clock import ClockSource
 from edged.commands.router import CommandRouter, IncomingCommand
-from edged.config.access import OccupancyServiceConfig
+from edged.config.access import HELD_TOGETHER_S, OccupancyServiceConfig
 from edged.errors import CommandError
 from edged.services.access import (
-    HELD_TOGETHER_S,
     LISTS_KEY,
     MADE_FOR_KEY,
     STILL_THERE_S,
@@ -1202,3 +1201,10 @@ def test_two_cards_held_together_at_two_readers_are_two_riders(tmp_path: Path) -
     tap(node, UID_RESIDENT, ts=100.0, reader="front")
     tap(node, UID_SENIOR, ts=100.05, reader="rear")
     assert occupancy.count == 2
+
+
+def test_together_s_zero_boards_each_card_held_together(tmp_path: Path) -> None:
+    node, _, occupancy = make(tmp_path, together_s=0)
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_SENIOR, ts=100.05)
+    assert occupancy.count == 2 and node.counters["access.together"] == 0
