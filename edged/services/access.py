@@ -28,6 +28,14 @@ same reader, it is a phone carrying that card in its wallet case (the reader lis
 a poll or two apart): recorded and refused as ever, but with no light of its own, so the
 card's verdict stays on the reader instead of a red light and three beeps after a green.
 
+Two cards held to a reader together (a wallet) are one presentation: the driver reports
+each, a poll or two apart; another card granted at that reader within `together_s` of a
+grant is refused `together` (no door, fare, count nor light of its own).
+
+Lists past the `expires` dispatch signed into them flag every tap (`lists_expired`) and
+follow `expired_lists`; their age is judged by `edged.access.freshness`, never on a
+clock that can be set back, and goes to `health.access`.
+
 A list update is checked (signature, canonical JSON, validation, the stored form) in a
 worker thread, in small pieces, while taps go on being decided on the old lists; then
 the new lists replace them in one step on the event loop. Updates apply one at a time,
