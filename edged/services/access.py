@@ -645,8 +645,11 @@ class AccessService(Service):
             self.lists, self._digest = ready.lists, (ready.lists, ready.digest)
             self.host.state.set(MADE_FOR_KEY, self._card_ref_check())
             self.host.state.set(LISTS_KEY, ready.stored)
-            ms, source = self.host.clock.now()
-            self.age.taken(ready.lists.version, (ms, source.value), reading)
+            if ready.lists.version != current.version:
+                # the same version is the same content (`apply`): sent again (a retry, a
+                # peer playing it back), it is no reason to count its held time from zero
+                ms, source = self.host.clock.now()
+                self.age.taken(ready.lists.version, (ms, source.value), reading)
         log.info("access lists version %d in force (%s)", ready.lists.version, ready.kind)
         return {"applied": ready.kind, **self._status(ready.lists, ready.digest)}
 

@@ -249,3 +249,16 @@ def test_a_gps_time_jumping_a_year_on_under_a_running_node_does_not_expire_the_l
     mono.at += 60
     assert tap(node, UID_SENIOR).decision == "granted"  # no dates of its own to doubt
     assert not health(service).expired
+
+
+def test_the_same_lists_sent_again_keep_the_time_they_were_held(tmp_path: Path) -> None:
+    """Dispatch retrying an update, or a peer playing back the lists in force: nothing
+    changed, so their held time goes on; restarted from zero, lists expired on a node
+    without a clock were fresh again for another validity."""
+    node, service, _, mono = node_with_lists(
+        tmp_path, trusted=False, at=datetime(1970, 1, 2, tzinfo=UTC)
+    )
+    mono.at += WEEK_S + 3600
+    asyncio.run(service.command_update(dated()))
+    assert health(service).held_s == WEEK_S + 3600
+    assert tap(node, UID_RESIDENT).lists_expired is True
