@@ -205,6 +205,30 @@ def dump(lists: AccessLists, *, step: int = STEP) -> dict[str, Any]:
     }
 
 
+def stored_forms(dumped: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Lists dumped (`dump`) as they are stored: (the lists without their validity, the
+    validity with the version and fleet it belongs to). Apart, because the release before
+    validity existed must still read the stored lists after an update's rollback (its model
+    forbids fields it does not know: it would decide on empty lists, every rider refused
+    `unknown`, and refuse as `bad_lists` every list dispatch signs a validity into)."""
+    lists = {k: v for k, v in dumped.items() if k not in VALIDITY}
+    validity = {k: dumped[k] for k in ("fleet", "version", *VALIDITY) if k in dumped}
+    return lists, validity
+
+
+def with_validity(lists: AccessLists, stored: Any) -> AccessLists:
+    """`lists` restored, with the validity stored beside them (`stored_forms`) when it is
+    theirs: a validity of other lists (the release before took newer ones after a
+    rollback; it stores none) is not. ValueError when it is theirs but unreadable."""
+    if not isinstance(stored, dict) or (stored.get("fleet"), stored.get("version")) != (
+        lists.fleet,
+        lists.version,
+    ):
+        return lists
+    validity = _Validity.model_validate({k: stored[k] for k in VALIDITY if k in stored})
+    return lists.model_copy(update={k: getattr(validity, k) for k in VALIDITY})
+
+
 def digest_of(dumped: dict[str, Any]) -> str:
     """The digest of lists already dumped (`dump`)."""
     return hashlib.sha256(signed_bytes(dumped)).hexdigest()[:16]

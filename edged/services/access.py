@@ -73,6 +73,8 @@ from edged.access.lists import (
     digest_of,
     dump,
     parse_update,
+    stored_forms,
+    with_validity,
 )
 from edged.commands.args import only
 from edged.commands.spec import CommandSpec
@@ -89,6 +91,9 @@ from edged.topics import TAP
 log = logging.getLogger(__name__)
 
 LISTS_KEY = "access.lists"
+VALIDITY_KEY = "access.lists.validity"
+"""Beside the stored lists: their `issued` and `expires`, with the version and fleet of the
+lists they belong to (`stored_forms`: the lists stay in the form the release before reads)."""
 MADE_FOR_KEY = "access.lists.made_for"
 """Beside the stored lists: the card_ref of a UID no card has (`_card_ref_check`), under the
 secret and length the node had when they came. A different one at start means the fleet
@@ -161,6 +166,7 @@ class _Prepared:
     lists: AccessLists
     digest: str
     stored: dict[str, Any]
+    validity: dict[str, Any]
     kind: Literal["full", "delta"]
 
 
@@ -258,6 +264,16 @@ class AccessService(Service):
         except ValueError:
             log.error("the stored access lists are unreadable: deciding on empty lists")
             return EMPTY
+        try:
+            lists = with_validity(lists, self.host.state.get(VALIDITY_KEY))
+        except ValueError:
+            # theirs, but damaged: the lists still decide (their deny list the first);
+            # read as if dispatch had signed no validity, which ops sees in health.access
+            log.error(
+                "the stored validity of the access lists (version %d) is unreadable: "
+                "they are held as never expiring until dispatch sends new lists",
+                lists.version,
+            )
         made_for = self.host.state.get(MADE_FOR_KEY)
         chars = 2 * self.config.card_ref_bytes
         refs = itertools.chain(lists.cards, lists.deny, lists.bookings)
@@ -630,8 +646,9 @@ class AccessService(Service):
                     "signs lists with a later expires (is this node's clock right?)",
                 )
         new = apply(current, update)
-        stored = dump(new)
-        return _Prepared(new, digest_of(stored), stored, update.kind)
+        dumped = dump(new)
+        stored, validity = stored_forms(dumped)
+        return _Prepared(new, digest_of(dumped), stored, validity, update.kind)
 
     async def command_update(self, args: dict[str, Any]) -> dict[str, Any]:
         """`access.update {"lists": {...}, "sig": "..."}`: all of it, or nothing."""
@@ -645,6 +662,7 @@ class AccessService(Service):
             self.lists, self._digest = ready.lists, (ready.lists, ready.digest)
             self.host.state.set(MADE_FOR_KEY, self._card_ref_check())
             self.host.state.set(LISTS_KEY, ready.stored)
+            self.host.state.set(VALIDITY_KEY, ready.validity)  # the same commit
             if ready.lists.version != current.version:
                 # the same version is the same content (`apply`): sent again (a retry, a
                 # peer playing it back), it is no reason to count its held time from zero

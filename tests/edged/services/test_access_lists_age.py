@@ -11,7 +11,7 @@ import pytest
 from core.events import Tap, Unlock
 from edged.clock import ClockSource
 from edged.errors import CommandError
-from edged.services.access import AccessService
+from edged.services.access import LISTS_KEY, VALIDITY_KEY, AccessService
 from tests.edged.access.support import (
     UID_LOST,
     UID_RESIDENT,
@@ -262,3 +262,52 @@ def test_the_same_lists_sent_again_keep_the_time_they_were_held(tmp_path: Path) 
     asyncio.run(service.command_update(dated()))
     assert health(service).held_s == WEEK_S + 3600
     assert tap(node, UID_RESIDENT).lists_expired is True
+
+
+# -- across releases -------------------------------------------------------------------------
+
+BEFORE_VALIDITY = {"kind", "fleet", "version", "cards", "deny", "bookings", "fares"}
+"""The fields of the stored lists the release before this one reads (its model forbids
+any other: lists it cannot read are set aside, and it decides on empty lists)."""
+
+
+def restarted(node: TestHost, tmp_path: Path, mono: Mono) -> AccessService:
+    again = host(clock=node.clock)
+    again.state = node.state
+    return service_on(again, tmp_path, monotonic=mono)
+
+
+def test_lists_with_a_validity_are_stored_in_the_form_the_release_before_reads(
+    tmp_path: Path,
+) -> None:
+    """An update that fails its trial is rolled back by itself (docs/updates.md): the
+    release before must still decide on the lists this one stored, not refuse every rider
+    `unknown` on empty lists until dispatch stops signing a validity it cannot read."""
+    node, _, _, _ = node_with_lists(tmp_path)
+    assert set(node.state[LISTS_KEY]) == BEFORE_VALIDITY
+
+
+def test_the_lists_validity_and_digest_come_back_after_a_restart(tmp_path: Path) -> None:
+    node, service, _, mono = node_with_lists(tmp_path)
+    before = asyncio.run(service.command_status({}))["digest"]
+    again = restarted(node, tmp_path, mono)
+    assert (again.lists.issued, again.lists.expires) == (ISSUED, EXPIRES)
+    assert asyncio.run(again.command_status({}))["digest"] == before
+
+
+def test_lists_the_release_before_took_after_a_rollback_do_not_take_the_old_validity(
+    tmp_path: Path,
+) -> None:
+    """Rolled back, the release before took version 2 (it stores no validity); updated
+    again, version 2 is not given version 1's expires."""
+    node, _, _, mono = node_with_lists(tmp_path)
+    node.state.set(LISTS_KEY, {**node.state[LISTS_KEY], "version": 2})
+    again = restarted(node, tmp_path, mono)
+    assert (again.lists.version, again.lists.expires) == (2, None)
+
+
+def test_a_damaged_stored_validity_leaves_the_lists_deciding(tmp_path: Path) -> None:
+    node, _, _, mono = node_with_lists(tmp_path)
+    node.state.set(VALIDITY_KEY, {**node.state[VALIDITY_KEY], "expires": "soon"})
+    again = restarted(node, tmp_path, mono)
+    assert (again.lists.version, again.lists.expires) == (1, None)
