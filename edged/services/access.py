@@ -634,11 +634,13 @@ class AccessService(Service):
                 f"version {update.version} is older than the lists this node had before "
                 f"they were set aside at start ({self._floor})",
             )
-        if update.expires is not None and floor is not None:
+        if update.expires is not None and floor is not None and current.version == 0:
             expires = int(update.expires.timestamp() * 1000)
             if floor > expires:
                 # played back by whoever kept it (any certificate may write `cmd/`): on a
-                # node that lost its lists, it would let in every card revoked since
+                # node that lost its lists, it would let in every card revoked since. Over
+                # lists in force, newer ones lose no revocation however old (a clock ahead
+                # held every list dispatch signed expired): taken, and flagged expired
                 raise CommandError(
                     "expired",
                     f"these lists expired at {update.expires.isoformat()} and it is at least "

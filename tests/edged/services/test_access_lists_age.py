@@ -13,6 +13,7 @@ from edged.clock import ClockSource
 from edged.errors import CommandError
 from edged.services.access import LISTS_KEY, VALIDITY_KEY, AccessService
 from tests.edged.access.support import (
+    REFS,
     UID_LOST,
     UID_RESIDENT,
     UID_SENIOR,
@@ -311,3 +312,17 @@ def test_a_damaged_stored_validity_leaves_the_lists_deciding(tmp_path: Path) -> 
     node.state.set(VALIDITY_KEY, {**node.state[VALIDITY_KEY], "expires": "soon"})
     again = restarted(node, tmp_path, mono)
     assert (again.lists.version, again.lists.expires) == (1, None)
+
+
+def test_newer_lists_past_their_expires_are_taken_over_older_ones(tmp_path: Path) -> None:
+    """A node whose trusted clock runs ahead (GPS believed from the start, an RTC trusted by
+    config) held every list dispatch signed expired, and refused them all: the card
+    revoked since never reached its deny list. Newer lists lose no revocation."""
+    node, service, clock, _ = node_with_lists(tmp_path)
+    clock.at(EXPIRES + timedelta(days=60))
+    newer = full_lists(2, issued=(ISSUED + timedelta(days=1)).isoformat())
+    newer["expires"] = (EXPIRES + timedelta(days=1)).isoformat()
+    newer["deny"] = {**newer["deny"], REFS(UID_SENIOR): {"reason": "stolen"}}
+    asyncio.run(service.command_update(signed(newer)))
+    assert service.lists.version == 2 and health(service).expired
+    assert tap(node, UID_SENIOR).reason == "blocked"
