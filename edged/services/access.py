@@ -384,6 +384,9 @@ class AccessService(Service):
         repeat = None if phone else self._repeat(ref, role, tap.ts)
         if repeat is not None:
             decision = repeat
+            # a granted card read again is the first card of a wallet presented again as
+            # much as a new grant is: the card read with it is not a second rider
+            self._granted[tap.reader] = (tap.ts, ref)
         elif not spared and self._stranger(tap.uid, ref) and not self._welcome(tap.reader, tap.ts):
             decision = Decision(False, "too_many_unknown")
             self.host.counters.inc("access.too_many_unknown")

@@ -1182,6 +1182,22 @@ def test_the_second_of_two_cards_held_together_leaves_the_first_one_s_light(
     assert [f.pattern for f in node.of_type(Feedback)] == ["granted"]
 
 
+def test_a_wallet_of_two_cards_presented_again_does_not_board_its_second_card(
+    tmp_path: Path,
+) -> None:
+    """The rider, unsure it worked, lifts the wallet and holds it to the reader again: the
+    first card is a repeat (no fare), and the second, granted just after it, was decided
+    as a new rider (the last new grant at the reader was seconds before): a second fare,
+    a second rider counted."""
+    node, _, occupancy = make(tmp_path)
+    tap(node, UID_RESIDENT, ts=100.0)
+    tap(node, UID_SENIOR, ts=100.05)
+    tap(node, UID_RESIDENT, ts=104.0)  # presented again: a repeat
+    tap(node, UID_SENIOR, ts=104.05)  # refused `together` again: counted, not recorded again
+    assert occupancy.count == 1 and node.counters["access.together"] == 2
+    assert [t.fare_cents for t in taps(node) if t.fare_cents] == [taps(node)[0].fare_cents]
+
+
 def test_two_riders_tapping_in_turn_both_board(tmp_path: Path) -> None:
     node, _, occupancy = make(tmp_path)
     tap(node, UID_RESIDENT, ts=100.0)
