@@ -115,6 +115,13 @@ class ListsAge:
         self._received_floor = reading.ms
         self.save(force=True)
 
+    def renamed(self, version: int) -> None:
+        """New lists with the same `issued` (a delta that keeps the validity: a revocation,
+        no renewal): still the same word from dispatch, so the time held goes on (from
+        zero, `issued` plus it would make lists a week old fresh for another week)."""
+        self._version = version
+        self.save(force=True)
+
     def held_ms(self) -> int:
         return self._held_ms + int((self._monotonic() - self._mono) * 1000)
 

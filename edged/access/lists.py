@@ -138,7 +138,8 @@ class AccessLists(_Validity):
 
 class AccessDelta(_Validity):
     """Changes from `base_version` to `version`; null removes an entry. Its `issued` and
-    `expires` become the lists' (an empty delta renews their validity)."""
+    `expires`, when it gives them (null too), become the lists' (an empty delta renews
+    their validity); a delta that gives neither keeps the lists' own."""
 
     model_config = ConfigDict(defer_build=True)  # built on the first access.delta (#19)
 
@@ -338,13 +339,18 @@ def apply(current: AccessLists, update: AccessLists | AccessDelta) -> AccessList
                 target[k] = v
     if any(len(m) > MAX_CARDS for m in maps.values()):
         raise CommandError("too_many", f"the lists would hold more than {MAX_CARDS} entries")
+    # a validity given (null too) replaces the lists' own, as a pair; none keeps theirs: a
+    # delta signed without one (a revocation from a tool that sets none) must not make
+    # the lists never expire
+    given = update.model_fields_set & set(VALIDITY)
+    validity = update if given else current
     # every entry was validated, in the lists in force or in the delta: built as they are
     # (validating 30,000 cards again would hold the event loop; see the module's docstring)
     return AccessLists.model_construct(
         fleet=current.fleet or update.fleet,
         version=update.version,
-        issued=update.issued,
-        expires=update.expires,
+        issued=validity.issued,
+        expires=validity.expires,
         cards=maps["cards"],
         deny=maps["deny"],
         bookings=maps["bookings"],

@@ -668,9 +668,12 @@ class AccessService(Service):
             self.host.state.set(MADE_FOR_KEY, self._card_ref_check())
             self.host.state.set(LISTS_KEY, ready.stored)
             self.host.state.set(VALIDITY_KEY, ready.validity)  # the same commit
-            if ready.lists.version != current.version:
-                # the same version is the same content (`apply`): sent again (a retry, a
-                # peer playing it back), it is no reason to count its held time from zero
+            # the same version is the same content (`apply`): sent again (a retry, a peer
+            # playing it back), it is no reason to count its held time from zero; nor is
+            # a change under the same `issued` (a revocation, not a renewal)
+            if ready.lists.issued is not None and ready.lists.issued == current.issued:
+                self.age.renamed(ready.lists.version)
+            elif ready.lists.version != current.version:
                 ms, source = self.host.clock.now()
                 self.age.taken(ready.lists.version, (ms, source.value), reading)
         log.info("access lists version %d in force (%s)", ready.lists.version, ready.kind)

@@ -437,3 +437,20 @@ def test_a_validity_given_is_in_the_dump_and_the_digest() -> None:
     dated = apply(EMPTY, parse(signed(full_lists(2, issued=ISSUED, expires=EXPIRES))))
     assert dump(dated)["expires"] == "2026-12-08T08:00:00Z"
     assert digest(dated) != digest(plain)
+
+
+def test_a_delta_that_says_nothing_of_the_validity_keeps_the_lists_expires() -> None:
+    """A delta signed without a validity (a revocation sent by a tool that sets none)
+    made the lists never expire: a node offline after it kept letting revoked cards in
+    unflagged for ever. Only a validity given (null too) replaces the lists' own."""
+    current = apply(EMPTY, parse(signed(full_lists(2, issued=ISSUED, expires=EXPIRES))))
+    delta = {"kind": "delta", "fleet": FLEET, "version": 3, "base_version": 2}
+    after = apply(current, parse(signed({**delta, "deny": {"ab" * 16: {"reason": "lost"}}})))
+    assert (after.issued, after.expires) == (current.issued, current.expires)
+
+
+def test_a_delta_giving_a_null_validity_takes_the_expiry_away() -> None:
+    current = apply(EMPTY, parse(signed(full_lists(2, issued=ISSUED, expires=EXPIRES))))
+    delta = {"kind": "delta", "fleet": FLEET, "version": 3, "base_version": 2}
+    after = apply(current, parse(signed({**delta, "issued": None, "expires": None})))
+    assert (after.issued, after.expires) == (None, None)

@@ -326,3 +326,17 @@ def test_newer_lists_past_their_expires_are_taken_over_older_ones(tmp_path: Path
     asyncio.run(service.command_update(signed(newer)))
     assert service.lists.version == 2 and health(service).expired
     assert tap(node, UID_SENIOR).reason == "blocked"
+
+
+def test_a_delta_keeping_the_validity_keeps_counting_the_time_held(tmp_path: Path) -> None:
+    """On a node without a clock, `issued` plus the time held is the only bound: a delta
+    that keeps the lists' validity (a revocation, no renewal) restarted the count, and
+    lists a week old were fresh for another week."""
+    _, service, _, mono = node_with_lists(
+        tmp_path, trusted=False, at=datetime(1970, 1, 2, tzinfo=UTC)
+    )
+    mono.at += WEEK_S - 3600
+    delta = {"kind": "delta", "fleet": service.fleet, "version": 2, "base_version": 1}
+    asyncio.run(service.command_update(signed({**delta, "deny": {REFS(UID_SENIOR): {}}})))
+    mono.at += 7200
+    assert service.lists.version == 2 and health(service).expired
