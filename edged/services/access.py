@@ -309,9 +309,15 @@ class AccessService(Service):
 
     async def run(self) -> None:
         """Keep the last trusted time on disk while the node runs, tap or no tap."""
-        while True:
-            await asyncio.sleep(SAVE_EVERY_S)
-            self._age(self.time.read())  # the lists' held time too, and their expiry said
+        try:
+            while True:
+                await asyncio.sleep(SAVE_EVERY_S)
+                self._age(self.time.read())  # the lists' held time too, and their expiry said
+        finally:
+            # a clean stop (the ignition off): the time since the last save is kept too,
+            # committed with the outbox's last commit; only a power cut loses it
+            self.time.save(force=True)
+            self.age.save(force=True)
 
     def _age(self, reading: Reading) -> Age:
         """The lists' age now; the first time lists are found expired, a warning."""

@@ -2,6 +2,7 @@
 the node does past the `expires` dispatch signed into them."""
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -340,3 +341,21 @@ def test_a_delta_keeping_the_validity_keeps_counting_the_time_held(tmp_path: Pat
     asyncio.run(service.command_update(signed({**delta, "deny": {REFS(UID_SENIOR): {}}})))
     mono.at += 7200
     assert service.lists.version == 2 and health(service).expired
+
+
+def test_a_clean_stop_keeps_the_time_held_since_the_last_save(tmp_path: Path) -> None:
+    """The ignition off stops the node cleanly: the minutes since the last 10-minute save
+    were lost at each stop, so a node without a clock stopped every few minutes (a
+    shuttle parked often) never counted the time it held its lists."""
+    node, service, _, mono = node_with_lists(tmp_path)
+
+    async def run_then_stop() -> None:
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(0)
+        mono.at += 300
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run_then_stop())
+    assert node.state["access.lists.held"]["held_ms"] == 300_000
