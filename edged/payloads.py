@@ -96,6 +96,13 @@ class Position(Body):
         default=None,
         description="present when the receiver gave no date yet: fix_time's day is a guess",
     )
+    suspect: Literal["jump", "wheels", "frozen"] | None = Field(
+        default=None,
+        description="present when the node does not believe the fix is where the vehicle "
+        "is: jump (farther than a road vehicle goes), wheels (farther than the CAN bus's "
+        "wheels went), frozen (the receiver repeats itself while the wheels roll); "
+        "geofences, the odometer and trips ignore it",
+    )
 
 
 class Alarm(Body):

@@ -15,9 +15,20 @@ from edged.payloads import Trip
 
 @dataclass(frozen=True, slots=True)
 class PositionUpdated(Retained):
-    """A valid fix (position service)."""
+    """A valid fix (position service); `suspect` says why it is not believed where the
+    vehicle is (plausibility.py), None when it is: who acts on a place skips a suspect one."""
 
     fix: Fix
+    suspect: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WheelSpeed:
+    """The CAN bus's wheel-based speed (CCVS1), m/s, at `ts` (monotonic s) (vehicle
+    service): the witness the position service judges fixes against."""
+
+    mps: float
+    ts: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,9 @@ dated before the one that started a dwell (the receiver's time went back after a
 ahead), or further after it than position.py believes of the time between their arrivals
 (one fix dated back, then the true time again), starts it again. A fix
 whose HDOP is above `max_hdop` is not looked at: it is too far from the truth to say which
-side of a stop's edge the bus is on.
+side of a stop's edge the bus is on; nor is one the position service judged suspect
+(plausibility.py: a spoofer's, a frozen receiver's): its verdict on a fix comes on the bus
+before this service sees the fix (the position service is built first, services.table).
 
 Fences come from the config (fixed) and from dispatch's `geofences.set` (the dynamic set,
 replaced as a whole, kept across restarts). The fences in force, and which of them the
@@ -54,7 +56,7 @@ from edged.errors import CommandError
 from edged.host import Host
 from edged.payloads import GeofenceEvent
 from edged.services.base import Service
-from edged.services.events import GeofencesChanged
+from edged.services.events import GeofencesChanged, PositionUpdated
 from edged.services.position import STATIONARY_SPEED, believed_s
 from edged.topics import GEOFENCE
 
@@ -141,9 +143,11 @@ class GeofenceService(Service):
         self._tracks: dict[str, _Track] = self._restore_inside()
         self._owed: dict[str, tuple[Geofence | FenceLabel, datetime]] = self._restore_owed()
         self._last: Fix | None = None  # the last fix looked at
+        self._verdict: PositionUpdated | None = None  # the position service's latest
         # a fence the vehicle was in that the config (the new file) no longer has departs;
         # the labels of those it keeps are written (renamed, or kept by no older release)
         self._retire(self._restore_labels())
+        host.bus.subscribe(PositionUpdated, self._on_verdict)
         host.bus.subscribe(Fix, self.on_fix)
         self._tell()
 
@@ -238,8 +242,16 @@ class GeofenceService(Service):
         inside = tuple(g.id for g in self.inside())
         self.host.bus.emit(GeofencesChanged(tuple(self.fences), inside))
 
+    def _on_verdict(self, event: PositionUpdated) -> None:
+        self._verdict = event
+
     def on_fix(self, fix: Fix) -> None:
         if not fix.valid:
+            return
+        verdict = self._verdict
+        if verdict is not None and verdict.fix is fix and verdict.suspect is not None:
+            # a spoofer's stop, a frozen receiver's last place: no arrival, no departure
+            self.host.counters.inc("geofences.suspect")
             return
         if fix.hdop is not None and fix.hdop > self.config.max_hdop:
             # HDOP 20 is a fix ±100 m off: it would put a bus at a stop it is not at, or

@@ -151,7 +151,8 @@ class KioskService(Service):
     # -- what the other services say ----------------------------------------------------
 
     def _on_position(self, event: PositionUpdated) -> None:
-        self.fix = event.fix
+        if event.suspect is None:  # a spoofer's place is not shown to riders as near a stop
+            self.fix = event.fix
 
     def _on_fix_status(self, event: FixStatus) -> None:
         self.fix_lost = event.lost

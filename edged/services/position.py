@@ -29,14 +29,22 @@ from the last one.
 Fixes that stop coming (unplugged antenna, tunnel) raise `events/fix` lost after
 `fix_lost_after_s`, and regained when a valid fix returns.
 
-The other services hear of it on the bus: `PositionUpdated` (each valid fix),
+Each valid fix is judged (plausibility.py: physics, and the CAN bus's wheel speed when the
+vehicle service hears one): a suspect one is published marked `suspect` with the reason,
+is not used to set the clock, and the geofence service skips it. The odometer counts none
+the wheels speak against (`wheels`, `frozen`) and keeps its own rule above for a `jump`;
+it believes the wheels' speed when they roll and the receiver says it stands (a receiver
+stuck at speed 0 would freeze it).
+
+The other services hear of it on the bus: `PositionUpdated` (each valid fix, its verdict),
 `OdometerChanged` and `FixStatus` (lost, regained).
 """
 
 import asyncio
 import itertools
-import math
 import time
+from dataclasses import replace
+from typing import Literal, cast
 
 from core.events import SIMULATED, Fix, FixMode
 from core.geo import haversine_m
@@ -44,45 +52,33 @@ from edged.config.services import PositionServiceConfig, ReportingConfig
 from edged.host import Host
 from edged.payloads import FixEvent, Position
 from edged.services.base import Service
-from edged.services.events import FixStatus, OdometerChanged, PositionUpdated
+from edged.services.events import FixStatus, OdometerChanged, PositionUpdated, WheelSpeed
+from edged.services.plausibility import (
+    ACCEL_MPS2,
+    EXCURSION_MAX_FIXES,
+    EXCURSION_MAX_S,
+    MAX_ROAD_SPEED_MPS,
+    REPLAY_FACTOR_MAX,
+    SPEED_MARGIN_MPS,
+    FixJudge,
+    believed_s,
+    elapsed_s,
+    jitter_m,
+)
+
+__all__ = [
+    "EXCURSION_MAX_S",
+    "MAX_ROAD_SPEED_MPS",
+    "REPLAY_FACTOR_MAX",
+    "PositionService",
+    "believed_s",
+    "heading_delta",
+]
 from edged.topics import FIX, POSITION
 
 ODOMETER_KEY = "position.odometer_m"
 PERIOD_SLACK_S = 0.05
 STATIONARY_SPEED = 0.5  # m/s; below it a fix's movement is taken as jitter
-MAX_ROAD_SPEED_MPS = 55.0
-"""198 km/h: faster than any shuttle, bus or truck goes; a step implying more is a jump."""
-SPEED_MARGIN_MPS = 3.0  # a Doppler speed's error, and what the vehicle gains within a second
-ACCEL_MPS2 = 3.0  # harder than a bus or a truck speeds up or brakes in service
-EXCURSION_MAX_S = 10.0
-"""Multipath excursions last seconds; a receiver still away after this long is believed."""
-EXCURSION_MAX_FIXES = 100  # the same, for a receiver whose fix times do not go forward
-REPLAY_FACTOR_MAX = 20.0
-"""The receiver's time between two fixes is believed up to this many times the time between
-their arrivals, plus EXCURSION_MAX_S (fixes read at once after a stalled read): a recording
-replayed up to 20 times as fast as it was driven counts as it was driven; beyond it the
-receiver's clock jumped."""
-
-
-def _jitter_m(fix: Fix) -> float:
-    """How far a fix may be from the truth and still be the same place: 5 m per HDOP."""
-    return max(10.0, 5.0 * (fix.hdop or 1.0))
-
-
-def believed_s(a_received: float | None, b_received: float | None) -> float:
-    """The most receiver time believed between two fixes that arrived at `a_received` and
-    `b_received` (monotonic s): `REPLAY_FACTOR_MAX` times the time between, plus
-    EXCURSION_MAX_S; unbounded when either does not say when it arrived."""
-    if a_received is None or b_received is None:
-        return math.inf
-    return REPLAY_FACTOR_MAX * max(0.0, b_received - a_received) + EXCURSION_MAX_S
-
-
-def _elapsed_s(a: Fix, b: Fix) -> float:
-    """Seconds from fix `a` to fix `b` in the receiver's time (none if it went back), no
-    more than `believed_s`."""
-    dt = max(0.0, (b.fix_time - a.fix_time).total_seconds())
-    return min(dt, believed_s(a.received, b.received))
 
 
 def heading_delta(a: float, b: float) -> float:
@@ -108,10 +104,15 @@ class PositionService(Service):
         self._lost_at: float | None = None
         self.void_fixes = 0
         self._started = time.monotonic()
+        self.judge = FixJudge()
         host.bus.subscribe(Fix, self.on_fix)
+        host.bus.subscribe(WheelSpeed, self.on_wheels)
         host.bus.emit(OdometerChanged(self.odometer_m))
 
     # -- fixes ------------------------------------------------------------------------
+
+    def on_wheels(self, event: WheelSpeed) -> None:
+        self.judge.on_wheels(event.mps, event.ts)
 
     def on_fix(self, fix: Fix) -> None:
         if not fix.valid:
@@ -121,18 +122,27 @@ class PositionService(Service):
         if self.fix_lost:
             self._regained(fix, now)
         self.last_valid = (fix, now)
+        suspect = self.judge.judge(fix, now)
+        if suspect is not None:
+            self.host.counters.inc(f"position.suspect.{suspect}")
         # a guessed day must not become the node's clock, nor a date before any plausible,
         # nor a receiver's simulator mode (GGA quality 8: its date is whatever it plays)
         if fix.quality == SIMULATED:
             self.host.counters.inc("position.simulated")
+        elif suspect is not None:
+            pass  # a spoofer moves the time with the position: a suspect fix sets nothing
         elif fix.date_known and not self.host.clock.discipline(fix.fix_time, fix.received):
             self.host.counters.inc("position.implausible_time")
-        self._count_distance(fix)
+        if suspect in (None, "jump"):  # the odometer has its own rule for jumps (above)
+            speed = self.judge.speed(fix, now)
+            if speed != fix.speed:
+                self.host.counters.inc("position.speed_from_wheels")
+            self._count_distance(fix if speed == fix.speed else replace(fix, speed=speed))
         if self._due(fix, now):
             self._last_sent = (fix, now)
             self.host.state.set(ODOMETER_KEY, round(self.odometer_m, 1), may_wait=True)
-            self.host.publish(POSITION, self.payload(fix), qos=self.config.qos)
-        self.host.bus.emit(PositionUpdated(fix))
+            self.host.publish(POSITION, self.payload(fix, suspect), qos=self.config.qos)
+        self.host.bus.emit(PositionUpdated(fix, suspect))
 
     def _count_distance(self, fix: Fix) -> None:
         if not fix.measured:
@@ -158,13 +168,13 @@ class PositionService(Service):
 
     def _reachable(self, good: Fix, fix: Fix) -> bool:
         """`fix` is no farther from `good` than the vehicle could have gone in between."""
-        dt = _elapsed_s(good, fix)
+        dt = elapsed_s(good, fix)
         speed = MAX_ROAD_SPEED_MPS
         if good.speed is not None and fix.speed is not None:
             reported = max(good.speed, fix.speed) + SPEED_MARGIN_MPS + ACCEL_MPS2 * dt / 2
             speed = min(speed, reported)
         step = haversine_m(good.lat, good.lon, fix.lat, fix.lon)
-        return step <= speed * dt + _jitter_m(fix)
+        return step <= speed * dt + jitter_m(fix)
 
     def _follow(self, fix: Fix) -> None:
         """Count a believed fix: the distance from the last counted point, past the jitter."""
@@ -173,7 +183,7 @@ class PositionService(Service):
         if fix.speed is not None and fix.speed < STATIONARY_SPEED:
             return
         step = haversine_m(self._anchor.lat, self._anchor.lon, fix.lat, fix.lon)
-        if step >= _jitter_m(fix):
+        if step >= jitter_m(fix):
             self._advance(fix, step)
 
     def _settle(self, fix: Fix) -> None:
@@ -191,12 +201,12 @@ class PositionService(Service):
             # way believed and not yet counted (a crawl in a jam, under STATIONARY_SPEED)
             # and what the speeds say it went while the receiver was away
             before = haversine_m(self._anchor.lat, self._anchor.lon, good.lat, good.lon)
-            metres = before if before >= _jitter_m(good) else 0.0
+            metres = before if before >= jitter_m(good) else 0.0
             for a, b in itertools.pairwise(away):
-                metres += ((a.speed or 0.0) + (b.speed or 0.0)) / 2 * _elapsed_s(a, b)
+                metres += ((a.speed or 0.0) + (b.speed or 0.0)) / 2 * elapsed_s(a, b)
             self._advance(fix, metres)
             return
-        dt = _elapsed_s(self._anchor, fix)
+        dt = elapsed_s(self._anchor, fix)
         step = haversine_m(self._anchor.lat, self._anchor.lon, fix.lat, fix.lon)
         self._advance(fix, min(step, MAX_ROAD_SPEED_MPS * dt))
 
@@ -238,7 +248,7 @@ class PositionService(Service):
             and heading_delta(fix.course, last.course) >= rule.heading_change_deg
         )
 
-    def payload(self, fix: Fix) -> Position:
+    def payload(self, fix: Fix, suspect: str | None = None) -> Position:
         return Position(
             fix_time=fix.fix_time,
             lat=fix.lat,
@@ -252,6 +262,7 @@ class PositionService(Service):
             hdop=fix.hdop,
             odometer_m=round(self.odometer_m, 1),
             date_unknown=None if fix.date_known else True,
+            suspect=cast(Literal["jump", "wheels", "frozen"] | None, suspect),
         )
 
     # -- fix lost / regained ----------------------------------------------------------

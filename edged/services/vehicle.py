@@ -37,7 +37,7 @@ from edged.errors import CommandError
 from edged.host import Host
 from edged.payloads import DoorEvent, EcuLamps, FaultCode, Faults, Vehicle
 from edged.services.base import Service
-from edged.services.events import VehicleStatus
+from edged.services.events import VehicleStatus, WheelSpeed
 from edged.services.trips import OpenTrip, Reading, TripRecorder
 from edged.topics import DOOR, FAULTS, VEHICLE
 
@@ -139,6 +139,9 @@ class VehicleService(Service):
                 status = int(value) if isinstance(value, int | float) else None
                 self.host.bus.emit(VehicleDoorStatus(key, status, event.ts))
                 changed |= self._door(key, value, event.ts)
+        speed = self.values.get("speed") if "speed" in taken else None
+        if isinstance(speed, int | float) and speed >= 0:
+            self.host.bus.emit(WheelSpeed(float(speed) / 3.6, event.ts))  # km/h in the DBC
         if event.name == self._distance_message and "total_distance" in taken:
             self.trips.feed(distance=self._reading("total_distance"))
         if event.name == self._fuel_message and "fuel_used" in taken:

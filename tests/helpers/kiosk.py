@@ -107,9 +107,11 @@ def kiosk(node: Node, clock: FakeTime) -> KioskService:
     return KioskService(node.host, config, now_ms=clock)
 
 
-def at(node: Node, lat: float, lon: float) -> None:
-    """A valid fix, as the GPS driver would emit it."""
-    node.bus.emit(Fix(fix_time=datetime.now(UTC), lat=lat, lon=lon, speed=0.0, hdop=1.0))
+def at(node: Node, lat: float, lon: float, fix_time: datetime | None = None) -> None:
+    """A valid fix, as the GPS driver would emit it (`fix_time`: now); a fix farther from
+    the one before than a bus goes in between is suspect (a jump), and arrives nowhere."""
+    when = datetime.now(UTC) if fix_time is None else fix_time
+    node.bus.emit(Fix(fix_time=when, lat=lat, lon=lon, speed=0.0, hdop=1.0))
 
 
 async def stored(node: Node, suffix: str) -> list[dict[str, Any]]:

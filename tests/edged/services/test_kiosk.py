@@ -3,7 +3,7 @@ services' events, its commands, rider requests."""
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -129,9 +129,10 @@ async def test_a_fence_name_reaches_the_screen_without_bidi_overrides_or_control
     """Fence names are not the kiosk's to validate (config, `geofences.set`, older state)."""
     fence = {"id": "gueret", "name": name, "center": list(GUERET), "radius_m": 80}
     await node.services["geofences"].command_set({"geofences": [fence]})
-    at(node, GUERET[0] + 0.01, GUERET[1])  # about 1.1 km north: "near"
+    before = datetime.now(UTC) - timedelta(minutes=2)
+    at(node, GUERET[0] + 0.01, GUERET[1], before)  # about 1.1 km north: "near"
     assert kiosk.view()["where"]["near"]["name"] == shown
-    at(node, *GUERET)
+    at(node, *GUERET)  # two minutes later
     assert kiosk.view()["where"]["stop"]["name"] == shown
 
 

@@ -16,7 +16,7 @@ from edged.clock import Clock
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.errors import CommandError
 from edged.services import trips
-from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded
+from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded, WheelSpeed
 from edged.services.trips import DISTANCE_WRAP_M, FUEL_WRAP_L, OPEN_TRIP_KEY, Totalizer
 from edged.services.vehicle import DM1_SILENT_S, VehicleService
 from hil.can.fms import bam_frames
@@ -85,6 +85,24 @@ def test_signals_become_the_vehicle_payload_in_its_units() -> None:
         62.4,
         4321.05,
     )
+
+
+def test_the_wheel_based_speed_goes_on_the_bus_in_metres_a_second_as_the_gps_witness() -> None:
+    """A real CCVS1 frame (37.5 km/h in bytes 2-3) through the CAN decoding: the position
+    service judges fixes against it (plausibility.py)."""
+    node = TestHost()
+    svc = VehicleService(node, VehicleServiceConfig(), TripServiceConfig(auto=False))
+    pipe = Pipeline(Decoders(SHIPPED_DBC), min_interval_s=0)
+    event = pipe.process(_frame(65265, 1, 2, int(37.5 * 256)), now=5.0)
+    assert isinstance(event, J1939Signals)
+    svc.on_signals(event)
+    assert node.of_type(WheelSpeed) == [WheelSpeed(37.5 / 3.6, event.ts)]
+
+
+def test_a_wheel_speed_the_ecu_says_is_not_available_is_no_witness() -> None:
+    node, _, can_feed = make()
+    can_feed.send("CCVS1", WheelBasedVehicleSpeed=None)
+    assert node.of_type(WheelSpeed) == []
 
 
 def test_not_available_values_are_left_out_not_zero() -> None:

@@ -1,0 +1,232 @@
+"""Is a fix where the vehicle is? Physics and the CAN bus's wheels as witnesses.
+
+A receiver can be wrong without saying so: a spoofer (an SDR in a bag, a jammer then a
+spoofer near a depot) puts the bus at a stop it never reached; a frozen receiver repeats
+its last fix, valid, while the bus drives; a receiver stuck at speed 0 stops the odometer.
+The judge says of each valid, measured fix whether it is `suspect`, and why:
+
+- `jump`: farther from the last believed fix than a road vehicle goes in between
+  (`MAX_ROAD_SPEED_MPS`, in the node's own monotonic time as well as the receiver's: a
+  spoofer moves the receiver's clock with its position);
+- `wheels`: farther from it than the wheels went (CCVS1 wheel-based speed, integrated),
+  when the CAN bus spoke all the time in between: the straight line between two true
+  fixes is never longer than the way the wheels rolled, plus the fixes' jitter;
+- `frozen`: the wheels rolled `FROZEN_WHEEL_M` while the fixes stood within their jitter
+  (no witness needed when the receiver repeats a fix time `FROZEN_REPEAT_S` after it
+  first came). Identical positions with advancing time and no CAN are not flagged: a
+  u-blox in static hold pins a parked vehicle's position so.
+
+Hysteresis: a suspect fix does not become the reference; the next fixes are judged
+against the last believed one, so one bad fix is one flag (the receiver comes back) and a
+spoofer cannot walk the reference away fix by fix. A new place is believed once fixes
+stayed consistent among themselves for `REACCEPT_S` of the node's time, and the wheels
+(if the CAN bus speaks) never said otherwise meanwhile: a cold start's wrong first fix,
+a tow truck or a ferry with the ignition off (no CAN) are believed after it; a spoofer
+that holds a bus at a stop while its wheels roll is not. With the CAN bus speaking and
+the wheels standing, a jump is believed only after `REACCEPT_WITNESSED_S`.
+
+The judge also gives the speed to believe: the wheels' when the receiver reports
+standing still while they roll (a receiver stuck at 0 would freeze the odometer).
+"""
+
+import math
+from dataclasses import dataclass
+
+from core.events import Fix
+from core.geo import haversine_m
+
+MAX_ROAD_SPEED_MPS = 55.0
+"""198 km/h: faster than any shuttle, bus or truck goes; a step implying more is a jump."""
+SPEED_MARGIN_MPS = 3.0  # a Doppler speed's error, and what the vehicle gains within a second
+ACCEL_MPS2 = 3.0  # harder than a bus or a truck speeds up or brakes in service
+EXCURSION_MAX_S = 10.0
+"""Multipath excursions last seconds; a receiver still away after this long is believed."""
+EXCURSION_MAX_FIXES = 100  # the same, for a receiver whose fix times do not go forward
+REPLAY_FACTOR_MAX = 20.0
+"""The receiver's time between two fixes is believed up to this many times the time between
+their arrivals, plus EXCURSION_MAX_S (fixes read at once after a stalled read): a recording
+replayed up to 20 times as fast as it was driven counts as it was driven; beyond it the
+receiver's clock jumped."""
+
+
+def jitter_m(fix: Fix) -> float:
+    """How far a fix may be from the truth and still be the same place: 5 m per HDOP."""
+    return max(10.0, 5.0 * (fix.hdop or 1.0))
+
+
+def believed_s(a_received: float | None, b_received: float | None) -> float:
+    """The most receiver time believed between two fixes that arrived at `a_received` and
+    `b_received` (monotonic s): `REPLAY_FACTOR_MAX` times the time between, plus
+    EXCURSION_MAX_S; unbounded when either does not say when it arrived."""
+    if a_received is None or b_received is None:
+        return math.inf
+    return REPLAY_FACTOR_MAX * max(0.0, b_received - a_received) + EXCURSION_MAX_S
+
+
+def elapsed_s(a: Fix, b: Fix) -> float:
+    """Seconds from fix `a` to fix `b` in the receiver's time (none if it went back), no
+    more than `believed_s`."""
+    dt = max(0.0, (b.fix_time - a.fix_time).total_seconds())
+    return min(dt, believed_s(a.received, b.received))
+
+
+WHEEL_FRESH_S = 1.0
+"""CCVS1 comes every 100 ms: older than this, the wheels' speed is not current."""
+WHEEL_GAP_S = 1.0
+"""A longer silence breaks the wheels' witness: the distance in between is unknown."""
+WHEEL_MARGIN = 1.1  # wheel speed errs by a few % (tyre wear, calibration)
+WHEEL_SLACK_M = 20.0  # plus the two fixes' jitter and a second of latency between bus and fix
+FROZEN_WHEEL_M = 50.0
+"""Wheels rolling this far with the fixes standing: the receiver is frozen (5 s at 36 km/h)."""
+FROZEN_REPEAT_S = 3.0  # the same fix time still coming this long after: a repeating receiver
+REACCEPT_S = EXCURSION_MAX_S
+"""A new place held this long (node's time), consistent, with no wheels saying otherwise,
+is believed, as the odometer believes it (a multipath excursion is shorter)."""
+REACCEPT_WITNESSED_S = 600.0
+"""With the CAN bus speaking and its wheels not accounting for the jump: 10 minutes."""
+WHEELS_MOVING_MPS = 1.0  # above it the wheels roll, whatever the receiver says
+
+
+@dataclass
+class _Wheels:
+    """The CAN bus's wheel speed, integrated into a distance over an unbroken run."""
+
+    speed: float | None = None  # m/s, last value
+    at: float | None = None  # monotonic s of it
+    since: float | None = None  # start of the unbroken run
+    metres: float = 0.0  # distance since `since`
+
+    def feed(self, speed_mps: float, ts: float) -> None:
+        if self.at is None or ts - self.at > WHEEL_GAP_S or ts < self.at:
+            self.since, self.metres = ts, 0.0
+        else:
+            self.metres += (self.speed or 0.0) * (ts - self.at)
+        self.speed, self.at = speed_mps, ts
+
+    def live(self, now: float) -> bool:
+        return self.at is not None and 0.0 <= now - self.at <= WHEEL_FRESH_S
+
+    def since_ok(self, t: float) -> bool:
+        """The run covers the time from `t` (monotonic s) on."""
+        return self.since is not None and self.since <= t
+
+
+@dataclass
+class _Believed:
+    fix: Fix
+    at: float  # monotonic s it arrived
+    wheel_m: float | None  # the wheels' distance then, if the run covered it
+
+
+class FixJudge:
+    """Judges fixes in order; `judge` returns None (believed) or the reason it is not."""
+
+    def __init__(self) -> None:
+        self.wheels = _Wheels()
+        self._believed: _Believed | None = None
+        self._candidate: list[tuple[Fix, float]] = []  # consistent suspect fixes, arrivals
+        self._candidate_witnessed = False  # the wheels were live during the candidate
+        # the first fix of a run standing within its jitter, the wheels' distance then and
+        # the wheels' run it is of
+        self._still: tuple[Fix, float | None, float | None] | None = None
+        self._newest: tuple[Fix, float] | None = None  # the latest fix time, its arrival
+
+    def on_wheels(self, speed_mps: float, ts: float) -> None:
+        self.wheels.feed(speed_mps, ts)
+
+    def _wheel_m(self, now: float) -> float | None:
+        if not self.wheels.live(now):
+            return None
+        return self.wheels.metres + (self.wheels.speed or 0.0) * max(
+            0.0, now - (self.wheels.at or now)
+        )
+
+    def speed(self, fix: Fix, now: float) -> float | None:
+        """The speed to believe of `fix`: the wheels' when they roll and the receiver
+        says it stands (or says nothing)."""
+        at = fix.received if fix.received is not None else now
+        rolling = self.wheels.live(at) and (self.wheels.speed or 0.0) >= WHEELS_MOVING_MPS
+        if rolling and (fix.speed is None or fix.speed < 0.5):
+            return self.wheels.speed
+        return fix.speed
+
+    def judge(self, fix: Fix, now: float) -> str | None:
+        at = fix.received if fix.received is not None else now
+        wheel_m = self._wheel_m(at)
+        frozen = self._frozen(fix, at, wheel_m)
+        believed = self._believed
+        if believed is None:
+            if frozen is None:
+                self._believe(fix, at, wheel_m)
+            return frozen
+        reason = frozen or self._unreachable(believed, fix, at, wheel_m)
+        if reason is None:
+            self._believe(fix, at, wheel_m)
+            return None
+        if frozen is not None:
+            self._candidate.clear()
+            return reason
+        return self._maybe_reaccept(fix, at, wheel_m, reason)
+
+    def _believe(self, fix: Fix, at: float, wheel_m: float | None) -> None:
+        self._believed = _Believed(fix, at, wheel_m)
+        self._candidate.clear()
+        self._candidate_witnessed = False
+
+    def _unreachable(self, a: _Believed, fix: Fix, at: float, wheel_m: float | None) -> str | None:
+        step = haversine_m(a.fix.lat, a.fix.lon, fix.lat, fix.lon)
+        slack = jitter_m(a.fix) + jitter_m(fix)
+        dt = elapsed_s(a.fix, fix)  # the receiver's time, as far as the arrivals allow
+        if (
+            wheel_m is not None
+            and a.wheel_m is not None
+            and self.wheels.since_ok(a.at)
+            and step > (wheel_m - a.wheel_m) * WHEEL_MARGIN + slack + WHEEL_SLACK_M
+        ):
+            return "wheels"
+        if step > MAX_ROAD_SPEED_MPS * dt + slack:
+            return "jump"
+        return None
+
+    def _frozen(self, fix: Fix, at: float, wheel_m: float | None) -> str | None:
+        # the same fix time again, seconds after the fix that had it: a receiver repeating
+        new = self._newest
+        if new is None or fix.fix_time > new[0].fix_time or fix.received is None:
+            self._newest = (fix, at)
+        elif at - new[1] >= FROZEN_REPEAT_S:
+            return "frozen"
+        # standing within the jitter of where the run began, while the wheels rolled
+        still = self._still
+        moved = still is None or (
+            haversine_m(still[0].lat, still[0].lon, fix.lat, fix.lon) > jitter_m(fix)
+        )
+        if still is None or moved or still[1] is None or still[2] != self.wheels.since:
+            # a new run: the fixes moved, or the wheels' witness (re)began
+            start = fix if still is None or moved else still[0]
+            self._still = (start, wheel_m, self.wheels.since)
+            return None
+        if wheel_m is not None and wheel_m - still[1] >= FROZEN_WHEEL_M:
+            return "frozen"
+        return None
+
+    def _maybe_reaccept(
+        self, fix: Fix, at: float, wheel_m: float | None, reason: str
+    ) -> str | None:
+        """A run of suspect fixes consistent among themselves becomes believed after
+        `REACCEPT_S` (`REACCEPT_WITNESSED_S` when the wheels spoke against it)."""
+        if self._candidate:
+            prev, prev_at = self._candidate[-1]
+            step = haversine_m(prev.lat, prev.lon, fix.lat, fix.lon)
+            dt = max(0.0, at - prev_at) + 1.0
+            if step > MAX_ROAD_SPEED_MPS * dt + jitter_m(prev) + jitter_m(fix):
+                self._candidate.clear()  # not even consistent among themselves
+                self._candidate_witnessed = False
+        self._candidate.append((fix, at))
+        if reason == "wheels":
+            self._candidate_witnessed = True
+        held = at - self._candidate[0][1]
+        wait = REACCEPT_WITNESSED_S if self._candidate_witnessed else REACCEPT_S
+        if held >= wait:
+            self._believe(fix, at, wheel_m)
+            return None
+        return reason

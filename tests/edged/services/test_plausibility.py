@@ -1,0 +1,299 @@
+"""Fixes the node does not believe: a spoofer's, a frozen receiver's, and the wheels as witness.
+
+The fixes carry their arrival (`received`, as the GPS drivers set it), so the judge's node
+time is the test's; the wheels' speed comes as the vehicle service hands it on
+(`WheelSpeed`), and once through the real CAN driver on python-can's virtual bus.
+"""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import can
+
+from core.driver import DriverContext
+from core.events import Fix
+from core.geo import offset
+from drivers.can.bus import CanBusDriver, CanBusOptions
+from drivers.can.j1939 import make_id
+from edged.config.geofences import Geofence
+from edged.config.services import (
+    GeofenceServiceConfig,
+    PositionServiceConfig,
+    ReportingConfig,
+    TripServiceConfig,
+    VehicleServiceConfig,
+)
+from edged.services.events import PositionUpdated, WheelSpeed
+from edged.services.geofences import GeofenceService
+from edged.services.plausibility import REACCEPT_S, REACCEPT_WITNESSED_S
+from edged.services.position import PositionService
+from edged.services.table import SERVICES
+from edged.services.vehicle import VehicleService
+from tests.drivers.gps.fakes import nmea, through_driver
+from tests.helpers.drivers import wait_until
+from tests.helpers.host import TestHost
+
+T0 = datetime(2026, 12, 7, 5, 30, tzinfo=UTC)
+DEPOT = (45.88, 2.175)
+STOP = Geofence(id="gare", name="Gare routière", kind="stop", center=(45.898, 2.175), radius_m=60)
+"""2 km north of the depot."""
+
+
+class Rig:
+    """A position service and a geofence service on one node, built in the table's order,
+    fed fixes and wheel speeds in the node's time (`t`, monotonic s)."""
+
+    def __init__(self, dwell_s: float = 5.0) -> None:
+        self.node = TestHost()
+        r = ReportingConfig(min_period_s=0)
+        self.position = PositionService(
+            self.node, PositionServiceConfig(moving=r, stopped=r), watch_fix=False
+        )
+        self.fences = GeofenceService(
+            self.node, GeofenceServiceConfig(fences=[STOP], dwell_s=dwell_s)
+        )
+
+    def wheels(self, kmh: float, t: float) -> None:
+        self.node.bus.emit(WheelSpeed(kmh / 3.6, t))
+
+    def fix(self, t: float, north_m: float, east_m: float = 0.0, speed: float = 0.0) -> str | None:
+        """A fix `t` s after T0 (receiver time = node time), `north_m` north of the depot;
+        returns its verdict."""
+        lat, lon = offset(*DEPOT, north_m, east_m)
+        when = T0 + timedelta(seconds=t)
+        self.node.bus.emit(
+            Fix(fix_time=when, lat=lat, lon=lon, speed=speed, hdop=0.9, received=1000.0 + t)
+        )
+        last = self.node.of_type(PositionUpdated)[-1]
+        return last.suspect
+
+    def drive(self, t0: int, t1: int, north0: float, mps: float, *, wheels: bool = True) -> None:
+        """Driving north at `mps` from `north0` (at `t0`) until `t1`, wheels said every 100 ms."""
+        for s in range(t0, t1):
+            if wheels:
+                for tenth in range(10):
+                    self.wheels(mps * 3.6, 1000.0 + s + tenth / 10)
+            assert self.fix(s, north0 + (s - t0) * mps, speed=mps) is None, f"at {s} s"
+
+    def arrivals(self) -> list[Any]:
+        return [b for b in self.node.bodies("events/geofence") if b.event == "arrive"]
+
+    def suspects(self) -> list[str | None]:
+        return [b.suspect for b in self.node.bodies("position")]
+
+
+# -- the spoofer ------------------------------------------------------------------------
+
+
+def _ddmm(degrees: float, width: int) -> str:
+    whole = int(degrees)
+    return f"{whole:0{width}d}{(degrees - whole) * 60:08.5f}"
+
+
+def _ublox(second: int, where: tuple[float, float] | None) -> bytes:
+    """One epoch of a u-blox M8 (NMEA 4.10, GN talker): RMC and GGA, void while jammed
+    (status V, quality 0, as the receiver description's RMC/GGA tables give them)."""
+    t = f"05{30 + second // 60:02d}{second % 60:02d}.00"
+    if where is None:
+        return nmea(f"GNRMC,{t},V,,,,,,,071226,,,N") + nmea(f"GNGGA,{t},,,,,0,00,99.99,,,,,,")
+    lat, lon = where
+    pos = f"{_ddmm(lat, 2)},N,{_ddmm(lon, 3)},E"
+    return nmea(f"GNRMC,{t},A,{pos},0.012,,071226,,,A") + nmea(
+        f"GNGGA,{t},{pos},1,09,0.9,452.0,M,49.2,M,,"
+    )
+
+
+@contextlib.asynccontextmanager
+async def wheels_standing(node: TestHost) -> AsyncIterator[None]:
+    """The real CAN driver on python-can's virtual bus, the vehicle service behind it, and
+    an engine ECU sending CCVS1 every 100 ms: wheel-based speed 0 km/h (bytes 2-3)."""
+    VehicleService(node, VehicleServiceConfig(), TripServiceConfig(auto=False))
+    channel = f"test-{uuid.uuid4().hex}"
+    sender = can.Bus(interface="virtual", channel=channel)
+    options = CanBusOptions(interface="virtual", channel=channel, min_interval_s=0)
+    driver = asyncio.create_task(
+        CanBusDriver(options).run(DriverContext("can", node.bus, node.counters))
+    )
+    stop = asyncio.Event()
+
+    async def ecu() -> None:
+        ccvs1 = bytes([0xF4, 0x00, 0x00, 0x10, 0xFF, 0x50, 0xFF, 0xFF])
+        while not stop.is_set():
+            sender.send(can.Message(arbitration_id=make_id(65265, 0x00), data=ccvs1))
+            await asyncio.sleep(0.1)
+
+    engine = asyncio.create_task(ecu())
+    try:
+        await wait_until(lambda: bool(node.of_type(WheelSpeed)), 5, "the wheels' speed")
+        yield
+    finally:
+        stop.set()
+        for task in (engine, driver):
+            task.cancel()
+        await asyncio.gather(engine, driver, return_exceptions=True)
+        sender.shutdown()
+
+
+async def test_a_jammer_then_spoofer_cannot_make_the_parked_bus_arrive_at_a_stop(
+    tmp_path: Path,
+) -> None:
+    """Rule 7. The bus idles at the depot (engine on, CCVS1 saying 0 km/h); a jammer blanks
+    the receiver for 60 s, then a spoofer puts it at the station 2 km north and holds it
+    there: 2 km in 60 s is 33 m/s, reachable by physics alone, so without the wheels the
+    bus arrived (dispatch's books, the feed, the trip). The wheels stood: every spoofed fix
+    is published `suspect: wheels`, and no arrival is made."""
+    raw = [_ublox(s, DEPOT) for s in range(0, 3)]
+    raw += [_ublox(s, None) for s in range(3, 63)]
+    raw += [_ublox(s, STOP.center) for s in range(63, 83)]  # 20 s at the stop: dwell 5 s
+    node = TestHost()
+    r = ReportingConfig(min_period_s=0)
+    PositionService(node, PositionServiceConfig(moving=r, stopped=r), watch_fix=False)
+    GeofenceService(node, GeofenceServiceConfig(fences=[STOP], dwell_s=5))
+    async with wheels_standing(node):
+        await through_driver(raw, tmp_path / "gps0", node, fixes=83, burst_s=0.01, what="83")
+    verdicts = [e.suspect for e in node.of_type(PositionUpdated)]
+    assert verdicts == [None] * 3 + ["wheels"] * 20
+    published = [(b.lat, b.suspect) for b in node.bodies("position")]
+    assert published[-1] == (STOP.center[0], "wheels")  # dispatch and the feed are told
+    assert node.bodies("events/geofence") == []
+    assert node.counters.snapshot()["geofences.suspect"] == 20
+
+
+def test_a_spoofed_jump_to_a_stop_is_flagged_and_arrives_nowhere_without_can() -> None:
+    rig = Rig()
+    rig.drive(0, 5, 0.0, 10.0, wheels=False)
+    verdicts = [rig.fix(s, 2000.0) for s in range(5, 5 + int(REACCEPT_S) - 1)]
+    assert set(verdicts) == {"jump"}
+    assert rig.arrivals() == []
+
+
+def test_a_new_place_is_believed_after_a_while_when_no_wheels_speak_against_it() -> None:
+    """A tow truck or a ferry with the ignition off (CAN silent), a cold start's wrong
+    first fix: the place held is believed after REACCEPT_S, and arrivals follow."""
+    rig = Rig()
+    rig.fix(0, 0.0)
+    verdicts = [rig.fix(s, 2000.0) for s in range(1, 30)]
+    assert verdicts[: int(REACCEPT_S) - 1] == ["jump"] * (int(REACCEPT_S) - 1)
+    assert verdicts[int(REACCEPT_S) :] == [None] * (29 - int(REACCEPT_S))
+    assert [a.geofence for a in rig.arrivals()] == ["gare"]
+
+
+def test_a_jump_the_wheels_speak_against_is_believed_only_after_ten_minutes() -> None:
+    rig = Rig()
+    rig.wheels(0.0, 999.9)
+    rig.fix(0, 0.0)
+    for s in range(1, int(REACCEPT_WITNESSED_S) + 8):  # held from 1 s on
+        for tenth in range(10):
+            rig.wheels(0.0, 1000.0 + s - 1 + tenth / 10)
+        verdict = rig.fix(s, 2000.0)
+        assert verdict == ("wheels" if s < 1 + REACCEPT_WITNESSED_S else None), f"at {s} s"
+    assert len(rig.arrivals()) == 1
+
+
+# -- hysteresis and the real cases -------------------------------------------------------
+
+
+def test_one_bad_fix_is_one_flag_and_the_next_good_one_is_believed() -> None:
+    """A multipath jump of 300 m off the street, one epoch, while driving with the wheels
+    rolling: that fix flagged, the ones before and after believed (no flapping)."""
+    rig = Rig()
+    rig.drive(0, 10, 0.0, 10.0)
+    for tenth in range(10):
+        rig.wheels(36.0, 1010.0 + tenth / 10)
+    assert rig.fix(10, 100.0, east_m=300.0, speed=10.0) == "jump"
+    rig.drive(11, 20, 110.0, 10.0)
+    assert rig.suspects().count("jump") == 1
+
+
+def test_a_parked_bus_drifting_with_its_wheels_standing_is_never_flagged() -> None:
+    """A covered depot: the fix wanders ±25 m over minutes, Doppler near 0, CCVS1 0 km/h."""
+    rig = Rig()
+    for s in range(0, 300):
+        rig.wheels(0.0, 1000.0 + s)
+        drift = 25.0 * (abs(s % 120 - 60) / 30.0 - 1.0)  # to and fro, 50 m a minute
+        assert rig.fix(s, drift, east_m=drift / 2, speed=0.1) is None, f"at {s} s"
+
+
+def test_a_tunnel_without_fixes_driven_by_the_wheels_is_believed_on_the_other_side() -> None:
+    rig = Rig()
+    rig.drive(0, 5, 0.0, 15.0)
+    for tenth in range(600):  # 60 s in the tunnel: wheels at 54 km/h, no fix
+        rig.wheels(54.0, 1005.0 + tenth / 10)
+    assert rig.fix(65, 4 * 15.0 + 61 * 15.0, speed=15.0) is None
+
+
+# -- the frozen receiver ----------------------------------------------------------------
+
+
+def test_a_receiver_repeating_its_last_fix_while_the_wheels_roll_is_flagged_frozen() -> None:
+    """Valid status, the same place, its time going on: dispatch would see a parked bus.
+    The wheels went 50 m (5 s at 36 km/h) with the fix standing: flagged."""
+    rig = Rig()
+    rig.drive(0, 5, 0.0, 10.0)
+    verdicts = []
+    for s in range(5, 15):
+        for tenth in range(10):
+            rig.wheels(36.0, 1000.0 + s - 1 + tenth / 10)
+        verdicts.append(rig.fix(s, 40.0, speed=10.0))
+    assert verdicts[:4] == [None] * 4 and verdicts[6:] == ["frozen"] * 4
+
+
+def test_a_receiver_repeating_its_fix_time_is_flagged_frozen_without_can() -> None:
+    rig = Rig()
+    rig.fix(0, 0.0)
+    lat, lon = offset(*DEPOT, 0.0, 0.0)
+    verdicts = []
+    for s in range(1, 6):  # the same epoch, as stored, coming every second
+        rig.node.bus.emit(
+            Fix(fix_time=T0, lat=lat, lon=lon, speed=0.0, hdop=0.9, received=1000.0 + s)
+        )
+        verdicts.append(rig.node.of_type(PositionUpdated)[-1].suspect)
+    assert verdicts == [None, None, "frozen", "frozen", "frozen"]
+
+
+def test_a_frozen_receiver_coming_back_is_believed_and_counts_the_way_driven() -> None:
+    rig = Rig()
+    rig.drive(0, 5, 0.0, 10.0)
+    for s in range(5, 20):  # frozen 15 s at 40 m while the bus drives on
+        for tenth in range(10):
+            rig.wheels(36.0, 1000.0 + s - 1 + tenth / 10)
+        rig.fix(s, 40.0, speed=10.0)
+    for tenth in range(10):
+        rig.wheels(36.0, 1019.0 + tenth / 10)
+    assert rig.fix(20, 200.0, speed=10.0) is None
+    assert abs(rig.position.odometer_m - 200.0) <= 20
+
+
+def test_a_stopped_bus_with_a_static_hold_receiver_is_not_frozen() -> None:
+    """A u-blox in static hold pins the position of a vehicle standing still: the same
+    lat/lon, its time going on; with the wheels standing that is no frozen receiver."""
+    rig = Rig()
+    for s in range(0, 60):
+        rig.wheels(0.0, 1000.0 + s)
+        assert rig.fix(s, 0.0) is None
+
+
+# -- the receiver stuck at speed 0 --------------------------------------------------------
+
+
+def test_a_receiver_stuck_at_speed_zero_does_not_freeze_the_odometer_while_wheels_roll() -> None:
+    rig = Rig()
+    for s in range(0, 101):  # 1 km at 10 m/s; the receiver says 0 m/s throughout
+        for tenth in range(10):
+            rig.wheels(36.0, 1000.0 + s - 1 + tenth / 10)
+        assert rig.fix(s, s * 10.0, speed=0.0) is None
+    assert abs(rig.position.odometer_m - 1000.0) <= 15
+    assert rig.node.counters.snapshot()["position.speed_from_wheels"] >= 100
+
+
+# -- the wiring ---------------------------------------------------------------------------
+
+
+def test_the_position_service_is_built_before_the_geofences_that_heed_its_verdict() -> None:
+    names = [row.name for row in SERVICES]
+    assert names.index("position") < names.index("geofences")
