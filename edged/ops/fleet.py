@@ -531,6 +531,10 @@ class FleetView:
         view.positions += 1
         if _older(ts, seq, epoch, view.position):
             return True  # a replayed fix from the outbox: counted, but not the latest position
+        if body.get("suspect") is not None:
+            # the node does not believe it (a spoofer's stop, a frozen receiver's last place):
+            # counted, but the last believed position stands, in the view and in the feed
+            return True
         satellites = _int(body.get("satellites"), 0, 1000)
         view.position = Position(
             lat=lat,

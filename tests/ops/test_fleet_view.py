@@ -123,6 +123,17 @@ def test_a_replayed_older_position_is_counted_but_not_shown_as_latest() -> None:
     assert node.positions == 2
 
 
+def test_a_position_the_node_marks_suspect_is_counted_but_not_shown_as_latest() -> None:
+    """A spoofer's stop (docs/topics.md, *Suspect positions*) reaches neither the fleet
+    page nor the GTFS-Realtime feed built from it: the last believed position stands."""
+    v = view()
+    v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, seq=10))
+    v.ingest(f"{BASE}/position", msg(lat=45.018, lon=2.0, seq=11, suspect="wheels"))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.position is not None
+    assert (node.position.lat, node.position.seq, node.positions) == (45.0, 10, 2)
+
+
 def test_a_node_with_a_wiped_outbox_restarting_its_seq_still_moves() -> None:
     v = view()
     v.ingest(f"{BASE}/position", msg(lat=45.0, lon=2.0, seq=5000, ts=NOW_MS))
