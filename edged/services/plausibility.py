@@ -5,8 +5,9 @@ spoofer near a depot) puts the bus at a stop it never reached; a frozen receiver
 its last fix, valid, while the bus drives; a receiver stuck at speed 0 stops the odometer.
 The judge says of each valid, measured fix whether it is `suspect`, and why:
 
-- `jump`: farther from the last believed fix than a road vehicle goes in between
-  (`MAX_ROAD_SPEED_MPS`, in the node's own monotonic time as well as the receiver's: a
+- `jump`: farther from the last believed fix than the vehicle could have gone in between,
+  by the odometer's rule (the fixes' speeds, a hard acceleration, at most
+  `MAX_ROAD_SPEED_MPS`), in the receiver's time as far as the arrivals allow it (a
   spoofer moves the receiver's clock with its position);
 - `wheels`: farther from it than the wheels went (CCVS1 wheel-based speed, integrated),
   when the CAN bus spoke all the time in between: the straight line between two true
@@ -85,6 +86,7 @@ is believed, as the odometer believes it (a multipath excursion is shorter)."""
 REACCEPT_WITNESSED_S = 600.0
 """With the CAN bus speaking and its wheels not accounting for the jump: 10 minutes."""
 WHEELS_MOVING_MPS = 1.0  # above it the wheels roll, whatever the receiver says
+STATIONARY_MPS = 0.5  # a receiver's speed below it: standing (position.STATIONARY_SPEED)
 
 
 @dataclass
@@ -104,7 +106,9 @@ class _Wheels:
         self.speed, self.at = speed_mps, ts
 
     def live(self, now: float) -> bool:
-        return self.at is not None and 0.0 <= now - self.at <= WHEEL_FRESH_S
+        """The wheels spoke within WHEEL_FRESH_S of `now`, before or after it (a fix is
+        judged when its epoch is complete, and timed when its first sentence came)."""
+        return self.at is not None and abs(now - self.at) <= WHEEL_FRESH_S
 
     def since_ok(self, t: float) -> bool:
         """The run covers the time from `t` (monotonic s) on."""
@@ -116,6 +120,7 @@ class _Believed:
     fix: Fix
     at: float  # monotonic s it arrived
     wheel_m: float | None  # the wheels' distance then, if the run covered it
+    speed: float | None  # the speed believed of it (the wheels' for a receiver saying 0)
 
 
 class FixJudge:
@@ -137,16 +142,16 @@ class FixJudge:
     def _wheel_m(self, now: float) -> float | None:
         if not self.wheels.live(now):
             return None
-        return self.wheels.metres + (self.wheels.speed or 0.0) * max(
-            0.0, now - (self.wheels.at or now)
-        )
+        # on from the last value, or back to `now` from it: the same speed meanwhile
+        shift = (self.wheels.speed or 0.0) * (now - (self.wheels.at or now))
+        return max(0.0, self.wheels.metres + shift)
 
     def speed(self, fix: Fix, now: float) -> float | None:
         """The speed to believe of `fix`: the wheels' when they roll and the receiver
         says it stands (or says nothing)."""
         at = fix.received if fix.received is not None else now
         rolling = self.wheels.live(at) and (self.wheels.speed or 0.0) >= WHEELS_MOVING_MPS
-        if rolling and (fix.speed is None or fix.speed < 0.5):
+        if rolling and (fix.speed is None or fix.speed < STATIONARY_MPS):
             return self.wheels.speed
         return fix.speed
 
@@ -169,7 +174,7 @@ class FixJudge:
         return self._maybe_reaccept(fix, at, wheel_m, reason)
 
     def _believe(self, fix: Fix, at: float, wheel_m: float | None) -> None:
-        self._believed = _Believed(fix, at, wheel_m)
+        self._believed = _Believed(fix, at, wheel_m, self.speed(fix, at))
         self._candidate.clear()
         self._candidate_witnessed = False
 
@@ -184,15 +189,25 @@ class FixJudge:
             and step > (wheel_m - a.wheel_m) * WHEEL_MARGIN + slack + WHEEL_SLACK_M
         ):
             return "wheels"
-        if step > MAX_ROAD_SPEED_MPS * dt + slack:
+        if step > self._reach_mps(a.speed, self.speed(fix, at), dt) * dt + slack:
             return "jump"
         return None
+
+    @staticmethod
+    def _reach_mps(a: float | None, b: float | None, dt: float) -> float:
+        """How fast the vehicle may have gone between two fixes: as the odometer's rule, the
+        larger of their speeds plus SPEED_MARGIN_MPS and half ACCEL_MPS2 x dt, at most
+        MAX_ROAD_SPEED_MPS; a speed under STATIONARY_MPS (a receiver stuck at 0) says
+        nothing."""
+        if a is None or b is None or min(a, b) < STATIONARY_MPS:
+            return MAX_ROAD_SPEED_MPS
+        return min(MAX_ROAD_SPEED_MPS, max(a, b) + SPEED_MARGIN_MPS + ACCEL_MPS2 * dt / 2)
 
     def _frozen(self, fix: Fix, at: float, wheel_m: float | None) -> str | None:
         # the same fix time again, seconds after the fix that had it: a receiver repeating
         new = self._newest
-        if new is None or fix.fix_time > new[0].fix_time or fix.received is None:
-            self._newest = (fix, at)
+        if new is None or fix.fix_time != new[0].fix_time or fix.received is None:
+            self._newest = (fix, at)  # a time gone back is a date learnt, or a glitch
         elif at - new[1] >= FROZEN_REPEAT_S:
             return "frozen"
         # standing within the jitter of where the run began, while the wheels rolled
