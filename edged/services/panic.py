@@ -99,7 +99,8 @@ class PanicService(Service):
         return [CommandSpec("alarm.ack", self.command_ack, kind=KIND)]
 
     def _on_position(self, event: PositionUpdated) -> None:
-        self.last_fix = event.fix
+        if event.suspect is None:  # responders go to the last place believed, not a spoofer's
+            self.last_fix = event.fix
 
     def _on_link(self, event: LinkChanged) -> None:
         self.connected = event.connected

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +63,15 @@ def test_a_press_raises_a_panic_alarm_with_the_last_position() -> None:
     assert (alarm.kind, alarm.active) == ("panic", True)
     assert (alarm.details["lat"], alarm.details["lon"]) == (46.17, 1.87)
     assert node.names == ["panic"]  # published on alarm/panic
+
+
+def test_a_press_gives_the_last_believed_position_not_a_suspect_one() -> None:
+    """Rule 7: whoever spoofs the GPS while robbing the driver would send responders to
+    the place spoofed (docs/topics.md, *Suspect positions*)."""
+    node, _ = make()
+    node.emit(PositionUpdated(replace(FIX, lat=46.19), suspect="wheels"))
+    press(node)
+    assert (alarms(node)[0].details["lat"], alarms(node)[0].details["lon"]) == (46.17, 1.87)
 
 
 def test_a_press_starts_the_local_alarm_pattern_at_once() -> None:
