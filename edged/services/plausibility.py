@@ -31,6 +31,7 @@ standing still while they roll (a receiver stuck at 0 would freeze the odometer)
 """
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from core.events import Fix
@@ -87,6 +88,13 @@ REACCEPT_WITNESSED_S = 600.0
 """With the CAN bus speaking and its wheels not accounting for the jump: 10 minutes."""
 WHEELS_MOVING_MPS = 1.0  # above it the wheels roll, whatever the receiver says
 STATIONARY_MPS = 0.5  # a receiver's speed below it: standing (position.STATIONARY_SPEED)
+STUCK_S = 10.0
+STUCK_M = 60.0
+STUCK_STEP_M = 2.0
+"""A receiver saying it stands while its believed fixes went on STUCK_M in STUCK_S (22
+km/h), each at least STUCK_STEP_M from the one before (a parked receiver drifts ±30 m
+over minutes, a multipath jump is one step): its speed is stuck at 0, and taken as
+unknown until it reports a speed again."""
 
 
 @dataclass
@@ -135,6 +143,8 @@ class FixJudge:
         # the wheels' run it is of
         self._still: tuple[Fix, float | None, float | None] | None = None
         self._newest: tuple[Fix, float] | None = None  # the latest fix time, its arrival
+        self._standing: deque[tuple[Fix, float]] = deque()  # believed, saying they stand
+        self.speed_stuck = False  # the receiver's speed is stuck at 0 (no witness needed)
 
     def on_wheels(self, speed_mps: float, ts: float) -> None:
         self.wheels.feed(speed_mps, ts)
@@ -151,8 +161,11 @@ class FixJudge:
         says it stands (or says nothing)."""
         at = fix.received if fix.received is not None else now
         rolling = self.wheels.live(at) and (self.wheels.speed or 0.0) >= WHEELS_MOVING_MPS
-        if rolling and (fix.speed is None or fix.speed < STATIONARY_MPS):
+        standing = fix.speed is None or fix.speed < STATIONARY_MPS
+        if rolling and standing:
             return self.wheels.speed
+        if self.speed_stuck and standing:
+            return None  # as a receiver that gives no speed: judged by its positions
         return fix.speed
 
     def judge(self, fix: Fix, now: float) -> str | None:
@@ -174,9 +187,31 @@ class FixJudge:
         return self._maybe_reaccept(fix, at, wheel_m, reason)
 
     def _believe(self, fix: Fix, at: float, wheel_m: float | None) -> None:
+        self._watch_stuck(fix, at)
         self._believed = _Believed(fix, at, wheel_m, self.speed(fix, at))
         self._candidate.clear()
         self._candidate_witnessed = False
+
+    def _watch_stuck(self, fix: Fix, at: float) -> None:
+        """Latch `speed_stuck` when the fixes believed over STUCK_S went STUCK_M, each a
+        step on from the one before (a parked receiver's multipath jump is one step),
+        while the receiver said it stood; a speed reported again unlatches it."""
+        run = self._standing
+        if fix.speed is None or fix.speed >= STATIONARY_MPS:
+            run.clear()
+            self.speed_stuck = False
+            return
+        if run and haversine_m(run[-1][0].lat, run[-1][0].lon, fix.lat, fix.lon) < STUCK_STEP_M:
+            run.clear()
+        run.append((fix, at))
+        while at - run[0][1] > STUCK_S:
+            run.popleft()
+        first = run[0][0]
+        if (
+            at - run[0][1] >= STUCK_S - 2.0
+            and haversine_m(first.lat, first.lon, fix.lat, fix.lon) >= STUCK_M
+        ):
+            self.speed_stuck = True
 
     def _unreachable(self, a: _Believed, fix: Fix, at: float, wheel_m: float | None) -> str | None:
         step = haversine_m(a.fix.lat, a.fix.lon, fix.lat, fix.lon)

@@ -34,7 +34,8 @@ vehicle service hears one): a suspect one is published marked `suspect` with the
 is not used to set the clock, and the geofence service skips it. The odometer counts none
 the wheels speak against (`wheels`, `frozen`) and keeps its own rule above for a `jump`;
 it believes the wheels' speed when they roll and the receiver says it stands (a receiver
-stuck at speed 0 would freeze it).
+stuck at speed 0 would freeze it), and without wheels takes a receiver whose fixes drive
+on while it says it stands as one that gives no speed.
 
 The other services hear of it on the bus: `PositionUpdated` (each valid fix, its verdict),
 `OdometerChanged` and `FixStatus` (lost, regained).
@@ -135,7 +136,9 @@ class PositionService(Service):
             self.host.counters.inc("position.implausible_time")
         if suspect in (None, "jump"):  # the odometer has its own rule for jumps (above)
             speed = self.judge.speed(fix, now)
-            if speed != fix.speed:
+            if speed is None and fix.speed is not None:
+                self.host.counters.inc("position.speed_stuck")  # judged by its positions
+            elif speed != fix.speed:
                 self.host.counters.inc("position.speed_from_wheels")
             self._count_distance(fix if speed == fix.speed else replace(fix, speed=speed))
         if self._due(fix, now):

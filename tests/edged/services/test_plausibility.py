@@ -329,6 +329,25 @@ def test_a_receiver_stuck_at_speed_zero_does_not_freeze_the_odometer_while_wheel
     assert rig.node.counters.snapshot()["position.speed_from_wheels"] >= 100
 
 
+def test_a_receiver_stuck_at_speed_zero_without_can_counts_its_way_all_the_same() -> None:
+    """No CAN bus (a van without FMS): fixes driving on 10 m a second while the receiver
+    says 0 m/s are those of a receiver that gives no speed; the odometer follows them."""
+    rig = Rig()
+    for s in range(0, 101):
+        assert rig.fix(s, s * 10.0, speed=0.0) is None
+    assert abs(rig.position.odometer_m - 1000.0) <= 15
+    assert rig.position.judge.speed_stuck
+
+
+def test_a_parked_receiver_saying_it_stands_with_one_multipath_jump_stays_parked() -> None:
+    rig = Rig()
+    for s in range(0, 60):
+        north = 120.0 if s == 30 else 0.3 * (s % 7)  # jitter, and one fix 120 m off
+        rig.fix(s, north, speed=0.0)
+    assert not rig.position.judge.speed_stuck
+    assert rig.position.odometer_m == 0.0
+
+
 # -- the wiring ---------------------------------------------------------------------------
 
 
