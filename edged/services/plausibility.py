@@ -24,7 +24,9 @@ stayed consistent among themselves for `REACCEPT_S` of the node's time, and the 
 (if the CAN bus speaks) never said otherwise meanwhile: a cold start's wrong first fix,
 a tow truck or a ferry with the ignition off (no CAN) are believed after it; a spoofer
 that holds a bus at a stop while its wheels roll is not. With the CAN bus speaking and
-the wheels standing, a jump is believed only after `REACCEPT_WITNESSED_S`.
+the wheels standing, a jump from a place fixes confirmed is believed only after
+`REACCEPT_WITNESSED_S`; from a lone first fix (a cold start's wrong one, the engine
+running) after `REACCEPT_S`.
 
 The judge also gives the speed to believe: the wheels' when the receiver reports
 standing still while they roll (a receiver stuck at 0 would freeze the odometer).
@@ -129,6 +131,7 @@ class _Believed:
     at: float  # monotonic s it arrived
     wheel_m: float | None  # the wheels' distance then, if the run covered it
     speed: float | None  # the speed believed of it (the wheels' for a receiver saying 0)
+    confirmed: bool = False  # a later fix was believed from it: not a lone first fix
 
 
 class FixJudge:
@@ -179,16 +182,20 @@ class FixJudge:
             return frozen
         reason = frozen or self._unreachable(believed, fix, at, wheel_m)
         if reason is None:
-            self._believe(fix, at, wheel_m)
+            self._believe(fix, at, wheel_m, confirmed=True)
             return None
         if frozen is not None:
             self._candidate.clear()
             return reason
         return self._maybe_reaccept(fix, at, wheel_m, reason)
 
-    def _believe(self, fix: Fix, at: float, wheel_m: float | None) -> None:
+    def _believe(
+        self, fix: Fix, at: float, wheel_m: float | None, *, confirmed: bool = False
+    ) -> None:
+        """`fix` is the new reference; `confirmed`: it was reachable from the one before,
+        which a lone first fix (a cold start's wrong one) or a place re-accepted is not."""
         self._watch_stuck(fix, at)
-        self._believed = _Believed(fix, at, wheel_m, self.speed(fix, at))
+        self._believed = _Believed(fix, at, wheel_m, self.speed(fix, at), confirmed)
         self._candidate.clear()
         self._candidate_witnessed = False
 
@@ -275,7 +282,10 @@ class FixJudge:
         if reason == "wheels":
             self._candidate_witnessed = True
         held = at - self._candidate[0][1]
-        wait = REACCEPT_WITNESSED_S if self._candidate_witnessed else REACCEPT_S
+        # the wheels against a place confirmed by fixes before it: a spoofer's or a jump
+        # the wheels cannot have made; against a lone first fix they speak of that fix
+        confirmed = self._believed is not None and self._believed.confirmed
+        wait = REACCEPT_WITNESSED_S if self._candidate_witnessed and confirmed else REACCEPT_S
         if held >= wait:
             self._believe(fix, at, wheel_m)
             return None

@@ -187,14 +187,31 @@ def test_a_new_place_is_believed_after_a_while_when_no_wheels_speak_against_it()
 
 def test_a_jump_the_wheels_speak_against_is_believed_only_after_ten_minutes() -> None:
     rig = Rig()
+    rig.wheels(0.0, 998.9)
+    rig.fix(-1, 0.0)
     rig.wheels(0.0, 999.9)
-    rig.fix(0, 0.0)
+    rig.fix(0, 0.0)  # the place confirmed
     for s in range(1, int(REACCEPT_WITNESSED_S) + 8):  # held from 1 s on
         for tenth in range(10):
             rig.wheels(0.0, 1000.0 + s - 1 + tenth / 10)
         verdict = rig.fix(s, 2000.0)
         assert verdict == ("wheels" if s < 1 + REACCEPT_WITNESSED_S else None), f"at {s} s"
     assert len(rig.arrivals()) == 1
+
+
+def test_a_wrong_first_fix_with_the_engine_running_is_left_after_the_short_wait() -> None:
+    """A cold start's first fix 1.5 km off, the bus parked with its engine on (CCVS1 0
+    km/h): the wheels speak against the true place, but only against a lone first fix."""
+    rig = Rig()
+    rig.wheels(0.0, 999.9)
+    rig.fix(0, 1500.0)
+    verdicts = []
+    for s in range(1, 20):
+        for tenth in range(10):
+            rig.wheels(0.0, 1000.0 + s - 1 + tenth / 10)
+        verdicts.append(rig.fix(s, 0.0))
+    assert verdicts[: int(REACCEPT_S)] == ["wheels"] * int(REACCEPT_S)
+    assert verdicts[int(REACCEPT_S) :] == [None] * (19 - int(REACCEPT_S))
 
 
 # -- hysteresis and the real cases -------------------------------------------------------
