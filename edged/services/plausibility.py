@@ -78,7 +78,10 @@ WHEEL_FRESH_S = 1.0
 """CCVS1 comes every 100 ms: older than this, the wheels' speed is not current."""
 WHEEL_GAP_S = 1.0
 """A longer silence breaks the wheels' witness: the distance in between is unknown."""
-WHEEL_MARGIN = 1.1  # wheel speed errs by a few % (tyre wear, calibration)
+WHEEL_MARGIN = 1.25
+"""Wheel speed errs by a few % (tyre wear), by more on a vehicle whose tyre size or
+tachograph constant was set wrong: after a 2 km tunnel such an error is hundreds of
+metres, and a true fix judged `wheels` would stay suspect for REACCEPT_WITNESSED_S."""
 WHEEL_SLACK_M = 20.0  # plus the two fixes' jitter and a second of latency between bus and fix
 FROZEN_WHEEL_M = 50.0
 """Wheels rolling this far with the fixes standing: the receiver is frozen (5 s at 36 km/h)."""
