@@ -40,6 +40,9 @@ class Fix:
     received: float | None = field(default=None, compare=False)
     """time.monotonic() when the epoch's first sentence arrived (None: not known), so the
     clock can be set from a fix published later than the receiver sent it."""
+    pace: float = field(default=1.0, compare=False)
+    """Route seconds per second of `fix_time`: gps.sim's `speed_factor` (a sped-up route on
+    the wall clock), 1 for a receiver; how far the vehicle may have gone is judged by it."""
 
     @property
     def valid(self) -> bool:

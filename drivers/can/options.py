@@ -64,4 +64,3 @@ class CanDecodeOptions(DriverOptions):
         if self._decoders is None:
             self._decoders = Decoders(self.dbc or SHIPPED_DBC, self.pgns)
         return self._decoders
-

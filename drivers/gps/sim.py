@@ -80,6 +80,7 @@ class SimGps:
                     quality=1,
                     satellites=self.rng.randint(7, 12),
                     hdop=round(self.rng.uniform(0.7, 1.6), 2),
+                    pace=self.options.speed_factor,
                 )
             )
             next_at += period

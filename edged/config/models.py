@@ -89,12 +89,14 @@ class TlsConfig(Strict):
             raise ValueError('min_version "1.3" is above max_version "1.2": no TLS version left')
         if not self.tickets and self.max_version != "1.2":
             raise ValueError(
-                'tickets = false resumes by session id, which TLS 1.3 does not have: a 1.3 '
+                "tickets = false resumes by session id, which TLS 1.3 does not have: a 1.3 "
                 'handshake would never resume. Set max_version = "1.2" too, or keep tickets'
             )
         if not self.tickets and not self.resume:
-            raise ValueError("tickets = false chooses how to resume, and resume = false never "
-                             "does: remove one of the two")
+            raise ValueError(
+                "tickets = false chooses how to resume, and resume = false never "
+                "does: remove one of the two"
+            )
         if self.ciphers is not None and self.min_version == "1.3":
             raise ValueError(
                 'ciphers chooses TLS 1.2 suites, and min_version "1.3" leaves TLS 1.2 out: '

@@ -226,7 +226,8 @@ class FixJudge:
     def _unreachable(self, a: _Believed, fix: Fix, at: float, wheel_m: float | None) -> str | None:
         step = haversine_m(a.fix.lat, a.fix.lon, fix.lat, fix.lon)
         slack = jitter_m(a.fix) + jitter_m(fix)
-        dt = elapsed_s(a.fix, fix)  # the receiver's time, as far as the arrivals allow
+        # the receiver's time, as far as the arrivals allow; a sped-up route's (Fix.pace)
+        dt = elapsed_s(a.fix, fix) * max(fix.pace, 1.0)
         if (
             wheel_m is not None
             and a.wheel_m is not None
@@ -277,7 +278,7 @@ class FixJudge:
         if self._candidate:
             prev, prev_at = self._candidate[-1]
             step = haversine_m(prev.lat, prev.lon, fix.lat, fix.lon)
-            dt = max(0.0, at - prev_at) + 1.0
+            dt = (max(0.0, at - prev_at) + 1.0) * max(fix.pace, 1.0)
             if step > MAX_ROAD_SPEED_MPS * dt + jitter_m(prev) + jitter_m(fix):
                 self._candidate.clear()  # not even consistent among themselves
                 self._candidate_witnessed = False

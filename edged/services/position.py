@@ -90,11 +90,17 @@ def heading_delta(a: float, b: float) -> float:
 
 class PositionService(Service):
     def __init__(
-        self, host: Host, config: PositionServiceConfig, *, watch_fix: bool = True
+        self,
+        host: Host,
+        config: PositionServiceConfig,
+        *,
+        watch_fix: bool = True,
+        wheels: bool = True,
     ) -> None:
         super().__init__(host)
         self.config = config
         self.watch_fix = watch_fix  # False: no GPS on this node, no "fix lost" to say
+        self.wheels = wheels  # False: the CAN bus is not this receiver's vehicle (a replay)
         self.odometer_m: float = float(host.state.get(ODOMETER_KEY, 0.0))
         self._anchor: Fix | None = None  # last point counted in the odometer
         self._good: Fix | None = None  # last fix the odometer believed
@@ -113,7 +119,8 @@ class PositionService(Service):
     # -- fixes ------------------------------------------------------------------------
 
     def on_wheels(self, event: WheelSpeed) -> None:
-        self.judge.on_wheels(event.mps, event.ts)
+        if self.wheels:
+            self.judge.on_wheels(event.mps, event.ts)
 
     def on_fix(self, fix: Fix) -> None:
         if not fix.valid:

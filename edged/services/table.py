@@ -32,6 +32,14 @@ def has_gps(config: EdgedConfig) -> bool:
     return any(d.enabled and d.driver.startswith("gps.") for d in config.drivers)
 
 
+def wheels_witness(config: EdgedConfig) -> bool:
+    """The CAN bus's wheels witness the fixes only when both are of this vehicle: a real
+    receiver and a real bus. A simulated route (`gps.sim`) beside a recorded bus
+    (`can.replay`), as in the shipped examples and the demo, would contradict each other."""
+    enabled = {d.driver for d in config.drivers if d.enabled}
+    return bool(enabled & {"gps.nmea-serial", "gps.gpsd"}) and "can.bus" in enabled
+
+
 Built = Mapping[str, Service]
 """The services built so far, by name (only the hotspot reads it: the kiosk it shows)."""
 
@@ -73,7 +81,12 @@ class Row:
 
 
 SERVICES: tuple[Row, ...] = (
-    Row("position", lambda h, c, _: PositionService(h, c.services.position, watch_fix=has_gps(c))),
+    Row(
+        "position",
+        lambda h, c, _: PositionService(
+            h, c.services.position, watch_fix=has_gps(c), wheels=wheels_witness(c)
+        ),
+    ),
     Row("geofences", lambda h, c, _: GeofenceService(h, c.services.geofences)),
     Row("vehicle", lambda h, c, _: VehicleService(h, c.services.vehicle, c.services.trips)),
     Row("mode", lambda h, c, _: ModeService(h)),

@@ -18,8 +18,9 @@ EPILOG = """endpoints:
 See docs/feed.md for a production layout (broker cluster, replicas, TLS, read-only ACL)."""
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
-               common: argparse.ArgumentParser) -> None:
+def add_parser(
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]", common: argparse.ArgumentParser
+) -> None:
     feed = sub.add_parser(
         "feed",
         parents=[common],
@@ -28,29 +29,65 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
         help="serve the fleet as GTFS-Realtime, SIRI Lite and a live page for dispatch",
     )
     feed.add_argument(
-        "--fleet", action="append", default=[], metavar="FLEET",
+        "--fleet",
+        action="append",
+        default=[],
+        metavar="FLEET",
         help="serve this fleet (repeat for more; default: every fleet under the prefix)",
     )
-    feed.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
-                      help="where to serve HTTP (default: 127.0.0.1:8080)")
-    feed.add_argument("--max-age", type=float, default=90.0, metavar="S",
-                      help="leave out vehicles whose last fix is older (default: 90)")
-    feed.add_argument("--gtfs", type=Path, metavar="ZIP",
-                      help="static GTFS (zip or folder) to check assigned route and trip ids")
-    feed.add_argument("--timezone", metavar="ZONE",
-                      help="service days of trips without a start_date (default: the static "
-                      "GTFS agency's, else Europe/Paris)")
-    feed.add_argument("--producer", default="edged", metavar="REF",
-                      help="SIRI ProducerRef (default: edged)")
-    feed.add_argument("--max-vehicles", type=int, default=10_000, metavar="N",
-                      help="vehicles kept in memory at most (default: 10000)")
-    feed.add_argument("--no-page", action="store_true",
-                      help="serve the feeds only, no fleet page (a public replica)")
-    feed.add_argument("--max-pages", type=int, default=64, metavar="N",
-                      help="live pages streaming at once; more get 503 and retry (default: "
-                      "64; each stream ends after 10 min and reconnects)")
-    feed.add_argument("--tile-url", metavar="URL",
-                      help="map tiles for the page, e.g. https://tile.example/{z}/{x}/{y}.png")
+    feed.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="where to serve HTTP (default: 127.0.0.1:8080)",
+    )
+    feed.add_argument(
+        "--max-age",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="leave out vehicles whose last fix is older (default: 90)",
+    )
+    feed.add_argument(
+        "--gtfs",
+        type=Path,
+        metavar="ZIP",
+        help="static GTFS (zip or folder) to check assigned route and trip ids",
+    )
+    feed.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="service days of trips without a start_date (default: the static "
+        "GTFS agency's, else Europe/Paris)",
+    )
+    feed.add_argument(
+        "--producer", default="edged", metavar="REF", help="SIRI ProducerRef (default: edged)"
+    )
+    feed.add_argument(
+        "--max-vehicles",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="vehicles kept in memory at most (default: 10000)",
+    )
+    feed.add_argument(
+        "--no-page",
+        action="store_true",
+        help="serve the feeds only, no fleet page (a public replica)",
+    )
+    feed.add_argument(
+        "--max-pages",
+        type=int,
+        default=64,
+        metavar="N",
+        help="live pages streaming at once; more get 503 and retry (default: "
+        "64; each stream ends after 10 min and reconnects)",
+    )
+    feed.add_argument(
+        "--tile-url",
+        metavar="URL",
+        help="map tiles for the page, e.g. https://tile.example/{z}/{x}/{y}.png",
+    )
     feed.add_argument("--tile-attribution", metavar="TEXT", help="credit shown under the map")
     feed.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 

@@ -44,7 +44,9 @@ class RunningFeed:
         schedule = Schedule.load(options.gtfs) if options.gtfs is not None else None
         if schedule is not None:
             log.info(
-                "static GTFS %s: %d routes, %d trips", options.gtfs, len(schedule.routes),
+                "static GTFS %s: %d routes, %d trips",
+                options.gtfs,
+                len(schedule.routes),
                 len(schedule.trips),
             )
         self.view = FleetView(options.prefix, max_nodes=options.settings.max_vehicles)

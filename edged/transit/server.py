@@ -148,9 +148,7 @@ class FeedServer:
         r = app.router
         r.add_get("/gtfs-rt/vehicle-positions", self._doc(self.service.vehicle_positions))
         r.add_get("/gtfs-rt/vehicle-positions.pb", self._doc(self.service.vehicle_positions))
-        r.add_get(
-            "/gtfs-rt/vehicle-positions.json", self._doc(self.service.vehicle_positions_json)
-        )
+        r.add_get("/gtfs-rt/vehicle-positions.json", self._doc(self.service.vehicle_positions_json))
         r.add_get("/siri-lite/vehicle-monitoring.json", self._doc(self.service.vehicle_monitoring))
         r.add_get("/health", self._health)
         if self.page:
@@ -180,7 +178,8 @@ class FeedServer:
             if exc.status < 400:
                 raise
             return web.json_response(
-                {"error": exc.reason, "status": exc.status}, status=exc.status,
+                {"error": exc.reason, "status": exc.status},
+                status=exc.status,
                 headers={k: v for k, v in exc.headers.items() if k == "Allow"},
             )
         except asyncio.CancelledError:

@@ -81,9 +81,7 @@ class Served:
         return round(occ.percent)
 
 
-def why_left(
-    node: NodeView, now: float, max_age_s: float, area: Area | None = None
-) -> Left | None:
+def why_left(node: NodeView, now: float, max_age_s: float, area: Area | None = None) -> Left | None:
     if node.state != "online":
         return Left.OFFLINE
     if node.journey is not None and node.journey.mode == OUT_OF_SERVICE:

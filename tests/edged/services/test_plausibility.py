@@ -7,6 +7,7 @@ time is the test's; the wheels' speed comes as the vehicle service hands it on
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,9 @@ from core.geo import offset
 from drivers.can.bus import CanBusDriver, CanBusOptions
 from drivers.can.j1939 import make_id
 from drivers.gps.decoder import NmeaDecoder
+from drivers.gps.sim import SimGps, SimGpsOptions
 from edged.config.geofences import Geofence
+from edged.config.loader import load_config
 from edged.config.services import (
     GeofenceServiceConfig,
     PositionServiceConfig,
@@ -32,9 +35,9 @@ from edged.config.services import (
 )
 from edged.services.events import PositionUpdated, WheelSpeed
 from edged.services.geofences import GeofenceService
-from edged.services.plausibility import REACCEPT_S, REACCEPT_WITNESSED_S
+from edged.services.plausibility import REACCEPT_S, REACCEPT_WITNESSED_S, FixJudge
 from edged.services.position import PositionService
-from edged.services.table import SERVICES
+from edged.services.table import SERVICES, wheels_witness
 from edged.services.vehicle import VehicleService
 from tests.drivers.gps.fakes import CORPUS, nmea, recording, through_driver
 from tests.helpers.drivers import wait_until
@@ -371,6 +374,50 @@ def test_a_parked_receiver_saying_it_stands_with_one_multipath_jump_stays_parked
 
 
 # -- the wiring ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", ["shuttle.toml", "truck.toml"])
+def test_a_simulated_route_beside_a_recorded_bus_is_no_witness(example: str) -> None:
+    """The examples and the demo drive gps.sim's route beside can.replay's recorded day:
+    the recorded wheels would speak against every simulated fix."""
+    config = load_config(Path(__file__).resolve().parents[3] / "config" / example)
+    assert not wheels_witness(config)
+
+
+@pytest.mark.parametrize(
+    ("gps", "can", "witness"),
+    [
+        ("gps.nmea-serial", "can.bus", True),
+        ("gps.gpsd", "can.bus", True),
+        ("gps.nmea-serial", "can.replay", False),
+        ("gps.sim", "can.bus", False),
+    ],
+)
+def test_the_wheels_witness_a_real_receiver_on_a_real_bus(
+    gps: str, can: str, witness: bool
+) -> None:
+    config = load_config(Path(__file__).resolve().parents[3] / "config" / "shuttle.toml")
+    drivers = [
+        d.model_copy(update={"driver": gps if d.driver.startswith("gps.") else can})
+        if d.driver.startswith(("gps.", "can."))
+        else d
+        for d in config.drivers
+    ]
+    assert wheels_witness(config.model_copy(update={"drivers": drivers})) is witness
+
+
+def test_a_route_gps_sim_speeds_up_twenty_times_is_never_suspect() -> None:
+    """`edged demo` runs the shuttle's route at 20 times its pace on the wall clock: 200 m
+    between fixes a second apart, at a reported 10 m/s (Fix.pace says so)."""
+    route = Path(__file__).resolve().parents[3] / "config" / "routes" / "creuse-shuttle.json"
+    sim = SimGps(SimGpsOptions(route=str(route), speed_factor=20.0))
+    judge = FixJudge()
+    verdicts = set()
+    for i, (lat, lon, speed, _) in enumerate(itertools.islice(sim.track(20.0), 2000)):
+        when = T0 + timedelta(seconds=i)
+        fix = Fix(when, lat, lon, speed=speed, hdop=1.0, received=100.0 + i, pace=20.0)
+        verdicts.add(judge.judge(fix, 100.0 + i))
+    assert verdicts == {None}
 
 
 def test_the_position_service_is_built_before_the_geofences_that_heed_its_verdict() -> None:
