@@ -42,10 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     fleet.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
     fleet.add_argument("--prefix", default="rnst/v1")
     fleet.add_argument("--fleet", default="sim", help="fleet id of the vehicles (sim)")
-    fleet.add_argument("--period", type=float, default=5.0, metavar="S",
-                       help="seconds between a vehicle's positions (5)")
-    fleet.add_argument("--offline-share", type=float, default=0.02, metavar="F",
-                       help="share of the fleet going offline every 30 s, back 10-60 s later")
+    fleet.add_argument(
+        "--period",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between a vehicle's positions (5)",
+    )
+    fleet.add_argument(
+        "--offline-share",
+        type=float,
+        default=0.02,
+        metavar="F",
+        help="share of the fleet going offline every 30 s, back 10-60 s later",
+    )
     fleet.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     fleet.add_argument("--seed", type=int, default=16)
     return p
@@ -78,12 +88,21 @@ def main(argv: list[str] | None = None) -> int:
 
         address = parse_broker_url(args.broker)
         if address.tls or not 1 <= args.nodes <= 100_000 or not 0 <= args.offline_share <= 1:
-            print("hil fleet: a plain mqtt:// broker, 1-100000 nodes, a share in 0..1",
-                  file=sys.stderr)
+            print(
+                "hil fleet: a plain mqtt:// broker, 1-100000 nodes, a share in 0..1",
+                file=sys.stderr,
+            )
             return 2
-        sim = FleetSim(address.host, address.port, args.nodes, prefix=args.prefix,
-                       fleet=args.fleet, period_s=args.period, offline_share=args.offline_share,
-                       seed=args.seed)
+        sim = FleetSim(
+            address.host,
+            address.port,
+            args.nodes,
+            prefix=args.prefix,
+            fleet=args.fleet,
+            period_s=args.period,
+            offline_share=args.offline_share,
+            seed=args.seed,
+        )
         print(f"hil fleet: {args.nodes} vehicles on {address.url}", file=sys.stderr)
         try:
             print(json.dumps(asyncio.run(sim.run(args.duration)), indent=2))

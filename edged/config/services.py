@@ -52,6 +52,12 @@ class PositionServiceConfig(Strict):
         le=100,
         description="the odometer leaves out fixes with a worse HDOP (a fix without HDOP counts)",
     )
+    wheels_witness: bool = Field(
+        default=True,
+        description="judge fixes against the CAN bus's wheel speed (with a real receiver and "
+        "can.bus); false on a bench whose bus is not the route's vehicle (a recorded FMS "
+        "day beside a scripted route)",
+    )
 
 
 class GeofenceServiceConfig(Strict):

@@ -35,9 +35,11 @@ def has_gps(config: EdgedConfig) -> bool:
 def wheels_witness(config: EdgedConfig) -> bool:
     """The CAN bus's wheels witness the fixes only when both are of this vehicle: a real
     receiver and a real bus. A simulated route (`gps.sim`) beside a recorded bus
-    (`can.replay`), as in the shipped examples and the demo, would contradict each other."""
+    (`can.replay`), as in the shipped examples and the demo, would contradict each other;
+    `[services.position] wheels_witness = false` says so of a bench (hil/rig)."""
     enabled = {d.driver for d in config.drivers if d.enabled}
-    return bool(enabled & {"gps.nmea-serial", "gps.gpsd"}) and "can.bus" in enabled
+    real = bool(enabled & {"gps.nmea-serial", "gps.gpsd"}) and "can.bus" in enabled
+    return real and config.services.position.wheels_witness
 
 
 Built = Mapping[str, Service]

@@ -52,21 +52,38 @@ def tables(all_tracks: list[Track]) -> dict[str, list[list[str]]]:
     out: dict[str, list[list[str]]] = {
         "agency.txt": [
             ["agency_id", "agency_name", "agency_url", "agency_timezone", "agency_lang"],
-            ["creuse", "Navettes et marchés de services (simulation edged)",
-             "https://example.org/edged", TIMEZONE, "fr"],
+            [
+                "creuse",
+                "Navettes et marchés de services (simulation edged)",
+                "https://example.org/edged",
+                TIMEZONE,
+                "fr",
+            ],
         ],
         "calendar.txt": [
-            ["service_id", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
-             "sunday", "start_date", "end_date"],
+            [
+                "service_id",
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+                "start_date",
+                "end_date",
+            ],
             ["all", "1", "1", "1", "1", "1", "1", "1", "20240101", "20351231"],
         ],
-        "routes.txt": [["route_id", "agency_id", "route_short_name", "route_long_name",
-                        "route_type"]],
+        "routes.txt": [
+            ["route_id", "agency_id", "route_short_name", "route_long_name", "route_type"]
+        ],
         "stops.txt": [["stop_id", "stop_name", "stop_lat", "stop_lon"]],
         "shapes.txt": [["shape_id", "shape_pt_lat", "shape_pt_lon", "shape_pt_sequence"]],
         "trips.txt": [["route_id", "service_id", "trip_id", "direction_id", "shape_id"]],
-        "stop_times.txt": [["trip_id", "arrival_time", "departure_time", "stop_id",
-                            "stop_sequence"]],
+        "stop_times.txt": [
+            ["trip_id", "arrival_time", "departure_time", "stop_id", "stop_sequence"]
+        ],
     }
     stops: dict[str, list[str]] = {}
     for n, track in enumerate(all_tracks, 1):

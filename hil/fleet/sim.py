@@ -29,8 +29,12 @@ from hil.fleet.gtfs import DEPARTURES, TIMEZONE, trip_id
 from hil.fleet.track import Point, Track, tracks
 
 CAPACITY = 30
-THRESHOLDS = ((50, "MANY_SEATS_AVAILABLE"), (80, "FEW_SEATS_AVAILABLE"),
-              (95, "STANDING_ROOM_ONLY"), (100, "CRUSHED_STANDING_ROOM_ONLY"))
+THRESHOLDS = (
+    (50, "MANY_SEATS_AVAILABLE"),
+    (80, "FEW_SEATS_AVAILABLE"),
+    (95, "STANDING_ROOM_ONLY"),
+    (100, "CRUSHED_STANDING_ROOM_ONLY"),
+)
 
 
 def occupancy_status(count: int, capacity: int) -> str:
@@ -93,16 +97,31 @@ class FleetSim:
         phase = self.rng.uniform(0, track.period_s)
         if i % 2 == 0:
             dep = DEPARTURES[i // 2 % len(DEPARTURES)]
-            run = {"route_id": track.name, "trip_id": trip_id(track.name, dep),
-                   "schedule_relationship": "SCHEDULED", "line": str(1 + i % 2)}
+            run = {
+                "route_id": track.name,
+                "trip_id": trip_id(track.name, dep),
+                "schedule_relationship": "SCHEDULED",
+                "line": str(1 + i % 2),
+            }
         else:
             now = datetime.now(ZoneInfo(TIMEZONE))  # a GTFS service day and time are local
-            run = {"route_id": track.name, "schedule_relationship": "ADDED",
-                   "start_date": now.strftime("%Y%m%d"), "start_time": now.strftime("%H:%M:00"),
-                   "direction_id": 0, "line": "TAD", "headsign": "à la demande"}
-        return Vehicle(f"sim-{i:04d}", track, phase, run,
-                       count=self.rng.randint(0, CAPACITY // 2),
-                       next_position=self.rng.uniform(0, self.period_s))
+            run = {
+                "route_id": track.name,
+                "schedule_relationship": "ADDED",
+                "start_date": now.strftime("%Y%m%d"),
+                "start_time": now.strftime("%H:%M:00"),
+                "direction_id": 0,
+                "line": "TAD",
+                "headsign": "à la demande",
+            }
+        return Vehicle(
+            f"sim-{i:04d}",
+            track,
+            phase,
+            run,
+            count=self.rng.randint(0, CAPACITY // 2),
+            next_position=self.rng.uniform(0, self.period_s),
+        )
 
     # -- payloads -------------------------------------------------------------------
 
@@ -112,8 +131,10 @@ class FleetSim:
     def payload(self, v: Vehicle, stream: str, body: BaseModel, now: float) -> bytes:
         seq = v.seqs[stream] = v.seqs.get(stream, 0) + 1
         data = body.model_dump(mode="json", exclude_none=True)
-        return json.dumps({"v": 1, "seq": seq, "ts": int(now * 1000), "clock": "ntp", **data},
-                          separators=(",", ":")).encode()
+        return json.dumps(
+            {"v": 1, "seq": seq, "ts": int(now * 1000), "clock": "ntp", **data},
+            separators=(",", ":"),
+        ).encode()
 
     def point(self, v: Vehicle, now: float) -> Point:
         return v.track.at(now - self.started + v.phase_s)
@@ -124,23 +145,42 @@ class FleetSim:
             v.odometer_m += pt.speed * max(0.0, now - v.last_t)
         v.last_t = now
         body = p.Position(
-            fix_time=datetime.fromtimestamp(now, UTC), lat=pt.lat, lon=pt.lon,
-            speed=round(pt.speed, 2), course=round(pt.course, 1), mode="3D", quality=1,
-            satellites=9, hdop=0.9, odometer_m=round(v.odometer_m, 1),
+            fix_time=datetime.fromtimestamp(now, UTC),
+            lat=pt.lat,
+            lon=pt.lon,
+            speed=round(pt.speed, 2),
+            course=round(pt.course, 1),
+            mode="3D",
+            quality=1,
+            satellites=9,
+            hdop=0.9,
+            odometer_m=round(v.odometer_m, 1),
         )
         return self.payload(v, "position", body, now)
 
     def occupancy(self, v: Vehicle, now: float) -> bytes:
         percent = round(100 * v.count / CAPACITY / 10) * 10
-        body = p.Occupancy(count=v.count, capacity=CAPACITY, percent=percent,
-                           status=occupancy_status(v.count, CAPACITY), entries=v.count, exits=0,
-                           reset_at=int(self.started * 1000))
+        body = p.Occupancy(
+            count=v.count,
+            capacity=CAPACITY,
+            percent=percent,
+            status=occupancy_status(v.count, CAPACITY),
+            entries=v.count,
+            exits=0,
+            reset_at=int(self.started * 1000),
+        )
         return self.payload(v, "occupancy", body, now)
 
     def birth(self, v: Vehicle, now: float) -> bytes:
-        body = p.State(state="online", version="sim", profile="shuttle",
-                       name=f"Véhicule {v.node[4:]}", config_hash="0" * 16,
-                       drivers=["gps:gps.sim"], since=int(now * 1000))
+        body = p.State(
+            state="online",
+            version="sim",
+            profile="shuttle",
+            name=f"Véhicule {v.node[4:]}",
+            config_hash="0" * 16,
+            drivers=["gps:gps.sim"],
+            since=int(now * 1000),
+        )
         return self.payload(v, "state", body, now)
 
     def will(self, v: Vehicle, now: float) -> bytes:
@@ -151,26 +191,48 @@ class FleetSim:
 
     def health(self, v: Vehicle, now: float) -> bytes:
         body = p.Health(
-            uptime_s=round(now - self.started, 1), rss_mb=42.0, cpu_pct=3.0, loop_lag_ms=1.0,
-            clock="ntp", connected=True, reconnects=0,
-            outbox=p.OutboxHealth(depth=0, bytes=0, oldest_age_s=None, in_flight=0, by_class={},
-                                  thin_level=0, refused=0, thinned=0),
-            drivers=[p.DriverStatus(name="gps", driver="gps.sim", state="running")], errors={},
+            uptime_s=round(now - self.started, 1),
+            rss_mb=42.0,
+            cpu_pct=3.0,
+            loop_lag_ms=1.0,
+            clock="ntp",
+            connected=True,
+            reconnects=0,
+            outbox=p.OutboxHealth(
+                depth=0,
+                bytes=0,
+                oldest_age_s=None,
+                in_flight=0,
+                by_class={},
+                thin_level=0,
+                refused=0,
+                thinned=0,
+            ),
+            drivers=[p.DriverStatus(name="gps", driver="gps.sim", state="running")],
+            errors={},
         )
         return self.payload(v, "health", body, now)
 
     # -- running --------------------------------------------------------------------
 
-    async def _send(self, client: aiomqtt.Client, topic: str, payload: bytes, *,
-                    qos: int = 0, retain: bool = False) -> None:
+    async def _send(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 0,
+        retain: bool = False,
+    ) -> None:
         await client.publish(topic, payload, qos=qos, retain=retain)
         self.published += 1
 
     async def announce(self, client: aiomqtt.Client, v: Vehicle, now: float) -> None:
         await self._send(client, self.topic(v, "state"), self.birth(v, now), qos=1, retain=True)
         await self._send(client, self.topic(v, "journey"), self.journey(v, now), qos=1, retain=True)
-        await self._send(client, self.topic(v, "occupancy"), self.occupancy(v, now), qos=1,
-                         retain=True)
+        await self._send(
+            client, self.topic(v, "occupancy"), self.occupancy(v, now), qos=1, retain=True
+        )
         await self._send(client, self.topic(v, "health"), self.health(v, now), retain=True)
         await self._send(client, self.topic(v, "position"), self.position(v, now))
 
@@ -188,8 +250,13 @@ class FleetSim:
                 stop = self.point(v, now).stop
                 if stop is not None and stop != v.at_stop:  # riders get on and off
                     v.count = max(0, min(CAPACITY, v.count + self.rng.randint(-6, 6)))
-                    await self._send(client, self.topic(v, "occupancy"), self.occupancy(v, now),
-                                     qos=1, retain=True)
+                    await self._send(
+                        client,
+                        self.topic(v, "occupancy"),
+                        self.occupancy(v, now),
+                        qos=1,
+                        retain=True,
+                    )
                 v.at_stop = stop
 
     async def churn(self, client: aiomqtt.Client, now: float) -> None:
@@ -203,8 +270,12 @@ class FleetSim:
 
     async def run(self, duration: float | None = None, *, clear: bool = True) -> dict[str, Any]:
         """Publish until `duration` (or forever); clears its retained topics at the end."""
-        async with CancellableClient(self.host, self.port, identifier=f"hil-fleet-{self.fleet}",
-                                     max_queued_outgoing_messages=0) as client:
+        async with CancellableClient(
+            self.host,
+            self.port,
+            identifier=f"hil-fleet-{self.fleet}",
+            max_queued_outgoing_messages=0,
+        ) as client:
             now = self.clock()
             for v in self.vehicles:
                 await self.announce(client, v, now)
@@ -222,8 +293,12 @@ class FleetSim:
                         next_health = now + self.health_s
                         for v in self.vehicles:
                             if v.online:
-                                await self._send(client, self.topic(v, "health"),
-                                                 self.health(v, now), retain=True)
+                                await self._send(
+                                    client,
+                                    self.topic(v, "health"),
+                                    self.health(v, now),
+                                    retain=True,
+                                )
                     await asyncio.sleep(0.05)
             finally:
                 if clear:

@@ -370,6 +370,9 @@ count_from = {json.dumps(list(s.count_from))}
 [services.panic]
 repeat_s = 5
 
+[services.position]
+wheels_witness = false  # the FMS day recorded is not the vehicle driving the route
+
 [[drivers]]
 name = "reader"
 driver = "nfc.libnfc"

@@ -406,6 +406,20 @@ def test_the_wheels_witness_a_real_receiver_on_a_real_bus(
     assert wheels_witness(config.model_copy(update={"drivers": drivers})) is witness
 
 
+def test_a_bench_says_its_bus_is_not_the_routes_vehicle() -> None:
+    """hil/rig: a scripted route on gps.nmea-serial, a recorded FMS day on can.bus."""
+    config = load_config(Path(__file__).resolve().parents[3] / "config" / "shuttle.toml")
+    drivers = [
+        d.model_copy(update={"driver": "gps.nmea-serial" if d.driver == "gps.sim" else "can.bus"})
+        if d.driver in ("gps.sim", "can.replay")
+        else d
+        for d in config.drivers
+    ]
+    position = config.services.position.model_copy(update={"wheels_witness": False})
+    services = config.services.model_copy(update={"position": position})
+    assert not wheels_witness(config.model_copy(update={"drivers": drivers, "services": services}))
+
+
 def test_a_route_gps_sim_speeds_up_twenty_times_is_never_suspect() -> None:
     """`edged demo` runs the shuttle's route at 20 times its pace on the wall clock: 200 m
     between fixes a second apart, at a reported 10 m/s (Fix.pace says so)."""
