@@ -58,6 +58,14 @@ class PositionServiceConfig(Strict):
         "can.bus); false on a bench whose bus is not the route's vehicle (a recorded FMS "
         "day beside a scripted route)",
     )
+    route_pace: float = Field(
+        default=1.0,
+        ge=1,
+        le=1000,
+        description="route seconds per second of the fixes' time: 1 on a vehicle; a bench "
+        "playing a route faster through a real driver (hil/rig) says how much, or every "
+        "fix of it is a jump no vehicle makes",
+    )
 
 
 class GeofenceServiceConfig(Strict):

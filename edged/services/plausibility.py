@@ -32,6 +32,7 @@ The judge also gives the speed to believe: the wheels' when the receiver reports
 standing still while they roll (a receiver stuck at 0 would freeze the odometer).
 """
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ WHEEL_MARGIN = 1.25
 """Wheel speed errs by a few % (tyre wear), by more on a vehicle whose tyre size or
 tachograph constant was set wrong: after a 2 km tunnel such an error is hundreds of
 metres, and a true fix judged `wheels` would stay suspect for REACCEPT_WITNESSED_S."""
+WHEEL_WINDOW_S = 30.0
+"""The wheels also judge a fix against the oldest believed fix of this window: the slack of
+one step (two jitters and WHEEL_SLACK_M) is not given again at every step."""
 WHEEL_SLACK_M = 20.0  # plus the two fixes' jitter and a second of latency between bus and fix
 FROZEN_WHEEL_M = 50.0
 """Wheels rolling this far with the fixes standing: the receiver is frozen (5 s at 36 km/h)."""
@@ -140,8 +144,10 @@ class _Believed:
 class FixJudge:
     """Judges fixes in order; `judge` returns None (believed) or the reason it is not."""
 
-    def __init__(self) -> None:
+    def __init__(self, pace: float = 1.0) -> None:
+        self.pace = pace  # route seconds per second of every fix (a bench's sped-up route)
         self.wheels = _Wheels()
+        self._trail: deque[_Believed] = deque()  # believed fixes of the last WHEEL_WINDOW_S
         self._believed: _Believed | None = None
         self._candidate: list[tuple[Fix, float]] = []  # consistent suspect fixes, arrivals
         self._candidate_witnessed = False  # the wheels were live during the candidate
@@ -199,6 +205,11 @@ class FixJudge:
         which a lone first fix (a cold start's wrong one) or a place re-accepted is not."""
         self._watch_stuck(fix, at)
         self._believed = _Believed(fix, at, wheel_m, self.speed(fix, at), confirmed)
+        if not confirmed:
+            self._trail.clear()  # a new reference: the way to it is not the wheels' to judge
+        self._trail.append(self._believed)
+        while self._trail and at - self._trail[0].at > WHEEL_WINDOW_S:
+            self._trail.popleft()
         self._candidate.clear()
         self._candidate_witnessed = False
 
@@ -227,14 +238,21 @@ class FixJudge:
         step = haversine_m(a.fix.lat, a.fix.lon, fix.lat, fix.lon)
         slack = jitter_m(a.fix) + jitter_m(fix)
         # the receiver's time, as far as the arrivals allow; a sped-up route's (Fix.pace)
-        dt = elapsed_s(a.fix, fix) * max(fix.pace, 1.0)
-        if (
-            wheel_m is not None
-            and a.wheel_m is not None
-            and self.wheels.since_ok(a.at)
-            and step > (wheel_m - a.wheel_m) * WHEEL_MARGIN + slack + WHEEL_SLACK_M
-        ):
-            return "wheels"
+        dt = elapsed_s(a.fix, fix) * max(fix.pace, self.pace, 1.0)
+        # against the last believed fix, and against the oldest of the last WHEEL_WINDOW_S:
+        # a spoofer dragging a parked bus by less than the slack each fix is caught over it
+        for ref in (a, *itertools.islice(self._trail, 1)):
+            if (
+                wheel_m is not None
+                and ref.wheel_m is not None
+                and self.wheels.since_ok(ref.at)
+                and haversine_m(ref.fix.lat, ref.fix.lon, fix.lat, fix.lon)
+                > (wheel_m - ref.wheel_m) * WHEEL_MARGIN
+                + jitter_m(ref.fix)
+                + jitter_m(fix)
+                + WHEEL_SLACK_M
+            ):
+                return "wheels"
         if step > self._reach_mps(a.speed, self.speed(fix, at), dt) * dt + slack:
             return "jump"
         return None
@@ -278,7 +296,7 @@ class FixJudge:
         if self._candidate:
             prev, prev_at = self._candidate[-1]
             step = haversine_m(prev.lat, prev.lon, fix.lat, fix.lon)
-            dt = (max(0.0, at - prev_at) + 1.0) * max(fix.pace, 1.0)
+            dt = (max(0.0, at - prev_at) + 1.0) * max(fix.pace, self.pace, 1.0)
             if step > MAX_ROAD_SPEED_MPS * dt + jitter_m(prev) + jitter_m(fix):
                 self._candidate.clear()  # not even consistent among themselves
                 self._candidate_witnessed = False

@@ -111,7 +111,7 @@ class PositionService(Service):
         self._lost_at: float | None = None
         self.void_fixes = 0
         self._started = time.monotonic()
-        self.judge = FixJudge()
+        self.judge = FixJudge(pace=config.route_pace)
         host.bus.subscribe(Fix, self.on_fix)
         host.bus.subscribe(WheelSpeed, self.on_wheels)
         host.bus.emit(OdometerChanged(self.odometer_m))

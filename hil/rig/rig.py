@@ -372,6 +372,7 @@ repeat_s = 5
 
 [services.position]
 wheels_witness = false  # the FMS day recorded is not the vehicle driving the route
+route_pace = {s.speed_factor}  # the route plays this much faster than it is driven
 
 [[drivers]]
 name = "reader"

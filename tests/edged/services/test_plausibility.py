@@ -35,7 +35,7 @@ from edged.config.services import (
 )
 from edged.services.events import PositionUpdated, WheelSpeed
 from edged.services.geofences import GeofenceService
-from edged.services.plausibility import REACCEPT_S, REACCEPT_WITNESSED_S, FixJudge
+from edged.services.plausibility import REACCEPT_S, REACCEPT_WITNESSED_S
 from edged.services.position import PositionService
 from edged.services.table import SERVICES, wheels_witness
 from edged.services.vehicle import VehicleService
@@ -167,6 +167,26 @@ async def test_a_jammer_then_spoofer_cannot_make_the_parked_bus_arrive_at_a_stop
     assert published[-1] == (STOP.center[0], "wheels")  # dispatch and the feed are told
     assert node.bodies("events/geofence") == []
     assert node.counters.snapshot()["geofences.suspect"] == 20
+
+
+def test_a_spoofer_dragging_a_parked_bus_by_small_steps_is_flagged_by_the_wheels() -> None:
+    """Rule 7, the carry-off: the bus stands at the depot (CCVS1 0 km/h, engine on); the
+    spoofer walks its position 30 m a second towards the station 2 km north, reporting
+    that speed, each step within one step's slack of the wheels. Judged against the
+    believed fix of up to 30 s before as well, it is flagged within seconds, and the bus
+    never arrives."""
+    rig = Rig()
+    for s in range(0, 5):
+        rig.wheels(0.0, 1000.0 + s - 0.5)
+        assert rig.fix(s, 0.0) is None
+    verdicts = []
+    for s in range(5, 90):
+        for tenth in range(10):
+            rig.wheels(0.0, 1000.0 + s - 1 + tenth / 10)
+        north = min(2000.0, (s - 4) * 30.0)
+        verdicts.append(rig.fix(s, north, speed=30.0 if north < 2000.0 else 0.0))
+    assert verdicts[3:] == ["wheels"] * (len(verdicts) - 3)
+    assert rig.arrivals() == []
 
 
 def test_a_spoofed_jump_to_a_stop_is_flagged_and_arrives_nowhere_without_can() -> None:
@@ -420,16 +440,20 @@ def test_a_bench_says_its_bus_is_not_the_routes_vehicle() -> None:
     assert not wheels_witness(config.model_copy(update={"drivers": drivers, "services": services}))
 
 
-def test_a_route_gps_sim_speeds_up_twenty_times_is_never_suspect() -> None:
+@pytest.mark.parametrize("said_by", ["gps.sim", "route_pace"])
+def test_a_route_sped_up_twenty_times_is_never_suspect(said_by: str) -> None:
     """`edged demo` runs the shuttle's route at 20 times its pace on the wall clock: 200 m
-    between fixes a second apart, at a reported 10 m/s (Fix.pace says so)."""
+    between fixes a second apart, at a reported 10 m/s. gps.sim says so of each fix
+    (Fix.pace); hil/rig's NMEA on a pty cannot, its config does (`route_pace`)."""
     route = Path(__file__).resolve().parents[3] / "config" / "routes" / "creuse-shuttle.json"
     sim = SimGps(SimGpsOptions(route=str(route), speed_factor=20.0))
-    judge = FixJudge()
+    config = PositionServiceConfig(route_pace=20.0 if said_by == "route_pace" else 1.0)
+    judge = PositionService(TestHost(), config, watch_fix=False).judge
+    pace = 20.0 if said_by == "gps.sim" else 1.0
     verdicts = set()
     for i, (lat, lon, speed, _) in enumerate(itertools.islice(sim.track(20.0), 2000)):
         when = T0 + timedelta(seconds=i)
-        fix = Fix(when, lat, lon, speed=speed, hdop=1.0, received=100.0 + i, pace=20.0)
+        fix = Fix(when, lat, lon, speed=speed, hdop=1.0, received=100.0 + i, pace=pace)
         verdicts.add(judge.judge(fix, 100.0 + i))
     assert verdicts == {None}
 
