@@ -87,6 +87,13 @@ WHEEL_WINDOW_S = 30.0
 """The wheels also judge a fix against the oldest believed fix of this window: the slack of
 one step (two jitters and WHEEL_SLACK_M) is not given again at every step."""
 WHEEL_SLACK_M = 20.0  # plus the two fixes' jitter and a second of latency between bus and fix
+REST_ROLL_M = 20.0
+"""The wheels also judge a fix against where they last came to rest: the believed fix from
+which they rolled less than this (x WHEEL_MARGIN's error: 5 m) in an unbroken run. A bus
+parked for hours keeps that one, so a spoofer walking it off slower than the 30 s window's
+slack (1.3 m/s) is caught once it is REST_WANDER_M and the slack away, not at the stop."""
+REST_WANDER_M = 40.0
+"""What a parked receiver wanders over hours (multipath in a depot) beyond its jitter."""
 FROZEN_WHEEL_M = 50.0
 """Wheels rolling this far with the fixes standing: the receiver is frozen (5 s at 36 km/h)."""
 FROZEN_REPEAT_S = 3.0  # the same fix time still coming this long after: a repeating receiver
@@ -149,6 +156,7 @@ class FixJudge:
         self.wheels = _Wheels()
         self._trail: deque[_Believed] = deque()  # believed fixes of the last WHEEL_WINDOW_S
         self._believed: _Believed | None = None
+        self._rest: _Believed | None = None  # where the wheels last stood (REST_ROLL_M)
         self._candidate: list[tuple[Fix, float]] = []  # consistent suspect fixes, arrivals
         self._candidate_witnessed = False  # the wheels were live during the candidate
         # the first fix of a run standing within its jitter, the wheels' distance then and
@@ -208,6 +216,16 @@ class FixJudge:
         if not confirmed:
             self._trail.clear()  # a new reference: the way to it is not the wheels' to judge
         self._trail.append(self._believed)
+        rest = self._rest
+        if (
+            not confirmed
+            or rest is None
+            or rest.wheel_m is None
+            or wheel_m is None
+            or not self.wheels.since_ok(rest.at)
+            or wheel_m - rest.wheel_m > REST_ROLL_M
+        ):
+            self._rest = self._believed  # moving, or a new reference or wheels' run
         while self._trail and at - self._trail[0].at > WHEEL_WINDOW_S:
             self._trail.popleft()
         self._candidate.clear()
@@ -241,7 +259,12 @@ class FixJudge:
         dt = elapsed_s(a.fix, fix) * max(fix.pace, self.pace, 1.0)
         # against the last believed fix, and against the oldest of the last WHEEL_WINDOW_S:
         # a spoofer dragging a parked bus by less than the slack each fix is caught over it
-        for ref in (a, *itertools.islice(self._trail, 1)):
+        # and against where the wheels last stood, however long ago, with a parked
+        # receiver's wander: a spoofer walking a parked bus slower than that is caught too
+        refs = [(r, 0.0) for r in (a, *itertools.islice(self._trail, 1))]
+        if self._rest is not None:
+            refs.append((self._rest, REST_WANDER_M))
+        for ref, wander in refs:
             if (
                 wheel_m is not None
                 and ref.wheel_m is not None
@@ -251,6 +274,7 @@ class FixJudge:
                 + jitter_m(ref.fix)
                 + jitter_m(fix)
                 + WHEEL_SLACK_M
+                + wander
             ):
                 return "wheels"
         if step > self._reach_mps(a.speed, self.speed(fix, at), dt) * dt + slack:

@@ -53,14 +53,14 @@ class Rig:
     """A position service and a geofence service on one node, built in the table's order,
     fed fixes and wheel speeds in the node's time (`t`, monotonic s)."""
 
-    def __init__(self, dwell_s: float = 5.0) -> None:
+    def __init__(self, dwell_s: float = 5.0, fences: tuple[Geofence, ...] = (STOP,)) -> None:
         self.node = TestHost()
         r = ReportingConfig(min_period_s=0)
         self.position = PositionService(
             self.node, PositionServiceConfig(moving=r, stopped=r), watch_fix=False
         )
         self.fences = GeofenceService(
-            self.node, GeofenceServiceConfig(fences=[STOP], dwell_s=dwell_s)
+            self.node, GeofenceServiceConfig(fences=list(fences), dwell_s=dwell_s)
         )
 
     def wheels(self, kmh: float, t: float) -> None:
@@ -186,6 +186,27 @@ def test_a_spoofer_dragging_a_parked_bus_by_small_steps_is_flagged_by_the_wheels
         north = min(2000.0, (s - 4) * 30.0)
         verdicts.append(rig.fix(s, north, speed=30.0 if north < 2000.0 else 0.0))
     assert verdicts[3:] == ["wheels"] * (len(verdicts) - 3)
+    assert rig.arrivals() == []
+
+
+def test_a_spoofer_dragging_a_parked_bus_at_walking_pace_is_flagged_before_a_stop() -> None:
+    """Rule 7, the slow carry-off: the bus stands at the depot (CCVS1 0 km/h, engine on)
+    and the spoofer walks its position 1.2 m a second to a stop 300 m away, each fix
+    within the slack of the believed one of 30 s before. Where the bus came to rest, the
+    wheels standing since, bounds it: flagged long before the stop, and no arrival."""
+    stop = Geofence(
+        id="depot", name="Dépôt", kind="stop", center=offset(*DEPOT, 300.0, 0.0), radius_m=60
+    )
+    rig = Rig(fences=(stop,))
+    for s in range(0, 5):
+        rig.wheels(0.0, 1000.0 + s - 0.5)
+        assert rig.fix(s, 0.0) is None
+    verdicts = []
+    for s in range(5, 400):
+        for tenth in range(10):
+            rig.wheels(0.0, 1000.0 + s - 1 + tenth / 10)
+        verdicts.append(rig.fix(s, min(300.0, (s - 4) * 1.2), speed=1.2))
+    assert "wheels" in verdicts[:100]
     assert rig.arrivals() == []
 
 
