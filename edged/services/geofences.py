@@ -13,8 +13,9 @@ ahead), or further after it than position.py believes of the time between their 
 (one fix dated back, then the true time again), starts it again. A fix
 whose HDOP is above `max_hdop` is not looked at: it is too far from the truth to say which
 side of a stop's edge the bus is on; nor is one the position service judged suspect
-(plausibility.py: a spoofer's, a frozen receiver's): its verdict on a fix comes on the bus
-before this service sees the fix (the position service is built first, services.table).
+(plausibility.py: a spoofer's, a frozen receiver's): this service takes the fixes from it
+(`PositionUpdated`, each valid fix with its verdict), never the raw ones, so no order of
+building the services lets a fix through before its verdict.
 
 Fences come from the config (fixed) and from dispatch's `geofences.set` (the dynamic set,
 replaced as a whole, kept across restarts). The fences in force, and which of them the
@@ -143,12 +144,10 @@ class GeofenceService(Service):
         self._tracks: dict[str, _Track] = self._restore_inside()
         self._owed: dict[str, tuple[Geofence | FenceLabel, datetime]] = self._restore_owed()
         self._last: Fix | None = None  # the last fix looked at
-        self._verdict: PositionUpdated | None = None  # the position service's latest
         # a fence the vehicle was in that the config (the new file) no longer has departs;
         # the labels of those it keeps are written (renamed, or kept by no older release)
         self._retire(self._restore_labels())
-        host.bus.subscribe(PositionUpdated, self._on_verdict)
-        host.bus.subscribe(Fix, self.on_fix)
+        host.bus.subscribe(PositionUpdated, self._on_position)
         self._tell()
 
     def commands(self) -> list[CommandSpec]:
@@ -242,16 +241,16 @@ class GeofenceService(Service):
         inside = tuple(g.id for g in self.inside())
         self.host.bus.emit(GeofencesChanged(tuple(self.fences), inside))
 
-    def _on_verdict(self, event: PositionUpdated) -> None:
-        self._verdict = event
-
-    def on_fix(self, fix: Fix) -> None:
-        if not fix.valid:
-            return
-        verdict = self._verdict
-        if verdict is not None and verdict.fix is fix and verdict.suspect is not None:
+    def _on_position(self, event: PositionUpdated) -> None:
+        if event.suspect is not None:
             # a spoofer's stop, a frozen receiver's last place: no arrival, no departure
             self.host.counters.inc("geofences.suspect")
+            return
+        self.on_fix(event.fix)
+
+    def on_fix(self, fix: Fix) -> None:
+        """A fix believed where the vehicle is (the position service's verdict)."""
+        if not fix.valid:
             return
         if fix.hdop is not None and fix.hdop > self.config.max_hdop:
             # HDOP 20 is a fix ±100 m off: it would put a bus at a stop it is not at, or

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from core.events import Fix
 from core.geo import offset
 from edged.config.geofences import Geofence
-from edged.config.services import GeofenceServiceConfig
+from edged.config.services import GeofenceServiceConfig, PositionServiceConfig
 from edged.errors import CommandError
 from edged.services.events import GeofencesChanged
 from edged.services.geofences import (
@@ -21,6 +21,7 @@ from edged.services.geofences import (
     GeofenceService,
     signed_distance,
 )
+from edged.services.position import PositionService
 from tests.drivers.gps.fakes import nmea, through_driver
 from tests.helpers.host import TestHost
 
@@ -51,6 +52,12 @@ def at(
 
 def service(node: TestHost, *fences: Geofence, **cfg: Any) -> GeofenceService:
     return GeofenceService(node, GeofenceServiceConfig(fences=list(fences) or [MARKET], **cfg))
+
+
+def on_a_node(node: TestHost, *fences: Geofence, **cfg: Any) -> GeofenceService:
+    """The geofences as on a node: behind the position service, whose judged fixes they take."""
+    PositionService(node, PositionServiceConfig(), watch_fix=False)
+    return service(node, *fences, **cfg)
 
 
 def events(node: TestHost) -> list[Any]:
@@ -647,7 +654,7 @@ async def test_a_bus_at_a_stop_across_the_180th_meridian_arrives(tmp_path: Path)
         for s in range(8)
     ]
     node = TestHost()
-    service(node, MERIDIAN_STOP, dwell_s=3)
+    on_a_node(node, MERIDIAN_STOP, dwell_s=3)
     await through_driver(raw, tmp_path / "gps0", node, fixes=8, burst_s=0.1, what="8 fixes")
     assert [round(f.lon, 5) for f in node.of_type(Fix)][:1] == [-179.99981]
     (arrive,) = events(node)
@@ -694,7 +701,7 @@ async def test_a_bus_parked_on_the_border_whose_fix_drifts_out_does_not_depart(
     moving |= set(range(23, 30))
     raw = [_depot_epoch(s, n, 19.438 if s in moving else 0.0) for s, n in enumerate(norths)]
     node = TestHost()
-    service(node, dwell_s=3, hysteresis_m=20)
+    on_a_node(node, dwell_s=3, hysteresis_m=20)
     await through_driver(raw, tmp_path / "gps0", node, fixes=30, burst_s=0.03, what="30 fixes")
     assert [e.event for e in events(node)] == ["arrive", "depart"]
     depart = events(node)[1]  # 25 m out at 25 s, driving: out for the 3 s dwell at 28 s
@@ -730,7 +737,7 @@ async def test_a_parked_bus_whose_doppler_flickers_once_while_drifting_out_does_
     knots = {s: 19.438 for s in [0, 1, 2, 3, 4, *range(18, 25)]} | {8: 1.166}
     raw = [_depot_epoch(s, n, knots.get(s, 0.0)) for s, n in enumerate(norths)]
     node = TestHost()
-    service(node, dwell_s=3, hysteresis_m=20)
+    on_a_node(node, dwell_s=3, hysteresis_m=20)
     await through_driver(raw, tmp_path / "gps0", node, fixes=25, burst_s=0.03, what="25 fixes")
     assert [e.event for e in events(node)] == ["arrive", "depart"]
     depart = events(node)[1]  # 25 m out at 20 s, driving: out for the 3 s dwell at 23 s

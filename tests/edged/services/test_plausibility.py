@@ -37,7 +37,7 @@ from edged.services.events import PositionUpdated, WheelSpeed
 from edged.services.geofences import GeofenceService
 from edged.services.plausibility import REACCEPT_S, REACCEPT_WITNESSED_S
 from edged.services.position import PositionService
-from edged.services.table import SERVICES, wheels_witness
+from edged.services.table import wheels_witness
 from edged.services.vehicle import VehicleService
 from tests.drivers.gps.fakes import CORPUS, nmea, recording, through_driver
 from tests.helpers.drivers import wait_until
@@ -479,6 +479,20 @@ def test_a_route_sped_up_twenty_times_is_never_suspect(said_by: str) -> None:
     assert verdicts == {None}
 
 
-def test_the_position_service_is_built_before_the_geofences_that_heed_its_verdict() -> None:
-    names = [row.name for row in SERVICES]
-    assert names.index("position") < names.index("geofences")
+def test_geofences_built_before_the_position_service_still_skip_a_suspect_fix() -> None:
+    """The geofences take each fix with its verdict (`PositionUpdated`), not the raw fix
+    beside it: no order of building (a table reordered, a test, a plugin) lets a spoofed
+    jump through."""
+    node = TestHost()
+    fences = GeofenceService(node, GeofenceServiceConfig(fences=[STOP], dwell_s=2.0))
+    r = ReportingConfig(min_period_s=0)
+    PositionService(node, PositionServiceConfig(moving=r, stopped=r), watch_fix=False)
+    for s in range(0, 8):
+        north = 0.0 if s < 3 else 2000.0
+        lat, lon = offset(*DEPOT, north, 0.0)
+        node.bus.emit(
+            Fix(T0 + timedelta(seconds=s), lat, lon, speed=0.0, hdop=0.9, received=1000.0 + s)
+        )
+    assert {u.suspect for u in node.of_type(PositionUpdated)[3:]} == {"jump"}
+    assert node.bodies("events/geofence") == []
+    assert fences.inside() == []
