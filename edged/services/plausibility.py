@@ -101,7 +101,10 @@ REACCEPT_S = EXCURSION_MAX_S
 """A new place held this long (node's time), consistent, with no wheels saying otherwise,
 is believed, as the odometer believes it (a multipath excursion is shorter)."""
 REACCEPT_WITNESSED_S = 600.0
-"""With the CAN bus speaking and its wheels not accounting for the jump: 10 minutes."""
+"""With the CAN bus speaking and its wheels not accounting for the jump: 10 minutes. A
+place believed so refutes the wheels (a tow, a sensor stuck at 0, CCVS1 from an ECU that
+sends 0): they witness nothing until they roll again, or every move on from it would
+wait 10 minutes more."""
 WHEELS_MOVING_MPS = 1.0  # above it the wheels roll, whatever the receiver says
 STATIONARY_MPS = 0.5  # a receiver's speed below it: standing (position.STATIONARY_SPEED)
 STUCK_S = 10.0
@@ -165,9 +168,12 @@ class FixJudge:
         self._newest: tuple[Fix, float] | None = None  # the latest fix time, its arrival
         self._standing: deque[tuple[Fix, float]] = deque()  # believed, saying they stand
         self.speed_stuck = False  # the receiver's speed is stuck at 0 (no witness needed)
+        self.wheels_refuted = False  # fixes held REACCEPT_WITNESSED_S against wheels at rest
 
     def on_wheels(self, speed_mps: float, ts: float) -> None:
         self.wheels.feed(speed_mps, ts)
+        if speed_mps >= WHEELS_MOVING_MPS:
+            self.wheels_refuted = False  # they roll: a witness again
 
     def _wheel_m(self, now: float) -> float | None:
         if not self.wheels.live(now):
@@ -266,7 +272,8 @@ class FixJudge:
             refs.append((self._rest, REST_WANDER_M))
         for ref, wander in refs:
             if (
-                wheel_m is not None
+                not self.wheels_refuted
+                and wheel_m is not None
                 and ref.wheel_m is not None
                 and self.wheels.since_ok(ref.at)
                 and haversine_m(ref.fix.lat, ref.fix.lon, fix.lat, fix.lon)
@@ -333,6 +340,8 @@ class FixJudge:
         confirmed = self._believed is not None and self._believed.confirmed
         wait = REACCEPT_WITNESSED_S if self._candidate_witnessed and confirmed else REACCEPT_S
         if held >= wait:
+            if wait == REACCEPT_WITNESSED_S:
+                self.wheels_refuted = True
             self._believe(fix, at, wheel_m)
             return None
         return reason

@@ -130,7 +130,10 @@ class PositionService(Service):
         if self.fix_lost:
             self._regained(fix, now)
         self.last_valid = (fix, now)
+        refuted = self.judge.wheels_refuted
         suspect = self.judge.judge(fix, now)
+        if self.judge.wheels_refuted and not refuted:
+            self.host.counters.inc("position.wheels_refuted")  # a tow, or wheels stuck at 0
         if suspect is not None:
             self.host.counters.inc(f"position.suspect.{suspect}")
         # a guessed day must not become the node's clock, nor a date before any plausible,

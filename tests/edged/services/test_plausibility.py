@@ -243,6 +243,45 @@ def test_a_jump_the_wheels_speak_against_is_believed_only_after_ten_minutes() ->
     assert len(rig.arrivals()) == 1
 
 
+def test_a_bus_driving_on_wheels_that_say_zero_is_believed_for_good_after_the_long_wait() -> None:
+    """A tow with the ignition on, a wheel sensor stuck at 0 km/h, CCVS1 bound to an ECU
+    that sends 0: the fixes drive on for 25 minutes against the wheels. After
+    REACCEPT_WITNESSED_S the wheels are refuted, not believed again 3 s later for another
+    ten minutes: the bus's stop arrivals come back for the rest of the day."""
+    rig = Rig()
+    rig.wheels(0.0, 999.9)
+    rig.fix(-1, 0.0)
+    rig.wheels(0.0, 999.95)
+    rig.fix(0, 0.0)  # the place confirmed
+    verdicts = []
+    for s in range(1, 1500):
+        for tenth in range(10):
+            rig.wheels(0.0, 1000.0 + s - 1 + tenth / 10)
+        verdicts.append(rig.fix(s, 15.0 * s, speed=15.0))
+    believed_from = next(i for i, v in enumerate(verdicts) if i > 10 and v is None)
+    assert believed_from < REACCEPT_WITNESSED_S + 10
+    assert set(verdicts[believed_from:]) == {None}
+    assert rig.node.counters.snapshot()["position.wheels_refuted"] == 1
+
+
+def test_wheels_refuted_are_a_witness_again_once_they_roll() -> None:
+    rig = Rig()
+    rig.wheels(0.0, 999.9)
+    rig.fix(-1, 0.0)
+    rig.wheels(0.0, 999.95)
+    rig.fix(0, 0.0)
+    for s in range(1, int(REACCEPT_WITNESSED_S) + 20):  # towed: the wheels refuted
+        for tenth in range(10):
+            rig.wheels(0.0, 1000.0 + s - 1 + tenth / 10)
+        rig.fix(s, 15.0 * s, speed=15.0)
+    north = 15.0 * (REACCEPT_WITNESSED_S + 19)
+    rig.drive(int(REACCEPT_WITNESSED_S) + 20, int(REACCEPT_WITNESSED_S) + 30, north, 10.0)
+    for tenth in range(10):
+        rig.wheels(36.0, 1000.0 + REACCEPT_WITNESSED_S + 30 + tenth / 10)
+    t = int(REACCEPT_WITNESSED_S) + 30
+    assert rig.fix(t, north + 100.0, east_m=300.0, speed=10.0) == "wheels"
+
+
 def test_a_wrong_first_fix_with_the_engine_running_is_left_after_the_short_wait() -> None:
     """A cold start's first fix 1.5 km off, the bus parked with its engine on (CCVS1 0
     km/h): the wheels speak against the true place, but only against a lone first fix."""
