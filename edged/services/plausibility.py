@@ -286,6 +286,17 @@ class FixJudge:
                 return "wheels"
         if step > self._reach_mps(a.speed, self.speed(fix, at), dt) * dt + slack:
             return "jump"
+        # the receiver's time is believed fix to fix up to EXCURSION_MAX_S past the node's
+        # (a stalled read); a spoofer running it ahead by that at every fix is not, against
+        # the oldest believed fix of the window: the node's time since it, given that once
+        old = self._trail[0] if self._trail else a
+        if old is not a:
+            pace = max(fix.pace, self.pace, 1.0)
+            node_dt = (max(0.0, at - old.at) + EXCURSION_MAX_S) * pace
+            span = min(elapsed_s(old.fix, fix) * pace, node_dt)
+            far = haversine_m(old.fix.lat, old.fix.lon, fix.lat, fix.lon)
+            if far > MAX_ROAD_SPEED_MPS * span + jitter_m(old.fix) + jitter_m(fix):
+                return "jump"
         return None
 
     @staticmethod

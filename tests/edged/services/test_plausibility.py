@@ -218,6 +218,25 @@ def test_a_spoofed_jump_to_a_stop_is_flagged_and_arrives_nowhere_without_can() -
     assert rig.arrivals() == []
 
 
+def test_a_spoofer_running_the_receivers_clock_ahead_cannot_jump_to_a_stop_without_can() -> None:
+    """No CAN bus: the spoofer moves the bus 500 m a fix, its receiver time 11 s on at each
+    (1 s of the node's): each step is within physics of the fix before in the receiver's
+    time, but not of the node's time since the believed fixes of 30 s before."""
+    rig = Rig()
+    for s in range(0, 5):
+        assert rig.fix(s, 0.0) is None
+    verdicts = []
+    for k in range(1, 8):
+        north = min(2000.0, 500.0 * k)
+        lat, lon = offset(*DEPOT, north, 0.0)
+        when = T0 + timedelta(seconds=4 + 11 * k)
+        speed = 50.0 if north < 2000.0 else 0.0
+        rig.node.bus.emit(Fix(when, lat, lon, speed=speed, hdop=0.9, received=1004.0 + k))
+        verdicts.append(rig.node.of_type(PositionUpdated)[-1].suspect)
+    assert "jump" in verdicts
+    assert rig.arrivals() == []
+
+
 def test_a_new_place_is_believed_after_a_while_when_no_wheels_speak_against_it() -> None:
     """A tow truck or a ferry with the ignition off (CAN silent), a cold start's wrong
     first fix: the place held is believed after REACCEPT_S, and arrivals follow."""
