@@ -9,7 +9,6 @@ from core.errors import ConfigError
 from edged.commands.args import only
 from edged.commands.lifecycle import Lifecycle
 from edged.commands.spec import MAX_COMMAND_BYTES, SIGNED_SCOPES, CommandSpec
-from edged.config import pushed
 from edged.config.loader import check_depth, config_hash, parse_config
 from edged.config.models import EdgedConfig
 from edged.config.probation import Probation
@@ -73,6 +72,8 @@ class Admin:
                 "a key with scope config (config.set unsigned would be anyone's the broker "
                 "lets write cmd/#, with every secret of the node)",
             )
+        from edged.config import pushed  # a config.set's only (#19: not at rest)
+
         found = pushed.problems(self.life.config, config, path)
         if (granted := _granted_beyond(self.life.config, config, SIGNED_SCOPES.get())) is not None:
             raise CommandError("forbidden", granted)
