@@ -8,6 +8,7 @@ time is the test's; the wheels' speed comes as the vehicle service hands it on
 import asyncio
 import contextlib
 import itertools
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,7 @@ from edged.config.services import (
 )
 from edged.services.events import PositionUpdated, WheelSpeed
 from edged.services.geofences import GeofenceService
-from edged.services.plausibility import REACCEPT_S, REACCEPT_WITNESSED_S
+from edged.services.plausibility import REACCEPT_S, REACCEPT_WITNESSED_S, FixJudge
 from edged.services.position import PositionService
 from edged.services.table import wheels_witness
 from edged.services.vehicle import VehicleService
@@ -554,3 +555,33 @@ def test_geofences_built_before_the_position_service_still_skip_a_suspect_fix() 
     assert {u.suspect for u in node.of_type(PositionUpdated)[3:]} == {"jump"}
     assert node.bodies("events/geofence") == []
     assert fences.inside() == []
+
+
+def test_ten_minutes_of_suspect_fixes_at_10_hz_keep_no_history() -> None:
+    """A place the wheels speak against is held suspect for REACCEPT_WITNESSED_S: the judge
+    kept every fix of that run (6,000 at 10 Hz, ~1.5 MB on a 512 MB Pi Zero) where only the
+    run's first arrival and its last fix are read."""
+    judge = FixJudge()
+
+    def fix(t: float, north_m: float) -> Fix:
+        lat, lon = offset(*DEPOT, north_m, 0.0)
+        when = T0 + timedelta(seconds=t)
+        return Fix(fix_time=when, lat=lat, lon=lon, speed=0.0, hdop=0.9, received=1000.0 + t)
+
+    def at(t: float, north_m: float) -> str | None:
+        judge.on_wheels(0.0, 1000.0 + t - 0.05)
+        return judge.judge(fix(t, north_m), 1000.0 + t)
+
+    assert at(-1.0, 0.0) is None and at(0.0, 0.0) is None  # the place confirmed
+    tenths = int(REACCEPT_WITNESSED_S * 10) - 20
+    for n in range(1, 101):  # the run begun, its first second of objects made
+        assert at(n / 10, 2000.0) == "wheels"
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(101, tenths):
+            assert at(n / 10, 2000.0) == "wheels", f"at {n / 10} s"
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000, f"{grown} bytes kept over {tenths - 101} suspect fixes"
