@@ -18,6 +18,7 @@ ungated, silently.
 """
 
 import ipaddress
+from typing import Any
 
 from edged.config.models import BrokerConfig, EdgedConfig
 
@@ -76,8 +77,9 @@ def beams_without_their_door(config: EdgedConfig) -> tuple[str, str] | None:
     """(what is wrong, what to do) when a GPIO driver has beams whose `door` is none of its
     contacts nor a door the vehicle's bus reports, where there is one of either: not gated
     by a door, maybe a typo; None otherwise."""
-    can = any(d.enabled and d.driver.startswith("can.") for d in config.drivers)
+    can = [d for d in config.drivers if d.enabled and d.driver.startswith("can.")]
     on_the_bus = list(config.services.vehicle.doors) if can else []
+    deaf = _doors_no_can_driver_decodes(config, can)
     for driver in config.drivers:
         if not driver.enabled:
             continue
@@ -104,4 +106,46 @@ def beams_without_their_door(config: EdgedConfig) -> tuple[str, str] | None:
                 "[services.vehicle.doors], so nothing counts while it is shut"
             )
             return what, todo
+        gated_deaf = [door for door in beams if door not in doors and door in deaf]
+        if gated_deaf:
+            door = gated_deaf[0]
+            what = (
+                f"drivers {driver.name}: the counting beams of door {door!r} are gated by its "
+                f"status on the CAN bus ({config.services.vehicle.doors[door]}), but no CAN "
+                f"driver decodes PGN {deaf[door]} (their `pgns` leave it out): the gate never "
+                "hears the door and every walk counts, reported `beam_door_unheard`"
+            )
+            todo = f"add {deaf[door]} to the CAN driver's `pgns` (or remove `pgns`)"
+            return what, todo
     return None
+
+
+def _doors_no_can_driver_decodes(config: EdgedConfig, can: list[Any]) -> dict[str, int]:
+    """Doors of `[services.vehicle.doors]` whose message no enabled CAN driver decodes
+    (each with a `pgns` that leaves its PGN out), with that PGN."""
+    deaf: dict[str, int] = {}
+    for door, signal in config.services.vehicle.doors.items():
+        message = str(signal).split(".", 1)[0]
+        left_out: int | None = None
+        for driver in can:
+            try:
+                settings = driver.settings
+                pgn = _pgn_of(settings, message)
+            except Exception:  # not validated, or no such message: said elsewhere
+                break
+            if settings.pgns is None or pgn in settings.pgns:
+                break  # this driver decodes it
+            left_out = pgn
+        else:
+            if left_out is not None:
+                deaf[door] = left_out
+    return deaf
+
+
+def _pgn_of(settings: Any, message: str) -> int:
+    from drivers.can.j1939 import pgn_of
+    from drivers.can.table import SHIPPED_DBC, load_table
+
+    table = load_table(settings.dbc or SHIPPED_DBC)
+    frame = next(m["frame_id"] for m in table["messages"] if m["name"] == message)
+    return pgn_of(int(frame))

@@ -165,3 +165,31 @@ def test_beams_naming_neither_a_contact_nor_a_door_on_the_can_bus_are_warned(
     assert out.returncode == 0 and ": ok" in out.stdout
     assert "'middle'" in out.stderr and "'front', 'rear'" in out.stderr
     assert "[services.vehicle.doors]" in out.stderr
+
+
+def test_beams_gated_by_a_door_whose_pgn_the_can_driver_leaves_out_are_warned(
+    tmp_path: Path,
+) -> None:
+    """The beams' door is on the CAN bus, but the CAN driver decodes only the PGNs in its
+    `pgns`, without DC2's (64933): the gate never heard the door, every walk counted, and
+    check-config called the beams gated."""
+    cfg = shuttle_with_beams(tmp_path, "front")
+    text = cfg.read_text(encoding="utf-8")
+    interval = "min_interval_s = 0.1           # about one event per parameter group"
+    assert text.count(interval) == 1
+    cfg.write_text(text.replace(interval, "pgns = [65265]\n" + interval), encoding="utf-8")
+    out = run_check_config(cfg)
+    assert out.returncode == 0 and ": ok" in out.stdout
+    assert "'front'" in out.stderr and "PGN 64933" in out.stderr, out.stderr
+    assert "add 64933 to the CAN driver's `pgns`" in out.stderr, out.stderr
+
+
+def test_beams_gated_by_a_door_whose_pgn_the_can_driver_decodes_get_no_warning(
+    tmp_path: Path,
+) -> None:
+    cfg = shuttle_with_beams(tmp_path, "front")
+    text = cfg.read_text(encoding="utf-8")
+    interval = "min_interval_s = 0.1           # about one event per parameter group"
+    cfg.write_text(text.replace(interval, "pgns = [65265, 64933]\n" + interval), encoding="utf-8")
+    out = run_check_config(cfg)
+    assert (out.returncode, out.stderr) == (0, "")
