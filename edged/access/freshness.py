@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, TypeGuard
 
 from core.boot import boot_id
-from edged.access.lasttrusted import SAVE_EVERY_S, Reading
+from edged.access.lasttrusted import SAVE_EVERY_S, Reading, carried_ms
 from edged.access.lists import AccessLists
 
 STATE_KEY = "access.lists.held"
@@ -98,8 +98,7 @@ class ListsAge:
         if not _count(held):
             return
         now = self._monotonic()
-        if raw.get("boot") == self._boot and isinstance(mono, int | float) and 0 <= mono <= now:
-            held += int((now - mono) * 1000)  # a restart within a boot: it kept counting
+        held = carried_ms(held, mono, raw.get("boot") == self._boot, now)
         self._held_ms, self._mono, self._saved_ms = held, now, held
         received, clock, floor = raw.get("received"), raw.get("clock"), raw.get("floor")
         self._received = received if _count(received) else None

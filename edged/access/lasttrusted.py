@@ -59,6 +59,15 @@ class Reading:
     trusted: bool
 
 
+def carried_ms(ms: int, mono: Any, same_boot: bool, now: float) -> int:
+    """`ms`, stored at the monotonic instant `mono`, carried to `now`: plus the time since
+    when the daemon restarted and the machine did not (the monotonic clock kept counting);
+    as stored otherwise."""
+    if same_boot and isinstance(mono, int | float) and 0 <= mono <= now:
+        return ms + int((now - mono) * 1000)
+    return ms
+
+
 class LastTrustedTime:
     def __init__(
         self,
@@ -104,10 +113,7 @@ class LastTrustedTime:
         if not isinstance(ms, int) or isinstance(ms, bool) or not 0 < ms < LATEST_MS:
             return None
         now = self._monotonic()
-        if same_boot and isinstance(mono, int | float) and 0 <= mono <= now:
-            # the daemon restarted, the machine did not: the monotonic clock kept counting
-            return ms + int((now - mono) * 1000), now
-        return ms, now
+        return carried_ms(ms, mono, same_boot, now), now
 
     def ntp_floor(self) -> int | None:
         """The last NTP time plus the monotonic time since: no GPS time below is believed."""
