@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from hil.disk import fill, small_disk
 
 __all__ = [
     "ext4_error",
+    "fifo_let_go_after",
     "fill",
     "mounted_tmpfs",
     "power_back",
@@ -128,3 +130,23 @@ def power_back(card: Path) -> None:
     probe = card / ".power-back"
     probe.write_bytes(b"")
     probe.unlink()
+
+
+@contextlib.contextmanager
+def fifo_let_go_after(fifo: Path, seconds: float) -> Iterator[None]:
+    """A FIFO at `fifo` whose reader, if one opened it and waits for a writer (the code
+    before the fix), is let go after `seconds` by a writer opening it: the test then sees
+    a late answer, not a hang."""
+    os.mkfifo(fifo)
+
+    def unblock() -> None:
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(seconds, unblock)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()

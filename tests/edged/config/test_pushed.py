@@ -2,9 +2,7 @@
 `update` in edged/commands/admin.py): the holder of the scope `config` gets the node's
 configuration, not its secrets, its trust anchors, its files or its code."""
 
-import contextlib
 import os
-import threading
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +17,7 @@ from edged.config import load_config
 from edged.config.probation import Probation
 from edged.errors import CommandError
 from edged.security.signing import public_key_text
+from tests.helpers.disk import fifo_let_go_after
 from tests.helpers.nodes import write_config
 
 PASSWORD = "hunter2-the-broker-password"
@@ -224,21 +223,10 @@ async def test_a_fifo_named_as_the_state_store_is_refused_without_waiting_on_it(
     """Opened to read its head, a FIFO (or a serial port) waits for a writer: on the event
     loop, the node stood still, and the watchdog restarted it at each such config.set."""
     fifo = tmp_path / "pipe"
-    os.mkfifo(fifo)
-
-    def unblock() -> None:  # the code before waited here: a writer lets it go on
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-
-    timer = threading.Timer(1.5, unblock)
-    timer.start()
-    try:
+    with fifo_let_go_after(fifo, 1.5):
         admin, new = _node(tmp_path)
         new["outbox"]["state_path"] = str(fifo)
         assert "outbox.state_path" in await _refused(admin, new)  # before: taken, at 1.5 s
-    finally:
-        timer.cancel()
-        timer.join()
 
 
 async def test_the_configs_own_files_are_refused_through_a_linked_config_directory(

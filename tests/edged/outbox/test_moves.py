@@ -3,13 +3,11 @@
 a replay at the new place. In-process nodes, no broker: commands handed to the router."""
 
 import asyncio
-import contextlib
 import errno
 import json
 import logging
 import os
 import stat
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +23,7 @@ from edged.node import Node
 from edged.outbox import moves
 from edged.security.signing import public_key_text, sign
 from tests.edged.access.support import PUBLIC, full_lists, secret_file, signed
+from tests.helpers.disk import fifo_let_go_after
 
 OPS = Ed25519PrivateKey.generate()
 BASE = "rnst/v1/creuse/bus-1/cmd"
@@ -171,21 +170,10 @@ async def test_a_fifo_at_the_new_place_is_left_alone_without_waiting_on_it(
     a, fifo = tmp_path / "a" / "state.sqlite", tmp_path / "pipe"
     async with running(write(tmp_path, f'state_path = "{a}"')):
         pass
-    os.mkfifo(fifo)
-
-    def unblock() -> None:  # the code before waited here: a writer lets it go on
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-
-    timer = threading.Timer(1.5, unblock)
-    timer.start()
-    try:
+    with fifo_let_go_after(fifo, 1.5):
         async with running(write(tmp_path, f'state_path = "{fifo}"')) as n:
             assert n.outbox.state.path == a
         assert stat.S_ISFIFO(fifo.stat().st_mode)
-    finally:
-        timer.cancel()
-        timer.join()
 
 
 async def test_a_store_carried_whose_place_cannot_be_noted_is_not_carried_again_over_it(
