@@ -49,7 +49,8 @@ the next polls, or a probability per poll in `Faults` (seeded):
 
 Counters: `polls` (polls answered), `card_polls` (of them, with a card), `commands` (by
 name), `unknown` (by code), `bad_frames`, `aborts` (host ACKs that cancelled an answer),
-`served` (faults served, by name). `wait_polls(n)` blocks until n more polls are answered.
+`served` (faults served, by name). `wait_polls(n)` blocks until n more polls are answered;
+`wait_let_go(uid, release_s)` until a host has surely seen a card taken off.
 """
 
 import contextlib
@@ -181,6 +182,9 @@ class Pn532Emulator:
         self._cards: list[Card] = []  # in the order they were put down
         self._glitch = 0
         self._injected: deque[Fault] = deque()
+        # the host's sight of cards taken off: uid -> when its first poll after that came
+        self._taken_off: dict[bytes, float | None] = {}
+        self._recent_polls: deque[float] = deque(maxlen=2)  # when the last poll commands came
         # the chip
         self._registers: dict[int, int] = {}
         self._parameters = 0
@@ -263,6 +267,7 @@ class Pn532Emulator:
 
     def _place(self, card: Card, *, replace: bool) -> float:
         with self._lock:
+            self._taken_off.pop(card.uid, None)
             if replace:
                 self._cards = [card]
                 self._selected = None
@@ -276,6 +281,9 @@ class Pn532Emulator:
     def remove(self, uid: bytes | None = None) -> None:
         """The card with `uid` leaves the field; without one, every card does."""
         with self._lock:
+            for c in self._cards:
+                if uid is None or c.uid == uid:
+                    self._taken_off[c.uid] = None
             self._cards = [c for c in self._cards if uid is not None and c.uid != uid]
             if self._selected not in self._cards:
                 self._selected = None
@@ -291,6 +299,27 @@ class Pn532Emulator:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         with self._lock:
             self._injected.extend([fault] * count)
+
+    def wait_let_go(self, uid: bytes, release_s: float, timeout: float = 10.0) -> None:
+        """Block until a host that takes a card off once unseen for `release_s`, judged at its
+        completed polls (nfc.libnfc), has surely seen `uid` go; at once if it was not taken
+        off. A test puts a card back after this, as a rider lifts a card away before tapping
+        again: a host whose polls stalled while the card was briefly off saw one presentation.
+
+        A host polls in sequence, so a poll command arriving means it has read the answer
+        before: its last sight of the card came before the first poll after the card left;
+        a poll asked `release_s` after that one, then another (the host has read that empty
+        answer) leave it no doubt."""
+        with self._changed:
+
+            def let_go() -> bool:
+                if uid not in self._taken_off:
+                    return True
+                first, recent = self._taken_off[uid], self._recent_polls
+                return first is not None and len(recent) == 2 and recent[0] >= first + release_s
+
+            if not self._changed.wait_for(let_go, timeout):
+                raise TimeoutError(f"the host did not poll {uid.hex()} away within {timeout} s")
 
     def wait_polls(self, n: int = 1, timeout: float = 5.0) -> None:
         """Block until `n` more polls have been answered (a driver's poll loop has turned)."""
@@ -399,6 +428,13 @@ class Pn532Emulator:
             return
         self.commands[name] += 1
         self._pending = None  # a new command ends the previous one, answered or not
+        if code in POLLS:
+            now = time.monotonic()
+            self._recent_polls.append(now)
+            for uid, first in self._taken_off.items():
+                if first is None:
+                    self._taken_off[uid] = now
+            self._changed.notify_all()
         fault = self._fault() if code in POLLS else None
         if fault == "no_ack":
             return

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from drivers.nfc.libnfc import LibnfcOptions
 from edged.access.cardref import CardRefs
 from edged.access.lists import sign_lists
 from edged.security.signing import public_key_text, sign
@@ -47,6 +48,8 @@ from hil.rig.feeds import route_nmea
 
 Profile = Literal["shuttle", "truck", "venue"]
 FLEET = "rig"
+READER_RELEASE_S: float = LibnfcOptions.model_fields["release_s"].default
+"""The rig's reader takes a card off after this long unseen (its config keeps the default)."""
 ROUTE = ROOT / "config" / "routes" / "creuse-shuttle.json"
 DBC = ROOT / "config" / "fms.dbc"
 
@@ -566,8 +569,15 @@ ignition_off_after_s = 5
     async def present(
         self, card: bytes, hold_s: float, *, until: asyncio.Event | None = None
     ) -> None:
-        """The card on the antenna for `hold_s` and until `until` is set, then off."""
-        self.nfc.put(self.uid(card))
+        """The card on the antenna for `hold_s` and until `until` is set, then off.
+
+        A card presented again first stays off until the reader has surely seen it go, as
+        a rider lifts the card away before tapping again: the driver takes a card off only
+        after `release_s` and a completed poll without it, and a loaded node that polled
+        nothing while the card was briefly off sees one presentation, as a bus's would."""
+        uid = self.uid(card)
+        await asyncio.to_thread(self.nfc.wait_let_go, uid, READER_RELEASE_S)
+        self.nfc.put(uid)
         await asyncio.sleep(hold_s)
         if until is not None:
             await until.wait()

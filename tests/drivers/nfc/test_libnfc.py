@@ -172,6 +172,47 @@ async def test_a_card_taken_off_and_put_back_is_a_second_tap(
     assert rec.uids == [A, A]
 
 
+async def test_a_card_lifted_and_put_back_while_a_poll_stalls_is_one_presentation(
+    tmp_path: Path, running: Running
+) -> None:
+    # a loaded node: the poll asked while the card was on is answered late, so no poll
+    # completes while it is off; the driver cannot tell the lift from a read glitch
+    with Pn532Emulator(tmp_path / "nfc1", slow_s=0.5) as slow:
+        rec = await running.start(slow)
+        slow.put(A)
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
+        slow.inject("slow")
+        await wait_until(lambda: slow.served["slow"] == 1, 2, "the stalled poll")
+        slow.remove()
+        await asyncio.sleep(0.2)  # four times release_s, all within the stalled poll
+        slow.put(A)
+        await asyncio.sleep(0.6)  # the stalled answer and many polls after it
+        assert rec.uids == [A]
+
+
+async def test_a_card_put_back_once_the_emulator_saw_the_reader_let_it_go_taps_again(
+    tmp_path: Path, running: Running
+) -> None:
+    # what the rig does before presenting a card again (hil.rig, `present`)
+    with Pn532Emulator(tmp_path / "nfc1", slow_s=0.5) as slow:
+        rec = await running.start(slow)
+        slow.put(A)
+        await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
+        slow.inject("slow")
+        await wait_until(lambda: slow.served["slow"] == 1, 2, "the stalled poll")
+        slow.remove()
+        await asyncio.to_thread(slow.wait_let_go, A, QUICK["release_s"])
+        slow.put(A)
+        await wait_until(lambda: len(rec.taps) == 2, 2, "the second tap")
+        assert rec.uids == [A, A]
+
+
+def test_waiting_for_a_card_never_taken_off_returns_at_once(emu: Pn532Emulator) -> None:
+    emu.put(A)
+    emu.wait_let_go(A, 0.05, timeout=0.01)  # on the antenna: nothing to wait for
+    emu.wait_let_go(B, 0.05, timeout=0.01)  # never there
+
+
 async def test_a_different_card_taps_at_once_without_the_first_taken_off(
     emu: Pn532Emulator, running: Running
 ) -> None:
