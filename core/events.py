@@ -127,6 +127,23 @@ class VehicleDoorStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class VehicleDoorUnheard:
+    """The vehicle's bus has talked for a while (other parameter groups kept coming) and not
+    once given a status of this door (0, 1 or 2) since the vehicle service started: a
+    gateway that filters its message, a vehicle that does not send it, the wrong door number
+    in the config. Sent once, and again to a driver that starts; a `VehicleDoorStatus` with
+    a status ends it. The GPIO driver reports it for the beams of that door, whose gate is
+    off meanwhile (a bus is not a contact: nobody else can tell)."""
+
+    door: str
+    signal: str  # as configured, "DC2.Door1OpenStatus"
+    message_heard: bool  # frames of the signal's message came, none with the door's status
+    positions: tuple[str, ...]  # doors that message gave a status of ("1", "2"), if any
+    talked_s: float  # how long the bus had talked without a gap when it was found
+    ts: float  # time.monotonic() when it was found
+
+
+@dataclass(frozen=True, slots=True)
 class Crossing:
     """One person went through a door's pair of counting beams, in the direction given."""
 

@@ -78,6 +78,7 @@ from core.events import (
     PanicInput,
     Unlock,
     VehicleDoorStatus,
+    VehicleDoorUnheard,
 )
 from core.logs import flood_key
 from drivers.gpio import candoor
@@ -779,6 +780,8 @@ class _Doorway:
             self.shut_walks = 0
             if verdict != "open":
                 self.unseen(walk, verdict)
+            elif door is None and name_ in self.board.never_heard:
+                ctx.count("beam_door_never_heard")  # ungated: the bus never told the door
             ctx.emit(Crossing(name_, walk.direction, walk.ts))
 
     def unseen(self, walk: Passage, verdict: str) -> None:
@@ -868,6 +871,8 @@ class _Board:
         self.doors: list[_Door] = []
         self.doorways: list[_Doorway] = []
         self.can_doors: dict[str, CanDoor] = {}  # doors the vehicle's bus told of, gating beams
+        # doors of beams with no contact that the vehicle's bus talks without (reported)
+        self.never_heard: dict[str, VehicleDoorUnheard] = {}
         self.panic: _Panic | None = None
         self.ignition: _Debounced | None = None
         self.lock: LockRelay | None = None
@@ -1042,6 +1047,14 @@ class _Board:
         """A door's status in a frame of the vehicle's bus: the first one makes it the gate
         of the beams of that name that have no contact on GPIO (a contact, on the door
         itself and debounced, outranks a bus)."""
+        if event.status in (0, 1, 2) and self.never_heard.pop(event.door, None) is not None:
+            self.ctx.log.info(
+                "door %s: its status came on the CAN bus at last (status %d), after it was "
+                "reported never heard (door_never_heard): its beams are gated by it",
+                event.door,
+                event.status,
+                extra=flood_key(event.door),
+            )
         door = self.can_doors.get(event.door)
         if door is None:
             ways = [w for w in self.doorways if w.door is None and w.options.door == event.door]
@@ -1054,6 +1067,46 @@ class _Board:
                 "door %s: its beams are gated by its status on the CAN bus", event.door
             )
         door.status(event.status, event.ts)
+
+    def on_door_unheard(self, event: VehicleDoorUnheard) -> None:
+        """The vehicle's bus talks without ever giving a status of a door: its beams (those
+        with no contact) count every walk ungated, hands waved behind the shut door too.
+        Said once, a warning and `door_never_heard`; the walks are counted meanwhile."""
+        if event.door in self.never_heard:
+            return  # told again as another driver started
+        ways = [w for w in self.doorways if w.options.door == event.door]
+        if not any(not isinstance(way.door, _Door) for way in ways):
+            return  # no beams there, or a contact gates them
+        self.never_heard[event.door] = event
+        self.ctx.count("door_never_heard")
+        message = event.signal.split(".", 1)[0]
+        if not event.message_heard:
+            why = (
+                f"not one {message} frame: does the vehicle send {message}, does its FMS "
+                "gateway pass it on, does the CAN driver's `pgns` leave it out?"
+            )
+        else:
+            gives = (
+                f"it gives door{'s' if len(event.positions) > 1 else ''} "
+                f"{', '.join(event.positions)}"
+                if event.positions
+                else "it gives no door's status either"
+            )
+            why = (
+                f"{message} comes, never with this door's status (not available each time; "
+                f"{gives}): is the door's number right in [services.vehicle.doors]?"
+            )
+        self.ctx.log.warning(
+            "door %s: the CAN bus has talked for %g s and not once given the door's status "
+            "(%s): %s Its beams count every walk ungated until it comes, hands waved "
+            "through them behind the shut door too (door_never_heard; each walk counted "
+            "beam_door_never_heard, or beam_door_unknown while the status says not available)",
+            event.door,
+            round(event.talked_s, 1),
+            event.signal,
+            why,
+            extra=flood_key(event.door),
+        )
 
     def _ignition_changed(self, on: bool, ts: float) -> None:
         self.ctx.emit(IgnitionInput(on, ts))
@@ -1144,6 +1197,7 @@ class GpioBoard:
             ctx.subscribe(Feedback, board.on_feedback)
             if any(way.door is None for way in board.doorways):  # beams a bus door may gate
                 ctx.subscribe(VehicleDoorStatus, board.on_door_status)
+                ctx.subscribe(VehicleDoorUnheard, board.on_door_unheard)
             board.start()
             if self.options.mock_control is not None:  # only with the mock factory (its options)
                 from drivers.gpio import mockwire

@@ -18,7 +18,9 @@ frame, behind the beams' edges), and able to go quiet or not know. So:
   see must not drop every real rider for ever; a hand waved then counts, as at a door
   without a contact, and health shows it;
 - the gate exists only once a status for the door came since the GPIO driver started: a bus
-  that never spoke leaves the beams as without a door (the CAN driver's health says why).
+  that never spoke leaves the beams as without a door (the CAN driver's health says why);
+  one that talks without ever giving the door's status is reported by the board
+  (`VehicleDoorUnheard`: `door_never_heard`, and its walks `beam_door_never_heard`).
 """
 
 from collections import deque

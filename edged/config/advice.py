@@ -113,7 +113,8 @@ def beams_without_their_door(config: EdgedConfig) -> tuple[str, str] | None:
                 f"drivers {driver.name}: the counting beams of door {door!r} are gated by its "
                 f"status on the CAN bus ({config.services.vehicle.doors[door]}), but no CAN "
                 f"driver decodes PGN {deaf[door]} (their `pgns` leave it out): the gate never "
-                "hears the door and every walk counts, reported `beam_door_unheard`"
+                "hears the door and every walk counts ungated, reported "
+                f"`driver.{driver.name}.beam_door_never_heard` once the bus talks a while"
             )
             todo = f"add {deaf[door]} to the CAN driver's `pgns` (or remove `pgns`)"
             return what, todo

@@ -19,15 +19,29 @@ frame, QoS 1 each, filling the outbox for taps and alarms; it is counted
 (`vehicle.door_flapping`) and reported once steady. Each frame's door status also goes on
 the node's bus as it came (`VehicleDoorStatus`, unguarded: the GPIO driver gates the
 counting beams of that door by it, and wants every frame, to tell a bus gone quiet).
+
+A door the bus never gives a status of while the bus talks (`DOOR_UNHEARD_S` of frames of
+other parameter groups, the ignition not known off) goes on the node's bus once as
+`VehicleDoorUnheard`, with the door positions its message did give: the GPIO driver's gate
+of that door's beams is off until a status comes, and only the GPIO driver, which has the
+beams, reports it (the default doors of the config on a truck with no DC2 are no fault).
 """
 
 import asyncio
 import itertools
 import logging
+import re
 import time
 from typing import Any, Literal
 
-from core.events import ActiveFaults, IgnitionInput, J1939Signals, VehicleDoorStatus
+from core.driver import DriverReady
+from core.events import (
+    ActiveFaults,
+    IgnitionInput,
+    J1939Signals,
+    VehicleDoorStatus,
+    VehicleDoorUnheard,
+)
 from core.ratelimit import TokenBucket
 from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report
 from edged.commands.args import only
@@ -44,6 +58,9 @@ from edged.topics import DOOR, FAULTS, VEHICLE
 log = logging.getLogger(__name__)
 
 DOOR_STATES = {0: "closed", 1: "open"}  # J1939 2-bit status: 2 error, 3 not available
+HEARD = (0, 1, 2)
+"""A door's status that says the door controller knows the door (an error too): not 3, not
+available, which is what FMS sends for a door position the vehicle does not have."""
 SOURCE_HOLD_S = 5.0
 """How long a value stays with its ECU after that ECU's last value (VDHR and LFC come every
 second, CCVS1 every 100 ms): then another ECU sending it takes over."""
@@ -60,11 +77,32 @@ FAULTS_BURST = 10
 FAULTS_PER_S = 1.0
 """And then at most this many a second: the changes in between are taken in, the latest
 list sent when its turn comes (`check_faults`, every second)."""
+DOOR_UNHEARD_S = 30.0
+"""How long the bus talks without a status of a door before it is `VehicleDoorUnheard`.
+FMS sends DC2 every 100 ms where the vehicle has doors (drivers/can/fms.dbc), and the FMS
+standard (v04, general annotations) has most values reliable about 10 s after ignition on:
+three times that leaves a door controller that wakes after the engine ECU its time, and
+is still short against the ride between two stops."""
+BUS_GAP_S = 5.0
+"""A bus that gave no parameter group for this long stopped talking (ignition off, the
+adapter unplugged): the time towards `DOOR_UNHEARD_S` starts again. CCVS1 and EEC1 come
+every 10-100 ms; a `min_interval_s` thinning them to fewer than one in 5 s leaves the
+door unreported, not reported wrongly."""
 
 
 def _split(ref: str) -> tuple[str, str]:
     message, _, signal = ref.partition(".")
     return message, signal
+
+
+def _positions(signal: str, given: set[str]) -> tuple[str, ...]:
+    """The door numbers of the signals in `given` named as `signal` but for its number
+    (Door1OpenStatus, Door2OpenStatus…: "1", "2"), in order; none if it has no number."""
+    if not any(ch.isdigit() for ch in signal):
+        return ()
+    pattern = re.compile(re.sub(r"\d+", lambda _: r"(\d+)", re.escape(signal), count=1))
+    found = {m.group(1) for name in given if (m := pattern.fullmatch(name))}
+    return tuple(sorted(found, key=int))
 
 
 class VehicleService(Service):
@@ -104,6 +142,15 @@ class VehicleService(Service):
         host.bus.subscribe(J1939Signals, self.on_signals)
         host.bus.subscribe(ActiveFaults, self.on_faults)
         host.bus.subscribe(IgnitionInput, self.on_ignition_input)
+        host.bus.subscribe(DriverReady, self._tell_unheard)
+        # doors never given a status (0, 1, 2) since the start, by their "MESSAGE.Signal"
+        self._door_unheard: dict[str, tuple[str, str]] = {
+            door: _split(ref) for door, ref in config.doors.items()
+        }
+        self._door_told: dict[str, VehicleDoorUnheard] = {}  # found unheard, not heard since
+        self._door_messages_wanted = {message for message, _ in self._door_unheard.values()}
+        self._door_messages: dict[str, set[str]] = {}  # door message seen -> positions given
+        self._talk = (float("-inf"), float("-inf"))  # (since, last): the bus talking without a gap
         self._status: VehicleStatus | None = None
         self.tell()
 
@@ -137,6 +184,8 @@ class VehicleService(Service):
                 self.extra[key] = value
             else:
                 status = int(value) if isinstance(value, int | float) else None
+                if status in HEARD:
+                    self._door_heard(key)
                 self.host.bus.emit(VehicleDoorStatus(key, status, event.ts))
                 changed |= self._door(key, value, event.ts)
         speed = self.values.get("speed") if "speed" in taken else None
@@ -148,8 +197,49 @@ class VehicleService(Service):
             self.trips.feed(fuel=self._reading("fuel_used"))
         if "engine_speed" in taken:  # a stale speed is no running engine
             changed |= self._ignition_from_engine()
+        if self._door_unheard:
+            self._listen_for_doors(event)
         if changed:
             self.publish()
+
+    # -- doors the bus never tells ------------------------------------------------------
+
+    def _listen_for_doors(self, event: J1939Signals) -> None:
+        """Time the bus's talk, note which doors a door message gives (a status other than
+        not available), and tell the doors that the bus still has not given once."""
+        since, last = self._talk
+        if event.ts - last > BUS_GAP_S or self.ignition is False:
+            since = event.ts  # the bus (or the vehicle) was off: its time starts again
+        self._talk = (since, max(last, event.ts))
+        if event.name in self._door_messages_wanted:
+            given = self._door_messages.setdefault(event.name, set())
+            given.update(name for name, value in event.signals.items() if value in HEARD)
+        if event.ts - since < DOOR_UNHEARD_S:
+            return
+        for door, (message, signal) in self._door_unheard.items():
+            if door in self._door_told:
+                continue
+            seen = self._door_messages.get(message)
+            told = VehicleDoorUnheard(
+                door,
+                f"{message}.{signal}",
+                message_heard=seen is not None,
+                positions=_positions(signal, seen or set()),
+                talked_s=event.ts - since,
+                ts=event.ts,
+            )
+            self._door_told[door] = told
+            log.debug("door %s: no status on the CAN bus: %s", door, told)
+            self.host.bus.emit(told)
+
+    def _door_heard(self, door: str) -> None:
+        self._door_unheard.pop(door, None)
+        self._door_told.pop(door, None)
+
+    def _tell_unheard(self, event: DriverReady) -> None:
+        """A driver (re)started: the GPIO driver's gates learn again what the bus lacks."""
+        for told in list(self._door_told.values()):
+            self.host.bus.emit(told)
 
     def _from_its_source(self, key: str, source: int, value: object, ts: float) -> bool:
         """Whether `key` takes this value: each value follows one ECU, the first to give it

@@ -27,11 +27,18 @@ EMITTED: tuple[type, ...] = tuple(
     for _, cls in inspect.getmembers(events, inspect.isclass)
     if dataclasses.is_dataclass(cls)
     and cls.__module__ == events.__name__
-    and cls not in (events.Unlock, events.Feedback, events.VehicleDoorStatus, events.TroubleCode)
+    and cls
+    not in (
+        events.Unlock,
+        events.Feedback,
+        events.VehicleDoorStatus,
+        events.VehicleDoorUnheard,
+        events.TroubleCode,
+    )
 )
 """Every event type a driver emits (`core.events`; `Unlock` and `Feedback` go to drivers:
-a subscriber to them is a relay or a light; `VehicleDoorStatus`, from the vehicle service,
-to the GPIO driver's beams)."""
+a subscriber to them is a relay or a light; `VehicleDoorStatus` and `VehicleDoorUnheard`,
+from the vehicle service, to the GPIO driver's beams)."""
 
 
 def configured(

@@ -5,6 +5,7 @@ the real GPIO driver on mock pins, the occupancy service. Times are scaled down 
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from core.driver import DriverContext
-from core.events import VehicleDoorStatus
+from core.events import VehicleDoorStatus, VehicleDoorUnheard
 from drivers.can.bus import CanBusDriver, CanBusOptions
 from drivers.can.j1939 import make_id
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
@@ -29,7 +30,9 @@ from tests.helpers.host import TestHost
 GRACE_S = 0.3
 SILENT_S = 0.4
 PERIOD_S = 0.1
+UNHEARD_S = 0.4
 CLOSED, OPEN, ERROR, NOT_AVAILABLE = 0, 1, 2, 3
+CCVS1 = bytes([0xF4, 0x80, 0x25, 0x10, 0xFF, 0x50, 0xFF, 0xFF])  # 37.5 km/h
 
 
 @dataclass
@@ -41,13 +44,22 @@ class Shuttle:
     inner: Any
     front: int | None = CLOSED  # the status DC2 sends for door 1; None: DC2 stopped
     period_s: float = PERIOD_S
+    talks: bool = True  # the rest of the bus: CCVS1 every `period_s`
+    gpio: SupervisedBoard[TestHost] | None = None
 
     def counted(self, key: str) -> int:
         return self.node.counters.snapshot().get(f"driver.gpio.{key}", 0)
 
     async def dc2(self) -> None:
-        """The door controller: DC2 every `period_s`, door 2 not available."""
+        """The door controller: DC2 every `period_s`, door 2 not available; and the
+        vehicle's other ECUs, CCVS1 as often."""
         while True:
+            if self.talks:
+                self.sender.send(
+                    can.Message(
+                        arbitration_id=make_id(65265, 0x00), data=CCVS1, is_extended_id=True
+                    )
+                )
             if self.front is not None:
                 data = bytes([0xF3 | self.front << 2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
                 self.sender.send(
@@ -61,16 +73,25 @@ class Shuttle:
 
 @contextlib.asynccontextmanager
 async def shuttle(
-    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, **gpio_options: Any
+    pins: MockFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    front: int | None = CLOSED,
+    talks: bool = True,
+    vehicle: VehicleServiceConfig | None = None,
+    **gpio_options: Any,
 ) -> AsyncIterator[Shuttle]:
     """Beams at `front`, no contact on GPIO (unless `gpio_options` add one); `front` is a
-    door of [services.vehicle.doors]."""
+    door of [services.vehicle.doors] (unless `vehicle` says otherwise). With `front` None
+    DC2 does not come, and the shuttle is handed over as soon as the drivers run."""
     from drivers.gpio import board, candoor
+    from edged.services import vehicle as vehicle_service
 
     monkeypatch.setattr(board, "DOOR_GRACE_S", GRACE_S)
     monkeypatch.setattr(candoor, "CAN_SILENT_S", SILENT_S)
+    monkeypatch.setattr(vehicle_service, "DOOR_UNHEARD_S", UNHEARD_S)
     node, occupancy, _ = make(count_from=["beams"], capacity=20)
-    VehicleService(node, VehicleServiceConfig(), TripServiceConfig(auto=False))
+    VehicleService(node, vehicle or VehicleServiceConfig(), TripServiceConfig(auto=False))
     channel = f"candoors-{uuid.uuid4().hex}"
     sender = can.Bus(interface="virtual", channel=channel)
     options = CanBusOptions(interface="virtual", channel=channel, min_interval_s=0)
@@ -84,14 +105,15 @@ async def shuttle(
         beams=[{"door": "front", "outer": 20, "inner": 21, "min_block_s": 0.005}],
         **gpio_options,
     )
-    bus = Shuttle(node, occupancy, sender, outer, inner)
+    bus = Shuttle(node, occupancy, sender, outer, inner, front=front, talks=talks, gpio=gpio)
     dc2 = asyncio.create_task(bus.dc2())
     try:
         await gpio.start()
-        await wait_until(
-            lambda: any(isinstance(e, VehicleDoorStatus) for e in node.emitted), 2, "DC2"
-        )
-        await asyncio.sleep(GRACE_S + 0.1)  # the gate heard the door for a whole window
+        if front is not None:
+            await wait_until(
+                lambda: any(isinstance(e, VehicleDoorStatus) for e in node.emitted), 2, "DC2"
+            )
+            await asyncio.sleep(GRACE_S + 0.1)  # the gate heard the door for a whole window
         yield bus
     finally:
         dc2.cancel()
@@ -225,3 +247,94 @@ async def test_a_contact_on_the_door_outranks_its_status_on_the_can_bus(
         await bus.walk("in")
         await wait_until(lambda: bus.counted("beam_door_closed") == 1, 2, "the walk judged")
         assert bus.occupancy.count == 0
+
+
+def warnings(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and words in r.getMessage()
+    ]
+
+
+async def test_beams_of_a_door_the_talking_bus_never_gives_count_reported_until_dc2_comes(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CCVS1 comes, DC2 never (an FMS gateway that filters it, someone who filtered it to
+    turn the gate off): the gate is off and every walk counts, a hand waved behind the shut
+    door too. Ops learn it once, `door_never_heard`, and how many walks counted ungated.
+    DC2 comes: the gate is on, said once."""
+    caplog.set_level(logging.INFO, logger="edged.driver.gpio")
+    async with shuttle(pins, monkeypatch, front=None) as bus:
+        await wait_until(lambda: bus.counted("door_never_heard") == 1, 2, "the report")
+        for _ in range(2):
+            await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 2, 1, "the walks, ungated")
+        assert bus.counted("beam_door_never_heard") == 2
+        (warning,) = warnings(caplog, "not once given the door's status")
+        assert "not one DC2 frame" in warning and "DC2.Door1OpenStatus" in warning
+        bus.front = CLOSED
+        await wait_until(
+            lambda: any("at last" in m for m in caplog.messages), 1, "the gate on, said"
+        )
+        await asyncio.sleep(GRACE_S + 0.1)  # a whole window heard
+        await bus.walk("in")
+        await wait_until(lambda: bus.counted("beam_door_closed") == 1, 2, "gated")
+        assert bus.occupancy.count == 2 and bus.counted("beam_door_never_heard") == 2
+        assert bus.counted("door_never_heard") == 1
+
+
+async def test_a_wrong_door_number_is_reported_naming_the_doors_dc2_gives(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`front` configured as door 2, which DC2 says not available in every frame; door 1,
+    the real front door, it gives."""
+    caplog.set_level(logging.WARNING, logger="edged.driver.gpio")
+    wrong = VehicleServiceConfig(doors={"front": "DC2.Door2OpenStatus"})
+    async with shuttle(pins, monkeypatch, vehicle=wrong) as bus:
+        await wait_until(lambda: bus.counted("door_never_heard") == 1, 2, "the report")
+        (warning,) = warnings(caplog, "not once given the door's status")
+        assert "gives door 1)" in warning and "door's number" in warning
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 2, "the walk, ungated")
+        assert bus.counted("beam_door_unknown") == 1
+
+
+async def test_a_quiet_bus_reports_no_door_never_heard(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ignition off, the adapter unplugged: the CAN driver's health tells it, not the
+    beams; they count as without a door."""
+    async with shuttle(pins, monkeypatch, front=None, talks=False) as bus:
+        await asyncio.sleep(UNHEARD_S + 0.2)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 1, "the walk")
+        assert bus.counted("door_never_heard") == 0 and bus.counted("beam_door_never_heard") == 0
+
+
+async def test_a_gpio_driver_restarted_still_counts_walks_of_a_door_never_heard(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vehicle service tells the new start again (`DriverReady`)."""
+    async with shuttle(pins, monkeypatch, front=None) as bus:
+        await wait_until(lambda: bus.counted("door_never_heard") == 1, 2, "the report")
+        assert bus.gpio is not None
+        bus.gpio.fail()
+        await bus.gpio.restarted(2)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 1, "the walk")
+        assert bus.counted("beam_door_never_heard") == 1
+
+
+async def test_a_door_never_heard_is_not_reported_where_a_contact_gates_its_beams(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contact gates the beams whatever the bus says; `rear`, a door of the config
+    with no beams at all, is no fault either."""
+    pins.pin(17).drive_low()
+    contact = {"doors": [{"name": "front", "pin": 17}]}
+    async with shuttle(pins, monkeypatch, front=None, **contact) as bus:
+        await wait_until(
+            lambda: len(bus.node.of_type(VehicleDoorUnheard)) == 2, 2, "both doors unheard"
+        )
+        assert bus.counted("door_never_heard") == 0

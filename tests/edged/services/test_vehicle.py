@@ -8,7 +8,15 @@ from typing import Any
 import can
 import pytest
 
-from core.events import ActiveFaults, J1939Signals, TroubleCode, VehicleDoorStatus
+from core.driver import DriverReady
+from core.events import (
+    ActiveFaults,
+    IgnitionInput,
+    J1939Signals,
+    TroubleCode,
+    VehicleDoorStatus,
+    VehicleDoorUnheard,
+)
 from drivers.can.decoder import SHIPPED_DBC, Decoders
 from drivers.can.j1939 import make_id
 from drivers.can.pipeline import Pipeline
@@ -18,7 +26,7 @@ from edged.errors import CommandError
 from edged.services import trips
 from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded, WheelSpeed
 from edged.services.trips import DISTANCE_WRAP_M, FUEL_WRAP_L, OPEN_TRIP_KEY, Totalizer
-from edged.services.vehicle import DM1_SILENT_S, VehicleService
+from edged.services.vehicle import BUS_GAP_S, DM1_SILENT_S, DOOR_UNHEARD_S, VehicleService
 from hil.can.fms import bam_frames
 from tests.drivers.can.test_bus import DM1_A, DM1_B, python_can_rig, running
 from tests.helpers.drivers import Recorder
@@ -219,6 +227,103 @@ def test_each_frame_s_door_status_goes_on_the_bus_as_it_came_for_the_beams_gate(
     )
     statuses = [(e.door, e.status) for e in node.emitted if isinstance(e, VehicleDoorStatus)]
     assert statuses == [("front", s) for s in (0, 0, 3, 2, 1)]
+
+
+def talk(bus: CanFeed, seconds: float, **dc2: Any) -> None:
+    """The bus talking for `seconds`: CCVS1 every second, and DC2 with `dc2` if given."""
+    for _ in range(round(seconds)):
+        bus.send("CCVS1", WheelBasedVehicleSpeed=30.0)
+        if dc2:
+            bus.send("DC2", **dc2)
+        bus.after(1.0)
+
+
+def unheard(node: TestHost) -> list[VehicleDoorUnheard]:
+    return node.of_type(VehicleDoorUnheard)
+
+
+def test_doors_a_talking_bus_never_gives_are_told_once_each() -> None:
+    """CCVS1 comes, DC2 never (a gateway that filters it, a vehicle that does not send it):
+    the GPIO driver's gate of those doors' beams is off, and must learn it."""
+    node, _, bus = make()
+    talk(bus, DOOR_UNHEARD_S + 30)
+    told = unheard(node)
+    assert [(e.door, e.signal, e.message_heard, e.positions) for e in told] == [
+        ("front", "DC2.Door1OpenStatus", False, ()),
+        ("rear", "DC2.Door2OpenStatus", False, ()),
+    ]
+    assert all(e.talked_s == DOOR_UNHEARD_S for e in told)
+
+
+def test_no_door_is_told_before_the_bus_has_talked_long_enough() -> None:
+    """A door controller may wake after the engine ECU at key-on."""
+    node, _, bus = make()
+    talk(bus, DOOR_UNHEARD_S)
+    assert unheard(node) == []
+
+
+@pytest.mark.parametrize("not_available", [None, 3])
+def test_a_door_dc2_never_gives_is_told_with_the_doors_dc2_gives(not_available: Any) -> None:
+    """The wrong door number in the config: DC2 comes, door 3 not available each time."""
+    node = TestHost()
+    svc = VehicleService(
+        node, VehicleServiceConfig(doors={"front": "DC2.Door3OpenStatus"}), TripServiceConfig()
+    )
+    bus = CanFeed(svc)
+    talk(
+        bus,
+        DOOR_UNHEARD_S + 5,
+        Door1OpenStatus=0,
+        Door2OpenStatus=1,
+        Door3OpenStatus=not_available,
+        Door1LockStatus=1,
+    )
+    ((door, message_heard, positions),) = [
+        (e.door, e.message_heard, e.positions) for e in unheard(node)
+    ]
+    assert (door, message_heard, positions) == ("front", True, ("1", "2"))
+
+
+def test_a_door_heard_once_is_not_told_when_its_status_stops() -> None:
+    """Its status stopping while the bus talks is the gate's own `beam_door_unheard`."""
+    node, _, bus = make()
+    bus.send("DC2", Door1OpenStatus=2, Door2OpenStatus=0)
+    talk(bus, DOOR_UNHEARD_S + 10)
+    assert unheard(node) == []
+
+
+def test_a_bus_that_keeps_going_quiet_tells_no_door() -> None:
+    """Talk shorter than the wait each time, with gaps the length of a quiet bus."""
+    node, _, bus = make()
+    for _ in range(10):
+        talk(bus, DOOR_UNHEARD_S / 2)
+        bus.after(BUS_GAP_S + 1)
+    assert unheard(node) == []
+
+
+def test_a_bus_talking_with_the_ignition_off_tells_no_door() -> None:
+    """A tachograph on permanent power talks on after the key is off; the doors do not."""
+    node, svc, bus = make()
+    svc.on_ignition_input(IgnitionInput(False, 0.0))
+    talk(bus, DOOR_UNHEARD_S + 30)
+    assert unheard(node) == []
+
+
+def test_doors_told_are_told_again_to_a_driver_that_starts() -> None:
+    """The GPIO driver restarted has forgotten: its gates must learn again."""
+    node, _, bus = make()
+    talk(bus, DOOR_UNHEARD_S + 1)
+    first = unheard(node)
+    node.emit(DriverReady("gpio", bus.ts))
+    assert unheard(node) == first * 2
+
+
+def test_a_door_told_then_heard_is_not_told_again() -> None:
+    node, _, bus = make()
+    talk(bus, DOOR_UNHEARD_S + 1)
+    talk(bus, 60, Door1OpenStatus=0)
+    node.emit(DriverReady("gpio", bus.ts))
+    assert [e.door for e in unheard(node)] == ["front", "rear", "rear"]
 
 
 def test_ignition_on_opens_a_trip_and_off_closes_it_with_can_totals_and_co2() -> None:
@@ -500,7 +605,6 @@ def test_passengers_of_an_open_trip_survive_a_restart() -> None:
 
 
 def test_an_ignition_sense_line_outranks_engine_speed() -> None:
-    from core.events import IgnitionInput
 
     _, svc, bus = make()
     svc.on_ignition_input(IgnitionInput(True, 0.0))
