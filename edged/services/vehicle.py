@@ -21,7 +21,8 @@ the node's bus as it came (`VehicleDoorStatus`, unguarded: the GPIO driver gates
 counting beams of that door by it, and wants every frame, to tell a bus gone quiet).
 
 A door the bus never gives a status of while the bus talks (`DOOR_UNHEARD_S` of frames of
-other parameter groups, the ignition not known off) goes on the node's bus once as
+other parameter groups, the ignition not known off) and the vehicle is awake (its ignition
+known on, or it moved meanwhile) goes on the node's bus once as
 `VehicleDoorUnheard`, with the door positions its message did give: the GPIO driver's gate
 of that door's beams is off until a status comes, and only the GPIO driver, which has the
 beams, reports it (the default doors of the config on a truck with no DC2 are no fault).
@@ -88,6 +89,10 @@ BUS_GAP_S = 5.0
 adapter unplugged): the time towards `DOOR_UNHEARD_S` starts again. CCVS1 and EEC1 come
 every 10-100 ms; a `min_interval_s` thinning them to fewer than one in 5 s leaves the
 door unreported, not reported wrongly."""
+MOVING_KMH = 2.0
+"""A bus whose ignition is not known (no engine speed has said it runs, no sense line) is
+awake once its wheel-based speed passes this: a tachograph on permanent power talks on,
+its speed 0, with the key off and the door controller asleep."""
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -150,7 +155,8 @@ class VehicleService(Service):
         self._door_told: dict[str, VehicleDoorUnheard] = {}  # found unheard, not heard since
         self._door_messages_wanted = {message for message, _ in self._door_unheard.values()}
         self._door_messages: dict[str, set[str]] = {}  # door message seen -> positions given
-        self._talk = (float("-inf"), float("-inf"))  # (since, last): the bus talking without a gap
+        # (since, last, moved): the bus talking without a gap, the vehicle moving in that time
+        self._talk = (float("-inf"), float("-inf"), False)
         self._status: VehicleStatus | None = None
         self.tell()
 
@@ -197,24 +203,28 @@ class VehicleService(Service):
             self.trips.feed(fuel=self._reading("fuel_used"))
         if "engine_speed" in taken:  # a stale speed is no running engine
             changed |= self._ignition_from_engine()
-        if self._door_unheard:
-            self._listen_for_doors(event)
+        if len(self._door_told) < len(self._door_unheard):  # a door left to tell
+            moving = isinstance(speed, int | float) and speed >= MOVING_KMH
+            self._listen_for_doors(event, moving)
         if changed:
             self.publish()
 
     # -- doors the bus never tells ------------------------------------------------------
 
-    def _listen_for_doors(self, event: J1939Signals) -> None:
+    def _listen_for_doors(self, event: J1939Signals, moving: bool) -> None:
         """Time the bus's talk, note which doors a door message gives (a status other than
-        not available), and tell the doors that the bus still has not given once."""
-        since, last = self._talk
+        not available), and tell the doors that the bus still has not given once, if the
+        vehicle is awake: its ignition known on, or it moved while the bus talked (ECUs on
+        permanent power talk with the key off, the door controller does not)."""
+        since, last, moved = self._talk
         if event.ts - last > BUS_GAP_S or self.ignition is False:
-            since = event.ts  # the bus (or the vehicle) was off: its time starts again
-        self._talk = (since, max(last, event.ts))
+            since, moved = event.ts, False  # the bus (or the vehicle) was off: start again
+        moved |= moving
+        self._talk = (since, max(last, event.ts), moved)
         if event.name in self._door_messages_wanted:
             given = self._door_messages.setdefault(event.name, set())
             given.update(name for name, value in event.signals.items() if value in HEARD)
-        if event.ts - since < DOOR_UNHEARD_S:
+        if event.ts - since < DOOR_UNHEARD_S or not (moved or self.ignition is True):
             return
         for door, (message, signal) in self._door_unheard.items():
             if door in self._door_told:

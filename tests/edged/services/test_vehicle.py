@@ -309,13 +309,35 @@ def test_a_bus_talking_with_the_ignition_off_tells_no_door() -> None:
     assert unheard(node) == []
 
 
+def test_a_parked_bus_whose_tachograph_talks_with_the_key_off_tells_no_door() -> None:
+    """The node started with the key off, on permanent power: the tachograph (on permanent
+    power too) sends its standing speed and odometer, the door controller sleeps, and no
+    engine has run for the ignition to be known off. No door is at fault."""
+    node, _, bus = make()
+    for _ in range(round(DOOR_UNHEARD_S * 4)):
+        bus.send("CCVS1", WheelBasedVehicleSpeed=0.0)
+        bus.send("VDHR", TotalVehicleDistanceHighRes=1_000_000.0)
+        bus.after(1.0)
+    assert unheard(node) == []
+
+
+def test_a_bus_idling_at_a_stop_with_its_engine_running_tells_its_doors() -> None:
+    """The ignition is known on (the engine runs): the door controller is awake."""
+    node, _, bus = make()
+    for _ in range(round(DOOR_UNHEARD_S) + 1):
+        bus.engine(700.0)
+        bus.send("CCVS1", WheelBasedVehicleSpeed=0.0)
+        bus.after(1.0)
+    assert [e.door for e in unheard(node)] == ["front", "rear"]
+
+
 def test_doors_told_are_told_again_to_a_driver_that_starts() -> None:
     """The GPIO driver restarted has forgotten: its gates must learn again."""
     node, _, bus = make()
     talk(bus, DOOR_UNHEARD_S + 1)
     first = unheard(node)
     node.emit(DriverReady("gpio", bus.ts))
-    assert unheard(node) == first * 2
+    assert len(first) == 2 and unheard(node) == first * 2
 
 
 def test_a_door_told_then_heard_is_not_told_again() -> None:
