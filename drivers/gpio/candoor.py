@@ -17,7 +17,9 @@ frame, behind the beams' edges), and able to go quiet or not know. So:
   or not available is `unknown`: both count, ungated, and are reported. A door nobody can
   see must not drop every real rider for ever; a hand waved then counts, as at a door
   without a contact, and health shows it;
-- the gate exists only once a status for the door came since the GPIO driver started: a bus
+- the gate exists only once a status for the door came since the GPIO driver started (the
+  vehicle service tells a driver that starts the last one it had, stamped when it came, so
+  a door that went quiet before a restart stays a gate, `unheard`): a bus
   that never spoke leaves the beams as without a door (the CAN driver's health says why);
   one that talks without ever giving the door's status is reported by the board
   (`VehicleDoorUnheard`: `door_never_heard`, and its walks `beam_door_never_heard`).

@@ -153,6 +153,8 @@ class VehicleService(Service):
             door: _split(ref) for door, ref in config.doors.items()
         }
         self._door_told: dict[str, VehicleDoorUnheard] = {}  # found unheard, not heard since
+        self._door_last: dict[str, VehicleDoorStatus] = {}  # each door's last status, for a
+        # restarted GPIO driver: a door gone quiet must stay known, and known quiet
         self._door_messages_wanted = {message for message, _ in self._door_unheard.values()}
         self._door_messages: dict[str, set[str]] = {}  # door message seen -> positions given
         # (since, last, moved): the bus talking without a gap, the vehicle moving in that time
@@ -192,7 +194,8 @@ class VehicleService(Service):
                 status = int(value) if isinstance(value, int | float) else None
                 if status in HEARD:
                     self._door_heard(key)
-                self.host.bus.emit(VehicleDoorStatus(key, status, event.ts))
+                told = self._door_last[key] = VehicleDoorStatus(key, status, event.ts)
+                self.host.bus.emit(told)
                 changed |= self._door(key, value, event.ts)
         speed = self.values.get("speed") if "speed" in taken else None
         if isinstance(speed, int | float) and speed >= 0:
@@ -247,7 +250,13 @@ class VehicleService(Service):
         self._door_told.pop(door, None)
 
     def _tell_unheard(self, event: DriverReady) -> None:
-        """A driver (re)started: the GPIO driver's gates learn again what the bus lacks."""
+        """A driver (re)started: the GPIO driver's gates learn again what the bus lacks, and
+        each door's last status as it came, stamped when it came: a door whose DC2 stopped
+        before the restart is then a gate that knows it went quiet (`beam_door_unheard`),
+        not beams without a door that nothing reports. To a gate that heard it, it is the
+        frame it already has."""
+        for last in list(self._door_last.values()):
+            self.host.bus.emit(last)
         for told in list(self._door_told.values()):
             self.host.bus.emit(told)
 

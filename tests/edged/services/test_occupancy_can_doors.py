@@ -338,3 +338,20 @@ async def test_a_door_never_heard_is_not_reported_where_a_contact_gates_its_beam
             lambda: len(bus.node.of_type(VehicleDoorUnheard)) == 2, 2, "both doors unheard"
         )
         assert bus.counted("door_never_heard") == 0
+
+
+async def test_a_gpio_driver_restarted_after_dc2_stopped_counts_its_walks_unheard(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DC2 heard, then stopped while CCVS1 talks on (a gateway told to filter it); the GPIO
+    driver restarts. Its new gate must know the door and that it went quiet, not count the
+    beams as without a door, unreported, for ever."""
+    async with shuttle(pins, monkeypatch) as bus:
+        bus.front = None
+        await asyncio.sleep(SILENT_S)
+        assert bus.gpio is not None
+        bus.gpio.fail()
+        await bus.gpio.restarted(2)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 2, "the walk, ungated")
+        assert bus.counted("beam_door_unheard") == 1
