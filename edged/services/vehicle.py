@@ -21,8 +21,9 @@ the node's bus as it came (`VehicleDoorStatus`, unguarded: the GPIO driver gates
 counting beams of that door by it, and wants every frame, to tell a bus gone quiet).
 
 A door the bus never gives a status of while the bus talks (`DOOR_UNHEARD_S` of frames of
-other parameter groups, the ignition not known off) and the vehicle is awake (its ignition
-known on, or it moved meanwhile) goes on the node's bus once as
+other parameter groups, the ignition not known off) and the vehicle is awake (the sense
+line on, or the engine heard running or the vehicle moving meanwhile) goes on the node's
+bus once as
 `VehicleDoorUnheard`, with the door positions its message did give: the GPIO driver's gate
 of that door's beams is off until a status comes, and only the GPIO driver, which has the
 beams, reports it (the default doors of the config on a truck with no DC2 are no fault).
@@ -90,9 +91,9 @@ adapter unplugged): the time towards `DOOR_UNHEARD_S` starts again. CCVS1 and EE
 every 10-100 ms; a `min_interval_s` thinning them to fewer than one in 5 s leaves the
 door unreported, not reported wrongly."""
 MOVING_KMH = 2.0
-"""A bus whose ignition is not known (no engine speed has said it runs, no sense line) is
-awake once its wheel-based speed passes this: a tachograph on permanent power talks on,
-its speed 0, with the key off and the door controller asleep."""
+"""A bus with no sense line nor an engine heard running (an e-bus without EEC1) is awake
+once its wheel-based speed reaches this: a tachograph on permanent power talks on, its
+speed 0, with the key off and the door controller asleep."""
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -157,7 +158,8 @@ class VehicleService(Service):
         # restarted GPIO driver: a door gone quiet must stay known, and known quiet
         self._door_messages_wanted = {message for message, _ in self._door_unheard.values()}
         self._door_messages: dict[str, set[str]] = {}  # door message seen -> positions given
-        # (since, last, moved): the bus talking without a gap, the vehicle moving in that time
+        # (since, last, woke): the bus talking without a gap, the engine run or the vehicle
+        # moved in that time
         self._talk = (float("-inf"), float("-inf"), False)
         self._status: VehicleStatus | None = None
         self.tell()
@@ -207,27 +209,34 @@ class VehicleService(Service):
         if "engine_speed" in taken:  # a stale speed is no running engine
             changed |= self._ignition_from_engine()
         if len(self._door_told) < len(self._door_unheard):  # a door left to tell
-            moving = isinstance(speed, int | float) and speed >= MOVING_KMH
-            self._listen_for_doors(event, moving)
+            rpm = self._number("engine_speed") if "engine_speed" in taken else None
+            awake = (isinstance(speed, int | float) and speed >= MOVING_KMH) or (
+                rpm is not None and rpm >= self.config.ignition_rpm
+            )
+            self._listen_for_doors(event, awake)
         if changed:
             self.publish()
 
     # -- doors the bus never tells ------------------------------------------------------
 
-    def _listen_for_doors(self, event: J1939Signals, moving: bool) -> None:
+    def _listen_for_doors(self, event: J1939Signals, awake: bool) -> None:
         """Time the bus's talk, note which doors a door message gives (a status other than
         not available), and tell the doors that the bus still has not given once, if the
-        vehicle is awake: its ignition known on, or it moved while the bus talked (ECUs on
-        permanent power talk with the key off, the door controller does not)."""
-        since, last, moved = self._talk
+        vehicle was awake meanwhile: the sense line on, or this frame (`awake`) or one
+        before it in this talk gave the engine running or the vehicle moving. ECUs on
+        permanent power (a tachograph) talk with the key off, the door controller does not;
+        an ignition merely assumed on (a restart mid-trip) is no engine heard."""
+        since, last, woke = self._talk
         if event.ts - last > BUS_GAP_S or self.ignition is False:
-            since, moved = event.ts, False  # the bus (or the vehicle) was off: start again
-        moved |= moving
-        self._talk = (since, max(last, event.ts), moved)
+            since, woke = event.ts, False  # the bus (or the vehicle) was off: start again
+        woke |= awake
+        self._talk = (since, max(last, event.ts), woke)
         if event.name in self._door_messages_wanted:
             given = self._door_messages.setdefault(event.name, set())
             given.update(name for name, value in event.signals.items() if value in HEARD)
-        if event.ts - since < DOOR_UNHEARD_S or not (moved or self.ignition is True):
+        if event.ts - since < DOOR_UNHEARD_S:
+            return
+        if not (woke or (self._ignition_wired and self.ignition is True)):
             return
         for door, (message, signal) in self._door_unheard.items():
             if door in self._door_told:

@@ -321,6 +321,24 @@ def test_a_parked_bus_whose_tachograph_talks_with_the_key_off_tells_no_door() ->
     assert unheard(node) == []
 
 
+def test_a_node_restarted_mid_trip_tells_no_door_while_only_a_tachograph_talks() -> None:
+    """Restarted with a trip open, the service assumes the engine runs until the ignition
+    times out (`ignition_off_after_s`): no engine has been heard, nothing moved, the key is
+    off and the door controller sleeps. No door is at fault."""
+    node, svc, bus = make()
+    bus.engine(800.0)
+    svc.trips.persist(force=True)
+    again = VehicleService(
+        node, VehicleServiceConfig(ignition_off_after_s=300), TripServiceConfig()
+    )
+    assert again.ignition is True  # assumed, as the open trip's engine
+    tacho = CanFeed(again)
+    for _ in range(round(DOOR_UNHEARD_S * 2)):
+        tacho.send("CCVS1", WheelBasedVehicleSpeed=0.0)
+        tacho.after(1.0)
+    assert unheard(node) == []
+
+
 def test_a_bus_idling_at_a_stop_with_its_engine_running_tells_its_doors() -> None:
     """The ignition is known on (the engine runs): the door controller is awake."""
     node, _, bus = make()
