@@ -349,6 +349,18 @@ def test_a_bus_idling_at_a_stop_with_its_engine_running_tells_its_doors() -> Non
     assert [e.door for e in unheard(node)] == ["front", "rear"]
 
 
+def test_a_parked_bus_whose_ignition_sense_line_is_on_tells_its_doors() -> None:
+    """The key on (the wire says so), the engine off, nothing moving: the door controller
+    is awake, and a door it never gives is at fault."""
+    node, svc, bus = make()
+    svc.on_ignition_input(IgnitionInput(True, 0.0))
+    talk_parked = round(DOOR_UNHEARD_S) + 1
+    for _ in range(talk_parked):
+        bus.send("CCVS1", WheelBasedVehicleSpeed=0.0)
+        bus.after(1.0)
+    assert [e.door for e in unheard(node)] == ["front", "rear"]
+
+
 def test_doors_told_are_told_again_to_a_driver_that_starts() -> None:
     """The GPIO driver restarted has forgotten: its gates must learn again."""
     node, _, bus = make()
