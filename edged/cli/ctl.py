@@ -373,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _feed(args: argparse.Namespace, login: Login, prefix: str, say: Say | None) -> int:
+    from edged import logs
     from edged.transit.run import (  # protobuf and the page only for this command
         run_feed,
         tune_gc_for_a_long_running_feed,
@@ -381,6 +382,8 @@ def _feed(args: argparse.Namespace, login: Login, prefix: str, say: Say | None) 
     from edged.transit.server import TileError
 
     logging.basicConfig(level=logging.INFO, format="edgectl feed: %(message)s")
+    for handler in logging.getLogger().handlers:  # refusals of a flood of connections
+        logs.guard(handler)
     fleets = [f for f in args.fleet if NAME.fullmatch(f)]
     if len(fleets) != len(args.fleet):
         raise UsageError("--fleet: a fleet id is lowercase letters, digits, _ and -")

@@ -91,8 +91,12 @@ class ConnectionLimits:
         names_peers: bool = True,
         request_burst: int | None = None,
         requests_per_s: float = REQUESTS_PER_S,
+        hint: str = "see its max_connections in the config",
     ) -> None:
-        """`request_burst` None: no budget of requests (the HTTP layer's own tests)."""
+        """`request_burst` None: no budget of requests (the HTTP layer's own tests, the
+        feed). `screens` empty: no reserve, every peer a visitor up to `max_connections`.
+        `hint`: where a refusal's log line sends the operator."""
+        self.hint = hint
         self.names_peers = names_peers
         """Whether a refusal's log line names the peer's address (not a phone's: the
         portal's privacy promise, docs/wifi.md)."""
@@ -135,8 +139,10 @@ class ConnectionLimits:
         total = sum(self.connections.values())
         if total >= self.max_connections:
             return "total"
-        if peer not in self.screens and self._visitors(self.connections) >= (
-            self.max_connections - self.per_peer
+        if (
+            self.screens
+            and peer not in self.screens
+            and self._visitors(self.connections) >= (self.max_connections - self.per_peer)
         ):
             return "total"  # the rest is the screen's
         if self._out_of_requests(peer):
@@ -178,8 +184,10 @@ class ConnectionLimits:
             return "per_peer"
         if sum(self.streams.values()) >= self.max_streams:
             return "total"
-        if peer not in self.screens and self._visitors(self.streams) >= (
-            self.max_streams - self.streams_per_peer
+        if (
+            self.screens
+            and peer not in self.screens
+            and self._visitors(self.streams) >= (self.max_streams - self.streams_per_peer)
         ):
             return "total"
         return None
@@ -210,14 +218,14 @@ class ConnectionLimits:
             )
         else:
             log.warning(
-                "%s: %s from %s refused (%s limit: %d per peer, %d in all); "
-                "see its max_connections in the config",
+                "%s: %s from %s refused (%s limit: %d per peer, %d in all); %s",
                 self.name,
                 what,
                 peer if self.names_peers else "a peer",
                 why.replace("_", " "),
                 self.per_peer if what == "connection" else self.streams_per_peer,
                 self.max_connections if what == "connection" else self.max_streams,
+                self.hint,
                 extra=flood_key(f"{self.name}.{what}.{why}"),
             )
 

@@ -84,6 +84,22 @@ def add_parser(
         "64; each stream ends after 10 min and reconnects)",
     )
     feed.add_argument(
+        "--max-connections",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="connections open at once; more are closed as soon as accepted (default: "
+        "4096, lowered to what the descriptor limit allows)",
+    )
+    feed.add_argument(
+        "--max-connections-per-peer",
+        type=int,
+        default=64,
+        metavar="N",
+        help="connections one IPv4 address or IPv6 /64 may hold (default: 64; behind a "
+        "reverse proxy, set it to --max-connections: every connection is the proxy's)",
+    )
+    feed.add_argument(
         "--tile-url",
         metavar="URL",
         help="map tiles for the page, e.g. https://tile.example/{z}/{x}/{y}.png",
@@ -105,6 +121,10 @@ def options(args: argparse.Namespace, prefix: str, fleets: list[str]) -> "FeedOp
         raise ValueError("--max-vehicles: between 1 and 1000000")
     if not 1 <= args.max_pages <= 10_000:
         raise ValueError("--max-pages: between 1 and 10000")
+    if not 1 <= args.max_connections <= 1_000_000:
+        raise ValueError("--max-connections: between 1 and 1000000")
+    if not 1 <= args.max_connections_per_peer <= args.max_connections:
+        raise ValueError("--max-connections-per-peer: between 1 and --max-connections")
     if not args.producer.isprintable() or not 0 < len(args.producer) <= 64:
         raise ValueError("--producer: printable text of at most 64 characters")
     if args.timezone is not None:
@@ -130,6 +150,8 @@ def options(args: argparse.Namespace, prefix: str, fleets: list[str]) -> "FeedOp
         gtfs=args.gtfs,
         page=not args.no_page,
         max_pages=args.max_pages,
+        max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer,
         tile_url=args.tile_url,
         tile_attribution=args.tile_attribution,
     )

@@ -8,15 +8,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import web
-
 from edged.ops.client import Say
 from edged.ops.feed import FleetFeed
 from edged.ops.fleet import FleetView
 from edged.ops.login import Login
 from edged.ops.loop import run_until, stop_on_signals
 from edged.transit.schedule import Schedule
-from edged.transit.server import MAX_PAGES, FeedServer
+from edged.transit.server import (
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_PEER,
+    MAX_PAGES,
+    FeedServer,
+)
 from edged.transit.service import FeedService, FeedSettings
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ class FeedOptions:
     gtfs: Path | None = None
     page: bool = True
     max_pages: int = MAX_PAGES
+    max_connections: int = MAX_CONNECTIONS
+    max_connections_per_peer: int = MAX_CONNECTIONS_PER_PEER
     tile_url: str | None = None
     tile_attribution: str | None = None
     client_id: str | None = None
@@ -69,6 +74,8 @@ class RunningFeed:
             max_pages=options.max_pages,
             tile_url=options.tile_url,
             tile_attribution=options.tile_attribution,
+            max_connections=options.max_connections,
+            max_connections_per_peer=options.max_connections_per_peer,
         )
         self.options = options
         self.port: int | None = None
@@ -78,20 +85,13 @@ class RunningFeed:
         self.service.status.last_message = time.time()
 
     async def serve(self) -> None:
-        runner = self.server.runner()
-        await runner.setup()
+        self.port = await self.server.start(self.options.host, self.options.port)
         try:
-            site = web.TCPSite(runner, self.options.host, self.options.port)
-            await site.start()
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            self.port = int(sockets[0].getsockname()[1]) if sockets else self.options.port
             self.listening.set()
             log.info("feed serving on http://%s:%s/", self.options.host, self.port)
             await asyncio.Event().wait()
         finally:
-            self.server.closing.set()
-            await runner.cleanup()
+            await self.server.stop()
 
     async def run(self, stop: asyncio.Event, duration: float | None = None) -> str:
         feed = asyncio.create_task(self.feed.run(), name="feed.mqtt")

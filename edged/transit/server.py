@@ -22,10 +22,14 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from core.counters import Counters
 from core.errors import EdgedError
+from edged.kiosk.limits import ConnectionLimits, raise_fd_limit
 from edged.kiosk.server import CSP, SECURITY_HEADERS
 from edged.transit.representation import Representation
 from edged.transit.service import FeedService
+from edged.web.accept import Listener
+from edged.web.gate import peer_text
 from edged.web.tcp import bound_unacknowledged
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,51 @@ hold a descriptor that long. An idle keep-alive connection is closed after it to
 stays above the idle time balancers keep their connections to a backend (nginx's upstream
 `keepalive_timeout` and AWS ALB's idle timeout: 60 s): below it, a balancer would send a
 request on a connection the feed is closing and answer its client 502."""
+MAX_CONNECTIONS = 4096
+"""Connections open at once at most, pollers, pages and idle keep-alives together: past it
+a new one is closed as soon as it is accepted. Lowered to what the descriptor limit allows
+(`connection_limits`): without a cap, a few hundred connections that send nothing (each
+held `HEAD_TIMEOUT_S`) took every descriptor and the feed answered no one."""
+MAX_CONNECTIONS_PER_PEER = 64
+"""Connections one peer (an IPv4 address, an IPv6 /64) may hold: one client alone cannot
+take the whole cap. Behind a reverse proxy every connection comes from the proxy: raise
+this to `MAX_CONNECTIONS` there (`--max-connections-per-peer`)."""
+FD_RESERVE = 128
+"""Descriptors kept for the feed's own work (broker link, log, loop) and for a burst of
+accepts not yet closed: the cap leaves two of these free, refusals start at one."""
+IPV6_PEER_PREFIX = 64
+
+
+def connection_limits(max_connections: int, per_peer: int, counters: Counters) -> ConnectionLimits:
+    """The feed's connection caps: the soft descriptor limit raised towards what
+    `max_connections` needs (up to the hard one), and the cap lowered to what it allows."""
+    limit = raise_fd_limit(max_connections + 2 * FD_RESERVE)
+    reserve = min(FD_RESERVE, limit // 4)
+    total = max(1, min(max_connections, limit - 2 * reserve))
+    if total < max_connections:
+        log.warning(
+            "feed: only %d file descriptors (LimitNOFILE, ulimit -n): at most %d connections "
+            "instead of %d",
+            limit,
+            total,
+            max_connections,
+        )
+    return ConnectionLimits(
+        max_connections=total,
+        per_peer=min(per_peer, total),
+        max_streams=0,  # the pages' streams have their own cap (`max_pages`)
+        streams_per_peer=0,
+        screens=frozenset(),
+        counters=counters,
+        fd_limit=limit,
+        name="feed",
+        fd_reserve=reserve,
+        hint="edgectl feed --max-connections and --max-connections-per-peer set them",
+    )
+
+
+def feed_peer(address: object) -> str:
+    return peer_text(address, IPV6_PEER_PREFIX)
 
 
 class TileError(EdgedError):
@@ -115,6 +164,9 @@ class FeedServer:
         write_timeout_s: float = WRITE_TIMEOUT_S,
         head_timeout_s: float = HEAD_TIMEOUT_S,
         answer_timeout_s: float = ANSWER_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_peer: int = MAX_CONNECTIONS_PER_PEER,
+        counters: Counters | None = None,
     ) -> None:
         self.service = service
         self.page = page
@@ -133,6 +185,56 @@ class FeedServer:
         self.pages = 0
         self.closing = asyncio.Event()
         self.app = self._make_app()
+        self.counters = counters if counters is not None else Counters()
+        self.max_connections = max_connections
+        self.max_connections_per_peer = max_connections_per_peer
+        self.limits: ConnectionLimits | None = None
+        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Serve on `host`:`port` (0: a free port) within the connection caps, raising
+        OSError when it cannot listen; the port bound. What `edgectl feed` serves with."""
+        self.limits = connection_limits(
+            self.max_connections, self.max_connections_per_peer, self.counters
+        )
+        runner = self._runner = self.runner()
+        await runner.setup()
+        assert runner.server is not None
+        self._listener = Listener(
+            runner.server, self.limits, counters=self.counters, name="feed", peer=feed_peer
+        )
+        try:
+            return await self._listener.start(host, port)
+        except OSError:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop accepting, then end the connections (a page's stream at once)."""
+        self.closing.set()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def connections(self) -> dict[str, Any]:
+        """For `/health`: the caps, the connections open, the refusals by cause."""
+        limits = self.limits
+        refused = {
+            key.rsplit(".", 1)[1]: n
+            for key, n in sorted(self.counters.snapshot().items())
+            if key.startswith("feed.refused_connection.")
+        }
+        return {
+            "open": sum(limits.connections.values()) if limits is not None else 0,
+            "max": limits.max_connections if limits is not None else self.max_connections,
+            "max_per_peer": limits.per_peer if limits is not None else 0,
+            "refused": refused,
+            "accept_errors": self.counters["feed.accept_error"],
+        }
 
     def runner(self) -> web.AppRunner:
         """The app's runner with the connection limits (`HEAD_TIMEOUT_S`): what `edgectl
@@ -198,6 +300,7 @@ class FeedServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         ok, body = self.service.health()
+        body["connections"] = self.connections()
         return web.json_response(body, status=200 if ok else 503)
 
     async def _index(self, request: web.Request) -> web.Response:

@@ -10,14 +10,23 @@ from typing import Protocol, cast
 
 def peer_of(transport: asyncio.BaseTransport) -> str:
     """The peer's address as one text per host (an IPv4-mapped IPv6 address as IPv4)."""
-    name = transport.get_extra_info("peername")
+    return peer_text(transport.get_extra_info("peername"))
+
+
+def peer_text(name: object, ipv6_prefix: int = 128) -> str:
+    """`name` (a socket's peer address) as one text per host, or per IPv6 network of
+    `ipv6_prefix` bits: on the internet one subscriber has a whole /64, a new address of it
+    for each connection if it likes, so a cap per address would hold it to nothing."""
     host = name[0] if isinstance(name, tuple) and name else "unknown"
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return str(host)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if ipv6_prefix < 128:
+            return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
     return str(ip)
 
 
@@ -41,14 +50,20 @@ class Gate(asyncio.Protocol):
     """Stands in front of one connection's protocol: admits it (and hands every transport
     event through) or aborts it at once."""
 
-    def __init__(self, admission: Admission, make: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(
+        self,
+        admission: Admission,
+        make: Callable[[], asyncio.Protocol],
+        peer: Callable[[asyncio.BaseTransport], str] = peer_of,
+    ) -> None:
         self.admission = admission
         self.make = make
+        self.peer_of = peer
         self.inner: asyncio.Protocol | None = None
         self.peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.peer = peer_of(transport)
+        self.peer = self.peer_of(transport)
         why = self.admission.refuse_connection(self.peer)
         if why is not None:
             self.admission.refused("connection", self.peer, why)

@@ -21,16 +21,12 @@ from tests.transit.support import NOW, Clock, feed, vehicle
 
 @contextlib.asynccontextmanager
 async def _serving(server: FeedServer) -> AsyncIterator[tuple[web.AppRunner, int]]:
-    runner = server.runner()
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = await server.start("127.0.0.1", 0)
     try:
-        yield runner, port
+        assert server._runner is not None
+        yield server._runner, port
     finally:
-        server.closing.set()
-        await runner.cleanup()
+        await server.stop()
 
 
 async def _connect(port: int, rcvbuf: int | None = None) -> socket.socket:
