@@ -117,20 +117,29 @@ class Listener:
             self._open(conn, peer)
 
     def _open(self, conn: socket.socket, peer: str) -> None:
+        """Count `conn` in now, not when its transport is made (a task later): a burst of
+        accepts from one peer would all pass the caps before any of them was counted."""
         assert self._loop is not None
         conn.setblocking(False)
+        self.admission.connections[peer] += 1
         task = self._loop.create_task(self._attach(conn, peer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _attach(self, conn: socket.socket, peer: str) -> None:
         assert self._loop is not None
-        gate = Gate(self.admission, self.make, lambda _: peer)
+        gate = Gate(self.admission, self.make, admitted=peer)
         try:
             await self._loop.connect_accepted_socket(lambda: gate, conn)
-        except OSError:
+        except BaseException as exc:
+            if gate.inner is None:  # never made: counted out here, not by the gate
+                self.admission.connections[peer] -= 1
+                if self.admission.connections[peer] <= 0:
+                    del self.admission.connections[peer]
+                conn.close()
+            if not isinstance(exc, Exception):
+                raise  # cancelled
             self.counters.inc(f"{self.name}.accept_error")
-            conn.close()
 
     def _failed(self, sock: socket.socket, exc: OSError) -> None:
         self.counters.inc(f"{self.name}.accept_error")

@@ -55,14 +55,23 @@ class Gate(asyncio.Protocol):
         admission: Admission,
         make: Callable[[], asyncio.Protocol],
         peer: Callable[[asyncio.BaseTransport], str] = peer_of,
+        *,
+        admitted: str | None = None,
     ) -> None:
+        """`admitted`: the peer, when it was let in and counted already, as it was accepted
+        (`edged/web/accept.py`): counted out here all the same."""
         self.admission = admission
         self.make = make
         self.peer_of = peer
         self.inner: asyncio.Protocol | None = None
-        self.peer = ""
+        self.peer = admitted or ""
+        self.admitted = admitted is not None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.admitted:
+            self.inner = self.make()
+            self.inner.connection_made(transport)
+            return
         self.peer = self.peer_of(transport)
         why = self.admission.refuse_connection(self.peer)
         if why is not None:

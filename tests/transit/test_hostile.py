@@ -269,3 +269,29 @@ def test_a_topic_with_a_node_id_no_node_can_have_is_ignored_and_the_others_serve
     service.view.ingest(f"rnst/v1/creuse/{node}/state", msg(state="online", since=1))
     assert entities_of(checker, service.vehicle_positions().body) == ["creuse/good"]
     assert service.view.ignored >= 2
+
+
+def test_journey_texts_a_node_sends_reach_siri_cut_to_length_printable_and_as_json_text() -> None:
+    """SIRI Lite is JSON (no XML to break out of); a node's route, trip, line and headsign
+    are cut to their lengths with control and format characters replaced; the vehicle's
+    own references are its topic's, which no payload sets."""
+    hostile = '</Siri>"\\\x00\x1b[2J\u202e\r\n' + "<x>" * 20_000
+    service = feed(Clock(NOW), schedule=False)
+    vehicle(service, "good")
+    run = {**ADDED, "route_id": hostile, "trip_id": hostile, "line": hostile, "headsign": hostile}
+    vehicle(service, "evil", run=run)
+    siri = json.loads(service.vehicle_monitoring().body)
+    activities = siri["Siri"]["ServiceDelivery"]["VehicleMonitoringDelivery"][0]["VehicleActivity"]
+    refs = {a["VehicleMonitoringRef"]["value"]: a["MonitoredVehicleJourney"] for a in activities}
+    assert sorted(refs) == ["creuse/evil", "creuse/good"]
+    evil = refs["creuse/evil"]
+    assert evil["VehicleRef"] == {"value": "creuse/evil"}
+    texts = {
+        "LineRef": (evil["LineRef"]["value"], 128),
+        "DatedVehicleJourneyRef": (evil["FramedVehicleJourneyRef"]["DatedVehicleJourneyRef"], 128),
+        "PublishedLineName": (evil["PublishedLineName"][0]["value"], 40),
+        "DestinationName": (evil["DestinationName"][0]["value"], 80),
+    }
+    for name, (text, limit) in texts.items():
+        assert len(text) <= limit and text.isprintable(), name
+        assert text.startswith('</Siri>"\\'), name  # as sent, a JSON string's text
