@@ -214,7 +214,7 @@ class FeedServer:
         """Stop accepting, then end the connections (a page's stream at once)."""
         self.closing.set()
         if self._listener is not None:
-            self._listener.close()
+            await self._listener.aclose()  # the last accepted reach the runner, which ends them
             self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()

@@ -86,8 +86,17 @@ class Listener:
             loop.add_reader(sock.fileno(), self._ready, sock)
         return int(self.sockets[0].getsockname()[1])
 
+    async def aclose(self) -> None:
+        """Stop accepting, and wait until the connections accepted last are their server's
+        (a task each, an iteration or two): a server shut down before that never saw them,
+        and they stayed open, counted, their handlers' tasks left behind."""
+        self.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def close(self) -> None:
-        """Stop accepting; the connections already open are their server's to end."""
+        """Stop accepting; the connections already open are their server's to end (those
+        accepted a moment ago too only after `aclose`)."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

@@ -260,3 +260,27 @@ def test_edgectl_feed_refuses_a_per_peer_cap_above_the_total_saying_which() -> N
         cli.options(args, "rnst/v1", [])
     with pytest.raises(ValueError, match="--max-connections: between"):
         cli.options(_feed_args("--max-connections", "0"), "rnst/v1", [])
+
+
+async def test_connections_accepted_just_before_stop_are_ended_by_it_and_leave_no_task() -> None:
+    # before: the runner shut down before the last accepted reached it; they stayed open,
+    # counted, with aiohttp's handler tasks left behind
+    service = feed(Clock(NOW), schedule=False)
+    server = FeedServer(service, page=False)
+    port = await server.start("127.0.0.1", 0)
+    assert server.limits is not None
+    clients = []
+    for _ in range(20):  # the kernel completes each; the feed accepts them in one go
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        clients.append(sock)
+    try:
+        while sum(server.limits.connections.values()) < 20:
+            await asyncio.sleep(0)  # accepted and counted; their transports a task away
+        await server.stop()
+        assert sum(server.limits.connections.values()) == 0
+        assert all(await asyncio.gather(*(_closed(s) for s in clients)))
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    finally:
+        for sock in clients:
+            sock.close()
