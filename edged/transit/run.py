@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edged import logs
 from edged.ops.client import Say
 from edged.ops.feed import FleetFeed
 from edged.ops.fleet import FleetView
@@ -23,6 +24,11 @@ from edged.transit.server import (
 from edged.transit.service import FeedService, FeedSettings
 
 log = logging.getLogger(__name__)
+
+LOG_SWEEP_S = 5.0
+"""How often the log's flood guard is told to write the counts of floods that are over
+(`edged/logs.py`; the node does the same): otherwise a count waits for the next line logged,
+and after a flood of refused connections that may be never."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class RunningFeed:
             max_connections_per_peer=options.max_connections_per_peer,
         )
         self.options = options
+        self.log_sweep_s = LOG_SWEEP_S
         self.port: int | None = None
         self.listening = asyncio.Event()
 
@@ -96,12 +103,19 @@ class RunningFeed:
     async def run(self, stop: asyncio.Event, duration: float | None = None) -> str:
         feed = asyncio.create_task(self.feed.run(), name="feed.mqtt")
         http = asyncio.create_task(self.serve(), name="feed.http")
+        sweep = asyncio.create_task(self._sweep_logs(), name="feed.logs")
         try:
             return await run_until(stop, duration, feed, http)
         finally:
-            for task in (feed, http):
+            for task in (feed, http, sweep):
                 task.cancel()
-            await asyncio.gather(feed, http, return_exceptions=True)
+            await asyncio.gather(feed, http, sweep, return_exceptions=True)
+            logs.flush()  # a flood's count is said before the process goes
+
+    async def _sweep_logs(self) -> None:
+        while True:
+            await asyncio.sleep(self.log_sweep_s)
+            logs.sweep()
 
 
 GC_THRESHOLDS = (50_000, 20, 100)

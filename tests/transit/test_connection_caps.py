@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -18,11 +19,13 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
+from edged import logs
 from edged.ops.login import Login
-from edged.ops.urls import BrokerAddress
+from edged.ops.urls import BrokerAddress, parse_broker_url
 from edged.transit import cli
-from edged.transit.run import RunningFeed
+from edged.transit.run import FeedOptions, RunningFeed
 from edged.transit.server import FeedServer, feed_peer
+from tests.helpers.broker import Mosquitto
 from tests.transit.support import NOW, Clock, feed, vehicle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,3 +287,47 @@ async def test_connections_accepted_just_before_stop_are_ended_by_it_and_leave_n
     finally:
         for sock in clients:
             sock.close()
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_edgectl_feed_says_how_many_refusals_it_did_not_log_without_waiting_for_a_line(
+    broker: Mosquitto,
+) -> None:
+    # before: the guard's count of a flood waited for the next line logged, maybe never
+    handler = _Lines()
+    logs.guard(handler, burst=1, interval_s=0.3)
+    logging.getLogger("edged").addHandler(handler)
+    options = FeedOptions(
+        prefix="rnst/v1", port=0, page=False, max_connections=20, max_connections_per_peer=1
+    )
+    running = RunningFeed(Login(parse_broker_url(broker.url)), options)
+    running.log_sweep_s = 0.05
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    held: list[socket.socket] = []
+    try:
+        await asyncio.wait_for(running.listening.wait(), 5)
+        assert running.port is not None
+        held = [await _connect(running.port, "127.0.0.2") for _ in range(4)]
+        for _ in range(100):
+            if any("more like this" in line for line in handler.lines):
+                break
+            await asyncio.sleep(0.02)
+        assert [line[:34] for line in handler.lines] == [
+            "feed: connection from 127.0.0.2 re",  # the first of 3
+            "2 more like this in the last 0 s, ",
+        ]
+    finally:
+        logging.getLogger("edged").removeHandler(handler)
+        for sock in held:
+            sock.close()
+        stop.set()
+        await asyncio.wait_for(task, 5)
