@@ -23,6 +23,7 @@ gets 429 and its connection is closed, and the peer's new connections are closed
 until the budget has a request again.
 """
 
+import errno
 import logging
 import math
 import os
@@ -51,10 +52,16 @@ MAX_BUDGETS = 1024
 
 
 def open_fds() -> int:
+    """Descriptors open now: every one the limit allows when there is none left even to
+    list them (a flood's moment: read as none, the check let connections in for a second);
+    none where /proc cannot say (no check)."""
     try:
         return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return 0
+    except OSError as exc:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            return 0
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 def raise_fd_limit(wanted: int) -> int:

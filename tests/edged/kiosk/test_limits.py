@@ -1,6 +1,10 @@
 """Who may hold what of the kiosk: per peer, in total, the screens' reserve, descriptors."""
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from core.counters import Counters
@@ -150,3 +154,32 @@ def test_the_soft_descriptor_limit_is_raised_towards_what_the_kiosk_needs() -> N
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == min(512, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+FILLED = """
+import os, resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from edged.kiosk.limits import open_fds
+held = []
+try:
+    while True:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+print(open_fds())
+"""
+
+
+def test_with_no_descriptor_left_to_list_them_all_count_as_open_not_none() -> None:
+    # before: listing /proc/self/fd failed with EMFILE and read as 0 open, so the check
+    # let connections in for a second at the very moment none were left
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", FILLED],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert int(out.stdout) == 64
