@@ -68,6 +68,17 @@ def test_nobody_passes_the_total() -> None:
     assert lim.refuse_connection(SCREEN) == "total"
 
 
+def test_with_no_screens_no_place_is_kept_and_visitors_have_them_all() -> None:
+    # the portal and the feed have no screen: a reserve there was kept for no one
+    lim = limits(screens=frozenset())
+    fill(lim.connections, ["10.0.0.2", "10.0.0.3", "10.0.0.4"], 3)
+    fill(lim.streams, ["10.0.0.2"], 2)
+    assert lim.refuse_connection("10.0.0.5") is None  # the 10th of 10
+    assert lim.refuse_stream("10.0.0.3") is None  # the 3rd of 4
+    fill(lim.connections, ["10.0.0.5"], 1)
+    assert lim.refuse_connection(SCREEN) == "total"  # no address is special
+
+
 def test_streams_have_their_own_share_and_the_screen_its_reserve() -> None:
     lim = limits()
     fill(lim.streams, ["10.0.0.2"], 2)
