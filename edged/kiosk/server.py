@@ -212,6 +212,8 @@ class KioskServer:
             self.limits,
             Limits(head_timeout_s=timeout, write_timeout_s=timeout),
             names_peers=self.names_peers,
+            counters=self.counters,
+            name=self.name,
         )
         self._closing = False
         delay = BIND_RETRY_S[0]

@@ -202,7 +202,12 @@ class FeedServer:
         await runner.setup()
         assert runner.server is not None
         self._listener = Listener(
-            runner.server, self.limits, counters=self.counters, name="feed", peer=feed_peer
+            runner.server,
+            self.limits,
+            counters=self.counters,
+            name="feed",
+            peer=feed_peer,
+            advice="raise LimitNOFILE, or lower --max-connections",
         )
         try:
             return await self._listener.start(host, port)

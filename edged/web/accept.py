@@ -1,5 +1,5 @@
-"""Listening sockets whose connections pass the gate at accept(), for a server open to the
-internet (`edgectl feed`).
+"""Listening sockets whose connections pass the gate at accept(): `edgectl feed`'s, open to
+the internet, and the kiosk's and the portal's (`edged/web/server.py`).
 
 Not asyncio's `create_server`, for two reasons. A connection over a limit is closed as soon
 as it is accepted: no transport, no protocol, no task, its descriptor freed before the next
@@ -45,7 +45,10 @@ class Listener:
         peer: Callable[[object], str] = peer_text,
         pause_s: float = PAUSE_S,
         burst: int = BURST,
+        advice: str = "raise LimitNOFILE",
     ) -> None:
+        """`advice`: what the log line of an accept out of descriptors tells the operator."""
+        self.advice = advice
         self.make = make
         self.admission = admission
         self.counters = counters
@@ -156,7 +159,7 @@ class Listener:
             "%s: accept() failed: %s; %s",
             self.name,
             exc.strerror or exc,
-            f"not accepting for {self.pause_s:g} s (raise LimitNOFILE, or lower --max-connections)"
+            f"not accepting for {self.pause_s:g} s ({self.advice})"
             if exc.errno in OUT_OF_RESOURCES
             else "accepting on",
             extra=flood_key(f"{self.name}.accept"),

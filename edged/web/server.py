@@ -50,7 +50,9 @@ from typing import Protocol
 
 import h11
 
-from edged.web.gate import Admission, Gate, peer_of
+from core.counters import Counters
+from edged.web.accept import Listener
+from edged.web.gate import Admission, peer_of
 from edged.web.message import (
     Headers,
     HttpError,
@@ -119,22 +121,34 @@ class HttpServer:
     """One listener: `start` binds (raising OSError when it cannot), `stop` ends it."""
 
     def __init__(
-        self, app: App, admission: Admission, limits: Limits, *, names_peers: bool = True
+        self,
+        app: App,
+        admission: Admission,
+        limits: Limits,
+        *,
+        names_peers: bool = True,
+        counters: Counters | None = None,
+        name: str = "http",
     ) -> None:
+        """`counters` and `name`: where failed accepts are counted (`<name>.accept_error`)."""
         self.app = app
+        self.counters = counters if counters is not None else Counters()
+        self.name = name
         self.admission = admission
         self.limits = limits
         self.names_peers = names_peers
         """Whether its log lines may name a peer's address (never a phone's on the portal:
         docs/wifi.md, Privacy)."""
         self.port: int | None = None
-        self._server: asyncio.Server | None = None
+        self._listener: Listener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     async def start(self, host: str, port: int, backlog: int = 128) -> int:
-        """Listen on `host`:`port` (0: any free port); the port bound."""
+        """Listen on `host`:`port` (0: any free port); the port bound. Accepted by a
+        `Listener`, not asyncio's loop: out of descriptors, that one armed a retry per
+        queued accept and spun (measured: 640 failed accepts in 1.1 s, growing)."""
         loop = asyncio.get_running_loop()
 
         def protocol() -> asyncio.Protocol:
@@ -142,22 +156,17 @@ class HttpServer:
             return asyncio.StreamReaderProtocol(reader, self._connection_task, loop=loop)
 
         self._stopping = False
-        self._server = await loop.create_server(
-            lambda: Gate(self.admission, protocol),
-            host,
-            port,
-            backlog=backlog,
-            reuse_address=True,
-        )
-        sockets = self._server.sockets
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        listener = Listener(protocol, self.admission, counters=self.counters, name=self.name)
+        self.port = await listener.start(host, port, backlog)
+        self._listener = listener
         return self.port
 
     async def stop(self) -> None:
         """Stop listening; close idle connections now, the others after the grace."""
         self._stopping = True
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            await self._listener.aclose()
+            self._listener = None
         for task in list(self._idle):
             task.cancel()
         if self._tasks:
@@ -166,11 +175,6 @@ class HttpServer:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.limits.stop_grace_s)
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.limits.stop_grace_s):
-                    await self._server.wait_closed()
-            self._server = None
 
     # -- one connection ----------------------------------------------------------------------
 

@@ -5,10 +5,13 @@ the answer is a 4xx or nothing, the server never fails (no 500) and serves the n
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -539,3 +542,77 @@ def test_a_connection_failing_on_a_bug_is_logged_naming_its_peer_only_where_allo
         assert ("127.0.0.1" in line) is names_peers and ("a peer" in line) is not names_peers
     finally:
         s.close()
+
+
+OUT_OF_DESCRIPTORS = """
+import asyncio, json, logging, os, resource, socket, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))
+from core.counters import Counters
+from edged.kiosk.limits import ConnectionLimits
+from edged.web.server import HttpServer, Limits
+from tests.edged.web.conftest import App
+
+lines = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        lines.append(record.getMessage())
+
+async def main():
+    logging.getLogger().addHandler(Keep())
+    counters = Counters()
+    limits = ConnectionLimits(max_connections=64, per_peer=8, max_streams=8,
+                              streams_per_peer=2, screens=frozenset(), counters=counters,
+                              fd_limit=160, fd_reserve=0)
+    http = HttpServer(App(), limits, Limits(10, 10), counters=counters, name="kiosk")
+    port = await http.start("127.0.0.1", 0)
+    filler = []
+    try:
+        while True:
+            filler.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    for fd in filler[:50]:
+        os.close(fd)
+    del filler[:50]
+    waiting = []
+    for _ in range(50):  # queued in the backlog
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        waiting.append(sock)
+    try:
+        while True:  # and no descriptor left to accept them
+            filler.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    await asyncio.sleep(1.1)
+    print(json.dumps({"errors": counters["kiosk.accept_error"],
+                      "accept_lines": sum("accept" in x for x in lines)}))
+    for fd in filler:
+        os.close(fd)
+    for sock in waiting:
+        sock.close()
+    await http.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_out_of_descriptors_the_listener_pauses_instead_of_retrying_every_queued_accept() -> None:
+    # before (asyncio's accept loop): 640 failed accepts in the 1.1 s, a retry timer each
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", OUT_OF_DESCRIPTORS],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+        timeout=30,
+    )
+    seen = json.loads(out.stdout)
+    assert 1 <= seen["errors"] <= 3  # one a pause of 1 s
+    assert seen["accept_lines"] == seen["errors"]
