@@ -172,18 +172,26 @@ async def test_a_card_taken_off_and_put_back_is_a_second_tap(
     assert rec.uids == [A, A]
 
 
+async def tapped_then_lifted_during_a_stalled_poll(
+    emu: Pn532Emulator, running: Running
+) -> Recorder:
+    """Card A tapped, then lifted while the poll asked with it on is answered `slow_s` late."""
+    rec = await running.start(emu)
+    emu.put(A)
+    await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
+    emu.inject("slow")
+    await wait_until(lambda: emu.served["slow"] == 1, 2, "the stalled poll")
+    emu.remove()
+    return rec
+
+
 async def test_a_card_lifted_and_put_back_while_a_poll_stalls_is_one_presentation(
     tmp_path: Path, running: Running
 ) -> None:
     # a loaded node: the poll asked while the card was on is answered late, so no poll
     # completes while it is off; the driver cannot tell the lift from a read glitch
     with Pn532Emulator(tmp_path / "nfc1", slow_s=0.5) as slow:
-        rec = await running.start(slow)
-        slow.put(A)
-        await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
-        slow.inject("slow")
-        await wait_until(lambda: slow.served["slow"] == 1, 2, "the stalled poll")
-        slow.remove()
+        rec = await tapped_then_lifted_during_a_stalled_poll(slow, running)
         await asyncio.sleep(0.2)  # four times release_s, all within the stalled poll
         slow.put(A)
         await asyncio.sleep(0.6)  # the stalled answer and many polls after it
@@ -195,12 +203,7 @@ async def test_a_card_put_back_once_the_emulator_saw_the_reader_let_it_go_taps_a
 ) -> None:
     # what the rig does before presenting a card again (hil.rig, `present`)
     with Pn532Emulator(tmp_path / "nfc1", slow_s=0.5) as slow:
-        rec = await running.start(slow)
-        slow.put(A)
-        await wait_until(lambda: len(rec.taps) == 1, 2, "the first tap")
-        slow.inject("slow")
-        await wait_until(lambda: slow.served["slow"] == 1, 2, "the stalled poll")
-        slow.remove()
+        rec = await tapped_then_lifted_during_a_stalled_poll(slow, running)
         await asyncio.to_thread(slow.wait_let_go, A, QUICK["release_s"])
         slow.put(A)
         await wait_until(lambda: len(rec.taps) == 2, 2, "the second tap")
