@@ -27,6 +27,8 @@ Installs edged as the systemd service edged.service:
   - /var/lib/edged (edged, 0700): the outbox
   - /opt/edged/doc: the README, systemd/README.md as systemd.md and docs/*.md (the units'
     Documentation= lines point there)
+  - with [services.kiosk] enabled: the screen's Chromium policy, allowing the kiosk page's
+    address only, in /etc/chromium/policies/managed/edged-kiosk.json (removed without it)
   - the unit, udev rules, NFC module blacklist and sysctl; then daemon-reload, enable, start
     (start only when `edged check-config` passes: otherwise it says what to fix)
 
@@ -113,9 +115,14 @@ PY
 packages=(python3 python3-venv tzdata libnfc6 libnfc-bin libfreefare-dev can-utils)
 config_now="$R/etc/edged/edged.toml"                # the one kept, else the example copied
 [ -e "$config_now" ] || config_now=$EXAMPLE
+kiosk_policy=""  # the screen's Chromium policy, installed with the system files below
 if kiosk_enabled "$config_now"; then
     # the screen's browser draws announcements' emoji with it (docs/kiosk.md, Emoji)
     packages+=(fonts-noto-color-emoji)
+    # it allows the page's address: a config the policy cannot be made for stops here,
+    # before anything is changed
+    kiosk_policy=$("$PYTHON" "$SRC/tools/kiosk_policy.py" "$SRC/systemd/chromium/edged-kiosk.json" \
+        "$config_now") || die "the screen's browser policy: fix [services.kiosk] in $config_now (above)"
 fi
 if [ "$APT" -eq 1 ]; then
     # gpiozero's preferred pin driver on a Pi; Raspberry Pi OS has it, plain Debian may not
@@ -308,6 +315,21 @@ install -m 0644 "$SRC/README.md" "$R/opt/edged/doc/README.md"
 # the units' Documentation= lines name these (wifi.md for the hotspot's), and they link to
 # one another: all of docs/, beside the units' own systemd.md
 install -m 0644 "$SRC"/docs/*.md "$R/opt/edged/doc/"
+
+# the screen's Chromium: every URL blocked but the kiosk page's, no developer tools, print,
+# file dialogs or downloads (docs/kiosk.md, "A visitor at the screen"); only with a kiosk,
+# whose address it allows: a node without one keeps its browser unlocked
+POLICY=/etc/chromium/policies/managed/edged-kiosk.json
+if [ -n "$kiosk_policy" ]; then
+    say "kiosk: the screen's browser policy, $POLICY"
+    install -d -m 0755 "$R/etc/chromium/policies/managed"
+    printf '%s\n' "$kiosk_policy" > "$R$POLICY.tmp"
+    chmod 0644 "$R$POLICY.tmp"
+    mv -f "$R$POLICY.tmp" "$R$POLICY"
+elif [ -e "$R$POLICY" ]; then
+    say "no kiosk in /etc/edged/edged.toml: $POLICY removed"
+    rm -f "$R$POLICY"
+fi
 
 if [ "$LIVE" -eq 0 ]; then
     say "installed under $ROOT; no service touched (--no-systemctl or --root)"

@@ -8,7 +8,7 @@ usage() {
 Usage: sudo systemd/uninstall.sh [OPTIONS]
 
 Stops and disables edged.service, then removes the unit, the udev rules, the NFC module
-blacklist, the sysctl file and /opt/edged (the venv).
+blacklist, the sysctl file, the kiosk screen's Chromium policy and /opt/edged (the venv).
 
 Kept unless --purge: /etc/edged (config, secrets), /var/lib/edged (the outbox: messages
 not sent yet) and the edged user that owns them. The groups gpio, i2c and spi are always
@@ -53,8 +53,9 @@ if [ "$LIVE" -eq 1 ] && systemctl cat edged.service >/dev/null 2>&1; then
     systemctl disable --now --quiet edged.service || true
 fi
 
-say "removing the unit, rules, blacklist, sysctl file and /opt/edged"
+say "removing the unit, rules, blacklist, sysctl file, kiosk browser policy and /opt/edged"
 rm -f "$R/etc/systemd/system/edged.service" \
+    "$R/etc/chromium/policies/managed/edged-kiosk.json" \
     "$R/etc/udev/rules.d/99-edged.rules" \
     "$R/etc/modprobe.d/edged-blacklist-nfc.conf" \
     "$R/etc/sysctl.d/60-edged.conf" \

@@ -11,6 +11,7 @@ step not run here). Both scripts create users and chown, so the tests need root 
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -304,6 +305,43 @@ def test_install_adds_the_emoji_font_when_the_config_enables_the_kiosk(
     assert ("fonts-noto-color-emoji" in needs) is font, needs
 
 
+POLICY = "etc/chromium/policies/managed/edged-kiosk.json"
+
+
+@needs_root
+def test_install_locks_the_screens_browser_to_the_configured_kiosk_and_uninstall_unlocks_it(
+    fresh: Path, wheel: Path
+) -> None:
+    (fresh / "etc/edged/edged.toml").write_text("[services.kiosk]\nenabled = true\nport = 8123\n")
+    install(fresh, wheel)
+    policy = json.loads((fresh / POLICY).read_text())
+    assert policy["URLAllowlist"] == ["http://127.0.0.1:8123"]
+    assert policy["URLBlocklist"][0] == "*"
+    assert owner_mode(fresh / POLICY) == (0, 0, "0o644")  # Chromium reads it as any user
+    assert run(UNINSTALL, "--root", str(fresh)).returncode == 0
+    assert not (fresh / POLICY).exists()
+
+
+@needs_root
+def test_install_leaves_the_browser_unlocked_once_the_config_drops_the_kiosk(
+    installed: Path, fresh: Path, wheel: Path
+) -> None:
+    assert (installed / POLICY).exists()  # the example config has a kiosk
+    (fresh / "etc/edged/edged.toml").write_text("[services.kiosk]\nenabled = false\n")
+    install(fresh, wheel)
+    assert not (fresh / POLICY).exists()
+
+
+@needs_root
+def test_install_stops_before_any_change_at_a_kiosk_port_the_browser_cannot_allow(fresh: Path, wheel: Path) -> None:
+    (fresh / "etc/edged/edged.toml").write_text("[services.kiosk]\nenabled = true\nport = 0\n")
+    before = snapshot(fresh)
+    r = run(INSTALL, "--root", str(fresh), "--wheel", str(wheel), "--python", str(PYTHON))
+    assert r.returncode != 0
+    assert "port = 0: the screen's browser needs a fixed port" in r.stderr
+    assert snapshot(fresh) == before, "stopped before it changed anything"
+
+
 @needs_root
 def test_install_builds_a_venv_whose_edged_command_runs(installed: Path) -> None:
     edged = installed / "opt/edged/venv/bin/edged"
@@ -409,6 +447,7 @@ REMOVED = [
     "etc/modprobe.d/edged-blacklist-nfc.conf",
     "etc/sysctl.d/60-edged.conf",
     "etc/apt/apt.conf.d/60edged-bytecode",
+    "etc/chromium/policies/managed/edged-kiosk.json",
     "opt/edged",
 ]
 
