@@ -333,7 +333,9 @@ def test_install_leaves_the_browser_unlocked_once_the_config_drops_the_kiosk(
 
 
 @needs_root
-def test_install_stops_before_any_change_at_a_kiosk_port_the_browser_cannot_allow(fresh: Path, wheel: Path) -> None:
+def test_install_stops_before_any_change_at_a_kiosk_port_the_browser_cannot_allow(
+    fresh: Path, wheel: Path
+) -> None:
     (fresh / "etc/edged/edged.toml").write_text("[services.kiosk]\nenabled = true\nport = 0\n")
     before = snapshot(fresh)
     r = run(INSTALL, "--root", str(fresh), "--wheel", str(wheel), "--python", str(PYTHON))
