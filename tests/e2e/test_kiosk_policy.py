@@ -168,6 +168,9 @@ async def test_the_kiosk_page_at_the_allowed_address_loads(page: Page, shared_ki
         "chrome://settings/",
         "chrome://flags/",  # experiments that outlive a restart
         "chrome://history/",
+        # schemes '*' alone lets through: the PDF viewer's page, the new tab page's frames
+        "chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai/index.html",
+        "chrome-search://most-visited/title.html",
         "http://127.0.0.1:{other}/",
         "http://localhost:{port}/",  # the same page under another name
         "view-source:http://127.0.0.1:{port}/",
