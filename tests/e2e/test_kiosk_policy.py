@@ -18,6 +18,8 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from playwright.async_api import BrowserContext, Error, Page, async_playwright
 from hil.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.e2e.conftest import Kiosk
 from tests.helpers.broker import free_port
+from tests.helpers.mountns import need_private_mounts, private_mount
 from tests.helpers.nodes import ROOT
 from tools.kiosk_policy import kiosk_policy
 
@@ -40,16 +43,7 @@ BLOCKED = "net::ERR_BLOCKED_BY_ADMINISTRATOR"
 ON_BLOCK_PAGE = "location.href === 'chrome-error://chromewebdata/'"
 """Where a blocked navigation ends (and a page that failed to load: BLOCKED tells them apart)."""
 
-if os.geteuid() != 0:
-    pytest.skip(
-        "the policy is mounted over /etc/chromium in a private mount namespace: run as root",
-        allow_module_level=True,
-    )
-if not ETC.is_dir() or shutil.which("unshare") is None:
-    pytest.skip(
-        "needs /etc/chromium (Debian's chromium package) and unshare (util-linux)",
-        allow_module_level=True,
-    )
+need_private_mounts(ETC)  # Debian's chromium package, root, the right to mount
 
 
 def shipped_policy(kiosk: Kiosk) -> dict[str, Any]:
@@ -68,10 +62,7 @@ def locked_chromium(directory: Path, policy: dict[str, Any]) -> Path:
     (etc / "policies" / "managed" / "edged-kiosk.json").write_text(json.dumps(policy))
     program = directory / "chromium"
     program.write_text(
-        "#!/bin/sh\n"
-        "exec unshare --mount --propagation private sh -c "
-        '\'mount --bind "$0" /etc/chromium && exec "$@"\' '
-        f'{shlex.quote(str(etc))} {shlex.quote(str(CHROMIUM))} "$@"\n'
+        f'#!/bin/sh\nexec {shlex.join([*private_mount(ETC), str(etc), str(CHROMIUM)])} "$@"\n'
     )
     program.chmod(0o755)
     return program
@@ -144,6 +135,22 @@ async def chrome_policy_statuses(page: Page) -> dict[str, str]:
     await page.goto("chrome://policy")
     rows = await page.wait_for_function(POLICY_ROWS)
     return dict(await rows.json_value())
+
+
+async def test_a_root_that_may_not_mount_skips_these_tests() -> None:
+    """A skip, not an error in every test: a container's root may lack CAP_SYS_ADMIN."""
+    without_mounts = ["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin"]
+    check = (
+        "from pathlib import Path\n"
+        "from tests.helpers.mountns import need_private_mounts\n"
+        f"need_private_mounts(Path({str(ETC)!r}))\n"
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*without_mounts, sys.executable, "-c", check],
+        capture_output=True, text=True, cwd=ROOT, timeout=10,
+    )  # fmt: skip
+    assert "Skipped: root here may not mount in a namespace of its own" in done.stderr, done.stderr
 
 
 async def test_chromium_knows_and_accepts_every_policy_of_the_kiosk(
