@@ -6,6 +6,8 @@ The port is tried as the daemon binds it; when it is taken, the holder is looked
 """
 
 import errno
+import ipaddress
+import json
 import os
 import socket
 from pathlib import Path
@@ -19,6 +21,11 @@ LISTEN = "0A"
 EMOJI_FONT = "NotoColorEmoji.ttf"
 """The file of Debian's / Raspberry Pi OS's fonts-noto-color-emoji (docs/kiosk.md, Emoji)."""
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+BROWSER_POLICY = Path("/etc/chromium/policies/managed/edged-kiosk.json")
+"""The screen's Chromium policy install.sh writes (systemd/chromium/edged-kiosk.json)."""
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+"""The address the node's own screen opens a page listening on every address at (the server
+binds `::` without IPv4): tools/kiosk_policy.py's, which writes it in the policy."""
 
 
 def check_kiosk(
@@ -57,6 +64,53 @@ def check_emoji_font(
             "if this node shows the page: sudo apt-get install fonts-noto-color-emoji",
         )
     ]
+
+
+def check_browser_policy(kiosk: KioskConfig | None, policy: Path = BROWSER_POLICY) -> list[Check]:
+    """The screen's browser allows the one address install.sh read in the config then: a
+    config changed since (by hand, by a config.set) moves the page where the screen shows
+    "blocked by your administrator"; a kiosk enabled since leaves the browser unlocked."""
+    if kiosk is None or not kiosk.enabled or kiosk.port == 0:
+        return []
+    page = screen_origin(kiosk)
+    again = "run systemd/install.sh again: it writes the configured address"
+    try:
+        allowed = json.loads(policy.read_text(encoding="utf-8")).get("URLAllowlist")
+    except FileNotFoundError:
+        return [
+            warn(
+                SECTION,
+                "browser policy",
+                f"no {policy}: the screen's browser is not locked to the page",
+                f"if this node shows the page: {again}",
+            )
+        ]
+    except (OSError, ValueError, AttributeError) as exc:
+        return [fail(SECTION, "browser policy", f"{policy}: unreadable ({exc})", again)]
+    if not isinstance(allowed, list):
+        allowed = [allowed]
+    if page in allowed:
+        return [ok(SECTION, "browser policy", f"{policy} allows the page, {page}")]
+    return [
+        fail(
+            SECTION,
+            "browser policy",
+            f"{policy} allows {', '.join(map(str, allowed))}, not the page at {page}: the "
+            "screen shows 'blocked by your administrator'",
+            again,
+        )
+    ]
+
+
+def screen_origin(kiosk: KioskConfig) -> str:
+    """`http://host:port` of the page as the node's own screen opens it."""
+    host = LOOPBACK.get(kiosk.host, kiosk.host)
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a host name
+    return f"http://{host}:{kiosk.port}"
 
 
 def _try_bind(host: str, port: int) -> None:

@@ -56,6 +56,7 @@ async def run_checks(config_path: Path, wait_s: float) -> Report:
         checks.append(skip("storage", "outbox", "not checked: [outbox] is invalid (see config)"))
     checks.extend(kiosk.check_kiosk(loaded.kiosk, held_by))
     checks.extend(kiosk.check_emoji_font(loaded.kiosk))
+    checks.extend(kiosk.check_browser_policy(loaded.kiosk))
 
     jobs: list[Job] = [
         ("drivers", d.name, devices.check_driver(d, loaded.base_dir, wait_s, held_by))

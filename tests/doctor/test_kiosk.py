@@ -12,9 +12,17 @@ import pytest
 
 from edged.config.kiosk import KioskConfig
 from edged.doctor import Status
-from edged.doctor.kiosk import EMOJI_FONT, check_emoji_font, check_kiosk, listeners
+from edged.doctor.kiosk import (
+    EMOJI_FONT,
+    check_browser_policy,
+    check_emoji_font,
+    check_kiosk,
+    listeners,
+)
 from tests.doctor.conftest import config, doctor
 from tests.helpers.broker import free_port
+from tests.helpers.nodes import ROOT
+from tools.kiosk_policy import kiosk_policy
 
 
 @pytest.fixture
@@ -118,3 +126,61 @@ def test_doctor_reports_the_emoji_font_of_this_machine(tmp_path: Path) -> None:
     lines = json.loads(done.stdout)
     (line,) = [c for c in lines if (c["section"], c["name"]) == ("kiosk", "emoji font")]
     assert line["status"] == "ok" and line["detail"].endswith(EMOJI_FONT), line
+
+
+# -- the screen's browser policy -----------------------------------------------------------
+
+TEMPLATE = ROOT / "systemd" / "chromium" / "edged-kiosk.json"
+
+
+def installed_policy(directory: Path, **kiosk: object) -> Path:
+    """The policy install.sh writes for a config whose [services.kiosk] is `kiosk`."""
+    policy = kiosk_policy(json.loads(TEMPLATE.read_text()), {"services": {"kiosk": kiosk}})
+    path = directory / "edged-kiosk.json"
+    path.write_text(json.dumps(policy))
+    return path
+
+
+def test_a_kiosk_moved_since_install_fails_for_its_screen_is_blocked(tmp_path: Path) -> None:
+    """A config.set or a hand edit moved the page: the browser still allows the old port."""
+    policy = installed_policy(tmp_path, enabled=True, port=8080)
+    (line,) = check_browser_policy(KioskConfig(port=8123), policy)
+    assert line.status is Status.FAIL
+    assert "not the page at http://127.0.0.1:8123" in line.detail
+    assert "blocked by your administrator" in line.detail
+    assert "install.sh again" in line.advice
+
+
+@pytest.mark.parametrize(
+    ("host", "port"),
+    [
+        ("127.0.0.1", 8123),
+        ("0.0.0.0", 80),
+        ("::", 8080),
+        ("192.168.4.1", 8081),
+        ("kiosk.local", 8080),
+    ],
+)
+def test_the_policy_install_sh_wrote_for_the_config_is_ok(
+    tmp_path: Path, host: str, port: int
+) -> None:
+    policy = installed_policy(tmp_path, enabled=True, host=host, port=port)
+    (line,) = check_browser_policy(KioskConfig(host=host, port=port), policy)
+    assert line.status is Status.OK, line
+
+
+def test_a_kiosk_without_the_policy_warns_that_its_browser_is_not_locked(tmp_path: Path) -> None:
+    (line,) = check_browser_policy(KioskConfig(), tmp_path / "edged-kiosk.json")
+    assert line.status is Status.WARN
+    assert "not locked" in line.detail
+
+
+def test_an_unreadable_policy_fails(tmp_path: Path) -> None:
+    policy = tmp_path / "edged-kiosk.json"
+    policy.write_text("{not json")
+    (line,) = check_browser_policy(KioskConfig(), policy)
+    assert line.status is Status.FAIL
+
+
+def test_a_disabled_kiosk_has_no_browser_policy_line(tmp_path: Path) -> None:
+    assert check_browser_policy(KioskConfig(enabled=False), tmp_path / "none.json") == []
