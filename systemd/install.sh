@@ -98,7 +98,8 @@ STDLIB_SKIP='/(site-packages|dist-packages|test|idlelib|tkinter|turtledemo|lib2t
 
 # -- Debian packages ---------------------------------------------------------------------
 
-# kiosk_enabled CONFIG: the config turns on the screen's page ([services.kiosk] enabled)
+# kiosk_enabled CONFIG: the config turns on the screen's page ([services.kiosk] enabled);
+# status 2 when it cannot be read (reported where it is copied or checked)
 kiosk_enabled() {
     "$PYTHON" - "$1" <<'PY'
 import sys, tomllib
@@ -106,7 +107,7 @@ try:
     with open(sys.argv[1], "rb") as f:
         kiosk = tomllib.load(f).get("services", {}).get("kiosk", {})
 except (OSError, tomllib.TOMLDecodeError):
-    sys.exit(1)  # an unreadable config is reported where it is copied or checked
+    sys.exit(2)
 sys.exit(0 if isinstance(kiosk, dict) and kiosk.get("enabled") is True else 1)
 PY
 }
@@ -116,7 +117,9 @@ packages=(python3 python3-venv tzdata libnfc6 libnfc-bin libfreefare-dev can-uti
 config_now="$R/etc/edged/edged.toml"                # the one kept, else the example copied
 [ -e "$config_now" ] || config_now=$EXAMPLE
 kiosk_policy=""  # the screen's Chromium policy, installed with the system files below
-if kiosk_enabled "$config_now"; then
+kiosk=0
+kiosk_enabled "$config_now" || kiosk=$?
+if [ "$kiosk" -eq 0 ]; then
     # the screen's browser draws announcements' emoji with it (docs/kiosk.md, Emoji)
     packages+=(fonts-noto-color-emoji)
     # it allows the page's address: a config the policy cannot be made for stops here,
@@ -326,6 +329,9 @@ if [ -n "$kiosk_policy" ]; then
     printf '%s\n' "$kiosk_policy" > "$R$POLICY.tmp"
     chmod 0644 "$R$POLICY.tmp"
     mv -f "$R$POLICY.tmp" "$R$POLICY"
+elif [ "$kiosk" -eq 2 ] && [ -e "$R$POLICY" ]; then
+    # a typo is not a kiosk dropped: the screen's browser stays locked to the page
+    say "kiosk: /etc/edged/edged.toml does not parse: $POLICY left as it is"
 elif [ -e "$R$POLICY" ]; then
     say "no kiosk in /etc/edged/edged.toml: $POLICY removed"
     rm -f "$R$POLICY"

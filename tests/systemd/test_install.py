@@ -333,6 +333,17 @@ def test_install_leaves_the_browser_unlocked_once_the_config_drops_the_kiosk(
 
 
 @needs_root
+def test_install_keeps_the_browser_locked_while_the_config_does_not_parse(
+    installed: Path, fresh: Path, wheel: Path
+) -> None:
+    """A typo is not a kiosk dropped: the screen's browser stays on the page's address."""
+    before = (installed / POLICY).read_bytes()
+    (fresh / "etc/edged/edged.toml").write_text("[services.kiosk]\nenabled = true\nport = 80 80\n")
+    run(INSTALL, "--root", str(fresh), "--wheel", str(wheel), "--python", str(PYTHON))
+    assert (fresh / POLICY).read_bytes() == before
+
+
+@needs_root
 def test_install_stops_before_any_change_at_a_kiosk_port_the_browser_cannot_allow(
     fresh: Path, wheel: Path
 ) -> None:
