@@ -77,7 +77,8 @@ STATIC = {
     "favicon.svg": "image/svg+xml",
 }
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+"""Every address of a family, and its loopback, where the node's own screen opens the page."""
 SSE_RETRY_MS = 1000
 """EventSource reconnects this soon after the daemon went away."""
 FRAME_REUSE_S = 0.25
@@ -172,8 +173,10 @@ class KioskServer:
 
     @property
     def url(self) -> str:
-        """Where the screen's browser should point (for the demo and the logs)."""
-        host = "127.0.0.1" if self.config.host in WILDCARD_HOSTS else self.config.host
+        """Where the screen's browser should point (for the demo and the logs): a page on
+        every address at the loopback of its family (`::` listens on IPv6 alone), the address
+        install.sh's browser policy allows (tools/kiosk_policy.py)."""
+        host = WILDCARD_HOSTS.get(self.config.host, self.config.host)
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port or self.config.port}/"
 

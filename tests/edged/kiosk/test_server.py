@@ -507,6 +507,17 @@ async def test_the_url_names_the_bound_port(server: KioskServer) -> None:
     assert server.url == f"http://127.0.0.1:{server.port}/"
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+async def test_the_url_of_a_page_on_every_address_answers(
+    serve: Serve, http: aiohttp.ClientSession, host: str
+) -> None:
+    """What the log tells the screen to open: `::` listens on IPv6 alone (asyncio sets
+    IPV6_V6ONLY), so its loopback is [::1], as the browser policy allows (tools/kiosk_policy.py)."""
+    server = await serve(host=host)
+    async with http.get(server.url) as r:
+        assert r.status == 200
+
+
 @pytest.mark.parametrize(
     "body",
     [
