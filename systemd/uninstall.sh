@@ -61,6 +61,10 @@ rm -f "$R/etc/systemd/system/edged.service" \
     "$R/etc/sysctl.d/60-edged.conf" \
     "$R/etc/apt/apt.conf.d/60edged-bytecode"
 rm -rf "$R/opt/edged"
+# the policy's directories, when install.sh made them for it alone (Chromium's own stay)
+for d in "$R/etc/chromium/policies/managed" "$R/etc/chromium/policies" "$R/etc/chromium"; do
+    rmdir "$d" 2>/dev/null || true
+done
 # drop-ins made with `systemctl edit edged` go with the unit
 rm -rf "$R/etc/systemd/system/edged.service.d"
 

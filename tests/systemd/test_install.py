@@ -323,6 +323,23 @@ def test_install_locks_the_screens_browser_to_the_configured_kiosk_and_uninstall
 
 
 @needs_root
+def test_uninstall_leaves_no_empty_policy_directories_behind(installed: Path, fresh: Path) -> None:
+    """The image had no /etc/chromium: install.sh made it for the policy alone."""
+    assert (installed / POLICY).exists()
+    assert run(UNINSTALL, "--root", str(fresh)).returncode == 0
+    assert not (fresh / "etc/chromium").exists()
+
+
+@needs_root
+def test_uninstall_keeps_chromiums_own_files(fresh: Path) -> None:
+    (fresh / "etc/chromium/master_preferences").write_text("{}")
+    (fresh / "etc/chromium/policies/managed/theirs.json").write_text("{}")
+    assert run(UNINSTALL, "--root", str(fresh)).returncode == 0
+    assert (fresh / "etc/chromium/master_preferences").read_text() == "{}"
+    assert (fresh / "etc/chromium/policies/managed/theirs.json").read_text() == "{}"
+
+
+@needs_root
 def test_install_leaves_the_browser_unlocked_once_the_config_drops_the_kiosk(
     installed: Path, fresh: Path, wheel: Path
 ) -> None:
