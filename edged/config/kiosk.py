@@ -2,6 +2,7 @@
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -10,6 +11,12 @@ from core.zones import check_zone
 from edged.config.base import Strict
 
 Button = Literal["pickup", "mediator", "service"]
+
+BROWSER_POLICY = Path("/etc/chromium/policies/managed/edged-kiosk.json")
+"""The screen's Chromium policy install.sh writes (systemd/chromium/edged-kiosk.json)."""
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+"""The address the node's own screen opens a page listening on every address at (the server
+binds `::` without IPv4): tools/kiosk_policy.py's, which writes it in the policy."""
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
@@ -149,3 +156,15 @@ class KioskConfig(Strict):
         if values is not None and len(set(values)) != len(values):
             raise ValueError("each button once")
         return values
+
+
+def screen_origin(kiosk: KioskConfig) -> str:
+    """`http://host:port` of the page as the node's own screen opens it (the one address the
+    screen's browser policy allows)."""
+    host = LOOPBACK.get(kiosk.host, kiosk.host)
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a host name
+    return f"http://{host}:{kiosk.port}"

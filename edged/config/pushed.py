@@ -11,6 +11,7 @@ choosing (`[update] python`). docs/security.md lists what each limit closes.
 Each limit compares the pushed config with the one running, so a config.set that keeps
 these keys as they are (config.get's config sent back, any other change) passes."""
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 
 from core.files import head_of
 from core.paths import private_files
+from edged.config.kiosk import BROWSER_POLICY, screen_origin
 from edged.config.models import EdgedConfig
 
 DEFAULT_RELEASES = "/opt/edged/releases"  # edged.release.launcher's, not loaded by a node
@@ -39,6 +41,7 @@ def problems(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> list[
         )
     out += _stores(running, new, config_path)
     out += _data_files(running, new, config_path)
+    out += _screen(running, new)
     return out
 
 
@@ -98,6 +101,31 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
                 f"{key}: {path} is a file but no SQLite database: the node would set it "
                 "aside as a corrupt store; name a new file (or an outbox or state store)"
             )
+
+
+def _screen(running: EdgedConfig, new: EdgedConfig) -> Iterator[str]:
+    """The screen's browser allows the one page install.sh found in the config (its policy,
+    docs/kiosk.md): a config.set moving the page there leaves the screen on "blocked by your
+    administrator", and no command can rewrite the policy. A config keeping the page where
+    it runs passes, as one moving it back to the allowed address does."""
+    was, kiosk = running.services.kiosk, new.services.kiosk
+    if not kiosk.enabled or kiosk.port == 0:
+        return
+    page = screen_origin(kiosk)
+    if was.enabled and screen_origin(was) == page:
+        return
+    try:
+        allowed = json.loads(BROWSER_POLICY.read_text(encoding="utf-8")).get("URLAllowlist")
+    except (OSError, ValueError, AttributeError):
+        return  # no policy: no browser locked to a page here (doctor says what it finds)
+    if not isinstance(allowed, list) or page in allowed:
+        return
+    yield (
+        f"services.kiosk: the page would move to {page}, and the screen's browser policy "
+        f"({BROWSER_POLICY}) allows {', '.join(map(str, allowed))}: the screen would show "
+        "'blocked by your administrator'; change host or port on the device, then run "
+        "systemd/install.sh again"
+    )
 
 
 def _data_files(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterator[str]:

@@ -6,13 +6,12 @@ The port is tried as the daemon binds it; when it is taken, the holder is looked
 """
 
 import errno
-import ipaddress
 import json
 import os
 import socket
 from pathlib import Path
 
-from edged.config.kiosk import KioskConfig
+from edged.config.kiosk import BROWSER_POLICY, KioskConfig, screen_origin
 from edged.doctor.check import Check, fail, ok, skip, warn
 
 SECTION = "kiosk"
@@ -21,11 +20,6 @@ LISTEN = "0A"
 EMOJI_FONT = "NotoColorEmoji.ttf"
 """The file of Debian's / Raspberry Pi OS's fonts-noto-color-emoji (docs/kiosk.md, Emoji)."""
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
-BROWSER_POLICY = Path("/etc/chromium/policies/managed/edged-kiosk.json")
-"""The screen's Chromium policy install.sh writes (systemd/chromium/edged-kiosk.json)."""
-LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
-"""The address the node's own screen opens a page listening on every address at (the server
-binds `::` without IPv4): tools/kiosk_policy.py's, which writes it in the policy."""
 
 
 def check_kiosk(
@@ -100,17 +94,6 @@ def check_browser_policy(kiosk: KioskConfig | None, policy: Path = BROWSER_POLIC
             again,
         )
     ]
-
-
-def screen_origin(kiosk: KioskConfig) -> str:
-    """`http://host:port` of the page as the node's own screen opens it."""
-    host = LOOPBACK.get(kiosk.host, kiosk.host)
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass  # a host name
-    return f"http://{host}:{kiosk.port}"
 
 
 def _try_bind(host: str, port: int) -> None:

@@ -2,6 +2,7 @@
 `update` in edged/commands/admin.py): the holder of the scope `config` gets the node's
 configuration, not its secrets, its trust anchors, its files or its code."""
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -242,3 +243,38 @@ async def test_the_configs_own_files_are_refused_through_a_linked_config_directo
     admin.life.config_path = tmp_path / "link" / name  # type: ignore[attr-defined]
     new["outbox"]["state_path"] = str(real / f"{name}.rolled-back")
     assert "outbox.state_path" in await _refused(admin, new)
+
+
+def _screen_locked_to(monkeypatch: pytest.MonkeyPatch, tmp: Path, origin: str) -> None:
+    """The browser policy install.sh writes, at a path of the test's (not /etc/chromium)."""
+    policy = tmp / "edged-kiosk.json"
+    policy.write_text(json.dumps({"URLBlocklist": ["*"], "URLAllowlist": [origin]}))
+    monkeypatch.setattr("edged.config.pushed.BROWSER_POLICY", policy)
+
+
+async def test_the_kiosk_page_cannot_be_moved_where_the_screens_browser_blocks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin, new = _node(tmp_path)
+    _screen_locked_to(monkeypatch, tmp_path, "http://127.0.0.1:8080")
+    new.setdefault("services", {})["kiosk"] = {"enabled": True, "port": 8181}
+    why = await _refused(admin, new)
+    assert "services.kiosk" in why and "http://127.0.0.1:8181" in why and "install.sh" in why
+
+
+async def test_the_kiosk_page_may_move_where_the_screens_browser_allows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin, new = _node(tmp_path)
+    _screen_locked_to(monkeypatch, tmp_path, "http://127.0.0.1:8181")
+    new.setdefault("services", {})["kiosk"] = {"enabled": True, "port": 8181}
+    await admin.config_set({"config": new})
+
+
+async def test_the_kiosk_page_may_move_on_a_node_whose_browser_has_no_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin, new = _node(tmp_path)
+    monkeypatch.setattr("edged.config.pushed.BROWSER_POLICY", tmp_path / "none.json")
+    new.setdefault("services", {})["kiosk"] = {"enabled": True, "port": 8181}
+    await admin.config_set({"config": new})
