@@ -130,10 +130,18 @@ class QuirkProxy:
                 asyncio.create_task(self._up(reader, up_writer, conn)),
                 asyncio.create_task(self._down(up_reader, writer, up_writer, conn)),
             ]
-            _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            up_writer.close()
+            try:
+                done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in pumps:
+                    task.cancel()
+                up_writer.close()
+            # each read here: a side hanging up ends its pump (IncompleteReadError, caught
+            # below), which unread was a "Task exception was never retrieved" at every
+            # connection's end; any other failure of a pump (a bug in a rewrite) is raised
+            for exc in [task.exception() for task in done]:
+                if exc is not None:
+                    raise exc
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
