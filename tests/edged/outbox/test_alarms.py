@@ -1,5 +1,6 @@
 """`alarm/outbox_lost`: raised at the start that found the loss, kept across restarts until
-`alarm.ack {"kind": "outbox_lost"}`; `alarm.ack` still acknowledges the panic by default."""
+`alarm.ack {"kind": "outbox_lost"}`; `alarm.ack` still acknowledges the panic by default.
+`alarm/outbox_full` at the caps: every refusal read, counted and said once, not per event."""
 
 import asyncio
 import json
@@ -12,8 +13,11 @@ import pytest
 from edged.commands.router import IncomingCommand
 from edged.config import load_config
 from edged.node import Node
+from edged.payloads import DoorEvent
+from edged.topics import DOOR
 from tests.helpers.broker import free_port
 from tests.helpers.disk import rows_on_disk
+from tests.helpers.journal import FEW, Journal
 from tests.helpers.nodes import write_config
 
 
@@ -85,3 +89,32 @@ async def test_alarm_ack_still_means_the_panic_without_a_kind(config: Path) -> N
     assert panic["error"]["code"] == "no_alarm" and "panic" in panic["error"]["message"]
     assert unknown["error"]["code"] == "bad_args"
     assert stray["error"]["code"] == "bad_args"
+
+
+async def test_events_refused_at_the_hard_cap_are_each_read_and_leave_a_few_lines(
+    tmp_path: Path, journal: Journal
+) -> None:
+    """A long outage: the services go on publishing past the hard cap, each publication a
+    future the service does not wait for. The node's front door reads every refusal (a
+    refusal unread was a "Future exception was never retrieved" with its traceback per
+    event: a flood in the journal exactly when the node is full); the alarm is raised
+    once, the log says the first ones and counts the rest."""
+    config = write_config(
+        tmp_path, free_port(), gps=False, outbox="max_rows = 10\nhard_max_rows = 10\n"
+    )
+    async with Run(config) as node:
+        told = [
+            node.host.publish(DOOR, DoorEvent(door="front", open=i % 2 == 0)) for i in range(300)
+        ]
+        await node.outbox.flush()
+        await asyncio.sleep(0)  # the done-callbacks: the node's reading
+        stats = await node.outbox.stats()
+        pressure = node.counters.snapshot().get("outbox.full")
+    # `_log_traceback`: set while a future's exception is unread (asyncio says so at its
+    # collection); read before this test reads them
+    unread = [f for f in told if f._log_traceback]
+    refused = [f for f in told if f.exception() is not None]
+    assert unread == [], "the node reads each refusal"
+    assert len(refused) == stats.refused > 250
+    assert pressure == 1, "one alarm for the episode"
+    assert 1 <= len(journal.with_("refused; the uplink has been down")) <= FEW + 1

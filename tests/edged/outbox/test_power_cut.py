@@ -24,6 +24,7 @@ import pytest
 
 from edged.clock import Clock
 from edged.config.models import OutboxConfig
+from edged.errors import NotDurableError
 from edged.outbox import Outbox
 from tests.edged.outbox.test_store import TOPICS, alarm, door, drain
 from tests.helpers.disk import power_back, power_cut, sd_card
@@ -140,9 +141,11 @@ async def test_a_card_that_fails_every_call_with_eio_still_hands_out_the_panic(
         box.put_nowait(door(1))
         await box.flush()
         power_cut(card)
-        box.put_nowait(alarm())
+        refused = box.put_nowait(alarm())
         with pytest.raises(sqlite3.OperationalError, match="I/O"):
             await box.flush()
+        with pytest.raises(NotDurableError):
+            await refused
         batch = await asyncio.wait_for(box.next_batch(10), 5)
         await box.close()
         power_back(card)

@@ -3,6 +3,7 @@ read still works. The node starts on it with what its files hold — the access 
 the services' state, the messages queued, the taps in the journal, the seq counters —
 kept in memory, and says the disk refuses writes. Real parts: a tmpfs remounted `ro`."""
 
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -60,8 +61,10 @@ async def test_a_kill_9_then_a_read_only_disk_loses_no_state_and_no_tap(tmp_path
             again = await started(cfg(disk))
             assert again.get_state("access.lists") == {"version": 8}
             stored = [json.loads(m.payload) for m in await drain(again)]
-            again.put_nowait(tap(3))
+            refused = again.put_nowait(tap(3))
             await again.flush()
+            with pytest.raises(NotDurableError, match="in memory"):
+                await refused
             later = seqs(await drain(again))
             await again.close()
     assert [m["card_ref"][-1] for m in stored] == ["1", "2"], "both taps, from memory"
@@ -97,8 +100,10 @@ async def test_a_corrupt_outbox_on_a_read_only_disk_does_not_stop_the_node(
             assert [loss.cause for loss in box.losses] == ["corrupt"]
             assert not box.durable
             assert box.get_state("access.lists") == {"version": 7}
-            box.put_nowait(door(1))
+            refused = box.put_nowait(door(1))
             await box.flush()
+            with pytest.raises(NotDurableError, match="in memory"):
+                await refused
             assert seqs(await drain(box)) == [6]
             await box.close()
 
@@ -111,19 +116,21 @@ async def test_seq_does_not_go_back_after_a_full_disk_then_a_read_only_one(
         await with_history(config)  # doors 1..5
         filler = fill(disk)
         box = await started(config)
-        for i in range(3):  # 6, 7, 8: refused by the disk, counted in the marks file only
-            box.put_nowait(door(i))
+        # 6, 7, 8: refused by the disk, counted in the marks file only
+        refused = [box.put_nowait(door(i)) for i in range(3)]
         with pytest.raises(sqlite3.OperationalError):
             await box.flush()
         await box.close()
         filler.unlink()
         with read_only(disk):
             box = await started(config)
-            box.put_nowait(door(9))
+            refused.append(box.put_nowait(door(9)))
             await box.flush()
             sent = seqs(await drain(box))
             await box.close()
+        told = await asyncio.gather(*refused, return_exceptions=True)
     assert sorted(sent) == [4, 5, 9], "not 6 again"
+    assert all(isinstance(t, NotDurableError) for t in told), told
 
 
 async def test_a_state_store_that_cannot_be_read_is_reported(tmp_path: Path) -> None:
@@ -150,9 +157,11 @@ async def test_a_card_the_kernel_remounts_read_only_while_running_still_sends_th
         box.put_nowait(door(1))
         await box.flush()
         ext4_error(card)
-        box.put_nowait(alarm())
+        refused = box.put_nowait(alarm())
         with pytest.raises(sqlite3.OperationalError):
             await box.flush()
+        with pytest.raises(NotDurableError):
+            await refused
         first = await box.next_batch(1)
         await box.close()
     assert first[0].topic.endswith("/alarm/panic")

@@ -63,12 +63,14 @@ def tap(i: int) -> Publication:
 
 
 async def refused_by_full_disk(box: Outbox, disk: Path, pub: Publication) -> Path:
-    """`pub` put with the disk full: its commit fails and it waits in memory. The file
-    filling the disk is returned: removed, space is back."""
+    """`pub` put with the disk full: its commit fails and it waits in memory, its caller
+    told so. The file filling the disk is returned: removed, space is back."""
     filler = fill(disk)
-    box.put_nowait(pub)
+    refused = box.put_nowait(pub)
     with pytest.raises(sqlite3.OperationalError):
         await box.flush()
+    with pytest.raises(NotDurableError, match="kept in memory"):
+        await refused
     return filler
 
 
@@ -654,12 +656,14 @@ async def test_the_files_stay_under_the_hard_cap_after_samples_were_thinned(
     box = await started(config)
     files = [tmp_path / "outbox.sqlite", tmp_path / "outbox.sqlite-wal"]
     biggest = 0
+    futures = []
     for i in range(1, 30_001):
-        box.put_nowait(position(i) if i <= 10_000 else door(i))
+        futures.append(box.put_nowait(position(i) if i <= 10_000 else door(i)))
         if i % 50 == 0:
             with contextlib.suppress(EdgedError):
                 await box.flush()
             biggest = max(biggest, sum(f.stat().st_size for f in files if f.exists()))
+    await asyncio.gather(*futures, return_exceptions=True)  # those refused: OutboxFullError
     stats = await box.stats()
     await box.close()
     assert stats.thinned > 0 and stats.refused > 0, "both caps were reached"
@@ -709,17 +713,18 @@ async def test_seq_does_not_go_back_after_a_restart_on_a_full_disk(tmp_path: Pat
         await with_history(config)  # doors 1..5
         fill(disk)
         box = await started(config)
-        for i in range(3):  # 6, 7, 8: the disk refuses them, they go out from memory
-            box.put_nowait(door(i))
+        # 6, 7, 8: the disk refuses them, they go out from memory
+        refused = [box.put_nowait(door(i)) for i in range(3)]
         with pytest.raises(sqlite3.OperationalError):
             await box.flush()
         await box.close()
         box = await started(config)  # restarted, the disk still full
-        box.put_nowait(door(9))
+        refused.append(box.put_nowait(door(9)))
         with pytest.raises(sqlite3.OperationalError):
             await box.flush()
         sent = seqs(await box.next_batch(10))
         await box.close()
+        await asyncio.gather(*refused, return_exceptions=True)  # NotDurableError, each
     assert sorted(sent) == [4, 5, 9], "the queued two, then 9: not 6 again"
 
 
@@ -1026,8 +1031,9 @@ async def test_taps_that_filled_the_journal_on_a_full_disk_leave_room_for_the_pa
         box = await started(config)
         filler = fill(disk)
         n = 0
+        taps = []
         while box.journal.full < 20 and n < 3000:  # the taps go on once it refuses them
-            box.put_nowait(tap(n))
+            taps.append(box.put_nowait(tap(n)))
             n += 1
             if n % 100 == 0:
                 with contextlib.suppress(sqlite3.OperationalError, NotDurableError):
@@ -1041,6 +1047,7 @@ async def test_taps_that_filled_the_journal_on_a_full_disk_leave_room_for_the_pa
             await box.flush()
         with pytest.raises(NotDurableError):
             await raised  # in memory only: the disk refuses it
+        await asyncio.gather(*taps, return_exceptions=True)  # in memory only, as the panic
         dies(box)  # the power cut, before the disk or the link is back
         filler.unlink()
         box = await started(config)
