@@ -1,8 +1,10 @@
 """A cancel that comes with an answer is not lost, by any client of the node, its tools or
-its test rigs (a lost one hung a node at SIGTERM and a CI run for 180 s at a teardown)."""
+its test rigs (a lost one hung a node at SIGTERM and a CI run for 180 s at a teardown); a
+session the broker closed leaves no error unread."""
 
 import ast
 import asyncio
+import gc
 import sys
 from typing import Any
 
@@ -13,6 +15,7 @@ from edged.ops.client import ToolClient
 from edged.uplink.cancellable import CancellableClient
 from edged.uplink.mqtt import MqttClient
 from tests.helpers.broker import Mosquitto
+from tests.helpers.drivers import wait_until
 from tests.helpers.nodes import ROOT
 
 FAULT_HERE = sys.version_info < (3, 12)  # CPython gh-86296: aiomqtt's own client loses it
@@ -83,6 +86,33 @@ async def test_a_publish_cancelled_as_its_puback_comes_ends_cancelled(
 ) -> None:
     async with _client(kind, broker.port, "n1") as client:
         assert await _publish_cancelled_at_its_puback(client)
+
+
+V311 = aiomqtt.ProtocolVersion.V311
+
+
+@pytest.mark.parametrize("protocol", [V311, aiomqtt.ProtocolVersion.V5], ids=["3.1.1", "5"])
+async def test_a_session_the_broker_closed_while_nobody_read_leaves_no_error_unretrieved(
+    broker: Mosquitto, protocol: aiomqtt.ProtocolVersion
+) -> None:
+    """The broker closes the session (another client takes the node's id over) while
+    nothing reads the client's messages, as when the uplink's reader was cancelled first:
+    its end, an error, was never read, and collected said "Future exception was never
+    retrieved: MqttCodeError('Unexpected disconnection')" at the end of test processes."""
+    said: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: said.append(context["message"]))
+    try:
+        async with (
+            MqttClient("127.0.0.1", broker.port, identifier="n1", protocol=protocol) as c,
+            MqttClient("127.0.0.1", broker.port, identifier="n1", protocol=protocol),  # takes over
+        ):
+            await wait_until(c._disconnected.done, 5, "the first session closed")
+        del c
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert said == []
 
 
 BARE_CLIENT_ON_PURPOSE = {
