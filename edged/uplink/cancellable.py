@@ -1,4 +1,4 @@
-"""aiomqtt's client, made to end when it is cancelled, and to leave no error unread.
+"""aiomqtt's client, made to end when it is cancelled, and to leave nothing behind.
 
 aiomqtt's every wait (CONNACK, SUBACK, PUBACK, DISCONNECT) goes through Python 3.11's
 `asyncio.wait_for`, which returns the answer and drops the cancel when both come in the same
@@ -7,25 +7,45 @@ cancelled as a PUBACK comes in then goes on: the node's uplink after SIGTERM (it
 stopped), a tool after Ctrl-C, a simulator at a test's teardown (CI waited 180 s for one).
 Every client of the node, its tools and its test rigs is this one.
 
-A connection the broker closes sets aiomqtt's `_disconnected` future with the error;
-read by nobody when the session's reader was cancelled before it (its TaskGroup ending on
-another error, the stop), it said "Future exception was never retrieved:
-MqttCodeError('Unexpected disconnection')" when collected.
+aiomqtt also leaves two things behind. A connection attempt that ends without its CONNACK
+(cancelled by a stop, or timed out at a broker that took the TCP connection and says
+nothing) kept its socket open, read and kept alive by paho, until paho's keepalive closed
+it (`keepalive_s`, up to an hour) or the process ended: one more socket each attempt at a
+mute front. And a connection the broker closes sets the client's `_disconnected` future
+with the error; read by nobody when the session's reader was cancelled before it (its
+TaskGroup ending on another error, the stop), it said "Future exception was never
+retrieved: MqttCodeError('Unexpected disconnection')" when collected.
 """
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, Self, TypeVar
 
 import aiomqtt
 
 T = TypeVar("T")
 
 
+class _Attempt:
+    """One connection attempt, seen from the loop and from aiomqtt's connect thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connect_ended = False  # the thread is done with paho's connect
+        self.given_up = False  # `__aenter__` failed: the socket is to be closed
+        self.sock: object = None  # the socket it opened (paho's, once wrapped)
+
+
 class CancellableClient(aiomqtt.Client):
-    """aiomqtt's client whose waits keep a cancel that comes with their answer, and whose
-    end is always read."""
+    """aiomqtt's client whose waits keep a cancel that comes with their answer, whose
+    failed connection attempts close their socket, and whose end is always read."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._attempt = _Attempt()
 
     async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109
         """The task still counts a cancel that `asyncio.wait_for` dropped
@@ -36,6 +56,54 @@ class CancellableClient(aiomqtt.Client):
         if task is not None and task.cancelling() > before:
             raise asyncio.CancelledError
         return result
+
+    def _client_connect(self) -> None:
+        """paho's connect, in aiomqtt's executor thread. An attempt given up while it ran
+        (cancelled) has the socket it opened closed, on the loop."""
+        attempt = self._attempt
+        try:
+            super()._client_connect()
+        finally:
+            sock = self._client._sock
+            with attempt.lock:
+                attempt.sock = sock
+                attempt.connect_ended = True
+                given_up = attempt.given_up
+            if given_up:
+                with contextlib.suppress(RuntimeError):  # the loop closed: the process ends
+                    self._loop.call_soon_threadsafe(self._close_socket, attempt)
+
+    async def __aenter__(self) -> Self:
+        if not self._lock.locked():  # else aiomqtt refuses it: the connection is in use
+            self._attempt = _Attempt()
+        attempt = self._attempt
+        try:
+            return await super().__aenter__()
+        except aiomqtt.MqttReentrantError:
+            raise  # the socket is that of the `async with` in use
+        except BaseException:
+            self._give_up(attempt)
+            raise
+
+    def _give_up(self, attempt: _Attempt) -> None:
+        """The attempt failed (cancelled, no CONNACK in time, refused): its socket closes.
+        Without a DISCONNECT, as a lost link: no session was made, so there is no will to
+        keep or drop; a broker that made one, its CONNACK unread, sends the will, which
+        says what is true of a node that gave up. The close comes after the loop has run
+        what the connect thread handed it (aiomqtt's reader and keepalive task for that
+        socket): closed before, the reader was added for a descriptor already closed."""
+        with attempt.lock:
+            attempt.given_up = True
+            ended = attempt.connect_ended
+        if ended:  # else the thread hands the close over once it has the socket
+            self._loop.call_soon(self._close_socket, attempt)
+
+    def _close_socket(self, attempt: _Attempt) -> None:
+        """paho's own close (pinned: pyproject), which has aiomqtt drop its reader and
+        cancel its keepalive task; of that attempt's socket only (not a later one's)."""
+        if attempt.sock is not None and self._client._sock is attempt.sock:
+            self._client._sock_close()
+        self._read_end()
 
     async def __aexit__(
         self,

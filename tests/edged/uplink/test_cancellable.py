@@ -1,11 +1,13 @@
 """A cancel that comes with an answer is not lost, by any client of the node, its tools or
 its test rigs (a lost one hung a node at SIGTERM and a CI run for 180 s at a teardown); a
-session the broker closed leaves no error unread."""
+connection attempt that fails leaves no socket open, and a session the broker closed no
+error unread."""
 
 import ast
 import asyncio
 import gc
 import sys
+import time
 from typing import Any
 
 import aiomqtt
@@ -17,6 +19,7 @@ from edged.uplink.mqtt import MqttClient
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
 from tests.helpers.nodes import ROOT
+from tests.helpers.silent import silent_server
 
 FAULT_HERE = sys.version_info < (3, 12)  # CPython gh-86296: aiomqtt's own client loses it
 
@@ -113,6 +116,52 @@ async def test_a_session_the_broker_closed_while_nobody_read_leaves_no_error_unr
     finally:
         loop.set_exception_handler(None)
     assert said == []
+
+
+async def test_a_connection_attempt_cancelled_before_its_connack_closes_its_socket() -> None:
+    """The node stopping while a broker that took the TCP connection says nothing: the
+    socket stayed open (paho kept it alive) until `keepalive_s` or the process's end."""
+    async with silent_server() as server:
+        client = MqttClient("127.0.0.1", server.port, identifier="n1", protocol=V311)
+        attempt = asyncio.create_task(client.__aenter__())
+        await wait_until(lambda: server.accepted == 1, 5, "the connection taken")
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        await wait_until(lambda: server.open == 0, 1, "the connection closed")
+
+
+async def test_a_connection_attempt_without_a_connack_in_time_closes_its_socket() -> None:
+    """Each attempt at a mute front left one more socket open for `keepalive_s`."""
+    async with silent_server() as server:
+        client = MqttClient("127.0.0.1", server.port, identifier="n1", protocol=V311, timeout=0.2)
+        with pytest.raises(aiomqtt.MqttError, match="timed out"):
+            await client.__aenter__()
+        await wait_until(lambda: server.open == 0, 1, "the connection closed")
+        assert server.accepted == 1
+
+
+class _SlowToConnect(MqttClient):
+    """A connect whose thread takes its time before it opens the socket (a slow name
+    lookup; over TLS, the handshake is in that thread too)."""
+
+    def _client_connect(self) -> None:
+        time.sleep(0.3)
+        super()._client_connect()
+
+
+async def test_an_attempt_cancelled_while_its_socket_opens_closes_it_once_open() -> None:
+    """Cancelled while aiomqtt's thread still connects: the socket it opens after is
+    closed as soon as it is."""
+    async with silent_server() as server:
+        client = _SlowToConnect("127.0.0.1", server.port, identifier="n1", protocol=V311)
+        attempt = asyncio.create_task(client.__aenter__())
+        await asyncio.sleep(0.05)
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        await wait_until(lambda: server.accepted == 1, 5, "the connection taken")
+        await wait_until(lambda: server.open == 0, 1, "the connection closed")
 
 
 BARE_CLIENT_ON_PURPOSE = {

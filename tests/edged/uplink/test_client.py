@@ -34,6 +34,7 @@ from tests.helpers.journal import Journal
 from tests.helpers.mqtt import Collector, Received
 from tests.helpers.pki import DAY, Pki
 from tests.helpers.relay import pump
+from tests.helpers.silent import silent_server
 
 TOPICS = Topics("rnst/v1", "test", "n1")
 
@@ -1066,6 +1067,36 @@ async def test_a_closed_uplink_takes_no_session_up_again_when_its_link_is_lost(
         link.proxy.cut()  # the cancel that should come with it: lost
         await asyncio.wait_for(asyncio.shield(link.task), 5)
         assert uplink.sessions == 1 and not uplink.connected
+
+
+async def test_a_stop_while_the_broker_has_not_answered_the_connection_closes_it(
+    outbox: Outbox,
+) -> None:
+    """The node stops while its CONNECT waits for a CONNACK (a front that took the TCP
+    connection and hangs): the socket stayed open until the process ended, kept alive by
+    paho meanwhile."""
+    async with silent_server() as server:
+        uplink = _uplink(server.port, outbox, Counters(), protocol="3.1.1")
+        task = asyncio.create_task(uplink.run())
+        await wait_until(lambda: server.accepted == 1, 5, "the connection taken")
+        await cancel_and_wait([task])
+        await wait_until(lambda: server.open == 0, 1, "the connection closed")
+
+
+async def test_attempts_at_a_broker_that_never_answers_leave_no_connection_open_behind(
+    outbox: Outbox,
+) -> None:
+    """Each attempt that got no CONNACK in time left its socket open for `keepalive_s`
+    (up to an hour): one more at each attempt, at a mute front."""
+    async with silent_server() as server:
+        timing = {"publish_timeout_s": 0.1, "reconnect_min_s": 0.05, "reconnect_max_s": 0.1}
+        uplink = _uplink(server.port, outbox, Counters(), **timing)
+        task = asyncio.create_task(uplink.run())
+        try:
+            await wait_until(lambda: server.accepted >= 3, 5, "three attempts")
+            assert server.open <= 1
+        finally:
+            await cancel_and_wait([task])
 
 
 async def retained_state(port: int) -> str:
