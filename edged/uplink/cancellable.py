@@ -98,6 +98,16 @@ class CancellableClient(aiomqtt.Client):
         if ended:  # else the thread hands the close over once it has the socket
             self._loop.call_soon(self._close_socket, attempt)
 
+    def _on_disconnect(self, *args: Any, **kwargs: Any) -> None:
+        """A connection lost after its attempt was cancelled ends no session. aiomqtt asks
+        `self._connected.exception()`, which `asyncio.wait_for` cancelled with the attempt:
+        the CancelledError it raised went out of paho's callback to the loop, logged as
+        "Exception in callback" when the broker closed the connection as the node stopped
+        (read before the attempt's own close)."""
+        if self._connected.cancelled():
+            return
+        super()._on_disconnect(*args, **kwargs)
+
     def _close_socket(self, attempt: _Attempt) -> None:
         """paho's own close (pinned: pyproject), which has aiomqtt drop its reader and
         cancel its keepalive task; of that attempt's socket only (not a later one's)."""

@@ -6,6 +6,7 @@ error unread."""
 import ast
 import asyncio
 import gc
+import socket
 import sys
 import time
 from typing import Any
@@ -162,6 +163,34 @@ async def test_an_attempt_cancelled_while_its_socket_opens_closes_it_once_open()
             await attempt
         await wait_until(lambda: server.accepted == 1, 5, "the connection taken")
         await wait_until(lambda: server.open == 0, 1, "the connection closed")
+
+
+async def test_an_attempt_cancelled_as_the_broker_closes_it_raises_nothing_in_a_callback() -> None:
+    """A stop while the CONNACK is pending, as the broker closes the connection (both going
+    down at once): `asyncio.wait_for` cancels the CONNACK's future before the attempt ends,
+    the close read meanwhile found it cancelled, and aiomqtt's `_connected.exception()`
+    raised the CancelledError out of paho's callback: "Exception in callback" at the stop."""
+    said: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: said.append(context["message"]))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = MqttClient("127.0.0.1", listener.getsockname()[1], identifier="n1", protocol=V311)
+        attempt = asyncio.create_task(client.__aenter__())
+        try:
+            conn, _ = await loop.run_in_executor(None, listener.accept)
+            conn.settimeout(5)
+            assert await loop.run_in_executor(None, conn.recv, 1024)  # the CONNECT
+            await asyncio.sleep(0.05)  # the attempt waits for its CONNACK
+            attempt.cancel()
+            conn.close()  # in the same turn: read before the attempt ends
+            with pytest.raises(asyncio.CancelledError):
+                await attempt
+            await asyncio.sleep(0.05)
+        finally:
+            loop.set_exception_handler(None)
+    assert said == []
 
 
 BARE_CLIENT_ON_PURPOSE = {
