@@ -75,6 +75,7 @@ class CancellableClient(aiomqtt.Client):
 
     async def __aenter__(self) -> Self:
         if not self._lock.locked():  # else aiomqtt refuses it: the connection is in use
+            self._close_failed(self._attempt)
             self._attempt = _Attempt()
         attempt = self._attempt
         try:
@@ -84,6 +85,17 @@ class CancellableClient(aiomqtt.Client):
         except BaseException:
             self._give_up(attempt)
             raise
+
+    def _close_failed(self, attempt: _Attempt) -> None:
+        """The last attempt's socket, if it failed, closes before the next attempt's thread
+        starts. Left to the loop's turn, paho's reconnect in that thread closed it first (4
+        times in 10 at a retry at once), aiomqtt then changing the loop's selector from that
+        thread, and the loop's close raced it. Safe now: its thread ended and the loop ran
+        what that thread handed it before the attempt's `__aenter__` went on."""
+        with attempt.lock:
+            due = attempt.given_up and attempt.connect_ended
+        if due:
+            self._close_socket(attempt)  # the turn's own close then finds it gone
 
     def _give_up(self, attempt: _Attempt) -> None:
         """The attempt failed (cancelled, no CONNACK in time, refused): its socket closes.

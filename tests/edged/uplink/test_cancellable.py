@@ -8,6 +8,7 @@ import asyncio
 import gc
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -163,6 +164,31 @@ async def test_an_attempt_cancelled_while_its_socket_opens_closes_it_once_open()
             await attempt
         await wait_until(lambda: server.accepted == 1, 5, "the connection taken")
         await wait_until(lambda: server.open == 0, 1, "the connection closed")
+
+
+class _ClosesSeen(MqttClient):
+    """Says on which thread each of its sockets was closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed_on: list[threading.Thread] = []
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        self.closed_on.append(threading.current_thread())
+        super()._on_socket_close(client, userdata, sock)
+
+
+async def test_a_client_used_again_at_once_after_a_failed_attempt_closes_its_socket_on_the_loop() -> None:
+    """aiomqtt's client is reusable: the next attempt's connect thread, started before the
+    loop's turn closed the last one's socket, closed it in paho's reconnect (4 times in 10),
+    changing the loop's selector from that thread, and the two closes raced."""
+    async with silent_server() as server:
+        client = _ClosesSeen("127.0.0.1", server.port, identifier="n1", protocol=V311, timeout=0.01)
+        for _ in range(20):
+            with pytest.raises(aiomqtt.MqttError, match="timed out"):
+                await client.__aenter__()
+        await wait_until(lambda: server.open == 0, 1, "the connections closed")
+    assert client.closed_on == [threading.current_thread()] * 20
 
 
 async def test_an_attempt_cancelled_as_the_broker_closes_it_raises_nothing_in_a_callback() -> None:
