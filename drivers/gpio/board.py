@@ -791,7 +791,8 @@ class _Doorway:
             "its status was error or not available (2 or 3) in DC2"
             if verdict == "unknown"
             else f"no DC2 status of it for {candoor.CAN_SILENT_S:g} s (ignition off, the bus "
-            "or the CAN adapter down?)"
+            "or the CAN adapter down, or a gateway no longer passing DC2 on? the CAN "
+            "driver's health says whether the bus still talks)"
         )
         self.board.ctx.log.warning(
             "door %s: a walk %s through the beams counted without knowing whether the door "

@@ -205,6 +205,21 @@ async def test_walks_count_ungated_and_reported_while_dc2_is_silent_and_gated_on
         assert bus.occupancy.count == 1
 
 
+async def test_a_walk_while_dc2_is_silent_is_warned_with_a_gateway_dropping_it_among_the_causes(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A door heard once whose DC2 then stops, the bus still talking, is a gateway no longer
+    passing it on as much as the ignition off: the warning names both, and where to look."""
+    caplog.set_level(logging.INFO, logger="edged.driver.gpio")
+    async with shuttle(pins, monkeypatch) as bus:
+        bus.front = None
+        await bus.walk("in")
+        await wait_until(lambda: bus.counted("beam_door_unheard") == 1, 2, "the walk, unheard")
+        (warning,) = warnings(caplog, "counted without knowing whether the door was open")
+        assert "ignition off" in warning and "gateway no longer passing DC2" in warning
+        assert "CAN driver's health" in warning
+
+
 @pytest.mark.parametrize("status", [ERROR, NOT_AVAILABLE])
 async def test_walks_count_and_are_reported_while_the_can_door_is_in_error_or_not_available(
     pins: MockFactory, monkeypatch: pytest.MonkeyPatch, status: int
