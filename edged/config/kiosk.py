@@ -158,13 +158,13 @@ class KioskConfig(Strict):
         return values
 
 
-def screen_origin(kiosk: KioskConfig) -> str:
+def screen_origin(kiosk: KioskConfig, port: int | None = None) -> str:
     """`http://host:port` of the page as the node's own screen opens it (the one address the
-    screen's browser policy allows)."""
+    screen's browser policy allows); `port`: the one bound, where the config's is 0."""
     host = LOOPBACK.get(kiosk.host, kiosk.host)
     try:
         if ipaddress.ip_address(host).version == 6:
             host = f"[{host}]"
     except ValueError:
         pass  # a host name
-    return f"http://{host}:{kiosk.port}"
+    return f"http://{host}:{port or kiosk.port}"

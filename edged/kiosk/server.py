@@ -27,7 +27,7 @@ from core.counters import Counters
 from core.errors import EdgedError
 from core.logs import flood_key
 from edged.clock import ClockSource
-from edged.config.kiosk import KioskConfig
+from edged.config.kiosk import LOOPBACK, KioskConfig, screen_origin
 from edged.kiosk.limits import (
     FD_RESERVE,
     REQUEST_BURST,
@@ -77,8 +77,6 @@ STATIC = {
     "favicon.svg": "image/svg+xml",
 }
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
-"""Every address of a family, and its loopback, where the node's own screen opens the page."""
 SSE_RETRY_MS = 1000
 """EventSource reconnects this soon after the daemon went away."""
 FRAME_REUSE_S = 0.25
@@ -148,7 +146,7 @@ class KioskServer:
         self.files = load_static()
         self.types = dict(STATIC)
         self.hosts = LOOPBACK_NAMES | set(config.allowed_hosts)
-        if config.host not in WILDCARD_HOSTS:
+        if config.host not in LOOPBACK:  # not every address of a family
             self.hosts |= {config.host.lower()}
         self.router = self._make_router()
         self.port: int | None = None
@@ -176,9 +174,7 @@ class KioskServer:
         """Where the screen's browser should point (for the demo and the logs): a page on
         every address at the loopback of its family (`::` listens on IPv6 alone), the address
         install.sh's browser policy allows (tools/kiosk_policy.py)."""
-        host = WILDCARD_HOSTS.get(self.config.host, self.config.host)
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port or self.config.port}/"
+        return f"{screen_origin(self.config, self.port)}/"
 
     # -- running ----------------------------------------------------------------------
 
