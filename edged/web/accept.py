@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from core.counters import Counters
 from core.logs import flood_key
-from edged.web.gate import Admission, Gate, peer_text
+from edged.web.gate import Admission, Gate, count_out, peer_text
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,7 @@ class Listener:
             await self._loop.connect_accepted_socket(lambda: gate, conn)
         except BaseException as exc:
             if gate.inner is None:  # never made: counted out here, not by the gate
-                self.admission.connections[peer] -= 1
-                if self.admission.connections[peer] <= 0:
-                    del self.admission.connections[peer]
+                count_out(self.admission, peer)
                 conn.close()
             if not isinstance(exc, Exception):
                 raise  # cancelled

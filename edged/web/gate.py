@@ -46,6 +46,13 @@ class Admission(Protocol):
         """Count (and log, sparingly) a refusal."""
 
 
+def count_out(admission: Admission, peer: str) -> None:
+    """One connection of `peer` fewer (none left: the peer no longer kept)."""
+    admission.connections[peer] -= 1
+    if admission.connections[peer] <= 0:
+        del admission.connections[peer]
+
+
 class Gate(asyncio.Protocol):
     """Stands in front of one connection's protocol: admits it (and hands every transport
     event through) or aborts it at once."""
@@ -85,9 +92,7 @@ class Gate(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.inner is None:
             return
-        self.admission.connections[self.peer] -= 1
-        if self.admission.connections[self.peer] <= 0:
-            del self.admission.connections[self.peer]
+        count_out(self.admission, self.peer)
         self.inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
