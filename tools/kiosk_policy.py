@@ -25,8 +25,9 @@ server binds IPv6 without IPv4, so `::` is `[::1]`)."""
 
 
 def kiosk_origin(kiosk: dict[str, Any]) -> str:
-    """The address the node's own screen opens: `http://host:port`, the port always written
-    (a filter without one would allow every port of that host)."""
+    """The filter for the address the node's own screen opens: `http://host:port`, the port
+    always written (a filter without one would allow every port of that host), a host name
+    with a leading dot (`http://.kiosk.lan:8080`: that host alone, not its subdomains)."""
     host = kiosk.get("host", DEFAULT_HOST)
     port = kiosk.get("port", DEFAULT_PORT)
     if not isinstance(host, str) or not host:
@@ -41,7 +42,7 @@ def kiosk_origin(kiosk: dict[str, Any]) -> str:
         if ipaddress.ip_address(host).version == 6:
             host = f"[{host}]"
     except ValueError:
-        pass  # a host name
+        host = f".{host}"  # a host name: Chromium's "no subdomains"
     return f"http://{host}:{port}"
 
 

@@ -168,3 +168,16 @@ def screen_origin(kiosk: KioskConfig, port: int | None = None) -> str:
     except ValueError:
         pass  # a host name
     return f"http://{host}:{port or kiosk.port}"
+
+
+def browser_filter(kiosk: KioskConfig) -> str:
+    """The screen's browser policy's filter for the page (`URLAllowlist`, Chromium's URL
+    filter format): `screen_origin`, a host name with a leading dot, which makes Chromium
+    match that host alone: without it `http://kiosk.lan:8080` also allows any
+    `*.kiosk.lan:8080` a visitor's DNS or the venue's network could answer."""
+    origin = screen_origin(kiosk)
+    try:
+        ipaddress.ip_address(LOOPBACK.get(kiosk.host, kiosk.host))
+    except ValueError:
+        return origin.replace("http://", "http://.", 1)
+    return origin

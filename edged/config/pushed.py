@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from core.files import head_of
 from core.paths import private_files
-from edged.config.kiosk import BROWSER_POLICY, screen_origin
+from edged.config.kiosk import BROWSER_POLICY, browser_filter, screen_origin
 from edged.config.models import EdgedConfig
 
 DEFAULT_RELEASES = "/opt/edged/releases"  # edged.release.launcher's, not loaded by a node
@@ -118,7 +118,7 @@ def _screen(running: EdgedConfig, new: EdgedConfig) -> Iterator[str]:
         allowed = json.loads(BROWSER_POLICY.read_text(encoding="utf-8")).get("URLAllowlist")
     except (OSError, ValueError, AttributeError):
         return  # no policy: no browser locked to a page here (doctor says what it finds)
-    if not isinstance(allowed, list) or page in allowed:
+    if not isinstance(allowed, list) or {page, browser_filter(kiosk)} & set(map(str, allowed)):
         return
     yield (
         f"services.kiosk: the page would move to {page}, and the screen's browser policy "

@@ -11,7 +11,7 @@ import os
 import socket
 from pathlib import Path
 
-from edged.config.kiosk import BROWSER_POLICY, KioskConfig, screen_origin
+from edged.config.kiosk import BROWSER_POLICY, KioskConfig, browser_filter, screen_origin
 from edged.doctor.check import Check, fail, ok, skip, warn
 
 SECTION = "kiosk"
@@ -83,8 +83,17 @@ def check_browser_policy(kiosk: KioskConfig | None, policy: Path = BROWSER_POLIC
         return [fail(SECTION, "browser policy", f"{policy}: unreadable ({exc})", again)]
     if not isinstance(allowed, list):
         allowed = [allowed]
-    if page in allowed:
+    if browser_filter(kiosk) in allowed:
         return [ok(SECTION, "browser policy", f"{policy} allows the page, {page}")]
+    if page in allowed:  # written by an install before the filter's leading dot
+        return [
+            warn(
+                SECTION,
+                "browser policy",
+                f"{policy} allows {page} and every subdomain of {kiosk.host} on that port",
+                again,
+            )
+        ]
     return [
         fail(
             SECTION,

@@ -169,6 +169,17 @@ def test_the_policy_install_sh_wrote_for_the_config_is_ok(
     assert line.status is Status.OK, line
 
 
+def test_a_host_name_policy_from_an_install_before_the_leading_dot_warns(tmp_path: Path) -> None:
+    """`http://kiosk.local:8080` in Chromium's filter format also allows any subdomain of
+    kiosk.local on that port: the page loads, and install.sh writes the exact filter."""
+    policy = tmp_path / "edged-kiosk.json"
+    policy.write_text(json.dumps({"URLAllowlist": ["http://kiosk.local:8080"]}))
+    (line,) = check_browser_policy(KioskConfig(host="kiosk.local"), policy)
+    assert line.status is Status.WARN
+    assert "every subdomain of kiosk.local" in line.detail
+    assert "install.sh again" in line.advice
+
+
 def test_a_kiosk_without_the_policy_warns_that_its_browser_is_not_locked(tmp_path: Path) -> None:
     (line,) = check_browser_policy(KioskConfig(), tmp_path / "edged-kiosk.json")
     assert line.status is Status.WARN

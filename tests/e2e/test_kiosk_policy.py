@@ -257,3 +257,34 @@ async def test_the_shipped_policy_lets_no_developer_tools_inspect_the_page(
                 )
         finally:
             await browser.close()
+
+
+async def test_a_host_names_policy_allows_that_host_and_none_of_its_subdomains(
+    shared_kiosk: Kiosk, tmp_path: Path
+) -> None:
+    """A page under a host name (a screen on the venue's network): whoever answers for a
+    subdomain of it (a visitor's phone named so on the network, a DNS reply) is blocked.
+    Chromium resolves every name to the kiosk's address here; the kiosk's server itself
+    refuses a Host it does not serve, so "reached" is a response of any status."""
+    port = shared_kiosk.server.port
+    template = json.loads(TEMPLATE.read_text(encoding="utf-8"))
+    policy = kiosk_policy(template, {"services": {"kiosk": {"host": "kiosk.test", "port": port}}})
+    del policy["DeveloperToolsAvailability"]  # Playwright drives it through them
+    program = locked_chromium(tmp_path, policy)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(program),
+            headless=True,
+            args=[
+                *CHROMIUM_FLAGS,
+                f"--host-resolver-rules=MAP * {shared_kiosk.server.config.host}",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            assert await page.goto(f"http://kiosk.test:{port}/") is not None
+            for name in ("evil.kiosk.test", "a.b.kiosk.test"):
+                with pytest.raises(Error, match=BLOCKED):
+                    await page.goto(f"http://{name}:{port}/")
+        finally:
+            await browser.close()

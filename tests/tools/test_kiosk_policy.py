@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edged.config.kiosk import KioskConfig
+from edged.config.kiosk import KioskConfig, browser_filter
 from tests.helpers.nodes import ROOT
 from tools.kiosk_policy import DEFAULT_HOST, DEFAULT_PORT, kiosk_origin, kiosk_policy
 
@@ -36,7 +36,8 @@ def test_the_shipped_policy_allows_the_default_page_only() -> None:
         ({"host": "::", "port": 8080}, "http://[::1]:8080"),
         ({"host": "::1"}, "http://[::1]:8080"),
         ({"host": "192.168.4.1", "port": 8081}, "http://192.168.4.1:8081"),
-        ({"host": "kiosk.local"}, "http://kiosk.local:8080"),
+        # a host name alone, not its subdomains (tests/e2e/test_kiosk_policy.py)
+        ({"host": "kiosk.local"}, "http://.kiosk.local:8080"),
     ],
 )
 def test_the_allowed_address_is_the_one_the_screen_opens(
@@ -45,6 +46,17 @@ def test_the_allowed_address_is_the_one_the_screen_opens(
     assert kiosk_policy({"URLBlocklist": ["*"]}, {"services": {"kiosk": kiosk}}) == {
         "URLBlocklist": ["*"], "URLAllowlist": [origin]
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "0.0.0.0", "::", "::1", "192.168.4.1", "kiosk.local", "Kiosk.Lan"]
+)
+def test_the_allowed_address_is_the_filter_doctor_and_config_set_look_for(host: str) -> None:
+    """The daemon reads the policy back (doctor, a config.set moving the page) with
+    edged.config.kiosk.browser_filter: the two must write the same filter."""
+    assert kiosk_origin({"host": host, "port": 8123}) == browser_filter(
+        KioskConfig(host=host, port=8123)
+    )
 
 
 def run(config: Path) -> subprocess.CompletedProcess[str]:

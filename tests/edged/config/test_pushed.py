@@ -271,6 +271,17 @@ async def test_the_kiosk_page_may_move_where_the_screens_browser_allows_it(
     await admin.config_set({"config": new})
 
 
+@pytest.mark.parametrize("allowed", ["http://.kiosk.lan:8181", "http://kiosk.lan:8181"])
+async def test_the_kiosk_page_may_move_to_a_host_name_the_screens_browser_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: str
+) -> None:
+    """The exact-host filter install.sh writes, and the one an install before it wrote."""
+    admin, new = _node(tmp_path)
+    _screen_locked_to(monkeypatch, tmp_path, allowed)
+    new.setdefault("services", {})["kiosk"] = {"enabled": True, "host": "kiosk.lan", "port": 8181}
+    await admin.config_set({"config": new})
+
+
 async def test_the_kiosk_page_may_move_on_a_node_whose_browser_has_no_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
