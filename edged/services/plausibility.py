@@ -68,10 +68,20 @@ def believed_s(a_received: float | None, b_received: float | None) -> float:
     return REPLAY_FACTOR_MAX * max(0.0, b_received - a_received) + EXCURSION_MAX_S
 
 
+ARRIVAL_JITTER_S = 0.5
+"""How much sooner than the receiver's time says an epoch's first sentence may arrive after
+the one before: the receiver's output latency and the reader's wake-up vary by less."""
+
+
 def elapsed_s(a: Fix, b: Fix) -> float:
-    """Seconds from fix `a` to fix `b` in the receiver's time (none if it went back), no
-    more than `believed_s`."""
+    """Seconds from fix `a` to fix `b` in the receiver's time, no more than `believed_s`,
+    and no less than the node's time between their arrivals less `ARRIVAL_JITTER_S`: a
+    receiver's clock steps back (a leap-second correction minutes after a cold start on
+    firmware older than the last leap second, a reset to its RTC's time) while the vehicle
+    drives on, and a step judged in the receiver's time alone was a `jump`."""
     dt = max(0.0, (b.fix_time - a.fix_time).total_seconds())
+    if a.received is not None and b.received is not None:
+        dt = max(dt, b.received - a.received - ARRIVAL_JITTER_S)
     return min(dt, believed_s(a.received, b.received))
 
 

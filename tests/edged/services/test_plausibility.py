@@ -390,6 +390,25 @@ def test_a_tunnel_without_fixes_driven_by_the_wheels_is_believed_on_the_other_si
     assert rig.fix(65, 4 * 15.0 + 61 * 15.0, speed=15.0) is None
 
 
+def test_a_receiver_clock_stepped_back_by_a_leap_second_correction_flags_no_driving_fix() -> None:
+    """A receiver whose firmware predates the last leap second reports UTC off by the missing
+    seconds after a cold start, then steps back when it decodes the UTC parameters, minutes
+    later, the bus driving (jclark/satpulse#175; a NEO-M9N's UTC offset wrong for minutes
+    after a cold boot, Time-Appliance-Project/Time-Card#97). 15 s in u-blox 6 firmware: 3 s
+    today. At 15 m/s the seconds sent again are dropped by the driver as late; the fixes
+    after them were `jump` (their receiver time a second or two short of the node's)."""
+    judge = FixJudge()
+    for t in range(30):
+        shown = t if t < 10 else t - 3  # the receiver's time, stepped back at 10 s
+        if 10 <= t < 13:
+            continue  # 7, 8, 9 again: late, the driver drops them
+        lat, lon = offset(*DEPOT, 15.0 * t, 0.0)
+        fix = Fix(
+            T0 + timedelta(seconds=shown), lat, lon, speed=15.0, hdop=0.9, received=1000.0 + t
+        )
+        assert judge.judge(fix, 1000.0 + t) is None, f"at {t} s"
+
+
 # -- the frozen receiver ----------------------------------------------------------------
 
 
