@@ -352,8 +352,9 @@ def judged(log: str) -> list[tuple[str, str | None]]:
     "log", sorted(p.stem for p in CORPUS.glob("*.nmea") if p.stem != "ublox-m8-urban-canyon")
 )
 def test_no_fix_of_the_receiver_corpus_is_suspect(log: str) -> None:
-    """Twenty-two receivers' formats, cold starts, dates learnt late (a GGA-only log whose
-    ZDA moves the guessed day back months: no repeat of a fix time), 10 Hz."""
+    """Twenty-three receivers' formats, cold starts, dates learnt late (a GGA-only log whose
+    ZDA moves the guessed day back months: no repeat of a fix time), 10 Hz, a UTC step
+    back of 2 s while driving (a leap-second correction)."""
     assert [t for t, v in judged(log) if v is not None] == []
 
 
