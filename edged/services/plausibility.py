@@ -8,7 +8,8 @@ The judge says of each valid, measured fix whether it is `suspect`, and why:
 - `jump`: farther from the last believed fix than the vehicle could have gone in between,
   by the odometer's rule (the fixes' speeds, a hard acceleration, at most
   `MAX_ROAD_SPEED_MPS`), in the receiver's time as far as the arrivals allow it (a
-  spoofer moves the receiver's clock with its position);
+  spoofer moves the receiver's clock with its position), and no less than the node's time
+  between them (a leap-second correction steps a receiver's clock back);
 - `wheels`: farther from it than the wheels went (CCVS1 wheel-based speed, integrated),
   when the CAN bus spoke all the time in between: the straight line between two true
   fixes is never longer than the way the wheels rolled, plus the fixes' jitter;
