@@ -8,8 +8,9 @@ The judge says of each valid, measured fix whether it is `suspect`, and why:
 - `jump`: farther from the last believed fix than the vehicle could have gone in between,
   by the odometer's rule (the fixes' speeds, a hard acceleration, at most
   `MAX_ROAD_SPEED_MPS`), in the receiver's time as far as the arrivals allow it (a
-  spoofer moves the receiver's clock with its position), and no less than the node's time
-  between them (a leap-second correction steps a receiver's clock back);
+  spoofer moves the receiver's clock with its position), plus how far that clock fell
+  behind the node's, as two fixes arriving apart say (a leap-second correction steps it
+  back);
 - `wheels`: farther from it than the wheels went (CCVS1 wheel-based speed, integrated),
   when the CAN bus spoke all the time in between: the straight line between two true
   fixes is never longer than the way the wheels rolled, plus the fixes' jitter;
@@ -70,19 +71,16 @@ def believed_s(a_received: float | None, b_received: float | None) -> float:
 
 
 ARRIVAL_JITTER_S = 0.5
-"""How much sooner than the receiver's time says an epoch's first sentence may arrive after
-the one before: the receiver's output latency and the reader's wake-up vary by less."""
+"""How much a receiver's output latency and the reader's wake-up vary: an epoch's first
+sentence arriving this much later after the one before than the receiver's time says is
+not yet a clock that fell behind."""
 
 
-def elapsed_s(a: Fix, b: Fix) -> float:
-    """Seconds from fix `a` to fix `b` in the receiver's time, no more than `believed_s`,
-    and no less than the node's time between their arrivals less `ARRIVAL_JITTER_S`: a
-    receiver's clock steps back (a leap-second correction minutes after a cold start on
-    firmware older than the last leap second, a reset to its RTC's time) while the vehicle
-    drives on, and a step judged in the receiver's time alone was a `jump`."""
-    dt = max(0.0, (b.fix_time - a.fix_time).total_seconds())
-    if a.received is not None and b.received is not None:
-        dt = max(dt, b.received - a.received - ARRIVAL_JITTER_S)
+def elapsed_s(a: Fix, b: Fix, lag_s: float = 0.0) -> float:
+    """Seconds from fix `a` to fix `b` in the receiver's time (none if it went back) plus
+    `lag_s`, how far its clock fell behind the node's in between (`FixJudge.lag_s`), no
+    more than `believed_s`."""
+    dt = max(0.0, (b.fix_time - a.fix_time).total_seconds()) + lag_s
     return min(dt, believed_s(a.received, b.received))
 
 
@@ -183,6 +181,7 @@ class FixJudge:
         self._standing: deque[tuple[Fix, float]] = deque()  # believed, saying they stand
         self.speed_stuck = False  # the receiver's speed is stuck at 0 (no witness needed)
         self.wheels_refuted = False  # fixes held REACCEPT_WITNESSED_S against wheels at rest
+        self._last: tuple[Fix, float] | None = None  # the last fix judged, its arrival
 
     def on_wheels(self, speed_mps: float, ts: float) -> None:
         self.wheels.feed(speed_mps, ts)
@@ -210,6 +209,29 @@ class FixJudge:
 
     def judge(self, fix: Fix, now: float) -> str | None:
         at = fix.received if fix.received is not None else now
+        try:
+            return self._judge(fix, at)
+        finally:
+            self._last = (fix, at)
+
+    def lag_s(self, ref: Fix, ref_at: float, fix: Fix, at: float) -> float:
+        """How far the receiver's clock fell behind the node's since `ref` (arrived at
+        `ref_at`), as `fix` and the fix judged before it both say, that one having arrived
+        apart from it: a leap-second correction (firmware older than the last leap second
+        steps UTC back minutes after a cold start) or a reset to the receiver's RTC, the
+        vehicle driving on. One late fix says nothing: a stalled read delays it, then
+        delivers the fixes after it at once."""
+        last = self._last
+        if last is None or at - last[1] < ARRIVAL_JITTER_S:
+            return 0.0
+
+        def behind(f: Fix, t: float) -> float:  # node's clock minus the receiver's
+            return t - f.fix_time.timestamp()
+
+        lag = min(behind(*last), behind(fix, at)) - behind(ref, ref_at) - ARRIVAL_JITTER_S
+        return max(0.0, lag)
+
+    def _judge(self, fix: Fix, at: float) -> str | None:
         wheel_m = self._wheel_m(at)
         frozen = self._frozen(fix, at, wheel_m)
         believed = self._believed
@@ -276,7 +298,7 @@ class FixJudge:
         step = haversine_m(a.fix.lat, a.fix.lon, fix.lat, fix.lon)
         slack = jitter_m(a.fix) + jitter_m(fix)
         # the receiver's time, as far as the arrivals allow; a sped-up route's (Fix.pace)
-        dt = elapsed_s(a.fix, fix) * max(fix.pace, self.pace, 1.0)
+        dt = elapsed_s(a.fix, fix, self.lag_s(a.fix, a.at, fix, at)) * max(fix.pace, self.pace, 1.0)
         # against the last believed fix, and against the oldest of the last WHEEL_WINDOW_S:
         # a spoofer dragging a parked bus by less than the slack each fix is caught over it
         # and against where the wheels last stood, however long ago, with a parked
@@ -307,7 +329,8 @@ class FixJudge:
         if old is not a:
             pace = max(fix.pace, self.pace, 1.0)
             node_dt = (max(0.0, at - old.at) + EXCURSION_MAX_S) * pace
-            span = min(elapsed_s(old.fix, fix) * pace, node_dt)
+            lag = self.lag_s(old.fix, old.at, fix, at)
+            span = min(elapsed_s(old.fix, fix, lag) * pace, node_dt)
             far = haversine_m(old.fix.lat, old.fix.lon, fix.lat, fix.lon)
             if far > MAX_ROAD_SPEED_MPS * span + jitter_m(old.fix) + jitter_m(fix):
                 return "jump"

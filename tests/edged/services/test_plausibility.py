@@ -349,12 +349,16 @@ def judged(log: str) -> list[tuple[str, str | None]]:
 
 
 @pytest.mark.parametrize(
-    "log", sorted(p.stem for p in CORPUS.glob("*.nmea") if p.stem != "ublox-m8-urban-canyon")
+    "log",
+    sorted(
+        p.stem
+        for p in CORPUS.glob("*.nmea")
+        if p.stem not in ("ublox-m8-urban-canyon", "ublox-m8-leap-second-step")
+    ),
 )
 def test_no_fix_of_the_receiver_corpus_is_suspect(log: str) -> None:
-    """Twenty-three receivers' formats, cold starts, dates learnt late (a GGA-only log whose
-    ZDA moves the guessed day back months: no repeat of a fix time), 10 Hz, a UTC step
-    back of 2 s while driving (a leap-second correction)."""
+    """Twenty-two receivers' formats, cold starts, dates learnt late (a GGA-only log whose
+    ZDA moves the guessed day back months: no repeat of a fix time), 10 Hz."""
     assert [t for t, v in judged(log) if v is not None] == []
 
 
@@ -367,6 +371,16 @@ def test_the_corpus_street_canyon_excursion_is_flagged_on_its_four_fixes_alone()
     flagged = [t for t, v in verdicts if v is not None]
     assert flagged == ["07:42:21", "07:42:22", "07:42:23", "07:42:24"]
     assert {v for t, v in verdicts if v is not None} == {"jump"}
+
+
+def test_the_corpus_leap_second_step_flags_only_the_first_fix_after_it() -> None:
+    """tests/drivers/gps/corpus/ublox-m8-leap-second-step: a u-blox M8 at 20 m/s whose UTC
+    steps back 3 s; the driver drops the three seconds sent again as late. The four fixes
+    after them were `jump`, judged in the receiver's time alone; the first of them still is
+    (a fix read late after a stalled read looks the same), the rest are not: the fix before
+    and this one, arriving apart, both say the receiver's clock fell behind."""
+    verdicts = judged("ublox-m8-leap-second-step")
+    assert [t for t, v in verdicts if v is not None] == ["08:36:00"]
 
 
 def test_a_parked_bus_drifting_with_its_wheels_standing_is_never_flagged() -> None:
@@ -391,23 +405,43 @@ def test_a_tunnel_without_fixes_driven_by_the_wheels_is_believed_on_the_other_si
     assert rig.fix(65, 4 * 15.0 + 61 * 15.0, speed=15.0) is None
 
 
-def test_a_receiver_clock_stepped_back_by_a_leap_second_correction_flags_no_driving_fix() -> None:
+def test_a_receiver_clock_stepped_back_by_a_leap_second_correction_flags_one_fix_at_most() -> None:
     """A receiver whose firmware predates the last leap second reports UTC off by the missing
     seconds after a cold start, then steps back when it decodes the UTC parameters, minutes
     later, the bus driving (jclark/satpulse#175; a NEO-M9N's UTC offset wrong for minutes
     after a cold boot, Time-Appliance-Project/Time-Card#97). 15 s in u-blox 6 firmware: 3 s
-    today. At 15 m/s the seconds sent again are dropped by the driver as late; the fixes
-    after them were `jump` (their receiver time a second or two short of the node's)."""
+    today. At 20 m/s the seconds sent again are dropped by the driver as late; the four
+    fixes after them were `jump` (their receiver time 3 s short of the node's)."""
     judge = FixJudge()
+    flagged = []
     for t in range(30):
         shown = t if t < 10 else t - 3  # the receiver's time, stepped back at 10 s
         if 10 <= t < 13:
             continue  # 7, 8, 9 again: late, the driver drops them
-        lat, lon = offset(*DEPOT, 15.0 * t, 0.0)
+        lat, lon = offset(*DEPOT, 20.0 * t, 0.0)
         fix = Fix(
-            T0 + timedelta(seconds=shown), lat, lon, speed=15.0, hdop=0.9, received=1000.0 + t
+            T0 + timedelta(seconds=shown), lat, lon, speed=20.0, hdop=0.9, received=1000.0 + t
         )
-        assert judge.judge(fix, 1000.0 + t) is None, f"at {t} s"
+        if judge.judge(fix, 1000.0 + t) is not None:
+            flagged.append(t)
+    assert flagged == [13]  # the first after the step: a stalled read looks the same
+
+
+def test_a_multipath_fix_read_after_a_stalled_read_is_one_flag() -> None:
+    """The reader stalls 5 s while the bus drives at 10 m/s; the first fix read then is
+    120 m off the road (multipath), the four after it in the same read are back on it.
+    A late arrival is no sign of a receiver clock that fell behind: only the bad fix is
+    flagged (judging the first by the node's 5 s believed it, and the four true ones
+    after it were `jump`)."""
+    judge = FixJudge()
+    flagged = []
+    for t in range(20):
+        node = 1000.0 + (15.0 if 10 <= t < 15 else t)  # 10..14 read at once at 15 s
+        lat, lon = offset(*DEPOT, 10.0 * t, 120.0 if t == 10 else 0.0)
+        fix = Fix(T0 + timedelta(seconds=t), lat, lon, speed=10.0, hdop=0.9, received=node)
+        if judge.judge(fix, node) is not None:
+            flagged.append(t)
+    assert flagged == [10]
 
 
 # -- the frozen receiver ----------------------------------------------------------------
