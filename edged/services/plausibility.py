@@ -77,10 +77,12 @@ not yet a clock that fell behind."""
 
 
 def elapsed_s(a: Fix, b: Fix, lag_s: float = 0.0) -> float:
-    """Seconds from fix `a` to fix `b` in the receiver's time (none if it went back) plus
-    `lag_s`, how far its clock fell behind the node's in between (`FixJudge.lag_s`), no
-    more than `believed_s`."""
-    dt = max(0.0, (b.fix_time - a.fix_time).total_seconds()) + lag_s
+    """Seconds from fix `a` to fix `b` in the receiver's time plus `lag_s`, how far its
+    clock fell behind the node's in between (`FixJudge.lag_s`), none if that went back, no
+    more than `believed_s`. The lag is added before the clamp: a clock stepped back 15 s
+    is 15 s behind, and its fix time 14 s before `a`'s; clamped first, the two seconds
+    between them counted 14.5."""
+    dt = max(0.0, (b.fix_time - a.fix_time).total_seconds() + lag_s)
     return min(dt, believed_s(a.received, b.received))
 
 

@@ -444,6 +444,42 @@ def test_a_multipath_fix_read_after_a_stalled_read_is_one_flag() -> None:
     assert flagged == [10]
 
 
+def test_a_multipath_fix_after_a_receiver_clock_stepped_back_15_s_is_flagged() -> None:
+    """A receiver's clock stepped back 15 s, further than the driver's late window reaches
+    (1 s and the last 4 epochs): the fixes after the step reach the judge, their time 14 s
+    before the last believed one's (drivers/gps/epochs.py). The second of them
+    is a multipath fix 60 m off the road: 2 s of the node's time after the reference, it
+    is `jump`, and the true fixes after it are believed (the lag added after clamping the
+    receiver's time at 0 counted 14.5 s: the multipath fix believed, two true ones flagged)."""
+    judge = FixJudge()
+    flagged = []
+    for t in range(30):
+        shown = t if t < 10 else t - 15  # the receiver's time, stepped back at 10 s
+        lat, lon = offset(*DEPOT, 10.0 * t, 60.0 if t == 11 else 0.0)
+        fix = Fix(
+            T0 + timedelta(seconds=shown), lat, lon, speed=10.0, hdop=0.9, received=1000.0 + t
+        )
+        if judge.judge(fix, 1000.0 + t) is not None:
+            flagged.append(t)
+    assert flagged == [10, 11]
+
+
+def test_a_spoofer_stepping_the_receiver_clock_back_buys_no_time_for_a_teleport() -> None:
+    """No CAN bus: a spoofer steps a parked bus's receiver clock back 60 s with a fix 30 m
+    off (`jump`), then puts it 1 km away a second later. The receiver's clock 60 s behind
+    the node's is no 60 s to drive in: the new place is `jump` until held REACCEPT_S, as
+    with the clock left alone (the lag added after clamping believed it at once)."""
+    judge = FixJudge()
+    flagged = []
+    for t in range(40):
+        shown, north = (t, 0.0) if t < 20 else (t - 60, 30.0 if t == 20 else 1000.0)
+        lat, lon = offset(*DEPOT, north, 0.0)
+        fix = Fix(T0 + timedelta(seconds=shown), lat, lon, speed=0.0, hdop=0.9, received=1000.0 + t)
+        if judge.judge(fix, 1000.0 + t) is not None:
+            flagged.append(t)
+    assert flagged == list(range(20, 31))
+
+
 # -- the frozen receiver ----------------------------------------------------------------
 
 
