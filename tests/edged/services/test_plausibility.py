@@ -444,6 +444,22 @@ def test_a_multipath_fix_read_after_a_stalled_read_is_one_flag() -> None:
     assert flagged == [10]
 
 
+def test_a_two_fix_multipath_excursion_read_after_a_stalled_read_is_two_flags() -> None:
+    """The reader stalls 5 s at 10 m/s; the first two fixes read then are 120 m off the
+    road. Both arrived late, but in the same read: they are not two fixes arriving apart
+    that say the receiver's clock fell behind, so the second gets none of the stall as
+    time to drive in and both are flagged, the three true ones after them believed."""
+    judge = FixJudge()
+    flagged = []
+    for t in range(20):
+        node = 1000.0 + (15.0 if 10 <= t < 15 else t)  # 10..14 read at once at 15 s
+        lat, lon = offset(*DEPOT, 10.0 * t, 120.0 if t in (10, 11) else 0.0)
+        fix = Fix(T0 + timedelta(seconds=t), lat, lon, speed=10.0, hdop=0.9, received=node)
+        if judge.judge(fix, node) is not None:
+            flagged.append(t)
+    assert flagged == [10, 11]
+
+
 def test_a_multipath_fix_after_a_receiver_clock_stepped_back_15_s_is_flagged() -> None:
     """A receiver's clock stepped back 15 s, further than the driver's late window reaches
     (1 s and the last 4 epochs): the fixes after the step reach the judge, their time 14 s
