@@ -183,7 +183,11 @@ class FixJudge:
         self._standing: deque[tuple[Fix, float]] = deque()  # believed, saying they stand
         self.speed_stuck = False  # the receiver's speed is stuck at 0 (no witness needed)
         self.wheels_refuted = False  # fixes held REACCEPT_WITNESSED_S against wheels at rest
-        self._last: tuple[Fix, float] | None = None  # the last fix judged, its arrival
+        # the fixes judged within ARRIVAL_JITTER_S of the last one's arrival (5 at 10 Hz;
+        # a stalled read's burst until the next read), and the latest judged before those,
+        # with their arrivals (lag_s)
+        self._recent: deque[tuple[Fix, float]] = deque()
+        self._before: tuple[Fix, float] | None = None
 
     def on_wheels(self, speed_mps: float, ts: float) -> None:
         self.wheels.feed(speed_mps, ts)
@@ -211,19 +215,22 @@ class FixJudge:
 
     def judge(self, fix: Fix, now: float) -> str | None:
         at = fix.received if fix.received is not None else now
+        while self._recent and at - self._recent[0][1] >= ARRIVAL_JITTER_S:
+            self._before = self._recent.popleft()
         try:
             return self._judge(fix, at)
         finally:
-            self._last = (fix, at)
+            self._recent.append((fix, at))
 
     def lag_s(self, ref: Fix, ref_at: float, fix: Fix, at: float) -> float:
         """How far the receiver's clock fell behind the node's since `ref` (arrived at
-        `ref_at`), as `fix` and the fix judged before it both say, that one having arrived
-        apart from it: a leap-second correction (firmware older than the last leap second
-        steps UTC back minutes after a cold start) or a reset to the receiver's RTC, the
-        vehicle driving on. One late fix says nothing: a stalled read delays it, then
-        delivers the fixes after it at once."""
-        last = self._last
+        `ref_at`), as `fix` and the latest fix judged that arrived ARRIVAL_JITTER_S or more
+        before it both say (the one just before, at 1 Hz; five before, at 10 Hz): a
+        leap-second correction (firmware older than the last leap second steps UTC back
+        minutes after a cold start) or a reset to the receiver's RTC, the vehicle driving
+        on. One late fix says nothing: a stalled read delays it, then delivers the fixes
+        after it at once, none of them apart from it."""
+        last = self._before
         if last is None or at - last[1] < ARRIVAL_JITTER_S:
             return 0.0
 

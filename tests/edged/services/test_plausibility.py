@@ -460,6 +460,25 @@ def test_a_two_fix_multipath_excursion_read_after_a_stalled_read_is_two_flags() 
     assert flagged == [10, 11]
 
 
+def test_a_10_hz_receiver_clock_stepped_back_flags_its_first_half_second_at_most() -> None:
+    """A 10 Hz receiver on a coach at 30 m/s steps its clock back 15 s: its fixes come 0.1 s
+    apart, never the ARRIVAL_JITTER_S apart that says the clock fell behind when only the
+    fix judged just before is asked, and all of them were `jump` until the place was held
+    REACCEPT_S (100). A fix judged half a second before says it as well as the last one."""
+    judge = FixJudge()
+    flagged = []
+    for tenth in range(800):
+        t = tenth / 10
+        shown = t if t < 40 else t - 15  # the receiver's time, stepped back at 40 s
+        lat, lon = offset(*DEPOT, 30.0 * t, 0.0)
+        fix = Fix(
+            T0 + timedelta(seconds=shown), lat, lon, speed=30.0, hdop=0.9, received=1000.0 + t
+        )
+        if judge.judge(fix, 1000.0 + t) is not None:
+            flagged.append(tenth)
+    assert len(flagged) <= 5 and all(400 <= tenth < 405 for tenth in flagged)
+
+
 def test_a_multipath_fix_after_a_receiver_clock_stepped_back_15_s_is_flagged() -> None:
     """A receiver's clock stepped back 15 s, further than the driver's late window reaches
     (1 s and the last 4 epochs): the fixes after the step reach the judge, their time 14 s
