@@ -57,6 +57,18 @@ together only ever show "someone is on this beam"):
   door), but ten with nobody at all going through, while the doorway is that busy, is a
   dead beam far more often than a crowd that all turns back. It is only a report: counting
   goes on as before.
+- A pair that *rests* blocked: both beams blocked `max_transit_s` (reported `Stuck`), then
+  both clear for a moment (someone going through), then both blocked `max_transit_s` again,
+  `RESTS_BLOCKED` times in a row with the pair never clear `max_transit_s` between, is
+  reported as `RestsBlocked` once. That is what receivers of the opposite output to the
+  config give (dark-on where the config says light-on, NC for NO, `active_high` the wrong
+  way round): at rest the pair reads blocked, and each person passing reads as a brief
+  clearing, so some walks count in the right direction, some in the wrong one, and most
+  of a two-way stream none, with only `Stuck` to show, which blames dirt or someone in the
+  door. A dirty lens or a parked case never clears both beams between; a rider who stands
+  in the door and then goes leaves the pair clear. Riders standing in the doorway all the
+  way from stop to stop (a crush-loaded bus) look the same: a report, counting goes on, and
+  `RestsClear` once the pair has rested clear `max_transit_s` again.
 """
 
 from dataclasses import dataclass
@@ -78,6 +90,9 @@ SETTLING = -1
 clear."""
 ONE_SIDED_BACKOUTS = 10
 """Back-outs in a row on one beam, the other never changing, that report it `OneSided`."""
+RESTS_BLOCKED = 3
+"""Rests of the pair with both beams blocked, both clearing only for a moment between, that
+report it `RestsBlocked` (the receivers' output likely the opposite of the config's)."""
 EPSILON = 1e-6
 """Times this close are the same instant: a block of exactly `min_block_s` counts, whatever
 the rounding of `since + min_block_s` in binary floating point."""
@@ -123,6 +138,24 @@ class Moving:
 
 
 @dataclass(frozen=True, slots=True)
+class RestsBlocked:
+    """`rests` times in a row both beams were blocked `max_transit_s`, clearing only for a
+    moment between: receivers whose output is the opposite of the config's (dark-on for
+    light-on, NC for NO), or riders standing in the doorway from stop to stop. `ts`: when
+    the last of those rests became `Stuck`."""
+
+    ts: float
+    rests: int
+
+
+@dataclass(frozen=True, slots=True)
+class RestsClear:
+    """A pair reported `RestsBlocked` has been clear `max_transit_s`: it rests as it should."""
+
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class Glitch:
     """A change shorter than `min_block_s`, ignored; counted so dirty lenses show in health."""
 
@@ -131,7 +164,7 @@ class Glitch:
     width_s: float
 
 
-Output = Passage | Stuck | Glitch | OneSided | Moving
+Output = Passage | Stuck | Glitch | OneSided | Moving | RestsBlocked | RestsClear
 
 
 class BeamCounter:
@@ -152,11 +185,12 @@ class BeamCounter:
         inner_blocked: bool = False,
         now: float = 0.0,
         one_sided_backouts: int = ONE_SIDED_BACKOUTS,
+        rests_blocked: int = RESTS_BLOCKED,
     ) -> None:
         if min_block_s < 0 or max_transit_s <= min_block_s:
             raise ValueError("need 0 <= min_block_s < max_transit_s")
-        if one_sided_backouts < 1:
-            raise ValueError("need one_sided_backouts >= 1")
+        if one_sided_backouts < 1 or rests_blocked < 1:
+            raise ValueError("need one_sided_backouts >= 1 and rests_blocked >= 1")
         self.min_block_s = min_block_s
         self.max_transit_s = max_transit_s
         self.one_sided_backouts = one_sided_backouts
@@ -178,6 +212,11 @@ class BeamCounter:
         self._stuck_beams: tuple[int, ...] = ()  # the beams that report named
         self._backouts = [0, 0]  # back-outs in a row on each beam, the other one silent
         self._one_sided = [False, False]  # reported OneSided, this beam the silent one
+        self.rests_blocked = rests_blocked
+        self._rests = 0  # rests both blocked in a row, both clear only for moments between
+        self._cleared = True  # both beams were clear since the last rest blocked
+        self._clear_since: float | None = None if (outer_blocked or inner_blocked) else now
+        self._rests_reported = False
         self._now = now
 
     # -- queries ------------------------------------------------------------------------
@@ -224,6 +263,7 @@ class BeamCounter:
             kind, _, i = event
             if kind == "stuck":
                 out.append(self._report_stuck())
+                self._rested(out)
             else:
                 since = self._since[i]
                 assert since is not None
@@ -267,8 +307,32 @@ class BeamCounter:
         )
         return Stuck(deadline, tuple(_BEAMS[i] for i in self._stuck_beams))
 
+    def _rested(self, out: list[Output]) -> None:
+        """A Stuck report: one more rest both blocked if both beams are blocked (the one
+        timed first is named) and both were clear at some moment since the last one."""
+        stuck = out[-1]
+        assert isinstance(stuck, Stuck)
+        if not all(self._level) or not self._cleared:
+            return
+        self._cleared = False
+        self._rests += 1
+        if self._rests >= self.rests_blocked and not self._rests_reported:
+            self._rests_reported = True
+            out.append(RestsBlocked(stuck.ts, self._rests))
+
     def _confirm(self, i: int, blocked: bool, t: float, out: list[Output]) -> None:
+        was_clear = not any(self._level)
         self._level[i] = blocked
+        if not any(self._level):  # both clear: a moment between rests, or a rest clear
+            self._cleared = True
+            self._clear_since = t
+        elif was_clear and self._clear_since is not None:
+            if t - self._clear_since >= self.max_transit_s - EPSILON:  # rested clear
+                self._rests = 0
+                if self._rests_reported:
+                    self._rests_reported = False
+                    out.append(RestsClear(self._clear_since + self.max_transit_s))
+            self._clear_since = None
         self._blocked_since[i] = t if blocked else None
         other = 1 - i
         self._backouts[other] = 0  # this beam moved: the other's back-outs are not one-sided

@@ -82,7 +82,17 @@ from core.events import (
 )
 from core.logs import flood_key
 from drivers.gpio import candoor
-from drivers.gpio.beams import BeamCounter, Glitch, Moving, OneSided, Output, Passage, Stuck
+from drivers.gpio.beams import (
+    BeamCounter,
+    Glitch,
+    Moving,
+    OneSided,
+    Output,
+    Passage,
+    RestsBlocked,
+    RestsClear,
+    Stuck,
+)
 from drivers.gpio.candoor import CanDoor, Verdict
 from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report, Steady
 from drivers.gpio.options import BeamPair, DoorContact, GpioOptions, PanicButton, Pull
@@ -709,6 +719,25 @@ class _Doorway:
             elif isinstance(out, Moving):
                 ctx.log.info(
                     "door %s: the %s beam changes again", door, out.beam, extra=flood_key(door)
+                )
+            elif isinstance(out, RestsBlocked):
+                ctx.count("beam_rests_blocked")
+                ctx.log.warning(
+                    "door %s: %d times in a row both beams stayed blocked %g s, clearing only "
+                    "for moments between: are the receivers' outputs the opposite of the "
+                    "config's (dark-on or NC where it says light-on or NO: set active_high = "
+                    "%s)? Then the pair reads blocked at rest and each rider as a moment "
+                    "clear, and the count is nonsense. Or riders stand in the doorway from "
+                    "stop to stop (beam_rests_blocked)",
+                    door,
+                    out.rests,
+                    self.options.max_transit_s,
+                    "false" if self.options.active_high else "true",
+                    extra=flood_key(f"{door} rests"),
+                )
+            elif isinstance(out, RestsClear):
+                ctx.log.info(
+                    "door %s: the beams rest clear again", door, extra=flood_key(f"{door} rests")
                 )
         if self.timer is not None:
             self.timer.cancel()

@@ -5,12 +5,15 @@ import pytest
 
 from drivers.gpio.beams import (
     ONE_SIDED_BACKOUTS,
+    RESTS_BLOCKED,
     BeamCounter,
     Glitch,
     Moving,
     OneSided,
     Output,
     Passage,
+    RestsBlocked,
+    RestsClear,
     Stuck,
 )
 
@@ -321,3 +324,58 @@ def test_each_passage_says_when_its_walk_began_a_held_leader_its_own() -> None:
         pytest.approx((0.1, 0.5)),
         pytest.approx((0.4, 0.8)),
     ]
+
+
+def inverted_riders(
+    c: BeamCounter, riders: int, t: float, dwell: float
+) -> tuple[list[Output], float]:
+    """Receivers of the opposite output to the config's: the pair reads blocked at rest,
+    and a rider going in reads as the cycle of a rider going in, inverted, `dwell` s apart."""
+    out: list[Output] = []
+    for _ in range(riders):
+        for beam, blocked in (("outer", False), ("inner", False), ("outer", True), ("inner", True)):
+            t += 0.1
+            out += c.feed(beam, blocked, t)
+        t += dwell
+        out += c.advance(t)
+    return out, t
+
+
+def test_a_pair_resting_blocked_and_clearing_for_moments_is_reported_once() -> None:
+    # dark-on receivers where the config says light-on: three stops, a quiet ride between
+    c = BeamCounter(MIN, MAX, outer_blocked=True, inner_blocked=True)
+    out, _ = inverted_riders(c, 2 * RESTS_BLOCKED + 2, 0.0, MAX + 1.0)
+    reports = [o for o in out if isinstance(o, RestsBlocked)]
+    assert len(reports) == 1 and reports[0].rests == RESTS_BLOCKED
+
+
+def test_a_lens_stuck_blocked_for_good_is_no_pair_resting_blocked() -> None:
+    # both beams blocked for ever (a case parked across them): never clear between
+    c = BeamCounter(MIN, MAX)
+    out = c.feed("outer", True, 1.0) + c.feed("inner", True, 1.1)
+    out += c.advance(1.0 + 10 * MAX)
+    assert not any(isinstance(o, RestsBlocked) for o in out)
+
+
+def test_riders_standing_in_the_door_between_clear_rests_are_no_pair_resting_blocked() -> None:
+    # each stands on both beams longer than max_transit_s, then goes; the pair rests clear
+    c = BeamCounter(MIN, MAX)
+    out: list[Output] = []
+    t = 0.0
+    for _ in range(RESTS_BLOCKED + 2):
+        out += walk(*IN[:2], counter=c)
+        t = c._now + MAX + 1.0
+        out += c.advance(t)
+        out += c.feed("outer", False, t + 0.1) + c.feed("inner", False, t + 0.2)
+        out += c.advance(t + MAX + 1.0)
+    assert passages(out) == ["in"] * (RESTS_BLOCKED + 2)
+    assert not any(isinstance(o, RestsBlocked) for o in out)
+
+
+def test_a_pair_reported_resting_blocked_that_rests_clear_again_is_reported_clear() -> None:
+    c = BeamCounter(MIN, MAX, outer_blocked=True, inner_blocked=True)
+    _, t = inverted_riders(c, RESTS_BLOCKED + 1, 0.0, MAX + 1.0)
+    out = c.feed("outer", False, t) + c.feed("inner", False, t + 0.1)  # rewired
+    out += c.feed("outer", True, t + MAX + 2.0) + c.advance(t + MAX + 3.0)  # the next rider
+    clear = [o.ts for o in out if isinstance(o, RestsClear)]
+    assert clear == [pytest.approx(t + 0.1 + MAX)]

@@ -12,6 +12,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from core.events import Crossing, DoorInput, PanicInput
 from drivers.gpio import board
+from drivers.gpio.beams import RESTS_BLOCKED
 from tests.drivers.gpio.conftest import Start
 from tests.drivers.gpio.fakes import chatter, wait_until
 from tests.helpers.journal import FEW, Journal
@@ -255,6 +256,28 @@ async def test_covered_outer_lens_is_stuck_even_while_people_keep_crossing_the_i
         i.drive_low()
     assert r.rec.counts["beam_stuck"] == 1
     assert r.rec.of(Crossing) == []
+
+
+async def test_receivers_wired_the_opposite_of_the_config_are_reported_not_counted_silently(
+    start: Start, factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # dark-on receivers (output off while they see the light) with the default light-on
+    # config: the pull-up reads blocked at rest, a rider reads as a moment clear. Scaled: a
+    # stop of riders 0.25 s after the last, a ride of max_transit_s 0.1 s between stops
+    pair = {"door": "front", "outer": OUTER, "inner": INNER, "min_block_s": 0.005}
+    r = await start(beams=[{**pair, "max_transit_s": 0.1}])
+    o, i = factory.pin(OUTER), factory.pin(INNER)
+    o.drive_high()
+    i.drive_high()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(RESTS_BLOCKED + 1):  # a stop: one rider going in
+            await asyncio.sleep(0.15)
+            for pin, level in ((o, 0), (i, 0), (o, 1), (i, 1)):
+                pin.drive_high() if level else pin.drive_low()
+                await asyncio.sleep(0.015)
+        await wait_until(lambda: r.rec.counts["beam_rests_blocked"] == 1, 1, "the report")
+    assert len([m for m in caplog.messages if "set active_high = false" in m]) == 1
+    assert r.rec.counts["beam_stuck"] >= RESTS_BLOCKED
 
 
 # -- a storm of edges ------------------------------------------------------------------
