@@ -485,6 +485,18 @@ warning that may as well mean a hand waved through the beams; twenty with the do
 once reported open say the contact is the likelier fault, once, in words. Counting stays
 gated: a hand waved twenty times must not open the gate."""
 
+GATE_OPENINGS = 3
+"""The door's last openings, and the walks judged by its contact since the first of them,
+that say whether the contact reads the wrong way round: at least `GATE_SHUT` walks gated
+shut, more than were let through. A contact whose `active_high` is the opposite of its
+wiring (a reed wired NC where the config says NO) reads open while the door is shut and
+shut while it is open: riders at each stop are dropped, bar those within `DOOR_GRACE_S` of
+the door's moves, a hand waved while the door is really shut counts, and each reported
+opening (its real closing) cleared the count `door_silent` keeps, so only the per-walk
+warning said so. An honest door gates shut a hand, or someone inside moving about, now
+and then: far fewer walks than it lets through while it keeps opening."""
+GATE_SHUT = 10
+
 SERIES_PRESS_MIN_S = 0.1
 """A press counts towards `presses` once down this long: a deliberate jab lasts longer, a
 knock from a bag or an elbow is shorter."""
@@ -652,6 +664,9 @@ class _Doorway:
         self.silent = False  # reported beam_silent, no edge since
         self.shut_walks = 0  # walks not counted, the door shut, since it last opened
         self.door_silent = False  # reported door_silent, the door not opened since
+        # walks judged by a contact, [shut, let through], since each of its last openings
+        self.gated: deque[list[int]] = deque([[0, 0]], maxlen=GATE_OPENINGS + 1)
+        self.gate_doubt = False  # reported the contact the wrong way round, not cleared
         if door is not None:
             door.opened.append(self.door_opened)
         self.counter = BeamCounter(
@@ -749,6 +764,7 @@ class _Doorway:
     def door_opened(self) -> None:
         """The door opened: twenty times with not one edge on the beams is a dead pair."""
         self.shut_walks = 0
+        self.gated.append([0, 0])
         if self.door_silent:
             self.door_silent = False
             self.board.ctx.log.info(
@@ -803,6 +819,8 @@ class _Doorway:
                 self.gate_timer = self.board.later(verdict, self.judge)
                 return
             self.waiting.popleft()
+            if isinstance(door, _Door):
+                self.gate(door, verdict == "closed")
             if verdict == "closed":
                 self.shut(walk)
                 continue
@@ -812,6 +830,41 @@ class _Doorway:
             elif door is None and name_ in self.board.never_heard:
                 ctx.count("beam_door_never_heard")  # ungated: the bus never told the door
             ctx.emit(Crossing(name_, walk.direction, walk.ts))
+
+    def gate(self, door: "_Door", shut: bool) -> None:
+        """One more walk judged by the contact: most walks gated shut while the door kept
+        opening is a contact read the wrong way round (`GATE_OPENINGS`)."""
+        self.gated[-1][0 if shut else 1] += 1
+        ctx, name_ = self.board.ctx, self.options.door
+        dropped = sum(c[0] for c in self.gated)
+        counted = sum(c[1] for c in self.gated)
+        if self.gate_doubt:
+            if dropped < counted:
+                self.gate_doubt = False
+                ctx.log.info(
+                    "door %s: most walks through its beams count again",
+                    name_,
+                    extra=flood_key(f"{name_} gate"),
+                )
+            return
+        if len(self.gated) <= GATE_OPENINGS or dropped < GATE_SHUT or dropped <= counted:
+            return
+        self.gate_doubt = True
+        ctx.count("door_gate_inverted")
+        ctx.log.warning(
+            "door %s: %d walks through its beams not counted as the door read shut, %d "
+            "counted, while it opened %d times: does its contact read the wrong way round "
+            "(set active_high = %s on its pin %s)? Riders are dropped and a hand waved "
+            "while it is shut counts. Or someone keeps waving through the beams while it "
+            "is shut (door_gate_inverted)",
+            name_,
+            dropped,
+            counted,
+            GATE_OPENINGS,
+            "false" if door.options.active_high else "true",
+            door.options.pin,
+            extra=flood_key(f"{name_} gate"),
+        )
 
     def unseen(self, walk: Passage, verdict: str) -> None:
         """A walk counted though its door's CAN status did not say whether it was open."""

@@ -460,3 +460,75 @@ async def test_a_door_contact_stuck_shut_while_people_walk_through_is_reported_o
     assert r.rec.counts["door_silent"] == 1
     await walks(1)
     assert r.rec.counts["door_silent"] == 2
+
+
+async def _stops(
+    factory: MockFactory, stops: int, riders: int, *, open_level: bool, waves: int = 0
+) -> None:
+    """Stops of a door with a contact: it opens (driven to `open_level`), `riders` walk in
+    well within it, it shuts; then `waves` hands waved through the beams while it is shut.
+    Scaled: DOOR_GRACE_S 0.02 s."""
+    door, outer, inner = factory.pin(DOOR), factory.pin(OUTER), factory.pin(INNER)
+
+    def level(pin: MockPin, high: bool) -> None:
+        pin.drive_high() if high else pin.drive_low()
+
+    async def walk() -> None:
+        for pin, high in ((outer, True), (inner, True), (outer, False), (inner, False)):
+            level(pin, high)
+            await asyncio.sleep(0.005)
+
+    for _ in range(stops):
+        level(door, open_level)
+        await asyncio.sleep(0.06)
+        for _ in range(riders):
+            await walk()
+        await asyncio.sleep(0.06)
+        level(door, not open_level)
+        await asyncio.sleep(0.06)
+        for _ in range(waves):
+            await walk()
+        await asyncio.sleep(0.06)
+
+
+GATED = {
+    "doors": [{"name": "entrance", "pin": DOOR, "bounce_s": 0.005, "flap_changes": 50}],
+    "beams": [{"door": "entrance", "outer": OUTER, "inner": INNER, "min_block_s": 0.002}],
+}
+
+
+async def test_a_door_contact_read_the_wrong_way_round_is_reported_once(
+    start: Start,
+    factory: MockFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reed wired NC where the config says NO: it reads open while the door is shut, so
+    riders at each stop are dropped as `beam_door_closed`, and each reported opening (the
+    real closing) cleared `door_silent`'s count: only the per-walk warning said so."""
+    monkeypatch.setattr(board, "DOOR_GRACE_S", 0.02, raising=False)
+    monkeypatch.setattr(board, "GATE_SHUT", 4, raising=False)
+    factory.pin(DOOR).drive_high()  # shut, read open
+    r = await start(**GATED)
+    for pin in (OUTER, INNER):
+        factory.pin(pin).drive_low()
+    with caplog.at_level(logging.WARNING):
+        await _stops(factory, 4, 2, open_level=False)
+        await wait_until(lambda: r.rec.counts["beam_door_closed"] == 8, 1, "the walks judged")
+    assert r.rec.counts["door_gate_inverted"] == 1
+    assert len([m for m in caplog.messages if "set active_high = false" in m]) == 1
+
+
+async def test_a_hand_waved_now_and_then_at_a_shut_door_is_no_contact_the_wrong_way_round(
+    start: Start, factory: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(board, "DOOR_GRACE_S", 0.02, raising=False)
+    monkeypatch.setattr(board, "GATE_SHUT", 4, raising=False)
+    factory.pin(DOOR).drive_low()  # shut
+    r = await start(**GATED)
+    for pin in (OUTER, INNER):
+        factory.pin(pin).drive_low()
+    await _stops(factory, 4, 2, open_level=True, waves=1)
+    await wait_until(lambda: len(r.rec.of(Crossing)) == 8, 1, "the riders counted")
+    await wait_until(lambda: r.rec.counts["beam_door_closed"] == 4, 1, "the waves judged")
+    assert r.rec.counts["door_gate_inverted"] == 0
