@@ -379,3 +379,27 @@ def test_a_pair_reported_resting_blocked_that_rests_clear_again_is_reported_clea
     out += c.feed("outer", True, t + MAX + 2.0) + c.advance(t + MAX + 3.0)  # the next rider
     clear = [o.ts for o in out if isinstance(o, RestsClear)]
     assert clear == [pytest.approx(t + 0.1 + MAX)]
+
+
+# A rider at 1.2 m/s with an 8 cm thing (a forearm, a phone) 6 cm ahead of the torso, beams
+# 10 cm apart: the edges as the front of the thing reaches each distance (m) past the outer beam
+THING_AHEAD = [
+    ("outer", True, 0.0),
+    ("outer", False, 0.08),
+    ("inner", True, 0.10),
+    ("outer", True, 0.14),
+    ("inner", False, 0.18),
+    ("inner", True, 0.24),
+    ("outer", False, 0.39),
+    ("inner", False, 0.49),
+]
+
+
+@pytest.mark.parametrize(("min_block_s", "counted"), [(0.03, []), (0.08, ["in"])])
+def test_a_thing_carried_ahead_of_a_rider_loses_them_unless_min_block_s_spans_its_gap(
+    min_block_s: float, counted: list[str]
+) -> None:
+    # docs/drivers.md, counting beams: the trade-off of a longer min_block_s
+    c = BeamCounter(min_block_s, MAX)
+    out = [o for beam, blocked, x in THING_AHEAD for o in c.feed(beam, blocked, 1.0 + x / 1.2)]
+    assert passages(out + c.advance(3.0)) == counted
