@@ -480,15 +480,15 @@ async def _stops(
 
     for _ in range(stops):
         level(door, open_level)
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.04)
         for _ in range(riders):
             await walk()
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.04)
         level(door, not open_level)
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.04)
         for _ in range(waves):
             await walk()
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.04)
 
 
 GATED = {
