@@ -496,6 +496,13 @@ opening (its real closing) cleared the count `door_silent` keeps, so only the pe
 warning said so. An honest door gates shut a hand, or someone inside moving about, now
 and then: far fewer walks than it lets through while it keeps opening."""
 GATE_SHUT = 10
+GATE_SPREAD = 2
+"""Of the times between those openings, how many must each have gated more walks shut than
+they let through. Read the wrong way round, a contact drops the riders of each stop, in
+the time that ends with its next (false) opening, so nearly every such time is one. Walks
+gated shut all in one time are something else: a contact stuck shut (`door_silent`'s
+fault: the dropped walks pile up after its last opening, and flipping `active_high` would
+open the gate for good) or a night at the depot with a cleaner in the doorway."""
 
 SERIES_PRESS_MIN_S = 0.1
 """A press counts towards `presses` once down this long: a deliberate jab lasts longer, a
@@ -848,6 +855,9 @@ class _Doorway:
                 )
             return
         if len(self.gated) <= GATE_OPENINGS or dropped < GATE_SHUT or dropped <= counted:
+            return
+        ended = list(self.gated)[:-1]  # the times each ended by an opening
+        if sum(shut > through for shut, through in ended) < GATE_SPREAD:
             return
         self.gate_doubt = True
         ctx.count("door_gate_inverted")
