@@ -66,9 +66,14 @@ together only ever show "someone is on this beam"):
   clearing, so some walks count in the right direction, some in the wrong one, and most
   of a two-way stream none, with only `Stuck` to show, which blames dirt or someone in the
   door. A dirty lens or a parked case never clears both beams between; a rider who stands
-  in the door and then goes leaves the pair clear. Riders standing in the doorway all the
-  way from stop to stop (a crush-loaded bus) look the same: a report, counting goes on, and
-  `RestsClear` once the pair has rested clear `max_transit_s` again.
+  in the door and then goes leaves the pair clear. Riders standing in the door one after
+  another (paying the driver on the step, a queue at a ticket check) look the same, edge
+  for edge: where the doorway's door is known (`door_opened`), rests count only with an
+  opening of it between them (the pair reversed rests blocked from stop to stop; a queue
+  stands within one opening). Riders standing in the doorway all the way from stop to stop
+  (a crush-loaded bus) still look the same, and so does a queue where no door is known: a
+  report, counting goes on, and `RestsClear` once the pair has rested clear
+  `max_transit_s` again.
 """
 
 from dataclasses import dataclass
@@ -217,6 +222,8 @@ class BeamCounter:
         self._cleared = True  # both beams were clear since the last rest blocked
         self._clear_since: float | None = None if (outer_blocked or inner_blocked) else now
         self._rests_reported = False
+        self._door_known = False  # told of the door's openings: rests count one an opening
+        self._opened = False  # the door opened since the last rest counted
         self._now = now
 
     # -- queries ------------------------------------------------------------------------
@@ -236,6 +243,13 @@ class BeamCounter:
         return None if event is None else event[1]
 
     # -- input --------------------------------------------------------------------------
+
+    def door_opened(self) -> None:
+        """The doorway's door opened: from now on a rest of the pair blocked counts towards
+        `RestsBlocked` only with an opening since the last one counted (riders standing in
+        the door one after another do so within one opening)."""
+        self._door_known = True
+        self._opened = True
 
     def feed(self, beam: Beam, blocked: bool, t: float) -> list[Output]:
         """An edge on one beam at time t (a repeated level is ignored)."""
@@ -314,7 +328,10 @@ class BeamCounter:
         assert isinstance(stuck, Stuck)
         if not all(self._level) or not self._cleared:
             return
+        if self._door_known and self._rests and not self._opened:
+            return  # within the opening of the last one: riders standing one after another
         self._cleared = False
+        self._opened = False
         self._rests += 1
         if self._rests >= self.rests_blocked and not self._rests_reported:
             self._rests_reported = True

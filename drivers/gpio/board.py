@@ -750,7 +750,7 @@ class _Doorway:
                     "config's (dark-on or NC where it says light-on or NO: set active_high = "
                     "%s)? Then the pair reads blocked at rest and each rider as a moment "
                     "clear, and the count is nonsense. Or riders stand in the doorway from "
-                    "stop to stop (beam_rests_blocked)",
+                    "stop to stop, or one after another (beam_rests_blocked)",
                     door,
                     out.rests,
                     self.options.max_transit_s,
@@ -770,6 +770,7 @@ class _Doorway:
 
     def door_opened(self) -> None:
         """The door opened: twenty times with not one edge on the beams is a dead pair."""
+        self.counter.door_opened()
         self.shut_walks = 0
         self.gated.append([0, 0])
         if self.door_silent:

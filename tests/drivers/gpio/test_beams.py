@@ -403,3 +403,29 @@ def test_a_thing_carried_ahead_of_a_rider_loses_them_unless_min_block_s_spans_it
     c = BeamCounter(min_block_s, MAX)
     out = [o for beam, blocked, x in THING_AHEAD for o in c.feed(beam, blocked, 1.0 + x / 1.2)]
     assert passages(out + c.advance(3.0)) == counted
+
+
+def test_a_pair_resting_blocked_between_openings_of_its_door_is_reported() -> None:
+    # the pair reversed, its door known: a rider at each stop, the door opening for each
+    c = BeamCounter(MIN, MAX, outer_blocked=True, inner_blocked=True)
+    out, t = c.advance(MAX + 1.0), MAX + 1.0
+    for _ in range(RESTS_BLOCKED):
+        c.door_opened()
+        more, t = inverted_riders(c, 1, t, MAX + 1.0)
+        out += more
+    assert [o.rests for o in out if isinstance(o, RestsBlocked)] == [RESTS_BLOCKED]
+
+
+def test_riders_standing_in_the_door_one_after_another_within_one_opening_rest_once() -> None:
+    # the door known: a queue standing on the beams within one opening is one rest
+    c = BeamCounter(MIN, MAX)
+    c.door_opened()
+    out: list[Output] = []
+    for _ in range(RESTS_BLOCKED + 2):
+        t = c._now + 0.5
+        out += c.feed("outer", True, t) + c.feed("inner", True, t + 0.1)
+        out += c.advance(t + MAX + 1.0)
+        out += c.feed("outer", False, t + MAX + 1.1) + c.feed("inner", False, t + MAX + 1.2)
+    out += c.advance(c._now + 1.0)
+    assert passages(out) == ["in"] * (RESTS_BLOCKED + 2)
+    assert not any(isinstance(o, RestsBlocked) for o in out)

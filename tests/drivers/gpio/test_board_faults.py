@@ -280,6 +280,33 @@ async def test_receivers_wired_the_opposite_of_the_config_are_reported_not_count
     assert r.rec.counts["beam_stuck"] >= RESTS_BLOCKED
 
 
+async def test_riders_standing_in_the_door_one_after_another_at_one_stop_are_not_beams_reversed(
+    start: Start, factory: MockFactory
+) -> None:
+    # riders paying the driver on the step, each on both beams longer than max_transit_s,
+    # the next stepping up at once: honest beams, one opening of the door. Scaled
+    factory.pin(DOOR).drive_low()  # shut
+    r = await start(
+        doors=[{"name": "front", "pin": DOOR, "bounce_s": 0.005}],
+        beams=[
+            {"door": "front", "outer": OUTER, "inner": INNER}
+            | {"min_block_s": 0.005, "max_transit_s": 0.1}
+        ],
+    )
+    o, i, door = factory.pin(OUTER), factory.pin(INNER), factory.pin(DOOR)
+    o.drive_low()
+    i.drive_low()
+    door.drive_high()  # open
+    await asyncio.sleep(0.02)
+    for _ in range(RESTS_BLOCKED + 1):
+        for pin, high, then in ((o, 1, 0.015), (i, 1, 0.15), (o, 0, 0.015), (i, 0, 0.015)):
+            pin.drive_high() if high else pin.drive_low()
+            await asyncio.sleep(then)
+    await wait_until(lambda: len(r.rec.of(Crossing)) == RESTS_BLOCKED + 1, 1, "the riders")
+    assert r.rec.counts["beam_stuck"] >= RESTS_BLOCKED + 1
+    assert r.rec.counts["beam_rests_blocked"] == 0
+
+
 # -- a storm of edges ------------------------------------------------------------------
 
 
