@@ -349,11 +349,21 @@ def test_a_pair_resting_blocked_and_clearing_for_moments_is_reported_once() -> N
     assert len(reports) == 1 and reports[0].rests == RESTS_BLOCKED
 
 
-def test_a_lens_stuck_blocked_for_good_is_no_pair_resting_blocked() -> None:
-    # both beams blocked for ever (a case parked across them): never clear between
+def test_a_case_shoved_about_on_both_beams_is_no_pair_resting_blocked() -> None:
+    # a case parked across both beams, nudged now and then: one beam clears for a moment,
+    # then the other, never both at once; each nudge restarts a beam's time, so the pair is
+    # Stuck again and again with both blocked, but never clear between
     c = BeamCounter(MIN, MAX)
-    out = c.feed("outer", True, 1.0) + c.feed("inner", True, 1.1)
-    out += c.advance(1.0 + 10 * MAX)
+    out = c.feed("outer", True, 1.0) + c.feed("inner", True, 1.1) + c.advance(1.0 + 2 * MAX)
+    for _ in range(2 * RESTS_BLOCKED):
+        t = c._now + 0.1
+        for beam, blocked, dt in (("outer", False, 0), ("outer", True, 0.1)) + (
+            ("inner", False, 0.2),
+            ("inner", True, 0.3),
+        ):
+            out += c.feed(beam, blocked, t + dt)
+        out += c.advance(t + 2 * MAX)
+    assert len([o for o in out if isinstance(o, Stuck)]) > 2 * RESTS_BLOCKED
     assert not any(isinstance(o, RestsBlocked) for o in out)
 
 
