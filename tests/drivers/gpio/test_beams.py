@@ -6,6 +6,7 @@ import pytest
 from drivers.gpio.beams import (
     ONE_SIDED_BACKOUTS,
     RESTS_BLOCKED,
+    Beam,
     BeamCounter,
     Glitch,
     Moving,
@@ -357,10 +358,13 @@ def test_a_case_shoved_about_on_both_beams_is_no_pair_resting_blocked() -> None:
     out = c.feed("outer", True, 1.0) + c.feed("inner", True, 1.1) + c.advance(1.0 + 2 * MAX)
     for _ in range(2 * RESTS_BLOCKED):
         t = c._now + 0.1
-        for beam, blocked, dt in (("outer", False, 0), ("outer", True, 0.1)) + (
+        nudge: list[tuple[Beam, bool, float]] = [
+            ("outer", False, 0),
+            ("outer", True, 0.1),
             ("inner", False, 0.2),
             ("inner", True, 0.3),
-        ):
+        ]
+        for beam, blocked, dt in nudge:
             out += c.feed(beam, blocked, t + dt)
         out += c.advance(t + 2 * MAX)
     assert len([o for o in out if isinstance(o, Stuck)]) > 2 * RESTS_BLOCKED
@@ -391,28 +395,57 @@ def test_a_pair_reported_resting_blocked_that_rests_clear_again_is_reported_clea
     assert clear == [pytest.approx(t + 0.1 + MAX)]
 
 
-# A rider at 1.2 m/s with an 8 cm thing (a forearm, a phone) 6 cm ahead of the torso, beams
-# 10 cm apart: the edges as the front of the thing reaches each distance (m) past the outer beam
-THING_AHEAD = [
-    ("outer", True, 0.0),
-    ("outer", False, 0.08),
-    ("inner", True, 0.10),
-    ("outer", True, 0.14),
-    ("inner", False, 0.18),
-    ("inner", True, 0.24),
-    ("outer", False, 0.39),
-    ("inner", False, 0.49),
-]
+def shape(
+    parts: list[tuple[float, float]], speed: float, gap: float = 0.10
+) -> list[tuple[float, Beam, bool]]:
+    """A body going in at `speed` m/s through beams `gap` m apart: `parts` are its solid
+    stretches (m from its front, apart); the edges each beam sees, in time order."""
+    edges: list[tuple[float, Beam, bool]] = []
+    beams: tuple[tuple[Beam, float], ...] = (("outer", 0.0), ("inner", gap))
+    for beam, at in beams:
+        for front, back in parts:
+            edges += [((at + front) / speed, beam, True), ((at + back) / speed, beam, False)]
+    return sorted(edges)
 
 
-@pytest.mark.parametrize(("min_block_s", "counted"), [(0.03, []), (0.08, ["in"])])
-def test_a_thing_carried_ahead_of_a_rider_loses_them_unless_min_block_s_spans_its_gap(
-    min_block_s: float, counted: list[str]
-) -> None:
-    # docs/drivers.md, counting beams: the trade-off of a longer min_block_s
+def counted(parts: list[tuple[float, float]], min_block_s: float, speed: float = 1.2) -> list[str]:
     c = BeamCounter(min_block_s, MAX)
-    out = [o for beam, blocked, x in THING_AHEAD for o in c.feed(beam, blocked, 1.0 + x / 1.2)]
-    assert passages(out + c.advance(3.0)) == counted
+    out = [o for t, beam, blocked in shape(parts, speed) for o in c.feed(beam, blocked, 1.0 + t)]
+    return passages(out + c.advance(10.0))
+
+
+TORSO = 0.25
+
+
+@pytest.mark.parametrize(
+    ("thing", "ahead", "min_block_s", "seen"),
+    [
+        (0.08, 0.06, 0.03, []),  # shallow and close: the rider is lost
+        (0.08, 0.06, 0.08, ["in"]),  # min_block_s spans the gap: one shape
+        (0.08, 0.12, 0.03, ["in"]),  # held further ahead than the beams' gap: a back-out
+        (0.12, 0.06, 0.03, ["in", "in"]),  # deeper than the beams' gap: one more
+    ],
+)
+def test_a_thing_carried_ahead_of_a_rider_counts_as_docs_drivers_md_says(
+    thing: float, ahead: float, min_block_s: float, seen: list[str]
+) -> None:
+    # docs/drivers.md, counting beams: a thing carried ahead and min_block_s; beams 10 cm
+    parts = [(0.0, thing), (thing + ahead, thing + ahead + TORSO)]
+    assert counted(parts, min_block_s) == seen
+
+
+@pytest.mark.parametrize(("min_block_s", "seen"), [(0.03, ["in"]), (0.05, [])])
+def test_a_slim_child_running_is_lost_to_a_longer_min_block_s(
+    min_block_s: float, seen: list[str]
+) -> None:
+    assert counted([(0.0, 0.12)], min_block_s, speed=2.5) == seen  # 48 ms on each beam
+
+
+@pytest.mark.parametrize(("min_block_s", "seen"), [(0.03, ["in", "in"]), (0.05, ["in"])])
+def test_two_people_5_cm_apart_are_one_to_a_longer_min_block_s(
+    min_block_s: float, seen: list[str]
+) -> None:
+    assert counted([(0.0, TORSO), (TORSO + 0.05, 2 * TORSO + 0.05)], min_block_s) == seen
 
 
 def test_a_pair_resting_blocked_between_openings_of_its_door_is_reported() -> None:
