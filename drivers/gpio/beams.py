@@ -278,6 +278,8 @@ class BeamCounter:
             if kind == "stuck":
                 out.append(self._report_stuck())
                 self._rested(out)
+            elif kind == "rested":
+                self._rest_clear(out)
             else:
                 since = self._since[i]
                 assert since is not None
@@ -300,6 +302,9 @@ class BeamCounter:
                 events.append((since, since + self.min_block_s, "confirm", i))
         if not self._stuck_reported and (deadline := self._stuck_deadline()) is not None:
             events.append((deadline, deadline, "stuck", -1))
+        if self._rests_reported and self._clear_since is not None:  # told when, not later
+            rested = self._clear_since + self.max_transit_s
+            events.append((rested, rested, "rested", -1))
         if not events:
             return None
         _, due, kind, i = min(events)
@@ -337,6 +342,14 @@ class BeamCounter:
             self._rests_reported = True
             out.append(RestsBlocked(stuck.ts, self._rests))
 
+    def _rest_clear(self, out: list[Output]) -> None:
+        """Both beams clear `max_transit_s`: the pair rests as it should; `RestsClear` if it
+        was reported resting blocked (due then, by `advance`: not only when someone comes)."""
+        self._rests = 0
+        if self._rests_reported and self._clear_since is not None:
+            self._rests_reported = False
+            out.append(RestsClear(self._clear_since + self.max_transit_s))
+
     def _confirm(self, i: int, blocked: bool, t: float, out: list[Output]) -> None:
         was_clear = not any(self._level)
         self._level[i] = blocked
@@ -345,10 +358,7 @@ class BeamCounter:
             self._clear_since = t
         elif was_clear and self._clear_since is not None:
             if t - self._clear_since >= self.max_transit_s - EPSILON:  # rested clear
-                self._rests = 0
-                if self._rests_reported:
-                    self._rests_reported = False
-                    out.append(RestsClear(self._clear_since + self.max_transit_s))
+                self._rest_clear(out)
             self._clear_since = None
         self._blocked_since[i] = t if blocked else None
         other = 1 - i

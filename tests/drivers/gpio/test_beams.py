@@ -386,6 +386,19 @@ def test_riders_standing_in_the_door_between_clear_rests_are_no_pair_resting_blo
     assert not any(isinstance(o, RestsBlocked) for o in out)
 
 
+def test_a_pair_reported_resting_blocked_is_reported_clear_max_transit_s_after_it_clears() -> None:
+    # rewired at the depot: nobody comes by, the line is due all the same
+    c = BeamCounter(MIN, MAX, outer_blocked=True, inner_blocked=True)
+    _, t = inverted_riders(c, RESTS_BLOCKED + 1, 0.0, MAX + 1.0)
+    c.feed("outer", False, t)
+    c.feed("inner", False, t + 0.1)
+    c.advance(t + 0.2)  # both clear confirmed
+    assert c.next_deadline() == pytest.approx(t + 0.1 + MAX)
+    clear = [o.ts for o in c.advance(t + 0.1 + MAX) if isinstance(o, RestsClear)]
+    assert clear == [pytest.approx(t + 0.1 + MAX)]
+    assert c.next_deadline() is None
+
+
 def test_a_pair_reported_resting_blocked_that_rests_clear_again_is_reported_clear() -> None:
     c = BeamCounter(MIN, MAX, outer_blocked=True, inner_blocked=True)
     _, t = inverted_riders(c, RESTS_BLOCKED + 1, 0.0, MAX + 1.0)
