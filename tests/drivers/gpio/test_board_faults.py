@@ -594,3 +594,24 @@ async def test_a_night_of_walks_at_a_shut_door_then_a_morning_stop_is_no_contact
     await wait_until(lambda: len(r.rec.of(Crossing)) == 8, 1, "the riders counted")
     assert r.rec.counts["beam_door_closed"] == 8
     assert r.rec.counts["door_gate_inverted"] == 0
+
+
+async def test_a_door_contact_put_right_after_its_report_says_so_once_and_reports_no_more(
+    start: Start,
+    factory: MockFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(board, "DOOR_GRACE_S", 0.02, raising=False)
+    monkeypatch.setattr(board, "GATE_SHUT", 4, raising=False)
+    factory.pin(DOOR).drive_high()  # shut, read open
+    r = await start(**GATED)
+    for pin in (OUTER, INNER):
+        factory.pin(pin).drive_low()
+    await _stops(factory, 4, 2, open_level=False)
+    await wait_until(lambda: r.rec.counts["door_gate_inverted"] == 1, 1, "the report")
+    with caplog.at_level(logging.INFO):
+        await _stops(factory, 3, 2, open_level=True)  # the reed wired as the config says
+        await wait_until(lambda: len(r.rec.of(Crossing)) >= 6, 1, "the riders counted")
+    assert len([m for m in caplog.messages if "count again" in m]) == 1
+    assert r.rec.counts["door_gate_inverted"] == 1
