@@ -49,11 +49,14 @@ ACCEL_MPS2 = 3.0  # harder than a bus or a truck speeds up or brakes in service
 EXCURSION_MAX_S = 10.0
 """Multipath excursions last seconds; a receiver still away after this long is believed."""
 EXCURSION_MAX_FIXES = 100  # the same, for a receiver whose fix times do not go forward
-REPLAY_FACTOR_MAX = 20.0
-"""The receiver's time between two fixes is believed up to this many times the time between
-their arrivals, plus EXCURSION_MAX_S (fixes read at once after a stalled read): a recording
-replayed up to 20 times as fast as it was driven counts as it was driven; beyond it the
-receiver's clock jumped."""
+REPLAY_FACTOR_MAX = 1.0
+"""The receiver's time between two fixes is believed up to this many times the node's time
+between their arrivals, plus EXCURSION_MAX_S (a fix read late after a stalled read, the
+reference one among them): a real receiver's clock does not run faster than the node's, and
+a spoofer moves it with the position (a clock 60 s on with a teleport was 30 s to drive in at
+20 times: 1.35 km from standing). A recording replayed faster than driven still counts step
+by step (each step is far less than the 10 s); a gap in it (a tunnel) longer than its
+arrivals' time plus 10 s is judged as that."""
 
 
 def jitter_m(fix: Fix) -> float:

@@ -16,9 +16,9 @@ jitter allowance): the next good fix counts from the last good one. A receiver t
 come back within `EXCURSION_MAX_S` is believed where it stays (the first fix was the wrong
 one), counting the way there at no more than `MAX_ROAD_SPEED_MPS` (standing still, the
 receiver moved, not the vehicle: only the crawl believed before, and its speeds meanwhile).
-All in the receiver's time, so a log replayed fast counts as it was driven — but no more of it than
-`REPLAY_FACTOR_MAX` times the time between the fixes' arrivals (when the driver says when
-they came): a receiver's clock that jumps hours or years on (a spoofer moving the time
+All in the receiver's time — but no more of it than the node's time between the fixes'
+arrivals (`REPLAY_FACTOR_MAX`, 1) plus `EXCURSION_MAX_S` (when the driver says when they
+came): a receiver's clock that jumps hours or years on (a spoofer moving the time
 with the position, a cold-start date, a gpsd reporting year 1 then 9999) would otherwise
 make any step reachable, and count it. A fix the receiver did not measure
 (`Fix.measured`: quality 6 estimated, as a receiver extrapolates or dead-reckons in a

@@ -515,6 +515,22 @@ def test_a_spoofer_stepping_the_receiver_clock_back_buys_no_time_for_a_teleport(
     assert flagged == list(range(20, 31))
 
 
+def test_a_spoofer_jumping_the_receiver_clock_ahead_buys_no_time_for_a_teleport() -> None:
+    """No CAN bus: a spoofer puts a parked bus 1.2 km away and the receiver's clock 60 s on
+    in the same fix. A real receiver's time between two fixes is never much more than the
+    node's between their arrivals: 60 s claimed in 1 s is no 60 s to drive in (20 times the
+    arrivals, plus 10 s, was: 30 s from standing, 1.35 km, believed at once)."""
+    judge = FixJudge()
+    flagged = []
+    for t in range(40):
+        shown, north = (t, 0.0) if t < 20 else (t + 60, 1200.0)
+        lat, lon = offset(*DEPOT, north, 0.0)
+        fix = Fix(T0 + timedelta(seconds=shown), lat, lon, speed=0.0, hdop=0.9, received=1000.0 + t)
+        if judge.judge(fix, 1000.0 + t) is not None:
+            flagged.append(t)
+    assert flagged == list(range(20, 20 + int(REACCEPT_S)))  # then held REACCEPT_S: believed
+
+
 # -- the frozen receiver ----------------------------------------------------------------
 
 
