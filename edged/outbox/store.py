@@ -234,6 +234,9 @@ class Outbox:
         self._kept_overtaken: dict[str, int] = {}  # OVERTAKEN_KEY: those the broker took
         self._wake_writer = asyncio.Event()
         self._new_data = asyncio.Event()
+        self.alarm_data = asyncio.Event()
+        """Set when an alarm (`Priority.ALARM`) can be fetched that was not when the last
+        fetch began: the uplink, its read-ahead full, reads it past that (`next_alarms`)."""
         self.urgent_put = asyncio.Event()
         """Set at each put of an alarm a person raised (the panic: `edged.topics.urgent`):
         the uplink, waiting to reconnect, tries at once (`edged.uplink.client.Uplink.run`);
@@ -957,6 +960,11 @@ class Outbox:
         if recovered or any(r is PutResult.STORED for r in results):
             self.lanes.committed(self._last_id)
             self._new_data.set()
+            if recovered or any(
+                r is PutResult.STORED and i.pub.priority is Priority.ALARM
+                for i, r in zip(batch, results, strict=True)
+            ):
+                self.alarm_data.set()
         for item, result in zip(batch, results, strict=True):
             # one the caps refused, thinned or dropped stays in memory, to be sent
             if item.again is not None and result is PutResult.STORED:
@@ -1051,6 +1059,8 @@ class Outbox:
                 )
         if batch:
             self._new_data.set()
+            if any(i.pub.priority is Priority.ALARM for i in batch):
+                self.alarm_data.set()
 
     def _commit(
         self,
@@ -1403,6 +1413,7 @@ class Outbox:
         self.lanes.reset()
         self.memory.reset()
         self._new_data.set()
+        self.alarm_data.set()
 
     async def next_batch(self, limit: int) -> list[Stored]:
         """The next messages to send, in sending order; waits while there are none.
@@ -1411,6 +1422,7 @@ class Outbox:
         in memory still goes, and the database is tried again every READ_RETRY_S."""
         while True:
             self._new_data.clear()
+            self.alarm_data.clear()
             batch = await self._call(self._fetch, limit)
             for m in batch:
                 if m.id < 0 and m.retain:
@@ -1426,7 +1438,14 @@ class Outbox:
             else:
                 await self._new_data.wait()
 
-    def _fetch(self, limit: int) -> list[Stored]:
+    async def next_alarms(self, limit: int) -> list[Stored]:
+        """The alarms to send (`Priority.ALARM`) not handed out yet, at once: none, or a
+        database that cannot be read, is an empty list. For an uplink whose read-ahead of
+        `next_batch` is full (`alarm_data` says when to ask)."""
+        self.alarm_data.clear()
+        return await self._call(self._fetch, limit, Priority.ALARM)
+
+    def _fetch(self, limit: int, upto: Priority = Priority.HEALTH) -> list[Stored]:
         out: list[Stored] = []
         readable = time.monotonic() - self._read_failed_at >= READ_RETRY_S
         boundary = self.lanes.boundary()
@@ -1434,7 +1453,7 @@ class Outbox:
         # drain, so nothing of it may count as handed out in the new one
         session, mem_session = self.lanes.session, self.memory.session
         for prio in map(int, Priority):
-            if len(out) >= limit:
+            if len(out) >= limit or prio > upto:
                 break
             out.extend(self.memory.take(prio, limit - len(out), mem_session))
             if not readable or self._counts.by_prio[prio] <= 0:

@@ -16,9 +16,12 @@ write queue), hence the pins `aiomqtt>=2.5,<3` and `paho-mqtt>=2.1,<2.3`.
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import socket
 import ssl
+import sys
+import termios
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
@@ -322,6 +325,21 @@ class MqttClient(CancellableClient):
             raise aiomqtt.MqttCodeError(paho.MQTT_ERR_NO_CONN, "Could not publish message")
         # QoS 1 for paho's queue: it reports nothing when the bytes are written
         client._packet_queue(paho.PUBLISH, packets, 0, 1)
+
+    def queued_bytes(self) -> int:
+        """Bytes written for the broker that its host has not received yet: paho's write
+        queue and the socket's send queue (SIOCOUTQ: sent or not, not acknowledged by the
+        broker's TCP), what a publish written now waits behind (`edged.uplink.sender`)."""
+        client = self._client
+        queued = sum(int(p["to_process"]) for p in client._out_packet)
+        sock = client._sock
+        if sock is None:
+            return queued
+        try:
+            out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4))
+        except (OSError, ValueError, AttributeError):  # closed meanwhile; not a socket
+            return queued
+        return queued + int.from_bytes(out, sys.byteorder, signed=True)
 
     def _claim(self, mid: int, reason: int) -> bool:
         """A PUBACK read from the socket: the drain's own, or paho's to read."""

@@ -20,6 +20,10 @@ paho's `on_publish` (written, for QoS 0):
 - what a fetch brings that ranks before what is already read ahead (a higher priority
   class, or the live lane before the backlog: `Stored.rank`) goes before it, so a live tap
   does not wait behind the read-ahead's backlog;
+- below the alarm class, what is written and not yet with the broker stays within about a
+  second of what the link carries (`QUEUE_S`): an alarm put during a backlog drain goes
+  past the budget (within the window) and waits only behind that, however slow the link;
+  an alarm is read past a full read-ahead (`Outbox.next_alarms`);
 - a message left unacknowledged for `timeout_s` ends the session, as aiomqtt's publish
   time-out did: the outbox sends it again in the next one;
 - a message the broker cannot take (a packet over its Maximum Packet Size, announced or
@@ -51,7 +55,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.outbox import Outbox, Stored
-from edged.topics import COPY_FROM
+from edged.topics import COPY_FROM, Priority
 from edged.uplink.batching import Batch, Batcher
 from edged.uplink.ceiling import PacketCeiling, Suspect, least
 from edged.uplink.mqtt import MqttClient
@@ -59,6 +63,19 @@ from edged.uplink.packets import BadPublish, packed, publish_packet, publish_siz
 
 READ_AHEAD = 8
 """Windows of messages read ahead of the window in flight."""
+QUEUE_S = 1.0
+"""Below the alarm class, what is written and not yet with the broker's host (paho's write
+queue and the socket's: `MqttClient.queued_bytes`) stays within what the link carried in
+the last QUEUE_S, but at least QUEUE_MIN_BYTES (`Sender.budget`). Nothing overtakes bytes
+written to the connection: a panic pressed during a day's backlog drain waited behind
+every sample the kernel took (megabytes: 19.5 s at 64 kbit/s up, an EDGE link, and more
+over GPRS). About a second of what the link carries keeps a fast link's drain at its
+rate, and an alarm, which goes past the budget, waits about a second behind it."""
+QUEUE_MIN_BYTES = 16 * 1024
+"""The budget before the link has shown its rate: at a session's start, on a slow link."""
+QUEUE_POLL_S = 0.02
+"""While the budget holds the drain back, how often it looks at the queue again: no
+event says the kernel sent a QoS 0 publish."""
 ALIAS_PROPERTIES = 4
 """Bytes of a batch's MQTT 5 properties at most: their length, then a topic alias (a batch
 carries no correlation data)."""
@@ -184,6 +201,10 @@ class Sender:
         # mid -> (rows, sent at, whether its PUBACK is read here: `edged.uplink.packets`,
         # bytes of its PUBLISH)
         self._inflight: dict[int, tuple[tuple[Stored, ...], float, bool, int]] = {}
+        self._written = 0  # bytes of the publishes given to paho in this session
+        self._drained: deque[tuple[float, int]] = deque()  # (loop time, bytes gone) QUEUE_S
+        self._poll: asyncio.TimerHandle | None = None  # `QUEUE_POLL_S`
+        self._turn = 0  # bytes given to paho in this turn of `_pump`
         self.max_packet: int | None = None  # set by `run`: the broker's limit, or a learned one
         self._batch_packet: int | None = None  # the same for a batch of samples
         self._out: list[bytes] = []  # PUBLISH packets of this loop turn, written as one
@@ -201,6 +222,18 @@ class Sender:
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
+
+    def budget(self, now: float) -> tuple[int, int]:
+        """(bytes queued for the broker now, the budget of that below the alarm class): what
+        left the queue in the last QUEUE_S, at least QUEUE_MIN_BYTES."""
+        queued = self.client.queued_bytes()
+        drained, gone = self._drained, max(0, self._written - queued)
+        if drained and gone < drained[-1][1]:
+            gone = drained[-1][1]  # another's publish (a birth, a ping) in the queue
+        drained.append((now, gone))
+        while len(drained) > 1 and drained[1][0] <= now - QUEUE_S:
+            drained.popleft()
+        return queued, max(QUEUE_MIN_BYTES, gone - drained[0][1])
 
     async def run(self) -> None:
         """Drain for as long as the session lasts; raises the error that ends it."""
@@ -231,6 +264,8 @@ class Sender:
             self.client.on_puback = None
             if self._timer is not None:
                 self._timer.cancel()
+            if self._poll is not None:
+                self._poll.cancel()
             for handle in self._retries:
                 handle.cancel()
             self._retries.clear()
@@ -240,9 +275,26 @@ class Sender:
         while True:
             self._take(await self.outbox.next_batch(most - len(ahead)))
             self._pump()
-            if len(ahead) > most - self.window:
+            while len(ahead) > most - self.window:
                 self._low.clear()
-                await self._low.wait()
+                await self._low_or_alarm()
+                if not self._low.is_set():  # an alarm goes past the full read-ahead
+                    self._take(await self.outbox.next_alarms(self.window))
+                    self._pump()
+
+    async def _low_or_alarm(self) -> None:
+        """Until the read-ahead runs low or an alarm can be fetched: a read-ahead full of
+        samples the link carries slowly (`QUEUE_S`), or not at all, kept an alarm put
+        meanwhile in the outbox, with room for it in the window."""
+        waits = [
+            asyncio.ensure_future(self._low.wait()),
+            asyncio.ensure_future(self.outbox.alarm_data.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     def _take(self, batch: list[Stored]) -> None:
         """Into the read-ahead, in sending order (a batch is in it already)."""
@@ -538,9 +590,15 @@ class Sender:
         if allowed is not None:  # what publishes made beside it hold (`beside`)
             room = min(room, allowed - self._beside - len(inflight))
         now = self._loop.time()
+        queued, budget = self.budget(now)
+        self._turn = 0
+        held = False  # the budget holds something back
         try:
             while ahead:
                 msg = ahead[0]
+                if msg.priority > Priority.ALARM and queued + self._turn >= budget:
+                    held = True  # what comes next waits for the link (an alarm still goes)
+                    break
                 if msg.topic in self.parked:  # refused: one probe goes, the rest is held
                     if room <= 0:
                         break
@@ -563,6 +621,9 @@ class Sender:
                 ahead.popleft()
                 room -= self._send((msg,), msg.payload, now, retain=self._flag(msg))
             while room > 0:  # one at a time: a batch split in two goes on with its half
+                if queued + self._turn >= budget:
+                    held = held or bool(batcher.ready) or batcher.next_due() is not None
+                    break
                 batches = batcher.take(now, 1)
                 if not batches:
                     break
@@ -572,9 +633,16 @@ class Sender:
             if not self._failed.done():
                 self._failed.set_exception(exc)
             return
-        self._arm(batcher.next_due())
+        if not held:
+            self._arm(batcher.next_due())
+        elif self._poll is None:  # not a batch's due time: one already due would spin
+            self._poll = self._loop.call_later(QUEUE_POLL_S, self._polled)
         if len(ahead) <= (READ_AHEAD - 1) * self.window:
             self._low.set()
+
+    def _polled(self) -> None:
+        self._poll = None
+        self._wake()
 
     def _flag(self, msg: Stored) -> bool:
         """The retain flag of `msg`'s publish: on the wire only, the row stays a retained
@@ -632,10 +700,14 @@ class Sender:
         if packet is not None and mid is not None:
             self._out.append(packet)
             self._inflight[mid] = (msgs, now, True, size)
+            self._turn += size
+            self._written += size
             return 1
         self._write()  # what was built before goes first: the one naming a topic alias
         mid = client.publish_nowait(topic, payload, first.qos, retain, properties)
         self._inflight[mid] = (msgs, now, False, size)
+        self._turn += size
+        self._written += size
         return 1
 
     def _is_copy(self, topic: str) -> bool:

@@ -21,11 +21,19 @@ from edged.payloads import Alarm, DoorEvent, Position
 from edged.topics import ALARM, DOOR, POSITION, Priority, Topics
 from edged.uplink.aliases import TopicAliases
 from edged.uplink.mqtt import MqttClient, PublishRefused
-from edged.uplink.sender import READ_AHEAD, RESERVED, Outgoing, PubackTimeout, Sender, Unsent
+from edged.uplink.sender import (
+    READ_AHEAD,
+    RESERVED,
+    Outgoing,
+    PubackTimeout,
+    Sender,
+    Unsent,
+)
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.disk import rows_on_disk
 from tests.helpers.mqtt import Collector
+from tests.helpers.slowlink import SlowLink
 
 TOPICS = Topics("rnst/v1", "test", "n1")
 
@@ -494,6 +502,47 @@ async def test_a_newer_retained_message_waits_behind_a_refused_one_and_stays_the
         assert json.loads(kept)["active"] is False  # what a broker's memory is restored to
     finally:
         broker.stop()
+
+
+async def test_a_panic_put_during_a_backlog_drain_on_a_slow_link_arrives_within_seconds(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """A panic pressed as a day's backlog drains over a slow link (32 KB/s up here): nothing
+    overtakes what is written to the connection, and the drain wrote every sample the
+    kernel took, some 560 KB here (17 s); now what is queued is about a second of what the
+    link carries."""
+    await fill(outbox, [position(i) for i in range(3000)])
+    async with (
+        SlowLink(broker.port, 32_000) as link,
+        Collector(broker.port, "rnst/v1/test/n1/#") as c,
+    ):
+        sender = await sending(link.port, outbox, window=32, batch_max=50)
+        async with draining(sender):
+            await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
+            await outbox.put_nowait(panic(active=True))
+            await c.wait_for(lambda: len(c.on("alarm/panic")) == 1, 3, "the panic")
+
+
+async def test_a_panic_is_sent_past_a_read_ahead_the_link_does_not_take(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """The link stops carrying anything mid-drain: the read-ahead stays full of samples,
+    and an alarm put then must still be written (the window has room for it): it was left
+    in the outbox until the read-ahead ran low."""
+    await fill(outbox, [position(i) for i in range(3000)])
+    async with (
+        SlowLink(broker.port, 32_000) as link,
+        Collector(broker.port, "rnst/v1/test/n1/#") as c,
+    ):
+        sender = await sending(link.port, outbox, window=32, batch_max=50)
+        async with draining(sender):
+            await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
+            link.rate = 0
+            await outbox.put_nowait(panic(active=True))
+            deadline = time.monotonic() + 1.0
+            while sender.in_flight == 0:  # the samples are QoS 0: only the panic waits
+                assert time.monotonic() < deadline, "the panic was not sent"
+                await asyncio.sleep(0.01)
 
 
 async def test_the_brokers_receive_maximum_bounds_the_window(
