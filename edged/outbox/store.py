@@ -1423,12 +1423,7 @@ class Outbox:
         while True:
             self._new_data.clear()
             self.alarm_data.clear()
-            batch = await self._call(self._fetch, limit)
-            for m in batch:
-                if m.id < 0 and m.retain:
-                    after = self._memory_after.get(m.id, 0)
-                    if after > self._overtaken.get(m.topic, 0):
-                        self._overtaken[m.topic] = after
+            batch = self._handed_out(await self._call(self._fetch, limit))
             if batch:
                 return batch
             if time.monotonic() - self._read_failed_at < READ_RETRY_S:
@@ -1443,7 +1438,20 @@ class Outbox:
         database that cannot be read, is an empty list. For an uplink whose read-ahead of
         `next_batch` is full (`alarm_data` says when to ask)."""
         self.alarm_data.clear()
-        return await self._call(self._fetch, limit, Priority.ALARM)
+        return self._handed_out(await self._call(self._fetch, limit, Priority.ALARM))
+
+    def _handed_out(self, batch: list[Stored]) -> list[Stored]:
+        """`batch`, after noting what its messages kept in memory overtake: a retained one
+        marks its topic's rows stored before it (`superseded`), which go without the flag.
+        Every fetch for the uplink goes through here: a clearing of the panic read past the
+        read-ahead (`next_alarms`) and left unnoted let the raise stored before it go
+        retained after it, and the broker kept the panic active."""
+        for m in batch:
+            if m.id < 0 and m.retain:
+                after = self._memory_after.get(m.id, 0)
+                if after > self._overtaken.get(m.topic, 0):
+                    self._overtaken[m.topic] = after
+        return batch
 
     def _fetch(self, limit: int, upto: Priority = Priority.HEALTH) -> list[Stored]:
         out: list[Stored] = []

@@ -937,6 +937,27 @@ async def test_a_retained_message_stored_before_one_kept_in_memory_is_superseded
     assert restored == [False], "a broker that lost its store gets the clearing back"
 
 
+async def test_a_retained_alarm_read_past_the_read_ahead_from_memory_supersedes_older_rows(
+    tmp_path: Path,
+) -> None:
+    """The same, the clearing read by `next_alarms` (the uplink's read-ahead full of a
+    backlog): that read must mark the raise stored before it as overtaken as `next_batch`
+    does, or the raise goes retained after the clearing and the broker keeps the panic
+    active."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        box = await started(cfg(disk))
+        box.put_nowait(alarm())
+        await box.flush()
+        cleared = Alarm(kind="panic", active=False, reason="acknowledged")
+        await refused_by_full_disk(
+            box, disk, Publication.make(TOPICS, ALARM, cleared, name="panic")
+        )
+        batch = await box.next_alarms(10)
+        flags = [(json.loads(m.payload)["active"], box.superseded(m)) for m in batch]
+        await box.close()
+    assert flags == [(False, False), (True, True)], flags
+
+
 async def test_an_alarm_sent_from_memory_is_not_sent_again_after_a_restart(
     tmp_path: Path,
 ) -> None:
