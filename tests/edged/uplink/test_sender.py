@@ -539,10 +539,13 @@ async def test_a_panic_is_sent_past_a_read_ahead_the_link_does_not_take(
             await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
             link.rate = 0
             await outbox.put_nowait(panic(active=True))
-            deadline = time.monotonic() + 1.0
-            while sender.in_flight == 0:  # the samples are QoS 0: only the panic waits
+            deadline = time.monotonic() + 5.0  # generous: a loaded CI; ~0.05 s here
+            # the one QoS 1 publish in flight (a QoS 0 sample paho has not written yet is
+            # in flight too: `in_flight` alone could pass without the panic)
+            while (sent := sender.largest_unacked()) is None:
                 assert time.monotonic() < deadline, "the panic was not sent"
                 await asyncio.sleep(0.01)
+            assert sent.topic == TOPICS.base + "/alarm/panic", sent
 
 
 async def test_the_brokers_receive_maximum_bounds_the_window(
