@@ -520,7 +520,9 @@ async def test_a_panic_put_during_a_backlog_drain_on_a_slow_link_arrives_within_
         async with draining(sender):
             await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
             await outbox.put_nowait(panic(active=True))
-            await c.wait_for(lambda: len(c.on("alarm/panic")) == 1, 3, "the panic")
+            # ~1 s here; 1.8 s when the proxy (in this loop) carries half as much, as on a
+            # loaded CI; 17 s before the budget
+            await c.wait_for(lambda: len(c.on("alarm/panic")) == 1, 8, "the panic")
 
 
 async def test_a_panic_is_sent_past_a_read_ahead_the_link_does_not_take(
