@@ -22,8 +22,10 @@ paho's `on_publish` (written, for QoS 0):
   does not wait behind the read-ahead's backlog;
 - below the alarm class, what is written and not yet with the broker stays within about a
   second of what the link carries (`QUEUE_S`): an alarm put during a backlog drain goes
-  past the budget (within the window) and waits only behind that, however slow the link;
-  an alarm is read past a full read-ahead (`Outbox.next_alarms`);
+  past the budget (within the window) and waits only behind that (on a very slow link,
+  behind QUEUE_MIN_BYTES and a batch let go just under it; on a link that just slowed,
+  behind a second of its old rate); an alarm is read past a full read-ahead
+  (`Outbox.next_alarms`);
 - a message left unacknowledged for `timeout_s` ends the session, as aiomqtt's publish
   time-out did: the outbox sends it again in the next one;
 - a message the broker cannot take (a packet over its Maximum Packet Size, announced or
