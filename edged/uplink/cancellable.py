@@ -19,12 +19,15 @@ retrieved: MqttCodeError('Unexpected disconnection')" when collected.
 
 import asyncio
 import contextlib
+import socket
+import ssl
 import threading
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 T = TypeVar("T")
 
@@ -37,6 +40,30 @@ class _Attempt:
         self.connect_ended = False  # the thread is done with paho's connect
         self.given_up = False  # `__aenter__` failed: the socket is to be closed
         self.sock: object = None  # the socket it opened (paho's, once wrapped)
+        self.handshaking: ssl.SSLSocket | None = None
+        """The TLS socket whose handshake the thread runs (`_tls_wrap`), until it ends."""
+
+
+class _Recording:
+    """An `SSLContext` as paho's TLS wrap sees it, which hands the socket it wraps to the
+    attempt before paho starts its handshake (paho keeps it in a local until then)."""
+
+    def __init__(self, context: ssl.SSLContext, attempt: _Attempt) -> None:
+        self._context = context
+        self._attempt = attempt
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        wrapped = self._context.wrap_socket(*args, **kwargs)
+        attempt = self._attempt
+        with attempt.lock:
+            attempt.handshaking = wrapped
+            given_up = attempt.given_up
+        if given_up:  # cancelled while the TCP connection was made: no handshake
+            socket.socket.shutdown(wrapped, socket.SHUT_RDWR)
+        return wrapped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
 
 
 class CancellableClient(aiomqtt.Client):
@@ -46,6 +73,32 @@ class CancellableClient(aiomqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._attempt = _Attempt()
+        self._client._ssl_wrap_socket = self._tls_wrap  # type: ignore[method-assign]
+
+    def _tls_wrap(self, tcp: socket.socket) -> ssl.SSLSocket:
+        """paho's TLS wrap and handshake, in the connect thread, with the socket known to
+        the attempt while the handshake runs: a stop then shuts it down (`_give_up`), and
+        the handshake ends at once, not at paho's `connect_timeout` (5 s). And a failed
+        handshake's socket is closed now: paho leaves it to the collector, and the uplink's
+        TLS context (`edged.uplink.tls.ResumingContext.last`) kept it open until the next
+        attempt, for ever after a stop."""
+        client = self._client
+        context = client._ssl_context
+        assert context is not None  # paho wraps only when TLS is set
+        client._ssl_context = _Recording(context, self._attempt)  # type: ignore[assignment]
+        try:
+            return paho.Client._ssl_wrap_socket(client, tcp)
+        except BaseException:
+            attempt = self._attempt
+            with attempt.lock:
+                failed, attempt.handshaking = attempt.handshaking, None
+            if failed is not None:
+                failed.close()
+            raise
+        finally:
+            client._ssl_context = context
+            with self._attempt.lock:
+                self._attempt.handshaking = None
 
     async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109
         """The task still counts a cancel that `asyncio.wait_for` dropped
@@ -107,6 +160,10 @@ class CancellableClient(aiomqtt.Client):
         with attempt.lock:
             attempt.given_up = True
             ended = attempt.connect_ended
+            handshaking = attempt.handshaking
+            if handshaking is not None:  # the thread's handshake ends now, failed
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(handshaking, socket.SHUT_RDWR)
         if ended:  # else the thread hands the close over once it has the socket
             self._loop.call_soon(self._close_socket, attempt)
 

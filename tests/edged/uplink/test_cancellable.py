@@ -6,10 +6,13 @@ error unread."""
 import ast
 import asyncio
 import gc
+import os
 import socket
+import ssl
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -18,9 +21,11 @@ import pytest
 from edged.ops.client import ToolClient
 from edged.uplink.cancellable import CancellableClient
 from edged.uplink.mqtt import MqttClient
+from edged.uplink.tls import ResumingContext
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
 from tests.helpers.nodes import ROOT
+from tests.helpers.pki import Pki
 from tests.helpers.silent import silent_server
 
 FAULT_HERE = sys.version_info < (3, 12)  # CPython gh-86296: aiomqtt's own client loses it
@@ -141,6 +146,31 @@ async def test_a_connection_attempt_without_a_connack_in_time_closes_its_socket(
             await client.__aenter__()
         await wait_until(lambda: server.open == 0, 1, "the connection closed")
         assert server.accepted == 1
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_tls_handshake_that_fails_closes_its_socket_at_once(tmp_path: Path) -> None:
+    """A broker whose certificate the node does not trust: paho left the failed handshake's
+    socket to the collector (a cycle through the error's traceback), and the uplink's TLS
+    context kept it until the next attempt, after the backoff."""
+    theirs, ours = Pki(tmp_path / "theirs"), Pki(tmp_path / "ours")
+    crt, key = theirs.issue("broker", "localhost")
+    broker = Mosquitto(tmp_path, extra=f"cafile {theirs.ca}\ncertfile {crt}\nkeyfile {key}\n")
+    broker.start()
+    try:
+        context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(str(ours.ca))
+        client = MqttClient("127.0.0.1", broker.port, identifier="n1", tls_context=context)
+        before = _open_descriptors()
+        with pytest.raises(aiomqtt.MqttError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.__aenter__()
+        assert context.last is not None and context.last.fileno() == -1
+        assert _open_descriptors() == before
+    finally:
+        broker.stop()
 
 
 class _SlowToConnect(MqttClient):

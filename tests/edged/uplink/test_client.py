@@ -1083,6 +1083,27 @@ async def test_a_stop_while_the_broker_has_not_answered_the_connection_closes_it
         await wait_until(lambda: server.open == 0, 1, "the connection closed")
 
 
+async def test_a_stop_during_a_tls_handshake_the_broker_never_answers_closes_it_at_once(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A front that takes the TCP connection and never answers the ClientHello (a hung TLS
+    terminator): the stop returned, but the handshake went on in aiomqtt's connect thread
+    until paho's 5 s `connect_timeout`, and its socket then stayed open for good, kept by
+    the uplink's TLS context (`ResumingContext.last`) for a next attempt that never came."""
+    pki = Pki(tmp_path / "pki")
+    crt, key = pki.issue("node", "test.a")
+    tls = {"ca_file": pki.ca, "cert_file": crt, "key_file": key}
+    async with silent_server() as server:
+        uplink = _uplink(server.port, outbox, Counters(), tls=tls)
+        task = asyncio.create_task(uplink.run())
+        await wait_until(lambda: server.accepted == 1, 5, "the connection taken")
+        await asyncio.sleep(0.1)  # the ClientHello sent, unanswered
+        started = time.monotonic()
+        await cancel_and_wait([task])
+        await wait_until(lambda: server.open == 0, 0.5, "the connection closed")
+        assert time.monotonic() - started < 0.5
+
+
 async def test_attempts_at_a_broker_that_never_answers_leave_no_connection_open_behind(
     outbox: Outbox,
 ) -> None:
