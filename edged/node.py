@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -301,7 +302,12 @@ class Node:
         try:
             self.alarms.report_losses()
             self._start_services()
-            async with asyncio.TaskGroup() as tg:
+            # the uplink closed as the body ends, whatever ends it (here: one of the stop's
+            # steps raising), before the group cancels it once, with no `cancel_and_wait`:
+            # a cancel that comes as its session fails is swallowed with that session's
+            # error (Python 3.11), and an uplink still open took another session up and
+            # kept the node from ending until the watchdog killed it (as `_task_ended`)
+            async with asyncio.TaskGroup() as tg, _closed_at_end(self.uplink):
                 writer = tg.create_task(self.outbox.run_writer(), name="outbox.writer")
                 uplink = tg.create_task(self.uplink.run(), name="uplink")
                 health = every(self.config.health.interval_s, self.publish_health)
@@ -360,3 +366,12 @@ class Node:
                 logs.flush()  # a flood's count is said before the process goes, whatever
                 logging.getLogger().removeHandler(self.log_tail)
             log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def _closed_at_end(uplink: Uplink) -> AsyncIterator[None]:
+    """`uplink` closed however the block ends (`Node.run`)."""
+    try:
+        yield
+    finally:
+        uplink.close()

@@ -75,7 +75,7 @@ class CancellableClient(aiomqtt.Client):
         self._attempt = _Attempt()
         self._client._ssl_wrap_socket = self._tls_wrap  # type: ignore[method-assign]
 
-    def _tls_wrap(self, tcp: socket.socket) -> ssl.SSLSocket:
+    def _tls_wrap(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
         """paho's TLS wrap and handshake, in the connect thread, with the socket known to
         the attempt while the handshake runs: a stop then shuts it down (`_give_up`), and
         the handshake ends at once, not at paho's `connect_timeout` (5 s). And a failed
@@ -87,7 +87,7 @@ class CancellableClient(aiomqtt.Client):
         assert context is not None  # paho wraps only when TLS is set
         client._ssl_context = _Recording(context, self._attempt)  # type: ignore[assignment]
         try:
-            return paho.Client._ssl_wrap_socket(client, tcp)
+            return paho.Client._ssl_wrap_socket(client, tcp_sock)
         except BaseException:
             attempt = self._attempt
             with attempt.lock:

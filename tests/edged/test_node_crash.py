@@ -97,3 +97,43 @@ async def test_a_node_whose_uplink_session_fails_as_it_ends_still_ends_and_says_
         task.cancel()
         await asyncio.wait({task}, timeout=5)
         broker.stop()
+
+
+async def test_a_node_whose_stop_fails_as_its_uplink_session_fails_still_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's own stop raises (a defect injected in its last words) and, in the same
+    turn of the loop, the uplink's session fails. The node's TaskGroup cancels the uplink
+    once, with no `cancel_and_wait` after it on this path; the session's TaskGroup raised
+    its error in place of that cancel (Python 3.11), and the uplink, not closed, took it
+    for a session lost and went on: the node never ended (until the watchdog killed it)."""
+    from edged import node as node_module
+
+    broker = Mosquitto(tmp_path).start()
+    fail = asyncio.Event()
+
+    async def drain_failing_with_it(self: Uplink, client: Any) -> None:
+        await fail.wait()
+        raise RuntimeError("the same defect, met by the uplink's session")
+
+    async def last_words_failing(*_: Any) -> None:
+        fail.set()
+        raise RuntimeError("a defect in the node's stop")
+
+    monkeypatch.setattr(Uplink, "_drain", drain_failing_with_it)
+    monkeypatch.setattr(node_module, "drain_and_say_offline", last_words_failing)
+    node = Node(load_config(write_config(tmp_path, broker.port, gps=False)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(node.run(stop))
+    try:
+        await wait_until(lambda: node.uplink.connected, 10, "the uplink in its drain")
+        stop.set()
+        ended, _ = await asyncio.wait({task}, timeout=1.0)  # not cancelled if it hangs
+        assert ended, f"the node still runs, its uplink in session {node.uplink.sessions}"
+        with pytest.raises(BaseExceptionGroup):
+            task.result()
+    finally:
+        node.uplink.close()  # a node left hanging ends all the same
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+        broker.stop()
