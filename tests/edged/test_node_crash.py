@@ -126,12 +126,15 @@ async def test_a_node_whose_stop_fails_as_its_uplink_session_fails_still_ends(
     stop = asyncio.Event()
     task = asyncio.create_task(node.run(stop))
     try:
-        await wait_until(lambda: node.uplink.connected, 10, "the uplink in its drain")
-        stop.set()
-        ended, _ = await asyncio.wait({task}, timeout=1.0)  # not cancelled if it hangs
-        assert ended, f"the node still runs, its uplink in session {node.uplink.sessions}"
-        with pytest.raises(BaseExceptionGroup):
-            task.result()
+        async with Collector(broker.port, node.topics.of(STATE)) as c:
+            said = lambda: [m.payload["state"] for m in c.messages]  # noqa: E731
+            await wait_until(lambda: node.uplink.connected, 10, "the uplink in its drain")
+            stop.set()
+            ended, _ = await asyncio.wait({task}, timeout=1.0)  # not cancelled if it hangs
+            assert ended, f"the node still runs, its uplink in session {node.uplink.sessions}"
+            with pytest.raises(BaseExceptionGroup):
+                task.result()
+            await c.wait_for(lambda: said()[-1:] == ["offline"], 5, f"offline: {said()}")
     finally:
         node.uplink.close()  # a node left hanging ends all the same
         task.cancel()
