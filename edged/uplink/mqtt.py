@@ -28,6 +28,7 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -226,6 +227,7 @@ class MqttClient(CancellableClient):
         self.on_unreadable: Callable[[], None] | None = None
         """Told of each one at once: the session goes on, so its end is no time to count."""
         leave_out_unreadable(self._client, self._left_out)
+        self._client.loop_read = self._read_or_end  # type: ignore[method-assign]
         self.reader: ReadAhead | None = None  # this connection's socket, once open
         self._client._create_socket_connection = self._tcp_connection  # type: ignore[method-assign]
         self.on_delivered: Callable[[int, int], bool] | None = None
@@ -235,6 +237,20 @@ class MqttClient(CancellableClient):
         self.on_puback: Callable[[int, int], bool] | None = None
         """Told each PUBACK's message id and reason code before paho reads it; True when
         the id was one of the packets given to `write` (paho is not shown that PUBACK)."""
+
+    def _read_or_end(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's read, in aiomqtt's reader; an error out of it (a defect in what reads the
+        packets, the drain's PUBACKs among them: paho turns only a malformed packet into a
+        protocol error) ends the connection as a protocol error does. aiomqtt only ended
+        the session with it: the socket stayed open, read and kept alive by paho, the
+        broker holding the node online on it, until the next connection took the session
+        over (for good after a stop), and no DISCONNECT or will ended it."""
+        client = self._client
+        try:
+            return paho.Client.loop_read(client, max_packets)
+        except Exception:
+            log.exception("reading from the broker failed: the connection is closed")
+            return client._loop_rc_handle(paho.MQTT_ERR_PROTOCOL)
 
     @property
     def heard_at(self) -> float | None:

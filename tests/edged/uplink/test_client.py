@@ -26,6 +26,7 @@ from edged.topics import STATE as STATE_TOPIC
 from edged.uplink.cancellable import CancellableClient
 from edged.uplink.client import GIVEN_UP_FIRST_S, GIVEN_UP_FOR_S, Uplink
 from edged.uplink.packets import varint
+from edged.uplink.sender import Sender
 from edged.uplink.shutdown import drain_and_say_offline
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
@@ -1081,6 +1082,42 @@ async def test_a_stop_while_the_broker_has_not_answered_the_connection_closes_it
         await wait_until(lambda: server.accepted == 1, 5, "the connection taken")
         await cancel_and_wait([task])
         await wait_until(lambda: server.open == 0, 1, "the connection closed")
+
+
+async def test_a_defect_met_reading_a_puback_ends_the_connection_and_loses_nothing(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error out of what reads the broker's packets (injected in the drain's PUBACK
+    claim: a defect, no packet is known to cause one) ended the session, but aiomqtt left
+    its socket open, read and kept alive by paho: the broker held the node online on it
+    (no will) until the next connection took the session over, and for good after a stop.
+    Now it is closed as a protocol error is: the will tells dispatch, the next session
+    sends what the lost PUBACK left unacknowledged."""
+    broker = Mosquitto(tmp_path).start()
+    claim, failed = Sender._puback, []
+
+    def failing_once(sender: Sender, mid: int, reason: int) -> bool:
+        if not failed and mid in sender._inflight:
+            failed.append(mid)
+            raise RuntimeError("a defect met reading a PUBACK")
+        return claim(sender, mid, reason)
+
+    monkeypatch.setattr(Sender, "_puback", failing_once)
+    for door in ("d1", "d2", "d3"):
+        await outbox.put_nowait(Publication.make(TOPICS, DOOR, DoorEvent(door=door, open=True)))
+    timing = {"reconnect_min_s": 0.3, "reconnect_max_s": 0.4}
+    uplink = _uplink(broker.port, outbox, Counters(), **timing)
+    try:
+        async with Collector(broker.port, f"{TOPICS.base}/#") as c:
+            task = asyncio.create_task(uplink.run())
+            await wait_until(lambda: uplink.sessions == 2 and outbox.depth == 0, 1.5, "resent")
+            states = [m.payload["state"] for m in c.messages if m.topic.endswith("/state")]
+            doors = {m.payload["door"] for m in c.messages if "/door" in m.topic}
+        assert failed and states == ["online", "offline", "online"], states
+        assert doors == {"d1", "d2", "d3"}
+    finally:
+        await cancel_and_wait([task])
+        broker.stop()
 
 
 async def test_a_stop_during_a_tls_handshake_the_broker_never_answers_closes_it_at_once(
