@@ -804,6 +804,7 @@ class Uplink:
             properties=properties,
             timeout=cfg.publish_timeout_s,
             max_inflight_messages=cfg.window,
+            max_incoming=MAX_INCOMING_BYTES,  # over 3.1.1 too, which cannot announce it
         )
 
     async def _session(self) -> None:

@@ -181,7 +181,10 @@ DISCONNECT_WITH_WILL = 0x04
 
 
 class MqttClient(CancellableClient):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_incoming: int | None = None, **kwargs: Any) -> None:
+        """`max_incoming`: the largest packet taken from the broker (None: any); a larger
+        one ends the connection at its header (`PacketTooLarge`)."""
+        self.max_incoming = max_incoming
         kwargs.setdefault("queue_type", Incoming)
         kwargs.setdefault("max_queued_incoming_messages", MAX_QUEUED)  # Incoming's QoS 0 bound
         super().__init__(*args, **kwargs)
@@ -365,7 +368,7 @@ class MqttClient(CancellableClient):
     def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
         """paho's new socket, read in chunks from now on (`edged.uplink.readahead`), the
         drain's PUBACKs taken out (`edged.uplink.packets`)."""
-        wrapped = ReadAhead(sock, PubackFilter(self._claim))
+        wrapped = ReadAhead(sock, PubackFilter(self._claim, self.max_incoming))
         self.reader = wrapped
         client._sock = wrapped
         super()._on_socket_open(client, userdata, wrapped)

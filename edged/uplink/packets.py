@@ -31,6 +31,21 @@ MAX_REMAINING = 268_435_455
 """The largest remaining length a 4-byte MQTT varint holds."""
 
 
+class PacketTooLarge(ConnectionError):
+    """The broker sends a packet larger than the node takes (`PubackFilter`'s `limit`): the
+    connection ends before it is read (MQTT 5: a protocol error, 0x95). An OSError, so paho
+    takes it for the connection's end."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the broker sends a packet of {size} bytes, over the {limit} the node takes: "
+            "the connection is closed before reading it (a broker must not send it: set its "
+            "max_packet_size, Mosquitto, at most that; or a publish to cmd/ that large came "
+            "from a commander)"
+        )
+        self.size = size
+
+
 class BadPublish(EdgedError):
     """A publish no broker can take (what paho's `publish` refuses too): a wildcard in its
     topic, a topic over 65535 bytes, a packet over MQTT's 256 MB. The drain does not send
@@ -127,16 +142,23 @@ class PubackFilter:
     A packet not yet complete is held back only while it may be a PUBACK (or its header is
     incomplete); any other packet's bytes pass on as they come, so a large command is not
     held here. A header that is not MQTT (a remaining length longer than 4 bytes) turns the
-    filter off: paho sees the bytes as they came and ends the session."""
+    filter off: paho sees the bytes as they came and ends the session. A packet larger than
+    `limit` (None: any) raises `PacketTooLarge` at its header: paho would hold all of it in
+    memory (a broker ignoring MQTT 5's Maximum Packet Size, or any large message over 3.1.1,
+    which cannot announce one: 200 MB took a node to 619 MB, over a Pi Zero's memory)."""
 
-    def __init__(self, claim: Callable[[int, int], bool]) -> None:
+    def __init__(self, claim: Callable[[int, int], bool], limit: int | None = None) -> None:
         self.claim = claim
+        self.limit = limit
+        self._too_large: PacketTooLarge | None = None
         self._held = b""  # the start of a packet that may be a PUBACK
         self._passing = 0  # bytes of the current packet still to pass on unseen
         self._off = False
 
     def feed(self, data: bytes) -> bytes:
         """What paho is to read of `data`, in order."""
+        if self._too_large is not None:
+            raise self._too_large
         if self._off:
             return data
         out: list[bytes] = []
@@ -162,6 +184,14 @@ class PubackFilter:
                 self._held = buf[pos:]
                 return b"".join(out)
             end = i + length
+            if self.limit is not None and end - pos > self.limit:
+                # what came before it is read; the connection ends at the next read
+                self._too_large = PacketTooLarge(end - pos, self.limit)
+                out.append(buf[keep:pos])
+                before = b"".join(out)
+                if before:
+                    return before
+                raise self._too_large
             if first == PUBACK and length >= 2:
                 if end > size:  # may be ours: wait for the rest
                     out.append(buf[keep:pos])

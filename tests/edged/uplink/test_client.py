@@ -24,7 +24,7 @@ from edged.payloads import Alarm, DoorEvent, Reply, State
 from edged.topics import ALARM, DOOR, REPLY, Topics
 from edged.topics import STATE as STATE_TOPIC
 from edged.uplink.cancellable import CancellableClient
-from edged.uplink.client import GIVEN_UP_FIRST_S, GIVEN_UP_FOR_S, Uplink
+from edged.uplink.client import GIVEN_UP_FIRST_S, GIVEN_UP_FOR_S, MAX_INCOMING_BYTES, Uplink
 from edged.uplink.packets import varint
 from edged.uplink.sender import Sender
 from edged.uplink.shutdown import drain_and_say_offline
@@ -1118,6 +1118,36 @@ async def test_a_defect_met_reading_a_puback_ends_the_connection_and_loses_nothi
     finally:
         await cancel_and_wait([task])
         broker.stop()
+
+
+async def test_a_command_larger_than_the_node_takes_ends_the_connection_unread(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """Over 3.1.1 the node cannot tell the broker its Maximum Packet Size, and a broker
+    without one (Mosquitto's default) passes on whatever a commander sends to cmd/: paho
+    read it all into memory (200 MB took a node to 619 MB, over a Pi Zero's 512), and the
+    node handled it. The connection now ends at its header; the node comes back online."""
+    heard: list[int] = []
+
+    async def on_command(cmd: Any) -> None:
+        heard.append(len(cmd.payload))
+
+    # no kept session: the broker drops the message with the connection (one it keeps
+    # comes again at each connection until it drops it: the Changes entry says so)
+    timing = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.2, "session_expiry_s": 0}
+    counters = Counters()
+    uplink = _uplink(broker.port, outbox, counters, protocol="3.1.1", **timing)
+    uplink.on_command = on_command
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: uplink.connected, 5, "online")
+        async with CancellableClient("127.0.0.1", broker.port) as commander:
+            big = b'{"id": "p1"}' + b" " * (MAX_INCOMING_BYTES + 1)
+            await commander.publish(TOPICS.command_topic("ping"), big, qos=0)
+        await wait_until(lambda: uplink.sessions == 2 and uplink.connected, 1.5, "online again")
+        assert heard == [] and counters.snapshot().get("uplink.disconnect") == 1
+    finally:
+        await cancel_and_wait([task])
 
 
 async def test_a_stop_during_a_tls_handshake_the_broker_never_answers_closes_it_at_once(

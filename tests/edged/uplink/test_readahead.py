@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.uplink.packets import PubackFilter, varint
+from edged.uplink.packets import PacketTooLarge, PubackFilter, varint
 from edged.uplink.readahead import ReadAhead
 
 
@@ -110,3 +110,19 @@ def test_the_end_of_the_stream_reaches_paho_after_claimed_pubacks(
     peer.close()
     sock = ReadAhead(mine, PubackFilter(lambda mid, reason: True))
     assert sock.recv(1) == b""
+
+
+def test_a_packet_over_the_limit_ends_the_connection_at_its_header(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A broker that ignores the node's Maximum Packet Size (or any large message over
+    3.1.1, which cannot announce one): paho held all of it in memory, 200 MB took a node
+    to 619 MB. Told at the header, before any of it is kept."""
+    mine, peer = pair
+    peer.sendall(puback(1) + b"\x30" + varint(9 * 1024 * 1024) + b"\x00\x03a/b")
+    sock = ReadAhead(mine, PubackFilter(lambda mid, reason: False, limit=8 * 1024 * 1024))
+    assert sock.recv(4) == puback(1)  # what came before it is read
+    peer.sendall(b"x" * 65536)  # the rest of it, coming
+    with pytest.raises(PacketTooLarge, match=f"{9 * 1024 * 1024 + 5} bytes"):
+        sock.recv(1)
+    assert isinstance(PacketTooLarge(1, 0), OSError)  # paho takes it for the connection's end
