@@ -131,13 +131,34 @@ class CancellableClient(aiomqtt.Client):
             self._close_failed(self._attempt)
             self._attempt = _Attempt()
         attempt = self._attempt
+        end = self._disconnected
+        ended_before = end.done()
         try:
-            return await super().__aenter__()
+            entered = await super().__aenter__()
+            if not ended_before and end.done() and end is not self._disconnected:
+                self._ended_at_once(end)
+            return entered
         except aiomqtt.MqttReentrantError:
             raise  # the socket is that of the `async with` in use
         except BaseException:
             self._give_up(attempt)
             raise
+
+    def _ended_at_once(self, end: "asyncio.Future[None]") -> None:
+        """The connection ended before `__aenter__` resumed from its CONNACK (the broker
+        sent a DISCONNECT with it, or a packet that ends the connection, in one read):
+        aiomqtt replaced that end with a fresh future and returned, and the session went
+        on with no socket, said online, its reader waiting for an end that never came
+        (until a publish failed), and "Future exception was never retrieved" logged. The
+        attempt fails with that end instead, the client left reusable (as aiomqtt's own
+        failed attempt)."""
+        self._connected = asyncio.Future()
+        if self._lock.locked():
+            self._lock.release()
+        exc = end.exception() if not end.cancelled() else None
+        if isinstance(exc, BaseException):
+            raise exc
+        raise aiomqtt.MqttError("the broker ended the connection right after its CONNACK")
 
     def _close_failed(self, attempt: _Attempt) -> None:
         """The last attempt's socket, if it failed, closes before the next attempt's thread

@@ -249,6 +249,37 @@ async def test_an_attempt_cancelled_as_the_broker_closes_it_raises_nothing_in_a_
     assert said == []
 
 
+async def test_a_connection_the_broker_ends_with_its_connack_fails_the_attempt() -> None:
+    """A DISCONNECT read with the CONNACK (a broker refusing the node after taking it: a
+    policy, another client with its id): aiomqtt returned connected, with no socket, the
+    end dropped unread ("Future exception was never retrieved"); the uplink said online
+    and its reader waited for an end that never came."""
+    said: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: said.append(context["message"]))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        client = MqttClient("127.0.0.1", port, identifier="n1", protocol=aiomqtt.ProtocolVersion.V5)
+        attempt = asyncio.create_task(client.__aenter__())
+        try:
+            conn, _ = await loop.run_in_executor(None, listener.accept)
+            with conn:
+                conn.settimeout(5)
+                assert await loop.run_in_executor(None, conn.recv, 1024)  # the CONNECT
+                conn.sendall(b"\x20\x03\x00\x00\x00" + b"\xe0\x02\x8e\x00")  # taken over
+                with pytest.raises(aiomqtt.MqttError):
+                    await attempt
+            assert client.ended is not None and client.ended.code == 0x8E
+            del attempt, client
+            gc.collect()
+            await asyncio.sleep(0)
+        finally:
+            loop.set_exception_handler(None)
+    assert said == []
+
+
 BARE_CLIENT_ON_PURPOSE = {
     "bench/outbox.py",  # the bare client is the baseline the outbox is measured against
     "tests/edged/uplink/test_cancellable.py",  # shows the fault
