@@ -85,11 +85,11 @@ class CancellableClient(aiomqtt.Client):
         client = self._client
         context = client._ssl_context
         assert context is not None  # paho wraps only when TLS is set
-        client._ssl_context = _Recording(context, self._attempt)  # type: ignore[assignment]
+        attempt = self._attempt  # this thread's, whatever a next attempt sets meanwhile
+        client._ssl_context = _Recording(context, attempt)  # type: ignore[assignment]
         try:
             return paho.Client._ssl_wrap_socket(client, tcp_sock)
         except BaseException:
-            attempt = self._attempt
             with attempt.lock:
                 failed, attempt.handshaking = attempt.handshaking, None
             if failed is not None:
@@ -97,8 +97,8 @@ class CancellableClient(aiomqtt.Client):
             raise
         finally:
             client._ssl_context = context
-            with self._attempt.lock:
-                self._attempt.handshaking = None
+            with attempt.lock:
+                attempt.handshaking = None
 
     async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109
         """The task still counts a cancel that `asyncio.wait_for` dropped
