@@ -287,6 +287,8 @@ class Uplink:
         self._said: set[tuple[str, str]] = set()
         """(topic, cause) of the publishes refused or held back that this session has
         logged (`_say_once`)."""
+        self._too_large_ends = 0  # connections in a row a packet too large ended
+        self._clean_next = False  # the next connection starts a clean session
         self._session_kept = False
         """A connection of this process got a CONNACK asking the broker to keep its session
         (`session_expiry_s` > 0): the next one that finds none tells a broker that lost it.
@@ -443,6 +445,8 @@ class Uplink:
                 self.counters.inc("uplink.internal_error")
             finally:
                 client = self._client
+                if client is not None:
+                    self._count_too_large(client)
                 if client is not None and client.session_present is not None:  # a CONNACK
                     self._online_heard_at = client.heard_at if self.connected else None
                 self.connected = False
@@ -461,6 +465,33 @@ class Uplink:
         lasted = time.monotonic() - self._worked_at if self._worked_at is not None else 0.0
         return SessionEnd(
             worked, lasted, taken_over, closed_under_us, pushed_back, refused=self._refused_now
+        )
+
+    def _count_too_large(self, client: MqttClient) -> None:
+        """A packet over MAX_INCOMING_BYTES ended this connection as it ended the last one:
+        the broker keeps it in the node's session (a QoS 1 command over 3.1.1, which cannot
+        announce the limit) and sends it first at every connection, which it ended for good
+        (backoff or not). The next connection starts a clean session: the broker drops it,
+        and the commands queued behind it, which it held back all the same."""
+        too_large = client.too_large
+        if too_large is None:
+            if client.session_present is not None:  # a CONNACK, and no such packet
+                self._too_large_ends = 0
+            return
+        self._too_large_ends += 1
+        if self._too_large_ends < 2 or self.config.session_expiry_s == 0:
+            return
+        self._clean_next = True
+        self._session_kept = False  # dropped on purpose: not a broker that lost it
+        self.counters.inc("uplink.session_cleaned")
+        log.warning(
+            "the broker at %s sent a packet of %d bytes again (over the %d the node takes), "
+            "kept in the node's session: the next connection starts a clean session, which "
+            "drops it and the commands queued for the node; set the broker's "
+            "max_packet_size, or use MQTT 5",
+            self.where,
+            too_large.size,
+            MAX_INCOMING_BYTES,
         )
 
     def _refused(self, exc: BaseException) -> None:
@@ -774,6 +805,7 @@ class Uplink:
         cfg = self.config
         v5 = self.protocol == "5"
         persistent = cfg.session_expiry_s > 0
+        clean = not persistent or self._clean_next  # `_count_too_large`
         properties = will_properties = None
         if v5 and cfg.will_delay_s > 0:
             will_properties = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
@@ -799,8 +831,8 @@ class Uplink:
                 retain=self.retains,
                 properties=will_properties,
             ),
-            clean_session=None if v5 else not persistent,
-            clean_start=not persistent if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # 5 only
+            clean_session=None if v5 else clean,
+            clean_start=clean if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # 5 only
             properties=properties,
             timeout=cfg.publish_timeout_s,
             max_inflight_messages=cfg.window,
@@ -865,7 +897,10 @@ class Uplink:
             self.counters.inc(f"uplink.tls.{'resumed' if self.tls_resumed else 'full'}")
         if not client.session_present and self._session_kept:
             self.ceiling.broker_changed()  # it had kept one: restarted without it, or another
-        self._session_kept = self.config.session_expiry_s > 0
+        # a clean session over 3.1.1 ends with its connection: the next finds none, rightly
+        cleaned_311 = self._clean_next and self.protocol == "3.1.1"
+        self._clean_next = False
+        self._session_kept = self.config.session_expiry_s > 0 and not cleaned_311
         self.hears_commands = False
         if client.session_present and self._subscribed == self.topics.commands:
             self.counters.inc("uplink.subscription_kept")  # the broker kept it with the session

@@ -35,7 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core.logs import flood_key
 from edged.uplink.cancellable import CancellableClient
-from edged.uplink.packets import PubackFilter
+from edged.uplink.packets import PacketTooLarge, PubackFilter
 from edged.uplink.readahead import ReadAhead
 from edged.uplink.unreadable import leave_out_unreadable
 
@@ -254,6 +254,12 @@ class MqttClient(CancellableClient):
         except Exception:
             log.exception("reading from the broker failed: the connection is closed")
             return client._loop_rc_handle(paho.MQTT_ERR_PROTOCOL)
+
+    @property
+    def too_large(self) -> PacketTooLarge | None:
+        """The packet over `max_incoming` that ended this connection (None: none did)."""
+        pubacks = self.reader.pubacks if self.reader is not None else None
+        return pubacks.too_large if pubacks is not None else None
 
     @property
     def heard_at(self) -> float | None:

@@ -155,6 +155,11 @@ class PubackFilter:
         self._passing = 0  # bytes of the current packet still to pass on unseen
         self._off = False
 
+    @property
+    def too_large(self) -> PacketTooLarge | None:
+        """The packet over `limit` that ends the connection (None: none came)."""
+        return self._too_large
+
     def feed(self, data: bytes) -> bytes:
         """What paho is to read of `data`, in order."""
         if self._too_large is not None:

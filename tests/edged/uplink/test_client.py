@@ -1150,6 +1150,38 @@ async def test_a_command_larger_than_the_node_takes_ends_the_connection_unread(
         await cancel_and_wait([task])
 
 
+async def test_a_command_too_large_the_broker_keeps_in_the_session_is_dropped_with_it(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """Over 3.1.1 with the default kept session, a command over the limit sent at QoS 1
+    stays in flight in the broker's session, sent first at every connection, which ended
+    at its header: the node never came online again (19 connections in 3 s here, backoff
+    or not; one a minute at the default cap), its outbox filling. It came again: the
+    next connection starts a clean session, and the commands that follow are heard."""
+    heard: list[int] = []
+
+    async def on_command(cmd: Any) -> None:
+        heard.append(len(cmd.payload))
+
+    counters = Counters()
+    timing = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.2}
+    uplink = _uplink(broker.port, outbox, counters, protocol="3.1.1", **timing)
+    uplink.on_command = on_command
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: uplink.connected, 5, "online")
+        async with CancellableClient("127.0.0.1", broker.port) as commander:
+            big = b'{"id": "p1"}' + b" " * (MAX_INCOMING_BYTES + 1)
+            await commander.publish(TOPICS.command_topic("ping"), big, qos=1)
+            cleaned = lambda: counters.snapshot().get("uplink.session_cleaned") == 1  # noqa: E731
+            await wait_until(lambda: cleaned() and uplink.connected, 5, "online, cleaned")
+            await commander.publish(TOPICS.command_topic("ping"), b'{"id": "p2"}', qos=1)
+            await wait_until(lambda: heard == [12], 5, "the next command heard")
+        assert counters.snapshot().get("uplink.disconnect") == 2
+    finally:
+        await cancel_and_wait([task])
+
+
 async def test_a_stop_during_a_tls_handshake_the_broker_never_answers_closes_it_at_once(
     tmp_path: Path, outbox: Outbox
 ) -> None:
