@@ -67,10 +67,17 @@ def test_the_paho_internals_the_uplink_reaches_into_are_there() -> None:
     API. pyproject.toml pins paho to the versions where they are as used; a newer paho
     that moves one fails here, by name, before it fails a node's drain."""
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    for method in ("_mid_generate", "_packet_queue", "_create_socket_connection", "_get_proxy"):
+    methods = ("_mid_generate", "_packet_queue", "_create_socket_connection", "_get_proxy")
+    # edged.uplink.cancellable wraps TLS handshakes and closes sockets; mqtt ends a read
+    methods += ("_ssl_wrap_socket", "_sock_close", "_loop_rc_handle", "loop_read")
+    for method in methods:
         assert callable(getattr(client, method, None)), method
-    for attribute in ("_sock", "_host", "_port", "_connect_timeout", "_bind_address"):
+    attributes = ("_sock", "_host", "_port", "_connect_timeout", "_bind_address")
+    for attribute in (*attributes, "_ssl_context"):
         assert hasattr(client, attribute), attribute
+    assert list(inspect.signature(client._ssl_wrap_socket).parameters) == ["tcp_sock"]
+    assert list(inspect.signature(client._loop_rc_handle).parameters) == ["rc"]
+    assert list(inspect.signature(client.loop_read).parameters) == ["max_packets"]
     assert hasattr(client, "_bind_port")
     queue = list(inspect.signature(client._packet_queue).parameters)
     assert queue[:4] == ["command", "packet", "mid", "qos"]
