@@ -668,6 +668,14 @@ class Uplink:
                 todo,
             )
             return False, False, asks_for_room(ended.code)
+        too_large = client.too_large if client is not None else None
+        if too_large is not None:
+            # the node ended it, at the broker's packet (`_count_too_large`): not a link
+            # lost, nor the broker's close at a publish of ours (no limit to learn), nor one
+            # more short session lost without a word (another client with our id)
+            self.last_error = f"ended the connection: {too_large}"
+            log.warning("ended the connection to the broker at %s: %s", self.where, too_large)
+            return False, False, False
         if self.connected or self._worked_at is not None:
             # the birth acknowledged: a session, lost under us, even while the retained
             # topics were still being restored (before `connected`): taken for a broker

@@ -1182,6 +1182,31 @@ async def test_a_command_too_large_the_broker_keeps_in_the_session_is_dropped_wi
         await cancel_and_wait([task])
 
 
+async def test_commands_too_large_in_a_row_are_not_taken_for_another_client_with_our_id(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """The node itself ends the connection at a packet too large: each end, within a
+    second of the birth, was taken for a short session lost without a word, and the third
+    in a row for another client with the node's id (logged as such, the backoff growing),
+    and over 3.1.1 for the broker's close at a large publish of ours in flight."""
+    counters = Counters()
+    timing = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.2, "session_expiry_s": 0}
+    uplink = _uplink(broker.port, outbox, counters, protocol="3.1.1", **timing)
+    task = asyncio.create_task(uplink.run())
+    try:
+        async with CancellableClient("127.0.0.1", broker.port) as commander:
+            big = b'{"id": "p1"}' + b" " * (MAX_INCOMING_BYTES + 1)
+            for n in (1, 2, 3, 4):
+                online = lambda n=n: uplink.connected and uplink.sessions == n  # noqa: E731
+                await wait_until(online, 5, f"online in session {n}")
+                if n < 4:
+                    await commander.publish(TOPICS.command_topic("ping"), big, qos=0)
+        assert "uplink.takeover" not in counters.snapshot()
+        assert uplink.reconnect.failures == 1  # each a session that worked: the shortest delay
+    finally:
+        await cancel_and_wait([task])
+
+
 async def test_a_stop_during_a_tls_handshake_the_broker_never_answers_closes_it_at_once(
     tmp_path: Path, outbox: Outbox
 ) -> None:
