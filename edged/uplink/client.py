@@ -451,8 +451,11 @@ class Uplink:
                     self._online_heard_at = client.heard_at if self.connected else None
                 self.connected = False
                 self._client = None
-                if probe and self._probing_311:  # not answered, nor closed: `_end_probe`
-                    self._end_probe()
+                if probe and self._probing_311:
+                    if client is None or client.session_present is None:  # no answer, no close
+                        self._end_probe()
+                    else:  # answered, the connection ended with its CONNACK (`_ended_at_once`)
+                        self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
         except Exception as exc:
             # telling how the session ended failed: the advice's lazy import (tlsfail) in a
             # process out of descriptors (EMFILE), the very cause the connection failed

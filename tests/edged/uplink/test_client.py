@@ -1207,6 +1207,38 @@ async def test_commands_too_large_in_a_row_are_not_taken_for_another_client_with
         await cancel_and_wait([task])
 
 
+async def test_a_311_probe_answered_by_a_connack_and_a_close_at_once_is_an_answer(
+    outbox: Outbox,
+) -> None:
+    """A broker without MQTT 5 (no CONNACK to it) that answers the 3.1.1 probe with a
+    CONNACK and ends the connection in the same read (a packet over the node's limit kept
+    in its session, a protocol error): since the attempt fails (`_ended_at_once`), the
+    probe was taken for one not answered, MQTT 5 tried again, and so on, for ever."""
+    levels: list[int] = []
+
+    async def broker_without_5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connect = await reader.read(1024)
+        level = connect[connect.index(b"MQTT") + 4]
+        levels.append(level)
+        if level == 4:  # CONNACK accepted, then a packet 3.1.1 has no room for
+            writer.write(b"\x20\x02\x00\x00" + b"\xe0\x00")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broker_without_5, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    timing = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.1}
+    uplink = _uplink(port, outbox, Counters(), **timing)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await wait_until(lambda: levels.count(4) >= 2, 5, "a second 3.1.1 attempt")
+        assert levels[:4] == [5, 5, 4, 4], levels
+        assert uplink.fell_back
+    finally:
+        await cancel_and_wait([task])
+        server.close()
+
+
 async def test_a_stop_during_a_tls_handshake_the_broker_never_answers_closes_it_at_once(
     tmp_path: Path, outbox: Outbox
 ) -> None:
