@@ -9,7 +9,13 @@ and all) until dispatch acknowledges it with `alarm.ack`. While connected and
 unacknowledged it is sent again every `repeat_s`, so a dispatcher who missed it is
 reminded; while offline the first copy waits in the outbox rather than piling up repeats.
 A press again is sent at once, then at most one per `REPRESS_EVERY_S` (offline: one when
-the link is back), the presses in between counted in it.
+the link is back), the presses in between counted in it. Their count is written to the
+card at most once per `REPRESS_EVERY_S` too (with the message, or alone offline): a button
+whose switch flaps (a broken switch, a loose wire, someone tapping it) made a press again
+every second and a half through the driver, each a synced commit of the state store, some
+58,000 a day. A kill -9 loses at most the presses of the last window from the count, never
+the alarm. `FLAP_PRESSES` presses within `FLAP_WITHIN_S` are reported once per flap:
+`panic.flapping` in `health.errors` and an error in the log naming the likely causes.
 `alarm.ack` clears it (retained `active: false`), and the indicator says "help is coming"
 for `acked_indicator_s`.
 
@@ -38,6 +44,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from core.driver import DriverReady
@@ -69,6 +76,11 @@ folded into one sent when the window ends (their count in `presses`), so a rider
 the button (a press again every second through the driver) does not send one message a
 second, journaled each, for as long as the alarm lasts. Offline, presses again wait for
 the link as one message: the alarm itself is already in the outbox."""
+FLAP_PRESSES = 30
+FLAP_WITHIN_S = 60.0
+"""A press (a raise or a press again) every two seconds for a whole minute: more than a
+person keeps up through the driver's hold or series of jabs, what a flapping switch does
+(at 2 Hz the driver raises some 40 a minute). A quiet `FLAP_WITHIN_S` ends the flap."""
 LASTING: frozenset[FeedbackPattern] = frozenset(("alarm", "alarm_acked"))
 
 
@@ -82,6 +94,10 @@ class PanicService(Service):
         self._sent_at = 0.0
         self._repressed_at = -REPRESS_EVERY_S  # time.monotonic() of the last "pressed again"
         self._repress_due = False  # presses again not sent yet (folded, or offline)
+        self._count_saved_at = -REPRESS_EVERY_S  # time.monotonic() presses last went to state
+        self._count_unsaved = False  # presses folded since, only in memory
+        self._presses_at: deque[float] = deque()  # recent presses, for FLAP_PRESSES
+        self._flap_reported = False
         self._off_timer: asyncio.TimerHandle | None = None
         self._lasting: FeedbackPattern = "alarm" if self._restored else "alarm_off"
         self.last_fix: Fix | None = None
@@ -135,6 +151,8 @@ class PanicService(Service):
         was_pressed, self.pressed = self.pressed, True
         if self._pressed_at is None:
             self._pressed_at = time.monotonic()
+        if not was_pressed:
+            self._check_flapping()
         if self.active is not None and was_pressed:
             # no release since the last press: a restarted driver found it still down and
             # reports it again (it says up at its start otherwise); the same press
@@ -144,7 +162,8 @@ class PanicService(Service):
             self._repress_due = True
             self._send_repress()
             if self._repress_due:  # folded into the next one: the count is kept meanwhile
-                self.host.state.set(STATE_KEY, self.active)
+                self._count_unsaved = True
+                self._save_count()
         elif (held := self._held()) is not None and self._down_at_start(event):
             self.host.counters.inc("panic.still_held")
             log.warning(
@@ -154,6 +173,42 @@ class PanicService(Service):
             )
         else:
             self._raise()
+
+    def _save_count(self) -> None:
+        """The presses folded so far into the state, if none went there in the last
+        REPRESS_EVERY_S (else `run` writes them when the window is over)."""
+        now = time.monotonic()
+        if (
+            self._count_unsaved
+            and self.active is not None
+            and now - self._count_saved_at >= REPRESS_EVERY_S
+        ):
+            self._count_saved_at = now
+            self._count_unsaved = False
+            self.host.state.set(STATE_KEY, self.active)
+
+    def _check_flapping(self) -> None:
+        """Report a button pressed FLAP_PRESSES times within FLAP_WITHIN_S, once per flap."""
+        now = time.monotonic()
+        recent = self._presses_at
+        while recent and recent[0] < now - FLAP_WITHIN_S:
+            recent.popleft()
+        if not recent:  # quiet for FLAP_WITHIN_S: a new flap is reported again
+            self._flap_reported = False
+        recent.append(now)
+        if len(recent) < FLAP_PRESSES or self._flap_reported:
+            return
+        self._flap_reported = True
+        self.host.counters.inc("panic.flapping")
+        log.error(
+            "panic button pressed %d times within %.0f s: a broken switch, a loose wire or "
+            "someone tapping it? check the button and its wire (the alarm stays raised; "
+            "presses again are sent at most once per %.0f s)",
+            len(recent),
+            FLAP_WITHIN_S,
+            REPRESS_EVERY_S,
+            extra=KEEP,
+        )
 
     def _held(self) -> dict[str, Any] | None:
         """What `panic.held` says; anything unreadable there is no hold (the press raises)."""
@@ -239,6 +294,9 @@ class PanicService(Service):
             return
         self._sent_at = time.monotonic()
         self._repress_due = False  # every message carries the presses so far
+        if state is not None and STATE_KEY in state:  # and the state store with it
+            self._count_saved_at = self._sent_at
+            self._count_unsaved = False
         self.host.publish(
             ALARM,
             Alarm(kind=KIND, active=True, reason=reason, details=self.active),
@@ -254,6 +312,7 @@ class PanicService(Service):
             await asyncio.sleep(min(5.0, self.config.repeat_s, REPRESS_EVERY_S))
             self._check_stuck()
             self._send_repress()
+            self._save_count()
             if (
                 self.active is not None
                 and self.connected
@@ -298,7 +357,7 @@ class PanicService(Service):
             )
         details = {**self.active, "acked_at": self.host.clock.now()[0], "acked_by": by}
         self.active = None
-        self._repress_due = False
+        self._repress_due = self._count_unsaved = False
         state: dict[str, Any] = {STATE_KEY: None, TRUSTED_KEY: None}
         if self.pressed:  # still down: a stuck button must not raise again at each start
             state[HELD_KEY] = {"alarm_id": details["alarm_id"]}
