@@ -174,14 +174,15 @@ class PanicService(Service):
         else:
             self._raise()
 
-    def _save_count(self) -> None:
+    def _save_count(self, *, at_once: bool = False) -> None:
         """The presses folded so far into the state, if none went there in the last
-        REPRESS_EVERY_S (else `run` writes them when the window is over)."""
+        REPRESS_EVERY_S (else `run` writes them when the window is over); `at_once`: the
+        service stops, and the count must not go with the process."""
         now = time.monotonic()
         if (
             self._count_unsaved
             and self.active is not None
-            and now - self._count_saved_at >= REPRESS_EVERY_S
+            and (at_once or now - self._count_saved_at >= REPRESS_EVERY_S)
         ):
             self._count_saved_at = now
             self._count_unsaved = False
@@ -308,17 +309,22 @@ class PanicService(Service):
         if self._restored and self.active is not None:  # restarted with an alarm open
             self._indicate("alarm")
             self._send("still active after a restart")
-        while True:
-            await asyncio.sleep(min(5.0, self.config.repeat_s, REPRESS_EVERY_S))
-            self._check_stuck()
-            self._send_repress()
-            self._save_count()
-            if (
-                self.active is not None
-                and self.connected
-                and time.monotonic() - self._sent_at >= self.config.repeat_s
-            ):
-                self._send("not acknowledged yet")
+        try:
+            while True:
+                await asyncio.sleep(min(5.0, self.config.repeat_s, REPRESS_EVERY_S))
+                self._check_stuck()
+                self._send_repress()
+                self._save_count()
+                if (
+                    self.active is not None
+                    and self.connected
+                    and time.monotonic() - self._sent_at >= self.config.repeat_s
+                ):
+                    self._send("not acknowledged yet")
+        finally:
+            # a stop (an update, a restart) cancels the services before the outbox's last
+            # commit: the presses of the window so far go with it, not with the process
+            self._save_count(at_once=True)
 
     def _sent_before_the_alarm(self) -> bool:
         """The running `alarm.ack` carries a `ts` before the active alarm was raised, by a

@@ -27,6 +27,7 @@ from tests.drivers.gpio.fakes import SupervisedBoard
 from tests.helpers.drivers import wait_until
 from tests.helpers.host import TestHost
 from tests.helpers.journal import FEW, Journal
+from tests.helpers.kiosk import Nodes
 
 FIX = Fix(fix_time=datetime(2026, 11, 25, 9, 0, tzinfo=UTC), lat=46.17, lon=1.87, speed=3.2)
 
@@ -818,3 +819,20 @@ async def test_a_switch_flapping_on_the_real_driver_writes_the_state_at_most_onc
     assert service.active is not None and service.active["presses"] >= 8, "the flap raised little"
     assert writes[0]["presses"] == 1, "the alarm itself not written at once"
     assert len(writes) <= 2, f"{len(writes)} synced writes of the count in 1.2 s"
+
+
+async def test_presses_again_folded_offline_are_kept_across_a_stop_of_the_node(
+    nodes: Nodes,
+) -> None:
+    """A stop (an update, `systemctl restart`) within the window of a press again: its
+    count, only in memory until the window's end, was lost with the process, and the
+    alarm sent again after the restart said the rider pressed once."""
+    node = await nodes.start()
+    node.bus.emit(PanicInput(True, time.monotonic()))
+    node.bus.emit(PanicInput(False, time.monotonic()))
+    for _ in range(3):  # offline, within REPRESS_EVERY_S of the raise: folded
+        node.bus.emit(PanicInput(True, time.monotonic()))
+        node.bus.emit(PanicInput(False, time.monotonic()))
+    await nodes.stop(node)
+    restarted = await nodes.start()
+    assert restarted.host.state.get(STATE_KEY)["presses"] == 4
