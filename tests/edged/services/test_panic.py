@@ -836,3 +836,21 @@ async def test_presses_again_folded_offline_are_kept_across_a_stop_of_the_node(
     await nodes.stop(node)
     restarted = await nodes.start()
     assert restarted.host.state.get(STATE_KEY)["presses"] == 4
+
+
+async def test_presses_again_held_back_are_not_written_over_the_acknowledgement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acknowledged within the window of presses again not yet written: the window's end
+    (and the service's stop) must not bring the alarm back into the state."""
+    monkeypatch.setattr("edged.services.panic.REPRESS_EVERY_S", 0.05)
+    node, service = make(connected=False)
+    press(node)
+    press(node)  # folded: only in memory
+    task = asyncio.create_task(service.run())
+    await service.command_ack({})
+    await asyncio.sleep(0.2)  # windows over, ticks run
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert node.state.get(STATE_KEY) is None
+    assert service.active is None
