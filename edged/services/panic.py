@@ -13,9 +13,10 @@ the link is back), the presses in between counted in it. Their count is written 
 card at most once per `REPRESS_EVERY_S` too (with the message, or alone offline): a button
 whose switch flaps (a broken switch, a loose wire, someone tapping it) made a press again
 every second and a half through the driver, each a synced commit of the state store, some
-58,000 a day. A kill -9 loses at most the presses of the last window from the count, never
-the alarm. `FLAP_PRESSES` presses within `FLAP_WITHIN_S` are reported once per flap:
-`panic.flapping` in `health.errors` and an error in the log naming the likely causes.
+58,000 a day. A kill -9 loses at most the presses of the last window (and up to a 5 s
+tick) from the count, never the alarm; a stop loses none (`run` writes them as it ends).
+`FLAP_PRESSES` presses within `FLAP_WITHIN_S` are reported once per flap: `panic.flapping`
+in `health.errors` and an error in the log naming the likely causes.
 `alarm.ack` clears it (retained `active: false`), and the indicator says "help is coming"
 for `acked_indicator_s`.
 
