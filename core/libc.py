@@ -11,3 +11,17 @@ that does not trust the system clock (the clock's synchronisation check), a fork
 import ctypes
 
 LIBC = ctypes.CDLL(None, use_errno=True)
+
+_TIME_ERROR = 5  # adjtimex(2): clock not synchronised
+
+
+def kernel_clock_synced() -> bool | None:
+    """True/False from adjtimex(2); None where it cannot be asked."""
+    try:
+        buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+        state = LIBC.adjtimex(buf)
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return bool(state != _TIME_ERROR)

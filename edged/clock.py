@@ -5,18 +5,16 @@ can be days or years off. When the kernel says the clock is not synchronised, GP
 (from the last valid fix, carried forward on the monotonic clock) is used instead.
 """
 
-import ctypes
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from core.libc import LIBC
+from core.libc import kernel_clock_synced as kernel_clock_synced  # where callers look
 
 log = logging.getLogger(__name__)
 
-_TIME_ERROR = 5  # adjtimex(2): clock not synchronised
 _RELEASED = datetime(2025, 1, 1, tzinfo=UTC)
 _EARLIEST_PLAUSIBLE = _RELEASED.timestamp()
 """No true time is before this release: a system clock or a GPS time before it is a Pi that
@@ -39,18 +37,6 @@ class ClockSource(StrEnum):
     NTP = "ntp"
     GPS = "gps"
     UNSYNCED = "unsynced"
-
-
-def kernel_clock_synced() -> bool | None:
-    """True/False from adjtimex(2); None where it cannot be asked."""
-    try:
-        buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
-        state = LIBC.adjtimex(buf)
-    except (OSError, AttributeError):
-        return None
-    if state < 0:
-        return None
-    return bool(state != _TIME_ERROR)
 
 
 class Clock:
