@@ -8,22 +8,30 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
   receiver working today can be before it) is a rollover candidate. It is moved forward
   by 1024 weeks, as gpsd does, as many times as it takes to reach 2017 (a receiver two
   rollovers behind), and counted as `week_rollover`, but only to a date the system clock
-  allows:
-  * a clock on or after 2017 may be right, or behind: a Pi without RTC boots on
-    fake-hwclock's last saved time, or the image's, and a clock only runs forward from
-    there. The date is moved to the latest candidate up to `CLOCK_LAG` (2 years) past the
-    clock's date; when even the first is later than that (a 2015 recording replayed in
-    2026 would land in 2034), the date is no rollover and is refused (counted
-    `implausible_date`): like a garbled date, it dates nothing.
+  allows. A receiver with the bug reports the true date less whole rollovers, so a
+  correction is never later than now: one that lands later is a recording, a simulator
+  or a spoofer (rgm3800's test log, a valid fix of `010108`, became 17 August 2027 on a
+  node in 2026), and only the system clock can tell:
+  * a synchronised clock (adjtimex) is now: the date is moved to the latest candidate at
+    most a day (`SLACK`) past it; when even the first is later, the date is refused
+    (counted `implausible_date`): like a garbled date, it dates nothing.
+  * an unsynchronised clock on or after 2017 may be right, or behind, never ahead: a Pi
+    without RTC boots on fake-hwclock's last saved time, or the image's. The date is moved
+    to the latest candidate up to `CLOCK_LAG` (2 years) past the clock's date, and refused
+    beyond (a 2015 recording replayed in 2026 would land in 2034); a correction more than
+    a day past the clock is kept, but with `date_known=False`: nothing proves it, and as
+    the node's clock it would put the node up to 2 years ahead (every signed command
+    stale, every access list expired). The clock waits for NTP, or a date within a day.
   * a clock before 2017 (1970 on a Pi without fake-hwclock) cannot say anything: the
-    first candidate from 2017 on is taken (a receiver that says 2006 in 2025 gives 2025).
+    first candidate from 2017 on is taken (a receiver that says 2006 in 2025 gives 2025),
+    with `date_known=False` for the same reason.
   A refused date makes the epoch's day the one of the reference below if there is one;
   else the fix keeps the receiver's date as sent with `date_known=False`: it must not set
   the node's clock, and a day guessed from the system clock would mix two time scales in
   one stream (a replayed log stays consistent with itself).
 - The date of an epoch with a valid fix, or of a ZDA sent without fix sentences, becomes
-  the reference (a void epoch's date, RMC's or ZDA's, may be the receiver's RTC default,
-  `060180` / `06,01,1980`, and dates nothing); an epoch
+  the reference, known or not as that date is (a void epoch's date, RMC's or ZDA's, may
+  be the receiver's RTC default, `060180` / `06,01,1980`, and dates nothing); an epoch
   without a date of its own is put on the day that brings it closest to the reference
   carried forward by the monotonic clock (the time between their arrivals), so GGA-only
   epochs after an RMC or ZDA, across midnight or after an outage of hours, get the right day.
@@ -40,6 +48,8 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
+from core.libc import kernel_clock_synced
+
 ROLLOVER_FLOOR = date(2017, 1, 1)
 ROLLOVER = timedelta(weeks=1024)
 CLOCK_LAG = timedelta(days=2 * 365)
@@ -47,6 +57,10 @@ CLOCK_LAG = timedelta(days=2 * 365)
 image a release or two old, a spare kept on a shelf. A rollover correction may land this
 far past the clock, no farther: beyond it, a wrong date would become the node's clock, and
 a node clock years ahead refuses every signed command as stale."""
+SLACK = timedelta(days=1)
+"""How far past a clock's date a correction may land and be known: the clock's date is
+UTC midnight, so a fix late in the day is within it; a correction later than that is no
+rollover of a receiver working now (module docstring)."""
 DAY_US = 86_400_000_000
 _LEAP_AT = DAY_US - 1000  # 23:59:60.000 is put at 23:59:59.999000
 _DAY = timedelta(days=1)
@@ -77,35 +91,47 @@ class Dating:
 
     def __init__(
         self,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] | None = None,
         count: Callable[[str, int], None] = lambda key, n: None,
+        synced: Callable[[], bool | None] | None = None,
     ) -> None:
-        self.now = now
+        """`now`: the system clock; `synced`: whether it is synchronised (default: the
+        kernel's answer for the system clock, False for a clock passed without it: a
+        made-up clock, a test's, proves nothing)."""
+        if now is None:
+            self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
+            self.synced = synced or kernel_clock_synced
+        else:
+            self.now = now
+            self.synced = synced or (lambda: False)
         self.count = count
-        self._ref: tuple[datetime, float] | None = None  # a dated fix time, its arrival
+        self._ref: tuple[datetime, float, bool] | None = None  # a fix time, arrival, known
         self._midnight: tuple[date | None, datetime] = (None, datetime.min)
 
-    def unroll(self, day: date, *, count: bool = True) -> date | None:
-        """`day` moved past the week-number rollover of a receiver that has the bug, or None
-        when the clock rules that out (module docstring); `count`: as `week_rollover` or
-        `implausible_date` (not for the default date of a receiver without fix)."""
+    def unroll(self, day: date, *, count: bool = True) -> tuple[date, bool] | None:
+        """(`day` moved past the week-number rollover of a receiver that has the bug, known)
+        or None when the clock rules that out (module docstring); `count`: as
+        `week_rollover` or `implausible_date` (not for the default date of a receiver
+        without fix)."""
         if day >= ROLLOVER_FLOOR:
-            return day
+            return day, True
         moved = day + ROLLOVER
         while moved < ROLLOVER_FLOOR:
             moved += ROLLOVER
         today = self.now().date()
+        known = False
         if today >= ROLLOVER_FLOOR:  # a clock that may be right, or behind, never ahead
-            horizon = today + CLOCK_LAG
+            horizon = today + (SLACK if self.synced() else CLOCK_LAG)
             if moved > horizon:
                 if count:
                     self.count("implausible_date", 1)
                 return None
             while moved + ROLLOVER <= horizon:
                 moved += ROLLOVER
+            known = moved <= today + SLACK
         if count:
             self.count("week_rollover", 1)
-        return moved
+        return moved, known
 
     def stamp(
         self, time_us: int, day: date | None, at: float, *, reference: bool
@@ -113,17 +139,18 @@ class Dating:
         """(fix time, date known) of a time of day that arrived at `at` (monotonic s), on
         `day` if the epoch gave one; `reference`: this date may date later epochs."""
         if day is not None:
-            moved = self.unroll(day, count=reference)
-            if moved is not None:
+            unrolled = self.unroll(day, count=reference)
+            if unrolled is not None:
+                moved, known = unrolled
                 when = self._on(moved, time_us)
                 if reference:
-                    self._ref = (when, at)
-                return when, True
+                    self._ref = (when, at, known)
+                return when, known
             if self._ref is None:  # refused: as sent, and said to be unknown
                 return self._on(day, time_us), False
         if self._ref is not None:
-            ref, ref_at = self._ref
-            return nearest_day(time_us, ref + timedelta(seconds=at - ref_at)), True
+            ref, ref_at, known = self._ref
+            return nearest_day(time_us, ref + timedelta(seconds=at - ref_at)), known
         return nearest_day(time_us, self.now()), False
 
     def _on(self, day: date, time_us: int) -> datetime:

@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from core.events import Fix
 from drivers.gps.epochs import EpochMerger
@@ -29,11 +29,14 @@ class NmeaDecoder:
         *,
         max_line: int = DEFAULT_MAX_LINE,
         count: Count = _no_count,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] | None = None,
+        synced: Callable[[], bool | None] | None = None,
     ) -> None:
+        """`now`, `synced`: the system clock and whether it is synchronised (the week
+        rollover rule's bounds, drivers.gps.dating; default the kernel's)."""
         self.count = count
         self.splitter = LineSplitter(max_line, count)
-        self.merger = EpochMerger(now, count)
+        self.merger = EpochMerger(now, count, synced)
         self.sentences = 0  # lines with a good checksum: the receiver is talking to us
 
     def feed(self, data: bytes, at: float | None = None) -> list[Fix]:

@@ -64,7 +64,7 @@ same type from several talkers the GN one, else a valid one, else the first):
 import statistics
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from core.events import Fix, FixMode
 from drivers.gps.dating import Dating
@@ -300,11 +300,12 @@ class EpochMerger:
 
     def __init__(
         self,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] | None = None,
         count: Count = _no_count,
+        synced: Callable[[], bool | None] | None = None,
     ) -> None:
         self.count = count
-        self.dating = Dating(now, count)
+        self.dating = Dating(now, count, synced)
         self._open: Epoch | None = None
         self._tail: list[Sentence] = []  # untimed, after the open epoch's timed sentences
         self._closed: deque[tuple[int, int]] = deque(maxlen=RECENT)  # (time_us, digits)

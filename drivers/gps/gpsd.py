@@ -10,8 +10,9 @@ A fix dated between the GPS epoch (6 January 1980) and 2017 is a week-number rol
 the NMEA driver reads one: gpsd 3.20-3.22 dated every fix 1024 weeks early from 24 October
 2021 on, and a gpsd started on a Pi whose clock said 1970 resolves the week a rollover
 early. The date is moved by the NMEA driver's rule (drivers.gps.dating: whole 1024-week
-periods, no later than the system clock allows), counted `week_rollover`; one that rule
-refuses is kept as sent with `date_known=False` (counted `implausible_date`). Left as
+periods, no later than the system clock allows, and `date_known=False` when more than a
+day past it), counted `week_rollover`; one that rule refuses is kept as sent with
+`date_known=False` (counted `implausible_date`). Left as
 sent, such a position was 19.6 years old to dispatch (stale, out of the transit feeds)
 and never set the node's clock.
 
@@ -101,12 +102,13 @@ class GpsdReports:
         device: str | None = None,
         *,
         count: Callable[[str, int], None] = lambda key, n: None,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] | None = None,
+        synced: Callable[[], bool | None] | None = None,
     ) -> None:
-        """`count(key, n)`: the driver's counters; `now`: the system clock (the rollover
-        rule's bound)."""
+        """`count(key, n)`: the driver's counters; `now`, `synced`: the system clock and
+        whether it is synchronised (the rollover rule's bounds; default the kernel's)."""
         self.device = device
-        self.dating = Dating(now, count)
+        self.dating = Dating(now, count, synced)
         self.satellites: int | None = None
         self.hdop: float | None = None
         self.tpvs = 0  # TPV reports taken: the receiver behind gpsd is talking
@@ -182,10 +184,11 @@ class GpsdReports:
         day = when.date()
         if not GPS_EPOCH <= day < ROLLOVER_FLOOR:
             return when, True
-        moved = self.dating.unroll(day)
-        if moved is None:
+        unrolled = self.dating.unroll(day)
+        if unrolled is None:
             return when, False
-        return when + (moved - day), True
+        moved, known = unrolled
+        return when + (moved - day), known
 
 
 class GpsdGps:

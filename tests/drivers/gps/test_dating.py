@@ -137,23 +137,51 @@ def midnight(day: date) -> datetime:
 
 
 @pytest.mark.parametrize(
-    ("reported", "today", "meant"),
+    ("reported", "today", "meant", "known"),
     [
-        (date(2001, 6, 6), date(2026, 12, 4), date(2021, 1, 20)),  # once, as gpsd makes it
-        (date(1980, 1, 6), date(2026, 12, 4), date(2019, 4, 7)),  # two rollovers behind
-        (date(2006, 3, 1), date(2025, 10, 15), date(2025, 10, 15)),  # 2006 in 2025, synced
-        (date(2006, 3, 1), date(2025, 1, 2), date(2025, 10, 15)),  # fake-hwclock 9 months behind
-        (date(2001, 6, 6), date(2040, 6, 1), date(2040, 9, 5)),  # a later era: twice
-        (date(1999, 8, 22), date(1970, 1, 1), date(2019, 4, 7)),  # a clock at 1970: to 2017 on
-        (date(2006, 3, 1), date(1970, 1, 1), date(2025, 10, 15)),  # 2006 in 2025, clock at 1970
-        (date(1994, 3, 23), date(2016, 5, 1), date(2033, 6, 22)),  # a clock before 2017: as 1970
-        (date(2017, 1, 1), date(2026, 12, 4), date(2017, 1, 1)),  # from 2017 on: as is
+        (date(2001, 6, 6), date(2026, 12, 4), date(2021, 1, 20), True),  # once, as gpsd does
+        (date(1980, 1, 6), date(2026, 12, 4), date(2019, 4, 7), True),  # two rollovers behind
+        (date(2006, 3, 1), date(2025, 10, 15), date(2025, 10, 15), True),  # 2006 in 2025
+        (date(2006, 3, 1), date(2025, 10, 14), date(2025, 10, 15), True),  # a day behind
+        (date(2006, 3, 1), date(2025, 1, 2), date(2025, 10, 15), False),  # 9 months behind
+        (date(2001, 6, 6), date(2040, 6, 1), date(2040, 9, 5), False),  # a later era: twice
+        (date(1999, 8, 22), date(1970, 1, 1), date(2019, 4, 7), False),  # 1970: to 2017 on
+        (date(2006, 3, 1), date(1970, 1, 1), date(2025, 10, 15), False),  # 2006, clock at 1970
+        (date(1994, 3, 23), date(2016, 5, 1), date(2033, 6, 22), False),  # before 2017: as 1970
+        (date(2017, 1, 1), date(2026, 12, 4), date(2017, 1, 1), True),  # from 2017 on: as is
     ],
 )
-def test_rollover_correction_lands_from_2017_to_two_years_past_a_plausible_clock(
+def test_rollover_correction_against_an_unsynced_clock_is_known_only_within_a_day_of_it(
+    reported: date, today: date, meant: date, known: bool
+) -> None:
+    assert Dating(lambda: midnight(today)).unroll(reported) == (meant, known)
+
+
+@pytest.mark.parametrize(
+    ("reported", "today", "meant"),
+    [
+        (date(2007, 4, 21), date(2026, 12, 7), date(2026, 12, 5)),  # a rollover receiver now
+        (date(2007, 4, 24), date(2026, 12, 7), date(2026, 12, 8)),  # a day past: UTC midnight
+        (date(2001, 6, 6), date(2040, 6, 1), date(2021, 1, 20)),  # 2040 is later: once only
+        (date(2019, 4, 7), date(2038, 11, 21), date(2019, 4, 7)),  # from 2017 on: as is
+    ],
+)
+def test_rollover_correction_against_a_synced_clock_is_at_most_a_day_past_it(
     reported: date, today: date, meant: date
 ) -> None:
-    assert Dating(lambda: midnight(today)).unroll(reported) == meant
+    assert Dating(lambda: midnight(today), synced=lambda: True).unroll(reported) == (meant, True)
+
+
+@pytest.mark.parametrize(
+    ("reported", "today"),
+    [
+        (date(2008, 1, 1), date(2026, 12, 7)),  # RGM3800's (below): 2027-08-17, 8 months on
+        (date(2007, 4, 25), date(2026, 12, 7)),  # 2026-12-09: two days ahead
+        (date(2015, 3, 18), date(2026, 2, 1)),  # a 2015 log replayed: 2034
+    ],
+)
+def test_a_correction_past_a_synced_clock_is_refused(reported: date, today: date) -> None:
+    assert Dating(lambda: midnight(today), synced=lambda: True).unroll(reported) is None
 
 
 @pytest.mark.parametrize(
@@ -175,31 +203,37 @@ def test_a_date_no_rollover_can_explain_against_the_clock_is_refused(
 @given(
     reported=st.dates(date(1980, 1, 6), date(2016, 12, 31)),
     today=st.dates(date(2017, 1, 1), date(2080, 1, 1)),
+    synced=st.booleans(),
 )
 def test_a_correction_against_a_plausible_clock_is_whole_rollovers_to_a_date_it_allows(
-    reported: date, today: date
+    reported: date, today: date, synced: bool
 ) -> None:
-    moved = Dating(lambda: midnight(today)).unroll(reported)
-    if moved is None:  # refused only when no whole number of rollovers fits
+    unrolled = Dating(lambda: midnight(today), synced=lambda: synced).unroll(reported)
+    horizon = today + (timedelta(days=1) if synced else CLOCK_LAG)
+    if unrolled is None:  # refused only when no whole number of rollovers fits
         k = 1
         while reported + k * ROLLOVER < ROLLOVER_FLOOR:
             k += 1
-        assert reported + k * ROLLOVER > today + CLOCK_LAG
+        assert reported + k * ROLLOVER > horizon
         return
-    assert ROLLOVER_FLOOR <= moved <= today + CLOCK_LAG
+    moved, known = unrolled
+    assert ROLLOVER_FLOOR <= moved <= horizon
     assert (moved - reported) % ROLLOVER == timedelta(0) and moved > reported
-    assert moved + ROLLOVER > today + CLOCK_LAG  # the latest that fits
+    assert moved + ROLLOVER > horizon  # the latest that fits
+    assert known == (moved <= today + timedelta(days=1))  # never ahead of the clock if known
 
 
 @given(
     reported=st.dates(date(1980, 1, 6), date(2016, 12, 31)),
     today=st.dates(max_value=date(2016, 12, 31)),
 )
-def test_a_clock_before_2017_gets_the_first_correction_from_2017_on(
+def test_a_clock_before_2017_gets_the_first_correction_from_2017_on_not_known(
     reported: date, today: date
 ) -> None:
-    moved = Dating(lambda: midnight(today)).unroll(reported)
-    assert moved is not None and ROLLOVER_FLOOR <= moved < ROLLOVER_FLOOR + ROLLOVER
+    unrolled = Dating(lambda: midnight(today)).unroll(reported)
+    assert unrolled is not None
+    moved, known = unrolled
+    assert ROLLOVER_FLOOR <= moved < ROLLOVER_FLOOR + ROLLOVER and not known
     assert (moved - reported) % ROLLOVER == timedelta(0)
 
 
@@ -245,10 +279,10 @@ def test_a_refused_date_does_not_set_the_node_clock_through_the_position_service
     assert host.bodies("position")[0].date_unknown is True
 
 
-def test_a_corrected_rollover_date_does_set_the_node_clock() -> None:
+def test_a_corrected_rollover_date_within_a_day_of_the_clock_sets_the_node_clock() -> None:
     host = TestHost()
     PositionService(host, PositionServiceConfig())
-    d = NmeaDecoder(now=lambda: datetime(2025, 9, 1, tzinfo=UTC))  # fake-hwclock, behind
+    d = NmeaDecoder(now=lambda: datetime(2025, 10, 15, tzinfo=UTC))  # unsynced, but right
     # received now on the monotonic clock the node's clock reads: at a made-up 100.0, the
     # time since would be this machine's uptime, and past 12 h the date was the next day
     received = time.monotonic()
@@ -258,6 +292,66 @@ def test_a_corrected_rollover_date_does_set_the_node_clock() -> None:
     ms, source = host.clock.now()
     assert source is ClockSource.GPS
     assert datetime.fromtimestamp(ms / 1000, UTC).date() == date(2025, 10, 15)
+
+
+# A logger's valid fix of 1 January 2008, as rgm3800py's test has it (snaewe/rgm3800py,
+# rgm3800_test.py, testNMEARecordsFormat0): no receiver working in December 2026 can say
+# it, as 1024 weeks on is 17 August 2027.
+RGM3800 = [
+    "GPGGA,113436.000,5419.6637,N,00951.3958,E,1,00,,0000.0,M,0.0,M,,0000",
+    "GPRMC,113436.000,A,5419.6637,N,00951.3958,E,000.00,15.15,010108,,,E",
+]
+DEC_2026 = datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
+
+
+def test_the_rgm3800_sentences_are_the_ones_it_sent() -> None:
+    assert nmea(RGM3800[1]).endswith(b",010108,,,E*57\r\n")
+    assert nmea(RGM3800[0]).endswith(b",0000*77\r\n")
+
+
+def test_a_correction_months_past_an_unsynced_clock_is_kept_but_unknown() -> None:
+    (fix,), counts = run(DEC_2026, (0.0, RGM3800))
+    assert fix.valid and fix.fix_time == datetime(2027, 8, 17, 11, 34, 36, tzinfo=UTC)
+    assert not fix.date_known and counts == {"week_rollover": 1}
+
+
+def test_a_correction_months_past_an_unsynced_clock_does_not_set_the_node_clock() -> None:
+    host = TestHost()
+    PositionService(host, PositionServiceConfig())
+    d = NmeaDecoder(now=lambda: DEC_2026)
+    received = time.monotonic()
+    d.feed(b"".join(nmea(b) for b in RGM3800), received)
+    (fix,) = d.poll(received + 1e9)
+    host.emit(fix)
+    assert host.clock.source is ClockSource.UNSYNCED
+    assert host.bodies("position")[0].date_unknown is True
+
+
+def test_epochs_dated_by_an_unknown_correction_are_unknown_too() -> None:
+    fixes, _ = run(DEC_2026, (0.0, RGM3800), (1.0, [GGA.format(t="113437")]))
+    assert fixes[1].fix_time == datetime(2027, 8, 17, 11, 34, 37, tzinfo=UTC)
+    assert not fixes[1].date_known
+
+
+def test_a_correction_past_a_synced_clock_is_kept_as_sent_unknown_and_counted() -> None:
+    counts: Counter[str] = Counter()
+    d = NmeaDecoder(
+        now=lambda: DEC_2026, synced=lambda: True, count=lambda k, n: counts.update({k: n})
+    )
+    (fix,) = d.feed(b"".join(nmea(b) for b in RGM3800), 0.0) + d.poll(1e9)
+    assert fix.fix_time == datetime(2008, 1, 1, 11, 34, 36, tzinfo=UTC)
+    assert not fix.date_known and counts == {"implausible_date": 1}
+
+
+def test_a_rollover_receiver_now_is_corrected_against_a_synced_clock() -> None:
+    # one with the bug, its week counter based in 2007, on 6 December 2026 (Telit's, above)
+    counts: Counter[str] = Counter()
+    d = NmeaDecoder(
+        now=lambda: DEC_2026, synced=lambda: True, count=lambda k, n: counts.update({k: n})
+    )
+    (fix,) = d.feed(nmea(RMC.format(t="235959", d="220407")), 0.0) + d.poll(1e9)
+    assert fix.fix_time == datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC)
+    assert fix.date_known and counts == {"week_rollover": 1}
 
 
 def test_the_default_date_of_a_void_epoch_neither_counts_nor_dates_later_epochs() -> None:

@@ -150,6 +150,27 @@ def test_a_date_before_2017_no_rollover_explains_is_kept_as_sent_and_said_unknow
     assert counted == ["implausible_date"]
 
 
+def test_a_tpv_a_rollover_would_put_past_a_synced_clock_is_kept_as_sent_and_unknown() -> None:
+    # 1 January 2008 in December 2026: 1024 weeks on is August 2027, months ahead
+    counted: list[str] = []
+    reports = GpsdReports(
+        count=lambda key, n: counted.append(key),
+        now=lambda: datetime(2026, 12, 7, 21, 0, tzinfo=UTC),
+        synced=lambda: True,
+    )
+    fix = reports.handle(tpv(time="2008-01-01T11:34:36.000Z"))
+    assert fix is not None and fix.valid and not fix.date_known
+    assert fix.fix_time == datetime(2008, 1, 1, 11, 34, 36, tzinfo=UTC)
+    assert counted == ["implausible_date"]
+
+
+def test_a_tpv_a_rollover_puts_past_an_unsynced_clock_is_moved_but_unknown() -> None:
+    reports = GpsdReports(now=lambda: datetime(2026, 12, 7, 21, 0, tzinfo=UTC))
+    fix = reports.handle(tpv(time="2008-01-01T11:34:36.000Z"))
+    assert fix is not None and fix.valid and not fix.date_known
+    assert fix.fix_time == datetime(2027, 8, 17, 11, 34, 36, tzinfo=UTC)
+
+
 # -- the driver against a fake gpsd --------------------------------------------------------
 
 
