@@ -9,11 +9,13 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
   by 1024 weeks, as gpsd does, as many times as it takes to reach 2017 (a receiver two
   rollovers behind), and counted as `week_rollover`, but only to a date the system clock
   allows. A receiver with the bug reports the true date less whole rollovers, so a
-  correction is never later than now: one that lands later is a recording, a simulator
-  or a spoofer (rgm3800's test log, a valid fix of `010108`, became 17 August 2027 on a
-  node in 2026), and only the system clock can tell:
+  correction is now: one that lands later is a recording, a simulator or a spoofer
+  (rgm3800's test log, a valid fix of `010108`, became 17 August 2027 on a node in 2026),
+  and so is one that lands before a clock that is never ahead (a 2005 log becomes March
+  2025, 21 months before a node in December 2026): whatever the clock, a correction is
+  `date_known` only within a day (`SLACK`) of the clock's date, either side:
   * a synchronised clock (adjtimex) is now: the date is moved to the latest candidate at
-    most a day (`SLACK`) past it; when even the first is later, the date is refused
+    most a day past it; when even the first is later, the date is refused
     (counted `implausible_date`): like a garbled date, it dates nothing.
   * an unsynchronised clock on or after 2017 may be right, or behind, never ahead: a Pi
     without RTC boots on fake-hwclock's last saved time, or the image's. The date is moved
@@ -58,9 +60,10 @@ image a release or two old, a spare kept on a shelf. A rollover correction may l
 far past the clock, no farther: beyond it, a wrong date would become the node's clock, and
 a node clock years ahead refuses every signed command as stale."""
 SLACK = timedelta(days=1)
-"""How far past a clock's date a correction may land and be known: the clock's date is
-UTC midnight, so a fix late in the day is within it; a correction later than that is no
-rollover of a receiver working now (module docstring)."""
+"""How far from a clock's date, either side, a correction may land and be known: the
+clock's date is UTC midnight, so a fix late in the day, or one of yesterday read just after
+midnight, is within it; a correction farther is no rollover of a receiver working now
+(module docstring)."""
 DAY_US = 86_400_000_000
 _LEAP_AT = DAY_US - 1000  # 23:59:60.000 is put at 23:59:59.999000
 _DAY = timedelta(days=1)
@@ -128,7 +131,7 @@ class Dating:
                 return None
             while moved + ROLLOVER <= horizon:
                 moved += ROLLOVER
-            known = moved <= today + SLACK
+            known = today - SLACK <= moved <= today + SLACK  # now, as the clock says
         if count:
             self.count("week_rollover", 1)
         return moved, known

@@ -139,8 +139,12 @@ def midnight(day: date) -> datetime:
 @pytest.mark.parametrize(
     ("reported", "today", "meant", "known"),
     [
-        (date(2001, 6, 6), date(2026, 12, 4), date(2021, 1, 20), True),  # once, as gpsd does
-        (date(1980, 1, 6), date(2026, 12, 4), date(2019, 4, 7), True),  # two rollovers behind
+        (date(2001, 6, 6), date(2026, 12, 4), date(2021, 1, 20), False),  # once, but 6 years back
+        (date(1980, 1, 6), date(2026, 12, 4), date(2019, 4, 7), False),  # twice, 7 years back
+        (date(2006, 11, 29), date(2026, 12, 4), date(2026, 7, 15), False),  # months back
+        (date(2007, 4, 21), date(2026, 12, 7), date(2026, 12, 5), False),  # two days back
+        (date(2007, 4, 22), date(2026, 12, 7), date(2026, 12, 6), True),  # yesterday
+        (date(1987, 9, 3), date(2026, 12, 4), date(2026, 12, 3), True),  # two rollovers behind
         (date(2006, 3, 1), date(2025, 10, 15), date(2025, 10, 15), True),  # 2006 in 2025
         (date(2006, 3, 1), date(2025, 10, 14), date(2025, 10, 15), True),  # a day behind
         (date(2006, 3, 1), date(2025, 1, 2), date(2025, 10, 15), False),  # 9 months behind
@@ -158,18 +162,20 @@ def test_rollover_correction_against_an_unsynced_clock_is_known_only_within_a_da
 
 
 @pytest.mark.parametrize(
-    ("reported", "today", "meant"),
+    ("reported", "today", "meant", "known"),
     [
-        (date(2007, 4, 21), date(2026, 12, 7), date(2026, 12, 5)),  # a rollover receiver now
-        (date(2007, 4, 24), date(2026, 12, 7), date(2026, 12, 8)),  # a day past: UTC midnight
-        (date(2001, 6, 6), date(2040, 6, 1), date(2021, 1, 20)),  # 2040 is later: once only
-        (date(2019, 4, 7), date(2038, 11, 21), date(2019, 4, 7)),  # from 2017 on: as is
+        (date(2007, 4, 22), date(2026, 12, 7), date(2026, 12, 6), True),  # a rollover receiver now
+        (date(2007, 4, 24), date(2026, 12, 7), date(2026, 12, 8), True),  # a day past: UTC midnight
+        (date(2007, 4, 21), date(2026, 12, 7), date(2026, 12, 5), False),  # two days back
+        (date(2001, 6, 6), date(2040, 6, 1), date(2021, 1, 20), False),  # 2040 is later: once only
+        (date(2019, 4, 7), date(2038, 11, 21), date(2019, 4, 7), True),  # from 2017 on: as is
     ],
 )
 def test_rollover_correction_against_a_synced_clock_is_at_most_a_day_past_it(
-    reported: date, today: date, meant: date
+    reported: date, today: date, meant: date, known: bool
 ) -> None:
-    assert Dating(lambda: midnight(today), synced=lambda: True).unroll(reported) == (meant, True)
+    synced = Dating(lambda: midnight(today), synced=lambda: True)
+    assert synced.unroll(reported) == (meant, known)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +226,7 @@ def test_a_correction_against_a_plausible_clock_is_whole_rollovers_to_a_date_it_
     assert ROLLOVER_FLOOR <= moved <= horizon
     assert (moved - reported) % ROLLOVER == timedelta(0) and moved > reported
     assert moved + ROLLOVER > horizon  # the latest that fits
-    assert known == (moved <= today + timedelta(days=1))  # never ahead of the clock if known
+    assert known == (abs(moved - today) <= timedelta(days=1))  # known: now, as the clock says
 
 
 @given(
@@ -454,3 +460,31 @@ def test_nearest_day_moves_across_midnight_both_ways() -> None:
     assert nearest_day(10 * 1_000_000, ref) == datetime(2026, 2, 13, 0, 0, 10, tzinfo=UTC)
     ref = datetime(2026, 2, 13, 0, 0, 10, tzinfo=UTC)
     assert nearest_day(86_390 * 1_000_000, ref) == datetime(2026, 2, 12, 23, 59, 50, tzinfo=UTC)
+
+
+# A logger's fix of 1 August 2005 replayed: 1024 weeks on is 17 March 2025, 21 months before
+# a clock that may be behind but is never ahead, so no receiver working now can mean it.
+REPLAYED_2005 = RMC.format(t="113436", d="010805")
+
+
+def test_a_correction_years_before_the_clock_is_kept_but_unknown() -> None:
+    (fix,), counts = run(DEC_2026, (0.0, [REPLAYED_2005]))
+    assert fix.fix_time == datetime(2025, 3, 17, 11, 34, 36, tzinfo=UTC)
+    assert not fix.date_known and counts == {"week_rollover": 1}
+
+
+def test_a_correction_years_before_an_unsynced_clock_does_not_set_the_node_clock() -> None:
+    host = TestHost()
+    PositionService(host, PositionServiceConfig())
+    d = NmeaDecoder(now=lambda: DEC_2026)
+    received = time.monotonic()
+    d.feed(nmea(REPLAYED_2005), received)
+    (fix,) = d.poll(received + 1e9)
+    host.emit(fix)
+    assert host.clock.source is ClockSource.UNSYNCED
+
+
+def test_a_correction_years_before_a_synced_clock_is_unknown() -> None:
+    d = NmeaDecoder(now=lambda: DEC_2026, synced=lambda: True)
+    (fix,) = d.feed(nmea(REPLAYED_2005), 0.0) + d.poll(1e9)
+    assert fix.fix_time.date() == date(2025, 3, 17) and not fix.date_known

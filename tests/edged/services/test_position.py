@@ -230,7 +230,6 @@ def assert_gps_time_refused(sent: str) -> None:
 @pytest.mark.parametrize(
     "sent",
     [
-        "1980-01-06T00:00:05.000Z",  # a receiver's default date (moved to 2019), flagged valid
         "1970-01-01T00:00:10.000Z",  # a spoofer's epoch, before GPS time began
         "2024-12-31T23:59:59.000Z",  # a day before this release
     ],
@@ -240,6 +239,19 @@ async def test_a_gps_time_before_any_plausible_date_never_sets_the_clock(sent: s
     date before this software existed is a rollover or a spoofer, never the time, and a
     node on it would refuse every list, signed command and reset."""
     assert_gps_time_refused(sent)
+
+
+async def test_a_receivers_default_date_moved_to_2019_is_reported_unknown_never_the_clock() -> None:
+    """A receiver's default date flagged valid, moved two rollovers on to 2019: years before
+    the node's clock, so no receiver's date now (drivers.gps.dating); it never gets as far as
+    the clock."""
+    node = TestHost()  # a Pi whose clock is not synchronised
+    tpv = {"class": "TPV", "mode": 3, "time": "1980-01-06T00:00:05.000Z", "lat": 46.0, "lon": 2.0}
+    the_fix = GpsdReports(now=lambda: datetime(2026, 3, 10, tzinfo=UTC)).handle(tpv)
+    assert the_fix is not None and the_fix.valid and not the_fix.date_known
+    service(node).on_fix(the_fix)
+    assert node.clock.source is ClockSource.UNSYNCED
+    assert node.bodies("position")[0].date_unknown is True
 
 
 async def test_a_gpsd_one_week_rollover_behind_sets_the_clock_once_corrected() -> None:
