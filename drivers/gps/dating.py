@@ -13,7 +13,8 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
   (rgm3800's test log, a valid fix of `010108`, became 17 August 2027 on a node in 2026),
   and so is one that lands before a clock that is never ahead (a 2005 log becomes March
   2025, 21 months before a node in December 2026): whatever the clock, a correction is
-  `date_known` only within a day (`SLACK`) of the clock's date, either side:
+  `date_known` only within a day (`SLACK`) of the clock's date, either side (past an
+  unsynchronised one, within `PARKED`, 60 days: how long a node may have been off):
   * a synchronised clock (adjtimex) is now: the date is moved to the latest candidate at
     most a day past it; when even the first is later, the date is refused
     (counted `implausible_date`): like a garbled date, it dates nothing.
@@ -21,9 +22,9 @@ NMEA times are times of day; only RMC (`ddmmyy`) and ZDA (`dd,mm,yyyy`) say the 
     without RTC boots on fake-hwclock's last saved time, or the image's. The date is moved
     to the latest candidate up to `CLOCK_LAG` (2 years) past the clock's date, and refused
     beyond (a 2015 recording replayed in 2026 would land in 2034); a correction more than
-    a day past the clock is kept, but with `date_known=False`: nothing proves it, and as
+    60 days past the clock is kept, but with `date_known=False`: nothing proves it, and as
     the node's clock it would put the node up to 2 years ahead (every signed command
-    stale, every access list expired). The clock waits for NTP, or a date within a day.
+    stale, every access list expired). The clock waits for NTP, or a date within that.
   * a clock before 2017 (1970 on a Pi without fake-hwclock) cannot say anything: the
     first candidate from 2017 on is taken (a receiver that says 2006 in 2025 gives 2025),
     with `date_known=False` for the same reason.
@@ -59,6 +60,12 @@ CLOCK_LAG = timedelta(days=2 * 365)
 image a release or two old, a spare kept on a shelf. A rollover correction may land this
 far past the clock, no farther: beyond it, a wrong date would become the node's clock, and
 a node clock years ahead refuses every signed command as stale."""
+PARKED = timedelta(days=60)
+"""How far past an unsynchronised clock a correction may land and still be known: such a
+clock is fake-hwclock's (or timesyncd's) last saved time, as far behind as the node was off
+(a weekend in the depot, a summer's holidays). A rollover receiver is then the node's only
+way to the date offline: at a day's margin, a node parked three days lost it until NTP. A
+correction farther on (a recording, rgm3800's 8 months) is kept, unknown."""
 SLACK = timedelta(days=1)
 """How far from a clock's date, either side, a correction may land and be known: the
 clock's date is UTC midnight, so a fix late in the day, or one of yesterday read just after
@@ -124,14 +131,15 @@ class Dating:
         today = self.now().date()
         known = False
         if today >= ROLLOVER_FLOOR:  # a clock that may be right, or behind, never ahead
-            horizon = today + (SLACK if self.synced() else CLOCK_LAG)
+            synced = self.synced()
+            horizon = today + (SLACK if synced else CLOCK_LAG)
             if moved > horizon:
                 if count:
                     self.count("implausible_date", 1)
                 return None
             while moved + ROLLOVER <= horizon:
                 moved += ROLLOVER
-            known = today - SLACK <= moved <= today + SLACK  # now, as the clock says
+            known = today - SLACK <= moved <= today + (SLACK if synced else PARKED)
         if count:
             self.count("week_rollover", 1)
         return moved, known
