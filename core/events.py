@@ -141,6 +141,7 @@ class VehicleDoorUnheard:
     positions: tuple[str, ...]  # doors that message gave a status of ("1", "2"), if any
     talked_s: float  # how long the bus had talked without a gap when it was found
     ts: float  # time.monotonic() when it was found
+    again: bool = False  # told again to a driver that (re)started: no new finding
 
 
 @dataclass(frozen=True, slots=True)

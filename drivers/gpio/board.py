@@ -1165,13 +1165,23 @@ class _Board:
     def on_door_unheard(self, event: VehicleDoorUnheard) -> None:
         """The vehicle's bus talks without ever giving a status of a door: its beams (those
         with no contact) count every walk ungated, hands waved behind the shut door too.
-        Said once, a warning and `door_never_heard`; the walks are counted meanwhile."""
+        Said once, a warning and `door_never_heard`; the walks are counted meanwhile. Told
+        `again` to a later start (a restart loop), it is no new finding: only logged."""
         if event.door in self.never_heard:
             return  # told again as another driver started
         ways = [w for w in self.doorways if w.options.door == event.door]
         if not any(not isinstance(way.door, _Door) for way in ways):
             return  # no beams there, or a contact gates them
         self.never_heard[event.door] = event
+        if event.again:  # counted and warned by the start that was running when found
+            self.ctx.log.info(
+                "door %s: still no status of it on the CAN bus (%s; door_never_heard, told "
+                "before this start): its beams count every walk ungated until it comes",
+                event.door,
+                event.signal,
+                extra=flood_key(event.door),
+            )
+            return
         self.ctx.count("door_never_heard")
         message = event.signal.split(".", 1)[0]
         if not event.message_heard:

@@ -30,6 +30,7 @@ beams, reports it (the default doors of the config on a truck with no DC2 are no
 """
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import re
@@ -263,11 +264,12 @@ class VehicleService(Service):
         each door's last status as it came, stamped when it came: a door whose DC2 stopped
         before the restart is then a gate that knows it went quiet (`beam_door_unheard`),
         not beams without a door that nothing reports. To a gate that heard it, it is the
-        frame it already has."""
+        frame it already has. A door unheard is told `again`: the finding is not new, and a
+        GPIO driver in a restart loop must not count and warn it at every start."""
         for last in list(self._door_last.values()):
             self.host.bus.emit(last)
         for told in list(self._door_told.values()):
-            self.host.bus.emit(told)
+            self.host.bus.emit(dataclasses.replace(told, again=True))
 
     def _from_its_source(self, key: str, source: int, value: object, ts: float) -> bool:
         """Whether `key` takes this value: each value follows one ECU, the first to give it

@@ -370,3 +370,22 @@ async def test_a_gpio_driver_restarted_after_dc2_stopped_counts_its_walks_unhear
         await bus.walk("in")
         await wait_until(lambda: bus.occupancy.count == 1, 2, "the walk, ungated")
         assert bus.counted("beam_door_unheard") == 1
+
+
+async def test_a_door_never_heard_is_counted_and_warned_once_across_gpio_driver_restarts(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A GPIO driver in a restart loop is told the door again at each start: that is no new
+    finding, and must not inflate `door_never_heard` nor warn again."""
+    caplog.set_level(logging.INFO, logger="edged.driver.gpio")
+    async with shuttle(pins, monkeypatch, front=None) as bus:
+        await wait_until(lambda: bus.counted("door_never_heard") == 1, 2, "the report")
+        assert bus.gpio is not None
+        for starts in (2, 3):
+            bus.gpio.fail()
+            await bus.gpio.restarted(starts)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 1, "the walk, ungated")
+        assert bus.counted("beam_door_never_heard") == 1
+        assert bus.counted("door_never_heard") == 1
+        assert len(warnings(caplog, "not once given the door's status")) == 1
