@@ -881,7 +881,8 @@ class _Doorway:
         """A walk counted though its door's CAN status did not say whether it was open."""
         self.board.ctx.count(f"beam_door_{verdict}")
         why = (
-            "its status was error or not available (2 or 3) in DC2"
+            "its status was error or not available (2 or 3) in DC2, or ECUs sending DC2 "
+            "disagreed on it (vehicle.door_sources_disagree)"
             if verdict == "unknown"
             else f"no DC2 status of it for {candoor.CAN_SILENT_S:g} s (ignition off, the bus "
             "or the CAN adapter down, or a gateway no longer passing DC2 on? the CAN "

@@ -45,6 +45,7 @@ from core.events import (
     VehicleDoorStatus,
     VehicleDoorUnheard,
 )
+from core.logs import flood_key
 from core.ratelimit import TokenBucket
 from drivers.gpio.flapping import FlapGuard, FlapOutput, Flapping, Report
 from edged.commands.args import only
@@ -91,10 +92,51 @@ BUS_GAP_S = 5.0
 adapter unplugged): the time towards `DOOR_UNHEARD_S` starts again. CCVS1 and EEC1 come
 every 10-100 ms; a `min_interval_s` thinning them to fewer than one in 5 s leaves the
 door unreported, not reported wrongly."""
+DOOR_DISAGREE_S = 1.5
+"""How long two ECUs may give a door different statuses (0 and 1) before the door is
+unknown to the beams' gate: a gateway passing on the door controller's DC2 lags it by a
+frame at each change (100 ms, a frame of 1 s at worst), while a device on the FMS port
+saying "closed" against the door controller's "open" disagrees for the whole stop."""
 MOVING_KMH = 2.0
 """A bus with no sense line nor an engine heard running (an e-bus without EEC1) is awake
 once its wheel-based speed reaches this: a tachograph on permanent power talks on, its
 speed 0, with the key off and the door controller asleep."""
+
+
+class _DoorWitnesses:
+    """Each ECU's last status of one door (0 closed or 1 open, with when), to tell ECUs
+    that disagree on it. The door's value follows the first ECU to give it
+    (`_from_its_source`): another ECU giving it first (a gateway that fills in "closed", a
+    device on the FMS port) hid the door controller's openings, and the beams dropped the
+    riders who walked through them, with nothing said."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, tuple[int, float]] = {}
+        self.since: float | None = None  # the ECUs current disagree since then
+        self.told = False  # this disagreement reported
+
+    def see(self, source: int, status: int | None, ts: float) -> None:
+        if status in (0, 1):
+            self.last[source] = (status, ts)
+        current = {st for st, at in self.last.values() if ts - at < SOURCE_HOLD_S}
+        if len(current) > 1:
+            self.since = ts if self.since is None else self.since
+        else:
+            self.since = None
+
+    def disagree(self, ts: float) -> bool:
+        return self.since is not None and ts - self.since >= DOOR_DISAGREE_S
+
+    def sources(self, ts: float) -> str:
+        return ", ".join(
+            f"{source:#04x} {'open' if st else 'closed'}"
+            for source, (st, at) in sorted(self.last.items())
+            if ts - at < SOURCE_HOLD_S
+        )
+
+
+def _status(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -159,6 +201,7 @@ class VehicleService(Service):
         # restarted GPIO driver: a door gone quiet must stay known, and known quiet
         self._door_messages_wanted = {message for message, _ in self._door_unheard.values()}
         self._door_messages: dict[str, set[str]] = {}  # door message seen -> positions given
+        self._witnesses: dict[str, _DoorWitnesses] = {}  # door -> each ECU's last status
         # (since, last, woke): the bus talking without a gap, the engine run or the vehicle
         # moved in that time
         self._talk = (float("-inf"), float("-inf"), False)
@@ -186,6 +229,9 @@ class VehicleService(Service):
             if signal not in event.signals:
                 continue
             value = event.signals[signal]
+            if kind == "door":
+                witnesses = self._witnesses.setdefault(key, _DoorWitnesses())
+                witnesses.see(event.source, _status(value), event.ts)
             if not self._from_its_source(key, event.source, value, event.ts):
                 continue
             taken.add(key)
@@ -194,9 +240,11 @@ class VehicleService(Service):
             elif kind == "extra":
                 self.extra[key] = value
             else:
-                status = int(value) if isinstance(value, int | float) else None
+                status = _status(value)
                 if status in HEARD:
                     self._door_heard(key)
+                if self._disagree(key, event.ts):
+                    status = None  # nobody can tell which ECU is right: the door is unknown
                 told = self._door_last[key] = VehicleDoorStatus(key, status, event.ts)
                 self.host.bus.emit(told)
                 changed |= self._door(key, value, event.ts)
@@ -254,6 +302,32 @@ class VehicleService(Service):
             self._door_told[door] = told
             log.debug("door %s: no status on the CAN bus: %s", door, told)
             self.host.bus.emit(told)
+
+    def _disagree(self, door: str, ts: float) -> bool:
+        """Whether ECUs have given the door different statuses for `DOOR_DISAGREE_S`: then
+        its beams count ungated (`beam_door_unknown`) rather than by the ECU followed,
+        which may be the wrong one. Counted and warned once each time it starts."""
+        witnesses = self._witnesses[door]
+        if not witnesses.disagree(ts):
+            if witnesses.told and witnesses.since is None:
+                witnesses.told = False
+                log.info("door %s: the ECUs sending its CAN status agree again", door)
+            return False
+        if not witnesses.told:
+            witnesses.told = True
+            self.host.counters.inc("vehicle.door_sources_disagree")
+            log.warning(
+                "door %s: ECUs on the CAN bus have given different statuses of it for %g s "
+                "(%s): a gateway out of step with the door controller, a wrong door number "
+                "in one of them, or a device on the FMS port forging DC2? Its beams count "
+                "every walk ungated until they agree (vehicle.door_sources_disagree; "
+                "beam_door_unknown)",
+                door,
+                DOOR_DISAGREE_S,
+                witnesses.sources(ts),
+                extra=flood_key(door),
+            )
+        return True
 
     def _door_heard(self, door: str) -> None:
         self._door_unheard.pop(door, None)

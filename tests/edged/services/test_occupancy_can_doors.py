@@ -389,3 +389,58 @@ async def test_a_door_never_heard_is_counted_and_warned_once_across_gpio_driver_
         assert bus.counted("beam_door_never_heard") == 1
         assert bus.counted("door_never_heard") == 1
         assert len(warnings(caplog, "not once given the door's status")) == 1
+
+
+async def dc2_from(bus: Shuttle, source: int, status: list[int]) -> None:
+    """Another ECU sending DC2 (a gateway, a device on the FMS port): door 1 `status[0]`."""
+    while True:
+        data = bytes([0xF3 | status[0] << 2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        bus.sender.send(
+            can.Message(arbitration_id=make_id(64933, source), data=data, is_extended_id=True)
+        )
+        await asyncio.sleep(PERIOD_S)
+
+
+@contextlib.asynccontextmanager
+async def second_source(bus: Shuttle, status: list[int]) -> AsyncIterator[None]:
+    task = asyncio.create_task(dc2_from(bus, 0x4A, status))
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+async def test_a_second_ecu_saying_not_available_first_does_not_hide_the_door_controller(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway sends DC2 with door 1 not available before the door controller wakes:
+    no value, no claim; the door controller's opening counts the rider."""
+    async with shuttle(pins, monkeypatch, front=None) as bus, second_source(bus, [NOT_AVAILABLE]):
+        await asyncio.sleep(0.2)
+        bus.front = OPEN
+        await asyncio.sleep(GRACE_S + 0.1)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 1, "the rider")
+        assert bus.counted("beam_door_unknown") == 0 and bus.counted("beam_door_closed") == 0
+
+
+async def test_a_second_ecu_saying_closed_against_the_door_controller_loses_no_rider(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device on the FMS port (or a gateway filling in "closed") sends DC2 door 1 closed
+    from before the door controller wakes, and so is the ECU the door follows; the door
+    controller says open. Nobody can tell which is right: the rider counts, reported."""
+    from edged.services import vehicle as vehicle_service
+
+    monkeypatch.setattr(vehicle_service, "DOOR_DISAGREE_S", 0.3)
+    caplog.set_level(logging.INFO, logger="edged.services.vehicle")
+    async with shuttle(pins, monkeypatch, front=None) as bus, second_source(bus, [CLOSED]):
+        await asyncio.sleep(0.2)
+        bus.front = OPEN
+        await asyncio.sleep(GRACE_S + 0.4)
+        await bus.walk("in")
+        await wait_until(lambda: bus.occupancy.count == 1, 1.5, "the rider")
+        assert bus.counted("beam_door_unknown") == 1 and bus.counted("beam_door_closed") == 0
+        assert bus.node.counters.snapshot().get("vehicle.door_sources_disagree") == 1
+        (warning,) = warnings(caplog, "ECUs on the CAN bus have given different statuses")
+        assert "0x21 open" in warning and "0x4a closed" in warning

@@ -1310,3 +1310,40 @@ def test_dm1s_from_every_source_address_with_every_code_make_a_bounded_faults_pa
     last = node.bodies("vehicle/faults")[-1]
     assert last.lamps and len(last.model_dump_json()) <= 64 * 1024
     assert last.omitted is not None and last.omitted > 0
+
+
+def dc2(bus: CanFeed, source: int, status: int) -> None:
+    bus.svc.on_signals(
+        J1939Signals(
+            pgn=0, name="DC2", source=source, signals={"Door1OpenStatus": status}, ts=bus.ts
+        )
+    )
+
+
+def test_a_gateway_passing_dc2_on_a_second_late_is_no_disagreement() -> None:
+    """The door controller (0x21) every 100 ms, a gateway (0x4a) passing it on every 1 s,
+    so up to a second behind at each change: the gate has every status as it came."""
+    node, _, bus = make()
+    for tenth in range(100):
+        status = (tenth // 30) % 2  # open, shut, open… for 3 s each
+        dc2(bus, 0x21, status)
+        if tenth % 10 == 9:
+            dc2(bus, 0x4A, ((tenth - 9) // 30) % 2)  # what it had a second ago
+        bus.after(0.1)
+    statuses = [e.status for e in node.of_type(VehicleDoorStatus)]
+    assert statuses == [(tenth // 30) % 2 for tenth in range(100)]
+    assert "vehicle.door_sources_disagree" not in node.counters.snapshot()
+
+
+def test_two_ecus_disagreeing_on_a_door_leave_it_unknown_to_the_gate_until_they_agree() -> None:
+    node, _, bus = make()
+    for _ in range(30):  # 3 s: the door controller says open, another ECU closed
+        dc2(bus, 0x4A, 0)
+        dc2(bus, 0x21, 1)
+        bus.after(0.1)
+    for _ in range(5):
+        dc2(bus, 0x4A, 1)
+        bus.after(0.1)
+    statuses = [e.status for e in node.of_type(VehicleDoorStatus)]
+    assert statuses[0] == 0 and None in statuses and statuses[-1] == 1
+    assert node.counters.snapshot()["vehicle.door_sources_disagree"] == 1
