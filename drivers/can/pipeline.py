@@ -59,6 +59,18 @@ DM1_PERIOD_S = 1.0
 """J1939-73's DM1 broadcast period: a repeat is its ECU saying it is still there (the
 vehicle service lists an ECU whose DM1 stops as silent), so the throttle never holds one
 back for longer, whatever `min_interval_s`."""
+PROMPT_PGNS = frozenset({65102, 64933})
+"""DC1 and DC2, the doors: a frame of theirs that changes the data of its PGN and source
+goes through the throttle at once (at most `PROMPT_CHANGES` an interval). The GPIO driver
+gates the counting beams by each door status (drivers/gpio/candoor.py); held back, the
+door controller's "open" among a device's flood of "closed" under its source address (on
+the FMS port) never reached the gate, the throttle letting through whichever frame came
+first after each interval, and riders walking in were dropped. A door's status changes a
+few times a stop, so this costs nothing on a sound bus."""
+PROMPT_CHANGES = 4
+"""Changes of one PGN and source let through at once per interval (40 a second at 0.1 s):
+a status flapping with every frame (2000 frames a second fill a 250 kbit/s bus) is still
+decoded a few dozen times a second, not at the bus's rate."""
 
 
 class Pipeline:
@@ -105,6 +117,9 @@ class Pipeline:
         # the latest frame held back per key, and when: the frame keeps its own timestamp,
         # which is the bus's clock (BusClock), not the node's
         self._held: dict[int, tuple[can.Message, float]] = {}
+        # PROMPT_PGNS: per key the data last decoded, and (since, how many) changes let through
+        self._passed: dict[int, bytes] = {}
+        self._changes: dict[int, tuple[float, int]] = {}
         self._last_dm1: dict[int, tuple[float, bytes]] = {}  # source -> (when, payload)
         wanted = decoders.pgns()
         self.bam = BamReassembler(self.counts, wanted=wanted.__contains__)
@@ -172,13 +187,34 @@ class Pipeline:
         if self.interval:
             key = msg.arbitration_id & 0x3FFFFFF  # PGN (with a PDU1 destination), source
             last = self._last.get(key)
-            if last is not None and now - last < self._let_through:
+            prompt = pgn in PROMPT_PGNS
+            if (
+                last is not None
+                and now - last < self._let_through
+                and not (prompt and self._change(key, msg.data, now))
+            ):
                 self._held[key] = (msg, now)
                 self.throttled += 1
                 return None
             self._last[key] = now
             self._held.pop(key, None)
+            if prompt:
+                self._passed[key] = bytes(msg.data)
         return self._decode(route, msg, now)
+
+    def _change(self, key: int, data: Data, now: float) -> bool:
+        """Whether a frame of a `PROMPT_PGNS` PGN goes through the throttle at once: its
+        data changed since the last decoded, and fewer than `PROMPT_CHANGES` did since the
+        interval began."""
+        if self._passed.get(key) == data:
+            return False
+        since, changes = self._changes.get(key, (now, 0))
+        if now - since >= self.interval:
+            since, changes = now, 0
+        if changes >= PROMPT_CHANGES:
+            return False
+        self._changes[key] = (since, changes + 1)
+        return True
 
     def _decode(self, decoder: MessageDecoder, msg: can.Message, now: float) -> J1939Signals | None:
         return self._signals(decoder, msg.arbitration_id & 0xFF, msg.data, now)
@@ -296,6 +332,8 @@ class Pipeline:
             for key in due:
                 msg, held_at = self._held.pop(key)
                 self._last[key] = now
+                if pgn_of(key) in PROMPT_PGNS:
+                    self._passed[key] = bytes(msg.data)
                 event = self._decode(self.by_pgn[pgn_of(key)], msg, held_at)
                 if event is not None:
                     out.append(event)

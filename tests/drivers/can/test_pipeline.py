@@ -5,7 +5,7 @@ import pytest
 
 from core.events import ActiveFaults, J1939Signals, TroubleCode
 from drivers.can.decoder import SHIPPED_DBC, Decoders
-from drivers.can.pipeline import Pipeline
+from drivers.can.pipeline import PROMPT_CHANGES, Pipeline
 from hil.can.fms import bam_frames, rts_cts_frames
 from tests.drivers.can.support import frame
 
@@ -183,6 +183,50 @@ def test_a_remote_or_fd_frame_with_the_same_id_neither_takes_nor_drops_a_held_va
     after = pipeline.process(frame(65265, CCVS1_37_5), 0.21)
     assert isinstance(after, J1939Signals)
     assert pipeline.counts["not_j1939"] == 2
+
+
+DC2_SHUT = bytes([0xF3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])  # door 1 closed
+DC2_OPEN = bytes([0xF7, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])  # door 1 open
+
+
+def test_a_door_status_changing_amid_a_flood_under_its_source_goes_through_the_throttle(
+    decoders: Decoders,
+) -> None:
+    """A device on the FMS port floods DC2 "closed" under the door controller's address
+    (0x21), 2000 a second; the door controller says "open" every 100 ms. Each "open" is
+    decoded, not only whichever frame comes first after each interval."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    opened = 0
+    for ms2 in range(2000):  # one second, a frame every 0.5 ms
+        data = DC2_OPEN if ms2 % 200 == 137 else DC2_SHUT
+        event = pipeline.process(frame(64933, data, source=0x21), ms2 / 2000)
+        if isinstance(event, J1939Signals) and event.signals["Door1OpenStatus"] == 1:
+            opened += 1
+    assert opened == 10
+
+
+def test_a_door_status_flapping_with_every_frame_is_decoded_a_bounded_number_of_times(
+    decoders: Decoders,
+) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    decoded = sum(
+        pipeline.process(frame(64933, (DC2_OPEN, DC2_SHUT)[i % 2], source=0x21), i / 2000)
+        is not None
+        for i in range(2000)
+    )
+    assert decoded <= 11 * (1 + PROMPT_CHANGES)  # ten intervals, their windows not aligned
+
+
+def test_a_changing_parameter_group_other_than_a_door_s_stays_throttled(
+    decoders: Decoders,
+) -> None:
+    """EEC1's engine speed changes with nearly every frame (10 ms): the throttle's point."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    speeds = [bytes([0xF0, 0x7D, 0x7D, i % 256, 0x20, 0, 0xF0, 0x7D]) for i in range(100)]
+    decoded = sum(
+        pipeline.process(frame(61444, d), i / 100) is not None for i, d in enumerate(speeds)
+    )
+    assert decoded <= 14
 
 
 def test_without_throttle_every_frame_is_decoded(decoders: Decoders) -> None:

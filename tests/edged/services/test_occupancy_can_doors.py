@@ -79,6 +79,7 @@ async def shuttle(
     front: int | None = CLOSED,
     talks: bool = True,
     vehicle: VehicleServiceConfig | None = None,
+    min_interval_s: float = 0,
     **gpio_options: Any,
 ) -> AsyncIterator[Shuttle]:
     """Beams at `front`, no contact on GPIO (unless `gpio_options` add one); `front` is a
@@ -94,7 +95,7 @@ async def shuttle(
     VehicleService(node, vehicle or VehicleServiceConfig(), TripServiceConfig(auto=False))
     channel = f"candoors-{uuid.uuid4().hex}"
     sender = can.Bus(interface="virtual", channel=channel)
-    options = CanBusOptions(interface="virtual", channel=channel, min_interval_s=0)
+    options = CanBusOptions(interface="virtual", channel=channel, min_interval_s=min_interval_s)
     ctx = DriverContext("can", node.bus, node.counters)
     can_task = asyncio.create_task(CanBusDriver(options).run(ctx))
     outer, inner = pins.pin(20), pins.pin(21)
@@ -444,3 +445,30 @@ async def test_a_second_ecu_saying_closed_against_the_door_controller_loses_no_r
         assert bus.node.counters.snapshot().get("vehicle.door_sources_disagree") == 1
         (warning,) = warnings(caplog, "ECUs on the CAN bus have given different statuses")
         assert "0x21 open" in warning and "0x4a closed" in warning
+
+
+async def forged_closed(bus: Shuttle, source: int, per_10ms: int) -> None:
+    """A device on the FMS port: DC2 door 1 closed, `per_10ms` frames every 10 ms."""
+    data = bytes([0xF3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+    message = can.Message(arbitration_id=make_id(64933, source), data=data, is_extended_id=True)
+    while True:
+        for _ in range(per_10ms):
+            bus.sender.send(message)
+        await asyncio.sleep(0.01)
+
+
+async def test_a_flood_of_forged_closed_under_the_door_controller_s_address_loses_no_rider(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2000 DC2 "closed" a second under the door controller's own address, through the
+    CAN driver's default throttle (0.1 s): its "open" frames still reach the gate."""
+    async with shuttle(pins, monkeypatch, min_interval_s=0.1) as bus:
+        bus.front = OPEN
+        forger = asyncio.create_task(forged_closed(bus, 0x21, 20))
+        try:
+            await asyncio.sleep(GRACE_S + 0.1)  # the whole window flooded
+            await bus.walk("in")
+            await wait_until(lambda: bus.occupancy.count == 1, 1, "the rider")
+        finally:
+            forger.cancel()
+        assert bus.counted("beam_door_closed") == 0
