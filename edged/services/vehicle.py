@@ -128,11 +128,15 @@ class _DoorWitnesses:
         return self.since is not None and ts - self.since >= DOOR_DISAGREE_S
 
     def sources(self, ts: float) -> str:
-        return ", ".join(
+        """Each current ECU's status, for the warning: eight at most (a device on the bus
+        may send under every address)."""
+        said = [
             f"{source:#04x} {'open' if st else 'closed'}"
             for source, (st, at) in sorted(self.last.items())
             if ts - at < SOURCE_HOLD_S
-        )
+        ]
+        more = f" and {len(said) - 8} more" if len(said) > 8 else ""
+        return ", ".join(said[:8]) + more
 
 
 def _status(value: object) -> int | None:

@@ -1347,3 +1347,17 @@ def test_two_ecus_disagreeing_on_a_door_leave_it_unknown_to_the_gate_until_they_
     statuses = [e.status for e in node.of_type(VehicleDoorStatus)]
     assert statuses[0] == 0 and None in statuses and statuses[-1] == 1
     assert node.counters.snapshot()["vehicle.door_sources_disagree"] == 1
+
+
+def test_a_disagreement_from_every_address_is_warned_in_one_short_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A device on the bus sending "closed" under all the addresses it can use."""
+    _, _, bus = make()
+    for _ in range(20):
+        dc2(bus, 0x21, 1)
+        for source in range(0x80, 0xFE):
+            dc2(bus, source, 0)
+        bus.after(0.1)
+    (warning,) = [r.getMessage() for r in caplog.records if "different statuses" in r.getMessage()]
+    assert "0x21 open" in warning and "and 119 more" in warning and len(warning) < 600
