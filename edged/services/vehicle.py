@@ -112,10 +112,15 @@ class _DoorWitnesses:
 
     Per status, the ECUs whose last word it is, oldest first: each frame costs the same
     however many addresses a device on the bus sends under (a scan of them all was ~60 µs
-    a frame at 127, on every DC2 frame of such a flood)."""
+    a frame at 127, on every DC2 frame of such a flood). A disagreement counts once both
+    statuses were said again after it began: an ECU fallen silent (an FMS gateway that
+    stops at ignition off while the door controller, on permanent power, goes on) keeps
+    its last word current for `SOURCE_HOLD_S`, but says nothing against a door opened
+    meanwhile."""
 
     def __init__(self) -> None:
         self.saying: tuple[dict[int, float], dict[int, float]] = ({}, {})
+        self.said_at = [float("-inf"), float("-inf")]  # when an ECU last said 0, and 1
         self.since: float | None = None  # the ECUs current disagree since then
         self.told = False  # this disagreement reported
 
@@ -125,6 +130,7 @@ class _DoorWitnesses:
             saying = self.saying[status]
             saying.pop(source, None)  # to the end: the dict stays oldest first
             saying[source] = ts
+            self.said_at[status] = ts
         if self._current(0, ts) and self._current(1, ts):
             self.since = ts if self.since is None else self.since
         else:
@@ -142,7 +148,12 @@ class _DoorWitnesses:
         return False
 
     def disagree(self, ts: float) -> bool:
-        return self.since is not None and ts - self.since >= DOOR_DISAGREE_S
+        since = self.since
+        return (
+            since is not None
+            and ts - since >= DOOR_DISAGREE_S
+            and min(self.said_at) > since  # both said again since: no ECU fallen silent
+        )
 
     def sources(self, ts: float) -> str:
         """Each current ECU's status, for the warning: eight at most (a device on the bus

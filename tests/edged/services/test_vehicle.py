@@ -1391,3 +1391,19 @@ def test_a_dc2_flood_costs_each_frame_the_same_under_every_address_as_under_a_fe
         return best
 
     assert per_frame(253) < 2 * per_frame(8)
+
+
+def test_an_ecu_fallen_silent_is_no_disagreement_with_a_door_opened_after() -> None:
+    """Ignition off: the FMS gateway (0x4a) passing DC2 on stops, the door controller
+    (0x21), on permanent power, goes on, and the driver opens the door half a second
+    later. The gateway's last "closed" is no ECU saying closed against "open"."""
+    node, _, bus = make()
+    for _ in range(10):
+        dc2(bus, 0x21, 0)
+        dc2(bus, 0x4A, 0)
+        bus.after(0.1)
+    for tenth in range(60):
+        dc2(bus, 0x21, 0 if tenth < 5 else 1)
+        bus.after(0.1)
+    assert None not in [e.status for e in node.of_type(VehicleDoorStatus)]
+    assert "vehicle.door_sources_disagree" not in node.counters.snapshot()
