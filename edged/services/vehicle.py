@@ -233,6 +233,9 @@ class VehicleService(Service):
             door: _split(ref) for door, ref in config.doors.items()
         }
         self._door_told: dict[str, VehicleDoorUnheard] = {}  # found unheard, not heard since
+        # doors whose finding a listening gate had (a GPIO driver running with beams there):
+        # a start after that is told it `again`; one after a finding nobody heard, as new
+        self._door_reached: set[str] = set()
         self._door_last: dict[str, VehicleDoorStatus] = {}  # each door's last status, for a
         # restarted GPIO driver: a door gone quiet must stay known, and known quiet
         self._door_messages_wanted = {message for message, _ in self._door_unheard.values()}
@@ -337,6 +340,8 @@ class VehicleService(Service):
             )
             self._door_told[door] = told
             log.debug("door %s: no status on the CAN bus: %s", door, told)
+            if self.host.bus.has_subscribers(VehicleDoorUnheard):
+                self._door_reached.add(door)
             self.host.bus.emit(told)
 
     def _disagree(self, door: str, ts: float) -> bool:
@@ -368,18 +373,24 @@ class VehicleService(Service):
     def _door_heard(self, door: str) -> None:
         self._door_unheard.pop(door, None)
         self._door_told.pop(door, None)
+        self._door_reached.discard(door)
 
     def _tell_unheard(self, event: DriverReady) -> None:
         """A driver (re)started: the GPIO driver's gates learn again what the bus lacks, and
         each door's last status as it came, stamped when it came: a door whose DC2 stopped
         before the restart is then a gate that knows it went quiet (`beam_door_unheard`),
         not beams without a door that nothing reports. To a gate that heard it, it is the
-        frame it already has. A door unheard is told `again`: the finding is not new, and a
-        GPIO driver in a restart loop must not count and warn it at every start."""
+        frame it already has. A door unheard is told `again` once a gate had it: the finding
+        is not new, and a GPIO driver in a restart loop must not count and warn it at every
+        start. Found while no GPIO driver ran (its backoff, a late first start), nobody
+        counted nor warned it: this start is told it as new."""
         for last in list(self._door_last.values()):
             self.host.bus.emit(last)
-        for told in list(self._door_told.values()):
-            self.host.bus.emit(dataclasses.replace(told, again=True))
+        listening = self.host.bus.has_subscribers(VehicleDoorUnheard)
+        for door, told in list(self._door_told.items()):
+            self.host.bus.emit(dataclasses.replace(told, again=door in self._door_reached))
+            if listening:
+                self._door_reached.add(door)
 
     def _from_its_source(self, key: str, source: int, value: object, ts: float) -> bool:
         """Whether `key` takes this value: each value follows one ECU, the first to give it

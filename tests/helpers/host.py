@@ -1,7 +1,8 @@
 """A real host for a service under test (`edged.host.Host`): a real bus, counters and
 clock, state kept as the state store keeps it (JSON), and what the service published.
 
-Every event on the bus is recorded in `emitted`; `Unlock` too unless `relay=False`
+Every event on the bus is recorded in `emitted`, as a watcher (`acts=False`: a service
+asking `has_subscribers` sees nobody); `Unlock` too unless `relay=False`, as a handler
 (recording it means a lock relay listens for it, as the GPIO driver does).
 """
 
@@ -57,7 +58,7 @@ class TestHost:
         self.emitted: list[Any] = []
         for kind in EVENT_TYPES:
             if relay or kind is not Unlock:
-                self.bus.subscribe(kind, self.emitted.append)
+                self.bus.subscribe(kind, self.emitted.append, acts=kind is Unlock)
 
     def publish(
         self,

@@ -20,6 +20,7 @@ from core.driver import DriverContext
 from core.events import VehicleDoorStatus, VehicleDoorUnheard
 from drivers.can.bus import CanBusDriver, CanBusOptions
 from drivers.can.j1939 import make_id
+from edged.config.models import SupervisorConfig
 from edged.config.services import TripServiceConfig, VehicleServiceConfig
 from edged.services.occupancy import OccupancyService
 from edged.services.vehicle import VehicleService
@@ -80,6 +81,7 @@ async def shuttle(
     talks: bool = True,
     vehicle: VehicleServiceConfig | None = None,
     min_interval_s: float = 0,
+    unheard_s: float = UNHEARD_S,
     **gpio_options: Any,
 ) -> AsyncIterator[Shuttle]:
     """Beams at `front`, no contact on GPIO (unless `gpio_options` add one); `front` is a
@@ -90,7 +92,7 @@ async def shuttle(
 
     monkeypatch.setattr(board, "DOOR_GRACE_S", GRACE_S)
     monkeypatch.setattr(candoor, "CAN_SILENT_S", SILENT_S)
-    monkeypatch.setattr(vehicle_service, "DOOR_UNHEARD_S", UNHEARD_S)
+    monkeypatch.setattr(vehicle_service, "DOOR_UNHEARD_S", unheard_s)
     node, occupancy, _ = make(count_from=["beams"], capacity=20)
     VehicleService(node, vehicle or VehicleServiceConfig(), TripServiceConfig(auto=False))
     channel = f"candoors-{uuid.uuid4().hex}"
@@ -389,6 +391,31 @@ async def test_a_door_never_heard_is_counted_and_warned_once_across_gpio_driver_
         await wait_until(lambda: bus.occupancy.count == 1, 1, "the walk, ungated")
         assert bus.counted("beam_door_never_heard") == 1
         assert bus.counted("door_never_heard") == 1
+        assert len(warnings(caplog, "not once given the door's status")) == 1
+
+
+async def test_a_door_found_never_heard_while_the_gpio_driver_was_down_is_counted_at_its_start(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The GPIO driver down (a restart's backoff) when the vehicle service finds the bus
+    never gives the door: nobody heard the finding, so the start after counts and warns
+    it, once."""
+    from edged.services import vehicle as vehicle_service
+
+    caplog.set_level(logging.INFO, logger="edged.driver.gpio")
+    slow = SupervisorConfig(backoff_initial_s=0.8, backoff_max_s=0.8, stable_after_s=30)
+    async with shuttle(pins, monkeypatch, front=None, unheard_s=60, config=slow) as bus:
+        assert bus.gpio is not None
+        bus.gpio.fail()
+        await bus.gpio.restarted(2)  # the first failure restarts at once
+        await asyncio.sleep(UNHEARD_S)  # the bus has talked long enough: found at a frame
+        bus.gpio.fail()  # the second backs off, 0.4 s at least
+        await wait_until(lambda: bus.gpio is not None and not bus.gpio.running(), 1, "down")
+        monkeypatch.setattr(vehicle_service, "DOOR_UNHEARD_S", UNHEARD_S)
+        await wait_until(lambda: bus.node.of_type(VehicleDoorUnheard), 1, "the finding")
+        assert not bus.gpio.running()
+        await bus.gpio.restarted(3)
+        await wait_until(lambda: bus.counted("door_never_heard") == 1, 1, "the report")
         assert len(warnings(caplog, "not once given the door's status")) == 1
 
 

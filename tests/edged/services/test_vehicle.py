@@ -361,15 +361,35 @@ def test_a_parked_bus_whose_ignition_sense_line_is_on_tells_its_doors() -> None:
     assert [e.door for e in unheard(node)] == ["front", "rear"]
 
 
+def gate(node: TestHost) -> None:
+    """A GPIO driver running with beams gated by a CAN door: it listens for the finding."""
+    node.bus.subscribe(VehicleDoorUnheard, lambda _: None)
+
+
 def test_doors_told_are_told_again_to_a_driver_that_starts() -> None:
     """The GPIO driver restarted has forgotten: its gates must learn again, told it is no
     new finding (`again`), so that a restart loop does not count it at every start."""
     node, _, bus = make()
+    gate(node)
     talk(bus, DOOR_UNHEARD_S + 1)
     first = unheard(node)
     node.emit(DriverReady("gpio", bus.ts))
     assert len(first) == 2 and not any(told.again for told in first)
     assert unheard(node)[2:] == [replace(told, again=True) for told in first]
+
+
+def test_a_door_found_while_no_gpio_driver_listened_is_told_as_new_to_the_next_start() -> None:
+    """The GPIO driver down when the bus is found never to give the doors (its backoff, a
+    late first start): nobody counted nor warned them, so its start is told them as new
+    findings, and only the starts after it `again`."""
+    node, _, bus = make()
+    talk(bus, DOOR_UNHEARD_S + 1)
+    assert len(unheard(node)) == 2
+    gate(node)  # the driver's start subscribes, then says it is ready
+    node.emit(DriverReady("gpio", bus.ts))
+    assert [told.again for told in unheard(node)[2:]] == [False, False]
+    node.emit(DriverReady("gpio", bus.ts))
+    assert [told.again for told in unheard(node)[4:]] == [True, True]
 
 
 def test_a_door_told_then_heard_is_not_told_again() -> None:
