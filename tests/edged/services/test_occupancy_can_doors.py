@@ -136,7 +136,7 @@ async def test_hands_waved_either_way_behind_a_shut_can_door_count_no_one_and_te
         bus.occupancy.add(2, "command")
         for direction in ("in", "in", "out"):
             await bus.walk(direction)
-        await wait_until(lambda: bus.counted("beam_door_closed") == 3, 2, "three walks judged")
+        await wait_until(lambda: bus.counted("beam_door_closed") == 3, 10, "three walks judged")
         assert bus.occupancy.count == 2 and bus.counted("beam_door_unheard") == 0
 
 
