@@ -702,13 +702,11 @@ class Sender:
         if packet is not None and mid is not None:
             self._out.append(packet)
             self._inflight[mid] = (msgs, now, True, size)
-            self._turn += size
-            self._written += size
-            return 1
-        self._write()  # what was built before goes first: the one naming a topic alias
-        mid = client.publish_nowait(topic, payload, first.qos, retain, properties)
-        self._inflight[mid] = (msgs, now, False, size)
-        self._turn += size
+        else:
+            self._write()  # what was built before goes first: the one naming a topic alias
+            mid = client.publish_nowait(topic, payload, first.qos, retain, properties)
+            self._inflight[mid] = (msgs, now, False, size)
+        self._turn += size  # the queue's budget (`budget`)
         self._written += size
         return 1
 
