@@ -161,12 +161,7 @@ class KioskConfig(Strict):
 def screen_origin(kiosk: KioskConfig, port: int | None = None) -> str:
     """`http://host:port` of the page as the node's own screen opens it (the one address the
     screen's browser policy allows); `port`: the one bound, where the config's is 0."""
-    host = LOOPBACK.get(kiosk.host, kiosk.host)
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass  # a host name
+    host, _ = _screen_host(kiosk)
     return f"http://{host}:{port or kiosk.port}"
 
 
@@ -175,9 +170,16 @@ def browser_filter(kiosk: KioskConfig) -> str:
     filter format): `screen_origin`, a host name with a leading dot, which makes Chromium
     match that host alone: without it `http://kiosk.lan:8080` also allows any
     `*.kiosk.lan:8080` a visitor's DNS or the venue's network could answer."""
-    origin = screen_origin(kiosk)
+    host, is_address = _screen_host(kiosk)
+    return f"http://{host if is_address else '.' + host}:{kiosk.port}"
+
+
+def _screen_host(kiosk: KioskConfig) -> tuple[str, bool]:
+    """The host the screen opens the page at, as a URL writes it, and whether it is an
+    address (not a name)."""
+    host = LOOPBACK.get(kiosk.host, kiosk.host)
     try:
-        ipaddress.ip_address(LOOPBACK.get(kiosk.host, kiosk.host))
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return origin.replace("http://", "http://.", 1)
-    return origin
+        return host, False
+    return (f"[{host}]" if address.version == 6 else host), True
