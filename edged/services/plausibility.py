@@ -49,14 +49,6 @@ ACCEL_MPS2 = 3.0  # harder than a bus or a truck speeds up or brakes in service
 EXCURSION_MAX_S = 10.0
 """Multipath excursions last seconds; a receiver still away after this long is believed."""
 EXCURSION_MAX_FIXES = 100  # the same, for a receiver whose fix times do not go forward
-REPLAY_FACTOR_MAX = 1.0
-"""The receiver's time between two fixes is believed up to this many times the node's time
-between their arrivals, plus EXCURSION_MAX_S (a fix read late after a stalled read, the
-reference one among them): a real receiver's clock does not run faster than the node's, and
-a spoofer moves it with the position (a clock 60 s on with a teleport was 30 s to drive in at
-20 times: 1.35 km from standing). A recording replayed faster than driven still counts step
-by step (each step is far less than the 10 s); a gap in it (a tunnel) longer than its
-arrivals' time plus 10 s is judged as that."""
 
 
 def jitter_m(fix: Fix) -> float:
@@ -66,11 +58,17 @@ def jitter_m(fix: Fix) -> float:
 
 def believed_s(a_received: float | None, b_received: float | None) -> float:
     """The most receiver time believed between two fixes that arrived at `a_received` and
-    `b_received` (monotonic s): `REPLAY_FACTOR_MAX` times the time between, plus
-    EXCURSION_MAX_S; unbounded when either does not say when it arrived."""
+    `b_received` (monotonic s): the node's time between, plus EXCURSION_MAX_S (a fix read
+    late after a stalled read, the reference one among them); unbounded when either does
+    not say when it arrived. A real receiver's clock runs no faster than the node's, and a
+    spoofer moves it with the position (believed up to 20 times the arrivals' time, a clock
+    60 s on with a teleport had 30 s to drive in: 1.35 km from standing). A recording
+    replayed faster than driven still counts step by step (each step is far less than the
+    10 s); a gap in it (a tunnel) longer than its arrivals' time plus 10 s is judged as
+    that."""
     if a_received is None or b_received is None:
         return math.inf
-    return REPLAY_FACTOR_MAX * max(0.0, b_received - a_received) + EXCURSION_MAX_S
+    return max(0.0, b_received - a_received) + EXCURSION_MAX_S
 
 
 ARRIVAL_JITTER_S = 0.5

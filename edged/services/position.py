@@ -17,7 +17,7 @@ come back within `EXCURSION_MAX_S` is believed where it stays (the first fix was
 one), counting the way there at no more than `MAX_ROAD_SPEED_MPS` (standing still, the
 receiver moved, not the vehicle: only the crawl believed before, and its speeds meanwhile).
 All in the receiver's time — but no more of it than the node's time between the fixes'
-arrivals (`REPLAY_FACTOR_MAX`, 1) plus `EXCURSION_MAX_S` (when the driver says when they
+arrivals plus `EXCURSION_MAX_S` (`believed_s`; when the driver says when they
 came): a receiver's clock that jumps hours or years on (a spoofer moving the time
 with the position, a cold-start date, a gpsd reporting year 1 then 9999) would otherwise
 make any step reachable, and count it. A fix the receiver did not measure
@@ -59,7 +59,6 @@ from edged.services.plausibility import (
     EXCURSION_MAX_FIXES,
     EXCURSION_MAX_S,
     MAX_ROAD_SPEED_MPS,
-    REPLAY_FACTOR_MAX,
     SPEED_MARGIN_MPS,
     FixJudge,
     believed_s,
@@ -70,7 +69,6 @@ from edged.services.plausibility import (
 __all__ = [
     "EXCURSION_MAX_S",
     "MAX_ROAD_SPEED_MPS",
-    "REPLAY_FACTOR_MAX",
     "PositionService",
     "believed_s",
     "heading_delta",
