@@ -126,6 +126,11 @@ class VehicleDoorStatus:
     ts: float  # time.monotonic() when the frame was taken, as J1939Signals.ts
 
 
+DOOR_HEARD = (0, 1, 2)
+"""A door's status that says the door controller knows the door (an error too): not 3, not
+available, which is what FMS sends for a door position the vehicle does not have."""
+
+
 @dataclass(frozen=True, slots=True)
 class VehicleDoorUnheard:
     """The vehicle's bus has talked for a while (other parameter groups kept coming) and not

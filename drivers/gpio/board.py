@@ -70,6 +70,7 @@ from gpiozero.exc import BadPinFactory, GPIOPinInUse
 from core.driver import DriverContext, DriverOptions, Opens
 from core.errors import DriverError
 from core.events import (
+    DOOR_HEARD,
     Crossing,
     DoorInput,
     Feedback,
@@ -1142,7 +1143,7 @@ class _Board:
         """A door's status in a frame of the vehicle's bus: the first one makes it the gate
         of the beams of that name that have no contact on GPIO (a contact, on the door
         itself and debounced, outranks a bus)."""
-        if event.status in (0, 1, 2) and self.never_heard.pop(event.door, None) is not None:
+        if event.status in DOOR_HEARD and self.never_heard.pop(event.door, None) is not None:
             self.ctx.log.info(
                 "door %s: its status came on the CAN bus at last (status %d), after it was "
                 "reported never heard (door_never_heard): its beams are gated by it",

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from core.driver import DriverReady
 from core.events import (
+    DOOR_HEARD,
     ActiveFaults,
     IgnitionInput,
     J1939Signals,
@@ -62,9 +63,6 @@ from edged.topics import DOOR, FAULTS, VEHICLE
 log = logging.getLogger(__name__)
 
 DOOR_STATES = {0: "closed", 1: "open"}  # J1939 2-bit status: 2 error, 3 not available
-HEARD = (0, 1, 2)
-"""A door's status that says the door controller knows the door (an error too): not 3, not
-available, which is what FMS sends for a door position the vehicle does not have."""
 SOURCE_HOLD_S = 5.0
 """How long a value stays with its ECU after that ECU's last value (VDHR and LFC come every
 second, CCVS1 every 100 ms): then another ECU sending it takes over."""
@@ -280,7 +278,7 @@ class VehicleService(Service):
                 self.extra[key] = value
             else:
                 status = _status(value)
-                if status in HEARD:
+                if status in DOOR_HEARD:
                     self._door_heard(key)
                 if self._disagree(key, event.ts):
                     status = None  # nobody can tell which ECU is right: the door is unknown
@@ -321,7 +319,7 @@ class VehicleService(Service):
         self._talk = (since, max(last, event.ts), woke)
         if event.name in self._door_messages_wanted:
             given = self._door_messages.setdefault(event.name, set())
-            given.update(name for name, value in event.signals.items() if value in HEARD)
+            given.update(name for name, value in event.signals.items() if value in DOOR_HEARD)
         if event.ts - since < DOOR_UNHEARD_S:
             return
         if not (woke or (self._ignition_wired and self.ignition is True)):
