@@ -10,10 +10,10 @@ A fix dated between the GPS epoch (6 January 1980) and 2017 is a week-number rol
 the NMEA driver reads one: gpsd 3.20-3.22 dated every fix 1024 weeks early from 24 October
 2021 on, and a gpsd started on a Pi whose clock said 1970 resolves the week a rollover
 early. The date is moved by the NMEA driver's rule (drivers.gps.dating: whole 1024-week
-periods, no later than the system clock allows, and `date_known=False` when more than a
-day past it), counted `week_rollover`; one that rule refuses is kept as sent with
-`date_known=False` (counted `implausible_date`). Left as
-sent, such a position was 19.6 years old to dispatch (stale, out of the transit feeds)
+periods, no later than the system clock allows, and `date_known=False` unless within a
+day of it, or 60 days past it when it is not synchronised), counted `week_rollover`; one
+that rule refuses is kept as sent with `date_known=False` (counted `implausible_date`).
+Left as sent, such a position was 19.6 years old to dispatch (stale, out of the transit feeds)
 and never set the node's clock.
 
 Every line is bounded (`max_line`) and untrusted: a line that is not a JSON object, or a TPV
