@@ -1123,10 +1123,13 @@ class _Board:
             self._watch("ignition", dev, self.ignition.edge)
 
     def start(self) -> None:
-        """Tell the services the state of things now; a panic held at start starts its hold,
+        """Tell the services the state of things now; a beam blocked now is timed as stuck
+        (nothing else would set its timer until an edge); a panic held at start starts its hold,
         one up is reported released (let go while the driver was down, the services would
         otherwise believe it held: a stuck report, a hold that silences the next press)."""
         now = time.monotonic()
+        for way in self.doorways:  # a beam blocked at the start is timed from it
+            way.handle([])
         for d, door in zip(self.options.doors, self.doors, strict=True):
             self.ctx.emit(DoorInput(d.name, door.value, now))
         if self.ignition is not None:

@@ -258,6 +258,18 @@ async def test_covered_outer_lens_is_stuck_even_while_people_keep_crossing_the_i
     assert r.rec.of(Crossing) == []
 
 
+async def test_a_beam_already_blocked_when_the_driver_starts_is_reported_stuck(
+    start: Start, factory: MockFactory
+) -> None:
+    """A lens covered before the start (a case left on the step overnight, a receiver
+    whose `active_high` is the wrong way round): nothing changes afterwards, and it is still
+    reported `max_transit_s` on, not only once someone moves the other beam."""
+    factory.pin(OUTER).drive_high()
+    factory.pin(INNER).drive_low()
+    r = await start(beams=[{"door": "front", "outer": OUTER, "inner": INNER, "max_transit_s": 0.1}])
+    await wait_until(lambda: r.rec.counts["beam_stuck"] == 1, 1, "the stuck report")
+
+
 async def test_receivers_wired_the_opposite_of_the_config_are_reported_not_counted_silently(
     start: Start, factory: MockFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
