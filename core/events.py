@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, get_args
 
 
 class FixMode(IntEnum):
@@ -156,6 +156,42 @@ class Crossing:
     door: str
     direction: Literal["in", "out"]
     ts: float
+
+
+CountDoubtName = Literal[
+    "beam_stuck",
+    "beam_one_sided",
+    "beam_rests_blocked",
+    "beam_silent",
+    "door_gate_inverted",
+    "door_silent",
+]
+"""The GPIO driver's findings that make a door's beam count unreliable while they last,
+named as its health counters: a beam blocked `max_transit_s` (whoever crosses the other
+counts nothing), a beam stuck clear, a pair read the wrong way round, beams that never
+change while the door opens, a door contact read the wrong way round, a contact stuck shut
+(its beams' walks all dropped)."""
+COUNT_DOUBTS: frozenset[str] = frozenset(get_args(CountDoubtName))
+
+
+@dataclass(frozen=True, slots=True)
+class CountDoubt:
+    """A finding of the counting beams at `door` began (`doubted`) or cleared. Only from
+    the GPIO driver, on the node's own bus: no message from outside the node makes one."""
+
+    door: str
+    finding: CountDoubtName
+    doubted: bool
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class CountDoubtsHeld:
+    """To a GPIO driver that (re)started: the doubts the occupancy service holds, as
+    `(door, finding)`, kept across the restart. Its beams take each as found already, so
+    the finding's own clearing clears it (or at once, when what it says is not so now)."""
+
+    doubts: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from core.events import CountDoubtName
+
 ERROR_TEXT_MAX = 500
 """Characters of an error said in health: the text can hold what a device, a broker or an
 exception put in it, and health carries it in every report until the next error."""
@@ -436,6 +438,13 @@ class Occupancy(Body):
     entries: int = Field(description="people in since the last reset")
     exits: int = Field(description="people out since the last reset")
     reset_at: int = Field(description="UTC ms of the last reset")
+    doubt: list[CountDoubtName] | None = Field(
+        default=None,
+        min_length=1,
+        description="present when the node doubts its count: the findings of its counting "
+        "beams that make it so, while they last (beam_stuck, beam_one_sided, "
+        "beam_rests_blocked, beam_silent, door_gate_inverted, door_silent; docs/drivers.md)",
+    )
 
 
 class Journey(Body):

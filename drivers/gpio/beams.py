@@ -251,6 +251,16 @@ class BeamCounter:
         self._door_known = True
         self._opened = True
 
+    def restore(self, *, one_sided: bool = False, rests_blocked: bool = False) -> None:
+        """Findings reported before a restart, taken as reported again (the machine starts
+        knowing nothing): `one_sided`, either beam may be the silent one, so each reports
+        `Moving` at its next change; `rests_blocked`, `RestsClear` once the pair has rested
+        clear `max_transit_s`, as ever."""
+        if one_sided:
+            self._one_sided = [True, True]
+        if rests_blocked:
+            self._rests_reported = True
+
     def feed(self, beam: Beam, blocked: bool, t: float) -> list[Output]:
         """An edge on one beam at time t (a repeated level is ignored)."""
         i = _INDEX[beam]

@@ -62,7 +62,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, get_args
 
 from gpiozero import LED, Buzzer, Device, InputDevice, OutputDevice
 from gpiozero.exc import BadPinFactory, GPIOPinInUse
@@ -70,7 +70,11 @@ from gpiozero.exc import BadPinFactory, GPIOPinInUse
 from core.driver import DriverContext, DriverOptions, Opens
 from core.errors import DriverError
 from core.events import (
+    COUNT_DOUBTS,
     DOOR_HEARD,
+    CountDoubt,
+    CountDoubtName,
+    CountDoubtsHeld,
     Crossing,
     DoorInput,
     Feedback,
@@ -84,6 +88,7 @@ from core.events import (
 from core.logs import flood_key
 from drivers.gpio import candoor
 from drivers.gpio.beams import (
+    Beam,
     BeamCounter,
     Glitch,
     Moving,
@@ -675,6 +680,10 @@ class _Doorway:
         # walks judged by a contact, [shut, let through], since each of its last openings
         self.gated: deque[list[int]] = deque([[0, 0]], maxlen=GATE_OPENINGS + 1)
         self.gate_doubt = False  # reported the contact the wrong way round, not cleared
+        # findings that make this pair's count unreliable while they last (`CountDoubt`)
+        self.doubts: set[CountDoubtName] = set()
+        self.stuck_beams: set[Beam] = set()  # reported Stuck and still blocked
+        self.silent_beams: set[Beam] = set()  # reported OneSided, not Moving since
         if door is not None:
             door.opened.append(self.door_opened)
         self.counter = BeamCounter(
@@ -689,12 +698,54 @@ class _Doorway:
     def read(self, beam: Literal["outer", "inner"]) -> bool:
         return bool(self.devices[beam].pin.state) == self.options.active_high
 
+    def doubt(self, finding: CountDoubtName, doubted: bool) -> None:
+        """A finding of this pair began or cleared: the board tells the services when the
+        door's count is doubted or no longer is (`CountDoubt`)."""
+        if doubted == (finding in self.doubts):
+            return
+        if doubted:
+            self.doubts.add(finding)
+        else:
+            self.doubts.discard(finding)
+        self.board.doubt_changed(self.options.door, finding)
+
+    def restore(self, findings: set[str]) -> None:
+        """Findings held from before this start (`CountDoubtsHeld`), taken as reported
+        again, so that each clears as it does when found in this run: a beam stuck
+        blocked when it is clear (at once, if it is clear now); a beam stuck clear when
+        both beams have moved (which was silent is not known); a pair resting blocked once
+        it rested clear `max_transit_s`; dead beams at their next edge; a contact stuck
+        shut at the door's next opening; one read the wrong way round once walks counted
+        outnumber those dropped, over the openings since this start."""
+        if "beam_stuck" in findings and not self.stuck_beams:
+            self.stuck_beams = {b for b in ("outer", "inner") if self.counter.blocked(b)}
+            if self.stuck_beams:
+                self.doubt("beam_stuck", True)
+        if "beam_one_sided" in findings and not self.silent_beams:
+            self.counter.restore(one_sided=True)
+            self.silent_beams = {"outer", "inner"}
+            self.doubt("beam_one_sided", True)
+        if "beam_rests_blocked" in findings and "beam_rests_blocked" not in self.doubts:
+            self.counter.restore(rests_blocked=True)
+            self.doubt("beam_rests_blocked", True)
+        if "beam_silent" in findings and not self.silent:
+            self.silent = True
+            self.doubt("beam_silent", True)
+        if "door_silent" in findings and self.door is not None and not self.door_silent:
+            self.door_silent = True
+            self.doubt("door_silent", True)
+        if "door_gate_inverted" in findings and isinstance(self.door, _Door):
+            self.gate_doubt = True
+            self.doubt("door_gate_inverted", True)
+        self.handle([])  # the counter's next deadline may be a rest clear now
+
     def edge(self, beam: Literal["outer", "inner"], state: int, ts: float) -> None:
         # lgpio reports 2 for a watchdog timeout: no level, so read it
         blocked = bool(state) == self.options.active_high if state in (0, 1) else self.read(beam)
         self.quiet_openings = 0
         if self.silent:
             self.silent = False
+            self.doubt("beam_silent", False)
             self.board.ctx.log.info(
                 "door %s: the beams change again",
                 self.options.door,
@@ -716,6 +767,10 @@ class _Doorway:
                 ctx.count("beam_glitch")
             elif isinstance(out, Stuck):
                 ctx.count("beam_stuck")
+                self.stuck_beams |= set(out.blocked) or {
+                    b for b in ("outer", "inner") if self.counter.blocked(b)
+                }
+                self.doubt("beam_stuck", True)
                 ctx.log.warning(
                     "door %s: %s beam blocked for %g s: dirty or misaligned, or someone "
                     "standing in the door (who counts if they walk on; a beam stuck blocked "
@@ -727,6 +782,8 @@ class _Doorway:
                 )
             elif isinstance(out, OneSided):
                 ctx.count("beam_one_sided")
+                self.silent_beams.add(out.silent)
+                self.doubt("beam_one_sided", True)
                 ctx.log.warning(
                     "door %s: %d back-outs in a row on the %s beam and no change at all on "
                     "the %s beam: is the %s receiver stuck clear (seeing light whatever is in "
@@ -743,8 +800,12 @@ class _Doorway:
                 ctx.log.info(
                     "door %s: the %s beam changes again", door, out.beam, extra=flood_key(door)
                 )
+                self.silent_beams.discard(out.beam)
+                if not self.silent_beams:
+                    self.doubt("beam_one_sided", False)
             elif isinstance(out, RestsBlocked):
                 ctx.count("beam_rests_blocked")
+                self.doubt("beam_rests_blocked", True)
                 ctx.log.warning(
                     "door %s: %d times in a row both beams stayed blocked %g s, clearing only "
                     "for moments between: are the receivers' outputs the opposite of the "
@@ -762,6 +823,10 @@ class _Doorway:
                 ctx.log.info(
                     "door %s: the beams rest clear again", door, extra=flood_key(f"{door} rests")
                 )
+                self.doubt("beam_rests_blocked", False)
+        if self.stuck_beams and not any(self.counter.blocked(b) for b in self.stuck_beams):
+            self.stuck_beams.clear()  # what was stuck is clear: the pair counts again
+            self.doubt("beam_stuck", False)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -776,6 +841,7 @@ class _Doorway:
         self.gated.append([0, 0])
         if self.door_silent:
             self.door_silent = False
+            self.doubt("door_silent", False)
             self.board.ctx.log.info(
                 "door %s: it opens again",
                 self.options.door,
@@ -784,6 +850,7 @@ class _Doorway:
         self.quiet_openings += 1
         if self.quiet_openings == SILENT_OPENINGS and not self.silent:
             self.silent = True
+            self.doubt("beam_silent", True)
             self.board.ctx.count("beam_silent")
             self.board.ctx.log.warning(
                 "door %s: opened %d times in a row and not one edge on either beam: are the "
@@ -850,6 +917,7 @@ class _Doorway:
         if self.gate_doubt:
             if dropped < counted:
                 self.gate_doubt = False
+                self.doubt("door_gate_inverted", False)
                 ctx.log.info(
                     "door %s: most walks through its beams count again",
                     name_,
@@ -862,6 +930,7 @@ class _Doorway:
         if sum(shut > through for shut, through in ended) < GATE_SPREAD:
             return
         self.gate_doubt = True
+        self.doubt("door_gate_inverted", True)
         ctx.count("door_gate_inverted")
         ctx.log.warning(
             "door %s: %d walks through its beams not counted as the door read shut, %d "
@@ -906,6 +975,7 @@ class _Doorway:
         self.shut_walks += 1
         if self.shut_walks == DOOR_SILENT_WALKS and not self.door_silent:
             self.door_silent = True
+            self.doubt("door_silent", True)
             ctx.count("door_silent")
             ctx.log.warning(
                 "door %s: %d walks in a row through its beams not counted, the door "
@@ -969,6 +1039,7 @@ class _Board:
         self.can_doors: dict[str, CanDoor] = {}  # doors the vehicle's bus told of, gating beams
         # doors of beams with no contact that the vehicle's bus talks without (reported)
         self.never_heard: dict[str, VehicleDoorUnheard] = {}
+        self.doubted: set[tuple[str, str]] = set()  # (door, finding) told as CountDoubt
         self.panic: _Panic | None = None
         self.ignition: _Debounced | None = None
         self.lock: LockRelay | None = None
@@ -1167,6 +1238,30 @@ class _Board:
             )
         door.status(event.status, event.ts)
 
+    def doubt_changed(self, door: str, finding: CountDoubtName) -> None:
+        """A pair at `door` found or cleared `finding`: the door's count is doubted while
+        any pair of it has the finding (two lanes, two pairs)."""
+        doubted = any(finding in w.doubts for w in self.doorways if w.options.door == door)
+        if doubted == ((door, finding) in self.doubted):
+            return
+        if doubted:
+            self.doubted.add((door, finding))
+        else:
+            self.doubted.discard((door, finding))
+        self.ctx.emit(CountDoubt(door, finding, doubted, time.monotonic()))
+
+    def restore_doubts(self, event: CountDoubtsHeld) -> None:
+        """The doubts the occupancy service kept from before this start: each pair of the
+        door takes them as found (`_Doorway.restore`); those no pair keeps (what they said
+        is not so now: the beam reported stuck is clear) are cleared at once."""
+        doors = {w.options.door for w in self.doorways}
+        for way in self.doorways:
+            way.restore({f for d, f in event.doubts if d == way.options.door})
+        for door, finding in event.doubts:
+            if door in doors and finding in COUNT_DOUBTS and (door, finding) not in self.doubted:
+                name_ = cast(CountDoubtName, finding)
+                self.ctx.emit(CountDoubt(door, name_, False, time.monotonic()))
+
     def on_door_unheard(self, event: VehicleDoorUnheard) -> None:
         """The vehicle's bus talks without ever giving a status of a door: its beams (those
         with no contact) count every walk ungated, hands waved behind the shut door too.
@@ -1307,6 +1402,8 @@ class GpioBoard:
             if any(way.door is None for way in board.doorways):  # beams a bus door may gate
                 ctx.subscribe(VehicleDoorStatus, board.on_door_status)
                 ctx.subscribe(VehicleDoorUnheard, board.on_door_unheard)
+            if board.doorways:
+                ctx.subscribe(CountDoubtsHeld, board.restore_doubts)
             board.start()
             if self.options.mock_control is not None:  # only with the mock factory (its options)
                 from drivers.gpio import mockwire

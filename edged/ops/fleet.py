@@ -95,6 +95,14 @@ def _int(value: Any, lo: int = 0, hi: int = 2**63) -> int | None:
     return value if lo <= value <= hi else None
 
 
+def _names(value: Any, most: int = 8) -> tuple[str, ...]:
+    """A list of short names (a node's `doubt`), safe to print; anything else is none."""
+    if not isinstance(value, list):
+        return ()
+    names = (_text(v, 40) for v in value[:most])
+    return tuple(n for n in names if n)
+
+
 def _bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
@@ -201,6 +209,8 @@ class Occupancy:
     capacity: int | None
     percent: float | None
     status: str | None
+    doubt: tuple[str, ...] = ()
+    """The findings that make the node doubt its count (`doubt`); empty: none said."""
 
 
 @dataclass
@@ -599,6 +609,7 @@ class FleetView:
             capacity=_int(body.get("capacity"), 1, 1_000_000),
             percent=_num(body.get("percent"), 0, 1000),
             status=_text(status, 40),
+            doubt=_names(body.get("doubt")),
         )
         return True
 

@@ -51,6 +51,8 @@ def occupancy_text(node: NodeView) -> str:
     text = f"{occ.count}/{occ.capacity}" if occ.capacity else str(occ.count)
     if occ.percent is not None:
         text += f" ({occ.percent:.0f} %)"
+    if occ.doubt:
+        text += " doubt: " + ", ".join(occ.doubt)
     return text
 
 

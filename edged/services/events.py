@@ -71,11 +71,14 @@ class JourneyChanged(Retained):
 @dataclass(frozen=True, slots=True)
 class OccupancyChanged(Retained):
     """How many are on board or inside (occupancy service); `boarded` is how many got on
-    in the change that led here (0 for the state restored at start, or a reset)."""
+    in the change that led here (0 for the state restored at start, a reset, or a change of
+    `doubt`); `doubt`, the findings that make the node doubt its count (`occupancy.doubt`:
+    the kiosk does not show a count in doubt)."""
 
     count: int
     capacity: int | None
     boarded: int = 0
+    doubt: tuple[str, ...] = ()
 
     @property
     def full(self) -> bool:

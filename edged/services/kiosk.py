@@ -4,7 +4,8 @@ Dispatch feeds it with commands (`kiosk.schedule`, `kiosk.message`, `kiosk.ack`)
 services feed it with events on the bus, from which it keeps its own view of the node: the
 last fix and whether it is lost, the fences and the stop it is at, the mode, the run from
 `journey.assign` (the page shows its line), the occupancy (without an occupancy service, or
-with a capacity that is not a positive int, the page hides its gauge), and the link. Every
+with a capacity that is not a positive int, or a count the node doubts, the page hides its
+gauge), and the link. Every
 change becomes a new *view* (a JSON-ready dict) handed to listeners — the HTTP server
 (`edged.kiosk.server`, run by `run`) pushes it to the pages. Schedule, messages and
 requests are kept in the node's state, so a restart shows the same screen; a rider request
@@ -324,8 +325,10 @@ class KioskService(Service):
         return {"name": name, "km": round(max(d, 0) / 1000, 1)} if d <= NEAR_M else None
 
     def _occupancy(self) -> dict[str, Any] | None:
-        """From the occupancy service's count and capacity, when there is one."""
-        if self.occupancy is None:
+        """From the occupancy service's count and capacity, when there is one and the node
+        does not doubt it (`doubt`: a rider must not wait for a bus the gauge says is full,
+        nor board one it says has room, on a count the node knows is wrong)."""
+        if self.occupancy is None or self.occupancy.doubt:
             return None
         count, capacity = self.occupancy.count, self.occupancy.capacity
         if not (_is_int(count) and _is_int(capacity)) or capacity <= 0 or count < 0:

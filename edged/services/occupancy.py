@@ -54,7 +54,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from core.events import Crossing, DoorInput
+from core.driver import DriverReady
+from core.events import (
+    COUNT_DOUBTS,
+    CountDoubt,
+    CountDoubtName,
+    CountDoubtsHeld,
+    Crossing,
+    DoorInput,
+)
 from core.logs import flood_key
 from edged.clock import ClockSource
 from edged.commands.args import only
@@ -82,6 +90,24 @@ AHEAD_MS = 86_400_000
 """A last reset stamped more than this after the trusted time now was stamped by a wrong
 clock: daily resets count from now, not from that date (see `_reset_if_due`)."""
 Source = Literal["tap", "beam", "door", "command"]
+
+
+def _doubts(saved: Any) -> set[tuple[str, CountDoubtName]]:
+    """The doubts kept in the state; what is not a known finding of a door is dropped."""
+    if saved is None:
+        return set()
+    if not isinstance(saved, list):
+        raise TypeError("doubt is not a list")
+    kept: set[tuple[str, CountDoubtName]] = set()
+    for item in saved:
+        if (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and item[1] in COUNT_DOUBTS
+        ):
+            kept.add((item[0], item[1]))
+    return kept
 
 
 def coarse_percent(count: int, capacity: int, step: int) -> int:
@@ -117,6 +143,9 @@ class OccupancyService(Service):
         """UTC ms after which a daily reset not done is made up; None: not known (the last
         reset was stamped by an untrusted clock) until the first trusted look."""
         self._restored_end: tuple[int, bool, int] | None = None  # (UTC ms, trusted, entries)
+        self.doubts: set[tuple[str, CountDoubtName]] = set()
+        """(door, finding) of the counting beams while they last (`CountDoubt`), kept across
+        a restart: the beams take them as found when their driver starts."""
         self._trip_end_at: tuple[int, bool] = (0, False)  # when the pending one's trip ended
         saved = host.state.get(STATE_KEY)
         if isinstance(saved, dict):
@@ -128,12 +157,14 @@ class OccupancyService(Service):
                 # saved before `due_after` existed: the last reset, as it was then
                 after = saved.get("due_after", self.reset_at_ms)
                 self.due_after = None if after is None else int(after)
+                self.doubts = _doubts(saved.get("doubt"))
                 end = saved.get("trip_end")  # a trip-end reset pending when it stopped
                 if isinstance(end, dict):
                     self._restored_end = (int(end["at"]), bool(end["trusted"]), int(end["entries"]))
             except (KeyError, TypeError, ValueError, OverflowError):
                 self.count = self.entries = self.exits = 0
                 self._restored_end = None
+                self.doubts = set()
                 log.warning("the saved occupancy is unreadable; counting from zero")
         if self.count > self.ceiling:  # saved with a larger capacity (another vehicle, room)
             log.warning(
@@ -152,6 +183,10 @@ class OccupancyService(Service):
         bus = host.bus
         if "beams" in config.count_from:
             bus.subscribe(Crossing, self.on_crossing)
+            bus.subscribe(CountDoubt, self.on_doubt)
+            bus.subscribe(DriverReady, self._tell_doubts)
+        else:
+            self.doubts = set()  # the beams no longer count: their findings do not matter
         if config.door_cycles:
             bus.subscribe(DoorInput, self.on_door)
         if "taps" in config.count_from:
@@ -160,7 +195,7 @@ class OccupancyService(Service):
         bus.subscribe(TripStarted, self.on_trip_start)
         self._trip_end_reset: asyncio.TimerHandle | None = None
         self._trip_end_entries = 0  # `entries` when the trip ended
-        bus.emit(OccupancyChanged(self.count, self.capacity))
+        bus.emit(OccupancyChanged(self.count, self.capacity, doubt=self.doubt()))
 
     def commands(self) -> list[CommandSpec]:
         return [CommandSpec("occupancy.reset", self.command_reset)]
@@ -183,6 +218,28 @@ class OccupancyService(Service):
         direction = self.config.door_cycles.get(event.door)
         if direction is not None and event.open and was_open is False:
             self.add(1 if direction == "in" else -1, "door")
+
+    def on_doubt(self, event: CountDoubt) -> None:
+        """A finding of the counting beams began or cleared: `doubt` says so at once, in the
+        retained message too."""
+        key = (event.door, event.finding)
+        if event.doubted == (key in self.doubts):
+            return
+        if event.doubted:
+            self.doubts.add(key)
+        else:
+            self.doubts.discard(key)
+        self._changed(0)
+
+    def _tell_doubts(self, _event: DriverReady) -> None:
+        """A driver (re)started: the GPIO driver's beams take the doubts held as found (and
+        clear at once those not so now). Every driver's ready: taking them is idempotent."""
+        if self.doubts:
+            self.host.bus.emit(CountDoubtsHeld(tuple(sorted(self.doubts))))
+
+    def doubt(self) -> tuple[CountDoubtName, ...]:
+        """The findings that make the count doubtful, by name, each once, sorted."""
+        return tuple(sorted({finding for _, finding in self.doubts}))
 
     @property
     def ceiling(self) -> int:
@@ -243,6 +300,7 @@ class OccupancyService(Service):
                 "reset_at": self.reset_at_ms,
                 "due_after": self.due_after,
                 "trip_end": self._pending_end(),
+                "doubt": [list(d) for d in sorted(self.doubts)],
             },
         )
 
@@ -258,7 +316,7 @@ class OccupancyService(Service):
 
     def _changed(self, boarded: int) -> None:
         self._save()
-        self.host.bus.emit(OccupancyChanged(self.count, self.capacity, boarded))
+        self.host.bus.emit(OccupancyChanged(self.count, self.capacity, boarded, self.doubt()))
         self.publish()
 
     # -- reporting --------------------------------------------------------------------
@@ -286,6 +344,7 @@ class OccupancyService(Service):
             entries=self.entries,
             exits=self.exits,
             reset_at=self.reset_at_ms,
+            doubt=list(self.doubt()) or None,
         )
 
     def publish(self) -> None:

@@ -53,6 +53,7 @@ def vehicle(node: NodeView) -> dict[str, Any]:
             "capacity": occupancy.capacity,
             "percent": occupancy.percent,
             "status": occupancy.status,
+            "doubt": list(occupancy.doubt),
         },
         "journey": None
         if journey is None or not journey.assigned

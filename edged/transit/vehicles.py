@@ -71,12 +71,14 @@ class Served:
     @property
     def occupancy_status(self) -> str | None:
         occ = self.node.occupancy
-        return occ.status if occ is not None and occ.status in OCCUPANCY_STATUSES else None
+        if occ is None or occ.doubt:  # riders' apps do not show a count the node doubts
+            return None
+        return occ.status if occ.status in OCCUPANCY_STATUSES else None
 
     @property
     def occupancy_percentage(self) -> int | None:
         occ = self.node.occupancy
-        if occ is None or occ.percent is None:
+        if occ is None or occ.percent is None or occ.doubt:
             return None
         return round(occ.percent)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from edged.ops.fleet import MAX_TOPICS_PER_NODE, OTHER, FleetView
-from edged.ops.table import fleet_table
+from edged.ops.table import fleet_table, occupancy_text
 from edged.ops.urls import BrokerAddress, parse_broker_url
 
 PREFIX = "rnst/v1"
@@ -188,6 +188,35 @@ def test_occupancy_keeps_count_and_capacity() -> None:
     assert node is not None
     assert node.occupancy is not None
     assert (node.occupancy.count, node.occupancy.capacity) == (12, 30)
+
+
+def test_occupancy_says_the_node_s_doubt_and_the_table_shows_it() -> None:
+    v = view()
+    v.ingest(f"{BASE}/occupancy", msg(count=12, capacity=30, doubt=["beam_stuck"]))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.occupancy is not None
+    assert node.occupancy.doubt == ("beam_stuck",)
+    assert occupancy_text(node) == "12/30 doubt: beam_stuck"
+    v.ingest(f"{BASE}/occupancy", msg(count=12, capacity=30))  # cleared: the field absent
+    assert node.occupancy.doubt == () and occupancy_text(node) == "12/30"
+
+
+@pytest.mark.parametrize(
+    ("doubt", "kept"),
+    [
+        ("beam_stuck", ()),
+        ({"a": 1}, ()),
+        ([1, None, "beam_stuck"], ("beam_stuck",)),
+        (["\x1b[2Jx" * 50], ("?[2Jx" * 8,)),
+        (["n"] * 1000, ("n",) * 8),
+    ],
+)
+def test_a_hostile_doubt_is_bounded_and_printable(doubt: Any, kept: tuple[str, ...]) -> None:
+    v = view()
+    v.ingest(f"{BASE}/occupancy", msg(count=1, doubt=doubt))
+    node = v.node("creuse", "shuttle-07")
+    assert node is not None and node.occupancy is not None
+    assert node.occupancy.doubt == kept
 
 
 def test_an_alarm_is_active_until_its_clearing_message() -> None:

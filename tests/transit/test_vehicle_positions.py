@@ -132,6 +132,20 @@ def test_occupancy_without_data_is_left_out_rather_than_invented(checker: FeedCh
     assert not v.HasField("occupancy_status") and not v.HasField("occupancy_percentage")
 
 
+def test_occupancy_the_node_doubts_is_left_out_for_riders(checker: FeedChecker) -> None:
+    """A stuck beam: riders' apps must not say a bus has room on a count the node knows is
+    wrong; the vehicle and its position stay."""
+    service = feed(Clock(NOW))
+    vehicle(service, "v")
+    doubted = msg(
+        count=3, capacity=30, percent=10, status="MANY_SEATS_AVAILABLE", doubt=["beam_stuck"]
+    )
+    put(service, "v", "occupancy", doubted)
+    v = entities(service, checker)["creuse/v"]
+    assert not v.HasField("occupancy_status") and not v.HasField("occupancy_percentage")
+    assert v.HasField("position")
+
+
 def test_an_assigned_run_the_timetable_does_not_know_is_left_out_and_reported(
     checker: FeedChecker,
 ) -> None:

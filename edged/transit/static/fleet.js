@@ -131,6 +131,10 @@
       p && p.speed_kmh !== null ? make("span", "key", `${Math.round(p.speed_kmh)} km/h`) : null,
     );
     const o = v.occupancy;
+    const doubt = o && Array.isArray(o.doubt) && o.doubt.length
+      ? make("span", "chip", `compte douteux : ${o.doubt.join(", ")}`)
+      : null;
+    if (doubt) doubt.dataset.kind = "doubt";
     if (o && o.capacity) {
       const meter = make("meter");
       meter.min = 0;
@@ -140,9 +144,9 @@
       meter.high = o.capacity * 0.8;
       meter.optimum = 0;
       meter.setAttribute("aria-label", `${o.count} personnes à bord sur ${o.capacity}`);
-      fill(cells.occ, meter, make("span", null, ` ${o.count}/${o.capacity}`));
+      fill(cells.occ, meter, make("span", null, ` ${o.count}/${o.capacity}`), doubt);
     } else if (o) {
-      fill(cells.occ, make("span", null, `${o.count} à bord`));
+      fill(cells.occ, make("span", null, `${o.count} à bord`), doubt);
     } else {
       fill(cells.occ, make("span", "muted", "—"));
     }

@@ -216,6 +216,20 @@ async def test_occupancy_gives_free_seats_and_a_level(
     assert occ == {"count": count, "capacity": 30, "free": free, "level": level}
 
 
+async def test_a_count_the_node_doubts_is_hidden_until_the_doubt_clears(
+    node: Node, kiosk: KioskService
+) -> None:
+    node.bus.emit(OccupancyChanged(10, 30, doubt=("beam_stuck",)))  # the occupancy service
+    assert kiosk.view()["occupancy"] is None
+    node.bus.emit(OccupancyChanged(10, 30))
+    assert kiosk.view()["occupancy"] == {
+        "count": 10,
+        "capacity": 30,
+        "free": 20,
+        "level": "available",
+    }
+
+
 @pytest.mark.parametrize("capacity", [0, None, True, "30"])
 async def test_occupancy_without_a_usable_capacity_is_hidden(
     node: Node, kiosk: KioskService, capacity: Any
