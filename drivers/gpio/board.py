@@ -1253,12 +1253,12 @@ class _Board:
     def restore_doubts(self, event: CountDoubtsHeld) -> None:
         """The doubts the occupancy service kept from before this start: each pair of the
         door takes them as found (`_Doorway.restore`); those no pair keeps (what they said
-        is not so now: the beam reported stuck is clear) are cleared at once."""
-        doors = {w.options.door for w in self.doorways}
+        is not so now: the beam reported stuck is clear; no beams at that door any more, the
+        config changed) are cleared at once: this driver is the only one that finds them."""
         for way in self.doorways:
             way.restore({f for d, f in event.doubts if d == way.options.door})
         for door, finding in event.doubts:
-            if door in doors and finding in COUNT_DOUBTS and (door, finding) not in self.doubted:
+            if finding in COUNT_DOUBTS and (door, finding) not in self.doubted:
                 name_ = cast(CountDoubtName, finding)
                 self.ctx.emit(CountDoubt(door, name_, False, time.monotonic()))
 
@@ -1402,8 +1402,7 @@ class GpioBoard:
             if any(way.door is None for way in board.doorways):  # beams a bus door may gate
                 ctx.subscribe(VehicleDoorStatus, board.on_door_status)
                 ctx.subscribe(VehicleDoorUnheard, board.on_door_unheard)
-            if board.doorways:
-                ctx.subscribe(CountDoubtsHeld, board.restore_doubts)
+            ctx.subscribe(CountDoubtsHeld, board.restore_doubts)  # beams gone clear theirs
             board.start()
             if self.options.mock_control is not None:  # only with the mock factory (its options)
                 from drivers.gpio import mockwire

@@ -41,10 +41,11 @@ def clear(pins: MockFactory) -> None:
 
 
 def doubt(node: TestHost) -> list[str] | None:
-    """The `doubt` of the last `occupancy` published (None: none published yet)."""
+    """The `doubt` of the last `occupancy` published (["nothing published"]: none yet, which
+    is no clearing)."""
     bodies = node.bodies("occupancy")
     if not bodies:
-        return None
+        return ["nothing published"]
     body = bodies[-1]
     assert isinstance(body, Occupancy)
     return body.doubt
@@ -148,6 +149,20 @@ async def test_a_doubt_kept_across_a_restart_clears_at_start_when_its_beam_is_cl
     async with beams(pins, again):
         await wait_until(lambda: doubt(again) is None, 1, "the doubt cleared")
     assert restarted(again)[1].snapshot().doubt is None  # and kept cleared
+
+
+async def test_a_doubt_kept_for_a_door_whose_beams_left_the_config_clears_at_start(
+    pins: MockFactory,
+) -> None:
+    """The rear pair was taken out of the config while the node was off: nothing would
+    ever clear what it had found."""
+    node, _, _ = make(count_from=["beams"])
+    node.emit(CountDoubt("rear", "beam_one_sided", True, 0.0))
+    again, service = restarted(node)
+    assert service.snapshot().doubt == ["beam_one_sided"]
+    async with beams(pins, again):
+        await wait_until(lambda: service.snapshot().doubt is None, 1, "the doubt cleared")
+        assert doubt(again) is None
 
 
 async def test_a_beam_stuck_clear_kept_across_a_restart_clears_only_once_both_beams_moved(
