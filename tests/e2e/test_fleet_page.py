@@ -17,7 +17,7 @@ from playwright.async_api import expect
 from core.cancel import cancel_and_wait
 from edged.ops.login import Login
 from edged.ops.urls import parse_broker_url
-from edged.payloads import Alarm
+from edged.payloads import Alarm, Occupancy
 from edged.transit.run import FeedOptions, RunningFeed
 from hil.fleet.sim import FleetSim
 from tests.e2e.conftest import VIEWPORT, Browser
@@ -164,4 +164,23 @@ async def test_a_hostile_name_is_shown_as_text(fleet: Fleet, browser: Browser) -
     await expect(row.locator(".name").first).to_have_text(hostile, timeout=3000)
     await expect(page.locator("#rows img")).to_have_count(0)
     assert await page.title() != "1"
+    assert browser.errors == []
+
+
+async def test_a_count_the_node_doubts_shows_a_chip_naming_why(
+    fleet: Fleet, browser: Browser
+) -> None:
+    page = await opened(fleet, browser)
+    v = fleet.sim.vehicles[21]
+    fields = {"count": 7, "capacity": 30, "percent": 20, "status": "MANY_SEATS_AVAILABLE",
+              "entries": 7, "exits": 0, "reset_at": 1}
+    doubted = Occupancy(**fields, doubt=["beam_stuck", "door_silent"])  # type: ignore[arg-type]
+    await fleet.send(21, "occupancy", fleet.sim.payload(v, "occupancy", doubted, time.time()))
+    chip = page.locator(f'#rows tr[data-key="sim/{v.node}"] td.occ .chip[data-kind=doubt]')
+    await expect(chip).to_have_text("compte douteux : beam_stuck, door_silent", timeout=3000)
+    await chip.scroll_into_view_if_needed()
+    await shot(browser, "05-count-in-doubt")
+    cleared = Occupancy(**fields)  # type: ignore[arg-type]
+    await fleet.send(21, "occupancy", fleet.sim.payload(v, "occupancy", cleared, time.time()))
+    await expect(chip).to_have_count(0, timeout=3000)
     assert browser.errors == []
