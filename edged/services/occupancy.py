@@ -93,11 +93,10 @@ Source = Literal["tap", "beam", "door", "command"]
 
 
 def _doubts(saved: Any) -> set[tuple[str, CountDoubtName]]:
-    """The doubts kept in the state; what is not a known finding of a door is dropped."""
-    if saved is None:
-        return set()
+    """The doubts kept in the state; what is not a known finding of a door is dropped
+    (not the count with it: the beams say their findings again)."""
     if not isinstance(saved, list):
-        raise TypeError("doubt is not a list")
+        return set()
     kept: set[tuple[str, CountDoubtName]] = set()
     for item in saved:
         if (

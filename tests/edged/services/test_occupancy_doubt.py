@@ -234,11 +234,12 @@ async def test_no_command_sets_the_doubt_and_a_reset_does_not_clear_it() -> None
     ["beam_stuck", [["front"]], [["front", "a_finding_we_do_not_know"]], [[1, "beam_stuck"]]],
 )
 def test_unreadable_saved_doubts_are_dropped(junk: Any) -> None:
-    node, _, _ = make(count_from=["beams"])
+    node, service, _ = make(count_from=["beams"])
+    service.add(4, "beam")
     node.emit(CountDoubt("front", "beam_stuck", True, 0.0))
     state = {"occupancy": {**node.state["occupancy"], "doubt": junk}}
     _, again, _ = make(TestHost(state=state), count_from=["beams"])
-    assert again.snapshot().doubt is None
+    assert again.snapshot().doubt is None and again.count == 4  # the count kept
 
 
 @pytest.mark.parametrize("bad", [[], ["not_a_finding"], "beam_stuck"])
