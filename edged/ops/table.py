@@ -44,16 +44,16 @@ def state_text(node: NodeView) -> Text:
     return Text("no state", style="yellow")
 
 
-def occupancy_text(node: NodeView) -> str:
+def occupancy_text(node: NodeView) -> Text:
     occ = node.occupancy
     if occ is None:
-        return DASH
+        return Text(DASH)
     text = f"{occ.count}/{occ.capacity}" if occ.capacity else str(occ.count)
     if occ.percent is not None:
         text += f" ({occ.percent:.0f} %)"
-    if occ.doubt:
+    if occ.doubt:  # a node's own words: a Text, so `[/x]` neither restyles nor raises
         text += " doubt: " + ", ".join(occ.doubt)
-    return text
+    return Text(text)
 
 
 def lists_text(node: NodeView, now: float) -> Text:

@@ -196,9 +196,9 @@ def test_occupancy_says_the_node_s_doubt_and_the_table_shows_it() -> None:
     node = v.node("creuse", "shuttle-07")
     assert node is not None and node.occupancy is not None
     assert node.occupancy.doubt == ("beam_stuck",)
-    assert occupancy_text(node) == "12/30 doubt: beam_stuck"
+    assert occupancy_text(node).plain == "12/30 doubt: beam_stuck"
     v.ingest(f"{BASE}/occupancy", msg(count=12, capacity=30))  # cleared: the field absent
-    assert node.occupancy.doubt == () and occupancy_text(node) == "12/30"
+    assert node.occupancy.doubt == () and occupancy_text(node).plain == "12/30"
 
 
 @pytest.mark.parametrize(
@@ -524,6 +524,17 @@ def test_the_number_of_nodes_is_bounded() -> None:
         v.ingest(f"{PREFIX}/f/n{i}/state", BIRTH)
     assert len(v.nodes) == 3
     assert v.ignored == 2
+
+
+@pytest.mark.parametrize("name", ["[red]x[/red]", "[/oops]"])
+def test_markup_in_a_node_s_doubt_prints_as_itself_in_the_table(name: str) -> None:
+    """A peer's retained `occupancy` is its own words: `[/oops]` (a closing tag with
+    nothing open) made rich raise, and edgectl's whole fleet table with it."""
+    v = view()
+    v.ingest(f"{BASE}/occupancy", msg(count=3, capacity=30, doubt=[name]))
+    out = io.StringIO()
+    Console(file=out, width=250, no_color=True).print(fleet_table(v, NOW))
+    assert f"doubt: {name}" in out.getvalue()
 
 
 def test_markup_in_a_node_name_prints_as_itself_in_the_table() -> None:
