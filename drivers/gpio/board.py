@@ -714,8 +714,9 @@ class _Doorway:
         again, so that each clears as it does when found in this run: a beam stuck
         blocked when it is clear (at once, if it is clear now); a beam stuck clear when
         both beams have moved (which was silent is not known); a pair resting blocked once
-        it rested clear `max_transit_s`; dead beams at their next edge; a contact stuck
-        shut at the door's next opening; one read the wrong way round once walks counted
+        it rested clear `max_transit_s`; dead beams at their next edge; a contact (or a
+        door on the vehicle's bus, not heard yet in this start) stuck shut at the door's
+        next opening, or a walk let through while no door gates the pair; one read the wrong way round once walks counted
         outnumber those dropped, over the openings since this start."""
         if "beam_stuck" in findings and not self.stuck_beams:
             self.stuck_beams = {b for b in ("outer", "inner") if self.counter.blocked(b)}
@@ -731,7 +732,9 @@ class _Doorway:
         if "beam_silent" in findings and not self.silent:
             self.silent = True
             self.doubt("beam_silent", True)
-        if "door_silent" in findings and self.door is not None and not self.door_silent:
+        if "door_silent" in findings and not self.door_silent:
+            # a pair with no door now too: one on the vehicle's bus is not heard yet (its
+            # first frame attaches it); a walk let through ungated meanwhile clears it
             self.door_silent = True
             self.doubt("door_silent", True)
         if "door_gate_inverted" in findings and isinstance(self.door, _Door):
@@ -901,6 +904,9 @@ class _Doorway:
                 self.shut(walk)
                 continue
             self.shut_walks = 0
+            if door is None and self.door_silent:  # held from before this start: no door
+                self.door_silent = False  # gates these beams, so none of their walks drops
+                self.doubt("door_silent", False)
             if verdict != "open":
                 self.unseen(walk, verdict)
             elif door is None and name_ in self.board.never_heard:

@@ -13,7 +13,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from pydantic import ValidationError
 
-from core.events import CountDoubt
+from core.events import CountDoubt, VehicleDoorStatus
 from edged.config import load_config
 from edged.errors import CommandError
 from edged.node import Node
@@ -180,6 +180,44 @@ async def test_a_beam_stuck_clear_kept_across_a_restart_clears_only_once_both_be
         assert service.snapshot().doubt == ["beam_one_sided"]
         await back_outs(pins, 1, pin=OUTER)
         await wait_until(lambda: service.snapshot().doubt is None, 1, "the doubt cleared")
+
+
+async def test_a_can_door_stuck_shut_kept_across_a_restart_clears_only_when_it_opens(
+    pins: MockFactory,
+) -> None:
+    """Beams gated by the door's status on the CAN bus: at the GPIO driver's start no frame
+    has come yet (the pair has no door until the first), and the kept `door_silent` was
+    cleared at once, though the bus went on saying shut. It stays until the door opens."""
+    node, _, _ = make(count_from=["beams"])
+    node.emit(CountDoubt("front", "door_silent", True, 0.0))
+    again, service = restarted(node)
+    async with beams(pins, again):
+        await asyncio.sleep(0.05)
+        assert service.snapshot().doubt == ["door_silent"]
+        now = time.monotonic()
+        again.emit(VehicleDoorStatus("front", 0, now))  # still shut
+        assert service.snapshot().doubt == ["door_silent"]
+        again.emit(VehicleDoorStatus("front", 1, now + 0.1))
+        again.emit(VehicleDoorStatus("front", 1, now + 1.0))
+        await wait_until(lambda: service.snapshot().doubt is None, 1, "the doubt cleared")
+
+
+async def test_a_door_stuck_shut_kept_for_beams_no_door_gates_now_clears_at_a_walk(
+    pins: MockFactory,
+) -> None:
+    """The door's contact left the config while the node was off, no bus tells of it: the
+    beams count every walk, none is dropped, so the first walk counted clears it."""
+    node, _, _ = make(count_from=["beams"])
+    node.emit(CountDoubt("front", "door_silent", True, 0.0))
+    again, service = restarted(node)
+    async with beams(pins, again):
+        await asyncio.sleep(0.05)
+        assert service.snapshot().doubt == ["door_silent"]
+        for pin, level in ((OUTER, 1), (INNER, 1), (OUTER, 0), (INNER, 0)):
+            (pins.pin(pin).drive_high if level else pins.pin(pin).drive_low)()
+            await asyncio.sleep(STEP_S)
+        await wait_until(lambda: service.snapshot().doubt is None, 1, "the doubt cleared")
+        assert service.count == 1
 
 
 async def test_a_restart_of_the_gpio_driver_alone_keeps_the_doubt(pins: MockFactory) -> None:
