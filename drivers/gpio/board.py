@@ -717,7 +717,8 @@ class _Doorway:
         it rested clear `max_transit_s`; dead beams at their next edge; a contact (or a
         door on the vehicle's bus, not heard yet in this start) stuck shut at the door's
         next opening, or a walk let through while no door gates the pair; one read the wrong way round once walks counted
-        outnumber those dropped, over the openings since this start."""
+        outnumber those dropped, over its last openings (those of before this start taken
+        as `GATE_SHUT` dropped, until `GATE_OPENINGS` openings have passed)."""
         if "beam_stuck" in findings and not self.stuck_beams:
             self.stuck_beams = {b for b in ("outer", "inner") if self.counter.blocked(b)}
             if self.stuck_beams:
@@ -738,6 +739,8 @@ class _Doorway:
             self.door_silent = True
             self.doubt("door_silent", True)
         if "door_gate_inverted" in findings and isinstance(self.door, _Door):
+            if not self.gate_doubt:  # the walks dropped before the stop, as GATE_SHUT of
+                self.gated[-1][0] += GATE_SHUT  # them: one walk counted does not clear it
             self.gate_doubt = True
             self.doubt("door_gate_inverted", True)
         self.handle([])  # the counter's next deadline may be a rest clear now

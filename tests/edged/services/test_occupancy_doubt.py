@@ -28,7 +28,7 @@ from tests.helpers.host import TestHost
 from tests.helpers.mqtt import Collector
 from tests.helpers.nodes import write_config
 
-OUTER, INNER = 20, 21
+OUTER, INNER, DOOR = 20, 21, 5
 PAIR = {"door": "front", "outer": OUTER, "inner": INNER, "min_block_s": 0.005}
 STEP_S = 0.012  # past min_block_s, so each level counts
 
@@ -218,6 +218,28 @@ async def test_a_door_stuck_shut_kept_for_beams_no_door_gates_now_clears_at_a_wa
             await asyncio.sleep(STEP_S)
         await wait_until(lambda: service.snapshot().doubt is None, 1, "the doubt cleared")
         assert service.count == 1
+
+
+async def test_a_contact_the_wrong_way_round_kept_across_a_restart_outlasts_a_walk_counted(
+    pins: MockFactory,
+) -> None:
+    """Read the wrong way round, the contact reads open while the door is shut: a rider
+    moving about inside it, through the beams, counts. In a run that does not clear the
+    finding (the walks dropped at the last stops outnumber it); after a restart, with no
+    walk judged yet, that one walk did."""
+    node, _, _ = make(count_from=["beams"])
+    node.emit(CountDoubt("front", "door_gate_inverted", True, 0.0))
+    again, service = restarted(node)
+    pins.pin(DOOR).drive_high()  # reads open
+    contact = [{"name": "front", "pin": DOOR, "bounce_s": 0.005}]
+    async with beams(pins, again, doors=contact):
+        await asyncio.sleep(0.05)
+        assert service.snapshot().doubt == ["door_gate_inverted"]
+        for pin, level in ((OUTER, 1), (INNER, 1), (OUTER, 0), (INNER, 0)):
+            (pins.pin(pin).drive_high if level else pins.pin(pin).drive_low)()
+            await asyncio.sleep(STEP_S)
+        await wait_until(lambda: service.count == 1, 2, "the walk counted")
+        assert service.snapshot().doubt == ["door_gate_inverted"]
 
 
 async def test_a_restart_of_the_gpio_driver_alone_keeps_the_doubt(pins: MockFactory) -> None:
