@@ -718,7 +718,7 @@ class _Doorway:
         door on the vehicle's bus, not heard yet in this start) stuck shut at the door's
         next opening, or a walk let through while no door gates the pair; one read the wrong way round once walks counted
         outnumber those dropped, over its last openings (those of before this start taken
-        as `GATE_SHUT` dropped, until `GATE_OPENINGS` openings have passed)."""
+        as `GATE_SHUT` dropped, until they leave the window: `GATE_OPENINGS` + 1 openings)."""
         if "beam_stuck" in findings and not self.stuck_beams:
             self.stuck_beams = {b for b in ("outer", "inner") if self.counter.blocked(b)}
             if self.stuck_beams:
