@@ -716,9 +716,10 @@ class _Doorway:
         both beams have moved (which was silent is not known); a pair resting blocked once
         it rested clear `max_transit_s`; dead beams at their next edge; a contact (or a
         door on the vehicle's bus, not heard yet in this start) stuck shut at the door's
-        next opening, or a walk let through while no door gates the pair; one read the wrong way round once walks counted
-        outnumber those dropped, over its last openings (those of before this start taken
-        as `GATE_SHUT` dropped, until they leave the window: `GATE_OPENINGS` + 1 openings)."""
+        next opening, or a walk let through while no door gates the pair; one read the
+        wrong way round once walks counted outnumber those dropped, over its last openings
+        (those of before this start taken as `GATE_SHUT` dropped, until they leave the
+        window: `GATE_OPENINGS` + 1 openings)."""
         if "beam_stuck" in findings and not self.stuck_beams:
             self.stuck_beams = {b for b in ("outer", "inner") if self.counter.blocked(b)}
             if self.stuck_beams:
