@@ -76,8 +76,20 @@ rate, and an alarm, which goes past the budget, waits about a second behind it."
 QUEUE_MIN_BYTES = 16 * 1024
 """The budget before the link has shown its rate: at a session's start, on a slow link."""
 QUEUE_POLL_S = 0.02
-"""While the budget holds the drain back, how often it looks at the queue again: no
-event says the kernel sent a QoS 0 publish."""
+"""While the budget holds the drain back, how long it waits at least before it looks at the
+queue again: no event says the kernel sent a QoS 0 publish (`Sender.poll_s`)."""
+QUEUE_POLL_MAX_S = 1.0
+"""And at most: on a link that carried nothing in the last QUEUE_S (out of coverage, its TCP
+connection not yet given up). A fixed 20 ms poll woke the node 50 times a second (100 turns
+of its loop) for as long as the budget held the drain back, and a link gone quiet held it
+back until the session ended (`publish_timeout_s`, the keepalive): a Pi Zero's CPU and a
+parked vehicle's battery, for nothing the link could carry. About the reconnect backoff's
+least delay (`[broker] reconnect_min_s`), and the sender's own watch (`_watch`)."""
+QUEUE_POLL_LEFT = 0.75
+"""While held back, the drain looks at the queue again about when the link, at the rate it
+carried in the last QUEUE_S, has brought it down to this share of the budget: it still has
+work for a quarter of QUEUE_S then, so the link is not left idle, and about four wake-ups a
+second keep a backlog's drain at the link's rate."""
 ALIAS_PROPERTIES = 4
 """Bytes of a batch's MQTT 5 properties at most: their length, then a topic alias (a batch
 carries no correlation data)."""
@@ -205,7 +217,8 @@ class Sender:
         self._inflight: dict[int, tuple[tuple[Stored, ...], float, bool, int]] = {}
         self._written = 0  # bytes of the publishes given to paho in this session
         self._drained: deque[tuple[float, int]] = deque()  # (loop time, bytes gone) QUEUE_S
-        self._poll: asyncio.TimerHandle | None = None  # `QUEUE_POLL_S`
+        self._carried = (0, 0.0)  # (bytes, over seconds): the link, at the last `budget`
+        self._poll: asyncio.TimerHandle | None = None  # `poll_s`
         self._turn = 0  # bytes given to paho in this turn of `_pump`
         self.max_packet: int | None = None  # set by `run`: the broker's limit, or a learned one
         self._batch_packet: int | None = None  # the same for a batch of samples
@@ -235,7 +248,25 @@ class Sender:
         drained.append((now, gone))
         while len(drained) > 1 and drained[1][0] <= now - QUEUE_S:
             drained.popleft()
-        return queued, max(QUEUE_MIN_BYTES, gone - drained[0][1])
+        since, before = drained[0]
+        carried = gone - before
+        self._carried = (carried, now - since)
+        return queued, max(QUEUE_MIN_BYTES, carried)
+
+    def poll_s(self, queued: int, budget: int) -> float:
+        """While the budget holds the drain back with `queued` bytes queued, how long before
+        it looks again (nothing says when the kernel has sent them): until the link, at the
+        rate it carried lately, has them down to QUEUE_POLL_LEFT of the budget, within
+        [QUEUE_POLL_S, QUEUE_POLL_MAX_S]. Nothing carried yet in a session younger than
+        QUEUE_S: as long as the session has been measured, doubling from QUEUE_POLL_S (a
+        fast link shows its rate within milliseconds); nothing carried for QUEUE_S (the
+        link gone quiet): QUEUE_POLL_MAX_S."""
+        carried, over_s = self._carried
+        if carried > 0 and over_s > 0:
+            wait = (queued - QUEUE_POLL_LEFT * budget) * over_s / carried
+        else:
+            wait = over_s if over_s < QUEUE_S else QUEUE_POLL_MAX_S
+        return min(QUEUE_POLL_MAX_S, max(QUEUE_POLL_S, wait))
 
     async def run(self) -> None:
         """Drain for as long as the session lasts; raises the error that ends it."""
@@ -635,10 +666,18 @@ class Sender:
             if not self._failed.done():
                 self._failed.set_exception(exc)
             return
+        poll = self._poll
         if not held:
             self._arm(batcher.next_due())
-        elif self._poll is None:  # not a batch's due time: one already due would spin
-            self._poll = self._loop.call_later(QUEUE_POLL_S, self._polled)
+            if poll is not None:  # looked already: a wake-up for nothing
+                poll.cancel()
+                self._poll = None
+        else:  # not a batch's due time: one already due would spin
+            due = now + self.poll_s(queued + self._turn, budget)
+            if poll is None or poll.when() > due + QUEUE_POLL_S:  # the link carries faster
+                if poll is not None:
+                    poll.cancel()
+                self._poll = self._loop.call_at(due, self._polled)
         if len(ahead) <= (READ_AHEAD - 1) * self.window:
             self._low.set()
 

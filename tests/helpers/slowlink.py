@@ -14,6 +14,7 @@ class SlowLink:
     def __init__(self, broker_port: int, rate: float) -> None:
         self.broker_port = broker_port
         self.rate = rate  # bytes a second towards the broker; 0: nothing goes
+        self.carried = 0  # bytes carried towards the broker so far
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -59,5 +60,6 @@ class SlowLink:
                 return
             if slow:
                 await asyncio.sleep(len(data) / self.rate)
+                self.carried += len(data)
             writer.write(data)
             await writer.drain()

@@ -550,6 +550,65 @@ async def test_a_panic_is_sent_past_a_read_ahead_the_link_does_not_take(
             assert sent.topic == TOPICS.base + "/alarm/panic", sent
 
 
+def counting_pumps(sender: Sender) -> list[int]:
+    """Turns of the drain (`Sender._pump`) from now on: one for each time the node's loop
+    wakes it up, counted in the list's one item."""
+    turns = [0]
+    pump = sender._pump
+
+    def counted() -> None:
+        turns[0] += 1
+        pump()
+
+    sender._pump = counted  # type: ignore[method-assign]
+    return turns
+
+
+async def test_a_drain_held_back_by_a_link_that_carries_nothing_wakes_seldom_not_every_20_ms(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """Out of coverage, the session's TCP connection is not given up for a while: the drain,
+    held back by the budget, looked at the queue every 20 ms (50 wake-ups a second, a Pi
+    Zero's CPU and a parked vehicle's battery) for what the link did not carry. Now a few
+    in the first second, as the rate it carried fades, then one a second."""
+    await fill(outbox, [position(i) for i in range(3000)])
+    async with (
+        SlowLink(broker.port, 32_000) as link,
+        Collector(broker.port, "rnst/v1/test/n1/#") as c,
+    ):
+        sender = await sending(link.port, outbox, window=32, batch_max=50)
+        async with draining(sender):
+            await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
+            link.rate = 0
+            await asyncio.sleep(0.1)  # the proxy's buffers full: nothing leaves the socket
+            turns = counting_pumps(sender)
+            await asyncio.sleep(1.0)
+            # ~4 now (at the rate it carried before, fading); 49 before
+            assert turns[0] <= 8, turns
+
+
+async def test_a_drain_held_back_on_a_slow_link_keeps_it_busy_with_a_few_wake_ups_a_second(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """The drain looks at the queue again about when the link, at the rate it carried,
+    has it down to three quarters of the budget: four or so wake-ups a second (and the
+    writes they make) instead of 50 keep the link as busy."""
+    await fill(outbox, [position(i) for i in range(3000)])
+    async with (
+        SlowLink(broker.port, 32_000) as link,
+        Collector(broker.port, "rnst/v1/test/n1/#") as c,
+    ):
+        sender = await sending(link.port, outbox, window=32, batch_max=50)
+        async with draining(sender):
+            await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
+            turns, carried, start = counting_pumps(sender), link.carried, time.monotonic()
+            await asyncio.sleep(1.0)
+            rate = (link.carried - carried) / (time.monotonic() - start)
+            # ~10 now (a look, and paho's write it makes, each a turn); ~100 before
+            assert turns[0] <= 25, turns
+            assert rate > 0.8 * 32_000, rate  # the link never waits for the drain
+
+
 async def test_the_brokers_receive_maximum_bounds_the_window(
     tmp_path: Path, outbox: Outbox
 ) -> None:
