@@ -8,6 +8,7 @@ take it at once, and hide it from the node). What the broker sends goes at once.
 import asyncio
 import contextlib
 import socket
+import time
 
 
 class SlowLink:
@@ -15,6 +16,7 @@ class SlowLink:
         self.broker_port = broker_port
         self.rate = rate  # bytes a second towards the broker; 0: nothing goes
         self.carried = 0  # bytes carried towards the broker so far
+        self.starved = 0.0  # seconds it could carry and waited for the node's bytes
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -55,7 +57,10 @@ class SlowLink:
         while True:
             while slow and self.rate <= 0:
                 await asyncio.sleep(0.01)
+            waited = time.monotonic()
             data = await reader.read(512 if slow else 65536)
+            if slow:
+                self.starved += time.monotonic() - waited
             if not data:
                 return
             if slow:

@@ -601,12 +601,13 @@ async def test_a_drain_held_back_on_a_slow_link_keeps_it_busy_with_a_few_wake_up
         sender = await sending(link.port, outbox, window=32, batch_max=50)
         async with draining(sender):
             await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
-            turns, carried, start = counting_pumps(sender), link.carried, time.monotonic()
+            turns, starved = counting_pumps(sender), link.starved
             await asyncio.sleep(1.0)
-            rate = (link.carried - carried) / (time.monotonic() - start)
             # ~10 now (a look, and paho's write it makes, each a turn); ~100 before
             assert turns[0] <= 25, turns
-            assert rate > 0.8 * 32_000, rate  # the link never waits for the drain
+            # the link never waits for the drain (what it carries, the proxy in this loop
+            # sets: 70 % of its rate on a loaded CI)
+            assert link.starved - starved < 0.1, link.starved - starved
 
 
 async def test_the_brokers_receive_maximum_bounds_the_window(
