@@ -78,13 +78,16 @@ QUEUE_MIN_BYTES = 16 * 1024
 QUEUE_POLL_S = 0.02
 """While the budget holds the drain back, how long it waits at least before it looks at the
 queue again: no event says the kernel sent a QoS 0 publish (`Sender.poll_s`)."""
-QUEUE_POLL_MAX_S = 1.0
+QUEUE_POLL_MAX_S = 0.25
 """And at most: on a link that carried nothing in the last QUEUE_S (out of coverage, its TCP
-connection not yet given up). A fixed 20 ms poll woke the node 50 times a second (100 turns
-of its loop) for as long as the budget held the drain back, and a link gone quiet held it
-back until the session ended (`publish_timeout_s`, the keepalive): a Pi Zero's CPU and a
-parked vehicle's battery, for nothing the link could carry. About the reconnect backoff's
-least delay (`[broker] reconnect_min_s`), and the sender's own watch (`_watch`)."""
+connection not yet given up), or slowly. A fixed 20 ms poll woke the node 50 times a second
+(100 turns of its loop) for as long as the budget held the drain back, and a link gone quiet
+held it back until the session ended (`publish_timeout_s`, the keepalive): a Pi Zero's CPU
+and a parked vehicle's battery, for nothing the link could carry. No more than the quarter
+of QUEUE_S a look leaves the link (QUEUE_POLL_LEFT): no event says the link came back or
+sped up, and until the next look it idles, and a reply the outbox holds behind a full
+read-ahead of samples waits (1 s here: a reply put while the link carried nothing arrived
+0.96-1.21 s after it came back, against 0.25 s with a 20 ms poll)."""
 QUEUE_POLL_LEFT = 0.75
 """While held back, the drain looks at the queue again about when the link, at the rate it
 carried in the last QUEUE_S, has brought it down to this share of the budget: it still has
@@ -253,14 +256,22 @@ class Sender:
         self._carried = (carried, now - since)
         return queued, max(QUEUE_MIN_BYTES, carried)
 
-    def poll_s(self, queued: int, budget: int) -> float:
+    def poll_s(self, queued: int, budget: int, *, found: int) -> float:
         """While the budget holds the drain back with `queued` bytes queued, how long before
         it looks again (nothing says when the kernel has sent them): until the link, at the
         rate it carried lately, has them down to QUEUE_POLL_LEFT of the budget, within
         [QUEUE_POLL_S, QUEUE_POLL_MAX_S]. Nothing carried yet in a session younger than
         QUEUE_S: as long as the session has been measured, doubling from QUEUE_POLL_S (a
         fast link shows its rate within milliseconds); nothing carried for QUEUE_S (the
-        link gone quiet): QUEUE_POLL_MAX_S."""
+        link gone quiet): QUEUE_POLL_MAX_S.
+
+        QUEUE_POLL_S when this look `found` less than a quarter of the budget queued: the
+        link outran the rate it was measured at (it sped up, or came back from a quiet
+        spell) and may have idled; looked at that rate, each look only doubled the budget
+        (what it carried in QUEUE_S), and a link sped up from 8 to 300 KB/s idled 0.85 s of
+        its first second."""
+        if found < (1 - QUEUE_POLL_LEFT) * budget:
+            return QUEUE_POLL_S
         carried, over_s = self._carried
         if carried > 0 and over_s > 0:
             wait = (queued - QUEUE_POLL_LEFT * budget) * over_s / carried
@@ -673,7 +684,7 @@ class Sender:
                 poll.cancel()
                 self._poll = None
         else:  # not a batch's due time: one already due would spin
-            due = now + self.poll_s(queued + self._turn, budget)
+            due = now + self.poll_s(queued + self._turn, budget, found=queued)
             if poll is None or poll.when() > due + QUEUE_POLL_S:  # the link carries faster
                 if poll is not None:
                     poll.cancel()

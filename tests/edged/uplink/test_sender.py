@@ -610,6 +610,64 @@ async def test_a_drain_held_back_on_a_slow_link_keeps_it_busy_with_a_few_wake_up
             assert link.starved - starved < 0.1, link.starved - starved
 
 
+async def until_a_look(turns: list[int], within_s: float = 2.0) -> None:
+    """Until the drain's next turn (`counting_pumps`): held back on a quiet link, its look
+    at the queue."""
+    seen, deadline = turns[0], time.monotonic() + within_s
+    while turns[0] == seen:
+        assert time.monotonic() < deadline, "the drain never looked again"
+        await asyncio.sleep(0.005)
+
+
+async def test_an_event_put_while_the_link_carries_nothing_goes_soon_after_it_comes_back(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """A command's reply, a tap (an event, here a door's) put while the link carries nothing:
+    no event says when it comes back, only the drain's next look at the queue. Looks once a
+    second, the event arrived ~1 s after the link came back (0.25 s with a 20 ms look); the
+    outbox keeps it behind the full read-ahead of samples until a look lets them go."""
+    await fill(outbox, [position(i) for i in range(3000)])
+    async with (
+        SlowLink(broker.port, 32_000) as link,
+        Collector(broker.port, "rnst/v1/test/n1/#") as c,
+    ):
+        sender = await sending(link.port, outbox, window=32, batch_max=50)
+        async with draining(sender):
+            await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
+            link.rate = 0
+            await outbox.put_nowait(door(1))
+            await asyncio.sleep(1.1)  # nothing carried for QUEUE_S: the link looks gone
+            await until_a_look(counting_pumps(sender))  # the worst moment: right after one
+            link.rate, back = 300_000, time.monotonic()
+            await c.wait_for(lambda: len(c.on("events/door")) == 1, 5, "the door event")
+            # ~0.35 s now, 32 KB queued behind it; 0.96-1.21 s looking once a second
+            assert time.monotonic() - back < 0.75
+
+
+async def test_a_link_that_speeds_up_is_not_left_idle_until_the_drains_next_look(
+    broker: Mosquitto, outbox: Outbox
+) -> None:
+    """On a slow link the drain looks again when it has the queue down to three quarters
+    of the budget at the rate it carried; when it speeds up (a handover to a faster cell)
+    the queue is gone long before that look: the link idled until it, and each look then
+    only doubled the budget measured over the last second."""
+    await fill(outbox, [position(i) for i in range(3000)])
+    async with (
+        SlowLink(broker.port, 8_000) as link,
+        Collector(broker.port, "rnst/v1/test/n1/#") as c,
+    ):
+        sender = await sending(link.port, outbox, window=32, batch_max=50)
+        async with draining(sender):
+            await c.wait_for(lambda: len(c.on("position")) >= 50, 5, "the backlog drains")
+            await asyncio.sleep(0.5)  # its rate measured: looks ~0.5 s apart
+            await until_a_look(counting_pumps(sender))
+            link.rate, starved = 300_000, link.starved
+            await asyncio.sleep(1.0)
+            # waiting for the node's bytes: ~0.1 s now (~0 looking every 20 ms); 0.85 s
+            # looking at the pace of the rate it had
+            assert link.starved - starved < 0.35, link.starved - starved
+
+
 async def test_the_brokers_receive_maximum_bounds_the_window(
     tmp_path: Path, outbox: Outbox
 ) -> None:
