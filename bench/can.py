@@ -56,6 +56,7 @@ from drivers.can.j1939 import make_id
 from drivers.can.pipeline import Pipeline
 from drivers.can.receiver import Receiver
 from drivers.can.slcan import BufferedSlcanBus
+from edged.config.services import VehicleServiceConfig
 from hil.can.fms import flood
 
 SATURATED_FPS = 3450
@@ -143,6 +144,42 @@ async def pipeline_run(
     rx.shutdown()
     tx.shutdown()
     return len(msgs) / dt, cpu, events
+
+
+DOORS_IN_USE = tuple(VehicleServiceConfig().doors.values())  # the default doors: DC2's 1, 2
+
+
+def door_throttle(
+    decoders: Decoders, doors: tuple[str, ...] | None, n: int, *, forged: bool
+) -> tuple[float, int]:
+    """(µs a frame, the door controller's "open"s decoded of n / 200) through the
+    pipeline's throttle: DC2 under the door controller's address, 2000 frames a second
+    of bus time, its "open" every 100 ms among "closed"; `forged`: the "closed" frames
+    with another byte changed in each (a device on the FMS port), else all alike.
+    `doors` None: the former rule (any change of DC2 is let through at once)."""
+    shut = bytes([0xF3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+    opened = bytes([0xF7]) + shut[1:]
+    ident = make_id(64933, 0x21)
+
+    def data(i: int) -> bytes:
+        if i % 200 == 137:
+            return opened
+        return shut[:3] + bytes([i % 256]) + shut[4:] if forged else shut
+
+    frames = [
+        can.Message(arbitration_id=ident, data=data(i), is_extended_id=True) for i in range(n)
+    ]
+    pipeline = Pipeline(decoders, min_interval_s=INTERVAL_S, doors=doors)
+    process = pipeline.process
+    out = []
+    t = time.perf_counter()
+    for i, msg in enumerate(frames):
+        out.append(process(msg, i / 2000))
+    dt = time.perf_counter() - t
+    opens = sum(
+        1 for e in out if isinstance(e, J1939Signals) and e.signals.get("Door1OpenStatus") == 1
+    )
+    return dt / n * 1e6, opens
 
 
 async def notifier_run(decoders: Decoders, msgs: list[can.Message]) -> float:
@@ -297,6 +334,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     base_cpu = min(b[1] for b in bases)
     pipe_cpu = min(r[1] for r in runs)
     fps, _, events = max(runs)
+    door_n = 20_000 if args.quick else 100_000
+    doors: dict[str, list[tuple[float, int]]] = {}
+    for _ in range(repeats):  # the former rule and the doors' bits, interleaved
+        for name, use, forged in (
+            ("any_change_forged", None, True),
+            ("door_bits_forged", DOORS_IN_USE, True),
+            ("any_change_steady", None, False),
+            ("door_bits_steady", DOORS_IN_USE, False),
+        ):
+            doors.setdefault(name, []).append(door_throttle(decoders, use, door_n, forged=forged))
+    door_us = {name: min(r[0] for r in runs_) for name, runs_ in doors.items()}
+    door_opens = {name: runs_[0][1] for name, runs_ in doors.items()}
+    say(args.quiet, f"DC2 throttle µs/frame {door_us}, opens of {door_n // 200}: {door_opens}")
     say(args.quiet, f"following {SATURATED_FPS} frames/s for {seconds:g} s")
     lost, cpu_pct = await saturated(decoders, msgs, seconds, RX_QUEUE_DEFAULT)
     say(args.quiet, f"lost {lost}, {cpu_pct:.1f} % CPU; again with a 1 MiB socket buffer")
@@ -323,6 +373,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "notifier_fps": round(max(notifiers)),
         "unthrottled_fps": round(max(unthrottled)),
         "unthrottled_per_event_handoff_fps": round(max(per_events)),
+        **{f"dc2_{name}_us_per_frame": round(us, 3) for name, us in door_us.items()},
+        **{f"dc2_{name}_opens": opens for name, opens in door_opens.items()},
+        "dc2_frames": door_n,
         "slcan_fps": round(slcan_fps),
         "slcan_cpu_pct_1700fps": round(slcan_cpu, 1),
         "slcan_stock_reader_cpu_pct_1700fps": round(stock_cpu, 1),

@@ -200,7 +200,11 @@ class CanBusDriver:
     async def run(self, ctx: DriverContext) -> None:
         for note in self.decoders.notes:
             ctx.log.warning("%s", note)
-        pipeline = Pipeline(self.decoders, min_interval_s=self.options.min_interval_s)
+        pipeline = Pipeline(
+            self.decoders,
+            min_interval_s=self.options.min_interval_s,
+            doors=self.options.door_signals,
+        )
         try:
             # off the loop: python-can's slcan sleeps 2 s after opening the port (adapters
             # that reset on open), which would hold every tap and door for that long

@@ -175,6 +175,22 @@ class MessageDecoder:
         self._big = any(s["big_endian"] for s in signals)
         self._little = not all(s["big_endian"] for s in signals)
 
+    def bits(self, signal: str) -> int | None:
+        """The bits of a frame that `signal`'s value is read from, as a mask of the frame
+        read as a little-endian integer (`int.from_bytes(data, "little")`); every bit of
+        the frame when the signal is multiplexed (which of its bits count depends on the
+        multiplexer); None when the message has no such signal. The throttle tells a door
+        status that changed from a frame whose other bytes did (drivers/can/pipeline.py)."""
+        for r in self.root.raws:
+            if r.name == signal:
+                bits = r.mask << r.shift
+                if r.big_endian:  # the same bytes, read the other way round
+                    bits = int.from_bytes(bits.to_bytes(self.length, "big"), "little")
+                return bits
+        if any(s.name == signal for s in self.signals):
+            return (1 << 8 * self.length) - 1
+        return None
+
     def raw(self, data: bytes | bytearray) -> dict[str, int | float]:
         """The raw value of every signal the frame holds, as cantools' `decode_simple(data,
         decode_choices=False, scaling=False, allow_truncated=True)` gives them. Raises

@@ -5,6 +5,8 @@ through python-can's virtual bus) and emits, through the same receive and decode
 `core.events.J1939Signals` for every DBC message and `core.events.ActiveFaults` for DM1.
 """
 
+from collections.abc import Iterable
+
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from core.driver import DriverOptions
@@ -35,6 +37,7 @@ class CanDecodeOptions(DriverOptions):
     )
 
     _decoders: Decoders | None = PrivateAttr(default=None)
+    _doors: tuple[str, ...] | None = PrivateAttr(default=None)
 
     @field_validator("pgns")
     @classmethod
@@ -58,6 +61,17 @@ class CanDecodeOptions(DriverOptions):
         may name as `"MESSAGE.Signal"` (the config check holds it to them)."""
         table = load_table(self.dbc or SHIPPED_DBC)
         return {m["name"]: frozenset(s["name"] for s in m["signals"]) for m in table["messages"]}
+
+    @property
+    def door_signals(self) -> tuple[str, ...] | None:
+        """The door status signals the node uses (`[services.vehicle.doors]`, as
+        `"MESSAGE.Signal"`), which the loader hands over (`use_doors`): the throttle lets a
+        change of theirs through at once, and no other change of their frames
+        (drivers/can/pipeline.py). None when not told: any change of DC1 or DC2."""
+        return self._doors
+
+    def use_doors(self, doors: "Iterable[str]") -> None:
+        self._doors = tuple(doors)
 
     def decoders(self) -> Decoders:
         """The DBC indexed by PGN, read once per configuration (restarts reuse it)."""

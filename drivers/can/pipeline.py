@@ -22,6 +22,7 @@ still talks is heard at least that often (at the usual 1 s period nothing is eve
 import enum
 import logging
 import time
+from collections.abc import Iterable
 from typing import Final
 
 import can
@@ -60,17 +61,22 @@ DM1_PERIOD_S = 1.0
 vehicle service lists an ECU whose DM1 stops as silent), so the throttle never holds one
 back for longer, whatever `min_interval_s`."""
 PROMPT_PGNS = frozenset({65102, 64933})
-"""DC1 and DC2, the doors: a frame of theirs that changes the data of its PGN and source
-goes through the throttle at once (at most `PROMPT_CHANGES` an interval). The GPIO driver
-gates the counting beams by each door status (drivers/gpio/candoor.py); held back, the
-door controller's "open" among a device's flood of "closed" under its source address (on
-the FMS port) never reached the gate, the throttle letting through whichever frame came
-first after each interval, and riders walking in were dropped. A door's status changes a
-few times a stop, so this costs nothing on a sound bus."""
+"""DC1 and DC2, the doors: a frame of theirs whose door status changed since the last
+decoded of its PGN and source goes through the throttle at once (at most `PROMPT_CHANGES`
+an interval). The GPIO driver gates the counting beams by each door status
+(drivers/gpio/candoor.py); held back, the door controller's "open" among a device's flood
+of "closed" under its source address (on the FMS port) never reached the gate, the
+throttle letting through whichever frame came first after each interval, and riders
+walking in were dropped. A door's status changes a few times a stop, so this costs nothing
+on a sound bus. Which bits are a door status is the `doors` of the Pipeline (the signals
+`[services.vehicle.doors]` names); not told, every bit of DC1 and DC2."""
 PROMPT_CHANGES = 4
 """Changes of one PGN and source let through at once per interval (40 a second at 0.1 s):
 a status flapping with every frame (2000 frames a second fill a 250 kbit/s bus) is still
-decoded a few dozen times a second, not at the bus's rate."""
+decoded a few dozen times a second, not at the bus's rate. Only the bits of the doors in
+use count as a change: a device flipping any other byte of DC2 under the door controller's
+address used these passes up, and the controller's "open" waited out the interval, every
+interval (0 of 10 decoded); so did a door controller's own counter or ramp byte."""
 
 
 class Pipeline:
@@ -91,7 +97,10 @@ class Pipeline:
         min_interval_s: float = 0.0,
         pace: float = 1.0,
         frame_clock: bool = False,
+        doors: "Iterable[str] | None" = None,
     ) -> None:
+        """`doors`: the door status signals in use, as `"MESSAGE.Signal"`: a change of
+        theirs goes through the throttle at once; None, any change of DC1 or DC2 does."""
         self.decoders = decoders
         self.pace = pace  # a replay's speed: the bus's seconds per second (J1939Signals.pace)
         self.frame_clock = frame_clock
@@ -117,8 +126,11 @@ class Pipeline:
         # the latest frame held back per key, and when: the frame keeps its own timestamp,
         # which is the bus's clock (BusClock), not the node's
         self._held: dict[int, tuple[can.Message, float]] = {}
-        # PROMPT_PGNS: per key the data last decoded, and (since, how many) changes let through
-        self._passed: dict[int, bytes] = {}
+        # door PGN -> (the frame's bits that are door statuses, the message's length)
+        self.door_bits = _door_bits(self.by_pgn, doors)
+        # door PGNs: per key the door bits last decoded, and (since, how many) changes let
+        # through
+        self._passed: dict[int, int] = {}
         self._changes: dict[int, tuple[float, int]] = {}
         self._last_dm1: dict[int, tuple[float, bytes]] = {}  # source -> (when, payload)
         wanted = decoders.pgns()
@@ -187,26 +199,26 @@ class Pipeline:
         if self.interval:
             key = msg.arbitration_id & 0x3FFFFFF  # PGN (with a PDU1 destination), source
             last = self._last.get(key)
-            prompt = pgn in PROMPT_PGNS
+            door = self.door_bits.get(pgn)
             if (
                 last is not None
                 and now - last < self._let_through
-                and not (prompt and self._change(key, msg.data, now))
+                and not (door is not None and self._change(key, door, msg.data, now))
             ):
                 self._held[key] = (msg, now)
                 self.throttled += 1
                 return None
             self._last[key] = now
             self._held.pop(key, None)
-            if prompt:
-                self._passed[key] = bytes(msg.data)
+            if door is not None:
+                self._passed[key] = _masked(door, msg.data)
         return self._decode(route, msg, now)
 
-    def _change(self, key: int, data: Data, now: float) -> bool:
-        """Whether a frame of a `PROMPT_PGNS` PGN goes through the throttle at once: its
-        data changed since the last decoded, and fewer than `PROMPT_CHANGES` did since the
+    def _change(self, key: int, door: tuple[int, int], data: Data, now: float) -> bool:
+        """Whether a frame of a door PGN goes through the throttle at once: its door bits
+        changed since the last decoded, and fewer than `PROMPT_CHANGES` did since the
         interval began."""
-        if self._passed.get(key) == data:
+        if self._passed.get(key) == _masked(door, data):
             return False
         since, changes = self._changes.get(key, (now, 0))
         if now - since >= self.interval:
@@ -332,9 +344,45 @@ class Pipeline:
             for key in due:
                 msg, held_at = self._held.pop(key)
                 self._last[key] = now
-                if pgn_of(key) in PROMPT_PGNS:
-                    self._passed[key] = bytes(msg.data)
+                door = self.door_bits.get(pgn_of(key))
+                if door is not None:
+                    self._passed[key] = _masked(door, msg.data)
                 event = self._decode(self.by_pgn[pgn_of(key)], msg, held_at)
                 if event is not None:
                     out.append(event)
         return out
+
+
+def _masked(door: tuple[int, int], data: Data) -> int:
+    """The door bits of a frame (`Pipeline.door_bits`), read as the decoder reads them: a
+    short frame padded with 0xFF (its missing statuses are not available)."""
+    bits, length = door
+    if len(data) < length:
+        data = bytes(data).ljust(length, b"\xff")
+    return int.from_bytes(data, "little") & bits
+
+
+def _door_bits(
+    by_pgn: dict[int, MessageDecoder], doors: "Iterable[str] | None"
+) -> dict[int, tuple[int, int]]:
+    """Per PGN decoded that carries a door status in use, the mask of those statuses' bits
+    (`MessageDecoder.bits`) and the message's length. `doors` None: every bit of DC1 and
+    DC2 (`PROMPT_PGNS`); a signal the DBC lacks or that is not decoded adds nothing (the
+    config check reports a misspelt one)."""
+    if doors is None:
+        return {
+            pgn: ((1 << 8 * decoder.length) - 1, decoder.length)
+            for pgn, decoder in by_pgn.items()
+            if pgn in PROMPT_PGNS
+        }
+    by_name = {decoder.name: decoder for decoder in by_pgn.values()}
+    out: dict[int, tuple[int, int]] = {}
+    for ref in doors:
+        message, _, signal = ref.partition(".")
+        decoder = by_name.get(message)
+        bits = decoder.bits(signal) if decoder is not None else None
+        if decoder is None or bits is None:
+            continue
+        mask = out.get(decoder.pgn, (0, decoder.length))[0]
+        out[decoder.pgn] = (mask | bits, decoder.length)
+    return out

@@ -194,6 +194,7 @@ class CanReplayDriver:
             min_interval_s=self.options.min_interval_s,
             pace=self.options.speed,
             frame_clock=True,
+            doors=self.options.door_signals,
         )
         sender = _Sender(self.options, ctx.log)
         receiver = Receiver(pipeline, extra_counts=[sender.counts.copy])

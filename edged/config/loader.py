@@ -69,6 +69,7 @@ def parse_config(
         raise ConfigError(source, problems)
     for i, d in enumerate(config.drivers):
         d._settings = settings[i]  # validated once, here; nobody validates them again
+        _tell_doors(d._settings, config)
     return config
 
 
@@ -175,6 +176,15 @@ def driver_options(driver: str, options: dict[str, Any], base_dir: Path | None) 
     """`options` read by the model of driver `driver` (paths relative to `base_dir`):
     raises UnknownDriverError or ValidationError."""
     return options_model(driver).model_validate(options, context={"base_dir": base_dir})
+
+
+def _tell_doors(options: DriverOptions, config: EdgedConfig) -> None:
+    """A CAN driver learns which door statuses the node uses: its throttle lets their
+    changes through at once, and only theirs (drivers/can/pipeline.py `PROMPT_CHANGES`)."""
+    from drivers.can.options import CanDecodeOptions
+
+    if isinstance(options, CanDecodeOptions):
+        options.use_doors(config.services.vehicle.doors.values())
 
 
 def with_settings(d: DriverConfig, base_dir: Path | None) -> DriverConfig:

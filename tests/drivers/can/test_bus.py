@@ -573,3 +573,26 @@ async def test_bus_off_followed_by_frames_is_only_counted() -> None:
             await rec.wait_for(lambda: rec.counts.get("bus_off") == 1, "bus_off count")
     finally:
         sender.shutdown()
+
+
+async def test_a_door_controller_s_open_passes_a_device_flipping_other_bytes_of_its_dc2(
+    rig: Rig,
+) -> None:
+    """The driver's throttle knows the doors in use (`use_doors`, from the config): a
+    device sending DC2 under the door controller's address, "closed" with another byte
+    changed in each frame, takes none of the prompt passes the controller's "open" needs.
+    The interval is long, so that only a prompt pass delivers it in time."""
+    options = rig.options.model_copy(update={"min_interval_s": 10.0})
+    options.use_doors(["DC2.Door1OpenStatus"])
+    shut = bytes([0xF3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+    rec = Recorder("can")
+    async with running(options, rec):
+        rig.send([(make_id(64933, 0x21), shut)])
+        await rec.wait_for(lambda: bool(rec.signals("DC2")), "the first DC2")
+        forged = [(make_id(64933, 0x21), shut[:3] + bytes([i]) + shut[4:]) for i in range(10)]
+        rig.send([*forged, (make_id(64933, 0x21), bytes([0xF7]) + shut[1:])])
+        await rec.wait_for(
+            lambda: any(e.signals["Door1OpenStatus"] == 1 for e in rec.signals("DC2")),
+            "the door controller's open",
+        )
+    assert len(rec.signals("DC2")) == 2  # the first frame and the open: none forged

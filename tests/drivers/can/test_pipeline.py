@@ -205,6 +205,65 @@ def test_a_door_status_changing_amid_a_flood_under_its_source_goes_through_the_t
     assert opened == 10
 
 
+DOORS = ("DC2.Door1OpenStatus", "DC2.Door2OpenStatus")
+
+
+def test_a_device_flipping_other_bytes_of_dc2_under_the_controller_s_address_does_not_hold_back_its_open(
+    decoders: Decoders,
+) -> None:
+    """The device floods DC2 "closed" under the door controller's address, its byte 4
+    different in every frame: were any change of the frame a change, those frames took
+    every prompt pass of each interval and the controller's "open" waited it out (0 of
+    10 decoded). Only the bits of the doors in use count."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1, doors=DOORS)
+    opened = 0
+    for ms2 in range(2000):  # one second, a frame every 0.5 ms
+        forged = DC2_SHUT[:3] + bytes([ms2 % 256]) + DC2_SHUT[4:]
+        data = DC2_OPEN if ms2 % 200 == 137 else forged
+        event = pipeline.process(frame(64933, data, source=0x21), ms2 / 2000)
+        if isinstance(event, J1939Signals) and event.signals["Door1OpenStatus"] == 1:
+            opened += 1
+    assert opened == 10
+
+
+def test_a_door_controller_s_own_counter_byte_is_throttled_like_any_other_group(
+    decoders: Decoders,
+) -> None:
+    """A door controller whose DC2 carries a byte that changes in every frame (a counter,
+    a ramp's position), doors steady: no door changed, so it is decoded about once an
+    interval, as EEC1 is, not up to `PROMPT_CHANGES` more times."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1, doors=DOORS)
+    decoded = sum(
+        pipeline.process(frame(64933, DC2_SHUT[:6] + bytes([i % 256, 0xFF]), source=0x21), i / 100)
+        is not None
+        for i in range(100)
+    )
+    assert decoded <= 14
+
+
+def test_a_change_of_a_door_not_in_use_is_not_let_through_at_once(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0.1, doors=("DC2.Door1OpenStatus",))
+    door2_open = bytes([0xF3, 0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+    assert pipeline.process(frame(64933, DC2_SHUT, source=0x21), 0.0) is not None
+    assert pipeline.process(frame(64933, door2_open, source=0x21), 0.01) is None
+    assert pipeline.process(frame(64933, DC2_OPEN, source=0x21), 0.02) is not None
+
+
+def test_a_door_status_cut_off_by_a_short_frame_is_a_change(decoders: Decoders) -> None:
+    """A frame too short for door 2's status gives it as not available: a change."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1, doors=("DC2.Door2OpenStatus",))
+    door2_shut = bytes([0xF3, 0xFC, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+    assert pipeline.process(frame(64933, door2_shut, source=0x21), 0.0) is not None
+    event = pipeline.process(frame(64933, door2_shut[:1], source=0x21), 0.01)
+    assert isinstance(event, J1939Signals) and event.signals["Door2OpenStatus"] is None
+
+
+def test_with_no_door_in_use_dc2_is_throttled_like_any_other_group(decoders: Decoders) -> None:
+    pipeline = Pipeline(decoders, min_interval_s=0.1, doors=())
+    assert pipeline.process(frame(64933, DC2_SHUT, source=0x21), 0.0) is not None
+    assert pipeline.process(frame(64933, DC2_OPEN, source=0x21), 0.01) is None
+
+
 def test_a_door_status_flapping_with_every_frame_is_decoded_a_bounded_number_of_times(
     decoders: Decoders,
 ) -> None:

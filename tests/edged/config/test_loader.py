@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import ConfigError
+from drivers.can.options import CanDecodeOptions
 from edged.cli.main import EXIT_CONFIG
 from edged.config import load_config, parse_config
 from edged.config.loader import locate
@@ -331,3 +332,13 @@ def test_a_config_without_a_zone_on_a_system_without_tzdata_is_refused_at_load(
     with no_zone_database(monkeypatch):
         found = problems(MINIMAL)
     assert any("node.timezone" in p and "tzdata" in p for p in found), found
+
+
+def test_a_can_driver_is_told_the_door_statuses_the_node_uses() -> None:
+    """Its throttle lets a change of those through at once, and no other change of DC2:
+    not told, a device flipping another byte of DC2 held back the door controller's
+    "open" (drivers/can/pipeline.py `PROMPT_CHANGES`)."""
+    text = MINIMAL + CAN_REPLAY + '\n[services.vehicle.doors]\nfront = "DC2.Door3OpenStatus"\n'
+    (driver,) = [d for d in parse_config(text).drivers if d.driver == "can.replay"]
+    assert isinstance(driver.settings, CanDecodeOptions)
+    assert driver.settings.door_signals == ("DC2.Door3OpenStatus",)
