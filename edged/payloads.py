@@ -288,6 +288,11 @@ class DoorEvent(Body):
     door: str = Field(description="door name from config, e.g. front")
     open: bool
     source: str = Field(default="sensor", description="sensor (a GPIO door contact) or can (DC2)")
+    disputed: bool | None = Field(
+        default=None,
+        description="true: ECUs on the CAN bus disagree on the door, whose state is unknown "
+        "until an events/door without it; `open` is the state last published",
+    )
 
 
 class GeofenceEvent(Body):
@@ -330,7 +335,9 @@ class Vehicle(Body):
     engine_rpm: float | None = None
     engine_hours: float | None = None
     ignition: bool | None = Field(default=None, description="inferred from engine speed")
-    doors: dict[str, Literal["open", "closed"]] = Field(default_factory=dict)
+    doors: dict[str, Literal["open", "closed", "unknown"]] = Field(
+        default_factory=dict, description="unknown: ECUs on the CAN bus disagree on the door"
+    )
     extra: dict[str, float | int | None] = Field(
         default_factory=dict, description="signals added in the config's [services.vehicle.extra]"
     )

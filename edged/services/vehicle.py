@@ -19,6 +19,8 @@ frame, QoS 1 each, filling the outbox for taps and alarms; it is counted
 (`vehicle.door_flapping`) and reported once steady. Each frame's door status also goes on
 the node's bus as it came (`VehicleDoorStatus`, unguarded: the GPIO driver gates the
 counting beams of that door by it, and wants every frame, to tell a bus gone quiet).
+A door that ECUs give different statuses of (`_DoorWitnesses`) is unknown to the gate and
+to dispatch (`events/door` `disputed`, `unknown` in `vehicle`) until they agree.
 
 A door the bus never gives a status of while the bus talks (`DOOR_UNHEARD_S` of frames of
 other parameter groups, the ignition not known off) and the vehicle is awake (the sense
@@ -239,6 +241,7 @@ class VehicleService(Service):
         self._door_messages_wanted = {message for message, _ in self._door_unheard.values()}
         self._door_messages: dict[str, set[str]] = {}  # door message seen -> positions given
         self._witnesses: dict[str, _DoorWitnesses] = {}  # door -> each ECU's last status
+        self._disputed: set[str] = set()  # doors published unknown: their ECUs disagree
         # (since, last, woke): the bus talking without a gap, the engine run or the vehicle
         # moved in that time
         self._talk = (float("-inf"), float("-inf"), False)
@@ -280,11 +283,16 @@ class VehicleService(Service):
                 status = _status(value)
                 if status in DOOR_HEARD:
                     self._door_heard(key)
-                if self._disagree(key, event.ts):
+                disputed = self._disagree(key, event.ts)
+                if disputed:
                     status = None  # nobody can tell which ECU is right: the door is unknown
                 told = self._door_last[key] = VehicleDoorStatus(key, status, event.ts)
                 self.host.bus.emit(told)
+                if disputed:  # before this frame's change, which then goes unpublished
+                    changed |= self._dispute(key, True)
                 changed |= self._door(key, value, event.ts)
+                if not disputed:  # after it: the agreed state is published once
+                    changed |= self._dispute(key, False)
         speed = self.values.get("speed") if "speed" in taken else None
         if isinstance(speed, int | float) and speed >= 0:
             self.host.bus.emit(WheelSpeed(float(speed) / 3.6, event.ts))  # km/h in the DBC
@@ -345,7 +353,8 @@ class VehicleService(Service):
     def _disagree(self, door: str, ts: float) -> bool:
         """Whether ECUs have given the door different statuses for `DOOR_DISAGREE_S`: then
         its beams count ungated (`beam_door_unknown`) rather than by the ECU followed,
-        which may be the wrong one. Counted and warned once each time it starts."""
+        which may be the wrong one, and dispatch hears the door unknown (`_dispute`).
+        Counted and warned once each time it starts."""
         witnesses = self._witnesses[door]
         if not witnesses.disagree(ts):
             if witnesses.told and witnesses.since is None:
@@ -359,13 +368,31 @@ class VehicleService(Service):
                 "door %s: ECUs on the CAN bus have given different statuses of it for %g s "
                 "(%s): a gateway out of step with the door controller, a wrong door number "
                 "in one of them, or a device on the FMS port forging DC2? Its beams count "
-                "every walk ungated until they agree (vehicle.door_sources_disagree; "
-                "beam_door_unknown)",
+                "every walk ungated, and it is published unknown, until they agree "
+                "(vehicle.door_sources_disagree; beam_door_unknown)",
                 door,
                 DOOR_DISAGREE_S,
                 witnesses.sources(ts),
                 extra=flood_key(door),
             )
+        return True
+
+    def _dispute(self, door: str, disputed: bool) -> bool:
+        """Dispatch hears of a door the ECUs disagree on: an `events/door` with `disputed`
+        (its `open` the state last published) as it starts, `unknown` in `vehicle` and no
+        door events while it lasts, and the agreed state once they agree. It followed the
+        first ECU to give the door, which may be the device on the FMS port."""
+        if disputed == (door in self._disputed):
+            return False
+        state = self.doors.get(door)
+        if disputed:
+            self._disputed.add(door)
+        else:
+            self._disputed.discard(door)
+        if state is not None:
+            disputed_ = True if disputed else None  # absent once they agree
+            body = DoorEvent(door=door, open=state == "open", source="can", disputed=disputed_)
+            self.host.publish(DOOR, body)
         return True
 
     def _door_heard(self, door: str) -> None:
@@ -434,6 +461,8 @@ class VehicleService(Service):
         for out in outputs:
             if isinstance(out, Report):
                 self.doors[door] = "open" if out.value else "closed"
+                if door in self._disputed:  # unknown to dispatch until the ECUs agree
+                    continue
                 self.host.publish(DOOR, DoorEvent(door=door, open=out.value, source="can"))
                 changed = True
             elif isinstance(out, Flapping):
@@ -583,7 +612,10 @@ class VehicleService(Service):
             engine_rpm=num("engine_speed", 1.0, 0),
             engine_hours=num("engine_hours", 1.0, 2),
             ignition=self.ignition,
-            doors=dict(self.doors),
+            doors={
+                door: "unknown" if door in self._disputed else state
+                for door, state in self.doors.items()
+            },
             extra=dict(self.extra),
             trip_id=self.trips.trip.trip_id if self.trips.trip else None,
         )

@@ -1427,3 +1427,68 @@ def test_an_ecu_fallen_silent_is_no_disagreement_with_a_door_opened_after() -> N
         bus.after(0.1)
     assert None not in [e.status for e in node.of_type(VehicleDoorStatus)]
     assert "vehicle.door_sources_disagree" not in node.counters.snapshot()
+
+
+def door_news(node: TestHost) -> list[tuple[bool, bool | None]]:
+    """Each events/door of the front door: (open, disputed)."""
+    return [(b.open, b.disputed) for b in node.bodies("events/door") if b.door == "front"]
+
+
+def front_in_vehicle(node: TestHost) -> list[str | None]:
+    return [b.doors.get("front") for b in node.bodies("vehicle")]
+
+
+def test_a_door_the_ecus_disagree_on_is_published_unknown_until_they_agree() -> None:
+    """Another ECU (0x4a: a device on the FMS port, a gateway with the wrong door number)
+    gave the door first, "closed", against the door controller's "open": the door in
+    `vehicle` and `events/door` followed it, dispatch was told the door shut for the whole
+    stop. Now it hears the door disputed, then the state they agree on."""
+    node, _, bus = make()
+    for _ in range(30):  # 3 s: the door controller says open, another ECU closed
+        dc2(bus, 0x4A, 0)
+        dc2(bus, 0x21, 1)
+        bus.after(0.1)
+    assert door_news(node) == [(False, True)]  # the state last published, now in doubt
+    assert front_in_vehicle(node)[-1] == "unknown"
+    for _ in range(5):
+        dc2(bus, 0x4A, 1)
+        bus.after(0.1)
+    assert door_news(node) == [(False, True), (True, None)]
+    assert front_in_vehicle(node)[-1] == "open"
+
+
+def test_a_disputed_door_s_changes_from_the_ecu_followed_are_not_published() -> None:
+    """Three ECUs: the one followed (0x4a) turns from closed to open after 2.5 s while
+    0x21 says open and 0x30 closed all along: they still disagree, the door is unknown."""
+    node, _, bus = make()
+    for tenth in range(40):
+        dc2(bus, 0x4A, (tenth // 25) % 2)
+        dc2(bus, 0x21, 1)
+        dc2(bus, 0x30, 0)
+        bus.after(0.1)
+    assert door_news(node) == [(False, True)]
+    assert front_in_vehicle(node)[-1] == "unknown"
+
+
+def test_a_gateway_echoing_the_door_controller_leaves_its_door_known_to_dispatch() -> None:
+    node, _, bus = make()
+    for tenth in range(100):
+        dc2(bus, 0x21, (tenth // 30) % 2)  # open, shut, open… for 3 s each
+        if tenth % 10 == 9:
+            dc2(bus, 0x4A, ((tenth - 9) // 30) % 2)  # what it had a second ago
+        bus.after(0.1)
+    assert door_news(node) == [(True, None), (False, None), (True, None)]
+    assert "unknown" not in front_in_vehicle(node)
+
+
+def test_an_ecu_fallen_silent_leaves_the_door_opened_after_known_to_dispatch() -> None:
+    node, _, bus = make()
+    for _ in range(10):
+        dc2(bus, 0x21, 0)
+        dc2(bus, 0x4A, 0)
+        bus.after(0.1)
+    for tenth in range(60):  # ignition off: the gateway stops, the door opens
+        dc2(bus, 0x21, 0 if tenth < 5 else 1)
+        bus.after(0.1)
+    assert door_news(node) == [(True, None)]
+    assert front_in_vehicle(node)[-1] == "open"
