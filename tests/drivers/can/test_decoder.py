@@ -398,3 +398,40 @@ def test_an_ieee_float_signal_is_scaled_like_any_other(
     decoder = Decoders(path).by_pgn[0xFEF1]
     signals = decoder.decode(struct.pack("<f", value) + bytes([7, 0, 0xFF, 0xFF]))
     assert signals == {"Temperature": expected, "Counter": 7}
+
+
+BIG_ENDIAN_DBC = """VERSION ""
+BS_:
+BU_:
+BO_ 2365480958 BIGDOORS: 8 Vector__XXX
+ SG_ Door1OpenStatus : 3|2@0+ (1,0) [0|3] "" Vector__XXX
+ SG_ Ramp : 13|10@0+ (1,0) [0|1023] "" Vector__XXX
+"""
+
+
+@pytest.mark.parametrize("source", ["shipped", "big_endian"])
+def test_a_signal_s_bits_are_exactly_those_its_value_is_read_from(
+    tmp_path: Path, source: str
+) -> None:
+    """The throttle compares only a door status's bits (`MessageDecoder.bits`): flipping a
+    bit outside them never changes the signal's raw value, flipping one inside always does."""
+    if source == "shipped":
+        decoders = Decoders(SHIPPED_DBC)
+    else:
+        path = tmp_path / "big.dbc"
+        path.write_text(BIG_ENDIAN_DBC)
+        decoders = Decoders(path)
+    base = bytes(range(0x11, 0x99, 0x11))
+    for decoder in decoders.by_pgn.values():
+        if decoder.root.multiplexers:
+            continue
+        data = base[: decoder.length]
+        before = decoder.raw(data)
+        for signal in before:
+            bits = decoder.bits(signal)
+            assert bits is not None
+            for bit in range(8 * decoder.length):
+                flipped = int.from_bytes(data, "little") ^ (1 << bit)
+                after = decoder.raw(flipped.to_bytes(decoder.length, "little"))[signal]
+                assert (after != before[signal]) == bool(bits >> bit & 1), (signal, bit)
+    assert decoders.by_pgn[next(iter(decoders.by_pgn))].bits("NoSuchSignal") is None
