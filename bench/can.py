@@ -24,7 +24,11 @@ Prints one JSON object:
   instead of once per 10 ms batch: what the throttle and the batching buy;
 - slcan_fps, slcan_cpu_pct_1700fps: the whole path reading an slcan adapter emulated on a
   pty by another process at 1,700 frames/s (a saturated 250 kbit/s bus), and
-  slcan_stock_reader_cpu_pct_1700fps the same with python-can's byte-by-byte reader.
+  slcan_stock_reader_cpu_pct_1700fps the same with python-can's byte-by-byte reader;
+- dc2_{flood}_{rule}_us_per_frame and dc2_{flood}_{rule}_opens: µs per DC2 frame through
+  the pipeline's throttle, and the door controller's "open"s decoded (of dc2_frames / 200),
+  under a device's DC2 flood at its address (`door_throttle`), the throttle told the doors
+  in use (`door_bits`) or not (`every_bit`).
 
 Throughput figures are the best of 5 (--quick: 3) interleaved runs, baseline and pipeline
 alike, as a shared machine slows runs at random; `loadavg_1m` says how busy it was. The
@@ -150,13 +154,14 @@ DOORS_IN_USE = tuple(VehicleServiceConfig().doors.values())  # the default doors
 
 
 def door_throttle(
-    decoders: Decoders, doors: tuple[str, ...] | None, n: int, *, forged: bool
+    decoders: Decoders, doors: tuple[str, ...] | None, n: int, flood: str
 ) -> tuple[float, int]:
     """(µs a frame, the door controller's "open"s decoded of n / 200) through the
     pipeline's throttle: DC2 under the door controller's address, 2000 frames a second
-    of bus time, its "open" every 100 ms among "closed"; `forged`: the "closed" frames
-    with another byte changed in each (a device on the FMS port), else all alike.
-    `doors` None: the former rule (any change of DC2 is let through at once)."""
+    of bus time, its "open" every 100 ms among a device's flood (on the FMS port): `steady`
+    "closed" all alike, `other_byte` "closed" with another byte changed in each frame,
+    `door_flap` "closed" and "not available" in turn. `doors` None: every bit of DC2 is
+    a door's, as when the driver is not told the doors in use."""
     shut = bytes([0xF3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
     opened = bytes([0xF7]) + shut[1:]
     ident = make_id(64933, 0x21)
@@ -164,7 +169,11 @@ def door_throttle(
     def data(i: int) -> bytes:
         if i % 200 == 137:
             return opened
-        return shut[:3] + bytes([i % 256]) + shut[4:] if forged else shut
+        if flood == "other_byte":
+            return shut[:3] + bytes([i % 256]) + shut[4:]
+        if flood == "door_flap":
+            return shut if i % 2 else bytes([0xFF] * 8)
+        return shut
 
     frames = [
         can.Message(arbitration_id=ident, data=data(i), is_extended_id=True) for i in range(n)
@@ -336,14 +345,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     fps, _, events = max(runs)
     door_n = 20_000 if args.quick else 100_000
     doors: dict[str, list[tuple[float, int]]] = {}
-    for _ in range(repeats):  # the former rule and the doors' bits, interleaved
-        for name, use, forged in (
-            ("any_change_forged", None, True),
-            ("door_bits_forged", DOORS_IN_USE, True),
-            ("any_change_steady", None, False),
-            ("door_bits_steady", DOORS_IN_USE, False),
-        ):
-            doors.setdefault(name, []).append(door_throttle(decoders, use, door_n, forged=forged))
+    for _ in range(repeats):  # every bit of DC2 and the doors' bits, interleaved
+        for device in ("steady", "other_byte", "door_flap"):
+            for rule, use in (("every_bit", None), ("door_bits", DOORS_IN_USE)):
+                got = door_throttle(decoders, use, door_n, device)
+                doors.setdefault(f"{device}_{rule}", []).append(got)
     door_us = {name: min(r[0] for r in runs_) for name, runs_ in doors.items()}
     door_opens = {name: runs_[0][1] for name, runs_ in doors.items()}
     say(args.quiet, f"DC2 throttle µs/frame {door_us}, opens of {door_n // 200}: {door_opens}")

@@ -62,21 +62,25 @@ vehicle service lists an ECU whose DM1 stops as silent), so the throttle never h
 back for longer, whatever `min_interval_s`."""
 PROMPT_PGNS = frozenset({65102, 64933})
 """DC1 and DC2, the doors: a frame of theirs whose door status changed since the last
-decoded of its PGN and source goes through the throttle at once (at most `PROMPT_CHANGES`
-an interval). The GPIO driver gates the counting beams by each door status
-(drivers/gpio/candoor.py); held back, the door controller's "open" among a device's flood
-of "closed" under its source address (on the FMS port) never reached the gate, the
-throttle letting through whichever frame came first after each interval, and riders
-walking in were dropped. A door's status changes a few times a stop, so this costs nothing
-on a sound bus. Which bits are a door status is the `doors` of the Pipeline (the signals
-`[services.vehicle.doors]` names); not told, every bit of DC1 and DC2."""
+decoded of its PGN and source goes through the throttle at once, if a door's value in it
+was not let through in the last 3/4 interval (`PROMPT_CHANGES`). The GPIO driver gates the
+counting beams by each door status (drivers/gpio/candoor.py); held back, the door
+controller's "open" among a device's flood of "closed" under its source address (on the
+FMS port) never reached the gate, the throttle letting through whichever frame came first
+after each interval, and riders walking in were dropped. A door's status changes a few
+times a stop, so this costs nothing on a sound bus. Which bits are a door status is the
+`doors` of the Pipeline (the signals `[services.vehicle.doors]` names); not told, every
+bit of DC1 and DC2, as one door."""
 PROMPT_CHANGES = 4
-"""Changes of one PGN and source let through at once per interval (40 a second at 0.1 s):
-a status flapping with every frame (2000 frames a second fill a 250 kbit/s bus) is still
-decoded a few dozen times a second, not at the bus's rate. Only the bits of the doors in
-use count as a change: a device flipping any other byte of DC2 under the door controller's
-address used these passes up, and the controller's "open" waited out the interval, every
-interval (0 of 10 decoded); so did a door controller's own counter or ramp byte."""
+"""Values of one door of one PGN and source let through at once per 3/4 interval: a
+status flapping with every frame (2000 frames a second fill a 250 kbit/s bus) is decoded a
+few dozen times a second per door, not at the bus's rate. A 2-bit status has 4 values, so
+its every value fits: a device under the door controller's address that flaps the door's
+bits (closed, not available…) cannot use up the passes before the controller's "open",
+which had 4 passes per interval counted over every change (0 of 10 decoded); each value
+the device repeats waits its turn. Only the bits of the doors in use are a change: a device
+flipping any other byte of DC2 used these passes up just as well, and so did a door
+controller's own counter or ramp byte."""
 
 
 class Pipeline:
@@ -126,12 +130,16 @@ class Pipeline:
         # the latest frame held back per key, and when: the frame keeps its own timestamp,
         # which is the bus's clock (BusClock), not the node's
         self._held: dict[int, tuple[can.Message, float]] = {}
-        # door PGN -> (the frame's bits that are door statuses, the message's length)
+        # door PGN -> (the frame's bits that are door statuses, the message's length, each
+        # door's bits)
         self.door_bits = _door_bits(self.by_pgn, doors)
-        # door PGNs: per key the door bits last decoded, and (since, how many) changes let
-        # through
+        # door PGNs: per key the data last decoded (a repeat of it costs one comparison, as
+        # in any flood), its door bits, and per door when each of its values was last let
+        # through (PROMPT_CHANGES values at most)
+        self._passed_data: dict[int, bytes] = {}
         self._passed: dict[int, int] = {}
-        self._changes: dict[int, tuple[float, int]] = {}
+        self._refused: dict[int, tuple[bytes, float]] = {}  # data refused, until when
+        self._recent: dict[int, tuple[dict[int, float], ...]] = {}
         self._last_dm1: dict[int, tuple[float, bytes]] = {}  # source -> (when, payload)
         wanted = decoders.pgns()
         self.bam = BamReassembler(self.counts, wanted=wanted.__contains__)
@@ -211,22 +219,57 @@ class Pipeline:
             self._last[key] = now
             self._held.pop(key, None)
             if door is not None:
-                self._passed[key] = _masked(door, msg.data)
+                self._let_door(key, door, msg.data, now)
         return self._decode(route, msg, now)
 
-    def _change(self, key: int, door: tuple[int, int], data: Data, now: float) -> bool:
+    def _change(self, key: int, door: "DoorBits", data: Data, now: float) -> bool:
         """Whether a frame of a door PGN goes through the throttle at once: its door bits
-        changed since the last decoded, and fewer than `PROMPT_CHANGES` did since the
-        interval began."""
-        if self._passed.get(key) == _masked(door, data):
+        changed since the last decoded, and a door's value in it was not let through in
+        the last 3/4 interval, with room for it (`PROMPT_CHANGES`)."""
+        if self._passed_data.get(key) == data:
             return False
-        since, changes = self._changes.get(key, (now, 0))
-        if now - since >= self.interval:
-            since, changes = now, 0
-        if changes >= PROMPT_CHANGES:
+        refused = self._refused.get(key)
+        if refused is not None and now < refused[1] and refused[0] == data:
+            return False  # a flood of the frame just refused: as cheap as a repeat
+        mask, length, doors = door  # `_masked`, inline: this is every changed frame
+        full = data if len(data) >= length else bytes(data).ljust(length, b"\xff")
+        bits = int.from_bytes(full, "little") & mask
+        if self._passed.get(key) == bits:
             return False
-        self._changes[key] = (since, changes + 1)
-        return True
+        recent = self._recent.get(key)
+        if recent is None:
+            return True
+        until = float("inf")  # when a door's value in it is no longer recent
+        for bits_of_door, seen in zip(doors, recent, strict=True):
+            at = seen.get(bits & bits_of_door)
+            if at is not None:
+                if now - at >= self._let_through:
+                    return True
+            elif len(seen) < PROMPT_CHANGES or self._forget(seen, now):
+                return True
+            else:
+                at = min(seen.values())
+            until = min(until, at + self._let_through)
+        self._refused[key] = (bytes(data), until)
+        return False
+
+    def _forget(self, seen: dict[int, float], now: float) -> bool:
+        """Drop a door's values not let through recently: whether there is room now."""
+        for value in [v for v, at in seen.items() if now - at >= self._let_through]:
+            del seen[value]
+        return len(seen) < PROMPT_CHANGES
+
+    def _let_door(self, key: int, door: "DoorBits", data: Data, now: float) -> None:
+        """A frame of a door PGN let through: its door bits, and each door's value, noted."""
+        self._passed_data[key] = bytes(data)
+        bits = self._passed[key] = _masked(door, data)
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = tuple({} for _ in door[2])
+        for mask, seen in zip(door[2], recent, strict=True):
+            value = bits & mask
+            if value in seen or len(seen) < PROMPT_CHANGES or self._forget(seen, now):
+                seen[value] = now
 
     def _decode(self, decoder: MessageDecoder, msg: can.Message, now: float) -> J1939Signals | None:
         return self._signals(decoder, msg.arbitration_id & 0xFF, msg.data, now)
@@ -346,17 +389,22 @@ class Pipeline:
                 self._last[key] = now
                 door = self.door_bits.get(pgn_of(key))
                 if door is not None:
-                    self._passed[key] = _masked(door, msg.data)
+                    self._let_door(key, door, msg.data, now)
                 event = self._decode(self.by_pgn[pgn_of(key)], msg, held_at)
                 if event is not None:
                     out.append(event)
         return out
 
 
-def _masked(door: tuple[int, int], data: Data) -> int:
+DoorBits = tuple[int, int, tuple[int, ...]]
+"""The bits of a frame that are door statuses in use (of the frame read as a little-endian
+int), the message's length, and each door's bits."""
+
+
+def _masked(door: DoorBits, data: Data) -> int:
     """The door bits of a frame (`Pipeline.door_bits`), read as the decoder reads them: a
     short frame padded with 0xFF (its missing statuses are not available)."""
-    bits, length = door
+    bits, length, _ = door
     if len(data) < length:
         data = bytes(data).ljust(length, b"\xff")
     return int.from_bytes(data, "little") & bits
@@ -364,25 +412,26 @@ def _masked(door: tuple[int, int], data: Data) -> int:
 
 def _door_bits(
     by_pgn: dict[int, MessageDecoder], doors: "Iterable[str] | None"
-) -> dict[int, tuple[int, int]]:
-    """Per PGN decoded that carries a door status in use, the mask of those statuses' bits
-    (`MessageDecoder.bits`) and the message's length. `doors` None: every bit of DC1 and
-    DC2 (`PROMPT_PGNS`); a signal the DBC lacks or that is not decoded adds nothing (the
-    config check reports a misspelt one)."""
+) -> dict[int, DoorBits]:
+    """Per PGN decoded that carries a door status in use, `DoorBits` of those statuses
+    (`MessageDecoder.bits`). `doors` None: every bit of DC1 and DC2 (`PROMPT_PGNS`), as one
+    door; a signal the DBC lacks or that is not decoded adds nothing (the config check
+    reports a misspelt one)."""
     if doors is None:
-        return {
-            pgn: ((1 << 8 * decoder.length) - 1, decoder.length)
-            for pgn, decoder in by_pgn.items()
-            if pgn in PROMPT_PGNS
-        }
+        every = {pgn: (1 << 8 * d.length) - 1 for pgn, d in by_pgn.items() if pgn in PROMPT_PGNS}
+        return {pgn: (bits, by_pgn[pgn].length, (bits,)) for pgn, bits in every.items()}
     by_name = {decoder.name: decoder for decoder in by_pgn.values()}
-    out: dict[int, tuple[int, int]] = {}
+    each: dict[int, set[int]] = {}
     for ref in doors:
         message, _, signal = ref.partition(".")
         decoder = by_name.get(message)
         bits = decoder.bits(signal) if decoder is not None else None
-        if decoder is None or bits is None:
-            continue
-        mask = out.get(decoder.pgn, (0, decoder.length))[0]
-        out[decoder.pgn] = (mask | bits, decoder.length)
+        if decoder is not None and bits is not None:
+            each.setdefault(decoder.pgn, set()).add(bits)
+    out: dict[int, DoorBits] = {}
+    for pgn, masks in each.items():
+        union = 0
+        for bits in masks:
+            union |= bits
+        out[pgn] = (union, by_pgn[pgn].length, tuple(sorted(masks)))
     return out

@@ -226,6 +226,29 @@ def test_a_device_flipping_other_bytes_of_dc2_under_the_controller_s_address_doe
     assert opened == 10
 
 
+DC2_NOT_AVAILABLE = bytes([0xFF] * 8)
+
+
+def test_a_device_flapping_the_door_s_own_bits_under_the_controller_s_address_does_not_hold_back_its_open(
+    decoders: Decoders,
+) -> None:
+    """The device alternates the door's status between "closed" and "not available" in
+    every frame: each a change of the door's bits, which took the interval's prompt passes
+    before the controller's "open" came (0 of 10 decoded). A value of a door let through
+    within the interval is no reason to let it through again; the controller's "open" is
+    the one value not recently passed."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1, doors=DOORS)
+    opened = 0
+    for ms2 in range(2000):  # one second, a frame every 0.5 ms
+        forged = (DC2_SHUT, DC2_NOT_AVAILABLE)[ms2 % 2]
+        data = DC2_OPEN if ms2 % 200 == 137 else forged
+        event = pipeline.process(frame(64933, data, source=0x21), ms2 / 2000)
+        if isinstance(event, J1939Signals) and event.signals["Door1OpenStatus"] == 1:
+            opened += 1
+    assert opened == 10
+    assert pipeline.decoded <= 10 * 2 * 4 * 2  # per 75 ms at most each door's 4 values
+
+
 def test_a_door_controller_s_own_counter_byte_is_throttled_like_any_other_group(
     decoders: Decoders,
 ) -> None:
@@ -503,3 +526,15 @@ def test_on_a_live_bus_a_frame_held_back_by_the_throttle_keeps_its_bus_time(
     dm1 = pipeline.process(dt2, now=101.5003)
     assert isinstance(dm1, ActiveFaults) and pipeline.counts["bam_complete"] == 1
     assert ccvs[1].timestamp == 1.7e9 + 0.03
+
+
+def test_a_door_shut_again_within_the_interval_arrives_at_the_interval_s_end(
+    decoders: Decoders,
+) -> None:
+    """"closed" was let through 40 ms before: not at once again, but not lost either."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1, doors=DOORS)
+    assert pipeline.process(frame(64933, DC2_SHUT, source=0x21), 0.0) is not None
+    assert pipeline.process(frame(64933, DC2_OPEN, source=0x21), 0.02) is not None
+    assert pipeline.process(frame(64933, DC2_SHUT, source=0x21), 0.04) is None
+    (event,) = pipeline.tick(0.13)
+    assert isinstance(event, J1939Signals) and event.signals["Door1OpenStatus"] == 0
