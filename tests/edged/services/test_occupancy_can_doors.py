@@ -94,10 +94,12 @@ async def shuttle(
     monkeypatch.setattr(candoor, "CAN_SILENT_S", SILENT_S)
     monkeypatch.setattr(vehicle_service, "DOOR_UNHEARD_S", unheard_s)
     node, occupancy, _ = make(count_from=["beams"], capacity=20)
-    VehicleService(node, vehicle or VehicleServiceConfig(), TripServiceConfig(auto=False))
+    vehicle = vehicle or VehicleServiceConfig()
+    VehicleService(node, vehicle, TripServiceConfig(auto=False))
     channel = f"candoors-{uuid.uuid4().hex}"
     sender = can.Bus(interface="virtual", channel=channel)
     options = CanBusOptions(interface="virtual", channel=channel, min_interval_s=min_interval_s)
+    options.use_doors(vehicle.doors.values())  # as the config's loader tells it
     ctx = DriverContext("can", node.bus, node.counters)
     can_task = asyncio.create_task(CanBusDriver(options).run(ctx))
     outer, inner = pins.pin(20), pins.pin(21)
@@ -474,13 +476,17 @@ async def test_a_second_ecu_saying_closed_against_the_door_controller_loses_no_r
         assert "0x21 open" in warning and "0x4a closed" in warning
 
 
-async def forged_closed(bus: Shuttle, source: int, per_10ms: int) -> None:
-    """A device on the FMS port: DC2 door 1 closed, `per_10ms` frames every 10 ms."""
+async def forged_closed(bus: Shuttle, source: int, per_10ms: int, *, vary: bool = False) -> None:
+    """A device on the FMS port: DC2 door 1 closed, `per_10ms` frames every 10 ms; `vary`:
+    with another byte (a door not in use) different in each frame."""
     data = bytes([0xF3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
-    message = can.Message(arbitration_id=make_id(64933, source), data=data, is_extended_id=True)
+    ident = make_id(64933, source)
+    n = 0
     while True:
         for _ in range(per_10ms):
-            bus.sender.send(message)
+            n += 1
+            frame = data[:3] + bytes([n % 256]) + data[4:] if vary else data
+            bus.sender.send(can.Message(arbitration_id=ident, data=frame, is_extended_id=True))
         await asyncio.sleep(0.01)
 
 
@@ -499,3 +505,40 @@ async def test_a_flood_of_forged_closed_under_the_door_controller_s_address_lose
         finally:
             forger.cancel()
         assert bus.counted("beam_door_closed") == 0
+
+
+async def test_a_forged_flood_varying_a_byte_no_door_uses_loses_no_rider(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same flood with another byte of DC2 different in each frame: each was a change
+    to the throttle, and took the prompt passes the door controller's "open" needed."""
+    async with shuttle(pins, monkeypatch, min_interval_s=0.1) as bus:
+        bus.front = OPEN
+        forger = asyncio.create_task(forged_closed(bus, 0x21, 20, vary=True))
+        try:
+            await asyncio.sleep(GRACE_S + 0.1)  # the whole window flooded
+            await bus.walk("in")
+            await wait_until(lambda: bus.occupancy.count == 1, 1, "the rider")
+        finally:
+            forger.cancel()
+        assert bus.counted("beam_door_closed") == 0
+
+
+async def test_a_door_two_ecus_disagree_on_is_told_to_dispatch_as_disputed(
+    pins: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ECU the door follows says closed, the door controller open: dispatch is not
+    told the door shut, but disputed, and `unknown` in `vehicle`."""
+    from edged.services import vehicle as vehicle_service
+
+    monkeypatch.setattr(vehicle_service, "DOOR_DISAGREE_S", 0.3)
+    async with shuttle(pins, monkeypatch, front=None) as bus, second_source(bus, [CLOSED]):
+        await asyncio.sleep(0.2)
+        bus.front = OPEN
+
+        def disputed() -> list[Any]:
+            return [b for b in bus.node.bodies("events/door") if b.disputed]
+
+        await wait_until(lambda: bool(disputed()), 2, "the door disputed")
+        assert [(b.door, b.open) for b in disputed()] == [("front", False)]
+        assert bus.node.bodies("vehicle")[-1].doors == {"front": "unknown"}
