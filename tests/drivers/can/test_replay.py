@@ -361,3 +361,27 @@ async def test_a_looped_log_does_not_finish_its_last_bam_with_its_first_packets(
     async with replaying(rec, log=_log(tmp_path, lines), speed=1000, loop=True, min_interval_s=0):
         await rec.wait_for(lambda: rec.counts.get("frames", 0) >= 20, "a few passes")
     assert not rec.faults() and "bam_complete" not in rec.counts
+
+
+async def test_a_replay_s_throttle_knows_the_doors_in_use(tmp_path: Path) -> None:
+    """The replay driver hands its pipeline the doors the config uses (`use_doors`), as the
+    bus driver does: a log of DC2 with another byte changed in each frame under the door
+    controller's address takes none of the prompt passes its "open" needs. The interval is
+    long, so that only a prompt pass delivers the open in time."""
+    shut = bytes([0xF3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+    ident = make_id(64933, 0x21)
+    frames = [shut, *(shut[:3] + bytes([i]) + shut[4:] for i in range(10)), b"\xf7" + shut[1:]]
+    lines = [format_line(1.0 + i / 1000, "can0", ident, data) for i, data in enumerate(frames)]
+    options = CanReplayOptions(log=_log(tmp_path, lines), speed=100, min_interval_s=10.0)
+    options.use_doors(["DC2.Door1OpenStatus"])
+    rec = Recorder("can")
+    task = asyncio.create_task(CanReplayDriver(options).run(rec.ctx))
+    try:
+        await rec.wait_for(
+            lambda: 1 in values(rec, "DC2", "Door1OpenStatus"), "the door controller's open", 2
+        )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert values(rec, "DC2", "Door1OpenStatus") == [0, 1]  # none of the forged frames
