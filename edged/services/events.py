@@ -137,3 +137,5 @@ class VehicleStatus(Retained):
     ignition: bool | None
     open_doors: tuple[str, ...]
     trip_id: str | None
+    unknown_doors: tuple[str, ...] = ()
+    """Doors the ECUs on the CAN bus disagree on (`disputed`): shut or open, nobody knows."""

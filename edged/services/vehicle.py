@@ -628,11 +628,15 @@ class VehicleService(Service):
 
     def tell(self) -> None:
         """`VehicleStatus` on the bus when the ignition, the open doors or the trip changed
-        (whoever waits for a parked vehicle: the update's safe moment)."""
+        (whoever waits for a parked vehicle: the update's safe moment). A door the ECUs
+        disagree on is unknown, whatever the ECU followed says: not known shut."""
         status = VehicleStatus(
             ignition=self.ignition,
-            open_doors=tuple(d for d, state in self.doors.items() if state == "open"),
+            open_doors=tuple(
+                d for d, state in self.doors.items() if state == "open" and d not in self._disputed
+            ),
             trip_id=self.trips.trip.trip_id if self.trips.trip else None,
+            unknown_doors=tuple(sorted(self._disputed)),
         )
         if status != self._status:
             self._status = status

@@ -3,7 +3,7 @@ nobody at them for a while). The switch stops edged for seconds; nobody must be 
 tapping or waiting for a door then.
 
 It keeps its own view from the bus, as every service does: the vehicle service's
-`VehicleStatus` (ignition, doors the CAN bus reports open, the open trip) and the door
+`VehicleStatus` (ignition, doors the CAN bus reports open or disputed, the open trip) and the door
 sensors' `DoorInput`; any door, tap, unlock or beam crossing is activity.
 """
 
@@ -45,6 +45,8 @@ class Parked:
         doors = [d for d, is_open in self.doors.items() if is_open]
         doors += v.open_doors if v is not None else ()
         reasons += [f"door {d} open" for d in doors]
+        if v is not None:  # ECUs disagree on it: it may be open
+            reasons += [f"door {d} unknown (ECUs on the CAN bus disagree)" for d in v.unknown_doors]
         quiet = time.monotonic() - self.last_activity
         if quiet < self.idle_s:
             reasons.append(f"doors or readers used {quiet:.0f} s ago")

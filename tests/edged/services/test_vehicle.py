@@ -27,6 +27,7 @@ from edged.services import trips
 from edged.services.events import OccupancyChanged, OdometerChanged, TripEnded, WheelSpeed
 from edged.services.trips import DISTANCE_WRAP_M, FUEL_WRAP_L, OPEN_TRIP_KEY, Totalizer
 from edged.services.vehicle import BUS_GAP_S, DM1_SILENT_S, DOOR_UNHEARD_S, VehicleService
+from edged.update.moment import Parked
 from hil.can.fms import bam_frames
 from tests.drivers.can.test_bus import DM1_A, DM1_B, python_can_rig, running
 from tests.helpers.drivers import Recorder
@@ -1492,3 +1493,20 @@ def test_an_ecu_fallen_silent_leaves_the_door_opened_after_known_to_dispatch() -
         bus.after(0.1)
     assert door_news(node) == [(True, None)]
     assert front_in_vehicle(node)[-1] == "open"
+
+
+def test_a_disputed_door_is_no_shut_door_to_the_update_s_safe_moment() -> None:
+    """The ECU followed (0x4a, first) says "closed" against the door controller's "open":
+    `VehicleStatus` listed no open door, and the update took the parked vehicle for shut
+    and switched releases under the riders. Now it waits for the door, named unknown."""
+    node, _, bus = make()
+    parked = Parked(node.bus, idle_s=0)
+    for _ in range(30):  # 3 s: the door controller says open, another ECU closed
+        dc2(bus, 0x4A, 0)
+        dc2(bus, 0x21, 1)
+        bus.after(0.1)
+    assert parked.waiting_for() == ["door front unknown (ECUs on the CAN bus disagree)"]
+    for _ in range(5):  # they agree: open
+        dc2(bus, 0x4A, 1)
+        bus.after(0.1)
+    assert parked.waiting_for() == ["door front open"]
