@@ -538,3 +538,16 @@ def test_a_door_shut_again_within_the_interval_arrives_at_the_interval_s_end(
     assert pipeline.process(frame(64933, DC2_SHUT, source=0x21), 0.04) is None
     (event,) = pipeline.tick(0.13)
     assert isinstance(event, J1939Signals) and event.signals["Door1OpenStatus"] == 0
+
+
+def test_a_door_s_values_not_let_through_lately_make_room_for_new_ones(
+    decoders: Decoders,
+) -> None:
+    """Not told the doors, DC2 is one door of every bit, with more values than the 4 kept:
+    four frames long past leave room for the frames after them, which go through at once
+    when they change, not once an interval."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1)
+    for i in range(4):
+        assert pipeline.process(frame(64933, DC2_SHUT[:7] + bytes([i]), source=0x21), i / 100)
+    assert pipeline.process(frame(64933, DC2_SHUT[:7] + b"\x04", source=0x21), 1.0)
+    assert pipeline.process(frame(64933, DC2_OPEN, source=0x21), 1.01) is not None
