@@ -80,7 +80,12 @@ bits (closed, not available…) cannot use up the passes before the controller's
 which had 4 passes per interval counted over every change (0 of 10 decoded); each value
 the device repeats waits its turn. Only the bits of the doors in use are a change: a device
 flipping any other byte of DC2 used these passes up just as well, and so did a door
-controller's own counter or ramp byte."""
+controller's own counter or ramp byte. A wider status keeps room for each of its values,
+up to `PROMPT_VALUES_MAX` (DC1's 4-bit PositionOfDoors: 16), or a device cycling 4 other
+values held the controller's back every interval (0 of 10 decoded)."""
+PROMPT_VALUES_MAX = 16
+"""The most values of one door kept (a status of 5 bits or more: a device cycling this
+many others can still hold a value back, as when the pipeline is not told the doors)."""
 
 
 class Pipeline:
@@ -135,7 +140,7 @@ class Pipeline:
         self.door_bits = _door_bits(self.by_pgn, doors)
         # door PGNs: per key the data last decoded (a repeat of it costs one comparison, as
         # in any flood), its door bits, and per door when each of its values was last let
-        # through (PROMPT_CHANGES values at most)
+        # through (PROMPT_CHANGES values at most, more for a wider status)
         self._passed_data: dict[int, bytes] = {}
         self._passed: dict[int, int] = {}
         self._refused: dict[int, tuple[bytes, float]] = {}  # data refused, until when
@@ -231,7 +236,7 @@ class Pipeline:
         refused = self._refused.get(key)
         if refused is not None and now < refused[1] and refused[0] == data:
             return False  # a flood of the frame just refused: as cheap as a repeat
-        mask, length, doors = door  # `_masked`, inline: this is every changed frame
+        mask, length, doors, rooms = door  # `_masked`, inline: this is every changed frame
         full = data if len(data) >= length else bytes(data).ljust(length, b"\xff")
         bits = int.from_bytes(full, "little") & mask
         if self._passed.get(key) == bits:
@@ -240,12 +245,12 @@ class Pipeline:
         if recent is None:
             return True
         until = float("inf")  # when a door's value in it is no longer recent
-        for bits_of_door, seen in zip(doors, recent, strict=True):
+        for bits_of_door, room, seen in zip(doors, rooms, recent, strict=True):
             at = seen.get(bits & bits_of_door)
             if at is not None:
                 if now - at >= self._let_through:
                     return True
-            elif len(seen) < PROMPT_CHANGES or self._forget(seen, now):
+            elif len(seen) < room or self._forget(seen, now, room):
                 return True
             else:
                 at = min(seen.values())
@@ -253,11 +258,11 @@ class Pipeline:
         self._refused[key] = (bytes(data), until)
         return False
 
-    def _forget(self, seen: dict[int, float], now: float) -> bool:
+    def _forget(self, seen: dict[int, float], now: float, room: int) -> bool:
         """Drop a door's values not let through recently: whether there is room now."""
         for value in [v for v, at in seen.items() if now - at >= self._let_through]:
             del seen[value]
-        return len(seen) < PROMPT_CHANGES
+        return len(seen) < room
 
     def _let_door(self, key: int, door: "DoorBits", data: Data, now: float) -> None:
         """A frame of a door PGN let through: its door bits, and each door's value, noted."""
@@ -266,9 +271,9 @@ class Pipeline:
         recent = self._recent.get(key)
         if recent is None:
             recent = self._recent[key] = tuple({} for _ in door[2])
-        for mask, seen in zip(door[2], recent, strict=True):
+        for mask, room, seen in zip(door[2], door[3], recent, strict=True):
             value = bits & mask
-            if value in seen or len(seen) < PROMPT_CHANGES or self._forget(seen, now):
+            if value in seen or len(seen) < room or self._forget(seen, now, room):
                 seen[value] = now
 
     def _decode(self, decoder: MessageDecoder, msg: can.Message, now: float) -> J1939Signals | None:
@@ -396,15 +401,16 @@ class Pipeline:
         return out
 
 
-DoorBits = tuple[int, int, tuple[int, ...]]
+DoorBits = tuple[int, int, tuple[int, ...], tuple[int, ...]]
 """The bits of a frame that are door statuses in use (of the frame read as a little-endian
-int), the message's length, and each door's bits."""
+int), the message's length, each door's bits, and how many of each door's values are kept
+(`PROMPT_CHANGES`, more for a status of more than 2 bits)."""
 
 
 def _masked(door: DoorBits, data: Data) -> int:
     """The door bits of a frame (`Pipeline.door_bits`), read as the decoder reads them: a
     short frame padded with 0xFF (its missing statuses are not available)."""
-    bits, length, _ = door
+    bits, length = door[0], door[1]
     if len(data) < length:
         data = bytes(data).ljust(length, b"\xff")
     return int.from_bytes(data, "little") & bits
@@ -419,7 +425,10 @@ def _door_bits(
     reports a misspelt one)."""
     if doors is None:
         every = {pgn: (1 << 8 * d.length) - 1 for pgn, d in by_pgn.items() if pgn in PROMPT_PGNS}
-        return {pgn: (bits, by_pgn[pgn].length, (bits,)) for pgn, bits in every.items()}
+        return {
+            pgn: (bits, by_pgn[pgn].length, (bits,), (PROMPT_CHANGES,))
+            for pgn, bits in every.items()
+        }
     by_name = {decoder.name: decoder for decoder in by_pgn.values()}
     each: dict[int, set[int]] = {}
     for ref in doors:
@@ -433,5 +442,9 @@ def _door_bits(
         union = 0
         for bits in masks:
             union |= bits
-        out[pgn] = (union, by_pgn[pgn].length, tuple(sorted(masks)))
+        ordered = tuple(sorted(masks))
+        rooms = tuple(
+            max(PROMPT_CHANGES, min(1 << bits.bit_count(), PROMPT_VALUES_MAX)) for bits in ordered
+        )
+        out[pgn] = (union, by_pgn[pgn].length, ordered, rooms)
     return out

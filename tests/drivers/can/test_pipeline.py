@@ -551,3 +551,20 @@ def test_a_door_s_values_not_let_through_lately_make_room_for_new_ones(
         assert pipeline.process(frame(64933, DC2_SHUT[:7] + bytes([i]), source=0x21), i / 100)
     assert pipeline.process(frame(64933, DC2_SHUT[:7] + b"\x04", source=0x21), 1.0)
     assert pipeline.process(frame(64933, DC2_OPEN, source=0x21), 1.01) is not None
+
+
+def test_a_door_status_of_4_bits_keeps_a_place_for_each_of_its_values(
+    decoders: Decoders,
+) -> None:
+    """A door status wider than 2 bits (DC1's PositionOfDoors, a maker's own message): a
+    device under the door controller's address cycling 4 other values in every frame
+    filled the 4 kept and held the controller's value back every interval (0 of 10)."""
+    pipeline = Pipeline(decoders, min_interval_s=0.1, doors=("DC1.PositionOfDoors",))
+    told = 0
+    for ms2 in range(2000):  # one second, a frame every 0.5 ms
+        value = 1 if ms2 % 200 == 137 else 2 + ms2 % 4
+        data = bytes([0xF0 | value]) + bytes([0xFF] * 7)
+        event = pipeline.process(frame(65102, data, source=0x21), ms2 / 2000)
+        if isinstance(event, J1939Signals) and event.signals["PositionOfDoors"] == 1:
+            told += 1
+    assert told == 10
