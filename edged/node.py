@@ -290,15 +290,13 @@ class Node:
         self.bus.bind()
         logging.getLogger().addHandler(self.log_tail)
         note = moves.note_of(self.config_path) if self.config_path is not None else None
-        before = None  # the state store the node last ran with, as noted
+        outbox = Path(self.config.outbox.path)
         if note is not None:  # a config that moved the state store: it comes along
             store = self.config.outbox.state_file
-            before = await asyncio.to_thread(moves.last_store, note)
-            self.outbox.state.path = await asyncio.to_thread(moves.follow, note, store)
+            self.outbox.state.path = await asyncio.to_thread(moves.follow, note, store, outbox)
         await self.outbox.open()
         if note is not None and self.outbox.state.durable:
-            used, outbox = self.outbox.state.path, self.config.outbox.path
-            await asyncio.to_thread(moves.settle, note, used, before, outbox)
+            await asyncio.to_thread(moves.settle, note, self.outbox.state.path, outbox)
         try:
             self.alarms.report_losses()
             self._start_services()

@@ -9,14 +9,18 @@ again. So the node notes, beside its config file (`NAME.state-store`, a place a 
 cannot move), which state store it last ran with; at a start whose config names another,
 that one is carried to the new place first (what ops expect of a move: the access lists,
 the open trip and the odometer come along too), and the old file is removed once the note
-names the new one. A store that cannot be carried (the new disk refuses it) is not left
-behind: the node keeps the old one, and says so. To start a node on an empty state store
+names the new one; each step of the move is noted first (a second line naming the copy
+it may leave), so a node killed midway removes that copy at its next start. A store that
+cannot be carried (the new disk refuses it) is not left behind: the node keeps the old
+one, and says so. To start a node on an empty state store
 on purpose, remove the file (the note names it, or the config does).
 """
 
+import contextlib
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from core.files import head_of, replace_atomically
@@ -35,24 +39,69 @@ def note_of(config_path: Path) -> Path:
 
 def last_store(note: Path) -> Path | None:
     """The state store the note names (None: no note, or one unreadable)."""
+    return _read(note)[0]
+
+
+def _read(note: Path) -> tuple[Path | None, Path | None]:
+    """The note's two lines: the store in use, and a copy a move left that is to go (a
+    move's copy not yet named the store, or the store it was carried from)."""
     try:
-        text = note.read_text(encoding="utf-8").strip()
+        lines = note.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
-        return None
-    path = Path(text)
-    return path if text and path.is_absolute() else None
+        return None, None
+    paths = [Path(t) if t.strip() and Path(t).is_absolute() else None for t in lines[:2]]
+    used, leftover, *_ = [*paths, None, None]
+    return used, leftover
 
 
-def follow(note: Path, configured: Path) -> Path:
+def _note(note: Path, used: Path, leftover: Path | None = None) -> None:
+    """The note names `used`, and the `leftover` to remove, on the disk with its directory
+    (the config may be on another file system than the stores)."""
+    replace_atomically(note, f"{used}\n" + (f"{leftover}\n" if leftover else ""), sync=True)
+    try:
+        _sync_dir(note.parent)
+    except OSError as exc:  # the note is written: a power cut alone could lose it
+        log.error("cannot sync %s, which notes the state store's place: %s", note.parent, exc)
+
+
+def _clear(note: Path, outbox: Path) -> None:
+    """The copy a move killed midway left (the note's second line): removed, each time
+    the store in use is another, and it is neither the outbox's file nor another kind of
+    file (it is named before it exists: a file of another kind there is not the copy).
+    A node killed at each move (the OOM killer, the watchdog) left a whole store each
+    time, kept for ever."""
+    used, leftover = _read(note)
+    if leftover is None or leftover == used:
+        return
+    try:
+        outboxes = leftover == outbox.absolute() or (
+            outbox.exists() and leftover.exists() and leftover.samefile(outbox)
+        )
+    except OSError:
+        outboxes = True  # not known: kept
+    if not outboxes and _sqlite_or_absent(leftover):
+        _remove(leftover)
+    _remove(_carrying(leftover))  # the copy killed before its rename, as it was named
+
+
+def follow(note: Path, configured: Path, outbox: Path) -> Path:
     """The state store to open: `configured`, with the one the note names carried there
     first when it is another (the note then names the copy); that old one when it cannot
-    be carried or the note cannot say so (nothing lost)."""
+    be carried or the note cannot say so (nothing lost).
+
+    Each step is noted before it is taken, so that a node killed at any of them comes back
+    on the store the note names and removes the copy it left: the copy being made (the
+    note names the old store, and the copy's temporary file to go), the copy renamed into
+    place (the old store, and the copy to go), the copy in use (the copy, and the old
+    store to go; `settle` removes it)."""
     configured = configured.absolute()
+    _clear(note, outbox)
     last = last_store(note)
     if last is None or last == configured or not _has_data(last):
         return configured
     try:
-        _carry(last, configured)
+        _note(note, last, _carrying(configured))
+        _carry(last, configured, lambda: _note(note, last, configured))
     except (sqlite3.Error, OSError) as exc:
         log.error(
             "the config moved the state store from %s to %s, which cannot be written (%s): "
@@ -63,11 +112,13 @@ def follow(note: Path, configured: Path) -> Path:
             exc,
             last,
         )
+        with contextlib.suppress(OSError):  # else the next start's _clear removes it
+            _note(note, last)
         return last
     # the note names the copy before the node runs on it: a copy the note did not name
     # would be carried over again at the next start, with the commands spent meanwhile
     try:
-        replace_atomically(note, f"{configured}\n", sync=True)
+        _note(note, configured, last)
     except OSError as exc:
         log.error(
             "the config moved the state store from %s to %s, but %s cannot say so (%s): "
@@ -80,32 +131,26 @@ def follow(note: Path, configured: Path) -> Path:
         )
         _remove(configured)
         return last
-    try:  # the rename on the disk too: the config may be on another file system
-        _sync_dir(note.parent)
-    except OSError as exc:  # the note names the copy already: the node runs on it
-        log.error("cannot sync %s, which notes the state store's place: %s", note.parent, exc)
     log.warning("the config moved the state store: carried from %s to %s", last, configured)
     return configured
 
 
-def settle(note: Path, used: Path, before: Path | None, outbox: Path) -> None:
-    """After the store at `used` opened on the disk: the note names it, and `before` (the
-    store the note named at this start, carried here) is removed, unless the config made
-    it the `outbox`'s file. Never fails the start."""
-    if last_store(note) != used:
+def settle(note: Path, used: Path, outbox: Path) -> None:
+    """After the store at `used` opened on the disk: the note names it, and the store it
+    was carried from is removed, unless the config made it the `outbox`'s file. Never
+    fails the start."""
+    if last_store(note) == used:
+        _clear(note, outbox)
+    if _read(note) != (used, None):
         try:
-            replace_atomically(note, f"{used}\n", sync=True)
+            _note(note, used)
         except OSError as exc:
             log.error("cannot note the state store's place in %s: %s", note, exc)
-            return
-    if before is None or before == used or not _has_data(before):
-        return
-    try:  # the outbox opened it: removed, its messages would go with the next start
-        opened = before == outbox.absolute() or (outbox.exists() and before.samefile(outbox))
-    except OSError:
-        opened = True  # not known: kept
-    if not opened:
-        _remove(before)
+
+
+def _carrying(configured: Path) -> Path:
+    """The copy's name until it is whole: one of ours, never a file of someone else's."""
+    return configured.with_name(f".{configured.name}.carried")
 
 
 def _remove(store: Path) -> None:
@@ -133,14 +178,15 @@ def _sqlite_or_absent(path: Path) -> bool:
         return False
 
 
-def _carry(last: Path, configured: Path) -> None:
+def _carry(last: Path, configured: Path, renaming: Callable[[], None]) -> None:
     """`last` copied to `configured` (its WAL's committed frames included), on the disk
-    before the rename; a file found at `configured` is set aside, not overwritten."""
+    before the rename, `renaming` called just before it; a file found at `configured` is
+    set aside, not overwritten."""
     copy = sqlitefile.read_only_copy(last)
     if copy is None:
         raise OSError(f"cannot read {last}")
     configured.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    tmp = configured.with_name(f".{configured.name}.carried")
+    tmp = _carrying(configured)
     for file in sqlitefile.companions(tmp):
         file.unlink(missing_ok=True)
     try:
@@ -163,6 +209,7 @@ def _carry(last: Path, configured: Path) -> None:
                 if file.exists():
                     os.replace(file, aside.with_name(aside.name + suffix))
             log.warning("%s was there already: set aside as %s", configured, aside.name)
+        renaming()
         os.replace(tmp, configured)
         _sync_dir(configured.parent)
     finally:
