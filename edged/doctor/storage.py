@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edged.config.models import OutboxConfig
 from edged.doctor.check import Check, fail, ok, size, warn
+from edged.outbox import moves
 from edged.outbox.journal import SIZE as JOURNAL_SIZE
 from edged.outbox.marks import SLOT
 
@@ -22,8 +23,10 @@ MARKS_SIZE = 2 * SLOT
 STATE_MIN = 256 * 1024  # a state store with small lists; a provisioned one counts as it is
 
 
-def check_outbox(config: OutboxConfig) -> list[Check]:
-    """The directory (or the one the daemon will create it in) and the free space."""
+def check_outbox(config: OutboxConfig, note: Path | None = None) -> list[Check]:
+    """The directory (or the one the daemon will create it in) and the free space; the
+    state store counted is the one the node runs on (`note`, beside its config), which a
+    moved `state_path` may not be yet."""
     path = Path(config.path)
     directory = path.parent
     existing = directory
@@ -60,7 +63,31 @@ def check_outbox(config: OutboxConfig) -> list[Check]:
             "outbox directory",
             f"{directory} does not exist yet; edged creates it ({existing} is writable by {me})",
         )
-    return [where, _space(config, existing, path)]
+    state, moved = in_use(config, note)
+    return [where, _space(config, existing, path, state), *moved]
+
+
+def in_use(config: OutboxConfig, note: Path | None) -> tuple[Path, list[Check]]:
+    """The state store the node runs on, and a line when it is not the configured one: a
+    config (`config.set`) that moved it to a place the node could not write keeps the node
+    on the old store, which the config no longer names, and its size was not counted."""
+    configured = Path(config.state_file).absolute()
+    last = moves.last_store(note) if note is not None else None
+    try:
+        holds = last is not None and last != configured and last.stat().st_size > 0
+    except OSError:
+        holds = False
+    if last is None or not holds:
+        return configured, []
+    line = warn(
+        SECTION,
+        "state store",
+        f"the node runs on {last} ({size(last.stat().st_size)}); the config names {configured}",
+        "the node carries the store to the configured place at its next start; if it "
+        "stays here (the log says why: a place it cannot write), make that place "
+        "writable or put the old path back in the config",
+    )
+    return last, [line]
 
 
 def _files(path: Path) -> list[Path]:
@@ -68,13 +95,12 @@ def _files(path: Path) -> list[Path]:
     return [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-taps", "-marks"))]
 
 
-def _space(config: OutboxConfig, existing: Path, path: Path) -> Check:
+def _space(config: OutboxConfig, existing: Path, path: Path, state: Path) -> Check:
     """The caps count the outbox's WAL; beside it the disk must hold the tap journal, the
     counters' file and the state store (its size now, at least STATE_MIN, plus its WAL)."""
     fs = os.statvfs(existing)
     free = fs.f_bavail * fs.f_frsize
     used = sum(f.stat().st_size for f in _files(path) if f.is_file())
-    state = config.state_file
     state_used = sum(f.stat().st_size for f in _files(state)[:3] if f.is_file())
     same_disk = _device(state) == _device(existing)
     extra = JOURNAL_SIZE + MARKS_SIZE

@@ -138,6 +138,23 @@ async def test_a_check_that_hangs_is_cut_off_and_reported() -> None:
     assert "did not finish within 0.2 s" in line.detail
 
 
+def test_the_state_store_the_node_runs_on_is_counted_when_the_config_moved_it(
+    tmp_path: Path,
+) -> None:
+    """A `config.set` moved `state_path` to a place the node could not write: the node
+    stays on the old store (the note beside its config names it), and doctor sized the
+    configured one, absent, instead of the 3 MiB the card holds."""
+    old = tmp_path / "old" / "state.sqlite"
+    old.parent.mkdir()
+    old.write_bytes(b"SQLite format 3\x00" + b"\0" * (3 * MiB))
+    note = tmp_path / "edged.toml.state-store"
+    note.write_text(f"{old}\n")
+    outbox = OutboxConfig(path=tmp_path / "outbox.sqlite", state_path=tmp_path / "new.sqlite")
+    _, space, moved = check_outbox(outbox, note)
+    assert "outbox 3 MiB" in space.detail
+    assert moved.status is Status.WARN and str(old) in moved.detail
+
+
 def test_a_disk_that_holds_the_caps_but_not_the_files_beside_them_warns(tmp_path: Path) -> None:
     """A 2 MiB state dir with caps of 1 and 1.5 MiB: the outbox fits, its WAL is counted in
     the caps, but the state store, the tap journal and the counters need room too."""
