@@ -20,13 +20,19 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from core.errors import ConfigError
-from core.files import replace_atomically
+from core.files import head_of, replace_atomically
 
 SHIPPED_DBC = Path(str(resources.files("drivers.can") / "fms.dbc"))
 """The FMS database used when a config names none: package data of drivers.can, so an
 installed edged (install.sh's venv, a wheel) has it too; config/fms.dbc links to it."""
 
 SHIPPED_TABLE = SHIPPED_DBC.with_name("fms.dbc.json")
+MAX_DBC_BYTES = 4 * 1024 * 1024
+"""A DBC larger is refused unread. cantools holds some 60 bytes per byte of a DBC as it
+parses it (a 1.8 MB one: 106 MB at its peak, 4 s on a PC), 25 of junk (a 4.8 MB log: 120
+MB): a config (`config.set`) naming the outbox (64 MiB) or a log as its DBC had the node
+killed for memory on a 512 MB Pi Zero, and /dev/zero was read for ever. The full J1939
+DBCs known are under 2 MB."""
 FORMAT = 2
 """Bumped whenever the table's shape changes: a cached table of another format is rebuilt
 (2: signals carry their value table, `choices`)."""
@@ -226,10 +232,16 @@ def load_table(path: Path) -> Table:
 
 @functools.lru_cache(maxsize=8)
 def _table(path: str, mtime_ns: int, size: int) -> Table:
-    try:
-        data = Path(path).read_bytes()
+    if size > MAX_DBC_BYTES:
+        raise ConfigError(path, [_too_large(size)])
+    try:  # a FIFO or a device never opened: read, it waits for a writer or never ends
+        data = head_of(Path(path), MAX_DBC_BYTES + 1)
     except OSError as exc:
         raise ConfigError(path, [f"dbc: cannot read this file ({exc.strerror})"]) from None
+    if data is None:
+        raise ConfigError(path, ["dbc: no such file; set options.dbc"])
+    if len(data) > MAX_DBC_BYTES:  # grown since its size was taken
+        raise ConfigError(path, [_too_large(len(data))])
     sha256 = hashlib.sha256(data).hexdigest()
     shipped = _usable(SHIPPED_TABLE, sha256)
     if shipped is not None:
@@ -240,6 +252,13 @@ def _table(path: str, mtime_ns: int, size: int) -> Table:
         table = compile_dbc(Path(path), data)
         _store(cached, table)
     return table
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"dbc: larger than {MAX_DBC_BYTES >> 20} MiB ({size} bytes): no DBC is that large, "
+        "and reading it would take the node's memory; name the vehicle's DBC"
+    )
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import ConfigError
 from drivers.can.decoder import Decoders, MessageDecoder
-from drivers.can.table import SHIPPED_DBC, SHIPPED_TABLE, compile_dbc, load_table
+from drivers.can.table import (
+    MAX_DBC_BYTES,
+    SHIPPED_DBC,
+    SHIPPED_TABLE,
+    compile_dbc,
+    load_table,
+)
+from tests.helpers.disk import fifo_let_go_after
 
 # Everything the table must get right that the FMS DBC does not use: simple and extended
 # multiplexing (a multiplexer's VAL_ adds ids with no signal), big-endian, signed, IEEE
@@ -245,3 +254,23 @@ def test_an_unwritable_cache_only_costs_the_compilation(tmp_path: Path) -> None:
     (tmp_path / "state").write_text("a file where the cache directory would go")
     env = {**os.environ, "STATE_DIRECTORY": str(tmp_path / "state")}
     assert "WheelBasedVehicleSpeed" in run_node_side(dbc, env)["v"]
+
+
+def test_a_dbc_larger_than_the_cap_is_refused_unread(tmp_path: Path) -> None:
+    """A config (`config.set`) naming a big file as its DBC (the outbox, a log): read whole
+    and parsed, it took some 25 bytes of memory per byte (a 64 MiB file: the OOM killer on a
+    512 MB Pi Zero). Refused by its size, with the cap named."""
+    big = tmp_path / "big.dbc"
+    with big.open("wb") as f:
+        f.truncate(MAX_DBC_BYTES + 1)
+    with pytest.raises(ConfigError, match="larger than 4 MiB"):
+        load_table(big)
+
+
+def test_a_dbc_that_is_no_regular_file_is_refused_without_waiting_on_it(tmp_path: Path) -> None:
+    """A FIFO (or /dev/zero, read for ever into memory) named as the DBC: refused unread."""
+    fifo = tmp_path / "pipe"
+    started = time.monotonic()
+    with fifo_let_go_after(fifo, 1.5), pytest.raises(ConfigError, match="no regular file"):
+        load_table(fifo)
+    assert time.monotonic() - started < 1.0

@@ -2,6 +2,7 @@
 `update` in edged/commands/admin.py): the holder of the scope `config` gets the node's
 configuration, not its secrets, its trust anchors, its files or its code."""
 
+import asyncio
 import json
 import os
 import tomllib
@@ -93,6 +94,22 @@ async def test_a_dbc_that_does_not_parse_is_not_quoted_in_the_refusal(tmp_path: 
     new["drivers"] = [{"name": "can", "driver": "can.bus", "options": options}]
     message = await _refused(admin, new)
     assert "line 1, column 1" in message and PASSWORD not in message
+
+
+@pytest.mark.parametrize("dbc", ["/dev/zero", "big.dbc"])
+async def test_a_dbc_the_node_cannot_hold_is_refused_and_the_config_kept(
+    tmp_path: Path, dbc: str
+) -> None:
+    """A pushed DBC is read whole, cantools taking some 25 to 60 bytes per byte: a big file
+    (the outbox, a log) had the node killed for memory on a 512 MB Pi Zero, /dev/zero was
+    read for ever."""
+    big = tmp_path / "big.dbc"
+    with big.open("wb") as f:
+        f.truncate(64 << 20)
+    admin, new = _node(tmp_path)
+    options = {"interface": "virtual", "dbc": str(tmp_path / dbc)}
+    new["drivers"] = [{"name": "can", "driver": "can.bus", "options": options}]
+    assert "drivers[0].options" in await asyncio.wait_for(_refused(admin, new), 5)
 
 
 async def test_a_driver_cannot_be_made_to_read_a_secret(tmp_path: Path) -> None:
