@@ -79,7 +79,15 @@ class Admin:
             raise CommandError("forbidden", granted)
         if found:
             raise CommandError("bad_config", "; ".join(found)[:1000])
-        Probation(path).begin(text)
+        try:
+            await asyncio.to_thread(Probation(path).begin, text)
+        except OSError as exc:  # a full card, a read-only one, EIO
+            raise CommandError(
+                "not_written",
+                f"the config cannot be written beside {path.name} ({exc.strerror or exc}): "
+                "the running config is kept, on no probation; free room on the card, then "
+                "send it again",
+            ) from None
         self.applying = config_hash(config)
         self.life.request_restart(after_reply=True)
         return {

@@ -45,12 +45,23 @@ class Probation:
         return self.marker.exists()
 
     def begin(self, new_text: str) -> None:
-        """Keep the running file as `.previous`, write the new one, mark it on probation."""
+        """Keep the running file as `.previous`, write the new one, mark it on probation.
+        Raises OSError with no probation begun (a full card): a marker left beside the
+        running config would have the next start roll back to it, or commit an old one."""
         mode = _mode(self.path)
         # synced as the others: a `.previous` left empty by a power cut is no rollback
         replace_atomically(self.previous, self.path.read_bytes(), mode=mode, sync=True)
+        was = self.token()
         _write_atomically(self.marker, _marker_text(boot_id(), _boottime()))
-        _write_atomically(self.path, new_text, mode)
+        try:
+            _write_atomically(self.path, new_text, mode)
+        except OSError:
+            with contextlib.suppress(OSError):
+                if was is None:
+                    self.marker.unlink()
+                else:  # the probation running before this config.set goes on
+                    _write_atomically(self.marker, was.decode("utf-8", "replace"))
+            raise
 
     def elapsed_s(self) -> float:
         """How long this boot has run the config on probation, over all its starts.

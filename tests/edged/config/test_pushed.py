@@ -3,6 +3,7 @@
 configuration, not its secrets, its trust anchors, its files or its code."""
 
 import asyncio
+import errno
 import json
 import os
 import tomllib
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.commands.admin import Admin
 from edged.commands.spec import SIGNED_SCOPES
 from edged.config import load_config
+from edged.config import probation as probation_module
 from edged.config.probation import Probation
 from edged.errors import CommandError
 from edged.security.signing import public_key_text
@@ -94,6 +96,26 @@ async def test_a_dbc_that_does_not_parse_is_not_quoted_in_the_refusal(tmp_path: 
     new["drivers"] = [{"name": "can", "driver": "can.bus", "options": options}]
     message = await _refused(admin, new)
     assert "line 1, column 1" in message and PASSWORD not in message
+
+
+async def test_a_full_card_refuses_the_config_and_begins_no_probation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config's own write fails `ENOSPC` once `.previous` and the marker are written:
+    the reply was `internal`, and the marker stayed beside the running config (its next
+    start counted a probation nobody began, and rolled back to itself or committed)."""
+    admin, new = _node(tmp_path)
+    new["node"]["name"] = "renamed"
+    path: Path = admin.life.config_path  # type: ignore[assignment]
+    write = probation_module.replace_atomically
+
+    def full_for_the_config(target: Path, *args: Any, **kwargs: Any) -> None:
+        if target == path:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+        write(target, *args, **kwargs)
+
+    monkeypatch.setattr(probation_module, "replace_atomically", full_for_the_config)
+    assert "No space left" in await _refused(admin, new, "not_written")
 
 
 @pytest.mark.parametrize("dbc", ["/dev/zero", "big.dbc"])
