@@ -14,6 +14,7 @@ these keys as they are (config.get's config sent back, any other change) passes.
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,14 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
             )
         elif _same(path, config_path) or not _sqlite_or_absent(path):
             yield (
-                f"{key}: {path} is a file but no SQLite database: the node would set it "
-                "aside as a corrupt store; name a new file (or an outbox or state store)"
+                f"{key}: {path} is {_kind(path)} but no SQLite database: the node would set "
+                "it aside as a corrupt store; name a new file (or an outbox or state store)"
+            )
+        elif (why := _unwritable(path)) is not None:
+            yield (
+                f"{key}: the node cannot write at {path} ({why}): it could not start with "
+                "this config (nothing recorded until the rollback); name a place on its "
+                "data disk"
             )
 
 
@@ -179,6 +186,30 @@ def _same(a: Path, b: Path) -> bool:
         return a.exists() and b.exists() and a.samefile(b)
     except OSError:
         return False
+
+
+def _kind(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a file"
+    return "a directory" if stat.S_ISDIR(mode) else "a file"
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the node could not create a file where `path` goes (None: it can): a file made
+    and removed in the nearest directory there is (the node makes the missing ones), as
+    the node itself, so a place on /proc or /sys, a read-only mount or another owner's
+    directory is refused now rather than leave the node unable to start until the
+    rollback."""
+    place = path.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        with tempfile.TemporaryFile(dir=place):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def _sqlite_or_absent(path: Path) -> bool:

@@ -98,6 +98,26 @@ async def test_a_dbc_that_does_not_parse_is_not_quoted_in_the_refusal(tmp_path: 
     assert "line 1, column 1" in message and PASSWORD not in message
 
 
+@pytest.mark.parametrize(
+    ("key", "place"),
+    [("path", "/proc/edged/outbox.sqlite"), ("state_path", "/sys/kernel/state.sqlite")],
+)
+async def test_a_store_where_the_node_cannot_write_is_refused(
+    tmp_path: Path, key: str, place: str
+) -> None:
+    """Taken, the node could not open its outbox at the next start: a restart loop without
+    taps, doors or panic recorded until the probation's rollback (120 s by default)."""
+    admin, new = _node(tmp_path)
+    new["outbox"][key] = place
+    assert f"outbox.{key}: the node cannot write at {place}" in await _refused(admin, new)
+
+
+async def test_a_directory_named_as_the_outbox_is_refused_as_a_directory(tmp_path: Path) -> None:
+    admin, new = _node(tmp_path)
+    new["outbox"]["path"] = str(tmp_path)
+    assert f"outbox.path: {tmp_path} is a directory" in await _refused(admin, new)
+
+
 async def test_a_full_card_refuses_the_config_and_begins_no_probation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
