@@ -297,6 +297,9 @@ class Node:
         await self.outbox.open()
         if note is not None and self.outbox.state.durable:
             await asyncio.to_thread(moves.settle, note, self.outbox.state.path, outbox)
+        if self.config_path is not None and self.outbox.durable:
+            noted = moves.outbox_note_of(self.config_path)
+            await asyncio.to_thread(moves.note_outbox, noted, outbox)
         try:
             self.alarms.report_losses()
             self._start_services()

@@ -12,7 +12,6 @@ from typing import Any
 
 from edged.doctor import broker, clock, config, devices, kiosk, running, storage, wifi
 from edged.doctor.check import Check, Status, fail, ok, skip
-from edged.outbox import moves
 
 GRACE_S = devices.CLEANUP_S + 1.0
 """Beyond --timeout: drivers closing their devices, sockets closing."""
@@ -52,8 +51,7 @@ async def run_checks(config_path: Path, wait_s: float) -> Report:
     has_gps = any(d.driver.startswith("gps.") and d.enabled for d in loaded.drivers)
     checks.append(clock.check_clock(loaded.clock, has_gps))
     if loaded.outbox is not None:
-        note = moves.note_of(config_path)
-        checks.extend(storage.check_outbox(loaded.outbox, note))
+        checks.extend(storage.check_outbox(loaded.outbox, config_path))
     elif loaded.usable:
         checks.append(skip("storage", "outbox", "not checked: [outbox] is invalid (see config)"))
     checks.extend(kiosk.check_kiosk(loaded.kiosk, held_by))

@@ -23,10 +23,11 @@ MARKS_SIZE = 2 * SLOT
 STATE_MIN = 256 * 1024  # a state store with small lists; a provisioned one counts as it is
 
 
-def check_outbox(config: OutboxConfig, note: Path | None = None) -> list[Check]:
+def check_outbox(config: OutboxConfig, config_path: Path | None = None) -> list[Check]:
     """The directory (or the one the daemon will create it in) and the free space; the
-    state store counted is the one the node runs on (`note`, beside its config), which a
-    moved `state_path` may not be yet."""
+    state store counted is the one the node runs on (the note beside its config), which a
+    moved `state_path` may not be yet; an outbox a move left on the card is named."""
+    note = moves.note_of(config_path) if config_path is not None else None
     path = Path(config.path)
     directory = path.parent
     existing = directory
@@ -64,7 +65,28 @@ def check_outbox(config: OutboxConfig, note: Path | None = None) -> list[Check]:
             f"{directory} does not exist yet; edged creates it ({existing} is writable by {me})",
         )
     state, moved = in_use(config, note)
+    if config_path is not None:
+        moved += _outbox_left(moves.outbox_note_of(config_path), path)
     return [where, _space(config, existing, path, state), *moved]
+
+
+def _outbox_left(note: Path, configured: Path) -> list[Check]:
+    """A moved `[outbox] path` (a `config.set`, its rollback) leaves the old outbox, its
+    unsent messages in it, never sent nor removed: up to `max_bytes` on the card each."""
+    left = moves.outbox_left(note, configured)
+    if left is None:
+        return []
+    held = sum(f.stat().st_size for f in moves.outbox_files(left) if f.is_file())
+    return [
+        warn(
+            SECTION,
+            "outbox left",
+            f"{left} ({size(held)}, {moves.unsent(left)} message(s) unsent): the outbox "
+            f"before the config moved it to {configured}",
+            "stop edged and move it back in place of the new one to send its messages, or "
+            "remove it and its -wal, -shm, -taps and -marks files",
+        )
+    ]
 
 
 def in_use(config: OutboxConfig, note: Path | None) -> tuple[Path, list[Check]]:

@@ -225,3 +225,70 @@ def _sync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+OUTBOX_NOTE_SUFFIX = ".outbox"
+
+
+def outbox_note_of(config_path: Path) -> Path:
+    """Where the node notes the outbox it ran with, and one a move left: beside its config."""
+    return config_path.with_name(config_path.name + OUTBOX_NOTE_SUFFIX)
+
+
+def outbox_left(note: Path, configured: Path) -> Path | None:
+    """An outbox the node ran with that the config no longer names, still on the card: a
+    moved `[outbox] path` (a `config.set`, or its rollback) leaves its unsent messages in
+    it, up to `max_bytes` with the tap journal beside it, never sent nor removed."""
+    configured = configured.absolute()
+    for path in _read(note):
+        if path is not None and path != configured and _has_data(path):
+            return path
+    return None
+
+
+def note_outbox(note: Path, used: Path) -> Path | None:
+    """After the outbox at `used` opened: the note names it, and the one left by a move
+    while it is there (returned, and logged at each start). Never fails the start."""
+    used = used.absolute()
+    left = outbox_left(note, used)
+    if left is not None:
+        log.error(
+            "the config moved the outbox from %s to %s: %s message(s) unsent stay in %s "
+            "(%d bytes), not sent from there; stop edged and move it back to send them, "
+            "or remove it",
+            left,
+            used,
+            unsent(left),
+            left,
+            sum(f.stat().st_size for f in outbox_files(left) if f.is_file()),
+        )
+    if _read(note) != (used, left):
+        try:
+            replace_atomically(note, f"{used}\n" + (f"{left}\n" if left else ""), sync=True)
+        except OSError as exc:
+            log.error("cannot note the outbox's place in %s: %s", note, exc)
+    return left
+
+
+def outbox_files(path: Path) -> list[Path]:
+    """The outbox's database and the files beside it (SQLite's, the tap journal, marks)."""
+    beside = (path.with_name(path.name + s) for s in ("-taps", "-marks"))
+    return [*sqlitefile.companions(path), *beside]
+
+
+def unsent(path: Path) -> int | str:
+    """How many messages wait in the outbox at `path` ("?" when it cannot be read). Read
+    in place, never copied (an outbox is up to `max_bytes`, a Pi Zero has 512 MB); one
+    whose WAL cannot be read in place is counted without it."""
+    for flags in ("mode=ro", "immutable=1"):
+        try:
+            db = sqlite3.connect(f"{path.absolute().as_uri()}?{flags}", uri=True)
+        except sqlite3.Error:
+            continue
+        try:
+            return int(db.execute("SELECT count(*) FROM msg").fetchone()[0])
+        except sqlite3.Error:
+            continue
+        finally:
+            db.close()
+    return "?"

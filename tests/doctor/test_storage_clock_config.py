@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -150,9 +151,25 @@ def test_the_state_store_the_node_runs_on_is_counted_when_the_config_moved_it(
     note = tmp_path / "edged.toml.state-store"
     note.write_text(f"{old}\n")
     outbox = OutboxConfig(path=tmp_path / "outbox.sqlite", state_path=tmp_path / "new.sqlite")
-    _, space, moved = check_outbox(outbox, note)
+    _, space, moved = check_outbox(outbox, tmp_path / "edged.toml")
     assert "outbox 3 MiB" in space.detail
     assert moved.status is Status.WARN and str(old) in moved.detail
+
+
+def test_an_outbox_a_move_left_on_the_card_is_named_with_its_size(tmp_path: Path) -> None:
+    """The note beside the config names the outbox a moved `[outbox] path` left, its
+    unsent messages in it: doctor says where, how big, how many, rather than nothing."""
+    left = tmp_path / "old" / "outbox.sqlite"
+    left.parent.mkdir()
+    db = sqlite3.connect(left)
+    db.execute("CREATE TABLE msg (id INTEGER PRIMARY KEY, payload BLOB)")
+    db.executemany("INSERT INTO msg (payload) VALUES (?)", [(b"x" * 100,)] * 7)
+    db.commit()
+    db.close()
+    (tmp_path / "edged.toml.outbox").write_text(f"{tmp_path / 'outbox.sqlite'}\n{left}\n")
+    *_, line = check_outbox(OutboxConfig(path=tmp_path / "outbox.sqlite"), tmp_path / "edged.toml")
+    assert (line.name, line.status) == ("outbox left", Status.WARN)
+    assert str(left) in line.detail and "7 message(s) unsent" in line.detail
 
 
 def test_a_disk_that_holds_the_caps_but_not_the_files_beside_them_warns(tmp_path: Path) -> None:

@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.commands.router import IncomingCommand, Outcome
 from edged.config import load_config
 from edged.node import Node
-from edged.outbox import moves
+from edged.outbox import Publication, moves
+from edged.payloads import Alarm
 from edged.security.signing import public_key_text, sign
+from edged.topics import ALARM
 from tests.edged.access.support import PUBLIC, full_lists, secret_file, signed
 from tests.helpers.disk import fifo_let_go_after
 
@@ -160,6 +162,26 @@ async def test_a_moved_outbox_says_its_old_messages_are_not_sent_from_it(tmp_pat
         await n.publish_health(full=True)
     async with running(write(tmp_path, f'path = "{tmp_path / "b" / "outbox.sqlite"}"')) as n:
         assert [loss.cause for loss in n.outbox.losses] == ["missing"]
+
+
+async def test_an_outbox_left_by_a_move_is_noted_with_its_unsent_messages(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A `config.set` moving `[outbox] path` (or its rollback, back to the old place) leaves
+    the messages queued offline in the file taken out: a panic alarm raised during a failed
+    probation was never sent, and nothing said where it was. The node now names that file,
+    with its unsent messages, at each start, and the note beside the config keeps it for
+    `edged doctor`."""
+    a, b = tmp_path / "a" / "outbox.sqlite", tmp_path / "b" / "outbox.sqlite"
+    async with running(write(tmp_path, f'path = "{a}"')) as n:
+        panic = Publication.make(n.topics, ALARM, Alarm(kind="panic", active=True), name="panic")
+        await n.outbox.put(panic)
+    caplog.clear()
+    async with running(write(tmp_path, f'path = "{b}"')):
+        pass
+    told = [r.getMessage() for r in caplog.records if r.name == moves.__name__]
+    assert any(f"message(s) unsent stay in {a}" in m and ": 0 " not in m for m in told), told
+    assert moves.outbox_left(moves.outbox_note_of(tmp_path / "edged.toml"), b) == a
 
 
 async def test_a_fifo_at_the_new_place_is_left_alone_without_waiting_on_it(
