@@ -5,6 +5,7 @@ import asyncio
 import errno
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,8 @@ from core.counters import Counters
 from edged.commands.admin import probation_watch
 from edged.config import probation as probation_module
 from edged.config.probation import Probation
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_previous_config_is_on_the_disk_before_the_probation_begins(
@@ -264,3 +267,47 @@ def test_a_rollback_is_not_held_up_by_the_copy_it_keeps(
     back = probation.path.read_text()
     assert '"n"' in back and "pushed" not in back
     assert not probation.active
+
+
+KILLED_ROLLBACK = """
+import os, signal, sys
+from pathlib import Path
+from edged.config import probation
+step, write = int(sys.argv[2]), probation.replace_atomically
+calls = []
+def dying(path, *args, **kwargs):
+    calls.append(path)
+    if len(calls) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(path, *args, **kwargs)
+probation.replace_atomically = dying
+unlink = Path.unlink
+def dying_unlink(self, *args, **kwargs):
+    if step == 3 and self.name.endswith(".pending"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    unlink(self, *args, **kwargs)
+Path.unlink = dying_unlink
+probation.Probation(Path(sys.argv[1])).rollback()
+"""
+
+
+@pytest.mark.parametrize("step", [1, 2, 3], ids=["keeping-the-copy", "writing-back", "unmarking"])
+async def test_a_rollback_killed_at_any_step_ends_on_the_previous_config(
+    tmp_path: Path, step: int
+) -> None:
+    """SIGKILL (a real child) as the rollback keeps `.rolled-back`, puts `.previous` back or
+    takes the marker off: the next start rolls back again and ends on the previous config,
+    the pushed one kept, and nothing else left beside them on the card."""
+    p = _on_probation(tmp_path)
+    previous, pushed = p.previous.read_bytes(), p.path.read_bytes()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_ROLLBACK, str(p.path), str(step), cwd=ROOT
+    )
+    assert await asyncio.wait_for(child.wait(), 10) == -9
+    if p.active:  # the next start: its time over, the watch rolls back
+        p.rollback()
+    assert p.path.read_bytes() == previous and p.rolled_back.read_bytes() == pushed
+    assert not p.active
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(
+        [p.path.name, p.previous.name, p.rolled_back.name]
+    )
