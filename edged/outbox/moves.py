@@ -101,6 +101,10 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
         return configured
     try:
         _note(note, last, _carrying(configured))
+    except OSError as exc:
+        _unnoted(last, configured, note, exc)
+        return last
+    try:
         _carry(last, configured, lambda: _note(note, last, configured))
     except (sqlite3.Error, OSError) as exc:
         log.error(
@@ -120,19 +124,23 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
     try:
         _note(note, configured, last)
     except OSError as exc:
-        log.error(
-            "the config moved the state store from %s to %s, but %s cannot say so (%s): "
-            "the node keeps the one at %s; free room beside the config",
-            last,
-            configured,
-            note,
-            exc,
-            last,
-        )
+        _unnoted(last, configured, note, exc)
         _remove(configured)
         return last
     log.warning("the config moved the state store: carried from %s to %s", last, configured)
     return configured
+
+
+def _unnoted(last: Path, configured: Path, note: Path, exc: OSError) -> None:
+    log.error(
+        "the config moved the state store from %s to %s, but %s cannot say so (%s): "
+        "the node keeps the one at %s; free room beside the config",
+        last,
+        configured,
+        note,
+        exc,
+        last,
+    )
 
 
 def settle(note: Path, used: Path, outbox: Path) -> None:
