@@ -96,7 +96,9 @@ def in_use(config: OutboxConfig, note: Path | None) -> tuple[Path, list[Check]]:
     configured = Path(config.state_file).absolute()
     last = moves.last_store(note) if note is not None else None
     try:
-        holds = last is not None and last != configured and last.stat().st_size > 0
+        holds = (
+            last is not None and not moves.same_store(last, configured) and last.stat().st_size > 0
+        )
     except OSError:
         holds = False
     if last is None or not holds:

@@ -71,15 +71,13 @@ def _clear(note: Path, outbox: Path) -> None:
     A node killed at each move (the OOM killer, the watchdog) left a whole store each
     time, kept for ever."""
     used, leftover = _read(note)
-    if leftover is None or leftover == used:
+    if leftover is None:
         return
     try:
-        outboxes = leftover == outbox.absolute() or (
-            outbox.exists() and leftover.exists() and leftover.samefile(outbox)
-        )
+        kept = same_store(leftover, outbox) or (used is not None and same_store(leftover, used))
     except OSError:
-        outboxes = True  # not known: kept
-    if not outboxes and _sqlite_or_absent(leftover):
+        kept = True  # not known: kept
+    if not kept and _sqlite_or_absent(leftover):
         _remove(leftover)
     _remove(_carrying(leftover))  # the copy killed before its rename, as it was named
 
@@ -97,8 +95,14 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
     configured = configured.absolute()
     _clear(note, outbox)
     last = last_store(note)
-    if last is None or last == configured or not _has_data(last):
+    if last is None or not _has_data(last):
         return configured
+    try:
+        if same_store(last, configured):
+            return configured
+    except OSError as exc:  # not known: no move, the store as it runs
+        log.error("cannot tell whether %s is the state store %s: %s", configured, last, exc)
+        return last
     try:
         _note(note, last, _carrying(configured))
     except OSError as exc:
@@ -129,6 +133,17 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
         return last
     log.warning("the config moved the state store: carried from %s to %s", last, configured)
     return configured
+
+
+def same_store(a: Path, b: Path) -> bool:
+    """`a` and `b` name one file, however spelt (`x/..`, a linked directory): a store named
+    again by another path is no move; carried over itself, the store the node runs on
+    was set aside and then removed as the one left.
+    Raises OSError when it cannot be told (both there, one not readable)."""
+    a, b = a.absolute(), b.absolute()
+    if a == b or os.path.realpath(a) == os.path.realpath(b):
+        return True
+    return a.exists() and b.exists() and a.samefile(b)
 
 
 def _unnoted(last: Path, configured: Path, note: Path, exc: OSError) -> None:
@@ -247,9 +262,8 @@ def outbox_left(note: Path, configured: Path) -> Path | None:
     """An outbox the node ran with that the config no longer names, still on the card: a
     moved `[outbox] path` (a `config.set`, or its rollback) leaves its unsent messages in
     it, up to `max_bytes` with the tap journal beside it, never sent nor removed."""
-    configured = configured.absolute()
     for path in _read(note):
-        if path is not None and path != configured and _has_data(path):
+        if path is not None and _has_data(path) and not _same_or_unknown(path, configured):
             return path
     return None
 
@@ -276,6 +290,13 @@ def note_outbox(note: Path, used: Path) -> Path | None:
         except OSError as exc:
             log.error("cannot note the outbox's place in %s: %s", note, exc)
     return left
+
+
+def _same_or_unknown(a: Path, b: Path) -> bool:
+    try:
+        return same_store(a, b)
+    except OSError:
+        return True
 
 
 def outbox_files(path: Path) -> list[Path]:

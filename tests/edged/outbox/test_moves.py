@@ -276,3 +276,23 @@ async def test_the_note_naming_the_copy_is_synced_with_its_directory(
     async with running(write(tmp_path, f'state_path = "{b}"')) as n:
         assert n.outbox.state.path == b
     assert tmp_path.stat().st_ino in synced
+
+
+@pytest.mark.parametrize("spelling", ["x/../a/state.sqlite", "link/state.sqlite"])
+async def test_the_store_named_again_by_another_spelling_is_not_removed(
+    tmp_path: Path, spelling: str
+) -> None:
+    """A config naming the running store by another path (`x/..`, a linked directory) moves
+    nothing: the store the node runs on is neither set aside nor removed as the one left."""
+    a = tmp_path / "a" / "state.sqlite"
+    (tmp_path / "x").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "a", target_is_directory=True)
+    lists = signed(full_lists(2))
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (await send(n, "access.update", {"id": "l1", "args": lists})).reply.ok
+    async with running(write(tmp_path, f'state_path = "{tmp_path / spelling}"')):
+        pass
+    async with running(write(tmp_path, f'state_path = "{tmp_path / spelling}"')) as n:
+        out = await send(n, "access.update", {"id": "l2", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+    assert sorted(p.name for p in a.parent.iterdir()) == ["state.sqlite"]
