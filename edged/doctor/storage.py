@@ -73,20 +73,21 @@ def check_outbox(config: OutboxConfig, config_path: Path | None = None) -> list[
 def _outbox_left(note: Path, configured: Path) -> list[Check]:
     """A moved `[outbox] path` (a `config.set`, its rollback) leaves the old outbox, its
     unsent messages in it, never sent nor removed: up to `max_bytes` on the card each."""
-    left = moves.outbox_left(note, configured)
-    if left is None:
-        return []
-    held = sum(f.stat().st_size for f in moves.outbox_files(left) if f.is_file())
     return [
         warn(
             SECTION,
             "outbox left",
-            f"{left} ({size(held)}, {moves.unsent(left)} message(s) unsent): the outbox "
-            f"before the config moved it to {configured}",
+            f"{left} ({size(_held(left))}, {moves.unsent(left)} message(s) unsent): an "
+            f"outbox the node ran with before the config moved it to {configured}",
             "stop edged and move it back in place of the new one to send its messages, or "
             "remove it and its -wal, -shm, -taps and -marks files",
         )
+        for left in moves.outboxes_left(note, configured)
     ]
+
+
+def _held(left: Path) -> int:
+    return sum(f.stat().st_size for f in moves.outbox_files(left) if f.is_file())
 
 
 def in_use(config: OutboxConfig, note: Path | None) -> tuple[Path, list[Check]]:

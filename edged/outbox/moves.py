@@ -258,35 +258,56 @@ def outbox_note_of(config_path: Path) -> Path:
     return config_path.with_name(config_path.name + OUTBOX_NOTE_SUFFIX)
 
 
-def outbox_left(note: Path, configured: Path) -> Path | None:
-    """An outbox the node ran with that the config no longer names, still on the card: a
+MAX_LEFT = 8
+"""Outboxes left that a note names at most (each is counted at each start)."""
+
+
+def outboxes_left(note: Path, configured: Path) -> list[Path]:
+    """The outboxes the node ran with that the config no longer names, still on the card: a
     moved `[outbox] path` (a `config.set`, or its rollback) leaves its unsent messages in
-    it, up to `max_bytes` with the tap journal beside it, never sent nor removed."""
-    for path in _read(note):
-        if path is not None and _has_data(path) and not _same_or_unknown(path, configured):
-            return path
-    return None
+    it, up to `max_bytes` with the tap journal beside it, never sent nor removed. Each
+    move's is kept named, not only the last one's: a panic queued before two moves is
+    still somewhere."""
+    try:
+        lines = note.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    left: list[Path] = []
+    for text in lines[: MAX_LEFT + 1]:
+        path = Path(text)
+        if not text.strip() or not path.is_absolute() or not _has_data(path):
+            continue
+        if not _same_or_unknown(path, configured) and not any(
+            _same_or_unknown(path, p) for p in left
+        ):
+            left.append(path)
+    return left[:MAX_LEFT]
 
 
-def note_outbox(note: Path, used: Path) -> Path | None:
-    """After the outbox at `used` opened: the note names it, and the one left by a move
-    while it is there (returned, and logged at each start). Never fails the start."""
+def note_outbox(note: Path, used: Path) -> list[Path]:
+    """After the outbox at `used` opened: the note names it, and those left by moves while
+    they are there (returned, and logged at each start). Never fails the start."""
     used = used.absolute()
-    left = outbox_left(note, used)
-    if left is not None:
+    left = outboxes_left(note, used)
+    for path in left:
         log.error(
             "the config moved the outbox from %s to %s: %s message(s) unsent stay in %s "
             "(%d bytes), not sent from there; stop edged and move it back to send them, "
             "or remove it",
-            left,
+            path,
             used,
-            unsent(left),
-            left,
-            sum(f.stat().st_size for f in outbox_files(left) if f.is_file()),
+            unsent(path),
+            path,
+            sum(f.stat().st_size for f in outbox_files(path) if f.is_file()),
         )
-    if _read(note) != (used, left):
+    text = "".join(f"{p}\n" for p in (used, *left))
+    try:
+        noted = note.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        noted = None
+    if noted != text:
         try:
-            replace_atomically(note, f"{used}\n" + (f"{left}\n" if left else ""), sync=True)
+            replace_atomically(note, text, sync=True)
         except OSError as exc:
             log.error("cannot note the outbox's place in %s: %s", note, exc)
     return left

@@ -181,7 +181,7 @@ async def test_an_outbox_left_by_a_move_is_noted_with_its_unsent_messages(
         pass
     told = [r.getMessage() for r in caplog.records if r.name == moves.__name__]
     assert any(f"message(s) unsent stay in {a}" in m and ": 0 " not in m for m in told), told
-    assert moves.outbox_left(moves.outbox_note_of(tmp_path / "edged.toml"), b) == a
+    assert moves.outboxes_left(moves.outbox_note_of(tmp_path / "edged.toml"), b) == [a]
 
 
 async def test_a_fifo_at_the_new_place_is_left_alone_without_waiting_on_it(
@@ -296,3 +296,21 @@ async def test_the_store_named_again_by_another_spelling_is_not_removed(
         out = await send(n, "access.update", {"id": "l2", "args": signed(full_lists(1))})
     assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
     assert sorted(p.name for p in a.parent.iterdir()) == ["state.sqlite"]
+
+
+async def test_an_outbox_left_by_an_earlier_move_is_still_named_after_a_second(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Moved twice (a `config.set`, then another, or its rollback somewhere else): the panic
+    queued in the first outbox is still named, not forgotten for the second one left."""
+    a, b, c = (tmp_path / d / "outbox.sqlite" for d in "abc")
+    async with running(write(tmp_path, f'path = "{a}"')) as n:
+        panic = Publication.make(n.topics, ALARM, Alarm(kind="panic", active=True), name="panic")
+        await n.outbox.put(panic)
+    for place in (b, c):
+        caplog.clear()
+        async with running(write(tmp_path, f'path = "{place}"')):
+            pass
+    told = [r.getMessage() for r in caplog.records if r.name == moves.__name__]
+    assert any(f"message(s) unsent stay in {a}" in m for m in told), told
+    assert a in moves.outboxes_left(moves.outbox_note_of(tmp_path / "edged.toml"), c)
