@@ -329,16 +329,26 @@ def outbox_files(path: Path) -> list[Path]:
 def unsent(path: Path) -> int | str:
     """How many messages wait in the outbox at `path` ("?" when it cannot be read). Read
     in place, never copied (an outbox is up to `max_bytes`, a Pi Zero has 512 MB); one
-    whose WAL cannot be read in place is counted without it."""
-    for flags in ("mode=ro", "immutable=1"):
-        try:
-            db = sqlite3.connect(f"{path.absolute().as_uri()}?{flags}", uri=True)
-        except sqlite3.Error:
-            continue
-        try:
-            return int(db.execute("SELECT count(*) FROM msg").fetchone()[0])
-        except sqlite3.Error:
-            continue
-        finally:
-            db.close()
-    return "?"
+    whose WAL cannot be read in place (held by another process) is counted without it, at
+    once: SQLite's busy wait (5 s) held each start for each outbox left. The `-wal` and
+    `-shm` files the look makes, empty, are removed."""
+    wal, shm = (path.with_name(path.name + s) for s in ("-wal", "-shm"))
+    had = {f: f.exists() for f in (wal, shm)}
+    try:
+        for flags in ("mode=ro", "immutable=1"):
+            try:
+                db = sqlite3.connect(f"{path.absolute().as_uri()}?{flags}", uri=True, timeout=0)
+            except sqlite3.Error:
+                continue
+            try:
+                return int(db.execute("SELECT count(*) FROM msg").fetchone()[0])
+            except sqlite3.Error:
+                continue
+            finally:
+                db.close()
+        return "?"
+    finally:
+        for file, there in had.items():
+            with contextlib.suppress(OSError):
+                if not there and (file == shm or file.stat().st_size == 0):
+                    file.unlink()

@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -314,3 +315,36 @@ async def test_an_outbox_left_by_an_earlier_move_is_still_named_after_a_second(
     told = [r.getMessage() for r in caplog.records if r.name == moves.__name__]
     assert any(f"message(s) unsent stay in {a}" in m for m in told), told
     assert a in moves.outboxes_left(moves.outbox_note_of(tmp_path / "edged.toml"), c)
+
+
+def _outbox_with(path: Path, messages: int) -> sqlite3.Connection:
+    """An outbox-shaped file held as the node holds its own (exclusive, WAL)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA locking_mode=EXCLUSIVE")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE msg(id INTEGER PRIMARY KEY, body BLOB)")
+    db.executemany("INSERT INTO msg(body) VALUES (?)", [(b"x",)] * messages)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return db
+
+
+def test_a_left_outbox_another_process_holds_is_counted_without_waiting(tmp_path: Path) -> None:
+    """Counted at each start: a file held open elsewhere (a second edged, a tool) had the
+    start wait SQLite's 5 s busy timeout for each outbox left, the watchdog running."""
+    left = tmp_path / "a" / "outbox.sqlite"
+    db = _outbox_with(left, 3)
+    try:
+        began = time.monotonic()
+        assert moves.unsent(left) == 3
+        assert time.monotonic() - began < 1
+    finally:
+        db.close()
+
+
+def test_counting_a_left_outbox_leaves_no_file_beside_it(tmp_path: Path) -> None:
+    left = tmp_path / "a" / "outbox.sqlite"
+    _outbox_with(left, 2).close()
+    before = sorted(p.name for p in left.parent.iterdir())
+    assert moves.unsent(left) == 2
+    assert sorted(p.name for p in left.parent.iterdir()) == before
