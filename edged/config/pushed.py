@@ -25,6 +25,7 @@ from core.files import head_of
 from core.paths import private_files
 from edged.config.kiosk import BROWSER_POLICY, browser_filter, screen_origin
 from edged.config.models import EdgedConfig
+from edged.outbox import moves
 
 DEFAULT_RELEASES = "/opt/edged/releases"  # edged.release.launcher's, not loaded by a node
 
@@ -101,6 +102,12 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
             yield (
                 f"{key}: {path} is {_kind(path)} but no SQLite database: the node would set "
                 "it aside as a corrupt store; name a new file (or an outbox or state store)"
+            )
+        elif key == "outbox.state_path" and moves.an_outbox(path):
+            yield (
+                f"{key}: {path} holds an outbox, its messages unsent (one a move left, or "
+                "the node's own): the node would keep its state store where it is; name a "
+                "new file"
             )
         elif (why := _unwritable(path)) is not None:
             yield (

@@ -103,6 +103,16 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
     except OSError as exc:  # not known: no move, the store as it runs
         log.error("cannot tell whether %s is the state store %s: %s", configured, last, exc)
         return last
+    if an_outbox(configured):
+        log.error(
+            "the config moved the state store from %s to %s, which holds an outbox (its "
+            "messages unsent): the node keeps the store at %s and leaves the outbox in "
+            "place; name a new file for the state store",
+            last,
+            configured,
+            last,
+        )
+        return last
     try:
         _note(note, last, _carrying(configured))
     except OSError as exc:
@@ -133,6 +143,15 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
         return last
     log.warning("the config moved the state store: carried from %s to %s", last, configured)
     return configured
+
+
+def an_outbox(path: Path) -> bool:
+    """An outbox's file (its tap journal or marks beside it, or its `msg` table): set aside
+    for a state store to take its place, its queued messages (a panic raised offline)
+    would be named nowhere."""
+    if any(path.with_name(path.name + s).exists() for s in ("-taps", "-marks")):
+        return True
+    return _has_data(path) and isinstance(unsent(path), int)
 
 
 def same_store(a: Path, b: Path) -> bool:

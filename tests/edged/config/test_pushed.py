@@ -6,6 +6,7 @@ import asyncio
 import errno
 import json
 import os
+import sqlite3
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -110,6 +111,21 @@ async def test_a_store_where_the_node_cannot_write_is_refused(
     admin, new = _node(tmp_path)
     new["outbox"][key] = place
     assert f"outbox.{key}: the node cannot write at {place}" in await _refused(admin, new)
+
+
+async def test_an_outbox_named_as_the_state_store_is_refused(tmp_path: Path) -> None:
+    """An outbox a move left (its panic unsent) named as the new state store: the node would
+    set it aside under another name for the store, or keep its store; refused now."""
+    left = tmp_path / "old" / "outbox.sqlite"
+    left.parent.mkdir()
+    db = sqlite3.connect(left)
+    db.execute("CREATE TABLE msg (id INTEGER PRIMARY KEY, body BLOB)")
+    db.execute("INSERT INTO msg (body) VALUES (x'00')")
+    db.commit()
+    db.close()
+    admin, new = _node(tmp_path)
+    new["outbox"]["state_path"] = str(left)
+    assert f"outbox.state_path: {left} holds an outbox" in await _refused(admin, new)
 
 
 async def test_a_directory_named_as_the_outbox_is_refused_as_a_directory(tmp_path: Path) -> None:

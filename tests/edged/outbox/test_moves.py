@@ -348,3 +348,23 @@ def test_counting_a_left_outbox_leaves_no_file_beside_it(tmp_path: Path) -> None
     before = sorted(p.name for p in left.parent.iterdir())
     assert moves.unsent(left) == 2
     assert sorted(p.name for p in left.parent.iterdir()) == before
+
+
+async def test_a_state_store_moved_onto_the_outbox_left_keeps_its_messages_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A config naming the outbox it moves away from as the new state store: the old
+    outbox, a panic queued in it, was set aside under a `.replaced-…` name for the store
+    to take its place, the messages named nowhere; the node keeps its store instead."""
+    a, b = tmp_path / "a" / "outbox.sqlite", tmp_path / "b" / "outbox.sqlite"
+    async with running(write(tmp_path, f'path = "{a}"')) as n:
+        panic = Publication.make(n.topics, ALARM, Alarm(kind="panic", active=True), name="panic")
+        await n.outbox.put(panic)
+        store = n.outbox.state.path
+    queued = moves.unsent(a)
+    caplog.clear()
+    async with running(write(tmp_path, f'path = "{b}"\nstate_path = "{a}"')) as n:
+        assert n.outbox.state.path == store
+    assert isinstance(queued, int) and queued >= 1 and moves.unsent(a) == queued
+    told = [r.getMessage() for r in caplog.records if r.name == moves.__name__]
+    assert any(f"{queued} message(s) unsent stay in {a}" in m for m in told), told
