@@ -6,6 +6,7 @@ a shutdown that says `offline` within seconds."""
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -278,17 +279,9 @@ class Node:
             for spec in owner.commands():
                 self.router.add(spec, lane=lane)  # an owner's commands: one at a time
 
-    def status_line(self) -> str:
-        """systemd's STATUS= line."""
-        return sdnotify.status_line(
-            self.supervisor.statuses(), self.uplink.connected, self.outbox.depth
-        )
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""
-        self._stop = stop
-        self.bus.bind()
-        logging.getLogger().addHandler(self.log_tail)
+    async def _open_stores(self) -> None:
+        """The outbox and the state store opened, the state store carried first when the
+        config moved it (`moves.hold` held by the caller: one edged at a time here)."""
         note = moves.note_of(self.config_path) if self.config_path is not None else None
         outbox = Path(self.config.outbox.path)
         if note is not None:  # a config that moved the state store: it comes along
@@ -300,6 +293,26 @@ class Node:
         if self.config_path is not None and self.outbox.durable:
             noted = moves.outbox_note_of(self.config_path)
             await asyncio.to_thread(moves.note_outbox, noted, outbox)
+
+    def status_line(self) -> str:
+        """systemd's STATUS= line."""
+        return sdnotify.status_line(
+            self.supervisor.statuses(), self.uplink.connected, self.outbox.depth
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down cleanly within SHUTDOWN_BUDGET_S."""
+        self._stop = stop
+        self.bus.bind()
+        logging.getLogger().addHandler(self.log_tail)
+        moving = None if self.config_path is None else await asyncio.to_thread(
+            moves.hold, self.config_path
+        )
+        try:
+            await self._open_stores()
+        finally:
+            if moving is not None:
+                os.close(moving)
         try:
             self.alarms.report_losses()
             self._start_services()

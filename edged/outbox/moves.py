@@ -17,12 +17,15 @@ on purpose, remove the file (the note names it, or the config does).
 """
 
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.errors import EdgedError
 from core.files import head_of, replace_atomically
 from edged.outbox import sqlitefile
 
@@ -30,6 +33,42 @@ log = logging.getLogger(__name__)
 
 NOTE_SUFFIX = ".state-store"
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+LOCK_SUFFIX = ".moving"
+LOCK_WAIT_S = 30.0
+
+
+def hold(config_path: Path, wait_s: float = LOCK_WAIT_S) -> int | None:
+    """A lock beside the config (`NAME.moving`, a descriptor to close) held from the move
+    to the stores' opening: a second edged started with the same config (by hand, as the
+    unit restarts) read the note mid-move and removed the copy the first was renaming into
+    place, or the store it had just carried, as the copy a killed move left; it then
+    waits, and finds the store moved and the outbox held. None (the move unguarded, as
+    before) when the config's directory takes no file. Raises EdgedError after `wait_s`."""
+    path = config_path.with_name(config_path.name + LOCK_SUFFIX)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        log.warning("cannot lock %s (%s): a second edged could start mid-move", path, exc)
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise EdgedError(
+                    f"{path} is held by another edged starting with this config: stop it "
+                    "(one edged a config)"
+                ) from None
+            time.sleep(0.05)
+        except OSError as exc:  # a file system without locks
+            os.close(fd)
+            log.warning("cannot lock %s (%s): a second edged could start mid-move", path, exc)
+            return None
 
 
 def note_of(config_path: Path) -> Path:

@@ -3,12 +3,14 @@
 a replay at the new place. In-process nodes, no broker: commands handed to the router."""
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -368,3 +370,42 @@ async def test_a_state_store_moved_onto_the_outbox_left_keeps_its_messages_named
     assert isinstance(queued, int) and queued >= 1 and moves.unsent(a) == queued
     told = [r.getMessage() for r in caplog.records if r.name == moves.__name__]
     assert any(f"{queued} message(s) unsent stay in {a}" in m for m in told), told
+
+
+async def test_a_second_edged_started_mid_move_loses_no_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two starts with one config (by hand as the unit restarts): the second read the note
+    mid-move and removed the copy the first was renaming in place as one a killed move
+    left; the stores each then ran on were not the note's, and an older list was taken."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})).reply.ok
+    cfg = write(tmp_path, f'state_path = "{b}"')
+    paused, go, replace = threading.Event(), threading.Event(), os.replace
+    first = [True]
+
+    def renaming(src: Any, dst: Any) -> None:
+        if str(src).endswith(".carried") and first[0]:
+            first[0] = False
+            paused.set()
+            go.wait(5)
+        replace(src, dst)
+
+    monkeypatch.setattr(moves.os, "replace", renaming)
+    stops = [asyncio.Event(), asyncio.Event()]
+    nodes = [Node(load_config(cfg), config_path=cfg) for _ in stops]
+    one = asyncio.create_task(nodes[0].run(stops[0]))
+    assert await asyncio.to_thread(paused.wait, 5)
+    two = asyncio.create_task(nodes[1].run(stops[1]))
+    await asyncio.sleep(0.3)
+    go.set()
+    for node, stop in zip(nodes, stops, strict=True):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(node.ready.wait(), 3)
+        stop.set()
+    await asyncio.gather(one, two, return_exceptions=True)
+    monkeypatch.undo()
+    async with running(cfg) as n:
+        out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
