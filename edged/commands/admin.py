@@ -74,7 +74,8 @@ class Admin:
             )
         from edged.config import pushed  # a config.set's only (#19: not at rest)
 
-        found = pushed.problems(self.life.config, config, path)
+        # files looked at (a place probed, a left outbox read): a slow card off the loop
+        found = await asyncio.to_thread(pushed.problems, self.life.config, config, path)
         if (granted := _granted_beyond(self.life.config, config, SIGNED_SCOPES.get())) is not None:
             raise CommandError("forbidden", granted)
         if found:

@@ -190,7 +190,8 @@ def an_outbox(path: Path) -> bool:
     would be named nowhere."""
     if any(path.with_name(path.name + s).exists() for s in ("-taps", "-marks")):
         return True
-    return _has_data(path) and isinstance(unsent(path), int)
+    table = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'msg'"
+    return _has_data(path) and bool(_look(path, table))
 
 
 def same_store(a: Path, b: Path) -> bool:
@@ -388,8 +389,14 @@ def unsent(path: Path) -> int | str:
     """How many messages wait in the outbox at `path` ("?" when it cannot be read). Read
     in place, never copied (an outbox is up to `max_bytes`, a Pi Zero has 512 MB); one
     whose WAL cannot be read in place (held by another process) is counted without it, at
-    once: SQLite's busy wait (5 s) held each start for each outbox left. The `-wal` and
-    `-shm` files the look makes, empty, are removed."""
+    once: SQLite's busy wait (5 s) held each start for each outbox left."""
+    found = _look(path, "SELECT count(*) FROM msg")
+    return "?" if found is None else found
+
+
+def _look(path: Path, sql: str) -> int | None:
+    """The first column of `sql`'s first row in the database at `path`, read-only (None:
+    it cannot be read). The `-wal` and `-shm` files the look makes, empty, are removed."""
     wal, shm = (path.with_name(path.name + s) for s in ("-wal", "-shm"))
     had = {f: f.exists() for f in (wal, shm)}
     try:
@@ -399,12 +406,13 @@ def unsent(path: Path) -> int | str:
             except sqlite3.Error:
                 continue
             try:
-                return int(db.execute("SELECT count(*) FROM msg").fetchone()[0])
+                row = db.execute(sql).fetchone()
+                return None if row is None else int(row[0])
             except sqlite3.Error:
                 continue
             finally:
                 db.close()
-        return "?"
+        return None
     finally:
         for file, there in had.items():
             with contextlib.suppress(OSError):

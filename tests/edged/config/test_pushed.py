@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import sqlite3
+import time
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -126,6 +127,36 @@ async def test_an_outbox_named_as_the_state_store_is_refused(tmp_path: Path) -> 
     admin, new = _node(tmp_path)
     new["outbox"]["state_path"] = str(left)
     assert f"outbox.state_path: {left} holds an outbox" in await _refused(admin, new)
+
+
+async def test_a_pushed_configs_file_checks_do_not_hold_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The place probed (a file made there), a left outbox looked into: on a slow card or a
+    hung mount the taps, doors and panic waited on the loop meanwhile."""
+    from edged.config import pushed
+
+    def slow(path: Path) -> str | None:
+        time.sleep(0.5)
+        return None
+
+    monkeypatch.setattr(pushed, "_unwritable", slow)
+    admin, new = _node(tmp_path)
+    new["outbox"]["state_path"] = str(tmp_path / "new" / "state.sqlite")
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        await admin.config_set({"config": new})
+    finally:
+        ticker.cancel()
+    assert ticks >= 5, ticks
 
 
 async def test_a_directory_named_as_the_outbox_is_refused_as_a_directory(tmp_path: Path) -> None:
