@@ -3,6 +3,7 @@ move (tests/edged/outbox/test_move_kills.py): a death at that instant, as the ke
 OOM killer or the watchdog deals it, with nothing of Python's clean-up run.
 
 Usage: python -m tests.helpers.move_child CONFIG STEP, STEP one of:
+`copying` (the copy written, not yet synced nor noted as the one to rename),
 `copied` (the copy synced, not renamed into place),
 `renamed` (in place, the note not yet naming it), `noted` (the note names it, the old
 store not yet removed). Exits 0 if the step never came (the node became ready)."""
@@ -24,7 +25,12 @@ def die() -> None:
 
 
 def arm(step: str, note: Path, configured: Path) -> None:
-    replace, write, remove = os.replace, moves.replace_atomically, moves._remove
+    replace, write, remove, fsync = os.replace, moves.replace_atomically, moves._remove, os.fsync
+
+    def syncing(fd: int) -> None:
+        if step == "copying" and os.readlink(f"/proc/self/fd/{fd}").endswith(".carried"):
+            die()
+        fsync(fd)
 
     def replacing(src: Any, dst: Any) -> None:
         if step == "copied" and Path(src).name.endswith(".carried"):
@@ -43,6 +49,7 @@ def arm(step: str, note: Path, configured: Path) -> None:
         remove(store)
 
     moves.os.replace = replacing  # type: ignore[assignment]
+    moves.os.fsync = syncing  # type: ignore[assignment]
     moves.replace_atomically = noting  # type: ignore[assignment]
     moves._remove = removing  # type: ignore[assignment]
 

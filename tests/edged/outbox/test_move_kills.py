@@ -30,7 +30,7 @@ def files(*dirs: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     ("step", "again"),
-    [("copied", "a"), ("renamed", "b"), ("renamed", "a"), ("noted", "a")],
+    [("copying", "a"), ("copied", "a"), ("renamed", "b"), ("renamed", "a"), ("noted", "a")],
 )
 async def test_a_node_killed_mid_move_keeps_its_store_and_leaves_no_copy(
     tmp_path: Path, step: str, again: str
