@@ -11,6 +11,7 @@ choosing (`[update] python`). docs/security.md lists what each limit closes.
 Each limit compares the pushed config with the one running, so a config.set that keeps
 these keys as they are (config.get's config sent back, any other change) passes."""
 
+import contextlib
 import json
 import os
 import stat
@@ -87,8 +88,9 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
     releases = Path(os.environ.get("EDGED_RELEASES") or DEFAULT_RELEASES).absolute()
     for key, (was, path) in places.items():
         path = Path(path).absolute()
-        if path == Path(was).absolute():
-            continue
+        with contextlib.suppress(OSError):  # not told: checked as a new place
+            if moves.same_store(path, Path(was)):
+                continue
         if path.is_relative_to(releases) or (
             _same_dir(path.parent, config_path.absolute().parent)
             and path.name.startswith(f"{config_path.name}.")
@@ -114,6 +116,14 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
                 f"{key}: the node cannot write at {path} ({why}): it could not start with "
                 "this config (nothing recorded until the rollback); name a place on its "
                 "data disk"
+            )
+        elif key == "outbox.path":
+            yield (
+                f"{key}: a config.set does not move the outbox ({was} to {path}): its "
+                "messages are not carried, so what it holds unsent would stay in the file "
+                "left, and a rollback would leave what was queued on probation (an alarm "
+                "raised offline) in the new one; move it on the device, edged stopped "
+                "(docs/security.md)"
             )
 
 

@@ -395,3 +395,26 @@ async def test_the_kiosk_page_may_move_on_a_node_whose_browser_has_no_policy(
     monkeypatch.setattr("edged.config.pushed.BROWSER_POLICY", tmp_path / "none.json")
     new.setdefault("services", {})["kiosk"] = {"enabled": True, "port": 8181}
     await admin.config_set({"config": new})
+
+
+async def test_a_config_moving_the_outbox_is_refused_naming_both_places(tmp_path: Path) -> None:
+    """The outbox's messages are not carried by a move: a rollback of the pushed config
+    would leave what was queued on probation (an alarm raised offline) in the new file."""
+    admin, new = _node(tmp_path)
+    was = admin.life.config.outbox.path  # type: ignore[attr-defined]
+    place = tmp_path / "elsewhere" / "outbox.sqlite"
+    place.parent.mkdir()
+    new["outbox"]["path"] = str(place)
+    refused = await _refused(admin, new)
+    assert f"outbox.path: a config.set does not move the outbox ({was} to {place})" in refused
+
+
+async def test_a_config_naming_the_running_outbox_in_another_spelling_is_taken(
+    tmp_path: Path,
+) -> None:
+    admin, new = _node(tmp_path)
+    was = Path(admin.life.config.outbox.path).absolute()  # type: ignore[attr-defined]
+    (was.parent / "sub").mkdir()
+    new["outbox"]["path"] = str(was.parent / "sub" / ".." / was.name)
+    await admin.config_set({"config": new})
+    assert Probation(admin.life.config_path).active  # type: ignore[attr-defined]
