@@ -3,6 +3,7 @@
 import hashlib
 import json
 import re
+import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,10 +181,11 @@ def driver_options(driver: str, options: dict[str, Any], base_dir: Path | None) 
 
 def _tell_doors(options: DriverOptions, config: EdgedConfig) -> None:
     """A CAN driver learns which door statuses the node uses: its throttle lets their
-    changes through at once, and only theirs (drivers/can/pipeline.py `PROMPT_CHANGES`)."""
-    from drivers.can.options import CanDecodeOptions
-
-    if isinstance(options, CanDecodeOptions):
+    changes through at once, and only theirs (drivers/can/pipeline.py `PROMPT_CHANGES`).
+    Its options' module is loaded when a CAN driver is configured: a node without one
+    does not import it (nor python-can with it, bench.footprint)."""
+    can_options = sys.modules.get("drivers.can.options")
+    if can_options is not None and isinstance(options, can_options.CanDecodeOptions):
         options.use_doors(config.services.vehicle.doors.values())
 
 

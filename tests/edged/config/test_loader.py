@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -342,3 +343,22 @@ def test_a_can_driver_is_told_the_door_statuses_the_node_uses() -> None:
     (driver,) = [d for d in parse_config(text).drivers if d.driver == "can.replay"]
     assert isinstance(driver.settings, CanDecodeOptions)
     assert driver.settings.door_signals == ("DC2.Door3OpenStatus",)
+
+
+def test_a_config_without_a_can_driver_imports_no_python_can() -> None:
+    """Telling CAN drivers the doors must not load the CAN code on a node without one: a
+    venue.s config read imported python-can (+2.4-2.6 MB resident here, bench.footprint)."""
+    code = (
+        "import sys; from pathlib import Path; from edged.config import load_config; "
+        "load_config(Path('config/venue.toml')); "
+        "print(sorted(m for m in ('can', 'cantools', 'drivers.can.options') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
