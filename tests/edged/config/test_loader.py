@@ -347,7 +347,7 @@ def test_a_can_driver_is_told_the_door_statuses_the_node_uses() -> None:
 
 def test_a_config_without_a_can_driver_imports_no_python_can() -> None:
     """Telling CAN drivers the doors must not load the CAN code on a node without one: a
-    venue.s config read imported python-can (+2.4-2.6 MB resident here, bench.footprint)."""
+    venue's config read imported python-can (+2.4-2.6 MB resident here, bench.footprint)."""
     code = (
         "import sys; from pathlib import Path; from edged.config import load_config; "
         "load_config(Path('config/venue.toml')); "
