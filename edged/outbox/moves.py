@@ -10,7 +10,8 @@ cannot move), which state store it last ran with; at a start whose config names 
 that one is carried to the new place first (what ops expect of a move: the access lists,
 the open trip and the odometer come along too), and the old file is removed once the note
 names the new one; each step of the move is noted first (a second line naming the copy
-it may leave), so a node killed midway removes that copy at its next start. A store that
+it may leave), so a node killed midway removes that copy at its next start (kept while
+the store in use is not there: its disk not mounted). A store that
 cannot be carried (the new disk refuses it) is not left behind: the node keeps the old
 one, and says so. To start a node on an empty state store
 on purpose, remove the file (the note names it, or the config does).
@@ -112,8 +113,13 @@ def _clear(note: Path, outbox: Path) -> None:
     used, leftover = _read(note)
     if leftover is None:
         return
+    if used is None or not _a_store(used):
+        # the store in use is not there (its disk not mounted, the note's line unreadable):
+        # the leftover may be the only store holding the spent ids, the one the config names
+        log.warning("the state store %s is not there: %s, left by a move, is kept", used, leftover)
+        return
     try:
-        kept = same_store(leftover, outbox) or (used is not None and same_store(leftover, used))
+        kept = same_store(leftover, outbox) or same_store(leftover, used)
     except OSError:
         kept = True  # not known: kept
     if not kept and _sqlite_or_absent(leftover):
@@ -247,6 +253,14 @@ def _remove(store: Path) -> None:
 def _has_data(path: Path) -> bool:
     try:
         return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _a_store(path: Path) -> bool:
+    """A SQLite database with data at `path` (never a FIFO or a device opened)."""
+    try:
+        return _has_data(path) and head_of(path, len(SQLITE_HEADER)) == SQLITE_HEADER
     except OSError:
         return False
 

@@ -37,7 +37,9 @@ async def test_a_node_killed_mid_move_keeps_its_store_and_leaves_no_copy(
 ) -> None:
     a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
     async with running(write(tmp_path, f'state_path = "{a}"')) as n:
-        assert (await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})).reply.ok
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
     await killed_at(write(tmp_path, f'state_path = "{b}"'), step)
     live = {"a": a, "b": b}[again]
     async with running(write(tmp_path, f'state_path = "{live}"')) as n:
@@ -46,3 +48,22 @@ async def test_a_node_killed_mid_move_keeps_its_store_and_leaves_no_copy(
         assert out.reply.error is not None and out.reply.error.code == "stale_version"
     assert files(a.parent, b.parent) == [f"{again}/state.sqlite"]
     assert moves.last_store(moves.note_of(tmp_path / "edged.toml")) == live
+
+
+async def test_the_store_a_move_left_is_kept_while_the_one_carried_to_is_not_there(
+    tmp_path: Path,
+) -> None:
+    """Killed once the note named the copy (the old store still to remove), then started
+    with the new place's disk not mounted and the old path back (a rollback): the old store,
+    the only one there, was removed as the copy's leftover, and the node ran on an empty
+    store (a list older than the one taken accepted again)."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
+    await killed_at(write(tmp_path, f'state_path = "{b}"'), "noted")
+    b.parent.rename(tmp_path / "b-unmounted")
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply

@@ -380,7 +380,9 @@ async def test_a_second_edged_started_mid_move_loses_no_state(
     left; the stores each then ran on were not the note's, and an older list was taken."""
     a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
     async with running(write(tmp_path, f'state_path = "{a}"')) as n:
-        assert (await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})).reply.ok
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
     cfg = write(tmp_path, f'state_path = "{b}"')
     paused, go, replace = threading.Event(), threading.Event(), os.replace
     first = [True]
@@ -409,3 +411,20 @@ async def test_a_second_edged_started_mid_move_loses_no_state(
     async with running(cfg) as n:
         out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
     assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+
+
+@pytest.mark.parametrize("first", ["relative/state.sqlite", "", "{tmp}/gone/state.sqlite"])
+def test_a_note_naming_no_store_in_use_removes_none_it_names_left(
+    tmp_path: Path, first: str
+) -> None:
+    """A note whose first line names no store there (unreadable, or a disk not mounted):
+    the store its second line names as the move's leftover may be the only one holding the
+    spent ids (the one the config names, even): kept."""
+    store = tmp_path / "state.sqlite"
+    with contextlib.closing(sqlite3.connect(store)) as db, db:
+        db.execute("CREATE TABLE kv (key, value)")
+    note = moves.note_of(tmp_path / "edged.toml")
+    note.write_text(f"{first.format(tmp=tmp_path)}\n{store}\n")
+    assert moves.follow(note, store, tmp_path / "outbox.sqlite") == store
+    assert store.stat().st_size > 0
+
