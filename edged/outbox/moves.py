@@ -142,6 +142,15 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
     last = last_store(note)
     if last is None or not _has_data(last):
         return configured
+    if not _a_store(last):  # a key, the config: opened as a store, set aside as corrupt
+        log.error(
+            "%s, which the note %s names as the state store, is no SQLite database: "
+            "left alone, the node opens the state store at %s",
+            last,
+            note,
+            configured,
+        )
+        return configured
     try:
         if same_store(last, configured):
             return configured

@@ -428,3 +428,17 @@ def test_a_note_naming_no_store_in_use_removes_none_it_names_left(
     assert moves.follow(note, store, tmp_path / "outbox.sqlite") == store
     assert store.stat().st_size > 0
 
+
+async def test_a_note_naming_a_file_of_another_kind_leaves_it_in_place(tmp_path: Path) -> None:
+    """The note names a key (ops put one where the store was): the node opened it as its
+    state store, found no database and set it aside as a corrupt store, gone from its
+    place; it is left alone, and the store the config names is opened."""
+    a = tmp_path / "a" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+    key = tmp_path / "ops.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n")
+    moves.note_of(tmp_path / "edged.toml").write_text(f"{key}\n")
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert n.outbox.state.path == a
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY")
