@@ -106,7 +106,7 @@ def _note(note: Path, used: Path, leftover: Path | None = None) -> None:
 
 def _clear(note: Path, outbox: Path) -> None:
     """The copy a move killed midway left (the note's second line): removed, each time
-    the store in use is another, and it is neither the outbox's file nor another kind of
+    the store in use is another, and it is neither an outbox's file nor another kind of
     file (it is named before it exists: a file of another kind there is not the copy).
     A node killed at each move (the OOM killer, the watchdog) left a whole store each
     time, kept for ever."""
@@ -119,7 +119,10 @@ def _clear(note: Path, outbox: Path) -> None:
         log.warning("the state store %s is not there: %s, left by a move, is kept", used, leftover)
         return
     try:
+        # an outbox besides the one in use: the old store's file became the outbox, which
+        # moved again since (its messages unsent)
         kept = same_store(leftover, outbox) or same_store(leftover, used)
+        kept = kept or an_outbox(leftover)
     except OSError:
         kept = True  # not known: kept
     if not kept and _sqlite_or_absent(leftover):

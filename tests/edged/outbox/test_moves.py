@@ -442,3 +442,20 @@ async def test_a_note_naming_a_file_of_another_kind_leaves_it_in_place(tmp_path:
     async with running(write(tmp_path, f'state_path = "{a}"')) as n:
         assert n.outbox.state.path == a
     assert key.read_text().startswith("-----BEGIN PRIVATE KEY")
+
+
+def test_a_leftover_that_became_an_outbox_since_is_not_removed(tmp_path: Path) -> None:
+    """The old store's file made the outbox (a technician's config), the store carried
+    away, and the note still naming that file as the move's leftover (the state store
+    opened in memory, its disk read-only: the note not settled); the outbox moved back
+    since: the file, an outbox with its messages unsent, was removed as the leftover."""
+    left, store = tmp_path / "s" / "state.sqlite", tmp_path / "n" / "state.sqlite"
+    for path, table in ((left, "msg"), (store, "kv")):
+        path.parent.mkdir()
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute(f"CREATE TABLE {table} (a, b)")
+            db.execute(f"INSERT INTO {table} VALUES (1, 'an alarm raised offline')")
+    note = moves.note_of(tmp_path / "edged.toml")
+    note.write_text(f"{store}\n{left}\n")
+    moves.follow(note, store, tmp_path / "o1" / "outbox.sqlite")
+    assert moves.unsent(left) == 1
