@@ -89,9 +89,15 @@ def _read(note: Path) -> tuple[Path | None, Path | None]:
         lines = note.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return None, None
-    paths = [Path(t) if t.strip() and Path(t).is_absolute() else None for t in lines[:2]]
+    paths = [Path(t) if _a_path(t) else None for t in lines[:2]]
     used, leftover, *_ = [*paths, None, None]
     return used, leftover
+
+
+def _a_path(text: str) -> bool:
+    """A note's line that names a file: absolute, no NUL (which the path's checks raise
+    ValueError for, stopping the start)."""
+    return bool(text.strip()) and "\x00" not in text and Path(text).is_absolute()
 
 
 def _note(note: Path, used: Path, leftover: Path | None = None) -> None:
@@ -360,7 +366,7 @@ def outboxes_left(note: Path, configured: Path) -> list[Path]:
     left: list[Path] = []
     for text in lines[: MAX_LEFT + 1]:
         path = Path(text)
-        if not text.strip() or not path.is_absolute() or not _has_data(path):
+        if not _a_path(text) or not _has_data(path):
             continue
         if not _same_or_unknown(path, configured) and not any(
             _same_or_unknown(path, p) for p in left

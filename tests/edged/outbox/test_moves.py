@@ -459,3 +459,15 @@ def test_a_leftover_that_became_an_outbox_since_is_not_removed(tmp_path: Path) -
     note.write_text(f"{store}\n{left}\n")
     moves.follow(note, store, tmp_path / "o1" / "outbox.sqlite")
     assert moves.unsent(left) == 1
+
+
+def test_a_note_with_a_nul_byte_in_a_line_does_not_stop_the_start(tmp_path: Path) -> None:
+    """A note's line holding a NUL (a damaged sector, a hand's slip) raised ValueError from
+    the path's checks, and the node could not start; the line is read as unreadable."""
+    store = tmp_path / "state.sqlite"
+    with contextlib.closing(sqlite3.connect(store)) as db, db:
+        db.execute("CREATE TABLE kv (key, value)")
+    note = moves.note_of(tmp_path / "edged.toml")
+    note.write_text(f"{store}\n/var/lib/edged/st\x00te.sqlite\n")
+    assert moves.follow(note, store, tmp_path / "outbox.sqlite") == store
+    assert store.stat().st_size > 0
