@@ -26,7 +26,7 @@ from core.files import head_of
 from core.paths import private_files
 from edged.config.kiosk import BROWSER_POLICY, browser_filter, screen_origin
 from edged.config.models import EdgedConfig
-from edged.outbox import moves
+from edged.config.stores import an_outbox, same_store
 
 DEFAULT_RELEASES = "/opt/edged/releases"  # edged.release.launcher's, not loaded by a node
 
@@ -89,7 +89,7 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
     for key, (was, path) in places.items():
         path = Path(path).absolute()
         with contextlib.suppress(OSError):  # not told: checked as a new place
-            if moves.same_store(path, Path(was)):
+            if same_store(path, Path(was)):
                 continue
         if path.is_relative_to(releases) or (
             _same_dir(path.parent, config_path.absolute().parent)
@@ -105,7 +105,7 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
                 f"{key}: {path} is {_kind(path)} but no SQLite database: the node would set "
                 "it aside as a corrupt store; name a new file (or an outbox or state store)"
             )
-        elif key == "outbox.state_path" and moves.an_outbox(path):
+        elif key == "outbox.state_path" and an_outbox(path):
             yield (
                 f"{key}: {path} holds an outbox, its messages unsent (one a move left, or "
                 "the node's own): the node would keep its state store where it is; name a "

@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from edged.config.models import OutboxConfig
+from edged.config.stores import same_store
 from edged.doctor.check import Check, fail, ok, size, warn
 from edged.outbox import moves
 from edged.outbox.journal import SIZE as JOURNAL_SIZE
@@ -98,7 +99,7 @@ def in_use(config: OutboxConfig, note: Path | None) -> tuple[Path, list[Check]]:
     last = moves.last_store(note) if note is not None else None
     try:
         holds = (
-            last is not None and not moves.same_store(last, configured) and last.stat().st_size > 0
+            last is not None and not same_store(last, configured) and last.stat().st_size > 0
         )
     except OSError:
         holds = False

@@ -28,6 +28,9 @@ from pathlib import Path
 
 from core.errors import EdgedError
 from core.files import head_of, replace_atomically
+from edged.config.stores import an_outbox, same_store
+from edged.config.stores import has_data as _has_data
+from edged.config.stores import look as _look
 from edged.outbox import sqlitefile
 
 log = logging.getLogger(__name__)
@@ -208,27 +211,6 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
     return configured
 
 
-def an_outbox(path: Path) -> bool:
-    """An outbox's file (its tap journal or marks beside it, or its `msg` table): set aside
-    for a state store to take its place, its queued messages (a panic raised offline)
-    would be named nowhere."""
-    if any(path.with_name(path.name + s).exists() for s in ("-taps", "-marks")):
-        return True
-    table = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'msg'"
-    return _has_data(path) and bool(_look(path, table))
-
-
-def same_store(a: Path, b: Path) -> bool:
-    """`a` and `b` name one file, however spelt (`x/..`, a linked directory): a store named
-    again by another path is no move; carried over itself, the store the node runs on
-    was set aside and then removed as the one left.
-    Raises OSError when it cannot be told (both there, one not readable)."""
-    a, b = a.absolute(), b.absolute()
-    if a == b or os.path.realpath(a) == os.path.realpath(b):
-        return True
-    return a.exists() and b.exists() and a.samefile(b)
-
-
 def _unnoted(last: Path, configured: Path, note: Path, exc: OSError) -> None:
     log.error(
         "the config moved the state store from %s to %s, but %s cannot say so (%s): "
@@ -266,13 +248,6 @@ def _remove(store: Path) -> None:
             file.unlink(missing_ok=True)
         except OSError as exc:
             log.error("cannot remove %s, of the state store %s: %s", file, store, exc)
-
-
-def _has_data(path: Path) -> bool:
-    try:
-        return path.is_file() and path.stat().st_size > 0
-    except OSError:
-        return False
 
 
 def _a_store(path: Path) -> bool:
@@ -424,29 +399,3 @@ def unsent(path: Path) -> int | str:
     once: SQLite's busy wait (5 s) held each start for each outbox left."""
     found = _look(path, "SELECT count(*) FROM msg")
     return "?" if found is None else found
-
-
-def _look(path: Path, sql: str) -> int | None:
-    """The first column of `sql`'s first row in the database at `path`, read-only (None:
-    it cannot be read). The `-wal` and `-shm` files the look makes, empty, are removed."""
-    wal, shm = (path.with_name(path.name + s) for s in ("-wal", "-shm"))
-    had = {f: f.exists() for f in (wal, shm)}
-    try:
-        for flags in ("mode=ro", "immutable=1"):
-            try:
-                db = sqlite3.connect(f"{path.absolute().as_uri()}?{flags}", uri=True, timeout=0)
-            except sqlite3.Error:
-                continue
-            try:
-                row = db.execute(sql).fetchone()
-                return None if row is None else int(row[0])
-            except sqlite3.Error:
-                continue
-            finally:
-                db.close()
-        return None
-    finally:
-        for file, there in had.items():
-            with contextlib.suppress(OSError):
-                if not there and (file == shm or file.stat().st_size == 0):
-                    file.unlink()

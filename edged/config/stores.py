@@ -1,0 +1,64 @@
+"""What a store's place on the disk holds, told without opening it for writing: the
+checks a pushed config's places pass (edged/config/pushed.py) and the state store's moves
+(edged/outbox/moves.py) share, here below both (a config names the stores; the outbox
+reads its config)."""
+
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
+
+
+def same_store(a: Path, b: Path) -> bool:
+    """`a` and `b` name one file, however spelt (`x/..`, a linked directory): a store named
+    again by another path is no move; carried over itself, the store the node runs on
+    was set aside and then removed as the one left.
+    Raises OSError when it cannot be told (both there, one not readable)."""
+    a, b = a.absolute(), b.absolute()
+    if a == b or os.path.realpath(a) == os.path.realpath(b):
+        return True
+    return a.exists() and b.exists() and a.samefile(b)
+
+
+def an_outbox(path: Path) -> bool:
+    """An outbox's file (its tap journal or marks beside it, or its `msg` table): set aside
+    for a state store to take its place, its queued messages (a panic raised offline)
+    would be named nowhere."""
+    if any(path.with_name(path.name + s).exists() for s in ("-taps", "-marks")):
+        return True
+    table = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'msg'"
+    return has_data(path) and bool(look(path, table))
+
+
+def has_data(path: Path) -> bool:
+    """A regular file with bytes in it (an empty one is no store yet)."""
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def look(path: Path, sql: str) -> int | None:
+    """The first column of `sql`'s first row in the database at `path`, read-only (None:
+    it cannot be read). The `-wal` and `-shm` files the look makes, empty, are removed."""
+    wal, shm = (path.with_name(path.name + s) for s in ("-wal", "-shm"))
+    had = {f: f.exists() for f in (wal, shm)}
+    try:
+        for flags in ("mode=ro", "immutable=1"):
+            try:
+                db = sqlite3.connect(f"{path.absolute().as_uri()}?{flags}", uri=True, timeout=0)
+            except sqlite3.Error:
+                continue
+            try:
+                row = db.execute(sql).fetchone()
+                return None if row is None else int(row[0])
+            except sqlite3.Error:
+                continue
+            finally:
+                db.close()
+        return None
+    finally:
+        for file, there in had.items():
+            with contextlib.suppress(OSError):
+                if not there and (file == shm or file.stat().st_size == 0):
+                    file.unlink()
