@@ -178,7 +178,12 @@ async def test_a_count_the_node_doubts_shows_a_chip_naming_why(
     await fleet.send(21, "occupancy", fleet.sim.payload(v, "occupancy", doubted, time.time()))
     chip = page.locator(f'#rows tr[data-key="sim/{v.node}"] td.occ .chip[data-kind=doubt]')
     await expect(chip).to_have_text("compte douteux : beam_stuck, door_silent", timeout=3000)
-    await chip.scroll_into_view_if_needed()
+    # in the page, in one step: the simulated fleet's updates redraw the rows, and a
+    # locator's scroll found its element detached in between (a CI run)
+    await page.evaluate(
+        "sel => document.querySelector(sel)?.scrollIntoView({block: 'center'})",
+        f'#rows tr[data-key="sim/{v.node}"]',
+    )
     await shot(browser, "05-count-in-doubt")
     cleared = Occupancy(**fields)  # type: ignore[arg-type]
     await fleet.send(21, "occupancy", fleet.sim.payload(v, "occupancy", cleared, time.time()))
