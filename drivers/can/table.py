@@ -7,14 +7,29 @@ package data (`fms.dbc.json`, rebuilt by `python -m drivers.can.table`; a test f
 is out of date). Any other DBC is compiled once with cantools and its table cached under its
 sha256 (`$STATE_DIRECTORY/dbc-cache`, i.e. /var/lib/edged under systemd, else
 `$XDG_CACHE_HOME/edged/dbc-cache`), so later starts do not import cantools either.
+
+That compilation runs in a child process (`child_main`, in `python -I`), never in the
+node: cantools holds some 40 to 60 bytes per byte of a DBC while it parses (a 3.5 MB
+J1939 DBC: +125 MB at the peak), and a node that had compiled kept most of it (+100 MB of
+RSS for good: cantools' modules, glibc's heap), on a 512 MB Pi Zero 2 W beside a kiosk.
+The child is bounded in address space (`COMPILE_MAX_MEMORY`), CPU and time
+(`COMPILE_TIMEOUT_S`), and offers itself first to the OOM killer; the node reads back its
+JSON table (at most `MAX_TABLE_BYTES`), checked as a cached table is. A DBC crafted to
+take the memory (`SG_MUL_VAL_ ... 0-4000000000`: one line, cantools lists every id) or
+the time is a `ConfigError` saying so, as a DBC that does not parse.
 """
 
+import contextlib
 import functools
 import hashlib
 import io
 import json
 import os
+import resource
+import signal
+import subprocess
 import sys
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -28,11 +43,32 @@ installed edged (install.sh's venv, a wheel) has it too; config/fms.dbc links to
 
 SHIPPED_TABLE = SHIPPED_DBC.with_name("fms.dbc.json")
 MAX_DBC_BYTES = 4 * 1024 * 1024
-"""A DBC larger is refused unread. cantools holds some 60 bytes per byte of a DBC as it
-parses it (a 1.8 MB one: 106 MB at its peak, 4 s on a PC), 25 of junk (a 4.8 MB log: 120
-MB): a config (`config.set`) naming the outbox (64 MiB) or a log as its DBC had the node
-killed for memory on a 512 MB Pi Zero, and /dev/zero was read for ever. The full J1939
-DBCs known are under 2 MB."""
+"""A DBC larger is refused unread. cantools holds some 40 to 60 bytes per byte of a DBC as
+it parses it (a 1.8 MB J1939 DBC: +66 to +106 MB at its peak), 25 of junk (a 4.8 MB log:
+120 MB): a config (`config.set`) naming the outbox (64 MiB) or a log as its DBC had the
+node killed for memory on a 512 MB Pi Zero, and /dev/zero was read for ever. Kept at 4
+MiB now that a bounded child compiles: the full J1939 DBCs known are 1.5 to 3.5 MB, and a
+4 MiB one already takes some 250 MB at the peak of a parse, about what a 512 MB node can
+lend for a moment (`COMPILE_MAX_MEMORY`); a larger cap would only let a DBC through that
+the child is then killed for."""
+COMPILE_MAX_MEMORY = 400 * 1024 * 1024
+"""The compiling child's address space (RLIMIT_AS): a 4 MiB DBC of the densest J1939 kind
+measured (short comments, a value table per signal) peaks at ~190 MB, a comment-heavy one
+less; beyond, cantools is stopped by a MemoryError (a range of ids without end) rather
+than the node's memory taken. Python, cantools' modules and glibc count ~35 MB of it.
+Under systemd the child counts in the service's cgroup with the node (MemoryMax=150M, the
+node ~50-75 MB): there a DBC beyond ~1.5 MB gets the child, not the node, killed (its
+oom_score_adj is 1000), and the DBC refused; its table is then compiled on a PC (`main`),
+or MemoryMax raised by a drop-in."""
+COMPILE_TIMEOUT_S = 120.0
+"""A 3.5 MB DBC compiles in 2.2 s on a PC, some 20 s on a Pi Zero 2 W: a child still at it
+after this is stopped (a DBC that makes cantools loop), the DBC refused."""
+MAX_TABLE_BYTES = 2 * MAX_DBC_BYTES
+"""A compiled table larger is refused, from the child as from the cache: a table is about
+the size of its DBC (1.2 times for one with a value table per signal), and the node holds
+it in memory (a 4 MB table: ~20 MB with its decoders). A multiplexer of many ids
+(`SG_MUL_VAL_` ranges) repeats its signals once per id: a DBC of 300 bytes made a table of
+29 MB."""
 FORMAT = 2
 """Bumped whenever the table's shape changes: a cached table of another format is rebuilt
 (2: signals carry their value table, `choices`)."""
@@ -128,10 +164,22 @@ def cache_dir() -> Path:
 
 
 def _usable(path: Path, sha256: str) -> Table | None:
-    """The table stored at `path` if it is one of this format for this DBC, else None."""
+    """The table stored at `path` if it is one of this format for this DBC, else None (a
+    file too large to be one is not read whole)."""
     try:
-        table = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        raw = head_of(path, MAX_TABLE_BYTES + 1)
+    except OSError:
+        return None
+    if raw is None or len(raw) > MAX_TABLE_BYTES:
+        return None
+    return _valid(raw, sha256)
+
+
+def _valid(raw: bytes, sha256: str) -> Table | None:
+    """`raw` read as a table of this format for this DBC, else None."""
+    try:
+        table = json.loads(raw)
+    except ValueError:
         return None
     if (
         isinstance(table, dict)
@@ -211,11 +259,11 @@ def _message_ok(m: object) -> bool:
     )
 
 
-def _store(path: Path, table: Table) -> None:
+def _store(path: Path, raw: bytes) -> None:
     """Write the table atomically; a cache that cannot be written only costs the next start."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, json.dumps(table, separators=(",", ":")))
+        replace_atomically(path, raw)
     except OSError:
         pass
 
@@ -243,15 +291,119 @@ def _table(path: str, mtime_ns: int, size: int) -> Table:
     if len(data) > MAX_DBC_BYTES:  # grown since its size was taken
         raise ConfigError(path, [_too_large(len(data))])
     sha256 = hashlib.sha256(data).hexdigest()
-    shipped = _usable(SHIPPED_TABLE, sha256)
-    if shipped is not None:
-        return shipped
+    for ready in (SHIPPED_TABLE, Path(f"{path}.json")):  # shipped, or compiled off the node
+        table = _usable(ready, sha256)
+        if table is not None:
+            return table
     cached = cache_dir() / f"{sha256}.json"
     table = _usable(cached, sha256)
     if table is None:
-        table = compile_dbc(Path(path), data)
-        _store(cached, table)
+        raw = compile_in_child(Path(path), data)
+        table = _valid(raw, sha256)
+        if table is None:  # the child is this module: never, unless it was changed
+            raise ConfigError(path, ["dbc: the DBC compiler gave no usable table"])
+        _store(cached, raw)
     return table
+
+
+_one_at_a_time = threading.Lock()
+"""Two config.set at once each naming a big DBC would be two children of ~250 MB."""
+
+_MEMORY, _TOO_LARGE, _UNREAD = 4, 5, 3
+"""The child's exit codes: out of memory, table too large, DBC refused (stderr says why)."""
+
+
+def compile_in_child(path: Path, data: bytes) -> bytes:
+    """The table of the DBC `data` (named `path` in errors), as JSON, compiled by cantools in
+    a child process bounded in memory and time; ConfigError when it could not be."""
+    root = Path(__file__).resolve().parents[2]  # where `drivers` is found
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); import drivers.can.table as t; "
+    code += "raise SystemExit(t.child_main(sys.argv[1:]))"
+    limits = [str(COMPILE_MAX_MEMORY), str(MAX_TABLE_BYTES), str(int(COMPILE_TIMEOUT_S) + 1)]
+    with _one_at_a_time:
+        try:  # -I: no PYTHONPATH, no user site, no current directory: only what is named
+            done = subprocess.run(
+                [sys.executable, "-I", "-c", code, str(path), *limits],
+                input=data,
+                capture_output=True,
+                timeout=COMPILE_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ConfigError(str(path), [_slow()]) from None
+        except OSError as exc:  # no process could be started (no memory, no PIDs left)
+            why = exc.strerror or str(exc)
+            raise ConfigError(str(path), [f"dbc: cannot start its compiler ({why})"]) from None
+    said = done.stderr.decode("utf-8", "replace").strip()
+    if done.returncode == 0 and len(done.stdout) <= MAX_TABLE_BYTES:
+        return done.stdout
+    if done.returncode == _UNREAD and said:
+        raise ConfigError(str(path), said.splitlines()[-12:])
+    if done.returncode == _TOO_LARGE or done.returncode == 0:
+        raise ConfigError(str(path), [_table_too_large()])
+    if done.returncode in (_MEMORY, -signal.SIGKILL):  # SIGKILL: the OOM killer's
+        raise ConfigError(str(path), [_too_much_memory()])
+    if done.returncode == -signal.SIGXCPU:
+        raise ConfigError(str(path), [_slow()])
+    last = said.splitlines()[-1][:200] if said else "nothing said"
+    raise ConfigError(str(path), [f"dbc: its compiler failed (exit {done.returncode}: {last})"])
+
+
+def child_main(argv: list[str]) -> int:
+    """The compiling child: the DBC's bytes on stdin, its table as JSON on stdout; argv: the
+    DBC's name (for errors), the address space, the table's size and the CPU seconds allowed."""
+    name, memory, table_max, cpu_s = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # the child outlives a node killed meanwhile: a DBC that loops ends with it anyway
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    # the kernel short of memory all the same (a kiosk beside): this one goes first
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    data = sys.stdin.buffer.read(MAX_DBC_BYTES + 1)
+    try:
+        out = json.dumps(compile_dbc(Path(name), data), separators=(",", ":")).encode()
+    except ConfigError as exc:
+        if isinstance(exc.__cause__, MemoryError):
+            return _MEMORY
+        print("\n".join(exc.problems), file=sys.stderr)
+        return _UNREAD
+    except MemoryError:
+        return _MEMORY
+    if len(out) > table_max:
+        return _TOO_LARGE
+    sys.stdout.buffer.write(out)
+    return 0
+
+
+_OFF_NODE = (
+    "name a DBC of this vehicle's messages only, or compile its table on a PC "
+    "(`python -m drivers.can.table vehicle.dbc` writes vehicle.dbc.json) and put it beside "
+    "the DBC"
+)
+
+
+def _too_much_memory() -> str:
+    return (
+        "dbc: compiling this DBC took more memory than the node lends it "
+        f"({COMPILE_MAX_MEMORY >> 20} MiB, or the service's MemoryMax=: cantools holds 40 "
+        "to 60 bytes per byte of a DBC, a "
+        f"multiplexer range of ids without end more): not used; {_OFF_NODE}"
+    )
+
+
+def _slow() -> str:
+    return (
+        f"dbc: cantools did not finish compiling this DBC within {COMPILE_TIMEOUT_S:g} s: "
+        f"not used; {_OFF_NODE}"
+    )
+
+
+def _table_too_large() -> str:
+    return (
+        f"dbc: its compiled table is larger than {MAX_TABLE_BYTES >> 20} MiB (a multiplexer "
+        "with a range of many ids repeats its signals for each, SG_MUL_VAL_): not used; "
+        "name a DBC of this vehicle's messages only"
+    )
 
 
 def _too_large(size: int) -> str:
@@ -261,8 +413,21 @@ def _too_large(size: int) -> str:
     )
 
 
-def main() -> int:
-    """`python -m drivers.can.table`: rebuild the shipped DBC's table after editing it."""
+def main(argv: list[str]) -> int:
+    """`python -m drivers.can.table`: rebuild the shipped DBC's table after editing it;
+    `python -m drivers.can.table vehicle.dbc`: write vehicle.dbc.json beside it, the table a
+    node uses as it is (its sha256 is the DBC's), so a DBC too big to compile on the node
+    (its memory, the service's MemoryMax=) is compiled on a PC."""
+    if argv:
+        dbc = Path(argv[0])
+        out = dbc.with_name(f"{dbc.name}.json")
+        raw = json.dumps(compile_dbc(dbc), separators=(",", ":")).encode()
+        if len(raw) > MAX_TABLE_BYTES:
+            print(_table_too_large(), file=sys.stderr)
+            return 1
+        replace_atomically(out, raw)
+        print(f"wrote {out}: put it beside {dbc.name} on the node", file=sys.stderr)
+        return 0
     table = compile_dbc(SHIPPED_DBC)
     SHIPPED_TABLE.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {SHIPPED_TABLE} ({len(table['messages'])} messages)", file=sys.stderr)
@@ -270,4 +435,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

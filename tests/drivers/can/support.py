@@ -1,6 +1,7 @@
 """What the CAN driver tests share: frame builders (drivers run in their real context:
 tests/helpers/drivers.py)."""
 
+from pathlib import Path
 from typing import Any
 
 import can
@@ -25,3 +26,18 @@ def frame(
         check=False,
         **flags,
     )
+
+
+def muxed_dbc(folder: Path, ids: str) -> Path:
+    """A DBC of 300 bytes whose extended multiplexer lists the ids `ids` (SG_MUL_VAL_):
+    cantools makes a list of them, the table repeats the signal once per id."""
+    dbc = folder / "muxed.dbc"
+    dbc.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_:\n\n'
+        "BO_ 2566844926 EXTMUX: 8 Vector__XXX\n"
+        ' SG_ Mux M : 0|4@1+ (1,0) [0|15] "" Vector__XXX\n'
+        ' SG_ Sub m2M : 4|4@1+ (1,0) [0|15] "" Vector__XXX\n'
+        ' SG_ D m1 : 24|4@1+ (1,0) [0|15] "" Vector__XXX\n\n'
+        f"SG_MUL_VAL_ 2566844926 D Sub {ids};\n"
+    )
+    return dbc

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,14 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import ConfigError
+from drivers.can import table as table_module
 from drivers.can.decoder import Decoders, MessageDecoder
 from drivers.can.table import (
     MAX_DBC_BYTES,
+    MAX_TABLE_BYTES,
     SHIPPED_DBC,
     SHIPPED_TABLE,
     compile_dbc,
     load_table,
 )
+from tests.drivers.can.support import muxed_dbc
 from tests.helpers.disk import fifo_let_go_after
 
 # Everything the table must get right that the FMS DBC does not use: simple and extended
@@ -209,11 +213,15 @@ def test_the_node_decodes_the_shipped_dbc_without_loading_cantools(tmp_path: Pat
     assert not (tmp_path / "edged").exists()  # nothing to cache for the shipped DBC
 
 
-def test_a_users_dbc_is_compiled_once_then_read_from_the_cache(tmp_path: Path) -> None:
+def test_a_users_dbc_is_compiled_once_in_a_child_then_read_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    """The node never imports cantools, nor pays its parse (~60 bytes per byte of a DBC):
+    a child compiles, the node reads the table back."""
     dbc = users_dbc(tmp_path)
     env = {**os.environ, "STATE_DIRECTORY": str(tmp_path / "state")}
     first, second = run_node_side(dbc, env), run_node_side(dbc, env)
-    assert (first["cantools"], second["cantools"]) == (True, False)
+    assert (first["cantools"], second["cantools"]) == (False, False)
     assert first["v"] == second["v"] and "WheelBasedVehicleSpeed" in first["v"]
     assert len(list((tmp_path / "state" / "dbc-cache").glob("*.json"))) == 1
 
@@ -256,13 +264,14 @@ def test_an_unwritable_cache_only_costs_the_compilation(tmp_path: Path) -> None:
     assert "WheelBasedVehicleSpeed" in run_node_side(dbc, env)["v"]
 
 
-def test_a_dbc_larger_than_the_cap_is_refused_unread(tmp_path: Path) -> None:
-    """A config (`config.set`) naming a big file as its DBC (the outbox, a log): read whole
-    and parsed, it took some 25 bytes of memory per byte (a 64 MiB file: the OOM killer on a
-    512 MB Pi Zero). Refused by its size, with the cap named."""
+@pytest.mark.parametrize("size", [MAX_DBC_BYTES + 1, 3 << 30])
+def test_a_dbc_larger_than_the_cap_is_refused_unread(tmp_path: Path, size: int) -> None:
+    """A config (`config.set`) naming a big file as its DBC (the outbox, a log, a 3 GB
+    sparse file): read whole and parsed, it took some 25 bytes of memory per byte (a 64 MiB
+    file: the OOM killer on a 512 MB Pi Zero). Refused by its size, with the cap named."""
     big = tmp_path / "big.dbc"
     with big.open("wb") as f:
-        f.truncate(MAX_DBC_BYTES + 1)
+        f.truncate(size)
     with pytest.raises(ConfigError, match="larger than 4 MiB"):
         load_table(big)
 
@@ -274,3 +283,100 @@ def test_a_dbc_that_is_no_regular_file_is_refused_without_waiting_on_it(tmp_path
     with fifo_let_go_after(fifo, 1.5), pytest.raises(ConfigError, match="no regular file"):
         load_table(fifo)
     assert time.monotonic() - started < 1.0
+
+
+def test_a_dbc_that_takes_the_memory_is_refused_and_the_node_keeps_its_own(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """One line, `0-4000000000`: cantools lists four billion ids, in the node until the OOM
+    killer came (MemoryMax=150M: the node itself). The bounded child fails, the node says
+    so and holds no more memory than before."""
+    hwm = vm("VmHWM")
+    with pytest.raises(ConfigError, match="took more memory than the node lends it"):
+        load_table(muxed_dbc(tmp_path, "0-4000000000"))
+    assert vm("VmHWM") - hwm < 16 << 20
+    assert not cache_dir.exists()
+
+
+def test_a_table_larger_than_its_cap_is_refused_and_not_cached(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`0-200000` made a table of 29 MB from a DBC of 300 bytes (450 MB at the peak): the
+    node would hold it in memory at every start. Shown here with a smaller cap."""
+    monkeypatch.setattr(table_module, "MAX_TABLE_BYTES", 64 << 10)
+    with pytest.raises(ConfigError, match="compiled table is larger than"):
+        load_table(muxed_dbc(tmp_path, "0-2000"))
+    assert not cache_dir.exists()
+
+
+def test_a_dbc_that_takes_cantools_too_long_is_refused(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DBC that makes cantools loop: the child is stopped at the timeout (shown with one
+    no compilation can meet)."""
+    monkeypatch.setattr(table_module, "COMPILE_TIMEOUT_S", 0.05)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"did not finish compiling this DBC within 0\.05 s"):
+        load_table(users_dbc(tmp_path))
+    assert time.monotonic() - started < 1.0
+    assert not cache_dir.exists()
+
+
+def test_a_link_to_the_outbox_named_as_the_dbc_is_refused_without_its_content(
+    tmp_path: Path,
+) -> None:
+    """An SQLite file (the outbox, the state store) is no DBC: refused with where cantools
+    stopped, none of its bytes quoted."""
+    store = tmp_path / "outbox.sqlite"
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TABLE secret (v)")
+        db.execute("INSERT INTO secret VALUES ('the-broker-password')")
+    db.close()
+    link = tmp_path / "vehicle.dbc"
+    link.symlink_to(store)
+    with pytest.raises(ConfigError, match="cannot read this DBC") as refused:
+        load_table(link)
+    assert "password" not in str(refused.value) and "secret" not in str(refused.value)
+
+
+def test_a_cached_table_larger_than_its_cap_is_not_read_but_compiled_again(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    dbc = users_dbc(tmp_path)
+    good = load_table(dbc)
+    (cached,) = cache_dir.glob("*.json")
+    with cached.open("wb") as f:
+        f.truncate(MAX_TABLE_BYTES + 1)
+    os.utime(dbc, ns=(1, 2))
+    assert load_table(dbc) == good
+    assert cached.stat().st_size < MAX_TABLE_BYTES
+
+
+def test_a_table_compiled_off_the_node_beside_its_dbc_is_used_as_it_is(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """A DBC too big to compile on the node (the service's MemoryMax=150M holds the child
+    too): `python -m drivers.can.table vehicle.dbc` on a PC, vehicle.dbc.json beside it."""
+    dbc = users_dbc(tmp_path)
+    assert table_module.main([str(dbc)]) == 0
+    assert load_table(dbc) == compile_dbc(dbc)
+    assert not cache_dir.exists()  # no compilation on the node
+
+
+def test_a_table_beside_the_dbc_for_another_dbc_is_not_used(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """The DBC edited since its table was made: compiled again, as if there were none."""
+    dbc = users_dbc(tmp_path)
+    assert table_module.main([str(dbc)]) == 0
+    dbc.write_text(dbc.read_text().replace("SPEED", "VELOCITY"))
+    assert [m["name"] for m in load_table(dbc)["messages"]].count("VELOCITY") == 1
+    assert len(list(cache_dir.glob("*.json"))) == 1
+
+
+def vm(field: str) -> int:
+    """A field of this process's /proc status, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)

@@ -23,6 +23,7 @@ from edged.config import probation as probation_module
 from edged.config.probation import Probation
 from edged.errors import CommandError
 from edged.security.signing import public_key_text
+from tests.drivers.can.support import muxed_dbc
 from tests.helpers.disk import fifo_let_go_after
 from tests.helpers.nodes import write_config
 
@@ -185,16 +186,18 @@ async def test_a_full_card_refuses_the_config_and_begins_no_probation(
     assert "No space left" in await _refused(admin, new, "not_written")
 
 
-@pytest.mark.parametrize("dbc", ["/dev/zero", "big.dbc"])
+@pytest.mark.parametrize("dbc", ["/dev/zero", "big.dbc", "muxed.dbc"])
 async def test_a_dbc_the_node_cannot_hold_is_refused_and_the_config_kept(
     tmp_path: Path, dbc: str
 ) -> None:
     """A pushed DBC is read whole, cantools taking some 25 to 60 bytes per byte: a big file
     (the outbox, a log) had the node killed for memory on a 512 MB Pi Zero, /dev/zero was
-    read for ever."""
+    read for ever; a DBC of 300 bytes whose multiplexer lists four billion ids takes any
+    memory (now a bounded child's, which fails)."""
     big = tmp_path / "big.dbc"
     with big.open("wb") as f:
         f.truncate(64 << 20)
+    muxed_dbc(tmp_path, "0-4000000000")
     admin, new = _node(tmp_path)
     options = {"interface": "virtual", "dbc": str(tmp_path / dbc)}
     new["drivers"] = [{"name": "can", "driver": "can.bus", "options": options}]
