@@ -25,9 +25,6 @@ import hashlib
 import io
 import json
 import os
-import resource
-import signal
-import subprocess
 import sys
 import threading
 from importlib import resources
@@ -316,6 +313,9 @@ _MEMORY, _TOO_LARGE, _UNREAD = 4, 5, 3
 def compile_in_child(path: Path, data: bytes) -> bytes:
     """The table of the DBC `data` (named `path` in errors), as JSON, compiled by cantools in
     a child process bounded in memory and time; ConfigError when it could not be."""
+    import signal
+    import subprocess  # a compilation's only (the node at rest has no child to run)
+
     root = Path(__file__).resolve().parents[2]  # where `drivers` is found
     code = f"import sys; sys.path.insert(0, {str(root)!r}); import drivers.can.table as t; "
     code += "raise SystemExit(t.child_main(sys.argv[1:]))"
@@ -352,6 +352,8 @@ def compile_in_child(path: Path, data: bytes) -> bytes:
 def child_main(argv: list[str]) -> int:
     """The compiling child: the DBC's bytes on stdin, its table as JSON on stdout; argv: the
     DBC's name (for errors), the address space, the table's size and the CPU seconds allowed."""
+    import resource
+
     name, memory, table_max, cpu_s = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     # the child outlives a node killed meanwhile: a DBC that loops ends with it anyway
