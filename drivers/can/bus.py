@@ -34,6 +34,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core.driver import Device, DriverContext, Opens
 from core.errors import ConfigError, DriverError
+from drivers.can import table
 from drivers.can.j1939 import acceptance_filters
 from drivers.can.options import CanDecodeOptions
 from drivers.can.pipeline import Pipeline
@@ -198,6 +199,7 @@ class CanBusDriver:
             )
 
     async def run(self, ctx: DriverContext) -> None:
+        table.forget()  # the decoders are built: the node holds no more of the DBC than them
         for note in self.decoders.notes:
             ctx.log.warning("%s", note)
         pipeline = Pipeline(

@@ -30,6 +30,7 @@ from pydantic import Field
 from core.driver import DriverContext, Opens
 from core.errors import DriverError
 from core.paths import ExistingConfigPath
+from drivers.can import table
 from drivers.can.candump import EXAMPLE, LogFrame, LogLineError
 from drivers.can.options import CanDecodeOptions
 from drivers.can.pipeline import Pipeline
@@ -182,6 +183,7 @@ class CanReplayDriver:
         self.decoders = options.decoders()
 
     async def run(self, ctx: DriverContext) -> None:
+        table.forget()  # the decoders are built: the node holds no more of the DBC than them
         for note in self.decoders.notes:
             ctx.log.warning("%s", note)
         channel = f"edged-replay-{uuid.uuid4().hex}"

@@ -303,6 +303,14 @@ def _table(path: str, mtime_ns: int, size: int) -> Table:
     return table
 
 
+def forget() -> None:
+    """Drop the tables read, when a CAN driver runs, its decoders built: they keep only the
+    messages the node decodes (`pgns`), the table every one (a 3.5 MB DBC with one PGN
+    decoded: 48 MB of RSS for the node, 29 without it). Nothing in the running node reads a
+    table again until a config is read (a `config.set`, a restart: the cached table, 0.15 s)."""
+    _table.cache_clear()
+
+
 _one_at_a_time = threading.Lock()
 """Two config.set at once each naming a big DBC would be two children of ~250 MB."""
 
