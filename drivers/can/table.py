@@ -66,6 +66,11 @@ the size of its DBC (1.2 times for one with a value table per signal), and the n
 it in memory (a 4 MB table: ~20 MB with its decoders). A multiplexer of many ids
 (`SG_MUL_VAL_` ranges) repeats its signals once per id: a DBC of 300 bytes made a table of
 29 MB."""
+MAX_MUX_DEPTH = 16
+"""Multiplexers nested deeper make the DBC refused: a vehicle's nest two or three (extended
+multiplexing), and each level is a recursion in the compiler, the check of a table and
+the decoding of every frame; a DBC of 36 KB chaining 400 (`SG_MUL_VAL_`) raised a
+RecursionError out of the node's config check."""
 FORMAT = 2
 """Bumped whenever the table's shape changes: a cached table of another format is rebuilt
 (2: signals carry their value table, `choices`)."""
@@ -95,11 +100,17 @@ def _choices(s: Any) -> list[list[Any]]:
     return [[int(raw), str(name)] for raw, name in (s.choices or {}).items()]
 
 
-def _node(codec: Any) -> dict[str, Any]:
+class _TooDeep(ValueError):
+    """Multiplexers nested deeper than MAX_MUX_DEPTH."""
+
+
+def _node(codec: Any, depth: int = 0) -> dict[str, Any]:
+    if depth > MAX_MUX_DEPTH:
+        raise _TooDeep
     return {
         "signals": [_signal(s) for s in codec["signals"]],
         "multiplexers": [
-            [name, [[mux, _node(child)] for mux, child in children.items()]]
+            [name, [[mux, _node(child, depth + 1)] for mux, child in children.items()]]
             for name, children in codec["multiplexers"].items()
         ],
     }
@@ -116,28 +127,29 @@ def compile_dbc(path: Path, data: bytes | None = None) -> Table:
     try:
         # read as cantools' add_dbc_file reads a file, from the bytes that are hashed
         db.add_dbc(io.TextIOWrapper(io.BytesIO(data), encoding="cp1252", errors="replace"))
-    except Exception as exc:  # cantools raises many kinds: parse, overlap, encoding…
+        messages = [_message(m) for m in db.messages]
+    except _TooDeep:
+        why = f"dbc: multiplexers nested more than {MAX_MUX_DEPTH} deep (SG_MUL_VAL_)"
+        raise ConfigError(str(path), [why]) from None
+    except Exception as exc:  # cantools raises many kinds: parse, overlap, encoding, recursion…
         raise ConfigError(
             str(path), [f"dbc: cannot read this DBC ({type(exc).__name__}: {_why(exc)})"]
         ) from exc
+    return {"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "messages": messages}
+
+
+def _message(m: Any) -> dict[str, Any]:
     return {
-        "format": FORMAT,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "messages": [
-            {
-                "name": m.name,
-                "frame_id": m.frame_id,
-                "extended": bool(m.is_extended_frame),
-                "length": int(m.length),
-                "signals": [  # in the DBC's order
-                    {**_signal(s), "choices": _choices(s)} for s in m.signals
-                ],
-                # cantools' own decoding tree (private, pinned by pyproject's cantools<46):
-                # the table decodes exactly what cantools would, multiplexers included
-                "node": _node(m._codecs),
-            }
-            for m in db.messages
+        "name": m.name,
+        "frame_id": m.frame_id,
+        "extended": bool(m.is_extended_frame),
+        "length": int(m.length),
+        "signals": [  # in the DBC's order
+            {**_signal(s), "choices": _choices(s)} for s in m.signals
         ],
+        # cantools' own decoding tree (private, pinned by pyproject's cantools<46): the
+        # table decodes exactly what cantools would, multiplexers included
+        "node": _node(m._codecs),
     }
 
 
@@ -224,8 +236,10 @@ def _choices_ok(s: object) -> bool:
     )
 
 
-def _node_ok(node: object) -> bool:
+def _node_ok(node: object, depth: int = 0) -> bool:
     """A tree as compile_dbc writes it (a corrupt cache file is compiled again)."""
+    if depth > MAX_MUX_DEPTH:
+        return False
     if not isinstance(node, dict) or not isinstance(node.get("signals"), list):
         return False
     muxes = node.get("multiplexers")
@@ -238,7 +252,10 @@ def _node_ok(node: object) -> bool:
             and isinstance(m[0], str)
             and isinstance(m[1], list)
             and all(
-                isinstance(c, list) and len(c) == 2 and isinstance(c[0], int) and _node_ok(c[1])
+                isinstance(c, list)
+                and len(c) == 2
+                and isinstance(c[0], int)
+                and _node_ok(c[1], depth + 1)
                 for c in m[1]
             )
             for m in muxes

@@ -41,3 +41,18 @@ def muxed_dbc(folder: Path, ids: str) -> Path:
         f"SG_MUL_VAL_ 2566844926 D Sub {ids};\n"
     )
     return dbc
+
+
+def nested_dbc(folder: Path, levels: int) -> Path:
+    """A DBC whose multiplexers nest `levels` deep: each 1-bit signal, multiplexed by the
+    one before it (SG_MUL_VAL_), multiplexes the next."""
+    dbc = folder / "nested.dbc"
+    lines = ['VERSION ""', "", "NS_ :", "", "BS_:", "", "BU_:", ""]
+    lines.append("BO_ 2566844926 NESTED: 64 Vector__XXX")
+    lines.append(' SG_ S0 M : 0|1@1+ (1,0) [0|1] "" Vector__XXX')
+    lines += [f' SG_ S{i} m0M : {i}|1@1+ (1,0) [0|1] "" Vector__XXX' for i in range(1, levels)]
+    lines += [f' SG_ Leaf m0 : {levels}|1@1+ (1,0) [0|1] "" Vector__XXX', ""]
+    lines += [f"SG_MUL_VAL_ 2566844926 S{i} S{i - 1} 0-0;" for i in range(1, levels)]
+    lines.append(f"SG_MUL_VAL_ 2566844926 Leaf S{levels - 1} 0-0;")
+    dbc.write_text("\n".join(lines) + "\n")
+    return dbc

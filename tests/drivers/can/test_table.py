@@ -26,7 +26,7 @@ from drivers.can.table import (
     compile_dbc,
     load_table,
 )
-from tests.drivers.can.support import muxed_dbc
+from tests.drivers.can.support import muxed_dbc, nested_dbc
 from tests.helpers.disk import fifo_let_go_after
 
 # Everything the table must get right that the FMS DBC does not use: simple and extended
@@ -320,6 +320,21 @@ def test_a_dbc_that_takes_cantools_too_long_is_refused(
         load_table(users_dbc(tmp_path))
     assert time.monotonic() - started < 1.0
     assert not cache_dir.exists()
+
+
+def test_a_dbc_whose_multiplexers_nest_without_end_is_refused_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """36 KB chaining 400 multiplexers: a RecursionError out of the node's config check
+    (no ConfigError: a traceback at start, a config.set answered with none of the reason)."""
+    with pytest.raises(ConfigError, match="multiplexers nested more than 16 deep"):
+        load_table(nested_dbc(tmp_path, 400))
+
+
+def test_multiplexers_nested_as_deep_as_allowed_decode(tmp_path: Path) -> None:
+    decoders = Decoders(nested_dbc(tmp_path, 16))
+    (decoder,) = decoders.by_pgn.values()
+    assert decoder.decode(bytes(64))["Leaf"] == 0
 
 
 def test_a_link_to_the_outbox_named_as_the_dbc_is_refused_without_its_content(
