@@ -44,18 +44,21 @@ MAX_DBC_BYTES = 4 * 1024 * 1024
 it parses it (a 1.8 MB J1939 DBC: +66 to +106 MB at its peak), 25 of junk (a 4.8 MB log:
 120 MB): a config (`config.set`) naming the outbox (64 MiB) or a log as its DBC had the
 node killed for memory on a 512 MB Pi Zero, and /dev/zero was read for ever. Kept at 4
-MiB now that a bounded child compiles: the full J1939 DBCs known are 1.5 to 3.5 MB, and a
-4 MiB one already takes some 250 MB at the peak of a parse, about what a 512 MB node can
-lend for a moment (`COMPILE_MAX_MEMORY`); a larger cap would only let a DBC through that
-the child is then killed for."""
+MiB now that a bounded child compiles: the full J1939 DBCs known are 1.5 to 3.5 MB; a 4
+MiB one takes 140 to 250 MB at the peak of a parse, about what a 512 MB node can lend for
+a moment (`COMPILE_MAX_MEMORY`), and its table, compiled there or on a PC, ~5 MB that the
+node holds as ~25 MB of objects while it reads its config (`MAX_TABLE_BYTES`): a larger
+cap would let through DBCs that the child is killed for, or tables the node can hardly
+hold."""
 COMPILE_MAX_MEMORY = 400 * 1024 * 1024
 """The compiling child's address space (RLIMIT_AS): a 4 MiB DBC of the densest J1939 kind
 measured (short comments, a value table per signal) peaks at ~190 MB, a comment-heavy one
 less; beyond, cantools is stopped by a MemoryError (a range of ids without end) rather
 than the node's memory taken. Python, cantools' modules and glibc count ~35 MB of it.
 Under systemd the child counts in the service's cgroup with the node (MemoryMax=150M, the
-node ~50-75 MB): there a DBC beyond ~1.5 MB gets the child, not the node, killed (its
-oom_score_adj is 1000), and the DBC refused; its table is then compiled on a PC (`main`),
+node ~50-75 MB, the child ~30 MB plus 26 to 37 bytes per byte of the DBC measured): there
+a DBC beyond about 1 to 1.5 MB gets the child, not the node, killed (its oom_score_adj is
+1000), and the DBC refused; its table is then compiled on a PC (`main`),
 or MemoryMax raised by a drop-in."""
 COMPILE_TIMEOUT_S = 120.0
 """A 3.5 MB DBC compiles in 2.2 s on a PC, some 20 s on a Pi Zero 2 W: a child still at it
