@@ -24,6 +24,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 import threading
@@ -74,6 +75,10 @@ MAX_MUX_DEPTH = 16
 multiplexing), and each level is a recursion in the compiler, the check of a table and
 the decoding of every frame; a DBC of 36 KB chaining 400 (`SG_MUL_VAL_`) raised a
 RecursionError out of the node's config check."""
+MAX_MESSAGE_BYTES = 1785
+"""A message longer makes the DBC refused, its table not used: J1939's transport protocol
+carries at most 1785 bytes, and a short frame is padded to its message's length as it is
+decoded (a table giving 10**12 bytes: a MemoryError on every frame)."""
 FORMAT = 2
 """Bumped whenever the table's shape changes: a cached table of another format is rebuilt
 (2: signals carry their value table, `choices`)."""
@@ -103,13 +108,13 @@ def _choices(s: Any) -> list[list[Any]]:
     return [[int(raw), str(name)] for raw, name in (s.choices or {}).items()]
 
 
-class _TooDeep(ValueError):
-    """Multiplexers nested deeper than MAX_MUX_DEPTH."""
+class _Refused(ValueError):
+    """A DBC cantools reads that the node does not decode: why, as said to the user."""
 
 
 def _node(codec: Any, depth: int = 0) -> dict[str, Any]:
     if depth > MAX_MUX_DEPTH:
-        raise _TooDeep
+        raise _Refused(f"dbc: multiplexers nested more than {MAX_MUX_DEPTH} deep (SG_MUL_VAL_)")
     return {
         "signals": [_signal(s) for s in codec["signals"]],
         "multiplexers": [
@@ -131,9 +136,8 @@ def compile_dbc(path: Path, data: bytes | None = None) -> Table:
         # read as cantools' add_dbc_file reads a file, from the bytes that are hashed
         db.add_dbc(io.TextIOWrapper(io.BytesIO(data), encoding="cp1252", errors="replace"))
         messages = [_message(m) for m in db.messages]
-    except _TooDeep:
-        why = f"dbc: multiplexers nested more than {MAX_MUX_DEPTH} deep (SG_MUL_VAL_)"
-        raise ConfigError(str(path), [why]) from None
+    except _Refused as exc:
+        raise ConfigError(str(path), [str(exc)]) from None
     except Exception as exc:  # cantools raises many kinds: parse, overlap, encoding, recursion…
         raise ConfigError(
             str(path), [f"dbc: cannot read this DBC ({type(exc).__name__}: {_why(exc)})"]
@@ -142,6 +146,11 @@ def compile_dbc(path: Path, data: bytes | None = None) -> Table:
 
 
 def _message(m: Any) -> dict[str, Any]:
+    if not 0 <= m.length <= MAX_MESSAGE_BYTES:
+        raise _Refused(
+            f"dbc: message {m.name} is {m.length} bytes long: J1939 carries at most "
+            f"{MAX_MESSAGE_BYTES} (its transport protocol)"
+        )
     return {
         "name": m.name,
         "frame_id": m.frame_id,
@@ -189,9 +198,9 @@ def _usable(path: Path, sha256: str) -> Table | None:
 
 def _valid(raw: bytes, sha256: str) -> Table | None:
     """`raw` read as a table of this format for this DBC, else None."""
-    try:
-        table = json.loads(raw)
-    except ValueError:
+    try:  # NaN and Infinity are no numbers a compilation writes
+        table = json.loads(raw, parse_constant=_no_number)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested without end
         return None
     if (
         isinstance(table, dict)
@@ -202,6 +211,15 @@ def _valid(raw: bytes, sha256: str) -> Table | None:
     ):
         return table
     return None
+
+
+def _no_number(constant: str) -> None:
+    raise ValueError(constant)
+
+
+def _finite(number: int | float) -> bool:
+    """cantools makes a scale of 1e308 an int (of 309 digits): no float can hold all ints."""
+    return isinstance(number, int) or math.isfinite(number)
 
 
 _SIGNAL = {
@@ -228,6 +246,8 @@ def _signal_ok(s: object) -> bool:
         and 0 <= s["start"] < 512
         and 1 <= s["length"] <= 64
         and (not s["float"] or s["length"] in (16, 32, 64))
+        and _finite(s["scale"])
+        and _finite(s["offset"])
     )
 
 
@@ -270,6 +290,7 @@ def _message_ok(m: object) -> bool:
     return (
         _fields_ok(m, _MESSAGE)
         and isinstance(m, dict)
+        and 0 <= m["length"] <= MAX_MESSAGE_BYTES
         and isinstance(m.get("signals"), list)
         and all(_signal_ok(s) and _choices_ok(s) for s in m["signals"])
         and _node_ok(m.get("node"))

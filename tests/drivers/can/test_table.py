@@ -416,3 +416,35 @@ def test_the_compiler_s_warnings_are_not_held_by_the_node(
     monkeypatch.setattr(subprocess, "run", spy)
     load_table(dbc)
     assert said == [b""]
+
+
+def _nested_without_end(table: dict[str, Any]) -> str:
+    return "[" * 100_000
+
+
+def _scale_no_number(table: dict[str, Any]) -> str:
+    table["messages"][0]["signals"][0]["scale"] = math.nan
+    table["messages"][0]["node"]["signals"][0]["scale"] = math.nan
+    return json.dumps(table)  # NaN, as Python's json writes and reads it
+
+
+def _longer_than_j1939_carries(table: dict[str, Any]) -> str:
+    table["messages"][0]["length"] = 10**12  # a short frame is padded to it: MemoryError
+    return json.dumps(table)
+
+
+@pytest.mark.parametrize(
+    "forged", [_nested_without_end, _scale_no_number, _longer_than_j1939_carries]
+)
+def test_a_table_beside_the_dbc_that_no_compilation_makes_is_not_used(
+    tmp_path: Path, forged: Any
+) -> None:
+    """vehicle.dbc.json is taken as it is, held only to the shape of a table: JSON nested
+    100000 deep raised a RecursionError out of the config check (a traceback, no reason),
+    a scale of NaN decoded every value as NaN, a message of 10**12 bytes had each short
+    frame padded to it. The DBC is compiled instead, as with no table beside it."""
+    dbc = users_dbc(tmp_path)
+    assert table_module.main([str(dbc)]) == 0
+    beside = tmp_path / "vehicle.dbc.json"
+    beside.write_text(forged(json.loads(beside.read_text())))
+    assert load_table(dbc) == compile_dbc(dbc)
