@@ -243,7 +243,7 @@ def _signal_ok(s: object) -> bool:
     return (
         _fields_ok(s, _SIGNAL)
         and isinstance(s, dict)
-        and 0 <= s["start"] < 512
+        and 0 <= s["start"] < 8 * MAX_MESSAGE_BYTES  # a transport message's, reassembled
         and 1 <= s["length"] <= 64
         and (not s["float"] or s["length"] in (16, 32, 64))
         and _finite(s["scale"])

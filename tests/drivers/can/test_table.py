@@ -448,3 +448,19 @@ def test_a_table_beside_the_dbc_that_no_compilation_makes_is_not_used(
     beside = tmp_path / "vehicle.dbc.json"
     beside.write_text(forged(json.loads(beside.read_text())))
     assert load_table(dbc) == compile_dbc(dbc)
+
+
+def test_a_transport_message_s_signals_beyond_64_bytes_are_compiled_and_decoded(
+    tmp_path: Path,
+) -> None:
+    """J1939's transport carries up to 1785 bytes, which the node reassembles and decodes
+    with the DBC; the table's check held signals to the first 64 bytes, so the child's table
+    of such a DBC was found unusable: refused, "the DBC compiler gave no usable table"."""
+    dbc = tmp_path / "long.dbc"
+    dbc.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_:\n\n'
+        "BO_ 2566844926 LONG: 100 Vector__XXX\n"
+        ' SG_ Far : 600|8@1+ (1,0) [0|250] "" Vector__XXX\n'
+    )
+    (decoder,) = Decoders(dbc).by_pgn.values()
+    assert decoder.decode(bytes(75) + b"\x2a" + bytes(24))["Far"] == 42
