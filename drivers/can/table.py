@@ -151,6 +151,12 @@ def _message(m: Any) -> dict[str, Any]:
             f"dbc: message {m.name} is {m.length} bytes long: J1939 carries at most "
             f"{MAX_MESSAGE_BYTES} (its transport protocol)"
         )
+    for s in m.signals:
+        if s.length > 64:  # the decoder's bound (_signal_ok): J1939 has none longer
+            raise _Refused(
+                f"dbc: signal {s.name} of message {m.name} is {s.length} bits long: the node "
+                "decodes signals of at most 64"
+            )
     return {
         "name": m.name,
         "frame_id": m.frame_id,

@@ -464,3 +464,16 @@ def test_a_transport_message_s_signals_beyond_64_bytes_are_compiled_and_decoded(
     )
     (decoder,) = Decoders(dbc).by_pgn.values()
     assert decoder.decode(bytes(75) + b"\x2a" + bytes(24))["Far"] == 42
+
+
+def test_a_signal_longer_than_64_bits_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """cantools reads it, the table holds no such signal: the child's table was found
+    unusable, "the DBC compiler gave no usable table", which says nothing to fix."""
+    dbc = tmp_path / "wide.dbc"
+    dbc.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_:\n\n'
+        "BO_ 2566844926 WIDE: 64 Vector__XXX\n"
+        ' SG_ Vin : 0|136@1+ (1,0) [0|1] "" Vector__XXX\n'
+    )
+    with pytest.raises(ConfigError, match="signal Vin of message WIDE is 136 bits long"):
+        load_table(dbc)
