@@ -385,7 +385,7 @@ def compile_in_child(path: Path, data: bytes) -> bytes:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise ConfigError(str(path), [_slow()]) from None
+            raise ConfigError(str(path), [_slow(path)]) from None
         except OSError as exc:  # no process could be started (no memory, no PIDs left)
             why = exc.strerror or str(exc)
             raise ConfigError(str(path), [f"dbc: cannot start its compiler ({why})"]) from None
@@ -397,9 +397,9 @@ def compile_in_child(path: Path, data: bytes) -> bytes:
     if done.returncode == _TOO_LARGE or done.returncode == 0:
         raise ConfigError(str(path), [_table_too_large()])
     if done.returncode in (_MEMORY, -signal.SIGKILL):  # SIGKILL: the OOM killer's
-        raise ConfigError(str(path), [_too_much_memory()])
+        raise ConfigError(str(path), [_too_much_memory(path)])
     if done.returncode == -signal.SIGXCPU:
-        raise ConfigError(str(path), [_slow()])
+        raise ConfigError(str(path), [_slow(path)])
     last = said.splitlines()[-1][:200] if said else "nothing said"
     raise ConfigError(str(path), [f"dbc: its compiler failed (exit {done.returncode}: {last})"])
 
@@ -439,26 +439,29 @@ def child_main(argv: list[str]) -> int:
     return 0
 
 
-_OFF_NODE = (
-    "name a DBC of this vehicle's messages only, or compile its table on a PC "
-    "(`python -m drivers.can.table vehicle.dbc` writes vehicle.dbc.json) and put it beside "
-    "the DBC"
-)
+def _off_node(path: Path) -> str:
+    """What to do instead; `path` as the node reads it, a link followed: its table is looked
+    for there, not beside the link."""
+    return (
+        "name a DBC of this vehicle's messages only, or compile its table on a PC "
+        f"(`python -m drivers.can.table {path.name}` writes {path.name}.json) and put it on "
+        f"the node as {path}.json"
+    )
 
 
-def _too_much_memory() -> str:
+def _too_much_memory(path: Path) -> str:
     return (
         "dbc: compiling this DBC took more memory than the node lends it "
         f"({COMPILE_MAX_MEMORY >> 20} MiB, or the service's MemoryMax=: cantools holds 40 "
         "to 60 bytes per byte of a DBC, a "
-        f"multiplexer range of ids without end more): not used; {_OFF_NODE}"
+        f"multiplexer range of ids without end more): not used; {_off_node(path)}"
     )
 
 
-def _slow() -> str:
+def _slow(path: Path) -> str:
     return (
         f"dbc: cantools did not finish compiling this DBC within {COMPILE_TIMEOUT_S:g} s: "
-        f"not used; {_OFF_NODE}"
+        f"not used; {_off_node(path)}"
     )
 
 

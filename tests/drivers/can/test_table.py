@@ -477,3 +477,19 @@ def test_a_signal_longer_than_64_bits_is_refused_with_the_reason(tmp_path: Path)
     )
     with pytest.raises(ConfigError, match="signal Vin of message WIDE is 136 bits long"):
         load_table(dbc)
+
+
+def test_a_dbc_too_costly_for_the_node_is_told_where_its_table_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table is looked for beside the file the DBC's name leads to: named through a
+    link (/etc/edged/vehicle.dbc to a shared copy), "put it beside the DBC" sent the user
+    to the link's folder, where it was never read."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    link = tmp_path / "vehicle.dbc"
+    link.symlink_to(users_dbc(shared))
+    monkeypatch.setattr(table_module, "COMPILE_TIMEOUT_S", 0.05)
+    with pytest.raises(ConfigError) as refused:
+        load_table(link)
+    assert f"put it on the node as {shared / 'vehicle.dbc.json'}" in str(refused.value)
