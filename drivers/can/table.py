@@ -361,8 +361,9 @@ def forget() -> None:
 _one_at_a_time = threading.Lock()
 """Two config.set at once each naming a big DBC would be two children of ~250 MB."""
 
-_MEMORY, _TOO_LARGE, _UNREAD = 4, 5, 3
-"""The child's exit codes: out of memory, table too large, DBC refused (stderr says why)."""
+_MEMORY, _TOO_LARGE, _UNREAD, _GONE = 4, 5, 3, 6
+"""The child's exit codes: out of memory, table too large, DBC refused (stderr says why),
+the node gone (no one to tell)."""
 
 
 def compile_in_child(path: Path, data: bytes) -> bytes:
@@ -375,6 +376,7 @@ def compile_in_child(path: Path, data: bytes) -> bytes:
     code = f"import sys; sys.path.insert(0, {str(root)!r}); import drivers.can.table as t; "
     code += "raise SystemExit(t.child_main(sys.argv[1:]))"
     limits = [str(COMPILE_MAX_MEMORY), str(MAX_TABLE_BYTES), str(int(COMPILE_TIMEOUT_S) + 1)]
+    limits.append(str(os.getpid()))
     with _one_at_a_time:
         try:  # -I: no PYTHONPATH, no user site, no current directory: only what is named
             done = subprocess.run(
@@ -406,7 +408,8 @@ def compile_in_child(path: Path, data: bytes) -> bytes:
 
 def child_main(argv: list[str]) -> int:
     """The compiling child: the DBC's bytes on stdin, its table as JSON on stdout; argv: the
-    DBC's name (for errors), the address space, the table's size and the CPU seconds allowed."""
+    DBC's name (for errors), the address space, the table's size, the CPU seconds allowed and
+    the node's pid."""
     import logging
     import resource
     import warnings
@@ -417,8 +420,9 @@ def child_main(argv: list[str]) -> int:
     logging.disable(logging.CRITICAL)
     warnings.simplefilter("ignore")
     name, memory, table_max, cpu_s = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    _end_with(int(argv[4]))
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    # the child outlives a node killed meanwhile: a DBC that loops ends with it anyway
+    # a DBC that loops ends all the same
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     # the kernel short of memory all the same (a kiosk beside): this one goes first
     with contextlib.suppress(OSError):
@@ -437,6 +441,21 @@ def child_main(argv: list[str]) -> int:
         return _TOO_LARGE
     sys.stdout.buffer.write(out)
     return 0
+
+
+def _end_with(node: int) -> None:
+    """Killed when the node ends (the thread that started it, which waits on it till its
+    end): else a node killed while it compiles, outside systemd (which kills the unit's
+    cgroup), left it at work alone, up to its 400 MiB and 120 s, and a node started again
+    compiled beside it."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the CPU limit holds
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != node:  # the node ended before the line above
+        os._exit(_GONE)
 
 
 def _off_node(path: Path) -> str:

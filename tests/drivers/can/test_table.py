@@ -493,3 +493,53 @@ def test_a_dbc_too_costly_for_the_node_is_told_where_its_table_goes(
     with pytest.raises(ConfigError) as refused:
         load_table(link)
     assert f"put it on the node as {shared / 'vehicle.dbc.json'}" in str(refused.value)
+
+
+def test_a_compilation_ends_with_the_node_that_asked_for_it(tmp_path: Path) -> None:
+    """A node killed while its child compiles (outside systemd, which kills the unit's
+    cgroup): the child went on alone, up to 400 MiB and 120 s of CPU, and a node started
+    again compiled beside it."""
+    dbc = tmp_path / "many.dbc"  # some 3 s of cantools on a PC
+    dbc.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_:\n\n'
+        + "".join(f"BO_ {0x80000000 + i} m{i}: 8 x\n" for i in range(60000))
+    )
+    code = (
+        "import pathlib, threading, time\n"
+        "from drivers.can.table import load_table\n"
+        f"threading.Thread(target=load_table, args=[pathlib.Path({str(dbc)!r})]).start()\n"
+        "time.sleep(60)\n"
+    )
+    node = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        child = _wait_for(lambda: _compiling(dbc), "the compiling child")
+        time.sleep(0.3)  # at work
+    finally:
+        node.kill()
+        node.wait()
+    _wait_for(lambda: not _alive(child), "the child's end", within_s=1.0)
+
+
+def _compiling(dbc: Path) -> int | None:
+    for proc in Path("/proc").iterdir():
+        try:
+            if str(dbc).encode() in (proc / "cmdline").read_bytes().split(b"\0"):  # an arg
+                return int(proc.name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie left to a PID 1 that reaps nothing is dead all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for(what: Any, name: str, within_s: float = 2.0) -> Any:
+    deadline = time.monotonic() + within_s
+    while not (found := what()):
+        assert time.monotonic() < deadline, f"no {name} within {within_s} s"
+        time.sleep(0.02)
+    return found
