@@ -461,10 +461,17 @@ def _end_with(node: int) -> None:
 def _off_node(path: Path) -> str:
     """What to do instead; `path` as the node reads it, a link followed: its table is looked
     for there, not beside the link."""
+    table = Path(f"{path}.json")
+    there = (
+        f" ({table.name} there is not this DBC's table: made from other bytes of the DBC, "
+        "or by another version of edged)"
+        if table.exists()
+        else ""
+    )
     return (
         "name a DBC of this vehicle's messages only, or compile its table on a PC "
         f"(`python -m drivers.can.table {path.name}` writes {path.name}.json) and put it on "
-        f"the node as {path}.json"
+        f"the node as {table}{there}"
     )
 
 

@@ -543,3 +543,17 @@ def _wait_for(what: Any, name: str, within_s: float = 2.0) -> Any:
         assert time.monotonic() < deadline, f"no {name} within {within_s} s"
         time.sleep(0.02)
     return found
+
+
+def test_a_dbc_whose_table_beside_it_is_another_s_is_told_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DBC changed since its table was made on the PC (edited, its line ends turned to
+    CRLF on the way): refused as too costly with "put vehicle.dbc.json there", which the
+    user had done."""
+    dbc = users_dbc(tmp_path)
+    assert table_module.main([str(dbc)]) == 0
+    dbc.write_bytes(dbc.read_bytes().replace(b"\n", b"\r\n"))
+    monkeypatch.setattr(table_module, "COMPILE_TIMEOUT_S", 0.05)
+    with pytest.raises(ConfigError, match=r"vehicle\.dbc\.json there is not this DBC's table"):
+        load_table(dbc)
