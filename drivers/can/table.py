@@ -444,13 +444,20 @@ def child_main(argv: list[str]) -> int:
 
 
 def _end_with(node: int) -> None:
-    """Killed when the node ends (the thread that started it, which waits on it till its
-    end): else a node killed while it compiles, outside systemd (which kills the unit's
-    cgroup), left it at work alone, up to its 400 MiB and 120 s, and a node started again
-    compiled beside it."""
+    """The child ends with the node, not before: killed when the node ends (the thread that
+    started it, which waits on it till its end), else a node killed while it compiles,
+    outside systemd (which kills the unit's cgroup), left it at work alone, up to its 400
+    MiB and 120 s, and a node started again compiled beside it; deaf to the stop signals
+    meant for the node."""
     import ctypes
     import signal
 
+    # a stop is the node's to decide: systemd's signals every process of the unit, Ctrl-C
+    # the whole foreground group, and a child dead of it had the DBC refused (exit 78, a
+    # trial failed, a probation rolled back) where the node only meant to stop; the node's
+    # end (at most 4.7 s after its signal, edged.cli.signals) ends the child below
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, signal.SIG_IGN)
     pr_set_pdeathsig = 1
     with contextlib.suppress(OSError, AttributeError):  # not Linux: the CPU limit holds
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)

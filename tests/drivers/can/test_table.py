@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -499,11 +500,7 @@ def test_a_compilation_ends_with_the_node_that_asked_for_it(tmp_path: Path) -> N
     """A node killed while its child compiles (outside systemd, which kills the unit's
     cgroup): the child went on alone, up to 400 MiB and 120 s of CPU, and a node started
     again compiled beside it."""
-    dbc = tmp_path / "many.dbc"  # some 3 s of cantools on a PC
-    dbc.write_text(
-        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_:\n\n'
-        + "".join(f"BO_ {0x80000000 + i} m{i}: 8 x\n" for i in range(60000))
-    )
+    dbc = _many_messages(tmp_path, 60000)  # some 3 s of cantools on a PC
     code = (
         "import pathlib, threading, time\n"
         "from drivers.can.table import load_table\n"
@@ -557,3 +554,40 @@ def test_a_dbc_whose_table_beside_it_is_another_s_is_told_so(
     monkeypatch.setattr(table_module, "COMPILE_TIMEOUT_S", 0.05)
     with pytest.raises(ConfigError, match=r"vehicle\.dbc\.json there is not this DBC's table"):
         load_table(dbc)
+
+
+def test_a_stop_sent_to_the_whole_service_leaves_the_compilation_to_the_node(
+    tmp_path: Path,
+) -> None:
+    """systemd's stop signals every process of the unit (KillMode=control-group), Ctrl-C
+    the whole foreground group: the child died of it, and the node, whose own handler only
+    notes the signal, took the DBC as refused ("its compiler failed (exit -15)"): exit 78,
+    a release on trial counted as failed, a config on probation rolled back. The node
+    decides: its own stop ends the child with it (at most 4.7 s later, edged.cli.signals)."""
+    dbc = _many_messages(tmp_path, 15000)  # some 0.8 s of cantools on a PC
+    code = (
+        "import pathlib, signal\n"
+        "from drivers.can.table import load_table\n"
+        "signal.signal(signal.SIGTERM, lambda *_: None)  # noted, as edged.cli.signals does\n"
+        f"print(len(load_table(pathlib.Path({str(dbc)!r}))['messages']))\n"
+    )
+    node = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _wait_for(lambda: _compiling(dbc), "the compiling child")
+        time.sleep(0.3)  # at work
+        os.killpg(node.pid, signal.SIGTERM)
+        out, _ = node.communicate(timeout=10)
+    finally:
+        node.kill()
+    assert (node.returncode, out) == (0, b"15000\n")
+
+
+def _many_messages(folder: Path, count: int) -> Path:
+    dbc = folder / "many.dbc"
+    dbc.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_:\n\n'
+        + "".join(f"BO_ {0x80000000 + i} m{i}: 8 x\n" for i in range(count))
+    )
+    return dbc
