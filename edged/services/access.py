@@ -635,9 +635,10 @@ class AccessService(Service):
         update = parse_update(
             args, key=self.key, fleet=self.fleet, card_ref_chars=2 * self.config.card_ref_bytes
         )
-        if update.version < self._floor:
+        if update.version < self._floor and current.version < self._floor:
             # lists set aside at start leave version 0 in force, which any signed list
-            # passes: an old one played back (a card revoked since still allowed) too
+            # passes: an old one played back (a card revoked since still allowed) too.
+            # (Lists in force at or above the floor refuse it themselves, in `apply`.)
             raise CommandError(
                 "stale_version",
                 f"version {update.version} is older than the lists this node had before "

@@ -788,6 +788,22 @@ def test_lists_set_aside_at_start_are_no_way_back_to_an_older_signed_list(
     assert restarted.lists.version == 5
 
 
+def test_an_older_list_over_lists_restored_in_force_is_refused_as_older_than_those(
+    tmp_path: Path,
+) -> None:
+    """Lists restored whole at start are in force, not set aside: the refusal of an older
+    one says so (it said "set aside at start" for every restart, sending ops looking for a
+    fault that was not there)."""
+    node, service, _ = make(tmp_path)
+    asyncio.run(service.command_update(signed(full_lists(5))))
+    restarted = _restarted(node, tmp_path, "shuttle")
+    assert restarted.lists.version == 5
+    with pytest.raises(CommandError, match="older than the lists in force") as refused:
+        asyncio.run(restarted.command_update(signed(full_lists(2))))
+    assert refused.value.code == "stale_version"
+    assert "set aside" not in str(refused.value)
+
+
 def test_lists_set_aside_under_another_fleet_set_no_floor(tmp_path: Path) -> None:
     node, service, _ = make(tmp_path)
     asyncio.run(service.command_update(signed(full_lists(5))))
