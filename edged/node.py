@@ -289,7 +289,10 @@ class Node:
             self.outbox.state.path = await asyncio.to_thread(moves.follow, note, store, outbox)
         await self.outbox.open()
         if note is not None and self.outbox.state.durable:
-            await asyncio.to_thread(moves.settle, note, self.outbox.state.path, outbox)
+            # a store set aside as corrupt as it opened: the one it was carried from is kept
+            sound = not any(loss.cause == "state_corrupt" for loss in self.outbox.state.losses)
+            path = self.outbox.state.path
+            await asyncio.to_thread(moves.settle, note, path, outbox, sound)
         if self.config_path is not None and self.outbox.durable:
             noted = moves.outbox_note_of(self.config_path)
             await asyncio.to_thread(moves.note_outbox, noted, outbox)

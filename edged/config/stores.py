@@ -40,6 +40,19 @@ def has_data(path: Path) -> bool:
 
 def look(path: Path, sql: str) -> int | None:
     """The first column of `sql`'s first row in the database at `path`, read-only (None:
+    it cannot be read), as an int."""
+    found = first(path, sql)
+    return found if found is None or isinstance(found, int) else int(str(found))
+
+
+def sound(path: Path) -> bool:
+    """SQLite's `quick_check` passes on the database at `path`, read-only: a file whose
+    header is right may still be garbled past it (a failing SD card's bit flips)."""
+    return first(path, "PRAGMA quick_check(1)") == "ok"
+
+
+def first(path: Path, sql: str) -> object | None:
+    """The first column of `sql`'s first row in the database at `path`, read-only (None:
     it cannot be read). The `-wal` and `-shm` files the look makes, empty, are removed."""
     wal, shm = (path.with_name(path.name + s) for s in ("-wal", "-shm"))
     had = {f: f.exists() for f in (wal, shm)}
@@ -51,7 +64,7 @@ def look(path: Path, sql: str) -> int | None:
                 continue
             try:
                 row = db.execute(sql).fetchone()
-                return None if row is None else int(row[0])
+                return None if row is None else row[0]
             except sqlite3.Error:
                 continue
             finally:

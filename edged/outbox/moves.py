@@ -11,7 +11,10 @@ that one is carried to the new place first (what ops expect of a move: the acces
 the open trip and the odometer come along too), and the old file is removed once the note
 names the new one; each step of the move is noted first (a second line naming the copy
 it may leave), so a node killed midway removes that copy at its next start (kept while
-the store in use is not there: its disk not mounted). A store that
+the store in use is not there: its disk not mounted). The copy is read back from the
+disk and compared with the store before it is named (a failing card garbles what it is
+given: the node then keeps the old one), and the old one is kept while the copy in use
+fails its check (found corrupt as it opened, or at a start after a kill). A store that
 cannot be carried (the new disk refuses it) is not left behind: the node keeps the old
 one, and says so. To start a node on an empty state store
 on purpose, remove the file (the note names it, or the config does).
@@ -19,6 +22,7 @@ on purpose, remove the file (the note names it, or the config does).
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import sqlite3
@@ -31,6 +35,7 @@ from core.files import head_of, replace_atomically
 from edged.config.stores import an_outbox, same_store
 from edged.config.stores import has_data as _has_data
 from edged.config.stores import look as _look
+from edged.config.stores import sound as _sound
 from edged.outbox import sqlitefile
 
 log = logging.getLogger(__name__)
@@ -113,12 +118,13 @@ def _note(note: Path, used: Path, leftover: Path | None = None) -> None:
         log.error("cannot sync %s, which notes the state store's place: %s", note.parent, exc)
 
 
-def _clear(note: Path, outbox: Path) -> None:
+def _clear(note: Path, outbox: Path, sound: bool | None = None) -> None:
     """The copy a move killed midway left (the note's second line): removed, each time
     the store in use is another, and it is neither an outbox's file nor another kind of
     file (it is named before it exists: a file of another kind there is not the copy).
     A node killed at each move (the OOM killer, the watchdog) left a whole store each
-    time, kept for ever."""
+    time, kept for ever. Kept while the store in use is not `sound` (None: checked here):
+    the store a move carried from may be the only intact one (a failing card)."""
     used, leftover = _read(note)
     if leftover is None:
         return
@@ -126,6 +132,17 @@ def _clear(note: Path, outbox: Path) -> None:
         # the store in use is not there (its disk not mounted, the note's line unreadable):
         # the leftover may be the only store holding the spent ids, the one the config names
         log.warning("the state store %s is not there: %s, left by a move, is kept", used, leftover)
+        return
+    a_copy = leftover.name.endswith(".carried")  # a copy being made: never the only one
+    if not a_copy and not (_sound(used) if sound is None else sound):
+        log.error(
+            "the state store %s fails its check (corrupt): %s, the store it was carried "
+            "from, is kept, not removed; stop edged and put it back at %s (or name it in "
+            "the config) to run on what it holds",
+            used,
+            leftover,
+            used,
+        )
         return
     try:
         # an outbox besides the one in use: the old store's file became the outbox, which
@@ -186,6 +203,20 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
         return last
     try:
         _carry(last, configured, lambda: _note(note, last, configured))
+    except ReadBack as exc:
+        log.error(
+            "the config moved the state store from %s to %s, but the copy written there "
+            "read back wrong (%s): the card may be failing; the node keeps the one at %s "
+            "(its spent command ids, access lists, trips), and tries again at the next "
+            "start; check the card (dmesg), or put the old path back in the config",
+            last,
+            configured,
+            exc,
+            last,
+        )
+        with contextlib.suppress(OSError):  # else the next start's _clear removes it
+            _note(note, last)
+        return last
     except (sqlite3.Error, OSError) as exc:
         log.error(
             "the config moved the state store from %s to %s, which cannot be written (%s): "
@@ -223,12 +254,13 @@ def _unnoted(last: Path, configured: Path, note: Path, exc: OSError) -> None:
     )
 
 
-def settle(note: Path, used: Path, outbox: Path) -> None:
+def settle(note: Path, used: Path, outbox: Path, sound: bool = True) -> None:
     """After the store at `used` opened on the disk: the note names it, and the store it
-    was carried from is removed, unless the config made it the `outbox`'s file. Never
-    fails the start."""
+    was carried from is removed, unless the config made it the `outbox`'s file or the
+    store at `used` was not `sound` when opened (found corrupt, set aside: the one it was
+    carried from is then kept, and named in the log). Never fails the start."""
     if last_store(note) == used:
-        _clear(note, outbox)
+        _clear(note, outbox, sound)
     if _read(note) != (used, None):
         try:
             _note(note, used)
@@ -267,10 +299,15 @@ def _sqlite_or_absent(path: Path) -> bool:
         return False
 
 
+class ReadBack(OSError):
+    """The copy of a state store, read back from the disk, is not what was written."""
+
+
 def _carry(last: Path, configured: Path, renaming: Callable[[], None]) -> None:
     """`last` copied to `configured` (its WAL's committed frames included), on the disk
-    before the rename, `renaming` called just before it; a file found at `configured` is
-    set aside, not overwritten."""
+    and read back from it before the rename, `renaming` called just before it; a file
+    found at `configured` is set aside, not overwritten. Raises ReadBack when the copy
+    read back is not sound or not what `last` holds."""
     copy = sqlitefile.read_only_copy(last)
     if copy is None:
         raise OSError(f"cannot read {last}")
@@ -288,6 +325,9 @@ def _carry(last: Path, configured: Path, renaming: Callable[[], None]) -> None:
             target.close()
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+            with contextlib.suppress(OSError):  # the read-back comes from the card
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        _read_back(tmp, copy)
         if not _sqlite_or_absent(configured):  # the config file, a key: not ours to move
             raise OSError(f"{configured} is a file but no SQLite database")
         if any(f.exists() for f in sqlitefile.companions(configured)):
@@ -305,6 +345,34 @@ def _carry(last: Path, configured: Path, renaming: Callable[[], None]) -> None:
         copy.close()
         for file in sqlitefile.companions(tmp):
             file.unlink(missing_ok=True)
+
+
+def _read_back(tmp: Path, copy: sqlite3.Connection) -> None:
+    """The copy at `tmp` as the disk gives it back: sound, and holding what `copy` does
+    (a bit flipped in a row's value passes `quick_check`). A failing card garbles what it
+    is given; the old store is removed only once its copy reads back whole."""
+    try:
+        written = sqlite3.connect(f"{tmp.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ReadBack(f"cannot open the copy: {exc}") from exc
+    try:
+        found = sqlitefile.problems(written)
+        if found is not None:
+            raise ReadBack(f"corrupt: {found}")
+        if _digest(written) != _digest(copy):
+            raise ReadBack("its rows differ from the store's")
+    except sqlite3.Error as exc:
+        raise ReadBack(f"cannot read the copy: {exc}") from exc
+    finally:
+        written.close()
+
+
+def _digest(db: sqlite3.Connection) -> bytes:
+    """What the database holds, schema and rows, as a digest."""
+    h = hashlib.sha256()
+    for line in db.iterdump():
+        h.update(line.encode("utf-8", "surrogatepass") + b"\n")
+    return h.digest()
 
 
 def _sync_dir(directory: Path) -> None:

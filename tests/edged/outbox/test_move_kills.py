@@ -12,7 +12,7 @@ import pytest
 
 from edged.outbox import moves
 from tests.edged.access.support import full_lists, signed
-from tests.edged.outbox.test_moves import running, send, write
+from tests.edged.outbox.test_moves import _flip, running, send, write
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -67,3 +67,23 @@ async def test_the_store_a_move_left_is_kept_while_the_one_carried_to_is_not_the
     async with running(write(tmp_path, f'state_path = "{a}"')) as n:
         out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
     assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+
+
+async def test_the_store_a_move_left_is_kept_when_its_copy_is_found_garbled_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """Killed once the note named the copy, the card garbling the copy meanwhile (a dying
+    SD card): the next start removed the old store, the only intact one, as the move's
+    leftover, because the copy's header was right."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
+    cfg = write(tmp_path, f'state_path = "{b}"')
+    await killed_at(cfg, "noted")
+    kept = a.read_bytes()
+    _flip(b)
+    async with running(cfg):
+        pass
+    assert a.read_bytes() == kept

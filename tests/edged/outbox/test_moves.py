@@ -471,3 +471,63 @@ def test_a_note_with_a_nul_byte_in_a_line_does_not_stop_the_start(tmp_path: Path
     note.write_text(f"{store}\n/var/lib/edged/st\x00te.sqlite\n")
     assert moves.follow(note, store, tmp_path / "outbox.sqlite") == store
     assert store.stat().st_size > 0
+
+
+def _flip(path: Path) -> None:
+    """A failing card: the pages past the first read back as noise (bit flips)."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(4096)
+        f.write(os.urandom(max(0, size - 4096)))
+
+
+async def test_a_copy_that_reads_back_corrupt_leaves_the_node_on_the_old_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The card garbles the copy as it is written: the node goes on with the old store,
+    intact (a list older than the one taken still refused), and says so; the old store
+    was removed once the copy was named, the copy set aside as corrupt when opened."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
+    fsync = os.fsync
+
+    def garbling(fd: int) -> None:
+        fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".carried"):
+            _flip(Path(os.readlink(f"/proc/self/fd/{fd}")))
+
+    monkeypatch.setattr(moves.os, "fsync", garbling)
+    async with running(write(tmp_path, f'state_path = "{b}"')) as n:
+        assert n.outbox.state.path == a
+        out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+    assert a.exists() and moves.last_store(moves.note_of(tmp_path / "edged.toml")) == a
+    assert any("read back" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+async def test_a_carried_store_found_corrupt_when_opened_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy was sound when carried, and garbled by the card before the store opened it
+    (set aside as corrupt, the node on what could be read back): the store it was carried
+    from, intact, is not removed as the move's leftover."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
+    kept = a.read_bytes()
+    follow = moves.follow
+
+    def garbled(note: Path, configured: Path, outbox: Path) -> Path:
+        used = follow(note, configured, outbox)
+        _flip(used)
+        return used
+
+    monkeypatch.setattr(moves, "follow", garbled)
+    async with running(write(tmp_path, f'state_path = "{b}"')) as n:
+        assert any(loss.cause == "state_corrupt" for loss in n.outbox.state.losses)
+    assert a.read_bytes() == kept
