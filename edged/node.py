@@ -286,7 +286,9 @@ class Node:
         outbox = Path(self.config.outbox.path)
         if note is not None:  # a config that moved the state store: it comes along
             store = self.config.outbox.state_file
-            self.outbox.state.path = await asyncio.to_thread(moves.follow, note, store, outbox)
+            used = await asyncio.to_thread(moves.follow, note, store, outbox)
+            await asyncio.to_thread(moves.shared, note, used, Path(store), outbox)
+            self.outbox.state.path = used
         await self.outbox.open()
         if note is not None and self.outbox.state.durable:
             # a store set aside as corrupt as it opened: the one it was carried from is kept

@@ -242,6 +242,32 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
     return configured
 
 
+def shared(note: Path, used: Path, configured: Path, outbox: Path) -> None:
+    """Raises EdgedError when the state store to open at `used` (what `follow` gave) is the
+    file the config names as the `outbox`: opened twice, the second opening found it held
+    ("database is locked") and the node restarted for ever, naming neither file's role.
+    Neither file is touched: both hold what the node had."""
+    try:
+        one = same_store(used, outbox)
+    except OSError:
+        return
+    if not one:
+        return
+    swapped = an_outbox(configured)
+    raise EdgedError(
+        f"the config names {outbox} as the outbox ([outbox] path), but that is the state "
+        f"store the node ran on (noted in {note})"
+        + (
+            f", and names {configured} as the state store (state_path), which holds the "
+            "outbox: the two places are swapped. Put them back: "
+            f'[outbox] path = "{configured}", state_path = "{outbox}"'
+            if swapped
+            else f"; name another file for the outbox, or put state_path = \"{outbox}\""
+        )
+        + "; both files are left as they are"
+    )
+
+
 def _unnoted(last: Path, configured: Path, note: Path, exc: OSError) -> None:
     log.error(
         "the config moved the state store from %s to %s, but %s cannot say so (%s): "

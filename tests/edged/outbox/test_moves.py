@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from core.errors import EdgedError
 from edged.commands.router import IncomingCommand, Outcome
 from edged.config import load_config
 from edged.node import Node
@@ -531,3 +532,23 @@ async def test_a_carried_store_found_corrupt_when_opened_keeps_the_old_one(
     async with running(write(tmp_path, f'state_path = "{b}"')) as n:
         assert any(loss.cause == "state_corrupt" for loss in n.outbox.state.losses)
     assert a.read_bytes() == kept
+
+
+async def test_a_config_with_the_two_stores_swapped_is_refused_naming_both(
+    tmp_path: Path,
+) -> None:
+    """`[outbox] path` naming the state store the node ran on and `state_path` its outbox:
+    nothing is lost (the store is not carried onto an outbox), but the node opened one
+    file for both and restarted for ever on "database is locked", which named neither
+    the swap nor what to do."""
+    o, s = tmp_path / "d" / "outbox.sqlite", tmp_path / "d" / "state.sqlite"
+    async with running(write(tmp_path, f'path = "{o}"\nstate_path = "{s}"')) as n:
+        assert (await send(n, "access.update", {"id": "l1", "args": signed(full_lists())})).reply.ok
+    held = {f: f.read_bytes() for f in (o, s)}
+    cfg = write(tmp_path, f'path = "{s}"\nstate_path = "{o}"')
+    node = Node(load_config(cfg), config_path=cfg)
+    with pytest.raises(EdgedError) as refused:
+        await asyncio.wait_for(node.run(asyncio.Event()), 5)
+    said = str(refused.value)
+    assert str(s) in said and str(o) in said and "swapped" in said, said
+    assert {f: f.read_bytes() for f in (o, s)} == held
