@@ -26,7 +26,7 @@ from core.files import head_of
 from core.paths import private_files
 from edged.config.kiosk import BROWSER_POLICY, browser_filter, screen_origin
 from edged.config.models import EdgedConfig
-from edged.config.stores import an_outbox, same_store
+from edged.config.stores import an_outbox, has_data, same_store
 
 DEFAULT_RELEASES = "/opt/edged/releases"  # edged.release.launcher's, not loaded by a node
 
@@ -110,6 +110,15 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
                 f"{key}: {path} holds an outbox, its messages unsent (one a move left, or "
                 "the node's own): the node would keep its state store where it is; name a "
                 "new file"
+            )
+        elif key == "outbox.state_path" and has_data(path):
+            # refused rather than set aside and the copies bounded: each bound drops a file
+            # of someone's, and a sender could push one a minute
+            yield (
+                f"{key}: {path} holds a SQLite database already (not the node's state "
+                "store: another program's, a copy kept by ops): the node would set it "
+                "aside to carry its state store there, a copy left on the card at each "
+                "such config; name a new file, or remove that one on the device"
             )
         elif (why := _unwritable(path)) is not None:
             yield (

@@ -421,3 +421,23 @@ async def test_a_config_naming_the_running_outbox_in_another_spelling_is_taken(
     new["outbox"]["path"] = str(was.parent / "sub" / ".." / was.name)
     await admin.config_set({"config": new})
     assert Probation(admin.life.config_path).active  # type: ignore[attr-defined]
+
+
+async def test_a_database_of_another_named_as_the_state_store_is_refused_untouched(
+    tmp_path: Path,
+) -> None:
+    """A foreign SQLite file named as the new state store: the move set it aside as
+    `replaced-…` to carry the store there, a copy left on the card by each such config.set
+    (a peer pushing one a minute, the card full), never removed; refused now, untouched."""
+    foreign = tmp_path / "data" / "app.sqlite"
+    foreign.parent.mkdir()
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE t (x)")
+    db.execute("INSERT INTO t VALUES (1)")
+    db.commit()
+    db.close()
+    held = foreign.read_bytes()
+    admin, new = _node(tmp_path)
+    new["outbox"]["state_path"] = str(foreign)
+    assert f"outbox.state_path: {foreign} holds a SQLite database" in await _refused(admin, new)
+    assert foreign.read_bytes() == held and os.listdir(foreign.parent) == ["app.sqlite"]
