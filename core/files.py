@@ -2,10 +2,19 @@
 
 import contextlib
 import errno
+import logging
 import os
+import re
 import secrets
 import stat
+import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LEFT_AFTER_S = 600.0
+"""A temporary file of `replace_atomically` this old is one a write killed midway left (a
+write takes milliseconds; one stuck on a failing card this long has failed anyway)."""
 
 
 def replace_atomically(
@@ -20,7 +29,9 @@ def replace_atomically(
     umask) unless `mode` is set: then it is created private to its owner and given `mode`
     before any byte is written, so a secret is never readable by others, not even through a
     descriptor opened in passing. `sync`: the data reaches the disk before the rename.
-    Raises `OSError`, with the temporary file removed."""
+    Raises `OSError`, with the temporary file removed. The temporary files of earlier
+    writes to `path` killed midway are removed first (`clear_left`)."""
+    clear_left(path.parent, re.escape(path.name))
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     created = 0o666 if mode is None else 0o600
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, created)
@@ -37,6 +48,46 @@ def replace_atomically(
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def clear_left(directory: Path, names: str, older_than_s: float = LEFT_AFTER_S) -> list[Path]:
+    """Remove the temporary files `replace_atomically` left in `directory` for the files
+    whose names match the regular expression `names` (a write killed midway: the OOM
+    killer, the watchdog, a power cut), returned: each a few KB, never cleaned, they
+    gathered beside the config and the caches at each kill. Only what is provably such a
+    file: its name exactly `.NAME.` and 16 hex digits, a regular file (no link followed)
+    of this process's user, untouched for `older_than_s` (never a write in progress).
+    Never raises: one that cannot be removed is logged."""
+    pattern = re.compile(rf"\.(?:{names})\.[0-9a-f]{{16}}")
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            if now - st.st_mtime < older_than_s:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot remove %s, left by a write killed midway: %s", entry.path, exc)
+    if removed:
+        log.warning(
+            "removed %d temporary file(s) left by writes killed midway in %s: %s",
+            len(removed),
+            directory,
+            ", ".join(p.name for p in removed),
+        )
+    return removed
 
 
 def head_of(path: Path, size: int) -> bytes | None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from core.bus import Bus
 from core.cancel import cancel_and_wait
 from core.counters import Counters
 from core.errors import EdgedError
+from core.files import clear_left
 from edged import __version__, logs, sdnotify
 from edged.clock import Clock
 from edged.commands.admin import Admin, probation_watch
@@ -313,6 +315,9 @@ class Node:
         moving = None if self.config_path is None else await asyncio.to_thread(
             moves.hold, self.config_path
         )
+        if self.config_path is not None:  # the config's own files' writes killed midway
+            name = re.escape(self.config_path.name) + r"(?:\.[a-z-]+)?"
+            await asyncio.to_thread(clear_left, self.config_path.parent, name)
         try:
             await self._open_stores()
         finally:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from core.errors import ConfigError
-from core.files import head_of, replace_atomically
+from core.files import clear_left, head_of, replace_atomically
 
 SHIPPED_DBC = Path(str(resources.files("drivers.can") / "fms.dbc"))
 """The FMS database used when a config names none: package data of drivers.can, so an
@@ -340,6 +340,7 @@ def _table(path: str, mtime_ns: int, size: int) -> Table:
         if table is not None:
             return table
     cached = cache_dir() / f"{sha256}.json"
+    clear_left(cached.parent, r"[0-9a-f]{64}\.json")  # tables a write killed midway left
     table = _usable(cached, sha256)
     if table is None:
         raw = compile_in_child(Path(path), data)

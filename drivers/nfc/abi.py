@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, DriverError
-from core.files import replace_atomically
+from core.files import clear_left, replace_atomically
 from drivers.nfc.binding import SONAMES
 
 # nfc-types.h: enum nfc_modulation_type, enum nfc_baud_rate
@@ -306,6 +306,7 @@ def _stamp(st: os.stat_result) -> list[int]:
 def agreed_before(directory: Path, lay: Layout = NATIVE) -> bool:
     """Whether `directory`'s record says libnfc agreed with `lay`, and nothing it depends on
     has changed since. An unreadable, foreign or malformed record: False (check again)."""
+    clear_left(directory, re.escape(RECORD))  # a record's write killed midway
     try:
         with open(directory / RECORD, "rb") as f:
             raw = f.read(RECORD_MAX_BYTES + 1)

@@ -46,6 +46,7 @@ import math
 import os
 import re
 import signal
+import stat
 import sys
 import time
 from collections.abc import Mapping
@@ -96,6 +97,33 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+LEFT_AFTER_S = 600.0
+"""A temporary file of `write_atomically` or `point` this old is one a kill midway left."""
+
+
+def clear_left(directory: Path, names: str, older_than_s: float = LEFT_AFTER_S) -> None:
+    """Remove what `write_atomically` and `point` left in `directory` for the files whose
+    names match `names` (a regular expression) when killed midway (a power cut, the unit
+    stopped as it starts): `.NAME.tmp-PID`, a regular file or a link, of this user,
+    untouched for `older_than_s`; each start's pid is another, so none was ever reused or
+    removed. Never raises (this runs at every start)."""
+    pattern = re.compile(rf"\.(?:{names})\.tmp-[0-9]+")
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(OSError):
+            st = entry.stat(follow_symlinks=False)
+            mine = st.st_uid == os.geteuid() and now - st.st_mtime >= older_than_s
+            if mine and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                os.unlink(entry.path)
+                say(f"removed {entry.path}, left by a write killed midway")
 
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -419,6 +447,7 @@ class ReleaseTree:
 
     def choose(self) -> tuple[str, Trial | None]:
         """The release to start and, when it is on trial, its trial (attempt counted)."""
+        clear_left(self.root, r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
         trial = self.settle()
         if trial is not None:
             trial.attempts += 1
@@ -552,6 +581,7 @@ def restore_config(config: Mapping[str, str]) -> None:
     if sha256_file(copy) != config.get("sha256"):  # emptied or cut short by a power cut
         say(f"{copy} is not the config of the switch: {path} kept as the trial left it")
         return
+    clear_left(path.parent, re.escape(path.name) + r"(?:\.rolled-back)?")
     if now:
         write_atomically(path.with_name(path.name + ".rolled-back"), path.read_bytes(), 0o600)
     write_atomically(path, copy.read_bytes(), 0o640)

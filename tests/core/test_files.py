@@ -2,6 +2,9 @@
 
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,71 @@ def test_a_directory_that_is_not_there_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         replace_atomically(tmp_path / "missing" / "record.json", "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def _killed_writing(target: Path) -> Path:
+    """A real child process SIGKILLed inside `replace_atomically`, its data written and not
+    yet renamed: the temporary file it leaves, returned."""
+    code = (
+        "import os, signal, sys\n"
+        "import core.files as f\n"
+        "f.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "f.replace_atomically(__import__('pathlib').Path(sys.argv[1]), 'half', sync=True)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code, str(target)], cwd=root, check=False)
+    assert done.returncode == -9
+    (left,) = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.")]
+    return left
+
+
+def _aged(path: Path, seconds: float = core.files.LEFT_AFTER_S + 60) -> Path:
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+    return path
+
+
+def test_a_write_killed_midway_leaves_a_file_the_next_write_removes(tmp_path: Path) -> None:
+    """Killed between its write and its rename (the OOM killer, the watchdog): the temporary
+    file stayed for ever, a few KB beside the config or a cache at each kill."""
+    target = tmp_path / "record.json"
+    target.write_text("old")
+    left = _aged(_killed_writing(target))
+    replace_atomically(target, "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"], left
+
+
+def test_a_temporary_file_of_a_write_in_progress_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "record.json"
+    left = _killed_writing(target)  # just written: another process's write, for all we know
+    replace_atomically(target, "new")
+    assert left.exists()
+
+
+def test_only_files_provably_left_by_a_write_are_removed(tmp_path: Path) -> None:
+    """Names alike but not ours (an editor's swap file, another name's, another user's, a
+    link, a directory) stay, however old."""
+    hexa = "0123456789abcdef"
+    kept = [
+        tmp_path / ".record.json.swp",
+        tmp_path / f".record.json.{hexa}0",
+        tmp_path / f"record.json.{hexa}",
+        tmp_path / f".other.json.{hexa}",
+        tmp_path / f".record.json.{hexa.upper()}",
+    ]
+    for p in kept:
+        p.write_text("user's")
+    foreign = tmp_path / f".record.json.{hexa[::-1]}"
+    foreign.write_text("another user's")
+    if os.geteuid() == 0:
+        os.chown(foreign, 65534, 65534)
+        kept.append(foreign)
+    link = tmp_path / f".record.json.{'1' * 16}"
+    link.symlink_to(tmp_path / ".record.json.swp")
+    folder = tmp_path / f".record.json.{'2' * 16}"
+    folder.mkdir()
+    kept += [link, folder]
+    for p in kept:
+        _aged(p)
+    replace_atomically(tmp_path / "record.json", "new")
+    assert all(os.path.lexists(p) for p in kept)

@@ -797,3 +797,21 @@ def test_a_start_that_timed_out_is_a_failure_though_it_exited_cleanly_on_sigterm
     outcome = tree.outcome()
     assert outcome is not None and outcome["code"] == "start_timeout", outcome
     assert tree.link(CURRENT) == "1.0"
+
+
+def test_a_start_removes_the_temporary_files_a_kill_midway_left(tree: ReleaseTree) -> None:
+    """`.current.tmp-PID` and `.trial.json.tmp-PID` of a launcher killed mid-write stayed
+    for ever (each start has another pid); old ones of ours are removed, nothing else."""
+    os.symlink("2.0", tree.root / ".current.tmp-999")
+    (tree.root / ".trial.json.tmp-998").write_text("{")
+    young = tree.root / ".stops.json.tmp-997"
+    young.write_text("{")
+    others = [tree.root / ".trial.json.swp", tree.root / ".tmp-5"]
+    for f in others:
+        f.write_text("x")
+    for f in (tree.root / ".current.tmp-999", tree.root / ".trial.json.tmp-998", *others):
+        os.utime(f, (1, 1), follow_symlinks=False)
+    assert tree.choose() == ("1.0", None)
+    assert sorted(p.name for p in tree.root.iterdir() if p.name.startswith(".")) == sorted(
+        [young.name, *(f.name for f in others)]
+    )

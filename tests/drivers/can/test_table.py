@@ -591,3 +591,21 @@ def _many_messages(folder: Path, count: int) -> Path:
         + "".join(f"BO_ {0x80000000 + i} m{i}: 8 x\n" for i in range(count))
     )
     return dbc
+def test_a_cached_tables_write_killed_midway_is_removed_when_the_cache_is_read(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """A node killed while it wrote a DBC's table left `.HASH.json.<hex>` (a table's size)
+    in the cache at each kill, read back by nothing; the next load through the cache
+    removes it, the tables and other files kept."""
+    dbc = users_dbc(tmp_path)
+    load_table(dbc)
+    left = cache_dir / f".{'a' * 64}.json.0123456789abcdef"
+    other = cache_dir / "notes.txt"
+    for f in (left, other):
+        f.write_text("{}")
+        os.utime(f, (1, 1))
+    os.utime(dbc, ns=(1, 3))  # another mtime: read again, not from memory
+    load_table(dbc)
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(
+        [other.name, *(p.name for p in cache_dir.glob("*.json"))]
+    )

@@ -552,3 +552,21 @@ async def test_a_config_with_the_two_stores_swapped_is_refused_naming_both(
     said = str(refused.value)
     assert str(s) in said and str(o) in said and "swapped" in said, said
     assert {f: f.read_bytes() for f in (o, s)} == held
+
+
+async def test_a_start_removes_what_writes_of_the_config_files_killed_midway_left(
+    tmp_path: Path,
+) -> None:
+    """A node killed while it wrote its notes or a config (a `config.set`, a rollback)
+    left `.edged.toml.NAME.<hex>` beside the config at each kill; the next start removes
+    those (old, ours), and nothing else there."""
+    cfg = write(tmp_path, f'state_path = "{tmp_path / "a" / "state.sqlite"}"')
+    then = time.time() - 3600
+    left = [tmp_path / f".edged.toml.{s}0123456789abcdef" for s in ("", "previous.", "outbox.")]
+    kept = [tmp_path / ".edged.toml.swp", tmp_path / ".edged.toml.notes"]
+    for f in (*left, *kept):
+        f.write_text("x")
+        os.utime(f, (then, then))
+    async with running(cfg):
+        pass
+    assert not any(f.exists() for f in left) and all(f.exists() for f in kept)
