@@ -24,8 +24,10 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import sqlite3
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -110,8 +112,9 @@ def read_only_copy(path: Path) -> sqlite3.Connection | None:
     except OSError:
         return None
     for base in (*SCRATCH_DIRS, tempfile.gettempdir()):
+        clear_scratch(Path(base))
         try:
-            scratch = Path(tempfile.mkdtemp(prefix="edged-ro-", dir=base))
+            scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=base))
         except OSError:
             continue
         try:
@@ -123,6 +126,38 @@ def read_only_copy(path: Path) -> sqlite3.Connection | None:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return None
+
+
+SCRATCH_PREFIX = "edged-ro-"
+SCRATCH_LEFT_S = 600.0
+"""A copy's directory this old was left by a node killed as it read (a copy takes seconds)."""
+
+
+def clear_scratch(base: Path, older_than_s: float = SCRATCH_LEFT_S) -> None:
+    """Remove the copies a node killed while it read one left in `base` (`edged-ro-*`,
+    mkdtemp's): on a RAM disk (/dev/shm, /run) each held an outbox's size (up to its
+    128 MiB cap) of a Pi Zero's 512 MB until the next boot. Only directories of this
+    user, by that name, untouched for `older_than_s` (never another node's copy being
+    made). Never raises."""
+    pattern = re.compile(rf"{re.escape(SCRATCH_PREFIX)}[A-Za-z0-9_]{{8}}")
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        if now - st.st_mtime < older_than_s:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        log.warning("removed %s, a copy left by a node killed as it read it", entry.path)
 
 
 def copy_database(path: Path, copy: Path) -> None:

@@ -1,6 +1,9 @@
+import os
 import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 from bench.memory import sqlite_memory_used
 from edged.outbox import sqlitefile
@@ -60,3 +63,28 @@ def test_foreign_wals_set_aside_in_the_same_second_are_all_kept(tmp_path: Path) 
         kept.append(wal)
     found = sorted(f.read_bytes() for f in tmp_path.glob("outbox.sqlite-wal.foreign-*"))
     assert found == sorted(kept), "each foreign WAL is kept under a name of its own"
+
+
+def test_a_copy_left_by_a_node_killed_as_it_read_is_removed_by_the_next_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node killed while it read a database through a copy on a RAM disk (a read-only
+    card, a state store carried) left the copy there, an outbox's size of RAM, until the
+    boot; the next read removes old ones of ours, nothing else."""
+    base = tmp_path / "shm"
+    base.mkdir()
+    monkeypatch.setattr(sqlitefile, "SCRATCH_DIRS", (str(base),))
+    left, young, other = base / "edged-ro-abcd_123", base / "edged-ro-young123", base / "mine"
+    for d in (left, young, other):
+        d.mkdir()
+        (d / "outbox.sqlite").write_bytes(b"x" * 4096)
+    for d in (left, other):
+        os.utime(d, (1, 1))
+    db = tmp_path / "state.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE kv (k)")
+    c.close()
+    copy = sqlitefile.read_only_copy(db)
+    assert copy is not None
+    copy.close()
+    assert sorted(p.name for p in base.iterdir()) == ["edged-ro-young123", "mine"]
