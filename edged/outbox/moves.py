@@ -215,7 +215,7 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
             last,
         )
         with contextlib.suppress(OSError):  # else the next start's _clear removes it
-            _note(note, last)
+            _note(note, last, _copy_left(configured))
         return last
     except (sqlite3.Error, OSError) as exc:
         log.error(
@@ -228,7 +228,7 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
             last,
         )
         with contextlib.suppress(OSError):  # else the next start's _clear removes it
-            _note(note, last)
+            _note(note, last, _copy_left(configured))
         return last
     # the note names the copy before the node runs on it: a copy the note did not name
     # would be carried over again at the next start, with the commands spent meanwhile
@@ -287,9 +287,14 @@ def settle(note: Path, used: Path, outbox: Path, sound: bool = True) -> None:
     carried from is then kept, and named in the log). Never fails the start."""
     if last_store(note) == used:
         _clear(note, outbox, sound)
-    if _read(note) != (used, None):
+    # a move's copy its disk refused to remove stays named, to go at a start it can
+    left = _read(note)[1]
+    left = left if left is not None and left.name.endswith(".carried") else None
+    if left is not None and not any(os.path.lexists(f) for f in sqlitefile.companions(left)):
+        left = None
+    if _read(note) != (used, left):
         try:
-            _note(note, used)
+            _note(note, used, left)
         except OSError as exc:
             log.error("cannot note the state store's place in %s: %s", note, exc)
 
@@ -297,6 +302,17 @@ def settle(note: Path, used: Path, outbox: Path, sound: bool = True) -> None:
 def _carrying(configured: Path) -> Path:
     """The copy's name until it is whole: one of ours, never a file of someone else's."""
     return configured.with_name(f".{configured.name}.carried")
+
+
+def _copy_left(configured: Path) -> Path | None:
+    """The copy's name while a file of it is still there (a disk that refused its removal:
+    remounted read-only, cut), to be removed at a start it is back; named nowhere, it was
+    left there for good once the config went back to the old place."""
+    try:
+        there = any(os.path.lexists(f) for f in sqlitefile.companions(_carrying(configured)))
+    except OSError:
+        there = True
+    return _carrying(configured) if there else None
 
 
 def _remove(store: Path) -> None:

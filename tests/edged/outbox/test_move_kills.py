@@ -5,14 +5,18 @@ refused) and no copy of the store is left on the card (each is the store's size,
 fleet pushing configs for months would fill an SD card with them)."""
 
 import asyncio
+import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edged.outbox import moves
 from tests.edged.access.support import full_lists, signed
 from tests.edged.outbox.test_moves import _flip, running, send, write
+from tests.helpers.disk import ext4_error, sd_card
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -22,6 +26,14 @@ async def killed_at(cfg: Path, step: str) -> None:
         sys.executable, "-m", "tests.helpers.move_child", str(cfg), step, cwd=ROOT
     )
     assert await asyncio.wait_for(proc.wait(), 20) == -9, f"the node did not die at {step}"
+
+
+def fixed(card: Path) -> None:
+    """The card `ext4_error` left read-only, checked and mounted again (fsck, a reboot)."""
+    image = card.with_name(card.name + ".img")
+    subprocess.run(["umount", "-l", str(card)], check=True, capture_output=True)
+    subprocess.run(["fsck.ext4", "-y", str(image)], check=False, capture_output=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(card)], check=True)
 
 
 def files(*dirs: Path) -> list[str]:
@@ -87,3 +99,32 @@ async def test_the_store_a_move_left_is_kept_when_its_copy_is_found_garbled_at_t
     async with running(cfg):
         pass
     assert a.read_bytes() == kept
+
+
+async def test_a_copy_its_card_refused_to_remove_is_removed_once_the_card_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new place's card remounted read-only by an ext4 error as the copy was renamed (a
+    real ext4 on a loop device): the node kept its store (nothing lost), but the copy could
+    not be removed and the note forgot it; once the card was fixed and the config back
+    (a rollback), it stayed on the card for good, a store's size at each such fault."""
+    a = tmp_path / "a" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')):
+        pass
+    with sd_card(tmp_path / "card") as card:
+        replace = os.replace
+
+        def replacing(src: Any, dst: Any) -> None:
+            if str(src).endswith(".carried"):
+                ext4_error(card)
+            replace(src, dst)
+
+        with monkeypatch.context() as m:
+            m.setattr(moves.os, "replace", replacing)
+            async with running(write(tmp_path, f'state_path = "{card / "state.sqlite"}"')) as n:
+                assert n.outbox.state.path == a
+        fixed(card)
+        assert (card / ".state.sqlite.carried").exists()
+        async with running(write(tmp_path, f'state_path = "{a}"')):
+            pass
+        assert sorted(p.name for p in card.iterdir()) == ["lost+found"]
