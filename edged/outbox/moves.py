@@ -14,7 +14,8 @@ it may leave), so a node killed midway removes that copy at its next start (kept
 the store in use is not there: its disk not mounted). The copy is read back from the
 disk and compared with the store before it is named (a failing card garbles what it is
 given: the node then keeps the old one), and the old one is kept while the copy in use
-fails its check (found corrupt as it opened, or at a start after a kill). A store that
+fails its check (found corrupt as it opened; at a start after a kill, before the node ran
+on the copy, the old one is taken again and carried anew). A store that
 cannot be carried (the new disk refuses it) is not left behind: the node keeps the old
 one, and says so. To start a node on an empty state store
 on purpose, remove the file (the note names it, or the config does).
@@ -133,8 +134,18 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> None:
         # the leftover may be the only store holding the spent ids, the one the config names
         log.warning("the state store %s is not there: %s, left by a move, is kept", used, leftover)
         return
+    try:
+        # an outbox besides the one in use: the old store's file became the outbox, which
+        # moved again since (its messages unsent)
+        kept = same_store(leftover, outbox) or same_store(leftover, used)
+        kept = kept or an_outbox(leftover)
+    except OSError:
+        kept = True  # not known: kept
     a_copy = leftover.name.endswith(".carried")  # a copy being made: never the only one
     if not a_copy and not (_sound(used) if sound is None else sound):
+        if sound is None and not kept and _a_store(leftover) and _sound(leftover):
+            _back(note, used, leftover)
+            return
         log.error(
             "the state store %s fails its check (corrupt): %s, the store it was carried "
             "from, is kept, not removed; stop edged and put it back at %s (or name it in "
@@ -144,16 +155,34 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> None:
             used,
         )
         return
-    try:
-        # an outbox besides the one in use: the old store's file became the outbox, which
-        # moved again since (its messages unsent)
-        kept = same_store(leftover, outbox) or same_store(leftover, used)
-        kept = kept or an_outbox(leftover)
-    except OSError:
-        kept = True  # not known: kept
     if not kept and _sqlite_or_absent(leftover):
         _remove(leftover)
     _remove(_carrying(leftover))  # the copy killed before its rename, as it was named
+
+
+def _back(note: Path, used: Path, carried_from: Path) -> None:
+    """The copy a move named the store (`used`), garbled before the node ran on it (a
+    failing card, found at a start after a kill): the store it was `carried_from`, intact
+    and holding all the copy held (the move's last step, the old store's removal, was not
+    taken, so the node never ran on the copy), is the one in use again; the copy is set
+    aside as corrupt (the newest few kept) and the move tried again."""
+    try:
+        _note(note, carried_from)
+    except OSError as exc:
+        log.error("cannot note %s as the state store again (%s): both kept", carried_from, exc)
+        return
+    log.error(
+        "the state store %s, carried from %s, fails its check (corrupt; a failing card?) "
+        "and the node has not run on it: it goes on with %s, which holds what the copy "
+        "did, and carries it again",
+        used,
+        carried_from,
+        carried_from,
+    )
+    try:
+        sqlitefile.move_aside(used)
+    except OSError as exc:  # the carry sets it aside, or keeps the node where it is
+        log.error("cannot set the corrupt copy %s aside: %s", used, exc)
 
 
 def follow(note: Path, configured: Path, outbox: Path) -> Path:

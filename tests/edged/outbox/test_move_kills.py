@@ -81,12 +81,13 @@ async def test_the_store_a_move_left_is_kept_while_the_one_carried_to_is_not_the
     assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
 
 
-async def test_the_store_a_move_left_is_kept_when_its_copy_is_found_garbled_at_the_next_start(
+async def test_a_copy_found_garbled_at_the_next_start_gives_way_to_the_store_it_came_from(
     tmp_path: Path,
 ) -> None:
     """Killed once the note named the copy, the card garbling the copy meanwhile (a dying
     SD card): the next start removed the old store, the only intact one, as the move's
-    leftover, because the copy's header was right."""
+    leftover (the copy's header was right), and ran on what could be read of the copy.
+    Now the old store is taken again and carried anew; the garbled copy is set aside."""
     a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
     async with running(write(tmp_path, f'state_path = "{a}"')) as n:
         assert (
@@ -94,11 +95,13 @@ async def test_the_store_a_move_left_is_kept_when_its_copy_is_found_garbled_at_t
         ).reply.ok
     cfg = write(tmp_path, f'state_path = "{b}"')
     await killed_at(cfg, "noted")
-    kept = a.read_bytes()
     _flip(b)
-    async with running(cfg):
-        pass
-    assert a.read_bytes() == kept
+    async with running(cfg) as n:
+        assert not n.outbox.state.losses, n.outbox.state.losses
+        out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+    aside = [p for p in b.parent.iterdir() if p.name.startswith("state.sqlite.corrupt-")]
+    assert [p for p in aside if not p.name.endswith(("-wal", "-shm", "-journal"))], aside
 
 
 async def test_a_copy_its_card_refused_to_remove_is_removed_once_the_card_is_back(
