@@ -26,7 +26,7 @@ from core.files import head_of
 from core.paths import private_files
 from edged.config.kiosk import BROWSER_POLICY, browser_filter, screen_origin
 from edged.config.models import EdgedConfig
-from edged.config.stores import an_outbox, has_data, same_store
+from edged.config.stores import an_outbox, has_data, noted_store, same_store
 
 DEFAULT_RELEASES = "/opt/edged/releases"  # edged.release.launcher's, not loaded by a node
 
@@ -111,7 +111,7 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
                 "the node's own): the node would keep its state store where it is; name a "
                 "new file"
             )
-        elif key == "outbox.state_path" and has_data(path):
+        elif key == "outbox.state_path" and has_data(path) and not _in_use(path, config_path):
             # refused rather than set aside and the copies bounded: each bound drops a file
             # of someone's, and a sender could push one a minute
             yield (
@@ -134,6 +134,16 @@ def _stores(running: EdgedConfig, new: EdgedConfig, config_path: Path) -> Iterat
                 "raised offline) in the new one; move it on the device, edged stopped "
                 "(docs/security.md)"
             )
+
+
+def _in_use(path: Path, config_path: Path) -> bool:
+    """`path` is the state store the node runs on (the running config may name another: a
+    move the new place refused leaves the node on the old one, and says to name it back)."""
+    noted = noted_store(config_path)
+    try:
+        return noted is not None and same_store(path, noted)
+    except OSError:
+        return False
 
 
 def _screen(running: EdgedConfig, new: EdgedConfig) -> Iterator[str]:

@@ -8,6 +8,20 @@ import os
 import sqlite3
 from pathlib import Path
 
+NOTE_SUFFIX = ".state-store"
+"""The note beside the config naming the state store the node ran with (moves.py)."""
+
+
+def noted_store(config_path: Path) -> Path | None:
+    """The state store the node ran with, as the note beside its config names it (None: no
+    note, or a first line naming no file)."""
+    try:
+        with open(config_path.with_name(config_path.name + NOTE_SUFFIX), encoding="utf-8") as f:
+            line = f.readline(4096).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Path(line) if line and "\x00" not in line and Path(line).is_absolute() else None
+
 
 def same_store(a: Path, b: Path) -> bool:
     """`a` and `b` name one file, however spelt (`x/..`, a linked directory): a store named

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from core.errors import EdgedError
 from core.files import head_of, replace_atomically
-from edged.config.stores import an_outbox, same_store
+from edged.config.stores import NOTE_SUFFIX, an_outbox, same_store
 from edged.config.stores import has_data as _has_data
 from edged.config.stores import look as _look
 from edged.config.stores import sound as _sound
@@ -41,7 +41,6 @@ from edged.outbox import sqlitefile
 
 log = logging.getLogger(__name__)
 
-NOTE_SUFFIX = ".state-store"
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 

@@ -441,3 +441,22 @@ async def test_a_database_of_another_named_as_the_state_store_is_refused_untouch
     new["outbox"]["state_path"] = str(foreign)
     assert f"outbox.state_path: {foreign} holds a SQLite database" in await _refused(admin, new)
     assert foreign.read_bytes() == held and os.listdir(foreign.parent) == ["app.sqlite"]
+
+
+async def test_the_state_store_the_node_runs_on_may_be_named_back(tmp_path: Path) -> None:
+    """A move the new place refused leaves the node on its old store, and the log says to
+    put the old path back in the config: a config.set doing so is taken, though a SQLite
+    database with data is there (the store in use, as the note beside the config says)."""
+    admin, new = _node(tmp_path)
+    cfg: Path = admin.life.config_path  # type: ignore[attr-defined]
+    kept = tmp_path / "kept" / "state.sqlite"
+    kept.parent.mkdir()
+    db = sqlite3.connect(kept)
+    db.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO kv VALUES ('k', 'v')")
+    db.commit()
+    db.close()
+    cfg.with_name(cfg.name + ".state-store").write_text(f"{kept}\n")
+    new["outbox"]["state_path"] = str(kept)
+    reply = await admin.config_set({"config": new})
+    assert reply.get("accepted", True), reply
