@@ -118,21 +118,22 @@ def _note(note: Path, used: Path, leftover: Path | None = None) -> None:
         log.error("cannot sync %s, which notes the state store's place: %s", note.parent, exc)
 
 
-def _clear(note: Path, outbox: Path, sound: bool | None = None) -> None:
+def _clear(note: Path, outbox: Path, sound: bool | None = None) -> Path | None:
     """The copy a move killed midway left (the note's second line): removed, each time
     the store in use is another, and it is neither an outbox's file nor another kind of
     file (it is named before it exists: a file of another kind there is not the copy).
     A node killed at each move (the OOM killer, the watchdog) left a whole store each
     time, kept for ever. Kept while the store in use is not `sound` (None: checked here):
-    the store a move carried from may be the only intact one (a failing card)."""
+    the store a move carried from may be the only intact one (a failing card). Returns
+    the leftover when its disk refused its removal (to stay named), else None."""
     used, leftover = _read(note)
     if leftover is None:
-        return
+        return None
     if used is None or not _a_store(used):
         # the store in use is not there (its disk not mounted, the note's line unreadable):
         # the leftover may be the only store holding the spent ids, the one the config names
         log.warning("the state store %s is not there: %s, left by a move, is kept", used, leftover)
-        return
+        return None
     try:
         # an outbox besides the one in use: the old store's file became the outbox, which
         # moved again since (its messages unsent)
@@ -144,7 +145,7 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> None:
     if not a_copy and not (_sound(used) if sound is None else sound):
         if sound is None and not kept and _a_store(leftover) and _sound(leftover):
             _back(note, used, leftover)
-            return
+            return None
         log.error(
             "the state store %s fails its check (corrupt): %s, the store it was carried "
             "from, is kept, not removed; stop edged and put it back at %s (or name it in "
@@ -153,10 +154,22 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> None:
             leftover,
             used,
         )
-        return
-    if not kept and _sqlite_or_absent(leftover):
+        return None
+    removing = not kept and _sqlite_or_absent(leftover)
+    if removing:
         _remove(leftover)
     _remove(_carrying(leftover))  # the copy killed before its rename, as it was named
+    if (removing and _there(leftover)) or _there(_carrying(leftover)):
+        return leftover  # its disk refused (remounted read-only): named until it is gone
+    return None
+
+
+def _there(store: Path) -> bool:
+    """A file of the store at `store` is there (True when it cannot be told)."""
+    try:
+        return any(os.path.lexists(f) for f in sqlitefile.companions(store))
+    except (OSError, ValueError):
+        return True
 
 
 def _back(note: Path, used: Path, carried_from: Path) -> None:
@@ -313,13 +326,8 @@ def settle(note: Path, used: Path, outbox: Path, sound: bool = True) -> None:
     was carried from is removed, unless the config made it the `outbox`'s file or the
     store at `used` was not `sound` when opened (found corrupt, set aside: the one it was
     carried from is then kept, and named in the log). Never fails the start."""
-    if last_store(note) == used:
-        _clear(note, outbox, sound)
-    # a move's copy its disk refused to remove stays named, to go at a start it can
-    left = _read(note)[1]
-    left = left if left is not None and left.name.endswith(".carried") else None
-    if left is not None and not any(os.path.lexists(f) for f in sqlitefile.companions(left)):
-        left = None
+    # what a move left that its disk refused to remove stays named, to go at a start it can
+    left = _clear(note, outbox, sound) if last_store(note) == used else None
     if _read(note) != (used, left):
         try:
             _note(note, used, left)
@@ -336,11 +344,7 @@ def _copy_left(configured: Path) -> Path | None:
     """The copy's name while a file of it is still there (a disk that refused its removal:
     remounted read-only, cut), to be removed at a start it is back; named nowhere, it was
     left there for good once the config went back to the old place."""
-    try:
-        there = any(os.path.lexists(f) for f in sqlitefile.companions(_carrying(configured)))
-    except OSError:
-        there = True
-    return _carrying(configured) if there else None
+    return _carrying(configured) if _there(_carrying(configured)) else None
 
 
 def _remove(store: Path) -> None:

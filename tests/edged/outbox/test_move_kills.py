@@ -16,7 +16,7 @@ import pytest
 from edged.outbox import moves
 from tests.edged.access.support import full_lists, signed
 from tests.edged.outbox.test_moves import _flip, running, send, write
-from tests.helpers.disk import ext4_error, sd_card
+from tests.helpers.disk import ext4_error, mounted_tmpfs, read_only, sd_card
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -131,3 +131,26 @@ async def test_a_copy_its_card_refused_to_remove_is_removed_once_the_card_is_bac
         async with running(write(tmp_path, f'state_path = "{a}"')):
             pass
         assert sorted(p.name for p in card.iterdir()) == ["lost+found"]
+
+
+async def test_the_old_store_its_disk_would_not_let_go_of_is_removed_once_it_can_be(
+    tmp_path: Path,
+) -> None:
+    """The old store's disk read-only as the move ended (a real tmpfs remounted ro): the
+    store was carried, the old one could not be removed, and the note forgot it, so it
+    stayed on that disk for good, with the spent ids and lists of the day of the move."""
+    with mounted_tmpfs(tmp_path / "old", "8m") as disk:
+        a, b = disk / "state.sqlite", tmp_path / "b" / "state.sqlite"
+        async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+            assert (
+                await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+            ).reply.ok
+        cfg = write(tmp_path, f'state_path = "{b}"')
+        with read_only(disk):
+            async with running(cfg) as n:
+                assert n.outbox.state.path == b
+        assert a.exists()
+        async with running(cfg) as n:
+            out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+        assert out.reply.error is not None and out.reply.error.code == "stale_version"
+        assert list(disk.iterdir()) == []
