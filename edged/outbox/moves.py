@@ -303,7 +303,7 @@ def shared(note: Path, used: Path, configured: Path, outbox: Path) -> None:
             "outbox: the two places are swapped. Put them back: "
             f'[outbox] path = "{configured}", state_path = "{outbox}"'
             if swapped
-            else f"; name another file for the outbox, or put state_path = \"{outbox}\""
+            else f'; name another file for the outbox, or put state_path = "{outbox}"'
         )
         + "; both files are left as they are"
     )
