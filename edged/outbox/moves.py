@@ -102,16 +102,37 @@ def _read(note: Path) -> tuple[Path | None, Path | None]:
     return used, leftover
 
 
+def _text(used: Path, leftover: Path | None, ran: bool) -> str:
+    return f"{used}\n" + (f"{leftover}\n" + (f"{RAN}\n" if ran else "") if leftover else "")
+
+
+def _ran(note: Path) -> bool:
+    """The node ran on the store the note names since the move that left its second line
+    (a note of an older edged, two lines: not known, taken as not)."""
+    try:
+        lines = note.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return lines[2:3] == [RAN]
+
+
 def _a_path(text: str) -> bool:
     """A note's line that names a file: absolute, no NUL (which the path's checks raise
     ValueError for, stopping the start)."""
     return bool(text.strip()) and "\x00" not in text and Path(text).is_absolute()
 
 
-def _note(note: Path, used: Path, leftover: Path | None = None) -> None:
+RAN = "ran"
+"""The note's third line once the node ran on the store it names: the `leftover` kept named
+(its disk refused its removal) is then older than the store, never to be taken back."""
+
+
+def _note(note: Path, used: Path, leftover: Path | None = None, ran: bool = False) -> None:
     """The note names `used`, and the `leftover` to remove, on the disk with its directory
-    (the config may be on another file system than the stores)."""
-    replace_atomically(note, f"{used}\n" + (f"{leftover}\n" if leftover else ""), sync=True)
+    (the config may be on another file system than the stores); `ran`: the node ran on
+    `used` (settled), so the leftover holds less than it does."""
+    text = _text(used, leftover, ran)
+    replace_atomically(note, text, sync=True)
     try:
         _sync_dir(note.parent)
     except OSError as exc:  # the note is written: a power cut alone could lose it
@@ -143,16 +164,23 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> Path | None:
         kept = True  # not known: kept
     a_copy = leftover.name.endswith(".carried")  # a copy being made: never the only one
     if not a_copy and not (_sound(used) if sound is None else sound):
-        if sound is None and not kept and _a_store(leftover) and _sound(leftover):
+        # the old store is taken back only while the node never ran on the copy: once it
+        # did, the old one lacks the ids spent and the lists taken since (a look that
+        # failed once on a slow card traded them for the day of the move's)
+        ran = _ran(note)
+        if sound is None and not ran and not kept and _a_store(leftover) and _sound(leftover):
             _back(note, used, leftover)
             return None
         log.error(
-            "the state store %s fails its check (corrupt): %s, the store it was carried "
-            "from, is kept, not removed; stop edged and put it back at %s (or name it in "
-            "the config) to run on what it holds",
+            "the state store %s fails its check (corrupt, or the card would not read): %s, "
+            "the store it was carried from, is kept, not removed; %s",
             used,
             leftover,
-            used,
+            f"it holds only what the node had the day of the move (the node ran on {used} "
+            "since): put it back only if the store cannot be opened"
+            if ran
+            else f"stop edged and put it back at {used} (or name it in the config) to run "
+            "on what it holds",
         )
         return None
     removing = not kept and _sqlite_or_absent(leftover)
@@ -328,9 +356,13 @@ def settle(note: Path, used: Path, outbox: Path, sound: bool = True) -> None:
     carried from is then kept, and named in the log). Never fails the start."""
     # what a move left that its disk refused to remove stays named, to go at a start it can
     left = _clear(note, outbox, sound) if last_store(note) == used else None
-    if _read(note) != (used, left):
+    try:
+        noted = note.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        noted = None
+    if noted != _text(used, left, True):
         try:
-            _note(note, used, left)
+            _note(note, used, left, ran=True)
         except OSError as exc:
             log.error("cannot note the state store's place in %s: %s", note, exc)
 

@@ -154,3 +154,33 @@ async def test_the_old_store_its_disk_would_not_let_go_of_is_removed_once_it_can
             out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
         assert out.reply.error is not None and out.reply.error.code == "stale_version"
         assert list(disk.iterdir()) == []
+
+
+async def test_a_store_the_node_ran_on_is_not_traded_for_the_old_one_on_a_failed_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old store's disk read-only as the move ended, so it stays named to go; the node
+    ran on the new one and took a newer signed list. At the next start the look at the
+    store failed once (a slow or failing card's EIO): the node took the old store back as
+    if it had never run on the new one, set the new one aside as corrupt, and enforced the
+    list of the day of the move again (the cards revoked since let in)."""
+    with mounted_tmpfs(tmp_path / "old", "8m") as disk:
+        a, b = disk / "state.sqlite", tmp_path / "b" / "state.sqlite"
+        async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+            assert (
+                await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+            ).reply.ok
+        cfg = write(tmp_path, f'state_path = "{b}"')
+        with read_only(disk):
+            async with running(cfg) as n:
+                assert n.outbox.state.path == b
+                assert (
+                    await send(n, "access.update", {"id": "l3", "args": signed(full_lists(3))})
+                ).reply.ok
+            sound = moves._sound
+            monkeypatch.setattr(moves, "_sound", lambda p: p != b and sound(p))
+            async with running(cfg) as n:
+                assert n.outbox.state.path == b
+                out = await send(n, "access.update", {"id": "l4", "args": signed(full_lists(2))})
+        assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+        assert not [p for p in b.parent.iterdir() if ".corrupt-" in p.name]
