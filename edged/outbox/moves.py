@@ -380,8 +380,11 @@ def _copy_left(configured: Path) -> Path | None:
 
 
 def _remove(store: Path) -> None:
-    """`store` and its companions, each that is there."""
+    """`store` and its companions, each that is there (a read-only disk refuses even the
+    removal of a file it does not hold: only those there are said)."""
     for file in sqlitefile.companions(store):
+        if not os.path.lexists(file):
+            continue
         try:
             file.unlink(missing_ok=True)
         except OSError as exc:

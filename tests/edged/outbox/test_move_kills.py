@@ -184,3 +184,25 @@ async def test_a_store_the_node_ran_on_is_not_traded_for_the_old_one_on_a_failed
                 out = await send(n, "access.update", {"id": "l4", "args": signed(full_lists(2))})
         assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
         assert not [p for p in b.parent.iterdir() if ".corrupt-" in p.name]
+
+
+async def test_a_read_only_disk_logs_only_the_files_of_a_store_that_are_there(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The old store's disk read-only as the move ended: each start said "cannot remove"
+    for eight files, seven of them not there (its `-wal` once closed, `-shm`, `-journal`,
+    the copy's four), sending whoever read the log after files that did not exist."""
+    with mounted_tmpfs(tmp_path / "old", "8m") as disk:
+        a, b = disk / "state.sqlite", tmp_path / "b" / "state.sqlite"
+        async with running(write(tmp_path, f'state_path = "{a}"')):
+            pass
+        with read_only(disk):
+            there = set(disk.iterdir())
+            async with running(write(tmp_path, f'state_path = "{b}"')):
+                pass
+    named = {
+        Path(r.getMessage().split()[2].rstrip(","))
+        for r in caplog.records
+        if r.getMessage().startswith("cannot remove ")
+    }
+    assert named and named <= there, (named, there)
