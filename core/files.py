@@ -2,6 +2,7 @@
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import re
@@ -37,13 +38,17 @@ def replace_atomically(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, created)
     try:
         with os.fdopen(fd, "wb") as f:
+            # held until renamed: `clear_left` of another process leaves a write in progress
+            # whatever its age says (a clock that jumped years forward at a boot's NTP sync)
+            with contextlib.suppress(OSError):
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             if mode is not None:
                 os.fchmod(f.fileno(), mode)
             f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()  # all of it in the file before its name is `path`'s
             if sync:
-                f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -56,8 +61,9 @@ def clear_left(directory: Path, names: str, older_than_s: float = LEFT_AFTER_S) 
     killer, the watchdog, a power cut), returned: each a few KB, never cleaned, they
     gathered beside the config and the caches at each kill. Only what is provably such a
     file: its name exactly `.NAME.` and 16 hex digits, a regular file (no link followed)
-    of this process's user, untouched for `older_than_s` (never a write in progress).
-    Never raises: one that cannot be removed is logged."""
+    of this process's user, untouched for `older_than_s` and not locked by its writer
+    (never a write in progress, whatever the clock did since it began). Never raises: one
+    that cannot be removed is logged."""
     pattern = re.compile(rf"\.(?:{names})\.[0-9a-f]{{16}}")
     removed: list[Path] = []
     now = time.time()
@@ -72,7 +78,7 @@ def clear_left(directory: Path, names: str, older_than_s: float = LEFT_AFTER_S) 
             st = entry.stat(follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
                 continue
-            if now - st.st_mtime < older_than_s:
+            if now - st.st_mtime < older_than_s or _being_written(entry.path):
                 continue
             os.unlink(entry.path)
             removed.append(Path(entry.path))
@@ -88,6 +94,27 @@ def clear_left(directory: Path, names: str, older_than_s: float = LEFT_AFTER_S) 
             ", ".join(p.name for p in removed),
         )
     return removed
+
+
+def _being_written(path: str) -> bool:
+    """A writer holds the file's lock (`replace_atomically` until its rename): a write in
+    progress, however old its time says it is. Told without blocking; True when the file
+    cannot be opened to tell (kept: not provably left)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # a file system without locks: its age alone tells, as before
+    finally:
+        os.close(fd)  # the lock goes with it: a write beginning now takes its own name
+    return False
 
 
 def head_of(path: Path, size: int) -> bytes | None:

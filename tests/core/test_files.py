@@ -161,3 +161,46 @@ def test_only_files_provably_left_by_a_write_are_removed(tmp_path: Path) -> None
         _aged(p)
     replace_atomically(tmp_path / "record.json", "new")
     assert all(os.path.lexists(p) for p in kept)
+
+
+def test_a_write_in_progress_is_kept_when_the_clock_jumped_since_it_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Pi without a clock boots in the past, and NTP moves it forward by years as a write
+    waits on a slow card's fsync: its temporary file looked an hour old to a cleaner of
+    another process, which removed it, and the write failed. Its writer's lock keeps it."""
+    import threading
+
+    target = tmp_path / "record.json"
+    target.write_text("old")
+    started, go = threading.Event(), threading.Event()
+    fsync = os.fsync
+
+    def slow_card(fd: int) -> None:
+        started.set()
+        go.wait(5)
+        fsync(fd)
+
+    monkeypatch.setattr(core.files.os, "fsync", slow_card)
+    failed: list[BaseException] = []
+
+    def writing() -> None:
+        try:
+            replace_atomically(target, "new", sync=True)
+        except BaseException as exc:
+            failed.append(exc)
+
+    writer = threading.Thread(target=writing)
+    writer.start()
+    try:
+        assert started.wait(5)
+        (tmp,) = [p for p in tmp_path.iterdir() if p.name.startswith(".record.json.")]
+        _aged(tmp, 3600)  # what the jump makes of its time
+        code = "import sys, pathlib, core.files as f; f.clear_left(pathlib.Path(sys.argv[1]), 'record\\\\.json')"
+        root = Path(__file__).resolve().parents[2]
+        subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=root, check=True)
+    finally:
+        go.set()
+        writer.join(5)
+    assert not failed, failed
+    assert target.read_text() == "new"
