@@ -22,6 +22,7 @@ Both files (the outbox and the state store) are opened the same way:
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import re
@@ -117,6 +118,7 @@ def read_only_copy(path: Path) -> sqlite3.Connection | None:
             scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=base))
         except OSError:
             continue
+        held = _lock(scratch)  # the copy is in use: no other node's `clear_scratch` takes it
         try:
             return _copy_to_memory(path, scratch / path.name)
         except (sqlite3.Error, OSError) as exc:
@@ -125,7 +127,24 @@ def read_only_copy(path: Path) -> sqlite3.Connection | None:
                 return None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            if held is not None:
+                os.close(held)
     return None
+
+
+def _lock(directory: Path | str) -> int | None:
+    """`directory` locked (a descriptor to close), or None: held by another (BlockingIOError
+    raised), or a file system without locks (None: its age alone tells)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 SCRATCH_PREFIX = "edged-ro-"
@@ -137,8 +156,8 @@ def clear_scratch(base: Path, older_than_s: float = SCRATCH_LEFT_S) -> None:
     """Remove the copies a node killed while it read one left in `base` (`edged-ro-*`,
     mkdtemp's): on a RAM disk (/dev/shm, /run) each held an outbox's size (up to its
     128 MiB cap) of a Pi Zero's 512 MB until the next boot. Only directories of this
-    user, by that name, untouched for `older_than_s` (never another node's copy being
-    made). Never raises."""
+    user, by that name, untouched for `older_than_s` and not locked by its reader (never
+    another node's copy being made, whatever the clock did since). Never raises."""
     pattern = re.compile(rf"{re.escape(SCRATCH_PREFIX)}[A-Za-z0-9_]{{8}}")
     try:
         entries = list(os.scandir(base))
@@ -156,7 +175,15 @@ def clear_scratch(base: Path, older_than_s: float = SCRATCH_LEFT_S) -> None:
             continue
         if now - st.st_mtime < older_than_s:
             continue
-        shutil.rmtree(entry.path, ignore_errors=True)
+        try:  # its reader's lock: a copy being read, whatever the clock did since it began
+            held = _lock(entry.path)
+        except OSError:
+            continue
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            if held is not None:
+                os.close(held)
         log.warning("removed %s, a copy left by a node killed as it read it", entry.path)
 
 

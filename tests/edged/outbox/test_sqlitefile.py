@@ -88,3 +88,53 @@ def test_a_copy_left_by_a_node_killed_as_it_read_is_removed_by_the_next_read(
     assert copy is not None
     copy.close()
     assert sorted(p.name for p in base.iterdir()) == ["edged-ro-young123", "mine"]
+
+
+def test_a_copy_being_read_is_kept_when_the_clock_jumped_since_it_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NTP moved a Pi's clock forward by years while a node read a 128 MiB outbox through a
+    copy on a RAM disk (tens of seconds on a Pi Zero): the copy looked an hour old to another
+    node's read, which removed it, and the first started with an empty outbox in memory,
+    its queued messages unsent. The reader's lock keeps it."""
+    import subprocess
+    import sys
+    import threading
+
+    base = tmp_path / "shm"
+    base.mkdir()
+    monkeypatch.setattr(sqlitefile, "SCRATCH_DIRS", (str(base),))
+    db = tmp_path / "outbox.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE msg (m)")
+        c.execute("INSERT INTO msg VALUES ('panic')")
+    c.close()
+    started, go = threading.Event(), threading.Event()
+    copy_database = sqlitefile.copy_database
+
+    def slow(path: Path, copy: Path) -> None:
+        copy_database(path, copy)
+        started.set()
+        go.wait(5)
+
+    monkeypatch.setattr(sqlitefile, "copy_database", slow)
+    got: list[sqlite3.Connection | None] = []
+    reader = threading.Thread(target=lambda: got.append(sqlitefile.read_only_copy(db)))
+    reader.start()
+    try:
+        assert started.wait(5)
+        (scratch,) = list(base.iterdir())
+        os.utime(scratch, (time.time() - 3600,) * 2)  # what the jump makes of its time
+        code = (
+            "import sys, pathlib\nfrom edged.outbox import sqlitefile\n"
+            "sqlitefile.clear_scratch(pathlib.Path(sys.argv[1]))\n"
+        )
+        root = Path(__file__).resolve().parents[3]
+        subprocess.run([sys.executable, "-c", code, str(base)], cwd=root, check=True)
+    finally:
+        go.set()
+        reader.join(5)
+    (copy,) = got
+    assert copy is not None
+    assert copy.execute("SELECT m FROM msg").fetchall() == [("panic",)]
+    copy.close()
