@@ -150,7 +150,10 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> Path | None:
     used, leftover = _read(note)
     if leftover is None:
         return None
-    if used is None or not _a_store(used):
+    # garbled from its first page (any page of a failing card is hit alike): no SQLite
+    # header, but there, so not a disk unmounted; a store that fails its check, below
+    garbled = used is not None and _has_data(used) and not _a_store(used)
+    if used is None or not (garbled or _a_store(used)):
         # the store in use is not there (its disk not mounted, the note's line unreadable):
         # the leftover may be the only store holding the spent ids, the one the config names
         log.warning("the state store %s is not there: %s, left by a move, is kept", used, leftover)

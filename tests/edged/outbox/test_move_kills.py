@@ -206,3 +206,24 @@ async def test_a_read_only_disk_logs_only_the_files_of_a_store_that_are_there(
         if r.getMessage().startswith("cannot remove ")
     }
     assert named and named <= there, (named, there)
+
+
+async def test_a_copy_garbled_from_its_first_page_gives_way_to_the_store_it_came_from(
+    tmp_path: Path,
+) -> None:
+    """Killed once the note named the copy, the card garbling the copy's first page too (its
+    header: any page of a dying card is hit alike): the copy passed for no store at all, the
+    node opened it, set it aside as corrupt and ran on an empty state store, a list older
+    than the one it had taken accepted, though the store it came from lay intact beside."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
+    cfg = write(tmp_path, f'state_path = "{b}"')
+    await killed_at(cfg, "noted")
+    b.write_bytes(os.urandom(b.stat().st_size))
+    async with running(cfg) as n:
+        assert not n.outbox.state.losses, n.outbox.state.losses
+        out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
