@@ -103,17 +103,34 @@ def _read(note: Path) -> tuple[Path | None, Path | None]:
 
 
 def _text(used: Path, leftover: Path | None, ran: bool) -> str:
-    return f"{used}\n" + (f"{leftover}\n" + (f"{RAN}\n" if ran else "") if leftover else "")
+    if leftover is None:
+        return f"{used}\n"
+    if not ran:
+        return f"{used}\n{leftover}\n"
+    return f"{used}\n{leftover}\n" + " ".join((RAN, *_identity(leftover))) + "\n"
 
 
-def _ran(note: Path) -> bool:
-    """The node ran on the store the note names since the move that left its second line
-    (a note of an older edged, two lines: not known, taken as not)."""
+def _ran(note: Path) -> tuple[bool, tuple[str, ...]]:
+    """Whether the node ran on the store the note names since the move that left its
+    second line (a note of an older edged, two lines: not known, taken as not), and the
+    identity then noted of that leftover (`_identity`; empty: none noted)."""
     try:
         lines = note.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
-        return False
-    return lines[2:3] == [RAN]
+        return False, ()
+    words = lines[2].split() if len(lines) > 2 else []
+    return words[:1] == [RAN], tuple(words[1:])
+
+
+def _identity(path: Path) -> tuple[str, ...]:
+    """What tells the file at `path` from another put at its name since (a disk swapped or
+    formatted anew, another node's store on it): inode, size and time of its last change,
+    none of which the old store sees once the node runs on its copy. Empty: not there."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    return (str(st.st_ino), str(st.st_size), str(st.st_mtime_ns))
 
 
 def _a_path(text: str) -> bool:
@@ -165,12 +182,22 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> Path | None:
         kept = kept or an_outbox(leftover)
     except OSError:
         kept = True  # not known: kept
+    ran, was = _ran(note)
+    now = _identity(leftover)
+    if ran and was and now and now != was:
+        # named since a start long ago (its disk refused the removal): what is there now
+        # is another file (the disk swapped, formatted anew), not provably the move's
+        log.warning(
+            "%s, the store a move left, is another file now (its disk changed since): "
+            "left alone, no longer to be removed",
+            leftover,
+        )
+        return None
     a_copy = leftover.name.endswith(".carried")  # a copy being made: never the only one
     if not a_copy and not (_sound(used) if sound is None else sound):
         # the old store is taken back only while the node never ran on the copy: once it
         # did, the old one lacks the ids spent and the lists taken since (a look that
         # failed once on a slow card traded them for the day of the move's)
-        ran = _ran(note)
         if sound is None and not ran and not kept and _a_store(leftover) and _sound(leftover):
             _back(note, used, leftover)
             return None

@@ -6,6 +6,7 @@ fleet pushing configs for months would fill an SD card with them)."""
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,30 @@ async def test_a_copy_garbled_from_its_first_page_gives_way_to_the_store_it_came
         assert not n.outbox.state.losses, n.outbox.state.losses
         out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
     assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+
+
+async def test_a_disk_swapped_since_the_old_store_was_left_keeps_the_file_now_there(
+    tmp_path: Path,
+) -> None:
+    """The old store's disk read-only as the move ended, so the old store stayed named to
+    go; that disk was replaced since (another vehicle's stick, a card formatted anew), a
+    SQLite file at the same name on it: the next start removed it as the move's leftover,
+    though nothing said it was the node's."""
+    old = tmp_path / "old"
+    b = tmp_path / "b" / "state.sqlite"
+    with mounted_tmpfs(old, "8m") as disk:
+        async with running(write(tmp_path, f'state_path = "{disk / "state.sqlite"}"')):
+            pass
+        cfg = write(tmp_path, f'state_path = "{b}"')
+        with read_only(disk):
+            async with running(cfg) as n:
+                assert n.outbox.state.path == b
+    with mounted_tmpfs(old, "8m") as disk:
+        theirs = disk / "state.sqlite"
+        with sqlite3.connect(theirs) as c:
+            c.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            c.execute("INSERT INTO kv VALUES ('bus-7', 'its own')")
+        c.close()
+        async with running(cfg) as n:
+            assert n.outbox.state.path == b
+        assert theirs.exists()
