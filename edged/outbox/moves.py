@@ -91,8 +91,9 @@ def last_store(note: Path) -> Path | None:
 
 
 def _read(note: Path) -> tuple[Path | None, Path | None]:
-    """The note's two lines: the store in use, and a copy a move left that is to go (a
-    move's copy not yet named the store, or the store it was carried from)."""
+    """The note's first two lines: the store in use, and a copy a move left that is to go
+    (a move's copy not yet named the store, or the store it was carried from). A third,
+    `ran` and the leftover's identity, once the node ran on the store (`_ran`)."""
     try:
         lines = note.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
