@@ -6,6 +6,7 @@ reads its config)."""
 import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 NOTE_SUFFIX = ".state-store"
@@ -68,9 +69,7 @@ def sound(path: Path) -> bool:
 def first(path: Path, sql: str) -> object | None:
     """The first column of `sql`'s first row in the database at `path`, read-only (None:
     it cannot be read). The `-wal` and `-shm` files the look makes, empty, are removed."""
-    wal, shm = (path.with_name(path.name + s) for s in ("-wal", "-shm"))
-    had = {f: f.exists() for f in (wal, shm)}
-    try:
+    with _no_trace(path):
         for flags in ("mode=ro", "immutable=1"):
             try:
                 db = sqlite3.connect(f"{path.absolute().as_uri()}?{flags}", uri=True, timeout=0)
@@ -84,6 +83,32 @@ def first(path: Path, sql: str) -> object | None:
             finally:
                 db.close()
         return None
+
+
+def held(path: Path) -> bool:
+    """Another process runs on the database at `path`: it holds it as the node does
+    (`locking_mode=EXCLUSIVE`), and a read gets SQLITE_BUSY (False when not known)."""
+    with _no_trace(path):
+        try:
+            db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=0)
+        except sqlite3.Error:
+            return False
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            return getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+        finally:
+            db.close()
+        return False
+
+
+@contextlib.contextmanager
+def _no_trace(path: Path) -> Iterator[None]:
+    """The `-wal` and `-shm` files a read-only look at `path` makes, empty, removed after."""
+    wal, shm = (path.with_name(path.name + s) for s in ("-wal", "-shm"))
+    had = {f: f.exists() for f in (wal, shm)}
+    try:
+        yield
     finally:
         for file, there in had.items():
             with contextlib.suppress(OSError):

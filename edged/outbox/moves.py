@@ -33,7 +33,7 @@ from pathlib import Path
 
 from core.errors import EdgedError
 from core.files import head_of, replace_atomically
-from edged.config.stores import NOTE_SUFFIX, an_outbox, same_store
+from edged.config.stores import NOTE_SUFFIX, an_outbox, held, same_store
 from edged.config.stores import has_data as _has_data
 from edged.config.stores import look as _look
 from edged.config.stores import sound as _sound
@@ -296,6 +296,12 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
             last,
         )
         return last
+    if held(last):  # carried now, the copy misses what that one spends from then on
+        raise EdgedError(
+            f"the config moves the state store from {last} to {configured}, but {last} is "
+            "held by another process (an edged already running with the config before its "
+            "edit?): not carried, both left as they are; stop that edged first"
+        )
     try:
         _note(note, last, _carrying(configured))
     except OSError as exc:

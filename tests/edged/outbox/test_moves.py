@@ -10,6 +10,8 @@ import logging
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -570,3 +572,29 @@ async def test_a_start_removes_what_writes_of_the_config_files_killed_midway_lef
     async with running(cfg):
         pass
     assert not any(f.exists() for f in left) and all(f.exists() for f in kept)
+
+
+async def test_a_second_edged_with_an_edited_config_does_not_carry_the_store_one_runs_on(
+    tmp_path: Path,
+) -> None:
+    """A technician edits `state_path` and starts edged by hand while the unit runs: the
+    second start copied the store the first ran on, noted the copy, and failed on the held
+    outbox; the first went on spending ids and taking lists into the old store, and its
+    next start removed that one as the move's leftover, running on the stale copy."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    o = f'path = "{tmp_path / "outbox.sqlite"}"\n'
+    cfg = write(tmp_path, f'{o}state_path = "{a}"')
+    async with running(cfg) as first:
+        write(tmp_path, f'{o}state_path = "{b}"')
+        argv = [sys.executable, "-P", "-m", "edged", "run", "-c", str(cfg)]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
+        second = await asyncio.to_thread(
+            subprocess.run, argv, env=env, capture_output=True, text=True, timeout=20
+        )
+        assert second.returncode != 0 and "held by another" in second.stderr, second.stderr[-2000:]
+        lists = {"id": "l2", "args": signed(full_lists(2))}
+        assert (await send(first, "access.update", lists)).reply.ok
+    assert not b.exists() and moves.last_store(moves.note_of(cfg)) == a
+    async with running(cfg) as n:
+        out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
