@@ -185,9 +185,10 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> Path | None:
         kept = True  # not known: kept
     ran, was = _ran(note)
     now = _identity(leftover)
-    if ran and was and now and now != was:
+    if ran and now and now != was:
         # named since a start long ago (its disk refused the removal): what is there now
-        # is another file (the disk swapped, formatted anew), not provably the move's
+        # is another file (the disk swapped, formatted anew), not provably the move's; no
+        # identity noted, the file was gone then (a companion of it stayed): one put since
         log.warning(
             "%s, the store a move left, is another file now (its disk changed since): "
             "left alone, no longer to be removed",

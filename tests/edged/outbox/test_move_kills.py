@@ -37,6 +37,12 @@ def fixed(card: Path) -> None:
     subprocess.run(["mount", "-o", "loop", str(image), str(card)], check=True)
 
 
+def mount(*args: str) -> None:
+    """`mount ARGS`, or `umount PATH` for `-u PATH`."""
+    argv = ["umount", *args[1:]] if args[0] == "-u" else ["mount", *args]
+    subprocess.run(argv, check=True, capture_output=True)
+
+
 def files(*dirs: Path) -> list[str]:
     return sorted(str(f.relative_to(f.parents[1])) for d in dirs for f in d.iterdir())
 
@@ -251,6 +257,37 @@ async def test_a_disk_swapped_since_the_old_store_was_left_keeps_the_file_now_th
         with sqlite3.connect(theirs) as c:
             c.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             c.execute("INSERT INTO kv VALUES ('bus-7', 'its own')")
+        c.close()
+        async with running(cfg) as n:
+            assert n.outbox.state.path == b
+        assert theirs.exists()
+
+
+async def test_a_file_put_where_the_left_store_was_already_gone_is_kept(tmp_path: Path) -> None:
+    """The old store's file went as the move ended but a companion of it would not (a
+    failing card, here a mount over its `-journal`: EBUSY), so the store stayed named to
+    go, with no identity, its file gone; that disk was swapped since, a SQLite file of
+    another at the name: the next start removed it, though the note never saw a file there."""
+    old = tmp_path / "old"
+    b = tmp_path / "b" / "state.sqlite"
+    with mounted_tmpfs(old, "8m") as disk:
+        async with running(write(tmp_path, f'state_path = "{disk / "state.sqlite"}"')):
+            pass
+        stuck, over = disk / "state.sqlite-journal", tmp_path / "over"
+        stuck.touch()
+        over.touch()
+        mount("--bind", str(over), str(stuck))
+        try:
+            cfg = write(tmp_path, f'state_path = "{b}"')
+            async with running(cfg) as n:
+                assert n.outbox.state.path == b
+            assert not (disk / "state.sqlite").exists()
+        finally:
+            mount("-u", str(stuck))
+    with mounted_tmpfs(old, "8m") as disk:
+        theirs = disk / "state.sqlite"
+        with sqlite3.connect(theirs) as c:
+            c.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         c.close()
         async with running(cfg) as n:
             assert n.outbox.state.path == b
