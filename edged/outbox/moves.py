@@ -211,8 +211,10 @@ def _clear(note: Path, outbox: Path, sound: bool | None = None) -> Path | None:
             f"it holds only what the node had the day of the move (the node ran on {used} "
             "since): put it back only if the store cannot be opened"
             if ran
-            else f"stop edged and put it back at {used} (or name it in the config) to run "
-            "on what it holds",
+            # named in the config instead, it is set aside as replaced: the node carries the
+            # store it runs on (the note's) to the place the config names
+            else f"to run on what it holds, stop edged, remove {used} and {used}-wal, and "
+            f"copy it to {used} (not named in the config: it would be set aside)",
         )
         return None
     removing = not kept and _sqlite_or_absent(leftover)

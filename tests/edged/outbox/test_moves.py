@@ -536,6 +536,40 @@ async def test_a_carried_store_found_corrupt_when_opened_keeps_the_old_one(
     assert a.read_bytes() == kept
 
 
+async def test_the_advice_for_a_carried_store_found_corrupt_brings_the_old_one_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The copy found corrupt as it opened, the node on an empty store: the log said to put
+    the old store back "(or name it in the config)"; named there, the node carried the empty
+    store over it (set aside as replaced) and took an older signed list. The advice given
+    now, followed as written, has the node on the old store again."""
+    a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
+    async with running(write(tmp_path, f'state_path = "{a}"')) as n:
+        assert (
+            await send(n, "access.update", {"id": "l2", "args": signed(full_lists(2))})
+        ).reply.ok
+    follow = moves.follow
+
+    def garbled(note: Path, configured: Path, outbox: Path) -> Path:
+        used = follow(note, configured, outbox)
+        _flip(used)
+        return used
+
+    monkeypatch.setattr(moves, "follow", garbled)
+    cfg = write(tmp_path, f'state_path = "{b}"')
+    async with running(cfg):
+        pass
+    monkeypatch.undo()
+    said = " ".join(r.getMessage() for r in caplog.records if "fails its check" in r.getMessage())
+    assert f"remove {b} and {b}-wal, and copy it to {b}" in said, said
+    for file in (b, b.with_name(b.name + "-wal")):
+        file.unlink(missing_ok=True)
+    b.write_bytes(a.read_bytes())
+    async with running(cfg) as n:
+        out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+    assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
+
+
 async def test_a_config_with_the_two_stores_swapped_is_refused_naming_both(
     tmp_path: Path,
 ) -> None:
