@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edged.config.kiosk import BROWSER_POLICY, KioskConfig, browser_filter, screen_origin
 from edged.doctor.check import Check, fail, ok, skip, warn
+from edged.web.accept import listening_sockets
 
 SECTION = "kiosk"
 LISTEN = "0A"
@@ -32,9 +33,18 @@ def check_kiosk(
     if kiosk.port == 0:
         return [ok(SECTION, "port", f"{kiosk.host}, any free port (port = 0)")]
     try:
-        _try_bind(kiosk.host, kiosk.port)
+        left_out = _try_bind(kiosk.host, kiosk.port)
     except OSError as exc:
         return [_refused(kiosk, where, exc, held_by, proc)]
+    if left_out:
+        return [
+            ok(
+                SECTION,
+                "port",
+                f"{where} is free: the page will be served there, not on "
+                + ", ".join(f"{address} ({exc.strerror or exc})" for address, exc in left_out),
+            )
+        ]
     return [ok(SECTION, "port", f"{where} is free: the page will be served there")]
 
 
@@ -105,17 +115,17 @@ def check_browser_policy(kiosk: KioskConfig | None, policy: Path = BROWSER_POLIC
     ]
 
 
-def _try_bind(host: str, port: int) -> None:
-    """Bind as the kiosk does (SO_REUSEADDR, the address family of the host), then let go."""
+def _try_bind(host: str, port: int) -> list[tuple[str, OSError]]:
+    """Bind as the kiosk does (`edged.web.accept.listening_sockets`: every address of the
+    host it has), then let go; the addresses left out, with why."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise OSError(errno.EADDRNOTAVAIL, f"cannot resolve {host}: {exc.strerror}") from exc
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(address)
-        s.listen(1)
+    sockets, left_out = listening_sockets(port, infos, backlog=1)
+    for s in sockets:
+        s.close()
+    return left_out
 
 
 def _refused(kiosk: KioskConfig, where: str, exc: OSError, held_by: list[int], proc: Path) -> Check:

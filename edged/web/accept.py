@@ -16,7 +16,8 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from core.counters import Counters
 from core.logs import flood_key
@@ -29,6 +30,13 @@ PAUSE_S = 1.0
 """How long a listening socket is left alone after an accept ran out of descriptors."""
 BURST = 128
 """Accepts tried per wake-up at most: others' turns come between bursts."""
+UNAVAILABLE = frozenset({errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.EADDRNOTAVAIL})
+"""Why an address a host name gives cannot be listened on that no one can change but the
+host's set-up: its family is not in the kernel (`ipv6.disable=1`: socket() fails), or the
+address is not the host's (::1 with IPv6 disabled, the only address lo lacks; a name whose
+address is stale). Such an address is left out while another of the name's binds:
+`localhost` names ::1 and 127.0.0.1 on Debian, and a kiosk on `localhost` never served on a
+Pi with IPv6 off, retrying for ever."""
 
 
 class Listener:
@@ -62,30 +70,21 @@ class Listener:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, host: str, port: int, backlog: int = 128) -> int:
-        """Bind every address `host` names (raising OSError when one cannot be), listen, and
-        accept; the port bound (0: a free one, the same on every address)."""
+        """Bind every address `host` names that this host has (`listening_sockets`), listen,
+        and accept; the port bound (0: a free one, the same on every address). An address
+        left out is said in a warning."""
         loop = self._loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        seen: set[tuple[int, object]] = set()
-        try:
-            for family, kind, proto, _, address in infos:
-                if (family, address) in seen:
-                    continue
-                seen.add((family, address))
-                sock = socket.socket(family, kind, proto)
-                self.sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                if port == 0 and len(self.sockets) > 1:
-                    address = (address[0], self.sockets[0].getsockname()[1], *address[2:])
-                sock.bind(address)
-                sock.listen(backlog)
-                sock.setblocking(False)
-        except OSError:
-            self.close()
-            raise
+        self.sockets, left_out = listening_sockets(port, infos, backlog)
+        if left_out:
+            log.warning(
+                "%s: listening on %s only, not on %s: not an address of this host",
+                self.name,
+                ", ".join(str(s.getsockname()[0]) for s in self.sockets),
+                ", ".join(f"{address} ({exc.strerror or exc})" for address, exc in left_out),
+            )
         for sock in self.sockets:
+            sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._ready, sock)
         return int(self.sockets[0].getsockname()[1])
 
@@ -172,3 +171,67 @@ class Listener:
         self._timers.pop(sock.fileno(), None)
         if self._loop is not None and sock.fileno() >= 0:
             self._loop.add_reader(sock.fileno(), self._ready, sock)
+
+
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
+"""One of getaddrinfo's answers: family, type, protocol, canonical name, address."""
+
+
+def listening_sockets(
+    port: int, infos: Sequence[AddrInfo], backlog: int = 128
+) -> tuple[list[socket.socket], list[tuple[str, OSError]]]:
+    """A listening socket on each of `infos` (a host name's addresses) that this host has, and
+    the addresses left out with why (`UNAVAILABLE`). Raises OSError, nothing left open,
+    when none is left, naming each address and why, and at once when one cannot be bound
+    for another reason (its port taken, not ours to bind: served elsewhere, the page would
+    be another program's there). Port 0: the port the first gets, on every address.
+    What the listener binds, and `edged doctor` tries."""
+    sockets: list[socket.socket] = []
+    left_out: list[tuple[str, OSError]] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            if port == 0 and sockets:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            try:
+                sockets.append(_bound(family, kind, proto, address, backlog))
+            except OSError as exc:
+                if exc.errno not in UNAVAILABLE:
+                    raise
+                left_out.append((str(address[0]), exc))
+        if not sockets:
+            raise _none_bound(left_out)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets, left_out
+
+
+def _bound(
+    family: int, kind: int, proto: int, address: tuple[Any, ...], backlog: int
+) -> socket.socket:
+    """A listening socket on `address`, or OSError (nothing left open)."""
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _none_bound(left_out: list[tuple[str, OSError]]) -> OSError:
+    """The error of a host none of whose addresses can be listened on: the one address's
+    own (the caller names the host), or one naming each address and why."""
+    if len(left_out) == 1:
+        return left_out[0][1]
+    why = "; ".join(f"{address}: {exc.strerror or exc}" for address, exc in left_out)
+    return OSError(left_out[0][1].errno, why)

@@ -21,6 +21,7 @@ from edged.doctor.kiosk import (
 )
 from tests.doctor.conftest import config, doctor
 from tests.helpers.broker import free_port
+from tests.helpers.netns import ipv6_off, python_in
 from tests.helpers.nodes import ROOT
 from tools.kiosk_policy import kiosk_policy
 
@@ -195,3 +196,19 @@ def test_an_unreadable_policy_fails(tmp_path: Path) -> None:
 
 def test_a_disabled_kiosk_has_no_browser_policy_line(tmp_path: Path) -> None:
     assert check_browser_policy(KioskConfig(enabled=False), tmp_path / "none.json") == []
+
+
+def test_a_host_name_with_an_address_the_machine_lacks_is_ok_naming_it() -> None:
+    """As the kiosk binds: `localhost` with IPv6 off is served on 127.0.0.1, not on ::1."""
+    code = (
+        "from edged.config.kiosk import KioskConfig\n"
+        "from edged.doctor.kiosk import check_kiosk\n"
+        "(line,) = check_kiosk(KioskConfig(host='localhost', port=18080), [])\n"
+        "print(line.status.name, line.detail)\n"
+    )
+    with ipv6_off() as ns:
+        out = python_in(ns, code).stdout.strip()
+    assert out == (
+        "OK localhost:18080 is free: the page will be served there, not on ::1 "
+        "(Cannot assign requested address)"
+    )

@@ -11,6 +11,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -197,3 +198,40 @@ class NsThread:
                 self.run(cancel_all(), 10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
+
+
+DEBIAN_HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+"""Debian's /etc/hosts (Raspberry Pi OS's too): `localhost` names ::1 and 127.0.0.1."""
+
+
+@contextlib.contextmanager
+def ipv6_off(hosts: str = DEBIAN_HOSTS) -> Iterator[Netns]:
+    """A namespace with IPv6 disabled (`net.ipv6.conf.all.disable_ipv6`, as on a Pi set up
+    so: its loopback has no ::1) whose processes read `hosts` as /etc/hosts (`python_in`)."""
+    need_netns()
+    ns = Netns(f"e18-{os.getpid()}-v4only")
+    try:
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+        ns.sysctl("net.ipv6.conf.lo.disable_ipv6", "1")
+        etc = NETNS_ETC / ns.name
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text(hosts)
+        yield ns
+    finally:
+        ns.delete()
+
+
+def python_in(ns: Netns, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` with this interpreter in `ns` (the project importable), and check its exit."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [*ns.prefix, sys.executable, "-P", "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=root,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
