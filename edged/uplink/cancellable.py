@@ -15,6 +15,14 @@ mute front. And a connection the broker closes sets the client's `_disconnected`
 with the error; read by nobody when the session's reader was cancelled before it (its
 TaskGroup ending on another error, the stop), it said "Future exception was never
 retrieved: MqttCodeError('Unexpected disconnection')" when collected.
+
+And its TCP connect ran in that thread too (paho's `socket.create_connection`), which a
+cancel cannot reach: at an address whose SYNs get no answer (a dead cellular link, a
+firewall that drops) a stopped node kept the thread and its half-open socket for paho's
+`connect_timeout` (5 s) per address the broker's name has; an in-process restart started
+beside them. The connection is made on the loop here (`_open_tcp`), cancelled with the
+attempt and its socket closed at once; the thread is handed it, connected, for the rest of
+paho's connect (the CONNECT, the TLS handshake).
 """
 
 import asyncio
@@ -22,6 +30,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import urllib.request
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -42,6 +51,9 @@ class _Attempt:
         self.sock: object = None  # the socket it opened (paho's, once wrapped)
         self.handshaking: ssl.SSLSocket | None = None
         """The TLS socket whose handshake the thread runs (`_tls_wrap`), until it ends."""
+        self.on_loop = False  # the TCP connection is made on the loop (`_open_tcp`)
+        self.tcp: socket.socket | None = None
+        """That connection, made, until the thread takes it (`_tcp_handed`)."""
 
 
 class _Recording:
@@ -74,6 +86,7 @@ class CancellableClient(aiomqtt.Client):
         super().__init__(*args, **kwargs)
         self._attempt = _Attempt()
         self._client._ssl_wrap_socket = self._tls_wrap  # type: ignore[method-assign]
+        self._client._create_socket_connection = self._tcp_handed  # type: ignore[method-assign]
 
     def _tls_wrap(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
         """paho's TLS wrap and handshake, in the connect thread, with the socket known to
@@ -99,6 +112,69 @@ class CancellableClient(aiomqtt.Client):
             client._ssl_context = context
             with attempt.lock:
                 attempt.handshaking = None
+
+    def _connects_on_loop(self) -> bool:
+        """Not over a Unix socket (which never waits on a network), nor a proxy that paho
+        would take (PySocks installed, and one set or named by `mqtt_proxy`: the node
+        never sets one): paho's own way, in the thread."""
+        client = self._client
+        if client._transport == "unix":
+            return False
+        if getattr(paho, "socks", None) is None:
+            return True
+        proxied = client._proxy_is_valid(client._proxy) or "mqtt" in urllib.request.getproxies()
+        return not proxied
+
+    async def _open_tcp(self) -> socket.socket:
+        """A TCP connection to the broker, as `socket.create_connection` makes it in paho
+        (each address of the name in turn, `connect_timeout` each, the last one's error),
+        but on the loop: a cancel ends it at once, the socket closed. The name is looked
+        up in the loop's executor (a lookup cannot be cut short; a cancelled one ends in
+        its own time, holding no socket of ours). An ASCII host goes to getaddrinfo as
+        bytes: as a str, CPython encodes it with the idna codec, whose first import
+        (stringprep, unicodedata) cost 16 ms of a 0.36 s start here (~0.1 s at
+        bench.pizero's sixth of a core) and 0.3 MB, for the same bytes."""
+        timeout = self._client._connect_timeout
+        loop = asyncio.get_running_loop()
+        host = self._hostname
+        name: str | bytes = host.encode("ascii") if host.isascii() else host
+        infos = await loop.getaddrinfo(name, self._port, type=socket.SOCK_STREAM)
+        source = (self._bind_address, self._bind_port)
+        failed: OSError = OSError(f"getaddrinfo gave no address for {host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                if source != ("", 0):
+                    sock.bind(source)
+                try:
+                    async with asyncio.timeout(timeout):
+                        await loop.sock_connect(sock, address)
+                except TimeoutError:
+                    raise TimeoutError("timed out") from None  # create_connection's words
+            except OSError as exc:
+                sock.close()
+                failed = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        raise failed
+
+    def _tcp_handed(self) -> socket.socket:
+        """paho's `_create_socket_connection`, in the connect thread: the connection the
+        loop made for this attempt (`_open_tcp`), taken; paho's own where none is made
+        on the loop."""
+        attempt = self._attempt  # this thread's, whatever a next attempt sets meanwhile
+        if not attempt.on_loop:
+            return paho.Client._create_socket_connection(self._client)
+        with attempt.lock:
+            sock, attempt.tcp = attempt.tcp, None
+        if sock is None:  # given up before the thread ran: closed already
+            raise ConnectionAbortedError("the connection attempt was given up")
+        sock.settimeout(self._client._connect_timeout)  # as create_connection's, for TLS
+        return sock
 
     async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109
         """The task still counts a cancel that `asyncio.wait_for` dropped
@@ -134,6 +210,14 @@ class CancellableClient(aiomqtt.Client):
         end = self._disconnected
         ended_before = end.done()
         try:
+            if not self._lock.locked() and self._connects_on_loop():
+                attempt.on_loop = True
+                try:
+                    sock = await self._open_tcp()
+                except OSError as exc:  # as aiomqtt says a failed connect
+                    raise aiomqtt.MqttError(str(exc)) from None
+                with attempt.lock:
+                    attempt.tcp = sock
             entered = await super().__aenter__()
             if not ended_before and end.done() and end is not self._disconnected:
                 self._ended_at_once(end)
@@ -182,6 +266,9 @@ class CancellableClient(aiomqtt.Client):
             attempt.given_up = True
             ended = attempt.connect_ended
             handshaking = attempt.handshaking
+            untaken, attempt.tcp = attempt.tcp, None
+            if untaken is not None:  # made on the loop, the thread never ran to take it
+                untaken.close()
             if handshaking is not None:  # the thread's handshake ends now, failed
                 with contextlib.suppress(OSError):
                     socket.socket.shutdown(handshaking, socket.SHUT_RDWR)

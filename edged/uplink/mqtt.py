@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import socket
 import ssl
 import sys
 import termios
@@ -232,7 +231,6 @@ class MqttClient(CancellableClient):
         leave_out_unreadable(self._client, self._left_out)
         self._client.loop_read = self._read_or_end  # type: ignore[method-assign]
         self.reader: ReadAhead | None = None  # this connection's socket, once open
-        self._client._create_socket_connection = self._tcp_connection  # type: ignore[method-assign]
         self.on_delivered: Callable[[int, int], bool] | None = None
         """Told each message id paho reports published (PUBACK; QoS 0: written) and its
         reason code (>= 0x80: the broker refused it); True when the id was its own, else
@@ -265,22 +263,6 @@ class MqttClient(CancellableClient):
     def heard_at(self) -> float | None:
         """time.monotonic() when the broker's last bytes came in (None: none yet)."""
         return self.reader.heard_at if self.reader is not None else None
-
-    def _tcp_connection(self) -> socket.socket:
-        """paho's `_create_socket_connection`, with an ASCII host (a name or an address)
-        given to getaddrinfo as bytes: as a str, CPython encodes it with the idna codec,
-        whose first import (stringprep, unicodedata) cost 16 ms of a 0.36 s start here
-        (~0.1 s at bench.pizero's sixth of a core) and 0.3 MB, for the same bytes. A proxy
-        or an international name goes paho's own way."""
-        client = self._client
-        host: str = client._host
-        if not host.isascii() or client._get_proxy():
-            return paho.Client._create_socket_connection(client)
-        return socket.create_connection(
-            (host.encode("ascii"), client._port),  # type: ignore[arg-type]  # bytes: CPython's own
-            timeout=client._connect_timeout,
-            source_address=(client._bind_address, client._bind_port),
-        )
 
     def publish_nowait(
         self,

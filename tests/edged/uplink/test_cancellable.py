@@ -18,6 +18,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from core.threads import DaemonThreadExecutor
 from edged.ops.client import ToolClient
 from edged.uplink.cancellable import CancellableClient
 from edged.uplink.mqtt import MqttClient
@@ -26,7 +27,7 @@ from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
 from tests.helpers.nodes import ROOT
 from tests.helpers.pki import Pki
-from tests.helpers.silent import silent_server
+from tests.helpers.silent import silent_server, unanswered_port
 
 FAULT_HERE = sys.version_info < (3, 12)  # CPython gh-86296: aiomqtt's own client loses it
 
@@ -171,6 +172,44 @@ async def test_a_tls_handshake_that_fails_closes_its_socket_at_once(tmp_path: Pa
         assert _open_descriptors() == before
     finally:
         broker.stop()
+
+
+def _open_sockets() -> int:
+    return sum(
+        os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        for fd in os.listdir("/proc/self/fd")
+        if os.path.exists(f"/proc/self/fd/{fd}")
+    )
+
+
+async def test_an_attempt_cancelled_while_its_syn_goes_unanswered_leaves_no_socket_or_thread() -> None:
+    """A dead cellular link, a firewall that drops: the TCP connect ran in aiomqtt's
+    thread, which a cancel does not reach, and the stopped node kept that thread and its
+    half-open socket for paho's 5 s `connect_timeout` (measured: 4.7 s after the cancel),
+    per address of the broker's name. It is made on the loop now, and ends with the cancel."""
+    executor = DaemonThreadExecutor()  # the node's: says which calls still run
+    asyncio.get_running_loop().set_default_executor(executor)
+    with unanswered_port() as port:
+        before = _open_sockets()
+        client = MqttClient("127.0.0.1", port, identifier="n1", protocol=V311)
+        attempt = asyncio.create_task(client.__aenter__())
+        await asyncio.sleep(0.3)  # the SYN sent, unanswered
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        assert executor.running() == []
+        assert _open_sockets() == before
+
+
+async def test_a_connect_whose_syn_goes_unanswered_fails_timed_out_its_socket_closed() -> None:
+    """paho's `connect_timeout` still bounds a connect, and says so as before."""
+    with unanswered_port() as port:
+        before = _open_sockets()
+        client = MqttClient("127.0.0.1", port, identifier="n1", protocol=V311)
+        client._client.connect_timeout = 0.2
+        with pytest.raises(aiomqtt.MqttError, match="timed out"):
+            await client.__aenter__()
+        assert _open_sockets() == before
 
 
 class _SlowToConnect(MqttClient):
