@@ -48,7 +48,13 @@ from edged.uplink.aliases import TopicAliases
 from edged.uplink.batching import outbox_share
 from edged.uplink.ceiling import PacketCeiling, Suspect, least
 from edged.uplink.incoming import Dropped, incoming
-from edged.uplink.mqtt import ClosedBeforeConnack, MqttClient, PublishRefused, reason_name
+from edged.uplink.mqtt import (
+    ClosedBeforeConnack,
+    MalformedConnack,
+    MqttClient,
+    PublishRefused,
+    reason_name,
+)
 from edged.uplink.packets import BadPublish, packed, publish_size
 from edged.uplink.reasons import (
     RETAIN_NOT_SUPPORTED,
@@ -532,8 +538,11 @@ class Uplink:
         certificate's refusal, and 3.1.1 is tried once at most while it stays expired: a
         broker that never asked for it (one taking passwords) or took it (its clock right,
         the node's ahead) may still be one without MQTT 5, which only 3.1.1 reaches."""
-        expired = self._own_certificate_expired(exc.reason)
-        if not expired:
+        malformed = isinstance(exc, MalformedConnack)
+        expired = not malformed and self._own_certificate_expired(exc.reason)
+        if malformed:
+            self.counters.inc("uplink.malformed_connack")
+        elif not expired:
             self.counters.inc("uplink.no_connack")
         if self._probing_311:  # 3.1.1 fared no better: the version was not the problem
             self._probing_311 = False
@@ -550,15 +559,31 @@ class Uplink:
                 self._probing_311 = True
                 self.protocol = "3.1.1"
                 log.warning(
-                    "the broker at %s closed the connection without answering our MQTT 5 "
-                    "CONNECT (%s), %d times in a row: trying MQTT 3.1.1%s",
+                    "the broker at %s %s our MQTT 5 CONNECT (%s), %d times in a row: "
+                    "trying MQTT 3.1.1%s",
                     self.where,
+                    "answered with a malformed CONNACK to"
+                    if malformed
+                    else "closed the connection without answering",
                     exc.reason,
                     NO_CONNACK_BEFORE_PROBE,
                     " once, in case the certificate is not what it refuses" if expired else "",
                 )
                 return
         if expired:
+            return
+        if malformed:
+            self.last_error = (
+                f"the broker answered with a malformed CONNACK ({exc.reason}), which the "
+                "node cannot read: a broken MQTT server, or not the broker it should be. "
+                "See its version and log"
+                + (
+                    '; [broker] protocol = "3.1.1" if its MQTT 5 is at fault'
+                    if self.protocol == "5"
+                    else ""
+                )
+            )
+            log.error("%s at %s", self.last_error, self.where)
             return
         if self.protocol == "5":
             also = 'A broker without MQTT 5 does this too: [broker] protocol = "3.1.1"'

@@ -28,6 +28,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -66,6 +67,19 @@ class ClosedBeforeConnack(aiomqtt.MqttError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the broker closed the connection without a CONNACK ({reason})")
         self.reason = reason
+
+
+class MalformedConnack(ClosedBeforeConnack):
+    """The broker answered CONNECT with a CONNACK paho cannot read (a property it does not
+    know or that runs past the packet, a string that is not UTF-8, a packet too short),
+    and the node closed the connection: paho says it only in a debug line, and it was told
+    as "closed the connection without a CONNACK (Protocol error)", the broker's port or
+    TLS blamed. Still a CONNECT without a CONNACK that works, for the MQTT 3.1.1 fallback
+    (a broker whose MQTT 5 is broken may speak 3.1.1)."""
+
+    def __init__(self, why: str) -> None:
+        aiomqtt.MqttError.__init__(self, f"the broker answered with a malformed CONNACK ({why})")
+        self.reason = why
 
 
 class TlsEnded(aiomqtt.MqttError):
@@ -230,6 +244,9 @@ class MqttClient(CancellableClient):
         """Told of each one at once: the session goes on, so its end is no time to count."""
         leave_out_unreadable(self._client, self._left_out)
         self._client.loop_read = self._read_or_end  # type: ignore[method-assign]
+        self._client._packet_handle = self._packet_handled  # type: ignore[method-assign]
+        self.malformed: tuple[int, str] | None = None
+        """The last packet paho could not read in this connection: its type, and why."""
         self.reader: ReadAhead | None = None  # this connection's socket, once open
         self.on_delivered: Callable[[int, int], bool] | None = None
         """Told each message id paho reports published (PUBACK; QoS 0: written) and its
@@ -252,6 +269,20 @@ class MqttClient(CancellableClient):
         except Exception:
             log.exception("reading from the broker failed: the connection is closed")
             return client._loop_rc_handle(paho.MQTT_ERR_PROTOCOL)
+
+    def _packet_handled(self) -> MQTTErrorCode:
+        """paho's handling of a packet read whole. One it cannot read (`MalformedPacket`)
+        ends the connection as a protocol error, said by paho in a debug line only: kept
+        here (`malformed`), so the end is told as what it was (`MalformedConnack`)."""
+        client = self._client
+        kind = int(client._in_packet["command"]) & 0xF0
+        try:
+            return paho.Client._packet_handle(client)
+        except MalformedPacket as exc:
+            key = exc.__cause__.args[0] if isinstance(exc.__cause__, KeyError) else None
+            why = f"unknown property or code 0x{key:02x}" if isinstance(key, int) else str(exc)
+            self.malformed = (kind, why)
+            raise
 
     @property
     def too_large(self) -> PacketTooLarge | None:
@@ -541,8 +572,13 @@ class MqttClient(CancellableClient):
         )
         if not self._connected.done():
             tls = self.reader.tls_error if self.reader is not None else None
+            malformed = self.malformed
             self._fail_connect(
-                TlsEnded(tls) if tls is not None else ClosedBeforeConnack(str(reason_code))
+                TlsEnded(tls)
+                if tls is not None
+                else MalformedConnack(malformed[1])
+                if malformed is not None and malformed[0] == paho.CONNACK
+                else ClosedBeforeConnack(str(reason_code))
             )
         super()._on_disconnect(client, userdata, flags, reason_code, properties)
 

@@ -31,6 +31,7 @@ from edged.uplink.shutdown import drain_and_say_offline
 from hil.proxy import MqttProxy, Quirks
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
+from tests.helpers.hostile_broker import hostile_broker
 from tests.helpers.journal import Journal
 from tests.helpers.mqtt import Collector, Received
 from tests.helpers.pki import DAY, Pki
@@ -1282,6 +1283,25 @@ async def test_attempts_at_a_broker_that_never_answers_leave_no_connection_open_
             assert server.open <= 1
         finally:
             await cancel_and_wait([task])
+
+
+async def test_a_malformed_connack_is_said_and_counted_as_such_not_as_no_connack(
+    outbox: Outbox,
+) -> None:
+    """A broker answering CONNECT with a property paho does not know: health said "closed the
+    connection without a CONNACK (Protocol error): is [broker] port an MQTT port, with TLS
+    where [broker.tls] says so?", of a broker that had answered on the right port."""
+    unknown_property = bytes([0x20, 5, 0, 0, 2, 0x7F, 0])
+    async with hostile_broker(unknown_property) as broker:
+        counters = Counters()
+        uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=0.05, reconnect_max_s=0.1)
+        task = asyncio.create_task(uplink.run())
+        try:
+            await wait_until(lambda: counters["uplink.malformed_connack"] >= 1, 5, "the CONNACK")
+        finally:
+            await cancel_and_wait([task])
+    assert "malformed CONNACK (unknown property or code 0x7f)" in (uplink.last_error or "")
+    assert counters["uplink.no_connack"] == 0
 
 
 async def retained_state(port: int) -> str:

@@ -8,6 +8,7 @@ import sys
 
 import aiomqtt
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -15,10 +16,14 @@ from edged.uplink.mqtt import (
     MAX_QUEUED,
     MAX_QUEUED_BYTES,
     RECEIVE_MAXIMUM,
+    ClosedBeforeConnack,
     Incoming,
+    MalformedConnack,
     MqttClient,
 )
 from tests.helpers.broker import Mosquitto
+from tests.helpers.drivers import wait_until
+from tests.helpers.hostile_broker import hostile_broker
 from tests.helpers.nodes import ROOT
 
 
@@ -70,6 +75,7 @@ def test_the_paho_internals_the_uplink_reaches_into_are_there() -> None:
     methods = ("_mid_generate", "_packet_queue", "_create_socket_connection", "_get_proxy")
     # edged.uplink.cancellable wraps TLS handshakes and closes sockets; mqtt ends a read
     methods += ("_ssl_wrap_socket", "_sock_close", "_loop_rc_handle", "loop_read")
+    methods += ("_packet_handle",)  # a malformed CONNACK told as such
     for method in methods:
         assert callable(getattr(client, method, None)), method
     attributes = ("_sock", "_host", "_port", "_connect_timeout", "_bind_address")
@@ -79,6 +85,7 @@ def test_the_paho_internals_the_uplink_reaches_into_are_there() -> None:
     assert list(inspect.signature(client._loop_rc_handle).parameters) == ["rc"]
     assert list(inspect.signature(client.loop_read).parameters) == ["max_packets"]
     assert hasattr(client, "_bind_port")
+    assert set(client._in_packet) >= {"command"}
     queue = list(inspect.signature(client._packet_queue).parameters)
     assert queue[:4] == ["command", "packet", "mid", "qos"]
     assert isinstance(client._mid_generate(), int)
@@ -276,3 +283,40 @@ async def test_in_a_session_the_broker_does_not_keep_commands_past_the_bound_fre
         await asyncio.to_thread(_flood, broker.port, "t/cmd", [b"d"], 1)
         got = await _read(client, 1)
     assert got == [b"d"]
+
+
+V5 = aiomqtt.ProtocolVersion.V5
+MALFORMED_CONNACKS = {
+    # fixed header, remaining length, flags, reason 0 (success), properties' length, ...
+    "unknown property or code 0x7f": bytes([0x20, 5, 0, 0, 2, 0x7F, 0]),
+    "unpack requires a buffer of 2 bytes": bytes([0x20, 5, 0, 0, 9, 0x21, 0]),  # past the end
+    "'utf-8' codec can't decode": bytes([0x20, 8, 0, 0, 5, 0x1F, 0, 2, 0xFF, 0xFE]),
+    "CONNACK packet is too small": bytes([0x20, 1, 0]),
+}
+
+
+@pytest.mark.parametrize("why", MALFORMED_CONNACKS)
+async def test_a_connack_paho_cannot_read_fails_the_attempt_as_malformed_not_unanswered(
+    why: str,
+) -> None:
+    """paho ends the connection as a protocol error and says why in a debug line only: the
+    attempt said "the broker closed the connection without a CONNACK (Protocol error)",
+    and the node's diagnosis blamed the port or TLS of a broker that had answered."""
+    async with hostile_broker(MALFORMED_CONNACKS[why]) as broker:
+        client = MqttClient("127.0.0.1", broker.port, identifier="n1", protocol=V5, timeout=2)
+        with pytest.raises(MalformedConnack, match="answered with a malformed CONNACK") as caught:
+            await client.__aenter__()
+        assert why in caught.value.reason
+        await wait_until(lambda: broker.open == 0, 1, "the connection closed")
+
+
+async def test_a_close_before_any_connack_is_still_said_as_no_connack() -> None:
+    async with hostile_broker(b"") as broker:
+        client = MqttClient("127.0.0.1", broker.port, identifier="n1", protocol=V5, timeout=2)
+        task = asyncio.create_task(client.__aenter__())
+        await wait_until(lambda: broker.connects == 1, 2, "the CONNECT read")
+        for writer in list(broker.writers):
+            writer.close()
+        with pytest.raises(ClosedBeforeConnack) as caught:
+            await task
+        assert not isinstance(caught.value, MalformedConnack)
