@@ -481,11 +481,14 @@ class Uplink:
         the broker keeps it in the node's session (a QoS 1 command over 3.1.1, which cannot
         announce the limit) and sends it first at every connection, which it ended for good
         (backoff or not). The next connection starts a clean session: the broker drops it,
-        and the commands queued behind it, which it held back all the same."""
+        and the commands queued behind it, which it held back all the same. One that came
+        in place of the CONNACK is no session's (`MalformedConnack` tells it): a clean
+        session dropped the commands queued for the node, for nothing."""
+        if client.session_present is None:  # no CONNACK
+            return
         too_large = client.too_large
         if too_large is None:
-            if client.session_present is not None:  # a CONNACK, and no such packet
-                self._too_large_ends = 0
+            self._too_large_ends = 0  # a CONNACK, and no such packet
             return
         self._too_large_ends += 1
         if self._too_large_ends < 2 or self.config.session_expiry_s == 0:

@@ -71,7 +71,8 @@ class ClosedBeforeConnack(aiomqtt.MqttError):
 
 class MalformedConnack(ClosedBeforeConnack):
     """The broker answered CONNECT with a CONNACK paho cannot read (a property it does not
-    know or that runs past the packet, a string that is not UTF-8, a packet too short),
+    know or that runs past the packet, a string that is not UTF-8, a packet too short, one
+    over the size the node takes, ended at its header: `max_incoming`),
     and the node closed the connection: paho says it only in a debug line, and it was told
     as "closed the connection without a CONNACK (Protocol error)", the broker's port or
     TLS blamed. Still a CONNECT without a CONNACK that works, for the MQTT 3.1.1 fallback
@@ -573,6 +574,13 @@ class MqttClient(CancellableClient):
         if not self._connected.done():
             tls = self.reader.tls_error if self.reader is not None else None
             malformed = self.malformed
+            too_large = self.too_large
+            if too_large is not None:  # in place of a CONNACK, ended at its header
+                size, limit = too_large.size, self.max_incoming
+                malformed = (
+                    paho.CONNACK,
+                    f"a packet of {size} bytes, over the {limit} the node takes",
+                )
             self._fail_connect(
                 TlsEnded(tls)
                 if tls is not None

@@ -1304,6 +1304,28 @@ async def test_a_malformed_connack_is_said_and_counted_as_such_not_as_no_connack
     assert counters["uplink.no_connack"] == 0
 
 
+async def test_a_packet_over_the_limit_in_place_of_the_connack_is_said_so_and_cleans_no_session(
+    outbox: Outbox,
+) -> None:
+    """A header announcing 256 MB where the CONNACK goes: the node ends the connection at the
+    header, as it should, but said "closed the connection without a CONNACK", and took the
+    packet for one its session kept: the next connections started clean sessions, dropping
+    the commands the broker held for the node (`uplink.session_cleaned`)."""
+    huge = bytes([0x20, 0xFF, 0xFF, 0xFF, 0x7F])
+    async with hostile_broker(huge) as broker:
+        counters = Counters()
+        uplink = _uplink(broker.port, outbox, counters, reconnect_min_s=0.05, reconnect_max_s=0.1)
+        task = asyncio.create_task(uplink.run())
+        try:
+            await wait_until(lambda: broker.connects >= 3, 5, "three attempts")
+        finally:
+            await cancel_and_wait([task])
+    assert f"malformed CONNACK (a packet of 268435460 bytes, over the {MAX_INCOMING_BYTES}" in (
+        uplink.last_error or ""
+    )
+    assert counters["uplink.session_cleaned"] == 0
+
+
 async def retained_state(port: int) -> str:
     async with Collector(port, topic=f"{TOPICS.base}/state", client_id="test-state") as c:
         await c.wait_for(lambda: len(c.messages) >= 1, 5, "the retained state")
