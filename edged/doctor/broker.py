@@ -25,6 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from paho.mqtt._packet import decode_connack
+from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -32,7 +35,8 @@ from core.errors import ConfigError
 from edged.clock import Clock
 from edged.config.models import BrokerConfig
 from edged.doctor.check import Check, fail, ok, warn
-from edged.uplink.client import read_password
+from edged.uplink.cancellable import unreadable_because
+from edged.uplink.client import MAX_INCOMING_BYTES, read_password
 from edged.uplink.packets import varint
 from edged.uplink.tls import tls_context
 from edged.uplink.tlsfail import alert_advice, kind, verify_advice
@@ -361,6 +365,11 @@ async def _mqtt(
             await writer.drain()
             kind = (await reader.readexactly(1))[0]
             length = await _read_varint(reader)
+            if length > MAX_INCOMING_BYTES:  # not read: as the node, which ends it at once
+                limit = MAX_INCOMING_BYTES
+                raise ValueError(
+                    f"a packet announcing {length} bytes, over the {limit} the node takes"
+                )
             body = await reader.readexactly(length)
     except ssl.SSLError as exc:  # TLS 1.3: the broker judges our certificate after the handshake
         raise Failed(_broke(cfg, f"TLS alert: {exc.reason or exc}")) from exc
@@ -381,9 +390,37 @@ async def _mqtt(
         raise Failed(_not_mqtt(cfg, f"it answered packet type {kind >> 4}, not CONNACK"))
     if body[1] != 0:
         raise Failed(_refused(cfg, body[1]))
+    why = _unreadable(cfg, kind, body)
+    if why is not None:
+        raise Failed(
+            fail(
+                SECTION,
+                name,
+                f"{_where(cfg)} answered with a malformed CONNACK ({why}): the node cannot "
+                "read it, and stays offline",
+                "a broken MQTT server, or not the broker meant: see its version and log"
+                + (
+                    '; [broker] protocol = "3.1.1" if its MQTT 5 is at fault'
+                    if cfg.protocol == "5"
+                    else ""
+                ),
+            )
+        )
     writer.write(b"\xe0\x00")  # DISCONNECT, normal
     ms = (time.monotonic() - started) * 1000
     return ok(SECTION, name, f"MQTT {cfg.protocol} CONNECT accepted{who} ({ms:.0f} ms)")
+
+
+def _unreadable(cfg: BrokerConfig, kind: int, body: bytes) -> str | None:
+    """Why the node's MQTT client (paho) could not read this CONNACK, None when it can: one
+    with a property it does not know, or that runs past the packet, was "accepted" here
+    while the node could never connect."""
+    version = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
+    try:
+        decode_connack(kind, body, version)
+    except MalformedPacket as exc:
+        return unreadable_because(exc)
+    return None
 
 
 def _not_mqtt(cfg: BrokerConfig, why: str) -> Check:

@@ -47,6 +47,15 @@ class ClosedBeforeConnackError(aiomqtt.MqttError):
     """The broker closed the connection before answering the CONNECT."""
 
 
+class MalformedConnackError(ClosedBeforeConnackError):
+    """The broker answered the CONNECT with a CONNACK the tool cannot read (paho ended the
+    connection): said as it was, not as a broker that hung up without answering."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the broker answered with a malformed CONNACK ({why})")
+        self.why = why
+
+
 MAX_QUEUED_MESSAGES = 50_000
 """Messages received and not yet read: a fleet's retained topics arriving at once."""
 MAX_QUEUED_BYTES = 128 * 1024 * 1024
@@ -178,8 +187,11 @@ class ToolClient(CancellableClient):
         properties: Properties | None = None,
     ) -> None:
         if not self._connected.done():
+            why = self.malformed_connack()
             self._connected.set_exception(
-                ClosedBeforeConnackError("the broker closed the connection before its CONNACK")
+                MalformedConnackError(why)
+                if why is not None
+                else ClosedBeforeConnackError("the broker closed the connection before its CONNACK")
             )
             return
         super()._on_disconnect(client, userdata, flags, reason_code, properties)
@@ -273,6 +285,8 @@ def protocol_refusal(exc: BaseException, timeout: float) -> str | None:
     code = reason_code(exc)
     if code == UNSUPPORTED_PROTOCOL:
         return "CONNACK: unsupported protocol version"
+    if isinstance(exc, MalformedConnackError):
+        return f"its CONNACK was malformed ({exc.why})"
     if isinstance(exc, ClosedBeforeConnackError):
         return "it closed the connection without a CONNACK"
     if code is None and "timed out" in str(exc):
@@ -311,6 +325,11 @@ def refusal(
     if code is not None:
         return BrokerUnreachableError(
             f"the broker at {where} refused the connection: {exc}{before}; see its log"
+        )
+    if isinstance(exc, MalformedConnackError):
+        return BrokerUnreachableError(
+            f"the broker at {where} answered with a malformed CONNACK ({exc.why}){before}: "
+            "a broken MQTT server, or not the broker meant; its version and log say more"
         )
     if isinstance(exc, ClosedBeforeConnackError):
         hint = (
@@ -362,6 +381,7 @@ __all__ = [
     "BrokerUnreachableError",
     "ClosedBeforeConnackError",
     "LoginError",
+    "MalformedConnackError",
     "ToolClient",
     "abrupt_close",
     "client_for",

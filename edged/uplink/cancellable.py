@@ -37,8 +37,17 @@ from typing import Any, Self, TypeVar
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 
 T = TypeVar("T")
+
+
+def unreadable_because(exc: MalformedPacket) -> str:
+    """paho's reason a packet cannot be read, in words: for an unknown property id or
+    reason code it says only the number ("127")."""
+    key = exc.__cause__.args[0] if isinstance(exc.__cause__, KeyError) else None
+    return f"unknown property or code 0x{key:02x}" if isinstance(key, int) else str(exc)
 
 
 class _Attempt:
@@ -87,6 +96,9 @@ class CancellableClient(aiomqtt.Client):
         self._attempt = _Attempt()
         self._client._ssl_wrap_socket = self._tls_wrap  # type: ignore[method-assign]
         self._client._create_socket_connection = self._tcp_handed  # type: ignore[method-assign]
+        self._client._packet_handle = self._packet_handled  # type: ignore[method-assign]
+        self.unreadable_packet: tuple[int, str] | None = None
+        """The last packet paho could not read: its type, and why (`_packet_handled`)."""
 
     def _tls_wrap(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
         """paho's TLS wrap and handshake, in the connect thread, with the socket known to
@@ -161,6 +173,24 @@ class CancellableClient(aiomqtt.Client):
                 raise
             return sock
         raise failed
+
+    def _packet_handled(self) -> MQTTErrorCode:
+        """paho's handling of a packet read whole. One it cannot read (`MalformedPacket`)
+        ends the connection as a protocol error, said by paho in a debug line only: kept
+        here (`unreadable_packet`), so that a CONNACK's is told as what it was, not as a broker
+        that closed the connection unanswered (edged.uplink.mqtt, edged.ops.client)."""
+        client = self._client
+        kind = int(client._in_packet["command"]) & 0xF0
+        try:
+            return paho.Client._packet_handle(client)
+        except MalformedPacket as exc:
+            self.unreadable_packet = (kind, unreadable_because(exc))
+            raise
+
+    def malformed_connack(self) -> str | None:
+        """Why the CONNACK could not be read, when that ended the connection attempt."""
+        packet = self.unreadable_packet
+        return packet[1] if packet is not None and packet[0] == paho.CONNACK else None
 
     def _tcp_handed(self) -> socket.socket:
         """paho's `_create_socket_connection`, in the connect thread: the connection the

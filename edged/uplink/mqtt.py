@@ -28,7 +28,6 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -245,9 +244,6 @@ class MqttClient(CancellableClient):
         """Told of each one at once: the session goes on, so its end is no time to count."""
         leave_out_unreadable(self._client, self._left_out)
         self._client.loop_read = self._read_or_end  # type: ignore[method-assign]
-        self._client._packet_handle = self._packet_handled  # type: ignore[method-assign]
-        self.malformed: tuple[int, str] | None = None
-        """The last packet paho could not read in this connection: its type, and why."""
         self.reader: ReadAhead | None = None  # this connection's socket, once open
         self.on_delivered: Callable[[int, int], bool] | None = None
         """Told each message id paho reports published (PUBACK; QoS 0: written) and its
@@ -270,20 +266,6 @@ class MqttClient(CancellableClient):
         except Exception:
             log.exception("reading from the broker failed: the connection is closed")
             return client._loop_rc_handle(paho.MQTT_ERR_PROTOCOL)
-
-    def _packet_handled(self) -> MQTTErrorCode:
-        """paho's handling of a packet read whole. One it cannot read (`MalformedPacket`)
-        ends the connection as a protocol error, said by paho in a debug line only: kept
-        here (`malformed`), so the end is told as what it was (`MalformedConnack`)."""
-        client = self._client
-        kind = int(client._in_packet["command"]) & 0xF0
-        try:
-            return paho.Client._packet_handle(client)
-        except MalformedPacket as exc:
-            key = exc.__cause__.args[0] if isinstance(exc.__cause__, KeyError) else None
-            why = f"unknown property or code 0x{key:02x}" if isinstance(key, int) else str(exc)
-            self.malformed = (kind, why)
-            raise
 
     @property
     def too_large(self) -> PacketTooLarge | None:
@@ -573,19 +555,16 @@ class MqttClient(CancellableClient):
         )
         if not self._connected.done():
             tls = self.reader.tls_error if self.reader is not None else None
-            malformed = self.malformed
+            malformed = self.malformed_connack()
             too_large = self.too_large
             if too_large is not None:  # in place of a CONNACK, ended at its header
                 size, limit = too_large.size, self.max_incoming
-                malformed = (
-                    paho.CONNACK,
-                    f"a packet of {size} bytes, over the {limit} the node takes",
-                )
+                malformed = f"a packet of {size} bytes, over the {limit} the node takes"
             self._fail_connect(
                 TlsEnded(tls)
                 if tls is not None
-                else MalformedConnack(malformed[1])
-                if malformed is not None and malformed[0] == paho.CONNACK
+                else MalformedConnack(malformed)
+                if malformed is not None
                 else ClosedBeforeConnack(str(reason_code))
             )
         super()._on_disconnect(client, userdata, flags, reason_code, properties)

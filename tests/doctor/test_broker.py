@@ -7,6 +7,7 @@ import pytest
 from edged.doctor import Check, Status, run_checks
 from tests.doctor.conftest import config
 from tests.helpers.broker import Mosquitto
+from tests.helpers.hostile_broker import hostile_broker
 
 
 async def broker_lines(cfg: Path, wait_s: float = 3) -> list[Check]:
@@ -131,3 +132,22 @@ async def test_a_host_that_does_not_resolve_is_a_dns_failure(tmp_path: Path) -> 
     assert line.status is Status.FAIL
     assert line.detail.startswith("DNS:"), line
     assert "[broker] host" in line.advice or "DNS" in line.advice
+
+
+async def test_a_connack_the_node_cannot_read_fails_naming_what_is_wrong(tmp_path: Path) -> None:
+    """A CONNACK with a property paho does not know: the doctor said "CONNECT accepted"
+    while the node, whose client cannot read it, never connected."""
+    unknown_property = bytes([0x20, 5, 0, 0, 2, 0x7F, 0])
+    async with hostile_broker(unknown_property) as broker:
+        mqtt = (await broker_lines(config(tmp_path, broker.port)))[-1]
+    assert (mqtt.name, mqtt.status) == ("broker: mqtt", Status.FAIL), mqtt
+    assert "answered with a malformed CONNACK (unknown property or code 0x7f)" in mqtt.detail
+
+
+async def test_a_connack_over_the_size_the_node_takes_fails_unread(tmp_path: Path) -> None:
+    """A header announcing 256 MB: the doctor waited to read it all (its memory growing with
+    what the server sent) until its time ran out, and blamed the port."""
+    async with hostile_broker(bytes([0x20, 0xFF, 0xFF, 0xFF, 0x7F])) as broker:
+        mqtt = (await broker_lines(config(tmp_path, broker.port), wait_s=2))[-1]
+    assert mqtt.status is Status.FAIL, mqtt
+    assert "a packet announcing 268435455 bytes, over the 8388608 the node takes" in mqtt.detail

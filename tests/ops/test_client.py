@@ -8,11 +8,12 @@ from aiomqtt import ProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edged.ops.client import MAX_QUEUED_BYTES, ToolClient, connect
+from edged.ops.client import MAX_QUEUED_BYTES, BrokerUnreachableError, ToolClient, connect
 from edged.ops.login import Login
 from edged.ops.urls import parse_broker_url
 from edged.uplink.cancellable import CancellableClient
 from tests.helpers.broker import Mosquitto
+from tests.helpers.hostile_broker import hostile_broker
 
 MIB = 1024 * 1024
 
@@ -106,3 +107,18 @@ async def test_messages_paho_cannot_read_are_acknowledged_and_the_next_one_comes
             message = await anext(aiter(reader.messages))
         assert str(message.topic) == "rnst/v1/test/n1/health"
         assert reader.malformed == count
+
+
+async def test_a_malformed_connack_is_said_as_one_with_both_versions_tried() -> None:
+    """A CONNACK with a property paho does not know: edgectl said "the broker closed the
+    connection before answering: if it is a TLS listener use mqtts://", of a broker that
+    had answered on a plain MQTT port."""
+    unknown_property = bytes([0x20, 5, 0, 0, 2, 0x7F, 0])
+    async with hostile_broker(unknown_property) as broker:
+        login = Login(parse_broker_url(f"mqtt://127.0.0.1:{broker.port}"))
+        with pytest.raises(BrokerUnreachableError) as caught:
+            async with connect(login, "edgectl-test"):
+                pass
+    said = str(caught.value)
+    assert "answered with a malformed CONNACK (CONNACK packet size is wrong)" in said
+    assert "(after MQTT 5: its CONNACK was malformed (unknown property or code 0x7f))" in said

@@ -86,6 +86,13 @@ def test_the_paho_internals_the_uplink_reaches_into_are_there() -> None:
     assert list(inspect.signature(client.loop_read).parameters) == ["max_packets"]
     assert hasattr(client, "_bind_port")
     assert set(client._in_packet) >= {"command"}
+    from paho.mqtt import _packet  # edged.doctor.broker reads a CONNACK as paho does
+
+    assert list(inspect.signature(_packet.decode_connack).parameters)[:3] == [
+        "header",
+        "packet",
+        "protocol",
+    ]
     queue = list(inspect.signature(client._packet_queue).parameters)
     assert queue[:4] == ["command", "packet", "mid", "qos"]
     assert isinstance(client._mid_generate(), int)
