@@ -6,6 +6,7 @@ error unread."""
 import ast
 import asyncio
 import gc
+import json
 import os
 import socket
 import ssl
@@ -25,6 +26,7 @@ from edged.uplink.mqtt import MqttClient
 from edged.uplink.tls import ResumingContext
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
+from tests.helpers.netns import ipv6_off, python_in
 from tests.helpers.nodes import ROOT
 from tests.helpers.pki import Pki
 from tests.helpers.silent import silent_server, unanswered_port
@@ -210,6 +212,50 @@ async def test_a_connect_whose_syn_goes_unanswered_fails_timed_out_its_socket_cl
         with pytest.raises(aiomqtt.MqttError, match="timed out"):
             await client.__aenter__()
         assert _open_sockets() == before
+
+
+NEXT_ADDRESS = """
+import asyncio, json, socket, time
+import aiomqtt
+from edged.uplink.mqtt import MqttClient
+
+async def main() -> None:
+    first, second = [i[4][0] for i in socket.getaddrinfo("broker", 0, type=socket.SOCK_STREAM)][:2]
+    accepted = []
+    server = await asyncio.start_server(lambda r, w: accepted.append(w), second, 0)
+    port = server.sockets[0].getsockname()[1]
+    dead = socket.socket()  # the same port on the name's first address: SYNs dropped
+    dead.bind((first, port))
+    dead.listen(0)
+    fillers = [socket.socket() for _ in range(3)]
+    for f in fillers:
+        f.setblocking(False)
+        try:
+            f.connect((first, port))
+        except BlockingIOError:
+            pass
+    client = MqttClient("broker", port, identifier="n1", timeout=0.1)
+    client._client.connect_timeout = 0.2
+    started = time.monotonic()
+    try:
+        await client.__aenter__()
+    except aiomqtt.MqttError:
+        pass
+    print(json.dumps({"first": first, "accepted": len(accepted), "s": time.monotonic() - started}))
+
+asyncio.run(main())
+"""
+
+
+def test_a_broker_name_whose_first_address_does_not_answer_is_reached_at_the_next() -> None:
+    """The connect made on the loop (`_open_tcp`) tries each address of the name in turn,
+    `connect_timeout` each, as paho's `socket.create_connection` did: a name whose first
+    address is dead (SYNs dropped) reaches the broker at the second."""
+    hosts = "127.0.0.1 localhost\n127.0.0.9 broker\n127.0.0.2 broker\n"
+    with ipv6_off(hosts) as ns:
+        result = json.loads(python_in(ns, NEXT_ADDRESS).stdout)
+    assert result["first"] == "127.0.0.9"  # the dead one, tried first
+    assert result["accepted"] == 1
 
 
 class _SlowToConnect(MqttClient):
