@@ -37,6 +37,11 @@ address is not the host's (::1 with IPv6 disabled, the only address lo lacks; a 
 address is stale). Such an address is left out while another of the name's binds:
 `localhost` names ::1 and 127.0.0.1 on Debian, and a kiosk on `localhost` never served on a
 Pi with IPv6 off, retrying for ever."""
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
+"""One of getaddrinfo's answers: family, type, protocol, canonical name, address."""
+RETRY_LEFT_OUT_S = 30.0
+"""How often an address left out is tried again: one the host gains later (wlan0's, up
+after edged started) is then listened on too."""
 
 
 class Listener:
@@ -68,6 +73,9 @@ class Listener:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._left_out: list[AddrInfo] = []  # `infos` not bound yet, tried again
+        self._retry: asyncio.TimerHandle | None = None
+        self._backlog = 128
 
     async def start(self, host: str, port: int, backlog: int = 128) -> int:
         """Bind every address `host` names that this host has (`listening_sockets`), listen,
@@ -78,15 +86,54 @@ class Listener:
         self.sockets, left_out = listening_sockets(port, infos, backlog)
         if left_out:
             log.warning(
-                "%s: listening on %s only, not on %s: not an address of this host",
+                "%s: listening on %s only, not on %s: not an address of this host (yet: "
+                "tried again every %.0f s)",
                 self.name,
                 ", ".join(str(s.getsockname()[0]) for s in self.sockets),
                 ", ".join(f"{address} ({exc.strerror or exc})" for address, exc in left_out),
+                RETRY_LEFT_OUT_S,
             )
+            names = {address for address, _ in left_out}
+            self._left_out = [info for info in infos if str(info[4][0]) in names]
+            self._backlog = backlog
+            self._retry = loop.call_later(RETRY_LEFT_OUT_S, self._bind_left_out)
         for sock in self.sockets:
-            sock.setblocking(False)
-            loop.add_reader(sock.fileno(), self._ready, sock)
+            self._serve(sock)
         return int(self.sockets[0].getsockname()[1])
+
+    def _serve(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        sock.setblocking(False)
+        self._loop.add_reader(sock.fileno(), self._ready, sock)
+
+    def _bind_left_out(self) -> None:
+        """The addresses left out at the start, tried again: an address the host gained
+        since (an interface up after edged) is listened on from now, on the same port.
+        Retried quietly while the host lacks it; given up, said once, on another error
+        (its port taken there: another program's page)."""
+        self._retry = None
+        if not self.sockets:  # closed
+            return
+        port = int(self.sockets[0].getsockname()[1])
+        still: list[AddrInfo] = []
+        for family, kind, proto, canon, address in self._left_out:
+            address = (address[0], port, *address[2:])
+            try:
+                sock = _bound(family, kind, proto, address, self._backlog)
+            except OSError as exc:
+                if exc.errno in UNAVAILABLE:
+                    still.append((family, kind, proto, canon, address))
+                else:
+                    log.warning(
+                        "%s: not listening on %s: %s", self.name, address[0], exc.strerror or exc
+                    )
+                continue
+            self.sockets.append(sock)
+            self._serve(sock)
+            log.info("%s: now listening on %s too", self.name, address[0])
+        self._left_out = still
+        if still and self._loop is not None:
+            self._retry = self._loop.call_later(RETRY_LEFT_OUT_S, self._bind_left_out)
 
     async def aclose(self) -> None:
         """Stop accepting, and wait until the connections accepted last are their server's
@@ -102,6 +149,10 @@ class Listener:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._left_out = []
         for sock in self.sockets:
             if self._loop is not None and sock.fileno() >= 0:
                 self._loop.remove_reader(sock.fileno())
@@ -171,10 +222,6 @@ class Listener:
         self._timers.pop(sock.fileno(), None)
         if self._loop is not None and sock.fileno() >= 0:
             self._loop.add_reader(sock.fileno(), self._ready, sock)
-
-
-AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
-"""One of getaddrinfo's answers: family, type, protocol, canonical name, address."""
 
 
 def listening_sockets(
