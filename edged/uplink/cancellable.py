@@ -236,6 +236,7 @@ class CancellableClient(aiomqtt.Client):
         if not self._lock.locked():  # else aiomqtt refuses it: the connection is in use
             self._close_failed(self._attempt)
             self._attempt = _Attempt()
+            self.unreadable_packet = None  # a last attempt's CONNACK is not this one's
         attempt = self._attempt
         end = self._disconnected
         ended_before = end.done()

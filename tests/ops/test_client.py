@@ -8,7 +8,14 @@ from aiomqtt import ProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edged.ops.client import MAX_QUEUED_BYTES, BrokerUnreachableError, ToolClient, connect
+from edged.ops.client import (
+    MAX_QUEUED_BYTES,
+    BrokerUnreachableError,
+    ClosedBeforeConnackError,
+    MalformedConnackError,
+    ToolClient,
+    connect,
+)
 from edged.ops.login import Login
 from edged.ops.urls import parse_broker_url
 from edged.uplink.cancellable import CancellableClient
@@ -122,3 +129,23 @@ async def test_a_malformed_connack_is_said_as_one_with_both_versions_tried() -> 
     said = str(caught.value)
     assert "answered with a malformed CONNACK (CONNACK packet size is wrong)" in said
     assert "(after MQTT 5: its CONNACK was malformed (unknown property or code 0x7f))" in said
+
+
+async def test_a_client_used_again_after_a_malformed_connack_says_a_close_as_one() -> None:
+    """The unreadable CONNACK was kept on the client for good: the same client's next
+    attempt, which the broker closed unanswered, was said malformed too."""
+    unknown_property = bytes([0x20, 5, 0, 0, 2, 0x7F, 0])
+    async with hostile_broker(unknown_property) as broker:
+        client = ToolClient("127.0.0.1", broker.port, version="5", protocol=ProtocolVersion.V5)
+        with pytest.raises(MalformedConnackError):
+            await client.__aenter__()
+        broker.reply = b""
+        attempt = asyncio.ensure_future(client.__aenter__())
+        async with asyncio.timeout(2):
+            while broker.connects < 2:
+                await asyncio.sleep(0.01)
+        for writer in list(broker.writers):
+            writer.close()
+        with pytest.raises(ClosedBeforeConnackError) as caught:
+            await attempt
+    assert not isinstance(caught.value, MalformedConnackError)
