@@ -27,6 +27,7 @@ paho's connect (the CONNECT, the TLS handshake).
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
 import threading
@@ -164,6 +165,10 @@ class CancellableClient(aiomqtt.Client):
                         await loop.sock_connect(sock, address)
                 except TimeoutError:
                     raise TimeoutError("timed out") from None  # create_connection's words
+                except OSError as exc:  # asyncio says "Connect call failed (address)"
+                    if exc.errno is None:
+                        raise
+                    raise OSError(exc.errno, os.strerror(exc.errno)) from None  # the system's
             except OSError as exc:
                 sock.close()
                 failed = exc

@@ -258,6 +258,18 @@ def test_a_broker_name_whose_first_address_does_not_answer_is_reached_at_the_nex
     assert result["accepted"] == 1
 
 
+async def test_a_refused_connect_says_connection_refused_as_paho_did() -> None:
+    """The connect made on the loop failed with asyncio's words, "[Errno 111] Connect call
+    failed ('127.0.0.1', 1883)": the health line and edgectl no longer told a broker down
+    (refused) from a link down (no route to host); paho's connect said the system's."""
+    with socket.socket() as taken:  # a port nobody listens on: bound, never listening
+        taken.bind(("127.0.0.1", 0))
+        client = MqttClient("127.0.0.1", taken.getsockname()[1], identifier="n1")
+        with pytest.raises(aiomqtt.MqttError) as caught:
+            await client.__aenter__()
+    assert str(caught.value) == "[Errno 111] Connection refused"
+
+
 class _SlowToConnect(MqttClient):
     """A connect whose thread takes its time before it opens the socket (a slow name
     lookup; over TLS, the handshake is in that thread too)."""
