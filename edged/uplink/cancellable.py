@@ -31,7 +31,6 @@ import os
 import socket
 import ssl
 import threading
-import urllib.request
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -127,16 +126,12 @@ class CancellableClient(aiomqtt.Client):
                 attempt.handshaking = None
 
     def _connects_on_loop(self) -> bool:
-        """Not over a Unix socket (which never waits on a network), nor a proxy that paho
-        would take (PySocks installed, and one set or named by `mqtt_proxy`: the node
-        never sets one): paho's own way, in the thread."""
+        """Not over a Unix socket (which never waits on a network), nor through a proxy:
+        paho's own way, in the thread, as paho itself decides it (`_get_proxy`: one set on
+        the client, `mqtt_proxy` in the environment unless `no_proxy` names the host, or
+        PySocks' default; none without PySocks, which the node does not install)."""
         client = self._client
-        if client._transport == "unix":
-            return False
-        if getattr(paho, "socks", None) is None:
-            return True
-        proxied = client._proxy_is_valid(client._proxy) or "mqtt" in urllib.request.getproxies()
-        return not proxied
+        return client._transport != "unix" and client._get_proxy() is None
 
     async def _open_tcp(self) -> socket.socket:
         """A TCP connection to the broker, as `socket.create_connection` makes it in paho

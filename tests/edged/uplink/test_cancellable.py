@@ -410,3 +410,34 @@ def test_no_node_tool_rig_or_test_builds_aiomqtts_own_client() -> None:
             found += [f"{name}:{line}" for line in _builds_aiomqtts_own_client(
                 ast.parse(text, name))]
     assert found == [], "use edged.uplink.cancellable.CancellableClient"
+
+
+class _Socks:
+    """PySocks' face as paho reads it (the node does not install PySocks, so a proxy
+    cannot be made real here): proxy types and a default proxy, none set."""
+
+    SOCKS4, SOCKS5, HTTP = 1, 2, 3  # PySocks' PROXY_TYPE_* values
+
+    @staticmethod
+    def get_default_proxy() -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "on_loop"), [("", False), ("broker.example", True)], ids=["proxied", "bypassed"]
+)
+async def test_the_connect_goes_through_a_proxy_exactly_when_paho_would_take_one(
+    monkeypatch: pytest.MonkeyPatch, no_proxy: str, on_loop: bool
+) -> None:
+    """The connect on the loop is for a direct connection only: with an `mqtt_proxy` set
+    it is paho's way (through the proxy), unless `no_proxy` names the broker, where paho
+    connects directly: the decision is paho's own, not a copy of it that ignored
+    `no_proxy` and PySocks' default proxy."""
+    import paho.mqtt.client as paho
+
+    monkeypatch.setattr(paho, "socks", _Socks, raising=False)
+    monkeypatch.setenv("mqtt_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", no_proxy)
+    client = CancellableClient("broker.example", 1883, identifier="proxy-test")
+    client._client._host = "broker.example"  # as paho's connect sets it before the socket
+    assert client._connects_on_loop() is on_loop
