@@ -312,29 +312,22 @@ def follow(note: Path, configured: Path, outbox: Path) -> Path:
         return last
     try:
         _carry(last, configured, lambda: _note(note, last, configured))
-    except ReadBack as exc:
+    except (ReadBack, sqlite3.Error, OSError) as exc:
+        if isinstance(exc, ReadBack):
+            why = f"but the copy written there read back wrong ({exc}): the card may be failing"
+            what = "It tries again at the next start: check the card (dmesg)"
+        else:
+            why = f"which cannot be written ({exc})"
+            what = "Make the new place writable"
         log.error(
-            "the config moved the state store from %s to %s, but the copy written there "
-            "read back wrong (%s): the card may be failing; the node keeps the one at %s "
-            "(its spent command ids, access lists, trips), and tries again at the next "
-            "start; check the card (dmesg), or put the old path back in the config",
+            "the config moved the state store from %s to %s, %s; the node keeps the one at "
+            "%s (its spent command ids, access lists, trips). %s, or put the old path back "
+            "in the config",
             last,
             configured,
-            exc,
+            why,
             last,
-        )
-        with contextlib.suppress(OSError):  # else the next start's _clear removes it
-            _note(note, last, _copy_left(configured))
-        return last
-    except (sqlite3.Error, OSError) as exc:
-        log.error(
-            "the config moved the state store from %s to %s, which cannot be written (%s): "
-            "the node keeps the one at %s (its spent command ids, access lists, trips); "
-            "make the new place writable, or put the old path back in the config",
-            last,
-            configured,
-            exc,
-            last,
+            what,
         )
         with contextlib.suppress(OSError):  # else the next start's _clear removes it
             _note(note, last, _copy_left(configured))
