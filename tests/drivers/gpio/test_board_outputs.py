@@ -235,13 +235,17 @@ async def test_taps_in_a_row_during_an_alarm_never_silence_it(
     r.rec.send(feedback("alarm"))
     await asyncio.sleep(0.05)
     fresh(red, buzzer)
+    began = time.monotonic()
     for _ in range(8):
         r.rec.send(feedback("granted"))
         await asyncio.sleep(0.1)
+    window = time.monotonic() - began  # 0.8 s, longer on a loaded machine
     assert len(timeline(red)) >= 8  # blinking all along (0.05 on, 0.05 off)
-    changes = [*timeline(buzzer), (0.8, False)]
+    changes = [*timeline(buzzer), (window, False)]
     sounding = sum(t1 - t0 for (t0, on), (t1, _) in itertools.pairwise(changes) if on)
-    assert sounding > 0.25  # the alarm's 0.1 s on, 0.1 s off; the taps' beeps are 0.01 s
+    # the alarm's 0.1 s on, 0.1 s off: half the time; silenced by the taps, their 0.01 s
+    # beeps only (~1/10)
+    assert sounding > 0.3 * window, f"sounding {sounding:.2f} of {window:.2f} s"
 
 
 async def test_acknowledging_during_a_short_pattern_resumes_with_the_slow_blink(
