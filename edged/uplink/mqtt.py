@@ -36,6 +36,7 @@ from core.logs import flood_key
 from edged.uplink.cancellable import CancellableClient
 from edged.uplink.packets import PacketTooLarge, PubackFilter
 from edged.uplink.readahead import ReadAhead
+from edged.uplink.reasons import KEEP_ALIVE_TIMEOUT
 from edged.uplink.unreadable import leave_out_unreadable
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,19 @@ class MalformedConnack(ClosedBeforeConnack):
     def __init__(self, why: str) -> None:
         aiomqtt.MqttError.__init__(self, f"the broker answered with a malformed CONNACK ({why})")
         self.reason = why
+
+
+class NoConnackInTime(aiomqtt.MqttError):
+    """No CONNACK within the keepalive: paho ended the attempt itself (its keepalive check
+    runs before the CONNACK too) at a broker, or a front, that took the connection and
+    said nothing. Told as the broker closing the connection unanswered, two of them made
+    the node try MQTT 3.1.1: a mute front that recovered by then had the node on 3.1.1
+    until edged restarted (no will delay, no session expiry, no topic aliases), when
+    `keepalive_s` is under `publish_timeout_s` (past it, aiomqtt's own time-out ends the
+    attempt first, as a broker out of reach: this is that)."""
+
+    def __init__(self, keepalive_s: float) -> None:
+        super().__init__(f"no CONNACK within the keepalive ({keepalive_s:g} s): nothing said")
 
 
 class TlsEnded(aiomqtt.MqttError):
@@ -565,6 +579,8 @@ class MqttClient(CancellableClient):
                 if tls is not None
                 else MalformedConnack(malformed)
                 if malformed is not None
+                else NoConnackInTime(self._client.keepalive)
+                if not by_broker and code_of(reason_code) == KEEP_ALIVE_TIMEOUT
                 else ClosedBeforeConnack(str(reason_code))
             )
         super()._on_disconnect(client, userdata, flags, reason_code, properties)

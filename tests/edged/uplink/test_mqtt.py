@@ -20,6 +20,7 @@ from edged.uplink.mqtt import (
     Incoming,
     MalformedConnack,
     MqttClient,
+    NoConnackInTime,
 )
 from tests.helpers.broker import Mosquitto
 from tests.helpers.drivers import wait_until
@@ -343,3 +344,15 @@ async def test_a_close_before_any_connack_is_still_said_as_no_connack() -> None:
         with pytest.raises(ClosedBeforeConnack) as caught:
             await task
         assert not isinstance(caught.value, MalformedConnack)
+
+
+async def test_no_connack_within_the_keepalive_is_said_as_unanswered_not_as_a_close() -> None:
+    """paho's keepalive check ends an attempt that got no CONNACK in time: it was said as
+    the broker closing the connection unanswered, two of which had the node try MQTT 3.1.1,
+    and stay on it after a mute front recovered (edged.uplink.client)."""
+    async with hostile_broker(b"") as broker:
+        client = MqttClient("127.0.0.1", broker.port, identifier="n1", protocol=V5, keepalive=1)
+        with pytest.raises(NoConnackInTime, match=r"within the keepalive \(1 s\)") as caught:
+            await client.__aenter__()
+        assert not isinstance(caught.value, ClosedBeforeConnack)
+        assert broker.connects == 1
