@@ -24,7 +24,6 @@ import functools
 import hashlib
 import io
 import json
-import math
 import os
 import sys
 import threading
@@ -79,6 +78,12 @@ MAX_MESSAGE_BYTES = 1785
 """A message longer makes the DBC refused, its table not used: J1939's transport protocol
 carries at most 1785 bytes, and a short frame is padded to its message's length as it is
 decoded (a table giving 10**12 bytes: a MemoryError on every frame)."""
+MAX_FACTOR = 1e100
+"""A signal's scale or offset larger makes the DBC refused, its table not used: a raw value
+(at most 2**64) times it must stay a float. cantools makes a scale of 1e308 an int of 309
+digits, and each value decoded with it an int no float can hold: `float()` of it in the
+vehicle service raised OverflowError on every frame, and an IEEE float signal's raw value
+times it did in the decoder. A vehicle signal's factors and offsets are many orders smaller."""
 FORMAT = 2
 """Bumped whenever the table's shape changes: a cached table of another format is rebuilt
 (2: signals carry their value table, `choices`)."""
@@ -157,6 +162,12 @@ def _message(m: Any) -> dict[str, Any]:
                 f"dbc: signal {s.name} of message {m.name} is {s.length} bits long: the node "
                 "decodes signals of at most 64"
             )
+        if not (_finite(s.scale) and _finite(s.offset)):
+            raise _Refused(
+                f"dbc: signal {s.name} of message {m.name} has the factor {s.scale} and the "
+                f"offset {s.offset}: the node decodes factors and offsets of at most "
+                f"{MAX_FACTOR:g} (a value must stay a number a float holds)"
+            )
     return {
         "name": m.name,
         "frame_id": m.frame_id,
@@ -224,8 +235,9 @@ def _no_number(constant: str) -> None:
 
 
 def _finite(number: int | float) -> bool:
-    """cantools makes a scale of 1e308 an int (of 309 digits): no float can hold all ints."""
-    return isinstance(number, int) or math.isfinite(number)
+    """A factor or offset a decoded value can be made of (`MAX_FACTOR`): not NaN, not
+    infinite, not an int of hundreds of digits (cantools' reading of a scale of 1e308)."""
+    return abs(number) <= MAX_FACTOR  # False for NaN
 
 
 _SIGNAL = {

@@ -480,6 +480,38 @@ def test_a_signal_longer_than_64_bits_is_refused_with_the_reason(tmp_path: Path)
         load_table(dbc)
 
 
+@pytest.mark.parametrize("factor", ["(1e308,0)", "(1,-1e200)"], ids=["scale", "offset"])
+def test_a_signal_whose_values_no_float_holds_is_refused_with_the_reason(
+    tmp_path: Path, factor: str
+) -> None:
+    """A scale of 1e308 is an int of 309 digits to cantools: every value decoded with it
+    was one no float holds (OverflowError where the vehicle service made it a float)."""
+    dbc = tmp_path / "huge.dbc"
+    dbc.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_:\n\n'
+        "BO_ 2365443326 CCVS1: 8 Vector__XXX\n"
+        f' SG_ WheelBasedVehicleSpeed : 8|16@1+ {factor} [0|1] "km/h" Vector__XXX\n'
+    )
+    with pytest.raises(ConfigError, match="signal WheelBasedVehicleSpeed of message CCVS1 has"):
+        load_table(dbc)
+
+
+def test_a_table_whose_factor_no_float_holds_is_not_used() -> None:
+    signal = {
+        "name": "s",
+        "start": 0,
+        "length": 16,
+        "big_endian": False,
+        "signed": False,
+        "float": False,
+        "scale": 10**308,
+        "offset": 0,
+    }
+    assert not table_module._signal_ok(signal)
+    assert table_module._signal_ok({**signal, "scale": 0.125})
+    assert not table_module._signal_ok({**signal, "offset": float("nan")})
+
+
 def test_a_dbc_too_costly_for_the_node_is_told_where_its_table_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
