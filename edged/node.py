@@ -289,6 +289,9 @@ class Node:
         if note is not None:  # a config that moved the state store: it comes along
             store = self.config.outbox.state_file
             used = await asyncio.to_thread(moves.follow, note, store, outbox)
+            if used != await asyncio.to_thread(Path(store).absolute):
+                # the move refused or failed: logged, and in health.errors for ops to see
+                self.counters.inc("state.not_moved")
             await asyncio.to_thread(moves.shared, note, used, Path(store), outbox)
             self.outbox.state.path = used
         await self.outbox.open()

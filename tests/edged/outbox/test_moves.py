@@ -109,8 +109,8 @@ async def test_the_state_store_is_carried_to_the_new_place_and_the_old_one_remov
     a, b = tmp_path / "a" / "state.sqlite", tmp_path / "b" / "state.sqlite"
     async with running(write(tmp_path, f'state_path = "{a}"')) as n:
         assert (await send(n, "access.update", {"id": "l1", "args": signed(full_lists())})).reply.ok
-    async with running(write(tmp_path, f'state_path = "{b}"')):
-        pass
+    async with running(write(tmp_path, f'state_path = "{b}"')) as n:
+        assert "state.not_moved" not in n.counters.snapshot()
     assert b.stat().st_size > 0 and not a.exists()
     assert moves.last_store(moves.note_of(tmp_path / "edged.toml")) == b
 
@@ -127,6 +127,7 @@ async def test_a_state_store_that_cannot_be_carried_is_kept_where_it_was(tmp_pat
     moved = f'state_path = "{tmp_path / "blocked" / "state.sqlite"}"'
     async with running(write(tmp_path, moved)) as n:
         assert n.outbox.state.path == a
+        assert n.counters.snapshot().get("state.not_moved") == 1  # health.errors
         out = await send(n, "access.update", {"id": "l2", "args": signed(full_lists(1))})
     assert out.reply.error is not None and out.reply.error.code == "stale_version"
 
@@ -506,6 +507,7 @@ async def test_a_copy_that_reads_back_corrupt_leaves_the_node_on_the_old_store(
     async with running(write(tmp_path, f'state_path = "{b}"')) as n:
         assert n.outbox.state.path == a
         out = await send(n, "access.update", {"id": "l1", "args": signed(full_lists(1))})
+        assert n.counters.snapshot().get("state.not_moved") == 1  # health.errors: ops sees it
     assert out.reply.error is not None and out.reply.error.code == "stale_version", out.reply
     assert a.exists() and moves.last_store(moves.note_of(tmp_path / "edged.toml")) == a
     assert any("read back" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
