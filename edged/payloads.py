@@ -143,6 +143,11 @@ class OutboxHealth(Body):
 class MqttHealth(Body):
     protocol: Literal["5", "3.1.1"] = Field(description="MQTT version of the current session")
     fallback: bool = Field(description="3.1.1 because the broker refused MQTT 5")
+    mqtt5_retry_in_s: int | None = Field(
+        default=None,
+        description="on a fallback: seconds until MQTT 5 is tried again (0: at the next "
+        "connection); none otherwise",
+    )
     session_expiry_s: int | None = Field(
         default=None, description="how long the broker keeps our session (MQTT 5, as granted)"
     )

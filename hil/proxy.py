@@ -236,6 +236,8 @@ class MqttProxy:
         self.most_in_flight = 0  # QoS 1 and 2 publishes unacknowledged at once, at most
         self.over_receive_max = 0  # sessions ended for exceeding it (`enforce_receive_max`)
         self.closed_at = 0  # connections closed at a publish (`close_at`)
+        self.connects: list[tuple[float, int]] = []
+        """(time.monotonic(), protocol level: 5 or 4 for 3.1.1) of each client CONNECT read."""
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._by_id: dict[bytes, asyncio.StreamWriter] = {}
@@ -433,6 +435,7 @@ class MqttProxy:
         protocol level when passed on."""
         packet = await read_packet(reader)
         level = connect_level(packet) if packet[0] >> 4 == CONNECT else 0
+        self.connects.append((time.monotonic(), level))
         if level == 5 and self.quirks.refuse_v5 == "connack":
             writer.write(bytes([CONNACK << 4, 2, 0, 1]))  # 3.1.1: unacceptable version
             await writer.drain()

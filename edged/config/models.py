@@ -136,6 +136,19 @@ class BrokerConfig(Strict):
     protocol_fallback: bool = Field(
         default=True, description="when the broker refuses MQTT 5, use 3.1.1 (said in health)"
     )
+    protocol_retry_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="after a fallback to 3.1.1, MQTT 5 is tried again this long after, then "
+        "twice as long after each try it still refuses, up to protocol_retry_max_s",
+    )
+    protocol_retry_max_s: float = Field(
+        default=14400.0,
+        gt=0,
+        le=7 * 86400,
+        description="the longest wait between two tries of MQTT 5 after a fallback",
+    )
     session_expiry_s: int = Field(
         default=86400,
         ge=0,
@@ -192,6 +205,8 @@ class BrokerConfig(Strict):
     def _reconnect_order(self) -> "BrokerConfig":
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        if self.protocol_retry_max_s < self.protocol_retry_s:
+            raise ValueError("protocol_retry_max_s must be at least protocol_retry_s")
         return self
 
     @model_validator(mode="after")

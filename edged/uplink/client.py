@@ -12,8 +12,9 @@ on its own, and what goes wrong with one is logged and counted.
 
 The session is persistent (MQTT 5 clean start off with a session expiry, 3.1.1 clean session
 off), so the broker keeps the commands sent while the node is away. When the broker refuses
-MQTT 5 the node falls back to 3.1.1 by itself (`[broker] protocol_fallback`); a refusal is
-logged with its reason and what to do, and shows in `health.mqtt`.
+MQTT 5 the node falls back to 3.1.1 by itself (`[broker] protocol_fallback`), and tries
+MQTT 5 again later (`protocol_retry_s`, doubled at each refusal); a refusal is logged with
+its reason and what to do, and shows in `health.mqtt`.
 """
 
 import asyncio
@@ -131,7 +132,8 @@ WILL_DELAY_MARGIN_S = 5.0
 """How long the broker's last bytes may have taken to reach the node: its will's delay
 started no earlier than they left it."""
 """MQTT 5 CONNECTs closed without a CONNACK in a row before 3.1.1 is tried: one may be a
-link lost at the wrong instant, and a wrong fallback would last until edged restarts."""
+link lost at the wrong instant, and a wrong fallback lasts until MQTT 5 is tried again
+(`[broker] protocol_retry_s`)."""
 
 
 def read_password(config: BrokerConfig) -> str | None:
@@ -153,6 +155,11 @@ class Retake(Exception):
         super().__init__(f"{left_out} command(s) left unacknowledged")
         self.left_out = left_out
         self.dropped = dropped  # QoS 0 messages still waiting, lost with the connection
+
+
+class RetryV5(Exception):
+    """The 3.1.1 session of a fallback ends for MQTT 5 to be tried again
+    (`Uplink._until_v5_retry`): a link up for weeks never reconnects by itself."""
 
 
 class _Ack:
@@ -236,6 +243,12 @@ class Uplink:
         the session (0x9A), so without this its alarms would never arrive."""
         self._retain_said_off = False  # an MQTT 5 CONNACK said Retain Available 0
         self._probing_311 = False  # MQTT 5 CONNECTs got no CONNACK: is it the version?
+        self._retry_v5_s = config.protocol_retry_s
+        """After a fallback, how long until MQTT 5 is tried again: doubled at each try the
+        broker still refuses, up to `protocol_retry_max_s`; reset once it takes MQTT 5."""
+        self._retry_v5_at: float | None = None  # when (monotonic), while fallen back
+        self._retrying_v5 = False  # this attempt tries MQTT 5 again after a fallback
+        self._reconnect_now = False  # the next attempt goes at once (`_until_v5_retry`)
         self._no_connack_v5 = 0
         self._probed_expired = False  # 3.1.1 fared no better with the certificate expired
         self.session_expiry_s: int | None = None
@@ -307,6 +320,9 @@ class Uplink:
         """The command filter this process subscribed to in a session the broker may keep:
         when it says it kept the session, the subscription is in it (not sent again). Not
         trusted across a restart: the session may hold another config's subscription."""
+        self._subscribed_over: Protocol | None = None
+        """The MQTT version `_subscribed` was made over: a subscription made over 3.1.1 has
+        no retain-as-published, which a session resumed over MQTT 5 would keep."""
 
     @property
     def connected(self) -> bool:
@@ -328,6 +344,7 @@ class Uplink:
         return MqttHealth(
             protocol=self.protocol,
             fallback=self.fell_back,
+            mqtt5_retry_in_s=self._v5_retry_in(),
             session_expiry_s=self.session_expiry_s,
             session_present=self.session_present,
             last_error=self.last_error,
@@ -335,6 +352,13 @@ class Uplink:
             topic_aliases=self.aliases.maximum if self.protocol == "5" else None,
             retain=self.retains,
         )
+
+    def _v5_retry_in(self) -> int | None:
+        """Seconds until MQTT 5 is tried again (0: at the next connection); None when the
+        node is not on a fallback."""
+        if not self.fell_back or self._retry_v5_at is None:
+            return None
+        return max(0, round(self._retry_v5_at - time.monotonic()))
 
     def wire(self, payload: bytes) -> bytes:
         """A stored (JSON) payload as the fleet's encoding puts it on the wire."""
@@ -403,6 +427,9 @@ class Uplink:
             takeover = end.taken_over or self.reconnect.probable_takeover(end)
             if takeover:
                 self._taken_over(end)
+            if self._reconnect_now:  # MQTT 5 tried, or about to be: not a failure to back off
+                self._reconnect_now = False
+                continue
             delay = self.reconnect.delay(end, takeover=takeover)
             wake = not takeover and not end.pushed_back
             if wake and not end.refused and self.outbox.urgent_waiting():
@@ -430,6 +457,7 @@ class Uplink:
         self._suspect = None
         self._refused_now = False
         taken_over = closed_under_us = pushed_back = False
+        self._retry_v5_if_due()
         probe = self._probing_311  # this attempt is the 3.1.1 probe
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
@@ -438,6 +466,9 @@ class Uplink:
                 await self._session()
             except* Retake as group:
                 self._retaken(_first(group))
+            except* RetryV5:
+                self._reconnect_now = True
+                log.info("ending the MQTT 3.1.1 session to try MQTT 5 again at %s", self.where)
             except* ClosedBeforeConnack as group:
                 self._refused_now = True  # the broker (or a front) answered, then hung up
                 self._closed_before_connack(_first(group))
@@ -454,9 +485,14 @@ class Uplink:
                 if client is not None:
                     self._count_too_large(client)
                 if client is not None and client.session_present is not None:  # a CONNACK
-                    self._online_heard_at = client.heard_at if self.connected else None
+                    # over 3.1.1 the will has no delay: nothing to count on back on MQTT 5
+                    online_v5 = self.connected and self.protocol == "5"
+                    self._online_heard_at = client.heard_at if online_v5 else None
                 self.connected = False
                 self._client = None
+                if self._retrying_v5:  # no answer either way: tried again at the next attempt
+                    self._retrying_v5 = False
+                    self.protocol = "3.1.1"
                 if probe and self._probing_311:
                     if client is None or client.session_present is None:  # no answer, no close
                         self._end_probe()
@@ -510,6 +546,11 @@ class Uplink:
         """A CONNACK refusal: its reason and the remedy, not a time-out."""
         rc = getattr(exc, "rc", None)
         code = int(getattr(rc, "value", rc)) if rc is not None else 0x80
+        if self._retrying_v5:
+            if code == UNSUPPORTED_PROTOCOL:
+                self._v5_still_refused(str(rc))
+                return
+            self._v5_again()  # refused for another reason, but in MQTT 5: it speaks it
         if self._probing_311:  # refused, but answered: the broker speaks 3.1.1, not 5
             self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
         if code == UNSUPPORTED_PROTOCOL and self.protocol == "5" and self._fall_back(str(rc)):
@@ -547,6 +588,9 @@ class Uplink:
             self.counters.inc("uplink.malformed_connack")
         elif not expired:
             self.counters.inc("uplink.no_connack")
+        if self._retrying_v5:  # the close that made it fall back: not two more, nor a probe
+            self._v5_still_refused(f"it closed the connection without a CONNACK: {exc.reason}")
+            return
         if self._probing_311:  # 3.1.1 fared no better: the version was not the problem
             self._probing_311 = False
             self.protocol = "5"
@@ -623,22 +667,82 @@ class Uplink:
         log.info("the MQTT 3.1.1 attempt ended before a CONNACK too: back to MQTT 5")
 
     def _fall_back(self, why: str) -> bool:
-        """Use 3.1.1 from now on, if allowed; says so in the log and in health."""
+        """Use 3.1.1, if allowed, until MQTT 5 is tried again (`_retry_v5_if_due`): a front
+        that closes connections while the broker behind it restarts looks like a broker
+        without MQTT 5, and the node stayed on 3.1.1 until edged restarted (weeks, in a
+        vehicle). Says so in the log and in health."""
         if not self.config.protocol_fallback:
             return False
         self._probing_311 = False
         self.protocol = "3.1.1"
         self.fell_back = True
+        self._retry_v5_at = time.monotonic() + self._retry_v5_s
         self.counters.inc("uplink.protocol_fallback")
         self.last_error = f"the broker refused MQTT 5 ({why}): using MQTT 3.1.1"
         log.warning(
-            "the broker at %s refuses MQTT 5 (%s): using MQTT 3.1.1 from now on, until edged "
-            "restarts ([broker] protocol_fallback); without MQTT 5 there are no response "
-            "topics, and the broker's own setting decides how long it keeps the node's session",
+            "the broker at %s refuses MQTT 5 (%s): using MQTT 3.1.1, and MQTT 5 again in "
+            "%.0f s ([broker] protocol_fallback, protocol_retry_s); without MQTT 5 there are "
+            "no response topics, will delay nor topic aliases, and the broker's own setting "
+            "decides how long it keeps the node's session",
             self.where,
             why,
+            self._retry_v5_s,
         )
         return True
+
+    def _retry_v5_if_due(self) -> None:
+        """On a fallback, this attempt tries MQTT 5 again once its time has come."""
+        at = self._retry_v5_at
+        if not self.fell_back or at is None or time.monotonic() < at:
+            return
+        self._retrying_v5 = True
+        self.protocol = "5"
+        self.counters.inc("uplink.protocol_retry")
+        log.info("on MQTT 3.1.1 by a fallback: trying MQTT 5 again at %s", self.where)
+
+    def _v5_again(self) -> None:
+        """The broker answered MQTT 5 again: the fallback ends."""
+        self._retrying_v5 = False
+        self.fell_back = False
+        self._retry_v5_at = None
+        self._retry_v5_s = self.config.protocol_retry_s
+        self.counters.inc("uplink.protocol_restored")
+        log.warning("the broker at %s answers MQTT 5 again: using MQTT 5", self.where)
+
+    def _v5_still_refused(self, why: str) -> None:
+        """The try of MQTT 5 was refused as before: 3.1.1 again at once (`run`), MQTT 5
+        tried again after twice the wait, up to `protocol_retry_max_s`."""
+        self._retrying_v5 = False
+        self.protocol = "3.1.1"
+        self._retry_v5_s = min(self._retry_v5_s * 2, self.config.protocol_retry_max_s)
+        self._retry_v5_at = time.monotonic() + self._retry_v5_s
+        self._reconnect_now = True
+        self.counters.inc("uplink.protocol_retry_refused")
+        log.info(
+            "the broker at %s still refuses MQTT 5 (%s): MQTT 3.1.1 again, MQTT 5 again in %.0f s",
+            self.where,
+            why,
+            self._retry_v5_s,
+        )
+
+    async def _until_v5_retry(self) -> None:
+        """On a fallback, end the 3.1.1 session once MQTT 5 is due again (`RetryV5`): not
+        while the session is still being set up, nor while the node stops, and in a moment
+        with no publish awaiting its PUBACK (for `publish_timeout_s` at most), which the
+        next session would send again (a copy dispatch drops by its seq, but bytes)."""
+        busy_since: float | None = None
+        while not self.stopping and not self._closed:
+            at = self._retry_v5_at
+            if at is None:
+                return
+            now = time.monotonic()
+            if at <= now and self.connected:
+                sender = self._sender
+                busy_since = now if busy_since is None else busy_since
+                idle = sender is None or sender.in_flight == 0
+                if idle or now - busy_since >= self.config.publish_timeout_s:
+                    raise RetryV5
+            await asyncio.sleep(min(max(at - now, 0.02), 1.0))  # a stop seen within 1 s
 
     def _retain_per_connack(self, available: bool) -> None:
         """An MQTT 5 CONNACK says whether the broker keeps retained messages (absent: it
@@ -915,6 +1019,8 @@ class Uplink:
         client.pending_calls_threshold = self.config.window + 16
         self._no_connack_v5 = 0
         self._probed_expired = False
+        if self._retrying_v5:
+            self._v5_again()
         if self._probing_311:
             self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
         # reading first: a connection lost while we subscribe or publish the birth ends
@@ -923,6 +1029,8 @@ class Uplink:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._receive(client), name="uplink.receive")
             tg.create_task(self._start(client, birth), name="uplink.start")
+            if self.fell_back:
+                tg.create_task(self._until_v5_retry(), name="uplink.retry_v5")
 
     async def _start(self, client: MqttClient, birth: bytes) -> None:
         """Subscribe, birth, retained topics again, then drain the outbox for good."""
@@ -941,7 +1049,11 @@ class Uplink:
         self._clean_next = False
         self._session_kept = self.config.session_expiry_s > 0 and not cleaned_311
         self.hears_commands = False
-        if client.session_present and self._subscribed == self.topics.commands:
+        if (
+            client.session_present
+            and self._subscribed == self.topics.commands
+            and self._subscribed_over == self.protocol
+        ):
             self.counters.inc("uplink.subscription_kept")  # the broker kept it with the session
             self.hears_commands = True
         else:
@@ -951,6 +1063,7 @@ class Uplink:
             self.hears_commands = await self._subscribe(client)
             if self.hears_commands and self.config.session_expiry_s > 0:
                 self._subscribed = self.topics.commands
+                self._subscribed_over = self.protocol
         if self._will_still_held(client):
             self.counters.inc("uplink.birth_kept")  # `online` is still the retained state
         else:

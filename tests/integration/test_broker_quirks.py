@@ -99,6 +99,28 @@ async def test_a_broker_that_refuses_mqtt5_gets_3_1_1_and_health_says_so(
     assert not any("timed out" in line for line in node.lines)
 
 
+@pytest.mark.parametrize("proxy", [Quirks(refuse_v5="close")], indirect=True)
+async def test_a_node_on_3_1_1_by_a_fallback_says_when_it_tries_mqtt5_and_takes_it_again(
+    broker: Mosquitto, proxy: MqttProxy, tmp_path: Path, spawn: Any
+) -> None:
+    """A front that hung up on MQTT 5 while its broker restarted: health says the fallback
+    and when MQTT 5 is tried again; once the broker behind it answers MQTT 5, health says
+    MQTT 5 with no fallback, without a restart of edged."""
+    config = write_config(
+        tmp_path, proxy.port, gps=False, health_s=1, broker=f"protocol_retry_s = 1\n{FAST}"
+    )
+    async with Collector(broker.port) as c:
+        await online(c, config, spawn)
+        fell = await health_with(c, "the fallback", lambda h: h.get("mqtt", {}).get("fallback"))
+        assert fell["mqtt"]["protocol"] == "3.1.1" and fell["mqtt"]["mqtt5_retry_in_s"] <= 1
+        proxy.quirks.refuse_v5 = None
+        back = await health_with(
+            c, "MQTT 5 again", lambda h: h.get("mqtt", {}).get("protocol") == "5"
+        )
+    assert back["mqtt"]["fallback"] is False and "mqtt5_retry_in_s" not in back["mqtt"]
+    assert back["errors"]["uplink.protocol_restored"] == 1
+
+
 @pytest.mark.parametrize("proxy", [Quirks(refuse_v5="connack")], indirect=True)
 async def test_without_fallback_a_broker_refusing_mqtt5_is_named_with_the_remedy(
     proxy: MqttProxy, tmp_path: Path, spawn: Any
@@ -443,6 +465,7 @@ async def test_a_connack_saying_retain_available_keeps_the_flag(
     async with Collector(broker.port) as c:
         await online(c, config, spawn)
         health = await health_with(c, "health", lambda h: "mqtt" in h)
+
     def kept() -> set[str]:
         return {m.topic.rsplit("/", 1)[-1] for m in late.messages if m.retain}
 

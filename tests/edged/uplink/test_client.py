@@ -4,6 +4,7 @@ or that allows few publishes in flight."""
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import ssl
 import time
@@ -1726,3 +1727,145 @@ async def test_a_republished_birth_says_when_the_session_began_as_the_first(
         again = c.messages[-1].payload
         assert again["state"] == first["state"] == "online"
         assert again["since"] == first["since"] and again["seq"] > first["seq"]
+
+
+def _levels(proxy: MqttProxy) -> list[int]:
+    return [level for _, level in proxy.connects]
+
+
+async def test_a_fallback_made_while_a_front_hung_up_ends_on_a_link_that_stays_up(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A front that closes MQTT 5 CONNECTs while the broker behind it restarts looks like a
+    broker without MQTT 5: a broker back just at the 3.1.1 probe left the node on 3.1.1
+    until edged restarted (weeks, in a vehicle). After `protocol_retry_s` the node ends its
+    3.1.1 session itself (the link never drops) and takes MQTT 5 again; every door event
+    put meanwhile arrives once."""
+    counters = Counters()
+    async with linked(
+        tmp_path, outbox, counters=counters, quirks=Quirks(refuse_v5="close"), protocol_retry_s=0.5
+    ) as link:
+        uplink, proxy = link.uplink, link.proxy
+        await wait_until(lambda: uplink.connected and uplink.fell_back, 5, "the fallback")
+        health = uplink.link_health()
+        assert health.protocol == "3.1.1" and health.mqtt5_retry_in_s in (0, 1), health
+        proxy.quirks.refuse_v5 = None  # the broker behind the front is back
+        async with Collector(link.broker.port, topic=TOPICS.of(DOOR)) as c:
+            for i in range(20):
+                await outbox.put_nowait(
+                    Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=True))
+                )
+                await asyncio.sleep(0.04)
+            await wait_until(lambda: uplink.connected and uplink.protocol == "5", 3, "MQTT 5")
+            await c.wait_for(lambda: len(c.messages) >= 20, 3, "the door events")
+            await asyncio.sleep(0.1)
+            assert len(c.messages) == 20, "none lost, none sent twice"
+        assert not uplink.fell_back and uplink.link_health().mqtt5_retry_in_s is None
+        assert counters["uplink.protocol_restored"] == 1 and proxy.cuts == 0
+        assert _levels(proxy) == [5, 5, 4, 5]
+
+
+async def test_a_broker_without_mqtt5_costs_one_refused_try_a_period_doubling_to_its_cap(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A broker that really lacks MQTT 5 (RabbitMQ 3.10 closes the CONNECT): one MQTT 5
+    CONNECT a period, each followed at once by 3.1.1 (no backoff, no new probe), the
+    period doubled up to `protocol_retry_max_s`."""
+    counters = Counters()
+    async with linked(
+        tmp_path,
+        outbox,
+        counters=counters,
+        quirks=Quirks(refuse_v5="close"),
+        protocol_retry_s=0.2,
+        protocol_retry_max_s=0.4,
+    ) as link:
+        uplink, proxy = link.uplink, link.proxy
+        await wait_until(lambda: uplink.connected and uplink.fell_back, 5, "the fallback")
+        refused = lambda: counters["uplink.protocol_retry_refused"]  # noqa: E731
+        await wait_until(lambda: refused() >= 3 and uplink.connected, 3, "three tries")
+        connects = proxy.connects[3:]
+        tries = [t for t, level in connects if level == 5]
+        assert _levels(proxy)[3:] == [5, 4] * len(tries), _levels(proxy)
+        assert len(tries) == 3 == counters["uplink.protocol_retry_refused"]
+        gaps = [b - a for a, b in itertools.pairwise(tries)]
+        assert all(gap >= 0.4 for gap in gaps), gaps
+        again = [b[0] - a[0] for a, b in itertools.pairwise(connects) if a[1] == 5]
+        assert all(d < 0.2 for d in again), f"3.1.1 at once after a refused try: {again}"
+        assert uplink.fell_back and uplink.protocol == "3.1.1"
+        assert counters["uplink.protocol_fallback"] == 1
+
+
+async def test_commands_queued_over_3_1_1_reach_the_node_back_on_mqtt5_in_the_same_session(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Mosquitto keeps the session of a client id across a change of MQTT version: a
+    command sent while the node, on 3.1.1 by a fallback, was away arrives in the MQTT 5
+    session that follows; the subscription is made again, as 3.1.1 had none of MQTT 5's
+    retain-as-published, and the outbox's messages arrive once."""
+    heard: list[str] = []
+
+    async def on_command(cmd: Any) -> None:
+        cmd.ack()
+        heard.append(cmd.name)
+
+    counters = Counters()
+    async with linked(
+        tmp_path,
+        outbox,
+        counters=counters,
+        quirks=Quirks(refuse_v5="close"),
+        on_command=on_command,
+        protocol_retry_s=0.5,
+    ) as link:
+        uplink, proxy = link.uplink, link.proxy
+        await wait_until(lambda: uplink.connected and uplink.fell_back, 5, "the fallback")
+        proxy.down = True
+        proxy.cut()
+        await send_ping(link.broker.port)  # queued in the node's 3.1.1 session
+        for i in range(10):
+            await outbox.put_nowait(
+                Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=True))
+            )
+        proxy.quirks.refuse_v5 = None
+        await wait_until(lambda: uplink.link_health().mqtt5_retry_in_s == 0, 2, "MQTT 5 due")
+        async with Collector(link.broker.port, topic=TOPICS.of(DOOR)) as c:
+            proxy.down = False
+            await wait_until(lambda: uplink.connected and uplink.protocol == "5", 3, "MQTT 5")
+            assert uplink.session_present is True, "Mosquitto kept the 3.1.1 session"
+            await wait_until(lambda: heard == ["ping"], 2, "the ping queued over 3.1.1")
+            await c.wait_for(lambda: len(c.messages) >= 10, 3, "the door events")
+            await asyncio.sleep(0.1)
+            assert len(c.messages) == 10
+        assert counters["uplink.subscription_kept"] == 0 and uplink.hears_commands
+
+
+async def test_a_node_set_to_3_1_1_never_tries_mqtt5(tmp_path: Path, outbox: Outbox) -> None:
+    """`protocol = "3.1.1"` is the operator's choice, not a fallback: no MQTT 5 CONNECT,
+    whatever the reconnects, and health says no try is due."""
+    async with linked(tmp_path, outbox, protocol="3.1.1", protocol_retry_s=0.1) as link:
+        uplink, proxy = link.uplink, link.proxy
+        await wait_until(lambda: uplink.connected, 5, "online")
+        for n in (1, 2):
+            await asyncio.sleep(0.15)
+            proxy.cut()
+            await wait_until(lambda n=n: uplink.sessions > n and uplink.connected, 3, "again")
+        assert set(_levels(proxy)) == {4}
+        assert uplink.link_health().mqtt5_retry_in_s is None and not uplink.fell_back
+
+
+async def test_a_3_1_1_session_leaves_no_will_delay_to_count_on_back_on_mqtt5(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """With `will_delay_s`, a node back within the delay may skip its birth: its will has
+    not gone yet (`_will_still_held`). A 3.1.1 connection's will has no delay: the last
+    connection before the return to MQTT 5, if lost, had its `offline` published at once,
+    and a birth skipped on that count left `offline` retained for a node online."""
+    async with linked(
+        tmp_path, outbox, quirks=Quirks(refuse_v5="close"), protocol_retry_s=0.3, will_delay_s=30
+    ) as link:
+        uplink = link.uplink
+        await wait_until(lambda: uplink.connected and uplink.fell_back, 5, "the fallback")
+        link.proxy.quirks.refuse_v5 = None
+        await wait_until(lambda: uplink.connected and uplink.protocol == "5", 3, "MQTT 5")
+        assert uplink._online_heard_at is None, "the 3.1.1 connection's will had no delay"
