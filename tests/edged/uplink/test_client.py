@@ -1816,27 +1816,27 @@ async def test_commands_queued_over_3_1_1_reach_the_node_back_on_mqtt5_in_the_sa
         counters=counters,
         quirks=Quirks(refuse_v5="close"),
         on_command=on_command,
-        protocol_retry_s=0.5,
+        protocol_retry_s=0.2,  # due before the reconnect after a cut: 0.3-0.6 s
+        reconnect_min_s=0.6,
+        reconnect_max_s=0.6,
     ) as link:
         uplink, proxy = link.uplink, link.proxy
         await wait_until(lambda: uplink.connected and uplink.fell_back, 5, "the fallback")
-        proxy.down = True
-        proxy.cut()
+        proxy.quirks.refuse_v5 = None
+        proxy.cut()  # the node away; no attempt over MQTT 5 meets the front's close
         await send_ping(link.broker.port)  # queued in the node's 3.1.1 session
         for i in range(10):
             await outbox.put_nowait(
                 Publication.make(TOPICS, DOOR, DoorEvent(door=f"d{i}", open=True))
             )
-        proxy.quirks.refuse_v5 = None
-        await wait_until(lambda: uplink.link_health().mqtt5_retry_in_s == 0, 2, "MQTT 5 due")
         async with Collector(link.broker.port, topic=TOPICS.of(DOOR)) as c:
-            proxy.down = False
             await wait_until(lambda: uplink.connected and uplink.protocol == "5", 3, "MQTT 5")
             assert uplink.session_present is True, "Mosquitto kept the 3.1.1 session"
             await wait_until(lambda: heard == ["ping"], 2, "the ping queued over 3.1.1")
             await c.wait_for(lambda: len(c.messages) >= 10, 3, "the door events")
             await asyncio.sleep(0.1)
             assert len(c.messages) == 10
+        assert _levels(proxy)[3:] == [5], "back on MQTT 5 at the first connection after"
         assert counters["uplink.subscription_kept"] == 0 and uplink.hears_commands
 
 
