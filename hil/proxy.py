@@ -71,7 +71,7 @@ class Connection:
 
 @dataclass
 class Quirks:
-    refuse_v5: Literal["connack", "close"] | None = None
+    refuse_v5: Literal["connack", "close", "mute"] | None = None
     rewrite_dots: bool = False
     session_expiry_s: int | None = None  # put in every MQTT 5 CONNACK
     max_packet_size: int | None = None  # put in every MQTT 5 CONNACK
@@ -441,6 +441,10 @@ class MqttProxy:
             await writer.drain()
             return None
         if level == 5 and self.quirks.refuse_v5 == "close":
+            return None
+        if level == 5 and self.quirks.refuse_v5 == "mute":  # no answer, no close
+            with contextlib.suppress(OSError, ConnectionError):
+                await reader.read()
             return None
         if self.quirks.announce_takeover and level in (4, 5):
             client_id = connect_client_id(packet)

@@ -490,9 +490,11 @@ class Uplink:
                     self._online_heard_at = client.heard_at if online_v5 else None
                 self.connected = False
                 self._client = None
-                if self._retrying_v5:  # no answer either way: tried again at the next attempt
-                    self._retrying_v5 = False
-                    self.protocol = "3.1.1"
+                if self._retrying_v5:  # no answer either way: 3.1.1, which worked, next
+                    # (after the backoff: the link may be down). Left due, every attempt
+                    # tried MQTT 5 again, and a front that holds an MQTT 5 CONNECT without
+                    # a word kept the node offline for good, its panics unsent
+                    self._v5_still_refused("no answer to it", at_once=False)
                 if probe and self._probing_311:
                     if client is None or client.session_present is None:  # no answer, no close
                         self._end_probe()
@@ -709,14 +711,15 @@ class Uplink:
         self.counters.inc("uplink.protocol_restored")
         log.warning("the broker at %s answers MQTT 5 again: using MQTT 5", self.where)
 
-    def _v5_still_refused(self, why: str) -> None:
-        """The try of MQTT 5 was refused as before: 3.1.1 again at once (`run`), MQTT 5
-        tried again after twice the wait, up to `protocol_retry_max_s`."""
+    def _v5_still_refused(self, why: str, *, at_once: bool = True) -> None:
+        """The try of MQTT 5 was refused as before (or not answered): 3.1.1 again, at once
+        (`run`) unless `at_once` is off, MQTT 5 tried again after twice the wait, up to
+        `protocol_retry_max_s`."""
         self._retrying_v5 = False
         self.protocol = "3.1.1"
         self._retry_v5_s = min(self._retry_v5_s * 2, self.config.protocol_retry_max_s)
         self._retry_v5_at = time.monotonic() + self._retry_v5_s
-        self._reconnect_now = True
+        self._reconnect_now = at_once
         self.counters.inc("uplink.protocol_retry_refused")
         log.info(
             "the broker at %s still refuses MQTT 5 (%s): MQTT 3.1.1 again, MQTT 5 again in %.0f s",

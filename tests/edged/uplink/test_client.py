@@ -1869,3 +1869,31 @@ async def test_a_3_1_1_session_leaves_no_will_delay_to_count_on_back_on_mqtt5(
         link.proxy.quirks.refuse_v5 = None
         await wait_until(lambda: uplink.connected and uplink.protocol == "5", 3, "MQTT 5")
         assert uplink._online_heard_at is None, "the 3.1.1 connection's will had no delay"
+
+
+async def test_a_try_of_mqtt5_left_unanswered_goes_back_to_the_3_1_1_that_worked(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """The node ended a working 3.1.1 session for MQTT 5, which got no answer at all (a
+    front that holds an MQTT 5 CONNECT without a word): the next attempt is 3.1.1 again,
+    the wait doubled. Left due, every attempt tried MQTT 5 again and the node stayed
+    offline for good, a panic never sent."""
+    counters = Counters()
+    async with linked(
+        tmp_path,
+        outbox,
+        counters=counters,
+        quirks=Quirks(refuse_v5="close"),
+        protocol_retry_s=0.3,
+        publish_timeout_s=0.5,  # the CONNACK's time-out too (under the keepalive)
+    ) as link:
+        uplink, proxy = link.uplink, link.proxy
+        await wait_until(lambda: uplink.connected and uplink.fell_back, 5, "the fallback")
+        proxy.quirks.refuse_v5 = "mute"
+        await wait_until(lambda: 5 in _levels(proxy)[3:], 3, "the try of MQTT 5")
+        tried = len(proxy.connects)
+        await wait_until(lambda: uplink.connected and len(proxy.connects) > tried, 3, "3.1.1 again")
+        assert _levels(proxy)[tried:] == [4], _levels(proxy)
+        assert uplink.fell_back and uplink.protocol == "3.1.1"
+        assert uplink.link_health().mqtt5_retry_in_s in (0, 1)
+        assert counters["uplink.protocol_retry_refused"] == 1
