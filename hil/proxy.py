@@ -71,7 +71,7 @@ class Connection:
 
 @dataclass
 class Quirks:
-    refuse_v5: Literal["connack", "close", "mute"] | None = None
+    refuse_v5: Literal["connack", "close", "mute", "denied"] | None = None
     rewrite_dots: bool = False
     session_expiry_s: int | None = None  # put in every MQTT 5 CONNACK
     max_packet_size: int | None = None  # put in every MQTT 5 CONNACK
@@ -441,6 +441,10 @@ class MqttProxy:
             await writer.drain()
             return None
         if level == 5 and self.quirks.refuse_v5 == "close":
+            return None
+        if level == 5 and self.quirks.refuse_v5 == "denied":  # an MQTT 5 CONNACK: 0x87
+            writer.write(bytes([CONNACK << 4, 3, 0, 0x87, 0]))
+            await writer.drain()
             return None
         if level == 5 and self.quirks.refuse_v5 == "mute":  # no answer, no close
             with contextlib.suppress(OSError, ConnectionError):

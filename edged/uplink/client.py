@@ -549,10 +549,12 @@ class Uplink:
         rc = getattr(exc, "rc", None)
         code = int(getattr(rc, "value", rc)) if rc is not None else 0x80
         if self._retrying_v5:
-            if code == UNSUPPORTED_PROTOCOL:
-                self._v5_still_refused(str(rc))
-                return
-            self._v5_again()  # refused for another reason, but in MQTT 5: it speaks it
+            # whatever the reason, 3.1.1 at once: it worked a moment ago. Taken for MQTT 5
+            # spoken, a refusal that holds for MQTT 5 only (a listener set apart: 0x87)
+            # ended the fallback, and every attempt after was MQTT 5, refused: offline for
+            # good. A refusal that holds for both is told by the 3.1.1 attempt
+            self._v5_still_refused(f"{rc}, code 0x{code:02X}")
+            return
         if self._probing_311:  # refused, but answered: the broker speaks 3.1.1, not 5
             self._fall_back("no CONNACK to MQTT 5, an answer to 3.1.1")
         if code == UNSUPPORTED_PROTOCOL and self.protocol == "5" and self._fall_back(str(rc)):

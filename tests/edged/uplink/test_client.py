@@ -1897,3 +1897,26 @@ async def test_a_try_of_mqtt5_left_unanswered_goes_back_to_the_3_1_1_that_worked
         assert uplink.fell_back and uplink.protocol == "3.1.1"
         assert uplink.link_health().mqtt5_retry_in_s in (0, 1)
         assert counters["uplink.protocol_retry_refused"] == 1
+
+
+async def test_a_try_of_mqtt5_refused_for_another_reason_goes_back_to_3_1_1(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """A try of MQTT 5 refused with an MQTT 5 reason other than the version (0x87 not
+    authorized: a broker or front whose MQTT 5 listener is set apart) ends no fallback:
+    3.1.1, which the node was using, comes at once. Taken for MQTT 5 spoken, it ended the
+    fallback and every attempt after was MQTT 5, refused: offline for good."""
+    counters = Counters()
+    async with linked(
+        tmp_path, outbox, counters=counters, quirks=Quirks(refuse_v5="close"), protocol_retry_s=0.3
+    ) as link:
+        uplink, proxy = link.uplink, link.proxy
+        await wait_until(lambda: uplink.connected and uplink.fell_back, 5, "the fallback")
+        proxy.quirks.refuse_v5 = "denied"
+        await wait_until(
+            lambda: uplink.connected and len(proxy.connects) > 4, 3, "MQTT 5 tried, then 3.1.1"
+        )
+        assert _levels(proxy)[3:] == [5, 4], _levels(proxy)
+        assert uplink.fell_back and uplink.protocol == "3.1.1"
+        assert counters["uplink.protocol_retry_refused"] == 1
+        assert counters["uplink.protocol_restored"] == 0
