@@ -165,3 +165,35 @@ def test_the_shipped_vehicle_tls_block_uncommented_resumes_tls12_by_session_id(
     assert context.maximum_version == ssl.TLSVersion.TLSv1_2
     offered = [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert offered and all("CHACHA20" in c for c in offered), offered
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "protocol_retry_s = 0",
+        "protocol_retry_s = -600",
+        "protocol_retry_s = nan",
+        "protocol_retry_s = inf",
+        "protocol_retry_s = true",
+        "protocol_retry_s = 86401",
+        "protocol_retry_max_s = 0",
+        "protocol_retry_max_s = 604801",
+        "protocol_retry_s = 700\nprotocol_retry_max_s = 600",
+    ],
+    ids=["zero", "negative", "nan", "inf", "bool", "over-a-day", "max-zero",
+         "max-over-a-week", "max-under-the-first"],
+)  # fmt: skip
+def test_an_mqtt5_retry_wait_that_cannot_work_is_refused(ca: Path, line: str) -> None:
+    """The waits of the MQTT 5 retry after a fallback (`protocol_retry_s`, doubled up to
+    `protocol_retry_max_s`): each refused with the field named, never taken silently."""
+    found = problems(config(ca, broker=line))
+    assert any("protocol_retry" in p for p in found), found
+
+
+def test_the_mqtt5_retry_waits_default_to_ten_minutes_doubling_to_four_hours(ca: Path) -> None:
+    cfg = parse_config(config(ca), source="t.toml").broker
+    assert (cfg.protocol_retry_s, cfg.protocol_retry_max_s) == (600, 14400)
+    cfg = parse_config(
+        config(ca, broker="protocol_retry_s = 60\nprotocol_retry_max_s = 60"), source="t.toml"
+    ).broker
+    assert (cfg.protocol_retry_s, cfg.protocol_retry_max_s) == (60, 60)
