@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from drivers.nfc.libnfc import LibnfcOptions
 from edged.access.cardref import CardRefs
 from edged.access.lists import sign_lists
+from edged.config.access import HELD_TOGETHER_S
 from edged.security.signing import public_key_text, sign
 from edged.topics import levels
 from hil.broker import Mosquitto, free_port
@@ -563,6 +564,11 @@ ignition_off_after_s = 5
                 after=before,
             )
         finally:
+            # a rider lifts the card once the beep came, not in the instant of it: the next
+            # card read within `together_s` of this grant (0.25 s) would be refused as held
+            # together with it, which a loaded machine whose answer came after `hold_s` made
+            # happen (shuttle-day's second rider, `together`, in a CI-equivalent run)
+            await asyncio.sleep(HELD_TOGETHER_S)
             answered.set()
             await presenting
 
